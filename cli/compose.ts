@@ -1,0 +1,144 @@
+/**
+ * The composition root: the one place that picks adapters and wires the
+ * engine, the server and the roles together from a compiled Config.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createKafkaLog } from '../adapters/kafka/index.js';
+import { createMemoryLog } from '../adapters/memory/index.js';
+import { createMysqlStore } from '../adapters/mysql/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import type { Config } from '../engine/config.js';
+import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { createLogger, errorFields } from '../engine/logger.js';
+import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
+import { Relay } from '../engine/relay.js';
+import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
+import { Timers } from '../engine/timers.js';
+import { TransitionService } from '../engine/transitions.js';
+import { Waker } from '../engine/wake.js';
+import { Worker } from '../engine/worker.js';
+import { buildApp } from '../server/app.js';
+
+export interface ComposeOptions {
+  registry?: HandlerRegistry;
+  logger?: Logger;
+  clock?: Clock;
+  random?: Random;
+  ids?: IdGenerator;
+  /** Extra fastify plugins for the api role (the stream, the UI). */
+  plugins?: Parameters<typeof buildApp>[0]['plugins'];
+}
+
+export interface System {
+  config: Config;
+  store: JobStore;
+  log: EventLog;
+  transitions: TransitionService;
+  registry: HandlerRegistry;
+  logger: Logger;
+  app: FastifyInstance | null;
+  relay: Relay | null;
+  worker: Worker | null;
+  timers: Timers | null;
+  /** Starts the roles; resolves with the API's URL when the api role runs. */
+  start(): Promise<{ url: string | null }>;
+  /** Graceful: stop taking work, finish or abandon running handlers, close connections. */
+  stop(): Promise<void>;
+}
+
+async function openStore(config: Config, clock: Clock): Promise<JobStore> {
+  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock });
+  mkdirSync(config.dataDir, { recursive: true });
+  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock });
+}
+
+function openLog(config: Config): EventLog {
+  if (config.kafkaBrokers) {
+    return createKafkaLog({
+      brokers: [...config.kafkaBrokers], topicPrefix: config.topicPrefix, partitions: config.kafkaPartitions,
+      clientId: `ats-${config.worker.workerId}`, connectTimeoutMs: 5000, logLevel: 'error',
+    });
+  }
+  return createMemoryLog();
+}
+
+export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const clock = opts.clock ?? systemClock;
+  const store = await openStore(config, clock);
+  let log: EventLog | null = null;
+  try {
+    await store.migrate();
+    log = openLog(config);
+    await log.ensureTopics();
+  } catch (err) {
+    await log?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  const waker = new Waker();
+  const transitions = new TransitionService({
+    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), onCommit: () => waker.notify(),
+  });
+  const registry = opts.registry ?? registerDemoHandlers(new HandlerRegistry());
+  const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
+  const eventLog = log;
+
+  const app = has('api')
+    ? await buildApp({
+        transitions, store, clock, logger: false,
+        knownTypes: () => registry.types(),
+        checks: { database: () => store.ping(), log: () => eventLog.ping() },
+        limits: config.api, defaults: config.defaults, plugins: opts.plugins,
+      })
+    : null;
+  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker }, config.relay) : null;
+  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry }, config.worker) : null;
+  const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
+
+  return {
+    config, store, log, transitions, registry, logger, app, relay, worker, timers,
+    async start() {
+      if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
+      relay?.start();
+      timers?.start();
+      await worker?.start();
+      if (!app) return { url: null };
+      const address = await app.listen({ port: config.port, host: config.host });
+      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') };
+    },
+    async stop() {
+      const steps: Array<[string, () => Promise<unknown> | undefined]> = [
+        ['api', () => app?.close()],
+        ['worker', () => worker?.stop()],
+        ['relay', () => relay?.stop()],
+        ['timers', () => timers?.stop()],
+        ['log', () => eventLog.close()],
+        ['store', () => store.close()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          logger.error(`stop: ${name} failed`, errorFields(err));
+        }
+      }
+    },
+  };
+}
+
+/**
+ * The in-process log forgets everything when the process ends, so after a
+ * restart no dispatch message of a `published` job survives: issue them again
+ * now instead of waiting for the stale-dispatch timeout. (Jobs that were
+ * running recover when their lease expires; unpublished outbox rows are in
+ * the database and go out with the relay.)
+ */
+async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
+  const stale = await store.findStalePublished(clock.now() + 1, 100_000);
+  if (stale.length === 0) return;
+  await timers.redispatch(stale);
+  logger.info('embedded restart: dispatched published jobs again', { count: stale.length });
+}

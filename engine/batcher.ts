@@ -1,0 +1,51 @@
+/**
+ * Groups calls made close together into one batch call: items added in the
+ * same tick (or while a batch is in flight) go out together. Under load this
+ * turns many one-job transactions into a few many-job ones.
+ */
+export class Batcher<I, R> {
+  private queue: Array<{ item: I; resolve: (r: R) => void; reject: (e: unknown) => void }> = [];
+  private scheduled = false;
+  private inFlight = 0;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<R[]>,
+    private readonly maxBatch = 500,
+  ) {}
+
+  add(item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves once everything added so far has been run. */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight > 0) await new Promise((r) => setImmediate(r));
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.inFlight++;
+      try {
+        const results = await this.run(batch.map((b) => b.item));
+        batch.forEach((b, i) => b.resolve(results[i]!));
+      } catch (err) {
+        for (const b of batch) b.reject(err);
+      } finally {
+        this.inFlight--;
+      }
+    }
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Configuration, compiled once: raw options in (strings from the environment
+ * or flags, or values from code), defaults applied, everything validated, the
+ * result frozen. Only the entry point reads `process.env`; it hands the raw
+ * values here.
+ */
+import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
+import { AtsError } from './errors.js';
+import type { LogLevel } from './logger.js';
+
+export const ROLES = ['api', 'relay', 'worker', 'timers'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Every setting, with the environment variable that sets it (the README's table is generated from this). */
+export const SETTINGS = {
+  roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers.' },
+  port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
+  host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers).' },
+  mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
+  kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
+  topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch, ats.events, ats.dlq).' },
+  kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
+  dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
+  logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
+  concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once.' },
+  leaseMs: { env: 'ATS_LEASE_MS', flag: '--lease-ms', default: '30000', doc: 'How long a claimed attempt holds without a heartbeat.' },
+  heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
+  shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted.' },
+  workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers.' },
+  relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Outbox rows the relay publishes per batch.' },
+  relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '200', doc: 'Fallback poll of the relay (it is woken at once by commits in its own process).' },
+  timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
+  publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job published this long ago and not started is dispatched again.' },
+  bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
+  defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
+  defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
+  defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
+  workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid).' },
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+export type RawConfig = Partial<Record<SettingName, string | number | undefined>>;
+
+export interface Config {
+  roles: readonly Role[];
+  port: number;
+  host: string;
+  mysqlUrl: string | null;
+  kafkaBrokers: readonly string[] | null;
+  topicPrefix: string;
+  kafkaPartitions: number;
+  dataDir: string;
+  logLevel: LogLevel;
+  worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
+  relay: { batchSize: number; pollMs: number; errorBackoffMs: number };
+  timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
+  api: { bodyLimitBytes: number };
+  defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
+}
+
+const fail = (name: SettingName, msg: string): never => {
+  const s = SETTINGS[name];
+  throw new AtsError('ATS_ERR_CONFIG', `${s.env} (${s.flag}): ${msg}`);
+};
+
+function str(raw: RawConfig, name: SettingName): string {
+  const v = raw[name];
+  return v === undefined || v === '' ? SETTINGS[name].default : String(v).trim();
+}
+
+function int(raw: RawConfig, name: SettingName, min: number, max: number): number {
+  const text = str(raw, name);
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) fail(name, `must be an integer from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+function roles(raw: RawConfig): Role[] {
+  const list = str(raw, 'roles').split(',').map((r) => r.trim()).filter(Boolean);
+  const all = list.includes('all') ? [...ROLES] : list;
+  for (const r of all) if (!(ROLES as readonly string[]).includes(r)) fail('roles', `unknown role "${r}" (roles: ${ROLES.join(', ')}, all)`);
+  if (all.length === 0) fail('roles', 'no role given');
+  return [...new Set(all)] as Role[];
+}
+
+function mysqlUrl(raw: RawConfig): string | null {
+  const text = str(raw, 'mysqlUrl');
+  if (!text) return null;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return fail('mysqlUrl', `is not a URL (expected mysql://user:pass@host:3306/db)`);
+  }
+  if (url.protocol !== 'mysql:') fail('mysqlUrl', `must start with mysql://, got ${url.protocol}//`);
+  if (!url.pathname || url.pathname === '/') fail('mysqlUrl', 'must name a database, e.g. mysql://root@127.0.0.1:3306/ats');
+  return text;
+}
+
+function brokers(raw: RawConfig): string[] | null {
+  const text = str(raw, 'kafkaBrokers');
+  if (!text) return null;
+  const list = text.split(',').map((b) => b.trim()).filter(Boolean);
+  for (const b of list) if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(b)) fail('kafkaBrokers', `"${b}" is not host:port`);
+  return list;
+}
+
+function logLevel(raw: RawConfig): LogLevel {
+  const v = str(raw, 'logLevel');
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(v)) fail('logLevel', `unknown level "${v}"`);
+  return v as LogLevel;
+}
+
+/** Compile and validate once; throws AtsError(ATS_ERR_CONFIG) naming the setting. */
+export function compileConfig(raw: RawConfig, host: { hostname: string; pid: number } = { hostname: 'local', pid: 0 }): Config {
+  const leaseMs = int(raw, 'leaseMs', 1000, 3_600_000);
+  const heartbeatMs = int(raw, 'heartbeatMs', 100, 3_600_000);
+  if (heartbeatMs >= leaseMs) fail('heartbeatMs', `must be below the lease (${leaseMs} ms)`);
+  const config: Config = {
+    roles: roles(raw),
+    port: int(raw, 'port', 0, 65535),
+    host: str(raw, 'host'),
+    mysqlUrl: mysqlUrl(raw),
+    kafkaBrokers: brokers(raw),
+    topicPrefix: str(raw, 'topicPrefix'),
+    kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
+    dataDir: str(raw, 'dataDir'),
+    logLevel: logLevel(raw),
+    worker: {
+      concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
+      shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),
+      workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`,
+    },
+    relay: { batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000 },
+    timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
+    api: { bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024) },
+    defaults: {
+      queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
+      timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,
+    },
+  };
+  const split = config.roles.length < ROLES.length;
+  if (split && !config.kafkaBrokers) {
+    fail('roles', `running only ${config.roles.join(',')} needs KAFKA_BROKERS (the in-process log cannot reach other processes)`);
+  }
+  if (split && !config.mysqlUrl) fail('roles', `running only ${config.roles.join(',')} needs MYSQL_URL (the embedded store belongs to one process)`);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Raw config from an environment (the entry point passes process.env). */
+export function rawFromEnv(env: Record<string, string | undefined>): RawConfig {
+  const raw: RawConfig = {};
+  for (const [name, s] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
+    if (env[s.env] !== undefined) raw[name] = env[s.env];
+  }
+  return raw;
+}
+
+/** Raw config from `--flag value` / `--flag=value` arguments; unknown flags are errors. */
+export function rawFromArgs(args: readonly string[]): RawConfig {
+  const raw: RawConfig = {};
+  const byFlag = new Map(Object.entries(SETTINGS).map(([name, s]) => [s.flag as string, name as SettingName]));
+  for (let i = 0; i < args.length; i++) {
+    const [flag, inline] = args[i]!.split(/=(.*)/s, 2) as [string, string | undefined];
+    const name = byFlag.get(flag);
+    if (!name) throw new AtsError('ATS_ERR_CONFIG', `unknown option ${flag} (options: ${[...byFlag.keys()].join(' ')})`);
+    const value = inline ?? args[++i];
+    if (value === undefined) throw new AtsError('ATS_ERR_CONFIG', `option ${flag} needs a value`);
+    raw[name] = value;
+  }
+  return raw;
+}

@@ -1,0 +1,62 @@
+/**
+ * The one registry of error codes. Every error the API answers is
+ * `{code, message}` with a code from here; tests check each key equals its code.
+ */
+
+export interface ErrorDef {
+  readonly code: string;
+  readonly status: number;
+  readonly message: string;
+}
+
+const def = <C extends string>(code: C, status: number, message: string) =>
+  Object.freeze({ code, status, message }) as ErrorDef & { code: C };
+
+export const ERRORS = Object.freeze({
+  ATS_ERR_VALIDATION: def('ATS_ERR_VALIDATION', 400, 'The request is not valid'),
+  ATS_ERR_MALFORMED_JSON: def('ATS_ERR_MALFORMED_JSON', 400, 'The request body is not valid JSON'),
+  ATS_ERR_UNSUPPORTED_MEDIA_TYPE: def('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', 415, 'The request body must be application/json'),
+  ATS_ERR_PAYLOAD_TOO_LARGE: def('ATS_ERR_PAYLOAD_TOO_LARGE', 413, 'The request body is larger than the limit'),
+  ATS_ERR_BAD_CURSOR: def('ATS_ERR_BAD_CURSOR', 400, 'The cursor is not one this server issued'),
+  ATS_ERR_UNKNOWN_JOB_TYPE: def('ATS_ERR_UNKNOWN_JOB_TYPE', 422, 'No handler is registered for this job type'),
+  ATS_ERR_JOB_NOT_FOUND: def('ATS_ERR_JOB_NOT_FOUND', 404, 'No job has this id'),
+  ATS_ERR_ROUTE_NOT_FOUND: def('ATS_ERR_ROUTE_NOT_FOUND', 404, 'No such route'),
+  ATS_ERR_METHOD_NOT_ALLOWED: def('ATS_ERR_METHOD_NOT_ALLOWED', 405, 'Method not allowed'),
+  ATS_ERR_TRANSITION_NOT_ALLOWED: def('ATS_ERR_TRANSITION_NOT_ALLOWED', 409, 'The job machine does not accept this event in the job\'s state'),
+  ATS_ERR_IDEMPOTENCY_CONFLICT: def('ATS_ERR_IDEMPOTENCY_CONFLICT', 409, 'This Idempotency-Key was used with a different request body'),
+  ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
+  ATS_ERR_RATE_LIMITED: def('ATS_ERR_RATE_LIMITED', 429, 'Too many requests'),
+  ATS_ERR_NOT_READY: def('ATS_ERR_NOT_READY', 503, 'A dependency (database or log) is not reachable'),
+  ATS_ERR_CONFIG: def('ATS_ERR_CONFIG', 500, 'The configuration is not valid'),
+  ATS_ERR_STORE_UNAVAILABLE: def('ATS_ERR_STORE_UNAVAILABLE', 503, 'The database is not reachable'),
+  ATS_ERR_INTERNAL: def('ATS_ERR_INTERNAL', 500, 'Internal error'),
+});
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a registry code; the API turns it into `{code, message}`. */
+export class AtsError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details?: unknown;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: unknown }) {
+    super(message ?? ERRORS[code].message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'AtsError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = options?.details;
+  }
+}
+
+export const isAtsError = (e: unknown): e is AtsError => e instanceof AtsError;
+
+/**
+ * Thrown by a handler to fail its job without retries (straight to `dead`),
+ * like BullMQ's UnrecoverableError and Temporal's nonRetryable.
+ */
+export class NonRetryableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NonRetryableError';
+  }
+}

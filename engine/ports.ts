@@ -1,0 +1,278 @@
+/**
+ * The engine's ports: what it needs from the world, in the words of jobs and
+ * events (never SQL, connections or Kafka types). Adapters implement them;
+ * only the composition root (`cli/compose.ts`) picks which.
+ *
+ * Glossary
+ * - job: one unit of work of a `type`, with a JSON `payload`, living in a `queue`.
+ *   Its lifecycle is the job machine (`machines/job.machine.ts`).
+ * - event: one accepted machine transition; `job_events` keeps them per job as
+ *   `seq` 1, 2, 3... (seq 1 is the submit), gap-free. `version` = the last seq.
+ * - attempt: one run of the handler, numbered from 1, the fence for outcomes.
+ * - lease: a worker holds its attempt until `leaseUntil`; heartbeats extend it;
+ *   the timers expire it (LEASE_EXPIRED counts as a failed attempt).
+ * - dispatch: a message on `ats.dispatch` asking a worker to start an attempt.
+ * - outbox row: a message written in the same transaction as the transition
+ *   that caused it; the relay publishes it to the log, then marks it published.
+ */
+import type { PersistedJob } from '../machines/lifecycle.js';
+import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
+import type { BackoffPolicy } from '../machines/backoff.js';
+
+// ---------------------------------------------------------------- time, ids
+
+/** Every "now", sleep and timer goes through the clock, so tests can drive time. */
+export interface Clock {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Resolves after `ms` (or rejects with the signal's reason when aborted). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** The random source, in [0, 1). */
+export interface Random {
+  next(): number;
+}
+
+export interface IdGenerator {
+  /** A new job id (ULID: sortable by creation time). */
+  jobId(): string;
+}
+
+// ---------------------------------------------------------------- records
+
+export type Topic = 'ats.dispatch' | 'ats.events' | 'ats.dlq';
+export const TOPICS = Object.freeze({
+  dispatch: 'ats.dispatch',
+  events: 'ats.events',
+  dlq: 'ats.dlq',
+} as const satisfies Record<string, Topic>);
+
+/** The header carrying the outbox row id: the dedupe key of every message. */
+export const OUTBOX_ID_HEADER = 'ats-outbox-id';
+
+/** A job as stored: the machine's persisted snapshot plus what the API shows. */
+export interface JobRecord {
+  id: string;
+  type: string;
+  queue: string;
+  payload: unknown;
+  priority: number;
+  timeoutMs: number;
+  idempotencyKey: string | null;
+  /** sha256 of the submitted body, to tell a repeated submit from a conflicting one. */
+  requestHash: string | null;
+  /** The last event's seq. */
+  version: number;
+  snapshot: PersistedJob;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** The submit is stored as event seq 1 of type SUBMITTED whose data is the machine input. */
+export type StoredEventType = JobEvent['type'] | 'SUBMITTED';
+
+export interface JobEventRecord {
+  jobId: string;
+  seq: number;
+  type: StoredEventType;
+  from: JobState | null;
+  to: JobState;
+  at: number;
+  /** The machine event (or, for SUBMITTED, the machine input). */
+  data: JobEvent | JobInput;
+}
+
+/** A message to publish, as the outbox keeps it. */
+export interface OutboxMessage {
+  topic: Topic;
+  key: string;
+  payload: unknown;
+  headers: Record<string, string>;
+}
+
+export interface OutboxRow extends OutboxMessage {
+  id: number;
+  createdAt: number;
+  publishedAt: number | null;
+}
+
+/** One transition to commit: the new job row, its event and its outbox rows. */
+export interface TransitionWrite {
+  job: JobRecord;
+  /** The version the job had when read (compare-and-set); null for a new job. */
+  expectedVersion: number | null;
+  event: JobEventRecord;
+  outbox: OutboxMessage[];
+}
+
+export interface JobFilter {
+  state?: JobState;
+  type?: string;
+  queue?: string;
+  limit: number;
+  /** Opaque to callers: the id of the last job of the previous page. */
+  afterId?: string;
+}
+
+export interface Stats {
+  byState: Record<JobState, number>;
+  byType: Record<string, Partial<Record<JobState, number>>>;
+  byQueue: Record<string, Partial<Record<JobState, number>>>;
+}
+
+/** A job the timers must look at. */
+export interface DueJob {
+  id: string;
+  state: JobState;
+  attempt: number;
+}
+
+// ---------------------------------------------------------------- store
+
+export type InsertResult = { ok: true } | { ok: false; reason: 'duplicate-key' };
+
+/**
+ * Decides the writes from the jobs as read. Pure and synchronous: no I/O, no
+ * await. The store may call it more than once (after a lost race).
+ */
+export type Decide<T> = (jobs: ReadonlyMap<string, JobRecord>) => { writes: TransitionWrite[]; result: T };
+
+export interface JobStore {
+  /** Apply pending migrations; safe when several processes start at once. */
+  migrate(): Promise<void>;
+
+  /**
+   * Insert new jobs (version 1) with their SUBMITTED events and outbox rows,
+   * all in one transaction. A job whose (queue, idempotencyKey) exists is not
+   * inserted and reports `duplicate-key`; the others still commit.
+   */
+  insert(writes: TransitionWrite[]): Promise<InsertResult[]>;
+
+  /**
+   * Read the jobs `ids` as of a lock (or a version check), let `decide` compute
+   * the transitions, and commit job rows + events + outbox rows in one
+   * transaction. A job changed by someone else meanwhile means `decide` runs
+   * again on fresh rows; after a few tries the store throws
+   * `ATS_ERR_CONCURRENT_UPDATE`.
+   */
+  update<T>(ids: readonly string[], decide: Decide<T>): Promise<T>;
+
+  getJob(id: string): Promise<JobRecord | null>;
+  findByIdempotencyKey(queue: string, key: string): Promise<JobRecord | null>;
+  /** A job's events in seq order, from `afterSeq + 1`. */
+  getEvents(jobId: string, afterSeq?: number): Promise<JobEventRecord[]>;
+  /** Newest first (by id, which sorts by creation time). */
+  listJobs(filter: JobFilter): Promise<JobRecord[]>;
+  stats(): Promise<Stats>;
+
+  /**
+   * Relay step: take up to `limit` unpublished outbox rows, oldest first, that no
+   * other relay holds; call `publish` with them; when it resolves, mark them
+   * published. If `publish` throws (or the process dies) they stay unpublished
+   * and are taken again: a message may be published twice, never lost.
+   * Returns how many rows were published.
+   */
+  relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
+  /** Unpublished outbox rows (for tests, `verify` and metrics). */
+  countUnpublished(): Promise<number>;
+
+  /** Jobs in pending/retrying whose due time has come (delayed jobs, retries). */
+  findDue(now: number, limit: number): Promise<DueJob[]>;
+  /** Running jobs whose lease ended before `now`. */
+  findExpiredLeases(now: number, limit: number): Promise<DueJob[]>;
+  /** Published jobs not started since `before` (their dispatch may be lost). */
+  findStalePublished(before: number, limit: number): Promise<DueJob[]>;
+
+  /** Reachability, for /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- log
+
+/** A message read from the log. */
+export interface LogRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string;
+  value: string;
+  headers: Record<string, string>;
+}
+
+export interface LogMessage {
+  topic: string;
+  key: string;
+  value: string;
+  headers: Record<string, string>;
+}
+
+export interface ConsumeOptions {
+  topic: string;
+  /** Consumers of one group share the partitions; each group gets every message. */
+  groupId: string;
+  /** Where a group with no committed offset starts. @defaultValue false (latest) */
+  fromBeginning?: boolean;
+  /**
+   * Handle records of one partition, in offset order. Offsets are committed only
+   * after it resolves; if it throws, or the process dies, the records are
+   * delivered again (at-least-once).
+   */
+  handle(records: LogRecord[]): Promise<void>;
+}
+
+export interface Subscription {
+  /** Stop consuming; resolves once no `handle` call is running. */
+  stop(): Promise<void>;
+}
+
+/** The delivery channel (Kafka, or the in-process log). At-least-once. */
+export interface EventLog {
+  /** Create the topics if missing. */
+  ensureTopics(): Promise<void>;
+  /** Resolves once every message is acknowledged durably (acks: all). Per-key order is kept. */
+  publish(messages: LogMessage[]): Promise<void>;
+  consume(options: ConsumeOptions): Promise<Subscription>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------- handlers
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface HandlerContext {
+  jobId: string;
+  type: string;
+  queue: string;
+  attempt: number;
+  /** Stable across attempts and redrives of one job: key idempotent effects by it. */
+  idempotencyKey: string;
+  /** Aborted on timeout, cancel and shutdown; `signal.reason` says which. */
+  signal: AbortSignal;
+  /** Extends the lease; rejects if the attempt is no longer this worker's. */
+  heartbeat(): Promise<void>;
+  log: Logger;
+}
+
+/** A job handler: resolves with the result, or throws (NonRetryableError: no retries). */
+export type Handler<P = any, R = unknown> = (payload: P, ctx: HandlerContext) => Promise<R>;
+
+/** What a submit asks for, after validation and defaults. */
+export interface JobSpec {
+  type: string;
+  payload: unknown;
+  queue: string;
+  runAt?: number;
+  maxAttempts: number;
+  backoff: BackoffPolicy;
+  timeoutMs: number;
+  priority: number;
+  idempotencyKey?: string;
+}

@@ -1,0 +1,103 @@
+/**
+ * The outbox relay: publishes committed outbox rows to the log in id order,
+ * marks them published, and records PUBLISHED on jobs whose dispatch went out.
+ *
+ * Order of the two writes matters: the row is marked only after the log acked
+ * it. A crash between the two leaves the row unpublished and it goes out again:
+ * a duplicate, which consumers drop by the outbox id header and the attempt
+ * fence. The reverse order could lose a message, so it is never done.
+ */
+import { errorFields } from './logger.js';
+import type { DispatchMessage } from './messages.js';
+import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
+import type { TransitionService } from './transitions.js';
+import type { Waker } from './wake.js';
+
+export interface RelayOptions {
+  /** Rows taken per batch. @defaultValue 500 */
+  batchSize: number;
+  /** Fallback poll for commits made by other processes. @defaultValue 200 */
+  pollMs: number;
+  /** Pause after an error. @defaultValue 1000 */
+  errorBackoffMs: number;
+}
+
+export interface RelayDeps {
+  store: JobStore;
+  log: EventLog;
+  transitions: TransitionService;
+  clock: Clock;
+  logger: Logger;
+  waker: Waker;
+  /** Test-only fault injection: runs after the log acked, before the rows are marked. */
+  afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
+}
+
+export function toLogMessage(row: OutboxRow): LogMessage {
+  return {
+    topic: row.topic,
+    key: row.key,
+    value: JSON.stringify(row.payload),
+    headers: { ...row.headers, [OUTBOX_ID_HEADER]: String(row.id) },
+  };
+}
+
+export class Relay {
+  private stopping = new AbortController();
+  private loop: Promise<void> | null = null;
+  /** Rows published since start (duplicates after a crash count again). */
+  published = 0;
+
+  constructor(private readonly deps: RelayDeps, private readonly opts: RelayOptions) {}
+
+  /** Publish one batch; returns how many rows went out. */
+  async runOnce(): Promise<number> {
+    const { store, log, afterPublish } = this.deps;
+    let dispatched: DispatchMessage[] = [];
+    const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
+      await log.publish(rows.map(toLogMessage));
+      await afterPublish?.(rows);
+      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => r.payload as DispatchMessage);
+    });
+    this.published += n;
+    if (dispatched.length > 0) await this.recordPublished(dispatched);
+    return n;
+  }
+
+  /**
+   * PUBLISHED is bookkeeping: a worker may already have started the attempt
+   * (the machine then rejects PUBLISHED, which is fine), and if this write is
+   * lost the job still runs from `pending`.
+   */
+  private async recordPublished(messages: readonly DispatchMessage[]): Promise<void> {
+    await this.deps.transitions.applyMany(
+      messages.map((m) => ({ jobId: m.jobId, event: { type: 'PUBLISHED' as const, attempt: m.attempt } })),
+    );
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = new AbortController();
+    this.loop = this.run(this.stopping.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    this.loop = null;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    const { clock, waker, logger } = this.deps;
+    while (!signal.aborted) {
+      try {
+        const n = await this.runOnce();
+        if (n < this.opts.batchSize) await waker.wait(clock, this.opts.pollMs, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        logger.error('relay: batch failed, will retry', errorFields(err));
+        await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
+      }
+    }
+  }
+}

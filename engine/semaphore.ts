@@ -1,0 +1,35 @@
+/** Counts free handler slots; `acquire` waits for one (or rejects when aborted). */
+export class Semaphore {
+  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+
+  constructor(private free: number) {}
+
+  get available(): number {
+    return this.free;
+  }
+
+  acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.waiters.push(waiter);
+      signal?.addEventListener('abort', () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          reject(signal.reason);
+        }
+      }, { once: true });
+    });
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next.resolve();
+    else this.free++;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Timers: the repair loop. Starts delayed jobs when due, moves retries back to
+ * pending when their backoff elapsed, expires leases of dead workers, and
+ * re-dispatches jobs left in `published` too long (a lost message).
+ *
+ * Safe with many instances: each step is a machine event applied under the
+ * store's compare-and-set; when two instances race, one wins and the other's
+ * event is rejected by the machine (the job moved on), which writes nothing.
+ */
+import { errorFields } from './logger.js';
+import type { Clock, DueJob, JobStore, Logger } from './ports.js';
+import type { EventInput, TransitionService } from './transitions.js';
+
+export interface TimersOptions {
+  /** How often to look. @defaultValue 250 */
+  pollMs: number;
+  /** Jobs handled per query. @defaultValue 500 */
+  batchSize: number;
+  /** A job published this long ago and not started is dispatched again. @defaultValue 300000 */
+  publishedTimeoutMs: number;
+}
+
+export interface TimersDeps {
+  store: JobStore;
+  transitions: TransitionService;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface TimersCounters {
+  dispatched: number;
+  retried: number;
+  expired: number;
+  redispatched: number;
+}
+
+export class Timers {
+  private stopping = new AbortController();
+  private loop: Promise<void> | null = null;
+  readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
+
+  constructor(private readonly deps: TimersDeps, private readonly opts: TimersOptions) {}
+
+  /** One pass over the three queries; returns how many events were accepted. */
+  async runOnce(): Promise<number> {
+    const { store, clock } = this.deps;
+    const now = clock.now();
+    const n = this.opts.batchSize;
+    const due = await store.findDue(now, n);
+    const expired = await store.findExpiredLeases(now, n);
+    const stale = await store.findStalePublished(now - this.opts.publishedTimeoutMs, n);
+    const [a, b, c] = await Promise.all([
+      this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' })),
+      this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt })),
+      this.redispatch(stale).then((all) => ({ all })),
+    ]);
+    this.counters.dispatched += a.pending;
+    this.counters.retried += a.retrying;
+    this.counters.expired += b.all;
+    return a.all + b.all + c.all;
+  }
+
+  /** Issue a new dispatch for these published jobs (their message may be lost). */
+  async redispatch(jobs: readonly DueJob[]): Promise<number> {
+    const c = await this.applyAll(jobs, () => ({ type: 'DISPATCH' }));
+    this.counters.redispatched += c.all;
+    return c.all;
+  }
+
+  private async applyAll(jobs: readonly DueJob[], eventOf: (j: DueJob) => EventInput) {
+    const counts = { all: 0, pending: 0, retrying: 0 };
+    if (jobs.length === 0) return counts;
+    const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j) })));
+    results.forEach((r, i) => {
+      if (!r.ok) return;
+      counts.all++;
+      const s = jobs[i]!.state;
+      if (s === 'pending' || s === 'retrying') counts[s]++;
+    });
+    return counts;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.stopping = new AbortController();
+    this.loop = this.run(this.stopping.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    this.loop = null;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    const { clock, logger } = this.deps;
+    while (!signal.aborted) {
+      try {
+        const n = await this.runOnce();
+        if (n >= this.opts.batchSize) continue;
+      } catch (err) {
+        if (signal.aborted) break;
+        logger.error('timers: pass failed, will retry', errorFields(err));
+      }
+      await clock.sleep(this.opts.pollMs, signal).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The transition service: the only writer of jobs. Each submit and each
+ * applied event is one store transaction holding the job row (compare-and-set
+ * on its version), one `job_events` row and the outbox rows the transition
+ * asks for. An event the machine rejects writes nothing.
+ */
+import { createHash } from 'node:crypto';
+import { start, step } from '../machines/lifecycle.js';
+import type { JobEvent } from '../machines/job.machine.js';
+import { AtsError } from './errors.js';
+import { outboxFor } from './messages.js';
+import type {
+  Clock, IdGenerator, JobEventRecord, JobRecord, JobSpec, JobStore, Random, TransitionWrite,
+} from './ports.js';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** An event as callers give it: the service stamps `at` (and `rand` where a retry delay is drawn). */
+export type EventInput = DistributiveOmit<JobEvent, 'at' | 'rand'>;
+
+export type SubmitResult =
+  | { ok: true; job: JobRecord; created: boolean }
+  | { ok: false; reason: 'idempotency-conflict'; job: JobRecord };
+
+export type ApplyResult =
+  | { ok: true; job: JobRecord; event: JobEventRecord }
+  | { ok: false; reason: 'not-found' }
+  | { ok: false; reason: 'not-allowed'; job: JobRecord };
+
+export interface TransitionDeps {
+  store: JobStore;
+  clock: Clock;
+  random: Random;
+  ids: IdGenerator;
+  /** Called after each commit that wrote outbox rows (wakes the relay in process). */
+  onCommit?: () => void;
+}
+
+/** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
+export function requestHash(spec: JobSpec): string {
+  const { type, payload, queue, runAt, maxAttempts, backoff, timeoutMs, priority } = spec;
+  return createHash('sha256')
+    .update(canonicalJson({ type, payload, queue, runAt: runAt ?? null, maxAttempts, backoff, timeoutMs, priority }))
+    .digest('hex');
+}
+
+/** JSON with object keys sorted, so equal values hash equally. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+export class TransitionService {
+  constructor(private readonly deps: TransitionDeps) {}
+
+  async submit(spec: JobSpec): Promise<SubmitResult> {
+    return (await this.submitMany([spec]))[0]!;
+  }
+
+  /** Submit many jobs in one transaction. */
+  async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
+    const { store, clock, ids } = this.deps;
+    const at = clock.now();
+    const writes = specs.map((spec) => newJobWrite(spec, ids.jobId(), at));
+    const inserted = await store.insert(writes);
+    this.deps.onCommit?.();
+    return Promise.all(
+      inserted.map(async (r, i): Promise<SubmitResult> => {
+        const w = writes[i]!;
+        if (r.ok) return { ok: true, job: w.job, created: true };
+        const existing = await store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!);
+        if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
+        return existing.requestHash === w.job.requestHash
+          ? { ok: true, job: existing, created: false }
+          : { ok: false, reason: 'idempotency-conflict', job: existing };
+      }),
+    );
+  }
+
+  async apply(jobId: string, event: EventInput): Promise<ApplyResult> {
+    return (await this.applyMany([{ jobId, event }]))[0]!;
+  }
+
+  /**
+   * Apply events to jobs in one transaction. Items for the same job are applied
+   * in order. Each item is accepted or rejected on its own.
+   */
+  async applyMany(items: readonly { jobId: string; event: EventInput }[]): Promise<ApplyResult[]> {
+    if (items.length === 0) return [];
+    const at = this.deps.clock.now();
+    // Drawn once, outside `decide` (which may run again after a lost race).
+    const events = items.map((it) => stamp(it.event, at, this.deps.random));
+    const ids = [...new Set(items.map((it) => it.jobId))];
+    const results = await this.deps.store.update(ids, (jobs) => decideMany(jobs, items, events));
+    if (results.some((r) => r.ok)) this.deps.onCommit?.();
+    return results;
+  }
+}
+
+function stamp(input: EventInput, at: number, random: Random): JobEvent {
+  const needsRand = input.type === 'FAILED' || input.type === 'LEASE_EXPIRED';
+  return (needsRand ? { ...input, at, rand: random.next() } : { ...input, at }) as JobEvent;
+}
+
+function decideMany(
+  jobs: ReadonlyMap<string, JobRecord>,
+  items: readonly { jobId: string }[],
+  events: readonly JobEvent[],
+): { writes: TransitionWrite[]; result: ApplyResult[] } {
+  const current = new Map(jobs);
+  const writes: TransitionWrite[] = [];
+  const result = items.map((item, i): ApplyResult => {
+    const job = current.get(item.jobId);
+    if (!job) return { ok: false, reason: 'not-found' };
+    const write = transitionWrite(job, events[i]!);
+    if (!write) return { ok: false, reason: 'not-allowed', job };
+    current.set(job.id, write.job);
+    writes.push(write);
+    return { ok: true, job: write.job, event: write.event };
+  });
+  return { writes, result };
+}
+
+/** The write for one event on one job, or null when the machine rejects it. */
+export function transitionWrite(job: JobRecord, event: JobEvent): TransitionWrite | null {
+  const r = step(job.snapshot, event);
+  if (!r.ok) return null;
+  const version = job.version + 1;
+  const next: JobRecord = { ...job, snapshot: r.next, version, updatedAt: event.at };
+  const record: JobEventRecord = {
+    jobId: job.id, seq: version, type: event.type, from: job.snapshot.value, to: r.next.value, at: event.at, data: event,
+  };
+  return { job: next, expectedVersion: job.version, event: record, outbox: outboxFor(next, record, r.effects) };
+}
+
+function newJobWrite(spec: JobSpec, id: string, at: number): TransitionWrite {
+  const input = { at, runAt: spec.runAt, maxAttempts: spec.maxAttempts, backoff: spec.backoff };
+  if (input.runAt === undefined) delete input.runAt;
+  const { next, effects } = start(input);
+  const job: JobRecord = {
+    id, type: spec.type, queue: spec.queue, payload: spec.payload, priority: spec.priority,
+    timeoutMs: spec.timeoutMs, idempotencyKey: spec.idempotencyKey ?? null,
+    requestHash: spec.idempotencyKey ? requestHash(spec) : null,
+    version: 1, snapshot: next, createdAt: at, updatedAt: at,
+  };
+  const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at, data: input };
+  return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
+}

@@ -1,0 +1,46 @@
+/**
+ * `verify`: the jobs row is a projection of the event log. Replays a job's
+ * events through the machine and compares with the stored snapshot.
+ */
+import { replay } from '../machines/lifecycle.js';
+import type { JobEvent, JobInput } from '../machines/job.machine.js';
+import type { JobStore } from './ports.js';
+import { canonicalJson } from './transitions.js';
+
+export interface VerifyReport {
+  jobId: string;
+  ok: boolean;
+  problems: string[];
+}
+
+export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyReport> {
+  const problems: string[] = [];
+  const job = await store.getJob(jobId);
+  if (!job) return { jobId, ok: false, problems: ['job not found'] };
+  const events = await store.getEvents(jobId);
+  events.forEach((e, i) => {
+    if (e.seq !== i + 1) problems.push(`gap: event #${i + 1} has seq ${e.seq}`);
+  });
+  if (events.length !== job.version) problems.push(`version ${job.version} but ${events.length} events`);
+  const [first, ...rest] = events;
+  if (!first || first.type !== 'SUBMITTED') {
+    problems.push('first event is not SUBMITTED');
+    return { jobId, ok: false, problems };
+  }
+  try {
+    const replayed = replay(first.data as JobInput, rest.map((e) => e.data as JobEvent));
+    if (canonicalJson(replayed) !== canonicalJson(job.snapshot)) {
+      problems.push(`replay gives ${replayed.value} ${canonicalJson(replayed.context)}, stored ${job.snapshot.value} ${canonicalJson(job.snapshot.context)}`);
+    }
+    let prev: string | null = null;
+    for (const e of events) {
+      if (e.from !== prev) problems.push(`seq ${e.seq}: from ${e.from} but previous state ${prev}`);
+      prev = e.to;
+    }
+  } catch (err) {
+    problems.push(`replay failed: ${(err as Error).message}`);
+  }
+  const c = job.snapshot.context;
+  if (c.attempt - c.attemptBase > c.maxAttempts) problems.push(`attempt ${c.attempt - c.attemptBase} > maxAttempts ${c.maxAttempts}`);
+  return { jobId, ok: problems.length === 0, problems };
+}

@@ -1,0 +1,151 @@
+/**
+ * Pure helpers around the job machine: the only way the engine steps a job.
+ * Uses XState's pure `initialTransition()` / `transition()`; nothing here does
+ * I/O, reads a clock or draws a random number.
+ */
+import { initialTransition, transition, type SnapshotFrom } from 'xstate';
+import {
+  jobMachine, JOB_STATES, TERMINAL_STATES, USER_EVENT_TYPES,
+  type JobContext, type JobEvent, type JobEventType, type JobInput, type JobState,
+} from './job.machine.js';
+
+export type JobSnapshot = SnapshotFrom<typeof jobMachine>;
+
+/** The serialisable form stored in the jobs row. */
+export interface PersistedJob {
+  value: JobState;
+  context: JobContext;
+}
+
+/** Side effects a transition asks for; the engine turns them into outbox rows. */
+export interface Effects {
+  /** Issue a dispatch message for attempt `context.attempt + 1`. */
+  dispatch: boolean;
+  /** The job just became `dead`: publish it to the dead-letter topic. */
+  deadLetter: boolean;
+}
+
+export type StepResult =
+  | { ok: true; next: PersistedJob; effects: Effects }
+  | { ok: false; state: JobState };
+
+export function stateOf(s: JobSnapshot): JobState {
+  return s.value as JobState;
+}
+
+export function persist(s: JobSnapshot): PersistedJob {
+  return { value: stateOf(s), context: s.context };
+}
+
+export function restore(p: PersistedJob): JobSnapshot {
+  return jobMachine.resolveState({ value: p.value, context: p.context });
+}
+
+function effectsOf(prev: PersistedJob | null, next: PersistedJob): Effects {
+  return {
+    dispatch: next.context.dispatches > (prev?.context.dispatches ?? 0),
+    deadLetter: next.value === 'dead' && prev?.value !== 'dead',
+  };
+}
+
+/** The first state of a new job. */
+export function start(input: JobInput): { next: PersistedJob; effects: Effects } {
+  const [snapshot] = initialTransition(jobMachine, input);
+  const next = persist(snapshot);
+  return { next, effects: effectsOf(null, next) };
+}
+
+/**
+ * Step a job by one event. An event the machine does not accept in this state
+ * (or whose guard fails, e.g. a stale attempt) is rejected: `ok: false`.
+ */
+export function step(current: PersistedJob, event: JobEvent): StepResult {
+  const snapshot = restore(current);
+  if (!snapshot.can(event)) return { ok: false, state: current.value };
+  const [nextSnapshot] = transition(jobMachine, snapshot, event);
+  const next = persist(nextSnapshot);
+  return { ok: true, next, effects: effectsOf(current, next) };
+}
+
+/** Replay a job's whole history; throws on an event the machine rejects. */
+export function replay(input: JobInput, events: readonly JobEvent[]): PersistedJob {
+  let job = start(input).next;
+  for (const [i, e] of events.entries()) {
+    const r = step(job, e);
+    if (!r.ok) throw new Error(`event #${i + 1} (${e.type}) is not accepted in state ${r.state}`);
+    job = r.next;
+  }
+  return job;
+}
+
+export const isTerminal = (s: JobState): boolean => TERMINAL_STATES.includes(s);
+
+/** User events (CANCEL, REDRIVE) the machine accepts now, for the API's `allowed`. */
+export function allowedActions(job: PersistedJob, at: number): JobEventType[] {
+  const snapshot = restore(job);
+  return USER_EVENT_TYPES.filter((type) => snapshot.can({ type, at } as JobEvent));
+}
+
+/** Columns the store keeps beside the snapshot, for its claims and queries. */
+export interface Projection {
+  state: JobState;
+  attempt: number;
+  /** When timers must look at the job (a due delayed job, a due retry), else null. */
+  dueAt: number | null;
+  leaseUntil: number | null;
+}
+
+export function project(job: PersistedJob): Projection {
+  const c = job.context;
+  const waiting =
+    job.value === 'retrying' || (job.value === 'pending' && c.dispatchedFor !== c.attempt + 1);
+  return {
+    state: job.value,
+    attempt: c.attempt,
+    dueAt: waiting ? c.runAt : null,
+    leaseUntil: job.value === 'running' ? c.leaseUntil : null,
+  };
+}
+
+/** One edge of the machine, for `GET /v1/machine` and the visualizer. */
+export interface MachineEdge {
+  from: JobState;
+  to: JobState;
+  event: JobEventType;
+  guard?: string;
+}
+
+export interface MachineGraph {
+  id: string;
+  initial: JobState;
+  states: { id: JobState; terminal: boolean; description?: string }[];
+  edges: MachineEdge[];
+}
+
+/** The machine's states and transitions, read from its definition. */
+export function machineGraph(): MachineGraph {
+  const states = JOB_STATES.map((id) => {
+    const node = jobMachine.states[id]!;
+    return { id, terminal: TERMINAL_STATES.includes(id), description: node.description };
+  });
+  const edges: MachineEdge[] = [];
+  for (const from of JOB_STATES) {
+    const node = jobMachine.states[from]!;
+    for (const [event, transitions] of node.transitions) {
+      for (const t of transitions) {
+        const to = (t.target?.[0]?.key as JobState | undefined) ?? from;
+        const guard = t.guard ? describeGuard(t.guard) : undefined;
+        edges.push({ from, to, event: event as JobEventType, ...(guard ? { guard } : {}) });
+      }
+    }
+  }
+  return { id: jobMachine.id, initial: jobMachine.config.initial as JobState, states, edges };
+}
+
+function describeGuard(guard: unknown): string {
+  if (typeof guard === 'string') return guard;
+  // xstate's and([...]) is a function carrying its parts in `guards`.
+  const g = guard as { type?: string; guards?: unknown[] };
+  if (Array.isArray(g.guards)) return g.guards.map(describeGuard).join(' && ');
+  return g.type ?? 'guard';
+}

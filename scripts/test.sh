@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `npm test`: starts what the tests need (a Kafka broker when none is reachable,
+# Chromium for the browser test when missing), then runs every *.test.ts with
+# node's test runner. Extra arguments are passed to it (e.g. a file list).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+started_kafka=0
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  if ! bash scripts/kafka/kafka.sh status >/dev/null 2>&1; then
+    echo "test: starting a Kafka broker (scripts/kafka/kafka.sh start)"
+    bash scripts/kafka/kafka.sh start
+    started_kafka=1
+  fi
+  export KAFKA_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
+fi
+cleanup() {
+  if [ "$started_kafka" = 1 ] && [ "${ATS_KEEP_KAFKA:-0}" != 1 ]; then bash scripts/kafka/kafka.sh stop >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+bash scripts/ensure-chromium.sh
+
+export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306}
+if [ "$#" -gt 0 ]; then
+  files=("$@")
+else
+  mapfile -t files < <(find . -name '*.test.ts' -not -path './node_modules/*' -not -path './.cache/*' | sort)
+fi
+echo "test: ${#files[@]} test files"
+node --import tsx --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${files[@]}"
