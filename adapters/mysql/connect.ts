@@ -1,0 +1,56 @@
+/**
+ * Opening the mysql2 pool, failing fast (with the URL, never its password)
+ * when the server cannot be reached.
+ */
+import { createPool, type Pool } from 'mysql2/promise';
+import { AtsError } from '../../engine/errors.js';
+import { PING } from './statements.js';
+
+export interface PoolOptions {
+  url: string;
+  poolSize: number;
+  connectTimeoutMs: number;
+}
+
+/** The URL with its password masked, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable MySQL URL>';
+  }
+}
+
+/** A pool whose first connection worked; rejects within about `connectTimeoutMs` otherwise. */
+export async function openPool(o: PoolOptions): Promise<Pool> {
+  const pool = createPool({
+    uri: o.url,
+    connectionLimit: o.poolSize,
+    connectTimeout: o.connectTimeoutMs,
+    charset: 'UTF8MB4_GENERAL_CI',
+    // Epoch-ms BIGINTs and ids fit in a double: numbers, not strings.
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    enableKeepAlive: true,
+  });
+  try {
+    await withTimeout(pool.query(PING), o.connectTimeoutMs);
+    return pool;
+  } catch (err) {
+    // Not awaited: ending a pool whose connect hangs would hang too.
+    pool.end().catch(() => {});
+    const why = err instanceof Error ? err.message : String(err);
+    throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `MySQL is not reachable at ${redactUrl(o.url)}: ${why}`, { cause: err });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no connection within ${ms} ms`)), ms);
+  });
+  p.catch(() => {}); // the loser of the race must not become an unhandled rejection
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}

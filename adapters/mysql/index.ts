@@ -1,0 +1,42 @@
+/**
+ * The MySQL / MariaDB JobStore.
+ *
+ * ```ts
+ * const store = await createMysqlStore({ url: 'mysql://root@127.0.0.1:3306/ats' });
+ * await store.migrate();
+ * ```
+ */
+import { SYSTEM_CLOCK, type StoreClock, type StoreFaults } from '../sql/options.js';
+import { openPool } from './connect.js';
+import { mysqlStore, type MysqlStore } from './mysql-store.js';
+
+export type { MysqlStore } from './mysql-store.js';
+export type { StoreClock, StoreFaults } from '../sql/options.js';
+export { redactUrl } from './connect.js';
+
+export interface MysqlStoreOptions {
+  /** `mysql://user:password@host:port/database`; query parameters become mysql2 options. */
+  url: string;
+  /** Connections in the pool. @defaultValue 10 */
+  poolSize?: number;
+  /** How long to wait for the first connection before failing. @defaultValue 5000 */
+  connectTimeoutMs?: number;
+  /** Stamps `outbox.published_at` and `schema_migrations.applied_at`. @defaultValue the system clock */
+  clock?: StoreClock;
+  /** Test-only: throw inside write transactions (see `StoreFaults`). */
+  faults?: StoreFaults;
+}
+
+/**
+ * Connect a pool and check it works: rejects with ATS_ERR_STORE_UNAVAILABLE,
+ * naming the URL without its password, when the server is not reachable
+ * within `connectTimeoutMs`. Does not migrate: call `migrate()`.
+ */
+export async function createMysqlStore(opts: MysqlStoreOptions): Promise<MysqlStore> {
+  const pool = await openPool({
+    url: opts.url,
+    poolSize: opts.poolSize ?? 10,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
+  });
+  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults);
+}

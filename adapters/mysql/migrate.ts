@@ -1,0 +1,45 @@
+/**
+ * Apply `adapters/mysql/migrations/*.sql` under a named lock, so processes
+ * starting together apply each migration once: the first takes the lock and
+ * migrates, the others wait, then find nothing pending.
+ */
+import { fileURLToPath } from 'node:url';
+import type { Pool, RowDataPacket } from 'mysql2/promise';
+import { AtsError } from '../../engine/errors.js';
+import { loadMigrations, pending } from '../sql/migrations.js';
+import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
+import type { StoreClock } from '../sql/options.js';
+import { GET_MIGRATION_LOCK, RELEASE_MIGRATION_LOCK } from './statements.js';
+
+export const MYSQL_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+/** How long a process waits for another one's migration. */
+const LOCK_TIMEOUT_S = 30;
+
+/**
+ * MySQL DDL commits implicitly: a migration that dies halfway is not rolled
+ * back. Hence `IF NOT EXISTS` in the files, so a rerun completes it.
+ */
+export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MIGRATIONS_DIR): Promise<void> {
+  const migrations = loadMigrations(dir);
+  // GET_LOCK belongs to the session: every statement must run on this one connection.
+  const conn = await pool.getConnection();
+  try {
+    const [[lock]] = await conn.query<RowDataPacket[]>(GET_MIGRATION_LOCK, [LOCK_TIMEOUT_S]);
+    if (Number(lock?.locked) !== 1) {
+      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `could not take the migration lock within ${LOCK_TIMEOUT_S} s`);
+    }
+    try {
+      await conn.query(CREATE_SCHEMA_MIGRATIONS);
+      const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
+      for (const m of pending(migrations, applied.map((r) => Number(r.version)))) {
+        for (const statement of m.statements) await conn.query(statement);
+        await conn.query(INSERT_MIGRATION, [m.version, m.name, clock.now()]);
+      }
+    } finally {
+      await conn.query(RELEASE_MIGRATION_LOCK);
+    }
+  } finally {
+    conn.release();
+  }
+}

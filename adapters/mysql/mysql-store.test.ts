@@ -1,0 +1,108 @@
+/** What only the MySQL store has: fail-fast connect, the migration lock, row locks under contention. */
+import assert from 'node:assert/strict';
+import { describe, it, test } from 'node:test';
+import type { RowDataPacket } from 'mysql2/promise';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
+import { transitionWrite } from '../../engine/transitions.js';
+import { loadMigrations } from '../sql/migrations.js';
+import { createMysqlStore, redactUrl, type MysqlStore, type MysqlStoreOptions } from './index.js';
+import { MYSQL_MIGRATIONS_DIR } from './migrate.js';
+
+describe('createMysqlStore fails fast', () => {
+  it('rejects with the URL, without its password, when nothing listens', async () => {
+    const url = 'mysql://ats:s3cret-pw@127.0.0.1:1/ats';
+    const err = await createMysqlStore({ url, connectTimeoutMs: 2000 }).then(
+      () => assert.fail('connected to port 1'),
+      (e: Error & { code?: string }) => e,
+    );
+    assert.equal(err.code, 'ATS_ERR_STORE_UNAVAILABLE');
+    assert.match(err.message, /127\.0\.0\.1:1/);
+    assert.doesNotMatch(err.message, /s3cret-pw/);
+  });
+
+  it('gives up within connectTimeoutMs on an address that never answers', async () => {
+    const started = Date.now();
+    // 10.255.255.1 is not routed: the SYN goes unanswered (or is refused at once).
+    await assert.rejects(createMysqlStore({ url: 'mysql://root@10.255.255.1:3306/x', connectTimeoutMs: 300 }), /10\.255\.255\.1/);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  });
+
+  it('redactUrl masks only the password', () => {
+    assert.equal(redactUrl('mysql://u:p%40ss@h:3306/db?x=1'), 'mysql://u:***@h:3306/db?x=1');
+    assert.equal(redactUrl('mysql://u@h/db'), 'mysql://u@h/db');
+  });
+});
+
+const mysqlUp = await requireMysql();
+
+/** A case on a fresh database with `n` unmigrated stores on it, all closed and the database dropped after. */
+function withStores(title: string, n: number, fn: (stores: MysqlStore[]) => Promise<void>, opts: Omit<MysqlStoreOptions, 'url'> = {}) {
+  if (!mysqlUp) return test(title, (t) => t.skip('MariaDB not reachable'));
+  return it(title, async () => {
+    const db = await createTestDatabase();
+    const stores: MysqlStore[] = [];
+    try {
+      for (let i = 0; i < n; i++) stores.push(await createMysqlStore({ poolSize: 8, ...opts, url: db.url }));
+      await fn(stores);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+      await db.drop();
+    }
+  });
+}
+
+describe('MySQL store', () => {
+  withStores('two stores migrating one fresh database at once both succeed, and each migration runs once', 2, async ([a, b]) => {
+    await Promise.all([a!.migrate(), b!.migrate()]);
+    const [rows] = await a!.pool.query<RowDataPacket[]>('SELECT version, name FROM schema_migrations ORDER BY version');
+    const files = loadMigrations(MYSQL_MIGRATIONS_DIR);
+    assert.ok(files.length >= 1);
+    assert.deepEqual(rows.map((r) => [r.version, r.name]), files.map((m) => [m.version, m.name]));
+    await b!.migrate();
+    const [again] = await a!.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM schema_migrations');
+    assert.equal(Number(again[0]!.n), files.length);
+  });
+
+  withStores('stamps published_at with the given clock', 1, async ([store]) => {
+    await store!.migrate();
+    await store!.insert([newJobWrite()]);
+    assert.equal(await store!.relayOutbox(10, async () => {}), 2);
+    const [rows] = await store!.pool.query<RowDataPacket[]>('SELECT DISTINCT published_at AS t FROM outbox');
+    assert.deepEqual(rows.map((r) => r.t), [1234]);
+  }, { clock: { now: () => 1234 } });
+
+  withStores('the same idempotency key inserted from two stores at once: exactly one wins', 2, async ([a, b]) => {
+    await a!.migrate();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? a! : b!).insert([newJobWrite({ key: 'same' }), newJobWrite()])),
+    );
+    assert.equal(results.filter((r) => r[0]!.ok).length, 1);
+    assert.ok(results.every((r) => r[1]!.ok));
+    assert.equal((await a!.listJobs({ limit: 100 })).length, 11);
+  });
+
+  withStores('updates over overlapping jobs, in opposite orders, from two stores, all commit gap-free', 2, async ([a, b]) => {
+    await a!.migrate();
+    const writes = [newJobWrite(), newJobWrite(), newJobWrite()];
+    await a!.insert(writes);
+    const ids = writes.map((w) => w.job.id);
+    const cancelThenRedrive = (order: string[], store: MysqlStore, at: number) =>
+      store.update(order, (jobs) => ({
+        writes: order.map((id) => {
+          const job = jobs.get(id)!;
+          const event = job.snapshot.value === 'cancelled' ? { type: 'REDRIVE' as const, at } : { type: 'CANCEL' as const, at };
+          return transitionWrite(job, event)!;
+        }),
+        result: null,
+      }));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => cancelThenRedrive(i % 2 ? ids : [...ids].reverse(), i % 3 ? a! : b!, 1_700_000_000_000 + i)),
+    );
+    for (const id of ids) {
+      const job = (await a!.getJob(id))!;
+      assert.equal(job.version, 21);
+      assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), Array.from({ length: 21 }, (_, i) => i + 1));
+    }
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * The JobStore on MySQL 8.0 / MariaDB 10.11 (mysql2 pool). Reads and the
+ * insert/update programs are shared with the SQLite store (adapters/sql);
+ * here live the transactions, the row locks and the retries.
+ */
+import type { Pool } from 'mysql2/promise';
+import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import { MYSQL_DIALECT as D } from '../sql/dialect.js';
+import type { StoreClock, StoreFaults } from '../sql/options.js';
+import { runAsync } from '../sql/program.js';
+import { createSqlReads } from '../sql/reads.js';
+import { rowToOutbox, type Row } from '../sql/rows.js';
+import { claimOutbox, markPublished } from '../sql/statements.js';
+import { insertProgram, updateProgram } from '../sql/writes.js';
+import { migrateMysql } from './migrate.js';
+import { PING } from './statements.js';
+import { exec, inTransaction, withRetry } from './tx.js';
+
+export type MysqlStore = JobStore & { pool: Pool };
+
+export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
+  const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sql, [...params]))[0] as Row[];
+  const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
+
+  return {
+    pool,
+    ...createSqlReads(query),
+    migrate: () => migrateMysql(pool, clock),
+
+    insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
+      writes.length === 0
+        ? Promise.resolve([])
+        : withRetry(() => inTransaction(pool, (conn) => runAsync(insertProgram(D, writes), (s) => exec(conn, s)), beforeCommit)),
+
+    /**
+     * Locks the rows (SELECT ... ORDER BY id FOR UPDATE), so the
+     * compare-and-set only fails when `decide` wrote a job it did not lock;
+     * deadlocks and lock wait timeouts are retried like version conflicts.
+     */
+    update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
+      withRetry(() => inTransaction(pool, (conn) => runAsync(updateProgram(D, ids, decide), (s) => exec(conn, s)), beforeCommit)),
+
+    /**
+     * The claim's transaction stays open while `publish` runs: its row locks
+     * are what keeps other relays off these rows. If the process dies, the
+     * rollback frees them and they are published again (duplicates are
+     * deduped downstream by the outbox id header).
+     */
+    relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
+      inTransaction(pool, async (conn) => {
+        const rows = (await exec(conn, { sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
+        if (rows.length === 0) return 0;
+        await publish(rows);
+        await exec(conn, markPublished(clock.now(), rows.map((r) => r.id)));
+        return rows.length;
+      }),
+
+    ping: async () => {
+      await pool.query(PING);
+    },
+    close: () => pool.end(),
+  };
+}

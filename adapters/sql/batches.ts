@@ -1,0 +1,39 @@
+/**
+ * Splitting multi-row INSERTs so one statement stays under the drivers'
+ * limits: SQLite's 32766 bound parameters and MySQL's `max_allowed_packet`
+ * (16 MiB by default on MariaDB 10.11 / 64 MiB on MySQL 8).
+ */
+
+/** At most this many rows per multi-row INSERT (18 columns x 500 < 32766). */
+export const MAX_ROWS_PER_STATEMENT = 500;
+/** Roughly at most this many bytes of parameters per statement. */
+export const MAX_BYTES_PER_STATEMENT = 4 * 1024 * 1024;
+
+const sizeOf = (row: readonly unknown[]): number =>
+  row.reduce<number>((n, v) => n + (typeof v === 'string' ? v.length * 2 : 8), 0);
+
+/** Consecutive chunks of rows, each within both limits (a single oversized row gets its own chunk). */
+export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STATEMENT, maxBytes = MAX_BYTES_PER_STATEMENT): unknown[][][] {
+  const chunks: unknown[][][] = [];
+  let current: unknown[][] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const size = sizeOf(row);
+    if (current.length > 0 && (current.length >= maxRows || bytes + size > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(row);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** Consecutive slices of at most `size` items. */
+export function slices<T>(items: readonly T[], size = MAX_ROWS_PER_STATEMENT): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

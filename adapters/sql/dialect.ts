@@ -1,0 +1,34 @@
+/**
+ * What differs between the two SQL dialects the stores speak. Everything else
+ * (statements, row mapping, the insert/update programs) is shared.
+ */
+export interface Dialect {
+  readonly name: 'mysql' | 'sqlite';
+  /**
+   * Appended to the INSERT of jobs that carry an idempotency key: a row whose
+   * (queue, idempotency_key) is taken is skipped instead of failing the batch.
+   * Why not `INSERT IGNORE`: it also downgrades other errors (truncation, bad
+   * values) to warnings, which would silently store a cut payload.
+   */
+  readonly skipDuplicate: string;
+  /** Appended to a SELECT whose rows must stay locked until commit ('' where the transaction holds the whole database). */
+  readonly forUpdate: string;
+  /** Appended to a claim: lock the rows, skipping those another transaction holds. */
+  readonly forUpdateSkipLocked: string;
+}
+
+export const MYSQL_DIALECT: Dialect = Object.freeze({
+  name: 'mysql',
+  // `id = id` changes nothing; MySQL 8 and MariaDB both accept it (no `VALUES()`, no `AS alias`).
+  skipDuplicate: 'ON DUPLICATE KEY UPDATE id = id',
+  forUpdate: 'FOR UPDATE',
+  forUpdateSkipLocked: 'FOR UPDATE SKIP LOCKED',
+});
+
+export const SQLITE_DIALECT: Dialect = Object.freeze({
+  name: 'sqlite',
+  // Unlike `INSERT OR IGNORE`, this only skips uniqueness conflicts, not NOT NULL/CHECK failures.
+  skipDuplicate: 'ON CONFLICT DO NOTHING',
+  forUpdate: '',
+  forUpdateSkipLocked: '',
+});

@@ -1,0 +1,55 @@
+/**
+ * Numbered, append-only migration files (`0001_init.sql`, `0002_...`), read
+ * from a dialect's `migrations/` folder. Never edit a file that has shipped:
+ * add the next number.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** The whole file. */
+  sql: string;
+  /** The file split into statements (MySQL's driver runs one at a time). */
+  statements: string[];
+}
+
+const FILE = /^(\d{4})_([\w-]+)\.sql$/;
+
+/** The migrations in `dir`, by version. Throws on two files with one number. */
+export function loadMigrations(dir: string): Migration[] {
+  const migrations = readdirSync(dir)
+    .map((file) => ({ file, m: FILE.exec(file) }))
+    .filter((x): x is { file: string; m: RegExpExecArray } => x.m !== null)
+    .map(({ file, m }) => {
+      const sql = readFileSync(join(dir, file), 'utf8');
+      return { version: Number(m[1]), name: m[2]!, sql, statements: splitStatements(sql) };
+    })
+    .sort((a, b) => a.version - b.version);
+  migrations.forEach((m, i) => {
+    if (i > 0 && migrations[i - 1]!.version === m.version) throw new Error(`two migrations numbered ${m.version} in ${dir}`);
+  });
+  return migrations;
+}
+
+/**
+ * Split on `;` at the end of a line, after dropping `--` comment lines.
+ * Enough for our DDL files; a `;` at the end of a line inside a string
+ * literal would break it (do not write one).
+ */
+export function splitStatements(sql: string): string[] {
+  return sql
+    .split('\n')
+    .filter((line) => !line.trim().startsWith('--'))
+    .join('\n')
+    .split(/;\s*$/m)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** Migrations not yet in `applied`. */
+export const pending = (all: readonly Migration[], applied: Iterable<number>): Migration[] => {
+  const done = new Set(applied);
+  return all.filter((m) => !done.has(m.version));
+};

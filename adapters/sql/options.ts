@@ -1,0 +1,20 @@
+/**
+ * Options both store factories take beside their connection settings.
+ */
+
+/**
+ * Test-only fault injection: lets a test throw inside the write transaction,
+ * after every statement ran and before COMMIT, to prove nothing of a
+ * transition survives a failure. Never set it in production wiring.
+ */
+export interface StoreFaults {
+  /** Called inside `insert`/`update` transactions just before COMMIT; a throw rolls back. */
+  beforeCommit?(): void;
+}
+
+/** The time the store stamps on rows it changes itself (`outbox.published_at`). */
+export interface StoreClock {
+  now(): number;
+}
+
+export const SYSTEM_CLOCK: StoreClock = Object.freeze({ now: () => Date.now() });

@@ -1,0 +1,109 @@
+/**
+ * The one mapping between engine records and SQL rows, for both dialects.
+ * JSON is stored as text everywhere (MySQL returns JSON columns as objects,
+ * MariaDB as strings: text avoids the difference).
+ */
+import { project } from '../../machines/lifecycle.js';
+import type { JobState } from '../../machines/job.machine.js';
+import type {
+  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, Topic,
+} from '../../engine/ports.js';
+
+/** A row as a driver returns it: column name to value. */
+export type Row = Record<string, unknown>;
+
+/** Columns of `jobs`, in the order `jobValues` gives them. */
+export const JOB_COLUMNS = [
+  'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
+  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'result', 'last_error', 'created_at', 'updated_at',
+] as const;
+
+/** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
+export const JOB_SELECT =
+  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at';
+
+export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
+export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
+
+export const OUTBOX_COLUMNS = ['topic', 'msg_key', 'payload', 'headers', 'created_at'] as const;
+export const OUTBOX_SELECT = 'id, topic, msg_key, payload, headers, created_at, published_at';
+
+/** JSON text of a value; `undefined` is stored as `null` (it has no JSON form). */
+export const toJson = (v: unknown): string => JSON.stringify(v ?? null);
+
+/** JSON text, or SQL NULL for a null/undefined value. */
+const toJsonOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+
+/** BIGINT columns may come back as strings (mysql2 beyond 2^53, or COUNT on some servers). */
+export const toNum = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const toNumOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
+
+/** The projection columns of a job: state, attempt, due_at, lease_until, result, last_error. */
+export function projectionValues(job: JobRecord): unknown[] {
+  const p = project(job.snapshot);
+  const c = job.snapshot.context;
+  return [p.state, job.version, p.attempt, p.dueAt, p.leaseUntil, toJsonOrNull(c.result), toJsonOrNull(c.lastError)];
+}
+
+/** All `jobs` columns of a new job, in `JOB_COLUMNS` order. */
+export function jobValues(job: JobRecord): unknown[] {
+  const [state, version, attempt, dueAt, leaseUntil, result, lastError] = projectionValues(job);
+  return [
+    job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
+    job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), result, lastError,
+    job.createdAt, job.updatedAt,
+  ];
+}
+
+export function rowToJob(r: Row): JobRecord {
+  return {
+    id: String(r.id),
+    type: String(r.type),
+    queue: String(r.queue),
+    payload: JSON.parse(String(r.payload)),
+    priority: toNum(r.priority),
+    timeoutMs: toNum(r.timeout_ms),
+    idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    requestHash: (r.request_hash as string | null) ?? null,
+    version: toNum(r.version),
+    snapshot: JSON.parse(String(r.snapshot)),
+    createdAt: toNum(r.created_at),
+    updatedAt: toNum(r.updated_at),
+  };
+}
+
+export function eventValues(e: JobEventRecord): unknown[] {
+  return [e.jobId, e.seq, e.type, e.from, e.to, e.at, toJson(e.data)];
+}
+
+export function rowToEvent(r: Row): JobEventRecord {
+  return {
+    jobId: String(r.job_id),
+    seq: toNum(r.seq),
+    type: r.type as StoredEventType,
+    from: (r.from_state as JobState | null) ?? null,
+    to: r.to_state as JobState,
+    at: toNum(r.at),
+    data: JSON.parse(String(r.data)),
+  };
+}
+
+export function outboxValues(m: OutboxMessage, createdAt: number): unknown[] {
+  return [m.topic, m.key, toJson(m.payload), JSON.stringify(m.headers ?? {}), createdAt];
+}
+
+export function rowToOutbox(r: Row): OutboxRow {
+  return {
+    id: toNum(r.id),
+    topic: r.topic as Topic,
+    key: String(r.msg_key),
+    payload: JSON.parse(String(r.payload)),
+    headers: JSON.parse(String(r.headers)),
+    createdAt: toNum(r.created_at),
+    publishedAt: toNumOrNull(r.published_at),
+  };
+}
+
+export function rowToDue(r: Row): DueJob {
+  return { id: String(r.id), state: r.state as JobState, attempt: toNum(r.attempt) };
+}

@@ -1,0 +1,215 @@
+/**
+ * The SQL both stores run, one named constant (or builder, where a list of `?`
+ * varies with the batch) per statement. Every statement here is valid on
+ * MySQL 8.0, MariaDB 10.11 and SQLite 3.4x; the few dialect words come from
+ * `Dialect`.
+ */
+import type { JobFilter } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
+import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT, OUTBOX_COLUMNS, OUTBOX_SELECT } from './rows.js';
+
+/** A statement and its parameters. */
+export interface Sql {
+  sql: string;
+  params: unknown[];
+}
+
+/** `?, ?, ?` */
+export const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+
+/** `(?, ?), (?, ?)`: `rows` tuples of `width` marks. */
+const tuples = (rows: number, width: number): string => Array.from({ length: rows }, () => `(${marks(width)})`).join(', ');
+
+// ---------------------------------------------------------------- jobs
+
+/**
+ * Insert new jobs, one tuple per job; with `skipDuplicate`, a job whose
+ * (queue, idempotency_key) is taken is skipped (the caller checks which).
+ * Params: per job, the `JOB_COLUMNS` values (`jobValues`).
+ */
+export function insertJobs(d: Dialect, rows: readonly unknown[][], skipDuplicate: boolean): Sql {
+  const sql = `INSERT INTO jobs (${JOB_COLUMNS.join(', ')}) VALUES ${tuples(rows.length, JOB_COLUMNS.length)}`;
+  return { sql: skipDuplicate ? `${sql} ${d.skipDuplicate}` : sql, params: rows.flat() };
+}
+
+/**
+ * Which of these job ids exist (after an insert that may have skipped some).
+ * Params: the ids.
+ */
+export function selectJobIds(ids: readonly string[]): Sql {
+  return { sql: `SELECT id FROM jobs WHERE id IN (${marks(ids.length)})`, params: [...ids] };
+}
+
+/**
+ * Read jobs for a transition, locked until commit. Locks are taken in id
+ * order so two transactions over overlapping sets cannot deadlock each other.
+ * Params: the ids, sorted.
+ */
+export function selectJobsForUpdate(d: Dialect, sortedIds: readonly string[]): Sql {
+  return {
+    sql: `SELECT ${JOB_SELECT} FROM jobs WHERE id IN (${marks(sortedIds.length)}) ORDER BY id ${d.forUpdate}`,
+    params: [...sortedIds],
+  };
+}
+
+/**
+ * Compare-and-set a job to its next version; matches no row when the job is
+ * not at `expected_version` any more (someone else moved it).
+ * Type, queue, payload, priority, timeout, key and created_at never change.
+ * Params: state, version, attempt, due_at, lease_until, result, last_error, snapshot, updated_at, id, expected_version
+ */
+export const UPDATE_JOB_CAS = `UPDATE jobs
+  SET state = ?, version = ?, attempt = ?, due_at = ?, lease_until = ?, result = ?, last_error = ?, snapshot = ?, updated_at = ?
+  WHERE id = ? AND version = ?`;
+
+/**
+ * One job by id.
+ * Params: id
+ */
+export const SELECT_JOB = `SELECT ${JOB_SELECT} FROM jobs WHERE id = ?`;
+
+/**
+ * The job holding an idempotency key in a queue.
+ * Params: queue, idempotency_key
+ */
+export const SELECT_JOB_BY_KEY = `SELECT ${JOB_SELECT} FROM jobs WHERE queue = ? AND idempotency_key = ?`;
+
+/**
+ * A page of jobs, newest first (ids are ULIDs: they sort by creation time),
+ * optionally filtered by state, type and queue, after the previous page's last id.
+ * Params: [state], [type], [queue], [after_id], limit
+ */
+export function listJobs(f: JobFilter): Sql {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: string, v: unknown) => {
+    where.push(clause);
+    params.push(v);
+  };
+  if (f.state !== undefined) add('state = ?', f.state);
+  if (f.type !== undefined) add('type = ?', f.type);
+  if (f.queue !== undefined) add('queue = ?', f.queue);
+  if (f.afterId !== undefined) add('id < ?', f.afterId);
+  const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  return { sql: `SELECT ${JOB_SELECT} FROM jobs ${filter} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/**
+ * Job counts per state. Params: none.
+ */
+export const COUNT_BY_STATE = 'SELECT state, COUNT(*) AS n FROM jobs GROUP BY state';
+
+/**
+ * Job counts per type and state. Params: none.
+ */
+export const COUNT_BY_TYPE_STATE = 'SELECT type AS k, state, COUNT(*) AS n FROM jobs GROUP BY type, state';
+
+/**
+ * Job counts per queue and state. Params: none.
+ */
+export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FROM jobs GROUP BY queue, state';
+
+/**
+ * Delayed jobs and retries whose due time has come, the most overdue first
+ * (index `state, due_at`; `due_at` is NULL unless the timers must act).
+ * Params: now, limit
+ */
+export const FIND_DUE = `SELECT id, state, attempt FROM jobs
+  WHERE state IN ('pending', 'retrying') AND due_at <= ? ORDER BY due_at LIMIT ?`;
+
+/**
+ * Running jobs whose lease ended, the oldest lease first (index `state, lease_until`).
+ * Params: now, limit
+ */
+export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
+  WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until LIMIT ?`;
+
+/**
+ * Published jobs no worker started since `before`, the oldest first (index `state, updated_at`).
+ * Params: before, limit
+ */
+export const FIND_STALE_PUBLISHED = `SELECT id, state, attempt FROM jobs
+  WHERE state = 'published' AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
+
+// ---------------------------------------------------------------- events
+
+/**
+ * Append job events (`seq` unique per job: a second writer of the same seq fails).
+ * Params: per event, the `EVENT_COLUMNS` values (`eventValues`).
+ */
+export function insertEvents(rows: readonly unknown[][]): Sql {
+  return {
+    sql: `INSERT INTO job_events (${EVENT_COLUMNS.join(', ')}) VALUES ${tuples(rows.length, EVENT_COLUMNS.length)}`,
+    params: rows.flat(),
+  };
+}
+
+/**
+ * A job's events in seq order, from `after_seq + 1`.
+ * Params: job_id, after_seq
+ */
+export const SELECT_EVENTS = `SELECT ${EVENT_SELECT} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq`;
+
+// ---------------------------------------------------------------- outbox
+
+/**
+ * Add outbox rows (unpublished).
+ * Params: per row, the `OUTBOX_COLUMNS` values (`outboxValues`).
+ */
+export function insertOutbox(rows: readonly unknown[][]): Sql {
+  return {
+    sql: `INSERT INTO outbox (${OUTBOX_COLUMNS.join(', ')}) VALUES ${tuples(rows.length, OUTBOX_COLUMNS.length)}`,
+    params: rows.flat(),
+  };
+}
+
+/**
+ * Claim up to `limit` unpublished outbox rows, oldest first (index
+ * `published_at, id`). On MySQL the rows stay locked until the relay commits
+ * and a second relay skips them instead of waiting (Graphile Worker's and
+ * River's claim): the price is that rows may be published out of id order
+ * across relays.
+ * Params: limit
+ */
+export function claimOutbox(d: Dialect): string {
+  return `SELECT ${OUTBOX_SELECT} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
+}
+
+/**
+ * Mark outbox rows published.
+ * Params: published_at, then the ids.
+ */
+export function markPublished(publishedAt: number, ids: readonly number[]): Sql {
+  return {
+    sql: `UPDATE outbox SET published_at = ? WHERE id IN (${marks(ids.length)}) AND published_at IS NULL`,
+    params: [publishedAt, ...ids],
+  };
+}
+
+/**
+ * How many outbox rows wait for the relay. Params: none.
+ */
+export const COUNT_UNPUBLISHED = 'SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL';
+
+// ---------------------------------------------------------------- migrations
+
+/**
+ * The migrations ledger: one row per applied migration file. Params: none.
+ * BIGINT is 64-bit on both (SQLite stores any INTEGER in up to 8 bytes).
+ */
+export const CREATE_SCHEMA_MIGRATIONS = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER NOT NULL PRIMARY KEY,
+  name VARCHAR(255) NOT NULL,
+  applied_at BIGINT NOT NULL
+)`;
+
+/**
+ * Applied migration versions. Params: none.
+ */
+export const SELECT_APPLIED_MIGRATIONS = 'SELECT version FROM schema_migrations ORDER BY version';
+
+/**
+ * Record one applied migration.
+ * Params: version, name, applied_at
+ */
+export const INSERT_MIGRATION = 'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)';

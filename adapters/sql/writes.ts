@@ -1,0 +1,106 @@
+/**
+ * `insert` and `update` of the JobStore port as SQL programs (see program.ts),
+ * shared by the MySQL and the SQLite store. The caller runs each one inside
+ * a transaction and commits only if it returns.
+ */
+import type { Decide, InsertResult, JobRecord, TransitionWrite } from '../../engine/ports.js';
+import { chunkRows, slices } from './batches.js';
+import type { Dialect } from './dialect.js';
+import type { Program } from './program.js';
+import { eventValues, jobValues, outboxValues, projectionValues, rowToJob } from './rows.js';
+import {
+  UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, selectJobIds, selectJobsForUpdate,
+} from './statements.js';
+
+/**
+ * A job was not at the version a write expected: the transaction must roll
+ * back and the store read again (or give up with ATS_ERR_CONCURRENT_UPDATE).
+ */
+export class VersionConflict extends Error {
+  constructor(readonly jobId: string, detail: string) {
+    super(`job ${jobId}: ${detail}`);
+    this.name = 'VersionConflict';
+  }
+}
+
+const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
+const OK: InsertResult = Object.freeze({ ok: true });
+
+const keyOf = (job: JobRecord): string | null =>
+  job.idempotencyKey === null ? null : JSON.stringify([job.queue, job.idempotencyKey]);
+
+/**
+ * Insert new jobs with their events and outbox rows. Jobs without a key are
+ * inserted plainly (an id collision must fail loudly); jobs with one skip a
+ * taken key, then one SELECT tells which got in. Within the batch the first
+ * write of a key wins. Only inserted jobs get their events and outbox rows.
+ */
+export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): Program<InsertResult[]> {
+  const results: InsertResult[] = writes.map(() => OK);
+  const seen = new Set<string>();
+  const plain: TransitionWrite[] = [];
+  const keyed: TransitionWrite[] = [];
+  writes.forEach((w, i) => {
+    const key = keyOf(w.job);
+    if (key === null) return void plain.push(w);
+    if (seen.has(key)) return void (results[i] = DUPLICATE);
+    seen.add(key);
+    keyed.push(w);
+  });
+  for (const rows of chunkRows(plain.map((w) => jobValues(w.job)))) yield insertJobs(d, rows, false);
+  for (const rows of chunkRows(keyed.map((w) => jobValues(w.job)))) yield insertJobs(d, rows, true);
+  const present = new Set<string>();
+  for (const ids of slices(keyed.map((w) => w.job.id))) {
+    for (const r of (yield selectJobIds(ids)).rows) present.add(String(r.id));
+  }
+  writes.forEach((w, i) => {
+    if (keyOf(w.job) !== null && !present.has(w.job.id)) results[i] = DUPLICATE;
+  });
+  yield* appendLog(writes.filter((_, i) => results[i]!.ok));
+  return results;
+}
+
+/**
+ * Read the jobs locked (in id order), let `decide` compute the writes, then
+ * compare-and-set each job once (a chain of writes on one job collapses into
+ * its last) and append events and outbox rows. Throws `VersionConflict` when
+ * a job moved underneath, so the caller rolls back and retries.
+ */
+export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: Decide<T>): Program<T> {
+  const jobs = new Map<string, JobRecord>();
+  const sorted = [...new Set(ids)].sort();
+  for (const part of slices(sorted)) {
+    for (const r of (yield selectJobsForUpdate(d, part)).rows) jobs.set(String(r.id), rowToJob(r));
+  }
+  const { writes, result } = decide(jobs);
+  for (const [id, { job, expectedVersion }] of collapseChains(writes)) {
+    const { changes } = yield { sql: UPDATE_JOB_CAS, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion] };
+    if (changes !== 1) throw new VersionConflict(id, `not at version ${expectedVersion} any more`);
+  }
+  yield* appendLog(writes);
+  return result;
+}
+
+/**
+ * Per job, the final row and the version the first write expected. Checks
+ * the chain: each later write must expect the version the previous one wrote.
+ */
+export function collapseChains(writes: readonly TransitionWrite[]): Map<string, { job: JobRecord; expectedVersion: number }> {
+  const out = new Map<string, { job: JobRecord; expectedVersion: number }>();
+  for (const w of writes) {
+    const prev = out.get(w.job.id);
+    if (w.expectedVersion === null) throw new VersionConflict(w.job.id, 'update() got a new job (expectedVersion null); use insert()');
+    if (prev && prev.job.version !== w.expectedVersion) {
+      throw new VersionConflict(w.job.id, `write expects version ${w.expectedVersion} after a write of version ${prev.job.version}`);
+    }
+    out.set(w.job.id, { job: w.job, expectedVersion: prev?.expectedVersion ?? w.expectedVersion });
+  }
+  return out;
+}
+
+/** The events and outbox rows of committed-together writes, as multi-row INSERTs. */
+function* appendLog(writes: readonly TransitionWrite[]): Program<void> {
+  for (const rows of chunkRows(writes.map((w) => eventValues(w.event)))) yield insertEvents(rows);
+  const outbox = writes.flatMap((w) => w.outbox.map((m) => outboxValues(m, w.event.at)));
+  for (const rows of chunkRows(outbox)) yield insertOutbox(rows);
+}

@@ -1,0 +1,42 @@
+/**
+ * The embedded JobStore: SQLite through better-sqlite3, so `npm start` needs
+ * no server and keeps its data across restarts.
+ *
+ * ```ts
+ * const store = createSqliteStore({ file: 'data/ats.sqlite' });
+ * await store.migrate();
+ * ```
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { SYSTEM_CLOCK, type StoreClock, type StoreFaults } from '../sql/options.js';
+import { sqliteStore, type SqliteStore } from './sqlite-store.js';
+
+export type { SqliteStore } from './sqlite-store.js';
+export type { StoreClock, StoreFaults } from '../sql/options.js';
+
+export interface SqliteStoreOptions {
+  /** Database file (its folder is created), or ':memory:'. */
+  file: string;
+  /** How long a write waits for another process's lock before SQLITE_BUSY. @defaultValue 5000 */
+  busyTimeoutMs?: number;
+  /** Stamps `outbox.published_at` and `schema_migrations.applied_at`. @defaultValue the system clock */
+  clock?: StoreClock;
+  /** Test-only: throw inside write transactions (see `StoreFaults`). */
+  faults?: StoreFaults;
+}
+
+/** Open (or create) the database in WAL mode. Does not migrate: call `migrate()`. */
+export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
+  const memory = opts.file === ':memory:' || opts.file === '';
+  if (!memory) mkdirSync(dirname(resolve(opts.file)), { recursive: true });
+  const db = new Database(opts.file);
+  // busy_timeout first: switching to WAL takes a lock another process may hold.
+  db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
+  // WAL: readers do not block the writer. synchronous stays FULL (the default):
+  // an accepted job must survive a power cut, not only a process crash.
+  if (!memory) db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults);
+}

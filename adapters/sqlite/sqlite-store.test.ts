@@ -1,0 +1,69 @@
+/** What only the SQLite store has: its file setup and migrating from two processes at once. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { loadMigrations } from '../sql/migrations.js';
+import { createSqliteStore } from './index.js';
+import { SQLITE_MIGRATIONS_DIR } from './migrate.js';
+
+const INDEX = new URL('./index.ts', import.meta.url).href;
+
+/** A child process that opens `file` and migrates it; resolves with its exit code and stderr. */
+function migrateInChild(file: string): Promise<{ code: number | null; stderr: string }> {
+  const script = `const { createSqliteStore } = await import(${JSON.stringify(INDEX)});
+    const store = createSqliteStore({ file: ${JSON.stringify(file)} });
+    await store.migrate();
+    await store.close();`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+describe('SQLite store', () => {
+  it('two processes migrating one fresh file at once both succeed, and each migration runs once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
+    try {
+      const file = join(dir, 'a', 'b', 'ats.sqlite');
+      const results = await Promise.all([migrateInChild(file), migrateInChild(file), migrateInChild(file)]);
+      for (const r of results) assert.equal(r.code, 0, r.stderr);
+      const store = createSqliteStore({ file });
+      try {
+        const rows = store.db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all() as { version: number; name: string }[];
+        assert.deepEqual(rows.map((r) => [r.version, r.name]), loadMigrations(SQLITE_MIGRATIONS_DIR).map((m) => [m.version, m.name]));
+        assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
+        assert.equal(Number(store.db.pragma('busy_timeout', { simple: true })), 5000);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stamps published_at with the given clock', async () => {
+    const store = createSqliteStore({ file: ':memory:', clock: { now: () => 1234 } });
+    await store.migrate();
+    await store.insert([newJobWrite()]);
+    assert.equal(await store.relayOutbox(10, async () => {}), 2);
+    assert.deepEqual(store.db.prepare('SELECT DISTINCT published_at AS t FROM outbox').all(), [{ t: 1234 }]);
+    await store.close();
+  });
+
+  it('works in memory', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    await store.migrate();
+    await store.ping();
+    assert.equal((await store.stats()).byState.pending, 0);
+    await store.close();
+    await assert.rejects(store.ping());
+  });
+});

@@ -1,0 +1,100 @@
+/**
+ * The JobStore on SQLite (better-sqlite3: one synchronous connection). Reads
+ * and the insert/update programs are shared with the MySQL store
+ * (adapters/sql). Writes run as `BEGIN IMMEDIATE` transactions, entirely
+ * synchronous: `decide` is synchronous too, so read-decide-write is atomic
+ * with no row locks at all. The price: a write that finds another process
+ * holding the file's write lock blocks this thread (up to busy_timeout).
+ */
+import type { Database, Statement } from 'better-sqlite3';
+import { AtsError } from '../../engine/errors.js';
+import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import { SQLITE_DIALECT as D } from '../sql/dialect.js';
+import type { StoreClock, StoreFaults } from '../sql/options.js';
+import { runSync, type Outcome, type Program } from '../sql/program.js';
+import { createSqlReads } from '../sql/reads.js';
+import { rowToOutbox, type Row } from '../sql/rows.js';
+import { claimOutbox, markPublished, type Sql } from '../sql/statements.js';
+import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
+import { migrateSqlite } from './migrate.js';
+import { Mutex } from './mutex.js';
+
+export type SqliteStore = JobStore & { db: Database };
+
+/** Tries of a transaction whose compare-and-set keeps failing (another process wrote the file). */
+const MAX_TRIES = 8;
+/** Prepared statements kept; IN lists of varying length make distinct statements. */
+const CACHE_SIZE = 256;
+
+export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults): SqliteStore {
+  const exec = executor(db);
+  const relayLock = new Mutex();
+  const inTx = db.transaction(<T>(program: Program<T>): T => {
+    const result = runSync(program, exec);
+    faults?.beforeCommit?.();
+    return result;
+  });
+  const write = <T>(program: () => Program<T>): T => retrying(() => inTx.immediate(program()) as T);
+
+  return {
+    db,
+    ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows),
+    migrate: async () => migrateSqlite(db, clock),
+    insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
+      writes.length === 0 ? [] : write(() => insertProgram(D, writes)),
+    update: async <T>(ids: readonly string[], decide: Decide<T>): Promise<T> => write(() => updateProgram(D, ids, decide)),
+
+    /**
+     * One connection cannot hold a transaction across an await (every other
+     * caller would write inside it). So: claim without a lock, publish, then
+     * mark in one statement; the mutex keeps this process's relays off each
+     * other's rows. Two processes on one file may publish a row twice, which
+     * the at-least-once contract allows.
+     */
+    relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
+      relayLock.run(async () => {
+        const rows = exec({ sql: claimOutbox(D), params: [limit] }).rows.map(rowToOutbox);
+        if (rows.length === 0) return 0;
+        await publish(rows);
+        exec(markPublished(clock.now(), rows.map((r) => r.id)));
+        return rows.length;
+      }),
+
+    ping: async () => {
+      db.prepare('SELECT 1').get();
+    },
+    close: async () => {
+      await relayLock.run(async () => db.close());
+    },
+  };
+}
+
+/** Runs a statement, preparing it once (bounded cache). */
+function executor(db: Database): (s: Sql) => Outcome {
+  const cache = new Map<string, Statement>();
+  const prepare = (sql: string): Statement => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      if (cache.size >= CACHE_SIZE) cache.clear();
+      stmt = db.prepare(sql);
+      cache.set(sql, stmt);
+    }
+    return stmt;
+  };
+  return (s) => {
+    const stmt = prepare(s.sql);
+    return stmt.reader ? { rows: stmt.all(...s.params) as Row[], changes: 0 } : { rows: [], changes: stmt.run(...s.params).changes };
+  };
+}
+
+/** Runs a synchronous transaction again after a version conflict, then gives up. */
+function retrying<T>(fn: () => T): T {
+  for (let i = 1; ; i++) {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof VersionConflict)) throw err;
+      if (i >= MAX_TRIES) throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', undefined, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * TransitionService on the real stores (MariaDB, and SQLite): each transition
+ * is one transaction holding the job row, its event and its outbox rows.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, test } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import { createMysqlStore } from '../adapters/mysql/index.js';
+import type { StoreFaults } from '../adapters/sql/options.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import type { Clock, JobSpec, JobStore, OutboxRow } from './ports.js';
+import { TransitionService, type EventInput } from './transitions.js';
+import { verifyJob } from './verify.js';
+
+/** Opens stores on one fresh database; `cleanup` closes them all and removes the database. */
+interface Backend {
+  name: string;
+  available: () => Promise<boolean>;
+  create(): Promise<{ open(faults?: StoreFaults): Promise<JobStore>; cleanup(): Promise<void> }>;
+}
+
+const mysql: Backend = {
+  name: 'mysql',
+  available: requireMysql,
+  async create() {
+    const db = await createTestDatabase();
+    const stores: JobStore[] = [];
+    return {
+      open: async (faults) => {
+        const store = await createMysqlStore({ url: db.url, poolSize: 8, faults });
+        stores.push(store);
+        return store;
+      },
+      cleanup: async () => {
+        await Promise.all(stores.map((s) => s.close()));
+        await db.drop();
+      },
+    };
+  },
+};
+
+const sqlite: Backend = {
+  name: 'sqlite',
+  available: async () => true,
+  async create() {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-transitions-'));
+    const stores: JobStore[] = [];
+    return {
+      open: async (faults) => {
+        const store = createSqliteStore({ file: join(dir, 'ats.sqlite'), faults });
+        stores.push(store);
+        return store;
+      },
+      cleanup: async () => {
+        await Promise.all(stores.map((s) => s.close()));
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+const clock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+const nextId = monotonicFactory();
+const service = (store: JobStore) =>
+  new TransitionService({ store, clock, random: { next: Math.random }, ids: { jobId: () => nextId() } });
+
+const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
+  type: 'demo.echo', payload: { hello: 'world' }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF,
+  timeoutMs: 30_000, priority: 0, ...o,
+});
+
+async function drain(store: JobStore): Promise<OutboxRow[]> {
+  const out: OutboxRow[] = [];
+  while ((await store.relayOutbox(100, async (rows) => void out.push(...rows))) > 0);
+  return out;
+}
+
+/** Apply events in order, each must be accepted. */
+async function applyAll(svc: TransitionService, id: string, events: EventInput[]): Promise<void> {
+  for (const e of events) {
+    const r = await svc.apply(id, e);
+    assert.ok(r.ok, `${e.type} was not accepted: ${JSON.stringify(r)}`);
+  }
+}
+
+const toRunning = (): EventInput[] => [
+  { type: 'PUBLISHED', attempt: 1 },
+  { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w1' },
+];
+
+for (const backend of [mysql, sqlite]) {
+  const up = await backend.available();
+
+  /** A case with a store (and its fault switch) on a fresh database. */
+  const withStore = (title: string, fn: (ctx: { store: JobStore; svc: TransitionService; failing: { on: boolean }; open(): Promise<JobStore> }) => Promise<void>) => {
+    if (!up) return test(`${backend.name}: ${title}`, (t) => t.skip(`${backend.name} not reachable`));
+    return it(title, async () => {
+      const { open, cleanup } = await backend.create();
+      try {
+        const failing = { on: false };
+        const store = await open({ beforeCommit: () => { if (failing.on) throw new Error('injected fault'); } });
+        await store.migrate();
+        await fn({ store, svc: service(store), failing, open: () => open() });
+      } finally {
+        await cleanup();
+      }
+    });
+  };
+
+  describe(`TransitionService on ${backend.name}`, () => {
+    withStore('a submit writes the job, its SUBMITTED event and its outbox rows together', async ({ store, svc }) => {
+      const r = await svc.submit(spec());
+      assert.ok(r.ok && r.created);
+      assert.deepEqual(await store.getJob(r.job.id), r.job);
+      const events = await store.getEvents(r.job.id);
+      assert.deepEqual(events.map((e) => [e.seq, e.type, e.from, e.to]), [[1, 'SUBMITTED', null, 'pending']]);
+      const rows = await drain(store);
+      assert.deepEqual(rows.map((m) => [m.topic, m.key]), [['ats.events', r.job.id], ['ats.dispatch', r.job.id]]);
+      assert.equal((rows[1]!.payload as { attempt: number }).attempt, 1);
+    });
+
+    withStore('a failure inside the transaction leaves no job, event or outbox row', async ({ store, svc, failing }) => {
+      failing.on = true;
+      await assert.rejects(svc.submit(spec({ idempotencyKey: 'k1' })), /injected fault/);
+      failing.on = false;
+      assert.deepEqual(await store.listJobs({ limit: 10 }), []);
+      assert.equal(await store.countUnpublished(), 0);
+      assert.equal(await store.findByIdempotencyKey('default', 'k1'), null);
+
+      const r = await svc.submit(spec());
+      assert.ok(r.ok);
+      failing.on = true;
+      await assert.rejects(svc.apply(r.job.id, { type: 'CANCEL' }), /injected fault/);
+      failing.on = false;
+      assert.deepEqual(await store.getJob(r.job.id), r.job);
+      assert.equal((await store.getEvents(r.job.id)).length, 1);
+      assert.equal(await store.countUnpublished(), 2);
+    });
+
+    withStore('a repeated submit returns the same job; another body with the key conflicts', async ({ store, svc }) => {
+      const first = await svc.submit(spec({ idempotencyKey: 'order-42' }));
+      const again = await svc.submit(spec({ idempotencyKey: 'order-42' }));
+      const other = await svc.submit(spec({ idempotencyKey: 'order-42', payload: { hello: 'mars' } }));
+      assert.ok(first.ok && first.created);
+      assert.ok(again.ok && !again.created);
+      assert.deepEqual(again.job, first.job);
+      assert.equal(other.ok, false);
+      assert.ok(!other.ok && other.reason === 'idempotency-conflict' && other.job.id === first.job.id);
+      assert.equal((await store.listJobs({ limit: 10 })).length, 1);
+      assert.equal(await store.countUnpublished(), 2);
+    });
+
+    withStore('an event the machine rejects writes nothing', async ({ store, svc }) => {
+      const r = await svc.submit(spec());
+      assert.ok(r.ok);
+      const id = r.job.id;
+      await applyAll(svc, id, [...toRunning(), { type: 'SUCCEEDED', attempt: 1, result: { echoed: true } }]);
+      const before = await store.countUnpublished();
+      const cancel = await svc.apply(id, { type: 'CANCEL' });
+      assert.ok(!cancel.ok && cancel.reason === 'not-allowed' && cancel.job.snapshot.value === 'done');
+      assert.equal(await store.countUnpublished(), before);
+      const job = (await store.getJob(id))!;
+      assert.equal(job.version, 4);
+      assert.deepEqual(job.snapshot.context.result, { echoed: true });
+      assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
+      assert.deepEqual(await svc.apply('01H00000000000000000000000', { type: 'CANCEL' }), { ok: false, reason: 'not-found' });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    });
+
+    withStore('20 concurrent applies on one job from two stores: each accepted or rejected, history gap-free', async ({ store, svc, open }) => {
+      const r = await svc.submit(spec());
+      assert.ok(r.ok);
+      const id = r.job.id;
+      await applyAll(svc, id, toRunning());
+      const services = [svc, service(await open())];
+      const events: EventInput[] = Array.from({ length: 20 }, (_, i) =>
+        i === 12 ? { type: 'SUCCEEDED', attempt: 1 } : { type: 'HEARTBEAT', attempt: 1, leaseUntil: Date.now() + 60_000 + i });
+      const results = await Promise.all(events.map((e, i) => services[i % 2]!.apply(id, e)));
+      for (const res of results) assert.ok(res.ok || res.reason === 'not-allowed', JSON.stringify(res));
+      assert.ok(results[12]!.ok, 'SUCCEEDED on a running job is accepted');
+      const job = (await store.getJob(id))!;
+      assert.equal(job.snapshot.value, 'done');
+      assert.equal(job.version, 3 + results.filter((x) => x.ok).length);
+      assert.deepEqual((await store.getEvents(id)).map((e) => e.seq), Array.from({ length: job.version }, (_, i) => i + 1));
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    });
+  });
+}

@@ -1,0 +1,331 @@
+/**
+ * The JobStore contract: one suite, run against every store (River's
+ * driver tests, bullmq's backend interface). Each case gets a fresh store
+ * from `makeStore` (its own database or file) and migrates it.
+ *
+ * ```ts
+ * storeContract('sqlite', async () => ({ store, cleanup }));
+ * ```
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import { outboxFor } from '../../engine/messages.js';
+import type { JobRecord, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import { transitionWrite } from '../../engine/transitions.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import type { JobEvent } from '../../machines/job.machine.js';
+import { start } from '../../machines/lifecycle.js';
+
+export type MakeStore = () => Promise<{ store: JobStore; cleanup(): Promise<void> }>;
+
+/** A fixed "now" (epoch ms), so times in assertions are exact. */
+const T0 = 1_700_000_000_000;
+const ulid = monotonicFactory();
+
+interface NewJob {
+  type?: string;
+  queue?: string;
+  payload?: unknown;
+  runAt?: number;
+  key?: string;
+  requestHash?: string;
+  at?: number;
+  maxAttempts?: number;
+}
+
+/** A submit's write, built like TransitionService does. */
+export function newJobWrite(o: NewJob = {}): TransitionWrite {
+  const at = o.at ?? T0;
+  const input = { at, maxAttempts: o.maxAttempts ?? 3, backoff: DEFAULT_BACKOFF, ...(o.runAt !== undefined ? { runAt: o.runAt } : {}) };
+  const { next, effects } = start(input);
+  const id = ulid(at);
+  const job: JobRecord = {
+    id, type: o.type ?? 'demo.echo', queue: o.queue ?? 'default', payload: o.payload ?? { n: 1 }, priority: 0,
+    timeoutMs: 30_000, idempotencyKey: o.key ?? null, requestHash: o.key ? (o.requestHash ?? 'a'.repeat(64)) : null,
+    version: 1, snapshot: next, createdAt: at, updatedAt: at,
+  };
+  const event = { jobId: id, seq: 1, type: 'SUBMITTED' as const, from: null, to: next.value, at, data: input };
+  return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
+}
+
+/** The write of `event` on `job`; fails the test if the machine rejects it. */
+function writeOf(job: JobRecord, event: JobEvent): TransitionWrite {
+  const w = transitionWrite(job, event);
+  assert.ok(w, `${event.type} rejected in ${job.snapshot.value}`);
+  return w;
+}
+
+/** Apply events to a stored job, one update each; returns the job after the last. */
+async function drive(store: JobStore, id: string, events: JobEvent[]): Promise<JobRecord> {
+  for (const e of events) {
+    await store.update([id], (jobs) => ({ writes: [writeOf(jobs.get(id)!, e)], result: null }));
+  }
+  return (await store.getJob(id))!;
+}
+
+const published = (at: number): JobEvent => ({ type: 'PUBLISHED', at, attempt: 1 });
+const started = (at: number, leaseUntil = at + 30_000): JobEvent => ({ type: 'STARTED', at, attempt: 1, leaseUntil, workerId: 'w1' });
+const failed = (at: number): JobEvent => ({ type: 'FAILED', at, attempt: 1, rand: 0.5, error: { message: 'boom', retryable: true } });
+
+/** Relay everything, returning the rows in the order published. */
+async function drain(store: JobStore, limit = 100): Promise<OutboxRow[]> {
+  const out: OutboxRow[] = [];
+  while ((await store.relayOutbox(limit, async (rows) => void out.push(...rows))) > 0);
+  return out;
+}
+
+async function insertAll(store: JobStore, writes: TransitionWrite[]): Promise<TransitionWrite[]> {
+  const results = await store.insert(writes);
+  assert.ok(results.every((r) => r.ok));
+  return writes;
+}
+
+export function storeContract(name: string, makeStore: MakeStore): void {
+  /** A case on a fresh, migrated store, cleaned up whatever happens. */
+  const test = (title: string, fn: (store: JobStore) => Promise<void>) =>
+    it(title, async () => {
+      const { store, cleanup } = await makeStore();
+      try {
+        await store.migrate();
+        await fn(store);
+      } finally {
+        await cleanup();
+      }
+    });
+
+  describe(`JobStore contract: ${name}`, () => {
+    test('migrate twice is harmless and ping answers', async (store) => {
+      await store.migrate();
+      await store.ping();
+      assert.equal(await store.countUnpublished(), 0);
+    });
+
+    test('insert then getJob returns the job as written', async (store) => {
+      const w = newJobWrite({ payload: { text: 'héllo ✓ 😀', list: [1, 2.5, null, true], nested: { a: { b: 'c' } } } });
+      assert.deepEqual(await store.insert([w]), [{ ok: true }]);
+      assert.deepEqual(await store.getJob(w.job.id), w.job);
+      assert.equal(await store.getJob('01H00000000000000000000000'), null);
+      assert.deepEqual(await store.insert([]), []);
+    });
+
+    test('insert writes the SUBMITTED event and the outbox rows with the job', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      assert.deepEqual(await store.getEvents(w!.job.id), [w!.event]);
+      assert.equal(await store.countUnpublished(), 2);
+      const rows = await drain(store);
+      assert.deepEqual(rows.map(({ topic, key, payload, headers }) => ({ topic, key, payload, headers })), w!.outbox);
+      assert.ok(rows.every((r) => r.createdAt === T0 && r.publishedAt === null && Number.isInteger(r.id)));
+    });
+
+    test('a taken idempotency key is reported and the rest of the batch commits', async (store) => {
+      const first = newJobWrite({ key: 'k1' });
+      await insertAll(store, [first]);
+      const batch = [
+        newJobWrite({ key: 'k1' }), // taken by `first`
+        newJobWrite(), // no key
+        newJobWrite({ key: 'k2' }),
+        newJobWrite({ key: 'k2' }), // taken by the one before, in the same batch
+        newJobWrite({ key: 'K1' }), // keys are case-sensitive
+        newJobWrite({ key: 'k1', queue: 'other' }), // keys are per queue
+      ];
+      const dup = { ok: false, reason: 'duplicate-key' };
+      assert.deepEqual(await store.insert(batch), [dup, { ok: true }, { ok: true }, dup, { ok: true }, { ok: true }]);
+      assert.equal((await store.findByIdempotencyKey('default', 'k1'))?.id, first.job.id);
+      assert.equal((await store.findByIdempotencyKey('default', 'k2'))?.id, batch[2]!.job.id);
+      assert.equal(await store.findByIdempotencyKey('default', 'nope'), null);
+      for (const i of [0, 3]) {
+        assert.equal(await store.getJob(batch[i]!.job.id), null);
+        assert.deepEqual(await store.getEvents(batch[i]!.job.id), []);
+      }
+      const keys = new Set((await drain(store)).map((r) => r.key));
+      assert.equal(keys.size, 5);
+      assert.ok(!keys.has(batch[0]!.job.id) && !keys.has(batch[3]!.job.id));
+    });
+
+    test('update commits a chain of writes on one job (compare-and-set per step)', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      const id = w!.job.id;
+      let seen: string[] = [];
+      const result = await store.update([id, 'missing-id'], (jobs) => {
+        seen = [...jobs.keys()];
+        const a = writeOf(jobs.get(id)!, published(T0 + 1));
+        const b = writeOf(a.job, started(T0 + 2));
+        return { writes: [a, b], result: 'done' as const };
+      });
+      assert.equal(result, 'done');
+      assert.deepEqual(seen, [id]);
+      const job = (await store.getJob(id))!;
+      assert.equal(job.version, 3);
+      assert.equal(job.snapshot.value, 'running');
+      assert.equal(job.updatedAt, T0 + 2);
+      const events = await store.getEvents(id);
+      assert.deepEqual(events.map((e) => [e.seq, e.type, e.from, e.to]), [
+        [1, 'SUBMITTED', null, 'pending'], [2, 'PUBLISHED', 'pending', 'published'], [3, 'STARTED', 'published', 'running'],
+      ]);
+      assert.deepEqual((await store.getEvents(id, 2)).map((e) => e.seq), [3]);
+      assert.equal(await store.countUnpublished(), 4);
+    });
+
+    test('a write on a stale version is retried, then fails with ATS_ERR_CONCURRENT_UPDATE', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      const id = w!.job.id;
+      let calls = 0;
+      await assert.rejects(
+        store.update([id], (jobs) => {
+          calls++;
+          const write = writeOf(jobs.get(id)!, published(T0 + 1));
+          return { writes: [{ ...write, expectedVersion: 7 }], result: null };
+        }),
+        (err: { code?: string }) => err.code === 'ATS_ERR_CONCURRENT_UPDATE',
+      );
+      assert.ok(calls > 1, `decide ran ${calls} time(s)`);
+      assert.equal((await store.getJob(id))!.version, 1);
+      assert.equal((await store.getEvents(id)).length, 1);
+      assert.equal(await store.countUnpublished(), 2);
+    });
+
+    test('a broken chain (second write not on the first one\'s version) writes nothing', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      const id = w!.job.id;
+      await assert.rejects(
+        store.update([id], (jobs) => {
+          const a = writeOf(jobs.get(id)!, published(T0 + 1));
+          const b = writeOf(jobs.get(id)!, { type: 'CANCEL', at: T0 + 2 }); // also from version 1
+          return { writes: [a, b], result: null };
+        }),
+        (err: { code?: string }) => err.code === 'ATS_ERR_CONCURRENT_UPDATE',
+      );
+      assert.equal((await store.getJob(id))!.snapshot.value, 'pending');
+      assert.equal((await store.getEvents(id)).length, 1);
+    });
+
+    test('a decide that writes nothing, or throws, changes nothing', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      const id = w!.job.id;
+      assert.equal(await store.update([id], () => ({ writes: [], result: 42 })), 42);
+      await assert.rejects(store.update([id], () => { throw new Error('decide failed'); }), /decide failed/);
+      assert.deepEqual(await store.getJob(id), w!.job);
+      assert.equal((await store.getEvents(id)).length, 1);
+      assert.equal(await store.countUnpublished(), 2);
+    });
+
+    test('relayOutbox publishes oldest first, at most `limit`, and marks rows published', async (store) => {
+      await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite()]);
+      const batches: number[][] = [];
+      const publish = async (rows: OutboxRow[]) => void batches.push(rows.map((r) => r.id));
+      assert.equal(await store.relayOutbox(4, publish), 4);
+      assert.equal(await store.countUnpublished(), 2);
+      assert.equal(await store.relayOutbox(4, publish), 2);
+      assert.equal(await store.relayOutbox(4, publish), 0);
+      assert.equal(batches.length, 2, 'publish is not called with no rows');
+      const ids = batches.flat();
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.equal(new Set(ids).size, 6);
+    });
+
+    test('a throwing publish leaves the rows unpublished and they come again', async (store) => {
+      await insertAll(store, [newJobWrite(), newJobWrite()]);
+      let firstIds: number[] = [];
+      await assert.rejects(
+        store.relayOutbox(3, async (rows) => {
+          firstIds = rows.map((r) => r.id);
+          throw new Error('broker down');
+        }),
+        /broker down/,
+      );
+      assert.equal(firstIds.length, 3);
+      assert.equal(await store.countUnpublished(), 4);
+      let againIds: number[] = [];
+      assert.equal(await store.relayOutbox(3, async (rows) => void (againIds = rows.map((r) => r.id))), 3);
+      assert.deepEqual(againIds, firstIds);
+      assert.equal(await store.countUnpublished(), 1);
+    });
+
+    test('two relays at once never publish the same row', async (store) => {
+      await insertAll(store, Array.from({ length: 15 }, () => newJobWrite()));
+      const seen: number[] = [];
+      const relay = async () => {
+        let n = 0;
+        while ((n = await store.relayOutbox(4, async (rows) => {
+          seen.push(...rows.map((r) => r.id));
+          await new Promise((r) => setTimeout(r, 15));
+        })) > 0);
+        return n;
+      };
+      await Promise.all([relay(), relay(), relay()]);
+      assert.equal(seen.length, 30);
+      assert.equal(new Set(seen).size, 30, 'a row was handed to two relays');
+      assert.equal(await store.countUnpublished(), 0);
+    });
+
+    test('findDue finds delayed jobs and retries once due, most overdue first', async (store) => {
+      const [late, now] = await insertAll(store, [newJobWrite({ runAt: T0 + 1000 }), newJobWrite()]);
+      const earlier = await insertAll(store, [newJobWrite({ runAt: T0 + 500 })]);
+      assert.deepEqual(await store.findDue(T0 + 499, 10), []);
+      assert.deepEqual(await store.findDue(T0 + 1000, 10), [
+        { id: earlier[0]!.job.id, state: 'pending', attempt: 0 },
+        { id: late!.job.id, state: 'pending', attempt: 0 },
+      ]);
+      assert.equal((await store.findDue(T0 + 1000, 1)).length, 1);
+      const retrying = await drive(store, now!.job.id, [published(T0 + 1), started(T0 + 2), failed(T0 + 3)]);
+      assert.equal(retrying.snapshot.value, 'retrying');
+      const due = retrying.snapshot.context.runAt;
+      assert.ok(!(await store.findDue(due - 1, 10)).some((j) => j.id === now!.job.id));
+      assert.deepEqual((await store.findDue(due, 10)).find((j) => j.id === now!.job.id), { id: now!.job.id, state: 'retrying', attempt: 1 });
+    });
+
+    test('findExpiredLeases finds running jobs whose lease ended', async (store) => {
+      const [a, b] = await insertAll(store, [newJobWrite(), newJobWrite()]);
+      await drive(store, a!.job.id, [started(T0 + 1, T0 + 5000)]);
+      await drive(store, b!.job.id, [started(T0 + 1, T0 + 9000)]);
+      assert.deepEqual(await store.findExpiredLeases(T0 + 4999, 10), []);
+      assert.deepEqual(await store.findExpiredLeases(T0 + 5000, 10), [{ id: a!.job.id, state: 'running', attempt: 1 }]);
+      assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [a!.job.id, b!.job.id]);
+      await drive(store, a!.job.id, [{ type: 'HEARTBEAT', at: T0 + 10, attempt: 1, leaseUntil: T0 + 20_000 }]);
+      assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [b!.job.id]);
+    });
+
+    test('findStalePublished finds published jobs not started since a time', async (store) => {
+      const [a, b] = await insertAll(store, [newJobWrite(), newJobWrite()]);
+      await drive(store, a!.job.id, [published(T0 + 10)]);
+      await drive(store, b!.job.id, [published(T0 + 20), started(T0 + 30)]);
+      assert.deepEqual(await store.findStalePublished(T0 + 9, 10), []);
+      assert.deepEqual(await store.findStalePublished(T0 + 10_000, 10), [{ id: a!.job.id, state: 'published', attempt: 0 }]);
+    });
+
+    test('listJobs pages newest first and filters by state, type and queue', async (store) => {
+      const writes = await insertAll(store, [
+        newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q1' }), newJobWrite({ type: 't1', queue: 'q2' }),
+        newJobWrite({ type: 't2', queue: 'q2' }), newJobWrite({ type: 't1', queue: 'q1' }),
+      ]);
+      const ids = writes.map((w) => w.job.id);
+      await drive(store, ids[1]!, [published(T0 + 1)]);
+      const newestFirst = [...ids].reverse();
+      const page1 = await store.listJobs({ limit: 2 });
+      const page2 = await store.listJobs({ limit: 2, afterId: page1.at(-1)!.id });
+      const page3 = await store.listJobs({ limit: 2, afterId: page2.at(-1)!.id });
+      assert.deepEqual([...page1, ...page2, ...page3].map((j) => j.id), newestFirst);
+      assert.equal(page3.length, 1);
+      const idsOf = (jobs: JobRecord[]) => jobs.map((j) => j.id);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, type: 't1' })), [ids[4], ids[2], ids[0]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, queue: 'q2' })), [ids[3], ids[2]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, state: 'published' })), [ids[1]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, state: 'pending', type: 't2', queue: 'q2' })), [ids[3]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, type: 't1', afterId: ids[4] })), [ids[2], ids[0]]);
+      assert.equal((await store.listJobs({ limit: 1, state: 'published' }))[0]!.version, 2);
+    });
+
+    test('stats counts jobs per state, per type and per queue', async (store) => {
+      const writes = await insertAll(store, [
+        newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't1', queue: 'q2' }), newJobWrite({ type: 't2', queue: 'q1' }),
+      ]);
+      await drive(store, writes[0]!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      assert.deepEqual(await store.stats(), {
+        byState: { pending: 2, published: 0, running: 0, retrying: 0, done: 0, dead: 0, cancelled: 1 },
+        byType: { t1: { pending: 1, cancelled: 1 }, t2: { pending: 1 } },
+        byQueue: { q1: { pending: 1, cancelled: 1 }, q2: { pending: 1 } },
+      });
+    });
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Throwaway MySQL/MariaDB databases for tests: each test gets its own
+ * `ats_test_<random>` database on `MYSQL_URL` and drops it after.
+ */
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'mysql2/promise';
+import { createMysqlStore, type MysqlStore, type MysqlStoreOptions } from '../../adapters/mysql/index.js';
+import { requireService } from './services.js';
+
+/** The server tests use. @defaultValue mysql://root@127.0.0.1:3306 */
+export const mysqlUrl = (): string => process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+
+/** The server URL with `database` as its path (keeping user, password and query). */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Connects once and disconnects; rejects when the server is not reachable. */
+export async function probeMysql(): Promise<void> {
+  const conn = await createConnection({ uri: withDatabase(mysqlUrl(), ''), connectTimeout: 2000 });
+  await conn.end();
+}
+
+/** `requireService('MariaDB', probeMysql)`: true, false (skip allowed) or a throw. */
+export const requireMysql = (): Promise<boolean> => requireService('MariaDB', probeMysql);
+
+export interface TestDatabase {
+  /** `MYSQL_URL` with this database as its path. */
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** Create a fresh, empty database with a random name. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `ats_test_${randomBytes(6).toString('hex')}`;
+  await admin(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  return {
+    url: withDatabase(mysqlUrl(), name),
+    name,
+    drop: () => admin(`DROP DATABASE IF EXISTS \`${name}\``),
+  };
+}
+
+/** A migrated store on a fresh database; `cleanup` closes it and drops the database. */
+export async function createTestStore(
+  opts: Omit<MysqlStoreOptions, 'url'> = {},
+): Promise<{ store: MysqlStore; db: TestDatabase; cleanup(): Promise<void> }> {
+  const db = await createTestDatabase();
+  try {
+    const store = await createMysqlStore({ ...opts, url: db.url });
+    await store.migrate();
+    return { store, db, cleanup: async () => { await store.close(); await db.drop(); } };
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+}
+
+async function admin(sql: string): Promise<void> {
+  const conn = await createConnection({ uri: withDatabase(mysqlUrl(), ''), connectTimeout: 5000 });
+  try {
+    await conn.query(sql);
+  } finally {
+    await conn.end();
+  }
+}
