@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+#
+# The scheduler image: one image, every role. Which roles a container runs is
+# set by ATS_ROLES (or `--role`), e.g. `docker run -e ATS_ROLES=worker ...`;
+# docker-compose.yml runs api, relay, worker and timers from it. With no
+# MYSQL_URL / KAFKA_BROKERS it runs all roles on the embedded SQLite store in
+# /app/data (mount a volume there to keep it).
+#
+# TypeScript runs through tsx at start-up (no build step), so tsx is a runtime
+# dependency in package.json, not a dev one: `npm ci --omit=dev` must keep it.
+
+# ---------------------------------------------------------------- deps
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+# better-sqlite3 downloads a prebuilt binary when one matches this Node and
+# platform; when none does it compiles from source, which needs these tools.
+# They stay in this stage: the runtime image gets only node_modules.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && npm cache clean --force
+
+# ---------------------------------------------------------------- runtime
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000 \
+    ATS_DATA_DIR=/app/data
+WORKDIR /app
+# Code and dependencies stay owned by root (read-only for the app user); only
+# the data folder of the embedded store is writable.
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json tsconfig.json ./
+COPY machines ./machines
+COPY engine ./engine
+COPY adapters ./adapters
+COPY server ./server
+COPY cli ./cli
+RUN mkdir -p /app/data && chown node:node /app/data
+
+# The `node` user (uid 1000) ships with the official image.
+USER node
+EXPOSE 3000
+
+# Liveness of the api role, with node's fetch (slim has no curl). A container
+# without the api role (ATS_ROLES=worker, ...) serves no HTTP: it reports
+# healthy instead of failing forever; compose disables the check there anyway.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "const roles = (process.env.ATS_ROLES || 'api').split(',').map((r) => r.trim()); if (!roles.includes('api') && !roles.includes('all')) process.exit(0); fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1));"]
+
+# node is PID 1 here: `ats start` handles SIGTERM itself (drains, then exits),
+# so no shell wrapper may stand in between and swallow the signal.
+ENTRYPOINT ["node", "--import", "tsx", "cli/main.ts"]
+CMD ["start"]
