@@ -3,7 +3,8 @@
  * engine, the server and the roles together from a compiled Config.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
@@ -67,6 +68,7 @@ function openLog(config: Config): EventLog {
 export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const clock = opts.clock ?? systemClock;
+  const registry = opts.registry ?? (await loadHandlers(config.handlers, registerDemoHandlers(new HandlerRegistry())));
   const store = await openStore(config, clock);
   let log: EventLog | null = null;
   try {
@@ -82,7 +84,6 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const transitions = new TransitionService({
     store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), onCommit: () => waker.notify(),
   });
-  const registry = opts.registry ?? registerDemoHandlers(new HandlerRegistry());
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   const eventLog = log;
 
@@ -127,6 +128,16 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       }
     },
   };
+}
+
+/** Each module exports `register(registry)` (sync or async) adding its handlers. */
+async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
+  for (const m of modules) {
+    const mod = (await import(pathToFileURL(resolve(m)).href)) as { register?: (r: HandlerRegistry) => unknown };
+    if (typeof mod.register !== 'function') throw new Error(`handler module ${m} does not export register(registry)`);
+    await mod.register(registry);
+  }
+  return registry;
 }
 
 /**

@@ -35,6 +35,7 @@ export const SETTINGS = {
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
+  handlers: { env: 'ATS_HANDLERS', flag: '--handlers', default: '', doc: 'Modules (comma-separated paths) exporting `register(registry)` to add your job handlers beside the demo ones.' },
   workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid).' },
 } as const;
 
@@ -51,6 +52,8 @@ export interface Config {
   kafkaPartitions: number;
   dataDir: string;
   logLevel: LogLevel;
+  /** Handler modules to load (absolute or relative to the working directory). */
+  handlers: readonly string[];
   worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
   relay: { batchSize: number; pollMs: number; errorBackoffMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
@@ -126,6 +129,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
     dataDir: str(raw, 'dataDir'),
     logLevel: logLevel(raw),
+    handlers: str(raw, 'handlers').split(',').map((h) => h.trim()).filter(Boolean),
     worker: {
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
       shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),

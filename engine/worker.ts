@@ -74,6 +74,7 @@ export class Worker {
   private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, ApplyResult>;
   private subscriptions: Subscription[] = [];
   private stopping = new AbortController();
+  private crashed = false;
   readonly counters: WorkerCounters = { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0 };
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
@@ -107,6 +108,19 @@ export class Worker {
       await all();
     }
     await this.outcomes.flush();
+  }
+
+  /**
+   * Simulate a crash (tests): drop the subscriptions without committing, abandon
+   * running handlers and write nothing more, as a SIGKILL would. Their leases
+   * expire and the timers retry them; uncommitted records go to another member.
+   */
+  async crash(): Promise<void> {
+    this.crashed = true;
+    this.stopping.abort(new AbortReason('shutdown', 'worker crashed'));
+    for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker crashed'));
+    await Promise.all(this.subscriptions.map((s) => s.stop()));
+    this.subscriptions = [];
   }
 
   get activeCount(): number {
@@ -143,6 +157,7 @@ export class Worker {
   /** Claim up to one slot per message (the slots are held); release the slots of rejected claims. */
   private async claim(messages: readonly DispatchMessage[]): Promise<void> {
     const { transitions, clock, logger } = this.deps;
+    if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
     const leaseUntil = clock.now() + this.opts.leaseMs;
     let results: ApplyResult[];
     try {
@@ -209,6 +224,7 @@ export class Worker {
   }
 
   private async recordOutcome(jobId: string, event: EventInput): Promise<void> {
+    if (this.crashed) return;
     const r = await this.outcomes.add({ jobId, event });
     if (r.ok) {
       if (event.type === 'SUCCEEDED') this.counters.succeeded++;
@@ -220,6 +236,7 @@ export class Worker {
   }
 
   private async heartbeat(jobId: string, attempt: number, abort: AbortController): Promise<void> {
+    if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
     const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil: this.deps.clock.now() + this.opts.leaseMs });
     if (!r.ok) {
       const state = r.reason === 'not-allowed' ? r.job.snapshot.value : 'gone';

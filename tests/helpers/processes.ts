@@ -1,0 +1,39 @@
+/** Scheduler roles as real child processes (`ats start --role ...`), for crash tests. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface RoleProcess {
+  child: ChildProcess;
+  name: string;
+  output(): string;
+  /** SIGKILL: no shutdown code runs. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait for the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function startRole(name: string, role: string, env: Record<string, string>): RoleProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start', '--role', role], {
+    cwd: root,
+    env: { ...process.env, ...env, ATS_WORKER_ID: name },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out = (out + d).slice(-20_000)));
+  child.stderr!.on('data', (d) => (out = (out + d).slice(-20_000)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child, name,
+    output: () => out,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
