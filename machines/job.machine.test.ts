@@ -32,13 +32,15 @@ function eventsFor(s: JobSnapshot): JobEvent[] {
 const serialize = (s: JobSnapshot) =>
   JSON.stringify([s.value, s.context.attempt, s.context.attemptBase, s.context.dispatchedFor, s.context.leaseUntil !== null]);
 
-function graph() {
+type Node = { state: unknown; transitions: Record<string, { event: unknown; state: unknown }> };
+
+function graph(): Record<string, Node> {
   return getAdjacencyMap(jobMachine, {
     input,
     events: (s) => eventsFor(s as JobSnapshot),
     serializeState: (s) => serialize(s as JobSnapshot),
     serializeEvent: (e) => JSON.stringify(e),
-  });
+  }) as unknown as Record<string, Node>;
 }
 
 describe('job machine (xstate/graph)', () => {
