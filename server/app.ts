@@ -1,0 +1,62 @@
+/**
+ * The HTTP app: REST v1, health, OpenAPI. `buildApp` returns it ready but not
+ * listening (tests use `app.inject()`); only the entry point calls `listen()`.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { AtsError } from '../engine/errors.js';
+import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
+import { installErrorHandlers, onClientError, onFrameworkError } from './error-handler.js';
+import { installJsonParser } from './json-body.js';
+import { registerOpenApi } from './openapi.js';
+import { healthRoutes } from './routes/health.js';
+import { jobActionRoutes } from './routes/job-actions.js';
+import { jobsReadRoutes } from './routes/jobs-read.js';
+import { metaRoutes } from './routes/meta.js';
+import { submitRoute } from './routes/submit.js';
+import { createValidatorCompiler, formatValidationError } from './validation.js';
+
+export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } from './deps.js';
+
+/** Build the app from its deps; resolves once every plugin is loaded. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    schemaErrorFormatter: formatValidationError,
+    frameworkErrors: onFrameworkError,
+    clientErrorHandler: onClientError,
+    // A job id is 26 chars; anything much longer is not a route of ours.
+    routerOptions: { maxParamLength: 100 },
+    // Our own gate below answers {code, message}; fastify's writes a body of its own.
+    return503OnClosing: false,
+  });
+  app.setValidatorCompiler(createValidatorCompiler());
+  installErrorHandlers(app);
+  installShutdownGate(app);
+  installJsonParser(app);
+  await registerOpenApi(app);
+
+  const opts = { deps };
+  await app.register(submitRoute, opts);
+  await app.register(jobsReadRoutes, opts);
+  await app.register(jobActionRoutes, opts);
+  await app.register(metaRoutes, opts);
+  await app.register(healthRoutes, opts);
+  for (const plugin of deps.plugins ?? []) await app.register(plugin);
+
+  await app.ready();
+  return app;
+}
+
+/** Once `close()` starts, requests on kept-alive connections get 503 ATS_ERR_NOT_READY. */
+function installShutdownGate(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down');
+  });
+}

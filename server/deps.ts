@@ -1,0 +1,67 @@
+/**
+ * What the API needs from the engine, handed to `buildApp` by the composition
+ * root. The app reads no environment and opens no connection of its own.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { BackoffPolicy } from '../machines/backoff.js';
+import type { Clock, JobStore } from '../engine/ports.js';
+import type { TransitionService } from '../engine/transitions.js';
+
+/** Defaults a submit gets for the fields it leaves out. */
+export interface SubmitDefaults {
+  /** @defaultValue 'default' (chosen by the composition root) */
+  queue: string;
+  maxAttempts: number;
+  backoff: BackoffPolicy;
+  timeoutMs: number;
+  priority: number;
+}
+
+export interface AppLimits {
+  /** Largest request body; a larger one is answered 413. @defaultValue 1 MiB */
+  bodyLimitBytes: number;
+  /**
+   * Deepest nesting of a job payload (`{}` and `[]` count one level each). A
+   * 1 MiB body can nest half a million levels; JSON.parse copes, but the
+   * recursive JSON.stringify of the store and of the idempotency hash
+   * overflows the stack at a few thousand (a 500), and MySQL's JSON type stops
+   * at 100. @defaultValue 32
+   */
+  maxPayloadDepth?: number;
+  /** How long /readyz waits for one check before calling it failed. @defaultValue 2000 */
+  readyTimeoutMs?: number;
+}
+
+export interface ReadinessChecks {
+  /** Resolves when the database answers; throws otherwise. */
+  database(): Promise<void>;
+  /** Resolves when the log (Kafka, or the in-process log) answers. Absent: not checked. */
+  log?(): Promise<void>;
+}
+
+/** An extra encapsulated plugin (the stream and the UI register here). */
+export type AppPlugin = (app: FastifyInstance) => Promise<void>;
+
+export interface AppDeps {
+  transitions: TransitionService;
+  store: JobStore;
+  clock: Clock;
+  /** Registered handler types; a submit of another type is answered 422. Omit to accept any. */
+  knownTypes?: () => readonly string[];
+  /** For /readyz: each resolves or throws. */
+  checks: ReadinessChecks;
+  limits: AppLimits;
+  defaults: SubmitDefaults;
+  /** fastify's `logger` option (false, true or pino options). @defaultValue false */
+  logger?: boolean | object;
+  plugins?: AppPlugin[];
+}
+
+export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_PAYLOAD_DEPTH = 32;
+export const DEFAULT_READY_TIMEOUT_MS = 2000;
+
+/** Route plugins receive the deps as their options. */
+export interface RouteOptions {
+  deps: AppDeps;
+}

@@ -1,0 +1,100 @@
+/**
+ * Turns every error into `{code, message}` with a code from the one registry
+ * (`engine/errors.ts`). Bad input is a 4xx; only what the server got wrong is
+ * a 500, and its message never leaks internals (the log has them).
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
+
+export interface ErrorReply {
+  status: number;
+  body: { code: ErrorCode; message: string };
+}
+
+const reply = (code: ErrorCode, message?: string): ErrorReply => ({
+  status: ERRORS[code].status,
+  body: { code, message: message ?? ERRORS[code].message },
+});
+
+/** fastify's own error codes, by what they mean to a caller. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_VALIDATION: 'ATS_ERR_VALIDATION',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'ATS_ERR_PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_TYPE: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'ATS_ERR_MALFORMED_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'ATS_ERR_MALFORMED_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'ATS_ERR_VALIDATION',
+  FST_ERR_BAD_URL: 'ATS_ERR_VALIDATION',
+  FST_ERR_MAX_PARAM_LENGTH: 'ATS_ERR_VALIDATION',
+};
+
+/** By HTTP status, for other 4xx errors fastify or a plugin may raise. */
+const BY_STATUS: Record<number, ErrorCode> = {
+  404: 'ATS_ERR_ROUTE_NOT_FOUND',
+  405: 'ATS_ERR_METHOD_NOT_ALLOWED',
+  413: 'ATS_ERR_PAYLOAD_TOO_LARGE',
+  415: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE',
+  429: 'ATS_ERR_RATE_LIMITED',
+};
+
+/** The reply for any thrown value. */
+export function toErrorReply(err: unknown): ErrorReply {
+  if (isAtsError(err)) return reply(err.code, err.message);
+  const e = err as Partial<FastifyError>;
+  const known = e.code ? FASTIFY_CODES[e.code] : undefined;
+  if (known) return reply(known, known === 'ATS_ERR_VALIDATION' ? e.message : undefined);
+  const status = e.statusCode ?? 500;
+  if (status >= 400 && status < 500) return reply(BY_STATUS[status] ?? 'ATS_ERR_VALIDATION', e.message);
+  return reply('ATS_ERR_INTERNAL');
+}
+
+function onError(this: FastifyInstance, err: unknown, request: FastifyRequest, res: FastifyReply) {
+  const { status, body } = toErrorReply(err);
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  return res.code(status).send(body);
+}
+
+function onNotFound(request: FastifyRequest, res: FastifyReply) {
+  const url = request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url;
+  const { status, body } = reply('ATS_ERR_ROUTE_NOT_FOUND', `No route ${request.method} ${url}`);
+  return res.code(status).send(body);
+}
+
+/** fastify's `frameworkErrors` option: errors raised before routing (bad URL encoding, long params). */
+export function onFrameworkError(err: FastifyError, _request: FastifyRequest, res: FastifyReply) {
+  const { status, body } = toErrorReply(err);
+  return res.code(status).send(body);
+}
+
+/** Protocol errors Node's HTTP parser raises before fastify sees a request. */
+const CLIENT_ERRORS: Record<string, { code: ErrorCode; status: number; message: string }> = {
+  HPE_HEADER_OVERFLOW: { code: 'ATS_ERR_HEADERS_TOO_LARGE', status: 431, message: ERRORS.ATS_ERR_HEADERS_TOO_LARGE.message },
+  ERR_HTTP_REQUEST_TIMEOUT: { code: 'ATS_ERR_VALIDATION', status: 408, message: 'The request took too long to arrive' },
+};
+
+/**
+ * fastify's `clientErrorHandler`: the raw socket answer for requests Node
+ * could not parse (huge headers, garbage), with the status HTTP prescribes.
+ */
+export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const known = (err.code && CLIENT_ERRORS[err.code]) || { code: 'ATS_ERR_VALIDATION', status: 400, message: 'The request is not valid HTTP' };
+  const body = JSON.stringify({ code: known.code, message: known.message });
+  this.log.debug({ err }, 'client error');
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
+/** Install the error and not-found handlers on the root, so every plugin inherits them. */
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler(onError);
+  app.setNotFoundHandler(onNotFound);
+}

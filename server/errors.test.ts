@@ -1,0 +1,68 @@
+/**
+ * The error registry, fastify-style: each key equals its code, statuses are
+ * HTTP errors, and every error the API can meet maps to a registry code.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { AtsError, ERRORS, type ErrorCode } from '../engine/errors.js';
+import { toErrorReply } from './error-handler.js';
+import { ErrorBody } from './schemas.js';
+
+describe('ERRORS registry', () => {
+  test('each key equals its code', () => {
+    for (const [key, def] of Object.entries(ERRORS)) assert.equal(def.code, key);
+  });
+
+  test('each code is ATS_ERR_ and upper snake case', () => {
+    for (const key of Object.keys(ERRORS)) assert.match(key, /^ATS_ERR_[A-Z0-9_]+$/);
+  });
+
+  test('each status is a 4xx or 5xx and each message is a sentence', () => {
+    for (const def of Object.values(ERRORS)) {
+      assert.ok(def.status >= 400 && def.status <= 599, `${def.code}: ${def.status}`);
+      assert.ok(def.message.length > 3 && !def.message.endsWith('.'), def.code);
+    }
+  });
+
+  test('the registry is frozen', () => {
+    assert.ok(Object.isFrozen(ERRORS));
+    for (const def of Object.values(ERRORS)) assert.ok(Object.isFrozen(def));
+  });
+
+  test('AtsError takes status and default message from the registry', () => {
+    const e = new AtsError('ATS_ERR_JOB_NOT_FOUND');
+    assert.equal(e.status, 404);
+    assert.equal(e.message, ERRORS.ATS_ERR_JOB_NOT_FOUND.message);
+  });
+
+  test('the OpenAPI error schema lists every code', () => {
+    const codes = (ErrorBody.properties.code as unknown as { enum: string[] }).enum;
+    assert.deepEqual([...codes].sort(), Object.keys(ERRORS).sort());
+  });
+});
+
+describe('toErrorReply', () => {
+  const cases: { name: string; err: unknown; code: ErrorCode; status: number }[] = [
+    { name: 'an AtsError keeps its code', err: new AtsError('ATS_ERR_BAD_CURSOR'), code: 'ATS_ERR_BAD_CURSOR', status: 400 },
+    { name: 'schema validation', err: Object.assign(new Error('body/x bad'), { code: 'FST_ERR_VALIDATION', statusCode: 400 }), code: 'ATS_ERR_VALIDATION', status: 400 },
+    { name: 'body too large', err: Object.assign(new Error('big'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), code: 'ATS_ERR_PAYLOAD_TOO_LARGE', status: 413 },
+    { name: 'unsupported media type', err: Object.assign(new Error('x'), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', statusCode: 415 }), code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', status: 415 },
+    { name: 'invalid JSON body', err: Object.assign(new Error('x'), { code: 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400 }), code: 'ATS_ERR_MALFORMED_JSON', status: 400 },
+    { name: 'another 4xx', err: Object.assign(new Error('x'), { statusCode: 405 }), code: 'ATS_ERR_METHOD_NOT_ALLOWED', status: 405 },
+    { name: 'an unlisted 4xx', err: Object.assign(new Error('x'), { statusCode: 406 }), code: 'ATS_ERR_VALIDATION', status: 400 },
+    { name: 'a plain Error', err: new Error('secret internals'), code: 'ATS_ERR_INTERNAL', status: 500 },
+    { name: 'a thrown string', err: 'oops', code: 'ATS_ERR_INTERNAL', status: 500 },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const r = toErrorReply(c.err);
+      assert.equal(r.body.code, c.code);
+      assert.equal(r.status, c.status);
+      assert.equal(ERRORS[r.body.code].status, r.status);
+    });
+  }
+
+  test('a 500 does not leak the error message', () => {
+    assert.equal(toErrorReply(new Error('password=hunter2')).body.message, ERRORS.ATS_ERR_INTERNAL.message);
+  });
+});

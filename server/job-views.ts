@@ -1,0 +1,40 @@
+/**
+ * What the API shows of a job and its events: stored records in, JSON out
+ * (times as ISO strings). `allowed` comes from the machine, never from a list
+ * kept here, so the API cannot offer an action the engine would refuse.
+ */
+import { allowedActions } from '../machines/lifecycle.js';
+import type { JobEventRecord, JobRecord } from '../engine/ports.js';
+import type { EventView, JobView } from './schemas.js';
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The job as the API shows it; `now` decides `allowed`. */
+export function toJobView(job: JobRecord, now: number): JobView {
+  const c = job.snapshot.context;
+  return {
+    id: job.id,
+    type: job.type,
+    queue: job.queue,
+    state: job.snapshot.value,
+    attempt: c.attempt,
+    maxAttempts: c.maxAttempts,
+    payload: job.payload,
+    result: c.result ?? null,
+    lastError: c.lastError,
+    cancelReason: c.cancelReason,
+    runAt: iso(c.runAt),
+    priority: job.priority,
+    timeoutMs: job.timeoutMs,
+    backoff: c.backoff,
+    idempotencyKey: job.idempotencyKey,
+    version: job.version,
+    createdAt: iso(job.createdAt),
+    updatedAt: iso(job.updatedAt),
+    allowed: allowedActions(job.snapshot, now),
+  };
+}
+
+export function toEventView(e: JobEventRecord): EventView {
+  return { seq: e.seq, type: e.type, from: e.from, to: e.to, at: iso(e.at), data: e.data };
+}

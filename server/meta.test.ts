@@ -1,0 +1,155 @@
+/**
+ * OpenAPI, the machine graph, health and readiness, extra plugins.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { machineGraph } from '../machines/lifecycle.js';
+import { requireMysql } from '../tests/helpers/mysql.js';
+import { buildApp, type AppDeps } from './app.js';
+import { startTestApp, type TestApp } from './test-app.js';
+
+const mysqlReady = await requireMysql();
+const skip = mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)';
+
+const ROUTES: [string, string][] = [
+  ['/v1/jobs', 'post'],
+  ['/v1/jobs', 'get'],
+  ['/v1/jobs/{id}', 'get'],
+  ['/v1/jobs/{id}/cancel', 'post'],
+  ['/v1/jobs/{id}/redrive', 'post'],
+  ['/v1/machine', 'get'],
+  ['/v1/stats', 'get'],
+  ['/healthz', 'get'],
+  ['/readyz', 'get'],
+];
+
+type Operation = { operationId?: string; responses: Record<string, unknown>; requestBody?: { required: boolean } };
+
+describe('OpenAPI, machine, health', { skip }, () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({
+      plugins: [async (app) => { app.get('/v1/extra', async () => ({ extra: true })); }],
+    });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('/docs/json is a valid OpenAPI 3.1 document listing every route', async () => {
+    const r = await t.app.inject({ url: '/docs/json' });
+    assert.equal(r.statusCode, 200);
+    const doc = r.json();
+    const result = await new Validator().validate(doc);
+    assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2)?.slice(0, 2000));
+    assert.equal(doc.openapi, '3.1.0');
+    for (const [path, method] of ROUTES) {
+      const op = doc.paths[path]?.[method] as Operation | undefined;
+      assert.ok(op, `${method.toUpperCase()} ${path} is documented`);
+      assert.ok(op.operationId, `${path} has an operationId`);
+      assert.ok(Object.keys(op.responses).some((s) => s.startsWith('2')), `${path} documents a success`);
+    }
+    assert.ok(doc.paths['/v1/jobs'].post.responses['409'], 'the idempotency conflict is documented');
+    assert.equal(doc.paths['/v1/jobs'].post.requestBody.required, true);
+    assert.equal(doc.paths['/v1/jobs/{id}/cancel'].post.requestBody.required, false);
+    const header = doc.paths['/v1/jobs'].post.parameters.find((p: { name: string }) => p.name === 'idempotency-key');
+    assert.equal(header?.in, 'header');
+  });
+
+  test('/docs serves swagger-ui', async () => {
+    const r = await t.app.inject({ url: '/docs' });
+    assert.equal(r.statusCode, 200);
+    assert.match(r.headers['content-type'] as string, /text\/html/);
+    assert.match(r.body, /swagger-ui/i);
+  });
+
+  test('/v1/machine is the machine graph', async () => {
+    const r = await t.app.inject({ url: '/v1/machine' });
+    assert.equal(r.statusCode, 200);
+    assert.deepEqual(r.json(), machineGraph());
+    assert.equal(r.json().initial, 'pending');
+  });
+
+  test('/healthz and /readyz answer 200', async () => {
+    assert.deepEqual((await t.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
+    const ready = await t.app.inject({ url: '/readyz' });
+    assert.equal(ready.statusCode, 200);
+    assert.deepEqual(ready.json(), { database: 'ok', log: 'absent' });
+  });
+
+  test('extra plugins are registered, and inherit the error handling', async () => {
+    assert.deepEqual((await t.app.inject({ url: '/v1/extra' })).json(), { extra: true });
+    const missing = await t.app.inject({ url: '/v1/extra/nope' });
+    assert.equal(missing.json().code, 'ATS_ERR_ROUTE_NOT_FOUND');
+  });
+});
+
+describe('app variants: readiness checks and limits', { skip }, () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(async () => {
+    await t?.close();
+  });
+  /** One request to a variant of the app, on the same database. */
+  const variant = async (overrides: Partial<AppDeps>, req: InjectOptions) => {
+    const app = await buildApp({ ...t.deps, ...overrides });
+    try {
+      return await app.inject(req);
+    } finally {
+      await app.close();
+    }
+  };
+  const readyz = (overrides: Partial<AppDeps>) => variant(overrides, { url: '/readyz' });
+
+  test('all checks pass: 200 with both ok', async () => {
+    const r = await readyz({ checks: { database: async () => {}, log: async () => {} } });
+    assert.equal(r.statusCode, 200);
+    assert.deepEqual(r.json(), { database: 'ok', log: 'ok' });
+  });
+
+  test('database throws: 503 ATS_ERR_NOT_READY naming the database', async () => {
+    const r = await readyz({ checks: { database: async () => { throw new Error('ECONNREFUSED'); }, log: async () => {} } });
+    assert.equal(r.statusCode, 503);
+    assert.equal(r.json().code, 'ATS_ERR_NOT_READY');
+    assert.match(r.json().message, /database: ECONNREFUSED/);
+    assert.doesNotMatch(r.json().message, /log/);
+  });
+
+  test('log throws synchronously: 503 naming the log', async () => {
+    const r = await readyz({ checks: { database: async () => {}, log: () => { throw new Error('broker down'); } } });
+    assert.equal(r.statusCode, 503);
+    assert.match(r.json().message, /log: broker down/);
+    assert.doesNotMatch(r.json().message, /database/);
+  });
+
+  test('a hung check times out: 503', async () => {
+    const r = await readyz({
+      checks: { database: () => new Promise<void>(() => {}) },
+      limits: { bodyLimitBytes: 1024, readyTimeoutMs: 50 },
+    });
+    assert.equal(r.statusCode, 503);
+    assert.match(r.json().message, /database: timed out after 50 ms/);
+  });
+
+  test('bodyLimitBytes is configurable: a larger body is a 413 and writes nothing', async () => {
+    const body = { type: 'demo.echo', payload: 'x'.repeat(200), queue: 'limits' };
+    const r = await variant({ limits: { bodyLimitBytes: 100 } }, { method: 'POST', url: '/v1/jobs', payload: body });
+    assert.equal(r.statusCode, 413);
+    assert.equal(r.json().code, 'ATS_ERR_PAYLOAD_TOO_LARGE');
+    assert.deepEqual(await t.store.listJobs({ queue: 'limits', limit: 1 }), []);
+  });
+
+  test('maxPayloadDepth is configurable', async () => {
+    const limits = { bodyLimitBytes: 1024, maxPayloadDepth: 2 };
+    const submit = (payload: unknown) => variant({ limits }, { method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload, queue: 'depth' } });
+    assert.equal((await submit({ a: [1] })).statusCode, 201);
+    const deep = await submit({ a: [[1]] });
+    assert.equal(deep.statusCode, 400);
+    assert.match(deep.json().message, /deeper than 2/);
+    assert.equal((await t.store.listJobs({ queue: 'depth', limit: 5 })).length, 1);
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * `POST /v1/jobs/:id/cancel` and `POST /v1/jobs/:id/redrive`: user events sent
+ * through the machine. A rejected event writes nothing and answers 409 naming
+ * the state and what the machine would accept.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { AtsError } from '../../engine/errors.js';
+import type { EventInput } from '../../engine/transitions.js';
+import { allowedActions } from '../../machines/lifecycle.js';
+import type { AppDeps, RouteOptions } from '../deps.js';
+import { toJobView } from '../job-views.js';
+import { CancelBody, described, errorResponses, JobParams, JobView, type JobView as JobViewT } from '../schemas.js';
+
+const actionSchema = (operationId: string, summary: string) => ({
+  operationId,
+  summary,
+  tags: ['jobs'],
+  params: JobParams,
+  response: { 200: described(JobView, 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
+});
+
+// x-body-optional: openapi.ts marks the request body as not required.
+const cancelSchema = { ...actionSchema('cancelJob', 'Cancel a job'), body: CancelBody, 'x-body-optional': true };
+
+async function applyUserEvent(deps: AppDeps, id: string, event: EventInput): Promise<JobViewT> {
+  const r = await deps.transitions.apply(id, event);
+  if (r.ok) return toJobView(r.job, deps.clock.now());
+  if (r.reason === 'not-found') throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${id}`);
+  const state = r.job.snapshot.value;
+  const allowed = allowedActions(r.job.snapshot, deps.clock.now());
+  throw new AtsError(
+    'ATS_ERR_TRANSITION_NOT_ALLOWED',
+    `${event.type} is not allowed in state ${state}; allowed now: ${allowed.length ? allowed.join(', ') : 'none'}`,
+  );
+}
+
+export const jobActionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  app.post<{ Params: JobParams; Body: CancelBody }>(
+    '/v1/jobs/:id/cancel',
+    { schema: cancelSchema },
+    async (request) => {
+      const reason = request.body?.reason;
+      return applyUserEvent(deps, request.params.id, reason === undefined ? { type: 'CANCEL' } : { type: 'CANCEL', reason });
+    },
+  );
+
+  app.post<{ Params: JobParams }>(
+    '/v1/jobs/:id/redrive',
+    { schema: actionSchema('redriveJob', 'Start a new run of a dead or cancelled job') },
+    async (request) => applyUserEvent(deps, request.params.id, { type: 'REDRIVE' }),
+  );
+};

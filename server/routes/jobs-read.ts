@@ -1,0 +1,53 @@
+/**
+ * `GET /v1/jobs/:id` (the job, its history and the actions it accepts now) and
+ * `GET /v1/jobs` (newest first, cursor-paged).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { AtsError } from '../../engine/errors.js';
+import type { JobFilter } from '../../engine/ports.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import type { RouteOptions } from '../deps.js';
+import { toEventView, toJobView } from '../job-views.js';
+import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery } from '../schemas.js';
+
+const getSchema = {
+  operationId: 'getJob',
+  summary: 'A job with its events and allowed actions',
+  tags: ['jobs'],
+  params: JobParams,
+  response: { 200: described(JobDetail, 'The job with its events'), ...errorResponses(400, 404) },
+};
+
+const listSchema = {
+  operationId: 'listJobs',
+  summary: 'Jobs, newest first',
+  tags: ['jobs'],
+  querystring: ListQuery,
+  response: { 200: described(JobPage, 'One page of jobs'), ...errorResponses(400) },
+};
+
+export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
+    const job = await deps.store.getJob(request.params.id);
+    if (!job) throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${request.params.id}`);
+    const events = await deps.store.getEvents(job.id);
+    return { ...toJobView(job, deps.clock.now()), events: events.map(toEventView) };
+  });
+
+  app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {
+    const { state, type, queue, cursor } = request.query;
+    const limit = request.query.limit ?? DEFAULT_PAGE;
+    const filter: JobFilter = { limit: limit + 1 }; // one more tells whether a next page exists
+    if (state) filter.state = state;
+    if (type) filter.type = type;
+    if (queue) filter.queue = queue;
+    if (cursor) filter.afterId = decodeCursor(cursor);
+    const found = await deps.store.listJobs(filter);
+    const page = found.slice(0, limit);
+    const now = deps.clock.now();
+    return {
+      jobs: page.map((j) => toJobView(j, now)),
+      nextCursor: found.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+    };
+  });
+};

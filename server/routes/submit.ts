@@ -1,0 +1,37 @@
+/**
+ * `POST /v1/jobs`: submit one job. With an `Idempotency-Key`, a repeat of the
+ * same body answers 200 with the job the first call created; the same key with
+ * another body is a 409 and writes nothing (TransitionService decides both).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { AtsError } from '../../engine/errors.js';
+import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
+import { toJobView } from '../job-views.js';
+import { described, errorResponses, JobView, SubmitBody, SubmitHeaders } from '../schemas.js';
+import { toJobSpec } from '../submit-spec.js';
+
+const schema = {
+  operationId: 'submitJob',
+  summary: 'Submit a job',
+  tags: ['jobs'],
+  body: SubmitBody,
+  headers: SubmitHeaders,
+  response: { 201: described(JobView, 'Created'), 200: described(JobView, 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, 413, 415, 422) },
+};
+
+export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const rules = {
+    defaults: deps.defaults,
+    maxPayloadDepth: deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH,
+    knownTypes: deps.knownTypes,
+  };
+  app.post<{ Body: SubmitBody; Headers: { 'idempotency-key'?: string } }>('/v1/jobs', { schema }, async (request, reply) => {
+    const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);
+    const r = await deps.transitions.submit(spec);
+    if (!r.ok) {
+      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `Idempotency-Key was used for job ${r.job.id} with a different request body`);
+    }
+    reply.header('location', `/v1/jobs/${r.job.id}`);
+    return reply.code(r.created ? 201 : 200).send(toJobView(r.job, deps.clock.now()));
+  });
+};

@@ -1,0 +1,76 @@
+/**
+ * A validated submit body to a `JobSpec`: the checks JSON Schema cannot say
+ * (cross-field bounds, payload depth, registered types) and the server's
+ * defaults. Throws `AtsError`; runs before anything is written.
+ */
+import { AtsError } from '../engine/errors.js';
+import type { JobSpec } from '../engine/ports.js';
+import type { BackoffPolicy } from '../machines/backoff.js';
+import type { SubmitDefaults } from './deps.js';
+import type { BackoffInput, SubmitBody } from './schemas.js';
+
+export interface SpecRules {
+  defaults: SubmitDefaults;
+  maxPayloadDepth: number;
+  knownTypes?: () => readonly string[];
+}
+
+export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, rules: SpecRules): JobSpec {
+  checkType(body.type, rules.knownTypes);
+  checkPayload(body.payload, rules.maxPayloadDepth);
+  const d = rules.defaults;
+  const spec: JobSpec = {
+    type: body.type,
+    payload: body.payload,
+    queue: body.queue ?? d.queue,
+    maxAttempts: body.maxAttempts ?? d.maxAttempts,
+    backoff: body.backoff ? toBackoff(body.backoff) : d.backoff,
+    timeoutMs: body.timeoutMs ?? d.timeoutMs,
+    priority: body.priority ?? d.priority,
+  };
+  if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt);
+  if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
+  return spec;
+}
+
+function checkType(type: string, knownTypes: SpecRules['knownTypes']): void {
+  if (knownTypes && !knownTypes().includes(type)) {
+    throw new AtsError('ATS_ERR_UNKNOWN_JOB_TYPE', `No handler is registered for job type '${type}'`);
+  }
+}
+
+function toBackoff(b: BackoffInput): BackoffPolicy {
+  if (b.kind === 'fixed') return { kind: 'fixed', delayMs: b.delayMs };
+  if (b.maxMs < b.baseMs) throw new AtsError('ATS_ERR_VALIDATION', 'body/backoff/maxMs must be >= baseMs');
+  return { kind: 'exponential', baseMs: b.baseMs, maxMs: b.maxMs, jitter: b.jitter ?? 'full' };
+}
+
+/** ISO strings passed the schema's date-time format; Date.parse still has the last word. */
+function toEpochMs(runAt: string | number): number {
+  const ms = typeof runAt === 'number' ? runAt : Date.parse(runAt);
+  if (!Number.isFinite(ms) || ms < 0) throw new AtsError('ATS_ERR_VALIDATION', 'body/runAt is not a valid time');
+  return ms;
+}
+
+/**
+ * Throws if `value` nests deeper than `max`, or holds a number JSON cannot
+ * carry (`1e400` parses to Infinity and would be stored as null). Iterative
+ * on purpose: a recursive walk of a hostile 1 MiB `[[[[...` body would
+ * overflow the stack.
+ */
+export function checkPayload(value: unknown, max: number): void {
+  let level: unknown[] = [value];
+  for (let depth = 0; level.length > 0; depth++) {
+    const next: unknown[] = [];
+    for (const v of level) {
+      if (typeof v === 'number' && !Number.isFinite(v)) {
+        throw new AtsError('ATS_ERR_VALIDATION', 'body/payload holds a number out of range');
+      }
+      if (v === null || typeof v !== 'object') continue;
+      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `body/payload nests deeper than ${max} levels`);
+      // A loop, not push(...children): a 100k-element array would overflow the argument stack.
+      for (const child of Array.isArray(v) ? v : Object.values(v)) next.push(child);
+    }
+    level = next;
+  }
+}

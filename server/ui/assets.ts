@@ -1,0 +1,97 @@
+/**
+ * The visualizer's assets, built by the project itself (no CDN, no build step
+ * before `npm start`): the page and its stylesheet are read from `page/`, and
+ * the script is bundled from `client/main.ts` (with dagre) by esbuild's JS API
+ * on first request, then kept in memory.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+/** One asset as served. */
+export interface Asset {
+  body: Buffer;
+  contentType: string;
+  /** A strong ETag of the body, quoted. */
+  etag: string;
+}
+
+export interface UiAssets {
+  /** The page (index.html). */
+  page(): Promise<Asset>;
+  /** An asset under /ui/assets/ by file name (`app.js`, `app.js.map`, `app.css`), or undefined. */
+  get(name: string): Promise<Asset | undefined>;
+}
+
+export interface UiAssetOptions {
+  /** Minify the bundle (a source map is served beside it either way). @defaultValue true */
+  minify?: boolean;
+}
+
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+export const CLIENT_ENTRY = here('./client/main.ts');
+const PAGE_FILE = here('./page/index.html');
+const CSS_FILE = here('./page/styles.css');
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+};
+
+function asset(name: string, body: Buffer | Uint8Array): Asset {
+  const bytes = Buffer.from(body);
+  const ext = name.slice(name.lastIndexOf('.'));
+  const etag = `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 22)}"`;
+  return { body: bytes, contentType: TYPES[ext] ?? 'application/octet-stream', etag };
+}
+
+/** Bundle the browser code: `app.js` and its source map, by file name. */
+export async function bundleClient(opts: UiAssetOptions = {}): Promise<Map<string, Asset>> {
+  const result = await build({
+    entryPoints: [CLIENT_ENTRY],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    target: ['chrome111', 'firefox113', 'safari16.2'],
+    minify: opts.minify ?? true,
+    sourcemap: 'linked',
+    // A virtual path: with write: false nothing is written, it only names the outputs.
+    outfile: here('./.bundle/app.js'),
+    logLevel: 'silent',
+  });
+  return new Map(result.outputFiles.map((f) => [basename(f.path), asset(basename(f.path), f.contents)]));
+}
+
+/**
+ * Memoise an async builder; a failure is not kept, so the next request tries
+ * again (e.g. after a fix to a source file while developing).
+ */
+function lazy<T>(make: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | null = null;
+  return () => {
+    pending ??= make().catch((err: unknown) => {
+      pending = null;
+      throw err;
+    });
+    return pending;
+  };
+}
+
+export function createUiAssets(opts: UiAssetOptions = {}): UiAssets {
+  const page = lazy(async () => asset('index.html', await readFile(PAGE_FILE)));
+  const css = lazy(async () => asset('app.css', await readFile(CSS_FILE)));
+  const bundle = lazy(() => bundleClient(opts));
+  return {
+    page,
+    async get(name) {
+      if (name === 'app.css') return css();
+      if (name === 'app.js' || name === 'app.js.map') return (await bundle()).get(name);
+      return undefined;
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Tiny DOM helpers for the visualizer. Every piece of job data reaches the page
+ * through `textContent` or an attribute value set with `setAttribute`, never
+ * through `innerHTML`: a payload like `<img onerror=...>` must show as text.
+ */
+
+type Attrs = Record<string, string | number | boolean | null | undefined>;
+type Child = Node | string | number | null | undefined | false;
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function apply(el: Element, attrs: Attrs, children: Child[]): void {
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    el.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(typeof child === 'object' ? child : String(child));
+  }
+}
+
+/** An HTML element with attributes and children (strings become text nodes). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K, attrs: Attrs = {}, ...children: Child[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  apply(el, attrs, children);
+  return el;
+}
+
+/** An SVG element, same rules as `h`. */
+export function s<K extends keyof SVGElementTagNameMap>(
+  tag: K, attrs: Attrs = {}, ...children: Child[]
+): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG_NS, tag);
+  apply(el, attrs, children);
+  return el;
+}
+
+/** The element with this id; throws if the page lacks it (a broken page should say so at once). */
+export function byId<T extends Element = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`the page has no #${id}`);
+  return el as unknown as T;
+}
+
+/** A JSON value as indented text, shortened past `max` characters. */
+export function jsonText(value: unknown, max = 4000): string {
+  const text = JSON.stringify(value, null, 2) ?? String(value);
+  return text.length > max ? `${text.slice(0, max)}\n… (${text.length - max} more characters)` : text;
+}
+
+/** `12:34:56.789` in local time; the full ISO time goes in a tooltip. */
+export function clockTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}

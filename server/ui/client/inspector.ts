@@ -1,0 +1,210 @@
+/**
+ * The job inspector: one job's facts, its timeline (each event with time,
+ * attempt, error or result), a time-travel slider that marks on the machine
+ * the state and the edge of each step, and Cancel / Redrive buttons enabled
+ * only when the job's `allowed` list (from the machine) says so.
+ */
+import { errorText, type Api, type EventView, type JobDetail } from './api.js';
+import { byId, clockTime, h, jsonText } from './dom.js';
+import { edgeKey } from './graph-layout.js';
+import type { MachineView } from './graph-view.js';
+import { stateBadge } from './recent-jobs.js';
+
+export interface Inspector {
+  open(id: string): Promise<void>;
+  /** Reload the open job shortly, at most every 250 ms (it changed, or may have). */
+  refreshSoon(): void;
+  readonly jobId: string | null;
+}
+
+export interface InspectorDeps {
+  api: Api;
+  view: MachineView;
+  /** Told when the open job changes (or the inspector closes: null). */
+  onOpen(id: string | null): void;
+}
+
+const SOON_MS = 250;
+
+interface Elements {
+  detail: HTMLElement;
+  empty: HTMLElement;
+  error: HTMLElement;
+  title: HTMLElement;
+  facts: HTMLElement;
+  slider: HTMLInputElement;
+  stepLabel: HTMLElement;
+  timeline: HTMLOListElement;
+  payload: HTMLElement;
+  outcome: HTMLElement;
+  cancel: HTMLButtonElement;
+  redrive: HTMLButtonElement;
+  close: HTMLButtonElement;
+}
+
+const elements = (): Elements => ({
+  detail: byId('job-detail'), empty: byId('inspector-empty'), error: byId('inspector-error'),
+  title: byId('job-title'), facts: byId('job-facts'), slider: byId('time-travel'),
+  stepLabel: byId('step-label'), timeline: byId('timeline'), payload: byId('job-payload'),
+  outcome: byId('job-outcome'), cancel: byId('cancel-btn'), redrive: byId('redrive-btn'), close: byId('close-job'),
+});
+
+/** What one event says beyond its type: attempt, error, result, reason. */
+function eventDetails(e: EventView): string[] {
+  const d = (e.data ?? {}) as Record<string, unknown>;
+  const out: string[] = [];
+  if (typeof d.attempt === 'number') out.push(`attempt ${d.attempt}`);
+  if (e.type === 'SUBMITTED' && typeof d.maxAttempts === 'number') out.push(`up to ${d.maxAttempts} attempts`);
+  if (typeof d.workerId === 'string') out.push(`worker ${d.workerId}`);
+  const err = d.error as { message?: unknown; retryable?: unknown } | undefined;
+  if (err && typeof err.message === 'string') out.push(`error: ${err.message}${err.retryable === false ? ' (not retryable)' : ''}`);
+  if (e.type === 'LEASE_EXPIRED') out.push('error: lease expired');
+  if (e.type === 'SUCCEEDED' && 'result' in d) out.push(`result: ${jsonText(d.result, 200).replace(/\s+/g, ' ')}`);
+  if (typeof d.reason === 'string') out.push(`reason: ${d.reason}`);
+  return out;
+}
+
+function timelineItem(e: EventView, step: number): HTMLLIElement {
+  return h('li', { 'data-step': step, 'data-seq': e.seq },
+    h('span', { class: 'tl-seq' }, `#${e.seq}`),
+    h('span', { class: 'tl-type' }, e.type),
+    h('span', { class: 'tl-move' }, `${e.from ?? '∅'} → ${e.to}`),
+    h('time', { datetime: e.at, title: e.at }, clockTime(e.at)),
+    ...eventDetails(e).map((t) => h('span', { class: t.startsWith('error') ? 'tl-detail tl-error' : 'tl-detail' }, t)),
+  );
+}
+
+/** Scroll the timeline (not the page) so the current step shows. */
+function keepInView(box: HTMLElement, item: HTMLElement | undefined): void {
+  if (!item) return;
+  const top = item.offsetTop; // the timeline is the offsetParent (position: relative)
+  if (top < box.scrollTop || top + item.offsetHeight > box.scrollTop + box.clientHeight) {
+    box.scrollTop = top - (box.clientHeight - item.offsetHeight) / 2;
+  }
+}
+
+function fact(name: string, value: Node | string): HTMLElement {
+  return h('div', {}, h('dt', {}, name), h('dd', {}, value));
+}
+
+function renderFacts(el: Elements, job: JobDetail): void {
+  el.title.replaceChildren(h('span', { class: 'job-type' }, job.type), ' ', stateBadge(job.state));
+  el.facts.replaceChildren(
+    fact('id', h('code', {}, job.id)),
+    fact('queue', job.queue),
+    fact('attempt', `${job.attempt} of ${job.maxAttempts}`),
+    fact('submitted', h('time', { datetime: job.createdAt, title: job.createdAt }, clockTime(job.createdAt))),
+    fact('allowed', job.allowed.length ? job.allowed.join(', ') : 'none'),
+  );
+  el.payload.textContent = jsonText(job.payload);
+  const outcome = job.lastError ?? job.result ?? (job.cancelReason ? { cancelReason: job.cancelReason } : null);
+  el.outcome.textContent = outcome === null ? '(none yet)' : jsonText(outcome);
+  el.cancel.disabled = !job.allowed.includes('CANCEL');
+  el.redrive.disabled = !job.allowed.includes('REDRIVE');
+}
+
+export function createInspector(deps: InspectorDeps): Inspector {
+  const el = elements();
+  let job: JobDetail | null = null;
+  let openId: string | null = null;
+  let soon: number | undefined;
+
+  const showStep = (step: number) => {
+    if (!job) return;
+    const e = job.events[step - 1];
+    if (!e) return;
+    deps.view.showStep({ state: e.to, edge: edgeKey(e.from, e.type, e.to) });
+    el.stepLabel.textContent = `step ${step} of ${job.events.length}: ${e.type} → ${e.to}`;
+    for (const li of Array.from(el.timeline.children)) {
+      const n = Number(li.getAttribute('data-step'));
+      li.classList.toggle('future', n > step);
+      if (n === step) li.setAttribute('aria-current', 'step');
+      else li.removeAttribute('aria-current');
+    }
+    keepInView(el.timeline, el.timeline.children[step - 1] as HTMLElement | undefined);
+  };
+
+  const render = (next: JobDetail) => {
+    // A slider left at the last step follows the job as it moves on.
+    const following = !job || job.id !== next.id || Number(el.slider.value) >= job.events.length;
+    job = next;
+    renderFacts(el, next);
+    el.timeline.replaceChildren(...next.events.map((e, i) => timelineItem(e, i + 1)));
+    el.slider.max = String(Math.max(1, next.events.length));
+    if (following) el.slider.value = el.slider.max;
+    el.slider.disabled = next.events.length < 2;
+    el.empty.hidden = true;
+    el.detail.hidden = false;
+    showStep(Number(el.slider.value));
+  };
+
+  const load = async () => {
+    const id = openId;
+    if (!id) return;
+    try {
+      const next = await deps.api.job(id);
+      if (openId !== id) return; // another job was opened meanwhile
+      el.error.textContent = '';
+      render(next);
+    } catch (err) {
+      if (openId !== id) return;
+      el.error.textContent = errorText(err);
+      if (!job) {
+        // Nothing of this job to show (a mistyped id, say): hide the last job's picture too.
+        el.detail.hidden = true;
+        deps.view.showStep(null);
+      }
+    }
+  };
+
+  const close = () => {
+    openId = null;
+    job = null;
+    el.detail.hidden = true;
+    el.empty.hidden = false;
+    el.error.textContent = '';
+    deps.view.showStep(null);
+    deps.onOpen(null);
+  };
+
+  const act = async (action: 'cancel' | 'redrive') => {
+    if (!openId) return;
+    el.cancel.disabled = el.redrive.disabled = true;
+    try {
+      await deps.api[action](openId);
+    } catch (err) {
+      el.error.textContent = errorText(err);
+    }
+    await load();
+  };
+
+  el.slider.addEventListener('input', () => showStep(Number(el.slider.value)));
+  el.timeline.addEventListener('click', (ev) => {
+    const step = (ev.target as Element).closest('[data-step]')?.getAttribute('data-step');
+    if (!step) return;
+    el.slider.value = step;
+    showStep(Number(step));
+  });
+  el.cancel.addEventListener('click', () => void act('cancel'));
+  el.redrive.addEventListener('click', () => void act('redrive'));
+  el.close.addEventListener('click', close);
+
+  return {
+    get jobId() {
+      return openId;
+    },
+    async open(id) {
+      openId = id;
+      job = null;
+      deps.onOpen(id);
+      await load();
+    },
+    refreshSoon() {
+      if (!openId || soon !== undefined) return;
+      soon = window.setTimeout(() => {
+        soon = undefined;
+        void load();
+      }, SOON_MS);
+    },
+  };
+}

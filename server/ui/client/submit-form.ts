@@ -1,0 +1,65 @@
+/**
+ * The "submit a job" form: a type, a JSON payload, and one-click examples of
+ * the demo handlers so a newcomer can watch a job run, retry or die.
+ */
+import { errorText, type Api, type JobView } from './api.js';
+import { byId, h } from './dom.js';
+
+interface Example {
+  label: string;
+  type: string;
+  payload: unknown;
+}
+
+/** The built-in demo handlers (DESIGN.md): each shows a different path through the machine. */
+const EXAMPLES: readonly Example[] = [
+  { label: 'echo', type: 'demo.echo', payload: { hello: 'world' } },
+  { label: 'sleep 3 s', type: 'demo.sleep', payload: { ms: 3000 } },
+  { label: 'fail twice, then succeed', type: 'demo.fail', payload: { failTimes: 2 } },
+  { label: 'always fail', type: 'demo.fail', payload: { always: true } },
+  { label: 'non-retryable', type: 'demo.fail', payload: { retryable: false } },
+];
+
+/** Parse the payload field; an empty field means `{}`. */
+function parsePayload(text: string): unknown {
+  if (!text.trim()) return {};
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`The payload is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void): void {
+  const form = byId<HTMLFormElement>('submit-form');
+  const type = byId<HTMLInputElement>('submit-type');
+  const payload = byId<HTMLTextAreaElement>('submit-payload');
+  const status = byId('submit-status');
+  const button = form.querySelector('button[type=submit]') as HTMLButtonElement;
+
+  byId('submit-examples').replaceChildren(...EXAMPLES.map((ex) => {
+    const b = h('button', { type: 'button', class: 'chip', title: `${ex.type} ${JSON.stringify(ex.payload)}` }, ex.label);
+    b.addEventListener('click', () => {
+      type.value = ex.type;
+      payload.value = JSON.stringify(ex.payload, null, 2);
+    });
+    return b;
+  }));
+  byId('job-types').replaceChildren(...[...new Set(EXAMPLES.map((e) => e.type))].map((t) => h('option', { value: t })));
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    status.className = 'status';
+    button.disabled = true;
+    try {
+      const job = await api.submit(type.value.trim(), parsePayload(payload.value));
+      status.textContent = `Submitted ${job.id}`;
+      onSubmitted(job);
+    } catch (err) {
+      status.className = 'status error-note';
+      status.textContent = errorText(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}

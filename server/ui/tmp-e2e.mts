@@ -1,0 +1,34 @@
+// Dev-only: the whole system (all roles, SQLite + in-process log) with the UI; drive a few demo jobs, screenshot.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { compileConfig } from '/work/main/engine/config.ts';
+import { compose } from '/work/main/cli/compose.ts';
+import { uiPlugin } from '/work/main/server/ui/index.ts';
+const dir = mkdtempSync(join(tmpdir(), 'uie2e-'));
+const config = compileConfig({ port: '0', dataDir: dir, logLevel: 'error', leaseMs: '3000', heartbeatMs: '1000' });
+const sys = await compose(config, { plugins: [uiPlugin] });
+const { url } = await sys.start();
+console.log('url', url);
+const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'uie2e-p-')), { executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'], viewport: { width: 1440, height: 960 } });
+const page = await ctx.newPage();
+page.on('pageerror', (e) => console.log('pageerror', e.message));
+await page.goto(url + '/ui');
+await page.locator('[data-state]').first().waitFor();
+// failTimes 2 via the example chip
+await page.getByRole('button', { name: 'fail twice, then succeed' }).click();
+await page.locator('#submit-form button[type=submit]').click();
+await page.getByRole('button', { name: 'non-retryable' }).click();
+await page.locator('#submit-form button[type=submit]').click();
+await page.getByRole('button', { name: 'sleep 3 s' }).click();
+await page.locator('#submit-form button[type=submit]').click();
+await page.waitForTimeout(Number(process.env.WAIT ?? 6000));
+const first = page.locator('#recent-jobs li[data-job-id]').last();
+await first.click();
+await page.waitForTimeout(800);
+await page.screenshot({ path: '/tmp/uiw/e2e.png', fullPage: true });
+console.log(await page.locator('#timeline').innerText());
+console.log('mode', await page.locator('#live-mode').innerText());
+await ctx.close();
+await sys.stop();

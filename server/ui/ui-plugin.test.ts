@@ -1,0 +1,85 @@
+/**
+ * The visualizer's routes, without a browser: the redirect, the page and its
+ * headers, the bundled script, revalidation, and what stays out of the API docs.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startUiServer, type UiServer } from './test-server.js';
+
+describe('uiPlugin', () => {
+  let server: UiServer;
+  before(async () => {
+    server = await startUiServer({ listen: false });
+  });
+  after(async () => {
+    await server?.close();
+  });
+  const get = (url: string, headers: Record<string, string> = {}) => server.app.inject({ method: 'GET', url, headers });
+
+  test('GET / redirects to /ui', async () => {
+    const res = await get('/');
+    assert.equal(res.statusCode, 302);
+    assert.equal(res.headers.location, '/ui');
+  });
+
+  test('GET /ui and /ui/ serve the page, which loads only assets of this server', async () => {
+    for (const url of ['/ui', '/ui/']) {
+      const res = await get(url);
+      assert.equal(res.statusCode, 200, url);
+      assert.match(String(res.headers['content-type']), /^text\/html/);
+      assert.match(String(res.headers['content-security-policy']), /default-src 'self'/);
+      assert.match(res.body, /<script type="module" src="\/ui\/assets\/app\.js"><\/script>/);
+      assert.match(res.body, /<link rel="stylesheet" href="\/ui\/assets\/app\.css">/);
+      const external = [...res.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !u!.startsWith('/'));
+      assert.deepEqual(external, []);
+    }
+  });
+
+  test('the page holds every element the script and the tests look up', async () => {
+    const body = (await get('/ui')).body;
+    for (const id of ['machine', 'recent-jobs', 'job-search', 'search-form', 'timeline', 'time-travel', 'cancel-btn',
+      'redrive-btn', 'submit-form', 'submit-type', 'submit-payload', 'submit-status', 'submit-examples', 'job-types',
+      'job-detail', 'inspector-empty', 'inspector-error', 'job-title', 'job-facts', 'step-label', 'job-payload',
+      'job-outcome', 'close-job', 'live-mode', 'total-jobs', 'graph-error']) {
+      assert.match(body, new RegExp(`id="${id}"`), id);
+    }
+  });
+
+  test('the script is bundled with its layout library, with a source map beside it', async () => {
+    const js = await get('/ui/assets/app.js');
+    assert.equal(js.statusCode, 200);
+    assert.match(String(js.headers['content-type']), /^text\/javascript/);
+    assert.match(js.body, /sourceMappingURL=app\.js\.map/);
+    assert.doesNotMatch(js.body, /^\s*import\s/m, 'bundled: no bare imports left for the browser to resolve');
+    assert.match(js.body, /data-count/);
+    const map = await get('/ui/assets/app.js.map');
+    assert.equal(map.statusCode, 200);
+    const sources = (map.json() as { sources: string[] }).sources;
+    assert.ok(sources.some((s) => s.includes('@dagrejs/dagre')), 'dagre is in the bundle');
+    assert.ok(sources.some((s) => s.endsWith('client/main.ts')));
+  });
+
+  test('an unchanged asset revalidates to 304', async () => {
+    for (const url of ['/ui', '/ui/assets/app.css', '/ui/assets/app.js']) {
+      const first = await get(url);
+      assert.equal(first.headers['cache-control'], 'no-cache');
+      const etag = String(first.headers.etag);
+      assert.match(etag, /^"[\w-]+"$/);
+      const again = await get(url, { 'if-none-match': etag });
+      assert.equal(again.statusCode, 304, url);
+      assert.equal(again.body, '');
+    }
+  });
+
+  test('an unknown asset is a 404 with the registry code', async () => {
+    const res = await get('/ui/assets/nope.js');
+    assert.equal(res.statusCode, 404);
+    assert.equal(res.json().code, 'ATS_ERR_ROUTE_NOT_FOUND');
+  });
+
+  test('the UI routes stay out of the OpenAPI document', async () => {
+    const doc = (await get('/docs/json')).json() as { paths: Record<string, unknown> };
+    assert.ok(doc.paths['/v1/machine'], 'the document lists the API');
+    assert.deepEqual(Object.keys(doc.paths).filter((p) => p === '/' || p.startsWith('/ui')), []);
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * Request validation, one Ajv per kind of input.
+ *
+ * fastify's default Ajv coerces types (`"3"` becomes 3) and silently removes
+ * unknown properties. For JSON bodies that would accept wrong input and store
+ * something the caller did not send, so bodies get a strict Ajv: no coercion,
+ * no removal, no defaults (the route applies defaults, so the idempotency hash
+ * sees what the caller sent plus what the server chose, never a guess by Ajv).
+ * Query strings, params and headers are text on the wire, so their Ajv coerces
+ * scalars (never arrays: `?state=a&state=b` is an error) and fills defaults.
+ */
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
+import formats from 'ajv-formats';
+import { OptionalKind } from '@sinclair/typebox';
+import type { FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+
+const common: Options = {
+  allErrors: false, // allErrors on hostile input is a known DoS vector
+  removeAdditional: false,
+  discriminator: true,
+  strict: true,
+  strictTypes: false, // TypeBox unions carry no top-level `type`
+  strictRequired: false, // the discriminator needs `required: ['kind']` beside `oneOf`, whose branches define it
+};
+
+function makeAjv(options: Options): Ajv {
+  const ajv = new Ajv({ ...common, ...options });
+  formats.default(ajv);
+  return ajv;
+}
+
+/** A validator compiler per httpPart; pass to `app.setValidatorCompiler`. */
+export function createValidatorCompiler(): FastifySchemaCompiler<FastifySchema> {
+  const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false });
+  const textAjv = makeAjv({ coerceTypes: true, useDefaults: true });
+  return ({ schema, httpPart }) => {
+    if (httpPart !== 'body') return textAjv.compile(schema as object);
+    const validate = bodyAjv.compile(schema as object);
+    return isOptional(schema) ? optionalBody(validate) : validate;
+  };
+}
+
+const isOptional = (schema: unknown): boolean =>
+  (schema as Record<symbol, unknown>)[OptionalKind] === 'Optional';
+
+/** fastify hands an absent body to the validator as null: let it through. */
+function optionalBody(validate: ValidateFunction): ValidateFunction {
+  const wrapped = ((data: unknown) => {
+    if (data === null) return true;
+    const ok = validate(data);
+    wrapped.errors = validate.errors;
+    return ok;
+  }) as ValidateFunction;
+  return wrapped;
+}
+
+/** fastify's `schemaErrorFormatter`: one sentence naming the field. */
+export function formatValidationError(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const e = errors[0] as ErrorObject | undefined;
+  if (!e) return new Error(`${dataVar} is not valid`);
+  const where = `${dataVar}${e.instancePath}`;
+  if (e.keyword === 'additionalProperties') {
+    return new Error(`${where} has an unknown field '${String(e.params.additionalProperty).slice(0, 100)}'`);
+  }
+  if (e.keyword === 'enum') {
+    return new Error(`${where} must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
+  }
+  return new Error(`${where} ${e.message ?? 'is not valid'}`);
+}
