@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { configTable } from '../scripts/config-table.js';
+import { compileConfig, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
+import { AtsError } from './errors.js';
+
+const rejects = (raw: Parameters<typeof compileConfig>[0], pattern: RegExp) =>
+  assert.throws(() => compileConfig(raw), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && pattern.test(e.message));
+
+describe('config', () => {
+  it('defaults: all roles, embedded store and log, port 3000, frozen', () => {
+    const c = compileConfig({});
+    assert.deepEqual(c.roles, ['api', 'relay', 'worker', 'timers']);
+    assert.equal(c.mysqlUrl, null);
+    assert.equal(c.kafkaBrokers, null);
+    assert.equal(c.port, 3000);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.worker));
+  });
+
+  it('environment then flags, flags win', () => {
+    const raw = { ...rawFromEnv({ PORT: '4000', ATS_WORKER_CONCURRENCY: '7' }), ...rawFromArgs(['--port', '5000']) };
+    const c = compileConfig(raw);
+    assert.equal(c.port, 5000);
+    assert.equal(c.worker.concurrency, 7);
+    assert.equal(compileConfig(rawFromArgs(['--port=6000'])).port, 6000);
+  });
+
+  it('names the setting in every error', () => {
+    rejects({ mysqlUrl: 'not-a-url' }, /MYSQL_URL.*not a URL/);
+    rejects({ mysqlUrl: 'postgres://x@h/db' }, /MYSQL_URL.*mysql:\/\//);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306' }, /MYSQL_URL.*database/);
+    rejects({ kafkaBrokers: 'nohostport' }, /KAFKA_BROKERS.*host:port/);
+    rejects({ port: 'eighty' }, /PORT.*integer/);
+    rejects({ roles: 'api,chef' }, /ATS_ROLES.*unknown role "chef"/);
+    rejects({ roles: 'worker' }, /needs KAFKA_BROKERS/);
+    rejects({ roles: 'worker', kafkaBrokers: 'k:9092' }, /needs MYSQL_URL/);
+    rejects({ leaseMs: 5000, heartbeatMs: 5000 }, /ATS_HEARTBEAT_MS.*below the lease/);
+    assert.throws(() => rawFromArgs(['--nope', '1']), /unknown option --nope/);
+    assert.throws(() => rawFromArgs(['--port']), /needs a value/);
+  });
+
+  it('split roles run on MySQL and Kafka', () => {
+    const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
+    assert.deepEqual(c.roles, ['worker']);
+    assert.deepEqual(c.kafkaBrokers, ['a:9092', 'b:9093']);
+  });
+
+  it('the README documents every setting, as generated from SETTINGS', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    assert.ok(readme.includes(configTable()), 'README.md config table is stale: run `node --import tsx scripts/config-table.ts`');
+    for (const s of Object.values(SETTINGS)) assert.ok(readme.includes(`\`${s.env}\``), s.env);
+  });
+});
