@@ -2,16 +2,38 @@
  * The command-line entry: `ats <command> [options]`. The only module that
  * reads `process.env` and `process.argv`.
  */
-import { startCommand } from './start.js';
-
 type Command = (args: readonly string[], env: Record<string, string | undefined>) => Promise<number>;
+
+/**
+ * A command loaded on first use: `start` pulls in every adapter (MySQL,
+ * Kafka, SQLite, fastify), which a client command like `ats ls` must not wait for.
+ */
+const lazy = <K extends string>(load: () => Promise<Record<K, Command>>, name: K): Command =>
+  async (args, env) => (await load())[name](args, env);
+
+const startCommand = lazy(() => import('./start.js'), 'startCommand');
+const submitCommand = lazy(() => import('./commands/submit.js'), 'submitCommand');
+const getCommand = lazy(() => import('./commands/get.js'), 'getCommand');
+const lsCommand = lazy(() => import('./commands/ls.js'), 'lsCommand');
+const watchCommand = lazy(() => import('./commands/watch.js'), 'watchCommand');
+const cancelCommand = lazy(() => import('./commands/actions.js'), 'cancelCommand');
+const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
+  submit: { run: submitCommand, help: 'ats submit TYPE --payload JSON [--wait | --count N] ...      submit a job (or N)' },
+  get: { run: getCommand, help: 'ats get ID [--json]                                          a job and its events' },
+  ls: { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]         list jobs, newest first' },
+  watch: { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' },
+  cancel: { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' },
+  redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
 };
 
 function usage(): string {
-  return ['usage: ats <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.help}`)].join('\n');
+  return [
+    'usage: ats <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.help}`), '',
+    'Client commands talk to --url or $ATS_URL (default http://localhost:3000). "ats <command> --help" for details.',
+  ].join('\n');
 }
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -1,0 +1,221 @@
+/**
+ * The `ats` client end to end: a real scheduler (`ats start`, embedded store,
+ * temp data dir) as a child process, and the CLI as child processes
+ * (`node cli/bin.mjs ...`) talking to it, checked by exit code and output.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { SETTINGS } from '../engine/config.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** This process's environment without any scheduler setting (`npm test` exports MYSQL_URL and KAFKA_BROKERS). */
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const s of Object.values(SETTINGS)) delete env[s.env];
+  delete env.ATS_URL;
+  delete env.NODE_TEST_CONTEXT;
+  return { ...env, ...extra };
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Collects a child's output and resolves on exit. */
+function collect(child: ChildProcess): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+let url = '';
+let server: ChildProcess | null = null;
+let serverOut = '';
+const dataDir = mkdtempSync(join(tmpdir(), 'ats-cli-test-'));
+
+/** `ats ARGS...` against the test server (or `env.ATS_URL`). */
+function spawnAts(args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, ['cli/bin.mjs', ...args], { cwd: root, env: cleanEnv({ ATS_URL: url, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function ats(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const child = spawnAts(args, env);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  return collect(child).finally(() => clearTimeout(timer));
+}
+
+async function waitForHealth(deadlineMs: number): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    if (server?.exitCode !== null) assert.fail(`the server exited early:\n${serverOut}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > end) assert.fail(`the server did not answer /healthz within ${deadlineMs} ms:\n${serverOut}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const futureRunAt = () => new Date(Date.now() + 3_600_000).toISOString();
+
+describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
+  before(async () => {
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    server = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], {
+      cwd: root, env: cleanEnv({ PORT: String(port), ATS_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }), stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    server.stdout!.on('data', (d) => (serverOut += d));
+    server.stderr!.on('data', (d) => (serverOut += d));
+    await waitForHealth(60_000);
+  });
+
+  after(async () => {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((r) => server!.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  let echoId = '';
+
+  test('submit --wait prints each state and exits 0 on done', async () => {
+    const r = await ats(['submit', 'demo.echo', '--payload', '{"x":1}', '--wait']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    echoId = lines[0]!;
+    assert.match(echoId, /^[0-9A-Z]{26}$/);
+    const states = lines.slice(1).map((l) => l.split(/\s+/)[1]);
+    assert.deepEqual(states, ['pending', 'published', 'running', 'done']);
+    assert.match(lines[3]!, /running\s+attempt 1\/3\s+STARTED/);
+  });
+
+  test('submit --wait exits 1 when the job ends dead', async () => {
+    const r = await ats(['submit', 'demo.fail', '--payload', '{"always":true}', '--max-attempts', '2', '--wait']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /\bdead\s+attempt 2\/2\s+FAILED/);
+    assert.equal((r.stdout.match(/\brunning\b/g) ?? []).length, 2, 'two attempts ran');
+  });
+
+  test('get prints the job and its history; --json the API\'s JSON', async () => {
+    const text = await ats(['get', echoId]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`^id\\s+${echoId}$`, 'm'));
+    assert.match(text.stdout, /^state\s+done$/m);
+    assert.match(text.stdout, /SUCCEEDED\s+running\s+done/);
+    const json = await ats(['get', echoId, '--json']);
+    const job = JSON.parse(json.stdout);
+    assert.equal(job.id, echoId);
+    assert.deepEqual(job.result, { x: 1 });
+    assert.deepEqual(job.events.map((e: { to: string }) => e.to), ['pending', 'published', 'running', 'done']);
+  });
+
+  test('ls --state done lists finished jobs only', async () => {
+    const r = await ats(['ls', '--state', 'done']);
+    assert.equal(r.code, 0, r.stderr);
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    assert.match(header!, /^ID\s+TYPE\s+QUEUE\s+STATE/);
+    assert.ok(rows.some((row) => row.startsWith(echoId)), r.stdout);
+    for (const row of rows) assert.equal(row.split(/\s+/)[3], 'done', row);
+  });
+
+  test('cancel of a finished job: exit 1 with ATS_ERR_TRANSITION_NOT_ALLOWED', async () => {
+    const r = await ats(['cancel', echoId]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ATS_ERR_TRANSITION_NOT_ALLOWED: CANCEL is not allowed in state done/);
+  });
+
+  test('cancel then redrive a delayed job print the new state', async () => {
+    const submitted = await ats(['submit', 'demo.echo', '--payload', '{}', '--run-at', futureRunAt()]);
+    const id = submitted.stdout.trim();
+    const cancelled = await ats(['cancel', id, '--reason', 'test']);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
+    assert.equal(cancelled.stdout.trim(), `${id} cancelled`);
+    const redriven = await ats(['redrive', id]);
+    assert.equal(redriven.code, 0, redriven.stderr);
+    assert.equal(redriven.stdout.trim(), `${id} pending`);
+  });
+
+  test('an unknown job id: exit 1 with ATS_ERR_JOB_NOT_FOUND', async () => {
+    const r = await ats(['get', '01J00000000000000000000000']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ATS_ERR_JOB_NOT_FOUND: /);
+  });
+
+  test('submit --count 50 waits for all and reports 50 done', async () => {
+    const r = await ats(['submit', 'demo.echo', '--payload', '{"n":1}', '--count', '50']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^50 jobs: 50 done, 0 dead, 0 cancelled in [\d.]+ s \([\d.]+ jobs\/s\)$/m);
+    // stderr is not a TTY here: plain progress lines, the last at 100%.
+    assert.ok(!r.stderr.includes('\r'));
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /50\/50 100%/);
+  });
+
+  test('watch prints transitions live and stops on Ctrl-C with exit 0', async () => {
+    const child = spawnAts(['watch', '--type', 'demo.sleep']);
+    const run = collect(child);
+    let seen = '';
+    child.stdout!.on('data', (d) => (seen += d));
+    // Give the watcher time to subscribe (or take its first look) before the job exists.
+    await new Promise((r) => setTimeout(r, 4000));
+    const submitted = await ats(['submit', 'demo.sleep', '--payload', '{"ms":10}', '--wait']);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const id = submitted.stdout.split('\n')[0]!;
+    const end = Date.now() + 30_000;
+    while (!new RegExp(`${id}.*running -> done`).test(seen) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGINT');
+    const r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.sleep\\s+default\\s+published -> running\\s+STARTED\\s+attempt 1`));
+    assert.match(r.stdout, new RegExp(`${id}.*running -> done\\s+SUCCEEDED`));
+  });
+});
+
+describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
+  test('an unknown command exits 2 with the command list', async () => {
+    const r = await ats(['frobnicate']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command "frobnicate"/);
+    assert.match(r.stderr, /ats submit TYPE/);
+  });
+
+  test('a wrong command line exits 2 with that command\'s usage', async () => {
+    for (const args of [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus']]) {
+      const r = await ats(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`usage: ats ${args[0]}`), args.join(' '));
+    }
+  });
+
+  test('no server at the URL: exit 1 with a message naming it', async () => {
+    const r = await ats(['ls'], { ATS_URL: 'http://127.0.0.1:1' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:1/);
+    const refused = await ats(['submit', 'demo.echo', '--url', `http://127.0.0.1:${await freePort()}`]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+  });
+});

@@ -1,0 +1,35 @@
+/** `ats ls [--state S] [--type T] [--queue Q] [--limit N] [--cursor C] [--json]`: jobs, newest first, as a table. */
+import { JOB_STATES, type ListQuery } from '../client.js';
+import { int, oneOf, str } from './args.js';
+import { jobTable } from './output.js';
+import { clientCommand, err, out, type CommandSpec } from './run.js';
+
+export const lsSpec: CommandSpec = {
+  usage: 'ats ls [--state S] [--type T] [--queue Q] [--limit N] [--cursor C] [--json]',
+  details: [
+    `--state S   one of ${JOB_STATES.join(', ')}`,
+    '--limit N   jobs per page (default 50, at most 500)',
+    '--cursor C  the next page (printed under a full page)',
+  ],
+  options: {
+    state: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
+    limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' },
+  },
+  positionals: [0, 0],
+};
+
+export const lsCommand = clientCommand(lsSpec, async ({ client, values }) => {
+  const query: ListQuery = {
+    state: oneOf(values, 'state', JOB_STATES)?.[0], type: str(values, 'type'), queue: str(values, 'queue'),
+    limit: int(values, 'limit', 1, 500), cursor: str(values, 'cursor'),
+  };
+  const page = await client.list(query);
+  if (values.json) {
+    out(JSON.stringify(page));
+    return 0;
+  }
+  if (page.jobs.length === 0) err('no jobs');
+  else out(jobTable(page.jobs).join('\n'));
+  if (page.nextCursor) err(`more: ats ls --cursor ${page.nextCursor}${query.limit ? ` --limit ${query.limit}` : ''}`);
+  return 0;
+});

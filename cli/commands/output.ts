@@ -1,0 +1,82 @@
+/** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
+import type { Job, JobDetail, JobEvent } from '../client.js';
+
+/** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
+export function attemptOf(e: { data: unknown }): number | undefined {
+  const a = (e.data as { attempt?: unknown } | null)?.attempt;
+  return typeof a === 'number' ? a : undefined;
+}
+
+/** A short reason for a failure event, if it is one. */
+function detailOf(e: { type: string; data: unknown }): string {
+  const d = e.data as { error?: { message?: string }; reason?: string } | null;
+  if (e.type === 'FAILED' && d?.error?.message) return `  ${d.error.message}`;
+  if (e.type === 'LEASE_EXPIRED') return '  lease expired (worker gone?)';
+  if (e.type === 'CANCEL' && d?.reason) return `  reason: ${d.reason}`;
+  return '';
+}
+
+/**
+ * Keeps the attempt number across a job's events (only some carry it), for
+ * lines like `... running  attempt 1/3`.
+ */
+export class AttemptTracker {
+  private attempt = 0;
+  constructor(private readonly maxAttempts?: number) {}
+
+  see(e: JobEvent): string {
+    this.attempt = attemptOf(e) ?? this.attempt;
+    return this.maxAttempts ? `attempt ${this.attempt}/${this.maxAttempts}` : `attempt ${this.attempt}`;
+  }
+}
+
+/** `2030-01-01T12:00:00.000Z  running    attempt 1/3  STARTED` (one line of `submit --wait`). */
+export function stateLine(e: JobEvent, attempt: string): string {
+  return `${e.at}  ${e.to.padEnd(9)}  ${attempt.padEnd(12)}  ${e.type}${detailOf(e)}`;
+}
+
+/** `2030-...Z  01J...  demo.echo  published -> running  STARTED  attempt 1` (one line of `watch`). */
+export function transitionLine(e: JobEvent & { jobId: string; jobType: string; queue: string }): string {
+  const a = attemptOf(e);
+  const move = `${e.from ?? '(new)'} -> ${e.to}`;
+  return `${e.at}  ${e.jobId}  ${e.jobType}  ${e.queue}  ${move.padEnd(22)}  ${e.type}${a === undefined ? '' : `  attempt ${a}`}${detailOf(e)}`;
+}
+
+const short = (v: unknown, max = 200): string => {
+  const text = JSON.stringify(v) ?? 'null';
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+};
+
+/** A job with its history, as `ats get` prints it. */
+export function jobDetail(job: JobDetail): string {
+  const err = job.lastError ? `${job.lastError.message} (attempt ${job.lastError.attempt}${job.lastError.retryable ? '' : ', not retryable'})` : '-';
+  const fields: Array<[string, string]> = [
+    ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
+    ['attempt', `${job.attempt}/${job.maxAttempts}`], ['payload', short(job.payload)], ['result', short(job.result)],
+    ['lastError', err], ['runAt', job.runAt], ['createdAt', job.createdAt], ['updatedAt', job.updatedAt],
+    ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
+  ];
+  if (job.cancelReason) fields.splice(8, 0, ['cancelReason', job.cancelReason]);
+  const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
+  const events = table(
+    ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT'],
+    job.events.map((e) => [String(e.seq), e.at, e.type, e.from ?? '-', e.to, String(attemptOf(e) ?? '')]),
+  );
+  return [...head, '', 'events', ...events.map((l) => `  ${l}`)].join('\n');
+}
+
+/** Rows of jobs, as `ats ls` prints them. */
+export function jobTable(jobs: readonly Job[]): string[] {
+  return table(
+    ['ID', 'TYPE', 'QUEUE', 'STATE', 'ATTEMPT', 'UPDATED'],
+    jobs.map((j) => [j.id, j.type, j.queue, j.state, `${j.attempt}/${j.maxAttempts}`, j.updatedAt]),
+  );
+}
+
+/** Left-aligned columns two spaces apart; the last column is not padded. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)];
+}

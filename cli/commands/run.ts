@@ -1,0 +1,93 @@
+/**
+ * What every client command shares: `--url` / `ATS_URL`, `--help`, and the
+ * exit codes — 0 success, 1 the server said no or could not be reached
+ * (`code: message` on stderr), 2 a wrong command line (the usage on stderr).
+ */
+import { ApiError, AtsClient, UnreachableError } from '../client.js';
+import { parse, str, UsageError, type OptionsConfig, type Parsed } from './args.js';
+
+export const DEFAULT_URL = 'http://localhost:3000';
+
+/** Same shape as the entries of `COMMANDS` in cli/main.ts. */
+export type Command = (args: readonly string[], env: Record<string, string | undefined>) => Promise<number>;
+
+export interface CommandSpec {
+  /** One line per form, without the leading "usage: ". */
+  usage: string;
+  /** Option lines shown under the usage. */
+  details?: string[];
+  options: OptionsConfig;
+  positionals: readonly [number, number];
+}
+
+export interface Context extends Parsed {
+  client: AtsClient;
+  env: Record<string, string | undefined>;
+}
+
+const COMMON: OptionsConfig = { url: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+const COMMON_HELP = '--url URL  the server (default: $ATS_URL or ' + DEFAULT_URL + ')';
+
+export const out = (text: string): void => void process.stdout.write(text + '\n');
+export const err = (text: string): void => void process.stderr.write(text + '\n');
+
+/** The usage text of a command. */
+export function usageOf(spec: CommandSpec): string {
+  const lines = spec.usage.split('\n').map((l, i) => (i === 0 ? `usage: ${l}` : `       ${l}`));
+  return [...lines, ...(spec.details ?? []).map((d) => `  ${d}`), `  ${COMMON_HELP}`].join('\n');
+}
+
+/** The server URL from `--url`, else `ATS_URL`, else the default; must be http(s). */
+export function serverUrl(values: Parsed['values'], env: Record<string, string | undefined>): string {
+  const text = str(values, 'url') ?? (env.ATS_URL || DEFAULT_URL);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`the server URL "${text}" is not a URL (e.g. ${DEFAULT_URL})`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`the server URL must be http:// or https://, got "${text}"`);
+  return text.replace(/\/+$/, '');
+}
+
+/** Turns a command body into a `Command` with the shared parsing and error reporting. */
+export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise<number>): Command {
+  return async (args, env) => {
+    let ctx: Context;
+    try {
+      const parsed = parse(args, { ...COMMON, ...spec.options }, [0, Infinity]);
+      if (parsed.values.help) {
+        out(usageOf(spec));
+        return 0;
+      }
+      checkPositionals(parsed.positionals, spec.positionals);
+      ctx = { ...parsed, env, client: new AtsClient(serverUrl(parsed.values, env)) };
+      return await body(ctx);
+    } catch (e) {
+      return report(e, spec);
+    }
+  };
+}
+
+function checkPositionals(positionals: readonly string[], [min, max]: readonly [number, number]): void {
+  if (positionals.length < min) throw new UsageError(`missing argument${min - positionals.length > 1 ? 's' : ''}`);
+  if (positionals.length > max) throw new UsageError(`unexpected argument "${positionals[max]}"`);
+}
+
+/** The exit code for an error, after saying what went wrong. */
+export function report(e: unknown, spec: CommandSpec): number {
+  if (e instanceof UsageError) {
+    err(`ats: ${e.message}\n${usageOf(spec)}`);
+    return 2;
+  }
+  if (e instanceof ApiError) {
+    err(`${e.code}: ${e.message}`);
+    return 1;
+  }
+  if (e instanceof UnreachableError) {
+    err(`ats: cannot reach the ats server at ${e.url} (${e.reason}).\n` +
+      `Is it running? Start one with "npm start", or point --url / ATS_URL at it.`);
+    return 1;
+  }
+  throw e;
+}

@@ -1,0 +1,143 @@
+/**
+ * `ats submit TYPE --count N`: submit N jobs with a bounded number of
+ * requests in flight, follow them until every one is terminal, and sum up.
+ *
+ * The terminal transitions come from one stream subscription (this type and
+ * queue, terminal states) opened BEFORE the first submit, so a job that ends
+ * before its submit's answer is read is not missed. Without a stream — or
+ * when the stream has said nothing new for a while — the jobs still open are
+ * read one by one over REST.
+ */
+import { isTerminal, TERMINAL_STATES, type AtsClient, type Job, type SubmitRequest } from '../client.js';
+import { repeat, trySubscribe } from './follow.js';
+import { Progress, type Counts } from './progress.js';
+import type { StreamFilter } from './stream.js';
+
+export interface Summary extends Counts {
+  total: number;
+  elapsedMs: number;
+  jobsPerSecond: number;
+  /** Human-readable, one line. */
+  text: string;
+}
+
+export interface SubmitManyOptions {
+  idempotencyKey?: string | undefined;
+  /** Requests in flight while submitting. @defaultValue 32 */
+  concurrency?: number;
+  /** Polling period without a stream (and the stream's silence before a REST check). @defaultValue 500 / 3000 */
+  pollMs?: number;
+  onNotice?(message: string): void;
+  progress?: Progress;
+}
+
+/** Where each submitted job stands; `ended` also holds jobs of others seen on the stream. */
+class Tally {
+  readonly ours = new Set<string>();
+  readonly ended = new Map<string, string>();
+  submitted = 0;
+  changed = 0;
+
+  end(id: string, state: string): void {
+    if (this.ended.get(id) === state) return;
+    this.ended.set(id, state);
+    this.changed++;
+  }
+
+  counts(): Counts {
+    const c: Counts = { submitted: this.submitted, done: 0, dead: 0, cancelled: 0 };
+    for (const id of this.ours) {
+      const s = this.ended.get(id);
+      if (s === 'done' || s === 'dead' || s === 'cancelled') c[s]++;
+    }
+    return c;
+  }
+
+  open(): string[] {
+    return [...this.ours].filter((id) => !this.ended.has(id));
+  }
+}
+
+/** Submit `count` copies of `body` and resolve once all are terminal. */
+export async function submitMany(client: AtsClient, body: SubmitRequest, count: number, opts: SubmitManyOptions = {}): Promise<Summary> {
+  const tally = new Tally();
+  const progress = opts.progress ?? new Progress(count);
+  const started = performance.now();
+  const filter: StreamFilter = { type: body.type, states: [...TERMINAL_STATES], ...(body.queue ? { queue: body.queue } : {}) };
+  const sub = await trySubscribe(client, filter, (e) => {
+    if (isTerminal(e.to)) tally.end(e.jobId, e.to);
+  }, opts);
+  const tick = () => progress.update(tally.counts());
+  const ticker = setInterval(tick, 100);
+  try {
+    await submitAll(client, body, count, tally, opts, tick);
+    await untilAllEnded(client, tally, sub !== null, opts);
+  } finally {
+    clearInterval(ticker);
+    sub?.close();
+  }
+  const counts = tally.counts();
+  progress.finish(counts);
+  return summarize(counts, count, performance.now() - started);
+}
+
+async function submitAll(client: AtsClient, body: SubmitRequest, count: number, tally: Tally, opts: SubmitManyOptions, tick: () => void): Promise<void> {
+  let next = 0;
+  const record = (job: Job) => {
+    tally.ours.add(job.id);
+    tally.submitted++;
+    if (isTerminal(job.state)) tally.end(job.id, job.state); // an Idempotency-Key repeat of a finished job
+    tick();
+  };
+  // Each lane submits one job at a time; the first error stops every lane.
+  const lane = async () => {
+    while (next < count) {
+      const i = next++;
+      const key = opts.idempotencyKey === undefined ? undefined : `${opts.idempotencyKey}-${i}`;
+      record((await client.submit(body, key)).job);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(count, opts.concurrency ?? 32) }, lane));
+}
+
+/** Waits until every submitted job is terminal: the stream's word, checked over REST when it goes quiet. */
+async function untilAllEnded(client: AtsClient, tally: Tally, streaming: boolean, opts: SubmitManyOptions): Promise<void> {
+  const quietMs = streaming ? (opts.pollMs ?? 3000) : 0;
+  const pollMs = streaming ? 100 : (opts.pollMs ?? 500);
+  let seen = tally.changed;
+  let quietSince = performance.now();
+  let done!: () => void;
+  const allEnded = new Promise<void>((r) => (done = r));
+  const check = async () => {
+    if (tally.open().length === 0) return done();
+    if (tally.changed !== seen) {
+      seen = tally.changed;
+      quietSince = performance.now();
+    }
+    if (performance.now() - quietSince < quietMs) return;
+    await readOpenJobs(client, tally);
+    quietSince = performance.now();
+    if (tally.open().length === 0) done();
+  };
+  await check();
+  await Promise.race([allEnded, repeat(check, pollMs, allEnded, opts.onNotice)]);
+}
+
+/** Reads the jobs still open, a few requests at a time. */
+async function readOpenJobs(client: AtsClient, tally: Tally): Promise<void> {
+  const open = tally.open();
+  let next = 0;
+  const lane = async () => {
+    while (next < open.length) {
+      const job = await client.get(open[next++]!);
+      if (isTerminal(job.state)) tally.end(job.id, job.state);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(open.length, 8) }, lane));
+}
+
+function summarize(c: Counts, total: number, elapsedMs: number): Summary {
+  const jobsPerSecond = elapsedMs > 0 ? Math.round((total / elapsedMs) * 1000 * 10) / 10 : 0;
+  const text = `${total} jobs: ${c.done} done, ${c.dead} dead, ${c.cancelled} cancelled in ${(elapsedMs / 1000).toFixed(2)} s (${jobsPerSecond} jobs/s)`;
+  return { ...c, total, elapsedMs: Math.round(elapsedMs), jobsPerSecond, text };
+}

@@ -1,0 +1,80 @@
+/**
+ * `ats submit TYPE --payload JSON [...]`: submit one job and print its id;
+ * `--wait` follows it to its end (exit 0 done, 1 dead or cancelled);
+ * `--count N` submits N and waits for all (see submit-many.ts).
+ */
+import type { SubmitRequest } from '../client.js';
+import { int, isoTime, json, str, UsageError, type Values } from './args.js';
+import { followJob } from './follow.js';
+import { AttemptTracker, stateLine } from './output.js';
+import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
+import { submitMany } from './submit-many.js';
+
+export const submitSpec: CommandSpec = {
+  usage: 'ats submit TYPE --payload JSON [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
+    '           [--timeout-ms N] [--priority N] [--wait | --count N] [--json]',
+  details: [
+    '--payload JSON         the handler\'s input (default null)',
+    '--wait                 print each state as it happens; exit 0 when done, 1 when dead or cancelled',
+    '--count N              submit N copies in parallel batches, show progress on stderr, then a summary;',
+    '                       exit 1 if any ends dead or cancelled (with --idempotency-key K, job i gets K-i)',
+    '--json                 print the job (or the summary) as JSON',
+  ],
+  options: {
+    payload: { type: 'string' },
+    queue: { type: 'string' },
+    'max-attempts': { type: 'string' },
+    'run-at': { type: 'string' },
+    'idempotency-key': { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    priority: { type: 'string' },
+    wait: { type: 'boolean' },
+    count: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  positionals: [1, 1],
+};
+
+/** The request body from the command line (throws UsageError on a bad value). */
+export function requestFrom(type: string, values: Values): SubmitRequest {
+  const body: SubmitRequest = { type, payload: values.payload === undefined ? null : json(values, 'payload') };
+  const queue = str(values, 'queue');
+  const maxAttempts = int(values, 'max-attempts', 1, 1000);
+  const runAt = isoTime(values, 'run-at');
+  const timeoutMs = int(values, 'timeout-ms', 1, 2 ** 31);
+  const priority = int(values, 'priority', -1_000_000, 1_000_000);
+  if (queue !== undefined) body.queue = queue;
+  if (maxAttempts !== undefined) body.maxAttempts = maxAttempts;
+  if (runAt !== undefined) body.runAt = runAt;
+  if (timeoutMs !== undefined) body.timeoutMs = timeoutMs;
+  if (priority !== undefined) body.priority = priority;
+  return body;
+}
+
+async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
+  const { client, values } = ctx;
+  const { job } = await client.submit(body, str(values, 'idempotency-key'));
+  if (!values.wait) {
+    out(values.json ? JSON.stringify(job) : job.id);
+    return 0;
+  }
+  if (!values.json) out(job.id);
+  const attempts = new AttemptTracker(job.maxAttempts);
+  const state = await followJob(client, job.id, (e) => {
+    const line = stateLine(e, attempts.see(e));
+    if (!values.json) out(line);
+  }, { onNotice: err });
+  if (values.json) out(JSON.stringify(await client.get(job.id)));
+  return state === 'done' ? 0 : 1;
+}
+
+export const submitCommand = clientCommand(submitSpec, async (ctx) => {
+  const { values, positionals } = ctx;
+  const body = requestFrom(positionals[0]!, values);
+  const count = int(values, 'count', 1, 1_000_000);
+  if (count !== undefined && values.wait) throw new UsageError('--count already waits for every job; drop --wait');
+  if (count === undefined) return submitOne(ctx, body);
+  const summary = await submitMany(ctx.client, body, count, { idempotencyKey: str(values, 'idempotency-key'), onNotice: err });
+  out(values.json ? JSON.stringify(summary) : summary.text);
+  return summary.dead + summary.cancelled === 0 ? 0 : 1;
+});
