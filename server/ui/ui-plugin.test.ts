@@ -30,7 +30,7 @@ describe('uiPlugin', () => {
       assert.match(String(res.headers['content-security-policy']), /default-src 'self'/);
       assert.match(res.body, /<script type="module" src="\/ui\/assets\/app\.js"><\/script>/);
       assert.match(res.body, /<link rel="stylesheet" href="\/ui\/assets\/app\.css">/);
-      const external = [...res.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !u!.startsWith('/'));
+      const external = [...res.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !/^(\/|data:)/.test(u!));
       assert.deepEqual(external, []);
     }
   });

@@ -69,22 +69,29 @@ async function highlighted(page: Page): Promise<{ state: string | null; edge: st
   }));
 }
 
+// One browser for the file; each suite opens its own pages.
+let browser: Awaited<ReturnType<typeof launch>>;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
 describe('the visualizer at /ui, in Chromium', () => {
   let server: Server;
-  let browser: Awaited<ReturnType<typeof launch>>;
   let page: Page;
   const pageErrors: string[] = [];
   const jobs: string[] = [];
 
   before(async () => {
     server = await startServer([]);
-    browser = await launch();
     page = await browser.context.newPage();
     page.on('pageerror', (err) => pageErrors.push(err.message));
   });
 
   after(async () => {
-    await browser?.close();
+    await page?.close();
     await server?.close();
   });
 
@@ -234,9 +241,8 @@ describe('the visualizer with the stream', () => {
   test('counts come over the stream and an event lights up its edge', async () => {
     const sockets = new Set<{ send(data: string): void }>();
     const server = await startServer([fakeStream(sockets)]);
-    const browser = await launch();
+    const page = await browser.context.newPage();
     try {
-      const page = await browser.context.newPage();
       await page.goto(server.url + '/ui');
       await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
       const job = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
@@ -247,11 +253,11 @@ describe('the visualizer with the stream', () => {
         at: new Date().toISOString(), data: { attempt: 1 }, jobType: 'demo.echo', queue: 'default',
       };
       for (const s of sockets) s.send(JSON.stringify(event));
-      await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ timeout: WAIT_MS });
+      await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
       // The highlight is brief.
       await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'detached', timeout: WAIT_MS });
     } finally {
-      await browser.close();
+      await page.close();
       await server.close();
     }
   });

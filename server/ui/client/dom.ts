@@ -51,6 +51,15 @@ export function jsonText(value: unknown, max = 4000): string {
   return text.length > max ? `${text.slice(0, max)}\n… (${text.length - max} more characters)` : text;
 }
 
+/** A JSON value on one line, shortened past `max` characters. */
+export function jsonLine(value: unknown, max = 200): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/** A job's state as a small coloured label (the colours match the machine's states). */
+export const stateBadge = (state: string): HTMLSpanElement => h('span', { class: 'badge', 'data-badge': state }, state);
+
 /** `12:34:56.789` in local time; the full ISO time goes in a tooltip. */
 export function clockTime(iso: string): string {
   const d = new Date(iso);

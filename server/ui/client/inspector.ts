@@ -5,10 +5,9 @@
  * only when the job's `allowed` list (from the machine) says so.
  */
 import { errorText, type Api, type EventView, type JobDetail } from './api.js';
-import { byId, clockTime, h, jsonText } from './dom.js';
+import { byId, clockTime, h, jsonLine, jsonText, stateBadge } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
-import { stateBadge } from './recent-jobs.js';
 
 export interface Inspector {
   open(id: string): Promise<void>;
@@ -59,7 +58,7 @@ function eventDetails(e: EventView): string[] {
   const err = d.error as { message?: unknown; retryable?: unknown } | undefined;
   if (err && typeof err.message === 'string') out.push(`error: ${err.message}${err.retryable === false ? ' (not retryable)' : ''}`);
   if (e.type === 'LEASE_EXPIRED') out.push('error: lease expired');
-  if (e.type === 'SUCCEEDED' && 'result' in d) out.push(`result: ${jsonText(d.result, 200).replace(/\s+/g, ' ')}`);
+  if (e.type === 'SUCCEEDED' && 'result' in d) out.push(`result: ${jsonLine(d.result)}`);
   if (typeof d.reason === 'string') out.push(`reason: ${d.reason}`);
   return out;
 }
@@ -170,12 +169,14 @@ export function createInspector(deps: InspectorDeps): Inspector {
   const act = async (action: 'cancel' | 'redrive') => {
     if (!openId) return;
     el.cancel.disabled = el.redrive.disabled = true;
+    let failure = '';
     try {
       await deps.api[action](openId);
     } catch (err) {
-      el.error.textContent = errorText(err);
+      failure = errorText(err); // e.g. a 409: the job moved on since the page showed it
     }
     await load();
+    if (failure) el.error.textContent = failure;
   };
 
   el.slider.addEventListener('input', () => showStep(Number(el.slider.value)));

@@ -83,6 +83,11 @@ async function main(): Promise<void> {
   await recent.refresh();
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
+  // A hand-edited address; the inspector's own replaceState fires no hashchange.
+  window.addEventListener('hashchange', () => {
+    const id = jobFromHash();
+    if (id && id !== inspector.jobId) void inspector.open(id);
+  });
 }
 
 main().catch((err: unknown) => {

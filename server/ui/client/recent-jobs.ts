@@ -3,7 +3,7 @@
  * the job in the inspector when clicked.
  */
 import { errorText, type Api, type JobView } from './api.js';
-import { clockTime, h } from './dom.js';
+import { clockTime, h, stateBadge } from './dom.js';
 
 export interface RecentJobs {
   refresh(): Promise<void>;
@@ -15,9 +15,6 @@ export interface RecentJobs {
 
 const LIMIT = 20;
 const SOON_MS = 400;
-
-/** A job's state as a small coloured label (the colours match the machine's states). */
-export const stateBadge = (state: string) => h('span', { class: 'badge', 'data-badge': state }, state);
 
 function jobItem(job: JobView, selected: boolean): HTMLLIElement {
   return h('li', { 'data-job-id': job.id, 'aria-current': selected ? 'true' : false },
