@@ -1,0 +1,183 @@
+/**
+ * The `EventLog` port on Apache Kafka (kafkajs 2.2.4).
+ *
+ * Producer: idempotent, one request in flight, `acks: -1`, Java-compatible
+ * murmur2 partitioner (key = job id, so one job's messages stay in order).
+ * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`.
+ * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
+ */
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
+import { AtsError } from '../../engine/errors.js';
+import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
+import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
+import { physicalName, toTopicMessages } from './kafka-records.js';
+import { startSubscription } from './kafka-subscription.js';
+
+const LOG_LEVELS = {
+  nothing: KafkaLogLevel.NOTHING,
+  error: KafkaLogLevel.ERROR,
+  warn: KafkaLogLevel.WARN,
+  info: KafkaLogLevel.INFO,
+} as const;
+
+/** Creates the Kafka event log. Connects lazily: nothing happens until the first call. */
+export function createKafkaLog(options: KafkaLogOptions): EventLog {
+  return new KafkaEventLog(compileKafkaLogOptions(options));
+}
+
+/** Connects once; a failed connect is forgotten so the next call tries again. */
+function lazyConnect<T extends { connect(): Promise<void> }>(client: T): () => Promise<T> {
+  let connecting: Promise<T> | null = null;
+  return () => (connecting ??= client.connect().then(() => client, (error: unknown) => {
+    connecting = null;
+    throw error;
+  }));
+}
+
+class KafkaEventLog implements EventLog {
+  private readonly kafka: Kafka;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly connectProducer: () => Promise<Producer>;
+  private readonly connectAdmin: () => Promise<Admin>;
+  /** Physical topics known to exist (created by us or found). */
+  private readonly knownTopics = new Map<string, Promise<void>>();
+  private readonly subscriptions = new Set<Subscription>();
+  private closed = false;
+
+  constructor(private readonly opts: CompiledKafkaLogOptions) {
+    const config = {
+      clientId: opts.clientId,
+      brokers: opts.brokers,
+      connectionTimeout: opts.connectTimeoutMs,
+      logLevel: LOG_LEVELS[opts.logLevel],
+    };
+    this.kafka = new Kafka(config);
+    this.producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+    });
+    // Its own client, with few quick retries: kafkajs connects with the client's
+    // retry policy, and the default one keeps a ping to a dead broker retrying
+    // (and the process alive) for ~10 s after the ping gave up.
+    this.admin = new Kafka({ ...config, retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 } }).admin();
+    this.connectProducer = lazyConnect(this.producer);
+    this.connectAdmin = lazyConnect(this.admin);
+  }
+
+  async ensureTopics(): Promise<void> {
+    this.assertOpen();
+    await allOrFirstError(Object.values(TOPICS).map((topic) => this.ensureTopic(topic)));
+  }
+
+  async publish(messages: LogMessage[]): Promise<void> {
+    this.assertOpen();
+    if (messages.length === 0) return;
+    const topicMessages = toTopicMessages(this.opts.topicPrefix, messages);
+    await allOrFirstError([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
+    const producer = await this.connectProducer();
+    // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
+    await producer.sendBatch({ topicMessages, acks: -1 });
+  }
+
+  async consume(options: ConsumeOptions): Promise<Subscription> {
+    this.assertOpen();
+    await this.ensureTopic(options.topic);
+    const sub = await startSubscription(this.kafka, this.opts, options);
+    const tracked: Subscription = {
+      stop: async () => {
+        this.subscriptions.delete(tracked);
+        await sub.stop();
+      },
+    };
+    this.subscriptions.add(tracked);
+    return tracked;
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    try {
+      await withTimeout(this.connectAdmin().then((admin) => admin.describeCluster()), this.opts.connectTimeoutMs);
+    } catch (error) {
+      throw new AtsError('ATS_ERR_NOT_READY', `Kafka not reachable at ${this.opts.brokers.join(',')}`, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
+    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
+  }
+
+  /** Creates `topic` (logical name) with our partition count unless it exists; once per topic. */
+  private ensureTopic(topic: string): Promise<void> {
+    const name = physicalName(this.opts.topicPrefix, topic);
+    let known = this.knownTopics.get(name);
+    if (!known) {
+      known = this.createTopic(name).catch((error: unknown) => {
+        this.knownTopics.delete(name);
+        throw error;
+      });
+      this.knownTopics.set(name, known);
+    }
+    return known;
+  }
+
+  private async createTopic(name: string): Promise<void> {
+    const admin = await this.connectAdmin();
+    // Resolves false when the topic exists already.
+    await admin.createTopics({
+      waitForLeaders: false,
+      topics: [{ topic: name, numPartitions: this.opts.partitions, replicationFactor: 1 }],
+    });
+    await waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new AtsError('ATS_ERR_NOT_READY', 'The Kafka event log is closed');
+  }
+}
+
+/**
+ * Right after a create, KRaft brokers may answer metadata with
+ * UNKNOWN_TOPIC_OR_PARTITION for a moment; kafkajs' own `waitForLeaders` only
+ * retries LEADER_NOT_AVAILABLE and fails the create. So: poll until every
+ * partition has a leader, so a publish right after finds one.
+ */
+async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // All topics: asking for one the broker does not know yet logs an error.
+    const ready = await admin.fetchTopicMetadata().then(
+      ({ topics }) => topics.some((t) => t.name === topic && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)),
+      (error: unknown) => {
+        if (Date.now() > deadline) throw error;
+        return false;
+      },
+    );
+    if (ready) return;
+    if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * Like Promise.all, but settles only when all did: a caller that cleans up
+ * after a failure (deletes its topics) must not race a create still in flight.
+ */
+async function allOrFirstError(promises: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+

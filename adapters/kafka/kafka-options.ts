@@ -1,0 +1,93 @@
+/**
+ * Options of the Kafka event log: raw in, defaults applied and checked once,
+ * the result frozen (the adapter never reads `process.env`).
+ */
+import { AtsError } from '../../engine/errors.js';
+
+/** Consumer-group timing. Low values make rebalances (and tests) fast. */
+export interface KafkaConsumerTuning {
+  /** The broker drops a member silent this long. @defaultValue 6000 */
+  sessionTimeoutMs?: number;
+  /** @defaultValue 500 */
+  heartbeatIntervalMs?: number;
+  /** How long a rebalance waits for members to rejoin. @defaultValue 6000 */
+  rebalanceTimeoutMs?: number;
+  /** Longest a fetch waits on the broker for new records (latency floor when idle). @defaultValue 100 */
+  maxWaitTimeMs?: number;
+  /** Most records per `handle` call (a bigger fetched batch is split). @defaultValue 500 */
+  maxBatch?: number;
+  /** Pause before records whose `handle` threw are fetched and handled again. @defaultValue 200 */
+  redeliveryDelayMs?: number;
+  /** Partitions handled at once per consumer (each stays in order). @defaultValue `partitions` */
+  partitionsConsumedConcurrently?: number;
+  /** `consume()` rejects if the consumer has not joined and fetched by then. @defaultValue 30000 */
+  readyTimeoutMs?: number;
+}
+
+/** Options of `createKafkaLog`. */
+export interface KafkaLogOptions {
+  /** `host:port` of the bootstrap brokers. */
+  brokers: string[];
+  /** @defaultValue 'ats' */
+  clientId?: string;
+  /**
+   * Prepended to every topic and group id, so parallel runs on one broker do
+   * not see each other. Records handed to `handle` carry the logical topic.
+   * @defaultValue ''
+   */
+  topicPrefix?: string;
+  /** Partitions of topics this log creates. @defaultValue 3 */
+  partitions?: number;
+  /** TCP connect timeout; also bounds `ping()`. @defaultValue 3000 */
+  connectTimeoutMs?: number;
+  /** kafkajs log level. @defaultValue 'warn' */
+  logLevel?: 'nothing' | 'error' | 'warn' | 'info';
+  consumer?: KafkaConsumerTuning;
+}
+
+export type CompiledKafkaLogOptions = Readonly<
+  Required<Omit<KafkaLogOptions, 'consumer'>> & { consumer: Readonly<Required<KafkaConsumerTuning>> }
+>;
+
+/** Applies defaults, validates, freezes. Throws `ATS_ERR_CONFIG` on a bad value. */
+export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOptions {
+  const partitions = raw.partitions ?? 3;
+  const consumer = Object.freeze({
+    sessionTimeoutMs: 6000,
+    heartbeatIntervalMs: 500,
+    rebalanceTimeoutMs: 6000,
+    maxWaitTimeMs: 100,
+    maxBatch: 500,
+    redeliveryDelayMs: 200,
+    partitionsConsumedConcurrently: partitions,
+    readyTimeoutMs: 30_000,
+    ...raw.consumer,
+  });
+  const opts = Object.freeze({
+    brokers: Object.freeze([...raw.brokers]) as string[],
+    clientId: raw.clientId ?? 'ats',
+    topicPrefix: raw.topicPrefix ?? '',
+    partitions,
+    connectTimeoutMs: raw.connectTimeoutMs ?? 3000,
+    logLevel: raw.logLevel ?? 'warn',
+    consumer,
+  });
+  validate(opts);
+  return opts;
+}
+
+function validate(opts: CompiledKafkaLogOptions): void {
+  const problems: string[] = [];
+  if (opts.brokers.length === 0) problems.push('brokers must not be empty');
+  const positive = { partitions: opts.partitions, connectTimeoutMs: opts.connectTimeoutMs, ...opts.consumer };
+  for (const [name, value] of Object.entries(positive)) {
+    const ok = name === 'redeliveryDelayMs' ? value >= 0 : Number.isInteger(value) && value > 0;
+    if (!ok) problems.push(`${name} must be a positive integer (got ${value})`);
+  }
+  if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {
+    problems.push('heartbeatIntervalMs must be below sessionTimeoutMs');
+  }
+  if (problems.length > 0) {
+    throw new AtsError('ATS_ERR_CONFIG', `invalid Kafka log options: ${problems.join('; ')}`);
+  }
+}

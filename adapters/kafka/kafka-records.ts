@@ -1,0 +1,53 @@
+/**
+ * Conversions between the port's records (strings) and kafkajs messages
+ * (Buffers), and the topic-prefix mapping.
+ */
+import type { IHeaders, KafkaMessage, Message, TopicMessages } from 'kafkajs';
+import type { LogMessage, LogRecord } from '../../engine/ports.js';
+
+/** Logical topic (or group id) → the name used on the broker. */
+export const physicalName = (prefix: string, name: string): string => prefix + name;
+
+/** Groups messages by topic for one `sendBatch`, keeping their order within each topic. */
+export function toTopicMessages(prefix: string, messages: readonly LogMessage[]): TopicMessages[] {
+  const byTopic = new Map<string, Message[]>();
+  for (const m of messages) {
+    const topic = physicalName(prefix, m.topic);
+    let list = byTopic.get(topic);
+    if (!list) byTopic.set(topic, (list = []));
+    list.push({ key: m.key, value: m.value, headers: { ...m.headers } });
+  }
+  return [...byTopic].map(([topic, list]) => ({ topic, messages: list }));
+}
+
+/** A fetched message as the port's record, under its logical topic. */
+export function toLogRecord(topic: string, partition: number, message: KafkaMessage): LogRecord {
+  return {
+    topic,
+    partition,
+    offset: message.offset,
+    key: message.key?.toString('utf8') ?? '',
+    value: message.value?.toString('utf8') ?? '',
+    headers: toHeaders(message.headers),
+  };
+}
+
+/** Header values come back as Buffers (or arrays of them when a name repeats: the last wins). */
+function toHeaders(headers: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(headers ?? {})) {
+    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (value !== undefined) out[name] = value.toString();
+  }
+  return out;
+}
+
+/** The offset to commit after handling `offset`: the next one to read. */
+export const nextOffset = (offset: string): string => (BigInt(offset) + 1n).toString();
+
+/** Splits `items` into consecutive chunks of at most `size`. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

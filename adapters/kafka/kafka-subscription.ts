@@ -1,0 +1,164 @@
+/**
+ * One `consume()` on Kafka: a kafkajs consumer in the caller's group, with
+ * manual commits. The rule that makes it at-least-once: an offset is committed
+ * only after `handle` resolved for every record up to it. Break that (commit
+ * first, or auto-commit) and a crash mid-`handle` loses dispatches for good.
+ */
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
+import { AtsError } from '../../engine/errors.js';
+import type { ConsumeOptions, LogRecord, Subscription } from '../../engine/ports.js';
+import type { CompiledKafkaLogOptions } from './kafka-options.js';
+import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
+
+type Tuning = CompiledKafkaLogOptions['consumer'];
+
+/** Starts a consumer and resolves once it has joined its group and fetched once. */
+export async function startSubscription(
+  kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
+): Promise<Subscription> {
+  const topic = physicalName(opts.topicPrefix, options.topic);
+  const consumer = kafka.consumer({
+    groupId: physicalName(opts.topicPrefix, options.groupId),
+    sessionTimeout: opts.consumer.sessionTimeoutMs,
+    heartbeatInterval: opts.consumer.heartbeatIntervalMs,
+    rebalanceTimeout: opts.consumer.rebalanceTimeoutMs,
+    maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
+    allowAutoTopicCreation: false,
+  });
+  const inFlight = new Set<Promise<unknown>>();
+  const handleBatch = batchHandler(options, opts.consumer, kafka.logger(), inFlight);
+  const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: options.fromBeginning ?? false });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: opts.consumer.partitionsConsumedConcurrently,
+      eachBatch: handleBatch,
+    });
+    await ready.promise;
+  } catch (error) {
+    ready.cancel();
+    await consumer.disconnect().catch(() => {});
+    throw error;
+  }
+  return subscription(consumer, inFlight);
+}
+
+function subscription(consumer: Consumer, inFlight: Set<Promise<unknown>>): Subscription {
+  let stopped: Promise<void> | null = null;
+  const stop = async () => {
+    // disconnect() waits for the batch being handled, then leaves the group,
+    // so the partitions move to the other members right away.
+    await consumer.disconnect();
+    await Promise.allSettled([...inFlight]);
+  };
+  return { stop: () => (stopped ??= stop()) };
+}
+
+/**
+ * Positions of a group with no committed offset ("latest" / "earliest") are
+ * resolved at the first fetch, not at join. Resolving `consume()` before that
+ * would let "latest" skip messages published right after it returned.
+ */
+function waitUntilFetching(
+  consumer: Consumer, topic: string, timeoutMs: number,
+): { promise: Promise<void>; cancel(): void } {
+  let settle!: (error?: Error) => void;
+  const promise = new Promise<void>((resolve, reject) => {
+    let joined = false;
+    const offs = [
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+        joined = true;
+        // A member with no partition of the topic never fetches it: nothing to wait for.
+        if ((payload.memberAssignment[topic] ?? []).length === 0) settle();
+      }),
+      consumer.on(consumer.events.FETCH, () => { if (joined) settle(); }),
+      // A crash kafkajs restarts from may still end in a join: keep waiting for it.
+      consumer.on(consumer.events.CRASH, ({ payload }) => { if (!payload.restart) settle(payload.error); }),
+    ];
+    const timer = setTimeout(() => settle(new AtsError('ATS_ERR_NOT_READY',
+      `Kafka consumer for ${topic} not ready after ${timeoutMs} ms`)), timeoutMs);
+    settle = (error?: Error) => {
+      clearTimeout(timer);
+      offs.forEach((off) => off());
+      if (error) reject(error);
+      else resolve();
+    };
+  });
+  promise.catch(() => {}); // observed by the caller through `await ready.promise`, or cancelled
+  return { promise, cancel: () => settle() };
+}
+
+/** The `eachBatch` callback: hand records over in chunks, commit each chunk after `handle` resolved. */
+function batchHandler(
+  options: ConsumeOptions, tuning: Tuning, logger: Logger, inFlight: Set<Promise<unknown>>,
+): (payload: EachBatchPayload) => Promise<void> {
+  return async (payload) => {
+    const { batch } = payload;
+    for (const part of chunk(batch.messages, tuning.maxBatch)) {
+      if (!payload.isRunning() || payload.isStale()) return;
+      const records = part.map((m) => toLogRecord(options.topic, batch.partition, m));
+      const outcome = await track(inFlight, handleWithHeartbeats(options, records, payload.heartbeat, tuning));
+      if (!outcome.ok) {
+        logger.warn('handle threw; its records will be delivered again', {
+          topic: batch.topic, partition: batch.partition, offset: part[0].offset, error: String(outcome.error),
+        });
+        await pauseBeforeRedelivery(payload, tuning);
+        return;
+      }
+      await commit(payload, part);
+    }
+  };
+}
+
+/**
+ * Failure path: return without resolving. kafkajs fetches each partition from
+ * its last *resolved* offset, so the next fetch starts at this chunk's first
+ * record again; later records of the batch were not handed out, so none is skipped.
+ */
+async function pauseBeforeRedelivery(payload: EachBatchPayload, tuning: Tuning): Promise<void> {
+  let left = tuning.redeliveryDelayMs;
+  while (left > 0 && payload.isRunning()) {
+    // Short steps so a stop() during the pause is not held up; kafkajs throttles the heartbeats.
+    const step = Math.min(left, 50);
+    await new Promise((r) => setTimeout(r, step));
+    left -= step;
+    await payload.heartbeat().catch(() => {});
+  }
+}
+
+async function commit(payload: EachBatchPayload, part: KafkaMessage[]): Promise<void> {
+  const last = part[part.length - 1].offset;
+  payload.resolveOffset(last);
+  // Explicit offsets: with autoCommit off, commitOffsetsIfNecessary() alone commits nothing.
+  // A commit refused after a rebalance throws; kafkajs rejoins and the new owner
+  // of the partition gets these records again (a duplicate, never a loss).
+  await payload.commitOffsetsIfNecessary({
+    topics: [{ topic: payload.batch.topic, partitions: [{ partition: payload.batch.partition, offset: nextOffset(last) }] }],
+  });
+}
+
+/** Runs `handle`, heartbeating meanwhile so a long handle does not cost the partitions. */
+async function handleWithHeartbeats(
+  options: ConsumeOptions, records: LogRecord[], heartbeat: () => Promise<void>, tuning: Tuning,
+): Promise<{ ok: true } | { ok: false; error: unknown }> {
+  // A heartbeat refused during a rebalance is fine to ignore: the commit that follows tells.
+  const timer = setInterval(() => { heartbeat().catch(() => {}); }, tuning.heartbeatIntervalMs);
+  try {
+    await options.handle(records);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function track<T>(set: Set<Promise<unknown>>, promise: Promise<T>): Promise<T> {
+  set.add(promise);
+  const forget = () => { set.delete(promise); };
+  promise.then(forget, forget);
+  return promise;
+}

@@ -1,0 +1,7 @@
+/**
+ * The in-process `EventLog` (embedded mode and tests).
+ * @packageDocumentation
+ */
+export { createMemoryLog } from './memory-log.js';
+export type { DrainOptions, MemoryLog, MemoryLogHooks, MemoryLogOptions } from './memory-log.js';
+export { partitionForKey } from './partition-for-key.js';

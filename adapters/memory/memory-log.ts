@@ -1,0 +1,350 @@
+/**
+ * The in-process event log: the `EventLog` port without a broker, for the
+ * embedded mode (`npm start` with no server) and for tests.
+ *
+ * It keeps Kafka's delivery contract, because the engine is written against it:
+ * topics of N partitions, key → partition by a stable hash (per-key order),
+ * consumer groups (members split the partitions; every group sees every
+ * message), positions committed per group and partition only after `handle`
+ * resolved, and redelivery of whatever was not committed. Messages live in
+ * memory only: a restart loses them (the outbox and the timers repair that).
+ *
+ * One difference from Kafka, on purpose: a group's "latest" start position is
+ * fixed when its first member subscribes (as if committed), where Kafka
+ * re-resolves "latest" for every consumer session until a real commit.
+ */
+import { AtsError } from '../../engine/errors.js';
+import {
+  TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Subscription,
+} from '../../engine/ports.js';
+import { partitionForKey } from './partition-for-key.js';
+
+/** Options of {@link createMemoryLog}. */
+export interface MemoryLogOptions {
+  /** Partitions of every topic. @defaultValue 3 */
+  partitions?: number;
+  /** Pause before records whose `handle` threw are delivered again. @defaultValue 20 */
+  redeliveryDelayMs?: number;
+  /** Most records given to one `handle` call. @defaultValue 500 */
+  maxBatch?: number;
+  /** Told about every `handle` that threw (the records go out again). @defaultValue ignore */
+  onHandleError?: (error: unknown, records: readonly LogRecord[]) => void;
+}
+
+/** Options of {@link MemoryLogHooks.drain}. */
+export interface DrainOptions {
+  /** Reject when not drained by then. @defaultValue 10000 */
+  timeoutMs?: number;
+}
+
+/** Deterministic hooks for tests (property tests drive the log through these). */
+export interface MemoryLogHooks {
+  /**
+   * Records published but not yet committed by `groupId` (or by every group,
+   * summed), over the topics the group has subscribed to. Counts records of
+   * partitions that currently have no consumer too.
+   */
+  pendingCount(groupId?: string): number;
+  /**
+   * Resolves once every partition that has a consumer is fully handled and
+   * committed, and nothing is in flight or waiting for redelivery. A `handle`
+   * that keeps throwing never drains: the promise rejects after `timeoutMs`.
+   */
+  drain(options?: DrainOptions): Promise<void>;
+  /** Every record of `topic`, by partition then offset (copies). */
+  messages(topic: string): LogRecord[];
+}
+
+/** The in-process log and its test hooks. */
+export type MemoryLog = EventLog & MemoryLogHooks;
+
+interface CompiledOptions {
+  readonly partitions: number;
+  readonly redeliveryDelayMs: number;
+  readonly maxBatch: number;
+  readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
+}
+
+/** One `consume()` call: a member of its group for one topic. */
+interface Member {
+  readonly handle: ConsumeOptions['handle'];
+  /** Deliveries in flight, so `stop()` can wait for them. */
+  readonly running: Set<Promise<void>>;
+}
+
+/** One partition as one group sees it. */
+interface Lane {
+  owner: Member | null;
+  /** A `handle` call is running: the partition is strictly serial. */
+  busy: boolean;
+  /** Waiting to redeliver after a failed `handle`. */
+  retryTimer: NodeJS.Timeout | null;
+}
+
+/** A group's view of one topic. */
+interface Cursor {
+  readonly topic: string;
+  /** In join order; partition p belongs to members[p % members.length]. */
+  readonly members: Member[];
+  readonly lanes: Lane[];
+  /** Per partition: the next offset to deliver = the committed position. */
+  readonly positions: number[];
+}
+
+/** Creates an empty in-process log. */
+export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
+  return new MemoryEventLog(compileOptions(options));
+}
+
+function compileOptions(raw: MemoryLogOptions): CompiledOptions {
+  const opts = { partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, ...raw };
+  const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
+  if (!positiveInt(opts.partitions) || !positiveInt(opts.maxBatch) || !(opts.redeliveryDelayMs >= 0)) {
+    throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
+  }
+  return Object.freeze(opts);
+}
+
+const copyRecord = (r: LogRecord): LogRecord => ({ ...r, headers: { ...r.headers } });
+
+class MemoryEventLog implements MemoryLog {
+  private readonly topics = new Map<string, LogRecord[][]>();
+  private readonly groups = new Map<string, Map<string, Cursor>>();
+  private readonly waiters = new Set<() => void>();
+  private kickScheduled = false;
+  private closed = false;
+
+  constructor(private readonly opts: CompiledOptions) {}
+
+  async ensureTopics(): Promise<void> {
+    this.assertOpen();
+    for (const topic of Object.values(TOPICS)) this.partitionsOf(topic);
+  }
+
+  async publish(messages: LogMessage[]): Promise<void> {
+    this.assertOpen();
+    for (const m of messages) this.append(m);
+    // Never deliver inside publish: the caller may hold locks or be mid-transaction.
+    if (messages.length > 0) this.kick();
+  }
+
+  async consume(options: ConsumeOptions): Promise<Subscription> {
+    this.assertOpen();
+    const cursor = this.cursorOf(options.groupId, options.topic, options.fromBeginning ?? false);
+    const member: Member = { handle: options.handle, running: new Set() };
+    cursor.members.push(member);
+    this.assign(cursor);
+    this.kick();
+    let stopped: Promise<void> | null = null;
+    return { stop: () => (stopped ??= this.leave(cursor, member)) };
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const members: Member[] = [];
+    for (const cursor of this.allCursors()) {
+      for (const lane of cursor.lanes) this.clearRetry(lane);
+      members.push(...cursor.members.splice(0));
+      this.assign(cursor);
+    }
+    await Promise.allSettled(members.flatMap((m) => [...m.running]));
+    this.notify();
+  }
+
+  pendingCount(groupId?: string): number {
+    let pending = 0;
+    for (const [id, cursors] of this.groups) {
+      if (groupId !== undefined && id !== groupId) continue;
+      for (const c of cursors.values()) {
+        this.partitionsOf(c.topic).forEach((log, p) => { pending += log.length - c.positions[p]; });
+      }
+    }
+    return pending;
+  }
+
+  async drain({ timeoutMs = 10_000 }: DrainOptions = {}): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.idle()) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`memory log not drained after ${timeoutMs} ms: ${this.pendingCount()} records pending`);
+      }
+      await this.nextChange(left);
+    }
+  }
+
+  messages(topic: string): LogRecord[] {
+    return (this.topics.get(topic) ?? []).flat().map(copyRecord);
+  }
+
+  // ------------------------------------------------------------ storage
+
+  private partitionsOf(topic: string): LogRecord[][] {
+    let partitions = this.topics.get(topic);
+    if (!partitions) {
+      partitions = Array.from({ length: this.opts.partitions }, () => []);
+      this.topics.set(topic, partitions);
+    }
+    return partitions;
+  }
+
+  private append(m: LogMessage): void {
+    const partition = partitionForKey(m.key, this.opts.partitions);
+    const log = this.partitionsOf(m.topic)[partition];
+    log.push(Object.freeze({
+      topic: m.topic, partition, offset: String(log.length), key: m.key, value: m.value, headers: { ...m.headers },
+    }));
+  }
+
+  // ------------------------------------------------------------ groups
+
+  private cursorOf(groupId: string, topic: string, fromBeginning: boolean): Cursor {
+    let cursors = this.groups.get(groupId);
+    if (!cursors) this.groups.set(groupId, (cursors = new Map()));
+    let cursor = cursors.get(topic);
+    if (!cursor) {
+      const logs = this.partitionsOf(topic);
+      cursor = {
+        topic,
+        members: [],
+        lanes: logs.map(() => ({ owner: null, busy: false, retryTimer: null })),
+        positions: logs.map((log) => (fromBeginning ? 0 : log.length)),
+      };
+      cursors.set(topic, cursor);
+    }
+    return cursor;
+  }
+
+  /** Round-robin partitions over the members; a lane mid-`handle` switches owner when that call ends. */
+  private assign(cursor: Cursor): void {
+    const { members } = cursor;
+    cursor.lanes.forEach((lane, p) => { lane.owner = members.length > 0 ? members[p % members.length] : null; });
+  }
+
+  private async leave(cursor: Cursor, member: Member): Promise<void> {
+    const i = cursor.members.indexOf(member);
+    if (i >= 0) {
+      cursor.members.splice(i, 1);
+      this.assign(cursor);
+      this.kick();
+    }
+    await Promise.allSettled([...member.running]);
+    this.notify();
+  }
+
+  private *allCursors(): Iterable<Cursor> {
+    for (const cursors of this.groups.values()) yield* cursors.values();
+  }
+
+  // ------------------------------------------------------------ delivery
+
+  /** Schedule one delivery pass on a later macrotask (coalesced). */
+  private kick(): void {
+    if (this.kickScheduled || this.closed) return;
+    this.kickScheduled = true;
+    setImmediate(() => this.pumpAll());
+  }
+
+  private pumpAll(): void {
+    this.kickScheduled = false;
+    for (const cursor of this.allCursors()) {
+      cursor.lanes.forEach((_, p) => this.pump(cursor, p));
+    }
+    this.notify();
+  }
+
+  private pump(cursor: Cursor, p: number): void {
+    const lane = cursor.lanes[p];
+    if (this.closed || lane.busy || lane.retryTimer || !lane.owner) return;
+    const from = cursor.positions[p];
+    const batch = this.partitionsOf(cursor.topic)[p].slice(from, from + this.opts.maxBatch);
+    if (batch.length > 0) this.deliver(cursor, p, lane.owner, batch);
+  }
+
+  private deliver(cursor: Cursor, p: number, owner: Member, batch: LogRecord[]): void {
+    const lane = cursor.lanes[p];
+    lane.busy = true;
+    const run = runHandle(owner, batch, this.opts.onHandleError).then((ok) => {
+      lane.busy = false;
+      if (ok) this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
+      else this.scheduleRetry(lane);
+      owner.running.delete(run);
+      this.kick();
+      this.notify();
+    });
+    owner.running.add(run);
+  }
+
+  private commit(cursor: Cursor, p: number, next: number): void {
+    // Monotonic, like a Kafka commit that can only move forward for us here.
+    cursor.positions[p] = Math.max(cursor.positions[p], next);
+  }
+
+  /** Nothing was committed: the same records (from the committed position) go out again later. */
+  private scheduleRetry(lane: Lane): void {
+    if (this.closed) return;
+    lane.retryTimer = setTimeout(() => {
+      lane.retryTimer = null;
+      this.kick();
+      this.notify();
+    }, this.opts.redeliveryDelayMs);
+  }
+
+  private clearRetry(lane: Lane): void {
+    if (lane.retryTimer) clearTimeout(lane.retryTimer);
+    lane.retryTimer = null;
+  }
+
+  // ------------------------------------------------------------ drain
+
+  private idle(): boolean {
+    if (this.kickScheduled) return false;
+    for (const c of this.allCursors()) {
+      if (c.members.length === 0) continue;
+      const logs = this.partitionsOf(c.topic);
+      const quiet = c.lanes.every((lane, p) => !lane.busy && !lane.retryTimer && c.positions[p] >= logs[p].length);
+      if (!quiet) return false;
+    }
+    return true;
+  }
+
+  private nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new AtsError('ATS_ERR_NOT_READY', 'The in-process event log is closed');
+  }
+}
+
+/** True when `handle` resolved; a throw (sync or async) means "deliver again". */
+async function runHandle(owner: Member, batch: LogRecord[], onError: CompiledOptions['onHandleError']): Promise<boolean> {
+  try {
+    await owner.handle(batch.map(copyRecord));
+    return true;
+  } catch (error) {
+    try {
+      onError(error, batch);
+    } catch {
+      // A throwing observer must not wedge the partition (it would stay busy forever).
+    }
+    return false;
+  }
+}
