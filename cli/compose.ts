@@ -21,6 +21,7 @@ import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
 import { buildApp } from '../server/app.js';
+import { streamPlugin } from '../server/stream/index.js';
 import { uiPlugin } from '../server/ui/index.js';
 
 export interface ComposeOptions {
@@ -93,7 +94,12 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         transitions, store, clock, logger: false,
         knownTypes: () => registry.types(),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
-        limits: config.api, defaults: config.defaults, plugins: [uiPlugin, ...(opts.plugins ?? [])],
+        limits: config.api, defaults: config.defaults,
+        plugins: [
+          streamPlugin({ store, log: eventLog, clock, logger, instanceId: config.worker.workerId }),
+          uiPlugin,
+          ...(opts.plugins ?? []),
+        ],
       })
     : null;
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker }, config.relay) : null;

@@ -83,6 +83,18 @@ export interface JobEventRecord {
   data: JobEvent | JobInput;
 }
 
+/**
+ * A job event with its global position, as the WebSocket stream reads it:
+ * `id` is `job_events.id`, allocated when the row is inserted but visible only
+ * once its transaction commits (so a higher id can be seen before a lower one;
+ * see `server/stream/cursor.ts`), plus the type and queue of its job.
+ */
+export interface StreamEventRecord extends JobEventRecord {
+  id: number;
+  jobType: string;
+  queue: string;
+}
+
 /** A message to publish, as the outbox keeps it. */
 export interface OutboxMessage {
   topic: Topic;
@@ -162,6 +174,12 @@ export interface JobStore {
   findByIdempotencyKey(queue: string, key: string): Promise<JobRecord | null>;
   /** A job's events in seq order, from `afterSeq + 1`. */
   getEvents(jobId: string, afterSeq?: number): Promise<JobEventRecord[]>;
+  /**
+   * Events of every job with `id > afterId`, in id order, at most `limit`
+   * (the stream's tail and replay). Committed rows only, so ids may have
+   * gaps: a transaction still committing, or one rolled back.
+   */
+  readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   stats(): Promise<Stats>;

@@ -4,10 +4,10 @@
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore, Stats } from '../../engine/ports.js';
-import { rowToDue, rowToEvent, rowToJob, toNum, type Row } from './rows.js';
+import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   COUNT_BY_QUEUE_STATE, COUNT_BY_STATE, COUNT_BY_TYPE_STATE, COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES,
-  FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_JOB, SELECT_JOB_BY_KEY, listJobs,
+  FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB, SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
 /** Runs one SELECT and returns its rows. */
@@ -15,7 +15,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'listJobs' | 'stats' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -30,6 +30,7 @@ export function createSqlReads(query: Query): SqlReads {
     findByIdempotencyKey: (queue, key) => one(SELECT_JOB_BY_KEY, [queue, key]),
     getEvents: async (jobId, afterSeq = 0): Promise<JobEventRecord[]> =>
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
+    readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(filter);
       return (await query(sql, params)).map(rowToJob);

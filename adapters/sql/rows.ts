@@ -6,7 +6,7 @@
 import { project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, Topic,
+  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, StreamEventRecord, Topic,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -86,6 +86,11 @@ export function rowToEvent(r: Row): JobEventRecord {
     at: toNum(r.at),
     data: JSON.parse(String(r.data)),
   };
+}
+
+/** A row of `SELECT_EVENTS_AFTER`: the event, its global id, its job's type and queue. */
+export function rowToStreamEvent(r: Row): StreamEventRecord {
+  return { id: toNum(r.id), ...rowToEvent(r), jobType: String(r.job_type), queue: String(r.job_queue) };
 }
 
 export function outboxValues(m: OutboxMessage, createdAt: number): unknown[] {

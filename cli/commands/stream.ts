@@ -10,6 +10,7 @@
  */
 import WebSocket from 'ws';
 import { ApiError, networkReason, UnreachableError } from '../client.js';
+import type { StreamEventMessage } from '../../server/stream/protocol.js';
 
 export interface StreamFilter {
   jobId?: string;
@@ -19,19 +20,7 @@ export interface StreamFilter {
 }
 
 /** One transition as the stream sends it. */
-export interface StreamEvent {
-  kind: 'event';
-  cursor: string;
-  jobId: string;
-  seq: number;
-  type: string;
-  from: string | null;
-  to: string;
-  at: string;
-  data: unknown;
-  jobType: string;
-  queue: string;
-}
+export type StreamEvent = StreamEventMessage;
 
 /** The server has no stream route (or refused the upgrade): poll instead. */
 export class StreamUnavailable extends Error {

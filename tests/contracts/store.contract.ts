@@ -316,6 +316,42 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.equal((await store.listJobs({ limit: 1, state: 'published' }))[0]!.version, 2);
     });
 
+    test('readEventsAfter returns every job\'s events in id order, with the job\'s type and queue, paged by id', async (store) => {
+      const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2' })]);
+      await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      await store.update([a!.job.id], (jobs) => {
+        const p = writeOf(jobs.get(a!.job.id)!, published(T0 + 2));
+        return { writes: [p, writeOf(p.job, started(T0 + 3))], result: null };
+      });
+      const all = await store.readEventsAfter(0, 100);
+      assert.equal(all.length, 5);
+      const ids = all.map((e) => e.id);
+      assert.ok(ids.every((id, i) => Number.isInteger(id) && (i === 0 || id > ids[i - 1]!)), `ids not increasing: ${ids}`);
+      for (const w of [a!, b!]) {
+        const mine = all.filter((e) => e.jobId === w.job.id);
+        assert.deepEqual(mine.map(({ id, jobType, queue, ...event }) => event), await store.getEvents(w.job.id), 'same events as getEvents, in seq order');
+        assert.ok(mine.every((e) => e.jobType === w.job.type && e.queue === w.job.queue));
+      }
+      const paged = [];
+      for (let after = 0, page; (page = await store.readEventsAfter(after, 2)).length > 0; after = page.at(-1)!.id) {
+        assert.ok(page.length <= 2);
+        paged.push(...page);
+      }
+      assert.deepEqual(paged, all);
+      assert.deepEqual(await store.readEventsAfter(ids.at(-1)!, 10), []);
+      assert.deepEqual((await store.readEventsAfter(ids[2]!, 10)).map((e) => e.id), ids.slice(3));
+    });
+
+    test('readEventsAfter sees nothing of a transition that rolled back', async (store) => {
+      const [w] = await insertAll(store, [newJobWrite()]);
+      const before = await store.readEventsAfter(0, 10);
+      await assert.rejects(store.update([w!.job.id], () => { throw new Error('decide failed'); }), /decide failed/);
+      assert.deepEqual(await store.readEventsAfter(0, 10), before);
+      await drive(store, w!.job.id, [published(T0 + 1)]);
+      const after = await store.readEventsAfter(before.at(-1)!.id, 10);
+      assert.deepEqual(after.map((e) => [e.jobId, e.seq, e.type]), [[w!.job.id, 2, 'PUBLISHED']]);
+    });
+
     test('stats counts jobs per state, per type and per queue', async (store) => {
       const writes = await insertAll(store, [
         newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't1', queue: 'q2' }), newJobWrite({ type: 't2', queue: 'q1' }),

@@ -6,20 +6,10 @@
  * backing off, so the counts never freeze.
  */
 import type { Api, StateCounts } from './api.js';
+import type { StreamEventMessage } from '../../stream/protocol.js';
 
 /** A transition as the stream sends it (`kind: "event"`). */
-export interface StreamEvent {
-  cursor: string;
-  jobId: string;
-  seq: number;
-  type: string;
-  from: string | null;
-  to: string;
-  at: string;
-  data: unknown;
-  jobType: string;
-  queue: string;
-}
+export type StreamEvent = StreamEventMessage;
 
 /** `stream`: counts and transitions pushed; `polling`: counts only; `offline`: the server does not answer. */
 export type LiveMode = 'stream' | 'polling' | 'offline';

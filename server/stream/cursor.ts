@@ -1,0 +1,51 @@
+/**
+ * Stream cursors: opaque to clients, `base64url("v1:<job_events.id>")`.
+ *
+ * How the cursor is made so that concurrent commits cannot be skipped
+ * ------------------------------------------------------------------
+ * `job_events.id` is one global AUTO_INCREMENT. An id is allocated when its row
+ * is INSERTed but the row becomes visible only when its transaction COMMITs,
+ * so two transitions committing at once can become visible in the "wrong"
+ * order: id 12 is visible while id 11 is not yet. A reader that read "all ids
+ * after 10", got 12 and then moved its position to 12 would never see 11.
+ *
+ * So a cursor never names a position a reader has jumped over. Positions come
+ * from the tail reader's *horizon* (tail.ts): the horizon only advances over
+ * ids that are contiguous from it. At a missing id it stops and waits: the id
+ * is either a transaction still committing (it will appear, usually within
+ * milliseconds) or a rollback (it never will); only after `gapTimeoutMs`,
+ * far longer than a transition transaction holds an inserted event
+ * uncommitted, is the id given up. Therefore every id at or below the horizon
+ * is committed (or will never exist), and a cursor `c` (an event's id, or
+ * the horizon at subscribe time) has this property: everything a client has
+ * not received is in `job_events` with `id > c`. A resume is a replay of
+ * `id > c` from the table up to the current horizon, then live: no gap, and
+ * nothing at or below `c` comes again.
+ *
+ * Per-job order: a job's next event is inserted only after its previous one
+ * committed (the transition holds the job's row lock, and the next writer
+ * reads the committed version), and a chain of events on one job in one
+ * transaction is inserted in seq order by one multi-row INSERT. So for one
+ * job, id order is seq order, and delivering in id order delivers in seq order.
+ */
+import { AtsError } from '../../engine/errors.js';
+
+const PREFIX = 'v1:';
+const DECODED = /^v1:(0|[1-9][0-9]{0,15})$/;
+
+/** The cursor naming "after event `id`" (or "after position `id`"). */
+export function encodeStreamCursor(id: number): string {
+  return Buffer.from(`${PREFIX}${id}`, 'utf8').toString('base64url');
+}
+
+/** The position a cursor stands for; throws ATS_ERR_BAD_CURSOR for anything this server did not issue. */
+export function decodeStreamCursor(cursor: string): number {
+  const text = /^[A-Za-z0-9_-]{1,32}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const m = DECODED.exec(text);
+  const id = m ? Number(m[1]) : NaN;
+  // Re-encoding must give the cursor back: base64url decoding skips junk silently.
+  if (!Number.isSafeInteger(id) || encodeStreamCursor(id) !== cursor) {
+    throw new AtsError('ATS_ERR_BAD_CURSOR', 'The stream cursor is not one this server issued');
+  }
+  return id;
+}

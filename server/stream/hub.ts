@@ -1,0 +1,122 @@
+/**
+ * The fan-out of one API instance: its tail reader, its sessions, the shared
+ * stats cache and the keep-alive pings. Each tail batch is serialized once
+ * per event and the same text goes to every live session that wants it.
+ */
+import type { WebSocket } from 'ws';
+import { errorFields } from '../../engine/logger.js';
+import type { Clock, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { CompiledStreamOptions } from './options.js';
+import { eventMessage, parseQuerySubscribe } from './protocol.js';
+import { CLOSE, StreamSession, type SessionContext } from './session.js';
+import { TailReader } from './tail.js';
+
+export interface HubDeps {
+  store: Pick<JobStore, 'readEventsAfter' | 'stats'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+export class StreamHub {
+  readonly tail: TailReader;
+  private readonly sessions = new Set<StreamSession>();
+  private readonly context: SessionContext;
+  private readonly stopping = new AbortController();
+  private keepAliveLoop: Promise<void> | null = null;
+  private statsCache: { at: number; value: Promise<Stats> } | null = null;
+
+  constructor(private readonly deps: HubDeps, private readonly opts: CompiledStreamOptions) {
+    const read = deps.store.readEventsAfter.bind(deps.store);
+    this.tail = new TailReader({ read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events) }, opts);
+    this.context = {
+      opts, read, clock: deps.clock, logger: deps.logger,
+      horizon: () => this.tail.horizon,
+      stats: () => this.stats(),
+    };
+  }
+
+  /** Clients connected now. */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  async start(): Promise<void> {
+    await this.tail.start();
+    this.keepAliveLoop ??= this.keepAlive(this.stopping.signal);
+  }
+
+  /** Takes a new connection; subscribes at once when the query string carries a filter or cursor. */
+  accept(socket: WebSocket, query: Record<string, unknown>): StreamSession {
+    const session = new StreamSession(socket, this.context);
+    this.sessions.add(session);
+    socket.on('message', (data, isBinary) => session.onFrame(toBuffer(data), isBinary));
+    socket.on('pong', () => session.onPong());
+    socket.on('close', () => {
+      session.dispose();
+      this.sessions.delete(session);
+    });
+    const fromQuery = parseQuerySubscribe(query);
+    if (fromQuery?.ok) session.subscribe(fromQuery.value.filter, fromQuery.value.after);
+    else if (fromQuery) session.reject(fromQuery.error);
+    return session;
+  }
+
+  /** Closes every client with 1001 and stops the tail and the pings. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    for (const s of this.sessions) s.close(CLOSE.goingAway);
+    await this.tail.stop();
+    await this.keepAliveLoop;
+  }
+
+  private fanOut(events: readonly StreamEventRecord[]): void {
+    const live = [...this.sessions].filter((s) => s.live);
+    if (live.length === 0) return;
+    const texts: string[] = [];
+    const text = (i: number) => (texts[i] ??= eventMessage(events[i]!));
+    for (const s of live) {
+      try {
+        s.deliver(events, text);
+      } catch (err) {
+        // One client's failure must not cost the others this batch (the horizon has moved on).
+        this.deps.logger.error('stream: delivery to a client failed; closing it so it resumes', errorFields(err));
+        s.close(CLOSE.internal);
+      }
+    }
+  }
+
+  /** One stats query shared by every client asking within `statsCacheMs`. */
+  private stats(): Promise<Stats> {
+    const now = this.deps.clock.now();
+    if (this.statsCache && now - this.statsCache.at < this.opts.statsCacheMs) return this.statsCache.value;
+    const value = this.deps.store.stats();
+    this.statsCache = { at: now, value };
+    value.catch(() => {
+      if (this.statsCache?.value === value) this.statsCache = null;
+    });
+    return value;
+  }
+
+  private async keepAlive(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.deps.clock.sleep(this.opts.pingIntervalMs, signal);
+      } catch {
+        return;
+      }
+      for (const s of this.sessions) {
+        try {
+          s.keepAlive();
+        } catch (err) {
+          this.deps.logger.warn('stream: keep-alive ping failed', errorFields(err));
+        }
+      }
+    }
+  }
+}
+
+/** ws hands text frames over as a Buffer (or, fragmented, as a list of them). */
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  return Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}

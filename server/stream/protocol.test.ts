@@ -1,0 +1,116 @@
+/** Stream cursors and client message parsing (no I/O). */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { StreamEventRecord } from '../../engine/ports.js';
+import { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
+import { compileStreamOptions } from './options.js';
+import { eventMessage, matches, parseClientMessage, parseQuerySubscribe, type StreamFilter } from './protocol.js';
+
+const JOB = '01HZY4K3M8Q2W5E7R9T1V3X5Z7';
+const parse = (msg: unknown, max = 16_384) => {
+  const text = typeof msg === 'string' ? msg : JSON.stringify(msg);
+  return parseClientMessage(text, Buffer.byteLength(text), max);
+};
+const codeOf = (msg: unknown) => {
+  const r = parse(msg);
+  return r.ok ? 'ok' : r.error.code;
+};
+
+describe('stream cursor', () => {
+  it('round-trips ids and is opaque base64url', () => {
+    for (const id of [0, 1, 42, 9_007_199_254_740_991]) {
+      const c = encodeStreamCursor(id);
+      assert.match(c, /^[A-Za-z0-9_-]+$/);
+      assert.equal(decodeStreamCursor(c), id);
+    }
+  });
+
+  it('rejects anything it did not issue with ATS_ERR_BAD_CURSOR', () => {
+    const bad = ['', 'abc', '!!', encodeStreamCursor(1) + '=', Buffer.from('v1:01').toString('base64url'),
+      Buffer.from('v2:5').toString('base64url'), Buffer.from('v1:-1').toString('base64url'),
+      Buffer.from('v1:99999999999999999').toString('base64url'), 'x'.repeat(5000)];
+    for (const c of bad) assert.throws(() => decodeStreamCursor(c), { code: 'ATS_ERR_BAD_CURSOR' }, c);
+  });
+});
+
+describe('client messages', () => {
+  it('parses subscribe (with filter and cursor), stats and ping', () => {
+    assert.deepEqual(parse({ op: 'subscribe' }), { ok: true, value: { op: 'subscribe', filter: {} } });
+    const cursor = encodeStreamCursor(17);
+    assert.deepEqual(parse({ op: 'subscribe', filter: { jobId: JOB, type: 't', queue: 'q', states: ['done', 'dead', 'done'] }, cursor }), {
+      ok: true, value: { op: 'subscribe', filter: { jobId: JOB, type: 't', queue: 'q', states: ['done', 'dead'] }, after: 17 },
+    });
+    assert.deepEqual(parse({ op: 'stats' }), { ok: true, value: { op: 'stats' } });
+    assert.deepEqual(parse({ op: 'stats', everyMs: 0 }), { ok: true, value: { op: 'stats', everyMs: 0 } });
+    assert.deepEqual(parse({ op: 'stats', everyMs: 250 }), { ok: true, value: { op: 'stats', everyMs: 250 } });
+    assert.deepEqual(parse({ op: 'ping' }), { ok: true, value: { op: 'ping' } });
+  });
+
+  it('answers malformed JSON with ATS_ERR_MALFORMED_JSON', () => {
+    for (const m of ['{', 'nope', '{"op":"ping",}', '']) assert.equal(codeOf(m), 'ATS_ERR_MALFORMED_JSON', m);
+  });
+
+  it('answers bad messages with ATS_ERR_VALIDATION, and bad cursors with ATS_ERR_BAD_CURSOR', () => {
+    const invalid: unknown[] = [
+      '[]', '42', 'null', { op: 'dance' }, {}, { op: 'subscribe', filter: [] }, { op: 'subscribe', filter: { states: [] } },
+      { op: 'subscribe', filter: { states: ['nope'] } }, { op: 'subscribe', filter: { jobId: 'not-a-ulid' } },
+      { op: 'subscribe', filter: { type: '' } }, { op: 'subscribe', filter: { queue: 'q'.repeat(256) } },
+      { op: 'subscribe', filter: { tpye: 't' } }, { op: 'subscribe', cursor: 5 }, { op: 'subscribe', extra: 1 },
+      { op: 'stats', everyMs: 100 }, { op: 'stats', everyMs: 1.5 }, { op: 'stats', everyMs: '1000' }, { op: 'ping', x: 1 },
+    ];
+    for (const m of invalid) assert.equal(codeOf(m), 'ATS_ERR_VALIDATION', JSON.stringify(m));
+    assert.equal(codeOf({ op: 'subscribe', cursor: 'garbage' }), 'ATS_ERR_BAD_CURSOR');
+  });
+
+  it('refuses a message over the size limit by its byte length', () => {
+    const big = JSON.stringify({ op: 'subscribe', filter: { type: 'é'.repeat(6000) } }); // 6000 chars, 12000+ bytes
+    const r = parseClientMessage(big, Buffer.byteLength(big), 10_000);
+    assert.ok(!r.ok && r.error.code === 'ATS_ERR_VALIDATION' && /larger than the limit of 10000/.test(r.error.message));
+  });
+
+  it('reads a subscription from the query string, or none', () => {
+    assert.equal(parseQuerySubscribe({}), null);
+    assert.equal(parseQuerySubscribe({ foo: 'bar' }), null);
+    assert.deepEqual(parseQuerySubscribe({ type: 't1', states: 'running, done', queue: '' }), {
+      ok: true, value: { op: 'subscribe', filter: { type: 't1', states: ['running', 'done'] } },
+    });
+    assert.deepEqual(parseQuerySubscribe({ cursor: encodeStreamCursor(3) }), { ok: true, value: { op: 'subscribe', filter: {}, after: 3 } });
+    assert.equal((parseQuerySubscribe({ states: 'bogus' }) as { ok: boolean }).ok, false);
+    assert.equal((parseQuerySubscribe({ type: ['a', 'b'] }) as { ok: boolean }).ok, false);
+  });
+});
+
+describe('filters and event messages', () => {
+  const e: StreamEventRecord = {
+    id: 9, jobId: JOB, seq: 2, type: 'PUBLISHED', from: 'pending', to: 'published', at: 1_700_000_000_000,
+    data: { type: 'PUBLISHED', at: 1_700_000_000_000, attempt: 1 }, jobType: 'demo.echo', queue: 'q1',
+  };
+
+  it('matches each filter field, all of them together', () => {
+    const yes: StreamFilter[] = [{}, { jobId: JOB }, { type: 'demo.echo' }, { queue: 'q1' }, { states: ['done', 'published'] },
+      { jobId: JOB, type: 'demo.echo', queue: 'q1', states: ['published'] }];
+    const no: StreamFilter[] = [{ jobId: '01HZY4K3M8Q2W5E7R9T1V3X5Z8' }, { type: 'demo.fail' }, { queue: 'q2' }, { states: ['pending'] },
+      { type: 'demo.echo', queue: 'q2' }];
+    for (const f of yes) assert.ok(matches(f, e), JSON.stringify(f));
+    for (const f of no) assert.ok(!matches(f, e), JSON.stringify(f));
+  });
+
+  it('an event message has the protocol fields, an ISO time and the id as cursor', () => {
+    assert.deepEqual(JSON.parse(eventMessage(e)), {
+      kind: 'event', cursor: encodeStreamCursor(9), jobId: JOB, seq: 2, type: 'PUBLISHED', from: 'pending', to: 'published',
+      at: '2023-11-14T22:13:20.000Z', data: e.data, jobType: 'demo.echo', queue: 'q1',
+    });
+  });
+});
+
+describe('stream options', () => {
+  it('applies defaults and rejects bad values with ATS_ERR_CONFIG', () => {
+    const o = compileStreamOptions({ maxBufferedBytes: 4096 });
+    assert.equal(o.maxBufferedBytes, 4096);
+    assert.equal(o.maxMessageBytes, 16_384);
+    assert.ok(Object.isFrozen(o));
+    assert.throws(() => compileStreamOptions({ pollMs: 0 }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => compileStreamOptions({ gapTimeoutMs: 1.5 }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => compileStreamOptions({ maxMessageBytes: 2048, hardMaxMessageBytes: 1024 }), { code: 'ATS_ERR_CONFIG' });
+  });
+});

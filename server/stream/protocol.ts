@@ -1,0 +1,198 @@
+/**
+ * The stream protocol v1 (notes/STREAM.md): parsing what clients send, and
+ * the shape of what the server sends. Parsing never throws: a bad message
+ * becomes an `error` message for that client, never a crash.
+ */
+import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
+import { ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
+import type { Stats, StreamEventRecord } from '../../engine/ports.js';
+import { ULID_PATTERN } from '../schemas.js';
+import { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
+
+/** Which transitions a subscription wants; absent fields match everything. */
+export interface StreamFilter {
+  jobId?: string;
+  /** The job's type (`jobType` in event messages). */
+  type?: string;
+  queue?: string;
+  /** Transitions into one of these states. */
+  states?: readonly JobState[];
+}
+
+/**
+ * `{"kind":"event",...}`: one transition as the server sends it (the wire
+ * shape; the CLI, the UI and the tests import this type).
+ */
+export interface StreamEventMessage {
+  kind: 'event';
+  cursor: string;
+  jobId: string;
+  seq: number;
+  type: string;
+  from: string | null;
+  to: string;
+  /** ISO 8601. */
+  at: string;
+  data: unknown;
+  jobType: string;
+  queue: string;
+}
+
+export type ClientMessage =
+  | { op: 'subscribe'; filter: StreamFilter; after?: number }
+  | { op: 'stats'; everyMs?: number }
+  | { op: 'ping' };
+
+/** A client mistake, sent back as `{"kind":"error",code,message}`. */
+export interface ProtocolError {
+  code: ErrorCode;
+  message: string;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: ProtocolError };
+
+/** Shortest `everyMs` for periodic stats; 0 stops them. */
+export const MIN_STATS_EVERY_MS = 250;
+const MAX_STATS_EVERY_MS = 3_600_000;
+const MAX_NAME = 255;
+const ULID = new RegExp(ULID_PATTERN);
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = (code: ErrorCode, message: string): { ok: false; error: ProtocolError } => ({ ok: false, error: { code, message } });
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** One client frame → a message, or the error to answer. `bytes` is the frame's size. */
+export function parseClientMessage(text: string, bytes: number, maxBytes: number): Parsed<ClientMessage> {
+  if (bytes > maxBytes) return fail('ATS_ERR_VALIDATION', `message of ${bytes} bytes is larger than the limit of ${maxBytes}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fail('ATS_ERR_MALFORMED_JSON', 'message is not valid JSON');
+  }
+  if (!isObject(raw)) return fail('ATS_ERR_VALIDATION', 'message must be a JSON object with an "op"');
+  switch (raw.op) {
+    case 'subscribe':
+      return parseSubscribe(raw);
+    case 'stats':
+      return parseStats(raw);
+    case 'ping':
+      return onlyKeys(raw, ['op']) ?? ok({ op: 'ping' });
+    default:
+      return fail('ATS_ERR_VALIDATION', `unknown op ${JSON.stringify(raw.op)}: expected subscribe, stats or ping`);
+  }
+}
+
+function parseSubscribe(raw: Record<string, unknown>): Parsed<ClientMessage> {
+  const bad = onlyKeys(raw, ['op', 'filter', 'cursor']);
+  if (bad) return bad;
+  const filter = parseFilter(raw.filter ?? {});
+  if (!filter.ok) return filter;
+  if (raw.cursor === undefined || raw.cursor === null) return ok({ op: 'subscribe', filter: filter.value });
+  if (typeof raw.cursor !== 'string') return fail('ATS_ERR_VALIDATION', 'cursor must be a string');
+  const after = decodeCursor(raw.cursor);
+  return after.ok ? ok({ op: 'subscribe', filter: filter.value, after: after.value }) : after;
+}
+
+function parseStats(raw: Record<string, unknown>): Parsed<ClientMessage> {
+  const bad = onlyKeys(raw, ['op', 'everyMs']);
+  if (bad) return bad;
+  const every = raw.everyMs;
+  if (every === undefined) return ok({ op: 'stats' });
+  const valid = typeof every === 'number' && Number.isInteger(every) && (every === 0 || (every >= MIN_STATS_EVERY_MS && every <= MAX_STATS_EVERY_MS));
+  if (!valid) return fail('ATS_ERR_VALIDATION', `everyMs must be 0 (stop) or an integer from ${MIN_STATS_EVERY_MS} to ${MAX_STATS_EVERY_MS}`);
+  return ok({ op: 'stats', everyMs: every });
+}
+
+/** A filter object as sent in a subscribe message. */
+export function parseFilter(raw: unknown): Parsed<StreamFilter> {
+  if (!isObject(raw)) return fail('ATS_ERR_VALIDATION', 'filter must be an object');
+  const bad = onlyKeys(raw, ['jobId', 'type', 'queue', 'states'], 'filter');
+  if (bad) return bad;
+  const filter: StreamFilter = {};
+  if (raw.jobId !== undefined) {
+    if (typeof raw.jobId !== 'string' || !ULID.test(raw.jobId)) return fail('ATS_ERR_VALIDATION', 'filter.jobId must be a job id (ULID)');
+    filter.jobId = raw.jobId;
+  }
+  for (const key of ['type', 'queue'] as const) {
+    const v = raw[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_NAME) return fail('ATS_ERR_VALIDATION', `filter.${key} must be a string of 1 to ${MAX_NAME} characters`);
+    filter[key] = v;
+  }
+  if (raw.states !== undefined) {
+    const states = raw.states;
+    const known = (s: unknown): s is JobState => typeof s === 'string' && (JOB_STATES as readonly string[]).includes(s);
+    if (!Array.isArray(states) || states.length === 0 || !states.every(known)) {
+      return fail('ATS_ERR_VALIDATION', `filter.states must be a non-empty list of: ${JOB_STATES.join(', ')}`);
+    }
+    filter.states = [...new Set(states)];
+  }
+  return ok(filter);
+}
+
+/**
+ * A subscription in the query string (`?jobId=&type=&queue=&states=a,b&cursor=`):
+ * null when none of those keys is there (then the client subscribes by message).
+ * Empty values count as absent; other keys are ignored.
+ */
+export function parseQuerySubscribe(query: Record<string, unknown>): Parsed<Extract<ClientMessage, { op: 'subscribe' }>> | null {
+  const keys = ['jobId', 'type', 'queue', 'states', 'cursor'] as const;
+  if (!keys.some((k) => query[k] !== undefined)) return null;
+  const given: Record<string, unknown> = {};
+  for (const k of keys) {
+    const v = query[k];
+    if (Array.isArray(v)) return fail('ATS_ERR_VALIDATION', `query parameter ${k} is given more than once`);
+    if (typeof v === 'string' && v !== '') given[k] = k === 'states' ? v.split(',').map((s) => s.trim()) : v;
+  }
+  const { cursor, ...filter } = given;
+  return parseSubscribe({ op: 'subscribe', filter, cursor }) as Parsed<Extract<ClientMessage, { op: 'subscribe' }>>;
+}
+
+function decodeCursor(cursor: string): Parsed<number> {
+  try {
+    return ok(decodeStreamCursor(cursor));
+  } catch (err) {
+    if (isAtsError(err)) return fail(err.code, err.message);
+    throw err;
+  }
+}
+
+function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], where = 'message'): { ok: false; error: ProtocolError } | null {
+  const extra = Object.keys(raw).filter((k) => !allowed.includes(k));
+  return extra.length === 0 ? null : fail('ATS_ERR_VALIDATION', `unknown ${where} field(s) ${extra.join(', ')}; allowed: ${allowed.join(', ')}`);
+}
+
+/** Does the event pass the filter? */
+export function matches(filter: StreamFilter, e: StreamEventRecord): boolean {
+  return (filter.jobId === undefined || filter.jobId === e.jobId)
+    && (filter.type === undefined || filter.type === e.jobType)
+    && (filter.queue === undefined || filter.queue === e.queue)
+    && (filter.states === undefined || filter.states.includes(e.to));
+}
+
+// ---------------------------------------------------------------- server → client
+
+/** `{"kind":"event",...}` as text: built once per event, sent to every client that wants it. */
+export function eventMessage(e: StreamEventRecord): string {
+  const message: StreamEventMessage = {
+    kind: 'event', cursor: encodeStreamCursor(e.id), jobId: e.jobId, seq: e.seq, type: e.type, from: e.from, to: e.to,
+    at: isoTime(e.at) as string, data: e.data, jobType: e.jobType, queue: e.queue,
+  };
+  return JSON.stringify(message);
+}
+
+/** ISO 8601 of epoch ms; a value out of Date's range (a corrupt row) gives null instead of a throw mid fan-out. */
+const isoTime = (ms: number): string | null => (Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null);
+
+export const subscribedMessage = (position: number): string => JSON.stringify({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
+
+export const statsMessage = (s: Stats, at: number): string =>
+  JSON.stringify({ kind: 'stats', byState: s.byState, byType: s.byType, byQueue: s.byQueue, at: isoTime(at) });
+
+export const errorMessage = (e: ProtocolError): string => JSON.stringify({ kind: 'error', code: e.code, message: e.message });
+
+export const PONG_MESSAGE = JSON.stringify({ kind: 'pong' });
+
+/** An error message with the registry's text, for failures that are ours, not the client's. */
+export const serverErrorMessage = (code: ErrorCode): string => errorMessage({ code, message: ERRORS[code].message });

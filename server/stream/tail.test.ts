@@ -1,0 +1,136 @@
+/**
+ * The tail reader's horizon over a fake `readEventsAfter` whose rows the test
+ * makes "commit" in any order: gaps are waited for, given up only after the
+ * timeout, and nothing is handed on twice or out of id order.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../engine/logger.js';
+import type { Clock, StreamEventRecord } from '../../engine/ports.js';
+import { findLastId, safePrefix, TailReader, type TailOptions } from './tail.js';
+
+/** A table of committed events; `read` is `readEventsAfter`. */
+function table(ids: number[] = []) {
+  const rows = new Set(ids);
+  const row = (id: number): StreamEventRecord => ({
+    id, jobId: `job-${id}`, seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at: 0,
+    data: { at: 0, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 1 } }, jobType: 't', queue: 'q',
+  });
+  let reads = 0;
+  return {
+    commit: (...more: number[]) => more.forEach((id) => rows.add(id)),
+    reads: () => reads,
+    read: async (afterId: number, limit: number) => {
+      reads++;
+      return [...rows].filter((id) => id > afterId).sort((a, b) => a - b).slice(0, limit).map(row);
+    },
+  };
+}
+
+/** A clock the test moves by hand; sleeps never resolve on their own (the tests call `step()`). */
+function manualClock(start = 1000): Clock & { advance(ms: number): void } {
+  let now = start;
+  return {
+    now: () => now,
+    advance: (ms) => void (now += ms),
+    sleep: (_ms, signal) => new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true })),
+  };
+}
+
+const OPTS: TailOptions = { tailBatchSize: 100, pollMs: 500, gapTimeoutMs: 3000, gapPollMs: 50, startupRewindIds: 0, errorBackoffMs: 10 };
+
+function tail(t: ReturnType<typeof table>, clock: Clock, opts: Partial<TailOptions> = {}) {
+  const got: number[] = [];
+  const reader = new TailReader({ read: t.read, clock, logger: silentLogger, onEvents: (es) => got.push(...es.map((e) => e.id)) }, { ...OPTS, ...opts });
+  return { reader, got };
+}
+
+describe('safePrefix', () => {
+  it('delivers a contiguous run and stops at the first missing id', () => {
+    const seen = new Map<number, number>();
+    assert.deepEqual(safePrefix(10, [{ id: 11 }, { id: 12 }, { id: 14 }], seen, 0, 3000), {
+      count: 2, skipped: [], waiting: { from: 13, to: 13, until: 3000 },
+    });
+    assert.deepEqual([...seen], [[14, 0]]);
+    assert.deepEqual(safePrefix(10, [{ id: 13 }], new Map(), 0, 3000).count, 0, 'a gap right after the horizon blocks everything');
+  });
+
+  it('gives a gap up only once it has been seen for the timeout, timed from when it was first seen', () => {
+    const seen = new Map<number, number>();
+    safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 100, 1000);
+    assert.equal(safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 1099, 1000).count, 0);
+    const later = safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 1100, 1000);
+    // The gap before 17 was first seen at 1100 (only now reached): it waits its own full timeout.
+    assert.deepEqual(later, { count: 1, skipped: [[13, 13]], waiting: { from: 15, to: 16, until: 2100 } });
+  });
+});
+
+describe('findLastId', () => {
+  it('finds the newest id with forward reads only, gaps or not', async () => {
+    assert.equal(await findLastId(table().read), 0);
+    for (const ids of [[1], [5], [1, 2, 3], [3, 7, 8, 1000], [2, 4, 1 << 20], Array.from({ length: 300 }, (_, i) => i * 3 + 1)]) {
+      const t = table(ids);
+      assert.equal(await findLastId(t.read), Math.max(...ids), `ids ${ids.slice(-3)}`);
+      assert.ok(t.reads() < 60, `${t.reads()} reads`);
+    }
+  });
+});
+
+describe('TailReader', () => {
+  it('holds back a later id until the earlier one commits, then hands both on in id order', async () => {
+    const t = table([1, 2]);
+    const clock = manualClock();
+    const { reader, got } = tail(t, clock);
+    await reader.init(); // begins at the newest id (startupRewindIds 0); the test drives step() by hand
+    assert.equal(reader.horizon, 2);
+    t.commit(4, 5); // 3 still committing
+    assert.deepEqual(await reader.step(), { again: false, gapUntil: clock.now() + 3000 });
+    assert.deepEqual(got, []);
+    clock.advance(2999);
+    await reader.step();
+    assert.deepEqual(got, [], 'still within gapTimeoutMs');
+    t.commit(3);
+    await reader.step();
+    assert.deepEqual(got, [3, 4, 5]);
+    assert.equal(reader.horizon, 5);
+    await reader.stop();
+  });
+
+  it('moves past an id that never appears (a rollback) after gapTimeoutMs, and not before', async () => {
+    const t = table([1]);
+    const clock = manualClock();
+    const { reader, got } = tail(t, clock, { startupRewindIds: 5 });
+    await reader.init();
+    assert.equal(reader.horizon, 0, 'rewound below the newest id at start');
+    await reader.step();
+    assert.deepEqual(got, [1]);
+    t.commit(3, 4);
+    await reader.step();
+    clock.advance(2999);
+    await reader.step();
+    assert.deepEqual(got, [1]);
+    clock.advance(1);
+    await reader.step();
+    assert.deepEqual(got, [1, 3, 4]);
+    t.commit(2); // committed after it was given up: too late for the live stream (a replay would still find it)
+    t.commit(5);
+    await reader.step();
+    assert.deepEqual(got, [1, 3, 4, 5]);
+    await reader.stop();
+  });
+
+  it('reads again at once after a full batch, and stops its loop on stop()', async () => {
+    const t = table(Array.from({ length: 250 }, (_, i) => i + 1));
+    const clock = manualClock();
+    const { reader, got } = tail(t, clock, { startupRewindIds: 1000 });
+    await reader.start();
+    for (let i = 0; i < 50 && got.length < 250; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(got.length, 250);
+    assert.deepEqual(got, [...got].sort((a, b) => a - b));
+    t.commit(251);
+    reader.wake();
+    for (let i = 0; i < 50 && got.length < 251; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(got.at(-1), 251, 'a wake-up reads without waiting for the poll');
+    await reader.stop();
+  });
+});
