@@ -1,0 +1,117 @@
+/**
+ * The two speeds the same commands run at: the embedded adapters (SQLite in
+ * memory, the in-process log), and the real MariaDB and Kafka broker. Either
+ * way the simulated clock drives the engine's time; only the I/O differs.
+ */
+import { createKafkaLog } from '../adapters/kafka/index.js';
+import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
+import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import type { Clock, EventLog, JobStore } from '../engine/ports.js';
+import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../tests/helpers/kafka.js';
+import { createTestDatabase, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
+
+/** One outbox row, as the final checks read it. */
+export interface OutboxState {
+  id: number;
+  topic: string;
+  published: boolean;
+}
+
+/** The adapters of one run. */
+export interface RunBackend {
+  store: JobStore;
+  log: EventLog;
+  /** The in-process log's hooks (fast speed only). */
+  memory: MemoryLog | null;
+  /** A prefix making this run's job ids unique on a shared database. */
+  idPrefix: string;
+  /** Real time the test may wait for I/O to settle before it calls the run stuck. */
+  settleTimeoutMs: number;
+  /** Real time after which a dispatch no worker handled, with nothing else in flight, counts as lost. */
+  lostAfterMs: number;
+  outbox(): Promise<OutboxState[]>;
+  close(): Promise<void>;
+}
+
+export interface Backend {
+  name: 'fast' | 'real';
+  /** Suite-level setup (a database, a broker check); false means skip (allowed only outside CI). */
+  setUp(): Promise<boolean>;
+  open(clock: Clock): Promise<RunBackend>;
+  tearDown(): Promise<void>;
+}
+
+/** SQLite in memory and the in-process log: a fresh pair per run, nothing shared. */
+export function fastBackend(): Backend {
+  return {
+    name: 'fast',
+    setUp: async () => true,
+    async open(clock) {
+      const store = createSqliteStore({ file: ':memory:', clock });
+      await store.migrate();
+      const memory = createMemoryLog({ partitions: 3, redeliveryDelayMs: 0 });
+      await memory.ensureTopics();
+      return {
+        store, log: memory, memory, idPrefix: '', settleTimeoutMs: 10_000, lostAfterMs: 0,
+        outbox: async () =>
+          (store.db.prepare('SELECT id, topic, published_at FROM outbox ORDER BY id').all() as Array<Record<string, unknown>>)
+            .map((r) => ({ id: Number(r.id), topic: String(r.topic), published: r.published_at !== null })),
+        close: async () => {
+          await memory.close();
+          await store.close();
+        },
+      };
+    },
+    tearDown: async () => undefined,
+  };
+}
+
+/**
+ * The real MariaDB (one database for the suite, emptied before each run) and
+ * the real Kafka broker (topics of their own per run, deleted at the end).
+ */
+export function realBackend(): Backend {
+  let db: TestDatabase | null = null;
+  const suitePrefix = randomTopicPrefix();
+  let runs = 0;
+  return {
+    name: 'real',
+    async setUp() {
+      if (!(await requireMysql()) || !(await requireKafka())) return false;
+      db = await createTestDatabase();
+      return true;
+    },
+    async open(clock) {
+      const n = ++runs;
+      const store = await createMysqlStore({ url: db!.url, poolSize: 6, clock });
+      await store.migrate();
+      await emptyTables(store);
+      const log = createKafkaLog({
+        brokers: kafkaBrokers(), topicPrefix: `${suitePrefix}r${n}.`, partitions: 3, clientId: `prop-r${n}`, logLevel: 'nothing',
+        consumer: { sessionTimeoutMs: 6000, heartbeatIntervalMs: 300, rebalanceTimeoutMs: 3000, maxWaitTimeMs: 50, redeliveryDelayMs: 20 },
+      });
+      await log.ensureTopics();
+      return {
+        store, log, memory: null, idPrefix: `r${n}-`, settleTimeoutMs: 60_000, lostAfterMs: 20_000,
+        outbox: async () => {
+          const [rows] = await store.pool.query('SELECT id, topic, published_at FROM outbox ORDER BY id');
+          return (rows as Array<Record<string, unknown>>).map((r) => ({ id: Number(r.id), topic: String(r.topic), published: r.published_at !== null }));
+        },
+        close: async () => {
+          await log.close();
+          await store.close();
+        },
+      };
+    },
+    async tearDown() {
+      await db?.drop();
+      await deleteTopicsWithPrefix(suitePrefix).catch(() => undefined);
+    },
+  };
+}
+
+/** Each run starts from empty tables (the schema stays). */
+async function emptyTables(store: MysqlStore): Promise<void> {
+  for (const table of ['job_events', 'outbox', 'jobs']) await store.pool.query(`DELETE FROM ${table}`);
+}

@@ -1,0 +1,443 @@
+/**
+ * The commands of the model-based suite. Each drives the real system (World)
+ * one step: submit, run the relay (or crash it), deliver, inject delivery
+ * faults, crash or pause workers, send zombie outcomes, advance the clock,
+ * run the timers, cancel, redrive. The model only tracks what decides which
+ * commands apply and what a repeated submit must return.
+ */
+import fc from 'fast-check';
+import type { BackoffPolicy } from '../machines/backoff.js';
+import { isTerminal } from '../machines/lifecycle.js';
+import type { JobSpec, LogMessage } from '../engine/ports.js';
+import type { EventInput } from '../engine/transitions.js';
+import { INVARIANTS, violated, type InvariantChecker } from './invariants.js';
+import { InjectedFault } from './tracked-log.js';
+import type { DeliveryFault, Plan, TaskPayload, World } from './world.js';
+
+/** Jobs per run: small runs shrink to readable counterexamples and keep 1,000 runs fast. */
+export const MAX_JOBS = 8;
+export const MAX_COMMANDS = 30;
+
+export interface Model {
+  jobs: number;
+  keys: Map<string, { variant: number; spec: JobSpec; jobIndex: number }>;
+}
+
+export interface Real {
+  world: World;
+  checker: InvariantChecker;
+}
+
+export const newModel = (): Model => ({ jobs: 0, keys: new Map() });
+
+abstract class Command implements fc.AsyncCommand<Model, Real> {
+  check(m: Readonly<Model>): boolean {
+    return this.needsJob ? m.jobs > 0 : true;
+  }
+
+  async run(m: Model, r: Real): Promise<void> {
+    r.world.note(`> ${this.toString()}`);
+    await r.world.openLateGates();
+    await this.act(m, r.world);
+    r.world.stats.commands++;
+    await r.checker.afterCommand();
+  }
+
+  protected get needsJob(): boolean {
+    return false;
+  }
+
+  abstract act(m: Model, w: World): Promise<void>;
+  abstract toString(): string;
+}
+
+/** A job picked by a generated number (stable under shrinking of other commands). */
+const pickJob = (w: World, pick: number): string => w.jobIds[pick % w.jobIds.length]!;
+
+// ------------------------------------------------------------------ submit
+
+export interface SubmitParams {
+  key: string | null;
+  variant: number;
+  delayMs: number;
+  maxAttempts: number;
+  plan: Plan[];
+  backoff: BackoffPolicy;
+  timeoutMs: number;
+  /** A keyed submit sent twice in one batch (submitMany). */
+  twice: boolean;
+}
+
+class Submit extends Command {
+  constructor(private readonly p: SubmitParams) {
+    super();
+  }
+
+  override check(m: Readonly<Model>): boolean {
+    return m.jobs < MAX_JOBS || (this.p.key !== null && m.keys.has(this.p.key));
+  }
+
+  async act(m: Model, w: World): Promise<void> {
+    const known = this.p.key === null ? undefined : m.keys.get(this.p.key);
+    if (known) return this.resubmit(w, known);
+    const spec = w.spec({ ...this.p, payload: { plan: this.p.plan, variant: this.p.variant } });
+    const specs = this.p.twice && this.p.key !== null ? [spec, spec] : [spec];
+    const [first, second] = await w.transitions.submitMany(specs);
+    if (!first!.ok || !first!.created) violated(INVARIANTS.submitOnce, `a new submit was not created: ${JSON.stringify(first)}`);
+    if (second && (!second.ok || second.created || second.job.id !== first!.job.id)) {
+      violated(INVARIANTS.submitOnce, `the same key twice in one batch gave ${first!.job.id} and ${second.ok ? `${second.job.id} (created ${second.created})` : second.reason}`);
+    }
+    w.jobIds.push(first!.job.id);
+    m.jobs++;
+    if (this.p.key !== null) m.keys.set(this.p.key, { variant: this.p.variant, spec, jobIndex: w.jobIds.length - 1 });
+    w.note(`submitted ${first!.job.id} (${first!.job.snapshot.value})`);
+  }
+
+  /** The key is taken: the same body must return that job, another body a conflict naming it. */
+  private async resubmit(w: World, known: { variant: number; spec: JobSpec; jobIndex: number }): Promise<void> {
+    const same = known.variant === this.p.variant;
+    const payload = known.spec.payload as TaskPayload;
+    const spec = same ? known.spec : { ...known.spec, payload: { ...payload, variant: this.p.variant } };
+    const r = await w.transitions.submit(spec);
+    const expected = w.jobIds[known.jobIndex];
+    const got = r.ok ? `ok, job ${r.job.id}, created ${r.created}` : `${r.reason}, job ${r.job.id}`;
+    if (same && (!r.ok || r.created || r.job.id !== expected)) {
+      violated(INVARIANTS.submitOnce, `key ${this.p.key} again with the same body: expected job ${expected} (not created), got ${got}`);
+    }
+    if (!same && (r.ok || r.reason !== 'idempotency-conflict' || r.job.id !== expected)) {
+      violated(INVARIANTS.submitOnce, `key ${this.p.key} with another body: expected a conflict naming ${expected}, got ${got}`);
+    }
+    w.note(`resubmit key ${this.p.key}: ${got}`);
+  }
+
+  toString(): string {
+    const p = this.p;
+    const key = p.key === null ? 'no key' : `key ${p.key}${p.twice ? ' twice' : ''}`;
+    const backoff = p.backoff.kind === 'fixed' ? `fixed ${p.backoff.delayMs}` : `exp ${p.backoff.baseMs}..${p.backoff.maxMs}`;
+    return `submit(${key}, body ${p.variant}, plan [${p.plan.join(',')}], max ${p.maxAttempts}, ${p.delayMs ? `runAt +${p.delayMs}ms, ` : ''}${backoff}, timeout ${p.timeoutMs})`;
+  }
+}
+
+// ------------------------------------------------------------------ relay and delivery
+
+type RelayMode = 'small' | 'all' | 'crash-after-produce' | 'fail-produce' | 'half-produce';
+
+class RunRelay extends Command {
+  constructor(private readonly mode: RelayMode) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const relay = this.mode === 'small' ? w.relays.small : this.mode === 'crash-after-produce' ? w.relays.crashing : w.relays.all;
+    if (this.mode === 'fail-produce') w.log.publishFault = 'fail';
+    if (this.mode === 'half-produce') w.log.publishFault = 'half';
+    try {
+      w.note(`relay published ${await relay.runOnce()} rows`);
+    } catch (err) {
+      if (!(err instanceof InjectedFault)) throw err;
+      w.stats.relayFaults++;
+      w.note(`relay: ${err.message}`);
+    } finally {
+      w.log.publishFault = 'none';
+    }
+  }
+
+  toString(): string {
+    return `relay(${this.mode})`;
+  }
+}
+
+class Deliver extends Command {
+  constructor(private readonly all: boolean) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    if (this.all) await w.settle();
+    else await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  toString(): string {
+    return this.all ? 'deliver(all)' : 'deliver(one turn)';
+  }
+}
+
+/** The same dispatch message again (a producer retry, a relay that re-published). */
+class Duplicate extends Command {
+  constructor(private readonly pick: number) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const all = w.log.dispatches;
+    if (all.length === 0) return;
+    const m = all[this.pick % all.length]!;
+    await w.log.publish([copyMessage(m)]);
+    w.stats.duplicatesInjected++;
+    w.note(`duplicated dispatch ${m.value}`);
+  }
+
+  toString(): string {
+    return `duplicate(message ${this.pick})`;
+  }
+}
+
+/** A stale dispatch arriving after a newer one of the same job (out of order). */
+class Reorder extends Command {
+  constructor(private readonly pick: number) {
+    super();
+  }
+
+  protected override get needsJob(): boolean {
+    return true;
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const id = pickJob(w, this.pick);
+    const mine = w.log.dispatches.filter((m) => m.key === id);
+    if (mine.length === 0) return;
+    const newest = mine[mine.length - 1]!;
+    const oldest = mine[0]!;
+    await w.log.publish([copyMessage(newest), copyMessage(oldest)]);
+    w.stats.duplicatesInjected += 2;
+    w.note(`re-sent ${id}'s dispatches newest first: ${newest.value} then ${oldest.value}`);
+  }
+
+  toString(): string {
+    return `reorder(job ${this.pick})`;
+  }
+}
+
+const copyMessage = (m: LogMessage): LogMessage => ({ ...m, headers: { ...m.headers } });
+
+// ------------------------------------------------------------------ workers
+
+type WorkerFault = DeliveryFault | 'crash-now';
+
+class FaultWorker extends Command {
+  constructor(private readonly slot: number, private readonly fault: WorkerFault) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const run = w.workers[this.slot]!;
+    if (this.fault === 'crash-now') w.crash(run, 'killed');
+    else run.fault = this.fault;
+  }
+
+  toString(): string {
+    return this.fault === 'crash-now' ? `crash(worker ${this.slot})` : `arm(worker ${this.slot}, ${this.fault} on its next delivery)`;
+  }
+}
+
+/**
+ * A stalled worker (GC pause, partition): its heartbeats and timeouts stop
+ * while its handlers run on. Stalls the worker holding the picked job's
+ * lease (a zombie in the making), or resumes a slot's worker.
+ */
+class PauseWorker extends Command {
+  constructor(private readonly target: { job: number } | { slot: number }) {
+    super();
+  }
+
+  protected override get needsJob(): boolean {
+    return 'job' in this.target;
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    if ('slot' in this.target) {
+      w.clock.resume(w.workers[this.target.slot]!.id);
+      return w.clock.wakeDue(() => w.settle());
+    }
+    const job = await w.store.getJob(pickJob(w, this.target.job));
+    const holder = job?.snapshot.value === 'running' ? job.snapshot.context.workerId : null;
+    if (!holder) return;
+    w.clock.pause(holder);
+    w.note(`stalled ${holder} (holds ${job!.id}#${job!.snapshot.context.attempt})`);
+  }
+
+  toString(): string {
+    return 'job' in this.target ? `stall(lease holder of job ${this.target.job})` : `resume(worker ${this.target.slot})`;
+  }
+}
+
+type StaleType = 'SUCCEEDED' | 'FAILED' | 'LEASE_EXPIRED' | 'HEARTBEAT';
+
+/** A zombie reports on an attempt that is no longer current: rejected, nothing written. */
+class Zombie extends Command {
+  constructor(private readonly pick: number, private readonly type: StaleType) {
+    super();
+  }
+
+  protected override get needsJob(): boolean {
+    return true;
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const id = pickJob(w, this.pick);
+    const job = await w.store.getJob(id);
+    const attempt = Math.max(0, job!.snapshot.context.attempt - 1);
+    const count = async () => (await w.store.getEvents(id))
+      .filter((e) => e.type === this.type && (e.data as { attempt?: number }).attempt === attempt).length;
+    const before = await count();
+    const r = await w.transitions.apply(id, this.event(attempt, w.clock.now()));
+    if (r.ok || (await count()) !== before) {
+      violated(INVARIANTS.stale, `${this.type}(${attempt}) on job ${id} (${job!.snapshot.value}, attempt ${job!.snapshot.context.attempt}) was accepted`);
+    }
+    w.stats.zombiesRejected++;
+    w.note(`zombie ${this.type}(${attempt}) on ${id}: rejected`);
+  }
+
+  private event(attempt: number, now: number): EventInput {
+    switch (this.type) {
+      case 'SUCCEEDED': return { type: 'SUCCEEDED', attempt, result: 'from a zombie' };
+      case 'FAILED': return { type: 'FAILED', attempt, error: { message: 'from a zombie', retryable: true } };
+      case 'LEASE_EXPIRED': return { type: 'LEASE_EXPIRED', attempt };
+      case 'HEARTBEAT': return { type: 'HEARTBEAT', attempt, leaseUntil: now + 60_000 };
+    }
+  }
+
+  toString(): string {
+    return `zombie(job ${this.pick}, stale ${this.type})`;
+  }
+}
+
+// ------------------------------------------------------------------ time, timers, users
+
+class Advance extends Command {
+  constructor(private readonly ms: number, private readonly thenTimers: boolean) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    await w.advance(this.ms);
+    if (this.thenTimers) w.note(`timers accepted ${await w.timers.runOnce()} events`);
+  }
+
+  toString(): string {
+    return `advance(${this.ms}ms${this.thenTimers ? ', then timers' : ''})`;
+  }
+}
+
+class RunTimers extends Command {
+  async act(_m: Model, w: World): Promise<void> {
+    w.note(`timers accepted ${await w.timers.runOnce()} events`);
+  }
+
+  toString(): string {
+    return 'timers()';
+  }
+}
+
+/** What the embedded mode does after a restart: dispatch every published job again. */
+class RepairStale extends Command {
+  async act(_m: Model, w: World): Promise<void> {
+    const stale = await w.store.findStalePublished(w.clock.now() + 1, 100);
+    w.note(`re-dispatched ${await w.timers.redispatch(stale)} published jobs`);
+  }
+
+  toString(): string {
+    return 'redispatchPublished()';
+  }
+}
+
+class UserEvent extends Command {
+  constructor(private readonly pick: number, private readonly type: 'CANCEL' | 'REDRIVE') {
+    super();
+  }
+
+  protected override get needsJob(): boolean {
+    return true;
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    const id = pickJob(w, this.pick);
+    const r = await w.transitions.apply(id, this.type === 'CANCEL' ? { type: 'CANCEL', reason: 'property test' } : { type: 'REDRIVE' });
+    if (r.ok) return w.note(`${this.type} ${id}: ${r.event.from} → ${r.event.to}`);
+    if (r.reason === 'not-found') violated(INVARIANTS.lost, `job ${id} not found`);
+    const state = r.job.snapshot.value;
+    const allowed = this.type === 'CANCEL' ? isTerminal(state) : !['dead', 'cancelled'].includes(state);
+    if (!allowed) violated(INVARIANTS.userEvents, `${this.type} of ${id} was rejected in state ${state}`);
+    w.note(`${this.type} ${id}: rejected in ${state}`);
+  }
+
+  toString(): string {
+    return `${this.type.toLowerCase()}(job ${this.pick})`;
+  }
+}
+
+// ------------------------------------------------------------------ arbitraries
+
+const planArb: fc.Arbitrary<Plan> = fc.oneof(
+  { weight: 4, arbitrary: fc.constant<Plan>('ok') },
+  { weight: 4, arbitrary: fc.constant<Plan>('fail') },
+  { weight: 1, arbitrary: fc.constant<Plan>('fatal') },
+  { weight: 2, arbitrary: fc.constant<Plan>('hang') },
+  { weight: 3, arbitrary: fc.constant<Plan>('crash') },
+  { weight: 2, arbitrary: fc.constant<Plan>('stall') },
+);
+
+const backoffArb: fc.Arbitrary<BackoffPolicy> = fc.oneof(
+  fc.record({ kind: fc.constant('fixed' as const), delayMs: fc.constantFrom(0, 500, 2000) }),
+  fc.record({
+    kind: fc.constant('exponential' as const), baseMs: fc.constantFrom(100, 1000), maxMs: fc.constant(4000),
+    jitter: fc.constantFrom('full' as const, 'equal' as const, 'none' as const),
+  }),
+);
+
+const submitArb: fc.Arbitrary<SubmitParams> = fc.record({
+  key: fc.option(fc.constantFrom('k0', 'k1', 'k2'), { nil: null, freq: 2 }),
+  variant: fc.constantFrom(0, 1),
+  delayMs: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 20_000 }) }),
+  maxAttempts: fc.integer({ min: 1, max: 5 }),
+  plan: fc.array(planArb, { maxLength: 4 }),
+  backoff: backoffArb,
+  timeoutMs: fc.integer({ min: 1000, max: 5000 }),
+  twice: fc.boolean(),
+});
+
+const slotArb = fc.constantFrom(0, 1);
+const pickArb = fc.nat({ max: 63 });
+const msArb = fc.constantFrom(100, 1000, 2999, 3001, 5000, 10_000, 30_000);
+
+/** Every kind of command with its weight; PROPERTY_EXCLUDE may drop kinds by name. */
+const KINDS: Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }> = {
+  submit: { weight: 10, arbitrary: submitArb.map((p) => new Submit(p)) },
+  relay: { weight: 4, arbitrary: fc.constantFrom<RelayMode>('small', 'all', 'all').map((m) => new RunRelay(m)) },
+  relayFault: {
+    weight: 2, arbitrary: fc.constantFrom<RelayMode>('crash-after-produce', 'fail-produce', 'half-produce').map((m) => new RunRelay(m)),
+  },
+  deliver: { weight: 4, arbitrary: fc.boolean().map((all) => new Deliver(all)) },
+  duplicate: { weight: 1, arbitrary: pickArb.map((n) => new Duplicate(n)) },
+  reorder: { weight: 1, arbitrary: pickArb.map((n) => new Reorder(n)) },
+  workerFault: {
+    weight: 3,
+    arbitrary: fc.tuple(slotArb, fc.constantFrom<WorkerFault>('drop', 'crash-before-claim', 'crash-after-claim', 'crash-now'))
+      .map(([s, f]) => new FaultWorker(s, f)),
+  },
+  stall: { weight: 2, arbitrary: pickArb.map((n) => new PauseWorker({ job: n })) },
+  resume: { weight: 1, arbitrary: slotArb.map((slot) => new PauseWorker({ slot })) },
+  zombie: {
+    weight: 1,
+    arbitrary: fc.tuple(pickArb, fc.constantFrom<StaleType>('SUCCEEDED', 'FAILED', 'LEASE_EXPIRED', 'HEARTBEAT'))
+      .map(([n, t]) => new Zombie(n, t)),
+  },
+  advance: { weight: 3, arbitrary: msArb.map((ms) => new Advance(ms, false)) },
+  advanceTimers: { weight: 3, arbitrary: msArb.map((ms) => new Advance(ms, true)) },
+  timers: { weight: 3, arbitrary: fc.constant(new RunTimers()) },
+  redispatch: { weight: 1, arbitrary: fc.constant(new RepairStale()) },
+  cancel: { weight: 2, arbitrary: pickArb.map((n) => new UserEvent(n, 'CANCEL')) },
+  redrive: { weight: 1, arbitrary: pickArb.map((n) => new UserEvent(n, 'REDRIVE')) },
+};
+
+export const COMMAND_KINDS = Object.keys(KINDS);
+
+/** Commands, weighted, without the `exclude`d kinds; `fc.commands` draws runs of them. */
+export function commandArb(exclude: ReadonlySet<string> = new Set()): fc.Arbitrary<fc.AsyncCommand<Model, Real>> {
+  for (const k of exclude) if (!KINDS[k]) throw new Error(`unknown command kind "${k}" (kinds: ${COMMAND_KINDS.join(', ')})`);
+  return fc.oneof(...Object.entries(KINDS).filter(([k]) => !exclude.has(k)).map(([, v]) => v));
+}
+
+export const commandsArb = (opts: { replayPath?: string; exclude?: ReadonlySet<string> } = {}) =>
+  fc.commands([commandArb(opts.exclude)], { maxCommands: MAX_COMMANDS, size: 'max', ...(opts.replayPath ? { replayPath: opts.replayPath } : {}) });
+

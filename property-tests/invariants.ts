@@ -1,0 +1,203 @@
+/**
+ * The guarantees of DESIGN.md as checks over a World: the cheap ones after
+ * every command (each job's new events, read once, replayed incrementally
+ * through the machine), all of them after the run has quiesced.
+ *
+ * A broken invariant throws `InvariantViolation` whose message names the
+ * invariant, the job, and the job's history, so a shrunk counterexample
+ * reads on its own.
+ */
+import { isTerminal, start, step, type PersistedJob } from '../machines/lifecycle.js';
+import type { JobEvent, JobInput } from '../machines/job.machine.js';
+import type { JobEventRecord } from '../engine/ports.js';
+import { verifyJob } from '../engine/verify.js';
+import type { World } from './world.js';
+
+export const INVARIANTS = Object.freeze({
+  lost: 'I1 nothing accepted is lost (every job ends done, dead or cancelled)',
+  atLeastOnce: 'I2 at-least-once (a done job\'s handler ran to success for the attempt recorded)',
+  outcomeOnce: 'I3 each (job, attempt) outcome is recorded at most once',
+  effectOnce: 'I4 the effect ledger holds exactly one entry per done job (at most one per job)',
+  submitOnce: 'I5 a repeated submit with the same key returns the same job and never creates a second',
+  history: 'I6 each job\'s events are gap-free, in order, valid, and replay to the stored state',
+  attempts: 'I7 attempts never exceed maxAttempts (per run of attempts)',
+  terminal: 'I8 terminal states change only by REDRIVE',
+  outbox: 'I9 the outbox drains: every row is published',
+  claimOnce: 'I10 each (job, attempt) is claimed and run at most once',
+  stale: 'I11 a stale outcome (zombie worker) is rejected and writes nothing',
+  userEvents: 'I12 CANCEL is accepted in every non-terminal state; REDRIVE only from dead or cancelled',
+});
+
+export class InvariantViolation extends Error {
+  constructor(invariant: string, detail: string) {
+    super(`invariant broken: ${invariant}\n  ${detail}`);
+    this.name = 'InvariantViolation';
+  }
+}
+
+export function violated(invariant: string, detail: string): never {
+  throw new InvariantViolation(invariant, detail);
+}
+
+const OUTCOMES = new Set(['SUCCEEDED', 'FAILED', 'LEASE_EXPIRED']);
+
+/** What the incremental check knows of one job. */
+interface Seen {
+  seq: number;
+  at: number;
+  state: PersistedJob | null;
+  history: string[];
+  outcomes: Map<number, string[]>;
+  starts: Map<number, number>;
+}
+
+export function describeEvent(e: JobEventRecord): string {
+  const d = e.data as { attempt?: number; workerId?: string };
+  const args = [d.attempt, d.workerId].filter((x) => x !== undefined).join(',');
+  return `${e.seq}:${e.type}${args ? `(${args})` : ''} ${e.from ?? '∅'}→${e.to}`;
+}
+
+export class InvariantChecker {
+  private readonly seen = new Map<string, Seen>();
+
+  constructor(private readonly world: World) {}
+
+  /** A job's history as checked so far, one line. */
+  history(jobId: string): string {
+    return `${jobId}: ${(this.seen.get(jobId)?.history ?? []).join(', ')}`;
+  }
+
+  /** Cheap checks after each command: the new events of every job, and the handler's own notes. */
+  async afterCommand(): Promise<void> {
+    const { world } = this;
+    if (world.violations.length > 0) {
+      const [first] = world.violations;
+      violated(first!.startsWith('claim') ? INVARIANTS.claimOnce : INVARIANTS.history, first!);
+    }
+    for (const id of world.jobIds) await this.checkNewEvents(id);
+    this.checkLedger(false);
+  }
+
+  private async checkNewEvents(jobId: string): Promise<void> {
+    let s = this.seen.get(jobId);
+    if (!s) this.seen.set(jobId, (s = { seq: 0, at: 0, state: null, history: [], outcomes: new Map(), starts: new Map() }));
+    const events = await this.world.store.getEvents(jobId, s.seq);
+    for (const e of events) this.checkEvent(jobId, s, e);
+  }
+
+  private checkEvent(jobId: string, s: Seen, e: JobEventRecord): void {
+    s.history.push(describeEvent(e));
+    const fail = (invariant: string, what: string): never => violated(invariant, `${what}\n  history ${this.history(jobId)}`);
+    if (e.seq !== s.seq + 1) fail(INVARIANTS.history, `job ${jobId}: event seq ${e.seq} follows seq ${s.seq}`);
+    if (e.at < s.at) fail(INVARIANTS.history, `job ${jobId}: event seq ${e.seq} at ${e.at} is earlier than the previous one (${s.at})`);
+    if (s.state === null) {
+      if (e.type !== 'SUBMITTED') fail(INVARIANTS.history, `job ${jobId}: first event is ${e.type}, not SUBMITTED`);
+      s.state = start(e.data as JobInput).next;
+    } else {
+      if (e.from !== s.state.value) fail(INVARIANTS.history, `job ${jobId}: seq ${e.seq} says from ${e.from}, but the job was ${s.state.value}`);
+      if (isTerminal(s.state.value) && e.type !== 'REDRIVE') {
+        fail(INVARIANTS.terminal, `job ${jobId}: ${e.type} moved it out of terminal state ${s.state.value}`);
+      }
+      const r = step(s.state, e.data as JobEvent);
+      if (!r.ok) return fail(INVARIANTS.history, `job ${jobId}: the machine rejects seq ${e.seq} (${e.type}) in state ${s.state.value}`);
+      s.state = r.next;
+    }
+    if (e.to !== s.state.value) fail(INVARIANTS.history, `job ${jobId}: seq ${e.seq} says to ${e.to}, replay gives ${s.state.value}`);
+    this.countAttempt(jobId, s, e, fail);
+    s.seq = e.seq;
+    s.at = e.at;
+  }
+
+  private countAttempt(jobId: string, s: Seen, e: JobEventRecord, fail: (i: string, w: string) => never): void {
+    const attempt = (e.data as { attempt?: number }).attempt;
+    if (attempt !== undefined && OUTCOMES.has(e.type)) {
+      const list = [...(s.outcomes.get(attempt) ?? []), `${e.type}@seq${e.seq}`];
+      s.outcomes.set(attempt, list);
+      if (list.length > 1) fail(INVARIANTS.outcomeOnce, `job ${jobId} attempt ${attempt} has ${list.length} outcomes: ${list.join(', ')}`);
+    }
+    if (e.type === 'STARTED' && attempt !== undefined) {
+      const n = (s.starts.get(attempt) ?? 0) + 1;
+      s.starts.set(attempt, n);
+      if (n > 1) fail(INVARIANTS.claimOnce, `job ${jobId} attempt ${attempt} was STARTED ${n} times`);
+    }
+    const c = s.state!.context;
+    if (c.attempt - c.attemptBase > c.maxAttempts) {
+      fail(INVARIANTS.attempts, `job ${jobId}: attempt ${c.attempt} is number ${c.attempt - c.attemptBase} of this run, maxAttempts ${c.maxAttempts}`);
+    }
+  }
+
+  /** Effects per job: at most one always; exactly one for a done job at the end. */
+  private checkLedger(final: boolean, done: ReadonlySet<string> = new Set()): void {
+    const perJob = new Map<string, string[]>();
+    for (const [key, e] of this.world.ledger) perJob.set(e.jobId, [...(perJob.get(e.jobId) ?? []), `${key} (attempt ${e.attempt})`]);
+    for (const [jobId, keys] of perJob) {
+      if (keys.length > 1) violated(INVARIANTS.effectOnce, `job ${jobId} has ${keys.length} ledger entries: ${keys.join(', ')}\n  history ${this.history(jobId)}`);
+    }
+    if (!final) return;
+    for (const jobId of done) {
+      if (!perJob.has(jobId)) violated(INVARIANTS.effectOnce, `done job ${jobId} has no ledger entry\n  history ${this.history(jobId)}`);
+    }
+  }
+
+  /** Everything, once the run has quiesced (`quiesced` false: it never did). */
+  async final(quiesced: boolean): Promise<void> {
+    const { world } = this;
+    await this.afterCommand();
+    const jobs = await Promise.all(world.jobIds.map((id) => world.store.getJob(id)));
+    // The cause before the symptom: a row marked published that the log never acknowledged is a lost message.
+    await this.checkOutboxAcked();
+    const open = jobs.filter((j) => !j || !isTerminal(j.snapshot.value));
+    if (open.length > 0) {
+      violated(INVARIANTS.lost, `after ${TIMING_NOTE}: ${open.map((j) => `${j?.id} is ${j?.snapshot.value} (attempt ${j?.snapshot.context.attempt})`).join('; ')}\n  `
+        + open.map((j) => `history ${this.history(j!.id)}`).join('\n  '));
+    }
+    if (!quiesced) violated(INVARIANTS.outbox, `after ${TIMING_NOTE}: ${await world.store.countUnpublished()} outbox rows still unpublished`);
+    for (const id of world.jobIds) {
+      const report = await verifyJob(world.store, id);
+      if (!report.ok) {
+        const attempts = report.problems.some((p) => p.includes('maxAttempts'));
+        violated(attempts ? INVARIANTS.attempts : INVARIANTS.history, `verifyJob(${id}): ${report.problems.join('; ')}\n  history ${this.history(id)}`);
+      }
+    }
+    await this.checkJobCount();
+    this.checkAtLeastOnce(jobs.filter((j) => j!.snapshot.value === 'done').map((j) => j!.id));
+    this.checkLedger(true, new Set(jobs.filter((j) => j!.snapshot.value === 'done').map((j) => j!.id)));
+    await this.checkOutbox();
+  }
+
+  private async checkJobCount(): Promise<void> {
+    const { world } = this;
+    const stored = (await world.store.listJobs({ limit: 10_000 })).map((j) => j.id).sort();
+    const expected = [...world.jobIds].sort();
+    if (stored.join() !== expected.join()) {
+      violated(INVARIANTS.submitOnce, `the store holds jobs [${stored.join(', ')}], the submits created [${expected.join(', ')}]`);
+    }
+  }
+
+  private checkAtLeastOnce(doneIds: readonly string[]): void {
+    for (const id of doneIds) {
+      const s = this.seen.get(id)!;
+      const attempt = [...s.outcomes].find(([, list]) => list.some((o) => o.startsWith('SUCCEEDED')))?.[0];
+      const ran = this.world.invocations.find((i) => i.jobId === id && i.attempt === attempt && i.status === 'resolved' && (i.plan === 'ok' || i.plan === 'stall'));
+      if (attempt === undefined || !ran) {
+        const calls = this.world.invocations.filter((i) => i.jobId === id).map((i) => `#${i.attempt} ${i.plan} ${i.status} on ${i.worker}`);
+        violated(INVARIANTS.atLeastOnce, `job ${id} is done (SUCCEEDED attempt ${attempt}) but no handler call of that attempt succeeded; calls: [${calls.join('; ')}]\n  history ${this.history(id)}`);
+      }
+    }
+  }
+
+  private async checkOutbox(): Promise<void> {
+    const rows = await this.world.backend.outbox();
+    const unpublished = rows.filter((r) => !r.published);
+    if (unpublished.length > 0) violated(INVARIANTS.outbox, `${unpublished.length} outbox rows never marked published: ids ${unpublished.map((r) => r.id).join(', ')}`);
+  }
+
+  private async checkOutboxAcked(): Promise<void> {
+    const rows = (await this.world.backend.outbox()).filter((r) => r.published && !this.world.log.ackedOutboxIds.has(String(r.id)));
+    if (rows.length > 0) {
+      violated(INVARIANTS.outbox, `outbox rows marked published but never acknowledged by the log: ${rows.map((r) => `#${r.id} ${r.topic}`).join(', ')}`);
+    }
+  }
+}
+
+const TIMING_NOTE = 'faults stopped and time advanced';

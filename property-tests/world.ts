@@ -1,0 +1,478 @@
+/**
+ * The system under test for one property run: the REAL TransitionService,
+ * Relay, Timers and two Worker processes (simulated: a crash drops one and a
+ * fresh instance joins) on a backend's store and log, all on a simulated
+ * clock. The commands (commands.ts) drive it; nothing of the engine is
+ * re-implemented here, so a broken engine fails the invariants.
+ *
+ * The test handler follows a plan carried in each job's payload, one entry
+ * per attempt: succeed (after an idempotent effect keyed by
+ * ctx.idempotencyKey), fail retryably, fail for good, hang until aborted,
+ * perform the effect and crash its worker before the outcome is written, or
+ * stall: perform the effect, freeze its worker (no heartbeat, no timeout: a
+ * GC pause) until the job has moved on to a later attempt or ended, then
+ * report success late, as a zombie.
+ */
+import type { Scheduler } from 'fast-check';
+import { isTerminal } from '../machines/lifecycle.js';
+import { NonRetryableError } from '../engine/errors.js';
+import { HandlerRegistry } from '../engine/handlers.js';
+import { silentLogger } from '../engine/logger.js';
+import { TOPICS, type Handler, type HandlerContext, type JobSpec, type LogRecord } from '../engine/ports.js';
+import { Relay, type RelayOptions } from '../engine/relay.js';
+import { Timers } from '../engine/timers.js';
+import { TransitionService } from '../engine/transitions.js';
+import { Waker } from '../engine/wake.js';
+import { Worker, type WorkerOptions } from '../engine/worker.js';
+import type { Backend, RunBackend } from './backends.js';
+import { SIM_EPOCH, SimClock, seededRandom } from './sim-clock.js';
+import { INVARIANTS, violated } from './invariants.js';
+import { countingStore, describeDispatch, InjectedFault, TrackedLog, type CountingStore } from './tracked-log.js';
+
+/** What the handler does on one attempt. */
+export type Plan = 'ok' | 'fail' | 'fatal' | 'hang' | 'crash' | 'stall';
+
+/** The payload of every test job: its plan per attempt (beyond the list: ok) and a body variant. */
+export interface TaskPayload {
+  plan: Plan[];
+  variant: number;
+}
+
+export const TASK_TYPE = 'prop.task';
+export const QUEUE = 'prop';
+
+/** Engine timings of every run (simulated ms). */
+export const TIMING = Object.freeze({
+  leaseMs: 3000,
+  heartbeatMs: 1000,
+  /** Large on purpose: the quiesce phase never needs the lost-dispatch repair, so a lost message shows. */
+  publishedTimeoutMs: 3_600_000,
+  /** One quiesce step: beyond a lease, a handler timeout and a backoff. */
+  quiesceStepMs: 10_000,
+  quiesceRounds: 60,
+});
+
+/** A fault armed on a worker's next dispatch delivery. */
+export type DeliveryFault = 'drop' | 'crash-before-claim' | 'crash-after-claim';
+
+/** One worker process: a slot (0 or 1) and its incarnation. */
+export interface WorkerRun {
+  id: string;
+  slot: number;
+  worker: Worker;
+  /** `start()` of this incarnation: a crash waits for it (a half-joined consumer would outlive the crash). */
+  ready: Promise<void>;
+  crashed: boolean;
+  fault: DeliveryFault | null;
+}
+
+export interface Invocation {
+  jobId: string;
+  attempt: number;
+  worker: string;
+  plan: Plan;
+  status: 'running' | 'resolved' | 'rejected' | 'aborted' | 'crashed';
+}
+
+/** Counts across a run, summed over runs for the suite's report. */
+export interface WorldStats {
+  commands: number;
+  jobs: number;
+  crashes: number;
+  invocations: number;
+  effectCalls: number;
+  effectsSuppressed: number;
+  skippedDispatches: number;
+  lateOutcomes: number;
+  duplicatesInjected: number;
+  zombiesRejected: number;
+  relayFaults: number;
+  dropped: number;
+  done: number;
+  dead: number;
+  cancelled: number;
+}
+
+export const emptyStats = (): WorldStats => ({
+  commands: 0, jobs: 0, crashes: 0, invocations: 0, effectCalls: 0, effectsSuppressed: 0, skippedDispatches: 0,
+  lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, relayFaults: 0, dropped: 0, done: 0, dead: 0, cancelled: 0,
+});
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class World {
+  readonly store: CountingStore;
+  readonly log: TrackedLog;
+  readonly transitions: TransitionService;
+  readonly relays: { small: Relay; all: Relay; crashing: Relay };
+  readonly timers: Timers;
+  /** The live worker of each slot. */
+  readonly workers: WorkerRun[] = [];
+  readonly allWorkers: WorkerRun[] = [];
+  /** Job ids in creation order (the model refers to jobs by this index). */
+  readonly jobIds: string[] = [];
+  /** The effect ledger: idempotency key → the first (job, attempt) that recorded it (set semantics). */
+  readonly ledger = new Map<string, { jobId: string; attempt: number }>();
+  readonly invocations: Invocation[] = [];
+  /** Broken invariants noticed inside callbacks (a handler cannot fail the test by throwing). */
+  readonly violations: string[] = [];
+  /** What happened, for the failure report. */
+  readonly trace: string[] = [];
+  readonly stats = emptyStats();
+  phase: 'faults' | 'quiesce' = 'faults';
+  private readonly restarts = new Set<Promise<void>>();
+  /** Stalled handlers waiting for their job to move past their attempt. */
+  private readonly lateGates: Array<{ jobId: string; attempt: number; release(): void }> = [];
+  /** Workers frozen by stalled handlers (how many each): they stay frozen until those wake. */
+  private readonly stalls = new Map<string, number>();
+  private gen = 0;
+
+  private constructor(
+    readonly clock: SimClock,
+    readonly backend: RunBackend,
+    readonly scheduler: Scheduler | null,
+    randomSeed: number,
+  ) {
+    this.store = countingStore(backend.store);
+    this.log = new TrackedLog(backend.log);
+    let n = 0;
+    const ids = { jobId: () => `${backend.idPrefix}j${String(++n).padStart(3, '0')}` };
+    this.transitions = new TransitionService({ store: this.store, clock: this.clock, random: seededRandom(randomSeed), ids });
+    const relayDeps = { store: this.store, log: this.log, transitions: this.transitions, clock: this.clock, logger: silentLogger, waker: new Waker() };
+    const relayOpts = (batchSize: number): RelayOptions => ({ batchSize, pollMs: 100, errorBackoffMs: 100 });
+    this.relays = {
+      small: new Relay(relayDeps, relayOpts(2)),
+      all: new Relay(relayDeps, relayOpts(500)),
+      crashing: new Relay({
+        ...relayDeps,
+        afterPublish: () => { throw new InjectedFault('relay killed between produce and mark'); },
+      }, relayOpts(500)),
+    };
+    this.timers = new Timers(
+      { store: this.store, transitions: this.transitions, clock: this.clock, logger: silentLogger },
+      { pollMs: 100, batchSize: 500, publishedTimeoutMs: TIMING.publishedTimeoutMs },
+    );
+  }
+
+  static async create(backend: Backend, scheduler: Scheduler | null, randomSeed: number): Promise<World> {
+    const clock = new SimClock();
+    const run = await backend.open(clock);
+    // The store stamps published_at with the run's clock too.
+    const world = new World(clock, run, scheduler, randomSeed);
+    try {
+      // Together: on Kafka each join costs a rebalance.
+      await Promise.all([world.startWorker(0), world.startWorker(1)]);
+    } catch (err) {
+      await world.close();
+      throw err;
+    }
+    return world;
+  }
+
+  note(line: string): void {
+    this.trace.push(`[t+${this.clock.now() - SIM_EPOCH}ms] ${line}`);
+  }
+
+  // ------------------------------------------------------------ workers
+
+  private async startWorker(slot: number): Promise<void> {
+    const id = `w${slot}.${++this.gen}`;
+    const registry = new HandlerRegistry();
+    const run: WorkerRun = { id, slot, worker: null as unknown as Worker, ready: Promise.resolve(), crashed: false, fault: null };
+    registry.register(TASK_TYPE, this.handlerFor(run));
+    const opts: WorkerOptions = {
+      workerId: id, groupId: 'prop-workers', concurrency: 1000,
+      leaseMs: TIMING.leaseMs, heartbeatMs: TIMING.heartbeatMs, shutdownGraceMs: 0,
+    };
+    const log = this.log.forWorker({
+      before: (records) => this.beforeDelivery(run, records),
+      after: () => this.afterDelivery(run),
+    });
+    run.worker = new Worker({ log, transitions: this.transitions, clock: this.clock.view(id), logger: silentLogger, registry }, opts);
+    this.workers[slot] = run;
+    this.allWorkers.push(run);
+    run.ready = run.worker.start();
+    await run.ready;
+    this.note(`worker ${id} started`);
+  }
+
+  /**
+   * Crash a worker as SIGKILL would (no outcome written after this), then
+   * start its replacement. Never awaited inside a delivery: the crash waits
+   * for that very delivery to end.
+   */
+  crash(run: WorkerRun, why: string): void {
+    if (run.crashed) return;
+    run.crashed = true;
+    this.stats.crashes++;
+    this.note(`worker ${run.id} crashed (${why})`);
+    const restart = run.ready.catch(() => undefined)
+      .then(() => run.worker.crash())
+      .then(() => this.startWorker(run.slot));
+    const tracked = restart.finally(() => this.restarts.delete(tracked));
+    this.restarts.add(tracked);
+  }
+
+  private async beforeDelivery(run: WorkerRun, records: readonly LogRecord[]): Promise<void> {
+    if (this.phase === 'faults' && this.scheduler) {
+      // The scheduler decides when this delivery is claimed, relative to everything else it holds.
+      await this.scheduler.schedule(Promise.resolve(), `deliver ${describeRecords(records)} to ${run.id}`);
+    }
+    const fault = this.phase === 'faults' && !run.crashed ? run.fault : null;
+    if (fault === 'drop') {
+      run.fault = null;
+      this.stats.dropped++;
+      this.note(`dropped delivery of ${describeRecords(records)} to ${run.id} (redelivered later)`);
+      throw new InjectedFault('delivery dropped');
+    }
+    if (fault === 'crash-before-claim') {
+      run.fault = null;
+      this.crash(run, `before claiming ${describeRecords(records)}`);
+      throw new InjectedFault('worker died before the claim');
+    }
+  }
+
+  private afterDelivery(run: WorkerRun): void {
+    if (this.phase !== 'faults' || run.crashed || run.fault !== 'crash-after-claim') return;
+    run.fault = null;
+    this.crash(run, 'after the claim, before the offset commit');
+    throw new InjectedFault('worker died after the claim');
+  }
+
+  // ------------------------------------------------------------ handler
+
+  private handlerFor(run: WorkerRun): Handler<TaskPayload> {
+    return async (payload, ctx) => {
+      const plan = this.planFor(payload, ctx.attempt);
+      const inv: Invocation = { jobId: ctx.jobId, attempt: ctx.attempt, worker: run.id, plan, status: 'running' };
+      const twice = this.invocations.find((i) => i.jobId === ctx.jobId && i.attempt === ctx.attempt);
+      if (twice) this.violations.push(`claim at most once: job ${ctx.jobId} attempt ${ctx.attempt} invoked on ${twice.worker} and again on ${run.id}`);
+      this.invocations.push(inv);
+      this.stats.invocations++;
+      switch (plan) {
+        case 'ok':
+          this.effect(ctx);
+          await this.completion(inv);
+          inv.status = 'resolved';
+          return { attempt: ctx.attempt };
+        case 'fail':
+          await this.completion(inv);
+          inv.status = 'rejected';
+          throw new Error(`planned failure of attempt ${ctx.attempt}`);
+        case 'fatal':
+          await this.completion(inv);
+          inv.status = 'rejected';
+          throw new NonRetryableError(`planned non-retryable failure of attempt ${ctx.attempt}`);
+        case 'hang':
+          return new Promise((_resolve, reject) => {
+            ctx.signal.addEventListener('abort', () => {
+              inv.status = 'aborted';
+              reject(ctx.signal.reason);
+            }, { once: true });
+          });
+        case 'stall':
+          this.effect(ctx);
+          await this.stallUntilMovedOn(run, ctx);
+          inv.status = 'resolved';
+          return { attempt: ctx.attempt, late: true };
+        case 'crash':
+          this.effect(ctx);
+          inv.status = 'crashed';
+          this.crash(run, `after the effect of ${ctx.jobId}#${ctx.attempt}, before its outcome`);
+          throw new Error('the process died');
+      }
+    };
+  }
+
+  /** Freeze the worker (a GC pause) until the job runs a later attempt or ends; then it reports, late. */
+  private async stallUntilMovedOn(run: WorkerRun, ctx: HandlerContext): Promise<void> {
+    this.stall(run.id, +1);
+    this.note(`${run.id} stalls inside ${ctx.jobId}#${ctx.attempt}`);
+    await new Promise<void>((release) => this.lateGates.push({ jobId: ctx.jobId, attempt: ctx.attempt, release }));
+    this.stall(run.id, -1);
+    this.note(`${run.id} wakes up and reports ${ctx.jobId}#${ctx.attempt} done, late`);
+  }
+
+  private stall(workerId: string, delta: number): void {
+    const n = (this.stalls.get(workerId) ?? 0) + delta;
+    this.stalls.set(workerId, n);
+    if (n > 0) this.clock.pause(workerId);
+    else this.clock.resume(workerId);
+  }
+
+  /** Planned outcome of an attempt; once faults stop, a planned crash or stall is a plain success. */
+  private planFor(payload: TaskPayload, attempt: number): Plan {
+    const plan = payload.plan[attempt - 1] ?? 'ok';
+    return (plan === 'crash' || plan === 'stall') && this.phase === 'quiesce' ? 'ok' : plan;
+  }
+
+  /** While faults run, the scheduler picks when a handler returns (interleaving it with the rest). */
+  private async completion(inv: Invocation): Promise<void> {
+    if (this.phase === 'faults' && this.scheduler) {
+      await this.scheduler.schedule(Promise.resolve(), `handler ${inv.jobId}#${inv.attempt} ${inv.plan} on ${inv.worker}`);
+    }
+  }
+
+  /** The idempotent effect: insert-if-absent keyed by ctx.idempotencyKey. */
+  private effect(ctx: HandlerContext): void {
+    this.stats.effectCalls++;
+    if (this.ledger.has(ctx.idempotencyKey)) {
+      this.stats.effectsSuppressed++;
+      return;
+    }
+    this.ledger.set(ctx.idempotencyKey, { jobId: ctx.jobId, attempt: ctx.attempt });
+  }
+
+  // ------------------------------------------------------------ time and settling
+
+  /**
+   * Wait until nothing moves: no store call or publish in flight, every
+   * dispatch message handled, no worker restarting, the in-process log
+   * drained; three quiet turns of the event loop in a row.
+   */
+  async settle(): Promise<void> {
+    const deadline = Date.now() + this.backend.settleTimeoutMs;
+    for (let quiet = 0; quiet < 3;) {
+      await tick();
+      await this.openLateGates();
+      const idle = await this.logIdle();
+      const otherWork = this.store.inFlight + this.log.inFlight + this.restarts.size;
+      const busy = !idle || otherWork + this.log.unhandled.size > 0;
+      if (idle && otherWork === 0) this.checkNothingLost();
+      if (!busy) {
+        quiet++;
+        continue;
+      }
+      quiet = 0;
+      // A command runs as one scheduler task, so the scheduler releases nothing else meanwhile:
+      // a delivery it holds would wait forever. Release held tasks one at a time, in its order.
+      if (this.scheduler && this.scheduler.count() > 0) await this.scheduler.waitOne();
+      else if (!this.backend.memory) await realSleep(2);
+      if (Date.now() > deadline) {
+        throw new Error(`the system did not settle within ${this.backend.settleTimeoutMs} ms (store calls ${this.store.inFlight}, `
+          + `publishes ${this.log.inFlight}, unhandled dispatches ${[...this.log.unhandled.values()].map((u) => u.what).join(',') || 0}, `
+          + `restarts ${this.restarts.size})`);
+      }
+    }
+  }
+
+  /**
+   * Dispatch messages that no worker handled although nothing else is in
+   * flight: on the in-process log, once it is drained (it committed them, so
+   * they are gone); on Kafka, after `lostAfterMs` of real time.
+   */
+  private checkNothingLost(): void {
+    if (this.scheduler && this.scheduler.count() > 0) return; // a held delivery is not a lost one
+    const limit = this.backend.memory ? 0 : this.backend.lostAfterMs;
+    const lost = [...this.log.unhandled.values()].filter((u) => Date.now() - u.since >= limit);
+    if (lost.length === 0) return;
+    violated(INVARIANTS.lost, `the log committed dispatch messages that no worker handled: ${lost.map((u) => u.what).join(', ')}`);
+  }
+
+  /** Wake stalled handlers whose job is now running a later attempt, or has ended. */
+  async openLateGates(): Promise<void> {
+    for (const gate of [...this.lateGates]) {
+      const job = await this.store.getJob(gate.jobId);
+      const s = job?.snapshot;
+      const movedOn = !s || isTerminal(s.value) || (s.value === 'running' && s.context.attempt > gate.attempt);
+      if (!movedOn) continue;
+      this.lateGates.splice(this.lateGates.indexOf(gate), 1);
+      gate.release();
+    }
+  }
+
+  /** The in-process log has nothing in flight (always true for Kafka: `unhandled` covers it). */
+  private async logIdle(): Promise<boolean> {
+    const memory = this.backend.memory;
+    if (!memory) return true;
+    return memory.drain({ timeoutMs: 0 }).then(() => true, () => false);
+  }
+
+  advance(ms: number): Promise<void> {
+    return this.clock.advance(ms, () => this.settle());
+  }
+
+  // ------------------------------------------------------------ actions used by commands
+
+  spec(p: { payload: TaskPayload; delayMs: number; maxAttempts: number; backoff: JobSpec['backoff']; timeoutMs: number; key: string | null }): JobSpec {
+    const spec: JobSpec = {
+      type: TASK_TYPE, payload: p.payload, queue: QUEUE, maxAttempts: p.maxAttempts, backoff: p.backoff,
+      timeoutMs: p.timeoutMs, priority: 0,
+    };
+    if (p.delayMs > 0) spec.runAt = this.clock.now() + p.delayMs;
+    if (p.key !== null) spec.idempotencyKey = p.key;
+    return spec;
+  }
+
+  /** Stop the faults: disarm everything, wake paused workers, release what the scheduler holds. */
+  async stopFaults(): Promise<void> {
+    this.phase = 'quiesce';
+    this.note('faults stop; quiescing (relay, timers, time in steps)');
+    this.log.publishFault = 'none';
+    for (const run of this.workers) {
+      run.fault = null;
+      // A stalled handler keeps its worker frozen until its job moves on: that is how a zombie reports late.
+      if (!this.stalls.get(run.id)) this.clock.resume(run.id);
+    }
+    if (this.scheduler) await this.scheduler.waitAll();
+    await this.clock.wakeDue(() => this.settle());
+    await this.settle();
+  }
+
+  /**
+   * Faults stopped: let time pass in lease/backoff-sized steps, running the
+   * relay and the timers between steps, until every job is terminal and the
+   * outbox is empty. Returns false if that never happens.
+   */
+  async quiesce(): Promise<boolean> {
+    await this.stopFaults();
+    for (let round = 0; round < TIMING.quiesceRounds; round++) {
+      await this.drainOutbox();
+      const n = await this.timers.runOnce();
+      if (n > 0) this.note(`quiesce round ${round}: timers accepted ${n} events`);
+      await this.settle();
+      await this.drainOutbox();
+      if ((await this.allTerminal()) && (await this.store.countUnpublished()) === 0) return true;
+      await this.advance(TIMING.quiesceStepMs);
+    }
+    return false;
+  }
+
+  private async drainOutbox(): Promise<void> {
+    await this.settle();
+    while ((await this.relays.all.runOnce()) > 0) await this.settle();
+  }
+
+  private async allTerminal(): Promise<boolean> {
+    for (const id of this.jobIds) {
+      const job = await this.store.getJob(id);
+      if (!job || !['done', 'dead', 'cancelled'].includes(job.snapshot.value)) return false;
+    }
+    return true;
+  }
+
+  /** Counters gathered from the workers. */
+  collectStats(): WorldStats {
+    this.stats.jobs = this.jobIds.length;
+    this.stats.skippedDispatches = this.allWorkers.reduce((n, r) => n + r.worker.counters.skipped, 0);
+    this.stats.lateOutcomes = this.allWorkers.reduce((n, r) => n + r.worker.counters.lateOutcomes, 0);
+    return this.stats;
+  }
+
+  /** Tear down: stop every worker as a crash would, release what is held, close the adapters. */
+  async close(): Promise<void> {
+    this.phase = 'quiesce';
+    for (const gate of this.lateGates.splice(0)) gate.release();
+    // Held deliveries first: a worker stopping waits for the delivery in progress.
+    if (this.scheduler && this.scheduler.count() > 0) await this.scheduler.waitAll().catch(() => undefined);
+    await Promise.allSettled([...this.restarts]);
+    await Promise.allSettled(this.workers.filter(Boolean).map((r) => r.ready.then(() => r.worker.crash())));
+    await this.backend.close();
+  }
+}
+
+/** `j001#1` per dispatch record, for traces and scheduler labels. */
+export function describeRecords(records: readonly LogRecord[]): string {
+  return records.filter((r) => r.topic === TOPICS.dispatch).map((r) => describeDispatch(r.value)).join(',');
+}
