@@ -149,14 +149,25 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
 
 /**
  * The in-process log forgets everything when the process ends, so after a
- * restart no dispatch message of a `published` job survives: issue them again
- * now instead of waiting for the stale-dispatch timeout. (Jobs that were
- * running recover when their lease expires; unpublished outbox rows are in
- * the database and go out with the relay.)
+ * restart no dispatch message survives: issue them again now for every job
+ * that was dispatched but not started (published, or pending with its dispatch
+ * already sent) instead of waiting for the stale-dispatch timeout. A dispatch
+ * row the relay had not sent yet goes out too: a duplicate, which the attempt
+ * fence makes harmless. (Jobs that were running recover when their lease
+ * expires; delayed jobs and retries are in the timers' due query.)
  */
 async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
-  const stale = await store.findStalePublished(clock.now() + 1, 100_000);
-  if (stale.length === 0) return;
-  await timers.redispatch(stale);
-  logger.info('embedded restart: dispatched published jobs again', { count: stale.length });
+  const lost = await store.findStalePublished(clock.now() + 1, 100_000);
+  for (let afterId: string | undefined; ;) {
+    const page = await store.listJobs({ state: 'pending', limit: 500, afterId });
+    for (const j of page) {
+      const c = j.snapshot.context;
+      if (c.dispatchedFor === c.attempt + 1) lost.push({ id: j.id, state: 'pending', attempt: c.attempt });
+    }
+    if (page.length < 500) break;
+    afterId = page[page.length - 1]!.id;
+  }
+  if (lost.length === 0) return;
+  await timers.redispatch(lost);
+  logger.info('embedded restart: dispatched jobs again', { count: lost.length });
 }

@@ -183,17 +183,27 @@ export class Worker {
 
   private launch(job: JobRecord, attempt: number): void {
     const abort = new AbortController();
-    const done = this.execute(job, attempt, abort)
+    // The slot is the handler's: it is given back once the handler settled, so the
+    // next claims need not wait for this outcome's write (the outcome batcher
+    // groups those). The attempt stays in `running` until its outcome is durable.
+    let holding = true;
+    const releaseSlot = () => {
+      if (!holding) return;
+      holding = false;
+      this.slots.release();
+    };
+    const done = this.execute(job, attempt, abort, releaseSlot)
       .catch((err) => this.deps.logger.error('worker: attempt bookkeeping failed', { jobId: job.id, attempt, ...errorFields(err) }))
       .finally(() => {
         abort.abort(new AbortReason('shutdown', 'attempt finished'));
-        this.running.delete(job.id);
-        this.slots.release();
+        // A late attempt n must not drop the entry of attempt n+1 of the same job.
+        if (this.running.get(job.id)?.attempt === attempt) this.running.delete(job.id);
+        releaseSlot();
       });
     this.running.set(job.id, { attempt, abort, done });
   }
 
-  private async execute(job: JobRecord, attempt: number, abort: AbortController): Promise<void> {
+  private async execute(job: JobRecord, attempt: number, abort: AbortController, handlerSettled: () => void): Promise<void> {
     const { clock, registry, logger } = this.deps;
     const log = ('child' in logger ? (logger as Logger & { child(f: object): Logger }).child({ jobId: job.id, attempt }) : logger);
     void clock.sleep(job.timeoutMs, abort.signal).then(
@@ -220,6 +230,7 @@ export class Worker {
       const e = reason instanceof AbortReason ? reason : (err as Error);
       event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, retryable: !isNonRetryable(e) } };
     }
+    handlerSettled();
     await this.recordOutcome(job.id, event);
   }
 

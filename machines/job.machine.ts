@@ -102,8 +102,6 @@ export const jobMachine = setup({
     publishedNext: ({ context, event }) =>
       'attempt' in event && event.attempt === context.attempt + 1 && context.dispatchedFor === event.attempt,
     due: ({ context, event }) => event.at >= context.runAt,
-    /** No dispatch of the next attempt was issued yet (a delayed job coming due). */
-    undispatched: ({ context }) => context.dispatchedFor !== context.attempt + 1,
     leaseOver: ({ context, event }) => context.leaseUntil !== null && event.at >= context.leaseUntil,
     /** The failure is retryable and the run has attempts left. */
     canRetry: ({ context, event }) => failureOf(event as Failure).retryable && attemptsLeft(context),
@@ -169,7 +167,8 @@ export const jobMachine = setup({
     pending: {
       description: 'Accepted and durable; waiting for its runAt or for the relay.',
       on: {
-        DISPATCH: { guard: and(['due', 'undispatched']), actions: ['dispatch', 'touch'] },
+        // A delayed job coming due, or (embedded restart) a dispatch the in-process log lost.
+        DISPATCH: { guard: 'due', actions: ['dispatch', 'touch'] },
         PUBLISHED: { guard: 'publishedNext', target: 'published', actions: 'touch' },
         // A worker may read the dispatch before the relay records PUBLISHED.
         STARTED: { guard: 'nextAttempt', target: 'running', actions: ['start', 'touch'] },
