@@ -26,7 +26,9 @@ export class Batcher<I, R> {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    // A batch in flight takes what was queued meanwhile when it is done: under
+    // load, that is what makes batches (a second drain would take each item alone).
+    if (this.scheduled || this.inFlight > 0) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;

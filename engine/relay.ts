@@ -50,8 +50,15 @@ export class Relay {
 
   constructor(private readonly deps: RelayDeps, private readonly opts: RelayOptions) {}
 
-  /** Publish one batch; returns how many rows went out. */
+  /** Publish one batch and record PUBLISHED on its dispatched jobs; returns how many rows went out. */
   async runOnce(): Promise<number> {
+    const { n, dispatched } = await this.publishBatch();
+    if (dispatched.length > 0) await this.recordPublished(dispatched);
+    return n;
+  }
+
+  /** Publish one batch and mark it published; the dispatch messages it held are returned for PUBLISHED. */
+  private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
     const { store, log, afterPublish } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
@@ -60,8 +67,7 @@ export class Relay {
       dispatched = rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => r.payload as DispatchMessage);
     });
     this.published += n;
-    if (dispatched.length > 0) await this.recordPublished(dispatched);
-    return n;
+    return { n, dispatched };
   }
 
   /**
@@ -87,11 +93,21 @@ export class Relay {
     this.loop = null;
   }
 
+  /**
+   * The loop overlaps a batch's PUBLISHED bookkeeping with the next batch's
+   * publish (one of each at a time): the bookkeeping is a transaction over
+   * hundreds of jobs, and the messages need not wait for it.
+   */
   private async run(signal: AbortSignal): Promise<void> {
     const { clock, waker, logger } = this.deps;
+    let recording: Promise<void> = Promise.resolve();
+    const record = (dispatched: DispatchMessage[]) =>
+      this.recordPublished(dispatched).catch((err: unknown) => logger.error('relay: recording PUBLISHED failed (the jobs still run)', errorFields(err)));
     while (!signal.aborted) {
       try {
-        const n = await this.runOnce();
+        const { n, dispatched } = await this.publishBatch();
+        await recording;
+        if (dispatched.length > 0) recording = record(dispatched);
         if (n < this.opts.batchSize) await waker.wait(clock, this.opts.pollMs, signal);
       } catch (err) {
         if (signal.aborted) break;
@@ -99,5 +115,6 @@ export class Relay {
         await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
       }
     }
+    await recording;
   }
 }

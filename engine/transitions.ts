@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { start, step } from '../machines/lifecycle.js';
-import type { JobEvent } from '../machines/job.machine.js';
+import type { JobEvent, JobInput } from '../machines/job.machine.js';
+import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
 import type {
@@ -53,17 +54,37 @@ export function canonicalJson(value: unknown): string {
 }
 
 export class TransitionService {
+  /** Single submits made close together (concurrent API requests) share one transaction. */
+  private readonly submits = new Batcher<JobSpec, PromiseSettledResult<SubmitResult>>((specs) => this.submitGroup(specs));
+
   constructor(private readonly deps: TransitionDeps) {}
 
   async submit(spec: JobSpec): Promise<SubmitResult> {
-    return (await this.submitMany([spec]))[0]!;
+    const r = await this.submits.add(spec);
+    if (r.status === 'rejected') throw r.reason;
+    return r.value;
+  }
+
+  /**
+   * One transaction for a group of single submits. If it fails, each is
+   * tried alone, so a submit fails only for its own reasons, as it would
+   * have on its own.
+   */
+  private async submitGroup(specs: JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
+    try {
+      return (await this.submitMany(specs)).map((value) => ({ status: 'fulfilled', value }));
+    } catch (err) {
+      if (specs.length === 1) return [{ status: 'rejected', reason: err }];
+      return Promise.allSettled(specs.map(async (spec) => (await this.submitMany([spec]))[0]!));
+    }
   }
 
   /** Submit many jobs in one transaction. */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
     const { store, clock, ids } = this.deps;
     const at = clock.now();
-    const writes = specs.map((spec) => newJobWrite(spec, ids.jobId(), at));
+    const first = firstStates();
+    const writes = specs.map((spec) => newJobWrite(spec, ids.jobId(), at, first));
     const inserted = await store.insert(writes);
     this.deps.onCommit?.();
     return Promise.all(
@@ -135,10 +156,27 @@ export function transitionWrite(job: JobRecord, event: JobEvent): TransitionWrit
   return { job: next, expectedVersion: job.version, event: record, outbox: outboxFor(next, record, r.effects) };
 }
 
-function newJobWrite(spec: JobSpec, id: string, at: number): TransitionWrite {
+/**
+ * `start(input)` for one batch of submits, run once per distinct input: the
+ * jobs of one `submitMany` share `at`, and mostly runAt, maxAttempts and
+ * backoff, and the machine's first step is most of a submit's CPU. The
+ * machine is pure, so equal inputs give equal states; each job gets its own
+ * copy of the state.
+ */
+function firstStates(): (input: JobInput) => ReturnType<typeof start> {
+  const seen = new Map<string, ReturnType<typeof start>>();
+  return (input) => {
+    const key = JSON.stringify(input);
+    let first = seen.get(key);
+    if (!first) seen.set(key, (first = start(input)));
+    return { next: structuredClone(first.next), effects: { ...first.effects } };
+  };
+}
+
+function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobInput) => ReturnType<typeof start>): TransitionWrite {
   const input = { at, runAt: spec.runAt, maxAttempts: spec.maxAttempts, backoff: spec.backoff };
   if (input.runAt === undefined) delete input.runAt;
-  const { next, effects } = start(input);
+  const { next, effects } = first(input);
   const job: JobRecord = {
     id, type: spec.type, queue: spec.queue, payload: spec.payload, priority: spec.priority,
     timeoutMs: spec.timeoutMs, idempotencyKey: spec.idempotencyKey ?? null,

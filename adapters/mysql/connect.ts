@@ -34,6 +34,11 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     supportBigNumbers: true,
     bigNumberStrings: false,
     enableKeepAlive: true,
+    // A transition batch sends its per-job compare-and-set UPDATEs as one
+    // multi-statement (one round trip instead of one per job). Safe only
+    // because every statement is built from constants with `?` placeholders
+    // (the driver escapes the values): never splice a value into SQL text.
+    multipleStatements: true,
   });
   try {
     await withTimeout(pool.query(PING), o.connectTimeoutMs);

@@ -14,7 +14,7 @@ import { claimOutbox, markPublished } from '../sql/statements.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { migrateMysql } from './migrate.js';
 import { PING } from './statements.js';
-import { exec, inTransaction, withRetry } from './tx.js';
+import { inTransaction, withRetry } from './tx.js';
 
 export type MysqlStore = JobStore & { pool: Pool };
 
@@ -30,7 +30,7 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0
         ? Promise.resolve([])
-        : withRetry(() => inTransaction(pool, (conn) => runAsync(insertProgram(D, writes), (s) => exec(conn, s)), beforeCommit)),
+        : withRetry(() => inTransaction(pool, (run) => runAsync(insertProgram(D, writes), run), beforeCommit)),
 
     /**
      * Locks the rows (SELECT ... ORDER BY id FOR UPDATE), so the
@@ -38,7 +38,7 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
      * deadlocks and lock wait timeouts are retried like version conflicts.
      */
     update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
-      withRetry(() => inTransaction(pool, (conn) => runAsync(updateProgram(D, ids, decide), (s) => exec(conn, s)), beforeCommit)),
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), beforeCommit)),
 
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
@@ -47,11 +47,11 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
      * deduped downstream by the outbox id header).
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
-      inTransaction(pool, async (conn) => {
-        const rows = (await exec(conn, { sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
+      inTransaction(pool, async (run) => {
+        const rows = (await run({ sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
         if (rows.length === 0) return 0;
         await publish(rows);
-        await exec(conn, markPublished(clock.now(), rows.map((r) => r.id)));
+        await run(markPublished(clock.now(), rows.map((r) => r.id)));
         return rows.length;
       }),
 

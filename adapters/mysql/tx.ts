@@ -17,29 +17,56 @@ const ER_LOCK_WAIT_TIMEOUT = 1205;
 /** Tries of a transaction that keeps losing races before ATS_ERR_CONCURRENT_UPDATE. */
 export const MAX_TRIES = 8;
 
-/** Run one statement; a SELECT gives rows, DML its affected rows (mysql2 sets FOUND_ROWS: matched rows). */
+/**
+ * Run one statement; a SELECT gives rows, DML its affected rows (mysql2 sets
+ * FOUND_ROWS: matched rows). A multi-statement (`s.multi`, DML only) gives
+ * each statement's affected rows in `each`.
+ */
 export async function exec(conn: PoolConnection, s: Sql): Promise<Outcome> {
   const [res] = await conn.query(s.sql, s.params);
+  return outcomeOf(res, s.multi === true);
+}
+
+/** A driver result as an Outcome: rows of a SELECT, changed rows of DML, each statement's of a multi-statement. */
+function outcomeOf(res: unknown, multi: boolean): Outcome {
+  if (multi) {
+    // One statement alone comes back as a single header, several as an array of them.
+    const each = (Array.isArray(res) ? (res as ResultSetHeader[]) : [res as ResultSetHeader]).map((r) => r.affectedRows);
+    return { rows: [], changes: each.reduce((a, b) => a + b, 0), each };
+  }
   return Array.isArray(res) ? { rows: res as Row[], changes: 0 } : { rows: [], changes: (res as ResultSetHeader).affectedRows };
 }
 
+/** Runs one statement (or multi-statement) inside the transaction. */
+export type Run = (s: Sql) => Promise<Outcome>;
+
 /**
- * BEGIN, `fn`, `beforeCommit`, COMMIT on one pooled connection; ROLLBACK on
- * any throw. A connection whose ROLLBACK fails is destroyed, not returned to
- * the pool, so no later caller inherits an open transaction.
+ * A transaction on one pooled connection: `fn` runs its statements through
+ * `run`, then `beforeCommit`, COMMIT; ROLLBACK on any throw. START
+ * TRANSACTION goes in the same round trip as the first statement (the
+ * connection allows multi-statements): a round trip less per transaction.
+ * A connection whose ROLLBACK fails is destroyed, not returned to the pool,
+ * so no later caller inherits an open transaction.
  */
-export async function inTransaction<T>(pool: Pool, fn: (conn: PoolConnection) => Promise<T>, beforeCommit?: () => void): Promise<T> {
+export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, beforeCommit?: () => void): Promise<T> {
   const conn = await pool.getConnection();
   let broken = false;
+  let begun = false;
+  const run: Run = async (s) => {
+    if (begun) return exec(conn, s);
+    begun = true;
+    const [res] = await conn.query(`START TRANSACTION;\n${s.sql}`, s.params);
+    const rest = (res as unknown[]).slice(1);
+    return outcomeOf(s.multi ? rest : rest[0], s.multi === true);
+  };
   try {
-    await conn.beginTransaction();
     try {
-      const result = await fn(conn);
+      const result = await fn(run);
       beforeCommit?.();
-      await conn.commit();
+      if (begun) await conn.commit();
       return result;
     } catch (err) {
-      await conn.rollback().catch(() => { broken = true; });
+      if (begun) await conn.rollback().catch(() => { broken = true; });
       throw err;
     }
   } finally {

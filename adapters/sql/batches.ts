@@ -31,6 +31,28 @@ export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STA
   return chunks;
 }
 
+/**
+ * Consecutive groups of statements to send together, each group within the
+ * byte limit of one statement (a statement alone over it gets its own group).
+ */
+export function groupBySize<S extends { params: readonly unknown[] }>(steps: readonly S[], maxBytes = MAX_BYTES_PER_STATEMENT): S[][] {
+  const groups: S[][] = [];
+  let current: S[] = [];
+  let bytes = 0;
+  for (const s of steps) {
+    const size = sizeOf(s.params);
+    if (current.length > 0 && bytes + size > maxBytes) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(s);
+    bytes += size;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
 /** Consecutive slices of at most `size` items. */
 export function slices<T>(items: readonly T[], size = MAX_ROWS_PER_STATEMENT): T[][] {
   const out: T[][] = [];

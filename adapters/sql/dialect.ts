@@ -15,6 +15,12 @@ export interface Dialect {
   readonly forUpdate: string;
   /** Appended to a claim: lock the rows, skipping those another transaction holds. */
   readonly forUpdateSkipLocked: string;
+  /**
+   * The driver sends several `;`-separated statements in one round trip and
+   * reports each one's changed rows (`Sql.multi`). Where a statement costs a
+   * network round trip (MySQL), a batch of job updates goes as one.
+   */
+  readonly multiStatement: boolean;
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -23,6 +29,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   skipDuplicate: 'ON DUPLICATE KEY UPDATE id = id',
   forUpdate: 'FOR UPDATE',
   forUpdateSkipLocked: 'FOR UPDATE SKIP LOCKED',
+  multiStatement: true,
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -31,4 +38,6 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   skipDuplicate: 'ON CONFLICT DO NOTHING',
   forUpdate: '',
   forUpdateSkipLocked: '',
+  // In process, a statement is a function call: nothing to save.
+  multiStatement: false,
 });

@@ -13,6 +13,8 @@ import type { Sql } from './statements.js';
 export interface Outcome {
   rows: Row[];
   changes: number;
+  /** For a multi-statement step (`Sql.multi`): the changed rows of each statement, in order. */
+  each?: number[];
 }
 
 export type Program<T> = Generator<Sql, T, Outcome>;

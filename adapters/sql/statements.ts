@@ -12,6 +12,11 @@ import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT, OUTBOX_COLUMNS, O
 export interface Sql {
   sql: string;
   params: unknown[];
+  /**
+   * Several `;`-separated statements for a `multiStatement` dialect: the
+   * outcome's `each` gives each one's changed rows, in order.
+   */
+  multi?: boolean;
 }
 
 /** `?, ?, ?` */
@@ -19,6 +24,15 @@ export const marks = (n: number): string => Array.from({ length: n }, () => '?')
 
 /** `(?, ?), (?, ?)`: `rows` tuples of `width` marks. */
 const tuples = (rows: number, width: number): string => Array.from({ length: rows }, () => `(${marks(width)})`).join(', ');
+
+/**
+ * Several statements sent as one (`multiStatement` dialects only): one round
+ * trip; the outcome's `each` has each statement's changed rows, in order.
+ * Params: each statement's, in order.
+ */
+export function multiStatement(steps: readonly Sql[]): Sql {
+  return { sql: steps.map((s) => s.sql).join(';\n'), params: steps.flatMap((s) => s.params), multi: true };
+}
 
 // ---------------------------------------------------------------- jobs
 
@@ -149,6 +163,18 @@ export function insertEvents(rows: readonly unknown[][]): Sql {
  * Params: job_id, after_seq
  */
 export const SELECT_EVENTS = `SELECT ${EVENT_SELECT} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq`;
+
+/**
+ * Every job's events after a global position, in id order, with the type and
+ * queue of their job (the WebSocket stream's tail and replay; the PK range
+ * scan plus one PK lookup per row). Only committed rows are seen, so the ids
+ * returned may have gaps: the stream's tail handles those (server/stream/tail.ts).
+ * Params: after_id, limit
+ */
+export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from_state, e.to_state, e.at, e.data,
+    j.type AS job_type, j.queue AS job_queue
+  FROM job_events e JOIN jobs j ON j.id = e.job_id
+  WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
 // ---------------------------------------------------------------- outbox
 

@@ -4,12 +4,12 @@
  * a transaction and commits only if it returns.
  */
 import type { Decide, InsertResult, JobRecord, TransitionWrite } from '../../engine/ports.js';
-import { chunkRows, slices } from './batches.js';
+import { chunkRows, groupBySize, slices } from './batches.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import { eventValues, jobValues, outboxValues, projectionValues, rowToJob } from './rows.js';
 import {
-  UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, selectJobIds, selectJobsForUpdate,
+  UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, type Sql,
 } from './statements.js';
 
 /**
@@ -47,7 +47,13 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
     seen.add(key);
     keyed.push(w);
   });
-  for (const rows of chunkRows(plain.map((w) => jobValues(w.job)))) yield insertJobs(d, rows, false);
+  const plainInserts = chunkRows(plain.map((w) => jobValues(w.job))).map((rows) => insertJobs(d, rows, false));
+  if (keyed.length === 0) {
+    // Nothing to check between the statements: jobs, events and outbox rows go together.
+    yield* runSteps(d, [...plainInserts, ...logSteps(writes)]);
+    return results;
+  }
+  yield* runSteps(d, plainInserts);
   for (const rows of chunkRows(keyed.map((w) => jobValues(w.job)))) yield insertJobs(d, rows, true);
   const present = new Set<string>();
   for (const ids of slices(keyed.map((w) => w.job.id))) {
@@ -56,7 +62,7 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
   writes.forEach((w, i) => {
     if (keyOf(w.job) !== null && !present.has(w.job.id)) results[i] = DUPLICATE;
   });
-  yield* appendLog(writes.filter((_, i) => results[i]!.ok));
+  yield* runSteps(d, logSteps(writes.filter((_, i) => results[i]!.ok)));
   return results;
 }
 
@@ -73,11 +79,14 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
     for (const r of (yield selectJobsForUpdate(d, part)).rows) jobs.set(String(r.id), rowToJob(r));
   }
   const { writes, result } = decide(jobs);
-  for (const [id, { job, expectedVersion }] of collapseChains(writes)) {
-    const { changes } = yield { sql: UPDATE_JOB_CAS, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion] };
-    if (changes !== 1) throw new VersionConflict(id, `not at version ${expectedVersion} any more`);
-  }
-  yield* appendLog(writes);
+  const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
+    id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
+  }));
+  const steps = [...updates.map((u): Sql => ({ sql: UPDATE_JOB_CAS, params: u.params })), ...logSteps(writes)];
+  yield* runSteps(d, steps, (k, changes) => {
+    const u = updates[k];
+    if (u && changes !== 1) throw new VersionConflict(u.id, `not at version ${u.expectedVersion} any more`);
+  });
   return result;
 }
 
@@ -99,8 +108,31 @@ export function collapseChains(writes: readonly TransitionWrite[]): Map<string, 
 }
 
 /** The events and outbox rows of committed-together writes, as multi-row INSERTs. */
-function* appendLog(writes: readonly TransitionWrite[]): Program<void> {
-  for (const rows of chunkRows(writes.map((w) => eventValues(w.event)))) yield insertEvents(rows);
+function logSteps(writes: readonly TransitionWrite[]): Sql[] {
   const outbox = writes.flatMap((w) => w.outbox.map((m) => outboxValues(m, w.event.at)));
-  for (const rows of chunkRows(outbox)) yield insertOutbox(rows);
+  return [...chunkRows(writes.map((w) => eventValues(w.event))).map(insertEvents), ...chunkRows(outbox).map(insertOutbox)];
+}
+
+/**
+ * Run statements whose outcomes nothing in between depends on, in order;
+ * `check(k, changes)` sees statement k's changed rows and may throw (the
+ * caller's transaction then rolls back). Where the dialect allows
+ * (`multiStatement`), they go as few multi-statements as the size limit
+ * allows: one round trip instead of one per statement, each statement the
+ * same as alone.
+ */
+function* runSteps(d: Dialect, steps: readonly Sql[], check?: (k: number, changes: number) => void): Program<void> {
+  let k = 0;
+  const groups = d.multiStatement ? groupBySize(steps) : steps.map((s) => [s]);
+  for (const group of groups) {
+    if (group.length === 1) {
+      // Not `check?.(k, yield ...)`: an absent check would skip the yield with it.
+      const { changes } = yield group[0]!;
+      check?.(k++, changes);
+      continue;
+    }
+    const { each = [] } = yield multiStatement(group);
+    if (each.length !== group.length) throw new Error(`a multi-statement of ${group.length} statements reported ${each.length} outcomes`);
+    for (const changes of each) check?.(k++, changes);
+  }
 }

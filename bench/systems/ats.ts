@@ -1,0 +1,196 @@
+/**
+ * This scheduler under test, three ways:
+ * - `atsMysql`: MariaDB + Kafka, all roles in the benchmark process;
+ * - `atsSplit`: MariaDB + Kafka, api / relay+timers / worker as three `ats start` processes;
+ * - `atsEmbedded`: the embedded default (SQLite + in-process log), all roles in process.
+ * Start and done times come from the job's own history (`job_events`):
+ * STARTED (first attempt) and SUCCEEDED, stamped by the worker.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { createPool, type Pool } from 'mysql2/promise';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
+import { createLogger } from '../../engine/logger.js';
+import type { JobSpec } from '../../engine/ports.js';
+import { mathRandom, systemClock, ulidIds } from '../../engine/system.js';
+import { TransitionService } from '../../engine/transitions.js';
+import { createMysqlStore } from '../../adapters/mysql/index.js';
+import { BENCH_JOB_TYPE, register } from '../handlers.js';
+import { runId, type BenchJob, type CaseOptions, type Driver, type JobTimes } from '../lib/driver.js';
+import { startRole, type RoleProcess } from '../lib/roles.js';
+import { createBenchDatabase, deleteTopicsWithPrefix, kafkaBrokers } from '../lib/services.js';
+
+/** Every job: 2 attempts, retried at once (fixed 0 ms backoff), like the peers' settings. */
+export function benchSpec(job: BenchJob): JobSpec {
+  return {
+    type: BENCH_JOB_TYPE, payload: job, queue: 'default', maxAttempts: 2,
+    backoff: { kind: 'fixed', delayMs: 0 }, timeoutMs: 60_000, priority: 0,
+  };
+}
+
+const httpBody = (job: BenchJob) => JSON.stringify({ type: BENCH_JOB_TYPE, payload: job, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0 } });
+
+const FINISHED = "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('done', 'dead', 'cancelled')";
+const TIMES = "SELECT job_id, type, MIN(at) AS at FROM job_events WHERE type IN ('STARTED', 'SUCCEEDED') GROUP BY job_id, type";
+
+function foldTimes(rows: Array<{ job_id: string; type: string; at: number | string }>): Map<string, JobTimes> {
+  const partial = new Map<string, Partial<JobTimes>>();
+  for (const r of rows) {
+    const t = partial.get(r.job_id) ?? {};
+    if (r.type === 'STARTED') t.started = Number(r.at);
+    else t.done = Number(r.at);
+    partial.set(r.job_id, t);
+  }
+  const out = new Map<string, JobTimes>();
+  for (const [id, t] of partial) if (t.started !== undefined && t.done !== undefined) out.set(id, t as JobTimes);
+  return out;
+}
+
+const registry = () => register(registerDemoHandlers(new HandlerRegistry()));
+
+const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 200 ms, timers poll 250 ms, Kafka topics of 3 partitions)';
+
+/** All roles in this process on MariaDB + Kafka. */
+export async function atsMysql(opts: CaseOptions): Promise<Driver> {
+  const id = runId();
+  const db = await createBenchDatabase(id);
+  const prefix = `ats-bench-${id}.`;
+  const raw: RawConfig = {
+    mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: prefix, concurrency: opts.concurrency,
+    logLevel: 'error', port: 0,
+  };
+  const system = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error') });
+  await system.start();
+  const reads = createPool({ uri: db.url, connectionLimit: 2, supportBigNumbers: true });
+  return {
+    settings: `one process, all roles; worker concurrency ${opts.concurrency}; bulk submit = TransitionService.submitMany (${opts.bulkSize} per call), one submit = submit(); ${DEFAULTS_NOTE}`,
+    servers: ['mariadb', 'kafka'],
+    processes: () => ({}),
+    submitBulk: async (jobs) => (await system.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id),
+    submitOne: async (job) => (await system.transitions.submit(benchSpec(job))).job.id,
+    countFinished: () => mysqlCount(reads),
+    times: async () => foldTimes((await reads.query(TIMES))[0] as never),
+    async stop() {
+      await reads.end();
+      await system.stop();
+      await db.drop();
+      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+    },
+  };
+}
+
+async function mysqlCount(pool: Pool): Promise<number> {
+  const [rows] = await pool.query(FINISHED);
+  return Number((rows as Array<{ n: number }>)[0]!.n);
+}
+
+/**
+ * api, relay+timers and worker as three processes. Submits go over HTTP
+ * (`POST /v1/jobs`, `httpConcurrency` requests in flight; there is no bulk
+ * endpoint) or, with `submit: 'direct'`, through `submitMany` from this
+ * process straight into MariaDB (a client library), as the relay's other
+ * processes would see a remote api's commits: through its fallback poll.
+ */
+export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
+  return async (opts: CaseOptions): Promise<Driver> => {
+    const id = runId();
+    const db = await createBenchDatabase(id);
+    const prefix = `ats-bench-${id}.`;
+    const env = {
+      MYSQL_URL: db.url, KAFKA_BROKERS: kafkaBrokers().join(','), ATS_TOPIC_PREFIX: prefix,
+      ATS_WORKER_CONCURRENCY: String(opts.concurrency), ATS_HANDLERS: 'bench/handlers.ts', PORT: '0',
+    };
+    const roles: RoleProcess[] = [];
+    let direct: { transitions: TransitionService; close(): Promise<void> } | null = null;
+    const reads = createPool({ uri: db.url, connectionLimit: 2, supportBigNumbers: true });
+    try {
+      // The api migrates the database first; the others then find it done.
+      roles.push(await startRole('api', 'api', env));
+      roles.push(...(await Promise.all([startRole('relay', 'relay,timers', env), startRole('worker', 'worker', env)])));
+      if (submit === 'direct') direct = await directSubmitter(db.url);
+    } catch (err) {
+      await Promise.all(roles.map((r) => r.stop()));
+      await reads.end();
+      await db.drop();
+      throw err;
+    }
+    const url = roles[0]!.url!;
+    const post = async (job: BenchJob): Promise<string> => {
+      const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: httpBody(job) });
+      const body = (await res.json()) as { id?: string };
+      if (res.status !== 201 || !body.id) throw new Error(`POST /v1/jobs answered ${res.status}: ${JSON.stringify(body)}`);
+      return body.id;
+    };
+    return {
+      settings: `processes apart: api, relay+timers, worker (each \`ats start --role ...\`); worker concurrency ${opts.concurrency}; ` +
+        (submit === 'http'
+          ? `submits over HTTP, POST /v1/jobs one job per request, ${httpConcurrency} requests in flight (no bulk endpoint)`
+          : `bulk submit = submitMany (${opts.bulkSize} per call) from the benchmark process straight into MariaDB; the relay process sees those commits through its 200 ms fallback poll`) +
+        `; ${DEFAULTS_NOTE}`,
+      servers: ['mariadb', 'kafka'],
+      processes: () => Object.fromEntries(roles.map((r) => [r.name, r.pid])),
+      submitBulk: async (jobs) => {
+        if (direct) return (await direct.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id);
+        return inParallel(jobs, httpConcurrency, post);
+      },
+      submitOne: async (job) => (direct ? (await direct.transitions.submit(benchSpec(job))).job.id : post(job)),
+      countFinished: () => mysqlCount(reads),
+      times: async () => foldTimes((await reads.query(TIMES))[0] as never),
+      peaks: () => Object.fromEntries(roles.map((r) => [r.name, r.peakMiB()])),
+      async stop() {
+        await reads.end();
+        await direct?.close();
+        await Promise.all(roles.map((r) => r.stop()));
+        await db.drop();
+        await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      },
+    } as Driver;
+  };
+}
+
+async function directSubmitter(url: string): Promise<{ transitions: TransitionService; close(): Promise<void> }> {
+  const store = await createMysqlStore({ url });
+  const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
+  return { transitions, close: () => store.close() };
+}
+
+/** Maps `fn` over `items` with at most `limit` calls in flight; results in order. */
+export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const k = next++;
+      out[k] = await fn(items[k]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
+
+/** The embedded default: SQLite file + in-process log, all roles in this process. */
+export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-bench-'));
+  const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0 };
+  const system: System = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error') });
+  await system.start();
+  const reads = new Database(join(dir, 'ats.sqlite'), { readonly: true });
+  return {
+    settings: `one process, all roles, SQLite (WAL, synchronous=FULL) + in-process log; worker concurrency ${opts.concurrency}; bulk submit = submitMany (${opts.bulkSize} per call); scheduler defaults otherwise`,
+    servers: [],
+    processes: () => ({}),
+    submitBulk: async (jobs) => (await system.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id),
+    submitOne: async (job) => (await system.transitions.submit(benchSpec(job))).job.id,
+    countFinished: async () => Number((reads.prepare(FINISHED).get() as { n: number }).n),
+    times: async () => foldTimes(reads.prepare(TIMES).all() as never),
+    async stop() {
+      reads.close();
+      await system.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
