@@ -12,6 +12,7 @@ import type { DispatchMessage } from './messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
+import { BackgroundLoop } from './loop.js';
 
 export interface RelayOptions {
   /** Rows taken per batch. @defaultValue 500 */
@@ -43,8 +44,7 @@ export function toLogMessage(row: OutboxRow): LogMessage {
 }
 
 export class Relay {
-  private stopping = new AbortController();
-  private loop: Promise<void> | null = null;
+  private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   /** Rows published since start (duplicates after a crash count again). */
   published = 0;
 
@@ -82,15 +82,11 @@ export class Relay {
   }
 
   start(): void {
-    if (this.loop) return;
-    this.stopping = new AbortController();
-    this.loop = this.run(this.stopping.signal);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop;
-    this.loop = null;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /**

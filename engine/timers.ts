@@ -10,6 +10,7 @@
 import { errorFields } from './logger.js';
 import type { Clock, DueJob, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
+import { BackgroundLoop } from './loop.js';
 
 export interface TimersOptions {
   /** How often to look. @defaultValue 250 */
@@ -35,8 +36,7 @@ export interface TimersCounters {
 }
 
 export class Timers {
-  private stopping = new AbortController();
-  private loop: Promise<void> | null = null;
+  private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
 
   constructor(private readonly deps: TimersDeps, private readonly opts: TimersOptions) {}
@@ -81,15 +81,11 @@ export class Timers {
   }
 
   start(): void {
-    if (this.loop) return;
-    this.stopping = new AbortController();
-    this.loop = this.run(this.stopping.signal);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop;
-    this.loop = null;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async run(signal: AbortSignal): Promise<void> {
