@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { SETTINGS } from '../engine/config.js';
+import { freePort } from '../tests/helpers/ports.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -22,14 +22,6 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   delete env.ATS_URL;
   delete env.NODE_TEST_CONTEXT;
   return { ...env, ...extra };
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 interface Run {
