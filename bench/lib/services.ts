@@ -4,11 +4,10 @@
  * cleanup.
  */
 import { createConnection } from 'mysql2/promise';
-import { Kafka, logLevel } from 'kafkajs';
 
 /** MariaDB server URL without a database. @defaultValue mysql://root@127.0.0.1:3306 */
 export const mysqlServerUrl = (): string => process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
-export const kafkaBrokers = (): string[] => (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim()).filter(Boolean);
+export { kafkaBrokers } from '../../tests/helpers/kafka.js';
 export const redisUrl = (): { host: string; port: number } => {
   const u = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   return { host: u.hostname, port: Number(u.port || 6379) };
@@ -39,15 +38,5 @@ export async function createBenchDatabase(id: string): Promise<{ name: string; u
   return { name, url: withDatabase(mysqlServerUrl(), name), drop: () => mysqlAdmin(`DROP DATABASE IF EXISTS \`${name}\``) };
 }
 
-/** Deletes the topics whose names start with `prefix` (one run's). */
-export async function deleteTopicsWithPrefix(prefix: string): Promise<void> {
-  const kafka = new Kafka({ clientId: 'ats-bench-cleanup', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
-    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 10_000 });
-  } finally {
-    await admin.disconnect();
-  }
-}
+/** Deletes the topics whose names start with `prefix` (one run's): the tests' helper serves here too. */
+export { deleteTopicsWithPrefix } from '../../tests/helpers/kafka.js';
