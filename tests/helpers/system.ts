@@ -49,8 +49,15 @@ export async function startTestSystem(
     roles: opts.roles ?? 'api,relay,worker,timers', workerGroup: `${prefix}workers`, ...opts.raw,
   };
   const config = compileConfig(raw, { hostname: 'test', pid: process.pid });
-  const system = await compose(config, { registry: opts.registry, logger: silentLogger });
-  await system.start();
+  let system: System | null = null;
+  try {
+    system = await compose(config, { registry: opts.registry, logger: silentLogger });
+    await system.start();
+  } catch (err) {
+    await system?.stop().catch(() => undefined);
+    await db.drop();
+    throw err;
+  }
   return {
     system, env: childEnv(raw), mysqlUrl: db.url, prefix,
     async stop() {
