@@ -11,7 +11,7 @@ import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
 import type {
-  Clock, IdGenerator, JobEventRecord, JobRecord, JobSpec, JobStore, Random, TransitionWrite,
+  Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, Random, TransitionWrite,
 } from './ports.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -66,38 +66,45 @@ export class TransitionService {
   }
 
   /**
-   * One transaction for a group of single submits. If it fails, each is
-   * tried alone, so a submit fails only for its own reasons, as it would
-   * have on its own.
+   * One transaction for a group of single submits. If that transaction fails,
+   * each is tried alone, so a submit fails only for its own reasons. Only the
+   * insert is retried: once it committed, retrying would create jobs twice.
    */
   private async submitGroup(specs: JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
+    let group: { writes: TransitionWrite[]; inserted: InsertResult[] };
     try {
-      return (await this.submitMany(specs)).map((value) => ({ status: 'fulfilled', value }));
+      group = await this.insertSubmits(specs);
     } catch (err) {
       if (specs.length === 1) return [{ status: 'rejected', reason: err }];
       return Promise.allSettled(specs.map(async (spec) => (await this.submitMany([spec]))[0]!));
     }
+    return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!)));
   }
 
   /** Submit many jobs in one transaction. */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
+    const { writes, inserted } = await this.insertSubmits(specs);
+    return Promise.all(inserted.map((r, i) => this.submitResult(r, writes[i]!)));
+  }
+
+  private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
     const { store, clock, ids } = this.deps;
     const at = clock.now();
     const first = firstStates();
     const writes = specs.map((spec) => newJobWrite(spec, ids.jobId(), at, first));
     const inserted = await store.insert(writes);
     this.deps.onCommit?.();
-    return Promise.all(
-      inserted.map(async (r, i): Promise<SubmitResult> => {
-        const w = writes[i]!;
-        if (r.ok) return { ok: true, job: w.job, created: true };
-        const existing = await store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!);
-        if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
-        return existing.requestHash === w.job.requestHash
-          ? { ok: true, job: existing, created: false }
-          : { ok: false, reason: 'idempotency-conflict', job: existing };
-      }),
-    );
+    return { writes, inserted };
+  }
+
+  /** A submit whose idempotency key was taken returns the job holding it, or a conflict. */
+  private async submitResult(r: InsertResult, w: TransitionWrite): Promise<SubmitResult> {
+    if (r.ok) return { ok: true, job: w.job, created: true };
+    const existing = await this.deps.store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!);
+    if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
+    return existing.requestHash === w.job.requestHash
+      ? { ok: true, job: existing, created: false }
+      : { ok: false, reason: 'idempotency-conflict', job: existing };
   }
 
   async apply(jobId: string, event: EventInput): Promise<ApplyResult> {
