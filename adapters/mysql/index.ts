@@ -6,7 +6,7 @@
  * await store.migrate();
  * ```
  */
-import { SYSTEM_CLOCK, type StoreClock, type StoreFaults } from '../sql/options.js';
+import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
 import { openPool } from './connect.js';
 import { mysqlStore, type MysqlStore } from './mysql-store.js';
 
@@ -14,17 +14,13 @@ export type { MysqlStore } from './mysql-store.js';
 export type { StoreClock, StoreFaults } from '../sql/options.js';
 export { redactUrl } from './connect.js';
 
-export interface MysqlStoreOptions {
+export interface MysqlStoreOptions extends SqlStoreOptions {
   /** `mysql://user:password@host:port/database`; query parameters become mysql2 options. */
   url: string;
   /** Connections in the pool. @defaultValue 10 */
   poolSize?: number;
   /** How long to wait for the first connection before failing. @defaultValue 5000 */
   connectTimeoutMs?: number;
-  /** Stamps `outbox.published_at` and `schema_migrations.applied_at`. @defaultValue the system clock */
-  clock?: StoreClock;
-  /** Test-only: throw inside write transactions (see `StoreFaults`). */
-  faults?: StoreFaults;
 }
 
 /**

@@ -18,3 +18,11 @@ export interface StoreClock {
 }
 
 export const SYSTEM_CLOCK: StoreClock = Object.freeze({ now: () => Date.now() });
+
+/** Options every SQL store takes. */
+export interface SqlStoreOptions {
+  /** Stamps `outbox.published_at` and `schema_migrations.applied_at`. @defaultValue the system clock */
+  clock?: StoreClock;
+  /** Test-only: throw inside write transactions (see `StoreFaults`). */
+  faults?: StoreFaults;
+}

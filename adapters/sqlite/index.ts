@@ -10,21 +10,17 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { SYSTEM_CLOCK, type StoreClock, type StoreFaults } from '../sql/options.js';
+import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
 import { sqliteStore, type SqliteStore } from './sqlite-store.js';
 
 export type { SqliteStore } from './sqlite-store.js';
 export type { StoreClock, StoreFaults } from '../sql/options.js';
 
-export interface SqliteStoreOptions {
+export interface SqliteStoreOptions extends SqlStoreOptions {
   /** Database file (its folder is created), or ':memory:'. */
   file: string;
   /** How long a write waits for another process's lock before SQLITE_BUSY. @defaultValue 5000 */
   busyTimeoutMs?: number;
-  /** Stamps `outbox.published_at` and `schema_migrations.applied_at`. @defaultValue the system clock */
-  clock?: StoreClock;
-  /** Test-only: throw inside write transactions (see `StoreFaults`). */
-  faults?: StoreFaults;
 }
 
 /** Open (or create) the database in WAL mode. Does not migrate: call `migrate()`. */
