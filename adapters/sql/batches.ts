@@ -12,23 +12,32 @@ export const MAX_BYTES_PER_STATEMENT = 4 * 1024 * 1024;
 const sizeOf = (row: readonly unknown[]): number =>
   row.reduce<number>((n, v) => n + (typeof v === 'string' ? v.length * 2 : 8), 0);
 
-/** Consecutive chunks of rows, each within both limits (a single oversized row gets its own chunk). */
-export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STATEMENT, maxBytes = MAX_BYTES_PER_STATEMENT): unknown[][][] {
-  const chunks: unknown[][][] = [];
-  let current: unknown[][] = [];
+/**
+ * Consecutive groups of items, each within `maxItems` and `maxBytes` (an item
+ * alone over the byte limit gets its own group): the one greedy packing behind
+ * multi-row INSERTs and multi-statement sends.
+ */
+function pack<T>(items: readonly T[], bytesOf: (item: T) => number, maxItems: number, maxBytes: number): T[][] {
+  const groups: T[][] = [];
+  let current: T[] = [];
   let bytes = 0;
-  for (const row of rows) {
-    const size = sizeOf(row);
-    if (current.length > 0 && (current.length >= maxRows || bytes + size > maxBytes)) {
-      chunks.push(current);
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (current.length > 0 && (current.length >= maxItems || bytes + size > maxBytes)) {
+      groups.push(current);
       current = [];
       bytes = 0;
     }
-    current.push(row);
+    current.push(item);
     bytes += size;
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+/** Consecutive chunks of rows, each within both limits (a single oversized row gets its own chunk). */
+export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STATEMENT, maxBytes = MAX_BYTES_PER_STATEMENT): unknown[][][] {
+  return pack(rows, sizeOf, maxRows, maxBytes);
 }
 
 /**
@@ -36,21 +45,7 @@ export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STA
  * byte limit of one statement (a statement alone over it gets its own group).
  */
 export function groupBySize<S extends { params: readonly unknown[] }>(steps: readonly S[], maxBytes = MAX_BYTES_PER_STATEMENT): S[][] {
-  const groups: S[][] = [];
-  let current: S[] = [];
-  let bytes = 0;
-  for (const s of steps) {
-    const size = sizeOf(s.params);
-    if (current.length > 0 && bytes + size > maxBytes) {
-      groups.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(s);
-    bytes += size;
-  }
-  if (current.length > 0) groups.push(current);
-  return groups;
+  return pack(steps, (s) => sizeOf(s.params), Infinity, maxBytes);
 }
 
 /** Consecutive slices of at most `size` items. */
