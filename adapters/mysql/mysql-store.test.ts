@@ -99,6 +99,38 @@ describe('MySQL store', () => {
     assert.equal((await stores[0]!.stats()).byState.pending, 4 * 15);
   });
 
+  withStores('deletes racing redrives from another store never delete a live job', 2, async ([a, b]) => {
+    await a!.migrate();
+    const writes = Array.from({ length: 20 }, () => newJobWrite());
+    await a!.insert(writes);
+    const ids = writes.map((w) => w.job.id);
+    const at = 1_700_000_000_000;
+    await a!.update(ids, (jobs) => ({ writes: ids.map((id) => transitionWrite(jobs.get(id)!, { type: 'CANCEL', at })!), result: null }));
+    const redrive = (id: string) =>
+      b!.update([id], (jobs) => {
+        const job = jobs.get(id);
+        const w = job && transitionWrite(job, { type: 'REDRIVE', at: at + 1 });
+        return { writes: w ? [w] : [], result: w ? 'redriven' : 'gone' };
+      });
+    const outcomes = await Promise.all(ids.flatMap((id, i) => [
+      i % 2 ? a!.deleteJob(id) : a!.purgeJobs('cancelled', at, 1).then((n) => ({ purged: n })),
+      redrive(id),
+    ]));
+    for (const id of ids) {
+      const job = await a!.getJob(id);
+      if (job === null) {
+        assert.deepEqual(await a!.getEvents(id), []);
+        continue;
+      }
+      // Not deleted: the redrive won, and the job is whole and live.
+      assert.equal(job.snapshot.value, 'pending');
+      assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), [1, 2, 3]);
+    }
+    assert.ok(outcomes.length === 40);
+    const key = (c: { queue: string; type: string; state: string; n: number }) => JSON.stringify(c);
+    assert.deepEqual((await a!.jobCounts()).map(key).sort(), (await a!.recountJobs()).map(key).sort());
+  });
+
   withStores('stamps published_at with the given clock', 1, async ([store]) => {
     await store!.migrate();
     await store!.insert([newJobWrite()]);
