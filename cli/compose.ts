@@ -15,6 +15,7 @@ import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
+import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
 import { Timers } from '../engine/timers.js';
 import { TransitionService } from '../engine/transitions.js';
@@ -45,6 +46,8 @@ export interface System {
   relay: Relay | null;
   worker: Worker | null;
   timers: Timers | null;
+  /** Deletes old finished jobs; runs with the timers role. */
+  retention: Retention | null;
   /** Starts the roles; resolves with the API's URL when the api role runs. */
   start(): Promise<{ url: string | null }>;
   /** Graceful: stop taking work, finish or abandon running handlers, close connections. */
@@ -105,13 +108,15 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker }, config.relay) : null;
   const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry }, config.worker) : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
+  const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
 
   return {
-    config, store, log, transitions, registry, logger, app, relay, worker, timers,
+    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention,
     async start() {
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       relay?.start();
       timers?.start();
+      retention?.start();
       await worker?.start();
       if (!app) return { url: null };
       const address = await app.listen({ port: config.port, host: config.host });
@@ -123,6 +128,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['worker', () => worker?.stop()],
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],
+        ['retention', () => retention?.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
       ];

@@ -40,6 +40,20 @@ describe('config', () => {
     assert.throws(() => rawFromArgs(['--port']), /needs a value/);
   });
 
+  it('retention ages are durations: 7d, 12h, 30m, 60s, 500ms or plain ms', () => {
+    assert.deepEqual(compileConfig({}).retention, { doneMs: 7 * 86_400_000, deadMs: 30 * 86_400_000, batchSize: 500, pollMs: 60_000 });
+    const ms = (v: string) => compileConfig({ retentionDone: v }).retention.doneMs;
+    assert.equal(ms('12h'), 12 * 3_600_000);
+    assert.equal(ms('30m'), 1_800_000);
+    assert.equal(ms('60s'), 60_000);
+    assert.equal(ms('500ms'), 500);
+    assert.equal(ms('2500'), 2500);
+    assert.equal(ms('0'), 0);
+    assert.equal(compileConfig(rawFromEnv({ ATS_RETENTION_DEAD: '90d' })).retention.deadMs, 90 * 86_400_000);
+    for (const bad of ['7 days', '-1d', '1.5h', 'd', '7w', '1e3', '36501d']) rejects({ retentionDone: bad }, /ATS_RETENTION_DONE.*duration/);
+    rejects({ retentionDead: 'soon' }, /ATS_RETENTION_DEAD \(--retention-dead\).*got "soon"/);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

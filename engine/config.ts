@@ -30,6 +30,8 @@ export const SETTINGS = {
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Outbox rows the relay publishes per batch.' },
   relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '200', doc: 'Fallback poll of the relay (it is woken at once by commits in its own process).' },
   timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
+  retentionDone: { env: 'ATS_RETENTION_DONE', flag: '--retention-done', default: '7d', doc: 'How long a done job (and its events and Idempotency-Key) is kept after its last transition, then the timers delete it. A duration: 7d, 12h, 30m, 60s, 500ms or plain ms.' },
+  retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job published this long ago and not started is dispatched again.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
@@ -57,6 +59,8 @@ export interface Config {
   worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
   relay: { batchSize: number; pollMs: number; errorBackoffMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
+  /** Run by the timers role: see engine/retention.ts. */
+  retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
   api: { bodyLimitBytes: number };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
 }
@@ -76,6 +80,19 @@ function int(raw: RawConfig, name: SettingName, min: number, max: number): numbe
   const n = Number(text);
   if (!Number.isInteger(n) || n < min || n > max) fail(name, `must be an integer from ${min} to ${max}, got "${text}"`);
   return n;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = Object.freeze({ ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 });
+/** The longest duration accepted: 100 years. */
+const MAX_DURATION_MS = 100 * 365 * 86_400_000;
+
+/** A duration in ms from `7d`, `12h`, `30m`, `60s`, `500ms` or plain milliseconds. */
+function duration(raw: RawConfig, name: SettingName): number {
+  const text = str(raw, name);
+  const m = /^(\d{1,15})\s*(ms|s|m|h|d)?$/.exec(text);
+  const ms = m ? Number(m[1]) * UNIT_MS[m[2] ?? 'ms']! : NaN;
+  if (!(ms <= MAX_DURATION_MS)) fail(name, `must be a duration like 7d, 12h, 30m, 60s, 500ms or plain milliseconds (at most 100 years), got "${text}"`);
+  return ms;
 }
 
 function roles(raw: RawConfig): Role[] {
@@ -137,6 +154,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     },
     relay: { batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000 },
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
+    retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
     api: { bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024) },
     defaults: {
       queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,

@@ -24,6 +24,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_METHOD_NOT_ALLOWED: def('ATS_ERR_METHOD_NOT_ALLOWED', 405, 'Method not allowed'),
   ATS_ERR_TRANSITION_NOT_ALLOWED: def('ATS_ERR_TRANSITION_NOT_ALLOWED', 409, 'The job machine does not accept this event in the job\'s state'),
   ATS_ERR_IDEMPOTENCY_CONFLICT: def('ATS_ERR_IDEMPOTENCY_CONFLICT', 409, 'This Idempotency-Key was used with a different request body'),
+  ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
   ATS_ERR_HEADERS_TOO_LARGE: def('ATS_ERR_HEADERS_TOO_LARGE', 431, 'The request headers are larger than the limit'),
   ATS_ERR_RATE_LIMITED: def('ATS_ERR_RATE_LIMITED', 429, 'Too many requests'),

@@ -133,6 +133,20 @@ export interface Stats {
   byQueue: Record<string, Partial<Record<JobState, number>>>;
 }
 
+/** Jobs of one queue and type in one state, as the store counts them. */
+export interface JobCount {
+  queue: string;
+  type: string;
+  state: JobState;
+  n: number;
+}
+
+/** What deleting one job did: `live` when it is not terminal (nothing deleted). */
+export type DeleteResult =
+  | { ok: true }
+  | { ok: false; reason: 'not-found' }
+  | { ok: false; reason: 'live'; state: JobState };
+
 /** A job the timers must look at. */
 export interface DueJob {
   id: string;
@@ -182,7 +196,29 @@ export interface JobStore {
   readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
+  /**
+   * Counts per state, type and queue, from counters every insert, transition
+   * and delete maintains in its own transaction (its cost does not grow with
+   * the number of jobs). `byType` and `byQueue` have no prototype.
+   */
   stats(): Promise<Stats>;
+  /** The maintained counters behind `stats()`, keys with a count of 0 left out. */
+  jobCounts(): Promise<JobCount[]>;
+  /** The same counts recounted from the jobs themselves: a full scan, for `verify` and tests. */
+  recountJobs(): Promise<JobCount[]>;
+
+  /**
+   * Delete a terminal job (done, dead, cancelled) with its events, now; a job
+   * in any other state is left alone (`live`). Its outbox rows stay for the relay.
+   */
+  deleteJob(id: string): Promise<DeleteResult>;
+  /**
+   * Retention: delete up to `limit` jobs in the terminal `state` whose last
+   * transition is at or before `updatedBefore`, oldest first, with their
+   * events, in one short transaction. Returns how many were deleted. Rejects
+   * a state that is not terminal.
+   */
+  purgeJobs(state: JobState, updatedBefore: number, limit: number): Promise<number>;
 
   /**
    * Relay step: take up to `limit` unpublished outbox rows, oldest first, that no

@@ -1,10 +1,11 @@
 /**
  * `verify`: the jobs row is a projection of the event log. Replays a job's
- * events through the machine and compares with the stored snapshot.
+ * events through the machine and compares with the stored snapshot. And the
+ * job counts behind `/v1/stats` equal a recount (`verifyCounts`).
  */
 import { replay } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput } from '../machines/job.machine.js';
-import type { JobStore } from './ports.js';
+import type { JobCount, JobStore } from './ports.js';
 import { canonicalJson } from './transitions.js';
 
 export interface VerifyReport {
@@ -43,4 +44,28 @@ export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyR
   const c = job.snapshot.context;
   if (c.attempt - c.attemptBase > c.maxAttempts) problems.push(`attempt ${c.attempt - c.attemptBase} > maxAttempts ${c.maxAttempts}`);
   return { jobId, ok: problems.length === 0, problems };
+}
+
+export interface CountsReport {
+  ok: boolean;
+  /** One line per (queue, type, state) whose maintained count differs from the recount. */
+  problems: string[];
+}
+
+/**
+ * The maintained job counts (what `/v1/stats` serves) equal a recount of the
+ * jobs. A full scan: for tests, soak runs and operators, not for a hot path.
+ * Exact only while nothing writes; call it once the system is quiet.
+ */
+export async function verifyCounts(store: Pick<JobStore, 'jobCounts' | 'recountJobs'>): Promise<CountsReport> {
+  const key = (c: JobCount) => JSON.stringify([c.queue, c.type, c.state]);
+  const kept = new Map((await store.jobCounts()).map((c) => [key(c), c.n]));
+  const actual = new Map((await store.recountJobs()).map((c) => [key(c), c.n]));
+  const problems: string[] = [];
+  for (const k of new Set([...kept.keys(), ...actual.keys()])) {
+    const a = kept.get(k) ?? 0;
+    const b = actual.get(k) ?? 0;
+    if (a !== b) problems.push(`${k}: counted ${a}, recounted ${b}`);
+  }
+  return { ok: problems.length === 0, problems: problems.sort() };
 }

@@ -10,6 +10,7 @@ import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
+import { jobDeleteRoute } from './routes/job-delete.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
 import { metaRoutes } from './routes/meta.js';
 import { submitRoute } from './routes/submit.js';
@@ -40,6 +41,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(submitRoute, opts);
   await app.register(jobsReadRoutes, opts);
   await app.register(jobActionRoutes, opts);
+  await app.register(jobDeleteRoute, opts);
   await app.register(metaRoutes, opts);
   await app.register(healthRoutes, opts);
   for (const plugin of deps.plugins ?? []) await app.register(plugin);

@@ -100,7 +100,9 @@ const cases: Case[] = [
   { name: 'list: __proto__ parameter', req: { url: '/v1/jobs?__proto__=x' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'list: forged cursor', req: { url: `/v1/jobs?cursor=${Buffer.from('01ARZ3NDEKTSV4RRFFQ69G5FA').toString('base64url')}` }, status: 400, code: 'ATS_ERR_BAD_CURSOR' },
   { name: 'unknown route', req: { url: '/v2/jobs' }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
-  { name: 'wrong method', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'wrong method', req: { method: 'PUT', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'delete: unknown job', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_JOB_NOT_FOUND' },
+  { name: 'delete: __proto__ as the id', req: { method: 'DELETE', url: '/v1/jobs/__proto__' }, status: 400, code: 'ATS_ERR_VALIDATION' },
 ];
 
 describe('hostile input', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)' }, () => {

@@ -19,6 +19,7 @@ const ROUTES: [string, string][] = [
   ['/v1/jobs/{id}', 'get'],
   ['/v1/jobs/{id}/cancel', 'post'],
   ['/v1/jobs/{id}/redrive', 'post'],
+  ['/v1/jobs/{id}', 'delete'],
   ['/v1/machine', 'get'],
   ['/v1/stats', 'get'],
   ['/healthz', 'get'],

@@ -64,6 +64,73 @@ describe('MySQL store', () => {
     assert.equal(Number(again[0]!.n), files.length);
   });
 
+  withStores('migration 0003 counts the jobs a database already holds', 1, async ([store]) => {
+    await store!.migrate();
+    await store!.insert([newJobWrite({ queue: 'a' }), newJobWrite({ queue: 'a' }), newJobWrite({ queue: '__proto__', type: 't' })]);
+    // The database as it was before 0003: no counts table, 0003 not applied.
+    await store!.pool.query('DROP TABLE job_counts');
+    await store!.pool.query('DELETE FROM schema_migrations WHERE version = 3');
+    await store!.migrate();
+    const counts = (await store!.jobCounts()).map((c) => [c.queue, c.type, c.state, c.n]).sort();
+    assert.deepEqual(counts, [['__proto__', 't', 'pending', 1], ['a', 'demo.echo', 'pending', 2]]);
+    // Run again after dying between the backfill and the ledger row: a recount, not a double count.
+    await store!.pool.query('DELETE FROM schema_migrations WHERE version = 3');
+    await store!.migrate();
+    assert.equal((await store!.stats()).byQueue['a']!.pending, 2);
+  });
+
+  withStores('four stores submitting, moving and deleting jobs at once keep the counters exact', 4, async (stores) => {
+    await stores[0]!.migrate();
+    await Promise.all(stores.map(async (store, s) => {
+      for (let round = 0; round < 15; round++) {
+        const writes = [newJobWrite({ queue: 'hot' }), newJobWrite({ queue: 'hot', type: `t${s}` }), newJobWrite({ queue: 'hot' })];
+        await store.insert(writes);
+        const ids = writes.map((w) => w.job.id);
+        await store.update(ids, (jobs) => ({
+          writes: ids.slice(0, 2).map((id) => transitionWrite(jobs.get(id)!, { type: 'CANCEL', at: 1_700_000_000_000 + round })!),
+          result: null,
+        }));
+        await store.deleteJob(ids[0]!);
+        await store.purgeJobs('cancelled', 1_700_000_000_000 + round, 1);
+      }
+    }));
+    const key = (c: { queue: string; type: string; state: string; n: number }) => JSON.stringify(c);
+    assert.deepEqual((await stores[0]!.jobCounts()).map(key).sort(), (await stores[0]!.recountJobs()).map(key).sort());
+    assert.equal((await stores[0]!.stats()).byState.pending, 4 * 15);
+  });
+
+  withStores('deletes racing redrives from another store never delete a live job', 2, async ([a, b]) => {
+    await a!.migrate();
+    const writes = Array.from({ length: 20 }, () => newJobWrite());
+    await a!.insert(writes);
+    const ids = writes.map((w) => w.job.id);
+    const at = 1_700_000_000_000;
+    await a!.update(ids, (jobs) => ({ writes: ids.map((id) => transitionWrite(jobs.get(id)!, { type: 'CANCEL', at })!), result: null }));
+    const redrive = (id: string) =>
+      b!.update([id], (jobs) => {
+        const job = jobs.get(id);
+        const w = job && transitionWrite(job, { type: 'REDRIVE', at: at + 1 });
+        return { writes: w ? [w] : [], result: w ? 'redriven' : 'gone' };
+      });
+    const outcomes = await Promise.all(ids.flatMap((id, i) => [
+      i % 2 ? a!.deleteJob(id) : a!.purgeJobs('cancelled', at, 1).then((n) => ({ purged: n })),
+      redrive(id),
+    ]));
+    for (const id of ids) {
+      const job = await a!.getJob(id);
+      if (job === null) {
+        assert.deepEqual(await a!.getEvents(id), []);
+        continue;
+      }
+      // Not deleted: the redrive won, and the job is whole and live.
+      assert.equal(job.snapshot.value, 'pending');
+      assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), [1, 2, 3]);
+    }
+    assert.ok(outcomes.length === 40);
+    const key = (c: { queue: string; type: string; state: string; n: number }) => JSON.stringify(c);
+    assert.deepEqual((await a!.jobCounts()).map(key).sort(), (await a!.recountJobs()).map(key).sort());
+  });
+
   withStores('stamps published_at with the given clock', 1, async ([store]) => {
     await store!.migrate();
     await store!.insert([newJobWrite()]);

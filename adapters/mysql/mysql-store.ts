@@ -11,6 +11,7 @@ import { runAsync } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
 import { claimOutbox, markPublished } from '../sql/statements.js';
+import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { migrateMysql } from './migrate.js';
 import { PING } from './statements.js';
@@ -40,6 +41,12 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
     update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
       withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), beforeCommit)),
 
+    /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
+    deleteJob: async (id: string) =>
+      deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), beforeCommit)), id),
+    /** The candidates are read without locks, then locked by id: the transaction holds only the rows it deletes. */
+    purgeJobs: (state, updatedBefore, limit) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), beforeCommit)),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
      * are what keeps other relays off these rows. If the process dies, the

@@ -21,6 +21,11 @@ export interface Dialect {
    * network round trip (MySQL), a batch of job updates goes as one.
    */
   readonly multiStatement: boolean;
+  /**
+   * Appended to a one-row INSERT into `job_counts`: an existing key adds the
+   * delta (its last parameter) to its count instead of failing.
+   */
+  readonly addToCount: string;
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -30,6 +35,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   forUpdate: 'FOR UPDATE',
   forUpdateSkipLocked: 'FOR UPDATE SKIP LOCKED',
   multiStatement: true,
+  addToCount: 'ON DUPLICATE KEY UPDATE n = n + ?',
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -40,4 +46,5 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   forUpdateSkipLocked: '',
   // In process, a statement is a function call: nothing to save.
   multiStatement: false,
+  addToCount: 'ON CONFLICT (queue, type, state, shard) DO UPDATE SET n = n + ?',
 });

@@ -2,12 +2,12 @@
  * The read side of the JobStore port, written once over a "run this SELECT"
  * function: plain reads, no locks, shared by both stores.
  */
-import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
-import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore, Stats } from '../../engine/ports.js';
+import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
+import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_BY_QUEUE_STATE, COUNT_BY_STATE, COUNT_BY_TYPE_STATE, COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES,
-  FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB, SELECT_JOB_BY_KEY, listJobs,
+  COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES, FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB,
+  SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
 /** Runs one SELECT and returns its rows. */
@@ -15,7 +15,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -35,23 +35,12 @@ export function createSqlReads(query: Query): SqlReads {
       const { sql, params } = listJobs(filter);
       return (await query(sql, params)).map(rowToJob);
     },
-    stats: async () => foldStats(await query(COUNT_BY_STATE, []), await query(COUNT_BY_TYPE_STATE, []), await query(COUNT_BY_QUEUE_STATE, [])),
+    stats: async () => statsOf(rowsToCounts(await query(SELECT_JOB_COUNTS, []))),
+    jobCounts: async () => rowsToCounts(await query(SELECT_JOB_COUNTS, [])),
+    recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     findDue: (now, limit) => due(FIND_DUE, now, limit),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, now, limit),
     findStalePublished: (before, limit) => due(FIND_STALE_PUBLISHED, before, limit),
   };
-}
-
-/** GROUP BY rows into `Stats`; `byState` lists every state, 0 when none. */
-export function foldStats(byState: Row[], byType: Row[], byQueue: Row[]): Stats {
-  const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
-  for (const r of byState) states[r.state as JobState] = toNum(r.n);
-  return { byState: states, byType: nest(byType), byQueue: nest(byQueue) };
-}
-
-function nest(rows: Row[]): Record<string, Partial<Record<JobState, number>>> {
-  const out: Record<string, Partial<Record<JobState, number>>> = {};
-  for (const r of rows) (out[String(r.k)] ??= {})[r.state as JobState] = toNum(r.n);
-  return out;
 }

@@ -5,6 +5,7 @@
  */
 import type { Decide, InsertResult, JobRecord, TransitionWrite } from '../../engine/ports.js';
 import { chunkRows, groupBySize, slices } from './batches.js';
+import { countStepsOf } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import { eventValues, jobValues, outboxValues, projectionValues, rowToJob } from './rows.js';
@@ -33,7 +34,8 @@ const keyOf = (job: JobRecord): string | null =>
  * Insert new jobs with their events and outbox rows. Jobs without a key are
  * inserted plainly (an id collision must fail loudly); jobs with one skip a
  * taken key, then one SELECT tells which got in. Within the batch the first
- * write of a key wins. Only inserted jobs get their events and outbox rows.
+ * write of a key wins. Only inserted jobs get their events and outbox rows,
+ * and only they are counted.
  */
 export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): Program<InsertResult[]> {
   const results: InsertResult[] = writes.map(() => OK);
@@ -49,8 +51,8 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
   });
   const plainInserts = chunkRows(plain.map((w) => jobValues(w.job))).map((rows) => insertJobs(d, rows, false));
   if (keyed.length === 0) {
-    // Nothing to check between the statements: jobs, events and outbox rows go together.
-    yield* runSteps(d, [...plainInserts, ...logSteps(writes)]);
+    // Nothing to check between the statements: jobs, events, outbox rows and counts go together.
+    yield* runSteps(d, [...plainInserts, ...logSteps(writes), ...countStepsOf(d, writes)]);
     return results;
   }
   yield* runSteps(d, plainInserts);
@@ -62,14 +64,16 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
   writes.forEach((w, i) => {
     if (keyOf(w.job) !== null && !present.has(w.job.id)) results[i] = DUPLICATE;
   });
-  yield* runSteps(d, logSteps(writes.filter((_, i) => results[i]!.ok)));
+  const inserted = writes.filter((_, i) => results[i]!.ok);
+  yield* runSteps(d, [...logSteps(inserted), ...countStepsOf(d, inserted)]);
   return results;
 }
 
 /**
  * Read the jobs locked (in id order), let `decide` compute the writes, then
  * compare-and-set each job once (a chain of writes on one job collapses into
- * its last) and append events and outbox rows. Throws `VersionConflict` when
+ * its last), append events and outbox rows, and add the state changes to the
+ * job counts (counts.ts). Throws `VersionConflict` when
  * a job moved underneath, so the caller rolls back and retries.
  */
 export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: Decide<T>): Program<T> {
@@ -82,7 +86,9 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
   const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
     id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
   }));
-  const steps = [...updates.map((u): Sql => ({ sql: UPDATE_JOB_CAS, params: u.params })), ...logSteps(writes)];
+  const steps = [
+    ...updates.map((u): Sql => ({ sql: UPDATE_JOB_CAS, params: u.params })), ...logSteps(writes), ...countStepsOf(d, writes),
+  ];
   yield* runSteps(d, steps, (k, changes) => {
     const u = updates[k];
     if (u && changes !== 1) throw new VersionConflict(u.id, `not at version ${u.expectedVersion} any more`);

@@ -57,6 +57,23 @@ describe('SQLite store', () => {
     await store.close();
   });
 
+  it('migration 0003 counts the jobs a database already holds', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    try {
+      await store.migrate();
+      await store.insert([newJobWrite({ queue: 'a' }), newJobWrite({ queue: 'a' }), newJobWrite({ queue: '__proto__', type: 't' })]);
+      // The database as it was before 0003: no counts table, 0003 not applied.
+      store.db.exec('DROP TABLE job_counts; DELETE FROM schema_migrations WHERE version = 3');
+      await store.migrate();
+      const counts = (await store.jobCounts()).map((c) => [c.queue, c.type, c.state, c.n]).sort();
+      assert.deepEqual(counts, [['__proto__', 't', 'pending', 1], ['a', 'demo.echo', 'pending', 2]]);
+      await store.insert([newJobWrite({ queue: 'a' })]);
+      assert.equal((await store.stats()).byQueue['a']!.pending, 3);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('works in memory', async () => {
     const store = createSqliteStore({ file: ':memory:' });
     await store.migrate();

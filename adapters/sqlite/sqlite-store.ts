@@ -15,6 +15,7 @@ import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
 import { claimOutbox, markPublished, type Sql } from '../sql/statements.js';
+import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
@@ -43,6 +44,8 @@ export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFault
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write(() => insertProgram(D, writes)),
     update: async <T>(ids: readonly string[], decide: Decide<T>): Promise<T> => write(() => updateProgram(D, ids, decide)),
+    deleteJob: async (id: string) => deleteResult(write(() => deleteProgram(D, [id])), id),
+    purgeJobs: async (state, updatedBefore, limit) => write(() => purgeProgram(D, state, updatedBefore, limit)),
 
     /**
      * One connection cannot hold a transaction across an await (every other

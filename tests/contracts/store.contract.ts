@@ -9,12 +9,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
 import { outboxFor } from '../../engine/messages.js';
-import type { JobRecord, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import type { JobCount, JobRecord, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
-import type { JobEvent } from '../../machines/job.machine.js';
+import { TERMINAL_STATES, type JobEvent, type JobState } from '../../machines/job.machine.js';
 import { start } from '../../machines/lifecycle.js';
 
 export type MakeStore = () => Promise<{ store: JobStore; cleanup(): Promise<void> }>;
@@ -80,6 +81,41 @@ async function insertAll(store: JobStore, writes: TransitionWrite[]): Promise<Tr
   assert.ok(results.every((r) => r.ok));
   return writes;
 }
+
+/** Counts in one order, for comparing the maintained ones with a recount. */
+const sortedCounts = (counts: JobCount[]): string[] => counts.map((c) => JSON.stringify([c.queue, c.type, c.state, c.n])).sort();
+
+async function assertCountsExact(store: JobStore, context = ''): Promise<void> {
+  assert.deepEqual(sortedCounts(await store.jobCounts()), sortedCounts(await store.recountJobs()), `counters differ from a recount ${context}`);
+}
+
+/** An event of `kind` for a job as it is now (the machine may still reject it). */
+function eventFor(job: JobRecord, kind: string, at: number): JobEvent {
+  const attempt = job.snapshot.context.attempt;
+  switch (kind) {
+    case 'PUBLISHED': return { type: 'PUBLISHED', at, attempt: attempt + 1 };
+    case 'STARTED': return { type: 'STARTED', at, attempt: attempt + 1, leaseUntil: at + 30_000, workerId: 'w1' };
+    case 'SUCCEEDED': return { type: 'SUCCEEDED', at, attempt, result: { ok: true } };
+    case 'FAILED': return { type: 'FAILED', at, attempt, rand: 0.5, error: { message: 'boom', retryable: true } };
+    case 'RETRY_DUE': return { type: 'RETRY_DUE', at };
+    case 'REDRIVE': return { type: 'REDRIVE', at };
+    default: return { type: 'CANCEL', at };
+  }
+}
+
+/** Operations of the counters' property: submits, transitions (several jobs per transaction), deletes, retention batches. */
+const counterOp = fc.oneof(
+  fc.record({
+    op: fc.constant('submit' as const),
+    jobs: fc.array(fc.record({ queue: fc.constantFrom('q1', 'Q1', '__proto__'), type: fc.constantFrom('t1', 'constructor'), key: fc.option(fc.constantFrom('a', 'b')) }), { minLength: 1, maxLength: 4 }),
+  }),
+  fc.record({
+    op: fc.constant('step' as const),
+    steps: fc.array(fc.record({ job: fc.nat(), kind: fc.constantFrom('PUBLISHED', 'STARTED', 'SUCCEEDED', 'FAILED', 'RETRY_DUE', 'CANCEL', 'REDRIVE') }), { minLength: 1, maxLength: 5 }),
+  }),
+  fc.record({ op: fc.constant('delete' as const), job: fc.nat() }),
+  fc.record({ op: fc.constant('purge' as const), state: fc.constantFrom(...TERMINAL_STATES), ageMs: fc.nat({ max: 50 }), limit: fc.integer({ min: 1, max: 3 }) }),
+);
 
 export function storeContract(name: string, makeStore: MakeStore): void {
   /** A case on a fresh, migrated store, cleaned up whatever happens. */
@@ -357,11 +393,121 @@ export function storeContract(name: string, makeStore: MakeStore): void {
         newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't1', queue: 'q2' }), newJobWrite({ type: 't2', queue: 'q1' }),
       ]);
       await drive(store, writes[0]!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
-      assert.deepEqual(await store.stats(), {
+      const stats = await store.stats();
+      assert.equal(Object.getPrototypeOf(stats.byQueue), null);
+      assert.equal(Object.getPrototypeOf(stats.byType['t1']), null);
+      assert.deepEqual(JSON.parse(JSON.stringify(stats)), {
         byState: { pending: 2, published: 0, running: 0, retrying: 0, done: 0, dead: 0, cancelled: 1 },
         byType: { t1: { pending: 1, cancelled: 1 }, t2: { pending: 1 } },
         byQueue: { q1: { pending: 1, cancelled: 1 }, q2: { pending: 1 } },
       });
+    });
+
+    test('deleteJob deletes a terminal job with its events and uncounts it; a live job stays', async (store) => {
+      const [done, cancelled, live] = await insertAll(store, [newJobWrite({ key: 'k' }), newJobWrite(), newJobWrite()]);
+      await drive(store, done!.job.id, [published(T0 + 1), started(T0 + 2), { type: 'SUCCEEDED', at: T0 + 3, attempt: 1 }]);
+      await drive(store, cancelled!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      await drive(store, live!.job.id, [published(T0 + 1), started(T0 + 2)]);
+      const unpublished = await store.countUnpublished();
+
+      assert.deepEqual(await store.deleteJob(live!.job.id), { ok: false, reason: 'live', state: 'running' });
+      assert.equal((await store.getJob(live!.job.id))!.version, 3);
+      assert.equal((await store.getEvents(live!.job.id)).length, 3);
+
+      assert.deepEqual(await store.deleteJob(done!.job.id), { ok: true });
+      assert.equal(await store.getJob(done!.job.id), null);
+      assert.deepEqual(await store.getEvents(done!.job.id), []);
+      assert.equal(await store.findByIdempotencyKey('default', 'k'), null, 'the key is free again');
+      assert.ok((await store.readEventsAfter(0, 100)).every((e) => e.jobId !== done!.job.id));
+      assert.deepEqual(await store.deleteJob(done!.job.id), { ok: false, reason: 'not-found' });
+      assert.deepEqual(await store.deleteJob('01H00000000000000000000000'), { ok: false, reason: 'not-found' });
+      assert.deepEqual(await store.deleteJob(cancelled!.job.id), { ok: true });
+
+      assert.equal(await store.countUnpublished(), unpublished, 'outbox rows are the relay\'s');
+      const stats = await store.stats();
+      assert.deepEqual(stats.byState, { pending: 0, published: 0, running: 1, retrying: 0, done: 0, dead: 0, cancelled: 0 });
+      assert.deepEqual(JSON.parse(JSON.stringify(stats.byQueue)), { default: { running: 1 } });
+      await assertCountsExact(store);
+      const again = newJobWrite({ key: 'k' });
+      assert.deepEqual(await store.insert([again]), [{ ok: true }], 'a deleted job\'s key can be used again');
+    });
+
+    test('purgeJobs deletes old jobs of one terminal state, oldest first, at most `limit`', async (store) => {
+      const jobs = await insertAll(store, Array.from({ length: 5 }, () => newJobWrite()));
+      const ids = jobs.map((w) => w.job.id);
+      // Cancelled at T0+50, +40, +30, +20 (oldest last in id order); the fifth job stays pending.
+      for (const [i, id] of ids.slice(0, 4).entries()) await drive(store, id, [{ type: 'CANCEL', at: T0 + 50 - 10 * i }]);
+      const done = await insertAll(store, [newJobWrite()]);
+      await drive(store, done[0]!.job.id, [published(T0 + 1), started(T0 + 2), { type: 'SUCCEEDED', at: T0 + 3, attempt: 1 }]);
+
+      assert.equal(await store.purgeJobs('cancelled', T0 + 19, 10), 0);
+      assert.equal(await store.purgeJobs('cancelled', T0 + 40, 2), 2);
+      assert.deepEqual(await store.getJob(ids[3]!), null, 'the oldest went first');
+      assert.deepEqual(await store.getJob(ids[2]!), null);
+      assert.deepEqual(await store.getEvents(ids[3]!), []);
+      assert.equal(await store.purgeJobs('cancelled', T0 + 40, 2), 1, 'only what is old enough');
+      assert.ok(await store.getJob(ids[0]!), 'cancelled at T0+50: younger than the cutoff');
+      assert.ok(await store.getJob(done[0]!.job.id), 'another state is left alone');
+      assert.equal(await store.purgeJobs('done', T0 + 3, 10), 1, 'the cutoff is inclusive');
+      await assert.rejects(store.purgeJobs('pending' as JobState, T0 + 1_000_000, 10), /terminal/);
+      assert.equal((await store.getJob(ids[4]!))!.snapshot.value, 'pending');
+      assert.equal((await store.stats()).byState.cancelled, 1);
+      await assertCountsExact(store);
+    });
+
+    test('property: after random submits, transitions, deletes and retention batches, the counters equal a recount', async (store) => {
+      const ids: string[] = [];
+      let at = T0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(counterOp, { minLength: 1, maxLength: 12 }), async (ops) => {
+          for (const o of ops) {
+            at += 1;
+            if (o.op === 'submit') {
+              const writes = o.jobs.map((j) => newJobWrite({ queue: j.queue, type: j.type, at, ...(j.key ? { key: j.key } : {}) }));
+              const results = await store.insert(writes);
+              writes.forEach((w, i) => results[i]!.ok && ids.push(w.job.id));
+            } else if (o.op === 'step' && ids.length > 0) {
+              const targets = o.steps.map((s) => ({ id: ids[s.job % ids.length]!, kind: s.kind }));
+              await store.update(targets.map((t) => t.id), (jobs) => {
+                const current = new Map(jobs);
+                const writes: TransitionWrite[] = [];
+                for (const t of targets) {
+                  const job = current.get(t.id);
+                  const w = job && transitionWrite(job, eventFor(job, t.kind, at));
+                  if (!w) continue;
+                  current.set(t.id, w.job);
+                  writes.push(w);
+                }
+                return { writes, result: null };
+              });
+            } else if (o.op === 'delete' && ids.length > 0) {
+              await store.deleteJob(ids[o.job % ids.length]!);
+            } else if (o.op === 'purge') {
+              await store.purgeJobs(o.state, at - o.ageMs, o.limit);
+            }
+          }
+          await assertCountsExact(store, JSON.stringify(ops));
+          const stats = await store.stats();
+          const total = Object.values(stats.byState).reduce((a, n) => a + n, 0);
+          assert.equal(total, (await store.recountJobs()).reduce((a, c) => a + c.n, 0));
+        }),
+        { numRuns: 25 },
+      );
+    });
+
+    test('stats of a queue named __proto__ and a type named constructor are counted as any other', async (store) => {
+      const writes = await insertAll(store, [
+        newJobWrite({ type: 'constructor', queue: '__proto__' }), newJobWrite({ type: 'constructor', queue: '__proto__' }),
+        newJobWrite({ type: 'toString', queue: 'hasOwnProperty' }),
+      ]);
+      await drive(store, writes[0]!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      const stats = await store.stats();
+      assert.equal(({} as Record<string, unknown>).pending, undefined, 'Object.prototype was written to');
+      assert.deepEqual(Object.keys(stats.byQueue).sort(), ['__proto__', 'hasOwnProperty']);
+      assert.deepEqual({ ...stats.byQueue['__proto__'] }, { pending: 1, cancelled: 1 });
+      assert.deepEqual({ ...stats.byType['constructor'] }, { pending: 1, cancelled: 1 });
+      assert.deepEqual({ ...stats.byType['toString'] }, { pending: 1 });
+      assert.equal(stats.byState.pending, 2);
     });
   });
 }

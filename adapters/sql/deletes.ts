@@ -1,0 +1,103 @@
+/**
+ * Deleting finished jobs, written once for both stores like the insert and
+ * update programs: one job now (`DELETE /v1/jobs/:id`) or a bounded batch of
+ * old ones (retention). A job is deleted with its `job_events` rows and
+ * uncounted in the same transaction; its outbox rows are the relay's (they
+ * go once published). Only terminal jobs are ever deleted: the state is read
+ * under the row lock and checked again by the DELETE itself.
+ */
+import { TERMINAL_STATES, type JobState } from '../../machines/job.machine.js';
+import type { DeleteResult } from '../../engine/ports.js';
+import { CountDeltas, countSteps, shardOf } from './counts.js';
+import type { Dialect } from './dialect.js';
+import type { Program } from './program.js';
+import { toNum } from './rows.js';
+import { marks, type Sql } from './statements.js';
+import { VersionConflict } from './writes.js';
+
+/** What a delete found of one job: its state, and whether it is gone. */
+export interface Found {
+  state: JobState;
+  deleted: boolean;
+}
+
+const TERMINAL_LIST = TERMINAL_STATES.map((s) => `'${s}'`).join(', ');
+
+/**
+ * Jobs in one (terminal) state whose last transition is at or before a time,
+ * the oldest first: a range of index `state, updated_at`, read without locks.
+ * Params: state, updated_before, limit
+ */
+export const FIND_EXPIRED_JOBS = 'SELECT id FROM jobs WHERE state = ? AND updated_at <= ? ORDER BY updated_at LIMIT ?';
+
+/** Lock the jobs to delete, in id order (as updates lock them). Params: the ids, sorted. */
+const selectForDelete = (d: Dialect, ids: readonly string[]): Sql => ({
+  sql: `SELECT id, type, queue, state, updated_at FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
+  params: [...ids],
+});
+
+/** A job's events (index `job_id, seq`). Params: the ids. */
+const deleteEvents = (ids: readonly string[]): Sql => ({
+  sql: `DELETE FROM job_events WHERE job_id IN (${marks(ids.length)})`,
+  params: [...ids],
+});
+
+/**
+ * The jobs themselves, only if terminal and, for retention, old enough: the
+ * WHERE says it again whatever the caller checked.
+ * Params: the ids, updated_before
+ */
+const deleteJobs = (ids: readonly string[], updatedBefore: number): Sql => ({
+  sql: `DELETE FROM jobs WHERE id IN (${marks(ids.length)}) AND state IN (${TERMINAL_LIST}) AND updated_at <= ?`,
+  params: [...ids, updatedBefore],
+});
+
+/**
+ * Delete the terminal jobs among `ids` whose last transition is at or before
+ * `updatedBefore`, with their events, and uncount them. Returns what it found
+ * of each id that exists. Throws `VersionConflict` if the DELETE removed other
+ * rows than the locked read promised (the caller rolls back and retries).
+ */
+export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore = Number.MAX_SAFE_INTEGER): Program<Map<string, Found>> {
+  const found = new Map<string, Found>();
+  if (ids.length === 0) return found;
+  const sorted = [...new Set(ids)].sort();
+  const { rows } = yield selectForDelete(d, sorted);
+  const doomed: string[] = [];
+  const deltas = new CountDeltas();
+  for (const r of rows) {
+    const state = String(r.state) as JobState;
+    const deleted = TERMINAL_STATES.includes(state) && toNum(r.updated_at) <= updatedBefore;
+    found.set(String(r.id), { state, deleted });
+    if (!deleted) continue;
+    doomed.push(String(r.id));
+    deltas.add(String(r.queue), String(r.type), state, -1);
+  }
+  if (doomed.length === 0) return found;
+  yield deleteEvents(doomed);
+  const { changes } = yield deleteJobs(doomed, updatedBefore);
+  if (changes !== doomed.length) throw new VersionConflict(doomed[0]!, `deleted ${changes} of ${doomed.length} locked jobs`);
+  for (const step of countSteps(d, deltas, shardOf(doomed[0]!))) yield step;
+  return found;
+}
+
+/**
+ * Retention's batch: up to `limit` jobs in terminal `state` last changed at or
+ * before `updatedBefore`, oldest first, deleted in one transaction. Returns
+ * how many went.
+ */
+export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number, limit: number): Program<number> {
+  if (!TERMINAL_STATES.includes(state)) throw new Error(`retention deletes terminal jobs only, not ${state}`);
+  const { rows } = yield { sql: FIND_EXPIRED_JOBS, params: [state, updatedBefore, limit] };
+  const found = yield* deleteProgram(d, rows.map((r) => String(r.id)), updatedBefore);
+  let n = 0;
+  for (const f of found.values()) if (f.deleted) n++;
+  return n;
+}
+
+/** `deleteJob`'s answer from what `deleteProgram` found of one id. */
+export function deleteResult(found: ReadonlyMap<string, Found>, id: string): DeleteResult {
+  const f = found.get(id);
+  if (!f) return { ok: false, reason: 'not-found' };
+  return f.deleted ? { ok: true } : { ok: false, reason: 'live', state: f.state };
+}

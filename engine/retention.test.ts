@@ -1,0 +1,129 @@
+/**
+ * Retention on the embedded store with a clock the test moves: what is deleted
+ * when, in batches, and what a resubmit of a deleted job's Idempotency-Key does.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { monotonicFactory } from 'ulid';
+import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { createLogger } from './logger.js';
+import type { Clock, JobSpec } from './ports.js';
+import { Retention, type RetentionOptions } from './retention.js';
+import { TransitionService, type EventInput } from './transitions.js';
+
+const DAY = 86_400_000;
+const T0 = 1_700_000_000_000;
+
+describe('retention', () => {
+  let now = T0;
+  const clock: Clock = {
+    now: () => now,
+    sleep: (ms, signal) => delay(Math.min(ms, 5), undefined, signal ? { signal } : undefined),
+  };
+  let store: SqliteStore;
+  let svc: TransitionService;
+  const opts: RetentionOptions = { doneMs: 7 * DAY, deadMs: 30 * DAY, batchSize: 500, pollMs: 60_000 };
+  const retention = (o: Partial<RetentionOptions> = {}) => new Retention({ store, clock, logger: createLogger('silent') }, { ...opts, ...o });
+
+  beforeEach(async () => {
+    now = T0;
+    store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const ulid = monotonicFactory();
+    svc = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => ulid(now) } });
+  });
+  afterEach(() => store.close());
+
+  const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
+    type: 'demo.echo', payload: { n: 1 }, queue: 'q', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0, ...o,
+  });
+  const submit = async (o: Partial<JobSpec> = {}) => {
+    const r = await svc.submit(spec(o));
+    assert.ok(r.ok);
+    return r.job.id;
+  };
+  const apply = async (id: string, ...events: EventInput[]) => {
+    for (const e of events) assert.ok((await svc.apply(id, e)).ok, `${e.type} on ${id}`);
+  };
+  const toDone = (id: string) =>
+    apply(id, { type: 'PUBLISHED', attempt: 1 }, { type: 'STARTED', attempt: 1, leaseUntil: now + 30_000, workerId: 'w' }, { type: 'SUCCEEDED', attempt: 1 });
+  const toDead = (id: string) =>
+    apply(id, { type: 'STARTED', attempt: 1, leaseUntil: now + 30_000, workerId: 'w' }, { type: 'FAILED', attempt: 1, error: { message: 'x', retryable: false } });
+
+  it('deletes done jobs after doneMs and dead or cancelled ones after deadMs, counted from the last transition', async () => {
+    const done = await submit();
+    const dead = await submit();
+    const cancelled = await submit();
+    const live = await submit();
+    now += DAY; // the last transitions happen a day after the submits
+    await toDone(done);
+    await toDead(dead);
+    await apply(cancelled, { type: 'CANCEL' });
+    await apply(live, { type: 'STARTED', attempt: 1, leaseUntil: now + 1000 * DAY, workerId: 'w' });
+    const r = retention();
+
+    now = T0 + DAY + 7 * DAY - 1;
+    assert.deepEqual(await r.runOnce(), { deleted: 0, more: false });
+    now += 1;
+    assert.deepEqual(await r.runOnce(), { deleted: 1, more: false });
+    assert.equal(await store.getJob(done), null);
+    assert.deepEqual(await store.getEvents(done), []);
+    assert.ok(await store.getJob(dead));
+
+    now = T0 + DAY + 30 * DAY;
+    assert.deepEqual(await r.runOnce(), { deleted: 2, more: false });
+    assert.equal(await store.getJob(dead), null);
+    assert.equal(await store.getJob(cancelled), null);
+    assert.equal((await store.getJob(live))!.snapshot.value, 'running', 'a live job is never deleted, however old');
+    assert.equal(r.deleted, 3);
+    const stats = await store.stats();
+    assert.deepEqual(stats.byState, { pending: 0, published: 0, running: 1, retrying: 0, done: 0, dead: 0, cancelled: 0 });
+  });
+
+  it('a redriven job is live again and its age starts over when it ends again', async () => {
+    const id = await submit();
+    await apply(id, { type: 'CANCEL' });
+    now += 29 * DAY;
+    await apply(id, { type: 'REDRIVE' });
+    now += 2 * DAY;
+    assert.equal((await retention().runOnce()).deleted, 0);
+    await apply(id, { type: 'CANCEL' });
+    now += 30 * DAY - 1;
+    assert.equal((await retention().runOnce()).deleted, 0);
+    now += 1;
+    assert.equal((await retention().runOnce()).deleted, 1);
+  });
+
+  it('works in batches of batchSize, and the loop goes on at once after a full batch', async () => {
+    const ids = [];
+    for (let i = 0; i < 7; i++) ids.push(await submit());
+    for (const id of ids) await apply(id, { type: 'CANCEL' });
+    now += 30 * DAY;
+    const r = retention({ batchSize: 3 });
+    assert.deepEqual(await r.runOnce(), { deleted: 3, more: true });
+    r.start();
+    for (let i = 0; i < 200 && (await store.stats()).byState.cancelled > 0; i++) await delay(5);
+    await r.stop();
+    assert.equal((await store.stats()).byState.cancelled, 0);
+    assert.equal(r.deleted, 7);
+    assert.deepEqual(await store.recountJobs(), []);
+  });
+
+  it('an Idempotency-Key is remembered as long as its job exists; after retention a resubmit creates a new job', async () => {
+    const first = await svc.submit(spec({ idempotencyKey: 'order-42' }));
+    assert.ok(first.ok && first.created);
+    await toDone(first.job.id);
+    const repeat = await svc.submit(spec({ idempotencyKey: 'order-42' }));
+    assert.ok(repeat.ok && !repeat.created);
+    assert.equal(repeat.job.id, first.job.id);
+
+    now += 7 * DAY;
+    assert.equal((await retention().runOnce()).deleted, 1);
+    const after = await svc.submit(spec({ idempotencyKey: 'order-42' }));
+    assert.ok(after.ok && after.created, 'a new job');
+    assert.notEqual(after.job.id, first.job.id);
+    assert.equal((await store.getJob(after.job.id))!.snapshot.value, 'pending');
+  });
+});
