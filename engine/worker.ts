@@ -159,7 +159,7 @@ export class Worker {
       this.counters.cancelsIgnored++;
       return;
     }
-    r.abort.abort(new AbortReason('cancelled', `the job was cancelled: ${m.reason}`));
+    r.abort.abort(new AbortReason('cancelled', `the job was cancelled: ${m.reason ?? 'cancelled'}`));
   }
 
   /**
