@@ -8,9 +8,10 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
-import { createMysqlStore } from '../adapters/mysql/index.js';
+import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import type { Config } from '../engine/config.js';
+import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
@@ -28,6 +29,10 @@ import { uiPlugin } from '../server/ui/index.js';
 export interface ComposeOptions {
   registry?: HandlerRegistry;
   logger?: Logger;
+  /**
+   * The host clock. With MySQL every role reads the database's time through it
+   * (the host clock plus the measured offset, see engine/db-clock.ts).
+   */
   clock?: Clock;
   random?: Random;
   ids?: IdGenerator;
@@ -72,11 +77,16 @@ function openLog(config: Config): EventLog {
 
 export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const clock = opts.clock ?? systemClock;
+  const base = opts.clock ?? systemClock;
   const registry = opts.registry ?? (await loadHandlers(config.handlers, registerDemoHandlers(new HandlerRegistry())));
+  // Processes on one MySQL database judge each other's leases and due times:
+  // all read the database's clock. SQLite is one process: its own clock.
+  const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (store as MysqlStore).dbNow() }) : null;
+  const clock: Clock = dbClock ?? base;
   const store = await openStore(config, clock);
   let log: EventLog | null = null;
   try {
+    await dbClock?.sync();
     await store.migrate();
     log = openLog(config);
     await log.ensureTopics();
@@ -113,6 +123,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   return {
     config, store, log, transitions, registry, logger, app, relay, worker, timers, retention,
     async start() {
+      dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       relay?.start();
       timers?.start();
@@ -129,6 +140,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],
+        ['clock', () => dbClock?.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
       ];

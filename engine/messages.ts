@@ -30,6 +30,19 @@ export interface DispatchMessage {
   dispatch: number;
 }
 
+/**
+ * On `ats.dispatch` too (header `ats-kind: cancel`): attempt `attempt` of the
+ * job was cancelled while running. Keyed by job id like the job's dispatches,
+ * so it lands on the partition, and normally the worker, that took them; the
+ * worker aborts the handler only if that very attempt runs there.
+ */
+export interface CancelMessage {
+  kind: 'cancel';
+  jobId: string;
+  attempt: number;
+  reason: string;
+}
+
 /** On `ats.dlq`: a job that became dead. */
 export interface DeadLetterMessage {
   jobId: string;
@@ -49,7 +62,11 @@ export function transitionMessage(job: JobRecord, event: JobEventRecord): Transi
   return { jobId, seq, type, from, to, at, data, jobType: job.type, queue: job.queue };
 }
 
-/** The outbox rows one transition writes. */
+/**
+ * The outbox rows one transition writes: always its event on `ats.events`;
+ * a dispatch when the machine asks for one; a cancel control message when a
+ * running attempt is cancelled; a dead letter when the job became dead.
+ */
 export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effects): OutboxMessage[] {
   const c = job.snapshot.context;
   const rows: OutboxMessage[] = [
@@ -61,6 +78,10 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
       priority: job.priority, dispatch: c.dispatches,
     };
     rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: headers('dispatch') });
+  }
+  if (event.type === 'CANCEL' && event.from === 'running') {
+    const payload: CancelMessage = { kind: 'cancel', jobId: job.id, attempt: c.attempt, reason: c.cancelReason ?? 'cancelled' };
+    rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: headers('cancel') });
   }
   if (effects.deadLetter) {
     const payload: DeadLetterMessage = {

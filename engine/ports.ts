@@ -11,7 +11,11 @@
  * - attempt: one run of the handler, numbered from 1, the fence for outcomes.
  * - lease: a worker holds its attempt until `leaseUntil`; heartbeats extend it;
  *   the timers expire it (LEASE_EXPIRED counts as a failed attempt).
+ *   Leases and due times are epoch ms of one clock for all processes: the
+ *   database's on MySQL (engine/db-clock.ts), the process's own on SQLite.
  * - dispatch: a message on `ats.dispatch` asking a worker to start an attempt.
+ *   The same topic carries cancel control messages (`ats-kind: cancel`), keyed
+ *   by job id, for the worker running the cancelled attempt.
  * - outbox row: a message written in the same transaction as the transition
  *   that caused it; the relay publishes it to the log, then marks it published.
  */

@@ -8,12 +8,23 @@
  * claimed job whose worker dies is not lost: its lease expires and the timers
  * record LEASE_EXPIRED, which retries it. Duplicate and stale dispatch messages
  * fail the claim (the machine rejects STARTED) and are skipped.
+ *
+ * Cancels arrive on the same topic, keyed by job id (see `CancelMessage`), and
+ * are fenced like every other event: only the running entry of the cancelled
+ * attempt is aborted, so a stale or redelivered cancel cannot touch a later
+ * attempt. A cancel read by a worker that does not run that attempt (after a
+ * rebalance) is ignored there; the worker that runs it learns it at its next
+ * heartbeat, which the machine rejects. Workers read no other topic, so they
+ * need no consumer group of their own.
+ *
+ * An outcome write that fails (a database blip) is retried with backoff while
+ * the attempt's lease holds; once the lease is over the timers own the job.
  */
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { errorFields } from './logger.js';
-import type { DispatchMessage, TransitionMessage } from './messages.js';
+import type { CancelMessage, DispatchMessage } from './messages.js';
 import {
   TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
 } from './ports.js';
@@ -60,12 +71,24 @@ export interface WorkerCounters {
   failed: number;
   /** Outcomes the machine rejected (a zombie reporting late). */
   lateOutcomes: number;
+  /** Outcome writes that failed and were tried again. */
+  outcomeRetries: number;
+  /** Cancel messages for an attempt this worker does not run (stale, duplicate, or another worker's). */
+  cancelsIgnored: number;
 }
+
+/** The first pause between tries of an outcome write; it doubles up to {@link OUTCOME_RETRY_MAX_MS}. */
+export const OUTCOME_RETRY_FIRST_MS = 100;
+export const OUTCOME_RETRY_MAX_MS = 2000;
 
 interface Running {
   attempt: number;
   abort: AbortController;
   done: Promise<void>;
+  /** The lease as last written (claim or heartbeat), in the clock's time. */
+  leaseUntil: number;
+  /** The handler settled: heartbeats stop, the outcome write has what is left of the lease. */
+  settled: boolean;
 }
 
 export class Worker {
@@ -74,8 +97,12 @@ export class Worker {
   private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, ApplyResult>;
   private subscriptions: Subscription[] = [];
   private stopping = new AbortController();
+  /** Aborted when outcome writes must stop being retried (shutdown grace over, or a crash). */
+  private abandon = new AbortController();
   private crashed = false;
-  readonly counters: WorkerCounters = { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0 };
+  readonly counters: WorkerCounters = {
+    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0,
+  };
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
@@ -84,12 +111,8 @@ export class Worker {
 
   async start(): Promise<void> {
     this.stopping = new AbortController();
+    this.abandon = new AbortController();
     const { log } = this.deps;
-    // Cancels reach running handlers through the events topic; a group of our own sees them all.
-    this.subscriptions.push(await log.consume({
-      topic: TOPICS.events, groupId: `${this.opts.groupId}.cancels.${this.opts.workerId}`, fromBeginning: false,
-      handle: async (records) => this.watchCancels(records),
-    }));
     this.subscriptions.push(await log.consume({
       topic: TOPICS.dispatch, groupId: this.opts.groupId, fromBeginning: true,
       handle: (records) => this.handleDispatches(records),
@@ -105,6 +128,7 @@ export class Worker {
     const grace = this.deps.clock.sleep(this.opts.shutdownGraceMs).then(() => 'timeout' as const);
     if ((await Promise.race([all().then(() => 'done' as const), grace])) === 'timeout') {
       for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker shut down before the handler finished'));
+      this.abandon.abort(new AbortReason('shutdown', 'worker shut down before the outcome was written'));
       await all();
     }
     await this.outcomes.flush();
@@ -118,6 +142,7 @@ export class Worker {
   async crash(): Promise<void> {
     this.crashed = true;
     this.stopping.abort(new AbortReason('shutdown', 'worker crashed'));
+    this.abandon.abort(new AbortReason('shutdown', 'worker crashed'));
     for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker crashed'));
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
@@ -127,20 +152,29 @@ export class Worker {
     return this.running.size;
   }
 
-  private watchCancels(records: readonly LogRecord[]): void {
-    for (const r of records) {
-      const m = safeParse<TransitionMessage>(r.value);
-      if (m?.type !== 'CANCEL') continue;
-      this.running.get(m.jobId)?.abort.abort(new AbortReason('cancelled', 'the job was cancelled'));
+  /** Abort the handler of the cancelled attempt, if it runs here; any other attempt is left alone. */
+  private cancel(m: CancelMessage): void {
+    const r = this.running.get(m.jobId);
+    if (r?.attempt !== m.attempt) {
+      this.counters.cancelsIgnored++;
+      return;
     }
+    r.abort.abort(new AbortReason('cancelled', `the job was cancelled: ${m.reason ?? 'cancelled'}`));
   }
 
   /**
-   * Claims every record before resolving, waiting for free slots: Kafka's
-   * offset commit follows, and must only cover claims that are durable.
+   * Applies the batch's cancels first (they need no slot, and must not wait
+   * behind claims), then claims every dispatch before resolving, waiting for
+   * free slots: Kafka's offset commit follows, and must only cover claims that
+   * are durable.
    */
   private async handleDispatches(records: readonly LogRecord[]): Promise<void> {
-    const messages = records.map((r) => safeParse<DispatchMessage>(r.value)).filter(isDispatch);
+    const messages: DispatchMessage[] = [];
+    for (const r of records) {
+      const m = safeParse<unknown>(r.value);
+      if (isCancel(r, m)) this.cancel(m);
+      else if (isDispatch(m)) messages.push(m);
+    }
     let i = 0;
     while (i < messages.length) {
       await this.slots.acquire(this.stopping.signal);
@@ -177,11 +211,11 @@ export class Worker {
         return;
       }
       this.counters.claimed++;
-      this.launch(r.job, messages[k]!.attempt);
+      this.launch(r.job, messages[k]!.attempt, leaseUntil);
     });
   }
 
-  private launch(job: JobRecord, attempt: number): void {
+  private launch(job: JobRecord, attempt: number, leaseUntil: number): void {
     const abort = new AbortController();
     // The slot is the handler's: it is given back once the handler settled, so the
     // next claims need not wait for this outcome's write (the outcome batcher
@@ -192,7 +226,8 @@ export class Worker {
       holding = false;
       this.slots.release();
     };
-    const done = this.execute(job, attempt, abort, releaseSlot)
+    const entry: Running = { attempt, abort, done: Promise.resolve(), leaseUntil, settled: false };
+    entry.done = this.execute(job, entry, releaseSlot)
       .catch((err) => this.deps.logger.error('worker: attempt bookkeeping failed', { jobId: job.id, attempt, ...errorFields(err) }))
       .finally(() => {
         abort.abort(new AbortReason('shutdown', 'attempt finished'));
@@ -200,23 +235,24 @@ export class Worker {
         if (this.running.get(job.id)?.attempt === attempt) this.running.delete(job.id);
         releaseSlot();
       });
-    this.running.set(job.id, { attempt, abort, done });
+    this.running.set(job.id, entry);
   }
 
-  private async execute(job: JobRecord, attempt: number, abort: AbortController, handlerSettled: () => void): Promise<void> {
+  private async execute(job: JobRecord, entry: Running, handlerSettled: () => void): Promise<void> {
     const { clock, registry, logger } = this.deps;
+    const { attempt, abort } = entry;
     const log = ('child' in logger ? (logger as Logger & { child(f: object): Logger }).child({ jobId: job.id, attempt }) : logger);
     void clock.sleep(job.timeoutMs, abort.signal).then(
       () => abort.abort(new AbortReason('timeout', `timed out after ${job.timeoutMs} ms`)),
       () => undefined,
     );
-    void this.heartbeatLoop(job.id, attempt, abort);
+    void this.heartbeatLoop(job.id, entry);
     const handler = registry.get(job.type);
     const ctx: HandlerContext = {
       jobId: job.id, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
-      signal: abort.signal, heartbeat: () => this.heartbeat(job.id, attempt, abort), log,
+      signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
     };
-    let event: EventInput;
+    let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>;
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
       const result = await raceAbort(handler(job.payload, ctx), abort.signal);
@@ -230,40 +266,77 @@ export class Worker {
       const e = reason instanceof AbortReason ? reason : (err as Error);
       event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, retryable: !isNonRetryable(e) } };
     }
+    entry.settled = true;
     handlerSettled();
-    await this.recordOutcome(job.id, event);
+    await this.recordOutcome(job.id, entry, event);
   }
 
-  private async recordOutcome(jobId: string, event: EventInput): Promise<void> {
-    if (this.crashed) return;
-    const r = await this.outcomes.add({ jobId, event });
-    if (r.ok) {
-      if (event.type === 'SUCCEEDED') this.counters.succeeded++;
-      else this.counters.failed++;
+  /**
+   * Writes the outcome, trying again with backoff while the lease holds: a
+   * failed write (a database blip) must not turn a finished attempt into a
+   * LEASE_EXPIRED. A try is only made if it can land before the lease ends;
+   * after that the timers own the job, and a late write would be rejected
+   * anyway. A try that failed may still have committed: the machine then
+   * rejects the next one, and the job shows the outcome as ours.
+   */
+  private async recordOutcome(jobId: string, entry: Running, event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>): Promise<void> {
+    const { clock, logger } = this.deps;
+    let pause = OUTCOME_RETRY_FIRST_MS;
+    let tried = false;
+    for (;;) {
+      if (this.crashed) return;
+      let r: ApplyResult;
+      try {
+        r = await this.outcomes.add({ jobId, event });
+      } catch (err) {
+        const fields = { jobId, attempt: event.attempt, event: event.type, ...errorFields(err) };
+        if (this.abandon.signal.aborted || clock.now() + pause >= entry.leaseUntil) {
+          logger.warn('worker: outcome not written before the lease ended; the timers take the job over', fields);
+          return;
+        }
+        logger.warn('worker: outcome write failed, will retry', { ...fields, retryInMs: pause });
+        if (!(await clock.sleep(pause, this.abandon.signal).then(() => true, () => false))) return;
+        this.counters.outcomeRetries++;
+        pause = Math.min(pause * 2, OUTCOME_RETRY_MAX_MS);
+        tried = true;
+        continue;
+      }
+      if (r.ok || (tried && r.reason === 'not-allowed' && recorded(r.job, event))) {
+        if (event.type === 'SUCCEEDED') this.counters.succeeded++;
+        else this.counters.failed++;
+        return;
+      }
+      this.counters.lateOutcomes++;
+      logger.warn('worker: late outcome ignored (the attempt is no longer current)', { jobId, event: event.type, reason: r.reason });
       return;
     }
-    this.counters.lateOutcomes++;
-    this.deps.logger.warn('worker: late outcome ignored (the attempt is no longer current)', { jobId, event: event.type, reason: r.reason });
   }
 
-  private async heartbeat(jobId: string, attempt: number, abort: AbortController): Promise<void> {
+  private async heartbeat(jobId: string, entry: Running): Promise<void> {
     if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
-    const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil: this.deps.clock.now() + this.opts.leaseMs });
-    if (!r.ok) {
+    const { attempt, abort } = entry;
+    const leaseUntil = this.deps.clock.now() + this.opts.leaseMs;
+    const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil });
+    if (r.ok) {
+      entry.leaseUntil = leaseUntil;
+    } else {
       const state = r.reason === 'not-allowed' ? r.job.snapshot.value : 'gone';
       abort.abort(new AbortReason(state === 'cancelled' ? 'cancelled' : 'lease-lost', `heartbeat rejected: the job is ${state}`));
       throw abort.signal.reason;
     }
   }
 
-  private async heartbeatLoop(jobId: string, attempt: number, abort: AbortController): Promise<void> {
-    while (!abort.signal.aborted) {
+  /** Heartbeats until the handler settles (the outcome write then has what is left of the lease). */
+  private async heartbeatLoop(jobId: string, entry: Running): Promise<void> {
+    const { abort } = entry;
+    while (!abort.signal.aborted && !entry.settled) {
       try {
         await this.deps.clock.sleep(this.opts.heartbeatMs, abort.signal);
-        await this.heartbeat(jobId, attempt, abort);
+        if (entry.settled) return;
+        await this.heartbeat(jobId, entry);
       } catch (err) {
         if (abort.signal.aborted) return;
-        this.deps.logger.warn('worker: heartbeat failed, will retry', { jobId, attempt, ...errorFields(err) });
+        this.deps.logger.warn('worker: heartbeat failed, will retry', { jobId, attempt: entry.attempt, ...errorFields(err) });
       }
     }
   }
@@ -273,8 +346,22 @@ function isNonRetryable(e: unknown): boolean {
   return e instanceof NonRetryableError || (e as Error | undefined)?.name === 'NonRetryableError';
 }
 
-function isDispatch(m: DispatchMessage | null): m is DispatchMessage {
-  return !!m && typeof m.jobId === 'string' && Number.isInteger(m.attempt);
+/** The job shows this outcome of this attempt (an earlier try committed after all). */
+function recorded(job: JobRecord, event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>): boolean {
+  const { value, context } = job.snapshot;
+  if (event.type === 'SUCCEEDED') return value === 'done' && context.attempt === event.attempt;
+  return event.type === 'FAILED' && context.lastError?.attempt === event.attempt && context.lastError.message === event.error.message;
+}
+
+function isDispatch(m: unknown): m is DispatchMessage {
+  const d = m as DispatchMessage | null;
+  return !!d && typeof d === 'object' && typeof d.jobId === 'string' && Number.isInteger(d.attempt);
+}
+
+/** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
+function isCancel(r: LogRecord, m: unknown): m is CancelMessage {
+  const c = m as CancelMessage | null;
+  return (r.headers['ats-kind'] === 'cancel' || c?.kind === 'cancel') && isDispatch(c);
 }
 
 function safeParse<T>(value: string): T | null {

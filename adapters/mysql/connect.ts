@@ -4,7 +4,7 @@
  */
 import { createPool, type Pool } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { PING } from './statements.js';
+import { DB_NOW, PING } from './statements.js';
 
 export interface PoolOptions {
   url: string;
@@ -49,6 +49,12 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     const why = err instanceof Error ? err.message : String(err);
     throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `MySQL is not reachable at ${redactUrl(o.url)}: ${why}`, { cause: err });
   }
+}
+
+/** The server's clock, epoch ms (one round trip): what every process compares lease and due times against. */
+export async function databaseNow(pool: Pool): Promise<number> {
+  const [rows] = await pool.query(DB_NOW);
+  return Number((rows as Array<{ now: number | string }>)[0]!.now);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

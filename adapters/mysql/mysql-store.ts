@@ -13,11 +13,16 @@ import { rowToOutbox, type Row } from '../sql/rows.js';
 import { claimOutbox, markPublished } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
+import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { PING } from './statements.js';
 import { inTransaction, withRetry } from './tx.js';
 
-export type MysqlStore = JobStore & { pool: Pool };
+export type MysqlStore = JobStore & {
+  pool: Pool;
+  /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
+  dbNow(): Promise<number>;
+};
 
 export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
   const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sql, [...params]))[0] as Row[];
@@ -61,6 +66,8 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
         await run(markPublished(clock.now(), rows.map((r) => r.id)));
         return rows.length;
       }),
+
+    dbNow: () => databaseNow(pool),
 
     ping: async () => {
       await pool.query(PING);

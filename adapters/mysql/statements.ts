@@ -19,3 +19,10 @@ export const RELEASE_MIGRATION_LOCK = "SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migr
 
 /** Reachability check. Params: none */
 export const PING = 'SELECT 1 AS ok';
+
+/**
+ * The server's time, epoch ms. From UTC_TIMESTAMP by plain arithmetic, so the
+ * session's time zone plays no part (UNIX_TIMESTAMP(NOW()) goes through it,
+ * and is ambiguous for an hour when a DST zone falls back). Params: none
+ */
+export const DB_NOW = "SELECT TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000 AS now";

@@ -23,6 +23,7 @@ describe('Kafka delivery (MariaDB + Kafka)', () => {
   let t: TestSystem;
   const calls = new Map<string, number[]>();
   const aborted = new Map<string, string>();
+  const gates = new Map<string, () => void>();
   const count = (jobId: string, attempt: number) => calls.set(jobId, [...(calls.get(jobId) ?? []), attempt]);
 
   before(async () => {
@@ -38,6 +39,18 @@ describe('Kafka delivery (MariaDB + Kafka)', () => {
         resolve();
       }));
       return 'finished after abort';
+    });
+    // Runs until released (or aborted); records which attempts were aborted and why.
+    registry.register('test.gate', async (_p, ctx) => {
+      count(ctx.jobId, ctx.attempt);
+      await new Promise<void>((resolve, reject) => {
+        gates.set(`${ctx.jobId}#${ctx.attempt}`, resolve);
+        ctx.signal.addEventListener('abort', () => {
+          aborted.set(`${ctx.jobId}#${ctx.attempt}`, String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason));
+          reject(ctx.signal.reason);
+        });
+      });
+      return { attempt: ctx.attempt };
     });
     t = await startTestSystem({ registry });
   });
@@ -151,5 +164,55 @@ describe('Kafka delivery (MariaDB + Kafka)', () => {
     const job = await t.system.store.getJob(r.job.id);
     assert.equal(job?.snapshot.value, 'cancelled');
     assert.equal((await events(r.job.id)).at(-1), 'CANCEL');
+  });
+
+  it('a cancel delivered again while a later attempt runs leaves that attempt alone', async () => {
+    const r = await t.system.transitions.submit(spec('test.gate', {}));
+    assert.ok(r.ok);
+    const id = r.job.id;
+    await waitForJob(t.system.store, id, isState('running'));
+    assert.ok((await t.system.transitions.apply(id, { type: 'CANCEL', reason: 'test' })).ok);
+    const until = async (ok: () => boolean, what: string) => {
+      const deadline = Date.now() + 15_000;
+      while (!ok() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+      assert.ok(ok(), what);
+    };
+    await until(() => aborted.has(`${id}#1`), 'attempt 1 was aborted by the cancel');
+    assert.match(aborted.get(`${id}#1`)!, /cancelled/);
+    assert.ok((await t.system.transitions.apply(id, { type: 'REDRIVE' })).ok);
+    await waitForJob(t.system.store, id, (j) => j.snapshot.value === 'running' && j.snapshot.context.attempt === 2);
+
+    // Read back whatever carried the cancel (any topic), and produce it again, as a redelivery would.
+    const kafka = new Kafka({ clientId: 'cancel-reader', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
+    const consumer = kafka.consumer({ groupId: `${t.prefix}cancel-reader`, sessionTimeout: 6000, heartbeatInterval: 500 });
+    const carriers: Array<{ topic: string; key: string; value: string; headers: Record<string, string> }> = [];
+    await consumer.connect();
+    try {
+      for (const topic of [TOPICS.events, TOPICS.dispatch]) await consumer.subscribe({ topic: `${t.prefix}${topic}`, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ topic, message }) => {
+          if (String(message.key) !== id) return;
+          const value = String(message.value);
+          const v = JSON.parse(value) as { type?: string; kind?: string };
+          if (v.type !== 'CANCEL' && v.kind !== 'cancel') return;
+          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, h]) => [k, String(h)]));
+          carriers.push({ topic: topic.slice(t.prefix.length), key: id, value, headers });
+        },
+      });
+      await until(() => carriers.length > 0, 'the message that carried the cancel was read back');
+      await new Promise((res) => setTimeout(res, 500)); // the other topic's copy, if any
+    } finally {
+      await consumer.disconnect();
+    }
+    const ignoredBefore = t.system.worker!.counters.cancelsIgnored ?? 0;
+    await t.system.log.publish(carriers);
+    await until(
+      () => aborted.has(`${id}#2`) || (t.system.worker!.counters.cancelsIgnored ?? 0) > ignoredBefore,
+      'the stale cancel was delivered',
+    );
+    assert.equal(aborted.get(`${id}#2`), undefined, 'attempt 2 was not aborted by the stale cancel');
+    gates.get(`${id}#2`)?.();
+    const done = await waitForJob(t.system.store, id, isState('done'), 10_000);
+    assert.equal(done.snapshot.context.attempt, 2);
   });
 });

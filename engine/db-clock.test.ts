@@ -1,0 +1,40 @@
+/** The database clock: offset measured halfway through the round trip, shortest round trip kept. */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { DbClock, measureOffset } from './db-clock.js';
+import type { Clock } from './ports.js';
+
+/** A host clock that advances only when told; sleeps resolve at once. */
+function manualClock(start: number): Clock & { t: number } {
+  const c = { t: start, now: () => c.t, sleep: async () => undefined };
+  return c;
+}
+
+it('measures the offset halfway through the round trip and keeps the shortest round trip', async () => {
+  const host = manualClock(1_000_000);
+  const trips = [40, 10, 30];
+  // The database runs 60 000 ms ahead of the host; it answers halfway through each trip.
+  const dbNow = async () => {
+    const trip = trips.shift()!;
+    host.t += trip / 2;
+    const db = host.t + 60_000;
+    host.t += trip / 2;
+    return db;
+  };
+  const m = await measureOffset(host, dbNow, 3);
+  assert.deepEqual(m, { offsetMs: 60_000, rttMs: 10 });
+});
+
+it('now() is the host clock plus the offset; a failed re-sync keeps the last offset', async () => {
+  const host = manualClock(5_000);
+  let answer: () => Promise<number> = async () => host.t - 60_000;
+  const clock = new DbClock({ base: host, dbNow: () => answer(), samples: 1 });
+  assert.equal(clock.now(), 5_000, 'before the first sync: the host clock');
+  await clock.sync();
+  assert.equal(clock.now(), 5_000 - 60_000);
+  host.t += 1000;
+  assert.equal(clock.now(), 6_000 - 60_000);
+  answer = async () => { throw new Error('database down'); };
+  await assert.rejects(clock.sync(), /database down/);
+  assert.equal(clock.now(), 6_000 - 60_000, 'the last offset stays');
+});

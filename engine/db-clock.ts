@@ -1,0 +1,102 @@
+/**
+ * One clock for every process of a deployment: the database's.
+ *
+ * Leases and due times are written by one process and judged by another (a
+ * worker writes `leaseUntil`, the timers compare it with their "now"). On
+ * host clocks, a worker whose clock runs behind keeps a lease the timers
+ * already consider expired, or the reverse. So every role reads time as the
+ * database's: the offset of the database's clock from this host's is measured
+ * at start and re-measured periodically, and `now()` is the host clock plus
+ * that offset. Sleeps stay on the host clock (durations do not care about
+ * offsets).
+ *
+ * A measurement takes the database time halfway through the round trip, and
+ * keeps the sample with the shortest round trip: its error is at most half
+ * that round trip. Between measurements the host clock may drift; so two
+ * processes agree within RTT/2 each plus the drift over `resyncMs` (see
+ * README, "Clocks").
+ */
+import { errorFields } from './logger.js';
+import { BackgroundLoop } from './loop.js';
+import type { Clock, Logger } from './ports.js';
+
+export interface DbClockOptions {
+  /** The host clock the offset is added to; sleeps use it as is. */
+  base: Clock;
+  /** The database's current time, epoch ms (one round trip). */
+  dbNow: () => Promise<number>;
+  /** How often the offset is measured again. @defaultValue 60000 */
+  resyncMs?: number;
+  /** Round trips per measurement; the shortest one's is kept. @defaultValue 3 */
+  samples?: number;
+  logger?: Logger;
+}
+
+/** One measurement: the database's clock minus the host's, and how precise it is. */
+export interface ClockOffset {
+  offsetMs: number;
+  /** The round trip of the sample kept: the offset is right within half of it. */
+  rttMs: number;
+}
+
+/** Measures the offset of `dbNow` from `base`: the sample with the shortest round trip wins. */
+export async function measureOffset(base: Clock, dbNow: () => Promise<number>, samples = 3): Promise<ClockOffset> {
+  let best: ClockOffset | null = null;
+  for (let i = 0; i < Math.max(1, samples); i++) {
+    const sent = base.now();
+    const db = await dbNow();
+    const received = base.now();
+    const rttMs = received - sent;
+    if (!best || rttMs < best.rttMs) best = { offsetMs: db - (sent + received) / 2, rttMs };
+  }
+  return best!;
+}
+
+/** The database's time, read through the host clock plus a measured offset. */
+export class DbClock implements Clock {
+  private offset: ClockOffset | null = null;
+  private readonly loop = new BackgroundLoop((signal) => this.resyncLoop(signal));
+
+  constructor(private readonly opts: DbClockOptions) {}
+
+  now(): number {
+    return Math.round(this.opts.base.now() + (this.offset?.offsetMs ?? 0));
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return this.opts.base.sleep(ms, signal);
+  }
+
+  /** The last measurement (null before the first `sync`). */
+  get lastOffset(): ClockOffset | null {
+    return this.offset;
+  }
+
+  /** Measure the offset now; rejects when the database does not answer (the last offset stays). */
+  async sync(): Promise<ClockOffset> {
+    this.offset = await measureOffset(this.opts.base, this.opts.dbNow, this.opts.samples ?? 3);
+    return this.offset;
+  }
+
+  /** Re-measure every `resyncMs` until `stop()`; a failed measurement keeps the last offset. */
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async resyncLoop(signal: AbortSignal): Promise<void> {
+    const every = this.opts.resyncMs ?? 60_000;
+    while (!signal.aborted) {
+      try {
+        await this.opts.base.sleep(every, signal);
+        await this.sync();
+      } catch (err) {
+        if (signal.aborted) return;
+        this.opts.logger?.warn('clock: measuring the database clock failed, keeping the last offset', errorFields(err));
+      }
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Leases are judged on the database's clock, not on host clocks: a worker
+ * whose host clock runs 60 s behind and timers whose host clock runs 60 s
+ * ahead (and the reverse), on one MariaDB database. A lease kept by heartbeats
+ * is never judged expired, and an abandoned lease expires about `leaseMs` of
+ * database time after the worker's last heartbeat: not 120 s early or late.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { MysqlStore } from '../../adapters/mysql/index.js';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { HandlerRegistry } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import type { Clock, JobSpec } from '../../engine/ports.js';
+import { systemClock } from '../../engine/system.js';
+import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
+import { createTestDatabase, requireMysql, type TestDatabase } from '../helpers/mysql.js';
+import { FAST, isState, waitForJob } from '../helpers/system.js';
+
+const LEASE_MS = 2000;
+const HEARTBEAT_MS = 500;
+
+/** The host clock moved by `offsetMs` (a host whose clock is wrong). */
+const skewed = (offsetMs: number): Clock => ({ now: () => Date.now() + offsetMs, sleep: systemClock.sleep });
+
+const spec = (type: string, payload: unknown = {}): JobSpec => ({
+  type, payload, queue: 'default', maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 100 }, timeoutMs: 60_000, priority: 0,
+});
+
+const registry = () => new HandlerRegistry()
+  .register('test.hold', async (p: { ms: number }, ctx) => {
+    await systemClock.sleep(p.ms, ctx.signal);
+    return 'held';
+  })
+  .register('test.hang', (_p, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
+
+for (const [workerSkew, timersSkew] of [[-60_000, 60_000], [60_000, -60_000]] as const) {
+  describe(`worker clock ${workerSkew / 1000} s, timers clock ${timersSkew / 1000} s (MariaDB + Kafka)`, () => {
+    let db: TestDatabase;
+    const prefix = randomTopicPrefix();
+    let workers: System;
+    let timers: System;
+
+    before(async () => {
+      await requireMysql();
+      await requireKafka();
+      db = await createTestDatabase();
+      const raw = (roles: string, workerId: string): RawConfig => ({
+        ...FAST, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','),
+        topicPrefix: prefix, roles, workerGroup: 'workers', workerId,
+      });
+      const open = (roles: string, id: string, skew: number) =>
+        compose(compileConfig(raw(roles, id), { hostname: 'test', pid: process.pid }), { registry: registry(), logger: silentLogger, clock: skewed(skew) });
+      workers = await open('relay,worker', 'skewed-worker', workerSkew);
+      timers = await open('timers', 'skewed-timers', timersSkew);
+      await workers.start();
+      await timers.start();
+    });
+    after(async () => {
+      await workers?.stop();
+      await timers?.stop();
+      await db?.drop();
+      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+    });
+
+    it('a lease kept by heartbeats is not judged expired', async () => {
+      const r = await workers.transitions.submit(spec('test.hold', { ms: 2 * LEASE_MS }));
+      assert.ok(r.ok);
+      const job = await waitForJob(workers.store, r.job.id, isState('done', 'dead'), 20_000);
+      const history = (await workers.store.getEvents(r.job.id)).map((e) => e.type);
+      assert.equal(job.snapshot.value, 'done', `history: ${history}`);
+      assert.ok(!history.includes('LEASE_EXPIRED'), `history: ${history}`);
+    });
+
+    it('an abandoned lease expires about leaseMs of database time after the last heartbeat', async () => {
+      const dbNow = () => (workers.store as MysqlStore).dbNow();
+      const r = await workers.transitions.submit(spec('test.hang'));
+      assert.ok(r.ok);
+      await waitForJob(workers.store, r.job.id, isState('running'), 20_000);
+      await new Promise((res) => setTimeout(res, HEARTBEAT_MS * 2)); // a heartbeat or two
+      await workers.worker!.crash();
+      const crashedAt = await dbNow();
+      const job = await waitForJob(workers.store, r.job.id, isState('dead'), LEASE_MS + 8000, 'dead by LEASE_EXPIRED');
+      const expiredAt = await dbNow();
+      const expired = (await workers.store.getEvents(r.job.id)).find((e) => e.type === 'LEASE_EXPIRED');
+      assert.ok(expired, `history: ${(await workers.store.getEvents(r.job.id)).map((e) => e.type)}`);
+      assert.equal(job.snapshot.context.attempt, 1);
+      // The last heartbeat was at most HEARTBEAT_MS before the crash; the timers poll every 100 ms.
+      const after = expiredAt - crashedAt;
+      assert.ok(after >= LEASE_MS - HEARTBEAT_MS - 300, `expired ${after} ms after the crash (lease ${LEASE_MS} ms)`);
+      assert.ok(after <= LEASE_MS + 2000, `expired ${after} ms after the crash (lease ${LEASE_MS} ms)`);
+      assert.ok(Math.abs(expired.at - expiredAt) < 1500, `LEASE_EXPIRED stamped at ${expired.at}, database time ${expiredAt}`);
+    });
+  });
+}
