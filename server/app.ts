@@ -4,8 +4,9 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
+import { silentLogger } from '../engine/logger.js';
 import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
-import { installErrorHandlers, onClientError, onFrameworkError } from './error-handler.js';
+import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
@@ -19,11 +20,13 @@ export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } f
 
 /** Build the app from its deps; resolves once every plugin is loaded. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const logger = deps.logger ?? silentLogger;
   const app = Fastify({
-    logger: deps.logger ?? false,
+    // One log per process: errors go to the engine's logger (see error-handler.ts).
+    logger: false,
     bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     schemaErrorFormatter: formatValidationError,
-    frameworkErrors: onFrameworkError,
+    frameworkErrors: frameworkErrorHandler(logger),
     clientErrorHandler: onClientError,
     // A job id is 26 chars; anything much longer is not a route of ours.
     routerOptions: { maxParamLength: 100 },
@@ -31,7 +34,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: false,
   });
   app.setValidatorCompiler(createValidatorCompiler());
-  installErrorHandlers(app);
+  installErrorHandlers(app, logger);
+  // A client quoting this id (and our log lines carrying it) points at one request.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
   installShutdownGate(app);
   installJsonParser(app);
   await registerOpenApi(app);

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
-import type { Clock, JobStore } from '../engine/ports.js';
+import type { Clock, JobStore, Logger } from '../engine/ports.js';
 import type { TransitionService } from '../engine/transitions.js';
 
 /** Defaults a submit gets for the fields it leaves out. */
@@ -52,8 +52,12 @@ export interface AppDeps {
   checks: ReadinessChecks;
   limits: AppLimits;
   defaults: SubmitDefaults;
-  /** fastify's `logger` option (false, true or pino options). @defaultValue false */
-  logger?: boolean | object;
+  /**
+   * Where the API logs (the engine's logger: one log for the whole process).
+   * Every 5xx is logged here with its request id. fastify's own logger stays
+   * off. @defaultValue silent
+   */
+  logger?: Logger;
   plugins?: AppPlugin[];
 }
 
