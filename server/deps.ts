@@ -30,6 +30,14 @@ export interface AppLimits {
   maxPayloadDepth?: number;
   /** How long /readyz waits for one check before calling it failed. @defaultValue 2000 */
   readyTimeoutMs?: number;
+  /** Time to receive the request line and headers; then 408. @defaultValue 10000 */
+  headersTimeoutMs?: number;
+  /** Time to receive the whole request (headers and body); then 408. @defaultValue 30000 */
+  requestTimeoutMs?: number;
+  /** Longest silence while a request body arrives; then 408 and the connection is closed. @defaultValue 10000 */
+  bodyTimeoutMs?: number;
+  /** How long an idle kept-alive connection stays open. @defaultValue 5000 */
+  keepAliveTimeoutMs?: number;
 }
 
 export interface ReadinessChecks {

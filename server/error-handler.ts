@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
 import { errorFields } from '../engine/logger.js';
+import { responseStarted } from './connections.js';
 import type { Logger } from '../engine/ports.js';
 
 export interface ErrorReply {
@@ -91,7 +92,7 @@ export function frameworkErrorHandler(logger: Logger) {
 /** Protocol errors Node's HTTP parser raises before fastify sees a request. */
 const CLIENT_ERRORS: Record<string, { code: ErrorCode; status: number; message: string }> = {
   HPE_HEADER_OVERFLOW: { code: 'ATS_ERR_HEADERS_TOO_LARGE', status: 431, message: ERRORS.ATS_ERR_HEADERS_TOO_LARGE.message },
-  ERR_HTTP_REQUEST_TIMEOUT: { code: 'ATS_ERR_VALIDATION', status: 408, message: 'The request took too long to arrive' },
+  ERR_HTTP_REQUEST_TIMEOUT: { code: 'ATS_ERR_REQUEST_TIMEOUT', status: 408, message: ERRORS.ATS_ERR_REQUEST_TIMEOUT.message },
 };
 
 /**
@@ -103,7 +104,9 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   const known = (err.code && CLIENT_ERRORS[err.code]) || { code: 'ATS_ERR_VALIDATION', status: 400, message: 'The request is not valid HTTP' };
   const body = JSON.stringify({ code: known.code, message: known.message });
   this.log.debug({ err }, 'client error');
-  if (socket.writable) {
+  // A response already under way (the request timed out while its reply was
+  // being written) cannot be followed by another one: only cut the socket.
+  if (socket.writable && !responseStarted(socket)) {
     socket.write(
       `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
