@@ -104,7 +104,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
 
   const app = has('api')
     ? await buildApp({
-        transitions, store, clock, logger: false,
+        transitions, store, clock, logger,
         knownTypes: () => registry.types(),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
         limits: config.api, defaults: config.defaults,

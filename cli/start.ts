@@ -29,10 +29,45 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
   const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';
   system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
-  await waitForSignal();
-  system.logger.info('ats: shutting down');
-  await system.stop();
-  return 0;
+  const signal = await waitForSignal();
+  system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
+  return stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS);
+}
+
+/**
+ * Beyond the handlers' grace period, what closing the API (its connection
+ * drain), the relay, the log and the store may take before the process stops
+ * waiting for them.
+ */
+export const SHUTDOWN_SLACK_MS = 5000;
+
+/**
+ * Stop the system; if that has not finished within `deadlineMs`, or a second
+ * SIGTERM/SIGINT arrives, give up on it and exit 1: a shutdown never hangs on
+ * a client, a broker or a handler that ignores its abort signal. (Anything
+ * not committed is recovered like after a crash: leases expire, the outbox is
+ * published again.)
+ */
+async function stopWithin(system: System, deadlineMs: number): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  let onSignal: (() => void) | undefined;
+  const giveUp = new Promise<number>((resolve) => {
+    timer = setTimeout(() => {
+      system.logger.error('ats: shutdown did not finish in time; exiting', { deadlineMs });
+      resolve(1);
+    }, deadlineMs);
+    onSignal = () => {
+      system.logger.warn('ats: second signal; exiting without finishing the shutdown');
+      resolve(1);
+    };
+    process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
+  });
+  try {
+    return await Promise.race([system.stop().then(() => 0), giveUp]);
+  } finally {
+    clearTimeout(timer);
+    process.off('SIGTERM', onSignal!).off('SIGINT', onSignal!);
+  }
 }
 
 function describe(err: unknown): string {
@@ -42,10 +77,14 @@ function describe(err: unknown): string {
   return [e.message, e.code && !e.message.includes(e.code) ? `(${e.code})` : '', cause ? `— ${cause}` : ''].filter(Boolean).join(' ');
 }
 
-function waitForSignal(): Promise<void> {
+function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const done = () => resolve();
-    process.once('SIGTERM', done);
-    process.once('SIGINT', done);
+    const onTerm = () => done('SIGTERM');
+    const onInt = () => done('SIGINT');
+    const done = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', onTerm).off('SIGINT', onInt);
+      resolve(signal);
+    };
+    process.once('SIGTERM', onTerm).once('SIGINT', onInt);
   });
 }

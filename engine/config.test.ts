@@ -54,6 +54,25 @@ describe('config', () => {
     rejects({ retentionDead: 'soon' }, /ATS_RETENTION_DEAD \(--retention-dead\).*got "soon"/);
   });
 
+  it('HTTP timeouts: defaults, environment and flags, validated', () => {
+    const d = compileConfig({});
+    assert.deepEqual(
+      { h: d.api.headersTimeoutMs, r: d.api.requestTimeoutMs, b: d.api.bodyTimeoutMs, k: d.api.keepAliveTimeoutMs },
+      { h: 10_000, r: 30_000, b: 10_000, k: 5_000 },
+    );
+    const c = compileConfig({
+      ...rawFromEnv({ ATS_HTTP_HEADERS_TIMEOUT_MS: '2000', ATS_HTTP_BODY_TIMEOUT_MS: '3000' }),
+      ...rawFromArgs(['--http-request-timeout-ms', '4000', '--http-keep-alive-timeout-ms=1500']),
+    });
+    assert.deepEqual(
+      { h: c.api.headersTimeoutMs, r: c.api.requestTimeoutMs, b: c.api.bodyTimeoutMs, k: c.api.keepAliveTimeoutMs },
+      { h: 2000, r: 4000, b: 3000, k: 1500 },
+    );
+    rejects({ httpHeadersTimeoutMs: '0' }, /ATS_HTTP_HEADERS_TIMEOUT_MS.*integer/);
+    rejects({ httpBodyTimeoutMs: 'soon' }, /ATS_HTTP_BODY_TIMEOUT_MS.*integer/);
+    rejects({ httpHeadersTimeoutMs: 5000, httpRequestTimeoutMs: 4000 }, /ATS_HTTP_HEADERS_TIMEOUT_MS.*request timeout/);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

@@ -34,6 +34,10 @@ export const SETTINGS = {
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job published this long ago and not started is dispatched again.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
+  httpHeadersTimeoutMs: { env: 'ATS_HTTP_HEADERS_TIMEOUT_MS', flag: '--http-headers-timeout-ms', default: '10000', doc: 'Time a client has to send the request line and headers; then 408 and the connection is closed. At most the request timeout.' },
+  httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
+  httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
+  httpKeepAliveTimeoutMs: { env: 'ATS_HTTP_KEEP_ALIVE_TIMEOUT_MS', flag: '--http-keep-alive-timeout-ms', default: '5000', doc: 'How long an idle kept-alive connection stays open (behind a load balancer: above its idle timeout).' },
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
@@ -61,7 +65,7 @@ export interface Config {
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
   /** Run by the timers role: see engine/retention.ts. */
   retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
-  api: { bodyLimitBytes: number };
+  api: { bodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
 }
 
@@ -136,6 +140,9 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
   const leaseMs = int(raw, 'leaseMs', 1000, 3_600_000);
   const heartbeatMs = int(raw, 'heartbeatMs', 100, 3_600_000);
   if (heartbeatMs >= leaseMs) fail('heartbeatMs', `must be below the lease (${leaseMs} ms)`);
+  const requestTimeoutMs = int(raw, 'httpRequestTimeoutMs', 100, 3_600_000);
+  const headersTimeoutMs = int(raw, 'httpHeadersTimeoutMs', 100, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs) fail('httpHeadersTimeoutMs', `must be at most the request timeout (${requestTimeoutMs} ms)`);
   const config: Config = {
     roles: roles(raw),
     port: int(raw, 'port', 0, 65535),
@@ -155,7 +162,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     relay: { batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000 },
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
     retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
-    api: { bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024) },
+    api: {
+      bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024), headersTimeoutMs, requestTimeoutMs,
+      bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
+    },
     defaults: {
       queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
       timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,

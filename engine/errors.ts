@@ -26,6 +26,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_IDEMPOTENCY_CONFLICT: def('ATS_ERR_IDEMPOTENCY_CONFLICT', 409, 'This Idempotency-Key was used with a different request body'),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
+  ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),
   ATS_ERR_HEADERS_TOO_LARGE: def('ATS_ERR_HEADERS_TOO_LARGE', 431, 'The request headers are larger than the limit'),
   ATS_ERR_RATE_LIMITED: def('ATS_ERR_RATE_LIMITED', 429, 'Too many requests'),
   ATS_ERR_NOT_READY: def('ATS_ERR_NOT_READY', 503, 'A dependency (database or log) is not reachable'),

@@ -4,8 +4,10 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
+import { silentLogger } from '../engine/logger.js';
+import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
-import { installErrorHandlers, onClientError, onFrameworkError } from './error-handler.js';
+import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { healthRoutes } from './routes/health.js';
@@ -20,11 +22,15 @@ export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } f
 
 /** Build the app from its deps; resolves once every plugin is loaded. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const logger = deps.logger ?? silentLogger;
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(deps.limits) };
   const app = Fastify({
-    logger: deps.logger ?? false,
+    ...serverTimeouts(limits),
+    // One log per process: errors go to the engine's logger (see error-handler.ts).
+    logger: false,
     bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     schemaErrorFormatter: formatValidationError,
-    frameworkErrors: onFrameworkError,
+    frameworkErrors: frameworkErrorHandler(logger),
     clientErrorHandler: onClientError,
     // A job id is 26 chars; anything much longer is not a route of ours.
     routerOptions: { maxParamLength: 100 },
@@ -32,8 +38,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: false,
   });
   app.setValidatorCompiler(createValidatorCompiler());
-  installErrorHandlers(app);
+  installErrorHandlers(app, logger);
+  // A client quoting this id (and our log lines carrying it) points at one request.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
   installShutdownGate(app);
+  installUpgradeGuard(app);
+  installBodyTimeout(app, limits.bodyTimeoutMs);
+  installCloseDrain(app, CLOSE_DRAIN_MS);
   installJsonParser(app);
   await registerOpenApi(app);
 
@@ -48,6 +61,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.ready();
   return app;
+}
+
+/** `o` without its undefined fields, so they do not hide defaults in a spread. */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Once `close()` starts, requests on kept-alive connections get 503 ATS_ERR_NOT_READY. */

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
-import type { Clock, JobStore } from '../engine/ports.js';
+import type { Clock, JobStore, Logger } from '../engine/ports.js';
 import type { TransitionService } from '../engine/transitions.js';
 
 /** Defaults a submit gets for the fields it leaves out. */
@@ -30,6 +30,14 @@ export interface AppLimits {
   maxPayloadDepth?: number;
   /** How long /readyz waits for one check before calling it failed. @defaultValue 2000 */
   readyTimeoutMs?: number;
+  /** Time to receive the request line and headers; then 408. @defaultValue 10000 */
+  headersTimeoutMs?: number;
+  /** Time to receive the whole request (headers and body); then 408. @defaultValue 30000 */
+  requestTimeoutMs?: number;
+  /** Longest silence while a request body arrives; then 408 and the connection is closed. @defaultValue 10000 */
+  bodyTimeoutMs?: number;
+  /** How long an idle kept-alive connection stays open. @defaultValue 5000 */
+  keepAliveTimeoutMs?: number;
 }
 
 export interface ReadinessChecks {
@@ -52,8 +60,12 @@ export interface AppDeps {
   checks: ReadinessChecks;
   limits: AppLimits;
   defaults: SubmitDefaults;
-  /** fastify's `logger` option (false, true or pino options). @defaultValue false */
-  logger?: boolean | object;
+  /**
+   * Where the API logs (the engine's logger: one log for the whole process).
+   * Every 5xx is logged here with its request id. fastify's own logger stays
+   * off. @defaultValue silent
+   */
+  logger?: Logger;
   plugins?: AppPlugin[];
 }
 

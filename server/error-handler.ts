@@ -7,6 +7,9 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
+import { errorFields } from '../engine/logger.js';
+import { responseStarted } from './connections.js';
+import type { Logger } from '../engine/ports.js';
 
 export interface ErrorReply {
   status: number;
@@ -51,28 +54,45 @@ export function toErrorReply(err: unknown): ErrorReply {
   return reply('ATS_ERR_INTERNAL');
 }
 
-function onError(this: FastifyInstance, err: unknown, request: FastifyRequest, res: FastifyReply) {
+/**
+ * Seconds a client is asked to wait before retrying a 503 (the database or
+ * the log is unreachable, or this instance is shutting down): long enough not
+ * to hammer a recovering database, short enough to notice it is back.
+ */
+export const RETRY_AFTER_S = 5;
+
+/**
+ * Send the error reply. Every 5xx is logged with the request id the response
+ * carries (`x-request-id`): a 503 is an outage to watch (warn), a 500 a bug
+ * to fix (error, with the internals the reply hides).
+ */
+function sendError(logger: Logger, err: unknown, request: FastifyRequest, res: FastifyReply) {
   const { status, body } = toErrorReply(err);
-  if (status >= 500) request.log.error({ err }, 'request failed');
+  if (status >= 500) {
+    const fields = { reqId: request.id, method: request.method, url: clip(request.url), status, code: body.code, ...errorFields(err) };
+    if (status === 503) logger.warn('request failed: unavailable', fields);
+    else logger.error('request failed', fields);
+  }
+  if (status === 503) res.header('retry-after', String(RETRY_AFTER_S));
   return res.code(status).send(body);
 }
 
+const clip = (url: string) => (url.length > 200 ? `${url.slice(0, 200)}...` : url);
+
 function onNotFound(request: FastifyRequest, res: FastifyReply) {
-  const url = request.url.length > 200 ? `${request.url.slice(0, 200)}...` : request.url;
-  const { status, body } = reply('ATS_ERR_ROUTE_NOT_FOUND', `No route ${request.method} ${url}`);
+  const { status, body } = reply('ATS_ERR_ROUTE_NOT_FOUND', `No route ${request.method} ${clip(request.url)}`);
   return res.code(status).send(body);
 }
 
 /** fastify's `frameworkErrors` option: errors raised before routing (bad URL encoding, long params). */
-export function onFrameworkError(err: FastifyError, _request: FastifyRequest, res: FastifyReply) {
-  const { status, body } = toErrorReply(err);
-  return res.code(status).send(body);
+export function frameworkErrorHandler(logger: Logger) {
+  return (err: FastifyError, request: FastifyRequest, res: FastifyReply) => sendError(logger, err, request, res);
 }
 
 /** Protocol errors Node's HTTP parser raises before fastify sees a request. */
 const CLIENT_ERRORS: Record<string, { code: ErrorCode; status: number; message: string }> = {
   HPE_HEADER_OVERFLOW: { code: 'ATS_ERR_HEADERS_TOO_LARGE', status: 431, message: ERRORS.ATS_ERR_HEADERS_TOO_LARGE.message },
-  ERR_HTTP_REQUEST_TIMEOUT: { code: 'ATS_ERR_VALIDATION', status: 408, message: 'The request took too long to arrive' },
+  ERR_HTTP_REQUEST_TIMEOUT: { code: 'ATS_ERR_REQUEST_TIMEOUT', status: 408, message: ERRORS.ATS_ERR_REQUEST_TIMEOUT.message },
 };
 
 /**
@@ -84,7 +104,9 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   const known = (err.code && CLIENT_ERRORS[err.code]) || { code: 'ATS_ERR_VALIDATION', status: 400, message: 'The request is not valid HTTP' };
   const body = JSON.stringify({ code: known.code, message: known.message });
   this.log.debug({ err }, 'client error');
-  if (socket.writable) {
+  // A response already under way (the request timed out while its reply was
+  // being written) cannot be followed by another one: only cut the socket.
+  if (socket.writable && !responseStarted(socket)) {
     socket.write(
       `HTTP/1.1 ${known.status} ${STATUS_CODES[known.status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `Content-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
@@ -94,7 +116,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
 }
 
 /** Install the error and not-found handlers on the root, so every plugin inherits them. */
-export function installErrorHandlers(app: FastifyInstance): void {
-  app.setErrorHandler(onError);
+export function installErrorHandlers(app: FastifyInstance, logger: Logger): void {
+  app.setErrorHandler((err, request, res) => sendError(logger, err, request, res));
   app.setNotFoundHandler(onNotFound);
 }

@@ -8,6 +8,7 @@ import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from 
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults } from '../sql/options.js';
 import { runAsync } from '../sql/program.js';
+import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
 import { claimOutbox, markPublished } from '../sql/statements.js';
@@ -17,6 +18,7 @@ import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { PING } from './statements.js';
 import { inTransaction, withRetry } from './tx.js';
+import { isMysqlUnavailable } from './unavailable.js';
 
 export type MysqlStore = JobStore & {
   pool: Pool;
@@ -24,7 +26,12 @@ export type MysqlStore = JobStore & {
   dbNow(): Promise<number>;
 };
 
+/** The store; a lost or refused connection rejects with ATS_ERR_STORE_UNAVAILABLE (see unavailable.ts). */
 export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
+  return guardStore(mysqlOperations(pool, clock, faults), isMysqlUnavailable);
+}
+
+function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
   const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sql, [...params]))[0] as Row[];
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
 

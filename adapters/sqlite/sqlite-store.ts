@@ -13,6 +13,7 @@ import { SQLITE_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
+import { guardStore } from '../sql/unavailable.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
 import { claimOutbox, markPublished, type Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -27,7 +28,15 @@ const MAX_TRIES = 8;
 /** Prepared statements kept; IN lists of varying length make distinct statements. */
 const CACHE_SIZE = 256;
 
+/**
+ * The store; a file locked past busy_timeout, an I/O error, a full disk or a
+ * closed connection rejects with ATS_ERR_STORE_UNAVAILABLE.
+ */
 export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults): SqliteStore {
+  return guardStore(sqliteOperations(db, clock, faults), (err) => !db.open || isSqliteUnavailable(err));
+}
+
+function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults): SqliteStore {
   const exec = executor(db);
   const relayLock = new Mutex();
   const inTx = db.transaction(<T>(program: Program<T>): T => {
@@ -100,4 +109,14 @@ function retrying<T>(fn: () => T): T {
       if (i >= MAX_TRIES) throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', undefined, { cause: err });
     }
   }
+}
+
+/** Primary result codes whose extended codes (SQLITE_IOERR_WRITE...) all mean the file cannot be used now. */
+const UNAVAILABLE_CODES = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_PROTOCOL'];
+
+/** True for a better-sqlite3 error that means the database is unusable now (not a constraint or a bug). */
+export function isSqliteUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (!(err instanceof Error) || typeof code !== 'string') return false;
+  return UNAVAILABLE_CODES.some((c) => code === c || code.startsWith(`${c}_`));
 }

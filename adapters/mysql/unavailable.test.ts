@@ -1,0 +1,110 @@
+/**
+ * A MariaDB that becomes unreachable while the store runs (a TCP proxy in
+ * between, cut by the test): every store operation rejects with
+ * ATS_ERR_STORE_UNAVAILABLE, never a raw driver error, and works again once
+ * the server is back. Lost races and bad data stay what they were.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { AtsError } from '../../engine/errors.js';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { createTestDatabase, requireMysql, withDatabase, mysqlUrl, type TestDatabase } from '../../tests/helpers/mysql.js';
+import { startTcpProxy, type TcpProxy } from '../../tests/helpers/tcp-proxy.js';
+import { VersionConflict } from '../sql/writes.js';
+import { createMysqlStore, type MysqlStore } from './index.js';
+import { isMysqlUnavailable } from './unavailable.js';
+
+await requireMysql();
+
+const unavailable = (e: unknown) => {
+  assert.ok(e instanceof AtsError, `expected an AtsError, got ${String((e as Error)?.stack ?? e)}`);
+  assert.equal(e.code, 'ATS_ERR_STORE_UNAVAILABLE');
+  return true;
+};
+
+describe('MySQL store: the server becomes unreachable', () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  let store: MysqlStore;
+  let existing: string;
+
+  before(async () => {
+    db = await createTestDatabase();
+    const target = new URL(mysqlUrl());
+    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 3306) });
+    const via = new URL(withDatabase(mysqlUrl(), db.name));
+    via.hostname = '127.0.0.1';
+    via.port = String(proxy.port);
+    store = await createMysqlStore({ url: via.toString(), poolSize: 3, connectTimeoutMs: 1000 });
+    await store.migrate();
+    const w = newJobWrite();
+    await store.insert([w]);
+    existing = w.job.id;
+    // Fill the pool with idle connections, so the cut hits open ones too.
+    await Promise.all([store.getJob(existing), store.stats(), store.listJobs({ limit: 1 })]);
+    await proxy.cut();
+  });
+
+  after(async () => {
+    await store?.close().catch(() => undefined);
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  const operations: Array<[string, () => Promise<unknown>]> = [
+    ['getJob', () => store.getJob(existing)],
+    ['listJobs', () => store.listJobs({ limit: 5 })],
+    ['stats', () => store.stats()],
+    ['getEvents', () => store.getEvents(existing)],
+    ['findDue', () => store.findDue(Date.now(), 10)],
+    ['insert', () => store.insert([newJobWrite()])],
+    ['update', () => store.update([existing], () => ({ writes: [], result: null }))],
+    ['relayOutbox', () => store.relayOutbox(10, async () => undefined)],
+    ['ping', () => store.ping()],
+  ];
+  for (const [name, op] of operations) {
+    test(`${name} rejects with ATS_ERR_STORE_UNAVAILABLE`, async () => {
+      await assert.rejects(op(), unavailable);
+    });
+  }
+
+  test('once the server is reachable again, the same store works', async () => {
+    await proxy.restore();
+    const job = await store.getJob(existing);
+    assert.equal(job?.id, existing);
+    assert.equal((await store.insert([newJobWrite()]))[0]?.ok, true);
+  });
+
+  test('a closed pool is unavailable too', async () => {
+    const other = await createMysqlStore({ url: db.url, poolSize: 1 });
+    await other.close();
+    await assert.rejects(other.getJob(existing), unavailable);
+  });
+});
+
+describe('isMysqlUnavailable', () => {
+  const err = (fields: Record<string, unknown>, message = 'x') => Object.assign(new Error(message), fields);
+  const yes: Array<[string, unknown]> = [
+    ['connection refused', err({ code: 'ECONNREFUSED', errno: -111, fatal: true })],
+    ['connection lost', err({ code: 'PROTOCOL_CONNECTION_LOST', fatal: true })],
+    ['connect timeout', err({ code: 'ETIMEDOUT', fatal: true })],
+    ['too many connections', err({ code: 'ER_CON_COUNT_ERROR', errno: 1040 })],
+    ['server shutting down', err({ code: 'ER_SERVER_SHUTDOWN', errno: 1053 })],
+    ['server gone away', err({ code: 'CR_SERVER_GONE_ERROR', errno: 2006 })],
+    ['connection killed', err({ code: 'ER_CONNECTION_KILLED', errno: 1927 })],
+    ['any fatal driver error', err({ fatal: true }, "Can't add new command when connection is in closed state")],
+    ['pool closed', new Error('Pool is closed.')],
+    ['pool queue full', new Error('Queue limit reached.')],
+  ];
+  const no: Array<[string, unknown]> = [
+    ['duplicate key', err({ code: 'ER_DUP_ENTRY', errno: 1062, sqlState: '23000' })],
+    ['syntax error', err({ code: 'ER_PARSE_ERROR', errno: 1064 })],
+    ['row lock wait (retried as a lost race)', err({ code: 'ER_LOCK_WAIT_TIMEOUT', errno: 1205 })],
+    ['version conflict', new VersionConflict('j', 'version moved')],
+    ['an AtsError', new AtsError('ATS_ERR_CONCURRENT_UPDATE')],
+    ['a plain error', new Error('boom')],
+    ['not an error', 'ECONNREFUSED'],
+  ];
+  for (const [name, e] of yes) test(`unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), true));
+  for (const [name, e] of no) test(`not unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), false));
+});

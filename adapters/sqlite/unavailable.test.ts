@@ -1,0 +1,65 @@
+/**
+ * SQLite errors that mean the file cannot be used now (another process holds
+ * its write lock past busy_timeout, an I/O error, a full disk, a closed
+ * connection) reject with ATS_ERR_STORE_UNAVAILABLE; a constraint or a bug
+ * stays what it was.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { AtsError } from '../../engine/errors.js';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { createSqliteStore } from './index.js';
+import { isSqliteUnavailable } from './sqlite-store.js';
+
+const unavailable = (e: unknown) => {
+  assert.ok(e instanceof AtsError, `expected an AtsError, got ${String((e as Error)?.stack ?? e)}`);
+  assert.equal(e.code, 'ATS_ERR_STORE_UNAVAILABLE');
+  return true;
+};
+
+describe('SQLite store: the file cannot be used', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-unavailable-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('another connection holds the write lock past busy_timeout: insert and update are unavailable', async () => {
+    const file = join(dir, 'busy.sqlite');
+    const holder = createSqliteStore({ file });
+    await holder.migrate();
+    const w = newJobWrite();
+    await holder.insert([w]);
+    const waiting = createSqliteStore({ file, busyTimeoutMs: 50 });
+    holder.db.prepare('BEGIN IMMEDIATE').run();
+    try {
+      await assert.rejects(waiting.insert([newJobWrite()]), unavailable);
+      await assert.rejects(waiting.update([w.job.id], () => ({ writes: [], result: null })), unavailable);
+    } finally {
+      holder.db.prepare('ROLLBACK').run();
+    }
+    assert.equal((await waiting.insert([newJobWrite()]))[0]?.ok, true, 'works once the lock is gone');
+    await waiting.close();
+    await holder.close();
+  });
+
+  test('a closed store is unavailable', async () => {
+    const store = createSqliteStore({ file: join(dir, 'closed.sqlite') });
+    await store.migrate();
+    await store.close();
+    await assert.rejects(store.getJob('01ARZ3NDEKTSV4RRFFQ69G5FAV'), unavailable);
+    await assert.rejects(store.stats(), unavailable);
+    await assert.rejects(store.ping(), unavailable);
+  });
+});
+
+describe('isSqliteUnavailable', () => {
+  const sqliteError = (code: string) => Object.assign(new Error(code), { name: 'SqliteError', code });
+  for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_CANTOPEN', 'SQLITE_FULL']) {
+    test(`unavailable: ${code}`, () => assert.equal(isSqliteUnavailable(sqliteError(code)), true));
+  }
+  for (const code of ['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_ERROR', 'SQLITE_MISMATCH', 'SQLITE_BUSYNESS']) {
+    test(`not unavailable: ${code}`, () => assert.equal(isSqliteUnavailable(sqliteError(code)), false));
+  }
+  test('not unavailable: a plain error', () => assert.equal(isSqliteUnavailable(new Error('SQLITE_BUSY')), false));
+});

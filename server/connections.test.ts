@@ -1,0 +1,170 @@
+/**
+ * What a client can do to a connection, on a listening app with the stream
+ * plugin registered (so the server has an `upgrade` listener, as in
+ * production): an `Upgrade` request on an ordinary route is answered and its
+ * socket closed; a client that sends its headers or its body slowly, or
+ * declares a body it never sends, is answered 408 and cut off after the
+ * configured time; an idle kept-alive connection is closed.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import WebSocket from 'ws';
+import { createMemoryLog } from '../adapters/memory/index.js';
+import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
+import { silentLogger } from '../engine/logger.js';
+import { TransitionService } from '../engine/transitions.js';
+import { buildApp, type AppLimits } from './app.js';
+import { streamPlugin } from './stream/index.js';
+import { TEST_DEFAULTS, testClock } from './test-app.js';
+
+const LIMITS: AppLimits = { bodyLimitBytes: 1024 * 1024, headersTimeoutMs: 400, requestTimeoutMs: 1200, bodyTimeoutMs: 400, keepAliveTimeoutMs: 400 };
+/** Generous bound on "cut off after the configured time" (the configured times are at most 1.2 s). */
+const CUT_WITHIN_MS = 4000;
+
+interface RawClient {
+  socket: Socket;
+  /** Everything the server sent until it closed the connection; rejects if it is still open after `ms`. */
+  closedWithin(ms: number): Promise<{ text: string; ms: number }>;
+}
+
+function rawClient(port: number, first?: string): Promise<RawClient> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1', () => {
+      if (first) socket.write(first);
+      resolve({
+        socket,
+        closedWithin: (ms) =>
+          Promise.race([
+            closed,
+            new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`the server kept the connection open for ${ms} ms; it sent: ${JSON.stringify(text)}`)), ms).unref()),
+          ]),
+      });
+    });
+    let text = '';
+    socket.on('data', (d) => (text += d));
+    socket.on('error', () => undefined);
+    const closed = new Promise<{ text: string; ms: number }>((res) => socket.once('end', () => res({ text, ms: Date.now() - started })));
+    socket.once('error', reject);
+  });
+}
+
+const statusOf = (text: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
+const bodyOf = (text: string) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { code: string; message: string };
+const upgradeHeaders = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+
+describe('connections: upgrades and slow clients', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-connections-'));
+  let store: SqliteStore;
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  let port = 0;
+
+  before(async () => {
+    store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+    await store.migrate();
+    const log = createMemoryLog();
+    const ulid = monotonicFactory();
+    const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
+    app = await buildApp({
+      transitions, store, clock: testClock, checks: { database: () => store.ping() }, limits: LIMITS, defaults: TEST_DEFAULTS,
+      plugins: [streamPlugin({ store, log, clock: testClock, logger: silentLogger, instanceId: 'connections-test' })],
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    port = (app.server.address() as { port: number }).port;
+  });
+
+  after(async () => {
+    await app?.close();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const openConnections = () => new Promise<number>((resolve, reject) => app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+
+  test('Upgrade: websocket on GET /v1/jobs: a 4xx with a registry code, and the server closes the socket', async () => {
+    const c = await rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`);
+    const { text } = await c.closedWithin(2000);
+    assert.ok(statusOf(text) >= 400 && statusOf(text) < 500, text);
+    assert.equal(bodyOf(text).code, 'ATS_ERR_VALIDATION');
+    assert.match(bodyOf(text).message, /\/v1\/stream/);
+  });
+
+  test('Upgrade on POST /v1/jobs with a body, and on an unknown route: answered and closed', async () => {
+    const body = JSON.stringify({ type: 'demo.echo', payload: {} });
+    for (const head of [
+      `POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${upgradeHeaders}\r\n${body}`,
+      `GET /nowhere HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`,
+      `GET /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+    ]) {
+      const c = await rawClient(port, head);
+      const { text } = await c.closedWithin(2000);
+      assert.ok(statusOf(text) >= 400 && statusOf(text) < 500, text);
+      assert.ok(bodyOf(text).code.startsWith('ATS_ERR_'), text);
+    }
+    assert.equal((await store.listJobs({ limit: 10 })).length, 0, 'a refused upgrade writes nothing');
+  });
+
+  test('20 stray upgrades leave no connection open on the server', async () => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`)));
+    await Promise.all(clients.map((c) => c.closedWithin(2000)));
+    for (const c of clients) c.socket.destroy();
+    for (let i = 0; i < 50 && (await openConnections()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await openConnections(), 0);
+  });
+
+  test('the stream still upgrades', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream`);
+    await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject));
+    ws.close();
+  });
+
+  test('headers that never finish: 408 and closed after the headers timeout', async () => {
+    const c = await rawClient(port, 'GET /v1/jobs HTTP/1.1\r\nHost: x\r\n');
+    const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
+    assert.equal(statusOf(text), 408, text);
+    assert.equal(bodyOf(text).code, 'ATS_ERR_REQUEST_TIMEOUT');
+    assert.ok(ms >= 300, `cut after ${ms} ms, before the headers timeout`);
+  });
+
+  test('a body that stops arriving: 408 ATS_ERR_REQUEST_TIMEOUT and closed after the body timeout', async () => {
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
+    const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
+    assert.equal(statusOf(text), 408, text);
+    assert.equal(bodyOf(text).code, 'ATS_ERR_REQUEST_TIMEOUT');
+    assert.ok(ms >= 300, `cut after ${ms} ms`);
+  });
+
+  test('a chunk declared huge and never sent: cut off', async () => {
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nfffff\r\n{"a"');
+    const { text } = await c.closedWithin(CUT_WITHIN_MS);
+    assert.equal(statusOf(text), 408, text);
+  });
+
+  test('a body trickling in (never idle for the body timeout) is cut by the request timeout', async () => {
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n');
+    const drip = setInterval(() => c.socket.writable && c.socket.write(' '), 100);
+    try {
+      const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
+      assert.equal(statusOf(text), 408, text);
+      assert.ok(ms >= 1000, `cut after ${ms} ms, before the request timeout`);
+    } finally {
+      clearInterval(drip);
+    }
+  });
+
+  test('an idle kept-alive connection is closed after the keep-alive timeout', async () => {
+    const c = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const { text } = await c.closedWithin(CUT_WITHIN_MS);
+    assert.equal(statusOf(text), 200, text);
+  });
+
+  test('a normal request is unaffected', async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { n: 1 } }) });
+    assert.equal(r.status, 201);
+  });
+});

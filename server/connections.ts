@@ -1,0 +1,138 @@
+/**
+ * How long a client may hold a connection, and what happens to connections
+ * the HTTP server does not manage itself. Every limit here bounds what one
+ * slow or stray client can cost: a socket, a parser, and the server's
+ * shutdown, which waits for every open connection.
+ */
+import type { ServerOptions } from 'node:http';
+import type { Socket } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AtsError } from '../engine/errors.js';
+
+export interface ConnectionLimits {
+  /** Time to receive the request line and headers. */
+  headersTimeoutMs: number;
+  /** Time to receive the whole request, headers and body. */
+  requestTimeoutMs: number;
+  /** Longest silence while a request body arrives. */
+  bodyTimeoutMs: number;
+  /** How long an idle kept-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  bodyTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+});
+
+/**
+ * On close, in-flight requests get this long to finish; then every
+ * connection still open (a body that never ends, a request stuck on the
+ * database) is cut, so a shutdown never waits for a client.
+ */
+export const CLOSE_DRAIN_MS = 2_000;
+
+/**
+ * fastify's options for Node's timeouts. Node checks the headers and request
+ * timeouts only every `connectionsCheckingInterval` (30 s by default, which
+ * would double a 30 s limit), so it is derived from the limits.
+ */
+export function serverTimeouts(l: ConnectionLimits): { requestTimeout: number; keepAliveTimeout: number; http: ServerOptions } {
+  const checkEvery = Math.max(50, Math.min(1000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
+  return {
+    requestTimeout: l.requestTimeoutMs,
+    keepAliveTimeout: l.keepAliveTimeoutMs,
+    http: { headersTimeout: Math.min(l.headersTimeoutMs, l.requestTimeoutMs), connectionsCheckingInterval: checkEvery },
+  };
+}
+
+const isUpgrade = (request: FastifyRequest): boolean => (request.raw as { upgrade?: boolean }).upgrade === true;
+
+/**
+ * Upgrade requests reach fastify through the WebSocket plugin's `upgrade`
+ * listener, on a socket Node's HTTP server has already let go of: no parser,
+ * no timeouts, no keep-alive handling, and nothing closes it after the
+ * response. Only a WebSocket route takes the socket over; an upgrade on any
+ * other route is refused before its body is read (the body bytes are not
+ * delivered to an upgraded request anyway) and its socket closed once the
+ * refusal is written.
+ */
+export function installUpgradeGuard(app: FastifyInstance): void {
+  const wsRoutes = new Set<string>();
+  app.addHook('onRoute', (route) => {
+    const r = route as { wsHandler?: unknown; websocket?: unknown };
+    if (r.wsHandler || r.websocket) wsRoutes.add(`GET ${route.url}`);
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (!isUpgrade(request)) return;
+    if (wsRoutes.has(`${request.method} ${request.routeOptions.url}`)) return;
+    reply.header('connection', 'close');
+    const where = wsRoutes.size ? `only ${[...wsRoutes].join(', ')} accepts` : 'this server accepts no';
+    throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${request.url.slice(0, 200)} is not a WebSocket endpoint: ${where} Upgrade requests`);
+  });
+  app.addHook('onResponse', async (request) => {
+    if (isUpgrade(request)) request.raw.socket.destroySoon();
+  });
+}
+
+/**
+ * The body timeout: a request body that goes silent for `ms` fails with 408
+ * ATS_ERR_REQUEST_TIMEOUT and its connection is closed (the rest of the body
+ * never arrives, so the connection cannot serve another request). Node's
+ * request timeout bounds the whole request; this catches a stalled body
+ * sooner, and a declared chunk that is never sent.
+ */
+export function installBodyTimeout(app: FastifyInstance, ms: number): void {
+  app.addHook('preParsing', async (request, reply, payload) => {
+    const h = request.headers;
+    if (!h['transfer-encoding'] && !(Number(h['content-length']) > 0)) return payload;
+    const idle = new IdleTimeout(ms, () => {
+      reply.header('connection', 'close');
+      return new AtsError('ATS_ERR_REQUEST_TIMEOUT', `No part of the request body arrived for ${ms} ms`);
+    });
+    payload.on('error', (err) => idle.destroy(err));
+    return payload.pipe(idle);
+  });
+}
+
+/** A pass-through that fails when no chunk passes for `ms` before the end. */
+class IdleTimeout extends Transform {
+  private timer: NodeJS.Timeout;
+  constructor(private readonly ms: number, private readonly onIdle: () => Error) {
+    super();
+    this.timer = this.arm();
+  }
+  private arm(): NodeJS.Timeout {
+    return setTimeout(() => this.destroy(this.onIdle()), this.ms).unref();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    clearTimeout(this.timer);
+    this.timer = this.arm();
+    done(null, chunk);
+  }
+  override _flush(done: TransformCallback): void {
+    clearTimeout(this.timer);
+    done();
+  }
+  override _destroy(err: Error | null, done: (error?: Error | null) => void): void {
+    clearTimeout(this.timer);
+    done(err);
+  }
+}
+
+/** Once close starts, in-flight requests get `drainMs`; then every connection left is cut. */
+export function installCloseDrain(app: FastifyInstance, drainMs: number): void {
+  app.addHook('preClose', async () => {
+    const server = app.server;
+    if (!server.listening) return;
+    const cut = setTimeout(() => server.closeAllConnections(), drainMs).unref();
+    server.once('close', () => clearTimeout(cut));
+  });
+}
+
+/** Whether a response is already under way on this socket (Node's own field: no public accessor). */
+export const responseStarted = (socket: Socket): boolean =>
+  (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;

@@ -1,0 +1,129 @@
+/**
+ * The database goes away under a running API (MariaDB behind a TCP proxy the
+ * test cuts): every route that touches the store answers 503
+ * ATS_ERR_STORE_UNAVAILABLE with a Retry-After header, never a 500; /readyz
+ * says 503 too; each 5xx is logged with its request id; and the API serves
+ * again once the database is back.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import { monotonicFactory } from 'ulid';
+import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
+import { createLogger } from '../engine/logger.js';
+import { TransitionService } from '../engine/transitions.js';
+import { createTestDatabase, mysqlUrl, requireMysql, withDatabase, type TestDatabase } from '../tests/helpers/mysql.js';
+import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
+import { buildApp } from './app.js';
+import { TEST_DEFAULTS, testClock } from './test-app.js';
+
+await requireMysql();
+
+describe('the database becomes unreachable under a running API', () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  let store: MysqlStore;
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  let jobId = '';
+  const lines: Array<Record<string, unknown>> = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    const target = new URL(mysqlUrl());
+    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 3306) });
+    const via = new URL(withDatabase(mysqlUrl(), db.name));
+    via.hostname = '127.0.0.1';
+    via.port = String(proxy.port);
+    store = await createMysqlStore({ url: via.toString(), poolSize: 3, connectTimeoutMs: 1000 });
+    await store.migrate();
+    const ulid = monotonicFactory();
+    const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
+    app = await buildApp({
+      transitions, store, clock: testClock,
+      checks: { database: () => store.ping() },
+      limits: { bodyLimitBytes: 1024 * 1024, readyTimeoutMs: 1000 },
+      defaults: TEST_DEFAULTS,
+      logger: createLogger('info', {}, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
+    });
+    const created = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: { a: 1 } } });
+    assert.equal(created.statusCode, 201, created.body);
+    jobId = created.json().id;
+    await proxy.cut();
+  });
+
+  after(async () => {
+    await app?.close();
+    await store?.close().catch(() => undefined);
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  const routes: Array<[string, () => InjectOptions]> = [
+    ['POST /v1/jobs', () => ({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: { a: 2 } } })],
+    ['POST /v1/jobs with an Idempotency-Key', () => ({ method: 'POST', url: '/v1/jobs', headers: { 'idempotency-key': 'k-1' }, payload: { type: 'demo.echo', payload: {} } })],
+    ['GET /v1/jobs', () => ({ method: 'GET', url: '/v1/jobs' })],
+    ['GET /v1/jobs?state=pending', () => ({ method: 'GET', url: '/v1/jobs?state=pending' })],
+    ['GET /v1/jobs/:id', () => ({ method: 'GET', url: `/v1/jobs/${jobId}` })],
+    ['POST /v1/jobs/:id/cancel', () => ({ method: 'POST', url: `/v1/jobs/${jobId}/cancel` })],
+    ['POST /v1/jobs/:id/redrive', () => ({ method: 'POST', url: `/v1/jobs/${jobId}/redrive` })],
+    ['GET /v1/stats', () => ({ method: 'GET', url: '/v1/stats' })],
+  ];
+
+  const loggedFor = (r: LightMyRequestResponse) => {
+    const id = r.headers['x-request-id'];
+    assert.ok(typeof id === 'string' && id.length > 0, 'the response names its request id');
+    return lines.filter((l) => l.reqId === id);
+  };
+
+  for (const [name, req] of routes) {
+    test(`${name}: 503 ATS_ERR_STORE_UNAVAILABLE with Retry-After, logged with its request id`, async () => {
+      const r = await app.inject(req());
+      assert.equal(r.statusCode, 503, r.body);
+      assert.deepEqual(Object.keys(r.json()).sort(), ['code', 'message']);
+      assert.equal(r.json().code, 'ATS_ERR_STORE_UNAVAILABLE');
+      assert.match(String(r.headers['retry-after']), /^\d+$/);
+      const logged = loggedFor(r);
+      assert.equal(logged.length, 1, `one log line for the request: ${JSON.stringify(lines.slice(-3))}`);
+      assert.equal(logged[0]!.status, 503);
+      assert.equal(logged[0]!.code, 'ATS_ERR_STORE_UNAVAILABLE');
+      assert.match(String(logged[0]!.cause ?? logged[0]!.err), /ECONN|closed|lost|Pool/i, 'the log names the driver error');
+    });
+  }
+
+  test('/readyz: 503 ATS_ERR_NOT_READY naming the database, within the ready timeout', async () => {
+    const started = Date.now();
+    const r = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(r.statusCode, 503, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_NOT_READY');
+    assert.match(r.json().message, /database/);
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+  });
+
+  test('a plain bug is still a 500 ATS_ERR_INTERNAL, logged with its request id and the error', async () => {
+    const broken = await buildApp({
+      transitions: new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => 'x' } }),
+      store: { ...store, stats: async () => { throw new TypeError('cannot read x of undefined'); } },
+      clock: testClock, checks: { database: async () => {} }, limits: { bodyLimitBytes: 1024 }, defaults: TEST_DEFAULTS,
+      logger: createLogger('info', {}, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
+    });
+    try {
+      const r = await broken.inject({ method: 'GET', url: '/v1/stats' });
+      assert.equal(r.statusCode, 500);
+      assert.deepEqual(r.json(), { code: 'ATS_ERR_INTERNAL', message: 'Internal error' });
+      const logged = loggedFor(r);
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.level, 'error');
+      assert.match(String(logged[0]!.err), /cannot read x/);
+    } finally {
+      await broken.close();
+    }
+  });
+
+  test('the database back: the same app serves again', async () => {
+    await proxy.restore();
+    const r = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}` });
+    assert.equal(r.statusCode, 200, r.body);
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200, ready.body);
+  });
+});

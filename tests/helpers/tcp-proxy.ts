@@ -1,0 +1,65 @@
+/**
+ * A TCP proxy a test puts between a client and a real server (MariaDB), so it
+ * can make the server unreachable without stopping it: `cut()` stops
+ * accepting and resets every open connection, `restore()` listens again on
+ * the same port.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+export interface TcpProxy {
+  /** The port the proxy listens on (127.0.0.1). */
+  port: number;
+  /** Connections made through the proxy so far. */
+  connections(): number;
+  /** Unreachable: refuse new connections and reset the open ones. */
+  cut(): Promise<void>;
+  /** Reachable again, on the same port. */
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+  const open = new Set<Socket>();
+  let made = 0;
+  const make = (): Server =>
+    createServer((client) => {
+      made++;
+      const upstream = createConnection(target);
+      open.add(client).add(upstream);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+        open.delete(client);
+        open.delete(upstream);
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  const listen = (srv: Server, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, '127.0.0.1', () => resolve((srv.address() as { port: number }).port));
+    });
+  let server: Server | null = make();
+  const port = await listen(server, 0);
+  const stop = async () => {
+    const s = server;
+    server = null;
+    for (const sock of open) sock.resetAndDestroy();
+    open.clear();
+    if (s) await new Promise((r) => s.close(r));
+  };
+  return {
+    port,
+    connections: () => made,
+    cut: stop,
+    async restore() {
+      if (server) return;
+      server = make();
+      await listen(server, port);
+    },
+    close: stop,
+  };
+}
