@@ -43,15 +43,32 @@ export function createSqlReads(query: Query): SqlReads {
   };
 }
 
-/** GROUP BY rows into `Stats`; `byState` lists every state, 0 when none. */
+/**
+ * GROUP BY rows into `Stats`; `byState` lists every state, 0 when none.
+ * Queue and type names are user input and may be `__proto__`, `constructor`...:
+ * the objects keyed by them have no prototype, so such a name is an own key
+ * like any other (a plain `{}` would hand `__proto__` the shared
+ * `Object.prototype` to write counts into). JSON.stringify and fastify's
+ * serializer read own keys only, so the wire shape is unchanged.
+ */
 export function foldStats(byState: Row[], byType: Row[], byQueue: Row[]): Stats {
   const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
-  for (const r of byState) states[r.state as JobState] = toNum(r.n);
+  for (const r of byState) if (isState(r.state)) states[r.state] = toNum(r.n);
   return { byState: states, byType: nest(byType), byQueue: nest(byQueue) };
 }
 
+const isState = (s: unknown): s is JobState => (JOB_STATES as readonly unknown[]).includes(s);
+
 function nest(rows: Row[]): Record<string, Partial<Record<JobState, number>>> {
-  const out: Record<string, Partial<Record<JobState, number>>> = {};
-  for (const r of rows) (out[String(r.k)] ??= {})[r.state as JobState] = toNum(r.n);
+  const groups = new Map<string, Partial<Record<JobState, number>>>();
+  for (const r of rows) {
+    if (!isState(r.state)) continue;
+    const key = String(r.k);
+    let counts = groups.get(key);
+    if (!counts) groups.set(key, (counts = Object.create(null) as Partial<Record<JobState, number>>));
+    counts[r.state] = toNum(r.n);
+  }
+  const out = Object.create(null) as Record<string, Partial<Record<JobState, number>>>;
+  for (const [key, counts] of groups) Object.defineProperty(out, key, { value: counts, enumerable: true, writable: true, configurable: true });
   return out;
 }
