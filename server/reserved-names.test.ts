@@ -8,9 +8,7 @@
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { createMemoryLog } from '../adapters/memory/index.js';
 import { silentLogger } from '../engine/logger.js';
-import type { EventLog } from '../engine/ports.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp } from './app.js';
 import type { JobView } from './schemas.js';
@@ -34,19 +32,16 @@ for (const backend of ['sqlite', 'mariadb'] as const) {
   describe(`names of Object.prototype's members as queues and types (${backend})`, { skip: backend === 'mariadb' && !mysqlReady && 'MariaDB not reachable' }, () => {
     let t: TestApp;
     let app: FastifyInstance;
-    let log: EventLog;
     let url = '';
     const clients: TestClient[] = [];
 
     before(async () => {
-      log = createMemoryLog();
-      await log.ensureTopics();
       const start = backend === 'sqlite' ? startSqliteTestApp : startTestApp;
       t = await start();
       // The same store and deps with the stream mounted (closed before `t.close()` closes the first app and the store).
       app = await buildApp({
         ...t.deps,
-        plugins: [streamPlugin({ store: t.store, log, clock: testClock, logger: silentLogger, instanceId: `proto-${backend}` })],
+        plugins: [streamPlugin({ store: t.store, clock: testClock, logger: silentLogger })],
       });
       const address = await app.listen({ port: 0, host: '127.0.0.1' });
       url = `${address.replace(/^http/, 'ws')}/v1/stream`;
@@ -55,7 +50,6 @@ for (const backend of ['sqlite', 'mariadb'] as const) {
       await Promise.all(clients.map((c) => c.close()));
       await app?.close();
       await t?.close();
-      await log?.close();
     });
     afterEach(() => {
       // Undo a pollution so that one failure does not cascade into every later test of the run.

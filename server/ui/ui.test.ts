@@ -208,7 +208,7 @@ describe('the visualizer at /ui, in Chromium', () => {
 });
 
 /**
- * A stand-in for `/v1/stream` speaking STREAM.md's protocol: answers `stats`
+ * A stand-in for `/v1/stream` speaking the stream protocol (README.md, "The stream"): answers `stats`
  * from the store every `everyMs`, and lets the test push `event` messages.
  */
 function fakeStream(sockets: Set<{ send(data: string): void }>): AppPlugin {
