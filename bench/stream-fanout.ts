@@ -1,12 +1,11 @@
 /**
- * WebSocket stream fan-out: one API instance on MariaDB and the in-process
- * log, C clients subscribed with no filter, in a child process so that their
+ * WebSocket stream fan-out: one API instance on MariaDB, C clients subscribed with no filter, in a child process so that their
  * parsing does not take the server's CPU. J jobs are submitted and moved
  * through STARTED and SUCCEEDED (3 transitions each, batches of 500 per
  * transaction). Measured, as events delivered in total across the clients
  * per second:
- *   live:   the tail is kept asleep while the run commits (no relay, a long
- *           poll), then one `ats.events` message wakes it: from that wake-up
+ *   live:   the tail is kept asleep while the run commits (not woken by
+ *           commits, a long poll), then one `wake()` wakes it: from that wake-up
  *           until every client has every event, i.e. the tail's reads, one
  *           serialization per event and the sends to C sockets;
  *   replay: C fresh clients subscribing with the cursor before the first
@@ -19,9 +18,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { createMemoryLog } from '../adapters/memory/index.js';
 import { createMysqlStore } from '../adapters/mysql/index.js';
-import { TOPICS, type JobStore } from '../engine/ports.js';
+import type { JobStore } from '../engine/ports.js';
 import { spec, startStreamInstance } from '../server/stream/test-stream.js';
 import { encodeStreamCursor } from '../server/stream/cursor.js';
 import { createTestDatabase } from '../tests/helpers/mysql.js';
@@ -117,9 +115,7 @@ async function main(): Promise<void> {
   const db = await createTestDatabase();
   const store = await createMysqlStore({ url: db.url, poolSize: 10 });
   await store.migrate();
-  const log = createMemoryLog();
-  await log.ensureTopics();
-  const instance = await startStreamInstance({ store, log, instanceId: 'bench', relay: false, options: { pollMs: 600_000 } });
+  const instance = await startStreamInstance({ store, relay: false, wakeOnCommit: false, options: { pollMs: 600_000, idlePollMs: 600_000 } });
   try {
     const live = await startClients({ url: instance.url, clients: CLIENTS });
     const c0 = Date.now();
@@ -128,7 +124,7 @@ async function main(): Promise<void> {
     const total = await countEvents(store);
     live.child.send({ target: total });
     const t0 = Date.now();
-    await log.publish([{ topic: TOPICS.events, key: 'bench', value: '{}', headers: {} }]); // the wake-up
+    instance.wake(); // the wake-up a commit would give
     const done = (await live.next('done')) as { at: number };
     const liveMs = Math.max(1, done.at - t0);
     live.child.kill();
@@ -152,7 +148,6 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result));
   } finally {
     await instance.close();
-    await log.close();
     await store.close();
     await db.drop();
   }

@@ -95,11 +95,16 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     await store.close().catch(() => undefined);
     throw err;
   }
-  const waker = new Waker();
-  const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), onCommit: () => waker.notify(),
-  });
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
+  const waker = new Waker();
+  const stream = has('api') ? streamPlugin({ store, clock, logger }) : null;
+  const transitions = new TransitionService({
+    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(),
+    onCommit: () => {
+      waker.notify();
+      stream?.wake();
+    },
+  });
   const eventLog = log;
 
   const app = has('api')
@@ -109,7 +114,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
         limits: config.api, defaults: config.defaults,
         plugins: [
-          streamPlugin({ store, log: eventLog, clock, logger, instanceId: config.worker.workerId }),
+          ...(stream ? [stream] : []),
           uiPlugin,
           ...(opts.plugins ?? []),
         ],

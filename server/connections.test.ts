@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { monotonicFactory } from 'ulid';
 import WebSocket from 'ws';
-import { createMemoryLog } from '../adapters/memory/index.js';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
@@ -67,12 +66,11 @@ describe('connections: upgrades and slow clients', () => {
   before(async () => {
     store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
     await store.migrate();
-    const log = createMemoryLog();
     const ulid = monotonicFactory();
     const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
     app = await buildApp({
       transitions, store, clock: testClock, checks: { database: () => store.ping() }, limits: LIMITS, defaults: TEST_DEFAULTS,
-      plugins: [streamPlugin({ store, log, clock: testClock, logger: silentLogger, instanceId: 'connections-test' })],
+      plugins: [streamPlugin({ store, clock: testClock, logger: silentLogger })],
     });
     await app.listen({ port: 0, host: '127.0.0.1' });
     port = (app.server.address() as { port: number }).port;

@@ -1,9 +1,14 @@
 /**
  * Test fixture: the app on the real MariaDB, in a database of its own that
- * `close()` drops. Used by `server/*.test.ts` only.
+ * `close()` drops (or, `startSqliteTestApp`, on a fresh SQLite file that
+ * `close()` removes). Used by `server/*.test.ts` only.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
 import type { Clock, JobStore } from '../engine/ports.js';
 import { TransitionService } from '../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
@@ -41,6 +46,27 @@ export const TEST_DEFAULTS: AppDeps['defaults'] = Object.freeze({
 /** Build the app on a fresh database; `overrides` replace deps (checks, limits, knownTypes...). */
 export async function startTestApp(overrides: Partial<AppDeps> = {}): Promise<TestApp> {
   const { store, cleanup } = await createTestStore({ poolSize: 4 });
+  return startOn(store, cleanup, overrides);
+}
+
+/** Build the app on a fresh SQLite file (the embedded default); `close()` removes it. */
+export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Promise<TestApp> {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-app-'));
+  const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+  const cleanup = async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await store.migrate();
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  return startOn(store, cleanup, overrides);
+}
+
+async function startOn(store: JobStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
   try {
     const ulid = monotonicFactory();
     const transitions = new TransitionService({

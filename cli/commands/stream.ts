@@ -1,6 +1,6 @@
 /**
  * The client side of the WebSocket stream (`GET /v1/stream`, protocol v1 in
- * notes/STREAM.md): subscribe with a filter, receive transitions, and on any
+ * README.md, "The stream"): subscribe with a filter, receive transitions, and on any
  * disconnect (slow consumer 4000, server going away 1001, network) reconnect
  * and subscribe again from the last cursor received — no gap, no duplicate.
  *

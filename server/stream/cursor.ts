@@ -13,9 +13,9 @@
  * from the tail reader's *horizon* (tail.ts): the horizon only advances over
  * ids that are contiguous from it. At a missing id it stops and waits: the id
  * is either a transaction still committing (it will appear, usually within
- * milliseconds) or a rollback (it never will); only after `gapTimeoutMs`,
- * far longer than a transition transaction holds an inserted event
- * uncommitted, is the id given up. Therefore every id at or below the horizon
+ * milliseconds) or a rollback (it never will); only `gapTimeoutMs` after an
+ * id above it was first seen (far longer than a transition transaction holds
+ * an inserted event uncommitted: see SeenMarks in tail.ts) is the id given up. Therefore every id at or below the horizon
  * is committed (or will never exist), and a cursor `c` (an event's id, or
  * the horizon at subscribe time) has this property: everything a client has
  * not received is in `job_events` with `id > c`. A resume is a replay of
@@ -38,7 +38,11 @@ export function encodeStreamCursor(id: number): string {
   return Buffer.from(`${PREFIX}${id}`, 'utf8').toString('base64url');
 }
 
-/** The position a cursor stands for; throws ATS_ERR_BAD_CURSOR for anything this server did not issue. */
+/**
+ * The position a cursor stands for; throws ATS_ERR_BAD_CURSOR for anything
+ * not of this server's format. A well-formed cursor beyond every event issued
+ * so far is refused too, by the session (it needs a read: session.ts).
+ */
 export function decodeStreamCursor(cursor: string): number {
   const text = /^[A-Za-z0-9_-]{1,32}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const m = DECODED.exec(text);

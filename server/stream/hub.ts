@@ -27,7 +27,9 @@ export class StreamHub {
 
   constructor(private readonly deps: HubDeps, private readonly opts: CompiledStreamOptions) {
     const read = deps.store.readEventsAfter.bind(deps.store);
-    this.tail = new TailReader({ read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events) }, opts);
+    this.tail = new TailReader({
+      read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
+    }, opts);
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
@@ -48,6 +50,8 @@ export class StreamHub {
   /** Takes a new connection; subscribes at once when the query string carries a filter or cursor. */
   accept(socket: WebSocket, query: Record<string, unknown>): StreamSession {
     const session = new StreamSession(socket, this.context);
+    // The tail polled slowly while no one listened: catch up now.
+    if (this.sessions.size === 0) this.tail.wake();
     this.sessions.add(session);
     socket.on('message', (data, isBinary) => session.onFrame(toBuffer(data), isBinary));
     socket.on('pong', () => session.onPong());

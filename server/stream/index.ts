@@ -1,13 +1,15 @@
 /**
- * The WebSocket stream, `GET /v1/stream` (protocol v1: notes/STREAM.md).
+ * The WebSocket stream, `GET /v1/stream` (protocol v1: README.md, "The stream").
  *
  * ```ts
- * const app = await buildApp({ ...deps, plugins: [streamPlugin({ store, log, clock, logger, instanceId })] });
+ * const stream = streamPlugin({ store, clock, logger });
+ * const transitions = new TransitionService({ ...deps, onCommit: () => stream.wake() });
+ * const app = await buildApp({ ...deps, transitions, plugins: [stream] });
  * ```
  * @packageDocumentation
  */
-export { streamGroupId, streamPlugin } from './plugin.js';
-export type { StreamDeps } from './plugin.js';
+export { streamPlugin } from './plugin.js';
+export type { StreamDeps, StreamPlugin } from './plugin.js';
 export { compileStreamOptions, STREAM_DEFAULTS } from './options.js';
 export type { CompiledStreamOptions, StreamOptions } from './options.js';
 export { decodeStreamCursor, encodeStreamCursor } from './cursor.js';

@@ -32,14 +32,23 @@ export interface StreamOptions {
   tailBatchSize?: number;
   /** Rows per read of a client's replay. @defaultValue 500 */
   replayPageSize?: number;
-  /** Fallback poll of the tail when no wake-up comes from `ats.events`. @defaultValue 500 */
+  /**
+   * While clients are connected, the tail reads the table this often (one
+   * primary-key read): the most a commit of another process waits before
+   * live clients get it. Commits of this process wake it at once.
+   * @defaultValue 200
+   */
   pollMs?: number;
+  /** The tail's poll while no client is connected (it keeps its horizon near the newest event). @defaultValue 5000 */
+  idlePollMs?: number;
   /**
    * How long a missing `job_events.id` is waited for before the tail moves
    * past it (a rolled-back transaction never fills it). Must exceed the
    * longest time a transition's transaction holds its inserted event
    * uncommitted: an event committed later than this is missed by live
-   * clients (a replay from an older cursor still finds it).
+   * clients (a replay from an older cursor still finds it). Ids below one
+   * seen `gapTimeoutMs` ago are passed at once (see SeenMarks in tail.ts),
+   * so runs deleted by retention cost no wait each.
    * @defaultValue 3000
    */
   gapTimeoutMs?: number;
@@ -53,7 +62,7 @@ export interface StreamOptions {
   startupRewindIds?: number;
   /** Stats answers younger than this are shared between clients (one GROUP BY for many dashboards). @defaultValue 250 */
   statsCacheMs?: number;
-  /** Pause of the tail (or of re-subscribing to the log) after an error. @defaultValue 1000 */
+  /** Pause of the tail after a failed read. @defaultValue 1000 */
   errorBackoffMs?: number;
 }
 
@@ -67,7 +76,8 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   pingIntervalMs: 30_000,
   tailBatchSize: 500,
   replayPageSize: 500,
-  pollMs: 500,
+  pollMs: 200,
+  idlePollMs: 5000,
   gapTimeoutMs: 3000,
   gapPollMs: 50,
   startupRewindIds: 10_000,

@@ -1,5 +1,5 @@
 /**
- * The stream protocol v1 (notes/STREAM.md): parsing what clients send, and
+ * The stream protocol v1 (README.md, "The stream"): parsing what clients send, and
  * the shape of what the server sends. Parsing never throws: a bad message
  * becomes an `error` message for that client, never a crash.
  */
@@ -38,6 +38,14 @@ export interface StreamEventMessage {
   queue: string;
 }
 
+/**
+ * What a client may send. `subscribe.after` is the position its cursor stands
+ * for. A cursor is refused with ATS_ERR_BAD_CURSOR when it is not of the
+ * server's format (here) or when it lies beyond every event issued so far
+ * (the session checks that against `job_events`): a forged cursor never
+ * subscribes at a position that live events would silently wait behind.
+ * After a refusal the subscription in force, if any, stays.
+ */
 export type ClientMessage =
   | { op: 'subscribe'; filter: StreamFilter; after?: number }
   | { op: 'stats'; everyMs?: number }

@@ -64,6 +64,8 @@ export class StreamSession {
   private position = 0;
   /** Bumped by each subscribe and by close: a replay of an older generation stops. */
   private generation = 0;
+  /** Bumped by each subscribe request: a cursor check answering after a newer request is dropped. */
+  private requests = 0;
   private oversize = 0;
   private statsTimer: AbortController | null = null;
   /** Answered the last keep-alive ping. */
@@ -117,8 +119,38 @@ export class StreamSession {
 
   // ------------------------------------------------------------ subscription
 
-  /** Replaces the subscription. Without `after`: live from the horizon. With it: replay, then live. */
+  /**
+   * Replaces the subscription. Without `after`: live from the horizon. With
+   * it: replay, then live.
+   *
+   * A cursor above this instance's horizon is either one another instance
+   * issued (its tail is ahead of ours by a moment) or one no server issued.
+   * Every cursor a server issues is an id of the table or a horizon, and a
+   * horizon never passes the newest id, so an issued cursor `c` has an id
+   * `>= c` in `job_events`. One primary-key read tells the two apart: a
+   * forged cursor is refused with ATS_ERR_BAD_CURSOR and the subscription in
+   * force stays, as for any bad subscribe; a cursor of another instance
+   * subscribes and the session turns live once our tail passes it.
+   */
   subscribe(filter: StreamFilter, after?: number): void {
+    const request = ++this.requests;
+    if (after === undefined || after <= this.ctx.horizon()) return this.start(filter, after);
+    void this.ctx.read(after - 1, 1).then(
+      (rows) => {
+        if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
+        if (rows.length > 0) this.start(filter, after);
+        else this.reject({ code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' });
+      },
+      (err) => {
+        if (request !== this.requests || this.mode === 'closed') return;
+        this.ctx.logger.warn('stream: cursor check failed; closing the client so it resumes', errorFields(err));
+        this.send(serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE'));
+        this.close(CLOSE.internal);
+      },
+    );
+  }
+
+  private start(filter: StreamFilter, after: number | undefined): void {
     const generation = ++this.generation;
     this.filter = filter;
     if (after === undefined) {

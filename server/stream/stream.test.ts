@@ -1,8 +1,9 @@
 /**
- * The WebSocket stream end to end on the real MariaDB and the in-process log:
- * transitions are committed by a TransitionService, a relay carries their
- * outbox rows to `ats.events`, which wakes the stream's tail; `ws` clients
- * subscribe, drop, resume and misbehave.
+ * The WebSocket stream end to end on the real MariaDB: transitions are
+ * committed by the instance's TransitionService, whose commits wake the
+ * stream's tail (a relay also runs, publishing to the in-process log, so that
+ * PUBLISHED transitions happen too); `ws` clients subscribe, drop, resume and
+ * misbehave.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import type { EventInput } from '../../engine/transitions.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestStore, requireMysql } from '../../tests/helpers/mysql.js';
 import { randomQueue } from '../test-app.js';
+import { encodeStreamCursor } from './cursor.js';
 import type { StreamOptions } from './options.js';
 import {
   assertOrdered, history, idOf, key, spec, startStreamInstance, TestClient, type EventMsg, type StreamInstance,
@@ -294,6 +296,36 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     await waitForCount(good, [first.job.id, second.job.id, third.job.id], 3);
     assert.equal(good.closed, null);
     assert.equal(good.of('error').length, 0);
+  });
+
+  it('a cursor beyond every event issued is refused with ATS_ERR_BAD_CURSOR, never a silent stall', async () => {
+    const q = randomQueue();
+    const c = await connect();
+    await c.subscribe({ queue: q });
+    const first = await main.transitions.submit(spec('t.forged', q));
+    await waitForCount(c, [first.job.id], 1);
+    const newest = idOf(c.lastCursor()!);
+    const forged = encodeStreamCursor(newest + 1_000_000);
+
+    // By message: refused, and the subscription in force goes on.
+    c.send({ op: 'subscribe', filter: { queue: q }, cursor: forged });
+    const refused = await c.waitFor(() => c.of('error')[0]);
+    assert.equal(refused.code, 'ATS_ERR_BAD_CURSOR', JSON.stringify(refused));
+    assert.equal(c.of('subscribed').length, 1, 'no second subscribed message');
+    const second = await main.transitions.submit(spec('t.forged', q));
+    await waitForCount(c, [first.job.id, second.job.id], 2);
+
+    // In the query string: refused too.
+    const byQuery = await connect(main, `?queue=${q}&cursor=${forged}`);
+    const e = await byQuery.waitFor(() => byQuery.messages[0]);
+    assert.deepEqual([e.kind, e.code], ['error', 'ATS_ERR_BAD_CURSOR']);
+
+    // The newest event's own cursor is fine: live from there.
+    const resumed = await connect();
+    await resumed.subscribe({ queue: q }, encodeStreamCursor(idOf(c.lastCursor()!)));
+    const third = await main.transitions.submit(spec('t.forged', q));
+    await waitForCount(resumed, [third.job.id], 1);
+    assert.deepEqual(resumed.events().map((m) => m.jobId), [third.job.id]);
   });
 
   it('a client that cannot keep up is closed with 4000 and resumes from its last cursor without a gap', async () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../engine/logger.js';
 import type { Clock, StreamEventRecord } from '../../engine/ports.js';
-import { findLastId, safePrefix, TailReader, type TailOptions } from './tail.js';
+import { findLastId, safePrefix, SeenMarks, TailReader, type TailOptions } from './tail.js';
 
 /** A table of committed events; `read` is `readEventsAfter`. */
 function table(ids: number[] = []) {
@@ -37,7 +37,7 @@ function manualClock(start = 1000): Clock & { advance(ms: number): void } {
   };
 }
 
-const OPTS: TailOptions = { tailBatchSize: 100, pollMs: 500, gapTimeoutMs: 3000, gapPollMs: 50, startupRewindIds: 0, errorBackoffMs: 10 };
+const OPTS: TailOptions = { tailBatchSize: 100, pollMs: 500, idlePollMs: 5000, gapTimeoutMs: 3000, gapPollMs: 50, startupRewindIds: 0, errorBackoffMs: 10 };
 
 function tail(t: ReturnType<typeof table>, clock: Clock, opts: Partial<TailOptions> = {}) {
   const got: number[] = [];
@@ -47,21 +47,40 @@ function tail(t: ReturnType<typeof table>, clock: Clock, opts: Partial<TailOptio
 
 describe('safePrefix', () => {
   it('delivers a contiguous run and stops at the first missing id', () => {
-    const seen = new Map<number, number>();
+    const seen = new SeenMarks();
     assert.deepEqual(safePrefix(10, [{ id: 11 }, { id: 12 }, { id: 14 }], seen, 0, 3000), {
       count: 2, skipped: [], waiting: { from: 13, to: 13, until: 3000 },
     });
-    assert.deepEqual([...seen], [[14, 0]]);
-    assert.deepEqual(safePrefix(10, [{ id: 13 }], new Map(), 0, 3000).count, 0, 'a gap right after the horizon blocks everything');
+    assert.equal(seen.since(13), 0);
+    assert.deepEqual(safePrefix(10, [{ id: 13 }], new SeenMarks(), 0, 3000).count, 0, 'a gap right after the horizon blocks everything');
   });
 
-  it('gives a gap up only once it has been seen for the timeout, timed from when it was first seen', () => {
-    const seen = new Map<number, number>();
+  it('gives a gap up once the timeout passed since an id above it was first seen', () => {
+    const seen = new SeenMarks();
     safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 100, 1000);
     assert.equal(safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 1099, 1000).count, 0);
-    const later = safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 1100, 1000);
-    // The gap before 17 was first seen at 1100 (only now reached): it waits its own full timeout.
-    assert.deepEqual(later, { count: 1, skipped: [[13, 13]], waiting: { from: 15, to: 16, until: 2100 } });
+    // 17 was visible at 100, so 15 and 16 were allocated by then: both gaps are final at 1100.
+    assert.deepEqual(safePrefix(12, [{ id: 14 }, { id: 17 }], seen, 1100, 1000), { count: 2, skipped: [[13, 13], [15, 16]], waiting: null });
+  });
+
+  it('times a gap below a newly seen id from now, not from an older mark below it', () => {
+    const seen = new SeenMarks();
+    safePrefix(10, [{ id: 12 }], seen, 0, 1000); // 11 missing, 12 seen at 0
+    const later = safePrefix(10, [{ id: 12 }, { id: 20 }], seen, 1000, 1000);
+    // 11 is final (12 seen at 0); 13..19 only since 20 was seen, now.
+    assert.deepEqual(later, { count: 1, skipped: [[11, 11]], waiting: { from: 13, to: 19, until: 2000 } });
+  });
+
+  it('keeps one mark per new highest id and forgets those the horizon passed', () => {
+    const seen = new SeenMarks();
+    seen.saw(5, 1);
+    seen.saw(5, 2);
+    seen.saw(3, 3);
+    seen.saw(9, 4);
+    assert.equal(seen.size, 2);
+    assert.deepEqual([seen.since(1), seen.since(5), seen.since(6), seen.since(10)], [1, 1, 4, null]);
+    seen.prune(5);
+    assert.deepEqual([seen.size, seen.since(1)], [1, 4]);
   });
 });
 
@@ -116,6 +135,22 @@ describe('TailReader', () => {
     t.commit(5);
     await reader.step();
     assert.deepEqual(got, [1, 3, 4, 5]);
+    await reader.stop();
+  });
+
+  it('passes many runs of deleted ids below the newest id at start after one gapTimeoutMs in all', async () => {
+    // Retention deleted every other event (and a long run) long ago; the process starts now.
+    const ids = Array.from({ length: 400 }, (_, i) => i + 1).filter((id) => id % 2 === 1 && (id < 100 || id > 300));
+    const t = table(ids);
+    const clock = manualClock();
+    const { reader, got } = tail(t, clock, { startupRewindIds: 10_000, tailBatchSize: 500 });
+    await reader.init();
+    await reader.step();
+    assert.deepEqual(got, [1], 'the first run blocks until the ids are final');
+    clock.advance(3000);
+    await reader.step();
+    assert.deepEqual(got, ids, 'every run passed at once');
+    assert.equal(reader.horizon, 399);
     await reader.stop();
   });
 

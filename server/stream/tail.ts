@@ -4,9 +4,13 @@
  * below it has been handed on (or is given up as a rollback). Why this makes
  * cursors safe against concurrent commits is told in cursor.ts.
  *
- * It is woken by `ats.events` messages (plugin.ts) and polls as a fallback;
- * the wake-up only says "read now": what is delivered always comes from the
- * table, in id order, so live and replay share one order and cannot overlap.
+ * It reads at once when a commit of its own process wakes it, and otherwise
+ * polls the table (one primary-key read, `id > horizon`): every `pollMs`
+ * while clients are connected, every `idlePollMs` while none is. Commits of
+ * other processes are therefore seen within one poll; no message broker is
+ * involved, so no consumer group is needed per API process. What is
+ * delivered always comes from the table, in id order, so live and replay
+ * share one order and cannot overlap.
  */
 import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobStore, Logger, StreamEventRecord } from '../../engine/ports.js';
@@ -21,9 +25,11 @@ export interface TailDeps {
   logger: Logger;
   /** Called with each batch, in id order, before the horizon moves on to the next read. */
   onEvents(events: readonly StreamEventRecord[]): void;
+  /** Whether any client is connected (the tail then polls every `pollMs`, else every `idlePollMs`). */
+  busy?(): boolean;
 }
 
-export type TailOptions = Pick<CompiledStreamOptions, 'tailBatchSize' | 'pollMs' | 'gapTimeoutMs' | 'gapPollMs' | 'startupRewindIds' | 'errorBackoffMs'>;
+export type TailOptions = Pick<CompiledStreamOptions, 'tailBatchSize' | 'pollMs' | 'idlePollMs' | 'gapTimeoutMs' | 'gapPollMs' | 'startupRewindIds' | 'errorBackoffMs'>;
 
 /** What the reader may deliver from one read. */
 export interface SafePrefix {
@@ -36,22 +42,72 @@ export interface SafePrefix {
 }
 
 /**
+ * When ids were first seen visible, kept as few marks as possible.
+ *
+ * Why a gap may be timed from the first sight of *any* higher id
+ * ---------------------------------------------------------------
+ * Ids are allocated in increasing order when rows are INSERTed. If id `x`
+ * was visible at time `t`, every id below `x` had been allocated by `t`, so
+ * a transaction still holding one of them uncommitted has held it since
+ * before `t`; after `t + gapTimeoutMs` (longer than any transaction holds an
+ * inserted event) it has committed or rolled back. So a missing id `m` is
+ * final once `gapTimeoutMs` has passed since any id above `m` was first seen.
+ * Each read leaves one mark (its highest id, now) and the start leaves one
+ * (the newest id, then): all gaps below a mark expire together. A tail that
+ * starts below long runs of deleted ids (retention removes old jobs' events)
+ * thus waits at most one `gapTimeoutMs` for all of them, not one per run,
+ * and a run met later behind rows seen long ago is passed at once.
+ *
+ * Why not the events' `at`: it is stamped before the transaction takes its
+ * row locks, which can wait (and retry) far longer than `gapTimeoutMs`; the
+ * id is allocated only after. An old `at` on the row after a gap therefore
+ * does not show that the ids below it were allocated long ago: the row may
+ * have been inserted a moment ago, right after a lower id that is still
+ * committing. The time an id was first *seen* has no such hole.
+ */
+export class SeenMarks {
+  /** Ascending by id and by time: later reads see higher ids. */
+  private marks: Array<{ id: number; at: number }> = [];
+
+  /** `id` is visible at `at`. Only a new highest id leaves a mark. */
+  saw(id: number, at: number): void {
+    const last = this.marks[this.marks.length - 1];
+    if (!last || id > last.id) this.marks.push({ id, at });
+  }
+
+  /** The first time an id >= `id` was seen, or null if none was. */
+  since(id: number): number | null {
+    for (const m of this.marks) if (m.id >= id) return m.at;
+    return null;
+  }
+
+  /** Forgets marks at or below the horizon (no gap can end there any more). */
+  prune(horizon: number): void {
+    let i = 0;
+    while (i < this.marks.length && this.marks[i]!.id <= horizon) i++;
+    if (i > 0) this.marks = this.marks.slice(i);
+  }
+
+  get size(): number {
+    return this.marks.length;
+  }
+}
+
+/**
  * Splits rows read after `horizon` into what is safe to deliver. A missing id
- * blocks everything after it until it appears or `timeoutMs` passed since
- * the gap was first seen. `firstSeen` (row id after a gap → when first seen)
- * is updated in place. A gap that later shrinks is timed again from the row
- * now after it: conservative (a longer wait), never a skip too early.
+ * blocks everything after it until it appears or `timeoutMs` passed since an
+ * id above it was first seen (see SeenMarks). `seen` gets this read's mark.
  */
 export function safePrefix(
-  horizon: number, rows: readonly { id: number }[], firstSeen: Map<number, number>, now: number, timeoutMs: number,
+  horizon: number, rows: readonly { id: number }[], seen: SeenMarks, now: number, timeoutMs: number,
 ): SafePrefix {
+  if (rows.length > 0) seen.saw(rows[rows.length - 1]!.id, now);
   let expected = horizon + 1;
   const skipped: Array<[number, number]> = [];
   for (let i = 0; i < rows.length; i++) {
     const id = rows[i]!.id;
     if (id > expected) {
-      const since = firstSeen.get(id) ?? now;
-      firstSeen.set(id, since);
+      const since = seen.since(id) ?? now;
       if (now - since < timeoutMs) return { count: i, skipped, waiting: { from: expected, to: id - 1, until: since + timeoutMs } };
       skipped.push([expected, id - 1]);
     }
@@ -84,7 +140,7 @@ export async function findLastId(read: Read): Promise<number> {
 
 export class TailReader {
   private position = 0;
-  private readonly firstSeen = new Map<number, number>();
+  private readonly seen = new SeenMarks();
   private readonly waker = new Waker();
   private readonly stopping = new AbortController();
   private loop: Promise<void> | null = null;
@@ -101,7 +157,11 @@ export class TailReader {
     return this.position;
   }
 
-  /** Finds where to begin (a little below the newest event, see `startupRewindIds`) and starts reading. */
+  /**
+   * Finds where to begin (a little below the newest event, see `startupRewindIds`)
+   * and starts reading. Every id below the newest one is final `gapTimeoutMs`
+   * after this (SeenMarks), so runs of deleted ids below it cost one wait in all.
+   */
   async start(): Promise<void> {
     if (this.loop) return;
     await this.init();
@@ -111,10 +171,11 @@ export class TailReader {
   /** Sets the starting horizon only (tests then drive `step()` by hand). */
   async init(): Promise<void> {
     const last = await findLastId(this.deps.read);
+    if (last > 0) this.seen.saw(last, this.deps.clock.now());
     this.position = Math.max(0, last - this.opts.startupRewindIds);
   }
 
-  /** Read now (an `ats.events` message arrived). Coalesces: many wakes, one read. */
+  /** Read now (a commit in this process, or a client arrived). Coalesces: many wakes, one read. */
   wake(): void {
     this.waker.notify();
   }
@@ -133,16 +194,18 @@ export class TailReader {
   async step(): Promise<{ again: boolean; gapUntil: number | null }> {
     const { read, clock, logger, onEvents } = this.deps;
     const rows = await read(this.position, this.opts.tailBatchSize);
-    const safe = safePrefix(this.position, rows, this.firstSeen, clock.now(), this.opts.gapTimeoutMs);
-    for (const [from, to] of safe.skipped) {
-      logger.warn('stream: gave up waiting for job_events ids (rolled back, or committed later than gapTimeoutMs)', { from, to });
+    const safe = safePrefix(this.position, rows, this.seen, clock.now(), this.opts.gapTimeoutMs);
+    if (safe.skipped.length > 0) {
+      // Rolled back, deleted by retention (routine: one line, not one per run), or committed later than gapTimeoutMs.
+      const ids = safe.skipped.reduce((n, [from, to]) => n + to - from + 1, 0);
+      logger.info('stream: passed missing job_events ids (rolled back or deleted)', { runs: safe.skipped.length, ids, first: safe.skipped[0], last: safe.skipped.at(-1) });
     }
     if (safe.count > 0) {
       const batch = safe.count === rows.length ? rows : rows.slice(0, safe.count);
       // Horizon first, then hand on, in one synchronous step: a client switching
       // from replay to live reads the horizon and can never fall between the two.
       this.position = batch[batch.length - 1]!.id;
-      for (const id of this.firstSeen.keys()) if (id <= this.position) this.firstSeen.delete(id);
+      this.seen.prune(this.position);
       this.delivered += batch.length;
       onEvents(batch);
     }
@@ -155,7 +218,8 @@ export class TailReader {
       try {
         const { again, gapUntil } = await this.step();
         if (again) continue;
-        const wait = gapUntil === null ? this.opts.pollMs : Math.max(1, Math.min(this.opts.gapPollMs, gapUntil - clock.now()));
+        const poll = this.deps.busy?.() === false ? this.opts.idlePollMs : this.opts.pollMs;
+        const wait = gapUntil === null ? poll : Math.max(1, Math.min(this.opts.gapPollMs, gapUntil - clock.now()));
         await this.waker.wait(clock, wait, signal);
       } catch (err) {
         if (signal.aborted) break;

@@ -1,7 +1,7 @@
 /**
  * Test fixture for the stream: an API instance with the stream plugin,
- * listening on a random port, with its own transition service and relay
- * (so outbox rows reach the log and wake the tail), and a WebSocket client
+ * listening on a random port, with its own transition service (whose
+ * commits wake the tail) and, given a log, a relay; and a WebSocket client
  * that records what it receives. Used by `server/stream/*.test.ts` and the
  * fan-out bench.
  */
@@ -28,42 +28,49 @@ export interface StreamInstance {
   url: string;
   store: JobStore;
   transitions: TransitionService;
-  relay: Relay;
+  relay: Relay | null;
+  /** Wakes the stream's tail (what a commit of this instance does). */
+  wake(): void;
   /** Stops the relay and closes the app (not the store nor the log: the caller owns them). */
   close(): Promise<void>;
 }
 
-/** One API instance over `store` and `log`, with a relay publishing this instance's commits. */
+/**
+ * One API instance over `store`: its commits wake its stream at once (as
+ * compose wires it); with a `log`, a relay also publishes its outbox there.
+ */
 export async function startStreamInstance(opts: {
-  store: JobStore; log: EventLog; instanceId?: string; options?: StreamOptions; logger?: Logger;
-  /** Run a relay for this instance's commits. @defaultValue true */
+  store: JobStore; log?: EventLog; options?: StreamOptions; logger?: Logger;
+  /** Run a relay for this instance's commits (only with a `log`). @defaultValue true */
   relay?: boolean;
+  /** Wake the stream on each commit of this instance. @defaultValue true */
+  wakeOnCommit?: boolean;
 }): Promise<StreamInstance> {
   const { store, log } = opts;
   const ulid = monotonicFactory();
   const waker = new Waker();
+  const stream = streamPlugin({ store, clock: testClock, logger: opts.logger ?? silentLogger, options: opts.options });
   const transitions = new TransitionService({
-    store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() }, onCommit: () => waker.notify(),
+    store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() },
+    onCommit: () => {
+      waker.notify();
+      if (opts.wakeOnCommit !== false) stream.wake();
+    },
   });
-  const relay = new Relay(
-    { store, log, transitions, clock: testClock, logger: silentLogger, waker },
-    { batchSize: 500, pollMs: 50, errorBackoffMs: 100 },
-  );
-  const stream = streamPlugin({
-    store, log, clock: testClock, logger: opts.logger ?? silentLogger,
-    instanceId: opts.instanceId ?? `test-${Math.random().toString(36).slice(2, 8)}`, options: opts.options,
-  });
+  const relay = log && opts.relay !== false
+    ? new Relay({ store, log, transitions, clock: testClock, logger: silentLogger, waker }, { batchSize: 500, pollMs: 50, errorBackoffMs: 100 })
+    : null;
   const app = await buildApp({
     transitions, store, clock: testClock, checks: { database: () => store.ping() },
     limits: { bodyLimitBytes: 1024 * 1024 }, defaults: TEST_DEFAULTS, plugins: [stream],
   });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
-  if (opts.relay !== false) relay.start();
+  relay?.start();
   return {
-    app, store, transitions, relay,
+    app, store, transitions, relay, wake: () => stream.wake(),
     url: `${address.replace(/^http/, 'ws')}/v1/stream`,
     close: once(async () => {
-      await relay.stop();
+      await relay?.stop();
       await app.close();
     }),
   };

@@ -208,7 +208,7 @@ describe('the visualizer at /ui, in Chromium', () => {
 });
 
 /**
- * A stand-in for `/v1/stream` speaking STREAM.md's protocol: answers `stats`
+ * A stand-in for `/v1/stream` speaking the stream protocol (README.md, "The stream"): answers `stats`
  * from the store every `everyMs`, and lets the test push `event` messages.
  */
 function fakeStream(sockets: Set<{ send(data: string): void }>): AppPlugin {
@@ -256,6 +256,33 @@ describe('the visualizer with the stream', () => {
       await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
       // The highlight is brief.
       await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'detached', timeout: WAIT_MS });
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+});
+
+describe('the visualizer with queues and types named after Object.prototype members', () => {
+  test('counts them, and the page keeps submitting after its stats polls', async () => {
+    const server = await startServer([]);
+    const page = await browser.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    try {
+      for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+        await rest(server, 'POST', '/v1/jobs', { type: name, queue: name, payload: {} });
+      }
+      await page.goto(server.url + '/ui');
+      await waitForCount(page, 'pending', 4);
+      // Polls of GET /v1/stats went on meanwhile; a submit from the page must still be accepted.
+      await page.locator('#submit-type').fill('demo.echo');
+      await page.locator('#submit-payload').fill('{}');
+      await page.locator('#submit-form button[type=submit]').click();
+      await waitForCount(page, 'pending', 5);
+      assert.match((await page.locator('#submit-status').textContent()) ?? '', /^Submitted [0-9A-Z]{26}$/);
+      assert.equal(await page.locator('#total-jobs').textContent(), '5 jobs');
+      assert.deepEqual(errors, []);
     } finally {
       await page.close();
       await server.close();

@@ -20,6 +20,9 @@ import { start } from '../../machines/lifecycle.js';
 
 export type MakeStore = () => Promise<{ store: JobStore; cleanup(): Promise<void> }>;
 
+/** What a JSON client gets (own keys only, prototypes gone). */
+const onTheWire = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
+
 /** A fixed "now" (epoch ms), so times in assertions are exact. */
 const T0 = 1_700_000_000_000;
 const ulid = monotonicFactory();
@@ -508,6 +511,20 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual({ ...stats.byType['constructor'] }, { pending: 1, cancelled: 1 });
       assert.deepEqual({ ...stats.byType['toString'] }, { pending: 1 });
       assert.equal(stats.byState.pending, 2);
+    });
+
+    test('stats count queues and types named after Object.prototype members like any other', async (store) => {
+      const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+      await insertAll(store, names.flatMap((n, i) => Array.from({ length: i + 1 }, () => newJobWrite({ type: n, queue: n }))));
+      const stats = await store.stats();
+      assert.equal(({} as Record<string, unknown>).pending, undefined, 'Object.prototype gained a member');
+      const own = (o: object, k: string) => Object.getOwnPropertyDescriptor(o, k)?.value as object | undefined;
+      for (const [i, n] of names.entries()) {
+        assert.deepEqual(onTheWire(own(stats.byQueue, n)), { pending: i + 1 }, `byQueue ${n}`);
+        assert.deepEqual(onTheWire(own(stats.byType, n)), { pending: i + 1 }, `byType ${n}`);
+      }
+      assert.deepEqual(Object.keys(stats.byQueue).sort(), [...names].sort());
+      assert.equal(JSON.stringify(onTheWire(stats.byQueue)), JSON.stringify(stats.byQueue), 'JSON keeps every name');
     });
   });
 }

@@ -90,7 +90,8 @@ function machineView(svg: SVGSVGElement): MachineView {
   return {
     setCounts(counts) {
       for (const [id, el] of states) {
-        const n = counts[id] ?? 0;
+        // Own keys only: a name missing from the JSON must read 0, never an inherited member.
+        const n = Object.hasOwn(counts, id) ? Number(counts[id]) || 0 : 0;
         const text = el.querySelector('[data-count]');
         if (text && text.textContent !== String(n)) text.textContent = String(n);
         el.classList.toggle('empty', n === 0);

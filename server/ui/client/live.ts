@@ -1,6 +1,6 @@
 /**
  * Keeps the page live. Prefers the WebSocket stream (`/v1/stream`, see
- * STREAM.md): stats every second and every transition as it happens. Whenever
+ * README.md, "The stream"): stats every second and every transition as it happens. Whenever
  * the stream is not delivering (not deployed, not yet connected, dropped), it
  * polls `GET /v1/stats` every second instead and keeps trying to reconnect,
  * backing off, so the counts never freeze.
