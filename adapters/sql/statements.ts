@@ -190,11 +190,13 @@ export function insertOutbox(rows: readonly unknown[][]): Sql {
 }
 
 /**
- * Claim up to `limit` unpublished outbox rows, oldest first (index
- * `published_at, id`). On MySQL the rows stay locked until the relay commits
- * and a second relay skips them instead of waiting (Graphile Worker's and
- * River's claim): the price is that rows may be published out of id order
- * across relays.
+ * Claim up to `limit` outbox rows, oldest first (index `published_at, id`:
+ * rows are deleted once published, so every row left waits; `published_at`
+ * is only set on rows published before rows were deleted, which migration
+ * 0002 removed). On MySQL the rows stay locked until the relay commits and a
+ * second relay skips them instead of waiting (Graphile Worker's and River's
+ * claim): the price is that rows may be published out of id order across
+ * relays.
  * Params: limit
  */
 export function claimOutbox(d: Dialect): string {
@@ -202,18 +204,16 @@ export function claimOutbox(d: Dialect): string {
 }
 
 /**
- * Mark outbox rows published.
- * Params: published_at, then the ids.
+ * Delete outbox rows the log acknowledged: a published row has no further use
+ * (consumers dedupe by the outbox id header, which needs no row).
+ * Params: the ids.
  */
-export function markPublished(publishedAt: number, ids: readonly number[]): Sql {
-  return {
-    sql: `UPDATE outbox SET published_at = ? WHERE id IN (${marks(ids.length)}) AND published_at IS NULL`,
-    params: [publishedAt, ...ids],
-  };
+export function deleteOutbox(ids: readonly number[]): Sql {
+  return { sql: `DELETE FROM outbox WHERE id IN (${marks(ids.length)})`, params: [...ids] };
 }
 
 /**
- * How many outbox rows wait for the relay. Params: none.
+ * How many outbox rows wait for the relay (every row does). Params: none.
  */
 export const COUNT_UNPUBLISHED = 'SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL';
 
