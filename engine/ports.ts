@@ -199,8 +199,12 @@ export interface JobStore {
   findDue(now: number, limit: number): Promise<DueJob[]>;
   /** Running jobs whose lease ended before `now`. */
   findExpiredLeases(now: number, limit: number): Promise<DueJob[]>;
-  /** Published jobs not started since `before` (their dispatch may be lost). */
-  findStalePublished(before: number, limit: number): Promise<DueJob[]>;
+  /**
+   * Jobs dispatched and not started since `before`, whose dispatch may be
+   * lost: published, or pending with their dispatch issued (PUBLISHED not
+   * recorded). Delayed jobs and retries not yet due are not among them.
+   */
+  findLostDispatches(before: number, limit: number): Promise<DueJob[]>;
 
   /** Reachability, for /readyz. */
   ping(): Promise<void>;

@@ -7,7 +7,7 @@ import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore, Stats } fr
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   COUNT_BY_QUEUE_STATE, COUNT_BY_STATE, COUNT_BY_TYPE_STATE, COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES,
-  FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB, SELECT_JOB_BY_KEY, listJobs,
+  FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB, SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
 /** Runs one SELECT and returns its rows. */
@@ -15,7 +15,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -39,7 +39,7 @@ export function createSqlReads(query: Query): SqlReads {
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     findDue: (now, limit) => due(FIND_DUE, now, limit),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, now, limit),
-    findStalePublished: (before, limit) => due(FIND_STALE_PUBLISHED, before, limit),
+    findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, before, limit),
   };
 }
 

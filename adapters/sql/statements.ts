@@ -139,11 +139,15 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
   WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until LIMIT ?`;
 
 /**
- * Published jobs no worker started since `before`, the oldest first (index `state, updated_at`).
+ * Jobs whose dispatch went out (or may have) and that no worker started since
+ * `before`, the oldest first (index `state, updated_at`): published ones, and
+ * pending ones whose dispatch was issued (`due_at` NULL: see `project`) but
+ * whose PUBLISHED was never recorded (the relay's bookkeeping write failed,
+ * or the relay died before it).
  * Params: before, limit
  */
-export const FIND_STALE_PUBLISHED = `SELECT id, state, attempt FROM jobs
-  WHERE state = 'published' AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
+export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt FROM jobs
+  WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
 // ---------------------------------------------------------------- events
 
