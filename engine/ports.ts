@@ -116,6 +116,15 @@ export interface TransitionWrite {
   expectedVersion: number | null;
   event: JobEventRecord;
   outbox: OutboxMessage[];
+  /**
+   * Set on a heartbeat that follows a heartbeat of the same attempt: instead
+   * of appending, the write replaces the job's last event (seq
+   * `expectedVersion`, a HEARTBEAT whose `at` is `previousAt`) with `event`;
+   * the version stays, and there are no outbox rows. Replaying the events
+   * gives the same job: consecutive heartbeats of one attempt are
+   * replay-equivalent to the last one.
+   */
+  coalesce?: { previousAt: number };
 }
 
 export interface JobFilter {
@@ -145,10 +154,14 @@ export interface DueJob {
 export type InsertResult = { ok: true } | { ok: false; reason: 'duplicate-key' };
 
 /**
- * Decides the writes from the jobs as read. Pure and synchronous: no I/O, no
+ * Decides the writes from the jobs as read, and the type of each one's last
+ * event (whether a heartbeat may coalesce). Pure and synchronous: no I/O, no
  * await. The store may call it more than once (after a lost race).
  */
-export type Decide<T> = (jobs: ReadonlyMap<string, JobRecord>) => { writes: TransitionWrite[]; result: T };
+export type Decide<T> = (
+  jobs: ReadonlyMap<string, JobRecord>,
+  lastEventTypes: ReadonlyMap<string, StoredEventType>,
+) => { writes: TransitionWrite[]; result: T };
 
 export interface JobStore {
   /** Apply pending migrations; safe when several processes start at once. */
