@@ -55,7 +55,7 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults):
         const rows = (await run({ sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
         if (rows.length === 0) return 0;
         await publish(rows);
-        await run(deleteOutbox(rows.map((r) => r.id)));
+        await run(deleteOutbox(D, rows.map((r) => r.id)));
         return rows.length;
       }, { readCommitted: true }),
 

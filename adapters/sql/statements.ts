@@ -227,11 +227,15 @@ export function claimOutbox(d: Dialect): string {
 
 /**
  * Delete outbox rows the log acknowledged: a published row has no further use
- * (consumers dedupe by the outbox id header, which needs no row).
- * Params: the ids.
+ * (consumers dedupe by the outbox id header, which needs no row). On MySQL
+ * the LIMIT stops the scan at the last of them: InnoDB merges consecutive ids
+ * into one range and would otherwise read (and wait for the lock of) the row
+ * after it, which another relay may hold and be deleting: a deadlock.
+ * Params: the ids (then, on MySQL, their count).
  */
-export function deleteOutbox(ids: readonly number[]): Sql {
-  return { sql: `DELETE FROM outbox WHERE id IN (${marks(ids.length)})`, params: [...ids] };
+export function deleteOutbox(d: Dialect, ids: readonly number[]): Sql {
+  const sql = `DELETE FROM outbox WHERE id IN (${marks(ids.length)})`;
+  return d.name === 'mysql' ? { sql: `${sql} LIMIT ?`, params: [...ids, ids.length] } : { sql, params: [...ids] };
 }
 
 /**

@@ -56,7 +56,7 @@ export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFault
         const rows = exec({ sql: claimOutbox(D), params: [limit] }).rows.map(rowToOutbox);
         if (rows.length === 0) return 0;
         await publish(rows);
-        exec(deleteOutbox(rows.map((r) => r.id)));
+        exec(deleteOutbox(D, rows.map((r) => r.id)));
         return rows.length;
       }),
 
