@@ -13,7 +13,7 @@
  *   the timers expire it (LEASE_EXPIRED counts as a failed attempt).
  * - dispatch: a message on `ats.dispatch` asking a worker to start an attempt.
  * - outbox row: a message written in the same transaction as the transition
- *   that caused it; the relay publishes it to the log, then marks it published.
+ *   that caused it; the relay publishes it to the log, then deletes it.
  */
 import type { PersistedJob } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
@@ -199,13 +199,14 @@ export interface JobStore {
 
   /**
    * Relay step: take up to `limit` unpublished outbox rows, oldest first, that no
-   * other relay holds; call `publish` with them; when it resolves, mark them
-   * published. If `publish` throws (or the process dies) they stay unpublished
-   * and are taken again: a message may be published twice, never lost.
+   * other relay holds; call `publish` with them; when it resolves, delete
+   * them. If `publish` throws (or the process dies) they stay in the outbox
+   * and are taken again: a message may be published twice, never lost. While
+   * `publish` runs, other writers (which insert outbox rows) are not blocked.
    * Returns how many rows were published.
    */
   relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
-  /** Unpublished outbox rows (for tests, `verify` and metrics). */
+  /** Outbox rows waiting for the relay: every row left (for tests, `verify` and metrics). */
   countUnpublished(): Promise<number>;
 
   /** Jobs in pending/retrying whose due time has come (delayed jobs, retries). */
