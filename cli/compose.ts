@@ -180,17 +180,16 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
  * expires; delayed jobs and retries are in the timers' due query.)
  */
 async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
-  const lost = await store.findStalePublished(clock.now() + 1, 100_000);
-  for (let afterId: string | undefined; ;) {
-    const page = await store.listJobs({ state: 'pending', limit: 500, afterId });
-    for (const j of page) {
-      const c = j.snapshot.context;
-      if (c.dispatchedFor === c.attempt + 1) lost.push({ id: j.id, state: 'pending', attempt: c.attempt });
-    }
-    if (page.length < 500) break;
-    afterId = page[page.length - 1]!.id;
+  // The timers' own query, without its timeout: every dispatch up to now is lost.
+  const before = clock.now();
+  const done = new Set<string>();
+  let count = 0;
+  for (;;) {
+    // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again.
+    const lost = (await store.findLostDispatches(before, 500)).filter((j) => !done.has(j.id));
+    if (lost.length === 0) break;
+    for (const j of lost) done.add(j.id);
+    count += await timers.redispatch(lost);
   }
-  if (lost.length === 0) return;
-  await timers.redispatch(lost);
-  logger.info('embedded restart: dispatched jobs again', { count: lost.length });
+  if (count > 0) logger.info('embedded restart: dispatched jobs again', { count });
 }

@@ -32,7 +32,7 @@ export const SETTINGS = {
   timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
   retentionDone: { env: 'ATS_RETENTION_DONE', flag: '--retention-done', default: '7d', doc: 'How long a done job (and its events and Idempotency-Key) is kept after its last transition, then the timers delete it. A duration: 7d, 12h, 30m, 60s, 500ms or plain ms.' },
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
-  publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job published this long ago and not started is dispatched again.' },
+  publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job dispatched this long ago (published or still pending) and not started is dispatched again.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
   httpHeadersTimeoutMs: { env: 'ATS_HTTP_HEADERS_TIMEOUT_MS', flag: '--http-headers-timeout-ms', default: '10000', doc: 'Time a client has to send the request line and headers; then 408 and the connection is closed. At most the request timeout.' },
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },

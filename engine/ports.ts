@@ -17,7 +17,7 @@
  *   The same topic carries cancel control messages (`ats-kind: cancel`), keyed
  *   by job id, for the worker running the cancelled attempt.
  * - outbox row: a message written in the same transaction as the transition
- *   that caused it; the relay publishes it to the log, then marks it published.
+ *   that caused it; the relay publishes it to the log, then deletes it.
  */
 import type { PersistedJob } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
@@ -120,6 +120,15 @@ export interface TransitionWrite {
   expectedVersion: number | null;
   event: JobEventRecord;
   outbox: OutboxMessage[];
+  /**
+   * Set on a heartbeat that follows a heartbeat of the same attempt: instead
+   * of appending, the write replaces the job's last event (seq
+   * `expectedVersion`, a HEARTBEAT whose `at` is `previousAt`) with `event`;
+   * the version stays, and there are no outbox rows. Replaying the events
+   * gives the same job: consecutive heartbeats of one attempt are
+   * replay-equivalent to the last one.
+   */
+  coalesce?: { previousAt: number };
 }
 
 export interface JobFilter {
@@ -163,10 +172,14 @@ export interface DueJob {
 export type InsertResult = { ok: true } | { ok: false; reason: 'duplicate-key' };
 
 /**
- * Decides the writes from the jobs as read. Pure and synchronous: no I/O, no
+ * Decides the writes from the jobs as read, and the type of each one's last
+ * event (whether a heartbeat may coalesce). Pure and synchronous: no I/O, no
  * await. The store may call it more than once (after a lost race).
  */
-export type Decide<T> = (jobs: ReadonlyMap<string, JobRecord>) => { writes: TransitionWrite[]; result: T };
+export type Decide<T> = (
+  jobs: ReadonlyMap<string, JobRecord>,
+  lastEventTypes: ReadonlyMap<string, StoredEventType>,
+) => { writes: TransitionWrite[]; result: T };
 
 export interface JobStore {
   /** Apply pending migrations; safe when several processes start at once. */
@@ -226,21 +239,26 @@ export interface JobStore {
 
   /**
    * Relay step: take up to `limit` unpublished outbox rows, oldest first, that no
-   * other relay holds; call `publish` with them; when it resolves, mark them
-   * published. If `publish` throws (or the process dies) they stay unpublished
-   * and are taken again: a message may be published twice, never lost.
+   * other relay holds; call `publish` with them; when it resolves, delete
+   * them. If `publish` throws (or the process dies) they stay in the outbox
+   * and are taken again: a message may be published twice, never lost. While
+   * `publish` runs, other writers (which insert outbox rows) are not blocked.
    * Returns how many rows were published.
    */
   relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
-  /** Unpublished outbox rows (for tests, `verify` and metrics). */
+  /** Outbox rows waiting for the relay: every row left (for tests, `verify` and metrics). */
   countUnpublished(): Promise<number>;
 
   /** Jobs in pending/retrying whose due time has come (delayed jobs, retries). */
   findDue(now: number, limit: number): Promise<DueJob[]>;
   /** Running jobs whose lease ended before `now`. */
   findExpiredLeases(now: number, limit: number): Promise<DueJob[]>;
-  /** Published jobs not started since `before` (their dispatch may be lost). */
-  findStalePublished(before: number, limit: number): Promise<DueJob[]>;
+  /**
+   * Jobs dispatched and not started since `before`, whose dispatch may be
+   * lost: published, or pending with their dispatch issued (PUBLISHED not
+   * recorded). Delayed jobs and retries not yet due are not among them.
+   */
+  findLostDispatches(before: number, limit: number): Promise<DueJob[]>;
 
   /** Reachability, for /readyz. */
   ping(): Promise<void>;

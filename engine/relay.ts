@@ -1,9 +1,9 @@
 /**
  * The outbox relay: publishes committed outbox rows to the log in id order,
- * marks them published, and records PUBLISHED on jobs whose dispatch went out.
+ * deletes them, and records PUBLISHED on jobs whose dispatch went out.
  *
- * Order of the two writes matters: the row is marked only after the log acked
- * it. A crash between the two leaves the row unpublished and it goes out again:
+ * Order of the two writes matters: the row is deleted only after the log acked
+ * it. A crash between the two leaves the row in the outbox and it goes out again:
  * a duplicate, which consumers drop by the outbox id header and the attempt
  * fence. The reverse order could lose a message, so it is never done.
  */
@@ -30,7 +30,7 @@ export interface RelayDeps {
   clock: Clock;
   logger: Logger;
   waker: Waker;
-  /** Test-only fault injection: runs after the log acked, before the rows are marked. */
+  /** Test-only fault injection: runs after the log acked, before the rows are deleted. */
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
 }
 
@@ -57,14 +57,15 @@ export class Relay {
     return n;
   }
 
-  /** Publish one batch and mark it published; the dispatch messages it held are returned for PUBLISHED. */
+  /** Publish one batch and delete it; the dispatch messages it held are returned for PUBLISHED. */
   private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
     const { store, log, afterPublish } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
       await log.publish(rows.map(toLogMessage));
       await afterPublish?.(rows);
-      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => r.payload as DispatchMessage);
+      // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.
+      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers['ats-kind'] === 'dispatch').map((r) => r.payload as DispatchMessage);
     });
     this.published += n;
     return { n, dispatched };
@@ -73,7 +74,8 @@ export class Relay {
   /**
    * PUBLISHED is bookkeeping: a worker may already have started the attempt
    * (the machine then rejects PUBLISHED, which is fine), and if this write is
-   * lost the job still runs from `pending`.
+   * lost the job still runs from `pending` (and if the message is lost too,
+   * the timers dispatch it again: `findLostDispatches`).
    */
   private async recordPublished(messages: readonly DispatchMessage[]): Promise<void> {
     await this.deps.transitions.applyMany(

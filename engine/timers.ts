@@ -1,7 +1,9 @@
 /**
  * Timers: the repair loop. Starts delayed jobs when due, moves retries back to
  * pending when their backoff elapsed, expires leases of dead workers, and
- * re-dispatches jobs left in `published` too long (a lost message).
+ * re-dispatches jobs dispatched but not started for too long (a lost message),
+ * whether PUBLISHED was recorded for them (`published`) or not (`pending`:
+ * the relay's bookkeeping write may fail, or the relay die before it).
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set; when two instances race, one wins and the other's
@@ -17,7 +19,7 @@ export interface TimersOptions {
   pollMs: number;
   /** Jobs handled per query. @defaultValue 500 */
   batchSize: number;
-  /** A job published this long ago and not started is dispatched again. @defaultValue 300000 */
+  /** A job dispatched this long ago and not started is dispatched again. @defaultValue 300000 */
   publishedTimeoutMs: number;
 }
 
@@ -48,7 +50,7 @@ export class Timers {
     const n = this.opts.batchSize;
     const due = await store.findDue(now, n);
     const expired = await store.findExpiredLeases(now, n);
-    const stale = await store.findStalePublished(now - this.opts.publishedTimeoutMs, n);
+    const stale = await store.findLostDispatches(now - this.opts.publishedTimeoutMs, n);
     const [a, b, c] = await Promise.all([
       this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' })),
       this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt })),
@@ -60,7 +62,7 @@ export class Timers {
     return a.all + b.all + c.all;
   }
 
-  /** Issue a new dispatch for these published jobs (their message may be lost). */
+  /** Issue a new dispatch for these dispatched jobs (their message may be lost). */
   async redispatch(jobs: readonly DueJob[]): Promise<number> {
     const c = await this.applyAll(jobs, () => ({ type: 'DISPATCH' }));
     this.counters.redispatched += c.all;

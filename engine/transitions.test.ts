@@ -185,8 +185,43 @@ for (const backend of [mysql, sqlite]) {
       assert.ok(results[12]!.ok, 'SUCCEEDED on a running job is accepted');
       const job = (await store.getJob(id))!;
       assert.equal(job.snapshot.value, 'done');
-      assert.equal(job.version, 3 + results.filter((x) => x.ok).length);
+      // Accepted heartbeats coalesce into one event (the first of the attempt), SUCCEEDED follows it.
+      const heartbeats = results.filter((x, i) => x.ok && i !== 12).length;
+      assert.equal(job.version, 3 + Math.min(heartbeats, 1) + 1);
       assert.deepEqual((await store.getEvents(id)).map((e) => e.seq), Array.from({ length: job.version }, (_, i) => i + 1));
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    });
+
+    withStore('heartbeats of one attempt keep one event row, updated in place; replay still gives the stored job', async ({ store, svc }) => {
+      const r = await svc.submit(spec());
+      assert.ok(r.ok);
+      const id = r.job.id;
+      await applyAll(svc, id, toRunning());
+      await drain(store);
+      const base = Date.now() + 60_000;
+      for (let i = 1; i <= 30; i++) await applyAll(svc, id, [{ type: 'HEARTBEAT', attempt: 1, leaseUntil: base + i }]);
+      const job = (await store.getJob(id))!;
+      assert.equal(job.snapshot.context.leaseUntil, base + 30);
+      const events = await store.getEvents(id);
+      assert.deepEqual(events.map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'HEARTBEAT']);
+      assert.equal((events[3]!.data as { leaseUntil: number }).leaseUntil, base + 30, 'the row holds the latest lease');
+      assert.equal(job.version, 4);
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      // One transition message for the first heartbeat; the rest write no outbox row.
+      assert.deepEqual((await drain(store)).map((m) => (m.payload as { type: string }).type), ['HEARTBEAT']);
+      // The next attempt's first heartbeat is an event of its own; a heartbeat after another event is too.
+      await applyAll(svc, id, [
+        { type: 'CANCEL' }, { type: 'REDRIVE' }, { type: 'STARTED', attempt: 2, leaseUntil: base, workerId: 'w2' },
+        { type: 'HEARTBEAT', attempt: 2, leaseUntil: base + 1 }, { type: 'HEARTBEAT', attempt: 2, leaseUntil: base + 2 },
+      ]);
+      const later = await store.getEvents(id, 4);
+      assert.deepEqual(later.map((e) => e.type), ['CANCEL', 'REDRIVE', 'STARTED', 'HEARTBEAT']);
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      // Several heartbeats in one applyMany coalesce too.
+      const many = await svc.applyMany([1, 2, 3].map((i) => ({ jobId: id, event: { type: 'HEARTBEAT' as const, attempt: 2, leaseUntil: base + 10 + i } })));
+      assert.ok(many.every((m) => m.ok));
+      assert.equal((await store.getEvents(id, 4)).length, 4);
+      assert.equal((await store.getJob(id))!.snapshot.context.leaseUntil, base + 13);
       assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
     });
   });

@@ -11,7 +11,7 @@ import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
 import type {
-  Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, Random, TransitionWrite,
+  Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, Random, StoredEventType, TransitionWrite,
 } from './ports.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -121,7 +121,7 @@ export class TransitionService {
     // Drawn once, outside `decide` (which may run again after a lost race).
     const events = items.map((it) => stamp(it.event, at, this.deps.random));
     const ids = [...new Set(items.map((it) => it.jobId))];
-    const results = await this.deps.store.update(ids, (jobs) => decideMany(jobs, items, events));
+    const results = await this.deps.store.update(ids, (jobs, lastEventTypes) => decideMany(jobs, lastEventTypes, items, events));
     if (results.some((r) => r.ok)) this.deps.onCommit?.();
     return results;
   }
@@ -134,27 +134,45 @@ function stamp(input: EventInput, at: number, random: Random): JobEvent {
 
 function decideMany(
   jobs: ReadonlyMap<string, JobRecord>,
+  lastEventTypes: ReadonlyMap<string, StoredEventType>,
   items: readonly { jobId: string }[],
   events: readonly JobEvent[],
 ): { writes: TransitionWrite[]; result: ApplyResult[] } {
   const current = new Map(jobs);
+  const last = new Map(lastEventTypes);
   const writes: TransitionWrite[] = [];
   const result = items.map((item, i): ApplyResult => {
     const job = current.get(item.jobId);
     if (!job) return { ok: false, reason: 'not-found' };
-    const write = transitionWrite(job, events[i]!);
+    const write = transitionWrite(job, events[i]!, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
     current.set(job.id, write.job);
+    last.set(job.id, write.event.type);
     writes.push(write);
     return { ok: true, job: write.job, event: write.event };
   });
   return { writes, result };
 }
 
-/** The write for one event on one job, or null when the machine rejects it. */
-export function transitionWrite(job: JobRecord, event: JobEvent): TransitionWrite | null {
+/**
+ * The write for one event on one job, or null when the machine rejects it.
+ * A heartbeat whose job's last event (`lastEventType`) is a heartbeat
+ * coalesces into it: a running job's lease is extended every few seconds,
+ * and a history row (and a transition message) for each would make a long
+ * job's history mostly heartbeats. The last event of a running job that is a
+ * HEARTBEAT belongs to the current attempt (a new attempt starts with
+ * STARTED), and the machine accepted this one (fenced): same attempt.
+ */
+export function transitionWrite(job: JobRecord, event: JobEvent, lastEventType?: StoredEventType): TransitionWrite | null {
   const r = step(job.snapshot, event);
   if (!r.ok) return null;
+  if (event.type === 'HEARTBEAT' && lastEventType === 'HEARTBEAT') {
+    const next: JobRecord = { ...job, snapshot: r.next, updatedAt: event.at };
+    const record: JobEventRecord = {
+      jobId: job.id, seq: job.version, type: event.type, from: r.next.value, to: r.next.value, at: event.at, data: event,
+    };
+    return { job: next, expectedVersion: job.version, event: record, outbox: [], coalesce: { previousAt: job.updatedAt } };
+  }
   const version = job.version + 1;
   const next: JobRecord = { ...job, snapshot: r.next, version, updatedAt: event.at };
   const record: JobEventRecord = {

@@ -15,8 +15,23 @@ import { createTestDatabase, requireMysql, type TestDatabase } from '../tests/he
 export interface OutboxState {
   id: number;
   topic: string;
+  /** The relay deleted it (it does once the log acked it; `PUBLISHED_LEDGER` remembers it). */
   published: boolean;
 }
+
+/**
+ * The relay deletes a row once the log acked it; to check that it never
+ * deletes one the log did not ack, a trigger (test-only, both SQLite and
+ * MariaDB) copies every deleted row's id into a ledger table.
+ */
+const PUBLISHED_LEDGER = 'prop_outbox_published';
+const CREATE_LEDGER = `CREATE TABLE IF NOT EXISTS ${PUBLISHED_LEDGER} (id BIGINT NOT NULL PRIMARY KEY, topic VARCHAR(64) NOT NULL)`;
+const LEDGER_TRIGGER = (body: string) =>
+  `CREATE TRIGGER IF NOT EXISTS prop_outbox_deleted AFTER DELETE ON outbox FOR EACH ROW ${body}`;
+const LEDGER_INSERT = `INSERT INTO ${PUBLISHED_LEDGER} (id, topic) VALUES (OLD.id, OLD.topic)`;
+const SELECT_OUTBOX_STATES = `SELECT id, topic, 0 AS published FROM outbox UNION ALL SELECT id, topic, 1 AS published FROM ${PUBLISHED_LEDGER} ORDER BY id`;
+const toStates = (rows: Array<Record<string, unknown>>): OutboxState[] =>
+  rows.map((r) => ({ id: Number(r.id), topic: String(r.topic), published: Number(r.published) === 1 }));
 
 /** The adapters of one run. */
 export interface RunBackend {
@@ -50,13 +65,13 @@ export function fastBackend(): Backend {
     async open(clock) {
       const store = createSqliteStore({ file: ':memory:', clock });
       await store.migrate();
+      store.db.exec(CREATE_LEDGER);
+      store.db.exec(LEDGER_TRIGGER(`BEGIN ${LEDGER_INSERT}; END`));
       const memory = createMemoryLog({ partitions: 3, redeliveryDelayMs: 0 });
       await memory.ensureTopics();
       return {
         store, log: memory, memory, idPrefix: '', settleTimeoutMs: 10_000, lostAfterMs: 0,
-        outbox: async () =>
-          (store.db.prepare('SELECT id, topic, published_at FROM outbox ORDER BY id').all() as Array<Record<string, unknown>>)
-            .map((r) => ({ id: Number(r.id), topic: String(r.topic), published: r.published_at !== null })),
+        outbox: async () => toStates(store.db.prepare(SELECT_OUTBOX_STATES).all() as Array<Record<string, unknown>>),
         close: async () => {
           await memory.close();
           await store.close();
@@ -86,6 +101,8 @@ export function realBackend(): Backend {
       const n = ++runs;
       const store = await createMysqlStore({ url: db!.url, poolSize: 6, clock });
       await store.migrate();
+      await store.pool.query(CREATE_LEDGER);
+      await store.pool.query(LEDGER_TRIGGER(LEDGER_INSERT));
       await emptyTables(store);
       const log = createKafkaLog({
         brokers: kafkaBrokers(), topicPrefix: `${suitePrefix}r${n}.`, partitions: 3, clientId: `prop-r${n}`, logLevel: 'nothing',
@@ -94,10 +111,7 @@ export function realBackend(): Backend {
       await log.ensureTopics();
       return {
         store, log, memory: null, idPrefix: `r${n}-`, settleTimeoutMs: 60_000, lostAfterMs: 20_000,
-        outbox: async () => {
-          const [rows] = await store.pool.query('SELECT id, topic, published_at FROM outbox ORDER BY id');
-          return (rows as Array<Record<string, unknown>>).map((r) => ({ id: Number(r.id), topic: String(r.topic), published: r.published_at !== null }));
-        },
+        outbox: async () => toStates((await store.pool.query(SELECT_OUTBOX_STATES))[0] as Array<Record<string, unknown>>),
         close: async () => {
           await log.close();
           await store.close();
@@ -113,5 +127,5 @@ export function realBackend(): Backend {
 
 /** Each run starts from empty tables (the schema stays). */
 async function emptyTables(store: MysqlStore): Promise<void> {
-  for (const table of ['job_events', 'outbox', 'jobs']) await store.pool.query(`DELETE FROM ${table}`);
+  for (const table of ['job_events', 'outbox', 'jobs', PUBLISHED_LEDGER]) await store.pool.query(`DELETE FROM ${table}`);
 }

@@ -332,7 +332,7 @@ class RunTimers extends Command {
 /** What the embedded mode does after a restart: dispatch every published job again. */
 class RepairStale extends Command {
   async act(_m: Model, w: World): Promise<void> {
-    const stale = await w.store.findStalePublished(w.clock.now() + 1, 100);
+    const stale = await w.store.findLostDispatches(w.clock.now() + 1, 100);
     w.note(`re-dispatched ${await w.timers.redispatch(stale)} published jobs`);
   }
 

@@ -49,6 +49,12 @@ interface Seen {
   history: string[];
   outcomes: Map<number, string[]>;
   starts: Map<number, number>;
+  /**
+   * Set while the last event checked is a HEARTBEAT: later heartbeats of the
+   * attempt replace that row in place, so it is read and checked again, from
+   * the state before it.
+   */
+  heartbeat: { before: PersistedJob; at: number; history: number } | null;
 }
 
 export function describeEvent(e: JobEventRecord): string {
@@ -80,12 +86,27 @@ export class InvariantChecker {
 
   private async checkNewEvents(jobId: string): Promise<void> {
     let s = this.seen.get(jobId);
-    if (!s) this.seen.set(jobId, (s = { seq: 0, at: 0, state: null, history: [], outcomes: new Map(), starts: new Map() }));
-    const events = await this.world.store.getEvents(jobId, s.seq);
+    if (!s) this.seen.set(jobId, (s = { seq: 0, at: 0, state: null, history: [], outcomes: new Map(), starts: new Map(), heartbeat: null }));
+    const hb = s.heartbeat;
+    const events = await this.world.store.getEvents(jobId, hb ? s.seq - 1 : s.seq);
+    if (hb) {
+      const again = events[0];
+      if (!again || again.seq !== s.seq || again.type !== 'HEARTBEAT') {
+        violated(INVARIANTS.history, `job ${jobId}: heartbeat seq ${s.seq} is now ${again ? `${again.seq}:${again.type}` : 'gone'}\n  history ${this.history(jobId)}`);
+      }
+      // Check the (possibly coalesced) heartbeat again, as if first seen now.
+      s.state = hb.before;
+      s.seq -= 1;
+      const at = s.at;
+      s.at = hb.at;
+      s.history.length = hb.history;
+      if (again.at < at) violated(INVARIANTS.history, `job ${jobId}: heartbeat seq ${again.seq} went back in time (${at} → ${again.at})`);
+    }
     for (const e of events) this.checkEvent(jobId, s, e);
   }
 
   private checkEvent(jobId: string, s: Seen, e: JobEventRecord): void {
+    s.heartbeat = e.type === 'HEARTBEAT' && s.state ? { before: s.state, at: s.at, history: s.history.length } : null;
     s.history.push(describeEvent(e));
     const fail = (invariant: string, what: string): never => violated(invariant, `${what}\n  history ${this.history(jobId)}`);
     if (e.seq !== s.seq + 1) fail(INVARIANTS.history, `job ${jobId}: event seq ${e.seq} follows seq ${s.seq}`);
@@ -189,13 +210,13 @@ export class InvariantChecker {
   private async checkOutbox(): Promise<void> {
     const rows = await this.world.backend.outbox();
     const unpublished = rows.filter((r) => !r.published);
-    if (unpublished.length > 0) violated(INVARIANTS.outbox, `${unpublished.length} outbox rows never marked published: ids ${unpublished.map((r) => r.id).join(', ')}`);
+    if (unpublished.length > 0) violated(INVARIANTS.outbox, `${unpublished.length} outbox rows never published (still in the outbox): ids ${unpublished.map((r) => r.id).join(', ')}`);
   }
 
   private async checkOutboxAcked(): Promise<void> {
     const rows = (await this.world.backend.outbox()).filter((r) => r.published && !this.world.log.ackedOutboxIds.has(String(r.id)));
     if (rows.length > 0) {
-      violated(INVARIANTS.outbox, `outbox rows marked published but never acknowledged by the log: ${rows.map((r) => `#${r.id} ${r.topic}`).join(', ')}`);
+      violated(INVARIANTS.outbox, `outbox rows deleted as published but never acknowledged by the log: ${rows.map((r) => `#${r.id} ${r.topic}`).join(', ')}`);
     }
   }
 }

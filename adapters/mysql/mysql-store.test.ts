@@ -131,13 +131,16 @@ describe('MySQL store', () => {
     assert.deepEqual((await a!.jobCounts()).map(key).sort(), (await a!.recountJobs()).map(key).sort());
   });
 
-  withStores('stamps published_at with the given clock', 1, async ([store]) => {
+  withStores('deletes the rows the log acked, and keeps those whose publish failed', 1, async ([store]) => {
     await store!.migrate();
     await store!.insert([newJobWrite()]);
+    await assert.rejects(store!.relayOutbox(10, async () => { throw new Error('broker down'); }), /broker down/);
+    const [kept] = await store!.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM outbox');
+    assert.equal(Number(kept[0]!.n), 2);
     assert.equal(await store!.relayOutbox(10, async () => {}), 2);
-    const [rows] = await store!.pool.query<RowDataPacket[]>('SELECT DISTINCT published_at AS t FROM outbox');
-    assert.deepEqual(rows.map((r) => r.t), [1234]);
-  }, { clock: { now: () => 1234 } });
+    const [rows] = await store!.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM outbox');
+    assert.equal(Number(rows[0]!.n), 0);
+  });
 
   withStores('the same idempotency key inserted from two stores at once: exactly one wins', 2, async ([a, b]) => {
     await a!.migrate();
@@ -171,5 +174,53 @@ describe('MySQL store', () => {
       assert.equal(job.version, 21);
       assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), Array.from({ length: 21 }, (_, i) => i + 1));
     }
+  });
+
+  withStores('a relay holding its claim open (publish not acked yet) blocks no writer, and a second relay skips its rows', 2, async ([a, b]) => {
+    await a!.migrate();
+    const first = newJobWrite();
+    await a!.insert([first]);
+    let ack!: () => void;
+    const acked = new Promise<void>((r) => { ack = r; });
+    let claimed: number[] = [];
+    let taken!: () => void;
+    const holding = new Promise<void>((r) => { taken = r; });
+    const relay = a!.relayOutbox(100, async (rows) => {
+      claimed = rows.map((r) => r.id);
+      taken();
+      await acked;
+    });
+    await holding;
+    // Every transition inserts outbox rows: a submit and an update must not wait for the claim.
+    const pending: Promise<unknown>[] = [];
+    const within = async <T>(what: string, p: Promise<T>): Promise<T> => {
+      pending.push(p.catch(() => undefined));
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} still waiting after 2000 ms behind an open claim`)), 2000); });
+      try {
+        return await Promise.race([p, limit]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    try {
+    const second = newJobWrite();
+    await within('a submit', b!.insert([second]));
+    await within('a transition', b!.update([second.job.id], (jobs) => ({
+      writes: [transitionWrite(jobs.get(second.job.id)!, { type: 'CANCEL', at: second.job.createdAt + 1 })!], result: null,
+    })));
+    // A second relay takes only the rows nobody holds, and never the claimed ones.
+    const seen: number[] = [];
+    await within('a second relay', b!.relayOutbox(100, async (rows) => { seen.push(...rows.map((r) => r.id)); }));
+    assert.ok(seen.length > 0);
+    assert.deepEqual(seen.filter((id) => claimed.includes(id)), []);
+    assert.equal(await a!.countUnpublished(), claimed.length, 'the claimed rows stay unpublished until the log acks');
+    } finally {
+      ack();
+      // On failure, let the writers still waiting finish before the pools close.
+      await Promise.all([relay.catch(() => undefined), ...pending]);
+    }
+    assert.equal(await relay, claimed.length);
+    assert.equal(await a!.countUnpublished(), 0);
   });
 });

@@ -11,7 +11,7 @@ import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
-import { claimOutbox, markPublished } from '../sql/statements.js';
+import { claimOutbox, deleteOutbox } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { databaseNow } from './connect.js';
@@ -43,7 +43,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): M
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0
         ? Promise.resolve([])
-        : withRetry(() => inTransaction(pool, (run) => runAsync(insertProgram(D, writes), run), beforeCommit)),
+        : withRetry(() => inTransaction(pool, (run) => runAsync(insertProgram(D, writes), run), { beforeCommit })),
 
     /**
      * Locks the rows (SELECT ... ORDER BY id FOR UPDATE), so the
@@ -51,28 +51,32 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): M
      * deadlocks and lock wait timeouts are retried like version conflicts.
      */
     update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), beforeCommit)),
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), { beforeCommit })),
 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>
-      deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), beforeCommit)), id),
+      deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), { beforeCommit })), id),
     /** The candidates are read without locks, then locked by id: the transaction holds only the rows it deletes. */
     purgeJobs: (state, updatedBefore, limit) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), beforeCommit)),
+      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), { beforeCommit })),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
-     * are what keeps other relays off these rows. If the process dies, the
-     * rollback frees them and they are published again (duplicates are
-     * deduped downstream by the outbox id header).
+     * are what keeps other relays off these rows (SKIP LOCKED), and the rows
+     * are deleted in it only after the log acked them. If the process dies,
+     * the rollback frees them and they are published again (duplicates are
+     * deduped downstream by the outbox id header). READ COMMITTED: under
+     * REPEATABLE READ the claim would also lock the gaps of the outbox index
+     * and, for as long as the log takes (a broker down: minutes), block every
+     * transition, each of which inserts outbox rows.
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       inTransaction(pool, async (run) => {
         const rows = (await run({ sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
         if (rows.length === 0) return 0;
         await publish(rows);
-        await run(markPublished(clock.now(), rows.map((r) => r.id)));
+        await run(deleteOutbox(D, rows.map((r) => r.id)));
         return rows.length;
-      }),
+      }, { readCommitted: true }),
 
     dbNow: () => databaseNow(pool),
 

@@ -14,6 +14,10 @@ const ER_LOCK_DEADLOCK = 1213;
 /** innodb_lock_wait_timeout elapsed. */
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 
+const START_TRANSACTION = 'START TRANSACTION';
+/** Applies to the next transaction of the session only. */
+const SET_READ_COMMITTED = 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED';
+
 /** Tries of a transaction that keeps losing races before ATS_ERR_CONCURRENT_UPDATE. */
 export const MAX_TRIES = 8;
 
@@ -40,23 +44,39 @@ function outcomeOf(res: unknown, multi: boolean): Outcome {
 /** Runs one statement (or multi-statement) inside the transaction. */
 export type Run = (s: Sql) => Promise<Outcome>;
 
+/** How a transaction runs. */
+export interface TxOptions {
+  /** Runs after `fn`, before COMMIT (fault injection). */
+  beforeCommit?: () => void;
+  /**
+   * READ COMMITTED for this one transaction (the session's level otherwise:
+   * REPEATABLE READ). A locking read then locks only the rows it returns, no
+   * gaps: what a transaction that stays open across a slow await needs, so
+   * that it blocks no insert next to its rows.
+   */
+  readCommitted?: boolean;
+}
+
 /**
  * A transaction on one pooled connection: `fn` runs its statements through
  * `run`, then `beforeCommit`, COMMIT; ROLLBACK on any throw. START
- * TRANSACTION goes in the same round trip as the first statement (the
- * connection allows multi-statements): a round trip less per transaction.
- * A connection whose ROLLBACK fails is destroyed, not returned to the pool,
- * so no later caller inherits an open transaction.
+ * TRANSACTION (and SET TRANSACTION ISOLATION LEVEL, which applies to the
+ * next transaction only) goes in the same round trip as the first statement
+ * (the connection allows multi-statements): a round trip less per
+ * transaction. A connection whose ROLLBACK fails is destroyed, not returned
+ * to the pool, so no later caller inherits an open transaction.
  */
-export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, beforeCommit?: () => void): Promise<T> {
+export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
+  const { beforeCommit, readCommitted = false } = opts;
   const conn = await pool.getConnection();
   let broken = false;
   let begun = false;
+  const begin = readCommitted ? [SET_READ_COMMITTED, START_TRANSACTION] : [START_TRANSACTION];
   const run: Run = async (s) => {
     if (begun) return exec(conn, s);
     begun = true;
-    const [res] = await conn.query(`START TRANSACTION;\n${s.sql}`, s.params);
-    const rest = (res as unknown[]).slice(1);
+    const [res] = await conn.query(`${begin.join(';\n')};\n${s.sql}`, s.params);
+    const rest = (res as unknown[]).slice(begin.length);
     return outcomeOf(s.multi ? rest : rest[0], s.multi === true);
   };
   try {

@@ -6,7 +6,7 @@ import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../
 import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES, FIND_STALE_PUBLISHED, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB,
+  COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
@@ -15,7 +15,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findStalePublished'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -41,6 +41,6 @@ export function createSqlReads(query: Query): SqlReads {
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     findDue: (now, limit) => due(FIND_DUE, now, limit),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, now, limit),
-    findStalePublished: (before, limit) => due(FIND_STALE_PUBLISHED, before, limit),
+    findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, before, limit),
   };
 }

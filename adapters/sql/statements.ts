@@ -55,16 +55,33 @@ export function selectJobIds(ids: readonly string[]): Sql {
 }
 
 /**
- * Read jobs for a transition, locked until commit. Locks are taken in id
- * order so two transactions over overlapping sets cannot deadlock each other.
+ * Read jobs for a transition, locked until commit, with the type of each
+ * one's last event (`last_event_type`: may a heartbeat coalesce into it). Locks
+ * are taken in id order so two transactions over overlapping sets cannot
+ * deadlock each other.
  * Params: the ids, sorted.
  */
 export function selectJobsForUpdate(d: Dialect, sortedIds: readonly string[]): Sql {
   return {
-    sql: `SELECT ${JOB_SELECT} FROM jobs WHERE id IN (${marks(sortedIds.length)}) ORDER BY id ${d.forUpdate}`,
+    sql: `SELECT ${JOB_SELECT_J}, e.type AS last_event_type
+      FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.seq = j.version
+      WHERE j.id IN (${marks(sortedIds.length)}) ORDER BY j.id ${d.forUpdate}`,
     params: [...sortedIds],
   };
 }
+
+/** `JOB_SELECT` qualified by the alias `j`. */
+const JOB_SELECT_J = JOB_SELECT.split(', ').map((c) => `j.${c}`).join(', ');
+
+/**
+ * Replace a job's last event, a heartbeat, by a later heartbeat of the same
+ * attempt (see `TransitionWrite.coalesce`). Matches no row unless the event is
+ * still the heartbeat the writer read (its `at`): a compare-and-set, like the
+ * job's.
+ * Params: at, data, job_id, seq, previous at
+ */
+export const COALESCE_HEARTBEAT = `UPDATE job_events SET at = ?, data = ?
+  WHERE job_id = ? AND seq = ? AND type = 'HEARTBEAT' AND at = ?`;
 
 /**
  * Compare-and-set a job to its next version; matches no row when the job is
@@ -139,11 +156,15 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
   WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until LIMIT ?`;
 
 /**
- * Published jobs no worker started since `before`, the oldest first (index `state, updated_at`).
+ * Jobs whose dispatch went out (or may have) and that no worker started since
+ * `before`, the oldest first (index `state, updated_at`): published ones, and
+ * pending ones whose dispatch was issued (`due_at` NULL: see `project`) but
+ * whose PUBLISHED was never recorded (the relay's bookkeeping write failed,
+ * or the relay died before it).
  * Params: before, limit
  */
-export const FIND_STALE_PUBLISHED = `SELECT id, state, attempt FROM jobs
-  WHERE state = 'published' AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
+export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt FROM jobs
+  WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
 // ---------------------------------------------------------------- events
 
@@ -190,32 +211,37 @@ export function insertOutbox(rows: readonly unknown[][]): Sql {
 }
 
 /**
- * Claim up to `limit` unpublished outbox rows, oldest first (index
- * `published_at, id`). On MySQL the rows stay locked until the relay commits
- * and a second relay skips them instead of waiting (Graphile Worker's and
- * River's claim): the price is that rows may be published out of id order
- * across relays.
+ * Claim up to `limit` outbox rows, oldest first (the primary key: rows are
+ * deleted once published, so every row left waits; migration 0002 removed
+ * those marked published before). On MySQL the rows stay locked until the
+ * relay commits and a second relay skips them instead of waiting (Graphile
+ * Worker's and River's claim): the price is that rows may be published out
+ * of id order across relays. The claim reads the primary key alone: through
+ * the secondary index `published_at, id`, two relays deleting their rows
+ * deadlocked on each other's index entries.
  * Params: limit
  */
 export function claimOutbox(d: Dialect): string {
-  return `SELECT ${OUTBOX_SELECT} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
+  return `SELECT ${OUTBOX_SELECT} FROM outbox ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
 }
 
 /**
- * Mark outbox rows published.
- * Params: published_at, then the ids.
+ * Delete outbox rows the log acknowledged: a published row has no further use
+ * (consumers dedupe by the outbox id header, which needs no row). On MySQL
+ * the LIMIT stops the scan at the last of them: InnoDB merges consecutive ids
+ * into one range and would otherwise read (and wait for the lock of) the row
+ * after it, which another relay may hold and be deleting: a deadlock.
+ * Params: the ids (then, on MySQL, their count).
  */
-export function markPublished(publishedAt: number, ids: readonly number[]): Sql {
-  return {
-    sql: `UPDATE outbox SET published_at = ? WHERE id IN (${marks(ids.length)}) AND published_at IS NULL`,
-    params: [publishedAt, ...ids],
-  };
+export function deleteOutbox(d: Dialect, ids: readonly number[]): Sql {
+  const sql = `DELETE FROM outbox WHERE id IN (${marks(ids.length)})`;
+  return d.name === 'mysql' ? { sql: `${sql} LIMIT ?`, params: [...ids, ids.length] } : { sql, params: [...ids] };
 }
 
 /**
- * How many outbox rows wait for the relay. Params: none.
+ * How many outbox rows wait for the relay (every row does). Params: none.
  */
-export const COUNT_UNPUBLISHED = 'SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL';
+export const COUNT_UNPUBLISHED = 'SELECT COUNT(*) AS n FROM outbox';
 
 // ---------------------------------------------------------------- migrations
 

@@ -3,14 +3,14 @@
  * shared by the MySQL and the SQLite store. The caller runs each one inside
  * a transaction and commits only if it returns.
  */
-import type { Decide, InsertResult, JobRecord, TransitionWrite } from '../../engine/ports.js';
+import type { Decide, InsertResult, JobRecord, StoredEventType, TransitionWrite } from '../../engine/ports.js';
 import { chunkRows, groupBySize, slices } from './batches.js';
 import { countStepsOf } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
-import { eventValues, jobValues, outboxValues, projectionValues, rowToJob } from './rows.js';
+import { eventValues, jobValues, outboxValues, projectionValues, rowToJob, toJson } from './rows.js';
 import {
-  UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, type Sql,
+  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, type Sql,
 } from './statements.js';
 
 /**
@@ -78,20 +78,36 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
  */
 export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: Decide<T>): Program<T> {
   const jobs = new Map<string, JobRecord>();
+  const lastEventTypes = new Map<string, StoredEventType>();
   const sorted = [...new Set(ids)].sort();
   for (const part of slices(sorted)) {
-    for (const r of (yield selectJobsForUpdate(d, part)).rows) jobs.set(String(r.id), rowToJob(r));
+    for (const r of (yield selectJobsForUpdate(d, part)).rows) {
+      jobs.set(String(r.id), rowToJob(r));
+      if (r.last_event_type != null) lastEventTypes.set(String(r.id), r.last_event_type as StoredEventType);
+    }
   }
-  const { writes, result } = decide(jobs);
+  const { writes, result } = decide(jobs, lastEventTypes);
   const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
     id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
   }));
-  const steps = [
-    ...updates.map((u): Sql => ({ sql: UPDATE_JOB_CAS, params: u.params })), ...logSteps(writes), ...countStepsOf(d, writes),
+  // After the event inserts: a chain may insert a job's first heartbeat and coalesce the next into it.
+  const coalesced = writes.filter((w) => w.coalesce);
+  const checked = [
+    ...updates.map((u) => ({ sql: { sql: UPDATE_JOB_CAS, params: u.params }, conflict: `not at version ${u.expectedVersion} any more`, id: u.id })),
   ];
+  const steps = [...checked.map((c) => c.sql), ...logSteps(writes)];
+  const coalesceAt = steps.length;
+  steps.push(...coalesced.map((w): Sql => ({
+    sql: COALESCE_HEARTBEAT, params: [w.event.at, toJson(w.event.data), w.job.id, w.event.seq, w.coalesce!.previousAt],
+  })));
+  // Last: the counter rows' locks are held for the shortest time.
+  steps.push(...countStepsOf(d, writes));
   yield* runSteps(d, steps, (k, changes) => {
-    const u = updates[k];
-    if (u && changes !== 1) throw new VersionConflict(u.id, `not at version ${u.expectedVersion} any more`);
+    if (changes === 1) return;
+    const c = checked[k];
+    if (c) throw new VersionConflict(c.id, c.conflict);
+    const w = k >= coalesceAt ? coalesced[k - coalesceAt] : undefined;
+    if (w) throw new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`);
   });
   return result;
 }
@@ -113,10 +129,15 @@ export function collapseChains(writes: readonly TransitionWrite[]): Map<string, 
   return out;
 }
 
-/** The events and outbox rows of committed-together writes, as multi-row INSERTs. */
+/**
+ * The events and outbox rows of committed-together writes, as multi-row
+ * INSERTs. A coalesced heartbeat inserts nothing (it updates its event: see
+ * `updateProgram`).
+ */
 function logSteps(writes: readonly TransitionWrite[]): Sql[] {
-  const outbox = writes.flatMap((w) => w.outbox.map((m) => outboxValues(m, w.event.at)));
-  return [...chunkRows(writes.map((w) => eventValues(w.event))).map(insertEvents), ...chunkRows(outbox).map(insertOutbox)];
+  const appended = writes.filter((w) => !w.coalesce);
+  const outbox = appended.flatMap((w) => w.outbox.map((m) => outboxValues(m, w.event.at)));
+  return [...chunkRows(appended.map((w) => eventValues(w.event))).map(insertEvents), ...chunkRows(outbox).map(insertOutbox)];
 }
 
 /**

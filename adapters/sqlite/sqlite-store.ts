@@ -15,7 +15,7 @@ import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { guardStore } from '../sql/unavailable.js';
 import { rowToOutbox, type Row } from '../sql/rows.js';
-import { claimOutbox, markPublished, type Sql } from '../sql/statements.js';
+import { claimOutbox, deleteOutbox, type Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { migrateSqlite } from './migrate.js';
@@ -59,7 +59,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults)
     /**
      * One connection cannot hold a transaction across an await (every other
      * caller would write inside it). So: claim without a lock, publish, then
-     * mark in one statement; the mutex keeps this process's relays off each
+     * delete the acked rows in one statement; the mutex keeps this process's relays off each
      * other's rows. Two processes on one file may publish a row twice, which
      * the at-least-once contract allows.
      */
@@ -68,7 +68,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults)
         const rows = exec({ sql: claimOutbox(D), params: [limit] }).rows.map(rowToOutbox);
         if (rows.length === 0) return 0;
         await publish(rows);
-        exec(markPublished(clock.now(), rows.map((r) => r.id)));
+        exec(deleteOutbox(D, rows.map((r) => r.id)));
         return rows.length;
       }),
 

@@ -325,12 +325,16 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [b!.job.id]);
     });
 
-    test('findStalePublished finds published jobs not started since a time', async (store) => {
-      const [a, b] = await insertAll(store, [newJobWrite(), newJobWrite()]);
+    test('findLostDispatches finds dispatched jobs not started since a time, published or not', async (store) => {
+      const [a, b, c, d] = await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite({ at: T0 + 15 }), newJobWrite({ runAt: T0 + 50 })]);
       await drive(store, a!.job.id, [published(T0 + 10)]);
       await drive(store, b!.job.id, [published(T0 + 20), started(T0 + 30)]);
-      assert.deepEqual(await store.findStalePublished(T0 + 9, 10), []);
-      assert.deepEqual(await store.findStalePublished(T0 + 10_000, 10), [{ id: a!.job.id, state: 'published', attempt: 0 }]);
+      assert.deepEqual(await store.findLostDispatches(T0 + 9, 10), []);
+      // c: pending, dispatched at submit, PUBLISHED never recorded; d: delayed, never dispatched.
+      assert.deepEqual(await store.findLostDispatches(T0 + 10_000, 10), [
+        { id: a!.job.id, state: 'published', attempt: 0 }, { id: c!.job.id, state: 'pending', attempt: 0 },
+      ]);
+      assert.ok(d);
     });
 
     test('listJobs pages newest first and filters by state, type and queue', async (store) => {

@@ -1,0 +1,106 @@
+/**
+ * The timers' repair of lost dispatches, on the real stores (MariaDB and
+ * SQLite): a dispatch that went out and was lost is issued again after the
+ * published timeout, whether or not PUBLISHED was recorded for it.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import { createMysqlStore } from '../adapters/mysql/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import { silentLogger } from './logger.js';
+import { TOPICS, type Clock, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
+import { Timers } from './timers.js';
+import { TransitionService } from './transitions.js';
+
+const TIMEOUT_MS = 60_000;
+const T0 = Date.UTC(2031, 0, 1);
+
+/** Time that moves only when the test says. */
+const manualClock = () => {
+  let t = T0;
+  const clock: Clock & { advance(ms: number): void } = {
+    now: () => t,
+    sleep: () => Promise.resolve(),
+    advance: (ms) => { t += ms; },
+  };
+  return clock;
+};
+
+const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
+  type: 'demo.echo', payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...o,
+});
+
+/** The relay's produce, acked by a log that then loses every message; the rows are gone from the outbox. */
+async function publishAndLose(store: JobStore): Promise<OutboxRow[]> {
+  const lost: OutboxRow[] = [];
+  while ((await store.relayOutbox(100, async (rows) => void lost.push(...rows))) > 0);
+  return lost;
+}
+
+const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => (r.payload as { jobId: string }).jobId);
+
+const backends: Array<{ name: string; open(): Promise<{ store: JobStore; cleanup(): Promise<void> }> }> = [
+  {
+    name: 'sqlite',
+    open: async () => {
+      const store = createSqliteStore({ file: ':memory:' });
+      return { store, cleanup: () => store.close() };
+    },
+  },
+  {
+    name: 'mysql',
+    open: async () => {
+      await requireMysql();
+      const db = await createTestDatabase();
+      const store = await createMysqlStore({ url: db.url, poolSize: 4 });
+      return { store, cleanup: async () => { await store.close(); await db.drop(); } };
+    },
+  },
+];
+
+for (const backend of backends) {
+  describe(`Timers on ${backend.name}`, () => {
+    it('re-dispatch a lost dispatch after the published timeout, whether PUBLISHED was recorded or not', async () => {
+      const { store, cleanup } = await backend.open();
+      try {
+        await store.migrate();
+        const clock = manualClock();
+        const nextId = monotonicFactory();
+        const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+        const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+
+        // Both dispatched at submit; the log acks and loses both messages.
+        const unrecorded = await transitions.submit(spec());
+        const recorded = await transitions.submit(spec());
+        const delayed = await transitions.submit(spec({ runAt: T0 + 10 * TIMEOUT_MS }));
+        assert.ok(unrecorded.ok && recorded.ok && delayed.ok);
+        assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [unrecorded.job.id, recorded.job.id].sort());
+        // PUBLISHED is recorded for one only (the relay's bookkeeping write failed for the other).
+        assert.ok((await transitions.apply(recorded.job.id, { type: 'PUBLISHED', attempt: 1 })).ok);
+
+        clock.advance(TIMEOUT_MS - 1);
+        assert.equal(await timers.runOnce(), 0, 'nothing is stale before the timeout');
+        clock.advance(1);
+        assert.equal(await timers.runOnce(), 2);
+        assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [unrecorded.job.id, recorded.job.id].sort());
+        assert.equal(timers.counters.redispatched, 2);
+        for (const id of [unrecorded.job.id, recorded.job.id]) {
+          const job = (await store.getJob(id))!;
+          assert.equal(job.snapshot.context.dispatches, 2);
+          assert.equal(job.snapshot.context.dispatchedFor, 1);
+        }
+        // The new dispatch is lost again: the timers issue another one a timeout later, and only then.
+        clock.advance(TIMEOUT_MS - 1);
+        assert.equal(await timers.runOnce(), 0);
+        clock.advance(1);
+        assert.equal(await timers.runOnce(), 2);
+        assert.equal((await store.getJob(delayed.job.id))!.snapshot.context.dispatches, 0, 'a delayed job is not dispatched early');
+      } finally {
+        await cleanup();
+      }
+    });
+  });
+}
