@@ -39,8 +39,10 @@ const KAFKA_PORT = Number(process.env.FAULTS_KAFKA_PORT ?? 19200);
 const MYSQL_PORT = Number(process.env.FAULTS_MYSQL_PORT ?? 13306);
 const BROKER_DOWN_MS = Number(process.env.FAULTS_BROKER_DOWN_MS ?? 10_000);
 const DB_DOWN_MS = Number(process.env.FAULTS_DB_DOWN_MS ?? 7_000);
-/** Submits per second while the faults run (after them, the rest goes out unpaced). */
-const RATE = 30;
+/** Submits per second while the faults run. */
+const RATE = 25;
+/** Jobs held back until the faults are over (then sent unpaced), so work arrives after the last fault too. */
+const RESERVE = Math.floor(JOBS / 5);
 const LANES = 8;
 const RECOVERY_CAP_MS = 60_000;
 const DRAIN_CAP_MS = 90_000;
@@ -297,7 +299,7 @@ it(`${JOBS} jobs through a broker stop, a database kill and role kills`, { timeo
   const lanes = Array.from({ length: LANES }, async () => {
     for (let n = next++; n < JOBS; n = next++) {
       const due = t0 + (n / RATE) * 1000;
-      while (paced && Date.now() < due) await sleep(Math.min(100, due - Date.now()));
+      while (paced && (Date.now() < due || n >= JOBS - RESERVE)) await sleep(100);
       await submit(n, submitDeadline);
     }
   });
