@@ -24,7 +24,16 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
     return 1;
   }
-  const { url } = await system.start();
+  let url: string | null;
+  try {
+    ({ url } = await system.start());
+  } catch (err) {
+    // Roles may already run (a worker joined its group, the relay polls): stop
+    // them, but give up on a stop that hangs so the exit stays within seconds.
+    process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
+    await Promise.race([system.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+    return 1;
+  }
   const store = config.mysqlUrl ? 'MySQL' : `embedded SQLite (${config.dataDir}/ats.sqlite)`;
   const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
   const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';

@@ -22,6 +22,11 @@ export interface KafkaConsumerTuning {
   partitionsConsumedConcurrently?: number;
   /** `consume()` rejects if the consumer has not joined and fetched by then. @defaultValue 30000 */
   readyTimeoutMs?: number;
+  /**
+   * After a crash kafkajs does not restart from, wait this long before a new
+   * consumer is started (doubling, up to 30 s, while starting fails). @defaultValue 1000
+   */
+  restartDelayMs?: number;
 }
 
 /** Options of `createKafkaLog`. */
@@ -61,6 +66,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     redeliveryDelayMs: 200,
     partitionsConsumedConcurrently: partitions,
     readyTimeoutMs: 30_000,
+    restartDelayMs: 1000,
     ...raw.consumer,
   });
   const opts = Object.freeze({

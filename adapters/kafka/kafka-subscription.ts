@@ -12,10 +12,68 @@ import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js
 
 type Tuning = CompiledKafkaLogOptions['consumer'];
 
-/** Starts a consumer and resolves once it has joined its group and fetched once. */
+/**
+ * Starts a consumer and resolves once it has joined its group and fetched once.
+ *
+ * kafkajs restarts a consumer by itself after a retriable crash (a broker
+ * that went away, retries exhausted), but after any other crash it stops for
+ * good, and a process whose only sign of life was that consumer would then
+ * sit idle forever. So the subscription watches for such a crash and starts a
+ * new consumer in the same group (after `restartDelayMs`, doubling up to 30 s
+ * while starting fails), until `stop()`.
+ */
 export async function startSubscription(
   kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
 ): Promise<Subscription> {
+  const inFlight = new Set<Promise<unknown>>();
+  const logger = kafka.logger();
+  const topic = physicalName(opts.topicPrefix, options.topic);
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let wake = () => {};
+  let restarting: Promise<void> | null = null;
+
+  const restartLoop = async (): Promise<void> => {
+    for (let delay = opts.consumer.restartDelayMs; !stopped; delay = Math.min(delay * 2, 30_000)) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, delay);
+      });
+      if (stopped) return;
+      try {
+        consumer = await startConsumer(kafka, opts, options, inFlight, onDeadCrash);
+        return;
+      } catch (error) {
+        logger.error('starting a new consumer failed; will try again', { topic, error: String(error) });
+      }
+    }
+  };
+  function onDeadCrash(error: Error): void {
+    if (stopped || restarting) return;
+    logger.error('consumer crashed and kafkajs will not restart it; starting a new one', { topic, error: String(error) });
+    restarting = restartLoop().finally(() => { restarting = null; });
+  }
+  let consumer = await startConsumer(kafka, opts, options, inFlight, onDeadCrash);
+
+  let stopping: Promise<void> | null = null;
+  const stop = async () => {
+    stopped = true;
+    clearTimeout(timer);
+    wake(); // a restart waiting out its delay gives up now
+    await restarting;
+    // disconnect() waits for the batch being handled, then leaves the group,
+    // so the partitions move to the other members right away.
+    await consumer.disconnect();
+    await Promise.allSettled([...inFlight]);
+  };
+  return { stop: () => (stopping ??= stop()) };
+}
+
+/** One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later crash kafkajs does not restart from. */
+async function startConsumer(
+  kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
+  onDeadCrash: (error: Error) => void,
+): Promise<Consumer> {
   const topic = physicalName(opts.topicPrefix, options.topic);
   const consumer = kafka.consumer({
     groupId: physicalName(opts.topicPrefix, options.groupId),
@@ -25,7 +83,6 @@ export async function startSubscription(
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
   });
-  const inFlight = new Set<Promise<unknown>>();
   const handleBatch = batchHandler(options, opts.consumer, kafka.logger(), inFlight);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
   try {
@@ -43,18 +100,8 @@ export async function startSubscription(
     await consumer.disconnect().catch(() => {});
     throw error;
   }
-  return subscription(consumer, inFlight);
-}
-
-function subscription(consumer: Consumer, inFlight: Set<Promise<unknown>>): Subscription {
-  let stopped: Promise<void> | null = null;
-  const stop = async () => {
-    // disconnect() waits for the batch being handled, then leaves the group,
-    // so the partitions move to the other members right away.
-    await consumer.disconnect();
-    await Promise.allSettled([...inFlight]);
-  };
-  return { stop: () => (stopped ??= stop()) };
+  consumer.on(consumer.events.CRASH, ({ payload }) => { if (!payload.restart) onDeadCrash(payload.error); });
+  return consumer;
 }
 
 /**

@@ -1,0 +1,40 @@
+/**
+ * `ats start` when starting the roles fails after the stores opened (here: the
+ * api's port is taken): one clear line and exit code 1 within seconds, like
+ * an unreachable database, so a supervisor sees a failed start and retries.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { it } from 'node:test';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+it('exits 1 with "cannot start" and no stack trace when the api port is taken', { timeout: 60_000 }, async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  const dir = mkdtempSync(join(tmpdir(), 'ats-start-fail-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'error' };
+    delete env.MYSQL_URL;
+    delete env.KAFKA_BROKERS;
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const started = Date.now();
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    assert.equal(code, 1, stderr);
+    assert.ok(Date.now() - started < 30_000, `exited after ${Date.now() - started} ms`);
+    assert.match(stderr, /^ats: cannot start: .*EADDRINUSE/m);
+    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  } finally {
+    taken.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
