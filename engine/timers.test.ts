@@ -104,3 +104,31 @@ for (const backend of backends) {
     });
   });
 }
+
+describe('Timers with the database down', () => {
+  it('pause 1 s after a failed pass, doubling to 10 s, and poll normally again once a pass works', async () => {
+    const sleeps: number[] = [];
+    let failing = true;
+    const stopAfter = 10;
+    const clock: Clock = {
+      now: () => T0,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        if (sleeps.length === 7) failing = false;
+        await new Promise((r) => setImmediate(r));
+      },
+    };
+    const down = () => (failing ? Promise.reject(new Error('connect ECONNREFUSED')) : Promise.resolve([]));
+    const store = { findDue: down, findExpiredLeases: down, findLostDispatches: down } as unknown as JobStore;
+    const logged: unknown[] = [];
+    const logger = { ...silentLogger, error: (_m: string, f?: Record<string, unknown>) => void logged.push(f?.retryInMs) };
+    const transitions = { applyMany: async () => [] } as unknown as TransitionService;
+    const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 100, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+    timers.start();
+    while (sleeps.length < stopAfter) await new Promise((r) => setTimeout(r, 5));
+    await timers.stop();
+    assert.deepEqual(sleeps.slice(0, 7), [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000], 'failed passes back off');
+    assert.deepEqual(sleeps.slice(7, 10), [100, 100, 100], 'a pass that worked polls at pollMs again');
+    assert.deepEqual(logged, [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+  });
+});

@@ -13,6 +13,10 @@ import { errorFields } from './logger.js';
 import type { Clock, DueJob, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop } from './loop.js';
+import { ErrorBackoff } from './error-backoff.js';
+
+/** After a failed pass (the database down), the timers pause 1 s, doubling to 10 s, instead of every poll. */
+export const TIMERS_ERROR_BACKOFF = Object.freeze({ baseMs: 1000, maxMs: 10_000 });
 
 export interface TimersOptions {
   /** How often to look. @defaultValue 250 */
@@ -92,15 +96,19 @@ export class Timers {
 
   private async run(signal: AbortSignal): Promise<void> {
     const { clock, logger } = this.deps;
+    const backoff = new ErrorBackoff(TIMERS_ERROR_BACKOFF.baseMs, TIMERS_ERROR_BACKOFF.maxMs);
     while (!signal.aborted) {
+      let pauseMs = this.opts.pollMs;
       try {
         const n = await this.runOnce();
+        backoff.succeeded();
         if (n >= this.opts.batchSize) continue;
       } catch (err) {
         if (signal.aborted) break;
-        logger.error('timers: pass failed, will retry', errorFields(err));
+        pauseMs = Math.max(pauseMs, backoff.failed());
+        logger.error('timers: pass failed, will retry', { ...errorFields(err), retryInMs: pauseMs, failures: backoff.consecutiveFailures });
       }
-      await clock.sleep(this.opts.pollMs, signal).catch(() => undefined);
+      await clock.sleep(pauseMs, signal).catch(() => undefined);
     }
   }
 }
