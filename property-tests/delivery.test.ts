@@ -17,7 +17,7 @@ test('at-least-once and idempotency under injected faults (SQLite + in-process l
   // The runs must have exercised what they claim to: faults happened and jobs reached every end.
   const s = result.stats;
   if (result.runs >= 200) {
-    for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected', 'relayFaults', 'dropped', 'done', 'dead', 'cancelled'] as const) {
+    for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected', 'relayFaults', 'dropped', 'loopRuns', 'lostDispatches', 'done', 'dead', 'cancelled'] as const) {
       assert.ok(s[k] > 0, `no run exercised ${k}: ${JSON.stringify(s)}`);
     }
   }

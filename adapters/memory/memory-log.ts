@@ -77,8 +77,8 @@ interface Lane {
   owner: Member | null;
   /** A `handle` call is running: the partition is strictly serial. */
   busy: boolean;
-  /** Waiting to redeliver after a failed `handle`. */
-  retryTimer: NodeJS.Timeout | null;
+  /** Waiting to redeliver after a failed `handle`: cancels that wait. */
+  retryTimer: (() => void) | null;
 }
 
 /** A group's view of one topic. */
@@ -288,15 +288,23 @@ class MemoryEventLog implements MemoryLog {
   /** Nothing was committed: the same records (from the committed position) go out again later. */
   private scheduleRetry(lane: Lane): void {
     if (this.closed) return;
-    lane.retryTimer = setTimeout(() => {
+    const retry = () => {
       lane.retryTimer = null;
       this.kick();
       this.notify();
-    }, this.opts.redeliveryDelayMs);
+    };
+    // No delay: the next turn of the event loop, in order with everything else queued (tests stay deterministic).
+    if (this.opts.redeliveryDelayMs === 0) {
+      const immediate = setImmediate(retry);
+      lane.retryTimer = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(retry, this.opts.redeliveryDelayMs);
+      lane.retryTimer = () => clearTimeout(timer);
+    }
   }
 
   private clearRetry(lane: Lane): void {
-    if (lane.retryTimer) clearTimeout(lane.retryTimer);
+    lane.retryTimer?.();
     lane.retryTimer = null;
   }
 
