@@ -8,6 +8,11 @@ export class Semaphore {
     return this.free;
   }
 
+  /** Callers waiting for a slot (test-visible: an aborted one must leave the queue). */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.free > 0) {

@@ -12,7 +12,7 @@ import type { JobSpec, LogMessage } from '../engine/ports.js';
 import type { EventInput } from '../engine/transitions.js';
 import { INVARIANTS, violated, type InvariantChecker } from './invariants.js';
 import { InjectedFault } from './tracked-log.js';
-import type { DeliveryFault, Plan, TaskPayload, World } from './world.js';
+import { AWKWARD_NAMES, QUEUE, TASK_TYPE, type DeliveryFault, type Plan, type TaskPayload, type World } from './world.js';
 
 /** Jobs per run: small runs shrink to readable counterexamples and keep 1,000 runs fast. */
 export const MAX_JOBS = 8;
@@ -57,6 +57,9 @@ const pickJob = (w: World, pick: number): string => w.jobIds[pick % w.jobIds.len
 // ------------------------------------------------------------------ submit
 
 export interface SubmitParams {
+  /** Queue and type: usually the plain ones, sometimes a name like `__proto__`. */
+  queue: string;
+  type: string;
   key: string | null;
   variant: number;
   delayMs: number;
@@ -74,11 +77,16 @@ class Submit extends Command {
   }
 
   override check(m: Readonly<Model>): boolean {
-    return m.jobs < MAX_JOBS || (this.p.key !== null && m.keys.has(this.p.key));
+    return m.jobs < MAX_JOBS || (this.p.key !== null && m.keys.has(this.modelKey));
+  }
+
+  /** An idempotency key is unique per queue. */
+  private get modelKey(): string {
+    return `${this.p.queue}\u0000${this.p.key}`;
   }
 
   async act(m: Model, w: World): Promise<void> {
-    const known = this.p.key === null ? undefined : m.keys.get(this.p.key);
+    const known = this.p.key === null ? undefined : m.keys.get(this.modelKey);
     if (known) return this.resubmit(w, known);
     const spec = w.spec({ ...this.p, payload: { plan: this.p.plan, variant: this.p.variant } });
     const specs = this.p.twice && this.p.key !== null ? [spec, spec] : [spec];
@@ -89,7 +97,7 @@ class Submit extends Command {
     }
     w.jobIds.push(first!.job.id);
     m.jobs++;
-    if (this.p.key !== null) m.keys.set(this.p.key, { variant: this.p.variant, spec, jobIndex: w.jobIds.length - 1 });
+    if (this.p.key !== null) m.keys.set(this.modelKey, { variant: this.p.variant, spec, jobIndex: w.jobIds.length - 1 });
     w.note(`submitted ${first!.job.id} (${first!.job.snapshot.value})`);
   }
 
@@ -113,24 +121,40 @@ class Submit extends Command {
   toString(): string {
     const p = this.p;
     const key = p.key === null ? 'no key' : `key ${p.key}${p.twice ? ' twice' : ''}`;
+    const names = `${p.queue === QUEUE ? '' : `queue ${p.queue}, `}${p.type === TASK_TYPE ? '' : `type ${p.type}, `}`;
     const backoff = p.backoff.kind === 'fixed' ? `fixed ${p.backoff.delayMs}` : `exp ${p.backoff.baseMs}..${p.backoff.maxMs}`;
-    return `submit(${key}, body ${p.variant}, plan [${p.plan.join(',')}], max ${p.maxAttempts}, ${p.delayMs ? `runAt +${p.delayMs}ms, ` : ''}${backoff}, timeout ${p.timeoutMs})`;
+    return `submit(${names}${key}, body ${p.variant}, plan [${p.plan.join(',')}], max ${p.maxAttempts}, ${p.delayMs ? `runAt +${p.delayMs}ms, ` : ''}${backoff}, timeout ${p.timeoutMs})`;
   }
 }
 
 // ------------------------------------------------------------------ relay and delivery
 
-type RelayMode = 'small' | 'all' | 'crash-after-produce' | 'fail-produce' | 'half-produce';
+type RelayMode = 'small' | 'all' | 'crash-after-produce' | 'fail-produce' | 'half-produce' | 'die-after-mark' | 'published-fails';
 
+/** Modes that set the log's publish fault themselves (a lost batch cannot also fail). */
+const PRODUCE_FAULTS: ReadonlySet<RelayMode> = new Set(['fail-produce', 'half-produce']);
+
+/**
+ * One relay batch (`runOnce`), maybe with a fault: killed between produce and
+ * mark, dying while producing, dying after the rows were marked published and
+ * before PUBLISHED was recorded, or the PUBLISHED write failing. `lose`: the
+ * log acks the batch but loses its dispatch messages.
+ */
 class RunRelay extends Command {
-  constructor(private readonly mode: RelayMode) {
+  constructor(private readonly mode: RelayMode, private readonly lose = false) {
     super();
   }
 
   async act(_m: Model, w: World): Promise<void> {
-    const relay = this.mode === 'small' ? w.relays.small : this.mode === 'crash-after-produce' ? w.relays.crashing : w.relays.all;
+    const relay = this.mode === 'small' ? w.relays.small
+      : this.mode === 'crash-after-produce' ? w.relays.crashing
+        : this.mode === 'die-after-mark' ? w.relays.diesAfterMark
+          : this.mode === 'published-fails' ? w.relays.publishedFails
+            : w.relays.all;
     if (this.mode === 'fail-produce') w.log.publishFault = 'fail';
     if (this.mode === 'half-produce') w.log.publishFault = 'half';
+    if (this.lose && !PRODUCE_FAULTS.has(this.mode)) w.log.publishFault = 'lose';
+    const lostBefore = w.log.lostDispatches;
     try {
       w.note(`relay published ${await relay.runOnce()} rows`);
     } catch (err) {
@@ -139,11 +163,28 @@ class RunRelay extends Command {
       w.note(`relay: ${err.message}`);
     } finally {
       w.log.publishFault = 'none';
+      if (w.log.lostDispatches > lostBefore) w.note(`the log lost ${w.log.lostDispatches - lostBefore} dispatch messages after acking them`);
     }
   }
 
   toString(): string {
-    return `relay(${this.mode})`;
+    return `relay(${this.mode}${this.lose ? ', log loses its dispatches' : ''})`;
+  }
+}
+
+/** The real background loops (relay woken by commits, timers) while simulated time passes. */
+class RunLoops extends Command {
+  constructor(private readonly ms: number) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    await w.runLoops(this.ms);
+    w.stats.loopRuns++;
+  }
+
+  toString(): string {
+    return `loops(${this.ms}ms)`;
   }
 }
 
@@ -385,8 +426,14 @@ const backoffArb: fc.Arbitrary<BackoffPolicy> = fc.oneof(
   }),
 );
 
+/** Mostly the plain name, sometimes one that breaks a plain object used as a map. */
+const nameArb = (plain: string): fc.Arbitrary<string> =>
+  fc.oneof({ weight: 4, arbitrary: fc.constant(plain) }, { weight: 1, arbitrary: fc.constantFrom(...AWKWARD_NAMES) });
+
 const submitArb: fc.Arbitrary<SubmitParams> = fc.record({
-  key: fc.option(fc.constantFrom('k0', 'k1', 'k2'), { nil: null, freq: 2 }),
+  queue: nameArb(QUEUE),
+  type: nameArb(TASK_TYPE),
+  key: fc.option(fc.oneof({ weight: 3, arbitrary: fc.constant('k0') }, { weight: 1, arbitrary: fc.constantFrom(...AWKWARD_NAMES) }), { nil: null, freq: 2 }),
   variant: fc.constantFrom(0, 1),
   delayMs: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 20_000 }) }),
   maxAttempts: fc.integer({ min: 1, max: 5 }),
@@ -405,8 +452,16 @@ const KINDS: Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }
   submit: { weight: 10, arbitrary: submitArb.map((p) => new Submit(p)) },
   relay: { weight: 4, arbitrary: fc.constantFrom<RelayMode>('small', 'all', 'all').map((m) => new RunRelay(m)) },
   relayFault: {
-    weight: 2, arbitrary: fc.constantFrom<RelayMode>('crash-after-produce', 'fail-produce', 'half-produce').map((m) => new RunRelay(m)),
+    weight: 3,
+    arbitrary: fc.constantFrom<RelayMode>('crash-after-produce', 'fail-produce', 'half-produce', 'die-after-mark', 'published-fails')
+      .map((m) => new RunRelay(m)),
   },
+  /** A relay batch whose dispatch messages the log loses after acking them (with or without a relay fault). */
+  lose: {
+    weight: 1,
+    arbitrary: fc.constantFrom<RelayMode>('all', 'die-after-mark', 'published-fails').map((m) => new RunRelay(m, true)),
+  },
+  loops: { weight: 2, arbitrary: fc.constantFrom(0, 250, 1000, 3001).map((ms) => new RunLoops(ms)) },
   deliver: { weight: 4, arbitrary: fc.boolean().map((all) => new Deliver(all)) },
   duplicate: { weight: 1, arbitrary: pickArb.map((n) => new Duplicate(n)) },
   reorder: { weight: 1, arbitrary: pickArb.map((n) => new Reorder(n)) },

@@ -19,6 +19,7 @@ test('at-least-once and idempotency under injected faults (MariaDB + Kafka, simu
     });
     t.diagnostic(`${result.runs} runs in ${(result.ms / 1000).toFixed(1)} s: ${JSON.stringify(result.stats)}`);
     assert.ok(result.stats.jobs > 0 && result.stats.done > 0, `the runs submitted and finished jobs: ${JSON.stringify(result.stats)}`);
+    assert.ok(result.stats.loopRuns > 0, `the runs drove the background loops: ${JSON.stringify(result.stats)}`);
   } finally {
     await backend.tearDown();
   }

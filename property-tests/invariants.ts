@@ -26,6 +26,7 @@ export const INVARIANTS = Object.freeze({
   claimOnce: 'I10 each (job, attempt) is claimed and run at most once',
   stale: 'I11 a stale outcome (zombie worker) is rejected and writes nothing',
   userEvents: 'I12 CANCEL is accepted in every non-terminal state; REDRIVE only from dead or cancelled',
+  wakeUps: 'I13 the relay\'s loop publishes every commit without waiting for its poll, and keeps no stale wake-ups',
 });
 
 export class InvariantViolation extends Error {

@@ -31,8 +31,12 @@ export function countingStore(store: JobStore): CountingStore {
   }) as CountingStore;
 }
 
-/** How the next `publish` fails (a relay that dies while producing). One-shot. */
-export type PublishFault = 'none' | 'fail' | 'half';
+/**
+ * How the next `publish` fails (a relay that dies while producing), or `lose`:
+ * the log acks it, but its dispatch messages never reach a consumer (data a
+ * broker lost after its ack, a topic emptied by hand). One-shot.
+ */
+export type PublishFault = 'none' | 'fail' | 'half' | 'lose';
 
 /** Around one worker's `handle`: may gate, fault (throw) or observe a delivery. */
 export interface DeliveryHooks {
@@ -48,6 +52,8 @@ export class TrackedLog implements EventLog {
   /** Dispatch messages published but not yet handled successfully by any worker: nonce → `job#attempt`, since when. */
   readonly unhandled = new Map<string, { what: string; since: number }>();
   publishFault: PublishFault = 'none';
+  /** Dispatch messages acked and then lost on purpose (`lose`): only the timers' lost-dispatch repair recovers them. */
+  lostDispatches = 0;
   inFlight = 0;
   private nonce = 0;
 
@@ -62,7 +68,8 @@ export class TrackedLog implements EventLog {
     this.publishFault = 'none';
     if (fault === 'fail' && messages.length > 0) throw new InjectedFault('the relay died while producing (nothing acked)');
     const stamped: LogMessage[] = messages.map((m) => ({ ...m, headers: { ...m.headers, [NONCE_HEADER]: String(++this.nonce) } }));
-    const sent = fault === 'half' ? stamped.slice(0, Math.ceil(stamped.length / 2)) : stamped;
+    const lost = fault === 'lose' ? stamped.filter(isDispatch) : [];
+    const sent = fault === 'half' ? stamped.slice(0, Math.ceil(stamped.length / 2)) : stamped.filter((m) => !lost.includes(m));
     // Tracked before the send: a broker may deliver before the producer sees its ack.
     const tracked = sent.filter(isDispatch).map((m) => m.headers[NONCE_HEADER]!);
     for (const m of sent.filter(isDispatch)) this.unhandled.set(m.headers[NONCE_HEADER]!, { what: describeDispatch(m.value), since: Date.now() });
@@ -75,9 +82,11 @@ export class TrackedLog implements EventLog {
     } finally {
       this.inFlight--;
     }
-    for (const m of sent) {
+    this.lostDispatches += lost.length;
+    for (const m of [...sent, ...lost]) {
       if (m.headers[OUTBOX_ID_HEADER] !== undefined) this.ackedOutboxIds.add(m.headers[OUTBOX_ID_HEADER]);
-      if (isDispatch(m)) this.dispatches.push(m);
+      // A lost message is not there to be duplicated or re-sent.
+      if (isDispatch(m) && !lost.includes(m)) this.dispatches.push(m);
     }
     if (fault === 'half' && sent.length < messages.length) throw new InjectedFault('the relay died mid-produce (half the batch acked)');
   }

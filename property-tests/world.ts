@@ -18,7 +18,7 @@ import { isTerminal } from '../machines/lifecycle.js';
 import { NonRetryableError } from '../engine/errors.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
-import { TOPICS, type Handler, type HandlerContext, type JobSpec, type LogRecord } from '../engine/ports.js';
+import { TOPICS, type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
 import { TransitionService } from '../engine/transitions.js';
@@ -40,6 +40,10 @@ export interface TaskPayload {
 
 export const TASK_TYPE = 'prop.task';
 export const QUEUE = 'prop';
+/** User-chosen names that break a plain object used as a map: every job type and queue may be one. */
+export const AWKWARD_NAMES = Object.freeze(['__proto__', 'constructor', 'toString', 'hasOwnProperty']);
+/** The job types the workers handle (the test handler under each). */
+export const TASK_TYPES = Object.freeze([TASK_TYPE, ...AWKWARD_NAMES]);
 
 /** Engine timings of every run (simulated ms). */
 export const TIMING = Object.freeze({
@@ -50,6 +54,9 @@ export const TIMING = Object.freeze({
   /** One quiesce step: beyond a lease, a handler timeout and a backoff. */
   quiesceStepMs: 10_000,
   quiesceRounds: 60,
+  /** Poll intervals of the background loops (the loops command): a relay woken by commits never needs its poll. */
+  relayPollMs: 250,
+  timersPollMs: 500,
 });
 
 /** A fault armed on a worker's next dispatch delivery. */
@@ -88,6 +95,8 @@ export interface WorldStats {
   zombiesRejected: number;
   relayFaults: number;
   dropped: number;
+  loopRuns: number;
+  lostDispatches: number;
   done: number;
   dead: number;
   cancelled: number;
@@ -95,17 +104,43 @@ export interface WorldStats {
 
 export const emptyStats = (): WorldStats => ({
   commands: 0, jobs: 0, crashes: 0, invocations: 0, effectCalls: 0, effectsSuppressed: 0, skippedDispatches: 0,
-  lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, relayFaults: 0, dropped: 0, done: 0, dead: 0, cancelled: 0,
+  lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, relayFaults: 0, dropped: 0, loopRuns: 0, lostDispatches: 0, done: 0, dead: 0, cancelled: 0,
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** A store whose `relayOutbox` commits (rows marked published), then dies: the relay never records PUBLISHED. */
+function dieAfterMark(store: JobStore): JobStore {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop !== 'relayOutbox') return Reflect.get(target, prop, receiver) as unknown;
+      return async (...args: Parameters<JobStore['relayOutbox']>) => {
+        const n = await target.relayOutbox(...args);
+        if (n > 0) throw new InjectedFault(`relay died after marking ${n} rows published, before recording PUBLISHED`);
+        return n;
+      };
+    },
+  });
+}
+
+/** Transitions whose batch writes (the relay's PUBLISHED) fail: the relay's loop swallows that, `runOnce` throws it. */
+function failingPublished(transitions: TransitionService): TransitionService {
+  return new Proxy(transitions, {
+    get(target, prop, receiver) {
+      if (prop !== 'applyMany') return Reflect.get(target, prop, receiver) as unknown;
+      return async () => { throw new InjectedFault('the PUBLISHED write failed'); };
+    },
+  });
+}
+
 export class World {
   readonly store: CountingStore;
   readonly log: TrackedLog;
   readonly transitions: TransitionService;
-  readonly relays: { small: Relay; all: Relay; crashing: Relay };
+  readonly relays: { small: Relay; all: Relay; crashing: Relay; diesAfterMark: Relay; publishedFails: Relay; looping: Relay };
+  /** The relay's wake-up, notified by every commit (its background loop waits on it). */
+  readonly waker = new Waker();
   readonly timers: Timers;
   /** The live worker of each slot. */
   readonly workers: WorkerRun[] = [];
@@ -127,6 +162,8 @@ export class World {
   /** Workers frozen by stalled handlers (how many each): they stay frozen until those wake. */
   private readonly stalls = new Map<string, number>();
   private gen = 0;
+  /** Batches of the loop's relay between their claim and their return (settling waits for them). */
+  private heldRelayBatches = 0;
 
   private constructor(
     readonly clock: SimClock,
@@ -138,9 +175,12 @@ export class World {
     this.log = new TrackedLog(backend.log);
     let n = 0;
     const ids = { jobId: () => `${backend.idPrefix}j${String(++n).padStart(3, '0')}` };
-    this.transitions = new TransitionService({ store: this.store, clock: this.clock, random: seededRandom(randomSeed), ids });
-    const relayDeps = { store: this.store, log: this.log, transitions: this.transitions, clock: this.clock, logger: silentLogger, waker: new Waker() };
-    const relayOpts = (batchSize: number): RelayOptions => ({ batchSize, pollMs: 100, errorBackoffMs: 100 });
+    // Commits wake the relay's loop, as in cli/compose.ts (the loops command depends on it).
+    this.transitions = new TransitionService({
+      store: this.store, clock: this.clock, random: seededRandom(randomSeed), ids, onCommit: () => this.waker.notify(),
+    });
+    const relayDeps = { store: this.store, log: this.log, transitions: this.transitions, clock: this.clock, logger: silentLogger, waker: this.waker };
+    const relayOpts = (batchSize: number): RelayOptions => ({ batchSize, pollMs: TIMING.relayPollMs, errorBackoffMs: 100 });
     this.relays = {
       small: new Relay(relayDeps, relayOpts(2)),
       all: new Relay(relayDeps, relayOpts(500)),
@@ -148,10 +188,15 @@ export class World {
         ...relayDeps,
         afterPublish: () => { throw new InjectedFault('relay killed between produce and mark'); },
       }, relayOpts(500)),
+      diesAfterMark: new Relay({ ...relayDeps, store: dieAfterMark(this.store) }, relayOpts(500)),
+      // The background loop's relay: each batch ends on a point the scheduler orders against the rest (its I/O
+      // takes time), so commits land between its claim and its next wait, as they do on a real database.
+      looping: new Relay({ ...relayDeps, store: this.heldAfterBatch(this.store) }, relayOpts(500)),
+      publishedFails: new Relay({ ...relayDeps, transitions: failingPublished(this.transitions) }, relayOpts(500)),
     };
     this.timers = new Timers(
       { store: this.store, transitions: this.transitions, clock: this.clock, logger: silentLogger },
-      { pollMs: 100, batchSize: 500, publishedTimeoutMs: TIMING.publishedTimeoutMs },
+      { pollMs: TIMING.timersPollMs, batchSize: 500, publishedTimeoutMs: TIMING.publishedTimeoutMs },
     );
   }
 
@@ -180,7 +225,7 @@ export class World {
     const id = `w${slot}.${++this.gen}`;
     const registry = new HandlerRegistry();
     const run: WorkerRun = { id, slot, worker: null as unknown as Worker, ready: Promise.resolve(), crashed: false, fault: null };
-    registry.register(TASK_TYPE, this.handlerFor(run));
+    for (const type of TASK_TYPES) registry.register(type, this.handlerFor(run));
     const opts: WorkerOptions = {
       workerId: id, groupId: 'prop-workers', concurrency: 1000,
       leaseMs: TIMING.leaseMs, heartbeatMs: TIMING.heartbeatMs, shutdownGraceMs: 0,
@@ -337,7 +382,7 @@ export class World {
       await tick();
       await this.openLateGates();
       const idle = await this.logIdle();
-      const otherWork = this.store.inFlight + this.log.inFlight + this.restarts.size;
+      const otherWork = this.store.inFlight + this.log.inFlight + this.restarts.size + this.heldRelayBatches;
       const busy = !idle || otherWork + this.log.unhandled.size > 0;
       if (idle && otherWork === 0) this.checkNothingLost();
       if (!busy) {
@@ -393,11 +438,73 @@ export class World {
     return this.clock.advance(ms, () => this.settle());
   }
 
+  /**
+   * Run the real background loops (the relay's, woken by commits, and the
+   * timers') while `ms` of simulated time passes, then stop them. Nothing
+   * else runs the relay meanwhile, so whenever the system has settled, every
+   * committed outbox row must have gone out without time passing: a commit's
+   * wake-up that got lost leaves its rows waiting for the relay's poll.
+   */
+  async runLoops(ms: number): Promise<void> {
+    const relay = this.relays.looping;
+    relay.start();
+    this.timers.start();
+    try {
+      await this.settle();
+      await this.checkRelayCaughtUp('after the loops started');
+      await this.advance(ms);
+      await this.checkRelayCaughtUp(`after ${ms} ms of loops`);
+    } finally {
+      await this.untilDone(Promise.all([relay.stop(), this.timers.stop()]));
+    }
+    await this.settle();
+    if (this.waker.waiting > 0) violated(INVARIANTS.wakeUps, `${this.waker.waiting} waits still registered with the relay's waker after its loop stopped`);
+  }
+
+  /** `store` whose `relayOutbox` waits, after its batch, for the scheduler to let it go on (faults phase only). */
+  private heldAfterBatch(store: JobStore): JobStore {
+    return new Proxy(store, {
+      get: (target, prop, receiver) => {
+        if (prop !== 'relayOutbox') return Reflect.get(target, prop, receiver) as unknown;
+        return async (...args: Parameters<JobStore['relayOutbox']>) => {
+          this.heldRelayBatches++;
+          try {
+            const n = await target.relayOutbox(...args);
+            if (this.phase === 'faults' && this.scheduler) await this.scheduler.schedule(Promise.resolve(), `relay loop's batch of ${n} rows returns`);
+            return n;
+          } finally {
+            this.heldRelayBatches--;
+          }
+        };
+      },
+    });
+  }
+
+  /** Await `p`, releasing what the scheduler holds meanwhile (a loop stopping waits for its batch). */
+  private async untilDone(p: Promise<unknown>): Promise<void> {
+    let done = false;
+    const settled = p.finally(() => { done = true; });
+    while (!done) {
+      if (this.scheduler && this.scheduler.count() > 0) await this.scheduler.waitOne();
+      else await tick();
+    }
+    await settled;
+  }
+
+  private async checkRelayCaughtUp(when: string): Promise<void> {
+    const unpublished = (await this.backend.outbox()).filter((r) => !r.published);
+    if (unpublished.length === 0) return;
+    violated(INVARIANTS.wakeUps, `${when}, the system settled with the relay's loop running, yet ${unpublished.length} committed outbox rows `
+      + `wait for its ${TIMING.relayPollMs} ms poll: ids ${unpublished.map((r) => `#${r.id} ${r.topic}`).join(', ')}`);
+  }
+
   // ------------------------------------------------------------ actions used by commands
 
-  spec(p: { payload: TaskPayload; delayMs: number; maxAttempts: number; backoff: JobSpec['backoff']; timeoutMs: number; key: string | null }): JobSpec {
+  spec(p: {
+    payload: TaskPayload; type: string; queue: string; delayMs: number; maxAttempts: number; backoff: JobSpec['backoff']; timeoutMs: number; key: string | null;
+  }): JobSpec {
     const spec: JobSpec = {
-      type: TASK_TYPE, payload: p.payload, queue: QUEUE, maxAttempts: p.maxAttempts, backoff: p.backoff,
+      type: p.type, payload: p.payload, queue: p.queue, maxAttempts: p.maxAttempts, backoff: p.backoff,
       timeoutMs: p.timeoutMs, priority: 0,
     };
     if (p.delayMs > 0) spec.runAt = this.clock.now() + p.delayMs;
@@ -434,7 +541,9 @@ export class World {
       await this.settle();
       await this.drainOutbox();
       if ((await this.allTerminal()) && (await this.store.countUnpublished()) === 0) return true;
-      await this.advance(TIMING.quiesceStepMs);
+      // A dispatch the log lost on purpose is repaired only after the lost-dispatch timeout: let it pass now and then.
+      const repair = this.log.lostDispatches > 0 && round % 10 === 9;
+      await this.advance(repair ? TIMING.publishedTimeoutMs + TIMING.quiesceStepMs : TIMING.quiesceStepMs);
     }
     return false;
   }
@@ -455,6 +564,7 @@ export class World {
   /** Counters gathered from the workers. */
   collectStats(): WorldStats {
     this.stats.jobs = this.jobIds.length;
+    this.stats.lostDispatches = this.log.lostDispatches;
     this.stats.skippedDispatches = this.allWorkers.reduce((n, r) => n + r.worker.counters.skipped, 0);
     this.stats.lateOutcomes = this.allWorkers.reduce((n, r) => n + r.worker.counters.lateOutcomes, 0);
     return this.stats;

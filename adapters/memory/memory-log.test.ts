@@ -114,3 +114,118 @@ describe('in-process log specifics', () => {
     await log.close();
   });
 });
+
+describe('in-process log retention', () => {
+  const publishMany = async (log: ReturnType<typeof createMemoryLog>, topic: string, n: number, from = 0) => {
+    for (let i = 0; i < n; i += 500) {
+      await log.publish(Array.from({ length: Math.min(500, n - i) }, (_, j) => msg(`key-${(from + i + j) % 97}`, String(from + i + j), topic)));
+    }
+  };
+
+  it('releases what every subscribed group committed: the retained count stays bounded over 50,000 messages', async () => {
+    const log = createMemoryLog();
+    let handled = 0;
+    await log.consume({ topic: 't', groupId: 'a', handle: async (rs) => { handled += rs.length; } });
+    await log.consume({ topic: 't', groupId: 'b', handle: async () => {} });
+    let most = 0;
+    for (let round = 0; round < 10; round++) {
+      await publishMany(log, 't', 5000, round * 5000);
+      most = Math.max(most, log.retainedCount('t'));
+      await log.drain();
+      most = Math.max(most, log.retainedCount('t'));
+    }
+    assert.equal(handled, 50_000);
+    assert.ok(most <= 5000, `retained up to ${most} records`);
+    assert.equal(log.retainedCount('t'), 0, 'records every group committed are still held');
+    await log.close();
+  });
+
+  it('keeps what the slowest group has not committed', async () => {
+    const log = createMemoryLog({ partitions: 1 });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    await log.consume({ topic: 't', groupId: 'fast', handle: async () => {} });
+    await log.consume({ topic: 't', groupId: 'slow', handle: () => gate });
+    await publishMany(log, 't', 10);
+    await tick();
+    await tick();
+    assert.equal(log.pendingCount('fast'), 0);
+    assert.equal(log.retainedCount('t'), 10);
+    release();
+    await log.drain();
+    assert.equal(log.retainedCount('t'), 0);
+    await log.close();
+  });
+
+  it('redelivers after a failed handle (the uncommitted records are kept), with the same offsets', async () => {
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 0 });
+    const seen: string[] = [];
+    let failures = 0;
+    await log.consume({
+      topic: 't', groupId: 'g', handle: async (rs) => {
+        if (rs.some((r) => r.value === '7') && failures++ < 2) throw new Error('not yet');
+        for (const r of rs) seen.push(`${r.offset}:${r.value}`);
+      },
+    });
+    await publishMany(log, 't', 5);
+    await log.drain();
+    await publishMany(log, 't', 5, 5);
+    await log.drain();
+    assert.equal(failures, 3);
+    assert.deepEqual(seen, Array.from({ length: 10 }, (_, i) => `${i}:${i}`));
+    assert.equal(log.retainedCount('t'), 0);
+    await log.close();
+  });
+
+  it('keeps only a bounded tail of a topic nobody consumes, with offsets still counting up', async () => {
+    const log = createMemoryLog({ partitions: 1, retainUnconsumed: 100 });
+    await publishMany(log, TOPICS.dlq, 5000);
+    assert.equal(log.retainedCount(TOPICS.dlq), 100);
+    const kept = log.messages(TOPICS.dlq);
+    assert.deepEqual([kept[0]!.offset, kept[99]!.offset], ['4900', '4999']);
+    await log.close();
+  });
+
+  it('starts a group joining later from the beginning at the oldest retained record', async () => {
+    const log = createMemoryLog({ partitions: 1, retainUnconsumed: 10 });
+    await publishMany(log, 't', 50);
+    const offsets: string[] = [];
+    await log.consume({ topic: 't', groupId: 'late', fromBeginning: true, handle: async (rs) => { offsets.push(...rs.map((r) => r.offset)); } });
+    await log.drain();
+    assert.deepEqual(offsets, Array.from({ length: 10 }, (_, i) => String(40 + i)));
+    await publishMany(log, 't', 1, 50);
+    await log.drain();
+    assert.equal(offsets.at(-1), '50');
+    await log.close();
+  });
+
+  it('a group whose members all left holds back only the bounded tail', async () => {
+    const log = createMemoryLog({ partitions: 1, retainUnconsumed: 20 });
+    const sub = await log.consume({ topic: 't', groupId: 'gone', handle: async () => {} });
+    await sub.stop();
+    await publishMany(log, 't', 1000);
+    assert.equal(log.retainedCount('t'), 20);
+    // It comes back: it resumes at the oldest record still there (Kafka's offset reset to earliest).
+    const got: string[] = [];
+    await log.consume({ topic: 't', groupId: 'gone', handle: async (rs) => { got.push(...rs.map((r) => r.offset)); } });
+    await log.drain();
+    assert.deepEqual([got.length, got[0]], [20, '980']);
+    await log.close();
+  });
+
+  it('retainAll keeps every record (tests that read the whole history)', async () => {
+    const log = createMemoryLog({ partitions: 1, retainAll: true, retainUnconsumed: 5 });
+    await log.consume({ topic: 't', groupId: 'g', handle: async () => {} });
+    await publishMany(log, 't', 50);
+    await publishMany(log, 'u', 50);
+    await log.drain();
+    assert.equal(log.messages('t').length, 50);
+    assert.equal(log.messages('u').length, 50);
+    await log.close();
+  });
+
+  it('validates the retention options', () => {
+    assert.throws(() => createMemoryLog({ retainUnconsumed: -1 }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => createMemoryLog({ retainUnconsumed: 1.5 }), { code: 'ATS_ERR_CONFIG' });
+  });
+});

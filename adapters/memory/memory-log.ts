@@ -12,6 +12,16 @@
  * One difference from Kafka, on purpose: a group's "latest" start position is
  * fixed when its first member subscribes (as if committed), where Kafka
  * re-resolves "latest" for every consumer session until a real commit.
+ *
+ * Retention (memory stays flat however long the process runs): per topic
+ * partition, records below the lowest position committed by the groups with
+ * members on that topic are dropped. A topic nobody consumes (the dead-letter
+ * topic, the events when nobody streams), and a group whose members all left,
+ * keep only the last `retainUnconsumed` records of each partition. Offsets
+ * keep counting up (each partition has a base offset); a group that joins
+ * later `fromBeginning`, or comes back behind what was dropped, starts at the
+ * oldest record still retained, as Kafka resets to "earliest" after its
+ * retention deleted a segment.
  */
 import { AtsError } from '../../engine/errors.js';
 import {
@@ -29,6 +39,10 @@ export interface MemoryLogOptions {
   maxBatch?: number;
   /** Told about every `handle` that threw (the records go out again). @defaultValue ignore */
   onHandleError?: (error: unknown, records: readonly LogRecord[]) => void;
+  /** Records kept per partition of a topic no group with members consumes. @defaultValue 10000 */
+  retainUnconsumed?: number;
+  /** Keep every record forever (tests that read the whole history with `messages`). @defaultValue false */
+  retainAll?: boolean;
 }
 
 /** Options of {@link MemoryLogHooks.drain}. */
@@ -51,8 +65,10 @@ export interface MemoryLogHooks {
    * that keeps throwing never drains: the promise rejects after `timeoutMs`.
    */
   drain(options?: DrainOptions): Promise<void>;
-  /** Every record of `topic`, by partition then offset (copies). */
+  /** Every retained record of `topic`, by partition then offset (copies); all of them with `retainAll`. */
   messages(topic: string): LogRecord[];
+  /** Records of `topic` still held in memory (over every partition). */
+  retainedCount(topic: string): number;
 }
 
 /** The in-process log and its test hooks. */
@@ -63,6 +79,8 @@ interface CompiledOptions {
   readonly redeliveryDelayMs: number;
   readonly maxBatch: number;
   readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
+  readonly retainUnconsumed: number;
+  readonly retainAll: boolean;
 }
 
 /** One `consume()` call: a member of its group for one topic. */
@@ -77,8 +95,8 @@ interface Lane {
   owner: Member | null;
   /** A `handle` call is running: the partition is strictly serial. */
   busy: boolean;
-  /** Waiting to redeliver after a failed `handle`. */
-  retryTimer: NodeJS.Timeout | null;
+  /** Waiting to redeliver after a failed `handle`: cancels that wait. */
+  retryTimer: (() => void) | null;
 }
 
 /** A group's view of one topic. */
@@ -97,9 +115,13 @@ export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
 }
 
 function compileOptions(raw: MemoryLogOptions): CompiledOptions {
-  const opts = { partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, ...raw };
+  const opts = {
+    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainUnconsumed: 10_000, retainAll: false, ...raw,
+  };
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
-  if (!positiveInt(opts.partitions) || !positiveInt(opts.maxBatch) || !(opts.redeliveryDelayMs >= 0)) {
+  const valid = positiveInt(opts.partitions) && positiveInt(opts.maxBatch) && opts.redeliveryDelayMs >= 0
+    && Number.isInteger(opts.retainUnconsumed) && opts.retainUnconsumed >= 0;
+  if (!valid) {
     throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
   }
   return Object.freeze(opts);
@@ -108,7 +130,7 @@ function compileOptions(raw: MemoryLogOptions): CompiledOptions {
 const copyRecord = (r: LogRecord): LogRecord => ({ ...r, headers: { ...r.headers } });
 
 class MemoryEventLog implements MemoryLog {
-  private readonly topics = new Map<string, LogRecord[][]>();
+  private readonly topics = new Map<string, PartitionLog[]>();
   private readonly groups = new Map<string, Map<string, Cursor>>();
   private readonly waiters = new Set<() => void>();
   private kickScheduled = false;
@@ -161,7 +183,7 @@ class MemoryEventLog implements MemoryLog {
     for (const [id, cursors] of this.groups) {
       if (groupId !== undefined && id !== groupId) continue;
       for (const c of cursors.values()) {
-        this.partitionsOf(c.topic).forEach((log, p) => { pending += log.length - c.positions[p]; });
+        this.partitionsOf(c.topic).forEach((log, p) => { pending += log.end - Math.max(c.positions[p], log.base); });
       }
     }
     return pending;
@@ -179,15 +201,19 @@ class MemoryEventLog implements MemoryLog {
   }
 
   messages(topic: string): LogRecord[] {
-    return (this.topics.get(topic) ?? []).flat().map(copyRecord);
+    return (this.topics.get(topic) ?? []).flatMap((log) => log.all()).map(copyRecord);
+  }
+
+  retainedCount(topic: string): number {
+    return (this.topics.get(topic) ?? []).reduce((n, log) => n + log.size, 0);
   }
 
   // ------------------------------------------------------------ storage
 
-  private partitionsOf(topic: string): LogRecord[][] {
+  private partitionsOf(topic: string): PartitionLog[] {
     let partitions = this.topics.get(topic);
     if (!partitions) {
-      partitions = Array.from({ length: this.opts.partitions }, () => []);
+      partitions = Array.from({ length: this.opts.partitions }, () => new PartitionLog());
       this.topics.set(topic, partitions);
     }
     return partitions;
@@ -197,8 +223,32 @@ class MemoryEventLog implements MemoryLog {
     const partition = partitionForKey(m.key, this.opts.partitions);
     const log = this.partitionsOf(m.topic)[partition];
     log.push(Object.freeze({
-      topic: m.topic, partition, offset: String(log.length), key: m.key, value: m.value, headers: { ...m.headers },
+      topic: m.topic, partition, offset: String(log.end), key: m.key, value: m.value, headers: { ...m.headers },
     }));
+    // Cheap when nothing is due: a consumed partition is trimmed on commit, this catches the unconsumed tail.
+    if (log.size > this.opts.retainUnconsumed) this.trim(m.topic, partition);
+  }
+
+  /**
+   * Drop the records of a partition that no group needs: below the lowest
+   * position of the groups with members, and, for groups without members (or
+   * none at all), beyond the last `retainUnconsumed` records.
+   */
+  private trim(topic: string, p: number): void {
+    if (this.opts.retainAll) return;
+    const log = this.partitionsOf(topic)[p];
+    const tail = log.end - this.opts.retainUnconsumed;
+    let active = Infinity;
+    let idle = Infinity;
+    for (const cursors of this.groups.values()) {
+      const c = cursors.get(topic);
+      if (!c) continue;
+      if (c.members.length > 0) active = Math.min(active, c.positions[p]);
+      else idle = Math.min(idle, c.positions[p]);
+    }
+    // A group without members holds back only the tail; no group at all: the tail is all there is to keep.
+    const floor = Math.min(active, idle === Infinity ? Infinity : Math.max(idle, tail));
+    log.dropBefore(floor === Infinity ? tail : floor);
   }
 
   // ------------------------------------------------------------ groups
@@ -213,7 +263,7 @@ class MemoryEventLog implements MemoryLog {
         topic,
         members: [],
         lanes: logs.map(() => ({ owner: null, busy: false, retryTimer: null })),
-        positions: logs.map((log) => (fromBeginning ? 0 : log.length)),
+        positions: logs.map((log) => (fromBeginning ? log.base : log.end)),
       };
       cursors.set(topic, cursor);
     }
@@ -261,8 +311,10 @@ class MemoryEventLog implements MemoryLog {
   private pump(cursor: Cursor, p: number): void {
     const lane = cursor.lanes[p];
     if (this.closed || lane.busy || lane.retryTimer || !lane.owner) return;
-    const from = cursor.positions[p];
-    const batch = this.partitionsOf(cursor.topic)[p].slice(from, from + this.opts.maxBatch);
+    const log = this.partitionsOf(cursor.topic)[p];
+    // Behind what retention dropped (a group back after leaving): go on from the oldest record still there.
+    const from = (cursor.positions[p] = Math.max(cursor.positions[p], log.base));
+    const batch = log.slice(from, this.opts.maxBatch);
     if (batch.length > 0) this.deliver(cursor, p, lane.owner, batch);
   }
 
@@ -283,20 +335,29 @@ class MemoryEventLog implements MemoryLog {
   private commit(cursor: Cursor, p: number, next: number): void {
     // Monotonic, like a Kafka commit that can only move forward for us here.
     cursor.positions[p] = Math.max(cursor.positions[p], next);
+    this.trim(cursor.topic, p);
   }
 
   /** Nothing was committed: the same records (from the committed position) go out again later. */
   private scheduleRetry(lane: Lane): void {
     if (this.closed) return;
-    lane.retryTimer = setTimeout(() => {
+    const retry = () => {
       lane.retryTimer = null;
       this.kick();
       this.notify();
-    }, this.opts.redeliveryDelayMs);
+    };
+    // No delay: the next turn of the event loop, in order with everything else queued (tests stay deterministic).
+    if (this.opts.redeliveryDelayMs === 0) {
+      const immediate = setImmediate(retry);
+      lane.retryTimer = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(retry, this.opts.redeliveryDelayMs);
+      lane.retryTimer = () => clearTimeout(timer);
+    }
   }
 
   private clearRetry(lane: Lane): void {
-    if (lane.retryTimer) clearTimeout(lane.retryTimer);
+    lane.retryTimer?.();
     lane.retryTimer = null;
   }
 
@@ -307,7 +368,7 @@ class MemoryEventLog implements MemoryLog {
     for (const c of this.allCursors()) {
       if (c.members.length === 0) continue;
       const logs = this.partitionsOf(c.topic);
-      const quiet = c.lanes.every((lane, p) => !lane.busy && !lane.retryTimer && c.positions[p] >= logs[p].length);
+      const quiet = c.lanes.every((lane, p) => !lane.busy && !lane.retryTimer && c.positions[p] >= logs[p].end);
       if (!quiet) return false;
     }
     return true;
@@ -331,6 +392,55 @@ class MemoryEventLog implements MemoryLog {
 
   private assertOpen(): void {
     if (this.closed) throw new AtsError('ATS_ERR_NOT_READY', 'The in-process event log is closed');
+  }
+}
+
+/**
+ * One partition's records from its base offset on. Dropped records leave
+ * holes at the front of the array, compacted once they are half of it (so a
+ * trim costs O(1) amortized, not a shift of the whole array).
+ */
+class PartitionLog {
+  private records: Array<LogRecord | undefined> = [];
+  /** Index in `records` of the record at `base`. */
+  private head = 0;
+  /** Offset of the oldest retained record (= `end` when none is). */
+  base = 0;
+
+  /** The next offset to be written. */
+  get end(): number {
+    return this.base + this.size;
+  }
+
+  get size(): number {
+    return this.records.length - this.head;
+  }
+
+  push(record: LogRecord): void {
+    this.records.push(record);
+  }
+
+  /** Up to `max` records from offset `from` (at least `base`). */
+  slice(from: number, max: number): LogRecord[] {
+    const start = this.head + Math.max(0, from - this.base);
+    return this.records.slice(start, start + max) as LogRecord[];
+  }
+
+  all(): LogRecord[] {
+    return this.records.slice(this.head) as LogRecord[];
+  }
+
+  /** Forget the records below `offset`. */
+  dropBefore(offset: number): void {
+    const n = Math.min(offset, this.end) - this.base;
+    if (!(n > 0)) return;
+    this.records.fill(undefined, this.head, this.head + n);
+    this.head += n;
+    this.base += n;
+    if (this.head >= 1024 && this.head * 2 >= this.records.length) {
+      this.records = this.records.slice(this.head);
+      this.head = 0;
+    }
   }
 }
 

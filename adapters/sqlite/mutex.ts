@@ -3,9 +3,16 @@
  */
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+
+  /** Calls running or waiting (test-visible: 0 when idle). */
+  get queued(): number {
+    return this.pending;
+  }
 
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(fn);
+    this.pending++;
+    const result = this.tail.then(fn).finally(() => { this.pending--; });
     // The next caller waits for this one to settle, whether it failed or not.
     this.tail = result.catch(() => {});
     return result;

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BackgroundLoop } from './loop.js';
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A body that runs until its signal aborts, counting its runs and how many run at once. */
+function body() {
+  const st = { runs: 0, live: 0, maxLive: 0 };
+  const run = async (signal: AbortSignal) => {
+    st.runs++;
+    st.live++;
+    st.maxLive = Math.max(st.maxLive, st.live);
+    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await tick(); // some clean-up after the abort
+    st.live--;
+  };
+  return { st, run };
+}
+
+describe('BackgroundLoop', () => {
+  it('start runs the body once however often it is called; stop aborts it and waits for it to return', async () => {
+    const { st, run } = body();
+    const loop = new BackgroundLoop(run);
+    loop.start();
+    loop.start();
+    assert.equal(st.runs, 1);
+    assert.equal(loop.active, true);
+    await loop.stop();
+    assert.equal(st.live, 0, 'stop resolved before the body returned');
+    assert.equal(loop.active, false);
+  });
+
+  it('stop without start resolves; stop twice resolves', async () => {
+    const loop = new BackgroundLoop(body().run);
+    await loop.stop();
+    loop.start();
+    await Promise.all([loop.stop(), loop.stop()]);
+    assert.equal(loop.active, false);
+  });
+
+  it('starts again after a stop, with a fresh signal', async () => {
+    const signals: AbortSignal[] = [];
+    const loop = new BackgroundLoop(async (signal) => {
+      signals.push(signal);
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    });
+    loop.start();
+    await loop.stop();
+    loop.start();
+    assert.equal(signals.length, 2);
+    assert.equal(signals[1]!.aborted, false);
+    await loop.stop();
+  });
+
+  it('a start while a stop is in progress runs the body again once the old one has returned (never two at once)', async () => {
+    const { st, run } = body();
+    const loop = new BackgroundLoop(run);
+    loop.start();
+    const stopping = loop.stop();
+    loop.start();
+    await stopping;
+    await tick();
+    assert.equal(loop.active, true, 'the last call was start, but the loop is not running');
+    assert.equal(st.runs, 2);
+    assert.equal(st.maxLive, 1);
+    await loop.stop();
+    assert.equal(st.live, 0);
+  });
+});

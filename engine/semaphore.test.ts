@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { describe, it } from 'node:test';
+import { Semaphore } from './semaphore.js';
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('Semaphore', () => {
+  it('hands out its free slots at once, then makes callers wait', async () => {
+    const s = new Semaphore(2);
+    await s.acquire();
+    await s.acquire();
+    assert.equal(s.available, 0);
+    let got = false;
+    void s.acquire().then(() => { got = true; });
+    await tick();
+    assert.equal(got, false);
+    s.release();
+    await tick();
+    assert.equal(got, true);
+    assert.equal(s.available, 0, 'a release handed to a waiter does not free a slot');
+  });
+
+  it('resumes waiters first in, first out', async () => {
+    const s = new Semaphore(1);
+    await s.acquire();
+    const order: number[] = [];
+    const all = [1, 2, 3].map((i) => s.acquire().then(() => order.push(i)));
+    for (let i = 0; i < 3; i++) s.release();
+    await Promise.all(all);
+    assert.deepEqual(order, [1, 2, 3]);
+  });
+
+  it('a release with nobody waiting frees a slot', async () => {
+    const s = new Semaphore(1);
+    await s.acquire();
+    s.release();
+    assert.equal(s.available, 1);
+  });
+
+  it('rejects an aborted waiter, drops it from the queue, and gives the slot to the next one', async () => {
+    const s = new Semaphore(1);
+    await s.acquire();
+    const stop = new AbortController();
+    const aborted = s.acquire(stop.signal);
+    let second = false;
+    void s.acquire().then(() => { second = true; });
+    stop.abort(new Error('stopping'));
+    await assert.rejects(aborted, /stopping/);
+    assert.equal(s.waiting, 1);
+    s.release();
+    await tick();
+    assert.equal(second, true);
+    assert.equal(s.waiting, 0);
+  });
+
+  it('rejects at once on an already aborted signal, taking no slot', async () => {
+    const s = new Semaphore(1);
+    const stop = new AbortController();
+    stop.abort(new Error('gone'));
+    await assert.rejects(s.acquire(stop.signal), /gone/);
+    assert.equal(s.available, 1);
+  });
+
+  it('leaves no abort listener behind on a long-lived signal', async () => {
+    const s = new Semaphore(1);
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 100; i++) {
+      const p = s.acquire(signal);
+      s.release();
+      await p;
+      s.release();
+    }
+    await s.acquire(signal);
+    const waiting = s.acquire(signal);
+    s.release();
+    await waiting;
+    assert.equal(getEventListeners(signal, 'abort').length, 0);
+  });
+});
