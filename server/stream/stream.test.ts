@@ -321,11 +321,14 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     assert.deepEqual([e.kind, e.code], ['error', 'ATS_ERR_BAD_CURSOR']);
 
     // The newest event's own cursor is fine: live from there.
+    // (Other transitions of the first jobs, e.g. the relay's PUBLISHED, may follow that cursor too.)
+    const from = idOf(c.lastCursor()!);
     const resumed = await connect();
-    await resumed.subscribe({ queue: q }, encodeStreamCursor(idOf(c.lastCursor()!)));
+    await resumed.subscribe({ queue: q }, encodeStreamCursor(from));
     const third = await main.transitions.submit(spec('t.forged', q));
     await waitForCount(resumed, [third.job.id], 1);
-    assert.deepEqual(resumed.events().map((m) => m.jobId), [third.job.id]);
+    assert.ok(resumed.events().some((m) => m.jobId === third.job.id));
+    assert.ok(resumed.events().every((m) => idOf(m.cursor) > from), 'nothing at or before the cursor is replayed');
   });
 
   it('a client that cannot keep up is closed with 4000 and resumes from its last cursor without a gap', async () => {
