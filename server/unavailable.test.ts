@@ -12,8 +12,8 @@ import { monotonicFactory } from 'ulid';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
-import { createTestDatabase, mysqlUrl, requireMysql, withDatabase, type TestDatabase } from '../tests/helpers/mysql.js';
-import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
+import { createProxiedTestStore, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
+import type { TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import { buildApp } from './app.js';
 import { TEST_DEFAULTS, testClock } from './test-app.js';
 
@@ -23,19 +23,13 @@ describe('the database becomes unreachable under a running API', () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
   let store: MysqlStore;
+  let cleanup: (() => Promise<void>) | undefined;
   let app: Awaited<ReturnType<typeof buildApp>>;
   let jobId = '';
   const lines: Array<Record<string, unknown>> = [];
 
   before(async () => {
-    db = await createTestDatabase();
-    const target = new URL(mysqlUrl());
-    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 3306) });
-    const via = new URL(withDatabase(mysqlUrl(), db.name));
-    via.hostname = '127.0.0.1';
-    via.port = String(proxy.port);
-    store = await createMysqlStore({ url: via.toString(), poolSize: 3, connectTimeoutMs: 1000 });
-    await store.migrate();
+    ({ db, proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000 }));
     const ulid = monotonicFactory();
     const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
     app = await buildApp({
@@ -53,9 +47,7 @@ describe('the database becomes unreachable under a running API', () => {
 
   after(async () => {
     await app?.close();
-    await store?.close().catch(() => undefined);
-    await proxy?.close();
-    await db?.drop();
+    await cleanup?.();
   });
 
   const routes: Array<[string, () => InjectOptions]> = [

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { AtsError } from '../../engine/errors.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
-import { createTestDatabase, requireMysql, withDatabase, mysqlUrl, type TestDatabase } from '../../tests/helpers/mysql.js';
-import { startTcpProxy, type TcpProxy } from '../../tests/helpers/tcp-proxy.js';
+import { createProxiedTestStore, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
+import type { TcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { VersionConflict } from '../sql/writes.js';
 import { createMysqlStore, type MysqlStore } from './index.js';
 import { isMysqlUnavailable } from './unavailable.js';
@@ -26,17 +26,11 @@ describe('MySQL store: the server becomes unreachable', () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
   let store: MysqlStore;
+  let cleanup: (() => Promise<void>) | undefined;
   let existing: string;
 
   before(async () => {
-    db = await createTestDatabase();
-    const target = new URL(mysqlUrl());
-    proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 3306) });
-    const via = new URL(withDatabase(mysqlUrl(), db.name));
-    via.hostname = '127.0.0.1';
-    via.port = String(proxy.port);
-    store = await createMysqlStore({ url: via.toString(), poolSize: 3, connectTimeoutMs: 1000 });
-    await store.migrate();
+    ({ db, proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000 }));
     const w = newJobWrite();
     await store.insert([w]);
     existing = w.job.id;
@@ -45,11 +39,7 @@ describe('MySQL store: the server becomes unreachable', () => {
     await proxy.cut();
   });
 
-  after(async () => {
-    await store?.close().catch(() => undefined);
-    await proxy?.close();
-    await db?.drop();
-  });
+  after(() => cleanup?.());
 
   const operations: Array<[string, () => Promise<unknown>]> = [
     ['getJob', () => store.getJob(existing)],

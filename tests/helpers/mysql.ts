@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createConnection } from 'mysql2/promise';
 import { createMysqlStore, type MysqlStore, type MysqlStoreOptions } from '../../adapters/mysql/index.js';
 import { requireService } from './services.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 /** The server tests use. @defaultValue mysql://root@127.0.0.1:3306 */
 export const mysqlUrl = (): string => process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
@@ -65,5 +66,35 @@ async function admin(sql: string): Promise<void> {
     await conn.query(sql);
   } finally {
     await conn.end();
+  }
+}
+
+/**
+ * A migrated store on a fresh database, reached through a TCP proxy the test
+ * can cut (`proxy.cut()`: the server becomes unreachable without stopping it)
+ * and restore. `cleanup` closes the store and the proxy and drops the database.
+ */
+export async function createProxiedTestStore(
+  opts: Omit<MysqlStoreOptions, 'url'> = {},
+): Promise<{ store: MysqlStore; db: TestDatabase; proxy: TcpProxy; cleanup(): Promise<void> }> {
+  const db = await createTestDatabase();
+  const target = new URL(mysqlUrl());
+  const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 3306) });
+  const via = new URL(withDatabase(mysqlUrl(), db.name));
+  via.hostname = '127.0.0.1';
+  via.port = String(proxy.port);
+  try {
+    const store = await createMysqlStore({ ...opts, url: via.toString() });
+    await store.migrate();
+    const cleanup = async () => {
+      await store.close().catch(() => undefined);
+      await proxy.close();
+      await db.drop();
+    };
+    return { store, db, proxy, cleanup };
+  } catch (err) {
+    await proxy.close();
+    await db.drop();
+    throw err;
   }
 }
