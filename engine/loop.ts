@@ -1,3 +1,7 @@
+import { ErrorBackoff } from './error-backoff.js';
+import { errorFields } from './logger.js';
+import type { Clock, Logger } from './ports.js';
+
 /**
  * A background loop of a role (relay, timers): `start()` runs the body with a
  * fresh signal, `stop()` aborts it and resolves once the body has returned.
@@ -37,5 +41,43 @@ export class BackgroundLoop {
       // A start() made meanwhile installed a new body: that one is not ours to forget.
       if (this.running === running) this.running = null;
     }
+  }
+}
+
+/** What {@link pollUntilAborted} runs. */
+export interface Polling {
+  clock: Clock;
+  logger: Logger;
+  /** Names the loop in its error log lines, e.g. 'timers: pass failed'. */
+  failure: string;
+  /** The pause after a pass that left nothing more to do. */
+  pollMs: number;
+  /** One pass; resolves true when it left more work, for an immediate next pass. */
+  pass(): Promise<boolean>;
+}
+
+/** After failed passes (the database down), a polling loop pauses 1 s, doubling to 10 s. */
+export const POLLING_ERROR_BACKOFF = Object.freeze({ baseMs: 1000, maxMs: 10_000 });
+
+/**
+ * The body of a polling loop (the timers, retention): runs `pass` until the
+ * signal aborts, again at once when it says there is more, after `pollMs`
+ * otherwise, and while it throws after a pause that grows (so a database
+ * outage costs a few log lines a minute, not one per poll).
+ */
+export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise<void> {
+  const backoff = new ErrorBackoff(POLLING_ERROR_BACKOFF.baseMs, POLLING_ERROR_BACKOFF.maxMs);
+  while (!signal.aborted) {
+    let pauseMs = p.pollMs;
+    try {
+      const more = await p.pass();
+      backoff.succeeded();
+      if (more) continue;
+    } catch (err) {
+      if (signal.aborted) break;
+      pauseMs = Math.max(pauseMs, backoff.failed());
+      p.logger.error(`${p.failure}, will retry`, { ...errorFields(err), retryInMs: pauseMs, failures: backoff.consecutiveFailures });
+    }
+    await p.clock.sleep(pauseMs, signal).catch(() => undefined);
   }
 }

@@ -12,9 +12,8 @@
  * still terminal and old enough.
  */
 import type { JobState } from '../machines/job.machine.js';
-import { errorFields } from './logger.js';
 import type { Clock, JobStore, Logger } from './ports.js';
-import { BackgroundLoop } from './loop.js';
+import { BackgroundLoop, pollUntilAborted } from './loop.js';
 
 export interface RetentionOptions {
   /** Age after which a done job is deleted. @defaultValue 7 days */
@@ -70,18 +69,15 @@ export class Retention {
     return this.loop.stop();
   }
 
-  private async run(signal: AbortSignal): Promise<void> {
+  private run(signal: AbortSignal): Promise<void> {
     const { clock, logger } = this.deps;
-    while (!signal.aborted) {
-      try {
+    return pollUntilAborted(signal, {
+      clock, logger, failure: 'retention: batch failed', pollMs: this.opts.pollMs,
+      pass: async () => {
         const { deleted, more } = await this.runOnce();
         if (deleted > 0) logger.debug('retention: deleted finished jobs', { deleted });
-        if (more) continue;
-      } catch (err) {
-        if (signal.aborted) break;
-        logger.error('retention: batch failed, will retry', errorFields(err));
-      }
-      await clock.sleep(this.opts.pollMs, signal).catch(() => undefined);
-    }
+        return more;
+      },
+    });
   }
 }

@@ -9,14 +9,9 @@
  * store's compare-and-set; when two instances race, one wins and the other's
  * event is rejected by the machine (the job moved on), which writes nothing.
  */
-import { errorFields } from './logger.js';
 import type { Clock, DueJob, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
-import { BackgroundLoop } from './loop.js';
-import { ErrorBackoff } from './error-backoff.js';
-
-/** After a failed pass (the database down), the timers pause 1 s, doubling to 10 s, instead of every poll. */
-export const TIMERS_ERROR_BACKOFF = Object.freeze({ baseMs: 1000, maxMs: 10_000 });
+import { BackgroundLoop, pollUntilAborted } from './loop.js';
 
 export interface TimersOptions {
   /** How often to look. @defaultValue 250 */
@@ -94,21 +89,11 @@ export class Timers {
     return this.loop.stop();
   }
 
-  private async run(signal: AbortSignal): Promise<void> {
+  private run(signal: AbortSignal): Promise<void> {
     const { clock, logger } = this.deps;
-    const backoff = new ErrorBackoff(TIMERS_ERROR_BACKOFF.baseMs, TIMERS_ERROR_BACKOFF.maxMs);
-    while (!signal.aborted) {
-      let pauseMs = this.opts.pollMs;
-      try {
-        const n = await this.runOnce();
-        backoff.succeeded();
-        if (n >= this.opts.batchSize) continue;
-      } catch (err) {
-        if (signal.aborted) break;
-        pauseMs = Math.max(pauseMs, backoff.failed());
-        logger.error('timers: pass failed, will retry', { ...errorFields(err), retryInMs: pauseMs, failures: backoff.consecutiveFailures });
-      }
-      await clock.sleep(pauseMs, signal).catch(() => undefined);
-    }
+    return pollUntilAborted(signal, {
+      clock, logger, failure: 'timers: pass failed', pollMs: this.opts.pollMs,
+      pass: async () => (await this.runOnce()) >= this.opts.batchSize,
+    });
   }
 }
