@@ -20,6 +20,16 @@ const LOG_LEVELS = {
   info: KafkaLogLevel.INFO,
 } as const;
 
+/**
+ * kafkajs' retry policy for the producer and the consumers. Its default lets
+ * the pause between tries grow to 30 s (we saw 10 s gaps while a broker was
+ * down), so a broker that came back could wait that long to be noticed, and a
+ * consumer restarting after a crash longer still. Capped at 2 s, a returning
+ * broker is seen within about 2 s; a publish still gives up after about 12 s
+ * (the relay then tries again), and a consumer that gives up is restarted.
+ */
+const RECONNECT = Object.freeze({ initialRetryTime: 200, maxRetryTime: 2000, retries: 8 });
+
 /** Creates the Kafka event log. Connects lazily: nothing happens until the first call. */
 export function createKafkaLog(options: KafkaLogOptions): EventLog {
   return new KafkaEventLog(compileKafkaLogOptions(options));
@@ -52,7 +62,7 @@ class KafkaEventLog implements EventLog {
       connectionTimeout: opts.connectTimeoutMs,
       logLevel: LOG_LEVELS[opts.logLevel],
     };
-    this.kafka = new Kafka(config);
+    this.kafka = new Kafka({ ...config, retry: RECONNECT });
     this.producer = this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,

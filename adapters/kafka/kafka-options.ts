@@ -24,7 +24,7 @@ export interface KafkaConsumerTuning {
   readyTimeoutMs?: number;
   /**
    * After a crash kafkajs does not restart from, wait this long before a new
-   * consumer is started (doubling, up to 30 s, while starting fails). @defaultValue 1000
+   * consumer is started (doubling, up to 5 s, while starting fails). @defaultValue 1000
    */
   restartDelayMs?: number;
 }

@@ -12,6 +12,9 @@ import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js
 
 type Tuning = CompiledKafkaLogOptions['consumer'];
 
+/** The longest pause between two tries of starting a new consumer after a crash. */
+const MAX_RESTART_DELAY_MS = 5000;
+
 /**
  * Starts a consumer and resolves once it has joined its group and fetched once.
  *
@@ -19,7 +22,7 @@ type Tuning = CompiledKafkaLogOptions['consumer'];
  * that went away, retries exhausted), but after any other crash it stops for
  * good, and a process whose only sign of life was that consumer would then
  * sit idle forever. So the subscription watches for such a crash and starts a
- * new consumer in the same group (after `restartDelayMs`, doubling up to 30 s
+ * new consumer in the same group (after `restartDelayMs`, doubling up to 5 s
  * while starting fails), until `stop()`.
  */
 export async function startSubscription(
@@ -34,7 +37,7 @@ export async function startSubscription(
   let restarting: Promise<void> | null = null;
 
   const restartLoop = async (): Promise<void> => {
-    for (let delay = opts.consumer.restartDelayMs; !stopped; delay = Math.min(delay * 2, 30_000)) {
+    for (let delay = opts.consumer.restartDelayMs; !stopped; delay = Math.min(delay * 2, MAX_RESTART_DELAY_MS)) {
       await new Promise<void>((resolve) => {
         wake = resolve;
         timer = setTimeout(resolve, delay);
