@@ -439,7 +439,7 @@ it('each role recovered: no exit 0 of its own, restarted when it exited, worked 
     const n = await count("SELECT COUNT(*) AS n FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE e.type = 'STARTED' AND j.created_at > ?", [f.end]);
     assert.ok(n > 0, `no job created after "${f.name}" ended was dispatched`);
   }
-  for (const f of faults) assert.ok(f.drainedMs !== null, `backlog of "${f.name}" drained within ${RECOVERY_CAP_MS / 1000} s`);
+  for (const f of faults) assert.ok(f.drainedMs !== null, `backlog of "${f.name}" drained within ${RECOVERY_CAP_MS / 1000} s\n${s.tail()}`);
 });
 
 it('the api answered 503, never 500, while a dependency was down', () => {
