@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/e2e-echo.ts                # 1,000 jobs, submitMany in process
  *   node --import tsx bench/e2e-echo.ts --http         # POST /v1/jobs to this process's api, 32 in flight
+ *   node --import tsx bench/e2e-echo.ts --http --batch # POST /v1/jobs/batch, 1,000 jobs a request, 2 in flight
  *   E2E_JOBS=5000 ATS_WORKER_CONCURRENCY=50 node --import tsx bench/e2e-echo.ts
  */
 import { createPool } from 'mysql2/promise';
@@ -22,6 +23,7 @@ import { round, sleep } from './lib/stats.js';
 
 const jobs = Number(process.env.E2E_JOBS ?? 1000);
 const http = process.argv.includes('--http');
+const batch = process.argv.includes('--batch');
 const concurrency = process.env.ATS_WORKER_CONCURRENCY ?? '10';
 
 async function main(): Promise<void> {
@@ -45,7 +47,16 @@ async function main(): Promise<void> {
     meter.start();
     const t0 = Date.now();
     const all = Array.from({ length: jobs }, (_, i) => i);
-    if (http) {
+    if (http && batch) {
+      const batches = Array.from({ length: Math.ceil(jobs / 1000) }, (_, b) => all.slice(b * 1000, b * 1000 + 1000));
+      await inParallel(batches, 2, async (slice) => {
+        const body = JSON.stringify({ jobs: slice.map((i) => ({ type: 'demo.echo', payload: { i } })) });
+        const res = await fetch(`${url}/v1/jobs/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        if (res.status !== 200) throw new Error(`POST /v1/jobs/batch answered ${res.status}`);
+        const { results } = (await res.json()) as { results: Array<{ status: number }> };
+        if (results.some((r) => r.status !== 201)) throw new Error('POST /v1/jobs/batch refused an item');
+      });
+    } else if (http) {
       await inParallel(all, 32, async (i) => {
         const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { i } }) });
         if (res.status !== 201) throw new Error(`POST /v1/jobs answered ${res.status}`);
@@ -64,7 +75,7 @@ async function main(): Promise<void> {
     const [last] = await reads.query("SELECT MAX(at) AS at FROM job_events WHERE type = 'SUCCEEDED'");
     const seconds = (Number((last as Array<{ at: number }>)[0]!.at) - t0) / 1000;
     const result = {
-      jobs, submit: http ? 'HTTP POST /v1/jobs, 32 in flight' : 'submitMany in process', workerConcurrency: Number(concurrency),
+      jobs, submit: http ? (batch ? 'HTTP POST /v1/jobs/batch, 1,000 a request, 2 in flight' : 'HTTP POST /v1/jobs, 32 in flight') : 'submitMany in process', workerConcurrency: Number(concurrency),
       seconds: round(seconds, 2), jobsPerSec: round(jobs / seconds, 0), submitSeconds: round((submitted - t0) / 1000, 2),
       cpuSeconds: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v, 2)])),
     };

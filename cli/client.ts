@@ -61,6 +61,23 @@ export interface SubmitRequest {
   priority?: number;
 }
 
+/** One item of `POST /v1/jobs/batch`: a submit body with its own Idempotency-Key. */
+export interface BatchItem extends SubmitRequest {
+  idempotencyKey?: string;
+}
+
+/** One answer of `POST /v1/jobs/batch`: 201/200 with the job's id and state, or the item's 4xx. */
+export interface BatchResult {
+  status: number;
+  id?: string;
+  state?: string;
+  code?: string;
+  message?: string;
+}
+
+/** Most items one `POST /v1/jobs/batch` takes. */
+export const MAX_BATCH = 1000;
+
 export interface ListQuery {
   state?: string;
   type?: string;
@@ -125,6 +142,11 @@ export class AtsClient {
     const headers: Record<string, string> = idempotencyKey ? { 'idempotency-key': idempotencyKey } : {};
     const { status, body: job } = await this.request<Job>('POST', '/v1/jobs', body, headers);
     return { job, created: status === 201 };
+  }
+
+  /** `POST /v1/jobs/batch`: up to MAX_BATCH items, one result per item in order (an item's 4xx is a result, not a throw). */
+  async submitBatch(jobs: readonly BatchItem[]): Promise<BatchResult[]> {
+    return (await this.request<{ results: BatchResult[] }>('POST', '/v1/jobs/batch', { jobs })).body.results;
   }
 
   async get(id: string): Promise<JobDetail> {

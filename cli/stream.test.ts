@@ -24,6 +24,8 @@ interface Fake {
   sockets: WebSocket[];
   jobs: Map<string, JobDetail>;
   gets: number;
+  /** The size of each POST /v1/jobs/batch received, in order. */
+  batches: number[];
   /** Send an event to every open socket; its cursor is `c<n>`. */
   emit(e: Omit<StreamEvent, 'kind' | 'cursor'>): void;
   /** Replies to the next subscribe with an error instead of `subscribed`. */
@@ -54,7 +56,7 @@ function jobDetail(id: string, events: JobEvent[]): JobDetail {
 async function fakeServer({ stream = true } = {}): Promise<Fake> {
   let n = 0;
   let created = 0;
-  const fake = { subscribes: [], sockets: [], jobs: new Map(), gets: 0, refuseNext: false, silent: false } as unknown as Fake;
+  const fake = { subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
     for (const ws of fake.sockets) if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ kind: 'event', cursor: `c${++n}`, ...e }));
@@ -80,11 +82,28 @@ async function fakeServer({ stream = true } = {}): Promise<Fake> {
       const job = fake.jobs.get(m[1]!);
       return job ? json(res, 200, job) : json(res, 404, { code: 'ATS_ERR_JOB_NOT_FOUND', message: `No job has id ${m[1]}` });
     }
-    if (req.method === 'POST' && req.url === '/v1/jobs') {
+    const createOne = () => {
       const id = `01J${String(++created).padStart(23, '0')}`;
       fake.jobs.set(id, jobDetail(id, [event(id, 1, null, 'done', 'SUBMITTED')]));
       fake.emit({ jobId: id, seq: 4, type: 'SUCCEEDED', from: 'running', to: 'done', at: new Date().toISOString(), data: { attempt: 1 }, jobType: 'demo.echo', queue: 'default' });
+      return id;
+    };
+    if (req.method === 'POST' && req.url === '/v1/jobs') {
+      const id = createOne();
       return setTimeout(() => json(res, 201, { ...fake.jobs.get(id), state: 'pending' }), 5);
+    }
+    if (req.method === 'POST' && req.url === '/v1/jobs/batch') {
+      let text = '';
+      req.on('data', (d) => (text += d));
+      req.on('end', () => {
+        const { jobs } = JSON.parse(text) as { jobs: Array<{ type: string }> };
+        fake.batches.push(jobs.length);
+        const results = jobs.map((j) => (j.type === 'nope'
+          ? { status: 422, code: 'ATS_ERR_UNKNOWN_JOB_TYPE', message: `No handler is registered for job type 'nope'` }
+          : { status: 201, id: createOne(), state: 'pending' }));
+        setTimeout(() => json(res, 200, { results }), 5);
+      });
+      return;
     }
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
@@ -230,6 +249,22 @@ describe('submit --count', () => {
     assert.equal(summary.total, 20);
     assert.equal(fake.gets, 0, 'every outcome came from the stream');
     assert.deepEqual(fake.subscribes[0]!.filter, { type: 'demo.echo', states: ['done', 'dead', 'cancelled'] });
+  });
+
+  test('jobs go in batches of up to batchSize, one request per batch', async () => {
+    const fake = await fakeServer();
+    const summary = await submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, 20, { progress: new Progress(20, quiet), batchSize: 7, pollMs: 60_000 });
+    assert.equal(summary.done, 20);
+    assert.deepEqual([...fake.batches].sort(), [6, 7, 7]);
+  });
+
+  test('an item the server refuses stops the run with its error', async () => {
+    const fake = await fakeServer();
+    await assert.rejects(
+      submitMany(new AtsClient(fake.url), { type: 'nope', payload: null }, 3, { progress: new Progress(3, quiet), pollMs: 60_000 }),
+      (e: unknown) => e instanceof ApiError && e.status === 422 && e.code === 'ATS_ERR_UNKNOWN_JOB_TYPE',
+    );
+    assert.deepEqual(fake.batches, [3]);
   });
 
   test('without a stream, the open jobs are read over REST', async () => {

@@ -34,6 +34,7 @@ export const SETTINGS = {
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job dispatched this long ago (published or still pending) and not started is dispatched again.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
+  batchBodyLimitBytes: { env: 'ATS_BATCH_BODY_LIMIT_BYTES', flag: '--batch-body-limit-bytes', default: '16777216', doc: 'Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs; each still within the body limit). A larger batch is a 413: split it.' },
   httpHeadersTimeoutMs: { env: 'ATS_HTTP_HEADERS_TIMEOUT_MS', flag: '--http-headers-timeout-ms', default: '10000', doc: 'Time a client has to send the request line and headers; then 408 and the connection is closed. At most the request timeout.' },
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
   httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
@@ -65,7 +66,7 @@ export interface Config {
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
   /** Run by the timers role: see engine/retention.ts. */
   retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
-  api: { bodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
+  api: { bodyLimitBytes: number; batchBodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
 }
 
@@ -163,7 +164,8 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
     retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
     api: {
-      bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024), headersTimeoutMs, requestTimeoutMs,
+      bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024),
+      batchBodyLimitBytes: int(raw, 'batchBodyLimitBytes', 1024, 256 * 1024 * 1024), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
     },
     defaults: {

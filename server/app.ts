@@ -16,6 +16,7 @@ import { jobDeleteRoute } from './routes/job-delete.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
 import { metaRoutes } from './routes/meta.js';
 import { submitRoute } from './routes/submit.js';
+import { submitBatchRoute } from './routes/submit-batch.js';
 import { createValidatorCompiler, formatValidationError } from './validation.js';
 
 export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } from './deps.js';
@@ -52,6 +53,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const opts = { deps };
   await app.register(submitRoute, opts);
+  await app.register(submitBatchRoute, opts);
   await app.register(jobsReadRoutes, opts);
   await app.register(jobActionRoutes, opts);
   await app.register(jobDeleteRoute, opts);

@@ -21,6 +21,11 @@ export interface AppLimits {
   /** Largest request body; a larger one is answered 413. @defaultValue 1 MiB */
   bodyLimitBytes: number;
   /**
+   * Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs); each job in it
+   * is still held to `bodyLimitBytes`. @defaultValue 16 MiB
+   */
+  batchBodyLimitBytes?: number;
+  /**
    * Deepest nesting of a job payload (`{}` and `[]` count one level each). A
    * 1 MiB body can nest half a million levels; JSON.parse copes, but the
    * recursive JSON.stringify of the store and of the idempotency hash
@@ -70,6 +75,7 @@ export interface AppDeps {
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+export const DEFAULT_BATCH_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PAYLOAD_DEPTH = 32;
 export const DEFAULT_READY_TIMEOUT_MS = 2000;
 

@@ -82,6 +82,15 @@ const cases: Case[] = [
   { name: 'payload number out of range', req: json('{"type":"demo.echo","payload":{"n":1e400}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /out of range/ },
   { name: 'Idempotency-Key too long', req: post(ok, { 'idempotency-key': 'k'.repeat(256) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key not printable ASCII', req: post(ok, { 'idempotency-key': 'ключ' }), status: 400, code: 'ATS_ERR_VALIDATION' },
+  // ------------------------------------------------------------ batch envelope (a bad item is its own result: batch.test.ts)
+  { name: 'batch: no body', req: { method: 'POST', url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'batch: body is an array of jobs', req: { ...json(JSON.stringify([ok])), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /must be object/ },
+  { name: 'batch: jobs is a string', req: { ...post({ jobs: 'all' }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /jobs/ },
+  { name: 'batch: no jobs', req: { ...post({ jobs: [] }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /jobs/ },
+  { name: 'batch: 1,001 jobs', req: { ...post({ jobs: Array(1001).fill(ok) }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /1000/ },
+  { name: 'batch: __proto__ in one item', req: { ...json(`{"jobs":[${JSON.stringify(ok)},{"type":"demo.echo","payload":1,"__proto__":{"polluted":true}}]}`), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
+  { name: 'batch: text/plain body', req: { ...post(JSON.stringify({ jobs: [ok] })), url: '/v1/jobs/batch', headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'batch: over the 16 MiB batch limit', req: { ...post({ jobs: [{ ...ok, payload: 'x'.repeat(16 * 1024 * 1024) }] }), url: '/v1/jobs/batch' }, status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
   // ------------------------------------------------------------ other routes
   { name: 'job id not a ULID', req: { url: '/v1/jobs/not-a-ulid' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'job id in lower case', req: { url: `/v1/jobs/${JOB_ID.toLowerCase()}` }, status: 400, code: 'ATS_ERR_VALIDATION' },

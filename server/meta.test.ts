@@ -15,6 +15,7 @@ const skip = mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)';
 
 const ROUTES: [string, string][] = [
   ['/v1/jobs', 'post'],
+  ['/v1/jobs/batch', 'post'],
   ['/v1/jobs', 'get'],
   ['/v1/jobs/{id}', 'get'],
   ['/v1/jobs/{id}/cancel', 'post'],
@@ -55,6 +56,12 @@ describe('OpenAPI, machine, health', { skip }, () => {
     assert.ok(doc.paths['/v1/jobs'].post.responses['409'], 'the idempotency conflict is documented');
     assert.equal(doc.paths['/v1/jobs'].post.requestBody.required, true);
     assert.equal(doc.paths['/v1/jobs/{id}/cancel'].post.requestBody.required, false);
+    // The batch documents each item's full schema (the route itself checks items one by one).
+    const batch = doc.paths['/v1/jobs/batch'].post.requestBody.content['application/json'].schema;
+    assert.equal(batch.properties.jobs.maxItems, 1000);
+    assert.ok(batch.properties.jobs.items.properties.idempotencyKey, 'an item carries its own idempotencyKey');
+    assert.ok(batch.properties.jobs.items.properties.payload && batch.properties.jobs.items.required.includes('type'));
+    assert.ok(doc.paths['/v1/jobs/batch'].post.responses['413'], 'the batch body limit is documented');
     const header = doc.paths['/v1/jobs'].post.parameters.find((p: { name: string }) => p.name === 'idempotency-key');
     assert.equal(header?.in, 'header');
   });

@@ -4,7 +4,7 @@
  * schema does not list, so every field shown must be here) and feed OpenAPI.
  */
 import { STATUS_CODES } from 'node:http';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { JOB_STATES, USER_EVENT_TYPES, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
 
@@ -91,11 +91,43 @@ export const SubmitBody = Type.Object(
 );
 export type SubmitBody = Static<typeof SubmitBody>;
 
+const IdempotencyKey = (description: string) =>
+  Type.String({ minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN, description });
+
 export const SubmitHeaders = Type.Object({
-  'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN, description: 'Makes the submit repeatable' }),
-  ),
+  'idempotency-key': Type.Optional(IdempotencyKey('Makes the submit repeatable')),
 });
+
+/** Most items one `POST /v1/jobs/batch` takes (one store transaction). */
+export const MAX_BATCH = 1000;
+
+/**
+ * One item of a batch: the body of `POST /v1/jobs`, plus the `Idempotency-Key`
+ * header as a field (named like the job's own `idempotencyKey`).
+ */
+export const BatchItem = Type.Object(
+  {
+    ...SubmitBody.properties,
+    idempotencyKey: Type.Optional(IdempotencyKey('What the Idempotency-Key header is to POST /v1/jobs, for this item')),
+  },
+  { additionalProperties: false },
+);
+export type BatchItem = Static<typeof BatchItem>;
+
+const batchOf = <T extends TSchema>(item: T) => Type.Object(
+  { jobs: Type.Array(item, { minItems: 1, maxItems: MAX_BATCH, description: `1 to ${MAX_BATCH} jobs, each answered on its own` }) },
+  { additionalProperties: false },
+);
+
+/** The batch as OpenAPI shows it. */
+export const BatchBody = batchOf(BatchItem);
+export type BatchBody = Static<typeof BatchBody>;
+/**
+ * The batch as the route validates it: only the envelope, so one bad item is
+ * that item's 400 in the results, not the whole batch's (the route checks
+ * each item against `BatchItem`).
+ */
+export const BatchEnvelope = batchOf(Type.Unknown());
 
 export const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
 export type JobParams = Static<typeof JobParams>;
@@ -196,6 +228,22 @@ export const ReadyView = Type.Object({
   database: Type.Literal('ok'),
   log: Type.Union([Type.Literal('ok'), Type.Literal('absent')], { description: 'absent: this process has no log check' }),
 });
+
+/**
+ * One answer per batch item, in order: `status` is what `POST /v1/jobs` would
+ * have answered for it (201 created, 200 the job its idempotencyKey created
+ * before, or the item's 4xx with `code` and `message`). One flat object, not
+ * a `oneOf`, so a thousand of them serialize fast.
+ */
+export const BatchResult = Type.Object({
+  status: Type.Integer({ description: '201, 200, or the item\'s 4xx' }),
+  id: Type.Optional(JobId),
+  state: Type.Optional(JobStateSchema),
+  code: Type.Optional(StringEnum(Object.keys(ERRORS))),
+  message: Type.Optional(Type.String()),
+});
+export type BatchResult = Static<typeof BatchResult>;
+export const BatchResponse = Type.Object({ results: Type.Array(BatchResult) });
 
 /** A response schema with the description OpenAPI shows for it. */
 export const described = <T extends object>(schema: T, description: string): T => ({ ...schema, description });

@@ -15,20 +15,21 @@ export interface SpecRules {
   knownTypes?: () => readonly string[];
 }
 
-export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, rules: SpecRules): JobSpec {
+/** `where` names the body in error messages (`body/jobs/3` for a batch item). */
+export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, rules: SpecRules, where = 'body'): JobSpec {
   checkType(body.type, rules.knownTypes);
-  checkPayload(body.payload, rules.maxPayloadDepth);
+  checkPayload(body.payload, rules.maxPayloadDepth, where);
   const d = rules.defaults;
   const spec: JobSpec = {
     type: body.type,
     payload: body.payload,
     queue: body.queue ?? d.queue,
     maxAttempts: body.maxAttempts ?? d.maxAttempts,
-    backoff: body.backoff ? toBackoff(body.backoff) : d.backoff,
+    backoff: body.backoff ? toBackoff(body.backoff, where) : d.backoff,
     timeoutMs: body.timeoutMs ?? d.timeoutMs,
     priority: body.priority ?? d.priority,
   };
-  if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt);
+  if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt, where);
   if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
   return spec;
 }
@@ -39,16 +40,16 @@ function checkType(type: string, knownTypes: SpecRules['knownTypes']): void {
   }
 }
 
-function toBackoff(b: BackoffInput): BackoffPolicy {
+function toBackoff(b: BackoffInput, where: string): BackoffPolicy {
   if (b.kind === 'fixed') return { kind: 'fixed', delayMs: b.delayMs };
-  if (b.maxMs < b.baseMs) throw new AtsError('ATS_ERR_VALIDATION', 'body/backoff/maxMs must be >= baseMs');
+  if (b.maxMs < b.baseMs) throw new AtsError('ATS_ERR_VALIDATION', `${where}/backoff/maxMs must be >= baseMs`);
   return { kind: 'exponential', baseMs: b.baseMs, maxMs: b.maxMs, jitter: b.jitter ?? 'full' };
 }
 
 /** ISO strings passed the schema's date-time format; Date.parse still has the last word. */
-function toEpochMs(runAt: string | number): number {
+function toEpochMs(runAt: string | number, where: string): number {
   const ms = typeof runAt === 'number' ? runAt : Date.parse(runAt);
-  if (!Number.isFinite(ms) || ms < 0) throw new AtsError('ATS_ERR_VALIDATION', 'body/runAt is not a valid time');
+  if (!Number.isFinite(ms) || ms < 0) throw new AtsError('ATS_ERR_VALIDATION', `${where}/runAt is not a valid time`);
   return ms;
 }
 
@@ -58,16 +59,16 @@ function toEpochMs(runAt: string | number): number {
  * on purpose: a recursive walk of a hostile 1 MiB `[[[[...` body would
  * overflow the stack.
  */
-export function checkPayload(value: unknown, max: number): void {
+export function checkPayload(value: unknown, max: number, where = 'body'): void {
   let level: unknown[] = [value];
   for (let depth = 0; level.length > 0; depth++) {
     const next: unknown[] = [];
     for (const v of level) {
       if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new AtsError('ATS_ERR_VALIDATION', 'body/payload holds a number out of range');
+        throw new AtsError('ATS_ERR_VALIDATION', `${where}/payload holds a number out of range`);
       }
       if (v === null || typeof v !== 'object') continue;
-      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `body/payload nests deeper than ${max} levels`);
+      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `${where}/payload nests deeper than ${max} levels`);
       // A loop, not push(...children): a 100k-element array would overflow the argument stack.
       for (const child of Array.isArray(v) ? v : Object.values(v)) next.push(child);
     }

@@ -53,6 +53,7 @@ describe('the database becomes unreachable under a running API', () => {
   const routes: Array<[string, () => InjectOptions]> = [
     ['POST /v1/jobs', () => ({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: { a: 2 } } })],
     ['POST /v1/jobs with an Idempotency-Key', () => ({ method: 'POST', url: '/v1/jobs', headers: { 'idempotency-key': 'k-1' }, payload: { type: 'demo.echo', payload: {} } })],
+    ['POST /v1/jobs/batch', () => ({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs: [{ type: 'demo.echo', payload: 1 }, { type: 'demo.echo', payload: 2, idempotencyKey: 'k-2' }] } })],
     ['GET /v1/jobs', () => ({ method: 'GET', url: '/v1/jobs' })],
     ['GET /v1/jobs?state=pending', () => ({ method: 'GET', url: '/v1/jobs?state=pending' })],
     ['GET /v1/jobs/:id', () => ({ method: 'GET', url: `/v1/jobs/${jobId}` })],

@@ -40,6 +40,15 @@ export function createValidatorCompiler(): FastifySchemaCompiler<FastifySchema> 
   };
 }
 
+/**
+ * A strict body validator (the body Ajv's options) used outside fastify's
+ * compile step: the batch route validates its envelope through fastify and
+ * each item with this.
+ */
+export function compileBodySchema(schema: object): ValidateFunction {
+  return makeAjv({ coerceTypes: false, useDefaults: false }).compile(schema);
+}
+
 const isOptional = (schema: unknown): boolean =>
   (schema as Record<symbol, unknown>)[OptionalKind] === 'Optional';
 

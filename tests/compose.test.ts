@@ -32,6 +32,7 @@ const PASS_THROUGH: Record<string, string> = {
 /** The REST contract (v1), as in DESIGN.md: method and path pattern. */
 const CONTRACT: ReadonlyArray<readonly [string, string]> = [
   ['POST', '/v1/jobs'],
+  ['POST', '/v1/jobs/batch'],
   ['GET', '/v1/jobs/:id'],
   ['GET', '/v1/jobs'],
   ['POST', '/v1/jobs/:id/cancel'],
@@ -365,6 +366,20 @@ test('jobs.http targets the api service and every request is a route of the REST
 test('jobs.http tries every route of the contract', () => {
   const used = new Set(http.requests.map((r) => routeOf(r.method, new URL(fill(r.url)).pathname)));
   for (const route of CONTRACT) assert.ok(used.has(route), `no request for ${route.join(' ')}`);
+});
+
+test('jobs.http batch items are submit bodies with an optional idempotencyKey', () => {
+  const batches = http.requests.filter((r) => r.method === 'POST' && new URL(fill(r.url)).pathname === '/v1/jobs/batch');
+  assert.ok(batches.length > 0);
+  for (const r of batches) {
+    assert.equal(r.headers['content-type'], 'application/json', `line ${r.line}`);
+    const { jobs, ...rest } = JSON.parse(fill(r.body)) as { jobs: Array<Record<string, unknown>> };
+    assert.deepEqual(Object.keys(rest), [], `line ${r.line}: only jobs`);
+    for (const item of jobs) {
+      assert.ok(typeof item.type === 'string' && 'payload' in item, `line ${r.line}: type and payload are required`);
+      for (const k of Object.keys(item)) assert.ok(SUBMIT_FIELDS.has(k) || k === 'idempotencyKey', `line ${r.line}: unknown field ${k}`);
+    }
+  }
 });
 
 test('jobs.http submits valid bodies, an idempotent pair, a failing job and a delayed one', () => {

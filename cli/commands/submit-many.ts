@@ -1,6 +1,7 @@
 /**
- * `ats submit TYPE --count N`: submit N jobs with a bounded number of
- * requests in flight, follow them until every one is terminal, and sum up.
+ * `ats submit TYPE --count N`: submit N jobs through `POST /v1/jobs/batch`
+ * (up to 1,000 a request, a few requests in flight), follow them until every
+ * one is terminal, and sum up.
  *
  * The terminal transitions come from one stream subscription (this type and
  * queue, terminal states) opened BEFORE the first submit, so a job that ends
@@ -8,7 +9,7 @@
  * when the stream has said nothing new for a while — the jobs still open are
  * read one by one over REST.
  */
-import { isTerminal, TERMINAL_STATES, type AtsClient, type Job, type SubmitRequest } from '../client.js';
+import { ApiError, isTerminal, MAX_BATCH, TERMINAL_STATES, type AtsClient, type BatchItem, type SubmitRequest } from '../client.js';
 import { repeat, trySubscribe } from './follow.js';
 import { Progress, type Counts } from './progress.js';
 import type { StreamFilter } from './stream.js';
@@ -23,8 +24,10 @@ export interface Summary extends Counts {
 
 export interface SubmitManyOptions {
   idempotencyKey?: string | undefined;
-  /** Requests in flight while submitting. @defaultValue 32 */
+  /** Batch requests in flight while submitting. @defaultValue 2 */
   concurrency?: number;
+  /** Jobs per batch request. @defaultValue 1000 (the most the server takes) */
+  batchSize?: number;
   /** Polling period without a stream (and the stream's silence before a REST check). @defaultValue 500 / 3000 */
   pollMs?: number;
   onNotice?(message: string): void;
@@ -82,22 +85,28 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
 }
 
 async function submitAll(client: AtsClient, body: SubmitRequest, count: number, tally: Tally, opts: SubmitManyOptions, tick: () => void): Promise<void> {
+  const size = Math.min(Math.max(1, opts.batchSize ?? MAX_BATCH), MAX_BATCH);
   let next = 0;
-  const record = (job: Job) => {
-    tally.ours.add(job.id);
-    tally.submitted++;
-    if (isTerminal(job.state)) tally.end(job.id, job.state); // an Idempotency-Key repeat of a finished job
-    tick();
-  };
-  // Each lane submits one job at a time; the first error stops every lane.
+  const item = (i: number): BatchItem => (opts.idempotencyKey === undefined ? body : { ...body, idempotencyKey: `${opts.idempotencyKey}-${i}` });
+  // Each lane sends one batch at a time; the first failed item (or request) stops every lane.
   const lane = async () => {
     while (next < count) {
-      const i = next++;
-      const key = opts.idempotencyKey === undefined ? undefined : `${opts.idempotencyKey}-${i}`;
-      record((await client.submit(body, key)).job);
+      const from = next;
+      next = Math.min(count, from + size);
+      const items = Array.from({ length: next - from }, (_, k) => item(from + k));
+      const results = await client.submitBatch(items);
+      for (const r of results) {
+        if (r.id === undefined || (r.status !== 201 && r.status !== 200)) {
+          throw new ApiError(r.status, r.code ?? `HTTP_${r.status}`, r.message ?? 'the server refused a job of the batch');
+        }
+        tally.ours.add(r.id);
+        tally.submitted++;
+        if (r.state !== undefined && isTerminal(r.state)) tally.end(r.id, r.state); // an idempotencyKey repeat of a finished job
+      }
+      tick();
     }
   };
-  await Promise.all(Array.from({ length: Math.min(count, opts.concurrency ?? 32) }, lane));
+  await Promise.all(Array.from({ length: Math.min(Math.ceil(count / size), opts.concurrency ?? 2) }, lane));
 }
 
 /** Waits until every submitted job is terminal: the stream's word, checked over REST when it goes quiet. */

@@ -16,8 +16,9 @@ export const submitSpec: CommandSpec = {
   details: [
     '--payload JSON         the handler\'s input (default null)',
     '--wait                 print each state as it happens; exit 0 when done, 1 when dead or cancelled',
-    '--count N              submit N copies in parallel batches, show progress on stderr, then a summary;',
-    '                       exit 1 if any ends dead or cancelled (with --idempotency-key K, job i gets K-i)',
+    '--count N              submit N copies in batches of up to 1000 (POST /v1/jobs/batch), show progress on',
+    '                       stderr, then a summary; exit 1 if any ends dead or cancelled (with --idempotency-key K,',
+    '                       job i gets K-i)',
     '--json                 print the job (or the summary) as JSON',
   ],
   options: {

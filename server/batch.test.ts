@@ -1,0 +1,164 @@
+/**
+ * `POST /v1/jobs/batch` on SQLite and on the real MariaDB: per-item results
+ * in order (created, existing, conflict, unknown type, invalid item) with
+ * exactly the valid items written; a malformed batch writes nothing; 1,000
+ * items in one call; user-chosen names like `__proto__`.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { requireMysql } from '../tests/helpers/mysql.js';
+import { buildApp, type AppDeps } from './app.js';
+import type { BatchResult, JobDetail } from './schemas.js';
+import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from './test-app.js';
+
+const mysqlReady = await requireMysql();
+const KNOWN = ['demo.echo', '__proto__', 'constructor'];
+
+function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestApp>, skip: string | false) {
+  describe(`POST /v1/jobs/batch (${name})`, { skip }, () => {
+    let t: TestApp;
+    before(async () => {
+      t = await start({ knownTypes: () => KNOWN });
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    const batch = async (jobs: unknown) => {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs } });
+      assert.equal(r.statusCode, 200, r.body);
+      return (r.json() as { results: BatchResult[] }).results;
+    };
+    const get = async (id: string) => (await t.app.inject({ url: `/v1/jobs/${id}` })).json() as JobDetail;
+    /** Rows in the jobs table, recounted from the rows themselves. */
+    const rows = async (queue?: string) =>
+      (await t.store.recountJobs()).filter((c) => queue === undefined || c.queue === queue).reduce((n, c) => n + c.n, 0);
+
+    test('a mixed batch: each item gets its own answer, in order, and exactly the valid ones are written', async () => {
+      const queue = randomQueue();
+      const a = { type: 'demo.echo', payload: { a: 1 }, queue };
+      const first = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: a, headers: { 'idempotency-key': 'k1' } });
+      assert.equal(first.statusCode, 201, first.body);
+      let deep: unknown = 1;
+      for (let i = 0; i < 40; i++) deep = [deep];
+      const results = await batch([
+        { ...a, idempotencyKey: 'k1' }, // 0: the job the header-keyed submit created
+        { type: 'demo.echo', payload: { b: 2 }, queue }, // 1: created
+        { ...a, payload: { a: 2 }, idempotencyKey: 'k1' }, // 2: same key, other body
+        { type: 'nope.type', payload: 1, queue }, // 3: no handler
+        { type: 'demo.echo', queue }, // 4: no payload
+        { type: 'demo.echo', payload: deep, queue }, // 5: too deep
+        { type: 'demo.echo', payload: 1, queue, backoff: { kind: 'exponential', baseMs: 100, maxMs: 10 } }, // 6
+        { type: 'demo.echo', payload: 'x', queue, idempotencyKey: 'k2' }, // 7: created
+        { type: 'demo.echo', payload: 'x', queue, idempotencyKey: 'k2' }, // 8: the job item 7 created
+        { type: 'demo.echo', payload: 'y', queue, idempotencyKey: 'k2' }, // 9: conflicts with item 7
+        null, // 10
+        { type: 'demo.echo', payload: 1, queue, colour: 'red' }, // 11: unknown field
+        { type: 'demo.echo', payload: 1, queue, idempotencyKey: ' padded ' }, // 12: key not allowed
+      ]);
+      assert.equal(results.length, 13);
+      assert.deepEqual(results.map((r) => r.status), [200, 201, 409, 422, 400, 400, 400, 201, 200, 409, 400, 400, 400]);
+      assert.deepEqual(results[0], { status: 200, id: first.json().id, state: 'pending' });
+      assert.equal(results[2]!.code, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+      assert.match(results[2]!.message!, new RegExp(`body/jobs/2: .*${first.json().id}`));
+      assert.equal(results[3]!.code, 'ATS_ERR_UNKNOWN_JOB_TYPE');
+      for (const i of [4, 5, 6, 10, 11, 12]) {
+        assert.equal(results[i]!.code, 'ATS_ERR_VALIDATION', JSON.stringify(results[i]));
+        assert.match(results[i]!.message!, new RegExp(`^body/jobs/${i}`), 'the message names the item');
+      }
+      assert.match(results[4]!.message!, /payload/);
+      assert.match(results[11]!.message!, /colour/);
+      assert.equal(results[8]!.id, results[7]!.id);
+      assert.equal(results[9]!.code, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+      for (const i of [1, 7]) assert.deepEqual(Object.keys(results[i]!).sort(), ['id', 'state', 'status']);
+      for (const i of [2, 3, 4]) assert.deepEqual(Object.keys(results[i]!).sort(), ['code', 'message', 'status']);
+
+      assert.equal(await rows(queue), 3, 'the first submit, item 1 and item 7');
+      const created = await get(results[1]!.id!);
+      assert.deepEqual([created.payload, created.queue, created.maxAttempts, created.idempotencyKey], [{ b: 2 }, queue, 3, null]);
+      assert.deepEqual(created.events.map((e) => e.type), ['SUBMITTED']);
+      assert.equal((await get(results[7]!.id!)).idempotencyKey, 'k2');
+    });
+
+    test('results follow the order of the items', async () => {
+      const queue = randomQueue();
+      const results = await batch(Array.from({ length: 25 }, (_, i) => ({ type: 'demo.echo', payload: { i }, queue, priority: i % 7 })));
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.status, 201);
+        assert.deepEqual((await get(r.id!)).payload, { i });
+      }
+    });
+
+    test('1,000 items in one call are all written', async () => {
+      const queue = randomQueue();
+      const results = await batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'demo.echo', payload: { i }, queue, idempotencyKey: `k-${i}` })));
+      assert.equal(results.length, 1000);
+      assert.ok(results.every((r) => r.status === 201));
+      assert.equal(new Set(results.map((r) => r.id)).size, 1000);
+      assert.equal(await rows(queue), 1000);
+      // The same batch again: every item is the job it created the first time.
+      const again = await batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'demo.echo', payload: { i }, queue, idempotencyKey: `k-${i}` })));
+      assert.deepEqual(again.map((r) => [r.status, r.id]), results.map((r) => [200, r.id]));
+      assert.equal(await rows(queue), 1000);
+    });
+
+    test('__proto__ and constructor as queue, type and idempotencyKey are names like any other', async () => {
+      const item = (name: string) => ({ type: name, payload: { name }, queue: name, idempotencyKey: name });
+      const results = await batch([item('__proto__'), item('__proto__'), item('constructor'), { ...item('constructor'), payload: 2 }]);
+      assert.deepEqual(results.map((r) => r.status), [201, 200, 201, 409]);
+      assert.equal(results[1]!.id, results[0]!.id);
+      const job = await get(results[0]!.id!);
+      assert.deepEqual([job.type, job.queue, job.idempotencyKey], ['__proto__', '__proto__', '__proto__']);
+      assert.equal(await rows('__proto__'), 1);
+      assert.equal(await rows('constructor'), 1);
+      assert.equal(({} as Record<string, unknown>).payload, undefined, 'no prototype was touched');
+    });
+
+    const malformed: Array<[string, InjectOptions, number, string]> = [
+      ['a body that is an array', { payload: '[]' }, 400, 'ATS_ERR_VALIDATION'],
+      ['jobs missing', { payload: '{}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['jobs not an array', { payload: '{"jobs":{"0":{"type":"demo.echo","payload":1}}}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['no jobs', { payload: '{"jobs":[]}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['1,001 jobs', { payload: JSON.stringify({ jobs: Array.from({ length: 1001 }, () => ({ type: 'demo.echo', payload: 1 })) }) }, 400, 'ATS_ERR_VALIDATION'],
+      ['a field beside jobs', { payload: '{"jobs":[{"type":"demo.echo","payload":1}],"atomic":true}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['a __proto__ key in an item', { payload: '{"jobs":[{"type":"demo.echo","payload":1},{"type":"demo.echo","payload":{"__proto__":{"x":1}}}]}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['broken JSON', { payload: '{"jobs":[{"type":"demo.echo","payload":1}' }, 400, 'ATS_ERR_MALFORMED_JSON'],
+    ];
+    for (const [what, req, status, code] of malformed) {
+      test(`a malformed batch (${what}) is a ${status} ${code} and writes nothing`, async () => {
+        const before = await rows();
+        const r = await t.app.inject({ method: 'POST', url: '/v1/jobs/batch', headers: { 'content-type': 'application/json' }, ...req });
+        assert.equal(r.statusCode, status, r.body);
+        assert.equal(r.json().code, code);
+        assert.equal(await rows(), before);
+      });
+    }
+
+    test('limits: a batch over the batch limit is a 413; an item over the one-job limit is that item\'s 413', async () => {
+      const app = await buildApp({ ...t.deps, limits: { bodyLimitBytes: 1024, batchBodyLimitBytes: 8 * 1024 } });
+      try {
+        const queue = randomQueue();
+        const small = { type: 'demo.echo', payload: 'x', queue };
+        const over = await app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs: Array.from({ length: 200 }, () => small) } });
+        assert.equal(over.statusCode, 413, over.body);
+        assert.equal(over.json().code, 'ATS_ERR_PAYLOAD_TOO_LARGE');
+        assert.equal(await rows(queue), 0);
+        // The batch may be larger than bodyLimitBytes; each job may not.
+        const jobs = [...Array.from({ length: 20 }, () => small), { ...small, payload: 'y'.repeat(2000) }];
+        const r = await app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs } });
+        assert.equal(r.statusCode, 200, r.body);
+        const results = (r.json() as { results: BatchResult[] }).results;
+        assert.deepEqual(results.slice(0, 20).map((x) => x.status), Array(20).fill(201));
+        assert.equal(results[20]!.status, 413);
+        assert.equal(results[20]!.code, 'ATS_ERR_PAYLOAD_TOO_LARGE');
+        assert.equal(await rows(queue), 20);
+      } finally {
+        await app.close();
+      }
+    });
+  });
+}
+
+batchSuite('SQLite', startSqliteTestApp, false);
+batchSuite('MariaDB', startTestApp, mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)');

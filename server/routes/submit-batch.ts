@@ -1,0 +1,93 @@
+/**
+ * `POST /v1/jobs/batch`: submit up to 1,000 jobs in one request and one store
+ * transaction. Each item is the body of `POST /v1/jobs` (its Idempotency-Key
+ * as an `idempotencyKey` field) and gets the answer that route would have
+ * given it, in order: a bad item is its own 4xx and the others still go in.
+ * Only a bad envelope (not `{jobs: [1..1000 items]}`, or too large) fails the
+ * whole request, before anything is written.
+ */
+import type { FastifyPluginAsync, FastifySchemaCompiler } from 'fastify';
+import { AtsError, isAtsError } from '../../engine/errors.js';
+import type { JobSpec } from '../../engine/ports.js';
+import type { SubmitResult } from '../../engine/transitions.js';
+import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
+import {
+  BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, type BatchResult,
+} from '../schemas.js';
+import { toJobSpec, type SpecRules } from '../submit-spec.js';
+import { compileBodySchema, formatValidationError } from '../validation.js';
+
+const schema = {
+  operationId: 'submitJobs',
+  summary: 'Submit up to 1,000 jobs at once',
+  description:
+    'All valid items are written in one transaction. `results[i]` answers `jobs[i]`: `{status: 201, id, state}` created, ' +
+    '`{status: 200, id, state}` the job an earlier submit with this idempotencyKey created, or the item\'s own ' +
+    '`{status, code, message}` (400, 409, 413, 422), which does not fail the other items. The whole request fails ' +
+    '(and writes nothing) only when the envelope is wrong (400), the body is over the batch limit (413) or the ' +
+    'database is unreachable (503).',
+  tags: ['jobs'],
+  body: BatchBody,
+  response: { 200: described(BatchResponse, 'One result per item, in order'), ...errorResponses(400, 413, 415, 503) },
+};
+
+export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const rules: SpecRules = {
+    defaults: deps.defaults,
+    maxPayloadDepth: deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH,
+    knownTypes: deps.knownTypes,
+  };
+  const itemLimit = deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const envelope = compileBodySchema(BatchEnvelope);
+  const validItem = compileBodySchema(BatchItem);
+  // The documented schema types every item; fastify checks only the envelope (see BatchEnvelope).
+  const validatorCompiler: FastifySchemaCompiler<unknown> = ({ httpPart }) => {
+    if (httpPart !== 'body') throw new Error(`POST /v1/jobs/batch declares no ${httpPart ?? 'other'} schema`);
+    return envelope;
+  };
+
+  /** The item as a JobSpec, or throws the AtsError `POST /v1/jobs` would have answered for it. */
+  const specOf = (raw: unknown, i: number): JobSpec => {
+    const where = `body/jobs/${i}`;
+    if (!validItem(raw)) throw new AtsError('ATS_ERR_VALIDATION', formatValidationError(validItem.errors ?? [], where).message);
+    const { idempotencyKey, ...body } = raw as BatchItem;
+    // POST /v1/jobs holds a job to bodyLimitBytes; so does the batch, item by item.
+    if (Buffer.byteLength(JSON.stringify(raw)) > itemLimit) {
+      throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${where} is larger than the ${itemLimit}-byte limit of one job`);
+    }
+    return toJobSpec(body, idempotencyKey, rules, where);
+  };
+
+  app.post<{ Body: { jobs: unknown[] } }>('/v1/jobs/batch', {
+    schema,
+    validatorCompiler,
+    bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
+  }, async (request) => {
+    const items = request.body.jobs;
+    const results: BatchResult[] = new Array<BatchResult>(items.length);
+    const specs: JobSpec[] = [];
+    const slots: number[] = [];
+    items.forEach((raw, i) => {
+      try {
+        specs.push(specOf(raw, i));
+        slots.push(i);
+      } catch (err) {
+        if (!isAtsError(err)) throw err;
+        results[i] = { status: err.status, code: err.code, message: err.message };
+      }
+    });
+    if (specs.length > 0) {
+      const submitted = await deps.transitions.submitMany(specs);
+      submitted.forEach((r, k) => (results[slots[k]!] = toResult(r, slots[k]!)));
+    }
+    return { results };
+  });
+};
+
+function toResult(r: SubmitResult, i: number): BatchResult {
+  if (!r.ok) {
+    const e = new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `body/jobs/${i}: idempotencyKey was used for job ${r.job.id} with a different request body`);
+    return { status: e.status, code: e.code, message: e.message };
+  }
+  return { status: r.created ? 201 : 200, id: r.job.id, state: r.job.snapshot.value };
+}
