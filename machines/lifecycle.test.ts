@@ -1,0 +1,136 @@
+/**
+ * The transition table (`table.ts`) against XState: on generated reachable
+ * jobs and events, `step` must give exactly what XState's `can()` +
+ * `transition()` give (accepted or not, next value, next context, effects).
+ * Jobs are reached by walking random event sequences from `start(input)`, with
+ * random times (early ones too), random `rand`, stale and future attempts and
+ * the user events, so the guards are exercised on both sides.
+ *
+ * MACHINE_STEP_RUNS sets the number of sequences (2,000 by default);
+ * PROPERTY_SEED replays a failing seed.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { BackoffPolicy } from './backoff.js';
+import { JOB_EVENT_TYPES, JOB_STATES, USER_EVENT_TYPES, type JobEvent, type JobEventType, type JobInput, type JobState } from './job.machine.js';
+import { allowedActions, restore, start, startXState, step, stepXState, type PersistedJob } from './lifecycle.js';
+
+const RUNS = Number(process.env.MACHINE_STEP_RUNS ?? 2_000);
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`MACHINE_STEP_RUNS must be a positive integer, got ${process.env.MACHINE_STEP_RUNS}`);
+const SEED = process.env.PROPERTY_SEED ? { seed: Number(process.env.PROPERTY_SEED) } : {};
+
+const backoffArb: fc.Arbitrary<BackoffPolicy> = fc.oneof(
+  fc.record({ kind: fc.constant('fixed' as const), delayMs: fc.integer({ min: 0, max: 5_000 }) }),
+  fc.record({
+    kind: fc.constant('exponential' as const),
+    baseMs: fc.integer({ min: 1, max: 2_000 }),
+    maxMs: fc.integer({ min: 1, max: 60_000 }),
+    jitter: fc.constantFrom('full' as const, 'equal' as const, 'none' as const),
+  }),
+);
+
+const inputArb: fc.Arbitrary<JobInput> = fc
+  .record({
+    at: fc.integer({ min: 0, max: 2_000_000_000_000 }),
+    delay: fc.option(fc.integer({ min: -1_000, max: 10_000 }), { nil: undefined }),
+    maxAttempts: fc.integer({ min: 1, max: 5 }),
+    backoff: backoffArb,
+  })
+  .map(({ at, delay, maxAttempts, backoff }) => ({ at, maxAttempts, backoff, ...(delay === undefined ? {} : { runAt: at + delay }) }));
+
+/** An event relative to the job it is sent to, so attempts and times land near the guards' edges. */
+const specArb = fc.record({
+  // A type the machine does not know now and then, too.
+  type: fc.oneof({ weight: 30, arbitrary: fc.constantFrom(...JOB_EVENT_TYPES) }, { weight: 1, arbitrary: fc.constant('NOT_AN_EVENT') }),
+  from: fc.constantFrom('updatedAt' as const, 'runAt' as const, 'leaseUntil' as const),
+  dAt: fc.oneof(
+    { weight: 4, arbitrary: fc.integer({ min: 0, max: 5_000 }) },
+    { weight: 2, arbitrary: fc.integer({ min: -5_000, max: -1 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 500_000 }) },
+  ),
+  // 0: the attempt the event would carry for real; otherwise stale or from the future.
+  attemptOffset: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: -2, max: 3 }) }),
+  rand: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+  retryable: fc.boolean(),
+  leaseFor: fc.integer({ min: -1_000, max: 60_000 }),
+  result: fc.option(fc.oneof(fc.string(), fc.integer(), fc.constant(null)), { nil: undefined }),
+  reason: fc.option(fc.string({ maxLength: 5 }), { nil: undefined }),
+  name: fc.option(fc.string({ maxLength: 5 }), { nil: undefined }),
+});
+type Spec = typeof specArb extends fc.Arbitrary<infer T> ? T : never;
+
+function eventFor(job: PersistedJob, s: Spec): JobEvent {
+  const c = job.context;
+  const base = s.from === 'runAt' ? c.runAt : s.from === 'leaseUntil' ? (c.leaseUntil ?? c.updatedAt) : c.updatedAt;
+  const at = base + s.dAt;
+  const opens = s.type === 'PUBLISHED' || s.type === 'STARTED';
+  const attempt = (opens ? c.attempt + 1 : c.attempt) + s.attemptOffset;
+  switch (s.type as JobEventType) {
+    case 'DISPATCH': case 'RETRY_DUE': case 'REDRIVE':
+      return { type: s.type as 'DISPATCH', at };
+    case 'PUBLISHED':
+      return { type: 'PUBLISHED', at, attempt };
+    case 'STARTED':
+      return { type: 'STARTED', at, attempt, leaseUntil: at + s.leaseFor, workerId: `w${s.attemptOffset}` };
+    case 'HEARTBEAT':
+      return { type: 'HEARTBEAT', at, attempt, leaseUntil: at + s.leaseFor };
+    case 'SUCCEEDED':
+      return { type: 'SUCCEEDED', at, attempt, ...(s.result === undefined ? {} : { result: s.result }) };
+    case 'FAILED':
+      return { type: 'FAILED', at, attempt, rand: s.rand, error: { message: 'boom', retryable: s.retryable, ...(s.name === undefined ? {} : { name: s.name }) } };
+    case 'LEASE_EXPIRED':
+      return { type: 'LEASE_EXPIRED', at, attempt, rand: s.rand };
+    case 'CANCEL':
+      return { type: 'CANCEL', at, ...(s.reason === undefined ? {} : { reason: s.reason }) };
+    default:
+      return { type: s.type, at } as unknown as JobEvent;
+  }
+}
+
+describe('transition table (lifecycle.step) against XState', () => {
+  it(`agrees with can() + transition() on ${RUNS} generated walks`, () => {
+    const statesSeen = new Set<JobState>();
+    const acceptedSeen = new Set<string>();
+    const rejectedSeen = new Set<string>();
+    let steps = 0;
+    fc.assert(
+      fc.property(inputArb, fc.array(specArb, { minLength: 1, maxLength: 40, size: 'max' }), (input, specs) => {
+        const first = start(input);
+        assert.deepStrictEqual(first, startXState(input));
+        let job = first.next;
+        for (const s of specs) {
+          const e = eventFor(job, s);
+          const got = step(job, e);
+          const want = stepXState(job, e);
+          assert.deepStrictEqual(got, want, `${job.value} ${JSON.stringify(job.context)} + ${JSON.stringify(e)}`);
+          const snapshot = restore(job);
+          assert.deepStrictEqual(allowedActions(job, e.at), USER_EVENT_TYPES.filter((type) => snapshot.can({ type, at: e.at } as JobEvent)));
+          steps++;
+          statesSeen.add(job.value);
+          (got.ok ? acceptedSeen : rejectedSeen).add(`${job.value}:${e.type}`);
+          if (got.ok) job = got.next;
+        }
+      }),
+      { numRuns: RUNS, ...SEED },
+    );
+    // The walks reach every state and take every edge of the machine, or agreement means little.
+    assert.deepEqual([...statesSeen].sort(), [...JOB_STATES].sort());
+    const edges = ['pending:DISPATCH', 'pending:PUBLISHED', 'pending:STARTED', 'pending:CANCEL', 'published:DISPATCH', 'published:STARTED',
+      'published:CANCEL', 'running:HEARTBEAT', 'running:SUCCEEDED', 'running:FAILED', 'running:LEASE_EXPIRED', 'running:CANCEL',
+      'retrying:RETRY_DUE', 'retrying:CANCEL', 'dead:REDRIVE', 'cancelled:REDRIVE'];
+    if (RUNS >= 500) {
+      for (const edge of edges) assert.ok(acceptedSeen.has(edge), `no walk took ${edge}`);
+      for (const edge of ['pending:DISPATCH', 'running:HEARTBEAT', 'running:FAILED', 'running:LEASE_EXPIRED', 'retrying:RETRY_DUE', 'published:STARTED']) {
+        assert.ok(rejectedSeen.has(edge), `no walk had ${edge} rejected`);
+      }
+    }
+    assert.ok(steps >= RUNS, `only ${steps} steps`);
+  });
+
+  it('rejects an unknown state as XState does (throws)', () => {
+    const job = { ...start({ at: 0, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 0 } }).next, value: 'nope' as JobState };
+    assert.throws(() => stepXState(job, { type: 'CANCEL', at: 1 }));
+    assert.throws(() => step(job, { type: 'CANCEL', at: 1 }), /unknown state 'nope'/);
+  });
+});
