@@ -7,6 +7,7 @@
  */
 import { makeJobs, type Driver } from './lib/driver.js';
 import { CpuMeter, serverPids } from './lib/proc.js';
+import { windowProfiler } from './lib/profile.js';
 import { round, sleep, summarize, type Summary } from './lib/stats.js';
 import { SYSTEMS, type SystemName } from './systems/index.js';
 
@@ -79,6 +80,8 @@ const peaks = (driver: Driver): Record<string, number> => ({
 async function throughput(driver: Driver, input: CaseInput, failShare: number): Promise<Omit<CaseResult, 'system' | 'workload' | 'settings'>> {
   const jobs = makeJobs(input.jobs, failShare);
   const meter = meterFor(driver);
+  const profiler = windowProfiler(`${input.system}-${input.workload}`);
+  await profiler.start();
   meter.start();
   const t0 = Date.now();
   const ids: string[] = [];
@@ -87,6 +90,7 @@ async function throughput(driver: Driver, input: CaseInput, failShare: number): 
   await waitFinished(driver, jobs.length);
   const seen = Date.now();
   const cpu = meter.stop();
+  await profiler.stop();
   const times = await driver.times(ids);
   let end = 0;
   for (const t of times.values()) end = Math.max(end, t.done);
@@ -109,6 +113,8 @@ async function latency(driver: Driver, input: CaseInput): Promise<Omit<CaseResul
   const callMs: number[] = [];
   const calls: Promise<void>[] = [];
   const meter = meterFor(driver);
+  const profiler = windowProfiler(`${input.system}-${input.workload}`);
+  await profiler.start();
   meter.start();
   const t0 = Date.now();
   let k = 0;
@@ -133,6 +139,7 @@ async function latency(driver: Driver, input: CaseInput): Promise<Omit<CaseResul
   const submitted = Date.now();
   await waitFinished(driver, total);
   const cpu = meter.stop();
+  await profiler.stop();
   const times = await driver.times([...submitAt.keys()]);
   const startMs: number[] = [];
   const doneMs: number[] = [];

@@ -32,7 +32,8 @@ export function benchSpec(job: BenchJob): JobSpec {
   };
 }
 
-const httpBody = (job: BenchJob) => JSON.stringify({ type: BENCH_JOB_TYPE, payload: job, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0 } });
+const httpItem = (job: BenchJob) => ({ type: BENCH_JOB_TYPE, payload: job, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0 } });
+const httpBody = (job: BenchJob) => JSON.stringify(httpItem(job));
 
 const FINISHED = "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('done', 'dead', 'cancelled')";
 const TIMES = "SELECT job_id, type, MIN(at) AS at FROM job_events WHERE type IN ('STARTED', 'SUCCEEDED') GROUP BY job_id, type";
@@ -90,8 +91,8 @@ async function mysqlCount(pool: Pool): Promise<number> {
 
 /**
  * api, relay+timers and worker as three processes. Submits go over HTTP
- * (`POST /v1/jobs`, `httpConcurrency` requests in flight; there is no bulk
- * endpoint) or, with `submit: 'direct'`, through `submitMany` from this
+ * (bulk: `POST /v1/jobs/batch`, one bulk call a request; one: `POST /v1/jobs`,
+ * `httpConcurrency` requests in flight) or, with `submit: 'direct'`, through `submitMany` from this
  * process straight into MariaDB (a client library), as the relay's other
  * processes would see a remote api's commits: through its fallback poll.
  */
@@ -125,17 +126,28 @@ export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
       if (res.status !== 201 || !body.id) throw new Error(`POST /v1/jobs answered ${res.status}: ${JSON.stringify(body)}`);
       return body.id;
     };
+    const postBatch = async (jobs: readonly BenchJob[]): Promise<string[]> => {
+      const res = await fetch(`${url}/v1/jobs/batch`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs: jobs.map(httpItem) }),
+      });
+      const body = (await res.json()) as { results?: Array<{ status: number; id?: string }> };
+      const ids = body.results?.map((r) => (r.status === 201 ? r.id : undefined));
+      if (res.status !== 200 || !ids || ids.length !== jobs.length || ids.some((i) => !i)) {
+        throw new Error(`POST /v1/jobs/batch answered ${res.status}: ${JSON.stringify(body).slice(0, 300)}`);
+      }
+      return ids as string[];
+    };
     return {
       settings: `processes apart: api, relay+timers, worker (each \`ats start --role ...\`); worker concurrency ${opts.concurrency}; ` +
         (submit === 'http'
-          ? `submits over HTTP, POST /v1/jobs one job per request, ${httpConcurrency} requests in flight (no bulk endpoint)`
+          ? `bulk submits over HTTP, POST /v1/jobs/batch (${opts.bulkSize} per request); one submit = POST /v1/jobs, ${httpConcurrency} requests in flight`
           : `bulk submit = submitMany (${opts.bulkSize} per call) from the benchmark process straight into MariaDB; the relay process sees those commits through its 200 ms fallback poll`) +
         `; ${DEFAULTS_NOTE}`,
       servers: ['mariadb', 'kafka'],
       processes: () => Object.fromEntries(roles.map((r) => [r.name, r.pid])),
       submitBulk: async (jobs) => {
         if (direct) return (await direct.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id);
-        return inParallel(jobs, httpConcurrency, post);
+        return postBatch(jobs);
       },
       submitOne: async (job) => (direct ? (await direct.transitions.submit(benchSpec(job))).job.id : post(job)),
       countFinished: () => mysqlCount(reads),
