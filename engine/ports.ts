@@ -111,6 +111,8 @@ export interface OutboxRow extends OutboxMessage {
   id: number;
   createdAt: number;
   publishedAt: number | null;
+  /** The payload's JSON text as the store keeps it: published as is, not parsed and written again. */
+  value?: string;
 }
 
 /** One transition to commit: the new job row, its event and its outbox rows. */
@@ -211,6 +213,8 @@ export interface JobStore {
    * gaps: a transaction still committing, or one rolled back.
    */
   readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
+  /** The highest committed `job_events.id` (0 for none). Lower ids may still be committing. */
+  lastEventId(): Promise<number>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**

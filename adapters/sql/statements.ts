@@ -197,6 +197,9 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
   FROM job_events e JOIN jobs j ON j.id = e.job_id
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
+/** The newest event id (NULL for an empty table): one index read. */
+export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';
+
 // ---------------------------------------------------------------- outbox
 
 /**

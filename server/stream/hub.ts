@@ -12,7 +12,7 @@ import { CLOSE, StreamSession, type SessionContext } from './session.js';
 import { TailReader } from './tail.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'stats'>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'>;
   clock: Clock;
   logger: Logger;
 }
@@ -29,6 +29,7 @@ export class StreamHub {
     const read = deps.store.readEventsAfter.bind(deps.store);
     this.tail = new TailReader({
       read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
+      last: () => deps.store.lastEventId(),
     }, opts);
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
@@ -50,9 +51,9 @@ export class StreamHub {
   /** Takes a new connection; subscribes at once when the query string carries a filter or cursor. */
   accept(socket: WebSocket, query: Record<string, unknown>): StreamSession {
     const session = new StreamSession(socket, this.context);
-    // The tail polled slowly while no one listened: catch up now.
-    if (this.sessions.size === 0) this.tail.wake();
     this.sessions.add(session);
+    // The tail read nothing while no one listened: it reads on from its horizon now.
+    if (this.sessions.size === 1) this.tail.wake();
     socket.on('message', (data, isBinary) => session.onFrame(toBuffer(data), isBinary));
     socket.on('pong', () => session.onPong());
     socket.on('close', () => {

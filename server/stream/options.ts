@@ -39,7 +39,12 @@ export interface StreamOptions {
    * @defaultValue 200
    */
   pollMs?: number;
-  /** The tail's poll while no client is connected (it keeps its horizon near the newest event). @defaultValue 5000 */
+  /**
+   * While no client is connected the tail reads no rows; this often it asks
+   * for the newest id and moves its horizon to the newest final one (so the
+   * first client to arrive gets at most this plus `gapTimeoutMs` of recent
+   * events as live ones). @defaultValue 1000
+   */
   idlePollMs?: number;
   /**
    * How long a missing `job_events.id` is waited for before the tail moves
@@ -77,7 +82,7 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   tailBatchSize: 500,
   replayPageSize: 500,
   pollMs: 200,
-  idlePollMs: 5000,
+  idlePollMs: 1000,
   gapTimeoutMs: 3000,
   gapPollMs: 50,
   startupRewindIds: 10_000,

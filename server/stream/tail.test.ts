@@ -169,3 +169,71 @@ describe('TailReader', () => {
     await reader.stop();
   });
 });
+
+describe('TailReader with no client connected', () => {
+  /** A tail whose `busy()` the test sets, with `last()` from the fake table. */
+  function idleTail(t: ReturnType<typeof table>, clock: Clock) {
+    const got: number[] = [];
+    const state = { busy: false, lastCalls: 0 };
+    const last = async () => {
+      state.lastCalls++;
+      return (await t.read(0, Number.MAX_SAFE_INTEGER)).at(-1)?.id ?? 0;
+    };
+    const reader = new TailReader({
+      read: t.read, clock, logger: silentLogger, onEvents: (es) => got.push(...es.map((e) => e.id)), busy: () => state.busy, last,
+    }, OPTS);
+    return { reader, got, state };
+  }
+
+  it('reads no rows and moves its horizon only up to ids that are final', async () => {
+    const t = table([1, 2, 3]);
+    const clock = manualClock();
+    const { reader, got } = idleTail(t, clock);
+    await reader.init(); // horizon 3, newest id marked now
+    t.commit(5, 6); // 4 still committing
+    const reads = t.reads();
+    await reader.skipAhead();
+    assert.equal(reader.horizon, 3, '6 was first seen just now: 4 may still commit');
+    clock.advance(OPTS.gapTimeoutMs);
+    await reader.skipAhead();
+    assert.equal(reader.horizon, 6, 'every id up to 6 is final gapTimeoutMs after 6 was seen');
+    assert.deepEqual(got, [], 'nothing is handed on while no one listens');
+    assert.equal(t.reads(), reads + 2, 'only the newest-id reads of the test double, no page of rows');
+  });
+
+  it('does not move its horizon past what a client that arrived meanwhile has been given', async () => {
+    const t = table([1, 2, 3]);
+    const clock = manualClock();
+    const { reader, got, state } = idleTail(t, clock);
+    await reader.init();
+    clock.advance(OPTS.gapTimeoutMs);
+    t.commit(4, 5);
+    // The client arrives while the newest-id read is in flight.
+    const skipping = reader.skipAhead();
+    state.busy = true;
+    await skipping;
+    assert.equal(reader.horizon, 3, 'a client connected: the horizon moves only by reading and handing on');
+    await reader.step();
+    assert.deepEqual(got, [4, 5]);
+    assert.equal(reader.horizon, 5);
+  });
+
+  it('ignores commit wake-ups while idle, and reads on from its horizon once a client is connected', async () => {
+    const t = table([1, 2, 3]);
+    const clock = manualClock();
+    const { reader, got, state } = idleTail(t, clock);
+    await reader.start();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    const calls = state.lastCalls;
+    t.commit(4, 5);
+    for (let k = 0; k < 5; k++) reader.wake();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(state.lastCalls, calls, 'a commit does not wake an idle tail');
+    assert.deepEqual(got, []);
+    state.busy = true;
+    reader.wake();
+    for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(got, [4, 5], 'events above the horizon go to the client that arrived');
+    await reader.stop();
+  });
+});

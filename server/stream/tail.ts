@@ -4,13 +4,17 @@
  * below it has been handed on (or is given up as a rollback). Why this makes
  * cursors safe against concurrent commits is told in cursor.ts.
  *
- * It reads at once when a commit of its own process wakes it, and otherwise
- * polls the table (one primary-key read, `id > horizon`): every `pollMs`
- * while clients are connected, every `idlePollMs` while none is. Commits of
- * other processes are therefore seen within one poll; no message broker is
- * involved, so no consumer group is needed per API process. What is
- * delivered always comes from the table, in id order, so live and replay
- * share one order and cannot overlap.
+ * While clients are connected it reads at once when a commit of its own
+ * process wakes it, and otherwise polls the table (one primary-key read,
+ * `id > horizon`) every `pollMs`: commits of other processes are seen within
+ * one poll; no message broker is involved, so no consumer group is needed
+ * per API process. What is delivered always comes from the table, in id
+ * order, so live and replay share one order and cannot overlap.
+ *
+ * While no client is connected there is no one to hand events to, and it
+ * reads no rows: every `idlePollMs` it only asks for the newest id and moves
+ * the horizon up to the newest id that is final (see SeenMarks). The first
+ * client to arrive wakes it, and it reads on from there.
  */
 import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobStore, Logger, StreamEventRecord } from '../../engine/ports.js';
@@ -25,8 +29,14 @@ export interface TailDeps {
   logger: Logger;
   /** Called with each batch, in id order, before the horizon moves on to the next read. */
   onEvents(events: readonly StreamEventRecord[]): void;
-  /** Whether any client is connected (the tail then polls every `pollMs`, else every `idlePollMs`). */
+  /**
+   * Whether any client is connected: the tail then reads every `pollMs` and
+   * on every wake; else it reads no rows and only moves its horizon every
+   * `idlePollMs` (see `skipAhead`). Without it the tail always reads.
+   */
   busy?(): boolean;
+  /** The newest committed id (`JobStore.lastEventId`); without it, found by bisection over `read`. */
+  last?(): Promise<number>;
 }
 
 export type TailOptions = Pick<CompiledStreamOptions, 'tailBatchSize' | 'pollMs' | 'idlePollMs' | 'gapTimeoutMs' | 'gapPollMs' | 'startupRewindIds' | 'errorBackoffMs'>;
@@ -79,6 +89,19 @@ export class SeenMarks {
   since(id: number): number | null {
     for (const m of this.marks) if (m.id >= id) return m.at;
     return null;
+  }
+
+  /**
+   * The highest marked id seen at or before `at`: every id up to it is final
+   * (committed or rolled back) once `at` is `gapTimeoutMs` in the past.
+   */
+  finalAt(at: number): number | null {
+    let id: number | null = null;
+    for (const m of this.marks) {
+      if (m.at > at) break;
+      id = m.id;
+    }
+    return id;
   }
 
   /** Forgets marks at or below the horizon (no gap can end there any more). */
@@ -170,14 +193,46 @@ export class TailReader {
 
   /** Sets the starting horizon only (tests then drive `step()` by hand). */
   async init(): Promise<void> {
-    const last = await findLastId(this.deps.read);
+    const last = await this.lastId();
     if (last > 0) this.seen.saw(last, this.deps.clock.now());
     this.position = Math.max(0, last - this.opts.startupRewindIds);
   }
 
-  /** Read now (a commit in this process, or a client arrived). Coalesces: many wakes, one read. */
+  /**
+   * Read now (a commit in this process, or a client arrived). Coalesces: many
+   * wakes, one read. Ignored while no client is connected (nothing to read for).
+   */
   wake(): void {
+    if (this.idle()) return;
     this.waker.notify();
+  }
+
+  private idle(): boolean {
+    return this.deps.busy?.() === false;
+  }
+
+  private lastId(): Promise<number> {
+    return this.deps.last ? this.deps.last() : findLastId(this.deps.read);
+  }
+
+  /**
+   * With no client connected: moves the horizon, without reading rows, up to
+   * the newest id seen `gapTimeoutMs` ago or earlier (every id up to it is
+   * final, SeenMarks), and leaves a mark for the newest id now. The move is
+   * made only if still no client is connected when the answer is in (checked
+   * in the same synchronous step): a client that arrived meanwhile gets every
+   * event above the horizon it saw.
+   */
+  async skipAhead(): Promise<void> {
+    const { clock } = this.deps;
+    const last = await this.lastId();
+    const now = clock.now();
+    if (last > 0) this.seen.saw(last, now);
+    const final = this.seen.finalAt(now - this.opts.gapTimeoutMs);
+    if (final !== null && final > this.position && this.idle()) {
+      this.position = final;
+      this.seen.prune(final);
+    }
   }
 
   async stop(): Promise<void> {
@@ -216,10 +271,14 @@ export class TailReader {
     const { clock, logger } = this.deps;
     while (!signal.aborted) {
       try {
+        if (this.idle()) {
+          await this.skipAhead();
+          await this.waker.wait(clock, this.opts.idlePollMs, signal);
+          continue;
+        }
         const { again, gapUntil } = await this.step();
         if (again) continue;
-        const poll = this.deps.busy?.() === false ? this.opts.idlePollMs : this.opts.pollMs;
-        const wait = gapUntil === null ? poll : Math.max(1, Math.min(this.opts.gapPollMs, gapUntil - clock.now()));
+        const wait = gapUntil === null ? this.opts.pollMs : Math.max(1, Math.min(this.opts.gapPollMs, gapUntil - clock.now()));
         await this.waker.wait(clock, wait, signal);
       } catch (err) {
         if (signal.aborted) break;

@@ -385,6 +385,17 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual((await store.readEventsAfter(ids[2]!, 10)).map((e) => e.id), ids.slice(3));
     });
 
+    test('lastEventId is 0 on an empty table, then the newest committed event id, and ignores a rollback', async (store) => {
+      assert.equal(await store.lastEventId(), 0);
+      const [w] = await insertAll(store, [newJobWrite(), newJobWrite()]);
+      await drive(store, w!.job.id, [published(T0 + 1)]);
+      const ids = (await store.readEventsAfter(0, 10)).map((e) => e.id);
+      assert.equal(ids.length, 3);
+      assert.equal(await store.lastEventId(), ids.at(-1));
+      await assert.rejects(store.update([w!.job.id], () => { throw new Error('decide failed'); }), /decide failed/);
+      assert.equal(await store.lastEventId(), ids.at(-1));
+    });
+
     test('readEventsAfter sees nothing of a transition that rolled back', async (store) => {
       const [w] = await insertAll(store, [newJobWrite()]);
       const before = await store.readEventsAfter(0, 10);
