@@ -38,7 +38,7 @@ export function toLogMessage(row: OutboxRow): LogMessage {
   return {
     topic: row.topic,
     key: row.key,
-    value: JSON.stringify(row.payload),
+    value: row.value ?? JSON.stringify(row.payload),
     headers: { ...row.headers, [OUTBOX_ID_HEADER]: String(row.id) },
   };
 }

@@ -77,6 +77,9 @@ export interface WorkerCounters {
   cancelsIgnored: number;
 }
 
+/** The reason an attempt's signal aborts once the attempt is over (one shared value: no stack built per job). */
+const ATTEMPT_FINISHED = new AbortReason('shutdown', 'attempt finished');
+
 /** The first pause between tries of an outcome write; it doubles up to {@link OUTCOME_RETRY_MAX_MS}. */
 export const OUTCOME_RETRY_FIRST_MS = 100;
 export const OUTCOME_RETRY_MAX_MS = 2000;
@@ -230,7 +233,7 @@ export class Worker {
     entry.done = this.execute(job, entry, releaseSlot)
       .catch((err) => this.deps.logger.error('worker: attempt bookkeeping failed', { jobId: job.id, attempt, ...errorFields(err) }))
       .finally(() => {
-        abort.abort(new AbortReason('shutdown', 'attempt finished'));
+        abort.abort(ATTEMPT_FINISHED);
         // A late attempt n must not drop the entry of attempt n+1 of the same job.
         if (this.running.get(job.id)?.attempt === attempt) this.running.delete(job.id);
         releaseSlot();

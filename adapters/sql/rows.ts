@@ -97,16 +97,44 @@ export function outboxValues(m: OutboxMessage, createdAt: number): unknown[] {
   return [m.topic, m.key, toJson(m.payload), JSON.stringify(m.headers ?? {}), createdAt];
 }
 
+const UNPARSED = Symbol('unparsed');
+
+/**
+ * An outbox row as read for the relay: the payload stays JSON text (`value`),
+ * which is what the log gets, and is parsed only if someone reads `payload`
+ * (the relay does for dispatches, for their job ids).
+ */
+class StoredOutboxRow implements OutboxRow {
+  private parsed: unknown = UNPARSED;
+  constructor(
+    readonly id: number, readonly topic: Topic, readonly key: string, readonly value: string,
+    readonly headers: Record<string, string>, readonly createdAt: number, readonly publishedAt: number | null,
+  ) {}
+
+  get payload(): unknown {
+    if (this.parsed === UNPARSED) this.parsed = JSON.parse(this.value);
+    return this.parsed;
+  }
+}
+
+/** Parsed header objects by their text: the engine writes a handful of distinct ones. Shared, so frozen. */
+const headerCache = new Map<string, Readonly<Record<string, string>>>();
+const HEADER_CACHE_MAX = 64;
+
+function parseHeaders(text: string): Record<string, string> {
+  let h = headerCache.get(text);
+  if (!h) {
+    h = Object.freeze(JSON.parse(text) as Record<string, string>);
+    if (headerCache.size < HEADER_CACHE_MAX) headerCache.set(text, h);
+  }
+  return h as Record<string, string>;
+}
+
 export function rowToOutbox(r: Row): OutboxRow {
-  return {
-    id: toNum(r.id),
-    topic: r.topic as Topic,
-    key: String(r.msg_key),
-    payload: JSON.parse(String(r.payload)),
-    headers: JSON.parse(String(r.headers)),
-    createdAt: toNum(r.created_at),
-    publishedAt: toNumOrNull(r.published_at),
-  };
+  return new StoredOutboxRow(
+    toNum(r.id), r.topic as Topic, String(r.msg_key), String(r.payload), parseHeaders(String(r.headers)),
+    toNum(r.created_at), toNumOrNull(r.published_at),
+  );
 }
 
 export function rowToDue(r: Row): DueJob {
