@@ -2,7 +2,7 @@
  * `npm run bench`: the same workloads through this scheduler (MariaDB +
  * Kafka in one process and as processes apart, and the embedded default),
  * BullMQ (Redis as found, and with AOF everysec) and pg-boss, then the
- * component floors (SQL on MariaDB, raw kafkajs). Each case runs in a fresh
+ * component floors (SQL on MariaDB, raw kafkajs and raw @platformatic/kafka). Each case runs in a fresh
  * process (`bench/case.ts`). Prints the tables, writes the JSON and, for a
  * full run, the generated part of bench/RESULTS.md.
  *
@@ -178,6 +178,8 @@ async function runLimits(results: RunResults): Promise<void> {
     ['sql', 'bench/limits/sql-floor.ts', { jobs: options.jobs, bulkSize: options.bulkSize }],
     ['kafka', 'bench/limits/kafka-floor.ts', { jobs: options.jobs }],
     ['kafkaDispatchOnly', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, dispatchOnly: true }],
+    ['kafkaPlatformatic', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, client: 'platformatic' }],
+    ['kafkaPlatformaticDispatchOnly', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, dispatchOnly: true, client: 'platformatic' }],
   ];
   for (const [key, script, arg] of floors) {
     log(`floor ${key}`);

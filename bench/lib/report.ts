@@ -22,7 +22,13 @@ export interface RunResults {
   options: { jobs: number; latencySeconds: number; concurrency: number; bulkSize: number; only: string[] | null };
   machine: Machine;
   cases: Array<CaseResult & { loadAvg1: number }>;
-  limits: { sql?: FloorResult; kafka?: FloorResult; kafkaDispatchOnly?: FloorResult };
+  limits: {
+    sql?: FloorResult;
+    kafka?: FloorResult;
+    kafkaDispatchOnly?: FloorResult;
+    kafkaPlatformatic?: FloorResult;
+    kafkaPlatformaticDispatchOnly?: FloorResult;
+  };
   failures: Array<{ what: string; error: string }>;
 }
 
@@ -86,12 +92,14 @@ function latencyTable(results: RunResults): string[] {
 }
 
 function limitTable(results: RunResults): string[] {
-  const { sql, kafka, kafkaDispatchOnly } = results.limits;
+  const { sql, kafka, kafkaDispatchOnly, kafkaPlatformatic, kafkaPlatformaticDispatchOnly } = results.limits;
   if (!sql && !kafka) return [];
   const lines = ['| component floor | jobs/s | what it does | CPU s per 1,000 jobs |', '|---|--:|---|---|'];
   if (sql) lines.push(`| SQL on MariaDB | ${num(sql.jobsPerSec)} | ${sql.settings} | ${perProcess(sql.cpuPer1k, 3, false)} |`);
   if (kafka) lines.push(`| raw kafkajs | ${num(kafka.jobsPerSec)} | ${kafka.settings} | ${perProcess(kafka.cpuPer1k, 3, false)} |`);
   if (kafkaDispatchOnly) lines.push(`| raw kafkajs, dispatch only | ${num(kafkaDispatchOnly.jobsPerSec)} | ${kafkaDispatchOnly.settings} | ${perProcess(kafkaDispatchOnly.cpuPer1k, 3, false)} |`);
+  if (kafkaPlatformatic) lines.push(`| raw @platformatic/kafka | ${num(kafkaPlatformatic.jobsPerSec)} | ${kafkaPlatformatic.settings} | ${perProcess(kafkaPlatformatic.cpuPer1k, 3, false)} |`);
+  if (kafkaPlatformaticDispatchOnly) lines.push(`| raw @platformatic/kafka, dispatch only | ${num(kafkaPlatformaticDispatchOnly.jobsPerSec)} | ${kafkaPlatformaticDispatchOnly.settings} | ${perProcess(kafkaPlatformaticDispatchOnly.cpuPer1k, 3, false)} |`);
   const floors = [sql, kafka].filter((f): f is FloorResult => !!f);
   const lower = floors.reduce((a, b) => (a.jobsPerSec <= b.jobsPerSec ? a : b));
   const ours = results.cases.filter((c) => c.workload === 'throughput' && c.system.startsWith('ats-') && c.system !== 'ats-embedded');
