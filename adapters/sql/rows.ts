@@ -12,10 +12,15 @@ import type {
 /** A row as a driver returns it: column name to value. */
 export type Row = Record<string, unknown>;
 
-/** Columns of `jobs`, in the order `jobValues` gives them. */
+/**
+ * Columns of `jobs` a new job writes, in the order `jobValues` gives them.
+ * Not `result` and `last_error`: the snapshot holds both (a job's result is
+ * stored once there, besides its history event), and nothing reads those
+ * columns; they stay NULL for jobs written since.
+ */
 export const JOB_COLUMNS = [
   'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
-  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'result', 'last_error', 'created_at', 'updated_at',
+  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at',
 ] as const;
 
 /** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
@@ -31,27 +36,22 @@ export const OUTBOX_SELECT = 'id, topic, msg_key, payload, headers, created_at, 
 /** JSON text of a value; `undefined` is stored as `null` (it has no JSON form). */
 export const toJson = (v: unknown): string => JSON.stringify(v ?? null);
 
-/** JSON text, or SQL NULL for a null/undefined value. */
-const toJsonOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
-
 /** BIGINT columns may come back as strings (mysql2 beyond 2^53, or COUNT on some servers). */
 export const toNum = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
 const toNumOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
 
-/** The projection columns of a job: state, attempt, due_at, lease_until, result, last_error. */
+/** The projection columns of a job, as `UPDATE_JOB_CAS` sets them: state, version, attempt, due_at, lease_until. */
 export function projectionValues(job: JobRecord): unknown[] {
   const p = project(job.snapshot);
-  const c = job.snapshot.context;
-  return [p.state, job.version, p.attempt, p.dueAt, p.leaseUntil, toJsonOrNull(c.result), toJsonOrNull(c.lastError)];
+  return [p.state, job.version, p.attempt, p.dueAt, p.leaseUntil];
 }
 
 /** All `jobs` columns of a new job, in `JOB_COLUMNS` order. */
 export function jobValues(job: JobRecord): unknown[] {
-  const [state, version, attempt, dueAt, leaseUntil, result, lastError] = projectionValues(job);
+  const [state, version, attempt, dueAt, leaseUntil] = projectionValues(job);
   return [
     job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
-    job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), result, lastError,
-    job.createdAt, job.updatedAt,
+    job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), job.createdAt, job.updatedAt,
   ];
 }
 

@@ -87,10 +87,10 @@ export const COALESCE_HEARTBEAT = `UPDATE job_events SET at = ?, data = ?
  * Compare-and-set a job to its next version; matches no row when the job is
  * not at `expected_version` any more (someone else moved it).
  * Type, queue, payload, priority, timeout, key and created_at never change.
- * Params: state, version, attempt, due_at, lease_until, result, last_error, snapshot, updated_at, id, expected_version
+ * Params: state, version, attempt, due_at, lease_until, snapshot, updated_at, id, expected_version
  */
 export const UPDATE_JOB_CAS = `UPDATE jobs
-  SET state = ?, version = ?, attempt = ?, due_at = ?, lease_until = ?, result = ?, last_error = ?, snapshot = ?, updated_at = ?
+  SET state = ?, version = ?, attempt = ?, due_at = ?, lease_until = ?, snapshot = ?, updated_at = ?
   WHERE id = ? AND version = ?`;
 
 /**
