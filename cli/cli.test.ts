@@ -69,6 +69,10 @@ async function waitForHealth(deadlineMs: number): Promise<void> {
   }
 }
 
+/** A one-attempt job's states: `published` only if its dispatch waited for a worker (see the relay's PUBLISHED delay). */
+const isLifecycle = (states: readonly string[]) =>
+  ['pending,running,done', 'pending,published,running,done'].includes(states.join(','));
+
 const futureRunAt = () => new Date(Date.now() + 3_600_000).toISOString();
 
 describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
@@ -101,8 +105,9 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     echoId = lines[0]!;
     assert.match(echoId, /^[0-9A-Z]{26}$/);
     const states = lines.slice(1).map((l) => l.split(/\s+/)[1]);
-    assert.deepEqual(states, ['pending', 'published', 'running', 'done']);
-    assert.match(lines[3]!, /running\s+attempt 1\/3\s+STARTED/);
+    // `published` shows only when the dispatch waited for a worker longer than the relay's PUBLISHED delay.
+    assert.ok(isLifecycle(states), `states ${states}`);
+    assert.match(lines.find((l) => l.split(/\s+/)[1] === 'running')!, /running\s+attempt 1\/3\s+STARTED/);
   });
 
   test('submit --wait exits 1 when the job ends dead', async () => {
@@ -122,7 +127,7 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     const job = JSON.parse(json.stdout);
     assert.equal(job.id, echoId);
     assert.deepEqual(job.result, { x: 1 });
-    assert.deepEqual(job.events.map((e: { to: string }) => e.to), ['pending', 'published', 'running', 'done']);
+    assert.ok(isLifecycle(job.events.map((e: { to: string }) => e.to)), JSON.stringify(job.events));
   });
 
   test('ls --state done lists finished jobs only', async () => {
@@ -181,7 +186,7 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     child.kill('SIGINT');
     const r = await run;
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.sleep\\s+default\\s+published -> running\\s+STARTED\\s+attempt 1`));
+    assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.sleep\\s+default\\s+(pending|published) -> running\\s+STARTED\\s+attempt 1`));
     assert.match(r.stdout, new RegExp(`${id}.*running -> done\\s+SUCCEEDED`));
   });
 });

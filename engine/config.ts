@@ -29,6 +29,7 @@ export const SETTINGS = {
   workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers.' },
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Outbox rows the relay publishes per batch.' },
   relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '200', doc: 'Fallback poll of the relay (it is woken at once by commits in its own process).' },
+  relayPublishedDelayMs: { env: 'ATS_RELAY_PUBLISHED_DELAY_MS', flag: '--relay-published-delay-ms', default: '200', doc: 'How long after a dispatch went out the relay records PUBLISHED (none for a job a worker started meanwhile).' },
   timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
   retentionDone: { env: 'ATS_RETENTION_DONE', flag: '--retention-done', default: '7d', doc: 'How long a done job (and its events and Idempotency-Key) is kept after its last transition, then the timers delete it. A duration: 7d, 12h, 30m, 60s, 500ms or plain ms.' },
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
@@ -62,7 +63,7 @@ export interface Config {
   /** Handler modules to load (absolute or relative to the working directory). */
   handlers: readonly string[];
   worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
-  relay: { batchSize: number; pollMs: number; errorBackoffMs: number };
+  relay: { batchSize: number; pollMs: number; errorBackoffMs: number; publishedDelayMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
   /** Run by the timers role: see engine/retention.ts. */
   retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
@@ -160,7 +161,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),
       workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`,
     },
-    relay: { batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000 },
+    relay: {
+      batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000,
+      publishedDelayMs: int(raw, 'relayPublishedDelayMs', 0, 60_000),
+    },
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
     retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
     api: {

@@ -13,6 +13,7 @@ import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, typ
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
 import { BackgroundLoop } from './loop.js';
+import { PublishedRecorder } from './published-book.js';
 
 export interface RelayOptions {
   /** Rows taken per batch. @defaultValue 500 */
@@ -21,7 +22,19 @@ export interface RelayOptions {
   pollMs: number;
   /** Pause after an error. @defaultValue 1000 */
   errorBackoffMs: number;
+  /**
+   * How long after a batch went out its PUBLISHED bookkeeping is recorded
+   * (the loop only; `runOnce` records at once). A dispatch a worker started
+   * meanwhile needs none: the machine rejects PUBLISHED on a running job and
+   * nothing is written. So on a quick system most jobs go from `pending`
+   * straight to `running`, and only dispatches that wait for a worker are
+   * marked `published`. @defaultValue 200
+   */
+  publishedDelayMs?: number;
 }
+
+/** Batches' worth of PUBLISHED bookkeeping that may wait before the loop holds back (bounds what it keeps). */
+export const MAX_PENDING_RECORDINGS = 8;
 
 export interface RelayDeps {
   store: JobStore;
@@ -92,20 +105,26 @@ export class Relay {
   }
 
   /**
-   * The loop overlaps a batch's PUBLISHED bookkeeping with the next batch's
-   * publish (one of each at a time): the bookkeeping is a transaction over
-   * hundreds of jobs, and the messages need not wait for it.
+   * The loop publishes without waiting for PUBLISHED bookkeeping: a
+   * `PublishedRecorder` records each batch's `publishedDelayMs` after it went
+   * out, behind the publishing (the bookkeeping is a transaction over
+   * hundreds of jobs that workers are claiming at that moment, and the
+   * messages need not wait for it). The loop holds back only while
+   * MAX_PENDING_RECORDINGS batches' worth waits. On stop, what is left is
+   * recorded at once.
    */
   private async run(signal: AbortSignal): Promise<void> {
     const { clock, waker, logger } = this.deps;
-    let recording: Promise<void> = Promise.resolve();
-    const record = (dispatched: DispatchMessage[]) =>
-      this.recordPublished(dispatched).catch((err: unknown) => logger.error('relay: recording PUBLISHED failed (the jobs still run)', errorFields(err)));
+    const recorder = new PublishedRecorder<DispatchMessage>(
+      { clock, logger, record: (messages) => this.recordPublished(messages) },
+      { delayMs: this.opts.publishedDelayMs ?? 200, maxPerRecord: this.opts.batchSize, limit: MAX_PENDING_RECORDINGS * this.opts.batchSize },
+    );
+    recorder.start(signal);
     while (!signal.aborted) {
       try {
         const { n, dispatched } = await this.publishBatch();
-        await recording;
-        if (dispatched.length > 0) recording = record(dispatched);
+        recorder.add(dispatched);
+        await recorder.room(signal);
         if (n < this.opts.batchSize) await waker.wait(clock, this.opts.pollMs, signal);
       } catch (err) {
         if (signal.aborted) break;
@@ -113,6 +132,6 @@ export class Relay {
         await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
       }
     }
-    await recording;
+    await recorder.stop();
   }
 }
