@@ -109,7 +109,11 @@ export function allowedActions(job: PersistedJob, at: number): JobEventType[] {
 export interface Projection {
   state: JobState;
   attempt: number;
-  /** When timers must look at the job (a due delayed job, a due retry), else null. */
+  /**
+   * When the timers must look at the job: a delayed job's or a retry's due
+   * time, a running job's lease end; else null. One column (and one index,
+   * `state, due_at`) serves both the due and the expired-lease scans.
+   */
   dueAt: number | null;
   leaseUntil: number | null;
 }
@@ -121,7 +125,7 @@ export function project(job: PersistedJob): Projection {
   return {
     state: job.value,
     attempt: c.attempt,
-    dueAt: waiting ? c.runAt : null,
+    dueAt: waiting ? c.runAt : job.value === 'running' ? c.leaseUntil : null,
     leaseUntil: job.value === 'running' ? c.leaseUntil : null,
   };
 }

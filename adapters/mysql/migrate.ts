@@ -16,9 +16,22 @@ export const MYSQL_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', impor
 /** How long a process waits for another one's migration. */
 const LOCK_TIMEOUT_S = 30;
 
+/** MySQL/MariaDB: the index or column to drop does not exist. */
+const ER_CANT_DROP_FIELD_OR_KEY = 1091;
+
+/**
+ * A rerun of a migration that died after this DROP and before its ledger row
+ * finds the index already gone: that statement is done. (MySQL 8 has no
+ * `DROP INDEX IF EXISTS`.)
+ */
+function alreadyDropped(statement: string, err: unknown): boolean {
+  return (err as { errno?: unknown } | null)?.errno === ER_CANT_DROP_FIELD_OR_KEY && /^ALTER TABLE \w+ DROP (INDEX|KEY) \w+$/i.test(statement);
+}
+
 /**
  * MySQL DDL commits implicitly: a migration that dies halfway is not rolled
- * back. Hence `IF NOT EXISTS` in the files, so a rerun completes it.
+ * back. Hence `IF NOT EXISTS` in the files and `alreadyDropped`, so a rerun
+ * completes it.
  */
 export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MIGRATIONS_DIR): Promise<void> {
   const migrations = loadMigrations(dir);
@@ -33,7 +46,11 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
       await conn.query(CREATE_SCHEMA_MIGRATIONS);
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
       for (const m of pending(migrations, applied.map((r) => Number(r.version)))) {
-        for (const statement of m.statements) await conn.query(statement);
+        for (const statement of m.statements) {
+          await conn.query(statement).catch((err: unknown) => {
+            if (!alreadyDropped(statement, err)) throw err;
+          });
+        }
         await conn.query(INSERT_MIGRATION, [m.version, m.name, clock.now()]);
       }
     } finally {

@@ -79,6 +79,33 @@ describe('MySQL store', () => {
     assert.equal((await store!.stats()).byQueue['a']!.pending, 2);
   });
 
+  withStores('migration 0004: a job running before it is still found when its lease ends, and a rerun completes', 1, async ([store]) => {
+    await store!.migrate();
+    const [w] = [newJobWrite()];
+    await store!.insert([w!]);
+    const at = 1_700_000_000_000;
+    await store!.update([w!.job.id], (jobs) => {
+      const p = transitionWrite(jobs.get(w!.job.id)!, { type: 'PUBLISHED', at, attempt: 1 })!;
+      return { writes: [p, transitionWrite(p.job, { type: 'STARTED', at, attempt: 1, leaseUntil: at + 1000, workerId: 'w' })!], result: null };
+    });
+    // The database as it was before 0004: the lease index, and a running job's due_at NULL.
+    await store!.pool.query('CREATE INDEX ix_jobs_state_lease ON jobs (state, lease_until)');
+    await store!.pool.query('CREATE INDEX ix_outbox_unpublished ON outbox (published_at, id)');
+    await store!.pool.query('UPDATE jobs SET due_at = NULL WHERE id = ?', [w!.job.id]);
+    await store!.pool.query('DELETE FROM schema_migrations WHERE version = 4');
+    assert.deepEqual(await store!.findExpiredLeases(at + 1000, 10), [], 'not found before the migration');
+    await store!.migrate();
+    assert.deepEqual((await store!.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w!.job.id]);
+    assert.deepEqual(await store!.findExpiredLeases(at + 999, 10), []);
+    const indexes = async () => ((await store!.pool.query<RowDataPacket[]>(
+      "SELECT DISTINCT index_name AS i FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name IN ('ix_jobs_state_lease', 'ix_outbox_unpublished')"))[0]).length;
+    assert.equal(await indexes(), 0);
+    // Run again after dying between the last DROP and the ledger row: the DROPs of gone indexes count as done.
+    await store!.pool.query('DELETE FROM schema_migrations WHERE version = 4');
+    await store!.migrate();
+    assert.equal(await indexes(), 0);
+  });
+
   withStores('four stores submitting, moving and deleting jobs at once keep the counters exact', 4, async (stores) => {
     await stores[0]!.migrate();
     await Promise.all(stores.map(async (store, s) => {

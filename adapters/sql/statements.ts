@@ -149,11 +149,12 @@ export const FIND_DUE = `SELECT id, state, attempt FROM jobs
   WHERE state IN ('pending', 'retrying') AND due_at <= ? ORDER BY due_at LIMIT ?`;
 
 /**
- * Running jobs whose lease ended, the oldest lease first (index `state, lease_until`).
+ * Running jobs whose lease ended, the oldest lease first (index `state, due_at`:
+ * a running job's `due_at` is its lease end, see `project`).
  * Params: now, limit
  */
 export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
-  WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until LIMIT ?`;
+  WHERE state = 'running' AND due_at <= ? ORDER BY due_at LIMIT ?`;
 
 /**
  * Jobs whose dispatch went out (or may have) and that no worker started since

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { transitionWrite } from '../../engine/transitions.js';
 import { loadMigrations } from '../sql/migrations.js';
 import { createSqliteStore } from './index.js';
 import { SQLITE_MIGRATIONS_DIR } from './migrate.js';
@@ -71,6 +72,31 @@ describe('SQLite store', () => {
       assert.deepEqual(counts, [['__proto__', 't', 'pending', 1], ['a', 'demo.echo', 'pending', 2]]);
       await store.insert([newJobWrite({ queue: 'a' })]);
       assert.equal((await store.stats()).byQueue['a']!.pending, 3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('migration 0004: a job running before it is still found when its lease ends; the two indexes are gone', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    try {
+      await store.migrate();
+      const w = newJobWrite();
+      await store.insert([w]);
+      const at = 1_700_000_000_000;
+      await store.update([w.job.id], (jobs) => {
+        const p = transitionWrite(jobs.get(w.job.id)!, { type: 'PUBLISHED', at, attempt: 1 })!;
+        return { writes: [p, transitionWrite(p.job, { type: 'STARTED', at, attempt: 1, leaseUntil: at + 1000, workerId: 'w' })!], result: null };
+      });
+      // The database as it was before 0004.
+      store.db.exec(`CREATE INDEX ix_jobs_state_lease ON jobs (state, lease_until);
+        CREATE INDEX ix_outbox_unpublished ON outbox (published_at, id);
+        UPDATE jobs SET due_at = NULL; DELETE FROM schema_migrations WHERE version = 4`);
+      assert.deepEqual(await store.findExpiredLeases(at + 1000, 10), []);
+      await store.migrate();
+      assert.deepEqual((await store.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w.job.id]);
+      const gone = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('ix_jobs_state_lease', 'ix_outbox_unpublished')").all();
+      assert.deepEqual(gone, []);
     } finally {
       await store.close();
     }

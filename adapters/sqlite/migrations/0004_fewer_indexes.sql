@@ -1,0 +1,8 @@
+-- 0004: two secondary indexes fewer to maintain on every write.
+-- A running job's due_at is now its lease end (the expired-lease scan uses
+-- ix_jobs_state_due), so ix_jobs_state_lease goes; the relay claims the
+-- outbox by primary key and deletes what it sent, so ix_outbox_unpublished
+-- has no reader.
+UPDATE jobs SET due_at = lease_until WHERE state = 'running';
+DROP INDEX IF EXISTS ix_jobs_state_lease;
+DROP INDEX IF EXISTS ix_outbox_unpublished;
