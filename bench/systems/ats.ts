@@ -53,7 +53,7 @@ function foldTimes(rows: Array<{ job_id: string; type: string; at: number | stri
 
 const registry = () => register(registerDemoHandlers(new HandlerRegistry()));
 
-const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 200 ms, timers poll 250 ms, Kafka topics of 3 partitions)';
+const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 50 ms, timers poll 250 ms, Kafka topics of 3 partitions)';
 
 /** All roles in this process on MariaDB + Kafka. */
 export async function atsMysql(opts: CaseOptions): Promise<Driver> {
@@ -141,7 +141,7 @@ export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
       settings: `processes apart: api, relay+timers, worker (each \`ats start --role ...\`); worker concurrency ${opts.concurrency}; ` +
         (submit === 'http'
           ? `bulk submits over HTTP, POST /v1/jobs/batch (${opts.bulkSize} per request); one submit = POST /v1/jobs, ${httpConcurrency} requests in flight`
-          : `bulk submit = submitMany (${opts.bulkSize} per call) from the benchmark process straight into MariaDB; the relay process sees those commits through its 200 ms fallback poll`) +
+          : `bulk submit = submitMany (${opts.bulkSize} per call) from the benchmark process straight into MariaDB; the relay process sees those commits through its 50 ms poll`) +
         `; ${DEFAULTS_NOTE}`,
       servers: ['mariadb', 'kafka'],
       processes: () => Object.fromEntries(roles.map((r) => [r.name, r.pid])),
