@@ -4,8 +4,11 @@
  *
  * `DueQueue` is the pure part: batches of items, each due at a time, taken in
  * order. `PublishedRecorder` runs it: one record call at a time, every item
- * whose time came (all of them once stopping), and it tells the publishing
- * side when to hold back (`full`), so what waits stays bounded.
+ * whose time came (all of them once stopping), and it holds the publishing
+ * side back (`room()`) while too much waits, so what it keeps stays bounded.
+ * A record call that fails is logged and its items dropped: PUBLISHED is
+ * bookkeeping (a job without it still runs, and the timers redispatch it if
+ * its message was lost).
  */
 import { errorFields } from './logger.js';
 import type { Clock, Logger } from './ports.js';
@@ -49,7 +52,7 @@ export interface RecorderOptions {
   delayMs: number;
   /** Items per record call. */
   maxPerRecord: number;
-  /** Items waiting beyond which they are recorded without waiting for their time, and `full` turns true. */
+  /** Items waiting from which they are recorded without waiting for their time, and `room()` holds the caller. */
   limit: number;
 }
 
