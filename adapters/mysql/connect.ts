@@ -39,6 +39,10 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     // because every statement is built from constants with `?` placeholders
     // (the driver escapes the values): never splice a value into SQL text.
     multipleStatements: true,
+    // No call-site stack captured for every query (an Error's worth of work per
+    // statement on the hot path); a failed query still says what failed, and
+    // the store's own errors carry it as their cause.
+    trace: false,
   });
   try {
     await withTimeout(pool.query(PING), o.connectTimeoutMs);
