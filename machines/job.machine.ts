@@ -169,7 +169,7 @@ export const jobMachine = setup({
   },
   states: {
     pending: {
-      description: 'Accepted and durable; waiting for its runAt or for the relay.',
+      description: 'Accepted and durable; waiting for its runAt, for the relay, or (dispatched) for a worker.',
       on: {
         // A delayed job coming due, or (embedded restart) a dispatch the in-process log lost.
         DISPATCH: { guard: 'due', actions: ['dispatch', 'touch'] },
@@ -180,7 +180,7 @@ export const jobMachine = setup({
       },
     },
     published: {
-      description: 'The dispatch message is acknowledged by Kafka.',
+      description: 'The dispatch message is acknowledged by Kafka and waits for a free worker.',
       on: {
         // A dispatch message that was lost: the timers issue another one.
         DISPATCH: { guard: 'due', actions: ['dispatch', 'touch'] },
