@@ -50,7 +50,8 @@ EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "const roles = (process.env.ATS_ROLES || 'api').split(',').map((r) => r.trim()); if (!roles.includes('api') && !roles.includes('all')) process.exit(0); fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1));"]
 
+# The node flags are cli/node-flags.ts's.
 # node is PID 1 here: `ats start` handles SIGTERM itself (drains, then exits),
 # so no shell wrapper may stand in between and swallow the signal.
-ENTRYPOINT ["node", "--import", "tsx", "cli/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=32", "--import", "tsx", "cli/main.ts"]
 CMD ["start"]

@@ -18,6 +18,7 @@
  *   BENCH_CASE_TIMEOUT_S=600  a case still running then is killed and reported as failed
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -59,10 +60,17 @@ const outFile = env.BENCH_OUT ?? join(root, 'bench/results/latest.json');
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
-/** Runs a script in a fresh node process; resolves with its BENCH_RESULT line, parsed. */
+/**
+ * Runs a script in a fresh node process; resolves with its BENCH_RESULT line,
+ * parsed. A case of this scheduler's runs with the scheduler's node flags
+ * (cli/node-flags.ts), as `npm start` and the Docker image run it; the peers'
+ * cases run with node's defaults, as their guides run them.
+ */
 function runChild<T>(script: string, arg: unknown): Promise<T> {
+  const system = (arg as { system?: string }).system ?? '';
+  const flags = system.startsWith('ats-') ? NODE_FLAGS : [];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', script, JSON.stringify(arg)], {
+    const child = spawn(process.execPath, [...flags, ...(env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', script, JSON.stringify(arg)], {
       cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

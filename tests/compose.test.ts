@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { NODE_FLAGS } from '../cli/node-flags.js';
 import { compileConfig, rawFromEnv, ROLES, SETTINGS } from '../engine/config.js';
 
 const root = new URL('../', import.meta.url);
@@ -273,17 +274,22 @@ test('Dockerfile is multi-stage on node:20-bookworm-slim and installs production
   assert.ok(pkg.dependencies.tsx, 'tsx runs the image, so it must be a runtime dependency');
 });
 
-test('the runtime stage runs as a non-root user and starts cli/main.ts start through tsx', () => {
+test('the runtime stage runs as a non-root user and starts cli/main.ts start through tsx, with the scheduler\'s node flags', () => {
   const user = last('USER')?.args.split(':')[0];
   assert.ok(user && user !== 'root' && user !== '0', `runtime USER is ${user ?? 'unset (root)'}`);
   const argv = [...execForm(last('ENTRYPOINT')!.args), ...execForm(last('CMD')!.args)];
-  assert.deepEqual(argv.slice(0, 3), ['node', '--import', 'tsx']);
+  assert.deepEqual(argv.slice(0, 3 + NODE_FLAGS.length), ['node', ...NODE_FLAGS, '--import', 'tsx']);
   assert.equal(argv[argv.indexOf('cli/main.ts') + 1], 'start', `argv: ${argv.join(' ')}`);
   const env = runtime.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
   assert.match(env, /HOST=0\.0\.0\.0/);
   assert.match(env, /NODE_ENV=production/);
   assert.ok(last('EXPOSE')?.args.split(/\s+/).includes(SETTINGS.port.default), 'EXPOSE the default PORT');
   assert.match(last('HEALTHCHECK')?.args ?? '', /fetch\(.*\/healthz/);
+});
+
+test('npm start runs the scheduler with the same node flags as the image', () => {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+  assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --import tsx cli/main.ts start`);
 });
 
 test('the runtime stage copies every source folder, and .dockerignore keeps them in the context', () => {

@@ -3,6 +3,7 @@
  * they run in production, with a readiness wait on the "ats ready" log line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { NODE_FLAGS } from '../../cli/node-flags.js';
 import { fileURLToPath } from 'node:url';
 import { memoryOf } from './proc.js';
 
@@ -25,7 +26,7 @@ const nodeArgs = (): string[] => (process.env.BENCH_NODE_ARGS ?? '').split(' ').
 
 /** Starts `ats start --role <role>` and resolves once it logged "ats ready". */
 export async function startRole(name: string, role: string, env: Record<string, string>, timeoutMs = 60_000): Promise<RoleProcess> {
-  const child = spawn(process.execPath, [...nodeArgs(), '--import', 'tsx', 'cli/main.ts', 'start', '--role', role], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...nodeArgs(), '--import', 'tsx', 'cli/main.ts', 'start', '--role', role], {
     cwd: root,
     env: { ...process.env, ...env, ATS_WORKER_ID: name, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
