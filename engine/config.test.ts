@@ -36,6 +36,7 @@ describe('config', () => {
     rejects({ roles: 'worker' }, /needs KAFKA_BROKERS/);
     rejects({ roles: 'worker', kafkaBrokers: 'k:9092' }, /needs MYSQL_URL/);
     rejects({ leaseMs: 5000, heartbeatMs: 5000 }, /ATS_HEARTBEAT_MS.*below the lease/);
+    rejects({ publishedTimeoutMs: 1000, relayPublishedDelayMs: 501 }, /ATS_RELAY_PUBLISHED_DELAY_MS.*half the published timeout/);
     assert.throws(() => rawFromArgs(['--nope', '1']), /unknown option --nope/);
     assert.throws(() => rawFromArgs(['--port']), /needs a value/);
   });

@@ -145,6 +145,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
   const requestTimeoutMs = int(raw, 'httpRequestTimeoutMs', 100, 3_600_000);
   const headersTimeoutMs = int(raw, 'httpHeadersTimeoutMs', 100, 3_600_000);
   if (headersTimeoutMs > requestTimeoutMs) fail('httpHeadersTimeoutMs', `must be at most the request timeout (${requestTimeoutMs} ms)`);
+  const publishedTimeoutMs = int(raw, 'publishedTimeoutMs', 1000, 86_400_000);
+  const publishedDelayMs = int(raw, 'relayPublishedDelayMs', 0, 60_000);
+  // A dispatch whose PUBLISHED is still waiting must not look lost to the timers.
+  if (publishedDelayMs * 2 > publishedTimeoutMs) fail('relayPublishedDelayMs', `must be at most half the published timeout (${publishedTimeoutMs} ms)`);
   const config: Config = {
     roles: roles(raw),
     port: int(raw, 'port', 0, 65535),
@@ -163,9 +167,9 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     },
     relay: {
       batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000,
-      publishedDelayMs: int(raw, 'relayPublishedDelayMs', 0, 60_000),
+      publishedDelayMs,
     },
-    timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs: int(raw, 'publishedTimeoutMs', 1000, 86_400_000) },
+    timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs },
     retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
     api: {
       bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024),

@@ -40,7 +40,7 @@ function recorder(opts: Partial<RecorderOptions> = {}, fail?: (items: number[]) 
     },
   }, { delayMs: 200, maxPerRecord: 3, limit: 100, ...opts });
   const ac = new AbortController();
-  r.start(ac.signal);
+  r.start();
   return { r, clock, calls, errors, ac };
 }
 
@@ -85,6 +85,17 @@ describe('PublishedRecorder', () => {
     await r.stop();
     assert.deepEqual(calls, [[1, 2, 3], [4, 5]]);
     assert.equal(r.size, 0);
+  });
+
+  it('records what is added after the caller began stopping, once stop() is called', async () => {
+    const { r, calls, ac } = recorder();
+    r.add([1]);
+    ac.abort(); // the relay's loop is stopping, a publish still in flight
+    await settle();
+    r.add([2]); // that publish's dispatches
+    await r.room(ac.signal);
+    await r.stop();
+    assert.deepEqual(calls.flat(), [1, 2]);
   });
 
   it('logs a failed record and goes on with the next', async () => {

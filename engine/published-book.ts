@@ -71,9 +71,15 @@ export class PublishedRecorder<T> {
     return this.queue.size;
   }
 
-  /** Starts recording; on `signal` it records what is left at once, then `stop()` resolves. */
-  start(signal: AbortSignal): void {
-    this.loop ??= this.run(signal);
+  private stopping = new AbortController();
+
+  /**
+   * Starts recording. It runs until `stop()`, which records what is left at
+   * once: its own signal, not the caller's, so items added after the caller
+   * began stopping (a batch whose publish was in flight) are still recorded.
+   */
+  start(): void {
+    this.loop ??= this.run(this.stopping.signal);
   }
 
   add(items: readonly T[]): void {
@@ -87,9 +93,11 @@ export class PublishedRecorder<T> {
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     this.wake.notify();
     await this.loop;
     this.loop = null;
+    this.stopping = new AbortController();
   }
 
   private async run(signal: AbortSignal): Promise<void> {

@@ -119,7 +119,7 @@ export class Relay {
       { clock, logger, record: (messages) => this.recordPublished(messages) },
       { delayMs: this.opts.publishedDelayMs ?? 200, maxPerRecord: this.opts.batchSize, limit: MAX_PENDING_RECORDINGS * this.opts.batchSize },
     );
-    recorder.start(signal);
+    recorder.start();
     while (!signal.aborted) {
       try {
         const { n, dispatched } = await this.publishBatch();

@@ -77,8 +77,8 @@ export interface WorkerCounters {
   cancelsIgnored: number;
 }
 
-/** The reason an attempt's signal aborts once the attempt is over (one shared value: no stack built per job). */
-const ATTEMPT_FINISHED = new AbortReason('shutdown', 'attempt finished');
+/** The reason an attempt's signal aborts once the attempt is over (one shared, frozen value: no stack built per job). */
+const ATTEMPT_FINISHED = Object.freeze(new AbortReason('shutdown', 'attempt finished'));
 
 /** The first pause between tries of an outcome write; it doubles up to {@link OUTCOME_RETRY_MAX_MS}. */
 export const OUTCOME_RETRY_FIRST_MS = 100;

@@ -79,7 +79,7 @@ describe('MySQL store', () => {
     assert.equal((await store!.stats()).byQueue['a']!.pending, 2);
   });
 
-  withStores('migration 0004: a job running before it is still found when its lease ends, and a rerun completes', 1, async ([store]) => {
+  withStores('migration 0004: a job running before it (or written by an older process) is found when its lease ends, and a rerun completes', 1, async ([store]) => {
     await store!.migrate();
     const [w] = [newJobWrite()];
     await store!.insert([w!]);
@@ -93,8 +93,13 @@ describe('MySQL store', () => {
     await store!.pool.query('CREATE INDEX ix_outbox_unpublished ON outbox (published_at, id)');
     await store!.pool.query('UPDATE jobs SET due_at = NULL WHERE id = ?', [w!.job.id]);
     await store!.pool.query('DELETE FROM schema_migrations WHERE version = 4');
-    assert.deepEqual(await store!.findExpiredLeases(at + 1000, 10), [], 'not found before the migration');
     await store!.migrate();
+    const [[row]] = await store!.pool.query<RowDataPacket[]>('SELECT due_at FROM jobs WHERE id = ?', [w!.job.id]);
+    assert.equal(Number(row!.due_at), at + 1000, 'the migration gives a running job its lease end as due_at');
+    assert.deepEqual((await store!.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w!.job.id]);
+    assert.deepEqual(await store!.findExpiredLeases(at + 999, 10), []);
+    // A process of the version before, still running during a rolling upgrade, writes due_at NULL.
+    await store!.pool.query('UPDATE jobs SET due_at = NULL WHERE id = ?', [w!.job.id]);
     assert.deepEqual((await store!.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w!.job.id]);
     assert.deepEqual(await store!.findExpiredLeases(at + 999, 10), []);
     const indexes = async () => ((await store!.pool.query<RowDataPacket[]>(

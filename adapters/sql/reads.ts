@@ -41,7 +41,7 @@ export function createSqlReads(query: Query): SqlReads {
     recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     findDue: (now, limit) => due(FIND_DUE, now, limit),
-    findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, now, limit),
+    findExpiredLeases: async (now, limit) => (await query(FIND_EXPIRED_LEASES, [now, now, limit])).map(rowToDue),
     findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, before, limit),
   };
 }

@@ -150,11 +150,14 @@ export const FIND_DUE = `SELECT id, state, attempt FROM jobs
 
 /**
  * Running jobs whose lease ended, the oldest lease first (index `state, due_at`:
- * a running job's `due_at` is its lease end, see `project`).
- * Params: now, limit
+ * a running job's `due_at` is its lease end, see `project`). Also a running
+ * job whose `due_at` is NULL, as a process from before migration 0004 writes
+ * it during a rolling upgrade, by its `lease_until` (NULL sorts first: one
+ * index range).
+ * Params: now, now, limit
  */
 export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
-  WHERE state = 'running' AND due_at <= ? ORDER BY due_at LIMIT ?`;
+  WHERE state = 'running' AND (due_at <= ? OR (due_at IS NULL AND lease_until <= ?)) ORDER BY due_at LIMIT ?`;
 
 /**
  * Jobs whose dispatch went out (or may have) and that no worker started since

@@ -77,7 +77,7 @@ describe('SQLite store', () => {
     }
   });
 
-  it('migration 0004: a job running before it is still found when its lease ends; the two indexes are gone', async () => {
+  it('migration 0004: a job running before it (or written by an older process) is found when its lease ends; the two indexes are gone', async () => {
     const store = createSqliteStore({ file: ':memory:' });
     try {
       await store.migrate();
@@ -92,9 +92,13 @@ describe('SQLite store', () => {
       store.db.exec(`CREATE INDEX ix_jobs_state_lease ON jobs (state, lease_until);
         CREATE INDEX ix_outbox_unpublished ON outbox (published_at, id);
         UPDATE jobs SET due_at = NULL; DELETE FROM schema_migrations WHERE version = 4`);
-      assert.deepEqual(await store.findExpiredLeases(at + 1000, 10), []);
       await store.migrate();
+      assert.equal((store.db.prepare('SELECT due_at FROM jobs').get() as { due_at: number }).due_at, at + 1000, 'the lease end as due_at');
       assert.deepEqual((await store.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w.job.id]);
+      // A process of the version before, still running during a rolling upgrade, writes due_at NULL.
+      store.db.exec('UPDATE jobs SET due_at = NULL');
+      assert.deepEqual((await store.findExpiredLeases(at + 1000, 10)).map((j) => j.id), [w.job.id]);
+      assert.deepEqual(await store.findExpiredLeases(at + 999, 10), []);
       const gone = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('ix_jobs_state_lease', 'ix_outbox_unpublished')").all();
       assert.deepEqual(gone, []);
     } finally {
