@@ -29,7 +29,7 @@ export const SETTINGS = {
   workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers.' },
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Outbox rows the relay publishes per batch.' },
   relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '50', doc: 'Poll of the relay for commits of other processes (it is woken at once by commits in its own process).' },
-  relayPublishedDelayMs: { env: 'ATS_RELAY_PUBLISHED_DELAY_MS', flag: '--relay-published-delay-ms', default: '200', doc: 'How long after a dispatch went out the relay records PUBLISHED (none for a job a worker started meanwhile).' },
+  relayPublishedDelayMs: { env: 'ATS_RELAY_PUBLISHED_DELAY_MS', flag: '--relay-published-delay-ms', default: '200', doc: 'How long after a dispatch went out the relay records PUBLISHED (none for a job a worker started meanwhile); at most half of ATS_PUBLISHED_TIMEOUT_MS.' },
   timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
   retentionDone: { env: 'ATS_RETENTION_DONE', flag: '--retention-done', default: '7d', doc: 'How long a done job (and its events and Idempotency-Key) is kept after its last transition, then the timers delete it. A duration: 7d, 12h, 30m, 60s, 500ms or plain ms.' },
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then).' },
