@@ -23,8 +23,7 @@ export function createSqlReads(query: Query): SqlReads {
     const [row] = await query(sql, params);
     return row ? rowToJob(row) : null;
   };
-  const due = async (sql: string, at: number, limit: number): Promise<DueJob[]> =>
-    (await query(sql, [at, limit])).map(rowToDue);
+  const due = async (sql: string, params: unknown[]): Promise<DueJob[]> => (await query(sql, params)).map(rowToDue);
   return {
     getJob: (id) => one(SELECT_JOB, [id]),
     findByIdempotencyKey: (queue, key) => one(SELECT_JOB_BY_KEY, [queue, key]),
@@ -40,8 +39,8 @@ export function createSqlReads(query: Query): SqlReads {
     jobCounts: async () => rowsToCounts(await query(SELECT_JOB_COUNTS, [])),
     recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
-    findDue: (now, limit) => due(FIND_DUE, now, limit),
-    findExpiredLeases: async (now, limit) => (await query(FIND_EXPIRED_LEASES, [now, now, limit])).map(rowToDue),
-    findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, before, limit),
+    findDue: (now, limit) => due(FIND_DUE, [now, limit]),
+    findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
+    findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, [before, limit]),
   };
 }
