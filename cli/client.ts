@@ -75,8 +75,8 @@ export interface BatchResult {
   message?: string;
 }
 
-/** Most items one `POST /v1/jobs/batch` takes. */
-export const MAX_BATCH = 1000;
+/** Most items one `POST /v1/jobs/batch` takes (the server's limit). */
+export { MAX_BATCH } from '../server/schemas.js';
 
 export interface ListQuery {
   state?: string;
