@@ -14,7 +14,7 @@ import { compose } from '../cli/compose.js';
 import { compileConfig, type RawConfig } from '../engine/config.js';
 import { createLogger } from '../engine/logger.js';
 import type { JobSpec } from '../engine/ports.js';
-import { inParallel } from './systems/ats.js';
+import { inParallel, postJobsBatch } from './systems/ats.js';
 import { runId } from './lib/driver.js';
 import { CpuMeter, serverPids } from './lib/proc.js';
 import { startRole } from './lib/roles.js';
@@ -49,13 +49,7 @@ async function main(): Promise<void> {
     const all = Array.from({ length: jobs }, (_, i) => i);
     if (http && batch) {
       const batches = Array.from({ length: Math.ceil(jobs / 1000) }, (_, b) => all.slice(b * 1000, b * 1000 + 1000));
-      await inParallel(batches, 2, async (slice) => {
-        const body = JSON.stringify({ jobs: slice.map((i) => ({ type: 'demo.echo', payload: { i } })) });
-        const res = await fetch(`${url}/v1/jobs/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-        if (res.status !== 200) throw new Error(`POST /v1/jobs/batch answered ${res.status}`);
-        const { results } = (await res.json()) as { results: Array<{ status: number }> };
-        if (results.some((r) => r.status !== 201)) throw new Error('POST /v1/jobs/batch refused an item');
-      });
+      await inParallel(batches, 2, (slice) => postJobsBatch(url!, slice.map((i) => ({ type: 'demo.echo', payload: { i } }))));
     } else if (http) {
       await inParallel(all, 32, async (i) => {
         const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { i } }) });

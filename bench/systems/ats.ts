@@ -126,17 +126,6 @@ export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
       if (res.status !== 201 || !body.id) throw new Error(`POST /v1/jobs answered ${res.status}: ${JSON.stringify(body)}`);
       return body.id;
     };
-    const postBatch = async (jobs: readonly BenchJob[]): Promise<string[]> => {
-      const res = await fetch(`${url}/v1/jobs/batch`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs: jobs.map(httpItem) }),
-      });
-      const body = (await res.json()) as { results?: Array<{ status: number; id?: string }> };
-      const ids = body.results?.map((r) => (r.status === 201 ? r.id : undefined));
-      if (res.status !== 200 || !ids || ids.length !== jobs.length || ids.some((i) => !i)) {
-        throw new Error(`POST /v1/jobs/batch answered ${res.status}: ${JSON.stringify(body).slice(0, 300)}`);
-      }
-      return ids as string[];
-    };
     return {
       settings: `processes apart: api, relay+timers, worker (each \`ats start --role ...\`); worker concurrency ${opts.concurrency}; ` +
         (submit === 'http'
@@ -147,7 +136,7 @@ export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
       processes: () => Object.fromEntries(roles.map((r) => [r.name, r.pid])),
       submitBulk: async (jobs) => {
         if (direct) return (await direct.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id);
-        return postBatch(jobs);
+        return postJobsBatch(url, jobs.map(httpItem));
       },
       submitOne: async (job) => (direct ? (await direct.transitions.submit(benchSpec(job))).job.id : post(job)),
       countFinished: () => mysqlCount(reads),
@@ -168,6 +157,19 @@ async function directSubmitter(url: string): Promise<{ transitions: TransitionSe
   const store = await createMysqlStore({ url });
   const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
   return { transitions, close: () => store.close() };
+}
+
+/** `POST /v1/jobs/batch` to the api at `url`; the created jobs' ids in order, or throws if the request or any item was refused. */
+export async function postJobsBatch(url: string, items: readonly unknown[]): Promise<string[]> {
+  const res = await fetch(`${url}/v1/jobs/batch`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jobs: items }),
+  });
+  const body = (await res.json()) as { results?: Array<{ status: number; id?: string }> };
+  const ids = body.results?.map((r) => (r.status === 201 ? r.id : undefined));
+  if (res.status !== 200 || !ids || ids.length !== items.length || ids.some((i) => !i)) {
+    throw new Error(`POST /v1/jobs/batch answered ${res.status}: ${JSON.stringify(body).slice(0, 300)}`);
+  }
+  return ids as string[];
 }
 
 /** Maps `fn` over `items` with at most `limit` calls in flight; results in order. */
