@@ -11,7 +11,7 @@
  */
 import { createPool } from 'mysql2/promise';
 import { compose } from '../cli/compose.js';
-import { compileConfig, type RawConfig } from '../engine/config.js';
+import { compileConfig, type RawConfig } from '../cli/config.js';
 import { createLogger } from '../engine/logger.js';
 import type { JobSpec } from '../engine/ports.js';
 import { inParallel, postJobsBatch } from './systems/ats.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { SETTINGS } from '../engine/config.js';
+import { SETTINGS } from './config.js';
 import { freePort } from '../tests/helpers/ports.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

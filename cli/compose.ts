@@ -2,7 +2,7 @@
  * The composition root: the one place that picks adapters and wires the
  * engine, the server and the roles together from a compiled Config.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -10,10 +10,11 @@ import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
-import type { Config } from '../engine/config.js';
+import { SETTINGS, type Config } from './config.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
+import { AtsError } from '../engine/errors.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
@@ -160,11 +161,18 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   };
 }
 
-/** Each module exports `register(registry)` (sync or async) adding its handlers. */
+/**
+ * Each module exports `register(registry)` (sync or async) adding its handlers.
+ * A path that names no file, or a module without `register`, is a bad setting
+ * (ATS_ERR_CONFIG, exit 2); an error thrown by the module's own code is not.
+ */
 async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
+  const bad = (m: string, why: string) => new AtsError('ATS_ERR_CONFIG', `${SETTINGS.handlers.env} (${SETTINGS.handlers.flag}): ${m} ${why}`);
   for (const m of modules) {
-    const mod = (await import(pathToFileURL(resolve(m)).href)) as { register?: (r: HandlerRegistry) => unknown };
-    if (typeof mod.register !== 'function') throw new Error(`handler module ${m} does not export register(registry)`);
+    const path = resolve(m);
+    if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
+    const mod = (await import(pathToFileURL(path).href)) as { register?: (r: HandlerRegistry) => unknown };
+    if (typeof mod.register !== 'function') throw bad(m, 'does not export register(registry)');
     await mod.register(registry);
   }
   return registry;

@@ -1,6 +1,6 @@
 /** `ats start`: run the roles of this process until SIGTERM/SIGINT. */
 import { hostname } from 'node:os';
-import { compileConfig, rawFromArgs, rawFromEnv, type Config } from '../engine/config.js';
+import { compileConfig, rawFromArgs, rawFromEnv, type Config } from './config.js';
 import { isAtsError } from '../engine/errors.js';
 import { compose, type System } from './compose.js';
 
@@ -21,6 +21,10 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   try {
     system = await compose(config);
   } catch (err) {
+    if (isAtsError(err) && err.code === 'ATS_ERR_CONFIG') {
+      process.stderr.write(`ats: ${err.message}\n`);
+      return 2;
+    }
     process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
     return 1;
   }

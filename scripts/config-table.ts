@@ -1,5 +1,5 @@
-/** Prints the README's configuration table from engine/config.ts SETTINGS (the single source). */
-import { SETTINGS } from '../engine/config.js';
+/** Prints the README's configuration table from cli/config.ts SETTINGS (the single source). */
+import { SETTINGS } from '../cli/config.js';
 
 export function configTable(): string {
   const rows = Object.values(SETTINGS).map(

@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
-import { compileConfig, rawFromEnv } from '../engine/config.js';
+import { compileConfig, rawFromEnv } from '../cli/config.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
 import { TransitionService } from '../engine/transitions.js';
 import { buildApp } from '../server/app.js';

@@ -5,14 +5,14 @@
  * from .env.example the way compose fills them from .env), the Dockerfile with
  * a small instruction reader, and tests/jobs.http with a request-line reader.
  * What they must agree with is read from the code: the settings of
- * engine/config.ts and the REST contract (v1) of DESIGN.md.
+ * cli/config.ts and the REST contract (v1) of DESIGN.md.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { NODE_FLAGS } from '../cli/node-flags.js';
-import { compileConfig, rawFromEnv, ROLES, SETTINGS } from '../engine/config.js';
+import { compileConfig, rawFromEnv, ROLES, SETTINGS } from '../cli/config.js';
 
 const root = new URL('../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
@@ -145,7 +145,7 @@ test('every variable compose needs without a default is in .env.example', () => 
   for (const name of new Set(needed)) assert.ok(envExample[name], `.env.example has no value for ${name}`);
 });
 
-test('scheduler services set only settings of engine/config.ts or documented pass-throughs', () => {
+test('scheduler services set only settings of cli/config.ts or documented pass-throughs', () => {
   for (const name of SCHEDULER_SERVICES) {
     for (const key of Object.keys(envOf(service(name)))) {
       assert.ok(SETTING_ENVS.has(key) || key in PASS_THROUGH, `${name} sets ${key}, which is neither a SETTINGS env nor a pass-through`);

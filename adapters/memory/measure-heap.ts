@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compose } from '../../cli/compose.js';
-import { compileConfig, rawFromEnv } from '../../engine/config.js';
+import { compileConfig, rawFromEnv } from '../../cli/config.js';
 import { TOPICS, type JobSpec } from '../../engine/ports.js';
 import type { MemoryLog } from './index.js';
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createPool, type Pool } from 'mysql2/promise';
 import { compose, type System } from '../../cli/compose.js';
-import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { compileConfig, type RawConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { createLogger } from '../../engine/logger.js';
 import type { JobSpec } from '../../engine/ports.js';

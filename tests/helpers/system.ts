@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { compose, type System } from '../../cli/compose.js';
-import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { compileConfig, type RawConfig } from '../../cli/config.js';
 import type { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { JobRecord, JobStore } from '../../engine/ports.js';

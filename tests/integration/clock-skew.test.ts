@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { MysqlStore } from '../../adapters/mysql/index.js';
 import { compose, type System } from '../../cli/compose.js';
-import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { compileConfig, type RawConfig } from '../../cli/config.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { Clock, JobSpec } from '../../engine/ports.js';

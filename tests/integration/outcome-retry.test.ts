@@ -9,7 +9,7 @@ import { after, before, it } from 'node:test';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { createMemoryLog } from '../../adapters/memory/index.js';
 import { createMysqlStore } from '../../adapters/mysql/index.js';
-import { compileConfig } from '../../engine/config.js';
+import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { EventLog, JobStore } from '../../engine/ports.js';

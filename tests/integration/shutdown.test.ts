@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { SETTINGS } from '../../engine/config.js';
+import { SETTINGS } from '../../cli/config.js';
 import { freePort } from '../helpers/ports.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { SETTINGS } from '../../engine/config.js';
+import { SETTINGS } from '../../cli/config.js';
 import { freePort } from '../helpers/ports.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { compose } from '../../cli/compose.js';
-import { compileConfig } from '../../engine/config.js';
+import { compileConfig } from '../../cli/config.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../helpers/mysql.js';
 

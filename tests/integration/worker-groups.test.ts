@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { compose, type System } from '../../cli/compose.js';
-import { compileConfig, type RawConfig } from '../../engine/config.js';
+import { compileConfig, type RawConfig } from '../../cli/config.js';
 import { silentLogger } from '../../engine/logger.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { configTable } from '../scripts/config-table.js';
 import { compileConfig, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
-import { AtsError } from './errors.js';
+import { AtsError } from '../engine/errors.js';
 
 const rejects = (raw: Parameters<typeof compileConfig>[0], pattern: RegExp) =>
   assert.throws(() => compileConfig(raw), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && pattern.test(e.message));

@@ -5,8 +5,8 @@
  * values here.
  */
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
-import { AtsError } from './errors.js';
-import type { LogLevel } from './logger.js';
+import { AtsError } from '../engine/errors.js';
+import type { LogLevel } from '../engine/logger.js';
 
 export const ROLES = ['api', 'relay', 'worker', 'timers'] as const;
 export type Role = (typeof ROLES)[number];
