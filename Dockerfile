@@ -6,20 +6,31 @@
 # MYSQL_URL / KAFKA_BROKERS it runs all roles on the embedded SQLite store in
 # /app/data (mount a volume there to keep it).
 #
-# TypeScript runs through tsx at start-up (no build step), so tsx is a runtime
-# dependency in package.json, not a dev one: `npm ci --omit=dev` must keep it.
+# The image runs the JavaScript that `npm run build` writes to dist/ (and the
+# visualizer's bundle, built then): the build stage installs every dependency,
+# builds, then prunes to production ones; the runtime stage gets dist/ and
+# those, with neither tsx nor esbuild.
 
-# ---------------------------------------------------------------- deps
-FROM node:20-bookworm-slim AS deps
+# ---------------------------------------------------------------- build
+FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 downloads a prebuilt binary when one matches this Node and
 # platform; when none does it compiles from source, which needs these tools.
-# They stay in this stage: the runtime image gets only node_modules.
+# They stay in this stage: the runtime image gets only node_modules and dist/.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.ts ./scripts/build.ts
+COPY machines ./machines
+COPY engine ./engine
+COPY adapters ./adapters
+COPY server ./server
+COPY cli ./cli
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 # ---------------------------------------------------------------- runtime
@@ -31,13 +42,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 # Code and dependencies stay owned by root (read-only for the app user); only
 # the data folder of the embedded store is writable.
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json tsconfig.json ./
-COPY machines ./machines
-COPY engine ./engine
-COPY adapters ./adapters
-COPY server ./server
-COPY cli ./cli
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
 RUN mkdir -p /app/data && chown node:node /app/data
 
 # The `node` user (uid 1000) ships with the official image.
@@ -53,5 +60,5 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 # The node flags are cli/node-flags.ts's.
 # node is PID 1 here: `ats start` handles SIGTERM itself (drains, then exits),
 # so no shell wrapper may stand in between and swallow the signal.
-ENTRYPOINT ["node", "--max-semi-space-size=32", "--import", "tsx", "cli/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=32", "dist/cli/main.js"]
 CMD ["start"]

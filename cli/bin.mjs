@@ -1,6 +1,30 @@
 #!/usr/bin/env node
-// The `ats` executable: runs the TypeScript entry through tsx.
-import { register } from 'tsx/esm/api';
+// The `ats` executable. In a checkout (the TypeScript sources beside this file,
+// and tsx installed with the dev dependencies) it runs the sources through
+// tsx, so an edit needs no build; in an installed package or the Docker image
+// it runs the JavaScript that `npm run build` wrote to dist/.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
-register();
-await import('./main.ts');
+const source = new URL('./main.ts', import.meta.url);
+const built = new URL('../dist/cli/main.js', import.meta.url);
+
+function hasTsx() {
+  try {
+    createRequire(import.meta.url).resolve('tsx/esm/api');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (existsSync(source) && hasTsx()) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else if (existsSync(built)) {
+  await import(built.href);
+} else {
+  process.stderr.write('ats: no built code: run `npm run build` (or install the dev dependencies to run the sources)\n');
+  process.exit(1);
+}

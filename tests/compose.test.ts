@@ -262,24 +262,33 @@ const execForm = (args: string): string[] => {
 };
 
 const dockerfile = stages(parseDockerfile(read('Dockerfile')));
+const build = dockerfile[0]!;
 const runtime = dockerfile[dockerfile.length - 1]!;
 const last = (op: string) => [...runtime].reverse().find((i) => i.op === op);
+/** Sources a stage COPYs from the context (not from another stage). */
+const copiedBy = (stage: Instruction[]) => stage.filter((i) => i.op === 'COPY' && !i.args.includes('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+/** Packages only the build needs: the image runs built JavaScript and a prebuilt UI bundle. */
+const BUILD_ONLY = ['tsx', 'esbuild', '@dagrejs/dagre', 'typescript'];
 
-test('Dockerfile is multi-stage on node:20-bookworm-slim and installs production deps with npm ci', () => {
-  assert.ok(dockerfile.length >= 2, 'a deps stage and a runtime stage');
+test('Dockerfile is multi-stage on node:20-bookworm-slim: it builds, then keeps production deps only', () => {
+  assert.ok(dockerfile.length >= 2, 'a build stage and a runtime stage');
   for (const s of dockerfile) assert.match(s[0]!.args, /^node:20-bookworm-slim\b/);
-  const runs = dockerfile.flat().filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
-  assert.match(runs, /npm ci --omit=dev/);
-  const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
-  assert.ok(pkg.dependencies.tsx, 'tsx runs the image, so it must be a runtime dependency');
+  const runs = build.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+  assert.match(runs, /npm ci\b/);
+  assert.match(runs, /npm run build\b/);
+  assert.match(runs, /npm prune --omit=dev\b/);
+  const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  for (const name of BUILD_ONLY) {
+    assert.equal(pkg.dependencies[name], undefined, `${name} is needed only to build: a devDependency`);
+    assert.ok(pkg.devDependencies[name], `${name} is a devDependency`);
+  }
 });
 
-test('the runtime stage runs as a non-root user and starts cli/main.ts start through tsx, with the scheduler\'s node flags', () => {
+test('the runtime stage runs as a non-root user and starts dist/cli/main.js start with the scheduler\'s node flags, no loader', () => {
   const user = last('USER')?.args.split(':')[0];
   assert.ok(user && user !== 'root' && user !== '0', `runtime USER is ${user ?? 'unset (root)'}`);
   const argv = [...execForm(last('ENTRYPOINT')!.args), ...execForm(last('CMD')!.args)];
-  assert.deepEqual(argv.slice(0, 3 + NODE_FLAGS.length), ['node', ...NODE_FLAGS, '--import', 'tsx']);
-  assert.equal(argv[argv.indexOf('cli/main.ts') + 1], 'start', `argv: ${argv.join(' ')}`);
+  assert.deepEqual(argv, ['node', ...NODE_FLAGS, 'dist/cli/main.js', 'start']);
   const env = runtime.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
   assert.match(env, /HOST=0\.0\.0\.0/);
   assert.match(env, /NODE_ENV=production/);
@@ -287,20 +296,25 @@ test('the runtime stage runs as a non-root user and starts cli/main.ts start thr
   assert.match(last('HEALTHCHECK')?.args ?? '', /fetch\(.*\/healthz/);
 });
 
-test('npm start runs the scheduler with the same node flags as the image', () => {
+test('npm start runs the sources (no build step) with the same node flags as the image', () => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
   assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --import tsx cli/main.ts start`);
+  assert.equal(pkg.scripts.build, 'node --import tsx scripts/build.ts');
 });
 
-test('the runtime stage copies every source folder, and .dockerignore keeps them in the context', () => {
-  const copied = runtime.filter((i) => i.op === 'COPY' && !i.args.includes('--from')).flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-  for (const dir of ['machines', 'engine', 'adapters', 'server', 'cli', 'package.json', 'tsconfig.json']) {
-    assert.ok(copied.includes(dir), `runtime stage does not COPY ${dir}`);
+test('the build stage copies every source folder, the runtime stage only dist/ and production node_modules, and .dockerignore keeps the sources', () => {
+  const copied = copiedBy(build);
+  for (const src of ['machines', 'engine', 'adapters', 'server', 'cli', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.ts']) {
+    assert.ok(copied.includes(src), `build stage does not COPY ${src}`);
   }
   for (const src of copied) assert.ok(existsSync(new URL(src, root)), `COPY ${src}: not in the repository`);
+  const fromBuild = runtime.filter((i) => i.op === 'COPY' && i.args.includes('--from=build')).map((i) => i.args.split(/\s+/)[1]);
+  assert.deepEqual(fromBuild.sort(), ['/app/dist', '/app/node_modules']);
+  assert.deepEqual(copiedBy(runtime), ['package.json'], 'the runtime stage copies no sources');
   const ignored = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   for (const src of copied) assert.ok(!ignored.includes(src), `.dockerignore drops ${src}`);
-  for (const secret of ['.env', 'node_modules', 'data']) assert.ok(ignored.includes(secret), `.dockerignore must drop ${secret}`);
+  assert.ok(ignored.includes('scripts/*') && ignored.includes('!scripts/build.ts'), '.dockerignore keeps scripts/build.ts only');
+  for (const secret of ['.env', 'node_modules', 'data', 'dist']) assert.ok(ignored.includes(secret), `.dockerignore must drop ${secret}`);
 });
 
 // ---------------------------------------------------------------- tests/jobs.http

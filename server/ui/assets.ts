@@ -1,14 +1,15 @@
 /**
- * The visualizer's assets, built by the project itself (no CDN, no build step
- * before `npm start`): the page and its stylesheet are read from `page/`, and
- * the script is bundled from `client/main.ts` (with dagre) by esbuild's JS API
- * on first request, then kept in memory.
+ * The visualizer's assets, built by the project itself (no CDN): the page and
+ * its stylesheet are read from `page/`. The script is `bundle/app.js` when
+ * `npm run build` made it (the built package, `dist/`); run from sources, it is
+ * bundled from `client/main.ts` (with dagre) by esbuild's JS API on first
+ * request, then kept in memory. esbuild and dagre are build-time dependencies:
+ * a production install (`npm ci --omit=dev`) has neither.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 
 /** One asset as served. */
 export interface Asset {
@@ -34,6 +35,10 @@ const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
 export const CLIENT_ENTRY = here('./client/main.ts');
 const PAGE_FILE = here('./page/index.html');
 const CSS_FILE = here('./page/styles.css');
+/** Where `npm run build` writes the bundle, beside the built `assets.js`. */
+export const BUNDLE_DIR = here('./bundle/');
+/** The bundle's files, by the names they are served under. */
+export const BUNDLE_FILES = ['app.js', 'app.js.map'] as const;
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -51,6 +56,7 @@ function asset(name: string, body: Buffer | Uint8Array): Asset {
 
 /** Bundle the browser code: `app.js` and its source map, by file name. */
 export async function bundleClient(opts: UiAssetOptions = {}): Promise<Map<string, Asset>> {
+  const { build } = await import('esbuild');
   const result = await build({
     entryPoints: [CLIENT_ENTRY],
     bundle: true,
@@ -65,6 +71,17 @@ export async function bundleClient(opts: UiAssetOptions = {}): Promise<Map<strin
     logLevel: 'silent',
   });
   return new Map(result.outputFiles.map((f) => [basename(f.path), asset(basename(f.path), f.contents)]));
+}
+
+/** The bundle `npm run build` wrote, or null when there is none (run from sources). */
+export async function prebuiltBundle(dir = BUNDLE_DIR): Promise<Map<string, Asset> | null> {
+  try {
+    const files = await Promise.all(BUNDLE_FILES.map(async (name) => [name, asset(name, await readFile(join(dir, name)))] as const));
+    return new Map(files);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
 }
 
 /**
@@ -85,7 +102,7 @@ function lazy<T>(make: () => Promise<T>): () => Promise<T> {
 export function createUiAssets(opts: UiAssetOptions = {}): UiAssets {
   const page = lazy(async () => asset('index.html', await readFile(PAGE_FILE)));
   const css = lazy(async () => asset('app.css', await readFile(CSS_FILE)));
-  const bundle = lazy(() => bundleClient(opts));
+  const bundle = lazy(async () => (await prebuiltBundle()) ?? bundleClient(opts));
   return {
     page,
     async get(name) {

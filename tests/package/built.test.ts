@@ -1,0 +1,131 @@
+/**
+ * The built package, as the Docker image runs it: `npm run build`, then
+ * dist/ with only the production dependencies (no tsx, esbuild, dagre or
+ * TypeScript reachable) starts with `node dist/cli/main.js start`, runs a job
+ * and serves the visualizer's prebuilt bundle; `cli/bin.mjs` runs dist/ when
+ * no sources are beside it.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, test } from 'node:test';
+import { SETTINGS } from '../../cli/config.js';
+import { NODE_FLAGS } from '../../cli/node-flags.js';
+import { freePort } from '../helpers/ports.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const BUILD_ONLY = ['tsx', 'esbuild', '@dagrejs/dagre', 'typescript'];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Top-level package folders (`name` or `@scope/name`) of the production dependency tree. */
+function productionPackages(): string[] {
+  const ls = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' });
+  assert.ok(ls.stdout.trim(), `npm ls printed nothing: ${ls.stderr}`);
+  const prefix = join(root, 'node_modules') + '/';
+  const names = new Set<string>();
+  for (const line of ls.stdout.split('\n')) {
+    if (!line.startsWith(prefix)) continue;
+    const [first, second] = line.slice(prefix.length).split('/');
+    names.add(first!.startsWith('@') ? `${first}/${second}` : first!);
+  }
+  return [...names].sort();
+}
+
+let dir: string;
+let server: ChildProcess | undefined;
+let base: string;
+let stdout = '';
+let stderr = '';
+
+before(async () => {
+  const built = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' });
+  assert.equal(built.status, 0, `npm run build failed:\n${built.stdout}\n${built.stderr}`);
+  dir = mkdtempSync(join(tmpdir(), 'ats-built-'));
+  cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
+  mkdirSync(join(dir, 'cli'));
+  cpSync(join(root, 'cli/bin.mjs'), join(dir, 'cli/bin.mjs'));
+  const packages = productionPackages();
+  for (const name of BUILD_ONLY) assert.ok(!packages.includes(name), `${name} is a production dependency`);
+  for (const name of packages) {
+    const target = join(dir, 'node_modules', name);
+    mkdirSync(dirname(target), { recursive: true });
+    symlinkSync(join(root, 'node_modules', name), target, 'dir');
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const s of Object.values(SETTINGS)) delete env[s.env];
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(process.execPath, [...NODE_FLAGS, 'dist/cli/main.js', 'start'], {
+    cwd: dir,
+    env: { ...env, PORT: String(port), HOST: '127.0.0.1', ATS_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout!.on('data', (d) => (stdout += d));
+  server.stderr!.on('data', (d) => (stderr += d));
+  const end = Date.now() + 60_000;
+  for (;;) {
+    if (server.exitCode !== null) assert.fail(`dist/cli/main.js exited ${server.exitCode}:\n${stdout}\n${stderr}`);
+    const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > end) assert.fail(`not healthy within 60 s:\n${stdout}\n${stderr}`);
+    await sleep(100);
+  }
+});
+
+after(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server!.once('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the build-only packages cannot be loaded from the built package', () => {
+  for (const name of BUILD_ONLY) {
+    const probe = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(name)})`], { cwd: join(dir, 'dist'), encoding: 'utf8' });
+    assert.notEqual(probe.status, 0, `${name} resolved from dist/`);
+    assert.match(probe.stderr, /ERR_MODULE_NOT_FOUND|Cannot find (package|module)/);
+  }
+});
+
+test('node dist/cli/main.js start runs a job to done', async () => {
+  const res = await fetch(`${base}/v1/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'demo.echo', payload: { built: true } }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  const { id } = (await res.json()) as { id: string };
+  const end = Date.now() + 30_000;
+  let job: { state: string; result?: unknown } = { state: 'pending' };
+  while (job.state !== 'done' && Date.now() < end) {
+    await sleep(50);
+    job = (await (await fetch(`${base}/v1/jobs/${id}`)).json()) as typeof job;
+  }
+  assert.equal(job.state, 'done', `${JSON.stringify(job)}\n${stderr}`);
+  assert.deepEqual(job.result, { built: true });
+});
+
+test('the visualizer serves the bundle npm run build wrote, and its page', async () => {
+  const js = await fetch(`${base}/ui/assets/app.js`);
+  assert.equal(js.status, 200);
+  assert.ok(Buffer.from(await js.arrayBuffer()).equals(readFileSync(join(dir, 'dist/server/ui/bundle/app.js'))), 'served app.js is the prebuilt bundle');
+  const page = await fetch(`${base}/ui`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<html/i);
+  const migrations = join(dir, 'dist/adapters/mysql/migrations/0001_init.sql');
+  assert.ok(existsSync(migrations), 'MySQL migrations are in dist/');
+});
+
+test('cli/bin.mjs runs dist/ when no sources are beside it', () => {
+  const help = spawnSync(process.execPath, ['cli/bin.mjs', '--help'], { cwd: dir, encoding: 'utf8' });
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /^usage: ats <command>/);
+});
