@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { createMysqlStore } from '../adapters/mysql/index.js';
 import type { JobStore } from '../engine/ports.js';
-import { spec, startStreamInstance } from '../server/stream/test-stream.js';
+import { spec, startStreamInstance } from '../tests/helpers/stream.js';
 import { encodeStreamCursor } from '../server/stream/cursor.js';
 import { createTestDatabase } from '../tests/helpers/mysql.js';
 

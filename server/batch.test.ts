@@ -10,7 +10,7 @@ import type { InjectOptions } from 'fastify';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp, type AppDeps } from './app.js';
 import type { BatchResult, JobDetail } from './schemas.js';
-import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from './test-app.js';
+import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 const KNOWN = ['demo.echo', '__proto__', 'constructor'];

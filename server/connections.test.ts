@@ -19,7 +19,7 @@ import { silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
 import { buildApp, type AppLimits } from './app.js';
 import { streamPlugin } from './stream/index.js';
-import { TEST_DEFAULTS, testClock } from './test-app.js';
+import { TEST_DEFAULTS, testClock } from '../tests/helpers/app.js';
 
 const LIMITS: AppLimits = { bodyLimitBytes: 1024 * 1024, headersTimeoutMs: 400, requestTimeoutMs: 1200, bodyTimeoutMs: 400, keepAliveTimeoutMs: 400 };
 /** Generous bound on "cut off after the configured time" (the configured times are at most 1.2 s). */

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import type { ErrorCode } from '../engine/errors.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
-import { startTestApp, type TestApp } from './test-app.js';
+import { startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import type { JobView } from './schemas.js';
-import { randomQueue, startTestApp, type TestApp } from './test-app.js';
+import { randomQueue, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 

@@ -8,7 +8,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { machineGraph } from '../machines/lifecycle.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp, type AppDeps } from './app.js';
-import { startTestApp, type TestApp } from './test-app.js';
+import { startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 const skip = mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)';

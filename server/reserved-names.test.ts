@@ -13,8 +13,8 @@ import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp } from './app.js';
 import type { JobView } from './schemas.js';
 import { streamPlugin } from './stream/index.js';
-import { TestClient } from './stream/test-stream.js';
-import { startSqliteTestApp, startTestApp, testClock, type TestApp } from './test-app.js';
+import { TestClient } from '../tests/helpers/stream.js';
+import { startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 

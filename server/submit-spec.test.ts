@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isAtsError } from '../engine/errors.js';
 import { checkPayload, toJobSpec } from './submit-spec.js';
-import { TEST_DEFAULTS } from './test-app.js';
+import { TEST_DEFAULTS } from '../tests/helpers/app.js';
 
 const nested = (depth: number): unknown => {
   let v: unknown = 1;

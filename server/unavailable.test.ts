@@ -15,7 +15,7 @@ import { TransitionService } from '../engine/transitions.js';
 import { createProxiedTestStore, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
 import type { TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import { buildApp } from './app.js';
-import { TEST_DEFAULTS, testClock } from './test-app.js';
+import { TEST_DEFAULTS, testClock } from '../tests/helpers/app.js';
 
 await requireMysql();
 

@@ -10,8 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createMysqlStore, type MysqlStore } from '../../adapters/mysql/index.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
-import { randomQueue } from '../test-app.js';
-import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from './test-stream.js';
+import { randomQueue } from '../../tests/helpers/app.js';
+import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
 
 const up = await requireMysql();
 

@@ -20,9 +20,9 @@ import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index
 import type { Clock, JobStore } from '../../engine/ports.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { createTestStore, requireMysql } from '../../tests/helpers/mysql.js';
-import { testClock } from '../test-app.js';
+import { testClock } from '../../tests/helpers/app.js';
 import { encodeStreamCursor } from './cursor.js';
-import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from './test-stream.js';
+import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
 
 const mysqlUp = await requireMysql();
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createMemoryLog, type MemoryLog } from '../../adapters/memory/index.js';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
-import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from './test-stream.js';
+import { assertOrdered, history, key, spec, startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
 
 describe('WebSocket stream (SQLite + in-process log)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stream-'));

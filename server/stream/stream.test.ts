@@ -17,12 +17,12 @@ import { insertEvents, insertJobs } from '../../adapters/sql/statements.js';
 import type { EventInput } from '../../engine/transitions.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestStore, requireMysql } from '../../tests/helpers/mysql.js';
-import { randomQueue } from '../test-app.js';
+import { randomQueue } from '../../tests/helpers/app.js';
 import { encodeStreamCursor } from './cursor.js';
 import type { StreamOptions } from './options.js';
 import {
   assertOrdered, history, idOf, key, spec, startStreamInstance, TestClient, type EventMsg, type StreamInstance,
-} from './test-stream.js';
+} from '../../tests/helpers/stream.js';
 
 const mysqlUp = await requireMysql();
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startUiServer, type UiServer } from './test-server.js';
+import { startUiServer, type UiServer } from '../../tests/helpers/ui-server.js';
 
 describe('uiPlugin', () => {
   let server: UiServer;

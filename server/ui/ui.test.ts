@@ -14,7 +14,7 @@ import websocket from '@fastify/websocket';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { AppPlugin } from '../app.js';
-import { startUiServer, type UiServer as Server } from './test-server.js';
+import { startUiServer, type UiServer as Server } from '../../tests/helpers/ui-server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,13 @@ after(async () => {
     await exited;
   }
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('dist/ holds production code only: no tests, no test helpers, no benchmarks', () => {
+  for (const folder of ['tests', 'bench', 'property-tests', 'scripts']) assert.ok(!existsSync(join(dir, 'dist', folder)), `dist/${folder} exists`);
+  const files = readdirSync(join(dir, 'dist'), { recursive: true, encoding: 'utf8' });
+  assert.deepEqual(files.filter((f) => /\.test\.|(^|\/)test-/.test(f)), []);
+  assert.ok(files.includes('cli/main.js') && files.includes('server/app.js'));
 });
 
 test('the build-only packages cannot be loaded from the built package', () => {

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
-import type { Clock, JobStore } from '../engine/ports.js';
-import { TransitionService } from '../engine/transitions.js';
-import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { createTestStore } from '../tests/helpers/mysql.js';
-import { buildApp, type AppDeps } from './app.js';
+import { createSqliteStore } from '../../adapters/sqlite/index.js';
+import type { Clock, JobStore } from '../../engine/ports.js';
+import { TransitionService } from '../../engine/transitions.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import { createTestStore } from './mysql.js';
+import { buildApp, type AppDeps } from '../../server/app.js';
 
 export interface TestApp {
   app: FastifyInstance;

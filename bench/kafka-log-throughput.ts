@@ -3,14 +3,14 @@
  * messages in batches, then consume them all with one group. Prints msgs/s.
  * Not a test and not the benchmark (that is `bench/`); a sanity number.
  *
- *   node --import tsx adapters/kafka/measure-throughput.ts [count=10000] [batch=1000]
+ *   node --import tsx bench/kafka-log-throughput.ts [count=10000] [batch=1000]
  *
  * Env: KAFKA_BROKERS (default 127.0.0.1:9092). Topics go under a random
  * prefix and are deleted at the end.
  */
-import { TOPICS, type LogMessage } from '../../engine/ports.js';
-import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix } from '../../tests/helpers/kafka.js';
-import { createKafkaLog } from './index.js';
+import { TOPICS, type LogMessage } from '../engine/ports.js';
+import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix } from '../tests/helpers/kafka.js';
+import { createKafkaLog } from '../adapters/kafka/index.js';
 
 const count = Number(process.argv[2] ?? 10_000);
 const batch = Number(process.argv[3] ?? 1000);

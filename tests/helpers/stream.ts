@@ -15,12 +15,12 @@ import { Relay } from '../../engine/relay.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { Waker } from '../../engine/wake.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
-import { buildApp } from '../app.js';
-import { TEST_DEFAULTS, testClock } from '../test-app.js';
-import { decodeStreamCursor } from './cursor.js';
-import type { StreamOptions } from './options.js';
-import { streamPlugin } from './plugin.js';
-import type { StreamEventMessage } from './protocol.js';
+import { buildApp } from '../../server/app.js';
+import { TEST_DEFAULTS, testClock } from './app.js';
+import { decodeStreamCursor } from '../../server/stream/cursor.js';
+import type { StreamOptions } from '../../server/stream/options.js';
+import { streamPlugin } from '../../server/stream/plugin.js';
+import type { StreamEventMessage } from '../../server/stream/protocol.js';
 
 export interface StreamInstance {
   app: FastifyInstance;

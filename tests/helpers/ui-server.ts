@@ -12,8 +12,8 @@ import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import { mathRandom, systemClock, ulidIds } from '../../engine/system.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
-import { buildApp, type AppPlugin } from '../app.js';
-import { createUiPlugin } from './index.js';
+import { buildApp, type AppPlugin } from '../../server/app.js';
+import { createUiPlugin } from '../../server/ui/index.js';
 
 export interface UiServer {
   app: FastifyInstance;

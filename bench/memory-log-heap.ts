@@ -5,15 +5,15 @@
  * round, with what the in-process log still holds. Flat heap = the log lets
  * go of acknowledged messages. Not a test; a measurement.
  *
- *   node --expose-gc --import tsx adapters/memory/measure-heap.ts [rounds=4] [jobs=10000]
+ *   node --expose-gc --import tsx bench/memory-log-heap.ts [rounds=4] [jobs=10000]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compose } from '../../cli/compose.js';
-import { compileConfig, rawFromEnv } from '../../cli/config.js';
-import { TOPICS, type JobSpec } from '../../engine/ports.js';
-import type { MemoryLog } from './index.js';
+import { compose } from '../cli/compose.js';
+import { compileConfig, rawFromEnv } from '../cli/config.js';
+import { TOPICS, type JobSpec } from '../engine/ports.js';
+import type { MemoryLog } from '../adapters/memory/index.js';
 
 const rounds = Number(process.argv[2] ?? 4);
 const jobs = Number(process.argv[3] ?? 10_000);
