@@ -74,6 +74,18 @@ describe('kafka.sh consume', { skip: !up && 'Kafka not reachable' }, () => {
     assert.match(r.stderr, /Processed a total of 1 messages/);
   });
 
+  it('without --group commits no offset for the topic (the console consumer\'s rule: a look leaves no position behind)', async () => {
+    const r = await kafkaSh(['consume', topic, '--from-beginning', '--max-messages', '1', '--timeout-ms', '60000'], 300_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /job-01/);
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith('console-consumer-'));
+    for (const groupId of groups) {
+      const offsets = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const committed = offsets.flatMap((t) => t.partitions).filter((p) => p.offset !== '-1');
+      assert.deepEqual(committed, [], `group ${groupId} committed offsets on ${topic}`);
+    }
+  });
+
   it('without a topic prints its usage and exits 2', async () => {
     const r = await kafkaSh(['consume'], 30_000);
     assert.equal(r.code, 2);

@@ -19,6 +19,7 @@
 #           scripts/kafka/tools-pom.xml) are fetched into .cache/kafka/tools on
 #           first use, apart from the broker's. Brokers: KAFKA_BROKERS, else
 #           127.0.0.1:KAFKA_PORT. Needs Java and Maven, not a broker of its own.
+#           Without --group it commits no offsets (the console consumer's own rule).
 #
 # Environment (all optional):
 #   KAFKA_PORT=9092               PLAINTEXT listener on 127.0.0.1
