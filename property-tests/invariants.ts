@@ -1,7 +1,8 @@
 /**
- * The guarantees of DESIGN.md as checks over a World: the cheap ones after
- * every command (each job's new events, read once, replayed incrementally
- * through the machine), all of them after the run has quiesced.
+ * The guarantees (docs/architecture.md, "Guarantees and the tests that check
+ * them") as checks over a World: the cheap ones after every command (each
+ * job's new events, read once, replayed incrementally through the machine),
+ * all of them after the run has quiesced.
  *
  * A broken invariant throws `InvariantViolation` whose message names the
  * invariant, the job, and the job's history, so a shrunk counterexample

@@ -2,13 +2,24 @@
 # Single-node Apache Kafka (KRaft, combined broker+controller) for dev and CI,
 # without Docker: jars come from Maven Central via scripts/kafka/pom.xml.
 #
-# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|reset
+# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|reset|consume
 #   fetch   resolve the broker jars into .cache/kafka/libs (no-op when present)
 #   start   fetch if needed, format storage once, start in the background and
 #           wait until the broker is ready (exit 0 also if the port is taken)
 #   stop    SIGTERM, wait up to 30 s, then SIGKILL; remove the pid file
 #   status  exit 0 if our broker is running and its port accepts connections
 #   reset   stop, then delete this port's data dir (next start is a fresh cluster)
+#   consume TOPIC [--from-beginning] [--max-messages N] [--timeout-ms MS] [--group G] [...]
+#           Kafka's console consumer (org.apache.kafka.tools.consumer.ConsoleConsumer)
+#           on TOPIC, printing each record on one line as
+#             Partition:P<TAB>Offset:O<TAB>headers<TAB>key<TAB>value
+#           (headers as k:v,k:v; NO_HEADERS when none); Ctrl-C to stop. Further
+#           options go to the consumer as they are (--help lists them). Its jars
+#           (org.apache.kafka:kafka-tools, the broker's version, via
+#           scripts/kafka/tools-pom.xml) are fetched into .cache/kafka/tools on
+#           first use, apart from the broker's. Brokers: KAFKA_BROKERS, else
+#           127.0.0.1:KAFKA_PORT. Needs Java and Maven, not a broker of its own.
+#           Without --group it commits no offsets (the console consumer's own rule).
 #
 # Environment (all optional):
 #   KAFKA_PORT=9092               PLAINTEXT listener on 127.0.0.1
@@ -39,6 +50,9 @@ CONF="$CACHE/server-$PORT.properties"
 LOG4J_CONF="$CACHE/log4j2.properties"
 LOG="$CACHE/kafka-$PORT.log"
 PIDFILE="$CACHE/kafka-$PORT.pid"
+TOOLS="$CACHE/tools"
+TOOLS_STAMP="$TOOLS/.fetched"
+TOOLS_LOG4J_CONF="$CACHE/tools-log4j2.properties"
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -61,6 +75,25 @@ our_pid() {
   fi
 }
 
+# fetch_jars POM DEST JAR: resolve POM's runtime dependencies at $KAFKA_VERSION
+# into DEST (replaced whole, stamped with the version); JAR must be among them.
+fetch_jars() {
+  local pom="$1" dest="$2" jar="$3"
+  local tmp="$dest.tmp.$$"
+  rm -rf "$tmp"
+  local mvn_args=(-B -q -f "$pom" "-Dkafka.version=$KAFKA_VERSION"
+    dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$tmp")
+  [[ -n "${KAFKA_MAVEN_REPO:-}" ]] && mvn_args=("-Dmaven.repo.local=$KAFKA_MAVEN_REPO" "${mvn_args[@]}")
+  if ! mvn "${mvn_args[@]}" >"$CACHE/fetch.log" 2>&1; then
+    sed 's/\x1b\[[0-9;]*m//g' "$CACHE/fetch.log" | tail -n 40 >&2
+    rm -rf "$tmp"; die "maven fetch failed (full output: $CACHE/fetch.log)"
+  fi
+  ls "$tmp/$jar" >/dev/null 2>&1 || { rm -rf "$tmp"; die "$jar missing after fetch"; }
+  echo "$KAFKA_VERSION" >"$tmp/.fetched"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+}
+
 cmd_fetch() {
   if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$KAFKA_VERSION" ]]; then
     return 0
@@ -75,21 +108,53 @@ cmd_fetch() {
     exec 8>&-; return 0
   fi
   log "fetching org.apache.kafka:kafka_2.13:$KAFKA_VERSION + runtime deps into $LIBS"
-  local tmp="$CACHE/libs.tmp.$$"
-  rm -rf "$tmp"
-  local mvn_args=(-B -q -f "$SCRIPT_DIR/pom.xml" "-Dkafka.version=$KAFKA_VERSION"
-    dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$tmp")
-  [[ -n "${KAFKA_MAVEN_REPO:-}" ]] && mvn_args=("-Dmaven.repo.local=$KAFKA_MAVEN_REPO" "${mvn_args[@]}")
-  if ! mvn "${mvn_args[@]}" >"$CACHE/fetch.log" 2>&1; then
-    sed 's/\x1b\[[0-9;]*m//g' "$CACHE/fetch.log" | tail -n 40 >&2
-    rm -rf "$tmp"; die "maven fetch failed (full output: $CACHE/fetch.log)"
-  fi
-  ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "kafka jar missing after fetch"; }
-  echo "$KAFKA_VERSION" >"$tmp/.fetched"
-  rm -rf "$LIBS"
-  mv "$tmp" "$LIBS"
+  fetch_jars "$SCRIPT_DIR/pom.xml" "$LIBS" "kafka_2.13-$KAFKA_VERSION.jar"
   exec 8>&-
   log "fetched $(ls "$LIBS" | wc -l) jars"
+}
+
+# The command-line tools, in their own folder: fetching them never replaces
+# the jars a running broker loads its classes from.
+fetch_tools() {
+  [[ -f "$TOOLS_STAMP" && "$(cat "$TOOLS_STAMP")" == "$KAFKA_VERSION" ]] && return 0
+  need java "install a JDK >= 17"
+  need mvn "install Maven >= 3.6"
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.fetch.lock"
+  command -v flock >/dev/null 2>&1 && flock 8
+  if [[ -f "$TOOLS_STAMP" && "$(cat "$TOOLS_STAMP")" == "$KAFKA_VERSION" ]]; then
+    exec 8>&-; return 0
+  fi
+  log "fetching org.apache.kafka:kafka-tools:$KAFKA_VERSION + runtime deps into $TOOLS"
+  fetch_jars "$SCRIPT_DIR/tools-pom.xml" "$TOOLS" "kafka-tools-$KAFKA_VERSION.jar"
+  exec 8>&-
+  log "fetched $(ls "$TOOLS" | wc -l) jars"
+}
+
+cmd_consume() {
+  local topic="${1:-}"
+  if [[ -z "$topic" || "$topic" == -* ]]; then
+    echo "usage: $0 consume TOPIC [--from-beginning] [--max-messages N] [--timeout-ms MS] [...]" >&2; exit 2
+  fi
+  shift
+  fetch_tools
+  cat >"$TOOLS_LOG4J_CONF" <<'EOF'
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+  # shellcheck disable=SC2086  # KAFKA_JVM_OPTS is intentionally word-split
+  exec java -Xms32m -Xmx256m -Djava.awt.headless=true "-Dlog4j2.configurationFile=$TOOLS_LOG4J_CONF" \
+    ${KAFKA_JVM_OPTS:-} -cp "$TOOLS/*" org.apache.kafka.tools.consumer.ConsoleConsumer \
+    --bootstrap-server "${KAFKA_BROKERS:-127.0.0.1:$PORT}" --topic "$topic" \
+    --property print.partition=true --property print.offset=true \
+    --property print.headers=true --property print.key=true --property print.value=true \
+    "$@"
 }
 
 write_configs() {
@@ -260,6 +325,7 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   reset) cmd_reset ;;
+  consume) shift; cmd_consume "$@" ;;
   __run) java_opts; exec java "${JAVA_OPTS[@]}" kafka.Kafka "$CONF" ;;  # internal: used by start
-  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset|consume TOPIC [options]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 /**
- * `GET /v1/stream`: the WebSocket stream (protocol v1: README.md, "The
- * stream") as an encapsulated fastify plugin for `buildApp({ plugins })`.
+ * `GET /v1/stream`: the WebSocket stream (protocol v1: docs/stream.md) as an
+ * encapsulated fastify plugin for `buildApp({ plugins })`.
  *
  * Each API instance runs one tail reader over `job_events` (tail.ts): woken
  * at once by the commits of its own process (`wake()`, wired to the

@@ -1,5 +1,5 @@
 /**
- * The stream protocol v1 (README.md, "The stream"): parsing what clients send, and
+ * The stream protocol v1 (docs/stream.md): parsing what clients send, and
  * the shape of what the server sends. Parsing never throws: a bad message
  * becomes an `error` message for that client, never a crash.
  */

@@ -11,7 +11,7 @@ interface Example {
   payload: unknown;
 }
 
-/** The built-in demo handlers (DESIGN.md): each shows a different path through the machine. */
+/** The built-in demo handlers (`engine/handlers.ts`; listed in the README): each shows a different path through the machine. */
 const EXAMPLES: readonly Example[] = [
   { label: 'echo', type: 'demo.echo', payload: { hello: 'world' } },
   { label: 'sleep 3 s', type: 'demo.sleep', payload: { ms: 3000 } },
