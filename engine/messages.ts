@@ -1,7 +1,8 @@
 /**
  * The shape of every message the engine publishes. Built when a transition
  * commits (into the outbox), so they are final here; the relay only adds the
- * outbox id header.
+ * outbox id header. The contract for other consumers is docs/asyncapi.yaml
+ * (prose: docs/kafka-messages.md); the tests check every message against it.
  */
 import type { Effects } from '../machines/lifecycle.js';
 import { TOPICS, type JobEventRecord, type JobRecord, type OutboxMessage } from './ports.js';
@@ -55,7 +56,39 @@ export interface DeadLetterMessage {
   deadAt: number;
 }
 
-const headers = (kind: string): Record<string, string> => ({ 'content-type': 'application/json', 'ats-kind': kind });
+/** The header saying what a message is: `dispatch`, `cancel`, `transition` or `dead-letter`. */
+export const KIND_HEADER = 'ats-kind';
+
+/**
+ * The header carrying the message's major schema version. Additive changes (a
+ * new optional field or header) keep it; a field removed, renamed or changed
+ * in type or meaning bumps it.
+ */
+export const SCHEMA_HEADER = 'ats-schema';
+/** The major schema version this code writes, and the highest it reads. */
+export const SCHEMA_VERSION = 1;
+
+const headers = (kind: string): Record<string, string> => ({
+  'content-type': 'application/json', [KIND_HEADER]: kind, [SCHEMA_HEADER]: String(SCHEMA_VERSION),
+});
+
+/**
+ * The major schema version of a message by its headers: the header's leading
+ * integer (`2`, or `2` of `2.1`), or 1 when there is none (a producer older
+ * than the header wrote version 1). NaN for a value that is not a version.
+ */
+export function schemaMajor(headers: Readonly<Record<string, string>>): number {
+  const raw = Object.hasOwn(headers, SCHEMA_HEADER) ? headers[SCHEMA_HEADER] : undefined;
+  if (raw === undefined) return 1;
+  const m = /^\s*(\d{1,9})(?:\.\d+)*\s*$/.exec(raw);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** Can this code read the message? Versions up to {@link SCHEMA_VERSION}; absent counts as 1. */
+export const readableSchema = (headers: Readonly<Record<string, string>>): boolean => {
+  const major = schemaMajor(headers);
+  return major >= 1 && major <= SCHEMA_VERSION;
+};
 
 export function transitionMessage(job: JobRecord, event: JobEventRecord): TransitionMessage {
   const { jobId, seq, type, from, to, at, data } = event;

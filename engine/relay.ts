@@ -8,7 +8,7 @@
  * fence. The reverse order could lose a message, so it is never done.
  */
 import { errorFields } from './logger.js';
-import type { DispatchMessage } from './messages.js';
+import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
@@ -47,12 +47,18 @@ export interface RelayDeps {
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
 }
 
+/**
+ * An outbox row as the message published. The row's headers go as they are,
+ * plus the outbox id; a row written by a version older than the schema header
+ * (its payload is version 1) gets `ats-schema: 1`, so every message published
+ * carries one.
+ */
 export function toLogMessage(row: OutboxRow): LogMessage {
   return {
     topic: row.topic,
     key: row.key,
     value: row.value ?? JSON.stringify(row.payload),
-    headers: { ...row.headers, [OUTBOX_ID_HEADER]: String(row.id) },
+    headers: { [SCHEMA_HEADER]: String(SCHEMA_VERSION), ...row.headers, [OUTBOX_ID_HEADER]: String(row.id) },
   };
 }
 
@@ -78,7 +84,7 @@ export class Relay {
       await log.publish(rows.map(toLogMessage));
       await afterPublish?.(rows);
       // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.
-      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers['ats-kind'] === 'dispatch').map((r) => r.payload as DispatchMessage);
+      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers[KIND_HEADER] === 'dispatch').map((r) => r.payload as DispatchMessage);
     });
     this.published += n;
     return { n, dispatched };

@@ -19,12 +19,20 @@
  *
  * An outcome write that fails (a database blip) is retried with backoff while
  * the attempt's lease holds; once the lease is over the timers own the job.
+ *
+ * A message whose `ats-schema` major version this code does not know (a newer
+ * producer) is not read: it is logged, counted (`unknownSchema`) and committed
+ * past, so it neither crashes the worker nor stalls its partition. The job is
+ * not lost: a dispatch no worker started is dispatched again by the timers
+ * after the published timeout (`findLostDispatches`), and a cancel not applied
+ * here reaches the handler through its next heartbeat. A message without the
+ * header (an older producer) is version 1.
  */
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { errorFields } from './logger.js';
-import type { CancelMessage, DispatchMessage } from './messages.js';
+import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import {
   TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
 } from './ports.js';
@@ -75,6 +83,8 @@ export interface WorkerCounters {
   outcomeRetries: number;
   /** Cancel messages for an attempt this worker does not run (stale, duplicate, or another worker's). */
   cancelsIgnored: number;
+  /** Messages skipped because their `ats-schema` major version is one this code does not know. */
+  unknownSchema: number;
 }
 
 /** The reason an attempt's signal aborts once the attempt is over (one shared, frozen value: no stack built per job). */
@@ -104,7 +114,7 @@ export class Worker {
   private abandon = new AbortController();
   private crashed = false;
   readonly counters: WorkerCounters = {
-    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0,
+    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0,
   };
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
@@ -174,6 +184,13 @@ export class Worker {
   private async handleDispatches(records: readonly LogRecord[]): Promise<void> {
     const messages: DispatchMessage[] = [];
     for (const r of records) {
+      if (!readableSchema(r.headers)) {
+        this.counters.unknownSchema++;
+        this.deps.logger.warn('worker: message of an unknown schema version skipped (the timers dispatch a job again if nothing started it)', {
+          schema: r.headers[SCHEMA_HEADER], kind: r.headers[KIND_HEADER], key: r.key, partition: r.partition, offset: r.offset,
+        });
+        continue;
+      }
       const m = safeParse<unknown>(r.value);
       if (isCancel(r, m)) this.cancel(m);
       else if (isDispatch(m)) messages.push(m);
@@ -364,7 +381,7 @@ function isDispatch(m: unknown): m is DispatchMessage {
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
 function isCancel(r: LogRecord, m: unknown): m is CancelMessage {
   const c = m as CancelMessage | null;
-  return (r.headers['ats-kind'] === 'cancel' || c?.kind === 'cancel') && isDispatch(c);
+  return (r.headers[KIND_HEADER] === 'cancel' || c?.kind === 'cancel') && isDispatch(c);
 }
 
 function safeParse<T>(value: string): T | null {

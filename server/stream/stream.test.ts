@@ -16,6 +16,7 @@ import { eventValues, jobValues } from '../../adapters/sql/rows.js';
 import { insertEvents, insertJobs } from '../../adapters/sql/statements.js';
 import type { EventInput } from '../../engine/transitions.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { asyncApi } from '../../tests/helpers/asyncapi.js';
 import { createTestStore, requireMysql } from '../../tests/helpers/mysql.js';
 import { randomQueue } from '../../tests/helpers/app.js';
 import { encodeStreamCursor } from './cursor.js';
@@ -395,5 +396,11 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     assert.equal(res.json().code, 'ATS_ERR_VALIDATION');
     await pinging.close();
     assert.deepEqual(await fine.waitClosed(), { code: 1001, reason: 'server going away' });
+  });
+
+  // Last: the messages of every client of the tests above.
+  it('every message the server sent in these tests matches docs/asyncapi.yaml', () => {
+    const counts = asyncApi().assertStreamMessages(clients.flatMap((c) => c.messages));
+    for (const kind of ['subscribed', 'event', 'stats', 'error', 'pong']) assert.ok((counts.get(kind) ?? 0) > 0, `no ${kind} message was checked`);
   });
 });

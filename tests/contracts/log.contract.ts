@@ -14,6 +14,8 @@ import { describe, it } from 'node:test';
 import {
   OUTBOX_ID_HEADER, TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Subscription,
 } from '../../engine/ports.js';
+import { asyncApi } from '../helpers/asyncapi.js';
+import { sampleMessages } from '../helpers/sample-messages.js';
 
 /** A fresh log for one test, and how to dispose of it (close it, drop its topics). */
 export interface LogUnderTest {
@@ -44,6 +46,7 @@ export function logContract(
     it('delivers again what a throwing handle got, skipping nothing', testOpts, () => withLog(env, redeliverOnThrow));
     it('gives a new group member what a stopped one did not commit', testOpts, () => withLog(env, stopWithoutCommit));
     it('starts a new group at the beginning or at the end, per fromBeginning', testOpts, () => withLog(env, fromBeginning));
+    it('carries the scheduler\'s messages so that every record read still matches docs/asyncapi.yaml', testOpts, () => withLog(env, schedulerMessages));
   });
 }
 
@@ -312,4 +315,25 @@ async function fromBeginning(ctx: Ctx): Promise<void> {
 
   assert.deepEqual(sorted(early.values()), sorted([...old, ...fresh].map((m) => m.value)));
   assert.deepEqual(sorted(late.values()), sorted(fresh.map((m) => m.value)));
+}
+
+/**
+ * The engine's own messages of every kind (dispatch, cancel, transition, dead
+ * letter), built as the relay publishes them, come out of every topic as
+ * records that match the AsyncAPI document: key, value and headers (the
+ * schema version and the outbox id included) intact.
+ */
+async function schedulerMessages(ctx: Ctx): Promise<void> {
+  const sent = sampleMessages();
+  await ctx.log.ensureTopics();
+  await ctx.log.publish(sent);
+  const rec = new Recorder();
+  for (const topic of Object.values(TOPICS)) await ctx.consume({ topic, groupId: `contract-${topic}`, fromBeginning: true, handle: rec.handle });
+  await waitFor(ctx, `${sent.length} records`, () => rec.handled.length >= sent.length);
+  await settle(ctx);
+
+  const counts = asyncApi().assertRecords(rec.handled);
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition']);
+  const strip = (m: LogMessage) => JSON.stringify([m.topic, m.key, m.value, Object.entries(m.headers).sort()]);
+  assert.deepEqual(rec.handled.map(strip).sort(), sent.map(strip).sort());
 }

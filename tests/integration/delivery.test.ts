@@ -11,6 +11,7 @@ import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js'
 import { toLogMessage } from '../../engine/relay.js';
 import { TOPICS, type JobSpec, type OutboxRow } from '../../engine/ports.js';
 import { verifyJob } from '../../engine/verify.js';
+import { asyncApi } from '../helpers/asyncapi.js';
 import { kafkaBrokers } from '../helpers/kafka.js';
 import { isState, startTestSystem, waitForJob, type TestSystem } from '../helpers/system.js';
 
@@ -108,6 +109,7 @@ describe('Kafka delivery (MariaDB + Kafka)', () => {
       assert.equal(msg.value.type, 'demo.fail');
       assert.match(msg.value.lastError.message, /attempt 3/);
       assert.ok(msg.headers['ats-outbox-id'], 'the outbox id travels in a header');
+      asyncApi().assertRecords(dlq.map((m) => ({ topic: TOPICS.dlq, key: m.key, value: JSON.stringify(m.value), headers: m.headers })));
 
       const redriven = await t.system.transitions.apply(r.job.id, { type: 'REDRIVE' });
       assert.ok(redriven.ok);
@@ -204,6 +206,7 @@ describe('Kafka delivery (MariaDB + Kafka)', () => {
     } finally {
       await consumer.disconnect();
     }
+    asyncApi().assertRecords(carriers);
     const ignoredBefore = t.system.worker!.counters.cancelsIgnored ?? 0;
     await t.system.log.publish(carriers);
     await until(

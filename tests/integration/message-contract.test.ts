@@ -1,0 +1,190 @@
+/**
+ * Every message a running scheduler publishes matches docs/asyncapi.yaml:
+ * jobs go through every path (done; retry then done; delayed; dead → ats.dlq,
+ * redriven, dead again; cancelled while running), then every record of
+ * `ats.dispatch`, `ats.events` and `ats.dlq` is read from the beginning and
+ * checked against the document. Also what the document promises about them:
+ * one transition message per stored event, in seq order per job; a dispatch
+ * for every attempt started; a cancel for the running attempt; a dead letter
+ * each time the job died.
+ *
+ * Twice: on the embedded backends (SQLite, the in-process log, read through
+ * the EventLog port) and on MariaDB + Kafka (fresh topics under a unique
+ * prefix, read with a plain kafkajs consumer, as another service would).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Kafka, logLevel } from 'kafkajs';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig } from '../../cli/config.js';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import { OUTBOX_ID_HEADER, TOPICS, type JobSpec, type LogRecord, type Subscription } from '../../engine/ports.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import { asyncApi, type KafkaRecord } from '../helpers/asyncapi.js';
+import { kafkaBrokers } from '../helpers/kafka.js';
+import { FAST, isState, startTestSystem, waitForJob, type TestSystem } from '../helpers/system.js';
+
+const spec = (type: string, payload: unknown, extra: Partial<JobSpec> = {}): JobSpec => ({
+  type, payload, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...extra,
+});
+const fixed = (delayMs: number) => ({ kind: 'fixed', delayMs }) as const;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The demo handlers plus `test.block`: runs until aborted, and records why. */
+function registry(aborted: Map<string, string>): HandlerRegistry {
+  return registerDemoHandlers(new HandlerRegistry()).register('test.block', (_p, ctx) => new Promise((_, reject) => {
+    ctx.signal.addEventListener('abort', () => {
+      aborted.set(ctx.jobId, String((ctx.signal.reason as { kind?: string })?.kind));
+      reject(ctx.signal.reason);
+    });
+  }));
+}
+
+interface Paths {
+  done: string;
+  retried: string;
+  delayed: string;
+  dead: string;
+  cancelled: string;
+}
+
+/** Submits one job per path and waits until each ended as expected and the outbox is empty. */
+async function runAllPaths(system: System, aborted: Map<string, string>): Promise<Paths> {
+  const { store, transitions } = system;
+  const submit = async (s: JobSpec) => {
+    const r = await transitions.submit(s);
+    assert.ok(r.ok);
+    return r.job.id;
+  };
+  const ids: Paths = {
+    done: await submit(spec('demo.echo', { hello: 'world' })),
+    retried: await submit(spec('demo.fail', { failTimes: 1 }, { backoff: fixed(50) })),
+    delayed: await submit(spec('demo.echo', { delayed: true }, { runAt: Date.now() + 300 })),
+    dead: await submit(spec('demo.fail', { always: true }, { maxAttempts: 2, backoff: fixed(50) })),
+    cancelled: await submit(spec('test.block', {}, { queue: 'other', priority: 5 })),
+  };
+  await waitForJob(store, ids.cancelled, isState('running'));
+  assert.ok((await transitions.apply(ids.cancelled, { type: 'CANCEL', reason: 'no longer needed' })).ok);
+  await waitForJob(store, ids.done, isState('done'));
+  await waitForJob(store, ids.retried, (j) => j.snapshot.value === 'done' && j.snapshot.context.attempt === 2);
+  await waitForJob(store, ids.delayed, isState('done'));
+  await waitForJob(store, ids.dead, isState('dead'));
+  assert.ok((await transitions.apply(ids.dead, { type: 'REDRIVE' })).ok);
+  await waitForJob(store, ids.dead, (j) => j.snapshot.value === 'dead' && j.snapshot.context.attempt === 4);
+  const deadline = Date.now() + 15_000;
+  while (!aborted.has(ids.cancelled) && Date.now() < deadline) await sleep(20);
+  assert.equal(aborted.get(ids.cancelled), 'cancelled', 'the cancel message aborted the running handler');
+  while ((await store.countUnpublished()) > 0 && Date.now() < deadline) await sleep(20);
+  assert.equal(await store.countUnpublished(), 0, 'the outbox emptied');
+  return ids;
+}
+
+/**
+ * Waits until `records()` holds every message the jobs' histories call for,
+ * then checks them all against the document and against one another.
+ */
+async function checkEveryRecord(system: System, ids: Paths, records: () => KafkaRecord[], prefix: string): Promise<void> {
+  const jobs = Object.values(ids);
+  const history = new Map(await Promise.all(jobs.map(async (id) => [id, await system.store.getEvents(id)] as const)));
+  const expectedTransitions = [...history.values()].reduce((n, evs) => n + evs.length, 0);
+  const unique = () => {
+    const seen = new Map<string, KafkaRecord>();
+    for (const r of records()) seen.set(`${r.topic}#${r.headers[OUTBOX_ID_HEADER]}`, r);
+    return [...seen.values()];
+  };
+  const transitionsOf = (rs: KafkaRecord[]) => rs.filter((r) => r.topic === `${prefix}${TOPICS.events}`);
+  const deadline = Date.now() + 30_000;
+  while (transitionsOf(unique()).length < expectedTransitions && Date.now() < deadline) await sleep(50);
+  await sleep(300); // anything more (a stray) would arrive now
+
+  const all = records();
+  const counts = asyncApi().assertRecords(all, prefix);
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition'], 'every kind of message was produced and checked');
+  const payloads = (topic: string) => unique().filter((r) => r.topic === `${prefix}${topic}`).map((r) => JSON.parse(r.value));
+
+  // ats.events: exactly the stored history of each job, each event once (after dedupe by outbox id), in seq order.
+  const transitions = payloads(TOPICS.events);
+  for (const id of jobs) {
+    const stored = history.get(id)!.map((e) => [e.seq, e.type, e.from, e.to]);
+    const published = transitions.filter((t) => t.jobId === id).map((t) => [t.seq, t.type, t.from, t.to]);
+    assert.deepEqual(published, stored, `transitions of ${id}: one per stored event, in order`);
+  }
+  // ats.dispatch: a dispatch for every attempt started; the cancel of the running attempt.
+  const onDispatch = payloads(TOPICS.dispatch);
+  for (const id of jobs) {
+    for (const e of history.get(id)!.filter((ev) => ev.type === 'STARTED')) {
+      const attempt = (e.data as { attempt: number }).attempt;
+      assert.ok(onDispatch.some((d) => d.jobId === id && d.attempt === attempt && d.kind === undefined), `a dispatch of ${id} attempt ${attempt}`);
+    }
+  }
+  assert.deepEqual(onDispatch.filter((d) => d.kind === 'cancel'), [{ kind: 'cancel', jobId: ids.cancelled, attempt: 1, reason: 'no longer needed' }]);
+  // ats.dlq: one dead letter per death (before and after the redrive).
+  const dlq = payloads(TOPICS.dlq);
+  assert.deepEqual(dlq.map((d) => [d.jobId, d.attempts, d.lastError.attempt]), [[ids.dead, 2, 2], [ids.dead, 2, 4]]);
+  // Keys: the job id, so one job's messages share a partition (checked per record by the document's key rule).
+  assert.ok(all.every((r) => r.key === JSON.parse(r.value).jobId));
+}
+
+describe('every published message matches docs/asyncapi.yaml: embedded (SQLite + in-process log)', () => {
+  const aborted = new Map<string, string>();
+  let dir: string;
+  let system: System;
+  const records: LogRecord[] = [];
+  const subs: Subscription[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ats-contract-'));
+    const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
+    system = await compose(config, { registry: registry(aborted), logger: silentLogger });
+    for (const topic of Object.values(TOPICS)) {
+      subs.push(await system.log.consume({
+        topic, groupId: 'contract-reader', fromBeginning: true, handle: async (rs) => void records.push(...rs),
+      }));
+    }
+    await system.start();
+  });
+  after(async () => {
+    await Promise.all(subs.map((s) => s.stop()));
+    await system?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running', { timeout: 120_000 }, async () => {
+    const ids = await runAllPaths(system, aborted);
+    await checkEveryRecord(system, ids, () => records, '');
+  });
+});
+
+describe('every published message matches docs/asyncapi.yaml: MariaDB + Kafka', () => {
+  const aborted = new Map<string, string>();
+  let t: TestSystem;
+  before(async () => {
+    t = await startTestSystem({ registry: registry(aborted) });
+  });
+  after(async () => t?.stop());
+
+  it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running; read from the beginning of fresh topics', { timeout: 180_000 }, async () => {
+    const ids = await runAllPaths(t.system, aborted);
+    const kafka = new Kafka({ clientId: 'contract-reader', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
+    const consumer = kafka.consumer({ groupId: `${t.prefix}contract-reader`, sessionTimeout: 6000, heartbeatInterval: 500 });
+    const records: KafkaRecord[] = [];
+    await consumer.connect();
+    try {
+      const topics = Object.values(TOPICS).map((topic) => `${t.prefix}${topic}`);
+      await consumer.subscribe({ topics, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ topic, message }) => {
+          const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+          records.push({ topic, key: String(message.key), value: String(message.value), headers });
+        },
+      });
+      await checkEveryRecord(t.system, ids, () => records, t.prefix);
+    } finally {
+      await consumer.disconnect();
+    }
+  });
+});
