@@ -36,6 +36,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'health', description: 'Liveness and readiness' },
       ],
     },
+    // A shared schema (app.addSchema) is a component named by its `$id` (the default is def-N).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transformObject: (d) => markOptionalBodies('openapiObject' in d ? d.openapiObject : d.swaggerObject),
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -9,14 +9,14 @@ import type { EventInput } from '../../engine/transitions.js';
 import { allowedActions } from '../../machines/lifecycle.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
-import { CancelBody, described, errorResponses, JobParams, JobView, type JobView as JobViewT } from '../schemas.js';
+import { CancelBody, described, errorResponses, JobParams, JobView, ref, type JobView as JobViewT } from '../schemas.js';
 
 const actionSchema = (operationId: string, summary: string) => ({
   operationId,
   summary,
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(JobView, 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
+  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
 });
 
 // x-body-optional: openapi.ts marks the request body as not required.

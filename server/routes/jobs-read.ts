@@ -8,14 +8,14 @@ import type { JobFilter } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
 import { toEventView, toJobView } from '../job-views.js';
-import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery } from '../schemas.js';
+import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(JobDetail, 'The job with its events'), ...errorResponses(400, 404) },
+  response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
 };
 
 const listSchema = {
@@ -23,7 +23,7 @@ const listSchema = {
   summary: 'Jobs, newest first',
   tags: ['jobs'],
   querystring: ListQuery,
-  response: { 200: described(JobPage, 'One page of jobs'), ...errorResponses(400) },
+  response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
 };
 
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
