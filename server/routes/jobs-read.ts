@@ -13,6 +13,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
+  description: 'The job, its event history (oldest first) and `allowed`: the user events its machine accepts now.',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
@@ -21,6 +22,7 @@ const getSchema = {
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue. Pass the answer\'s `nextCursor` as `cursor` for the next page.',
   tags: ['jobs'],
   querystring: ListQuery,
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
