@@ -10,6 +10,7 @@ import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
+import { SHARED_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
@@ -38,7 +39,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Our own gate below answers {code, message}; fastify's writes a body of its own.
     return503OnClosing: false,
   });
-  app.setValidatorCompiler(createValidatorCompiler());
+  // The named schemas (components of the OpenAPI document) that route schemas `$ref`:
+  // fastify's serializer finds them through addSchema, our validators through their Ajv.
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+  app.setValidatorCompiler(createValidatorCompiler(SHARED_SCHEMAS));
   installErrorHandlers(app, logger);
   // A client quoting this id (and our log lines carrying it) points at one request.
   app.addHook('onRequest', async (request, reply) => {

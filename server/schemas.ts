@@ -2,10 +2,18 @@
  * TypeBox schemas of the REST API (v1). They validate requests (see
  * `validation.ts`), shape responses (fast-json-stringify drops what a response
  * schema does not list, so every field shown must be here) and feed OpenAPI.
+ *
+ * The schemas a client names (the job, its events, an error, the submit
+ * body...) carry an `$id`: `app.ts` registers `SHARED_SCHEMAS` with
+ * `app.addSchema` (and with the request validators), routes point at them with
+ * `ref(...)`, and the OpenAPI document lists them under `components.schemas`
+ * by that name instead of inlining them in every operation. A `$ref` in the
+ * document cannot carry a description of its own, so each named schema has a
+ * description that also reads well as the description of a field using it.
  */
 import { STATUS_CODES } from 'node:http';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { JOB_STATES, USER_EVENT_TYPES, type JobEventType, type JobState } from '../machines/job.machine.js';
+import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
 
 /** Job types and queue names: short, URL- and log-safe. */
@@ -26,48 +34,72 @@ export const DEFAULT_PAGE = 50;
 const Name = (description: string) => Type.String({ minLength: 1, maxLength: 200, pattern: NAME_PATTERN, description });
 const Ms = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
 const IsoTime = (description: string) => Type.String({ format: 'date-time', description });
+const Nullable = <T extends TSchema>(schema: T, description: string) => Type.Union([schema, Type.Null()], { description });
+
+/** A `$ref` to a named schema (one with an `$id`), typed as that schema. */
+export const ref = <T extends TSchema>(schema: T) => {
+  if (!schema.$id) throw new Error('ref(): the schema has no $id');
+  return Type.Unsafe<Static<T>>(Type.Ref(schema.$id));
+};
 
 export const JobId = Type.String({ pattern: ULID_PATTERN, description: 'Job id (ULID)', minLength: 26, maxLength: 26 });
 /** A string enum (TypeBox unions of literals become `anyOf`, whose errors say less). */
-const StringEnum = <T extends string>(values: readonly T[], description?: string) =>
-  Type.Unsafe<T>({ type: 'string', enum: [...values], ...(description ? { description } : {}) });
+const StringEnum = <T extends string>(values: readonly T[], description: string, $id?: string) =>
+  Type.Unsafe<T>({ ...($id ? { $id } : {}), type: 'string', enum: [...values], description });
 
-export const JobStateSchema = StringEnum<JobState>(JOB_STATES);
-export const UserEventSchema = StringEnum<JobEventType>(USER_EVENT_TYPES);
+const STATE_LIST = JOB_STATES.map((s) => `\`${s}\`: ${jobMachine.config.states?.[s]?.description ?? ''}`).join(' ');
+/** The job's state (named, for responses; a query parameter uses `JobStateParam`, which can carry its own description). */
+export const JobStateSchema = StringEnum<JobState>(JOB_STATES, `A state of the job machine. ${STATE_LIST}`, 'JobState');
+const JobStateParam = StringEnum<JobState>(JOB_STATES, 'Only jobs in this state');
+export const UserEventSchema = StringEnum<JobEventType>(USER_EVENT_TYPES, 'A user event: CANCEL (POST /v1/jobs/{id}/cancel) or REDRIVE (POST /v1/jobs/{id}/redrive)');
+const ErrorCode = (description: string) => StringEnum(Object.keys(ERRORS), description);
 
 // ---------------------------------------------------------------- backoff
 
 const ExponentialIn = Type.Object(
   {
-    kind: Type.Literal('exponential'),
-    baseMs: Ms(1, DAY_MS, 'Delay before the first retry'),
-    maxMs: Ms(1, 7 * DAY_MS, 'Upper bound of any delay (≥ baseMs)'),
-    jitter: Type.Optional(StringEnum(['full', 'equal', 'none'] as const, 'Default full')),
+    kind: Type.Literal('exponential', { description: 'Exponential backoff: the delay doubles with each attempt' }),
+    baseMs: Ms(1, DAY_MS, 'Delay before the first retry, in ms'),
+    maxMs: Ms(1, 7 * DAY_MS, 'Upper bound of any delay, in ms (≥ baseMs)'),
+    jitter: Type.Optional(StringEnum(['full', 'equal', 'none'] as const, 'Randomisation of each delay: full (0 to the delay), equal (half fixed, half random) or none; default full')),
   },
-  { additionalProperties: false },
+  { $id: 'ExponentialBackoff', additionalProperties: false, description: 'Retry after baseMs, then twice as long each time, up to maxMs' },
 );
 const FixedIn = Type.Object(
-  { kind: Type.Literal('fixed'), delayMs: Ms(0, 7 * DAY_MS, 'Delay before every retry') },
-  { additionalProperties: false },
+  {
+    kind: Type.Literal('fixed', { description: 'Fixed backoff: the same delay before every retry' }),
+    delayMs: Ms(0, 7 * DAY_MS, 'Delay before every retry, in ms'),
+  },
+  { $id: 'FixedBackoff', additionalProperties: false, description: 'Retry after the same delay each time' },
 );
 export type BackoffInput = Static<typeof ExponentialIn> | Static<typeof FixedIn>;
 
 /**
  * `oneOf` + `discriminator` (not TypeBox's `anyOf`) so a bad backoff gets the
  * error of the branch its `kind` names instead of "must match a schema in anyOf".
+ * The branches are `$ref`s: OpenAPI's discriminator selects named schemas only.
  */
 export const BackoffIn = Type.Unsafe<BackoffInput>({
+  $id: 'Backoff',
   type: 'object',
   required: ['kind'],
-  discriminator: { propertyName: 'kind' },
-  oneOf: [ExponentialIn, FixedIn],
-  description: 'Retry backoff; defaults to the server\'s policy',
+  discriminator: { propertyName: 'kind' }, // openapi.ts adds the mapping, which Ajv refuses
+  oneOf: [ref(ExponentialIn), ref(FixedIn)],
+  description: 'Retry backoff, chosen by `kind`; defaults to the server\'s policy',
 });
 
 const BackoffOut = Type.Union([
-  Type.Object({ kind: Type.Literal('exponential'), baseMs: Type.Integer(), maxMs: Type.Integer(), jitter: Type.String() }),
-  Type.Object({ kind: Type.Literal('fixed'), delayMs: Type.Integer() }),
-]);
+  Type.Object({
+    kind: Type.Literal('exponential', { description: 'Exponential backoff' }),
+    baseMs: Type.Integer({ description: 'Delay before the first retry, in ms' }),
+    maxMs: Type.Integer({ description: 'Upper bound of any delay, in ms' }),
+    jitter: Type.String({ description: 'full, equal or none' }),
+  }),
+  Type.Object({
+    kind: Type.Literal('fixed', { description: 'Fixed backoff' }),
+    delayMs: Type.Integer({ description: 'Delay before every retry, in ms' }),
+  }),
+], { $id: 'BackoffPolicy', description: 'The retry backoff the job runs with: the one submitted, or the server\'s default' });
 
 // ---------------------------------------------------------------- requests
 
@@ -78,16 +110,20 @@ export const SubmitBody = Type.Object(
     queue: Type.Optional(Name('Queue; defaults to the server\'s default queue')),
     runAt: Type.Optional(
       Type.Union([
-        Type.String({ format: 'date-time', maxLength: 64 }),
-        Type.Integer({ minimum: 0, maximum: MAX_EPOCH_MS }),
+        Type.String({ format: 'date-time', maxLength: 64, description: 'An ISO 8601 date-time' }),
+        Type.Integer({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'Epoch milliseconds' }),
       ], { description: 'When the job is due: ISO 8601 date-time or epoch ms; default now' }),
     ),
-    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS })),
-    backoff: Type.Optional(BackoffIn),
-    timeoutMs: Type.Optional(Ms(1, DAY_MS, 'Per-attempt timeout')),
-    priority: Type.Optional(Type.Integer({ minimum: -MAX_PRIORITY, maximum: MAX_PRIORITY })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, description: 'Attempts before the job is dead; defaults to the server\'s' })),
+    backoff: Type.Optional(ref(BackoffIn)),
+    timeoutMs: Type.Optional(Ms(1, DAY_MS, 'Per-attempt timeout, in ms; defaults to the server\'s')),
+    priority: Type.Optional(Type.Integer({
+      minimum: -MAX_PRIORITY,
+      maximum: MAX_PRIORITY,
+      description: 'Among jobs due at the same time, a higher priority is dispatched first; default 0',
+    })),
   },
-  { additionalProperties: false },
+  { $id: 'SubmitRequest', additionalProperties: false, description: 'A job to run: its handler type, payload and retry policy' },
 );
 export type SubmitBody = Static<typeof SubmitBody>;
 
@@ -95,7 +131,9 @@ const IdempotencyKey = (description: string) =>
   Type.String({ minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN, description });
 
 export const SubmitHeaders = Type.Object({
-  'idempotency-key': Type.Optional(IdempotencyKey('Makes the submit repeatable')),
+  'idempotency-key': Type.Optional(IdempotencyKey(
+    'Makes the submit repeatable: the same key and body again answer 200 with the job the first call created; the same key with another body is a 409',
+  )),
 });
 
 /** Most items one `POST /v1/jobs/batch` takes (one store transaction). */
@@ -103,20 +141,21 @@ export const MAX_BATCH = 1000;
 
 /**
  * One item of a batch: the body of `POST /v1/jobs`, plus the `Idempotency-Key`
- * header as a field (named like the job's own `idempotencyKey`).
+ * header as a field (named like the job's own `idempotencyKey`). Inline in the
+ * document (no `$id`): the batch body shows each item's fields where it is used.
  */
 export const BatchItem = Type.Object(
   {
     ...SubmitBody.properties,
     idempotencyKey: Type.Optional(IdempotencyKey('What the Idempotency-Key header is to POST /v1/jobs, for this item')),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'The body of POST /v1/jobs, with its Idempotency-Key as a field' },
 );
 export type BatchItem = Static<typeof BatchItem>;
 
 const batchOf = <T extends TSchema>(item: T) => Type.Object(
   { jobs: Type.Array(item, { minItems: 1, maxItems: MAX_BATCH, description: `1 to ${MAX_BATCH} jobs, each answered on its own` }) },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Jobs to submit in one transaction' },
 );
 
 /** The batch as OpenAPI shows it. */
@@ -132,18 +171,20 @@ export const BatchEnvelope = batchOf(Type.Unknown());
 export const JobParams = Type.Object({ id: JobId }, { additionalProperties: false });
 export type JobParams = Static<typeof JobParams>;
 
-/** Optional body: `validation.ts` lets an absent body through because the schema is `Optional`. */
-export const CancelBody = Type.Optional(
-  Type.Object({ reason: Type.Optional(Type.String({ maxLength: 1000 })) }, { additionalProperties: false }),
+const CancelRequest = Type.Object(
+  { reason: Type.Optional(Type.String({ maxLength: 1000, description: 'Why; shown as the job\'s cancelReason' })) },
+  { $id: 'CancelRequest', additionalProperties: false, description: 'Why the job is cancelled (the body is optional)' },
 );
+/** Optional body: `validation.ts` lets an absent body through because the schema is `Optional`. */
+export const CancelBody = Type.Optional(ref(CancelRequest));
 export type CancelBody = Static<typeof CancelBody>;
 
 export const ListQuery = Type.Object(
   {
-    state: Type.Optional(JobStateSchema),
+    state: Type.Optional(JobStateParam),
     type: Type.Optional(Name('Only jobs of this type')),
     queue: Type.Optional(Name('Only jobs of this queue')),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: 'Most jobs on one page' })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'nextCursor of the previous page' })),
   },
   { additionalProperties: false },
@@ -153,81 +194,96 @@ export type ListQuery = Static<typeof ListQuery>;
 // ---------------------------------------------------------------- responses
 
 export const ErrorBody = Type.Object({
-  code: StringEnum(Object.keys(ERRORS)),
-  message: Type.String(),
-});
+  code: ErrorCode('Stable error code (ATS_ERR_*); what a client branches on'),
+  message: Type.String({ description: 'What went wrong, for a person; may change between versions' }),
+}, { $id: 'Error', description: 'Every error the API answers: a stable code and a message' });
 
-const LastError = Type.Union([
-  Type.Object({
-    message: Type.String(),
-    name: Type.Optional(Type.String()),
-    retryable: Type.Boolean(),
-    attempt: Type.Integer(),
-  }),
-  Type.Null(),
-]);
+const JobError = Type.Object({
+  message: Type.String({ description: 'The error\'s message' }),
+  name: Type.Optional(Type.String({ description: 'The error\'s class name, e.g. LeaseExpired' })),
+  retryable: Type.Boolean({ description: 'false: the handler said another attempt cannot succeed' }),
+  attempt: Type.Integer({ description: 'The attempt that failed' }),
+}, { $id: 'JobError', description: 'How an attempt of the job failed' });
 
 export const JobView = Type.Object({
   id: JobId,
-  type: Type.String(),
-  queue: Type.String(),
-  state: JobStateSchema,
+  type: Type.String({ description: 'Handler type' }),
+  queue: Type.String({ description: 'Queue' }),
+  state: ref(JobStateSchema),
   attempt: Type.Integer({ description: 'The last attempt started (0 before the first)' }),
-  maxAttempts: Type.Integer(),
-  payload: Type.Unknown(),
-  result: Type.Unknown(),
-  lastError: LastError,
-  cancelReason: Type.Union([Type.String(), Type.Null()]),
+  maxAttempts: Type.Integer({ description: 'Attempts this run may make' }),
+  payload: Type.Unknown({ description: 'The payload as submitted' }),
+  result: Type.Unknown({ description: 'What the handler returned (null until the job is done)' }),
+  lastError: Nullable(ref(JobError), 'The last failure; null if no attempt failed'),
+  cancelReason: Nullable(Type.String(), 'The reason given when the job was cancelled, else null'),
   runAt: IsoTime('When the job is (or was) next due'),
-  priority: Type.Integer(),
-  timeoutMs: Type.Integer(),
-  backoff: BackoffOut,
-  idempotencyKey: Type.Union([Type.String(), Type.Null()]),
+  priority: Type.Integer({ description: 'Among jobs due at the same time, a higher priority is dispatched first' }),
+  timeoutMs: Type.Integer({ description: 'Per-attempt timeout, in ms' }),
+  backoff: ref(BackoffOut),
+  idempotencyKey: Nullable(Type.String(), 'The Idempotency-Key the job was submitted with, else null'),
   version: Type.Integer({ description: 'The last event\'s seq' }),
   createdAt: IsoTime('Submit time'),
   updatedAt: IsoTime('Last transition'),
   allowed: Type.Array(UserEventSchema, { description: 'User events the machine accepts now' }),
-});
+}, { $id: 'Job', description: 'A job: what was submitted, where it is in the job machine and what it may do next' });
 export type JobView = Static<typeof JobView>;
 
 export const EventView = Type.Object({
-  seq: Type.Integer(),
-  type: Type.String(),
-  from: Type.Union([JobStateSchema, Type.Null()]),
-  to: JobStateSchema,
+  seq: Type.Integer({ description: 'Position in the job\'s history, from 1' }),
+  type: Type.String({ description: 'The event, e.g. SUBMITTED, STARTED, FAILED, CANCEL' }),
+  from: Nullable(ref(JobStateSchema), 'The state before (null for the submit)'),
+  to: ref(JobStateSchema),
   at: IsoTime('When the transition happened'),
-  data: Type.Unknown(),
-});
+  data: Type.Unknown({ description: 'What the event carried (attempt, error, reason...)' }),
+}, { $id: 'JobEvent', description: 'One transition of the job machine, from the job\'s event log' });
 export type EventView = Static<typeof EventView>;
 
-export const JobDetail = Type.Composite([JobView, Type.Object({ events: Type.Array(EventView) })]);
-export type JobDetail = Static<typeof JobDetail>;
+export const JobDetail = Type.Intersect([
+  ref(JobView),
+  Type.Object({ events: Type.Array(ref(EventView), { description: 'The job\'s history, oldest first' }) }),
+], { $id: 'JobDetail', description: 'A job with its history' });
+export type JobDetail = JobView & { events: EventView[] };
 
 export const JobPage = Type.Object({
-  jobs: Type.Array(JobView),
-  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next page; null at the end' }),
-});
+  jobs: Type.Array(ref(JobView), { description: 'Jobs, newest first' }),
+  nextCursor: Nullable(Type.String(), 'Pass as cursor for the next page; null at the end'),
+}, { $id: 'JobPage', description: 'One page of jobs' });
 
-const Counts = Type.Record(Type.String(), Type.Integer());
+const Counts = Type.Record(Type.String(), Type.Integer(), { description: 'Job count per state' });
 export const StatsView = Type.Object({
-  total: Type.Integer(),
-  byState: Type.Object(Object.fromEntries(JOB_STATES.map((s) => [s, Type.Integer()]))),
-  byType: Type.Record(Type.String(), Counts),
-  byQueue: Type.Record(Type.String(), Counts),
-});
+  total: Type.Integer({ description: 'Jobs in the store' }),
+  byState: Type.Object(
+    Object.fromEntries(JOB_STATES.map((s) => [s, Type.Integer({ description: `Jobs in state ${s}` })])),
+    { description: 'Job count per state' },
+  ),
+  byType: Type.Record(Type.String(), Counts, { description: 'Per job type, its count per state' }),
+  byQueue: Type.Record(Type.String(), Counts, { description: 'Per queue, its count per state' }),
+}, { $id: 'Stats', description: 'Job counts' });
 
 export const MachineView = Type.Object({
-  id: Type.String(),
-  initial: JobStateSchema,
-  states: Type.Array(Type.Object({ id: JobStateSchema, terminal: Type.Boolean(), description: Type.Optional(Type.String()) })),
-  edges: Type.Array(Type.Object({ from: JobStateSchema, to: JobStateSchema, event: Type.String(), guard: Type.Optional(Type.String()) })),
-});
+  id: Type.String({ description: 'The machine\'s id' }),
+  initial: ref(JobStateSchema),
+  states: Type.Array(Type.Object({
+    id: ref(JobStateSchema),
+    terminal: Type.Boolean({ description: 'No event of a worker or timer leaves it (a user may still redrive)' }),
+    description: Type.Optional(Type.String({ description: 'What the state means' })),
+  }, { description: 'A state' }), { description: 'Every state' }),
+  edges: Type.Array(Type.Object({
+    from: ref(JobStateSchema),
+    to: ref(JobStateSchema),
+    event: Type.String({ description: 'The event taking this edge' }),
+    guard: Type.Optional(Type.String({ description: 'The condition under which it is taken' })),
+  }, { description: 'A transition' }), { description: 'Every transition' }),
+}, { $id: 'Machine', description: 'The job machine: its states and transitions' });
 
-export const HealthView = Type.Object({ status: Type.Literal('ok') });
+export const HealthView = Type.Object(
+  { status: Type.Literal('ok', { description: 'Always ok' }) },
+  { $id: 'Health', description: 'The process answers' },
+);
 export const ReadyView = Type.Object({
-  database: Type.Literal('ok'),
-  log: Type.Union([Type.Literal('ok'), Type.Literal('absent')], { description: 'absent: this process has no log check' }),
-});
+  database: Type.Literal('ok', { description: 'The database answered' }),
+  log: Type.Union([Type.Literal('ok'), Type.Literal('absent')], { description: 'The log (Kafka) answered; absent: this process has no log check' }),
+}, { $id: 'Readiness', description: 'The process and its dependencies answer' });
 
 /**
  * One answer per batch item, in order: `status` is what `POST /v1/jobs` would
@@ -237,17 +293,29 @@ export const ReadyView = Type.Object({
  */
 export const BatchResult = Type.Object({
   status: Type.Integer({ description: '201, 200, or the item\'s 4xx' }),
-  id: Type.Optional(JobId),
-  state: Type.Optional(JobStateSchema),
-  code: Type.Optional(StringEnum(Object.keys(ERRORS))),
-  message: Type.Optional(Type.String()),
-});
+  id: Type.Optional(Type.String({ ...JobId, description: 'The job (201 and 200)' })),
+  state: Type.Optional(ref(JobStateSchema)),
+  code: Type.Optional(ErrorCode('The item\'s error code (4xx)')),
+  message: Type.Optional(Type.String({ description: 'The item\'s error message (4xx)' })),
+}, { $id: 'BatchResult', description: 'What POST /v1/jobs would have answered for one item: {status, id, state} or {status, code, message}' });
 export type BatchResult = Static<typeof BatchResult>;
-export const BatchResponse = Type.Object({ results: Type.Array(BatchResult) });
+export const BatchResponse = Type.Object(
+  { results: Type.Array(ref(BatchResult), { description: 'results[i] answers jobs[i]' }) },
+  { $id: 'BatchResponse', description: 'One result per item, in order' },
+);
+
+/**
+ * Every named schema, for `app.addSchema` and the request validators (a
+ * schema's `$ref`s resolve through this list).
+ */
+export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
+  JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
+  JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
+]);
 
 /** A response schema with the description OpenAPI shows for it. */
 export const described = <T extends object>(schema: T, description: string): T => ({ ...schema, description });
 
 /** `{code, message}` for the error statuses a route can answer (and 500). */
 export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries([...statuses, 500].map((s) => [s, described(ErrorBody, `${STATUS_CODES[s]}: {code, message}`)]));
+  Object.fromEntries([...statuses, 500].map((s) => [s, described(ref(ErrorBody), `${STATUS_CODES[s]}: {code, message}`)]));

@@ -23,16 +23,17 @@ const common: Options = {
   strictRequired: false, // the discriminator needs `required: ['kind']` beside `oneOf`, whose branches define it
 };
 
-function makeAjv(options: Options): Ajv {
-  const ajv = new Ajv({ ...common, ...options });
+/** `shared`: the schemas with an `$id` that a schema may `$ref` (what the app gives `addSchema`). */
+function makeAjv(options: Options, shared: readonly object[]): Ajv {
+  const ajv = new Ajv({ ...common, ...options, schemas: [...shared] });
   formats.default(ajv);
   return ajv;
 }
 
 /** A validator compiler per httpPart; pass to `app.setValidatorCompiler`. */
-export function createValidatorCompiler(): FastifySchemaCompiler<FastifySchema> {
-  const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false });
-  const textAjv = makeAjv({ coerceTypes: true, useDefaults: true });
+export function createValidatorCompiler(shared: readonly object[] = []): FastifySchemaCompiler<FastifySchema> {
+  const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false }, shared);
+  const textAjv = makeAjv({ coerceTypes: true, useDefaults: true }, shared);
   return ({ schema, httpPart }) => {
     if (httpPart !== 'body') return textAjv.compile(schema as object);
     const validate = bodyAjv.compile(schema as object);
@@ -45,8 +46,8 @@ export function createValidatorCompiler(): FastifySchemaCompiler<FastifySchema> 
  * compile step: the batch route validates its envelope through fastify and
  * each item with this.
  */
-export function compileBodySchema(schema: object): ValidateFunction {
-  return makeAjv({ coerceTypes: false, useDefaults: false }).compile(schema);
+export function compileBodySchema(schema: object, shared: readonly object[] = []): ValidateFunction {
+  return makeAjv({ coerceTypes: false, useDefaults: false }, shared).compile(schema);
 }
 
 const isOptional = (schema: unknown): boolean =>

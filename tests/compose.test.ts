@@ -5,7 +5,9 @@
  * from .env.example the way compose fills them from .env), the Dockerfile with
  * a small instruction reader, and tests/jobs.http with a request-line reader.
  * What they must agree with is read from the code: the settings of
- * cli/config.ts and the REST contract (v1) of DESIGN.md.
+ * cli/config.ts and the REST contract (v1) that README.md and
+ * docs/architecture.md describe (the routes of server/routes/).
+ * tests/jobs-http.test.ts runs jobs.http against a real server.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +32,7 @@ const PASS_THROUGH: Record<string, string> = {
   TZ: 'time zone of log timestamps; the scheduler itself works in epoch ms',
 };
 
-/** The REST contract (v1), as in DESIGN.md: method and path pattern. */
+/** The REST contract (v1), as README.md and docs/architecture.md describe it: method and path pattern. */
 const CONTRACT: ReadonlyArray<readonly [string, string]> = [
   ['POST', '/v1/jobs'],
   ['POST', '/v1/jobs/batch'],
@@ -38,6 +40,7 @@ const CONTRACT: ReadonlyArray<readonly [string, string]> = [
   ['GET', '/v1/jobs'],
   ['POST', '/v1/jobs/:id/cancel'],
   ['POST', '/v1/jobs/:id/redrive'],
+  ['DELETE', '/v1/jobs/:id'],
   ['GET', '/v1/machine'],
   ['GET', '/v1/stats'],
   ['GET', '/healthz'],
@@ -319,9 +322,13 @@ test('the build stage copies every source folder, the runtime stage only dist/ a
 
 // ---------------------------------------------------------------- tests/jobs.http
 
-type HttpRequest = { method: string; url: string; headers: Record<string, string>; body: string; line: number };
+type HttpRequest = { method: string; url: string; headers: Record<string, string>; body: string; handler: string; line: number };
 
-/** Requests of a REST Client file: `###` separates them; `@var = value` defines variables; `# @name x` names one. */
+/**
+ * Requests of a REST Client file: `###` separates them; `@var = value` defines
+ * variables; `# @name x` names one; a `> {% ... %}` line after a request is its
+ * response handler (JetBrains' and httpyac's), not part of its body.
+ */
 function parseHttpFile(text: string): { vars: Record<string, string>; requests: HttpRequest[]; names: string[] } {
   const vars: Record<string, string> = {};
   const requests: HttpRequest[] = [];
@@ -339,7 +346,9 @@ function parseHttpFile(text: string): { vars: Record<string, string>; requests: 
     if (!req) {
       const m = /^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\s+(\S+)(?:\s+HTTP\/[\d.]+)?$/.exec(line);
       assert.ok(m, `jobs.http line ${index + 1}: not a request line: ${line}`);
-      requests.push((req = { method: m[1]!, url: m[2]!, headers: {}, body: '', line: index + 1 }));
+      requests.push((req = { method: m[1]!, url: m[2]!, headers: {}, body: '', handler: '', line: index + 1 }));
+    } else if (line.startsWith('> {%')) {
+      req.handler += line;
     } else if (!inBody && line) {
       const h = /^([\w-]+):\s*(.*)$/.exec(line);
       assert.ok(h, `jobs.http line ${index + 1}: not a header: ${line}`);
@@ -355,7 +364,7 @@ function parseHttpFile(text: string): { vars: Record<string, string>; requests: 
 const SAMPLE_ID = '01JBZ8Y0M6P4V2Q7R3S5T9W1XA';
 const http = parseHttpFile(read('tests/jobs.http'));
 
-/** `{{var}}`, `{{name.response.body.id}}` and REST Client's `{{$datetime ...}}` filled in. */
+/** `{{var}}` and `{{name.response.body.id}}` filled in (no other variable: each client has its own dynamic ones). */
 function fill(text: string): string {
   return text.replace(/\{\{\s*([^}]+?)\s*\}\}/g, (_, expr: string) => {
     if (expr in http.vars) return http.vars[expr]!;
@@ -364,7 +373,6 @@ function fill(text: string): string {
       assert.ok(http.names.includes(ref[1]!), `{{${expr}}}: no request is named ${ref[1]}`);
       return SAMPLE_ID;
     }
-    if (expr.startsWith('$datetime')) return '2030-01-01T00:00:00.000Z';
     assert.fail(`jobs.http uses an unknown variable {{${expr}}}`);
   });
 }
@@ -416,4 +424,25 @@ test('jobs.http submits valid bodies, an idempotent pair, a failing job and a de
   assert.ok(bodies.some(({ body }) => body.type === 'demo.echo'));
   assert.ok(bodies.some(({ body }) => body.type === 'demo.fail' && body.maxAttempts === 2));
   assert.ok(bodies.some(({ body }) => typeof body.runAt === 'string' && !Number.isNaN(Date.parse(body.runAt))));
+});
+
+test('jobs.http chains ids the same way in REST Client, JetBrains and httpyac', () => {
+  const set = new Map<string, number>(); // name -> line of the GET whose handler stores it
+  for (const r of http.requests) {
+    for (const [, name] of r.url.matchAll(/\{\{(\w+)\.response\.body\.id\}\}/g)) {
+      assert.ok(set.has(name!), `line ${r.line}: no handler above stores ${name}.response.body.id for JetBrains and httpyac`);
+    }
+    if (!r.handler) continue;
+    // REST Client sends a handler as the request's body: harmless only on a GET without one.
+    assert.equal(r.method, 'GET', `line ${r.line}: a response handler on a ${r.method}`);
+    assert.equal(r.body.trim(), '', `line ${r.line}: a GET with a handler has no body of its own`);
+    const stored = /^> \{% client\.global\.set\("(\w+)\.response\.body\.id", response\.body\.jobs\[0\]\.id\); %\}$/.exec(r.handler);
+    assert.ok(stored, `line ${r.line}: unexpected handler ${r.handler}`);
+    assert.ok(http.names.includes(stored[1]!), `line ${r.line}: no request is named ${stored[1]}`);
+    set.set(stored[1]!, r.line);
+  }
+  assert.deepEqual([...set.keys()].sort(), [...http.names].sort(), 'each named request has its handler');
+  // Dynamic variables differ between the clients ($datetime, $isoTimestamp, ...): the file uses none.
+  const text = read('tests/jobs.http');
+  assert.doesNotMatch(text, /\{\{\s*\$/);
 });

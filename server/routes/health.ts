@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { Clock } from '../../engine/ports.js';
 import { DEFAULT_READY_TIMEOUT_MS, type RouteOptions } from '../deps.js';
-import { described, errorResponses, HealthView, ReadyView } from '../schemas.js';
+import { described, errorResponses, HealthView, ReadyView, ref } from '../schemas.js';
 
 /** null when `check` resolved within `timeoutMs`, else why it failed. */
 async function probe(check: () => Promise<void>, clock: Clock, timeoutMs: number): Promise<string | null> {
@@ -32,13 +32,13 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps
 
   app.get(
     '/healthz',
-    { schema: { operationId: 'healthz', summary: 'Liveness', tags: ['health'], response: { 200: described(HealthView, 'Alive') } } },
+    { schema: { operationId: 'healthz', summary: 'Liveness', description: 'Answers 200 while the process serves requests; it checks nothing else.', tags: ['health'], response: { 200: described(ref(HealthView), 'Alive') } } },
     async () => ({ status: 'ok' as const }),
   );
 
   app.get(
     '/readyz',
-    { schema: { operationId: 'readyz', summary: 'Readiness: database and log reachable', tags: ['health'], response: { 200: described(ReadyView, 'Ready'), ...errorResponses(503) } } },
+    { schema: { operationId: 'readyz', summary: 'Readiness: database and log reachable', description: 'Answers 200 when the database (and the log, in a process that has one) answer within the readiness timeout, else 503 ATS_ERR_NOT_READY naming what failed: a load balancer stops sending traffic on 503.', tags: ['health'], response: { 200: described(ref(ReadyView), 'Ready'), ...errorResponses(503) } } },
     async () => {
       const { checks } = deps;
       const hasLog = typeof checks.log === 'function';

@@ -9,18 +9,35 @@ import type { EventInput } from '../../engine/transitions.js';
 import { allowedActions } from '../../machines/lifecycle.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
-import { CancelBody, described, errorResponses, JobParams, JobView, type JobView as JobViewT } from '../schemas.js';
+import { CancelBody, described, errorResponses, JobParams, JobView, ref, type JobView as JobViewT } from '../schemas.js';
 
-const actionSchema = (operationId: string, summary: string) => ({
+const actionSchema = (operationId: string, summary: string, description: string) => ({
   operationId,
   summary,
+  description,
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(JobView, 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
+  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
 });
 
 // x-body-optional: openapi.ts marks the request body as not required.
-const cancelSchema = { ...actionSchema('cancelJob', 'Cancel a job'), body: CancelBody, 'x-body-optional': true };
+const cancelSchema = {
+  ...actionSchema(
+    'cancelJob',
+    'Cancel a job',
+    'Sends CANCEL through the job machine: a pending, published, running or retrying job becomes cancelled. A done, dead ' +
+      'or cancelled job answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED naming what it accepts now, and nothing is written.',
+  ),
+  body: CancelBody,
+  'x-body-optional': true,
+};
+
+const redriveSchema = actionSchema(
+  'redriveJob',
+  'Start a new run of a dead or cancelled job',
+  'Sends REDRIVE through the job machine: a dead or cancelled job goes back to pending with a fresh set of attempts, due ' +
+    'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written.',
+);
 
 async function applyUserEvent(deps: AppDeps, id: string, event: EventInput): Promise<JobViewT> {
   const r = await deps.transitions.apply(id, event);
@@ -46,7 +63,7 @@ export const jobActionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { d
 
   app.post<{ Params: JobParams }>(
     '/v1/jobs/:id/redrive',
-    { schema: actionSchema('redriveJob', 'Start a new run of a dead or cancelled job') },
+    { schema: redriveSchema },
     async (request) => applyUserEvent(deps, request.params.id, { type: 'REDRIVE' }),
   );
 };

@@ -12,6 +12,9 @@ import { errorResponses, JobParams } from '../schemas.js';
 const schema = {
   operationId: 'deleteJob',
   summary: 'Delete a done, dead or cancelled job and its events',
+  description:
+    'Deletes a finished job and its events now, instead of waiting for retention; its Idempotency-Key is free afterwards. ' +
+    'A live job answers 409 ATS_ERR_JOB_LIVE and is left alone (cancel it first).',
   tags: ['jobs'],
   params: JobParams,
   response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409) },

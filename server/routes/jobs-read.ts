@@ -8,22 +8,24 @@ import type { JobFilter } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
 import { toEventView, toJobView } from '../job-views.js';
-import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery } from '../schemas.js';
+import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
+  description: 'The job, its event history (oldest first) and `allowed`: the user events its machine accepts now.',
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(JobDetail, 'The job with its events'), ...errorResponses(400, 404) },
+  response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
 };
 
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue. Pass the answer\'s `nextCursor` as `cursor` for the next page.',
   tags: ['jobs'],
   querystring: ListQuery,
-  response: { 200: described(JobPage, 'One page of jobs'), ...errorResponses(400) },
+  response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
 };
 
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

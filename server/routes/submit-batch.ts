@@ -12,7 +12,7 @@ import type { JobSpec } from '../../engine/ports.js';
 import type { SubmitResult } from '../../engine/transitions.js';
 import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import {
-  BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, type BatchResult,
+  BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
 } from '../schemas.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
 import { compileBodySchema, formatValidationError } from '../validation.js';
@@ -28,7 +28,7 @@ const schema = {
     'database is unreachable (503).',
   tags: ['jobs'],
   body: BatchBody,
-  response: { 200: described(BatchResponse, 'One result per item, in order'), ...errorResponses(400, 413, 415, 503) },
+  response: { 200: described(ref(BatchResponse), 'One result per item, in order'), ...errorResponses(400, 413, 415, 503) },
 };
 
 export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
@@ -39,7 +39,7 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
   };
   const itemLimit = deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const envelope = compileBodySchema(BatchEnvelope);
-  const validItem = compileBodySchema(BatchItem);
+  const validItem = compileBodySchema(BatchItem, SHARED_SCHEMAS);
   // The documented schema types every item; fastify checks only the envelope (see BatchEnvelope).
   const validatorCompiler: FastifySchemaCompiler<unknown> = ({ httpPart }) => {
     if (httpPart !== 'body') throw new Error(`POST /v1/jobs/batch declares no ${httpPart ?? 'other'} schema`);

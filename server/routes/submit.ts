@@ -7,16 +7,20 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
-import { described, errorResponses, JobView, SubmitBody, SubmitHeaders } from '../schemas.js';
+import { described, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
 import { toJobSpec } from '../submit-spec.js';
 
 const schema = {
   operationId: 'submitJob',
   summary: 'Submit a job',
+  description:
+    'Creates a job in pending (201, with its Location). With an Idempotency-Key, the same key and body again answer 200 with the job ' +
+    'the first call created, and the same key with another body 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. ' +
+    'A type no handler serves is a 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['jobs'],
-  body: SubmitBody,
+  body: ref(SubmitBody),
   headers: SubmitHeaders,
-  response: { 201: described(JobView, 'Created'), 200: described(JobView, 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, 413, 415, 422) },
+  response: { 201: described(ref(JobView), 'Created'), 200: described(ref(JobView), 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, 413, 415, 422) },
 };
 
 export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

@@ -1,0 +1,183 @@
+/**
+ * The OpenAPI document at /docs/json as a contract: Redocly's `recommended`
+ * ruleset (redocly.yaml) finds no error and no warning in it, the named
+ * schemas are `components.schemas` that the routes `$ref` (a client generator
+ * makes one Job type, not one per operation), and every operation, parameter
+ * and field is described.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { SHARED_SCHEMAS } from './schemas.js';
+import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const REDOCLY = join(root, 'node_modules/@redocly/cli/bin/cli.js');
+
+type Schema = Record<string, unknown> & { $ref?: string; properties?: Record<string, Schema>; description?: string };
+type Parameter = { name: string; in: string; description?: string };
+type Response = { description: string; content?: Record<string, { schema: Schema }> };
+type Operation = {
+  operationId?: string; summary?: string; description?: string; tags?: string[];
+  parameters?: Parameter[]; requestBody?: { content: Record<string, { schema: Schema }> };
+  responses: Record<string, Response>;
+};
+type Document = { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Schema> } };
+
+/** The names a client sees: what the routes take and answer. */
+const NAMED = [
+  'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
+  'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
+  'BatchResult', 'BatchResponse',
+];
+
+const COMPONENT = '#/components/schemas/';
+const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']);
+
+function operations(doc: Document): Array<[string, Operation]> {
+  return Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).filter(([m]) => HTTP_METHODS.has(m)).map(([m, op]) => [`${m.toUpperCase()} ${path}`, op] as [string, Operation]));
+}
+
+/** Every schema object in `node`, with its JSON pointer. */
+function* schemasIn(node: unknown, at: string): Generator<[string, Schema]> {
+  if (Array.isArray(node)) {
+    for (const [i, n] of node.entries()) yield* schemasIn(n, `${at}/${i}`);
+    return;
+  }
+  if (!node || typeof node !== 'object') return;
+  const o = node as Schema;
+  if ('type' in o || 'properties' in o || '$ref' in o || 'anyOf' in o || 'oneOf' in o || 'allOf' in o) yield [at, o];
+  for (const [k, v] of Object.entries(o)) yield* schemasIn(v, `${at}/${k}`);
+}
+
+/** `redocly lint` with the repository's redocly.yaml: exit code and the JSON report. */
+async function lint(doc: unknown, dir: string): Promise<{ code: number; totals: { errors: number; warnings: number }; problems: unknown[] }> {
+  const file = join(dir, `openapi-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify(doc, null, 2));
+  const env = { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_NOTIFICATIONS: 'true' };
+  const args = [REDOCLY, 'lint', '--config', join(root, 'redocly.yaml'), '--format=json', file];
+  const run = await promisify(execFile)(process.execPath, args, { cwd: root, env, maxBuffer: 16 << 20 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+  );
+  assert.ok(run.stdout.trim().startsWith('{'), `redocly printed no JSON report (exit ${run.code}): ${run.stderr.slice(0, 2000)}`);
+  return { code: run.code, ...JSON.parse(run.stdout) };
+}
+
+describe('OpenAPI document', () => {
+  let t: TestApp;
+  let doc: Document;
+  let dir: string;
+  before(async () => {
+    t = await startSqliteTestApp();
+    const r = await t.app.inject({ url: '/docs/json' });
+    assert.equal(r.statusCode, 200);
+    doc = r.json();
+    dir = mkdtempSync(join(tmpdir(), 'ats-openapi-'));
+  });
+  after(async () => {
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('redocly lint (recommended, redocly.yaml) finds no error and no warning', async () => {
+    const report = await lint(doc, dir);
+    assert.deepEqual(report.problems, [], JSON.stringify(report.problems, null, 2).slice(0, 4000));
+    assert.deepEqual(report.totals, { ...report.totals, errors: 0, warnings: 0 });
+    assert.equal(report.code, 0);
+  });
+
+  test('the lint fails a document that breaks a rule', async () => {
+    const broken = structuredClone(doc);
+    delete broken.paths['/v1/jobs']!.post!.summary; // operation-summary is an error in recommended
+    broken.components.schemas.Unused = { type: 'string' }; // no-unused-components is a warning
+    const report = await lint(broken, dir);
+    assert.notEqual(report.code, 0);
+    assert.ok(report.totals.errors >= 1 && report.totals.warnings >= 1, JSON.stringify(report.totals));
+  });
+
+  test('components.schemas holds the named schemas, each described', () => {
+    const names = Object.keys(doc.components.schemas);
+    for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
+    for (const s of SHARED_SCHEMAS) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
+    assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
+  });
+
+  test('every response of the job routes is a $ref to a component, never the job inlined', () => {
+    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/jobs/.test(name));
+    assert.ok(jobRoutes.length >= 7, jobRoutes.map(([n]) => n).join(', '));
+    for (const [name, op] of jobRoutes) {
+      for (const [status, response] of Object.entries(op.responses)) {
+        for (const [type, media] of Object.entries(response.content ?? {})) {
+          const target = media.schema.$ref ?? '';
+          assert.ok(target.startsWith(COMPONENT), `${name} ${status} ${type} is inline: ${JSON.stringify(media.schema).slice(0, 200)}`);
+          assert.ok(doc.components.schemas[target.slice(COMPONENT.length)], `${name} ${status}: ${target} does not resolve`);
+        }
+      }
+    }
+    const refs = (name: string, status: string) => doc.paths[name.split(' ')[1]!]![name.split(' ')[0]!.toLowerCase()]!
+      .responses[status]!.content!['application/json']!.schema.$ref;
+    assert.equal(refs('POST /v1/jobs', '201'), `${COMPONENT}Job`);
+    assert.equal(refs('GET /v1/jobs/{id}', '200'), `${COMPONENT}JobDetail`);
+    assert.equal(refs('GET /v1/jobs', '200'), `${COMPONENT}JobPage`);
+    assert.equal(refs('POST /v1/jobs/{id}/cancel', '404'), `${COMPONENT}Error`);
+    assert.equal(refs('POST /v1/jobs/batch', '200'), `${COMPONENT}BatchResponse`);
+  });
+
+  test('the job object is written once in the whole document: components.schemas.Job', () => {
+    const isJob = (s: Schema) => Boolean(s.properties?.allowed && s.properties?.attempt && s.properties?.runAt);
+    const found = [...schemasIn(doc, '#')].filter(([, s]) => isJob(s)).map(([at]) => at);
+    assert.deepEqual(found, [`${COMPONENT}Job`]);
+    const detail = doc.components.schemas.JobDetail as { allOf?: Schema[] };
+    assert.equal(detail.allOf?.[0]?.$ref, `${COMPONENT}Job`, 'JobDetail extends Job');
+  });
+
+  test('every operation has an operationId, a summary, a description and a known tag', () => {
+    const tags = new Set((doc as unknown as { tags: Array<{ name: string }> }).tags.map((x) => x.name));
+    const ids = new Set<string>();
+    for (const [name, op] of operations(doc)) {
+      assert.match(op.operationId ?? '', /^[a-z][A-Za-z]+$/, `${name} operationId`);
+      assert.ok(!ids.has(op.operationId!), `${name}: operationId ${op.operationId} is used twice`);
+      ids.add(op.operationId!);
+      assert.ok(op.summary, `${name} has no summary`);
+      assert.ok(op.description && op.description.length > op.summary!.length, `${name} has no description beyond its summary`);
+      assert.ok(op.tags?.length && op.tags.every((x) => tags.has(x)), `${name} tags ${op.tags}`);
+    }
+  });
+
+  test('every parameter and every field of every schema is described', () => {
+    for (const [name, op] of operations(doc)) {
+      for (const p of op.parameters ?? []) assert.ok(p.description, `${name}: ${p.in} parameter ${p.name} has no description`);
+    }
+    const missing: string[] = [];
+    for (const [at, schema] of schemasIn(doc, '#')) {
+      for (const [field, s] of Object.entries(schema.properties ?? {})) {
+        // A $ref's description is the named schema's (checked above): OpenAPI tools drop a $ref's siblings.
+        if (!s.description && !s.$ref) missing.push(`${at}/properties/${field}`);
+      }
+    }
+    assert.deepEqual(missing, []);
+  });
+
+  test('every operation that takes input documents its 400 (what operation-4xx-response would ask)', () => {
+    for (const [name, op] of operations(doc)) {
+      if (op.parameters?.length || op.requestBody) assert.ok(op.responses['400'], `${name} takes input but documents no 400`);
+      else assert.deepEqual(Object.keys(op.responses).filter((s) => s.startsWith('4')), [], `${name} takes no input`);
+    }
+  });
+
+  test('the backoff discriminator maps each kind to its schema', () => {
+    const backoff = doc.components.schemas.Backoff as { discriminator: { propertyName: string; mapping: Record<string, string> } };
+    assert.deepEqual(backoff.discriminator, {
+      propertyName: 'kind',
+      mapping: { exponential: `${COMPONENT}ExponentialBackoff`, fixed: `${COMPONENT}FixedBackoff` },
+    });
+  });
+});
