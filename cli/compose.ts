@@ -12,7 +12,7 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import type { Config } from '../engine/config.js';
 import { DbClock } from '../engine/db-clock.js';
-import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
@@ -111,6 +111,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     ? await buildApp({
         transitions, store, clock, logger,
         knownTypes: () => registry.types(),
+        checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
         limits: config.api, defaults: config.defaults,
         plugins: [
@@ -160,13 +161,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   };
 }
 
-/** Each module exports `register(registry)` (sync or async) adding its handlers. */
+/** Each module exports `handlers` (defineHandler results) and/or `register(registry)` (sync or async). */
 async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
-  for (const m of modules) {
-    const mod = (await import(pathToFileURL(resolve(m)).href)) as { register?: (r: HandlerRegistry) => unknown };
-    if (typeof mod.register !== 'function') throw new Error(`handler module ${m} does not export register(registry)`);
-    await mod.register(registry);
-  }
+  for (const m of modules) await registerModule((await import(pathToFileURL(resolve(m)).href)) as HandlerModule, registry, m);
   return registry;
 }
 
