@@ -38,6 +38,7 @@ COPY engine ./engine
 COPY adapters ./adapters
 COPY server ./server
 COPY cli ./cli
+COPY client ./client
 RUN mkdir -p /app/data && chown node:node /app/data
 
 # The `node` user (uid 1000) ships with the official image.
