@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,17 @@ test('the examples type-check under strict, importing the package by name', asyn
     '--allowImportingTsExtensions', '--skipLibCheck', '--types', 'node', '--lib', 'ES2023,DOM',
     'examples/handlers.ts', 'examples/client.ts'], process.env);
   assert.equal(r.code, 0, r.out);
+});
+
+test('the README shows the example files as they are', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  for (const file of ['examples/handlers.ts', 'examples/client.ts']) {
+    const text = readFileSync(join(root, file), 'utf8');
+    // From the first import on: the file's header comment says how to run it, the README says it around the block.
+    const body = text.slice(text.search(/^import /m));
+    assert.ok(blocks.includes(body), `README.md has a ts block with ${file} from its first import on`);
+  }
 });
 
 describe('the examples run', { timeout: 180_000 }, () => {
