@@ -276,12 +276,14 @@ describe('watch', () => {
  * (forwards it, never answers), `lose` (forwards it, then drops the
  * connection instead of answering), or `pass`.
  */
-async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; close(): Promise<void> }> {
+async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; auth: string[]; close(): Promise<void> }> {
   const keys: string[] = [];
+  const auth: string[] = [];
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
+    if (req.headers.authorization) auth.push(req.headers.authorization);
     const key = req.headers['idempotency-key'];
     keys.push(typeof key === 'string' ? key : body.length ? String((JSON.parse(body.toString()) as { jobs?: Array<{ idempotencyKey?: string }> }).jobs?.[0]?.idempotencyKey) : '');
     const step = plan.shift() ?? 'pass';
@@ -302,6 +304,7 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
     keys,
+    auth,
     close: async () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -337,6 +340,20 @@ describe('retries never make a second job', () => {
     assert.equal(proxy.keys[0], proxy.keys[1]);
     assert.deepEqual(results.map((r) => r.status), Array(30).fill(200), 'the retry answers the jobs the lost request made');
     assert.deepEqual((await jobsOf(q)).sort(), results.map((r) => r.id!).sort());
+  });
+
+  test('a signal ends a call and its retries; apiKey is sent as a bearer token', async () => {
+    const q = queue();
+    const proxy = await faultyProxy(url, ['stall', 'stall', 'stall']);
+    const stop = new AbortController();
+    const slow = createClient({ url: proxy.url, apiKey: 'secret-1', timeoutMs: 10_000, retryDelayMs: { min: 10, max: 50 } });
+    setTimeout(() => stop.abort(new Error('enough')), 300);
+    const started = Date.now();
+    await assert.rejects(slow.submit({ type: 'demo.echo', queue: q, payload: null, runAt: later() }, { signal: stop.signal }), /enough/);
+    assert.ok(Date.now() - started < 5000);
+    await proxy.close();
+    assert.equal(proxy.keys.length, 1, 'not retried after the abort');
+    assert.deepEqual(proxy.auth, ['Bearer secret-1']);
   });
 
   test('without an Idempotency-Key a submit is not retried', async () => {

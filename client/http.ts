@@ -60,16 +60,19 @@ export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(e
 /** The `Retry-After` of a 503, by its error. */
 const retryAfterS = new WeakMap<ApiError, number>();
 
-/** A signal aborted by `signal` or after `ms` (AbortSignal.any is missing in older browsers). */
-function withTimeout(ms: number, signal: AbortSignal | undefined): AbortSignal {
+/**
+ * A signal aborted by `signal` or after `ms` (AbortSignal.any is missing in
+ * older browsers), and a `done()` that detaches it from `signal`.
+ */
+function withTimeout(ms: number, signal: AbortSignal | undefined): { signal: AbortSignal; done(): void } {
   const timeout = AbortSignal.timeout(ms);
-  if (!signal) return timeout;
+  if (!signal) return { signal: timeout, done: () => undefined };
   const both = new AbortController();
-  const abort = (s: AbortSignal) => () => both.abort(s.reason);
+  const onAbort = () => both.abort(signal.reason);
   if (signal.aborted) both.abort(signal.reason);
-  signal.addEventListener('abort', abort(signal), { once: true });
-  timeout.addEventListener('abort', abort(timeout), { once: true });
-  return both.signal;
+  signal.addEventListener('abort', onAbort, { once: true });
+  timeout.addEventListener('abort', () => both.abort(timeout.reason), { once: true });
+  return { signal: both.signal, done: () => signal.removeEventListener('abort', onAbort) };
 }
 
 export async function call<T>(http: HttpOptions, method: string, path: string, opts: CallOptions = {}): Promise<Answer<T>> {
@@ -101,7 +104,8 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
 
 async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = { accept: 'application/json', ...http.headers, ...opts.headers };
-  const init: RequestInit = { method, headers, signal: withTimeout(http.timeoutMs, opts.signal) };
+  const abort = withTimeout(http.timeoutMs, opts.signal);
+  const init: RequestInit = { method, headers, signal: abort.signal };
   if (opts.body !== undefined) {
     init.body = JSON.stringify(opts.body);
     headers['content-type'] = 'application/json';
@@ -114,6 +118,8 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   } catch (err) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     throw new UnreachableError(http.baseUrl, networkReason(err), { cause: err });
+  } finally {
+    abort.done();
   }
   if (!res.ok) {
     const error = toApiError(res.status, text);
