@@ -29,6 +29,7 @@ COPY engine ./engine
 COPY adapters ./adapters
 COPY server ./server
 COPY cli ./cli
+COPY client ./client
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force

@@ -12,7 +12,7 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
 import { DbClock } from '../engine/db-clock.js';
-import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
@@ -112,6 +112,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     ? await buildApp({
         transitions, store, clock, logger,
         knownTypes: () => registry.types(),
+        checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
         limits: config.api, defaults: config.defaults,
         plugins: [
@@ -162,18 +163,19 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
 }
 
 /**
- * Each module exports `register(registry)` (sync or async) adding its handlers.
- * A path that names no file, or a module without `register`, is a bad setting
- * (ATS_ERR_CONFIG, exit 2); an error thrown by the module's own code is not.
+ * Each module exports `handlers` (defineHandler results) and/or
+ * `register(registry)` (sync or async). A path that names no file, or a module
+ * that exports neither, is a bad setting (ATS_ERR_CONFIG, exit 2); an error
+ * thrown by the module's own code is not.
  */
 async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
   const bad = (m: string, why: string) => new AtsError('ATS_ERR_CONFIG', `${SETTINGS.handlers.env} (${SETTINGS.handlers.flag}): ${m} ${why}`);
   for (const m of modules) {
     const path = resolve(m);
     if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
-    const mod = (await import(pathToFileURL(path).href)) as { register?: (r: HandlerRegistry) => unknown };
-    if (typeof mod.register !== 'function') throw bad(m, 'does not export register(registry)');
-    await mod.register(registry);
+    const mod = (await import(pathToFileURL(path).href)) as HandlerModule;
+    if (mod.handlers === undefined && typeof mod.register !== 'function') throw bad(m, 'exports neither register(registry) nor handlers');
+    await registerModule(mod, registry, m);
   }
   return registry;
 }

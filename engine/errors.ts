@@ -17,6 +17,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_MALFORMED_JSON: def('ATS_ERR_MALFORMED_JSON', 400, 'The request body is not valid JSON'),
   ATS_ERR_UNSUPPORTED_MEDIA_TYPE: def('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', 415, 'The request body must be application/json'),
   ATS_ERR_PAYLOAD_TOO_LARGE: def('ATS_ERR_PAYLOAD_TOO_LARGE', 413, 'The request body is larger than the limit'),
+  ATS_ERR_INVALID_PAYLOAD: def('ATS_ERR_INVALID_PAYLOAD', 400, 'The payload does not fit the schema of its job type'),
   ATS_ERR_BAD_CURSOR: def('ATS_ERR_BAD_CURSOR', 400, 'The cursor is not one this server issued'),
   ATS_ERR_UNKNOWN_JOB_TYPE: def('ATS_ERR_UNKNOWN_JOB_TYPE', 422, 'No handler is registered for this job type'),
   ATS_ERR_JOB_NOT_FOUND: def('ATS_ERR_JOB_NOT_FOUND', 404, 'No job has this id'),

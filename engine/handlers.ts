@@ -1,24 +1,117 @@
-/** The handler registry (by job type) and the built-in demo handlers. */
+/**
+ * The handler registry (by job type), `defineHandler` (a handler with a typed
+ * payload schema), the loading of handler modules, and the built-in demo
+ * handlers.
+ */
 import { setTimeout as delay } from 'node:timers/promises';
+import type { Static, TSchema } from '@sinclair/typebox';
 import { NonRetryableError } from './errors.js';
-import type { Handler } from './ports.js';
+import { compilePayloadSchema, type PayloadCheck } from './payload-schema.js';
+import type { Handler, HandlerContext } from './ports.js';
+
+/** A handler made by `defineHandler`: its type, its payload schema (compiled) and its run function. */
+export interface HandlerDefinition<S extends TSchema = TSchema, R = unknown> {
+  readonly type: string;
+  readonly payload: S;
+  readonly run: (payload: Static<S>, ctx: HandlerContext) => Promise<R> | R;
+  /** null when the payload fits the schema, else its first problem (`/to must be string`). */
+  readonly check: PayloadCheck;
+}
+
+/**
+ * A handler whose payload has a schema (TypeBox): `run` gets it typed
+ * `Static<schema>`, the API answers a submit with a payload that does not fit
+ * 400 ATS_ERR_INVALID_PAYLOAD (writing nothing), and the worker fails such a
+ * job without retries rather than run it. Register with
+ * `registry.register(defineHandler(...))` or export it in `handlers`.
+ */
+export function defineHandler<S extends TSchema, R>(
+  type: string,
+  spec: { payload: S; run: (payload: Static<S>, ctx: HandlerContext) => Promise<R> | R },
+): HandlerDefinition<S, R> {
+  if (typeof type !== 'string' || type.length === 0) throw new TypeError('defineHandler: the job type must be a non-empty string');
+  if (typeof spec?.run !== 'function') throw new TypeError(`defineHandler(${type}): run must be a function`);
+  let check: PayloadCheck;
+  try {
+    check = compilePayloadSchema(spec.payload);
+  } catch (err) {
+    throw new TypeError(`defineHandler(${type}): the payload schema does not compile: ${(err as Error).message}`, { cause: err });
+  }
+  return Object.freeze({ type, payload: spec.payload, run: spec.run, check });
+}
+
+const isDefinition = (v: unknown): v is HandlerDefinition =>
+  typeof v === 'object' && v !== null && typeof (v as HandlerDefinition).type === 'string'
+  && typeof (v as HandlerDefinition).run === 'function' && typeof (v as HandlerDefinition).check === 'function';
+
+interface Entry {
+  handler: Handler;
+  check: PayloadCheck | null;
+}
 
 export class HandlerRegistry {
-  private readonly handlers = new Map<string, Handler>();
+  private readonly handlers = new Map<string, Entry>();
 
-  register(type: string, handler: Handler): this {
+  /** `register(type, handler)` (any payload), or `register(defineHandler(...))` (a checked payload). */
+  register(type: string, handler: Handler): this;
+  register(definition: HandlerDefinition<any, any>): this;
+  register(typeOrDefinition: string | HandlerDefinition<any, any>, handler?: Handler): this {
+    if (typeof typeOrDefinition === 'string') {
+      if (typeof handler !== 'function') throw new TypeError(`the handler for ${typeOrDefinition} must be a function`);
+      return this.add(typeOrDefinition, { handler, check: null });
+    }
+    if (!isDefinition(typeOrDefinition)) throw new TypeError('register() takes (type, handler) or a defineHandler(...) result');
+    const { type, run, check } = typeOrDefinition;
+    return this.add(type, {
+      check,
+      handler: async (payload, ctx) => {
+        const problem = check(payload);
+        if (problem) throw new NonRetryableError(`the payload does not fit the schema of ${type}: ${problem}`);
+        return run(payload, ctx);
+      },
+    });
+  }
+
+  private add(type: string, entry: Entry): this {
     if (this.handlers.has(type)) throw new Error(`a handler for ${type} is already registered`);
-    this.handlers.set(type, handler);
+    this.handlers.set(type, entry);
     return this;
   }
 
   get(type: string): Handler | undefined {
-    return this.handlers.get(type);
+    return this.handlers.get(type)?.handler;
   }
 
   types(): string[] {
     return [...this.handlers.keys()].sort();
   }
+
+  /** null when `payload` fits the schema of `type` (or `type` has none, or no handler), else the first problem. */
+  checkPayload(type: string, payload: unknown): string | null {
+    return this.handlers.get(type)?.check?.(payload) ?? null;
+  }
+}
+
+/**
+ * What a handler module (ATS_HANDLERS) exports: `handlers`, an array of
+ * `defineHandler(...)` results, and/or `register(registry)` (sync or async).
+ */
+export interface HandlerModule {
+  handlers?: readonly HandlerDefinition<any, any>[];
+  register?: (registry: HandlerRegistry) => unknown;
+}
+
+/** Adds a loaded handler module's handlers to `registry`; `name` is for errors. */
+export async function registerModule(mod: HandlerModule, registry: HandlerRegistry, name: string): Promise<void> {
+  const { handlers, register } = mod;
+  if (handlers === undefined && typeof register !== 'function') {
+    throw new Error(`handler module ${name} exports neither register(registry) nor handlers`);
+  }
+  if (handlers !== undefined) {
+    if (!Array.isArray(handlers)) throw new Error(`handler module ${name}: handlers must be an array of defineHandler(...) results`);
+    for (const h of handlers) registry.register(h);
+  }
+  if (typeof register === 'function') await register(registry);
 }
 
 const obj = (p: unknown): Record<string, unknown> => (p && typeof p === 'object' ? (p as Record<string, unknown>) : {});

@@ -61,6 +61,8 @@ export interface AppDeps {
   clock: Clock;
   /** Registered handler types; a submit of another type is answered 422. Omit to accept any. */
   knownTypes?: () => readonly string[];
+  /** The payload schema check of the handlers that declare one (defineHandler): a misfit is a 400. Omit to check none. */
+  checkPayload?: (type: string, payload: unknown) => string | null;
   /** For /readyz: each resolves or throws. */
   checks: ReadinessChecks;
   limits: AppLimits;

@@ -1,7 +1,8 @@
 /**
  * A validated submit body to a `JobSpec`: the checks JSON Schema cannot say
- * (cross-field bounds, payload depth, registered types) and the server's
- * defaults. Throws `AtsError`; runs before anything is written.
+ * (cross-field bounds, payload depth, registered types), the payload schema
+ * of the job's type when its handler declares one, and the server's defaults.
+ * Throws `AtsError`; runs before anything is written.
  */
 import { AtsError } from '../engine/errors.js';
 import type { JobSpec } from '../engine/ports.js';
@@ -13,12 +14,15 @@ export interface SpecRules {
   defaults: SubmitDefaults;
   maxPayloadDepth: number;
   knownTypes?: () => readonly string[];
+  /** null when the payload fits its type's schema (or the type has none), else the first problem (`/to must be string`). */
+  checkPayload?: (type: string, payload: unknown) => string | null;
 }
 
 /** `where` names the body in error messages (`body/jobs/3` for a batch item). */
 export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, rules: SpecRules, where = 'body'): JobSpec {
   checkType(body.type, rules.knownTypes);
   checkPayload(body.payload, rules.maxPayloadDepth, where);
+  checkPayloadSchema(body.type, body.payload, rules.checkPayload, where);
   const d = rules.defaults;
   const spec: JobSpec = {
     type: body.type,
@@ -38,6 +42,15 @@ function checkType(type: string, knownTypes: SpecRules['knownTypes']): void {
   if (knownTypes && !knownTypes().includes(type)) {
     throw new AtsError('ATS_ERR_UNKNOWN_JOB_TYPE', `No handler is registered for job type '${type}'`);
   }
+}
+
+/** The payload against the schema its handler declared (defineHandler): 400 ATS_ERR_INVALID_PAYLOAD. */
+function checkPayloadSchema(type: string, payload: unknown, check: SpecRules['checkPayload'], where: string): void {
+  const problem = check?.(type, payload);
+  if (!problem) return;
+  // The problem text is bounded where it is made (engine/payload-schema.ts); the type is at most 200 characters.
+  const at = problem.startsWith('/') ? `${where}/payload${problem}` : `${where}/payload ${problem}`;
+  throw new AtsError('ATS_ERR_INVALID_PAYLOAD', `${at} (the payload schema of ${type})`);
 }
 
 function toBackoff(b: BackoffInput, where: string): BackoffPolicy {

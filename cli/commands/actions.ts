@@ -23,7 +23,7 @@ export const redriveSpec: CommandSpec = {
 };
 
 export const cancelCommand = clientCommand(cancelSpec, async ({ client, values, positionals }: Context) =>
-  print(await client.cancel(positionals[0]!, str(values, 'reason')), values.json === true));
+  print(await client.cancel(positionals[0]!, { reason: str(values, 'reason') }), values.json === true));
 
 export const redriveCommand = clientCommand(redriveSpec, async ({ client, values, positionals }: Context) =>
   print(await client.redrive(positionals[0]!), values.json === true));

@@ -4,7 +4,7 @@
  * job's history in seq order, once.
  */
 import { isTerminal, UnreachableError, type AtsClient, type JobEvent } from '../client.js';
-import { StreamUnavailable, subscribe, type StreamEvent, type StreamFilter, type Subscription } from './stream.js';
+import { StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type Subscription } from './stream.js';
 
 export type Mode = 'stream' | 'poll';
 
@@ -100,7 +100,7 @@ export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
   opts: { onNotice?(m: string): void; cursor?: string | undefined } = {},
 ): Promise<Subscription | null> {
-  const sub = subscribe({ baseUrl: client.baseUrl, filter, onEvent, onNotice: opts.onNotice, ...(opts.cursor ? { cursor: opts.cursor } : {}) });
+  const sub = subscribe({ baseUrl: client.url, filter, onEvent, onNotice: opts.onNotice, ...(opts.cursor ? { cursor: opts.cursor } : {}) });
   try {
     await sub.ready;
     return sub;

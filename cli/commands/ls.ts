@@ -20,10 +20,10 @@ export const lsSpec: CommandSpec = {
 
 export const lsCommand = clientCommand(lsSpec, async ({ client, values }) => {
   const query: ListQuery = {
-    state: oneOf(values, 'state', JOB_STATES)?.[0], type: str(values, 'type'), queue: str(values, 'queue'),
+    state: oneOf(values, 'state', JOB_STATES)?.[0] as ListQuery['state'], type: str(values, 'type'), queue: str(values, 'queue'),
     limit: int(values, 'limit', 1, 500), cursor: str(values, 'cursor'),
   };
-  const page = await client.list(query);
+  const page = await client.listPage(query);
   if (values.json) {
     out(JSON.stringify(page));
     return 0;

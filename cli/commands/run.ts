@@ -4,6 +4,7 @@
  * (`code: message` on stderr), 2 a wrong command line (the usage on stderr).
  */
 import { ApiError, AtsClient, UnreachableError } from '../client.js';
+import { NodeWebSocket } from './stream.js';
 import { parse, str, UsageError, type OptionsConfig, type Parsed } from './args.js';
 
 export const DEFAULT_URL = 'http://localhost:3000';
@@ -61,7 +62,7 @@ export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise
         return 0;
       }
       checkPositionals(parsed.positionals, spec.positionals);
-      ctx = { ...parsed, env, client: new AtsClient(serverUrl(parsed.values, env)) };
+      ctx = { ...parsed, env, client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket }) };
       return await body(ctx);
     } catch (e) {
       return report(e, spec);
@@ -80,13 +81,13 @@ export function report(e: unknown, spec: CommandSpec): number {
     err(`ats: ${e.message}\n${usageOf(spec)}`);
     return 2;
   }
-  if (e instanceof ApiError) {
-    err(`${e.code}: ${e.message}`);
-    return 1;
-  }
   if (e instanceof UnreachableError) {
     err(`ats: cannot reach the ats server at ${e.url} (${e.reason}).\n` +
       `Is it running? Start one with "npm start", or point --url / ATS_URL at it.`);
+    return 1;
+  }
+  if (e instanceof ApiError) {
+    err(`${e.code}: ${e.message}`);
     return 1;
   }
   throw e;

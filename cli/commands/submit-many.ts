@@ -9,10 +9,11 @@
  * when the stream has said nothing new for a while — the jobs still open are
  * read one by one over REST.
  */
+import type { ApiErrorCode } from '../../client/index.js';
 import { ApiError, isTerminal, MAX_BATCH, TERMINAL_STATES, type AtsClient, type BatchItem, type SubmitRequest } from '../client.js';
 import { repeat, trySubscribe } from './follow.js';
 import { Progress, type Counts } from './progress.js';
-import type { StreamFilter } from './stream.js';
+import type { CommandFilter as StreamFilter } from './stream.js';
 
 export interface Summary extends Counts {
   total: number;
@@ -94,10 +95,10 @@ async function submitAll(client: AtsClient, body: SubmitRequest, count: number, 
       const from = next;
       next = Math.min(count, from + size);
       const items = Array.from({ length: next - from }, (_, k) => item(from + k));
-      const results = await client.submitBatch(items);
+      const results = await client.submitMany(items);
       for (const r of results) {
         if (r.id === undefined || (r.status !== 201 && r.status !== 200)) {
-          throw new ApiError(r.status, r.code ?? `HTTP_${r.status}`, r.message ?? 'the server refused a job of the batch');
+          throw new ApiError(r.status, (r.code ?? `HTTP_${r.status}`) as ApiErrorCode, r.message ?? 'the server refused a job of the batch');
         }
         tally.ours.add(r.id);
         tally.submitted++;

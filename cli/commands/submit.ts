@@ -54,7 +54,8 @@ export function requestFrom(type: string, values: Values): SubmitRequest {
 
 async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
   const { client, values } = ctx;
-  const { job } = await client.submit(body, str(values, 'idempotency-key'));
+  const key = str(values, 'idempotency-key');
+  const job = await client.submit(body, key === undefined ? {} : { idempotencyKey: key });
   if (!values.wait) {
     out(values.json ? JSON.stringify(job) : job.id);
     return 0;

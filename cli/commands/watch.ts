@@ -9,7 +9,7 @@ import { oneOf, str } from './args.js';
 import { repeat, trySubscribe } from './follow.js';
 import { transitionLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
-import type { StreamFilter } from './stream.js';
+import type { CommandFilter as StreamFilter } from './stream.js';
 
 export const watchSpec: CommandSpec = {
   usage: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...] [--cursor C] [--json]',
@@ -56,7 +56,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
     sub.close();
     return 0;
   }
-  err(`ats: ${client.baseUrl} has no stream route; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
+  err(`ats: ${client.url} has no stream route; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
   await Promise.race([stop, pollTransitions(client, filter, print, stop)]);
   return 0;
 });
@@ -70,7 +70,7 @@ export async function pollTransitions(client: AtsClient, filter: StreamFilter, p
   const versions = new Map<string, number>();
   let baseline = true;
   const look = async () => {
-    const jobs = filter.jobId ? [await client.get(filter.jobId)] : (await client.list({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
+    const jobs = filter.jobId ? [await client.get(filter.jobId)] : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
     for (const job of jobs) await printNewEvents(client, job, versions, baseline ? null : print, filter.states);
     baseline = false;
   };
@@ -79,7 +79,7 @@ export async function pollTransitions(client: AtsClient, filter: StreamFilter, p
 }
 
 async function printNewEvents(
-  client: AtsClient, job: Job, versions: Map<string, number>, print: ((t: Transition) => void) | null, states?: string[],
+  client: AtsClient, job: Job, versions: Map<string, number>, print: ((t: Transition) => void) | null, states?: readonly string[],
 ): Promise<void> {
   const known = versions.get(job.id) ?? 0;
   const version = job.version ?? 0;

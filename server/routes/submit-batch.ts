@@ -36,6 +36,7 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     defaults: deps.defaults,
     maxPayloadDepth: deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH,
     knownTypes: deps.knownTypes,
+    checkPayload: deps.checkPayload,
   };
   const itemLimit = deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const envelope = compileBodySchema(BatchEnvelope);

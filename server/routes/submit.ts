@@ -28,6 +28,7 @@ export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps 
     defaults: deps.defaults,
     maxPayloadDepth: deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH,
     knownTypes: deps.knownTypes,
+    checkPayload: deps.checkPayload,
   };
   app.post<{ Body: SubmitBody; Headers: { 'idempotency-key'?: string } }>('/v1/jobs', { schema }, async (request, reply) => {
     const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);

@@ -38,6 +38,32 @@ export interface StreamEventMessage {
   queue: string;
 }
 
+/** `{"kind":"subscribed",cursor}`: the subscription holds from `cursor` on. */
+export interface StreamSubscribedMessage {
+  kind: 'subscribed';
+  cursor: string;
+}
+
+/** `{"kind":"stats",...}`: job counts, on request and every `everyMs`. */
+export interface StreamStatsMessage {
+  kind: 'stats';
+  byState: Stats['byState'];
+  byType: Stats['byType'];
+  byQueue: Stats['byQueue'];
+  /** ISO 8601. */
+  at: string | null;
+}
+
+/** `{"kind":"error",code,message}`: a refused message (the subscription in force stays). */
+export interface StreamErrorMessage {
+  kind: 'error';
+  code: ErrorCode;
+  message: string;
+}
+
+/** Everything the server sends. */
+export type StreamServerMessage = StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | { kind: 'pong' };
+
 /**
  * What a client may send. `subscribe.after` is the position its cursor stands
  * for. A cursor is refused with ATS_ERR_BAD_CURSOR when it is not of the
@@ -193,14 +219,16 @@ export function eventMessage(e: StreamEventRecord): string {
 /** ISO 8601 of epoch ms; a value out of Date's range (a corrupt row) gives null instead of a throw mid fan-out. */
 const isoTime = (ms: number): string | null => (Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null);
 
-export const subscribedMessage = (position: number): string => JSON.stringify({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
+const message = (m: StreamServerMessage): string => JSON.stringify(m);
+
+export const subscribedMessage = (position: number): string => message({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
 
 export const statsMessage = (s: Stats, at: number): string =>
-  JSON.stringify({ kind: 'stats', byState: s.byState, byType: s.byType, byQueue: s.byQueue, at: isoTime(at) });
+  message({ kind: 'stats', byState: s.byState, byType: s.byType, byQueue: s.byQueue, at: isoTime(at) });
 
-export const errorMessage = (e: ProtocolError): string => JSON.stringify({ kind: 'error', code: e.code, message: e.message });
+export const errorMessage = (e: ProtocolError): string => message({ kind: 'error', code: e.code, message: e.message });
 
-export const PONG_MESSAGE = JSON.stringify({ kind: 'pong' });
+export const PONG_MESSAGE = message({ kind: 'pong' });
 
 /** An error message with the registry's text, for failures that are ours, not the client's. */
 export const serverErrorMessage = (code: ErrorCode): string => errorMessage({ code, message: ERRORS[code].message });

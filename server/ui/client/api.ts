@@ -1,53 +1,30 @@
 /**
- * The REST calls the visualizer makes, same origin. A non-2xx answer becomes an
- * `ApiError` carrying the server's `{code, message}`.
+ * The visualizer's calls, same origin, through the client package (client/):
+ * REST with retries, and the stream. A failure is an `ApiError` carrying the
+ * server's `{code, message}`.
  */
+import { ApiError, createClient, type EventView, type JobDetail, type JobView, type StreamFilter, type WatchOptions } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
-import type { EventView, JobDetail, JobView } from '../../schemas.js';
 
+export { ApiError };
 export type { EventView, JobDetail, JobView, MachineGraph };
 
 /** Jobs per state, e.g. `{pending: 3, done: 10}`. */
 export type StateCounts = Record<string, number>;
 
-export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
-async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, headers: { accept: 'application/json' } };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    init.headers = { ...init.headers, 'content-type': 'application/json' };
-  }
-  const res = await fetch(path, init);
-  const text = await res.text();
-  let json: unknown = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    // A proxy's HTML error page, say: reported below with the status.
-  }
-  if (!res.ok) {
-    const err = (json ?? {}) as { code?: string; message?: string };
-    throw new ApiError(res.status, err.code ?? `HTTP_${res.status}`, err.message ?? (text.slice(0, 200) || res.statusText));
-  }
-  return json as T;
-}
-
-const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
+// A button press waits for an answer: one quick retry, not the default three.
+const client = createClient({ url: location.origin, retries: 1 });
 
 export const api = {
-  machine: () => call<MachineGraph>('GET', '/v1/machine'),
-  stats: () => call<{ byState: StateCounts }>('GET', '/v1/stats'),
-  recentJobs: (limit: number) => call<{ jobs: JobView[] }>('GET', `/v1/jobs?limit=${limit}`),
-  job: (id: string) => call<JobDetail>('GET', jobPath(id)),
-  submit: (type: string, payload: unknown) => call<JobView>('POST', '/v1/jobs', { type, payload }),
-  cancel: (id: string) => call<JobView>('POST', `${jobPath(id)}/cancel`, {}),
-  redrive: (id: string) => call<JobView>('POST', `${jobPath(id)}/redrive`),
+  // The wire type names events as text; the server sends machineGraph(), whose events are the machine's.
+  machine: () => client.machine() as Promise<MachineGraph>,
+  stats: () => client.stats(),
+  recentJobs: (limit: number) => client.listPage({ limit }),
+  job: (id: string) => client.get(id),
+  submit: (type: string, payload: unknown) => client.submit({ type, payload }),
+  cancel: (id: string) => client.cancel(id),
+  redrive: (id: string) => client.redrive(id),
+  watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 
 export type Api = typeof api;

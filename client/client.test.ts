@@ -1,0 +1,383 @@
+/**
+ * The client against a real scheduler in this process (compose: the API with
+ * the stream, relay, worker and timers on a fresh SQLite file and the
+ * in-process log): every call, `list` over pages, `submitMany` over
+ * MAX_BATCH, a `watch` that resumes across dropped connections, and retries
+ * that never make a second job (a proxy in front of the server answers 503,
+ * stalls, or loses the answer of a request the server committed).
+ */
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Type } from '@sinclair/typebox';
+import { compose, type System } from '../cli/compose.js';
+import { configFrom } from '../cli/start.js';
+import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { silentLogger } from '../engine/logger.js';
+import { freePort } from '../tests/helpers/ports.js';
+import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
+import {
+  ApiError, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobState, type StreamEventMessage,
+} from './index.js';
+
+const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
+const queue = () => `q-${Math.random().toString(36).slice(2, 10)}`;
+const later = () => new Date(Date.now() + 3_600_000).toISOString();
+
+const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+let system: System;
+let url = '';
+let ats: AtsClient;
+const dataDir = mkdtempSync(join(tmpdir(), 'ats-client-test-'));
+/** The server's end of every stream connection (to drop them from the server side). */
+const upgraded = new Set<Socket>();
+
+before(async () => {
+  const registry = registerDemoHandlers(new HandlerRegistry()).register(defineHandler('test.double', {
+    payload: Type.Object({ n: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
+    run: async (payload) => ({ doubled: payload.n * 2 }),
+  }));
+  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
+  system = await compose(config, { registry, logger: silentLogger });
+  url = (await system.start()).url!.replace('localhost', '127.0.0.1');
+  system.app!.server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+  });
+  ats = createClient({ url, retryDelayMs: { min: 10, max: 100 } });
+});
+
+after(async () => {
+  await system?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Every job of a queue, through `list`. */
+async function jobsOf(q: string): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const page of ats.list({ queue: q, limit: 500 })) ids.push(...page.jobs.map((j) => j.id));
+  return ids;
+}
+
+describe('REST calls', () => {
+  test('submit, get, stats: the job runs and its result is read back', async () => {
+    const q = queue();
+    const job = await ats.submit({ type: 'demo.echo', queue: q, payload: { hello: 'world' } });
+    assert.equal(job.type, 'demo.echo');
+    assert.equal(job.queue, q);
+    assert.match(job.idempotencyKey ?? '', /^[0-9A-Z]{26}$/, 'a submit carries a generated Idempotency-Key');
+    await until(async () => (await ats.get(job.id)).state === 'done', 'the job to be done');
+    const done = await ats.get(job.id);
+    assert.deepEqual(done.result, { hello: 'world' });
+    assert.equal(done.events[0]!.type, 'SUBMITTED');
+    const stats = await ats.stats();
+    assert.ok((stats.byQueue[q]?.done ?? 0) === 1, JSON.stringify(stats.byQueue[q]));
+    assert.ok(stats.total >= 1);
+  });
+
+  test('the same Idempotency-Key twice answers the first job; a different body with it is a 409', async () => {
+    const q = queue();
+    const a = await ats.submit({ type: 'demo.echo', queue: q, payload: 1, runAt: later() }, { idempotencyKey: 'k-1' });
+    const b = await ats.submit({ type: 'demo.echo', queue: q, payload: 1, runAt: a.runAt }, { idempotencyKey: 'k-1' });
+    assert.equal(b.id, a.id);
+    await assert.rejects(ats.submit({ type: 'demo.echo', queue: q, payload: 2 }, { idempotencyKey: 'k-1' }),
+      (e: unknown) => e instanceof ApiError && e.status === 409 && e.code === 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+    const none = await ats.submit({ type: 'demo.echo', queue: q, payload: 1, runAt: later() }, { idempotencyKey: false });
+    assert.equal(none.idempotencyKey, null);
+    assert.equal((await jobsOf(q)).length, 2);
+  });
+
+  test('list walks every page in order, newest first', async () => {
+    const q = queue();
+    const results = await ats.submitMany(Array.from({ length: 7 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() })));
+    const pages: string[][] = [];
+    for await (const page of ats.list({ queue: q, limit: 3 })) pages.push(page.jobs.map((j) => j.id));
+    assert.deepEqual(pages.map((p) => p.length), [3, 3, 1]);
+    assert.deepEqual(pages.flat(), results.map((r) => r.id!).reverse());
+  });
+
+  test('cancel, redrive, cancel again and delete a delayed job', async () => {
+    // A long sleep: after the redrive it is due, and stays live (pending, published or running) until cancelled.
+    const job = await ats.submit({ type: 'demo.sleep', queue: queue(), payload: { ms: 600_000 }, runAt: later() });
+    const cancelled = await ats.cancel(job.id, { reason: 'not now' });
+    assert.equal(cancelled.state, 'cancelled');
+    assert.equal(cancelled.cancelReason, 'not now');
+    assert.equal((await ats.redrive(job.id)).state, 'pending');
+    await assert.rejects(ats.delete(job.id), (e: unknown) => e instanceof ApiError && e.status === 409 && e.code === 'ATS_ERR_JOB_LIVE');
+    await ats.cancel(job.id);
+    await ats.delete(job.id);
+    await assert.rejects(ats.get(job.id), (e: unknown) => e instanceof ApiError && e.status === 404 && e.code === 'ATS_ERR_JOB_NOT_FOUND');
+    await assert.rejects(ats.redrive('not-an-id'), (e: unknown) => e instanceof ApiError && e.status === 400 && e.code === 'ATS_ERR_VALIDATION');
+  });
+
+  test(`submitMany with more than ${MAX_BATCH} jobs: several requests, one result per job in order`, async () => {
+    const q = queue();
+    const n = MAX_BATCH * 2 + 5;
+    const requests: number[] = [];
+    const counting = createClient({
+      url,
+      fetch: async (input, init) => {
+        if (String(input).endsWith('/v1/jobs/batch')) requests.push((JSON.parse(String(init?.body)) as { jobs: unknown[] }).jobs.length);
+        return fetch(input, init);
+      },
+    });
+    const jobs = Array.from({ length: n }, (_, i) => ({ type: i === 1500 ? 'no.such' : 'demo.echo', queue: q, payload: { i }, runAt: later() }));
+    const results = await counting.submitMany(jobs);
+    assert.deepEqual(requests, [MAX_BATCH, MAX_BATCH, 5]);
+    assert.equal(results.length, n);
+    assert.deepEqual(results[1500], {
+      status: 422, code: 'ATS_ERR_UNKNOWN_JOB_TYPE', message: 'No handler is registered for job type \'no.such\'',
+    });
+    const created = results.filter((r) => r.status === 201);
+    assert.equal(created.length, n - 1);
+    // In order: result i is job i (read back a few).
+    for (const i of [0, 999, 1000, 1999, 2004]) assert.deepEqual((await ats.get(results[i]!.id!)).payload, { i });
+    assert.equal(new Set(created.map((r) => r.id)).size, n - 1);
+    assert.equal((await jobsOf(q)).length, n - 1);
+  });
+
+  test('no server: UnreachableError (an ApiError with status 0) after the retries', async () => {
+    const gone = createClient({ url: `http://127.0.0.1:${await freePort()}`, retries: 2, retryDelayMs: { min: 5, max: 10 } });
+    let retries = 0;
+    await assert.rejects(gone.stats({ onRetry: () => retries++ }),
+      (e: unknown) => e instanceof UnreachableError && e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_UNREACHABLE' && e.reason === 'ECONNREFUSED');
+    assert.equal(retries, 2);
+  });
+});
+
+describe('payload schemas (defineHandler)', () => {
+  test('a payload that fits runs; one that does not is a 400 that writes nothing, alone or in a batch', async () => {
+    const q = queue();
+    const ok = await ats.submit({ type: 'test.double', queue: q, payload: { n: 21 } });
+    await assert.rejects(ats.submit({ type: 'test.double', queue: q, payload: { n: 'x' } }), (e: unknown) =>
+      e instanceof ApiError && e.status === 400 && e.code === 'ATS_ERR_INVALID_PAYLOAD' && /^body\/payload\/n must be integer/.test(e.message));
+    const results = await ats.submitMany([
+      { type: 'test.double', queue: q, payload: { n: 1 } },
+      { type: 'test.double', queue: q, payload: { n: 1, extra: true } },
+    ]);
+    assert.equal(results[0]!.status, 201);
+    assert.equal(results[1]!.status, 400);
+    assert.equal(results[1]!.code, 'ATS_ERR_INVALID_PAYLOAD');
+    assert.match(results[1]!.message!, /^body\/jobs\/1\/payload has an unknown field 'extra'/);
+    assert.equal((await jobsOf(q)).length, 2);
+    await until(async () => (await ats.get(ok.id)).state === 'done', 'the typed job to run');
+    assert.deepEqual((await ats.get(ok.id)).result, { doubled: 42 });
+  });
+
+  test('the worker does not run a job whose stored payload does not fit: dead, not retryable', async () => {
+    // Written past the API (as by a server that did not know the schema yet).
+    const r = await system.transitions.submit({
+      type: 'test.double', payload: { n: -1 }, queue: queue(), maxAttempts: 3,
+      backoff: { kind: 'fixed', delayMs: 10 }, timeoutMs: 10_000, priority: 0,
+    });
+    assert.ok(r.ok);
+    await until(async () => (await ats.get(r.job.id)).state === 'dead', 'the job to be dead');
+    const dead = await ats.get(r.job.id);
+    assert.equal(dead.attempt, 1, 'no retry');
+    assert.equal(dead.lastError?.retryable, false);
+    assert.match(dead.lastError?.message ?? '', /does not fit the schema of test\.double: \/n must be >= 0/);
+  });
+});
+
+describe('watch', () => {
+  test('follows a job to its end', async () => {
+    const q = queue();
+    const ends = ats.watch({ queue: q, states: TERMINAL });
+    await ends.ready;
+    const job = await ats.submit({ type: 'demo.echo', queue: q, payload: 'hi' });
+    let last: StreamEventMessage | undefined;
+    for await (const e of ends) {
+      last = e;
+      break;
+    }
+    assert.equal(last?.jobId, job.id);
+    assert.equal(last?.to, 'done');
+    assert.match(ends.cursor() ?? '', /./);
+  });
+
+  test('resumes after the server drops the socket and after the network drops it: no event missed, none twice', async () => {
+    const q = queue();
+    const proxy: TcpProxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(url).port) });
+    const viaProxy = createClient({ url: `http://127.0.0.1:${proxy.port}` });
+    const connections: string[] = [];
+    const w = viaProxy.watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 }, onConnection: (s) => connections.push(s) });
+    await w.ready;
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const e of w) seen.push(`${e.jobId}/${e.seq}`);
+    })();
+    const submitted: string[] = [];
+    const submit = async (n: number) => {
+      const rs = await ats.submitMany(Array.from({ length: n }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i })));
+      submitted.push(...rs.map((r) => r.id!));
+    };
+    await submit(5);
+    await until(() => seen.length >= 5, 'the first events');
+    // The server ends the connection (the TCP socket of the upgrade), with jobs still moving.
+    for (const s of upgraded) s.destroy();
+    await submit(5);
+    await until(() => connections.filter((c) => c === 'subscribed').length >= 2, 'the resume after the server dropped the socket');
+    // The network goes away for a while; jobs go on meanwhile.
+    await proxy.cut();
+    await submit(5);
+    await new Promise((r) => setTimeout(r, 300));
+    await proxy.restore();
+    await submit(5);
+
+    const expected = async () => {
+      const all: string[] = [];
+      for (const id of submitted) for (const e of (await ats.get(id)).events) all.push(`${id}/${e.seq}`);
+      return all;
+    };
+    await until(async () => {
+      const jobs = await Promise.all(submitted.map((id) => ats.get(id)));
+      return jobs.every((j) => j.state === 'done') && seen.length >= (await expected()).length;
+    }, 'every event of every job', 30_000);
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate would arrive now
+    w.close();
+    await reading;
+    await proxy.close();
+    assert.equal(new Set(seen).size, seen.length, 'no event twice');
+    assert.deepEqual([...seen].sort(), (await expected()).sort(), 'every event, once');
+    assert.ok(connections.filter((c) => c === 'disconnected').length >= 2, connections.join(','));
+  });
+
+  test('a server without the stream: StreamUnavailableError with the HTTP status', async () => {
+    const plain = createServer((_req, res) => res.writeHead(404).end());
+    plain.on('upgrade', (_req, socket: Socket) => socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    const port = (plain.address() as { port: number }).port;
+    const w = createClient({ url: `http://127.0.0.1:${port}` }).watch({});
+    await assert.rejects(w.ready, (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_STREAM_UNAVAILABLE' && e.status === 404);
+    await assert.rejects(w.next(), (e: unknown) => e instanceof ApiError && e.status === 404);
+    await new Promise((r) => plain.close(r));
+  });
+
+  test('a refused subscribe is an ApiError with the server\'s code', async () => {
+    const w = ats.watch({ jobId: 'not-a-ulid' });
+    await assert.rejects(w.ready, (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_VALIDATION' && /jobId/.test(e.message));
+  });
+});
+
+/**
+ * An HTTP proxy in front of the server that misbehaves on purpose, one plan
+ * step per request: `503` (answers it without asking the server), `stall`
+ * (forwards it, never answers), `lose` (forwards it, then drops the
+ * connection instead of answering), or `pass`.
+ */
+async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; auth: string[]; close(): Promise<void> }> {
+  const keys: string[] = [];
+  const auth: string[] = [];
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    if (req.headers.authorization) auth.push(req.headers.authorization);
+    const key = req.headers['idempotency-key'];
+    keys.push(typeof key === 'string' ? key : body.length ? String((JSON.parse(body.toString()) as { jobs?: Array<{ idempotencyKey?: string }> }).jobs?.[0]?.idempotencyKey) : '');
+    const step = plan.shift() ?? 'pass';
+    if (step === '503') {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
+      res.end(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }));
+      return;
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'content-length'].includes(k)) headers[k] = v;
+    const upstream = await fetch(target + req.url, { method: req.method, headers, ...(body.length ? { body } : {}) });
+    const text = await upstream.text();
+    if (step === 'stall') return; // the server committed; the client hears nothing and times out
+    if (step === 'lose') return req.socket.destroy(); // the server committed; the answer is lost
+    res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(text);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    keys,
+    auth,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe('retries never make a second job', () => {
+  for (const plan of [['503', '503'], ['stall'], ['lose'], ['lose', '503', 'stall']]) {
+    test(`submit through ${plan.join(', ')}: retried with the same key, exactly one job`, async () => {
+      const q = queue();
+      const proxy = await faultyProxy(url, [...plan]);
+      const flaky = createClient({ url: proxy.url, timeoutMs: 1000, retries: 4, retryDelayMs: { min: 10, max: 50 } });
+      const retried: string[] = [];
+      const job = await flaky.submit({ type: 'demo.echo', queue: q, payload: { once: true }, runAt: later() }, {
+        onRetry: (e) => retried.push(e.code),
+      });
+      await proxy.close();
+      assert.equal(retried.length, plan.length);
+      assert.equal(proxy.keys.length, plan.length + 1);
+      assert.equal(new Set(proxy.keys).size, 1, `one key for every attempt: ${proxy.keys.join(', ')}`);
+      assert.deepEqual(await jobsOf(q), [job.id]);
+    });
+  }
+
+  test('submitMany through a lost answer: the batch is sent again with the same keys, no job twice', async () => {
+    const q = queue();
+    const proxy = await faultyProxy(url, ['lose']);
+    const flaky = createClient({ url: proxy.url, timeoutMs: 2000, retryDelayMs: { min: 10, max: 50 } });
+    const results = await flaky.submitMany(Array.from({ length: 30 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() })));
+    await proxy.close();
+    assert.equal(proxy.keys.length, 2);
+    assert.equal(proxy.keys[0], proxy.keys[1]);
+    assert.deepEqual(results.map((r) => r.status), Array(30).fill(200), 'the retry answers the jobs the lost request made');
+    assert.deepEqual((await jobsOf(q)).sort(), results.map((r) => r.id!).sort());
+  });
+
+  test('a signal ends a call and its retries; apiKey is sent as a bearer token', async () => {
+    const q = queue();
+    const proxy = await faultyProxy(url, ['stall', 'stall', 'stall']);
+    const stop = new AbortController();
+    const slow = createClient({ url: proxy.url, apiKey: 'secret-1', timeoutMs: 10_000, retryDelayMs: { min: 10, max: 50 } });
+    setTimeout(() => stop.abort(new Error('enough')), 300);
+    const started = Date.now();
+    await assert.rejects(slow.submit({ type: 'demo.echo', queue: q, payload: null, runAt: later() }, { signal: stop.signal }), /enough/);
+    assert.ok(Date.now() - started < 5000);
+    await proxy.close();
+    assert.equal(proxy.keys.length, 1, 'not retried after the abort');
+    assert.deepEqual(proxy.auth, ['Bearer secret-1']);
+  });
+
+  test('without an Idempotency-Key a submit is not retried', async () => {
+    const q = queue();
+    const proxy = await faultyProxy(url, ['503']);
+    const flaky = createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } });
+    await assert.rejects(flaky.submit({ type: 'demo.echo', queue: q, payload: null }, { idempotencyKey: false }),
+      (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
+    await proxy.close();
+    assert.equal(proxy.keys.length, 1);
+  });
+
+  test('a cancel whose answer was lost, retried: the cancelled job, not a 409', async () => {
+    const job = await ats.submit({ type: 'demo.echo', queue: queue(), payload: null, runAt: later() });
+    const proxy = await faultyProxy(url, ['lose']);
+    const flaky = createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } });
+    assert.equal((await flaky.cancel(job.id)).state, 'cancelled');
+    await flaky.delete(job.id); // and a delete whose answer is lost counts as done
+    await proxy.close();
+    const again = await faultyProxy(url, ['lose']);
+    const job2 = await ats.submit({ type: 'demo.echo', queue: queue(), payload: null, runAt: later() });
+    await ats.cancel(job2.id);
+    await createClient({ url: again.url, retryDelayMs: { min: 10, max: 50 } }).delete(job2.id);
+    await again.close();
+    await assert.rejects(ats.get(job2.id), (e: unknown) => e instanceof ApiError && e.status === 404);
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * The client's errors: every failure is an `ApiError` with `status`, `code`
+ * and `message`. The server's answers carry a code of its registry
+ * (`engine/errors.ts`); the client adds two codes of its own, for when no
+ * answer came (`ATS_ERR_UNREACHABLE`, status 0) and for a server without the
+ * stream (`ATS_ERR_STREAM_UNAVAILABLE`).
+ */
+import type { ErrorCode } from '../engine/errors.js';
+
+/** What `ApiError.code` can be: a server code, a client code, or `HTTP_<status>` for a non-JSON error answer. */
+export type ApiErrorCode = ErrorCode | 'ATS_ERR_UNREACHABLE' | 'ATS_ERR_STREAM_UNAVAILABLE' | `HTTP_${number}`;
+
+export class ApiError extends Error {
+  constructor(
+    /** The HTTP status; 0 when no answer came. */
+    readonly status: number,
+    readonly code: ApiErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ApiError';
+  }
+}
+
+/** No answer from the server, after the retries: refused, unknown host, reset, timed out. */
+export class UnreachableError extends ApiError {
+  constructor(
+    readonly url: string,
+    /** E.g. `ECONNREFUSED` or `timed out`. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(0, 'ATS_ERR_UNREACHABLE', `cannot reach the ats server at ${url} (${reason})`, options);
+    this.name = 'UnreachableError';
+  }
+}
+
+/**
+ * `watch()` could not subscribe: the server refused the WebSocket upgrade
+ * (`status` is its HTTP status, e.g. 404 when it runs without the stream) or
+ * never confirmed the subscription (`status` 0).
+ */
+export class StreamUnavailableError extends ApiError {
+  constructor(status: number, message: string) {
+    super(status, 'ATS_ERR_STREAM_UNAVAILABLE', message);
+    this.name = 'StreamUnavailableError';
+  }
+}
+
+/** The reason a fetch or a socket failed without an answer, e.g. `ECONNREFUSED`. */
+export function networkReason(err: unknown): string {
+  const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError') return 'timed out';
+  // fetch refuses some ports outright (1, 7, 6000, ... — the Fetch standard's "bad ports").
+  if (e?.cause?.message === 'bad port') return 'fetch refuses to connect to this port';
+  return e?.cause?.code ?? e?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+}
+
+/** An error answer (`{code, message}`, or any other body) as an ApiError. */
+export function toApiError(status: number, text: string): ApiError {
+  let parsed: { code?: unknown; message?: unknown } | undefined;
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // A proxy's HTML error page, say: reported with the status.
+  }
+  if (parsed && typeof parsed.code === 'string') {
+    return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '');
+  }
+  return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`);
+}

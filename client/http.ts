@@ -1,0 +1,136 @@
+/**
+ * One REST call with a per-attempt timeout and retries: a timeout, a network
+ * error or a 503 is tried again after an exponential, jittered pause (a 503's
+ * `Retry-After` is honoured up to the longest pause). What the caller must
+ * know to retry safely — that the request is idempotent — is the caller's
+ * business: `retry: false` sends it once.
+ */
+import { ApiError, networkReason, toApiError, UnreachableError } from './errors.js';
+
+export interface HttpOptions {
+  /** The server, without a trailing slash. */
+  baseUrl: string;
+  headers: Record<string, string>;
+  fetch: typeof fetch;
+  timeoutMs: number;
+  retries: number;
+  retryDelayMs: { min: number; max: number };
+}
+
+export interface CallOptions {
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Try again on timeouts, network errors and 503s. @defaultValue true */
+  retry?: boolean;
+  /** Aborts the call, retries included (rejects with the signal's reason). */
+  signal?: AbortSignal | undefined;
+  /** Called before each retry with the failure that caused it (tests, logging). */
+  onRetry?: ((error: ApiError, attempt: number) => void) | undefined;
+}
+
+export interface Answer<T> {
+  status: number;
+  body: T;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** Full jitter: a random pause up to min·2^n, capped at max. */
+export const backoffMs = (n: number, { min, max }: { min: number; max: number }): number =>
+  Math.round(Math.random() * Math.min(max, min * 2 ** n));
+
+/** Errors answered to a retry after an attempt whose outcome is unknown (it may have gone through). */
+const unknownBefore = new WeakSet<ApiError>();
+
+/** Did an earlier attempt of the call that threw `err` time out or lose its connection (so it may have taken effect)? */
+export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(err);
+
+/** The `Retry-After` of a 503, by its error. */
+const retryAfterS = new WeakMap<ApiError, number>();
+
+/**
+ * A signal aborted by `signal` or after `ms` (AbortSignal.any is missing in
+ * older browsers), and a `done()` that detaches it from `signal`.
+ */
+function withTimeout(ms: number, signal: AbortSignal | undefined): { signal: AbortSignal; done(): void } {
+  const timeout = AbortSignal.timeout(ms);
+  if (!signal) return { signal: timeout, done: () => undefined };
+  const both = new AbortController();
+  const onAbort = () => both.abort(signal.reason);
+  if (signal.aborted) both.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  timeout.addEventListener('abort', () => both.abort(timeout.reason), { once: true });
+  return { signal: both.signal, done: () => signal.removeEventListener('abort', onAbort) };
+}
+
+export async function call<T>(http: HttpOptions, method: string, path: string, opts: CallOptions = {}): Promise<Answer<T>> {
+  const retries = opts.retry === false ? 0 : http.retries;
+  let unknown = 0;
+  for (let attempt = 0; ; attempt++) {
+    let failure: ApiError;
+    let pause = backoffMs(attempt, http.retryDelayMs);
+    try {
+      const r = await once<T>(http, method, path, opts);
+      return r;
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (!(err instanceof ApiError)) throw err;
+      if (!(err instanceof UnreachableError || err.status === 503)) {
+        if (unknown > 0) unknownBefore.add(err);
+        throw err;
+      }
+      failure = err;
+      if (err instanceof UnreachableError) unknown++;
+      const after = retryAfterS.get(err);
+      if (after !== undefined) pause = Math.min(http.retryDelayMs.max, Math.max(pause, after * 1000));
+    }
+    if (attempt >= retries) throw failure;
+    opts.onRetry?.(failure, attempt + 1);
+    await sleep(pause, opts.signal);
+  }
+}
+
+async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions): Promise<{ status: number; body: T }> {
+  const headers: Record<string, string> = { accept: 'application/json', ...http.headers, ...opts.headers };
+  const abort = withTimeout(http.timeoutMs, opts.signal);
+  const init: RequestInit = { method, headers, signal: abort.signal };
+  if (opts.body !== undefined) {
+    init.body = JSON.stringify(opts.body);
+    headers['content-type'] = 'application/json';
+  }
+  let res: Response;
+  let text: string;
+  try {
+    res = await http.fetch(http.baseUrl + path, init);
+    text = await res.text();
+  } catch (err) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    throw new UnreachableError(http.baseUrl, networkReason(err), { cause: err });
+  } finally {
+    abort.done();
+  }
+  if (!res.ok) {
+    const error = toApiError(res.status, text);
+    const retryAfter = Number(res.headers.get('retry-after'));
+    if (res.status === 503 && Number.isFinite(retryAfter) && retryAfter >= 0) retryAfterS.set(error, retryAfter);
+    throw error;
+  }
+  if (res.status === 204) return { status: res.status, body: undefined as T };
+  try {
+    return { status: res.status, body: JSON.parse(text) as T };
+  } catch {
+    throw new ApiError(res.status, `HTTP_${res.status}`, `expected JSON from ${method} ${path}, got: ${text.slice(0, 200)}`);
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * The typed client of the ats REST API (v1) and its stream, for Node ≥ 20 and
+ * browsers:
+ *
+ * ```ts
+ * import { createClient } from 'ai-task-scheduler/client';
+ * const ats = createClient({ url: 'http://localhost:3000' });
+ * const job = await ats.submit({ type: 'email.send', payload: { to: 'a@example.com' } });
+ * for await (const e of ats.watch({ jobId: job.id })) if (e.to === 'done') break;
+ * ```
+ *
+ * Every submit carries an `Idempotency-Key` (made once per submit, reused by
+ * its retries), so retrying after a timeout, a network error or a 503 never
+ * makes a second job. Every failure is an `ApiError {status, code, message}`.
+ * See docs/client.md.
+ */
+import { ulid } from 'ulid';
+import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
+import { ApiError } from './errors.js';
+import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
+import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
+import type {
+  BatchItem, BatchResult, JobDetail, JobPage, JobView, ListQuery, MachineView, Stats, StreamFilter, SubmitRequest,
+} from './types.js';
+
+export * from './types.js';
+export { ApiError, StreamUnavailableError, UnreachableError, type ApiErrorCode } from './errors.js';
+export type { Watch, WatchOptions, WebSocketConstructor, WebSocketLike } from './stream.js';
+
+/** Most jobs one `POST /v1/jobs/batch` takes; `submitMany` splits larger arrays. (Type-checked against the server's constant.) */
+export const MAX_BATCH: typeof SERVER_MAX_BATCH = 1000;
+
+export interface ClientOptions {
+  /** The server, e.g. `http://localhost:3000` (a trailing slash is dropped). */
+  url: string;
+  /**
+   * Sent as `Authorization: Bearer <apiKey>` on every request (and on the
+   * stream's upgrade when the socket is `ws`), for a gateway in front of ats.
+   */
+  apiKey?: string | undefined;
+  /** @defaultValue globalThis.fetch */
+  fetch?: typeof fetch | undefined;
+  /** @defaultValue globalThis.WebSocket, else the `ws` package */
+  WebSocket?: WebSocketConstructor | undefined;
+  /** Per attempt of a request. @defaultValue 30000 */
+  timeoutMs?: number | undefined;
+  /** Retries after a timeout, a network error or a 503. @defaultValue 3 */
+  retries?: number | undefined;
+  /** Pause before retry n: random up to min·2^n, at most max. @defaultValue { min: 250, max: 5000 } */
+  retryDelayMs?: { min: number; max: number } | undefined;
+}
+
+export interface RequestOptions {
+  /** Aborts the request and its retries. */
+  signal?: AbortSignal | undefined;
+  /** Called before each retry (logging, tests). */
+  onRetry?: CallOptions['onRetry'];
+}
+
+export interface SubmitOptions extends RequestOptions {
+  /**
+   * The submit's Idempotency-Key: a repeat with the same key and body answers
+   * the job the first created. Default: a new ULID per call. `false` sends
+   * none — and then the submit is not retried (a retry could make a second job).
+   */
+  idempotencyKey?: string | false | undefined;
+}
+
+export interface SubmitManyOptions extends RequestOptions {
+  /** Give each item without an `idempotencyKey` a new one (else it is sent without, and not retried). @defaultValue true */
+  idempotencyKeys?: boolean | undefined;
+  /** Items per request, at most MAX_BATCH. @defaultValue MAX_BATCH */
+  batchSize?: number | undefined;
+}
+
+/** `list()`'s filter: the query of `GET /v1/jobs` (`limit` is the page size). */
+export type ListFilter = ListQuery;
+
+/** A new ULID: the default Idempotency-Key. */
+export const newIdempotencyKey = (): string => ulid();
+
+const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
+
+export class AtsClient {
+  /** The server, without a trailing slash. */
+  readonly url: string;
+  private readonly http: HttpOptions;
+  private readonly WebSocket: WebSocketConstructor | undefined;
+
+  /** A URL string is `{ url }`. */
+  constructor(options: ClientOptions | string) {
+    const o: ClientOptions = typeof options === 'string' ? { url: options } : options;
+    this.url = o.url.replace(/\/+$/, '');
+    const fetchImpl = o.fetch ?? globalThis.fetch;
+    this.http = {
+      baseUrl: this.url,
+      headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {},
+      // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
+      fetch: (input, init) => fetchImpl(input, init),
+      timeoutMs: o.timeoutMs ?? 30_000,
+      retries: Math.max(0, o.retries ?? 3),
+      retryDelayMs: o.retryDelayMs ?? { min: 250, max: 5000 },
+    };
+    this.WebSocket = o.WebSocket;
+  }
+
+  /**
+   * `POST /v1/jobs`: the job as created — or, when its Idempotency-Key was
+   * used before with the same body, the job that submit created.
+   */
+  async submit(job: SubmitRequest, opts: SubmitOptions = {}): Promise<JobView> {
+    const key = opts.idempotencyKey === undefined ? newIdempotencyKey() : opts.idempotencyKey;
+    const r = await call<JobView>(this.http, 'POST', '/v1/jobs', {
+      ...opts, body: job, retry: key !== false, headers: key === false ? {} : { 'idempotency-key': key },
+    });
+    return r.body;
+  }
+
+  /**
+   * `POST /v1/jobs/batch`, MAX_BATCH items a request (one request after the
+   * other): one result per job, in the order given. An item the server
+   * refuses is its result (`status` 4xx, `code`, `message`), not a throw;
+   * a refused request (or one that failed after its retries) throws, and the
+   * requests before it stand — submitting the same items again with the same
+   * keys answers their jobs without making new ones.
+   */
+  async submitMany(jobs: readonly BatchItem[], opts: SubmitManyOptions = {}): Promise<BatchResult[]> {
+    const size = Math.min(MAX_BATCH, Math.max(1, opts.batchSize ?? MAX_BATCH));
+    const keyed = opts.idempotencyKeys === false
+      ? jobs
+      : jobs.map((j) => (j.idempotencyKey === undefined ? { ...j, idempotencyKey: newIdempotencyKey() } : j));
+    const results: BatchResult[] = [];
+    for (let from = 0; from < keyed.length; from += size) {
+      const chunk = keyed.slice(from, from + size);
+      const r = await call<{ results: BatchResult[] }>(this.http, 'POST', '/v1/jobs/batch', {
+        ...opts, body: { jobs: chunk }, retry: chunk.every((j) => j.idempotencyKey !== undefined),
+      });
+      results.push(...r.body.results);
+    }
+    return results;
+  }
+
+  /** `GET /v1/jobs/:id`: the job with its events and the actions it accepts now. */
+  async get(id: string, opts: RequestOptions = {}): Promise<JobDetail> {
+    return (await call<JobDetail>(this.http, 'GET', jobPath(id), opts)).body;
+  }
+
+  /** One page of `GET /v1/jobs` (newest first); pass its `nextCursor` as `cursor` for the next. */
+  async listPage(query: ListQuery = {}, opts: RequestOptions = {}): Promise<JobPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    const qs = params.toString();
+    return (await call<JobPage>(this.http, 'GET', `/v1/jobs${qs ? `?${qs}` : ''}`, opts)).body;
+  }
+
+  /** Every page of `GET /v1/jobs` matching `filter`, newest first, following the cursors. */
+  async *list(filter: ListFilter = {}, opts: RequestOptions = {}): AsyncGenerator<JobPage, void, undefined> {
+    let cursor = filter.cursor;
+    do {
+      const page = await this.listPage({ ...filter, ...(cursor ? { cursor } : {}) }, opts);
+      yield page;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+  }
+
+  /**
+   * `POST /v1/jobs/:id/cancel`. A retry whose first try may have gone through
+   * and that finds the job cancelled answers the job (not a 409).
+   */
+  async cancel(id: string, opts: RequestOptions & { reason?: string | undefined } = {}): Promise<JobView> {
+    const { reason, ...rest } = opts;
+    try {
+      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason } })).body;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_TRANSITION_NOT_ALLOWED' && outcomeWasUnknown(err)) {
+        const job = await this.get(id, rest);
+        if (job.state === 'cancelled') return withoutEvents(job);
+      }
+      throw err;
+    }
+  }
+
+  /** `POST /v1/jobs/:id/redrive`: a new run of a dead or cancelled job. */
+  async redrive(id: string, opts: RequestOptions = {}): Promise<JobView> {
+    return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, opts)).body;
+  }
+
+  /**
+   * `DELETE /v1/jobs/:id`: a done, dead or cancelled job and its events. A
+   * retry whose first try may have gone through and that finds no job counts
+   * as deleted.
+   */
+  async delete(id: string, opts: RequestOptions = {}): Promise<void> {
+    try {
+      await call<void>(this.http, 'DELETE', jobPath(id), opts);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_JOB_NOT_FOUND' && outcomeWasUnknown(err)) return;
+      throw err;
+    }
+  }
+
+  /** `GET /v1/stats`: job counts in total and per state, type and queue. */
+  async stats(opts: RequestOptions = {}): Promise<Stats> {
+    return (await call<Stats>(this.http, 'GET', '/v1/stats', opts)).body;
+  }
+
+  /** `GET /v1/machine`: the job machine's states and edges. */
+  async machine(opts: RequestOptions = {}): Promise<MachineView> {
+    return (await call<MachineView>(this.http, 'GET', '/v1/machine', opts)).body;
+  }
+
+  /** `GET /healthz`: resolves when the server answers. */
+  async health(opts: RequestOptions = {}): Promise<void> {
+    await call<unknown>(this.http, 'GET', '/healthz', opts);
+  }
+
+  /**
+   * The transitions matching `filter`, live (or from `opts.cursor` on), as an
+   * async iterator over the stream; a dropped connection is resumed from the
+   * last cursor, so no event is missed or repeated. `break` or `close()` ends it.
+   */
+  watch(filter: StreamFilter = {}, opts: WatchOptions = {}): Watch {
+    return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket) }, filter, opts);
+  }
+}
+
+/** The job view of a job detail (without its history). */
+function withoutEvents(job: JobDetail): JobView {
+  const { events: _events, ...view } = job;
+  return view;
+}
+
+export function createClient(options: ClientOptions): AtsClient {
+  return new AtsClient(options);
+}
+
+export type Client = AtsClient;

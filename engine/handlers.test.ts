@@ -1,0 +1,55 @@
+/**
+ * The handler registry's two forms (a bare handler, a defineHandler
+ * definition with a payload schema), the worker-side payload check, and the
+ * handler module contract (`handlers` and/or `register`).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Type } from '@sinclair/typebox';
+import { NonRetryableError } from './errors.js';
+import { defineHandler, HandlerRegistry, registerModule } from './handlers.js';
+import { silentLogger } from './logger.js';
+import type { HandlerContext } from './ports.js';
+
+const ctx: HandlerContext = {
+  jobId: '01J00000000000000000000001', type: 't', queue: 'default', attempt: 1, idempotencyKey: '01J00000000000000000000001',
+  signal: new AbortController().signal, heartbeat: async () => undefined, log: silentLogger,
+};
+
+const double = defineHandler('math.double', {
+  payload: Type.Object({ n: Type.Number() }),
+  run: (payload) => payload.n * 2,
+});
+
+describe('defineHandler and the registry', () => {
+  test('the worker gets a handler that runs a fitting payload and refuses another without retries', async () => {
+    const registry = new HandlerRegistry().register(double).register('bare', async (p) => p);
+    const run = registry.get('math.double')!;
+    assert.equal(await run({ n: 21 }, ctx), 42);
+    await assert.rejects(run({ n: 'x' }, ctx), (e: unknown) => e instanceof NonRetryableError && /math\.double: \/n must be number/.test(e.message));
+    assert.equal(registry.checkPayload('math.double', { n: 1 }), null);
+    assert.equal(registry.checkPayload('math.double', {}), "must have required property 'n'");
+    assert.equal(registry.checkPayload('bare', 'anything'), null, 'no schema: anything goes');
+    assert.equal(registry.checkPayload('unknown', 'anything'), null);
+    assert.deepEqual(registry.types(), ['bare', 'math.double']);
+  });
+
+  test('a type is registered once, in either form', () => {
+    assert.throws(() => new HandlerRegistry().register(double).register('math.double', async () => 1), /already registered/);
+    assert.throws(() => new HandlerRegistry().register({ type: 'x' } as never), /defineHandler/);
+  });
+
+  test('a schema Ajv cannot compile fails at definition, naming the type', () => {
+    assert.throws(() => defineHandler('bad.schema', { payload: Type.Date(), run: () => null }), /defineHandler\(bad\.schema\): the payload schema does not compile/);
+  });
+
+  test('a handler module exports handlers, register, or both', async () => {
+    const registry = new HandlerRegistry();
+    await registerModule({ handlers: [double] }, registry, 'a.ts');
+    await registerModule({ register: (r) => r.register('b', async () => null) }, registry, 'b.ts');
+    await registerModule({ handlers: [defineHandler('c', { payload: Type.Null(), run: () => null })], register: async (r) => void r.register('d', async () => null) }, registry, 'cd.ts');
+    assert.deepEqual(registry.types(), ['b', 'c', 'd', 'math.double']);
+    await assert.rejects(registerModule({}, registry, 'empty.ts'), /empty\.ts exports neither register\(registry\) nor handlers/);
+    await assert.rejects(registerModule({ handlers: double as never }, registry, 'one.ts'), /handlers must be an array/);
+  });
+});

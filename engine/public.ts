@@ -1,0 +1,13 @@
+/**
+ * The handler API, for handler modules outside this repository
+ * (`import { defineHandler } from 'ai-task-scheduler/handlers'`). A module
+ * that ATS_HANDLERS (or `--handlers`) names exports `handlers` (an array of
+ * `defineHandler(...)` results) and/or `register(registry)`. See README.md,
+ * "Your own handlers".
+ */
+export { defineHandler, HandlerRegistry, type HandlerDefinition, type HandlerModule } from './handlers.js';
+export { NonRetryableError } from './errors.js';
+export type { Handler, HandlerContext, Logger } from './ports.js';
+export type { PayloadCheck } from './payload-schema.js';
+/** TypeBox, the schema builder payload schemas are written with (the same copy the scheduler compiles). */
+export { Type, type Static, type TSchema } from '@sinclair/typebox';
