@@ -2,9 +2,12 @@
 // The `ats` executable. In a checkout (the TypeScript sources beside this file,
 // and tsx installed with the dev dependencies) it runs the sources through
 // tsx, so an edit needs no build; in an installed package or the Docker image
-// it runs the JavaScript that `npm run build` wrote to dist/.
+// it runs the JavaScript that `npm run build` wrote to dist/. Run from sources,
+// the package's own entries (`ai-task-scheduler/handlers`, `/client`, which
+// handler modules import) resolve to the sources too: the `source` export
+// condition, as `npm start` sets it with --conditions=source.
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createRequire, register as registerHooks } from 'node:module';
 
 const source = new URL('./main.ts', import.meta.url);
 const built = new URL('../dist/cli/main.js', import.meta.url);
@@ -18,7 +21,12 @@ function hasTsx() {
   }
 }
 
+const SOURCE_CONDITION =
+  'export async function resolve(specifier, context, next) {' +
+  " return next(specifier, { ...context, conditions: [...context.conditions, 'source'] }); }";
+
 if (existsSync(source) && hasTsx()) {
+  registerHooks(`data:text/javascript,${encodeURIComponent(SOURCE_CONDITION)}`);
   const { register } = await import('tsx/esm/api');
   register();
   await import(source.href);

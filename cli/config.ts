@@ -43,7 +43,7 @@ export const SETTINGS = {
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
-  handlers: { env: 'ATS_HANDLERS', flag: '--handlers', default: '', doc: 'Modules (comma-separated paths) exporting `register(registry)` to add your job handlers beside the demo ones.' },
+  handlers: { env: 'ATS_HANDLERS', flag: '--handlers', default: '', doc: 'Modules (comma-separated paths) exporting `handlers` (defineHandler results) and/or `register(registry)` to add your job handlers beside the demo ones.' },
   workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid).' },
 } as const;
 

@@ -301,7 +301,7 @@ test('the runtime stage runs as a non-root user and starts dist/cli/main.js star
 
 test('npm start runs the sources (no build step) with the same node flags as the image', () => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
-  assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --import tsx cli/main.ts start`);
+  assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --conditions=source --import tsx cli/main.ts start`);
   assert.equal(pkg.scripts.build, 'node --import tsx scripts/build.ts');
 });
 

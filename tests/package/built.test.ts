@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +129,36 @@ test('the visualizer serves the bundle npm run build wrote, and its page', async
   assert.match(await page.text(), /<html/i);
   const migrations = join(dir, 'dist/adapters/mysql/migrations/0001_init.sql');
   assert.ok(existsSync(migrations), 'MySQL migrations are in dist/');
+});
+
+test('a module outside the package imports its entries by name: dist/ JavaScript, with types', () => {
+  const consumer = join(dir, 'consumer');
+  mkdirSync(join(consumer, 'node_modules'), { recursive: true });
+  symlinkSync(dir, join(consumer, 'node_modules', 'ai-task-scheduler'), 'dir');
+  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', type: 'module', private: true }));
+  writeFileSync(
+    join(consumer, 'main.ts'),
+    [
+      "import { defineHandler, NonRetryableError, Type, type HandlerContext } from 'ai-task-scheduler/handlers';",
+      "import { createClient, type ApiError } from 'ai-task-scheduler/client';",
+      "export const handlers = [defineHandler('x.y', { payload: Type.Object({ n: Type.Integer() }), run: async (p, ctx: HandlerContext) => p.n + ctx.attempt })];",
+      "const client = createClient({ url: 'http://127.0.0.1:1' });",
+      "const e: ApiError | null = null;",
+      "console.log(typeof client.submit, new NonRetryableError('no').name, handlers.length, e, import.meta.resolve('ai-task-scheduler/client'));",
+    ].join('\n'),
+  );
+  // Compiled as a consumer would: no `source` condition, so the types are dist/*.d.ts.
+  // (skipLibCheck: xstate's own declarations do not check under these flags.)
+  const tsc = spawnSync(
+    process.execPath,
+    [join(root, 'node_modules/typescript/bin/tsc'), '--strict', '--skipLibCheck', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022',
+      '--types', 'node', '--typeRoots', join(root, 'node_modules/@types'), '--lib', 'ES2023,DOM', '--outDir', 'out', 'main.ts'],
+    { cwd: consumer, encoding: 'utf8' },
+  );
+  assert.equal(tsc.status, 0, `a consumer of the entries does not compile:\n${tsc.stdout}${tsc.stderr}`);
+  const out = spawnSync(process.execPath, ['out/main.js'], { cwd: consumer, encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout.trim(), /^function NonRetryableError 1 null file:\/\/.*\/dist\/client\/index\.js$/);
 });
 
 test('cli/bin.mjs runs dist/ when no sources are beside it', () => {
