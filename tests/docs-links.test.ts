@@ -24,7 +24,9 @@
  *   Dotted names without a `/` (`ats.dispatch`, `demo.echo`, `package.json`)
  *   and folder names relative to some other folder (`sql/`, `stream/`) are
  *   therefore not checked; a file path in the docs must be written from the
- *   repository root. A trailing `:line` is ignored.
+ *   repository root. A trailing `:line` is ignored. Paths under the folders
+ *   in GENERATED (`dist/`, what `npm run build` writes) are not in a checkout
+ *   and are not checked.
  * Fenced and indented code blocks are skipped: they hold commands and
  * examples (a user's `./my-handlers.ts`), not references.
  */
@@ -37,7 +39,9 @@ import { fileURLToPath } from 'node:url';
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 
 /** Top-level folders of the repository whose paths are checked whatever their ending. */
-const ROOTS = ['.ci', 'adapters', 'bench', 'cli', 'docs', 'engine', 'machines', 'property-tests', 'scripts', 'server', 'tests'];
+const ROOTS = ['.ci', 'adapters', 'bench', 'cli', 'client', 'docs', 'engine', 'examples', 'machines', 'property-tests', 'scripts', 'server', 'tests'];
+/** Folders made by commands (not in a checkout): paths under them are not checked. */
+const GENERATED = ['dist', 'data', 'test-artifacts'];
 /** Endings that make a word with a `/` a file path wherever it starts. */
 const EXTENSIONS = ['.ts', '.mts', '.mjs', '.js', '.cjs', '.json', '.md', '.sh', '.xml', '.yml', '.yaml', '.sql', '.http', '.html', '.css', '.properties'];
 
@@ -130,6 +134,7 @@ export function checkMarkdown(text: string, file: string, root: string): Problem
     for (const word of span.code.split(/\s+/)) {
       if (!isRepoPath(word)) continue;
       const path = word.replace(/:\d+(:\d+)?$/, '');
+      if (GENERATED.includes(path.replace(/^\.\//, '').split('/')[0]!)) continue;
       if (!existsSync(join(root, path))) problems.push({ line: span.line, what: `\`${path}\` names no file or folder of the repository` });
     }
   }
@@ -224,6 +229,10 @@ describe('the docs link checker', () => {
     const broken = check('`engine/relays.ts` and `docs/nope.md` and `stream/protocol.ts` and `scripts/kafka/kafka-tools.sh`');
     assert.equal(broken.length, 4, broken.join('\n'));
     assert.match(broken[0]!, /`engine\/relays\.ts` names no file/);
+  });
+
+  it('does not check paths under folders that commands make (dist/ of npm run build)', () => {
+    assert.deepEqual(check('run `node dist/cli/main.js start` or `./dist/server/ui/bundle/app.js`'), []);
   });
 
   it('does not take topics, job types, routes, variables or relative folder names for paths', () => {
