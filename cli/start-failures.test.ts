@@ -14,31 +14,6 @@ import { it } from 'node:test';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-it('exits 1 with "cannot start" and no stack trace when the api port is taken', { timeout: 60_000 }, async () => {
-  const taken = createServer();
-  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
-  const port = (taken.address() as { port: number }).port;
-  const dir = mkdtempSync(join(tmpdir(), 'ats-start-fail-'));
-  try {
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'error' };
-    delete env.MYSQL_URL;
-    delete env.KAFKA_BROKERS;
-    delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const started = Date.now();
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-    assert.equal(code, 1, stderr);
-    assert.ok(Date.now() - started < 30_000, `exited after ${Date.now() - started} ms`);
-    assert.match(stderr, /^ats: cannot start: .*EADDRINUSE/m);
-    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
-  } finally {
-    taken.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
 /** `ats start` with these settings and no MySQL/Kafka: its exit code and stderr. */
 async function startWith(extra: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-start-fail-'));
@@ -56,6 +31,22 @@ async function startWith(extra: Record<string, string>): Promise<{ code: number 
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+it('exits 1 with "cannot start" and no stack trace when the api port is taken', { timeout: 60_000 }, async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    const started = Date.now();
+    const { code, stderr } = await startWith({ PORT: String(port) });
+    assert.equal(code, 1, stderr);
+    assert.ok(Date.now() - started < 30_000, `exited after ${Date.now() - started} ms`);
+    assert.match(stderr, /^ats: cannot start: .*EADDRINUSE/m);
+    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  } finally {
+    taken.close();
+  }
+});
 
 it('exits 2 (a bad setting) naming ATS_HANDLERS when a handler module does not exist', { timeout: 60_000 }, async () => {
   const { code, stderr } = await startWith({ ATS_HANDLERS: './no/such/handlers.ts' });
