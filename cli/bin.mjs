@@ -4,8 +4,8 @@
 // tsx, so an edit needs no build; in an installed package or the Docker image
 // it runs the JavaScript that `npm run build` wrote to dist/. Run from sources,
 // the package's own entries (`ai-task-scheduler/handlers`, `/client`, which
-// handler modules import) resolve to the sources too: the `source` export
-// condition, as `npm start` sets it with --conditions=source.
+// handler modules import) resolve to the sources too: the `ats-source` export
+// condition, as `npm start` sets it with --conditions=ats-source.
 import { existsSync } from 'node:fs';
 import { createRequire, register as registerHooks } from 'node:module';
 
@@ -23,7 +23,7 @@ function hasTsx() {
 
 const SOURCE_CONDITION =
   'export async function resolve(specifier, context, next) {' +
-  " return next(specifier, { ...context, conditions: [...context.conditions, 'source'] }); }";
+  " return next(specifier, { ...context, conditions: [...context.conditions, 'ats-source'] }); }";
 
 if (existsSync(source) && hasTsx()) {
   registerHooks(`data:text/javascript,${encodeURIComponent(SOURCE_CONDITION)}`);

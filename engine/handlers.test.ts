@@ -34,6 +34,15 @@ describe('defineHandler and the registry', () => {
     assert.deepEqual(registry.types(), ['bare', 'math.double']);
   });
 
+  test('schemas of different handlers may share an $id (two modules, or one imported twice)', () => {
+    const a = defineHandler('shared.a', { payload: Type.Object({ n: Type.Number() }, { $id: 'Payload' }), run: () => 1 });
+    const b = defineHandler('shared.b', { payload: Type.Object({ s: Type.String() }, { $id: 'Payload' }), run: () => 2 });
+    const registry = new HandlerRegistry().register(a).register(b);
+    assert.equal(registry.checkPayload('shared.a', { n: 1 }), null);
+    assert.equal(registry.checkPayload('shared.b', { s: 'x' }), null);
+    assert.match(registry.checkPayload('shared.b', { n: 1 }) ?? '', /required property 's'/);
+  });
+
   test('a type is registered once, in either form', () => {
     assert.throws(() => new HandlerRegistry().register(double).register('math.double', async () => 1), /already registered/);
     assert.throws(() => new HandlerRegistry().register({ type: 'x' } as never), /defineHandler/);

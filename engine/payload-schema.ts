@@ -26,6 +26,8 @@ function shared(): Ajv {
     ajv = new Ajv({
       allErrors: false, removeAdditional: false, useDefaults: false, coerceTypes: false,
       strict: true, strictTypes: false, strictRequired: false, discriminator: true,
+      // Each handler's schema stands alone: two modules may use the same `$id`.
+      addUsedSchema: false,
     });
     formats.default(ajv);
   }

@@ -1,6 +1,6 @@
 /**
  * The client against a server running examples/handlers.ts:
- * `ATS_URL=http://localhost:3000 node --import tsx examples/client.ts`.
+ * `ATS_URL=http://localhost:3000 node --conditions=ats-source --import tsx examples/client.ts`.
  * Submits an email.send job, watches it to its end and prints the result.
  */
 import { ApiError, createClient } from 'ai-task-scheduler/client';

@@ -41,7 +41,7 @@ function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promi
 test('the examples type-check under strict, importing the package by name', async () => {
   const tsc = join(root, 'node_modules/typescript/bin/tsc');
   const r = await run([tsc, '--noEmit', '--strict', '--target', 'ES2022', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
-    '--allowImportingTsExtensions', '--customConditions', 'source', '--skipLibCheck', '--types', 'node', '--lib', 'ES2023,DOM',
+    '--allowImportingTsExtensions', '--customConditions', 'ats-source', '--skipLibCheck', '--types', 'node', '--lib', 'ES2023,DOM',
     'examples/handlers.ts', 'examples/client.ts'], process.env);
   assert.equal(r.code, 0, r.out);
 });
@@ -66,7 +66,7 @@ describe('the examples run', { timeout: 180_000 }, () => {
   before(async () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    server = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'cli/main.ts', 'start'], {
+    server = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', 'cli/main.ts', 'start'], {
       cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
       env: cleanEnv({ PORT: String(port), HOST: '127.0.0.1', ATS_DATA_DIR: dataDir, ATS_HANDLERS: './examples/handlers.ts', LOG_LEVEL: 'info' }),
     });
@@ -91,7 +91,7 @@ describe('the examples run', { timeout: 180_000 }, () => {
   });
 
   test('examples/client.ts: the bad payload refused, the email sent, the result printed', async () => {
-    const r = await run(['--conditions=source', '--import', 'tsx', 'examples/client.ts'], cleanEnv({ ATS_URL: url }));
+    const r = await run(['--conditions=ats-source', '--import', 'tsx', 'examples/client.ts'], cleanEnv({ ATS_URL: url }));
     assert.equal(r.code, 0, `${r.out}\nserver:\n${serverOut}`);
     const lines = r.out.trim().split('\n');
     assert.equal(lines.length, 3, r.out);

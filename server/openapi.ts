@@ -4,7 +4,7 @@
  * @fastify/swagger collects them through the onRoute hook. The schemas the app
  * registers with `addSchema` (see `SHARED_SCHEMAS` in schemas.ts) are
  * `components.schemas`, named by their `$id`; the routes `$ref` them.
- * `redocly.yaml` lints the document (tests/openapi-lint.test.ts).
+ * `redocly.yaml` lints the document (server/openapi.test.ts).
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';

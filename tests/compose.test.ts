@@ -301,13 +301,13 @@ test('the runtime stage runs as a non-root user and starts dist/cli/main.js star
 
 test('npm start runs the sources (no build step) with the same node flags as the image', () => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
-  assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --conditions=source --import tsx cli/main.ts start`);
+  assert.equal(pkg.scripts.start, `node ${NODE_FLAGS.join(' ')} --conditions=ats-source --import tsx cli/main.ts start`);
   assert.equal(pkg.scripts.build, 'node --import tsx scripts/build.ts');
 });
 
 test('the build stage copies every source folder, the runtime stage only dist/ and production node_modules, and .dockerignore keeps the sources', () => {
   const copied = copiedBy(build);
-  for (const src of ['machines', 'engine', 'adapters', 'server', 'cli', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.ts']) {
+  for (const src of ['machines', 'engine', 'adapters', 'server', 'cli', 'client', 'package.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.ts']) {
     assert.ok(copied.includes(src), `build stage does not COPY ${src}`);
   }
   for (const src of copied) assert.ok(existsSync(new URL(src, root)), `COPY ${src}: not in the repository`);

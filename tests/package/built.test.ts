@@ -147,7 +147,7 @@ test('a module outside the package imports its entries by name: dist/ JavaScript
       "console.log(typeof client.submit, new NonRetryableError('no').name, handlers.length, e, import.meta.resolve('ai-task-scheduler/client'));",
     ].join('\n'),
   );
-  // Compiled as a consumer would: no `source` condition, so the types are dist/*.d.ts.
+  // Compiled as a consumer would: no `ats-source` condition, so the types are dist/*.d.ts.
   // (skipLibCheck: xstate's own declarations do not check under these flags.)
   const tsc = spawnSync(
     process.execPath,
