@@ -20,7 +20,14 @@ export type TraceProtocol = 'http/protobuf' | 'http/json';
 /** What the `OTEL_*` variables ask for: nothing, or these exporters. */
 export type TracingSettings =
   | { enabled: false }
-  | { enabled: true; exporters: ReadonlyArray<'otlp' | 'console'>; protocol: TraceProtocol; serviceName: string };
+  | {
+    enabled: true;
+    exporters: ReadonlyArray<'otlp' | 'console'>;
+    protocol: TraceProtocol;
+    /** Where OTLP spans go; undefined: the exporter's default (`http://localhost:4318/v1/traces`). */
+    url: string | undefined;
+    serviceName: string;
+  };
 
 const truthy = (v: string | undefined) => v !== undefined && v.trim().toLowerCase() === 'true';
 const set = (v: string | undefined) => v !== undefined && v.trim() !== '';
@@ -60,15 +67,40 @@ export function tracingSettings(env: Readonly<Record<string, string | undefined>
     throw new AtsError('ATS_ERR_CONFIG', `OTEL_EXPORTER_OTLP_PROTOCOL: "${protocol}" is not served (http/protobuf, http/json)`);
   }
   const serviceName = set(env.OTEL_SERVICE_NAME) ? env.OTEL_SERVICE_NAME!.trim() : `ats-${roles.join('-')}`;
-  return { enabled: true, exporters, protocol: protocol as TraceProtocol, serviceName };
+  return { enabled: true, exporters, protocol: protocol as TraceProtocol, url: tracesUrl(env), serviceName };
+}
+
+/**
+ * The traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` plus `v1/traces`. One that is not an
+ * http(s) URL is ATS_ERR_CONFIG (the exporter would quietly send elsewhere).
+ */
+function tracesUrl(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const check = (name: string, value: string): string => {
+    let u: URL | null = null;
+    try {
+      u = new URL(value);
+    } catch {
+      // reported below
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+      throw new AtsError('ATS_ERR_CONFIG', `${name}: "${value}" is not an http(s) URL`);
+    }
+    return value;
+  };
+  if (set(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)) return check('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT!.trim());
+  if (!set(env.OTEL_EXPORTER_OTLP_ENDPOINT)) return undefined;
+  const base = check('OTEL_EXPORTER_OTLP_ENDPOINT', env.OTEL_EXPORTER_OTLP_ENDPOINT!.trim());
+  return `${base.endsWith('/') ? base : `${base}/`}v1/traces`;
 }
 
 /**
  * Starts the SDK when the variables ask for it (null otherwise): a tracer
  * provider registered globally (so a handler's `trace.getActiveSpan()` and
  * `tracer.startActiveSpan()` see the attempt's span), with the W3C Trace
- * Context propagator and a batching processor per exporter. The exporters
- * read their own `OTEL_EXPORTER_OTLP_*` settings (endpoint, headers, timeout).
+ * Context propagator and a batching processor per exporter (`OTEL_BSP_*`).
+ * The OTLP exporter gets its URL from `tracingSettings` and reads its other
+ * `OTEL_EXPORTER_OTLP_*` settings (headers, timeout, compression) itself.
  */
 export async function startTracing(env: Readonly<Record<string, string | undefined>>, roles: readonly string[]): Promise<Tracing | null> {
   const settings = tracingSettings(env, roles);
@@ -86,10 +118,10 @@ export async function startTracing(env: Readonly<Record<string, string | undefin
       processors.push(new base.SimpleSpanProcessor(new base.ConsoleSpanExporter()));
     } else if (settings.protocol === 'http/json') {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter()));
+      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter({ url: settings.url })));
     } else {
       const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-proto');
-      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter()));
+      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter({ url: settings.url })));
     }
   }
   // OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (envDetector) win over the defaults.

@@ -15,7 +15,7 @@ import {
   context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
   type Attributes, type Context, type Span, type TextMapGetter, type TextMapSetter, type Tracer,
 } from '@opentelemetry/api';
-import type { LogMessage, LogRecord, TraceContext } from './ports.js';
+import { OUTBOX_ID_HEADER, type LogMessage, type LogRecord, type TraceContext } from './ports.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './messages.js';
 
 export type { Span, Tracer } from '@opentelemetry/api';
@@ -158,6 +158,7 @@ export function startSendSpans(tracer: Tracer, messages: readonly LogMessage[]):
       attributes: {
         [ATTR.messagingOperationType]: 'send', [ATTR.messagingOperationName]: 'send',
         [ATTR.messagingDestination]: m.topic, [ATTR.kafkaMessageKey]: m.key, [ATTR.jobId]: m.key,
+        ...(Object.hasOwn(m.headers, OUTBOX_ID_HEADER) ? { [ATTR.messagingMessageId]: m.headers[OUTBOX_ID_HEADER] } : {}),
       },
     }, contextFrom(m.headers));
     const carrier: { traceparent?: string; tracestate?: string } = {};
@@ -211,6 +212,7 @@ export function startAttemptSpan(tracer: Tracer, a: AttemptInfo): Span {
     attributes[ATTR.messagingDestination] = r.topic;
     attributes[ATTR.messagingPartition] = String(r.partition);
     attributes[ATTR.kafkaOffset] = Number(r.offset);
+    if (Object.hasOwn(r.headers, OUTBOX_ID_HEADER)) attributes[ATTR.messagingMessageId] = r.headers[OUTBOX_ID_HEADER];
   }
   const parent = r && Object.hasOwn(r.headers, TRACEPARENT_HEADER) ? contextFrom(r.headers) : contextFrom(a.traceContext);
   return tracer.startSpan(`process ${a.type}`, { kind: SpanKind.CONSUMER, attributes }, parent);

@@ -1,8 +1,9 @@
 /**
  * A tiny OTLP/HTTP trace receiver on 127.0.0.1 for tests: accepts
- * `POST /v1/traces` with a JSON body (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`)
- * and keeps every span with its resource's `service.name`. Anything else is
- * answered 404 (a wrong path) or 415 (protobuf: set the protocol to JSON).
+ * `POST /v1/traces` and keeps every request's content type and body. A JSON
+ * body (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) is decoded: every span with
+ * its resource's `service.name`. A protobuf body is kept undecoded (and
+ * answered with an empty response, which is a valid one). Another path is a 404.
  */
 import { createServer, type IncomingMessage } from 'node:http';
 
@@ -23,9 +24,11 @@ export interface ReceivedSpan {
 export interface OtlpReceiver {
   /** The endpoint to give as `OTEL_EXPORTER_OTLP_ENDPOINT`. */
   url: string;
+  /** The spans of the JSON requests. */
   spans: ReceivedSpan[];
-  /** Export requests received (bodies that were not valid OTLP JSON count in `rejected`). */
-  requests: number;
+  /** Every export request, as received. */
+  requests: Array<{ contentType: string; body: Buffer }>;
+  /** JSON requests that were not OTLP JSON. */
   rejected: number;
   close(): Promise<void>;
 }
@@ -62,18 +65,17 @@ function valueOf(v: AnyValue | undefined): string | number | boolean {
 
 const attributesOf = (list: KeyValue[] | undefined) => new Map((list ?? []).map((kv) => [kv.key, valueOf(kv.value)] as const));
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (d: string) => (body += d));
-    req.on('end', () => resolve(body));
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
-  const receiver: OtlpReceiver = { url: '', spans: [], requests: 0, rejected: 0, close: async () => undefined };
+  const receiver: OtlpReceiver = { url: '', spans: [], requests: [], rejected: 0, close: async () => undefined };
   const server = createServer((req, res) => {
     void (async () => {
       const body = await readBody(req);
@@ -81,15 +83,15 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         res.writeHead(404).end();
         return;
       }
-      if (!String(req.headers['content-type']).startsWith('application/json')) {
-        receiver.rejected++;
-        res.writeHead(415).end();
+      const contentType = String(req.headers['content-type'] ?? '');
+      receiver.requests.push({ contentType, body });
+      if (!contentType.startsWith('application/json')) {
+        res.writeHead(200, { 'content-type': contentType }).end();
         return;
       }
-      receiver.requests++;
       let parsed: ExportRequest;
       try {
-        parsed = JSON.parse(body) as ExportRequest;
+        parsed = JSON.parse(body.toString('utf8')) as ExportRequest;
       } catch {
         receiver.rejected++;
         res.writeHead(400).end();

@@ -130,6 +130,9 @@ describe('tracing on', () => {
       { type: 'demo.echo', queue: 'default', attempt: 1, outcome: 'succeeded' },
     );
     assert.equal(attempt!.attributes['messaging.operation.type'], 'process');
+    assert.equal(attempt!.attributes['messaging.consumer.group.name'], system.config.worker.groupId);
+    assert.equal(attempt!.attributes['messaging.message.id'], send!.attributes['messaging.message.id'], 'both name the outbox row');
+    assert.match(String(send!.attributes['messaging.message.id']), /^[1-9][0-9]*$/);
     assert.equal(attempt!.status.code, SpanStatusCode.UNSET);
 
     // Stored with the job: the submit's context. On the wire: the send's.
