@@ -105,9 +105,9 @@ export function transitionMessage(job: JobRecord, event: JobEventRecord): Transi
 
 /**
  * The outbox rows one transition writes: always its event on `ats.events`;
- * a dispatch when the machine asks for one (with the job's trace context,
- * when it has one); a cancel control message when a
- * running attempt is cancelled; a dead letter when the job became dead.
+ * a dispatch when the machine asks for one (carrying the job's trace
+ * context, when it has one); a cancel control message when a running
+ * attempt is cancelled; a dead letter when the job became dead.
  */
 export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effects): OutboxMessage[] {
   const c = job.snapshot.context;
