@@ -24,6 +24,7 @@ import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
 import { buildApp } from '../server/app.js';
+import type { Tracing } from './tracing.js';
 import { streamPlugin } from '../server/stream/index.js';
 import { uiPlugin } from '../server/ui/index.js';
 
@@ -39,6 +40,12 @@ export interface ComposeOptions {
   ids?: IdGenerator;
   /** Extra fastify plugins for the api role (the stream, the UI). */
   plugins?: Parameters<typeof buildApp>[0]['plugins'];
+  /**
+   * Traces jobs (submits, dispatches, attempts) with this tracer; shut down
+   * (flushed) last on stop. Omit for no tracing (cli/tracing.ts starts one
+   * from the OTEL_* variables).
+   */
+  tracing?: Tracing;
 }
 
 export interface System {
@@ -107,6 +114,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     },
   });
   const eventLog = log;
+  const tracer = opts.tracing?.tracer;
 
   const app = has('api')
     ? await buildApp({
@@ -114,7 +122,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
-        limits: config.api, defaults: config.defaults,
+        limits: config.api, defaults: config.defaults, tracer,
         plugins: [
           ...(stream ? [stream] : []),
           uiPlugin,
@@ -122,8 +130,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ],
       })
     : null;
-  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker }, config.relay) : null;
-  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry }, config.worker) : null;
+  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer }, config.relay) : null;
+  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, tracer }, config.worker) : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
 
@@ -150,6 +158,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['clock', () => dbClock?.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
+        ['tracing', () => opts.tracing?.shutdown()],
       ];
       for (const [name, step] of steps) {
         try {

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { compileConfig, rawFromArgs, rawFromEnv, type Config } from './config.js';
 import { isAtsError } from '../engine/errors.js';
 import { compose, type System } from './compose.js';
+import { startTracing, type Tracing } from './tracing.js';
 
 /** Config from the environment, overridden by flags. Throws ATS_ERR_CONFIG. */
 export function configFrom(env: Record<string, string | undefined>, args: readonly string[]): Config {
@@ -17,10 +18,18 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     process.stderr.write(`ats: ${(err as Error).message}\n`);
     return 2;
   }
+  let tracing: Tracing | null;
+  try {
+    tracing = await startTracing(env, config.roles);
+  } catch (err) {
+    process.stderr.write(`ats: ${(err as Error).message}\n`);
+    return isAtsError(err) && err.code === 'ATS_ERR_CONFIG' ? 2 : 1;
+  }
   let system: System;
   try {
-    system = await compose(config);
+    system = await compose(config, tracing ? { tracing } : {});
   } catch (err) {
+    await tracing?.shutdown().catch(() => undefined);
     if (isAtsError(err) && err.code === 'ATS_ERR_CONFIG') {
       process.stderr.write(`ats: ${err.message}\n`);
       return 2;

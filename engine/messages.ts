@@ -68,6 +68,14 @@ export const SCHEMA_HEADER = 'ats-schema';
 /** The major schema version this code writes, and the highest it reads. */
 export const SCHEMA_VERSION = 1;
 
+/**
+ * The W3C Trace Context headers: a dispatch of a job submitted while tracing
+ * was on carries the job's trace (see engine/tracing.ts); other messages, and
+ * every message when tracing is off, carry neither.
+ */
+export const TRACEPARENT_HEADER = 'traceparent';
+export const TRACESTATE_HEADER = 'tracestate';
+
 const headers = (kind: string): Record<string, string> => ({
   'content-type': 'application/json', [KIND_HEADER]: kind, [SCHEMA_HEADER]: String(SCHEMA_VERSION),
 });
@@ -97,8 +105,9 @@ export function transitionMessage(job: JobRecord, event: JobEventRecord): Transi
 
 /**
  * The outbox rows one transition writes: always its event on `ats.events`;
- * a dispatch when the machine asks for one; a cancel control message when a
- * running attempt is cancelled; a dead letter when the job became dead.
+ * a dispatch when the machine asks for one (carrying the job's trace
+ * context, when it has one); a cancel control message when a running
+ * attempt is cancelled; a dead letter when the job became dead.
  */
 export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effects): OutboxMessage[] {
   const c = job.snapshot.context;
@@ -110,7 +119,13 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
       jobId: job.id, attempt: c.attempt + 1, type: job.type, queue: job.queue,
       priority: job.priority, dispatch: c.dispatches,
     };
-    rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: headers('dispatch') });
+    const h = headers('dispatch');
+    const trace = job.traceContext;
+    if (trace) {
+      h[TRACEPARENT_HEADER] = trace.traceparent;
+      if (trace.tracestate) h[TRACESTATE_HEADER] = trace.tracestate;
+    }
+    rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: h });
   }
   if (event.type === 'CANCEL' && event.from === 'running') {
     const payload: CancelMessage = { kind: 'cancel', jobId: job.id, attempt: c.attempt, reason: c.cancelReason ?? 'cancelled' };

@@ -55,6 +55,16 @@ export const TOPICS = Object.freeze({
 /** The header carrying the outbox row id: the dedupe key of every message. */
 export const OUTBOX_ID_HEADER = 'ats-outbox-id';
 
+/**
+ * A W3C Trace Context (the `traceparent` and `tracestate` header values):
+ * the span a job's later spans continue, kept with the job when it is
+ * submitted while tracing is on. See engine/tracing.ts.
+ */
+export interface TraceContext {
+  traceparent: string;
+  tracestate?: string;
+}
+
 /** A job as stored: the machine's persisted snapshot plus what the API shows. */
 export interface JobRecord {
   id: string;
@@ -71,6 +81,12 @@ export interface JobRecord {
   snapshot: PersistedJob;
   createdAt: number;
   updatedAt: number;
+  /**
+   * The submit's trace context, when it was traced: every dispatch of the job
+   * (retries and re-dispatches too) carries it, so its attempts join the
+   * submit's trace. Absent when tracing was off.
+   */
+  traceContext?: TraceContext;
 }
 
 /** The submit is stored as event seq 1 of type SUBMITTED whose data is the machine input. */
@@ -327,6 +343,12 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * What a handler gets besides its payload. With tracing on (README.md,
+ * "Tracing"), the attempt's span is the active OpenTelemetry span while the
+ * handler runs: `trace.getActiveSpan()` returns it, and spans the handler
+ * starts (`tracer.startActiveSpan(...)`) are its children.
+ */
 export interface HandlerContext {
   jobId: string;
   type: string;
@@ -355,4 +377,6 @@ export interface JobSpec {
   timeoutMs: number;
   priority: number;
   idempotencyKey?: string;
+  /** The trace the job joins (the submit request's span); not part of the idempotency hash. */
+  traceContext?: TraceContext;
 }

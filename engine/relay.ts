@@ -14,6 +14,7 @@ import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
 import { BackgroundLoop } from './loop.js';
 import { PublishedRecorder } from './published-book.js';
+import { endSpans, startSendSpans, type Tracer } from './tracing.js';
 
 export interface RelayOptions {
   /** Rows taken per batch. @defaultValue 500 */
@@ -43,6 +44,11 @@ export interface RelayDeps {
   clock: Clock;
   logger: Logger;
   waker: Waker;
+  /**
+   * Traces each dispatch of a traced job with a `send` span, whose context the
+   * published message carries (engine/tracing.ts). Omit for no tracing work.
+   */
+  tracer?: Tracer;
   /** Test-only fault injection: runs after the log acked, before the rows are deleted. */
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
 }
@@ -78,10 +84,18 @@ export class Relay {
 
   /** Publish one batch and delete it; the dispatch messages it held are returned for PUBLISHED. */
   private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
-    const { store, log, afterPublish } = this.deps;
+    const { store, log, afterPublish, tracer } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
-      await log.publish(rows.map(toLogMessage));
+      const messages = rows.map(toLogMessage);
+      const spans = tracer ? startSendSpans(tracer, messages) : null;
+      try {
+        await log.publish(messages);
+      } catch (err) {
+        if (spans) endSpans(spans, err);
+        throw err;
+      }
+      if (spans) endSpans(spans);
       await afterPublish?.(rows);
       // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.
       dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers[KIND_HEADER] === 'dispatch').map((r) => r.payload as DispatchMessage);

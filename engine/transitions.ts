@@ -208,6 +208,7 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
     requestHash: spec.idempotencyKey ? requestHash(spec) : null,
     version: 1, snapshot: next, createdAt: at, updatedAt: at,
   };
+  if (spec.traceContext) job.traceContext = spec.traceContext;
   const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at, data: input };
   return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
 }

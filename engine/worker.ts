@@ -37,6 +37,7 @@ import {
   TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
 } from './ports.js';
 import { Semaphore } from './semaphore.js';
+import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 
 export interface WorkerOptions {
@@ -60,6 +61,8 @@ export interface WorkerDeps {
   clock: Clock;
   logger: Logger;
   registry: HandlerRegistry;
+  /** Traces each attempt (engine/tracing.ts); omit for no tracing work at all. */
+  tracer?: Tracer;
 }
 
 /** Why a handler's signal was aborted. */
@@ -183,6 +186,8 @@ export class Worker {
    */
   private async handleDispatches(records: readonly LogRecord[]): Promise<void> {
     const messages: DispatchMessage[] = [];
+    // Traced: each dispatch's record, for its trace headers and the attempt span's attributes.
+    const read: LogRecord[] | null = this.deps.tracer ? [] : null;
     for (const r of records) {
       if (!readableSchema(r.headers)) {
         this.counters.unknownSchema++;
@@ -193,7 +198,10 @@ export class Worker {
       }
       const m = safeParse<unknown>(r.value);
       if (isCancel(r, m)) this.cancel(m);
-      else if (isDispatch(m)) messages.push(m);
+      else if (isDispatch(m)) {
+        messages.push(m);
+        read?.push(r);
+      }
     }
     let i = 0;
     while (i < messages.length) {
@@ -203,13 +211,13 @@ export class Worker {
         await this.slots.acquire();
         n++;
       }
-      await this.claim(messages.slice(i, i + n));
+      await this.claim(messages.slice(i, i + n), read?.slice(i, i + n));
       i += n;
     }
   }
 
   /** Claim up to one slot per message (the slots are held); release the slots of rejected claims. */
-  private async claim(messages: readonly DispatchMessage[]): Promise<void> {
+  private async claim(messages: readonly DispatchMessage[], records?: readonly LogRecord[]): Promise<void> {
     const { transitions, clock, logger } = this.deps;
     if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
     const leaseUntil = clock.now() + this.opts.leaseMs;
@@ -231,11 +239,11 @@ export class Worker {
         return;
       }
       this.counters.claimed++;
-      this.launch(r.job, messages[k]!.attempt, leaseUntil);
+      this.launch(r.job, messages[k]!.attempt, leaseUntil, records?.[k]);
     });
   }
 
-  private launch(job: JobRecord, attempt: number, leaseUntil: number): void {
+  private launch(job: JobRecord, attempt: number, leaseUntil: number, record?: LogRecord): void {
     const abort = new AbortController();
     // The slot is the handler's: it is given back once the handler settled, so the
     // next claims need not wait for this outcome's write (the outcome batcher
@@ -247,7 +255,7 @@ export class Worker {
       this.slots.release();
     };
     const entry: Running = { attempt, abort, done: Promise.resolve(), leaseUntil, settled: false };
-    entry.done = this.execute(job, entry, releaseSlot)
+    entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => this.deps.logger.error('worker: attempt bookkeeping failed', { jobId: job.id, attempt, ...errorFields(err) }))
       .finally(() => {
         abort.abort(ATTEMPT_FINISHED);
@@ -258,8 +266,8 @@ export class Worker {
     this.running.set(job.id, entry);
   }
 
-  private async execute(job: JobRecord, entry: Running, handlerSettled: () => void): Promise<void> {
-    const { clock, registry, logger } = this.deps;
+  private async execute(job: JobRecord, entry: Running, handlerSettled: () => void, record?: LogRecord): Promise<void> {
+    const { clock, registry, logger, tracer } = this.deps;
     const { attempt, abort } = entry;
     const log = ('child' in logger ? (logger as Logger & { child(f: object): Logger }).child({ jobId: job.id, attempt }) : logger);
     void clock.sleep(job.timeoutMs, abort.signal).then(
@@ -272,19 +280,26 @@ export class Worker {
       jobId: job.id, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
       signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
     };
+    // Traced: the attempt's span, the active span while the handler runs (its spans nest under it).
+    const span: Span | undefined = tracer && startAttemptSpan(tracer, {
+      jobId: job.id, type: job.type, queue: job.queue, attempt, traceContext: job.traceContext, record, groupId: this.opts.groupId,
+    });
     let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>;
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
-      const result = await raceAbort(handler(job.payload, ctx), abort.signal);
+      const result = await raceAbort(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx), abort.signal);
       event = { type: 'SUCCEEDED', attempt, result: result ?? null };
+      if (span) endAttemptSpan(span, 'succeeded');
     } catch (err) {
       const reason = abort.signal.reason as unknown;
       if (reason instanceof AbortReason && reason.kind !== 'timeout') {
+        if (span) endAttemptSpan(span, reason.kind);
         log.info(`worker: attempt abandoned (${reason.kind})`, { reason: reason.message });
         return; // cancelled, lease lost or shutdown: nothing to record; the lease or the cancel covers it.
       }
       const e = reason instanceof AbortReason ? reason : (err as Error);
       event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, retryable: !isNonRetryable(e) } };
+      if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
     }
     entry.settled = true;
     handlerSettled();

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Clock, JobStore, Logger } from '../engine/ports.js';
+import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 
 /** Defaults a submit gets for the fields it leaves out. */
@@ -74,6 +75,11 @@ export interface AppDeps {
    */
   logger?: Logger;
   plugins?: AppPlugin[];
+  /**
+   * Traces the submits (engine/tracing.ts): each gets a server span, and the
+   * jobs it creates keep its trace context. Omit for no tracing work at all.
+   */
+  tracer?: Tracer;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;

@@ -18,14 +18,19 @@ const LOCK_TIMEOUT_S = 30;
 
 /** MySQL/MariaDB: the index or column to drop does not exist. */
 const ER_CANT_DROP_FIELD_OR_KEY = 1091;
+/** MySQL/MariaDB: the column to add exists. */
+const ER_DUP_FIELDNAME = 1060;
 
 /**
- * A rerun of a migration that died after this DROP and before its ledger row
- * finds the index already gone: that statement is done. (MySQL 8 has no
- * `DROP INDEX IF EXISTS`.)
+ * A rerun of a migration that died after this DROP (or ADD COLUMN) and
+ * before its ledger row finds the index already gone (the column already
+ * there): that statement is done. (MySQL 8 has neither `DROP INDEX IF EXISTS`
+ * nor `ADD COLUMN IF NOT EXISTS`.)
  */
 function alreadyDropped(statement: string, err: unknown): boolean {
-  return (err as { errno?: unknown } | null)?.errno === ER_CANT_DROP_FIELD_OR_KEY && /^ALTER TABLE \w+ DROP (INDEX|KEY) \w+$/i.test(statement);
+  const errno = (err as { errno?: unknown } | null)?.errno;
+  return (errno === ER_CANT_DROP_FIELD_OR_KEY && /^ALTER TABLE \w+ DROP (INDEX|KEY) \w+$/i.test(statement))
+    || (errno === ER_DUP_FIELDNAME && /^ALTER TABLE \w+ ADD COLUMN \w+ [^,;]+$/i.test(statement));
 }
 
 /**

@@ -6,7 +6,7 @@
 import { project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, StreamEventRecord, Topic,
+  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, StreamEventRecord, Topic, TraceContext,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -20,12 +20,12 @@ export type Row = Record<string, unknown>;
  */
 export const JOB_COLUMNS = [
   'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
-  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at',
+  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context',
 ] as const;
 
 /** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
 export const JOB_SELECT =
-  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at';
+  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context';
 
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
@@ -52,11 +52,12 @@ export function jobValues(job: JobRecord): unknown[] {
   return [
     job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
     job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), job.createdAt, job.updatedAt,
+    job.traceContext ? JSON.stringify(job.traceContext) : null,
   ];
 }
 
 export function rowToJob(r: Row): JobRecord {
-  return {
+  const job: JobRecord = {
     id: String(r.id),
     type: String(r.type),
     queue: String(r.queue),
@@ -70,6 +71,24 @@ export function rowToJob(r: Row): JobRecord {
     createdAt: toNum(r.created_at),
     updatedAt: toNum(r.updated_at),
   };
+  // NULL unless the job was submitted while tracing was on (migration 0006).
+  if (r.trace_context !== null && r.trace_context !== undefined) {
+    const trace = toTraceContext(String(r.trace_context));
+    if (trace) job.traceContext = trace;
+  }
+  return job;
+}
+
+/** The stored trace context, or undefined when the text is not one (the job then simply starts a new trace). */
+function toTraceContext(text: string): TraceContext | undefined {
+  let v: { traceparent?: unknown; tracestate?: unknown } | null;
+  try {
+    v = JSON.parse(text) as typeof v;
+  } catch {
+    return undefined;
+  }
+  if (!v || typeof v.traceparent !== 'string') return undefined;
+  return typeof v.tracestate === 'string' ? { traceparent: v.traceparent, tracestate: v.tracestate } : { traceparent: v.traceparent };
 }
 
 export function eventValues(e: JobEventRecord): unknown[] {

@@ -16,6 +16,7 @@ import {
 } from '../schemas.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
 import { compileBodySchema, formatValidationError } from '../validation.js';
+import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
 const schema = {
   operationId: 'submitJobs',
@@ -59,12 +60,7 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     return toJobSpec(body, idempotencyKey, rules, where);
   };
 
-  app.post<{ Body: { jobs: unknown[] } }>('/v1/jobs/batch', {
-    schema,
-    validatorCompiler,
-    bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
-  }, async (request) => {
-    const items = request.body.jobs;
+  const submitAll = async (items: unknown[], span?: Span): Promise<{ results: BatchResult[] }> => {
     const results: BatchResult[] = new Array<BatchResult>(items.length);
     const specs: JobSpec[] = [];
     const slots: number[] = [];
@@ -78,10 +74,23 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
       }
     });
     if (specs.length > 0) {
+      const trace = span ? traceContextOf() : undefined;
+      if (trace) for (const spec of specs) spec.traceContext = trace;
       const submitted = await deps.transitions.submitMany(specs);
       submitted.forEach((r, k) => (results[slots[k]!] = toResult(r, slots[k]!)));
     }
+    span?.setAttributes({ [ATTR.jobCount]: specs.length, [ATTR.httpStatus]: 200 });
     return { results };
+  };
+
+  app.post<{ Body: { jobs: unknown[] } }>('/v1/jobs/batch', {
+    schema,
+    validatorCompiler,
+    bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
+  }, async (request) => {
+    // Traced: one span for the request (a child of the caller's `traceparent`); every job it creates keeps its context.
+    if (deps.tracer) return withRequestSpan(deps.tracer, { method: 'POST', route: '/v1/jobs/batch', headers: request.headers }, (span) => submitAll(request.body.jobs, span));
+    return submitAll(request.body.jobs);
   });
 };
 

@@ -9,6 +9,7 @@ import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
 import { described, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
 import { toJobSpec } from '../submit-spec.js';
+import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
 const schema = {
   operationId: 'submitJob',
@@ -30,13 +31,21 @@ export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps 
     knownTypes: deps.knownTypes,
     checkPayload: deps.checkPayload,
   };
+  const { tracer } = deps;
   app.post<{ Body: SubmitBody; Headers: { 'idempotency-key'?: string } }>('/v1/jobs', { schema }, async (request, reply) => {
-    const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);
-    const r = await deps.transitions.submit(spec);
-    if (!r.ok) {
-      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `Idempotency-Key was used for job ${r.job.id} with a different request body`);
-    }
-    reply.header('location', `/v1/jobs/${r.job.id}`);
-    return reply.code(r.created ? 201 : 200).send(toJobView(r.job, deps.clock.now()));
+    const submit = async (span?: Span) => {
+      const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);
+      if (span) spec.traceContext = traceContextOf();
+      const r = await deps.transitions.submit(spec);
+      if (!r.ok) {
+        throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `Idempotency-Key was used for job ${r.job.id} with a different request body`);
+      }
+      const status = r.created ? 201 : 200;
+      span?.setAttributes({ [ATTR.jobId]: r.job.id, [ATTR.jobType]: r.job.type, [ATTR.jobQueue]: r.job.queue, [ATTR.httpStatus]: status });
+      reply.header('location', `/v1/jobs/${r.job.id}`);
+      return reply.code(status).send(toJobView(r.job, deps.clock.now()));
+    };
+    // Traced: the request's span (a child of the caller's `traceparent`), whose context the job keeps.
+    return tracer ? withRequestSpan(tracer, { method: 'POST', route: '/v1/jobs', headers: request.headers }, submit) : submit();
   });
 };

@@ -1,0 +1,139 @@
+/**
+ * The OpenTelemetry SDK for `ats start`, set up from the standard `OTEL_*`
+ * variables before the roles start and shut down (its spans flushed) when
+ * they stopped. Off unless an exporter is configured: then no SDK is loaded,
+ * the engine gets no tracer and does no tracing work. README.md, "Tracing".
+ */
+import type { Tracer } from '@opentelemetry/api';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AtsError } from '../engine/errors.js';
+import { TRACER_NAME } from '../engine/tracing.js';
+
+/** A running SDK: the tracer the roles use, and its shutdown (flushes what is buffered). */
+export interface Tracing {
+  tracer: Tracer;
+  shutdown(): Promise<void>;
+}
+
+export type TraceProtocol = 'http/protobuf' | 'http/json';
+
+/** What the `OTEL_*` variables ask for: nothing, or these exporters. */
+export type TracingSettings =
+  | { enabled: false }
+  | {
+    enabled: true;
+    exporters: ReadonlyArray<'otlp' | 'console'>;
+    protocol: TraceProtocol;
+    /** Where OTLP spans go; undefined: the exporter's default (`http://localhost:4318/v1/traces`). */
+    url: string | undefined;
+    serviceName: string;
+  };
+
+const truthy = (v: string | undefined) => v !== undefined && v.trim().toLowerCase() === 'true';
+const set = (v: string | undefined) => v !== undefined && v.trim() !== '';
+
+/**
+ * Reads the variables: `OTEL_SDK_DISABLED=true` turns tracing off whatever
+ * else is set; `OTEL_TRACES_EXPORTER` (`otlp`, `console`, `none`, or a comma
+ * list) picks the exporters; without it, an OTLP endpoint
+ * (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+ * turns the OTLP exporter on. `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (or
+ * `OTEL_EXPORTER_OTLP_PROTOCOL`) is `http/protobuf` (the default) or
+ * `http/json`. `OTEL_SERVICE_NAME` defaults to `ats-<roles>`. A value this
+ * cannot serve is ATS_ERR_CONFIG.
+ */
+export function tracingSettings(env: Readonly<Record<string, string | undefined>>, roles: readonly string[]): TracingSettings {
+  if (truthy(env.OTEL_SDK_DISABLED)) return { enabled: false };
+  let exporters: Array<'otlp' | 'console'>;
+  if (set(env.OTEL_TRACES_EXPORTER)) {
+    const names = env.OTEL_TRACES_EXPORTER!.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+    if (names.includes('none')) return { enabled: false };
+    for (const n of names) {
+      if (n !== 'otlp' && n !== 'console') {
+        throw new AtsError('ATS_ERR_CONFIG', `OTEL_TRACES_EXPORTER: "${n}" is not an exporter this scheduler has (otlp, console, none)`);
+      }
+    }
+    exporters = [...new Set(names as Array<'otlp' | 'console'>)];
+  } else if (set(env.OTEL_EXPORTER_OTLP_ENDPOINT) || set(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)) {
+    exporters = ['otlp'];
+  } else {
+    return { enabled: false };
+  }
+  if (exporters.length === 0) return { enabled: false };
+  const rawProtocol = (set(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL : env.OTEL_EXPORTER_OTLP_PROTOCOL)
+    ?.trim().toLowerCase();
+  const protocol = !rawProtocol ? 'http/protobuf' : rawProtocol;
+  if (exporters.includes('otlp') && protocol !== 'http/protobuf' && protocol !== 'http/json') {
+    throw new AtsError('ATS_ERR_CONFIG', `OTEL_EXPORTER_OTLP_PROTOCOL: "${protocol}" is not served (http/protobuf, http/json)`);
+  }
+  const serviceName = set(env.OTEL_SERVICE_NAME) ? env.OTEL_SERVICE_NAME!.trim() : `ats-${roles.join('-')}`;
+  return { enabled: true, exporters, protocol: protocol as TraceProtocol, url: tracesUrl(env), serviceName };
+}
+
+/**
+ * The traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` plus `v1/traces`. One that is not an
+ * http(s) URL is ATS_ERR_CONFIG (the exporter would quietly send elsewhere).
+ */
+function tracesUrl(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const check = (name: string, value: string): string => {
+    let u: URL | null = null;
+    try {
+      u = new URL(value);
+    } catch {
+      // reported below
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+      throw new AtsError('ATS_ERR_CONFIG', `${name}: "${value}" is not an http(s) URL`);
+    }
+    return value;
+  };
+  if (set(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)) return check('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT!.trim());
+  if (!set(env.OTEL_EXPORTER_OTLP_ENDPOINT)) return undefined;
+  const base = check('OTEL_EXPORTER_OTLP_ENDPOINT', env.OTEL_EXPORTER_OTLP_ENDPOINT!.trim());
+  return `${base.endsWith('/') ? base : `${base}/`}v1/traces`;
+}
+
+/**
+ * Starts the SDK when the variables ask for it (null otherwise): a tracer
+ * provider registered globally (so a handler's `trace.getActiveSpan()` and
+ * `tracer.startActiveSpan()` see the attempt's span), with the W3C Trace
+ * Context propagator and a batching processor per exporter (`OTEL_BSP_*`).
+ * The OTLP exporter gets its URL from `tracingSettings` and reads its other
+ * `OTEL_EXPORTER_OTLP_*` settings (headers, timeout, compression) itself.
+ */
+export async function startTracing(env: Readonly<Record<string, string | undefined>>, roles: readonly string[]): Promise<Tracing | null> {
+  const settings = tracingSettings(env, roles);
+  if (!settings.enabled) return null;
+  // Loaded only when tracing is on: a process without it never loads the SDK.
+  const [{ NodeTracerProvider }, base, { resourceFromAttributes, defaultResource, detectResources, envDetector }, { ATTR_SERVICE_NAME }] = await Promise.all([
+    import('@opentelemetry/sdk-trace-node'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/semantic-conventions'),
+  ]);
+  const processors: SpanProcessor[] = [];
+  for (const name of settings.exporters) {
+    if (name === 'console') {
+      processors.push(new base.SimpleSpanProcessor(new base.ConsoleSpanExporter()));
+    } else if (settings.protocol === 'http/json') {
+      const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
+      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter({ url: settings.url })));
+    } else {
+      const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-proto');
+      processors.push(new base.BatchSpanProcessor(new OTLPTraceExporter({ url: settings.url })));
+    }
+  }
+  // OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (envDetector) win over the defaults.
+  const resource = defaultResource()
+    .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }))
+    .merge(detectResources({ detectors: [envDetector] }));
+  const provider = new NodeTracerProvider({ resource, spanProcessors: processors });
+  provider.register();
+  return {
+    tracer: provider.getTracer(TRACER_NAME),
+    async shutdown() {
+      await provider.shutdown();
+    },
+  };
+}
