@@ -3,6 +3,7 @@
  * listening (tests use `app.inject()`); only the entry point calls `listen()`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import { RequestLog } from './request-log.js';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installUpgradeGuard, serverTimeouts } from './connections.js';
@@ -28,8 +29,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(deps.limits) };
   const app = Fastify({
     ...serverTimeouts(limits),
-    // One log per process: errors go to the engine's logger (see error-handler.ts).
-    logger: false,
+    // One log per process: fastify logs through the engine's pino (request ids
+    // as `reqId`), each request's completion at debug (see request-log.ts); the
+    // 5xx errors go to the engine's logger (see error-handler.ts).
+    ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance, logController: new RequestLog() } : { logger: false }),
     bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     schemaErrorFormatter: formatValidationError,
     frameworkErrors: frameworkErrorHandler(logger),

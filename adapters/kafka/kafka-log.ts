@@ -9,6 +9,7 @@
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
+import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { physicalName, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
@@ -61,6 +62,7 @@ class KafkaEventLog implements EventLog {
       brokers: opts.brokers,
       connectionTimeout: opts.connectTimeoutMs,
       logLevel: LOG_LEVELS[opts.logLevel],
+      ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
     this.kafka = new Kafka({ ...config, retry: RECONNECT });
     this.producer = this.kafka.producer({
