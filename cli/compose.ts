@@ -78,8 +78,12 @@ async function openStore(config: Config, clock: Clock, logger: Logger): Promise<
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock });
 }
 
-/** kafkajs makes no entry below this; the process's logger filters the rest (kafkajs's debug is the wire protocol: never). */
-const KAFKA_LOG_LEVEL = { debug: 'info', info: 'info', warn: 'warn', error: 'error', silent: 'nothing' } as const;
+/**
+ * kafkajs makes no entry below this; the process's logger filters the rest.
+ * Its INFO lines are logged at debug (adapters/kafka/kafka-logging.ts); its
+ * DEBUG is the wire protocol, never wanted here.
+ */
+const KAFKA_LOG_LEVEL = { debug: 'info', info: 'warn', warn: 'warn', error: 'error', silent: 'nothing' } as const;
 
 function openLog(config: Config, logger: Logger): EventLog {
   if (config.kafkaBrokers) {

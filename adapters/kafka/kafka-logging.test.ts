@@ -19,8 +19,14 @@ const entry = (level: logLevel, namespace: string, message: string, extra: Recor
 
 const broker = { broker: '127.0.0.1:9092', clientId: 'ats-test' };
 
-/** The existing topic at start: the broker's answer to createTopics, logged by kafkajs's Connection at ERROR. */
+/**
+ * The existing topic at start: the broker's answer to createTopics, logged by kafkajs's Connection at
+ * ERROR (kafkajs 2.2.4 says "Topic creation errors" for the request; the per-topic error is the broker's).
+ */
 const EXISTING_TOPIC = entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', {
+  ...broker, error: 'Topic creation errors', correlationId: 3, size: 74,
+});
+const EXISTING_TOPIC_ERROR = entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', {
   ...broker, error: 'Topic with this name already exists', correlationId: 3, size: 74,
 });
 /** A rebalance, as the consumer's runner reports it (WARN) and as the broker's answer to a heartbeat (ERROR). */
@@ -33,7 +39,10 @@ const REBALANCE_RESPONSE = entry(logLevel.ERROR, 'Connection', 'Response Heartbe
 
 describe('kafkaEntryLevel: known-normal events lowered', () => {
   const cases: Array<[string, LogEntry, string]> = [
-    ['createTopics on an existing topic', EXISTING_TOPIC, 'debug'],
+    ['createTopics on existing topics (kafkajs\'s summary)', EXISTING_TOPIC, 'debug'],
+    ['createTopics on an existing topic (the broker\'s error)', EXISTING_TOPIC_ERROR, 'debug'],
+    ['the bounded retries of the producer, said at every start', entry(logLevel.WARN, 'Producer', 'Limiting retries for the idempotent producer may invalidate EoS guarantees'), 'debug'],
+    ['kafkajs\'s lifecycle narration (INFO)', entry(logLevel.INFO, 'ConsumerGroup', 'Consumer has joined the group', { groupId: 'g', memberAssignment: { 'ats.dispatch': [0, 1, 2] } }), 'debug'],
     ['a rebalance (the runner)', REBALANCE, 'info'],
     ['a rebalance (a heartbeat answer)', REBALANCE_RESPONSE, 'debug'],
     ['the coordinator not available yet', entry(logLevel.ERROR, 'Connection', 'Response FindCoordinator(key: 10, version: 2)', { ...broker, error: 'The group coordinator is not available' }), 'info'],
@@ -55,8 +64,8 @@ describe('kafkaEntryLevel: real failures keep their level', () => {
     ['a consumer crash', entry(logLevel.ERROR, 'Consumer', 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED', { groupId: 'g', retryCount: 5, stack: '...' }), 'error'],
     ['a send that failed', entry(logLevel.ERROR, 'Producer', 'Failed to send messages: This server is not the leader for that topic-partition', { retryCount: 0, retryTime: 300 }), 'error'],
     ['another broker error', entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', { ...broker, error: 'Replication-factor is invalid' }), 'error'],
+    ['"Topic creation errors" for another request', entry(logLevel.ERROR, 'Connection', 'Response Produce(key: 0, version: 7)', { ...broker, error: 'Topic creation errors' }), 'error'],
     ['a warning', entry(logLevel.WARN, 'Admin', 'Could not create topics', { error: 'This is not the correct controller for this cluster', retryCount: 0 }), 'warn'],
-    ['info', entry(logLevel.INFO, 'ConsumerGroup', 'Consumer has joined the group', { groupId: 'g' }), 'info'],
     ['debug (never raised by a rule)', entry(logLevel.DEBUG, 'Consumer', 'Restarting the consumer in 300ms'), 'debug'],
   ];
   for (const [what, e, level] of cases) {
@@ -80,7 +89,7 @@ describe('kafkaLogCreator', () => {
     assert.deepEqual(calls, [
       {
         level: 'debug', msg: 'Response CreateTopics(key: 19, version: 3)',
-        fields: { component: 'kafkajs', namespace: 'Connection', ...broker, error: 'Topic with this name already exists', correlationId: 3, size: 74, kafkaLevel: 'ERROR' },
+        fields: { component: 'kafkajs', namespace: 'Connection', ...broker, error: 'Topic creation errors', correlationId: 3, size: 74, kafkaLevel: 'ERROR' },
       },
       { level: 'error', msg: 'Failed to connect to broker, reconnecting', fields: { component: 'kafkajs', namespace: 'BrokerPool', retryCount: 2 } },
     ]);

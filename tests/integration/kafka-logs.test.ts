@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, it } from 'node:test';
+import { createKafkaLog } from '../../adapters/kafka/index.js';
 import { SETTINGS } from '../../cli/config.js';
+import type { Logger } from '../../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -61,7 +63,9 @@ async function startAndStop(run: number): Promise<Line[]> {
   });
 }
 
-const mentionsExistingTopic = (l: Line) => /already exists|TOPIC_ALREADY_EXISTS/i.test(JSON.stringify(l));
+/** kafkajs's line for the broker's answer to a createTopics on existing topics, or the event log's own. */
+const mentionsExistingTopic = (l: Line) =>
+  /already exists|TOPIC_ALREADY_EXISTS/i.test(JSON.stringify(l)) || /^Response CreateTopics/.test(String(l.msg)) || l.msg === 'kafka: topic exists';
 const show = (lines: Line[]) => lines.map((l) => JSON.stringify(l)).join('\n');
 
 it('a second start on existing topics logs no error or warning about them; kafkajs\'s answer is at debug', { timeout: 240_000 }, async () => {
@@ -71,10 +75,35 @@ it('a second start on existing topics logs no error or warning about them; kafka
     const loud = lines.filter((l) => (l.level === 'error' || l.level === 'warn') && mentionsExistingTopic(l));
     assert.deepEqual(loud, [], `run ${run}: error/warn lines about existing topics:\n${show(loud)}`);
   }
+  // Run 1 created the three topics; run 2 found them. kafkajs's ERROR for the broker's answer is at debug.
+  assert.deepEqual(first.filter((l) => l.msg === 'kafka: topic created').map((l) => [l.level, l.topic]).sort(),
+    ['ats.dispatch', 'ats.dlq', 'ats.events'].map((t) => ['info', prefix + t]), show(first));
+  assert.equal(second.filter((l) => l.msg === 'kafka: topic exists' && l.level === 'debug').length, 3, show(second));
   const answers = second.filter((l) => l.component === 'kafkajs' && mentionsExistingTopic(l));
-  assert.ok(answers.length >= 1, `run 2 logged no TOPIC_ALREADY_EXISTS answer at all:\n${show(second)}`);
+  assert.ok(answers.length >= 1, `run 2 logged no answer to createTopics at all:\n${show(second)}`);
   for (const l of answers) assert.deepEqual([l.level, l.kafkaLevel], ['debug', 'ERROR'], JSON.stringify(l));
   // Nothing else of a healthy start is an error either (a rebalance, the coordinator starting up).
   const errors = [...first, ...second].filter((l) => l.level === 'error');
   assert.deepEqual(errors, [], `error lines on a healthy start:\n${show(errors)}`);
+});
+
+it('a topic the broker will not create: the event log\'s error line names each topic\'s error (kafkajs\'s own summary is at debug)', { timeout: 60_000 }, async () => {
+  const lines: Line[] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...fields });
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  // '/' is not allowed in a topic name: the broker answers INVALID_TOPIC_EXCEPTION.
+  const log = createKafkaLog({ brokers: kafkaBrokers(), topicPrefix: 'bad/name.', connectTimeoutMs: 5000, logLevel: 'info', logger });
+  try {
+    await assert.rejects(log.ensureTopics());
+  } finally {
+    await log.close();
+  }
+  const failed = lines.filter((l) => l.msg === 'kafka: creating a topic failed');
+  assert.equal(failed.length, 3, show(lines));
+  for (const l of failed) {
+    assert.equal(l.level, 'error');
+    assert.match(String(l.error), /^Topic creation errors: bad\/name\.ats\.\w+: INVALID_TOPIC_EXCEPTION$/);
+  }
+  const summaries = lines.filter((l) => /^Response CreateTopics/.test(String(l.msg)));
+  assert.ok(summaries.length >= 1 && summaries.every((l) => l.level === 'debug'), show(lines));
 });
