@@ -3,7 +3,6 @@
  * listening (tests use `app.inject()`); only the entry point calls `listen()`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { RequestLog } from './request-log.js';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installUpgradeGuard, serverTimeouts } from './connections.js';
@@ -11,6 +10,7 @@ import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
+import { RequestLog } from './request-log.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
