@@ -13,7 +13,7 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
-import { createLogger, errorFields } from '../engine/logger.js';
+import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
 import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
@@ -67,36 +67,56 @@ export interface System {
   stop(): Promise<void>;
 }
 
-async function openStore(config: Config, clock: Clock): Promise<JobStore> {
-  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock });
+/**
+ * The process's logger (pino): JSON lines on stdout, or pino-pretty's for
+ * LOG_FORMAT=pretty; every line carries `role` (this process's roles), `pid`
+ * and `hostname`. fastify logs through the same instance.
+ */
+export async function openLogger(config: Config): Promise<AppLogger> {
+  const base = { role: config.roles.join(',') };
+  return config.logFormat === 'pretty'
+    ? createLogger(config.logLevel, base, await prettyDestination())
+    : createLogger(config.logLevel, base);
+}
+
+async function openStore(config: Config, clock: Clock, logger: Logger): Promise<JobStore> {
+  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock });
 }
 
-function openLog(config: Config): EventLog {
+/**
+ * kafkajs makes no entry below this; the process's logger filters the rest.
+ * Its INFO lines are logged at debug (adapters/kafka/kafka-logging.ts); its
+ * DEBUG is the wire protocol, never wanted here.
+ */
+const KAFKA_LOG_LEVEL = { debug: 'info', info: 'warn', warn: 'warn', error: 'error', silent: 'nothing' } as const;
+
+function openLog(config: Config, logger: Logger): EventLog {
   if (config.kafkaBrokers) {
     return createKafkaLog({
       brokers: [...config.kafkaBrokers], topicPrefix: config.topicPrefix, partitions: config.kafkaPartitions,
-      clientId: `ats-${config.worker.workerId}`, connectTimeoutMs: 5000, logLevel: 'error',
+      clientId: `ats-${config.worker.workerId}`, connectTimeoutMs: 5000,
+      logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger,
     });
   }
   return createMemoryLog();
 }
 
 export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
-  const logger = opts.logger ?? createLogger(config.logLevel);
+  const logger = opts.logger ?? (await openLogger(config));
   const base = opts.clock ?? systemClock;
   const registry = opts.registry ?? (await loadHandlers(config.handlers, registerDemoHandlers(new HandlerRegistry())));
   // Processes on one MySQL database judge each other's leases and due times:
   // all read the database's clock. SQLite is one process: its own clock.
   const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (store as MysqlStore).dbNow() }) : null;
   const clock: Clock = dbClock ?? base;
-  const store = await openStore(config, clock);
+  const store = await openStore(config, clock, logger);
   let log: EventLog | null = null;
   try {
     await dbClock?.sync();
     await store.migrate();
-    log = openLog(config);
+    log = openLog(config, logger);
     await log.ensureTopics();
   } catch (err) {
     await log?.close().catch(() => undefined);
@@ -118,7 +138,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
 
   const app = has('api')
     ? await buildApp({
-        transitions, store, clock, logger,
+        transitions, store, clock, logger, loggerInstance: pinoOf(logger),
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
@@ -145,7 +165,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       retention?.start();
       await worker?.start();
       if (!app) return { url: null };
-      const address = await app.listen({ port: config.port, host: config.host });
+      const address = await listenQuietly(app, config);
       return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') };
     },
     async stop() {
@@ -169,6 +189,25 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       }
     },
   };
+}
+
+/** The pino behind a logger made by `createLogger`, for fastify; none for another Logger. */
+function pinoOf(logger: Logger): AppLogger['pino'] | undefined {
+  return (logger as Partial<AppLogger>).pino;
+}
+
+/**
+ * Listen without fastify's "Server listening at" info line: `ats ready`, the
+ * first line of a started process, says the URL with the roles.
+ */
+async function listenQuietly(app: FastifyInstance, config: Config): Promise<string> {
+  const level = app.log.level;
+  if (level === 'debug' || level === 'info') app.log.level = 'warn';
+  try {
+    return await app.listen({ port: config.port, host: config.host });
+  } finally {
+    app.log.level = level;
+  }
 }
 
 /**

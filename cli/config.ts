@@ -6,7 +6,7 @@
  */
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { AtsError } from '../engine/errors.js';
-import type { LogLevel } from '../engine/logger.js';
+import type { LogFormat, LogLevel } from '../engine/logger.js';
 
 export const ROLES = ['api', 'relay', 'worker', 'timers'] as const;
 export type Role = (typeof ROLES)[number];
@@ -22,6 +22,7 @@ export const SETTINGS = {
   kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
   dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
   logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
+  logFormat: { env: 'LOG_FORMAT', flag: '--log-format', default: 'json', doc: 'json (one JSON object a line) or pretty (readable lines, for development).' },
   concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once.' },
   leaseMs: { env: 'ATS_LEASE_MS', flag: '--lease-ms', default: '30000', doc: 'How long a claimed attempt holds without a heartbeat.' },
   heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
@@ -60,6 +61,7 @@ export interface Config {
   kafkaPartitions: number;
   dataDir: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** Handler modules to load (absolute or relative to the working directory). */
   handlers: readonly string[];
   worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
@@ -137,6 +139,14 @@ function logLevel(raw: RawConfig): LogLevel {
   return v as LogLevel;
 }
 
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
+
+function logFormat(raw: RawConfig): LogFormat {
+  const v = str(raw, 'logFormat');
+  if (!(LOG_FORMATS as readonly string[]).includes(v)) fail('logFormat', `unknown format "${v}" (formats: ${LOG_FORMATS.join(', ')})`);
+  return v as LogFormat;
+}
+
 /** Compile and validate once; throws AtsError(ATS_ERR_CONFIG) naming the setting. */
 export function compileConfig(raw: RawConfig, host: { hostname: string; pid: number } = { hostname: 'local', pid: 0 }): Config {
   const leaseMs = int(raw, 'leaseMs', 1000, 3_600_000);
@@ -159,6 +169,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
     dataDir: str(raw, 'dataDir'),
     logLevel: logLevel(raw),
+    logFormat: logFormat(raw),
     handlers: str(raw, 'handlers').split(',').map((h) => h.trim()).filter(Boolean),
     worker: {
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,

@@ -50,8 +50,10 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   const store = config.mysqlUrl ? 'MySQL' : `embedded SQLite (${config.dataDir}/ats.sqlite)`;
   const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
   const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';
+  // Listening for the signal before saying ready: a supervisor may stop the process as soon as it reads the line.
+  const signalled = waitForSignal();
   system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
-  const signal = await waitForSignal();
+  const signal = await signalled;
   system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
   return stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS);
 }

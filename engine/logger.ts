@@ -1,25 +1,101 @@
-/** A small JSON-lines logger that satisfies the Logger port. */
+/**
+ * The Logger port on pino: one logger per process, whose lines are JSON
+ * objects (`level` as a label, ISO `time`, the base fields, the call's fields,
+ * `msg`). fastify logs through the same pino instance (`AppLogger.pino`), so
+ * request lines and the roles' lines are one stream.
+ *
+ * Engine code sees only the port (`ports.ts`): `msg` first, then fields.
+ */
+import { hostname } from 'node:os';
+import pino from 'pino';
 import type { Logger } from './ports.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
-export function createLogger(
-  level: LogLevel = 'info',
-  base: Record<string, unknown> = {},
-  write: (line: string) => void = (line) => process.stdout.write(line + '\n'),
-): Logger & { child(fields: Record<string, unknown>): Logger } {
-  const emit = (lvl: Exclude<LogLevel, 'silent'>) => (msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[lvl] < ORDER[level]) return;
-    write(JSON.stringify({ level: lvl, time: new Date().toISOString(), ...base, msg, ...fields }));
+/** `json`: one JSON object a line (production). `pretty`: pino-pretty's colored lines, for a person at a terminal. */
+export type LogFormat = 'json' | 'pretty';
+
+/** A port Logger with child loggers; `pino` is the instance behind it (for fastify's `loggerInstance`). */
+export interface AppLogger extends Logger {
+  /** A logger whose every line carries `fields` as well. */
+  child(fields: Record<string, unknown>): AppLogger;
+  readonly pino: pino.Logger;
+}
+
+/** Where lines go: a pino destination stream, or a function given each line (without its newline). */
+export type LogDestination = pino.DestinationStream | ((line: string) => void);
+
+/**
+ * A pino-backed logger at `level`. Every line carries `pid` and `hostname`
+ * and `base` (e.g. `role`). `destination` defaults to stdout; for
+ * `LOG_FORMAT=pretty` pass `await prettyDestination()`.
+ */
+export function createLogger(level: LogLevel = 'info', base: Record<string, unknown> = {}, destination?: LogDestination): AppLogger {
+  const stream = typeof destination === 'function' ? lineStream(destination) : destination;
+  const options: pino.LoggerOptions = {
+    level,
+    base: { pid: process.pid, hostname: hostname(), ...base },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    // The level's name, not pino's number: `"level":"error"` reads and greps as it says.
+    formatters: { level: (label: string) => ({ level: label }) },
   };
+  return fromPino(stream ? pino(options, stream) : pino(options));
+}
+
+/** The port on an existing pino logger. */
+export function fromPino(p: pino.Logger): AppLogger {
   return {
-    debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error'),
-    child: (fields) => createLogger(level, { ...base, ...fields }, write),
+    debug: (msg, fields) => (fields ? p.debug(fields, msg) : p.debug(msg)),
+    info: (msg, fields) => (fields ? p.info(fields, msg) : p.info(msg)),
+    warn: (msg, fields) => (fields ? p.warn(fields, msg) : p.warn(msg)),
+    error: (msg, fields) => (fields ? p.error(fields, msg) : p.error(msg)),
+    child: (fields) => fromPino(p.child(fields)),
+    pino: p,
   };
 }
 
-export const silentLogger: Logger = createLogger('silent');
+/**
+ * pino-pretty as a synchronous in-process stream (no worker thread, so no line
+ * is lost on `process.exit`). Loaded only when asked: JSON production logging
+ * never imports it.
+ */
+export async function prettyDestination(options: { colorize?: boolean; destination?: NodeJS.WritableStream } = {}): Promise<pino.DestinationStream> {
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({
+    sync: true,
+    ...(options.destination ? { destination: options.destination } : {}),
+    colorize: options.colorize ?? process.stdout.isTTY === true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+  });
+}
+
+function lineStream(write: (line: string) => void): pino.DestinationStream {
+  return { write: (chunk: string) => write(chunk.endsWith('\n') ? chunk.slice(0, -1) : chunk) };
+}
+
+const noop = () => {};
+/**
+ * Writes nothing. (No `child`: a test's `{ ...silentLogger, warn }` must hear
+ * the lines of the children made of it, see `withFields`.)
+ */
+export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, warn: noop, error: noop });
+
+/**
+ * A logger whose lines carry `fields` too: the logger's own child when it has
+ * one (pino serializes the fields once), else a wrapper adding them to each call.
+ */
+export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  const child = (logger as Partial<AppLogger>).child;
+  if (typeof child === 'function') return child.call(logger, fields);
+  const merged = (f?: Record<string, unknown>) => (f ? { ...fields, ...f } : fields);
+  return {
+    debug: (msg, f) => logger.debug(msg, merged(f)),
+    info: (msg, f) => logger.info(msg, merged(f)),
+    warn: (msg, f) => logger.warn(msg, merged(f)),
+    error: (msg, f) => logger.error(msg, merged(f)),
+  };
+}
 
 /** The fields worth logging of an unknown thrown value. */
 export function errorFields(err: unknown): Record<string, unknown> {

@@ -360,6 +360,7 @@ export interface HandlerContext {
   signal: AbortSignal;
   /** Extends the lease; rejects if the attempt is no longer this worker's. */
   heartbeat(): Promise<void>;
+  /** The attempt's logger: each line carries `jobId`, `type` and `attempt`. */
   log: Logger;
 }
 

@@ -9,7 +9,7 @@
  * store's compare-and-set; when two instances race, one wins and the other's
  * event is rejected by the machine (the job moved on), which writes nothing.
  */
-import type { Clock, DueJob, JobStore, Logger } from './ports.js';
+import type { Clock, DueJob, JobRecord, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 
@@ -50,9 +50,12 @@ export class Timers {
     const due = await store.findDue(now, n);
     const expired = await store.findExpiredLeases(now, n);
     const stale = await store.findLostDispatches(now - this.opts.publishedTimeoutMs, n);
+    const { logger } = this.deps;
     const [a, b, c] = await Promise.all([
-      this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' })),
-      this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt })),
+      this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
+        (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt })),
+      this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
+        (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
       this.redispatch(stale).then((all) => ({ all })),
     ]);
     this.counters.dispatched += a.pending;
@@ -63,17 +66,20 @@ export class Timers {
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost). */
   async redispatch(jobs: readonly DueJob[]): Promise<number> {
-    const c = await this.applyAll(jobs, () => ({ type: 'DISPATCH' }));
+    const c = await this.applyAll(jobs, () => ({ type: 'DISPATCH' }),
+      (j, job) => this.deps.logger.info('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
     this.counters.redispatched += c.all;
     return c.all;
   }
 
-  private async applyAll(jobs: readonly DueJob[], eventOf: (j: DueJob) => EventInput) {
+  /** Applies each job's event; `applied` hears of each one accepted (with the job after it). */
+  private async applyAll(jobs: readonly DueJob[], eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void) {
     const counts = { all: 0, pending: 0, retrying: 0 };
     if (jobs.length === 0) return counts;
     const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j) })));
     results.forEach((r, i) => {
       if (!r.ok) return;
+      applied?.(jobs[i]!, r.job);
       counts.all++;
       const s = jobs[i]!.state;
       if (s === 'pending' || s === 'retrying') counts[s]++;

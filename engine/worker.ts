@@ -31,7 +31,7 @@
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
-import { errorFields } from './logger.js';
+import { errorFields, withFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import {
   TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
@@ -105,6 +105,8 @@ interface Running {
   leaseUntil: number;
   /** The handler settled: heartbeats stop, the outcome write has what is left of the lease. */
   settled: boolean;
+  /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
+  log: Logger;
 }
 
 export class Worker {
@@ -235,7 +237,7 @@ export class Worker {
       if (!r.ok) {
         this.counters.skipped++;
         this.slots.release();
-        logger.debug('worker: dispatch skipped (duplicate or stale)', { jobId: messages[k]!.jobId, attempt: messages[k]!.attempt, reason: r.reason });
+        logger.debug('worker: dispatch skipped (duplicate or stale)', { jobId: messages[k]!.jobId, type: messages[k]!.type, attempt: messages[k]!.attempt, reason: r.reason });
         return;
       }
       this.counters.claimed++;
@@ -254,9 +256,10 @@ export class Worker {
       holding = false;
       this.slots.release();
     };
-    const entry: Running = { attempt, abort, done: Promise.resolve(), leaseUntil, settled: false };
+    const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
+    const entry: Running = { attempt, abort, done: Promise.resolve(), leaseUntil, settled: false, log };
     entry.done = this.execute(job, entry, releaseSlot, record)
-      .catch((err) => this.deps.logger.error('worker: attempt bookkeeping failed', { jobId: job.id, attempt, ...errorFields(err) }))
+      .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
       .finally(() => {
         abort.abort(ATTEMPT_FINISHED);
         // A late attempt n must not drop the entry of attempt n+1 of the same job.
@@ -267,9 +270,8 @@ export class Worker {
   }
 
   private async execute(job: JobRecord, entry: Running, handlerSettled: () => void, record?: LogRecord): Promise<void> {
-    const { clock, registry, logger, tracer } = this.deps;
-    const { attempt, abort } = entry;
-    const log = ('child' in logger ? (logger as Logger & { child(f: object): Logger }).child({ jobId: job.id, attempt }) : logger);
+    const { clock, registry, tracer } = this.deps;
+    const { attempt, abort, log } = entry;
     void clock.sleep(job.timeoutMs, abort.signal).then(
       () => abort.abort(new AbortReason('timeout', `timed out after ${job.timeoutMs} ms`)),
       () => undefined,
@@ -315,7 +317,8 @@ export class Worker {
    * rejects the next one, and the job shows the outcome as ours.
    */
   private async recordOutcome(jobId: string, entry: Running, event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>): Promise<void> {
-    const { clock, logger } = this.deps;
+    const { clock } = this.deps;
+    const { log } = entry;
     let pause = OUTCOME_RETRY_FIRST_MS;
     let tried = false;
     for (;;) {
@@ -324,12 +327,12 @@ export class Worker {
       try {
         r = await this.outcomes.add({ jobId, event });
       } catch (err) {
-        const fields = { jobId, attempt: event.attempt, event: event.type, ...errorFields(err) };
+        const fields = { event: event.type, ...errorFields(err) };
         if (this.abandon.signal.aborted || clock.now() + pause >= entry.leaseUntil) {
-          logger.warn('worker: outcome not written before the lease ended; the timers take the job over', fields);
+          log.warn('worker: outcome not written before the lease ended; the timers take the job over', fields);
           return;
         }
-        logger.warn('worker: outcome write failed, will retry', { ...fields, retryInMs: pause });
+        log.warn('worker: outcome write failed, will retry', { ...fields, retryInMs: pause });
         if (!(await clock.sleep(pause, this.abandon.signal).then(() => true, () => false))) return;
         this.counters.outcomeRetries++;
         pause = Math.min(pause * 2, OUTCOME_RETRY_MAX_MS);
@@ -342,7 +345,7 @@ export class Worker {
         return;
       }
       this.counters.lateOutcomes++;
-      logger.warn('worker: late outcome ignored (the attempt is no longer current)', { jobId, event: event.type, reason: r.reason });
+      log.warn('worker: late outcome ignored (the attempt is no longer current)', { event: event.type, reason: r.reason });
       return;
     }
   }
@@ -371,7 +374,7 @@ export class Worker {
         await this.heartbeat(jobId, entry);
       } catch (err) {
         if (abort.signal.aborted) return;
-        this.deps.logger.warn('worker: heartbeat failed, will retry', { jobId, attempt: entry.attempt, ...errorFields(err) });
+        entry.log.warn('worker: heartbeat failed, will retry', errorFields(err));
       }
     }
   }

@@ -10,6 +10,7 @@ import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
+import { RequestLog } from './request-log.js';
 import { SHARED_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
@@ -28,8 +29,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(deps.limits) };
   const app = Fastify({
     ...serverTimeouts(limits),
-    // One log per process: errors go to the engine's logger (see error-handler.ts).
-    logger: false,
+    // One log per process: fastify logs through the engine's pino (request ids
+    // as `reqId`), each request's completion at debug (see request-log.ts); the
+    // 5xx errors go to the engine's logger (see error-handler.ts).
+    ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance, logController: new RequestLog() } : { logger: false }),
     bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     schemaErrorFormatter: formatValidationError,
     frameworkErrors: frameworkErrorHandler(logger),

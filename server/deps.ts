@@ -2,7 +2,7 @@
  * What the API needs from the engine, handed to `buildApp` by the composition
  * root. The app reads no environment and opens no connection of its own.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Clock, JobStore, Logger } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
@@ -70,10 +70,14 @@ export interface AppDeps {
   defaults: SubmitDefaults;
   /**
    * Where the API logs (the engine's logger: one log for the whole process).
-   * Every 5xx is logged here with its request id. fastify's own logger stays
-   * off. @defaultValue silent
+   * Every 5xx is logged here with its request id. @defaultValue silent
    */
   logger?: Logger;
+  /**
+   * fastify's own logger: the pino instance behind `logger`, so request lines
+   * (with fastify's `reqId`) and the engine's are one stream. @defaultValue off
+   */
+  loggerInstance?: FastifyBaseLogger;
   plugins?: AppPlugin[];
   /**
    * Traces the submits (engine/tracing.ts): each gets a server span, and the

@@ -9,6 +9,7 @@
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
+import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { physicalName, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
@@ -61,6 +62,7 @@ class KafkaEventLog implements EventLog {
       brokers: opts.brokers,
       connectionTimeout: opts.connectTimeoutMs,
       logLevel: LOG_LEVELS[opts.logLevel],
+      ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
     this.kafka = new Kafka({ ...config, retry: RECONNECT });
     this.producer = this.kafka.producer({
@@ -138,11 +140,17 @@ class KafkaEventLog implements EventLog {
 
   private async createTopic(name: string): Promise<void> {
     const admin = await this.connectAdmin();
+    const log = this.opts.logger;
     // Resolves false when the topic exists already.
-    await admin.createTopics({
+    const created = await admin.createTopics({
       waitForLeaders: false,
       topics: [{ topic: name, numPartitions: this.opts.partitions, replicationFactor: 1 }],
+    }).catch((error: unknown) => {
+      log?.error('kafka: creating a topic failed', { topic: name, error: topicErrors(error) });
+      throw error;
     });
+    if (created) log?.info('kafka: topic created', { topic: name, partitions: this.opts.partitions });
+    else log?.debug('kafka: topic exists', { topic: name });
     await waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
   }
 
@@ -172,6 +180,13 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): P
     if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** kafkajs's error of a createTopics, with each topic's own error (its message only says "Topic creation errors"). */
+function topicErrors(error: unknown): string {
+  const e = error as { message?: string; errors?: Array<{ topic?: string; type?: string; message?: string }> };
+  const each = (e.errors ?? []).map((t) => `${t.topic ?? '?'}: ${t.type ?? t.message}`);
+  return each.length > 0 ? `${e.message}: ${each.join('; ')}` : String(e.message ?? error);
 }
 
 /**

@@ -3,6 +3,7 @@
  * the result frozen (the adapter never reads `process.env`).
  */
 import { AtsError } from '../../engine/errors.js';
+import type { Logger } from '../../engine/ports.js';
 
 /** Consumer-group timing. Low values make rebalances (and tests) fast. */
 export interface KafkaConsumerTuning {
@@ -45,13 +46,18 @@ export interface KafkaLogOptions {
   partitions?: number;
   /** TCP connect timeout; also bounds `ping()`. @defaultValue 3000 */
   connectTimeoutMs?: number;
-  /** kafkajs log level. @defaultValue 'warn' */
+  /** kafkajs log level: entries below it are not even made. @defaultValue 'warn' */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info';
+  /**
+   * Where kafkajs logs, at honest levels (see `kafka-logging.ts`).
+   * @defaultValue kafkajs's own console logger
+   */
+  logger?: Logger;
   consumer?: KafkaConsumerTuning;
 }
 
 export type CompiledKafkaLogOptions = Readonly<
-  Required<Omit<KafkaLogOptions, 'consumer'>> & { consumer: Readonly<Required<KafkaConsumerTuning>> }
+  Required<Omit<KafkaLogOptions, 'consumer' | 'logger'>> & { consumer: Readonly<Required<KafkaConsumerTuning>>; logger: Logger | null }
 >;
 
 /** Applies defaults, validates, freezes. Throws `ATS_ERR_CONFIG` on a bad value. */
@@ -76,6 +82,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     partitions,
     connectTimeoutMs: raw.connectTimeoutMs ?? 3000,
     logLevel: raw.logLevel ?? 'warn',
+    logger: raw.logger ?? null,
     consumer,
   });
   validate(opts);

@@ -4,12 +4,16 @@
  */
 import { createPool, type Pool } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
+import type { Logger } from '../../engine/ports.js';
+import { logPoolEvents } from './pool-log.js';
 import { DB_NOW, PING } from './statements.js';
 
 export interface PoolOptions {
   url: string;
   poolSize: number;
   connectTimeoutMs: number;
+  /** Where the pool's connection failures and driver warnings go. @defaultValue nowhere */
+  logger?: Logger;
 }
 
 /** The URL with its password masked, for messages and logs. */
@@ -44,6 +48,7 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     // the store's own errors carry it as their cause.
     trace: false,
   });
+  if (o.logger) logPoolEvents(pool, o.logger);
   try {
     await withTimeout(pool.query(PING), o.connectTimeoutMs);
     return pool;

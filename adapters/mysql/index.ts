@@ -6,6 +6,7 @@
  * await store.migrate();
  * ```
  */
+import type { Logger } from '../../engine/ports.js';
 import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
 import { openPool } from './connect.js';
 import { mysqlStore, type MysqlStore } from './mysql-store.js';
@@ -21,6 +22,8 @@ export interface MysqlStoreOptions extends SqlStoreOptions {
   poolSize?: number;
   /** How long to wait for the first connection before failing. @defaultValue 5000 */
   connectTimeoutMs?: number;
+  /** Where the pool's connection failures and driver warnings go (see pool-log.ts). @defaultValue nowhere */
+  logger?: Logger;
 }
 
 /**
@@ -33,6 +36,7 @@ export async function createMysqlStore(opts: MysqlStoreOptions): Promise<MysqlSt
     url: opts.url,
     poolSize: opts.poolSize ?? 10,
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
+    logger: opts.logger,
   });
   return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults);
 }

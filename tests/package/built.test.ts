@@ -166,3 +166,28 @@ test('cli/bin.mjs runs dist/ when no sources are beside it', () => {
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /^usage: ats <command>/);
 });
+
+test('LOG_FORMAT=pretty works from the built package (pino-pretty is a production dependency)', async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const s of Object.values(SETTINGS)) delete env[s.env];
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  const child = spawn(process.execPath, [...NODE_FLAGS, 'dist/cli/main.js', 'start'], {
+    cwd: dir,
+    env: { ...env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: join(dir, 'data-pretty'), LOG_FORMAT: 'pretty' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let stopping = false; // one SIGTERM: a second one would mean "exit without finishing the shutdown"
+  child.stdout!.on('data', (d) => {
+    out += d;
+    if (!stopping && out.includes('ats ready')) stopping = child.kill('SIGTERM');
+  });
+  child.stderr!.on('data', (d) => (err += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  clearTimeout(timer);
+  assert.equal(code, 0, `${out}\n${err}`);
+  assert.match(out, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: ats ready: /m);
+});

@@ -1,0 +1,106 @@
+/**
+ * kafkajs's log entries (the shape its logCreator is given, as kafkajs 2.2.4
+ * makes them) at honest levels: the known-normal events lowered, real
+ * failures kept.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { logLevel, type LogEntry } from 'kafkajs';
+import type { Logger } from '../../engine/ports.js';
+import { kafkaEntryLevel, kafkaLogCreator } from './kafka-logging.js';
+
+const LABEL = { [logLevel.ERROR]: 'ERROR', [logLevel.WARN]: 'WARN', [logLevel.INFO]: 'INFO', [logLevel.DEBUG]: 'DEBUG' } as Record<number, string>;
+
+/** An entry as kafkajs's `createLevel` builds it. */
+const entry = (level: logLevel, namespace: string, message: string, extra: Record<string, unknown> = {}): LogEntry => ({
+  namespace, level, label: LABEL[level]!,
+  log: { timestamp: '2026-01-01T00:00:00.000Z', logger: 'kafkajs', message, ...extra },
+});
+
+const broker = { broker: '127.0.0.1:9092', clientId: 'ats-test' };
+
+/**
+ * The existing topic at start: the broker's answer to createTopics, logged by kafkajs's Connection at
+ * ERROR (kafkajs 2.2.4 says "Topic creation errors" for the request; the per-topic error is the broker's).
+ */
+const EXISTING_TOPIC = entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', {
+  ...broker, error: 'Topic creation errors', correlationId: 3, size: 74,
+});
+const EXISTING_TOPIC_ERROR = entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', {
+  ...broker, error: 'Topic with this name already exists', correlationId: 3, size: 74,
+});
+/** A rebalance, as the consumer's runner reports it (WARN) and as the broker's answer to a heartbeat (ERROR). */
+const REBALANCE = entry(logLevel.WARN, 'Runner', 'The group is rebalancing, re-joining', {
+  groupId: 'ats-workers', memberId: 'ats-w1-1', error: 'The group is rebalancing, so a rejoin is needed',
+});
+const REBALANCE_RESPONSE = entry(logLevel.ERROR, 'Connection', 'Response Heartbeat(key: 12, version: 3)', {
+  ...broker, error: 'The group is rebalancing, so a rejoin is needed', correlationId: 40, size: 10,
+});
+
+describe('kafkaEntryLevel: known-normal events lowered', () => {
+  const cases: Array<[string, LogEntry, string]> = [
+    ['createTopics on existing topics (kafkajs\'s summary)', EXISTING_TOPIC, 'debug'],
+    ['createTopics on an existing topic (the broker\'s error)', EXISTING_TOPIC_ERROR, 'debug'],
+    ['the bounded retries of the producer, said at every start', entry(logLevel.WARN, 'Producer', 'Limiting retries for the idempotent producer may invalidate EoS guarantees'), 'debug'],
+    ['kafkajs\'s lifecycle narration (INFO)', entry(logLevel.INFO, 'ConsumerGroup', 'Consumer has joined the group', { groupId: 'g', memberAssignment: { 'ats.dispatch': [0, 1, 2] } }), 'debug'],
+    ['a rebalance (the runner)', REBALANCE, 'info'],
+    ['a rebalance (a heartbeat answer)', REBALANCE_RESPONSE, 'debug'],
+    ['the coordinator not available yet', entry(logLevel.ERROR, 'Connection', 'Response FindCoordinator(key: 10, version: 2)', { ...broker, error: 'The group coordinator is not available' }), 'info'],
+    ['the coordinator loading', entry(logLevel.ERROR, 'Connection', 'Response JoinGroup(key: 11, version: 5)', { ...broker, error: "The coordinator is loading and hence can't process requests for this group" }), 'info'],
+    ['the coordinator moved', entry(logLevel.ERROR, 'Connection', 'Response OffsetCommit(key: 8, version: 5)', { ...broker, error: 'This is not the correct coordinator for this group' }), 'info'],
+    ['a leader election on a new topic', entry(logLevel.ERROR, 'Connection', 'Response Metadata(key: 3, version: 6)', { ...broker, error: 'There is no leader for this topic-partition as we are in the middle of a leadership election' }), 'debug'],
+    ['kafkajs restarting the consumer', entry(logLevel.ERROR, 'Consumer', 'Restarting the consumer in 300ms', { retryCount: 0, retryTime: 300, groupId: 'ats-workers' }), 'info'],
+    ['a member whose session lapsed re-joins', entry(logLevel.ERROR, 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g', memberId: 'm', error: 'The coordinator is not aware of this member' }), 'warn'],
+  ];
+  for (const [what, e, level] of cases) {
+    it(`${what}: ${e.label} -> ${level}`, () => assert.equal(kafkaEntryLevel(e), level));
+  }
+});
+
+describe('kafkaEntryLevel: real failures keep their level', () => {
+  const cases: Array<[string, LogEntry, string]> = [
+    ['a broker unreachable', entry(logLevel.ERROR, 'BrokerPool', 'Failed to connect to broker, reconnecting', { retryCount: 2, retryTime: 800 }), 'error'],
+    ['a connection error', entry(logLevel.ERROR, 'Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', { ...broker, stack: 'Error: ...' }), 'error'],
+    ['a consumer crash', entry(logLevel.ERROR, 'Consumer', 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED', { groupId: 'g', retryCount: 5, stack: '...' }), 'error'],
+    ['a send that failed', entry(logLevel.ERROR, 'Producer', 'Failed to send messages: This server is not the leader for that topic-partition', { retryCount: 0, retryTime: 300 }), 'error'],
+    ['another broker error', entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', { ...broker, error: 'Replication-factor is invalid' }), 'error'],
+    ['"Topic creation errors" for another request', entry(logLevel.ERROR, 'Connection', 'Response Produce(key: 0, version: 7)', { ...broker, error: 'Topic creation errors' }), 'error'],
+    ['a warning', entry(logLevel.WARN, 'Admin', 'Could not create topics', { error: 'This is not the correct controller for this cluster', retryCount: 0 }), 'warn'],
+    ['debug (never raised by a rule)', entry(logLevel.DEBUG, 'Consumer', 'Restarting the consumer in 300ms'), 'debug'],
+  ];
+  for (const [what, e, level] of cases) {
+    it(`${what}: ${e.label} stays ${level}`, () => assert.equal(kafkaEntryLevel(e), level));
+  }
+});
+
+describe('kafkaLogCreator', () => {
+  function recorder() {
+    const calls: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void calls.push({ level, msg, fields });
+    const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    return { logger, calls };
+  }
+
+  it('writes the entry to the logger: the message, kafkajs\'s fields, its level when lowered', () => {
+    const { logger, calls } = recorder();
+    const log = kafkaLogCreator(logger)(logLevel.INFO);
+    log(EXISTING_TOPIC);
+    log(entry(logLevel.ERROR, 'BrokerPool', 'Failed to connect to broker, reconnecting', { retryCount: 2 }));
+    assert.deepEqual(calls, [
+      {
+        level: 'debug', msg: 'Response CreateTopics(key: 19, version: 3)',
+        fields: { component: 'kafkajs', namespace: 'Connection', ...broker, error: 'Topic creation errors', correlationId: 3, size: 74, kafkaLevel: 'ERROR' },
+      },
+      { level: 'error', msg: 'Failed to connect to broker, reconnecting', fields: { component: 'kafkajs', namespace: 'BrokerPool', retryCount: 2 } },
+    ]);
+  });
+
+  it('a message kafkajs gives as an Error is written as its text', () => {
+    const { logger, calls } = recorder();
+    const e = entry(logLevel.ERROR, 'BrokerPool', 'x');
+    (e.log as { message: unknown }).message = new Error('broker gone');
+    kafkaLogCreator(logger)(logLevel.INFO)(e);
+    assert.equal(calls[0]!.msg, 'Error: broker gone');
+    assert.equal(calls[0]!.level, 'error');
+  });
+});

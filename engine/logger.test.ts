@@ -1,0 +1,130 @@
+/**
+ * The pino-backed logger: JSON lines with the level's name, ISO time, the base
+ * fields (pid, hostname, role), the call's fields and child fields; the level
+ * filters; pretty output is for people (not JSON); a Logger without children
+ * still gets the fields.
+ */
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { createLogger, prettyDestination, silentLogger, withFields } from './logger.js';
+import type { Logger } from './ports.js';
+
+function capture(level: Parameters<typeof createLogger>[0], base: Record<string, unknown> = {}) {
+  const lines: string[] = [];
+  const logger = createLogger(level, base, (line) => lines.push(line));
+  return { logger, lines, parsed: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+describe('createLogger: JSON lines', () => {
+  it('one JSON object a line: level by name, ISO time, pid, hostname, base fields, fields, msg', () => {
+    const { logger, lines, parsed } = capture('info', { role: 'api,worker' });
+    logger.info('ats ready: open http://localhost:3000/ui', { roles: ['api', 'worker'] });
+    assert.equal(lines.length, 1);
+    assert.ok(!lines[0]!.includes('\n'), 'the line has no newline of its own');
+    const [line] = parsed();
+    assert.equal(line!.level, 'info');
+    assert.equal(line!.msg, 'ats ready: open http://localhost:3000/ui');
+    assert.match(String(line!.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(line!.pid, process.pid);
+    assert.equal(line!.hostname, hostname());
+    assert.equal(line!.role, 'api,worker');
+    assert.deepEqual(line!.roles, ['api', 'worker']);
+  });
+
+  it('the level filters, and each level is named', () => {
+    const { logger, parsed } = capture('warn');
+    logger.debug('d');
+    logger.info('i');
+    logger.warn('w', { n: 1 });
+    logger.error('e');
+    assert.deepEqual(parsed().map((l) => [l.level, l.msg]), [['warn', 'w'], ['error', 'e']]);
+    const all = capture('debug');
+    all.logger.debug('d');
+    all.logger.info('i');
+    assert.deepEqual(all.parsed().map((l) => l.level), ['debug', 'info']);
+  });
+
+  it('silent writes nothing', () => {
+    const { logger, lines } = capture('silent');
+    logger.error('e');
+    logger.child({ jobId: 'x' }).error('e');
+    assert.deepEqual(lines, []);
+  });
+
+  it('a child adds its fields to every line, nested children add theirs', () => {
+    const { logger, parsed } = capture('info');
+    const job = logger.child({ jobId: '01J', type: 'demo.echo', attempt: 2 });
+    job.info('handler says hi', { x: 1 });
+    job.child({ step: 'upload' }).warn('slow');
+    logger.info('no job here');
+    const [a, b, c] = parsed();
+    assert.deepEqual([a!.jobId, a!.type, a!.attempt, a!.x, a!.msg], ['01J', 'demo.echo', 2, 1, 'handler says hi']);
+    assert.deepEqual([b!.jobId, b!.step, b!.level], ['01J', 'upload', 'warn']);
+    assert.equal(c!.jobId, undefined);
+  });
+
+  it('a message is written as given (no printf-style formatting)', () => {
+    const { logger, parsed } = capture('info');
+    logger.info('100%s done %d %j', { n: 1 });
+    logger.info('50%% %o');
+    assert.deepEqual(parsed().map((l) => l.msg), ['100%s done %d %j', '50%% %o']);
+  });
+
+  it('the pino instance behind it is the same stream (what fastify gets)', () => {
+    const { logger, parsed } = capture('info', { role: 'api' });
+    logger.pino.child({ reqId: 'req-1' }).info({ statusCode: 200 }, 'request completed');
+    const [line] = parsed();
+    assert.deepEqual([line!.level, line!.reqId, line!.statusCode, line!.role, line!.msg], ['info', 'req-1', 200, 'api', 'request completed']);
+  });
+});
+
+describe('withFields', () => {
+  it('uses the logger\'s own child when it has one', () => {
+    const { logger, parsed } = capture('info');
+    withFields(logger, { jobId: 'j1' }).info('m', { k: 1 });
+    assert.deepEqual(parsed().map((l) => [l.jobId, l.k]), [['j1', 1]]);
+  });
+
+  it('adds the fields to each call of a Logger without children (the call\'s own fields win)', () => {
+    const calls: Array<[string, string, Record<string, unknown> | undefined]> = [];
+    const plain: Logger = {
+      debug: (m, f) => calls.push(['debug', m, f]), info: (m, f) => calls.push(['info', m, f]),
+      warn: (m, f) => calls.push(['warn', m, f]), error: (m, f) => calls.push(['error', m, f]),
+    };
+    const log = withFields(plain, { jobId: 'j1', attempt: 1 });
+    log.warn('w');
+    log.error('e', { attempt: 2, err: 'boom' });
+    assert.deepEqual(calls, [
+      ['warn', 'w', { jobId: 'j1', attempt: 1 }],
+      ['error', 'e', { jobId: 'j1', attempt: 2, err: 'boom' }],
+    ]);
+  });
+
+  it('a test logger spread from silentLogger hears the lines of its children', () => {
+    const warnings: Array<Record<string, unknown> | undefined> = [];
+    const logger: Logger = { ...silentLogger, warn: (_m, f) => void warnings.push(f) };
+    withFields(logger, { jobId: 'x' }).warn('w');
+    withFields(silentLogger, { jobId: 'x' }).error('e');
+    assert.deepEqual(warnings, [{ jobId: 'x' }]);
+  });
+});
+
+describe('pretty output (LOG_FORMAT=pretty)', () => {
+  it('writes readable lines, not JSON: time, level name, message, fields', async () => {
+    let out = '';
+    const sink = new Writable({ write(chunk, _enc, done) { out += String(chunk); done(); } });
+    const logger = createLogger('info', { role: 'worker' }, await prettyDestination({ colorize: false, destination: sink }));
+    logger.child({ jobId: '01J' }).warn('worker: heartbeat failed, will retry', { err: 'timeout' });
+    logger.debug('not shown');
+    const lines = out.split('\n').filter(Boolean);
+    assert.ok(lines.length >= 1, out);
+    assert.throws(() => JSON.parse(lines[0]!), 'the first line is not JSON');
+    assert.match(lines[0]!, /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: worker: heartbeat failed, will retry$/);
+    assert.match(out, /jobId: "01J"/);
+    assert.match(out, /role: "worker"/);
+    assert.doesNotMatch(out, /not shown/);
+    assert.doesNotMatch(out, /hostname|pid/, 'pid and hostname are left out of pretty lines');
+  });
+});
