@@ -186,6 +186,12 @@ export const ListQuery = Type.Object(
     queue: Type.Optional(Name('Only jobs of this queue')),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: 'Most jobs on one page' })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'nextCursor of the previous page' })),
+    createdAfter: Type.Optional(Type.String({
+      format: 'date-time', maxLength: 64, description: 'Only jobs submitted at or after this time (ISO 8601 date-time, e.g. 2026-01-31T09:00:00Z)',
+    })),
+    createdBefore: Type.Optional(Type.String({
+      format: 'date-time', maxLength: 64, description: 'Only jobs submitted before this time (ISO 8601 date-time)',
+    })),
   },
   { additionalProperties: false },
 );
