@@ -207,6 +207,7 @@ export const ErrorBody = Type.Object({
 const JobError = Type.Object({
   message: Type.String({ description: 'The error\'s message' }),
   name: Type.Optional(Type.String({ description: 'The error\'s class name, e.g. LeaseExpired' })),
+  stack: Type.Optional(Type.String({ description: 'The stack trace the handler\'s error carried, shortened to its first 4,000 characters' })),
   retryable: Type.Boolean({ description: 'false: the handler said another attempt cannot succeed' }),
   attempt: Type.Integer({ description: 'The attempt that failed' }),
 }, { $id: 'JobError', description: 'How an attempt of the job failed' });
