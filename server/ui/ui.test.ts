@@ -239,6 +239,11 @@ describe('the visualizer at /ui, in Chromium', () => {
     assert.deepEqual(await highlighted(fresh), { state: 'cancelled', edge: 'pending-CANCEL-cancelled' });
     assert.equal(await fresh.locator('#timeline li[aria-current="step"]').getAttribute('data-step'), '2');
     await screenshot(fresh, 'machine-time-travel', { fullPage: false });
+    // The section links of the top bar move on the page; they open no job.
+    await fresh.locator('.sections a[href="#jobs-section"]').click();
+    await fresh.waitForTimeout(300);
+    assert.equal(await fresh.locator('#inspector-error').textContent(), '');
+    assert.equal(await fresh.locator('#job-facts [data-fact="id"] dd').textContent(), jobs[0]);
     freshErrors.push(...freshConsole.errors);
     await fresh.close();
   });

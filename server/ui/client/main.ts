@@ -31,8 +31,12 @@ async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph }
   }
 }
 
-/** `#<job id>` in the address opens that job, so a job's view can be shared. */
-const jobFromHash = (): string | null => decodeURIComponent(location.hash.slice(1)) || null;
+/** `#<job id>` in the address opens that job, so a job's view can be shared (`#jobs-section` and the like are places on the page). */
+const JOB_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+const jobFromHash = (): string | null => {
+  const id = decodeURIComponent(location.hash.slice(1));
+  return JOB_ID.test(id) ? id : null;
+};
 
 async function main(): Promise<void> {
   const drawn = await drawMachine();
