@@ -283,6 +283,22 @@ function fakeStream(sockets: Set<{ send(data: string): void }>): AppPlugin {
   };
 }
 
+/**
+ * `GET /v1/stats/edges` as its contract says (`{edges: [{from, to, event, count, medianDwellMs}], windowMs}`),
+ * for a server that does not have the real one.
+ */
+const EDGES = {
+  edges: [
+    { from: null, to: 'pending', event: 'SUBMITTED', count: 12, medianDwellMs: null },
+    { from: 'pending', to: 'published', event: 'PUBLISHED', count: 12, medianDwellMs: 45.2 },
+    { from: 'published', to: 'running', event: 'STARTED', count: 10, medianDwellMs: 1500 },
+  ],
+  windowMs: 900_000,
+};
+const fakeEdges: AppPlugin = async (app) => {
+  if (!app.hasRoute({ method: 'GET', url: '/v1/stats/edges' })) app.get('/v1/stats/edges', async () => EDGES);
+};
+
 /** A stream event message as the server sends it. */
 function eventMessage(jobId: string, type: string, from: string | null, to: string, seq: number, data: object = {}): string {
   return JSON.stringify({
@@ -300,7 +316,7 @@ describe('the visualizer with the stream', () => {
   };
 
   before(async () => {
-    server = await startServer([fakeStream(sockets)]);
+    server = await startServer([fakeStream(sockets), fakeEdges]);
     page = await browser.context.newPage();
     consoleOf = watchConsole(page);
   });
@@ -346,6 +362,26 @@ describe('the visualizer with the stream', () => {
     assert.equal(await page.locator('#flash-note').textContent(), '');
     push(eventMessage(other.id, 'STARTED', 'published', 'running', 4, { attempt: 1, workerId: 'w-test' }));
     await page.locator('[data-edge="published-STARTED-running"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
+  });
+
+  test('each edge\'s count and median dwell from GET /v1/stats/edges, in the table, the tooltips and the wait chart', async () => {
+    const body = (await rest<typeof EDGES>(server, 'GET', '/v1/stats/edges'));
+    assert.ok(body.edges.length > 0);
+    for (const e of body.edges) {
+      const key = `${e.from ?? 'start'}-${e.event}-${e.to}`;
+      const row = page.locator(`#edge-rows tr[data-edge-stat="${key}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      assert.equal(await row.locator('td').nth(3).textContent(), String(e.count), key);
+      assert.equal(await page.locator(`#machine [data-edge="${key}"]`).first().getAttribute('data-edge-count'), String(e.count), key);
+    }
+    const dwell = body.edges.find((e) => e.event === 'PUBLISHED' && e.medianDwellMs !== null);
+    if (dwell) {
+      const title = await page.locator('#machine [data-edge="pending-PUBLISHED-published"] title').textContent();
+      assert.match(title ?? '', new RegExp(`${dwell.count} taken in the last 15 min; median time in pending before: `));
+    }
+    const started = body.edges.filter((e) => e.event === 'STARTED' && e.medianDwellMs !== null);
+    if (started.length) await page.locator('#wait-chart [data-reference]').waitFor({ state: 'attached', timeout: WAIT_MS });
+    assert.match((await page.locator('#edge-note').textContent()) ?? '', /from GET \/v1\/stats\/edges/);
   });
 
   test('no console error and no script error happened on the page', () => {
