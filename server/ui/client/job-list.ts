@@ -108,7 +108,8 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
       h('td', {}, stateBadge(job.state)),
       h('td', { class: 'job-type' }, job.type),
       h('td', {}, job.queue),
-      h('td', { class: 'num' }, `${job.attempt}/${job.maxAttempts}`),
+      // Attempts started in all runs: a redriven job's attempt within its run needs its events (the inspector shows it).
+      h('td', { class: 'num', title: `up to ${job.maxAttempts} a run` }, String(job.attempt)),
       h('td', {}, timeEl(job.createdAt)),
       h('td', {}, timeEl(job.updatedAt)),
     );
