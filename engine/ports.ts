@@ -156,6 +156,10 @@ export interface JobFilter {
   limit: number;
   /** Opaque to callers: the id of the last job of the previous page. */
   afterId?: string;
+  /** Only jobs created at or after this time (epoch ms). */
+  createdAfter?: number;
+  /** Only jobs created before this time (epoch ms). */
+  createdBefore?: number;
 }
 
 export interface Stats {

@@ -14,7 +14,7 @@ import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { Waker } from './wake.js';
-import { OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker } from './worker.js';
+import { MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker } from './worker.js';
 
 const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
   type, payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
@@ -198,6 +198,50 @@ describe('worker: outcome writes are retried while the lease holds', () => {
       assert.ok(tries.outcome <= 3, `tries: ${tries.outcome}`);
       assert.ok(warnings.some((w) => /lease/.test(w)), `warned: ${warnings}`);
       assert.equal((await h.store.getJob(r.job.id))?.snapshot.value, 'running');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a failed attempt records the error\'s stack', () => {
+  it('FAILED carries the thrown error\'s stack, cut to MAX_STACK_CHARS; a thrown non-Error has none', async () => {
+    const registry = new HandlerRegistry()
+      .register('test.throws', async function namedThrower() {
+        throw new TypeError('bad input');
+      })
+      .register('test.deep', async () => {
+        const err = new Error('deep');
+        err.stack = `Error: deep\n${'    at frame (file.js:1:1)\n'.repeat(500)}`;
+        throw err;
+      })
+      .register('test.string', async () => {
+        throw 'just a string';
+      });
+    const h = await harness(registry);
+    try {
+      const failedEvent = async (type: string) => {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1 }));
+        assert.ok(r.ok);
+        const job = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+        const failed = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'FAILED');
+        assert.ok(failed, `${type}: a FAILED event`);
+        return { job, error: (failed.data as { error: { message: string; name?: string; stack?: string } }).error };
+      };
+
+      const thrown = await failedEvent('test.throws');
+      assert.equal(thrown.error.name, 'TypeError');
+      assert.match(thrown.error.stack ?? '', /^TypeError: bad input\n\s+at namedThrower/);
+      assert.equal(thrown.job.snapshot.context.lastError?.stack, thrown.error.stack, 'the job\'s lastError keeps it too');
+
+      const deep = await failedEvent('test.deep');
+      assert.equal(deep.error.stack?.length, MAX_STACK_CHARS);
+      assert.ok(deep.error.stack?.startsWith('Error: deep\n    at frame'));
+      assert.ok(deep.error.stack?.endsWith('…'));
+
+      const str = await failedEvent('test.string');
+      assert.equal(str.error.message, 'just a string');
+      assert.equal('stack' in str.error, false);
     } finally {
       await h.stop();
     }

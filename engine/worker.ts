@@ -300,7 +300,8 @@ export class Worker {
         return; // cancelled, lease lost or shutdown: nothing to record; the lease or the cancel covers it.
       }
       const e = reason instanceof AbortReason ? reason : (err as Error);
-      event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, retryable: !isNonRetryable(e) } };
+      const stack = reason instanceof AbortReason ? undefined : stackOf(e);
+      event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) } };
       if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
     }
     entry.settled = true;
@@ -394,6 +395,16 @@ function recorded(job: JobRecord, event: Extract<EventInput, { type: 'SUCCEEDED'
 function isDispatch(m: unknown): m is DispatchMessage {
   const d = m as DispatchMessage | null;
   return !!d && typeof d === 'object' && typeof d.jobId === 'string' && Number.isInteger(d.attempt);
+}
+
+/** Longest stack trace a FAILED event keeps (it is stored in the event, the job and the Kafka messages). */
+export const MAX_STACK_CHARS = 4000;
+
+/** The thrown error's stack trace, cut to MAX_STACK_CHARS; undefined when it has none. */
+function stackOf(e: unknown): string | undefined {
+  const stack = (e as { stack?: unknown } | null | undefined)?.stack;
+  if (typeof stack !== 'string' || !stack) return undefined;
+  return stack.length > MAX_STACK_CHARS ? `${stack.slice(0, MAX_STACK_CHARS - 1)}…` : stack;
 }
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */

@@ -20,6 +20,8 @@ import { backoffDelay, type BackoffPolicy } from './backoff.js';
 export interface JobError {
   message: string;
   name?: string;
+  /** The handler's stack trace, shortened (FAILED only). */
+  stack?: string;
   /** false: the job goes straight to `dead`. */
   retryable: boolean;
   /** The attempt that failed. */
@@ -63,7 +65,7 @@ export type JobEvent =
   | { type: 'STARTED'; at: number; attempt: number; leaseUntil: number; workerId: string }
   | { type: 'HEARTBEAT'; at: number; attempt: number; leaseUntil: number }
   | { type: 'SUCCEEDED'; at: number; attempt: number; result?: unknown }
-  | { type: 'FAILED'; at: number; attempt: number; rand: number; error: { message: string; name?: string; retryable: boolean } }
+  | { type: 'FAILED'; at: number; attempt: number; rand: number; error: { message: string; name?: string; stack?: string; retryable: boolean } }
   | { type: 'LEASE_EXPIRED'; at: number; attempt: number; rand: number }
   | { type: 'RETRY_DUE'; at: number }
   | { type: 'CANCEL'; at: number; reason?: string }
@@ -81,7 +83,7 @@ export const USER_EVENT_TYPES: readonly JobEventType[] = Object.freeze(['CANCEL'
 
 type Failure = Extract<JobEvent, { type: 'FAILED' | 'LEASE_EXPIRED' }>;
 
-const failureOf = (e: Failure): { message: string; name?: string; retryable: boolean } =>
+const failureOf = (e: Failure): { message: string; name?: string; stack?: string; retryable: boolean } =>
   e.type === 'FAILED' ? e.error : { message: 'lease expired: the worker stopped heartbeating', name: 'LeaseExpired', retryable: true };
 
 const attemptsLeft = (c: JobContext): boolean => c.attempt - c.attemptBase < c.maxAttempts;

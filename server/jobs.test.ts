@@ -212,6 +212,32 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.equal(pending.jobs.length, 5);
   });
 
+  test('list filters by submit time: createdAfter inclusive, createdBefore exclusive; a bad time is a 400', async () => {
+    const queue = randomQueue();
+    const jobs: JobView[] = [];
+    for (let i = 0; i < 3; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 5)); // distinct createdAt
+      jobs.push(await created({ type: 'demo.echo', payload: i, queue }));
+    }
+    const [a, b, c] = jobs as [JobView, JobView, JobView];
+    const list = async (query: string) => {
+      const r = await t.app.inject({ url: `/v1/jobs?queue=${queue}&${query}` });
+      assert.equal(r.statusCode, 200, r.body);
+      return (r.json() as { jobs: JobView[] }).jobs.map((j) => j.id);
+    };
+    assert.deepEqual(await list(`createdAfter=${encodeURIComponent(b.createdAt)}`), [c.id, b.id]);
+    assert.deepEqual(await list(`createdBefore=${encodeURIComponent(b.createdAt)}`), [a.id]);
+    assert.deepEqual(await list(`createdAfter=${encodeURIComponent(a.createdAt)}&createdBefore=${encodeURIComponent(c.createdAt)}`), [b.id, a.id]);
+    // Another offset names the same instant.
+    const local = new Date(Date.parse(b.createdAt)).toISOString().replace('Z', '+00:00');
+    assert.deepEqual(await list(`createdAfter=${encodeURIComponent(local)}&limit=1`), [c.id]);
+    for (const bad of ['yesterday', '2026-13-01T00:00:00Z', '2026-01-01']) {
+      const r = await t.app.inject({ url: `/v1/jobs?createdAfter=${encodeURIComponent(bad)}` });
+      assert.equal(r.statusCode, 400, bad);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    }
+  });
+
   test('stats count jobs per state, type and queue', async () => {
     const queue = randomQueue();
     await created({ type: 'demo.stats', payload: 1, queue });

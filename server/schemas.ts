@@ -186,6 +186,12 @@ export const ListQuery = Type.Object(
     queue: Type.Optional(Name('Only jobs of this queue')),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: 'Most jobs on one page' })),
     cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'nextCursor of the previous page' })),
+    createdAfter: Type.Optional(Type.String({
+      format: 'date-time', maxLength: 64, description: 'Only jobs submitted at or after this time (ISO 8601 date-time, e.g. 2026-01-31T09:00:00Z)',
+    })),
+    createdBefore: Type.Optional(Type.String({
+      format: 'date-time', maxLength: 64, description: 'Only jobs submitted before this time (ISO 8601 date-time)',
+    })),
   },
   { additionalProperties: false },
 );
@@ -201,6 +207,7 @@ export const ErrorBody = Type.Object({
 const JobError = Type.Object({
   message: Type.String({ description: 'The error\'s message' }),
   name: Type.Optional(Type.String({ description: 'The error\'s class name, e.g. LeaseExpired' })),
+  stack: Type.Optional(Type.String({ description: 'The stack trace the handler\'s error carried, shortened to its first 4,000 characters' })),
   retryable: Type.Boolean({ description: 'false: the handler said another attempt cannot succeed' }),
   attempt: Type.Integer({ description: 'The attempt that failed' }),
 }, { $id: 'JobError', description: 'How an attempt of the job failed' });

@@ -107,8 +107,8 @@ export const SELECT_JOB_BY_KEY = `SELECT ${JOB_SELECT} FROM jobs WHERE queue = ?
 
 /**
  * A page of jobs, newest first (ids are ULIDs: they sort by creation time),
- * optionally filtered by state, type and queue, after the previous page's last id.
- * Params: [state], [type], [queue], [after_id], limit
+ * optionally filtered by state, type, queue and creation time, after the previous page's last id.
+ * Params: [state], [type], [queue], [after_id], [created_after], [created_before], limit
  */
 export function listJobs(f: JobFilter): Sql {
   const where: string[] = [];
@@ -121,6 +121,8 @@ export function listJobs(f: JobFilter): Sql {
   if (f.type !== undefined) add('type = ?', f.type);
   if (f.queue !== undefined) add('queue = ?', f.queue);
   if (f.afterId !== undefined) add('id < ?', f.afterId);
+  if (f.createdAfter !== undefined) add('created_at >= ?', f.createdAfter);
+  if (f.createdBefore !== undefined) add('created_at < ?', f.createdBefore);
   const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
   return { sql: `SELECT ${JOB_SELECT} FROM jobs ${filter} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
 }

@@ -22,11 +22,18 @@ const getSchema = {
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
-  description: 'One page of jobs, newest first, optionally only of one state, type or queue. Pass the answer\'s `nextCursor` as `cursor` for the next page.',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). Pass the answer\'s `nextCursor` as `cursor` for the next page.',
   tags: ['jobs'],
   querystring: ListQuery,
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
 };
+
+/** An ISO date-time the schema accepted, as epoch ms (a value Date cannot place is a 400). */
+function instant(iso: string, name: string): number {
+  const ms = Date.parse(iso);
+  if (!Number.isFinite(ms)) throw new AtsError('ATS_ERR_VALIDATION', `querystring/${name} is not a date-time Date can read`);
+  return ms;
+}
 
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
@@ -37,13 +44,15 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {
-    const { state, type, queue, cursor } = request.query;
+    const { state, type, queue, cursor, createdAfter, createdBefore } = request.query;
     const limit = request.query.limit ?? DEFAULT_PAGE;
     const filter: JobFilter = { limit: limit + 1 }; // one more tells whether a next page exists
     if (state) filter.state = state;
     if (type) filter.type = type;
     if (queue) filter.queue = queue;
     if (cursor) filter.afterId = decodeCursor(cursor);
+    if (createdAfter) filter.createdAfter = instant(createdAfter, 'createdAfter');
+    if (createdBefore) filter.createdBefore = instant(createdBefore, 'createdBefore');
     const found = await deps.store.listJobs(filter);
     const page = found.slice(0, limit);
     const now = deps.clock.now();

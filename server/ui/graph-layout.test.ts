@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { machineGraph, type MachineGraph } from '../../machines/lifecycle.js';
-import { edgeKey, layoutMachine, splinePath, type Box, type MachineLayout } from './client/graph-layout.js';
+import { edgeKey, layoutMachine, pathPoints, splinePath, USER_EVENTS, type Box, type MachineLayout, type Point } from './client/graph-layout.js';
 
 const measure = (text: string) => text.length * 8;
 
@@ -64,6 +64,43 @@ describe('layoutMachine', () => {
     }
   });
 
+  const inside = (p: Point, b: Box, shrink = 0) =>
+    Math.abs(p.x - b.x) < b.width / 2 - shrink && Math.abs(p.y - b.y) < b.height / 2 - shrink;
+  const stateOf = (id: string) => layout.states.find((s) => s.id === id)!;
+
+  test('CANCEL and REDRIVE go the short way: between their states\' heights, through no other state', () => {
+    const user = layout.edges.filter((e) => USER_EVENTS.has(e.event) && e.from !== e.to);
+    assert.ok(user.length >= 6, 'the machine has CANCEL and REDRIVE edges');
+    const xs = layout.states.flatMap((s) => [s.x - s.width / 2, s.x + s.width / 2]);
+    const diagram = Math.max(...xs) - Math.min(...xs);
+    for (const e of user) {
+      const [a, b] = [stateOf(e.from), stateOf(e.to)];
+      // It may enter a state through its top or bottom (clear of a self-loop), from no further than a lane's width.
+      const top = Math.min(a.y - a.height / 2, b.y - b.height / 2) - 24;
+      const bottom = Math.max(a.y + a.height / 2, b.y + b.height / 2) + 24;
+      for (const p of e.points) assert.ok(p.y >= top && p.y <= bottom, `${e.key} goes around above or below its states: ${JSON.stringify(p)}`);
+      const px = e.points.map((p) => p.x);
+      // At most one lane beside the states: never out to the far side of the diagram and back.
+      assert.ok(Math.max(...px) - Math.min(...px) <= Math.abs(a.x - b.x) + diagram / 2, `${e.key} wraps around: ${px}`);
+      for (const other of layout.states.filter((s) => s.id !== e.from && s.id !== e.to)) {
+        assert.ok(!pathPoints(e.path).some((p) => inside(p, other)), `${e.key} crosses ${other.id}`);
+      }
+    }
+  });
+
+  test('labels sit beside the lines: no edge runs through a label', () => {
+    for (const e of layout.edges) {
+      for (const other of layout.edges) {
+        const hit = pathPoints(other.path).find((p) => inside(p, e.label, 1));
+        assert.equal(hit, undefined, `${other.key} runs through the label of ${e.key}`);
+      }
+      for (const st of layout.states) assert.ok(!overlap(e.label, st), `the label of ${e.key} overlaps ${st.id}`);
+      for (const other of layout.edges) {
+        if (other !== e) assert.ok(!overlap(e.label, other.label), `the labels of ${e.key} and ${other.key} overlap`);
+      }
+    }
+  });
+
   test('a change to the machine changes the picture', () => {
     const changed: MachineGraph = {
       ...graph,
@@ -88,5 +125,14 @@ describe('splinePath', () => {
   test('two points make a straight line; none, nothing', () => {
     assert.equal(splinePath([{ x: 1, y: 2 }, { x: 3, y: 4 }]), 'M1,2 L3,4');
     assert.equal(splinePath([]), '');
+  });
+});
+
+describe('pathPoints', () => {
+  test('samples lines and cubic curves from their start to their end', () => {
+    const pts = pathPoints('M0,0 L10,0 C10,10 20,10 20,0', 1);
+    assert.deepEqual(pts[0], { x: 0, y: 0 });
+    assert.deepEqual(pts.at(-1), { x: 20, y: 0 });
+    assert.ok(pts.some((p) => p.y > 7), 'the curve bulges');
   });
 });

@@ -1,8 +1,10 @@
 /**
- * The visualizer at `/ui`: the job machine drawn from `GET /v1/machine`, live
- * counts and transitions (the stream, or polling without it), a job inspector
- * with time travel, and a submit form. Served entirely by this process: the
- * page loads nothing from elsewhere.
+ * The visualizer at `/ui`, an operator's console: the job machine drawn from
+ * `GET /v1/machine` with live counts and transitions (the stream, or polling
+ * without it), the job list with filters and bulk actions, a job inspector
+ * with time travel, throughput and queue-wait charts, counts, edges and
+ * workers, and a submit form (docs/console.md). Served entirely by this
+ * process: the page loads nothing from elsewhere.
  *
  * Routes: `GET /` (redirects to /ui), `GET /ui`, `GET /ui/`, `GET /ui/assets/:file`.
  */

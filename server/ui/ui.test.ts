@@ -1,8 +1,12 @@
 /**
- * The visualizer in a real browser: Debian's Chromium driven by playwright-core
- * against the real app on the embedded SQLite store. No worker runs, so
- * submitted jobs stay `pending` until the test moves them through the API.
- * Leaves a screenshot in test-artifacts/ui.png.
+ * The visualizer in a real browser: Debian's Chromium driven by playwright-core.
+ * The first suites run the app on the embedded SQLite store with no worker, so
+ * submitted jobs stay `pending` until the test moves them through the API; the
+ * operator console's suite runs a whole embedded scheduler (every role in this
+ * process, the demo handlers) so jobs really run, fail, die and are redriven.
+ * Every page must log no console error and throw nothing, except the HTTP
+ * errors a test provokes on purpose (a 409, a 404), which it names.
+ * Screenshots go to test-artifacts/ui/*.png.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -12,14 +16,47 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import websocket from '@fastify/websocket';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig } from '../../cli/config.js';
+import { silentLogger } from '../../engine/logger.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { AppPlugin } from '../app.js';
+import type { JobDetail } from '../schemas.js';
 import { startUiServer, type UiServer as Server } from '../../tests/helpers/ui-server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCREENSHOT = join(ROOT, 'test-artifacts', 'ui.png');
+const SHOTS = join(ROOT, 'test-artifacts', 'ui');
 const WAIT_MS = 10_000;
+
+async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; selector?: string } = {}): Promise<void> {
+  mkdirSync(SHOTS, { recursive: true });
+  const path = join(SHOTS, `${name}.png`);
+  if (opts.selector) await page.locator(opts.selector).screenshot({ path });
+  else await page.screenshot({ path, fullPage: opts.fullPage ?? true });
+  console.log(`screenshot: ${path}`);
+}
+
+/**
+ * Console errors and uncaught exceptions of a page. Chromium logs every HTTP
+ * error answer as a console error ("Failed to load resource: ... 409"): a test
+ * that provokes one names it with `allow`; `GET /v1/stats/edges` answering 404
+ * (a server without the metrics) is always allowed, and on a server without
+ * the stream (`withoutStream`) the failed WebSocket handshakes.
+ */
+function watchConsole(page: Page, opts: { withoutStream?: boolean } = {}): { errors: string[]; allow(pattern: RegExp): void } {
+  const errors: string[] = [];
+  const allowed: RegExp[] = [/404 \(Not Found\) @ \S+\/v1\/stats\/edges$/];
+  // A server without the stream: the page's tries to open it fail (and it polls instead).
+  if (opts.withoutStream) allowed.push(/^WebSocket connection to '\S+\/v1\/stream' failed: .*Unexpected response code: 404 @ /);
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const text = `${msg.text()} @ ${msg.location().url}`;
+    if (!allowed.some((r) => r.test(text))) errors.push(text);
+  });
+  page.on('pageerror', (err) => errors.push(`uncaught: ${err.message}`));
+  return { errors, allow: (pattern) => allowed.push(pattern) };
+}
 
 const startServer = (plugins: AppPlugin[]) => startUiServer({ listen: true, plugins });
 
@@ -81,13 +118,14 @@ after(async () => {
 describe('the visualizer at /ui, in Chromium', () => {
   let server: Server;
   let page: Page;
-  const pageErrors: string[] = [];
+  let consoleOf: ReturnType<typeof watchConsole>;
+  const freshErrors: string[] = [];
   const jobs: string[] = [];
 
   before(async () => {
     server = await startServer([]);
     page = await browser.context.newPage();
-    page.on('pageerror', (err) => pageErrors.push(err.message));
+    consoleOf = watchConsole(page, { withoutStream: true });
   });
 
   after(async () => {
@@ -128,10 +166,13 @@ describe('the visualizer at /ui, in Chromium', () => {
     assert.equal(await countOf(page, 'done').textContent(), '0');
   });
 
-  test('a job opened from the recent list shows its timeline; the slider walks it on the machine', async () => {
-    const item = page.locator(`#recent-jobs li[data-job-id="${jobs[0]}"]`);
+  test('a job opened from the job list shows its timeline; the slider walks it on the machine', async () => {
+    const item = page.locator(`#job-rows tr[data-job-id="${jobs[0]}"]`);
     await item.waitFor({ timeout: WAIT_MS });
-    await item.click();
+    // Full ids, and dates as well as times.
+    assert.equal(await item.locator('.job-id').textContent(), jobs[0]);
+    assert.match((await item.locator('time').first().textContent()) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$/);
+    await item.locator('.job-id').click();
     const timeline = page.locator('#timeline li');
     await page.waitForFunction(() => document.querySelectorAll('#timeline li').length === 2, null, { timeout: WAIT_MS });
     assert.match((await timeline.nth(0).textContent()) ?? '', /SUBMITTED.*∅ → pending/);
@@ -179,6 +220,7 @@ describe('the visualizer at /ui, in Chromium', () => {
     await page.waitForFunction((id) => document.querySelector('#job-facts')?.textContent?.includes(id), jobs[1], { timeout: WAIT_MS });
     assert.equal(await page.locator('#timeline li').count(), 1);
 
+    consoleOf.allow(/404 \(Not Found\) @ \S+\/v1\/jobs\/7Z{25}$/);
     await page.locator('#job-search').fill('7ZZZZZZZZZZZZZZZZZZZZZZZZZ');
     await page.locator('#job-search').press('Enter');
     await page.locator('#inspector-error').getByText('ATS_ERR_JOB_NOT_FOUND').waitFor({ timeout: WAIT_MS });
@@ -187,23 +229,27 @@ describe('the visualizer at /ui, in Chromium', () => {
 
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
-    fresh.on('pageerror', (err) => pageErrors.push(err.message));
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
     await fresh.goto(`${server.url}/ui#${jobs[0]}`);
     await fresh.waitForFunction(() => document.querySelectorAll('#timeline li').length === 3, null, { timeout: WAIT_MS });
-    await fresh.locator(`#recent-jobs li[data-job-id="${jobs[0]}"][aria-current="true"]`).waitFor({ timeout: WAIT_MS });
+    await fresh.locator(`#job-rows tr[data-job-id="${jobs[0]}"][aria-current="true"]`).waitFor({ timeout: WAIT_MS });
     await fresh.locator('#time-travel').focus();
     await fresh.keyboard.press('ArrowLeft');
     await fresh.locator('#time-travel').blur();
     assert.deepEqual(await highlighted(fresh), { state: 'cancelled', edge: 'pending-CANCEL-cancelled' });
     assert.equal(await fresh.locator('#timeline li[aria-current="step"]').getAttribute('data-step'), '2');
-    mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true });
-    await fresh.screenshot({ path: SCREENSHOT, fullPage: true });
-    console.log(`screenshot: ${SCREENSHOT}`);
+    await screenshot(fresh, 'machine-time-travel', { fullPage: false });
+    // The section links of the top bar move on the page; they open no job.
+    await fresh.locator('.sections a[href="#jobs-section"]').click();
+    await fresh.waitForTimeout(300);
+    assert.equal(await fresh.locator('#inspector-error').textContent(), '');
+    assert.equal(await fresh.locator('#job-facts [data-fact="id"] dd').textContent(), jobs[0]);
+    freshErrors.push(...freshConsole.errors);
     await fresh.close();
   });
 
-  test('no script error happened on the page', () => {
-    assert.deepEqual(pageErrors, []);
+  test('no console error and no script error happened on the pages', () => {
+    assert.deepEqual([...consoleOf.errors, ...freshErrors], []);
   });
 });
 
@@ -237,29 +283,109 @@ function fakeStream(sockets: Set<{ send(data: string): void }>): AppPlugin {
   };
 }
 
-describe('the visualizer with the stream', () => {
-  test('counts come over the stream and an event lights up its edge', async () => {
-    const sockets = new Set<{ send(data: string): void }>();
-    const server = await startServer([fakeStream(sockets)]);
-    const page = await browser.context.newPage();
-    try {
-      await page.goto(server.url + '/ui');
-      await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
-      const job = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
-      await waitForCount(page, 'pending', 1);
+/**
+ * `GET /v1/stats/edges` as its contract says (`{edges: [{from, to, event, count, medianDwellMs}], windowMs}`),
+ * for a server that does not have the real one.
+ */
+const EDGES = {
+  edges: [
+    { from: null, to: 'pending', event: 'SUBMITTED', count: 12, medianDwellMs: null },
+    { from: 'pending', to: 'published', event: 'PUBLISHED', count: 12, medianDwellMs: 45.2 },
+    { from: 'published', to: 'running', event: 'STARTED', count: 10, medianDwellMs: 1500 },
+  ],
+  windowMs: 900_000,
+};
+const fakeEdges: AppPlugin = async (app) => {
+  if (!app.hasRoute({ method: 'GET', url: '/v1/stats/edges' })) app.get('/v1/stats/edges', async () => EDGES);
+};
 
-      const event = {
-        kind: 'event', cursor: 'c1', jobId: job.id, seq: 2, type: 'PUBLISHED', from: 'pending', to: 'published',
-        at: new Date().toISOString(), data: { attempt: 1 }, jobType: 'demo.echo', queue: 'default',
-      };
-      for (const s of sockets) s.send(JSON.stringify(event));
-      await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
-      // The highlight is brief.
-      await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'detached', timeout: WAIT_MS });
-    } finally {
-      await page.close();
-      await server.close();
+/** A stream event message as the server sends it. */
+function eventMessage(jobId: string, type: string, from: string | null, to: string, seq: number, data: object = {}): string {
+  return JSON.stringify({
+    kind: 'event', cursor: `c${seq}`, jobId, seq, type, from, to, at: new Date().toISOString(), data, jobType: 'demo.echo', queue: 'default',
+  });
+}
+
+describe('the visualizer with the stream', () => {
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+  const sockets = new Set<{ send(data: string): void }>();
+  const push = (msg: string) => {
+    for (const s of sockets) s.send(msg);
+  };
+
+  before(async () => {
+    server = await startServer([fakeStream(sockets), fakeEdges]);
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page);
+  });
+  after(async () => {
+    await page?.close();
+    await server?.close();
+  });
+
+  test('counts come over the stream and an event lights up its edge', async () => {
+    await page.goto(server.url + '/ui');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    const job = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    await waitForCount(page, 'pending', 1);
+
+    push(eventMessage(job.id, 'PUBLISHED', 'pending', 'published', 2, { attempt: 1 }));
+    await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
+    // The highlight is brief.
+    await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'detached', timeout: WAIT_MS });
+  });
+
+  test('while a job is time-travelled, other jobs\' flashes are held, then shown when it ends', async () => {
+    const open = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: { open: true } });
+    await rest(server, 'POST', `/v1/jobs/${open.id}/cancel`);
+    const other = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    await page.locator('#job-search').fill(open.id);
+    await page.locator('#job-search').press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#timeline li').length === 2, null, { timeout: WAIT_MS });
+    const machine = page.locator('#machine');
+    assert.equal(await machine.getAttribute('data-flashes'), 'live', 'at the last step the job is live, not time-travelled');
+
+    await page.locator('#time-travel').focus();
+    await page.keyboard.press('ArrowLeft');
+    assert.equal(await machine.getAttribute('data-flashes'), 'paused');
+    push(eventMessage(other.id, 'PUBLISHED', 'pending', 'published', 3, { attempt: 1 }));
+    await page.locator('#flash-note').getByText('1 edge waiting').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('[data-edge="pending-PUBLISHED-published"].flash').count(), 0, 'held while time-travelling');
+    await screenshot(page, 'flashes-held', { fullPage: false });
+
+    // Back at the last step: the held flash is shown once, and flashes are live again.
+    await page.keyboard.press('End');
+    await page.locator('[data-edge="pending-PUBLISHED-published"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
+    assert.equal(await machine.getAttribute('data-flashes'), 'live');
+    assert.equal(await page.locator('#flash-note').textContent(), '');
+    push(eventMessage(other.id, 'STARTED', 'published', 'running', 4, { attempt: 1, workerId: 'w-test' }));
+    await page.locator('[data-edge="published-STARTED-running"].flash').waitFor({ state: 'attached', timeout: WAIT_MS });
+  });
+
+  test('each edge\'s count and median dwell from GET /v1/stats/edges, in the table, the tooltips and the wait chart', async () => {
+    const body = (await rest<typeof EDGES>(server, 'GET', '/v1/stats/edges'));
+    assert.ok(body.edges.length > 0);
+    for (const e of body.edges) {
+      const key = `${e.from ?? 'start'}-${e.event}-${e.to}`;
+      const row = page.locator(`#edge-rows tr[data-edge-stat="${key}"]`);
+      await row.waitFor({ timeout: 15_000 });
+      assert.equal(await row.locator('td').nth(3).textContent(), String(e.count), key);
+      assert.equal(await page.locator(`#machine [data-edge="${key}"]`).first().getAttribute('data-edge-count'), String(e.count), key);
     }
+    const dwell = body.edges.find((e) => e.event === 'PUBLISHED' && e.medianDwellMs !== null);
+    if (dwell) {
+      const title = await page.locator('#machine [data-edge="pending-PUBLISHED-published"] title').textContent();
+      assert.match(title ?? '', new RegExp(`${dwell.count} taken in the last 15 min; median time in pending before: `));
+    }
+    const started = body.edges.filter((e) => e.event === 'STARTED' && e.medianDwellMs !== null);
+    if (started.length) await page.locator('#wait-chart [data-reference]').waitFor({ state: 'attached', timeout: WAIT_MS });
+    assert.match((await page.locator('#edge-note').textContent()) ?? '', /from GET \/v1\/stats\/edges/);
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
   });
 });
 
@@ -267,8 +393,7 @@ describe('the visualizer with queues and types named after Object.prototype memb
   test('counts them, and the page keeps submitting after its stats polls', async () => {
     const server = await startServer([]);
     const page = await browser.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (err) => errors.push(err.message));
+    const consoleOf = watchConsole(page, { withoutStream: true });
     try {
       for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
         await rest(server, 'POST', '/v1/jobs', { type: name, queue: name, payload: {} });
@@ -282,10 +407,280 @@ describe('the visualizer with queues and types named after Object.prototype memb
       await waitForCount(page, 'pending', 5);
       assert.match((await page.locator('#submit-status').textContent()) ?? '', /^Submitted [0-9A-Z]{26}$/);
       assert.equal(await page.locator('#total-jobs').textContent(), '5 jobs');
-      assert.deepEqual(errors, []);
+      // The per-type and per-queue tables list each name once, with its own count.
+      for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+        for (const table of ['#counts-type-rows', '#counts-queue-rows']) {
+          const row = page.locator(`${table} tr[data-name="${name}"]`);
+          await row.waitFor({ timeout: WAIT_MS });
+          assert.equal(await row.locator('[data-state-count="pending"]').textContent(), '1', `${table} ${name}`);
+        }
+      }
+      assert.deepEqual(consoleOf.errors, []);
     } finally {
       await page.close();
       await server.close();
     }
+  });
+});
+
+/** A whole embedded scheduler in this process (SQLite, the in-process log, every role, the demo handlers). */
+async function startScheduler(): Promise<{ system: System; url: string; workerId: string; close(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ats-ui-console-'));
+  const config = compileConfig({
+    dataDir, port: 0, logLevel: 'silent', timersPollMs: 50, relayPollMs: 20, heartbeatMs: 500, leaseMs: 5000,
+    shutdownGraceMs: 500, workerId: 'ui-test-worker',
+  }, { hostname: 'test', pid: process.pid });
+  const system = await compose(config, { logger: silentLogger });
+  try {
+    const started = await system.start();
+    assert.ok(started.url);
+    // start() names the host localhost; the api listens on 127.0.0.1 only.
+    const url = started.url.replace('//localhost:', '//127.0.0.1:');
+    return {
+      system, url, workerId: config.worker.workerId,
+      async close() {
+        await system.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await system.stop().catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+describe('the operator console on a running scheduler', () => {
+  let sched: Awaited<ReturnType<typeof startScheduler>>;
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+  const ids = { echo: [] as string[], dead: [] as string[], sleeper: '', delayed: '', paged: [] as string[] };
+
+  const get = (id: string) => rest<JobDetail>(server, 'GET', `/v1/jobs/${id}`);
+  async function until(id: string, ok: (j: JobDetail) => boolean, what: string): Promise<JobDetail> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const j = await get(id);
+      if (ok(j)) return j;
+      assert.ok(Date.now() < deadline, `job ${id} did not become ${what} (it is ${j.state}, attempt ${j.attempt})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  /** Set the filters and apply them. */
+  async function filter(f: { state?: string; type?: string; queue?: string; after?: string; before?: string; limit?: string }): Promise<void> {
+    await page.locator('#filter-state').selectOption(f.state ?? '');
+    await page.locator('#filter-type').fill(f.type ?? '');
+    await page.locator('#filter-queue').fill(f.queue ?? '');
+    await page.locator('#filter-after').fill(f.after ?? '');
+    await page.locator('#filter-before').fill(f.before ?? '');
+    await page.locator('#filter-limit').selectOption(f.limit ?? '50');
+    await page.locator('#job-filters button[type=submit]').click();
+  }
+  const shownIds = () => page.locator('#job-rows tr[data-job-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id') ?? ''));
+  /** Wait until the list shows exactly these jobs, in this order (or in any order: `anyOrder`). */
+  async function expectRows(want: readonly string[], anyOrder = false): Promise<void> {
+    const norm = (ids: readonly string[]) => (anyOrder ? [...ids].sort() : [...ids]);
+    const deadline = Date.now() + WAIT_MS;
+    let shown: string[] = [];
+    while (Date.now() < deadline) {
+      shown = await shownIds();
+      if (JSON.stringify(norm(shown)) === JSON.stringify(norm(want))) return;
+      await page.waitForTimeout(50);
+    }
+    assert.deepEqual(norm(shown), norm(want));
+  }
+  /** A `datetime-local` value (local time, seconds) for an ISO instant, shifted by `ms`. */
+  const localInput = (iso: string, ms = 0) => {
+    const d = new Date(Date.parse(iso) + ms);
+    const pad = (n: number) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  };
+
+  before(async () => {
+    sched = await startScheduler();
+    server = { app: sched.system.app!, url: sched.url, close: () => sched.close() };
+    for (let i = 0; i < 3; i++) ids.echo.push((await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', queue: 'ops-a', payload: { i } })).id);
+    for (let i = 0; i < 2; i++) {
+      ids.dead.push((await rest(server, 'POST', '/v1/jobs', {
+        type: 'demo.fail', queue: 'ops-b', payload: { always: true }, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 50 },
+      })).id);
+    }
+    ids.sleeper = (await rest(server, 'POST', '/v1/jobs', { type: 'demo.sleep', queue: 'ops-a', payload: { ms: 60_000 }, priority: 7, timeoutMs: 90_000 })).id;
+    ids.delayed = (await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', queue: 'ops-a', payload: {}, runAt: Date.now() + 3_600_000 })).id;
+    const batch = await rest<{ results: { id: string }[] }>(server, 'POST', '/v1/jobs/batch', {
+      jobs: Array.from({ length: 23 }, (_, i) => ({ type: 'demo.echo', queue: 'ops-page', payload: { i } })),
+    });
+    ids.paged = batch.results.map((r) => r.id);
+    for (const id of [...ids.echo, ...ids.paged]) await until(id, (j) => j.state === 'done', 'done');
+    for (const id of ids.dead) await until(id, (j) => j.state === 'dead', 'dead');
+    await until(ids.sleeper, (j) => j.state === 'running', 'running');
+
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page);
+    await page.goto(server.url + '/ui');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('#job-rows tr[data-job-id]').first().waitFor({ timeout: WAIT_MS });
+  });
+  after(async () => {
+    await page?.close();
+    await sched?.close();
+  });
+
+  test('the job list filters by state, type, queue and submit time, and pages with the cursor', async () => {
+    await filter({ state: 'dead' });
+    await expectRows(ids.dead, true);
+    assert.equal(await page.locator('#job-rows tr[data-job-id] [data-badge="dead"]').count(), 2);
+    await filter({ type: 'demo.echo', queue: 'ops-a' });
+    await expectRows([ids.delayed, ...[...ids.echo].reverse()]);
+    await filter({ type: 'demo.sleep' });
+    await expectRows([ids.sleeper]);
+
+    // Submit time: whole seconds in the field, so bound by the seconds around the jobs.
+    const delayed = await get(ids.delayed);
+    await filter({ queue: 'ops-a', after: localInput(delayed.createdAt, 1000) });
+    await expectRows([]);
+    assert.equal(await page.locator('#job-rows tr.empty-note').textContent(), 'No job matches these filters.');
+    const firstEcho = await get(ids.echo[0]!);
+    await filter({ queue: 'ops-a', before: localInput(firstEcho.createdAt, -1000) });
+    await expectRows([]);
+    await filter({ queue: 'ops-a', after: localInput(firstEcho.createdAt, -1000), before: localInput(delayed.createdAt, 2000) });
+    await expectRows([...ids.echo, ids.sleeper, ids.delayed], true);
+
+    // 23 jobs, 20 a page: two pages, newest first, and back.
+    const newestFirst = [...ids.paged].reverse();
+    await filter({ queue: 'ops-page', limit: '20' });
+    await expectRows(newestFirst.slice(0, 20));
+    assert.equal(await page.locator('#page-newer').isDisabled(), true);
+    await page.locator('#page-older').click();
+    await page.locator('#job-page').getByText('page 2').waitFor({ timeout: WAIT_MS });
+    await expectRows(newestFirst.slice(20));
+    assert.equal(await page.locator('#page-older').isDisabled(), true);
+    await page.locator('#page-newer').click();
+    await page.locator('#job-page').getByText('page 1').waitFor({ timeout: WAIT_MS });
+    await expectRows(newestFirst.slice(0, 20));
+    await screenshot(page, 'jobs-list', { selector: '#jobs-section' });
+  });
+
+  test('bulk actions act on the selection and answer job by job', async () => {
+    // Redrive one of the two dead jobs.
+    await filter({ state: 'dead' });
+    await expectRows(ids.dead, true);
+    await page.locator(`#job-rows tr[data-job-id="${ids.dead[0]}"] input[data-select]`).check();
+    assert.match((await page.locator('#bulk-count').textContent()) ?? '', /^1 selected$/);
+    assert.equal(await page.locator('#bulk-cancel').isDisabled(), true, 'a dead job cannot be cancelled');
+    await page.locator('#bulk-redrive').click();
+    const redriven = page.locator(`#bulk-results li[data-job-id="${ids.dead[0]}"][data-outcome="ok"]`);
+    await redriven.waitFor({ timeout: WAIT_MS });
+    assert.match((await redriven.textContent()) ?? '', /pending/);
+    assert.match((await page.locator('#bulk-results .bulk-summary').textContent()) ?? '', /Redrive: 1 of 1 done/);
+
+    // Cancel a running job and a done one: the first is cancelled, the second refused with its code.
+    const done = ids.echo[0]!;
+    consoleOf.allow(new RegExp(`409 \\(Conflict\\) @ \\S+/v1/jobs/${done}/cancel$`));
+    await filter({ queue: 'ops-a' });
+    await expectRows([ids.delayed, ids.sleeper, ...[...ids.echo].reverse()]);
+    await page.locator(`#job-rows tr[data-job-id="${ids.sleeper}"] input[data-select]`).check();
+    await page.locator(`#job-rows tr[data-job-id="${done}"] input[data-select]`).check();
+    await page.locator('#bulk-cancel').click();
+    await page.locator(`#bulk-results li[data-job-id="${ids.sleeper}"][data-outcome="ok"]`).waitFor({ timeout: WAIT_MS });
+    const refused = page.locator(`#bulk-results li[data-job-id="${done}"][data-outcome="error"]`);
+    await refused.waitFor({ timeout: WAIT_MS });
+    assert.match((await refused.textContent()) ?? '', /ATS_ERR_TRANSITION_NOT_ALLOWED/);
+    assert.match((await page.locator('#bulk-results .bulk-summary').textContent()) ?? '', /Cancel: 1 of 2 done, 1 refused/);
+    assert.equal((await get(ids.sleeper)).state, 'cancelled');
+    assert.equal((await get(done)).state, 'done');
+    await screenshot(page, 'jobs-bulk-cancel', { selector: '#jobs-section' });
+  });
+
+  test('the inspector of a redriven job shows the run and the attempt within it, and the handler\'s stack', async () => {
+    const job = await until(ids.dead[0]!, (j) => j.state === 'dead' && j.attempt === 4, 'dead after its second run');
+    await page.locator('#job-search').fill(job.id);
+    await page.locator('#job-search').press('Enter');
+    const facts = page.locator('#job-facts');
+    await facts.getByText(job.id).waitFor({ timeout: WAIT_MS });
+    assert.equal(await facts.locator('[data-fact="attempt"] dd').textContent(), 'run 2, attempt 2 of 2 (4 in all)');
+    assert.ok(await page.locator('#timeline li[data-run="2"]').count() >= 4, 'the second run\'s events are marked run 2');
+    const lastFailed = page.locator('#timeline li').filter({ has: page.locator('.tl-type', { hasText: /^FAILED$/ }) }).last();
+    assert.match((await lastFailed.textContent()) ?? '', /run 2 · attempt 2/);
+    assert.match((await page.locator('#job-error-text').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 4 — run 2 · attempt 2$/);
+    const stack = (await page.locator('#job-stack').textContent()) ?? '';
+    assert.match(stack, /^Error: demo\.fail: failure on attempt 4\n\s+at .*handlers/);
+    // The timeline keeps each failure's own stack.
+    await lastFailed.locator('.tl-stack summary').click();
+    assert.match((await lastFailed.locator('.tl-stack pre').textContent()) ?? '', /failure on attempt 4\n\s+at /);
+    await screenshot(page, 'inspector-redriven');
+  });
+
+  test('the inspector of a failed job shows its error and stack; a delayed job its due time, priority and timeout', async () => {
+    const job = await get(ids.dead[1]!);
+    await page.locator('#job-search').fill(job.id);
+    await page.locator('#job-search').press('Enter');
+    await page.locator('#job-facts').getByText(job.id).waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#job-facts [data-fact="attempt"] dd').textContent(), '2 of 2');
+    assert.match((await page.locator('#job-error-text').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2 — run 1 · attempt 2$/);
+    assert.match((await page.locator('#job-stack').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2\n\s+at /);
+    await screenshot(page, 'inspector-failed', { selector: '.inspector' });
+
+    await page.locator('#job-search').fill(ids.delayed);
+    await page.locator('#job-search').press('Enter');
+    await page.locator('#job-facts').getByText(ids.delayed).waitFor({ timeout: WAIT_MS });
+    assert.match((await page.locator('#job-facts [data-fact="due"] dd').textContent()) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(in (59|60) min \d+ s\)$/);
+    assert.equal(await page.locator('#job-error').isHidden(), true, 'no error to show');
+    await page.locator('#job-search').fill(ids.sleeper);
+    await page.locator('#job-search').press('Enter');
+    await page.locator('#job-facts').getByText(ids.sleeper).waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#job-facts [data-fact="priority"] dd').textContent(), '7');
+    assert.equal(await page.locator('#job-facts [data-fact="timeout"] dd').textContent(), '1 min 30 s');
+    assert.match((await page.locator('#job-facts [data-fact="updated"] dd').textContent()) ?? '', /^\d{4}-\d\d-\d\d /);
+  });
+
+  test('charts: throughput backfilled from the last 15 minutes, then live; queue wait; counts; edges; workers', async () => {
+    const total = (series: string) => page.locator(`#throughput-chart path[data-series="${series}"]`).getAttribute('data-total').then(Number);
+    // Backfilled at load: everything submitted before the page opened.
+    assert.ok(await total('submitted') >= 30, `submitted ${await total('submitted')}`);
+    const doneBefore = await total('done');
+    assert.ok(doneBefore >= 26, `done ${doneBefore}`);
+    assert.ok(await total('dead') >= 2);
+
+    // Live: a job submitted now is counted from the stream, its wait too.
+    const waitsBefore = Number(await page.locator('[data-wait-count]').getAttribute('data-wait-count'));
+    const live = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', queue: 'ops-live', payload: {} });
+    await until(live.id, (j) => j.state === 'done', 'done');
+    await page.waitForFunction((n) => Number(document.querySelector('#throughput-chart path[data-series="done"]')?.getAttribute('data-total')) > n, doneBefore, { timeout: WAIT_MS });
+    await page.waitForFunction((n) => Number(document.querySelector('[data-wait-count]')?.getAttribute('data-wait-count')) > n, waitsBefore, { timeout: WAIT_MS });
+    assert.ok(await page.locator('#wait-chart path[data-series="median"]').getAttribute('d'), 'the wait is drawn');
+
+    // Per type and per queue.
+    const failRow = page.locator('#counts-type-rows tr[data-name="demo.fail"]');
+    await failRow.waitFor({ timeout: WAIT_MS });
+    assert.equal(await failRow.locator('[data-state-count="dead"]').textContent(), '2');
+    await page.locator('#counts-queue-rows tr[data-name="ops-live"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#counts-queue-rows tr[data-name="ops-page"] [data-state-count="done"]').textContent(), '23');
+
+    // The workers seen: this scheduler's one, which started the live job's attempt.
+    const worker = page.locator(`#workers-rows tr[data-worker="${sched.workerId}"]`);
+    await worker.waitFor({ timeout: WAIT_MS });
+    assert.ok(Number(await worker.locator('td').nth(2).textContent()) >= 1);
+
+    // The edges: what GET /v1/stats/edges answers, or "not available" while the server has none.
+    const res = await fetch(`${server.url}/v1/stats/edges`);
+    if (res.status === 404) {
+      await page.locator('#edge-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
+      assert.equal(await page.locator('#edge-rows tr').count(), 0);
+    } else {
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { edges: { from: string | null; event: string; to: string }[] };
+      await page.locator('#edge-rows tr[data-edge-stat]').first().waitFor({ timeout: 15_000 });
+      const shown = await page.locator('#edge-rows tr[data-edge-stat]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-edge-stat')));
+      for (const e of body.edges) assert.ok(shown.includes(`${e.from ?? 'start'}-${e.event}-${e.to}`), `${e.from}-${e.event}-${e.to} shown`);
+    }
+    await page.locator('#metrics-section').scrollIntoViewIfNeeded();
+    await screenshot(page, 'charts', { selector: '#metrics-section' });
+    await screenshot(page, 'console', { fullPage: true });
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
   });
 });

@@ -359,6 +359,21 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.equal((await store.listJobs({ limit: 1, state: 'published' }))[0]!.version, 2);
     });
 
+    test('listJobs filters by creation time: createdAfter inclusive, createdBefore exclusive, with the other filters and paging', async (store) => {
+      const writes = await insertAll(store, [
+        newJobWrite({ at: T0 }), newJobWrite({ at: T0 + 1000, type: 't1' }), newJobWrite({ at: T0 + 2000 }), newJobWrite({ at: T0 + 3000, type: 't1' }),
+      ]);
+      const ids = writes.map((w) => w.job.id);
+      const idsOf = (jobs: JobRecord[]) => jobs.map((j) => j.id);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, createdAfter: T0 + 1000 })), [ids[3], ids[2], ids[1]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, createdBefore: T0 + 2000 })), [ids[1], ids[0]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, createdAfter: T0 + 1000, createdBefore: T0 + 3000 })), [ids[2], ids[1]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 10, createdAfter: T0 + 1, createdBefore: T0 + 3001, type: 't1' })), [ids[3], ids[1]]);
+      assert.deepEqual(idsOf(await store.listJobs({ limit: 1, createdAfter: T0 + 1000, afterId: ids[3] })), [ids[2]]);
+      assert.deepEqual(await store.listJobs({ limit: 10, createdAfter: T0 + 3001 }), []);
+      assert.deepEqual(await store.listJobs({ limit: 10, createdAfter: T0 + 2000, createdBefore: T0 + 2000 }), []);
+    });
+
     test('readEventsAfter returns every job\'s events in id order, with the job\'s type and queue, paged by id', async (store) => {
       const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2' })]);
       await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);

@@ -31,7 +31,7 @@ function life(first: TransitionWrite, events: readonly Ev[]): TransitionWrite[] 
 
 const started = (attempt: number): Ev => ({ type: 'STARTED', attempt, leaseUntil: 0, workerId: 'worker-1' });
 const failed = (attempt: number, retryable = true): Ev => ({
-  type: 'FAILED', attempt, rand: 0.25, error: { message: `failure on attempt ${attempt}`, name: 'Error', retryable },
+  type: 'FAILED', attempt, rand: 0.25, error: { message: `failure on attempt ${attempt}`, name: 'Error', stack: `Error: failure on attempt ${attempt}\n    at handler (handlers.js:1:7)`, retryable },
 });
 
 /** The messages, in the order a relay would publish them (outbox ids from 1). */

@@ -3,27 +3,66 @@
  * REST with retries, and the stream. A failure is an `ApiError` carrying the
  * server's `{code, message}`.
  */
-import { ApiError, createClient, type EventView, type JobDetail, type JobView, type StreamFilter, type WatchOptions } from '../../../client/index.js';
+import {
+  ApiError, createClient, type EventView, type JobDetail, type JobView, type ListQuery, type Stats, type StreamFilter, type WatchOptions,
+} from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
 
 export { ApiError };
-export type { EventView, JobDetail, JobView, MachineGraph };
+export type { EventView, JobDetail, JobView, ListQuery, MachineGraph, Stats };
 
 /** Jobs per state, e.g. `{pending: 3, done: 10}`. */
 export type StateCounts = Record<string, number>;
 
+/** Counts per state, and per state of each type and each queue (`GET /v1/stats`, or a stream `stats` message). */
+export interface CountStats {
+  byState: StateCounts;
+  byType: Record<string, Record<string, number | undefined>>;
+  byQueue: Record<string, Record<string, number | undefined>>;
+}
+
+/** One edge of the machine over the last window: `GET /v1/stats/edges`. */
+export interface EdgeStat {
+  from: string | null;
+  to: string;
+  event: string;
+  count: number;
+  /** Median time jobs spent in `from` before taking this edge; null when unknown. */
+  medianDwellMs: number | null;
+}
+
+export interface EdgeStats {
+  edges: EdgeStat[];
+  windowMs: number;
+}
+
 // A button press waits for an answer: one quick retry, not the default three.
 const client = createClient({ url: location.origin, retries: 1 });
+
+/**
+ * `GET /v1/stats/edges`, or null while the server does not have that endpoint
+ * (a 404: a server without the metrics, or an older one).
+ */
+async function edges(): Promise<EdgeStats | null> {
+  const res = await fetch('/v1/stats/edges', { headers: { accept: 'application/json' } });
+  if (res.status === 404) return null;
+  const body = (await res.json().catch(() => null)) as (EdgeStats & { code?: string; message?: string }) | null;
+  if (!res.ok || !body || !Array.isArray(body.edges)) {
+    throw new Error(`GET /v1/stats/edges answered ${res.status}${body?.code ? ` ${body.code}` : ''}`);
+  }
+  return body;
+}
 
 export const api = {
   // The wire type names events as text; the server sends machineGraph(), whose events are the machine's.
   machine: () => client.machine() as Promise<MachineGraph>,
   stats: () => client.stats(),
-  recentJobs: (limit: number) => client.listPage({ limit }),
+  listJobs: (query: ListQuery) => client.listPage(query),
   job: (id: string) => client.get(id),
   submit: (type: string, payload: unknown) => client.submit({ type, payload }),
   cancel: (id: string) => client.cancel(id),
   redrive: (id: string) => client.redrive(id),
+  edges,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

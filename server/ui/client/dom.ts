@@ -67,3 +67,27 @@ export function clockTime(iso: string): string {
   const pad = (n: number, w = 2) => String(n).padStart(w, '0');
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
+
+/** `2026-01-31 12:34:56.789` in local time: the date as well as the time. */
+export function dateTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clockTime(iso)}`;
+}
+
+/** A `<time>` showing the local date and time, the ISO instant in its tooltip. */
+export const timeEl = (iso: string): HTMLTimeElement => h('time', { datetime: iso, title: iso }, dateTime(iso));
+
+/** `850 ms`, `4.2 s`, `3 min 5 s`, `2 h 10 min`. */
+export function duration(ms: number): string {
+  if (!Number.isFinite(ms)) return '–';
+  const abs = Math.abs(ms);
+  const sign = ms < 0 ? '−' : '';
+  if (abs < 1000) return `${sign}${Math.round(abs)} ms`;
+  if (abs < 60_000) return `${sign}${(abs / 1000).toFixed(abs < 10_000 ? 1 : 0)} s`;
+  const secs = Math.round(abs / 1000);
+  if (secs < 3600) return `${sign}${Math.floor(secs / 60)} min${secs % 60 ? ` ${secs % 60} s` : ''}`;
+  const mins = Math.round(secs / 60);
+  return `${sign}${Math.floor(mins / 60)} h${mins % 60 ? ` ${mins % 60} min` : ''}`;
+}

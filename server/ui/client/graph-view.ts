@@ -1,18 +1,29 @@
 /**
  * Draws the laid-out machine as SVG and keeps it live: job counts on the
  * states, a short highlight on the edge a transition took, and the state and
- * edge of the time-travel step. Test ids: `data-state` on each state's group
- * (with a `data-count` text inside), `data-edge="from-EVENT-to"` on each edge.
+ * edge of the time-travel step. While a job is time-travelled, other jobs'
+ * flashes are held (the svg carries `data-flashes="paused"`) and shown once
+ * when it ends. Test ids: `data-state` on each state's group (with a
+ * `data-count` text inside), `data-edge="from-EVENT-to"` on each edge.
  */
 import type { MachineGraph, StateCounts } from './api.js';
-import { s } from './dom.js';
+import { duration, s } from './dom.js';
 import { layoutMachine, type EdgeShape, type Measure, type StateNode } from './graph-layout.js';
 
 export interface MachineView {
   /** Show each state's job count (a state missing from `counts` shows 0). */
   setCounts(counts: StateCounts): void;
-  /** Briefly highlight the edge a live transition took (an unknown key is ignored). */
-  flash(edgeKey: string): void;
+  /**
+   * Briefly highlight the edge a live transition took (an unknown key is
+   * ignored). While flashes are paused it is held, unless `evenIfPaused`.
+   */
+  flash(edgeKey: string, evenIfPaused?: boolean): void;
+  /** Hold flashes (true), or show the held ones once and flash again as they come (false). */
+  pauseFlashes(paused: boolean): void;
+  /** Edges whose flash is held now. */
+  readonly heldFlashes: number;
+  /** Each edge's tooltip gains its count and median dwell over the window (`GET /v1/stats/edges`); null clears them. */
+  setEdgeStats(stats: readonly { key: string; count: number; medianDwellMs: number | null }[] | null, windowMs?: number): void;
   /** Mark one step of a job's history (its state and the edge into it), or clear with null. */
   showStep(step: { state: string; edge: string } | null): void;
 }
@@ -48,10 +59,11 @@ function stateGroup(st: StateNode): SVGGElement {
   );
 }
 
+const edgeTip = (e: EdgeShape): string => `${e.from} → ${e.to} on ${e.event}${e.guard ? ` [${e.guard}]` : ''}`;
+
 function edgeLine(e: EdgeShape): SVGGElement {
-  const tip = `${e.from} → ${e.to} on ${e.event}${e.guard ? ` [${e.guard}]` : ''}`;
   return s('g', { class: 'edge', 'data-edge': e.key, 'data-self': e.from === e.to },
-    s('title', {}, tip),
+    s('title', {}, edgeTip(e)),
     s('path', { class: 'edge-line', d: e.path }),
   );
 }
@@ -59,6 +71,7 @@ function edgeLine(e: EdgeShape): SVGGElement {
 function edgeLabel(e: EdgeShape): SVGGElement {
   const { x, y, width, height } = e.label;
   return s('g', { class: 'edge-label', 'data-edge-label': e.key },
+    s('title', {}, edgeTip(e)),
     s('rect', { x: x - width / 2, y: y - height / 2, width, height, rx: 4 }),
     s('text', { x, y: y + 4, 'text-anchor': 'middle' }, e.event),
   );
@@ -86,6 +99,9 @@ function machineView(svg: SVGSVGElement): MachineView {
   }
   const states = new Map(Array.from(svg.querySelectorAll('[data-state]')).map((el) => [el.getAttribute('data-state') ?? '', el]));
   const flashTimers = new Map<string, number>();
+  const held = new Set<string>();
+  let paused = false;
+  svg.setAttribute('data-flashes', 'live');
 
   return {
     setCounts(counts) {
@@ -97,9 +113,13 @@ function machineView(svg: SVGSVGElement): MachineView {
         el.classList.toggle('empty', n === 0);
       }
     },
-    flash(key) {
+    flash(key, evenIfPaused = false) {
       const els = edges.get(key);
       if (!els) return;
+      if (paused && !evenIfPaused) {
+        held.add(key);
+        return;
+      }
       for (const el of els) el.classList.add('flash');
       // A busy edge stays lit: each transition pushes its end back.
       window.clearTimeout(flashTimers.get(key));
@@ -107,6 +127,37 @@ function machineView(svg: SVGSVGElement): MachineView {
         for (const el of els) el.classList.remove('flash');
         flashTimers.delete(key);
       }, FLASH_MS));
+    },
+    pauseFlashes(on) {
+      if (on === paused) return;
+      paused = on;
+      svg.setAttribute('data-flashes', on ? 'paused' : 'live');
+      if (on) return;
+      const keys = [...held];
+      held.clear();
+      for (const key of keys) this.flash(key);
+    },
+    get heldFlashes() {
+      return held.size;
+    },
+    setEdgeStats(stats, windowMs) {
+      const byKey = new Map((stats ?? []).map((e) => [e.key, e]));
+      const span = windowMs ? ` in the last ${duration(windowMs)}` : '';
+      for (const [key, els] of edges) {
+        const st = byKey.get(key);
+        for (const el of els) {
+          const title = el.querySelector('title');
+          if (!title) continue;
+          const base = title.getAttribute('data-base') ?? title.textContent ?? '';
+          title.setAttribute('data-base', base);
+          const from = key.slice(0, key.indexOf('-'));
+          const dwell = st && from !== 'start'
+            ? `; median time in ${from} before: ${st.medianDwellMs === null ? 'unknown' : duration(st.medianDwellMs)}` : '';
+          title.textContent = st ? `${base}\n${st.count} taken${span}${dwell}` : base;
+          if (st) el.setAttribute('data-edge-count', String(st.count));
+          else el.removeAttribute('data-edge-count');
+        }
+      }
     },
     showStep(step) {
       for (const el of Array.from(svg.querySelectorAll('.is-current, .is-taken'))) el.classList.remove('is-current', 'is-taken');

@@ -1,13 +1,16 @@
 /**
- * The job inspector: one job's facts, its timeline (each event with time,
- * attempt, error or result), a time-travel slider that marks on the machine
- * the state and the edge of each step, and Cancel / Redrive buttons enabled
- * only when the job's `allowed` list (from the machine) says so.
+ * The job inspector: one job's facts (run and attempt, priority, timeout, due,
+ * submitted and updated times), its last error with the handler's stack, its
+ * timeline (each event with time, run and attempt, error or result), a
+ * time-travel slider that marks on the machine the state and the edge of each
+ * step, and Cancel / Redrive buttons enabled only when the job's `allowed`
+ * list (from the machine) says so.
  */
 import { errorText, type Api, type EventView, type JobDetail } from './api.js';
-import { byId, clockTime, h, jsonLine, jsonText, stateBadge } from './dom.js';
+import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, stateBadge, timeEl } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
+import { currentRun, runsOf, type RunAttempt } from './runs.js';
 
 export interface Inspector {
   open(id: string): Promise<void>;
@@ -21,9 +24,15 @@ export interface InspectorDeps {
   view: MachineView;
   /** Told when the open job changes (or the inspector closes: null). */
   onOpen(id: string | null): void;
+  /** Told when time travel starts (the slider leaves the last step) and ends (back at the last step, or closed). */
+  onTimeTravel(active: boolean): void;
+  /** The time now (ms), for "due in ..."; the page's clock. */
+  now(): number;
 }
 
 const SOON_MS = 250;
+/** States in which `runAt` is the time the job is waiting for. */
+const WAITING = new Set(['pending', 'retrying']);
 
 interface Elements {
   detail: HTMLElement;
@@ -36,6 +45,9 @@ interface Elements {
   timeline: HTMLOListElement;
   payload: HTMLElement;
   outcome: HTMLElement;
+  jobError: HTMLElement;
+  jobErrorText: HTMLElement;
+  stack: HTMLElement;
   cancel: HTMLButtonElement;
   redrive: HTMLButtonElement;
   close: HTMLButtonElement;
@@ -45,31 +57,48 @@ const elements = (): Elements => ({
   detail: byId('job-detail'), empty: byId('inspector-empty'), error: byId('inspector-error'),
   title: byId('job-title'), facts: byId('job-facts'), slider: byId('time-travel'),
   stepLabel: byId('step-label'), timeline: byId('timeline'), payload: byId('job-payload'),
-  outcome: byId('job-outcome'), cancel: byId('cancel-btn'), redrive: byId('redrive-btn'), close: byId('close-job'),
+  outcome: byId('job-outcome'), jobError: byId('job-error'), jobErrorText: byId('job-error-text'), stack: byId('job-stack'),
+  cancel: byId('cancel-btn'), redrive: byId('redrive-btn'), close: byId('close-job'),
 });
 
-/** What one event says beyond its type: attempt, error, result, reason. */
-function eventDetails(e: EventView): string[] {
+interface ErrorData {
+  message?: unknown;
+  name?: unknown;
+  stack?: unknown;
+  retryable?: unknown;
+}
+
+const runText = (r: RunAttempt): string => (r.attempt === null ? `run ${r.run}` : `run ${r.run} · attempt ${r.attempt}`);
+
+/** What one event says beyond its type: run and attempt, error, result, reason. */
+function eventDetails(e: EventView, r: RunAttempt): string[] {
   const d = (e.data ?? {}) as Record<string, unknown>;
   const out: string[] = [];
-  if (typeof d.attempt === 'number') out.push(`attempt ${d.attempt}`);
-  if (e.type === 'SUBMITTED' && typeof d.maxAttempts === 'number') out.push(`up to ${d.maxAttempts} attempts`);
+  if (r.attempt !== null || r.run > 1) out.push(runText(r));
+  if (e.type === 'SUBMITTED' && typeof d.maxAttempts === 'number') out.push(`up to ${d.maxAttempts} attempts a run`);
+  if (e.type === 'SUBMITTED' && typeof d.runAt === 'number' && typeof d.at === 'number' && d.runAt > d.at) {
+    out.push(`due ${dateTime(new Date(d.runAt).toISOString())}`);
+  }
   if (typeof d.workerId === 'string') out.push(`worker ${d.workerId}`);
-  const err = d.error as { message?: unknown; retryable?: unknown } | undefined;
-  if (err && typeof err.message === 'string') out.push(`error: ${err.message}${err.retryable === false ? ' (not retryable)' : ''}`);
+  const err = d.error as ErrorData | undefined;
+  if (err && typeof err.message === 'string') {
+    out.push(`error: ${typeof err.name === 'string' ? `${err.name}: ` : ''}${err.message}${err.retryable === false ? ' (not retryable)' : ''}`);
+  }
   if (e.type === 'LEASE_EXPIRED') out.push('error: lease expired');
   if (e.type === 'SUCCEEDED' && 'result' in d) out.push(`result: ${jsonLine(d.result)}`);
   if (typeof d.reason === 'string') out.push(`reason: ${d.reason}`);
   return out;
 }
 
-function timelineItem(e: EventView, step: number): HTMLLIElement {
-  return h('li', { 'data-step': step, 'data-seq': e.seq },
+function timelineItem(e: EventView, step: number, r: RunAttempt): HTMLLIElement {
+  const stack = ((e.data ?? {}) as { error?: ErrorData }).error?.stack;
+  return h('li', { 'data-step': step, 'data-seq': e.seq, 'data-run': r.run },
     h('span', { class: 'tl-seq' }, `#${e.seq}`),
     h('span', { class: 'tl-type' }, e.type),
     h('span', { class: 'tl-move' }, `${e.from ?? '∅'} → ${e.to}`),
-    h('time', { datetime: e.at, title: e.at }, clockTime(e.at)),
-    ...eventDetails(e).map((t) => h('span', { class: t.startsWith('error') ? 'tl-detail tl-error' : 'tl-detail' }, t)),
+    h('time', { datetime: e.at, title: dateTime(e.at) }, clockTime(e.at)),
+    ...eventDetails(e, r).map((t) => h('span', { class: t.startsWith('error') ? 'tl-detail tl-error' : 'tl-detail' }, t)),
+    typeof stack === 'string' && h('details', { class: 'tl-stack' }, h('summary', {}, 'stack'), h('pre', {}, stack)),
   );
 }
 
@@ -82,22 +111,49 @@ function keepInView(box: HTMLElement, item: HTMLElement | undefined): void {
   }
 }
 
-function fact(name: string, value: Node | string): HTMLElement {
-  return h('div', {}, h('dt', {}, name), h('dd', {}, value));
+function fact(name: string, value: Node | string, key = name): HTMLElement {
+  return h('div', { 'data-fact': key }, h('dt', {}, name), h('dd', {}, value));
 }
 
-function renderFacts(el: Elements, job: JobDetail): void {
+function dueFact(job: JobDetail, now: number): HTMLElement | null {
+  if (!WAITING.has(job.state)) return null;
+  const due = Date.parse(job.runAt);
+  const wait = due - now;
+  return fact('due', h('span', {}, timeEl(job.runAt), wait > 0 ? ` (in ${duration(wait)})` : ' (now)'));
+}
+
+function renderFacts(el: Elements, job: JobDetail, now: number): void {
   el.title.replaceChildren(h('span', { class: 'job-type' }, job.type), ' ', stateBadge(job.state));
+  const cur = currentRun(job.events, job.attempt);
+  const attemptText = cur.run > 1
+    ? `run ${cur.run}, attempt ${cur.attempt} of ${job.maxAttempts} (${job.attempt} in all)`
+    : `${cur.attempt} of ${job.maxAttempts}`;
   el.facts.replaceChildren(
     fact('id', h('code', {}, job.id)),
     fact('queue', job.queue),
-    fact('attempt', `${job.attempt} of ${job.maxAttempts}`),
-    fact('submitted', h('time', { datetime: job.createdAt, title: job.createdAt }, clockTime(job.createdAt))),
+    fact('attempt', attemptText),
+    fact('priority', String(job.priority)),
+    fact('timeout', duration(job.timeoutMs)),
+    dueFact(job, now) ?? '',
+    fact('submitted', timeEl(job.createdAt)),
+    fact('updated', timeEl(job.updatedAt)),
+    job.idempotencyKey ? fact('idempotency key', h('code', {}, job.idempotencyKey), 'idempotency-key') : '',
     fact('allowed', job.allowed.length ? job.allowed.join(', ') : 'none'),
   );
   el.payload.textContent = jsonText(job.payload);
-  const outcome = job.lastError ?? job.result ?? (job.cancelReason ? { cancelReason: job.cancelReason } : null);
+  const outcome = job.result ?? (job.cancelReason ? { cancelReason: job.cancelReason } : null);
   el.outcome.textContent = outcome === null ? '(none yet)' : jsonText(outcome);
+
+  const err = job.lastError;
+  el.jobError.hidden = !err;
+  if (err) {
+    const at = runsOf(job.events).findLast((r, i) => job.events[i]?.type.match(/^(FAILED|LEASE_EXPIRED)$/) && r.attempt !== null);
+    el.jobErrorText.replaceChildren(
+      h('strong', {}, err.name ?? 'Error'), `: ${err.message}`,
+      h('span', { class: 'muted' }, ` — ${at ? runText(at) : `attempt ${err.attempt}`}${err.retryable ? '' : ', not retryable'}`),
+    );
+    el.stack.textContent = err.stack ?? '(no stack trace recorded)';
+  }
   el.cancel.disabled = !job.allowed.includes('CANCEL');
   el.redrive.disabled = !job.allowed.includes('REDRIVE');
 }
@@ -107,6 +163,13 @@ export function createInspector(deps: InspectorDeps): Inspector {
   let job: JobDetail | null = null;
   let openId: string | null = null;
   let soon: number | undefined;
+  let travelling = false;
+
+  const setTravelling = (on: boolean) => {
+    if (on === travelling) return;
+    travelling = on;
+    deps.onTimeTravel(on);
+  };
 
   const showStep = (step: number) => {
     if (!job) return;
@@ -121,14 +184,16 @@ export function createInspector(deps: InspectorDeps): Inspector {
       else li.removeAttribute('aria-current');
     }
     keepInView(el.timeline, el.timeline.children[step - 1] as HTMLElement | undefined);
+    setTravelling(step < job.events.length);
   };
 
   const render = (next: JobDetail) => {
     // A slider left at the last step follows the job as it moves on.
     const following = !job || job.id !== next.id || Number(el.slider.value) >= job.events.length;
     job = next;
-    renderFacts(el, next);
-    el.timeline.replaceChildren(...next.events.map((e, i) => timelineItem(e, i + 1)));
+    renderFacts(el, next, deps.now());
+    const runs = runsOf(next.events);
+    el.timeline.replaceChildren(...next.events.map((e, i) => timelineItem(e, i + 1, runs[i]!)));
     el.slider.max = String(Math.max(1, next.events.length));
     if (following) el.slider.value = el.slider.max;
     el.slider.disabled = next.events.length < 2;
@@ -152,6 +217,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
         // Nothing of this job to show (a mistyped id, say): hide the last job's picture too.
         el.detail.hidden = true;
         deps.view.showStep(null);
+        setTravelling(false);
       }
     }
   };
@@ -163,6 +229,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
     el.empty.hidden = false;
     el.error.textContent = '';
     deps.view.showStep(null);
+    setTravelling(false);
     deps.onOpen(null);
   };
 
@@ -181,7 +248,9 @@ export function createInspector(deps: InspectorDeps): Inspector {
 
   el.slider.addEventListener('input', () => showStep(Number(el.slider.value)));
   el.timeline.addEventListener('click', (ev) => {
-    const step = (ev.target as Element).closest('[data-step]')?.getAttribute('data-step');
+    const target = ev.target as Element;
+    if (target.closest('details')) return; // opening a stack is not a step
+    const step = target.closest('[data-step]')?.getAttribute('data-step');
     if (!step) return;
     el.slider.value = step;
     showStep(Number(step));

@@ -7,7 +7,7 @@
  * reconnect, backing off, so the counts never freeze.
  */
 import type { StreamEventMessage } from '../../../client/index.js';
-import type { Api, StateCounts } from './api.js';
+import type { Api, CountStats } from './api.js';
 
 /** A transition as the stream sends it (`kind: "event"`). */
 export type StreamEvent = StreamEventMessage;
@@ -16,7 +16,7 @@ export type StreamEvent = StreamEventMessage;
 export type LiveMode = 'stream' | 'polling' | 'offline';
 
 export interface LiveHandlers {
-  onStats(byState: StateCounts): void;
+  onStats(stats: CountStats): void;
   onEvent(event: StreamEvent): void;
   onMode(mode: LiveMode): void;
 }
@@ -43,7 +43,7 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     try {
       const stats = await api.stats();
       if (streaming || stopped) return; // the stream took over while this was in flight
-      on.onStats(stats.byState);
+      on.onStats(stats);
       on.onMode('polling');
     } catch {
       if (!streaming && !stopped) on.onMode('offline');
@@ -74,7 +74,7 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
         stopPolling();
         on.onMode('stream');
       }
-      on.onStats(stats.byState);
+      on.onStats(stats);
     },
     onConnection(state) {
       if (state !== 'disconnected' || stopped) return;

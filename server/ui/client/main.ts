@@ -1,53 +1,71 @@
 /**
  * The visualizer's entry point (bundled by esbuild, served at /ui/assets/app.js).
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
- * recent jobs, the inspector and the submit form together.
+ * job list, the inspector, the operator's charts and tables, and the submit
+ * form together.
  */
-import { api, errorText } from './api.js';
+import { api, errorText, type MachineGraph } from './api.js';
+import { createConsoleView } from './console-view.js';
 import { byId, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import { renderMachine, type MachineView } from './graph-view.js';
 import { createInspector } from './inspector.js';
+import { createJobList } from './job-list.js';
 import { startLive, type LiveMode } from './live.js';
-import { createRecentJobs } from './recent-jobs.js';
 import { bindSubmitForm } from './submit-form.js';
 
 const MODE_TEXT: Record<LiveMode, string> = {
   stream: 'live (stream)',
-  polling: 'live (polling every second)',
+  polling: 'live (polling every second; charts need the stream)',
   offline: 'server not answering',
 };
 
-async function drawMachine(): Promise<MachineView | null> {
+async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph } | null> {
   const svg = byId<SVGSVGElement>('machine');
   try {
-    return renderMachine(svg, await api.machine());
+    const graph = await api.machine();
+    return { view: renderMachine(svg, graph), graph };
   } catch (err) {
     byId('graph-error').textContent = `Could not load the machine: ${errorText(err)}`;
     return null;
   }
 }
 
-/** `#<job id>` in the address opens that job, so a job's view can be shared. */
-const jobFromHash = (): string | null => decodeURIComponent(location.hash.slice(1)) || null;
+/** `#<job id>` in the address opens that job, so a job's view can be shared (`#jobs-section` and the like are places on the page). */
+const JOB_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+const jobFromHash = (): string | null => {
+  const id = decodeURIComponent(location.hash.slice(1));
+  return JOB_ID.test(id) ? id : null;
+};
 
 async function main(): Promise<void> {
-  const view = await drawMachine();
-  if (!view) return;
+  const drawn = await drawMachine();
+  if (!drawn) return;
+  const { view, graph } = drawn;
   const mode = byId('live-mode');
   const total = byId('total-jobs');
+  const flashNote = byId('flash-note');
 
-  const recent = createRecentJobs(byId('recent-jobs'), api, (id) => void inspector.open(id));
+  const states = graph.states.map((st) => st.id);
+  byId('filter-state').append(...states.map((st) => h('option', { value: st }, st)));
+  const list = createJobList(api, (id) => void inspector.open(id));
+  const panels = createConsoleView(api, view, states, () => Date.now());
   const inspector = createInspector({
     api,
     view,
+    now: () => Date.now(),
     onOpen(id) {
-      recent.select(id);
-      history.replaceState(null, '', id ? `#${encodeURIComponent(id)}` : location.pathname);
+      list.select(id);
+      history.replaceState(null, '', id ? `#${encodeURIComponent(id)}` : location.pathname + location.search);
+    },
+    onTimeTravel(active) {
+      // Other jobs' flashes would mix with the step shown: hold them, and show them once after.
+      view.pauseFlashes(active);
+      flashNote.textContent = active ? 'Live flashes of other jobs are held while you time-travel.' : '';
     },
   });
   bindSubmitForm(api, (job) => {
-    recent.refreshSoon();
+    list.refreshSoon();
     void inspector.open(job.id);
   });
   byId<HTMLFormElement>('search-form').addEventListener('submit', (ev) => {
@@ -58,21 +76,26 @@ async function main(): Promise<void> {
 
   let lastCounts = '';
   startLive(api, {
-    onStats(byState) {
-      view.setCounts(byState);
-      const sum = Object.values(byState).reduce((a, n) => a + n, 0);
+    onStats(stats) {
+      view.setCounts(stats.byState);
+      panels.onStats(stats);
+      list.suggest(Object.keys(stats.byType).sort(), Object.keys(stats.byQueue).sort());
+      const sum = Object.values(stats.byState).reduce((a, n) => a + n, 0);
       total.textContent = `${sum} job${sum === 1 ? '' : 's'}`;
       // Counts moved: some job changed state. Without the stream this is the only hint.
-      const sig = JSON.stringify(byState);
+      const sig = JSON.stringify(stats.byState);
       if (sig !== lastCounts) {
         lastCounts = sig;
-        recent.refreshSoon();
+        list.refreshSoon();
         inspector.refreshSoon();
       }
     },
     onEvent(e) {
-      view.flash(edgeKey(e.from, e.type, e.to));
-      if (e.jobId === inspector.jobId) inspector.refreshSoon();
+      const mine = e.jobId === inspector.jobId;
+      view.flash(edgeKey(e.from, e.type, e.to), mine);
+      panels.onEvent(e);
+      if (mine) inspector.refreshSoon();
+      if (view.heldFlashes) flashNote.textContent = `Live flashes of other jobs are held while you time-travel (${view.heldFlashes} edge${view.heldFlashes === 1 ? '' : 's'} waiting).`;
     },
     onMode(m) {
       mode.textContent = MODE_TEXT[m];
@@ -80,7 +103,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await recent.refresh();
+  await Promise.all([list.refresh(), panels.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.

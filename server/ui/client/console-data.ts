@@ -1,0 +1,219 @@
+/**
+ * What the operator's charts and tables are computed from, kept in memory by
+ * the page. Pure (no DOM, time passed in): tested under node.
+ *
+ * - `Throughput`: jobs submitted, done and dead per 30 s over the last 15
+ *   minutes. Filled from the stream's events since the page opened, and
+ *   backfilled at load from `GET /v1/jobs?createdAfter=<15 min ago>` (a job's
+ *   `createdAt` is its submit; a done or dead job's `updatedAt` is when it got
+ *   there). Each point is counted once, keyed by job, kind and time, so an
+ *   event seen both ways is not counted twice.
+ * - `QueueWait`: for each attempt started, the time from the job being due
+ *   (submitted, or its runAt if later; back to pending after a retry or a
+ *   redrive) to STARTED. Only jobs whose becoming due the page saw on the
+ *   stream count: this chart starts empty when the page opens.
+ * - `WorkerSeen`: workers do not register with the scheduler, so the page
+ *   lists those it saw start attempts (STARTED carries `workerId`), with
+ *   their last activity and the leases they lost.
+ */
+
+export const WINDOW_MS = 15 * 60_000;
+export const BUCKET_MS = 30_000;
+export const BUCKETS = WINDOW_MS / BUCKET_MS;
+
+export type Kind = 'submitted' | 'done' | 'dead';
+export const KINDS: readonly Kind[] = ['submitted', 'done', 'dead'];
+
+/** The part of a stream event message used here. */
+export interface LiveEvent {
+  jobId: string;
+  type: string;
+  from: string | null;
+  to: string;
+  at: string;
+  data: unknown;
+}
+
+/** The part of a job (`JobView`) the backfill uses. */
+export interface ListedJob {
+  id: string;
+  state: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const bucketOf = (t: number): number => Math.floor(t / BUCKET_MS);
+
+/** The buckets of the window ending at `now`, oldest first (absolute bucket numbers). */
+export function windowBuckets(now: number): number[] {
+  const last = bucketOf(now);
+  return Array.from({ length: BUCKETS }, (_, i) => last - BUCKETS + 1 + i);
+}
+
+export class Throughput {
+  private readonly counts = new Map<number, Record<Kind, number>>();
+  private readonly seen = new Map<string, number>();
+
+  /** Count one `kind` at time `t` for `jobId`; false when already counted or outside the window. */
+  add(kind: Kind, jobId: string, t: number, now: number): boolean {
+    if (!Number.isFinite(t) || t <= now - WINDOW_MS - BUCKET_MS || t > now + 60_000) return false;
+    const key = `${jobId}|${kind}|${t}`;
+    if (this.seen.has(key)) return false;
+    this.seen.set(key, t);
+    const b = bucketOf(t);
+    const c = this.counts.get(b) ?? { submitted: 0, done: 0, dead: 0 };
+    c[kind]++;
+    this.counts.set(b, c);
+    return true;
+  }
+
+  /** What a stream event counts for, if anything. */
+  addEvent(e: LiveEvent, now: number): void {
+    const t = Date.parse(e.at);
+    if (e.type === 'SUBMITTED') this.add('submitted', e.jobId, t, now);
+    if (e.to === 'done' && e.from !== 'done') this.add('done', e.jobId, t, now);
+    if (e.to === 'dead' && e.from !== 'dead') this.add('dead', e.jobId, t, now);
+  }
+
+  /** What a listed job tells: its submit, and when it became done or dead (its last transition). */
+  addJob(j: ListedJob, now: number): void {
+    this.add('submitted', j.id, Date.parse(j.createdAt), now);
+    if (j.state === 'done' || j.state === 'dead') this.add(j.state, j.id, Date.parse(j.updatedAt), now);
+  }
+
+  /** Per bucket of the window ending at `now`, oldest first. */
+  series(kind: Kind, now: number): number[] {
+    return windowBuckets(now).map((b) => this.counts.get(b)?.[kind] ?? 0);
+  }
+
+  /** Forget what is out of the window. */
+  prune(now: number): void {
+    const first = bucketOf(now) - BUCKETS;
+    for (const b of this.counts.keys()) if (b < first) this.counts.delete(b);
+    for (const [k, t] of this.seen) if (bucketOf(t) < first) this.seen.delete(k);
+  }
+}
+
+export interface WaitPoint {
+  /** Attempts started in the bucket. */
+  n: number;
+  median: number | null;
+  max: number | null;
+}
+
+/** The median of a non-empty list. */
+export function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/** Most jobs whose due time is remembered at once (the oldest is forgotten past it). */
+const MAX_TRACKED = 20_000;
+
+export class QueueWait {
+  private readonly due = new Map<string, number>();
+  private readonly waits = new Map<number, number[]>();
+
+  /** Follow one event; returns the wait of an attempt it started, if known. */
+  addEvent(e: LiveEvent): number | null {
+    const t = Date.parse(e.at);
+    if (!Number.isFinite(t)) return null;
+    const d = (e.data ?? {}) as { runAt?: unknown };
+    switch (e.type) {
+      case 'SUBMITTED':
+        this.remember(e.jobId, typeof d.runAt === 'number' && d.runAt > t ? d.runAt : t);
+        return null;
+      case 'RETRY_DUE':
+      case 'REDRIVE':
+        this.remember(e.jobId, t);
+        return null;
+      case 'STARTED': {
+        const due = this.due.get(e.jobId);
+        this.due.delete(e.jobId);
+        if (due === undefined) return null;
+        const wait = Math.max(0, t - due);
+        const b = bucketOf(t);
+        this.waits.set(b, [...(this.waits.get(b) ?? []), wait]);
+        return wait;
+      }
+      default:
+        if (e.to === 'cancelled' || e.to === 'done' || e.to === 'dead') this.due.delete(e.jobId);
+        return null;
+    }
+  }
+
+  private remember(jobId: string, due: number): void {
+    this.due.delete(jobId);
+    this.due.set(jobId, due);
+    if (this.due.size > MAX_TRACKED) this.due.delete(this.due.keys().next().value!);
+  }
+
+  series(now: number): WaitPoint[] {
+    return windowBuckets(now).map((b) => {
+      const w = this.waits.get(b);
+      return w?.length ? { n: w.length, median: median(w), max: Math.max(...w) } : { n: 0, median: null, max: null };
+    });
+  }
+
+  prune(now: number): void {
+    const first = bucketOf(now) - BUCKETS;
+    for (const b of this.waits.keys()) if (b < first) this.waits.delete(b);
+  }
+}
+
+export interface WorkerRow {
+  workerId: string;
+  /** Attempts it started since the page opened. */
+  started: number;
+  /** Jobs it runs now, as far as the events seen tell. */
+  running: number;
+  /** Its last STARTED, HEARTBEAT or outcome (ms). */
+  lastSeen: number;
+  /** Attempts of its that ended in LEASE_EXPIRED (it stopped heartbeating). */
+  leasesLost: number;
+}
+
+export class WorkerSeen {
+  private readonly byJob = new Map<string, string>();
+  private readonly rows = new Map<string, WorkerRow & { jobs: Set<string> }>();
+
+  addEvent(e: LiveEvent): void {
+    const t = Date.parse(e.at);
+    if (!Number.isFinite(t)) return;
+    const d = (e.data ?? {}) as { workerId?: unknown };
+    if (e.type === 'STARTED' && typeof d.workerId === 'string') {
+      const w = this.row(d.workerId);
+      w.started++;
+      w.jobs.add(e.jobId);
+      w.lastSeen = Math.max(w.lastSeen, t);
+      this.byJob.set(e.jobId, d.workerId);
+      return;
+    }
+    const id = this.byJob.get(e.jobId);
+    if (id === undefined) return;
+    const w = this.row(id);
+    if (e.type === 'HEARTBEAT' || e.type === 'SUCCEEDED' || e.type === 'FAILED') w.lastSeen = Math.max(w.lastSeen, t);
+    if (e.type === 'LEASE_EXPIRED') w.leasesLost++;
+    if (e.type !== 'HEARTBEAT') {
+      w.jobs.delete(e.jobId);
+      this.byJob.delete(e.jobId);
+    }
+  }
+
+  private row(workerId: string): WorkerRow & { jobs: Set<string> } {
+    let w = this.rows.get(workerId);
+    if (!w) {
+      w = { workerId, started: 0, running: 0, lastSeen: 0, leasesLost: 0, jobs: new Set() };
+      this.rows.set(workerId, w);
+    }
+    return w;
+  }
+
+  /** The workers seen, most recently active first. */
+  list(): WorkerRow[] {
+    return [...this.rows.values()]
+      .map(({ jobs, ...w }) => ({ ...w, running: jobs.size }))
+      .sort((a, b) => b.lastSeen - a.lastSeen || a.workerId.localeCompare(b.workerId));
+  }
+}
