@@ -9,6 +9,7 @@
  */
 import { errorFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
+import type { Metrics } from './metrics.js';
 import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
@@ -45,6 +46,8 @@ export interface RelayDeps {
   waker: Waker;
   /** Test-only fault injection: runs after the log acked, before the rows are deleted. */
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
+  /** Told each batch's size and how long the log took to ack it (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'relayPublished'>;
 }
 
 /**
@@ -78,10 +81,12 @@ export class Relay {
 
   /** Publish one batch and delete it; the dispatch messages it held are returned for PUBLISHED. */
   private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
-    const { store, log, afterPublish } = this.deps;
+    const { store, log, afterPublish, clock, metrics } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
+      const sentAt = clock.now();
       await log.publish(rows.map(toLogMessage));
+      metrics?.relayPublished(rows.length, clock.now() - sentAt);
       await afterPublish?.(rows);
       // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.
       dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers[KIND_HEADER] === 'dispatch').map((r) => r.payload as DispatchMessage);
