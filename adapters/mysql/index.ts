@@ -34,5 +34,5 @@ export async function createMysqlStore(opts: MysqlStoreOptions): Promise<MysqlSt
     poolSize: opts.poolSize ?? 10,
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
   });
-  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults);
+  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
 }
