@@ -8,6 +8,9 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
+import { serveMetrics, type MetricsServer } from '../adapters/metrics/http.js';
+import { kafkaLag } from '../adapters/metrics/kafka-lag.js';
+import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
@@ -15,7 +18,7 @@ import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
+import { TOPICS, type Clock, type EventLog, type IdGenerator, type JobStore, type Logger, type Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
@@ -24,6 +27,7 @@ import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
 import { buildApp } from '../server/app.js';
+import { metricsRoute } from '../server/routes/metrics.js';
 import { streamPlugin } from '../server/stream/index.js';
 import { uiPlugin } from '../server/ui/index.js';
 
@@ -39,6 +43,8 @@ export interface ComposeOptions {
   ids?: IdGenerator;
   /** Extra fastify plugins for the api role (the stream, the UI). */
   plugins?: Parameters<typeof buildApp>[0]['plugins'];
+  /** The process's metrics. @defaultValue a new PrometheusMetrics */
+  metrics?: PrometheusMetrics;
 }
 
 export interface System {
@@ -54,16 +60,21 @@ export interface System {
   timers: Timers | null;
   /** Deletes old finished jobs; runs with the timers role. */
   retention: Retention | null;
-  /** Starts the roles; resolves with the API's URL when the api role runs. */
-  start(): Promise<{ url: string | null }>;
+  /** What `/metrics` serves (README.md, "Metrics"). */
+  metrics: PrometheusMetrics;
+  /**
+   * Starts the roles; resolves with the API's URL when the api role runs, and
+   * the metrics port's (`http://host:port`, serving /metrics) when ATS_METRICS_PORT is set.
+   */
+  start(): Promise<{ url: string | null; metricsUrl: string | null }>;
   /** Graceful: stop taking work, finish or abandon running handlers, close connections. */
   stop(): Promise<void>;
 }
 
-async function openStore(config: Config, clock: Clock): Promise<JobStore> {
-  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock });
+async function openStore(config: Config, clock: Clock, metrics: PrometheusMetrics): Promise<JobStore> {
+  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, metrics });
   mkdirSync(config.dataDir, { recursive: true });
-  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock });
+  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
 }
 
 function openLog(config: Config): EventLog {
@@ -84,7 +95,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // all read the database's clock. SQLite is one process: its own clock.
   const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (store as MysqlStore).dbNow() }) : null;
   const clock: Clock = dbClock ?? base;
-  const store = await openStore(config, clock);
+  const metrics = opts.metrics ?? new PrometheusMetrics({ logger });
+  const store = await openStore(config, clock, metrics);
   let log: EventLog | null = null;
   try {
     await dbClock?.sync();
@@ -98,9 +110,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   }
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   const waker = new Waker();
-  const stream = has('api') ? streamPlugin({ store, clock, logger }) : null;
+  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics }) : null;
   const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(),
+    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), metrics,
     onCommit: () => {
       waker.notify();
       stream?.wake();
@@ -118,27 +130,44 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         plugins: [
           ...(stream ? [stream] : []),
           uiPlugin,
+          metricsRoute(metrics),
           ...(opts.plugins ?? []),
         ],
       })
     : null;
-  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker }, config.relay) : null;
-  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry }, config.worker) : null;
+  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, metrics }, config.relay) : null;
+  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, metrics }, config.worker) : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
+  if (worker) metrics.watchWorker(worker);
+  if (stream) metrics.watchStream(stream);
+  // The same numbers in every process: exported by the api role's processes only.
+  if (has('api')) metrics.watchStore(store, clock);
+  const lag = has('api') && config.kafkaBrokers
+    ? kafkaLag({
+        brokers: [...config.kafkaBrokers], clientId: `ats-${config.worker.workerId}-metrics`, connectTimeoutMs: 3000,
+        groups: [{ group: config.topicPrefix + config.worker.groupId, topic: config.topicPrefix + TOPICS.dispatch }],
+      })
+    : null;
+  if (lag) metrics.watchConsumerLag(() => lag.read(), clock);
+  let metricsServer: MetricsServer | null = null;
 
   return {
-    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention,
+    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, metrics,
     async start() {
+      // First: a port that cannot be bound fails the start before any role runs.
+      if (config.metricsPort !== null) metricsServer = await serveMetrics(metrics, config.metricsPort, config.host);
+      const metricsUrl = metricsServer?.url ?? null;
+      if (metricsUrl) logger.info(`metrics: ${metricsUrl}/metrics`);
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       relay?.start();
       timers?.start();
       retention?.start();
       await worker?.start();
-      if (!app) return { url: null };
+      if (!app) return { url: null, metricsUrl };
       const address = await app.listen({ port: config.port, host: config.host });
-      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') };
+      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost'), metricsUrl };
     },
     async stop() {
       const steps: Array<[string, () => Promise<unknown> | undefined]> = [
@@ -148,6 +177,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],
         ['clock', () => dbClock?.stop()],
+        ['metrics', () => Promise.all([metricsServer?.close(), lag?.close()])],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
       ];
