@@ -12,7 +12,7 @@
  * ATS_ALLOW_SKIP=1 outside CI).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -163,5 +163,20 @@ describe('metrics scraped by a real Prometheus', { skip }, () => {
     assert.ok((await prom.scalar('max(nodejs_eventloop_lag_seconds)')) >= 0);
     assert.ok((await prom.scalar('sum(ats_db_transaction_seconds_count{op="update"})')) > 0);
     assert.ok((await prom.scalar('sum(ats_relay_batch_size_sum)')) >= 43, 'the relay published every dispatch');
+  });
+
+  test('every expression of the Grafana dashboard is valid PromQL and answers', async () => {
+    const dashboard = JSON.parse(readFileSync(new URL('../../monitoring/grafana/dashboards/ats.json', import.meta.url), 'utf8')) as {
+      panels: Array<{ title: string; targets?: Array<{ expr: string }> }>;
+    };
+    const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+    assert.ok(exprs.length >= 20);
+    let answered = 0;
+    for (const { panel, expr } of exprs) {
+      // Grafana's $__rate_interval is at least four scrape intervals.
+      const samples = await prom.query(expr.replace(/\$__rate_interval/g, '1m')).catch((e: Error) => assert.fail(`${panel}: ${expr}: ${e.message}`));
+      if (samples.length > 0) answered++;
+    }
+    assert.ok(answered >= exprs.length - 6, `${answered} of ${exprs.length} expressions have data (retries, conflicts, lag and slow consumers may have none)`);
   });
 });
