@@ -3,9 +3,12 @@
  * process (never prom-client's global one, so several systems in one test
  * process keep apart), rendered in Prometheus' text format by `/metrics`.
  *
- * Hot path: each hook finds pre-bound label children in Maps keyed by label
- * value (nested, so no key string is built), and increments or observes.
- * Nothing is allocated per job once a label set has been seen.
+ * Hot path: each hook finds its label set's entry in Maps keyed by label
+ * value (nested, so no key string is built). The per-transition counters
+ * (`ats_transitions_total`, `ats_attempts_total`) are plain numbers there,
+ * handed to prom-client when Prometheus scrapes (`collect`); histograms
+ * observe through pre-bound prom-client children. Nothing is allocated per
+ * job once a label set has been seen.
  *
  * Label cardinality: no job ids anywhere. `type` and `queue` come from users,
  * so each passes through a `LabelCap` (the first `labelCap` distinct values,
@@ -63,13 +66,18 @@ const TX_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 type CounterChild = ReturnType<Counter<string>['labels']>;
 type HistogramChild = ReturnType<Histogram<string>['labels']>;
 
-/** The children of one (type, queue) label pair, made as they are first needed. */
+/** A count kept by the hooks, read by `collect` at scrape time. */
+interface Tally {
+  n: number;
+}
+
+/** The counts and children of one (type, queue) label pair, made as they are first needed. */
 interface Scope {
   type: string;
   queue: string;
-  /** event → from → to → counter */
-  transitions: Map<string, Map<string, Map<string, CounterChild>>>;
-  attempts: Map<AttemptOutcome, CounterChild>;
+  /** event → from → to → count */
+  transitions: Map<string, Map<string, Map<string, Tally>>>;
+  attempts: Map<AttemptOutcome, Tally>;
   queueWait?: HistogramChild;
   run?: HistogramChild;
   retryDelay?: HistogramChild;
@@ -100,8 +108,6 @@ export class PrometheusMetrics implements Metrics {
   private readonly logger: Logger | undefined;
   private readonly scopes = new Map<string, Map<string, Scope>>();
 
-  private readonly transitionsTotal: Counter<string>;
-  private readonly attemptsTotal: Counter<string>;
   private readonly queueWait: Histogram<string>;
   private readonly runTime: Histogram<string>;
   private readonly retryDelay: Histogram<string>;
@@ -123,15 +129,36 @@ export class PrometheusMetrics implements Metrics {
     const registers = [this.registry];
     const counter = <L extends string>(c: Omit<CounterConfiguration<L>, 'registers'>) => new Counter<L>({ ...c, registers });
 
-    this.transitionsTotal = counter({
+    const scopes = this.scopes;
+    counter({
       name: 'ats_transitions_total',
       help: 'Job transitions committed by this process, per edge of the job machine (from="none" for the submit), job type and queue',
       labelNames: ['from', 'to', 'event', 'type', 'queue'],
+      collect() {
+        this.reset();
+        for (const byQueue of scopes.values()) {
+          for (const scope of byQueue.values()) {
+            for (const [event, byFrom] of scope.transitions) {
+              for (const [from, byTo] of byFrom) {
+                for (const [to, t] of byTo) this.inc({ from, to, event, type: scope.type, queue: scope.queue }, t.n);
+              }
+            }
+          }
+        }
+      },
     });
-    this.attemptsTotal = counter({
+    counter({
       name: 'ats_attempts_total',
       help: 'Attempts that ended, by outcome: succeeded, failed, timed_out, lease_lost, cancelled (counted where the outcome was committed)',
       labelNames: ['type', 'queue', 'outcome'],
+      collect() {
+        this.reset();
+        for (const byQueue of scopes.values()) {
+          for (const scope of byQueue.values()) {
+            for (const [outcome, t] of scope.attempts) this.inc({ type: scope.type, queue: scope.queue, outcome }, t.n);
+          }
+        }
+      },
     });
     this.queueWait = new Histogram({
       name: 'ats_job_queue_wait_seconds', registers, buckets: WAIT_BUCKETS, labelNames: ['type', 'queue'],
@@ -194,7 +221,7 @@ export class PrometheusMetrics implements Metrics {
     for (let i = 0; i < writes.length; i++) {
       const { job, event } = writes[i]!;
       const scope = this.scope(job.type, job.queue);
-      this.transitionChild(scope, event.type, event.from ?? 'none', event.to).inc();
+      this.transitionTally(scope, event.type, event.from ?? 'none', event.to).n++;
       const prev = before[i];
       switch (event.type) {
         case 'STARTED':
@@ -261,20 +288,20 @@ export class PrometheusMetrics implements Metrics {
     return scope;
   }
 
-  private transitionChild(scope: Scope, event: string, from: string, to: string): CounterChild {
+  private transitionTally(scope: Scope, event: string, from: string, to: string): Tally {
     let byFrom = scope.transitions.get(event);
     if (!byFrom) scope.transitions.set(event, (byFrom = new Map()));
     let byTo = byFrom.get(from);
     if (!byTo) byFrom.set(from, (byTo = new Map()));
-    let child = byTo.get(to);
-    if (!child) byTo.set(to, (child = this.transitionsTotal.labels(from, to, event, scope.type, scope.queue)));
-    return child;
+    let t = byTo.get(to);
+    if (!t) byTo.set(to, (t = { n: 0 }));
+    return t;
   }
 
   private attempt(scope: Scope, outcome: AttemptOutcome): void {
-    let child = scope.attempts.get(outcome);
-    if (!child) scope.attempts.set(outcome, (child = this.attemptsTotal.labels(scope.type, scope.queue, outcome)));
-    child.inc();
+    let t = scope.attempts.get(outcome);
+    if (!t) scope.attempts.set(outcome, (t = { n: 0 }));
+    t.n++;
   }
 
   // ------------------------------------------------------------ scrape-time sources
