@@ -12,6 +12,7 @@
  * ATS_ALLOW_SKIP=1 outside CI).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,5 +179,16 @@ describe('metrics scraped by a real Prometheus', { skip }, () => {
       if (samples.length > 0) answered++;
     }
     assert.ok(answered >= exprs.length - 6, `${answered} of ${exprs.length} expressions have data (retries, conflicts, lag and slow consumers may have none)`);
+  });
+
+  test('promtool (Prometheus\' own linter) parses /metrics and finds nothing to say about the ats_ metrics', async () => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
+    assert.ifError(r.error);
+    // 0: clean; 3: lint findings (prom-client's default metrics, e.g. nodejs_active_handles_total, a gauge named _total); 1: unreadable.
+    assert.ok(r.status === 0 || r.status === 3, `promtool exited ${r.status}: ${r.stdout}${r.stderr}`);
+    const findings = `${r.stdout}${r.stderr}`.split('\n').filter(Boolean);
+    assert.deepEqual(findings.filter((l) => l.includes('ats_')), [], 'no lint finding on our metrics');
+    assert.ok(findings.every((l) => /^(nodejs|process)_/.test(l)), findings.join('\n'));
   });
 });
