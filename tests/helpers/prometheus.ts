@@ -32,6 +32,8 @@ export interface PrometheusServer {
   url: string;
   /** An instant query (`/api/v1/query`), at `time` (epoch ms) or now. */
   query(expr: string, time?: number): Promise<Sample[]>;
+  /** The raw samples of a range selector (`name{...}[10s]`) at `time`: per series, [seconds, value] pairs. */
+  samples(selector: string, time: number): Promise<Array<{ metric: Record<string, string>; values: Array<[number, number]> }>>;
   /** The query's single value (sum it yourself): fails when the answer is not one sample. */
   scalar(expr: string, time?: number): Promise<number>;
   /** Polls `expr` until `ok(value)` holds, up to `timeoutMs`; resolves with the last value, or throws naming it. */
@@ -74,12 +76,17 @@ export async function startPrometheus(targets: readonly string[]): Promise<Prome
     rmSync(dir, { recursive: true, force: true });
   };
 
-  const query = async (expr: string, time?: number): Promise<Sample[]> => {
+  const api = async (expr: string, time?: number) => {
     const params = new URLSearchParams({ query: expr });
     if (time !== undefined) params.set('time', String(time / 1000));
     const r = await fetch(`${url}/api/v1/query?${params}`, { signal: AbortSignal.timeout(5000) });
-    const body = (await r.json()) as { status: string; error?: string; data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+    const body = (await r.json()) as { status: string; error?: string; data?: { resultType: string; result: unknown[] } };
     if (body.status !== 'success' || !body.data) throw new Error(`query ${expr}: ${body.error ?? r.status}`);
+    return body.data;
+  };
+  const query = async (expr: string, time?: number): Promise<Sample[]> => {
+    const data = (await api(expr, time)) as { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+    const body = { data };
     if (body.data.resultType === 'scalar') {
       const [, v] = body.data.result as unknown as [number, string];
       return [{ metric: {}, value: Number(v) }];
@@ -107,8 +114,14 @@ export async function startPrometheus(targets: readonly string[]): Promise<Prome
     await new Promise((r) => setTimeout(r, 200));
   }
 
+  const samples = async (selector: string, time: number) => {
+    const data = (await api(selector, time)) as { resultType: string; result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> };
+    if (data.resultType !== 'matrix') throw new Error(`${selector} is not a range selector (${data.resultType})`);
+    return data.result.map((s) => ({ metric: s.metric, values: s.values.map(([t, v]) => [t, Number(v)] as [number, number]) }));
+  };
+
   return {
-    url, query, scalar, stop,
+    url, query, scalar, samples, stop,
     output: () => out,
     async until(expr, ok, timeoutMs = 30_000) {
       const end = Date.now() + timeoutMs;
