@@ -8,17 +8,16 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
-import { serveMetrics, type MetricsServer } from '../adapters/metrics/http.js';
-import { kafkaLag } from '../adapters/metrics/kafka-lag.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
+import { wireMetrics } from './metrics.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import { TOPICS, type Clock, type EventLog, type IdGenerator, type JobStore, type Logger, type Random } from '../engine/ports.js';
+import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
@@ -139,26 +138,13 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, metrics }, config.worker) : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
-  if (worker) metrics.watchWorker(worker);
-  if (stream) metrics.watchStream(stream);
-  // The same numbers in every process: exported by the api role's processes only.
-  if (has('api')) metrics.watchStore(store, clock);
-  const lag = has('api') && config.kafkaBrokers
-    ? kafkaLag({
-        brokers: [...config.kafkaBrokers], clientId: `ats-${config.worker.workerId}-metrics`, connectTimeoutMs: 3000,
-        groups: [{ group: config.topicPrefix + config.worker.groupId, topic: config.topicPrefix + TOPICS.dispatch }],
-      })
-    : null;
-  if (lag) metrics.watchConsumerLag(() => lag.read(), clock);
-  let metricsServer: MetricsServer | null = null;
+  const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
     config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, metrics,
     async start() {
-      // First: a port that cannot be bound fails the start before any role runs.
-      if (config.metricsPort !== null) metricsServer = await serveMetrics(metrics, config.metricsPort, config.host);
-      const metricsUrl = metricsServer?.url ?? null;
-      if (metricsUrl) logger.info(`metrics: ${metricsUrl}/metrics`);
+      // First: a metrics port that cannot be bound fails the start before any role runs.
+      const metricsUrl = await metricsWiring.start();
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       relay?.start();
@@ -177,7 +163,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],
         ['clock', () => dbClock?.stop()],
-        ['metrics', () => Promise.all([metricsServer?.close(), lag?.close()])],
+        ['metrics', () => metricsWiring.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
       ];
