@@ -197,4 +197,12 @@ describe('metrics scraped by a real Prometheus', { skip }, () => {
     assert.deepEqual(findings.filter((l) => l.includes('ats_')), [], 'no lint finding on our metrics');
     assert.ok(findings.every((l) => /^(nodejs|process)_/.test(l)), findings.join('\n'));
   });
+
+  test('promtool accepts the compose profile\'s monitoring/prometheus.yml', () => {
+    const file = new URL('../../monitoring/prometheus.yml', import.meta.url).pathname;
+    const r = spawnSync('promtool', ['check', 'config', file], { encoding: 'utf8', timeout: 30_000 });
+    assert.ifError(r.error);
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /SUCCESS/);
+  });
 });
