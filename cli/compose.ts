@@ -8,9 +8,11 @@ import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
+import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
+import { wireMetrics } from './metrics.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
@@ -25,6 +27,7 @@ import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
 import { buildApp } from '../server/app.js';
 import type { Tracing } from './tracing.js';
+import { metricsRoute } from '../server/routes/metrics.js';
 import { streamPlugin } from '../server/stream/index.js';
 import { uiPlugin } from '../server/ui/index.js';
 
@@ -46,6 +49,8 @@ export interface ComposeOptions {
    * from the OTEL_* variables).
    */
   tracing?: Tracing;
+  /** The process's metrics. @defaultValue a new PrometheusMetrics */
+  metrics?: PrometheusMetrics;
 }
 
 export interface System {
@@ -61,8 +66,13 @@ export interface System {
   timers: Timers | null;
   /** Deletes old finished jobs; runs with the timers role. */
   retention: Retention | null;
-  /** Starts the roles; resolves with the API's URL when the api role runs. */
-  start(): Promise<{ url: string | null }>;
+  /** What `/metrics` serves (README.md, "Metrics"). */
+  metrics: PrometheusMetrics;
+  /**
+   * Starts the roles; resolves with the API's URL when the api role runs, and
+   * the metrics port's (`http://host:port`, serving /metrics) when ATS_METRICS_PORT is set.
+   */
+  start(): Promise<{ url: string | null; metricsUrl: string | null }>;
   /** Graceful: stop taking work, finish or abandon running handlers, close connections. */
   stop(): Promise<void>;
 }
@@ -79,10 +89,10 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger): Promise<JobStore> {
-  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger });
+async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore> {
+  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
-  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock });
+  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
 }
 
 /**
@@ -111,7 +121,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // all read the database's clock. SQLite is one process: its own clock.
   const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (store as MysqlStore).dbNow() }) : null;
   const clock: Clock = dbClock ?? base;
-  const store = await openStore(config, clock, logger);
+  const metrics = opts.metrics ?? new PrometheusMetrics({ logger });
+  const store = await openStore(config, clock, logger, metrics);
   let log: EventLog | null = null;
   try {
     await dbClock?.sync();
@@ -125,9 +136,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   }
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   const waker = new Waker();
-  const stream = has('api') ? streamPlugin({ store, clock, logger }) : null;
+  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics }) : null;
   const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(),
+    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), metrics,
     onCommit: () => {
       waker.notify();
       stream?.wake();
@@ -146,27 +157,31 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         plugins: [
           ...(stream ? [stream] : []),
           uiPlugin,
+          metricsRoute(metrics),
           ...(opts.plugins ?? []),
         ],
       })
     : null;
-  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer }, config.relay) : null;
-  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, tracer }, config.worker) : null;
+  const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
+  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics }, config.worker) : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
+  const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
-    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention,
+    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, metrics,
     async start() {
+      // First: a metrics port that cannot be bound fails the start before any role runs.
+      const metricsUrl = await metricsWiring.start();
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       relay?.start();
       timers?.start();
       retention?.start();
       await worker?.start();
-      if (!app) return { url: null };
+      if (!app) return { url: null, metricsUrl };
       const address = await listenQuietly(app, config);
-      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') };
+      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost'), metricsUrl };
     },
     async stop() {
       const steps: Array<[string, () => Promise<unknown> | undefined]> = [
@@ -176,6 +191,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],
         ['clock', () => dbClock?.stop()],
+        ['metrics', () => metricsWiring.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
         ['tracing', () => opts.tracing?.shutdown()],

@@ -16,6 +16,7 @@ export const SETTINGS = {
   roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers.' },
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
   host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers).' },
+  metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles: for processes without the api role, whose API port serves /metrics already. Empty: off.' },
   mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch, ats.events, ats.dlq).' },
@@ -55,6 +56,8 @@ export interface Config {
   roles: readonly Role[];
   port: number;
   host: string;
+  /** ATS_METRICS_PORT: a port of its own for /metrics, or null. */
+  metricsPort: number | null;
   mysqlUrl: string | null;
   kafkaBrokers: readonly string[] | null;
   topicPrefix: string;
@@ -163,6 +166,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     roles: roles(raw),
     port: int(raw, 'port', 0, 65535),
     host: str(raw, 'host'),
+    metricsPort: str(raw, 'metricsPort') === '' ? null : int(raw, 'metricsPort', 0, 65535),
     mysqlUrl: mysqlUrl(raw),
     kafkaBrokers: brokers(raw),
     topicPrefix: str(raw, 'topicPrefix'),

@@ -182,6 +182,35 @@ export type DeleteResult =
   | { ok: false; reason: 'not-found' }
   | { ok: false; reason: 'live'; state: JobState };
 
+/** The outbox's backlog: rows waiting for the relay and when the oldest one was written. */
+export interface OutboxBacklog {
+  rows: number;
+  /** `created_at` of the oldest row (epoch ms), null when the outbox is empty. */
+  oldestAt: number | null;
+}
+
+/** One edge of the job machine as recent transitions took it. */
+export interface EdgeStat {
+  /** null for the submit. */
+  from: JobState | null;
+  to: JobState;
+  event: StoredEventType;
+  /** Transitions along this edge among the events read. */
+  count: number;
+  /**
+   * Median of the time the job spent in `from` before taking this edge (this
+   * event's `at` minus the job's previous event's), ms; null without a sample
+   * (the submit, or previous events deleted).
+   */
+  medianDwellMs: number | null;
+}
+
+export interface EdgeStats {
+  edges: EdgeStat[];
+  /** Events of the window were left out: more than the cap were written in it (only the newest were read). */
+  truncated: boolean;
+}
+
 /** A job the timers must look at. */
 export interface DueJob {
   id: string;
@@ -272,6 +301,14 @@ export interface JobStore {
   relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
   /** Outbox rows waiting for the relay: every row left (for tests, `verify` and metrics). */
   countUnpublished(): Promise<number>;
+  /** The outbox's row count and oldest row (metrics; the outbox is small: the relay deletes what it sent). */
+  outboxBacklog(): Promise<OutboxBacklog>;
+  /**
+   * Per edge (from, to, event), the transitions of `job_events` at or after
+   * `since` (epoch ms), from the newest `maxEvents` events at most (a bounded
+   * range of the primary key, never a scan of the history).
+   */
+  edgeStats(since: number, maxEvents: number): Promise<EdgeStats>;
 
   /** Jobs in pending/retrying whose due time has come (delayed jobs, retries). */
   findDue(now: number, limit: number): Promise<DueJob[]>;

@@ -9,6 +9,7 @@
  */
 import { errorFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
+import type { Metrics } from './metrics.js';
 import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
@@ -51,6 +52,8 @@ export interface RelayDeps {
   tracer?: Tracer;
   /** Test-only fault injection: runs after the log acked, before the rows are deleted. */
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
+  /** Told each batch's size and how long the log took to ack it (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'relayPublished'>;
 }
 
 /**
@@ -84,17 +87,19 @@ export class Relay {
 
   /** Publish one batch and delete it; the dispatch messages it held are returned for PUBLISHED. */
   private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
-    const { store, log, afterPublish, tracer } = this.deps;
+    const { store, log, afterPublish, tracer, clock, metrics } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
       const messages = rows.map(toLogMessage);
       const spans = tracer ? startSendSpans(tracer, messages) : null;
+      const sentAt = clock.now();
       try {
         await log.publish(messages);
       } catch (err) {
         if (spans) endSpans(spans, err);
         throw err;
       }
+      metrics?.relayPublished(rows.length, clock.now() - sentAt);
       if (spans) endSpans(spans);
       await afterPublish?.(rows);
       // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.

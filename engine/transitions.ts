@@ -10,6 +10,7 @@ import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
+import type { Metrics } from './metrics.js';
 import type {
   Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, Random, StoredEventType, TransitionWrite,
 } from './ports.js';
@@ -34,6 +35,8 @@ export interface TransitionDeps {
   ids: IdGenerator;
   /** Called after each commit that wrote outbox rows (wakes the relay in process). */
   onCommit?: () => void;
+  /** Told what each commit wrote (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'transitionsCommitted'>;
 }
 
 /** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
@@ -94,6 +97,7 @@ export class TransitionService {
     const writes = specs.map((spec) => newJobWrite(spec, ids.jobId(), at, first));
     const inserted = await store.insert(writes);
     this.deps.onCommit?.();
+    if (this.deps.metrics) reportSubmits(this.deps.metrics, writes, inserted);
     return { writes, inserted };
   }
 
@@ -121,8 +125,13 @@ export class TransitionService {
     // Drawn once, outside `decide` (which may run again after a lost race).
     const events = items.map((it) => stamp(it.event, at, this.deps.random));
     const ids = [...new Set(items.map((it) => it.jobId))];
-    const results = await this.deps.store.update(ids, (jobs, lastEventTypes) => decideMany(jobs, lastEventTypes, items, events));
+    // The last decision is what committed (the store decides again only after a lost race).
+    const last: { decision?: Decision } = {};
+    const results = await this.deps.store.update(ids, (jobs, lastEventTypes) => (last.decision = decideMany(jobs, lastEventTypes, items, events)));
     if (results.some((r) => r.ok)) this.deps.onCommit?.();
+    if (this.deps.metrics && last.decision && last.decision.writes.length > 0) {
+      this.deps.metrics.transitionsCommitted(last.decision.writes, last.decision.before);
+    }
     return results;
   }
 }
@@ -132,15 +141,25 @@ function stamp(input: EventInput, at: number, random: Random): JobEvent {
   return (needsRand ? { ...input, at, rand: random.next() } : { ...input, at }) as JobEvent;
 }
 
+/** Submits that were inserted, for the metrics (a duplicate key wrote nothing). */
+function reportSubmits(metrics: Pick<Metrics, 'transitionsCommitted'>, writes: readonly TransitionWrite[], inserted: readonly InsertResult[]): void {
+  const ok = inserted.every((r) => r.ok) ? writes : writes.filter((_, i) => inserted[i]!.ok);
+  if (ok.length > 0) metrics.transitionsCommitted(ok, ok.map(() => null));
+}
+
+/** The writes for a group of events, each with the job as it was before it (`before`, for the metrics). */
+type Decision = { writes: TransitionWrite[]; before: JobRecord[]; result: ApplyResult[] };
+
 function decideMany(
   jobs: ReadonlyMap<string, JobRecord>,
   lastEventTypes: ReadonlyMap<string, StoredEventType>,
   items: readonly { jobId: string }[],
   events: readonly JobEvent[],
-): { writes: TransitionWrite[]; result: ApplyResult[] } {
+): Decision {
   const current = new Map(jobs);
   const last = new Map(lastEventTypes);
   const writes: TransitionWrite[] = [];
+  const before: JobRecord[] = [];
   const result = items.map((item, i): ApplyResult => {
     const job = current.get(item.jobId);
     if (!job) return { ok: false, reason: 'not-found' };
@@ -149,9 +168,10 @@ function decideMany(
     current.set(job.id, write.job);
     last.set(job.id, write.event.type);
     writes.push(write);
+    before.push(job);
     return { ok: true, job: write.job, event: write.event };
   });
-  return { writes, result };
+  return { writes, before, result };
 }
 
 /**

@@ -33,6 +33,7 @@ import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { errorFields, withFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
+import type { Metrics } from './metrics.js';
 import {
   TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
 } from './ports.js';
@@ -63,6 +64,8 @@ export interface WorkerDeps {
   registry: HandlerRegistry;
   /** Traces each attempt (engine/tracing.ts); omit for no tracing work at all. */
   tracer?: Tracer;
+  /** Told how long each handler ran (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'attemptRan'>;
 }
 
 /** Why a handler's signal was aborted. */
@@ -168,6 +171,12 @@ export class Worker {
 
   get activeCount(): number {
     return this.running.size;
+  }
+
+  /** Handler slots taken and free now (a slot is given back once its handler settled). */
+  slotUsage(): { busy: number; free: number } {
+    const free = this.slots.available;
+    return { busy: this.opts.concurrency - free, free };
   }
 
   /** Abort the handler of the cancelled attempt, if it runs here; any other attempt is left alone. */
@@ -287,12 +296,15 @@ export class Worker {
       jobId: job.id, type: job.type, queue: job.queue, attempt, traceContext: job.traceContext, record, groupId: this.opts.groupId,
     });
     let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>;
+    const startedAt = clock.now();
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
       const result = await raceAbort(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx), abort.signal);
+      this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
       event = { type: 'SUCCEEDED', attempt, result: result ?? null };
       if (span) endAttemptSpan(span, 'succeeded');
     } catch (err) {
+      this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
       const reason = abort.signal.reason as unknown;
       if (reason instanceof AbortReason && reason.kind !== 'timeout') {
         if (span) endAttemptSpan(span, reason.kind);

@@ -311,6 +311,24 @@ export const BatchResponse = Type.Object(
   { $id: 'BatchResponse', description: 'One result per item, in order' },
 );
 
+/** The window and row cap of `GET /v1/stats/edges`. */
+export const EDGE_STATS_WINDOW_MS = 15 * 60_000;
+export const EDGE_STATS_MAX_EVENTS = 50_000;
+
+export const EdgeStatsView = Type.Object({
+  windowMs: Type.Integer({ description: 'The window the figures cover: transitions of the last windowMs milliseconds' }),
+  maxEvents: Type.Integer({ description: 'At most this many of the newest events are read' }),
+  truncated: Type.Boolean({ description: 'true: more events than maxEvents fell in the window, so only the newest maxEvents were counted' }),
+  edges: Type.Array(Type.Object({
+    from: Nullable(ref(JobStateSchema), 'The state the job left (null for the submit)'),
+    to: ref(JobStateSchema),
+    event: Type.String({ description: 'The event that took the edge, e.g. SUBMITTED, STARTED, SUCCEEDED' }),
+    count: Type.Integer({ description: 'Transitions along this edge in the window' }),
+    medianDwellMs: Nullable(Type.Number(), 'Median time the jobs spent in `from` before taking this edge, in ms; null without a sample (the submit)'),
+  }, { description: 'One edge of the job machine as recent transitions took it' }), { description: 'Edges taken in the window, the busiest first' }),
+}, { $id: 'EdgeStats', description: 'Per edge of the job machine, how many transitions took it recently and how long jobs waited before' });
+export type EdgeStatsView = Static<typeof EdgeStatsView>;
+
 /**
  * Every named schema, for `app.addSchema` and the request validators (a
  * schema's `$ref`s resolve through this list).
@@ -318,6 +336,7 @@ export const BatchResponse = Type.Object(
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
+  EdgeStatsView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */

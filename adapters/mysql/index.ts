@@ -38,5 +38,5 @@ export async function createMysqlStore(opts: MysqlStoreOptions): Promise<MysqlSt
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
     logger: opts.logger,
   });
-  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults);
+  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
 }

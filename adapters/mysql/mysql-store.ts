@@ -6,7 +6,8 @@
 import type { Pool } from 'mysql2/promise';
 import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
-import type { StoreClock, StoreFaults } from '../sql/options.js';
+import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
+import type { StoreOp } from '../../engine/metrics.js';
 import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
@@ -17,7 +18,7 @@ import { insertProgram, updateProgram } from '../sql/writes.js';
 import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { PING } from './statements.js';
-import { inTransaction, withRetry } from './tx.js';
+import { inTransaction, MAX_TRIES, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
 export type MysqlStore = JobStore & {
@@ -27,13 +28,23 @@ export type MysqlStore = JobStore & {
 };
 
 /** The store; a lost or refused connection rejects with ATS_ERR_STORE_UNAVAILABLE (see unavailable.ts). */
-export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
-  return guardStore(mysqlOperations(pool, clock, faults), isMysqlUnavailable);
+export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
+  return guardStore(mysqlOperations(pool, clock, faults, metrics), isMysqlUnavailable);
 }
 
-function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): MysqlStore {
+function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
   const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sql, [...params]))[0] as Row[];
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
+  // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
+  const tx = (op: StoreOp): TxOptions => ({ beforeCommit, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });
+  const lost = (op: StoreOp) => metrics && ((reason: Parameters<StoreMetrics['dbConflict']>[1]) => metrics.dbConflict(op, reason));
+  const OPS = {
+    insert: { tx: tx('insert'), lost: lost('insert') },
+    update: { tx: tx('update'), lost: lost('update') },
+    delete: { tx: tx('delete'), lost: lost('delete') },
+    purge: { tx: tx('purge'), lost: lost('purge') },
+  };
+  const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };
 
   return {
     pool,
@@ -43,7 +54,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): M
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0
         ? Promise.resolve([])
-        : withRetry(() => inTransaction(pool, (run) => runAsync(insertProgram(D, writes), run), { beforeCommit })),
+        : withRetry(() => inTransaction(pool, (run) => runAsync(insertProgram(D, writes), run), OPS.insert.tx), MAX_TRIES, OPS.insert.lost),
 
     /**
      * Locks the rows (SELECT ... ORDER BY id FOR UPDATE), so the
@@ -51,14 +62,14 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): M
      * deadlocks and lock wait timeouts are retried like version conflicts.
      */
     update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), { beforeCommit })),
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>
-      deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), { beforeCommit })), id),
+      deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), OPS.delete.tx), MAX_TRIES, OPS.delete.lost), id),
     /** The candidates are read without locks, then locked by id: the transaction holds only the rows it deletes. */
     purgeJobs: (state, updatedBefore, limit) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), { beforeCommit })),
+      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
      * are what keeps other relays off these rows (SKIP LOCKED), and the rows
@@ -76,7 +87,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults): M
         await publish(rows);
         await run(deleteOutbox(D, rows.map((r) => r.id)));
         return rows.length;
-      }, { readCommitted: true }),
+      }, relayTx),
 
     dbNow: () => databaseNow(pool),
 

@@ -2,8 +2,10 @@
  * Transactions on a pooled connection, and the retry of transactions that
  * lost a race (a version conflict, a deadlock, a lock wait timeout).
  */
+import { performance } from 'node:perf_hooks';
 import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
+import type { ConflictReason } from '../../engine/metrics.js';
 import type { Outcome } from '../sql/program.js';
 import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
@@ -55,6 +57,8 @@ export interface TxOptions {
    * that it blocks no insert next to its rows.
    */
   readCommitted?: boolean;
+  /** Told the milliseconds from the first statement to the end of a COMMIT (metrics). */
+  observe?: (ms: number) => void;
 }
 
 /**
@@ -67,8 +71,9 @@ export interface TxOptions {
  * to the pool, so no later caller inherits an open transaction.
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
-  const { beforeCommit, readCommitted = false } = opts;
+  const { beforeCommit, readCommitted = false, observe } = opts;
   const conn = await pool.getConnection();
+  const began = observe ? performance.now() : 0;
   let broken = false;
   let begun = false;
   const begin = readCommitted ? [SET_READ_COMMITTED, START_TRANSACTION] : [START_TRANSACTION];
@@ -84,6 +89,7 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
       const result = await fn(run);
       beforeCommit?.();
       if (begun) await conn.commit();
+      if (observe && begun) observe(performance.now() - began);
       return result;
     } catch (err) {
       if (begun) await conn.rollback().catch(() => { broken = true; });
@@ -97,9 +103,14 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
 
 /** A lost race worth running the whole transaction again for. */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof VersionConflict) return true;
+  return conflictReason(err) !== null;
+}
+
+/** Which race a transaction lost, or null when the error is not one. */
+export function conflictReason(err: unknown): ConflictReason | null {
+  if (err instanceof VersionConflict) return 'version_conflict';
   const errno = (err as { errno?: unknown } | null)?.errno;
-  return errno === ER_LOCK_DEADLOCK || errno === ER_LOCK_WAIT_TIMEOUT;
+  return errno === ER_LOCK_DEADLOCK ? 'deadlock' : errno === ER_LOCK_WAIT_TIMEOUT ? 'lock_wait_timeout' : null;
 }
 
 /**
@@ -107,12 +118,16 @@ export function isTransient(err: unknown): boolean {
  * short jittered pause (so the racers spread out), then give up with
  * ATS_ERR_CONCURRENT_UPDATE. Other errors pass through at once.
  */
-export async function withRetry<T>(attempt: () => Promise<T>, tries = MAX_TRIES): Promise<T> {
+export async function withRetry<T>(
+  attempt: () => Promise<T>, tries = MAX_TRIES, onConflict?: (reason: ConflictReason) => void,
+): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await attempt();
     } catch (err) {
-      if (!isTransient(err)) throw err;
+      const reason = conflictReason(err);
+      if (reason === null) throw err;
+      onConflict?.(reason);
       if (i >= tries) throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', undefined, { cause: err });
       // Jitter in an adapter, not the engine: it only spreads retries, it is never replayed.
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** i)));

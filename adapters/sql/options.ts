@@ -1,6 +1,7 @@
 /**
  * Options both store factories take beside their connection settings.
  */
+import type { Metrics } from '../../engine/metrics.js';
 
 /**
  * Test-only fault injection: lets a test throw inside the write transaction,
@@ -25,4 +26,9 @@ export interface SqlStoreOptions {
   clock?: StoreClock;
   /** Test-only: throw inside write transactions (see `StoreFaults`). */
   faults?: StoreFaults;
+  /** Told each write transaction's latency and each lost race (engine/metrics.ts). @defaultValue none */
+  metrics?: StoreMetrics;
 }
+
+/** The hooks a store reports to. */
+export type StoreMetrics = Pick<Metrics, 'dbTransaction' | 'dbConflict'>;

@@ -4,6 +4,7 @@
  */
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
 import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts.js';
+import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
@@ -15,7 +16,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -39,6 +40,8 @@ export function createSqlReads(query: Query): SqlReads {
     jobCounts: async () => rowsToCounts(await query(SELECT_JOB_COUNTS, [])),
     recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
+    outboxBacklog: () => readOutboxBacklog(query),
+    edgeStats: (since, maxEvents) => readEdgeStats(query, since, maxEvents),
     findDue: (now, limit) => due(FIND_DUE, [now, limit]),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
     findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, [before, limit]),

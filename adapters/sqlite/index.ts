@@ -34,5 +34,5 @@ export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   // an accepted job must survive a power cut, not only a process crash.
   if (!memory) db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
-  return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults);
+  return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
 }

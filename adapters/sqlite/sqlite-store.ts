@@ -6,11 +6,13 @@
  * with no row locks at all. The price: a write that finds another process
  * holding the file's write lock blocks this thread (up to busy_timeout).
  */
+import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
+import type { ConflictReason, StoreOp } from '../../engine/metrics.js';
 import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
 import { SQLITE_DIALECT as D } from '../sql/dialect.js';
-import type { StoreClock, StoreFaults } from '../sql/options.js';
+import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { guardStore } from '../sql/unavailable.js';
@@ -32,11 +34,11 @@ const CACHE_SIZE = 256;
  * The store; a file locked past busy_timeout, an I/O error, a full disk or a
  * closed connection rejects with ATS_ERR_STORE_UNAVAILABLE.
  */
-export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults): SqliteStore {
-  return guardStore(sqliteOperations(db, clock, faults), (err) => !db.open || isSqliteUnavailable(err));
+export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): SqliteStore {
+  return guardStore(sqliteOperations(db, clock, faults, metrics), (err) => !db.open || isSqliteUnavailable(err));
 }
 
-function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults): SqliteStore {
+function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): SqliteStore {
   const exec = executor(db);
   const relayLock = new Mutex();
   const inTx = db.transaction(<T>(program: Program<T>): T => {
@@ -44,17 +46,25 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults)
     faults?.beforeCommit?.();
     return result;
   });
-  const write = <T>(program: () => Program<T>): T => retrying(() => inTx.immediate(program()) as T);
+  const write = <T>(op: StoreOp, program: () => Program<T>): T => {
+    if (!metrics) return retrying(() => inTx.immediate(program()) as T);
+    return retrying(() => {
+      const began = performance.now();
+      const result = inTx.immediate(program()) as T;
+      metrics.dbTransaction(op, performance.now() - began);
+      return result;
+    }, (reason) => metrics.dbConflict(op, reason));
+  };
 
   return {
     db,
     ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows),
     migrate: async () => migrateSqlite(db, clock),
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
-      writes.length === 0 ? [] : write(() => insertProgram(D, writes)),
-    update: async <T>(ids: readonly string[], decide: Decide<T>): Promise<T> => write(() => updateProgram(D, ids, decide)),
-    deleteJob: async (id: string) => deleteResult(write(() => deleteProgram(D, [id])), id),
-    purgeJobs: async (state, updatedBefore, limit) => write(() => purgeProgram(D, state, updatedBefore, limit)),
+      writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),
+    update: async <T>(ids: readonly string[], decide: Decide<T>): Promise<T> => write('update', () => updateProgram(D, ids, decide)),
+    deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
+    purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
 
     /**
      * One connection cannot hold a transaction across an await (every other
@@ -102,12 +112,13 @@ function executor(db: Database): (s: Sql) => Outcome {
 }
 
 /** Runs a synchronous transaction again after a version conflict, then gives up. */
-function retrying<T>(fn: () => T): T {
+function retrying<T>(fn: () => T, onConflict?: (reason: ConflictReason) => void): T {
   for (let i = 1; ; i++) {
     try {
       return fn();
     } catch (err) {
       if (!(err instanceof VersionConflict)) throw err;
+      onConflict?.('version_conflict');
       if (i >= MAX_TRIES) throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', undefined, { cause: err });
     }
   }

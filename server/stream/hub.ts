@@ -15,6 +15,8 @@ export interface HubDeps {
   store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'>;
   clock: Clock;
   logger: Logger;
+  /** Called when a client is closed as a slow consumer (metrics). */
+  onSlowConsumer?: () => void;
 }
 
 export class StreamHub {
@@ -35,6 +37,7 @@ export class StreamHub {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       stats: () => this.stats(),
+      onSlowConsumer: deps.onSlowConsumer,
     };
   }
 

@@ -13,6 +13,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { errorFields } from '../../engine/logger.js';
+import type { Metrics } from '../../engine/metrics.js';
 import type { Clock, JobStore, Logger } from '../../engine/ports.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
@@ -23,6 +24,8 @@ export interface StreamDeps {
   clock: Clock;
   logger: Logger;
   options?: StreamOptions;
+  /** Told of each slow consumer closed (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'streamSlowConsumer'>;
 }
 
 /** The plugin, plus `wake()`: call it after each commit of this process so live clients get it at once. */
@@ -30,6 +33,8 @@ export interface StreamPlugin {
   (app: FastifyInstance): Promise<void>;
   /** A commit happened in this process: the tail reads now instead of at its next poll. */
   wake(): void;
+  /** WebSocket clients connected now (metrics). */
+  clients(): number;
 }
 
 /**
@@ -50,7 +55,9 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
         socket.terminate();
       },
     });
-    const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger }, opts);
+    const metrics = deps.metrics;
+    const onSlowConsumer = metrics && (() => metrics.streamSlowConsumer());
+    const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer }, opts);
     app.route({
       method: 'GET',
       url: '/v1/stream',
@@ -73,6 +80,11 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
   return Object.assign(plugin, {
     wake: () => {
       for (const hub of hubs) hub.tail.wake();
+    },
+    clients: () => {
+      let n = 0;
+      for (const hub of hubs) n += hub.size;
+      return n;
     },
   });
 }

@@ -39,6 +39,8 @@ export interface SessionContext {
   stats(): Promise<Stats>;
   clock: Clock;
   logger: Logger;
+  /** Called when a client is closed as a slow consumer (metrics). */
+  onSlowConsumer?: () => void;
 }
 
 /** Close codes of protocol v1. */
@@ -278,6 +280,7 @@ export class StreamSession {
     if (this.mode === 'closed' || this.socket.readyState !== OPEN) return false;
     this.socket.send(text);
     if (!paced && this.over(this.ctx.opts.maxBufferedBytes)) {
+      this.ctx.onSlowConsumer?.();
       this.close(CLOSE.slowConsumer);
       return false;
     }

@@ -1,0 +1,54 @@
+/**
+ * The ATS_METRICS_PORT server alone (node:http): /metrics with the source's
+ * content type, 404 elsewhere, 405 for other methods, 500 when rendering
+ * fails; and the setting itself: empty is off, a port is a port, junk is
+ * ATS_ERR_CONFIG.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileConfig } from '../../cli/config.js';
+import { serveMetrics } from './http.js';
+
+test('serves GET /metrics and nothing else', async () => {
+  let fail = false;
+  const server = await serveMetrics({
+    contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    metrics: async () => {
+      if (fail) throw new Error('registry broke');
+      return 'ats_up 1\n';
+    },
+  }, 0, '127.0.0.1');
+  try {
+    const ok = await fetch(`${server.url}/metrics?x=1`);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    assert.equal(await ok.text(), 'ats_up 1\n');
+    assert.equal((await fetch(`${server.url}/`)).status, 404);
+    assert.equal((await fetch(`${server.url}/metrics`, { method: 'DELETE' })).status, 405);
+    fail = true;
+    const broken = await fetch(`${server.url}/metrics`);
+    assert.equal(broken.status, 500);
+    assert.match(await broken.text(), /registry broke/);
+  } finally {
+    await server.close();
+  }
+  await assert.rejects(fetch(`${server.url}/metrics`), 'closed');
+});
+
+test('a port taken by another server fails the start', async () => {
+  const first = await serveMetrics({ contentType: 'text/plain', metrics: async () => '' }, 0, '127.0.0.1');
+  try {
+    const port = Number(new URL(first.url).port);
+    await assert.rejects(serveMetrics({ contentType: 'text/plain', metrics: async () => '' }, port, '127.0.0.1'), /EADDRINUSE/);
+  } finally {
+    await first.close();
+  }
+});
+
+test('ATS_METRICS_PORT: empty is off, a number is the port, anything else is a config error', () => {
+  assert.equal(compileConfig({}).metricsPort, null);
+  assert.equal(compileConfig({ metricsPort: '' }).metricsPort, null);
+  assert.equal(compileConfig({ metricsPort: '9464' }).metricsPort, 9464);
+  assert.throws(() => compileConfig({ metricsPort: 'metrics' }), (e: Error & { code?: string }) => e.code === 'ATS_ERR_CONFIG' && /ATS_METRICS_PORT/.test(e.message));
+  assert.throws(() => compileConfig({ metricsPort: '70000' }), /ATS_METRICS_PORT \(--metrics-port\)/);
+});

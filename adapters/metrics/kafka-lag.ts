@@ -1,0 +1,66 @@
+/**
+ * Consumer lag from Kafka's admin API (kafkajs): per partition, the topic's
+ * end offset (`fetchTopicOffsets`) minus the group's committed offset
+ * (`fetchOffsets`). A group with no commit on a partition yet lags by every
+ * message the partition still holds (end minus start offset).
+ *
+ * Its own admin client, connected on the first read: the lag is read when
+ * Prometheus scrapes (and cached by the caller), never on the hot path.
+ */
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import type { ConsumerLag } from './prometheus.js';
+
+export interface KafkaLagOptions {
+  brokers: string[];
+  clientId: string;
+  /** Each group and the topic it consumes, as Kafka names them (with the topic prefix). */
+  groups: ReadonlyArray<{ group: string; topic: string }>;
+  /** @defaultValue 3000 */
+  connectTimeoutMs?: number;
+}
+
+export interface KafkaLag {
+  read(): Promise<ConsumerLag[]>;
+  close(): Promise<void>;
+}
+
+export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
+  const timeout = opts.connectTimeoutMs ?? 3000;
+  const admin: Admin = new Kafka({
+    clientId: opts.clientId, brokers: opts.brokers, connectionTimeout: timeout, requestTimeout: timeout,
+    retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 }, logLevel: logLevel.NOTHING,
+  }).admin();
+  let connecting: Promise<void> | null = null;
+  let closed = false;
+  const connect = () => (connecting ??= admin.connect().catch((err: unknown) => {
+    connecting = null;
+    throw err;
+  }));
+
+  return {
+    async read() {
+      if (closed) return [];
+      await connect();
+      const out: ConsumerLag[] = [];
+      for (const { group, topic } of opts.groups) {
+        const [ends, committed] = await Promise.all([
+          admin.fetchTopicOffsets(topic),
+          admin.fetchOffsets({ groupId: group, topics: [topic] }),
+        ]);
+        const byPartition = new Map<number, number>();
+        for (const t of committed) for (const p of t.partitions) byPartition.set(p.partition, Number(p.offset));
+        for (const p of ends) {
+          const end = Number(p.high);
+          const at = byPartition.get(p.partition) ?? -1;
+          const lag = at >= 0 ? end - at : end - Number(p.low);
+          out.push({ group, topic, partition: p.partition, lag: Math.max(0, lag) });
+        }
+      }
+      return out;
+    },
+    async close() {
+      closed = true;
+      if (connecting) await connecting.then(() => admin.disconnect(), () => undefined);
+    },
+  };
+}

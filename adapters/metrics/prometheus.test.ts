@@ -1,0 +1,153 @@
+/**
+ * The Prometheus adapter on an embedded scheduler (SQLite, in-process log):
+ * `/metrics` is well-formed text, every metric README.md lists is there after
+ * a few jobs (one of which is retried), and the user-chosen labels stop at
+ * their cap. Also: the label cap alone, and the hooks' reports of commits.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig } from '../../cli/config.js';
+import { NonRetryableError } from '../../engine/errors.js';
+import { HandlerRegistry } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import { familyOf, parseExposition } from '../../tests/helpers/exposition.js';
+import { LabelCap, OTHER } from './labels.js';
+import { PrometheusMetrics } from './prometheus.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('LabelCap: the first values pass, later ones are other, seen ones stay themselves', () => {
+  const cap = new LabelCap(2);
+  assert.equal(cap.value('a'), 'a');
+  assert.equal(cap.value('b'), 'b');
+  assert.equal(cap.value('c'), OTHER);
+  assert.equal(cap.value('a'), 'a');
+  assert.equal(cap.value('d'), OTHER);
+  assert.equal(cap.size, 2);
+  assert.equal(cap.overflowed, 2);
+  assert.throws(() => new LabelCap(-1), RangeError);
+});
+
+describe('/metrics of an embedded scheduler', () => {
+  let dir: string;
+  let system: System;
+  let url: string;
+  let text: string;
+  let parsed: ReturnType<typeof parseExposition>;
+  let attempts = 0;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ats-metrics-'));
+    const registry = new HandlerRegistry()
+      .register('m.ok', async () => 'ok')
+      .register('m.flaky', async (_p, ctx) => {
+        attempts++;
+        if (ctx.attempt === 1) throw new Error('first attempt fails');
+        return 'ok';
+      })
+      .register('m.bad', async () => {
+        throw new NonRetryableError('never works');
+      });
+    const config = compileConfig({ dataDir: dir, port: 0, logLevel: 'silent', timersPollMs: 20, relayPollMs: 20 });
+    // A cap of 2: three types and three queues exceed it.
+    system = await compose(config, { registry, logger: silentLogger, metrics: new PrometheusMetrics({ labelCap: 2, refreshMs: 0 }) });
+    ({ url } = (await system.start()) as { url: string });
+    const jobs = [
+      { type: 'm.ok', queue: 'q1' }, { type: 'm.ok', queue: 'q2' }, { type: 'm.ok', queue: 'q3' },
+      { type: 'm.flaky', queue: 'q1', backoff: { kind: 'fixed', delayMs: 30 } },
+      { type: 'm.bad', queue: 'q1', maxAttempts: 1 },
+    ];
+    const r = await fetch(`${url}/v1/jobs/batch`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jobs: jobs.map((j) => ({ payload: {}, ...j })) }),
+    });
+    assert.equal(r.status, 200, await r.clone().text());
+    const ids = ((await r.json()) as { results: Array<{ id: string; status: number }> }).results.map((x) => x.id);
+    for (const id of ids) {
+      for (let i = 0; ; i++) {
+        const j = await system.store.getJob(id);
+        if (j && ['done', 'dead'].includes(j.snapshot.value)) break;
+        assert.ok(i < 400, `job ${id} is ${j?.snapshot.value}`);
+        await sleep(25);
+      }
+    }
+    const res = await fetch(`${url}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    text = await res.text();
+    parsed = parseExposition(text);
+  });
+
+  after(async () => {
+    await system?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const samples = (name: string, labels: Record<string, string> = {}) =>
+    parsed.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  const sum = (name: string, labels: Record<string, string> = {}) => samples(name, labels).reduce((a, s) => a + s.value, 0);
+
+  test('the text parses, and every sample belongs to a family with a TYPE', () => {
+    assert.ok(parsed.samples.length > 50, `${parsed.samples.length} samples`);
+    for (const s of parsed.samples) assert.ok(parsed.types.has(familyOf(s.name, parsed.types)), `${s.name} has no # TYPE`);
+    assert.ok(!/job_?id|01[0-9A-HJKMNP-TV-Z]{24}/i.test(text), 'no job id in any label');
+  });
+
+  test('every metric README.md lists is exported', () => {
+    const expected: Array<[string, string]> = [
+      ['ats_transitions_total', 'counter'], ['ats_attempts_total', 'counter'], ['ats_jobs', 'gauge'],
+      ['ats_job_queue_wait_seconds', 'histogram'], ['ats_job_run_seconds', 'histogram'], ['ats_job_retry_delay_seconds', 'histogram'],
+      ['ats_outbox_backlog', 'gauge'], ['ats_outbox_oldest_age_seconds', 'gauge'],
+      ['ats_relay_publish_seconds', 'histogram'], ['ats_relay_batch_size', 'histogram'],
+      ['ats_db_transaction_seconds', 'histogram'], ['ats_db_conflicts_total', 'counter'],
+      ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'],
+      ['ats_stream_clients', 'gauge'], ['ats_stream_slow_consumers_total', 'counter'],
+      ['ats_label_values', 'gauge'], ['ats_metrics_collect_errors_total', 'counter'],
+      ['nodejs_eventloop_lag_seconds', 'gauge'], ['nodejs_heap_size_used_bytes', 'gauge'], ['nodejs_gc_duration_seconds', 'histogram'],
+      ['process_cpu_seconds_total', 'counter'],
+    ];
+    for (const [name, type] of expected) assert.equal(parsed.types.get(name), type, `# TYPE ${name} ${type}`);
+    // Those the jobs fed have samples (conflicts and slow consumers need races and slow clients).
+    for (const name of ['ats_transitions_total', 'ats_attempts_total', 'ats_jobs', 'ats_job_queue_wait_seconds_count', 'ats_job_run_seconds_count',
+      'ats_job_retry_delay_seconds_count', 'ats_relay_publish_seconds_count', 'ats_relay_batch_size_count', 'ats_db_transaction_seconds_count']) {
+      assert.ok(sum(name) > 0, `${name} has samples: ${samples(name).length}`);
+    }
+  });
+
+  test('the counts are those of the jobs run', () => {
+    assert.equal(sum('ats_transitions_total', { from: 'none', event: 'SUBMITTED' }), 5);
+    assert.equal(sum('ats_transitions_total', { to: 'done' }), 4);
+    assert.equal(sum('ats_transitions_total', { to: 'dead' }), 1);
+    assert.equal(sum('ats_transitions_total', { from: 'running', to: 'retrying', event: 'FAILED' }), 1);
+    assert.equal(sum('ats_transitions_total', { from: 'retrying', to: 'pending', event: 'RETRY_DUE' }), 1);
+    assert.equal(sum('ats_attempts_total', { outcome: 'succeeded' }), 4);
+    assert.equal(sum('ats_attempts_total', { outcome: 'failed' }), 2, 'the flaky first attempt and the bad job');
+    assert.equal(attempts, 2);
+    assert.equal(sum('ats_job_retry_delay_seconds_count'), 1);
+    assert.ok(sum('ats_job_retry_delay_seconds_sum') >= 0.03 - 0.001, 'the retry waited its 30 ms backoff');
+    assert.equal(sum('ats_job_queue_wait_seconds_count'), 6, 'one per STARTED');
+    assert.equal(sum('ats_job_run_seconds_count'), 6, 'one per handler run');
+    assert.equal(sum('ats_jobs', { state: 'done' }), 4);
+    assert.equal(sum('ats_jobs', { state: 'dead' }), 1);
+    assert.equal(sum('ats_outbox_backlog'), samples('ats_outbox_backlog')[0]!.value);
+    assert.equal(sum('ats_worker_slots_busy') + sum('ats_worker_slots_free'), system.config.worker.concurrency);
+  });
+
+  test('type and queue labels stop at the cap: the rest is "other"', () => {
+    const types = new Set(samples('ats_transitions_total').map((s) => s.labels.type));
+    const queues = new Set(samples('ats_transitions_total').map((s) => s.labels.queue));
+    assert.equal(types.size, 3, `types: ${[...types]}`);
+    assert.ok(types.has(OTHER));
+    assert.equal(queues.size, 3, `queues: ${[...queues]}`);
+    assert.ok(queues.has(OTHER));
+    assert.equal(sum('ats_label_values', { label: 'type' }), 2);
+    assert.equal(sum('ats_label_values', { label: 'queue' }), 2);
+    for (const s of samples('ats_jobs')) {
+      assert.ok(types.has(s.labels.type!) || s.labels.type === OTHER, `ats_jobs type ${s.labels.type}`);
+    }
+  });
+});

@@ -1,0 +1,424 @@
+/**
+ * The metrics port (engine/metrics.ts) on prom-client: one Registry per
+ * process (never prom-client's global one, so several systems in one test
+ * process keep apart), rendered in Prometheus' text format by `/metrics`.
+ *
+ * Hot path: each hook finds its label set's entry in Maps keyed by label
+ * value (nested, so no key string is built). The per-transition counters
+ * (`ats_transitions_total`, `ats_attempts_total`) are plain numbers there,
+ * handed to prom-client when Prometheus scrapes (`collect`); histograms
+ * observe through pre-bound prom-client children. Nothing is allocated per
+ * job once a label set has been seen.
+ *
+ * Label cardinality: no job ids anywhere. `type` and `queue` come from users,
+ * so each passes through a `LabelCap` (the first `labelCap` distinct values,
+ * then `other`); every other label has a fixed set of values (states, events,
+ * outcomes, store operations, partitions of our topics).
+ *
+ * Point-in-time values (jobs per state, the outbox, consumer lag, worker
+ * slots, stream clients) are read when Prometheus scrapes, through `watch*`
+ * sources; those that cost a query are cached for `refreshMs`, so scrapes
+ * from several Prometheus servers do not multiply the queries.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
+import type { ConflictReason, Metrics, StoreOp } from '../../engine/metrics.js';
+import type { Clock, JobCount, JobRecord, JobStore, Logger, OutboxBacklog, TransitionWrite } from '../../engine/ports.js';
+import { LabelCap } from './labels.js';
+
+/** Lag of one consumer group on one partition. */
+export interface ConsumerLag {
+  group: string;
+  topic: string;
+  partition: number;
+  /** Messages the group has not consumed yet: the partition's end offset minus the group's committed offset. */
+  lag: number;
+}
+
+export interface PrometheusOptions {
+  /** Distinct values of the `type` label, and of the `queue` label, before `other`. @defaultValue 100 */
+  labelCap?: number;
+  /** How long a queried value (job counts, outbox, consumer lag) is served from cache. @defaultValue 5000 */
+  refreshMs?: number;
+  /** prom-client's default metrics (event-loop lag, GC, heap, CPU, handles). @defaultValue true */
+  defaultMetrics?: boolean;
+  /** Where a failed collection (a query that threw) is logged. */
+  logger?: Logger;
+}
+
+/** Outcomes of an attempt, as `ats_attempts_total{outcome}` counts them. */
+export type AttemptOutcome = 'succeeded' | 'failed' | 'timed_out' | 'lease_lost' | 'cancelled';
+
+const S = (ms: number): number => ms / 1000;
+
+/** Seconds: 5 ms up to an hour (a queue can back up for long). */
+const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/** Seconds: 1 ms up to an hour (handlers range from echoes to long jobs). */
+const RUN_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/** Seconds: backoffs run from 100 ms to hours. */
+const RETRY_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200];
+/** Seconds: a Kafka ack takes a few ms; a broker outage, seconds. */
+const PUBLISH_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Rows: one up to the largest ATS_RELAY_BATCH. */
+const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+/** Seconds: SQLite commits in well under a ms, MySQL in a few; the relay's holds the publish. */
+const TX_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+type CounterChild = ReturnType<Counter<string>['labels']>;
+type HistogramChild = ReturnType<Histogram<string>['labels']>;
+
+/** A count kept by the hooks, read by `collect` at scrape time. */
+interface Tally {
+  n: number;
+}
+
+/** The counts and children of one (type, queue) label pair, made as they are first needed. */
+interface Scope {
+  type: string;
+  queue: string;
+  /** event → from → to → count */
+  transitions: Map<string, Map<string, Map<string, Tally>>>;
+  attempts: Map<AttemptOutcome, Tally>;
+  queueWait?: HistogramChild;
+  run?: HistogramChild;
+  retryDelay?: HistogramChild;
+}
+
+/** A value read at most once per `ttlMs`; concurrent readers share one read, and a failed read is not kept. */
+class Cached<T> {
+  private last: { at: number; value: Promise<T> } | null = null;
+  constructor(private readonly read: () => Promise<T>, private readonly clock: Pick<Clock, 'now'>, private readonly ttlMs: number) {}
+  get(): Promise<T> {
+    const now = this.clock.now();
+    if (this.last && now - this.last.at < this.ttlMs) return this.last.value;
+    const value = this.read();
+    const entry = { at: now, value };
+    this.last = entry;
+    value.catch(() => {
+      if (this.last === entry) this.last = null;
+    });
+    return value;
+  }
+}
+
+export class PrometheusMetrics implements Metrics {
+  readonly registry = new Registry();
+  readonly types: LabelCap;
+  readonly queues: LabelCap;
+  private readonly refreshMs: number;
+  private readonly logger: Logger | undefined;
+  private readonly scopes = new Map<string, Map<string, Scope>>();
+
+  private readonly queueWait: Histogram<string>;
+  private readonly runTime: Histogram<string>;
+  private readonly retryDelay: Histogram<string>;
+  private readonly relayPublish: Histogram;
+  private readonly relayBatch: Histogram;
+  private readonly dbTx: Histogram<string>;
+  private readonly dbTxByOp = new Map<StoreOp, HistogramChild>();
+  private readonly dbConflicts: Counter<string>;
+  private readonly dbConflictsBy = new Map<string, CounterChild>();
+  private readonly slowConsumers: Counter;
+  private readonly collectErrors: Counter<string>;
+
+  constructor(opts: PrometheusOptions = {}) {
+    const cap = opts.labelCap ?? 100;
+    this.types = new LabelCap(cap);
+    this.queues = new LabelCap(cap);
+    this.refreshMs = opts.refreshMs ?? 5000;
+    this.logger = opts.logger;
+    const registers = [this.registry];
+    const counter = <L extends string>(c: Omit<CounterConfiguration<L>, 'registers'>) => new Counter<L>({ ...c, registers });
+
+    const scopes = this.scopes;
+    counter({
+      name: 'ats_transitions_total',
+      help: 'Job transitions committed by this process, per edge of the job machine (from="none" for the submit), job type and queue',
+      labelNames: ['from', 'to', 'event', 'type', 'queue'],
+      collect() {
+        this.reset();
+        for (const byQueue of scopes.values()) {
+          for (const scope of byQueue.values()) {
+            for (const [event, byFrom] of scope.transitions) {
+              for (const [from, byTo] of byFrom) {
+                for (const [to, t] of byTo) this.inc({ from, to, event, type: scope.type, queue: scope.queue }, t.n);
+              }
+            }
+          }
+        }
+      },
+    });
+    counter({
+      name: 'ats_attempts_total',
+      help: 'Attempts that ended, by outcome: succeeded, failed, timed_out, lease_lost, cancelled (counted where the outcome was committed)',
+      labelNames: ['type', 'queue', 'outcome'],
+      collect() {
+        this.reset();
+        for (const byQueue of scopes.values()) {
+          for (const scope of byQueue.values()) {
+            for (const [outcome, t] of scope.attempts) this.inc({ type: scope.type, queue: scope.queue, outcome }, t.n);
+          }
+        }
+      },
+    });
+    this.queueWait = new Histogram({
+      name: 'ats_job_queue_wait_seconds', registers, buckets: WAIT_BUCKETS, labelNames: ['type', 'queue'],
+      help: 'From when an attempt was due (submit, runAt, retry due or redrive) to its STARTED',
+    });
+    this.runTime = new Histogram({
+      name: 'ats_job_run_seconds', registers, buckets: RUN_BUCKETS, labelNames: ['type', 'queue'],
+      help: 'How long handlers ran in this worker, from start to outcome (success, failure, timeout or abandonment)',
+    });
+    this.retryDelay = new Histogram({
+      name: 'ats_job_retry_delay_seconds', registers, buckets: RETRY_BUCKETS, labelNames: ['type', 'queue'],
+      help: 'From a failed attempt (FAILED or LEASE_EXPIRED) to its retry\'s redispatch (RETRY_DUE)',
+    });
+    this.relayPublish = new Histogram({
+      name: 'ats_relay_publish_seconds', registers, buckets: PUBLISH_BUCKETS,
+      help: 'How long the log (Kafka) took to acknowledge one relay batch',
+    });
+    this.relayBatch = new Histogram({
+      name: 'ats_relay_batch_size', registers, buckets: BATCH_BUCKETS,
+      help: 'Outbox rows per batch the relay published',
+    });
+    this.dbTx = new Histogram({
+      name: 'ats_db_transaction_seconds', registers, buckets: TX_BUCKETS, labelNames: ['op'],
+      help: 'Store write transactions that committed, from the first statement to the COMMIT, per operation (insert, update, delete, purge, relay)',
+    });
+    this.dbConflicts = counter({
+      name: 'ats_db_conflicts_total',
+      help: 'Store transactions that lost a race and ran again: compare-and-set on a job row failed (version_conflict), deadlock or lock_wait_timeout',
+      labelNames: ['op', 'reason'],
+    });
+    this.slowConsumers = counter({ name: 'ats_stream_slow_consumers_total', help: 'WebSocket clients closed for falling behind (close code 4000)' });
+    this.collectErrors = counter({
+      name: 'ats_metrics_collect_errors_total', help: 'Reads for a scrape that failed (the values then stay as last read)', labelNames: ['source'],
+    });
+    const types = this.types;
+    const queues = this.queues;
+    new Gauge({
+      name: 'ats_label_values', registers, labelNames: ['label'],
+      help: 'Distinct values of the user-chosen labels seen so far (values past the cap are exported as "other")',
+      collect() {
+        this.set({ label: 'type' }, types.size);
+        this.set({ label: 'queue' }, queues.size);
+      },
+    });
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The text for `/metrics`. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  // ------------------------------------------------------------ hooks (hot path)
+
+  transitionsCommitted(writes: readonly TransitionWrite[], before: readonly (JobRecord | null)[]): void {
+    for (let i = 0; i < writes.length; i++) {
+      const { job, event } = writes[i]!;
+      const scope = this.scope(job.type, job.queue);
+      this.transitionTally(scope, event.type, event.from ?? 'none', event.to).n++;
+      const prev = before[i];
+      switch (event.type) {
+        case 'STARTED':
+          if (prev) (scope.queueWait ??= this.queueWait.labels(scope.type, scope.queue)).observe(S(Math.max(0, event.at - prev.snapshot.context.runAt)));
+          break;
+        case 'RETRY_DUE':
+          // In `retrying` the last transition (updatedAt) is the failure.
+          if (prev) (scope.retryDelay ??= this.retryDelay.labels(scope.type, scope.queue)).observe(S(Math.max(0, event.at - prev.updatedAt)));
+          break;
+        case 'SUCCEEDED':
+          this.attempt(scope, 'succeeded');
+          break;
+        case 'FAILED': {
+          const error = (event.data as unknown as { error?: { name?: string } }).error;
+          this.attempt(scope, error?.name === 'TimeoutError' ? 'timed_out' : 'failed');
+          break;
+        }
+        case 'LEASE_EXPIRED':
+          this.attempt(scope, 'lease_lost');
+          break;
+        case 'CANCEL':
+          if (event.from === 'running') this.attempt(scope, 'cancelled');
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  attemptRan(type: string, queue: string, ms: number): void {
+    const scope = this.scope(type, queue);
+    (scope.run ??= this.runTime.labels(scope.type, scope.queue)).observe(S(Math.max(0, ms)));
+  }
+
+  relayPublished(rows: number, ms: number): void {
+    this.relayBatch.observe(rows);
+    this.relayPublish.observe(S(Math.max(0, ms)));
+  }
+
+  dbTransaction(op: StoreOp, ms: number): void {
+    let child = this.dbTxByOp.get(op);
+    if (!child) this.dbTxByOp.set(op, (child = this.dbTx.labels(op)));
+    child.observe(S(ms));
+  }
+
+  dbConflict(op: StoreOp, reason: ConflictReason): void {
+    const key = `${op} ${reason}`; // rare: a string per conflict is fine
+    let child = this.dbConflictsBy.get(key);
+    if (!child) this.dbConflictsBy.set(key, (child = this.dbConflicts.labels(op, reason)));
+    child.inc();
+  }
+
+  streamSlowConsumer(): void {
+    this.slowConsumers.inc();
+  }
+
+  private scope(type: string, queue: string): Scope {
+    const t = this.types.value(type);
+    const q = this.queues.value(queue);
+    let byQueue = this.scopes.get(t);
+    if (!byQueue) this.scopes.set(t, (byQueue = new Map()));
+    let scope = byQueue.get(q);
+    if (!scope) byQueue.set(q, (scope = { type: t, queue: q, transitions: new Map(), attempts: new Map() }));
+    return scope;
+  }
+
+  private transitionTally(scope: Scope, event: string, from: string, to: string): Tally {
+    let byFrom = scope.transitions.get(event);
+    if (!byFrom) scope.transitions.set(event, (byFrom = new Map()));
+    let byTo = byFrom.get(from);
+    if (!byTo) byFrom.set(from, (byTo = new Map()));
+    let t = byTo.get(to);
+    if (!t) byTo.set(to, (t = { n: 0 }));
+    return t;
+  }
+
+  private attempt(scope: Scope, outcome: AttemptOutcome): void {
+    let t = scope.attempts.get(outcome);
+    if (!t) scope.attempts.set(outcome, (t = { n: 0 }));
+    t.n++;
+  }
+
+  // ------------------------------------------------------------ scrape-time sources
+
+  /** A read for a scrape that failed: counted and logged; the metric keeps its last values. */
+  private failed(source: string, err: unknown): void {
+    this.collectErrors.inc({ source });
+    this.logger?.warn('metrics: a read for the scrape failed', { source, err: err instanceof Error ? err.message : String(err) });
+  }
+
+  /**
+   * Jobs per state, type and queue (`ats_jobs`) from the maintained counters
+   * (`job_counts`), and the outbox backlog and its oldest row's age: store
+   * reads, at most one each per `refreshMs`. Export them from one role only
+   * (the composition root picks the api role): they are the same numbers in
+   * every process.
+   */
+  watchStore(store: Pick<JobStore, 'jobCounts' | 'outboxBacklog'>, clock: Pick<Clock, 'now'>): void {
+    const registers = [this.registry];
+    const counts = new Cached<JobCount[]>(() => store.jobCounts(), clock, this.refreshMs);
+    const outbox = new Cached<OutboxBacklog>(() => store.outboxBacklog(), clock, this.refreshMs);
+    const self = this;
+    new Gauge({
+      name: 'ats_jobs', registers, labelNames: ['state', 'type', 'queue'],
+      help: 'Jobs in the store per state, type and queue (the maintained job_counts, read at most every few seconds)',
+      async collect() {
+        let rows: JobCount[];
+        try {
+          rows = await counts.get();
+        } catch (err) {
+          return self.failed('job_counts', err);
+        }
+        // Summed: values past the label cap fold into "other".
+        const sums = new Map<string, Map<string, Map<string, number>>>();
+        for (const c of rows) {
+          const t = self.types.value(c.type);
+          const q = self.queues.value(c.queue);
+          let byType = sums.get(c.state);
+          if (!byType) sums.set(c.state, (byType = new Map()));
+          let byQueue = byType.get(t);
+          if (!byQueue) byType.set(t, (byQueue = new Map()));
+          byQueue.set(q, (byQueue.get(q) ?? 0) + c.n);
+        }
+        this.reset();
+        for (const [state, byType] of sums) {
+          for (const [type, byQueue] of byType) for (const [queue, n] of byQueue) this.set({ state, type, queue }, n);
+        }
+      },
+    });
+    let lastOutbox: OutboxBacklog = { rows: 0, oldestAt: null };
+    const readOutbox = async (): Promise<OutboxBacklog> => {
+      try {
+        lastOutbox = await outbox.get();
+      } catch (err) {
+        self.failed('outbox', err);
+      }
+      return lastOutbox;
+    };
+    new Gauge({
+      name: 'ats_outbox_backlog', registers, help: 'Outbox rows the relay has not published yet',
+      async collect() {
+        this.set((await readOutbox()).rows);
+      },
+    });
+    new Gauge({
+      name: 'ats_outbox_oldest_age_seconds', registers, help: 'Age of the oldest unpublished outbox row (0 when the outbox is empty)',
+      async collect() {
+        const { oldestAt } = await readOutbox();
+        this.set(oldestAt === null ? 0 : Math.max(0, S(clock.now() - oldestAt)));
+      },
+    });
+  }
+
+  /** Consumer lag per group, topic and partition, read at most once per `refreshMs`. */
+  watchConsumerLag(read: () => Promise<ConsumerLag[]>, clock: Pick<Clock, 'now'>): void {
+    const lag = new Cached<ConsumerLag[]>(read, clock, this.refreshMs);
+    const self = this;
+    new Gauge({
+      name: 'ats_kafka_consumer_lag', registers: [this.registry], labelNames: ['group', 'topic', 'partition'],
+      help: 'Messages a consumer group has not consumed yet, per partition (end offset minus committed offset)',
+      async collect() {
+        let rows: ConsumerLag[];
+        try {
+          rows = await lag.get();
+        } catch (err) {
+          return self.failed('kafka_lag', err);
+        }
+        this.reset();
+        for (const r of rows) this.set({ group: r.group, topic: r.topic, partition: String(r.partition) }, r.lag);
+      },
+    });
+  }
+
+  /** Handler slots of this process's worker, busy and free. */
+  watchWorker(worker: { slotUsage(): { busy: number; free: number } }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'ats_worker_slots_busy', registers, help: 'Handler slots running a handler now',
+      collect() {
+        this.set(worker.slotUsage().busy);
+      },
+    });
+    new Gauge({
+      name: 'ats_worker_slots_free', registers, help: 'Handler slots free now',
+      collect() {
+        this.set(worker.slotUsage().free);
+      },
+    });
+  }
+
+  /** WebSocket clients of this process's stream. */
+  watchStream(stream: { clients(): number }): void {
+    new Gauge({
+      name: 'ats_stream_clients', registers: [this.registry], help: 'WebSocket stream clients connected now',
+      collect() {
+        this.set(stream.clients());
+      },
+    });
+  }
+}

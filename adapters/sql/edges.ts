@@ -1,0 +1,79 @@
+/**
+ * Reads for the metrics and the visualizer's per-edge figures, shared by
+ * both stores: the outbox backlog, and the transitions of the last minutes
+ * per edge of the job machine with their median dwell time.
+ *
+ * Neither scans a table that grows with the history: the outbox holds only
+ * rows the relay has not sent yet, and the edge figures read a range of
+ * `job_events`' primary key bounded by a row cap (ids are allocated in commit
+ * order, roughly the order of `at`), plus one lookup of each event's
+ * predecessor through the unique key `(job_id, seq)`.
+ */
+import type { JobState } from '../../machines/job.machine.js';
+import type { EdgeStat, EdgeStats, OutboxBacklog, StoredEventType } from '../../engine/ports.js';
+import { toNum, type Row } from './rows.js';
+import { SELECT_LAST_EVENT_ID } from './statements.js';
+
+/** Runs one SELECT and returns its rows. */
+type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
+
+/**
+ * The outbox's row count and the `created_at` of its oldest row (the lowest
+ * id: a primary key lookup). Params: none.
+ */
+export const OUTBOX_BACKLOG = `SELECT (SELECT COUNT(*) FROM outbox) AS n,
+  (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest`;
+
+/**
+ * Events after an id and at or after a time, each with the `at` of the job's
+ * previous event (NULL for the first, or when it was deleted).
+ * Params: after_id, since
+ */
+export const EDGE_EVENTS = `SELECT e.type, e.from_state, e.to_state, e.at, p.at AS prev_at
+  FROM job_events e LEFT JOIN job_events p ON p.job_id = e.job_id AND p.seq = e.seq - 1
+  WHERE e.id > ? AND e.at >= ?`;
+
+/** The `at` of the newest event at or below an id. Params: id */
+export const EVENT_AT_OR_BELOW = 'SELECT at FROM job_events WHERE id <= ? ORDER BY id DESC LIMIT 1';
+
+export async function readOutboxBacklog(query: Query): Promise<OutboxBacklog> {
+  const [row] = await query(OUTBOX_BACKLOG, []);
+  return { rows: toNum(row?.n ?? 0), oldestAt: row?.oldest == null ? null : toNum(row.oldest) };
+}
+
+export async function readEdgeStats(query: Query, since: number, maxEvents: number): Promise<EdgeStats> {
+  const last = toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0);
+  const after = Math.max(0, last - maxEvents);
+  const rows = await query(EDGE_EVENTS, [after, since]);
+  // Events below the range may still be in the window: then it was cut.
+  const below = after > 0 ? (await query(EVENT_AT_OR_BELOW, [after]))[0] : undefined;
+  const truncated = below !== undefined && toNum(below.at) >= since;
+  return { edges: edgesOf(rows), truncated };
+}
+
+/** Rows of EDGE_EVENTS grouped per (from, to, event), by count (then name) descending. */
+export function edgesOf(rows: readonly Row[]): EdgeStat[] {
+  const byEdge = new Map<string, { stat: EdgeStat; dwells: number[] }>();
+  for (const r of rows) {
+    const from = (r.from_state as JobState | null) ?? null;
+    const to = r.to_state as JobState;
+    const event = r.type as StoredEventType;
+    const key = `${from ?? ''} ${to} ${event}`;
+    let edge = byEdge.get(key);
+    if (!edge) byEdge.set(key, (edge = { stat: { from, to, event, count: 0, medianDwellMs: null }, dwells: [] }));
+    edge.stat.count++;
+    if (r.prev_at != null) edge.dwells.push(Math.max(0, toNum(r.at) - toNum(r.prev_at)));
+  }
+  const out = [...byEdge.values()].map(({ stat, dwells }) => ({ ...stat, medianDwellMs: median(dwells) }));
+  return out.sort((a, b) => b.count - a.count || keyOf(a).localeCompare(keyOf(b)));
+}
+
+const keyOf = (e: EdgeStat): string => `${e.from ?? ''} ${e.to} ${e.event}`;
+
+/** The median (the mean of the two middle values for an even count); null for none. */
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = Float64Array.from(values).sort();
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}

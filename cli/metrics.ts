@@ -1,0 +1,50 @@
+/**
+ * The metrics' share of the composition root: which scrape-time sources a
+ * process's roles give its PrometheusMetrics, and the ATS_METRICS_PORT
+ * server. `compose.ts` calls it once the roles are built.
+ */
+import { serveMetrics, type MetricsServer } from '../adapters/metrics/http.js';
+import { kafkaLag, type KafkaLag } from '../adapters/metrics/kafka-lag.js';
+import type { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
+import { TOPICS, type Clock, type JobStore, type Logger } from '../engine/ports.js';
+import type { Worker } from '../engine/worker.js';
+import type { StreamPlugin } from '../server/stream/index.js';
+import type { Config } from './config.js';
+
+export interface MetricsWiring {
+  /** Serves ATS_METRICS_PORT when set; resolves with its URL (null when off). */
+  start(): Promise<string | null>;
+  stop(): Promise<void>;
+}
+
+export function wireMetrics(
+  metrics: PrometheusMetrics, config: Config,
+  parts: { store: JobStore; clock: Clock; logger: Logger; worker: Worker | null; stream: StreamPlugin | null },
+): MetricsWiring {
+  const { store, clock, logger, worker, stream } = parts;
+  const api = config.roles.includes('api');
+  if (worker) metrics.watchWorker(worker);
+  if (stream) metrics.watchStream(stream);
+  // The same numbers in every process: exported by the api role's processes only.
+  if (api) metrics.watchStore(store, clock);
+  const lag: KafkaLag | null = api && config.kafkaBrokers
+    ? kafkaLag({
+        brokers: [...config.kafkaBrokers], clientId: `ats-${config.worker.workerId}-metrics`, connectTimeoutMs: 3000,
+        // As Kafka names them: the topic prefix goes before the group id too (adapters/kafka).
+        groups: [{ group: config.topicPrefix + config.worker.groupId, topic: config.topicPrefix + TOPICS.dispatch }],
+      })
+    : null;
+  if (lag) metrics.watchConsumerLag(() => lag.read(), clock);
+  let server: MetricsServer | null = null;
+  return {
+    async start() {
+      if (config.metricsPort === null) return null;
+      server = await serveMetrics(metrics, config.metricsPort, config.host);
+      logger.info(`metrics: ${server.url}/metrics`);
+      return server.url;
+    },
+    async stop() {
+      await Promise.all([server?.close(), lag?.close()]);
+    },
+  };
+}

@@ -1,0 +1,51 @@
+/**
+ * `GET /v1/stats/edges`: per edge of the job machine, how many transitions
+ * took it in the last 15 minutes and the median time jobs spent in the state
+ * before (from `job_events`: this event's `at` minus the job's previous
+ * event's). What the visualizer shows on each edge.
+ *
+ * The store reads at most the newest 50,000 events (a bounded range of the
+ * primary key) and says when the window held more (`truncated`). Answers are
+ * shared for a second: several open visualizers cost one read.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { EdgeStats } from '../../engine/ports.js';
+import type { RouteOptions } from '../deps.js';
+import { described, EDGE_STATS_MAX_EVENTS, EDGE_STATS_WINDOW_MS, EdgeStatsView, errorResponses, ref } from '../schemas.js';
+
+/** How long one answer is served to every caller. */
+export const EDGE_STATS_CACHE_MS = 1000;
+
+export const edgeStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  let cached: { at: number; value: Promise<EdgeStats> } | null = null;
+  const read = (): Promise<EdgeStats> => {
+    const now = deps.clock.now();
+    if (cached && now - cached.at < EDGE_STATS_CACHE_MS) return cached.value;
+    const entry = { at: now, value: deps.store.edgeStats(now - EDGE_STATS_WINDOW_MS, EDGE_STATS_MAX_EVENTS) };
+    cached = entry;
+    entry.value.catch(() => {
+      if (cached === entry) cached = null;
+    });
+    return entry.value;
+  };
+
+  app.get(
+    '/v1/stats/edges',
+    {
+      schema: {
+        operationId: 'getEdgeStats',
+        summary: 'Transitions per edge of the job machine, last 15 minutes',
+        description:
+          'For each edge of the job machine (from, to, event) taken in the last 15 minutes: how many transitions took it and the ' +
+          'median time the jobs had spent in `from` before (dwell: the event\'s time minus the job\'s previous event\'s). ' +
+          `Read from the newest ${EDGE_STATS_MAX_EVENTS.toLocaleString('en-US')} events at most (\`truncated\` says when the window held more).`,
+        tags: ['meta'],
+        response: { 200: described(ref(EdgeStatsView), 'Edges with their counts and median dwell times'), ...errorResponses() },
+      },
+    },
+    async () => {
+      const { edges, truncated } = await read();
+      return { windowMs: EDGE_STATS_WINDOW_MS, maxEvents: EDGE_STATS_MAX_EVENTS, truncated, edges };
+    },
+  );
+};

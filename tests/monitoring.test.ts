@@ -1,0 +1,138 @@
+/**
+ * The monitoring profile, checked without a Docker engine: docker-compose.yml's
+ * prometheus and grafana services start only with the `monitoring` profile
+ * and mount files that exist; monitoring/prometheus.yml scrapes each role
+ * where it serves /metrics (the api's port, ATS_METRICS_PORT of the others,
+ * as compose sets them); Grafana's data source is the dashboard's. And the
+ * dashboard names only metrics the scheduler exports: every PromQL `expr` of
+ * monitoring/grafana/dashboards/ats.json, against a real scrape of a whole
+ * scheduler on MariaDB and Kafka.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { SETTINGS } from '../cli/config.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { parseExposition } from './helpers/exposition.js';
+import { requireKafka } from './helpers/kafka.js';
+import { requireMysql } from './helpers/mysql.js';
+import { startTestSystem, waitForJob, type TestSystem } from './helpers/system.js';
+
+const root = new URL('../', import.meta.url);
+const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
+
+type Service = { image?: string; profiles?: string[]; volumes?: string[]; environment?: Record<string, unknown>; ports?: string[] };
+const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+type ScrapeConfig = { job_name: string; metrics_path?: string; dns_sd_configs?: Array<{ names: string[]; type: string; port: number }> };
+const prometheusYml = parse(read('monitoring/prometheus.yml')) as { scrape_configs: ScrapeConfig[] };
+type Panel = { type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string; datasource?: { uid: string } }> };
+const dashboard = JSON.parse(read('monitoring/grafana/dashboards/ats.json')) as { uid: string; panels: Panel[] };
+const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+
+const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan']);
+
+/**
+ * The metric names a PromQL expression selects: identifiers that are not
+ * functions or aggregations (followed by `(`), keywords, label names (inside
+ * `{...}` or a `by (...)` list), durations or Grafana variables.
+ */
+function metricNamesOf(expr: string): string[] {
+  const bare = expr
+    .replace(/\$\{?\w+\}?/g, '1m')
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, '')
+    .replace(/\[[^\]]*\]/g, '')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '');
+  const names = new Set<string>();
+  for (const m of bare.matchAll(/(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
+    if (m[2] || KEYWORDS.has(m[1]!.toLowerCase())) continue;
+    names.add(m[1]!);
+  }
+  return [...names];
+}
+
+test('the PromQL reader finds metric names, not functions, labels or durations', () => {
+  assert.deepEqual(metricNamesOf('histogram_quantile(0.95, sum by (le, type) (rate(ats_job_run_seconds_bucket{queue="a b"}[$__rate_interval])))'), ['ats_job_run_seconds_bucket']);
+  assert.deepEqual(metricNamesOf('sum(rate(a_sum[5m])) / sum(rate(a_count[1h] offset 5m))'), ['a_sum', 'a_count']);
+  assert.deepEqual(metricNamesOf('max by (state) (sum by (instance, state) (ats_jobs))'), ['ats_jobs']);
+});
+
+test('prometheus and grafana run only in the monitoring profile and mount files that exist', () => {
+  for (const name of ['prometheus', 'grafana']) {
+    const s = compose.services[name];
+    assert.ok(s, `service ${name}`);
+    assert.deepEqual(s.profiles, ['monitoring'], `${name} profiles`);
+    for (const v of s.volumes ?? []) {
+      const source = v.split(':')[0]!;
+      if (source.startsWith('./')) assert.ok(existsSync(new URL(source, root)), `${name} mounts ${source}, which does not exist`);
+      else assert.ok(source in compose.volumes, `${name}: volume ${source} is not declared`);
+    }
+  }
+  assert.match(compose.services.prometheus!.image!, /^prom\/prometheus:v\d/);
+  assert.match(compose.services.grafana!.image!, /^grafana\/grafana:\d/);
+  for (const [name, s] of Object.entries(compose.services)) {
+    if (!['prometheus', 'grafana'].includes(name)) assert.equal(s.profiles, undefined, `${name} runs without a profile`);
+  }
+});
+
+test('prometheus.yml scrapes every role where compose serves /metrics', () => {
+  const targets = new Map(prometheusYml.scrape_configs.map((c) => [c.dns_sd_configs?.[0]?.names[0], c]));
+  for (const role of ['api', 'relay', 'worker', 'timers']) {
+    const c = targets.get(role);
+    assert.ok(c, `no scrape config finds the ${role} service`);
+    assert.equal(c.metrics_path ?? '/metrics', '/metrics');
+    const env = compose.services[role]!.environment ?? {};
+    const port = role === 'api' ? String(env.PORT ?? SETTINGS.port.default) : String(env[SETTINGS.metricsPort.env]);
+    assert.equal(String(c.dns_sd_configs![0]!.port), port, `${role} serves /metrics on ${port}`);
+  }
+  assert.equal(compose.services.api!.environment![SETTINGS.metricsPort.env], undefined, 'the api serves /metrics on its API port');
+});
+
+test('grafana provisions the Prometheus data source the dashboard names, and the dashboard folder it mounts', () => {
+  const ds = parse(read('monitoring/grafana/provisioning/datasources/prometheus.yml')) as { datasources: Array<{ uid: string; type: string; url: string }> };
+  const [source] = ds.datasources;
+  assert.equal(source!.type, 'prometheus');
+  assert.equal(new URL(source!.url).hostname, 'prometheus');
+  for (const p of dashboard.panels) {
+    if (p.type === 'row') continue;
+    assert.equal(p.datasource?.uid, source!.uid, `panel ${p.title}`);
+  }
+  const providers = parse(read('monitoring/grafana/provisioning/dashboards/ats.yml')) as { providers: Array<{ options: { path: string } }> };
+  const mounted = (compose.services.grafana!.volumes ?? []).map((v) => v.split(':'));
+  assert.ok(mounted.some(([from, to]) => from === './monitoring/grafana/dashboards' && to === providers.providers[0]!.options.path), 'the provider reads the mounted dashboards');
+  assert.ok(exprs.length >= 20, `${exprs.length} expressions`);
+  const panels = dashboard.panels.map((p) => p.title.toLowerCase()).join(' | ');
+  for (const topic of ['edge', 'queue wait', 'run time', 'outcome', 'per state', 'outbox', 'lag', 'event loop']) assert.ok(panels.includes(topic), `a panel on ${topic}: ${panels}`);
+});
+
+const ready = (await requireMysql()) && (await requireKafka());
+
+describe('the dashboard against a real scrape', { skip: ready ? false : 'MariaDB or Kafka not reachable (ATS_ALLOW_SKIP=1)' }, () => {
+  let t: TestSystem;
+  let exported: Set<string>;
+  before(async () => {
+    t = await startTestSystem();
+    const r = await t.system.transitions.submit({ type: 'demo.echo', payload: { a: 1 }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 5000, priority: 0 });
+    assert.ok(r.ok);
+    await waitForJob(t.system.store, r.job.id, (j) => j.snapshot.value === 'done');
+    const { port } = t.system.app!.server.address() as AddressInfo;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const { samples, types } = parseExposition(text);
+    exported = new Set(samples.map((s) => s.name));
+    for (const [name, type] of types) {
+      const series = type === 'histogram' ? ['_bucket', '_sum', '_count'] : type === 'summary' ? ['', '_sum', '_count'] : [''];
+      for (const suffix of series) exported.add(name + suffix);
+    }
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  test('every expression of the dashboard names only metrics the scheduler exports', () => {
+    const unknown = exprs.flatMap(({ panel, expr }) => metricNamesOf(expr).filter((n) => !exported.has(n)).map((n) => `${panel}: ${n} (${expr})`));
+    assert.deepEqual(unknown, []);
+    assert.ok(exported.has('ats_kafka_consumer_lag'), 'on Kafka, the consumer lag is exported');
+  });
+});
