@@ -16,6 +16,7 @@
  *   BENCH_OUT=bench/results/latest.json
  *   BENCH_WRITE_MD=1          update RESULTS.md even for a narrowed run (0: never)
  *   BENCH_CASE_TIMEOUT_S=600  a case still running then is killed and reported as failed
+ *   BENCH_TRACING=1           the in-process scheduler cases trace every job (OTLP to a receiver process)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { NODE_FLAGS } from '../cli/node-flags.js';

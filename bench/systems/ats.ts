@@ -22,6 +22,7 @@ import { createMysqlStore } from '../../adapters/mysql/index.js';
 import { BENCH_JOB_TYPE, register } from '../handlers.js';
 import { runId, type BenchJob, type CaseOptions, type Driver, type JobTimes } from '../lib/driver.js';
 import { startRole, type RoleProcess } from '../lib/roles.js';
+import { benchTracing, tracingOn } from '../lib/tracing.js';
 import { createBenchDatabase, deleteTopicsWithPrefix, kafkaBrokers } from '../lib/services.js';
 
 /** Every job: 2 attempts, retried at once (fixed 0 ms backoff), like the peers' settings. */
@@ -53,7 +54,9 @@ function foldTimes(rows: Array<{ job_id: string; type: string; at: number | stri
 
 const registry = () => register(registerDemoHandlers(new HandlerRegistry()));
 
-const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 50 ms, timers poll 250 ms, Kafka topics of 3 partitions)';
+const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 50 ms, timers poll 250 ms, Kafka topics of 3 partitions; Prometheus metrics on)';
+const ROLES = ['api', 'relay', 'worker', 'timers'];
+const TRACING_NOTE = () => (tracingOn() ? '; every job traced (BENCH_TRACING=1: OTLP http/protobuf to a receiver process)' : '');
 
 /** All roles in this process on MariaDB + Kafka. */
 export async function atsMysql(opts: CaseOptions): Promise<Driver> {
@@ -64,11 +67,12 @@ export async function atsMysql(opts: CaseOptions): Promise<Driver> {
     mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: prefix, concurrency: opts.concurrency,
     logLevel: 'error', port: 0,
   };
-  const system = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error') });
+  const traced = await benchTracing(ROLES);
+  const system = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
   await system.start();
   const reads = createPool({ uri: db.url, connectionLimit: 2, supportBigNumbers: true });
   return {
-    settings: `one process, all roles; worker concurrency ${opts.concurrency}; bulk submit = TransitionService.submitMany (${opts.bulkSize} per call), one submit = submit(); ${DEFAULTS_NOTE}`,
+    settings: `one process, all roles; worker concurrency ${opts.concurrency}; bulk submit = TransitionService.submitMany (${opts.bulkSize} per call), one submit = submit(); ${DEFAULTS_NOTE}${TRACING_NOTE()}`,
     servers: ['mariadb', 'kafka'],
     processes: () => ({}),
     submitBulk: async (jobs) => (await system.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id),
@@ -78,6 +82,7 @@ export async function atsMysql(opts: CaseOptions): Promise<Driver> {
     async stop() {
       await reads.end();
       await system.stop();
+      await traced?.stop();
       await db.drop();
       await deleteTopicsWithPrefix(prefix).catch(() => undefined);
     },
@@ -190,11 +195,12 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (
 export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-bench-'));
   const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0 };
-  const system: System = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error') });
+  const traced = await benchTracing(ROLES);
+  const system: System = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
   await system.start();
   const reads = new Database(join(dir, 'ats.sqlite'), { readonly: true });
   return {
-    settings: `one process, all roles, SQLite (WAL, synchronous=FULL) + in-process log; worker concurrency ${opts.concurrency}; bulk submit = submitMany (${opts.bulkSize} per call); scheduler defaults otherwise`,
+    settings: `one process, all roles, SQLite (WAL, synchronous=FULL) + in-process log; worker concurrency ${opts.concurrency}; bulk submit = submitMany (${opts.bulkSize} per call); scheduler defaults otherwise (Prometheus metrics on)${TRACING_NOTE()}`,
     servers: [],
     processes: () => ({}),
     submitBulk: async (jobs) => (await system.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id),
@@ -204,6 +210,7 @@ export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
     async stop() {
       reads.close();
       await system.stop();
+      await traced?.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
