@@ -50,6 +50,7 @@ export function fromPino(p: pino.Logger): AppLogger {
     warn: (msg, fields) => (fields ? p.warn(fields, msg) : p.warn(msg)),
     error: (msg, fields) => (fields ? p.error(fields, msg) : p.error(msg)),
     child: (fields) => fromPino(p.child(fields)),
+    isLevelEnabled: (level) => p.isLevelEnabled(level),
     pino: p,
   };
 }
@@ -87,7 +88,18 @@ export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, war
  */
 export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
   const child = (logger as Partial<AppLogger>).child;
-  if (typeof child === 'function') return child.call(logger, fields);
+  if (typeof child === 'function') {
+    // Made on the first line only: most attempts log nothing, and a pino child is not free.
+    let made: Logger | null = null;
+    const get = () => (made ??= child.call(logger, fields));
+    return {
+      debug: (msg, f) => get().debug(msg, f),
+      info: (msg, f) => get().info(msg, f),
+      warn: (msg, f) => get().warn(msg, f),
+      error: (msg, f) => get().error(msg, f),
+      isLevelEnabled: (level) => logger.isLevelEnabled?.(level) ?? true,
+    };
+  }
   const merged = (f?: Record<string, unknown>) => (f ? { ...fields, ...f } : fields);
   return {
     debug: (msg, f) => logger.debug(msg, merged(f)),

@@ -106,7 +106,10 @@ export class Relay {
       dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers[KIND_HEADER] === 'dispatch').map((r) => r.payload as DispatchMessage);
     });
     this.published += n;
-    for (const m of dispatched) this.deps.logger.debug('relay: dispatch published', { jobId: m.jobId, type: m.type, attempt: m.attempt });
+    const { logger } = this.deps;
+    if (logger.isLevelEnabled?.('debug') ?? true) {
+      for (const m of dispatched) logger.debug('relay: dispatch published', { jobId: m.jobId, type: m.type, attempt: m.attempt });
+    }
     return { n, dispatched };
   }
 

@@ -51,9 +51,10 @@ export class Timers {
     const expired = await store.findExpiredLeases(now, n);
     const stale = await store.findLostDispatches(now - this.opts.publishedTimeoutMs, n);
     const { logger } = this.deps;
+    const debug = logger.isLevelEnabled?.('debug') ?? true;
     const [a, b, c] = await Promise.all([
       this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
-        (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt })),
+        debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
       this.redispatch(stale).then((all) => ({ all })),

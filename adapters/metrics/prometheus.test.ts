@@ -151,3 +151,16 @@ describe('/metrics of an embedded scheduler', () => {
     }
   });
 });
+
+test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled (other, other)', async () => {
+  const m = new PrometheusMetrics({ labelCap: 10, pairCap: 2, defaultMetrics: false });
+  m.attemptRan('a', 'q1', 5);
+  m.attemptRan('a', 'q2', 5);
+  m.attemptRan('b', 'q1', 5); // a third pair: both labels are under their own cap, the pair is not
+  m.attemptRan('a', 'q1', 5); // a pair already labelled stays
+  const counts = parseExposition(await m.metrics()).samples
+    .filter((s) => s.name === 'ats_job_run_seconds_count')
+    .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
+    .sort();
+  assert.deepEqual(counts, ['a/q1=2', 'a/q2=1', `${OTHER}/${OTHER}=1`]);
+});

@@ -23,7 +23,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
 import type { ConflictReason, Metrics, StoreOp } from '../../engine/metrics.js';
 import type { Clock, JobCount, JobRecord, JobStore, Logger, OutboxBacklog, TransitionWrite } from '../../engine/ports.js';
-import { LabelCap } from './labels.js';
+import { LabelCap, OTHER } from './labels.js';
 
 /** Lag of one consumer group on one partition. */
 export interface ConsumerLag {
@@ -37,6 +37,8 @@ export interface ConsumerLag {
 export interface PrometheusOptions {
   /** Distinct values of the `type` label, and of the `queue` label, before `other`. @defaultValue 100 */
   labelCap?: number;
+  /** Distinct (type, queue) pairs labelled by name before a new pair is (other, other). @defaultValue 2 × labelCap */
+  pairCap?: number;
   /** How long a queried value (job counts, outbox, consumer lag) is served from cache. @defaultValue 5000 */
   refreshMs?: number;
   /** prom-client's default metrics (event-loop lag, GC, heap, CPU, handles). @defaultValue true */
@@ -107,6 +109,9 @@ export class PrometheusMetrics implements Metrics {
   private readonly refreshMs: number;
   private readonly logger: Logger | undefined;
   private readonly scopes = new Map<string, Map<string, Scope>>();
+  /** (type, queue) pairs labelled by name so far; beyond `pairCap`, a new pair is (other, other). */
+  private pairs = 0;
+  private readonly pairCap: number;
 
   private readonly queueWait: Histogram<string>;
   private readonly runTime: Histogram<string>;
@@ -124,6 +129,7 @@ export class PrometheusMetrics implements Metrics {
     const cap = opts.labelCap ?? 100;
     this.types = new LabelCap(cap);
     this.queues = new LabelCap(cap);
+    this.pairCap = opts.pairCap ?? 2 * cap;
     this.refreshMs = opts.refreshMs ?? 5000;
     this.logger = opts.logger;
     const registers = [this.registry];
@@ -281,6 +287,15 @@ export class PrometheusMetrics implements Metrics {
   private scope(type: string, queue: string): Scope {
     const t = this.types.value(type);
     const q = this.queues.value(queue);
+    const found = this.scopes.get(t)?.get(q);
+    if (found) return found;
+    // Types and queues are capped apart; their pairs are capped too, or 100 × 100 of them would be 10,000 label sets.
+    if (this.pairs >= this.pairCap) return this.newScope(OTHER, OTHER);
+    this.pairs++;
+    return this.newScope(t, q);
+  }
+
+  private newScope(t: string, q: string): Scope {
     let byQueue = this.scopes.get(t);
     if (!byQueue) this.scopes.set(t, (byQueue = new Map()));
     let scope = byQueue.get(q);
@@ -306,7 +321,7 @@ export class PrometheusMetrics implements Metrics {
 
   // ------------------------------------------------------------ scrape-time sources
 
-  /** A read for a scrape that failed: counted and logged; the metric keeps its last values. */
+  /** A read for a scrape that failed: counted and logged; `ats_jobs` and the lag then export nothing, the outbox gauges their last values. */
   private failed(source: string, err: unknown): void {
     this.collectErrors.inc({ source });
     this.logger?.warn('metrics: a read for the scrape failed', { source, err: err instanceof Error ? err.message : String(err) });
@@ -332,6 +347,7 @@ export class PrometheusMetrics implements Metrics {
         try {
           rows = await counts.get();
         } catch (err) {
+          this.reset(); // no stale counts: the series disappear, so absent() alerts can fire
           return self.failed('job_counts', err);
         }
         // Summed: values past the label cap fold into "other".
@@ -387,6 +403,7 @@ export class PrometheusMetrics implements Metrics {
         try {
           rows = await lag.get();
         } catch (err) {
+          this.reset();
           return self.failed('kafka_lag', err);
         }
         this.reset();

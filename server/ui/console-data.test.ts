@@ -66,6 +66,17 @@ describe('QueueWait', () => {
     assert.equal(w.series(NOW).filter((p) => p.n === 0).every((p) => p.median === null), true);
   });
 
+  test('a busy bucket: every wait counted and the longest kept, in bounded memory (no spread of 150,000 values)', () => {
+    const w = new QueueWait();
+    const at = NOW - 1000;
+    for (let i = 0; i < 150_000; i++) {
+      w.addEvent(ev(`j${i}`, 'SUBMITTED', null, 'pending', at - 1 - (i === 77 ? 900 : 10)));
+      w.addEvent(ev(`j${i}`, 'STARTED', 'published', 'running', at, { attempt: 1 }));
+    }
+    const last = w.series(NOW).at(-1)!;
+    assert.deepEqual(last, { n: 150_000, median: 11, max: 901 });
+  });
+
   test('median', () => {
     assert.equal(median([3, 1, 2]), 2);
     assert.equal(median([4, 1, 2, 3]), 2.5);

@@ -4,7 +4,7 @@
  *
  * - `Throughput`: jobs submitted, done and dead per 30 s over the last 15
  *   minutes. Filled from the stream's events since the page opened, and
- *   backfilled at load from `GET /v1/jobs?createdAfter=<15 min ago>` (a job's
+ *   backfilled at load from `GET /v1/jobs` pages, newest first, down to 15 min ago (a job's
  *   `createdAt` is its submit; a done or dead job's `updatedAt` is when it got
  *   there). Each point is counted once, keyed by job, kind and time, so an
  *   event seen both ways is not counted twice.
@@ -110,10 +110,18 @@ export function median(values: readonly number[]): number {
 
 /** Most jobs whose due time is remembered at once (the oldest is forgotten past it). */
 const MAX_TRACKED = 20_000;
+/** Waits kept per 30 s bucket for its median (its last ones); its count and maximum see every wait. */
+const MAX_SAMPLE = 1_000;
+
+interface WaitBucket {
+  n: number;
+  max: number;
+  sample: number[];
+}
 
 export class QueueWait {
   private readonly due = new Map<string, number>();
-  private readonly waits = new Map<number, number[]>();
+  private readonly waits = new Map<number, WaitBucket>();
 
   /** Follow one event; returns the wait of an attempt it started, if known. */
   addEvent(e: LiveEvent): number | null {
@@ -134,7 +142,13 @@ export class QueueWait {
         if (due === undefined) return null;
         const wait = Math.max(0, t - due);
         const b = bucketOf(t);
-        this.waits.set(b, [...(this.waits.get(b) ?? []), wait]);
+        let w = this.waits.get(b);
+        if (!w) this.waits.set(b, (w = { n: 0, max: 0, sample: [] }));
+        w.n++;
+        if (wait > w.max) w.max = wait;
+        // The median is of the bucket's last MAX_SAMPLE waits (a ring): a busy bucket keeps its memory flat.
+        if (w.sample.length < MAX_SAMPLE) w.sample.push(wait);
+        else w.sample[(w.n - 1) % MAX_SAMPLE] = wait;
         return wait;
       }
       default:
@@ -152,7 +166,7 @@ export class QueueWait {
   series(now: number): WaitPoint[] {
     return windowBuckets(now).map((b) => {
       const w = this.waits.get(b);
-      return w?.length ? { n: w.length, median: median(w), max: Math.max(...w) } : { n: 0, median: null, max: null };
+      return w?.n ? { n: w.n, median: median(w.sample), max: w.max } : { n: 0, median: null, max: null };
     });
   }
 

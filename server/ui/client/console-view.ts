@@ -165,10 +165,14 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     let cursor: string | undefined;
     try {
       for (let page = 0; page < BACKFILL_PAGES; page++) {
-        const res = await api.listJobs({ createdAfter: since, limit: 500, ...(cursor ? { cursor } : {}) });
-        for (const j of res.jobs) throughput.addJob(j, t0);
-        seen += res.jobs.length;
-        cursor = res.nextCursor ?? undefined;
+        // Newest first, stopping at the first job older than the window: the
+        // pages read are those of the window (plus one), never the whole table
+        // (a createdAfter filter has no index to stop the scan at).
+        const res = await api.listJobs({ limit: 500, ...(cursor ? { cursor } : {}) });
+        const inWindow = res.jobs.filter((j) => j.createdAt >= since);
+        for (const j of inWindow) throughput.addJob(j, t0);
+        seen += inWindow.length;
+        cursor = inWindow.length === res.jobs.length ? (res.nextCursor ?? undefined) : undefined;
         if (!cursor) break;
       }
       backfillNote.textContent = cursor
