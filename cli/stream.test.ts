@@ -1,6 +1,6 @@
 /**
  * The CLI's stream client and its REST fallback against a fake server that
- * speaks the stream protocol (README.md, "The stream"): resume from the last cursor
+ * speaks the stream protocol (docs/stream.md): resume from the last cursor
  * after a drop, 404 → polling, refused → unreachable, and the count mode's
  * race (a job ending before its submit is answered).
  */

@@ -1,5 +1,5 @@
 /**
- * The WebSocket stream, `GET /v1/stream` (protocol v1: README.md, "The stream").
+ * The WebSocket stream, `GET /v1/stream` (protocol v1: docs/stream.md).
  *
  * ```ts
  * const stream = streamPlugin({ store, clock, logger });
