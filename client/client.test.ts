@@ -445,12 +445,12 @@ describe('watch', () => {
     assert.ok(connections.filter((c) => c === 'subscribed').length >= 2, connections.join(','));
   });
 
-  test('a reconnect whose subscribe is answered ATS_ERR_STORE_UNAVAILABLE is tried again: the watch goes on without loss', async () => {
+  test('a reconnect whose subscribe is answered ATS_ERR_STORE_UNAVAILABLE is tried again: the watch goes on without loss', async (t) => {
     const q = queue();
     const proxy = await streamProxy(url);
     const via = createClient({ url: proxy.url });
     const notices: string[] = [];
-    after(() => proxy.close());
+    t.after(() => proxy.close());
     const w = via.watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 }, onNotice: (n) => notices.push(n) });
     await w.ready;
     const delayed = (i: number) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() });
