@@ -7,13 +7,15 @@
  * stalls, or loses the answer of a request the server committed).
  */
 import assert from 'node:assert/strict';
+import { getEventListeners, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
+import { WebSocket, WebSocketServer } from 'ws';
 import { compose, type System } from '../cli/compose.js';
 import { configFrom } from '../cli/start.js';
 import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
@@ -22,6 +24,7 @@ import { freePort } from '../tests/helpers/ports.js';
 import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import {
   ApiError, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobState, type StreamEventMessage,
+  type WebSocketConstructor,
 } from './index.js';
 
 const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
@@ -62,6 +65,111 @@ after(async () => {
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
+
+/** `p`, or a failure naming `what` when it has not settled after `ms`. */
+async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Counts the timers client/stream.ts sets that are still pending (neither
+ * cleared nor, for a timeout, run): the global timer functions are wrapped
+ * until `restore()`, and a timer is the watch's when its stack passes through
+ * client/stream.ts.
+ */
+function trackStreamTimers(): { pending(): number; restore(): void } {
+  type Fn = (...a: unknown[]) => void;
+  const g = globalThis as unknown as Record<'setTimeout' | 'setInterval' | 'clearTimeout' | 'clearInterval', (...a: unknown[]) => unknown>;
+  const orig = { setTimeout: g.setTimeout, setInterval: g.setInterval, clearTimeout: g.clearTimeout, clearInterval: g.clearInterval };
+  const live = new Set<unknown>();
+  const fromStream = () => /client[\\/]stream\.ts/.test(new Error().stack ?? '');
+  g.setTimeout = (fn: unknown, ms: unknown, ...a: unknown[]) => {
+    if (!fromStream()) return orig.setTimeout(fn, ms, ...a);
+    const t = orig.setTimeout((...b: unknown[]) => {
+      live.delete(t);
+      (fn as Fn)(...b);
+    }, ms, ...a);
+    live.add(t);
+    return t;
+  };
+  g.setInterval = (fn: unknown, ms: unknown, ...a: unknown[]) => {
+    const t = orig.setInterval(fn, ms, ...a);
+    if (fromStream()) live.add(t);
+    return t;
+  };
+  g.clearTimeout = (t: unknown) => {
+    live.delete(t);
+    return orig.clearTimeout(t);
+  };
+  g.clearInterval = (t: unknown) => {
+    live.delete(t);
+    return orig.clearInterval(t);
+  };
+  return { pending: () => live.size, restore: () => void Object.assign(g, orig) };
+}
+
+/**
+ * A WebSocket proxy in front of the server's stream: `dropAll()` closes every
+ * client connection (1001, as a restart would), and a code pushed on `refuse`
+ * answers the next subscribe with that error and close 1011, as the server
+ * does when the check of a resume cursor cannot reach the database.
+ */
+async function streamProxy(target: string): Promise<{ url: string; refuse: string[]; connections(): number; dropAll(): void; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(wss, 'listening');
+  const refuse: string[] = [];
+  const open = new Set<WebSocket>();
+  let connections = 0;
+  wss.on('connection', (client) => {
+    connections++;
+    open.add(client);
+    const upstream = new WebSocket(target.replace(/^http/, 'ws') + '/v1/stream');
+    const pending: string[] = [];
+    upstream.on('error', () => undefined);
+    client.on('error', () => undefined);
+    upstream.on('open', () => {
+      for (const m of pending.splice(0)) upstream.send(m);
+    });
+    upstream.on('message', (data) => {
+      if (client.readyState === WebSocket.OPEN) client.send(String(data));
+    });
+    upstream.on('close', () => client.close(1001));
+    client.on('close', () => {
+      open.delete(client);
+      upstream.terminate();
+    });
+    client.on('message', (data) => {
+      const text = String(data);
+      if ((JSON.parse(text) as { op?: string }).op === 'subscribe' && refuse.length) {
+        const code = refuse.shift()!;
+        client.send(JSON.stringify({ kind: 'error', code, message: 'The database is not reachable' }));
+        client.close(1011, 'resume with your last cursor');
+        upstream.terminate();
+        return;
+      }
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(text);
+      else pending.push(text);
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    refuse,
+    connections: () => connections,
+    dropAll: () => {
+      for (const c of open) c.close(1001, 'going away');
+    },
+    close: async () => {
+      for (const c of open) c.terminate();
+      await new Promise((r) => wss.close(r));
+    },
+  };
+}
 
 /** Every job of a queue, through `list`. */
 async function jobsOf(q: string): Promise<string[]> {
@@ -264,6 +372,145 @@ describe('watch', () => {
     await new Promise((r) => plain.close(r));
   });
 
+  test('a closed watch leaves no timer and no open socket behind: after break, close() and the signal', async () => {
+    const sockets: WebSocket[] = [];
+    class Recording extends WebSocket {
+      constructor(...a: ConstructorParameters<typeof WebSocket>) {
+        super(...a);
+        sockets.push(this);
+      }
+    }
+    const client = createClient({ url, WebSocket: Recording as unknown as WebSocketConstructor });
+    const timers = trackStreamTimers();
+    try {
+      for (const how of ['break', 'close', 'abort'] as const) {
+        const q = queue();
+        const stop = new AbortController();
+        const w = client.watch({ queue: q }, { keepAliveMs: 1000, signal: stop.signal });
+        await w.ready;
+        assert.ok(timers.pending() > 0, 'the watch keeps its connection alive with a timer');
+        if (how === 'break') {
+          await ats.submit({ type: 'demo.echo', queue: q, payload: null, runAt: later() });
+          for await (const _ of w) break;
+        } else if (how === 'close') {
+          w.close();
+        } else {
+          stop.abort();
+        }
+        assert.equal(timers.pending(), 0, `${how}: no timer of the watch remains`);
+        assert.equal(getEventListeners(stop.signal, 'abort').length, 0, `${how}: the signal's listener is removed`);
+        await until(() => sockets.every((s) => s.readyState === WebSocket.CLOSED), `${how}: the socket to be closed`);
+        assert.deepEqual(await w.next(), { value: undefined, done: true });
+      }
+      assert.equal(sockets.length, 3);
+    } finally {
+      timers.restore();
+    }
+  });
+
+  test('cursor() is the last event read, not the last received: a new watch from it goes on with the next', async () => {
+    const q = queue();
+    const w = ats.watch({ queue: q });
+    const start = await w.ready;
+    const jobs = await ats.submitMany([0, 1, 2].map((i) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() })));
+    // All three reach the watch before one is read.
+    const other: string[] = [];
+    const counter = ats.watch({ queue: q }, { cursor: start, onEvent: (e) => other.push(e.jobId) });
+    await until(() => other.length === 3, 'the three events');
+    counter.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const first = await w.next();
+    await w.return!();
+    assert.equal(first.value?.jobId, jobs[0]!.id);
+    assert.equal(w.cursor(), first.value?.cursor);
+    const again = ats.watch({ queue: q }, { cursor: w.cursor() });
+    const second = await within(again.next(), 'the next event');
+    again.close();
+    assert.equal(second.value?.jobId, jobs[1]!.id);
+  });
+
+  test('a reader that falls behind: the watch pauses at maxQueued and resumes from what was read, nothing missed or repeated', async () => {
+    const q = queue();
+    const connections: string[] = [];
+    const w = ats.watch({ queue: q }, { maxQueued: 3, reconnect: { minMs: 20, maxMs: 100 }, onConnection: (s) => connections.push(s) });
+    await w.ready;
+    const jobs = await ats.submitMany(Array.from({ length: 10 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() })));
+    await until(() => connections.includes('disconnected'), 'the watch to pause', 5000);
+    const seen: string[] = [];
+    while (seen.length < 10) seen.push((await within(w.next(), `event ${seen.length + 1}`)).value!.jobId);
+    assert.deepEqual(seen, jobs.map((j) => j.id!), 'every event once, in order');
+    const extra = await Promise.race([w.next(), new Promise((r) => setTimeout(() => r('none'), 300))]);
+    assert.equal(extra, 'none', 'no event twice');
+    w.close();
+    assert.ok(connections.filter((c) => c === 'subscribed').length >= 2, connections.join(','));
+  });
+
+  test('a reconnect whose subscribe is answered ATS_ERR_STORE_UNAVAILABLE is tried again: the watch goes on without loss', async (t) => {
+    const q = queue();
+    const proxy = await streamProxy(url);
+    const via = createClient({ url: proxy.url });
+    const notices: string[] = [];
+    t.after(() => proxy.close());
+    const w = via.watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 }, onNotice: (n) => notices.push(n) });
+    await w.ready;
+    const delayed = (i: number) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() });
+    const jobs = await ats.submitMany([0, 1, 2].map(delayed));
+    const seen: string[] = [];
+    while (seen.length < 3) seen.push((await within(w.next(), 'an event')).value!.jobId);
+    proxy.refuse.push('ATS_ERR_STORE_UNAVAILABLE');
+    proxy.dropAll();
+    jobs.push(...(await ats.submitMany([3, 4, 5].map(delayed))));
+    while (seen.length < 6) seen.push((await within(w.next(), 'an event after the reconnects')).value!.jobId);
+    w.close();
+    assert.deepEqual(seen, jobs.map((j) => j.id!));
+    assert.equal(proxy.refuse.length, 0);
+    assert.ok(proxy.connections() >= 3, String(proxy.connections()));
+    assert.ok(notices.some((n) => n.includes('ATS_ERR_STORE_UNAVAILABLE')), notices.join('\n'));
+
+    // The first connect: retried with retryFirstConnect, else ready rejects with the error.
+    proxy.refuse.push('ATS_ERR_STORE_UNAVAILABLE');
+    const retried = via.watch({ queue: q }, { retryFirstConnect: true, reconnect: { minMs: 20, maxMs: 100 } });
+    await within(retried.ready, 'ready after a retried first connect');
+    retried.close();
+    proxy.refuse.push('ATS_ERR_STORE_UNAVAILABLE');
+    const single = via.watch({ queue: q });
+    await assert.rejects(within(single.ready, 'ready'), (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
+  });
+
+  test('close() while connecting, or between tries of the first connect, settles ready and stops the connect', async () => {
+    // A server that takes the connection and never answers the upgrade.
+    const held = new Set<Socket>();
+    const silent = createTcpServer((s) => {
+      held.add(s);
+      s.resume(); // read the upgrade request (and so see the end of the connection); answer nothing
+      s.on('error', () => undefined).on('close', () => held.delete(s));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const timers = trackStreamTimers();
+    try {
+      const w = createClient({ url: `http://127.0.0.1:${(silent.address() as { port: number }).port}` }).watch({}, { connectTimeoutMs: 60_000 });
+      await until(() => held.size === 1, 'the connection');
+      w.close();
+      await assert.rejects(within(w.ready, 'ready'), (e: unknown) => e instanceof Error && e.name === 'AbortError');
+      assert.equal(timers.pending(), 0, 'no timer left');
+      await until(() => held.size === 0, 'the connection to be closed');
+      assert.deepEqual(await w.next(), { value: undefined, done: true });
+
+      const notices: string[] = [];
+      const stop = new AbortController();
+      const gone = createClient({ url: `http://127.0.0.1:${await freePort()}` })
+        .watch({}, { retryFirstConnect: true, reconnect: { minMs: 60_000, maxMs: 60_000 }, signal: stop.signal, onNotice: (n) => notices.push(n) });
+      await until(() => notices.length > 0, 'the first connect to fail');
+      stop.abort(new Error('no longer needed'));
+      await assert.rejects(within(gone.ready, 'ready'), /no longer needed/);
+      assert.equal(timers.pending(), 0, 'no reconnect pending');
+    } finally {
+      timers.restore();
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
   test('a refused subscribe is an ApiError with the server\'s code', async () => {
     const w = ats.watch({ jobId: 'not-a-ulid' });
     await assert.rejects(w.ready, (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_VALIDATION' && /jobId/.test(e.message));
@@ -274,12 +521,16 @@ describe('watch', () => {
  * An HTTP proxy in front of the server that misbehaves on purpose, one plan
  * step per request: `503` (answers it without asking the server), `stall`
  * (forwards it, never answers), `lose` (forwards it, then drops the
- * connection instead of answering), or `pass`.
+ * connection instead of answering), `late503` (forwards it, then answers 503
+ * as a server whose connection to the database broke during the commit), or
+ * `pass`.
  */
-async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; auth: string[]; close(): Promise<void> }> {
+async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; auth: string[]; requests: string[]; close(): Promise<void> }> {
   const keys: string[] = [];
   const auth: string[] = [];
+  const requests: string[] = [];
   const server: Server = createServer(async (req, res) => {
+    requests.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
@@ -298,6 +549,11 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
     const text = await upstream.text();
     if (step === 'stall') return; // the server committed; the client hears nothing and times out
     if (step === 'lose') return req.socket.destroy(); // the server committed; the answer is lost
+    if (step === 'late503') {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
+      res.end(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }));
+      return;
+    }
     res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(text);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -305,6 +561,7 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
     keys,
     auth,
+    requests,
     close: async () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
@@ -364,6 +621,38 @@ describe('retries never make a second job', () => {
       (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
     await proxy.close();
     assert.equal(proxy.keys.length, 1);
+  });
+
+  test('a cancel and a delete answered 503 after their commit, retried: done, not a 409 or a 404', async () => {
+    const job = await ats.submit({ type: 'demo.echo', queue: queue(), payload: null, runAt: later() });
+    const proxy = await faultyProxy(url, ['late503', 'late503']);
+    const flaky = createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } });
+    assert.equal((await flaky.cancel(job.id)).state, 'cancelled');
+    await flaky.delete(job.id);
+    await proxy.close();
+    await assert.rejects(ats.get(job.id), (e: unknown) => e instanceof ApiError && e.status === 404);
+  });
+
+  test('a redrive whose outcome is unknown is never sent again: the job when it went through, else the failure', async () => {
+    const job = await ats.submit({ type: 'demo.sleep', queue: queue(), payload: { ms: 600_000 }, runAt: later() });
+    await ats.cancel(job.id);
+    const posts = (p: { requests: string[] }) => p.requests.filter((r) => r.startsWith('POST'));
+    for (const step of ['late503', 'lose']) {
+      const proxy = await faultyProxy(url, [step]);
+      const redriven = await createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } }).redrive(job.id);
+      await proxy.close();
+      assert.ok(!['dead', 'cancelled'].includes(redriven.state), `${step}: ${redriven.state}`);
+      assert.deepEqual(posts(proxy), [`POST /v1/jobs/${job.id}/redrive`], `${step}: sent once`);
+      await ats.cancel(job.id);
+    }
+    assert.equal((await ats.get(job.id)).events.filter((e) => e.type === 'REDRIVE').length, 2, 'one run per redrive');
+    // A 503 the server answered before doing anything: the job is still cancelled; the failure is thrown, not retried.
+    const proxy = await faultyProxy(url, ['503']);
+    await assert.rejects(createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } }).redrive(job.id),
+      (e: unknown) => e instanceof ApiError && e.status === 503);
+    await proxy.close();
+    assert.deepEqual(posts(proxy), [`POST /v1/jobs/${job.id}/redrive`]);
+    assert.equal((await ats.get(job.id)).state, 'cancelled');
   });
 
   test('a cancel whose answer was lost, retried: the cancelled job, not a 409', async () => {

@@ -3,7 +3,11 @@
  * error or a 503 is tried again after an exponential, jittered pause (a 503's
  * `Retry-After` is honoured up to the longest pause). What the caller must
  * know to retry safely — that the request is idempotent — is the caller's
- * business: `retry: false` sends it once.
+ * business: `retry: false` sends it once, `retryUnknown: false` stops at the
+ * first attempt that may have taken effect. Such an attempt — a timeout, a
+ * lost connection, or a 503 to a request that changes something (the server
+ * may have lost its database during the commit) — marks the errors that follow
+ * (`outcomeWasUnknown`).
  */
 import { ApiError, networkReason, toApiError, UnreachableError } from './errors.js';
 
@@ -22,6 +26,11 @@ export interface CallOptions {
   headers?: Record<string, string>;
   /** Try again on timeouts, network errors and 503s. @defaultValue true */
   retry?: boolean;
+  /**
+   * Try again after an attempt whose outcome is unknown (it may have taken
+   * effect); when false, such a failure is thrown at once. @defaultValue true
+   */
+  retryUnknown?: boolean;
   /** Aborts the call, retries included (rejects with the signal's reason). */
   signal?: AbortSignal | undefined;
   /** Called before each retry with the failure that caused it (tests, logging). */
@@ -51,11 +60,17 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
 export const backoffMs = (n: number, { min, max }: { min: number; max: number }): number =>
   Math.round(Math.random() * Math.min(max, min * 2 ** n));
 
-/** Errors answered to a retry after an attempt whose outcome is unknown (it may have gone through). */
+/** Errors of a call after (or of) an attempt whose outcome is unknown (it may have gone through). */
 const unknownBefore = new WeakSet<ApiError>();
 
-/** Did an earlier attempt of the call that threw `err` time out or lose its connection (so it may have taken effect)? */
+/**
+ * Did the attempt that threw `err`, or an earlier one of its call, time out,
+ * lose its connection, or get a 503 to a change (so it may have taken effect)?
+ */
 export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(err);
+
+/** Network failures that happen before a request is sent: its outcome is known (nothing happened). */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'fetch refuses to connect to this port']);
 
 /** The `Retry-After` of a 503, by its error. */
 const retryAfterS = new WeakMap<ApiError, number>();
@@ -77,6 +92,7 @@ function withTimeout(ms: number, signal: AbortSignal | undefined): { signal: Abo
 
 export async function call<T>(http: HttpOptions, method: string, path: string, opts: CallOptions = {}): Promise<Answer<T>> {
   const retries = opts.retry === false ? 0 : http.retries;
+  const changes = method !== 'GET' && method !== 'HEAD';
   let unknown = 0;
   for (let attempt = 0; ; attempt++) {
     let failure: ApiError;
@@ -87,12 +103,12 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
       if (!(err instanceof ApiError)) throw err;
-      if (!(err instanceof UnreachableError || err.status === 503)) {
-        if (unknown > 0) unknownBefore.add(err);
-        throw err;
-      }
+      const retryable = err instanceof UnreachableError || err.status === 503;
+      // A 503 can come after the commit (the connection to the database lost during COMMIT).
+      if (err instanceof UnreachableError ? !NOT_SENT.has(err.reason) : retryable && changes) unknown++;
+      if (unknown > 0) unknownBefore.add(err);
+      if (!retryable || (unknown > 0 && opts.retryUnknown === false)) throw err;
       failure = err;
-      if (err instanceof UnreachableError) unknown++;
       const after = retryAfterS.get(err);
       if (after !== undefined) pause = Math.min(http.retryDelayMs.max, Math.max(pause, after * 1000));
     }

@@ -180,9 +180,22 @@ export class AtsClient {
     }
   }
 
-  /** `POST /v1/jobs/:id/redrive`: a new run of a dead or cancelled job. */
+  /**
+   * `POST /v1/jobs/:id/redrive`: a new run of a dead or cancelled job. It is
+   * never sent again after a try whose outcome is unknown (a retry could start
+   * a second run once the first had ended): the job is read instead, and when
+   * it has left dead and cancelled the redrive went through and the job is
+   * the answer; else the failure is thrown.
+   */
   async redrive(id: string, opts: RequestOptions = {}): Promise<JobView> {
-    return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, opts)).body;
+    try {
+      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, { ...opts, retryUnknown: false })).body;
+    } catch (err) {
+      if (!(err instanceof ApiError && outcomeWasUnknown(err))) throw err;
+      const job = await this.get(id, opts).catch(() => null);
+      if (job && job.state !== 'dead' && job.state !== 'cancelled') return withoutEvents(job);
+      throw err;
+    }
   }
 
   /**

@@ -3,7 +3,9 @@
  * iterator of transitions that survives disconnects. Each connection
  * subscribes with the filter and the cursor of the last event received, so a
  * drop (slow consumer 4000, server restart 1001, network) costs no event and
- * repeats none: the server replays exactly what came after the cursor.
+ * repeats none: the server replays exactly what came after the cursor. At
+ * `maxQueued` unread events the watch pauses (drops its connection) and
+ * resumes from the last event read once the reader has caught up.
  *
  * Runs on any WebSocket with the standard API: the browser's, Node 22's, or
  * the `ws` package (loaded on demand when there is no global one), which also
@@ -53,6 +55,12 @@ export interface WatchOptions {
   keepAliveMs?: number | undefined;
   /** How long a connection may take to be subscribed. @defaultValue 10000 */
   connectTimeoutMs?: number | undefined;
+  /**
+   * Most events waiting in the iterator: at this many the watch closes its
+   * connection and, once they are read, resubscribes from the last one read
+   * (nothing missed or repeated). @defaultValue 10000
+   */
+  maxQueued?: number | undefined;
 }
 
 /** A running watch: iterate it for events; `close()` (or `break`) ends it. */
@@ -60,10 +68,14 @@ export interface Watch extends AsyncIterableIterator<StreamEventMessage> {
   /**
    * Resolves with the start cursor once first subscribed; rejects (unless
    * `retryFirstConnect`) with StreamUnavailableError, UnreachableError, or the
-   * ApiError of a refused subscribe.
+   * ApiError of a refused subscribe. Closed before it was subscribed, it
+   * rejects with the signal's reason (closed by `signal`) or an `AbortError`.
    */
   readonly ready: Promise<string>;
-  /** Where a new watch would resume: the last event's cursor (or the start). */
+  /**
+   * Where a new watch would resume: the cursor of the last event handed out
+   * (read from the iterator, or given to `onEvent`), else the start.
+   */
   cursor(): string | undefined;
   close(): void;
 }
@@ -93,35 +105,65 @@ export async function resolveWebSocket(given?: WebSocketConstructor): Promise<We
 
 type Outcome = { kind: 'subscribed' } | { kind: 'failed'; error: Error; fatal: boolean };
 
+/** A connection in progress or subscribed: `stop()` ends it, its timers and its pending connect. */
+interface Connection {
+  stop(): void;
+}
+
 const OPEN = 1;
 
 export function watch(deps: StreamDeps, filter: StreamFilter, opts: WatchOptions = {}): Watch {
   return new ResumingWatch(deps, filter, opts);
 }
 
+/** What `ready` rejects with when the watch is closed before it was first subscribed (unless closed by its signal). */
+function closedBeforeSubscribed(): Error {
+  const e = new Error('the watch was closed before it was subscribed');
+  e.name = 'AbortError';
+  return e;
+}
+
 class ResumingWatch implements Watch {
   readonly ready: Promise<string>;
-  private lastCursor: string | undefined;
+  private settleReady: { resolve(cursor: string): void; reject(e: unknown): void } | null = null;
+  /** Has a connection ever been subscribed? From then on every failure is retried. */
+  private subscribedOnce = false;
+  /** The cursor of the last event received (or of the subscription): where the next connection resumes. */
+  private received: string | undefined;
+  /** The cursor of the last event handed out (or of the subscription, with nothing queued): `cursor()`. */
+  private handed: string | undefined;
   private closed = false;
+  /** The queue reached `maxQueued`: no connection until the reader has drained it. */
+  private paused = false;
   private failures = 0;
-  private socket: WebSocketLike | null = null;
+  private conn: Connection | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly queue: StreamEventMessage[] = [];
+  private readonly maxQueued: number;
   private waiting: { resolve(r: IteratorResult<StreamEventMessage>): void; reject(e: unknown): void } | null = null;
   private error: unknown = null;
+  private detachSignal: () => void = () => undefined;
 
   constructor(private readonly deps: StreamDeps, private readonly filter: StreamFilter, private readonly opts: WatchOptions) {
-    this.lastCursor = opts.cursor;
-    this.ready = this.first();
+    this.received = this.handed = opts.cursor;
+    this.maxQueued = Math.max(1, opts.maxQueued ?? 10_000);
+    this.ready = new Promise<string>((resolve, reject) => (this.settleReady = { resolve, reject }));
     this.ready.catch(() => undefined); // a rejection nobody awaited must not crash the process
-    if (opts.signal) {
-      if (opts.signal.aborted) this.close();
-      else opts.signal.addEventListener('abort', () => this.close(), { once: true });
+    const signal = opts.signal;
+    if (signal?.aborted) {
+      this.close(signal.reason);
+      return;
     }
+    if (signal) {
+      const onAbort = () => this.close(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.detachSignal = () => signal.removeEventListener('abort', onAbort);
+    }
+    this.open();
   }
 
   cursor(): string | undefined {
-    return this.lastCursor;
+    return this.handed;
   }
 
   [Symbol.asyncIterator](): this {
@@ -129,8 +171,7 @@ class ResumingWatch implements Watch {
   }
 
   next(): Promise<IteratorResult<StreamEventMessage>> {
-    const e = this.queue.shift();
-    if (e) return Promise.resolve({ value: e, done: false });
+    if (this.queue.length) return Promise.resolve({ value: this.take(), done: false });
     if (this.error) return Promise.reject(this.error);
     if (this.closed) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
@@ -141,14 +182,27 @@ class ResumingWatch implements Watch {
     return { value: undefined, done: true };
   }
 
-  close(): void {
+  close(reason?: unknown): void {
     if (this.closed) return;
     this.closed = true;
+    this.detachSignal();
     clearTimeout(this.timer);
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) abandon(socket, 1000);
+    this.conn?.stop();
+    this.conn = null;
+    this.resolveReady(null, reason ?? closedBeforeSubscribed());
     this.wake();
+  }
+
+  /** The next queued event, handed out: its cursor is now `cursor()`. A drained queue ends a pause. */
+  private take(): StreamEventMessage {
+    const e = this.queue.shift()!;
+    this.handed = e.cursor;
+    if (this.paused && this.queue.length === 0 && !this.closed) {
+      this.paused = false;
+      this.failures = 0;
+      this.open();
+    }
+    return e;
   }
 
   private wake(): void {
@@ -156,7 +210,7 @@ class ResumingWatch implements Watch {
     if (!w) return;
     if (this.queue.length) {
       this.waiting = null;
-      w.resolve({ value: this.queue.shift()!, done: false });
+      w.resolve({ value: this.take(), done: false });
     } else if (this.error) {
       this.waiting = null;
       w.reject(this.error);
@@ -166,31 +220,41 @@ class ResumingWatch implements Watch {
     }
   }
 
-  /** Ends the watch with an error the iterator throws. */
+  private resolveReady(cursor: string | null, error?: unknown): void {
+    const s = this.settleReady;
+    if (!s) return;
+    this.settleReady = null;
+    if (cursor !== null) s.resolve(cursor);
+    else s.reject(error);
+  }
+
+  /** Ends the watch with an error the iterator throws (and `ready` rejects with, if still pending). */
   private fail(error: unknown): void {
-    if (!this.closed) this.error = error;
-    this.close();
+    if (this.closed) return;
+    this.error = error;
+    this.close(error);
   }
 
-  private async first(): Promise<string> {
-    const o = await this.connect();
-    if (o.kind === 'subscribed') return this.lastCursor ?? '';
-    if (o.fatal || !this.opts.retryFirstConnect) {
-      this.fail(o.error);
-      throw o.error;
+  /** Starts a connection and acts on how it went. */
+  private open(): void {
+    void this.connect().then((o) => this.settled(o));
+  }
+
+  private settled(o: Outcome): void {
+    if (this.closed) return;
+    if (o.kind === 'subscribed') {
+      this.failures = 0;
+      this.subscribedOnce = true;
+      this.resolveReady(this.received ?? '');
+      return;
     }
-    this.opts.onNotice?.(`stream: cannot subscribe (${o.error.message}); retrying`);
-    return new Promise<string>((resolve, reject) => {
-      this.onFirstSubscribed = resolve;
-      this.onFatal = reject;
-      this.scheduleReconnect();
-    });
+    if (o.fatal || (!this.subscribedOnce && !this.opts.retryFirstConnect)) return this.fail(o.error);
+    const why = o.error instanceof ApiError && o.error.status ? `${o.error.code}: ${o.error.message}` : o.error.message;
+    this.opts.onNotice?.(this.subscribedOnce ? `stream: reconnect failed (${why}); retrying` : `stream: cannot subscribe (${why}); retrying`);
+    this.scheduleReconnect();
   }
 
-  private onFirstSubscribed: ((cursor: string) => void) | null = null;
-  private onFatal: ((e: unknown) => void) | null = null;
-
-  /** One connection: resolves when subscribed, or when it failed before that. */
+  /** One connection: resolves when subscribed, or when it failed (or was stopped) before that. */
   private async connect(): Promise<Outcome> {
     let Ctor: WebSocketConstructor;
     try {
@@ -198,7 +262,7 @@ class ResumingWatch implements Watch {
     } catch (error) {
       return { kind: 'failed', error: error as Error, fatal: true };
     }
-    if (this.closed) return { kind: 'failed', error: new Error('closed'), fatal: true };
+    if (this.closed) return { kind: 'failed', error: closedBeforeSubscribed(), fatal: true };
     return new Promise((resolve) => {
       const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
       const url = streamUrl(this.deps.baseUrl);
@@ -206,14 +270,28 @@ class ResumingWatch implements Watch {
       const ws = isWs
         ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timeoutMs })
         : new Ctor(url);
-      this.socket = ws;
-      const conn = { settled: false, subscribed: false, status: 0, error: null as unknown, heard: true };
+      const conn = { settled: false, subscribed: false, ended: false, status: 0, error: null as unknown, heard: true };
       const settle = (o: Outcome) => {
         if (conn.settled) return;
         conn.settled = true;
         clearTimeout(deadline);
         resolve(o);
       };
+      /** Stops this connection's timers; it is no longer the watch's. */
+      const end = () => {
+        conn.ended = true;
+        clearInterval(keepAlive);
+        clearTimeout(deadline);
+        if (this.conn === handle) this.conn = null;
+      };
+      const handle: Connection = {
+        stop: () => {
+          abandon(ws, 1000);
+          end();
+          settle({ kind: 'failed', error: closedBeforeSubscribed(), fatal: true });
+        },
+      };
+      this.conn = handle;
       // The upgrade and the subscribe confirmation, together, within timeoutMs.
       const deadline = setTimeout(() => drop(1006, 'not subscribed in time'), timeoutMs);
       const keepAlive = setInterval(() => {
@@ -225,9 +303,8 @@ class ResumingWatch implements Watch {
       (keepAlive as { unref?(): void }).unref?.();
 
       const onClosed = (code: number, reason: string) => {
-        clearInterval(keepAlive);
-        clearTimeout(deadline);
-        if (this.socket === ws) this.socket = null;
+        if (conn.ended) return;
+        end();
         if (!conn.settled) return settle({ kind: 'failed', error: this.failure(conn.status, conn.error, code), fatal: false });
         if (conn.subscribed) this.onDropped(code, reason);
       };
@@ -250,10 +327,11 @@ class ResumingWatch implements Watch {
         conn.error = (ev as { error?: unknown }).error ?? ev;
       };
       ws.onopen = () => {
-        ws.send(JSON.stringify({ op: 'subscribe', filter: this.filter, ...(this.lastCursor ? { cursor: this.lastCursor } : {}) }));
+        ws.send(JSON.stringify({ op: 'subscribe', filter: this.filter, ...(this.received ? { cursor: this.received } : {}) }));
       };
       ws.onclose = (ev) => onClosed(ev.code, ev.reason);
       ws.onmessage = (ev) => {
+        if (conn.ended) return;
         conn.heard = true;
         let msg: { kind?: string; cursor?: unknown; code?: string; message?: string };
         try {
@@ -263,25 +341,28 @@ class ResumingWatch implements Watch {
           return;
         }
         if (msg.kind === 'event' && typeof msg.cursor === 'string') {
-          this.lastCursor = msg.cursor;
+          this.received = msg.cursor;
           this.deliver(msg as StreamEventMessage);
         } else if (msg.kind === 'subscribed' && typeof msg.cursor === 'string') {
           if (conn.subscribed) return;
           conn.subscribed = true;
-          this.lastCursor = msg.cursor;
-          this.failures = 0;
+          this.received = msg.cursor;
+          if (this.queue.length === 0) this.handed = msg.cursor;
           if (this.opts.statsEveryMs !== undefined) ws.send(JSON.stringify({ op: 'stats', everyMs: this.opts.statsEveryMs }));
           this.opts.onConnection?.('subscribed');
           settle({ kind: 'subscribed' });
         } else if (msg.kind === 'stats') {
           this.opts.onStats?.(msg as StreamStatsMessage);
         } else if (msg.kind === 'error') {
-          const error = new ApiError(400, (msg.code ?? 'ATS_ERR_VALIDATION') as ApiError['code'], msg.message ?? 'stream error');
+          const code = (msg.code ?? 'ATS_ERR_VALIDATION') as ApiError['code'];
+          const error = new ApiError(code === 'ATS_ERR_STORE_UNAVAILABLE' ? 503 : 400, code, msg.message ?? 'stream error');
           if (conn.subscribed) return this.opts.onNotice?.(`stream: ${error.code}: ${error.message}`);
-          // Before the subscription holds, an error is the subscribe refused: not retried.
+          // Before the subscription holds, an error is the subscribe refused. Once the watch has been
+          // subscribed it is tried again (the server said so for a cursor it could not check, and a watch
+          // keeps going for as long as it runs); before that only a store that is unavailable is.
           abandon(ws, 1000);
-          clearInterval(keepAlive);
-          settle({ kind: 'failed', error, fatal: true });
+          end();
+          settle({ kind: 'failed', error, fatal: !this.subscribedOnce && code !== 'ATS_ERR_STORE_UNAVAILABLE' });
         }
       };
     });
@@ -289,9 +370,28 @@ class ResumingWatch implements Watch {
 
   private deliver(e: StreamEventMessage): void {
     if (this.closed) return;
-    if (this.opts.onEvent) return this.opts.onEvent(e);
+    if (this.opts.onEvent) {
+      this.handed = e.cursor;
+      return this.opts.onEvent(e);
+    }
     this.queue.push(e);
     this.wake();
+    if (this.queue.length >= this.maxQueued && !this.paused) this.pause();
+  }
+
+  /**
+   * The reader is `maxQueued` events behind: drop the connection rather than
+   * buffer without bound (the server's own guard against slow consumers
+   * would otherwise never apply). `take()` resumes from the last event once
+   * the queue is drained.
+   */
+  private pause(): void {
+    this.paused = true;
+    clearTimeout(this.timer);
+    this.conn?.stop();
+    this.conn = null;
+    this.opts.onConnection?.('disconnected');
+    this.opts.onNotice?.(`stream: ${this.queue.length} events not read yet; paused until they are`);
   }
 
   private failure(status: number, error: unknown, code: number): Error {
@@ -303,7 +403,7 @@ class ResumingWatch implements Watch {
 
   /** A subscribed connection ended: resume from the last cursor unless closed. */
   private onDropped(code: number, reason: string): void {
-    if (this.closed) return;
+    if (this.closed || this.paused) return;
     this.opts.onConnection?.('disconnected');
     this.opts.onNotice?.(`stream: disconnected (${code}${reason ? ` ${reason}` : ''}); resuming from the last cursor`);
     this.scheduleReconnect();
@@ -313,23 +413,10 @@ class ResumingWatch implements Watch {
     const { minMs, maxMs } = this.opts.reconnect ?? { minMs: 250, maxMs: 5000 };
     const pause = Math.min(maxMs, minMs * 2 ** this.failures);
     this.failures++;
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      if (this.closed) return;
-      void this.connect().then((o) => {
-        if (this.closed) return;
-        if (o.kind === 'subscribed') {
-          this.onFirstSubscribed?.(this.lastCursor ?? '');
-          this.onFirstSubscribed = null;
-          this.onFatal = null;
-          return;
-        }
-        if (o.fatal) {
-          this.onFatal?.(o.error);
-          return this.fail(o.error);
-        }
-        this.opts.onNotice?.(`stream: reconnect failed (${o.error.message}); retrying`);
-        this.scheduleReconnect();
-      });
+      this.timer = undefined;
+      if (!this.closed && !this.paused) this.open();
     }, pause);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Keeps the page live. Prefers the WebSocket stream (`/v1/stream`, see
- * README.md, "The stream", through the client's `watch()`): stats every
+ * docs/stream.md, through the client's `watch()`): stats every
  * second and every transition as it happens. Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
