@@ -16,6 +16,7 @@ import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
 import { edgeStatsRoute } from './routes/edges.js';
+import { outboxStatsRoute } from './routes/outbox.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
 import { metaRoutes } from './routes/meta.js';
 import { submitRoute } from './routes/submit.js';
@@ -67,6 +68,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobDeleteRoute, opts);
   await app.register(metaRoutes, opts);
   await app.register(edgeStatsRoute, opts);
+  await app.register(outboxStatsRoute, opts);
   await app.register(healthRoutes, opts);
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
 

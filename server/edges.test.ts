@@ -96,6 +96,19 @@ for (const [name, start, skip] of backends) {
       assert.ok(b.oldestAt !== null && b.oldestAt >= firstSubmitAt - 5 && b.oldestAt <= Date.now(), `oldest at ${b.oldestAt}`);
     });
 
+    test('GET /v1/stats/outbox: the relay backlog, as the store counts it, with the oldest row\'s time and age', async () => {
+      const b = await t.store.outboxBacklog();
+      const res = await t.app.inject({ url: '/v1/stats/outbox' });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = res.json() as { rows: number; oldestAt: string | null; oldestAgeMs: number | null };
+      assert.equal(body.rows, b.rows);
+      assert.ok(body.rows >= 3);
+      assert.equal(body.oldestAt, new Date(b.oldestAt!).toISOString());
+      assert.ok(body.oldestAgeMs !== null && body.oldestAgeMs >= 0 && body.oldestAgeMs <= Date.now() - b.oldestAt! + 5, `age ${body.oldestAgeMs}`);
+      const doc = (await t.app.inject({ url: '/docs/json' })).json() as { paths: Record<string, Record<string, { operationId: string }>> };
+      assert.equal(doc.paths['/v1/stats/outbox']?.get?.operationId, 'getOutboxStats');
+    });
+
     test('the route is documented in the OpenAPI document, with its named response', async () => {
       const doc = (await t.app.inject({ url: '/docs/json' })).json() as {
         paths: Record<string, Record<string, { operationId: string; responses: Record<string, { content: Record<string, { schema: { $ref: string } }> }> }>>;

@@ -329,6 +329,13 @@ export const EdgeStatsView = Type.Object({
 }, { $id: 'EdgeStats', description: 'Per edge of the job machine, how many transitions took it recently and how long jobs waited before' });
 export type EdgeStatsView = Static<typeof EdgeStatsView>;
 
+export const OutboxStatsView = Type.Object({
+  rows: Type.Integer({ minimum: 0, description: 'Outbox rows the relay has not published yet (it deletes each row once Kafka acked it)' }),
+  oldestAt: Nullable(IsoTime('When the oldest of them was written'), 'When the oldest unpublished row was written; null when the outbox is empty'),
+  oldestAgeMs: Nullable(Type.Integer({ minimum: 0 }), 'How long the oldest unpublished row has waited, in ms; null when the outbox is empty'),
+}, { $id: 'OutboxStats', description: 'The relay backlog: the outbox rows not yet published to Kafka' });
+export type OutboxStatsView = Static<typeof OutboxStatsView>;
+
 /**
  * Every named schema, for `app.addSchema` and the request validators (a
  * schema's `$ref`s resolve through this list).
@@ -336,7 +343,7 @@ export type EdgeStatsView = Static<typeof EdgeStatsView>;
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
-  EdgeStatsView,
+  EdgeStatsView, OutboxStatsView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */

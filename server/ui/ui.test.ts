@@ -676,6 +676,10 @@ describe('the operator console on a running scheduler', () => {
         await page.locator(`#edge-rows tr[data-edge-stat="${e.from ?? 'start'}-${e.event}-${e.to}"]`).waitFor({ timeout: 15_000 });
       }
     }
+    // The relay backlog, from GET /v1/stats/outbox: a count of rows, as the server has it.
+    const outbox = (await (await fetch(`${server.url}/v1/stats/outbox`)).json()) as { rows: number };
+    assert.equal(typeof outbox.rows, 'number');
+    await page.waitForFunction(() => /^\d+$/.test(document.querySelector('[data-backlog="outbox"]')?.textContent ?? ''), undefined, { timeout: 15_000 });
     await page.locator('#metrics-section').scrollIntoViewIfNeeded();
     await screenshot(page, 'charts', { selector: '#metrics-section' });
     await screenshot(page, 'console', { fullPage: true });

@@ -36,6 +36,13 @@ export interface EdgeStats {
   windowMs: number;
 }
 
+/** The relay backlog: `GET /v1/stats/outbox`. */
+export interface OutboxStats {
+  rows: number;
+  oldestAt: string | null;
+  oldestAgeMs: number | null;
+}
+
 // A button press waits for an answer: one quick retry, not the default three.
 const client = createClient({ url: location.origin, retries: 1 });
 
@@ -53,6 +60,17 @@ async function edges(): Promise<EdgeStats | null> {
   return body;
 }
 
+/** `GET /v1/stats/outbox`, or null while the server does not have that endpoint (an older one). */
+async function outbox(): Promise<OutboxStats | null> {
+  const res = await fetch('/v1/stats/outbox', { headers: { accept: 'application/json' } });
+  if (res.status === 404) return null;
+  const body = (await res.json().catch(() => null)) as (OutboxStats & { code?: string }) | null;
+  if (!res.ok || !body || typeof body.rows !== 'number') {
+    throw new Error(`GET /v1/stats/outbox answered ${res.status}${body?.code ? ` ${body.code}` : ''}`);
+  }
+  return body;
+}
+
 export const api = {
   // The wire type names events as text; the server sends machineGraph(), whose events are the machine's.
   machine: () => client.machine() as Promise<MachineGraph>,
@@ -63,6 +81,7 @@ export const api = {
   cancel: (id: string) => client.cancel(id),
   redrive: (id: string) => client.redrive(id),
   edges,
+  outbox,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

@@ -5,7 +5,7 @@
  * the relay, and the workers seen. Where the data comes from: see
  * console-data.ts.
  */
-import { errorText, type Api, type CountStats, type EdgeStats } from './api.js';
+import { errorText, type Api, type CountStats, type EdgeStats, type OutboxStats } from './api.js';
 import { drawChart } from './charts.js';
 import {
   BUCKET_MS, KINDS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, type Kind, type LiveEvent,
@@ -51,6 +51,8 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
   const waits = new QueueWait();
   const workers = new WorkerSeen();
   let edges: EdgeStats | null = null;
+  /** undefined: not read yet; null: the server has no GET /v1/stats/outbox. */
+  let outbox: OutboxStats | null | undefined;
   let lastStats: CountStats | null = null;
 
   const tChart = byId<SVGSVGElement>('throughput-chart');
@@ -118,7 +120,11 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
   const renderBacklog = () => {
     const box = byId('backlog');
     const c = lastStats?.byState ?? {};
+    const rows = outbox === undefined ? '…' : outbox === null ? 'not available' : String(outbox.rows);
+    const age = !outbox || outbox.oldestAgeMs === null ? '–' : duration(outbox.oldestAgeMs);
     box.replaceChildren(
+      h('div', {}, h('dt', {}, 'outbox rows'), h('dd', { 'data-backlog': 'outbox' }, rows)),
+      h('div', {}, h('dt', {}, 'oldest waits'), h('dd', { 'data-backlog': 'outbox-age' }, age)),
       h('div', {}, h('dt', {}, 'pending'), h('dd', { 'data-backlog': 'pending' }, String(own(c, 'pending')))),
       h('div', {}, h('dt', {}, 'published'), h('dd', { 'data-backlog': 'published' }, String(own(c, 'published')))),
       h('div', {}, h('dt', {}, 'retrying'), h('dd', { 'data-backlog': 'retrying' }, String(own(c, 'retrying')))),
@@ -156,6 +162,12 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     } catch (err) {
       renderEdges(errorText(err));
     }
+    try {
+      outbox = await api.outbox();
+    } catch {
+      outbox = null;
+    }
+    renderBacklog();
   };
 
   const backfill = async () => {
