@@ -65,7 +65,7 @@ after(async () => {
   await deleteTopicsWithPrefix(prefix).catch(() => undefined);
 });
 
-it('the api, relay and worker processes’ spans of one job share one trace id, retry included', async () => {
+it('the api, relay and worker processes’ spans of one job share one trace id, retry included', async (t) => {
   const res = await fetch(`${apiUrl}/v1/jobs`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ type: 'demo.fail', payload: { failTimes: 1 }, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10 } }),
@@ -101,4 +101,5 @@ it('the api, relay and worker processes’ spans of one job share one trace id, 
   assert.deepEqual(attempts.map((a) => [a.attributes.get('ats.job.attempt'), a.attributes.get('ats.job.outcome'), a.statusCode]), [[1, 'failed', 2], [2, 'succeeded', 0]]);
   assert.equal(attempts[0]!.attributes.get('ats.job.type'), 'demo.fail');
   assert.equal(receiver.rejected, 0);
+  t.diagnostic(`the job's trace (service span trace/span<-parent):\n${describe()}`);
 });
