@@ -4,14 +4,11 @@
  * a bad setting (exit 2, naming LOG_FORMAT).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
+import { startUntilReady } from '../tests/helpers/processes.js';
 
 /** `ats start` on the embedded backends with `extra` settings; resolves once it logged `ats ready` (then stops it) or exited. */
 async function start(extra: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -21,19 +18,7 @@ async function start(extra: Record<string, string>): Promise<{ code: number | nu
     delete env.MYSQL_URL;
     delete env.KAFKA_BROKERS;
     delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let stopping = false; // one SIGTERM: a second one would mean "exit without finishing the shutdown"
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (!stopping && stdout.includes('ats ready')) stopping = child.kill('SIGTERM');
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-    clearTimeout(timer);
-    return { code, stdout, stderr };
+    return await startUntilReady(env, 60_000);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

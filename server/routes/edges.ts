@@ -11,23 +11,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { EdgeStats } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
+import { sharedFor } from '../shared-answer.js';
 import { described, EDGE_STATS_MAX_EVENTS, EDGE_STATS_WINDOW_MS, EdgeStatsView, errorResponses, ref } from '../schemas.js';
 
 /** How long one answer is served to every caller. */
 export const EDGE_STATS_CACHE_MS = 1000;
 
 export const edgeStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
-  let cached: { at: number; value: Promise<EdgeStats> } | null = null;
-  const read = (): Promise<EdgeStats> => {
-    const now = deps.clock.now();
-    if (cached && now - cached.at < EDGE_STATS_CACHE_MS) return cached.value;
-    const entry = { at: now, value: deps.store.edgeStats(now - EDGE_STATS_WINDOW_MS, EDGE_STATS_MAX_EVENTS) };
-    cached = entry;
-    entry.value.catch(() => {
-      if (cached === entry) cached = null;
-    });
-    return entry.value;
-  };
+  const read = sharedFor<EdgeStats>(EDGE_STATS_CACHE_MS, deps.clock, (now) => deps.store.edgeStats(now - EDGE_STATS_WINDOW_MS, EDGE_STATS_MAX_EVENTS));
 
   app.get(
     '/v1/stats/edges',

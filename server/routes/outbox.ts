@@ -9,22 +9,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { OutboxBacklog } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
+import { sharedFor } from '../shared-answer.js';
 import { described, errorResponses, OutboxStatsView, ref } from '../schemas.js';
 
 /** How long one answer is served to every caller. */
 export const OUTBOX_STATS_CACHE_MS = 1000;
 
 export const outboxStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
-  let cached: { at: number; value: Promise<OutboxBacklog> } | null = null;
-  const read = (now: number): Promise<OutboxBacklog> => {
-    if (cached && now - cached.at < OUTBOX_STATS_CACHE_MS) return cached.value;
-    const entry = { at: now, value: deps.store.outboxBacklog() };
-    cached = entry;
-    entry.value.catch(() => {
-      if (cached === entry) cached = null;
-    });
-    return entry.value;
-  };
+  const read = sharedFor<OutboxBacklog>(OUTBOX_STATS_CACHE_MS, deps.clock, () => deps.store.outboxBacklog());
 
   app.get(
     '/v1/stats/outbox',

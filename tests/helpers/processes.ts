@@ -1,4 +1,4 @@
-/** Scheduler roles as real child processes (`ats start --role ...`), for crash tests. */
+/** Scheduler roles as real child processes (`ats start --role ...`), for crash and start-up tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -36,4 +36,26 @@ export function startRole(name: string, role: string, env: Record<string, string
       return exited;
     },
   };
+}
+
+/**
+ * `ats start` (the sources, from the repository root) with exactly `env`:
+ * once it logs `ats ready` it gets one SIGTERM (a second would mean "exit
+ * without finishing the shutdown"); SIGKILL after `timeoutMs`. Resolves with
+ * its exit code and output, whether it got ready or exited before.
+ */
+export async function startUntilReady(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let stopping = false;
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+    if (!stopping && stdout.includes('ats ready')) stopping = child.kill('SIGTERM');
+  });
+  child.stderr!.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
 }

@@ -6,18 +6,15 @@
  * with kafkajs's own level beside it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, it } from 'node:test';
 import { createKafkaLog } from '../../adapters/kafka/index.js';
 import { SETTINGS } from '../../cli/config.js';
 import type { Logger } from '../../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
+import { startUntilReady } from '../helpers/processes.js';
 type Line = Record<string, unknown>;
 
 const prefix = randomTopicPrefix();
@@ -40,18 +37,7 @@ async function startAndStop(run: number): Promise<Line[]> {
     PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: join(dir, String(run)), LOG_LEVEL: 'debug',
     KAFKA_BROKERS: kafkaBrokers().join(','), ATS_TOPIC_PREFIX: prefix, ATS_WORKER_GROUP: `${prefix}workers`,
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let stopping = false; // one SIGTERM: a second one would mean "exit without finishing the shutdown"
-  child.stdout.on('data', (d) => {
-    stdout += d;
-    if (!stopping && stdout.includes('ats ready')) stopping = child.kill('SIGTERM');
-  });
-  child.stderr.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
-  clearTimeout(timer);
+  const { code, stdout, stderr } = await startUntilReady(env, 90_000);
   assert.equal(code, 0, `run ${run} exited ${code}:\n${stdout}\n${stderr}`);
   assert.match(stdout, /ats ready/);
   return stdout.split('\n').filter(Boolean).map((l) => {
