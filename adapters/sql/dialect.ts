@@ -26,6 +26,12 @@ export interface Dialect {
    * delta (its last parameter) to its count instead of failing.
    */
   readonly addToCount: string;
+  /**
+   * A batch of job updates goes as one statement (`updateJobsCas`), where
+   * each statement is parsed and planned by a server (MySQL); otherwise one
+   * prepared `UPDATE_JOB_CAS` per job (SQLite: a function call each).
+   */
+  readonly batchUpdate: boolean;
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -36,6 +42,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   forUpdateSkipLocked: 'FOR UPDATE SKIP LOCKED',
   multiStatement: true,
   addToCount: 'ON DUPLICATE KEY UPDATE n = n + ?',
+  batchUpdate: true,
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -47,4 +54,5 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   // In process, a statement is a function call: nothing to save.
   multiStatement: false,
   addToCount: 'ON CONFLICT (queue, type, state, shard) DO UPDATE SET n = n + ?',
+  batchUpdate: false,
 });

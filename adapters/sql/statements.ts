@@ -94,6 +94,22 @@ export const UPDATE_JOB_CAS = `UPDATE jobs
   WHERE id = ? AND version = ?`;
 
 /**
+ * Compare-and-set many jobs in one statement (MySQL): the new values are a
+ * derived table joined to `jobs` by id and expected version, so the
+ * statement changes exactly as many rows as it has tuples unless a job moved
+ * (the caller compares). One statement parsed and planned instead of one per
+ * job; `UPDATE_JOB_CAS`'s columns, in its order.
+ * Params: per job, state, version, attempt, due_at, lease_until, snapshot, updated_at, id, expected_version
+ */
+export function updateJobsCas(rows: number): Sql['sql'] {
+  const first = 'SELECT ? AS state, ? AS version, ? AS attempt, ? AS due_at, ? AS lease_until, ? AS snapshot, ? AS updated_at, ? AS id, ? AS expected_version';
+  const rest = ' UNION ALL SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?'.repeat(rows - 1);
+  return `UPDATE jobs j JOIN (${first}${rest}) v ON j.id = v.id AND j.version = v.expected_version
+  SET j.state = v.state, j.version = v.version, j.attempt = v.attempt, j.due_at = v.due_at,
+    j.lease_until = v.lease_until, j.snapshot = v.snapshot, j.updated_at = v.updated_at`;
+}
+
+/**
  * One job by id.
  * Params: id
  */

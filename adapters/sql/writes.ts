@@ -10,7 +10,8 @@ import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import { eventValues, jobValues, outboxValues, projectionValues, rowToJob, toJson } from './rows.js';
 import {
-  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, type Sql,
+  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
+  type Sql,
 } from './statements.js';
 
 /**
@@ -72,7 +73,7 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
 /**
  * Read the jobs locked (in id order), let `decide` compute the writes, then
  * compare-and-set each job once (a chain of writes on one job collapses into
- * its last), append events and outbox rows, and add the state changes to the
+ * its last; where the dialect allows, all of them in one statement), append events and outbox rows, and add the state changes to the
  * job counts (counts.ts). Throws `VersionConflict` when
  * a job moved underneath, so the caller rolls back and retries.
  */
@@ -92,9 +93,14 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
   }));
   // After the event inserts: a chain may insert a job's first heartbeat and coalesce the next into it.
   const coalesced = writes.filter((w) => w.coalesce);
-  const checked = [
-    ...updates.map((u) => ({ sql: { sql: UPDATE_JOB_CAS, params: u.params }, conflict: `not at version ${u.expectedVersion} any more`, id: u.id })),
-  ];
+  const checked = d.batchUpdate
+    ? chunkRows(updates.map((u) => u.params)).map((rows) => ({
+      sql: { sql: updateJobsCas(rows.length), params: rows.flat() },
+      rows: rows.length,
+      id: String(rows[0]![7]), // the first job's id (params: ..., id, expected_version)
+      conflict: `one of ${rows.length} jobs updated together is not at its expected version any more`,
+    }))
+    : updates.map((u) => ({ sql: { sql: UPDATE_JOB_CAS, params: u.params }, rows: 1, id: u.id, conflict: `not at version ${u.expectedVersion} any more` }));
   const steps = [...checked.map((c) => c.sql), ...logSteps(writes)];
   const coalesceAt = steps.length;
   steps.push(...coalesced.map((w): Sql => ({
@@ -103,11 +109,13 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
   // Last: the counter rows' locks are held for the shortest time.
   steps.push(...countStepsOf(d, writes));
   yield* runSteps(d, steps, (k, changes) => {
-    if (changes === 1) return;
     const c = checked[k];
-    if (c) throw new VersionConflict(c.id, c.conflict);
+    if (c) {
+      if (changes !== c.rows) throw new VersionConflict(c.id, c.conflict);
+      return;
+    }
     const w = k >= coalesceAt ? coalesced[k - coalesceAt] : undefined;
-    if (w) throw new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`);
+    if (w && changes !== 1) throw new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`);
   });
   return result;
 }

@@ -1,0 +1,65 @@
+/**
+ * The update program's statements, driven by a scripted executor: on MySQL a
+ * batch of jobs is compare-and-set by one statement, and a changed-row count
+ * short of the batch is a version conflict (the store rolls back and reads
+ * again); on SQLite each job gets its own prepared UPDATE.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { start } from '../../machines/lifecycle.js';
+import type { JobRecord } from '../../engine/ports.js';
+import { transitionWrite } from '../../engine/transitions.js';
+import { MYSQL_DIALECT, SQLITE_DIALECT, type Dialect } from './dialect.js';
+import { runSync, type Outcome } from './program.js';
+import type { Sql } from './statements.js';
+import { VersionConflict, updateProgram } from './writes.js';
+
+const AT = 1_764_556_800_000;
+
+/** A stored row of a pending job, as `selectJobsForUpdate` returns it. */
+function row(id: string): Record<string, unknown> {
+  const { next } = start({ at: AT, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 0 } });
+  return {
+    id, type: 'demo.echo', queue: 'default', version: 1, priority: 0, timeout_ms: 30_000, idempotency_key: null, request_hash: null,
+    payload: '{}', snapshot: JSON.stringify(next), created_at: AT, updated_at: AT, trace_context: null, last_event_type: 'SUBMITTED',
+  };
+}
+
+/** Starts attempt 1 of each job; `changed(step)` says how many rows each UPDATE of jobs reports. */
+function startAll(d: Dialect, ids: string[], changed: (step: Sql) => number): Sql[] {
+  const seen: Sql[] = [];
+  const exec = (step: Sql): Outcome => {
+    seen.push(step);
+    if (step.sql.startsWith('SELECT')) return { rows: ids.map(row), changes: 0 };
+    const parts = step.multi ? step.sql.split(';\n') : [step.sql];
+    const each = parts.map((sql) => (sql.startsWith('UPDATE jobs') ? changed({ sql, params: step.params }) : 1));
+    return { rows: [], changes: each.reduce((a, b) => a + b, 0), each };
+  };
+  runSync(updateProgram(d, ids, (jobs: ReadonlyMap<string, JobRecord>) => ({
+    writes: [...jobs.values()].map((job) => transitionWrite(job, { type: 'STARTED', attempt: 1, leaseUntil: AT + 30_000, workerId: 'w', at: AT })!),
+    result: null,
+  })), exec);
+  return seen;
+}
+
+const jobUpdates = (steps: Sql[]): string[] => steps.flatMap((s) => (s.multi ? s.sql.split(';\n') : [s.sql])).filter((sql) => sql.startsWith('UPDATE jobs'));
+
+describe('updateProgram', () => {
+  const ids = ['01A', '01B', '01C'];
+
+  it('on MySQL compare-and-sets a batch of jobs in one statement', () => {
+    const updates = jobUpdates(startAll(MYSQL_DIALECT, ids, () => ids.length));
+    assert.equal(updates.length, 1);
+    assert.equal(updates[0]!.match(/UNION ALL/g)?.length, ids.length - 1);
+  });
+
+  it('on MySQL a batch that changed fewer rows than it holds is a version conflict', () => {
+    assert.throws(() => startAll(MYSQL_DIALECT, ids, () => ids.length - 1), (err: unknown) => err instanceof VersionConflict && err.jobId === '01A');
+  });
+
+  it('on SQLite updates each job with its own statement, each checked', () => {
+    assert.equal(jobUpdates(startAll(SQLITE_DIALECT, ids, () => 1)).length, ids.length);
+    let n = 0;
+    assert.throws(() => startAll(SQLITE_DIALECT, ids, () => (++n === 2 ? 0 : 1)), (err: unknown) => err instanceof VersionConflict && err.jobId === '01B');
+  });
+});
