@@ -123,7 +123,9 @@ export interface OutboxMessage {
   headers: Record<string, string>;
 }
 
+/** A message as the outbox hands it to the relay. */
 export interface OutboxRow extends OutboxMessage {
+  /** The message's unique, stable id (the `ats-outbox-id` header): see adapters/sql/outbox.ts. */
   id: number;
   createdAt: number;
   publishedAt: number | null;
@@ -182,9 +184,11 @@ export type DeleteResult =
   | { ok: false; reason: 'not-found' }
   | { ok: false; reason: 'live'; state: JobState };
 
-/** The outbox's backlog: rows waiting for the relay and when the oldest one was written. */
+/** The outbox's backlog: rows (and their messages) waiting for the relay and when the oldest one was written. */
 export interface OutboxBacklog {
   rows: number;
+  /** The messages those rows hold (a row may hold many). */
+  messages: number;
   /** `created_at` of the oldest row (epoch ms), null when the outbox is empty. */
   oldestAt: number | null;
 }
@@ -291,15 +295,18 @@ export interface JobStore {
   purgeJobs(state: JobState, updatedBefore: number, limit: number): Promise<number>;
 
   /**
-   * Relay step: take up to `limit` unpublished outbox rows, oldest first, that no
-   * other relay holds; call `publish` with them; when it resolves, delete
-   * them. If `publish` throws (or the process dies) they stay in the outbox
+   * Relay step: take unpublished outbox rows, oldest first, that no other
+   * relay holds, until they hold at least `limit` messages (a row, which may
+   * hold many, is never split: a step may give up to a row's worth more); call
+   * `publish` with their messages in order; when it resolves, delete the
+   * rows. If `publish` throws (or the process dies) they stay in the outbox
    * and are taken again: a message may be published twice, never lost. While
    * `publish` runs, other writers (which insert outbox rows) are not blocked.
-   * Returns how many rows were published.
+   * Returns how many messages were published: fewer than `limit` means the
+   * outbox had no more.
    */
   relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
-  /** Outbox rows waiting for the relay: every row left (for tests, `verify` and metrics). */
+  /** Outbox messages waiting for the relay: those of every row left (for tests, `verify` and metrics). */
   countUnpublished(): Promise<number>;
   /** The outbox's row count and oldest row (metrics; the outbox is small: the relay deletes what it sent). */
   outboxBacklog(): Promise<OutboxBacklog>;

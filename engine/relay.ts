@@ -1,6 +1,7 @@
 /**
- * The outbox relay: publishes committed outbox rows to the log in id order,
- * deletes them, and records PUBLISHED on jobs whose dispatch went out.
+ * The outbox relay: publishes the messages of committed outbox rows to the
+ * log in id order, deletes the rows, and records PUBLISHED on jobs whose
+ * dispatch went out.
  *
  * Order of the two writes matters: the row is deleted only after the log acked
  * it. A crash between the two leaves the row in the outbox and it goes out again:
@@ -18,7 +19,7 @@ import { PublishedRecorder } from './published-book.js';
 import { endSpans, startSendSpans, type Tracer } from './tracing.js';
 
 export interface RelayOptions {
-  /** Rows taken per batch. @defaultValue 500 */
+  /** Messages per batch (the store takes whole outbox rows until it has this many). @defaultValue 500 */
   batchSize: number;
   /** Fallback poll for commits made by other processes. @defaultValue 200 */
   pollMs: number;

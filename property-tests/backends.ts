@@ -7,6 +7,7 @@ import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { MESSAGE_ID_FACTOR } from '../adapters/sql/outbox.js';
 import type { Clock, EventLog, JobStore } from '../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../tests/helpers/kafka.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
@@ -17,6 +18,8 @@ export interface OutboxState {
   topic: string;
   /** The relay deleted it (it does once the log acked it; `PUBLISHED_LEDGER` remembers it). */
   published: boolean;
+  /** The `ats-outbox-id` of each message the row holds (adapters/sql/outbox.ts). */
+  messageIds: string[];
 }
 
 /**
@@ -25,13 +28,20 @@ export interface OutboxState {
  * MariaDB) copies every deleted row's id into a ledger table.
  */
 const PUBLISHED_LEDGER = 'prop_outbox_published';
-const CREATE_LEDGER = `CREATE TABLE IF NOT EXISTS ${PUBLISHED_LEDGER} (id BIGINT NOT NULL PRIMARY KEY, topic VARCHAR(64) NOT NULL)`;
+const CREATE_LEDGER = `CREATE TABLE IF NOT EXISTS ${PUBLISHED_LEDGER} (id BIGINT NOT NULL PRIMARY KEY, topic VARCHAR(64) NOT NULL, message_count INT NULL)`;
 const LEDGER_TRIGGER = (body: string) =>
   `CREATE TRIGGER IF NOT EXISTS prop_outbox_deleted AFTER DELETE ON outbox FOR EACH ROW ${body}`;
-const LEDGER_INSERT = `INSERT INTO ${PUBLISHED_LEDGER} (id, topic) VALUES (OLD.id, OLD.topic)`;
-const SELECT_OUTBOX_STATES = `SELECT id, topic, 0 AS published FROM outbox UNION ALL SELECT id, topic, 1 AS published FROM ${PUBLISHED_LEDGER} ORDER BY id`;
+const LEDGER_INSERT = `INSERT INTO ${PUBLISHED_LEDGER} (id, topic, message_count) VALUES (OLD.id, OLD.topic, OLD.message_count)`;
+const SELECT_OUTBOX_STATES = `SELECT id, topic, message_count, 0 AS published FROM outbox
+  UNION ALL SELECT id, topic, message_count, 1 AS published FROM ${PUBLISHED_LEDGER} ORDER BY id`;
 const toStates = (rows: Array<Record<string, unknown>>): OutboxState[] =>
-  rows.map((r) => ({ id: Number(r.id), topic: String(r.topic), published: Number(r.published) === 1 }));
+  rows.map((r) => {
+    const id = Number(r.id);
+    const messageIds = r.message_count == null
+      ? [String(id)]
+      : Array.from({ length: Number(r.message_count) }, (_, i) => String(id * MESSAGE_ID_FACTOR + i));
+    return { id, topic: String(r.topic), published: Number(r.published) === 1, messageIds };
+  });
 
 /** The adapters of one run. */
 export interface RunBackend {

@@ -216,9 +216,11 @@ export class InvariantChecker {
   }
 
   private async checkOutboxAcked(): Promise<void> {
-    const rows = (await this.world.backend.outbox()).filter((r) => r.published && !this.world.log.ackedOutboxIds.has(String(r.id)));
+    const acked = this.world.log.ackedOutboxIds;
+    const rows = (await this.world.backend.outbox()).filter((r) => r.published && !r.messageIds.every((id) => acked.has(id)));
     if (rows.length > 0) {
-      violated(INVARIANTS.outbox, `outbox rows deleted as published but never acknowledged by the log: ${rows.map((r) => `#${r.id} ${r.topic}`).join(', ')}`);
+      const missing = (r: (typeof rows)[number]) => r.messageIds.filter((id) => !acked.has(id)).join(' ');
+      violated(INVARIANTS.outbox, `outbox rows deleted as published but never acknowledged by the log: ${rows.map((r) => `#${r.id} ${r.topic} (messages ${missing(r)})`).join(', ')}`);
     }
   }
 }

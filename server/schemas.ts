@@ -330,7 +330,8 @@ export const EdgeStatsView = Type.Object({
 export type EdgeStatsView = Static<typeof EdgeStatsView>;
 
 export const OutboxStatsView = Type.Object({
-  rows: Type.Integer({ minimum: 0, description: 'Outbox rows the relay has not published yet (it deletes each row once Kafka acked it)' }),
+  rows: Type.Integer({ minimum: 0, description: 'Outbox rows the relay has not published yet (it deletes each row once Kafka acked its messages)' }),
+  messages: Type.Integer({ minimum: 0, description: 'The messages those rows hold (a transaction writes its messages as one row, or a few)' }),
   oldestAt: Nullable(IsoTime('When the oldest of them was written'), 'When the oldest unpublished row was written; null when the outbox is empty'),
   oldestAgeMs: Nullable(Type.Integer({ minimum: 0 }), 'How long the oldest unpublished row has waited, in ms; null when the outbox is empty'),
 }, { $id: 'OutboxStats', description: 'The relay backlog: the outbox rows not yet published to Kafka' });

@@ -367,7 +367,7 @@ export class PrometheusMetrics implements Metrics {
         }
       },
     });
-    let lastOutbox: OutboxBacklog = { rows: 0, oldestAt: null };
+    let lastOutbox: OutboxBacklog = { rows: 0, messages: 0, oldestAt: null };
     const readOutbox = async (): Promise<OutboxBacklog> => {
       try {
         lastOutbox = await outbox.get();
@@ -377,9 +377,9 @@ export class PrometheusMetrics implements Metrics {
       return lastOutbox;
     };
     new Gauge({
-      name: 'ats_outbox_backlog', registers, help: 'Outbox rows the relay has not published yet',
+      name: 'ats_outbox_backlog', registers, help: 'Messages in the outbox the relay has not published yet',
       async collect() {
-        this.set((await readOutbox()).rows);
+        this.set((await readOutbox()).messages);
       },
     });
     new Gauge({

@@ -168,7 +168,7 @@ describe('MySQL store', () => {
     await store!.insert([newJobWrite()]);
     await assert.rejects(store!.relayOutbox(10, async () => { throw new Error('broker down'); }), /broker down/);
     const [kept] = await store!.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM outbox');
-    assert.equal(Number(kept[0]!.n), 2);
+    assert.equal(Number(kept[0]!.n), 1, 'one row holds the transaction\'s two messages');
     assert.equal(await store!.relayOutbox(10, async () => {}), 2);
     const [rows] = await store!.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM outbox');
     assert.equal(Number(rows[0]!.n), 0);

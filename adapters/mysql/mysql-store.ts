@@ -11,8 +11,9 @@ import type { StoreOp } from '../../engine/metrics.js';
 import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
-import { rowToOutbox, type Row } from '../sql/rows.js';
-import { claimOutbox, deleteOutbox } from '../sql/statements.js';
+import { claimOutboxRows, rowsToMessages, rowsToTake, selectOutboxRows } from '../sql/outbox.js';
+import type { Row } from '../sql/rows.js';
+import { deleteOutbox } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { databaseNow } from './connect.js';
@@ -82,11 +83,12 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       inTransaction(pool, async (run) => {
-        const rows = (await run({ sql: claimOutbox(D), params: [limit] })).rows.map(rowToOutbox);
-        if (rows.length === 0) return 0;
-        await publish(rows);
-        await run(deleteOutbox(D, rows.map((r) => r.id)));
-        return rows.length;
+        const ids = rowsToTake((await run({ sql: claimOutboxRows(D), params: [limit] })).rows, limit);
+        if (ids.length === 0) return 0;
+        const messages = rowsToMessages((await run(selectOutboxRows(ids))).rows);
+        await publish(messages);
+        await run(deleteOutbox(D, ids));
+        return messages.length;
       }, relayTx),
 
     dbNow: () => databaseNow(pool),

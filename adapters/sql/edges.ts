@@ -18,11 +18,12 @@ import { SELECT_LAST_EVENT_ID } from './statements.js';
 type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 /**
- * The outbox's row count and the `created_at` of its oldest row (the lowest
- * id: a primary key lookup). Params: none.
+ * The outbox's row and message counts (a row may hold many messages:
+ * outbox.ts) and the `created_at` of its oldest row (the lowest id: a
+ * primary key lookup). Params: none.
  */
-export const OUTBOX_BACKLOG = `SELECT (SELECT COUNT(*) FROM outbox) AS n,
-  (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest`;
+export const OUTBOX_BACKLOG = `SELECT c.n, c.messages, (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest
+  FROM (SELECT COUNT(*) AS n, COALESCE(SUM(COALESCE(message_count, 1)), 0) AS messages FROM outbox) c`;
 
 /**
  * Events after an id and at or after a time, each with the `at` of the job's
@@ -38,7 +39,7 @@ export const EVENT_AT_OR_BELOW = 'SELECT at FROM job_events WHERE id <= ? ORDER 
 
 export async function readOutboxBacklog(query: Query): Promise<OutboxBacklog> {
   const [row] = await query(OUTBOX_BACKLOG, []);
-  return { rows: toNum(row?.n ?? 0), oldestAt: row?.oldest == null ? null : toNum(row.oldest) };
+  return { rows: toNum(row?.n ?? 0), messages: toNum(row?.messages ?? 0), oldestAt: row?.oldest == null ? null : toNum(row.oldest) };
 }
 
 export async function readEdgeStats(query: Query, since: number, maxEvents: number): Promise<EdgeStats> {

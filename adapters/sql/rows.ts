@@ -6,7 +6,7 @@
 import { project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobRecord, OutboxMessage, OutboxRow, StoredEventType, StreamEventRecord, Topic, TraceContext,
+  DueJob, JobEventRecord, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, Topic, TraceContext,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -30,8 +30,6 @@ export const JOB_SELECT =
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
 
-export const OUTBOX_COLUMNS = ['topic', 'msg_key', 'payload', 'headers', 'created_at'] as const;
-export const OUTBOX_SELECT = 'id, topic, msg_key, payload, headers, created_at, published_at';
 
 /** JSON text of a value; `undefined` is stored as `null` (it has no JSON form). */
 export const toJson = (v: unknown): string => JSON.stringify(v ?? null);
@@ -112,18 +110,14 @@ export function rowToStreamEvent(r: Row): StreamEventRecord {
   return { id: toNum(r.id), ...rowToEvent(r), jobType: String(r.job_type), queue: String(r.job_queue) };
 }
 
-export function outboxValues(m: OutboxMessage, createdAt: number): unknown[] {
-  return [m.topic, m.key, toJson(m.payload), JSON.stringify(m.headers ?? {}), createdAt];
-}
-
 const UNPARSED = Symbol('unparsed');
 
 /**
- * An outbox row as read for the relay: the payload stays JSON text (`value`),
- * which is what the log gets, and is parsed only if someone reads `payload`
- * (the relay does for dispatches, for their job ids).
+ * A message as read for the relay (see outbox.ts): the payload stays JSON
+ * text (`value`), which is what the log gets, and is parsed only if someone
+ * reads `payload` (the relay does for dispatches, for their job ids).
  */
-class StoredOutboxRow implements OutboxRow {
+export class StoredOutboxRow implements OutboxRow {
   private parsed: unknown = UNPARSED;
   constructor(
     readonly id: number, readonly topic: Topic, readonly key: string, readonly value: string,
@@ -140,7 +134,7 @@ class StoredOutboxRow implements OutboxRow {
 const headerCache = new Map<string, Readonly<Record<string, string>>>();
 const HEADER_CACHE_MAX = 64;
 
-function parseHeaders(text: string): Record<string, string> {
+export function parseHeaders(text: string): Record<string, string> {
   let h = headerCache.get(text);
   if (!h) {
     h = Object.freeze(JSON.parse(text) as Record<string, string>);

@@ -6,7 +6,7 @@
  */
 import type { JobFilter } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
-import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT, OUTBOX_COLUMNS, OUTBOX_SELECT } from './rows.js';
+import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT } from './rows.js';
 
 /** A statement and its parameters. */
 export interface Sql {
@@ -225,32 +225,6 @@ export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';
 // ---------------------------------------------------------------- outbox
 
 /**
- * Add outbox rows (unpublished).
- * Params: per row, the `OUTBOX_COLUMNS` values (`outboxValues`).
- */
-export function insertOutbox(rows: readonly unknown[][]): Sql {
-  return {
-    sql: `INSERT INTO outbox (${OUTBOX_COLUMNS.join(', ')}) VALUES ${tuples(rows.length, OUTBOX_COLUMNS.length)}`,
-    params: rows.flat(),
-  };
-}
-
-/**
- * Claim up to `limit` outbox rows, oldest first (the primary key: rows are
- * deleted once published, so every row left waits; migration 0002 removed
- * those marked published before). On MySQL the rows stay locked until the
- * relay commits and a second relay skips them instead of waiting (Graphile
- * Worker's and River's claim): the price is that rows may be published out
- * of id order across relays. The claim reads the primary key alone: through
- * the secondary index `published_at, id`, two relays deleting their rows
- * deadlocked on each other's index entries.
- * Params: limit
- */
-export function claimOutbox(d: Dialect): string {
-  return `SELECT ${OUTBOX_SELECT} FROM outbox ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
-}
-
-/**
  * Delete outbox rows the log acknowledged: a published row has no further use
  * (consumers dedupe by the outbox id header, which needs no row). On MySQL
  * the LIMIT stops the scan at the last of them: InnoDB merges consecutive ids
@@ -264,9 +238,10 @@ export function deleteOutbox(d: Dialect, ids: readonly number[]): Sql {
 }
 
 /**
- * How many outbox rows wait for the relay (every row does). Params: none.
+ * How many messages wait for the relay (every row's: a row holds
+ * `message_count` messages, or one when that is NULL). Params: none.
  */
-export const COUNT_UNPUBLISHED = 'SELECT COUNT(*) AS n FROM outbox';
+export const COUNT_UNPUBLISHED = 'SELECT COALESCE(SUM(COALESCE(message_count, 1)), 0) AS n FROM outbox';
 
 // ---------------------------------------------------------------- migrations
 

@@ -8,9 +8,10 @@ import { chunkRows, groupBySize, slices } from './batches.js';
 import { countStepsOf } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
-import { eventValues, jobValues, outboxValues, projectionValues, rowToJob, toJson } from './rows.js';
+import { insertOutboxSteps } from './outbox.js';
+import { eventValues, jobValues, projectionValues, rowToJob, toJson } from './rows.js';
 import {
-  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, insertOutbox, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
+  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
   type Sql,
 } from './statements.js';
 
@@ -139,13 +140,13 @@ export function collapseChains(writes: readonly TransitionWrite[]): Map<string, 
 
 /**
  * The events and outbox rows of committed-together writes, as multi-row
- * INSERTs. A coalesced heartbeat inserts nothing (it updates its event: see
+ * INSERTs (their messages as few outbox rows as fit: outbox.ts). A coalesced heartbeat inserts nothing (it updates its event: see
  * `updateProgram`).
  */
 function logSteps(writes: readonly TransitionWrite[]): Sql[] {
   const appended = writes.filter((w) => !w.coalesce);
-  const outbox = appended.flatMap((w) => w.outbox.map((m) => outboxValues(m, w.event.at)));
-  return [...chunkRows(appended.map((w) => eventValues(w.event))).map(insertEvents), ...chunkRows(outbox).map(insertOutbox)];
+  const outbox = appended.flatMap((w) => w.outbox.map((message) => ({ message, at: w.event.at })));
+  return [...chunkRows(appended.map((w) => eventValues(w.event))).map(insertEvents), ...insertOutboxSteps(outbox)];
 }
 
 /**

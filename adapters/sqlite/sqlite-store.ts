@@ -16,8 +16,9 @@ import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { guardStore } from '../sql/unavailable.js';
-import { rowToOutbox, type Row } from '../sql/rows.js';
-import { claimOutbox, deleteOutbox, type Sql } from '../sql/statements.js';
+import { claimOutboxRows, rowsToMessages, rowsToTake, selectOutboxRows } from '../sql/outbox.js';
+import type { Row } from '../sql/rows.js';
+import { deleteOutbox, type Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { migrateSqlite } from './migrate.js';
@@ -75,11 +76,12 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       relayLock.run(async () => {
-        const rows = exec({ sql: claimOutbox(D), params: [limit] }).rows.map(rowToOutbox);
-        if (rows.length === 0) return 0;
-        await publish(rows);
-        exec(deleteOutbox(D, rows.map((r) => r.id)));
-        return rows.length;
+        const ids = rowsToTake(exec({ sql: claimOutboxRows(D), params: [limit] }).rows, limit);
+        if (ids.length === 0) return 0;
+        const messages = rowsToMessages(exec(selectOutboxRows(ids)).rows);
+        await publish(messages);
+        exec(deleteOutbox(D, ids));
+        return messages.length;
       }),
 
     ping: async () => {

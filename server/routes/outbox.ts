@@ -24,16 +24,17 @@ export const outboxStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
       schema: {
         operationId: 'getOutboxStats',
         summary: 'The relay backlog: outbox rows not yet published',
-        description: 'How many outbox rows the relay has not published to Kafka yet, and how long the oldest has waited.',
+        description: 'How many outbox rows, and messages in them, the relay has not published to Kafka yet, and how long the oldest has waited.',
         tags: ['meta'],
         response: { 200: described(ref(OutboxStatsView), 'The outbox backlog'), ...errorResponses() },
       },
     },
     async () => {
       const now = deps.clock.now();
-      const { rows, oldestAt } = await read(now);
+      const { rows, messages, oldestAt } = await read(now);
       return {
         rows,
+        messages,
         oldestAt: oldestAt === null ? null : new Date(oldestAt).toISOString(),
         oldestAgeMs: oldestAt === null ? null : Math.max(0, Math.round(now - oldestAt)),
       };

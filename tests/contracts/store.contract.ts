@@ -249,22 +249,38 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.equal(await store.countUnpublished(), 2);
     });
 
-    test('relayOutbox publishes oldest first, at most `limit`, and marks rows published', async (store) => {
-      await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite()]);
+    test('relayOutbox publishes oldest first, whole rows until it holds `limit` messages, and deletes them', async (store) => {
+      // Three transactions: three rows of two messages (each job's SUBMITTED and its dispatch).
+      for (let i = 0; i < 3; i++) await insertAll(store, [newJobWrite()]);
       const batches: number[][] = [];
       const publish = async (rows: OutboxRow[]) => void batches.push(rows.map((r) => r.id));
-      assert.equal(await store.relayOutbox(4, publish), 4);
+      assert.equal(await store.relayOutbox(3, publish), 4, 'two rows: the first alone holds fewer than 3');
       assert.equal(await store.countUnpublished(), 2);
-      assert.equal(await store.relayOutbox(4, publish), 2);
-      assert.equal(await store.relayOutbox(4, publish), 0);
+      assert.equal(await store.relayOutbox(3, publish), 2, 'fewer than the limit: nothing left');
+      assert.equal(await store.relayOutbox(3, publish), 0);
       assert.equal(batches.length, 2, 'publish is not called with no rows');
       const ids = batches.flat();
       assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
       assert.equal(new Set(ids).size, 6);
     });
 
+    test('one transaction\'s messages are one row, never split, each with its own id, in the order written', async (store) => {
+      const writes = await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite()]);
+      const rows: OutboxRow[] = [];
+      assert.equal(await store.relayOutbox(1, async (batch) => void rows.push(...batch)), 6);
+      assert.equal(await store.countUnpublished(), 0);
+      assert.deepEqual(rows.map((r) => [r.topic, r.key]), writes.flatMap((w) => w.outbox.map((m) => [m.topic, m.key])));
+      assert.deepEqual(rows.map((r) => r.payload), writes.flatMap((w) => w.outbox.map((m) => m.payload)));
+      assert.deepEqual(rows.map((r) => r.headers), writes.flatMap((w) => w.outbox.map((m) => m.headers)));
+      const ids = rows.map((r) => r.id);
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.equal(new Set(ids).size, 6);
+    });
+
     test('a throwing publish leaves the rows unpublished and they come again', async (store) => {
-      await insertAll(store, [newJobWrite(), newJobWrite()]);
+      await insertAll(store, [newJobWrite()]);
+      await insertAll(store, [newJobWrite()]);
+      await insertAll(store, [newJobWrite()]);
       let firstIds: number[] = [];
       await assert.rejects(
         store.relayOutbox(3, async (rows) => {
@@ -273,12 +289,12 @@ export function storeContract(name: string, makeStore: MakeStore): void {
         }),
         /broker down/,
       );
-      assert.equal(firstIds.length, 3);
-      assert.equal(await store.countUnpublished(), 4);
+      assert.equal(firstIds.length, 4);
+      assert.equal(await store.countUnpublished(), 6);
       let againIds: number[] = [];
-      assert.equal(await store.relayOutbox(3, async (rows) => void (againIds = rows.map((r) => r.id))), 3);
+      assert.equal(await store.relayOutbox(3, async (rows) => void (againIds = rows.map((r) => r.id))), 4);
       assert.deepEqual(againIds, firstIds);
-      assert.equal(await store.countUnpublished(), 1);
+      assert.equal(await store.countUnpublished(), 2);
     });
 
     test('two relays at once never publish the same row', async (store) => {

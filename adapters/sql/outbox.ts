@@ -1,0 +1,123 @@
+/**
+ * The outbox's rows, for both stores. A transaction writes its messages as
+ * few rows as it can: one row holds up to `MESSAGES_PER_ROW` messages (a
+ * submit of a thousand jobs, or a worker's batch of claims, is one or a few
+ * rows instead of one per message), so each message costs the database a
+ * line of text, not a row inserted and deleted with its index entries.
+ *
+ * A row with `message_count` set holds that many messages in `payload`, four
+ * lines each: topic, key, headers (JSON), value (JSON). JSON text never holds
+ * a raw line break, and topics and keys are checked for one, so the lines
+ * split back exactly. A row written before message batching (migration 0007)
+ * has `message_count` NULL and is one message, in its own columns.
+ *
+ * Each message keeps a unique, stable id (the `ats-outbox-id` header that
+ * consumers dedupe by): its row's id times `MESSAGE_ID_FACTOR` plus its place
+ * in the row; a one-message row from before keeps its row id (those ids are
+ * all lower than the first batched row's, so the two never meet).
+ */
+import type { OutboxMessage, OutboxRow, Topic } from '../../engine/ports.js';
+import { chunkRows } from './batches.js';
+import type { Dialect } from './dialect.js';
+import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
+import { marks, type Sql } from './statements.js';
+
+/** At most this many messages in one outbox row. */
+export const MESSAGES_PER_ROW = 500;
+/** A batched message's id: row id × this + its index in the row (MESSAGES_PER_ROW must stay below it). */
+export const MESSAGE_ID_FACTOR = 1000;
+
+const OUTBOX_COLUMNS = 'topic, msg_key, payload, headers, created_at, message_count';
+
+/** Header objects' JSON text: the engine builds a handful of distinct ones, a fresh object per message. */
+const headerText = (h: Readonly<Record<string, string>>): string => JSON.stringify(h);
+
+function line(text: string, what: string): string {
+  if (text.includes('\n')) throw new Error(`an outbox message's ${what} holds a line break: ${JSON.stringify(text.slice(0, 80))}`);
+  return text;
+}
+
+/** Messages as one row's payload: four lines each (see the module comment). */
+export function encodeMessages(messages: readonly { topic: string; key: string; headers: string; value: string }[]): string {
+  const parts: string[] = [];
+  for (const m of messages) parts.push(line(m.topic, 'topic'), line(m.key, 'key'), m.headers, m.value);
+  return parts.join('\n');
+}
+
+/**
+ * The INSERTs for a transaction's messages, in order, at `createdAt`: rows of
+ * up to `MESSAGES_PER_ROW` messages (and the byte limit of one statement).
+ */
+export function insertOutboxSteps(messages: readonly { message: OutboxMessage; at: number }[]): Sql[] {
+  if (messages.length === 0) return [];
+  const encoded = messages.map(({ message: m, at }) => [m.topic, m.key, headerText(m.headers ?? {}), toJson(m.payload), at]);
+  // A row's topic and key are its first message's (for someone reading the table), its time its first message's.
+  const rows = chunkRows(encoded, MESSAGES_PER_ROW).map((chunk) => {
+    const [topic, key, , , at] = chunk[0]!;
+    const payload = encodeMessages(chunk.map(([t, k, headers, value]) => ({ topic: t as string, key: k as string, headers: headers as string, value: value as string })));
+    return [topic, key, payload, '{}', at, chunk.length];
+  });
+  return chunkRows(rows, MESSAGES_PER_ROW).map((part) => ({
+    sql: `INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+    params: part.flat(),
+  }));
+}
+
+/**
+ * Claim up to `limit` outbox rows, oldest first (the primary key: rows are
+ * deleted once published, so every row left waits), reading only their ids
+ * and sizes (`rowsToTake` picks, `selectOutboxRows` reads the messages). On
+ * MySQL the rows stay locked until the relay commits and a second relay
+ * skips them instead of waiting (Graphile Worker's and River's claim): the
+ * price is that rows may be published out of id order across relays. SQLite's
+ * store holds a lock of its own.
+ * Params: limit
+ */
+export function claimOutboxRows(d: Dialect): string {
+  return `SELECT id, message_count FROM outbox ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
+}
+
+/**
+ * The claimed rows to publish now: oldest first, whole rows, until they hold
+ * at least `limit` messages. Fewer than `limit` messages taken means no row
+ * was left (the claim read at most `limit` rows of at least one message).
+ */
+export function rowsToTake(claimed: readonly Row[], limit: number): number[] {
+  const ids: number[] = [];
+  let messages = 0;
+  for (const r of claimed) {
+    if (messages >= limit) break;
+    ids.push(toNum(r.id));
+    messages += r.message_count == null ? 1 : toNum(r.message_count);
+  }
+  return ids;
+}
+
+/** The taken rows with their messages, in id order. Params: the ids. */
+export function selectOutboxRows(ids: readonly number[]): Sql {
+  return {
+    sql: `SELECT id, topic, msg_key, payload, headers, created_at, published_at, message_count FROM outbox WHERE id IN (${marks(ids.length)}) ORDER BY id`,
+    params: [...ids],
+  };
+}
+
+/** The messages of rows read by `selectOutboxRows`, in order. */
+export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {
+  const out: OutboxRow[] = [];
+  for (const r of rows) {
+    if (r.message_count == null) {
+      out.push(rowToOutbox(r));
+      continue;
+    }
+    const id = toNum(r.id);
+    const createdAt = toNum(r.created_at);
+    const lines = String(r.payload).split('\n');
+    const count = toNum(r.message_count);
+    if (lines.length !== count * 4) throw new Error(`outbox row ${id} holds ${lines.length} lines for ${count} messages`);
+    for (let i = 0; i < count; i++) {
+      const [topic, key, headers, value] = lines.slice(i * 4, i * 4 + 4) as [string, string, string, string];
+      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, topic as Topic, key, value, parseHeaders(headers), createdAt, null));
+    }
+  }
+  return out;
+}
