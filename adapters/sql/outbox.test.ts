@@ -36,6 +36,17 @@ describe('outbox rows of many messages', () => {
     assert.equal(read[0]!.value, JSON.stringify(written[0]!.payload), 'the value is published as stored');
   });
 
+  it('write each distinct set of headers once a row', () => {
+    const same = (i: number): OutboxMessage => ({ ...message(i), headers: { 'ats-kind': i % 2 ? 'dispatch' : 'transition' } });
+    const written = Array.from({ length: 6 }, (_, i) => same(i));
+    const [row] = stored(written);
+    assert.equal(String(row!.payload).split('"ats-kind"').length - 1, 2, 'two sets, each once');
+    assert.deepEqual(rowsToMessages([row!]).map((m) => m.headers), written.map((m) => m.headers));
+    const broken = String(row!.payload).split('\n');
+    broken[2 + 4 * 2] = '5'; // message 2 refers to message 5's headers, which come later
+    assert.throws(() => rowsToMessages([{ ...row, payload: broken.join('\n') }]), /refers to the headers of message 5/);
+  });
+
   it(`hold at most ${MESSAGES_PER_ROW} messages a row`, () => {
     const rows = stored(Array.from({ length: MESSAGES_PER_ROW * 2 + 1 }, (_, i) => message(i, i)));
     assert.deepEqual(rows.map((r) => r.message_count), [MESSAGES_PER_ROW, MESSAGES_PER_ROW, 1]);

@@ -6,7 +6,8 @@
  * line of text, not a row inserted and deleted with its index entries.
  *
  * A row with `message_count` set holds that many messages in `payload`, four
- * lines each: topic, key, headers (JSON), value (JSON). JSON text never holds
+ * lines each: topic, key, headers (JSON, or the index of an earlier message
+ * in the row with the same headers), value (JSON). JSON text never holds
  * a raw line break, and topics and keys are checked for one, so the lines
  * split back exactly. A row written before message batching (migration 0007)
  * has `message_count` NULL and is one message, in its own columns.
@@ -37,10 +38,20 @@ function line(text: string, what: string): string {
   return text;
 }
 
-/** Messages as one row's payload: four lines each (see the module comment). */
+/**
+ * Messages as one row's payload: four lines each (see the module comment).
+ * Headers repeat (a handful of distinct sets): a message whose headers equal
+ * an earlier one's in the row writes that message's index instead of the
+ * JSON (which always starts with `{`).
+ */
 export function encodeMessages(messages: readonly { topic: string; key: string; headers: string; value: string }[]): string {
   const parts: string[] = [];
-  for (const m of messages) parts.push(line(m.topic, 'topic'), line(m.key, 'key'), m.headers, m.value);
+  const firstWith = new Map<string, number>();
+  messages.forEach((m, i) => {
+    const earlier = firstWith.get(m.headers);
+    if (earlier === undefined) firstWith.set(m.headers, i);
+    parts.push(line(m.topic, 'topic'), line(m.key, 'key'), earlier === undefined ? m.headers : String(earlier), m.value);
+  });
   return parts.join('\n');
 }
 
@@ -114,9 +125,13 @@ export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {
     const lines = String(r.payload).split('\n');
     const count = toNum(r.message_count);
     if (lines.length !== count * 4) throw new Error(`outbox row ${id} holds ${lines.length} lines for ${count} messages`);
+    const headersOf: Record<string, string>[] = [];
     for (let i = 0; i < count; i++) {
-      const [topic, key, headers, value] = lines.slice(i * 4, i * 4 + 4) as [string, string, string, string];
-      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, topic as Topic, key, value, parseHeaders(headers), createdAt, null));
+      const [topic, key, h, value] = lines.slice(i * 4, i * 4 + 4) as [string, string, string, string];
+      const headers = h.startsWith('{') ? parseHeaders(h) : headersOf[Number(h)];
+      if (headers === undefined) throw new Error(`outbox row ${id}: message ${i} refers to the headers of message ${h}, which it does not hold`);
+      headersOf.push(headers);
+      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, topic as Topic, key, value, headers, createdAt, null));
     }
   }
   return out;
