@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { TOPICS } from '../../engine/ports.js';
+import { TOPICS, type Topic } from '../../engine/ports.js';
+import { BATCH_TOPIC } from '../sql/outbox.js';
 import { logContract } from '../../tests/contracts/log.contract.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../../tests/helpers/kafka.js';
 import { compileKafkaLogOptions, createKafkaLog, type KafkaLogOptions } from './index.js';
@@ -38,6 +39,16 @@ if (kafkaUp) {
         const names = Object.values(TOPICS).map((t) => topicPrefix + t);
         const { topics } = await admin.fetchTopicMetadata({ topics: names });
         assert.deepEqual(topics.map((t) => [t.name, t.partitions.length]).sort(), names.map((n) => [n, 2]).sort());
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('refuses to publish to the topic of a row of many messages (what a relay from before outbox batching would try)', async () => {
+      const { log, cleanup } = freshLog();
+      try {
+        const row = { topic: BATCH_TOPIC as Topic, key: '', value: 'ats.events\njob-1\n{}\n{}', headers: {} };
+        await assert.rejects(log.publish([row]));
       } finally {
         await cleanup();
       }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TOPICS, type OutboxMessage } from '../../engine/ports.js';
-import { MESSAGES_PER_ROW, MESSAGE_ID_FACTOR, insertOutboxSteps, rowsToMessages, rowsToTake } from './outbox.js';
+import { BATCH_TOPIC, MESSAGES_PER_ROW, MESSAGE_ID_FACTOR, insertOutboxSteps, rowsToMessages, rowsToTake } from './outbox.js';
 
 const message = (i: number, payload: unknown = { jobId: `job-${i}`, text: 'line\nbreak "quoted" ✓' }): OutboxMessage => ({
   topic: i % 2 ? TOPICS.dispatch : TOPICS.events, key: `job-${i}`, payload, headers: { 'ats-kind': i % 2 ? 'dispatch' : 'transition', 'x-i': String(i) },
@@ -30,6 +30,8 @@ describe('outbox rows of many messages', () => {
     const written = Array.from({ length: 5 }, (_, i) => message(i));
     const rows = stored(written);
     assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.topic, BATCH_TOPIC, 'a topic name Kafka refuses: a relay from before batching cannot publish the row as one message');
+    assert.match(BATCH_TOPIC, /[^a-zA-Z0-9._-]/);
     const read = rowsToMessages(rows);
     assert.deepEqual(read.map((m) => [m.topic, m.key, m.headers, m.payload]), written.map((m) => [m.topic, m.key, m.headers, m.payload]));
     assert.deepEqual(read.map((m) => m.id), [0, 1, 2, 3, 4].map((i) => 7 * MESSAGE_ID_FACTOR + i));

@@ -23,6 +23,14 @@ import type { Dialect } from './dialect.js';
 import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
 import { marks, type Sql } from './statements.js';
 
+/**
+ * The `topic` column of a row of many messages: no Kafka topic may have this
+ * name, so a relay from before migration 0007, which would take the row for
+ * one message, fails to publish it (and leaves it for a newer relay) instead
+ * of publishing the row's text and deleting it.
+ */
+export const BATCH_TOPIC = '*';
+
 /** At most this many messages in one outbox row. */
 export const MESSAGES_PER_ROW = 500;
 /** A batched message's id: row id × this + its index in the row (MESSAGES_PER_ROW must stay below it). */
@@ -62,11 +70,11 @@ export function encodeMessages(messages: readonly { topic: string; key: string; 
 export function insertOutboxSteps(messages: readonly { message: OutboxMessage; at: number }[]): Sql[] {
   if (messages.length === 0) return [];
   const encoded = messages.map(({ message: m, at }) => [m.topic, m.key, headerText(m.headers ?? {}), toJson(m.payload), at]);
-  // A row's topic and key are its first message's (for someone reading the table), its time its first message's.
+  // A row's time is its first message's.
   const rows = chunkRows(encoded, MESSAGES_PER_ROW).map((chunk) => {
-    const [topic, key, , , at] = chunk[0]!;
+    const at = chunk[0]![4];
     const payload = encodeMessages(chunk.map(([t, k, headers, value]) => ({ topic: t as string, key: k as string, headers: headers as string, value: value as string })));
-    return [topic, key, payload, '{}', at, chunk.length];
+    return [BATCH_TOPIC, '', payload, '{}', at, chunk.length];
   });
   return chunkRows(rows, MESSAGES_PER_ROW).map((part) => ({
     sql: `INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
