@@ -6,7 +6,7 @@ import { createPool, type Pool } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 import { logPoolEvents } from './pool-log.js';
-import { DB_NOW, PING } from './statements.js';
+import { DB_NOW, SQL_MODE } from './statements.js';
 
 export interface PoolOptions {
   url: string;
@@ -38,10 +38,10 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     supportBigNumbers: true,
     bigNumberStrings: false,
     enableKeepAlive: true,
-    // A transition batch sends its per-job compare-and-set UPDATEs as one
-    // multi-statement (one round trip instead of one per job). Safe only
-    // because every statement is built from constants with `?` placeholders
-    // (the driver escapes the values): never splice a value into SQL text.
+    // A transition's statements go as one multi-statement (one round trip
+    // instead of one per statement). Safe only because every statement is
+    // built from constants with `?` placeholders and its values become
+    // escaped literals (sql-text.ts): never splice a value into SQL text.
     multipleStatements: true,
     // No call-site stack captured for every query (an Error's worth of work per
     // statement on the hot path); a failed query still says what failed, and
@@ -49,15 +49,22 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     trace: false,
   });
   if (o.logger) logPoolEvents(pool, o.logger);
+  let sqlMode: string;
   try {
-    await withTimeout(pool.query(PING), o.connectTimeoutMs);
-    return pool;
+    const [rows] = await withTimeout(pool.query(SQL_MODE), o.connectTimeoutMs);
+    sqlMode = String((rows as Array<{ sql_mode: unknown }>)[0]?.sql_mode ?? '');
   } catch (err) {
     // Not awaited: ending a pool whose connect hangs would hang too.
     pool.end().catch(() => {});
     const why = err instanceof Error ? err.message : String(err);
     throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `MySQL is not reachable at ${redactUrl(o.url)}: ${why}`, { cause: err });
   }
+  // The store's literals escape with backslashes (sql-text.ts), which this mode turns into plain characters.
+  if (/\bNO_BACKSLASH_ESCAPES\b/.test(sqlMode)) {
+    pool.end().catch(() => {});
+    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} runs with sql_mode NO_BACKSLASH_ESCAPES, which the store does not support`);
+  }
+  return pool;
 }
 
 /** The server's clock, epoch ms (one round trip): what every process compares lease and due times against. */

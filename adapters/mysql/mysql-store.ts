@@ -18,6 +18,7 @@ import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
+import { sqlText } from './sql-text.js';
 import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
@@ -34,7 +35,7 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults, 
 }
 
 function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
-  const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sql, [...params]))[0] as Row[];
+  const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sqlText(sql, params)))[0] as Row[];
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
   // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
   const tx = (op: StoreOp): TxOptions => ({ beforeCommit, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });

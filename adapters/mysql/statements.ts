@@ -20,6 +20,9 @@ export const RELEASE_MIGRATION_LOCK = "SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migr
 /** Reachability check. Params: none */
 export const PING = 'SELECT 1 AS ok';
 
+/** The session's sql_mode: checked at connect (the store's literals need backslash escapes). Params: none. */
+export const SQL_MODE = 'SELECT @@SESSION.sql_mode AS sql_mode';
+
 /**
  * The server's time, epoch ms. From UTC_TIMESTAMP by plain arithmetic, so the
  * session's time zone plays no part (UNIX_TIMESTAMP(NOW()) goes through it,

@@ -10,6 +10,7 @@ import type { Outcome } from '../sql/program.js';
 import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { VersionConflict } from '../sql/writes.js';
+import { sqlText } from './sql-text.js';
 
 /** InnoDB chose this transaction as a deadlock victim (it was rolled back). */
 const ER_LOCK_DEADLOCK = 1213;
@@ -29,7 +30,7 @@ export const MAX_TRIES = 8;
  * each statement's affected rows in `each`.
  */
 export async function exec(conn: PoolConnection, s: Sql): Promise<Outcome> {
-  const [res] = await conn.query(s.sql, s.params);
+  const [res] = await conn.query(sqlText(s.sql, s.params));
   return outcomeOf(res, s.multi === true);
 }
 
@@ -80,7 +81,7 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
   const run: Run = async (s) => {
     if (begun) return exec(conn, s);
     begun = true;
-    const [res] = await conn.query(`${begin.join(';\n')};\n${s.sql}`, s.params);
+    const [res] = await conn.query(sqlText(`${begin.join(';\n')};\n${s.sql}`, s.params));
     const rest = (res as unknown[]).slice(begin.length);
     return outcomeOf(s.multi ? rest : rest[0], s.multi === true);
   };
