@@ -115,6 +115,12 @@ export interface StreamEventRecord extends JobEventRecord {
   queue: string;
 }
 
+/**
+ * At most this many messages in one outbox row: a relay step may publish up
+ * to this many more than its limit (a row is never split).
+ */
+export const OUTBOX_ROW_MAX_MESSAGES = 500;
+
 /** A message to publish, as the outbox keeps it. */
 export interface OutboxMessage {
   topic: Topic;
@@ -295,15 +301,16 @@ export interface JobStore {
   purgeJobs(state: JobState, updatedBefore: number, limit: number): Promise<number>;
 
   /**
-   * Relay step: take unpublished outbox rows, oldest first, that no other
-   * relay holds, until they hold at least `limit` messages (a row, which may
-   * hold many, is never split: a step may give up to a row's worth more); call
+   * Relay step: pick unpublished outbox rows, oldest first, until they hold
+   * at least `limit` messages (a row, which may hold many, is never split: a
+   * step may give up to `OUTBOX_ROW_MAX_MESSAGES` more), and take those of
+   * them no other relay holds; call
    * `publish` with their messages in order; when it resolves, delete the
    * rows. If `publish` throws (or the process dies) they stay in the outbox
    * and are taken again: a message may be published twice, never lost. While
    * `publish` runs, other writers (which insert outbox rows) are not blocked.
    * Returns how many messages were published: fewer than `limit` means the
-   * outbox had no more.
+   * outbox had no more, or another relay held some of the rows picked.
    */
   relayOutbox(limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number>;
   /** Outbox messages waiting for the relay: those of every row left (for tests, `verify` and metrics). */

@@ -11,7 +11,7 @@
 import { errorFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
-import { OUTBOX_ID_HEADER, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
+import { OUTBOX_ID_HEADER, OUTBOX_ROW_MAX_MESSAGES, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
 import { BackgroundLoop } from './loop.js';
@@ -74,12 +74,12 @@ export function toLogMessage(row: OutboxRow): LogMessage {
 
 export class Relay {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
-  /** Rows published since start (duplicates after a crash count again). */
+  /** Messages published since start (duplicates after a crash count again). */
   published = 0;
 
   constructor(private readonly deps: RelayDeps, private readonly opts: RelayOptions) {}
 
-  /** Publish one batch and record PUBLISHED on its dispatched jobs; returns how many rows went out. */
+  /** Publish one batch and record PUBLISHED on its dispatched jobs; returns how many messages went out. */
   async runOnce(): Promise<number> {
     const { n, dispatched } = await this.publishBatch();
     if (dispatched.length > 0) await this.recordPublished(dispatched);
@@ -147,7 +147,8 @@ export class Relay {
     const { clock, waker, logger } = this.deps;
     const recorder = new PublishedRecorder<DispatchMessage>(
       { clock, logger, record: (messages) => this.recordPublished(messages) },
-      { delayMs: this.opts.publishedDelayMs ?? 200, maxPerRecord: this.opts.batchSize, limit: MAX_PENDING_RECORDINGS * this.opts.batchSize },
+      // A batch may hold up to a row's worth of messages more than batchSize (a row is never split).
+      { delayMs: this.opts.publishedDelayMs ?? 200, maxPerRecord: Math.max(this.opts.batchSize, OUTBOX_ROW_MAX_MESSAGES), limit: MAX_PENDING_RECORDINGS * (this.opts.batchSize + OUTBOX_ROW_MAX_MESSAGES) },
     );
     recorder.start();
     while (!signal.aborted) {

@@ -6,7 +6,7 @@ import { createPool, type Pool } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 import { logPoolEvents } from './pool-log.js';
-import { DB_NOW, SQL_MODE } from './statements.js';
+import { DB_NOW, SESSION_SETTINGS } from './statements.js';
 
 export interface PoolOptions {
   url: string;
@@ -49,22 +49,33 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     trace: false,
   });
   if (o.logger) logPoolEvents(pool, o.logger);
-  let sqlMode: string;
+  let session: { sql_mode?: unknown; charset?: unknown };
   try {
-    const [rows] = await withTimeout(pool.query(SQL_MODE), o.connectTimeoutMs);
-    sqlMode = String((rows as Array<{ sql_mode: unknown }>)[0]?.sql_mode ?? '');
+    const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs);
+    session = (rows as Array<typeof session>)[0] ?? {};
   } catch (err) {
     // Not awaited: ending a pool whose connect hangs would hang too.
     pool.end().catch(() => {});
     const why = err instanceof Error ? err.message : String(err);
     throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `MySQL is not reachable at ${redactUrl(o.url)}: ${why}`, { cause: err });
   }
-  // The store's literals escape with backslashes (sql-text.ts), which this mode turns into plain characters.
-  if (/\bNO_BACKSLASH_ESCAPES\b/.test(sqlMode)) {
+  const problem = unsupportedSession(String(session.sql_mode ?? ''), String(session.charset ?? ''));
+  if (problem) {
     pool.end().catch(() => {});
-    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} runs with sql_mode NO_BACKSLASH_ESCAPES, which the store does not support`);
+    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
   }
   return pool;
+}
+
+/**
+ * Why a session cannot take the store's literals (sql-text.ts), or null: they
+ * escape with backslashes, which NO_BACKSLASH_ESCAPES turns into plain
+ * characters, and are sent as UTF-8, which the server must read as UTF-8.
+ */
+export function unsupportedSession(sqlMode: string, charset: string): string | null {
+  if (/\bNO_BACKSLASH_ESCAPES\b/i.test(sqlMode)) return 'runs with sql_mode NO_BACKSLASH_ESCAPES';
+  if (!/^utf8(mb4|mb3)?$/i.test(charset)) return `reads client text as ${charset || 'an unknown character set'}`;
+  return null;
 }
 
 /** The server's clock, epoch ms (one round trip): what every process compares lease and due times against. */

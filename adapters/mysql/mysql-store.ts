@@ -11,7 +11,7 @@ import type { StoreOp } from '../../engine/metrics.js';
 import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
-import { claimOutboxRows, rowsToMessages, rowsToTake, selectOutboxRows } from '../sql/outbox.js';
+import { PEEK_OUTBOX_ROWS, lockOutboxRows, rowIds, rowsToMessages, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteOutbox } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -84,11 +84,13 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       inTransaction(pool, async (run) => {
-        const ids = rowsToTake((await run({ sql: claimOutboxRows(D), params: [limit] })).rows, limit);
-        if (ids.length === 0) return 0;
-        const messages = rowsToMessages((await run(selectOutboxRows(ids))).rows);
+        const picked = rowsToTake((await run({ sql: PEEK_OUTBOX_ROWS, params: [limit] })).rows, limit);
+        if (picked.length === 0) return 0;
+        const rows = (await run(lockOutboxRows(D, picked))).rows;
+        if (rows.length === 0) return 0;
+        const messages = rowsToMessages(rows);
         await publish(messages);
-        await run(deleteOutbox(D, ids));
+        await run(deleteOutbox(D, rowIds(rows)));
         return messages.length;
       }, relayTx),
 

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
+import { unsupportedSession } from './connect.js';
 import { literal, sqlText } from './sql-text.js';
 
 const HOSTILE = [
@@ -25,8 +26,16 @@ describe('sqlText', () => {
     assert.equal(sqlText('SELECT 1', []), 'SELECT 1');
   });
 
-  it('sends the double quotes of JSON as they are', () => {
+  it('sends the double quotes of JSON as they are, and doubles a single quote', () => {
     assert.equal(literal('{"a":"b"}'), `'{"a":"b"}'`);
+    assert.equal(literal("it's \\"), "'it''s \\\\'");
+  });
+
+  it('the pool refuses a session whose literals would mean something else', () => {
+    assert.equal(unsupportedSession('STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', 'utf8mb4'), null);
+    assert.equal(unsupportedSession('', 'utf8mb3'), null);
+    assert.match(unsupportedSession('ANSI_QUOTES,NO_BACKSLASH_ESCAPES', 'utf8mb4') ?? '', /NO_BACKSLASH_ESCAPES/);
+    assert.match(unsupportedSession('', 'gbk') ?? '', /gbk/);
   });
 
   it('refuses values with no literal instead of guessing one', () => {

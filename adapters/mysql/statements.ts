@@ -20,8 +20,8 @@ export const RELEASE_MIGRATION_LOCK = "SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migr
 /** Reachability check. Params: none */
 export const PING = 'SELECT 1 AS ok';
 
-/** The session's sql_mode: checked at connect (the store's literals need backslash escapes). Params: none. */
-export const SQL_MODE = 'SELECT @@SESSION.sql_mode AS sql_mode';
+/** The session settings the store's literals rely on (sql-text.ts), checked at connect. Params: none. */
+export const SESSION_SETTINGS = 'SELECT @@SESSION.sql_mode AS sql_mode, @@SESSION.character_set_client AS charset';
 
 /**
  * The server's time, epoch ms. From UTC_TIMESTAMP by plain arithmetic, so the

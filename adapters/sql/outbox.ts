@@ -14,10 +14,17 @@
  *
  * Each message keeps a unique, stable id (the `ats-outbox-id` header that
  * consumers dedupe by): its row's id times `MESSAGE_ID_FACTOR` plus its place
- * in the row; a one-message row from before keeps its row id (those ids are
- * all lower than the first batched row's, so the two never meet).
+ * in the row; a one-message row from before keeps its row id (to meet a
+ * batched message's id, a one-message row would need an id a thousand times
+ * that of a batched row written before it).
+ *
+ * No downgrade past migration 0007: a relay of an older version takes a
+ * batched row for one message. On Kafka it fails on the row's topic
+ * (`BATCH_TOPIC`) and publishing stops until a newer relay runs; on the
+ * in-process log it would publish the row's text and delete it. Upgrade
+ * relays first.
  */
-import type { OutboxMessage, OutboxRow, Topic } from '../../engine/ports.js';
+import { OUTBOX_ROW_MAX_MESSAGES, type OutboxMessage, type OutboxRow, type Topic } from '../../engine/ports.js';
 import { chunkRows } from './batches.js';
 import type { Dialect } from './dialect.js';
 import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
@@ -31,8 +38,8 @@ import { marks, type Sql } from './statements.js';
  */
 export const BATCH_TOPIC = '*';
 
-/** At most this many messages in one outbox row. */
-export const MESSAGES_PER_ROW = 500;
+/** At most this many messages in one outbox row (the port's promise to the relay). */
+export const MESSAGES_PER_ROW = OUTBOX_ROW_MAX_MESSAGES;
 /** A batched message's id: row id × this + its index in the row (MESSAGES_PER_ROW must stay below it). */
 export const MESSAGE_ID_FACTOR = 1000;
 
@@ -83,18 +90,12 @@ export function insertOutboxSteps(messages: readonly { message: OutboxMessage; a
 }
 
 /**
- * Claim up to `limit` outbox rows, oldest first (the primary key: rows are
- * deleted once published, so every row left waits), reading only their ids
- * and sizes (`rowsToTake` picks, `selectOutboxRows` reads the messages). On
- * MySQL the rows stay locked until the relay commits and a second relay
- * skips them instead of waiting (Graphile Worker's and River's claim): the
- * price is that rows may be published out of id order across relays. SQLite's
- * store holds a lock of its own.
- * Params: limit
+ * The ids and sizes of up to `limit` outbox rows, oldest first (the primary
+ * key: rows are deleted once published, so every row left waits), read
+ * without a lock: `rowsToTake` picks from them and `lockOutboxRows` claims
+ * those. Params: limit
  */
-export function claimOutboxRows(d: Dialect): string {
-  return `SELECT id, message_count FROM outbox ORDER BY id LIMIT ? ${d.forUpdateSkipLocked}`;
-}
+export const PEEK_OUTBOX_ROWS = 'SELECT id, message_count FROM outbox ORDER BY id LIMIT ?';
 
 /**
  * The claimed rows to publish now: oldest first, whole rows, until they hold
@@ -112,13 +113,24 @@ export function rowsToTake(claimed: readonly Row[], limit: number): number[] {
   return ids;
 }
 
-/** The taken rows with their messages, in id order. Params: the ids. */
-export function selectOutboxRows(ids: readonly number[]): Sql {
+/**
+ * Claim the picked rows with their messages, in id order. On MySQL the rows
+ * stay locked until the relay commits, and a row another relay holds is
+ * skipped instead of waited for (Graphile Worker's and River's claim; the
+ * price is that rows may be published out of id order across relays); only
+ * the rows returned are published and deleted. Locking only the rows picked
+ * keeps the others free for a second relay. SQLite's store holds a lock of
+ * its own. Params: the ids.
+ */
+export function lockOutboxRows(d: Dialect, ids: readonly number[]): Sql {
   return {
-    sql: `SELECT id, topic, msg_key, payload, headers, created_at, published_at, message_count FROM outbox WHERE id IN (${marks(ids.length)}) ORDER BY id`,
+    sql: `SELECT id, topic, msg_key, payload, headers, created_at, published_at, message_count FROM outbox WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdateSkipLocked}`,
     params: [...ids],
   };
 }
+
+/** The ids of rows as read by `lockOutboxRows`: what the relay deletes once their messages are acked. */
+export const rowIds = (rows: readonly Row[]): number[] => rows.map((r) => toNum(r.id));
 
 /** The messages of rows read by `selectOutboxRows`, in order. */
 export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {

@@ -53,6 +53,14 @@ describe('updateProgram', () => {
     assert.equal(updates[0]!.match(/UNION ALL/g)?.length, ids.length - 1);
   });
 
+  it('on MySQL a batch of more jobs than a statement takes goes as several, each checked', () => {
+    const many = Array.from({ length: 501 }, (_, i) => `01${String(i).padStart(4, '0')}`);
+    const rowsIn = (s: Sql) => (s.sql.match(/UNION ALL/g)?.length ?? 0) + 1;
+    assert.equal(jobUpdates(startAll(MYSQL_DIALECT, many, rowsIn)).length, 2);
+    assert.throws(() => startAll(MYSQL_DIALECT, many, (s) => (rowsIn(s) === 1 ? 0 : rowsIn(s))),
+      (err: unknown) => err instanceof VersionConflict && err.jobId === many[500]);
+  });
+
   it('on MySQL a batch that changed fewer rows than it holds is a version conflict', () => {
     assert.throws(() => startAll(MYSQL_DIALECT, ids, () => ids.length - 1), (err: unknown) => err instanceof VersionConflict && err.jobId === '01A');
   });

@@ -16,7 +16,7 @@ import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { guardStore } from '../sql/unavailable.js';
-import { claimOutboxRows, rowsToMessages, rowsToTake, selectOutboxRows } from '../sql/outbox.js';
+import { PEEK_OUTBOX_ROWS, lockOutboxRows, rowIds, rowsToMessages, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteOutbox, type Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -76,11 +76,13 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       relayLock.run(async () => {
-        const ids = rowsToTake(exec({ sql: claimOutboxRows(D), params: [limit] }).rows, limit);
-        if (ids.length === 0) return 0;
-        const messages = rowsToMessages(exec(selectOutboxRows(ids)).rows);
+        const picked = rowsToTake(exec({ sql: PEEK_OUTBOX_ROWS, params: [limit] }).rows, limit);
+        if (picked.length === 0) return 0;
+        const rows = exec(lockOutboxRows(D, picked)).rows;
+        if (rows.length === 0) return 0;
+        const messages = rowsToMessages(rows);
         await publish(messages);
-        exec(deleteOutbox(D, ids));
+        exec(deleteOutbox(D, rowIds(rows)));
         return messages.length;
       }),
 
