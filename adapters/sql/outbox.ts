@@ -98,14 +98,15 @@ export function insertOutboxSteps(messages: readonly { message: OutboxMessage; a
 export const PEEK_OUTBOX_ROWS = 'SELECT id, message_count FROM outbox ORDER BY id LIMIT ?';
 
 /**
- * The claimed rows to publish now: oldest first, whole rows, until they hold
- * at least `limit` messages. Fewer than `limit` messages taken means no row
- * was left (the claim read at most `limit` rows of at least one message).
+ * The rows to claim, of those `PEEK_OUTBOX_ROWS` read: oldest first, whole
+ * rows, until they hold at least `limit` messages. Fewer than `limit`
+ * messages picked means no row was left (the peek read at most `limit` rows
+ * of at least one message).
  */
-export function rowsToTake(claimed: readonly Row[], limit: number): number[] {
+export function rowsToTake(peeked: readonly Row[], limit: number): number[] {
   const ids: number[] = [];
   let messages = 0;
-  for (const r of claimed) {
+  for (const r of peeked) {
     if (messages >= limit) break;
     ids.push(toNum(r.id));
     messages += r.message_count == null ? 1 : toNum(r.message_count);
@@ -132,7 +133,7 @@ export function lockOutboxRows(d: Dialect, ids: readonly number[]): Sql {
 /** The ids of rows as read by `lockOutboxRows`: what the relay deletes once their messages are acked. */
 export const rowIds = (rows: readonly Row[]): number[] => rows.map((r) => toNum(r.id));
 
-/** The messages of rows read by `selectOutboxRows`, in order. */
+/** The messages of rows read by `lockOutboxRows`, in order. */
 export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {
   const out: OutboxRow[] = [];
   for (const r of rows) {
