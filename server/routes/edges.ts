@@ -11,7 +11,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { EdgeStats } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
-import { sharedFor } from '../shared-answer.js';
+import { sharedFor } from '../answer-cache.js';
 import { described, EDGE_STATS_MAX_EVENTS, EDGE_STATS_WINDOW_MS, EdgeStatsView, errorResponses, ref } from '../schemas.js';
 
 /** How long one answer is served to every caller. */

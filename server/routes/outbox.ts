@@ -9,7 +9,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { OutboxBacklog } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
-import { sharedFor } from '../shared-answer.js';
+import { sharedFor } from '../answer-cache.js';
 import { described, errorResponses, OutboxStatsView, ref } from '../schemas.js';
 
 /** How long one answer is served to every caller. */
