@@ -12,7 +12,7 @@
 import type { JobState } from '../../machines/job.machine.js';
 import type { EdgeStat, EdgeStats, OutboxBacklog, StoredEventType } from '../../engine/ports.js';
 import { toNum, type Row } from './rows.js';
-import { SELECT_LAST_EVENT_ID } from './statements.js';
+import { OUTBOX_MESSAGES, SELECT_LAST_EVENT_ID } from './statements.js';
 
 /** Runs one SELECT and returns its rows. */
 type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
@@ -23,7 +23,7 @@ type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
  * primary key lookup). Params: none.
  */
 export const OUTBOX_BACKLOG = `SELECT c.n, c.messages, (SELECT created_at FROM outbox ORDER BY id LIMIT 1) AS oldest
-  FROM (SELECT COUNT(*) AS n, COALESCE(SUM(COALESCE(message_count, 1)), 0) AS messages FROM outbox) c`;
+  FROM (SELECT COUNT(*) AS n, ${OUTBOX_MESSAGES} AS messages FROM outbox) c`;
 
 /**
  * Events after an id and at or after a time, each with the `at` of the job's

@@ -147,12 +147,12 @@ export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {
     const count = toNum(r.message_count);
     if (lines.length !== count * 4) throw new Error(`outbox row ${id} holds ${lines.length} lines for ${count} messages`);
     const headersOf: Record<string, string>[] = [];
-    for (let i = 0; i < count; i++) {
-      const [topic, key, h, value] = lines.slice(i * 4, i * 4 + 4) as [string, string, string, string];
+    for (let i = 0, l = 0; i < count; i++, l += 4) {
+      const h = lines[l + 2]!;
       const headers = h.startsWith('{') ? parseHeaders(h) : headersOf[Number(h)];
       if (headers === undefined) throw new Error(`outbox row ${id}: message ${i} refers to the headers of message ${h}, which it does not hold`);
       headersOf.push(headers);
-      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, topic as Topic, key, value, headers, createdAt, null));
+      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, lines[l] as Topic, lines[l + 1]!, lines[l + 3]!, headers, createdAt, null));
     }
   }
   return out;

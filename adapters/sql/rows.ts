@@ -30,7 +30,6 @@ export const JOB_SELECT =
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
 
-
 /** JSON text of a value; `undefined` is stored as `null` (it has no JSON form). */
 export const toJson = (v: unknown): string => JSON.stringify(v ?? null);
 

@@ -237,11 +237,14 @@ export function deleteOutbox(d: Dialect, ids: readonly number[]): Sql {
   return d.name === 'mysql' ? { sql: `${sql} LIMIT ?`, params: [...ids, ids.length] } : { sql, params: [...ids] };
 }
 
+/** The messages the outbox holds, as an SQL aggregate: a row's `message_count`, or one where that is NULL (outbox.ts). */
+export const OUTBOX_MESSAGES = 'COALESCE(SUM(COALESCE(message_count, 1)), 0)';
+
 /**
  * How many messages wait for the relay (every row's: a row holds
  * `message_count` messages, or one when that is NULL). Params: none.
  */
-export const COUNT_UNPUBLISHED = 'SELECT COALESCE(SUM(COALESCE(message_count, 1)), 0) AS n FROM outbox';
+export const COUNT_UNPUBLISHED = `SELECT ${OUTBOX_MESSAGES} AS n FROM outbox`;
 
 // ---------------------------------------------------------------- migrations
 

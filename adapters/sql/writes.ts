@@ -74,9 +74,10 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
 /**
  * Read the jobs locked (in id order), let `decide` compute the writes, then
  * compare-and-set each job once (a chain of writes on one job collapses into
- * its last; where the dialect allows, all of them in one statement), append events and outbox rows, and add the state changes to the
- * job counts (counts.ts). Throws `VersionConflict` when
- * a job moved underneath, so the caller rolls back and retries.
+ * its last; where the dialect allows, all of them in one statement), append
+ * events and outbox rows, and add the state changes to the job counts
+ * (counts.ts). Throws `VersionConflict` when a job moved underneath, so the
+ * caller rolls back and retries.
  */
 export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: Decide<T>): Program<T> {
   const jobs = new Map<string, JobRecord>();
@@ -140,8 +141,8 @@ export function collapseChains(writes: readonly TransitionWrite[]): Map<string, 
 
 /**
  * The events and outbox rows of committed-together writes, as multi-row
- * INSERTs (their messages as few outbox rows as fit: outbox.ts). A coalesced heartbeat inserts nothing (it updates its event: see
- * `updateProgram`).
+ * INSERTs (their messages as few outbox rows as fit: outbox.ts). A coalesced
+ * heartbeat inserts nothing (it updates its event: see `updateProgram`).
  */
 function logSteps(writes: readonly TransitionWrite[]): Sql[] {
   const appended = writes.filter((w) => !w.coalesce);
