@@ -5,9 +5,12 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
 import { transitionWrite } from '../../engine/transitions.js';
+import { MYSQL_DIALECT } from '../sql/dialect.js';
 import { loadMigrations } from '../sql/migrations.js';
+import { selectJobsForUpdate } from '../sql/statements.js';
 import { createMysqlStore, redactUrl, type MysqlStore, type MysqlStoreOptions } from './index.js';
 import { MYSQL_MIGRATIONS_DIR } from './migrate.js';
+import { sqlText } from './sql-text.js';
 
 describe('createMysqlStore fails fast', () => {
   it('rejects with the URL, without its password, when nothing listens', async () => {
@@ -205,6 +208,36 @@ describe('MySQL store', () => {
       const job = (await a!.getJob(id))!;
       assert.equal(job.version, 21);
       assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), Array.from({ length: 21 }, (_, i) => i + 1));
+    }
+  });
+
+  withStores('a transition holding a job locked does not block the next event of the job with the id just below', 2, async ([a, b]) => {
+    await a!.migrate();
+    const [lower, upper] = [newJobWrite(), newJobWrite()].sort((x, y) => (x.job.id < y.job.id ? -1 : 1));
+    await a!.insert([lower!, upper!]);
+    // In `(job_id, seq)`, the next event of `lower` goes into the gap just before `upper`'s first event.
+    const conn = await a!.pool.getConnection();
+    try {
+      const read = selectJobsForUpdate(MYSQL_DIALECT, [upper!.job.id]);
+      await conn.query('START TRANSACTION');
+      await conn.query(sqlText(read.sql, read.params));
+      const cancel = b!.update([lower!.job.id], (jobs) => ({
+        writes: [transitionWrite(jobs.get(lower!.job.id)!, { type: 'CANCEL', at: lower!.job.createdAt + 1 })!], result: null,
+      }));
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the transition of the lower job waited on the locked upper job')), 3000);
+      });
+      try {
+        await Promise.race([cancel, limit]);
+      } finally {
+        clearTimeout(timer);
+        await conn.query('ROLLBACK');
+        await cancel.catch(() => undefined);
+      }
+      assert.deepEqual((await b!.getEvents(lower!.job.id)).map((e) => e.type), ['SUBMITTED', 'CANCEL']);
+    } finally {
+      conn.release();
     }
   });
 

@@ -59,12 +59,21 @@ export function selectJobIds(ids: readonly string[]): Sql {
  * one's last event (`last_event_type`: may a heartbeat coalesce into it). Locks
  * are taken in id order so two transactions over overlapping sets cannot
  * deadlock each other.
+ *
+ * Only the job rows are locked: the last event is read by a subquery, which a
+ * locking read does not lock (InnoDB). A join would lock the event rows too,
+ * and with them the gap before each one in `(job_id, seq)`, where the next
+ * event of the job with the id just below goes: two transactions over
+ * interleaved ids then deadlock on each other's inserts. A subquery that reads
+ * an older snapshot than the locked row may miss that row's last event; that
+ * costs only a heartbeat appended instead of coalesced.
  * Params: the ids, sorted.
  */
 export function selectJobsForUpdate(d: Dialect, sortedIds: readonly string[]): Sql {
   return {
-    sql: `SELECT ${JOB_SELECT_J}, e.type AS last_event_type
-      FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.seq = j.version
+    sql: `SELECT ${JOB_SELECT_J},
+        (SELECT e.type FROM job_events e WHERE e.job_id = j.id AND e.seq = j.version) AS last_event_type
+      FROM jobs j
       WHERE j.id IN (${marks(sortedIds.length)}) ORDER BY j.id ${d.forUpdate}`,
     params: [...sortedIds],
   };
