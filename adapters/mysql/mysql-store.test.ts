@@ -11,6 +11,7 @@ import { selectJobsForUpdate } from '../sql/statements.js';
 import { createMysqlStore, redactUrl, type MysqlStore, type MysqlStoreOptions } from './index.js';
 import { MYSQL_MIGRATIONS_DIR } from './migrate.js';
 import { sqlText } from './sql-text.js';
+import { CommittedThenFailed, inTransaction, isTransient } from './tx.js';
 
 describe('createMysqlStore fails fast', () => {
   it('rejects with the URL, without its password, when nothing listens', async () => {
@@ -209,6 +210,24 @@ describe('MySQL store', () => {
       assert.equal(job.version, 21);
       assert.deepEqual((await a!.getEvents(id)).map((e) => e.seq), Array.from({ length: 21 }, (_, i) => i + 1));
     }
+  });
+
+  withStores('a statement marked final carries the COMMIT: beforeCommit runs before it, and a throw after it is not retried', 1, async ([store]) => {
+    const pool = store!.pool;
+    await pool.query('CREATE TABLE t (n INT PRIMARY KEY)');
+    const count = async () => ((await pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM t'))[0][0]!.n as number);
+    await assert.rejects(inTransaction(pool, async (run) => {
+      await run({ sql: 'INSERT INTO t VALUES (1)', params: [] });
+      await run({ sql: 'INSERT INTO t VALUES (2)', params: [], final: true });
+    }, { beforeCommit: () => { throw new Error('injected before commit'); } }), /injected before commit/);
+    assert.equal(await count(), 0);
+    const err = await inTransaction(pool, async (run) => {
+      await run({ sql: 'INSERT INTO t VALUES (3)', params: [], final: true });
+      throw new Error('a check after the commit');
+    }).catch((e: unknown) => e);
+    assert.ok(err instanceof CommittedThenFailed);
+    assert.equal(isTransient(err), false);
+    assert.equal(await count(), 1);
   });
 
   withStores('a transition holding a job locked does not block the next event of the job with the id just below', 2, async ([a, b]) => {

@@ -82,17 +82,19 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
      * and, for as long as the log takes (a broker down: minutes), block every
      * transition, each of which inserts outbox rows.
      */
-    relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
-      inTransaction(pool, async (run) => {
-        const picked = rowsToTake((await run({ sql: PEEK_OUTBOX_ROWS, params: [limit] })).rows, limit);
-        if (picked.length === 0) return 0;
+    relayOutbox: async (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> => {
+      // The peek takes no lock: it runs before the transaction, and a poll that finds nothing opens none.
+      const picked = rowsToTake(await query(PEEK_OUTBOX_ROWS, [limit]), limit);
+      if (picked.length === 0) return 0;
+      return inTransaction(pool, async (run) => {
         const rows = (await run(lockOutboxRows(D, picked))).rows;
         if (rows.length === 0) return 0;
         const messages = rowsToMessages(rows);
         await publish(messages);
-        await run(deleteOutbox(D, rowIds(rows)));
+        await run({ ...deleteOutbox(D, rowIds(rows)), final: true });
         return messages.length;
-      }, relayTx),
+      }, relayTx);
+    },
 
     dbNow: () => databaseNow(pool),
 

@@ -16,6 +16,8 @@ import { sqlText } from './sql-text.js';
 const ER_LOCK_DEADLOCK = 1213;
 /** innodb_lock_wait_timeout elapsed. */
 const ER_LOCK_WAIT_TIMEOUT = 1205;
+/** Raised by `guardChangedRows` (statements.ts) alone: a compare-and-set changed other rows than it expected. */
+const ER_TOO_MANY_ROWS = 1172;
 
 const START_TRANSACTION = 'START TRANSACTION';
 /** Applies to the next transaction of the session only. */
@@ -66,10 +68,14 @@ export interface TxOptions {
  * A transaction on one pooled connection: `fn` runs its statements through
  * `run`, then `beforeCommit`, COMMIT; ROLLBACK on any throw. START
  * TRANSACTION (and SET TRANSACTION ISOLATION LEVEL, which applies to the
- * next transaction only) goes in the same round trip as the first statement
- * (the connection allows multi-statements): a round trip less per
- * transaction. A connection whose ROLLBACK fails is destroyed, not returned
- * to the pool, so no later caller inherits an open transaction.
+ * next transaction only) goes in the same round trip as the first statement,
+ * and COMMIT in the same round trip as a statement marked `final` (the
+ * connection allows multi-statements): two round trips less per transaction.
+ * `beforeCommit` then runs before that statement is sent. A check `fn` makes
+ * after a `final` statement comes after the COMMIT: if it throws, the error
+ * says so and is not retried (see `CommittedThenFailed`). A connection whose
+ * ROLLBACK fails is destroyed, not returned to the pool, so no later caller
+ * inherits an open transaction.
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
   const { beforeCommit, readCommitted = false, observe } = opts;
@@ -77,28 +83,49 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
   const began = observe ? performance.now() : 0;
   let broken = false;
   let begun = false;
+  let committed = false;
   const begin = readCommitted ? [SET_READ_COMMITTED, START_TRANSACTION] : [START_TRANSACTION];
   const run: Run = async (s) => {
-    if (begun) return exec(conn, s);
+    if (committed) throw new AtsError('ATS_ERR_INTERNAL', 'a statement after the one that committed the transaction');
+    const before = begun ? [] : begin;
+    const commit = s.final === true;
+    if (commit) beforeCommit?.();
+    if (before.length === 0 && !commit) return exec(conn, s);
     begun = true;
-    const [res] = await conn.query(sqlText(`${begin.join(';\n')};\n${s.sql}`, s.params));
-    const rest = (res as unknown[]).slice(begin.length);
-    return outcomeOf(s.multi ? rest : rest[0], s.multi === true);
+    const [res] = await conn.query(sqlText([...before, s.sql, ...(commit ? ['COMMIT'] : [])].join(';\n'), s.params));
+    if (commit) committed = true;
+    const own = (res as unknown[]).slice(before.length, commit ? -1 : undefined);
+    return outcomeOf(s.multi ? own : own[0], s.multi === true);
   };
   try {
     try {
       const result = await fn(run);
-      beforeCommit?.();
-      if (begun) await conn.commit();
+      if (!committed) {
+        beforeCommit?.();
+        if (begun) await conn.commit();
+      }
       if (observe && begun) observe(performance.now() - began);
       return result;
     } catch (err) {
+      if (committed) throw new CommittedThenFailed(err);
       if (begun) await conn.rollback().catch(() => { broken = true; });
       throw err;
     }
   } finally {
     if (broken) conn.destroy();
     else conn.release();
+  }
+}
+
+/**
+ * A transaction committed with its last statement, and a check after it
+ * failed: nothing can be rolled back, and running it again could apply it
+ * twice. It means a check in code and its guard in SQL disagree (a bug).
+ */
+export class CommittedThenFailed extends AtsError {
+  constructor(cause: unknown) {
+    super('ATS_ERR_INTERNAL', 'a transaction committed, then a check of its last statement failed', { cause });
+    this.name = 'CommittedThenFailed';
   }
 }
 
@@ -111,7 +138,10 @@ export function isTransient(err: unknown): boolean {
 export function conflictReason(err: unknown): ConflictReason | null {
   if (err instanceof VersionConflict) return 'version_conflict';
   const errno = (err as { errno?: unknown } | null)?.errno;
-  return errno === ER_LOCK_DEADLOCK ? 'deadlock' : errno === ER_LOCK_WAIT_TIMEOUT ? 'lock_wait_timeout' : null;
+  return errno === ER_LOCK_DEADLOCK ? 'deadlock'
+    : errno === ER_LOCK_WAIT_TIMEOUT ? 'lock_wait_timeout'
+    : errno === ER_TOO_MANY_ROWS ? 'version_conflict'
+    : null;
 }
 
 /**

@@ -32,6 +32,13 @@ export interface Dialect {
    * prepared `UPDATE_JOB_CAS` per job (SQLite: a function call each).
    */
   readonly batchUpdate: boolean;
+  /**
+   * A check of a statement's changed rows also runs in SQL, right after it
+   * (`guardChangedRows`), so the write group of a transaction can carry its
+   * COMMIT (MySQL: a round trip less per transaction). SQLite runs in process:
+   * nothing to save there.
+   */
+  readonly guardChecks: boolean;
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -43,6 +50,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   multiStatement: true,
   addToCount: 'ON DUPLICATE KEY UPDATE n = n + ?',
   batchUpdate: true,
+  guardChecks: true,
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -55,4 +63,5 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   multiStatement: false,
   addToCount: 'ON CONFLICT (queue, type, state, shard) DO UPDATE SET n = n + ?',
   batchUpdate: false,
+  guardChecks: false,
 });

@@ -17,6 +17,12 @@ export interface Sql {
    * outcome's `each` gives each one's changed rows, in order.
    */
   multi?: boolean;
+  /**
+   * The transaction's last statement: nothing runs in it after this one, and
+   * every check of its outcome also runs in SQL (`GUARD_CHANGED_ROWS`), so a
+   * store may send COMMIT in the same round trip.
+   */
+  final?: boolean;
 }
 
 /** `?, ?, ?` */
@@ -33,6 +39,19 @@ const tuples = (rows: number, width: number): string => Array.from({ length: row
 export function multiStatement(steps: readonly Sql[]): Sql {
   return { sql: steps.map((s) => s.sql).join(';\n'), params: steps.flatMap((s) => s.params), multi: true };
 }
+
+/**
+ * Fails the round trip unless the statement just before it changed (with
+ * mysql2's FOUND_ROWS flag: matched) exactly `changes` rows: two rows selected
+ * `INTO` a variable raise ER_TOO_MANY_ROWS (1172), and the statements after it
+ * in the same round trip, a COMMIT among them, do not run. MySQL only: the
+ * check of a compare-and-set made in SQL, so its transaction can commit in the
+ * round trip of its last statement.
+ */
+export const guardChangedRows = (changes: number): Sql => ({
+  sql: `SELECT 1 FROM (SELECT 1 UNION ALL SELECT 2) ats_guard WHERE ROW_COUNT() <> ${Math.trunc(changes)} INTO @ats_guard`,
+  params: [],
+});
 
 // ---------------------------------------------------------------- jobs
 

@@ -11,7 +11,7 @@ import type { JobRecord } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT, type Dialect } from './dialect.js';
 import { runSync, type Outcome } from './program.js';
-import type { Sql } from './statements.js';
+import { guardChangedRows, type Sql } from './statements.js';
 import { VersionConflict, updateProgram } from './writes.js';
 
 const AT = 1_764_556_800_000;
@@ -65,9 +65,18 @@ describe('updateProgram', () => {
     assert.throws(() => startAll(MYSQL_DIALECT, ids, () => ids.length - 1), (err: unknown) => err instanceof VersionConflict && err.jobId === '01A');
   });
 
+  it('on MySQL the write group is the final step, each compare-and-set guarded in SQL, so COMMIT can go with it', () => {
+    const steps = startAll(MYSQL_DIALECT, ids, () => ids.length);
+    assert.deepEqual(steps.map((s) => s.final === true), [false, true]);
+    const statements = steps[1]!.sql.split(';\n');
+    const cas = statements.findIndex((sql) => sql.startsWith('UPDATE jobs'));
+    assert.equal(statements[cas + 1], guardChangedRows(ids.length).sql);
+  });
+
   it('on SQLite updates each job with its own statement, each checked', () => {
     assert.equal(jobUpdates(startAll(SQLITE_DIALECT, ids, () => 1)).length, ids.length);
     let n = 0;
     assert.throws(() => startAll(SQLITE_DIALECT, ids, () => (++n === 2 ? 0 : 1)), (err: unknown) => err instanceof VersionConflict && err.jobId === '01B');
+    assert.ok(startAll(SQLITE_DIALECT, ids, () => 1).every((s) => !s.final && !s.sql.includes('ROW_COUNT()')));
   });
 });

@@ -11,7 +11,7 @@ import type { Program } from './program.js';
 import { insertOutboxSteps } from './outbox.js';
 import { eventValues, jobValues, projectionValues, rowToJob, toJson } from './rows.js';
 import {
-  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, insertEvents, insertJobs, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
+  COALESCE_HEARTBEAT, UPDATE_JOB_CAS, guardChangedRows, insertEvents, insertJobs, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
   type Sql,
 } from './statements.js';
 
@@ -54,10 +54,10 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
   const plainInserts = chunkRows(plain.map((w) => jobValues(w.job))).map((rows) => insertJobs(d, rows, false));
   if (keyed.length === 0) {
     // Nothing to check between the statements: jobs, events, outbox rows and counts go together.
-    yield* runSteps(d, [...plainInserts, ...logSteps(writes), ...countStepsOf(d, writes)]);
+    yield* runSteps(d, unchecked([...plainInserts, ...logSteps(writes), ...countStepsOf(d, writes)]), true);
     return results;
   }
-  yield* runSteps(d, plainInserts);
+  yield* runSteps(d, unchecked(plainInserts), false);
   for (const rows of chunkRows(keyed.map((w) => jobValues(w.job)))) yield insertJobs(d, rows, true);
   const present = new Set<string>();
   for (const ids of slices(keyed.map((w) => w.job.id))) {
@@ -67,7 +67,7 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
     if (keyOf(w.job) !== null && !present.has(w.job.id)) results[i] = DUPLICATE;
   });
   const inserted = writes.filter((_, i) => results[i]!.ok);
-  yield* runSteps(d, [...logSteps(inserted), ...countStepsOf(d, inserted)]);
+  yield* runSteps(d, unchecked([...logSteps(inserted), ...countStepsOf(d, inserted)]), true);
   return results;
 }
 
@@ -93,32 +93,25 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
   const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
     id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
   }));
+  const checked: Step[] = d.batchUpdate
+    ? chunkRows(updates.map((u) => u.params)).map((rows) => {
+      const id = String(rows[0]![7]); // the first job's id (params: ..., id, expected_version)
+      return {
+        sql: { sql: updateJobsCas(rows.length), params: rows.flat() },
+        expect: { changes: rows.length, conflict: () => new VersionConflict(id, `one of ${rows.length} jobs updated together is not at its expected version any more`) },
+      };
+    })
+    : updates.map((u) => ({
+      sql: { sql: UPDATE_JOB_CAS, params: u.params },
+      expect: { changes: 1, conflict: () => new VersionConflict(u.id, `not at version ${u.expectedVersion} any more`) },
+    }));
   // After the event inserts: a chain may insert a job's first heartbeat and coalesce the next into it.
-  const coalesced = writes.filter((w) => w.coalesce);
-  const checked = d.batchUpdate
-    ? chunkRows(updates.map((u) => u.params)).map((rows) => ({
-      sql: { sql: updateJobsCas(rows.length), params: rows.flat() },
-      rows: rows.length,
-      id: String(rows[0]![7]), // the first job's id (params: ..., id, expected_version)
-      conflict: `one of ${rows.length} jobs updated together is not at its expected version any more`,
-    }))
-    : updates.map((u) => ({ sql: { sql: UPDATE_JOB_CAS, params: u.params }, rows: 1, id: u.id, conflict: `not at version ${u.expectedVersion} any more` }));
-  const steps = [...checked.map((c) => c.sql), ...logSteps(writes)];
-  const coalesceAt = steps.length;
-  steps.push(...coalesced.map((w): Sql => ({
-    sql: COALESCE_HEARTBEAT, params: [w.event.at, toJson(w.event.data), w.job.id, w.event.seq, w.coalesce!.previousAt],
-  })));
+  const coalesced = writes.filter((w) => w.coalesce).map((w): Step => ({
+    sql: { sql: COALESCE_HEARTBEAT, params: [w.event.at, toJson(w.event.data), w.job.id, w.event.seq, w.coalesce!.previousAt] },
+    expect: { changes: 1, conflict: () => new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`) },
+  }));
   // Last: the counter rows' locks are held for the shortest time.
-  steps.push(...countStepsOf(d, writes));
-  yield* runSteps(d, steps, (k, changes) => {
-    const c = checked[k];
-    if (c) {
-      if (changes !== c.rows) throw new VersionConflict(c.id, c.conflict);
-      return;
-    }
-    const w = k >= coalesceAt ? coalesced[k - coalesceAt] : undefined;
-    if (w && changes !== 1) throw new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`);
-  });
+  yield* runSteps(d, [...checked, ...unchecked(logSteps(writes)), ...coalesced, ...unchecked(countStepsOf(d, writes))], true);
   return result;
 }
 
@@ -150,26 +143,39 @@ function logSteps(writes: readonly TransitionWrite[]): Sql[] {
   return [...chunkRows(appended.map((w) => eventValues(w.event))).map(insertEvents), ...insertOutboxSteps(outbox)];
 }
 
+/** A statement of a write group, with the changed rows it must report, if any. */
+interface Step {
+  sql: Sql;
+  expect?: { changes: number; conflict: () => VersionConflict };
+}
+
+const unchecked = (sqls: readonly Sql[]): Step[] => sqls.map((sql) => ({ sql }));
+
 /**
- * Run statements whose outcomes nothing in between depends on, in order;
- * `check(k, changes)` sees statement k's changed rows and may throw (the
- * caller's transaction then rolls back). Where the dialect allows
- * (`multiStatement`), they go as few multi-statements as the size limit
- * allows: one round trip instead of one per statement, each statement the
- * same as alone.
+ * Run statements whose outcomes nothing in between depends on, in order, and
+ * check each one's changed rows against its `expect` (a mismatch throws its
+ * conflict, and the caller's transaction rolls back). Where the dialect
+ * allows (`multiStatement`), they go as few multi-statements as the size
+ * limit allows: one round trip instead of one per statement, each statement
+ * the same as alone. With `final` (nothing follows in the transaction), the
+ * last group is marked `Sql.final`, so the store may send COMMIT with it;
+ * then each check also runs in SQL (`guardChecks` dialects), because a check
+ * made here after that round trip would come after the COMMIT.
  */
-function* runSteps(d: Dialect, steps: readonly Sql[], check?: (k: number, changes: number) => void): Program<void> {
+function* runSteps(d: Dialect, steps: readonly Step[], final: boolean): Program<void> {
+  const flat = d.guardChecks
+    ? steps.flatMap((s): Step[] => (s.expect ? [s, { sql: guardChangedRows(s.expect.changes) }] : [s]))
+    : steps;
+  const groups = d.multiStatement ? groupBySize(flat.map((s) => s.sql)) : flat.map((s) => [s.sql]);
   let k = 0;
-  const groups = d.multiStatement ? groupBySize(steps) : steps.map((s) => [s]);
-  for (const group of groups) {
-    if (group.length === 1) {
-      // Not `check?.(k, yield ...)`: an absent check would skip the yield with it.
-      const { changes } = yield group[0]!;
-      check?.(k++, changes);
-      continue;
-    }
-    const { each = [] } = yield multiStatement(group);
+  for (const [g, group] of groups.entries()) {
+    const sql = group.length === 1 ? group[0]! : multiStatement(group);
+    const outcome = yield final && g === groups.length - 1 && d.guardChecks ? { ...sql, final: true } : sql;
+    const each = group.length === 1 ? [outcome.changes] : outcome.each ?? [];
     if (each.length !== group.length) throw new Error(`a multi-statement of ${group.length} statements reported ${each.length} outcomes`);
-    for (const changes of each) check?.(k++, changes);
+    for (const changes of each) {
+      const expect = flat[k++]!.expect;
+      if (expect && changes !== expect.changes) throw expect.conflict();
+    }
   }
 }
