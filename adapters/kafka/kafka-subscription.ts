@@ -3,12 +3,14 @@
  * manual commits. The rule that makes it at-least-once: an offset is committed
  * only after `handle` resolved for every record up to it. Break that (commit
  * first, or auto-commit) and a crash mid-`handle` loses dispatches for good.
+ * The commits themselves run behind the fetch loop (offset-committer.ts).
  */
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import type { ConsumeOptions, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
+import { offsetCommitter, type OffsetCommitter } from './offset-committer.js';
 
 type Tuning = CompiledKafkaLogOptions['consumer'];
 
@@ -86,7 +88,12 @@ async function startConsumer(
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
   });
-  const handleBatch = batchHandler(options, opts.consumer, kafka.logger(), inFlight);
+  const logger = kafka.logger();
+  const committer = offsetCommitter((error) => {
+    // Refused after a rebalance, or the coordinator away: the records come again, and claims fence them.
+    logger.warn('an offset commit failed; a later one covers it', { topic, error: String(error) });
+  });
+  const handleBatch = batchHandler(options, opts.consumer, logger, inFlight, committer);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
   try {
     await consumer.connect();
@@ -143,7 +150,7 @@ function waitUntilFetching(
 
 /** The `eachBatch` callback: hand records over in chunks, commit each chunk after `handle` resolved. */
 function batchHandler(
-  options: ConsumeOptions, tuning: Tuning, logger: Logger, inFlight: Set<Promise<unknown>>,
+  options: ConsumeOptions, tuning: Tuning, logger: Logger, inFlight: Set<Promise<unknown>>, committer: OffsetCommitter,
 ): (payload: EachBatchPayload) => Promise<void> {
   return async (payload) => {
     const { batch } = payload;
@@ -158,8 +165,10 @@ function batchHandler(
         await pauseBeforeRedelivery(payload, tuning);
         return;
       }
-      await commit(payload, part);
+      commit(payload, part, committer);
     }
+    // Stopping: kafkajs leaves the group once this returns; let the commits go first.
+    if (!payload.isRunning()) await committer.settled();
   };
 }
 
@@ -179,15 +188,15 @@ async function pauseBeforeRedelivery(payload: EachBatchPayload, tuning: Tuning):
   }
 }
 
-async function commit(payload: EachBatchPayload, part: KafkaMessage[]): Promise<void> {
+/** Marks the chunk handled and hands its next offset to the committer (not awaited: see offset-committer.ts). */
+function commit(payload: EachBatchPayload, part: KafkaMessage[], committer: OffsetCommitter): void {
   const last = part[part.length - 1].offset;
   payload.resolveOffset(last);
+  const { topic, partition } = payload.batch;
   // Explicit offsets: with autoCommit off, commitOffsetsIfNecessary() alone commits nothing.
-  // A commit refused after a rebalance throws; kafkajs rejoins and the new owner
-  // of the partition gets these records again (a duplicate, never a loss).
-  await payload.commitOffsetsIfNecessary({
-    topics: [{ topic: payload.batch.topic, partitions: [{ partition: payload.batch.partition, offset: nextOffset(last) }] }],
-  });
+  // A commit refused after a rebalance throws; the new owner of the partition
+  // gets these records again (a duplicate, never a loss).
+  committer.add((partitions) => payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions }] }), partition, nextOffset(last));
 }
 
 /** Runs `handle`, heartbeating meanwhile so a long handle does not cost the partitions. */

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { offsetCommitter, type CommitOffsets } from './offset-committer.js';
+
+/** A commit function whose calls stay open until released, one by one. */
+function gate() {
+  const calls: { partitions: { partition: number; offset: string }[]; release: (error?: Error) => void }[] = [];
+  const commit: CommitOffsets = (partitions) => new Promise<void>((resolve, reject) => {
+    calls.push({ partitions, release: (error) => (error ? reject(error) : resolve()) });
+  });
+  return { calls, commit };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('offsetCommitter', () => {
+  it('keeps one commit in flight and coalesces what comes meanwhile, the latest offset of each partition', async () => {
+    const { calls, commit } = gate();
+    const c = offsetCommitter(() => assert.fail('no commit fails here'));
+    c.add(commit, 0, '5');
+    c.add(commit, 1, '3');
+    c.add(commit, 0, '9');
+    c.add(commit, 0, '12');
+    assert.equal(calls.length, 1, 'the first offset goes at once, the rest wait for it');
+    assert.deepEqual(calls[0]!.partitions, [{ partition: 0, offset: '5' }]);
+    let settled = false;
+    const done = c.settled().then(() => { settled = true; });
+    calls[0]!.release();
+    await tick();
+    assert.equal(calls.length, 2);
+    assert.deepEqual(calls[1]!.partitions, [{ partition: 1, offset: '3' }, { partition: 0, offset: '12' }]);
+    assert.equal(settled, false, 'settled waits for the second commit');
+    calls[1]!.release();
+    await done;
+    assert.equal(calls.length, 2);
+  });
+
+  it('reports a failed commit and goes on with the next offsets', async () => {
+    const { calls, commit } = gate();
+    const errors: unknown[] = [];
+    const c = offsetCommitter((e) => errors.push(e));
+    c.add(commit, 2, '7');
+    c.add(commit, 2, '8');
+    calls[0]!.release(new Error('REBALANCE_IN_PROGRESS'));
+    await tick();
+    assert.equal(errors.length, 1);
+    assert.deepEqual(calls[1]!.partitions, [{ partition: 2, offset: '8' }]);
+    calls[1]!.release();
+    await c.settled();
+    c.add(commit, 2, '9');
+    assert.equal(calls.length, 3, 'an offset after everything settled starts a commit at once');
+    calls[2]!.release();
+    await c.settled();
+  });
+});
