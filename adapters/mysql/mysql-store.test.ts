@@ -1,13 +1,14 @@
 /** What only the MySQL store has: fail-fast connect, the migration lock, row locks under contention. */
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
-import type { RowDataPacket } from 'mysql2/promise';
+import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { MYSQL_DIALECT } from '../sql/dialect.js';
 import { loadMigrations } from '../sql/migrations.js';
-import { selectJobsForUpdate } from '../sql/statements.js';
+import { guardChangedRows, multiStatement, selectJobsForUpdate } from '../sql/statements.js';
+import { VersionConflict } from '../sql/writes.js';
 import { createMysqlStore, redactUrl, type MysqlStore, type MysqlStoreOptions } from './index.js';
 import { MYSQL_MIGRATIONS_DIR } from './migrate.js';
 import { sqlText } from './sql-text.js';
@@ -40,15 +41,15 @@ describe('createMysqlStore fails fast', () => {
 
 const mysqlUp = await requireMysql();
 
-/** A case on a fresh database with `n` unmigrated stores on it, all closed and the database dropped after. */
-function withStores(title: string, n: number, fn: (stores: MysqlStore[]) => Promise<void>, opts: Omit<MysqlStoreOptions, 'url'> = {}) {
+/** A case on a fresh database (its URL given too) with `n` unmigrated stores on it, all closed and the database dropped after. */
+function withStores(title: string, n: number, fn: (stores: MysqlStore[], url: string) => Promise<void>, opts: Omit<MysqlStoreOptions, 'url'> = {}) {
   if (!mysqlUp) return test(title, (t) => t.skip('MariaDB not reachable'));
   return it(title, async () => {
     const db = await createTestDatabase();
     const stores: MysqlStore[] = [];
     try {
       for (let i = 0; i < n; i++) stores.push(await createMysqlStore({ poolSize: 8, ...opts, url: db.url }));
-      await fn(stores);
+      await fn(stores, db.url);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
       await db.drop();
@@ -212,6 +213,28 @@ describe('MySQL store', () => {
     }
   });
 
+  withStores('a transition that waited for a job row changed meanwhile commits under innodb_snapshot_isolation', 1, async ([store], url) => {
+    await store!.migrate();
+    const [a, b] = [newJobWrite(), newJobWrite()].sort((x, y) => (x.job.id < y.job.id ? -1 : 1));
+    await store!.insert([a!, b!]);
+    // One pooled connection, so the session setting holds for the store's transaction.
+    await store!.pool.query('SET SESSION innodb_snapshot_isolation = ON');
+    const other = await createConnection({ uri: url });
+    try {
+      await other.query('START TRANSACTION');
+      await other.query('UPDATE jobs SET updated_at = updated_at + 1 WHERE id = ?', [b!.job.id]);
+      const cancel = store!.update([a!.job.id, b!.job.id], (jobs) => ({
+        writes: [...jobs.values()].map((job) => transitionWrite(job, { type: 'CANCEL', at: job.createdAt + 5 })!), result: null,
+      }));
+      await new Promise((r) => setTimeout(r, 300)); // the update locked `a` and waits for `b`
+      await other.query('COMMIT');
+      await cancel;
+      for (const w of [a!, b!]) assert.equal((await store!.getJob(w.job.id))!.snapshot.value, 'cancelled');
+    } finally {
+      await other.end();
+    }
+  }, { poolSize: 1 });
+
   withStores('a statement marked final carries the COMMIT: beforeCommit runs before it, and a throw after it is not retried', 1, async ([store]) => {
     const pool = store!.pool;
     await pool.query('CREATE TABLE t (n INT PRIMARY KEY)');
@@ -227,6 +250,12 @@ describe('MySQL store', () => {
     }).catch((e: unknown) => e);
     assert.ok(err instanceof CommittedThenFailed);
     assert.equal(isTransient(err), false);
+    assert.equal(await count(), 1);
+    // A guard that finds other changed rows fails the round trip before its COMMIT: a lost race, retried.
+    const guarded = multiStatement([{ sql: 'INSERT INTO t VALUES (4)', params: [] }, { sql: 'UPDATE t SET n = n + 10 WHERE n = 99', params: [] }, guardChangedRows(1)]);
+    const lost = await inTransaction(pool, (run) => run({ ...guarded, final: true })).catch((e: unknown) => e);
+    assert.ok(lost instanceof VersionConflict, String(lost));
+    assert.equal(isTransient(lost), true);
     assert.equal(await count(), 1);
   });
 

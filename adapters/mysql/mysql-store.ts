@@ -42,7 +42,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
   const lost = (op: StoreOp) => metrics && ((reason: Parameters<StoreMetrics['dbConflict']>[1]) => metrics.dbConflict(op, reason));
   const OPS = {
     insert: { tx: tx('insert'), lost: lost('insert') },
-    update: { tx: tx('update'), lost: lost('update') },
+    // READ COMMITTED: see `update` below.
+    update: { tx: { ...tx('update'), readCommitted: true }, lost: lost('update') },
     delete: { tx: tx('delete'), lost: lost('delete') },
     purge: { tx: tx('purge'), lost: lost('purge') },
   };
@@ -62,6 +63,10 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
      * Locks the rows (SELECT ... ORDER BY id FOR UPDATE), so the
      * compare-and-set only fails when `decide` wrote a job it did not lock;
      * deadlocks and lock wait timeouts are retried like version conflicts.
+     * READ COMMITTED: the locking read takes no gap locks, and the subquery
+     * that reads each job's last event opens no read view that a row locked
+     * after a wait could be newer than (MariaDB's innodb_snapshot_isolation
+     * refuses such a lock under REPEATABLE READ).
      */
     update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
       withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),

@@ -16,8 +16,13 @@ import { sqlText } from './sql-text.js';
 const ER_LOCK_DEADLOCK = 1213;
 /** innodb_lock_wait_timeout elapsed. */
 const ER_LOCK_WAIT_TIMEOUT = 1205;
-/** Raised by `guardChangedRows` (statements.ts) alone: a compare-and-set changed other rows than it expected. */
+/** Raised by `guardChangedRows` (statements.ts) alone: a checked statement changed other rows than it expected. */
 const ER_TOO_MANY_ROWS = 1172;
+/**
+ * A locking read met a row changed since the transaction's read view
+ * (MariaDB with innodb_snapshot_isolation, REPEATABLE READ): a lost race.
+ */
+const ER_CHECKREAD = 1020;
 
 const START_TRANSACTION = 'START TRANSACTION';
 /** Applies to the next transaction of the session only. */
@@ -32,8 +37,20 @@ export const MAX_TRIES = 8;
  * each statement's affected rows in `each`.
  */
 export async function exec(conn: PoolConnection, s: Sql): Promise<Outcome> {
-  const [res] = await conn.query(sqlText(s.sql, s.params));
-  return outcomeOf(res, s.multi === true);
+  return outcomeOf(await send(conn, sqlText(s.sql, s.params)), s.multi === true);
+}
+
+/**
+ * One round trip; a `guardChangedRows` that failed (the statements after it,
+ * a COMMIT among them, did not run) rejects as the VersionConflict it is.
+ */
+async function send(conn: PoolConnection, text: string): Promise<unknown> {
+  try {
+    return (await conn.query(text))[0];
+  } catch (err) {
+    if ((err as { errno?: unknown } | null)?.errno !== ER_TOO_MANY_ROWS) throw err;
+    throw new VersionConflict(null, 'a checked statement changed other rows than it expected (guardChangedRows)', { cause: err });
+  }
 }
 
 /** A driver result as an Outcome: rows of a SELECT, changed rows of DML, each statement's of a multi-statement. */
@@ -92,7 +109,7 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
     if (commit) beforeCommit?.();
     if (before.length === 0 && !commit) return exec(conn, s);
     begun = true;
-    const [res] = await conn.query(sqlText([...before, s.sql, ...(commit ? ['COMMIT'] : [])].join(';\n'), s.params));
+    const res = await send(conn, sqlText([...before, s.sql, ...(commit ? ['COMMIT'] : [])].join(';\n'), s.params));
     if (commit) committed = true;
     const own = (res as unknown[]).slice(before.length, commit ? -1 : undefined);
     return outcomeOf(s.multi ? own : own[0], s.multi === true);
@@ -140,7 +157,7 @@ export function conflictReason(err: unknown): ConflictReason | null {
   const errno = (err as { errno?: unknown } | null)?.errno;
   return errno === ER_LOCK_DEADLOCK ? 'deadlock'
     : errno === ER_LOCK_WAIT_TIMEOUT ? 'lock_wait_timeout'
-    : errno === ER_TOO_MANY_ROWS ? 'version_conflict'
+    : errno === ER_CHECKREAD ? 'version_conflict'
     : null;
 }
 

@@ -19,7 +19,7 @@ export interface Sql {
   multi?: boolean;
   /**
    * The transaction's last statement: nothing runs in it after this one, and
-   * every check of its outcome also runs in SQL (`GUARD_CHANGED_ROWS`), so a
+   * every check of its outcome also runs in SQL (`guardChangedRows`), so a
    * store may send COMMIT in the same round trip.
    */
   final?: boolean;

@@ -20,8 +20,9 @@ import {
  * back and the store read again (or give up with ATS_ERR_CONCURRENT_UPDATE).
  */
 export class VersionConflict extends Error {
-  constructor(readonly jobId: string, detail: string) {
-    super(`job ${jobId}: ${detail}`);
+  /** `jobId` null: a check made in SQL (`guardChangedRows`), which cannot tell which job moved. */
+  constructor(readonly jobId: string | null, detail: string, options?: ErrorOptions) {
+    super(jobId === null ? detail : `job ${jobId}: ${detail}`, options);
     this.name = 'VersionConflict';
   }
 }
