@@ -37,6 +37,10 @@ export async function startSubscription(
   let timer: NodeJS.Timeout | undefined;
   let wake = () => {};
   let restarting: Promise<void> | null = null;
+  const committer = offsetCommitter((error) => {
+    // Refused after a rebalance, or the coordinator away: the records come again, and claims fence them.
+    logger.warn('an offset commit failed; a later one covers it', { topic, error: String(error) });
+  });
 
   const restartLoop = async (): Promise<void> => {
     for (let delay = opts.consumer.restartDelayMs; !stopped; delay = Math.min(delay * 2, MAX_RESTART_DELAY_MS)) {
@@ -46,7 +50,7 @@ export async function startSubscription(
       });
       if (stopped) return;
       try {
-        consumer = await startConsumer(kafka, opts, options, inFlight, onDeadCrash);
+        consumer = await startConsumer(kafka, opts, options, inFlight, committer, onDeadCrash);
         return;
       } catch (error) {
         logger.error('starting a new consumer failed; will try again', { topic, error: String(error) });
@@ -58,7 +62,7 @@ export async function startSubscription(
     logger.error('consumer crashed and kafkajs will not restart it; starting a new one', { topic, error: String(error) });
     restarting = restartLoop().finally(() => { restarting = null; });
   }
-  let consumer = await startConsumer(kafka, opts, options, inFlight, onDeadCrash);
+  let consumer = await startConsumer(kafka, opts, options, inFlight, committer, onDeadCrash);
 
   let stopping: Promise<void> | null = null;
   const stop = async () => {
@@ -66,8 +70,10 @@ export async function startSubscription(
     clearTimeout(timer);
     wake(); // a restart waiting out its delay gives up now
     await restarting;
-    // disconnect() waits for the batch being handled, then leaves the group,
-    // so the partitions move to the other members right away.
+    await committer.settled();
+    // disconnect() waits for the batch being handled (which lets its commits
+    // go first), then leaves the group, so the partitions move to the other
+    // members right away.
     await consumer.disconnect();
     await Promise.allSettled([...inFlight]);
   };
@@ -77,7 +83,7 @@ export async function startSubscription(
 /** One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later crash kafkajs does not restart from. */
 async function startConsumer(
   kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
-  onDeadCrash: (error: Error) => void,
+  committer: OffsetCommitter, onDeadCrash: (error: Error) => void,
 ): Promise<Consumer> {
   const topic = physicalName(opts.topicPrefix, options.topic);
   const consumer = kafka.consumer({
@@ -88,12 +94,7 @@ async function startConsumer(
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
   });
-  const logger = kafka.logger();
-  const committer = offsetCommitter((error) => {
-    // Refused after a rebalance, or the coordinator away: the records come again, and claims fence them.
-    logger.warn('an offset commit failed; a later one covers it', { topic, error: String(error) });
-  });
-  const handleBatch = batchHandler(options, opts.consumer, logger, inFlight, committer);
+  const handleBatch = batchHandler(options, opts.consumer, kafka.logger(), inFlight, committer);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
   try {
     await consumer.connect();
@@ -111,6 +112,8 @@ async function startConsumer(
     throw error;
   }
   consumer.on(consumer.events.CRASH, ({ payload }) => { if (!payload.restart) onDeadCrash(payload.error); });
+  // Offsets of the generation before a rebalance are not committed in the new one.
+  consumer.on(consumer.events.GROUP_JOIN, () => committer.clear());
   return consumer;
 }
 
@@ -154,21 +157,24 @@ function batchHandler(
 ): (payload: EachBatchPayload) => Promise<void> {
   return async (payload) => {
     const { batch } = payload;
-    for (const part of chunk(batch.messages, tuning.maxBatch)) {
-      if (!payload.isRunning() || payload.isStale()) return;
-      const records = part.map((m) => toLogRecord(options.topic, batch.partition, m));
-      const outcome = await track(inFlight, handleWithHeartbeats(options, records, payload.heartbeat, tuning));
-      if (!outcome.ok) {
-        logger.warn('handle threw; its records will be delivered again', {
-          topic: batch.topic, partition: batch.partition, offset: part[0].offset, error: String(outcome.error),
-        });
-        await pauseBeforeRedelivery(payload, tuning);
-        return;
+    try {
+      for (const part of chunk(batch.messages, tuning.maxBatch)) {
+        if (!payload.isRunning() || payload.isStale()) return;
+        const records = part.map((m) => toLogRecord(options.topic, batch.partition, m));
+        const outcome = await track(inFlight, handleWithHeartbeats(options, records, payload.heartbeat, tuning));
+        if (!outcome.ok) {
+          logger.warn('handle threw; its records will be delivered again', {
+            topic: batch.topic, partition: batch.partition, offset: part[0].offset, error: String(outcome.error),
+          });
+          await pauseBeforeRedelivery(payload, tuning);
+          return;
+        }
+        commit(payload, part, committer);
       }
-      commit(payload, part, committer);
+    } finally {
+      // Stopping: kafkajs leaves the group once this returns; let the commits go first.
+      if (!payload.isRunning()) await committer.settled();
     }
-    // Stopping: kafkajs leaves the group once this returns; let the commits go first.
-    if (!payload.isRunning()) await committer.settled();
   };
 }
 

@@ -35,6 +35,21 @@ describe('offsetCommitter', () => {
     assert.equal(calls.length, 2);
   });
 
+  it('drops the offsets not sent yet on clear (a rebalance), and commits what comes after', async () => {
+    const { calls, commit } = gate();
+    const c = offsetCommitter(() => assert.fail('no commit fails here'));
+    c.add(commit, 0, '4');
+    c.add(commit, 1, '6');
+    c.clear();
+    calls[0]!.release();
+    await c.settled();
+    assert.equal(calls.length, 1, 'the offset waiting at the rebalance was not committed');
+    c.add(commit, 1, '8');
+    assert.deepEqual(calls[1]!.partitions, [{ partition: 1, offset: '8' }]);
+    calls[1]!.release();
+    await c.settled();
+  });
+
   it('reports a failed commit and goes on with the next offsets', async () => {
     const { calls, commit } = gate();
     const errors: unknown[] = [];

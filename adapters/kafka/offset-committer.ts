@@ -8,9 +8,13 @@
  * At most one commit is in flight. Offsets handed over meanwhile wait for it,
  * and a later offset of a partition replaces an earlier one, so under load
  * one OffsetCommit covers many batches. Only offsets of handled records are
- * ever committed, so at-least-once holds; a commit lost to a crash, a refused
- * commit after a rebalance, or one that failed is only records delivered
- * again, which the claims fence (a later commit of the partition covers it).
+ * ever committed, so at-least-once holds. A commit lost to a crash, or one
+ * that failed, is only records delivered again, which the claims fence (a
+ * later commit of the partition covers it). After a rebalance the waiting
+ * offsets are dropped (`clear`), so none is committed in the new generation
+ * for a partition another member may own by then; the one commit in flight
+ * at that moment may still land, which at worst moves that partition's
+ * committed offset back to records handled already: duplicates, never a loss.
  */
 
 /** Commits `{ partition, offset }` pairs of one topic (kafkajs: `commitOffsetsIfNecessary` with explicit offsets). */
@@ -19,8 +23,10 @@ export type CommitOffsets = (partitions: { partition: number; offset: string }[]
 export interface OffsetCommitter {
   /** The next offset to read in `partition`: every record before it was handled. Commits it soon, with `commit`. */
   add(commit: CommitOffsets, partition: number, offset: string): void;
-  /** Resolves once every offset handed over so far was committed or its commit failed. */
+  /** Resolves once every offset handed over so far was committed, or its commit failed or was dropped. */
   settled(): Promise<void>;
+  /** Drops the offsets not sent yet (the consumer rejoined its group). */
+  clear(): void;
 }
 
 /** `onError` hears of each failed commit (its offsets are not tried again: the next commit of the partition covers them). */
@@ -56,6 +62,9 @@ export function offsetCommitter(onError: (error: unknown) => void): OffsetCommit
     },
     async settled() {
       while (inFlight) await inFlight;
+    },
+    clear() {
+      pending.clear();
     },
   };
 }

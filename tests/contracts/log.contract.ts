@@ -45,6 +45,7 @@ export function logContract(
     it('splits one group over two consumers, each message once', testOpts, () => withLog(env, splitGroup));
     it('delivers again what a throwing handle got, skipping nothing', testOpts, () => withLog(env, redeliverOnThrow));
     it('gives a new group member what a stopped one did not commit', testOpts, () => withLog(env, stopWithoutCommit));
+    it('commits on stop what was handled just before it: the next member gets nothing again', testOpts, () => withLog(env, stopRightAfterHandle));
     it('starts a new group at the beginning or at the end, per fromBeginning', testOpts, () => withLog(env, fromBeginning));
     it('carries the scheduler\'s messages so that every record read still matches docs/asyncapi.yaml', testOpts, () => withLog(env, schedulerMessages));
   });
@@ -262,6 +263,20 @@ function assertContiguousPerPartition(records: LogRecord[]): void {
     if (prev !== undefined) assert.equal(BigInt(r.offset), prev + 1n, `gap in partition ${r.partition} at ${r.offset}`);
     last.set(r.partition, BigInt(r.offset));
   }
+}
+
+async function stopRightAfterHandle(ctx: Ctx): Promise<void> {
+  const topic = TOPICS.dispatch;
+  const sent = numbered(topic, 20, 1, 'm');
+  const first = new Recorder();
+  const sub = await ctx.consume({ topic, groupId: 'stop-after-handle', fromBeginning: true, handle: first.handle });
+  await ctx.log.publish(sent);
+  await waitFor(ctx, 'all 20 handled', () => first.handled.length >= 20);
+  await sub.stop(); // at once: the last commit may not have gone out yet
+  const second = new Recorder();
+  await ctx.consume({ topic, groupId: 'stop-after-handle', fromBeginning: true, handle: second.handle });
+  await settle(ctx);
+  assert.deepEqual(second.values(), [], 'records handled before the stop were delivered again');
 }
 
 async function stopWithoutCommit(ctx: Ctx): Promise<void> {
