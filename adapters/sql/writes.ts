@@ -1,7 +1,9 @@
 /**
  * `insert` and `update` of the JobStore port as SQL programs (see program.ts),
  * shared by the MySQL and the SQLite store. The caller runs each one inside
- * a transaction and commits only if it returns.
+ * a transaction and commits only if it returns; on MySQL the COMMIT goes with
+ * the program's last group of writes (`Sql.final`), whose checks then also
+ * run in SQL.
  */
 import type { Decide, InsertResult, JobRecord, StoredEventType, TransitionWrite } from '../../engine/ports.js';
 import { chunkRows, groupBySize, slices } from './batches.js';
