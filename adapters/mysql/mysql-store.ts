@@ -11,9 +11,8 @@ import type { StoreOp } from '../../engine/metrics.js';
 import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
-import { PEEK_OUTBOX_ROWS, lockOutboxRows, rowIds, rowsToMessages, rowsToTake } from '../sql/outbox.js';
+import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
-import { deleteOutbox } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { databaseNow } from './connect.js';
@@ -91,14 +90,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
       // The peek takes no lock: it runs before the transaction, and a poll that finds nothing opens none.
       const picked = rowsToTake(await query(PEEK_OUTBOX_ROWS, [limit]), limit);
       if (picked.length === 0) return 0;
-      return inTransaction(pool, async (run) => {
-        const rows = (await run(lockOutboxRows(D, picked))).rows;
-        if (rows.length === 0) return 0;
-        const messages = rowsToMessages(rows);
-        await publish(messages);
-        await run({ ...deleteOutbox(D, rowIds(rows)), final: true });
-        return messages.length;
-      }, relayTx);
+      return inTransaction(pool, (run) => publishPicked(D, picked, run, publish), relayTx);
     },
 
     dbNow: () => databaseNow(pool),

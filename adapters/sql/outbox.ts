@@ -28,7 +28,8 @@ import { OUTBOX_ROW_MAX_MESSAGES, type OutboxMessage, type OutboxRow, type Topic
 import { chunkRows } from './batches.js';
 import type { Dialect } from './dialect.js';
 import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
-import { marks, type Sql } from './statements.js';
+import type { Outcome } from './program.js';
+import { deleteOutbox, marks, type Sql } from './statements.js';
 
 /**
  * The `topic` column of a row of many messages: no Kafka topic may have this
@@ -132,6 +133,24 @@ export function lockOutboxRows(d: Dialect, ids: readonly number[]): Sql {
 
 /** The ids of rows as read by `lockOutboxRows`: what the relay deletes once their messages are acked. */
 export const rowIds = (rows: readonly Row[]): number[] => rows.map((r) => toNum(r.id));
+
+/**
+ * The relay step after the peek, with either store's statement runner,
+ * inside its transaction or lock: claim the `picked` rows, `publish` their
+ * messages, and delete the rows once that resolved (the last statement, sent
+ * with the COMMIT where the store can). Returns how many messages went out.
+ */
+export async function publishPicked(
+  d: Dialect, picked: readonly number[], run: (s: Sql) => Outcome | Promise<Outcome>,
+  publish: (messages: OutboxRow[]) => Promise<void>,
+): Promise<number> {
+  const rows = (await run(lockOutboxRows(d, picked))).rows;
+  if (rows.length === 0) return 0;
+  const messages = rowsToMessages(rows);
+  await publish(messages);
+  await run({ ...deleteOutbox(d, rowIds(rows)), final: true });
+  return messages.length;
+}
 
 /** The messages of rows read by `lockOutboxRows`, in order. */
 export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {

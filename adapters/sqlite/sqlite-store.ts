@@ -16,9 +16,9 @@ import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { guardStore } from '../sql/unavailable.js';
-import { PEEK_OUTBOX_ROWS, lockOutboxRows, rowIds, rowsToMessages, rowsToTake } from '../sql/outbox.js';
+import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
-import { deleteOutbox, type Sql } from '../sql/statements.js';
+import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { migrateSqlite } from './migrate.js';
@@ -77,13 +77,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       relayLock.run(async () => {
         const picked = rowsToTake(exec({ sql: PEEK_OUTBOX_ROWS, params: [limit] }).rows, limit);
-        if (picked.length === 0) return 0;
-        const rows = exec(lockOutboxRows(D, picked)).rows;
-        if (rows.length === 0) return 0;
-        const messages = rowsToMessages(rows);
-        await publish(messages);
-        exec(deleteOutbox(D, rowIds(rows)));
-        return messages.length;
+        return picked.length === 0 ? 0 : publishPicked(D, picked, exec, publish);
       }),
 
     ping: async () => {
