@@ -41,6 +41,17 @@ describe('createMysqlStore fails fast', () => {
 
 const mysqlUp = await requireMysql();
 
+/** `p`, or a rejection with `message` if it has not settled within `ms`. */
+async function within<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); });
+  try {
+    return await Promise.race([p, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A case on a fresh database (its URL given too) with `n` unmigrated stores on it, all closed and the database dropped after. */
 function withStores(title: string, n: number, fn: (stores: MysqlStore[], url: string) => Promise<void>, opts: Omit<MysqlStoreOptions, 'url'> = {}) {
   if (!mysqlUp) return test(title, (t) => t.skip('MariaDB not reachable'));
@@ -272,14 +283,9 @@ describe('MySQL store', () => {
       const cancel = b!.update([lower!.job.id], (jobs) => ({
         writes: [transitionWrite(jobs.get(lower!.job.id)!, { type: 'CANCEL', at: lower!.job.createdAt + 1 })!], result: null,
       }));
-      let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('the transition of the lower job waited on the locked upper job')), 3000);
-      });
       try {
-        await Promise.race([cancel, limit]);
+        await within(cancel, 3000, 'the transition of the lower job waited on the locked upper job');
       } finally {
-        clearTimeout(timer);
         await conn.query('ROLLBACK');
         await cancel.catch(() => undefined);
       }
@@ -306,25 +312,19 @@ describe('MySQL store', () => {
     await holding;
     // Every transition inserts outbox rows: a submit and an update must not wait for the claim.
     const pending: Promise<unknown>[] = [];
-    const within = async <T>(what: string, p: Promise<T>): Promise<T> => {
+    const unblocked = <T>(what: string, p: Promise<T>): Promise<T> => {
       pending.push(p.catch(() => undefined));
-      let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} still waiting after 2000 ms behind an open claim`)), 2000); });
-      try {
-        return await Promise.race([p, limit]);
-      } finally {
-        clearTimeout(timer);
-      }
+      return within(p, 2000, `${what} still waiting after 2000 ms behind an open claim`);
     };
     try {
     const second = newJobWrite();
-    await within('a submit', b!.insert([second]));
-    await within('a transition', b!.update([second.job.id], (jobs) => ({
+    await unblocked('a submit', b!.insert([second]));
+    await unblocked('a transition', b!.update([second.job.id], (jobs) => ({
       writes: [transitionWrite(jobs.get(second.job.id)!, { type: 'CANCEL', at: second.job.createdAt + 1 })!], result: null,
     })));
     // A second relay takes only the rows nobody holds, and never the claimed ones.
     const seen: number[] = [];
-    await within('a second relay', b!.relayOutbox(100, async (rows) => { seen.push(...rows.map((r) => r.id)); }));
+    await unblocked('a second relay', b!.relayOutbox(100, async (rows) => { seen.push(...rows.map((r) => r.id)); }));
     assert.ok(seen.length > 0);
     assert.deepEqual(seen.filter((id) => claimed.includes(id)), []);
     assert.equal(await a!.countUnpublished(), claimed.length, 'the claimed rows stay unpublished until the log acks');
