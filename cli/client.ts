@@ -4,11 +4,11 @@
  * fields the commands read (the wire types, with states as plain text).
  */
 import { JOB_STATES, TERMINAL_STATES, type JobState } from '../machines/job.machine.js';
-import type { EventView, JobView } from '../client/index.js';
+import type { EventView, JobDetail as WireJobDetail, JobView } from '../client/index.js';
 
 export {
   ApiError, AtsClient, MAX_BATCH, UnreachableError,
-  type BatchItem, type BatchResult, type ListQuery, type SubmitRequest,
+  type BatchItem, type BatchResult, type Insights, type ListQuery, type SubmitRequest,
 } from '../client/index.js';
 export { JOB_STATES, TERMINAL_STATES };
 
@@ -23,7 +23,8 @@ export type Job = Pick<JobView, 'id' | 'type' | 'queue' | 'attempt' | 'maxAttemp
   & Partial<Pick<JobView, 'cancelReason' | 'version' | 'allowed'>>
   & { state: string };
 
-/** A job with its history (`GET /v1/jobs/:id`). */
+/** A job with its history (`GET /v1/jobs/:id`), and the advisor's ETA when the server sent one. */
 export interface JobDetail extends Job {
   events: JobEvent[];
+  eta?: WireJobDetail['eta'];
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { int, isoTime, json, oneOf, parse, UsageError } from './commands/args.js';
-import { AttemptTracker, stateLine, table } from './commands/output.js';
+import { AttemptTracker, insightsText, jobDetail, stateLine, table } from './commands/output.js';
 import { Progress } from './commands/progress.js';
 import { serverUrl } from './commands/run.js';
 import { requestFrom, submitSpec } from './commands/submit.js';
@@ -90,5 +90,42 @@ describe('output', () => {
 
   test('tables align columns', () => {
     assert.deepEqual(table(['A', 'BB'], [['xxx', 'y'], ['z', 'w']]), ['A    BB', 'xxx  y', 'z    w']);
+  });
+
+  test('a job shows its ETA, and a failure the advisor stopped says so with its reason', () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    const job = {
+      id: 'j1', type: 'orders.sync', queue: 'default', state: 'pending', attempt: 0, maxAttempts: 3, payload: {}, result: null,
+      lastError: null, runAt: at, createdAt: at, updatedAt: at, events: [],
+      eta: { start: '2030-01-01T00:00:05.000Z', finish: '2030-01-01T00:00:06.000Z', basis: { ahead: 12, startsPerSecond: 2.5, medianRunMs: 800.4 } },
+    };
+    assert.match(jobDetail(job), /^eta {10}start 2030-01-01T00:00:05.000Z, finish 2030-01-01T00:00:06.000Z \(12 ahead, 2.5 starts\/s, median run 800 ms\)$/m);
+    const dead = {
+      ...job, state: 'dead', eta: null,
+      lastError: { message: 'order 7 not found', retryable: false, decidedBy: 'advisor' as const, advice: 'no retry recovered in 0 of 58 runs', attempt: 1 },
+    };
+    const text = jobDetail(dead);
+    assert.match(text, /^lastError {4}order 7 not found \(attempt 1, not retried: advisor: no retry recovered in 0 of 58 runs\)$/m);
+    assert.doesNotMatch(text, /^eta/m);
+    assert.match(jobDetail({ ...dead, lastError: { message: 'bad', retryable: false, attempt: 2 } }), /\(attempt 2, not retryable\)/);
+  });
+
+  test('insights: a table per type and queue, the failure signatures with their verdict, and what would change', () => {
+    const text = insightsText({
+      mode: 'advise', events: 1234,
+      types: [{
+        type: 'orders.sync', queue: 'default', timeoutMs: 60_000, attempts: 400, failures: 90,
+        runMs: { count: 400, p50: 120.4, p90: 300, p99: 610.6 }, lease: { leaseMs: 5000, heartbeatMs: 1666, p99Ms: 610.6, samples: 400 },
+        signatures: [{ signature: 'Error: order # not found', failures: 90, recovered: 0, hopeless: 60, pRecover: 0.016, verdict: 'hopeless', recoveryMs: null }],
+        anomalies: [], changes: ['stop retrying `Error: order # not found`'],
+      }],
+    });
+    const lines = text.split('\n');
+    assert.equal(lines[0], 'advisor: advise, 1234 events learned from');
+    assert.ok(lines.some((l) => /^orders\.sync\s+default\s+400\s+90\s+120 ms\s+611 ms\s+5000 ms\s+0$/.test(l)), text);
+    assert.ok(lines.some((l) => /^ {2}orders\.sync\s+hopeless\s+0\/60\s+Error: order # not found$/.test(l)), text);
+    assert.ok(lines.includes('would change (ATS_ADVISOR=enforce to apply)'), text);
+    assert.ok(lines.includes('  orders.sync (default): stop retrying `Error: order # not found`'), text);
+    assert.equal(insightsText({ mode: 'off', events: 0, types: [] }), 'advisor: off, 0 events learned from');
   });
 });

@@ -13,6 +13,7 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { SETTINGS, type Config } from './config.js';
 import { wireMetrics } from './metrics.js';
+import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
@@ -66,6 +67,8 @@ export interface System {
   timers: Timers | null;
   /** Deletes old finished jobs; runs with the timers role. */
   retention: Retention | null;
+  /** Learns from each job type's history; runs with the api and worker roles (null when ATS_ADVISOR=off). */
+  advisor: Advisor | null;
   /** What `/metrics` serves (README.md, "Metrics"). */
   metrics: PrometheusMetrics;
   /**
@@ -146,6 +149,23 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   });
   const eventLog = log;
   const tracer = opts.tracing?.tracer;
+  const advisorHooks = config.advisor.mode !== 'off' && (has('api') || has('worker')) ? metrics.advisorHooks() : null;
+  const advisor = advisorHooks
+    ? new Advisor({
+        store, clock, logger,
+        onAnomaly: (a) => {
+          advisorHooks.onAnomaly(a);
+          stream?.insight(a);
+        },
+        onDecision: advisorHooks.onDecision,
+      }, {
+        mode: config.advisor.mode, pollMs: config.advisor.pollMs, historyEvents: config.advisor.historyEvents,
+        // A learned lease is never longer than the configured one, nor shorter than 5 s (or the configured lease, if shorter).
+        model: {
+          staticLeaseMs: config.worker.leaseMs, staticHeartbeatMs: config.worker.heartbeatMs, minLeaseMs: Math.min(5_000, config.worker.leaseMs),
+        },
+      })
+    : null;
 
   const app = has('api')
     ? await buildApp({
@@ -153,7 +173,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
-        limits: config.api, defaults: config.defaults, tracer,
+        limits: config.api, defaults: config.defaults, tracer, ...(advisor ? { advisor } : {}),
         plugins: [
           ...(stream ? [stream] : []),
           uiPlugin,
@@ -163,18 +183,21 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       })
     : null;
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
-  const worker = has('worker') ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics }, config.worker) : null;
+  const worker = has('worker')
+    ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, ...(advisor ? { advisor } : {}) }, config.worker)
+    : null;
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
-    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, metrics,
+    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics,
     async start() {
       // First: a metrics port that cannot be bound fails the start before any role runs.
       const metricsUrl = await metricsWiring.start();
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
+      await advisor?.start();
       relay?.start();
       timers?.start();
       retention?.start();
@@ -190,6 +213,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],
+        ['advisor', () => advisor?.stop()],
         ['clock', () => dbClock?.stop()],
         ['metrics', () => metricsWiring.stop()],
         ['log', () => eventLog.close()],

@@ -5,6 +5,7 @@
  * values here.
  */
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
+import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { AtsError } from '../engine/errors.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
@@ -46,6 +47,9 @@ export const SETTINGS = {
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
   handlers: { env: 'ATS_HANDLERS', flag: '--handlers', default: '', doc: 'Modules (comma-separated paths) exporting `handlers` (defineHandler results) and/or `register(registry)` to add your job handlers beside the demo ones.' },
+  advisor: { env: 'ATS_ADVISOR', flag: '--advisor', default: 'advise', doc: 'The advisor (docs/advisor.md): off; advise (learns from each job type\'s history and shows insights, ETAs and anomalies, changing nothing); enforce (also stops hopeless retries, times retries from observed recovery and sizes leases from observed run times).' },
+  advisorPollMs: { env: 'ATS_ADVISOR_POLL_MS', flag: '--advisor-poll-ms', default: '1000', doc: 'How often the advisor reads new job events (in the api and worker roles).' },
+  advisorHistory: { env: 'ATS_ADVISOR_HISTORY', flag: '--advisor-history', default: '100000', doc: 'How many of the newest job events the advisor re-reads at start to rebuild what it learned.' },
   workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid).' },
 } as const;
 
@@ -74,6 +78,8 @@ export interface Config {
   retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
   api: { bodyLimitBytes: number; batchBodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
+  /** Run by the api and worker roles: see engine/advisor/advisor.ts. */
+  advisor: { mode: AdvisorMode; pollMs: number; historyEvents: number };
 }
 
 const fail = (name: SettingName, msg: string): never => {
@@ -150,6 +156,12 @@ function logFormat(raw: RawConfig): LogFormat {
   return v as LogFormat;
 }
 
+function advisorMode(raw: RawConfig): AdvisorMode {
+  const v = str(raw, 'advisor');
+  if (!(ADVISOR_MODES as readonly string[]).includes(v)) fail('advisor', `unknown mode "${v}" (modes: ${ADVISOR_MODES.join(', ')})`);
+  return v as AdvisorMode;
+}
+
 /** Compile and validate once; throws AtsError(ATS_ERR_CONFIG) naming the setting. */
 export function compileConfig(raw: RawConfig, host: { hostname: string; pid: number } = { hostname: 'local', pid: 0 }): Config {
   const leaseMs = int(raw, 'leaseMs', 1000, 3_600_000);
@@ -195,6 +207,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
       timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,
     },
+    advisor: { mode: advisorMode(raw), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
   };
   const split = config.roles.length < ROLES.length;
   if (split && !config.kafkaBrokers) {

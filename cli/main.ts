@@ -18,6 +18,7 @@ const lsCommand = lazy(() => import('./commands/ls.js'), 'lsCommand');
 const watchCommand = lazy(() => import('./commands/watch.js'), 'watchCommand');
 const cancelCommand = lazy(() => import('./commands/actions.js'), 'cancelCommand');
 const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveCommand');
+const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -27,6 +28,7 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   watch: { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' },
   cancel: { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' },
   redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
+  insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
 };
 
 function usage(): string {

@@ -20,7 +20,7 @@ import { ApiError } from './errors.js';
 import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  BatchItem, BatchResult, JobDetail, JobPage, JobView, ListQuery, MachineView, Stats, StreamFilter, SubmitRequest,
+  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, ListQuery, MachineView, Stats, StreamFilter, SubmitRequest,
 } from './types.js';
 
 export * from './types.js';
@@ -215,6 +215,11 @@ export class AtsClient {
   /** `GET /v1/stats`: job counts in total and per state, type and queue. */
   async stats(opts: RequestOptions = {}): Promise<Stats> {
     return (await call<Stats>(this.http, 'GET', '/v1/stats', opts)).body;
+  }
+
+  /** `GET /v1/insights`: what the advisor learned per job type and queue, and what it changes (docs/advisor.md). */
+  async insights(opts: RequestOptions = {}): Promise<Insights> {
+    return (await call<Insights>(this.http, 'GET', '/v1/insights', opts)).body;
   }
 
   /** `GET /v1/machine`: the job machine's states and edges. */

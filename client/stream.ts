@@ -12,7 +12,7 @@
  * tells the HTTP status of a refused upgrade.
  */
 import { ApiError, networkReason, StreamUnavailableError, UnreachableError } from './errors.js';
-import type { StreamEventMessage, StreamFilter, StreamStatsMessage } from './types.js';
+import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
 export interface WebSocketLike {
@@ -40,6 +40,8 @@ export interface WatchOptions {
   /** Ask for job counts every `statsEveryMs` (≥ 250) and receive them here. */
   statsEveryMs?: number | undefined;
   onStats?: ((stats: StreamStatsMessage) => void) | undefined;
+  /** The advisor's anomalies of the types and queues the filter wants, live (docs/advisor.md). */
+  onInsight?: ((insight: StreamInsightMessage) => void) | undefined;
   /** `subscribed` each time a connection holds, `disconnected` when one drops (a reconnect follows). */
   onConnection?: ((state: 'subscribed' | 'disconnected') => void) | undefined;
   /** Reconnects and the server's `error` messages, as text. */
@@ -353,6 +355,8 @@ class ResumingWatch implements Watch {
           settle({ kind: 'subscribed' });
         } else if (msg.kind === 'stats') {
           this.opts.onStats?.(msg as StreamStatsMessage);
+        } else if (msg.kind === 'insight') {
+          this.opts.onInsight?.(msg as StreamInsightMessage);
         } else if (msg.kind === 'error') {
           const code = (msg.code ?? 'ATS_ERR_VALIDATION') as ApiError['code'];
           const error = new ApiError(code === 'ATS_ERR_STORE_UNAVAILABLE' ? 503 : 400, code, msg.message ?? 'stream error');

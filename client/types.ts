@@ -9,14 +9,16 @@ import type { ErrorCode } from '../engine/errors.js';
 import type { JobState } from '../machines/job.machine.js';
 import type {
   BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, EventView as EventViewSchema,
-  JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
+  InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
   MachineView as MachineViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
 } from '../server/schemas.js';
 import type {
-  StreamErrorMessage, StreamEventMessage, StreamFilter, StreamStatsMessage, StreamSubscribedMessage,
+  StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage, StreamSubscribedMessage,
 } from '../server/stream/protocol.js';
 
-export type { ErrorCode, JobState, StreamErrorMessage, StreamEventMessage, StreamFilter, StreamStatsMessage, StreamSubscribedMessage };
+export type {
+  ErrorCode, JobState, StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage, StreamSubscribedMessage,
+};
 
 /** The body of `POST /v1/jobs`. */
 export type SubmitRequest = Static<typeof SubmitBodySchema>;
@@ -36,5 +38,7 @@ export type JobPage = Static<typeof JobPageSchema>;
 export type ListQuery = Static<typeof ListQuerySchema>;
 /** `GET /v1/stats`: job counts in total and per state, type and queue. */
 export type Stats = Static<typeof StatsViewSchema>;
+/** `GET /v1/insights`: what the advisor learned per job type and queue, and what it changes. */
+export type Insights = Static<typeof InsightsViewSchema>;
 /** `GET /v1/machine`: the job machine's states and edges. */
 export type MachineView = Static<typeof MachineViewSchema>;

@@ -274,6 +274,11 @@ export interface JobStore {
   readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
   /** The highest committed `job_events.id` (0 for none). Lower ids may still be committing. */
   lastEventId(): Promise<number>;
+  /**
+   * Jobs of `queue` waiting to start ahead of job `id` (pending or published,
+   * created before it), counting at most `limit` (the advisor's ETA).
+   */
+  countWaitingAhead(queue: string, id: string, limit: number): Promise<number>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**

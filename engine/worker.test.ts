@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import type { FailureAdvice, LeaseAdvice } from './advisor/types.js';
+import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import { TOPICS, type Clock, type JobRecord, type JobSpec, type JobStore, type Logger } from './ports.js';
@@ -14,7 +16,7 @@ import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { Waker } from './wake.js';
-import { MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker } from './worker.js';
+import { MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker, type WorkerDeps } from './worker.js';
 
 const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
   type, payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
@@ -31,7 +33,10 @@ interface Harness {
 /** A relay and one worker over an in-memory SQLite store and the in-process log. */
 async function harness(
   registry: HandlerRegistry,
-  opts: { clock?: Clock; logger?: Logger; workerTransitions?: (t: TransitionService) => TransitionService; leaseMs?: number } = {},
+  opts: {
+    clock?: Clock; logger?: Logger; workerTransitions?: (t: TransitionService) => TransitionService; leaseMs?: number;
+    advisor?: WorkerDeps['advisor'];
+  } = {},
 ): Promise<Harness> {
   const clock = opts.clock ?? systemClock;
   const store = createSqliteStore({ file: ':memory:', clock });
@@ -42,7 +47,10 @@ async function harness(
   const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds(), onCommit: () => waker.notify() });
   const relay = new Relay({ store, log, transitions, clock, logger: silentLogger, waker }, { batchSize: 100, pollMs: 20, errorBackoffMs: 50, publishedDelayMs: 0 });
   const worker = new Worker(
-    { log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry },
+    {
+      log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry,
+      ...(opts.advisor ? { advisor: opts.advisor } : {}),
+    },
     { workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: 10_000, shutdownGraceMs: 200 },
   );
   relay.start();
@@ -242,6 +250,114 @@ describe('worker: a failed attempt records the error\'s stack', () => {
       const str = await failedEvent('test.string');
       assert.equal(str.error.message, 'just a string');
       assert.equal('stack' in str.error, false);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: the advisor\'s decisions (enforce) go into the events the machine takes', () => {
+  /** An advisor that answers what the test scripts, and records what it was asked. */
+  function scripted(answers: { failure?: (message: string) => FailureAdvice | null; lease?: LeaseAdvice | null }) {
+    const asked: Array<{ message: string; attempt: number; attemptBase: number }> = [];
+    const leasesAsked: string[] = [];
+    const advisor: NonNullable<WorkerDeps['advisor']> = {
+      adviseFailure: (job, error, attempt) => {
+        asked.push({ message: error.message, attempt, attemptBase: job.snapshot.context.attemptBase });
+        return answers.failure?.(error.message) ?? null;
+      },
+      leaseFor: (type, queue) => {
+        leasesAsked.push(`${type}/${queue}`);
+        return answers.lease ?? null;
+      },
+    };
+    return { advisor, asked, leasesAsked };
+  }
+
+  it('a hopeless failure is recorded as not retryable, decided by the advisor, with its reason: the job goes dead with attempts left', async () => {
+    const registry = new HandlerRegistry().register('test.missing', async () => {
+      throw new Error('order 42 not found');
+    });
+    const a = scripted({ failure: () => ({ signature: 'Error: order # not found', retryable: false, reason: 'no retry recovered in 0 of 40 runs' }) });
+    const h = await harness(registry, { advisor: a.advisor });
+    try {
+      const r = await h.transitions.submit(spec('test.missing', { maxAttempts: 5 }));
+      assert.ok(r.ok);
+      const job = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.equal(job.snapshot.context.attempt, 1, 'one attempt of five');
+      assert.deepEqual(job.snapshot.context.lastError, {
+        message: 'order 42 not found', name: 'Error', stack: job.snapshot.context.lastError?.stack, retryable: false,
+        decidedBy: 'advisor', advice: 'no retry recovered in 0 of 40 runs', attempt: 1,
+      });
+      assert.deepEqual(a.asked, [{ message: 'order 42 not found', attempt: 1, attemptBase: 0 }]);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a retry the advisor timed is due after its delay, recorded on the FAILED event', async () => {
+    let calls = 0;
+    const registry = new HandlerRegistry().register('test.flaky', async () => {
+      if (++calls === 1) throw new Error('upstream 503');
+      return 'ok';
+    });
+    const a = scripted({ failure: () => ({ signature: 'Error: upstream #', delayMs: 60 }) });
+    const h = await harness(registry, { advisor: a.advisor });
+    try {
+      const r = await h.transitions.submit(spec('test.flaky', { backoff: { kind: 'fixed', delayMs: 600_000 } }));
+      assert.ok(r.ok);
+      const retrying = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'retrying', 'retrying');
+      const failed = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'FAILED');
+      assert.equal((failed?.data as { delayMs?: number }).delayMs, 60);
+      assert.equal(retrying.snapshot.context.runAt, failed!.at + 60, 'not the policy\'s ten minutes');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a non-retryable failure is not put to the advisor; a null answer keeps the static policy', async () => {
+    const registry = new HandlerRegistry()
+      .register('test.fatal', async () => {
+        throw new NonRetryableError('bad payload');
+      })
+      .register('test.once', async () => {
+        throw new Error('boom');
+      });
+    const a = scripted({ failure: () => null });
+    const h = await harness(registry, { advisor: a.advisor });
+    try {
+      const fatal = await h.transitions.submit(spec('test.fatal'));
+      const once = await h.transitions.submit(spec('test.once', { backoff: { kind: 'fixed', delayMs: 600_000 } }));
+      assert.ok(fatal.ok && once.ok);
+      await waitFor(h.store, fatal.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      const retrying = await waitFor(h.store, once.job.id, (j) => j.snapshot.value === 'retrying', 'retrying');
+      const failed = (await h.store.getEvents(once.job.id)).find((e) => e.type === 'FAILED');
+      assert.equal(failed && 'delayMs' in (failed.data as object), false);
+      assert.equal(retrying.snapshot.context.runAt, failed!.at + 600_000);
+      assert.deepEqual(a.asked.map((q) => q.message), ['boom']);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('claims with the advisor\'s lease, and heartbeats at its period', async () => {
+    let release!: () => void;
+    const registry = new HandlerRegistry().register('test.slow', async () => {
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    const a = scripted({ lease: { leaseMs: 2_000, heartbeatMs: 50, p99Ms: 500, samples: 400 } });
+    const h = await harness(registry, { advisor: a.advisor });
+    try {
+      const r = await h.transitions.submit(spec('test.slow', { queue: 'q1' }));
+      assert.ok(r.ok);
+      const running = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'running', 'running');
+      const started = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'STARTED')!;
+      assert.equal((started.data as { leaseUntil: number }).leaseUntil, started.at + 2_000, 'the learned lease, not the static 30 s');
+      // A heartbeat at the advisor's 50 ms period extends the lease (the static period is 10 s).
+      await waitFor(h.store, r.job.id, (j) => (j.snapshot.context.leaseUntil ?? 0) > (running.snapshot.context.leaseUntil ?? 0), 'a heartbeat', 2_000);
+      assert.deepEqual(a.leasesAsked, ['test.slow/q1']);
+      release();
+      await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
     } finally {
       await h.stop();
     }

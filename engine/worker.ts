@@ -28,6 +28,7 @@
  * here reaches the handler through its next heartbeat. A message without the
  * header (an older producer) is version 1.
  */
+import type { Advisor } from './advisor/advisor.js';
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
@@ -66,6 +67,11 @@ export interface WorkerDeps {
   tracer?: Tracer;
   /** Told how long each handler ran (engine/metrics.ts). @defaultValue none */
   metrics?: Pick<Metrics, 'attemptRan'>;
+  /**
+   * Sizes leases and judges failures from each type's history (enforce mode;
+   * in the others it answers null and the static settings hold). @defaultValue none
+   */
+  advisor?: Pick<Advisor, 'adviseFailure' | 'leaseFor'>;
 }
 
 /** Why a handler's signal was aborted. */
@@ -106,6 +112,9 @@ interface Running {
   done: Promise<void>;
   /** The lease as last written (claim or heartbeat), in the clock's time. */
   leaseUntil: number;
+  /** This attempt's lease length and heartbeat period (the advisor's, or the worker's settings). */
+  leaseMs: number;
+  heartbeatMs: number;
   /** The handler settled: heartbeats stop, the outcome write has what is left of the lease. */
   settled: boolean;
   /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
@@ -231,12 +240,13 @@ export class Worker {
   private async claim(messages: readonly DispatchMessage[], records?: readonly LogRecord[]): Promise<void> {
     const { transitions, clock, logger } = this.deps;
     if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
-    const leaseUntil = clock.now() + this.opts.leaseMs;
+    const now = clock.now();
+    const leases = messages.map((m) => this.leaseOf(m));
     let results: ApplyResult[];
     try {
-      results = await transitions.applyMany(messages.map((m) => ({
+      results = await transitions.applyMany(messages.map((m, k) => ({
         jobId: m.jobId,
-        event: { type: 'STARTED' as const, attempt: m.attempt, leaseUntil, workerId: this.opts.workerId },
+        event: { type: 'STARTED' as const, attempt: m.attempt, leaseUntil: now + leases[k]!.leaseMs, workerId: this.opts.workerId },
       })));
     } catch (err) {
       for (const _ of messages) this.slots.release();
@@ -250,11 +260,16 @@ export class Worker {
         return;
       }
       this.counters.claimed++;
-      this.launch(r.job, messages[k]!.attempt, leaseUntil, records?.[k]);
+      this.launch(r.job, messages[k]!.attempt, now, leases[k]!, records?.[k]);
     });
   }
 
-  private launch(job: JobRecord, attempt: number, leaseUntil: number, record?: LogRecord): void {
+  /** The lease and heartbeat period to claim this dispatch with. */
+  private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number } {
+    return this.deps.advisor?.leaseFor(m.type, m.queue) ?? this.opts;
+  }
+
+  private launch(job: JobRecord, attempt: number, now: number, lease: { leaseMs: number; heartbeatMs: number }, record?: LogRecord): void {
     const abort = new AbortController();
     // The slot is the handler's: it is given back once the handler settled, so the
     // next claims need not wait for this outcome's write (the outcome batcher
@@ -266,7 +281,9 @@ export class Worker {
       this.slots.release();
     };
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
-    const entry: Running = { attempt, abort, done: Promise.resolve(), leaseUntil, settled: false, log };
+    const entry: Running = {
+      attempt, abort, done: Promise.resolve(), leaseUntil: now + lease.leaseMs, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log,
+    };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
       .finally(() => {
@@ -314,11 +331,22 @@ export class Worker {
       const e = reason instanceof AbortReason ? reason : (err as Error);
       const stack = reason instanceof AbortReason ? undefined : stackOf(e);
       event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) } };
+      if (event.error.retryable) event = this.advised(job, event, clock.now());
       if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
     }
     entry.settled = true;
     handlerSettled();
     await this.recordOutcome(job.id, entry, event);
+  }
+
+  /** A retryable failure as the advisor would have it recorded (enforce): not retried, or retried after its delay. */
+  private advised(job: JobRecord, event: Extract<EventInput, { type: 'FAILED' }>, at: number): Extract<EventInput, { type: 'FAILED' }> {
+    const advice = this.deps.advisor?.adviseFailure(job, event.error, event.attempt, at);
+    if (!advice) return event;
+    if (advice.retryable === false) {
+      return { ...event, error: { ...event.error, retryable: false, decidedBy: 'advisor', ...(advice.reason ? { advice: advice.reason } : {}) } };
+    }
+    return advice.delayMs === undefined ? event : { ...event, delayMs: advice.delayMs };
   }
 
   /**
@@ -366,7 +394,7 @@ export class Worker {
   private async heartbeat(jobId: string, entry: Running): Promise<void> {
     if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
     const { attempt, abort } = entry;
-    const leaseUntil = this.deps.clock.now() + this.opts.leaseMs;
+    const leaseUntil = this.deps.clock.now() + entry.leaseMs;
     const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil });
     if (r.ok) {
       entry.leaseUntil = leaseUntil;
@@ -382,7 +410,7 @@ export class Worker {
     const { abort } = entry;
     while (!abort.signal.aborted && !entry.settled) {
       try {
-        await this.deps.clock.sleep(this.opts.heartbeatMs, abort.signal);
+        await this.deps.clock.sleep(entry.heartbeatMs, abort.signal);
         if (entry.settled) return;
         await this.heartbeat(jobId, entry);
       } catch (err) {

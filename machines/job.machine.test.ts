@@ -186,6 +186,22 @@ describe('job machine (paths)', () => {
     assert.equal(go(redriven.next, { type: 'STARTED', at, attempt: MAX + 1, leaseUntil: at, workerId: 'w' }).value, 'running');
   });
 
+  it('a FAILED that carries the advisor\'s delay retries after it, and one the advisor stopped goes dead with its reason', () => {
+    let j = start({ ...input, backoff: { kind: 'fixed', delayMs: 500 } }).next;
+    j = go(j, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 2_000, workerId: 'w' });
+    const delayed = go(j, { type: 'FAILED', at: 1_100, attempt: 1, rand: 0.3, error: { message: 'upstream 503', retryable: true }, delayMs: 7_000 });
+    assert.equal(delayed.value, 'retrying');
+    assert.equal(delayed.context.runAt, 1_100 + 7_000, 'the recorded delay, not the policy\'s 500 ms');
+    const stopped = go(j, {
+      type: 'FAILED', at: 1_100, attempt: 1, rand: 0.3,
+      error: { message: 'order 12 not found', retryable: false, decidedBy: 'advisor', advice: 'no retry recovered in 0 of 40 runs' },
+    });
+    assert.equal(stopped.value, 'dead', 'attempts were left: only the decision stopped it');
+    assert.deepEqual(stopped.context.lastError, {
+      message: 'order 12 not found', retryable: false, decidedBy: 'advisor', advice: 'no retry recovered in 0 of 40 runs', attempt: 1,
+    });
+  });
+
   it('a lease expires only once it is over', () => {
     let j = start(input).next;
     j = go(j, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 2_000, workerId: 'w' });

@@ -24,9 +24,16 @@ export interface JobError {
   stack?: string;
   /** false: the job goes straight to `dead`. */
   retryable: boolean;
+  /** Set when the advisor, not the handler, made the failure non-retryable (engine/advisor/). */
+  decidedBy?: 'advisor';
+  /** The advisor's reason, in one line. */
+  advice?: string;
   /** The attempt that failed. */
   attempt: number;
 }
+
+/** A failure as a FAILED event carries it. */
+export type FailureError = Omit<JobError, 'attempt'>;
 
 export interface JobContext {
   /** The last attempt started (0 before the first). Monotonic, used as the fence. */
@@ -65,7 +72,12 @@ export type JobEvent =
   | { type: 'STARTED'; at: number; attempt: number; leaseUntil: number; workerId: string }
   | { type: 'HEARTBEAT'; at: number; attempt: number; leaseUntil: number }
   | { type: 'SUCCEEDED'; at: number; attempt: number; result?: unknown }
-  | { type: 'FAILED'; at: number; attempt: number; rand: number; error: { message: string; name?: string; stack?: string; retryable: boolean } }
+  /**
+   * `delayMs`, when present, is the retry's delay as the advisor chose it
+   * (recorded, so replay gives the same `runAt`); otherwise the policy's
+   * backoff drawn with `rand`.
+   */
+  | { type: 'FAILED'; at: number; attempt: number; rand: number; error: FailureError; delayMs?: number }
   | { type: 'LEASE_EXPIRED'; at: number; attempt: number; rand: number }
   | { type: 'RETRY_DUE'; at: number }
   | { type: 'CANCEL'; at: number; reason?: string }
@@ -83,8 +95,12 @@ export const USER_EVENT_TYPES: readonly JobEventType[] = Object.freeze(['CANCEL'
 
 type Failure = Extract<JobEvent, { type: 'FAILED' | 'LEASE_EXPIRED' }>;
 
-const failureOf = (e: Failure): { message: string; name?: string; stack?: string; retryable: boolean } =>
+const failureOf = (e: Failure): FailureError =>
   e.type === 'FAILED' ? e.error : { message: 'lease expired: the worker stopped heartbeating', name: 'LeaseExpired', retryable: true };
+
+/** The recorded delay when the event carries one (the advisor's), else the policy's draw. */
+const retryDelay = (c: JobContext, e: Failure): number =>
+  e.type === 'FAILED' && e.delayMs !== undefined ? e.delayMs : backoffDelay(c.backoff, c.attempt - c.attemptBase, e.rand);
 
 const attemptsLeft = (c: JobContext): boolean => c.attempt - c.attemptBase < c.maxAttempts;
 
@@ -128,8 +144,7 @@ export const jobMachine = setup({
       leaseUntil: null,
     })),
     scheduleRetry: assign({
-      runAt: ({ context, event }) =>
-        event.at + backoffDelay(context.backoff, context.attempt - context.attemptBase, (event as Failure).rand),
+      runAt: ({ context, event }) => event.at + retryDelay(context, event as Failure),
     }),
     cancel: assign({
       cancelReason: ({ event }) => (event as Extract<JobEvent, { type: 'CANCEL' }>).reason ?? 'cancelled',

@@ -57,6 +57,10 @@ const specArb = fc.record({
   result: fc.option(fc.oneof(fc.string(), fc.integer(), fc.constant(null)), { nil: undefined }),
   reason: fc.option(fc.string({ maxLength: 5 }), { nil: undefined }),
   name: fc.option(fc.string({ maxLength: 5 }), { nil: undefined }),
+  /** The advisor's retry delay (FAILED), or none: the policy's draw. */
+  delayMs: fc.option(fc.integer({ min: 0, max: 120_000 }), { nil: undefined }),
+  /** The advisor stopped the retries (FAILED, not retryable). */
+  byAdvisor: fc.boolean(),
 });
 type Spec = typeof specArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -78,7 +82,14 @@ function eventFor(job: PersistedJob, s: Spec): JobEvent {
     case 'SUCCEEDED':
       return { type: 'SUCCEEDED', at, attempt, ...(s.result === undefined ? {} : { result: s.result }) };
     case 'FAILED':
-      return { type: 'FAILED', at, attempt, rand: s.rand, error: { message: 'boom', retryable: s.retryable, ...(s.name === undefined ? {} : { name: s.name }) } };
+      return {
+        type: 'FAILED', at, attempt, rand: s.rand,
+        error: {
+          message: 'boom', retryable: s.retryable, ...(s.name === undefined ? {} : { name: s.name }),
+          ...(s.byAdvisor && !s.retryable ? { decidedBy: 'advisor' as const, advice: 'hopeless' } : {}),
+        },
+        ...(s.delayMs === undefined ? {} : { delayMs: s.delayMs }),
+      };
     case 'LEASE_EXPIRED':
       return { type: 'LEASE_EXPIRED', at, attempt, rand: s.rand };
     case 'CANCEL':

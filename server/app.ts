@@ -17,6 +17,7 @@ import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
 import { edgeStatsRoute } from './routes/edges.js';
 import { outboxStatsRoute } from './routes/outbox.js';
+import { insightsRoute } from './routes/insights.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
 import { metaRoutes } from './routes/meta.js';
 import { submitRoute } from './routes/submit.js';
@@ -69,6 +70,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(metaRoutes, opts);
   await app.register(edgeStatsRoute, opts);
   await app.register(outboxStatsRoute, opts);
+  await app.register(insightsRoute, opts);
   await app.register(healthRoutes, opts);
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
 

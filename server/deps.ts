@@ -4,6 +4,7 @@
  */
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
+import type { Advisor } from '../engine/advisor/advisor.js';
 import type { Clock, JobStore, Logger } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
@@ -60,6 +61,8 @@ export interface AppDeps {
   transitions: TransitionService;
   store: JobStore;
   clock: Clock;
+  /** ETAs on `GET /v1/jobs/:id` and `GET /v1/insights` (engine/advisor/). Omit: no ETA, and insights say `off`. */
+  advisor?: Pick<Advisor, 'eta' | 'insights'>;
   /** Registered handler types; a submit of another type is answered 422. Omit to accept any. */
   knownTypes?: () => readonly string[];
   /** The payload schema check of the handlers that declare one (defineHandler): a misfit is a 400. Omit to check none. */

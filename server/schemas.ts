@@ -208,7 +208,9 @@ const JobError = Type.Object({
   message: Type.String({ description: 'The error\'s message' }),
   name: Type.Optional(Type.String({ description: 'The error\'s class name, e.g. LeaseExpired' })),
   stack: Type.Optional(Type.String({ description: 'The stack trace the handler\'s error carried, shortened to its first 4,000 characters' })),
-  retryable: Type.Boolean({ description: 'false: the handler said another attempt cannot succeed' }),
+  retryable: Type.Boolean({ description: 'false: the handler (or, with decidedBy, the advisor) said another attempt cannot succeed' }),
+  decidedBy: Type.Optional(Type.Literal('advisor', { description: 'Present when the advisor (enforce mode) made the failure non-retryable: its signature had proven hopeless' })),
+  advice: Type.Optional(Type.String({ description: 'The advisor\'s reason, when decidedBy is set' })),
   attempt: Type.Integer({ description: 'The attempt that failed' }),
 }, { $id: 'JobError', description: 'How an attempt of the job failed' });
 
@@ -245,11 +247,76 @@ export const EventView = Type.Object({
 }, { $id: 'JobEvent', description: 'One transition of the job machine, from the job\'s event log' });
 export type EventView = Static<typeof EventView>;
 
+export const EtaView = Type.Object({
+  start: IsoTime('Predicted start (a running job: when its attempt started)'),
+  finish: IsoTime('Predicted finish'),
+  basis: Type.Object({
+    startsPerSecond: Nullable(Type.Number(), 'The queue\'s recent start rate; null when no job of it started lately'),
+    medianRunMs: Type.Number({ description: 'The job type\'s median run time' }),
+    ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one' }),
+  }, { description: 'What the prediction rests on' }),
+}, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });
+
 export const JobDetail = Type.Intersect([
   ref(JobView),
-  Type.Object({ events: Type.Array(ref(EventView), { description: 'The job\'s history, oldest first' }) }),
+  Type.Object({
+    events: Type.Array(ref(EventView), { description: 'The job\'s history, oldest first' }),
+    eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, or before its type has history'),
+  }),
 ], { $id: 'JobDetail', description: 'A job with its history' });
 export type JobDetail = JobView & { events: EventView[] };
+
+const Int = (description: string) => Type.Integer({ minimum: 0, description });
+const Num = (description: string) => Type.Number({ description });
+
+const AnomalyView = Type.Object({
+  type: Type.String({ description: 'The job type' }),
+  queue: Type.String({ description: 'The queue' }),
+  metric: Type.Union([Type.Literal('failure-rate'), Type.Literal('duration')], { description: 'What changed' }),
+  baseline: Num('The level before: a failure fraction, or a run time in ms'),
+  observed: Num('The level when detected'),
+  at: Num('When it was detected, epoch ms'),
+}, { description: 'A change in a job type\'s failure rate or run time' });
+
+const SignatureView = Type.Object({
+  signature: Type.String({ description: 'The error\'s name and message with ids, numbers and quoted values stripped' }),
+  failures: Int('Failures seen with this signature'),
+  recovered: Int('Retried runs after this failure that then ended done'),
+  hopeless: Int('Retried runs after this failure that then ended dead'),
+  pRecover: Num('Posterior mean chance that a retry after this failure ends done'),
+  verdict: Type.Union([Type.Literal('learning'), Type.Literal('hopeless'), Type.Literal('transient')], {
+    description: 'learning: too little evidence; hopeless: retries credibly never help (enforce stops them); transient: they do',
+  }),
+  recoveryMs: Nullable(Type.Object({
+    count: Int('Recovered runs timed'),
+    p50: Num('Median, ms'),
+    p90: Num('90th percentile, ms'),
+  }), 'Time from a run\'s first failure to the start of the attempt that succeeded; null before any'),
+}, { description: 'One failure signature of the type' });
+
+export const InsightsView = Type.Object({
+  mode: Type.Union([Type.Literal('off'), Type.Literal('advise'), Type.Literal('enforce')], { description: 'ATS_ADVISOR: advise only shows, enforce also acts' }),
+  events: Int('Committed job events learned from'),
+  types: Type.Array(Type.Object({
+    type: Type.String({ description: 'The job type' }),
+    queue: Type.String({ description: 'The queue' }),
+    timeoutMs: Nullable(Type.Integer({ minimum: 0 }), 'The handler timeout of the newest job of this type and queue (null when none is left)'),
+    attempts: Int('Attempts that ended and were timed'),
+    failures: Int('Of those, attempts that failed (a lease expiry included)'),
+    runMs: Nullable(Type.Object({
+      count: Int('Attempts timed'), p50: Num('Median run time, ms'), p90: Num('90th percentile, ms'), p99: Num('99th percentile, ms'),
+    }), 'Run-time quantiles; null before any attempt ended'),
+    lease: Nullable(Type.Object({
+      leaseMs: Int('The lease a claim would get'),
+      heartbeatMs: Int('The heartbeat period with it'),
+      p99Ms: Num('The p99 run time it was sized from'),
+      samples: Int('Attempts behind that p99'),
+    }), 'The lease the advisor would claim with; null: the static lease'),
+    signatures: Type.Array(SignatureView, { description: 'Failure signatures, most frequent first' }),
+    anomalies: Type.Array(AnomalyView, { description: 'Recent anomalies of the type, newest last' }),
+    changes: Type.Array(Type.String(), { description: 'What the advisor changes (enforce) or would change (advise), in words' }),
+  }), { description: 'Per job type and queue seen' }),
+}, { $id: 'Insights', description: 'What the advisor learned per job type and queue, and what it changes' });
 
 export const JobPage = Type.Object({
   jobs: Type.Array(ref(JobView), { description: 'Jobs, newest first' }),
@@ -344,7 +411,7 @@ export type OutboxStatsView = Static<typeof OutboxStatsView>;
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
-  EdgeStatsView, OutboxStatsView,
+  EdgeStatsView, OutboxStatsView, EtaView, InsightsView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */

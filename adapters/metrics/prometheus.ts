@@ -102,6 +102,12 @@ class Cached<T> {
   }
 }
 
+/** What the advisor reports (engine/advisor/advisor.ts, `AdvisorDeps`). */
+export interface AdvisorHooks {
+  onAnomaly(a: { type: string; queue: string; metric: string }): void;
+  onDecision(kind: string, applied: boolean): void;
+}
+
 export class PrometheusMetrics implements Metrics {
   readonly registry = new Registry();
   readonly types: LabelCap;
@@ -427,6 +433,32 @@ export class PrometheusMetrics implements Metrics {
         this.set(worker.slotUsage().free);
       },
     });
+  }
+
+  /**
+   * The advisor's anomalies and decisions (engine/advisor/advisor.ts): wire
+   * `advisorHooks()` into its deps. Decisions are counted per kind and whether
+   * they were applied (enforce) or only advised.
+   */
+  advisorHooks(): AdvisorHooks {
+    return (this.advisor ??= this.newAdvisorHooks());
+  }
+
+  private advisor: AdvisorHooks | undefined;
+
+  private newAdvisorHooks(): AdvisorHooks {
+    const anomalies = new Counter<string>({
+      name: 'ats_advisor_anomalies_total', registers: [this.registry], labelNames: ['type', 'queue', 'metric'],
+      help: 'Changes in a job type\'s failure rate (metric="failure-rate") or run time (metric="duration") the advisor detected',
+    });
+    const decisions = new Counter<string>({
+      name: 'ats_advisor_decisions_total', registers: [this.registry], labelNames: ['decision', 'applied'],
+      help: 'Advisor decisions: no-retry (a hopeless failure), retry-delay (a retry timed from observed recovery), lease (a claim with a learned lease); applied="false" in advise mode',
+    });
+    return {
+      onAnomaly: (a) => anomalies.inc({ type: this.types.value(a.type), queue: this.queues.value(a.queue), metric: a.metric }),
+      onDecision: (kind, applied) => decisions.inc({ decision: kind, applied: String(applied) }),
+    };
   }
 
   /** WebSocket clients of this process's stream. */

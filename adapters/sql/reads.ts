@@ -7,7 +7,7 @@ import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_UNPUBLISHED, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  COUNT_UNPUBLISHED, COUNT_WAITING_AHEAD, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
@@ -16,7 +16,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
 export function createSqlReads(query: Query): SqlReads {
@@ -32,6 +32,7 @@ export function createSqlReads(query: Query): SqlReads {
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
+    countWaitingAhead: async (queue, id, limit) => toNum((await query(COUNT_WAITING_AHEAD, [id, queue, limit]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(filter);
       return (await query(sql, params)).map(rowToJob);

@@ -239,13 +239,22 @@ export const SELECT_EVENTS = `SELECT ${EVENT_SELECT} FROM job_events WHERE job_i
  * Every job's events after a global position, in id order, with the type and
  * queue of their job (the WebSocket stream's tail and replay; the PK range
  * scan plus one PK lookup per row). Only committed rows are seen, so the ids
- * returned may have gaps: the stream's tail handles those (server/stream/tail.ts).
+ * returned may have gaps: the stream's tail handles those (engine/event-tail.ts).
  * Params: after_id, limit
  */
 export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from_state, e.to_state, e.at, e.data,
     j.type AS job_type, j.queue AS job_queue
   FROM job_events e JOIN jobs j ON j.id = e.job_id
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
+
+/**
+ * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
+ * published, created before it (ids sort by creation). Scans the waiting jobs
+ * of `ix_jobs_state_id` below the id, at most `limit` of the queue.
+ * Params: queue, id, limit
+ */
+export const COUNT_WAITING_AHEAD = `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs
+  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? LIMIT ?) ahead`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

@@ -1,5 +1,5 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
-import type { Job, JobDetail, JobEvent } from '../client.js';
+import type { Insights, Job, JobDetail, JobEvent } from '../client.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
 export function attemptOf(e: { data: unknown }): number | undefined {
@@ -49,7 +49,9 @@ const short = (v: unknown, max = 200): string => {
 
 /** A job with its history, as `ats get` prints it. */
 export function jobDetail(job: JobDetail): string {
-  const err = job.lastError ? `${job.lastError.message} (attempt ${job.lastError.attempt}${job.lastError.retryable ? '' : ', not retryable'})` : '-';
+  const e = job.lastError;
+  const why = e && !e.retryable ? (e.decidedBy === 'advisor' ? `, not retried: advisor: ${e.advice ?? 'hopeless'}` : ', not retryable') : '';
+  const err = e ? `${e.message} (attempt ${e.attempt}${why})` : '-';
   const fields: Array<[string, string]> = [
     ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
     ['attempt', `${job.attempt}/${job.maxAttempts}`], ['payload', short(job.payload)], ['result', short(job.result)],
@@ -57,12 +59,41 @@ export function jobDetail(job: JobDetail): string {
     ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
   ];
   if (job.cancelReason) fields.splice(8, 0, ['cancelReason', job.cancelReason]);
+  if (job.eta) fields.push(['eta', etaText(job.eta)]);
   const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
   const events = table(
     ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT'],
     job.events.map((e) => [String(e.seq), e.at, e.type, e.from ?? '-', e.to, String(attemptOf(e) ?? '')]),
   );
   return [...head, '', 'events', ...events.map((l) => `  ${l}`)].join('\n');
+}
+
+/** `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`. */
+function etaText(eta: NonNullable<JobDetail['eta']>): string {
+  const { ahead, startsPerSecond, medianRunMs } = eta.basis;
+  const rate = startsPerSecond === null ? 'no recent starts' : `${startsPerSecond.toFixed(1)} starts/s`;
+  return `start ${eta.start}, finish ${eta.finish} (${ahead} ahead, ${rate}, median run ${Math.round(medianRunMs)} ms)`;
+}
+
+/** What the advisor learned, as `ats insights` prints it: a table per type and queue, then what it changes. */
+export function insightsText(insights: Insights): string {
+  const lines = [`advisor: ${insights.mode}, ${insights.events} events learned from`];
+  if (insights.types.length === 0) return lines.join('\n');
+  lines.push('', ...table(
+    ['TYPE', 'QUEUE', 'ATTEMPTS', 'FAILED', 'RUN P50', 'RUN P99', 'LEASE', 'ANOMALIES'],
+    insights.types.map((t) => [
+      t.type, t.queue, String(t.attempts), String(t.failures),
+      t.runMs ? `${Math.round(t.runMs.p50)} ms` : '-', t.runMs ? `${Math.round(t.runMs.p99)} ms` : '-',
+      t.lease ? `${t.lease.leaseMs} ms` : '-', String(t.anomalies.length),
+    ]),
+  ));
+  const signatures = insights.types.flatMap((t) => t.signatures.map((s) => [
+    t.type, s.verdict, `${s.recovered}/${s.recovered + s.hopeless}`, s.signature,
+  ]));
+  if (signatures.length > 0) lines.push('', 'failures', ...table(['TYPE', 'VERDICT', 'RECOVERED', 'SIGNATURE'], signatures).map((l) => `  ${l}`));
+  const changes = insights.types.flatMap((t) => t.changes.map((c) => `  ${t.type} (${t.queue}): ${c}`));
+  if (changes.length > 0) lines.push('', insights.mode === 'enforce' ? 'changes' : 'would change (ATS_ADVISOR=enforce to apply)', ...changes);
+  return lines.join('\n');
 }
 
 /** Rows of jobs, as `ats ls` prints them. */

@@ -4,7 +4,8 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
-import type { JobFilter } from '../../engine/ports.js';
+import type { Eta } from '../../engine/advisor/types.js';
+import type { JobEventRecord, JobFilter } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
 import { toEventView, toJobView } from '../job-views.js';
@@ -13,7 +14,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first) and `allowed`: the user events its machine accepts now.',
+  description: 'The job, its event history (oldest first), `allowed` (the user events its machine accepts now) and `eta` (the advisor\'s predicted start and finish of a live job).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
@@ -28,6 +29,16 @@ const listSchema = {
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
 };
 
+/** When the job's latest attempt started (its last STARTED event), or null. */
+function lastStart(events: readonly JobEventRecord[]): number | null {
+  for (let i = events.length - 1; i >= 0; i--) if (events[i]!.type === 'STARTED') return events[i]!.at;
+  return null;
+}
+
+function toEtaView(eta: Eta) {
+  return { start: new Date(eta.start).toISOString(), finish: new Date(eta.finish).toISOString(), basis: eta.basis };
+}
+
 /** An ISO date-time the schema accepted, as epoch ms (a value Date cannot place is a 400). */
 function instant(iso: string, name: string): number {
   const ms = Date.parse(iso);
@@ -40,7 +51,8 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const job = await deps.store.getJob(request.params.id);
     if (!job) throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${request.params.id}`);
     const events = await deps.store.getEvents(job.id);
-    return { ...toJobView(job, deps.clock.now()), events: events.map(toEventView) };
+    const eta = deps.advisor ? await deps.advisor.eta(job, lastStart(events)) : null;
+    return { ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta) };
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {

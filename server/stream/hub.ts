@@ -7,9 +7,10 @@ import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
-import { eventMessage, parseQuerySubscribe } from './protocol.js';
+import type { Anomaly } from '../../engine/advisor/types.js';
+import { eventMessage, insightMessage, parseQuerySubscribe } from './protocol.js';
 import { CLOSE, StreamSession, type SessionContext } from './session.js';
-import { TailReader } from './tail.js';
+import { TailReader } from '../../engine/event-tail.js';
 
 export interface HubDeps {
   store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'>;
@@ -91,6 +92,12 @@ export class StreamHub {
         s.close(CLOSE.internal);
       }
     }
+  }
+
+  /** An advisor anomaly to every live client whose filter wants it. */
+  insight(a: Anomaly): void {
+    const text = insightMessage(a);
+    for (const s of this.sessions) s.notify(text, a);
   }
 
   /** One stats query shared by every client asking within `statsCacheMs`. */

@@ -14,6 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { errorFields } from '../../engine/logger.js';
 import type { Metrics } from '../../engine/metrics.js';
+import type { Anomaly } from '../../engine/advisor/types.js';
 import type { Clock, JobStore, Logger } from '../../engine/ports.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
@@ -35,6 +36,8 @@ export interface StreamPlugin {
   wake(): void;
   /** WebSocket clients connected now (metrics). */
   clients(): number;
+  /** An advisor anomaly, sent live to the clients whose filter wants it. */
+  insight(anomaly: Anomaly): void;
 }
 
 /**
@@ -80,6 +83,9 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
   return Object.assign(plugin, {
     wake: () => {
       for (const hub of hubs) hub.tail.wake();
+    },
+    insight: (a: Anomaly) => {
+      for (const hub of hubs) hub.insight(a);
     },
     clients: () => {
       let n = 0;

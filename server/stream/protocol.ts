@@ -61,8 +61,26 @@ export interface StreamErrorMessage {
   message: string;
 }
 
+/**
+ * `{"kind":"insight",...}`: the advisor detected a change in a job type's
+ * failure rate or run time (docs/advisor.md). Sent live to subscribed clients
+ * whose filter's `type` and `queue` (if any) match; not replayed.
+ */
+export interface StreamInsightMessage {
+  kind: 'insight';
+  insight: 'anomaly';
+  type: string;
+  queue: string;
+  metric: 'failure-rate' | 'duration';
+  /** The level before and now: a failure fraction, or a run time in ms. */
+  baseline: number;
+  observed: number;
+  /** ISO 8601. */
+  at: string;
+}
+
 /** Everything the server sends. */
-export type StreamServerMessage = StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | { kind: 'pong' };
+export type StreamServerMessage = StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | StreamInsightMessage | { kind: 'pong' };
 
 /**
  * What a client may send. `subscribe.after` is the position its cursor stands
@@ -220,6 +238,18 @@ export function eventMessage(e: StreamEventRecord): string {
 const isoTime = (ms: number): string | null => (Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : null);
 
 const message = (m: StreamServerMessage): string => JSON.stringify(m);
+
+/** `{"kind":"insight",...}` as text, with whether a filter wants it. */
+export function insightMessage(a: Omit<StreamInsightMessage, 'kind' | 'insight' | 'at'> & { at: number }): string {
+  const m: StreamInsightMessage = {
+    kind: 'insight', insight: 'anomaly', type: a.type, queue: a.queue, metric: a.metric, baseline: a.baseline, observed: a.observed, at: isoTime(a.at) as string,
+  };
+  return message(m);
+}
+
+export function wantsInsight(filter: StreamFilter, a: { type: string; queue: string }): boolean {
+  return filter.jobId === undefined && (filter.type === undefined || filter.type === a.type) && (filter.queue === undefined || filter.queue === a.queue);
+}
 
 export const subscribedMessage = (position: number): string => message({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
 

@@ -15,7 +15,7 @@ import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
 import {
-  PONG_MESSAGE, errorMessage, eventMessage, matches, parseClientMessage, serverErrorMessage, statsMessage, subscribedMessage,
+  PONG_MESSAGE, errorMessage, eventMessage, matches, parseClientMessage, serverErrorMessage, statsMessage, subscribedMessage, wantsInsight,
   type ClientMessage, type ProtocolError, type StreamFilter,
 } from './protocol.js';
 
@@ -234,6 +234,11 @@ export class StreamSession {
       this.tcp?.uncork();
     }
     if (events.length > 0) this.position = Math.max(this.position, events[events.length - 1]!.id);
+  }
+
+  /** An advisor insight, to a live session whose filter wants it (`wantsInsight`). */
+  notify(text: string, insight: { type: string; queue: string }): void {
+    if (this.mode === 'live' && wantsInsight(this.filter, insight)) this.send(text);
   }
 
   // ------------------------------------------------------------ stats

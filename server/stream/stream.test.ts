@@ -398,9 +398,36 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     assert.deepEqual(await fine.waitClosed(), { code: 1001, reason: 'server going away' });
   });
 
+  it('insights: an anomaly reaches the live clients whose filter wants its type and queue, and no other', async () => {
+    const type = uniqueName('t.insight');
+    const queue = randomQueue();
+    const all = await connect();
+    const sameType = await connect();
+    const sameQueue = await connect();
+    const otherType = await connect();
+    const oneJob = await connect();
+    const notSubscribed = await connect();
+    await all.subscribe({});
+    await sameType.subscribe({ type });
+    await sameQueue.subscribe({ queue });
+    await otherType.subscribe({ type: `${type}.other` });
+    await oneJob.subscribe({ jobId: '01JD3W7Z9Q4X2M8K5N6P0R1S2T' });
+    const anomaly = { type, queue, metric: 'failure-rate' as const, baseline: 0.02, observed: 0.31, at: Date.UTC(2026, 11, 1, 4, 31, 12) };
+    main.insight(anomaly);
+    const expected = { kind: 'insight', insight: 'anomaly', type, queue, metric: 'failure-rate', baseline: 0.02, observed: 0.31, at: '2026-12-01T04:31:12.000Z' };
+    for (const c of [all, sameType, sameQueue]) assert.deepEqual(await c.waitFor((ms) => ms.find((m) => m.kind === 'insight')), expected);
+    // A ping answered after the insight was sent shows it was not sent to these: the server sends in order.
+    for (const c of [otherType, oneJob, notSubscribed]) {
+      const before = c.messages.length;
+      c.send({ op: 'ping' });
+      await c.waitFor((ms) => ms.slice(before).find((m) => m.kind === 'pong'));
+      assert.equal(c.of('insight').length, 0);
+    }
+  });
+
   // Last: the messages of every client of the tests above.
   it('every message the server sent in these tests matches docs/asyncapi.yaml', () => {
     const counts = asyncApi().assertStreamMessages(clients.flatMap((c) => c.messages));
-    for (const kind of ['subscribed', 'event', 'stats', 'error', 'pong']) assert.ok((counts.get(kind) ?? 0) > 0, `no ${kind} message was checked`);
+    for (const kind of ['subscribed', 'event', 'stats', 'insight', 'error', 'pong']) assert.ok((counts.get(kind) ?? 0) > 0, `no ${kind} message was checked`);
   });
 });

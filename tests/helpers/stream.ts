@@ -5,6 +5,7 @@
  * that records what it receives. Used by `server/stream/*.test.ts` and the
  * fan-out bench.
  */
+import type { Anomaly } from '../../engine/advisor/types.js';
 import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
@@ -31,6 +32,8 @@ export interface StreamInstance {
   relay: Relay | null;
   /** Wakes the stream's tail (what a commit of this instance does). */
   wake(): void;
+  /** Sends an advisor anomaly to the clients (what the composition root wires the advisor to). */
+  insight(anomaly: Anomaly): void;
   /** Stops the relay and closes the app (not the store nor the log: the caller owns them). */
   close(): Promise<void>;
 }
@@ -67,7 +70,7 @@ export async function startStreamInstance(opts: {
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   relay?.start();
   return {
-    app, store, transitions, relay, wake: () => stream.wake(),
+    app, store, transitions, relay, wake: () => stream.wake(), insight: (a) => stream.insight(a),
     url: `${address.replace(/^http/, 'ws')}/v1/stream`,
     close: once(async () => {
       await relay?.stop();

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { silentLogger } from '../../engine/logger.js';
-import type { Clock, StreamEventRecord } from '../../engine/ports.js';
-import { findLastId, safePrefix, SeenMarks, TailReader, type TailOptions } from './tail.js';
+import { silentLogger } from './logger.js';
+import type { Clock, StreamEventRecord } from './ports.js';
+import { findLastId, safePrefix, SeenMarks, TailReader, type TailOptions } from './event-tail.js';
 
 /** A table of committed events; `read` is `readEventsAfter`. */
 function table(ids: number[] = []) {

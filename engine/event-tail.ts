@@ -1,25 +1,27 @@
 /**
- * The tail reader: one per API instance, the only source of live events.
+ * The tail reader: follows committed `job_events` in id order. Each API
+ * instance runs one for the WebSocket stream (its only source of live
+ * events), and the advisor one to learn from (engine/advisor/advisor.ts).
  * It follows `job_events` by id and advances a *safe horizon*: every id at or
  * below it has been handed on (or is given up as a rollback). Why this makes
- * cursors safe against concurrent commits is told in cursor.ts.
+ * the stream's cursors safe against concurrent commits is told in
+ * server/stream/cursor.ts.
  *
- * While clients are connected it reads at once when a commit of its own
+ * While busy (for the stream: while clients are connected) it reads at once when a commit of its own
  * process wakes it, and otherwise polls the table (one primary-key read,
  * `id > horizon`) every `pollMs`: commits of other processes are seen within
  * one poll; no message broker is involved, so no consumer group is needed
  * per API process. What is delivered always comes from the table, in id
  * order, so live and replay share one order and cannot overlap.
  *
- * While no client is connected there is no one to hand events to, and it
+ * While idle (no client connected) there is no one to hand events to, and it
  * reads no rows: every `idlePollMs` it only asks for the newest id and moves
  * the horizon up to the newest id that is final (see SeenMarks). The first
  * client to arrive wakes it, and it reads on from there.
  */
-import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobStore, Logger, StreamEventRecord } from '../../engine/ports.js';
-import { Waker } from '../../engine/wake.js';
-import type { CompiledStreamOptions } from './options.js';
+import { errorFields } from './logger.js';
+import type { Clock, JobStore, Logger, StreamEventRecord } from './ports.js';
+import { Waker } from './wake.js';
 
 type Read = JobStore['readEventsAfter'];
 
@@ -37,9 +39,27 @@ export interface TailDeps {
   busy?(): boolean;
   /** The newest committed id (`JobStore.lastEventId`); without it, found by bisection over `read`. */
   last?(): Promise<number>;
+  /** Who reads, for its log lines. @defaultValue 'stream' */
+  name?: string;
 }
 
-export type TailOptions = Pick<CompiledStreamOptions, 'tailBatchSize' | 'pollMs' | 'idlePollMs' | 'gapTimeoutMs' | 'gapPollMs' | 'startupRewindIds' | 'errorBackoffMs'>;
+/** How the reader paces itself (the stream's settings: server/stream/options.ts documents each). */
+export interface TailOptions {
+  /** Rows per read. */
+  tailBatchSize: number;
+  /** Read period while busy. */
+  pollMs: number;
+  /** While idle, how often only the newest id is asked for. */
+  idlePollMs: number;
+  /** How long a missing id is waited for before it is passed as a rollback. */
+  gapTimeoutMs: number;
+  /** Read period while waiting for a missing id. */
+  gapPollMs: number;
+  /** How far below the newest id to begin. */
+  startupRewindIds: number;
+  /** Pause after a failed read. */
+  errorBackoffMs: number;
+}
 
 /** What the reader may deliver from one read. */
 export interface SafePrefix {
@@ -253,7 +273,7 @@ export class TailReader {
     if (safe.skipped.length > 0) {
       // Rolled back, deleted by retention (routine: one line, not one per run), or committed later than gapTimeoutMs.
       const ids = safe.skipped.reduce((n, [from, to]) => n + to - from + 1, 0);
-      logger.info('stream: passed missing job_events ids (rolled back or deleted)', { runs: safe.skipped.length, ids, first: safe.skipped[0], last: safe.skipped.at(-1) });
+      logger.info(`${this.deps.name ?? 'stream'}: passed missing job_events ids (rolled back or deleted)`, { runs: safe.skipped.length, ids, first: safe.skipped[0], last: safe.skipped.at(-1) });
     }
     if (safe.count > 0) {
       const batch = safe.count === rows.length ? rows : rows.slice(0, safe.count);
@@ -282,7 +302,7 @@ export class TailReader {
         await this.waker.wait(clock, wait, signal);
       } catch (err) {
         if (signal.aborted) break;
-        logger.error('stream: tail read failed, will retry', errorFields(err));
+        logger.error(`${this.deps.name ?? 'stream'}: tail read failed, will retry`, errorFields(err));
         await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
       }
     }

@@ -1,0 +1,164 @@
+/**
+ * The advisor service on the embedded store: it learns from the committed
+ * events (job_events), rebuilds what it learned after a restart, and its
+ * mode decides whether its decisions reach the engine.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createSqliteStore } from '../../adapters/sqlite/index.js';
+import { ManualClock } from '../../tests/helpers/manual-clock.js';
+import { silentLogger } from '../logger.js';
+import type { JobRecord, JobSpec, JobStore } from '../ports.js';
+import { mathRandom, ulidIds } from '../system.js';
+import { TransitionService } from '../transitions.js';
+import { Advisor, type DecisionKind } from './advisor.js';
+import type { AdvisorMode, ModelOptions } from './types.js';
+
+const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
+  type, payload: {}, queue: 'default', maxAttempts: 2, backoff: { kind: 'exponential', baseMs: 1000, maxMs: 60_000, jitter: 'full' },
+  timeoutMs: 60_000, priority: 0, ...extra,
+});
+
+/** Small evidence thresholds, so a test's history is enough for a verdict. */
+const SMALL: Partial<ModelOptions> = { minEvidence: 10, hopelessBelow: 0.3, minRunSamples: 10 };
+
+async function world() {
+  const clock = new ManualClock();
+  await clock.advance(1_000_000);
+  const store = createSqliteStore({ file: ':memory:', clock });
+  await store.migrate();
+  const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds() });
+  return { clock, store, transitions };
+}
+
+type World = Awaited<ReturnType<typeof world>>;
+
+/** One attempt of a job: STARTED, then after `runMs` SUCCEEDED or FAILED with `message`. */
+async function attempt(w: World, job: JobRecord, n: number, runMs: number, message: string | null): Promise<JobRecord> {
+  const started = await w.transitions.apply(job.id, { type: 'STARTED', attempt: n, leaseUntil: w.clock.now() + 30_000, workerId: 'w' });
+  assert.ok(started.ok, `STARTED ${n}`);
+  await w.clock.advance(runMs);
+  const ended = await w.transitions.apply(job.id, message === null
+    ? { type: 'SUCCEEDED', attempt: n, result: null }
+    : { type: 'FAILED', attempt: n, error: { message, name: 'Error', retryable: true } });
+  assert.ok(ended.ok, `outcome ${n}`);
+  return ended.job;
+}
+
+/**
+ * A job whose every attempt fails with `message` until it is dead (2 attempts), while another job of
+ * its type succeeds: the failure is the job's own, not an outage of the type (which is no evidence).
+ */
+async function hopelessJob(w: World, message: string): Promise<void> {
+  const s = await w.transitions.submit(spec('orders.sync'));
+  assert.ok(s.ok);
+  let job = await attempt(w, s.job, 1, 100, message);
+  const healthy = await w.transitions.submit(spec('orders.sync'));
+  assert.ok(healthy.ok);
+  await attempt(w, healthy.job, 1, 50, null);
+  await w.clock.advance(job.snapshot.context.runAt - w.clock.now());
+  const due = await w.transitions.apply(job.id, { type: 'RETRY_DUE' });
+  assert.ok(due.ok);
+  job = await attempt(w, due.job, 2, 100, message);
+  assert.equal(job.snapshot.value, 'dead');
+}
+
+function advisor(store: JobStore, clock: ManualClock, mode: AdvisorMode, extra: { historyEvents?: number } = {}) {
+  const decisions: Array<[DecisionKind, boolean]> = [];
+  const a = new Advisor(
+    { store, clock, logger: silentLogger, onDecision: (kind, applied) => decisions.push([kind, applied]) },
+    { mode, pollMs: 1000, historyEvents: extra.historyEvents ?? 100_000, model: SMALL },
+  );
+  return { a, decisions };
+}
+
+describe('advisor service', () => {
+  it('learns a hopeless signature from the committed history: enforce returns the decision, advise only counts it, off learns nothing', async () => {
+    const w = await world();
+    for (let i = 0; i < 12; i++) await hopelessJob(w, `order ${1000 + i} not found`);
+    const fresh = (await w.transitions.submit(spec('orders.sync'))).job;
+
+    const enforce = advisor(w.store, w.clock, 'enforce');
+    await enforce.a.init();
+    await enforce.a.catchUp();
+    const decision = enforce.a.adviseFailure(fresh, { name: 'Error', message: 'order 77 not found' }, 1, w.clock.now());
+    assert.equal(decision?.retryable, false);
+    assert.equal(decision?.signature, 'Error: order # not found');
+    assert.deepEqual(enforce.decisions, [['no-retry', true]]);
+    const sig = (await enforce.a.insights()).types.find((t) => t.type === 'orders.sync')?.signatures[0];
+    assert.equal(sig?.verdict, 'hopeless');
+    assert.equal(enforce.a.adviseFailure(fresh, { name: 'Error', message: 'disk full' }, 1, w.clock.now()), null, 'a signature never seen keeps the static policy');
+
+    const advise = advisor(w.store, w.clock, 'advise');
+    await advise.a.init();
+    await advise.a.catchUp();
+    assert.equal(advise.a.adviseFailure(fresh, { name: 'Error', message: 'order 78 not found' }, 1, w.clock.now()), null);
+    assert.deepEqual(advise.decisions, [['no-retry', false]], 'counted as advised, not applied');
+    assert.equal((await advise.a.insights()).mode, 'advise');
+
+    const off = advisor(w.store, w.clock, 'off');
+    await off.a.init();
+    await off.a.catchUp();
+    assert.equal((await off.a.insights()).events, 0);
+    assert.equal(off.a.adviseFailure(fresh, { name: 'Error', message: 'order 79 not found' }, 1, w.clock.now()), null);
+    assert.equal(await off.a.eta(fresh), null);
+    assert.deepEqual(off.decisions, []);
+    await w.store.close();
+  });
+
+  it('rebuilds what it learned from the newest events after a restart, and no further back than historyEvents', async () => {
+    const w = await world();
+    for (let i = 0; i < 12; i++) await hopelessJob(w, `order ${i} not found`);
+    const fresh = (await w.transitions.submit(spec('orders.sync'))).job;
+    const total = await w.store.lastEventId();
+
+    const restarted = advisor(w.store, w.clock, 'enforce', { historyEvents: total });
+    await restarted.a.init();
+    await restarted.a.catchUp();
+    assert.equal((await restarted.a.insights()).events, total);
+    assert.equal(restarted.a.adviseFailure(fresh, { message: 'order 5 not found', name: 'Error' }, 1, w.clock.now())?.retryable, false);
+
+    const shortMemory = advisor(w.store, w.clock, 'enforce', { historyEvents: 20 });
+    await shortMemory.a.init();
+    await shortMemory.a.catchUp();
+    assert.equal((await shortMemory.a.insights()).events, 20);
+    assert.equal(shortMemory.a.adviseFailure(fresh, { message: 'order 5 not found', name: 'Error' }, 1, w.clock.now()), null, 'too little evidence in 20 events');
+    await w.store.close();
+  });
+
+  it('an ETA counts the waiting jobs of the queue ahead of the job; a lease is sized from run times (enforce only); a far timeout is flagged', async () => {
+    const w = await world();
+    for (let i = 0; i < 12; i++) {
+      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
+      assert.ok(s.ok);
+      await w.clock.advance(500);
+      await attempt(w, s.job, 1, 2_000, null);
+    }
+    const waiting: JobRecord[] = [];
+    for (let i = 0; i < 4; i++) waiting.push((await w.transitions.submit(spec('report.build', { queue: 'reports' }))).job);
+    await w.transitions.submit(spec('report.build', { queue: 'other' }));
+
+    const { a } = advisor(w.store, w.clock, 'enforce');
+    await a.init();
+    await a.catchUp();
+    const eta = await a.eta(waiting[3]!);
+    assert.ok(eta, 'an ETA once the type has run times');
+    assert.equal(eta.basis.ahead, 3, 'three jobs of its queue wait ahead of it (not the other queue\'s)');
+    assert.ok(Math.abs(eta.basis.medianRunMs - 2_000) < 100, `median run time ${eta.basis.medianRunMs}`);
+    assert.ok(eta.finish >= eta.start + 1_900);
+    assert.equal(await a.eta((await w.store.getJob((await w.store.listJobs({ state: 'done', limit: 1 }))[0]!.id))!), null, 'none for a finished job');
+
+    const report = (await a.insights()).types.find((t) => t.type === 'report.build' && t.queue === 'reports');
+    assert.equal(report?.timeoutMs, 60_000, 'read from the newest job of the pair');
+    assert.ok(report?.changes.some((c) => c.startsWith('timeout 60,000 ms is 30× the p99 run time')), JSON.stringify(report?.changes));
+
+    const lease = a.leaseFor('report.build', 'reports');
+    assert.ok(lease && lease.leaseMs < 30_000 && lease.heartbeatMs < lease.leaseMs, JSON.stringify(lease));
+    const advise = advisor(w.store, w.clock, 'advise');
+    await advise.a.init();
+    await advise.a.catchUp();
+    assert.equal(advise.a.leaseFor('report.build', 'reports'), null, 'advise keeps the static lease');
+    assert.deepEqual(advise.decisions, [['lease', false]]);
+    await w.store.close();
+  });
+});

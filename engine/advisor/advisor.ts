@@ -1,0 +1,201 @@
+/**
+ * The advisor service: feeds the pure model (model.ts) with every committed
+ * job event, read from the store in id order by a tail reader
+ * (engine/event-tail.ts), and answers the engine.
+ *
+ * - Where it learns from: `job_events`, the source of truth, so every process
+ *   that runs an advisor (api, worker) learns the same thing whatever process
+ *   recorded an event. At start it re-reads the newest `historyEvents` events:
+ *   what was learned is rebuilt after a restart, and bounded by that window.
+ * - What it changes, by mode: `off` reads nothing and decides nothing;
+ *   `advise` learns, shows (`insights`, `eta`, anomalies) and counts what it
+ *   would change, but every decision returned to the engine is null;
+ *   `enforce` returns its decisions, which the worker writes into the events
+ *   the machine takes (engine/worker.ts), so replay stays exact.
+ */
+import { TailReader, type TailOptions } from '../event-tail.js';
+import { isTerminal } from '../../machines/lifecycle.js';
+import type { Clock, JobRecord, JobStore, Logger } from '../ports.js';
+import { AdvisorModel, DEFAULT_MODEL_OPTIONS } from './model.js';
+import type { AdvisorMode, Anomaly, Eta, FailureAdvice, Insights, LeaseAdvice, ModelOptions } from './types.js';
+
+export interface AdvisorOptions {
+  mode: AdvisorMode;
+  /** How often new committed events are read. @defaultValue 1000 */
+  pollMs: number;
+  /** The newest events re-read at start, to rebuild what was learned. @defaultValue 100000 */
+  historyEvents: number;
+  /** The learning settings (model.ts has the defaults). */
+  model?: Partial<ModelOptions>;
+}
+
+export const DEFAULT_ADVISOR_OPTIONS: AdvisorOptions = Object.freeze({ mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
+
+/** A decision the advisor made (enforce) or would have made (advise). */
+export type DecisionKind = 'no-retry' | 'retry-delay' | 'lease';
+
+export interface AdvisorDeps {
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs'>;
+  clock: Clock;
+  logger: Logger;
+  /** Told of each anomaly, once (the stream, metrics, the log). */
+  onAnomaly?(anomaly: Anomaly): void;
+  /** Told of each decision, applied or not (metrics). */
+  onDecision?(kind: DecisionKind, applied: boolean): void;
+}
+
+/** ETA: waiting jobs ahead of a job are counted up to this many. */
+export const MAX_AHEAD = 100_000;
+
+/** How long a pair's handler timeout, read for the insights, is kept. */
+const TIMEOUT_CACHE_MS = 60_000;
+
+/** Leases cached between reads, at most (one per type and queue pair). */
+const MAX_CACHED_LEASES = 10_000;
+
+export class Advisor {
+  private readonly model: AdvisorModel;
+  private readonly tail: TailReader;
+  /** Handler timeouts per (type, queue), as last read (insights). */
+  private readonly timeouts = new Map<string, { at: number; timeoutMs: number | null }>();
+  /** Leases per (type, queue) as of the last read: a claim asks per job, the model changes only when events are read. */
+  private readonly leases = new Map<string, LeaseAdvice | null>();
+
+  constructor(private readonly deps: AdvisorDeps, private readonly opts: AdvisorOptions) {
+    this.model = new AdvisorModel(opts.model);
+    const tailOpts: TailOptions = {
+      tailBatchSize: 1000, pollMs: opts.pollMs, idlePollMs: opts.pollMs, gapTimeoutMs: 3000, gapPollMs: 50,
+      startupRewindIds: opts.historyEvents, errorBackoffMs: 1000,
+    };
+    this.tail = new TailReader({
+      name: 'advisor',
+      read: (afterId, limit) => deps.store.readEventsAfter(afterId, limit),
+      last: () => deps.store.lastEventId(),
+      clock: deps.clock,
+      logger: deps.logger,
+      onEvents: (events) => {
+        for (const e of events) this.model.observe(e);
+        this.leases.clear();
+        for (const a of this.model.takeAnomalies()) this.anomaly(a);
+      },
+    }, tailOpts);
+  }
+
+  private get staticLeaseMs(): number {
+    return this.opts.model?.staticLeaseMs ?? DEFAULT_MODEL_OPTIONS.staticLeaseMs;
+  }
+
+  get mode(): AdvisorMode {
+    return this.opts.mode;
+  }
+
+  /** Rebuilds from the newest `historyEvents` events, then follows new ones. */
+  async start(): Promise<void> {
+    if (this.opts.mode !== 'off') await this.tail.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.tail.stop();
+  }
+
+  /** A commit of this process: read soon (coalesced). */
+  wake(): void {
+    if (this.opts.mode !== 'off') this.tail.wake();
+  }
+
+  /**
+   * Reads every committed event now (tests and the simulator, which drive a
+   * simulated clock and want what was just committed learned at once).
+   */
+  async catchUp(): Promise<void> {
+    if (this.opts.mode === 'off') return;
+    for (;;) {
+      const { again } = await this.tail.step();
+      if (!again) return;
+    }
+  }
+
+  /** Sets the starting point without a background loop (with `catchUp`, for tests and the simulator). */
+  async init(): Promise<void> {
+    if (this.opts.mode !== 'off') await this.tail.init();
+  }
+
+  /**
+   * Advice on a failed attempt before its FAILED is written: in `enforce`
+   * what to record (no retry, or the retry's delay); null when the static
+   * policy stands (always in `off` and `advise`).
+   */
+  adviseFailure(job: JobRecord, error: { name?: string; message: string }, attempt: number, at: number): FailureAdvice | null {
+    if (this.opts.mode === 'off') return null;
+    const { context } = job.snapshot;
+    const advice = this.model.adviseFailure({
+      jobId: job.id, type: job.type, queue: job.queue, error, at,
+      attemptInRun: attempt - context.attemptBase, maxAttempts: context.maxAttempts, backoff: context.backoff,
+    });
+    const kind: DecisionKind | null = advice.retryable === false ? 'no-retry' : advice.delayMs !== undefined ? 'retry-delay' : null;
+    if (kind === null) return null;
+    const applied = this.opts.mode === 'enforce';
+    this.deps.onDecision?.(kind, applied);
+    return applied ? advice : null;
+  }
+
+  /**
+   * The lease to claim a job of this type and queue with (`enforce` only);
+   * null: the static lease (also when the learned one would be no shorter).
+   */
+  leaseFor(type: string, queue: string): LeaseAdvice | null {
+    if (this.opts.mode === 'off') return null;
+    const key = `${type}\u0000${queue}`;
+    let lease = this.leases.get(key);
+    if (lease === undefined) {
+      if (this.leases.size >= MAX_CACHED_LEASES) this.leases.clear();
+      this.leases.set(key, (lease = this.model.leaseFor(type, queue)));
+    }
+    if (!lease || lease.leaseMs >= this.staticLeaseMs) return null;
+    const applied = this.opts.mode === 'enforce';
+    this.deps.onDecision?.('lease', applied);
+    return applied ? lease : null;
+  }
+
+  /**
+   * A live job's predicted start and finish; null for a finished job or
+   * without enough history. `startedAt`: when its running attempt started
+   * (its last STARTED event), if the caller has it.
+   */
+  async eta(job: JobRecord, startedAt: number | null = null): Promise<Eta | null> {
+    if (this.opts.mode === 'off') return null;
+    const { value: state, context } = job.snapshot;
+    if (isTerminal(state)) return null;
+    const waiting = state === 'pending' || state === 'published';
+    const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, MAX_AHEAD) : 0;
+    return this.model.eta({
+      type: job.type, queue: job.queue, state, ahead, now: this.deps.clock.now(), runAt: context.runAt,
+      startedAt: state === 'running' ? (startedAt ?? job.snapshot.context.updatedAt) : null,
+    });
+  }
+
+  /**
+   * What was learned per type and queue. Each pair's handler timeout is read
+   * from its newest job (one indexed read per pair, kept `TIMEOUT_CACHE_MS`),
+   * to flag a timeout far from the run times.
+   */
+  async insights(): Promise<Insights> {
+    const now = this.deps.clock.now();
+    const timeouts = new Map<string, number | null>();
+    await Promise.all(this.model.pairList().map(async ({ type, queue }) => {
+      const key = `${type}\u0000${queue}`;
+      const cached = this.timeouts.get(key);
+      if (cached && now - cached.at < TIMEOUT_CACHE_MS) return void timeouts.set(key, cached.timeoutMs);
+      const [job] = await this.deps.store.listJobs({ type, queue, limit: 1 });
+      const timeoutMs = job?.timeoutMs ?? null;
+      this.timeouts.set(key, { at: now, timeoutMs });
+      timeouts.set(key, timeoutMs);
+    }));
+    return this.model.insights(this.opts.mode, (type, queue) => timeouts.get(`${type}\u0000${queue}`) ?? null);
+  }
+
+  private anomaly(a: Anomaly): void {
+    this.deps.logger.warn('advisor: anomaly', { ...a });
+    this.deps.onAnomaly?.(a);
+  }
+}

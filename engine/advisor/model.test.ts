@@ -1,0 +1,605 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
+import type { BackoffPolicy } from '../../machines/backoff.js';
+import type { JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
+import type { StreamEventRecord } from '../ports.js';
+import { AdvisorModel, DEFAULT_MODEL_OPTIONS, timeoutNote } from './model.js';
+import { errorSignature } from './signature.js';
+import type { FailureQuery, ModelOptions } from './types.js';
+
+/** A seeded pseudo-random generator (mulberry32), in [0, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const EXP: BackoffPolicy = { kind: 'exponential', baseMs: 1000, maxMs: 60_000, jitter: 'full' };
+
+/** One attempt of a scripted job: how long it runs, and how it ends (success without `error` or `lease`). */
+interface Attempt {
+  ms: number;
+  error?: { name?: string; message: string };
+  lease?: true;
+  /** The advisor stopped the retries (the FAILED is non-retryable, decided by the advisor). */
+  advisorStop?: true;
+  /** The advisor chose the retry's delay. */
+  delayMs?: number;
+  /** From this failure to the next start. */
+  retryAfterMs?: number;
+}
+
+interface JobScript {
+  id: string;
+  type?: string;
+  queue?: string;
+  at: number;
+  maxAttempts?: number;
+  backoff?: BackoffPolicy;
+  attempts: Attempt[];
+  /**
+   * The job's type is down as a whole while it fails (an outage): no healthy neighbour succeeds
+   * meanwhile, even on a feed that adds them.
+   */
+  outage?: true;
+}
+
+/** Feeds scripted jobs to a model as committed events, in id order. */
+class Feed {
+  private id = 0;
+  private readonly seqs = new Map<string, number>();
+  private readonly states = new Map<string, JobState>();
+  readonly events: StreamEventRecord[] = [];
+
+  /**
+   * `neighbours`: a healthy job of the same type and queue succeeds right after each failure of a
+   * scripted job (unless it is an `outage`), as on a day when only some jobs of a type fail.
+   */
+  constructor(readonly model: AdvisorModel, private readonly opts: { neighbours?: boolean } = {}) {}
+
+  emit(job: { id: string; type?: string; queue?: string }, to: JobState, at: number, data: JobEvent | JobInput, type?: 'SUBMITTED'): void {
+    const seq = (this.seqs.get(job.id) ?? 0) + 1;
+    this.seqs.set(job.id, seq);
+    const e: StreamEventRecord = {
+      id: ++this.id, jobId: job.id, seq, type: type ?? (data as JobEvent).type, from: this.states.get(job.id) ?? null, to, at, data,
+      jobType: job.type ?? 'email', queue: job.queue ?? 'default',
+    };
+    this.states.set(job.id, to);
+    this.events.push(e);
+    this.model.observe(e);
+  }
+
+  /** Plays a job's script; returns the time of its last event. A script that ends early leaves the job live. */
+  job(s: JobScript): number {
+    const maxAttempts = s.maxAttempts ?? 3;
+    let t = s.at;
+    this.emit(s, 'pending', t, { at: t, maxAttempts, backoff: s.backoff ?? EXP }, 'SUBMITTED');
+    for (let k = 0; k < s.attempts.length; k++) {
+      const a = s.attempts[k];
+      const attempt = k + 1;
+      t += 10;
+      this.emit(s, 'running', t, { type: 'STARTED', at: t, attempt, leaseUntil: t + 30_000, workerId: 'w1' });
+      t += a.ms;
+      if (!a.error && !a.lease) {
+        this.emit(s, 'done', t, { type: 'SUCCEEDED', at: t, attempt });
+        return t;
+      }
+      const last = attempt >= maxAttempts || a.advisorStop === true;
+      const to: JobState = last ? 'dead' : 'retrying';
+      if (this.opts.neighbours && !s.outage) this.neighbour(s, t);
+      if (a.lease) {
+        this.emit(s, to, t, { type: 'LEASE_EXPIRED', at: t, attempt, rand: 0.5 });
+      } else {
+        const error = { ...a.error!, retryable: !a.advisorStop, ...(a.advisorStop ? { decidedBy: 'advisor' as const } : {}) };
+        this.emit(s, to, t, { type: 'FAILED', at: t, attempt, rand: 0.5, error, ...(a.delayMs !== undefined ? { delayMs: a.delayMs } : {}) });
+      }
+      if (last) return t;
+      t += a.retryAfterMs ?? 1000;
+      this.emit(s, 'pending', t, { type: 'RETRY_DUE', at: t });
+    }
+    return t;
+  }
+
+  /** A job of the same type and queue that runs 1 ms and succeeds at `at`. */
+  private neighbour(s: { type?: string; queue?: string }, at: number): void {
+    const job = { id: `neighbour-${++this.neighbours}`, type: s.type, queue: s.queue };
+    this.emit(job, 'pending', at - 1, { at: at - 1, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+    this.emit(job, 'running', at - 1, { type: 'STARTED', at: at - 1, attempt: 1, leaseUntil: at + 30_000, workerId: 'w2' });
+    this.emit(job, 'done', at, { type: 'SUCCEEDED', at, attempt: 1 });
+  }
+
+  private neighbours = 0;
+
+  /** An event for a job already fed (e.g. CANCEL, REDRIVE). */
+  event(job: { id: string; type?: string; queue?: string }, to: JobState, data: JobEvent): void {
+    this.emit(job, to, data.at, data);
+  }
+}
+
+const BAD = { name: 'ValidationError', message: 'payload field "email" is invalid' };
+const FLAKY = { name: 'HttpError', message: 'upstream returned 503' };
+
+function query(over: Partial<FailureQuery> = {}): FailureQuery {
+  return { jobId: 'new-job', type: 'email', queue: 'default', error: BAD, attemptInRun: 1, maxAttempts: 3, backoff: EXP, at: 0, ...over };
+}
+
+/** Runs needed for a never-recovering signature to be hopeless under `o`. */
+function runsToHopeless(o: ModelOptions): number {
+  for (let n = o.minEvidence; ; n++) if (betaCdf(o.hopelessBelow, 1, 1 + n) >= o.credibility) return n;
+}
+
+describe('AdvisorModel: hopeless retries', () => {
+  it('judges a signature that never recovers hopeless once the evidence is credible, and not before', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    const needed = runsToHopeless(DEFAULT_MODEL_OPTIONS);
+    assert.equal(needed, 58, 'the defaults need 0 recoveries in 58 runs');
+    let t = 0;
+    for (let run = 1; run <= needed + 5; run++) {
+      // Every run: the same cause, each message with its own job id and numbers.
+      const err = { name: BAD.name, message: `payload field "email" is invalid (job ${run}, value ${run * 7})` };
+      t = feed.job({ id: `j${run}`, at: t + 1000, attempts: [{ ms: 50, error: err }, { ms: 50, error: err }, { ms: 50, error: err }] });
+      const advice = model.adviseFailure(query({ at: t, error: err }));
+      assert.equal(advice.signature, 'ValidationError: payload field ? is invalid (job #, value #)');
+      if (run < needed) assert.equal(advice.retryable, undefined, `hopeless after only ${run} runs`);
+      else {
+        assert.equal(advice.retryable, false, `not hopeless after ${run} runs`);
+        assert.match(advice.reason!, new RegExp(`recovered in 0 of ${run} runs`));
+      }
+    }
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.equal(sig.verdict, 'hopeless');
+    assert.equal(sig.failures, (needed + 5) * 3);
+    assert.equal(sig.hopeless, needed + 5);
+    assert.equal(sig.recovered, 0);
+  });
+
+  it('gives no verdict before minEvidence runs, however one-sided', () => {
+    const model = new AdvisorModel({ minEvidence: 30, hopelessBelow: 0.5, credibility: 0.5, evidenceHalfLifeMs: 0 });
+    const feed = new Feed(model, { neighbours: true });
+    for (let run = 1; run <= 31; run++) {
+      const t = feed.job({ id: `j${run}`, at: run * 10_000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+      const verdict = model.insights('advise').types[0].signatures[0].verdict;
+      assert.equal(verdict, run < 30 ? 'learning' : 'hopeless', `run ${run}`);
+      assert.equal(model.adviseFailure(query({ at: t })).retryable, run < 30 ? undefined : false);
+    }
+  });
+
+  it('never judges a signature that recovers 30% of the time hopeless', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    const random = rng(30);
+    let t = 0;
+    for (let run = 1; run <= 600; run++) {
+      const recovers = random() < 0.3;
+      t = feed.job({ id: `j${run}`, at: t + 2000, maxAttempts: 2, attempts: [{ ms: 20, error: FLAKY }, recovers ? { ms: 20 } : { ms: 20, error: FLAKY }] });
+      assert.equal(model.adviseFailure(query({ at: t, error: FLAKY })).retryable, undefined, `hopeless after run ${run}`);
+    }
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.equal(sig.verdict, 'transient');
+    assert.ok(sig.pRecover > 0.2 && sig.pRecover < 0.4, `pRecover ${sig.pRecover}`);
+  });
+
+  it('takes no evidence from failures the advisor decided, nor from runs it ended', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    let t = 0;
+    // Stopped by the advisor at the first failure: never evidence.
+    for (let run = 1; run <= 100; run++) t = feed.job({ id: `a${run}`, at: t + 1000, attempts: [{ ms: 5, error: BAD, advisorStop: true }] });
+    // A retried failure, then the advisor stops the run on another signature: the run carries no evidence.
+    for (let run = 1; run <= 100; run++) {
+      t = feed.job({ id: `b${run}`, at: t + 1000, attempts: [{ ms: 5, error: FLAKY }, { ms: 5, error: BAD, advisorStop: true }] });
+    }
+    const sigs = new Map(model.insights('advise').types[0].signatures.map((s) => [s.signature, s]));
+    const bad = sigs.get(errorSignature(BAD))!;
+    const flaky = sigs.get(errorSignature(FLAKY))!;
+    assert.deepEqual([bad.failures, bad.recovered, bad.hopeless, bad.verdict], [200, 0, 0, 'learning']);
+    assert.deepEqual([flaky.failures, flaky.recovered, flaky.hopeless, flaky.verdict], [100, 0, 0, 'learning']);
+    assert.equal(model.adviseFailure(query({ at: t })).retryable, undefined);
+    assert.equal(model.adviseFailure(query({ at: t, error: FLAKY })).retryable, undefined);
+  });
+
+  it('takes no evidence from cancelled runs nor from failures that were not retried', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    let t = 0;
+    for (let run = 1; run <= 100; run++) {
+      t = feed.job({ id: `n${run}`, at: t + 1000, maxAttempts: 1, attempts: [{ ms: 5, error: BAD }] });
+      const id = `c${run}`;
+      t = feed.job({ id, at: t + 1000, attempts: [{ ms: 5, error: BAD }] });
+      feed.event({ id }, 'cancelled', { type: 'CANCEL', at: t + 1 });
+    }
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.deepEqual([sig.failures, sig.recovered, sig.hopeless, sig.verdict], [200, 0, 0, 'learning']);
+  });
+
+  it('takes runs that died in an outage of their type (no other job of it succeeded meanwhile) as no evidence', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    const down = { name: 'UpstreamUnavailable', message: 'payments api 503 after 1234 ms' };
+    for (let run = 1; run <= 80; run++) feed.job({ id: `o${run}`, at: run * 100_000, outage: true, attempts: [{ ms: 5, error: down }, { ms: 5, error: down }, { ms: 5, error: down }] });
+    let sig = model.insights('advise').types[0].signatures[0];
+    assert.deepEqual([sig.failures, sig.hopeless, sig.verdict], [240, 0, 'learning'], 'the whole type was down: a retry after the outage may well succeed');
+    // The same failures while the type's other jobs succeed are the job's own: evidence.
+    for (let run = 1; run <= 80; run++) feed.job({ id: `h${run}`, at: 10_000_000 + run * 100_000, attempts: [{ ms: 5, error: down }, { ms: 5, error: down }, { ms: 5, error: down }] });
+    sig = model.insights('advise').types[0].signatures[0];
+    assert.deepEqual([sig.hopeless, sig.verdict], [80, 'hopeless']);
+  });
+
+  it('counts a lease expiry under its fixed signature', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    for (let run = 1; run <= 60; run++) feed.job({ id: `j${run}`, at: run * 100_000, maxAttempts: 2, attempts: [{ ms: 30_000, lease: true }, { ms: 30_000, lease: true }] });
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.equal(sig.signature, 'LeaseExpired: lease expired');
+    assert.equal(sig.verdict, 'hopeless');
+    assert.equal(model.insights('advise').types[0].attempts, 120, 'the run times are the 120 neighbours\' only: a lease expiry is not one');
+  });
+
+  it('forgets evidence over time, so a hopeless verdict is tested again', () => {
+    const model = new AdvisorModel(); // half-life 6 h, evidence capped at 100 runs
+    const feed = new Feed(model, { neighbours: true });
+    let t = 0;
+    for (let run = 1; run <= 150; run++) t = feed.job({ id: `j${run}`, at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+    assert.equal(model.insights('advise').types[0].signatures[0].hopeless, 100, 'capped');
+    assert.equal(model.adviseFailure(query({ at: t + 3_600_000 })).retryable, false, 'still hopeless an hour later (89 runs)');
+    assert.equal(model.adviseFailure(query({ at: t + 6 * 3_600_000 })).retryable, undefined, 'tested again after a half-life (50 runs)');
+  });
+
+  it('does not advise when no retry would follow anyway', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    for (let run = 1; run <= 60; run++) feed.job({ id: `j${run}`, at: run * 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+    assert.equal(model.adviseFailure(query({ at: 100_000, attemptInRun: 1, maxAttempts: 2 })).retryable, false);
+    assert.deepEqual(model.adviseFailure(query({ at: 100_000, attemptInRun: 2, maxAttempts: 2 })), { signature: errorSignature(BAD) });
+  });
+});
+
+describe('AdvisorModel: retry delay from recovery times', () => {
+  /** 40 runs that fail once with FLAKY and recover 10.01 s, 10.51 s, ... 29.51 s after the failure: p75 = 24,635 ms. */
+  function recovering(opts?: Partial<ModelOptions>, advisorDelay = false) {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity, ...opts });
+    const feed = new Feed(model);
+    let t = 0;
+    for (let i = 0; i < 40; i++) {
+      const retryAfterMs = 10_000 + 500 * i; // the next start is 10 ms after RETRY_DUE
+      t = feed.job({ id: `r${i}`, at: t + 1000, attempts: [{ ms: 5, error: FLAKY, retryAfterMs, ...(advisorDelay ? { delayMs: retryAfterMs } : {}) }, { ms: 5 }] });
+    }
+    return { model, feed, t };
+  }
+  const P75 = 24_635;
+
+  it('lands the retry at the p75 recovery time', () => {
+    const { model, t } = recovering();
+    const advice = model.adviseFailure(query({ at: t, error: FLAKY }));
+    assert.equal(advice.delayMs, P75);
+    assert.equal(advice.retryable, undefined);
+    assert.match(advice.reason!, /75% of 40 runs/);
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.deepEqual([sig.verdict, sig.recovered, sig.recoveryMs?.count], ['transient', 40, 40]);
+  });
+
+  it('bounds the delay by the policy: at most its largest delay, never below its ceiling for this retry', () => {
+    const { model, t } = recovering();
+    const q = (backoff: BackoffPolicy, over: Partial<FailureQuery> = {}) => model.adviseFailure(query({ at: t, error: FLAKY, backoff, ...over })).delayMs;
+    assert.equal(q({ kind: 'exponential', baseMs: 1000, maxMs: 10_000, jitter: 'full' }), 10_000, 'capped at maxMs');
+    assert.equal(q({ kind: 'exponential', baseMs: 30_000, maxMs: 60_000, jitter: 'equal' }), undefined, 'the static retry is later anyway');
+    assert.equal(q({ kind: 'exponential', baseMs: 1000, maxMs: 60_000, jitter: 'none' }, { attemptInRun: 6, maxAttempts: 10 }), undefined, 'ceiling 32 s');
+    assert.equal(q({ kind: 'fixed', delayMs: 5000 }), undefined, 'a fixed policy is left alone');
+    for (const maxMs of [0, 1, 999, 5000, 24_634, 24_635, 100_000]) {
+      const backoff: BackoffPolicy = { kind: 'exponential', baseMs: 1000, maxMs, jitter: 'full' };
+      for (let attemptInRun = 1; attemptInRun <= 8; attemptInRun++) {
+        const d = q(backoff, { attemptInRun, maxAttempts: 9 });
+        if (d === undefined) continue;
+        assert.ok(d > 0 && d <= maxMs, `delay ${d} outside (0, ${maxMs}]`);
+        assert.ok(d >= Math.min(maxMs, 1000 * 2 ** (attemptInRun - 1)), `delay ${d} below the static ceiling of retry ${attemptInRun}`);
+      }
+    }
+  });
+
+  it("counts from the run's first failure when the job is tracked", () => {
+    const { model, feed, t } = recovering();
+    // Left pending after its first failure (the script ends with its RETRY_DUE, 15 s after the failure).
+    const first = feed.job({ id: 'live', at: t + 1000, attempts: [{ ms: 5, error: FLAKY, retryAfterMs: 15_000 }] }) - 15_000;
+    // Its second attempt fails 20 s after the first failure: 4,635 ms to go, above the 2 s ceiling.
+    assert.equal(model.adviseFailure(query({ jobId: 'live', at: first + 20_000, error: FLAKY, attemptInRun: 2 })).delayMs, P75 - 20_000);
+    // 23 s after: 1,635 ms to go, under the static ceiling (2 s): the static policy stands.
+    assert.equal(model.adviseFailure(query({ jobId: 'live', at: first + 23_000, error: FLAKY, attemptInRun: 2 })).delayMs, undefined);
+  });
+
+  it('needs minRecoveries recovered runs and a transient verdict', () => {
+    assert.equal(recovering({ minRecoveries: 41 }).model.adviseFailure(query({ error: FLAKY })).delayMs, undefined);
+    assert.equal(recovering({ minEvidence: 41 }).model.adviseFailure(query({ error: FLAKY })).delayMs, undefined);
+  });
+
+  it('does not learn recovery times from runs whose delay it chose', () => {
+    const { model, t } = recovering(undefined, true);
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.equal(sig.verdict, 'transient');
+    assert.equal(sig.recoveryMs, null);
+    assert.equal(model.adviseFailure(query({ at: t, error: FLAKY })).delayMs, undefined);
+  });
+
+  it('says so in the insights', () => {
+    const changes = recovering().model.insights('advise').types[0].changes;
+    assert.ok(changes.includes('retry `HttpError: upstream returned #` after ~25 s (p75 recovery over 40 runs) instead of the exponential curve'), changes.join('\n'));
+    assert.deepEqual(recovering().model.insights('off').types[0].changes, []);
+  });
+});
+
+describe('AdvisorModel: leases', () => {
+  function timed(ms: number, n: number, opts?: Partial<ModelOptions>) {
+    const model = new AdvisorModel(opts);
+    const feed = new Feed(model);
+    for (let i = 0; i < n; i++) feed.job({ id: `j${i}`, at: i * 100_000, attempts: [{ ms }] });
+    return model;
+  }
+
+  it('suggests none before minRunSamples attempts', () => {
+    assert.equal(timed(100, 199).leaseFor('email', 'default'), null);
+    assert.notEqual(timed(100, 200).leaseFor('email', 'default'), null);
+    assert.equal(timed(100, 500).leaseFor('email', 'other'), null);
+  });
+
+  it('is leaseMultiple × p99, clamped between minLeaseMs and a third of the static lease', () => {
+    assert.deepEqual(timed(100, 300).leaseFor('email', 'default'), { leaseMs: 5000, heartbeatMs: 1666, p99Ms: 100, samples: 300 });
+    assert.deepEqual(timed(1500, 300).leaseFor('email', 'default'), { leaseMs: 6000, heartbeatMs: 2000, p99Ms: 1500, samples: 300 });
+    // Runs longer than the lease keep it by heartbeating: a third of the static lease at most, so 3× sooner after a crash.
+    assert.deepEqual(timed(10_000, 300).leaseFor('email', 'default'), { leaseMs: 10_000, heartbeatMs: 3333, p99Ms: 10_000, samples: 300 });
+    assert.deepEqual(
+      timed(333, 300, { minLeaseMs: 100, staticLeaseMs: 20_000, staticHeartbeatMs: 5000 }).leaseFor('email', 'default'),
+      { leaseMs: 1332, heartbeatMs: 444, p99Ms: 333, samples: 300 },
+    );
+    assert.deepEqual(
+      timed(3000, 300, { minLeaseMs: 100, staticLeaseMs: 20_000, staticHeartbeatMs: 5000 }).leaseFor('email', 'default'),
+      { leaseMs: 6667, heartbeatMs: 2222, p99Ms: 3000, samples: 300 },
+    );
+  });
+
+  it('follows the p99, not the mean', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    for (let i = 0; i < 1000; i++) feed.job({ id: `j${i}`, at: i * 100_000, attempts: [{ ms: i % 50 === 0 ? 4000 : 100 }] });
+    const lease = model.leaseFor('email', 'default')!;
+    assert.ok(lease.p99Ms > 1000, `p99 ${lease.p99Ms}`);
+    assert.equal(lease.leaseMs, Math.ceil(Math.min(10_000, 4 * lease.p99Ms)));
+  });
+
+  it('weighs recent run times most', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    const random = rng(5);
+    // 20,000 attempts of ~100 ms, then 12,000 of ~2 s: the older ones are the majority, but weigh less.
+    for (let i = 0; i < 32_000; i++) feed.job({ id: `j${i}`, at: i * 10_000, attempts: [{ ms: (i < 20_000 ? 90 : 1900) + Math.round(20 * random()) }] });
+    const runMs = model.insights('advise').types[0].runMs!;
+    assert.ok(runMs.p50 > 1800, `p50 ${runMs.p50}`);
+    assert.ok(runMs.count < 32_000, `weight ${runMs.count}`);
+    assert.equal(model.leaseFor('email', 'default')!.leaseMs, Math.ceil(4 * runMs.p99));
+  });
+
+  it('times failed attempts too, not lease expiries', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    feed.job({ id: 'a', at: 0, attempts: [{ ms: 70, error: FLAKY }, { ms: 30_000, lease: true }, { ms: 90 }] });
+    const type = model.insights('advise').types[0];
+    assert.equal(type.attempts, 2);
+    assert.equal(type.failures, 2);
+    assert.equal(type.runMs!.count, 2);
+  });
+
+  it('says so in the insights', () => {
+    const changes = timed(600, 412, { minLeaseMs: 2000 }).insights('enforce').types[0].changes;
+    assert.deepEqual(changes, ['lease 2,400 ms instead of 30,000 ms, heartbeat every 800 ms (p99 run time 600 ms over 412 attempts)']);
+  });
+});
+
+describe('AdvisorModel: ETA', () => {
+  /** Jobs of 100 ms starting twice a second for 10 minutes on queue q. */
+  function busy() {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    let t = 0;
+    for (let i = 0; i < 1200; i++) t = feed.job({ id: `j${i}`, queue: 'q', at: i * 500, attempts: [{ ms: 100 }] });
+    return { model, now: t };
+  }
+  const base = { type: 'email', queue: 'q', startedAt: null, runAt: 0, ahead: 0 };
+
+  it('predicts a running job to finish a median run time after its start, or, past it, the median of the longer runs', () => {
+    const { model, now } = busy();
+    const eta = model.eta({ ...base, state: 'running', startedAt: now - 30, now })!;
+    assert.deepEqual([eta.start, eta.finish, eta.basis.medianRunMs, eta.basis.ahead], [now - 30, now + 70, 100, 0]);
+    // Running longer than any run seen: a little longer than it has run so far, never before now.
+    assert.equal(model.eta({ ...base, state: 'running', startedAt: now - 5000, now })!.finish, now + 500);
+  });
+
+  it('past the median, a running job is predicted at the median of the runs that lasted longer', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    // Run times spread evenly over 0-2,000 ms: the median is 1,000; of the runs longer than 1,500 ms, 1,750.
+    for (let i = 0; i < 2000; i++) feed.job({ id: `j${i}`, at: i * 10_000, attempts: [{ ms: (i * 7) % 2000 }] });
+    const now = 30_000_000;
+    const eta = model.eta({ type: 'email', queue: 'default', state: 'running', startedAt: now - 1500, runAt: 0, ahead: 0, now })!;
+    const ranFor = eta.finish - (now - 1500);
+    assert.ok(ranFor > 1700 && ranFor < 1800, `about 1,750 ms in all, got ${ranFor}`);
+  });
+
+  it('predicts a waiting job to start after the jobs ahead of it, at the queue start rate', () => {
+    const { model, now } = busy();
+    const eta = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now - 1000, now })!;
+    const rate = eta.basis.startsPerSecond!;
+    assert.ok(Math.abs(rate - 2) < 0.05, `rate ${rate}`);
+    assert.ok(Math.abs(eta.start - (now + 5000)) < 150, `start in ${eta.start - now} ms`);
+    assert.equal(eta.finish, eta.start + 100);
+    // Due later: from its runAt.
+    const later = model.eta({ ...base, state: 'retrying', ahead: 0, runAt: now + 60_000, now })!;
+    assert.deepEqual([later.start, later.finish], [now + 60_000, now + 60_100]);
+  });
+
+  it('has none without run times, or with jobs ahead and no start rate', () => {
+    const { model, now } = busy();
+    assert.equal(model.eta({ ...base, type: 'other', state: 'pending', now }), null);
+    assert.equal(model.eta({ ...base, state: 'pending', ahead: 3, now: now + 3_600_000 }), null, 'an hour idle: rate 0');
+    assert.notEqual(model.eta({ ...base, state: 'pending', ahead: 0, now: now + 3_600_000 }), null);
+    assert.equal(model.eta({ ...base, state: 'done', now }), null);
+    const fresh = new AdvisorModel();
+    new Feed(fresh).job({ id: 'x', queue: 'q', at: 0, attempts: [{ ms: 100 }] });
+    assert.equal(fresh.eta({ ...base, queue: 'q', state: 'pending', ahead: 0, runAt: 500, now: 200 })!.start, 500);
+  });
+});
+
+describe('AdvisorModel: anomalies', () => {
+  /** Single-attempt jobs at 2 attempts a second; `failP(i)` and `ms(i)` shape attempt i. */
+  function stream(model: AdvisorModel, n: number, failP: (i: number) => number, ms: (i: number, r: number) => number, seed: number): Feed {
+    const feed = new Feed(model);
+    const random = rng(seed);
+    for (let i = 0; i < n; i++) {
+      const fail = random() < failP(i);
+      const runMs = Math.round(ms(i, random()));
+      feed.job({ id: `j${i}`, at: i * 500, maxAttempts: 1, attempts: [fail ? { ms: runMs, error: FLAKY } : { ms: runMs }] });
+    }
+    return feed;
+  }
+  const lognormal = (random: () => number) => (_i: number, r: number) => 200 * Math.exp(0.5 * Math.sqrt(-2 * Math.log(1 - r)) * Math.cos(2 * Math.PI * random()));
+
+  it('detects a failure-rate spike (2% → 30%) within 2 simulated minutes, as one anomaly', () => {
+    const model = new AdvisorModel();
+    const spikeAt = 5000; // attempt index: 2,500 s in
+    stream(model, spikeAt + 2400, (i) => (i < spikeAt ? 0.02 : 0.3), lognormal(rng(7)), 1);
+    const anomalies = model.takeAnomalies();
+    assert.equal(anomalies.length, 1, JSON.stringify(anomalies));
+    const [a] = anomalies;
+    assert.equal(a.metric, 'failure-rate');
+    assert.deepEqual([a.type, a.queue], ['email', 'default']);
+    const detectedAfterMs = a.at - spikeAt * 500;
+    assert.ok(detectedAfterMs > 0 && detectedAfterMs <= 120_000, `detected ${detectedAfterMs} ms after the spike`);
+    assert.ok(a.baseline > 0.01 && a.baseline < 0.04, `baseline ${a.baseline}`);
+    assert.ok(a.observed > 0.15, `observed ${a.observed}`);
+    assert.deepEqual(model.takeAnomalies(), [], 'each reported once');
+    assert.deepEqual(model.insights('advise').types[0].anomalies, [a]);
+  });
+
+  it('detects run times doubling', () => {
+    const model = new AdvisorModel();
+    const shape = lognormal(rng(8));
+    stream(model, 6000, () => 0.02, (i, r) => shape(i, r) * (i < 5000 ? 1 : 2), 2);
+    const anomalies = model.takeAnomalies();
+    assert.equal(anomalies.length, 1, JSON.stringify(anomalies));
+    assert.equal(anomalies[0].metric, 'duration');
+    assert.ok(anomalies[0].at - 5000 * 500 <= 120_000);
+    assert.ok(anomalies[0].observed > 1.5 * anomalies[0].baseline, JSON.stringify(anomalies[0]));
+  });
+
+  it('raises none over a long steady stream', () => {
+    const model = new AdvisorModel();
+    // 100,000 attempts: 2 a second for 14 hours, 2% failing, log-normal run times.
+    stream(model, 100_000, () => 0.02, lognormal(rng(9)), 3);
+    assert.deepEqual(model.takeAnomalies(), []);
+    assert.equal(model.eventsSeen, 300_000);
+  });
+
+  it('raises none before the warm-up', () => {
+    const model = new AdvisorModel();
+    stream(model, 99, () => 1, () => 100, 4);
+    assert.deepEqual(model.takeAnomalies(), []);
+  });
+});
+
+describe('AdvisorModel: bounds and keys', () => {
+  it('takes user-chosen names like __proto__ as plain keys', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+    let n = 0;
+    for (const type of names) {
+      for (const queue of names) {
+        for (let i = 0; i < 60; i++) {
+          feed.job({ id: `${type}/${queue}/${i}`, type, queue, at: n++ * 1000, maxAttempts: 2, attempts: [{ ms: 10, error: { name: '__proto__', message: 'constructor' } }, { ms: 10, error: { name: '__proto__', message: 'constructor' } }] });
+        }
+      }
+    }
+    const types = model.insights('advise').types;
+    assert.equal(types.length, 16);
+    for (const t of types) {
+      assert.equal(t.failures, 120);
+      assert.equal(t.signatures[0].signature, '__proto__: constructor');
+      assert.equal(t.signatures[0].verdict, 'hopeless');
+    }
+    const advice = model.adviseFailure(query({ type: '__proto__', queue: 'constructor', error: { name: '__proto__', message: 'constructor' }, at: n * 1000 }));
+    assert.equal(advice.retryable, false);
+    assert.equal(model.leaseFor('__proto__', '__proto__')?.leaseMs, 5000, '240 timed attempts of 10 ms (the neighbours included)');
+    assert.notEqual(model.eta({ type: 'toString', queue: '__proto__', state: 'running', startedAt: 0, runAt: 0, ahead: 0, now: 5 }), null);
+    assert.equal(({} as Record<string, unknown>).constructor, Object, 'Object.prototype untouched');
+  });
+
+  it('tracks at most maxTrackedJobs live jobs, evicting the least recently seen', () => {
+    const model = new AdvisorModel({ maxTrackedJobs: 10 });
+    const feed = new Feed(model);
+    for (let i = 0; i < 100; i++) feed.job({ id: `j${i}`, at: i, attempts: [{ ms: 5, error: FLAKY }] }); // left retrying
+    assert.equal(model.trackedJobs, 10);
+    // An evicted job's later events are learned from as far as they can be.
+    feed.event({ id: 'j0' }, 'pending', { type: 'RETRY_DUE', at: 2000 });
+    feed.event({ id: 'j0' }, 'running', { type: 'STARTED', at: 2010, attempt: 2, leaseUntil: 9999, workerId: 'w' });
+    assert.equal(model.trackedJobs, 10);
+    feed.event({ id: 'j0' }, 'done', { type: 'SUCCEEDED', at: 2050, attempt: 2 });
+    assert.equal(model.trackedJobs, 9, 'a finished job is no longer tracked');
+    const type = model.insights('advise').types[0];
+    assert.equal(type.attempts, 101, 'the evicted job timed again from its next start');
+    assert.equal(type.signatures[0].recoveryMs, null, 'no recovery time for a run seen from the middle');
+  });
+
+  it('keeps at most maxKeys pairs and maxSignaturesPerKey signatures per pair', () => {
+    const model = new AdvisorModel({ maxKeys: 3, maxSignaturesPerKey: 5 });
+    const feed = new Feed(model);
+    for (let i = 0; i < 10; i++) feed.job({ id: `t${i}`, type: `type${i}`, at: i, attempts: [{ ms: 5 }] });
+    assert.deepEqual(model.insights('advise').types.map((t) => t.type), ['type0', 'type1', 'type2']);
+    const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet'];
+    for (const [i, w] of words.entries()) feed.job({ id: `s${i}`, type: 'type0', at: 100 + i, maxAttempts: 1, attempts: [{ ms: 5, error: { message: w } }] });
+    const sigs = model.insights('advise').types[0].signatures.map((s) => s.signature).sort();
+    assert.deepEqual(sigs, ['Error: foxtrot', 'Error: golf', 'Error: hotel', 'Error: india', 'Error: juliet'], 'the most recent kept');
+  });
+
+  it('ignores an event seen twice', () => {
+    const once = new AdvisorModel();
+    const twice = new AdvisorModel();
+    const feed = new Feed(once);
+    for (let i = 0; i < 50; i++) feed.job({ id: `j${i}`, at: i * 1000, attempts: [{ ms: 5, error: FLAKY }, { ms: 7 }] });
+    for (const e of feed.events) {
+      twice.observe(e);
+      twice.observe(e);
+    }
+    const strip = (m: AdvisorModel) => ({ ...m.insights('advise'), events: 0 });
+    assert.deepEqual(strip(twice), strip(once));
+  });
+
+  it('is deterministic: the same events give the same model', () => {
+    const build = () => {
+      const model = new AdvisorModel();
+      const feed = new Feed(model);
+      const random = rng(11);
+      for (let i = 0; i < 30_000; i++) {
+        const runMs = Math.round(50 + 500 * random() ** 3) + (i > 25_000 ? 400 : 0);
+        feed.job({ id: `j${i}`, at: i * 200, attempts: [random() < 0.1 ? { ms: runMs, error: FLAKY } : { ms: runMs }, { ms: runMs }] });
+      }
+      return model;
+    };
+    const a = build();
+    const b = build();
+    assert.deepEqual(a.insights('enforce'), b.insights('enforce'));
+    assert.deepEqual(a.leaseFor('email', 'default'), b.leaseFor('email', 'default'));
+  });
+});
+
+describe('timeoutNote', () => {
+  it('flags a timeout below the p99 run time, or 20× it and more; a timeout in between fits', () => {
+    assert.match(timeoutNote(500, 800) ?? '', /^timeout 500 ms is below the p99 run time/);
+    assert.equal(timeoutNote(60_000, 200), 'timeout 60,000 ms is 300× the p99 run time (200 ms): a hung attempt holds its slot that long; about 2 s would do');
+    assert.equal(timeoutNote(3_000, 200), null);
+    assert.equal(timeoutNote(800, 800), null, 'equal to the p99 is not below it');
+  });
+});

@@ -1,0 +1,638 @@
+/**
+ * The advisor's learning core: policies learned from each (job type, queue)
+ * pair's own history, fed committed job events in id order. Pure: no clock,
+ * no randomness, no I/O (time is each event's `at`, or the query's `at` /
+ * `now`), and bounded memory (see `ModelOptions`).
+ *
+ * What it learns per pair:
+ * - Runs. A run begins at SUBMITTED or REDRIVE and ends at done, dead or
+ *   cancelled. Each live job is tracked (LRU, at most `maxTrackedJobs`): its
+ *   current attempt's start and the signatures of its run's retried failures.
+ * - Hopeless signatures. A failure whose event went to `retrying` is a retried
+ *   failure of its signature (signature.ts; a lease expiry has a fixed one).
+ *   A run ending done counts one `recovered` for each signature it retried,
+ *   one ending dead one `hopeless` (per run, not per failure: the failures of
+ *   one run are one piece of evidence); cancelled counts nothing, and so does a
+ *   run that died while no attempt of its pair succeeded since its first
+ *   failure (an outage of the whole type says nothing of the signature on a
+ *   healthy day: the retries after it ends recover). A failure
+ *   the advisor decided (`error.decidedBy === 'advisor'`) is never evidence,
+ *   and a run it ended carries none. Evidence fades (`evidenceHalfLifeMs`) and
+ *   is capped (`maxEvidence`). Verdict on Beta(1 + recovered, 1 + hopeless):
+ *   `learning` below `minEvidence` runs, `hopeless` when P(chance of recovery
+ *   < hopelessBelow) >= credibility, else `transient`. Only `hopeless` stops
+ *   retries.
+ * - Recovery times: from a run's first failure to the start of the attempt
+ *   that succeeded, per signature retried in the run (the last
+ *   `maxRecoverySamples`). Runs whose retry delay the advisor chose (a FAILED
+ *   with `delayMs`) or that were tracked from the middle give no sample: the
+ *   advisor must not learn its own delays back.
+ * - Run times (SUCCEEDED or FAILED minus STARTED; a lease expiry is a crash,
+ *   not a run time) in a t-digest whose weights halve every `RUN_WINDOW`
+ *   samples (recent attempts count most), compressed deterministically (the
+ *   library's own compression shuffles with Math.random).
+ * - Per queue, an exponentially weighted rate of STARTED events (time constant
+ *   60 s of event time), for ETAs.
+ * - Anomalies: failure-rate and run-time change detectors (anomaly.ts).
+ *
+ * The retry-delay rule (`adviseFailure`), for a `transient` signature with at
+ * least `minRecoveries` recovery samples and an exponential policy: aim the
+ * retry at the run's first failure + the p75 recovery time, capped at the
+ * policy's `maxMs`; advise it only when that delay is at least the static
+ * policy's ceiling for this retry (`min(maxMs, baseMs * 2^(n-1))`, the
+ * longest the static draw could be). So an advised retry is never earlier
+ * than the static one would be: while a failure persists, a job never uses
+ * up its attempts faster than under its own policy. Otherwise (the recovery
+ * is usually quicker than the curve, a fixed policy, attempts exhausted, too
+ * little evidence) `delayMs` is left out and the static policy stands.
+ */
+import { TDigest } from 'tdigest';
+import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
+import type { BackoffPolicy } from '../../machines/backoff.js';
+import type { FailureError, JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
+import type { StreamEventRecord } from '../ports.js';
+import { DurationDetector, FailureRateDetector } from './anomaly.js';
+import { errorSignature, LEASE_EXPIRED_SIGNATURE } from './signature.js';
+import type {
+  AdvisorMode, Anomaly, Eta, EtaQuery, FailureAdvice, FailureQuery, Insights, LeaseAdvice, ModelOptions,
+  SignatureInsight, SignatureVerdict, TypeInsight,
+} from './types.js';
+
+export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.freeze({
+  // 30 retried runs before any verdict; with hopelessBelow 5% and credibility
+  // 95%, a signature that never recovers is hopeless after 58 runs (0 of 58:
+  // P(p < 5%) = 1 - 0.95^59 = 95.2%), and one that recovers 30% of the time
+  // essentially never is (it would take ~1 recovery in 30+ runs).
+  minEvidence: 30,
+  hopelessBelow: 0.05,
+  credibility: 0.95,
+  // A p75 from fewer than 20 recoveries would mostly be noise.
+  minRecoveries: 20,
+  // A p99 needs a few hundred samples to mean anything.
+  minRunSamples: 200,
+  // Lease = 4 × p99 run time, at least 5 s (a heartbeat every 1.6 s rides out
+  // event-loop stalls and clock steps), at most the configured 30 s / 10 s.
+  leaseMultiple: 4,
+  minLeaseMs: 5_000,
+  staticLeaseMs: 30_000,
+  staticHeartbeatMs: 10_000,
+  // Memory, worst case: ~350 bytes per tracked job (35 MB), and per pair
+  // ~110 KB (a digest of ≤ 500 centroids, 50 signatures of ≤ 200 characters
+  // with 100 recovery times each), 55 MB for 500 pairs; typically far less.
+  maxTrackedJobs: 100_000,
+  maxKeys: 500,
+  maxSignaturesPerKey: 50,
+  // Six hours: evidence fades by 11% an hour, so a verdict follows a change
+  // of cause within hours; once enforced (a hopeless signature is no longer
+  // retried, so no new evidence comes), it drops back below the bar and the
+  // static policy is tried on a few runs (~7 an hour at the 58-run bar),
+  // testing whether the cause is gone. The cap of 100 runs keeps one long
+  // outage (all its runs dead) from holding a verdict for more than ~5 h.
+  evidenceHalfLifeMs: 6 * 3_600_000,
+  maxEvidence: 100,
+  maxRecoverySamples: 100,
+}) as Required<ModelOptions>;
+
+/** Run-time samples after which the digest's weights halve. */
+export const RUN_WINDOW = 10_000;
+/** The time constant of a queue's start rate (ms of event time). */
+export const START_RATE_TAU_MS = 60_000;
+/** Anomalies kept per pair, and waiting for `takeAnomalies`. */
+const RECENT_ANOMALIES = 10;
+const PENDING_ANOMALIES = 1_000;
+/** Jobs whose run ended remembered (with their last seq) to ignore a repeated event. */
+const RECENTLY_ENDED = 10_000;
+/** Distinct retried signatures remembered per run. */
+const RUN_SIGNATURES = 16;
+const DIGEST_DELTA = 0.02;
+/** A digest is re-compressed above this many centroids (at delta 0.02 it settles at 250-400), at most every 100 samples. */
+const DIGEST_MAX_CENTROIDS = 500;
+const TERMINAL: ReadonlySet<JobState> = new Set<JobState>(['done', 'dead', 'cancelled']);
+const WAITING: ReadonlySet<JobState> = new Set<JobState>(['pending', 'published', 'retrying']);
+
+interface SignatureStats {
+  /** The signature (one string shared by every run that retried it). */
+  signature: string;
+  failures: number;
+  /** Decayed run counts, as of `evidenceAt`. */
+  recovered: number;
+  hopeless: number;
+  evidenceAt: number;
+  /** Recovery times (ms), a ring of the most recent. */
+  recovery: number[];
+  recoveryNext: number;
+}
+
+interface Pair {
+  type: string;
+  queue: string;
+  /** Attempts ended (succeeded, failed, lease expired), of them failed, and timed. */
+  ended: number;
+  failures: number;
+  timed: number;
+  runTimes: RunTimes;
+  signatures: Map<string, SignatureStats>;
+  failureRate: FailureRateDetector;
+  duration: DurationDetector;
+  anomalies: Anomaly[];
+  /** The backoff policy of the pair's last submitted job (for insights). */
+  backoff: BackoffPolicy | null;
+  /** When an attempt of the pair last succeeded (-Infinity before any). */
+  lastSuccessAt: number;
+}
+
+/** A live job between its events: its current attempt and what its current run did so far. */
+interface TrackedJob {
+  pair: Pair;
+  seq: number;
+  attempt: number;
+  startedAt: number | null;
+  /** The run's first failure. */
+  firstFailureAt: number | null;
+  /** The run's retried signatures (the evidence), distinct; null before any. */
+  retried: string[] | null;
+  /** No recovery-time sample from this run: tracked from its middle, or a delay the advisor chose. */
+  untimed: boolean;
+}
+
+interface StartRate {
+  weight: number;
+  last: number;
+}
+
+export class AdvisorModel {
+  private readonly opts: Required<ModelOptions>;
+  private readonly pairs = new Map<string, Pair>();
+  private readonly jobs = new Map<string, TrackedJob>();
+  /** The last seq of jobs whose run ended lately, so a repeated final event is not learned twice. */
+  private readonly ended = new Map<string, number>();
+  private readonly startRates = new Map<string, StartRate>();
+  private pending: Anomaly[] = [];
+  private seen = 0;
+  /** The latest event time seen (insights judge evidence as of then). */
+  private lastAt = 0;
+
+  constructor(opts?: Partial<ModelOptions>) {
+    this.opts = { ...DEFAULT_MODEL_OPTIONS };
+    for (const [k, v] of Object.entries(opts ?? {})) if (v !== undefined) (this.opts as unknown as Record<string, unknown>)[k] = v;
+  }
+
+  get eventsSeen(): number {
+    return this.seen;
+  }
+
+  /** How many jobs are tracked between their events (at most `maxTrackedJobs`). */
+  get trackedJobs(): number {
+    return this.jobs.size;
+  }
+
+  /** Learn from one committed event; events arrive in id order (a job's in seq order). */
+  observe(e: StreamEventRecord): void {
+    let job = this.jobs.get(e.jobId);
+    if (e.seq <= (job?.seq ?? this.ended.get(e.jobId) ?? 0)) return; // seen already
+    this.seen += 1;
+    if (e.at > this.lastAt) this.lastAt = e.at;
+    if (e.type === 'STARTED') this.countStart(e.queue, e.at);
+    const pair = job?.pair ?? this.pairOf(e.jobType, e.queue);
+    if (!pair) return;
+
+    if (e.type === 'SUBMITTED' || e.type === 'REDRIVE') {
+      if (e.type === 'SUBMITTED') pair.backoff = (e.data as JobInput).backoff ?? null;
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false };
+    } else if (!job && !TERMINAL.has(e.to)) {
+      // Tracked from the middle of a run (evicted, or before the history read).
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true };
+    }
+
+    const data = e.data as JobEvent;
+    switch (data.type) {
+      case 'STARTED':
+        if (job) {
+          job.attempt = data.attempt;
+          job.startedAt = e.at;
+        }
+        break;
+      case 'SUCCEEDED':
+        this.attemptEnded(pair, job, data.attempt, e.at, false, true);
+        break;
+      case 'FAILED': {
+        const error: Partial<FailureError> = data.error ?? {};
+        this.attemptEnded(pair, job, data.attempt, e.at, true, true);
+        this.failed(pair, job, e, errorSignature({ name: error.name, message: String(error.message ?? '') }), error.decidedBy === 'advisor', data.delayMs !== undefined);
+        break;
+      }
+      case 'LEASE_EXPIRED':
+        this.attemptEnded(pair, job, data.attempt, e.at, true, false);
+        this.failed(pair, job, e, LEASE_EXPIRED_SIGNATURE, false, false);
+        break;
+    }
+
+    if (TERMINAL.has(e.to)) {
+      if (job) this.runEnded(job, e);
+      this.jobs.delete(e.jobId);
+      this.ended.delete(e.jobId);
+      this.ended.set(e.jobId, e.seq);
+      if (this.ended.size > RECENTLY_ENDED) this.ended.delete(this.ended.keys().next().value!);
+    } else if (job) {
+      this.ended.delete(e.jobId);
+      job.seq = e.seq;
+      this.jobs.delete(e.jobId); // re-inserted last: the map's order is least recently seen first
+      this.jobs.set(e.jobId, job);
+      if (this.jobs.size > this.opts.maxTrackedJobs) this.jobs.delete(this.jobs.keys().next().value!);
+    }
+  }
+
+  /** Advice for a failure about to be recorded (does not change the model). */
+  adviseFailure(q: FailureQuery): FailureAdvice {
+    const signature = errorSignature(q.error);
+    const stats = this.pairs.get(pairKey(q.type, q.queue))?.signatures.get(signature);
+    // No retry would follow anyway: nothing to advise.
+    if (!stats || q.attemptInRun >= q.maxAttempts) return { signature };
+    const judged = this.judge(stats, q.at);
+    if (judged.verdict === 'hopeless') {
+      return {
+        signature,
+        retryable: false,
+        reason: `no retry after \`${signature}\`: recovered in ${count(judged.recovered)} of ${count(judged.recovered + judged.hopeless)} runs`,
+      };
+    }
+    if (judged.verdict !== 'transient' || stats.recovery.length < this.opts.minRecoveries) return { signature };
+    const p75 = quantile(stats.recovery, 0.75);
+    const tracked = this.jobs.get(q.jobId);
+    const firstFailureAt = tracked?.firstFailureAt ?? q.at;
+    const delayMs = recoveryDelay(q.backoff, q.attemptInRun, firstFailureAt + p75 - q.at);
+    if (delayMs === null) return { signature };
+    return {
+      signature,
+      delayMs,
+      reason: `retry after ${ms(delayMs)}: \`${signature}\` recovered within ${ms(p75)} of the first failure in 75% of ${stats.recovery.length} runs`,
+    };
+  }
+
+  /** A lease sized from the pair's run times; null until `minRunSamples` attempts were timed. */
+  leaseFor(type: string, queue: string): LeaseAdvice | null {
+    const pair = this.pairs.get(pairKey(type, queue));
+    if (!pair || pair.runTimes.count < this.opts.minRunSamples) return null;
+    const p99Ms = pair.runTimes.quantile(0.99);
+    const { leaseMultiple, minLeaseMs, staticLeaseMs, staticHeartbeatMs } = this.opts;
+    // At most a third of the static lease: a type whose runs outlast it keeps it by heartbeating
+    // (every third of the lease), so even the longest types are recovered 3× sooner after a crash.
+    const leaseMs = Math.ceil(Math.min(staticLeaseMs / 3, Math.max(minLeaseMs, leaseMultiple * p99Ms)));
+    return { leaseMs, heartbeatMs: Math.min(staticHeartbeatMs, Math.floor(leaseMs / 3)), p99Ms, samples: Math.round(pair.runTimes.count) };
+  }
+
+  /** A live job's predicted start and finish; null without run times for its pair (or a start rate, when jobs are ahead). */
+  eta(q: EtaQuery): Eta | null {
+    const pair = this.pairs.get(pairKey(q.type, q.queue));
+    if (!pair || pair.runTimes.count === 0 || TERMINAL.has(q.state)) return null;
+    const medianRunMs = pair.runTimes.quantile(0.5);
+    const startsPerSecond = this.startRate(q.queue, q.now);
+    const basis = { startsPerSecond, medianRunMs, ahead: q.ahead };
+    if (q.state === 'running') {
+      const start = q.startedAt ?? q.now;
+      // The median of the run times longer than what this attempt has run already.
+      return { start, finish: Math.max(q.now, Math.round(start + pair.runTimes.medianBeyond(q.now - start))), basis };
+    }
+    if (!WAITING.has(q.state)) return null;
+    let start = Math.max(q.runAt, q.now);
+    if (q.ahead > 0) {
+      if (!startsPerSecond) return null;
+      start += Math.round((q.ahead / startsPerSecond) * 1000);
+    }
+    return { start, finish: Math.round(start + medianRunMs), basis };
+  }
+
+  /** Anomalies detected since the last call (each reported once). */
+  takeAnomalies(): Anomaly[] {
+    const taken = this.pending;
+    this.pending = [];
+    return taken;
+  }
+
+  /** The pairs learned so far (type, queue). */
+  pairList(): Array<{ type: string; queue: string }> {
+    return [...this.pairs.values()].map((p) => ({ type: p.type, queue: p.queue }));
+  }
+
+  /**
+   * What was learned, per pair. `timeoutOf` gives a pair's handler timeout
+   * (the jobs carry it, the events do not), to flag one far from the run times.
+   */
+  insights(mode: AdvisorMode, timeoutOf: (type: string, queue: string) => number | null = () => null): Insights {
+    const types: TypeInsight[] = [];
+    for (const pair of this.pairs.values()) types.push(this.typeInsight(pair, mode, timeoutOf(pair.type, pair.queue)));
+    types.sort((a, b) => compare(a.type, b.type) || compare(a.queue, b.queue));
+    return { mode, events: this.seen, types };
+  }
+
+  // ------------------------------------------------------------ learning
+
+  /** The pair's state, created when new (unless `maxKeys` pairs exist: then null). */
+  private pairOf(type: string, queue: string): Pair | null {
+    const key = pairKey(type, queue);
+    let pair = this.pairs.get(key);
+    if (!pair && this.pairs.size < this.opts.maxKeys) {
+      pair = {
+        type, queue, ended: 0, failures: 0, timed: 0, runTimes: new RunTimes(), signatures: new Map(),
+        failureRate: new FailureRateDetector(), duration: new DurationDetector(), anomalies: [], backoff: null, lastSuccessAt: -Infinity,
+      };
+      this.pairs.set(key, pair);
+    }
+    return pair ?? null;
+  }
+
+  private countStart(queue: string, at: number): void {
+    const r = this.startRates.get(queue);
+    if (!r) {
+      if (this.startRates.size < this.opts.maxKeys) this.startRates.set(queue, { weight: 1, last: at });
+    } else if (at >= r.last) {
+      r.weight = r.weight * Math.exp(-(at - r.last) / START_RATE_TAU_MS) + 1;
+      r.last = at;
+    } else {
+      r.weight += Math.exp(-(r.last - at) / START_RATE_TAU_MS); // committed out of time order
+    }
+  }
+
+  /** Starts per second at `now`; null for a queue never seen starting. */
+  private startRate(queue: string, now: number): number | null {
+    const r = this.startRates.get(queue);
+    if (!r) return null;
+    const rate = (r.weight * Math.exp(-Math.max(0, now - r.last) / START_RATE_TAU_MS)) / (START_RATE_TAU_MS / 1000);
+    return rate < 1e-6 ? 0 : rate;
+  }
+
+  private attemptEnded(pair: Pair, job: TrackedJob | undefined, attempt: number, at: number, failed: boolean, timed: boolean): void {
+    pair.ended += 1;
+    if (failed) pair.failures += 1;
+    else pair.lastSuccessAt = Math.max(pair.lastSuccessAt, at);
+    const rate = pair.failureRate.observe(failed);
+    if (rate) this.anomaly(pair, 'failure-rate', rate.baseline, rate.observed, at);
+    if (!timed || !job || job.startedAt === null || job.attempt !== attempt) return;
+    const runMs = Math.max(0, at - job.startedAt);
+    pair.timed += 1;
+    pair.runTimes.push(runMs);
+    const duration = pair.duration.observe(runMs);
+    if (duration) this.anomaly(pair, 'duration', duration.baseline, duration.observed, at);
+  }
+
+  private anomaly(pair: Pair, metric: Anomaly['metric'], baseline: number, observed: number, at: number): void {
+    const a: Anomaly = { type: pair.type, queue: pair.queue, metric, baseline, observed, at };
+    pair.anomalies.push(a);
+    if (pair.anomalies.length > RECENT_ANOMALIES) pair.anomalies.shift();
+    this.pending.push(a);
+    if (this.pending.length > PENDING_ANOMALIES) this.pending.shift();
+  }
+
+  private failed(pair: Pair, job: TrackedJob | undefined, e: StreamEventRecord, signature: string, byAdvisor: boolean, advisorDelay: boolean): void {
+    const stats = this.signature(pair, signature, e.at);
+    stats.failures += 1;
+    if (!job) return;
+    job.firstFailureAt ??= e.at;
+    if (advisorDelay) job.untimed = true;
+    if (byAdvisor || e.to !== 'retrying') return;
+    job.retried ??= [];
+    if (!job.retried.includes(stats.signature) && job.retried.length < RUN_SIGNATURES) job.retried.push(stats.signature);
+  }
+
+  /** The stats of a signature, created (evicting the least recently failed one) when new. */
+  private signature(pair: Pair, signature: string, at: number): SignatureStats {
+    let stats = pair.signatures.get(signature);
+    if (stats) {
+      pair.signatures.delete(signature); // re-inserted last: least recently failed first
+    } else {
+      stats = { signature, failures: 0, recovered: 0, hopeless: 0, evidenceAt: at, recovery: [], recoveryNext: 0 };
+      if (pair.signatures.size >= this.opts.maxSignaturesPerKey) pair.signatures.delete(pair.signatures.keys().next().value!);
+    }
+    pair.signatures.set(stats.signature, stats);
+    return stats;
+  }
+
+  private runEnded(job: TrackedJob, e: StreamEventRecord): void {
+    const { retried, pair } = job;
+    const data = e.data as JobEvent;
+    if (e.to === 'cancelled' || !retried) return;
+    // A run the advisor ended (no retry) tells nothing of what retries do.
+    if (data.type === 'FAILED' && data.error?.decidedBy === 'advisor') return;
+    const recovered = e.to === 'done';
+    // A run that died while no attempt of its type succeeded since its first failure died in an
+    // outage of the whole type (a dependency down): that says nothing of this signature on a
+    // healthy day, and counting it would stop the retries that recover once the outage ends.
+    // Hopeless evidence is a run that kept failing while others of its type succeeded.
+    if (!recovered && (job.firstFailureAt === null || pair.lastSuccessAt <= job.firstFailureAt)) return;
+    const recoveryMs =
+      recovered && !job.untimed && job.firstFailureAt !== null && job.startedAt !== null ? Math.max(0, job.startedAt - job.firstFailureAt) : null;
+    for (const signature of retried) {
+      const stats = pair.signatures.get(signature) ?? this.signature(pair, signature, e.at);
+      this.addEvidence(stats, recovered, e.at);
+      if (recoveryMs !== null) {
+        if (stats.recovery.length < this.opts.maxRecoverySamples) stats.recovery.push(recoveryMs);
+        else stats.recovery[stats.recoveryNext] = recoveryMs;
+        stats.recoveryNext = (stats.recoveryNext + 1) % this.opts.maxRecoverySamples;
+      }
+    }
+  }
+
+  private addEvidence(stats: SignatureStats, recovered: boolean, at: number): void {
+    const f = this.decay(at - stats.evidenceAt);
+    stats.recovered = stats.recovered * f + (recovered ? 1 : 0);
+    stats.hopeless = stats.hopeless * f + (recovered ? 0 : 1);
+    stats.evidenceAt = Math.max(at, stats.evidenceAt);
+    const total = stats.recovered + stats.hopeless;
+    if (total > this.opts.maxEvidence) {
+      stats.recovered *= this.opts.maxEvidence / total;
+      stats.hopeless *= this.opts.maxEvidence / total;
+    }
+  }
+
+  private decay(elapsedMs: number): number {
+    const h = this.opts.evidenceHalfLifeMs;
+    return elapsedMs <= 0 || !(h > 0) || h === Infinity ? 1 : 0.5 ** (elapsedMs / h);
+  }
+
+  // ------------------------------------------------------------ judging
+
+  private judge(stats: SignatureStats, at: number): { recovered: number; hopeless: number; pRecover: number; verdict: SignatureVerdict } {
+    const f = this.decay(at - stats.evidenceAt);
+    const recovered = stats.recovered * f;
+    const hopeless = stats.hopeless * f;
+    const pRecover = (1 + recovered) / (2 + recovered + hopeless);
+    const verdict: SignatureVerdict =
+      recovered + hopeless < this.opts.minEvidence
+        ? 'learning'
+        : betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
+          ? 'hopeless'
+          : 'transient';
+    return { recovered, hopeless, pRecover, verdict };
+  }
+
+  private typeInsight(pair: Pair, mode: AdvisorMode, timeoutMs: number | null): TypeInsight {
+    const changes: string[] = [];
+    const signatures: SignatureInsight[] = [];
+    for (const [signature, stats] of pair.signatures) {
+      const j = this.judge(stats, this.lastAt);
+      const recoveryMs = stats.recovery.length === 0 ? null : {
+        count: stats.recovery.length, p50: Math.round(quantile(stats.recovery, 0.5)), p90: Math.round(quantile(stats.recovery, 0.9)),
+      };
+      signatures.push({
+        signature, failures: stats.failures, recovered: count(j.recovered), hopeless: count(j.hopeless),
+        pRecover: j.pRecover, verdict: j.verdict, recoveryMs,
+      });
+      if (j.verdict === 'hopeless') {
+        changes.push(`stop retrying \`${signature}\` (${count(j.recovered)} of ${count(j.recovered + j.hopeless)} retried runs recovered)`);
+      } else if (j.verdict === 'transient' && stats.recovery.length >= this.opts.minRecoveries && pair.backoff?.kind === 'exponential') {
+        const p75 = quantile(stats.recovery, 0.75);
+        const delay = recoveryDelay(pair.backoff, 1, p75);
+        if (delay !== null) {
+          changes.push(`retry \`${signature}\` after ~${ms(delay)} (p75 recovery over ${stats.recovery.length} runs) instead of the exponential curve`);
+        }
+      }
+    }
+    signatures.sort((a, b) => b.failures - a.failures || compare(a.signature, b.signature));
+    const lease = this.leaseFor(pair.type, pair.queue);
+    if (lease && lease.leaseMs < this.opts.staticLeaseMs) {
+      changes.unshift(
+        `lease ${thousands(lease.leaseMs)} ms instead of ${thousands(this.opts.staticLeaseMs)} ms, heartbeat every ${thousands(lease.heartbeatMs)} ms ` +
+        `(p99 run time ${ms(lease.p99Ms)} over ${thousands(lease.samples)} attempts)`,
+      );
+    }
+    const rt = pair.runTimes;
+    const timeoutFlag = timeoutMs === null || rt.count < this.opts.minRunSamples ? null : timeoutNote(timeoutMs, rt.quantile(0.99));
+    if (timeoutFlag) changes.push(timeoutFlag);
+    return {
+      type: pair.type,
+      queue: pair.queue,
+      timeoutMs,
+      attempts: pair.timed,
+      failures: pair.failures,
+      runMs: rt.count === 0 ? null : { count: Math.round(rt.count), p50: rt.quantile(0.5), p90: rt.quantile(0.9), p99: rt.quantile(0.99) },
+      lease,
+      signatures,
+      anomalies: [...pair.anomalies],
+      changes: mode === 'off' ? [] : changes,
+    };
+  }
+}
+
+/** Timeouts are flagged when they are this many times the p99 run time, or more. */
+export const TIMEOUT_FAR_ABOVE = 20;
+
+/**
+ * A note on a handler timeout far from the observed run times: below the p99
+ * (healthy attempts time out), or `TIMEOUT_FAR_ABOVE` × p99 and more (a hung
+ * attempt holds its slot that long). Null when it fits.
+ */
+export function timeoutNote(timeoutMs: number, p99Ms: number): string | null {
+  if (timeoutMs < p99Ms) {
+    return `timeout ${thousands(timeoutMs)} ms is below the p99 run time (${ms(p99Ms)}): more than 1% of healthy attempts time out`;
+  }
+  if (p99Ms > 0 && timeoutMs >= TIMEOUT_FAR_ABOVE * p99Ms) {
+    return `timeout ${thousands(timeoutMs)} ms is ${Math.round(timeoutMs / p99Ms)}× the p99 run time (${ms(p99Ms)}): a hung attempt holds its slot that long; ` +
+      `about ${ms(Math.ceil(10 * p99Ms))} would do`;
+  }
+  return null;
+}
+
+/**
+ * The delay that lands a retry `untilRecoveryMs` from now, capped at the
+ * policy's longest delay; null unless it is at least the static ceiling for
+ * retry `attemptInRun` (so never earlier than the static policy), or for a
+ * fixed policy (nothing to move: its one delay is its ceiling).
+ */
+function recoveryDelay(policy: BackoffPolicy, attemptInRun: number, untilRecoveryMs: number): number | null {
+  if (policy.kind !== 'exponential' || !Number.isFinite(policy.maxMs) || !Number.isFinite(policy.baseMs)) return null;
+  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(Math.max(attemptInRun - 1, 0), 52));
+  const delay = Math.ceil(Math.min(policy.maxMs, untilRecoveryMs));
+  return delay > 0 && delay >= ceiling ? delay : null;
+}
+
+/** Run times in a t-digest whose weights halve every RUN_WINDOW samples. */
+class RunTimes {
+  private digest = new TDigest(DIGEST_DELTA, 0);
+  private sinceHalving = 0;
+  private sinceRebuild = 0;
+  /** The (decayed) weight of the samples. */
+  count = 0;
+
+  push(ms: number): void {
+    this.digest.push(ms);
+    this.count += 1;
+    this.sinceHalving += 1;
+    this.sinceRebuild += 1;
+    if (this.sinceHalving >= RUN_WINDOW) {
+      this.sinceHalving = 0;
+      this.rebuild(0.5);
+    } else if (this.digest.size() > DIGEST_MAX_CENTROIDS && this.sinceRebuild >= 100) {
+      this.rebuild(1);
+    }
+  }
+
+  quantile(p: number): number {
+    return this.digest.percentile(p) ?? 0;
+  }
+
+  /** The median of the run times longer than `elapsedMs` (the conditional median of a running attempt). */
+  medianBeyond(elapsedMs: number): number {
+    const median = this.quantile(0.5);
+    if (elapsedMs <= 0 || elapsedMs < median) return median;
+    const below = this.digest.p_rank(elapsedMs) ?? 1;
+    // Beyond every run seen: no better guess than a little longer than now.
+    if (below >= 0.999) return elapsedMs * 1.1;
+    return Math.max(elapsedMs, this.quantile(below + (1 - below) / 2));
+  }
+
+  /**
+   * Re-digests the centroids (weights times `factor`) in a fixed scattered
+   * order: what TDigest.compress does with a Math.random shuffle.
+   */
+  private rebuild(factor: number): void {
+    const centroids = this.digest.toArray();
+    const n = centroids.length;
+    this.digest = new TDigest(DIGEST_DELTA, 0);
+    this.count *= factor;
+    this.sinceRebuild = 0;
+    let stride = Math.max(1, Math.round(n * 0.618));
+    while (gcd(stride, n) !== 1) stride += 1;
+    for (let i = 0, j = 0; i < n; i += 1, j = (j + stride) % n) {
+      this.digest.push_centroid({ mean: centroids[j].mean, n: centroids[j].n * factor });
+    }
+  }
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+function pairKey(type: string, queue: string): string {
+  return `${type}\u0000${queue}`;
+}
+
+/** The p-quantile of `xs` (linear between order statistics). */
+function quantile(xs: readonly number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const h = (sorted.length - 1) * p;
+  const lo = Math.floor(h);
+  return sorted[lo] + (h - lo) * ((sorted[Math.min(lo + 1, sorted.length - 1)] ?? sorted[lo]) - sorted[lo]);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A decayed run count, for people. */
+function count(x: number): number {
+  return Math.round(x);
+}
+
+function thousands(n: number): string {
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+/** A duration for people: `600 ms`, `8 s`, `2.5 min`, `3 h`. */
+function ms(x: number): string {
+  const one = (v: number) => (v < 10 ? String(Math.round(v * 10) / 10) : thousands(v));
+  if (x < 1_000) return `${Math.round(x)} ms`;
+  if (x < 60_000) return `${one(x / 1_000)} s`;
+  if (x < 3_600_000) return `${one(x / 60_000)} min`;
+  return `${one(x / 3_600_000)} h`;
+}

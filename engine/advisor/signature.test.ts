@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { errorSignature, LEASE_EXPIRED_SIGNATURE, MAX_SIGNATURE_LENGTH } from './signature.js';
+
+describe('errorSignature', () => {
+  it('is the name and the message', () => {
+    assert.equal(errorSignature({ name: 'TypeError', message: 'x is not a function' }), 'TypeError: x is not a function');
+  });
+
+  it("names an unnamed (or blank-named) error 'Error'", () => {
+    assert.equal(errorSignature({ message: 'boom' }), 'Error: boom');
+    assert.equal(errorSignature({ name: '  ', message: 'boom' }), 'Error: boom');
+  });
+
+  it('replaces quoted values with ?', () => {
+    assert.equal(errorSignature({ message: `user 'bob' not in "admins" nor \`ops\`` }), 'Error: user ? not in ? nor ?');
+    assert.equal(errorSignature({ message: '{"id":"x1"}' }), 'Error: {?:?}');
+  });
+
+  it('leaves apostrophes inside words alone', () => {
+    assert.equal(errorSignature({ message: "can't reach host 'db-1', it's down" }), "Error: can't reach host ?, it's down");
+  });
+
+  it('replaces ULIDs, UUIDs and hex runs of 8+ with #', () => {
+    assert.equal(errorSignature({ message: 'job 01ARZ3NDEKTSV4RRFFQ69G5FAV failed' }), 'Error: job # failed');
+    assert.equal(errorSignature({ message: 'row 550e8400-e29b-41d4-a716-446655440000 locked' }), 'Error: row # locked');
+    assert.equal(errorSignature({ message: 'commit 3f786850e387550fdab836ed7e6dc881de23001b, obj 0x7ffd5a3c9e10' }), 'Error: commit #, obj #');
+    assert.equal(errorSignature({ message: 'key job_01ARZ3NDEKTSV4RRFFQ69G5FAV' }), 'Error: key job_#');
+  });
+
+  it('replaces ints, decimals and negatives with #, but not digits after a letter', () => {
+    assert.equal(errorSignature({ message: 'timeout after 1500ms (limit 1.5 s, offset -3, x=-0.25)' }), 'Error: timeout after #ms (limit # s, offset #, x=#)');
+    assert.equal(errorSignature({ message: 'connect ECONNREFUSED 127.0.0.1:5432' }), 'Error: connect ECONNREFUSED #.#:#');
+    assert.equal(errorSignature({ message: 'E11000 duplicate key in utf8 column, order-42' }), 'Error: E11000 duplicate key in utf8 column, order-#');
+  });
+
+  it('collapses whitespace', () => {
+    assert.equal(errorSignature({ name: 'Bad  Thing', message: '  a \n\t b   c ' }), 'Bad Thing: a b c');
+  });
+
+  it('gives failures differing only by ids, numbers and quoted values one signature', () => {
+    const a = errorSignature({ name: 'HttpError', message: 'GET /jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV: status 503 after 3 tries ("upstream A")' });
+    const b = errorSignature({ name: 'HttpError', message: 'GET /jobs/01BX5ZZKBKACTAV9WEVGEMMVRY:  status 504 after 12 tries ("upstream B")' });
+    assert.equal(a, b);
+    assert.notEqual(a, errorSignature({ name: 'HttpError', message: 'POST /jobs/01BX5ZZKBKACTAV9WEVGEMMVRY: status 503 after 3 tries ("x")' }));
+    assert.notEqual(a, errorSignature({ name: 'Other', message: 'GET /jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV: status 503 after 3 tries ("upstream A")' }));
+  });
+
+  it('is cut to 200 characters, however long the message', () => {
+    const s = errorSignature({ message: 'word '.repeat(1_000_000) });
+    assert.equal(s.length, MAX_SIGNATURE_LENGTH);
+    assert.ok(s.startsWith('Error: word word'));
+    // Not half a surrogate pair at the cut.
+    const emoji = errorSignature({ message: 'a'.repeat(192) + '😀'.repeat(10) });
+    assert.ok(emoji.length <= MAX_SIGNATURE_LENGTH);
+    assert.doesNotThrow(() => encodeURIComponent(emoji));
+  });
+
+  it('has a fixed signature for an expired lease', () => {
+    assert.equal(LEASE_EXPIRED_SIGNATURE, 'LeaseExpired: lease expired');
+  });
+
+  it('takes names like __proto__ as plain text', () => {
+    assert.equal(errorSignature({ name: '__proto__', message: 'constructor 7' }), '__proto__: constructor #');
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * Error signatures: what two failures of the same cause have in common.
+ *
+ * `errorSignature` keeps the error's name and its message with the parts
+ * that vary from one failure to the next replaced: quoted values by `?`, ids
+ * (ULIDs, UUIDs, hex runs of 8+ characters with a digit) and numbers (ints,
+ * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`) by
+ * `#`. Whitespace is collapsed and the result cut to 200 characters.
+ */
+
+/** The signature of a lease that expired (the worker stopped heartbeating): it has no error of its own. */
+export const LEASE_EXPIRED_SIGNATURE = 'LeaseExpired: lease expired';
+
+export const MAX_SIGNATURE_LENGTH = 200;
+/** Only this much of a message is read (a message may be megabytes; the signature keeps 200 characters). */
+const MAX_INPUT = 2000;
+
+/** A quote opens after a non-word character and closes before one (so `can't` is not a quote). */
+const QUOTED = /(?<![\p{L}\p{N}_])(?:'[^'\n]*'|"[^"\n]*"|`[^`\n]*`)(?![\p{L}\p{N}_])/gu;
+const UUID = /(?<![0-9A-Za-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9A-Za-z])/gi;
+/** A ULID: 26 Crockford base-32 characters, the first one 0-7 (the time part). */
+const ULID = /(?<![0-9A-Za-z])[0-7][0-9A-HJKMNP-TV-Z]{25}(?![0-9A-Za-z])/gi;
+/** A hex run of 8+ with at least one digit (`deadbeef` alone stays a word). */
+const HEX = /(?<![0-9A-Za-z])(?:0x)?(?=[a-f]*[0-9])[0-9a-f]{8,}(?![0-9A-Za-z])/gi;
+/** A number not after a letter: `-12`, `3.5`, `1e-3`, `10ms` (→ `#ms`), `job_42` (→ `job_#`); `utf8` stays. */
+const NUMBER = /(?<![\p{L}\p{N}])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?/giu;
+const SPACE = /\s+/g;
+
+/** The signature of a failure: `Name: normalised message`, at most 200 characters. */
+export function errorSignature(error: { name?: string; message: string }): string {
+  const name = typeof error.name === 'string' && error.name.trim() !== '' ? error.name.trim() : 'Error';
+  const message = String(error.message ?? '')
+    .slice(0, MAX_INPUT)
+    .replace(QUOTED, '?')
+    .replace(UUID, '#')
+    .replace(ULID, '#')
+    .replace(HEX, '#')
+    .replace(NUMBER, '#')
+    .replace(SPACE, ' ')
+    .trim();
+  return cut(`${name.replace(SPACE, ' ')}: ${message}`, MAX_SIGNATURE_LENGTH);
+}
+
+/** `s` cut to `n` UTF-16 units, without leaving half a surrogate pair. */
+function cut(s: string, n: number): string {
+  if (s.length <= n) return s;
+  const code = s.charCodeAt(n - 1);
+  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
+}

@@ -1,0 +1,160 @@
+/**
+ * The advisor's vocabulary: what it learns from each job type's history and
+ * what it decides. The learning itself is pure (`model.ts`: fed committed
+ * events in id order, time given by each event's `at` or by the caller); the
+ * service (`advisor.ts`) feeds it from the store and answers the engine.
+ */
+import type { BackoffPolicy } from '../../machines/backoff.js';
+import type { JobState } from '../../machines/job.machine.js';
+
+/** `off`: nothing learned, nothing decided. `advise`: learned and shown, behaviour unchanged. `enforce`: decisions change behaviour. */
+export type AdvisorMode = 'off' | 'advise' | 'enforce';
+export const ADVISOR_MODES: readonly AdvisorMode[] = Object.freeze(['off', 'advise', 'enforce']);
+
+/** What the advisor is told of a failed attempt, before its FAILED is written. */
+export interface FailureQuery {
+  jobId: string;
+  type: string;
+  queue: string;
+  error: { name?: string; message: string };
+  /** The failed attempt's number within the current run (1 = the run's first attempt). */
+  attemptInRun: number;
+  maxAttempts: number;
+  backoff: BackoffPolicy;
+  /** When the attempt failed (epoch ms). */
+  at: number;
+}
+
+/**
+ * The advice on one failure. `retryable: false` stops retrying (only ever
+ * for a signature proven hopeless); `delayMs`, when set, replaces the static
+ * backoff draw (already bounded by the job's policy). A field left out keeps
+ * the static policy.
+ */
+export interface FailureAdvice {
+  signature: string;
+  retryable?: false;
+  delayMs?: number;
+  /** Why, in one line (recorded on the event when enforced). */
+  reason?: string;
+}
+
+/** A lease sized from a type's observed run times. */
+export interface LeaseAdvice {
+  leaseMs: number;
+  heartbeatMs: number;
+  /** The p99 run time it was sized from, and over how many attempts. */
+  p99Ms: number;
+  samples: number;
+}
+
+/** What the ETA of one live job is computed from. */
+export interface EtaQuery {
+  type: string;
+  queue: string;
+  state: JobState;
+  /** When its current attempt started (running jobs). */
+  startedAt: number | null;
+  /** When it is due (pending, retrying). */
+  runAt: number;
+  /** Live jobs of its queue ahead of it (waiting to start before it). */
+  ahead: number;
+  now: number;
+}
+
+export interface Eta {
+  /** Predicted (or, when running, actual) start, epoch ms. */
+  start: number;
+  /** Predicted finish, epoch ms. */
+  finish: number;
+  /** What it rests on: the queue's recent start rate (jobs/s) and the type's median run time. */
+  basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number };
+}
+
+export type AnomalyMetric = 'failure-rate' | 'duration';
+
+/** A change in a type's failure rate or run time. */
+export interface Anomaly {
+  type: string;
+  queue: string;
+  metric: AnomalyMetric;
+  /** The level before (failure fraction, or ms) and the level now. */
+  baseline: number;
+  observed: number;
+  /** When it was detected (the `at` of the event that tipped it). */
+  at: number;
+}
+
+export type SignatureVerdict = 'learning' | 'hopeless' | 'transient';
+
+export interface SignatureInsight {
+  signature: string;
+  /** Failures seen with this signature. */
+  failures: number;
+  /** Of those retried: how many runs then ended done, and how many dead. */
+  recovered: number;
+  hopeless: number;
+  /** The posterior mean chance that a retry after this failure ends done. */
+  pRecover: number;
+  verdict: SignatureVerdict;
+  /** Time from the run's first failure to the start of the attempt that succeeded. */
+  recoveryMs: { count: number; p50: number; p90: number } | null;
+}
+
+export interface TypeInsight {
+  type: string;
+  queue: string;
+  /** The handler timeout of the pair's newest job (null: not looked up). */
+  timeoutMs: number | null;
+  /** Attempts that ended (succeeded or failed) and were timed. */
+  attempts: number;
+  failures: number;
+  runMs: { count: number; p50: number; p90: number; p99: number } | null;
+  lease: LeaseAdvice | null;
+  signatures: SignatureInsight[];
+  anomalies: Anomaly[];
+  /** What the advisor would change (advise) or changes (enforce), in words. */
+  changes: string[];
+}
+
+export interface Insights {
+  mode: AdvisorMode;
+  /** Committed events learned from. */
+  events: number;
+  types: TypeInsight[];
+}
+
+/** The learning settings (defaults in model.ts). */
+export interface ModelOptions {
+  /** Retried failures of a signature needed before any verdict. */
+  minEvidence: number;
+  /** A signature is hopeless when P(chance of recovery > hopelessBelow) < 1 - credibility. */
+  hopelessBelow: number;
+  credibility: number;
+  /** Recovered runs needed before retries are scheduled from recovery times. */
+  minRecoveries: number;
+  /** Timed attempts needed before a lease is suggested. */
+  minRunSamples: number;
+  /** The suggested lease is this multiple of the p99 run time... */
+  leaseMultiple: number;
+  /** ...and at least this, and never more than the static lease. */
+  minLeaseMs: number;
+  staticLeaseMs: number;
+  staticHeartbeatMs: number;
+  /** Bounds on memory: jobs tracked between their events, type/queue pairs, signatures per pair. */
+  maxTrackedJobs: number;
+  maxKeys: number;
+  maxSignaturesPerKey: number;
+  /**
+   * A signature's evidence (recovered and hopeless runs) halves every this
+   * many ms of event time, so a verdict follows a change of cause, and a
+   * hopeless signature, no longer retried (its failures are then the
+   * advisor's own decisions, never evidence), falls back to the static
+   * policy now and then to be tested again. 0 or Infinity: never forgotten.
+   */
+  evidenceHalfLifeMs?: number;
+  /** A signature's evidence is scaled down to at most this many runs (one long outage cannot outweigh everything after it). */
+  maxEvidence?: number;
+  /** Recovery times kept per signature (the most recent). */
+  maxRecoverySamples?: number;
+}

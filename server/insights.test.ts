@@ -1,0 +1,100 @@
+/**
+ * The advisor over HTTP, on SQLite and on MariaDB: `GET /v1/insights` shows
+ * what it learned from the jobs' events, `GET /v1/jobs/:id` carries the ETA
+ * of a live job (the waiting jobs ahead of it counted by the store), and an
+ * app without an advisor answers `off` and no ETA.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { Advisor } from '../engine/advisor/advisor.js';
+import { silentLogger } from '../engine/logger.js';
+import type { JobSpec } from '../engine/ports.js';
+import { requireMysql } from '../tests/helpers/mysql.js';
+import { startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import type { AppDeps } from './deps.js';
+
+const mysqlReady = await requireMysql();
+const spec = (queue: string): JobSpec => ({ type: 'demo.echo', payload: {}, queue, maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0 });
+
+const backends: Array<[string, (o: Partial<AppDeps>) => Promise<TestApp>, string | false]> = [
+  ['SQLite', (o) => startSqliteTestApp(o), false],
+  ['MariaDB', (o) => startTestApp(o), mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)'],
+];
+
+for (const [name, start, skip] of backends) {
+  describe(`the advisor's insights and ETAs over HTTP on ${name}`, { skip }, () => {
+    let t: TestApp;
+    let advisor: Advisor;
+    before(async () => {
+      // The app is built before the store exists for the advisor: it reaches the advisor through this late binding.
+      t = await start({ advisor: { eta: (job, s) => advisor.eta(job, s), insights: () => advisor.insights() } });
+      advisor = new Advisor(
+        { store: t.store, clock: t.clock, logger: silentLogger },
+        { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: { minRunSamples: 5 } },
+      );
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    test('GET /v1/insights and the ETA of a waiting job', async () => {
+      for (let i = 0; i < 6; i++) {
+        const s = await t.transitions.submit(spec('q-eta'));
+        assert.ok(s.ok);
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' })).ok);
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      }
+      const waiting = [];
+      for (let i = 0; i < 3; i++) waiting.push((await t.transitions.submit(spec('q-eta'))).job);
+      await t.transitions.submit(spec('q-elsewhere'));
+      await advisor.init();
+      await advisor.catchUp();
+
+      const insights = await t.app.inject({ method: 'GET', url: '/v1/insights' });
+      assert.equal(insights.statusCode, 200);
+      const body = insights.json() as { mode: string; events: number; types: Array<{ type: string; queue: string; attempts: number; runMs: { count: number } | null }> };
+      assert.equal(body.mode, 'advise');
+      assert.equal(body.events, await t.store.lastEventId());
+      const echo = body.types.find((x) => x.type === 'demo.echo' && x.queue === 'q-eta');
+      assert.equal(echo?.attempts, 6);
+      assert.equal(echo?.runMs?.count, 6);
+
+      const last = await t.app.inject({ method: 'GET', url: `/v1/jobs/${waiting[2]!.id}` });
+      assert.equal(last.statusCode, 200);
+      const eta = (last.json() as { eta: { start: string; finish: string; basis: { ahead: number } } | null }).eta;
+      assert.ok(eta, 'a waiting job of a type with history has an ETA');
+      assert.equal(eta.basis.ahead, 2, 'two jobs of its queue wait ahead of it; the other queue\'s job does not count');
+      assert.ok(Date.parse(eta.finish) >= Date.parse(eta.start));
+
+      const doneId = (await t.store.listJobs({ state: 'done', limit: 1 }))[0]!.id;
+      assert.equal((await t.app.inject({ method: 'GET', url: `/v1/jobs/${doneId}` })).json().eta, null, 'no ETA for a finished job');
+    });
+
+    test('the store counts at most `limit` waiting jobs ahead', async () => {
+      const last = (await t.transitions.submit(spec('q-limit'))).job;
+      for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-limit'));
+      const newest = (await t.transitions.submit(spec('q-limit'))).job;
+      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 100), 0);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 100), 4);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 2), 2);
+    });
+  });
+}
+
+describe('an app without an advisor', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp();
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('answers mode off, no types, and no ETA', async () => {
+    const insights = await t.app.inject({ method: 'GET', url: '/v1/insights' });
+    assert.deepEqual(insights.json(), { mode: 'off', events: 0, types: [] });
+    const s = await t.transitions.submit(spec('q'));
+    assert.equal((await t.app.inject({ method: 'GET', url: `/v1/jobs/${s.job.id}` })).json().eta, null);
+  });
+});

@@ -1,0 +1,27 @@
+/**
+ * `GET /v1/insights`: what the advisor learned from each job type's history
+ * (run times, failure signatures with their evidence, anomalies) and what it
+ * changes, or in advise mode would change (docs/advisor.md).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { RouteOptions } from '../deps.js';
+import { described, errorResponses, InsightsView, ref } from '../schemas.js';
+
+export const insightsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  app.get(
+    '/v1/insights',
+    {
+      schema: {
+        operationId: 'getInsights',
+        summary: 'What the advisor learned and what it changes',
+        description:
+          'Per job type and queue: attempts and run-time quantiles, the lease the advisor would claim with, each failure signature ' +
+          'with its evidence (retried runs that recovered or ended dead) and verdict, recent anomalies, and `changes`: what the ' +
+          'advisor changes (`mode: enforce`) or would change (`advise`). With the advisor off, `types` is empty.',
+        tags: ['meta'],
+        response: { 200: described(ref(InsightsView), 'The advisor\'s insights'), ...errorResponses() },
+      },
+    },
+    async () => deps.advisor?.insights() ?? { mode: 'off', events: 0, types: [] },
+  );
+};
