@@ -50,6 +50,27 @@ describe('uiPlugin', () => {
     }
   });
 
+  test('the page holds the advisor\'s elements: the anomaly banner and the ETA hidden until there is one, the insights panel linked', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<section id="anomaly-banner"[^>]*\bhidden>/);
+    assert.match(body, /<ul id="anomaly-list"[^>]*aria-live="polite"/);
+    assert.match(body, /<div id="job-eta"[^>]*\bhidden>\s*<h4>Prediction/);
+    assert.match(body, /<section id="insights-section"/);
+    assert.match(body, /<nav class="sections"[\s\S]*<a href="#insights-section">Insights<\/a>[\s\S]*<\/nav>/);
+    // The ETA sits in the inspector, right after the job's facts.
+    assert.ok(body.indexOf('id="job-eta"') > body.indexOf('id="job-facts"') && body.indexOf('id="job-eta"') < body.indexOf('id="job-error"'));
+    const css = (await get('/ui/assets/app.css')).body;
+    for (const rule of ['.anomaly-banner', '.anomaly-badge', '.job-eta', '.insights', 'tr.verdict-hopeless']) assert.ok(css.includes(rule), rule);
+  });
+
+  test('the browser code builds no markup from strings: job types and payloads reach the page as text', () => {
+    const dir = fileURLToPath(new URL('./client/', import.meta.url));
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
+      const code = readFileSync(join(dir, f), 'utf8').replace(/^\s*(\*|\/\/).*$/gm, ''); // comments aside
+      assert.doesNotMatch(code, /\.(innerHTML|outerHTML|insertAdjacentHTML)\b|document\.write/, f);
+    }
+  });
+
   test('the script is bundled with its layout library, with a source map beside it', async () => {
     const js = await get('/ui/assets/app.js');
     assert.equal(js.statusCode, 200);
@@ -57,11 +78,16 @@ describe('uiPlugin', () => {
     assert.match(js.body, /sourceMappingURL=app\.js\.map/);
     assert.doesNotMatch(js.body, /^\s*import\s/m, 'bundled: no bare imports left for the browser to resolve');
     assert.match(js.body, /data-count/);
+    // The advisor's parts: the insights it polls, the stream's insight messages, the ETA.
+    for (const needle of ['/v1/insights', 'onInsight', 'data-insight-type', 'anomaly-dismiss-all', 'job-eta-facts']) {
+      assert.ok(js.body.includes(needle), needle);
+    }
     const map = await get('/ui/assets/app.js.map');
     assert.equal(map.statusCode, 200);
     const sources = (map.json() as { sources: string[] }).sources;
     assert.ok(sources.some((s) => s.includes('@dagrejs/dagre')), 'dagre is in the bundle');
     assert.ok(sources.some((s) => s.endsWith('client/main.ts')));
+    assert.ok(sources.some((s) => s.endsWith('client/insights-view.ts')), 'the advisor\'s panel is in the bundle');
   });
 
   test('an unchanged asset revalidates to 304', async () => {

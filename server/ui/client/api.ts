@@ -4,12 +4,13 @@
  * server's `{code, message}`.
  */
 import {
-  ApiError, createClient, type EventView, type JobDetail, type JobView, type ListQuery, type Stats, type StreamFilter, type WatchOptions,
+  ApiError, createClient, type EventView, type Insights, type JobDetail, type JobView, type ListQuery, type Stats, type StreamFilter,
+  type WatchOptions,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
 
 export { ApiError };
-export type { EventView, JobDetail, JobView, ListQuery, MachineGraph, Stats };
+export type { EventView, Insights, JobDetail, JobView, ListQuery, MachineGraph, Stats };
 
 /** Jobs per state, e.g. `{pending: 3, done: 10}`. */
 export type StateCounts = Record<string, number>;
@@ -71,6 +72,16 @@ async function outbox(): Promise<OutboxStats | null> {
   return body;
 }
 
+/** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
+async function insights(): Promise<Insights | null> {
+  try {
+    return await client.insights();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
 export const api = {
   // The wire type names events as text; the server sends machineGraph(), whose events are the machine's.
   machine: () => client.machine() as Promise<MachineGraph>,
@@ -82,6 +93,7 @@ export const api = {
   redrive: (id: string) => client.redrive(id),
   edges,
   outbox,
+  insights,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

@@ -1,6 +1,7 @@
 /**
  * The job inspector: one job's facts (run and attempt, priority, timeout, due,
- * submitted and updated times), its last error with the handler's stack, its
+ * submitted and updated times), the advisor's prediction of its start and
+ * finish while it is live, its last error with the handler's stack, its
  * timeline (each event with time, run and attempt, error or result), a
  * time-travel slider that marks on the machine the state and the edge of each
  * step, and Cancel / Redrive buttons enabled only when the job's `allowed`
@@ -10,6 +11,7 @@ import { errorText, type Api, type EventView, type JobDetail } from './api.js';
 import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, stateBadge, timeEl } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
+import { etaShown, type EtaPoint } from './insights.js';
 import { currentRun, runsOf, type RunAttempt } from './runs.js';
 
 export interface Inspector {
@@ -31,6 +33,8 @@ export interface InspectorDeps {
 }
 
 const SOON_MS = 250;
+/** How often the ETA's "in 12 s" moves on between reloads. */
+const TICK_MS = 1000;
 /** States in which `runAt` is the time the job is waiting for. */
 const WAITING = new Set(['pending', 'retrying']);
 
@@ -40,6 +44,8 @@ interface Elements {
   error: HTMLElement;
   title: HTMLElement;
   facts: HTMLElement;
+  eta: HTMLElement;
+  etaFacts: HTMLElement;
   slider: HTMLInputElement;
   stepLabel: HTMLElement;
   timeline: HTMLOListElement;
@@ -55,7 +61,7 @@ interface Elements {
 
 const elements = (): Elements => ({
   detail: byId('job-detail'), empty: byId('inspector-empty'), error: byId('inspector-error'),
-  title: byId('job-title'), facts: byId('job-facts'), slider: byId('time-travel'),
+  title: byId('job-title'), facts: byId('job-facts'), eta: byId('job-eta'), etaFacts: byId('job-eta-facts'), slider: byId('time-travel'),
   stepLabel: byId('step-label'), timeline: byId('timeline'), payload: byId('job-payload'),
   outcome: byId('job-outcome'), jobError: byId('job-error'), jobErrorText: byId('job-error-text'), stack: byId('job-stack'),
   cancel: byId('cancel-btn'), redrive: byId('redrive-btn'), close: byId('close-job'),
@@ -120,6 +126,36 @@ function dueFact(job: JobDetail, now: number): HTMLElement | null {
   const due = Date.parse(job.runAt);
   const wait = due - now;
   return fact('due', h('span', {}, timeEl(job.runAt), wait > 0 ? ` (in ${duration(wait)})` : ' (now)'));
+}
+
+/** A predicted time: relative ("in 12 s"), the local date and time in its tooltip. */
+const etaTime = (p: EtaPoint): HTMLTimeElement =>
+  h('time', { datetime: p.iso, title: Number.isFinite(p.at) ? dateTime(p.iso) : p.iso, 'data-eta-at': p.key }, p.text);
+
+/** The advisor's ETA of a live job; hidden when the job has none (finished, advisor off, no history yet). */
+function renderEta(el: Elements, job: JobDetail, now: number): void {
+  const eta = etaShown(job.eta, job.state, now);
+  el.eta.hidden = !eta;
+  if (!eta) {
+    el.etaFacts.replaceChildren();
+    return;
+  }
+  el.etaFacts.replaceChildren(
+    fact(eta.start.label, etaTime(eta.start), 'eta-start'),
+    fact(eta.finish.label, etaTime(eta.finish), 'eta-finish'),
+    fact('based on', eta.basis, 'eta-basis'),
+  );
+}
+
+/** Move the ETA's relative times on, in place (a tooltip being read stays). */
+function tickEta(el: Elements, job: JobDetail | null, now: number): void {
+  if (!job || el.eta.hidden) return;
+  const eta = etaShown(job.eta, job.state, now);
+  if (!eta) return;
+  for (const p of [eta.start, eta.finish]) {
+    const t = el.etaFacts.querySelector(`[data-eta-at="${p.key}"]`);
+    if (t && t.textContent !== p.text) t.textContent = p.text;
+  }
 }
 
 function renderFacts(el: Elements, job: JobDetail, now: number): void {
@@ -192,6 +228,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
     const following = !job || job.id !== next.id || Number(el.slider.value) >= job.events.length;
     job = next;
     renderFacts(el, next, deps.now());
+    renderEta(el, next, deps.now());
     const runs = runsOf(next.events);
     el.timeline.replaceChildren(...next.events.map((e, i) => timelineItem(e, i + 1, runs[i]!)));
     el.slider.max = String(Math.max(1, next.events.length));
@@ -258,6 +295,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
   el.cancel.addEventListener('click', () => void act('cancel'));
   el.redrive.addEventListener('click', () => void act('redrive'));
   el.close.addEventListener('click', close);
+  window.setInterval(() => tickEta(el, job, deps.now()), TICK_MS);
 
   return {
     get jobId() {

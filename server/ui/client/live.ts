@@ -1,12 +1,13 @@
 /**
  * Keeps the page live. Prefers the WebSocket stream (`/v1/stream`, see
  * docs/stream.md, through the client's `watch()`): stats every
- * second and every transition as it happens. Whenever the stream is not
+ * second, every transition as it happens, and the advisor's anomalies
+ * (`insight` messages, which polling does not get). Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
  * reconnect, backing off, so the counts never freeze.
  */
-import type { StreamEventMessage } from '../../../client/index.js';
+import type { StreamEventMessage, StreamInsightMessage } from '../../../client/index.js';
 import type { Api, CountStats } from './api.js';
 
 /** A transition as the stream sends it (`kind: "event"`). */
@@ -19,6 +20,8 @@ export interface LiveHandlers {
   onStats(stats: CountStats): void;
   onEvent(event: StreamEvent): void;
   onMode(mode: LiveMode): void;
+  /** An `insight` message of the stream: an anomaly the advisor detected (docs/stream.md). */
+  onInsight?(message: StreamInsightMessage): void;
 }
 
 export interface LiveOptions {
@@ -66,6 +69,9 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     reconnect: { minMs: min, maxMs: max },
     retryFirstConnect: true,
     onEvent: (e) => on.onEvent(e),
+    onInsight(m) {
+      if (!stopped) on.onInsight?.(m);
+    },
     onStats(stats) {
       if (stopped) return;
       if (!streaming) {

@@ -1,14 +1,15 @@
 /**
  * The visualizer's entry point (bundled by esbuild, served at /ui/assets/app.js).
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
- * job list, the inspector, the operator's charts and tables, and the submit
- * form together.
+ * job list, the inspector, the operator's charts and tables, the advisor's
+ * insights and anomalies, and the submit form together.
  */
 import { api, errorText, type MachineGraph } from './api.js';
 import { createConsoleView } from './console-view.js';
 import { byId, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import { renderMachine, type MachineView } from './graph-view.js';
+import { createInsightsView } from './insights-view.js';
 import { createInspector } from './inspector.js';
 import { createJobList } from './job-list.js';
 import { startLive, type LiveMode } from './live.js';
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
   byId('filter-state').append(...states.map((st) => h('option', { value: st }, st)));
   const list = createJobList(api, (id) => void inspector.open(id));
   const panels = createConsoleView(api, view, states, () => Date.now());
+  const insights = createInsightsView(api, () => Date.now());
   const inspector = createInspector({
     api,
     view,
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
     onStats(stats) {
       view.setCounts(stats.byState);
       panels.onStats(stats);
+      insights.markTypes(); // the per-type table was redrawn
       list.suggest(Object.keys(stats.byType).sort(), Object.keys(stats.byQueue).sort());
       const sum = Object.values(stats.byState).reduce((a, n) => a + n, 0);
       total.textContent = `${sum} job${sum === 1 ? '' : 's'}`;
@@ -97,13 +100,16 @@ async function main(): Promise<void> {
       if (mine) inspector.refreshSoon();
       if (view.heldFlashes) flashNote.textContent = `Live flashes of other jobs are held while you time-travel (${view.heldFlashes} edge${view.heldFlashes === 1 ? '' : 's'} waiting).`;
     },
+    onInsight(m) {
+      insights.onInsight(m);
+    },
     onMode(m) {
       mode.textContent = MODE_TEXT[m];
       mode.setAttribute('data-mode', m);
     },
   });
 
-  await Promise.all([list.refresh(), panels.start()]);
+  await Promise.all([list.refresh(), panels.start(), insights.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.
