@@ -32,7 +32,7 @@ export function createSqlReads(query: Query): SqlReads {
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, limit) => toNum((await query(COUNT_WAITING_AHEAD, [id, queue, limit]))[0]?.n ?? 0),
+    countWaitingAhead: async (queue, id, limit) => toNum((await query(COUNT_WAITING_AHEAD, [id, limit, queue]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(filter);
       return (await query(sql, params)).map(rowToJob);

@@ -249,12 +249,14 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
 
 /**
  * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
- * published, created before it (ids sort by creation). Scans the waiting jobs
- * of `ix_jobs_state_id` below the id, at most `limit` of the queue.
- * Params: queue, id, limit
+ * published, created before it (ids sort by creation). The inner query reads
+ * only the waiting jobs below the id, on `ix_jobs_state_id` (at most `limit`
+ * of them, of every queue), not the queue's whole history; its LIMIT keeps it
+ * from being merged into the outer query, which keeps the queue's.
+ * Params: id, limit, queue
  */
-export const COUNT_WAITING_AHEAD = `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs
-  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? LIMIT ?) ahead`;
+export const COUNT_WAITING_AHEAD = `SELECT COUNT(*) AS n FROM (SELECT queue FROM jobs
+  WHERE state IN ('pending', 'published') AND id < ? LIMIT ?) waiting WHERE waiting.queue = ?`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

@@ -139,7 +139,7 @@ describe('AdvisorModel: hopeless retries', () => {
     const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
     const feed = new Feed(model, { neighbours: true });
     const needed = runsToHopeless(DEFAULT_MODEL_OPTIONS);
-    assert.equal(needed, 58, 'the defaults need 0 recoveries in 58 runs');
+    assert.equal(needed, 28, 'the defaults need 0 recoveries in 28 runs');
     let t = 0;
     for (let run = 1; run <= needed + 5; run++) {
       // Every run: the same cause, each message with its own job id and numbers.
@@ -249,7 +249,8 @@ describe('AdvisorModel: hopeless retries', () => {
     for (let run = 1; run <= 150; run++) t = feed.job({ id: `j${run}`, at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
     assert.equal(model.insights('advise').types[0].signatures[0].hopeless, 100, 'capped');
     assert.equal(model.adviseFailure(query({ at: t + 3_600_000 })).retryable, false, 'still hopeless an hour later (89 runs)');
-    assert.equal(model.adviseFailure(query({ at: t + 6 * 3_600_000 })).retryable, undefined, 'tested again after a half-life (50 runs)');
+    assert.equal(model.adviseFailure(query({ at: t + 6 * 3_600_000 })).retryable, false, 'still hopeless after a half-life (50 runs)');
+    assert.equal(model.adviseFailure(query({ at: t + 12 * 3_600_000 })).retryable, undefined, 'tested again after two (25 runs, below the bar of 28)');
   });
 
   it('does not advise when no retry would follow anyway', () => {
@@ -342,8 +343,8 @@ describe('AdvisorModel: leases', () => {
   }
 
   it('suggests none before minRunSamples attempts', () => {
-    assert.equal(timed(100, 199).leaseFor('email', 'default'), null);
-    assert.notEqual(timed(100, 200).leaseFor('email', 'default'), null);
+    assert.equal(timed(100, 49).leaseFor('email', 'default'), null);
+    assert.notEqual(timed(100, 50).leaseFor('email', 'default'), null);
     assert.equal(timed(100, 500).leaseFor('email', 'other'), null);
   });
 

@@ -59,19 +59,26 @@ import type {
 } from './types.js';
 
 export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.freeze({
-  // 30 retried runs before any verdict; with hopelessBelow 5% and credibility
-  // 95%, a signature that never recovers is hopeless after 58 runs (0 of 58:
-  // P(p < 5%) = 1 - 0.95^59 = 95.2%), and one that recovers 30% of the time
-  // essentially never is (it would take ~1 recovery in 30+ runs).
-  minEvidence: 30,
-  hopelessBelow: 0.05,
+  // 20 retried runs before any verdict; with hopelessBelow 10% and credibility
+  // 95%, a signature that never recovers is hopeless after 28 runs that died
+  // while others of their type succeeded (0 of 28: P(p < 10%) = 1 - 0.9^29 =
+  // 95.3%). One that recovers 30% of the time is judged hopeless with a chance
+  // of 0.7^28 (5 in 100,000), one that recovers 10% with 0.9^28 (5%): the bar
+  // is for failures that do not recover. At 58 runs (5%) the simulator's
+  // permanent failures took 50-80 simulated minutes each to learn
+  // (bench/ADVISOR.md), too slow to halve the wasted attempts.
+  minEvidence: 20,
+  hopelessBelow: 0.1,
   credibility: 0.95,
   // A p75 from fewer than 20 recoveries would mostly be noise.
   minRecoveries: 20,
-  // A p99 needs a few hundred samples to mean anything.
-  minRunSamples: 200,
+  // A p99 from 50 samples is about their maximum; the lease is 4 × that, and a
+  // longer run still keeps its lease by heartbeating. At 200 a type running a
+  // few jobs a minute took nearly two simulated hours to get a lease.
+  minRunSamples: 50,
   // Lease = 4 × p99 run time, at least 5 s (a heartbeat every 1.6 s rides out
-  // event-loop stalls and clock steps), at most the configured 30 s / 10 s.
+  // event-loop stalls and clock steps), at most a third of the configured
+  // lease (leaseFor), with a heartbeat at a third of the lease.
   leaseMultiple: 4,
   minLeaseMs: 5_000,
   staticLeaseMs: 30_000,
@@ -365,8 +372,12 @@ export class AdvisorModel {
     pair.ended += 1;
     if (failed) pair.failures += 1;
     else pair.lastSuccessAt = Math.max(pair.lastSuccessAt, at);
-    const rate = pair.failureRate.observe(failed);
-    if (rate) this.anomaly(pair, 'failure-rate', rate.baseline, rate.observed, at);
+    // The failure rate is that of runs' first attempts: a job failing for good fails every retry
+    // within a minute, which would look like a rise; one point per job does not.
+    if (job && job.firstFailureAt === null) {
+      const rate = pair.failureRate.observe(failed);
+      if (rate) this.anomaly(pair, 'failure-rate', rate.baseline, rate.observed, at);
+    }
     if (!timed || !job || job.startedAt === null || job.attempt !== attempt) return;
     const runMs = Math.max(0, at - job.startedAt);
     pair.timed += 1;
