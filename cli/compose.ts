@@ -160,7 +160,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         onDecision: advisorHooks.onDecision,
       }, {
         mode: config.advisor.mode, pollMs: config.advisor.pollMs, historyEvents: config.advisor.historyEvents,
-        // A learned lease is never longer than the configured one, nor shorter than 5 s (or the configured lease, if shorter).
+        // A learned lease is at most a third of the configured one and at least 5 s; one no shorter than the configured lease is not used.
         model: {
           staticLeaseMs: config.worker.leaseMs, staticHeartbeatMs: config.worker.heartbeatMs, minLeaseMs: Math.min(5_000, config.worker.leaseMs),
         },

@@ -256,6 +256,15 @@ describe('worker: a failed attempt records the error\'s stack', () => {
   });
 });
 
+/**
+ * The STARTED's lease is `ms` long: the worker reads the clock before the claim's transaction
+ * stamps the event, so `leaseUntil - at` may fall short of it by the time in between.
+ */
+function assertLease(started: { at: number; data: unknown }, ms: number, message: string): void {
+  const length = (started.data as { leaseUntil: number }).leaseUntil - started.at;
+  assert.ok(length <= ms && length > ms - 1_000, `${message}: ${length} ms`);
+}
+
 describe('worker: the advisor\'s decisions (enforce) go into the events the machine takes', () => {
   /** An advisor that answers what the test scripts, and records what it was asked. */
   function scripted(answers: { failure?: (message: string) => FailureAdvice | null; lease?: LeaseAdvice | null }) {
@@ -340,6 +349,34 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
     }
   });
 
+  it('a retry delay or a lease the store and the machine cannot take is ignored: the static policy stands', async () => {
+    const bad = [Number.NaN, Number.POSITIVE_INFINITY, -5, 1.5];
+    let asked = 0;
+    const registry = new HandlerRegistry().register('test.fails', async () => {
+      throw new Error('boom');
+    });
+    const a = scripted({
+      failure: () => ({ signature: 'Error: boom', delayMs: bad[asked++ % bad.length]! }),
+      lease: { leaseMs: 2_000, heartbeatMs: 2_000, p99Ms: 1, samples: 1 }, // a heartbeat not below the lease
+    });
+    const h = await harness(registry, { advisor: a.advisor });
+    try {
+      for (let i = 0; i < bad.length; i++) {
+        const r = await h.transitions.submit(spec('test.fails', { backoff: { kind: 'fixed', delayMs: 600_000 } }));
+        assert.ok(r.ok);
+        const retrying = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'retrying', 'retrying');
+        const events = await h.store.getEvents(r.job.id);
+        const failed = events.find((e) => e.type === 'FAILED')!;
+        assert.equal('delayMs' in (failed.data as object), false, `delay ${bad[i]} ignored`);
+        assert.equal(retrying.snapshot.context.runAt, failed.at + 600_000);
+        const started = events.find((e) => e.type === 'STARTED')!;
+        assertLease(started, 30_000, 'the static lease');
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('claims with the advisor\'s lease, and heartbeats at its period', async () => {
     let release!: () => void;
     const registry = new HandlerRegistry().register('test.slow', async () => {
@@ -352,7 +389,7 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
       assert.ok(r.ok);
       const running = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'running', 'running');
       const started = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'STARTED')!;
-      assert.equal((started.data as { leaseUntil: number }).leaseUntil, started.at + 2_000, 'the learned lease, not the static 30 s');
+      assertLease(started, 2_000, 'the learned lease, not the static 30 s');
       // A heartbeat at the advisor's 50 ms period extends the lease (the static period is 10 s).
       await waitFor(h.store, r.job.id, (j) => (j.snapshot.context.leaseUntil ?? 0) > (running.snapshot.context.leaseUntil ?? 0), 'a heartbeat', 2_000);
       assert.deepEqual(a.leasesAsked, ['test.slow/q1']);

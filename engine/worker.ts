@@ -264,9 +264,12 @@ export class Worker {
     });
   }
 
-  /** The lease and heartbeat period to claim this dispatch with. */
+  /** The lease and heartbeat period to claim this dispatch with: the advisor's when it gives a sane one. */
   private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number } {
-    return this.deps.advisor?.leaseFor(m.type, m.queue) ?? this.opts;
+    const lease = this.deps.advisor?.leaseFor(m.type, m.queue);
+    const sane = lease && Number.isSafeInteger(lease.leaseMs) && Number.isSafeInteger(lease.heartbeatMs)
+      && lease.heartbeatMs >= 1 && lease.heartbeatMs < lease.leaseMs;
+    return sane ? lease : this.opts;
   }
 
   private launch(job: JobRecord, attempt: number, now: number, lease: { leaseMs: number; heartbeatMs: number }, record?: LogRecord): void {
@@ -346,7 +349,9 @@ export class Worker {
     if (advice.retryable === false) {
       return { ...event, error: { ...event.error, retryable: false, decidedBy: 'advisor', ...(advice.reason ? { advice: advice.reason } : {}) } };
     }
-    return advice.delayMs === undefined ? event : { ...event, delayMs: advice.delayMs };
+    // A delay the store and the machine can take, or none (the policy's backoff).
+    const { delayMs } = advice;
+    return delayMs === undefined || !Number.isSafeInteger(delayMs) || delayMs < 0 ? event : { ...event, delayMs };
   }
 
   /**

@@ -284,7 +284,8 @@ export class AdvisorModel {
     const { leaseMultiple, minLeaseMs, staticLeaseMs, staticHeartbeatMs } = this.opts;
     // At most a third of the static lease: a type whose runs outlast it keeps it by heartbeating
     // (every third of the lease), so even the longest types are recovered 3× sooner after a crash.
-    const leaseMs = Math.ceil(Math.min(staticLeaseMs / 3, Math.max(minLeaseMs, leaseMultiple * p99Ms)));
+    // Never below minLeaseMs (a static lease under 3 × minLeaseMs then gets minLeaseMs), nor above the static one.
+    const leaseMs = Math.ceil(Math.min(staticLeaseMs, Math.max(minLeaseMs, Math.min(staticLeaseMs / 3, leaseMultiple * p99Ms))));
     return { leaseMs, heartbeatMs: Math.min(staticHeartbeatMs, Math.floor(leaseMs / 3)), p99Ms, samples: Math.round(pair.runTimes.count) };
   }
 
