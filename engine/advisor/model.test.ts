@@ -361,6 +361,9 @@ describe('AdvisorModel: leases', () => {
       timed(3000, 300, { minLeaseMs: 100, staticLeaseMs: 20_000, staticHeartbeatMs: 5000 }).leaseFor('email', 'default'),
       { leaseMs: 6667, heartbeatMs: 2222, p99Ms: 3000, samples: 300 },
     );
+    // A third of a short static lease would fall under minLeaseMs: minLeaseMs wins, never above the static lease.
+    assert.equal(timed(100, 300, { minLeaseMs: 5000, staticLeaseMs: 9000 }).leaseFor('email', 'default')?.leaseMs, 5000);
+    assert.equal(timed(100, 300, { minLeaseMs: 5000, staticLeaseMs: 4000 }).leaseFor('email', 'default')?.leaseMs, 4000);
   });
 
   it('follows the p99, not the mean', () => {
