@@ -276,9 +276,8 @@ export interface JobStore {
   lastEventId(): Promise<number>;
   /**
    * Jobs of `queue` waiting to start ahead of job `id` (pending or published,
-   * created before it), among the first `limit` waiting jobs below it of all
-   * queues (the advisor's ETA: its cost is bounded by the jobs waiting, never
-   * by the history kept).
+   * created before it), counting at most `limit` (the advisor's ETA). Its cost
+   * is bounded by the jobs waiting, never by the history kept.
    */
   countWaitingAhead(queue: string, id: string, limit: number): Promise<number>;
   /** Newest first (by id, which sorts by creation time). */

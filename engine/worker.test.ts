@@ -377,6 +377,31 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
     }
   });
 
+  it('an advisor that throws costs nothing: the claim holds with the static lease and the outcome is written', async () => {
+    const registry = new HandlerRegistry().register('test.fails', async () => {
+      throw new Error('boom');
+    });
+    const broken: NonNullable<WorkerDeps['advisor']> = {
+      adviseFailure: () => {
+        throw new Error('advisor bug');
+      },
+      leaseFor: () => {
+        throw new Error('advisor bug');
+      },
+    };
+    const h = await harness(registry, { advisor: broken });
+    try {
+      const r = await h.transitions.submit(spec('test.fails', { backoff: { kind: 'fixed', delayMs: 600_000 } }));
+      assert.ok(r.ok);
+      const retrying = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'retrying', 'retrying (the FAILED written)');
+      const events = await h.store.getEvents(r.job.id);
+      assertLease(events.find((e) => e.type === 'STARTED')!, 30_000, 'the static lease');
+      assert.equal(retrying.snapshot.context.runAt, events.find((e) => e.type === 'FAILED')!.at + 600_000, 'the static backoff');
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('claims with the advisor\'s lease, and heartbeats at its period', async () => {
     let release!: () => void;
     const registry = new HandlerRegistry().register('test.slow', async () => {

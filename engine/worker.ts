@@ -266,7 +266,7 @@ export class Worker {
 
   /** The lease and heartbeat period to claim this dispatch with: the advisor's when it gives a sane one. */
   private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number } {
-    const lease = this.deps.advisor?.leaseFor(m.type, m.queue);
+    const lease = this.ask(() => this.deps.advisor?.leaseFor(m.type, m.queue));
     const sane = lease && Number.isSafeInteger(lease.leaseMs) && Number.isSafeInteger(lease.heartbeatMs)
       && lease.heartbeatMs >= 1 && lease.heartbeatMs < lease.leaseMs;
     return sane ? lease : this.opts;
@@ -344,7 +344,7 @@ export class Worker {
 
   /** A retryable failure as the advisor would have it recorded (enforce): not retried, or retried after its delay. */
   private advised(job: JobRecord, event: Extract<EventInput, { type: 'FAILED' }>, at: number): Extract<EventInput, { type: 'FAILED' }> {
-    const advice = this.deps.advisor?.adviseFailure(job, event.error, event.attempt, at);
+    const advice = this.ask(() => this.deps.advisor?.adviseFailure(job, event.error, event.attempt, at));
     if (!advice) return event;
     if (advice.retryable === false) {
       return { ...event, error: { ...event.error, retryable: false, decidedBy: 'advisor', ...(advice.reason ? { advice: advice.reason } : {}) } };
@@ -352,6 +352,16 @@ export class Worker {
     // A delay the store and the machine can take, or none (the policy's backoff).
     const { delayMs } = advice;
     return delayMs === undefined || !Number.isSafeInteger(delayMs) || delayMs < 0 ? event : { ...event, delayMs };
+  }
+
+  /** An answer of the advisor, or none if it threw: advice must never cost a claim or an outcome. */
+  private ask<T>(question: () => T | null | undefined): T | null {
+    try {
+      return question() ?? null;
+    } catch (err) {
+      this.deps.logger.warn('worker: the advisor failed to answer; the static policy stands', errorFields(err));
+      return null;
+    }
   }
 
   /**

@@ -14,7 +14,7 @@
  *    `retryable: false` (asked before each FAILED, as the worker does, and for
  *    every pair and cause at the end and a day later), that pair and cause
  *    has at least one such run, at least minEvidence of them with the
- *    issue's options (minEvidence 5, hopelessBelow 0.3, credibility 0.95),
+ *    test's usual options (minEvidence 5, hopelessBelow 0.3, credibility 0.95),
  *    and whatever the options: counted runs >= minEvidence, and dead runs >=
  *    the fewest any Beta verdict needs. A timed retry (`delayMs`) is never
  *    earlier than the static policy's ceiling nor later than its maxMs.
@@ -182,7 +182,7 @@ interface History {
   queryBackoff: { baseMs: number; maxMs: number };
 }
 
-/** The evidence parameters of the issue (minEvidence 5, hopelessBelow 0.3) most of the time; others now and then. */
+/** The test's usual evidence parameters (minEvidence 5, hopelessBelow 0.3) most of the time; others now and then. */
 const verdictOptionsArb = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ minEvidence: 5, hopelessBelow: 0.3, credibility: 0.95 }) },
   {
@@ -426,7 +426,7 @@ function historyEvents(h: History): GenEvent[] {
 }
 
 /**
- * The evidence, counted from the history by the issue's definition, without
+ * The evidence, counted from the history by the definition in docs/advisor.md, without
  * the model: per pair and cause, runs that retried that failure and ended
  * done (recovered), and runs that retried it and ended dead while another
  * attempt of the pair succeeded after the run's first failure (job-specific
@@ -1121,9 +1121,8 @@ async function runWorkload(w: Workload, mode: 'none' | 'off'): Promise<History3 
     await a?.init();
     await a?.start();
     await world.submit(w.jobs);
-    // As a process would use it: woken by commits, read between steps (nothing, in `off`).
+    // As a process would use it: started, and read between steps (nothing, in `off`).
     assert.ok(await world.quiesce(async () => {
-      a?.wake();
       await a?.catchUp();
     }), 'the jobs settled');
     await a?.stop();

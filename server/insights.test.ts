@@ -82,6 +82,31 @@ for (const [name, start, skip] of backends) {
   });
 }
 
+describe('an app whose advisor cannot read the ETA', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp({
+      advisor: {
+        eta: async () => {
+          throw new Error('the store blinked');
+        },
+        insights: async () => ({ mode: 'advise', events: 0, types: [] }),
+      },
+    });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('answers the job without an ETA, not an error', async () => {
+    const s = await t.transitions.submit(spec('q'));
+    const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${s.job.id}` });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.json().eta, null);
+    assert.equal(res.json().id, s.job.id);
+  });
+});
+
 describe('an app without an advisor', () => {
   let t: TestApp;
   before(async () => {

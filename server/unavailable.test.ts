@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
-import { createLogger } from '../engine/logger.js';
+import { Advisor } from '../engine/advisor/advisor.js';
+import { createLogger, silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
 import { createProxiedTestStore, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
 import type { TcpProxy } from '../tests/helpers/tcp-proxy.js';
@@ -32,8 +33,9 @@ describe('the database becomes unreachable under a running API', () => {
     ({ db, proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000 }));
     const ulid = monotonicFactory();
     const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
+    const advisor = new Advisor({ store, clock: testClock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 1000 });
     app = await buildApp({
-      transitions, store, clock: testClock,
+      transitions, store, clock: testClock, advisor,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024, readyTimeoutMs: 1000 },
       defaults: TEST_DEFAULTS,
@@ -42,6 +44,9 @@ describe('the database becomes unreachable under a running API', () => {
     const created = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: { a: 1 } } });
     assert.equal(created.statusCode, 201, created.body);
     jobId = created.json().id;
+    // The advisor has learned the job's type: its insights read the type's handler timeout from the store.
+    await advisor.init();
+    await advisor.catchUp();
     await proxy.cut();
   });
 
@@ -60,6 +65,7 @@ describe('the database becomes unreachable under a running API', () => {
     ['POST /v1/jobs/:id/cancel', () => ({ method: 'POST', url: `/v1/jobs/${jobId}/cancel` })],
     ['POST /v1/jobs/:id/redrive', () => ({ method: 'POST', url: `/v1/jobs/${jobId}/redrive` })],
     ['GET /v1/stats', () => ({ method: 'GET', url: '/v1/stats' })],
+    ['GET /v1/insights', () => ({ method: 'GET', url: '/v1/insights' })],
   ];
 
   const loggedFor = (r: LightMyRequestResponse) => {

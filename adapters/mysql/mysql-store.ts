@@ -50,7 +50,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
 
   return {
     pool,
-    ...createSqlReads(query),
+    ...createSqlReads(query, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>

@@ -4,6 +4,8 @@
  */
 export interface Dialect {
   readonly name: 'mysql' | 'sqlite';
+  /** After a table name: read it through this index (where the planner, without statistics, might pick another). */
+  useIndex(index: string): string;
   /**
    * Appended to the INSERT of jobs that carry an idempotency key: a row whose
    * (queue, idempotency_key) is taken is skipped instead of failing the batch.
@@ -51,6 +53,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   addToCount: 'ON DUPLICATE KEY UPDATE n = n + ?',
   batchUpdate: true,
   guardChecks: true,
+  useIndex: (index: string) => `FORCE INDEX (${index})`,
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -64,4 +67,5 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   addToCount: 'ON CONFLICT (queue, type, state, shard) DO UPDATE SET n = n + ?',
   batchUpdate: false,
   guardChecks: false,
+  useIndex: (index: string) => `INDEXED BY ${index}`,
 });

@@ -3,11 +3,12 @@
  * function: plain reads, no locks, shared by both stores.
  */
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
 import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_UNPUBLISHED, COUNT_WAITING_AHEAD, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
@@ -19,7 +20,8 @@ export type SqlReads = Pick<
   'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
-export function createSqlReads(query: Query): SqlReads {
+export function createSqlReads(query: Query, d: Dialect): SqlReads {
+  const waitingAhead = countWaitingAhead(d);
   const one = async (sql: string, params: unknown[]): Promise<JobRecord | null> => {
     const [row] = await query(sql, params);
     return row ? rowToJob(row) : null;
@@ -32,7 +34,7 @@ export function createSqlReads(query: Query): SqlReads {
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, limit) => toNum((await query(COUNT_WAITING_AHEAD, [id, limit, queue]))[0]?.n ?? 0),
+    countWaitingAhead: async (queue, id, limit) => toNum((await query(waitingAhead, [id, queue, limit]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(filter);
       return (await query(sql, params)).map(rowToJob);

@@ -249,14 +249,14 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
 
 /**
  * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
- * published, created before it (ids sort by creation). The inner query reads
- * only the waiting jobs below the id, on `ix_jobs_state_id` (at most `limit`
- * of them, of every queue), not the queue's whole history; its LIMIT keeps it
- * from being merged into the outer query, which keeps the queue's.
- * Params: id, limit, queue
+ * published, created before it (ids sort by creation), counted up to a limit.
+ * Read through `ix_jobs_state_id`, so the cost is the waiting jobs below the
+ * id (of every queue), never the queue's whole history, which the planner
+ * would walk on `ix_jobs_queue_id` (SQLite, without statistics, picks it).
+ * Params: id, queue, limit
  */
-export const COUNT_WAITING_AHEAD = `SELECT COUNT(*) AS n FROM (SELECT queue FROM jobs
-  WHERE state IN ('pending', 'published') AND id < ? LIMIT ?) waiting WHERE waiting.queue = ?`;
+export const countWaitingAhead = (d: Dialect): string => `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs ${d.useIndex('ix_jobs_state_id')}
+  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? LIMIT ?) ahead`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

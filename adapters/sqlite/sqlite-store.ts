@@ -59,7 +59,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
 
   return {
     db,
-    ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows),
+    ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
     migrate: async () => migrateSqlite(db, clock),
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),

@@ -1,7 +1,7 @@
 /**
  * The advisor benchmark's measures: per seed, the static run (advisor off)
  * against the advisor run (enforce) on the same jobs, and their summary
- * over seeds against the goals of the advisor's issue.
+ * over seeds against the advisor's goals (docs/advisor.md, bench/ADVISOR.md).
  *
  * Everything here is computed from what the runs read out of the store
  * (simulate.ts: outcomes, attempts, lease expiries, finish times) and the
@@ -15,7 +15,7 @@ import type { Workload } from './workload.js';
 export const CHANGE_GRACE_MS = 10 * 60_000;
 const DAY_MS = 24 * 3_600_000;
 
-/** The goals (the issue's numbers). */
+/** The goals the advisor is measured against. */
 export const GOALS = Object.freeze({
   /** At least this share fewer wasted attempts with the advisor. */
   wastedReduction: 0.5,

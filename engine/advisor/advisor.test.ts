@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import { ManualClock } from '../../tests/helpers/manual-clock.js';
 import { silentLogger } from '../logger.js';
-import type { JobRecord, JobSpec, JobStore } from '../ports.js';
+import type { JobRecord, JobSpec, JobStore, StreamEventRecord } from '../ports.js';
 import { mathRandom, ulidIds } from '../system.js';
 import { TransitionService } from '../transitions.js';
 import { Advisor, type DecisionKind } from './advisor.js';
@@ -160,5 +160,62 @@ describe('advisor service', () => {
     assert.equal(advise.a.leaseFor('report.build', 'reports'), null, 'advise keeps the static lease');
     assert.deepEqual(advise.decisions, [['lease', false]]);
     await w.store.close();
+  });
+});
+
+describe('advisor service: anomalies', () => {
+  /** Jobs of one attempt each: every 50th fails, then (from job `spikeFrom`) every 2nd. */
+  function events(n: number, spikeFrom: number): StreamEventRecord[] {
+    const out: StreamEventRecord[] = [];
+    let id = 0;
+    for (let i = 0; i < n; i++) {
+      const jobId = `j${String(i).padStart(5, '0')}`;
+      const at = 1_000_000 + i * 1000;
+      const fails = i >= spikeFrom ? i % 2 === 0 : i % 50 === 0;
+      const base = { jobId, jobType: 'thumbnail.make', queue: 'default' };
+      out.push({ ...base, id: ++id, seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: { at, maxAttempts: 1, backoff: spec('x').backoff } });
+      out.push({ ...base, id: ++id, seq: 2, type: 'STARTED', from: 'pending', to: 'running', at: at + 1, data: { type: 'STARTED', at: at + 1, attempt: 1, leaseUntil: at + 30_001, workerId: 'w' } });
+      out.push(fails
+        ? { ...base, id: ++id, seq: 3, type: 'FAILED', from: 'running', to: 'dead', at: at + 100, data: { type: 'FAILED', at: at + 100, attempt: 1, rand: 0.5, error: { message: 'busy', retryable: true } } }
+        : { ...base, id: ++id, seq: 3, type: 'SUCCEEDED', from: 'running', to: 'done', at: at + 100, data: { type: 'SUCCEEDED', at: at + 100, attempt: 1, result: null } });
+    }
+    return out;
+  }
+
+  /** A store that holds `visible` of the events (tests move it on). */
+  function store(all: StreamEventRecord[]) {
+    const s = {
+      visible: 0,
+      readEventsAfter: async (afterId: number, limit: number) => all.slice(0, s.visible).filter((e) => e.id > afterId).slice(0, limit),
+      lastEventId: async () => all[s.visible - 1]?.id ?? 0,
+      countWaitingAhead: async () => 0,
+      listJobs: async () => [],
+    };
+    return s;
+  }
+
+  it('tells of an anomaly found in new events, and not of one found again in the history re-read at start', async () => {
+    const all = events(500, 350);
+    const clock = new ManualClock();
+    const told: string[] = [];
+    const start = async (s: ReturnType<typeof store>) => {
+      const a = new Advisor({ store: s, clock, logger: silentLogger, onAnomaly: (x) => told.push(`${x.metric} at ${x.at}`) }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
+      await a.init();
+      await a.catchUp();
+      return a;
+    };
+    // Live: the spike arrives after the advisor started.
+    const live = store(all);
+    const first = await start(live);
+    live.visible = all.length;
+    await first.catchUp();
+    assert.equal(told.length, 1, `one anomaly told: ${told.join(', ')}`);
+    assert.match(told[0]!, /^failure-rate at /);
+    // A restart re-reads the same history: the anomaly is learned again (insights keep it) but not told again.
+    const restarted = store(all);
+    restarted.visible = all.length;
+    const second = await start(restarted);
+    assert.equal(told.length, 1, 'not told again');
+    assert.equal((await second.insights()).types[0]?.anomalies.length, 1, 'still in the insights');
   });
 });

@@ -16,7 +16,7 @@
 import { TailReader, type TailOptions } from '../event-tail.js';
 import { isTerminal } from '../../machines/lifecycle.js';
 import type { Clock, JobRecord, JobStore, Logger } from '../ports.js';
-import { AdvisorModel, DEFAULT_MODEL_OPTIONS } from './model.js';
+import { AdvisorModel, DEFAULT_MODEL_OPTIONS, pairKey } from './model.js';
 import type { AdvisorMode, Anomaly, Eta, FailureAdvice, Insights, LeaseAdvice, ModelOptions } from './types.js';
 
 export interface AdvisorOptions {
@@ -38,7 +38,10 @@ export interface AdvisorDeps {
   store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs'>;
   clock: Clock;
   logger: Logger;
-  /** Told of each anomaly, once (the stream, metrics, the log). */
+  /**
+   * Told of each anomaly, once (the stream, metrics, the log); not of those
+   * found again in the history re-read at start (they were told before).
+   */
   onAnomaly?(anomaly: Anomaly): void;
   /** Told of each decision, applied or not (metrics). */
   onDecision?(kind: DecisionKind, applied: boolean): void;
@@ -58,6 +61,8 @@ export class Advisor {
   private readonly tail: TailReader;
   /** Handler timeouts per (type, queue), as last read (insights). */
   private readonly timeouts = new Map<string, { at: number; timeoutMs: number | null }>();
+  /** The newest event id at start: anomalies found up to it are history, not news. */
+  private historyUntil = 0;
   /** Leases per (type, queue) as of the last read: a claim asks per job, the model changes only when events are read. */
   private readonly leases = new Map<string, LeaseAdvice | null>();
 
@@ -76,7 +81,8 @@ export class Advisor {
       onEvents: (events) => {
         for (const e of events) this.model.observe(e);
         this.leases.clear();
-        for (const a of this.model.takeAnomalies()) this.anomaly(a);
+        const found = this.model.takeAnomalies();
+        if (events[events.length - 1]!.id > this.historyUntil) for (const a of found) this.anomaly(a);
       },
     }, tailOpts);
   }
@@ -91,16 +97,13 @@ export class Advisor {
 
   /** Rebuilds from the newest `historyEvents` events, then follows new ones. */
   async start(): Promise<void> {
-    if (this.opts.mode !== 'off') await this.tail.start();
+    if (this.opts.mode === 'off') return;
+    this.historyUntil = await this.deps.store.lastEventId();
+    await this.tail.start();
   }
 
   async stop(): Promise<void> {
     await this.tail.stop();
-  }
-
-  /** A commit of this process: read soon (coalesced). */
-  wake(): void {
-    if (this.opts.mode !== 'off') this.tail.wake();
   }
 
   /**
@@ -117,7 +120,9 @@ export class Advisor {
 
   /** Sets the starting point without a background loop (with `catchUp`, for tests and the simulator). */
   async init(): Promise<void> {
-    if (this.opts.mode !== 'off') await this.tail.init();
+    if (this.opts.mode === 'off') return;
+    this.historyUntil = await this.deps.store.lastEventId();
+    await this.tail.init();
   }
 
   /**
@@ -145,7 +150,7 @@ export class Advisor {
    */
   leaseFor(type: string, queue: string): LeaseAdvice | null {
     if (this.opts.mode === 'off') return null;
-    const key = `${type}\u0000${queue}`;
+    const key = pairKey(type, queue);
     let lease = this.leases.get(key);
     if (lease === undefined) {
       if (this.leases.size >= MAX_CACHED_LEASES) this.leases.clear();
@@ -182,16 +187,20 @@ export class Advisor {
   async insights(): Promise<Insights> {
     const now = this.deps.clock.now();
     const timeouts = new Map<string, number | null>();
-    await Promise.all(this.model.pairList().map(async ({ type, queue }) => {
-      const key = `${type}\u0000${queue}`;
+    // One read at a time: at most `maxKeys` pairs, each read again once a minute.
+    for (const { type, queue } of this.model.pairList()) {
+      const key = pairKey(type, queue);
       const cached = this.timeouts.get(key);
-      if (cached && now - cached.at < TIMEOUT_CACHE_MS) return void timeouts.set(key, cached.timeoutMs);
+      if (cached && now - cached.at < TIMEOUT_CACHE_MS) {
+        timeouts.set(key, cached.timeoutMs);
+        continue;
+      }
       const [job] = await this.deps.store.listJobs({ type, queue, limit: 1 });
       const timeoutMs = job?.timeoutMs ?? null;
       this.timeouts.set(key, { at: now, timeoutMs });
       timeouts.set(key, timeoutMs);
-    }));
-    return this.model.insights(this.opts.mode, (type, queue) => timeouts.get(`${type}\u0000${queue}`) ?? null);
+    }
+    return this.model.insights(this.opts.mode, (type, queue) => timeouts.get(pairKey(type, queue)) ?? null);
   }
 
   private anomaly(a: Anomaly): void {

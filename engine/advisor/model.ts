@@ -92,9 +92,9 @@ export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.fr
   // Six hours: evidence fades by 11% an hour, so a verdict follows a change
   // of cause within hours; once enforced (a hopeless signature is no longer
   // retried, so no new evidence comes), it drops back below the bar and the
-  // static policy is tried on a few runs (~7 an hour at the 58-run bar),
-  // testing whether the cause is gone. The cap of 100 runs keeps one long
-  // outage (all its runs dead) from holding a verdict for more than ~5 h.
+  // static policy is tried on a few runs (~3 an hour at the 28-run bar),
+  // testing whether the cause is gone. The cap of 100 runs keeps a verdict
+  // from outliving its cause by more than ~11 h (100 runs fade to 28).
   evidenceHalfLifeMs: 6 * 3_600_000,
   maxEvidence: 100,
   maxRecoverySamples: 100,
@@ -615,7 +615,8 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-function pairKey(type: string, queue: string): string {
+/** A (type, queue) pair as one Map key: NUL cannot occur in a type or a queue name. */
+export function pairKey(type: string, queue: string): string {
   return `${type}\u0000${queue}`;
 }
 

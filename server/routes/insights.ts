@@ -4,10 +4,19 @@
  * changes, or in advise mode would change (docs/advisor.md).
  */
 import type { FastifyPluginAsync } from 'fastify';
+import type { Insights } from '../../engine/advisor/types.js';
+import { sharedFor } from '../answer-cache.js';
 import type { RouteOptions } from '../deps.js';
 import { described, errorResponses, InsightsView, ref } from '../schemas.js';
 
+/** How long one answer is served to every caller (each open console asks every 5 s). */
+export const INSIGHTS_CACHE_MS = 1000;
+
+const OFF: Insights = Object.freeze({ mode: 'off', events: 0, types: [] }) as Insights;
+
 export const insightsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const { advisor } = deps;
+  const read = advisor ? sharedFor<Insights>(INSIGHTS_CACHE_MS, deps.clock, () => advisor.insights()) : async () => OFF;
   app.get(
     '/v1/insights',
     {
@@ -22,6 +31,6 @@ export const insightsRoute: FastifyPluginAsync<RouteOptions> = async (app, { dep
         response: { 200: described(ref(InsightsView), 'The advisor\'s insights'), ...errorResponses() },
       },
     },
-    async () => deps.advisor?.insights() ?? { mode: 'off', events: 0, types: [] },
+    () => read(),
   );
 };

@@ -5,7 +5,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { Eta } from '../../engine/advisor/types.js';
-import type { JobEventRecord, JobFilter } from '../../engine/ports.js';
+import { errorFields } from '../../engine/logger.js';
+import type { JobEventRecord, JobFilter, JobRecord } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
 import { toEventView, toJobView } from '../job-views.js';
@@ -29,6 +30,20 @@ const listSchema = {
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
 };
 
+/**
+ * The advisor's ETA, or null when it cannot be had: an optional field whose
+ * read failed (the store blinked after the job was read) must not turn the
+ * job's answer into an error.
+ */
+async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
+  try {
+    return (await deps.advisor?.eta(job, startedAt)) ?? null;
+  } catch (err) {
+    deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
+    return null;
+  }
+}
+
 /** When the job's latest attempt started (its last STARTED event), or null. */
 function lastStart(events: readonly JobEventRecord[]): number | null {
   for (let i = events.length - 1; i >= 0; i--) if (events[i]!.type === 'STARTED') return events[i]!.at;
@@ -51,7 +66,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const job = await deps.store.getJob(request.params.id);
     if (!job) throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${request.params.id}`);
     const events = await deps.store.getEvents(job.id);
-    const eta = deps.advisor ? await deps.advisor.eta(job, lastStart(events)) : null;
+    const eta = deps.advisor ? await etaOf(deps, job, lastStart(events)) : null;
     return { ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta) };
   });
 
