@@ -107,6 +107,7 @@ describe('/metrics of an embedded scheduler', () => {
       ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'],
       ['ats_stream_clients', 'gauge'], ['ats_stream_slow_consumers_total', 'counter'],
       ['ats_label_values', 'gauge'], ['ats_metrics_collect_errors_total', 'counter'],
+      ['ats_advisor_anomalies_total', 'counter'], ['ats_advisor_decisions_total', 'counter'],
       ['nodejs_eventloop_lag_seconds', 'gauge'], ['nodejs_heap_size_used_bytes', 'gauge'], ['nodejs_gc_duration_seconds', 'histogram'],
       ['process_cpu_seconds_total', 'counter'],
     ];
@@ -163,4 +164,23 @@ test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled 
     .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
     .sort();
   assert.deepEqual(counts, ['a/q1=2', 'a/q2=1', `${OTHER}/${OTHER}=1`]);
+});
+
+test('the advisor\'s anomalies and decisions: counted by type, queue and metric (types capped), and by decision and whether applied', async () => {
+  const m = new PrometheusMetrics({ labelCap: 1, defaultMetrics: false });
+  const hooks = m.advisorHooks();
+  assert.equal(m.advisorHooks(), hooks, 'registered once, however often asked');
+  hooks.onAnomaly({ type: 'thumbnail.make', queue: 'default', metric: 'failure-rate', baseline: 0.02, observed: 0.3, at: 1 });
+  hooks.onAnomaly({ type: 'thumbnail.make', queue: 'default', metric: 'failure-rate', baseline: 0.02, observed: 0.3, at: 2 });
+  hooks.onAnomaly({ type: 'email.send', queue: 'default', metric: 'duration', baseline: 300, observed: 900, at: 3 });
+  hooks.onDecision('no-retry', true);
+  hooks.onDecision('lease', false);
+  hooks.onDecision('lease', false);
+  const samples = parseExposition(await m.metrics()).samples;
+  const of = (name: string, key: (l: Record<string, string>) => string) =>
+    samples.filter((s) => s.name === name).map((s) => `${key(s.labels)}=${s.value}`).sort();
+  assert.deepEqual(of('ats_advisor_anomalies_total', (l) => `${l.type}/${l.queue}/${l.metric}`), [
+    `${OTHER}/default/duration=1`, 'thumbnail.make/default/failure-rate=2',
+  ]);
+  assert.deepEqual(of('ats_advisor_decisions_total', (l) => `${l.decision}/${l.applied}`), ['lease/false=2', 'no-retry/true=1']);
 });

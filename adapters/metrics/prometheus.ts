@@ -21,6 +21,7 @@
  * from several Prometheus servers do not multiply the queries.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration } from 'prom-client';
+import type { AdvisorDeps } from '../../engine/advisor/advisor.js';
 import type { ConflictReason, Metrics, StoreOp } from '../../engine/metrics.js';
 import type { Clock, JobCount, JobRecord, JobStore, Logger, OutboxBacklog, TransitionWrite } from '../../engine/ports.js';
 import { LabelCap, OTHER } from './labels.js';
@@ -102,11 +103,8 @@ class Cached<T> {
   }
 }
 
-/** What the advisor reports (engine/advisor/advisor.ts, `AdvisorDeps`). */
-export interface AdvisorHooks {
-  onAnomaly(a: { type: string; queue: string; metric: string }): void;
-  onDecision(kind: string, applied: boolean): void;
-}
+/** What the advisor reports (engine/advisor/advisor.ts). */
+export type AdvisorHooks = Required<Pick<AdvisorDeps, 'onAnomaly' | 'onDecision'>>;
 
 export class PrometheusMetrics implements Metrics {
   readonly registry = new Registry();

@@ -49,7 +49,7 @@
 import { TDigest } from 'tdigest';
 import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
 import type { BackoffPolicy } from '../../machines/backoff.js';
-import type { FailureError, JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
+import { TERMINAL_STATES, type FailureError, type JobEvent, type JobInput, type JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
 import { DurationDetector, FailureRateDetector } from './anomaly.js';
 import { errorSignature, LEASE_EXPIRED_SIGNATURE } from './signature.js';
@@ -114,7 +114,8 @@ const RUN_SIGNATURES = 16;
 const DIGEST_DELTA = 0.02;
 /** A digest is re-compressed above this many centroids (at delta 0.02 it settles at 250-400), at most every 100 samples. */
 const DIGEST_MAX_CENTROIDS = 500;
-const TERMINAL: ReadonlySet<JobState> = new Set<JobState>(['done', 'dead', 'cancelled']);
+/** From the machine (its `terminal` tag), not restated. */
+const TERMINAL: ReadonlySet<JobState> = new Set<JobState>(TERMINAL_STATES);
 const WAITING: ReadonlySet<JobState> = new Set<JobState>(['pending', 'published', 'retrying']);
 
 interface SignatureStats {
