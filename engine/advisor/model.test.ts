@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
+import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import type { JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';

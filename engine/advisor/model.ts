@@ -47,7 +47,7 @@
  * little evidence) `delayMs` is left out and the static policy stands.
  */
 import { TDigest } from 'tdigest';
-import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
+import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import { TERMINAL_STATES, type FailureError, type JobEvent, type JobInput, type JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
