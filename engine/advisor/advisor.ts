@@ -21,15 +21,13 @@ import type { AdvisorMode, Anomaly, Eta, FailureAdvice, Insights, LeaseAdvice, M
 
 export interface AdvisorOptions {
   mode: AdvisorMode;
-  /** How often new committed events are read. @defaultValue 1000 */
+  /** How often new committed events are read (ATS_ADVISOR_POLL_MS). */
   pollMs: number;
-  /** The newest events re-read at start, to rebuild what was learned. @defaultValue 100000 */
+  /** The newest events re-read at start, to rebuild what was learned (ATS_ADVISOR_HISTORY). */
   historyEvents: number;
   /** The learning settings (model.ts has the defaults). */
   model?: Partial<ModelOptions>;
 }
-
-export const DEFAULT_ADVISOR_OPTIONS: AdvisorOptions = Object.freeze({ mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
 
 /** A decision the advisor made (enforce) or would have made (advise). */
 export type DecisionKind = 'no-retry' | 'retry-delay' | 'lease';
