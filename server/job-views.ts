@@ -3,6 +3,7 @@
  * (times as ISO strings). `allowed` comes from the machine, never from a list
  * kept here, so the API cannot offer an action the engine would refuse.
  */
+import type { Eta } from '../engine/advisor/types.js';
 import { allowedActions } from '../machines/lifecycle.js';
 import type { JobEventRecord, JobRecord } from '../engine/ports.js';
 import type { EventView, JobView } from './schemas.js';
@@ -37,4 +38,9 @@ export function toJobView(job: JobRecord, now: number): JobView {
 
 export function toEventView(e: JobEventRecord): EventView {
   return { seq: e.seq, type: e.type, from: e.from, to: e.to, at: iso(e.at), data: e.data };
+}
+
+/** The advisor's ETA as the API shows it (ISO times). */
+export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis'] } {
+  return { start: iso(eta.start), finish: iso(eta.finish), basis: eta.basis };
 }

@@ -8,6 +8,7 @@
  * handler's own records (which attempts a crash interrupted), except the
  * ETAs and anomalies, which are the advisor's answers under test.
  */
+import { quantile as modelQuantile } from '../../engine/advisor/model.js';
 import type { RunRecord } from './simulate.js';
 import type { Workload } from './workload.js';
 
@@ -103,14 +104,8 @@ export interface SeedMeasures {
 
 // ------------------------------------------------------------------ small statistics
 
-export function quantile(values: readonly number[], p: number): number | null {
-  if (values.length === 0) return null;
-  const s = [...values].sort((a, b) => a - b);
-  const h = (s.length - 1) * p;
-  const lo = Math.floor(h);
-  const hi = Math.min(lo + 1, s.length - 1);
-  return s[lo]! + (h - lo) * (s[hi]! - s[lo]!);
-}
+/** The advisor's own quantile (linear between order statistics); null for no values. */
+export const quantile = (values: readonly number[], p: number): number | null => (values.length === 0 ? null : modelQuantile(values, p));
 
 export const mean = (values: readonly number[]): number | null =>
   values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;

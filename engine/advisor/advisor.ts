@@ -173,7 +173,7 @@ export class Advisor {
     const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, MAX_AHEAD) : 0;
     return this.model.eta({
       type: job.type, queue: job.queue, state, ahead, now: this.deps.clock.now(), runAt: context.runAt,
-      startedAt: state === 'running' ? (startedAt ?? job.snapshot.context.updatedAt) : null,
+      startedAt: state === 'running' ? (startedAt ?? context.updatedAt) : null,
     });
   }
 

@@ -621,8 +621,8 @@ export function pairKey(type: string, queue: string): string {
   return `${type}\u0000${queue}`;
 }
 
-/** The p-quantile of `xs` (linear between order statistics). */
-function quantile(xs: readonly number[], p: number): number {
+/** The p-quantile of `xs`, not empty (linear between order statistics). */
+export function quantile(xs: readonly number[], p: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
   const h = (sorted.length - 1) * p;
   const lo = Math.floor(h);

@@ -9,7 +9,7 @@ import { errorFields } from '../../engine/logger.js';
 import type { JobEventRecord, JobFilter, JobRecord } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
-import { toEventView, toJobView } from '../job-views.js';
+import { toEtaView, toEventView, toJobView } from '../job-views.js';
 import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
@@ -48,10 +48,6 @@ async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: numb
 function lastStart(events: readonly JobEventRecord[]): number | null {
   for (let i = events.length - 1; i >= 0; i--) if (events[i]!.type === 'STARTED') return events[i]!.at;
   return null;
-}
-
-function toEtaView(eta: Eta) {
-  return { start: new Date(eta.start).toISOString(), finish: new Date(eta.finish).toISOString(), basis: eta.basis };
 }
 
 /** An ISO date-time the schema accepted, as epoch ms (a value Date cannot place is a 400). */

@@ -218,10 +218,12 @@ function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], wher
 /** Does the event pass the filter? */
 export function matches(filter: StreamFilter, e: StreamEventRecord): boolean {
   return (filter.jobId === undefined || filter.jobId === e.jobId)
-    && (filter.type === undefined || filter.type === e.jobType)
-    && (filter.queue === undefined || filter.queue === e.queue)
+    && wantsTypeAndQueue(filter, e.jobType, e.queue)
     && (filter.states === undefined || filter.states.includes(e.to));
 }
+
+const wantsTypeAndQueue = (filter: StreamFilter, type: string, queue: string): boolean =>
+  (filter.type === undefined || filter.type === type) && (filter.queue === undefined || filter.queue === queue);
 
 // ---------------------------------------------------------------- server → client
 
@@ -239,7 +241,7 @@ const isoTime = (ms: number): string | null => (Number.isFinite(ms) && Math.abs(
 
 const message = (m: StreamServerMessage): string => JSON.stringify(m);
 
-/** `{"kind":"insight",...}` as text, with whether a filter wants it. */
+/** `{"kind":"insight",...}` as text, built once for every client that wants it. */
 export function insightMessage(a: Omit<StreamInsightMessage, 'kind' | 'insight' | 'at'> & { at: number }): string {
   const m: StreamInsightMessage = {
     kind: 'insight', insight: 'anomaly', type: a.type, queue: a.queue, metric: a.metric, baseline: a.baseline, observed: a.observed, at: isoTime(a.at) as string,
@@ -247,8 +249,9 @@ export function insightMessage(a: Omit<StreamInsightMessage, 'kind' | 'insight' 
   return message(m);
 }
 
+/** An insight is about a type and queue, not a job: a subscription to one job gets none. */
 export function wantsInsight(filter: StreamFilter, a: { type: string; queue: string }): boolean {
-  return filter.jobId === undefined && (filter.type === undefined || filter.type === a.type) && (filter.queue === undefined || filter.queue === a.queue);
+  return filter.jobId === undefined && wantsTypeAndQueue(filter, a.type, a.queue);
 }
 
 export const subscribedMessage = (position: number): string => message({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
