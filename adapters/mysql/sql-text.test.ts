@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
-import { unsupportedSession } from './connect.js';
+import { formatQuery, openPool, unsupportedSession } from './connect.js';
 import { literal, sqlText } from './sql-text.js';
 
 const HOSTILE = [
@@ -65,5 +65,33 @@ describe('sqlText on MariaDB', async () => {
     assert.deepEqual(rows.map((r) => r.v as string), HOSTILE);
     const [found] = await conn.query<RowDataPacket[]>(sqlText('SELECT k FROM t WHERE v = ?', ["'; DROP TABLE t; --"]));
     assert.deepEqual(found.map((r) => r.k as number), [HOSTILE.indexOf("'; DROP TABLE t; --")]);
+  });
+});
+
+describe('the store pool sends finished text as it is', async () => {
+  const up = await requireMysql();
+  let db: TestDatabase;
+  before(async () => {
+    if (up) db = await createTestDatabase();
+  });
+  after(async () => db?.drop());
+
+  it('formatQuery: text without values unchanged (a ? inside a literal included), values through sqlText', () => {
+    const text = sqlText('SELECT ?', ['what? who?']);
+    assert.equal(formatQuery(text, []), text);
+    assert.equal(formatQuery(text, undefined), text);
+    assert.equal(formatQuery('SELECT ?, ?', [1, "it's"]), "SELECT 1, 'it''s'");
+  });
+
+  it('on MariaDB: a ? in a literal of finished text stays a ?; a call with values is formatted', { skip: !up }, async () => {
+    const pool = await openPool({ url: db.url, poolSize: 1, connectTimeoutMs: 5000 });
+    try {
+      const [plain] = await pool.query<RowDataPacket[]>(sqlText('SELECT ? AS v', ['what? who?']));
+      assert.equal(plain[0]!.v, 'what? who?');
+      const [withValues] = await pool.query<RowDataPacket[]>('SELECT ? AS v, ? AS w', ['a?', 2]);
+      assert.deepEqual([withValues[0]!.v, withValues[0]!.w], ['a?', 2]);
+    } finally {
+      await pool.end();
+    }
   });
 });
