@@ -23,6 +23,7 @@ import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
 import { Timers } from '../engine/timers.js';
+import { logForFormat } from '../engine/transition-records.js';
 import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
@@ -106,6 +107,10 @@ async function openStore(config: Config, clock: Clock, logger: Logger, metrics: 
 const KAFKA_LOG_LEVEL = { debug: 'info', info: 'warn', warn: 'warn', error: 'error', silent: 'nothing' } as const;
 
 function openLog(config: Config, logger: Logger): EventLog {
+  return logForFormat(openBaseLog(config, logger), config.eventsFormat);
+}
+
+function openBaseLog(config: Config, logger: Logger): EventLog {
   if (config.kafkaBrokers) {
     return createKafkaLog({
       brokers: [...config.kafkaBrokers], topicPrefix: config.topicPrefix, partitions: config.kafkaPartitions,

@@ -37,8 +37,16 @@ describe('config', () => {
     rejects({ roles: 'worker', kafkaBrokers: 'k:9092' }, /needs MYSQL_URL/);
     rejects({ leaseMs: 5000, heartbeatMs: 5000 }, /ATS_HEARTBEAT_MS.*below the lease/);
     rejects({ publishedTimeoutMs: 1000, relayPublishedDelayMs: 501 }, /ATS_RELAY_PUBLISHED_DELAY_MS.*half the published timeout/);
+    rejects({ eventsFormat: 'packed' }, /ATS_EVENTS_FORMAT.*unknown format "packed" \(formats: batch, single\)/);
+    rejects({ advisor: 'maybe' }, /ATS_ADVISOR.*unknown mode "maybe" \(modes: off, advise, enforce\)/);
+    rejects({ logFormat: 'xml' }, /LOG_FORMAT.*unknown format "xml"/);
     assert.throws(() => rawFromArgs(['--nope', '1']), /unknown option --nope/);
     assert.throws(() => rawFromArgs(['--port']), /needs a value/);
+  });
+
+  it('transitions go to ats.events packed unless ATS_EVENTS_FORMAT=single', () => {
+    assert.equal(compileConfig({}).eventsFormat, 'batch');
+    assert.equal(compileConfig(rawFromArgs(['--events-format', 'single'])).eventsFormat, 'single');
   });
 
   it('retention ages are durations: 7d, 12h, 30m, 60s, 500ms or plain ms', () => {

@@ -6,6 +6,7 @@
  */
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
+import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
@@ -21,6 +22,7 @@ export const SETTINGS = {
   mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch, ats.events, ats.dlq).' },
+  eventsFormat: { env: 'ATS_EVENTS_FORMAT', flag: '--events-format', default: 'batch', doc: 'How transitions go to ats.events: batch (those of one publish whose jobs map to one partition as one record, `ats-kind: transitions`) or single (a record each, `ats-kind: transition`). See docs/kafka-messages.md.' },
   kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
   dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
   logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
@@ -69,6 +71,8 @@ export interface Config {
   dataDir: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** How transitions go to `ats.events` (engine/transition-records.ts). */
+  eventsFormat: EventsFormat;
   /** Handler modules to load (absolute or relative to the working directory). */
   handlers: readonly string[];
   worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
@@ -150,16 +154,11 @@ function logLevel(raw: RawConfig): LogLevel {
 
 const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
 
-function logFormat(raw: RawConfig): LogFormat {
-  const v = str(raw, 'logFormat');
-  if (!(LOG_FORMATS as readonly string[]).includes(v)) fail('logFormat', `unknown format "${v}" (formats: ${LOG_FORMATS.join(', ')})`);
-  return v as LogFormat;
-}
-
-function advisorMode(raw: RawConfig): AdvisorMode {
-  const v = str(raw, 'advisor');
-  if (!(ADVISOR_MODES as readonly string[]).includes(v)) fail('advisor', `unknown mode "${v}" (modes: ${ADVISOR_MODES.join(', ')})`);
-  return v as AdvisorMode;
+/** A setting that takes one of `values`; `what` names them in the error ("format" → "unknown format ... (formats: ...)"). */
+function oneOf<T extends string>(raw: RawConfig, name: SettingName, values: readonly T[], what: string): T {
+  const v = str(raw, name);
+  if (!(values as readonly string[]).includes(v)) fail(name, `unknown ${what} "${v}" (${what}s: ${values.join(', ')})`);
+  return v as T;
 }
 
 /** Compile and validate once; throws AtsError(ATS_ERR_CONFIG) naming the setting. */
@@ -183,9 +182,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     kafkaBrokers: brokers(raw),
     topicPrefix: str(raw, 'topicPrefix'),
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
+    eventsFormat: oneOf(raw, 'eventsFormat', EVENTS_FORMATS, 'format'),
     dataDir: str(raw, 'dataDir'),
     logLevel: logLevel(raw),
-    logFormat: logFormat(raw),
+    logFormat: oneOf(raw, 'logFormat', LOG_FORMATS, 'format'),
     handlers: str(raw, 'handlers').split(',').map((h) => h.trim()).filter(Boolean),
     worker: {
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
@@ -207,7 +207,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
       timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,
     },
-    advisor: { mode: advisorMode(raw), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
+    advisor: { mode: oneOf(raw, 'advisor', ADVISOR_MODES, 'mode'), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
   };
   const split = config.roles.length < ROLES.length;
   if (split && !config.kafkaBrokers) {

@@ -20,6 +20,15 @@ export interface TransitionMessage {
   queue: string;
 }
 
+/**
+ * On `ats.events` (`ats-kind: transitions`, the default format): the
+ * transitions of one publish whose jobs map to one partition, in commit
+ * order (engine/transition-records.ts).
+ */
+export interface TransitionsMessage {
+  transitions: TransitionMessage[];
+}
+
 /** On `ats.dispatch`: start attempt `attempt` of the job. */
 export interface DispatchMessage {
   jobId: string;
@@ -56,8 +65,14 @@ export interface DeadLetterMessage {
   deadAt: number;
 }
 
-/** The header saying what a message is: `dispatch`, `cancel`, `transition` or `dead-letter`. */
+/** The header saying what a message is: `dispatch`, `cancel`, `transition`, `transitions` or `dead-letter`. */
 export const KIND_HEADER = 'ats-kind';
+/** `ats-kind` of one transition. */
+export const TRANSITION_KIND = 'transition';
+/** `ats-kind` of transitions packed into one record. */
+export const TRANSITIONS_KIND = 'transitions';
+/** Every message's `content-type` header. */
+export const CONTENT_TYPE = 'application/json';
 
 /**
  * The header carrying the message's major schema version. Additive changes (a
@@ -77,7 +92,7 @@ export const TRACEPARENT_HEADER = 'traceparent';
 export const TRACESTATE_HEADER = 'tracestate';
 
 const headers = (kind: string): Record<string, string> => ({
-  'content-type': 'application/json', [KIND_HEADER]: kind, [SCHEMA_HEADER]: String(SCHEMA_VERSION),
+  'content-type': CONTENT_TYPE, [KIND_HEADER]: kind, [SCHEMA_HEADER]: String(SCHEMA_VERSION),
 });
 
 /**
@@ -112,7 +127,7 @@ export function transitionMessage(job: JobRecord, event: JobEventRecord): Transi
 export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effects): OutboxMessage[] {
   const c = job.snapshot.context;
   const rows: OutboxMessage[] = [
-    { topic: TOPICS.events, key: job.id, payload: transitionMessage(job, event), headers: headers('transition') },
+    { topic: TOPICS.events, key: job.id, payload: transitionMessage(job, event), headers: headers(TRANSITION_KIND) },
   ];
   if (effects.dispatch) {
     const payload: DispatchMessage = {

@@ -390,6 +390,13 @@ export interface EventLog {
   ensureTopics(): Promise<void>;
   /** Resolves once every message is acknowledged durably (acks: all). Per-key order is kept. */
   publish(messages: LogMessage[]): Promise<void>;
+  /**
+   * The partition a key maps to on `topic` (logical name), as `publish` picks
+   * it: so messages whose keys map to one partition can travel as one record
+   * keyed by any of them (engine/transition-records.ts). Creates the topic if
+   * missing.
+   */
+  partitioner(topic: string): Promise<(key: string) => number>;
   consume(options: ConsumeOptions): Promise<Subscription>;
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -91,6 +91,10 @@ export class TrackedLog implements EventLog {
     if (fault === 'half' && sent.length < messages.length) throw new InjectedFault('the relay died mid-produce (half the batch acked)');
   }
 
+  partitioner(topic: string): Promise<(key: string) => number> {
+    return this.base.partitioner(topic);
+  }
+
   consume(options: ConsumeOptions): Promise<import('../engine/ports.js').Subscription> {
     return this.base.consume(options);
   }
@@ -100,6 +104,7 @@ export class TrackedLog implements EventLog {
     return {
       ensureTopics: () => this.ensureTopics(),
       publish: (m) => this.publish(m),
+      partitioner: (topic) => this.partitioner(topic),
       ping: () => this.base.ping(),
       close: async () => undefined,
       consume: (options) => {

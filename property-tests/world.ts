@@ -21,6 +21,7 @@ import { silentLogger } from '../engine/logger.js';
 import { TOPICS, type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
+import { PackingLog } from '../engine/transition-records.js';
 import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker, type WorkerOptions } from '../engine/worker.js';
@@ -172,7 +173,8 @@ export class World {
     randomSeed: number,
   ) {
     this.store = countingStore(backend.store);
-    this.log = new TrackedLog(backend.log);
+    // Below what the test tracks, transitions are packed, as `npm start` publishes them (ATS_EVENTS_FORMAT=batch).
+    this.log = new TrackedLog(new PackingLog(backend.log));
     let n = 0;
     const ids = { jobId: () => `${backend.idPrefix}j${String(++n).padStart(3, '0')}` };
     // Commits wake the relay's loop, as in cli/compose.ts (the loops command depends on it).

@@ -2,18 +2,30 @@
  * docs/asyncapi.yaml: it is a valid AsyncAPI 3.0 document (@asyncapi/parser),
  * its examples match its own schemas, the messages the engine builds match it,
  * and the checker (tests/helpers/asyncapi.ts) the delivery tests use fails a
- * record that does not match. Also the schema-version header: written on
- * every message, read by `schemaMajor` / `readableSchema`.
+ * record that does not match. Both formats of `ats.events`: a `transition`
+ * record per transition (`ATS_EVENTS_FORMAT=single`) and packed
+ * `transitions` records (`batch`, the default). Also the schema-version
+ * header: written on every message, read by `schemaMajor` / `readableSchema`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Parser, DiagnosticSeverity } from '@asyncapi/parser';
-import { SCHEMA_HEADER, SCHEMA_VERSION, readableSchema, schemaMajor } from '../engine/messages.js';
+import { partitionForKey } from '../adapters/memory/partition-for-key.js';
+import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, TRANSITION_KIND, TRANSITIONS_KIND, readableSchema, schemaMajor } from '../engine/messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type LogMessage } from '../engine/ports.js';
 import { toLogMessage } from '../engine/relay.js';
+import { transitionsOf } from '../engine/transition-records.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi } from './helpers/asyncapi.js';
-import { sampleMessages } from './helpers/sample-messages.js';
+import { SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages } from './helpers/sample-messages.js';
+
+/** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
+const KAFKA_MESSAGES = ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions'];
+const SINGLE_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transition'];
+const BATCH_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transitions'];
+const partitionOf = (key: string) => partitionForKey(key, SAMPLE_PARTITIONS);
+const isPacked = (m: LogMessage) => m.headers[KIND_HEADER] === TRANSITIONS_KIND;
+const jobsOf = (m: LogMessage) => new Set(transitionsOf(m).map((t) => t.jobId));
 
 describe('docs/asyncapi.yaml', () => {
   it('parses as AsyncAPI 3.0.0 with no error and no warning', { timeout: 60_000 }, async () => {
@@ -33,10 +45,23 @@ describe('docs/asyncapi.yaml', () => {
     assert.deepEqual(addresses, ['/v1/stream', ...CODE_TOPICS.map((t) => `{prefix}${t}`)].sort());
     const kafkaMessages = document.channels().all().filter((c) => c.address() !== '/v1/stream')
       .flatMap((c) => c.messages().all().map((m) => m.id())).sort();
-    assert.deepEqual(kafkaMessages, ['cancel', 'deadLetter', 'dispatch', 'transition']);
+    assert.deepEqual(kafkaMessages, KAFKA_MESSAGES);
     assert.deepEqual(document.operations().all().map((o) => `${o.action()} ${o.channels().all()[0]!.address()}`).sort(), [
       'receive /v1/stream', 'receive {prefix}ats.dispatch', 'send /v1/stream', 'send {prefix}ats.dispatch', 'send {prefix}ats.dlq', 'send {prefix}ats.events',
     ]);
+    const publishEvents = document.operations().all().find((o) => o.action() === 'send' && o.channels().all()[0]!.address() === '{prefix}ats.events');
+    assert.deepEqual(publishEvents!.messages().all().map((m) => m.id()).sort(), ['transition', 'transitions'], 'the relay publishes both formats');
+  });
+
+  it('the ats-kind enum of KafkaHeaders is the kinds of its Kafka messages', () => {
+    const contract = asyncApi();
+    const kinds = contract.at('#/components/schemas/KafkaHeaders/properties/ats-kind/enum') as string[];
+    const consts = KAFKA_MESSAGES.map((name) => {
+      const headers = contract.at(`#/components/messages/${name}/headers`) as { $ref: string };
+      return (contract.at(`${headers.$ref}/properties/ats-kind/const`) as string);
+    });
+    assert.deepEqual([...kinds].sort(), [...consts].sort());
+    assert.ok(kinds.includes(TRANSITION_KIND) && kinds.includes(TRANSITIONS_KIND));
   });
 
   it('names every topic the code publishes to', () => {
@@ -45,20 +70,76 @@ describe('docs/asyncapi.yaml', () => {
 
   it('its message examples match its own schemas', () => {
     const examples = asyncApi().exampleRecords();
-    assert.deepEqual([...new Set(examples.map((e) => e.message))].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition']);
-    asyncApi().assertRecords(examples.map((e) => e.record!));
+    assert.deepEqual([...new Set(examples.map((e) => e.message))].sort(), KAFKA_MESSAGES);
+    const counts = asyncApi().assertRecords(examples.map((e) => e.record!));
+    assert.deepEqual([...counts.keys()].sort(), KAFKA_MESSAGES);
+  });
+
+  it('its packed examples: keyed by the first transition, each transition a valid transition message alone', () => {
+    const examples = asyncApi().exampleRecords();
+    const packed = examples.filter((e) => e.message === 'transitions');
+    assert.ok(packed.length >= 1);
+    for (const { record } of packed) {
+      const inside = transitionsOf(record!);
+      assert.ok(inside.length >= 1);
+      assert.equal(record!.key, inside[0]!.jobId);
+      for (const t of inside) {
+        const alone = { topic: TOPICS.events, key: t.jobId, value: JSON.stringify(t), headers: { ...record!.headers, [KIND_HEADER]: TRANSITION_KIND } };
+        assert.deepEqual(asyncApi().checkRecord(alone), { ok: true, message: 'transition' }, JSON.stringify(t));
+      }
+    }
+    // The submit example, packed alone, is the transition example as it is.
+    const singles = examples.filter((e) => e.message === 'transition').map((e) => JSON.stringify(e.payload));
+    assert.ok(packed.some(({ record }) => transitionsOf(record!).some((t) => singles.includes(JSON.stringify(t)))));
   });
 });
 
 describe('the messages the engine builds match docs/asyncapi.yaml', () => {
-  it('every kind, on every path a job takes', () => {
+  it('every kind, on every path a job takes (ATS_EVENTS_FORMAT=single)', () => {
     const counts = asyncApi().assertRecords(sampleMessages());
-    assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition']);
+    assert.deepEqual([...counts.keys()].sort(), SINGLE_FORMAT);
   });
 
   it('with a topic prefix too', () => {
     const prefixed = sampleMessages().map((m) => ({ ...m, topic: `staging.${m.topic}` }));
-    asyncApi().assertRecords(prefixed, 'staging.');
+    const counts = asyncApi().assertRecords(prefixed, 'staging.');
+    assert.deepEqual([...counts.keys()].sort(), SINGLE_FORMAT);
+  });
+
+  it('packed (ATS_EVENTS_FORMAT=batch, the default): every kind, the transitions packed per partition', () => {
+    const at = Date.now();
+    const single = sampleMessages(at);
+    const packed = packedSampleMessages(partitionOf, at);
+    const counts = asyncApi().assertRecords(packed);
+    assert.deepEqual([...counts.keys()].sort(), BATCH_FORMAT);
+    // One publish, far below the size cap: one record per partition that has transitions.
+    const records = packed.filter(isPacked);
+    const partitions = records.map((r) => partitionOf(r.key));
+    assert.equal(new Set(partitions).size, records.length);
+    assert.equal(counts.get('transitions'), new Set(records.flatMap((r) => [...jobsOf(r)].map(partitionOf))).size);
+    // Every job in a record maps to its key's partition; with 5 jobs on 3 partitions some record holds two or more.
+    for (const r of records) for (const job of jobsOf(r)) assert.equal(partitionOf(job), partitionOf(r.key), `${job} in the record keyed ${r.key}`);
+    assert.ok(records.some((r) => jobsOf(r).size > 1), 'a record with several jobs');
+    // The same histories as the single format (each job's transitions, in seq order); the other messages
+    // as they were, in order. (Each sampleMessages() call makes new job ids: compared without them.)
+    const histories = (ms: LogMessage[]) => {
+      const by = new Map<string, string[]>();
+      for (const t of ms.flatMap((m) => transitionsOf(m))) by.set(t.jobId, [...(by.get(t.jobId) ?? []), `${t.seq} ${t.type} ${t.from}>${t.to} ${t.jobType}/${t.queue}`]);
+      return [...by.values()].map((h) => h.join(', ')).sort();
+    };
+    assert.deepEqual(histories(packed), histories(single));
+    const withoutIds = (ms: LogMessage[]) => ms.map((m) => JSON.parse(m.value) as Record<string, unknown>).map(({ jobId: _, ...rest }) => rest);
+    const others = packed.filter((m) => !isPacked(m));
+    assert.deepEqual(withoutIds(others), withoutIds(single.filter((m) => m.headers[KIND_HEADER] !== TRANSITION_KIND)));
+    for (const m of others) assert.equal(m.key, (JSON.parse(m.value) as { jobId: string }).jobId);
+  });
+
+  it('packed, with a topic prefix too, and on one partition (a single record)', () => {
+    const prefixed = packedSampleMessages().map((m) => ({ ...m, topic: `staging.${m.topic}` }));
+    assert.deepEqual([...asyncApi().assertRecords(prefixed, 'staging.').keys()].sort(), BATCH_FORMAT);
+    const one = packedSampleMessages(() => 0);
+    assert.equal(asyncApi().assertRecords(one).get('transitions'), 1);
+    assert.equal(jobsOf(one.find(isPacked)!).size, 5);
   });
 });
 
@@ -66,6 +147,13 @@ describe('the checker fails a record that does not match', () => {
   const contract = new AsyncApiContract();
   const messages = sampleMessages();
   const of = (kind: string) => messages.find((m) => m.headers['ats-kind'] === kind)!;
+  /** A packed record of several jobs (there is one: 5 jobs on 3 partitions). */
+  const packed = packedSampleMessages().find((m) => isPacked(m) && jobsOf(m).size > 1)!;
+  const editPacked = (f: (ts: Array<Record<string, unknown>>) => void): LogMessage => {
+    const v = JSON.parse(packed.value) as { transitions: Array<Record<string, unknown>> };
+    f(v.transitions);
+    return { ...packed, value: JSON.stringify(v) };
+  };
   const edit = (m: LogMessage, f: (v: Record<string, unknown>) => void): LogMessage => {
     const v = JSON.parse(m.value) as Record<string, unknown>;
     f(v);
@@ -79,6 +167,7 @@ describe('the checker fails a record that does not match', () => {
 
   it('accepts the good ones it starts from', () => {
     for (const kind of ['dispatch', 'cancel', 'transition', 'dead-letter']) assert.ok(contract.checkRecord(of(kind)).ok, kind);
+    assert.deepEqual(contract.checkRecord(packed), { ok: true, message: 'transitions' });
   });
 
   it('a missing field, a wrong type, an unknown field, a wrong enum value', () => {
@@ -103,6 +192,28 @@ describe('the checker fails a record that does not match', () => {
     fails({ ...of('dispatch'), headers: { ...of('dispatch').headers, 'x-trace': 'abc' } }, /additional properties.*x-trace/);
     fails({ ...of('dispatch'), headers: { ...of('dispatch').headers, 'ats-kind': 'dead-letter' } }, /ats-kind "dead-letter" is none of dispatch, cancel/);
     fails({ ...of('transition'), topic: TOPICS.dispatch }, /ats-kind "transition" is none of/);
+  });
+
+  it('a packed record: no transitions, a bad transition inside, not the packed shape, a wrong kind or key', () => {
+    fails({ ...packed, value: '{"transitions":[]}' }, /transitions payload: \/transitions must NOT have fewer than 1 items/);
+    fails(editPacked((ts) => (ts[1]!.to = 'finished')), /transitions payload: \/transitions\/1\/to must be equal to one of the allowed values/);
+    fails(editPacked((ts) => delete ts[0]!.seq), /\/transitions\/0 must have required property 'seq'/);
+    fails(editPacked((ts) => (ts[0]!.extra = true)), /\/transitions\/0 must NOT have additional properties.*extra/);
+    fails(editPacked((ts) => (ts.find((t) => t.type !== 'SUBMITTED')!.type = 'SUBMITTED')), /\/transitions\/\d+\/data/);
+    fails(editPacked((ts) => ts.push('x' as unknown as Record<string, unknown>)), /\/transitions\/\d+ must be object/);
+    fails({ ...packed, value: JSON.stringify({ transitions: transitionsOf(packed), count: 2 }) }, /must NOT have additional properties.*count/);
+    // A transition's value under the packed kind, and a packed value under the single kind.
+    fails({ ...of('transition'), headers: { ...of('transition').headers, [KIND_HEADER]: TRANSITIONS_KIND } }, /transitions payload: \/ must have required property 'transitions'/);
+    fails({ ...packed, headers: { ...packed.headers, [KIND_HEADER]: TRANSITION_KIND } }, /transition payload: \/ must have required property 'jobId'/);
+    // The key is the first transition's job id: another job of the record does not do.
+    const [first, ...rest] = [...jobsOf(packed)];
+    fails({ ...packed, key: rest[0]! }, new RegExp(`key "${rest[0]}" is not the first transition's jobId "${first}"`));
+    fails({ ...packed, value: '{"transitions":[]}' }, /key .* is not the first transition's jobId undefined/);
+    fails({ ...packed, topic: TOPICS.dispatch }, /ats-kind "transitions" is none of dispatch, cancel/);
+    fails({ ...packed, topic: TOPICS.dlq }, /ats-kind "transitions" is none of dead-letter/);
+    const { [OUTBOX_ID_HEADER]: _, ...noId } = packed.headers;
+    fails({ ...packed, headers: noId }, /transitions headers: .*ats-outbox-id/);
+    fails({ ...packed, headers: { ...packed.headers, traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' } }, /additional properties.*traceparent/);
   });
 
   it('a key that is not the job id, a value that is not JSON, a topic not in the document', () => {
@@ -134,8 +245,8 @@ describe('the checker fails a record that does not match', () => {
 });
 
 describe('the schema-version header', () => {
-  it('every message the engine builds carries ats-schema with the current major version', () => {
-    for (const m of sampleMessages()) assert.equal(m.headers[SCHEMA_HEADER], String(SCHEMA_VERSION), m.value);
+  it('every message the engine builds carries ats-schema with the current major version (both formats)', () => {
+    for (const m of [...sampleMessages(), ...packedSampleMessages()]) assert.equal(m.headers[SCHEMA_HEADER], String(SCHEMA_VERSION), m.value);
   });
 
   it('an outbox row an older version wrote (no ats-schema) goes out as version 1; a row that has one keeps it', () => {

@@ -6,7 +6,7 @@
  * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`.
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
  */
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type PartitionMetadata, type Producer } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
@@ -51,8 +51,10 @@ class KafkaEventLog implements EventLog {
   private readonly admin: Admin;
   private readonly connectProducer: () => Promise<Producer>;
   private readonly connectAdmin: () => Promise<Admin>;
-  /** Physical topics known to exist (created by us or found). */
-  private readonly knownTopics = new Map<string, Promise<void>>();
+  /** Physical topics known to exist (created by us or found), with their partition counts. */
+  private readonly knownTopics = new Map<string, Promise<number>>();
+  /** Per physical topic: key → partition as the producer picks it. */
+  private readonly partitioners = new Map<string, (key: string) => number>();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
 
@@ -94,6 +96,28 @@ class KafkaEventLog implements EventLog {
     await producer.sendBatch({ topicMessages, acks: -1 });
   }
 
+  /**
+   * The producer's own partitioner (Java-compatible murmur2 of the key, modulo
+   * the partition count found when the topic was first seen), so it agrees
+   * with where `publish` puts a keyed message. Partitions added to the topic
+   * later are not seen until the process restarts.
+   */
+  async partitioner(topic: string): Promise<(key: string) => number> {
+    this.assertOpen();
+    const name = physicalName(this.opts.topicPrefix, topic);
+    const count = await this.ensureTopic(topic);
+    let pick = this.partitioners.get(name);
+    if (!pick) {
+      const partition = Partitioners.DefaultPartitioner();
+      const partitionMetadata: PartitionMetadata[] = Array.from({ length: count }, (_, partitionId) => ({
+        partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0],
+      }));
+      pick = (key) => partition({ topic: name, partitionMetadata, message: { key, value: null } });
+      this.partitioners.set(name, pick);
+    }
+    return pick;
+  }
+
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     await this.ensureTopic(options.topic);
@@ -124,8 +148,8 @@ class KafkaEventLog implements EventLog {
     await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
   }
 
-  /** Creates `topic` (logical name) with our partition count unless it exists; once per topic. */
-  private ensureTopic(topic: string): Promise<void> {
+  /** Creates `topic` (logical name) with our partition count unless it exists; once per topic. Resolves its partition count. */
+  private ensureTopic(topic: string): Promise<number> {
     const name = physicalName(this.opts.topicPrefix, topic);
     let known = this.knownTopics.get(name);
     if (!known) {
@@ -138,7 +162,7 @@ class KafkaEventLog implements EventLog {
     return known;
   }
 
-  private async createTopic(name: string): Promise<void> {
+  private async createTopic(name: string): Promise<number> {
     const admin = await this.connectAdmin();
     const log = this.opts.logger;
     // Resolves false when the topic exists already.
@@ -151,7 +175,7 @@ class KafkaEventLog implements EventLog {
     });
     if (created) log?.info('kafka: topic created', { topic: name, partitions: this.opts.partitions });
     else log?.debug('kafka: topic exists', { topic: name });
-    await waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
+    return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
   }
 
   private assertOpen(): void {
@@ -163,20 +187,21 @@ class KafkaEventLog implements EventLog {
  * Right after a create, KRaft brokers may answer metadata with
  * UNKNOWN_TOPIC_OR_PARTITION for a moment; kafkajs' own `waitForLeaders` only
  * retries LEADER_NOT_AVAILABLE and fails the create. So: poll until every
- * partition has a leader, so a publish right after finds one.
+ * partition has a leader, so a publish right after finds one. Resolves the
+ * topic's partition count.
  */
-async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): Promise<void> {
+async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     // All topics: asking for one the broker does not know yet logs an error.
     const ready = await admin.fetchTopicMetadata().then(
-      ({ topics }) => topics.some((t) => t.name === topic && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)),
+      ({ topics }) => topics.find((t) => t.name === topic && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))?.partitions.length ?? 0,
       (error: unknown) => {
         if (Date.now() > deadline) throw error;
-        return false;
+        return 0;
       },
     );
-    if (ready) return;
+    if (ready > 0) return ready;
     if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

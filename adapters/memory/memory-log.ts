@@ -150,6 +150,12 @@ class MemoryEventLog implements MemoryLog {
     if (messages.length > 0) this.kick();
   }
 
+  async partitioner(topic: string): Promise<(key: string) => number> {
+    this.assertOpen();
+    const partitions = this.partitionsOf(topic).length;
+    return (key) => partitionForKey(key, partitions);
+  }
+
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     const cursor = this.cursorOf(options.groupId, options.topic, options.fromBeginning ?? false);

@@ -15,7 +15,7 @@ import {
   OUTBOX_ID_HEADER, TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Subscription,
 } from '../../engine/ports.js';
 import { asyncApi } from '../helpers/asyncapi.js';
-import { sampleMessages } from '../helpers/sample-messages.js';
+import { packedSampleMessages, sampleMessages } from '../helpers/sample-messages.js';
 
 /** A fresh log for one test, and how to dispose of it (close it, drop its topics). */
 export interface LogUnderTest {
@@ -41,6 +41,7 @@ export function logContract(
     it('ensureTopics is repeatable and ping answers', testOpts, () => withLog(env, ensureAndPing));
     it('delivers key, value and headers intact, under the logical topic', testOpts, () => withLog(env, intact));
     it('keeps per-key order over 200 messages on 20 keys', testOpts, () => withLog(env, perKeyOrder));
+    it('its partitioner names the partition each keyed message lands on', testOpts, () => withLog(env, partitionerAgrees));
     it('gives every group every message', testOpts, () => withLog(env, twoGroups));
     it('splits one group over two consumers, each message once', testOpts, () => withLog(env, splitGroup));
     it('delivers again what a throwing handle got, skipping nothing', testOpts, () => withLog(env, redeliverOnThrow));
@@ -195,6 +196,26 @@ async function perKeyOrder(ctx: Ctx): Promise<void> {
   assertCallsArePartitionOrdered(rec);
 }
 
+/**
+ * `partitioner(topic)` says where `publish` puts a keyed message: what lets
+ * the engine pack messages of one partition into one record keyed by any of
+ * them (engine/transition-records.ts). 60 keys, so every partition is hit.
+ */
+async function partitionerAgrees(ctx: Ctx): Promise<void> {
+  const topic = TOPICS.events;
+  const sent = numbered(topic, 60, 60);
+  const partitionOf = await ctx.log.partitioner(topic);
+  await ctx.log.publish(sent);
+  const rec = new Recorder();
+  await ctx.consume({ topic, groupId: 'partitioner', fromBeginning: true, handle: rec.handle });
+  await waitFor(ctx, '60 records', () => rec.handled.length >= 60);
+
+  const wrong = rec.handled.filter((r) => partitionOf(r.key) !== r.partition).map((r) => `${r.key}: on ${r.partition}, said ${partitionOf(r.key)}`);
+  assert.deepEqual(wrong, []);
+  assert.ok(new Set(rec.handled.map((r) => r.partition)).size > 1, 'the keys spread over more than one partition');
+  assert.equal(partitionOf('key-7'), (await ctx.log.partitioner(topic))('key-7'), 'the same answer when asked again');
+}
+
 async function twoGroups(ctx: Ctx): Promise<void> {
   const topic = TOPICS.events;
   const [a, b] = [new Recorder(), new Recorder()];
@@ -333,14 +354,15 @@ async function fromBeginning(ctx: Ctx): Promise<void> {
 }
 
 /**
- * The engine's own messages of every kind (dispatch, cancel, transition, dead
- * letter), built as the relay publishes them, come out of every topic as
- * records that match the AsyncAPI document: key, value and headers (the
- * schema version and the outbox id included) intact.
+ * The engine's own messages of every kind (dispatch, cancel, transition,
+ * packed transitions, dead letter), built as the relay publishes them, come
+ * out of every topic as records that match the AsyncAPI document: key, value
+ * and headers (the schema version and the outbox id included) intact.
  */
 async function schedulerMessages(ctx: Ctx): Promise<void> {
-  const sent = sampleMessages();
   await ctx.log.ensureTopics();
+  // Both formats of ats.events: a record per transition, and packed by this log's partitioner.
+  const sent = [...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events))];
   await ctx.log.publish(sent);
   const rec = new Recorder();
   for (const topic of Object.values(TOPICS)) await ctx.consume({ topic, groupId: `contract-${topic}`, fromBeginning: true, handle: rec.handle });
@@ -348,7 +370,7 @@ async function schedulerMessages(ctx: Ctx): Promise<void> {
   await settle(ctx);
 
   const counts = asyncApi().assertRecords(rec.handled);
-  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition']);
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions']);
   const strip = (m: LogMessage) => JSON.stringify([m.topic, m.key, m.value, Object.entries(m.headers).sort()]);
   assert.deepEqual(rec.handled.map(strip).sort(), sent.map(strip).sort());
 }

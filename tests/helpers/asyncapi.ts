@@ -12,7 +12,8 @@
  * document does not name fails the check, as does one it names wrongly.
  *
  * Kafka records also follow the keying rule the document states: the key is
- * the job id, the payload's `jobId`.
+ * the job id, the payload's `jobId`; for a packed `transitions` record, the
+ * `jobId` of its first transition.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
+import { TRANSITIONS_KIND } from '../../engine/messages.js';
 import { TOPICS, type LogMessage, type LogRecord } from '../../engine/ports.js';
 
 export const ASYNCAPI_PATH = fileURLToPath(new URL('../../docs/asyncapi.yaml', import.meta.url));
@@ -122,8 +124,8 @@ export class AsyncApiContract {
     check(errors, `${message.name} headers`, message.headers, { ...record.headers });
     check(errors, `${message.name} payload`, message.payload, value);
     check(errors, `${message.name} key`, message.key, record.key);
-    const jobId = (value as { jobId?: unknown } | null)?.jobId;
-    if (record.key !== jobId) errors.push(`${message.name}: key ${JSON.stringify(record.key)} is not the payload's jobId ${JSON.stringify(jobId)}`);
+    const { jobId, whose } = keyedBy(message.tag, value);
+    if (record.key !== jobId) errors.push(`${message.name}: key ${JSON.stringify(record.key)} is not ${whose} ${JSON.stringify(jobId)}`);
     return errors.length === 0 ? { ok: true, message: message.name } : { ok: false, errors };
   }
 
@@ -175,13 +177,13 @@ export class AsyncApiContract {
 
   /** The document's own message examples, as Kafka records or stream frames, to check against their schemas. */
   exampleRecords(): Array<{ message: string; record: KafkaRecord | null; payload: unknown }> {
-    const topicOf = new Map<string, string>();
-    for (const [topic, list] of this.byTopic) for (const m of list) topicOf.set(m.name, topic);
+    const topicOf = new Map<string, { topic: string; tag: string | null }>();
+    for (const [topic, list] of this.byTopic) for (const m of list) topicOf.set(m.name, { topic, tag: m.tag });
     return this.examples.map(({ message, example }) => {
-      const topic = topicOf.get(message);
+      const on = topicOf.get(message);
       const payload = example.payload;
-      const record = topic === undefined ? null : {
-        topic, key: String((payload as Obj).jobId), value: JSON.stringify(payload), headers: example.headers as Record<string, string>,
+      const record = on === undefined ? null : {
+        topic: on.topic, key: String(keyedBy(on.tag, payload).jobId), value: JSON.stringify(payload), headers: example.headers as Record<string, string>,
       };
       return { message, record, payload };
     });
@@ -223,6 +225,20 @@ export class AsyncApiContract {
     };
     return walk(node) as Obj;
   }
+}
+
+/**
+ * The job id a Kafka record of kind `tag` is keyed by, per the document: the
+ * payload's `jobId`; for a packed `transitions` record, its first
+ * transition's. `whose` names it for an error message.
+ */
+function keyedBy(tag: string | null, value: unknown): { jobId: unknown; whose: string } {
+  if (tag === TRANSITIONS_KIND) {
+    const list = (value as { transitions?: unknown } | null)?.transitions;
+    const first = Array.isArray(list) ? (list[0] as { jobId?: unknown } | null | undefined) : undefined;
+    return { jobId: first?.jobId, whose: "the first transition's jobId" };
+  }
+  return { jobId: (value as { jobId?: unknown } | null)?.jobId, whose: "the payload's jobId" };
 }
 
 /** The const of `schema.properties[name]`, if any (through a single allOf). */

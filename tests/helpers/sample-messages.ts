@@ -4,9 +4,14 @@
  * while running), built by the engine's own code: the transition writes'
  * outbox rows (`outboxFor`), made into log messages by the relay's
  * `toLogMessage`. No store, no log: for tests of a log and of the contract.
+ * `sampleMessages` is the `single` format of `ats.events` (a record per
+ * transition), `packedSampleMessages` the default `batch` format (transitions
+ * packed per partition by the engine's `packTransitions`).
  */
 import assert from 'node:assert/strict';
+import { partitionForKey } from '../../adapters/memory/partition-for-key.js';
 import { toLogMessage } from '../../engine/relay.js';
+import { packTransitions } from '../../engine/transition-records.js';
 import type { LogMessage, TransitionWrite } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import type { JobEvent } from '../../machines/job.machine.js';
@@ -53,4 +58,21 @@ export function sampleMessages(at = Date.now()): LogMessage[] {
   ];
   let id = 0;
   return jobs.flat().flatMap((w) => w.outbox).map((m) => toLogMessage({ ...m, id: ++id, createdAt: at, publishedAt: null }));
+}
+
+/** Partitions of `ats.events` under `packedSampleMessages`' default partitioner (the scheduler's default count). */
+export const SAMPLE_PARTITIONS = 3;
+
+/**
+ * `sampleMessages(at)` as the relay publishes them in the default format
+ * (`ATS_EVENTS_FORMAT=batch`), as one publish: the transitions whose job ids
+ * `partitionOf` maps to one partition packed into one `transitions` record,
+ * by the engine's own `packTransitions`; every other message as it was.
+ * The default partitioner is the in-process log's (deterministic, 3
+ * partitions); with 5 jobs, at least one record holds two jobs or more.
+ */
+export function packedSampleMessages(
+  partitionOf: (key: string) => number = (key) => partitionForKey(key, SAMPLE_PARTITIONS), at = Date.now(),
+): LogMessage[] {
+  return packTransitions(sampleMessages(at), partitionOf);
 }

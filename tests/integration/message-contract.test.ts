@@ -22,7 +22,9 @@ import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
+import type { TransitionMessage } from '../../engine/messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type JobSpec, type LogRecord, type Subscription } from '../../engine/ports.js';
+import { EVENTS_FORMATS, transitionsOf, type EventsFormat } from '../../engine/transition-records.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { asyncApi, type KafkaRecord } from '../helpers/asyncapi.js';
 import { kafkaBrokers } from '../helpers/kafka.js';
@@ -86,32 +88,42 @@ async function runAllPaths(system: System, aborted: Map<string, string>): Promis
 /**
  * Waits until `records()` holds every message the jobs' histories call for,
  * then checks them all against the document and against one another.
+ * `format` is the system's ATS_EVENTS_FORMAT: which kind carries transitions.
  */
-async function checkEveryRecord(system: System, ids: Paths, records: () => KafkaRecord[], prefix: string): Promise<void> {
+async function checkEveryRecord(
+  system: System, ids: Paths, records: () => KafkaRecord[], prefix: string, format: EventsFormat = 'batch',
+): Promise<void> {
   const jobs = Object.values(ids);
   const history = new Map(await Promise.all(jobs.map(async (id) => [id, await system.store.getEvents(id)] as const)));
   const expectedTransitions = [...history.values()].reduce((n, evs) => n + evs.length, 0);
-  const unique = () => {
-    const seen = new Map<string, KafkaRecord>();
-    for (const r of records()) seen.set(`${r.topic}#${r.headers[OUTBOX_ID_HEADER]}`, r);
+  const on = (topic: string) => records().filter((r) => r.topic === `${prefix}${topic}`);
+  /** Transitions on ats.events, each once: a duplicate (a record published again) is dropped by (jobId, seq). */
+  const transitions = () => {
+    const seen = new Map<string, TransitionMessage>();
+    for (const t of on(TOPICS.events).flatMap(transitionsOf)) if (!seen.has(`${t.jobId}#${t.seq}`)) seen.set(`${t.jobId}#${t.seq}`, t);
     return [...seen.values()];
   };
-  const transitionsOf = (rs: KafkaRecord[]) => rs.filter((r) => r.topic === `${prefix}${TOPICS.events}`);
   const deadline = Date.now() + 30_000;
-  while (transitionsOf(unique()).length < expectedTransitions && Date.now() < deadline) await sleep(50);
+  while (transitions().length < expectedTransitions && Date.now() < deadline) await sleep(50);
   await sleep(300); // anything more (a stray) would arrive now
 
   const all = records();
   const counts = asyncApi().assertRecords(all, prefix);
-  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition'], 'every kind of message was produced and checked');
-  const payloads = (topic: string) => unique().filter((r) => r.topic === `${prefix}${topic}`).map((r) => JSON.parse(r.value));
+  const transitionKind = format === 'batch' ? 'transitions' : 'transition';
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', transitionKind].sort(), 'every kind of message was produced and checked');
+  /** Other topics' payloads, each once (after dedupe by outbox id). */
+  const payloads = (topic: string) => {
+    const seen = new Map<string, KafkaRecord>();
+    for (const r of on(topic)) seen.set(r.headers[OUTBOX_ID_HEADER]!, r);
+    return [...seen.values()].map((r) => JSON.parse(r.value));
+  };
 
-  // ats.events: exactly the stored history of each job, each event once (after dedupe by outbox id), in seq order.
-  const transitions = payloads(TOPICS.events);
+  // ats.events: exactly the stored history of each job, each event once, in seq order.
+  const published = transitions();
   for (const id of jobs) {
     const stored = history.get(id)!.map((e) => [e.seq, e.type, e.from, e.to]);
-    const published = transitions.filter((t) => t.jobId === id).map((t) => [t.seq, t.type, t.from, t.to]);
-    assert.deepEqual(published, stored, `transitions of ${id}: one per stored event, in order`);
+    const got = published.filter((t) => t.jobId === id).map((t) => [t.seq, t.type, t.from, t.to]);
+    assert.deepEqual(got, stored, `transitions of ${id}: one per stored event, in order`);
   }
   // ats.dispatch: a dispatch for every attempt started; the cancel of the running attempt.
   const onDispatch = payloads(TOPICS.dispatch);
@@ -125,39 +137,41 @@ async function checkEveryRecord(system: System, ids: Paths, records: () => Kafka
   // ats.dlq: one dead letter per death (before and after the redrive).
   const dlq = payloads(TOPICS.dlq);
   assert.deepEqual(dlq.map((d) => [d.jobId, d.attempts, d.lastError.attempt]), [[ids.dead, 2, 2], [ids.dead, 2, 4]]);
-  // Keys: the job id, so one job's messages share a partition (checked per record by the document's key rule).
-  assert.ok(all.every((r) => r.key === JSON.parse(r.value).jobId));
+  // Keys: the job id (a packed record's first job), so one job's messages share a partition (checked per record by the document's key rule).
+  assert.ok(all.every((r) => r.key === (transitionsOf(r)[0]?.jobId ?? JSON.parse(r.value).jobId)));
 }
 
-describe('every published message matches docs/asyncapi.yaml: embedded (SQLite + in-process log)', () => {
-  const aborted = new Map<string, string>();
-  let dir: string;
-  let system: System;
-  const records: LogRecord[] = [];
-  const subs: Subscription[] = [];
+for (const format of EVENTS_FORMATS) {
+  describe(`every published message matches docs/asyncapi.yaml: embedded (SQLite + in-process log), ATS_EVENTS_FORMAT=${format}`, () => {
+    const aborted = new Map<string, string>();
+    let dir: string;
+    let system: System;
+    const records: LogRecord[] = [];
+    const subs: Subscription[] = [];
 
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ats-contract-'));
-    const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
-    system = await compose(config, { registry: registry(aborted), logger: silentLogger });
-    for (const topic of Object.values(TOPICS)) {
-      subs.push(await system.log.consume({
-        topic, groupId: 'contract-reader', fromBeginning: true, handle: async (rs) => void records.push(...rs),
-      }));
-    }
-    await system.start();
-  });
-  after(async () => {
-    await Promise.all(subs.map((s) => s.stop()));
-    await system?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'ats-contract-'));
+      const config = compileConfig({ ...FAST, dataDir: dir, eventsFormat: format }, { hostname: 'test', pid: process.pid });
+      system = await compose(config, { registry: registry(aborted), logger: silentLogger });
+      for (const topic of Object.values(TOPICS)) {
+        subs.push(await system.log.consume({
+          topic, groupId: 'contract-reader', fromBeginning: true, handle: async (rs) => void records.push(...rs),
+        }));
+      }
+      await system.start();
+    });
+    after(async () => {
+      await Promise.all(subs.map((s) => s.stop()));
+      await system?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running', { timeout: 120_000 }, async () => {
-    const ids = await runAllPaths(system, aborted);
-    await checkEveryRecord(system, ids, () => records, '');
+    it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running', { timeout: 120_000 }, async () => {
+      const ids = await runAllPaths(system, aborted);
+      await checkEveryRecord(system, ids, () => records, '', format);
+    });
   });
-});
+}
 
 describe('every published message matches docs/asyncapi.yaml: MariaDB + Kafka', () => {
   const aborted = new Map<string, string>();
@@ -172,17 +186,25 @@ describe('every published message matches docs/asyncapi.yaml: MariaDB + Kafka', 
     const kafka = new Kafka({ clientId: 'contract-reader', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
     const consumer = kafka.consumer({ groupId: `${t.prefix}contract-reader`, sessionTimeout: 6000, heartbeatInterval: 500 });
     const records: KafkaRecord[] = [];
+    /** Each transition read, and the partition of the record that carried it. */
+    const placed: Array<{ jobId: string; partition: number }> = [];
     await consumer.connect();
     try {
       const topics = Object.values(TOPICS).map((topic) => `${t.prefix}${topic}`);
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
-        eachMessage: async ({ topic, message }) => {
+        eachMessage: async ({ topic, partition, message }) => {
           const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
-          records.push({ topic, key: String(message.key), value: String(message.value), headers });
+          const record = { topic, key: String(message.key), value: String(message.value), headers };
+          records.push(record);
+          for (const tr of transitionsOf(record)) placed.push({ jobId: tr.jobId, partition });
         },
       });
       await checkEveryRecord(t.system, ids, () => records, t.prefix);
+      // Packed, each job's transitions are still on the partition its id maps to (kafkajs's murmur2, as for its dispatches).
+      const partitionOf = await t.system.log.partitioner(TOPICS.events);
+      assert.ok(placed.length > 0);
+      assert.deepEqual(placed.filter((p) => partitionOf(p.jobId) !== p.partition), []);
     } finally {
       await consumer.disconnect();
     }
