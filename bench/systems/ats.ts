@@ -54,8 +54,14 @@ function foldTimes(rows: Array<{ job_id: string; type: string; at: number | stri
 
 const registry = () => register(registerDemoHandlers(new HandlerRegistry()));
 
-/** `ATS_ADVISOR` as the benchmark was started with (the role processes of the split cases inherit it): the default, advise, when unset. */
-const advisorSetting = (): RawConfig => (process.env.ATS_ADVISOR ? { advisor: process.env.ATS_ADVISOR } : {});
+/**
+ * `ATS_ADVISOR` and `ATS_EVENTS_FORMAT` as the benchmark was started with (the
+ * role processes of the split cases inherit them): the defaults when unset.
+ */
+const envSettings = (): RawConfig => ({
+  ...(process.env.ATS_ADVISOR ? { advisor: process.env.ATS_ADVISOR } : {}),
+  ...(process.env.ATS_EVENTS_FORMAT ? { eventsFormat: process.env.ATS_EVENTS_FORMAT } : {}),
+});
 
 const DEFAULTS_NOTE = 'scheduler defaults otherwise (relay batch 500, relay poll 50 ms, timers poll 250 ms, Kafka topics of 3 partitions; Prometheus metrics on)';
 const ROLES = ['api', 'relay', 'worker', 'timers'];
@@ -68,7 +74,7 @@ export async function atsMysql(opts: CaseOptions): Promise<Driver> {
   const prefix = `ats-bench-${id}.`;
   const raw: RawConfig = {
     mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: prefix, concurrency: opts.concurrency,
-    logLevel: 'error', port: 0, ...advisorSetting(),
+    logLevel: 'error', port: 0, ...envSettings(),
   };
   const traced = await benchTracing(ROLES);
   const system = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
@@ -197,7 +203,7 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (
 /** The embedded default: SQLite file + in-process log, all roles in this process. */
 export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-bench-'));
-  const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0, ...advisorSetting() };
+  const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0, ...envSettings() };
   const traced = await benchTracing(ROLES);
   const system: System = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
   await system.start();
