@@ -186,6 +186,7 @@ async function runLimits(results: RunResults): Promise<void> {
   const floors: Array<[keyof RunResults['limits'], string, object]> = [
     ['sql', 'bench/limits/sql-floor.ts', { jobs: options.jobs, bulkSize: options.bulkSize }],
     ['kafka', 'bench/limits/kafka-floor.ts', { jobs: options.jobs }],
+    ['kafkaPacked', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, packed: true }],
     ['kafkaDispatchOnly', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, dispatchOnly: true }],
     ['kafkaPlatformatic', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, client: 'platformatic' }],
     ['kafkaPlatformaticDispatchOnly', 'bench/limits/kafka-floor.ts', { jobs: options.jobs, dispatchOnly: true, client: 'platformatic' }],

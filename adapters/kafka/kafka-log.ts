@@ -6,12 +6,12 @@
  * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`.
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
  */
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type PartitionMetadata, type Producer } from 'kafkajs';
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
-import { physicalName, toTopicMessages } from './kafka-records.js';
+import { keyPartitioner, physicalName, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
 
 const LOG_LEVELS = {
@@ -107,14 +107,7 @@ class KafkaEventLog implements EventLog {
     const name = physicalName(this.opts.topicPrefix, topic);
     const count = await this.ensureTopic(topic);
     let pick = this.partitioners.get(name);
-    if (!pick) {
-      const partition = Partitioners.DefaultPartitioner();
-      const partitionMetadata: PartitionMetadata[] = Array.from({ length: count }, (_, partitionId) => ({
-        partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0],
-      }));
-      pick = (key) => partition({ topic: name, partitionMetadata, message: { key, value: null } });
-      this.partitioners.set(name, pick);
-    }
+    if (!pick) this.partitioners.set(name, (pick = keyPartitioner(name, count)));
     return pick;
   }
 

@@ -2,11 +2,24 @@
  * Conversions between the port's records (strings) and kafkajs messages
  * (Buffers), and the topic-prefix mapping.
  */
-import type { IHeaders, KafkaMessage, Message, TopicMessages } from 'kafkajs';
+import { Partitioners, type IHeaders, type KafkaMessage, type Message, type PartitionMetadata, type TopicMessages } from 'kafkajs';
 import type { LogMessage, LogRecord } from '../../engine/ports.js';
 
 /** Logical topic (or group id) → the name used on the broker. */
 export const physicalName = (prefix: string, name: string): string => prefix + name;
+
+/**
+ * Key → partition of a topic of `count` partitions, as the producer's
+ * Java-compatible murmur2 partitioner (kafkajs's DefaultPartitioner) picks it
+ * for a keyed message.
+ */
+export function keyPartitioner(topic: string, count: number): (key: string) => number {
+  const partition = Partitioners.DefaultPartitioner();
+  const partitionMetadata: PartitionMetadata[] = Array.from({ length: count }, (_, partitionId) => ({
+    partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0],
+  }));
+  return (key) => partition({ topic, partitionMetadata, message: { key, value: null } });
+}
 
 /** Groups messages by topic for one `sendBatch`, keeping their order within each topic. */
 export function toTopicMessages(prefix: string, messages: readonly LogMessage[]): TopicMessages[] {
