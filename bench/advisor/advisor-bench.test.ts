@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { anomalyMeasures, etaStats, falseExpiries, lostSuccesses, measureSeed, recoveryStats, summarize, wastedAttempts } from './goals.js';
-import { classifyExpiries, simulate, type JobResult, type RunRecord } from './simulate.js';
-import { attemptOutcome, generate, SPIKE_TYPE, type Workload } from './workload.js';
+import { classifyExpiries, PerJobJitter, simulate, type JobResult, type RunRecord } from './simulate.js';
+import { attemptOutcome, generate, mix, SPIKE_TYPE, type Workload } from './workload.js';
 
 const MIN = 60_000;
 /** A few simulated minutes with crashes, stalls and the spike in them. */
@@ -74,6 +74,45 @@ describe('advisor bench: simulation', () => {
     const other = await simulate(generate(12, SHORT), { mode: 'off' });
     assert.notDeepEqual(figures(other).jobs, figures(off).jobs);
   });
+
+  it("draws each job's backoff jitter from the seed, the job and the attempt, in both runs alike", async () => {
+    const w = generate(11, SHORT);
+    const rands = async (mode: 'off' | 'enforce', jitterSeed = 0) => {
+      const seen = new Map<string, number>();
+      await simulate(w, {
+        mode, jitterSeed,
+        onEvent: (e) => {
+          const d = e.data as { attempt?: number; rand?: number };
+          if (e.type === 'FAILED' || e.type === 'LEASE_EXPIRED') seen.set(`${e.jobId}#${d.attempt}`, d.rand!);
+        },
+      });
+      return seen;
+    };
+    const off = await rands('off');
+    const jitter = new PerJobJitter(mix(w.seed, 99));
+    assert.ok(off.size > 20, `${off.size} draws`);
+    for (const [key, rand] of off) {
+      const [jobId, attempt] = key.split('#');
+      assert.equal(rand, jitter.draw(jobId!, Number(attempt)), key);
+    }
+    // The advisor run draws the same number for every attempt both runs failed.
+    const on = await rands('enforce');
+    const shared = [...on.keys()].filter((k) => off.has(k));
+    assert.ok(shared.length > 20);
+    for (const k of shared) assert.equal(on.get(k), off.get(k), k);
+    // Another jitter seed, other draws.
+    const noise = await rands('off', 1);
+    assert.ok([...noise].some(([k, r]) => off.has(k) && off.get(k) !== r));
+  });
+
+  it('the jitter refuses a draw no event was announced for, and an announced draw not made', () => {
+    const jitter = new PerJobJitter(1);
+    assert.throws(() => jitter.next(), /no announced event/);
+    jitter.expect([{ jobId: 'j0000001', attempt: 2 }]);
+    assert.throws(() => jitter.done(), /announced and not made/);
+    assert.equal(jitter.next(), jitter.draw('j0000001', 2));
+    jitter.done();
+  });
 });
 
 // ------------------------------------------------------------------ measures on hand-made runs
@@ -87,7 +126,7 @@ function run(over: Partial<RunRecord>): RunRecord {
     leaseExpiries: 0, eta: [], etaNull: 0, anomalies: [],
     decisions: { 'no-retry': { applied: 0, advised: 0 }, 'retry-delay': { applied: 0, advised: 0 }, lease: { applied: 0, advised: 0 } },
     workers: { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0 },
-    leases: {}, insights: null, unfinished: 0, writes: 0, ...over,
+    leases: new Map(), insights: null, unfinished: 0, writes: 0, ...over,
   };
 }
 
@@ -115,7 +154,7 @@ describe('advisor bench: measures', () => {
     assert.equal(s.n, 2);
     assert.equal(s.meanMs, 12_000);
     assert.equal(s.restartMeanMs, 15_000);
-    assert.deepEqual(s.byType, { a: { n: 1, meanMs: 20_000, restarts: 1, restartMeanMs: 21_000 }, b: { n: 1, meanMs: 4_000, restarts: 1, restartMeanMs: 9_000 } });
+    assert.deepEqual(s.byType, new Map([['a', { n: 1, meanMs: 20_000, restarts: 1, restartMeanMs: 21_000 }], ['b', { n: 1, meanMs: 4_000, restarts: 1, restartMeanMs: 9_000 }]]));
     assert.deepEqual(falseExpiries(r), { n: 1, attempts: 2000, rate: 0.0005 });
   });
 

@@ -43,7 +43,7 @@ export interface RecoveryStats {
   /** Mean time from the crash to the next attempt's start. */
   restartMeanMs: number | null;
   /** Per job type: n and mean time to LEASE_EXPIRED, and to the next start. */
-  byType: Record<string, { n: number; meanMs: number; restarts: number; restartMeanMs: number }>;
+  byType: Map<string, { n: number; meanMs: number; restarts: number; restartMeanMs: number }>;
 }
 
 export interface EtaStats {
@@ -57,7 +57,7 @@ export interface EtaStats {
   /** The p50 over jobs that succeeded at their first attempt, and over the others (retried, or dead). */
   firstTry: { n: number; p50: number | null };
   retried: { n: number; p50: number | null };
-  byType: Record<string, { n: number; p50: number }>;
+  byType: Map<string, { n: number; p50: number }>;
 }
 
 export interface SeedMeasures {
@@ -72,7 +72,7 @@ export interface SeedMeasures {
   lostSuccesses: number;
   gainedSuccesses: number;
   /** Lost successes by job type and cause: the signature the advisor stopped retrying, or `retries used up`. */
-  lostBy: Record<string, number>;
+  lostBy: Map<string, number>;
   lostStoppedByAdvisor: number;
   crash: { static: RecoveryStats; advisor: RecoveryStats; speedup: number | null };
   falseExpiry: { static: { n: number; attempts: number; rate: number }; advisor: { n: number; attempts: number; rate: number } };
@@ -130,9 +130,10 @@ export function recoveryStats(run: Pick<RunRecord, 'recoveries'>): RecoveryStats
   const seen = run.recoveries.filter((r) => r.expiredAt !== null);
   const times = seen.map((r) => r.expiredAt! - r.crashAt);
   const restarts = run.recoveries.filter((r) => r.restartedAt !== null).map((r) => r.restartedAt! - r.crashAt);
-  const byType: RecoveryStats['byType'] = {};
+  const byType: RecoveryStats['byType'] = new Map();
   for (const r of seen) {
-    const t = (byType[r.type] ??= { n: 0, meanMs: 0, restarts: 0, restartMeanMs: 0 });
+    let t = byType.get(r.type);
+    if (!t) byType.set(r.type, (t = { n: 0, meanMs: 0, restarts: 0, restartMeanMs: 0 }));
     t.meanMs = (t.meanMs * t.n + (r.expiredAt! - r.crashAt)) / (t.n + 1);
     t.n++;
     if (r.restartedAt !== null) {
@@ -153,7 +154,7 @@ export function etaStats(run: Pick<RunRecord, 'eta' | 'jobs'>, kind: 'submit' | 
   const errors: number[] = [];
   const firstTry: number[] = [];
   const retried: number[] = [];
-  const byTypeErrors: Record<string, number[]> = {};
+  const byTypeErrors = new Map<string, number[]>();
   for (const s of run.eta) {
     if (s.kind !== kind) continue;
     const job = run.jobs[s.i];
@@ -162,10 +163,12 @@ export function etaStats(run: Pick<RunRecord, 'eta' | 'jobs'>, kind: 'submit' | 
     const err = Math.abs(s.finish - finishedAt) / Math.max(1, finishedAt - s.at);
     errors.push(err);
     (job!.state === 'done' && job!.attempts === 1 ? firstTry : retried).push(err);
-    (byTypeErrors[s.type] ??= []).push(err);
+    const typeErrors = byTypeErrors.get(s.type);
+    if (typeErrors) typeErrors.push(err);
+    else byTypeErrors.set(s.type, [err]);
   }
-  const byType: EtaStats['byType'] = {};
-  for (const [t, e] of Object.entries(byTypeErrors)) byType[t] = { n: e.length, p50: quantile(e, 0.5)! };
+  const byType: EtaStats['byType'] = new Map();
+  for (const [t, e] of byTypeErrors) byType.set(t, { n: e.length, p50: quantile(e, 0.5)! });
   return {
     n: errors.length, p50: quantile(errors, 0.5), p90: quantile(errors, 0.9),
     within20: errors.length === 0 ? null : errors.filter((e) => e <= 0.2).length / errors.length,
@@ -206,11 +209,11 @@ export function measureSeed(w: Workload, off: RunRecord, on: RunRecord, offAgain
   const wsLate = late < 0 ? 0 : wastedAttempts(off, late);
   const waLate = late < 0 ? 0 : wastedAttempts(on, late);
   const lost = lostSuccesses(off, on);
-  const lostBy: Record<string, number> = {};
+  const lostBy = new Map<string, number>();
   for (const i of lost) {
     const j = on.jobs[i]!;
     const key = `${j.type}: ${j.stoppedOn ? `stopped on \`${j.stoppedOn}\`` : 'retries used up'}`;
-    lostBy[key] = (lostBy[key] ?? 0) + 1;
+    lostBy.set(key, (lostBy.get(key) ?? 0) + 1);
   }
   const cs = recoveryStats(off);
   const ca = recoveryStats(on);
@@ -314,7 +317,7 @@ export function summarize(seeds: readonly SeedMeasures[]): GoalRow[] {
       staticMean: 0, staticWorst: 0, advisorMean: meanOf(stopped), advisorWorst: worstOf(stopped, true),
       judged: meanOf(stopped), judgedWorst: worstOf(stopped, true), target: `${GOALS.lostSuccesses}`,
       met: stopped.every((n) => n <= GOALS.lostSuccesses), metEverySeed: stopped.every((n) => n <= GOALS.lostSuccesses),
-      note: 'the advisor\'s own doing; the other lost successes died with their retries used up, timing that any change of delays reshuffles',
+      note: 'its no-retry; any other lost success died with its retries used up, after delays or leases the advisor chose (each job\'s backoff jitter is the same in both runs)',
     });
   }
   {

@@ -141,7 +141,8 @@ async function main(): Promise<void> {
 
   const rows = summarize(measures);
   console.log(`\n${goalTable(rows)}\n\n${rows.map((r) => `- ${r.goal}: ${r.note}`).join('\n')}\n\n${seedTable(measures)}\n`);
-  if (env.ADVISOR_JSON) writeFileSync(env.ADVISOR_JSON, JSON.stringify(measures, null, 1));
+  // Maps (per job type, per cause) as JSON objects: Object.fromEntries defines each key as an own property.
+  if (env.ADVISOR_JSON) writeFileSync(env.ADVISOR_JSON, JSON.stringify(measures, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v), 1));
   console.log(`${seeds.length} seeds in ${fmt(totalMs / 1000, 0)} s`);
   if (out !== '-') {
     const cmd = ['ADVISOR_SEEDS', 'ADVISOR_HOURS', 'ADVISOR_MODEL', 'ADVISOR_NOISE'].filter((k) => env[k]).map((k) => `${k}=${k === 'ADVISOR_MODEL' ? `'${env[k]}'` : env[k]}`);

@@ -14,6 +14,16 @@
  * sleepers in time order. Nothing reads the wall clock or Math.random: a
  * seed gives the same run every time.
  *
+ * The engine's one random draw, the `rand` of a FAILED or LEASE_EXPIRED
+ * (the backoff jitter), comes from the injected Random. Here it is a pure
+ * function of the seed, the job and the attempt ({@link PerJobJitter}), not
+ * the next number of one stream shared by every job: with a shared stream
+ * the static and the advisor runs hand each job other draws (the order of
+ * draws differs between them), and a job retrying through an outage would
+ * live or die by that alone. With the draw tied to the job and the attempt,
+ * a job's retries are timed alike in both runs unless the advisor chose
+ * otherwise, so what differs between the runs is the advisor's doing.
+ *
  * The engine runs with its defaults (cli/config.ts): lease 30 s, heartbeat
  * 10 s, concurrency 10 per worker, timers every 250 ms, published timeout
  * 5 min; the relay's poll is 1 s instead of 50 ms (every commit here is in
@@ -62,9 +72,9 @@ export interface SimOptions {
   /** Learning settings passed to the advisor (defaults: model.ts's). */
   model?: Partial<ModelOptions>;
   /**
-   * Changes the engine's random draws (the backoff jitter) and nothing else:
-   * two static runs differing only in it show how many outcomes differ by
-   * chance alone. @defaultValue 0
+   * Changes the engine's random draws (the backoff jitter of every job and
+   * attempt) and nothing else: two static runs differing only in it show how
+   * many outcomes differ by chance alone. @defaultValue 0
    */
   jitterSeed?: number;
   /** How long after the last arrival the run may go on for jobs to end. @defaultValue 2 h */
@@ -152,7 +162,7 @@ export interface RunRecord {
   decisions: Record<DecisionKind, { applied: number; advised: number }>;
   workers: WorkerCounters;
   /** The lease of each claim as recorded: how many attempts per lease length (ms, rounded to 100). */
-  leases: Record<string, number>;
+  leases: Map<number, number>;
   insights: Insights | null;
   /** Live jobs left when the run stopped (should be 0). */
   unfinished: number;
@@ -256,6 +266,58 @@ interface RunningAttempt {
   workerId: string;
 }
 
+/** The (job, attempt) of an event the engine draws a `rand` for. */
+type Draw = { jobId: string; attempt: number };
+
+/**
+ * The backoff jitter as a pure function of (seed, job, attempt): the engine's
+ * Random, told by {@link JitteredTransitions} whose events it is drawing for
+ * (the engine draws one number per FAILED or LEASE_EXPIRED, in the order of
+ * the events it applies, before its first await).
+ */
+export class PerJobJitter {
+  private queue: Draw[] = [];
+
+  constructor(private readonly seed: number) {}
+
+  /** The draw of attempt `attempt` of job `jobId`, in [0, 1). */
+  draw(jobId: string, attempt: number): number {
+    return seededRandom(mix(mix(this.seed, indexOf(jobId)), attempt)).next();
+  }
+
+  /** The events the next draws are for, in order. */
+  expect(draws: Draw[]): void {
+    this.queue = draws;
+  }
+
+  /** Throws when a draw is made that no event was announced for, or one announced was not drawn. */
+  done(): void {
+    if (this.queue.length > 0) throw new Error(`PerJobJitter: ${this.queue.length} draws announced and not made`);
+  }
+
+  next(): number {
+    const d = this.queue.shift();
+    if (!d) throw new Error('PerJobJitter: a random draw for no announced event');
+    return this.draw(d.jobId, d.attempt);
+  }
+}
+
+/** The engine's TransitionService, announcing to the jitter the events it is about to draw for. */
+class JitteredTransitions extends TransitionService {
+  constructor(private readonly jitter: PerJobJitter, deps: ConstructorParameters<typeof TransitionService>[0]) {
+    super(deps);
+  }
+
+  override applyMany(items: Parameters<TransitionService['applyMany']>[0]): ReturnType<TransitionService['applyMany']> {
+    this.jitter.expect(items.flatMap(({ jobId, event }) =>
+      event.type === 'FAILED' || event.type === 'LEASE_EXPIRED' ? [{ jobId, attempt: event.attempt }] : []));
+    // The draws are made synchronously, before the service's first await.
+    const result = super.applyMany(items);
+    this.jitter.done();
+    return result;
+  }
+}
+
 /** Runs one seed's workload in one mode; see the file header. */
 export async function simulate(w: Workload, opts: SimOptions): Promise<RunRecord> {
   const sim = new Simulation(w, opts);
@@ -297,8 +359,9 @@ class Simulation {
     this.sqlite = createSqliteStore({ file: ':memory:', clock: this.clock });
     this.io = instrumented(this.sqlite);
     const store = this.io.store;
-    this.transitions = new TransitionService({
-      store, clock: this.clock, random: seededRandom(mix(w.seed, 99 + (opts.jitterSeed ?? 0))),
+    const jitter = new PerJobJitter(mix(w.seed, 99 + (opts.jitterSeed ?? 0)));
+    this.transitions = new JitteredTransitions(jitter, {
+      store, clock: this.clock, random: jitter,
       ids: { jobId: (() => { let n = 0; return () => jobIdOf(n++); })() },
       onCommit: () => this.waker.notify(),
     });
@@ -561,7 +624,7 @@ class Simulation {
     const startedBy = new Map<string, { workerId: string; leaseMs: number }>();
     const expired = new Map<string, number>();
     const startedAt = new Map<string, number>();
-    const leases: Record<string, number> = {};
+    const leases = new Map<number, number>();
     let events = 0;
     let attempts = 0;
     let leaseExpiries = 0;
@@ -585,8 +648,8 @@ class Simulation {
             job.attempts++;
             startedBy.set(key, { workerId: d.workerId!, leaseMs });
             startedAt.set(key, e.at);
-            const bucket = String(Math.round(leaseMs / 100) * 100);
-            leases[bucket] = (leases[bucket] ?? 0) + 1;
+            const bucket = Math.round(leaseMs / 100) * 100;
+            leases.set(bucket, (leases.get(bucket) ?? 0) + 1);
           } else {
             startedBy.get(key)!.leaseMs = leaseMs;
           }
