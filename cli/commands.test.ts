@@ -97,9 +97,9 @@ describe('output', () => {
     const job = {
       id: 'j1', type: 'orders.sync', queue: 'default', state: 'pending', attempt: 0, maxAttempts: 3, payload: {}, result: null,
       lastError: null, runAt: at, createdAt: at, updatedAt: at, events: [],
-      eta: { start: '2030-01-01T00:00:05.000Z', finish: '2030-01-01T00:00:06.000Z', basis: { ahead: 12, startsPerSecond: 2.5, medianRunMs: 800.4 } },
+      eta: { start: '2030-01-01T00:00:05.000Z', finish: '2030-01-01T00:00:06.000Z', basis: { ahead: 12, startsPerSecond: 2.5, medianRunMs: 800.4, startLatencyMs: 35.2 } },
     };
-    assert.match(jobDetail(job), /^eta {10}start 2030-01-01T00:00:05.000Z, finish 2030-01-01T00:00:06.000Z \(12 ahead, 2.5 starts\/s, median run 800 ms\)$/m);
+    assert.match(jobDetail(job), /^eta {10}start 2030-01-01T00:00:05.000Z, finish 2030-01-01T00:00:06.000Z \(12 ahead, 2.5 starts\/s, started 35 ms after due, median run 800 ms\)$/m);
     const dead = {
       ...job, state: 'dead', eta: null,
       lastError: { message: 'order 7 not found', retryable: false, decidedBy: 'advisor' as const, advice: 'no retry recovered in 0 of 58 runs', attempt: 1 },

@@ -7,17 +7,19 @@
  *    ending done, dead, cancelled or left live, outages (a pair whose jobs
  *    all fail and die while none of it succeeds), failures the advisor
  *    decided, retries it timed. The test counts, from the generated history
- *    and without the model, each signature's *job-specific dead runs* (the
- *    run retried that failure, then died, while another attempt of its pair
- *    succeeded after the run's first failure; a run the advisor ended counts
- *    nothing) and recovered runs. Whenever `adviseFailure` says
+ *    and without the model, each signature's *job-specific failed retries*
+ *    (a retry of that failure failed again while another attempt of its pair
+ *    succeeded after the failure it retried; a failure the advisor decided
+ *    counts nothing, nor does it end the retry before it) and recovered
+ *    retries (a retry of it succeeded). Whenever `adviseFailure` says
  *    `retryable: false` (asked before each FAILED, as the worker does, and for
  *    every pair and cause at the end and a day later), that pair and cause
- *    has at least one such run, at least minEvidence of them with the
+ *    has at least one such retry, at least minEvidence of them with the
  *    test's usual options (minEvidence 5, hopelessBelow 0.3, credibility 0.95),
- *    and whatever the options: counted runs >= minEvidence, and dead runs >=
- *    the fewest any Beta verdict needs. A timed retry (`delayMs`) is never
- *    earlier than the static policy's ceiling nor later than its maxMs.
+ *    and whatever the options: counted retries >= minEvidence, and failed
+ *    retries >= the fewest any Beta verdict needs. A timed retry (`delayMs`)
+ *    is never earlier than the static policy's ceiling nor later than its
+ *    maxMs, and rests on recovered runs.
  * P2 (the real engine, both speeds): with a chaotic advisor (answers drawn
  *    per call), every job's events replay to its stored state (the engine's
  *    table and XState's own `transition()`), each decision is what the events
@@ -427,52 +429,59 @@ function historyEvents(h: History): GenEvent[] {
 
 /**
  * The evidence, counted from the history by the definition in docs/advisor.md, without
- * the model: per pair and cause, runs that retried that failure and ended
- * done (recovered), and runs that retried it and ended dead while another
- * attempt of the pair succeeded after the run's first failure (job-specific
- * dead runs). A run the advisor ended counts nothing; neither does a
- * cancelled run or one still live.
+ * the model: per pair and cause, retries of that failure that succeeded
+ * (recovered), and retries of it that failed again (a lease expiry included)
+ * while another attempt of the pair succeeded after the failure retried
+ * (job-specific failed retries). A failure the advisor decided counts nothing
+ * and does not end the retry before it as failed; a retry still running, or
+ * whose run was cancelled, counts nothing. Also, per pair and cause, the runs
+ * that retried it and ended done (recovered runs: what recovery times come from).
  */
 class EvidenceCounter {
-  private readonly counts = new Map<string, { dead: number; recovered: number }>();
+  private readonly counts = new Map<string, { failed: number; recovered: number; recoveredRuns: number }>();
   private readonly lastSuccess = new Map<number, number>();
-  private readonly runs = new Map<string, { firstFailureAt: number | null; retried: Set<string> }>();
+  private readonly runs = new Map<string, { firstFailureAt: number | null; retried: Set<string>; awaiting: { cause: string; at: number } | null }>();
   /** Runs that retried a failure and died while nothing of their pair succeeded (no evidence). */
   outageDeaths = 0;
 
   observe(e: GenEvent): void {
     const r = e.record;
     const data = r.data as JobEvent;
-    if (r.type === 'SUBMITTED' || r.type === 'REDRIVE') this.runs.set(r.jobId, { firstFailureAt: null, retried: new Set() });
+    if (r.type === 'SUBMITTED' || r.type === 'REDRIVE') this.runs.set(r.jobId, { firstFailureAt: null, retried: new Set(), awaiting: null });
     const run = this.runs.get(r.jobId)!;
-    if (data.type === 'SUCCEEDED') this.lastSuccess.set(e.pair, Math.max(this.lastSuccess.get(e.pair) ?? -Infinity, r.at));
+    if (data.type === 'SUCCEEDED') {
+      this.lastSuccess.set(e.pair, Math.max(this.lastSuccess.get(e.pair) ?? -Infinity, r.at));
+      if (run.awaiting) this.of(e.pair, run.awaiting.cause).recovered += 1;
+      run.awaiting = null;
+    }
     if (data.type === 'FAILED' || data.type === 'LEASE_EXPIRED') {
       run.firstFailureAt ??= r.at;
       const byAdvisor = data.type === 'FAILED' && data.error.decidedBy === 'advisor';
-      if (r.to === 'retrying' && !byAdvisor) run.retried.add(causeKey(e.cause!));
+      if (run.awaiting && !byAdvisor && (this.lastSuccess.get(e.pair) ?? -Infinity) > run.awaiting.at) this.of(e.pair, run.awaiting.cause).failed += 1;
+      run.awaiting = null;
+      if (r.to === 'retrying' && !byAdvisor) {
+        run.retried.add(causeKey(e.cause!));
+        run.awaiting = { cause: causeKey(e.cause!), at: r.at };
+      }
     }
     if (r.to === 'done' || r.to === 'dead') {
       const endedByAdvisor = data.type === 'FAILED' && data.error.decidedBy === 'advisor';
       const jobSpecific = run.firstFailureAt !== null && (this.lastSuccess.get(e.pair) ?? -Infinity) > run.firstFailureAt;
       if (r.to === 'dead' && !endedByAdvisor && !jobSpecific && run.retried.size > 0) this.outageDeaths++;
-      for (const cause of run.retried) {
-        const c = this.of(e.pair, cause);
-        if (r.to === 'done') c.recovered += 1;
-        else if (!endedByAdvisor && jobSpecific) c.dead += 1;
-      }
+      if (r.to === 'done') for (const cause of run.retried) this.of(e.pair, cause).recoveredRuns += 1;
     }
   }
 
-  of(pair: number, cause: string): { dead: number; recovered: number } {
+  of(pair: number, cause: string): { failed: number; recovered: number; recoveredRuns: number } {
     const key = `${pair}/${cause}`;
     let c = this.counts.get(key);
-    if (!c) this.counts.set(key, (c = { dead: 0, recovered: 0 }));
+    if (!c) this.counts.set(key, (c = { failed: 0, recovered: 0, recoveredRuns: 0 }));
     return c;
   }
 }
 
 /**
- * The fewest dead runs any hopeless verdict needs: P(p < x) under
+ * The fewest failed retries any hopeless verdict needs: P(p < x) under
  * Beta(1 + r, 1 + h) is at most its value at r = 0, 1 - (1 - x)^(1 + h), and
  * decayed counts are never above the raw ones.
  */
@@ -507,15 +516,16 @@ function checkHistory(h: History, stats: P1Stats): void {
     stats.queries++;
     const c = counter.of(pair, causeKey(cause));
     const what = `${where}: ${type}/${queue} \`${advice.signature}\` at ${at} (attempt ${attemptInRun} of ${maxAttempts}); `
-      + `the history holds ${c.dead} job-specific dead runs and ${c.recovered} recovered runs of it; options ${JSON.stringify(h.options)}`;
+      + `the history holds ${c.failed} job-specific failed retries, ${c.recovered} recovered retries and ${c.recoveredRuns} recovered runs of it; `
+      + `options ${JSON.stringify(h.options)}`;
     if (advice.retryable === false) {
       hopelessHere++;
       stats.hopeless++;
-      assert.ok(c.dead > 0, `no retry without a single job-specific dead run: ${what}`);
-      assert.ok(c.dead >= leastDead, `no retry with fewer than the ${leastDead} dead runs any verdict needs: ${what}`);
-      assert.ok(c.dead + c.recovered >= o.minEvidence, `no retry below minEvidence (${o.minEvidence}) counted runs: ${what}`);
+      assert.ok(c.failed > 0, `no retry without a single job-specific failed retry: ${what}`);
+      assert.ok(c.failed >= leastDead, `no retry with fewer than the ${leastDead} failed retries any verdict needs: ${what}`);
+      assert.ok(c.failed + c.recovered >= o.minEvidence, `no retry below minEvidence (${o.minEvidence}) counted retries: ${what}`);
       if (leastDead >= o.minEvidence) {
-        assert.ok(c.dead >= o.minEvidence, `no retry without minEvidence (${o.minEvidence}) job-specific dead runs: ${what}`);
+        assert.ok(c.failed >= o.minEvidence, `no retry without minEvidence (${o.minEvidence}) job-specific failed retries: ${what}`);
       }
       assert.equal(advice.delayMs, undefined, `a stop carries no delay: ${what}`);
       assert.ok(typeof advice.reason === 'string' && advice.reason.length > 0, `a stop says why: ${what}`);
@@ -526,7 +536,7 @@ function checkHistory(h: History, stats: P1Stats): void {
       const ceiling = Math.min(backoff.maxMs, backoff.baseMs * 2 ** (attemptInRun - 1));
       assert.ok(Number.isInteger(advice.delayMs) && advice.delayMs >= ceiling && advice.delayMs <= backoff.maxMs,
         `a timed retry is never earlier than the static policy's ceiling (${ceiling}) nor later than its maxMs: ${advice.delayMs}; ${what}`);
-      assert.ok(c.recovered >= o.minRecoveries && c.dead + c.recovered >= o.minEvidence, `a timed retry rests on recovered runs: ${what}`);
+      assert.ok(c.recoveredRuns >= o.minRecoveries && c.failed + c.recovered >= o.minEvidence, `a timed retry rests on recovered runs: ${what}`);
     }
   };
 

@@ -254,6 +254,7 @@ export const EtaView = Type.Object({
     startsPerSecond: Nullable(Type.Number(), 'The queue\'s recent start rate; null when no job of it started lately'),
     medianRunMs: Type.Number({ description: 'The job type\'s median run time' }),
     ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one' }),
+    startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start (a job starts no sooner); null before enough starts'),
   }, { description: 'What the prediction rests on' }),
 }, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });
 
@@ -281,9 +282,9 @@ const AnomalyView = Type.Object({
 const SignatureView = Type.Object({
   signature: Type.String({ description: 'The error\'s name and message with ids, numbers and quoted values stripped' }),
   failures: Int('Failures seen with this signature'),
-  recovered: Int('Retried runs after this failure that then ended done'),
-  hopeless: Int('Retried runs after this failure that then ended dead'),
-  pRecover: Num('Posterior mean chance that a retry after this failure ends done'),
+  recovered: Int('Retries after this failure that succeeded (decayed count)'),
+  hopeless: Int('Retries after this failure that failed again while other jobs of the type succeeded (decayed count)'),
+  pRecover: Num('Posterior mean chance that a retry after this failure succeeds'),
   verdict: Type.Union([Type.Literal('learning'), Type.Literal('hopeless'), Type.Literal('transient')], {
     description: 'learning: too little evidence; hopeless: retries credibly never help (enforce stops them); transient: they do',
   }),

@@ -70,9 +70,10 @@ export function jobDetail(job: JobDetail): string {
 
 /** `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`. */
 function etaText(eta: NonNullable<JobDetail['eta']>): string {
-  const { ahead, startsPerSecond, medianRunMs } = eta.basis;
+  const { ahead, startsPerSecond, medianRunMs, startLatencyMs } = eta.basis;
   const rate = startsPerSecond === null ? 'no recent starts' : `${startsPerSecond.toFixed(1)} starts/s`;
-  return `start ${eta.start}, finish ${eta.finish} (${ahead} ahead, ${rate}, median run ${Math.round(medianRunMs)} ms)`;
+  const wait = startLatencyMs === null || startLatencyMs === undefined ? '' : `, started ${Math.round(startLatencyMs)} ms after due`;
+  return `start ${eta.start}, finish ${eta.finish} (${ahead} ahead, ${rate}${wait}, median run ${Math.round(medianRunMs)} ms)`;
 }
 
 /** What the advisor learned, as `ats insights` prints it: a table per type and queue, then what it changes. */

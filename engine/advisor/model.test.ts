@@ -129,8 +129,8 @@ function query(over: Partial<FailureQuery> = {}): FailureQuery {
   return { jobId: 'new-job', type: 'email', queue: 'default', error: BAD, attemptInRun: 1, maxAttempts: 3, backoff: EXP, at: 0, ...over };
 }
 
-/** Runs needed for a never-recovering signature to be hopeless under `o`. */
-function runsToHopeless(o: ModelOptions): number {
+/** Failed retries needed for a never-recovering signature to be hopeless under `o`. */
+function retriesToHopeless(o: ModelOptions): number {
   for (let n = o.minEvidence; ; n++) if (betaCdf(o.hopelessBelow, 1, 1 + n) >= o.credibility) return n;
 }
 
@@ -138,26 +138,43 @@ describe('AdvisorModel: hopeless retries', () => {
   it('judges a signature that never recovers hopeless once the evidence is credible, and not before', () => {
     const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
     const feed = new Feed(model, { neighbours: true });
-    const needed = runsToHopeless(DEFAULT_MODEL_OPTIONS);
-    assert.equal(needed, 28, 'the defaults need 0 recoveries in 28 runs');
+    const needed = retriesToHopeless(DEFAULT_MODEL_OPTIONS);
+    assert.equal(needed, 28, 'the defaults need 0 recoveries in 28 retries');
     let t = 0;
-    for (let run = 1; run <= needed + 5; run++) {
+    // Runs of 3 attempts: 2 failed retries each, 14 runs to the bar.
+    const runs = needed / 2;
+    for (let run = 1; run <= runs + 3; run++) {
       // Every run: the same cause, each message with its own job id and numbers.
       const err = { name: BAD.name, message: `payload field "email" is invalid (job ${run}, value ${run * 7})` };
       t = feed.job({ id: `j${run}`, at: t + 1000, attempts: [{ ms: 50, error: err }, { ms: 50, error: err }, { ms: 50, error: err }] });
       const advice = model.adviseFailure(query({ at: t, error: err }));
       assert.equal(advice.signature, 'ValidationError: payload field ? is invalid (job #, value #)');
-      if (run < needed) assert.equal(advice.retryable, undefined, `hopeless after only ${run} runs`);
+      if (run < runs) assert.equal(advice.retryable, undefined, `hopeless after only ${run} runs`);
       else {
         assert.equal(advice.retryable, false, `not hopeless after ${run} runs`);
-        assert.match(advice.reason!, new RegExp(`recovered in 0 of ${run} runs`));
+        assert.match(advice.reason!, new RegExp(`recovered in 0 of ${run * 2} retries`));
       }
     }
     const sig = model.insights('advise').types[0].signatures[0];
     assert.equal(sig.verdict, 'hopeless');
-    assert.equal(sig.failures, (needed + 5) * 3);
-    assert.equal(sig.hopeless, needed + 5);
+    assert.equal(sig.failures, (runs + 3) * 3);
+    assert.equal(sig.hopeless, (runs + 3) * 2);
     assert.equal(sig.recovered, 0);
+  });
+
+  it('counts each retry: one that succeeds recovered, one that fails again hopeless, for the failure it retried', () => {
+    const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
+    const feed = new Feed(model, { neighbours: true });
+    // FLAKY, retried: fails again with FLAKY, retried: fails with BAD, retried: succeeds.
+    feed.job({ id: 'a', at: 1000, maxAttempts: 4, attempts: [{ ms: 5, error: FLAKY }, { ms: 5, error: FLAKY }, { ms: 5, error: BAD }, { ms: 5 }] });
+    const sigs = new Map(model.insights('advise').types[0].signatures.map((s) => [s.signature, s]));
+    assert.deepEqual([sigs.get(errorSignature(FLAKY))!.recovered, sigs.get(errorSignature(FLAKY))!.hopeless], [0, 2]);
+    assert.deepEqual([sigs.get(errorSignature(BAD))!.recovered, sigs.get(errorSignature(BAD))!.hopeless], [1, 0]);
+    // The last failure of a dead run was not retried: it ends the retry before it, and counts nothing itself.
+    feed.job({ id: 'b', at: 100_000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: FLAKY }] });
+    const after = new Map(model.insights('advise').types[0].signatures.map((s) => [s.signature, s]));
+    assert.deepEqual([after.get(errorSignature(BAD))!.recovered, after.get(errorSignature(BAD))!.hopeless], [1, 1]);
+    assert.equal(after.get(errorSignature(FLAKY))!.hopeless, 2);
   });
 
   it('gives no verdict before minEvidence runs, however one-sided', () => {
@@ -169,6 +186,26 @@ describe('AdvisorModel: hopeless retries', () => {
       assert.equal(verdict, run < 30 ? 'learning' : 'hopeless', `run ${run}`);
       assert.equal(model.adviseFailure(query({ at: t })).retryable, run < 30 ? undefined : false);
     }
+  });
+
+  it('never judges hopeless a failure whose retries recover a few percent each, while its runs still end done', () => {
+    // 5% of retries recover: the next retry rarely helps, but over seven retries a quarter of the runs end done.
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    const random = rng(5);
+    let t = 0;
+    let recoveredRuns = 0;
+    for (let run = 1; run <= 300; run++) {
+      const attempts: Array<{ ms: number; error?: typeof FLAKY }> = [{ ms: 20, error: FLAKY }];
+      for (let retry = 0; retry < 7 && attempts[attempts.length - 1]!.error; retry++) attempts.push(random() < 0.05 ? { ms: 20 } : { ms: 20, error: FLAKY });
+      if (!attempts[attempts.length - 1]!.error) recoveredRuns++;
+      t = feed.job({ id: `j${run}`, at: t + 60_000, maxAttempts: 8, attempts });
+      assert.equal(model.adviseFailure(query({ at: t, error: FLAKY })).retryable, undefined, `hopeless after run ${run}`);
+    }
+    assert.ok(recoveredRuns > 30, `${recoveredRuns} of 300 runs recovered`);
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.equal(sig.verdict, 'transient');
+    assert.ok(sig.pRecover < 0.1, `pRecover ${sig.pRecover}: the retries alone would pass the bar`);
   });
 
   it('never judges a signature that recovers 30% of the time hopeless', () => {
@@ -219,7 +256,7 @@ describe('AdvisorModel: hopeless retries', () => {
     assert.deepEqual([sig.failures, sig.recovered, sig.hopeless, sig.verdict], [200, 0, 0, 'learning']);
   });
 
-  it('takes runs that died in an outage of their type (no other job of it succeeded meanwhile) as no evidence', () => {
+  it('takes retries that failed in an outage of their type (no other job of it succeeded meanwhile) as no evidence', () => {
     const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
     const feed = new Feed(model, { neighbours: true });
     const down = { name: 'UpstreamUnavailable', message: 'payments api 503 after 1234 ms' };
@@ -227,9 +264,9 @@ describe('AdvisorModel: hopeless retries', () => {
     let sig = model.insights('advise').types[0].signatures[0];
     assert.deepEqual([sig.failures, sig.hopeless, sig.verdict], [240, 0, 'learning'], 'the whole type was down: a retry after the outage may well succeed');
     // The same failures while the type's other jobs succeed are the job's own: evidence.
-    for (let run = 1; run <= 80; run++) feed.job({ id: `h${run}`, at: 10_000_000 + run * 100_000, attempts: [{ ms: 5, error: down }, { ms: 5, error: down }, { ms: 5, error: down }] });
+    for (let run = 1; run <= 40; run++) feed.job({ id: `h${run}`, at: 10_000_000 + run * 100_000, attempts: [{ ms: 5, error: down }, { ms: 5, error: down }, { ms: 5, error: down }] });
     sig = model.insights('advise').types[0].signatures[0];
-    assert.deepEqual([sig.hopeless, sig.verdict], [80, 'hopeless']);
+    assert.deepEqual([sig.hopeless, sig.verdict], [80, 'hopeless'], 'two failed retries a run');
   });
 
   it('counts a lease expiry under its fixed signature', () => {
@@ -440,9 +477,27 @@ describe('AdvisorModel: ETA', () => {
     assert.ok(Math.abs(rate - 2) < 0.05, `rate ${rate}`);
     assert.ok(Math.abs(eta.start - (now + 5000)) < 150, `start in ${eta.start - now} ms`);
     assert.equal(eta.finish, eta.start + 100);
-    // Due later: from its runAt.
+    // Due later: from its runAt, and the queue's usual 10 ms from due to start.
     const later = model.eta({ ...base, state: 'retrying', ahead: 0, runAt: now + 60_000, now })!;
-    assert.deepEqual([later.start, later.finish], [now + 60_000, now + 60_100]);
+    assert.deepEqual([later.start, later.finish], [now + 60_010, now + 60_110]);
+  });
+
+  it('a job with nothing ahead starts the queue\'s median wait after it was due, or now if it waited longer', () => {
+    const { model, now } = busy(); // every job started 10 ms after its submit
+    const fresh = model.eta({ ...base, state: 'pending', ahead: 0, runAt: now, now })!;
+    assert.deepEqual([fresh.start, fresh.finish, fresh.basis.startLatencyMs], [now + 10, now + 110, 10]);
+    assert.equal(model.eta({ ...base, state: 'pending', ahead: 0, runAt: now - 1000, now })!.start, now);
+    // A queue whose jobs start 400 ms after their submit: a short job's finish is mostly that wait.
+    const slow = new AdvisorModel();
+    const feed = new Feed(slow);
+    for (let i = 0; i < 30; i++) {
+      const at = i * 1000;
+      feed.emit({ id: `s${i}` }, 'pending', at, { at, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+      feed.emit({ id: `s${i}` }, 'running', at + 400, { type: 'STARTED', at: at + 400, attempt: 1, leaseUntil: at + 30_400, workerId: 'w1' });
+      feed.emit({ id: `s${i}` }, 'done', at + 450, { type: 'SUCCEEDED', at: at + 450, attempt: 1 });
+    }
+    const eta = slow.eta({ ...base, queue: 'default', state: 'pending', ahead: 0, runAt: 40_000, now: 40_000 })!;
+    assert.deepEqual([eta.start, eta.finish], [40_400, 40_450]);
   });
 
   it('has none without run times, or with jobs ahead and no start rate', () => {

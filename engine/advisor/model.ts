@@ -7,21 +7,26 @@
  * What it learns per pair:
  * - Runs. A run begins at SUBMITTED or REDRIVE and ends at done, dead or
  *   cancelled. Each live job is tracked (LRU, at most `maxTrackedJobs`): its
- *   current attempt's start and the signatures of its run's retried failures.
+ *   current attempt's start, the signatures of its run's retried failures and
+ *   the failure whose retry has not ended yet.
  * - Hopeless signatures. A failure whose event went to `retrying` is a retried
  *   failure of its signature (signature.ts; a lease expiry has a fixed one).
- *   A run ending done counts one `recovered` for each signature it retried,
- *   one ending dead one `hopeless` (per run, not per failure: the failures of
- *   one run are one piece of evidence); cancelled counts nothing, and so does a
- *   run that died while no attempt of its pair succeeded since its first
- *   failure (an outage of the whole type says nothing of the signature on a
- *   healthy day: the retries after it ends recover). A failure
+ *   Each retry is one piece of evidence, counted when it ends (per retry, not
+ *   per run: the question the advisor answers at a failure is whether the
+ *   retry it would make recovers): a retry that succeeds counts one
+ *   `recovered`, one that fails again (a lease expiry included) one
+ *   `hopeless` for the signature of the failure it retried, but only if an
+ *   attempt of its pair succeeded since that failure (while the whole type
+ *   fails, an outage of a dependency, a failed retry says nothing of the
+ *   signature on a healthy day: the retries after the outage recover). A
+ *   retry whose run is cancelled before it ends counts nothing. A failure
  *   the advisor decided (`error.decidedBy === 'advisor'`) is never evidence,
- *   and a run it ended carries none. Evidence fades (`evidenceHalfLifeMs`) and
- *   is capped (`maxEvidence`). Verdict on Beta(1 + recovered, 1 + hopeless):
- *   `learning` below `minEvidence` runs, `hopeless` when P(chance of recovery
- *   < hopelessBelow) >= credibility, else `transient`. Only `hopeless` stops
- *   retries.
+ *   nor does it count against the retry before it. Evidence fades
+ *   (`evidenceHalfLifeMs`) and is capped (`maxEvidence`). Verdict on
+ *   Beta(1 + recovered, 1 + hopeless): `learning` below `minEvidence`
+ *   retries, `hopeless` when P(chance of recovery < hopelessBelow) >=
+ *   credibility and no retry recovered lately (`RECENT_RECOVERY`), else
+ *   `transient`. Only `hopeless` stops retries.
  * - Recovery times: from a run's first failure to the start of the attempt
  *   that succeeded, per signature retried in the run (the last
  *   `maxRecoverySamples`). Runs whose retry delay the advisor chose (a FAILED
@@ -59,14 +64,16 @@ import type {
 } from './types.js';
 
 export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.freeze({
-  // 20 retried runs before any verdict; with hopelessBelow 10% and credibility
-  // 95%, a signature that never recovers is hopeless after 28 runs that died
-  // while others of their type succeeded (0 of 28: P(p < 10%) = 1 - 0.9^29 =
-  // 95.3%). One that recovers 30% of the time is judged hopeless with a chance
-  // of 0.7^28 (5 in 100,000), one that recovers 10% with 0.9^28 (5%): the bar
-  // is for failures that do not recover. At 58 runs (5%) the simulator's
-  // permanent failures took 50-80 simulated minutes each to learn
-  // (bench/ADVISOR.md), too slow to halve the wasted attempts.
+  // 20 retries before any verdict; with hopelessBelow 10% and credibility
+  // 95%, a signature that never recovers is hopeless after 28 retries that
+  // failed while others of their type succeeded (0 of 28: P(p < 10%) =
+  // 1 - 0.9^29 = 95.3%): 4 jobs of 8 attempts, 14 of 3. A retry that recovers
+  // 30% of the time is judged hopeless with a chance of 0.7^28 (5 in
+  // 100,000), one that recovers 10% with 0.9^28 (5%): the bar is for failures
+  // that do not recover. At 58 (5%) the simulator's permanent failures took
+  // 50-80 simulated minutes each to learn (bench/ADVISOR.md), too slow to
+  // halve the wasted attempts; so did 28 counted per run (one per job,
+  // however many retries it failed: 28 jobs before the first stop).
   minEvidence: 20,
   hopelessBelow: 0.1,
   credibility: 0.95,
@@ -92,9 +99,9 @@ export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.fr
   // Six hours: evidence fades by 11% an hour, so a verdict follows a change
   // of cause within hours; once enforced (a hopeless signature is no longer
   // retried, so no new evidence comes), it drops back below the bar and the
-  // static policy is tried on a few runs (~3 an hour at the 28-run bar),
-  // testing whether the cause is gone. The cap of 100 runs keeps a verdict
-  // from outliving its cause by more than ~11 h (100 runs fade to 28).
+  // static policy is tried on a few retries (~3 an hour at the bar of 28),
+  // testing whether the cause is gone. The cap of 100 retries keeps a verdict
+  // from outliving its cause by more than ~11 h (100 fade to 28).
   evidenceHalfLifeMs: 6 * 3_600_000,
   maxEvidence: 100,
   maxRecoverySamples: 100,
@@ -104,6 +111,9 @@ export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.fr
 export const RUN_WINDOW = 10_000;
 /** The time constant of a queue's start rate (ms of event time). */
 export const START_RATE_TAU_MS = 60_000;
+/** Start latencies kept per queue (the newest), and how many before an ETA uses their median. */
+const START_LATENCY_SAMPLES = 200;
+const MIN_START_LATENCY_SAMPLES = 10;
 /** Anomalies kept per pair, and waiting for `takeAnomalies`. */
 const RECENT_ANOMALIES = 10;
 const PENDING_ANOMALIES = 1_000;
@@ -111,6 +121,15 @@ const PENDING_ANOMALIES = 1_000;
 const RECENTLY_ENDED = 10_000;
 /** Distinct retried signatures remembered per run. */
 const RUN_SIGNATURES = 16;
+/**
+ * A signature with a retry that recovered within about one evidence half-life
+ * (its decayed `recovered` count at least this) is not hopeless, whatever the
+ * bar says. Counted per retry, the bar judges the chance that the next retry
+ * recovers; a failure whose retries recover a few percent each can pass it
+ * while, over the job's remaining attempts, many of its runs still end done.
+ * Only a failure that has not recovered lately is stopped.
+ */
+const RECENT_RECOVERY = 0.5;
 const DIGEST_DELTA = 0.02;
 /** A digest is re-compressed above this many centroids (at delta 0.02 it settles at 250-400), at most every 100 samples. */
 const DIGEST_MAX_CENTROIDS = 500;
@@ -122,7 +141,7 @@ interface SignatureStats {
   /** The signature (one string shared by every run that retried it). */
   signature: string;
   failures: number;
-  /** Decayed run counts, as of `evidenceAt`. */
+  /** Decayed retry counts (recovered, failed again), as of `evidenceAt`. */
   recovered: number;
   hopeless: number;
   evidenceAt: number;
@@ -157,15 +176,22 @@ interface TrackedJob {
   startedAt: number | null;
   /** The run's first failure. */
   firstFailureAt: number | null;
-  /** The run's retried signatures (the evidence), distinct; null before any. */
+  /** The run's retried signatures (for recovery times), distinct; null before any. */
   retried: string[] | null;
   /** No recovery-time sample from this run: tracked from its middle, or a delay the advisor chose. */
   untimed: boolean;
+  /** The retried failure whose retry has not ended yet: its signature and when it failed. */
+  awaiting: { signature: string; at: number } | null;
+  /** When its run became due (submitted, or its runAt), until its first start: the start latency's sample. */
+  dueAt: number | null;
 }
 
 interface StartRate {
   weight: number;
   last: number;
+  /** The last `START_LATENCY_SAMPLES` waits from a run's due time to its first start, a ring. */
+  latencies: number[];
+  latencyNext: number;
 }
 
 export class AdvisorModel {
@@ -205,11 +231,13 @@ export class AdvisorModel {
     if (!pair) return;
 
     if (e.type === 'SUBMITTED' || e.type === 'REDRIVE') {
-      if (e.type === 'SUBMITTED') pair.backoff = (e.data as JobInput).backoff ?? null;
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false };
+      const input = e.type === 'SUBMITTED' ? (e.data as JobInput) : null;
+      if (input) pair.backoff = input.backoff ?? null;
+      const dueAt = input ? Math.max(e.at, input.runAt ?? e.at) : null;
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false, awaiting: null, dueAt };
     } else if (!job && !TERMINAL.has(e.to)) {
       // Tracked from the middle of a run (evicted, or before the history read).
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true };
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true, awaiting: null, dueAt: null };
     }
 
     const data = e.data as JobEvent;
@@ -218,10 +246,13 @@ export class AdvisorModel {
         if (job) {
           job.attempt = data.attempt;
           job.startedAt = e.at;
+          if (job.dueAt !== null) this.countStartLatency(e.queue, Math.max(0, e.at - job.dueAt));
+          job.dueAt = null;
         }
         break;
       case 'SUCCEEDED':
         this.attemptEnded(pair, job, data.attempt, e.at, false, true);
+        if (job?.awaiting) this.retryEnded(pair, job, true, e.at);
         break;
       case 'FAILED': {
         const error: Partial<FailureError> = data.error ?? {};
@@ -261,7 +292,7 @@ export class AdvisorModel {
       return {
         signature,
         retryable: false,
-        reason: `no retry after \`${signature}\`: recovered in ${count(judged.recovered)} of ${count(judged.recovered + judged.hopeless)} runs`,
+        reason: `no retry after \`${signature}\`: recovered in ${count(judged.recovered)} of ${count(judged.recovered + judged.hopeless)} retries`,
       };
     }
     if (judged.verdict !== 'transient' || stats.recovery.length < this.opts.minRecoveries) return { signature };
@@ -296,7 +327,8 @@ export class AdvisorModel {
     if (!pair || pair.runTimes.count === 0 || TERMINAL.has(q.state)) return null;
     const medianRunMs = pair.runTimes.quantile(0.5);
     const startsPerSecond = this.startRate(q.queue, q.now);
-    const basis = { startsPerSecond, medianRunMs, ahead: q.ahead };
+    const startLatencyMs = this.startLatency(q.queue);
+    const basis = { startsPerSecond, medianRunMs, ahead: q.ahead, startLatencyMs };
     if (q.state === 'running') {
       const start = q.startedAt ?? q.now;
       // The median of the run times longer than what this attempt has run already.
@@ -308,6 +340,9 @@ export class AdvisorModel {
       if (!startsPerSecond) return null;
       start += Math.round((q.ahead / startsPerSecond) * 1000);
     }
+    // No sooner than the queue's usual wait from due to start (dispatch, a worker taking it): with
+    // nothing ahead, that wait is most of a short job's time to finish.
+    if (startLatencyMs !== null) start = Math.max(start, Math.round(q.runAt + startLatencyMs));
     return { start, finish: Math.round(start + medianRunMs), basis };
   }
 
@@ -353,13 +388,28 @@ export class AdvisorModel {
   private countStart(queue: string, at: number): void {
     const r = this.startRates.get(queue);
     if (!r) {
-      if (this.startRates.size < this.opts.maxKeys) this.startRates.set(queue, { weight: 1, last: at });
+      if (this.startRates.size < this.opts.maxKeys) this.startRates.set(queue, { weight: 1, last: at, latencies: [], latencyNext: 0 });
     } else if (at >= r.last) {
       r.weight = r.weight * Math.exp(-(at - r.last) / START_RATE_TAU_MS) + 1;
       r.last = at;
     } else {
       r.weight += Math.exp(-(r.last - at) / START_RATE_TAU_MS); // committed out of time order
     }
+  }
+
+  /** A submitted job's wait from its due time to its first start (after `countStart` of the same event). */
+  private countStartLatency(queue: string, ms: number): void {
+    const r = this.startRates.get(queue);
+    if (!r) return;
+    if (r.latencies.length < START_LATENCY_SAMPLES) r.latencies.push(ms);
+    else r.latencies[r.latencyNext] = ms;
+    r.latencyNext = (r.latencyNext + 1) % START_LATENCY_SAMPLES;
+  }
+
+  /** The queue's median start latency lately; null before `MIN_START_LATENCY_SAMPLES` starts. */
+  private startLatency(queue: string): number | null {
+    const r = this.startRates.get(queue);
+    return r && r.latencies.length >= MIN_START_LATENCY_SAMPLES ? quantile([...r.latencies].sort((a, b) => a - b), 0.5) : null;
   }
 
   /** Starts per second at `now`; null for a queue never seen starting. */
@@ -402,7 +452,12 @@ export class AdvisorModel {
     if (!job) return;
     job.firstFailureAt ??= e.at;
     if (advisorDelay) job.untimed = true;
+    // The retry of the previous failure failed too (a lease expiry included): evidence, unless
+    // the advisor decided this failure (it never feeds on its own decisions).
+    if (job.awaiting && !byAdvisor) this.retryEnded(pair, job, false, e.at);
+    job.awaiting = null;
     if (byAdvisor || e.to !== 'retrying') return;
+    job.awaiting = { signature: stats.signature, at: e.at };
     job.retried ??= [];
     if (!job.retried.includes(stats.signature) && job.retried.length < RUN_SIGNATURES) job.retried.push(stats.signature);
   }
@@ -420,29 +475,30 @@ export class AdvisorModel {
     return stats;
   }
 
+  /** A run ended: a recovered one gives its recovery time to each signature it retried (the evidence is counted per retry). */
   private runEnded(job: TrackedJob, e: StreamEventRecord): void {
     const { retried, pair } = job;
-    const data = e.data as JobEvent;
-    if (e.to === 'cancelled' || !retried) return;
-    // A run the advisor ended (no retry) tells nothing of what retries do.
-    if (data.type === 'FAILED' && data.error?.decidedBy === 'advisor') return;
-    const recovered = e.to === 'done';
-    // A run that died while no attempt of its type succeeded since its first failure died in an
-    // outage of the whole type (a dependency down): that says nothing of this signature on a
-    // healthy day, and counting it would stop the retries that recover once the outage ends.
-    // Hopeless evidence is a run that kept failing while others of its type succeeded.
-    if (!recovered && (job.firstFailureAt === null || pair.lastSuccessAt <= job.firstFailureAt)) return;
-    const recoveryMs =
-      recovered && !job.untimed && job.firstFailureAt !== null && job.startedAt !== null ? Math.max(0, job.startedAt - job.firstFailureAt) : null;
+    if (e.to !== 'done' || !retried || job.untimed || job.firstFailureAt === null || job.startedAt === null) return;
+    const recoveryMs = Math.max(0, job.startedAt - job.firstFailureAt);
     for (const signature of retried) {
       const stats = pair.signatures.get(signature) ?? this.signature(pair, signature, e.at);
-      this.addEvidence(stats, recovered, e.at);
-      if (recoveryMs !== null) {
-        if (stats.recovery.length < this.opts.maxRecoverySamples) stats.recovery.push(recoveryMs);
-        else stats.recovery[stats.recoveryNext] = recoveryMs;
-        stats.recoveryNext = (stats.recoveryNext + 1) % this.opts.maxRecoverySamples;
-      }
+      if (stats.recovery.length < this.opts.maxRecoverySamples) stats.recovery.push(recoveryMs);
+      else stats.recovery[stats.recoveryNext] = recoveryMs;
+      stats.recoveryNext = (stats.recoveryNext + 1) % this.opts.maxRecoverySamples;
     }
+  }
+
+  /**
+   * The retry of the job's awaited failure ended: recovered, or failed again. A failed retry is
+   * hopeless evidence only if another attempt of its pair succeeded since the failure it retried:
+   * while the whole type fails (a dependency's outage), a failed retry says nothing of the failure.
+   */
+  private retryEnded(pair: Pair, job: TrackedJob, recovered: boolean, at: number): void {
+    const awaited = job.awaiting!;
+    job.awaiting = null;
+    if (!recovered && pair.lastSuccessAt <= awaited.at) return;
+    const stats = pair.signatures.get(awaited.signature) ?? this.signature(pair, awaited.signature, at);
+    this.addEvidence(stats, recovered, at);
   }
 
   private addEvidence(stats: SignatureStats, recovered: boolean, at: number): void {
@@ -472,7 +528,7 @@ export class AdvisorModel {
     const verdict: SignatureVerdict =
       recovered + hopeless < this.opts.minEvidence
         ? 'learning'
-        : betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
+        : recovered < RECENT_RECOVERY && betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
           ? 'hopeless'
           : 'transient';
     return { recovered, hopeless, pRecover, verdict };
@@ -491,7 +547,7 @@ export class AdvisorModel {
         pRecover: j.pRecover, verdict: j.verdict, recoveryMs,
       });
       if (j.verdict === 'hopeless') {
-        changes.push(`stop retrying \`${signature}\` (${count(j.recovered)} of ${count(j.recovered + j.hopeless)} retried runs recovered)`);
+        changes.push(`stop retrying \`${signature}\` (${count(j.recovered)} of ${count(j.recovered + j.hopeless)} retries recovered)`);
       } else if (j.verdict === 'transient' && stats.recovery.length >= this.opts.minRecoveries && pair.backoff?.kind === 'exponential') {
         const p75 = quantile(stats.recovery, 0.75);
         const delay = recoveryDelay(pair.backoff, 1, p75);

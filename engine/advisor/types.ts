@@ -67,8 +67,12 @@ export interface Eta {
   start: number;
   /** Predicted finish, epoch ms. */
   finish: number;
-  /** What it rests on: the queue's recent start rate (jobs/s) and the type's median run time. */
-  basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number };
+  /**
+   * What it rests on: the queue's recent start rate (jobs/s), the type's
+   * median run time, the jobs ahead, and the queue's median wait from a job's
+   * due time to its first start lately (null before enough starts).
+   */
+  basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null };
 }
 
 export type AnomalyMetric = 'failure-rate' | 'duration';
@@ -91,10 +95,10 @@ export interface SignatureInsight {
   signature: string;
   /** Failures seen with this signature. */
   failures: number;
-  /** Of those retried: how many runs then ended done, and how many dead. */
+  /** Of those retried: how many retries then succeeded, and how many failed again while other jobs of the type succeeded (decayed counts). */
   recovered: number;
   hopeless: number;
-  /** The posterior mean chance that a retry after this failure ends done. */
+  /** The posterior mean chance that a retry after this failure succeeds. */
   pRecover: number;
   verdict: SignatureVerdict;
   /** Time from the run's first failure to the start of the attempt that succeeded. */
@@ -146,14 +150,14 @@ export interface ModelOptions {
   maxKeys: number;
   maxSignaturesPerKey: number;
   /**
-   * A signature's evidence (recovered and hopeless runs) halves every this
+   * A signature's evidence (retries that recovered or failed again) halves every this
    * many ms of event time, so a verdict follows a change of cause, and a
    * hopeless signature, no longer retried (its failures are then the
    * advisor's own decisions, never evidence), falls back to the static
    * policy now and then to be tested again. 0 or Infinity: never forgotten.
    */
   evidenceHalfLifeMs?: number;
-  /** A signature's evidence is scaled down to at most this many runs (one long outage cannot outweigh everything after it). */
+  /** A signature's evidence is scaled down to at most this many retries (one long outage cannot outweigh everything after it). */
   maxEvidence?: number;
   /** Recovery times kept per signature (the most recent). */
   maxRecoverySamples?: number;

@@ -25,7 +25,7 @@ export const insightsRoute: FastifyPluginAsync<RouteOptions> = async (app, { dep
         summary: 'What the advisor learned and what it changes',
         description:
           'Per job type and queue: attempts and run-time quantiles, the lease the advisor would claim with, each failure signature ' +
-          'with its evidence (retried runs that recovered or ended dead) and verdict, recent anomalies, and `changes`: what the ' +
+          'with its evidence (retries that recovered or failed again) and verdict, recent anomalies, and `changes`: what the ' +
           'advisor changes (`mode: enforce`) or would change (`advise`). With the advisor off, `types` is empty.',
         tags: ['meta'],
         response: { 200: described(ref(InsightsView), 'The advisor\'s insights'), ...errorResponses() },

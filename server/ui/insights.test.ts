@@ -50,7 +50,7 @@ describe('numbers and times', () => {
 
 describe('etaShown', () => {
   const eta = (start: number, finish: number, basis: Partial<Eta['basis']> = {}): Eta =>
-    ({ start: iso(start), finish: iso(finish), basis: { startsPerSecond: 2, medianRunMs: 850, ahead: 3, ...basis } });
+    ({ start: iso(start), finish: iso(finish), basis: { startsPerSecond: 2, medianRunMs: 850, ahead: 3, startLatencyMs: null, ...basis } });
 
   test('a waiting job: predicted start and finish relative to now, and what they rest on', () => {
     const shown = etaShown(eta(NOW + 12_000, NOW + 13_000), 'pending', NOW)!;
@@ -79,8 +79,10 @@ describe('etaShown', () => {
   });
 
   test('basisText', () => {
-    assert.equal(basisText({ startsPerSecond: 0.5, medianRunMs: 65_000, ahead: 120 }),
+    assert.equal(basisText({ startsPerSecond: 0.5, medianRunMs: 65_000, ahead: 120, startLatencyMs: null }),
       '120 jobs ahead in the queue · the queue starting 30 starts/min · median run 1 min 5 s');
+    assert.equal(basisText({ startsPerSecond: 2, medianRunMs: 850, ahead: 0, startLatencyMs: 1500 }),
+      '0 jobs ahead in the queue · the queue starting 2 starts/s · usually started 1.5 s after due · median run 850 ms');
   });
 });
 
@@ -177,7 +179,7 @@ describe('the insights panel', () => {
     assert.equal(leaseText({ leaseMs: 12_000, heartbeatMs: 4000, p99Ms: 3000, samples: 240 }),
       '12 s, heartbeat every 4.0 s (from p99 3.0 s over 240 runs)');
     assert.match(leaseText(null), /^the static lease/);
-    assert.equal(evidenceText(signature({ recovered: 0, hopeless: 6, pRecover: 0.0625 })), '0 of 6 retried runs recovered · P(recover) 6.3%');
+    assert.equal(evidenceText(signature({ recovered: 0, hopeless: 6, pRecover: 0.0625 })), '0 of 6 retries recovered · P(recover) 6.3%');
     assert.equal(recoveryText({ count: 4, p50: 1200, p90: 4000 }), 'recovers in 1.2 s (p50), 4.0 s (p90)');
     assert.equal(recoveryText(null), '');
   });

@@ -85,11 +85,12 @@ export interface EtaShown {
   basis: string;
 }
 
-/** The words for what an ETA rests on: jobs ahead, the queue's start rate, the type's median run time. */
+/** The words for what an ETA rests on: jobs ahead, the queue's start rate and usual wait to start, the type's median run time. */
 export function basisText(basis: Eta['basis']): string {
   return [
     `${plural(basis.ahead, 'job')} ahead in the queue`,
     basis.startsPerSecond === null ? 'no start in the queue lately' : `the queue starting ${rateText(basis.startsPerSecond)}`,
+    ...(basis.startLatencyMs === null ? [] : [`usually started ${duration(basis.startLatencyMs)} after due`]),
     `median run ${duration(basis.medianRunMs)}`,
   ].join(' · ');
 }
@@ -302,10 +303,10 @@ export function leaseText(lease: TypeInsight['lease']): string {
   return `${duration(lease.leaseMs)}, heartbeat every ${duration(lease.heartbeatMs)} (from p99 ${duration(lease.p99Ms)} over ${plural(lease.samples, 'run')})`;
 }
 
-/** `3 of 4 retried runs recovered (P 71%)`. */
+/** `3 of 4 retries recovered · P(recover) 71%`. */
 export function evidenceText(s: SignatureInsight): string {
   const retried = s.recovered + s.hopeless;
-  return `${s.recovered} of ${plural(retried, 'retried run')} recovered · P(recover) ${percent(s.pRecover)}`;
+  return `${s.recovered} of ${plural(retried, 'retry', 'retries')} recovered · P(recover) ${percent(s.pRecover)}`;
 }
 
 /** `recovers in 1.2 s (p50), 4 s (p90)`, or ''. */
