@@ -401,15 +401,13 @@ export class AdvisorModel {
   private countStartLatency(queue: string, ms: number): void {
     const r = this.startRates.get(queue);
     if (!r) return;
-    if (r.latencies.length < START_LATENCY_SAMPLES) r.latencies.push(ms);
-    else r.latencies[r.latencyNext] = ms;
-    r.latencyNext = (r.latencyNext + 1) % START_LATENCY_SAMPLES;
+    r.latencyNext = ringPush(r.latencies, r.latencyNext, ms, START_LATENCY_SAMPLES);
   }
 
   /** The queue's median start latency lately; null before `MIN_START_LATENCY_SAMPLES` starts. */
   private startLatency(queue: string): number | null {
     const r = this.startRates.get(queue);
-    return r && r.latencies.length >= MIN_START_LATENCY_SAMPLES ? quantile([...r.latencies].sort((a, b) => a - b), 0.5) : null;
+    return r && r.latencies.length >= MIN_START_LATENCY_SAMPLES ? quantile(r.latencies, 0.5) : null;
   }
 
   /** Starts per second at `now`; null for a queue never seen starting. */
@@ -482,9 +480,7 @@ export class AdvisorModel {
     const recoveryMs = Math.max(0, job.startedAt - job.firstFailureAt);
     for (const signature of retried) {
       const stats = pair.signatures.get(signature) ?? this.signature(pair, signature, e.at);
-      if (stats.recovery.length < this.opts.maxRecoverySamples) stats.recovery.push(recoveryMs);
-      else stats.recovery[stats.recoveryNext] = recoveryMs;
-      stats.recoveryNext = (stats.recoveryNext + 1) % this.opts.maxRecoverySamples;
+      stats.recoveryNext = ringPush(stats.recovery, stats.recoveryNext, recoveryMs, this.opts.maxRecoverySamples);
     }
   }
 
@@ -675,6 +671,16 @@ function gcd(a: number, b: number): number {
 /** A (type, queue) pair as one Map key: NUL cannot occur in a type or a queue name. */
 export function pairKey(type: string, queue: string): string {
   return `${type}\u0000${queue}`;
+}
+
+/**
+ * Adds `value` to `ring`, a buffer of at most `max` samples written at `next`
+ * (the oldest replaced once full); returns the next write position.
+ */
+function ringPush(ring: number[], next: number, value: number, max: number): number {
+  if (ring.length < max) ring.push(value);
+  else ring[next] = value;
+  return (next + 1) % max;
 }
 
 /** The p-quantile of `xs`, not empty (linear between order statistics). */
