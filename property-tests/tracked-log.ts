@@ -11,19 +11,28 @@ import {
 /** A header our log adds to every message: which `publish` copy it is (settling tracks it). */
 export const NONCE_HEADER = 'x-prop-nonce';
 
-/** A JobStore that counts its calls in flight (the test waits for 0 before it calls the system settled). */
-export type CountingStore = JobStore & { readonly inFlight: number };
+/**
+ * A JobStore that counts its calls: in flight (the test waits for 0 before it
+ * calls the system settled), started, and writes (insert, update) started.
+ */
+export type CountingStore = JobStore & { readonly inFlight: number; readonly calls: number; readonly writes: number };
 
 export function countingStore(store: JobStore): CountingStore {
   let inFlight = 0;
+  let calls = 0;
+  let writes = 0;
   return new Proxy(store, {
     get(target, prop, receiver) {
       if (prop === 'inFlight') return inFlight;
+      if (prop === 'calls') return calls;
+      if (prop === 'writes') return writes;
       const value = Reflect.get(target, prop, receiver) as unknown;
       if (typeof value !== 'function') return value;
       return (...args: unknown[]) => {
         const out = (value as (...a: unknown[]) => unknown).apply(target, args);
         if (!(out instanceof Promise)) return out;
+        calls++;
+        if (prop === 'update' || prop === 'insert') writes++;
         inFlight++;
         return out.finally(() => { inFlight--; });
       };

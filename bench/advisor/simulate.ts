@@ -49,6 +49,7 @@ import { Waker } from '../../engine/wake.js';
 import { Worker, type WorkerCounters } from '../../engine/worker.js';
 import type { JobState } from '../../machines/job.machine.js';
 import { SimClock, seededRandom } from '../../property-tests/sim-clock.js';
+import { countingStore, type CountingStore } from '../../property-tests/tracked-log.js';
 import { attemptOutcome, mix, profileOf, type Fate, type Workload } from './workload.js';
 
 export type SimMode = 'off' | 'advise' | 'enforce';
@@ -171,28 +172,6 @@ export interface RunRecord {
 }
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A store that counts its calls (started, and in flight): settling waits for quiet. */
-function instrumented(store: JobStore): { store: JobStore; inFlight: () => number; calls: () => number; writes: () => number } {
-  let inFlight = 0;
-  let calls = 0;
-  let writes = 0;
-  const proxy = new Proxy(store, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        const out = (value as (...a: unknown[]) => unknown).apply(target, args);
-        if (!(out instanceof Promise)) return out;
-        calls++;
-        if (prop === 'update' || prop === 'insert') writes++;
-        inFlight++;
-        return out.finally(() => { inFlight--; });
-      };
-    },
-  });
-  return { store: proxy, inFlight: () => inFlight, calls: () => calls, writes: () => writes };
-}
 
 /** Job ids sort by submit order (the store's "ahead of" relies on it) and name the job's index. */
 export const jobIdOf = (i: number) => `j${String(i).padStart(7, '0')}`;
@@ -331,7 +310,8 @@ export async function simulate(w: Workload, opts: SimOptions): Promise<RunRecord
 class Simulation {
   private readonly clock: SimClock;
   private readonly sqlite: ReturnType<typeof createSqliteStore>;
-  private readonly io: ReturnType<typeof instrumented>;
+  /** The store, counting its calls (started, and in flight): settling waits for quiet. */
+  private readonly io: CountingStore;
   private readonly log = createMemoryLog({ partitions: 3, redeliveryDelayMs: 0 });
   private readonly waker = new Waker();
   private readonly transitions: TransitionService;
@@ -357,8 +337,8 @@ class Simulation {
   constructor(private readonly w: Workload, private readonly opts: SimOptions) {
     this.clock = new SimClock(w.start);
     this.sqlite = createSqliteStore({ file: ':memory:', clock: this.clock });
-    this.io = instrumented(this.sqlite);
-    const store = this.io.store;
+    this.io = countingStore(this.sqlite);
+    const store = this.io;
     const jitter = new PerJobJitter(mix(w.seed, 99 + (opts.jitterSeed ?? 0)));
     this.transitions = new JitteredTransitions(jitter, {
       store, clock: this.clock, random: jitter,
@@ -423,7 +403,7 @@ class Simulation {
     // Imported only when used: the static run needs no model.
     const { Advisor } = await import('../../engine/advisor/advisor.js');
     this.advisor = new Advisor({
-      store: this.io.store, clock: this.clock, logger: silentLogger,
+      store: this.io, clock: this.clock, logger: silentLogger,
       onAnomaly: (a) => this.anomalies.push({ ...a, seenAt: this.clock.now() }),
       onDecision: (kind, applied) => { this.decisions[kind][applied ? 'applied' : 'advised']++; },
     }, {
@@ -553,7 +533,7 @@ class Simulation {
   private async sampleEta(job: JobRecord, kind: EtaSample['kind']): Promise<void> {
     let startedAt: number | null = null;
     if (job.snapshot.value === 'running') {
-      const events = await this.io.store.getEvents(job.id);
+      const events = await this.io.getEvents(job.id);
       startedAt = events.findLast((e) => e.type === 'STARTED')?.at ?? null;
     }
     const eta = await this.advisor!.eta(job, startedAt);
@@ -568,7 +548,7 @@ class Simulation {
   private async sampleLive(): Promise<void> {
     const n = this.opts.etaLivePerState ?? 5;
     for (const state of ['pending', 'published', 'running', 'retrying'] as const) {
-      for (const job of await this.io.store.listJobs({ state, limit: n })) await this.sampleEta(job, 'live');
+      for (const job of await this.io.listJobs({ state, limit: n })) await this.sampleEta(job, 'live');
     }
   }
 
@@ -592,9 +572,9 @@ class Simulation {
     let pending = -1;
     for (let quiet = 0; quiet < 3;) {
       await tick();
-      const c = this.io.calls();
+      const c = this.io.calls;
       const p = this.log.pendingCount();
-      if (this.io.inFlight() === 0 && c === calls && p === pending) quiet++;
+      if (this.io.inFlight === 0 && c === calls && p === pending) quiet++;
       else quiet = 0;
       calls = c;
       pending = p;
@@ -602,7 +582,7 @@ class Simulation {
   }
 
   private async liveJobs(): Promise<number> {
-    const { byState } = await this.io.store.stats();
+    const { byState } = await this.io.stats();
     return byState.pending + byState.published + byState.running + byState.retrying;
   }
 
@@ -671,7 +651,7 @@ class Simulation {
     return {
       seed: this.w.seed, mode: this.opts.mode, simulatedMs, realMs: 0, events, jobs, attempts, recoveries, healthyExpiries, leaseExpiries,
       eta: this.eta, etaNull: this.etaNull, anomalies: this.anomalies, decisions: this.decisions, workers, leases,
-      insights: this.advisor ? await this.advisor.insights() : null, unfinished, writes: this.io.writes(),
+      insights: this.advisor ? await this.advisor.insights() : null, unfinished, writes: this.io.writes,
     };
   }
 }
