@@ -65,6 +65,7 @@ import { isTerminal, startXState, stepXState, type PersistedJob } from '../machi
 import { fastBackend, realBackend, type Backend, type RunBackend } from './backends.js';
 import { SimClock, seededRandom } from './sim-clock.js';
 import { countingStore, TrackedLog, type CountingStore } from './tracked-log.js';
+import { withTwoWorkers } from './world.js';
 
 const FILE = 'property-tests/advisor.test.ts';
 
@@ -698,13 +699,7 @@ class AdvisorWorld {
     const clock = new SimClock();
     const run = await backend.open(clock);
     const world = new AdvisorWorld(clock, run, randomSeed, advisorOf(run.store, clock));
-    try {
-      await Promise.all([world.startWorker(0), world.startWorker(1)]);
-    } catch (err) {
-      await world.close();
-      throw err;
-    }
-    return world;
+    return withTwoWorkers(world, (slot) => world.startWorker(slot));
   }
 
   private async startWorker(slot: number): Promise<void> {

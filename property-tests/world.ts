@@ -135,6 +135,20 @@ function failingPublished(transitions: TransitionService): TransitionService {
   });
 }
 
+/**
+ * `world` once two workers started in it (together: on Kafka each join costs a
+ * rebalance); closed again if either fails to start.
+ */
+export async function withTwoWorkers<W extends { close(): Promise<void> }>(world: W, startWorker: (slot: number) => Promise<void>): Promise<W> {
+  try {
+    await Promise.all([startWorker(0), startWorker(1)]);
+  } catch (err) {
+    await world.close();
+    throw err;
+  }
+  return world;
+}
+
 export class World {
   readonly store: CountingStore;
   readonly log: TrackedLog;
@@ -207,14 +221,7 @@ export class World {
     const run = await backend.open(clock);
     // The store stamps published_at with the run's clock too.
     const world = new World(clock, run, scheduler, randomSeed);
-    try {
-      // Together: on Kafka each join costs a rebalance.
-      await Promise.all([world.startWorker(0), world.startWorker(1)]);
-    } catch (err) {
-      await world.close();
-      throw err;
-    }
-    return world;
+    return withTwoWorkers(world, (slot) => world.startWorker(slot));
   }
 
   note(line: string): void {
