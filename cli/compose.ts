@@ -18,7 +18,8 @@ import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random } from '../engine/ports.js';
+import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random, ScheduleStore } from '../engine/ports.js';
+import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
@@ -57,7 +58,9 @@ export interface ComposeOptions {
 
 export interface System {
   config: Config;
-  store: JobStore;
+  store: JobStore & ScheduleStore;
+  /** Cron schedules: created and changed through the API; the timers role fires them. */
+  schedules: ScheduleService;
   log: EventLog;
   transitions: TransitionService;
   registry: HandlerRegistry;
@@ -93,7 +96,7 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore> {
+async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore> {
   if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
@@ -172,9 +175,10 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       })
     : null;
 
+  const schedules = new ScheduleService({ store, clock });
   const app = has('api')
     ? await buildApp({
-        transitions, store, clock, logger, loggerInstance: pinoOf(logger),
+        transitions, store, schedules, clock, logger, loggerInstance: pinoOf(logger),
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
@@ -191,12 +195,13 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const worker = has('worker')
     ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, ...(advisor ? { advisor } : {}) }, config.worker)
     : null;
-  const timers = has('timers') ? new Timers({ store, transitions, clock, logger }, config.timers) : null;
+  const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger });
+  const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
-    config, store, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics,
+    config, store, schedules, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics,
     async start() {
       // First: a metrics port that cannot be bound fails the start before any role runs.
       const metricsUrl = await metricsWiring.start();

@@ -346,6 +346,77 @@ export interface JobStore {
   close(): Promise<void>;
 }
 
+// ---------------------------------------------------------------- schedules
+
+/** With `skip`, a tick whose previous job is still live records a skipped tick instead of a job. */
+export type Overlap = 'skip' | 'allow';
+/** What a schedule does with ticks missed while no timers ran (engine/schedules.ts). */
+export type CatchUp = 'none' | 'latest' | 'all';
+
+/** The job a schedule submits at each tick: a submit's fields, validated and defaulted. */
+export interface JobTemplate {
+  type: string;
+  payload: unknown;
+  queue: string;
+  maxAttempts: number;
+  backoff: BackoffPolicy;
+  timeoutMs: number;
+  priority: number;
+}
+
+/** A cron schedule as stored. */
+export interface ScheduleRecord {
+  name: string;
+  cron: string;
+  /** IANA time zone the expression is read in. */
+  timezone: string;
+  overlap: Overlap;
+  catchUp: CatchUp;
+  paused: boolean;
+  job: JobTemplate;
+  /** The next tick to fire (epoch ms); null while paused, or when the expression fires no more. */
+  nextAt: number | null;
+  lastTickAt: number | null;
+  /** The job of the last tick that submitted one. */
+  lastJobId: string | null;
+  /** Ticks that submitted a job, were skipped (overlap), were missed (catch-up). */
+  submitted: number;
+  skipped: number;
+  missed: number;
+  /** Bumped by every change (compare-and-set). */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** One fired tick. */
+export interface ScheduleTick {
+  schedule: string;
+  tickAt: number;
+  outcome: 'submitted' | 'skipped';
+  jobId: string | null;
+  /** When it was fired. */
+  at: number;
+}
+
+export interface ScheduleStore {
+  /** false when a schedule of this name exists (nothing written). */
+  createSchedule(s: ScheduleRecord): Promise<boolean>;
+  getSchedule(name: string): Promise<ScheduleRecord | null>;
+  /** All schedules, by name. */
+  listSchedules(): Promise<ScheduleRecord[]>;
+  /** Replaces the schedule if its version is still `expectedVersion`; false otherwise (or gone). */
+  replaceSchedule(s: ScheduleRecord, expectedVersion: number): Promise<boolean>;
+  /** Deletes the schedule and its ticks; false when there was none. */
+  deleteSchedule(name: string): Promise<boolean>;
+  /** Schedules not paused whose next tick is at or before `now`, soonest first. */
+  dueSchedules(now: number, limit: number): Promise<ScheduleRecord[]>;
+  /** Records fired ticks (a tick recorded already is left as it is), keeping the newest `keep` per schedule. */
+  recordTicks(ticks: readonly ScheduleTick[], keep: number): Promise<void>;
+  /** A schedule's ticks, newest first. */
+  listTicks(name: string, limit: number): Promise<ScheduleTick[]>;
+}
+
 // ---------------------------------------------------------------- log
 
 /** A message read from the log. */

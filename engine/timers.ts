@@ -1,5 +1,6 @@
 /**
- * Timers: the repair loop. Starts delayed jobs when due, moves retries back to
+ * Timers: the repair loop. Starts delayed jobs when due, fires cron schedules' ticks
+ * (engine/schedules.ts), moves retries back to
  * pending when their backoff elapsed, expires leases of dead workers, and
  * re-dispatches jobs dispatched but not started for too long (a lost message),
  * whether PUBLISHED was recorded for them (`published`) or not (`pending`:
@@ -12,6 +13,7 @@
 import type { Clock, DueJob, JobRecord, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import type { ScheduleRunner } from './schedules.js';
 
 export interface TimersOptions {
   /** How often to look. @defaultValue 250 */
@@ -27,6 +29,8 @@ export interface TimersDeps {
   transitions: TransitionService;
   clock: Clock;
   logger: Logger;
+  /** Fires the cron schedules' due ticks at each pass. @defaultValue none */
+  schedules?: Pick<ScheduleRunner, 'runOnce'>;
 }
 
 export interface TimersCounters {
@@ -59,10 +63,11 @@ export class Timers {
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
       this.redispatch(stale).then((all) => ({ all })),
     ]);
+    const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
     this.counters.dispatched += a.pending;
     this.counters.retried += a.retrying;
     this.counters.expired += b.all;
-    return a.all + b.all + c.all;
+    return a.all + b.all + c.all + ticks;
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost). */

@@ -8,6 +8,7 @@ import type { Advisor } from '../engine/advisor/advisor.js';
 import type { Clock, JobStore, Logger } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
+import type { ScheduleService } from '../engine/schedules.js';
 
 /** Defaults a submit gets for the fields it leaves out. */
 export interface SubmitDefaults {
@@ -59,6 +60,8 @@ export type AppPlugin = (app: FastifyInstance) => Promise<void>;
 
 export interface AppDeps {
   transitions: TransitionService;
+  /** Cron schedules: the /v1/schedules routes are served when given. @defaultValue none */
+  schedules?: ScheduleService;
   store: JobStore;
   clock: Clock;
   /** ETAs on `GET /v1/jobs/:id` and `GET /v1/insights` (engine/advisor/). Omit: no ETA, and insights say `off`. */

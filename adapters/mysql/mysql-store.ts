@@ -4,13 +4,14 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { Decide, InsertResult, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import type { Decide, InsertResult, JobStore, OutboxRow, ScheduleStore, TransitionWrite } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
 import { runAsync } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
+import { createSqlSchedules } from '../sql/schedules.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -22,7 +23,7 @@ import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & {
+export type MysqlStore = JobStore & ScheduleStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -35,6 +36,10 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults, 
 
 function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
   const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sqlText(sql, params)))[0] as Row[];
+  const statement = async (sql: string, params: readonly unknown[]) => {
+    const res = (await pool.query(sqlText(sql, params)))[0];
+    return Array.isArray(res) ? { rows: res as Row[], changes: 0 } : { rows: [], changes: (res as { affectedRows: number }).affectedRows };
+  };
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
   // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
   const tx = (op: StoreOp): TxOptions => ({ beforeCommit, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });
@@ -51,6 +56,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
   return {
     pool,
     ...createSqlReads(query, D),
+    ...createSqlSchedules(statement, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>

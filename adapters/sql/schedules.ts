@@ -1,0 +1,103 @@
+/**
+ * The ScheduleStore port over one "run this statement" function, shared by
+ * both stores. Each operation is one statement (or, for ticks, an insert and
+ * a prune that need not be atomic): a schedule's row moves on by
+ * compare-and-set on its version, so no transaction spans statements.
+ */
+import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
+import type { Outcome } from './program.js';
+import { toJson, toNum, type Row } from './rows.js';
+
+/** Runs one statement: its rows (a SELECT) or its changed rows. */
+export type Exec = (sql: string, params: readonly unknown[]) => Promise<Outcome>;
+
+const COLUMNS = [
+  'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',
+  'submitted', 'skipped', 'missed', 'version', 'created_at', 'updated_at',
+] as const;
+const SELECT = `SELECT ${COLUMNS.join(', ')} FROM schedules`;
+const SETS = COLUMNS.filter((c) => c !== 'name' && c !== 'created_at').map((c) => `${c} = ?`).join(', ');
+
+function values(s: ScheduleRecord): unknown[] {
+  return [
+    s.name, s.cron, s.timezone, s.overlap, s.catchUp, s.paused ? 1 : 0, toJson(s.job), s.nextAt, s.lastTickAt, s.lastJobId,
+    s.submitted, s.skipped, s.missed, s.version, s.createdAt, s.updatedAt,
+  ];
+}
+
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
+
+function rowToSchedule(r: Row): ScheduleRecord {
+  return {
+    name: String(r.name), cron: String(r.cron), timezone: String(r.timezone),
+    overlap: r.overlap as ScheduleRecord['overlap'], catchUp: r.catch_up as ScheduleRecord['catchUp'], paused: toNum(r.paused) === 1,
+    job: JSON.parse(String(r.job)) as ScheduleRecord['job'],
+    nextAt: numOrNull(r.next_at), lastTickAt: numOrNull(r.last_tick_at), lastJobId: (r.last_job_id as string | null) ?? null,
+    submitted: toNum(r.submitted), skipped: toNum(r.skipped), missed: toNum(r.missed), version: toNum(r.version),
+    createdAt: toNum(r.created_at), updatedAt: toNum(r.updated_at),
+  };
+}
+
+function rowToTick(r: Row): ScheduleTick {
+  return {
+    schedule: String(r.schedule_name), tickAt: toNum(r.tick_at), outcome: r.outcome as ScheduleTick['outcome'],
+    jobId: (r.job_id as string | null) ?? null, at: toNum(r.at),
+  };
+}
+
+/** Most schedules listed. */
+export const MAX_SCHEDULES_LISTED = 1000;
+
+/** A driver error that says the primary key is taken (MySQL ER_DUP_ENTRY, SQLite's constraint codes). */
+function isDuplicateKey(err: unknown): boolean {
+  const e = err as { errno?: unknown; code?: unknown } | null;
+  return e?.errno === 1062 || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
+  const keepDuplicate = d.name === 'mysql' ? 'ON DUPLICATE KEY UPDATE tick_at = tick_at' : 'ON CONFLICT DO NOTHING';
+  // A plain INSERT: with FOUND_ROWS (mysql2's default) a duplicate left as it is by ON DUPLICATE KEY counts as a changed row.
+  const insertSchedule = `INSERT INTO schedules (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
+  const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
+  return {
+    createSchedule: async (s) => {
+      try {
+        await exec(insertSchedule, values(s));
+        return true;
+      } catch (err) {
+        if (isDuplicateKey(err)) return false;
+        throw err;
+      }
+    },
+    getSchedule: async (name) => {
+      const [r] = await rows(`${SELECT} WHERE name = ?`, [name]);
+      return r ? rowToSchedule(r) : null;
+    },
+    listSchedules: async () => (await rows(`${SELECT} ORDER BY name LIMIT ?`, [MAX_SCHEDULES_LISTED])).map(rowToSchedule),
+    replaceSchedule: async (s, expectedVersion) => {
+      const v = values(s);
+      // SETS skips name (first) and created_at (second last).
+      const params = [...v.slice(1, COLUMNS.length - 2), v[COLUMNS.length - 1], s.name, expectedVersion];
+      return (await exec(`UPDATE schedules SET ${SETS} WHERE name = ? AND version = ?`, params)).changes === 1;
+    },
+    deleteSchedule: async (name) => {
+      await exec('DELETE FROM schedule_ticks WHERE schedule_name = ?', [name]);
+      return (await exec('DELETE FROM schedules WHERE name = ?', [name])).changes === 1;
+    },
+    dueSchedules: async (now, limit) =>
+      (await rows(`${SELECT} WHERE next_at <= ? AND paused = 0 ORDER BY next_at LIMIT ?`, [now, limit])).map(rowToSchedule),
+    recordTicks: async (ticks, keep) => {
+      if (ticks.length === 0) return;
+      const params = ticks.flatMap((t) => [t.schedule, t.tickAt, t.outcome, t.jobId, t.at]);
+      await exec(`INSERT INTO schedule_ticks (schedule_name, tick_at, outcome, job_id, at) VALUES ${
+        ticks.map(() => '(?, ?, ?, ?, ?)').join(', ')} ${keepDuplicate}`, params);
+      for (const name of new Set(ticks.map((t) => t.schedule))) {
+        const [oldest] = await rows('SELECT tick_at FROM schedule_ticks WHERE schedule_name = ? ORDER BY tick_at DESC LIMIT 1 OFFSET ?', [name, keep - 1]);
+        if (oldest) await exec('DELETE FROM schedule_ticks WHERE schedule_name = ? AND tick_at < ?', [name, oldest.tick_at]);
+      }
+    },
+    listTicks: async (name, limit) =>
+      (await rows('SELECT schedule_name, tick_at, outcome, job_id, at FROM schedule_ticks WHERE schedule_name = ? ORDER BY tick_at DESC LIMIT ?', [name, limit])).map(rowToTick),
+  };
+}

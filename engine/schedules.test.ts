@@ -1,0 +1,276 @@
+/**
+ * Cron schedules: which ticks a pass fires (pure), and the runner on the real
+ * stores (SQLite and MariaDB) with a clock the test moves: exactly one job per
+ * tick through restarts and several runners, overlap, catch-up, pause.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import { createMysqlStore } from '../adapters/mysql/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import { isAtsError } from './errors.js';
+import { silentLogger } from './logger.js';
+import type { Clock, JobStore, JobTemplate, ScheduleStore } from './ports.js';
+import {
+  MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
+} from './schedules.js';
+import { TransitionService } from './transitions.js';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2031, 0, 1); // a Wednesday, 00:00 UTC
+
+const utc = (cron: string) => parseCron(cron, 'UTC');
+
+describe('ticksToFire', () => {
+  it('fires the ticks due up to now and names the next one', () => {
+    const plan = ticksToFire(utc('* * * * *'), T0, 'none', T0 + 1_500);
+    assert.deepEqual(plan, { fire: [T0], missed: 0, nextAt: T0 + MIN });
+  });
+
+  it('fires nothing before the tick', () => {
+    assert.deepEqual(ticksToFire(utc('*/5 * * * *'), T0 + 5 * MIN, 'all', T0 + 4 * MIN), { fire: [], missed: 0, nextAt: T0 + 5 * MIN });
+  });
+
+  it('none: ticks later than MISSED_AFTER_MS are missed, later ones fire', () => {
+    // Down from T0 to T0 + 10 min 30 s: ticks at 0..10 min; those before 9:30 are missed.
+    const now = T0 + 10 * MIN + 30_000;
+    const plan = ticksToFire(utc('* * * * *'), T0, 'none', now);
+    assert.deepEqual(plan.fire, [T0 + 10 * MIN]);
+    assert.equal(plan.missed, 10);
+    assert.equal(plan.nextAt, T0 + 11 * MIN);
+    assert.ok(now - T0 - 10 * MIN <= MISSED_AFTER_MS);
+  });
+
+  it('latest: only the newest missed tick fires', () => {
+    const plan = ticksToFire(utc('0 * * * *'), T0, 'latest', T0 + 5 * 60 * MIN + 10 * MIN);
+    assert.deepEqual(plan.fire, [T0 + 5 * 60 * MIN]);
+    assert.equal(plan.missed, 5);
+    assert.equal(plan.nextAt, T0 + 6 * 60 * MIN);
+  });
+
+  it('all: every missed tick fires, at most MAX_TICKS_PER_PASS a pass, the rest at the next', () => {
+    const now = T0 + 250 * MIN;
+    const first = ticksToFire(utc('* * * * *'), T0, 'all', now);
+    assert.equal(first.fire.length, MAX_TICKS_PER_PASS);
+    assert.equal(first.fire[0], T0);
+    assert.equal(first.nextAt, T0 + MAX_TICKS_PER_PASS * MIN);
+    const fired = [...first.fire];
+    let next = first.nextAt!;
+    while (next <= now) {
+      const p = ticksToFire(utc('* * * * *'), next, 'all', now);
+      fired.push(...p.fire);
+      next = p.nextAt!;
+    }
+    assert.equal(fired.length, 251);
+    assert.equal(new Set(fired).size, 251);
+    assert.equal(next, T0 + 251 * MIN);
+  });
+
+  it('a per-second expression a day behind counts what it missed with bounded work', () => {
+    const began = performance.now();
+    const plan = ticksToFire(utc('* * * * * *'), T0, 'none', T0 + 86_400_000);
+    assert.ok(plan.fire.length <= MAX_TICKS_PER_PASS);
+    assert.ok(plan.missed >= 10_000);
+    assert.ok(performance.now() - began < 20_000);
+    assert.equal(plan.nextAt, T0 + 86_400_000 + 1000);
+  });
+
+  it('reads the expression in its time zone', () => {
+    // 09:00 in New York on 2031-01-01 is 14:00 UTC (EST, UTC-5).
+    const plan = ticksToFire(parseCron('0 9 * * *', 'America/New_York'), Date.UTC(2031, 0, 1, 14), 'none', Date.UTC(2031, 0, 1, 14, 0, 1));
+    assert.deepEqual(plan.fire, [Date.UTC(2031, 0, 1, 14)]);
+    assert.equal(plan.nextAt, Date.UTC(2031, 0, 2, 14));
+  });
+});
+
+describe('parseCron', () => {
+  it('names the problem of a bad expression or time zone', () => {
+    const code = (f: () => unknown) => {
+      try {
+        f();
+        return 'none';
+      } catch (e) {
+        assert.ok(isAtsError(e));
+        return e.code;
+      }
+    };
+    assert.equal(code(() => parseCron('61 * * * *', 'UTC')), 'ATS_ERR_INVALID_CRON');
+    assert.equal(code(() => parseCron('not a cron', 'UTC')), 'ATS_ERR_INVALID_CRON');
+    assert.equal(code(() => parseCron('* '.repeat(5000), 'UTC')), 'ATS_ERR_INVALID_CRON');
+    assert.equal(code(() => parseCron('* * * * *', 'Mars/Olympus')), 'ATS_ERR_INVALID_TIMEZONE');
+    assert.equal(code(() => parseCron('* * * * *', '')), 'ATS_ERR_INVALID_TIMEZONE');
+    assert.equal(code(() => parseCron('*/5 * * * *', 'Europe/Berlin')), 'none');
+  });
+});
+
+// ---------------------------------------------------------------- the runner on the stores
+
+type Store = JobStore & ScheduleStore;
+
+const backends: Array<{ name: string; open(): Promise<{ store: Store; cleanup(): Promise<void> }> }> = [
+  {
+    name: 'sqlite',
+    open: async () => {
+      const store = createSqliteStore({ file: ':memory:' });
+      return { store, cleanup: () => store.close() };
+    },
+  },
+  {
+    name: 'mysql',
+    open: async () => {
+      await requireMysql();
+      const db = await createTestDatabase();
+      const store = await createMysqlStore({ url: db.url, poolSize: 4 });
+      return { store, cleanup: async () => { await store.close(); await db.drop(); } };
+    },
+  },
+];
+
+const template = (o: Partial<JobTemplate> = {}): JobTemplate => ({
+  type: 'demo.echo', payload: { n: 1 }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...o,
+});
+
+function world(store: Store) {
+  let t = T0 + 1;
+  const clock: Clock & { set(ms: number): void } = { now: () => t, sleep: () => Promise.resolve(), set: (ms) => { t = ms; } };
+  const ulid = monotonicFactory();
+  const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => ulid() } });
+  const runner = () => new ScheduleRunner({ store, transitions, clock, logger: silentLogger });
+  return { clock, transitions, service: new ScheduleService({ store, clock }), runner };
+}
+
+const scheduledJobs = async (store: Store) => (await store.listJobs({ limit: 500 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:'));
+
+for (const backend of backends) {
+  describe(`schedules on ${backend.name}`, { timeout: 60_000 }, () => {
+    const withStore = async (fn: (store: Store) => Promise<void>) => {
+      const { store, cleanup } = await backend.open();
+      try {
+        await store.migrate();
+        await fn(store);
+      } finally {
+        await cleanup();
+      }
+    };
+
+    it('one job per tick, with its key, through two runners and a pass repeated after a crash', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      const s = await service.create({ name: 'every-minute', cron: '* * * * *', overlap: 'allow', job: template() });
+      assert.equal(s.nextAt, T0 + MIN);
+      const a = runner();
+      const b = runner();
+      for (let m = 1; m <= 5; m++) {
+        clock.set(T0 + m * MIN + 100);
+        // Two timers instances on the same pass, at once.
+        await Promise.all([a.runOnce(), b.runOnce()]);
+      }
+      // A crash after the submit and before the schedule moved on: the tick fires again, and finds its job.
+      const before = await service.get('every-minute');
+      await store.replaceSchedule({ ...before, nextAt: T0 + 5 * MIN, version: before.version + 1 }, before.version);
+      await a.runOnce();
+      const jobs = await scheduledJobs(store);
+      assert.equal(jobs.length, 5);
+      assert.deepEqual(jobs.map((j) => j.idempotencyKey).sort(), [1, 2, 3, 4, 5].map((m) => scheduleTickKey(s, T0 + m * MIN)).sort());
+      assert.ok(jobs.every((j) => j.type === 'demo.echo' && JSON.stringify(j.payload) === '{"n":1}'));
+      const after = await service.get('every-minute');
+      assert.equal(after.nextAt, T0 + 6 * MIN);
+      assert.equal(after.lastTickAt, T0 + 5 * MIN);
+      const ticks = await service.ticks('every-minute');
+      assert.deepEqual(ticks.map((t) => t.tickAt), [5, 4, 3, 2, 1].map((m) => T0 + m * MIN));
+      assert.ok(ticks.every((t) => t.outcome === 'submitted' && jobs.some((j) => j.id === t.jobId)));
+    }));
+
+    it('overlap skip: a tick whose last job is live is recorded skipped; once it ended, the next tick submits', () => withStore(async (store) => {
+      const { clock, service, runner, transitions } = world(store);
+      await service.create({ name: 'nightly', cron: '0 * * * *', job: template() });
+      const r = runner();
+      clock.set(T0 + 60 * MIN + 5);
+      await r.runOnce();
+      clock.set(T0 + 120 * MIN + 5);
+      await r.runOnce(); // the first job is still pending
+      let s = await service.get('nightly');
+      assert.equal(s.submitted, 1);
+      assert.equal(s.skipped, 1);
+      const [first] = await scheduledJobs(store);
+      const cancelled = await transitions.apply(first!.id, { type: 'CANCEL', reason: 'test' });
+      assert.ok(cancelled.ok);
+      clock.set(T0 + 180 * MIN + 5);
+      await r.runOnce();
+      s = await service.get('nightly');
+      assert.equal(s.submitted, 2);
+      assert.equal((await scheduledJobs(store)).length, 2);
+      assert.deepEqual((await service.ticks('nightly')).map((t) => t.outcome), ['submitted', 'skipped', 'submitted']);
+    }));
+
+    it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      for (const catchUp of ['none', 'latest', 'all'] as const) {
+        await service.create({ name: `hourly-${catchUp}`, cron: '0 * * * *', overlap: 'allow', catchUp, job: template({ queue: catchUp }) });
+      }
+      // Down for ten hours and a half.
+      clock.set(T0 + 10 * 60 * MIN + 30 * MIN);
+      await runner().runOnce();
+      const byQueue = async (q: string) => (await scheduledJobs(store)).filter((j) => j.queue === q).length;
+      assert.equal(await byQueue('none'), 0);
+      assert.equal(await byQueue('latest'), 1);
+      assert.equal(await byQueue('all'), 10);
+      assert.equal((await service.get('hourly-none')).missed, 10);
+      assert.equal((await service.get('hourly-latest')).missed, 9);
+      for (const catchUp of ['none', 'latest', 'all']) assert.equal((await service.get(`hourly-${catchUp}`)).nextAt, T0 + 11 * 60 * MIN);
+    }));
+
+    it('paused: no ticks; resumed: from the next tick after now, the pause not caught up', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      await service.create({ name: 'p', cron: '*/10 * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      await service.update('p', { paused: true });
+      assert.equal((await service.get('p')).nextAt, null);
+      assert.deepEqual(service.nextRuns(await service.get('p'), 3), []);
+      clock.set(T0 + 55 * MIN);
+      await runner().runOnce();
+      assert.equal((await scheduledJobs(store)).length, 0);
+      const resumed = await service.update('p', { paused: false });
+      assert.equal(resumed.nextAt, T0 + 60 * MIN);
+      assert.deepEqual(service.nextRuns(resumed, 3), [60, 70, 80].map((m) => T0 + m * MIN));
+      clock.set(T0 + 60 * MIN + 1);
+      await runner().runOnce();
+      assert.equal((await scheduledJobs(store)).length, 1);
+    }));
+
+    it('create, change, delete; a name again is a new schedule whose ticks find no old job', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      await service.create({ name: 'x', cron: '* * * * *', overlap: 'allow', job: template() });
+      await assert.rejects(service.create({ name: 'x', cron: '* * * * *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS');
+      const changed = await service.update('x', { cron: '*/2 * * * *', timezone: 'Europe/Berlin', job: template({ payload: { n: 2 } }) });
+      assert.equal(changed.nextAt, T0 + 2 * MIN);
+      assert.equal(changed.version, 2);
+      await assert.rejects(service.update('x', { cron: '99 * * * *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      assert.equal((await service.get('x')).cron, '*/2 * * * *');
+      clock.set(T0 + 2 * MIN + 1);
+      await runner().runOnce();
+      await service.remove('x');
+      await assert.rejects(service.get('x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
+      await assert.rejects(service.remove('x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
+      assert.deepEqual(await service.ticks('x'), []);
+      clock.set(T0 + 2 * MIN + 2);
+      await service.create({ name: 'x', cron: '*/2 * * * *', overlap: 'allow', job: template() });
+      clock.set(T0 + 4 * MIN + 1);
+      await runner().runOnce();
+      const jobs = await scheduledJobs(store);
+      assert.equal(jobs.length, 2);
+      assert.deepEqual(jobs.map((j) => (j.payload as { n: number }).n).sort(), [1, 2]);
+    }));
+
+    it(`keeps the newest ${TICKS_KEPT} ticks of a schedule`, () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      await service.create({ name: 'busy', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      clock.set(T0 + 70 * MIN);
+      await runner().runOnce();
+      const ticks = await service.ticks('busy', 1000);
+      assert.equal(ticks.length, TICKS_KEPT);
+      assert.equal(ticks[0]!.tickAt, T0 + 70 * MIN);
+      assert.equal((await service.get('busy')).submitted, 70);
+    }));
+  });
+}

@@ -1,0 +1,339 @@
+/**
+ * Cron schedules: a named cron expression (in an IANA time zone) and the job
+ * it submits at each tick.
+ *
+ * Exactly one job per tick: the tick's job carries an idempotency key made of
+ * the schedule's name, its creation time and the tick's time
+ * (`scheduleTickKey`), and the store inserts a job only where its (queue,
+ * idempotency key) is free, in the job's own transaction. Two timers
+ * instances firing the same tick, or one firing it again after a crash before
+ * it recorded the tick, get the job the first one created.
+ *
+ * Parsing and next-run computation are croner's (time zones and daylight
+ * saving time as croner defines them: a local time skipped by a spring-forward
+ * fires at the same instant as the time after it, one repeated in autumn
+ * fires once). The rest is pure: `ticksToFire` decides what a pass does.
+ */
+import { Cron } from 'croner';
+import { AtsError } from './errors.js';
+import type { Clock, JobSpec, Logger, ScheduleRecord, ScheduleStore, ScheduleTick } from './ports.js';
+import { isTerminal } from '../machines/lifecycle.js';
+import type { JobStore } from './ports.js';
+import type { TransitionService } from './transitions.js';
+
+export type { CatchUp, JobTemplate, Overlap, ScheduleRecord, ScheduleTick } from './ports.js';
+import type { CatchUp, JobTemplate, Overlap } from './ports.js';
+
+export const OVERLAPS: readonly Overlap[] = Object.freeze(['skip', 'allow']);
+export const CATCH_UPS: readonly CatchUp[] = Object.freeze(['none', 'latest', 'all']);
+
+/** Longest schedule name. */
+export const MAX_SCHEDULE_NAME = 100;
+/** Longest cron expression (a real one is under 100 characters). */
+export const MAX_CRON_CHARS = 200;
+/** A tick later than this is missed (`catchUp: none` drops it); a pass a little late still fires it. */
+export const MISSED_AFTER_MS = 60_000;
+/** Most ticks of one schedule a pass fires (`catchUp: all` after a long downtime continues at the next pass). */
+export const MAX_TICKS_PER_PASS = 100;
+/** Ticks kept per schedule (older ones are deleted as new ones are recorded). */
+export const TICKS_KEPT = 50;
+
+export interface ScheduleInput {
+  name: string;
+  cron: string;
+  /** IANA time zone. @defaultValue 'UTC' */
+  timezone?: string;
+  /** @defaultValue 'skip' */
+  overlap?: Overlap;
+  /** @defaultValue 'none' */
+  catchUp?: CatchUp;
+  /** @defaultValue false */
+  paused?: boolean;
+  job: JobTemplate;
+}
+
+export type SchedulePatch = Partial<Pick<ScheduleRecord, 'cron' | 'timezone' | 'overlap' | 'catchUp' | 'paused' | 'job'>>;
+
+/** The croner instance for an expression, or AtsError 400 naming the problem. */
+export function parseCron(cron: string, timezone: string): Cron {
+  checkTimezone(timezone);
+  if (cron.length > MAX_CRON_CHARS) throw new AtsError('ATS_ERR_INVALID_CRON', `The cron expression is longer than ${MAX_CRON_CHARS} characters`);
+  let c: Cron;
+  try {
+    c = new Cron(cron, { timezone, paused: true });
+  } catch (err) {
+    throw new AtsError('ATS_ERR_INVALID_CRON', `The cron expression is not valid: ${String((err as Error).message).slice(0, 200)}`);
+  }
+  return c;
+}
+
+/** Throws AtsError ATS_ERR_INVALID_TIMEZONE unless `tz` is an IANA time zone this runtime knows. */
+export function checkTimezone(tz: string): void {
+  try {
+    if (tz.length === 0 || tz.length > 64) throw new RangeError('length');
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+  } catch {
+    throw new AtsError('ATS_ERR_INVALID_TIMEZONE', `'${tz.slice(0, 64)}' is not an IANA time zone (for example UTC or Europe/Berlin)`);
+  }
+}
+
+/** The first tick after `after` (epoch ms), or null when the expression never fires again. */
+export function nextTick(cron: Cron, after: number): number | null {
+  const d = cron.nextRun(new Date(after));
+  return d ? d.getTime() : null;
+}
+
+/** The next `n` ticks after `after`. */
+export function nextTicks(cron: Cron, n: number, after: number): number[] {
+  return cron.nextRuns(n, new Date(after)).map((d) => d.getTime());
+}
+
+/** What one pass does with a due schedule. */
+export interface TickPlan {
+  /** The ticks to fire now, oldest first. */
+  fire: number[];
+  /** Ticks passed over (missed by more than MISSED_AFTER_MS with `catchUp` none, or all but the latest with latest). */
+  missed: number;
+  /** The schedule's next due tick after this pass (null: it never fires again). */
+  nextAt: number | null;
+}
+
+/**
+ * The ticks from `nextAt` up to `now`, and which of them fire: `all` fires
+ * each (at most MAX_TICKS_PER_PASS a pass; the rest at the next); `latest`
+ * fires the newest; `none` fires those at most MISSED_AFTER_MS late.
+ */
+export function ticksToFire(cron: Cron, nextAt: number, catchUp: CatchUp, now: number): TickPlan {
+  if (catchUp === 'all') {
+    const fire = walk(cron, nextAt, now, MAX_TICKS_PER_PASS);
+    return { fire, missed: 0, nextAt: nextAfter(cron, fire, now) };
+  }
+  const windowStart = Math.max(nextAt, now - MISSED_AFTER_MS);
+  const inWindow = walk(cron, windowStart === nextAt ? nextAt : nextTick(cron, windowStart - 1), now, MAX_TICKS_PER_PASS);
+  const late = windowStart > nextAt ? countTicks(cron, nextAt, windowStart) : 0;
+  if (catchUp === 'latest') {
+    const next = nextAfter(cron, inWindow, now);
+    if (inWindow.length > 0) return { fire: inWindow.slice(-1), missed: late + inWindow.length - 1, nextAt: next };
+    const newest = newestMissed(cron, nextAt, now);
+    return newest === null ? { fire: [], missed: late, nextAt: next } : { fire: [newest], missed: Math.max(0, late - 1), nextAt: next };
+  }
+  return { fire: inWindow, missed: late, nextAt: nextAfter(cron, inWindow, now) };
+}
+
+/** Ticks from `from` (itself a tick, or null) up to `to`, at most `max`. */
+function walk(cron: Cron, from: number | null, to: number, max: number): number[] {
+  const out: number[] = [];
+  for (let t = from; t !== null && t <= to && out.length < max; t = nextTick(cron, t)) out.push(t);
+  return out;
+}
+
+/** The next tick once `fired` are done: after the last of them when a pass stopped at its cap, else after `now`. */
+function nextAfter(cron: Cron, fired: readonly number[], now: number): number | null {
+  return fired.length >= MAX_TICKS_PER_PASS ? nextTick(cron, fired.at(-1)!) : nextTick(cron, now);
+}
+
+/** The newest tick at or before `now` and at or after `from`, or null. */
+function newestMissed(cron: Cron, from: number, now: number): number | null {
+  const [prev] = cron.previousRuns(1, new Date(now + 1));
+  const t = prev?.getTime();
+  return t !== undefined && t >= from && t <= now ? t : null;
+}
+
+/** Most ticks counted as missed in one pass (a per-second expression after a long downtime counts at least this many). */
+const MAX_COUNTED = 10_000;
+
+/** Ticks from `from` (a tick) up to before `to`, counted up to MAX_COUNTED. */
+function countTicks(cron: Cron, from: number, to: number): number {
+  let n = 0;
+  for (let t: number | null = from; t !== null && t < to && n < MAX_COUNTED; t = nextTick(cron, t)) n++;
+  return n;
+}
+
+/**
+ * The idempotency key of a tick's job: unique per (schedule incarnation,
+ * tick), so a schedule deleted and created again under the same name does not
+ * find the old one's jobs.
+ */
+export function scheduleTickKey(s: Pick<ScheduleRecord, 'name' | 'createdAt'>, tickAt: number): string {
+  return `ats:schedule:${s.name}:${s.createdAt}:${tickAt}`;
+}
+
+/** The spec of a tick's job. */
+export function tickJobSpec(s: ScheduleRecord, tickAt: number): JobSpec {
+  const j = s.job;
+  return {
+    type: j.type, payload: j.payload, queue: j.queue, maxAttempts: j.maxAttempts, backoff: j.backoff,
+    timeoutMs: j.timeoutMs, priority: j.priority, idempotencyKey: scheduleTickKey(s, tickAt),
+  };
+}
+
+// ---------------------------------------------------------------- the service (API side)
+
+export interface ScheduleServiceDeps {
+  store: ScheduleStore;
+  clock: Clock;
+}
+
+/** Compare-and-set tries of one change before ATS_ERR_CONCURRENT_UPDATE. */
+const MAX_TRIES = 5;
+
+/** Create, read, change and delete schedules (the API's side); the timers fire them (ScheduleRunner). */
+export class ScheduleService {
+  constructor(private readonly deps: ScheduleServiceDeps) {}
+
+  /** 409 ATS_ERR_SCHEDULE_EXISTS when the name is taken; 400 for a bad expression or time zone. */
+  async create(input: ScheduleInput): Promise<ScheduleRecord> {
+    const now = this.deps.clock.now();
+    const timezone = input.timezone ?? 'UTC';
+    const paused = input.paused ?? false;
+    const cron = parseCron(input.cron, timezone);
+    const record: ScheduleRecord = {
+      name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
+      job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
+      submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: now, updatedAt: now,
+    };
+    if (!(await this.deps.store.createSchedule(record))) {
+      throw new AtsError('ATS_ERR_SCHEDULE_EXISTS', `A schedule named '${input.name}' exists`);
+    }
+    return record;
+  }
+
+  /** 404 ATS_ERR_SCHEDULE_NOT_FOUND when there is none. */
+  async get(name: string): Promise<ScheduleRecord> {
+    const s = await this.deps.store.getSchedule(name);
+    if (!s) throw notFound(name);
+    return s;
+  }
+
+  list(): Promise<ScheduleRecord[]> {
+    return this.deps.store.listSchedules();
+  }
+
+  /** The schedule's recent ticks, newest first. */
+  ticks(name: string, limit = TICKS_KEPT): Promise<ScheduleTick[]> {
+    return this.deps.store.listTicks(name, limit);
+  }
+
+  /**
+   * Change a schedule. A new expression or time zone, or a resume, computes
+   * the next tick from now: ticks of a pause are not caught up.
+   */
+  async update(name: string, patch: SchedulePatch): Promise<ScheduleRecord> {
+    for (let i = 0; i < MAX_TRIES; i++) {
+      const s = await this.get(name);
+      const next: ScheduleRecord = { ...s, ...definedOf(patch), version: s.version + 1, updatedAt: this.deps.clock.now() };
+      const retimed = next.cron !== s.cron || next.timezone !== s.timezone || next.paused !== s.paused;
+      const cron = parseCron(next.cron, next.timezone);
+      if (next.paused) next.nextAt = null;
+      else if (retimed) next.nextAt = nextTick(cron, next.updatedAt);
+      if (await this.deps.store.replaceSchedule(next, s.version)) return next;
+    }
+    throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', `The schedule '${name}' changed concurrently too many times; try again`);
+  }
+
+  /** 404 when there is none. Jobs it submitted stay. */
+  async remove(name: string): Promise<void> {
+    if (!(await this.deps.store.deleteSchedule(name))) throw notFound(name);
+  }
+
+  /** The next `n` run times of a schedule (none while paused). */
+  nextRuns(s: ScheduleRecord, n: number): number[] {
+    if (s.paused) return [];
+    const from = s.nextAt === null ? this.deps.clock.now() : s.nextAt - 1;
+    return nextTicks(parseCron(s.cron, s.timezone), n, from);
+  }
+}
+
+const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${name.slice(0, MAX_SCHEDULE_NAME)}'`);
+
+function definedOf(patch: SchedulePatch): SchedulePatch {
+  const out: SchedulePatch = {};
+  if (patch.cron !== undefined) out.cron = patch.cron;
+  if (patch.timezone !== undefined) out.timezone = patch.timezone;
+  if (patch.overlap !== undefined) out.overlap = patch.overlap;
+  if (patch.catchUp !== undefined) out.catchUp = patch.catchUp;
+  if (patch.paused !== undefined) out.paused = patch.paused;
+  if (patch.job !== undefined) out.job = patch.job;
+  return out;
+}
+
+// ---------------------------------------------------------------- the runner (timers side)
+
+export interface ScheduleRunnerDeps {
+  store: ScheduleStore & Pick<JobStore, 'getJob'>;
+  transitions: Pick<TransitionService, 'submit'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface ScheduleCounters {
+  submitted: number;
+  skipped: number;
+  missed: number;
+}
+
+/** Schedules a pass looks at. */
+const DUE_BATCH = 100;
+
+/**
+ * Fires due ticks; runs in the timers role. Safe with many instances: a tick's
+ * job is unique by its idempotency key, and the schedule's row moves on by
+ * compare-and-set, so the instance that loses the race writes nothing more.
+ */
+export class ScheduleRunner {
+  readonly counters: ScheduleCounters = { submitted: 0, skipped: 0, missed: 0 };
+
+  constructor(private readonly deps: ScheduleRunnerDeps) {}
+
+  /** One pass: returns how many ticks it fired or skipped. */
+  async runOnce(): Promise<number> {
+    const now = this.deps.clock.now();
+    const due = await this.deps.store.dueSchedules(now, DUE_BATCH);
+    let n = 0;
+    for (const s of due) {
+      try {
+        n += await this.fire(s, now);
+      } catch (err) {
+        this.deps.logger.warn('schedules: tick failed; tried again at the next pass', { schedule: s.name, error: String((err as Error)?.message ?? err) });
+      }
+    }
+    return n;
+  }
+
+  private async fire(s: ScheduleRecord, now: number): Promise<number> {
+    const { store, transitions, logger } = this.deps;
+    if (s.nextAt === null) return 0;
+    const plan = ticksToFire(parseCron(s.cron, s.timezone), s.nextAt, s.catchUp, now);
+    const ticks: ScheduleTick[] = [];
+    let lastJobId = s.lastJobId;
+    for (const tickAt of plan.fire) {
+      if (s.overlap === 'skip' && lastJobId && (await isLive(store, lastJobId))) {
+        ticks.push({ schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
+        continue;
+      }
+      const r = await transitions.submit(tickJobSpec(s, tickAt));
+      // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
+      lastJobId = r.job.id;
+      ticks.push({ schedule: s.name, tickAt, outcome: 'submitted', jobId: r.job.id, at: now });
+    }
+    const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
+    const skipped = ticks.length - submitted;
+    const next: ScheduleRecord = {
+      ...s, nextAt: plan.nextAt, lastTickAt: ticks.at(-1)?.tickAt ?? s.lastTickAt, lastJobId,
+      submitted: s.submitted + submitted, skipped: s.skipped + skipped, missed: s.missed + plan.missed, version: s.version + 1,
+    };
+    if (!(await store.replaceSchedule(next, s.version))) return 0; // another instance moved it on (its jobs are these same ones)
+    if (ticks.length > 0) await store.recordTicks(ticks, TICKS_KEPT);
+    this.counters.submitted += submitted;
+    this.counters.skipped += skipped;
+    this.counters.missed += plan.missed;
+    if (plan.missed > 0) logger.info('schedules: ticks missed (catchUp)', { schedule: s.name, missed: plan.missed, catchUp: s.catchUp });
+    if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { schedule: s.name });
+    return ticks.length;
+  }
+}
+
+async function isLive(store: Pick<JobStore, 'getJob'>, id: string): Promise<boolean> {
+  const job = await store.getJob(id);
+  return !!job && !isTerminal(job.snapshot.value);
+}
