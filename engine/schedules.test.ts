@@ -6,10 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
-import { createMysqlStore } from '../adapters/mysql/index.js';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobStore, JobTemplate, ScheduleStore } from './ports.js';
@@ -109,24 +107,6 @@ describe('parseCron', () => {
 
 type Store = JobStore & ScheduleStore;
 
-const backends: Array<{ name: string; open(): Promise<{ store: Store; cleanup(): Promise<void> }> }> = [
-  {
-    name: 'sqlite',
-    open: async () => {
-      const store = createSqliteStore({ file: ':memory:' });
-      return { store, cleanup: () => store.close() };
-    },
-  },
-  {
-    name: 'mysql',
-    open: async () => {
-      await requireMysql();
-      const db = await createTestDatabase();
-      const store = await createMysqlStore({ url: db.url, poolSize: 4 });
-      return { store, cleanup: async () => { await store.close(); await db.drop(); } };
-    },
-  },
-];
 
 const template = (o: Partial<JobTemplate> = {}): JobTemplate => ({
   type: 'demo.echo', payload: { n: 1 }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...o,
@@ -143,7 +123,7 @@ function world(store: Store) {
 
 const scheduledJobs = async (store: Store) => (await store.listJobs({ limit: 500 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:'));
 
-for (const backend of backends) {
+for (const backend of STORE_BACKENDS) {
   describe(`schedules on ${backend.name}`, { timeout: 60_000 }, () => {
     const withStore = async (fn: (store: Store) => Promise<void>) => {
       const { store, cleanup } = await backend.open();

@@ -6,10 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
-import { createMysqlStore } from '../adapters/mysql/index.js';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
 import { TOPICS, type Clock, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
 import { Timers } from './timers.js';
@@ -42,26 +40,8 @@ async function publishAndLose(store: JobStore): Promise<OutboxRow[]> {
 
 const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => (r.payload as { jobId: string }).jobId);
 
-const backends: Array<{ name: string; open(): Promise<{ store: JobStore; cleanup(): Promise<void> }> }> = [
-  {
-    name: 'sqlite',
-    open: async () => {
-      const store = createSqliteStore({ file: ':memory:' });
-      return { store, cleanup: () => store.close() };
-    },
-  },
-  {
-    name: 'mysql',
-    open: async () => {
-      await requireMysql();
-      const db = await createTestDatabase();
-      const store = await createMysqlStore({ url: db.url, poolSize: 4 });
-      return { store, cleanup: async () => { await store.close(); await db.drop(); } };
-    },
-  },
-];
 
-for (const backend of backends) {
+for (const backend of STORE_BACKENDS) {
   describe(`Timers on ${backend.name}`, () => {
     it('re-dispatch a lost dispatch after the published timeout, whether PUBLISHED was recorded or not', async () => {
       const { store, cleanup } = await backend.open();

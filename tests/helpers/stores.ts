@@ -1,0 +1,33 @@
+/**
+ * Both SQL stores, each fresh (SQLite in memory, MariaDB in a database of its
+ * own), for tests that run the same cases on each.
+ */
+import { createMysqlStore } from '../../adapters/mysql/index.js';
+import { createSqliteStore } from '../../adapters/sqlite/index.js';
+import type { JobStore, ScheduleStore } from '../../engine/ports.js';
+import { createTestDatabase, requireMysql } from './mysql.js';
+
+export interface StoreBackend {
+  name: 'sqlite' | 'mysql';
+  /** A new, not yet migrated store and how to close it (and drop its database). */
+  open(): Promise<{ store: JobStore & ScheduleStore; cleanup(): Promise<void> }>;
+}
+
+export const STORE_BACKENDS: readonly StoreBackend[] = [
+  {
+    name: 'sqlite',
+    open: async () => {
+      const store = createSqliteStore({ file: ':memory:' });
+      return { store, cleanup: () => store.close() };
+    },
+  },
+  {
+    name: 'mysql',
+    open: async () => {
+      await requireMysql();
+      const db = await createTestDatabase();
+      const store = await createMysqlStore({ url: db.url, poolSize: 4 });
+      return { store, cleanup: async () => { await store.close(); await db.drop(); } };
+    },
+  },
+];
