@@ -189,6 +189,116 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.sleep\\s+default\\s+(pending|published) -> running\\s+STARTED\\s+attempt 1`));
     assert.match(r.stdout, new RegExp(`${id}.*running -> done\\s+SUCCEEDED`));
   });
+  describe('ats schedule', () => {
+    const name = `every-second-${process.pid}`;
+    const nightly = `nightly-${process.pid}`;
+
+    test('add prints the next run (or paused); --json the schedule as the API shows it', async () => {
+      const r = await ats(['schedule', 'add', name, '--cron', '* * * * * *', '--type', 'demo.echo', '--payload', '{"n":1}', '--queue', 'sched']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout.trim(), new RegExp(`^${name} created, next run \\d{4}-\\d{2}-\\d{2}T[\\d:.]+Z$`));
+      const json = await ats(['schedule', 'add', nightly, '--cron', '0 3 * * *', '--type', 'demo.echo', '--tz', 'Europe/Berlin',
+        '--overlap', 'allow', '--catch-up', 'latest', '--paused', '--json']);
+      assert.equal(json.code, 0, json.stderr);
+      const s = JSON.parse(json.stdout);
+      assert.deepEqual(
+        { name: s.name, cron: s.cron, timezone: s.timezone, overlap: s.overlap, catchUp: s.catchUp, paused: s.paused, nextRunAt: s.nextRunAt, payload: s.job.payload },
+        { name: nightly, cron: '0 3 * * *', timezone: 'Europe/Berlin', overlap: 'allow', catchUp: 'latest', paused: true, nextRunAt: null, payload: null },
+      );
+    });
+
+    test('get shows the schedule, its next runs and its ticks once they fire', async () => {
+      const end = Date.now() + 30_000;
+      let detail: { ticks: Array<{ outcome: string; jobId: string | null }>; nextRuns: string[] } = { ticks: [], nextRuns: [] };
+      while (!detail.ticks.some((t) => t.outcome === 'submitted') && Date.now() < end) {
+        const j = await ats(['schedule', 'get', name, '--json']);
+        assert.equal(j.code, 0, j.stderr);
+        detail = JSON.parse(j.stdout);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.equal(detail.nextRuns.length, 5);
+      const jobId = detail.ticks.find((t) => t.outcome === 'submitted')!.jobId!;
+      const r = await ats(['schedule', 'get', name]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^name\\s+${name}$`, 'm'));
+      assert.match(r.stdout, /^cron\s+\* \* \* \* \* \*$/m);
+      assert.match(r.stdout, /^queue\s+sched$/m);
+      assert.match(r.stdout, /^payload\s+\{"n":1\}$/m);
+      assert.match(r.stdout, /^paused\s+no$/m);
+      const lines = r.stdout.split('\n');
+      const next = lines.indexOf('next runs');
+      assert.ok(next > 0, r.stdout);
+      for (const l of lines.slice(next + 1, next + 6)) assert.match(l, /^ {2}\d{4}-\d{2}-\d{2}T[\d:.]+Z$/);
+      assert.match(r.stdout, /^ {2}TICK\s+OUTCOME\s+JOB\s+FIRED$/m);
+      assert.match(r.stdout, new RegExp(`^ {2}\\S+Z\\s+submitted\\s+${jobId}\\s+\\S+Z$`, 'm'));
+      // The tick's job is a job like any other.
+      const job = await ats(['get', jobId, '--json']);
+      assert.equal(JSON.parse(job.stdout).queue, 'sched');
+    });
+
+    test('ls: one row per schedule with its cron, time zone, next run, paused, last tick and tick counts', async () => {
+      const r = await ats(['schedule', 'ls']);
+      assert.equal(r.code, 0, r.stderr);
+      const [header, ...rows] = r.stdout.trim().split('\n');
+      assert.match(header!, /^NAME\s+CRON\s+TZ\s+NEXT RUN\s+PAUSED\s+LAST TICK\s+SUBMITTED\/SKIPPED\/MISSED$/);
+      const row = (n: string) => rows.find((l) => l.startsWith(`${n} `)) ?? assert.fail(`no row for ${n}:\n${r.stdout}`);
+      assert.match(row(name), /^\S+\s+\* \* \* \* \* \*\s+UTC\s+\S+Z\s+no\s+\S+Z\s+[1-9]\d*\/\d+\/\d+$/);
+      assert.match(row(nightly), /^\S+\s+0 3 \* \* \*\s+Europe\/Berlin\s+-\s+yes\s+-\s+0\/0\/0$/);
+      const json = await ats(['schedule', 'ls', '--json']);
+      const names = (JSON.parse(json.stdout) as { schedules: Array<{ name: string }> }).schedules.map((s) => s.name);
+      assert.ok(names.includes(name) && names.includes(nightly), json.stdout);
+    });
+
+    test('pause and resume print the change; a paused schedule has no next run', async () => {
+      const paused = await ats(['schedule', 'pause', name]);
+      assert.equal(paused.code, 0, paused.stderr);
+      assert.equal(paused.stdout.trim(), `${name} paused`);
+      const got = await ats(['schedule', 'get', name]);
+      assert.match(got.stdout, /^paused\s+yes$/m);
+      assert.match(got.stdout, /^nextRunAt\s+-$/m);
+      assert.match(got.stdout, /^next runs\n {2}none \(paused\)$/m);
+      const resumed = await ats(['schedule', 'resume', nightly]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.match(resumed.stdout.trim(), new RegExp(`^${nightly} resumed, next run \\S+Z$`));
+      const json = await ats(['schedule', 'resume', name, '--json']);
+      assert.equal(JSON.parse(json.stdout).paused, false);
+    });
+
+    test('rm deletes; then get and rm exit 1 with ATS_ERR_SCHEDULE_NOT_FOUND', async () => {
+      for (const n of [name, nightly]) {
+        const r = await ats(['schedule', 'rm', n]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.trim(), `${n} deleted`);
+      }
+      for (const args of [['get', name], ['rm', name], ['pause', nightly]]) {
+        const r = await ats(['schedule', ...args]);
+        assert.equal(r.code, 1, args.join(' '));
+        assert.match(r.stderr, /^ATS_ERR_SCHEDULE_NOT_FOUND: /);
+      }
+      const ls = await ats(['schedule', 'ls']);
+      assert.ok(!ls.stdout.includes(name), ls.stdout);
+    });
+
+    test('an invalid cron or time zone, or a name in use: exit 1 with the API\'s code and message', async () => {
+      const api = async (body: unknown) => (await fetch(`${url}/v1/schedules`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+      }).then((r) => r.json())) as { code: string; message: string };
+      const bad = await ats(['schedule', 'add', 'bad-cron', '--cron', '61 * * * *', '--type', 'demo.echo']);
+      assert.equal(bad.code, 1);
+      const expected = await api({ name: 'bad-cron', cron: '61 * * * *', type: 'demo.echo' });
+      assert.equal(expected.code, 'ATS_ERR_INVALID_CRON');
+      assert.equal(bad.stderr.trim(), `ATS_ERR_INVALID_CRON: ${expected.message}`);
+      const tz = await ats(['schedule', 'add', 'bad-tz', '--cron', '* * * * *', '--type', 'demo.echo', '--tz', 'Mars/Base']);
+      assert.equal(tz.code, 1);
+      assert.match(tz.stderr, /^ATS_ERR_INVALID_TIMEZONE: 'Mars\/Base' is not an IANA time zone/);
+      const taken = `taken-${process.pid}`;
+      assert.equal((await ats(['schedule', 'add', taken, '--cron', '0 0 1 1 *', '--type', 'demo.echo', '--paused'])).code, 0);
+      const again = await ats(['schedule', 'add', taken, '--cron', '0 0 1 1 *', '--type', 'demo.echo']);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /^ATS_ERR_SCHEDULE_EXISTS: /);
+      assert.equal((await ats(['schedule', 'rm', taken])).code, 0);
+    });
+  });
 });
 
 describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
@@ -205,6 +315,25 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`usage: ats ${args[0]}`), args.join(' '));
     }
+  });
+
+  test('ats schedule: a wrong command line exits 2 with the sub-command\'s usage; no sub-command or an unknown one, every usage', async () => {
+    for (const args of [['add', 'x', '--type', 'demo.echo'], ['add', 'x', '--cron', '* * * * *'], ['add', 'x', '--cron', '* * * * *', '--type', 'demo.echo', '--overlap', 'never'],
+      ['add', '--cron', '* * * * *', '--type', 'demo.echo'], ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']]) {
+      const r = await ats(['schedule', ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`usage: ats schedule ${args[0]}`), args.join(' '));
+    }
+    for (const args of [[], ['frobnicate']]) {
+      const r = await ats(['schedule', ...args]);
+      assert.equal(r.code, 2);
+      for (const sub of ['add', 'ls', 'get', 'pause', 'resume', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats schedule ${sub}`));
+    }
+    const help = await ats(['schedule', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: ats schedule add NAME --cron EXPR --type TYPE/m);
+    const top = await ats(['--help']);
+    assert.match(top.stdout, /^ {2}ats schedule add\|ls\|get\|pause\|resume\|rm/m);
   });
 
   test('no server at the URL: exit 1 with a message naming it', async () => {

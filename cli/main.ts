@@ -19,6 +19,7 @@ const watchCommand = lazy(() => import('./commands/watch.js'), 'watchCommand');
 const cancelCommand = lazy(() => import('./commands/actions.js'), 'cancelCommand');
 const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveCommand');
 const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCommand');
+const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -29,6 +30,7 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   cancel: { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' },
   redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
   insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
+  schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
 };
 
 function usage(): string {

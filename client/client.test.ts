@@ -264,6 +264,66 @@ describe('REST calls', () => {
   });
 });
 
+describe('schedules', () => {
+  const scheduleName = () => `s-${Math.random().toString(36).slice(2, 10)}`;
+  const is = (status: number, code: string) => (e: unknown) => e instanceof ApiError && e.status === status && e.code === code;
+
+  test('create, list, get, update, delete: the schedule fires its job each tick and its jobs stay', async () => {
+    const name = scheduleName();
+    const q = queue();
+    const created = await ats.createSchedule({ name, cron: '* * * * * *', type: 'demo.echo', queue: q, payload: { tick: true } });
+    assert.equal(created.name, name);
+    assert.equal(created.timezone, 'UTC');
+    assert.equal(created.overlap, 'skip');
+    assert.equal(created.catchUp, 'none');
+    assert.equal(created.paused, false);
+    assert.deepEqual({ type: created.job.type, queue: created.job.queue, payload: created.job.payload }, { type: 'demo.echo', queue: q, payload: { tick: true } });
+    assert.ok(created.nextRunAt && Date.parse(created.nextRunAt) > Date.parse(created.createdAt));
+    assert.ok((await ats.listSchedules()).some((s) => s.name === name));
+
+    await until(async () => (await ats.getSchedule(name)).ticks.some((t) => t.outcome === 'submitted'), 'a tick to submit its job');
+    const detail = await ats.getSchedule(name);
+    assert.equal(detail.nextRuns.length, 5);
+    const tick = detail.ticks.find((t) => t.outcome === 'submitted')!;
+    const job = await ats.get(tick.jobId!);
+    assert.equal(job.queue, q);
+    assert.deepEqual(job.payload, { tick: true });
+    assert.equal(job.idempotencyKey, `ats:schedule:${name}:${Date.parse(created.createdAt)}:${Date.parse(tick.tickAt)}`);
+
+    const paused = await ats.updateSchedule(name, { paused: true });
+    assert.equal(paused.paused, true);
+    assert.equal(paused.nextRunAt, null);
+    assert.deepEqual((await ats.getSchedule(name)).nextRuns, []);
+    const changed = await ats.updateSchedule(name, { paused: false, cron: '0 3 * * *', timezone: 'Europe/Berlin', payload: { nightly: true } });
+    assert.deepEqual({ paused: changed.paused, cron: changed.cron, timezone: changed.timezone }, { paused: false, cron: '0 3 * * *', timezone: 'Europe/Berlin' });
+    assert.deepEqual(changed.job.payload, { nightly: true });
+    assert.equal(changed.job.queue, q, 'job fields not given stay');
+    assert.ok(changed.nextRunAt && Date.parse(changed.nextRunAt) > Date.now());
+
+    await ats.deleteSchedule(name);
+    await assert.rejects(ats.getSchedule(name), is(404, 'ATS_ERR_SCHEDULE_NOT_FOUND'));
+    await assert.rejects(ats.deleteSchedule(name), is(404, 'ATS_ERR_SCHEDULE_NOT_FOUND'));
+    await assert.rejects(ats.updateSchedule(name, { paused: true }), is(404, 'ATS_ERR_SCHEDULE_NOT_FOUND'));
+    assert.ok((await jobsOf(q)).includes(job.id), 'the jobs it submitted stay');
+    assert.ok(!(await ats.listSchedules()).some((s) => s.name === name));
+  });
+
+  test('refusals are ApiErrors with the server\'s code: name taken, bad cron, bad time zone, unknown type, bad name', async () => {
+    const name = scheduleName();
+    await ats.createSchedule({ name, cron: '0 0 1 1 *', type: 'demo.echo', paused: true });
+    await assert.rejects(ats.createSchedule({ name, cron: '0 0 1 1 *', type: 'demo.echo' }), is(409, 'ATS_ERR_SCHEDULE_EXISTS'));
+    await assert.rejects(ats.createSchedule({ name: scheduleName(), cron: '61 * * * *', type: 'demo.echo' }),
+      (e: unknown) => is(400, 'ATS_ERR_INVALID_CRON')(e) && /minute/.test((e as Error).message));
+    await assert.rejects(ats.createSchedule({ name: scheduleName(), cron: '* * * * *', timezone: 'Mars/Base', type: 'demo.echo' }),
+      is(400, 'ATS_ERR_INVALID_TIMEZONE'));
+    await assert.rejects(ats.createSchedule({ name: scheduleName(), cron: '* * * * *', type: 'no.such' }), is(422, 'ATS_ERR_UNKNOWN_JOB_TYPE'));
+    await assert.rejects(ats.updateSchedule(name, { cron: 'every day' }), is(400, 'ATS_ERR_INVALID_CRON'));
+    // A name is a path segment: one with a space or a slash is sent encoded and refused by the server, not routed elsewhere.
+    await assert.rejects(ats.getSchedule('a b/c'), is(400, 'ATS_ERR_VALIDATION'));
+    await ats.deleteSchedule(name);
+  });
+});
+
 describe('payload schemas (defineHandler)', () => {
   test('a payload that fits runs; one that does not is a 400 that writes nothing, alone or in a batch', async () => {
     const q = queue();
@@ -668,5 +728,26 @@ describe('retries never make a second job', () => {
     await createClient({ url: again.url, retryDelayMs: { min: 10, max: 50 } }).delete(job2.id);
     await again.close();
     await assert.rejects(ats.get(job2.id), (e: unknown) => e instanceof ApiError && e.status === 404);
+  });
+  test('a schedule create whose answer was lost, retried: the schedule, not a 409; one of another definition stays a 409', async () => {
+    const name = `s-${Math.random().toString(36).slice(2, 10)}`;
+    const input = { name, cron: '0 3 * * *', timezone: 'Europe/Berlin', type: 'demo.echo', payload: { b: 1, a: [1, 2] }, paused: true };
+    const proxy = await faultyProxy(url, ['lose']);
+    const flaky = createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } });
+    const created = await flaky.createSchedule(input);
+    assert.equal(created.name, name);
+    assert.equal(created.cron, '0 3 * * *');
+    assert.deepEqual(proxy.requests, ['POST /v1/schedules', 'POST /v1/schedules', `GET /v1/schedules/${name}`]);
+    // Another definition under the same name, after a try of unknown outcome: the 409 is thrown.
+    const again = await faultyProxy(url, ['late503']);
+    await assert.rejects(createClient({ url: again.url, retryDelayMs: { min: 10, max: 50 } }).createSchedule({ ...input, cron: '0 4 * * *' }),
+      (e: unknown) => e instanceof ApiError && e.status === 409 && e.code === 'ATS_ERR_SCHEDULE_EXISTS');
+    // Without a try of unknown outcome a 409 is thrown at once, even for the same definition.
+    await assert.rejects(ats.createSchedule(input), (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_SCHEDULE_EXISTS');
+    // A schedule delete answered 503 after its commit, retried: done, not a 404.
+    const gone = await faultyProxy(url, ['late503']);
+    await createClient({ url: gone.url, retryDelayMs: { min: 10, max: 50 } }).deleteSchedule(name);
+    await Promise.all([proxy.close(), again.close(), gone.close()]);
+    await assert.rejects(ats.getSchedule(name), (e: unknown) => e instanceof ApiError && e.status === 404);
   });
 });

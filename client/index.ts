@@ -20,7 +20,8 @@ import { ApiError } from './errors.js';
 import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, ListQuery, MachineView, Stats, StreamFilter, SubmitRequest,
+  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList,
+  SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest,
 } from './types.js';
 
 export * from './types.js';
@@ -80,6 +81,7 @@ export type ListFilter = ListQuery;
 export const newIdempotencyKey = (): string => ulid();
 
 const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
+const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
 
 export class AtsClient {
   /** The server, without a trailing slash. */
@@ -212,6 +214,55 @@ export class AtsClient {
     }
   }
 
+  /**
+   * `POST /v1/schedules`: the schedule as created. A retry whose first try
+   * may have gone through and that is answered 409 ATS_ERR_SCHEDULE_EXISTS
+   * reads the schedule: when it is the one asked for (the same cron, time
+   * zone, options and job fields given), it is the answer; else the 409 is thrown.
+   */
+  async createSchedule(input: ScheduleRequest, opts: RequestOptions = {}): Promise<Schedule> {
+    try {
+      return (await call<Schedule>(this.http, 'POST', '/v1/schedules', { ...opts, body: input })).body;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_EXISTS' && outcomeWasUnknown(err))) throw err;
+      const found = await this.getSchedule(input.name, opts).catch(() => null);
+      if (found && isScheduleOf(found, input)) return withoutHistory(found);
+      throw err;
+    }
+  }
+
+  /** `GET /v1/schedules`: every schedule, by name (at most 1,000). */
+  async listSchedules(opts: RequestOptions = {}): Promise<Schedule[]> {
+    return (await call<ScheduleList>(this.http, 'GET', '/v1/schedules', opts)).body.schedules;
+  }
+
+  /** `GET /v1/schedules/:name`: the schedule with its next run times (none while paused) and its recent ticks, newest first. */
+  async getSchedule(name: string, opts: RequestOptions = {}): Promise<ScheduleDetail> {
+    return (await call<ScheduleDetail>(this.http, 'GET', schedulePath(name), opts)).body;
+  }
+
+  /**
+   * `PATCH /v1/schedules/:name`: changes the fields given (`{ paused: true }`
+   * pauses, `{ paused: false }` resumes); job fields given replace the
+   * template's. Retried as it is: the same patch twice leaves the same schedule.
+   */
+  async updateSchedule(name: string, patch: SchedulePatch, opts: RequestOptions = {}): Promise<Schedule> {
+    return (await call<Schedule>(this.http, 'PATCH', schedulePath(name), { ...opts, body: patch })).body;
+  }
+
+  /**
+   * `DELETE /v1/schedules/:name` (the jobs it submitted stay). A retry whose
+   * first try may have gone through and that finds no schedule counts as deleted.
+   */
+  async deleteSchedule(name: string, opts: RequestOptions = {}): Promise<void> {
+    try {
+      await call<void>(this.http, 'DELETE', schedulePath(name), opts);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_NOT_FOUND' && outcomeWasUnknown(err)) return;
+      throw err;
+    }
+  }
+
   /** `GET /v1/stats`: job counts in total and per state, type and queue. */
   async stats(opts: RequestOptions = {}): Promise<Stats> {
     return (await call<Stats>(this.http, 'GET', '/v1/stats', opts)).body;
@@ -246,6 +297,35 @@ export class AtsClient {
 function withoutEvents(job: JobDetail): JobView {
   const { events: _events, ...view } = job;
   return view;
+}
+
+/** The schedule of a schedule detail (without its next runs and ticks). */
+function withoutHistory(s: ScheduleDetail): Schedule {
+  const { nextRuns: _nextRuns, ticks: _ticks, ...schedule } = s;
+  return schedule;
+}
+
+/** JSON text with object keys sorted, to compare two values. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const entries = Object.entries(v as object).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** Is `s` what `input` asks for (its defaults for what it leaves out; the job fields it gives)? */
+function isScheduleOf(s: Schedule, input: ScheduleRequest): boolean {
+  const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+  const given = (a: unknown, b: unknown) => b === undefined || same(a, b);
+  const stored = new Map(Object.entries(s.job.backoff));
+  const backoffGiven = input.backoff === undefined || Object.entries(input.backoff).every(([k, v]) => stored.has(k) && same(stored.get(k), v));
+  return s.cron === input.cron && s.timezone === (input.timezone ?? 'UTC') && s.overlap === (input.overlap ?? 'skip')
+    && s.catchUp === (input.catchUp ?? 'none') && s.paused === (input.paused ?? false)
+    && s.job.type === input.type && same(s.job.payload, input.payload ?? null) && given(s.job.queue, input.queue)
+    && given(s.job.maxAttempts, input.maxAttempts) && given(s.job.timeoutMs, input.timeoutMs) && given(s.job.priority, input.priority)
+    && backoffGiven;
 }
 
 export function createClient(options: ClientOptions): AtsClient {

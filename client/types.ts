@@ -8,9 +8,11 @@ import type { Static } from '@sinclair/typebox';
 import type { ErrorCode } from '../engine/errors.js';
 import type { JobState } from '../machines/job.machine.js';
 import type {
-  BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, EventView as EventViewSchema,
+  BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
   InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
-  MachineView as MachineViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
+  MachineView as MachineViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
+  ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
+  UpdateScheduleBody as UpdateScheduleBodySchema,
 } from '../server/schemas.js';
 import type {
   StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage, StreamSubscribedMessage,
@@ -42,3 +44,25 @@ export type Stats = Static<typeof StatsViewSchema>;
 export type Insights = Static<typeof InsightsViewSchema>;
 /** `GET /v1/machine`: the job machine's states and edges. */
 export type MachineView = Static<typeof MachineViewSchema>;
+
+
+/** The body of `POST /v1/schedules`: a name, a cron expression (and time zone), and the job each tick submits (the fields of a submit but `runAt`). */
+export type ScheduleRequest = Static<typeof CreateScheduleBodySchema>;
+/**
+ * The body of `PATCH /v1/schedules/:name`: the fields to change, at least
+ * one. Job fields given replace the template's; a new cron or time zone, or a
+ * resume (`paused: false`), counts the next run from now.
+ */
+export type SchedulePatch = Static<typeof UpdateScheduleBodySchema>;
+/** A schedule as the API shows it: its expression, the job each tick submits (defaults filled in) and what its ticks did. */
+export type Schedule = Static<typeof ScheduleViewSchema>;
+/** `skip`: a tick whose previous job is still live is recorded as skipped, no job. `allow`: every tick submits. */
+export type ScheduleOverlap = Schedule['overlap'];
+/** Ticks whose time passed while no timers ran: `none` misses them, `latest` fires the newest, `all` fires each. */
+export type ScheduleCatchUp = Schedule['catchUp'];
+/** One fired tick: the job it submitted, or skipped. */
+export type ScheduleTick = Static<typeof ScheduleTickViewSchema>;
+/** `GET /v1/schedules/:name`: the schedule, its next 5 run times (none while paused) and its recent ticks, newest first. */
+export type ScheduleDetail = ScheduleDetailType;
+/** `GET /v1/schedules`: every schedule, by name (at most 1,000). */
+export type ScheduleList = Static<typeof ScheduleListSchema>;

@@ -12,7 +12,7 @@ import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobStore, JobTemplate, ScheduleStore } from './ports.js';
 import {
-  MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
+  MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
 } from './schedules.js';
 import { TransitionService } from './transitions.js';
 
@@ -100,6 +100,10 @@ describe('parseCron', () => {
     assert.equal(code(() => parseCron('* * * * *', 'Mars/Olympus')), 'ATS_ERR_INVALID_TIMEZONE');
     assert.equal(code(() => parseCron('* * * * *', '')), 'ATS_ERR_INVALID_TIMEZONE');
     assert.equal(code(() => parseCron('*/5 * * * *', 'Europe/Berlin')), 'none');
+    // Valid, but with no tick after now: refused where a schedule is made or changed.
+    assert.equal(code(() => parseLiveCron('0 0 30 2 *', 'UTC', T0)), 'ATS_ERR_INVALID_CRON');
+    assert.equal(code(() => parseLiveCron('0 0 0 1 1 * 2030', 'UTC', T0)), 'ATS_ERR_INVALID_CRON');
+    assert.equal(code(() => parseLiveCron('0 0 0 1 1 * 2032', 'UTC', T0)), 'none');
   });
 });
 
@@ -225,7 +229,33 @@ for (const backend of STORE_BACKENDS) {
       const changed = await service.update('x', { cron: '*/2 * * * *', timezone: 'Europe/Berlin', job: template({ payload: { n: 2 } }) });
       assert.equal(changed.nextAt, T0 + 2 * MIN);
       assert.equal(changed.version, 2);
+      assert.equal((await service.get('x')).version, 2);
       await assert.rejects(service.update('x', { cron: '99 * * * *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      await assert.rejects(service.update('x', { cron: '0 0 30 2 *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      await assert.rejects(service.create({ name: 'never', cron: '0 0 31 4 *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      // A change made of the schedule as read is made again on fresh data when another change won the race.
+      let calls = 0;
+      let raced = false;
+      const racing: ScheduleStore = {
+        ...store,
+        // Another change commits between this change's read and its write, once.
+        replaceSchedule: async (next, expected) => {
+          if (!raced) {
+            raced = true;
+            const cur = (await store.getSchedule(next.name))!;
+            assert.ok(await store.replaceSchedule({ ...cur, overlap: 'skip', version: cur.version + 1 }, cur.version));
+          }
+          return store.replaceSchedule(next, expected);
+        },
+      };
+      const merged = await new ScheduleService({ store: racing, clock }).update('x', (current) => {
+        calls++;
+        return { job: { ...current.job, priority: current.job.priority + 1 } };
+      });
+      assert.equal(calls, 2);
+      assert.equal(merged.overlap, 'skip');
+      assert.equal(merged.job.priority, 1);
+      assert.deepEqual(merged.job.payload, { n: 2 });
       assert.equal((await service.get('x')).cron, '*/2 * * * *');
       clock.set(T0 + 2 * MIN + 1);
       await runner().runOnce();

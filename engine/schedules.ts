@@ -67,6 +67,13 @@ export function parseCron(cron: string, timezone: string): Cron {
   return c;
 }
 
+/** `parseCron`, and 400 too for an expression with no tick after `now` (February 30, a year gone by). */
+export function parseLiveCron(cron: string, timezone: string, now: number): Cron {
+  const c = parseCron(cron, timezone);
+  if (nextTick(c, now) === null) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression never fires after now (a date that does not exist, or a year gone by)');
+  return c;
+}
+
 /** Throws AtsError ATS_ERR_INVALID_TIMEZONE unless `tz` is an IANA time zone this runtime knows. */
 export function checkTimezone(tz: string): void {
   try {
@@ -186,7 +193,7 @@ export class ScheduleService {
     const now = this.deps.clock.now();
     const timezone = input.timezone ?? 'UTC';
     const paused = input.paused ?? false;
-    const cron = parseCron(input.cron, timezone);
+    const cron = parseLiveCron(input.cron, timezone, now);
     const record: ScheduleRecord = {
       name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
       job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
@@ -216,14 +223,18 @@ export class ScheduleService {
 
   /**
    * Change a schedule. A new expression or time zone, or a resume, computes
-   * the next tick from now: ticks of a pause are not caught up.
+   * the next tick from now: ticks of a pause are not caught up. `patch` may
+   * be a function of the schedule as read, so a change that builds on it (a
+   * job template merged with new fields) is made again on fresh data when
+   * another change won the compare-and-set.
    */
-  async update(name: string, patch: SchedulePatch): Promise<ScheduleRecord> {
+  async update(name: string, patch: SchedulePatch | ((current: ScheduleRecord) => SchedulePatch)): Promise<ScheduleRecord> {
     for (let i = 0; i < MAX_TRIES; i++) {
       const s = await this.get(name);
-      const next: ScheduleRecord = { ...s, ...definedOf(patch), version: s.version + 1, updatedAt: this.deps.clock.now() };
+      const changes = typeof patch === 'function' ? patch(s) : patch;
+      const next: ScheduleRecord = { ...s, ...definedOf(changes), version: s.version + 1, updatedAt: this.deps.clock.now() };
       const retimed = next.cron !== s.cron || next.timezone !== s.timezone || next.paused !== s.paused;
-      const cron = parseCron(next.cron, next.timezone);
+      const cron = next.cron !== s.cron || next.timezone !== s.timezone ? parseLiveCron(next.cron, next.timezone, next.updatedAt) : parseCron(next.cron, next.timezone);
       if (next.paused) next.nextAt = null;
       else if (retimed) next.nextAt = nextTick(cron, next.updatedAt);
       if (await this.deps.store.replaceSchedule(next, s.version)) return next;

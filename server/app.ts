@@ -11,7 +11,7 @@ import { frameworkErrorHandler, installErrorHandlers, onClientError } from './er
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
-import { SHARED_SCHEMAS } from './schemas.js';
+import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
@@ -20,6 +20,7 @@ import { outboxStatsRoute } from './routes/outbox.js';
 import { insightsRoute } from './routes/insights.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
 import { metaRoutes } from './routes/meta.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { submitRoute } from './routes/submit.js';
 import { submitBatchRoute } from './routes/submit-batch.js';
 import { createValidatorCompiler, formatValidationError } from './validation.js';
@@ -47,8 +48,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   // The named schemas (components of the OpenAPI document) that route schemas `$ref`:
   // fastify's serializer finds them through addSchema, our validators through their Ajv.
-  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
-  app.setValidatorCompiler(createValidatorCompiler(SHARED_SCHEMAS));
+  // The schedule routes' schemas only with those routes: the document holds no component no route uses.
+  const shared = deps.schedules ? [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS] : SHARED_SCHEMAS;
+  for (const schema of shared) app.addSchema(schema);
+  app.setValidatorCompiler(createValidatorCompiler(shared));
   installErrorHandlers(app, logger);
   // A client quoting this id (and our log lines carrying it) points at one request.
   app.addHook('onRequest', async (request, reply) => {
@@ -67,6 +70,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobsReadRoutes, opts);
   await app.register(jobActionRoutes, opts);
   await app.register(jobDeleteRoute, opts);
+  if (deps.schedules) await app.register(scheduleRoutes, opts);
   await app.register(metaRoutes, opts);
   await app.register(edgeStatsRoute, opts);
   await app.register(outboxStatsRoute, opts);

@@ -1,7 +1,7 @@
 /**
  * Malformed and hostile requests: each gets the expected 4xx and registry
- * code, never a 500, and nothing reaches the database (the jobs table stays
- * empty). This file's database never holds a job.
+ * code, never a 500, and nothing reaches the database (the jobs and schedules
+ * tables stay empty). This file's database never holds a job or a schedule.
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
@@ -21,6 +21,10 @@ const json = (body: string): InjectOptions => ({
 const post = (body: unknown, headers: Record<string, string> = {}): InjectOptions => ({
   method: 'POST', url: '/v1/jobs', payload: body as object, headers,
 });
+const schedule = { name: 'nightly', cron: '0 3 * * *', type: 'demo.echo' };
+const createSchedule = (body: unknown): InjectOptions => ({ method: 'POST', url: '/v1/schedules', payload: body as object });
+const changeSchedule = (body: unknown, name = 'nightly'): InjectOptions => ({ method: 'PATCH', url: `/v1/schedules/${name}`, payload: body as object });
+const CRON_10K = '*'.repeat(10 * 1024);
 const nestedArrays = (depth: number) => `${'['.repeat(depth)}1${']'.repeat(depth)}`;
 const JOB_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 
@@ -82,6 +86,7 @@ const cases: Case[] = [
   { name: 'payload number out of range', req: json('{"type":"demo.echo","payload":{"n":1e400}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /out of range/ },
   { name: 'Idempotency-Key too long', req: post(ok, { 'idempotency-key': 'k'.repeat(256) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key not printable ASCII', req: post(ok, { 'idempotency-key': 'ключ' }), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'Idempotency-Key of the server\'s own (ats:)', req: post(ok, { 'idempotency-key': 'ats:schedule:nightly:0:0' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /ats:/ },
   // ------------------------------------------------------------ batch envelope (a bad item is its own result: batch.test.ts)
   { name: 'batch: no body', req: { method: 'POST', url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'batch: body is an array of jobs', req: { ...json(JSON.stringify([ok])), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /must be object/ },
@@ -91,6 +96,63 @@ const cases: Case[] = [
   { name: 'batch: __proto__ in one item', req: { ...json(`{"jobs":[${JSON.stringify(ok)},{"type":"demo.echo","payload":1,"__proto__":{"polluted":true}}]}`), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
   { name: 'batch: text/plain body', req: { ...post(JSON.stringify({ jobs: [ok] })), url: '/v1/jobs/batch', headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
   { name: 'batch: over the 16 MiB batch limit', req: { ...post({ jobs: [{ ...ok, payload: 'x'.repeat(16 * 1024 * 1024) }] }), url: '/v1/jobs/batch' }, status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
+  // ------------------------------------------------------------ schedules (each would write a schedule if it got through)
+  { name: 'schedule: malformed JSON', req: { ...json('{"name":'), url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_MALFORMED_JSON' },
+  { name: 'schedule: text/plain body', req: { ...createSchedule(JSON.stringify(schedule)), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'schedule: no body', req: { method: 'POST', url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule: missing cron', req: createSchedule({ name: 'nightly', type: 'demo.echo' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule: name is a number', req: createSchedule({ ...schedule, name: 7 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /name/ },
+  { name: 'schedule: name with a slash', req: createSchedule({ ...schedule, name: 'a/b' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /name/ },
+  { name: 'schedule: name of 101 characters', req: createSchedule({ ...schedule, name: 'n'.repeat(101) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /name/ },
+  { name: 'schedule: cron is a number', req: createSchedule({ ...schedule, cron: 5 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule: cron is an array', req: createSchedule({ ...schedule, cron: ['0', '3', '*', '*', '*'] }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule: cron of 10 KB', req: createSchedule({ ...schedule, cron: CRON_10K }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule: cron of 10 KB of fields', req: createSchedule({ ...schedule, cron: '* '.repeat(5 * 1024) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule: cron minute 61', req: createSchedule({ ...schedule, cron: '61 * * * *' }), status: 400, code: 'ATS_ERR_INVALID_CRON' },
+  { name: 'schedule: cron not an expression', req: createSchedule({ ...schedule, cron: 'bad' }), status: 400, code: 'ATS_ERR_INVALID_CRON' },
+  { name: 'schedule: cron step 0', req: createSchedule({ ...schedule, cron: '*/0 * * * *' }), status: 400, code: 'ATS_ERR_INVALID_CRON' },
+  { name: 'schedule: cron of 200 characters, not an expression', req: createSchedule({ ...schedule, cron: '9'.repeat(200) }), status: 400, code: 'ATS_ERR_INVALID_CRON' },
+  { name: 'schedule: unknown time zone', req: createSchedule({ ...schedule, timezone: 'Mars/Olympus_Mons' }), status: 400, code: 'ATS_ERR_INVALID_TIMEZONE', says: /Mars/ },
+  { name: 'schedule: time zone a path', req: createSchedule({ ...schedule, timezone: '../../etc/localtime' }), status: 400, code: 'ATS_ERR_INVALID_TIMEZONE' },
+  { name: 'schedule: time zone with a NUL', req: createSchedule({ ...schedule, timezone: 'UTC\u0000' }), status: 400, code: 'ATS_ERR_INVALID_TIMEZONE' },
+  { name: 'schedule: time zone of 10 KB', req: createSchedule({ ...schedule, timezone: 'Z'.repeat(10 * 1024) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /timezone/ },
+  { name: 'schedule: time zone empty', req: createSchedule({ ...schedule, timezone: '' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /timezone/ },
+  { name: 'schedule: time zone a number', req: createSchedule({ ...schedule, timezone: 1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /timezone/ },
+  { name: 'schedule: paused as a string', req: createSchedule({ ...schedule, paused: 'false' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /paused/ },
+  { name: 'schedule: unknown overlap', req: createSchedule({ ...schedule, overlap: 'queue' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /overlap/ },
+  { name: 'schedule: catchUp a number', req: createSchedule({ ...schedule, catchUp: 1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /catchUp/ },
+  { name: 'schedule: maxAttempts 0', req: createSchedule({ ...schedule, maxAttempts: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /maxAttempts/ },
+  { name: 'schedule: maxAttempts 101', req: createSchedule({ ...schedule, maxAttempts: 101 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /maxAttempts/ },
+  { name: 'schedule: maxAttempts as a string', req: createSchedule({ ...schedule, maxAttempts: '3' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /maxAttempts/ },
+  { name: 'schedule: priority -1001', req: createSchedule({ ...schedule, priority: -1001 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /priority/ },
+  { name: 'schedule: priority 1e400', req: { ...json(`{"name":"nightly","cron":"0 3 * * *","type":"demo.echo","priority":1e400}`), url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /priority/ },
+  { name: 'schedule: timeoutMs over a day', req: createSchedule({ ...schedule, timeoutMs: 86_400_001 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /timeoutMs/ },
+  { name: 'schedule: backoff delay over 7 days', req: createSchedule({ ...schedule, backoff: { kind: 'fixed', delayMs: 7 * 86_400_000 + 1 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /delayMs/ },
+  { name: 'schedule: backoff maxMs < baseMs', req: createSchedule({ ...schedule, backoff: { kind: 'exponential', baseMs: 100, maxMs: 10 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /maxMs/ },
+  { name: 'schedule: runAt (not a schedule field)', req: createSchedule({ ...schedule, runAt: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /runAt/ },
+  { name: 'schedule: unknown field', req: createSchedule({ ...schedule, every: '1h' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /every/ },
+  { name: 'schedule: __proto__ at the top', req: { ...json('{"name":"nightly","cron":"0 3 * * *","type":"demo.echo","__proto__":{"polluted":true}}'), url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
+  { name: 'schedule: payload nested 33 deep', req: { ...json(`{"name":"nightly","cron":"0 3 * * *","type":"demo.echo","payload":${nestedArrays(33)}}`), url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /deeper than 32/ },
+  { name: 'schedule: payload number out of range', req: { ...json('{"name":"nightly","cron":"0 3 * * *","type":"demo.echo","payload":{"n":-1e400}}'), url: '/v1/schedules' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /out of range/ },
+  { name: 'schedule: oversize body', req: createSchedule({ ...schedule, payload: 'x'.repeat(1024 * 1024 + 1) }), status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
+  { name: 'schedule: unregistered job type', req: createSchedule({ ...schedule, type: 'evil.rm-rf' }), status: 422, code: 'ATS_ERR_UNKNOWN_JOB_TYPE', says: /evil\.rm-rf/ },
+  { name: 'schedule change: empty body', req: changeSchedule({}), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule change: no body', req: { method: 'PATCH', url: '/v1/schedules/nightly' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule change: cron of 10 KB', req: changeSchedule({ cron: CRON_10K }), status: 400, code: 'ATS_ERR_VALIDATION', says: /cron/ },
+  { name: 'schedule change: time zone of 10 KB', req: changeSchedule({ timezone: 'Z'.repeat(10 * 1024) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /timezone/ },
+  { name: 'schedule change: paused as a number', req: changeSchedule({ paused: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /paused/ },
+  { name: 'schedule change: priority 1001', req: changeSchedule({ priority: 1001 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /priority/ },
+  { name: 'schedule change: the name', req: changeSchedule({ name: 'other' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /name/ },
+  { name: 'schedule change: an unknown schedule', req: changeSchedule({ paused: true }), status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
+  { name: 'schedule change: a job field of an unknown schedule', req: changeSchedule({ payload: 1 }), status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
+  { name: 'schedule change: a bad name', req: changeSchedule({ paused: true }, 'a%20b'), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule change: text/plain', req: { ...changeSchedule('paused'), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'schedule: get an unknown one', req: { url: '/v1/schedules/nightly' }, status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
+  { name: 'schedule: get with a bad name', req: { url: '/v1/schedules/%F0%9F%95%90' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule: get with a name far too long', req: { url: `/v1/schedules/${'n'.repeat(300)}` }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule: delete an unknown one', req: { method: 'DELETE', url: '/v1/schedules/nightly' }, status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
+  { name: 'schedule: delete with a bad name', req: { method: 'DELETE', url: '/v1/schedules/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'schedule: PUT is no route', req: { method: 'PUT', url: '/v1/schedules/nightly', payload: schedule }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
   // ------------------------------------------------------------ other routes
   { name: 'job id not a ULID', req: { url: '/v1/jobs/not-a-ulid' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'job id in lower case', req: { url: `/v1/jobs/${JOB_ID.toLowerCase()}` }, status: 400, code: 'ATS_ERR_VALIDATION' },
@@ -156,5 +218,7 @@ describe('hostile input', { skip: mysqlReady ? false : 'MariaDB not reachable (A
     assert.equal(stats.total, 0);
     assert.deepEqual(await t.store.listJobs({ limit: 10 }), []);
     assert.equal(await t.store.countUnpublished(), 0);
+    assert.deepEqual(await t.store.listSchedules(), []);
+    assert.deepEqual((await t.app.inject({ url: '/v1/schedules' })).json(), { schedules: [] });
   });
 });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SHARED_SCHEMAS } from './schemas.js';
+import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -33,7 +33,8 @@ type Document = { paths: Record<string, Record<string, Operation>>; components: 
 const NAMED = [
   'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
   'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
-  'BatchResult', 'BatchResponse',
+  'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
+  'UpdateScheduleRequest',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -105,14 +106,14 @@ describe('OpenAPI document', () => {
   test('components.schemas holds the named schemas, each described', () => {
     const names = Object.keys(doc.components.schemas);
     for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
-    for (const s of SHARED_SCHEMAS) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
     for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
     assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
   });
 
-  test('every response of the job routes is a $ref to a component, never the job inlined', () => {
-    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/jobs/.test(name));
-    assert.ok(jobRoutes.length >= 7, jobRoutes.map(([n]) => n).join(', '));
+  test('every response of the job and schedule routes is a $ref to a component, never the job inlined', () => {
+    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/(jobs|schedules)/.test(name));
+    assert.ok(jobRoutes.length >= 12, jobRoutes.map(([n]) => n).join(', '));
     for (const [name, op] of jobRoutes) {
       for (const [status, response] of Object.entries(op.responses)) {
         for (const [type, media] of Object.entries(response.content ?? {})) {
@@ -129,6 +130,32 @@ describe('OpenAPI document', () => {
     assert.equal(refs('GET /v1/jobs', '200'), `${COMPONENT}JobPage`);
     assert.equal(refs('POST /v1/jobs/{id}/cancel', '404'), `${COMPONENT}Error`);
     assert.equal(refs('POST /v1/jobs/batch', '200'), `${COMPONENT}BatchResponse`);
+    assert.equal(refs('POST /v1/schedules', '201'), `${COMPONENT}Schedule`);
+    assert.equal(refs('GET /v1/schedules', '200'), `${COMPONENT}ScheduleList`);
+    assert.equal(refs('GET /v1/schedules/{name}', '200'), `${COMPONENT}ScheduleDetail`);
+    assert.equal(refs('PATCH /v1/schedules/{name}', '200'), `${COMPONENT}Schedule`);
+    assert.equal(refs('DELETE /v1/schedules/{name}', '404'), `${COMPONENT}Error`);
+    assert.equal(refs('POST /v1/schedules', '409'), `${COMPONENT}Error`);
+  });
+
+  test('the schedule routes: tagged schedules, bodies and the schedule object named once', () => {
+    const routes = operations(doc).filter(([name]) => / \/v1\/schedules/.test(name));
+    assert.deepEqual(routes.map(([n]) => n).sort(), [
+      'DELETE /v1/schedules/{name}', 'GET /v1/schedules', 'GET /v1/schedules/{name}', 'PATCH /v1/schedules/{name}', 'POST /v1/schedules',
+    ]);
+    for (const [name, op] of routes) assert.deepEqual(op.tags, ['schedules'], name);
+    const body = (path: string, method: string) => doc.paths[path]![method]!.requestBody!.content['application/json']!.schema.$ref;
+    assert.equal(body('/v1/schedules', 'post'), `${COMPONENT}CreateScheduleRequest`);
+    assert.equal(body('/v1/schedules/{name}', 'patch'), `${COMPONENT}UpdateScheduleRequest`);
+    // The job fields are the submit's: same bounds, same backoff component.
+    const create = doc.components.schemas.CreateScheduleRequest!.properties!;
+    const submit = doc.components.schemas.SubmitRequest!.properties!;
+    for (const f of ['type', 'queue', 'maxAttempts', 'backoff', 'timeoutMs', 'priority']) assert.deepEqual(create[f], submit[f], f);
+    assert.equal(create.cron!.maxLength, 200);
+    const isSchedule = (x: Schema) => Boolean(x.properties?.cron && x.properties?.nextRunAt && x.properties?.job);
+    assert.deepEqual([...schemasIn(doc, '#')].filter(([, x]) => isSchedule(x)).map(([at]) => at), [`${COMPONENT}Schedule`]);
+    const detail = doc.components.schemas.ScheduleDetail as { allOf?: Schema[] };
+    assert.equal(detail.allOf?.[0]?.$ref, `${COMPONENT}Schedule`, 'ScheduleDetail extends Schedule');
   });
 
   test('the job object is written once in the whole document: components.schemas.Job', () => {

@@ -64,7 +64,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'ai-task-scheduler',
         version: '1',
         description:
-          'Submit, inspect, cancel, redrive and delete jobs; read the job machine and the counts. ' +
+          'Submit, inspect, cancel, redrive and delete jobs; submit them on cron schedules; read the job machine and the counts. ' +
           'Every error is {code, message} with a stable ATS_ERR_* code.',
       },
       // The server that serves this document (relative: the same origin).
@@ -73,6 +73,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       security: [],
       tags: [
         { name: 'jobs', description: 'Jobs and their lifecycle' },
+        { name: 'schedules', description: 'Cron schedules: jobs submitted at the ticks of a cron expression' },
         { name: 'meta', description: 'The job machine and counts' },
         { name: 'health', description: 'Liveness and readiness' },
       ],

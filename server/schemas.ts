@@ -15,6 +15,7 @@ import { STATUS_CODES } from 'node:http';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
+import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 
 /** Job types and queue names: short, URL- and log-safe. */
 export const NAME_PATTERN = '^[A-Za-z0-9._:-]+$';
@@ -404,6 +405,121 @@ export const OutboxStatsView = Type.Object({
   oldestAgeMs: Nullable(Type.Integer({ minimum: 0 }), 'How long the oldest unpublished row has waited, in ms; null when the outbox is empty'),
 }, { $id: 'OutboxStats', description: 'The relay backlog: the outbox rows not yet published to Kafka' });
 export type OutboxStatsView = Static<typeof OutboxStatsView>;
+
+// ---------------------------------------------------------------- schedules
+
+/** A schedule's name (in the body and in paths): URL- and log-safe, like job types and queues. */
+const ScheduleName = (description: string) =>
+  Type.String({ minLength: 1, maxLength: MAX_SCHEDULE_NAME, pattern: NAME_PATTERN, description });
+const CronExpr = (description: string) => Type.String({ minLength: 1, maxLength: MAX_CRON_CHARS, description });
+const TimeZone = (description: string) => Type.String({ minLength: 1, maxLength: 64, description });
+const OverlapIn = StringEnum<Overlap>(OVERLAPS, 'skip: a tick whose previous job is still live is recorded as skipped and submits nothing; allow: every tick submits a job');
+const CatchUpIn = StringEnum<CatchUp>(CATCH_UPS, 'Ticks whose time passed while no timers ran: none fires none of them (more than 60 s late is missed), latest fires only the newest, all fires each');
+
+/** The job fields of a schedule body: the pieces of `POST /v1/jobs`'s body (runAt aside: the tick is the run time). */
+const templateFields = {
+  payload: Type.Optional({ ...SubmitBody.properties.payload, description: 'Any JSON value, given to the handler of each tick\'s job; default null' }),
+  queue: SubmitBody.properties.queue,
+  maxAttempts: SubmitBody.properties.maxAttempts,
+  backoff: SubmitBody.properties.backoff,
+  timeoutMs: SubmitBody.properties.timeoutMs,
+  priority: SubmitBody.properties.priority,
+};
+
+export const CreateScheduleBody = Type.Object(
+  {
+    name: ScheduleName('The schedule\'s name, unique; also its path (/v1/schedules/{name})'),
+    cron: CronExpr('Cron expression: 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, 7 with a year last'),
+    timezone: Type.Optional(TimeZone('IANA time zone the expression is read in, e.g. Europe/Berlin; default UTC')),
+    type: SubmitBody.properties.type,
+    ...templateFields,
+    overlap: Type.Optional({ ...OverlapIn, description: `${OverlapIn.description}; default skip` }),
+    catchUp: Type.Optional({ ...CatchUpIn, description: `${CatchUpIn.description}; default none` }),
+    paused: Type.Optional(Type.Boolean({ description: 'Created paused (no tick fires until it is resumed); default false' })),
+  },
+  { $id: 'CreateScheduleRequest', additionalProperties: false, description: 'A cron schedule: its name, expression and time zone, and the job each tick submits (the fields of POST /v1/jobs)' },
+);
+export type CreateScheduleBody = Static<typeof CreateScheduleBody>;
+
+export const UpdateScheduleBody = Type.Object(
+  {
+    cron: Type.Optional(CronExpr('A new cron expression; the next run is computed from now')),
+    timezone: Type.Optional(TimeZone('A new IANA time zone; the next run is computed from now')),
+    overlap: Type.Optional(OverlapIn),
+    catchUp: Type.Optional(CatchUpIn),
+    paused: Type.Optional(Type.Boolean({ description: 'true pauses (no tick fires); false resumes from now (the ticks of the pause are not caught up)' })),
+    type: Type.Optional({ ...SubmitBody.properties.type, description: 'A new handler type for the jobs of the next ticks' }),
+    ...templateFields,
+  },
+  {
+    $id: 'UpdateScheduleRequest', additionalProperties: false, minProperties: 1,
+    description: 'The fields to change (at least one); job fields replace the template\'s, and the merged template is checked as a submit would be',
+  },
+);
+export type UpdateScheduleBody = Static<typeof UpdateScheduleBody>;
+
+export const ScheduleParams = Type.Object(
+  { name: ScheduleName('The schedule\'s name') },
+  { additionalProperties: false },
+);
+export type ScheduleParams = Static<typeof ScheduleParams>;
+
+export const ScheduleView = Type.Object({
+  name: Type.String({ description: 'The schedule\'s name' }),
+  cron: Type.String({ description: 'The cron expression' }),
+  timezone: Type.String({ description: 'The IANA time zone the expression is read in' }),
+  overlap: OverlapIn,
+  catchUp: CatchUpIn,
+  paused: Type.Boolean({ description: 'true: no tick fires until it is resumed' }),
+  job: Type.Object({
+    type: Type.String({ description: 'Handler type' }),
+    payload: Type.Unknown({ description: 'The payload of each tick\'s job' }),
+    queue: Type.String({ description: 'Queue' }),
+    maxAttempts: Type.Integer({ description: 'Attempts each job may make' }),
+    backoff: ref(BackoffOut),
+    timeoutMs: Type.Integer({ description: 'Per-attempt timeout, in ms' }),
+    priority: Type.Integer({ description: 'Among jobs due at the same time, a higher priority is dispatched first' }),
+  }, { description: 'The job each tick submits (the server\'s defaults filled in)' }),
+  nextRunAt: Nullable(IsoTime('When the next tick fires'), 'When the next tick fires; null while paused, or when the expression fires no more'),
+  lastTickAt: Nullable(IsoTime('The time of the last tick fired'), 'The time of the last tick fired (submitted or skipped); null before the first'),
+  lastJobId: Nullable(JobId, 'The job of the last tick that submitted one; null before the first'),
+  submitted: Int('Ticks that submitted a job'),
+  skipped: Int('Ticks skipped because the previous job was still live (overlap skip)'),
+  missed: Int('Ticks passed over after a downtime (catchUp)'),
+  createdAt: IsoTime('When the schedule was created'),
+  updatedAt: IsoTime('When the schedule was last changed through the API'),
+}, { $id: 'Schedule', description: 'A cron schedule: its expression, the job each tick submits and what its ticks did' });
+export type ScheduleView = Static<typeof ScheduleView>;
+
+export const ScheduleTickView = Type.Object({
+  tickAt: IsoTime('The tick\'s time (what the expression named)'),
+  outcome: StringEnum(['submitted', 'skipped'] as const, 'submitted: the tick submitted a job; skipped: the previous job was still live (overlap skip)'),
+  jobId: Nullable(JobId, 'The job the tick submitted; null when skipped'),
+  at: IsoTime('When the tick was fired'),
+}, { $id: 'ScheduleTick', description: 'One fired tick of a schedule' });
+export type ScheduleTickView = Static<typeof ScheduleTickView>;
+
+export const ScheduleDetail = Type.Intersect([
+  ref(ScheduleView),
+  Type.Object({
+    nextRuns: Type.Array(IsoTime('A run time'), { description: 'The next 5 run times, soonest first; empty while paused' }),
+    ticks: Type.Array(ref(ScheduleTickView), { description: `The recent ticks, newest first (up to ${TICKS_KEPT})` }),
+  }),
+], { $id: 'ScheduleDetail', description: 'A schedule with its next run times and recent ticks' });
+export type ScheduleDetail = ScheduleView & { nextRuns: string[]; ticks: ScheduleTickView[] };
+
+export const ScheduleList = Type.Object({
+  schedules: Type.Array(ref(ScheduleView), { description: 'Every schedule (at most 1000), by name' }),
+}, { $id: 'ScheduleList', description: 'The schedules' });
+
+/**
+ * The named schemas of the schedule routes: `app.ts` adds them to
+ * `SHARED_SCHEMAS` only when it serves those routes, so a document without
+ * them holds no unused component.
+ */
+export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
+  CreateScheduleBody, UpdateScheduleBody, ScheduleView, ScheduleTickView, ScheduleDetail, ScheduleList,
+]);
 
 /**
  * Every named schema, for `app.addSchema` and the request validators (a

@@ -70,3 +70,24 @@ describe('toJobSpec', () => {
     assert.equal(toJobSpec({ type: 'demo.echo', payload: 1 }, undefined, known).type, 'demo.echo');
   });
 });
+
+describe('toJobSpec: the server\'s own idempotency keys', () => {
+  const rules = { defaults: TEST_DEFAULTS, maxPayloadDepth: 32 };
+
+  test('a key starting with ats: is refused, naming the header or the batch item', () => {
+    assert.throws(
+      () => toJobSpec({ type: 't', payload: 1 }, 'ats:schedule:nightly:1:2', rules),
+      (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_VALIDATION' && /headers\/idempotency-key must not start with 'ats:'/.test(e.message),
+    );
+    assert.throws(
+      () => toJobSpec({ type: 't', payload: 1 }, 'ats:', rules, 'body/jobs/3'),
+      (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_VALIDATION' && /body\/jobs\/3\/idempotencyKey/.test(e.message),
+    );
+  });
+
+  test('other keys, ats inside or in another case, are the user\'s', () => {
+    for (const key of ['ats', 'at:s', 'x-ats:1', 'ATS:1', 'Ats:1', ' ats:']) {
+      assert.equal(toJobSpec({ type: 't', payload: 1 }, key, rules).idempotencyKey, key);
+    }
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * A validated submit body to a `JobSpec`: the checks JSON Schema cannot say
  * (cross-field bounds, payload depth, registered types), the payload schema
- * of the job's type when its handler declares one, and the server's defaults.
+ * of the job's type when its handler declares one, the server's defaults, and
+ * an Idempotency-Key outside the server's own (`ats:`, see RESERVED_KEY_PREFIX).
  * Throws `AtsError`; runs before anything is written.
  */
 import { AtsError } from '../engine/errors.js';
@@ -20,6 +21,7 @@ export interface SpecRules {
 
 /** `where` names the body in error messages (`body/jobs/3` for a batch item). */
 export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, rules: SpecRules, where = 'body'): JobSpec {
+  if (idempotencyKey !== undefined) checkUserKey(idempotencyKey, where);
   checkType(body.type, rules.knownTypes);
   checkPayload(body.payload, rules.maxPayloadDepth, where);
   checkPayloadSchema(body.type, body.payload, rules.checkPayload, where);
@@ -36,6 +38,20 @@ export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, 
   if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt, where);
   if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
   return spec;
+}
+
+/**
+ * Idempotency keys starting with this are the server's own: a schedule's tick
+ * submits its job under `ats:schedule:...` (engine/schedules.ts), and a user
+ * job holding that key would stand in for the tick's job.
+ */
+export const RESERVED_KEY_PREFIX = 'ats:';
+
+/** A user's Idempotency-Key (the header, or a batch item's idempotencyKey) may not take a reserved key. */
+function checkUserKey(key: string, where: string): void {
+  if (!key.startsWith(RESERVED_KEY_PREFIX)) return;
+  const field = where === 'body' ? 'headers/idempotency-key' : `${where}/idempotencyKey`;
+  throw new AtsError('ATS_ERR_VALIDATION', `${field} must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
 }
 
 function checkType(type: string, knownTypes: SpecRules['knownTypes']): void {

@@ -1,5 +1,5 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
-import type { Insights, Job, JobDetail, JobEvent } from '../client.js';
+import type { Insights, Job, JobDetail, JobEvent, Schedule, ScheduleDetail } from '../client.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
 export function attemptOf(e: { data: unknown }): number | undefined {
@@ -111,4 +111,41 @@ export function table(header: readonly string[], rows: readonly (readonly string
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   return [line(header), ...rows.map(line)];
+}
+
+/** `yes` / `no`. */
+const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+
+/** Rows of schedules, as `ats schedule ls` prints them. */
+export function scheduleTable(schedules: readonly Schedule[]): string[] {
+  return table(
+    ['NAME', 'CRON', 'TZ', 'NEXT RUN', 'PAUSED', 'LAST TICK', 'SUBMITTED/SKIPPED/MISSED'],
+    schedules.map((s) => [
+      s.name, s.cron, s.timezone, s.nextRunAt ?? '-', yesNo(s.paused), s.lastTickAt ?? '-', `${s.submitted}/${s.skipped}/${s.missed}`,
+    ]),
+  );
+}
+
+/** `exponential 1000..60000 ms, full jitter` or `fixed 500 ms`. */
+function backoffText(b: Schedule['job']['backoff']): string {
+  return b.kind === 'fixed' ? `fixed ${b.delayMs} ms` : `exponential ${b.baseMs}..${b.maxMs} ms, ${b.jitter} jitter`;
+}
+
+/** A schedule with its next runs and recent ticks, as `ats schedule get` prints it. */
+export function scheduleDetail(s: ScheduleDetail): string {
+  const j = s.job;
+  const fields: Array<[string, string]> = [
+    ['name', s.name], ['cron', s.cron], ['timezone', s.timezone], ['paused', yesNo(s.paused)], ['overlap', s.overlap],
+    ['catchUp', s.catchUp], ['type', j.type], ['queue', j.queue], ['payload', short(j.payload)], ['maxAttempts', String(j.maxAttempts)],
+    ['backoff', backoffText(j.backoff)], ['timeoutMs', String(j.timeoutMs)], ['priority', String(j.priority)],
+    ['nextRunAt', s.nextRunAt ?? '-'], ['lastTickAt', s.lastTickAt ?? '-'], ['lastJobId', s.lastJobId ?? '-'],
+    ['ticks', `${s.submitted} submitted, ${s.skipped} skipped, ${s.missed} missed`],
+    ['createdAt', s.createdAt], ['updatedAt', s.updatedAt],
+  ];
+  const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
+  const next = s.nextRuns.length > 0 ? s.nextRuns : [s.paused ? 'none (paused)' : 'none'];
+  const ticks = s.ticks.length > 0
+    ? table(['TICK', 'OUTCOME', 'JOB', 'FIRED'], s.ticks.map((t) => [t.tickAt, t.outcome, t.jobId ?? '-', t.at]))
+    : ['none yet'];
+  return [...head, '', 'next runs', ...next.map((l) => `  ${l}`), '', 'recent ticks (newest first)', ...ticks.map((l) => `  ${l}`)].join('\n');
 }

@@ -63,6 +63,17 @@ describe('uiPlugin', () => {
     for (const rule of ['.anomaly-banner', '.anomaly-badge', '.job-eta', '.insights', 'tr.verdict-hopeless']) assert.ok(css.includes(rule), rule);
   });
 
+  test('the page holds the schedules panel, linked from the sections', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<section id="schedules-section"[^>]*>[\s\S]*<tbody id="schedule-rows"><\/tbody>/);
+    assert.match(body, /<nav class="sections"[\s\S]*<a href="#schedules-section">Schedules<\/a>[\s\S]*<\/nav>/);
+    for (const col of ['Name', 'Cron', 'Time zone', 'Next run', 'Last tick', 'Status', 'Submitted', 'Skipped', 'Missed']) {
+      assert.match(body, new RegExp(`<th[^>]*>${col}</th>`), col);
+    }
+    const css = (await get('/ui/assets/app.css')).body;
+    for (const rule of ['table.schedules', '.schedule-status']) assert.ok(css.includes(rule), rule);
+  });
+
   test('the browser code builds no markup from strings: job types and payloads reach the page as text', () => {
     const dir = fileURLToPath(new URL('./client/', import.meta.url));
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
@@ -88,6 +99,8 @@ describe('uiPlugin', () => {
     assert.ok(sources.some((s) => s.includes('@dagrejs/dagre')), 'dagre is in the bundle');
     assert.ok(sources.some((s) => s.endsWith('client/main.ts')));
     assert.ok(sources.some((s) => s.endsWith('client/insights-view.ts')), 'the advisor\'s panel is in the bundle');
+    assert.ok(sources.some((s) => s.endsWith('client/schedules-view.ts')), 'the schedules panel is in the bundle');
+    assert.ok(js.body.includes('/v1/schedules'), 'the schedules panel reads GET /v1/schedules');
   });
 
   test('an unchanged asset revalidates to 304', async () => {

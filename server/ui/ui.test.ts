@@ -40,13 +40,14 @@ async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; 
 /**
  * Console errors and uncaught exceptions of a page. Chromium logs every HTTP
  * error answer as a console error ("Failed to load resource: ... 409"): a test
- * that provokes one names it with `allow`; `GET /v1/stats/edges` answering 404
- * (a server without the metrics) is always allowed, and on a server without
+ * that provokes one names it with `allow`; `GET /v1/stats/edges` and
+ * `GET /v1/schedules` answering 404 (a server without the metrics, an app
+ * built without the schedules) are always allowed, and on a server without
  * the stream (`withoutStream`) the failed WebSocket handshakes.
  */
 function watchConsole(page: Page, opts: { withoutStream?: boolean } = {}): { errors: string[]; allow(pattern: RegExp): void } {
   const errors: string[] = [];
-  const allowed: RegExp[] = [/404 \(Not Found\) @ \S+\/v1\/stats\/edges$/];
+  const allowed: RegExp[] = [/404 \(Not Found\) @ \S+\/v1\/stats\/edges$/, /404 \(Not Found\) @ \S+\/v1\/schedules$/];
   // A server without the stream: the page's tries to open it fail (and it polls instead).
   if (opts.withoutStream) allowed.push(/^WebSocket connection to '\S+\/v1\/stream' failed: .*Unexpected response code: 404 @ /);
   page.on('console', (msg) => {
@@ -197,6 +198,11 @@ describe('the visualizer at /ui, in Chromium', () => {
     assert.equal(await page.locator('#redrive-btn').isDisabled(), true);
     await waitForCount(page, 'cancelled', 0);
     await waitForCount(page, 'pending', 3);
+  });
+
+  test('the schedules panel says so when the server has no GET /v1/schedules', async () => {
+    await page.locator('#schedules-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#schedule-rows tr').count(), 0);
   });
 
   test('the form submits a job and its payload shows as text, never as markup', async () => {
@@ -382,6 +388,98 @@ describe('the visualizer with the stream', () => {
     const started = body.edges.filter((e) => e.event === 'STARTED' && e.medianDwellMs !== null);
     if (started.length) await page.locator('#wait-chart [data-reference]').waitFor({ state: 'attached', timeout: WAIT_MS });
     assert.match((await page.locator('#edge-note').textContent()) ?? '', /from GET \/v1\/stats\/edges/);
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
+  });
+});
+
+/** A schedule as `GET /v1/schedules` lists it (docs/scheduling.md). */
+function scheduleOf(over: Record<string, unknown>): Record<string, unknown> {
+  const now = Date.now();
+  return {
+    name: 'nightly-report', cron: '0 2 * * *', timezone: 'Europe/Berlin', overlap: 'skip', catchUp: 'none', paused: false,
+    job: { type: 'reports.build', payload: {}, queue: 'reports', maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 1000 }, timeoutMs: 30_000, priority: 0 },
+    nextRunAt: new Date(now + 3_600_000).toISOString(), lastTickAt: null, lastJobId: null, submitted: 0, skipped: 0, missed: 0,
+    createdAt: new Date(now - 86_400_000).toISOString(), updatedAt: new Date(now - 60_000).toISOString(), ...over,
+  };
+}
+
+describe('the schedules panel, from a GET /v1/schedules answer', () => {
+  const list: { schedules: Record<string, unknown>[] } = { schedules: [] };
+  /** `GET /v1/schedules` answering `list` as it is at each request. */
+  const fakeSchedules: AppPlugin = async (app) => {
+    app.get('/v1/schedules', async () => list);
+  };
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+
+  before(async () => {
+    server = await startServer([fakeSchedules]);
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page, { withoutStream: true });
+  });
+  after(async () => {
+    await page?.close();
+    await server?.close();
+  });
+
+  test('a row per schedule: cron, time zone, job, next run local and relative, last tick with its job, paused, counters', async () => {
+    const job = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: { from: 'a tick' } });
+    const tickAt = new Date(Date.now() - 90_000).toISOString();
+    list.schedules = [
+      scheduleOf({ name: 'a-paused', cron: '*/5 * * * *', timezone: 'UTC', paused: true, nextRunAt: null, overlap: 'allow', catchUp: 'all' }),
+      scheduleOf({ lastTickAt: tickAt, lastJobId: job.id, submitted: 7, skipped: 2, missed: 1 }),
+    ];
+    await page.goto(server.url + '/ui');
+    const rows = page.locator('#schedule-rows tr[data-schedule]');
+    await rows.nth(1).waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-schedule'))), ['a-paused', 'nightly-report']);
+    assert.equal(await page.locator('#schedules-count').textContent(), '· 2 schedules · 1 paused');
+
+    const nightly = page.locator('#schedule-rows tr[data-schedule="nightly-report"]');
+    const cell = (col: string) => nightly.locator(`td[data-col="${col}"]`).textContent();
+    assert.equal(await cell('cron'), '0 2 * * *');
+    assert.equal(await cell('timezone'), 'Europe/Berlin');
+    assert.equal(await cell('job'), 'reports.build · reports');
+    assert.match((await cell('next')) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(in (59 min( \d+ s)?|1 h)\)$/);
+    assert.match((await cell('last')) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(1 min 3\d s ago\)job$/);
+    assert.equal(await nightly.locator('td[data-col="last"] time').getAttribute('datetime'), tickAt);
+    assert.equal(await cell('status'), 'active');
+    assert.deepEqual([await cell('submitted'), await cell('skipped'), await cell('missed')], ['7', '2', '1']);
+    assert.equal(await nightly.locator('td[data-col="missed"]').getAttribute('class'), 'num warn');
+
+    const paused = page.locator('#schedule-rows tr[data-schedule="a-paused"]');
+    assert.equal(await paused.getAttribute('data-paused'), 'true');
+    assert.equal(await paused.locator('td[data-col="next"]').textContent(), 'paused');
+    assert.equal(await paused.locator('td[data-col="last"]').textContent(), 'no tick yet');
+    assert.equal(await paused.locator('td[data-col="status"]').textContent(), 'paused');
+    assert.equal(await paused.locator('td[data-col="cron"] code').getAttribute('title'), 'overlap allow · catch-up all');
+    await screenshot(page, 'schedules', { selector: '#schedules-section' });
+
+    // The last tick's job opens in the inspector.
+    await nightly.locator('a.schedule-job').click();
+    await page.locator('#job-facts').getByText(job.id).waitFor({ timeout: WAIT_MS });
+  });
+
+  test('refreshed like the other panels: a schedule created, resumed and ticking shows at the next read', async () => {
+    list.schedules = [
+      scheduleOf({ name: 'a-paused', paused: false, lastTickAt: new Date().toISOString(), submitted: 1 }),
+      scheduleOf({ name: 'b-new', cron: '* * * * * *', timezone: 'UTC' }),
+    ];
+    // Every 5 s while the page is visible.
+    await page.locator('#schedule-rows tr[data-schedule="b-new"]').waitFor({ timeout: 15_000 });
+    await page.locator('#schedule-rows tr[data-schedule="nightly-report"]').waitFor({ state: 'detached', timeout: WAIT_MS });
+    const resumed = page.locator('#schedule-rows tr[data-schedule="a-paused"]');
+    assert.equal(await resumed.getAttribute('data-paused'), 'false');
+    assert.equal(await resumed.locator('td[data-col="submitted"]').textContent(), '1');
+    assert.match((await page.locator('#schedules-note').textContent()) ?? '', /^From GET \/v1\/schedules, every 5 s/);
+
+    list.schedules = [];
+    await page.locator('#schedule-rows tr.empty-note').getByText('No schedule yet').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator('#schedules-count').textContent(), '· no schedule');
   });
 
   test('no console error and no script error happened on the page', () => {
@@ -633,6 +731,33 @@ describe('the operator console on a running scheduler', () => {
     assert.equal(await page.locator('#job-facts [data-fact="priority"] dd').textContent(), '7');
     assert.equal(await page.locator('#job-facts [data-fact="timeout"] dd').textContent(), '1 min 30 s');
     assert.match((await page.locator('#job-facts [data-fact="updated"] dd').textContent()) ?? '', /^\d{4}-\d\d-\d\d /);
+  });
+
+  test('the schedules panel lists the schedules of POST /v1/schedules, and the ticks of one firing every second', async () => {
+    await rest(server, 'POST', '/v1/schedules', { name: 'ui-every-second', cron: '* * * * * *', type: 'demo.echo', queue: 'ops-sched', payload: {} });
+    await rest(server, 'POST', '/v1/schedules', {
+      name: 'ui-weekdays', cron: '0 9 * * 1-5', timezone: 'Europe/Berlin', type: 'demo.echo', queue: 'ops-sched', paused: true,
+    });
+    try {
+      const ticking = page.locator('#schedule-rows tr[data-schedule="ui-every-second"]');
+      await ticking.waitFor({ timeout: 15_000 });
+      // Read every 5 s: a tick or more by the next read.
+      await page.waitForFunction(() => Number(document.querySelector('#schedule-rows tr[data-schedule="ui-every-second"] td[data-col="submitted"]')?.textContent) >= 1,
+        undefined, { timeout: 15_000 });
+      assert.equal(await ticking.locator('td[data-col="timezone"]').textContent(), 'UTC');
+      assert.equal(await ticking.locator('td[data-col="status"]').textContent(), 'active');
+      assert.match((await ticking.locator('td[data-col="last"]').textContent()) ?? '', /^\d{4}-\d\d-\d\d \S+ \((now|.* ago)\)job$/);
+      const weekdays = page.locator('#schedule-rows tr[data-schedule="ui-weekdays"]');
+      assert.equal(await weekdays.getAttribute('data-paused'), 'true');
+      assert.equal(await weekdays.locator('td[data-col="timezone"]').textContent(), 'Europe/Berlin');
+      assert.equal(await weekdays.locator('td[data-col="next"]').textContent(), 'paused');
+      // Resumed: a next run at 09:00 Berlin time, and the page shows it at its next read.
+      const resumed = await rest<{ nextRunAt: string }>(server, 'PATCH', '/v1/schedules/ui-weekdays', { paused: false });
+      await weekdays.locator(`td[data-col="next"] time[datetime="${resumed.nextRunAt}"]`).waitFor({ timeout: 15_000 });
+      assert.equal(await weekdays.getAttribute('data-paused'), 'false');
+    } finally {
+      for (const name of ['ui-every-second', 'ui-weekdays']) await fetch(`${server.url}/v1/schedules/${name}`, { method: 'DELETE' });
+    }
   });
 
   test('charts: throughput backfilled from the last 15 minutes, then live; queue wait; counts; edges; workers', async () => {

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { Clock, JobStore } from '../../engine/ports.js';
+import type { Clock, JobStore, ScheduleStore } from '../../engine/ports.js';
+import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { createTestStore } from './mysql.js';
@@ -17,8 +18,10 @@ import { buildApp, type AppDeps } from '../../server/app.js';
 
 export interface TestApp {
   app: FastifyInstance;
-  store: JobStore;
+  store: JobStore & ScheduleStore;
   transitions: TransitionService;
+  /** The schedules of the /v1/schedules routes (on `store`; `schedules: undefined` in the overrides builds an app without them). */
+  schedules: ScheduleService;
   clock: Clock;
   /** The deps the app was built from: `buildApp({ ...deps, checks })` makes a variant on the same database. */
   deps: AppDeps;
@@ -66,14 +69,15 @@ export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Prom
   return startOn(store, cleanup, overrides);
 }
 
-async function startOn(store: JobStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
+async function startOn(store: JobStore & ScheduleStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
   try {
     const ulid = monotonicFactory();
     const transitions = new TransitionService({
       store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() },
     });
+    const schedules = new ScheduleService({ store, clock: testClock });
     const deps: AppDeps = {
-      transitions, store, clock: testClock,
+      transitions, store, schedules, clock: testClock,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,
@@ -84,7 +88,7 @@ async function startOn(store: JobStore, cleanup: () => Promise<void>, overrides:
       await app.close();
       await cleanup();
     };
-    return { app, store, transitions, clock: testClock, deps, close };
+    return { app, store, transitions, schedules, clock: testClock, deps, close };
   } catch (error) {
     await cleanup();
     throw error;

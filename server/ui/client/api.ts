@@ -8,6 +8,7 @@ import {
   type WatchOptions,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
+import { isScheduleList, type ScheduleList } from './schedules.js';
 
 export { ApiError };
 export type { EventView, Insights, JobDetail, JobView, ListQuery, MachineGraph, Stats };
@@ -72,6 +73,21 @@ async function outbox(): Promise<OutboxStats | null> {
   return body;
 }
 
+/**
+ * `GET /v1/schedules`, or null while the server does not have that endpoint
+ * (a 404: an app built without the schedules, or an older server).
+ */
+async function schedules(): Promise<ScheduleList | null> {
+  const res = await fetch('/v1/schedules', { headers: { accept: 'application/json' } });
+  if (res.status === 404) return null;
+  const body = (await res.json().catch(() => null)) as unknown;
+  if (!res.ok || !isScheduleList(body)) {
+    const code = body && typeof body === 'object' && 'code' in body ? ` ${String(body.code)}` : '';
+    throw new Error(`GET /v1/schedules answered ${res.status}${code}${res.ok ? ' (not a list of schedules)' : ''}`);
+  }
+  return body;
+}
+
 /** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
 async function insights(): Promise<Insights | null> {
   try {
@@ -94,6 +110,7 @@ export const api = {
   edges,
   outbox,
   insights,
+  schedules,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

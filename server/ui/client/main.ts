@@ -1,8 +1,8 @@
 /**
  * The visualizer's entry point (bundled by esbuild, served at /ui/assets/app.js).
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
- * job list, the inspector, the operator's charts and tables, the advisor's
- * insights and anomalies, and the submit form together.
+ * job list, the inspector, the operator's charts and tables, the cron
+ * schedules, the advisor's insights and anomalies, and the submit form together.
  */
 import { api, errorText, type MachineGraph } from './api.js';
 import { createConsoleView } from './console-view.js';
@@ -13,6 +13,7 @@ import { createInsightsView } from './insights-view.js';
 import { createInspector } from './inspector.js';
 import { createJobList } from './job-list.js';
 import { startLive, type LiveMode } from './live.js';
+import { createSchedulesView } from './schedules-view.js';
 import { bindSubmitForm } from './submit-form.js';
 
 const MODE_TEXT: Record<LiveMode, string> = {
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   const list = createJobList(api, (id) => void inspector.open(id));
   const panels = createConsoleView(api, view, states, () => Date.now());
   const insights = createInsightsView(api, () => Date.now());
+  const schedules = createSchedulesView(api, () => Date.now());
   const inspector = createInspector({
     api,
     view,
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await Promise.all([list.refresh(), panels.start(), insights.start()]);
+  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.
