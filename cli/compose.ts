@@ -18,7 +18,7 @@ import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, Logger, Random, ScheduleStore } from '../engine/ports.js';
+import type { Clock, EventLog, IdGenerator, JobStore, Logger, ProgressStore, Random, ScheduleStore } from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
@@ -58,7 +58,7 @@ export interface ComposeOptions {
 
 export interface System {
   config: Config;
-  store: JobStore & ScheduleStore;
+  store: JobStore & ScheduleStore & ProgressStore;
   /** Cron schedules: created and changed through the API; the timers role fires them. */
   schedules: ScheduleService;
   log: EventLog;
@@ -96,7 +96,7 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore> {
+async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore> {
   if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
@@ -193,7 +193,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     : null;
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
   const worker = has('worker')
-    ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, ...(advisor ? { advisor } : {}) }, config.worker)
+    ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, ...(advisor ? { advisor } : {}) }, config.worker)
     : null;
   const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger });
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;

@@ -13,7 +13,7 @@ import type { HandlerContext } from './ports.js';
 
 const ctx: HandlerContext = {
   jobId: '01J00000000000000000000001', type: 't', queue: 'default', attempt: 1, idempotencyKey: '01J00000000000000000000001',
-  signal: new AbortController().signal, heartbeat: async () => undefined, log: silentLogger,
+  signal: new AbortController().signal, heartbeat: async () => undefined, log: silentLogger, progress: async () => undefined,
 };
 
 const double = defineHandler('math.double', {

@@ -417,6 +417,33 @@ export interface ScheduleStore {
   listTicks(name: string, limit: number): Promise<ScheduleTick[]>;
 }
 
+// ---------------------------------------------------------------- progress
+
+/** The latest progress a running attempt reported (`ctx.progress`): not a transition, not kept in the history. */
+export interface JobProgress {
+  jobId: string;
+  type: string;
+  queue: string;
+  attempt: number;
+  /** A number from 0 to 100, or a JSON object (engine/progress.ts). */
+  value: unknown;
+  /** When it was stored (epoch ms, the store's clock). */
+  at: number;
+}
+
+export interface ProgressStore {
+  /**
+   * Stores the attempt's progress, replacing the job's previous one, if the
+   * job is running that attempt; false otherwise (a late or zombie attempt:
+   * nothing written). `valueJson` is the value's JSON text.
+   */
+  setProgress(jobId: string, attempt: number, valueJson: string, at: number): Promise<boolean>;
+  /** The job's latest progress, or null. */
+  getProgress(jobId: string): Promise<JobProgress | null>;
+  /** Progress stored at `at` or later, by (at, jobId), at most `limit` (the stream's progress tail). */
+  readProgressSince(at: number, limit: number): Promise<JobProgress[]>;
+}
+
 // ---------------------------------------------------------------- log
 
 /** A message read from the log. */
@@ -503,6 +530,15 @@ export interface HandlerContext {
   heartbeat(): Promise<void>;
   /** The attempt's logger: each line carries `jobId`, `type` and `attempt`. */
   log: Logger;
+  /**
+   * Reports progress: a number from 0 to 100, or a JSON object of at most
+   * 1 KiB. Throws a TypeError or RangeError at once for anything else. The
+   * latest value is stored on the job (at most one write every
+   * PROGRESS_INTERVAL_MS, the last value always) and sent on the stream; the
+   * promise resolves once it is stored, or dropped (a write that failed is
+   * logged, never thrown).
+   */
+  progress(value: number | Record<string, unknown>): Promise<void>;
 }
 
 /** A job handler: resolves with the result, or throws (NonRetryableError: no retries). */

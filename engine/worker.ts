@@ -36,8 +36,9 @@ import { errorFields, withFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import {
-  TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type Subscription,
+  TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
+import { progressJson, ProgressReporter } from './progress.js';
 import { Semaphore } from './semaphore.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
@@ -72,6 +73,8 @@ export interface WorkerDeps {
    * in the others it answers null and the static settings hold). @defaultValue none
    */
   advisor?: Pick<Advisor, 'adviseFailure' | 'leaseFor'>;
+  /** Stores handlers' progress (`ctx.progress`); without it progress is checked and dropped. @defaultValue none */
+  progress?: Pick<ProgressStore, 'setProgress'>;
 }
 
 /** Why a handler's signal was aborted. */
@@ -307,9 +310,17 @@ export class Worker {
     );
     void this.heartbeatLoop(job.id, entry);
     const handler = registry.get(job.type);
+    // Made at the first report: most handlers report none.
+    let reporter: ProgressReporter | null = null;
+    const store = this.deps.progress;
     const ctx: HandlerContext = {
       jobId: job.id, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
       signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
+      progress: (value) => {
+        if (!store) return Promise.resolve(void progressJson(value));
+        reporter ??= new ProgressReporter({ store, clock, log }, job.id, attempt);
+        return reporter.report(value);
+      },
     };
     // Traced: the attempt's span, the active span while the handler runs (its spans nest under it).
     const span: Span | undefined = tracer && startAttemptSpan(tracer, {
@@ -339,6 +350,8 @@ export class Worker {
     }
     entry.settled = true;
     handlerSettled();
+    // The last progress reported is written while the attempt still runs (the outcome ends its right to write).
+    await (reporter as ProgressReporter | null)?.flush();
     await this.recordOutcome(job.id, entry, event);
   }
 

@@ -54,7 +54,7 @@ const deleteJobs = (ids: readonly string[], updatedBefore: number): Sql => ({
 
 /**
  * Delete the terminal jobs among `ids` whose last transition is at or before
- * `updatedBefore`, with their events, and uncount them. Returns what it found
+ * `updatedBefore`, with their events and progress, and uncount them. Returns what it found
  * of each id that exists. Throws `VersionConflict` if the DELETE removed other
  * rows than the locked read promised (the caller rolls back and retries).
  */
@@ -75,6 +75,7 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   }
   if (doomed.length === 0) return found;
   yield deleteEvents(doomed);
+  yield { sql: `DELETE FROM job_progress WHERE job_id IN (${marks(doomed.length)})`, params: [...doomed] };
   const { changes } = yield deleteJobs(doomed, updatedBefore);
   if (changes !== doomed.length) throw new VersionConflict(doomed[0]!, `deleted ${changes} of ${doomed.length} locked jobs`);
   for (const step of countSteps(d, deltas, shardOf(doomed[0]!))) yield step;

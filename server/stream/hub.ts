@@ -5,15 +5,16 @@
  */
 import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
-import { eventMessage, insightMessage, parseQuerySubscribe } from './protocol.js';
+import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage } from './protocol.js';
+import { ProgressTail } from './progress-tail.js';
 import { CLOSE, StreamSession, type SessionContext } from './session.js';
 import { TailReader } from '../../engine/event-tail.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<ProgressStore, 'readProgressSince'>>;
   clock: Clock;
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
@@ -22,6 +23,8 @@ export interface HubDeps {
 
 export class StreamHub {
   readonly tail: TailReader;
+  /** Jobs' progress, where the store keeps it. */
+  readonly progress: ProgressTail | null;
   private readonly sessions = new Set<StreamSession>();
   private readonly context: SessionContext;
   private readonly stopping = new AbortController();
@@ -34,6 +37,13 @@ export class StreamHub {
       read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
       last: () => deps.store.lastEventId(),
     }, opts);
+    const { store } = deps;
+    this.progress = store.readProgressSince
+      ? new ProgressTail({
+          store: { readProgressSince: store.readProgressSince.bind(store) }, clock: deps.clock, logger: deps.logger,
+          busy: () => this.sessions.size > 0, onProgress: (p) => this.fanOutProgress(p),
+        }, opts.pollMs)
+      : null;
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
@@ -49,6 +59,7 @@ export class StreamHub {
 
   async start(): Promise<void> {
     await this.tail.start();
+    this.progress?.start();
     this.keepAliveLoop ??= this.keepAlive(this.stopping.signal);
   }
 
@@ -75,6 +86,7 @@ export class StreamHub {
     this.stopping.abort();
     for (const s of this.sessions) s.close(CLOSE.goingAway);
     await this.tail.stop();
+    await this.progress?.stop();
     await this.keepAliveLoop;
   }
 
@@ -92,6 +104,11 @@ export class StreamHub {
         s.close(CLOSE.internal);
       }
     }
+  }
+
+  private fanOutProgress(p: JobProgress): void {
+    let text: string | null = null;
+    for (const s of this.sessions) s.notifyProgress((text ??= progressMessage(p)), p);
   }
 
   /** An advisor anomaly to every live client whose filter wants it. */

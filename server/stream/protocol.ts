@@ -5,7 +5,7 @@
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
 import { ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
-import type { Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { JobProgress, Stats, StreamEventRecord } from '../../engine/ports.js';
 import { ULID_PATTERN } from '../schemas.js';
 import { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
 
@@ -79,8 +79,26 @@ export interface StreamInsightMessage {
   at: string;
 }
 
+/**
+ * `{"kind":"progress",...}`: the latest progress a running attempt reported
+ * (`ctx.progress`); not a transition, so it carries no cursor and is not
+ * replayed.
+ */
+export interface StreamProgressMessage {
+  kind: 'progress';
+  jobId: string;
+  jobType: string;
+  queue: string;
+  attempt: number;
+  /** A number from 0 to 100, or a JSON object. */
+  progress: unknown;
+  /** ISO 8601. */
+  at: string;
+}
+
 /** Everything the server sends. */
-export type StreamServerMessage = StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | StreamInsightMessage | { kind: 'pong' };
+export type StreamServerMessage =
+  | StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | StreamInsightMessage | StreamProgressMessage | { kind: 'pong' };
 
 /**
  * What a client may send. `subscribe.after` is the position its cursor stands
@@ -252,6 +270,20 @@ export function insightMessage(a: Omit<StreamInsightMessage, 'kind' | 'insight' 
 /** An insight is about a type and queue, not a job: a subscription to one job gets none. */
 export function wantsInsight(filter: StreamFilter, a: { type: string; queue: string }): boolean {
   return filter.jobId === undefined && wantsTypeAndQueue(filter, a.type, a.queue);
+}
+
+export function progressMessage(p: JobProgress): string {
+  const m: StreamProgressMessage = {
+    kind: 'progress', jobId: p.jobId, jobType: p.type, queue: p.queue, attempt: p.attempt, progress: p.value, at: isoTime(p.at) as string,
+  };
+  return message(m);
+}
+
+/** Progress is of a running job: a filter on states gets it only when it names `running`. */
+export function wantsProgress(filter: StreamFilter, p: JobProgress): boolean {
+  return (filter.jobId === undefined || filter.jobId === p.jobId)
+    && wantsTypeAndQueue(filter, p.type, p.queue)
+    && (filter.states === undefined || filter.states.includes('running'));
 }
 
 export const subscribedMessage = (position: number): string => message({ kind: 'subscribed', cursor: encodeStreamCursor(position) });

@@ -12,10 +12,10 @@
  * over by exactly one of the two paths: no gap, no duplicate.
  */
 import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { Clock, JobProgress, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
 import {
-  PONG_MESSAGE, errorMessage, eventMessage, matches, parseClientMessage, serverErrorMessage, statsMessage, subscribedMessage, wantsInsight,
+  PONG_MESSAGE, errorMessage, eventMessage, matches, parseClientMessage, serverErrorMessage, statsMessage, subscribedMessage, wantsInsight, wantsProgress,
   type ClientMessage, type ProtocolError, type StreamFilter,
 } from './protocol.js';
 
@@ -234,6 +234,11 @@ export class StreamSession {
       this.tcp?.uncork();
     }
     if (events.length > 0) this.position = Math.max(this.position, events[events.length - 1]!.id);
+  }
+
+  /** A job's progress, to a live session whose filter wants it (`wantsProgress`). */
+  notifyProgress(text: string, p: JobProgress): void {
+    if (this.mode === 'live' && wantsProgress(this.filter, p)) this.send(text);
   }
 
   /** An advisor insight, to a live session whose filter wants it (`wantsInsight`). */

@@ -1,0 +1,39 @@
+/**
+ * The ProgressStore port over one "run this statement" function, shared by
+ * both stores: one row a job in `job_progress`, written only while the job
+ * runs the reporting attempt (the INSERT selects from `jobs` under that
+ * condition), replaced at each report.
+ */
+import type { JobProgress, ProgressStore } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
+import { toNum, type Row } from './rows.js';
+import type { Exec } from './schedules.js';
+
+const COLUMNS = 'job_id, type, queue, attempt, value, at';
+
+function rowToProgress(r: Row): JobProgress {
+  return {
+    jobId: String(r.job_id), type: String(r.type), queue: String(r.queue), attempt: toNum(r.attempt),
+    value: JSON.parse(String(r.value)), at: toNum(r.at),
+  };
+}
+
+export function createSqlProgress(exec: Exec, d: Dialect): ProgressStore {
+  // Params: value, at, job id, attempt (and, on MySQL, value, at, attempt again for the update).
+  const upsert = `INSERT INTO job_progress (${COLUMNS}) SELECT id, type, queue, attempt, ?, ? FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? ${
+    d.name === 'mysql'
+      ? 'ON DUPLICATE KEY UPDATE value = ?, at = ?, attempt = ?'
+      : 'ON CONFLICT (job_id) DO UPDATE SET value = excluded.value, at = excluded.at, attempt = excluded.attempt'}`;
+  return {
+    setProgress: async (jobId, attempt, valueJson, at) => {
+      const params = d.name === 'mysql' ? [valueJson, at, jobId, attempt, valueJson, at, attempt] : [valueJson, at, jobId, attempt];
+      return (await exec(upsert, params)).changes > 0;
+    },
+    getProgress: async (jobId) => {
+      const [r] = (await exec(`SELECT ${COLUMNS} FROM job_progress WHERE job_id = ?`, [jobId])).rows;
+      return r ? rowToProgress(r) : null;
+    },
+    readProgressSince: async (at, limit) =>
+      (await exec(`SELECT ${COLUMNS} FROM job_progress WHERE at >= ? ORDER BY at, job_id LIMIT ?`, [at, limit])).rows.map(rowToProgress),
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * The stream's progress tail: while clients are connected, reads the
+ * progress stored since it last looked (any process's workers write it) and
+ * hands each new value to the hub once.
+ *
+ * Progress rows are replaced in place and ordered by their `at`, which a
+ * writer stamps before it commits: a write stamped earlier may commit after a
+ * later one was read. So each read goes back LOOK_BACK_MS before the newest
+ * `at` seen, and a value already delivered (same job, same `at`) is not
+ * delivered again. A value committed more than LOOK_BACK_MS after its stamp
+ * is not sent; the job's next report, or its outcome, is.
+ */
+import { errorFields } from '../../engine/logger.js';
+import type { Clock, JobProgress, Logger, ProgressStore } from '../../engine/ports.js';
+
+/** How far before the newest progress seen each read starts again. */
+export const LOOK_BACK_MS = 2000;
+/** Rows per read. */
+const BATCH = 500;
+
+export interface ProgressTailDeps {
+  store: Pick<ProgressStore, 'readProgressSince'>;
+  clock: Clock;
+  logger: Logger;
+  /** Whether any client listens: the tail reads only then. */
+  busy(): boolean;
+  onProgress(p: JobProgress): void;
+}
+
+export class ProgressTail {
+  /** The newest `at` read (reads start LOOK_BACK_MS before it). */
+  private horizon: number;
+  /** `at` of the value last delivered per job, for the look-back window only (bounded by it). */
+  private readonly delivered = new Map<string, number>();
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | null = null;
+
+  constructor(private readonly deps: ProgressTailDeps, private readonly pollMs: number) {
+    this.horizon = deps.clock.now();
+  }
+
+  start(): void {
+    this.loop ??= this.run(this.stopping.signal);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+  }
+
+  /** One read: returns how many values it delivered. */
+  async readOnce(): Promise<number> {
+    const { store, clock } = this.deps;
+    if (!this.deps.busy()) {
+      // No one listens: nothing now is news later.
+      this.horizon = clock.now();
+      this.delivered.clear();
+      return 0;
+    }
+    let since = this.horizon - LOOK_BACK_MS;
+    let n = 0;
+    for (;;) {
+      const rows = await store.readProgressSince(since, BATCH);
+      for (const p of rows) {
+        if (p.at > this.horizon) this.horizon = p.at;
+        if (this.delivered.get(p.jobId) === p.at) continue;
+        this.delivered.set(p.jobId, p.at);
+        this.deps.onProgress(p);
+        n++;
+      }
+      // A full page: read on from its last `at` (more than BATCH values of one millisecond wait for the next read).
+      if (rows.length < BATCH || rows.at(-1)!.at === since) break;
+      since = rows.at(-1)!.at;
+    }
+    for (const [jobId, at] of this.delivered) if (at < this.horizon - 2 * LOOK_BACK_MS) this.delivered.delete(jobId);
+    return n;
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.readOnce();
+      } catch (err) {
+        this.deps.logger.warn('stream: progress read failed; tried again', errorFields(err));
+      }
+      try {
+        await this.deps.clock.sleep(this.pollMs, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+}
