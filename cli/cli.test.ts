@@ -80,7 +80,10 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     server = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], {
-      cwd: root, env: cleanEnv({ PORT: String(port), ATS_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }), stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: root,
+      // The demo handlers and test.progress, which reports progress (tests/helpers/progress-handlers.ts).
+      env: cleanEnv({ PORT: String(port), ATS_DATA_DIR: dataDir, LOG_LEVEL: 'warn', ATS_HANDLERS: './tests/helpers/progress-handlers.ts' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     server.stdout!.on('data', (d) => (serverOut += d));
     server.stderr!.on('data', (d) => (serverOut += d));
@@ -128,6 +131,62 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.equal(job.id, echoId);
     assert.deepEqual(job.result, { x: 1 });
     assert.ok(isLifecycle(job.events.map((e: { to: string }) => e.to)), JSON.stringify(job.events));
+  });
+
+  test('submit --wait prints the progress the handler reports as it arrives, between running and done', async () => {
+    const upload = { step: 'upload', done: 1, of: 2 };
+    // Farther apart than the worker's writes (500 ms) and the stream's progress reads (200 ms).
+    const payload = JSON.stringify({ reports: [10, 60, upload], ms: 700 });
+    const r = await ats(['submit', 'test.progress', '--payload', payload, '--wait']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    const id = lines[0]!;
+    const column = (l: string) => l.split(/\s+/)[1];
+    const progress = lines.filter((l) => column(l) === 'progress');
+    for (const l of progress) assert.match(l, /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}progress {3}attempt 1\/3 {3}\S/, l);
+    // Each once, in the order reported, the last one the object; a value replaced before the stream read it is not shown.
+    const values = progress.map((l) => l.split(/attempt 1\/3\s+/)[1]);
+    assert.equal(values.at(-1), JSON.stringify(upload), r.stdout);
+    assert.deepEqual(values, ['10%', '60%', JSON.stringify(upload)].filter((v) => values.includes(v)), r.stdout);
+    // The progress lines sit between the start and the end.
+    const states = lines.map(column);
+    assert.ok(states.indexOf('running') < lines.indexOf(progress[0]!) && lines.indexOf(progress.at(-1)!) < states.indexOf('done'), r.stdout);
+    assert.ok(isLifecycle(states.slice(1).filter((s) => s !== 'progress')), r.stdout);
+
+    // get shows the latest progress, whole, with its attempt and time; --json the API's.
+    const got = await ats(['get', id]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.match(got.stdout, /^progress {5}\{"step":"upload","done":1,"of":2\} \(attempt 1, \d{4}-[\d-]+T[\d:.]+Z\)$/m);
+    const json = JSON.parse((await ats(['get', id, '--json'])).stdout);
+    assert.deepEqual({ ...json.progress, at: null }, { value: upload, attempt: 1, at: null });
+    // A last report just before the handler returns is shown, before the end.
+    const quick = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [30, 100], ms: 1 }), '--wait']);
+    assert.equal(quick.code, 0, quick.stderr);
+    const tail = quick.stdout.trim().split('\n').slice(-2);
+    assert.match(tail[0]!, /progress {3}attempt 1\/3 {3}100%$/, quick.stdout);
+    assert.match(tail[1]!, /done {7}attempt 1\/3 {3}SUCCEEDED$/, quick.stdout);
+    // --wait --json prints the job at its end, progress and all, and no progress lines.
+    const quiet = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [5], ms: 1 }), '--wait', '--json']);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.deepEqual(JSON.parse(quiet.stdout).progress.value, 5);
+  });
+
+  test('get of a running job shows its progress; of a job that reported none, no progress line', async () => {
+    const submitted = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [40], ms: 60_000 })]);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const id = submitted.stdout.trim();
+    const end = Date.now() + 30_000;
+    let text = '';
+    while (!/^progress /m.test(text) && Date.now() < end) {
+      text = (await ats(['get', id])).stdout;
+      if (!/^progress /m.test(text)) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.match(text, /^state\s+running$/m);
+    assert.match(text, /^progress {5}40% \(attempt 1, \S+Z\)$/m);
+    assert.equal((await ats(['cancel', id, '--reason', 'test over'])).code, 0);
+    const echo = await ats(['get', echoId]);
+    assert.doesNotMatch(echo.stdout, /^progress/m);
+    assert.equal(JSON.parse((await ats(['get', echoId, '--json'])).stdout).progress, null);
   });
 
   test('ls --state done lists finished jobs only', async () => {

@@ -24,8 +24,18 @@ export type Job = Pick<JobView, 'id' | 'type' | 'queue' | 'attempt' | 'maxAttemp
   & Partial<Pick<JobView, 'cancelReason' | 'version' | 'allowed'>>
   & { state: string };
 
-/** A job with its history (`GET /v1/jobs/:id`), and the advisor's ETA when the server sent one. */
+/** A job's latest progress as the commands read it (from `GET /v1/jobs/:id` or a stream `progress` message). */
+export interface JobProgress {
+  /** A number from 0 to 100, or a JSON object. */
+  value: unknown;
+  attempt: number;
+  /** ISO 8601. */
+  at: string;
+}
+
+/** A job with its history (`GET /v1/jobs/:id`), the advisor's ETA and the job's progress when the server sent them. */
 export interface JobDetail extends Job {
   events: JobEvent[];
   eta?: WireJobDetail['eta'];
+  progress?: JobProgress | null;
 }

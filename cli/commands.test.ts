@@ -2,11 +2,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { int, isoTime, json, oneOf, parse, UsageError } from './commands/args.js';
-import { AttemptTracker, insightsText, jobDetail, stateLine, table } from './commands/output.js';
+import { ProgressGate } from './commands/follow.js';
+import { AttemptTracker, insightsText, jobDetail, progressLine, stateLine, table } from './commands/output.js';
 import { Progress } from './commands/progress.js';
 import { serverUrl } from './commands/run.js';
 import { requestFrom, submitSpec } from './commands/submit.js';
 
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const isUsage = (re: RegExp) => (e: unknown) => e instanceof UsageError && re.test(e.message);
 
 describe('argument parsing', () => {
@@ -108,6 +110,42 @@ describe('output', () => {
     assert.match(text, /^lastError {4}order 7 not found \(attempt 1, not retried: advisor: no retry recovered in 0 of 58 runs\)$/m);
     assert.doesNotMatch(text, /^eta/m);
     assert.match(jobDetail({ ...dead, lastError: { message: 'bad', retryable: false, attempt: 2 } }), /\(attempt 2, not retryable\)/);
+  });
+
+  test('a job\'s progress: a number as a percentage, an object as its whole JSON, with its attempt and time', () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    const job = {
+      id: 'j1', type: 'files.upload', queue: 'default', state: 'running', attempt: 2, maxAttempts: 3, payload: {}, result: null,
+      lastError: null, runAt: at, createdAt: at, updatedAt: at, events: [], cancelReason: 'x',
+    };
+    const lines = jobDetail({ ...job, progress: { value: 42.5, attempt: 2, at } }).split('\n');
+    assert.equal(lines[5], `progress     42.5% (attempt 2, ${at})`, 'right after the attempt');
+    assert.equal(lines[9], 'cancelReason x', 'after lastError');
+    const big = { step: 'upload', files: Array.from({ length: 40 }, (_, i) => `file-${i}.bin`) };
+    assert.ok(JSON.stringify(big).length > 200);
+    assert.match(jobDetail({ ...job, progress: { value: big, attempt: 1, at } }), new RegExp(`^progress {5}${escape(JSON.stringify(big))} \\(attempt 1, ${at}\\)$`, 'm'));
+    for (const progress of [null, undefined]) assert.doesNotMatch(jobDetail({ ...job, progress }), /^progress/m);
+    assert.equal(progressLine({ value: 40, attempt: 1, at }, 3), `${at}  progress   attempt 1/3   40%`);
+    assert.equal(progressLine({ value: { step: 'b' }, attempt: 2, at }), `${at}  progress   attempt 2     {"step":"b"}`);
+    const long = progressLine({ value: big, attempt: 1, at }, 3);
+    assert.ok(long.endsWith('...') && long.length < 300, long);
+  });
+
+  test('ProgressGate: later values once each, none of an attempt before its start was shown', () => {
+    const shown: string[] = [];
+    const gate = new ProgressGate((p) => shown.push(`${String(p.value)}@${p.attempt}`));
+    const at = (ms: number) => new Date(ms).toISOString();
+    gate.push({ value: 10, attempt: 1, at: at(10) });
+    gate.push({ value: 20, attempt: 1, at: at(20) });
+    assert.deepEqual(shown, [], 'attempt 1 has not been shown to start');
+    gate.started(1);
+    gate.push({ value: 20, attempt: 1, at: at(20) });
+    gate.push({ value: 15, attempt: 1, at: at(15) });
+    gate.push(null);
+    gate.push({ value: 5, attempt: 2, at: at(5) });
+    gate.started(2);
+    gate.push({ value: 90, attempt: 1, at: at(90) });
+    assert.deepEqual(shown, ['20@1', '5@2']);
   });
 
   test('insights: a table per type and queue, the failure signatures with their verdict, and what would change', () => {

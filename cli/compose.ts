@@ -182,7 +182,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
-        limits: config.api, defaults: config.defaults, tracer, ...(advisor ? { advisor } : {}),
+        limits: config.api, defaults: config.defaults, tracer, progress: store, ...(advisor ? { advisor } : {}),
         plugins: [
           ...(stream ? [stream] : []),
           uiPlugin,

@@ -9,7 +9,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent } from './client.js';
+import type { StreamProgressMessage } from '../client/index.js';
+import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent, type JobProgress } from './client.js';
 import { followJob, SeqGate, trySubscribe } from './commands/follow.js';
 import { StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
 import { submitMany } from './commands/submit-many.js';
@@ -28,6 +29,8 @@ interface Fake {
   batches: number[];
   /** Send an event to every open socket; its cursor is `c<n>`. */
   emit(e: Omit<StreamEvent, 'kind' | 'cursor'>): void;
+  /** Send a progress message to every open socket. */
+  emitProgress(p: Omit<StreamProgressMessage, 'kind'>): void;
   /** Replies to the next subscribe with an error instead of `subscribed`. */
   refuseNext: boolean;
   /** Never answers a subscribe. */
@@ -60,6 +63,9 @@ async function fakeServer({ stream = true } = {}): Promise<Fake> {
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
     for (const ws of fake.sockets) if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ kind: 'event', cursor: `c${++n}`, ...e }));
+  };
+  fake.emitProgress = (p) => {
+    for (const ws of fake.sockets) if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ kind: 'progress', ...p }));
   };
   wss.on('connection', (ws) => {
     fake.sockets.push(ws);
@@ -236,6 +242,68 @@ describe('following a job', () => {
     assert.equal(await state, 'cancelled');
     assert.deepEqual(seen, ['pending', 'cancelled']);
     assert.deepEqual(modes, ['poll']);
+  });
+});
+
+describe('following a job\'s progress', () => {
+  const at = (ms: number) => new Date(1_700_000_000_000 + ms).toISOString();
+  const started = [event(ID, 1, null, 'pending', 'SUBMITTED'), event(ID, 2, 'pending', 'running', 'STARTED', { attempt: 1 })];
+  const shown = (p: JobProgress) => `${JSON.stringify(p.value)}@${p.attempt}`;
+
+  test('with a stream: live progress in order, each once, none before its attempt\'s start is shown, the last before the end', async () => {
+    const fake = await fakeServer();
+    fake.jobs.set(ID, jobDetail(ID, [started[0]!]));
+    const seen: string[] = [];
+    const live = (ms: number, progress: unknown, attempt = 1) =>
+      fake.emitProgress({ jobId: ID, jobType: 'demo.echo', queue: 'default', attempt, progress, at: at(ms) });
+    const state = followJob(new AtsClient(fake.url), ID, (e) => {
+      seen.push(`${e.seq}:${e.to}`);
+      if (e.seq !== 1) return;
+      // The stream's progress tail runs apart from its transitions: a value may come before the STARTED it belongs to.
+      live(10, 10);
+      setTimeout(() => {
+        fake.emit({ ...started[1]!, jobType: 'demo.echo', queue: 'default' });
+        setTimeout(() => {
+          live(20, { step: 'b' });
+          live(20, { step: 'b' }); // the same value again: shown once
+          live(15, 12); // older than what was shown: not shown
+          setTimeout(() => {
+            // The last progress, stored before the outcome but not sent yet when the end is: read with the job.
+            const end = event(ID, 3, 'running', 'done', 'SUCCEEDED', { attempt: 1 });
+            fake.jobs.set(ID, { ...jobDetail(ID, [...started, end]), progress: { value: 99, attempt: 1, at: at(25) } });
+            fake.emit({ ...end, jobType: 'demo.echo', queue: 'default' });
+            live(25, 99); // sent after the end: shown once, before it
+          }, 50);
+        }, 50);
+      }, 50);
+    }, { recheckMs: 60_000, onProgress: (p) => seen.push(shown(p)) });
+    assert.equal(await state, 'done');
+    assert.deepEqual(seen, ['1:pending', '2:running', '10@1', '{"step":"b"}@1', '99@1', '3:done']);
+  });
+
+  test('without a stream: the progress of each poll when it changed, after its attempt\'s start and before the end', async () => {
+    const fake = await fakeServer({ stream: false });
+    fake.jobs.set(ID, { ...jobDetail(ID, started), progress: { value: 40, attempt: 1, at: at(10) } });
+    const seen: string[] = [];
+    const state = followJob(new AtsClient(fake.url), ID, (e) => seen.push(`${e.seq}:${e.to}`), {
+      pollMs: 10, onProgress: (p) => seen.push(shown(p)),
+    });
+    await until(() => fake.gets >= 3, 'a few polls');
+    fake.jobs.set(ID, { ...jobDetail(ID, started), progress: { value: { step: 'c' }, attempt: 1, at: at(20) } });
+    await until(() => seen.length >= 4, 'the changed progress');
+    const end = event(ID, 3, 'running', 'done', 'SUCCEEDED', { attempt: 1 });
+    fake.jobs.set(ID, { ...jobDetail(ID, [...started, end]), progress: { value: 100, attempt: 1, at: at(30) } });
+    assert.equal(await state, 'done');
+    assert.deepEqual(seen, ['1:pending', '2:running', '40@1', '{"step":"c"}@1', '100@1', '3:done']);
+  });
+
+  test('a job read already done shows its history with its last progress in place, before its end', async () => {
+    const fake = await fakeServer({ stream: false });
+    const end = event(ID, 3, 'running', 'done', 'SUCCEEDED', { attempt: 1 });
+    fake.jobs.set(ID, { ...jobDetail(ID, [...started, end]), progress: { value: 100, attempt: 1, at: at(30) } });
+    const seen: string[] = [];
+    assert.equal(await followJob(new AtsClient(fake.url), ID, (e) => seen.push(`${e.seq}:${e.to}`), { onProgress: (p) => seen.push(shown(p)) }), 'done');
+    assert.deepEqual(seen, ['1:pending', '2:running', '100@1', '3:done']);
   });
 });
 

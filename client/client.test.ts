@@ -18,16 +18,19 @@ import { Type } from '@sinclair/typebox';
 import { WebSocket, WebSocketServer } from 'ws';
 import { compose, type System } from '../cli/compose.js';
 import { configFrom } from '../cli/start.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { freePort } from '../tests/helpers/ports.js';
 import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import {
-  ApiError, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobState, type StreamEventMessage,
-  type WebSocketConstructor,
+  ApiError, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
+  type StreamProgressMessage, type WebSocketConstructor,
 } from './index.js';
 
 const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
+/** The last progress `test.progress` reports. */
+const UPLOAD_PROGRESS = { step: 'upload', done: 1, of: 2 };
 const queue = () => `q-${Math.random().toString(36).slice(2, 10)}`;
 const later = () => new Date(Date.now() + 3_600_000).toISOString();
 
@@ -50,7 +53,14 @@ before(async () => {
   const registry = registerDemoHandlers(new HandlerRegistry()).register(defineHandler('test.double', {
     payload: Type.Object({ n: Type.Integer({ minimum: 0 }) }, { additionalProperties: false }),
     run: async (payload) => ({ doubled: payload.n * 2 }),
-  }));
+  })).register('test.progress', async (_payload, ctx) => {
+    // Farther apart than the worker's writes (500 ms) and the stream's progress reads (200 ms): each is sent.
+    await ctx.progress(10);
+    await delay(700, undefined, { signal: ctx.signal });
+    await ctx.progress(UPLOAD_PROGRESS);
+    await delay(700, undefined, { signal: ctx.signal });
+    return 'uploaded';
+  });
   const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
   system = await compose(config, { registry, logger: silentLogger });
   url = (await system.start()).url!.replace('localhost', '127.0.0.1');
@@ -189,6 +199,7 @@ describe('REST calls', () => {
     const done = await ats.get(job.id);
     assert.deepEqual(done.result, { hello: 'world' });
     assert.equal(done.events[0]!.type, 'SUBMITTED');
+    assert.equal(done.progress, null, 'its handler reported no progress');
     const stats = await ats.stats();
     assert.ok((stats.byQueue[q]?.done ?? 0) === 1, JSON.stringify(stats.byQueue[q]));
     assert.ok(stats.total >= 1);
@@ -372,6 +383,37 @@ describe('watch', () => {
     assert.equal(last?.jobId, job.id);
     assert.equal(last?.to, 'done');
     assert.match(ends.cursor() ?? '', /./);
+  });
+
+  test('onProgress: what a running job reports, live; get shows the latest; a filter on other states gets none', async () => {
+    const q = queue();
+    const progress: StreamProgressMessage[] = [];
+    const elsewhere: StreamProgressMessage[] = [];
+    const ends: StreamEventMessage[] = [];
+    const all = ats.watch({ queue: q }, { onEvent: () => undefined, onProgress: (p) => progress.push(p) });
+    const terminal = ats.watch({ queue: q, states: TERMINAL }, { onEvent: (e) => ends.push(e), onProgress: (p) => elsewhere.push(p) });
+    try {
+      await Promise.all([all.ready, terminal.ready]);
+      const job = await ats.submit({ type: 'test.progress', queue: q, payload: null });
+      await until(() => ends.length > 0, 'the job to end');
+      await until(() => progress.some((p) => JSON.stringify(p.progress) === JSON.stringify(UPLOAD_PROGRESS)), 'the last progress on the stream');
+      assert.equal(ends[0]!.to, 'done');
+      for (const p of progress) {
+        assert.deepEqual({ ...p, progress: null, at: null }, { kind: 'progress', jobId: job.id, jobType: 'test.progress', queue: q, attempt: 1, progress: null, at: null });
+        assert.match(p.at, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+      }
+      // In the order reported, each once. (The stream sends the latest value at each of its reads: on a machine
+      // too slow to read within the 700 ms between the two reports, the first is replaced before it is sent.)
+      const values = JSON.stringify(progress.map((p) => p.progress));
+      assert.ok([[10, UPLOAD_PROGRESS], [UPLOAD_PROGRESS]].some((v) => JSON.stringify(v) === values), values);
+      const detail = await ats.get(job.id);
+      const latest: JobProgress | null = detail.progress;
+      assert.deepEqual(latest, { value: UPLOAD_PROGRESS, attempt: 1, at: progress.at(-1)!.at });
+      assert.deepEqual(elsewhere, [], 'a filter on states that leave out running gets no progress');
+    } finally {
+      all.close();
+      terminal.close();
+    }
   });
 
   test('resumes after the server drops the socket and after the network drops it: no event missed, none twice', async () => {

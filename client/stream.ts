@@ -12,7 +12,7 @@
  * tells the HTTP status of a refused upgrade.
  */
 import { ApiError, networkReason, StreamUnavailableError, UnreachableError } from './errors.js';
-import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage } from './types.js';
+import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
 export interface WebSocketLike {
@@ -42,6 +42,13 @@ export interface WatchOptions {
   onStats?: ((stats: StreamStatsMessage) => void) | undefined;
   /** The advisor's anomalies of the types and queues the filter wants, live (docs/advisor.md). */
   onInsight?: ((insight: StreamInsightMessage) => void) | undefined;
+  /**
+   * The progress running jobs report (`ctx.progress`), live, for the jobs the
+   * filter wants (a filter on `states` must name `running`). The latest value
+   * of a job, at most about one message per poll of the server; never
+   * replayed after a reconnect (`get` reads the latest).
+   */
+  onProgress?: ((progress: StreamProgressMessage) => void) | undefined;
   /** `subscribed` each time a connection holds, `disconnected` when one drops (a reconnect follows). */
   onConnection?: ((state: 'subscribed' | 'disconnected') => void) | undefined;
   /** Reconnects and the server's `error` messages, as text. */
@@ -357,6 +364,8 @@ class ResumingWatch implements Watch {
           this.opts.onStats?.(msg as StreamStatsMessage);
         } else if (msg.kind === 'insight') {
           this.opts.onInsight?.(msg as StreamInsightMessage);
+        } else if (msg.kind === 'progress') {
+          if (!this.closed) this.opts.onProgress?.(msg as StreamProgressMessage);
         } else if (msg.kind === 'error') {
           const code = (msg.code ?? 'ATS_ERR_VALIDATION') as ApiError['code'];
           const error = new ApiError(code === 'ATS_ERR_STORE_UNAVAILABLE' ? 503 : 400, code, msg.message ?? 'stream error');

@@ -10,16 +10,17 @@ import type { JobState } from '../machines/job.machine.js';
 import type {
   BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
   InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
-  MachineView as MachineViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
+  MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
   UpdateScheduleBody as UpdateScheduleBodySchema,
 } from '../server/schemas.js';
 import type {
-  StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage, StreamSubscribedMessage,
+  StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamSubscribedMessage,
 } from '../server/stream/protocol.js';
 
 export type {
-  ErrorCode, JobState, StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamStatsMessage, StreamSubscribedMessage,
+  ErrorCode, JobState, StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage,
+  StreamSubscribedMessage,
 };
 
 /** The body of `POST /v1/jobs`. */
@@ -32,8 +33,10 @@ export type BatchResult = Static<typeof BatchResultSchema>;
 export type JobView = Static<typeof JobViewSchema>;
 /** One entry of a job's history. */
 export type EventView = Static<typeof EventViewSchema>;
-/** A job with its history (`GET /v1/jobs/:id`). */
+/** A job with its history (`GET /v1/jobs/:id`), the advisor's `eta` and its latest `progress`. */
 export type JobDetail = Static<typeof JobDetailSchema>;
+/** The latest progress a job's handler reported (`JobDetail['progress']` when not null): a number from 0 to 100 or a JSON object, its attempt and time. */
+export type JobProgress = Static<typeof ProgressViewSchema>;
 /** One page of `GET /v1/jobs`, newest first. */
 export type JobPage = Static<typeof JobPageSchema>;
 /** The query of `GET /v1/jobs`. */

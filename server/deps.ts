@@ -5,7 +5,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
-import type { Clock, JobStore, Logger } from '../engine/ports.js';
+import type { Clock, JobStore, Logger, ProgressStore } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 import type { ScheduleService } from '../engine/schedules.js';
@@ -66,6 +66,11 @@ export interface AppDeps {
   clock: Clock;
   /** ETAs on `GET /v1/jobs/:id` and `GET /v1/insights` (engine/advisor/). Omit: no ETA, and insights say `off`. */
   advisor?: Pick<Advisor, 'eta' | 'insights'>;
+  /**
+   * Where handlers' progress is stored (`ctx.progress`): `GET /v1/jobs/:id`
+   * shows the job's latest. Omit: its `progress` is always null.
+   */
+  progress?: Pick<ProgressStore, 'getProgress'>;
   /** Registered handler types; a submit of another type is answered 422. Omit to accept any. */
   knownTypes?: () => readonly string[];
   /** The payload schema check of the handlers that declare one (defineHandler): a misfit is a 400. Omit to check none. */

@@ -5,8 +5,8 @@
  */
 import type { Eta } from '../engine/advisor/types.js';
 import { allowedActions } from '../machines/lifecycle.js';
-import type { JobEventRecord, JobRecord } from '../engine/ports.js';
-import type { EventView, JobView } from './schemas.js';
+import type { JobEventRecord, JobProgress, JobRecord } from '../engine/ports.js';
+import type { EventView, JobView, ProgressView } from './schemas.js';
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -43,4 +43,9 @@ export function toEventView(e: JobEventRecord): EventView {
 /** The advisor's ETA as the API shows it (ISO times). */
 export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis'] } {
   return { start: iso(eta.start), finish: iso(eta.finish), basis: eta.basis };
+}
+
+/** The job's latest progress as the API shows it (ISO time). */
+export function toProgressView(p: JobProgress): ProgressView {
+  return { value: p.value as ProgressView['value'], attempt: p.attempt, at: iso(p.at) };
 }

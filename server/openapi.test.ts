@@ -31,7 +31,7 @@ type Document = { paths: Record<string, Record<string, Operation>>; components: 
 
 /** The names a client sees: what the routes take and answer. */
 const NAMED = [
-  'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
+  'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobProgress', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
   'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
   'UpdateScheduleRequest',

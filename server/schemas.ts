@@ -259,14 +259,25 @@ export const EtaView = Type.Object({
   }, { description: 'What the prediction rests on' }),
 }, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });
 
+export const ProgressView = Type.Object({
+  value: Type.Union([
+    Type.Number({ minimum: 0, maximum: 100, description: 'A share done, from 0 to 100' }),
+    Type.Unsafe<Record<string, unknown>>({ type: 'object', additionalProperties: true, description: 'A JSON object of at most 1 KiB, as the handler made it' }),
+  ], { description: 'What the handler reported: a number from 0 to 100, or a JSON object' }),
+  attempt: Type.Integer({ minimum: 1, description: 'The attempt that reported it' }),
+  at: IsoTime('When it was stored'),
+}, { $id: 'JobProgress', description: 'The latest progress the job\'s handler reported (`ctx.progress`): not a transition, not kept in the history' });
+export type ProgressView = Static<typeof ProgressView>;
+
 export const JobDetail = Type.Intersect([
   ref(JobView),
   Type.Object({
     events: Type.Array(ref(EventView), { description: 'The job\'s history, oldest first' }),
     eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, or before its type has history'),
+    progress: Nullable(ref(ProgressView), 'The latest progress its handler reported (kept after the attempt ends, replaced by the next attempt\'s first report); null when none did'),
   }),
 ], { $id: 'JobDetail', description: 'A job with its history' });
-export type JobDetail = JobView & { events: EventView[] };
+export type JobDetail = JobView & { events: EventView[]; progress: ProgressView | null };
 
 const Int = (description: string) => Type.Integer({ minimum: 0, description });
 const Num = (description: string) => Type.Number({ description });
@@ -413,12 +424,15 @@ const ScheduleName = (description: string) =>
   Type.String({ minLength: 1, maxLength: MAX_SCHEDULE_NAME, pattern: NAME_PATTERN, description });
 const CronExpr = (description: string) => Type.String({ minLength: 1, maxLength: MAX_CRON_CHARS, description });
 const TimeZone = (description: string) => Type.String({ minLength: 1, maxLength: 64, description });
-const OverlapIn = StringEnum<Overlap>(OVERLAPS, 'skip: a tick whose previous job is still live is recorded as skipped and submits nothing; allow: every tick submits a job');
-const CatchUpIn = StringEnum<CatchUp>(CATCH_UPS, 'Ticks whose time passed while no timers ran: none fires none of them (more than 60 s late is missed), latest fires only the newest, all fires each');
+const OVERLAP_DOC = 'skip: a tick whose previous job is still live is recorded as skipped and submits nothing; allow: every tick submits a job';
+const CATCH_UP_DOC = 'Ticks whose time passed while no timers ran: none fires none of them (more than 60 s late is missed), latest fires only the newest, all fires each';
+// Built by functions, not spread from one another: a spread TypeBox schema loses the type names its declaration needs.
+const OverlapIn = (suffix = '') => StringEnum<Overlap>(OVERLAPS, OVERLAP_DOC + suffix);
+const CatchUpIn = (suffix = '') => StringEnum<CatchUp>(CATCH_UPS, CATCH_UP_DOC + suffix);
 
 /** The job fields of a schedule body: the pieces of `POST /v1/jobs`'s body (runAt aside: the tick is the run time). */
 const templateFields = {
-  payload: Type.Optional({ ...SubmitBody.properties.payload, description: 'Any JSON value, given to the handler of each tick\'s job; default null' }),
+  payload: Type.Optional(Type.Unknown({ description: 'Any JSON value, given to the handler of each tick\'s job; default null' })),
   queue: SubmitBody.properties.queue,
   maxAttempts: SubmitBody.properties.maxAttempts,
   backoff: SubmitBody.properties.backoff,
@@ -433,8 +447,8 @@ export const CreateScheduleBody = Type.Object(
     timezone: Type.Optional(TimeZone('IANA time zone the expression is read in, e.g. Europe/Berlin; default UTC')),
     type: SubmitBody.properties.type,
     ...templateFields,
-    overlap: Type.Optional({ ...OverlapIn, description: `${OverlapIn.description}; default skip` }),
-    catchUp: Type.Optional({ ...CatchUpIn, description: `${CatchUpIn.description}; default none` }),
+    overlap: Type.Optional(OverlapIn('; default skip')),
+    catchUp: Type.Optional(CatchUpIn('; default none')),
     paused: Type.Optional(Type.Boolean({ description: 'Created paused (no tick fires until it is resumed); default false' })),
   },
   { $id: 'CreateScheduleRequest', additionalProperties: false, description: 'A cron schedule: its name, expression and time zone, and the job each tick submits (the fields of POST /v1/jobs)' },
@@ -445,10 +459,10 @@ export const UpdateScheduleBody = Type.Object(
   {
     cron: Type.Optional(CronExpr('A new cron expression; the next run is computed from now')),
     timezone: Type.Optional(TimeZone('A new IANA time zone; the next run is computed from now')),
-    overlap: Type.Optional(OverlapIn),
-    catchUp: Type.Optional(CatchUpIn),
+    overlap: Type.Optional(OverlapIn()),
+    catchUp: Type.Optional(CatchUpIn()),
     paused: Type.Optional(Type.Boolean({ description: 'true pauses (no tick fires); false resumes from now (the ticks of the pause are not caught up)' })),
-    type: Type.Optional({ ...SubmitBody.properties.type, description: 'A new handler type for the jobs of the next ticks' }),
+    type: Type.Optional(Name('A new handler type for the jobs of the next ticks')),
     ...templateFields,
   },
   {
@@ -468,8 +482,8 @@ export const ScheduleView = Type.Object({
   name: Type.String({ description: 'The schedule\'s name' }),
   cron: Type.String({ description: 'The cron expression' }),
   timezone: Type.String({ description: 'The IANA time zone the expression is read in' }),
-  overlap: OverlapIn,
-  catchUp: CatchUpIn,
+  overlap: OverlapIn(),
+  catchUp: CatchUpIn(),
   paused: Type.Boolean({ description: 'true: no tick fires until it is resumed' }),
   job: Type.Object({
     type: Type.String({ description: 'Handler type' }),
@@ -528,7 +542,7 @@ export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
-  EdgeStatsView, OutboxStatsView, EtaView, InsightsView,
+  EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */

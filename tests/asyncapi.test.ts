@@ -4,8 +4,10 @@
  * and the checker (tests/helpers/asyncapi.ts) the delivery tests use fails a
  * record that does not match. Both formats of `ats.events`: a `transition`
  * record per transition (`ATS_EVENTS_FORMAT=single`) and packed
- * `transitions` records (`batch`, the default). Also the schema-version
- * header: written on every message, read by `schemaMajor` / `readableSchema`.
+ * `transitions` records (`batch`, the default). The stream's `progress`
+ * messages as the server builds them, for what handlers may report. Also the
+ * schema-version header: written on every message, read by `schemaMajor` /
+ * `readableSchema`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,14 +16,18 @@ import { Parser, DiagnosticSeverity } from '@asyncapi/parser';
 import { keyPartitioner } from '../adapters/kafka/kafka-records.js';
 import { partitionForKey } from '../adapters/memory/partition-for-key.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, TRANSITION_KIND, TRANSITIONS_KIND, readableSchema, schemaMajor } from '../engine/messages.js';
-import { OUTBOX_ID_HEADER, TOPICS, type LogMessage } from '../engine/ports.js';
+import { OUTBOX_ID_HEADER, TOPICS, type JobProgress, type LogMessage } from '../engine/ports.js';
+import { progressJson } from '../engine/progress.js';
 import { toLogMessage } from '../engine/relay.js';
 import { transitionsOf } from '../engine/transition-records.js';
+import { progressMessage } from '../server/stream/protocol.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi } from './helpers/asyncapi.js';
 import { SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages } from './helpers/sample-messages.js';
 
 /** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
 const KAFKA_MESSAGES = ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions'];
+/** The stream messages the document gives examples of. */
+const STREAM_EXAMPLES = ['progress'];
 const SINGLE_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transition'];
 const BATCH_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transitions'];
 const partitionOf = (key: string) => partitionForKey(key, SAMPLE_PARTITIONS);
@@ -71,9 +77,14 @@ describe('docs/asyncapi.yaml', () => {
 
   it('its message examples match its own schemas', () => {
     const examples = asyncApi().exampleRecords();
-    assert.deepEqual([...new Set(examples.map((e) => e.message))].sort(), KAFKA_MESSAGES);
-    const counts = asyncApi().assertRecords(examples.map((e) => e.record!));
+    assert.deepEqual([...new Set(examples.map((e) => e.message))].sort(), [...KAFKA_MESSAGES, ...STREAM_EXAMPLES].sort());
+    const kafka = examples.filter((e) => e.record !== null);
+    assert.deepEqual([...new Set(kafka.map((e) => e.message))].sort(), KAFKA_MESSAGES);
+    const counts = asyncApi().assertRecords(kafka.map((e) => e.record!));
     assert.deepEqual([...counts.keys()].sort(), KAFKA_MESSAGES);
+    // The stream's, as server → client messages.
+    const stream = examples.filter((e) => e.record === null);
+    assert.deepEqual([...asyncApi().assertStreamMessages(stream.map((e) => e.payload as object)).keys()].sort(), STREAM_EXAMPLES);
   });
 
   it('its packed examples: keyed by the first transition, each transition a valid transition message alone', () => {
@@ -144,6 +155,42 @@ describe('the messages the engine builds match docs/asyncapi.yaml', () => {
     const one = packedSampleMessages(() => 0);
     assert.equal(asyncApi().assertRecords(one).get('transitions'), 1);
     assert.equal(jobsOf(one.find(isPacked)!).size, 5);
+  });
+});
+
+describe('the stream\'s progress messages match docs/asyncapi.yaml', () => {
+  const JOB = '01JD3W7Z9Q4X2M8K5N6P0R1S2T';
+  /** The message the server sends for a value a handler reported (checked and stored as engine/progress.ts does). */
+  const sent = (value: unknown, over: Partial<JobProgress> = {}): string => progressMessage({
+    jobId: JOB, type: 'media.transcode', queue: 'default', attempt: 1, value: JSON.parse(progressJson(value)), at: Date.now(), ...over,
+  });
+
+  it('every kind of value a handler may report: 0, 100, a fraction, an object, the largest object, nested, empty', () => {
+    const largest = { pad: 'x'.repeat(1024 - '{"pad":""}'.length) };
+    assert.equal(progressJson(largest).length, 1024);
+    // The top object's fields are level 1: a value at level 8 is the deepest kept.
+    const deep = { a: { b: { c: { d: { e: { f: { g: { h: 1 } } } } } } } };
+    assert.throws(() => progressJson({ a: { b: { c: { d: { e: { f: { g: { h: [1] } } } } } } } }), RangeError);
+    const frames = [
+      sent(0), sent(100), sent(42.5, { attempt: 3 }), sent({ stage: 'upload', done: 3, of: 4 }), sent(largest), sent(deep), sent({}),
+      sent({ note: null, ok: true, list: ['a', 1, { b: false }] }, { type: 'a type with spaces', queue: 'q' }),
+    ];
+    assert.deepEqual([...asyncApi().assertStreamMessages(frames)], [['progress', frames.length]]);
+  });
+
+  it('the checker refuses a progress message that does not match', () => {
+    const contract = new AsyncApiContract();
+    const edit = (f: (v: Record<string, unknown>) => void) => {
+      const v = JSON.parse(sent(50)) as Record<string, unknown>;
+      f(v);
+      return contract.checkStreamMessage(v);
+    };
+    assert.ok(edit(() => undefined).ok);
+    for (const bad of [
+      edit((v) => (v.progress = 101)), edit((v) => (v.progress = -1)), edit((v) => (v.progress = 'half')), edit((v) => (v.progress = [50])),
+      edit((v) => (v.progress = null)), edit((v) => delete v.progress), edit((v) => delete v.attempt), edit((v) => (v.attempt = 0)),
+      edit((v) => (v.cursor = 'djE6MTI0')), edit((v) => (v.jobId = 'job-1')), edit((v) => (v.at = 'now')),
+    ]) assert.equal(bad.ok, false, JSON.stringify(bad));
   });
 });
 

@@ -3,8 +3,11 @@
  * by polling the REST API when it does not. Either way the caller sees each
  * job's history in seq order, once.
  */
-import { isTerminal, UnreachableError, type AtsClient, type JobEvent } from '../client.js';
-import { StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type Subscription } from './stream.js';
+import { isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
+import {
+  StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type SubscribeOptions, type Subscription,
+} from './stream.js';
+import { attemptOf } from './output.js';
 
 export type Mode = 'stream' | 'poll';
 
@@ -29,6 +32,47 @@ export class SeqGate {
   }
 }
 
+/** Is `p` later than `than`: a later attempt, or a later time in the same one? */
+const later = (p: JobProgress, than: { attempt: number; at: string }): boolean =>
+  p.attempt > than.attempt || (p.attempt === than.attempt && Date.parse(p.at) > Date.parse(than.at));
+
+/**
+ * Passes on a job's progress, each value once and only when it is later than
+ * the last passed on (the stream and the GETs overlap, and a GET can answer
+ * an older value than the stream already sent), and never before the start
+ * of the attempt that reported it has been shown (`started`): the stream's
+ * progress and its transitions are read apart, and a GET of a job already
+ * running reads its progress with the history still to be shown.
+ */
+export class ProgressGate {
+  private last: JobProgress | null = null;
+  private held: JobProgress | null = null;
+  /** The latest attempt whose start was shown. */
+  private attempt = 0;
+
+  constructor(private readonly emit: (p: JobProgress) => void) {}
+
+  push(p: JobProgress | null | undefined): void {
+    if (!p || (this.last && !later(p, this.last))) return;
+    if (p.attempt > this.attempt) {
+      if (!this.held || later(p, this.held)) this.held = p;
+      return;
+    }
+    this.last = p;
+    this.emit(p);
+  }
+
+  /** The start of `attempt` was shown: what it reported, held until now, follows. */
+  started(attempt: number): void {
+    this.attempt = Math.max(this.attempt, attempt);
+    const held = this.held;
+    if (held && held.attempt <= this.attempt) {
+      this.held = null;
+      this.push(held);
+    }
+  }
+}
+
 export const fromStream = (e: StreamEvent): JobEvent => ({ seq: e.seq, type: e.type, from: e.from, to: e.to, at: e.at, data: e.data });
 
 export interface FollowOptions {
@@ -39,6 +83,11 @@ export interface FollowOptions {
   onNotice?(message: string): void;
   /** Tells which way the job is followed once decided. */
   onMode?(mode: Mode): void;
+  /**
+   * The job's progress each time a newer one is seen, until it ends: live
+   * from the stream, else from each poll (and from the history reads).
+   */
+  onProgress?(progress: JobProgress): void;
 }
 
 /**
@@ -48,15 +97,41 @@ export interface FollowOptions {
 export async function followJob(client: AtsClient, id: string, onEvent: (e: JobEvent) => void, opts: FollowOptions = {}): Promise<string> {
   let finish!: (state: string) => void;
   const finished = new Promise<string>((resolve) => (finish = resolve));
+  let over = false;
+  const onProgress = opts.onProgress;
+  const progress = onProgress ? new ProgressGate((p) => {
+    if (!over) onProgress(p);
+  }) : null;
   const gate = new SeqGate((e) => {
     onEvent(e);
-    if (isTerminal(e.to)) finish(e.to);
+    if (e.type === 'STARTED') progress?.started(attemptOf(e) ?? Number.POSITIVE_INFINITY);
+    if (isTerminal(e.to)) {
+      over = true;
+      finish(e.to);
+    }
   });
+  const read = async () => {
+    const job = await client.get(id);
+    // The progress first, held until its attempt's start is shown: a job read done shows its last progress before its end.
+    progress?.push(job.progress);
+    gate.push(job.events);
+  };
+  const onStreamEvent = (e: StreamEvent) => {
+    // An attempt's end: its last progress was stored before it, but the stream sends progress apart from
+    // transitions (and may send it after). Read the job first, so that progress is shown before the end.
+    if (progress && e.from === 'running') {
+      void read().catch(() => undefined).finally(() => gate.push([fromStream(e)]));
+      return;
+    }
+    gate.push([fromStream(e)]);
+  };
   // Subscribe before reading the history: every event is then in one or the other.
-  const sub = await trySubscribe(client, { jobId: id }, (e) => gate.push([fromStream(e)]), opts);
+  const sub = await trySubscribe(client, { jobId: id }, onStreamEvent, {
+    ...opts,
+    onProgress: progress ? (m) => progress.push({ value: m.progress, attempt: m.attempt, at: m.at }) : undefined,
+  });
   opts.onMode?.(sub ? 'stream' : 'poll');
   const period = sub ? (opts.recheckMs ?? 5000) : (opts.pollMs ?? 250);
-  const read = async () => gate.push((await client.get(id)).events);
   try {
     await read();
     return await Promise.race([finished, repeat(read, period, finished, opts.onNotice)]);
@@ -98,9 +173,11 @@ export async function repeat(fn: () => Promise<void>, ms: number, until: Promise
 /** A subscription once it holds, or null when the server has no stream (fall back to polling). */
 export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
-  opts: { onNotice?(m: string): void; cursor?: string | undefined } = {},
+  opts: { onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress'] } = {},
 ): Promise<Subscription | null> {
-  const sub = subscribe({ baseUrl: client.url, filter, onEvent, onNotice: opts.onNotice, ...(opts.cursor ? { cursor: opts.cursor } : {}) });
+  const sub = subscribe({
+    baseUrl: client.url, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
+  });
   try {
     await sub.ready;
     return sub;

@@ -1,5 +1,5 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
-import type { Insights, Job, JobDetail, JobEvent, Schedule, ScheduleDetail } from '../client.js';
+import type { Insights, Job, JobDetail, JobEvent, JobProgress, Schedule, ScheduleDetail } from '../client.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
 export function attemptOf(e: { data: unknown }): number | undefined {
@@ -35,6 +35,17 @@ export function stateLine(e: JobEvent, attempt: string): string {
   return `${e.at}  ${e.to.padEnd(9)}  ${attempt.padEnd(12)}  ${e.type}${detailOf(e)}`;
 }
 
+/** A progress value: a number as a percentage (`40%`), an object as its JSON (shortened past `max` characters). */
+export function progressValue(value: unknown, max = 200): string {
+  return typeof value === 'number' ? `${value}%` : short(value, max);
+}
+
+/** `2030-01-01T12:00:00.000Z  progress   attempt 1/3  40%` (a progress line of `submit --wait`). */
+export function progressLine(p: JobProgress, maxAttempts?: number): string {
+  const attempt = maxAttempts ? `attempt ${p.attempt}/${maxAttempts}` : `attempt ${p.attempt}`;
+  return `${p.at}  ${'progress'.padEnd(9)}  ${attempt.padEnd(12)}  ${progressValue(p.value)}`;
+}
+
 /** `2030-...Z  01J...  demo.echo  published -> running  STARTED  attempt 1` (one line of `watch`). */
 export function transitionLine(e: JobEvent & { jobId: string; jobType: string; queue: string }): string {
   const a = attemptOf(e);
@@ -42,10 +53,10 @@ export function transitionLine(e: JobEvent & { jobId: string; jobType: string; q
   return `${e.at}  ${e.jobId}  ${e.jobType}  ${e.queue}  ${move.padEnd(22)}  ${e.type}${a === undefined ? '' : `  attempt ${a}`}${detailOf(e)}`;
 }
 
-const short = (v: unknown, max = 200): string => {
+function short(v: unknown, max = 200): string {
   const text = JSON.stringify(v) ?? 'null';
   return text.length > max ? `${text.slice(0, max)}...` : text;
-};
+}
 
 /** A job with its history, as `ats get` prints it. */
 export function jobDetail(job: JobDetail): string {
@@ -54,11 +65,14 @@ export function jobDetail(job: JobDetail): string {
   const err = e ? `${e.message} (attempt ${e.attempt}${why})` : '-';
   const fields: Array<[string, string]> = [
     ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
-    ['attempt', `${job.attempt}/${job.maxAttempts}`], ['payload', short(job.payload)], ['result', short(job.result)],
-    ['lastError', err], ['runAt', job.runAt], ['createdAt', job.createdAt], ['updatedAt', job.updatedAt],
+    ['attempt', `${job.attempt}/${job.maxAttempts}`],
+    // The whole object (at most 1 KiB): the latest progress is what a person asks `get` for.
+    ...(job.progress ? [['progress', `${progressValue(job.progress.value, 1100)} (attempt ${job.progress.attempt}, ${job.progress.at})`] as [string, string]] : []),
+    ['payload', short(job.payload)], ['result', short(job.result)], ['lastError', err],
+    ...(job.cancelReason ? [['cancelReason', job.cancelReason] as [string, string]] : []),
+    ['runAt', job.runAt], ['createdAt', job.createdAt], ['updatedAt', job.updatedAt],
     ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
   ];
-  if (job.cancelReason) fields.splice(8, 0, ['cancelReason', job.cancelReason]);
   if (job.eta) fields.push(['eta', etaText(job.eta)]);
   const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
   const events = table(

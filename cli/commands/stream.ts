@@ -6,7 +6,9 @@
  * back to polling the REST API) versus an error.
  */
 import WebSocket from 'ws';
-import { AtsClient, StreamUnavailableError, type StreamEventMessage, type StreamFilter, type WebSocketConstructor } from '../../client/index.js';
+import {
+  AtsClient, StreamUnavailableError, type StreamEventMessage, type StreamFilter, type StreamProgressMessage, type WebSocketConstructor,
+} from '../../client/index.js';
 
 /** A filter as given on the command line: states are checked by the server. */
 export type CommandFilter = Omit<StreamFilter, 'states'> & { states?: readonly string[] };
@@ -29,6 +31,8 @@ export interface SubscribeOptions {
   /** Resume after this cursor; without one the subscription is live from now. */
   cursor?: string | undefined;
   onEvent(event: StreamEvent): void;
+  /** The progress running jobs of the filter report, live (never replayed). */
+  onProgress?: ((progress: StreamProgressMessage) => void) | undefined;
   /** Reconnects and server `error` messages, for a line on stderr. */
   onNotice?: ((message: string) => void) | undefined;
   /** Reconnect delay, doubling from min to max. @defaultValue { minMs: 250, maxMs: 5000 } */
@@ -54,7 +58,7 @@ export const NodeWebSocket = WebSocket as unknown as WebSocketConstructor;
 export function subscribe(opts: SubscribeOptions): Subscription {
   const client = new AtsClient({ url: opts.baseUrl, WebSocket: NodeWebSocket });
   const watch = client.watch(opts.filter as StreamFilter, {
-    cursor: opts.cursor, onEvent: opts.onEvent, onNotice: opts.onNotice, reconnect: opts.retry,
+    cursor: opts.cursor, onEvent: opts.onEvent, onProgress: opts.onProgress, onNotice: opts.onNotice, reconnect: opts.retry,
     keepAliveMs: opts.keepAliveMs, connectTimeoutMs: opts.connectTimeoutMs,
   });
   const ready = watch.ready.catch((err: unknown) => {

@@ -1,12 +1,13 @@
 /**
  * `ats submit TYPE --payload JSON [...]`: submit one job and print its id;
- * `--wait` follows it to its end (exit 0 done, 1 dead or cancelled);
+ * `--wait` follows it to its end, with the progress its handler reports
+ * (exit 0 done, 1 dead or cancelled);
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
 import { int, isoTime, json, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
-import { AttemptTracker, stateLine } from './output.js';
+import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
 import { submitMany } from './submit-many.js';
 
@@ -15,7 +16,8 @@ export const submitSpec: CommandSpec = {
     '           [--timeout-ms N] [--priority N] [--wait | --count N] [--json]',
   details: [
     '--payload JSON         the handler\'s input (default null)',
-    '--wait                 print each state as it happens; exit 0 when done, 1 when dead or cancelled',
+    '--wait                 print each state as it happens, and the progress the handler reports (ctx.progress)',
+    '                       as it arrives; exit 0 when done, 1 when dead or cancelled',
     '--count N              submit N copies in batches of up to 1000 (POST /v1/jobs/batch), show progress on',
     '                       stderr, then a summary; exit 1 if any ends dead or cancelled (with --idempotency-key K,',
     '                       job i gets K-i)',
@@ -65,7 +67,7 @@ async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
   const state = await followJob(client, job.id, (e) => {
     const line = stateLine(e, attempts.see(e));
     if (!values.json) out(line);
-  }, { onNotice: err });
+  }, { onNotice: err, ...(values.json ? {} : { onProgress: (p) => out(progressLine(p, job.maxAttempts)) }) });
   if (values.json) out(JSON.stringify(await client.get(job.id)));
   return state === 'done' ? 0 : 1;
 }

@@ -6,16 +6,16 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { Eta } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
-import type { JobEventRecord, JobFilter, JobRecord } from '../../engine/ports.js';
+import type { JobEventRecord, JobFilter, JobProgress, JobRecord } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
-import { toEtaView, toEventView, toJobView } from '../job-views.js';
+import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
 import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first), `allowed` (the user events its machine accepts now) and `eta` (the advisor\'s predicted start and finish of a live job).',
+  description: 'The job, its event history (oldest first), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
@@ -44,6 +44,20 @@ async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: numb
   }
 }
 
+/**
+ * The job's latest progress, or null: like the ETA, a read that failed
+ * answers the job without it rather than an error.
+ */
+async function progressOf(deps: RouteOptions['deps'], jobId: string): Promise<JobProgress | null> {
+  if (!deps.progress) return null;
+  try {
+    return await deps.progress.getProgress(jobId);
+  } catch (err) {
+    deps.logger?.warn('api: the progress could not be read; answered without it', errorFields(err));
+    return null;
+  }
+}
+
 /** When the job's latest attempt started (its last STARTED event), or null. */
 function lastStart(events: readonly JobEventRecord[]): number | null {
   for (let i = events.length - 1; i >= 0; i--) if (events[i]!.type === 'STARTED') return events[i]!.at;
@@ -61,9 +75,11 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
     const job = await deps.store.getJob(request.params.id);
     if (!job) throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${request.params.id}`);
-    const events = await deps.store.getEvents(job.id);
+    const [events, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
     const eta = deps.advisor ? await etaOf(deps, job, lastStart(events)) : null;
-    return { ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta) };
+    return {
+      ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
+    };
   });
 
   app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {

@@ -32,6 +32,8 @@ export class ProgressTail {
   private horizon: number;
   /** `at` of the value last delivered per job, for the look-back window only (bounded by it). */
   private readonly delivered = new Map<string, number>();
+  /** No client listened at the last read. */
+  private idle = true;
   private readonly stopping = new AbortController();
   private loop: Promise<void> | null = null;
 
@@ -52,10 +54,15 @@ export class ProgressTail {
   async readOnce(): Promise<number> {
     const { store, clock } = this.deps;
     if (!this.deps.busy()) {
-      // No one listens: nothing now is news later.
-      this.horizon = clock.now();
+      // No one listens: nothing stored now is news later.
+      this.idle = true;
       this.delivered.clear();
       return 0;
+    }
+    if (this.idle) {
+      // The first read for new listeners: values of the last LOOK_BACK_MS are current enough to send, older ones not.
+      this.idle = false;
+      this.horizon = clock.now();
     }
     let since = this.horizon - LOOK_BACK_MS;
     let n = 0;

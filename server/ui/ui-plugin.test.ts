@@ -63,6 +63,17 @@ describe('uiPlugin', () => {
     for (const rule of ['.anomaly-banner', '.anomaly-badge', '.job-eta', '.insights', 'tr.verdict-hopeless']) assert.ok(css.includes(rule), rule);
   });
 
+  test('the page holds the inspector\'s progress, hidden until the job has some, with its style; the bundle reads progress messages', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<div id="job-progress"[^>]*\bhidden>\s*<h4>Progress <span id="job-progress-meta"[^>]*><\/span><\/h4>\s*<div id="job-progress-value"><\/div>/);
+    // After the facts and the ETA, before the buttons.
+    assert.ok(body.indexOf('id="job-progress"') > body.indexOf('id="job-eta"') && body.indexOf('id="job-progress"') < body.indexOf('id="cancel-btn"'));
+    const css = (await get('/ui/assets/app.css')).body;
+    for (const rule of ['.job-progress', '.progress-bar progress']) assert.ok(css.includes(rule), rule);
+    const js = (await get('/ui/assets/app.js')).body;
+    for (const needle of ['showProgress', 'data-progress', '"progress"']) assert.ok(js.includes(needle), needle);
+  });
+
   test('the page holds the schedules panel, linked from the sections', async () => {
     const body = (await get('/ui')).body;
     assert.match(body, /<section id="schedules-section"[^>]*>[\s\S]*<tbody id="schedule-rows"><\/tbody>/);

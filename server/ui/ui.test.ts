@@ -3,7 +3,9 @@
  * The first suites run the app on the embedded SQLite store with no worker, so
  * submitted jobs stay `pending` until the test moves them through the API; the
  * operator console's suite runs a whole embedded scheduler (every role in this
- * process, the demo handlers) so jobs really run, fail, die and are redriven.
+ * process, the demo handlers) so jobs really run, fail, die and are redriven;
+ * the progress suite another one, with a handler that reports progress when
+ * the test says so.
  * Every page must log no console error and throw nothing, except the HTTP
  * errors a test provokes on purpose (a 409, a 404), which it names.
  * Screenshots go to test-artifacts/ui/*.png.
@@ -18,6 +20,7 @@ import websocket from '@fastify/websocket';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { AppPlugin } from '../app.js';
@@ -521,14 +524,14 @@ describe('the visualizer with queues and types named after Object.prototype memb
   });
 });
 
-/** A whole embedded scheduler in this process (SQLite, the in-process log, every role, the demo handlers). */
-async function startScheduler(): Promise<{ system: System; url: string; workerId: string; close(): Promise<void> }> {
+/** A whole embedded scheduler in this process (SQLite, the in-process log, every role, the demo handlers or `registry`). */
+async function startScheduler(registry?: HandlerRegistry): Promise<{ system: System; url: string; workerId: string; close(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ats-ui-console-'));
   const config = compileConfig({
     dataDir, port: 0, logLevel: 'silent', timersPollMs: 50, relayPollMs: 20, heartbeatMs: 500, leaseMs: 5000,
     shutdownGraceMs: 500, workerId: 'ui-test-worker',
   }, { hostname: 'test', pid: process.pid });
-  const system = await compose(config, { logger: silentLogger });
+  const system = await compose(config, { logger: silentLogger, ...(registry ? { registry } : {}) });
   try {
     const started = await system.start();
     assert.ok(started.url);
@@ -808,6 +811,112 @@ describe('the operator console on a running scheduler', () => {
     await page.locator('#metrics-section').scrollIntoViewIfNeeded();
     await screenshot(page, 'charts', { selector: '#metrics-section' });
     await screenshot(page, 'console', { fullPage: true });
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
+  });
+});
+
+describe('the inspector shows a running job\'s progress, live', () => {
+  let sched: Awaited<ReturnType<typeof startScheduler>>;
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+  /** The handler waits at each step until the test lets it go on (`next()`). */
+  const waiting: Array<() => void> = [];
+  const step = () => new Promise<void>((resolve) => waiting.push(resolve));
+  async function next(): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    while (waiting.length === 0) {
+      assert.ok(Date.now() < deadline, 'the handler is not waiting for a step');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    waiting.shift()!();
+  }
+  const get = (id: string) => rest<JobDetail & { progress?: { value: unknown; attempt: number; at: string } | null }>(server, 'GET', `/v1/jobs/${id}`);
+  async function until(id: string, ok: (j: Awaited<ReturnType<typeof get>>) => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const j = await get(id);
+      if (ok(j)) return;
+      assert.ok(Date.now() < deadline, `job ${id} did not become ${what} (it is ${j.state})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const bar = () => page.locator('#job-progress [data-progress="bar"] progress');
+  const json = () => page.locator('#job-progress pre[data-progress="json"]');
+
+  before(async () => {
+    const registry = registerDemoHandlers(new HandlerRegistry()).register('ui.progress', async (_payload, ctx) => {
+      await ctx.progress(25);
+      await step();
+      await ctx.progress({ stage: 'upload', done: 3, of: 4, note: '<b>not markup</b>' });
+      await step();
+      await ctx.progress(87.5);
+      await step();
+      return { uploaded: 4 };
+    });
+    sched = await startScheduler(registry);
+    server = { app: sched.system.app!, url: sched.url, close: () => sched.close() };
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page);
+    await page.goto(server.url + '/ui');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+  });
+  after(async () => {
+    while (waiting.length > 0) waiting.shift()!(); // a failed test leaves no attempt waiting
+    await page?.close();
+    await sched?.close();
+  });
+
+  test('a bar for a number, the JSON for an object, with the attempt and the time; from the job, then from the stream', async () => {
+    const { id } = await rest(server, 'POST', '/v1/jobs', { type: 'ui.progress', payload: {} });
+    await page.locator('#job-search').fill(id);
+    await page.locator('#job-search').press('Enter');
+    await page.locator('#job-facts').getByText(id).waitFor({ timeout: WAIT_MS });
+
+    // 25: by the stream, or by the job's read if the page opened it after the write.
+    await page.locator('#job-progress progress[value="25"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#job-progress [data-progress="bar"] span').textContent(), '25%');
+    assert.match((await page.locator('#job-progress-meta').textContent()) ?? '', /^· attempt 1 · \d\d:\d\d:\d\d\.\d{3}$/);
+    assert.equal(await page.locator('#job-facts [data-fact="id"] dd').textContent(), id);
+
+    // An object while the job stays running: no transition, so only the stream can bring it.
+    await next();
+    await json().waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(JSON.parse((await json().textContent()) ?? ''), { stage: 'upload', done: 3, of: 4, note: '<b>not markup</b>' });
+    assert.equal(await page.locator('#job-progress b').count(), 0, 'shown as text, never as markup');
+    assert.equal(await bar().count(), 0);
+    await screenshot(page, 'inspector-progress', { selector: '.inspector' });
+
+    // The page opened afresh on the job: its progress from GET /v1/jobs/:id (nothing new on the stream).
+    assert.equal(new URL(page.url()).hash, `#${id}`);
+    await page.reload();
+    await page.locator('#job-facts').getByText(id).waitFor({ timeout: WAIT_MS });
+    await json().waitFor({ timeout: WAIT_MS });
+    assert.match((await json().textContent()) ?? '', /"stage": "upload"/);
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+
+    // A number again, live; then the job finishes and keeps showing its last progress.
+    await next();
+    await page.locator('#job-progress progress[value="87.5"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#job-progress [data-progress="bar"] span').textContent(), '87.5%');
+    await screenshot(page, 'inspector-progress-bar', { selector: '#job-progress' });
+    await next();
+    await until(id, (j) => j.state === 'done', 'done');
+    await page.locator('#job-title [data-badge="done"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await bar().getAttribute('value'), '87.5');
+    assert.equal(await page.locator('#job-progress').isHidden(), false);
+  });
+
+  test('a job that reported none shows no progress', async () => {
+    const { id } = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    await until(id, (j) => j.state === 'done', 'done');
+    await page.locator('#job-search').fill(id);
+    await page.locator('#job-search').press('Enter');
+    await page.locator('#job-facts').getByText(id).waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#job-progress').isHidden(), true);
   });
 
   test('no console error and no script error happened on the page', () => {

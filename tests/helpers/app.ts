@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { Clock, JobStore, ScheduleStore } from '../../engine/ports.js';
+import type { Clock, JobStore, ProgressStore, ScheduleStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
@@ -18,7 +18,7 @@ import { buildApp, type AppDeps } from '../../server/app.js';
 
 export interface TestApp {
   app: FastifyInstance;
-  store: JobStore & ScheduleStore;
+  store: JobStore & ScheduleStore & ProgressStore;
   transitions: TransitionService;
   /** The schedules of the /v1/schedules routes (on `store`; `schedules: undefined` in the overrides builds an app without them). */
   schedules: ScheduleService;
@@ -69,7 +69,7 @@ export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Prom
   return startOn(store, cleanup, overrides);
 }
 
-async function startOn(store: JobStore & ScheduleStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
+async function startOn(store: JobStore & ScheduleStore & ProgressStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
   try {
     const ulid = monotonicFactory();
     const transitions = new TransitionService({
@@ -77,7 +77,7 @@ async function startOn(store: JobStore & ScheduleStore, cleanup: () => Promise<v
     });
     const schedules = new ScheduleService({ store, clock: testClock });
     const deps: AppDeps = {
-      transitions, store, schedules, clock: testClock,
+      transitions, store, schedules, clock: testClock, progress: store,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,

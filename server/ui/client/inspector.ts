@@ -1,8 +1,10 @@
 /**
  * The job inspector: one job's facts (run and attempt, priority, timeout, due,
  * submitted and updated times), the advisor's prediction of its start and
- * finish while it is live, its last error with the handler's stack, its
- * timeline (each event with time, run and attempt, error or result), a
+ * finish while it is live, the latest progress its handler reported (a bar
+ * for a number, the JSON for an object, with the attempt and the time: from
+ * `GET /v1/jobs/:id`, then live from the stream's `progress` messages), its
+ * last error with the handler's stack, its timeline (each event with time, run and attempt, error or result), a
  * time-travel slider that marks on the machine the state and the edge of each
  * step, and Cancel / Redrive buttons enabled only when the job's `allowed`
  * list (from the machine) says so.
@@ -12,12 +14,17 @@ import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, stateBadge,
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 import { etaShown, type EtaPoint } from './insights.js';
+import {
+  newerProgress, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
+} from './progress.js';
 import { currentRun, runsOf, type RunAttempt } from './runs.js';
 
 export interface Inspector {
   open(id: string): Promise<void>;
   /** Reload the open job shortly, at most every 250 ms (it changed, or may have). */
   refreshSoon(): void;
+  /** A stream `progress` message: shown if it is of the open job and newer than what is shown. */
+  showProgress(message: StreamProgressMessage): void;
   readonly jobId: string | null;
 }
 
@@ -46,6 +53,9 @@ interface Elements {
   facts: HTMLElement;
   eta: HTMLElement;
   etaFacts: HTMLElement;
+  progress: HTMLElement;
+  progressMeta: HTMLElement;
+  progressValue: HTMLElement;
   slider: HTMLInputElement;
   stepLabel: HTMLElement;
   timeline: HTMLOListElement;
@@ -61,7 +71,8 @@ interface Elements {
 
 const elements = (): Elements => ({
   detail: byId('job-detail'), empty: byId('inspector-empty'), error: byId('inspector-error'),
-  title: byId('job-title'), facts: byId('job-facts'), eta: byId('job-eta'), etaFacts: byId('job-eta-facts'), slider: byId('time-travel'),
+  title: byId('job-title'), facts: byId('job-facts'), eta: byId('job-eta'), etaFacts: byId('job-eta-facts'),
+  progress: byId('job-progress'), progressMeta: byId('job-progress-meta'), progressValue: byId('job-progress-value'), slider: byId('time-travel'),
   stepLabel: byId('step-label'), timeline: byId('timeline'), payload: byId('job-payload'),
   outcome: byId('job-outcome'), jobError: byId('job-error'), jobErrorText: byId('job-error-text'), stack: byId('job-stack'),
   cancel: byId('cancel-btn'), redrive: byId('redrive-btn'), close: byId('close-job'),
@@ -158,6 +169,27 @@ function tickEta(el: Elements, job: JobDetail | null, now: number): void {
   }
 }
 
+/** The job's latest progress; hidden when it has none (or the server does not tell). */
+function renderProgress(el: Elements, job: JobDetail, p: Progress | null): void {
+  el.progress.hidden = !p;
+  if (!p) {
+    el.progressMeta.replaceChildren();
+    el.progressValue.replaceChildren();
+    return;
+  }
+  const shown = progressShown(p.value);
+  el.progress.setAttribute('data-attempt', String(p.attempt));
+  el.progressMeta.replaceChildren(
+    `· ${progressAttemptText(p, job.events, job.attempt)} · `,
+    h('time', { datetime: p.at, title: dateTime(p.at) }, clockTime(p.at)),
+  );
+  el.progressValue.replaceChildren(shown.kind === 'bar'
+    ? h('div', { class: 'progress-bar', 'data-progress': 'bar' },
+      h('progress', { max: 100, value: shown.percent, 'aria-label': `Progress: ${shown.text}` }, shown.text),
+      h('span', {}, shown.text))
+    : h('pre', { 'data-progress': 'json' }, shown.text));
+}
+
 function renderFacts(el: Elements, job: JobDetail, now: number): void {
   el.title.replaceChildren(h('span', { class: 'job-type' }, job.type), ' ', stateBadge(job.state));
   const cur = currentRun(job.events, job.attempt);
@@ -198,6 +230,8 @@ export function createInspector(deps: InspectorDeps): Inspector {
   const el = elements();
   let job: JobDetail | null = null;
   let openId: string | null = null;
+  /** The open job's progress shown (or received before the job loaded). */
+  let progress: Progress | null = null;
   let soon: number | undefined;
   let travelling = false;
 
@@ -227,8 +261,10 @@ export function createInspector(deps: InspectorDeps): Inspector {
     // A slider left at the last step follows the job as it moves on.
     const following = !job || job.id !== next.id || Number(el.slider.value) >= job.events.length;
     job = next;
+    progress = newerProgress(progress, progressOfJob(next));
     renderFacts(el, next, deps.now());
     renderEta(el, next, deps.now());
+    renderProgress(el, next, progress);
     const runs = runsOf(next.events);
     el.timeline.replaceChildren(...next.events.map((e, i) => timelineItem(e, i + 1, runs[i]!)));
     el.slider.max = String(Math.max(1, next.events.length));
@@ -262,6 +298,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
   const close = () => {
     openId = null;
     job = null;
+    progress = null;
     el.detail.hidden = true;
     el.empty.hidden = false;
     el.error.textContent = '';
@@ -304,6 +341,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
     async open(id) {
       openId = id;
       job = null;
+      progress = null;
       deps.onOpen(id);
       await load();
     },
@@ -313,6 +351,13 @@ export function createInspector(deps: InspectorDeps): Inspector {
         soon = undefined;
         void load();
       }, SOON_MS);
+    },
+    showProgress(m) {
+      if (m.jobId !== openId) return;
+      const next = newerProgress(progress, progressFromMessage(m));
+      if (next === progress) return;
+      progress = next;
+      if (job) renderProgress(el, job, progress);
     },
   };
 }

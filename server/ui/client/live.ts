@@ -1,13 +1,14 @@
 /**
  * Keeps the page live. Prefers the WebSocket stream (`/v1/stream`, see
  * docs/stream.md, through the client's `watch()`): stats every
- * second, every transition as it happens, and the advisor's anomalies
- * (`insight` messages, which polling does not get). Whenever the stream is not
+ * second, every transition as it happens, the advisor's anomalies
+ * (`insight` messages) and running jobs' progress (`progress` messages),
+ * neither of which polling gets. Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
  * reconnect, backing off, so the counts never freeze.
  */
-import type { StreamEventMessage, StreamInsightMessage } from '../../../client/index.js';
+import type { StreamEventMessage, StreamInsightMessage, StreamProgressMessage } from '../../../client/index.js';
 import type { Api, CountStats } from './api.js';
 
 /** A transition as the stream sends it (`kind: "event"`). */
@@ -22,6 +23,8 @@ export interface LiveHandlers {
   onMode(mode: LiveMode): void;
   /** An `insight` message of the stream: an anomaly the advisor detected (docs/stream.md). */
   onInsight?(message: StreamInsightMessage): void;
+  /** A `progress` message of the stream: a running job's latest progress (docs/stream.md). */
+  onProgress?(message: StreamProgressMessage): void;
 }
 
 export interface LiveOptions {
@@ -71,6 +74,9 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     onEvent: (e) => on.onEvent(e),
     onInsight(m) {
       if (!stopped) on.onInsight?.(m);
+    },
+    onProgress(m) {
+      if (!stopped) on.onProgress?.(m);
     },
     onStats(stats) {
       if (stopped) return;

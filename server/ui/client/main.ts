@@ -105,6 +105,9 @@ async function main(): Promise<void> {
     onInsight(m) {
       insights.onInsight(m);
     },
+    onProgress(m) {
+      inspector.showProgress(m);
+    },
     onMode(m) {
       mode.textContent = MODE_TEXT[m];
       mode.setAttribute('data-mode', m);

@@ -1,0 +1,81 @@
+/**
+ * The stream's progress tail: each stored value delivered once, a value
+ * committed late within the look-back still delivered, pages read on, and
+ * nothing read while no client listens.
+ */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { silentLogger } from '../../engine/logger.js';
+import type { Clock, JobProgress } from '../../engine/ports.js';
+import { LOOK_BACK_MS, ProgressTail } from './progress-tail.js';
+
+function world() {
+  let t = 1_000_000;
+  const clock: Clock & { advance(ms: number): void } = { now: () => t, sleep: () => Promise.resolve(), advance: (ms) => { t += ms; } };
+  // The committed rows, one per job (a report replaces the job's row).
+  const rows = new Map<string, JobProgress>();
+  const put = (jobId: string, value: unknown, at = t) => rows.set(jobId, { jobId, type: 't', queue: 'q', attempt: 1, value, at });
+  let reads = 0;
+  const store = {
+    readProgressSince: async (since: number, limit: number) => {
+      reads++;
+      return [...rows.values()].filter((p) => p.at >= since).sort((a, b) => a.at - b.at || a.jobId.localeCompare(b.jobId)).slice(0, limit);
+    },
+  };
+  let listening = true;
+  const delivered: JobProgress[] = [];
+  const tail = new ProgressTail({ store, clock, logger: silentLogger, busy: () => listening, onProgress: (p) => void delivered.push(p) }, 200);
+  return { clock, put, tail, delivered, reads: () => reads, listen: (on: boolean) => { listening = on; } };
+}
+
+it('delivers each stored value once, and a later value of the same job again', async () => {
+  const w = world();
+  w.put('a', 10);
+  w.put('b', { step: 1 });
+  assert.equal(await w.tail.readOnce(), 2);
+  assert.equal(await w.tail.readOnce(), 0, 'nothing new: nothing again');
+  w.clock.advance(100);
+  w.put('a', 20);
+  assert.equal(await w.tail.readOnce(), 1);
+  assert.deepEqual(w.delivered.map((p) => [p.jobId, p.value]), [['a', 10], ['b', { step: 1 }], ['a', 20]]);
+});
+
+it('a value stamped before the newest one seen but committed after it is still delivered, within the look-back', async () => {
+  const w = world();
+  const stampedEarly = w.clock.now();
+  w.clock.advance(500);
+  w.put('late-writer-done', 1); // seen first, stamped later
+  await w.tail.readOnce();
+  w.put('slow-commit', 50, stampedEarly); // commits now with its earlier stamp
+  assert.equal(await w.tail.readOnce(), 1);
+  assert.equal(w.delivered.at(-1)!.jobId, 'slow-commit');
+  // Beyond the look-back it is not (its next report is).
+  w.clock.advance(LOOK_BACK_MS * 3);
+  w.put('newest', 1);
+  await w.tail.readOnce();
+  w.put('too-late', 1, w.clock.now() - LOOK_BACK_MS - 1);
+  assert.equal(await w.tail.readOnce(), 0);
+});
+
+it('reads on past a full page', async () => {
+  const w = world();
+  for (let i = 0; i < 1200; i++) {
+    w.clock.advance(1);
+    w.put(`job-${String(i).padStart(4, '0')}`, i % 101);
+  }
+  assert.equal(await w.tail.readOnce(), 1200);
+  assert.equal(new Set(w.delivered.map((p) => p.jobId)).size, 1200);
+});
+
+it('reads nothing while no client listens, and what was stored then is not news to the next client', async () => {
+  const w = world();
+  w.listen(false);
+  w.put('a', 1);
+  assert.equal(await w.tail.readOnce(), 0);
+  assert.equal(w.reads(), 0);
+  w.clock.advance(LOOK_BACK_MS + 1);
+  w.listen(true);
+  assert.equal(await w.tail.readOnce(), 0);
+  w.put('b', 2);
+  assert.equal(await w.tail.readOnce(), 1);
+});
