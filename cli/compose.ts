@@ -195,7 +195,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const worker = has('worker')
     ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, ...(advisor ? { advisor } : {}) }, config.worker)
     : null;
-  const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger });
+  const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}) });
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });

@@ -275,6 +275,8 @@ export interface ScheduleRunnerDeps {
   transitions: Pick<TransitionService, 'submit'>;
   clock: Clock;
   logger: Logger;
+  /** Told of each pass's ticks per outcome (metrics). @defaultValue none */
+  onTicks?: (outcome: keyof ScheduleCounters, n: number) => void;
 }
 
 export interface ScheduleCounters {
@@ -311,6 +313,12 @@ export class ScheduleRunner {
     return n;
   }
 
+  private count(outcome: keyof ScheduleCounters, n: number): void {
+    if (n === 0) return;
+    this.counters[outcome] += n;
+    (this.deps.onTicks ?? noop)(outcome, n);
+  }
+
   private async fire(s: ScheduleRecord, now: number): Promise<number> {
     const { store, transitions, logger } = this.deps;
     if (s.nextAt === null) return 0;
@@ -335,14 +343,16 @@ export class ScheduleRunner {
     };
     if (!(await store.replaceSchedule(next, s.version))) return 0; // another instance moved it on (its jobs are these same ones)
     if (ticks.length > 0) await store.recordTicks(ticks, TICKS_KEPT);
-    this.counters.submitted += submitted;
-    this.counters.skipped += skipped;
-    this.counters.missed += plan.missed;
+    this.count('submitted', submitted);
+    this.count('skipped', skipped);
+    this.count('missed', plan.missed);
     if (plan.missed > 0) logger.info('schedules: ticks missed (catchUp)', { schedule: s.name, missed: plan.missed, catchUp: s.catchUp });
     if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { schedule: s.name });
     return ticks.length;
   }
 }
+
+function noop(): void {}
 
 async function isLive(store: Pick<JobStore, 'getJob'>, id: string): Promise<boolean> {
   const job = await store.getJob(id);

@@ -107,7 +107,7 @@ describe('/metrics of an embedded scheduler', () => {
       ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'],
       ['ats_stream_clients', 'gauge'], ['ats_stream_slow_consumers_total', 'counter'],
       ['ats_label_values', 'gauge'], ['ats_metrics_collect_errors_total', 'counter'],
-      ['ats_advisor_anomalies_total', 'counter'], ['ats_advisor_decisions_total', 'counter'],
+      ['ats_advisor_anomalies_total', 'counter'], ['ats_advisor_decisions_total', 'counter'], ['ats_schedule_ticks_total', 'counter'],
       ['nodejs_eventloop_lag_seconds', 'gauge'], ['nodejs_heap_size_used_bytes', 'gauge'], ['nodejs_gc_duration_seconds', 'histogram'],
       ['process_cpu_seconds_total', 'counter'],
     ];
@@ -183,4 +183,15 @@ test('the advisor\'s anomalies and decisions: counted by type, queue and metric 
     `${OTHER}/default/duration=1`, 'thumbnail.make/default/failure-rate=2',
   ]);
   assert.deepEqual(of('ats_advisor_decisions_total', (l) => `${l.decision}/${l.applied}`), ['lease/false=2', 'no-retry/true=1']);
+});
+
+test('schedule ticks: counted by outcome as a pass fires them', async () => {
+  const m = new PrometheusMetrics({ defaultMetrics: false });
+  const onTicks = m.scheduleTicks();
+  onTicks('submitted', 3);
+  onTicks('skipped', 1);
+  m.scheduleTicks()('missed', 10);
+  const counts = parseExposition(await m.metrics()).samples
+    .filter((s) => s.name === 'ats_schedule_ticks_total').map((s) => `${s.labels.outcome}=${s.value}`).sort();
+  assert.deepEqual(counts, ['missed=10', 'skipped=1', 'submitted=3']);
 });

@@ -433,6 +433,17 @@ export class PrometheusMetrics implements Metrics {
     });
   }
 
+  /** Cron schedules' ticks per outcome (engine/schedules.ts ScheduleRunner's `onTicks`), in the timers role. */
+  scheduleTicks(): (outcome: 'submitted' | 'skipped' | 'missed', n: number) => void {
+    const ticks = (this.ticks ??= new Counter<'outcome'>({
+      name: 'ats_schedule_ticks_total', registers: [this.registry], labelNames: ['outcome'],
+      help: 'Ticks of cron schedules: submitted (a job), skipped (its previous job still live), missed (catch-up)',
+    }));
+    return (outcome, n) => ticks.inc({ outcome }, n);
+  }
+
+  private ticks: Counter<'outcome'> | undefined;
+
   /**
    * The advisor's anomalies and decisions (engine/advisor/advisor.ts): wire
    * `advisorHooks()` into its deps. Decisions are counted per kind and whether
