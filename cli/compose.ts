@@ -3,6 +3,7 @@
  * engine, the server and the roles together from a compiled Config.
  */
 import { existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -18,8 +19,9 @@ import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, Logger, ProgressStore, Random, ScheduleStore } from '../engine/ports.js';
+import type { Clock, EventLog, IdGenerator, JobStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore } from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
+import { WorkerPresence } from '../engine/worker-presence.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
@@ -58,7 +60,7 @@ export interface ComposeOptions {
 
 export interface System {
   config: Config;
-  store: JobStore & ScheduleStore & ProgressStore;
+  store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore;
   /** Cron schedules: created and changed through the API; the timers role fires them. */
   schedules: ScheduleService;
   log: EventLog;
@@ -96,7 +98,7 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore> {
+async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore> {
   if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
@@ -178,7 +180,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const schedules = new ScheduleService({ store, clock });
   const app = has('api')
     ? await buildApp({
-        transitions, store, schedules, clock, logger, loggerInstance: pinoOf(logger),
+        transitions, store, schedules, workers: store, clock, logger, loggerInstance: pinoOf(logger),
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
@@ -194,6 +196,12 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
   const worker = has('worker')
     ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, ...(advisor ? { advisor } : {}) }, config.worker)
+    : null;
+  // The worker's row in `workers`: who it is and which types it runs (GET /v1/workers, `unserved` in /v1/stats).
+  const presence = worker
+    ? new WorkerPresence({ store, clock, logger }, {
+        id: config.worker.workerId, host: hostname(), pid: process.pid, concurrency: config.worker.concurrency, types: () => registry.types(),
+      })
     : null;
   const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}) });
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
@@ -212,6 +220,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       timers?.start();
       retention?.start();
       await worker?.start();
+      await presence?.start();
       if (!app) return { url: null, metricsUrl };
       const address = await listenQuietly(app, config);
       return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost'), metricsUrl };
@@ -220,6 +229,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       const steps: Array<[string, () => Promise<unknown> | undefined]> = [
         ['api', () => app?.close()],
         ['worker', () => worker?.stop()],
+        ['presence', () => presence?.stop()],
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],
         ['retention', () => retention?.stop()],

@@ -444,6 +444,33 @@ export interface ProgressStore {
   readProgressSince(at: number, limit: number): Promise<JobProgress[]>;
 }
 
+// ---------------------------------------------------------------- worker presence
+
+/** A worker process as it registers itself (engine/worker-presence.ts). */
+export interface WorkerRecord {
+  id: string;
+  host: string;
+  pid: number;
+  /** The queues it serves; `'*'`: every queue. */
+  queues: string[];
+  /** The job types it has a handler for. */
+  types: string[];
+  concurrency: number;
+  startedAt: number;
+  /** Its last heartbeat (epoch ms, the store's clock). */
+  lastSeenAt: number;
+}
+
+export interface WorkerRegistryStore {
+  /** Inserts or replaces the worker's row. */
+  upsertWorker(w: WorkerRecord): Promise<void>;
+  deleteWorker(id: string): Promise<void>;
+  /** Every registered worker, by id (at most 1000). */
+  listWorkers(): Promise<WorkerRecord[]>;
+  /** Deletes rows last seen before `lastSeenBefore`; returns how many. */
+  purgeWorkers(lastSeenBefore: number): Promise<number>;
+}
+
 // ---------------------------------------------------------------- log
 
 /** A message read from the log. */

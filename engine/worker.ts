@@ -100,7 +100,14 @@ export interface WorkerCounters {
   cancelsIgnored: number;
   /** Messages skipped because their `ats-schema` major version is one this code does not know. */
   unknownSchema: number;
+  /** Dispatches skipped because this worker has no handler for their type (the job waits for one that has). */
+  unhandled: number;
 }
+
+/** A type without a handler here is logged at most this often. */
+const UNHANDLED_LOG_EVERY_MS = 60_000;
+/** Types whose last log time is kept (a bound, should a producer send endless types). */
+const UNHANDLED_TYPES_TRACKED = 1000;
 
 /** The reason an attempt's signal aborts once the attempt is over (one shared, frozen value: no stack built per job). */
 const ATTEMPT_FINISHED = Object.freeze(new AbortReason('shutdown', 'attempt finished'));
@@ -134,8 +141,10 @@ export class Worker {
   private abandon = new AbortController();
   private crashed = false;
   readonly counters: WorkerCounters = {
-    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0,
+    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0,
   };
+  /** When each type without a handler here was last logged. */
+  private readonly unhandledLogged = new Map<string, number>();
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
@@ -222,6 +231,10 @@ export class Worker {
       const m = safeParse<unknown>(r.value);
       if (isCancel(r, m)) this.cancel(m);
       else if (isDispatch(m)) {
+        if (!this.deps.registry.get(m.type)) {
+          this.unhandled(m);
+          continue;
+        }
         messages.push(m);
         read?.push(r);
       }
@@ -237,6 +250,26 @@ export class Worker {
       await this.claim(messages.slice(i, i + n), read?.slice(i, i + n));
       i += n;
     }
+  }
+
+  /**
+   * A dispatch of a type this worker has no handler for: not claimed, so the
+   * job is not failed for it. It stays dispatched; the timers dispatch it
+   * again after the published timeout (a worker deployed with the handler
+   * meanwhile runs it), and `/v1/stats` lists it as unserved while no live
+   * worker handles its type (engine/worker-presence.ts). Logged at most once
+   * a minute per type.
+   */
+  private unhandled(m: DispatchMessage): void {
+    this.counters.unhandled++;
+    const now = this.deps.clock.now();
+    const last = this.unhandledLogged.get(m.type);
+    if (last !== undefined && now - last < UNHANDLED_LOG_EVERY_MS) return;
+    if (this.unhandledLogged.size >= UNHANDLED_TYPES_TRACKED) this.unhandledLogged.clear();
+    this.unhandledLogged.set(m.type, now);
+    this.deps.logger.warn('worker: dispatch skipped: no handler is registered here for its type (the job waits; it is dispatched again after the published timeout)', {
+      jobId: m.jobId, type: m.type, queue: m.queue, attempt: m.attempt, skippedSoFar: this.counters.unhandled,
+    });
   }
 
   /** Claim up to one slot per message (the slots are held); release the slots of rejected claims. */

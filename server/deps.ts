@@ -5,7 +5,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
-import type { Clock, JobStore, Logger, ProgressStore } from '../engine/ports.js';
+import type { Clock, JobStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 import type { ScheduleService } from '../engine/schedules.js';
@@ -60,6 +60,8 @@ export type AppPlugin = (app: FastifyInstance) => Promise<void>;
 
 export interface AppDeps {
   transitions: TransitionService;
+  /** Worker presence: `GET /v1/workers` and `unserved` in `/v1/stats` are served when given. @defaultValue none */
+  workers?: Pick<WorkerRegistryStore, 'listWorkers'>;
   /** Cron schedules: the /v1/schedules routes are served when given. @defaultValue none */
   schedules?: ScheduleService;
   store: JobStore;

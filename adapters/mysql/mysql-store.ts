@@ -4,7 +4,7 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { Decide, InsertResult, JobStore, OutboxRow, ProgressStore, ScheduleStore, TransitionWrite } from '../../engine/ports.js';
+import type { Decide, InsertResult, JobStore, OutboxRow, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
@@ -13,6 +13,7 @@ import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
 import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
+import { createSqlWorkers } from '../sql/workers.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -24,7 +25,7 @@ import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & ScheduleStore & ProgressStore & {
+export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -59,6 +60,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     ...createSqlReads(query, D),
     ...createSqlSchedules(statement, D),
     ...createSqlProgress(statement, D),
+    ...createSqlWorkers(statement, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>

@@ -1,0 +1,75 @@
+/**
+ * Worker presence: which waiting jobs no live worker handles (pure), and a
+ * worker's row kept, aged and removed on both SQL stores.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { STORE_BACKENDS } from '../tests/helpers/stores.js';
+import { silentLogger } from './logger.js';
+import type { Clock, JobCount, WorkerRecord } from './ports.js';
+import { isLive, PRESENCE_INTERVAL_MS, PRESENCE_PURGE_MS, PRESENCE_TTL_MS, unserved, WorkerPresence } from './worker-presence.js';
+
+const NOW = 10_000_000;
+const worker = (o: Partial<WorkerRecord> = {}): WorkerRecord => ({
+  id: 'w1', host: 'h', pid: 1, queues: ['*'], types: ['email.send'], concurrency: 10, startedAt: NOW - 60_000, lastSeenAt: NOW, ...o,
+});
+const count = (type: string, queue: string, state: JobCount['state'], n: number): JobCount => ({ type, queue, state, n });
+
+describe('unserved', () => {
+  it('lists waiting jobs (pending, published) whose type no live worker handles, per type and queue', () => {
+    const counts = [
+      count('email.send', 'default', 'pending', 3), count('report.build', 'reports', 'pending', 2), count('report.build', 'reports', 'published', 5),
+      count('report.build', 'reports', 'running', 1), count('report.build', 'reports', 'done', 9), count('thumb.make', 'default', 'retrying', 4),
+      count('__proto__', 'constructor', 'pending', 1),
+    ];
+    assert.deepEqual(unserved(counts, [worker()], NOW), [
+      { type: '__proto__', queue: 'constructor', waiting: 1 },
+      { type: 'report.build', queue: 'reports', waiting: 7 },
+    ]);
+  });
+
+  it('a worker unseen for longer than the TTL serves nothing; one that lists the type and serves the queue does', () => {
+    const counts = [count('email.send', 'mail', 'pending', 3)];
+    const stale = worker({ lastSeenAt: NOW - PRESENCE_TTL_MS - 1 });
+    assert.equal(isLive(stale, NOW), false);
+    assert.equal(isLive(worker({ lastSeenAt: NOW - PRESENCE_TTL_MS }), NOW), true);
+    assert.deepEqual(unserved(counts, [stale], NOW), [{ type: 'email.send', queue: 'mail', waiting: 3 }]);
+    assert.deepEqual(unserved(counts, [stale, worker({ id: 'w2' })], NOW), []);
+    assert.deepEqual(unserved(counts, [worker({ queues: ['other'] })], NOW), [{ type: 'email.send', queue: 'mail', waiting: 3 }]);
+    assert.deepEqual(unserved(counts, [worker({ queues: ['other', 'mail'] })], NOW), []);
+    assert.deepEqual(unserved(counts, [], NOW), [{ type: 'email.send', queue: 'mail', waiting: 3 }], 'no worker at all');
+  });
+});
+
+for (const backend of STORE_BACKENDS) {
+  it(`${backend.name}: a worker's row is written at start, refreshed by each beat, removed on stop; rows unseen for an hour are purged`, async () => {
+    const { store, cleanup } = await backend.open();
+    try {
+      await store.migrate();
+      let t = NOW;
+      const sleeps: number[] = [];
+      const clock: Clock = { now: () => t, sleep: (ms, signal) => (sleeps.push(ms), new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))) };
+      const types = ['b.type', 'a.type'];
+      const presence = new WorkerPresence({ store, clock, logger: silentLogger }, { id: 'host-1-42', host: 'host-1', pid: 42, concurrency: 50, types: () => types });
+      await store.upsertWorker(worker({ id: 'ghost', lastSeenAt: NOW - PRESENCE_PURGE_MS - 1 }));
+      await store.upsertWorker(worker({ id: 'recent', lastSeenAt: NOW - PRESENCE_TTL_MS - 1 }));
+      await presence.start();
+      assert.deepEqual(sleeps, [PRESENCE_INTERVAL_MS], 'the heartbeat waits one interval');
+      assert.deepEqual(await store.listWorkers(), [
+        { id: 'host-1-42', host: 'host-1', pid: 42, queues: ['*'], types: ['a.type', 'b.type'], concurrency: 50, startedAt: NOW, lastSeenAt: NOW },
+        worker({ id: 'recent', lastSeenAt: NOW - PRESENCE_TTL_MS - 1 }),
+      ], 'the ghost purged, a stale worker kept (listed as not live)');
+      t += 7_000;
+      types.push('c.type');
+      await presence.beat();
+      const [me] = (await store.listWorkers()).filter((w) => w.id === 'host-1-42');
+      assert.equal(me!.lastSeenAt, NOW + 7_000);
+      assert.equal(me!.startedAt, NOW);
+      assert.deepEqual(me!.types, ['a.type', 'b.type', 'c.type']);
+      await presence.stop();
+      assert.deepEqual((await store.listWorkers()).map((w) => w.id), ['recent']);
+    } finally {
+      await cleanup();
+    }
+  });
+}

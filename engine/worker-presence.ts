@@ -1,0 +1,110 @@
+/**
+ * Worker presence: each worker process keeps a row saying who it is (id,
+ * host, pid), what it can run (its handlers' types, the queues it serves,
+ * its concurrency) and when it was last seen, so the api can list live
+ * workers and say which waiting jobs no live worker can run.
+ *
+ * A row is replaced every PRESENCE_INTERVAL_MS and deleted on a graceful
+ * stop; one not seen for PRESENCE_TTL_MS is not live (its process died or
+ * lost the database), and one not seen for PRESENCE_PURGE_MS is deleted by
+ * the next heartbeat of any worker. Presence is advisory: it decides nothing
+ * about which worker gets which job.
+ */
+import { errorFields } from './logger.js';
+import type { Clock, JobCount, Logger, WorkerRecord, WorkerRegistryStore } from './ports.js';
+
+export const PRESENCE_INTERVAL_MS = 5_000;
+export const PRESENCE_TTL_MS = 15_000;
+export const PRESENCE_PURGE_MS = 3_600_000;
+/** The queue list of a worker that serves every queue. */
+export const ALL_QUEUES = '*';
+
+export const isLive = (w: Pick<WorkerRecord, 'lastSeenAt'>, now: number): boolean => w.lastSeenAt >= now - PRESENCE_TTL_MS;
+
+/** Jobs of a type and queue waiting to start that no live worker can run. */
+export interface Unserved {
+  type: string;
+  queue: string;
+  /** Jobs pending or published. */
+  waiting: number;
+}
+
+/** States of a job waiting for a worker to start it. */
+const WAITING = new Set(['pending', 'published']);
+
+/**
+ * The (type, queue) pairs with jobs waiting to start that no live worker
+ * handles: none lists the type among its handlers and serves the queue.
+ */
+export function unserved(counts: readonly JobCount[], workers: readonly WorkerRecord[], now: number): Unserved[] {
+  const live = workers.filter((w) => isLive(w, now));
+  const serves = (type: string, queue: string) =>
+    live.some((w) => w.types.includes(type) && (w.queues.includes(ALL_QUEUES) || w.queues.includes(queue)));
+  const waiting = new Map<string, Unserved>();
+  for (const c of counts) {
+    if (!WAITING.has(c.state) || c.n <= 0 || serves(c.type, c.queue)) continue;
+    const key = JSON.stringify([c.type, c.queue]);
+    const u = waiting.get(key);
+    if (u) u.waiting += c.n;
+    else waiting.set(key, { type: c.type, queue: c.queue, waiting: c.n });
+  }
+  return [...waiting.values()].sort((a, b) => a.type.localeCompare(b.type) || a.queue.localeCompare(b.queue));
+}
+
+export interface WorkerPresenceDeps {
+  store: WorkerRegistryStore;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** This worker's row, kept fresh while it runs. */
+export class WorkerPresence {
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | null = null;
+  private startedAt = 0;
+
+  constructor(
+    private readonly deps: WorkerPresenceDeps,
+    private readonly me: Pick<WorkerRecord, 'id' | 'host' | 'pid' | 'concurrency'> & { types: () => readonly string[] },
+  ) {}
+
+  /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh. */
+  async start(): Promise<void> {
+    this.startedAt = this.deps.clock.now();
+    await this.beat();
+    this.loop ??= this.run(this.stopping.signal);
+  }
+
+  /** Stops the heartbeat and deletes the row (best effort: a row left behind stops being live after the TTL). */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    await this.deps.store.deleteWorker(this.me.id).catch((err: unknown) => this.deps.logger.warn('workers: presence row not deleted', errorFields(err)));
+  }
+
+  /** One heartbeat: the row, then rows unseen for PRESENCE_PURGE_MS deleted. */
+  async beat(): Promise<void> {
+    const { store, clock, logger } = this.deps;
+    const now = clock.now();
+    try {
+      await store.upsertWorker({
+        id: this.me.id, host: this.me.host, pid: this.me.pid, queues: [ALL_QUEUES], types: [...this.me.types()].sort(),
+        concurrency: this.me.concurrency, startedAt: this.startedAt, lastSeenAt: now,
+      });
+      await store.purgeWorkers(now - PRESENCE_PURGE_MS);
+    } catch (err) {
+      logger.warn('workers: presence heartbeat failed; tried again', errorFields(err));
+    }
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.deps.clock.sleep(PRESENCE_INTERVAL_MS, signal);
+      } catch {
+        return;
+      }
+      await this.beat();
+    }
+  }
+}
