@@ -189,6 +189,28 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.equal(JSON.parse((await ats(['get', echoId, '--json'])).stdout).progress, null);
   });
 
+  test('workers: the server\'s own worker, live, with the types it handles; --json the API\'s JSON', async () => {
+    const r = await ats(['workers']);
+    assert.equal(r.code, 0, r.stderr);
+    const [header, ...rows] = r.stdout.trim().split('\n');
+    assert.match(header!, /^ID\s+HOST\s+PID\s+TYPES\s+CONCURRENCY\s+LAST SEEN\s+LIVE$/);
+    assert.equal(rows.length, 1, r.stdout);
+    const [, , pid, types, concurrency, lastSeen, live] = rows[0]!.split(/\s+/);
+    assert.equal(pid, String(server!.pid));
+    assert.ok(types!.split(',').includes('demo.echo'), types);
+    assert.match(concurrency!, /^\d+$/);
+    assert.match(lastSeen!, /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/);
+    assert.equal(live, 'yes');
+    const json = await ats(['workers', '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const { workers } = JSON.parse(json.stdout) as { workers: Array<{ pid: number; types: string[]; queues: string[]; live: boolean }> };
+    assert.equal(workers.length, 1);
+    assert.equal(workers[0]!.pid, server!.pid);
+    assert.deepEqual(workers[0]!.queues, ['*']);
+    assert.equal(workers[0]!.live, true);
+    assert.ok(workers[0]!.types.includes('demo.echo') && workers[0]!.types.includes('test.progress'), JSON.stringify(workers[0]));
+  });
+
   test('ls --state done lists finished jobs only', async () => {
     const r = await ats(['ls', '--state', 'done']);
     assert.equal(r.code, 0, r.stderr);
@@ -369,7 +391,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   });
 
   test('a wrong command line exits 2 with that command\'s usage', async () => {
-    for (const args of [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus']]) {
+    for (const args of [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus'], ['workers', 'extra']]) {
       const r = await ats(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`usage: ats ${args[0]}`), args.join(' '));
@@ -393,6 +415,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
     assert.match(help.stdout, /^usage: ats schedule add NAME --cron EXPR --type TYPE/m);
     const top = await ats(['--help']);
     assert.match(top.stdout, /^ {2}ats schedule add\|ls\|get\|pause\|resume\|rm/m);
+    assert.match(top.stdout, /^ {2}ats workers \[--json\]/m);
   });
 
   test('no server at the URL: exit 1 with a message naming it', async () => {

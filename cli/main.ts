@@ -20,6 +20,7 @@ const cancelCommand = lazy(() => import('./commands/actions.js'), 'cancelCommand
 const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveCommand');
 const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCommand');
 const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCommand');
+const workersCommand = lazy(() => import('./commands/workers.js'), 'workersCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -31,6 +32,7 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
   insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
   schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
+  workers: { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' },
 };
 
 function usage(): string {

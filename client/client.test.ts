@@ -205,6 +205,22 @@ describe('REST calls', () => {
     assert.ok(stats.total >= 1);
   });
 
+  test('listWorkers: the system\'s own worker, live, with its handlers\' types; stats: unserved empty while it serves every waiting type', async () => {
+    const workers = await ats.listWorkers();
+    assert.equal(workers.length, 1, JSON.stringify(workers));
+    const [w] = workers;
+    assert.equal(w!.pid, process.pid);
+    assert.equal(w!.live, true);
+    assert.deepEqual(w!.queues, ['*']);
+    for (const type of ['demo.echo', 'test.double', 'test.progress']) assert.ok(w!.types.includes(type), `${type} in ${w!.types}`);
+    assert.ok(Date.parse(w!.lastSeenAt) >= Date.parse(w!.startedAt));
+    const q = queue();
+    await ats.submit({ type: 'demo.echo', queue: q, payload: 1, runAt: later() });
+    const stats = await ats.stats();
+    assert.ok(Array.isArray(stats.unserved), JSON.stringify(stats));
+    assert.deepEqual(stats.unserved!.filter((u) => u.queue === q), [], 'the live worker handles demo.echo');
+  });
+
   test('the same Idempotency-Key twice answers the first job; a different body with it is a 409', async () => {
     const q = queue();
     const a = await ats.submit({ type: 'demo.echo', queue: q, payload: 1, runAt: later() }, { idempotencyKey: 'k-1' });

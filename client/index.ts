@@ -21,7 +21,7 @@ import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './h
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
   BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList,
-  SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest,
+  SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest, Worker, WorkerList,
 } from './types.js';
 
 export * from './types.js';
@@ -263,9 +263,22 @@ export class AtsClient {
     }
   }
 
-  /** `GET /v1/stats`: job counts in total and per state, type and queue. */
+  /**
+   * `GET /v1/stats`: job counts in total and per state, type and queue; and
+   * `unserved`, the job types per queue with jobs waiting that no live worker
+   * handles (absent from a server that does not read the worker registry).
+   */
   async stats(opts: RequestOptions = {}): Promise<Stats> {
     return (await call<Stats>(this.http, 'GET', '/v1/stats', opts)).body;
+  }
+
+  /**
+   * `GET /v1/workers`: every registered worker, by id (at most 1,000), each
+   * with `live` (seen within the last 15 s). A server that does not read the
+   * worker registry answers 404 ATS_ERR_ROUTE_NOT_FOUND.
+   */
+  async listWorkers(opts: RequestOptions = {}): Promise<Worker[]> {
+    return (await call<WorkerList>(this.http, 'GET', '/v1/workers', opts)).body.workers;
   }
 
   /** `GET /v1/insights`: what the advisor learned per job type and queue, and what it changes (docs/advisor.md). */

@@ -12,7 +12,7 @@ import type {
   InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
-  UpdateScheduleBody as UpdateScheduleBodySchema,
+  UpdateScheduleBody as UpdateScheduleBodySchema, WorkerList as WorkerListSchema, WorkerView as WorkerViewSchema,
 } from '../server/schemas.js';
 import type {
   StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamSubscribedMessage,
@@ -41,8 +41,14 @@ export type JobProgress = Static<typeof ProgressViewSchema>;
 export type JobPage = Static<typeof JobPageSchema>;
 /** The query of `GET /v1/jobs`. */
 export type ListQuery = Static<typeof ListQuerySchema>;
-/** `GET /v1/stats`: job counts in total and per state, type and queue. */
+/**
+ * `GET /v1/stats`: job counts in total and per state, type and queue; and
+ * `unserved` (on a server that reads the worker registry): the job types
+ * per queue with jobs waiting to start that no live worker handles.
+ */
 export type Stats = Static<typeof StatsViewSchema>;
+/** One entry of `Stats['unserved']`: jobs of `type` in `queue` waiting to start (`waiting`: pending or published) that no live worker handles. */
+export type Unserved = NonNullable<Stats['unserved']>[number];
 /** `GET /v1/insights`: what the advisor learned per job type and queue, and what it changes. */
 export type Insights = Static<typeof InsightsViewSchema>;
 /** `GET /v1/machine`: the job machine's states and edges. */
@@ -69,3 +75,12 @@ export type ScheduleTick = Static<typeof ScheduleTickViewSchema>;
 export type ScheduleDetail = ScheduleDetailType;
 /** `GET /v1/schedules`: every schedule, by name (at most 1,000). */
 export type ScheduleList = Static<typeof ScheduleListSchema>;
+
+/**
+ * A worker process as it registered itself (`GET /v1/workers`): host, pid, the
+ * job types it handles, its queues (`*`: every queue), its concurrency, when
+ * it started and was last seen, and `live` (seen within the last 15 s).
+ */
+export type Worker = Static<typeof WorkerViewSchema>;
+/** `GET /v1/workers`: every registered worker, by id (at most 1,000). */
+export type WorkerList = Static<typeof WorkerListSchema>;

@@ -11,7 +11,7 @@ import { frameworkErrorHandler, installErrorHandlers, onClientError } from './er
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
-import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS } from './schemas.js';
+import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
@@ -23,6 +23,7 @@ import { metaRoutes } from './routes/meta.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { submitRoute } from './routes/submit.js';
 import { submitBatchRoute } from './routes/submit-batch.js';
+import { workersRoute } from './routes/workers.js';
 import { createValidatorCompiler, formatValidationError } from './validation.js';
 
 export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } from './deps.js';
@@ -48,8 +49,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   // The named schemas (components of the OpenAPI document) that route schemas `$ref`:
   // fastify's serializer finds them through addSchema, our validators through their Ajv.
-  // The schedule routes' schemas only with those routes: the document holds no component no route uses.
-  const shared = deps.schedules ? [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS] : SHARED_SCHEMAS;
+  // The schedule and worker routes' schemas only with those routes: the document holds no component no route uses.
+  const shared = [...SHARED_SCHEMAS, ...(deps.schedules ? SCHEDULE_SCHEMAS : []), ...(deps.workers ? WORKER_SCHEMAS : [])];
   for (const schema of shared) app.addSchema(schema);
   app.setValidatorCompiler(createValidatorCompiler(shared));
   installErrorHandlers(app, logger);
@@ -72,6 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobDeleteRoute, opts);
   if (deps.schedules) await app.register(scheduleRoutes, opts);
   await app.register(metaRoutes, opts);
+  if (deps.workers) await app.register(workersRoute, opts);
   await app.register(edgeStatsRoute, opts);
   await app.register(outboxStatsRoute, opts);
   await app.register(insightsRoute, opts);

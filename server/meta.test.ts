@@ -23,6 +23,7 @@ const ROUTES: [string, string][] = [
   ['/v1/jobs/{id}', 'delete'],
   ['/v1/machine', 'get'],
   ['/v1/stats', 'get'],
+  ['/v1/workers', 'get'],
   ['/healthz', 'get'],
   ['/readyz', 'get'],
 ];

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS } from './schemas.js';
+import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -34,7 +34,7 @@ const NAMED = [
   'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobProgress', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
   'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
-  'UpdateScheduleRequest',
+  'UpdateScheduleRequest', 'Worker', 'WorkerList',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -106,7 +106,7 @@ describe('OpenAPI document', () => {
   test('components.schemas holds the named schemas, each described', () => {
     const names = Object.keys(doc.components.schemas);
     for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
-    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
     for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
     assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
   });
@@ -156,6 +156,21 @@ describe('OpenAPI document', () => {
     assert.deepEqual([...schemasIn(doc, '#')].filter(([, x]) => isSchedule(x)).map(([at]) => at), [`${COMPONENT}Schedule`]);
     const detail = doc.components.schemas.ScheduleDetail as { allOf?: Schema[] };
     assert.equal(detail.allOf?.[0]?.$ref, `${COMPONENT}Schedule`, 'ScheduleDetail extends Schedule');
+  });
+
+  test('the workers route: tagged workers, answering the WorkerList component; the stats document unserved', () => {
+    const op = doc.paths['/v1/workers']?.get;
+    assert.ok(op, 'GET /v1/workers is documented');
+    assert.equal(op.operationId, 'listWorkers');
+    assert.deepEqual(op.tags, ['workers']);
+    assert.equal(op.responses['200']!.content!['application/json']!.schema.$ref, `${COMPONENT}WorkerList`);
+    const list = doc.components.schemas.WorkerList!.properties!.workers as Schema & { items?: Schema };
+    assert.equal(list.items?.$ref, `${COMPONENT}Worker`);
+    const worker = doc.components.schemas.Worker!;
+    assert.deepEqual(Object.keys(worker.properties!).sort(), ['concurrency', 'host', 'id', 'lastSeenAt', 'live', 'pid', 'queues', 'startedAt', 'types']);
+    const stats = doc.components.schemas.Stats!;
+    assert.ok(stats.properties!.unserved, 'Stats documents unserved');
+    assert.ok(!(stats.required as string[] | undefined)?.includes('unserved'), 'unserved is optional');
   });
 
   test('the job object is written once in the whole document: components.schemas.Job', () => {

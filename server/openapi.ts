@@ -75,6 +75,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'jobs', description: 'Jobs and their lifecycle' },
         { name: 'schedules', description: 'Cron schedules: jobs submitted at the ticks of a cron expression' },
         { name: 'meta', description: 'The job machine and counts' },
+        { name: 'workers', description: 'The worker processes: what each handles and whether it is live' },
         { name: 'health', description: 'Liveness and readiness' },
       ],
     },

@@ -345,6 +345,14 @@ export const StatsView = Type.Object({
   ),
   byType: Type.Record(Type.String(), Counts, { description: 'Per job type, its count per state' }),
   byQueue: Type.Record(Type.String(), Counts, { description: 'Per queue, its count per state' }),
+  unserved: Type.Optional(Type.Array(Type.Object({
+    type: Type.String({ description: 'The job type' }),
+    queue: Type.String({ description: 'The queue' }),
+    waiting: Type.Integer({ minimum: 0, description: 'Jobs of this type in this queue waiting to start (pending or published)' }),
+  }, { description: 'Jobs of one type in one queue waiting to start that no live worker handles' }), {
+    description: 'The job types (per queue) with jobs waiting to start that no live worker handles (no live worker lists the type). ' +
+      'Empty when every waiting job has a live worker for its type; absent when this server does not read the worker registry',
+  })),
 }, { $id: 'Stats', description: 'Job counts' });
 
 export const MachineView = Type.Object({
@@ -525,6 +533,28 @@ export type ScheduleDetail = ScheduleView & { nextRuns: string[]; ticks: Schedul
 export const ScheduleList = Type.Object({
   schedules: Type.Array(ref(ScheduleView), { description: 'Every schedule (at most 1000), by name' }),
 }, { $id: 'ScheduleList', description: 'The schedules' });
+
+// ---------------------------------------------------------------- workers
+
+export const WorkerView = Type.Object({
+  id: Type.String({ description: 'The worker\'s id, chosen when it starts' }),
+  host: Type.String({ description: 'The host it runs on' }),
+  pid: Type.Integer({ description: 'Its process id on that host' }),
+  queues: Type.Array(Type.String(), { description: 'The queues it takes jobs from; `*` is every queue' }),
+  types: Type.Array(Type.String(), { description: 'The job types it has a handler for' }),
+  concurrency: Type.Integer({ minimum: 0, description: 'How many jobs it runs at once, at most' }),
+  startedAt: IsoTime('When it started'),
+  lastSeenAt: IsoTime('When it last wrote its record (every 5 s while it runs)'),
+  live: Type.Boolean({ description: 'Seen within the last 15 s; false: it stopped without saying so, or lost the database (a record unseen for an hour is removed)' }),
+}, { $id: 'Worker', description: 'A worker process as it registered itself: where it runs, what it handles and when it was last seen' });
+export type WorkerView = Static<typeof WorkerView>;
+
+export const WorkerList = Type.Object({
+  workers: Type.Array(ref(WorkerView), { description: 'Every registered worker (at most 1000), by id' }),
+}, { $id: 'WorkerList', description: 'The workers' });
+
+/** The named schemas of `GET /v1/workers`: `app.ts` adds them only when it serves that route. */
+export const WORKER_SCHEMAS: readonly TSchema[] = Object.freeze([WorkerView, WorkerList]);
 
 /**
  * The named schemas of the schedule routes: `app.ts` adds them to

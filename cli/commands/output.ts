@@ -1,5 +1,5 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
-import type { Insights, Job, JobDetail, JobEvent, JobProgress, Schedule, ScheduleDetail } from '../client.js';
+import type { Insights, Job, JobDetail, JobEvent, JobProgress, Schedule, ScheduleDetail, Worker } from '../client.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
 export function attemptOf(e: { data: unknown }): number | undefined {
@@ -162,4 +162,12 @@ export function scheduleDetail(s: ScheduleDetail): string {
     ? table(['TICK', 'OUTCOME', 'JOB', 'FIRED'], s.ticks.map((t) => [t.tickAt, t.outcome, t.jobId ?? '-', t.at]))
     : ['none yet'];
   return [...head, '', 'next runs', ...next.map((l) => `  ${l}`), '', 'recent ticks (newest first)', ...ticks.map((l) => `  ${l}`)].join('\n');
+}
+
+/** Rows of workers, as `ats workers` prints them (`*` in QUEUES: every queue; TYPES comma-separated). */
+export function workerTable(workers: readonly Worker[]): string[] {
+  return table(
+    ['ID', 'HOST', 'PID', 'TYPES', 'CONCURRENCY', 'LAST SEEN', 'LIVE'],
+    workers.map((w) => [w.id, w.host, String(w.pid), w.types.length > 0 ? w.types.join(',') : '-', String(w.concurrency), w.lastSeenAt, yesNo(w.live)]),
+  );
 }

@@ -1,5 +1,11 @@
-/** `GET /v1/machine` (the job machine as JSON, for the visualizer) and `GET /v1/stats`. */
+/**
+ * `GET /v1/machine` (the job machine as JSON, for the visualizer) and
+ * `GET /v1/stats` (with `unserved` when the app reads the worker registry,
+ * `deps.workers`).
+ */
 import type { FastifyPluginAsync } from 'fastify';
+import type { Stats } from '../../engine/ports.js';
+import { unserved } from '../../engine/worker-presence.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { RouteOptions } from '../deps.js';
 import { described, errorResponses, MachineView, ref, StatsView } from '../schemas.js';
@@ -15,11 +21,18 @@ export const metaRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }
 
   app.get(
     '/v1/stats',
-    { schema: { operationId: 'getStats', summary: 'Job counts per state, type and queue', description: 'How many jobs the store holds, in total, per state, and per state of each type and each queue.', tags: ['meta'], response: { 200: described(ref(StatsView), 'Counts'), ...errorResponses() } } },
+    { schema: { operationId: 'getStats', summary: 'Job counts per state, type and queue', description: 'How many jobs the store holds, in total, per state, and per state of each type and each queue; and, on a server that reads the worker registry, `unserved`: the job types (per queue) with jobs waiting to start that no live worker handles.', tags: ['meta'], response: { 200: described(ref(StatsView), 'Counts'), ...errorResponses() } } },
     async () => {
-      const stats = await deps.store.stats();
-      const total = Object.values(stats.byState).reduce((a, n) => a + n, 0);
-      return { total, ...stats };
+      const workers = deps.workers;
+      if (!workers) {
+        const stats = await deps.store.stats();
+        return { total: totalOf(stats), ...stats };
+      }
+      // The three reads at once; any failing fails the answer (a store that is down is a 503, as for the counts alone).
+      const [stats, counts, registered] = await Promise.all([deps.store.stats(), deps.store.jobCounts(), workers.listWorkers()]);
+      return { total: totalOf(stats), ...stats, unserved: unserved(counts, registered, deps.clock.now()) };
     },
   );
 };
+
+const totalOf = (stats: Stats): number => Object.values(stats.byState).reduce((a, n) => a + n, 0);

@@ -85,6 +85,23 @@ describe('uiPlugin', () => {
     for (const rule of ['table.schedules', '.schedule-status']) assert.ok(css.includes(rule), rule);
   });
 
+  test('the page holds the workers panel, linked from the sections, and the unserved banner hidden until there is a line', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<section id="workers-section"[^>]*>[\s\S]*<tbody id="presence-rows"><\/tbody>/);
+    assert.match(body, /<nav class="sections"[\s\S]*<a href="#workers-section">Workers<\/a>[\s\S]*<\/nav>/);
+    for (const col of ['Worker', 'Host', 'Pid', 'Job types', 'Queues', 'Concurrency', 'Last seen', 'Status']) {
+      assert.match(body, new RegExp(`<th[^>]*>${col}</th>`), col);
+    }
+    assert.match(body, /<section id="unserved-banner"[^>]*\bhidden>/);
+    assert.match(body, /<ul id="unserved-list"[^>]*aria-live="polite"/);
+    // Above the machine, with the anomalies.
+    assert.ok(body.indexOf('id="unserved-banner"') < body.indexOf('id="machine-section"'));
+    const css = (await get('/ui/assets/app.css')).body;
+    for (const rule of ['table.presence', '.worker-status', '.unserved-banner']) assert.ok(css.includes(rule), rule);
+    const js = (await get('/ui/assets/app.js')).body;
+    for (const needle of ['/v1/workers', 'no live worker handles ', 'unserved']) assert.ok(js.includes(needle), needle);
+  });
+
   test('the browser code builds no markup from strings: job types and payloads reach the page as text', () => {
     const dir = fileURLToPath(new URL('./client/', import.meta.url));
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {

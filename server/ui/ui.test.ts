@@ -44,13 +44,16 @@ async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; 
  * Console errors and uncaught exceptions of a page. Chromium logs every HTTP
  * error answer as a console error ("Failed to load resource: ... 409"): a test
  * that provokes one names it with `allow`; `GET /v1/stats/edges` and
- * `GET /v1/schedules` answering 404 (a server without the metrics, an app
- * built without the schedules) are always allowed, and on a server without
+ * `GET /v1/schedules` and `GET /v1/workers` answering 404 (a server without
+ * the metrics, an app built without the schedules or without the worker
+ * registry) are always allowed, and on a server without
  * the stream (`withoutStream`) the failed WebSocket handshakes.
  */
 function watchConsole(page: Page, opts: { withoutStream?: boolean } = {}): { errors: string[]; allow(pattern: RegExp): void } {
   const errors: string[] = [];
-  const allowed: RegExp[] = [/404 \(Not Found\) @ \S+\/v1\/stats\/edges$/, /404 \(Not Found\) @ \S+\/v1\/schedules$/];
+  const allowed: RegExp[] = [
+    /404 \(Not Found\) @ \S+\/v1\/stats\/edges$/, /404 \(Not Found\) @ \S+\/v1\/schedules$/, /404 \(Not Found\) @ \S+\/v1\/workers$/,
+  ];
   // A server without the stream: the page's tries to open it fail (and it polls instead).
   if (opts.withoutStream) allowed.push(/^WebSocket connection to '\S+\/v1\/stream' failed: .*Unexpected response code: 404 @ /);
   page.on('console', (msg) => {
@@ -206,6 +209,12 @@ describe('the visualizer at /ui, in Chromium', () => {
   test('the schedules panel says so when the server has no GET /v1/schedules', async () => {
     await page.locator('#schedules-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
     assert.equal(await page.locator('#schedule-rows tr').count(), 0);
+  });
+
+  test('the workers panel says so when the server has no GET /v1/workers; no unserved warning shows', async () => {
+    await page.locator('#presence-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#presence-rows tr').count(), 0);
+    assert.equal(await page.locator('#unserved-banner').isHidden(), true);
   });
 
   test('the form submits a job and its payload shows as text, never as markup', async () => {
@@ -483,6 +492,107 @@ describe('the schedules panel, from a GET /v1/schedules answer', () => {
     list.schedules = [];
     await page.locator('#schedule-rows tr.empty-note').getByText('No schedule yet').waitFor({ timeout: 15_000 });
     assert.equal(await page.locator('#schedules-count').textContent(), '· no schedule');
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
+  });
+});
+
+/** A worker as `GET /v1/workers` lists it. */
+function workerOf(over: Record<string, unknown>): Record<string, unknown> {
+  const now = Date.now();
+  return {
+    id: 'worker-b', host: 'node-2', pid: 4242, queues: ['*'], types: ['email.send', 'demo.echo'], concurrency: 8,
+    startedAt: new Date(now - 3_600_000).toISOString(), lastSeenAt: new Date(now - 2000).toISOString(), live: true, ...over,
+  };
+}
+
+describe('the workers panel and the unserved warnings, from stand-in answers', () => {
+  const list: { workers: Record<string, unknown>[] } = { workers: [] };
+  let unserved: { type: string; queue: string; waiting: number }[] = [];
+  /** `GET /v1/workers` answering `list` as it is at each request. */
+  const fakeWorkers: AppPlugin = async (app) => {
+    app.get('/v1/workers', async () => list);
+  };
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+
+  before(async () => {
+    server = await startServer([fakeWorkers]);
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page, { withoutStream: true });
+    // The app's GET /v1/stats, with the `unserved` of a server that knows its workers.
+    await page.route('**/v1/stats', async (route) => {
+      const res = await route.fetch();
+      await route.fulfill({ status: res.status(), json: { ...((await res.json()) as object), unserved } });
+    });
+  });
+  after(async () => {
+    await page?.close();
+    await server?.close();
+  });
+
+  test('a row per worker: host, pid, types, queues, concurrency, last seen, live or stale; a warning line per unserved type', async () => {
+    list.workers = [
+      workerOf({ id: 'worker-a', host: 'node-1', pid: 17, types: ['reports.build'], queues: ['reports', 'email'], concurrency: 2, lastSeenAt: new Date(Date.now() - 95_000).toISOString(), live: false }),
+      workerOf({}),
+    ];
+    unserved = [{ type: 'reports.build', queue: 'reports', waiting: 3 }, { type: '__proto__', queue: 'constructor', waiting: 12 }];
+    await page.goto(server.url + '/ui');
+    const rows = page.locator('#presence-rows tr[data-worker-id]');
+    await rows.nth(1).waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-worker-id'))), ['worker-a', 'worker-b']);
+    assert.equal(await page.locator('#presence-count').textContent(), '· 2 workers · 1 stale');
+
+    const b = page.locator('#presence-rows tr[data-worker-id="worker-b"]');
+    const cell = (col: string) => b.locator(`td[data-col="${col}"]`).textContent();
+    assert.equal(await b.getAttribute('data-live'), 'true');
+    assert.equal(await cell('host'), 'node-2');
+    assert.equal(await cell('pid'), '4242');
+    assert.deepEqual(await b.locator('td[data-col="types"] code').allTextContents(), ['demo.echo', 'email.send']);
+    assert.equal(await cell('queues'), 'every queue');
+    assert.equal(await cell('concurrency'), '8');
+    assert.match((await cell('last-seen')) ?? '', /^\d+(\.\d)? s ago$/);
+    assert.equal(await cell('status'), 'live');
+
+    const a = page.locator('#presence-rows tr[data-worker-id="worker-a"]');
+    assert.equal(await a.getAttribute('data-live'), 'false');
+    assert.equal(await a.locator('td[data-col="queues"]').textContent(), 'email, reports');
+    assert.match((await a.locator('td[data-col="last-seen"]').textContent()) ?? '', /^1 min 3\d s ago$/);
+    assert.equal(await a.locator('td[data-col="status"]').textContent(), 'stale');
+
+    // The warnings, above the page: most waiting first, names as text.
+    const lines = page.locator('#unserved-list li');
+    await lines.nth(1).waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#unserved-banner').isVisible(), true);
+    assert.deepEqual((await lines.allTextContents()).map((t) => t.replace(/^\S+\s+/, '')), [
+      'no live worker handles __proto__ in queue constructor (12 waiting)',
+      'no live worker handles reports.build in queue reports (3 waiting)',
+    ]);
+    assert.equal(await lines.nth(1).getAttribute('data-type'), 'reports.build');
+    assert.equal(await lines.nth(1).getAttribute('data-queue'), 'reports');
+    await screenshot(page, 'unserved', { selector: '#unserved-banner' });
+    await page.locator('#workers-section').scrollIntoViewIfNeeded();
+    await screenshot(page, 'workers', { selector: '#workers-section' });
+  });
+
+  test('refreshed like the other panels: a worker gone, one come back live; the warning gone once served', async () => {
+    list.workers = [workerOf({ id: 'worker-a', host: 'node-1', types: ['reports.build'], live: true })];
+    unserved = [];
+    // Every 5 s while the page is visible (the warnings with the stats).
+    await page.locator('#presence-rows tr[data-worker-id="worker-b"]').waitFor({ state: 'detached', timeout: 15_000 });
+    const a = page.locator('#presence-rows tr[data-worker-id="worker-a"]');
+    assert.equal(await a.getAttribute('data-live'), 'true');
+    assert.equal(await page.locator('#presence-count').textContent(), '· 1 worker');
+    assert.match((await page.locator('#presence-note').textContent()) ?? '', /^From GET \/v1\/workers, every 5 s/);
+    await page.locator('#unserved-banner').waitFor({ state: 'hidden', timeout: WAIT_MS });
+    assert.equal(await page.locator('#unserved-list li').count(), 0);
+
+    list.workers = [];
+    await page.locator('#presence-rows tr.empty-note').getByText('No worker registered').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator('#presence-count').textContent(), '· no worker');
   });
 
   test('no console error and no script error happened on the page', () => {
@@ -790,6 +900,18 @@ describe('the operator console on a running scheduler', () => {
     const worker = page.locator(`#workers-rows tr[data-worker="${sched.workerId}"]`);
     await worker.waitFor({ timeout: WAIT_MS });
     assert.ok(Number(await worker.locator('td').nth(2).textContent()) >= 1);
+
+    // The workers registered: this scheduler's one, live, or "not available" on a server without GET /v1/workers.
+    const registered = await fetch(`${server.url}/v1/workers`);
+    if (registered.status === 404) {
+      await page.locator('#presence-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
+    } else {
+      assert.equal(registered.status, 200);
+      const me = page.locator(`#presence-rows tr[data-worker-id="${sched.workerId}"]`);
+      await me.waitFor({ timeout: 15_000 });
+      assert.equal(await me.getAttribute('data-live'), 'true');
+      assert.ok((await me.locator('td[data-col="types"] code').allTextContents()).includes('demo.echo'));
+    }
 
     // The edges: what GET /v1/stats/edges answers, or "not available" while the server has none.
     const res = await fetch(`${server.url}/v1/stats/edges`);

@@ -9,18 +9,24 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { Clock, JobStore, ProgressStore, ScheduleStore } from '../../engine/ports.js';
+import type { Clock, JobStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { createTestStore } from './mysql.js';
 import { buildApp, type AppDeps } from '../../server/app.js';
 
+/** What the test apps run on: both SQL stores are all of these. */
+type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore;
+
 export interface TestApp {
   app: FastifyInstance;
-  store: JobStore & ScheduleStore & ProgressStore;
+  store: TestStore;
   transitions: TransitionService;
-  /** The schedules of the /v1/schedules routes (on `store`; `schedules: undefined` in the overrides builds an app without them). */
+  /**
+   * The schedules of the /v1/schedules routes (on `store`; `schedules: undefined` in the overrides builds an app without them).
+   * The app reads the worker registry on `store` too (`GET /v1/workers`, `unserved` in `/v1/stats`): `workers: undefined` builds one without.
+   */
   schedules: ScheduleService;
   clock: Clock;
   /** The deps the app was built from: `buildApp({ ...deps, checks })` makes a variant on the same database. */
@@ -69,7 +75,7 @@ export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Prom
   return startOn(store, cleanup, overrides);
 }
 
-async function startOn(store: JobStore & ScheduleStore & ProgressStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
+async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
   try {
     const ulid = monotonicFactory();
     const transitions = new TransitionService({
@@ -77,7 +83,7 @@ async function startOn(store: JobStore & ScheduleStore & ProgressStore, cleanup:
     });
     const schedules = new ScheduleService({ store, clock: testClock });
     const deps: AppDeps = {
-      transitions, store, schedules, clock: testClock, progress: store,
+      transitions, store, schedules, clock: testClock, progress: store, workers: store,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,

@@ -9,6 +9,7 @@ import {
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
 import { isScheduleList, type ScheduleList } from './schedules.js';
+import { isWorkerList, type WorkerList } from './workers.js';
 
 export { ApiError };
 export type { EventView, Insights, JobDetail, JobView, ListQuery, MachineGraph, Stats };
@@ -88,6 +89,21 @@ async function schedules(): Promise<ScheduleList | null> {
   return body;
 }
 
+/**
+ * `GET /v1/workers`, or null while the server does not have that endpoint
+ * (a 404: an app not given the worker registry, or an older server).
+ */
+async function workers(): Promise<WorkerList | null> {
+  const res = await fetch('/v1/workers', { headers: { accept: 'application/json' } });
+  if (res.status === 404) return null;
+  const body = (await res.json().catch(() => null)) as unknown;
+  if (!res.ok || !isWorkerList(body)) {
+    const code = body && typeof body === 'object' && 'code' in body ? ` ${String(body.code)}` : '';
+    throw new Error(`GET /v1/workers answered ${res.status}${code}${res.ok ? ' (not a list of workers)' : ''}`);
+  }
+  return body;
+}
+
 /** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
 async function insights(): Promise<Insights | null> {
   try {
@@ -111,6 +127,7 @@ export const api = {
   outbox,
   insights,
   schedules,
+  workers,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

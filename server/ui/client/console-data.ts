@@ -12,9 +12,10 @@
  *   (submitted, or its runAt if later; back to pending after a retry or a
  *   redrive) to STARTED. Only jobs whose becoming due the page saw on the
  *   stream count: this chart starts empty when the page opens.
- * - `WorkerSeen`: workers do not register with the scheduler, so the page
- *   lists those it saw start attempts (STARTED carries `workerId`), with
- *   their last activity and the leases they lost.
+ * - `WorkerSeen`: the workers the page saw start attempts on the stream
+ *   (STARTED carries `workerId`), with their last activity and the leases
+ *   they lost (the registered workers, idle or not, are `GET /v1/workers`:
+ *   workers-view.ts).
  */
 
 export const WINDOW_MS = 15 * 60_000;

@@ -2,7 +2,7 @@
  * The operator's panels below the machine: throughput and queue-wait charts
  * (last 15 minutes), job counts per type and per queue, the machine's edges
  * with their counts and median dwell (`GET /v1/stats/edges`), what waits for
- * the relay, and the workers seen. Where the data comes from: see
+ * the relay, and the workers seen on the stream. Where the data comes from: see
  * console-data.ts.
  */
 import { errorText, type Api, type CountStats, type EdgeStats, type OutboxStats } from './api.js';

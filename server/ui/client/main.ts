@@ -2,7 +2,8 @@
  * The visualizer's entry point (bundled by esbuild, served at /ui/assets/app.js).
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
  * job list, the inspector, the operator's charts and tables, the cron
- * schedules, the advisor's insights and anomalies, and the submit form together.
+ * schedules, the workers and the job types no live worker handles, the
+ * advisor's insights and anomalies, and the submit form together.
  */
 import { api, errorText, type MachineGraph } from './api.js';
 import { createConsoleView } from './console-view.js';
@@ -15,6 +16,7 @@ import { createJobList } from './job-list.js';
 import { startLive, type LiveMode } from './live.js';
 import { createSchedulesView } from './schedules-view.js';
 import { bindSubmitForm } from './submit-form.js';
+import { createWorkersView } from './workers-view.js';
 
 const MODE_TEXT: Record<LiveMode, string> = {
   stream: 'live (stream)',
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
   const panels = createConsoleView(api, view, states, () => Date.now());
   const insights = createInsightsView(api, () => Date.now());
   const schedules = createSchedulesView(api, () => Date.now());
+  const workers = createWorkersView(api, () => Date.now());
   const inspector = createInspector({
     api,
     view,
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
     onStats(stats) {
       view.setCounts(stats.byState);
       panels.onStats(stats);
+      workers.onStats(stats); // GET /v1/stats (polling) carries `unserved`; the stream's stats do not
       insights.markTypes(); // the per-type table was redrawn
       list.suggest(Object.keys(stats.byType).sort(), Object.keys(stats.byQueue).sort());
       const sum = Object.values(stats.byState).reduce((a, n) => a + n, 0);
@@ -114,7 +118,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start()]);
+  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start(), workers.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.
