@@ -13,7 +13,7 @@
  * `button[data-dismiss]`, `.anomaly-badge[data-anomaly-type]` on a type.
  */
 import { errorText, type Api } from './api.js';
-import { byId, clockTime, dateTime, duration, h, timeEl } from './dom.js';
+import { byId, clockTime, dateTime, duration, h, pollWhileVisible, timeEl } from './dom.js';
 import {
   AnomalyBoard, MODE_TEXT, anomaliesOf, anomalyBadge, anomalyFromMessage, anomalyKey, anomalyParts, anomalyText, attemptsText,
   changesTitle, evidenceText, leaseText, recoveryText, relative, runTimeText, sortSignatures, sortTypes,
@@ -211,12 +211,7 @@ export function createInsightsView(api: Api, now: () => number): InsightsView {
   return {
     async start() {
       await refresh();
-      window.setInterval(() => {
-        if (document.visibilityState === 'visible') void refresh();
-      }, POLL_MS);
-      document.addEventListener('visibilitychange', () => {
-        if (document.visibilityState === 'visible') void refresh();
-      });
+      pollWhileVisible(refresh, POLL_MS);
     },
     onInsight(message) {
       const a = anomalyFromMessage(message);

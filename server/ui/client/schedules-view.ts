@@ -12,7 +12,7 @@
  * "last"|"status"|"submitted"|"skipped"|"missed"]`; `#schedules-note`.
  */
 import { errorText, type Api } from './api.js';
-import { byId, clockTime, h } from './dom.js';
+import { byId, clockTime, h, pollWhileVisible } from './dom.js';
 import { relative } from './insights.js';
 import { scheduleRows, schedulesSummary, type ScheduleList, type ScheduleRow, type ShownTime } from './schedules.js';
 
@@ -110,13 +110,8 @@ export function createSchedulesView(api: Pick<Api, 'schedules'>, now: () => numb
     refresh,
     async start() {
       await refresh();
-      window.setInterval(() => {
-        if (document.visibilityState === 'visible') void refresh();
-      }, POLL_MS);
+      pollWhileVisible(refresh, POLL_MS);
       window.setInterval(tick, TICK_MS);
-      document.addEventListener('visibilitychange', () => {
-        if (document.visibilityState === 'visible') void refresh();
-      });
     },
   };
 }

@@ -14,7 +14,7 @@
  * `#unserved-banner` (hidden when empty), `#unserved-list li[data-type][data-queue]`.
  */
 import { errorText, type Api } from './api.js';
-import { byId, clockTime, h } from './dom.js';
+import { byId, clockTime, h, pollWhileVisible } from './dom.js';
 import { relative } from './insights.js';
 import {
   unservedLines, unservedOf, workerRows, workersSummary, type UnservedView, type WorkerList, type WorkerRow,
@@ -137,13 +137,8 @@ export function createWorkersView(api: Pick<Api, 'workers' | 'stats'>, now: () =
     },
     async start() {
       await refresh();
-      window.setInterval(() => {
-        if (document.visibilityState === 'visible') void refresh();
-      }, POLL_MS);
+      pollWhileVisible(refresh, POLL_MS);
       window.setInterval(tick, TICK_MS);
-      document.addEventListener('visibilitychange', () => {
-        if (document.visibilityState === 'visible') void refresh();
-      });
     },
   };
 }

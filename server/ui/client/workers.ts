@@ -6,28 +6,13 @@
  * A worker's id, host, job types and queues are strings the operator chose:
  * they are shown as text and never key a plain object.
  */
+import type { Worker, WorkerList } from '../../../client/index.js';
 import { dateTime } from './dom.js';
 import { relative } from './insights.js';
 
-/** A worker as `GET /v1/workers` lists it (times are ISO 8601 strings). */
-export interface WorkerView {
-  id: string;
-  host: string;
-  pid: number;
-  /** `'*'`: every queue. */
-  queues: string[];
-  types: string[];
-  concurrency: number;
-  startedAt: string;
-  lastSeenAt: string;
-  /** Seen within the last 15 s (the server's judgement, at its read). */
-  live: boolean;
-}
-
-/** `GET /v1/workers`. */
-export interface WorkerList {
-  workers: WorkerView[];
-}
+/** A worker as `GET /v1/workers` lists it (times are ISO 8601 strings; `queues` `'*'`: every queue). */
+export type WorkerView = Worker;
+export type { WorkerList };
 
 /** A job type of a queue with jobs waiting to start (pending or published) that no live worker handles. */
 export interface UnservedView {
