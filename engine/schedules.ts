@@ -9,20 +9,19 @@
  * instances firing the same tick, or one firing it again after a crash before
  * it recorded the tick, get the job the first one created.
  *
- * Parsing and next-run computation are croner's (time zones and daylight
- * saving time as croner defines them: a local time skipped by a spring-forward
- * fires at the same instant as the time after it, one repeated in autumn
- * fires once). The rest is pure: `ticksToFire` decides what a pass does.
+ * Parsing and next-run computation are croner's: time zones and daylight
+ * saving time as croner defines them (docs/scheduling.md says what that gives
+ * around a change). The rest is pure: `ticksToFire` decides what a pass does.
  */
 import { Cron } from 'croner';
-import { AtsError } from './errors.js';
-import type { Clock, JobSpec, Logger, ScheduleRecord, ScheduleStore, ScheduleTick } from './ports.js';
 import { isTerminal } from '../machines/lifecycle.js';
-import type { JobStore } from './ports.js';
+import { AtsError } from './errors.js';
+import type {
+  CatchUp, Clock, JobSpec, JobStore, JobTemplate, Logger, Overlap, ScheduleRecord, ScheduleStore, ScheduleTick,
+} from './ports.js';
 import type { TransitionService } from './transitions.js';
 
 export type { CatchUp, JobTemplate, Overlap, ScheduleRecord, ScheduleTick } from './ports.js';
-import type { CatchUp, JobTemplate, Overlap } from './ports.js';
 
 export const OVERLAPS: readonly Overlap[] = Object.freeze(['skip', 'allow']);
 export const CATCH_UPS: readonly CatchUp[] = Object.freeze(['none', 'latest', 'all']);
