@@ -91,15 +91,3 @@ export function duration(ms: number): string {
   const mins = Math.round(secs / 60);
   return `${sign}${Math.floor(mins / 60)} h${mins % 60 ? ` ${mins % 60} min` : ''}`;
 }
-
-/**
- * A panel's polling: `refresh` every `pollMs` while the page is visible, and
- * at once when it becomes visible again (the first read is the caller's).
- */
-export function pollWhileVisible(refresh: () => Promise<void>, pollMs: number): void {
-  const ifVisible = () => {
-    if (document.visibilityState === 'visible') void refresh();
-  };
-  window.setInterval(ifVisible, pollMs);
-  document.addEventListener('visibilitychange', ifVisible);
-}

@@ -12,8 +12,9 @@
  * signature, `#anomaly-list li[data-anomaly]` per active anomaly with its
  * `button[data-dismiss]`, `.anomaly-badge[data-anomaly-type]` on a type.
  */
-import { errorText, type Api } from './api.js';
-import { byId, clockTime, dateTime, duration, h, pollWhileVisible, timeEl } from './dom.js';
+import type { Api } from './api.js';
+import { byId, clockTime, dateTime, duration, h, timeEl } from './dom.js';
+import { panelRefresh, pollWhileVisible } from './panel.js';
 import {
   AnomalyBoard, MODE_TEXT, anomaliesOf, anomalyBadge, anomalyFromMessage, anomalyKey, anomalyParts, anomalyText, attemptsText,
   changesTitle, evidenceText, leaseText, recoveryText, relative, runTimeText, sortSignatures, sortTypes,
@@ -114,7 +115,6 @@ export function createInsightsView(api: Api, now: () => number): InsightsView {
   /** What the panel and the banner were last drawn from: unchanged, they are not redrawn (a hover or a click stays). */
   let panelDrawn = '';
   let bannerDrawn = '';
-  let inFlight = false;
   let soon: number | undefined;
 
   const renderBanner = () => {
@@ -173,27 +173,19 @@ export function createInsightsView(api: Api, now: () => number): InsightsView {
     markTypes();
   };
 
-  const refresh = async () => {
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const next = await api.insights();
-      if (!next) {
-        noteEl.textContent = 'Not available: this server has no GET /v1/insights (an older version).';
-        rowsEl.replaceChildren();
-        panelDrawn = '';
-        return;
-      }
+  const refresh = panelRefresh({
+    route: 'GET /v1/insights', absentWhy: ' (an older version)', pollMs: POLL_MS, note: noteEl, now,
+    read: () => api.insights(),
+    absent: () => {
+      rowsEl.replaceChildren();
+      panelDrawn = '';
+    },
+    got: (next) => {
       last = next;
       board.addAll(anomaliesOf(next));
-      noteEl.textContent = `From GET /v1/insights, every ${POLL_MS / 1000} s while the page is visible; read at ${clockTime(new Date(now()).toISOString())}.`;
       render();
-    } catch (err) {
-      noteEl.textContent = `Could not read GET /v1/insights: ${errorText(err)}`;
-    } finally {
-      inFlight = false;
-    }
-  };
+    },
+  });
 
   const dismiss = (key: string | null) => {
     if (key === null) board.dismissAll(now());

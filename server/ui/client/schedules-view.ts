@@ -11,8 +11,9 @@
  * `data-paused`), its cells `td[data-col="cron"|"timezone"|"job"|"next"|
  * "last"|"status"|"submitted"|"skipped"|"missed"]`; `#schedules-note`.
  */
-import { errorText, type Api } from './api.js';
-import { byId, clockTime, h, pollWhileVisible } from './dom.js';
+import type { Api } from './api.js';
+import { byId, h } from './dom.js';
+import { panelRefresh, pollWhileVisible } from './panel.js';
 import { relative } from './insights.js';
 import { scheduleRows, schedulesSummary, type ScheduleList, type ScheduleRow, type ShownTime } from './schedules.js';
 
@@ -60,7 +61,6 @@ export function createSchedulesView(api: Pick<Api, 'schedules'>, now: () => numb
   let last: ScheduleList | null = null;
   /** What the table was last drawn from: unchanged, it is not redrawn (a hover or a selection stays). */
   let drawn = '';
-  let inFlight = false;
 
   const render = () => {
     if (!last) return;
@@ -83,28 +83,20 @@ export function createSchedulesView(api: Pick<Api, 'schedules'>, now: () => numb
     }
   };
 
-  const refresh = async () => {
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const next = await api.schedules();
-      if (!next) {
-        note.textContent = 'Not available: this server has no GET /v1/schedules.';
-        count.textContent = '';
-        body.replaceChildren();
-        last = null;
-        drawn = '';
-        return;
-      }
+  const refresh = panelRefresh({
+    route: 'GET /v1/schedules', pollMs: POLL_MS, note, now,
+    read: () => api.schedules(),
+    absent: () => {
+      count.textContent = '';
+      body.replaceChildren();
+      last = null;
+      drawn = '';
+    },
+    got: (next) => {
       last = next;
-      note.textContent = `From GET /v1/schedules, every ${POLL_MS / 1000} s while the page is visible; read at ${clockTime(new Date(now()).toISOString())}.`;
       render();
-    } catch (err) {
-      note.textContent = `Could not read GET /v1/schedules: ${errorText(err)}`;
-    } finally {
-      inFlight = false;
-    }
-  };
+    },
+  });
 
   return {
     refresh,

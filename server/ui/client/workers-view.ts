@@ -13,8 +13,9 @@
  * "last-seen"|"status"]`; `#presence-note`, `#presence-count`;
  * `#unserved-banner` (hidden when empty), `#unserved-list li[data-type][data-queue]`.
  */
-import { errorText, type Api } from './api.js';
-import { byId, clockTime, h, pollWhileVisible } from './dom.js';
+import type { Api } from './api.js';
+import { byId, h } from './dom.js';
+import { panelRefresh, pollWhileVisible } from './panel.js';
 import { relative } from './insights.js';
 import {
   unservedLines, unservedOf, workerRows, workersSummary, type UnservedView, type WorkerList, type WorkerRow,
@@ -63,7 +64,6 @@ export function createWorkersView(api: Pick<Api, 'workers' | 'stats'>, now: () =
   /** What the table and the banner were last drawn from: unchanged, they are not redrawn. */
   let drawn = '';
   let drawnUnserved = '';
-  let inFlight = false;
 
   const render = () => {
     if (!last) return;
@@ -105,29 +105,21 @@ export function createWorkersView(api: Pick<Api, 'workers' | 'stats'>, now: () =
     }
   };
 
-  const refresh = async () => {
-    if (inFlight) return;
-    inFlight = true;
-    try {
-      const next = await api.workers();
-      if (!next) {
-        note.textContent = 'Not available: this server has no GET /v1/workers.';
-        count.textContent = '';
-        body.replaceChildren();
-        last = null;
-        drawn = '';
-        return;
-      }
+  const refresh = panelRefresh({
+    route: 'GET /v1/workers', pollMs: POLL_MS, note, now,
+    read: () => api.workers(),
+    absent: () => {
+      count.textContent = '';
+      body.replaceChildren();
+      last = null;
+      drawn = '';
+    },
+    got: async (next) => {
       last = next;
-      note.textContent = `From GET /v1/workers, every ${POLL_MS / 1000} s while the page is visible; read at ${clockTime(new Date(now()).toISOString())}.`;
       render();
       await readUnserved();
-    } catch (err) {
-      note.textContent = `Could not read GET /v1/workers: ${errorText(err)}`;
-    } finally {
-      inFlight = false;
-    }
-  };
+    },
+  });
 
   return {
     refresh,
