@@ -11,6 +11,7 @@
  * about which worker gets which job.
  */
 import { errorFields } from './logger.js';
+import { BackgroundLoop } from './loop.js';
 import type { Clock, JobCount, Logger, WorkerRecord, WorkerRegistryStore } from './ports.js';
 
 export const PRESENCE_INTERVAL_MS = 5_000;
@@ -59,8 +60,10 @@ export interface WorkerPresenceDeps {
 
 /** This worker's row, kept fresh while it runs. */
 export class WorkerPresence {
-  private readonly stopping = new AbortController();
-  private loop: Promise<void> | null = null;
+  /** Beats every PRESENCE_INTERVAL_MS until stopped (the first beat is start()'s). */
+  private readonly loop = new BackgroundLoop(async (signal) => {
+    while (await this.deps.clock.sleep(PRESENCE_INTERVAL_MS, signal).then(() => true, () => false)) await this.beat();
+  });
   private startedAt = 0;
 
   constructor(
@@ -72,13 +75,12 @@ export class WorkerPresence {
   async start(): Promise<void> {
     this.startedAt = this.deps.clock.now();
     await this.beat();
-    this.loop ??= this.run(this.stopping.signal);
+    this.loop.start();
   }
 
   /** Stops the heartbeat and deletes the row (best effort: a row left behind stops being live after the TTL). */
   async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop;
+    await this.loop.stop();
     await this.deps.store.deleteWorker(this.me.id).catch((err: unknown) => this.deps.logger.warn('workers: presence row not deleted', errorFields(err)));
   }
 
@@ -94,17 +96,6 @@ export class WorkerPresence {
       await store.purgeWorkers(now - PRESENCE_PURGE_MS);
     } catch (err) {
       logger.warn('workers: presence heartbeat failed; tried again', errorFields(err));
-    }
-  }
-
-  private async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.deps.clock.sleep(PRESENCE_INTERVAL_MS, signal);
-      } catch {
-        return;
-      }
-      await this.beat();
     }
   }
 }

@@ -10,7 +10,7 @@
  * delivered again. A value committed more than LOOK_BACK_MS after its stamp
  * is not sent; the job's next report, or its outcome, is.
  */
-import { errorFields } from '../../engine/logger.js';
+import { BackgroundLoop, pollUntilAborted } from '../../engine/loop.js';
 import type { Clock, JobProgress, Logger, ProgressStore } from '../../engine/ports.js';
 
 /** How far before the newest progress seen each read starts again. */
@@ -34,20 +34,25 @@ export class ProgressTail {
   private readonly delivered = new Map<string, number>();
   /** No client listened at the last read. */
   private idle = true;
-  private readonly stopping = new AbortController();
-  private loop: Promise<void> | null = null;
+  /** Reads every `pollMs` (a failed read is logged, and the next waits longer: engine/loop.ts). */
+  private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
+    clock: this.deps.clock, logger: this.deps.logger, failure: 'stream: progress read failed', pollMs: this.pollMs,
+    pass: async () => {
+      await this.readOnce();
+      return false;
+    },
+  }));
 
   constructor(private readonly deps: ProgressTailDeps, private readonly pollMs: number) {
     this.horizon = deps.clock.now();
   }
 
   start(): void {
-    this.loop ??= this.run(this.stopping.signal);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.loop;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One read: returns how many values it delivered. */
@@ -81,20 +86,5 @@ export class ProgressTail {
     }
     for (const [jobId, at] of this.delivered) if (at < this.horizon - 2 * LOOK_BACK_MS) this.delivered.delete(jobId);
     return n;
-  }
-
-  private async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.readOnce();
-      } catch (err) {
-        this.deps.logger.warn('stream: progress read failed; tried again', errorFields(err));
-      }
-      try {
-        await this.deps.clock.sleep(this.pollMs, signal);
-      } catch {
-        return;
-      }
-    }
   }
 }
