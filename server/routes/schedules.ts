@@ -131,12 +131,8 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.patch<{ Params: ScheduleParams; Body: UpdateScheduleBody }>('/v1/schedules/:name', { schema: updateSchema }, async (request) => {
     const { name } = request.params;
     const b = request.body;
-    const patch: SchedulePatch = {};
-    if (b.cron !== undefined) patch.cron = b.cron;
-    if (b.timezone !== undefined) patch.timezone = b.timezone;
-    if (b.overlap !== undefined) patch.overlap = b.overlap;
-    if (b.catchUp !== undefined) patch.catchUp = b.catchUp;
-    if (b.paused !== undefined) patch.paused = b.paused;
+    // Fields left out stay undefined: the service changes only those given.
+    const patch: SchedulePatch = { cron: b.cron, timezone: b.timezone, overlap: b.overlap, catchUp: b.catchUp, paused: b.paused };
     const withJob = JOB_FIELDS.some((f) => Object.hasOwn(b, f));
     // A function of the schedule as read: merged again on fresh data if another change wins the race.
     return toScheduleView(await schedules.update(name, (current) => {
