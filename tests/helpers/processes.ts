@@ -1,5 +1,7 @@
 /** Scheduler roles as real child processes (`ats start --role ...`), for crash and start-up tests. */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -36,6 +38,15 @@ export function startRole(name: string, role: string, env: Record<string, string
       return exited;
     },
   };
+}
+
+/** Resolves once the process logged `ats ready`; fails the test with its output after `timeoutMs`. */
+export async function waitForReady(p: RoleProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!p.output().includes('ats ready')) {
+    if (Date.now() > deadline) assert.fail(`${p.name} did not start: ${p.output()}`);
+    await sleep(100);
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ import type { JobSpec } from '../../engine/ports.js';
 import { verifyJob } from '../../engine/verify.js';
 import { seededRandom } from '../../property-tests/sim-clock.js';
 import { CRASH_JOB_TYPE, CREATE_EFFECT_TABLES } from '../helpers/effects.js';
-import { startRole, type RoleProcess } from '../helpers/processes.js';
+import { startRole, waitForReady, type RoleProcess } from '../helpers/processes.js';
 import { startTestSystem, type TestSystem } from '../helpers/system.js';
 
 const JOBS = Number(process.env.CRASH_JOBS ?? 2000);
@@ -85,14 +85,6 @@ after(async () => {
   await t?.stop();
 });
 
-async function waitReady(c: Supervised, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!c.proc.output().includes('ats ready')) {
-    if (Date.now() > deadline) assert.fail(`${c.name} did not start: ${c.proc.output()}`);
-    await sleep(100);
-  }
-}
-
 async function counts(sql: string): Promise<Record<string, number>> {
   const [rows] = await (t.system.store as MysqlStore).pool.query(sql);
   return Object.fromEntries((rows as Array<{ k: string; n: number | string }>).map((r) => [r.k, Number(r.n)]));
@@ -104,7 +96,7 @@ it(`${JOBS} jobs survive SIGKILLs of relay, workers and timers (seed ${SEED})`, 
     ATS_PUBLISHED_TIMEOUT_MS: '10000', ATS_TIMERS_POLL_MS: '100', ATS_RELAY_POLL_MS: '50', ATS_WORKER_CONCURRENCY: '50',
   };
   for (const [name, role] of ROLES) children.push(new Supervised(name, role, env));
-  await Promise.all(children.map((c) => waitReady(c)));
+  await Promise.all(children.map((c) => waitForReady(c.proc)));
   const random = seededRandom(SEED);
   const started = Date.now();
 

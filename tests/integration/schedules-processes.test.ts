@@ -9,7 +9,7 @@ import { after, before, it } from 'node:test';
 import type { MysqlStore } from '../../adapters/mysql/index.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { scheduleTickKey } from '../../engine/schedules.js';
-import { startRole, type RoleProcess } from '../helpers/processes.js';
+import { startRole, waitForReady, type RoleProcess } from '../helpers/processes.js';
 import { startTestSystem, type TestSystem } from '../helpers/system.js';
 
 let t: TestSystem;
@@ -24,20 +24,12 @@ after(async () => {
   await t?.stop();
 });
 
-async function waitReady(p: RoleProcess, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!p.output().includes('ats ready')) {
-    if (Date.now() > deadline) assert.fail(`${p.name} did not start: ${p.output()}`);
-    await sleep(100);
-  }
-}
-
 it('two timers processes, one killed and restarted: one job per tick, no tick lost', { timeout: 180_000 }, async () => {
   const env = { ...t.env, ATS_TIMERS_POLL_MS: '100', LOG_LEVEL: 'info' };
   const a = startRole('timers-a', 'timers', env);
   const b = startRole('timers-b', 'timers', env);
   procs.push(a, b);
-  await Promise.all([waitReady(a), waitReady(b)]);
+  await Promise.all([waitForReady(a), waitForReady(b)]);
 
   const { schedules, store } = t.system;
   const s = await schedules.create({
@@ -49,7 +41,7 @@ it('two timers processes, one killed and restarted: one job per tick, no tick lo
   await sleep(2_000);
   const a2 = startRole('timers-a2', 'timers', env);
   procs.push(a2);
-  await waitReady(a2);
+  await waitForReady(a2);
   await sleep(3_000);
   const paused = await schedules.update('every-second', { paused: true });
   await sleep(1_000); // a pass that read the schedule before the pause finishes
