@@ -49,60 +49,37 @@ export interface OutboxStats {
 // A button press waits for an answer: one quick retry, not the default three.
 const client = createClient({ url: location.origin, retries: 1 });
 
-/**
- * `GET /v1/stats/edges`, or null while the server does not have that endpoint
- * (a 404: a server without the metrics, or an older one).
- */
-async function edges(): Promise<EdgeStats | null> {
-  const res = await fetch('/v1/stats/edges', { headers: { accept: 'application/json' } });
-  if (res.status === 404) return null;
-  const body = (await res.json().catch(() => null)) as (EdgeStats & { code?: string; message?: string }) | null;
-  if (!res.ok || !body || !Array.isArray(body.edges)) {
-    throw new Error(`GET /v1/stats/edges answered ${res.status}${body?.code ? ` ${body.code}` : ''}`);
-  }
-  return body;
-}
-
-/** `GET /v1/stats/outbox`, or null while the server does not have that endpoint (an older one). */
-async function outbox(): Promise<OutboxStats | null> {
-  const res = await fetch('/v1/stats/outbox', { headers: { accept: 'application/json' } });
-  if (res.status === 404) return null;
-  const body = (await res.json().catch(() => null)) as (OutboxStats & { code?: string }) | null;
-  if (!res.ok || !body || typeof body.rows !== 'number') {
-    throw new Error(`GET /v1/stats/outbox answered ${res.status}${body?.code ? ` ${body.code}` : ''}`);
-  }
-  return body;
-}
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /**
- * `GET /v1/schedules`, or null while the server does not have that endpoint
- * (a 404: an app built without the schedules, or an older server).
+ * `GET path` checked by `accept`, or null while the server does not have
+ * that endpoint (a 404: an app built without it, or an older server). Any
+ * other failure, or an answer `accept` refuses, throws naming the route.
  */
-async function schedules(): Promise<ScheduleList | null> {
-  const res = await fetch('/v1/schedules', { headers: { accept: 'application/json' } });
+async function optionalGet<T>(path: string, accept: (body: unknown) => body is T, what: string): Promise<T | null> {
+  const res = await fetch(path, { headers: { accept: 'application/json' } });
   if (res.status === 404) return null;
   const body = (await res.json().catch(() => null)) as unknown;
-  if (!res.ok || !isScheduleList(body)) {
-    const code = body && typeof body === 'object' && 'code' in body ? ` ${String(body.code)}` : '';
-    throw new Error(`GET /v1/schedules answered ${res.status}${code}${res.ok ? ' (not a list of schedules)' : ''}`);
+  if (!res.ok || !accept(body)) {
+    const code = isObject(body) && 'code' in body ? ` ${String(body.code)}` : '';
+    throw new Error(`GET ${path} answered ${res.status}${code}${res.ok ? ` (not ${what})` : ''}`);
   }
   return body;
 }
 
-/**
- * `GET /v1/workers`, or null while the server does not have that endpoint
- * (a 404: an app not given the worker registry, or an older server).
- */
-async function workers(): Promise<WorkerList | null> {
-  const res = await fetch('/v1/workers', { headers: { accept: 'application/json' } });
-  if (res.status === 404) return null;
-  const body = (await res.json().catch(() => null)) as unknown;
-  if (!res.ok || !isWorkerList(body)) {
-    const code = body && typeof body === 'object' && 'code' in body ? ` ${String(body.code)}` : '';
-    throw new Error(`GET /v1/workers answered ${res.status}${code}${res.ok ? ' (not a list of workers)' : ''}`);
-  }
-  return body;
-}
+/** `GET /v1/stats/edges`, or null while the server does not have it (a server without the metrics, or an older one). */
+const edges = (): Promise<EdgeStats | null> =>
+  optionalGet('/v1/stats/edges', (b): b is EdgeStats => isObject(b) && Array.isArray(b.edges), 'edge counts');
+
+/** `GET /v1/stats/outbox`, or null while the server does not have it (an older one). */
+const outbox = (): Promise<OutboxStats | null> =>
+  optionalGet('/v1/stats/outbox', (b): b is OutboxStats => isObject(b) && typeof b.rows === 'number', 'outbox counts');
+
+/** `GET /v1/schedules`, or null while the server does not have it. */
+const schedules = (): Promise<ScheduleList | null> => optionalGet('/v1/schedules', isScheduleList, 'a list of schedules');
+
+/** `GET /v1/workers`, or null while the server does not have it (an app not given the worker registry, or an older server). */
+const workers = (): Promise<WorkerList | null> => optionalGet('/v1/workers', isWorkerList, 'a list of workers');
 
 /** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
 async function insights(): Promise<Insights | null> {
