@@ -41,6 +41,14 @@ export interface Dialect {
    * nothing to save there.
    */
   readonly guardChecks: boolean;
+  /**
+   * Appended to a one-row INSERT whose row may exist under `key`: the existing
+   * row gets `columns` set to the values inserted instead of failing. With
+   * `rebind`, those values are bound again, in `columns` order, after the
+   * INSERT's own (MySQL: no `VALUES()`, no `AS alias`); otherwise the clause
+   * reads them itself (SQLite's `excluded`).
+   */
+  setOnConflict(key: string, columns: readonly string[]): { sql: string; rebind: boolean };
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -54,6 +62,7 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   batchUpdate: true,
   guardChecks: true,
   useIndex: (index: string) => `FORCE INDEX (${index})`,
+  setOnConflict: (_key: string, columns: readonly string[]) => ({ sql: `ON DUPLICATE KEY UPDATE ${columns.map((c) => `${c} = ?`).join(', ')}`, rebind: true }),
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -68,4 +77,7 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   batchUpdate: false,
   guardChecks: false,
   useIndex: (index: string) => `INDEXED BY ${index}`,
+  setOnConflict: (key: string, columns: readonly string[]) => ({
+    sql: `ON CONFLICT (${key}) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(', ')}`, rebind: false,
+  }),
 });

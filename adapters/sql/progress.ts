@@ -19,14 +19,12 @@ function rowToProgress(r: Row): JobProgress {
 }
 
 export function createSqlProgress(exec: Exec, d: Dialect): ProgressStore {
-  // Params: value, at, job id, attempt (and, on MySQL, value, at, attempt again for the update).
-  const upsert = `INSERT INTO job_progress (${COLUMNS}) SELECT id, type, queue, attempt, ?, ? FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? ${
-    d.name === 'mysql'
-      ? 'ON DUPLICATE KEY UPDATE value = ?, at = ?, attempt = ?'
-      : 'ON CONFLICT (job_id) DO UPDATE SET value = excluded.value, at = excluded.at, attempt = excluded.attempt'}`;
+  const onConflict = d.setOnConflict('job_id', ['value', 'at', 'attempt']);
+  // Params: value, at, job id, attempt (and value, at, attempt again where the dialect rebinds them).
+  const upsert = `INSERT INTO job_progress (${COLUMNS}) SELECT id, type, queue, attempt, ?, ? FROM jobs WHERE id = ? AND state = 'running' AND attempt = ? ${onConflict.sql}`;
   return {
     setProgress: async (jobId, attempt, valueJson, at) => {
-      const params = d.name === 'mysql' ? [valueJson, at, jobId, attempt, valueJson, at, attempt] : [valueJson, at, jobId, attempt];
+      const params = [valueJson, at, jobId, attempt, ...(onConflict.rebind ? [valueJson, at, attempt] : [])];
       return (await exec(upsert, params)).changes > 0;
     },
     getProgress: async (jobId) => {

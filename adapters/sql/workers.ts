@@ -16,15 +16,12 @@ function rowToWorker(r: Row): WorkerRecord {
 }
 
 export function createSqlWorkers(exec: Exec, d: Dialect): WorkerRegistryStore {
-  const upsert = `INSERT INTO workers (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${
-    d.name === 'mysql'
-      ? 'ON DUPLICATE KEY UPDATE host = ?, pid = ?, queues = ?, types = ?, concurrency = ?, started_at = ?, last_seen_at = ?'
-      : 'ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, queues = excluded.queues, types = excluded.types, ' +
-        'concurrency = excluded.concurrency, started_at = excluded.started_at, last_seen_at = excluded.last_seen_at'}`;
+  const onConflict = d.setOnConflict('id', COLUMNS.split(', ').slice(1));
+  const upsert = `INSERT INTO workers (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${onConflict.sql}`;
   return {
     upsertWorker: async (w) => {
       const rest = [w.host, w.pid, JSON.stringify(w.queues), JSON.stringify(w.types), w.concurrency, w.startedAt, w.lastSeenAt];
-      await exec(upsert, d.name === 'mysql' ? [w.id, ...rest, ...rest] : [w.id, ...rest]);
+      await exec(upsert, [w.id, ...rest, ...(onConflict.rebind ? rest : [])]);
     },
     deleteWorker: async (id) => {
       await exec('DELETE FROM workers WHERE id = ?', [id]);
