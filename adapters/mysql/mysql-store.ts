@@ -22,7 +22,7 @@ import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
 import { PING } from './statements.js';
-import { inTransaction, MAX_TRIES, withRetry, type TxOptions } from './tx.js';
+import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
 export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & {
@@ -38,10 +38,8 @@ export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults, 
 
 function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
   const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sqlText(sql, params)))[0] as Row[];
-  const statement = async (sql: string, params: readonly unknown[]) => {
-    const res = (await pool.query(sqlText(sql, params)))[0];
-    return Array.isArray(res) ? { rows: res as Row[], changes: 0 } : { rows: [], changes: (res as { affectedRows: number }).affectedRows };
-  };
+  // One statement outside a transaction (schedules, progress, workers): its rows or changed rows, as a transaction's step gives them.
+  const statement = async (sql: string, params: readonly unknown[]) => outcomeOf((await pool.query(sqlText(sql, params)))[0], false);
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
   // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
   const tx = (op: StoreOp): TxOptions => ({ beforeCommit, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });

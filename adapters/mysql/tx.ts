@@ -54,7 +54,7 @@ async function send(conn: PoolConnection, text: string): Promise<unknown> {
 }
 
 /** A driver result as an Outcome: rows of a SELECT, changed rows of DML, each statement's of a multi-statement. */
-function outcomeOf(res: unknown, multi: boolean): Outcome {
+export function outcomeOf(res: unknown, multi: boolean): Outcome {
   if (multi) {
     // One statement alone comes back as a single header, several as an array of them.
     const each = (Array.isArray(res) ? (res as ResultSetHeader[]) : [res as ResultSetHeader]).map((r) => r.affectedRows);

@@ -19,6 +19,9 @@ export interface Outcome {
 
 export type Program<T> = Generator<Sql, T, Outcome>;
 
+/** Runs one statement outside a program: its rows (a SELECT) or its changed rows. */
+export type Exec = (sql: string, params: readonly unknown[]) => Promise<Outcome>;
+
 /** Run a program with a synchronous executor (better-sqlite3). */
 export function runSync<T>(program: Program<T>, exec: (step: Sql) => Outcome): T {
   let next = program.next();

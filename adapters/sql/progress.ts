@@ -7,7 +7,7 @@
 import type { JobProgress, ProgressStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { toNum, type Row } from './rows.js';
-import type { Exec } from './schedules.js';
+import type { Exec } from './program.js';
 
 const COLUMNS = 'job_id, type, queue, attempt, value, at';
 

@@ -6,11 +6,8 @@
  */
 import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
-import type { Outcome } from './program.js';
+import type { Exec } from './program.js';
 import { toJson, toNum, type Row } from './rows.js';
-
-/** Runs one statement: its rows (a SELECT) or its changed rows. */
-export type Exec = (sql: string, params: readonly unknown[]) => Promise<Outcome>;
 
 const COLUMNS = [
   'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',

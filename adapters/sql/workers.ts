@@ -2,7 +2,7 @@
 import type { WorkerRecord, WorkerRegistryStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { toNum, type Row } from './rows.js';
-import type { Exec } from './schedules.js';
+import type { Exec } from './program.js';
 
 const COLUMNS = 'id, host, pid, queues, types, concurrency, started_at, last_seen_at';
 /** Most workers listed. */
