@@ -240,6 +240,17 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await service.ticks('nightly')).map((t) => t.outcome), ['submitted', 'skipped', 'submitted']);
     }));
 
+    it('catch-up all with overlap skip: the first tick of the pass submits, the others are skipped while its job is live', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      await service.create({ name: 'backlog', cron: '0 * * * *', catchUp: 'all', job: template() });
+      clock.set(T0 + 5 * 60 * MIN + 30 * MIN);
+      await runner().runOnce();
+      const s = await service.get('backlog');
+      assert.deepEqual([s.submitted, s.skipped, s.missed], [1, 4, 0]);
+      assert.equal((await scheduledJobs(store)).length, 1);
+      assert.deepEqual((await service.ticks('backlog')).map((t) => t.outcome), ['skipped', 'skipped', 'skipped', 'skipped', 'submitted']);
+    }));
+
     it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       const told: string[] = [];

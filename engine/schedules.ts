@@ -324,14 +324,17 @@ export class ScheduleRunner {
     const plan = ticksToFire(parseCron(s.cron, s.timezone), s.nextAt, s.catchUp, now);
     const ticks: ScheduleTick[] = [];
     let lastJobId = s.lastJobId;
+    // Whether the last job is live, read once a pass (a job this pass submitted is known without a read).
+    let lastLive: boolean | null = null;
     for (const tickAt of plan.fire) {
-      if (s.overlap === 'skip' && lastJobId && (await isLive(store, lastJobId))) {
+      if (s.overlap === 'skip' && lastJobId && (lastLive ??= await isLive(store, lastJobId))) {
         ticks.push({ schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
         continue;
       }
       const r = await transitions.submit(tickJobSpec(s, tickAt));
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
+      lastLive = !isTerminal(r.job.snapshot.value);
       ticks.push({ schedule: s.name, tickAt, outcome: 'submitted', jobId: r.job.id, at: now });
     }
     const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
