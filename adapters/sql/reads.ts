@@ -4,7 +4,8 @@
  */
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
-import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts, statsOf } from './counts.js';
+import { statsOf } from '../../engine/job-counts.js';
+import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {

@@ -5,6 +5,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Stats } from '../../engine/ports.js';
+import { statsOf } from '../../engine/job-counts.js';
 import { unserved } from '../../engine/worker-presence.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { RouteOptions } from '../deps.js';
@@ -28,8 +29,10 @@ export const metaRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }
         const stats = await deps.store.stats();
         return { total: totalOf(stats), ...stats };
       }
-      // The three reads at once; any failing fails the answer (a store that is down is a 503, as for the counts alone).
-      const [stats, counts, registered] = await Promise.all([deps.store.stats(), deps.store.jobCounts(), workers.listWorkers()]);
+      // The counts (read once: the stats are made of them) and the workers at once; either failing fails the answer
+      // (a store that is down is a 503, as for the counts alone).
+      const [counts, registered] = await Promise.all([deps.store.jobCounts(), workers.listWorkers()]);
+      const stats = statsOf(counts);
       return { total: totalOf(stats), ...stats, unserved: unserved(counts, registered, deps.clock.now()) };
     },
   );
