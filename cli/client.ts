@@ -7,7 +7,7 @@ import { JOB_STATES, TERMINAL_STATES, type JobState } from '../machines/job.mach
 import type { EventView, JobDetail as WireJobDetail, JobView } from '../client/index.js';
 
 export {
-  ApiError, AtsClient, MAX_BATCH, UnreachableError,
+  ApiError, AtsClient, compareProgress, MAX_BATCH, UnreachableError,
   type BatchItem, type BatchResult, type Insights, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
   type SubmitRequest, type Worker,
 } from '../client/index.js';

@@ -24,7 +24,7 @@ import { silentLogger } from '../engine/logger.js';
 import { freePort } from '../tests/helpers/ports.js';
 import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import {
-  ApiError, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
+  ApiError, compareProgress, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
   type StreamProgressMessage, type WebSocketConstructor,
 } from './index.js';
 
@@ -187,6 +187,15 @@ async function jobsOf(q: string): Promise<string[]> {
   for await (const page of ats.list({ queue: q, limit: 500 })) ids.push(...page.jobs.map((j) => j.id));
   return ids;
 }
+
+test('compareProgress: a later attempt first, then a later time; times that do not parse compare equal', () => {
+  const p = (attempt: number, at: string) => ({ attempt, at });
+  assert.ok(compareProgress(p(2, '2031-01-01T00:00:00.000Z'), p(1, '2031-01-01T00:00:09.000Z')) > 0, 'the next attempt, stamped earlier');
+  assert.ok(compareProgress(p(1, '2031-01-01T00:00:01.000Z'), p(1, '2031-01-01T00:00:00.500Z')) > 0);
+  assert.ok(compareProgress(p(1, '2031-01-01T00:00:00.500Z'), p(1, '2031-01-01T00:00:01.000Z')) < 0);
+  assert.equal(compareProgress(p(1, '2031-01-01T00:00:01.000Z'), p(1, '2031-01-01T00:00:01.000Z')), 0);
+  assert.equal(compareProgress(p(1, 'not a time'), p(1, '2031-01-01T00:00:01.000Z')), 0);
+});
 
 describe('REST calls', () => {
   test('submit, get, stats: the job runs and its result is read back', async () => {

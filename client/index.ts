@@ -77,6 +77,17 @@ export interface SubmitManyOptions extends RequestOptions {
 /** `list()`'s filter: the query of `GET /v1/jobs` (`limit` is the page size). */
 export type ListFilter = ListQuery;
 
+/**
+ * Orders two progress reports of one job (`progress` of `get`, or `onProgress`
+ * messages): by attempt, then by time; 0 when their times cannot be compared.
+ * The stream and a read of the job race, so a reader keeps the later of two.
+ */
+export function compareProgress(a: { attempt: number; at: string }, b: { attempt: number; at: string }): number {
+  if (a.attempt !== b.attempt) return a.attempt - b.attempt;
+  const d = Date.parse(a.at) - Date.parse(b.at);
+  return Number.isNaN(d) ? 0 : d;
+}
+
 /** A new ULID: the default Idempotency-Key. */
 export const newIdempotencyKey = (): string => ulid();
 

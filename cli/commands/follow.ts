@@ -3,7 +3,7 @@
  * by polling the REST API when it does not. Either way the caller sees each
  * job's history in seq order, once.
  */
-import { isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
+import { compareProgress, isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
 import {
   StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type SubscribeOptions, type Subscription,
 } from './stream.js';
@@ -33,8 +33,7 @@ export class SeqGate {
 }
 
 /** Is `p` later than `than`: a later attempt, or a later time in the same one? */
-const later = (p: JobProgress, than: { attempt: number; at: string }): boolean =>
-  p.attempt > than.attempt || (p.attempt === than.attempt && Date.parse(p.at) > Date.parse(than.at));
+const later = (p: JobProgress, than: JobProgress): boolean => compareProgress(p, than) > 0;
 
 /**
  * Passes on a job's progress, each value once and only when it is later than

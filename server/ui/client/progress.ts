@@ -7,7 +7,7 @@
  * messages for the job (docs/stream.md), whichever is newer.
  * Pure (no DOM): tested under node.
  */
-import type { StreamProgressMessage } from '../../../client/index.js';
+import { compareProgress, type StreamProgressMessage } from '../../../client/index.js';
 import { jsonText } from './dom.js';
 import { runsOf, type RunEvent } from './runs.js';
 
@@ -54,11 +54,7 @@ export function progressFromMessage(m: Pick<StreamProgressMessage, 'progress' | 
 export function newerProgress(shown: Progress | null, next: Progress | null): Progress | null {
   if (!next) return shown;
   if (!shown) return next;
-  if (next.attempt !== shown.attempt) return next.attempt > shown.attempt ? next : shown;
-  const a = Date.parse(shown.at);
-  const b = Date.parse(next.at);
-  if (Number.isNaN(a) || Number.isNaN(b)) return next;
-  return b >= a ? next : shown;
+  return compareProgress(next, shown) >= 0 ? next : shown;
 }
 
 /** `42%`, `12.5%`, `0.1%`: at most one decimal. */
