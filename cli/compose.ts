@@ -201,6 +201,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const presence = worker
     ? new WorkerPresence({ store, clock, logger }, {
         id: config.worker.workerId, host: hostname(), pid: process.pid, concurrency: config.worker.concurrency, types: () => registry.types(),
+        queues: config.worker.queues,
       })
     : null;
   const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}) });

@@ -8,6 +8,7 @@ import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
+import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
 export const ROLES = ['api', 'relay', 'worker', 'timers'] as const;
@@ -31,7 +32,8 @@ export const SETTINGS = {
   leaseMs: { env: 'ATS_LEASE_MS', flag: '--lease-ms', default: '30000', doc: 'How long a claimed attempt holds without a heartbeat.' },
   heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
   shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted.' },
-  workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers.' },
+  queues: { env: 'ATS_QUEUES', flag: '--queues', default: '', doc: 'Queues a worker serves (comma-separated names, e.g. email,reports): it receives only their jobs. Empty: every queue, including those that appear later. See docs/queues.md.' },
+  workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers (of the `ats.dispatch` lane; each other lane is read in `<group>.<lane>`).' },
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Messages the relay publishes per batch (whole outbox rows until it has this many).' },
   relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '50', doc: 'Poll of the relay for commits of other processes (it is woken at once by commits in its own process).' },
   relayPublishedDelayMs: { env: 'ATS_RELAY_PUBLISHED_DELAY_MS', flag: '--relay-published-delay-ms', default: '200', doc: 'How long after a dispatch went out the relay records PUBLISHED (none for a job a worker started meanwhile); at most half of ATS_PUBLISHED_TIMEOUT_MS.' },
@@ -75,7 +77,11 @@ export interface Config {
   eventsFormat: EventsFormat;
   /** Handler modules to load (absolute or relative to the working directory). */
   handlers: readonly string[];
-  worker: { concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string };
+  worker: {
+    concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string;
+    /** The queues served; empty for every queue. */
+    queues: readonly string[];
+  };
   relay: { batchSize: number; pollMs: number; errorBackoffMs: number; publishedDelayMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
   /** Run by the timers role: see engine/retention.ts. */
@@ -122,6 +128,21 @@ function roles(raw: RawConfig): Role[] {
   for (const r of all) if (!(ROLES as readonly string[]).includes(r)) fail('roles', `unknown role "${r}" (roles: ${ROLES.join(', ')}, all)`);
   if (all.length === 0) fail('roles', 'no role given');
   return [...new Set(all)] as Role[];
+}
+
+const QUEUE_NAME = new RegExp(NAME_PATTERN);
+
+function queues(raw: RawConfig): string[] {
+  const text = str(raw, 'queues').trim();
+  if (text === '') return [];
+  const list = text.split(',').map((q) => q.trim());
+  for (const q of list) {
+    if (q === '') fail('queues', 'an empty queue name (two commas, or one at an end)');
+    if (q.length > MAX_NAME_CHARS || !QUEUE_NAME.test(q)) {
+      fail('queues', `"${q.slice(0, 60)}" is not a queue name (1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -)`);
+    }
+  }
+  return [...new Set(list)];
 }
 
 function mysqlUrl(raw: RawConfig): string | null {
@@ -190,7 +211,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     worker: {
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
       shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),
-      workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`,
+      workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`, queues: queues(raw),
     },
     relay: {
       batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000,

@@ -5,6 +5,7 @@
  * (prose: docs/kafka-messages.md); the tests check every message against it.
  */
 import type { Effects } from '../machines/lifecycle.js';
+import { laneTopic } from './lanes.js';
 import { TOPICS, type JobEventRecord, type JobRecord, type OutboxMessage } from './ports.js';
 
 /** On `ats.events`: one accepted transition. */
@@ -29,7 +30,10 @@ export interface TransitionsMessage {
   transitions: TransitionMessage[];
 }
 
-/** On `ats.dispatch`: start attempt `attempt` of the job. */
+/**
+ * On the job's dispatch lane (`ats.dispatch`, or another lane of its queue and
+ * priority: engine/lanes.ts): start attempt `attempt` of the job.
+ */
 export interface DispatchMessage {
   jobId: string;
   attempt: number;
@@ -41,9 +45,10 @@ export interface DispatchMessage {
 }
 
 /**
- * On `ats.dispatch` too (header `ats-kind: cancel`): attempt `attempt` of the
- * job was cancelled while running. Keyed by job id like the job's dispatches,
- * so it lands on the partition, and normally the worker, that took them; the
+ * On the job's dispatch lane too (header `ats-kind: cancel`): attempt `attempt`
+ * of the job was cancelled while running. On the lane and keyed by job id like
+ * the job's dispatches, so it lands on the partition, and normally the worker,
+ * that took them; the
  * worker aborts the handler only if that very attempt runs there.
  */
 export interface CancelMessage {
@@ -129,6 +134,7 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
   const rows: OutboxMessage[] = [
     { topic: TOPICS.events, key: job.id, payload: transitionMessage(job, event), headers: headers(TRANSITION_KIND) },
   ];
+  const lane = effects.dispatch || event.type === 'CANCEL' ? laneTopic(job.queue, job.priority) : '';
   if (effects.dispatch) {
     const payload: DispatchMessage = {
       jobId: job.id, attempt: c.attempt + 1, type: job.type, queue: job.queue,
@@ -140,11 +146,11 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
       h[TRACEPARENT_HEADER] = trace.traceparent;
       if (trace.tracestate) h[TRACESTATE_HEADER] = trace.tracestate;
     }
-    rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: h });
+    rows.push({ topic: lane, key: job.id, payload, headers: h });
   }
   if (event.type === 'CANCEL' && event.from === 'running') {
     const payload: CancelMessage = { kind: 'cancel', jobId: job.id, attempt: c.attempt, reason: c.cancelReason ?? 'cancelled' };
-    rows.push({ topic: TOPICS.dispatch, key: job.id, payload, headers: headers('cancel') });
+    rows.push({ topic: lane, key: job.id, payload, headers: headers('cancel') });
   }
   if (effects.deadLetter) {
     const payload: DeadLetterMessage = {

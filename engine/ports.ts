@@ -123,7 +123,8 @@ export const OUTBOX_ROW_MAX_MESSAGES = 500;
 
 /** A message to publish, as the outbox keeps it. */
 export interface OutboxMessage {
-  topic: Topic;
+  /** One of {@link TOPICS}, or a dispatch lane (engine/lanes.ts). */
+  topic: string;
   key: string;
   payload: unknown;
   headers: Record<string, string>;
@@ -523,6 +524,8 @@ export interface EventLog {
    */
   partitioner(topic: string): Promise<(key: string) => number>;
   consume(options: ConsumeOptions): Promise<Subscription>;
+  /** The topics that exist (logical names: without the log's prefix, and only those under it). */
+  listTopics(): Promise<string[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

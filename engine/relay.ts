@@ -11,7 +11,8 @@
 import { errorFields } from './logger.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
-import { OUTBOX_ID_HEADER, OUTBOX_ROW_MAX_MESSAGES, TOPICS, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
+import { isLane } from './lanes.js';
+import { OUTBOX_ID_HEADER, OUTBOX_ROW_MAX_MESSAGES, type Clock, type EventLog, type JobStore, type LogMessage, type Logger, type OutboxRow } from './ports.js';
 import type { TransitionService } from './transitions.js';
 import type { Waker } from './wake.js';
 import { BackgroundLoop } from './loop.js';
@@ -104,7 +105,7 @@ export class Relay {
       if (spans) endSpans(spans);
       await afterPublish?.(rows);
       // Cancels travel on the dispatch topic too; only dispatches get a PUBLISHED.
-      dispatched = rows.filter((r) => r.topic === TOPICS.dispatch && r.headers[KIND_HEADER] === 'dispatch').map((r) => r.payload as DispatchMessage);
+      dispatched = rows.filter((r) => r.headers[KIND_HEADER] === 'dispatch' && isLane(r.topic)).map((r) => r.payload as DispatchMessage);
     });
     this.published += n;
     const { logger } = this.deps;

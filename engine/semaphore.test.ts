@@ -31,6 +31,32 @@ describe('Semaphore', () => {
     assert.deepEqual(order, [1, 2, 3]);
   });
 
+  it('gives a freed slot to the highest priority waiting, first in first out within a priority', async () => {
+    const s = new Semaphore(1);
+    await s.acquire();
+    const order: string[] = [];
+    const all = ([['a', 0], ['b', -5], ['c', 10], ['d', 0], ['e', 10], ['f', 3]] as const)
+      .map(([name, priority]) => s.acquire(undefined, priority).then(() => order.push(name)));
+    await tick();
+    for (let i = 0; i < 6; i++) s.release();
+    await Promise.all(all);
+    assert.deepEqual(order, ['c', 'e', 'f', 'a', 'd', 'b']);
+  });
+
+  it('an aborted waiter of a high priority leaves the queue to the others', async () => {
+    const s = new Semaphore(1);
+    await s.acquire();
+    const abort = new AbortController();
+    const high = s.acquire(abort.signal, 10);
+    const low = s.acquire(undefined, 0);
+    abort.abort(new Error('gone'));
+    await assert.rejects(high, /gone/);
+    assert.equal(s.waiting, 1);
+    s.release();
+    await low;
+    assert.equal(s.available, 0);
+  });
+
   it('a release with nobody waiting frees a slot', async () => {
     const s = new Semaphore(1);
     await s.acquire();

@@ -1,6 +1,11 @@
-/** Counts free handler slots; `acquire` waits for one (or rejects when aborted). */
+/**
+ * Counts free handler slots; `acquire` waits for one (or rejects when
+ * aborted). A freed slot goes to the waiter of the highest priority, and
+ * among equal priorities to the one waiting longest.
+ */
 export class Semaphore {
-  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+  /** Highest priority first; arrival order within a priority. */
+  private waiters: Array<{ priority: number; resolve: () => void; reject: (e: unknown) => void }> = [];
 
   constructor(private free: number) {}
 
@@ -13,7 +18,7 @@ export class Semaphore {
     return this.waiters.length;
   }
 
-  acquire(signal?: AbortSignal): Promise<void> {
+  acquire(signal?: AbortSignal, priority = 0): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.free > 0) {
       this.free--;
@@ -29,13 +34,17 @@ export class Semaphore {
         }
       };
       const waiter = {
+        priority,
         resolve: () => {
           signal?.removeEventListener('abort', onAbort);
           resolve();
         },
         reject,
       };
-      this.waiters.push(waiter);
+      // Behind every waiter of this priority or higher (few wait at once: one per lane being handled).
+      let at = this.waiters.length;
+      while (at > 0 && this.waiters[at - 1]!.priority < priority) at--;
+      this.waiters.splice(at, 0, waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }

@@ -85,6 +85,7 @@ describe('PackingLog', () => {
         return base.partitioner(topic);
       },
       consume: (o) => base.consume(o),
+      listTopics: () => base.listTopics(),
       ping: () => base.ping(),
       close: () => base.close(),
     };

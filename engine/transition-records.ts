@@ -121,6 +121,10 @@ export class PackingLog implements EventLog {
     return this.base.consume(options);
   }
 
+  listTopics(): Promise<string[]> {
+    return this.base.listTopics();
+  }
+
   ping(): Promise<void> {
     return this.base.ping();
   }

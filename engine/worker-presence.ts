@@ -68,7 +68,11 @@ export class WorkerPresence {
 
   constructor(
     private readonly deps: WorkerPresenceDeps,
-    private readonly me: Pick<WorkerRecord, 'id' | 'host' | 'pid' | 'concurrency'> & { types: () => readonly string[] },
+    private readonly me: Pick<WorkerRecord, 'id' | 'host' | 'pid' | 'concurrency'> & {
+      types: () => readonly string[];
+      /** The queues served; none (or empty) for every queue. */
+      queues?: readonly string[];
+    },
   ) {}
 
   /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh. */
@@ -90,7 +94,7 @@ export class WorkerPresence {
     const now = clock.now();
     try {
       await store.upsertWorker({
-        id: this.me.id, host: this.me.host, pid: this.me.pid, queues: [ALL_QUEUES], types: [...this.me.types()].sort(),
+        id: this.me.id, host: this.me.host, pid: this.me.pid, queues: this.me.queues?.length ? [...this.me.queues] : [ALL_QUEUES], types: [...this.me.types()].sort(),
         concurrency: this.me.concurrency, startedAt: this.startedAt, lastSeenAt: now,
       });
       await store.purgeWorkers(now - PRESENCE_PURGE_MS);

@@ -9,7 +9,16 @@
  * record LEASE_EXPIRED, which retries it. Duplicate and stale dispatch messages
  * fail the claim (the machine rejects STARTED) and are skipped.
  *
- * Cancels arrive on the same topic, keyed by job id (see `CancelMessage`), and
+ * Dispatches travel on lanes, a topic per (queue, priority band)
+ * (engine/lanes.ts). A worker subscribes to the three lanes of each queue it
+ * serves, each in its lane's own consumer group; one serving every queue
+ * finds the lanes in the log as they appear (every `laneDiscoveryMs`). All
+ * lanes share the handler slots, and a freed slot goes to the waiting
+ * dispatch of the highest priority, so a `high` lane's job starts ahead of
+ * the `normal` ones the worker already holds. The lanes of a band are joined
+ * before those of the next band, so at start too the high ones go first.
+ *
+ * Cancels arrive on the job's lane, keyed by job id (see `CancelMessage`), and
  * are fenced like every other event: only the running entry of the cancelled
  * attempt is aborted, so a stale or redelivered cancel cannot touch a later
  * attempt. A cancel read by a worker that does not run that attempt (after a
@@ -33,10 +42,11 @@ import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { errorFields, withFields } from './logger.js';
+import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } from './lanes.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import {
-  TOPICS, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
+  type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
 import { Semaphore } from './semaphore.js';
@@ -56,7 +66,14 @@ export interface WorkerOptions {
   heartbeatMs: number;
   /** On stop, how long running handlers may finish before they are aborted. @defaultValue 10000 */
   shutdownGraceMs: number;
+  /** The queues this worker serves; none (or empty) serves every queue, finding their lanes as they appear. @defaultValue every queue */
+  queues?: readonly string[];
+  /** How often a worker serving every queue looks for lanes it does not read yet. @defaultValue 2000 */
+  laneDiscoveryMs?: number;
 }
+
+/** How often a worker serving every queue looks for new lanes, unless told otherwise. */
+export const LANE_DISCOVERY_MS = 2000;
 
 export interface WorkerDeps {
   log: EventLog;
@@ -136,6 +153,10 @@ export class Worker {
   private readonly running = new Map<string, Running>();
   private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, ApplyResult>;
   private subscriptions: Subscription[] = [];
+  /** The lanes subscribed to (or being subscribed to). */
+  private readonly lanes = new Set<string>();
+  /** The lane discovery loop of a worker serving every queue; resolves once it ended. */
+  private discovery: Promise<void> = Promise.resolve();
   private stopping = new AbortController();
   /** Aborted when outcome writes must stop being retried (shutdown grace over, or a crash). */
   private abandon = new AbortController();
@@ -151,19 +172,86 @@ export class Worker {
     this.outcomes = new Batcher((items) => deps.transitions.applyMany(items));
   }
 
+  /** Subscribes to the lanes of the queues served (those found in the log, when it serves every queue). */
   async start(): Promise<void> {
     this.stopping = new AbortController();
     this.abandon = new AbortController();
+    this.lanes.clear();
+    const { queues } = this.opts;
+    if (queues && queues.length > 0) {
+      await this.subscribe(queues.flatMap(lanesOf));
+      return;
+    }
+    await this.discoverLanes();
+    const signal = this.stopping.signal;
+    this.discovery = this.discoverUntil(signal);
+  }
+
+  /** The queues this worker serves; null for every queue. */
+  get queues(): readonly string[] | null {
+    const { queues } = this.opts;
+    return queues && queues.length > 0 ? queues : null;
+  }
+
+  /**
+   * Subscribes to the lanes of every queue with a lane in the log (and of
+   * the default queue): all three lanes of each, so a queue's first high
+   * job finds its lane read.
+   */
+  private async discoverLanes(): Promise<void> {
+    const found = new Set(lanesOf(LEGACY_QUEUE));
+    for (const topic of await this.deps.log.listTopics()) {
+      const lane = parseLane(topic);
+      if (lane) for (const t of lanesOfSegment(lane.segment)) found.add(t);
+    }
+    await this.subscribe([...found]);
+  }
+
+  private async discoverUntil(signal: AbortSignal): Promise<void> {
+    const every = this.opts.laneDiscoveryMs ?? LANE_DISCOVERY_MS;
+    while (await this.deps.clock.sleep(every, signal).then(() => true, () => false)) {
+      try {
+        await this.discoverLanes();
+      } catch (err) {
+        if (!signal.aborted) this.deps.logger.warn('worker: looking for new dispatch lanes failed; will look again', errorFields(err));
+      }
+    }
+  }
+
+  /**
+   * Subscribes to the lanes not read yet, band by band (high first: a band's
+   * lanes are joined before the next band's, so the high ones run first at
+   * start). A lane that fails to subscribe is left for the next discovery
+   * (or, with a fixed queue list, fails the start).
+   */
+  private async subscribe(topics: readonly string[]): Promise<void> {
     const { log } = this.deps;
-    this.subscriptions.push(await log.consume({
-      topic: TOPICS.dispatch, groupId: this.opts.groupId, fromBeginning: true,
-      handle: (records) => this.handleDispatches(records),
-    }));
+    const fresh = topics.filter((t) => !this.lanes.has(t));
+    for (const band of BANDS) {
+      const ofBand = fresh.filter((t) => (parseLane(t)?.band ?? 'normal') === band);
+      const results = await Promise.allSettled(ofBand.map(async (topic) => {
+        this.lanes.add(topic);
+        try {
+          const sub = await log.consume({
+            topic, groupId: laneGroup(this.opts.groupId, topic), fromBeginning: true,
+            handle: (records) => this.handleDispatches(records),
+          });
+          if (this.stopping.signal.aborted) await sub.stop();
+          else this.subscriptions.push(sub);
+        } catch (err) {
+          this.lanes.delete(topic);
+          throw err;
+        }
+      }));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
   }
 
   /** Stop taking work, let handlers finish up to the grace period, abort the rest. */
   async stop(): Promise<void> {
     this.stopping.abort(new AbortReason('shutdown', 'worker shutting down'));
+    await this.discovery;
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
@@ -186,6 +274,7 @@ export class Worker {
     this.stopping.abort(new AbortReason('shutdown', 'worker crashed'));
     this.abandon.abort(new AbortReason('shutdown', 'worker crashed'));
     for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker crashed'));
+    await this.discovery;
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
   }
@@ -241,7 +330,8 @@ export class Worker {
     }
     let i = 0;
     while (i < messages.length) {
-      await this.slots.acquire(this.stopping.signal);
+      // A dispatch of a higher priority waiting (another lane's) gets the freed slot first.
+      await this.slots.acquire(this.stopping.signal, priorityOf(messages[i]!));
       let n = 1;
       while (i + n < messages.length && this.slots.available > 0) {
         await this.slots.acquire();
@@ -481,6 +571,9 @@ export class Worker {
     }
   }
 }
+
+/** A dispatch's priority; 0 when it carries none that is a number. */
+const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);
 
 function isNonRetryable(e: unknown): boolean {
   return e instanceof NonRetryableError || (e as Error | undefined)?.name === 'NonRetryableError';

@@ -4,8 +4,9 @@
  * was acknowledged, tracks which dispatch messages were handled, injects
  * produce failures, and lets each worker's deliveries be gated and faulted.
  */
+import { isLane } from '../engine/lanes.js';
 import {
-  OUTBOX_ID_HEADER, TOPICS, type ConsumeOptions, type EventLog, type JobStore, type LogMessage, type LogRecord,
+  OUTBOX_ID_HEADER, type ConsumeOptions, type EventLog, type JobStore, type LogMessage, type LogRecord,
 } from '../engine/ports.js';
 
 /** A header our log adds to every message: which `publish` copy it is (settling tracks it). */
@@ -108,16 +109,21 @@ export class TrackedLog implements EventLog {
     return this.base.consume(options);
   }
 
+  listTopics(): Promise<string[]> {
+    return this.base.listTopics();
+  }
+
   /** The log as one worker sees it: its dispatch deliveries pass through `hooks`. */
   forWorker(hooks: DeliveryHooks): EventLog {
     return {
       ensureTopics: () => this.ensureTopics(),
       publish: (m) => this.publish(m),
       partitioner: (topic) => this.partitioner(topic),
+      listTopics: () => this.base.listTopics(),
       ping: () => this.base.ping(),
       close: async () => undefined,
       consume: (options) => {
-        if (options.topic !== TOPICS.dispatch) return this.base.consume(options);
+        if (!isLane(options.topic)) return this.base.consume(options);
         return this.base.consume({
           ...options,
           handle: async (records) => {
@@ -148,7 +154,7 @@ export class InjectedFault extends Error {
   }
 }
 
-const isDispatch = (m: { topic: string }): boolean => m.topic === TOPICS.dispatch;
+const isDispatch = (m: { topic: string }): boolean => isLane(m.topic);
 
 /** `j001#2` for a dispatch message's value. */
 export function describeDispatch(value: string): string {

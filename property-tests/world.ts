@@ -18,7 +18,8 @@ import { isTerminal } from '../machines/lifecycle.js';
 import { NonRetryableError } from '../engine/errors.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
-import { TOPICS, type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
+import { type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
+import { isLane } from '../engine/lanes.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
 import { PackingLog } from '../engine/transition-records.js';
@@ -593,5 +594,5 @@ export class World {
 
 /** `j001#1` per dispatch record, for traces and scheduler labels. */
 export function describeRecords(records: readonly LogRecord[]): string {
-  return records.filter((r) => r.topic === TOPICS.dispatch).map((r) => describeDispatch(r.value)).join(',');
+  return records.filter((r) => isLane(r.topic)).map((r) => describeDispatch(r.value)).join(',');
 }

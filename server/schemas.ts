@@ -32,7 +32,9 @@ export const MAX_PRIORITY = 1000;
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
 
-const Name = (description: string) => Type.String({ minLength: 1, maxLength: 200, pattern: NAME_PATTERN, description });
+/** The longest job type or queue name. */
+export const MAX_NAME_CHARS = 200;
+const Name = (description: string) => Type.String({ minLength: 1, maxLength: MAX_NAME_CHARS, pattern: NAME_PATTERN, description });
 const Ms = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
 const IsoTime = (description: string) => Type.String({ format: 'date-time', description });
 const Nullable = <T extends TSchema>(schema: T, description: string) => Type.Union([schema, Type.Null()], { description });

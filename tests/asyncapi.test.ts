@@ -24,6 +24,8 @@ import { progressMessage } from '../server/stream/protocol.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi } from './helpers/asyncapi.js';
 import { SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages } from './helpers/sample-messages.js';
 
+/** The channel of the dispatch lanes other than ats.dispatch (engine/lanes.ts). */
+const LANES_ADDRESS = 'ats.dispatch.{lane}';
 /** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
 const KAFKA_MESSAGES = ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions'];
 /** The stream messages the document gives examples of. */
@@ -49,12 +51,13 @@ describe('docs/asyncapi.yaml', () => {
     assert.equal(document.version(), '3.0.0');
     assert.equal(document.info().version(), String(SCHEMA_VERSION), 'info.version is the schema version of the ats-schema header');
     const addresses = document.channels().all().map((c) => c.address()).sort();
-    assert.deepEqual(addresses, ['/v1/stream', ...CODE_TOPICS.map((t) => `{prefix}${t}`)].sort());
-    const kafkaMessages = document.channels().all().filter((c) => c.address() !== '/v1/stream')
-      .flatMap((c) => c.messages().all().map((m) => m.id())).sort();
+    assert.deepEqual(addresses, ['/v1/stream', ...CODE_TOPICS.map((t) => `{prefix}${t}`), `{prefix}${LANES_ADDRESS}`].sort());
+    const kafkaMessages = [...new Set(document.channels().all().filter((c) => c.address() !== '/v1/stream')
+      .flatMap((c) => c.messages().all().map((m) => m.id())))].sort();
     assert.deepEqual(kafkaMessages, KAFKA_MESSAGES);
     assert.deepEqual(document.operations().all().map((o) => `${o.action()} ${o.channels().all()[0]!.address()}`).sort(), [
-      'receive /v1/stream', 'receive {prefix}ats.dispatch', 'send /v1/stream', 'send {prefix}ats.dispatch', 'send {prefix}ats.dlq', 'send {prefix}ats.events',
+      'receive /v1/stream', 'receive {prefix}ats.dispatch', `receive {prefix}${LANES_ADDRESS}`,
+      'send /v1/stream', 'send {prefix}ats.dispatch', `send {prefix}${LANES_ADDRESS}`, 'send {prefix}ats.dlq', 'send {prefix}ats.events',
     ]);
     const publishEvents = document.operations().all().find((o) => o.action() === 'send' && o.channels().all()[0]!.address() === '{prefix}ats.events');
     assert.deepEqual(publishEvents!.messages().all().map((m) => m.id()).sort(), ['transition', 'transitions'], 'the relay publishes both formats');

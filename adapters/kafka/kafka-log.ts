@@ -125,6 +125,13 @@ class KafkaEventLog implements EventLog {
     return tracked;
   }
 
+  async listTopics(): Promise<string[]> {
+    this.assertOpen();
+    const { topicPrefix } = this.opts;
+    const names = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs);
+    return names.filter((n) => n.startsWith(topicPrefix)).map((n) => n.slice(topicPrefix.length));
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
     try {

@@ -167,6 +167,11 @@ class MemoryEventLog implements MemoryLog {
     return { stop: () => (stopped ??= this.leave(cursor, member)) };
   }
 
+  async listTopics(): Promise<string[]> {
+    this.assertOpen();
+    return [...this.topics.keys()];
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
   }

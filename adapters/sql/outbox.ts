@@ -24,7 +24,7 @@
  * in-process log it would publish the row's text and delete it. Upgrade
  * relays first.
  */
-import { OUTBOX_ROW_MAX_MESSAGES, type OutboxMessage, type OutboxRow, type Topic } from '../../engine/ports.js';
+import { OUTBOX_ROW_MAX_MESSAGES, type OutboxMessage, type OutboxRow } from '../../engine/ports.js';
 import { chunkRows } from './batches.js';
 import type { Dialect } from './dialect.js';
 import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
@@ -171,7 +171,7 @@ export function rowsToMessages(rows: readonly Row[]): OutboxRow[] {
       const headers = h.startsWith('{') ? parseHeaders(h) : headersOf[Number(h)];
       if (headers === undefined) throw new Error(`outbox row ${id}: message ${i} refers to the headers of message ${h}, which it does not hold`);
       headersOf.push(headers);
-      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, lines[l] as Topic, lines[l + 1]!, lines[l + 3]!, headers, createdAt, null));
+      out.push(new StoredOutboxRow(id * MESSAGE_ID_FACTOR + i, lines[l]!, lines[l + 1]!, lines[l + 3]!, headers, createdAt, null));
     }
   }
   return out;

@@ -6,7 +6,7 @@
 import { project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, Topic, TraceContext,
+  DueJob, JobEventRecord, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -119,7 +119,7 @@ const UNPARSED = Symbol('unparsed');
 export class StoredOutboxRow implements OutboxRow {
   private parsed: unknown = UNPARSED;
   constructor(
-    readonly id: number, readonly topic: Topic, readonly key: string, readonly value: string,
+    readonly id: number, readonly topic: string, readonly key: string, readonly value: string,
     readonly headers: Record<string, string>, readonly createdAt: number, readonly publishedAt: number | null,
   ) {}
 
@@ -144,7 +144,7 @@ export function parseHeaders(text: string): Record<string, string> {
 
 export function rowToOutbox(r: Row): OutboxRow {
   return new StoredOutboxRow(
-    toNum(r.id), r.topic as Topic, String(r.msg_key), String(r.payload), parseHeaders(String(r.headers)),
+    toNum(r.id), String(r.topic), String(r.msg_key), String(r.payload), parseHeaders(String(r.headers)),
     toNum(r.created_at), toNumOrNull(r.published_at),
   );
 }

@@ -365,7 +365,10 @@ async function schedulerMessages(ctx: Ctx): Promise<void> {
   const sent = [...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events))];
   await ctx.log.publish(sent);
   const rec = new Recorder();
-  for (const topic of Object.values(TOPICS)) await ctx.consume({ topic, groupId: `contract-${topic}`, fromBeginning: true, handle: rec.handle });
+  // Every topic, the dispatch lanes of other queues and priorities included.
+  for (const topic of new Set([...Object.values(TOPICS), ...sent.map((m) => m.topic)])) {
+    await ctx.consume({ topic, groupId: `contract-${topic}`, fromBeginning: true, handle: rec.handle });
+  }
   await waitFor(ctx, `${sent.length} records`, () => rec.handled.length >= sent.length);
   await settle(ctx);
 

@@ -48,6 +48,8 @@ export class AsyncApiContract {
   /** The document as parsed, $refs left in place. */
   readonly doc: Obj;
   private readonly byTopic = new Map<string, CompiledMessage[]>();
+  /** Channels whose address has a parameter besides the prefix (`ats.dispatch.{lane}`): any value matches it. */
+  private readonly byPattern: Array<{ pattern: RegExp; messages: CompiledMessage[] }> = [];
   private readonly streamSend: CompiledMessage[];
   private readonly streamReceive: CompiledMessage[];
   private readonly examples: Array<{ message: string; example: Obj }> = [];
@@ -89,7 +91,12 @@ export class AsyncApiContract {
       const address = String(channel.address);
       if (!address.startsWith('{prefix}')) continue;
       const list = Object.values(channel.messages as Obj).map((ref) => messageOf(ref));
-      this.byTopic.set(address.slice('{prefix}'.length), list);
+      const topic = address.slice('{prefix}'.length);
+      if (!topic.includes('{')) this.byTopic.set(topic, list);
+      else {
+        const source = topic.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[A-Za-z0-9._-]+');
+        this.byPattern.push({ pattern: new RegExp(`^${source}$`), messages: list });
+      }
     }
     const streamOps = (action: string) => Object.values(this.at('#/operations') as Obj)
       .map((o) => o as Obj)
@@ -107,7 +114,7 @@ export class AsyncApiContract {
   /** Checks one Kafka record. `prefix` is stripped from a physical topic name. */
   checkRecord(record: KafkaRecord, prefix = ''): CheckResult {
     const topic = record.topic.startsWith(prefix) ? record.topic.slice(prefix.length) : record.topic;
-    const candidates = this.byTopic.get(topic);
+    const candidates = this.byTopic.get(topic) ?? this.byPattern.find((p) => p.pattern.test(topic))?.messages;
     if (!candidates) return { ok: false, errors: [`topic ${record.topic}: not in the document (prefix ${JSON.stringify(prefix)})`] };
     const kind = record.headers['ats-kind'];
     const message = candidates.find((m) => m.tag === kind);
