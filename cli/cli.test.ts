@@ -189,14 +189,15 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.equal(JSON.parse((await ats(['get', echoId, '--json'])).stdout).progress, null);
   });
 
-  test('workers: the server\'s own worker, live, with the types it handles; --json the API\'s JSON', async () => {
+  test('workers: the server\'s own worker, live, serving every queue, with the types it handles; --json the API\'s JSON', async () => {
     const r = await ats(['workers']);
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
-    assert.match(header!, /^ID\s+HOST\s+PID\s+TYPES\s+CONCURRENCY\s+LAST SEEN\s+LIVE$/);
+    assert.match(header!, /^ID\s+HOST\s+PID\s+QUEUES\s+TYPES\s+CONCURRENCY\s+LAST SEEN\s+LIVE$/);
     assert.equal(rows.length, 1, r.stdout);
-    const [, , pid, types, concurrency, lastSeen, live] = rows[0]!.split(/\s+/);
+    const [, , pid, queues, types, concurrency, lastSeen, live] = rows[0]!.split(/\s+/);
     assert.equal(pid, String(server!.pid));
+    assert.equal(queues, '*');
     assert.ok(types!.split(',').includes('demo.echo'), types);
     assert.match(concurrency!, /^\d+$/);
     assert.match(lastSeen!, /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/);

@@ -82,6 +82,32 @@ describe('config', () => {
     rejects({ httpHeadersTimeoutMs: 5000, httpRequestTimeoutMs: 4000 }, /ATS_HTTP_HEADERS_TIMEOUT_MS.*request timeout/);
   });
 
+  it('--queues / ATS_QUEUES: empty serves every queue; a list is trimmed and deduplicated; a bad name is refused naming the setting', () => {
+    assert.deepEqual(compileConfig({}).worker.queues, [], 'every queue by default');
+    assert.deepEqual(compileConfig({ queues: '  ' }).worker.queues, [], 'blank is every queue too');
+    assert.deepEqual(compileConfig(rawFromArgs(['--queues', 'email, reports'])).worker.queues, ['email', 'reports']);
+    assert.deepEqual(compileConfig(rawFromEnv({ ATS_QUEUES: 'email,reports' })).worker.queues, ['email', 'reports']);
+    assert.deepEqual(compileConfig(rawFromArgs(['--queues=reports,email,reports, email'])).worker.queues, ['reports', 'email'], 'duplicates dropped, first order kept');
+    assert.deepEqual(compileConfig({ queues: 'mail.v2:eu_1,a-b' }).worker.queues, ['mail.v2:eu_1', 'a-b'], 'every character a queue name may hold');
+    const env = { ...rawFromEnv({ ATS_QUEUES: 'email' }), ...rawFromArgs(['--queues', 'reports']) };
+    assert.deepEqual(compileConfig(env).worker.queues, ['reports'], 'the flag wins over the environment');
+    assert.ok(Object.isFrozen(compileConfig({ queues: 'a' }).worker.queues));
+    assert.deepEqual(compileConfig({ queues: 'q'.repeat(200) }).worker.queues, ['q'.repeat(200)], '200 characters is the longest name');
+
+    rejects({ queues: 'a,,b' }, /^ATS_QUEUES \(--queues\): an empty queue name/);
+    rejects({ queues: 'a,' }, /^ATS_QUEUES \(--queues\): an empty queue name/);
+    rejects({ queues: ',a' }, /^ATS_QUEUES \(--queues\): an empty queue name/);
+    rejects({ queues: 'email,bad queue' }, /^ATS_QUEUES \(--queues\): "bad queue" is not a queue name/);
+    rejects({ queues: 'a/b' }, /^ATS_QUEUES \(--queues\): "a\/b" is not a queue name/);
+    rejects({ queues: 'ok,caf\u00e9' }, /^ATS_QUEUES \(--queues\): "caf\u00e9" is not a queue name/);
+    rejects({ queues: 'q'.repeat(201) }, /^ATS_QUEUES \(--queues\): "q{60}" is not a queue name \(1 to 200 /);
+    // A huge value is refused without echoing all of it back.
+    const huge = 'x'.repeat(10 * 1024);
+    assert.throws(() => compileConfig({ queues: huge }), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG'
+      && /^ATS_QUEUES \(--queues\): /.test(e.message) && e.message.length < 300);
+    rejects(rawFromEnv({ ATS_QUEUES: 'a, ,b' }), /ATS_QUEUES.*empty queue name/);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

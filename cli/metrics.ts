@@ -4,8 +4,9 @@
  * server. `compose.ts` calls it once the roles are built.
  */
 import { serveMetrics, type MetricsServer } from '../adapters/metrics/http.js';
-import { kafkaLag, type KafkaLag } from '../adapters/metrics/kafka-lag.js';
+import { kafkaLag, type GroupTopic, type KafkaLag } from '../adapters/metrics/kafka-lag.js';
 import type { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
+import { isLane, laneGroup } from '../engine/lanes.js';
 import { TOPICS, type Clock, type JobStore, type Logger } from '../engine/ports.js';
 import type { Worker } from '../engine/worker.js';
 import type { StreamPlugin } from '../server/stream/index.js';
@@ -15,6 +16,21 @@ export interface MetricsWiring {
   /** Serves ATS_METRICS_PORT when set; resolves with its URL (null when off). */
   start(): Promise<string | null>;
   stop(): Promise<void>;
+}
+
+/** The most dispatch lanes whose lag is exported (lanes are named after queues, which users choose). */
+export const LAG_LANES_MAX = 100;
+
+/**
+ * Each dispatch lane among `topics` (Kafka's names) with the workers' group
+ * of it: `ats.dispatch` first, then the others by name, at most
+ * {@link LAG_LANES_MAX}.
+ */
+export function laneGroups(topics: readonly string[], prefix: string, groupId: string): GroupTopic[] {
+  const lanes = topics.filter((t) => t.startsWith(prefix)).map((t) => t.slice(prefix.length)).filter(isLane)
+    .sort((a, b) => (a === TOPICS.dispatch ? -1 : b === TOPICS.dispatch ? 1 : a < b ? -1 : a > b ? 1 : 0))
+    .slice(0, LAG_LANES_MAX);
+  return lanes.map((lane) => ({ group: prefix + laneGroup(groupId, lane), topic: prefix + lane }));
 }
 
 export function wireMetrics(
@@ -31,7 +47,7 @@ export function wireMetrics(
     ? kafkaLag({
         brokers: [...config.kafkaBrokers], clientId: `ats-${config.worker.workerId}-metrics`, connectTimeoutMs: 3000,
         // As Kafka names them: the topic prefix goes before the group id too (adapters/kafka).
-        groups: [{ group: config.topicPrefix + config.worker.groupId, topic: config.topicPrefix + TOPICS.dispatch }],
+        groups: (topics) => laneGroups(topics, config.topicPrefix, config.worker.groupId),
       })
     : null;
   if (lag) metrics.watchConsumerLag(() => lag.read(), clock);

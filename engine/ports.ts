@@ -500,9 +500,18 @@ export interface ConsumeOptions {
   /**
    * Handle records of one partition, in offset order. Offsets are committed only
    * after it resolves; if it throws, or the process dies, the records are
-   * delivered again (at-least-once).
+   * delivered again (at-least-once). `batch` says what is left behind them.
    */
-  handle(records: LogRecord[]): Promise<void>;
+  handle(records: LogRecord[], batch: BatchInfo): Promise<void>;
+}
+
+/** What a `handle` call is told beside its records. */
+export interface BatchInfo {
+  /**
+   * Records of the same partition after these that the log held when it
+   * fetched them (0: these were the last); newer records are not counted.
+   */
+  behind: number;
 }
 
 export interface Subscription {

@@ -57,6 +57,33 @@ describe('Semaphore', () => {
     assert.equal(s.available, 0);
   });
 
+  it('gives no slot, not even a free one, to a lower priority while higher work is announced', async () => {
+    const s = new Semaphore(2);
+    s.announce(0, 2);
+    assert.equal(s.tryAcquire(-5), false, 'a free slot is not taken past announced work of a higher priority');
+    let low = false;
+    const lowGot = s.acquire(undefined, -5).then(() => { low = true; });
+    assert.equal(s.tryAcquire(0), true, 'the announced priority itself may take one');
+    s.settle(0);
+    await tick();
+    assert.equal(low, false, 'one piece of priority 0 is still announced');
+    assert.equal(s.tryAcquire(3), true, 'a higher priority than any announced may take one');
+    s.release();
+    await tick();
+    assert.equal(low, false);
+    s.settle(0);
+    await lowGot;
+    assert.equal(s.available, 0);
+  });
+
+  it('a settle below zero, or of a priority never announced, leaves nothing announced', () => {
+    const s = new Semaphore(1);
+    s.settle(7);
+    s.announce(1);
+    s.settle(1, 5);
+    assert.equal(s.tryAcquire(-1000), true);
+  });
+
   it('a release with nobody waiting frees a slot', async () => {
     const s = new Semaphore(1);
     await s.acquire();

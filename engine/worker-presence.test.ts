@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobCount, WorkerRecord } from './ports.js';
-import { isLive, PRESENCE_INTERVAL_MS, PRESENCE_PURGE_MS, PRESENCE_TTL_MS, unserved, WorkerPresence } from './worker-presence.js';
+import { ALL_QUEUES, isLive, PRESENCE_INTERVAL_MS, PRESENCE_PURGE_MS, PRESENCE_TTL_MS, unserved, WorkerPresence } from './worker-presence.js';
 
 const NOW = 10_000_000;
 const worker = (o: Partial<WorkerRecord> = {}): WorkerRecord => ({
@@ -39,6 +39,24 @@ describe('unserved', () => {
     assert.deepEqual(unserved(counts, [worker({ queues: ['other', 'mail'] })], NOW), []);
     assert.deepEqual(unserved(counts, [], NOW), [{ type: 'email.send', queue: 'mail', waiting: 3 }], 'no worker at all');
   });
+
+  it('a queue no live worker serves is unserved even while workers handle the type for other queues', () => {
+    const counts = [
+      count('email.send', 'email', 'published', 2), count('email.send', 'nobody', 'pending', 1), count('email.send', 'nobody', 'published', 4),
+      count('email.send', 'reports', 'running', 1),
+    ];
+    const workers = [worker({ id: 'e', queues: ['email'] }), worker({ id: 'r', queues: ['reports'], types: ['email.send', 'report.build'] })];
+    assert.deepEqual(unserved(counts, workers, NOW), [{ type: 'email.send', queue: 'nobody', waiting: 5 }]);
+    // The queue is served, but by a worker without the type: still unserved.
+    assert.deepEqual(unserved(counts, [...workers, worker({ id: 'n', queues: ['nobody'], types: ['report.build'] })], NOW), [
+      { type: 'email.send', queue: 'nobody', waiting: 5 },
+    ]);
+    // A stale worker serving the queue serves nothing; a live one serving every queue serves it.
+    assert.deepEqual(unserved(counts, [...workers, worker({ id: 's', queues: ['nobody'], lastSeenAt: NOW - PRESENCE_TTL_MS - 1 })], NOW).length, 1);
+    assert.deepEqual(unserved(counts, [...workers, worker({ id: 'all', queues: ['*'] })], NOW), []);
+    // '*' is the every-queue marker, not a queue name that matches itself only.
+    assert.deepEqual(unserved([count('email.send', '*', 'pending', 1)], [worker({ queues: ['email'] })], NOW), [{ type: 'email.send', queue: '*', waiting: 1 }]);
+  });
 });
 
 for (const backend of STORE_BACKENDS) {
@@ -68,6 +86,31 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(me!.types, ['a.type', 'b.type', 'c.type']);
       await presence.stop();
       assert.deepEqual((await store.listWorkers()).map((w) => w.id), ['recent']);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it(`${backend.name}: a worker's row lists the queues it serves, or '*' when it serves every queue`, async () => {
+    const { store, cleanup } = await backend.open();
+    try {
+      await store.migrate();
+      const clock: Clock = { now: () => NOW, sleep: (_ms, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))) };
+      const base = { host: 'h', pid: 1, concurrency: 2, types: () => ['email.send'] };
+      const started = [
+        new WorkerPresence({ store, clock, logger: silentLogger }, { ...base, id: 'w-email', queues: ['email'] }),
+        new WorkerPresence({ store, clock, logger: silentLogger }, { ...base, id: 'w-two', queues: ['email', 'reports'] }),
+        new WorkerPresence({ store, clock, logger: silentLogger }, { ...base, id: 'w-empty', queues: [] }),
+        new WorkerPresence({ store, clock, logger: silentLogger }, { ...base, id: 'w-all' }),
+      ];
+      for (const p of started) await p.start();
+      const queuesOf = Object.fromEntries((await store.listWorkers()).map((w) => [w.id, w.queues]));
+      assert.deepEqual(queuesOf, { 'w-all': [ALL_QUEUES], 'w-email': ['email'], 'w-empty': [ALL_QUEUES], 'w-two': ['email', 'reports'] });
+      const counts = [count('email.send', 'reports', 'pending', 1), count('email.send', 'nobody', 'published', 2)];
+      await started[3]!.stop();
+      await started[2]!.stop();
+      assert.deepEqual(unserved(counts, await store.listWorkers(), NOW), [{ type: 'email.send', queue: 'nobody', waiting: 2 }]);
+      for (const p of started.slice(0, 2)) await p.stop();
     } finally {
       await cleanup();
     }

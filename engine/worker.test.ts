@@ -36,6 +36,8 @@ async function harness(
   opts: {
     clock?: Clock; logger?: Logger; workerTransitions?: (t: TransitionService) => TransitionService; leaseMs?: number;
     advisor?: WorkerDeps['advisor'];
+    /** The queues served. @defaultValue ['default'] (a worker serving every queue would also sleep between looks for new lanes) */
+    queues?: string[];
   } = {},
 ): Promise<Harness> {
   const clock = opts.clock ?? systemClock;
@@ -51,7 +53,10 @@ async function harness(
       log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry,
       ...(opts.advisor ? { advisor: opts.advisor } : {}),
     },
-    { workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: 10_000, shutdownGraceMs: 200 },
+    {
+      workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: 10_000, shutdownGraceMs: 200,
+      queues: opts.queues ?? ['default'],
+    },
   );
   relay.start();
   await worker.start();
@@ -408,7 +413,7 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
       await new Promise<void>((resolve) => (release = resolve));
     });
     const a = scripted({ lease: { leaseMs: 2_000, heartbeatMs: 50, p99Ms: 500, samples: 400 } });
-    const h = await harness(registry, { advisor: a.advisor });
+    const h = await harness(registry, { advisor: a.advisor, queues: ['q1'] });
     try {
       const r = await h.transitions.submit(spec('test.slow', { queue: 'q1' }));
       assert.ok(r.ok);

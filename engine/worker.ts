@@ -13,10 +13,13 @@
  * (engine/lanes.ts). A worker subscribes to the three lanes of each queue it
  * serves, each in its lane's own consumer group; one serving every queue
  * finds the lanes in the log as they appear (every `laneDiscoveryMs`). All
- * lanes share the handler slots, and a freed slot goes to the waiting
- * dispatch of the highest priority, so a `high` lane's job starts ahead of
- * the `normal` ones the worker already holds. The lanes of a band are joined
- * before those of the next band, so at start too the high ones go first.
+ * lanes share the handler slots (engine/semaphore.ts): each batch is claimed
+ * highest priority first, and while a batch holds dispatches not claimed
+ * yet, or Kafka holds more of a `high` or `normal` lane behind the last
+ * batch of a partition read here, no dispatch of a lower priority gets a
+ * slot; so a `high` lane's job starts ahead of the `normal` ones, and a
+ * `low` one waits for them. The lanes of a band are joined before those of the
+ * next band, so at start too the high ones go first.
  *
  * Cancels arrive on the job's lane, keyed by job id (see `CancelMessage`), and
  * are fenced like every other event: only the running entry of the cancelled
@@ -46,7 +49,7 @@ import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } fr
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import {
-  type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
+  type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
 import { Semaphore } from './semaphore.js';
@@ -70,6 +73,16 @@ export interface WorkerOptions {
   queues?: readonly string[];
   /** How often a worker serving every queue looks for lanes it does not read yet. @defaultValue 2000 */
   laneDiscoveryMs?: number;
+}
+
+/** How long a lane partition's backlog holds lower bands back after its batch was handled, unless a next batch renews it. */
+export const BACKLOG_HELD_MS = 1000;
+
+interface Backlog {
+  priority: number;
+  n: number;
+  /** Ends the wait that drops it, once its batch was handled. */
+  expire: AbortController | null;
 }
 
 /** How often a worker serving every queue looks for new lanes, unless told otherwise. */
@@ -155,6 +168,8 @@ export class Worker {
   private subscriptions: Subscription[] = [];
   /** The lanes subscribed to (or being subscribed to). */
   private readonly lanes = new Set<string>();
+  /** Per lane partition read here (`<lane>#<partition>`): the dispatches Kafka held behind its last batch. */
+  private readonly backlogs = new Map<string, Backlog>();
   /** The lane discovery loop of a worker serving every queue; resolves once it ended. */
   private discovery: Promise<void> = Promise.resolve();
   private stopping = new AbortController();
@@ -226,7 +241,7 @@ export class Worker {
    */
   private async subscribe(topics: readonly string[]): Promise<void> {
     const { log } = this.deps;
-    const fresh = topics.filter((t) => !this.lanes.has(t));
+    const fresh = [...new Set(topics)].filter((t) => !this.lanes.has(t));
     for (const band of BANDS) {
       const ofBand = fresh.filter((t) => (parseLane(t)?.band ?? 'normal') === band);
       const results = await Promise.allSettled(ofBand.map(async (topic) => {
@@ -234,7 +249,7 @@ export class Worker {
         try {
           const sub = await log.consume({
             topic, groupId: laneGroup(this.opts.groupId, topic), fromBeginning: true,
-            handle: (records) => this.handleDispatches(records),
+            handle: (records, batch) => this.handleDispatches(records, batch, topic),
           });
           if (this.stopping.signal.aborted) await sub.stop();
           else this.subscriptions.push(sub);
@@ -254,6 +269,7 @@ export class Worker {
     await this.discovery;
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
+    this.dropBacklogs();
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     const grace = this.deps.clock.sleep(this.opts.shutdownGraceMs).then(() => 'timeout' as const);
     if ((await Promise.race([all().then(() => 'done' as const), grace])) === 'timeout') {
@@ -277,16 +293,26 @@ export class Worker {
     await this.discovery;
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
+    this.dropBacklogs();
+  }
+
+  private dropBacklogs(): void {
+    for (const b of this.backlogs.values()) this.dropBacklog(b);
+    this.backlogs.clear();
   }
 
   get activeCount(): number {
     return this.running.size;
   }
 
-  /** Handler slots taken and free now (a slot is given back once its handler settled). */
-  slotUsage(): { busy: number; free: number } {
+  /**
+   * Handler slots taken and free now (a slot is given back once its handler
+   * settled), and dispatches read here waiting for one (one per lane
+   * partition at most: a batch asks for its next slot once it got the last).
+   */
+  slotUsage(): { busy: number; free: number; waiting: number } {
     const free = this.slots.available;
-    return { busy: this.opts.concurrency - free, free };
+    return { busy: this.opts.concurrency - free, free, waiting: this.slots.waiting };
   }
 
   /** Abort the handler of the cancelled attempt, if it runs here; any other attempt is left alone. */
@@ -305,7 +331,54 @@ export class Worker {
    * free slots: Kafka's offset commit follows, and must only cover claims that
    * are durable.
    */
-  private async handleDispatches(records: readonly LogRecord[]): Promise<void> {
+  private async handleDispatches(records: readonly LogRecord[], batch?: BatchInfo, lane?: string): Promise<void> {
+    const backlogHeld = lane !== undefined && records.length > 0 ? this.noteBacklog(lane, records[0]!.partition, batch?.behind ?? 0) : null;
+    try {
+      await this.claimDispatches(records);
+    } finally {
+      backlogHeld?.();
+    }
+  }
+
+  /**
+   * The dispatches left in Kafka behind a batch of a `high` or `normal` lane
+   * count as announced work of the band's lowest priority (1 or 0), so a
+   * lower band takes no slot while this worker's partitions of a higher lane
+   * still hold some. Each batch replaces its partition's figure; one that is
+   * not renewed within {@link BACKLOG_HELD_MS} of its batch's end (the
+   * partition went to another worker, or its records are gone) is dropped.
+   * Returns what to call when the batch is handled.
+   */
+  private noteBacklog(lane: string, partition: number, behind: number): () => void {
+    const band = parseLane(lane)?.band;
+    const floor = band === 'high' ? 1 : band === 'normal' ? 0 : null;
+    if (floor === null) return () => {};
+    const key = `${lane}#${partition}`;
+    const old = this.backlogs.get(key);
+    const entry: Backlog = { priority: floor, n: Math.max(0, behind), expire: null };
+    // The new figure before the old one goes, so no lower waiter slips through in between.
+    if (entry.n > 0) {
+      this.slots.announce(entry.priority, entry.n);
+      this.backlogs.set(key, entry);
+    } else this.backlogs.delete(key);
+    if (old) this.dropBacklog(old);
+    return () => {
+      if (this.backlogs.get(key) !== entry) return;
+      const expire = (entry.expire = new AbortController());
+      void this.deps.clock.sleep(BACKLOG_HELD_MS, expire.signal).then(() => {
+        if (this.backlogs.get(key) !== entry) return;
+        this.backlogs.delete(key);
+        this.dropBacklog(entry);
+      }, () => undefined);
+    };
+  }
+
+  private dropBacklog(b: Backlog): void {
+    b.expire?.abort();
+    this.slots.settle(b.priority, b.n);
+  }
+
+  private async claimDispatches(records: readonly LogRecord[]): Promise<void> {
     const messages: DispatchMessage[] = [];
     // Traced: each dispatch's record, for its trace headers and the attempt span's attributes.
     const read: LogRecord[] | null = this.deps.tracer ? [] : null;
@@ -328,17 +401,32 @@ export class Worker {
         read?.push(r);
       }
     }
-    let i = 0;
-    while (i < messages.length) {
-      // A dispatch of a higher priority waiting (another lane's) gets the freed slot first.
-      await this.slots.acquire(this.stopping.signal, priorityOf(messages[i]!));
-      let n = 1;
-      while (i + n < messages.length && this.slots.available > 0) {
-        await this.slots.acquire();
-        n++;
+    if (messages.length === 0) return;
+    const priorities = messages.map(priorityOf);
+    // Highest priority first (a stable sort; most batches are of one priority and need none), as the slots require.
+    if (priorities.some((p) => p !== priorities[0])) {
+      const order = priorities.map((_, k) => k).sort((a, b) => priorities[b]! - priorities[a]!);
+      for (const list of [messages, read, priorities] as Array<unknown[] | null>) {
+        if (list) list.splice(0, list.length, ...order.map((k) => list[k]));
       }
-      await this.claim(messages.slice(i, i + n), read?.slice(i, i + n));
-      i += n;
+    }
+    // Held here until claimed: while they are, no dispatch of a lower priority (another lane's) takes a slot.
+    for (const p of priorities) this.slots.announce(p);
+    let i = 0;
+    try {
+      while (i < messages.length) {
+        await this.slots.acquire(this.stopping.signal, priorities[i]!);
+        let n = 1;
+        while (i + n < messages.length && this.slots.tryAcquire(priorities[i + n])) n++;
+        try {
+          await this.claim(messages.slice(i, i + n), read?.slice(i, i + n));
+        } finally {
+          for (let k = i; k < i + n; k++) this.slots.settle(priorities[k]!);
+          i += n;
+        }
+      }
+    } finally {
+      for (let k = i; k < messages.length; k++) this.slots.settle(priorities[k]!);
     }
   }
 

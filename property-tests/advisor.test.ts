@@ -601,6 +601,8 @@ interface Workload {
 }
 
 const TASK_TYPES = ['prop.task', ...AWKWARD] as const;
+/** The queues of the jobs, which the workers serve by name (see the world's workers). */
+const JOB_QUEUES = ['prop', '__proto__', 'hasOwnProperty'] as const;
 /** The worker's own lease settings (the advisor's null answer). */
 const STATIC_LEASE = { leaseMs: 3000, heartbeatMs: 1000 };
 /** Simulated time after which a run that has not settled is called stuck. */
@@ -628,7 +630,7 @@ const backoffArb: fc.Arbitrary<BackoffPolicy> = fc.oneof(
 
 const jobPlanArb: fc.Arbitrary<JobPlan> = fc.record({
   type: fc.constantFrom(...TASK_TYPES),
-  queue: fc.constantFrom('prop', '__proto__', 'hasOwnProperty'),
+  queue: fc.constantFrom(...JOB_QUEUES),
   plan: fc.array(planArb, { minLength: 1, maxLength: 5 }),
   maxAttempts: fc.integer({ min: 1, max: 4 }),
   backoff: backoffArb,
@@ -710,7 +712,7 @@ class AdvisorWorld {
     const log = this.log.forWorker({ before: async () => undefined, after: () => undefined });
     run.worker = new Worker(
       { log, transitions: this.transitions, clock: this.clock.view(id), logger: silentLogger, registry, ...(this.advisor ? { advisor: this.advisor } : {}) },
-      { workerId: id, groupId: 'prop-advisor-workers', concurrency: 1000, ...STATIC_LEASE, shutdownGraceMs: 0 },
+      { workerId: id, groupId: 'prop-advisor-workers', concurrency: 1000, ...STATIC_LEASE, shutdownGraceMs: 0, queues: JOB_QUEUES },
     );
     this.workers[slot] = run;
     run.ready = run.worker.start();

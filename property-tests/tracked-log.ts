@@ -126,9 +126,9 @@ export class TrackedLog implements EventLog {
         if (!isLane(options.topic)) return this.base.consume(options);
         return this.base.consume({
           ...options,
-          handle: async (records) => {
+          handle: async (records, batch) => {
             await hooks.before(records);
-            await options.handle(records);
+            await options.handle(records, batch);
             hooks.after(records);
             for (const r of records) this.unhandled.delete(r.headers[NONCE_HEADER] ?? '');
           },

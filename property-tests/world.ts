@@ -239,6 +239,9 @@ export class World {
     const opts: WorkerOptions = {
       workerId: id, groupId: 'prop-workers', concurrency: 1000,
       leaseMs: TIMING.leaseMs, heartbeatMs: TIMING.heartbeatMs, shutdownGraceMs: 0,
+      // Every queue the jobs use, named: a worker serving every queue finds a new queue's lane on
+      // its next look (a sleep on the simulated clock), which a settle, advancing no time, never reaches.
+      queues: [QUEUE, ...AWKWARD_NAMES],
     };
     const log = this.log.forWorker({
       before: (records) => this.beforeDelivery(run, records),

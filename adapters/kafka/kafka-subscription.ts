@@ -7,7 +7,7 @@
  */
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
-import type { ConsumeOptions, LogRecord, Subscription } from '../../engine/ports.js';
+import type { BatchInfo, ConsumeOptions, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
 import { offsetCommitter, type OffsetCommitter } from './offset-committer.js';
@@ -158,10 +158,15 @@ function batchHandler(
   return async (payload) => {
     const { batch } = payload;
     try {
+      // Records of the partition after the batch that were in Kafka when it was fetched.
+      const lag = Math.max(0, Number(batch.offsetLag()) || 0);
+      let handed = 0;
       for (const part of chunk(batch.messages, tuning.maxBatch)) {
         if (!payload.isRunning() || payload.isStale()) return;
         const records = part.map((m) => toLogRecord(options.topic, batch.partition, m));
-        const outcome = await track(inFlight, handleWithHeartbeats(options, records, payload.heartbeat, tuning));
+        handed += part.length;
+        const info = { behind: batch.messages.length - handed + lag };
+        const outcome = await track(inFlight, handleWithHeartbeats(options, records, info, payload.heartbeat, tuning));
         if (!outcome.ok) {
           logger.warn('handle threw; its records will be delivered again', {
             topic: batch.topic, partition: batch.partition, offset: part[0].offset, error: String(outcome.error),
@@ -207,12 +212,12 @@ function commit(payload: EachBatchPayload, part: KafkaMessage[], committer: Offs
 
 /** Runs `handle`, heartbeating meanwhile so a long handle does not cost the partitions. */
 async function handleWithHeartbeats(
-  options: ConsumeOptions, records: LogRecord[], heartbeat: () => Promise<void>, tuning: Tuning,
+  options: ConsumeOptions, records: LogRecord[], info: BatchInfo, heartbeat: () => Promise<void>, tuning: Tuning,
 ): Promise<{ ok: true } | { ok: false; error: unknown }> {
   // A heartbeat refused during a rebalance is fine to ignore: the commit that follows tells.
   const timer = setInterval(() => { heartbeat().catch(() => {}); }, tuning.heartbeatIntervalMs);
   try {
-    await options.handle(records);
+    await options.handle(records, info);
     return { ok: true };
   } catch (error) {
     return { ok: false, error };

@@ -326,13 +326,13 @@ class MemoryEventLog implements MemoryLog {
     // Behind what retention dropped (a group back after leaving): go on from the oldest record still there.
     const from = (cursor.positions[p] = Math.max(cursor.positions[p], log.base));
     const batch = log.slice(from, this.opts.maxBatch);
-    if (batch.length > 0) this.deliver(cursor, p, lane.owner, batch);
+    if (batch.length > 0) this.deliver(cursor, p, lane.owner, batch, log.end - from - batch.length);
   }
 
-  private deliver(cursor: Cursor, p: number, owner: Member, batch: LogRecord[]): void {
+  private deliver(cursor: Cursor, p: number, owner: Member, batch: LogRecord[], behind: number): void {
     const lane = cursor.lanes[p];
     lane.busy = true;
-    const run = runHandle(owner, batch, this.opts.onHandleError).then((ok) => {
+    const run = runHandle(owner, batch, behind, this.opts.onHandleError).then((ok) => {
       lane.busy = false;
       if (ok) this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
       else this.scheduleRetry(lane);
@@ -456,9 +456,9 @@ class PartitionLog {
 }
 
 /** True when `handle` resolved; a throw (sync or async) means "deliver again". */
-async function runHandle(owner: Member, batch: LogRecord[], onError: CompiledOptions['onHandleError']): Promise<boolean> {
+async function runHandle(owner: Member, batch: LogRecord[], behind: number, onError: CompiledOptions['onHandleError']): Promise<boolean> {
   try {
-    await owner.handle(batch.map(copyRecord));
+    await owner.handle(batch.map(copyRecord), { behind });
     return true;
   } catch (error) {
     try {

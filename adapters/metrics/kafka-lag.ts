@@ -13,10 +13,18 @@ import type { ConsumerLag } from './prometheus.js';
 export interface KafkaLagOptions {
   brokers: string[];
   clientId: string;
-  /** Each group and the topic it consumes, as Kafka names them (with the topic prefix). */
-  groups: ReadonlyArray<{ group: string; topic: string }>;
+  /**
+   * Each group and the topic it consumes, as Kafka names them (with the topic
+   * prefix); or a function of the topics that exist, asked at each read.
+   */
+  groups: ReadonlyArray<GroupTopic> | ((topics: readonly string[]) => ReadonlyArray<GroupTopic>);
   /** @defaultValue 3000 */
   connectTimeoutMs?: number;
+}
+
+export interface GroupTopic {
+  group: string;
+  topic: string;
 }
 
 export interface KafkaLag {
@@ -42,7 +50,8 @@ export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
       if (closed) return [];
       await connect();
       const out: ConsumerLag[] = [];
-      for (const { group, topic } of opts.groups) {
+      const groups = typeof opts.groups === 'function' ? opts.groups(await admin.listTopics()) : opts.groups;
+      for (const { group, topic } of groups) {
         const [ends, committed] = await Promise.all([
           admin.fetchTopicOffsets(topic),
           admin.fetchOffsets({ groupId: group, topics: [topic] }),

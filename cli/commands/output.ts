@@ -167,7 +167,9 @@ export function scheduleDetail(s: ScheduleDetail): string {
 /** Rows of workers, as `ats workers` prints them (`*` in QUEUES: every queue; TYPES comma-separated). */
 export function workerTable(workers: readonly Worker[]): string[] {
   return table(
-    ['ID', 'HOST', 'PID', 'TYPES', 'CONCURRENCY', 'LAST SEEN', 'LIVE'],
-    workers.map((w) => [w.id, w.host, String(w.pid), w.types.length > 0 ? w.types.join(',') : '-', String(w.concurrency), w.lastSeenAt, yesNo(w.live)]),
+    ['ID', 'HOST', 'PID', 'QUEUES', 'TYPES', 'CONCURRENCY', 'LAST SEEN', 'LIVE'],
+    workers.map((w) => [
+      w.id, w.host, String(w.pid), w.queues.join(','), w.types.length > 0 ? w.types.join(',') : '-', String(w.concurrency), w.lastSeenAt, yesNo(w.live),
+    ]),
   );
 }

@@ -5,7 +5,8 @@ import { clientCommand, err, out, type CommandSpec } from './run.js';
 export const workersSpec: CommandSpec = {
   usage: 'ats workers [--json]',
   details: [
-    'Every registered worker by id: host, pid, the job types it handles, its concurrency, when it was last seen,',
+    'Every registered worker by id: host, pid, the queues it serves (* for every queue), the job types it handles,',
+    'its concurrency, when it was last seen,',
     'and whether it is live (seen within the last 15 s; a worker unseen for an hour is removed).',
     '--json  print the API\'s JSON (GET /v1/workers)',
   ],

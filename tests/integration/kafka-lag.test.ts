@@ -3,12 +3,15 @@
  * dispatches of the jobs submitted wait in `ats.dispatch` and the workers'
  * group lags by exactly that many messages (spread over the topic's
  * partitions); once a worker joins and runs them, the lag goes back to 0.
+ * A job of another queue and priority lags on its own lane, in that lane's
+ * group.
  */
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
+import { laneGroup, laneTopic } from '../../engine/lanes.js';
 import { silentLogger } from '../../engine/logger.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { parseExposition } from '../helpers/exposition.js';
@@ -31,27 +34,26 @@ describe('consumer lag of the workers\' group', { skip: ready ? false : 'MariaDB
     await api?.stop();
   });
 
-  /** Per partition, the lag /metrics shows for the workers' group on ats.dispatch. */
-  async function lag(): Promise<Map<string, number>> {
+  /** Per partition, the lag /metrics shows on `lane` (ats.dispatch by default), in the workers' group of that lane. */
+  async function lag(lane = 'ats.dispatch'): Promise<Map<string, number>> {
     const { port } = api.system.app!.server.address() as AddressInfo;
     const { samples } = parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
     const out = new Map<string, number>();
+    // As Kafka names them: the topic prefix goes before the group id too.
+    const { topicPrefix, worker: w } = api.system.config;
     for (const s of samples) {
-      if (s.name !== 'ats_kafka_consumer_lag') continue;
-      // As Kafka names them: the topic prefix goes before the group id too.
-      const { topicPrefix, worker: w } = api.system.config;
-      assert.equal(s.labels.group, topicPrefix + w.groupId);
-      assert.equal(s.labels.topic, `${topicPrefix}ats.dispatch`);
+      if (s.name !== 'ats_kafka_consumer_lag' || s.labels.topic !== topicPrefix + lane) continue;
+      assert.equal(s.labels.group, topicPrefix + laneGroup(w.groupId, lane));
       out.set(s.labels.partition!, s.value);
     }
     return out;
   }
 
-  /** Polls until the summed lag is `n` (the value is cached for up to 5 s), then returns the partitions' lags. */
-  async function lagReaches(n: number): Promise<Map<string, number>> {
+  /** Polls until the summed lag on `lane` is `n` (the value is cached for up to 5 s), then returns the partitions' lags. */
+  async function lagReaches(n: number, lane?: string): Promise<Map<string, number>> {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const l = await lag();
+      const l = await lag(lane);
       const total = [...l.values()].reduce((a, b) => a + b, 0);
       if (total === n) return l;
       assert.ok(Date.now() < deadline, `the lag stayed at ${total}, expected ${n}: ${JSON.stringify([...l])}`);
@@ -68,6 +70,13 @@ describe('consumer lag of the workers\' group', { skip: ready ? false : 'MariaDB
     }
     const before = await lagReaches(4);
     assert.equal(before.size, api.system.config.kafkaPartitions, 'one series per partition of ats.dispatch');
+    const urgent = await api.system.transitions.submit({ type: 'demo.echo', payload: {}, queue: 'email', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 5000, priority: 5 });
+    assert.ok(urgent.ok);
+    ids.push(urgent.job.id);
+    const lane = laneTopic('email', 5);
+    assert.equal(lane, 'ats.dispatch.email.high');
+    await lagReaches(1, lane);
+    assert.equal([...(await lag()).values()].reduce((a, b) => a + b, 0), 4, 'the email job is not on ats.dispatch');
 
     const config = compileConfig({
       ...FAST, roles: 'worker', mysqlUrl: api.mysqlUrl, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: api.prefix,
@@ -78,5 +87,6 @@ describe('consumer lag of the workers\' group', { skip: ready ? false : 'MariaDB
     for (const id of ids) await waitForJob(api.system.store, id, (j) => j.snapshot.value === 'done');
     const afterRun = await lagReaches(0);
     assert.ok([...afterRun.values()].every((v) => v === 0));
+    await lagReaches(0, lane);
   });
 });

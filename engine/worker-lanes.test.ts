@@ -1,0 +1,277 @@
+/**
+ * Dispatch lanes in the worker, on the embedded backends (SQLite in memory,
+ * the in-process log): a worker receives only the jobs of the queues it
+ * serves; one serving every queue finds a queue's lanes as they appear; a
+ * cancel reaches the handler on the job's lane; a freed handler slot goes to
+ * the highest priority dispatch waiting for one.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { createMemoryLog, type MemoryLog, type MemoryLogOptions } from '../adapters/memory/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { HandlerRegistry } from './handlers.js';
+import { laneTopic } from './lanes.js';
+import { silentLogger } from './logger.js';
+import type { JobRecord, JobSpec, JobStore } from './ports.js';
+import { Relay } from './relay.js';
+import { mathRandom, systemClock, ulidIds } from './system.js';
+import { TransitionService } from './transitions.js';
+import { Waker } from './wake.js';
+import { AbortReason, Worker, type WorkerOptions } from './worker.js';
+
+const TYPE = 'test.lane';
+
+const spec = (queue: string, extra: Partial<JobSpec> = {}): JobSpec => ({
+  type: TYPE, payload: {}, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
+});
+
+interface Harness {
+  store: JobStore;
+  log: MemoryLog;
+  transitions: TransitionService;
+  /** Starts a worker on the shared store and log (stopped by `stop`). */
+  worker(workerId: string, opts?: Partial<WorkerOptions>): Promise<Worker>;
+  submit(s: JobSpec): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A relay over an in-memory SQLite store and the in-process log (every record kept), and workers on them. */
+async function harness(registry: HandlerRegistry, logOptions: MemoryLogOptions = {}): Promise<Harness> {
+  const clock = systemClock;
+  const store = createSqliteStore({ file: ':memory:', clock });
+  await store.migrate();
+  const log = createMemoryLog({ retainAll: true, ...logOptions });
+  await log.ensureTopics();
+  const waker = new Waker();
+  const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds(), onCommit: () => waker.notify() });
+  const relay = new Relay({ store, log, transitions, clock, logger: silentLogger, waker }, { batchSize: 100, pollMs: 20, errorBackoffMs: 50, publishedDelayMs: 0 });
+  relay.start();
+  const workers: Worker[] = [];
+  return {
+    store, log, transitions,
+    async worker(workerId, opts = {}) {
+      const w = new Worker(
+        { log, transitions, clock, logger: silentLogger, registry },
+        { workerId, groupId: 'ats-workers', concurrency: 4, leaseMs: 120_000, heartbeatMs: 60_000, shutdownGraceMs: 200, ...opts },
+      );
+      await w.start();
+      workers.push(w);
+      return w;
+    },
+    async submit(s) {
+      const r = await transitions.submit(s);
+      assert.ok(r.ok, `submitted: ${JSON.stringify(r)}`);
+      return r.job.id;
+    },
+    async stop() {
+      for (const w of workers) await w.stop();
+      await relay.stop();
+      await log.close();
+      await store.close();
+    },
+  };
+}
+
+async function waitFor(store: JobStore, id: string, ok: (j: JobRecord) => boolean, what: string, timeoutMs = 5000): Promise<JobRecord> {
+  const deadline = Date.now() + timeoutMs;
+  let last: JobRecord | null = null;
+  while (Date.now() < deadline) {
+    last = await store.getJob(id);
+    if (last && ok(last)) return last;
+    await sleep(10);
+  }
+  assert.fail(`job ${id} did not reach ${what} within ${timeoutMs} ms (state ${last?.snapshot.value}, attempt ${last?.snapshot.context.attempt})`);
+}
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const isState = (...states: string[]) => (j: JobRecord) => states.includes(j.snapshot.value);
+
+/** The worker that claimed the job's first attempt (its STARTED event). */
+async function startedBy(store: JobStore, id: string): Promise<string | undefined> {
+  const started = (await store.getEvents(id)).find((e) => e.type === 'STARTED');
+  return (started?.data as { workerId?: string } | undefined)?.workerId;
+}
+
+/** Dispatches the worker read that wait for one of its handler slots. */
+const waitingForSlot = (w: Worker): number => w.slotUsage().waiting;
+
+/** Records the order handlers start in; each blocks until released by job id (or runs straight through when `block` says no). */
+function gatedRegistry(block: (payload: { name: string }) => boolean) {
+  const order: string[] = [];
+  const gates = new Map<string, () => void>();
+  const registry = new HandlerRegistry().register(TYPE, async (payload, ctx) => {
+    const { name } = payload as { name: string };
+    order.push(name);
+    if (block(payload as { name: string })) {
+      await new Promise<void>((resolve, reject) => {
+        gates.set(name, resolve);
+        ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+      });
+    }
+    return { name };
+  });
+  return { registry, order, release: (name: string) => gates.get(name)?.() };
+}
+
+describe('worker lanes: routing by queue', () => {
+  it('a worker serving email runs only email jobs; the reports jobs wait, published, until a worker serving reports runs them', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
+    const h = await harness(registry);
+    try {
+      const email = await h.worker('w-email', { queues: ['email'] });
+      const emails = [];
+      const reports = [];
+      for (let i = 0; i < 3; i++) {
+        emails.push(await h.submit(spec('email', { priority: i - 1 }))); // one job in each band
+        reports.push(await h.submit(spec('reports', { priority: i - 1 })));
+      }
+      for (const id of emails) await waitFor(h.store, id, isState('done'), 'done');
+      // Every reports dispatch is in its lane, and every lane the worker reads is handled.
+      await until('the reports dispatches on their lanes', async () => [-1, 0, 1].every((p) => h.log.messages(laneTopic('reports', p)).length === 1));
+      await h.log.drain();
+      for (const id of reports) {
+        const j = await h.store.getJob(id);
+        assert.equal(j?.snapshot.value, 'published', 'a reports job waits for a worker of its queue');
+        assert.equal(j?.snapshot.context.attempt, 0, 'never claimed');
+      }
+      assert.equal(email.counters.claimed, 3);
+      assert.equal(email.counters.skipped + email.counters.unhandled, 0);
+      for (const id of emails) assert.equal(await startedBy(h.store, id), 'w-email');
+
+      const reporter = await h.worker('w-reports', { queues: ['reports'] });
+      for (const id of reports) {
+        const done = await waitFor(h.store, id, isState('done'), 'done');
+        assert.deepEqual(done.snapshot.context.result, { queue: 'reports' });
+        assert.equal(await startedBy(h.store, id), 'w-reports');
+      }
+      assert.equal(reporter.counters.claimed, 3);
+      assert.equal(email.counters.claimed, 3, 'the email worker took no reports job');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a worker serving every queue runs the jobs of queues that existed at its start and of a queue that appears later', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
+    const h = await harness(registry);
+    try {
+      const early = await h.submit(spec('early'));
+      await waitFor(h.store, early, isState('published'), 'published');
+      const all = await h.worker('w-all', { laneDiscoveryMs: 20 });
+      await waitFor(h.store, early, isState('done'), 'done (a lane in the log at start)');
+
+      // Queue "late" has no lane at all until its first job is dispatched.
+      assert.ok(!(await h.log.listTopics()).some((t) => t.startsWith(laneTopic('late', 0))), 'no lane of queue late yet');
+      const late = [await h.submit(spec('late')), await h.submit(spec('late', { priority: 9 })), await h.submit(spec('late', { priority: -9 }))];
+      for (const id of late) {
+        const done = await waitFor(h.store, id, isState('done'), 'done (its lane found by discovery)');
+        assert.deepEqual(done.snapshot.context.result, { queue: 'late' });
+        assert.equal(await startedBy(h.store, id), 'w-all');
+      }
+      assert.equal(all.counters.claimed, 4);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker lanes: cancels travel on the job\'s lane', () => {
+  for (const [queue, priority] of [['email', 0], ['default', 5], ['reports', -2]] as const) {
+    it(`cancelling a running job of queue ${queue}, priority ${priority} aborts its handler (the cancel message, not a heartbeat)`, async () => {
+      const aborted: unknown[] = [];
+      const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => {
+        await new Promise<void>((_, reject) => ctx.signal.addEventListener('abort', () => {
+          aborted.push(ctx.signal.reason);
+          reject(ctx.signal.reason);
+        }));
+      });
+      const h = await harness(registry);
+      try {
+        // Heartbeats every minute: within this test only the cancel message can abort the handler.
+        const w = await h.worker('w1', { queues: [queue] });
+        const id = await h.submit(spec(queue, { priority }));
+        await waitFor(h.store, id, isState('running'), 'running');
+        assert.ok((await h.transitions.apply(id, { type: 'CANCEL', reason: 'no longer needed' })).ok);
+        await until('the handler aborted', () => aborted.length > 0);
+        const reason = aborted[0];
+        assert.ok(reason instanceof AbortReason && reason.kind === 'cancelled', `aborted by: ${String(reason)}`);
+        assert.match(reason.message, /^the job was cancelled: no longer needed/);
+        const lane = laneTopic(queue, priority);
+        const cancels = h.log.messages(lane).filter((m) => m.key === id && m.headers['ats-kind'] === 'cancel');
+        assert.equal(cancels.length, 1, `the cancel is on the job's lane ${lane}`);
+        assert.equal(w.counters.cancelsIgnored, 0);
+        await until('the worker let go of the attempt', () => w.activeCount === 0);
+        assert.equal((await h.store.getJob(id))?.snapshot.value, 'cancelled');
+      } finally {
+        await h.stop();
+      }
+    });
+  }
+});
+
+describe('worker lanes: a freed slot goes to the highest priority waiting', () => {
+  it('with one slot held, a high-priority job submitted after normal ones of the same queue runs next', async () => {
+    const g = gatedRegistry((p) => p.name === 'blocker');
+    // One partition: the normal jobs queue up behind each other on their lane, as they do per partition.
+    const h = await harness(g.registry, { partitions: 1 });
+    try {
+      const w = await h.worker('w1', { queues: ['q'], concurrency: 1 });
+      const blocker = await h.submit(spec('q', { payload: { name: 'blocker' } }));
+      await waitFor(h.store, blocker, isState('running'), 'running');
+      const normals = [];
+      for (const name of ['n1', 'n2', 'n3']) normals.push(await h.submit(spec('q', { payload: { name } })));
+      await until('a normal dispatch waiting for the slot', () => waitingForSlot(w) === 1);
+      const high = await h.submit(spec('q', { payload: { name: 'high' }, priority: 5 }));
+      await until('the high dispatch waiting for the slot too', () => waitingForSlot(w) === 2);
+      g.release('blocker');
+      for (const id of [blocker, high, ...normals]) await waitFor(h.store, id, isState('done'), 'done');
+      assert.deepEqual(g.order, ['blocker', 'high', 'n1', 'n2', 'n3']);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a dispatch whose priority is missing or not a number is run as priority 0: a high one still goes ahead of it', async () => {
+    const g = gatedRegistry((p) => p.name === 'blocker');
+    const h = await harness(g.registry, { partitions: 1 });
+    try {
+      const w = await h.worker('w1', { queues: ['q'], concurrency: 1 });
+      const blocker = await h.submit(spec('q', { payload: { name: 'blocker' } }));
+      await waitFor(h.store, blocker, isState('running'), 'running');
+      // Jobs of a queue no worker serves; their dispatches are sent again on q's lane without a usable priority.
+      const odd = [await h.submit(spec('side', { payload: { name: 'missing' } })), await h.submit(spec('side', { payload: { name: 'text' } }))];
+      for (const id of odd) await waitFor(h.store, id, isState('published'), 'published');
+      const [missing, text] = odd.map((id) => h.log.messages(laneTopic('side', 0)).find((m) => m.key === id)!);
+      assert.ok(missing && text, 'the dispatches of the side jobs');
+      const without = JSON.parse(missing.value) as Record<string, unknown>;
+      delete without.priority;
+      const worded = { ...(JSON.parse(text.value) as Record<string, unknown>), priority: 'urgent' };
+      // One batch, the worded one first: it is the one waiting for the slot when the high one arrives.
+      await h.log.publish([
+        { topic: laneTopic('q', 0), key: text.key, value: JSON.stringify(worded), headers: text.headers },
+        { topic: laneTopic('q', 0), key: missing.key, value: JSON.stringify(without), headers: missing.headers },
+      ]);
+      await until('the odd dispatches waiting for the slot', () => waitingForSlot(w) === 1);
+      const high = await h.submit(spec('q', { payload: { name: 'high' }, priority: 1 }));
+      await until('the high dispatch waiting for the slot too', () => waitingForSlot(w) === 2);
+      g.release('blocker');
+      for (const id of [blocker, high, ...odd]) await waitFor(h.store, id, isState('done'), 'done');
+      assert.deepEqual(g.order, ['blocker', 'high', 'text', 'missing']);
+      // The worker goes on working.
+      const after = await h.submit(spec('q', { payload: { name: 'after' } }));
+      await waitFor(h.store, after, isState('done'), 'done');
+      assert.equal(w.counters.claimed, 5);
+    } finally {
+      await h.stop();
+    }
+  });
+});

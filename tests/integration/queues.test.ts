@@ -1,0 +1,96 @@
+/**
+ * Queue routing on MariaDB + Kafka: two workers serving different queues
+ * (email, reports) each run only the jobs of their own queue, every band of
+ * it; the registry shows each worker's queues; and jobs of a queue no live
+ * worker serves wait, listed as unserved in `/v1/stats`, not failed or
+ * claimed by a worker of another queue.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, it } from 'node:test';
+import { compose, type System } from '../../cli/compose.js';
+import { compileConfig } from '../../cli/config.js';
+import { HandlerRegistry } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import type { JobSpec } from '../../engine/ports.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import { kafkaBrokers } from '../helpers/kafka.js';
+import { FAST, isState, startTestSystem, waitForJob, type TestSystem } from '../helpers/system.js';
+
+const TYPE = 'test.queued';
+const registry = () => new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
+
+let t: TestSystem;
+const workers: System[] = [];
+
+/** A worker-only process's roles, in this process, on the same database and topics, serving `queues`. */
+async function startWorker(workerId: string, queues: string): Promise<System> {
+  const config = compileConfig({
+    ...FAST, mysqlUrl: t.mysqlUrl, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: t.prefix,
+    roles: 'worker', workerGroup: `${t.prefix}workers`, workerId, queues, advisor: 'off',
+  }, { hostname: 'test', pid: process.pid });
+  const system = await compose(config, { registry: registry(), logger: silentLogger });
+  workers.push(system);
+  await system.start();
+  return system;
+}
+
+before(async () => {
+  // api, relay and timers here, with no worker: only the two below run jobs.
+  t = await startTestSystem({ roles: 'api,relay,timers', registry: registry(), raw: { advisor: 'off' } });
+});
+after(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+  await t?.stop();
+});
+
+const spec = (queue: string, priority: number): JobSpec => ({
+  type: TYPE, payload: {}, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 10_000, priority,
+});
+
+it('each job runs on a worker serving its queue; a queue no live worker serves waits, shown as unserved', { timeout: 60_000 }, async () => {
+  const { store, transitions, app } = t.system;
+  await Promise.all([startWorker('w-email', 'email'), startWorker('w-reports', 'reports')]);
+
+  const served = { email: 'w-email', reports: 'w-reports' } as const;
+  const jobs: Array<{ id: string; queue: keyof typeof served }> = [];
+  for (const queue of ['email', 'reports'] as const) {
+    for (const priority of [0, 0, 5, -5]) jobs.push({ id: (await transitions.submit(spec(queue, priority))).job.id, queue });
+  }
+  const nobody = [(await transitions.submit(spec('nobody', 0))).job.id, (await transitions.submit(spec('nobody', 3))).job.id];
+
+  for (const { id, queue } of jobs) {
+    const done = await waitForJob(store, id, isState('done'), 30_000, `done (queue ${queue})`);
+    assert.deepEqual(done.snapshot.context.result, { queue });
+    const started = (await store.getEvents(id)).filter((e) => e.type === 'STARTED');
+    assert.deepEqual(started.map((e) => (e.data as { workerId?: string }).workerId), [served[queue]], `job ${id} of queue ${queue} started by its queue's worker`);
+  }
+  assert.deepEqual(workers.map((w) => w.worker?.counters.claimed), [4, 4], 'each worker claimed its own four jobs');
+  assert.deepEqual(workers.map((w) => w.worker?.counters.skipped), [0, 0]);
+
+  assert.ok(app, 'the api role runs here');
+  const list = await app.inject({ method: 'GET', url: '/v1/workers' });
+  assert.equal(list.statusCode, 200, list.body);
+  const views = (list.json() as { workers: Array<{ id: string; queues: string[]; types: string[]; live: boolean }> }).workers;
+  assert.deepEqual(
+    views.map(({ id, queues, types, live }) => ({ id, queues, types, live })),
+    [
+      { id: 'w-email', queues: ['email'], types: [TYPE], live: true },
+      { id: 'w-reports', queues: ['reports'], types: [TYPE], live: true },
+    ],
+  );
+
+  // Both workers handle the type, but neither serves queue "nobody".
+  const stats = await app.inject({ method: 'GET', url: '/v1/stats' });
+  assert.equal(stats.statusCode, 200, stats.body);
+  assert.deepEqual((stats.json() as { unserved?: unknown }).unserved, [{ type: TYPE, queue: 'nobody', waiting: 2 }]);
+
+  // Still waiting a while later: dispatched on their lanes, never claimed, never failed.
+  await sleep(1_000);
+  for (const id of nobody) {
+    const j = await store.getJob(id);
+    assert.ok(j && ['pending', 'published'].includes(j.snapshot.value), `a job of queue nobody waits: ${j?.snapshot.value}`);
+    assert.equal(j.snapshot.context.attempt, 0, 'never claimed');
+    assert.ok(!(await store.getEvents(id)).some((e) => e.type === 'STARTED' || e.type === 'FAILED'));
+  }
+});
