@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { createMemoryLog, type MemoryLog, type MemoryLogOptions } from '../adapters/memory/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { waitForJob } from '../tests/helpers/system.js';
 import { HandlerRegistry } from './handlers.js';
 import { laneTopic } from './lanes.js';
 import { silentLogger } from './logger.js';
@@ -74,16 +75,9 @@ async function harness(registry: HandlerRegistry, logOptions: MemoryLogOptions =
   };
 }
 
-async function waitFor(store: JobStore, id: string, ok: (j: JobRecord) => boolean, what: string, timeoutMs = 5000): Promise<JobRecord> {
-  const deadline = Date.now() + timeoutMs;
-  let last: JobRecord | null = null;
-  while (Date.now() < deadline) {
-    last = await store.getJob(id);
-    if (last && ok(last)) return last;
-    await sleep(10);
-  }
-  assert.fail(`job ${id} did not reach ${what} within ${timeoutMs} ms (state ${last?.snapshot.value}, attempt ${last?.snapshot.context.attempt})`);
-}
+/** Polls the job until `ok` (the shared helper, with this file's shorter default wait). */
+const waitFor = (store: JobStore, id: string, ok: (j: JobRecord) => boolean, what: string, timeoutMs = 5000): Promise<JobRecord> =>
+  waitForJob(store, id, ok, timeoutMs, what);
 
 async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

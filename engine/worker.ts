@@ -332,9 +332,13 @@ export class Worker {
    * are durable.
    */
   private async handleDispatches(records: readonly LogRecord[], batch?: BatchInfo, lane?: string): Promise<void> {
+    const { messages, read, priorities } = this.readDispatches(records);
+    // Held here until claimed: while they are, no dispatch of a lower priority (another lane's) takes a slot.
+    for (const p of priorities) this.slots.announce(p);
+    // Announced before the partition's previous backlog figure goes, so no lower waiter slips through in between.
     const backlogHeld = lane !== undefined && records.length > 0 ? this.noteBacklog(lane, records[0]!.partition, batch?.behind ?? 0) : null;
     try {
-      await this.claimDispatches(records);
+      await this.claimDispatches(messages, read, priorities);
     } finally {
       backlogHeld?.();
     }
@@ -378,7 +382,13 @@ export class Worker {
     this.slots.settle(b.priority, b.n);
   }
 
-  private async claimDispatches(records: readonly LogRecord[]): Promise<void> {
+  /**
+   * The batch's dispatches this worker can run, highest priority first (a
+   * stable sort; most batches are of one priority and need none), with their
+   * records (when traced) and priorities. Applies the batch's cancels on the
+   * way, and skips what it cannot read or has no handler for.
+   */
+  private readDispatches(records: readonly LogRecord[]): { messages: DispatchMessage[]; read: LogRecord[] | null; priorities: number[] } {
     const messages: DispatchMessage[] = [];
     // Traced: each dispatch's record, for its trace headers and the attempt span's attributes.
     const read: LogRecord[] | null = this.deps.tracer ? [] : null;
@@ -401,17 +411,23 @@ export class Worker {
         read?.push(r);
       }
     }
-    if (messages.length === 0) return;
     const priorities = messages.map(priorityOf);
-    // Highest priority first (a stable sort; most batches are of one priority and need none), as the slots require.
+    // Highest priority first, as the slots require of announced work.
     if (priorities.some((p) => p !== priorities[0])) {
       const order = priorities.map((_, k) => k).sort((a, b) => priorities[b]! - priorities[a]!);
       for (const list of [messages, read, priorities] as Array<unknown[] | null>) {
         if (list) list.splice(0, list.length, ...order.map((k) => list[k]));
       }
     }
-    // Held here until claimed: while they are, no dispatch of a lower priority (another lane's) takes a slot.
-    for (const p of priorities) this.slots.announce(p);
+    return { messages, read, priorities };
+  }
+
+  /**
+   * Claims the announced dispatches, each once a slot is free for it, several
+   * in one transaction when several slots are; each is settled once its
+   * claim is written or given up.
+   */
+  private async claimDispatches(messages: readonly DispatchMessage[], read: readonly LogRecord[] | null, priorities: readonly number[]): Promise<void> {
     let i = 0;
     try {
       while (i < messages.length) {

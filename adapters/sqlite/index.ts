@@ -23,16 +23,35 @@ export interface SqliteStoreOptions extends SqlStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * Runs `step` again while SQLite answers SQLITE_BUSY, for up to `timeoutMs`.
+ * The switch to WAL can fail at once, without waiting out busy_timeout, when
+ * another process opens the same fresh file at the same moment.
+ */
+function retryWhileBusy<T>(step: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return step();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+      Atomics.wait(pause, 0, 0, 10); // a synchronous 10 ms pause: the store opens synchronously
+    }
+  }
+}
+
 /** Open (or create) the database in WAL mode. Does not migrate: call `migrate()`. */
 export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   const memory = opts.file === ':memory:' || opts.file === '';
   if (!memory) mkdirSync(dirname(resolve(opts.file)), { recursive: true });
   const db = new Database(opts.file);
+  const busyTimeoutMs = Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000));
   // busy_timeout first: switching to WAL takes a lock another process may hold.
-  db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   // WAL: readers do not block the writer. synchronous stays FULL (the default):
   // an accepted job must survive a power cut, not only a process crash.
-  if (!memory) db.pragma('journal_mode = WAL');
+  if (!memory) retryWhileBusy(() => db.pragma('journal_mode = WAL'), busyTimeoutMs);
   db.pragma('synchronous = FULL');
   return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
 }

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { createKafkaLog } from '../../adapters/kafka/index.js';
 import { SETTINGS } from '../../cli/config.js';
-import type { Logger } from '../../engine/ports.js';
+import { lanesOf } from '../../engine/lanes.js';
+import { TOPICS, type Logger } from '../../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 import { startUntilReady } from '../helpers/processes.js';
 type Line = Record<string, unknown>;
@@ -61,10 +62,12 @@ it('a second start on existing topics logs no error or warning about them; kafka
     const loud = lines.filter((l) => (l.level === 'error' || l.level === 'warn') && mentionsExistingTopic(l));
     assert.deepEqual(loud, [], `run ${run}: error/warn lines about existing topics:\n${show(loud)}`);
   }
-  // Run 1 created the three topics; run 2 found them. kafkajs's ERROR for the broker's answer is at debug.
+  // Run 1 created the topics (the three, and the default queue's other two dispatch lanes, which its
+  // worker reads); run 2 found them. kafkajs's ERROR for the broker's answer is at debug.
+  const topics = [...new Set([...Object.values(TOPICS), ...lanesOf('default')])].sort();
   assert.deepEqual(first.filter((l) => l.msg === 'kafka: topic created').map((l) => [l.level, l.topic]).sort(),
-    ['ats.dispatch', 'ats.dlq', 'ats.events'].map((t) => ['info', prefix + t]), show(first));
-  assert.equal(second.filter((l) => l.msg === 'kafka: topic exists' && l.level === 'debug').length, 3, show(second));
+    topics.map((t) => ['info', prefix + t]), show(first));
+  assert.equal(second.filter((l) => l.msg === 'kafka: topic exists' && l.level === 'debug').length, topics.length, show(second));
   const answers = second.filter((l) => l.component === 'kafkajs' && mentionsExistingTopic(l));
   assert.ok(answers.length >= 1, `run 2 logged no answer to createTopics at all:\n${show(second)}`);
   for (const l of answers) assert.deepEqual([l.level, l.kafkaLevel], ['debug', 'ERROR'], JSON.stringify(l));

@@ -23,6 +23,7 @@ import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { TransitionMessage } from '../../engine/messages.js';
+import { laneTopic } from '../../engine/lanes.js';
 import { OUTBOX_ID_HEADER, TOPICS, type JobSpec, type LogRecord, type Subscription } from '../../engine/ports.js';
 import { EVENTS_FORMATS, transitionsOf, type EventsFormat } from '../../engine/transition-records.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
@@ -34,6 +35,12 @@ const spec = (type: string, payload: unknown, extra: Partial<JobSpec> = {}): Job
   type, payload, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...extra,
 });
 const fixed = (delayMs: number) => ({ kind: 'fixed', delayMs }) as const;
+/** The cancelled job's queue and priority: its dispatch and cancel travel on a lane other than ats.dispatch. */
+const CANCELLED_LANE = { queue: 'other', priority: 5 } as const;
+/** Every dispatch lane the jobs use. */
+const LANES = [TOPICS.dispatch, laneTopic(CANCELLED_LANE.queue, CANCELLED_LANE.priority)];
+/** What the readers read: every topic, and the lanes. */
+const READ_TOPICS = [...new Set([...Object.values(TOPICS), ...LANES])];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The demo handlers plus `test.block`: runs until aborted, and records why. */
@@ -67,7 +74,7 @@ async function runAllPaths(system: System, aborted: Map<string, string>): Promis
     retried: await submit(spec('demo.fail', { failTimes: 1 }, { backoff: fixed(50) })),
     delayed: await submit(spec('demo.echo', { delayed: true }, { runAt: Date.now() + 300 })),
     dead: await submit(spec('demo.fail', { always: true }, { maxAttempts: 2, backoff: fixed(50) })),
-    cancelled: await submit(spec('test.block', {}, { queue: 'other', priority: 5 })),
+    cancelled: await submit(spec('test.block', {}, CANCELLED_LANE)),
   };
   await waitForJob(store, ids.cancelled, isState('running'));
   assert.ok((await transitions.apply(ids.cancelled, { type: 'CANCEL', reason: 'no longer needed' })).ok);
@@ -125,8 +132,9 @@ async function checkEveryRecord(
     const got = published.filter((t) => t.jobId === id).map((t) => [t.seq, t.type, t.from, t.to]);
     assert.deepEqual(got, stored, `transitions of ${id}: one per stored event, in order`);
   }
-  // ats.dispatch: a dispatch for every attempt started; the cancel of the running attempt.
-  const onDispatch = payloads(TOPICS.dispatch);
+  // The dispatch lanes: a dispatch for every attempt started; the cancel of the running attempt, on its job's lane.
+  const onDispatch = LANES.flatMap(payloads);
+  assert.ok(payloads(LANES[1]!).some((d) => d.jobId === ids.cancelled && d.kind === 'cancel'), 'the cancel on the lane of the job it cancels');
   for (const id of jobs) {
     for (const e of history.get(id)!.filter((ev) => ev.type === 'STARTED')) {
       const attempt = (e.data as { attempt: number }).attempt;
@@ -153,7 +161,7 @@ for (const format of EVENTS_FORMATS) {
       dir = mkdtempSync(join(tmpdir(), 'ats-contract-'));
       const config = compileConfig({ ...FAST, dataDir: dir, eventsFormat: format }, { hostname: 'test', pid: process.pid });
       system = await compose(config, { registry: registry(aborted), logger: silentLogger });
-      for (const topic of Object.values(TOPICS)) {
+      for (const topic of READ_TOPICS) {
         subs.push(await system.log.consume({
           topic, groupId: 'contract-reader', fromBeginning: true, handle: async (rs) => void records.push(...rs),
         }));
@@ -190,7 +198,7 @@ describe('every published message matches docs/asyncapi.yaml: MariaDB + Kafka', 
     const placed: Array<{ jobId: string; partition: number }> = [];
     await consumer.connect();
     try {
-      const topics = Object.values(TOPICS).map((topic) => `${t.prefix}${topic}`);
+      const topics = READ_TOPICS.map((topic) => `${t.prefix}${topic}`);
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
         eachMessage: async ({ topic, partition, message }) => {

@@ -1,13 +1,15 @@
 /**
- * Workers share one consumer group and create none of their own: starting and
- * stopping worker processes leaves no per-instance group behind on the broker
- * (groups pile up otherwise, one per host and pid, never reused).
+ * Workers share the consumer group of each dispatch lane and create none of
+ * their own: starting and stopping worker processes leaves no per-instance
+ * group behind on the broker (groups pile up otherwise, one per host and pid,
+ * never reused).
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig, type RawConfig } from '../../cli/config.js';
+import { laneGroup, lanesOf } from '../../engine/lanes.js';
 import { silentLogger } from '../../engine/logger.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
@@ -42,8 +44,10 @@ async function startWorker(workerId: string): Promise<System> {
   return system;
 }
 
-it('worker processes started and stopped one after another use only the shared group', async () => {
-  const shared = [`${prefix}workers`];
+it('worker processes started and stopped one after another use only the shared groups of the lanes', async () => {
+  // The default queue's three lanes, each in the group every worker reading it shares.
+  const shared = lanesOf('default').map((lane) => prefix + laneGroup('workers', lane)).sort();
+  assert.deepEqual(shared, [`${prefix}workers`, `${prefix}workers.default.high`, `${prefix}workers.default.low`]);
   for (const id of ['first', 'second']) {
     const system = await startWorker(`${id}-${process.pid}`);
     try {
