@@ -202,12 +202,6 @@ export class Worker {
     this.discovery = this.discoverUntil(signal);
   }
 
-  /** The queues this worker serves; null for every queue. */
-  get queues(): readonly string[] | null {
-    const { queues } = this.opts;
-    return queues && queues.length > 0 ? queues : null;
-  }
-
   /**
    * Subscribes to the lanes of every queue with a lane in the log (and of
    * the default queue): all three lanes of each, so a queue's first high
