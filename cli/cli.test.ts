@@ -381,6 +381,100 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
       assert.equal((await ats(['schedule', 'rm', taken])).code, 0);
     });
   });
+
+  describe('ats limits', () => {
+    test('ls with no limit: "no limits" on stderr, exit 0; --json an empty list', async () => {
+      const r = await ats(['limits', 'ls']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr.trim(), 'no limits');
+      assert.deepEqual(JSON.parse((await ats(['limits', 'ls', '--json'])).stdout), { limits: [] });
+    });
+
+    test('set prints the limit; a second set replaces it whole; --json the limit as the API shows it', async () => {
+      const r = await ats(['limits', 'set', 'email', '--concurrency', '5', '--rate', '100/1m']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), 'email: concurrency 5, rate 100/1m');
+      const api = await fetch(`${url}/v1/limits/email`).then((x) => x.json());
+      assert.deepEqual({ concurrency: api.concurrency, rate: api.rate }, { concurrency: 5, rate: { max: 100, intervalMs: 60_000 } });
+
+      const rateOnly = await ats(['limits', 'set', 'email', '--rate', '5/s', '--json']);
+      assert.equal(rateOnly.code, 0, rateOnly.stderr);
+      const json = JSON.parse(rateOnly.stdout);
+      assert.deepEqual({ key: json.key, concurrency: json.concurrency, rate: json.rate, running: json.running }, {
+        key: 'email', concurrency: null, rate: { max: 5, intervalMs: 1000 }, running: 0,
+      });
+      const other = await ats(['limits', 'set', 'tenant:42', '--concurrency', '2']);
+      assert.equal(other.code, 0, other.stderr);
+      assert.equal(other.stdout.trim(), 'tenant:42: concurrency 2');
+    });
+
+    test('ls: one row per limit by key, KEY CONCURRENCY RUNNING RATE UPDATED (- for no cap); --json the API\'s JSON', async () => {
+      const r = await ats(['limits', 'ls']);
+      assert.equal(r.code, 0, r.stderr);
+      const [header, ...rows] = r.stdout.trim().split('\n');
+      assert.match(header!, /^KEY\s+CONCURRENCY\s+RUNNING\s+RATE\s+UPDATED$/);
+      assert.equal(rows.length, 2, r.stdout);
+      assert.match(rows[0]!, /^email\s+-\s+0\s+5\/1s\s+\d{4}-\d\d-\d\dT\S+Z$/);
+      assert.match(rows[1]!, /^tenant:42\s+2\s+0\s+-\s+\d{4}-\d\d-\d\dT\S+Z$/);
+      const json = JSON.parse((await ats(['limits', 'ls', '--json'])).stdout) as { limits: Array<{ key: string }> };
+      assert.deepEqual(json.limits.map((l) => l.key), ['email', 'tenant:42']);
+    });
+
+    test('get shows the limit, its running attempts and its rate\'s spacing; --json the API\'s JSON', async () => {
+      const r = await ats(['limits', 'get', 'email']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^key\s+email$/m);
+      assert.match(r.stdout, /^concurrency\s+- \(no cap\)$/m);
+      assert.match(r.stdout, /^running\s+0$/m);
+      assert.match(r.stdout, /^rate\s+5\/1s \(one start every 200 ms at most\)$/m);
+      assert.match(r.stdout, /^updatedAt\s+\S+Z$/m);
+      const json = JSON.parse((await ats(['limits', 'get', 'tenant:42', '--json'])).stdout);
+      assert.equal(json.concurrency, 2);
+      assert.equal(json.rate, null);
+    });
+
+    test('submit --concurrency-key: the job carries the key, and runs under its limit', async () => {
+      const r = await ats(['submit', 'demo.echo', '--payload', '{"x":1}', '--concurrency-key', 'tenant:42', '--wait']);
+      assert.equal(r.code, 0, r.stderr);
+      const id = r.stdout.trim().split('\n')[0]!;
+      const job = JSON.parse((await ats(['get', id, '--json'])).stdout);
+      assert.equal(job.concurrencyKey, 'tenant:42');
+      assert.equal(job.state, 'done');
+      const plain = JSON.parse((await ats(['submit', 'demo.echo', '--json'])).stdout);
+      assert.equal(plain.concurrencyKey, null);
+    });
+
+    test('rm deletes; then get and rm exit 1 with ATS_ERR_LIMIT_NOT_FOUND', async () => {
+      for (const key of ['email', 'tenant:42']) {
+        const r = await ats(['limits', 'rm', key]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.trim(), `${key} deleted`);
+      }
+      for (const args of [['get', 'email'], ['rm', 'email']]) {
+        const r = await ats(['limits', ...args]);
+        assert.equal(r.code, 1, args.join(' '));
+        assert.match(r.stderr, /^ATS_ERR_LIMIT_NOT_FOUND: .*email/);
+      }
+      assert.equal((await ats(['limits', 'ls'])).stderr.trim(), 'no limits');
+    });
+
+    test('a value the server refuses: exit 1 with the API\'s code and message; a bad key or concurrency key likewise', async () => {
+      const big = await ats(['limits', 'set', 'email', '--rate', '2000000/1s']);
+      assert.equal(big.code, 1);
+      assert.match(big.stderr, /^ATS_ERR_VALIDATION: body\/rate\/max must be <= 1000000/);
+      const long = await ats(['limits', 'set', 'email', '--rate', '1/2d']);
+      assert.equal(long.code, 1);
+      assert.match(long.stderr, /^ATS_ERR_VALIDATION: body\/rate\/intervalMs/);
+      const key = await ats(['limits', 'set', 'a b', '--concurrency', '1']);
+      assert.equal(key.code, 1);
+      assert.match(key.stderr, /^ATS_ERR_VALIDATION: params\/key/);
+      const job = await ats(['submit', 'demo.echo', '--concurrency-key', 'a/b']);
+      assert.equal(job.code, 1);
+      assert.match(job.stderr, /^ATS_ERR_VALIDATION: body\/concurrencyKey/);
+      assert.equal((await ats(['limits', 'ls'])).stderr.trim(), 'no limits');
+    });
+  });
 });
 
 describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
@@ -417,6 +511,32 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
     const top = await ats(['--help']);
     assert.match(top.stdout, /^ {2}ats schedule add\|ls\|get\|pause\|resume\|rm/m);
     assert.match(top.stdout, /^ {2}ats workers \[--json\]/m);
+  });
+
+  test('ats limits: a wrong command line exits 2 with the sub-command\'s usage; no sub-command or an unknown one, every usage', async () => {
+    for (const args of [['set', 'email'], ['set', 'email', '--concurrency', '0'], ['set', 'email', '--concurrency', '1.5'],
+      ['set', 'email', '--rate', '100'], ['set', 'email', '--rate', '100/1y'], ['set', 'email', '--rate', 'x/1s'], ['set', '--concurrency', '1'],
+      ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']]) {
+      const r = await ats(['limits', ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`usage: ats limits ${args[0]}`), args.join(' '));
+    }
+    const neither = await ats(['limits', 'set', 'email']);
+    assert.match(neither.stderr, /--concurrency or --rate is required/);
+    const badRate = await ats(['limits', 'set', 'email', '--rate', '100/1y']);
+    assert.match(badRate.stderr, /--rate must be MAX\/DURATION, e\.g\. 100\/1m/);
+    for (const args of [[], ['frobnicate']]) {
+      const r = await ats(['limits', ...args]);
+      assert.equal(r.code, 2);
+      for (const sub of ['set', 'ls', 'get', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats limits ${sub}`));
+    }
+    const help = await ats(['limits', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: ats limits set KEY \[--concurrency N\] \[--rate MAX\/DURATION\]/m);
+    const top = await ats(['--help']);
+    assert.match(top.stdout, /^ {2}ats limits set\|ls\|get\|rm/m);
+    const submitHelp = await ats(['submit', '--help']);
+    assert.match(submitHelp.stdout, /--concurrency-key K/);
   });
 
   test('no server at the URL: exit 1 with a message naming it', async () => {

@@ -8,7 +8,7 @@ import type { EventView, JobDetail as WireJobDetail, JobView } from '../client/i
 
 export {
   ApiError, AtsClient, compareProgress, MAX_BATCH, UnreachableError,
-  type BatchItem, type BatchResult, type Insights, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
+  type BatchItem, type BatchResult, type Insights, type Limit, type LimitSpec, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
   type SubmitRequest, type Worker,
 } from '../client/index.js';
 export { JOB_STATES, TERMINAL_STATES };

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { int, isoTime, json, oneOf, parse, UsageError } from './commands/args.js';
 import { ProgressGate } from './commands/follow.js';
-import { AttemptTracker, insightsText, jobDetail, progressLine, stateLine, table } from './commands/output.js';
+import { AttemptTracker, insightsText, jobDetail, limitDetail, limitLine, limitTable, progressLine, rateText, stateLine, table } from './commands/output.js';
+import { limitSpecFrom, limitsSetSpec, rateFrom } from './commands/limits.js';
+import { durationText, parseDurationMs } from './duration.js';
 import { Progress } from './commands/progress.js';
 import { serverUrl } from './commands/run.js';
 import { requestFrom, submitSpec } from './commands/submit.js';
@@ -39,6 +41,45 @@ describe('argument parsing', () => {
     const { values } = parse(['demo.echo', '--payload', '{"x":1}', '--max-attempts', '2', '--queue', 'q1'], submitSpec.options, [1, 1]);
     assert.deepEqual(requestFrom('demo.echo', values), { type: 'demo.echo', payload: { x: 1 }, queue: 'q1', maxAttempts: 2 });
     assert.deepEqual(requestFrom('demo.echo', {}), { type: 'demo.echo', payload: null });
+  });
+
+  test('--concurrency-key goes into the submit body as concurrencyKey', () => {
+    const { values } = parse(['demo.echo', '--concurrency-key', 'tenant:42'], submitSpec.options, [1, 1]);
+    assert.deepEqual(requestFrom('demo.echo', values), { type: 'demo.echo', payload: null, concurrencyKey: 'tenant:42' });
+  });
+
+  test('limits set: --concurrency and --rate MAX/DURATION make the whole limit; what is not given is null; neither is a usage error', () => {
+    const spec = (...args: string[]) => limitSpecFrom(parse(['k', ...args], limitsSetSpec.options, [1, 1]).values);
+    assert.deepEqual(spec('--concurrency', '5', '--rate', '100/1m'), { concurrency: 5, rate: { max: 100, intervalMs: 60_000 } });
+    assert.deepEqual(spec('--rate', '5/s'), { concurrency: null, rate: { max: 5, intervalMs: 1000 } });
+    assert.deepEqual(spec('--concurrency', '1'), { concurrency: 1, rate: null });
+    assert.throws(() => spec(), isUsage(/--concurrency or --rate is required/));
+    assert.throws(() => spec('--concurrency', '0'), isUsage(/--concurrency must be an integer from 1 to 100000/));
+    assert.throws(() => spec('--concurrency', '100001'), isUsage(/--concurrency/));
+  });
+
+  test('--rate: MAX/DURATION with the settings\' durations; a missing number means one of the unit', () => {
+    assert.deepEqual(rateFrom('100/1m'), { max: 100, intervalMs: 60_000 });
+    assert.deepEqual(rateFrom('10/500ms'), { max: 10, intervalMs: 500 });
+    assert.deepEqual(rateFrom('1/1h'), { max: 1, intervalMs: 3_600_000 });
+    assert.deepEqual(rateFrom('3/d'), { max: 3, intervalMs: 86_400_000 });
+    assert.deepEqual(rateFrom('7/250'), { max: 7, intervalMs: 250 });
+    assert.deepEqual(rateFrom(' 2 / 1s '), { max: 2, intervalMs: 1000 });
+    for (const bad of ['100', '/1s', '100/', '100/1y', 'x/1s', '1.5/1s', '100/0ms', '100/-1s', '100/1s/2', '']) {
+      assert.throws(() => rateFrom(bad), isUsage(/--rate must be MAX\/DURATION/), bad);
+    }
+  });
+
+  test('durations: what the settings read, and the shortest text of a number of ms', () => {
+    assert.equal(parseDurationMs('7d'), 7 * 86_400_000);
+    assert.equal(parseDurationMs('500ms'), 500);
+    assert.equal(parseDurationMs('42'), 42);
+    assert.ok(Number.isNaN(parseDurationMs('1y')));
+    assert.ok(Number.isNaN(parseDurationMs('-1s')));
+    for (const [ms, text] of [[60_000, '1m'], [1000, '1s'], [1500, '1500ms'], [90_000, '90s'], [86_400_000, '1d'], [7_200_000, '2h'], [1, '1ms']] as const) {
+      assert.equal(durationText(ms), text);
+      assert.equal(parseDurationMs(text), ms);
+    }
   });
 
   test('the server URL: --url, then ATS_URL, then the default; only http(s)', () => {
@@ -88,6 +129,25 @@ describe('output', () => {
     assert.equal(t.see(ev('STARTED', 'running', { attempt: 1 })), 'attempt 1/3');
     const line = stateLine(ev('FAILED', 'retrying', { attempt: 1, error: { message: 'boom' } }), t.see(ev('RETRY_DUE', 'pending', {})));
     assert.equal(line, '2030-01-01T00:00:00.000Z  retrying   attempt 1/3   FAILED  boom');
+  });
+
+  test('limits: a row per limit (- for no cap), the detail with the rate\'s spacing, the line set prints', () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    const email = { key: 'email', concurrency: null, rate: { max: 3, intervalMs: 1000 }, running: 0, createdAt: at, updatedAt: at };
+    const tenant = { key: 'tenant:42', concurrency: 12, rate: null, running: 7, createdAt: at, updatedAt: at };
+    assert.deepEqual(limitTable([email, tenant]), [
+      'KEY        CONCURRENCY  RUNNING  RATE  UPDATED',
+      `email      -            0        3/1s  ${at}`,
+      `tenant:42  12           7        -     ${at}`,
+    ]);
+    assert.equal(rateText(null), '-');
+    assert.equal(rateText({ max: 100, intervalMs: 60_000 }), '100/1m');
+    const detail = limitDetail(email);
+    assert.match(detail, /^concurrency\s+- \(no cap\)$/m);
+    assert.match(detail, /^rate\s+3\/1s \(one start every 334 ms at most\)$/m);
+    assert.match(limitDetail(tenant), /^running\s+7$/m);
+    assert.equal(limitLine(email), 'email: rate 3/1s');
+    assert.equal(limitLine({ ...tenant, rate: { max: 1, intervalMs: 1500 } }), 'tenant:42: concurrency 12, rate 1/1500ms');
   });
 
   test('tables align columns', () => {

@@ -19,9 +19,10 @@ import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore } from '../engine/ports.js';
+import type { Clock, EventLog, IdGenerator, JobStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore } from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { WorkerPresence } from '../engine/worker-presence.js';
+import { LimitDirectory } from '../engine/limit-directory.js';
 import { Relay } from '../engine/relay.js';
 import { Retention } from '../engine/retention.js';
 import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
@@ -60,7 +61,7 @@ export interface ComposeOptions {
 
 export interface System {
   config: Config;
-  store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore;
+  store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore;
   /** Cron schedules: created and changed through the API; the timers role fires them. */
   schedules: ScheduleService;
   log: EventLog;
@@ -98,7 +99,7 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore> {
+async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore> {
   if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
@@ -150,8 +151,10 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   const waker = new Waker();
   const stream = has('api') ? streamPlugin({ store, clock, logger, metrics }) : null;
+  // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
+  const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
   const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), metrics,
+    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), metrics, ...(limitDirectory ? { limits: limitDirectory } : {}),
     onCommit: () => {
       waker.notify();
       stream?.wake();
@@ -180,7 +183,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const schedules = new ScheduleService({ store, clock });
   const app = has('api')
     ? await buildApp({
-        transitions, store, schedules, workers: store, clock, logger, loggerInstance: pinoOf(logger),
+        transitions, store, schedules, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
@@ -220,6 +223,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       relay?.start();
       timers?.start();
       retention?.start();
+      await limitDirectory?.start();
       await worker?.start();
       await presence?.start();
       if (!app) return { url: null, metricsUrl };
@@ -230,6 +234,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       const steps: Array<[string, () => Promise<unknown> | undefined]> = [
         ['api', () => app?.close()],
         ['worker', () => worker?.stop()],
+        ['limits', () => limitDirectory?.stop()],
         ['presence', () => presence?.stop()],
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],

@@ -9,6 +9,7 @@ import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
+import { parseDurationMs } from './duration.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
 export const ROLES = ['api', 'relay', 'worker', 'timers'] as const;
@@ -109,15 +110,13 @@ function int(raw: RawConfig, name: SettingName, min: number, max: number): numbe
   return n;
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = Object.freeze({ ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 });
 /** The longest duration accepted: 100 years. */
 const MAX_DURATION_MS = 100 * 365 * 86_400_000;
 
 /** A duration in ms from `7d`, `12h`, `30m`, `60s`, `500ms` or plain milliseconds. */
 function duration(raw: RawConfig, name: SettingName): number {
   const text = str(raw, name);
-  const m = /^(\d{1,15})\s*(ms|s|m|h|d)?$/.exec(text);
-  const ms = m ? Number(m[1]) * UNIT_MS[m[2] ?? 'ms']! : NaN;
+  const ms = parseDurationMs(text);
   if (!(ms <= MAX_DURATION_MS)) fail(name, `must be a duration like 7d, 12h, 30m, 60s, 500ms or plain milliseconds (at most 100 years), got "${text}"`);
   return ms;
 }

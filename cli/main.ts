@@ -21,6 +21,7 @@ const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveComma
 const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCommand');
 const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCommand');
 const workersCommand = lazy(() => import('./commands/workers.js'), 'workersCommand');
+const limitsCommand = lazy(() => import('./commands/limits.js'), 'limitsCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -33,6 +34,7 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
   schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
   workers: { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' },
+  limits: { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' },
 };
 
 function usage(): string {

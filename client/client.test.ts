@@ -360,6 +360,44 @@ describe('schedules', () => {
   });
 });
 
+describe('limits', () => {
+  const limitKey = () => `k-${Math.random().toString(36).slice(2, 10)}`;
+  const is = (status: number, code: string) => (e: unknown) => e instanceof ApiError && e.status === status && e.code === code;
+
+  test('put, list, get, delete a limit; a job submitted with concurrencyKey shows it, and runs under its limit', async () => {
+    const key = limitKey();
+    const set = await ats.putLimit(key, { concurrency: 2 });
+    assert.deepEqual({ key: set.key, concurrency: set.concurrency, rate: set.rate, running: set.running }, { key, concurrency: 2, rate: null, running: 0 });
+    const replaced = await ats.putLimit(key, { rate: { max: 50, intervalMs: 1000 } });
+    assert.equal(replaced.concurrency, null, 'a put replaces the whole limit');
+    assert.deepEqual(replaced.rate, { max: 50, intervalMs: 1000 });
+    assert.equal(replaced.createdAt, set.createdAt);
+    assert.deepEqual((await ats.getLimit(key)).rate, { max: 50, intervalMs: 1000 });
+    assert.ok((await ats.listLimits()).some((l) => l.key === key));
+
+    const job = await ats.submit({ type: 'demo.echo', payload: { n: 1 }, queue: queue(), concurrencyKey: key });
+    assert.equal(job.concurrencyKey, key);
+    await until(async () => (await ats.get(job.id)).state === 'done', 'the keyed job to run under its rate');
+    assert.equal((await ats.get(job.id)).concurrencyKey, key);
+
+    await ats.deleteLimit(key);
+    await assert.rejects(ats.getLimit(key), is(404, 'ATS_ERR_LIMIT_NOT_FOUND'));
+    await assert.rejects(ats.deleteLimit(key), is(404, 'ATS_ERR_LIMIT_NOT_FOUND'));
+    assert.ok(!(await ats.listLimits()).some((l) => l.key === key));
+  });
+
+  test('refusals are ApiErrors with the server\'s code: no field set, out of bounds, a bad key', async () => {
+    const key = limitKey();
+    await assert.rejects(ats.putLimit(key, {}), (e: unknown) => is(400, 'ATS_ERR_VALIDATION')(e) && /concurrency or rate/.test((e as Error).message));
+    await assert.rejects(ats.putLimit(key, { concurrency: 0 }), is(400, 'ATS_ERR_VALIDATION'));
+    await assert.rejects(ats.putLimit(key, { rate: { max: 1, intervalMs: 86_400_001 } }), is(400, 'ATS_ERR_VALIDATION'));
+    // A key is a path segment: one with a space or a slash is sent encoded and refused by the server, not routed elsewhere.
+    await assert.rejects(ats.putLimit('a b/c', { concurrency: 1 }), is(400, 'ATS_ERR_VALIDATION'));
+    await assert.rejects(ats.getLimit('a/b'), is(400, 'ATS_ERR_VALIDATION'));
+    assert.ok(!(await ats.listLimits()).some((l) => l.key === key));
+  });
+});
+
 describe('payload schemas (defineHandler)', () => {
   test('a payload that fits runs; one that does not is a 400 that writes nothing, alone or in a batch', async () => {
     const q = queue();

@@ -20,8 +20,8 @@ import { ApiError } from './errors.js';
 import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList,
-  SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest, Worker, WorkerList,
+  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule,
+  ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest, Worker, WorkerList,
 } from './types.js';
 
 export * from './types.js';
@@ -93,6 +93,7 @@ export const newIdempotencyKey = (): string => ulid();
 
 const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
 const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
+const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
 
 export class AtsClient {
   /** The server, without a trailing slash. */
@@ -270,6 +271,39 @@ export class AtsClient {
       await call<void>(this.http, 'DELETE', schedulePath(name), opts);
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_NOT_FOUND' && outcomeWasUnknown(err)) return;
+      throw err;
+    }
+  }
+
+  /**
+   * `PUT /v1/limits/:key`: sets the limit of a concurrency key (jobs submitted
+   * with that `concurrencyKey` count against it), replacing any it had as a
+   * whole. Retried as it is: the same limit twice leaves the same limit.
+   */
+  async putLimit(key: string, spec: LimitSpec, opts: RequestOptions = {}): Promise<Limit> {
+    return (await call<Limit>(this.http, 'PUT', limitPath(key), { ...opts, body: spec })).body;
+  }
+
+  /** `GET /v1/limits`: every limit, by key (at most 1,000), each with the attempts of its key running now. */
+  async listLimits(opts: RequestOptions = {}): Promise<Limit[]> {
+    return (await call<LimitList>(this.http, 'GET', '/v1/limits', opts)).body.limits;
+  }
+
+  /** `GET /v1/limits/:key`: the key's limit and its attempts running now; 404 ATS_ERR_LIMIT_NOT_FOUND when it has none. */
+  async getLimit(key: string, opts: RequestOptions = {}): Promise<Limit> {
+    return (await call<Limit>(this.http, 'GET', limitPath(key), opts)).body;
+  }
+
+  /**
+   * `DELETE /v1/limits/:key`: lifts the key's limit (its jobs keep their key).
+   * A retry whose first try may have gone through and that finds no limit
+   * counts as deleted.
+   */
+  async deleteLimit(key: string, opts: RequestOptions = {}): Promise<void> {
+    try {
+      await call<void>(this.http, 'DELETE', limitPath(key), opts);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_LIMIT_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
     }
   }

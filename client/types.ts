@@ -9,7 +9,8 @@ import type { ErrorCode } from '../engine/errors.js';
 import type { JobState } from '../machines/job.machine.js';
 import type {
   BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
-  InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
+  InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, LimitList as LimitListSchema, LimitView as LimitViewSchema,
+  PutLimitBody as PutLimitBodySchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
   UpdateScheduleBody as UpdateScheduleBodySchema, WorkerList as WorkerListSchema, WorkerView as WorkerViewSchema,
@@ -84,3 +85,15 @@ export type ScheduleList = Static<typeof ScheduleListSchema>;
 export type Worker = Static<typeof WorkerViewSchema>;
 /** `GET /v1/workers`: every registered worker, by id (at most 1,000). */
 export type WorkerList = Static<typeof WorkerListSchema>;
+
+/**
+ * The body of `PUT /v1/limits/:key`: `concurrency` (attempts of the key
+ * running at once, 1 to 100,000) and/or `rate` (`max` starts per
+ * `intervalMs`, spaced evenly), at least one not null. It replaces the key's
+ * whole limit: a field left out or null is no cap.
+ */
+export type LimitSpec = Static<typeof PutLimitBodySchema>;
+/** A limit as the API shows it: its key, concurrency and rate (null: no cap), the attempts of the key `running` now, and ISO times. */
+export type Limit = Static<typeof LimitViewSchema>;
+/** `GET /v1/limits`: every limit, by key (at most 1,000). */
+export type LimitList = Static<typeof LimitListSchema>;

@@ -77,11 +77,17 @@ test('a store that decided twice (a lost race) is reported once, with the decisi
     let decisions = 0;
     const racing: JobStore = {
       ...store,
-      update: (ids, decide) => store.update(ids, (jobs, last) => {
-        decide(jobs, last);
-        decisions++;
-        return decide(jobs, last);
-      }),
+      update: (ids, decision) => {
+        const d = typeof decision === 'function' ? { decide: decision, now: 0 } : decision;
+        return store.update(ids, {
+          ...d,
+          decide: (jobs, last, limits) => {
+            d.decide(jobs, last, limits);
+            decisions++;
+            return d.decide(jobs, last, limits);
+          },
+        });
+      },
     };
     const ulid = monotonicFactory();
     const svc = new TransitionService({ store: racing, clock, random: { next: () => 0.5 }, ids: { jobId: () => ulid() }, metrics: s.metrics });

@@ -21,6 +21,7 @@
  */
 import type { PersistedJob } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
+import type { LimitRecord, LimitSpec, LimitState } from './limits.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
 
 // ---------------------------------------------------------------- time, ids
@@ -87,6 +88,8 @@ export interface JobRecord {
    * submit's trace. Absent when tracing was off.
    */
   traceContext?: TraceContext;
+  /** The key whose concurrency and rate limit (engine/limits.ts) the job's attempts count against; none when absent. */
+  concurrencyKey?: string;
 }
 
 /** The submit is stored as event seq 1 of type SUBMITTED whose data is the machine input. */
@@ -241,7 +244,30 @@ export type InsertResult = { ok: true } | { ok: false; reason: 'duplicate-key' }
 export type Decide<T> = (
   jobs: ReadonlyMap<string, JobRecord>,
   lastEventTypes: ReadonlyMap<string, StoredEventType>,
-) => { writes: TransitionWrite[]; result: T };
+  /** The limits of the keys `limitKeys` asked for (keys without a limit are absent). */
+  limits: ReadonlyMap<string, LimitState>,
+) => { writes: TransitionWrite[]; result: T; claims?: LimitClaim[] };
+
+/**
+ * What `update` decides with: `decide`, and optionally which concurrency keys
+ * it needs the limits of, from the jobs as read (the store then reads and
+ * locks those limits' rows, and counts their running attempts, before
+ * calling `decide`).
+ */
+export interface Decision<T> {
+  decide: Decide<T>;
+  limitKeys?: (jobs: ReadonlyMap<string, JobRecord>) => readonly string[];
+  /** When the leases of the keys' running attempts are judged (the events' time). */
+  now: number;
+}
+
+/** A start a limit admitted: the limit's new rate state, and the attempt that now counts against it. */
+export interface LimitClaim {
+  key: string;
+  tat: number;
+  jobId: string;
+  attempt: number;
+}
 
 export interface JobStore {
   /** Apply pending migrations; safe when several processes start at once. */
@@ -261,7 +287,7 @@ export interface JobStore {
    * again on fresh rows; after a few tries the store throws
    * `ATS_ERR_CONCURRENT_UPDATE`.
    */
-  update<T>(ids: readonly string[], decide: Decide<T>): Promise<T>;
+  update<T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T>;
 
   getJob(id: string): Promise<JobRecord | null>;
   findByIdempotencyKey(queue: string, key: string): Promise<JobRecord | null>;
@@ -398,6 +424,19 @@ export interface ScheduleTick {
   jobId: string | null;
   /** When it was fired. */
   at: number;
+}
+
+/** Concurrency and rate limits by key (engine/limits.ts); the claim's side is in `JobStore.update`. */
+export interface LimitStore {
+  /** Creates or replaces the limit of `key` (its rate state is kept). */
+  putLimit(key: string, spec: LimitSpec, now: number): Promise<{ limit: LimitRecord; created: boolean }>;
+  getLimit(key: string): Promise<LimitRecord | null>;
+  /** The limits by key, at most `limit`. */
+  listLimits(limit: number): Promise<LimitRecord[]>;
+  /** False when there was none. */
+  deleteLimit(key: string): Promise<boolean>;
+  /** Per key, its attempts running with a lease that holds at `now` (keys with none are absent). */
+  runningByKey(keys: readonly string[], now: number): Promise<Map<string, number>>;
 }
 
 export interface ScheduleStore {
@@ -596,4 +635,6 @@ export interface JobSpec {
   idempotencyKey?: string;
   /** The trace the job joins (the submit request's span); not part of the idempotency hash. */
   traceContext?: TraceContext;
+  /** Counts the job's attempts against this key's limit (engine/limits.ts). */
+  concurrencyKey?: string;
 }

@@ -10,9 +10,10 @@ import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
+import { admit, limitKeyOf, type LimitState } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type {
-  Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, Random, StoredEventType, TransitionWrite,
+  Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, LimitClaim, Random, StoredEventType, TransitionWrite,
 } from './ports.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -26,7 +27,13 @@ export type SubmitResult =
 export type ApplyResult =
   | { ok: true; job: JobRecord; event: JobEventRecord }
   | { ok: false; reason: 'not-found' }
-  | { ok: false; reason: 'not-allowed'; job: JobRecord };
+  | { ok: false; reason: 'not-allowed'; job: JobRecord }
+  /**
+   * A STARTED over its concurrency key's limit (engine/limits.ts): nothing was
+   * written, the attempt is not started. `retryAfterMs`: when the rate allows
+   * a start (null when the key waits for a running attempt to end).
+   */
+  | { ok: false; reason: 'throttled'; job: JobRecord; key: string; retryAfterMs: number | null };
 
 export interface TransitionDeps {
   store: JobStore;
@@ -37,13 +44,20 @@ export interface TransitionDeps {
   onCommit?: () => void;
   /** Told what each commit wrote (engine/metrics.ts). @defaultValue none */
   metrics?: Pick<Metrics, 'transitionsCommitted'>;
+  /**
+   * Which limits exist, for the default limits of jobs without a concurrency
+   * key (engine/limit-directory.ts). @defaultValue none: only jobs' own keys are limited
+   */
+  limits?: { has(key: string): boolean };
 }
 
 /** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
 export function requestHash(spec: JobSpec): string {
-  const { type, payload, queue, runAt, maxAttempts, backoff, timeoutMs, priority } = spec;
+  const { type, payload, queue, runAt, maxAttempts, backoff, timeoutMs, priority, concurrencyKey } = spec;
+  // The key only when given: the hashes of submits without one stay what they were before keys existed.
+  const keyed = concurrencyKey === undefined ? {} : { concurrencyKey };
   return createHash('sha256')
-    .update(canonicalJson({ type, payload, queue, runAt: runAt ?? null, maxAttempts, backoff, timeoutMs, priority }))
+    .update(canonicalJson({ type, payload, queue, runAt: runAt ?? null, maxAttempts, backoff, timeoutMs, priority, ...keyed }))
     .digest('hex');
 }
 
@@ -60,7 +74,13 @@ export class TransitionService {
   /** Single submits made close together (concurrent API requests) share one transaction. */
   private readonly submits = new Batcher<JobSpec, PromiseSettledResult<SubmitResult>>((specs) => this.submitGroup(specs));
 
-  constructor(private readonly deps: TransitionDeps) {}
+  /** Whether a default limit (`type:…`, `queue:…`) exists; none without a directory. */
+  private readonly limitExists: (key: string) => boolean;
+
+  constructor(private readonly deps: TransitionDeps) {
+    const directory = deps.limits;
+    this.limitExists = directory ? (key) => directory.has(key) : () => false;
+  }
 
   async submit(spec: JobSpec): Promise<SubmitResult> {
     const r = await this.submits.add(spec);
@@ -127,7 +147,14 @@ export class TransitionService {
     const ids = [...new Set(items.map((it) => it.jobId))];
     // The last decision is what committed (the store decides again only after a lost race).
     const last: { decision?: Decision } = {};
-    const results = await this.deps.store.update(ids, (jobs, lastEventTypes) => (last.decision = decideMany(jobs, lastEventTypes, items, events)));
+    // Claims of jobs with a concurrency key need the keys' limits, read and locked with the jobs.
+    const claims = items.some((it) => it.event.type === 'STARTED');
+    const keyOf = (job: JobRecord) => limitKeyOf(job, this.limitExists);
+    const results = await this.deps.store.update(ids, {
+      now: at,
+      decide: (jobs, lastEventTypes, limits) => (last.decision = decideMany(jobs, lastEventTypes, items, events, limits, keyOf)),
+      ...(claims ? { limitKeys: (jobs: ReadonlyMap<string, JobRecord>) => startedKeys(jobs, items, events, keyOf) } : {}),
+    });
     if (results.some((r) => r.ok)) this.deps.onCommit?.();
     if (this.deps.metrics && last.decision && last.decision.writes.length > 0) {
       this.deps.metrics.transitionsCommitted(last.decision.writes, last.decision.before);
@@ -147,31 +174,61 @@ function reportSubmits(metrics: Pick<Metrics, 'transitionsCommitted'>, writes: r
   if (ok.length > 0) metrics.transitionsCommitted(ok, ok.map(() => null));
 }
 
+/** The limit keys of the jobs that STARTED events claim. */
+function startedKeys(
+  jobs: ReadonlyMap<string, JobRecord>, items: readonly { jobId: string }[], events: readonly JobEvent[], keyOf: (job: JobRecord) => string | undefined,
+): string[] {
+  const keys: string[] = [];
+  items.forEach((it, i) => {
+    const job = events[i]!.type === 'STARTED' ? jobs.get(it.jobId) : undefined;
+    const key = job && keyOf(job);
+    if (key !== undefined) keys.push(key);
+  });
+  return keys;
+}
+
 /** The writes for a group of events, each with the job as it was before it (`before`, for the metrics). */
-type Decision = { writes: TransitionWrite[]; before: JobRecord[]; result: ApplyResult[] };
+type Decision = { writes: TransitionWrite[]; before: JobRecord[]; result: ApplyResult[]; claims: LimitClaim[] };
 
 function decideMany(
   jobs: ReadonlyMap<string, JobRecord>,
   lastEventTypes: ReadonlyMap<string, StoredEventType>,
   items: readonly { jobId: string }[],
   events: readonly JobEvent[],
+  limits: ReadonlyMap<string, LimitState> = new Map(),
+  keyOf: (job: JobRecord) => string | undefined = (job) => job.concurrencyKey,
 ): Decision {
   const current = new Map(jobs);
   const last = new Map(lastEventTypes);
   const writes: TransitionWrite[] = [];
   const before: JobRecord[] = [];
+  const claims: LimitClaim[] = [];
+  // Each key's state as this decision moves it on (a batch may claim several of one key).
+  const keyState = new Map<string, { tat: number; running: number }>();
   const result = items.map((item, i): ApplyResult => {
     const job = current.get(item.jobId);
     if (!job) return { ok: false, reason: 'not-found' };
-    const write = transitionWrite(job, events[i]!, last.get(job.id));
+    const event = events[i]!;
+    const write = transitionWrite(job, event, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
+    const key = event.type === 'STARTED' && limits.size > 0 ? keyOf(job) : undefined;
+    const limited = key === undefined ? undefined : limits.get(key);
+    if (limited && event.type === 'STARTED') {
+      let state = keyState.get(limited.limit.key);
+      if (!state) keyState.set(limited.limit.key, (state = { tat: limited.limit.tat, running: limited.running }));
+      const admission = admit({ ...limited.limit, tat: state.tat }, state.running, event.at);
+      if (!admission.ok) return { ok: false, reason: 'throttled', job, key: limited.limit.key, retryAfterMs: admission.retryAfterMs };
+      state.tat = admission.tat;
+      state.running++;
+      claims.push({ key: limited.limit.key, tat: admission.tat, jobId: job.id, attempt: event.attempt });
+    }
     current.set(job.id, write.job);
     last.set(job.id, write.event.type);
     writes.push(write);
     before.push(job);
     return { ok: true, job: write.job, event: write.event };
   });
-  return { writes, before, result };
+  return { writes, before, result, claims };
 }
 
 /**
@@ -229,6 +286,7 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
     version: 1, snapshot: next, createdAt: at, updatedAt: at,
   };
   if (spec.traceContext) job.traceContext = spec.traceContext;
+  if (spec.concurrencyKey !== undefined) job.concurrencyKey = spec.concurrencyKey;
   const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at, data: input };
   return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
 }

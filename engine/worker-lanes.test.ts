@@ -8,72 +8,19 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { createMemoryLog, type MemoryLog, type MemoryLogOptions } from '../adapters/memory/index.js';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { waitForJob } from '../tests/helpers/system.js';
+import { workerHarness } from '../tests/helpers/worker-harness.js';
 import { HandlerRegistry } from './handlers.js';
 import { laneTopic } from './lanes.js';
-import { silentLogger } from './logger.js';
 import type { JobRecord, JobSpec, JobStore } from './ports.js';
-import { Relay } from './relay.js';
-import { mathRandom, systemClock, ulidIds } from './system.js';
-import { TransitionService } from './transitions.js';
-import { Waker } from './wake.js';
-import { AbortReason, Worker, type WorkerOptions } from './worker.js';
+import { AbortReason, type Worker } from './worker.js';
 
 const TYPE = 'test.lane';
 
 const spec = (queue: string, extra: Partial<JobSpec> = {}): JobSpec => ({
   type: TYPE, payload: {}, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
 });
-
-interface Harness {
-  store: JobStore;
-  log: MemoryLog;
-  transitions: TransitionService;
-  /** Starts a worker on the shared store and log (stopped by `stop`). */
-  worker(workerId: string, opts?: Partial<WorkerOptions>): Promise<Worker>;
-  submit(s: JobSpec): Promise<string>;
-  stop(): Promise<void>;
-}
-
-/** A relay over an in-memory SQLite store and the in-process log (every record kept), and workers on them. */
-async function harness(registry: HandlerRegistry, logOptions: MemoryLogOptions = {}): Promise<Harness> {
-  const clock = systemClock;
-  const store = createSqliteStore({ file: ':memory:', clock });
-  await store.migrate();
-  const log = createMemoryLog({ retainAll: true, ...logOptions });
-  await log.ensureTopics();
-  const waker = new Waker();
-  const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds(), onCommit: () => waker.notify() });
-  const relay = new Relay({ store, log, transitions, clock, logger: silentLogger, waker }, { batchSize: 100, pollMs: 20, errorBackoffMs: 50, publishedDelayMs: 0 });
-  relay.start();
-  const workers: Worker[] = [];
-  return {
-    store, log, transitions,
-    async worker(workerId, opts = {}) {
-      const w = new Worker(
-        { log, transitions, clock, logger: silentLogger, registry },
-        { workerId, groupId: 'ats-workers', concurrency: 4, leaseMs: 120_000, heartbeatMs: 60_000, shutdownGraceMs: 200, ...opts },
-      );
-      await w.start();
-      workers.push(w);
-      return w;
-    },
-    async submit(s) {
-      const r = await transitions.submit(s);
-      assert.ok(r.ok, `submitted: ${JSON.stringify(r)}`);
-      return r.job.id;
-    },
-    async stop() {
-      for (const w of workers) await w.stop();
-      await relay.stop();
-      await log.close();
-      await store.close();
-    },
-  };
-}
 
 /** Polls the job until `ok` (the shared helper, with this file's shorter default wait). */
 const waitFor = (store: JobStore, id: string, ok: (j: JobRecord) => boolean, what: string, timeoutMs = 5000): Promise<JobRecord> =>
@@ -119,7 +66,7 @@ function gatedRegistry(block: (payload: { name: string }) => boolean) {
 describe('worker lanes: routing by queue', () => {
   it('a worker serving email runs only email jobs; the reports jobs wait, published, until a worker serving reports runs them', async () => {
     const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
-    const h = await harness(registry);
+    const h = await workerHarness(registry);
     try {
       const email = await h.worker('w-email', { queues: ['email'] });
       const emails = [];
@@ -156,7 +103,7 @@ describe('worker lanes: routing by queue', () => {
 
   it('a worker serving every queue runs the jobs of queues that existed at its start and of a queue that appears later', async () => {
     const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
-    const h = await harness(registry);
+    const h = await workerHarness(registry);
     try {
       const early = await h.submit(spec('early'));
       await waitFor(h.store, early, isState('published'), 'published');
@@ -188,7 +135,7 @@ describe('worker lanes: cancels travel on the job\'s lane', () => {
           reject(ctx.signal.reason);
         }));
       });
-      const h = await harness(registry);
+      const h = await workerHarness(registry);
       try {
         // Heartbeats every minute: within this test only the cancel message can abort the handler.
         const w = await h.worker('w1', { queues: [queue] });
@@ -216,7 +163,7 @@ describe('worker lanes: a freed slot goes to the highest priority waiting', () =
   it('with one slot held, a high-priority job submitted after normal ones of the same queue runs next', async () => {
     const g = gatedRegistry((p) => p.name === 'blocker');
     // One partition: the normal jobs queue up behind each other on their lane, as they do per partition.
-    const h = await harness(g.registry, { partitions: 1 });
+    const h = await workerHarness(g.registry, { partitions: 1 });
     try {
       const w = await h.worker('w1', { queues: ['q'], concurrency: 1 });
       const blocker = await h.submit(spec('q', { payload: { name: 'blocker' } }));
@@ -236,7 +183,7 @@ describe('worker lanes: a freed slot goes to the highest priority waiting', () =
 
   it('a dispatch whose priority is missing or not a number is run as priority 0: a high one still goes ahead of it', async () => {
     const g = gatedRegistry((p) => p.name === 'blocker');
-    const h = await harness(g.registry, { partitions: 1 });
+    const h = await workerHarness(g.registry, { partitions: 1 });
     try {
       const w = await h.worker('w1', { queues: ['q'], concurrency: 1 });
       const blocker = await h.submit(spec('q', { payload: { name: 'blocker' } }));

@@ -85,6 +85,28 @@ interface Backlog {
   expire: AbortController | null;
 }
 
+/** A dispatch held back by a concurrency limit is tried again after this, doubling up to THROTTLE_RETRY_MAX_MS. */
+export const THROTTLE_RETRY_FIRST_MS = 50;
+export const THROTTLE_RETRY_MAX_MS = 500;
+/** How long the loop of held dispatches sleeps with none held (a hold wakes it sooner). */
+const HELD_IDLE_MS = 60_000;
+/** Dispatches held back by limits a worker keeps; beyond, the oldest go back to the timers' re-dispatch. */
+export const THROTTLED_KEPT = 10_000;
+
+/** A dispatch its key's limit refused, waiting here to be claimed again. */
+interface Held {
+  message: DispatchMessage;
+  record: LogRecord | undefined;
+  key: string;
+  dueAt: number;
+}
+
+/** A limit key with dispatches held here: its refusals in a row (the pause after each doubles), and when the last came. */
+interface KeyWait {
+  refusals: number;
+  lastAt: number;
+}
+
 /** How often a worker serving every queue looks for new lanes, unless told otherwise. */
 export const LANE_DISCOVERY_MS = 2000;
 
@@ -132,6 +154,8 @@ export interface WorkerCounters {
   unknownSchema: number;
   /** Dispatches skipped because this worker has no handler for their type (the job waits for one that has). */
   unhandled: number;
+  /** Claims refused by their concurrency key's limit (engine/limits.ts): the dispatch waits here and is tried again. */
+  throttled: number;
 }
 
 /** A type without a handler here is logged at most this often. */
@@ -170,6 +194,13 @@ export class Worker {
   private readonly lanes = new Set<string>();
   /** Per lane partition read here (`<lane>#<partition>`): the dispatches Kafka held behind its last batch. */
   private readonly backlogs = new Map<string, Backlog>();
+  /** Dispatches held back by their key's limit, by job id, oldest first. */
+  private readonly held = new Map<string, Held>();
+  /** Per limit key with held dispatches: its refusals (its dispatches wait together, so a round tries them in one claim). */
+  private readonly keyWaits = new Map<string, KeyWait>();
+  /** Wakes the loop that claims held dispatches again (a due time came closer, or a job of a held key ended here). */
+  private wakeHeld: () => void = () => {};
+  private heldLoop: Promise<void> = Promise.resolve();
   /** The lane discovery loop of a worker serving every queue; resolves once it ended. */
   private discovery: Promise<void> = Promise.resolve();
   private stopping = new AbortController();
@@ -177,7 +208,7 @@ export class Worker {
   private abandon = new AbortController();
   private crashed = false;
   readonly counters: WorkerCounters = {
-    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0,
+    claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0, throttled: 0,
   };
   /** When each type without a handler here was last logged. */
   private readonly unhandledLogged = new Map<string, number>();
@@ -192,6 +223,7 @@ export class Worker {
     this.stopping = new AbortController();
     this.abandon = new AbortController();
     this.lanes.clear();
+    this.heldLoop = this.retryHeld(this.stopping.signal);
     const { queues } = this.opts;
     if (queues && queues.length > 0) {
       await this.subscribe(queues.flatMap(lanesOf));
@@ -264,6 +296,8 @@ export class Worker {
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
     this.dropBacklogs();
+    await this.heldLoop;
+    await this.releaseHeld();
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     const grace = this.deps.clock.sleep(this.opts.shutdownGraceMs).then(() => 'timeout' as const);
     if ((await Promise.race([all().then(() => 'done' as const), grace])) === 'timeout') {
@@ -288,6 +322,9 @@ export class Worker {
     await Promise.all(this.subscriptions.map((s) => s.stop()));
     this.subscriptions = [];
     this.dropBacklogs();
+    await this.heldLoop;
+    this.held.clear();
+    this.keyWaits.clear();
   }
 
   private dropBacklogs(): void {
@@ -477,6 +514,11 @@ export class Worker {
       throw err;
     }
     results.forEach((r, k) => {
+      if (!r.ok && r.reason === 'throttled') {
+        this.slots.release();
+        this.hold(messages[k]!, records?.[k], r.key, r.retryAfterMs, now);
+        return;
+      }
       if (!r.ok) {
         this.counters.skipped++;
         this.slots.release();
@@ -486,6 +528,111 @@ export class Worker {
       this.counters.claimed++;
       this.launch(r.job, messages[k]!.attempt, now, leases[k]!, records?.[k]);
     });
+  }
+
+  /**
+   * Keeps a dispatch its key's limit refused, to claim it again: when the
+   * rate allows (`retryAfterMs`), or, waiting for a running attempt of the
+   * key to end, after a pause that doubles from THROTTLE_RETRY_FIRST_MS to
+   * THROTTLE_RETRY_MAX_MS, and at once when an attempt of the key ends here.
+   * The job stays `published` meanwhile; nothing is written and no attempt
+   * is spent. Its offset is committed like the rest of the batch, so the
+   * jobs behind it in the partition go on: should this worker die, the
+   * timers dispatch the job again after the published timeout.
+   */
+  private hold(message: DispatchMessage, record: LogRecord | undefined, key: string, retryAfterMs: number | null, now: number): void {
+    this.counters.throttled++;
+    let wait = this.keyWaits.get(key);
+    if (!wait) {
+      if (this.keyWaits.size >= THROTTLED_KEPT) this.keyWaits.clear();
+      this.keyWaits.set(key, (wait = { refusals: 0, lastAt: -1 }));
+    }
+    // The refusals of one claim count once: the key's dispatches wait out one pause together.
+    if (wait.lastAt !== now) {
+      wait.refusals++;
+      wait.lastAt = now;
+    }
+    const pause = retryAfterMs ?? Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
+    this.held.delete(message.jobId);
+    this.held.set(message.jobId, { message, record, key, dueAt: now + pause });
+    if (this.held.size > THROTTLED_KEPT) {
+      const [oldest] = this.held.keys();
+      this.held.delete(oldest!);
+      this.deps.logger.warn('worker: too many dispatches held back by limits; the oldest is left to the timers\' re-dispatch', { jobId: oldest, kept: THROTTLED_KEPT });
+    }
+    this.wakeHeld();
+  }
+
+  /**
+   * An attempt of this job ended here: the held dispatches of the limit it
+   * may have counted against (its own key, or its type's or queue's default)
+   * may go now.
+   */
+  private keysFreed(job: JobRecord): void {
+    const now = this.deps.clock.now();
+    const keys = new Set([`type:${job.type}`, `queue:${job.queue}`]);
+    if (job.concurrencyKey !== undefined) keys.add(job.concurrencyKey);
+    for (const key of keys) this.keyWaits.delete(key);
+    let any = false;
+    for (const h of this.held.values()) {
+      if (keys.has(h.key) && h.dueAt > now) {
+        h.dueAt = now;
+        any = true;
+      }
+    }
+    if (any) this.wakeHeld();
+  }
+
+  /** Claims held dispatches again as they come due, until the signal aborts. */
+  private async retryHeld(signal: AbortSignal): Promise<void> {
+    const { clock } = this.deps;
+    while (!signal.aborted) {
+      const now = clock.now();
+      const due = [...this.held.values()].filter((h) => h.dueAt <= now);
+      if (due.length > 0) {
+        for (const h of due) this.held.delete(h.message.jobId);
+        const records = due.map((h) => h.record);
+        const messages = due.map((h) => h.message);
+        const priorities = messages.map(priorityOf);
+        for (const p of priorities) this.slots.announce(p);
+        try {
+          await this.claimDispatches(messages, records.some((r) => r) ? (records as LogRecord[]) : null, priorities);
+        } catch (err) {
+          // Not all claimed (stopping, or a database blip): held again (a claimed one's DISPATCH is refused later, harmlessly).
+          for (const h of due) if (!this.held.has(h.message.jobId)) this.held.set(h.message.jobId, { ...h, dueAt: clock.now() + THROTTLE_RETRY_MAX_MS });
+          if (signal.aborted) return;
+          this.deps.logger.warn('worker: claiming dispatches held back by limits failed; will try again', errorFields(err));
+        }
+        continue;
+      }
+      let next = Infinity;
+      for (const h of this.held.values()) next = Math.min(next, h.dueAt);
+      // Until the next is due (or a while, with none held), a wake, or the stop.
+      const wake = new AbortController();
+      const onAbort = () => wake.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.wakeHeld = () => wake.abort();
+      await clock.sleep(next === Infinity ? HELD_IDLE_MS : Math.max(1, next - now), wake.signal).catch(() => undefined);
+      signal.removeEventListener('abort', onAbort);
+      this.wakeHeld = () => {};
+    }
+  }
+
+  /**
+   * On a graceful stop: the held dispatches are issued again (DISPATCH, as
+   * the timers do for a lost one), so another worker reads them now rather
+   * than after the published timeout.
+   */
+  private async releaseHeld(): Promise<void> {
+    const jobs = [...this.held.keys()];
+    this.held.clear();
+    this.keyWaits.clear();
+    if (jobs.length === 0) return;
+    try {
+      await this.deps.transitions.applyMany(jobs.map((jobId) => ({ jobId, event: { type: 'DISPATCH' as const } })));
+    } catch (err) {
+      this.deps.logger.warn('worker: dispatches held back by limits not handed back; the timers dispatch them again later', errorFields(err));
+    }
   }
 
   /** The lease and heartbeat period to claim this dispatch with: the advisor's when it gives a sane one. */
@@ -518,6 +665,8 @@ export class Worker {
         // A late attempt n must not drop the entry of attempt n+1 of the same job.
         if (this.running.get(job.id)?.attempt === attempt) this.running.delete(job.id);
         releaseSlot();
+        // Its outcome is written: a dispatch held back here by the limit it counted against may start now.
+        if (this.held.size > 0) this.keysFreed(job);
       });
     this.running.set(job.id, entry);
   }

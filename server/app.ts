@@ -11,7 +11,7 @@ import { frameworkErrorHandler, installErrorHandlers, onClientError } from './er
 import { installJsonParser } from './json-body.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
-import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
+import { LIMIT_SCHEMAS, MAX_NAME_CHARS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
@@ -19,6 +19,7 @@ import { edgeStatsRoute } from './routes/edges.js';
 import { outboxStatsRoute } from './routes/outbox.js';
 import { insightsRoute } from './routes/insights.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
+import { limitRoutes } from './routes/limits.js';
 import { metaRoutes } from './routes/meta.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { submitRoute } from './routes/submit.js';
@@ -42,15 +43,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     schemaErrorFormatter: formatValidationError,
     frameworkErrors: frameworkErrorHandler(logger),
     clientErrorHandler: onClientError,
-    // A job id is 26 chars; anything much longer is not a route of ours.
-    routerOptions: { maxParamLength: 100 },
+    // The longest parameter of ours is a limit's key (a name: at most 200 chars, as decoded); anything longer
+    // is a 400 without being matched (a job id is 26 chars, a schedule name at most 100).
+    routerOptions: { maxParamLength: MAX_NAME_CHARS },
     // Our own gate below answers {code, message}; fastify's writes a body of its own.
     return503OnClosing: false,
   });
   // The named schemas (components of the OpenAPI document) that route schemas `$ref`:
   // fastify's serializer finds them through addSchema, our validators through their Ajv.
-  // The schedule and worker routes' schemas only with those routes: the document holds no component no route uses.
-  const shared = [...SHARED_SCHEMAS, ...(deps.schedules ? SCHEDULE_SCHEMAS : []), ...(deps.workers ? WORKER_SCHEMAS : [])];
+  // The schedule, worker and limit routes' schemas only with those routes: the document holds no component no route uses.
+  const shared = [
+    ...SHARED_SCHEMAS, ...(deps.schedules ? SCHEDULE_SCHEMAS : []), ...(deps.workers ? WORKER_SCHEMAS : []), ...(deps.limitStore ? LIMIT_SCHEMAS : []),
+  ];
   for (const schema of shared) app.addSchema(schema);
   app.setValidatorCompiler(createValidatorCompiler(shared));
   installErrorHandlers(app, logger);
@@ -74,6 +78,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.schedules) await app.register(scheduleRoutes, opts);
   await app.register(metaRoutes, opts);
   if (deps.workers) await app.register(workersRoute, opts);
+  if (deps.limitStore) await app.register(limitRoutes, opts);
   await app.register(edgeStatsRoute, opts);
   await app.register(outboxStatsRoute, opts);
   await app.register(insightsRoute, opts);

@@ -5,7 +5,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
-import type { Clock, JobStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
+import type { Clock, JobStore, LimitStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 import type { ScheduleService } from '../engine/schedules.js';
@@ -64,6 +64,12 @@ export interface AppDeps {
   workers?: Pick<WorkerRegistryStore, 'listWorkers'>;
   /** Cron schedules: the /v1/schedules routes are served when given. @defaultValue none */
   schedules?: ScheduleService;
+  /**
+   * Concurrency and rate limits by key (engine/limits.ts): the /v1/limits
+   * routes are served when given. (Not `limits`: that is the request limits.)
+   * @defaultValue none
+   */
+  limitStore?: LimitStore;
   store: JobStore;
   clock: Clock;
   /** ETAs on `GET /v1/jobs/:id` and `GET /v1/insights` (engine/advisor/). Omit: no ETA, and insights say `off`. */

@@ -10,6 +10,7 @@ import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
 import { errorFields } from '../engine/logger.js';
 import { responseStarted } from './connections.js';
 import type { Logger } from '../engine/ports.js';
+import { MAX_NAME_CHARS } from './schemas.js';
 
 export interface ErrorReply {
   status: number;
@@ -47,6 +48,8 @@ const BY_STATUS: Record<number, ErrorCode> = {
 export function toErrorReply(err: unknown): ErrorReply {
   if (isAtsError(err)) return reply(err.code, err.message);
   const e = err as Partial<FastifyError>;
+  // fastify's message quotes the whole path: a 10 KB parameter would come back whole.
+  if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') return reply('ATS_ERR_VALIDATION', `A path parameter is longer than ${MAX_NAME_CHARS} characters`);
   const known = e.code ? FASTIFY_CODES[e.code] : undefined;
   if (known) return reply(known, known === 'ATS_ERR_VALIDATION' ? e.message : undefined);
   const status = e.statusCode ?? 500;

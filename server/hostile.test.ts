@@ -1,7 +1,8 @@
 /**
  * Malformed and hostile requests: each gets the expected 4xx and registry
- * code, never a 500, and nothing reaches the database (the jobs and schedules
- * tables stay empty). This file's database never holds a job or a schedule.
+ * code, never a 500, and nothing reaches the database (the jobs, schedules and
+ * limits tables stay empty). This file's database never holds a job, a
+ * schedule or a limit.
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
@@ -25,6 +26,11 @@ const schedule = { name: 'nightly', cron: '0 3 * * *', type: 'demo.echo' };
 const createSchedule = (body: unknown): InjectOptions => ({ method: 'POST', url: '/v1/schedules', payload: body as object });
 const changeSchedule = (body: unknown, name = 'nightly'): InjectOptions => ({ method: 'PATCH', url: `/v1/schedules/${name}`, payload: body as object });
 const CRON_10K = '*'.repeat(10 * 1024);
+const putLimit = (body: unknown, key = 'email'): InjectOptions => ({ method: 'PUT', url: `/v1/limits/${key}`, payload: body as object });
+const putLimitJson = (body: string, key = 'email'): InjectOptions => ({
+  method: 'PUT', url: `/v1/limits/${key}`, payload: body, headers: { 'content-type': 'application/json' },
+});
+const rate = { max: 10, intervalMs: 1000 };
 const nestedArrays = (depth: number) => `${'['.repeat(depth)}1${']'.repeat(depth)}`;
 const JOB_ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
 
@@ -153,6 +159,67 @@ const cases: Case[] = [
   { name: 'schedule: delete an unknown one', req: { method: 'DELETE', url: '/v1/schedules/nightly' }, status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
   { name: 'schedule: delete with a bad name', req: { method: 'DELETE', url: '/v1/schedules/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'schedule: PUT is no route', req: { method: 'PUT', url: '/v1/schedules/nightly', payload: schedule }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  // ------------------------------------------------------------ limits (each would write a limit if it got through)
+  { name: 'limit: concurrency 0', req: putLimit({ concurrency: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency -1', req: putLimit({ concurrency: -1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency 1.5', req: putLimit({ concurrency: 1.5 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency as a string (no coercion)', req: putLimit({ concurrency: '5' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency as a boolean', req: putLimit({ concurrency: true }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency as an array', req: putLimit({ concurrency: [5] }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency 100,001', req: putLimit({ concurrency: 100_001 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency 2^53 + 1', req: putLimitJson('{"concurrency":9007199254740993}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: concurrency 1e400', req: putLimitJson('{"concurrency":1e400}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
+  { name: 'limit: rate max 0', req: putLimit({ rate: { ...rate, max: 0 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /max/ },
+  { name: 'limit: rate max -5', req: putLimit({ rate: { ...rate, max: -5 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /max/ },
+  { name: 'limit: rate max 1,000,001', req: putLimit({ rate: { ...rate, max: 1_000_001 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /max/ },
+  { name: 'limit: rate max 2.5', req: putLimit({ rate: { ...rate, max: 2.5 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /max/ },
+  { name: 'limit: rate max as a string', req: putLimit({ rate: { ...rate, max: '10' } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /max/ },
+  { name: 'limit: rate intervalMs 0', req: putLimit({ rate: { ...rate, intervalMs: 0 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /intervalMs/ },
+  { name: 'limit: rate intervalMs over a day', req: putLimit({ rate: { ...rate, intervalMs: 86_400_001 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /intervalMs/ },
+  { name: 'limit: rate intervalMs 1e400', req: putLimitJson('{"rate":{"max":10,"intervalMs":1e400}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /intervalMs/ },
+  { name: 'limit: rate without intervalMs', req: putLimit({ rate: { max: 10 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /intervalMs/ },
+  { name: 'limit: rate with an unknown field', req: putLimit({ rate: { ...rate, burst: 5 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /burst/ },
+  { name: 'limit: rate as a number', req: putLimit({ rate: 10 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /rate/ },
+  { name: 'limit: rate as a string', req: putLimit({ rate: '10/1s' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /rate/ },
+  { name: 'limit: rate as an array', req: putLimit({ rate: [10, 1000] }), status: 400, code: 'ATS_ERR_VALIDATION', says: /rate/ },
+  { name: 'limit: unknown field', req: putLimit({ concurrency: 1, weight: 2 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /weight/ },
+  { name: 'limit: the key in the body', req: putLimit({ key: 'other', concurrency: 1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /key/ },
+  { name: 'limit: neither field', req: putLimit({}), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency or rate/ },
+  { name: 'limit: both fields null', req: putLimit({ concurrency: null, rate: null }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency or rate/ },
+  { name: 'limit: only a null concurrency', req: putLimit({ concurrency: null }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency or rate/ },
+  { name: 'limit: body is an array', req: putLimitJson('[{"concurrency":1}]'), status: 400, code: 'ATS_ERR_VALIDATION', says: /must be object/ },
+  { name: 'limit: body is null', req: putLimitJson('null'), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: body is a number', req: putLimitJson('5'), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: body is a string', req: putLimitJson('"5"'), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: no body', req: { method: 'PUT', url: '/v1/limits/email' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: malformed JSON', req: putLimitJson('{"concurrency":'), status: 400, code: 'ATS_ERR_MALFORMED_JSON' },
+  { name: 'limit: text/plain body', req: { ...putLimit('{"concurrency":1}'), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  { name: 'limit: __proto__ in the body', req: putLimitJson('{"concurrency":1,"__proto__":{"polluted":true}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
+  { name: 'limit: __proto__ in the rate', req: putLimitJson('{"rate":{"max":1,"intervalMs":1,"__proto__":{"polluted":true}}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
+  { name: 'limit: oversize body', req: putLimit({ concurrency: 1, pad: 'x'.repeat(1024 * 1024 + 1) }), status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
+  { name: 'limit: a key of 10 KB', req: putLimit({ concurrency: 1 }, 'k'.repeat(10 * 1024)), status: 400, code: 'ATS_ERR_VALIDATION', says: /^A path parameter is longer than 200 characters$/ },
+  { name: 'limit: a key of 201 characters', req: putLimit({ concurrency: 1 }, 'k'.repeat(201)), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: a key with a space', req: putLimit({ concurrency: 1 }, 'a%20b'), status: 400, code: 'ATS_ERR_VALIDATION', says: /key/ },
+  { name: 'limit: a key with a slash', req: putLimit({ concurrency: 1 }, 'a%2Fb'), status: 400, code: 'ATS_ERR_VALIDATION', says: /key/ },
+  { name: 'limit: a key with a NUL', req: putLimit({ concurrency: 1 }, 'a%00b'), status: 400, code: 'ATS_ERR_VALIDATION', says: /key/ },
+  { name: 'limit: a key not ASCII', req: putLimit({ concurrency: 1 }, '%F0%9F%94%91'), status: 400, code: 'ATS_ERR_VALIDATION', says: /key/ },
+  { name: 'limit: a key of bad URL encoding', req: putLimit({ concurrency: 1 }, '%E0%A4%A'), status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: get with a key of 10 KB', req: { url: `/v1/limits/${'k'.repeat(10 * 1024)}` }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: get with a bad key', req: { url: '/v1/limits/a%20b' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: get an unknown one', req: { url: '/v1/limits/email' }, status: 404, code: 'ATS_ERR_LIMIT_NOT_FOUND', says: /email/ },
+  { name: 'limit: delete an unknown one', req: { method: 'DELETE', url: '/v1/limits/email' }, status: 404, code: 'ATS_ERR_LIMIT_NOT_FOUND' },
+  { name: 'limit: delete with a bad key', req: { method: 'DELETE', url: '/v1/limits/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  { name: 'limit: POST is no route', req: { method: 'POST', url: '/v1/limits', payload: { concurrency: 1 } }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'limit: PATCH is no route', req: { method: 'PATCH', url: '/v1/limits/email', payload: { concurrency: 1 } }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'limit: DELETE of the whole list is no route', req: { method: 'DELETE', url: '/v1/limits' }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  // ------------------------------------------------------------ a job's concurrency key (each would write a job)
+  { name: 'concurrencyKey with a space', req: post({ ...ok, concurrencyKey: 'a b' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey empty', req: post({ ...ok, concurrencyKey: '' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey of 201 characters', req: post({ ...ok, concurrencyKey: 'k'.repeat(201) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey of 10 KB', req: post({ ...ok, concurrencyKey: 'k'.repeat(10 * 1024) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey a number', req: post({ ...ok, concurrencyKey: 42 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey null', req: post({ ...ok, concurrencyKey: null }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
+  { name: 'concurrencyKey an object', req: post({ ...ok, concurrencyKey: { key: 'a' } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
   // ------------------------------------------------------------ other routes
   { name: 'job id not a ULID', req: { url: '/v1/jobs/not-a-ulid' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'job id in lower case', req: { url: `/v1/jobs/${JOB_ID.toLowerCase()}` }, status: 400, code: 'ATS_ERR_VALIDATION' },
@@ -220,5 +287,7 @@ describe('hostile input', { skip: mysqlReady ? false : 'MariaDB not reachable (A
     assert.equal(await t.store.countUnpublished(), 0);
     assert.deepEqual(await t.store.listSchedules(), []);
     assert.deepEqual((await t.app.inject({ url: '/v1/schedules' })).json(), { schedules: [] });
+    assert.deepEqual(await t.store.listLimits(1000), []);
+    assert.deepEqual((await t.app.inject({ url: '/v1/limits' })).json(), { limits: [] });
   });
 });

@@ -29,6 +29,7 @@ export function toJobView(job: JobRecord, now: number): JobView {
     timeoutMs: job.timeoutMs,
     backoff: c.backoff,
     idempotencyKey: job.idempotencyKey,
+    concurrencyKey: job.concurrencyKey ?? null,
     version: job.version,
     createdAt: iso(job.createdAt),
     updatedAt: iso(job.updatedAt),

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
+import { LIMIT_SCHEMAS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -34,7 +34,7 @@ const NAMED = [
   'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobProgress', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
   'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
-  'UpdateScheduleRequest', 'Worker', 'WorkerList',
+  'UpdateScheduleRequest', 'Worker', 'WorkerList', 'Limit', 'LimitList', 'LimitRate', 'PutLimitRequest',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -106,13 +106,13 @@ describe('OpenAPI document', () => {
   test('components.schemas holds the named schemas, each described', () => {
     const names = Object.keys(doc.components.schemas);
     for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
-    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS, ...LIMIT_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
     for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
     assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
   });
 
-  test('every response of the job and schedule routes is a $ref to a component, never the job inlined', () => {
-    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/(jobs|schedules)/.test(name));
+  test('every response of the job, schedule and limit routes is a $ref to a component, never the job inlined', () => {
+    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/(jobs|schedules|limits)/.test(name));
     assert.ok(jobRoutes.length >= 12, jobRoutes.map(([n]) => n).join(', '));
     for (const [name, op] of jobRoutes) {
       for (const [status, response] of Object.entries(op.responses)) {
@@ -171,6 +171,34 @@ describe('OpenAPI document', () => {
     const stats = doc.components.schemas.Stats!;
     assert.ok(stats.properties!.unserved, 'Stats documents unserved');
     assert.ok(!(stats.required as string[] | undefined)?.includes('unserved'), 'unserved is optional');
+  });
+
+  test('the limit routes: tagged limits, the PutLimitRequest body, the Limit and LimitList answers; jobs carry concurrencyKey', () => {
+    const routes = operations(doc).filter(([name]) => / \/v1\/limits/.test(name));
+    assert.deepEqual(routes.map(([n]) => n).sort(), ['DELETE /v1/limits/{key}', 'GET /v1/limits', 'GET /v1/limits/{key}', 'PUT /v1/limits/{key}']);
+    for (const [name, op] of routes) assert.deepEqual(op.tags, ['limits'], name);
+    const put = doc.paths['/v1/limits/{key}']!.put!;
+    assert.equal(put.operationId, 'putLimit');
+    assert.equal(put.requestBody!.content['application/json']!.schema.$ref, `${COMPONENT}PutLimitRequest`);
+    for (const status of ['200', '201']) assert.equal(put.responses[status]!.content!['application/json']!.schema.$ref, `${COMPONENT}Limit`);
+    assert.equal(doc.paths['/v1/limits/{key}']!.get!.responses['404']!.content!['application/json']!.schema.$ref, `${COMPONENT}Error`);
+    assert.equal(doc.paths['/v1/limits']!.get!.responses['200']!.content!['application/json']!.schema.$ref, `${COMPONENT}LimitList`);
+    const key = put.parameters!.find((p) => p.name === 'key') as Parameter & { schema?: Schema };
+    assert.equal(key.in, 'path');
+    assert.equal(key.schema?.maxLength, 200);
+    assert.equal(key.schema?.pattern, '^[A-Za-z0-9._:-]+$');
+    const limit = doc.components.schemas.Limit!;
+    assert.deepEqual(Object.keys(limit.properties!).sort(), ['concurrency', 'createdAt', 'key', 'rate', 'running', 'updatedAt']);
+    const body = doc.components.schemas.PutLimitRequest!;
+    assert.deepEqual(Object.keys(body.properties!).sort(), ['concurrency', 'rate']);
+    assert.equal(body.additionalProperties, false);
+    const rate = doc.components.schemas.LimitRate!;
+    assert.deepEqual(rate.required, ['max', 'intervalMs']);
+    assert.deepEqual([rate.properties!.max!.maximum, rate.properties!.intervalMs!.maximum], [1_000_000, 86_400_000]);
+    const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
+    assert.ok(codes.includes('ATS_ERR_LIMIT_NOT_FOUND'));
+    assert.ok(doc.components.schemas.SubmitRequest!.properties!.concurrencyKey, 'a submit takes concurrencyKey');
+    assert.ok(doc.components.schemas.Job!.properties!.concurrencyKey, 'a job shows concurrencyKey');
   });
 
   test('the job object is written once in the whole document: components.schemas.Job', () => {

@@ -15,6 +15,7 @@ import { STATUS_CODES } from 'node:http';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
+import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 
 /** Job types and queue names: short, URL- and log-safe. */
@@ -125,6 +126,10 @@ export const SubmitBody = Type.Object(
       maximum: MAX_PRIORITY,
       description: 'Within the queue, a job of a higher band (above 0, 0, below 0) starts before the lower bands\' waiting jobs, and a worker gives a free slot to the highest priority waiting (docs/queues.md); default 0',
     })),
+    concurrencyKey: Type.Optional(Name(
+      'The key whose limit (PUT /v1/limits/{key}) the job\'s attempts count against: one over the limit waits, published, burning no attempt (docs/limits.md). ' +
+      'A key without a limit is unlimited; default none',
+    )),
   },
   { $id: 'SubmitRequest', additionalProperties: false, description: 'A job to run: its handler type, payload and retry policy' },
 );
@@ -233,6 +238,7 @@ export const JobView = Type.Object({
   timeoutMs: Type.Integer({ description: 'Per-attempt timeout, in ms' }),
   backoff: ref(BackoffOut),
   idempotencyKey: Nullable(Type.String(), 'The Idempotency-Key the job was submitted with, else null'),
+  concurrencyKey: Nullable(Type.String(), 'The key whose concurrency and rate limit the job\'s attempts count against (docs/limits.md); null when it was submitted without one'),
   version: Type.Integer({ description: 'The last event\'s seq' }),
   createdAt: IsoTime('Submit time'),
   updatedAt: IsoTime('Last transition'),
@@ -554,6 +560,62 @@ export type WorkerView = Static<typeof WorkerView>;
 export const WorkerList = Type.Object({
   workers: Type.Array(ref(WorkerView), { description: 'Every registered worker (at most 1000), by id' }),
 }, { $id: 'WorkerList', description: 'The workers' });
+
+// ---------------------------------------------------------------- limits
+
+/** Most limits `GET /v1/limits` lists. */
+export const MAX_LIMITS_LISTED = 1000;
+
+export const LimitRate = Type.Object(
+  {
+    max: Type.Integer({ minimum: 1, maximum: MAX_RATE, description: `Starts allowed per interval, 1 to ${MAX_RATE}` }),
+    intervalMs: Type.Integer({ minimum: 1, maximum: MAX_RATE_INTERVAL_MS, description: `The interval, in ms, 1 to ${MAX_RATE_INTERVAL_MS} (a day)` }),
+  },
+  {
+    $id: 'LimitRate', additionalProperties: false,
+    description: 'At most `max` attempts of the key start per `intervalMs`, spaced evenly: one every ⌈intervalMs / max⌉ ms, no burst',
+  },
+);
+export type LimitRate = Static<typeof LimitRate>;
+
+export const PutLimitBody = Type.Object(
+  {
+    concurrency: Type.Optional(Nullable(
+      Type.Integer({ minimum: 1, maximum: MAX_LIMIT_CONCURRENCY, description: `Attempts of the key running at once, 1 to ${MAX_LIMIT_CONCURRENCY}` }),
+      'Most attempts of the key running at once, across all workers; null or absent: no cap on them',
+    )),
+    rate: Type.Optional(Nullable(ref(LimitRate), 'Most starts of the key per interval; null or absent: no cap on them')),
+  },
+  {
+    $id: 'PutLimitRequest', additionalProperties: false,
+    description: 'The limit of a key: a concurrency, a rate, or both (at least one not null). It replaces the key\'s limit as a whole',
+  },
+);
+export type PutLimitBody = Static<typeof PutLimitBody>;
+
+export const LimitParams = Type.Object(
+  { key: Name('The concurrency key (what jobs give as concurrencyKey)') },
+  { additionalProperties: false },
+);
+export type LimitParams = Static<typeof LimitParams>;
+
+export const LimitView = Type.Object({
+  key: Type.String({ description: 'The concurrency key' }),
+  concurrency: Nullable(Type.Integer({ minimum: 1 }), 'Most attempts of the key running at once; null: no cap on them'),
+  rate: Nullable(ref(LimitRate), 'Most starts of the key per interval; null: no cap on them'),
+  running: Int('Attempts of the key running now, with a lease that holds (those a limit admitted)'),
+  createdAt: IsoTime('When the limit was first set'),
+  updatedAt: IsoTime('When the limit was last set'),
+}, { $id: 'Limit', description: 'A concurrency and rate limit on a key, and the attempts of the key running now' });
+export type LimitView = Static<typeof LimitView>;
+
+export const LimitList = Type.Object({
+  limits: Type.Array(ref(LimitView), { description: `Every limit (at most ${MAX_LIMITS_LISTED}), by key` }),
+}, { $id: 'LimitList', description: 'The limits' });
+export type LimitList = Static<typeof LimitList>;
+
+/** The named schemas of the `/v1/limits` routes: `app.ts` adds them only when it serves those routes. */
+export const LIMIT_SCHEMAS: readonly TSchema[] = Object.freeze([LimitRate, PutLimitBody, LimitView, LimitList]);
 
 /** The named schemas of `GET /v1/workers`: `app.ts` adds them only when it serves that route. */
 export const WORKER_SCHEMAS: readonly TSchema[] = Object.freeze([WorkerView, WorkerList]);

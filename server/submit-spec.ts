@@ -37,6 +37,7 @@ export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, 
   };
   if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt, where);
   if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
+  if (body.concurrencyKey !== undefined) spec.concurrencyKey = body.concurrencyKey;
   return spec;
 }
 

@@ -4,7 +4,7 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { Decide, InsertResult, JobStore, OutboxRow, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
+import type { Decide, Decision, InsertResult, JobStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
@@ -14,6 +14,7 @@ import { createSqlReads } from '../sql/reads.js';
 import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
 import { createSqlWorkers } from '../sql/workers.js';
+import { createSqlLimits } from '../sql/limits.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -25,7 +26,7 @@ import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & {
+export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -59,6 +60,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     ...createSqlSchedules(statement, D),
     ...createSqlProgress(statement, D),
     ...createSqlWorkers(statement, D),
+    ...createSqlLimits(statement, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
@@ -75,7 +77,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
      * after a wait could be newer than (MariaDB's innodb_snapshot_isolation
      * refuses such a lock under REPEATABLE READ).
      */
-    update: <T>(ids: readonly string[], decide: Decide<T>): Promise<T> =>
+    update: <T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T> =>
       withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */

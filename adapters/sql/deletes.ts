@@ -76,6 +76,8 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   if (doomed.length === 0) return found;
   yield deleteEvents(doomed);
   yield { sql: `DELETE FROM job_progress WHERE job_id IN (${marks(doomed.length)})`, params: [...doomed] };
+  // Stale rows of a limit (adapters/sql/limits.ts) the job's attempts left.
+  yield { sql: `DELETE FROM limit_running WHERE job_id IN (${marks(doomed.length)})`, params: [...doomed] };
   const { changes } = yield deleteJobs(doomed, updatedBefore);
   if (changes !== doomed.length) throw new VersionConflict(doomed[0]!, `deleted ${changes} of ${doomed.length} locked jobs`);
   for (const step of countSteps(d, deltas, shardOf(doomed[0]!))) yield step;

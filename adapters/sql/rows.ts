@@ -20,12 +20,12 @@ export type Row = Record<string, unknown>;
  */
 export const JOB_COLUMNS = [
   'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
-  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context',
+  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context', 'concurrency_key',
 ] as const;
 
 /** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
 export const JOB_SELECT =
-  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context';
+  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key';
 
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
@@ -49,7 +49,7 @@ export function jobValues(job: JobRecord): unknown[] {
   return [
     job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
     job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), job.createdAt, job.updatedAt,
-    job.traceContext ? JSON.stringify(job.traceContext) : null,
+    job.traceContext ? JSON.stringify(job.traceContext) : null, job.concurrencyKey ?? null,
   ];
 }
 
@@ -68,6 +68,8 @@ export function rowToJob(r: Row): JobRecord {
     createdAt: toNum(r.created_at),
     updatedAt: toNum(r.updated_at),
   };
+  // NULL unless the job was submitted with a concurrency key (migration 0011).
+  if (r.concurrency_key !== null && r.concurrency_key !== undefined) job.concurrencyKey = String(r.concurrency_key);
   // NULL unless the job was submitted while tracing was on (migration 0006).
   if (r.trace_context !== null && r.trace_context !== undefined) {
     const trace = toTraceContext(String(r.trace_context));

@@ -47,7 +47,7 @@ function rowToTick(r: Row): ScheduleTick {
 export const MAX_SCHEDULES_LISTED = 1000;
 
 /** A driver error that says the primary key is taken (MySQL ER_DUP_ENTRY, SQLite's constraint codes). */
-function isDuplicateKey(err: unknown): boolean {
+export function isDuplicateKey(err: unknown): boolean {
   const e = err as { errno?: unknown; code?: unknown } | null;
   return e?.errno === 1062 || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE';
 }

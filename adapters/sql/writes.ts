@@ -5,13 +5,15 @@
  * the program's last group of writes (`Sql.final`), whose checks then also
  * run in SQL.
  */
-import type { Decide, InsertResult, JobRecord, StoredEventType, TransitionWrite } from '../../engine/ports.js';
+import type { LimitState } from '../../engine/limits.js';
+import type { Decide, Decision, InsertResult, JobRecord, StoredEventType, TransitionWrite } from '../../engine/ports.js';
 import { chunkRows, groupBySize, slices } from './batches.js';
 import { countStepsOf } from './counts.js';
 import type { Dialect } from './dialect.js';
+import { limitReadSteps, limitWriteSteps, rowToLimit } from './limits.js';
 import type { Program } from './program.js';
 import { insertOutboxSteps } from './outbox.js';
-import { eventValues, jobValues, projectionValues, rowToJob, toJson } from './rows.js';
+import { eventValues, jobValues, projectionValues, rowToJob, toJson, toNum } from './rows.js';
 import {
   COALESCE_HEARTBEAT, UPDATE_JOB_CAS, guardChangedRows, insertEvents, insertJobs, multiStatement, selectJobIds, selectJobsForUpdate, updateJobsCas,
   type Sql,
@@ -82,7 +84,8 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
  * (counts.ts). Throws `VersionConflict` when a job moved underneath, so the
  * caller rolls back and retries.
  */
-export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: Decide<T>): Program<T> {
+export function* updateProgram<T>(d: Dialect, ids: readonly string[], decision: Decide<T> | Decision<T>): Program<T> {
+  const { decide, limitKeys, now } = typeof decision === 'function' ? { decide: decision, limitKeys: undefined, now: 0 } : decision;
   const jobs = new Map<string, JobRecord>();
   const lastEventTypes = new Map<string, StoredEventType>();
   const sorted = [...new Set(ids)].sort();
@@ -92,7 +95,19 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
       if (r.last_event_type != null) lastEventTypes.set(String(r.id), r.last_event_type as StoredEventType);
     }
   }
-  const { writes, result } = decide(jobs, lastEventTypes);
+  const limits = new Map<string, LimitState>();
+  const keys = limitKeys ? [...new Set(limitKeys(jobs))].sort() : [];
+  if (keys.length > 0) {
+    // After the job rows, in key order: every claim locks in the same order.
+    const steps = limitReadSteps(d, keys, now);
+    const locked = (yield steps.lock).rows.map(rowToLimit);
+    if (locked.length > 0) {
+      yield steps.prune;
+      const running = new Map((yield steps.count).rows.map((r) => [String(r.limit_key), toNum(r.n)] as const));
+      for (const limit of locked) limits.set(limit.key, { limit, running: running.get(limit.key) ?? 0 });
+    }
+  }
+  const { writes, result, claims = [] } = decide(jobs, lastEventTypes, limits);
   const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
     id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
   }));
@@ -114,7 +129,9 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decide: De
     expect: { changes: 1, conflict: () => new VersionConflict(w.job.id, `event ${w.event.seq} is not the heartbeat at ${w.coalesce!.previousAt} any more`) },
   }));
   // Last: the counter rows' locks are held for the shortest time.
-  yield* runSteps(d, [...checked, ...unchecked(logSteps(writes)), ...coalesced, ...unchecked(countStepsOf(d, writes))], true);
+  yield* runSteps(d, [
+    ...checked, ...unchecked(logSteps(writes)), ...coalesced, ...unchecked(limitWriteSteps(d, claims)), ...unchecked(countStepsOf(d, writes)),
+  ], true);
   return result;
 }
 

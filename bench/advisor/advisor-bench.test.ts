@@ -125,7 +125,7 @@ function run(over: Partial<RunRecord>): RunRecord {
     seed: 1, mode: 'off', simulatedMs: 12 * 3_600_000, realMs: 0, events: 0, jobs: [], attempts: 0, recoveries: [], healthyExpiries: [],
     leaseExpiries: 0, eta: [], etaNull: 0, anomalies: [],
     decisions: { 'no-retry': { applied: 0, advised: 0 }, 'retry-delay': { applied: 0, advised: 0 }, lease: { applied: 0, advised: 0 } },
-    workers: { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0 },
+    workers: { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0, throttled: 0 },
     leases: new Map(), insights: null, unfinished: 0, writes: 0, ...over,
   };
 }

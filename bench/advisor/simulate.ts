@@ -647,7 +647,7 @@ class Simulation {
     const workers = this.allWorkers.reduce<WorkerCounters>((sum, wk) => {
       for (const [k, v] of Object.entries(wk.counters)) sum[k as keyof WorkerCounters] += v;
       return sum;
-    }, { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0 });
+    }, { claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0, throttled: 0 });
     return {
       seed: this.w.seed, mode: this.opts.mode, simulatedMs, realMs: 0, events, jobs, attempts, recoveries, healthyExpiries, leaseExpiries,
       eta: this.eta, etaNull: this.etaNull, anomalies: this.anomalies, decisions: this.decisions, workers, leases,

@@ -1,5 +1,6 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
-import type { Insights, Job, JobDetail, JobEvent, JobProgress, Schedule, ScheduleDetail, Worker } from '../client.js';
+import type { Insights, Job, JobDetail, JobEvent, JobProgress, Limit, Schedule, ScheduleDetail, Worker } from '../client.js';
+import { durationText } from '../duration.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
 export function attemptOf(e: { data: unknown }): number | undefined {
@@ -172,4 +173,36 @@ export function workerTable(workers: readonly Worker[]): string[] {
       w.id, w.host, String(w.pid), w.queues.join(','), w.types.length > 0 ? w.types.join(',') : '-', String(w.concurrency), w.lastSeenAt, yesNo(w.live),
     ]),
   );
+}
+
+/** `100/1m` (what `--rate` takes), or `-` for no rate. */
+export function rateText(rate: Limit['rate']): string {
+  return rate ? `${rate.max}/${durationText(rate.intervalMs)}` : '-';
+}
+
+/** Rows of limits, as `ats limits ls` prints them (`-`: no cap). */
+export function limitTable(limits: readonly Limit[]): string[] {
+  return table(
+    ['KEY', 'CONCURRENCY', 'RUNNING', 'RATE', 'UPDATED'],
+    limits.map((l) => [l.key, l.concurrency === null ? '-' : String(l.concurrency), String(l.running), rateText(l.rate), l.updatedAt]),
+  );
+}
+
+/** A limit, as `ats limits get` prints it. */
+export function limitDetail(l: Limit): string {
+  const step = l.rate ? ` (one start every ${Math.ceil(l.rate.intervalMs / l.rate.max)} ms at most)` : '';
+  const fields: Array<[string, string]> = [
+    ['key', l.key],
+    ['concurrency', l.concurrency === null ? '- (no cap)' : String(l.concurrency)],
+    ['running', String(l.running)],
+    ['rate', l.rate ? `${rateText(l.rate)}${step}` : '- (no cap)'],
+    ['createdAt', l.createdAt], ['updatedAt', l.updatedAt],
+  ];
+  return fields.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n');
+}
+
+/** `email: concurrency 5, rate 100/1m` (what `ats limits set` prints). */
+export function limitLine(l: Limit): string {
+  const parts = [...(l.concurrency === null ? [] : [`concurrency ${l.concurrency}`]), ...(l.rate ? [`rate ${rateText(l.rate)}`] : [])];
+  return `${l.key}: ${parts.join(', ')}`;
 }

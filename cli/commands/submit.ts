@@ -13,9 +13,11 @@ import { submitMany } from './submit-many.js';
 
 export const submitSpec: CommandSpec = {
   usage: 'ats submit TYPE --payload JSON [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
-    '           [--timeout-ms N] [--priority N] [--wait | --count N] [--json]',
+    '           [--timeout-ms N] [--priority N] [--concurrency-key K] [--wait | --count N] [--json]',
   details: [
     '--payload JSON         the handler\'s input (default null)',
+    '--concurrency-key K    count the job\'s attempts against the limit of K ("ats limits set K ..."): over it, the job',
+    '                       waits; a key without a limit is unlimited',
     '--wait                 print each state as it happens, and the progress the handler reports (ctx.progress)',
     '                       as it arrives; exit 0 when done, 1 when dead or cancelled',
     '--count N              submit N copies in batches of up to 1000 (POST /v1/jobs/batch), show progress on',
@@ -31,6 +33,7 @@ export const submitSpec: CommandSpec = {
     'idempotency-key': { type: 'string' },
     'timeout-ms': { type: 'string' },
     priority: { type: 'string' },
+    'concurrency-key': { type: 'string' },
     wait: { type: 'boolean' },
     count: { type: 'string' },
     json: { type: 'boolean' },
@@ -46,11 +49,13 @@ export function requestFrom(type: string, values: Values): SubmitRequest {
   const runAt = isoTime(values, 'run-at');
   const timeoutMs = int(values, 'timeout-ms', 1, 2 ** 31);
   const priority = int(values, 'priority', -1_000_000, 1_000_000);
+  const concurrencyKey = str(values, 'concurrency-key');
   if (queue !== undefined) body.queue = queue;
   if (maxAttempts !== undefined) body.maxAttempts = maxAttempts;
   if (runAt !== undefined) body.runAt = runAt;
   if (timeoutMs !== undefined) body.timeoutMs = timeoutMs;
   if (priority !== undefined) body.priority = priority;
+  if (concurrencyKey !== undefined) body.concurrencyKey = concurrencyKey;
   return body;
 }
 

@@ -102,6 +102,17 @@ describe('uiPlugin', () => {
     for (const needle of ['/v1/workers', 'no live worker handles ', 'unserved']) assert.ok(js.includes(needle), needle);
   });
 
+  test('the page holds the limits panel, linked from the sections; the bundle reads GET /v1/limits', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<section id="limits-section"[^>]*>[\s\S]*<tbody id="limit-rows"><\/tbody>/);
+    assert.match(body, /<nav class="sections"[\s\S]*<a href="#limits-section">Limits<\/a>[\s\S]*<\/nav>/);
+    for (const col of ['Key', 'Running', 'Rate', 'Updated']) assert.match(body, new RegExp(`<th[^>]*>${col}</th>`), col);
+    const css = (await get('/ui/assets/app.css')).body;
+    assert.ok(css.includes('table.limits'), 'table.limits');
+    const js = (await get('/ui/assets/app.js')).body;
+    for (const needle of ['/v1/limits', 'data-limit', 'No limit set']) assert.ok(js.includes(needle), needle);
+  });
+
   test('the browser code builds no markup from strings: job types and payloads reach the page as text', () => {
     const dir = fileURLToPath(new URL('./client/', import.meta.url));
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {

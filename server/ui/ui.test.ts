@@ -43,16 +43,17 @@ async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; 
 /**
  * Console errors and uncaught exceptions of a page. Chromium logs every HTTP
  * error answer as a console error ("Failed to load resource: ... 409"): a test
- * that provokes one names it with `allow`; `GET /v1/stats/edges` and
- * `GET /v1/schedules` and `GET /v1/workers` answering 404 (a server without
- * the metrics, an app built without the schedules or without the worker
- * registry) are always allowed, and on a server without
+ * that provokes one names it with `allow`; `GET /v1/stats/edges`,
+ * `GET /v1/schedules`, `GET /v1/workers` and `GET /v1/limits` answering 404 (a
+ * server without the metrics, an app built without the schedules, the worker
+ * registry or the limits) are always allowed, and on a server without
  * the stream (`withoutStream`) the failed WebSocket handshakes.
  */
 function watchConsole(page: Page, opts: { withoutStream?: boolean } = {}): { errors: string[]; allow(pattern: RegExp): void } {
   const errors: string[] = [];
   const allowed: RegExp[] = [
     /404 \(Not Found\) @ \S+\/v1\/stats\/edges$/, /404 \(Not Found\) @ \S+\/v1\/schedules$/, /404 \(Not Found\) @ \S+\/v1\/workers$/,
+    /404 \(Not Found\) @ \S+\/v1\/limits$/,
   ];
   // A server without the stream: the page's tries to open it fail (and it polls instead).
   if (opts.withoutStream) allowed.push(/^WebSocket connection to '\S+\/v1\/stream' failed: .*Unexpected response code: 404 @ /);
@@ -209,6 +210,11 @@ describe('the visualizer at /ui, in Chromium', () => {
   test('the schedules panel says so when the server has no GET /v1/schedules', async () => {
     await page.locator('#schedules-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
     assert.equal(await page.locator('#schedule-rows tr').count(), 0);
+  });
+
+  test('the limits panel says so when the server has no GET /v1/limits', async () => {
+    await page.locator('#limits-note').getByText('Not available').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#limit-rows tr').count(), 0);
   });
 
   test('the workers panel says so when the server has no GET /v1/workers; no unserved warning shows', async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { Clock, JobStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
+import type { Clock, JobStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
@@ -17,7 +17,7 @@ import { createTestStore } from './mysql.js';
 import { buildApp, type AppDeps } from '../../server/app.js';
 
 /** What the test apps run on: both SQL stores are all of these. */
-type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore;
+type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore;
 
 export interface TestApp {
   app: FastifyInstance;
@@ -26,6 +26,7 @@ export interface TestApp {
   /**
    * The schedules of the /v1/schedules routes (on `store`; `schedules: undefined` in the overrides builds an app without them).
    * The app reads the worker registry on `store` too (`GET /v1/workers`, `unserved` in `/v1/stats`): `workers: undefined` builds one without.
+   * Likewise the limits of `/v1/limits` (`limitStore: undefined` builds one without).
    */
   schedules: ScheduleService;
   clock: Clock;
@@ -83,7 +84,7 @@ async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides
     });
     const schedules = new ScheduleService({ store, clock: testClock });
     const deps: AppDeps = {
-      transitions, store, schedules, clock: testClock, progress: store, workers: store,
+      transitions, store, schedules, clock: testClock, progress: store, workers: store, limitStore: store,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,

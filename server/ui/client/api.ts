@@ -8,6 +8,7 @@ import {
   type WatchOptions,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
+import { isLimitList, type LimitList } from './limits.js';
 import { isScheduleList, type ScheduleList } from './schedules.js';
 import { isWorkerList, type WorkerList } from './workers.js';
 
@@ -81,6 +82,9 @@ const schedules = (): Promise<ScheduleList | null> => optionalGet('/v1/schedules
 /** `GET /v1/workers`, or null while the server does not have it (an app not given the worker registry, or an older server). */
 const workers = (): Promise<WorkerList | null> => optionalGet('/v1/workers', isWorkerList, 'a list of workers');
 
+/** `GET /v1/limits`, or null while the server does not have it (an app not given the limit store, or an older server). */
+const limits = (): Promise<LimitList | null> => optionalGet('/v1/limits', isLimitList, 'a list of limits');
+
 /** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
 async function insights(): Promise<Insights | null> {
   try {
@@ -105,6 +109,7 @@ export const api = {
   insights,
   schedules,
   workers,
+  limits,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

@@ -3,6 +3,7 @@
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
  * job list, the inspector, the operator's charts and tables, the cron
  * schedules, the workers and the job types no live worker handles, the
+ * concurrency and rate limits, the
  * advisor's insights and anomalies, and the submit form together.
  */
 import { api, errorText, type MachineGraph } from './api.js';
@@ -13,6 +14,7 @@ import { renderMachine, type MachineView } from './graph-view.js';
 import { createInsightsView } from './insights-view.js';
 import { createInspector } from './inspector.js';
 import { createJobList } from './job-list.js';
+import { createLimitsView } from './limits-view.js';
 import { startLive, type LiveMode } from './live.js';
 import { createSchedulesView } from './schedules-view.js';
 import { bindSubmitForm } from './submit-form.js';
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
   const insights = createInsightsView(api, () => Date.now());
   const schedules = createSchedulesView(api, () => Date.now());
   const workers = createWorkersView(api, () => Date.now());
+  const limits = createLimitsView(api, () => Date.now());
   const inspector = createInspector({
     api,
     view,
@@ -118,7 +121,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start(), workers.start()]);
+  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start(), workers.start(), limits.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.

@@ -1,0 +1,126 @@
+/**
+ * Concurrency and rate limits (engine/limits.ts) in SQL, shared by both
+ * stores: the LimitStore port (one statement each, outside transactions), and
+ * the statements a claim runs inside its transaction (`limitReadSteps`,
+ * `limitWriteSteps`, used by writes.ts `updateProgram`).
+ *
+ * `limit_running` holds the attempts a limit admitted. A claim of a key first
+ * deletes its rows whose job no longer runs that attempt with a lease that
+ * holds, so the rows left are exactly the key's live attempts: a dead
+ * worker's attempt stops counting once its lease is over. Rows of deleted
+ * jobs go with them (deletes.ts), and a limit's rows with the limit.
+ */
+import type { LimitClaim, LimitStore } from '../../engine/ports.js';
+import type { LimitRecord, LimitSpec } from '../../engine/limits.js';
+import type { Dialect } from './dialect.js';
+import type { Exec } from './program.js';
+import { toNum, type Row } from './rows.js';
+import { isDuplicateKey } from './schedules.js';
+import { marks, type Sql } from './statements.js';
+
+const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, created_at, updated_at';
+/** Most limits listed. */
+export const MAX_LIMITS_LISTED = 1000;
+
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
+
+export function rowToLimit(r: Row): LimitRecord {
+  const max = numOrNull(r.rate_max);
+  const intervalMs = numOrNull(r.rate_interval_ms);
+  return {
+    key: String(r.limit_key), concurrency: numOrNull(r.concurrency),
+    rate: max !== null && intervalMs !== null ? { max, intervalMs } : null,
+    tat: toNum(r.tat), createdAt: toNum(r.created_at), updatedAt: toNum(r.updated_at),
+  };
+}
+
+/** Deletes the key's rows of attempts that no longer run with a lease that holds at `now`. */
+function pruneRunning(keys: readonly string[], now: number): Sql {
+  return {
+    sql: `DELETE FROM limit_running WHERE limit_key IN (${marks(keys.length)}) AND NOT EXISTS (
+        SELECT 1 FROM jobs j WHERE j.id = limit_running.job_id AND j.state = 'running'
+          AND j.attempt = limit_running.attempt AND j.lease_until > ?)`,
+    params: [...keys, now],
+  };
+}
+
+const countRunning = (keys: readonly string[]): Sql => ({
+  sql: `SELECT limit_key, COUNT(*) AS n FROM limit_running WHERE limit_key IN (${marks(keys.length)}) GROUP BY limit_key`,
+  params: [...keys],
+});
+
+/**
+ * Inside a claim's transaction, in order: lock the keys' limit rows (sorted,
+ * so two claims never wait on each other in a circle), prune their stale
+ * running rows, count the live ones.
+ */
+export function limitReadSteps(d: Dialect, sortedKeys: readonly string[], now: number): { lock: Sql; prune: Sql; count: Sql } {
+  return {
+    lock: { sql: `SELECT ${COLUMNS} FROM limits WHERE limit_key IN (${marks(sortedKeys.length)}) ORDER BY limit_key ${d.forUpdate}`, params: [...sortedKeys] },
+    prune: pruneRunning(sortedKeys, now),
+    count: countRunning(sortedKeys),
+  };
+}
+
+/** After the claims' writes: each admitted start's rate state and running row. */
+export function limitWriteSteps(d: Dialect, claims: readonly LimitClaim[]): Sql[] {
+  if (claims.length === 0) return [];
+  // The last state of each key (claims of one key come in order).
+  const tat = new Map<string, number>();
+  for (const c of claims) tat.set(c.key, c.tat);
+  const keep = d.name === 'mysql' ? 'ON DUPLICATE KEY UPDATE attempt = VALUES(attempt)' : 'ON CONFLICT (limit_key, job_id) DO UPDATE SET attempt = excluded.attempt';
+  return [
+    ...[...tat].map(([key, t]): Sql => ({ sql: 'UPDATE limits SET tat = ? WHERE limit_key = ?', params: [t, key] })),
+    {
+      sql: `INSERT INTO limit_running (limit_key, job_id, attempt) VALUES ${claims.map(() => '(?, ?, ?)').join(', ')} ${keep}`,
+      params: claims.flatMap((c) => [c.key, c.jobId, c.attempt]),
+    },
+  ];
+}
+
+export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
+  const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
+  const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
+  const values = (spec: LimitSpec) => [spec.concurrency, spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
+  return {
+    putLimit: async (key, spec, now) => {
+      // An update first: the common case, and the rate state stays.
+      const changed = (await exec(
+        'UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?',
+        [...values(spec), now, key],
+      )).changes;
+      let created = false;
+      if (changed === 0) {
+        try {
+          await exec(insert, [key, ...values(spec), now, now]);
+          created = true;
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+          // Created by another request meanwhile: ours replaces it.
+          await exec('UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?', [...values(spec), now, key]);
+        }
+      }
+      const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
+      return { limit: rowToLimit(r!), created };
+    },
+    getLimit: async (key) => {
+      const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
+      return r ? rowToLimit(r) : null;
+    },
+    listLimits: async (limit) => (await rows(`SELECT ${COLUMNS} FROM limits ORDER BY limit_key LIMIT ?`, [Math.min(limit, MAX_LIMITS_LISTED)])).map(rowToLimit),
+    deleteLimit: async (key) => {
+      await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
+      return (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;
+    },
+    runningByKey: async (keys, now) => {
+      const out = new Map<string, number>();
+      if (keys.length === 0) return out;
+      // Read only: the rows of attempts still live (a claim prunes the others).
+      const live = await rows(`SELECT r.limit_key, COUNT(*) AS n FROM limit_running r JOIN jobs j ON j.id = r.job_id
+        WHERE r.limit_key IN (${marks(keys.length)}) AND j.state = 'running' AND j.attempt = r.attempt AND j.lease_until > ?
+        GROUP BY r.limit_key`, [...keys, now]);
+      for (const r of live) out.set(String(r.limit_key), toNum(r.n));
+      return out;
+    },
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * `ats limits set|ls|get|rm`: the concurrency and rate limits of concurrency
+ * keys (`/v1/limits`, docs/limits.md). Each sub-command is a client command
+ * of its own (its usage, `--url`, `--help`, the exit codes of run.ts);
+ * `ats limits` picks one by its first argument.
+ */
+import type { LimitSpec } from '../client.js';
+import { DURATION_FORMS, parseDurationMs } from '../duration.js';
+import { int, str, UsageError, type Values } from './args.js';
+import { limitDetail, limitLine, limitTable } from './output.js';
+import { clientCommand, err, out, usageOf, type Command, type CommandSpec } from './run.js';
+
+export const limitsSetSpec: CommandSpec = {
+  usage: 'ats limits set KEY [--concurrency N] [--rate MAX/DURATION] [--json]',
+  details: [
+    'KEY                  the concurrency key: 1 to 200 of A-Z a-z 0-9 . _ : - (what jobs give as --concurrency-key)',
+    '--concurrency N      at most N attempts of the key run at once, across all workers (1 to 100000)',
+    '--rate MAX/DURATION  at most MAX starts per DURATION, spaced evenly: 100/1m, 5/1s, 1/500ms (DURATION: 1d at most)',
+    'At least one of the two. The limit replaces the key\'s whole limit: the one not given is no cap.',
+    'Jobs over the limit wait (published), burning no attempt.',
+    '--json               print the limit as JSON',
+  ],
+  options: {
+    concurrency: { type: 'string' },
+    rate: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  positionals: [1, 1],
+};
+
+export const limitsLsSpec: CommandSpec = {
+  usage: 'ats limits ls [--json]',
+  details: [
+    'Every limit by key: its concurrency, the attempts of the key running now, its rate, when it was last set (- : no cap).',
+    '--json  print the API\'s JSON (GET /v1/limits)',
+  ],
+  options: { json: { type: 'boolean' } },
+  positionals: [0, 0],
+};
+
+export const limitsGetSpec: CommandSpec = {
+  usage: 'ats limits get KEY [--json]',
+  details: ['The limit of the key and the attempts of the key running now.'],
+  options: { json: { type: 'boolean' } },
+  positionals: [1, 1],
+};
+
+export const limitsRmSpec: CommandSpec = {
+  usage: 'ats limits rm KEY',
+  details: ['Lifts the limit of the key: its jobs are no longer limited (they keep their key).'],
+  options: {},
+  positionals: [1, 1],
+};
+
+/** `--rate MAX/DURATION`: `100/1m`, `5/1s`, `10/500ms` (a DURATION without a number is one of its unit: `5/s`). */
+export function rateFrom(text: string): { max: number; intervalMs: number } {
+  const m = /^\s*(\d{1,15})\s*\/\s*(\S+)\s*$/.exec(text);
+  const intervalMs = m ? parseDurationMs(/^\d/.test(m[2]!) ? m[2]! : `1${m[2]}`) : NaN;
+  if (!m || !(intervalMs >= 1)) {
+    throw new UsageError(`--rate must be MAX/DURATION, e.g. 100/1m or 5/1s (DURATION: ${DURATION_FORMS}), got "${text}"`);
+  }
+  return { max: Number(m[1]), intervalMs };
+}
+
+/** The body of `PUT /v1/limits/:key` from the command line (throws UsageError on a bad value, or when it sets nothing). */
+export function limitSpecFrom(values: Values): LimitSpec {
+  const concurrency = int(values, 'concurrency', 1, 100_000);
+  const rate = str(values, 'rate');
+  if (concurrency === undefined && rate === undefined) throw new UsageError('--concurrency or --rate is required (or both)');
+  return { concurrency: concurrency ?? null, rate: rate === undefined ? null : rateFrom(rate) };
+}
+
+const setCommand = clientCommand(limitsSetSpec, async ({ client, values, positionals }) => {
+  const limit = await client.putLimit(positionals[0]!, limitSpecFrom(values));
+  out(values.json ? JSON.stringify(limit) : limitLine(limit));
+  return 0;
+});
+
+const lsCommand = clientCommand(limitsLsSpec, async ({ client, values }) => {
+  const limits = await client.listLimits();
+  if (values.json) out(JSON.stringify({ limits }));
+  else if (limits.length === 0) err('no limits');
+  else out(limitTable(limits).join('\n'));
+  return 0;
+});
+
+const getCommand = clientCommand(limitsGetSpec, async ({ client, values, positionals }) => {
+  const limit = await client.getLimit(positionals[0]!);
+  out(values.json ? JSON.stringify(limit) : limitDetail(limit));
+  return 0;
+});
+
+const rmCommand = clientCommand(limitsRmSpec, async ({ client, positionals }) => {
+  await client.deleteLimit(positionals[0]!);
+  out(`${positionals[0]!} deleted`);
+  return 0;
+});
+
+/** The sub-commands by name (a Map: the name comes from the command line). */
+const SUBCOMMANDS = new Map<string, { spec: CommandSpec; run: Command }>([
+  ['set', { spec: limitsSetSpec, run: setCommand }],
+  ['ls', { spec: limitsLsSpec, run: lsCommand }],
+  ['get', { spec: limitsGetSpec, run: getCommand }],
+  ['rm', { spec: limitsRmSpec, run: rmCommand }],
+]);
+
+/** Every sub-command's usage. */
+export function limitsUsage(): string {
+  return [...SUBCOMMANDS.values()].map((c) => usageOf(c.spec)).join('\n\n');
+}
+
+export const limitsCommand: Command = async (args, env) => {
+  const [sub, ...rest] = args;
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
+    out(limitsUsage());
+    return 0;
+  }
+  const command = sub === undefined ? undefined : SUBCOMMANDS.get(sub);
+  if (!command) {
+    err(`ats: ${sub === undefined ? 'missing limits command' : `unknown limits command "${sub}"`} (set, ls, get, rm)\n${limitsUsage()}`);
+    return 2;
+  }
+  return command.run(rest, env);
+};

@@ -1,0 +1,45 @@
+/**
+ * Which limits exist, as a worker process last read them: what tells a claim
+ * whether a job without a concurrency key falls under a default limit
+ * (`type:<type>` or `queue:<queue>`, engine/limits.ts `limitKeyOf`) without a
+ * read per claim. Read at start and every `pollMs`: a default limit applies
+ * to claims from the next read on; a job's own key needs no read at all.
+ */
+import { errorFields } from './logger.js';
+import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import type { Clock, LimitStore, Logger } from './ports.js';
+
+/** Most limits read (the list's own bound); a default limit beyond it is not seen. */
+export const LIMITS_READ = 1000;
+
+export class LimitDirectory {
+  private names: ReadonlySet<string> = new Set();
+  private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
+    clock: this.deps.clock, logger: this.deps.logger, failure: 'limits: reading the limits failed', pollMs: this.pollMs,
+    pass: async () => {
+      await this.read();
+      return false;
+    },
+  }));
+
+  constructor(private readonly deps: { store: Pick<LimitStore, 'listLimits'>; clock: Clock; logger: Logger }, private readonly pollMs = 1000) {}
+
+  /** Whether a limit of this key existed at the last read. */
+  has(key: string): boolean {
+    return this.names.has(key);
+  }
+
+  /** Reads once (a failure is logged: the last read stands), then keeps reading. */
+  async start(): Promise<void> {
+    await this.read().catch((err: unknown) => this.deps.logger.warn('limits: reading the limits failed; will read again', errorFields(err)));
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async read(): Promise<void> {
+    this.names = new Set((await this.deps.store.listLimits(LIMITS_READ)).map((l) => l.key));
+  }
+}

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { ManualClock } from '../tests/helpers/manual-clock.js';
+import { STORE_BACKENDS } from '../tests/helpers/stores.js';
+import { LimitDirectory } from './limit-directory.js';
+import { admit, limitKeyOf, rateStep, type LimitSpec } from './limits.js';
+import { silentLogger } from './logger.js';
+import type { JobSpec } from './ports.js';
+import { TransitionService, type ApplyResult } from './transitions.js';
+import { mathRandom, ulidIds } from './system.js';
+
+describe('admit', () => {
+  it('refuses a start at the concurrency cap, whatever the rate', () => {
+    const limit = { concurrency: 2, rate: null, tat: 0 };
+    assert.deepEqual(admit(limit, 1, 1000), { ok: true, tat: 0 });
+    assert.deepEqual(admit(limit, 2, 1000), { ok: false, why: 'concurrency', retryAfterMs: null });
+  });
+
+  it('spaces starts one step apart and says when the next is allowed', () => {
+    const rate = { max: 3, intervalMs: 1000 };
+    assert.equal(rateStep(rate), 334, 'rounded up: never more than max per interval');
+    const first = admit({ concurrency: null, rate, tat: 0 }, 0, 5000);
+    assert.deepEqual(first, { ok: true, tat: 5334 });
+    assert.deepEqual(admit({ concurrency: null, rate, tat: 5334 }, 0, 5100), { ok: false, why: 'rate', retryAfterMs: 234 });
+    assert.deepEqual(admit({ concurrency: null, rate, tat: 5334 }, 0, 5334), { ok: true, tat: 5668 });
+  });
+
+  it('never lets more than max starts into any window of the interval, nor more than the cap run at once', () => {
+    const step = fc.record({ dt: fc.integer({ min: 0, max: 400 }), ends: fc.integer({ min: 0, max: 3 }) });
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2000 }), fc.array(step, { maxLength: 200 }),
+      (concurrency, max, intervalMs, steps) => {
+        const spec: LimitSpec = { concurrency, rate: { max, intervalMs } };
+        let tat = 0;
+        let now = 0;
+        let running = 0;
+        const starts: number[] = [];
+        for (const s of steps) {
+          now += s.dt;
+          running = Math.max(0, running - s.ends);
+          const a = admit({ ...spec, tat }, running, now);
+          if (!a.ok) continue;
+          tat = a.tat;
+          running++;
+          starts.push(now);
+          assert.ok(running <= concurrency);
+        }
+        for (let i = max; i < starts.length; i++) assert.ok(starts[i]! - starts[i - max]! >= intervalMs, `start ${i} too close`);
+      },
+    ));
+  });
+});
+
+describe('limitKeyOf', () => {
+  it('takes the job\'s own key, else the type\'s limit, else the queue\'s', () => {
+    const all = () => true;
+    assert.equal(limitKeyOf({ type: 't', queue: 'q', concurrencyKey: 'own' }, all), 'own');
+    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, all), 'type:t');
+    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, (k) => k === 'queue:q'), 'queue:q');
+    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, () => false), undefined);
+  });
+});
+
+const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
+  type: 'demo.echo', payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0, ...o,
+});
+const started = (attempt: number, leaseUntil: number) => ({ type: 'STARTED' as const, attempt, leaseUntil, workerId: 'w' });
+const outcome = (r: ApplyResult) => (r.ok ? 'started' : r.reason);
+
+for (const backend of STORE_BACKENDS) {
+  describe(`limits on ${backend.name}`, { timeout: 60_000 }, () => {
+    const withService = async (fn: (s: { store: Awaited<ReturnType<typeof backend.open>>['store']; svc: TransitionService; clock: ManualClock }) => Promise<void>) => {
+      const { store, cleanup } = await backend.open();
+      try {
+        await store.migrate();
+        const clock = new ManualClock();
+        await clock.advance(1_000_000);
+        const svc = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds() });
+        await fn({ store, svc, clock });
+      } finally {
+        await cleanup();
+      }
+    };
+    const submit = async (svc: TransitionService, n: number, o: Partial<JobSpec>) =>
+      (await svc.submitMany(Array.from({ length: n }, () => spec(o)))).map((r) => {
+        assert.ok(r.ok);
+        return r.job.id;
+      });
+
+    it('admits claims of a key up to its concurrency, in one batch and across batches; an ended attempt frees its slot', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('mail', { concurrency: 2, rate: null }, clock.now());
+      const ids = await submit(svc, 4, { concurrencyKey: 'mail' });
+      const lease = clock.now() + 30_000;
+      const first = await svc.applyMany(ids.slice(0, 3).map((jobId) => ({ jobId, event: started(1, lease) })));
+      assert.deepEqual(first.map(outcome), ['started', 'started', 'throttled']);
+      const refused = first[2]!;
+      assert.ok(!refused.ok && refused.reason === 'throttled' && refused.retryAfterMs === null);
+      assert.equal((await store.getJob(ids[2]!))!.snapshot.context.attempt, 0, 'a refused claim spends no attempt');
+      assert.equal(outcome(await svc.apply(ids[3]!, started(1, lease))), 'throttled');
+      assert.deepEqual([...(await store.runningByKey(['mail'], clock.now()))], [['mail', 2]]);
+      assert.ok((await svc.apply(ids[0]!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.equal(outcome(await svc.apply(ids[2]!, started(1, lease))), 'started');
+      assert.equal(outcome(await svc.apply(ids[3]!, started(1, lease))), 'throttled');
+    }));
+
+    it('a running attempt whose lease is over no longer counts (its worker died)', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('k', { concurrency: 1, rate: null }, clock.now());
+      const [a, b] = await submit(svc, 2, { concurrencyKey: 'k' });
+      assert.equal(outcome(await svc.apply(a!, started(1, clock.now() + 1000))), 'started');
+      assert.equal(outcome(await svc.apply(b!, started(1, clock.now() + 1000))), 'throttled');
+      await clock.advance(1001);
+      assert.equal((await store.getJob(a!))!.snapshot.value, 'running', 'the timers have not expired it yet');
+      assert.equal(outcome(await svc.apply(b!, started(1, clock.now() + 1000))), 'started');
+    }));
+
+    it('spaces the starts of a rated key and says when the next may go', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('api', { concurrency: null, rate: { max: 2, intervalMs: 1000 } }, clock.now());
+      const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'api' });
+      const lease = clock.now() + 30_000;
+      const r = await svc.applyMany([a!, b!].map((jobId) => ({ jobId, event: started(1, lease) })));
+      assert.deepEqual(r.map(outcome), ['started', 'throttled']);
+      assert.ok(!r[1]!.ok && r[1]!.reason === 'throttled' && r[1]!.retryAfterMs === 500);
+      await clock.advance(499);
+      assert.equal(outcome(await svc.apply(b!, started(1, lease))), 'throttled');
+      await clock.advance(1);
+      assert.equal(outcome(await svc.apply(b!, started(1, lease))), 'started');
+      assert.equal(outcome(await svc.apply(c!, started(1, lease))), 'throttled');
+      // Replacing the limit keeps its rate state.
+      const { limit, created } = await store.putLimit('api', { concurrency: 5, rate: { max: 2, intervalMs: 1000 } }, clock.now());
+      assert.equal(created, false);
+      assert.equal(limit.tat, clock.now() + 500);
+    }));
+
+    it('a key without a limit, and a job without a key, are not limited; deleting a limit lifts it', () => withService(async ({ store, svc, clock }) => {
+      const lease = clock.now() + 30_000;
+      const free = await submit(svc, 3, { concurrencyKey: 'nobody-set-this' });
+      const plain = await submit(svc, 2, {});
+      assert.deepEqual((await svc.applyMany([...free, ...plain].map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), Array(5).fill('started'));
+      assert.equal((await store.putLimit('gone', { concurrency: 1, rate: null }, clock.now())).created, true);
+      const [x, y] = await submit(svc, 2, { concurrencyKey: 'gone' });
+      assert.deepEqual((await svc.applyMany([x!, y!].map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled']);
+      assert.equal(await store.deleteLimit('gone'), true);
+      assert.equal(await store.deleteLimit('gone'), false);
+      assert.equal(outcome(await svc.apply(y!, started(1, lease))), 'started');
+    }));
+
+    it('a job without a key counts against its type\'s limit, else its queue\'s, once the directory has read them', () => withService(async ({ store, clock }) => {
+      const directory = new LimitDirectory({ store, clock, logger: silentLogger }, 1000);
+      const svc = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds(), limits: directory });
+      await directory.start();
+      try {
+        await store.putLimit('type:demo.echo', { concurrency: 1, rate: null }, clock.now());
+        await store.putLimit('queue:bulk', { concurrency: 1, rate: null }, clock.now());
+        const lease = clock.now() + 30_000;
+        const echo = await submit(svc, 2, {});
+        assert.deepEqual((await svc.applyMany(echo.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'started'],
+          'not yet read: no default applies');
+        await clock.advance(1000);
+        const [a, b] = await submit(svc, 2, {});
+        assert.deepEqual((await svc.applyMany([a!, b!].map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled'],
+          'the two attempts started before the limit was read do not count; of two after it, one starts');
+        const bulk = await submit(svc, 2, { type: 'demo.other', queue: 'bulk' });
+        assert.deepEqual((await svc.applyMany(bulk.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled']);
+        const own = await submit(svc, 2, { concurrencyKey: 'free' });
+        assert.deepEqual((await svc.applyMany(own.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'started'],
+          'a job\'s own key, without a limit, is not limited by its type\'s');
+      } finally {
+        await directory.stop();
+      }
+    }));
+
+    it('lists limits by key, and a deleted job leaves no running row behind', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('b', { concurrency: 1, rate: null }, clock.now());
+      await store.putLimit('a', { concurrency: null, rate: { max: 1, intervalMs: 10 } }, clock.now());
+      assert.deepEqual((await store.listLimits(10)).map((l) => [l.key, l.concurrency, l.rate]), [['a', null, { max: 1, intervalMs: 10 }], ['b', 1, null]]);
+      const [j] = await submit(svc, 1, { concurrencyKey: 'b' });
+      assert.equal(outcome(await svc.apply(j!, started(1, clock.now() + 30_000))), 'started');
+      assert.ok((await svc.apply(j!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.equal((await store.deleteJob(j!)).ok, true);
+      assert.equal((await store.runningByKey(['b'], clock.now())).size, 0);
+    }));
+  });
+}

@@ -1,0 +1,79 @@
+/**
+ * Concurrency and rate limits: a job may carry a concurrency key, and a limit
+ * on that key caps how many of its attempts run at once (across all workers)
+ * and how many start per interval. Pure: the decision a claim makes inside
+ * its transaction, from the limit's row and the key's running attempts as
+ * the store read them under the row's lock (adapters/sql/limits.ts).
+ *
+ * - Concurrency counts the attempts of the key that run and whose lease still
+ *   holds: a dead worker's slot is free again once its lease is over, before
+ *   the timers even record LEASE_EXPIRED.
+ * - The rate spaces starts evenly: one every `step = ⌈intervalMs / max⌉` ms
+ *   (a generic cell rate algorithm without burst), so no window of
+ *   `intervalMs` ever holds more than `max` starts. `tat` (the theoretical
+ *   arrival time: when the next start is allowed) is the only state: a start
+ *   is allowed when `tat <= now`, and sets `tat` to `now + step`.
+ *
+ * A claim over a limit is refused ('throttled'), writing nothing: the attempt
+ * is not started, burns nothing, and is tried again (engine/worker.ts).
+ */
+
+/** What a limit allows; at least one of the two is set. */
+export interface LimitSpec {
+  /** Attempts with the key running at once, or null for no cap. */
+  concurrency: number | null;
+  /** Starts per interval, or null for no cap. */
+  rate: { max: number; intervalMs: number } | null;
+}
+
+/** A limit as stored. */
+export interface LimitRecord extends LimitSpec {
+  key: string;
+  /** The rate's state (epoch ms); 0 before the first start. */
+  tat: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Bounds the API takes (a key is a name like a queue's). */
+export const MAX_LIMIT_CONCURRENCY = 100_000;
+export const MAX_RATE = 1_000_000;
+export const MAX_RATE_INTERVAL_MS = 86_400_000;
+
+export type Admission =
+  | { ok: true; tat: number }
+  | { ok: false; why: 'concurrency' | 'rate'; retryAfterMs: number | null };
+
+/**
+ * May one more attempt of the key start at `now`, with `running` attempts of
+ * it running? The rate's new state if so; if not, why, and when the rate
+ * allows one (null for concurrency: that waits for an attempt to end).
+ */
+export function admit(limit: LimitSpec & { tat: number }, running: number, now: number): Admission {
+  if (limit.concurrency !== null && running >= limit.concurrency) return { ok: false, why: 'concurrency', retryAfterMs: null };
+  if (limit.rate === null) return { ok: true, tat: limit.tat };
+  if (limit.tat > now) return { ok: false, why: 'rate', retryAfterMs: limit.tat - now };
+  return { ok: true, tat: now + rateStep(limit.rate) };
+}
+
+/** The time between two starts a rate allows, whole ms rounded up (so never more than `max` per interval). */
+export const rateStep = (rate: { max: number; intervalMs: number }): number => Math.ceil(rate.intervalMs / rate.max);
+
+/**
+ * The limit a job's attempts count against: its own `concurrencyKey`; else,
+ * as a default, the limit named `type:<its type>` if there is one, else the
+ * one named `queue:<its queue>` (`exists` says which limits exist).
+ */
+export function limitKeyOf(job: { type: string; queue: string; concurrencyKey?: string }, exists: (key: string) => boolean): string | undefined {
+  if (job.concurrencyKey !== undefined) return job.concurrencyKey;
+  const byType = `type:${job.type}`;
+  if (exists(byType)) return byType;
+  const byQueue = `queue:${job.queue}`;
+  return exists(byQueue) ? byQueue : undefined;
+}
+
+/** The limits' part of a claim: each key's limit and running attempts, read under the limit row's lock. */
+export interface LimitState {
+  limit: LimitRecord;
+  running: number;
+}

@@ -1,0 +1,117 @@
+/**
+ * Workers and concurrency limits, in process: a dispatch over its key's limit
+ * waits in the worker (no attempt spent, nothing failed) and starts once the
+ * limit allows; the jobs behind it, limited or not, are not held up.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { waitForJob } from '../tests/helpers/system.js';
+import { workerHarness } from '../tests/helpers/worker-harness.js';
+import { HandlerRegistry } from './handlers.js';
+import type { JobSpec } from './ports.js';
+
+const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
+  type: 'test.limited', payload: {}, queue: 'default', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...o,
+});
+
+/** Handlers that take `ms` and record how many of each key ran at once, and when each started. */
+function measuring(ms: number) {
+  const running = new Map<string, number>();
+  const most = new Map<string, number>();
+  const starts = new Map<string, number[]>();
+  /** Every start's key, in order. */
+  const order: string[] = [];
+  const registry = new HandlerRegistry().register('test.limited', async (payload) => {
+    const key = (payload as { key: string }).key;
+    const now = (running.get(key) ?? 0) + 1;
+    running.set(key, now);
+    most.set(key, Math.max(most.get(key) ?? 0, now));
+    starts.set(key, [...(starts.get(key) ?? []), Date.now()]);
+    order.push(key);
+    await sleep(ms);
+    running.set(key, running.get(key)! - 1);
+    return null;
+  });
+  return { registry, most, starts, order };
+}
+
+describe('workers under concurrency and rate limits', () => {
+  it('never run more attempts of a key at once than its limit, across workers; every job done on its first attempt', async () => {
+    const m = measuring(50);
+    const h = await workerHarness(m.registry);
+    try {
+      await h.store.putLimit('mail', { concurrency: 2, rate: null }, Date.now());
+      const workers = [await h.worker('w1', { concurrency: 5 }), await h.worker('w2', { concurrency: 5 })];
+      const limited = [];
+      for (let i = 0; i < 16; i++) limited.push(await h.submit(spec({ concurrencyKey: 'mail', payload: { key: 'mail' } })));
+      const free = [];
+      for (let i = 0; i < 20; i++) free.push(await h.submit(spec({ payload: { key: 'free' } })));
+      for (const id of free) await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 10_000, 'done');
+      for (const id of limited) {
+        const done = await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 20_000, 'done');
+        assert.equal(done.snapshot.context.attempt, 1, 'no attempt spent waiting');
+      }
+      assert.equal(m.most.get('mail'), 2, 'at most two at once, and the limit was reached');
+      // Submitted after the limited jobs, the unlimited ones started while limited ones still waited: not held behind them.
+      assert.ok(m.order.indexOf('free') < m.order.lastIndexOf('mail'), `start order: ${m.order.join(' ')}`);
+      assert.ok((m.most.get('free') ?? 0) > 2, 'unlimited jobs ran several at once');
+      assert.ok(workers.reduce((n, w) => n + w.counters.throttled, 0) > 0, 'claims were refused and held');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('spaces the starts of a rated key', async () => {
+    const m = measuring(1);
+    const h = await workerHarness(m.registry);
+    try {
+      await h.store.putLimit('api', { concurrency: null, rate: { max: 4, intervalMs: 400 } }, Date.now());
+      await h.worker('w1', { concurrency: 10 });
+      const ids = [];
+      for (let i = 0; i < 8; i++) ids.push(await h.submit(spec({ concurrencyKey: 'api', payload: { key: 'api' } })));
+      for (const id of ids) await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 10_000, 'done');
+      const starts = m.starts.get('api')!;
+      assert.equal(starts.length, 8);
+      // One every 100 ms at most (the handler records its start a little after the claim: allow 20 ms).
+      for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! - starts[i - 1]! >= 80, `starts ${i - 1} and ${i}: ${starts[i]! - starts[i - 1]!} ms apart`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a worker stopping with dispatches held back hands them back at once, and another worker runs them', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const registry = new HandlerRegistry().register('test.limited', async (_p, ctx) => {
+      if (ctx.attempt === 1 && (ctx.jobId === blocker)) await gate;
+      return null;
+    });
+    let blocker = '';
+    const h = await workerHarness(registry);
+    try {
+      await h.store.putLimit('one', { concurrency: 1, rate: null }, Date.now());
+      // A short lease: the blocker's worker stops without finishing it, and its slot frees when the lease ends.
+      const first = await h.worker('w1', { concurrency: 4, leaseMs: 1000, heartbeatMs: 200 });
+      blocker = await h.submit(spec({ concurrencyKey: 'one' }));
+      await waitForJob(h.store, blocker, (j) => j.snapshot.value === 'running', 5000, 'running');
+      const waiting = await h.submit(spec({ concurrencyKey: 'one' }));
+      const deadline = Date.now() + 5000;
+      while (first.counters.throttled === 0 && Date.now() < deadline) await sleep(5);
+      assert.ok(first.counters.throttled > 0, 'the second job was held back by the limit');
+      const second = await h.worker('w2', { concurrency: 4 });
+      await first.stop();
+      release();
+      const done = await waitForJob(h.store, waiting, (j) => j.snapshot.value === 'done', 10_000, 'done');
+      const events = await h.store.getEvents(waiting);
+      assert.ok(events.some((e) => e.type === 'DISPATCH'), 'dispatched again by the stopping worker');
+      assert.equal((events.find((e) => e.type === 'STARTED')!.data as { workerId: string }).workerId, 'w2');
+      assert.equal(done.snapshot.context.attempt, 1);
+      assert.equal(second.counters.claimed, 1);
+    } finally {
+      release();
+      await h.stop();
+    }
+  });
+});
