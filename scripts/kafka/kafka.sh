@@ -2,13 +2,15 @@
 # Single-node Apache Kafka (KRaft, combined broker+controller) for dev and CI,
 # without Docker: jars come from Maven Central via scripts/kafka/pom.xml.
 #
-# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|reset|consume
+# Usage: scripts/kafka/kafka.sh fetch|start|stop|status|reset|cluster-ids|consume
 #   fetch   resolve the broker jars into .cache/kafka/libs (no-op when present)
 #   start   fetch if needed, format storage once, start in the background and
 #           wait until the broker is ready (exit 0 also if the port is taken)
 #   stop    SIGTERM, wait up to 30 s, then SIGKILL; remove the pid file
 #   status  exit 0 if our broker is running and its port accepts connections
 #   reset   stop, then delete this port's data dir (next start is a fresh cluster)
+#   cluster-ids [N]  print N (default 1) new cluster ids, one a line, as start formats with
+#           (never one starting with '-', which the storage tool would take for an option)
 #   consume TOPIC [--from-beginning] [--max-messages N] [--timeout-ms MS] [--group G] [...]
 #           Kafka's console consumer (org.apache.kafka.tools.consumer.ConsoleConsumer)
 #           on TOPIC, printing each record on one line as
@@ -207,11 +209,27 @@ java_opts() {
     "-Dlog4j2.configurationFile=$LOG4J_CONF" ${KAFKA_JVM_OPTS:-} -cp "$LIBS/*")
 }
 
+# A new cluster id as Kafka's Uuid.randomUuid makes one: URL-safe base64 (no
+# padding) of 16 random bytes, drawn again while it starts with '-' (the
+# storage tool would read such an id as an option, and refuse to format).
+new_cluster_id() {
+  local cid
+  while :; do
+    cid="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$cid" != -* ]] && break
+  done
+  printf '%s\n' "$cid"
+}
+
+cmd_cluster_ids() {
+  local n="${1:-1}" i
+  for ((i = 0; i < n; i++)); do new_cluster_id; done
+}
+
 format_storage() {
   [[ -f "$DATA/meta.properties" ]] && return 0
-  # Kafka Uuid string = URL-safe base64 (no padding) of 16 random bytes.
   local cid
-  cid="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+  cid="$(new_cluster_id)"
   log "formatting $DATA (cluster id $cid)"
   java_opts
   java "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$cid" -c "$CONF" --ignore-formatted >>"$LOG" 2>&1 \
@@ -326,6 +344,7 @@ case "${1:-}" in
   status) cmd_status ;;
   reset) cmd_reset ;;
   consume) shift; cmd_consume "$@" ;;
+  cluster-ids) shift; cmd_cluster_ids "$@" ;;
   __run) java_opts; exec java "${JAVA_OPTS[@]}" kafka.Kafka "$CONF" ;;  # internal: used by start
-  *) echo "usage: $0 fetch|start|stop|status|reset|consume TOPIC [options]" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset|cluster-ids [N]|consume TOPIC [options]" >&2; exit 2 ;;
 esac
