@@ -81,6 +81,29 @@ describe('workers under concurrency and rate limits', () => {
     }
   });
 
+  it('held dispatches of different priorities that come due together are claimed highest first, none left waiting', async () => {
+    const registry = new HandlerRegistry().register('test.limited', async () => null);
+    const h = await workerHarness(registry);
+    try {
+      // One start per 1.5 s: the first starts, the next two are refused until the same moment.
+      await h.store.putLimit('k', { concurrency: null, rate: { max: 1, intervalMs: 1500 } }, Date.now());
+      const w = await h.worker('w1', { concurrency: 4 });
+      const first = await h.submit(spec({ concurrencyKey: 'k' }));
+      await waitForJob(h.store, first, (j) => j.snapshot.value === 'done', 5000, 'done');
+      // Held in this order, the lower first; both come due when the rate allows the next start.
+      const low = await h.submit(spec({ concurrencyKey: 'k' }));
+      const deadline = Date.now() + 5000;
+      while (w.counters.throttled < 1 && Date.now() < deadline) await sleep(5);
+      const high = await h.submit(spec({ concurrencyKey: 'k', priority: 5 }));
+      while (w.counters.throttled < 2 && Date.now() < deadline) await sleep(5);
+      const done = await waitForJob(h.store, high, (j) => j.snapshot.value === 'done', 5000, 'done');
+      const lowDone = await waitForJob(h.store, low, (j) => j.snapshot.value === 'done', 5000, 'done');
+      assert.ok(done.updatedAt <= lowDone.updatedAt, 'the higher priority started first');
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('a worker stopping with dispatches held back hands them back at once, and another worker runs them', async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => { release = resolve; });

@@ -442,15 +442,7 @@ export class Worker {
         read?.push(r);
       }
     }
-    const priorities = messages.map(priorityOf);
-    // Highest priority first, as the slots require of announced work.
-    if (priorities.some((p) => p !== priorities[0])) {
-      const order = priorities.map((_, k) => k).sort((a, b) => priorities[b]! - priorities[a]!);
-      for (const list of [messages, read, priorities] as Array<unknown[] | null>) {
-        if (list) list.splice(0, list.length, ...order.map((k) => list[k]));
-      }
-    }
-    return { messages, read, priorities };
+    return highestFirst(messages, read);
   }
 
   /**
@@ -591,12 +583,12 @@ export class Worker {
       const due = [...this.held.values()].filter((h) => h.dueAt <= now);
       if (due.length > 0) {
         for (const h of due) this.held.delete(h.message.jobId);
-        const records = due.map((h) => h.record);
-        const messages = due.map((h) => h.message);
-        const priorities = messages.map(priorityOf);
+        // Traced: each dispatch's record (a worker keeps them all, or none).
+        const traced = due.every((h) => h.record) ? due.map((h) => h.record!) : null;
+        const { messages, read, priorities } = highestFirst(due.map((h) => h.message), traced);
         for (const p of priorities) this.slots.announce(p);
         try {
-          await this.claimDispatches(messages, records.some((r) => r) ? (records as LogRecord[]) : null, priorities);
+          await this.claimDispatches(messages, read, priorities);
         } catch (err) {
           // Not all claimed (stopping, or a database blip): held again (a claimed one's DISPATCH is refused later, harmlessly).
           for (const h of due) if (!this.held.has(h.message.jobId)) this.held.set(h.message.jobId, { ...h, dueAt: clock.now() + THROTTLE_RETRY_MAX_MS });
@@ -821,6 +813,23 @@ export class Worker {
 
 /** A dispatch's priority; 0 when it carries none that is a number. */
 const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);
+
+/**
+ * Dispatches (and their records, when traced) sorted highest priority first,
+ * stably, with their priorities: the order the slots require of announced
+ * work (a lower one asked for first would wait on the higher ones behind it).
+ * Most batches are of one priority and need no sort.
+ */
+function highestFirst(messages: DispatchMessage[], read: LogRecord[] | null): { messages: DispatchMessage[]; read: LogRecord[] | null; priorities: number[] } {
+  const priorities = messages.map(priorityOf);
+  if (priorities.some((p) => p !== priorities[0])) {
+    const order = priorities.map((_, k) => k).sort((a, b) => priorities[b]! - priorities[a]!);
+    for (const list of [messages, read, priorities] as Array<unknown[] | null>) {
+      if (list) list.splice(0, list.length, ...order.map((k) => list[k]));
+    }
+  }
+  return { messages, read, priorities };
+}
 
 function isNonRetryable(e: unknown): boolean {
   return e instanceof NonRetryableError || (e as Error | undefined)?.name === 'NonRetryableError';
