@@ -34,12 +34,14 @@ export function rowToLimit(r: Row): LimitRecord {
   };
 }
 
+/** A `limit_running` row (alias `r`) whose job `j` still runs its attempt with a lease that holds at the bound time. */
+const live = (r: string): string => `j.id = ${r}.job_id AND j.state = 'running' AND j.attempt = ${r}.attempt AND j.lease_until > ?`;
+
 /** Deletes the key's rows of attempts that no longer run with a lease that holds at `now`. */
 function pruneRunning(keys: readonly string[], now: number): Sql {
   return {
-    sql: `DELETE FROM limit_running WHERE limit_key IN (${marks(keys.length)}) AND NOT EXISTS (
-        SELECT 1 FROM jobs j WHERE j.id = limit_running.job_id AND j.state = 'running'
-          AND j.attempt = limit_running.attempt AND j.lease_until > ?)`,
+    sql: `DELETE FROM limit_running WHERE limit_key IN (${marks(keys.length)})
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE ${live('limit_running')})`,
     params: [...keys, now],
   };
 }
@@ -82,31 +84,30 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
   const values = (spec: LimitSpec) => [spec.concurrency, spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
+  // The rate state (`tat`) and created_at stay.
+  const replace = async (key: string, spec: LimitSpec, now: number) =>
+    (await exec('UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?', [...values(spec), now, key])).changes;
+  const getLimit = async (key: string) => {
+    const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
+    return r ? rowToLimit(r) : null;
+  };
   return {
     putLimit: async (key, spec, now) => {
-      // An update first: the common case, and the rate state stays.
-      const changed = (await exec(
-        'UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?',
-        [...values(spec), now, key],
-      )).changes;
+      // An update first: the common case.
       let created = false;
-      if (changed === 0) {
+      if ((await replace(key, spec, now)) === 0) {
         try {
           await exec(insert, [key, ...values(spec), now, now]);
           created = true;
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
           // Created by another request meanwhile: ours replaces it.
-          await exec('UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?', [...values(spec), now, key]);
+          await replace(key, spec, now);
         }
       }
-      const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
-      return { limit: rowToLimit(r!), created };
+      return { limit: (await getLimit(key))!, created };
     },
-    getLimit: async (key) => {
-      const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
-      return r ? rowToLimit(r) : null;
-    },
+    getLimit,
     listLimits: async (limit) => (await rows(`SELECT ${COLUMNS} FROM limits ORDER BY limit_key LIMIT ?`, [Math.min(limit, MAX_LIMITS_LISTED)])).map(rowToLimit),
     deleteLimit: async (key) => {
       await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
@@ -116,10 +117,9 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
       const out = new Map<string, number>();
       if (keys.length === 0) return out;
       // Read only: the rows of attempts still live (a claim prunes the others).
-      const live = await rows(`SELECT r.limit_key, COUNT(*) AS n FROM limit_running r JOIN jobs j ON j.id = r.job_id
-        WHERE r.limit_key IN (${marks(keys.length)}) AND j.state = 'running' AND j.attempt = r.attempt AND j.lease_until > ?
-        GROUP BY r.limit_key`, [...keys, now]);
-      for (const r of live) out.set(String(r.limit_key), toNum(r.n));
+      const counted = await rows(`SELECT r.limit_key, COUNT(*) AS n FROM limit_running r JOIN jobs j ON ${live('r')}
+        WHERE r.limit_key IN (${marks(keys.length)}) GROUP BY r.limit_key`, [now, ...keys]);
+      for (const r of counted) out.set(String(r.limit_key), toNum(r.n));
       return out;
     },
   };
