@@ -2,6 +2,7 @@
  * The composition root: the one place that picks adapters and wires the
  * engine, the server and the roles together from a compiled Config.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,14 +13,18 @@ import { createMemoryLog } from '../adapters/memory/index.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, type Config } from './config.js';
+import { isLoopbackHost } from '../engine/auth.js';
 import { wireMetrics } from './metrics.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
-import type { Clock, EventLog, IdGenerator, JobStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore } from '../engine/ports.js';
+import type {
+  AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore,
+} from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { WorkerPresence } from '../engine/worker-presence.js';
 import { LimitDirectory } from '../engine/limit-directory.js';
@@ -59,9 +64,12 @@ export interface ComposeOptions {
   metrics?: PrometheusMetrics;
 }
 
+/** What both SQL stores are: every port the roles and the API use. */
+export type SystemStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
+
 export interface System {
   config: Config;
-  store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore;
+  store: SystemStore;
   /** Cron schedules: created and changed through the API; the timers role fires them. */
   schedules: ScheduleService;
   log: EventLog;
@@ -78,6 +86,8 @@ export interface System {
   advisor: Advisor | null;
   /** What `/metrics` serves (README.md, "Metrics"). */
   metrics: PrometheusMetrics;
+  /** What the api role says about keys at start-up (cli/auth-startup.ts); null without the api role. */
+  access: AccessLine | null;
   /**
    * Starts the roles; resolves with the API's URL when the api role runs, and
    * the metrics port's (`http://host:port`, serving /metrics) when ATS_METRICS_PORT is set.
@@ -99,7 +109,8 @@ export async function openLogger(config: Config): Promise<AppLogger> {
     : createLogger(config.logLevel, base);
 }
 
-async function openStore(config: Config, clock: Clock, logger: Logger, metrics: PrometheusMetrics): Promise<JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore> {
+/** The store of these settings (not migrated yet): MySQL with MYSQL_URL, else the embedded SQLite file in the data dir. */
+export async function openStore(config: Config, clock: Clock, logger: Logger, metrics?: PrometheusMetrics): Promise<SystemStore> {
   if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
@@ -153,8 +164,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const stream = has('api') ? streamPlugin({ store, clock, logger, metrics }) : null;
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
+  const ids = opts.ids ?? ulidIds();
   const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids: opts.ids ?? ulidIds(), metrics, ...(limitDirectory ? { limits: limitDirectory } : {}),
+    store, clock, random: opts.random ?? mathRandom, ids, metrics, ...(limitDirectory ? { limits: limitDirectory } : {}),
     onCommit: () => {
       waker.notify();
       stream?.wake();
@@ -181,9 +193,21 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     : null;
 
   const schedules = new ScheduleService({ store, clock });
+  // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.
+  let access: AccessLine | null = null;
+  try {
+    access = has('api') ? await checkAccess(config, store) : null;
+  } catch (err) {
+    await log.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
   const app = has('api')
     ? await buildApp({
         transitions, store, schedules, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
+        auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
+        audit: store,
+        security: { ...config.security, loopback: isLoopbackHost(config.host) },
         knownTypes: () => registry.types(),
         checkPayload: (type, payload) => registry.checkPayload(type, payload),
         checks: { database: () => store.ping(), log: () => eventLog.ping() },
@@ -213,7 +237,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
-    config, store, schedules, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics,
+    config, store, schedules, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
       // First: a metrics port that cannot be bound fails the start before any role runs.
       const metricsUrl = await metricsWiring.start();

@@ -8,6 +8,7 @@ import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
+import { AUTH_MODES, type AuthMode } from '../engine/auth.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
 import { parseDurationMs } from './duration.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
@@ -48,6 +49,11 @@ export const SETTINGS = {
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
   httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
   httpKeepAliveTimeoutMs: { env: 'ATS_HTTP_KEEP_ALIVE_TIMEOUT_MS', flag: '--http-keep-alive-timeout-ms', default: '5000', doc: 'How long an idle kept-alive connection stays open (behind a load balancer: above its idle timeout).' },
+  auth: { env: 'ATS_AUTH', flag: '--auth', default: 'auto', doc: 'API keys (docs/security.md): auto (required once a key exists; without keys the API is open, and only bound to loopback: on any other HOST the start is refused); on (always required); off (never: every caller acts as the default tenant with every scope; set it only behind a gateway that authenticates).' },
+  corsOrigins: { env: 'ATS_CORS_ORIGINS', flag: '--cors-origins', default: '', doc: 'Origins (comma-separated, e.g. https://ops.example.com) whose pages may call the API from a browser. Empty: none (CORS off).' },
+  allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers (comma-separated names, port optional), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host.' },
+  rateLimit: { env: 'ATS_RATE_LIMIT', flag: '--rate-limit', default: '6000', doc: 'Requests per minute per API key (per client address without one); over it, 429 with Retry-After. 0: no limit.' },
+  streamMaxPerKey: { env: 'ATS_STREAM_MAX_PER_KEY', flag: '--stream-max-per-key', default: '50', doc: 'WebSocket stream connections open at once per API key (per client address without one); one more is refused.' },
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
@@ -88,6 +94,17 @@ export interface Config {
   /** Run by the timers role: see engine/retention.ts. */
   retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
   api: { bodyLimitBytes: number; batchBodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
+  /** Who may call the API and how much (docs/security.md). */
+  security: {
+    auth: AuthMode;
+    /** Browser origins allowed by CORS; empty: CORS off. */
+    corsOrigins: readonly string[];
+    /** Host header values answered; empty: see `allowedHosts` in SETTINGS. */
+    allowedHosts: readonly string[];
+    /** Requests per minute per key or address; 0: unlimited. */
+    rateLimitPerMinute: number;
+    streamMaxPerKey: number;
+  };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
   /** Run by the api and worker roles: see engine/advisor/advisor.ts. */
   advisor: { mode: AdvisorMode; pollMs: number; historyEvents: number };
@@ -166,6 +183,15 @@ function brokers(raw: RawConfig): string[] | null {
   return list;
 }
 
+const list = (raw: RawConfig, name: SettingName): string[] => str(raw, name).split(',').map((x) => x.trim()).filter(Boolean);
+
+/** `https://ops.example.com,http://localhost:5173`: each a scheme, a host and an optional port, nothing else. */
+function origins(raw: RawConfig): string[] {
+  const all = list(raw, 'corsOrigins');
+  for (const o of all) if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(o)) fail('corsOrigins', `"${o.slice(0, 100)}" is not an origin like https://ops.example.com`);
+  return all;
+}
+
 function logLevel(raw: RawConfig): LogLevel {
   const v = str(raw, 'logLevel');
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(v)) fail('logLevel', `unknown level "${v}"`);
@@ -222,6 +248,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024),
       batchBodyLimitBytes: int(raw, 'batchBodyLimitBytes', 1024, 256 * 1024 * 1024), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
+    },
+    security: {
+      auth: oneOf(raw, 'auth', AUTH_MODES, 'mode'), corsOrigins: origins(raw), allowedHosts: list(raw, 'allowedHosts'),
+      rateLimitPerMinute: int(raw, 'rateLimit', 0, 10_000_000), streamMaxPerKey: int(raw, 'streamMaxPerKey', 1, 100_000),
     },
     defaults: {
       queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,

@@ -22,6 +22,7 @@ const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCo
 const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCommand');
 const workersCommand = lazy(() => import('./commands/workers.js'), 'workersCommand');
 const limitsCommand = lazy(() => import('./commands/limits.js'), 'limitsCommand');
+const keysCommand = lazy(() => import('./commands/keys.js'), 'keysCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -35,12 +36,14 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
   workers: { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' },
   limits: { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' },
+  keys: { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' },
 };
 
 function usage(): string {
   return [
     'usage: ats <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.help}`), '',
     'Client commands talk to --url or $ATS_URL (default http://localhost:3000). "ats <command> --help" for details.',
+    '"ats keys" works on the database itself (MYSQL_URL or ATS_DATA_DIR, as "ats start"): it makes the first key before any exists.',
   ].join('\n');
 }
 

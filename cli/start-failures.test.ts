@@ -67,3 +67,10 @@ it('exits 2 naming ATS_HANDLERS when a handler module exports neither register(r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('exits 2 naming HOST and ATS_AUTH when bound to another interface than loopback with no API key', { timeout: 60_000 }, async () => {
+  const { code, stderr } = await startWith({ HOST: '0.0.0.0' });
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /^ats: HOST \(--host\) is 0\.0\.0\.0, not loopback, and no API key exists: create one with `ats keys create .*`, or set ATS_AUTH=off/m);
+  assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+});

@@ -53,6 +53,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // Listening for the signal before saying ready: a supervisor may stop the process as soon as it reads the line.
   const signalled = waitForSignal();
   system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
+  if (system.access) system.logger[system.access.level](system.access.message);
   const signal = await signalled;
   system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
   return stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS);

@@ -20,8 +20,9 @@ import { ApiError } from './errors.js';
 import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  BatchItem, BatchResult, Insights, JobDetail, JobPage, JobView, Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule,
-  ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter, SubmitRequest, Worker, WorkerList,
+  ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
+  Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
+  SubmitRequest, Worker, WorkerList,
 } from './types.js';
 
 export * from './types.js';
@@ -94,6 +95,7 @@ export const newIdempotencyKey = (): string => ulid();
 const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
 const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
 const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
+const keyPath = (id: string) => `/v1/keys/${encodeURIComponent(id)}`;
 
 export class AtsClient {
   /** The server, without a trailing slash. */
@@ -306,6 +308,36 @@ export class AtsClient {
       if (err instanceof ApiError && err.code === 'ATS_ERR_LIMIT_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
     }
+  }
+
+  /**
+   * `POST /v1/keys` (admin scope): a new key of the caller's tenant, with its
+   * secret `key` — shown in this answer only. Never sent again after a try
+   * whose outcome is unknown: a second key would be made whose secret nobody
+   * saw (list the keys to find out whether the first was made).
+   */
+  async createKey(input: CreateKeyRequest, opts: RequestOptions = {}): Promise<CreatedApiKey> {
+    return (await call<CreatedApiKey>(this.http, 'POST', '/v1/keys', { ...opts, body: input, retryUnknown: false })).body;
+  }
+
+  /** `GET /v1/keys` (admin scope): the caller's tenant's keys, revoked ones too, newest first (at most 1,000); never a secret. */
+  async listKeys(opts: RequestOptions = {}): Promise<ApiKey[]> {
+    return (await call<ApiKeyList>(this.http, 'GET', '/v1/keys', opts)).body.keys;
+  }
+
+  /**
+   * `DELETE /v1/keys/:id` (admin scope): revokes a key of the caller's tenant
+   * (a revoked one again is a no-op, so retries are safe); 404
+   * ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id.
+   */
+  async revokeKey(id: string, opts: RequestOptions = {}): Promise<void> {
+    await call<void>(this.http, 'DELETE', keyPath(id), opts);
+  }
+
+  /** `GET /v1/audit` (admin scope): the caller's tenant's audit entries, newest first (`limit`: default 100, at most 1,000). */
+  async listAudit(query: { limit?: number | undefined } = {}, opts: RequestOptions = {}): Promise<AuditEntry[]> {
+    const qs = query.limit === undefined ? '' : `?limit=${encodeURIComponent(String(query.limit))}`;
+    return (await call<AuditLog>(this.http, 'GET', `/v1/audit${qs}`, opts)).body.entries;
   }
 
   /**

@@ -96,6 +96,16 @@ export interface StreamDeps {
   webSocket: () => Promise<WebSocketConstructor>;
 }
 
+/**
+ * A browser's WebSocket cannot send an Authorization header: the key goes as
+ * the subprotocol `ats.key.<key>` beside `ats.v1` (the one the server picks,
+ * so the key is never echoed back). Without a key, none.
+ */
+export function browserProtocols(headers: Record<string, string>): string[] {
+  const m = /^Bearer (\S+)$/.exec(headers.authorization ?? '');
+  return m ? ['ats.v1', `ats.key.${m[1]}`] : [];
+}
+
 /** `http://h:p/base` → `ws://h:p/base/v1/stream`. */
 export const streamUrl = (baseUrl: string): string => baseUrl.replace(/^http/, 'ws').replace(/\/+$/, '') + '/v1/stream';
 
@@ -278,7 +288,7 @@ class ResumingWatch implements Watch {
       const isWs = typeof (Ctor.prototype as { terminate?: unknown }).terminate === 'function';
       const ws = isWs
         ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timeoutMs })
-        : new Ctor(url);
+        : new (Ctor as unknown as new (u: string, p: string[]) => WebSocketLike)(url, browserProtocols(this.deps.headers));
       const conn = { settled: false, subscribed: false, ended: false, status: 0, error: null as unknown, heard: true };
       const settle = (o: Outcome) => {
         if (conn.settled) return;

@@ -16,6 +16,10 @@ import type {
   UpdateScheduleBody as UpdateScheduleBodySchema, WorkerList as WorkerListSchema, WorkerView as WorkerViewSchema,
 } from '../server/schemas.js';
 import type {
+  AuditEntryView as AuditEntryViewSchema, AuditLog as AuditLogSchema, CreatedKeyView as CreatedKeyViewType, CreateKeyBody as CreateKeyBodySchema,
+  KeyList as KeyListSchema, KeyView as KeyViewSchema,
+} from '../server/key-schemas.js';
+import type {
   StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamSubscribedMessage,
 } from '../server/stream/protocol.js';
 
@@ -97,3 +101,18 @@ export type LimitSpec = Static<typeof PutLimitBodySchema>;
 export type Limit = Static<typeof LimitViewSchema>;
 /** `GET /v1/limits`: every limit, by key (at most 1,000). */
 export type LimitList = Static<typeof LimitListSchema>;
+
+/** The body of `POST /v1/keys`: a name (1 to 100 of A-Z a-z 0-9 . _ : -) and one or more scopes (submit, read, operate, admin). */
+export type CreateKeyRequest = Static<typeof CreateKeyBodySchema>;
+/** A key's scope: what it may do. */
+export type KeyScope = CreateKeyRequest['scopes'][number];
+/** An API key as listed: id, tenant, name, scopes, ISO times (`revokedAt` null while it works) and the key that made it; never its secret. */
+export type ApiKey = Static<typeof KeyViewSchema>;
+/** `POST /v1/keys`: the key created, with `key`, its secret (send as `Authorization: Bearer <key>`), shown this once only. */
+export type CreatedApiKey = CreatedKeyViewType;
+/** `GET /v1/keys`: the caller's tenant's keys, newest first (at most 1,000). */
+export type ApiKeyList = Static<typeof KeyListSchema>;
+/** One entry of the audit log: when (ISO), which key (null: the open mode), the tenant, the action (`job.cancel`, `key.create`...) and its target (a job or key id). */
+export type AuditEntry = Static<typeof AuditEntryViewSchema>;
+/** `GET /v1/audit`: the caller's tenant's entries, newest first. */
+export type AuditLog = Static<typeof AuditLogSchema>;

@@ -12,7 +12,7 @@ import { silentLogger } from './logger.js';
 import type { HandlerContext } from './ports.js';
 
 const ctx: HandlerContext = {
-  jobId: '01J00000000000000000000001', type: 't', queue: 'default', attempt: 1, idempotencyKey: '01J00000000000000000000001',
+  jobId: '01J00000000000000000000001', tenant: 'default', type: 't', queue: 'default', attempt: 1, idempotencyKey: '01J00000000000000000000001',
   signal: new AbortController().signal, heartbeat: async () => undefined, log: silentLogger, progress: async () => undefined,
 };
 

@@ -4,13 +4,16 @@
  * (`type:<type>` or `queue:<queue>`, engine/limits.ts `limitKeyOf`) without a
  * read per claim. Read at start and every `pollMs`: a default limit applies
  * to claims from the next read on; a job's own key needs no read at all.
+ * It holds the stored keys of every tenant's default limits (tenant-qualified,
+ * engine/limits.ts `storedLimitKey`), as `limitKeyOf` asks for them; a job's
+ * own concurrency key is never looked up here.
  */
 import { errorFields } from './logger.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import type { Clock, LimitStore, Logger } from './ports.js';
 
-/** Most limits read (the list's own bound); a default limit beyond it is not seen. */
-export const LIMITS_READ = 1000;
+/** Most default limits read, of all tenants together; one beyond it is not seen. */
+export const LIMITS_READ = 100_000;
 
 export class LimitDirectory {
   private names: ReadonlySet<string> = new Set();
@@ -22,9 +25,9 @@ export class LimitDirectory {
     },
   }));
 
-  constructor(private readonly deps: { store: Pick<LimitStore, 'listLimits'>; clock: Clock; logger: Logger }, private readonly pollMs = 1000) {}
+  constructor(private readonly deps: { store: Pick<LimitStore, 'defaultLimitKeys'>; clock: Clock; logger: Logger }, private readonly pollMs = 1000) {}
 
-  /** Whether a limit of this key existed at the last read. */
+  /** Whether a limit of this stored key existed at the last read. */
   has(key: string): boolean {
     return this.names.has(key);
   }
@@ -40,6 +43,6 @@ export class LimitDirectory {
   }
 
   private async read(): Promise<void> {
-    this.names = new Set((await this.deps.store.listLimits(LIMITS_READ)).map((l) => l.key));
+    this.names = new Set(await this.deps.store.defaultLimitKeys(LIMITS_READ));
   }
 }

@@ -5,7 +5,8 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { LimitDirectory } from './limit-directory.js';
-import { admit, limitKeyOf, rateStep, type LimitSpec } from './limits.js';
+import { DEFAULT_TENANT, TENANT_PATTERN } from './auth.js';
+import { admit, limitKeyOf, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
 import { silentLogger } from './logger.js';
 import type { JobSpec } from './ports.js';
 import { TransitionService, type ApplyResult } from './transitions.js';
@@ -54,12 +55,35 @@ describe('admit', () => {
 });
 
 describe('limitKeyOf', () => {
+  const D = DEFAULT_TENANT;
   it('takes the job\'s own key, else the type\'s limit, else the queue\'s', () => {
     const all = () => true;
-    assert.equal(limitKeyOf({ type: 't', queue: 'q', concurrencyKey: 'own' }, all), 'own');
-    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, all), 'type:t');
-    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, (k) => k === 'queue:q'), 'queue:q');
-    assert.equal(limitKeyOf({ type: 't', queue: 'q' }, () => false), undefined);
+    assert.equal(limitKeyOf({ tenant: D, type: 't', queue: 'q', concurrencyKey: 'own' }, all), 'own');
+    assert.equal(limitKeyOf({ tenant: D, type: 't', queue: 'q' }, all), 'type:t');
+    assert.equal(limitKeyOf({ tenant: D, type: 't', queue: 'q' }, (k) => k === 'queue:q'), 'queue:q');
+    assert.equal(limitKeyOf({ tenant: D, type: 't', queue: 'q' }, () => false), undefined);
+  });
+
+  it('names the limit of the job\'s own tenant: another tenant\'s limit of the same key is not it', () => {
+    assert.equal(limitKeyOf({ tenant: 'acme', type: 't', queue: 'q', concurrencyKey: 'email' }, () => false), 'acme/email');
+    // The default tenant's `type:t` and `queue:q` exist; acme's do not: no default limit for acme's job.
+    const defaults = (k: string) => k === 'type:t' || k === 'queue:q';
+    assert.equal(limitKeyOf({ tenant: 'acme', type: 't', queue: 'q' }, defaults), undefined);
+    assert.equal(limitKeyOf({ tenant: D, type: 't', queue: 'q' }, defaults), 'type:t');
+    assert.equal(limitKeyOf({ tenant: 'acme', type: 't', queue: 'q' }, (k) => k === 'acme/queue:q' || k === 'globex/type:t'), 'acme/queue:q');
+  });
+
+  it('stored keys: the default tenant\'s bare, another\'s qualified; split gives both back, and no two tenants\' keys meet', () => {
+    assert.equal(storedLimitKey(D, 'email'), 'email');
+    assert.equal(storedLimitKey('acme', 'email'), 'acme/email');
+    assert.deepEqual(splitLimitKey('email'), { tenant: D, key: 'email' });
+    assert.deepEqual(splitLimitKey('acme/type:a.b'), { tenant: 'acme', key: 'type:a.b' });
+    const tenant = fc.oneof(fc.constant(D), fc.stringMatching(TENANT_PATTERN));
+    const key = fc.stringMatching(/^[A-Za-z0-9._:-]{1,200}$/);
+    fc.assert(fc.property(tenant, key, tenant, key, (t1, k1, t2, k2) => {
+      assert.deepEqual(splitLimitKey(storedLimitKey(t1, k1)), { tenant: t1, key: k1 });
+      if (t1 !== t2 || k1 !== k2) assert.notEqual(storedLimitKey(t1, k1), storedLimitKey(t2, k2));
+    }));
   });
 });
 
@@ -169,6 +193,65 @@ for (const backend of STORE_BACKENDS) {
       } finally {
         await directory.stop();
       }
+    }));
+
+    it('a limit holds only its own tenant\'s jobs of the key: another tenant\'s jobs of it neither count nor wait', () => withService(async ({ store, svc, clock }) => {
+      const lease = clock.now() + 30_000;
+      await store.putLimit(storedLimitKey('acme', 'email'), { concurrency: 1, rate: null }, clock.now());
+      const acme = await submit(svc, 2, { tenant: 'acme', concurrencyKey: 'email' });
+      const globex = await submit(svc, 2, { tenant: 'globex', concurrencyKey: 'email' });
+      const plain = await submit(svc, 2, { concurrencyKey: 'email' });
+      // One batch, as a worker claims: acme's second waits; globex's and the default tenant's (no limit of theirs) all start.
+      const r = await svc.applyMany([acme[0]!, globex[0]!, plain[0]!, acme[1]!, globex[1]!, plain[1]!].map((jobId) => ({ jobId, event: started(1, lease) })));
+      assert.deepEqual(r.map(outcome), ['started', 'started', 'started', 'throttled', 'started', 'started']);
+      assert.ok(!r[3]!.ok && r[3]!.reason === 'throttled' && r[3]!.key === 'acme/email');
+      assert.deepEqual([...(await store.runningByKey(['acme/email', 'email', 'globex/email'], clock.now()))], [['acme/email', 1]]);
+      // The default tenant's limit of the key holds the default tenant's jobs, and still not acme's.
+      await store.putLimit('email', { concurrency: 1, rate: null }, clock.now());
+      const [d1, d2] = await submit(svc, 2, { concurrencyKey: 'email' });
+      assert.deepEqual((await svc.applyMany([d1!, d2!].map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled']);
+      assert.equal(outcome(await svc.apply(acme[1]!, started(1, lease))), 'throttled');
+      assert.ok((await svc.apply(acme[0]!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.equal(outcome(await svc.apply(acme[1]!, started(1, lease))), 'started');
+    }));
+
+    it('a tenant\'s default limits (type:, queue:) hold only its own jobs', () => withService(async ({ store, clock }) => {
+      const directory = new LimitDirectory({ store, clock, logger: silentLogger }, 1000);
+      const svc = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds(), limits: directory });
+      await store.putLimit(storedLimitKey('acme', 'type:demo.echo'), { concurrency: 1, rate: null }, clock.now());
+      await directory.start();
+      try {
+        const lease = clock.now() + 30_000;
+        const acme = await submit(svc, 2, { tenant: 'acme' });
+        const globex = await submit(svc, 2, { tenant: 'globex' });
+        const plain = await submit(svc, 2, {});
+        const r = await svc.applyMany([...acme, ...globex, ...plain].map((jobId) => ({ jobId, event: started(1, lease) })));
+        assert.deepEqual(r.map(outcome), ['started', 'throttled', 'started', 'started', 'started', 'started']);
+      } finally {
+        await directory.stop();
+      }
+    }));
+
+    it('lists one tenant\'s limits (the default tenant\'s: the bare keys), or every tenant\'s', () => withService(async ({ store, svc, clock }) => {
+      // Tenants whose names sort right beside acme's keys: `acme-x` and `acme.x` before `acme/`, `acme0` after.
+      const keys = [['default', 'email'], ['acme', 'email'], ['acme', 'type:t'], ['acme-x', 'email'], ['acme.x', 'email'], ['acme0', 'email'], ['acm', 'email'], ['globex', 'a']];
+      for (const [tenant, key] of keys) await store.putLimit(storedLimitKey(tenant!, key!), { concurrency: 1, rate: null }, clock.now());
+      const listed = async (tenant?: string) => (await store.listLimits(100, tenant)).map((l) => l.key);
+      assert.deepEqual(await listed('acme'), ['acme/email', 'acme/type:t']);
+      assert.deepEqual(await listed(DEFAULT_TENANT), ['email']);
+      assert.deepEqual(await listed('acme0'), ['acme0/email']);
+      assert.deepEqual(await listed('acme.x'), ['acme.x/email']);
+      assert.deepEqual(await listed('nobody'), []);
+      assert.equal((await listed()).length, keys.length);
+      assert.deepEqual(await store.getLimit('acme/email').then((l) => l?.key), 'acme/email');
+      assert.equal(await store.getLimit('nobody/email'), null);
+      // The longest tenant name and key fit the stored key, in the limit and in its running attempts.
+      const longest = storedLimitKey('t'.repeat(63), 'k'.repeat(200));
+      assert.equal((await store.putLimit(longest, { concurrency: 1, rate: null }, clock.now())).limit.key, longest);
+      assert.deepEqual(await listed('t'.repeat(63)), [longest]);
+      const [j] = await submit(svc, 1, { tenant: 't'.repeat(63), concurrencyKey: 'k'.repeat(200) });
+      assert.equal(outcome(await svc.apply(j!, started(1, clock.now() + 30_000))), 'started');
+      assert.deepEqual([...(await store.runningByKey([longest], clock.now()))], [[longest, 1]]);
     }));
 
     it('lists limits by key, and a deleted job leaves no running row behind', () => withService(async ({ store, svc, clock }) => {

@@ -16,7 +16,20 @@
  *
  * A claim over a limit is refused ('throttled'), writing nothing: the attempt
  * is not started, burns nothing, and is tried again (engine/worker.ts).
+ *
+ * Limits belong to a tenant (engine/auth.ts): a job's attempts count against
+ * its own tenant's limit of its key only. A limit's key is stored
+ * tenant-qualified (`storedLimitKey`): `<tenant>/<key>`, and the default
+ * tenant's bare. Why one qualified key column rather than a tenant column:
+ * the limits made before tenants existed are the default tenant's as they
+ * are; the claim path (adapters/sql/writes.ts, adapters/sql/limits.ts) reads,
+ * locks and counts limit rows by one key, unchanged; and the qualified key is
+ * what a claim's `limitKeyOf` returns, so the hot path only adds a string
+ * concatenation for tenants other than the default one. No two stored keys
+ * collide: `/` is in neither a tenant name (TENANT_PATTERN) nor a key
+ * (server/schemas.ts NAME_PATTERN, which type and queue names follow too).
  */
+import { DEFAULT_TENANT } from './auth.js';
 
 /** What a limit allows; at least one of the two is set. */
 export interface LimitSpec {
@@ -28,6 +41,7 @@ export interface LimitSpec {
 
 /** A limit as stored. */
 export interface LimitRecord extends LimitSpec {
+  /** The stored key: tenant-qualified (`storedLimitKey`). */
   key: string;
   /** The rate's state (epoch ms); 0 before the first start. */
   tat: number;
@@ -59,16 +73,27 @@ export function admit(limit: LimitSpec & { tat: number }, running: number, now: 
 /** The time between two starts a rate allows, whole ms rounded up (so never more than `max` per interval). */
 export const rateStep = (rate: { max: number; intervalMs: number }): number => Math.ceil(rate.intervalMs / rate.max);
 
+/** The key a limit of `tenant` on `key` is stored under: the default tenant's bare, any other's `<tenant>/<key>`. */
+export const storedLimitKey = (tenant: string, key: string): string => (tenant === DEFAULT_TENANT ? key : `${tenant}/${key}`);
+
+/** The tenant and the key (as the API names it) of a stored key: the inverse of `storedLimitKey`. */
+export function splitLimitKey(stored: string): { tenant: string; key: string } {
+  const slash = stored.indexOf('/');
+  return slash < 0 ? { tenant: DEFAULT_TENANT, key: stored } : { tenant: stored.slice(0, slash), key: stored.slice(slash + 1) };
+}
+
 /**
- * The limit a job's attempts count against: its own `concurrencyKey`; else,
- * as a default, the limit named `type:<its type>` if there is one, else the
- * one named `queue:<its queue>` (`exists` says which limits exist).
+ * The stored key of the limit a job's attempts count against, in the job's
+ * tenant: its own `concurrencyKey`; else, as a default, the limit named
+ * `type:<its type>` if there is one, else the one named `queue:<its queue>`
+ * (`exists` says which stored keys have a limit).
  */
-export function limitKeyOf(job: { type: string; queue: string; concurrencyKey?: string }, exists: (key: string) => boolean): string | undefined {
-  if (job.concurrencyKey !== undefined) return job.concurrencyKey;
-  const byType = `type:${job.type}`;
+export function limitKeyOf(job: { tenant: string; type: string; queue: string; concurrencyKey?: string }, exists: (key: string) => boolean): string | undefined {
+  const { tenant } = job;
+  if (job.concurrencyKey !== undefined) return storedLimitKey(tenant, job.concurrencyKey);
+  const byType = storedLimitKey(tenant, `type:${job.type}`);
   if (exists(byType)) return byType;
-  const byQueue = `queue:${job.queue}`;
+  const byQueue = storedLimitKey(tenant, `queue:${job.queue}`);
   return exists(byQueue) ? byQueue : undefined;
 }
 

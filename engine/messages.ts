@@ -19,6 +19,8 @@ export interface TransitionMessage {
   data: JobEventRecord['data'];
   jobType: string;
   queue: string;
+  /** The job's tenant (engine/auth.ts). Absent in messages written before tenants existed: read as `default`. */
+  tenant: string;
 }
 
 /**
@@ -39,6 +41,8 @@ export interface DispatchMessage {
   attempt: number;
   type: string;
   queue: string;
+  /** The job's tenant. Absent in messages written before tenants existed: read as `default`. */
+  tenant?: string;
   priority: number;
   /** Which dispatch of the job this is (1, 2, ...): a re-dispatch has a higher number. */
   dispatch: number;
@@ -63,6 +67,8 @@ export interface DeadLetterMessage {
   jobId: string;
   type: string;
   queue: string;
+  /** The job's tenant. */
+  tenant: string;
   payload: unknown;
   attempts: number;
   maxAttempts: number;
@@ -120,7 +126,7 @@ export const readableSchema = (headers: Readonly<Record<string, string>>): boole
 
 export function transitionMessage(job: JobRecord, event: JobEventRecord): TransitionMessage {
   const { jobId, seq, type, from, to, at, data } = event;
-  return { jobId, seq, type, from, to, at, data, jobType: job.type, queue: job.queue };
+  return { jobId, seq, type, from, to, at, data, jobType: job.type, queue: job.queue, tenant: job.tenant };
 }
 
 /**
@@ -137,7 +143,7 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
   const lane = effects.dispatch || event.type === 'CANCEL' ? laneTopic(job.queue, job.priority) : '';
   if (effects.dispatch) {
     const payload: DispatchMessage = {
-      jobId: job.id, attempt: c.attempt + 1, type: job.type, queue: job.queue,
+      jobId: job.id, attempt: c.attempt + 1, type: job.type, queue: job.queue, tenant: job.tenant,
       priority: job.priority, dispatch: c.dispatches,
     };
     const h = headers('dispatch');
@@ -154,7 +160,7 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
   }
   if (effects.deadLetter) {
     const payload: DeadLetterMessage = {
-      jobId: job.id, type: job.type, queue: job.queue, payload: job.payload,
+      jobId: job.id, type: job.type, queue: job.queue, tenant: job.tenant, payload: job.payload,
       attempts: c.attempt - c.attemptBase, maxAttempts: c.maxAttempts, lastError: c.lastError, deadAt: event.at,
     };
     rows.push({ topic: TOPICS.dlq, key: job.id, payload, headers: headers('dead-letter') });

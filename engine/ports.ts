@@ -23,6 +23,7 @@ import type { PersistedJob } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
 import type { LimitRecord, LimitSpec, LimitState } from './limits.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
+import type { ApiKeyRecord, StoredApiKey } from './auth.js';
 
 // ---------------------------------------------------------------- time, ids
 
@@ -69,6 +70,12 @@ export interface TraceContext {
 /** A job as stored: the machine's persisted snapshot plus what the API shows. */
 export interface JobRecord {
   id: string;
+  /**
+   * The tenant of the key that submitted it (engine/auth.ts): the job, its
+   * events, its idempotency key and its stream are that tenant's only. Never
+   * changes. `default` for jobs made before tenants existed or in the open mode.
+   */
+  tenant: string;
   type: string;
   queue: string;
   payload: unknown;
@@ -116,6 +123,11 @@ export interface StreamEventRecord extends JobEventRecord {
   id: number;
   jobType: string;
   queue: string;
+  /**
+   * The job's tenant: a stream client gets only its own tenant's events. The
+   * store always sets it; a record without one (made by hand) goes to no client.
+   */
+  tenant?: string;
 }
 
 /**
@@ -162,6 +174,8 @@ export interface TransitionWrite {
 }
 
 export interface JobFilter {
+  /** Only this tenant's jobs (every API list names one); absent: every tenant's (engine-internal reads). */
+  tenant?: string;
   state?: JobState;
   type?: string;
   queue?: string;
@@ -275,7 +289,7 @@ export interface JobStore {
 
   /**
    * Insert new jobs (version 1) with their SUBMITTED events and outbox rows,
-   * all in one transaction. A job whose (queue, idempotencyKey) exists is not
+   * all in one transaction. A job whose (tenant, queue, idempotencyKey) exists is not
    * inserted and reports `duplicate-key`; the others still commit.
    */
   insert(writes: TransitionWrite[]): Promise<InsertResult[]>;
@@ -290,7 +304,8 @@ export interface JobStore {
   update<T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T>;
 
   getJob(id: string): Promise<JobRecord | null>;
-  findByIdempotencyKey(queue: string, key: string): Promise<JobRecord | null>;
+  /** The job of `tenant` holding `key` in `queue` (a key is the tenant's own: two tenants may each hold one). */
+  findByIdempotencyKey(queue: string, key: string, tenant: string): Promise<JobRecord | null>;
   /** A job's events in seq order, from `afterSeq + 1`. */
   getEvents(jobId: string, afterSeq?: number): Promise<JobEventRecord[]>;
   /**
@@ -312,12 +327,13 @@ export interface JobStore {
   /**
    * Counts per state, type and queue, from counters every insert, transition
    * and delete maintains in its own transaction (its cost does not grow with
-   * the number of jobs). `byType` and `byQueue` have no prototype.
+   * the number of jobs). `byType` and `byQueue` have no prototype. Only
+   * `tenant`'s jobs when given (the API's), else every tenant's summed.
    */
-  stats(): Promise<Stats>;
-  /** The maintained counters behind `stats()`, keys with a count of 0 left out. */
-  jobCounts(): Promise<JobCount[]>;
-  /** The same counts recounted from the jobs themselves: a full scan, for `verify` and tests. */
+  stats(tenant?: string): Promise<Stats>;
+  /** The maintained counters behind `stats()`, keys with a count of 0 left out; only `tenant`'s when given, else summed over tenants. */
+  jobCounts(tenant?: string): Promise<JobCount[]>;
+  /** The same counts recounted from the jobs themselves (summed over tenants): a full scan, for `verify` and tests. */
   recountJobs(): Promise<JobCount[]>;
 
   /**
@@ -353,9 +369,10 @@ export interface JobStore {
   /**
    * Per edge (from, to, event), the transitions of `job_events` at or after
    * `since` (epoch ms), from the newest `maxEvents` events at most (a bounded
-   * range of the primary key, never a scan of the history).
+   * range of the primary key, never a scan of the history). Only the events
+   * of `tenant`'s jobs when given.
    */
-  edgeStats(since: number, maxEvents: number): Promise<EdgeStats>;
+  edgeStats(since: number, maxEvents: number, tenant?: string): Promise<EdgeStats>;
 
   /** Jobs in pending/retrying whose due time has come (delayed jobs, retries). */
   findDue(now: number, limit: number): Promise<DueJob[]>;
@@ -393,6 +410,9 @@ export interface JobTemplate {
 
 /** A cron schedule as stored. */
 export interface ScheduleRecord {
+  /** The tenant it belongs to (engine/auth.ts): its ticks submit their jobs there. */
+  tenant: string;
+  /** Unique within its tenant. */
   name: string;
   cron: string;
   /** IANA time zone the expression is read in. */
@@ -418,6 +438,8 @@ export interface ScheduleRecord {
 
 /** One fired tick. */
 export interface ScheduleTick {
+  /** The schedule's tenant. */
+  tenant: string;
   schedule: string;
   tickAt: number;
   outcome: 'submitted' | 'skipped';
@@ -426,35 +448,74 @@ export interface ScheduleTick {
   at: number;
 }
 
-/** Concurrency and rate limits by key (engine/limits.ts); the claim's side is in `JobStore.update`. */
+/**
+ * Concurrency and rate limits by key (engine/limits.ts); the claim's side is in `JobStore.update`.
+ * Every key here is a stored key: tenant-qualified (`storedLimitKey`), the default tenant's bare.
+ */
 export interface LimitStore {
   /** Creates or replaces the limit of `key` (its rate state is kept). */
   putLimit(key: string, spec: LimitSpec, now: number): Promise<{ limit: LimitRecord; created: boolean }>;
   getLimit(key: string): Promise<LimitRecord | null>;
-  /** The limits by key, at most `limit`. */
-  listLimits(limit: number): Promise<LimitRecord[]>;
+  /** The limits by stored key, at most `limit`: only `tenant`'s when given, else every tenant's. */
+  listLimits(limit: number, tenant?: string): Promise<LimitRecord[]>;
+  /** The stored keys of the default limits (`type:…`, `queue:…`) of every tenant, at most `limit`. */
+  defaultLimitKeys(limit: number): Promise<string[]>;
   /** False when there was none. */
   deleteLimit(key: string): Promise<boolean>;
   /** Per key, its attempts running with a lease that holds at `now` (keys with none are absent). */
   runningByKey(keys: readonly string[], now: number): Promise<Map<string, number>>;
 }
 
+/** API keys (engine/auth.ts): stored hashed, read by id. */
+export interface KeyStore {
+  /** Stores a new key (its id is fresh: never taken). */
+  createKey(key: StoredApiKey): Promise<void>;
+  /** The key of this id, revoked or not; null when there is none. */
+  getKey(id: string): Promise<StoredApiKey | null>;
+  /** Keys by creation, newest first, at most `limit`; only `tenant`'s when given. */
+  listKeys(limit: number, tenant?: string): Promise<ApiKeyRecord[]>;
+  /** Marks the key revoked at `now`; false when there is none or it was revoked already. */
+  revokeKey(id: string, now: number): Promise<boolean>;
+  /** How many keys are not revoked. */
+  countActiveKeys(): Promise<number>;
+}
+
+/** What an operator did, and with which key: cancel, redrive, delete, key changes (`GET /v1/audit`). */
+export interface AuditEntry {
+  /** Epoch ms. */
+  at: number;
+  /** The key that did it; null in the open mode or from the CLI. */
+  keyId: string | null;
+  tenant: string;
+  /** `job.cancel`, `job.redrive`, `job.delete`, `key.create`, `key.revoke`. */
+  action: string;
+  /** What it was done to: a job id or a key id. */
+  target: string;
+}
+
+export interface AuditStore {
+  recordAudit(entry: AuditEntry): Promise<void>;
+  /** The tenant's entries, newest first, at most `limit`. */
+  listAudit(tenant: string, limit: number): Promise<AuditEntry[]>;
+}
+
+/** Schedules are keyed by (tenant, name): every read or change of one names its tenant. */
 export interface ScheduleStore {
-  /** false when a schedule of this name exists (nothing written). */
+  /** false when the tenant has a schedule of this name (nothing written). */
   createSchedule(s: ScheduleRecord): Promise<boolean>;
-  getSchedule(name: string): Promise<ScheduleRecord | null>;
-  /** All schedules, by name. */
-  listSchedules(): Promise<ScheduleRecord[]>;
-  /** Replaces the schedule if its version is still `expectedVersion`; false otherwise (or gone). */
+  getSchedule(tenant: string, name: string): Promise<ScheduleRecord | null>;
+  /** The tenant's schedules, by name; absent: every tenant's, by tenant and name (engine-internal reads). */
+  listSchedules(tenant?: string): Promise<ScheduleRecord[]>;
+  /** Replaces the schedule (`s.tenant`, `s.name`) if its version is still `expectedVersion`; false otherwise (or gone). */
   replaceSchedule(s: ScheduleRecord, expectedVersion: number): Promise<boolean>;
   /** Deletes the schedule and its ticks; false when there was none. */
-  deleteSchedule(name: string): Promise<boolean>;
-  /** Schedules not paused whose next tick is at or before `now`, soonest first. */
+  deleteSchedule(tenant: string, name: string): Promise<boolean>;
+  /** Schedules of every tenant not paused whose next tick is at or before `now`, soonest first (the timers'). */
   dueSchedules(now: number, limit: number): Promise<ScheduleRecord[]>;
   /** Records fired ticks (a tick recorded already is left as it is), keeping the newest `keep` per schedule. */
   recordTicks(ticks: readonly ScheduleTick[], keep: number): Promise<void>;
   /** A schedule's ticks, newest first. */
-  listTicks(name: string, limit: number): Promise<ScheduleTick[]>;
+  listTicks(tenant: string, name: string, limit: number): Promise<ScheduleTick[]>;
 }
 
 // ---------------------------------------------------------------- progress
@@ -462,6 +523,11 @@ export interface ScheduleStore {
 /** The latest progress a running attempt reported (`ctx.progress`): not a transition, not kept in the history. */
 export interface JobProgress {
   jobId: string;
+  /**
+   * The job's tenant: the stream sends progress only to that tenant's clients.
+   * The store always sets it; a record without one (made by hand) goes to no client.
+   */
+  tenant?: string;
   type: string;
   queue: string;
   attempt: number;
@@ -597,6 +663,8 @@ export interface Logger {
  */
 export interface HandlerContext {
   jobId: string;
+  /** The tenant whose key submitted the job (`default` without keys). */
+  tenant: string;
   type: string;
   queue: string;
   attempt: number;
@@ -637,4 +705,6 @@ export interface JobSpec {
   traceContext?: TraceContext;
   /** Counts the job's attempts against this key's limit (engine/limits.ts). */
   concurrencyKey?: string;
+  /** The tenant the job belongs to (the submitting key's). @defaultValue DEFAULT_TENANT */
+  tenant?: string;
 }

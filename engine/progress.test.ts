@@ -111,7 +111,7 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await store.setProgress(job.id, 1, '10', ++t), true);
       assert.equal(await store.setProgress(job.id, 1, '{"step":"b"}', ++t), true);
       assert.equal(await store.setProgress(job.id, 2, '99', ++t), false, 'another attempt');
-      assert.deepEqual(await store.getProgress(job.id), { jobId: job.id, type: 'p.job', queue: 'q', attempt: 1, value: { step: 'b' }, at: t - 1 });
+      assert.deepEqual(await store.getProgress(job.id), { jobId: job.id, tenant: 'default', type: 'p.job', queue: 'q', attempt: 1, value: { step: 'b' }, at: t - 1 });
       assert.deepEqual((await store.readProgressSince(t - 1, 10)).map((p) => p.jobId), [job.id]);
       assert.deepEqual(await store.readProgressSince(t, 10), []);
       assert.ok((await transitions.apply(job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
+import { DEFAULT_TENANT as D } from './auth.js';
 import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobStore, JobTemplate, ScheduleStore } from './ports.js';
@@ -193,7 +194,7 @@ for (const backend of STORE_BACKENDS) {
 
     it('one job per tick, with its key, through two runners and a pass repeated after a crash', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
-      const s = await service.create({ name: 'every-minute', cron: '* * * * *', overlap: 'allow', job: template() });
+      const s = await service.create(D, { name: 'every-minute', cron: '* * * * *', overlap: 'allow', job: template() });
       assert.equal(s.nextAt, T0 + MIN);
       const a = runner();
       const b = runner();
@@ -203,30 +204,30 @@ for (const backend of STORE_BACKENDS) {
         await Promise.all([a.runOnce(), b.runOnce()]);
       }
       // A crash after the submit and before the schedule moved on: the tick fires again, and finds its job.
-      const before = await service.get('every-minute');
+      const before = await service.get(D, 'every-minute');
       await store.replaceSchedule({ ...before, nextAt: T0 + 5 * MIN, version: before.version + 1 }, before.version);
       await a.runOnce();
       const jobs = await scheduledJobs(store);
       assert.equal(jobs.length, 5);
       assert.deepEqual(jobs.map((j) => j.idempotencyKey).sort(), [1, 2, 3, 4, 5].map((m) => scheduleTickKey(s, T0 + m * MIN)).sort());
       assert.ok(jobs.every((j) => j.type === 'demo.echo' && JSON.stringify(j.payload) === '{"n":1}'));
-      const after = await service.get('every-minute');
+      const after = await service.get(D, 'every-minute');
       assert.equal(after.nextAt, T0 + 6 * MIN);
       assert.equal(after.lastTickAt, T0 + 5 * MIN);
-      const ticks = await service.ticks('every-minute');
+      const ticks = await service.ticks(D, 'every-minute');
       assert.deepEqual(ticks.map((t) => t.tickAt), [5, 4, 3, 2, 1].map((m) => T0 + m * MIN));
       assert.ok(ticks.every((t) => t.outcome === 'submitted' && jobs.some((j) => j.id === t.jobId)));
     }));
 
     it('overlap skip: a tick whose last job is live is recorded skipped; once it ended, the next tick submits', () => withStore(async (store) => {
       const { clock, service, runner, transitions } = world(store);
-      await service.create({ name: 'nightly', cron: '0 * * * *', job: template() });
+      await service.create(D, { name: 'nightly', cron: '0 * * * *', job: template() });
       const r = runner();
       clock.set(T0 + 60 * MIN + 5);
       await r.runOnce();
       clock.set(T0 + 120 * MIN + 5);
       await r.runOnce(); // the first job is still pending
-      let s = await service.get('nightly');
+      let s = await service.get(D, 'nightly');
       assert.equal(s.submitted, 1);
       assert.equal(s.skipped, 1);
       const [first] = await scheduledJobs(store);
@@ -234,21 +235,21 @@ for (const backend of STORE_BACKENDS) {
       assert.ok(cancelled.ok);
       clock.set(T0 + 180 * MIN + 5);
       await r.runOnce();
-      s = await service.get('nightly');
+      s = await service.get(D, 'nightly');
       assert.equal(s.submitted, 2);
       assert.equal((await scheduledJobs(store)).length, 2);
-      assert.deepEqual((await service.ticks('nightly')).map((t) => t.outcome), ['submitted', 'skipped', 'submitted']);
+      assert.deepEqual((await service.ticks(D, 'nightly')).map((t) => t.outcome), ['submitted', 'skipped', 'submitted']);
     }));
 
     it('catch-up all with overlap skip: the first tick of the pass submits, the others are skipped while its job is live', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
-      await service.create({ name: 'backlog', cron: '0 * * * *', catchUp: 'all', job: template() });
+      await service.create(D, { name: 'backlog', cron: '0 * * * *', catchUp: 'all', job: template() });
       clock.set(T0 + 5 * 60 * MIN + 30 * MIN);
       await runner().runOnce();
-      const s = await service.get('backlog');
+      const s = await service.get(D, 'backlog');
       assert.deepEqual([s.submitted, s.skipped, s.missed], [1, 4, 0]);
       assert.equal((await scheduledJobs(store)).length, 1);
-      assert.deepEqual((await service.ticks('backlog')).map((t) => t.outcome), ['skipped', 'skipped', 'skipped', 'skipped', 'submitted']);
+      assert.deepEqual((await service.ticks(D, 'backlog')).map((t) => t.outcome), ['skipped', 'skipped', 'skipped', 'skipped', 'submitted']);
     }));
 
     it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
@@ -256,7 +257,7 @@ for (const backend of STORE_BACKENDS) {
       const told: string[] = [];
       const runner = () => new ScheduleRunner({ store, transitions, clock, logger: silentLogger, onTicks: (outcome, n) => void told.push(`${outcome}=${n}`) });
       for (const catchUp of ['none', 'latest', 'all'] as const) {
-        await service.create({ name: `hourly-${catchUp}`, cron: '0 * * * *', overlap: 'allow', catchUp, job: template({ queue: catchUp }) });
+        await service.create(D, { name: `hourly-${catchUp}`, cron: '0 * * * *', overlap: 'allow', catchUp, job: template({ queue: catchUp }) });
       }
       // Down for ten hours and a half.
       clock.set(T0 + 10 * 60 * MIN + 30 * MIN);
@@ -265,23 +266,23 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await byQueue('none'), 0);
       assert.equal(await byQueue('latest'), 1);
       assert.equal(await byQueue('all'), 10);
-      assert.equal((await service.get('hourly-none')).missed, 10);
-      assert.equal((await service.get('hourly-latest')).missed, 9);
-      for (const catchUp of ['none', 'latest', 'all']) assert.equal((await service.get(`hourly-${catchUp}`)).nextAt, T0 + 11 * 60 * MIN);
+      assert.equal((await service.get(D, 'hourly-none')).missed, 10);
+      assert.equal((await service.get(D, 'hourly-latest')).missed, 9);
+      for (const catchUp of ['none', 'latest', 'all']) assert.equal((await service.get(D, `hourly-${catchUp}`)).nextAt, T0 + 11 * 60 * MIN);
       // Per schedule, in the order the pass took them (by next run, then as stored): what the metrics hear.
       assert.deepEqual([...told].sort(), ['missed=10', 'missed=9', 'submitted=1', 'submitted=10']);
     }));
 
     it('paused: no ticks; resumed: from the next tick after now, the pause not caught up', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
-      await service.create({ name: 'p', cron: '*/10 * * * *', overlap: 'allow', catchUp: 'all', job: template() });
-      await service.update('p', { paused: true });
-      assert.equal((await service.get('p')).nextAt, null);
-      assert.deepEqual(service.nextRuns(await service.get('p'), 3), []);
+      await service.create(D, { name: 'p', cron: '*/10 * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      await service.update(D, 'p', { paused: true });
+      assert.equal((await service.get(D, 'p')).nextAt, null);
+      assert.deepEqual(service.nextRuns(await service.get(D, 'p'), 3), []);
       clock.set(T0 + 55 * MIN);
       await runner().runOnce();
       assert.equal((await scheduledJobs(store)).length, 0);
-      const resumed = await service.update('p', { paused: false });
+      const resumed = await service.update(D, 'p', { paused: false });
       assert.equal(resumed.nextAt, T0 + 60 * MIN);
       assert.deepEqual(service.nextRuns(resumed, 3), [60, 70, 80].map((m) => T0 + m * MIN));
       clock.set(T0 + 60 * MIN + 1);
@@ -291,15 +292,15 @@ for (const backend of STORE_BACKENDS) {
 
     it('create, change, delete; a name again is a new schedule whose ticks find no old job', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
-      await service.create({ name: 'x', cron: '* * * * *', overlap: 'allow', job: template() });
-      await assert.rejects(service.create({ name: 'x', cron: '* * * * *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS');
-      const changed = await service.update('x', { cron: '*/2 * * * *', timezone: 'Europe/Berlin', job: template({ payload: { n: 2 } }) });
+      await service.create(D, { name: 'x', cron: '* * * * *', overlap: 'allow', job: template() });
+      await assert.rejects(service.create(D, { name: 'x', cron: '* * * * *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS');
+      const changed = await service.update(D, 'x', { cron: '*/2 * * * *', timezone: 'Europe/Berlin', job: template({ payload: { n: 2 } }) });
       assert.equal(changed.nextAt, T0 + 2 * MIN);
       assert.equal(changed.version, 2);
-      assert.equal((await service.get('x')).version, 2);
-      await assert.rejects(service.update('x', { cron: '99 * * * *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
-      await assert.rejects(service.update('x', { cron: '0 0 30 2 *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
-      await assert.rejects(service.create({ name: 'never', cron: '0 0 31 4 *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      assert.equal((await service.get(D, 'x')).version, 2);
+      await assert.rejects(service.update(D, 'x', { cron: '99 * * * *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      await assert.rejects(service.update(D, 'x', { cron: '0 0 30 2 *' }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
+      await assert.rejects(service.create(D, { name: 'never', cron: '0 0 31 4 *', job: template() }), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_INVALID_CRON');
       // A change made of the schedule as read is made again on fresh data when another change won the race.
       let calls = 0;
       let raced = false;
@@ -309,13 +310,13 @@ for (const backend of STORE_BACKENDS) {
         replaceSchedule: async (next, expected) => {
           if (!raced) {
             raced = true;
-            const cur = (await store.getSchedule(next.name))!;
+            const cur = (await store.getSchedule(next.tenant, next.name))!;
             assert.ok(await store.replaceSchedule({ ...cur, overlap: 'skip', version: cur.version + 1 }, cur.version));
           }
           return store.replaceSchedule(next, expected);
         },
       };
-      const merged = await new ScheduleService({ store: racing, clock }).update('x', (current) => {
+      const merged = await new ScheduleService({ store: racing, clock }).update(D, 'x', (current) => {
         calls++;
         return { job: { ...current.job, priority: current.job.priority + 1 } };
       });
@@ -323,15 +324,15 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(merged.overlap, 'skip');
       assert.equal(merged.job.priority, 1);
       assert.deepEqual(merged.job.payload, { n: 2 });
-      assert.equal((await service.get('x')).cron, '*/2 * * * *');
+      assert.equal((await service.get(D, 'x')).cron, '*/2 * * * *');
       clock.set(T0 + 2 * MIN + 1);
       await runner().runOnce();
-      await service.remove('x');
-      await assert.rejects(service.get('x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
-      await assert.rejects(service.remove('x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
-      assert.deepEqual(await service.ticks('x'), []);
+      await service.remove(D, 'x');
+      await assert.rejects(service.get(D, 'x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
+      await assert.rejects(service.remove(D, 'x'), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND');
+      assert.deepEqual(await service.ticks(D, 'x'), []);
       clock.set(T0 + 2 * MIN + 2);
-      await service.create({ name: 'x', cron: '*/2 * * * *', overlap: 'allow', job: template() });
+      await service.create(D, { name: 'x', cron: '*/2 * * * *', overlap: 'allow', job: template() });
       clock.set(T0 + 4 * MIN + 1);
       await runner().runOnce();
       const jobs = await scheduledJobs(store);
@@ -339,15 +340,67 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(jobs.map((j) => (j.payload as { n: number }).n).sort(), [1, 2]);
     }));
 
-    it(`keeps the newest ${TICKS_KEPT} ticks of a schedule`, () => withStore(async (store) => {
+    it(`keeps the newest ${TICKS_KEPT} ticks of a schedule (not touching another tenant's schedule of the same name)`, () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
-      await service.create({ name: 'busy', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      await service.create(D, { name: 'busy', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      await service.create('globex', { name: 'busy', cron: '* * * * *', overlap: 'allow', job: template() });
+      clock.set(T0 + 2 * MIN);
+      await runner().runOnce();
       clock.set(T0 + 70 * MIN);
       await runner().runOnce();
-      const ticks = await service.ticks('busy', 1000);
+      const ticks = await service.ticks(D, 'busy', 1000);
       assert.equal(ticks.length, TICKS_KEPT);
       assert.equal(ticks[0]!.tickAt, T0 + 70 * MIN);
-      assert.equal((await service.get('busy')).submitted, 70);
+      assert.equal((await service.get(D, 'busy')).submitted, 70);
+      // catchUp none: the ticks at most a minute late; its oldest are older than the default tenant's oldest kept.
+      assert.deepEqual((await service.ticks('globex', 'busy', 1000)).map((t) => [t.tenant, t.tickAt]), [70, 69, 2, 1].map((m) => ['globex', T0 + m * MIN]));
+    }));
+
+    const exists = (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS';
+    const notFound = (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_NOT_FOUND';
+
+    it('tenants: one name in two tenants is two schedules; a tenant never reads, changes or deletes another\'s', () => withStore(async (store) => {
+      const { service } = world(store);
+      const a = await service.create('acme', { name: 'nightly', cron: '0 3 * * *', job: template({ payload: { of: 'acme' } }) });
+      await service.create('globex', { name: 'nightly', cron: '0 4 * * *', job: template({ payload: { of: 'globex' } }) });
+      assert.equal(a.tenant, 'acme');
+      await assert.rejects(service.create('acme', { name: 'nightly', cron: '0 5 * * *', job: template() }), exists);
+      assert.deepEqual((await service.list('acme')).map((s) => [s.tenant, s.name, s.cron]), [['acme', 'nightly', '0 3 * * *']]);
+      assert.deepEqual((await service.list('globex')).map((s) => [s.tenant, s.name, s.cron]), [['globex', 'nightly', '0 4 * * *']]);
+      assert.deepEqual(await service.list(D), []);
+      // The default tenant has no `nightly`: every way to reach one is a 404.
+      await assert.rejects(service.get(D, 'nightly'), notFound);
+      await assert.rejects(service.update(D, 'nightly', { paused: true }), notFound);
+      await assert.rejects(service.remove(D, 'nightly'), notFound);
+      assert.deepEqual(await store.listSchedules(D), []);
+      assert.deepEqual((await store.listSchedules()).map((x) => [x.tenant, x.name]), [['acme', 'nightly'], ['globex', 'nightly']], 'every tenant\'s');
+      // A change and a delete by one tenant leave the other's schedule as it was.
+      await service.update('acme', 'nightly', { paused: true, job: template({ payload: { of: 'acme', v: 2 } }) });
+      const g = await service.get('globex', 'nightly');
+      assert.deepEqual([g.paused, g.job.payload, g.version], [false, { of: 'globex' }, 1]);
+      await service.remove('globex', 'nightly');
+      await assert.rejects(service.get('globex', 'nightly'), notFound);
+      await assert.rejects(service.remove('globex', 'nightly'), notFound);
+      const left = await service.get('acme', 'nightly');
+      assert.deepEqual([left.tenant, left.paused, left.job.payload], ['acme', true, { of: 'acme', v: 2 }]);
+    }));
+
+    it('a tick submits its job into the schedule\'s tenant; two tenants\' schedules of one name made at once each get their own job', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      const a = await service.create('acme', { name: 'nightly', cron: '* * * * *', overlap: 'allow', job: template() });
+      const g = await service.create('globex', { name: 'nightly', cron: '* * * * *', overlap: 'allow', job: template() });
+      assert.equal(scheduleTickKey(a, T0 + MIN), scheduleTickKey(g, T0 + MIN), 'one idempotency key: keys are per tenant');
+      clock.set(T0 + MIN + 100);
+      await Promise.all([runner().runOnce(), runner().runOnce()]);
+      const jobs = await scheduledJobs(store);
+      assert.deepEqual(jobs.map((j) => j.tenant).sort(), ['acme', 'globex']);
+      for (const tenant of ['acme', 'globex']) {
+        const job = jobs.find((j) => j.tenant === tenant)!;
+        const s = await service.get(tenant, 'nightly');
+        assert.equal(s.lastJobId, job.id);
+        assert.deepEqual((await service.ticks(tenant, 'nightly')).map((t) => [t.tenant, t.outcome, t.jobId]), [[tenant, 'submitted', job.id]]);
+      }
+      assert.deepEqual(await service.ticks(D, 'nightly'), []);
     }));
   });
 }

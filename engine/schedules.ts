@@ -9,6 +9,11 @@
  * instances firing the same tick, or one firing it again after a crash before
  * it recorded the tick, get the job the first one created.
  *
+ * A schedule belongs to a tenant (engine/auth.ts): it is named within it
+ * (two tenants may each have a `nightly`), read, changed and deleted only by
+ * it, and its ticks submit their jobs into it. Idempotency keys are per
+ * tenant (the store's), so the tick key needs no tenant in it.
+ *
  * Parsing and next-run computation are croner's: time zones and daylight
  * saving time as croner defines them (docs/scheduling.md says what that gives
  * around a change). The rest is pure: `ticksToFire` decides what a pass does.
@@ -164,11 +169,11 @@ export function scheduleTickKey(s: Pick<ScheduleRecord, 'name' | 'createdAt'>, t
   return `ats:schedule:${s.name}:${s.createdAt}:${tickAt}`;
 }
 
-/** The spec of a tick's job. */
+/** The spec of a tick's job: in the schedule's tenant. */
 export function tickJobSpec(s: ScheduleRecord, tickAt: number): JobSpec {
   const j = s.job;
   return {
-    type: j.type, payload: j.payload, queue: j.queue, maxAttempts: j.maxAttempts, backoff: j.backoff,
+    tenant: s.tenant, type: j.type, payload: j.payload, queue: j.queue, maxAttempts: j.maxAttempts, backoff: j.backoff,
     timeoutMs: j.timeoutMs, priority: j.priority, idempotencyKey: scheduleTickKey(s, tickAt),
   };
 }
@@ -183,18 +188,22 @@ export interface ScheduleServiceDeps {
 /** Compare-and-set tries of one change before ATS_ERR_CONCURRENT_UPDATE. */
 const MAX_TRIES = 5;
 
-/** Create, read, change and delete schedules (the API's side); the timers fire them (ScheduleRunner). */
+/**
+ * Create, read, change and delete schedules (the API's side); the timers fire
+ * them (ScheduleRunner). Every method acts within the `tenant` it is given
+ * (the caller's): another tenant's schedule of the same name is not there (404).
+ */
 export class ScheduleService {
   constructor(private readonly deps: ScheduleServiceDeps) {}
 
-  /** 409 ATS_ERR_SCHEDULE_EXISTS when the name is taken; 400 for a bad expression or time zone. */
-  async create(input: ScheduleInput): Promise<ScheduleRecord> {
+  /** 409 ATS_ERR_SCHEDULE_EXISTS when the tenant has a schedule of that name; 400 for a bad expression or time zone. */
+  async create(tenant: string, input: ScheduleInput): Promise<ScheduleRecord> {
     const now = this.deps.clock.now();
     const timezone = input.timezone ?? 'UTC';
     const paused = input.paused ?? false;
     const cron = parseLiveCron(input.cron, timezone, now);
     const record: ScheduleRecord = {
-      name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
+      tenant, name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
       job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
       submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: now, updatedAt: now,
     };
@@ -204,20 +213,21 @@ export class ScheduleService {
     return record;
   }
 
-  /** 404 ATS_ERR_SCHEDULE_NOT_FOUND when there is none. */
-  async get(name: string): Promise<ScheduleRecord> {
-    const s = await this.deps.store.getSchedule(name);
+  /** 404 ATS_ERR_SCHEDULE_NOT_FOUND when the tenant has none of that name. */
+  async get(tenant: string, name: string): Promise<ScheduleRecord> {
+    const s = await this.deps.store.getSchedule(tenant, name);
     if (!s) throw notFound(name);
     return s;
   }
 
-  list(): Promise<ScheduleRecord[]> {
-    return this.deps.store.listSchedules();
+  /** The tenant's schedules, by name. */
+  list(tenant: string): Promise<ScheduleRecord[]> {
+    return this.deps.store.listSchedules(tenant);
   }
 
   /** The schedule's recent ticks, newest first. */
-  ticks(name: string, limit = TICKS_KEPT): Promise<ScheduleTick[]> {
-    return this.deps.store.listTicks(name, limit);
+  ticks(tenant: string, name: string, limit = TICKS_KEPT): Promise<ScheduleTick[]> {
+    return this.deps.store.listTicks(tenant, name, limit);
   }
 
   /**
@@ -227,9 +237,9 @@ export class ScheduleService {
    * job template merged with new fields) is made again on fresh data when
    * another change won the compare-and-set.
    */
-  async update(name: string, patch: SchedulePatch | ((current: ScheduleRecord) => SchedulePatch)): Promise<ScheduleRecord> {
+  async update(tenant: string, name: string, patch: SchedulePatch | ((current: ScheduleRecord) => SchedulePatch)): Promise<ScheduleRecord> {
     for (let i = 0; i < MAX_TRIES; i++) {
-      const s = await this.get(name);
+      const s = await this.get(tenant, name);
       const changes = typeof patch === 'function' ? patch(s) : patch;
       const next: ScheduleRecord = { ...s, ...definedOf(changes), version: s.version + 1, updatedAt: this.deps.clock.now() };
       const retimed = next.cron !== s.cron || next.timezone !== s.timezone || next.paused !== s.paused;
@@ -241,9 +251,9 @@ export class ScheduleService {
     throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', `The schedule '${name}' changed concurrently too many times; try again`);
   }
 
-  /** 404 when there is none. Jobs it submitted stay. */
-  async remove(name: string): Promise<void> {
-    if (!(await this.deps.store.deleteSchedule(name))) throw notFound(name);
+  /** 404 when the tenant has none of that name. Jobs it submitted stay. */
+  async remove(tenant: string, name: string): Promise<void> {
+    if (!(await this.deps.store.deleteSchedule(tenant, name))) throw notFound(name);
   }
 
   /** The next `n` run times of a schedule (none while paused). */
@@ -306,7 +316,7 @@ export class ScheduleRunner {
       try {
         n += await this.fire(s, now);
       } catch (err) {
-        this.deps.logger.warn('schedules: tick failed; tried again at the next pass', { schedule: s.name, error: String((err as Error)?.message ?? err) });
+        this.deps.logger.warn('schedules: tick failed; tried again at the next pass', { tenant: s.tenant, schedule: s.name, error: String((err as Error)?.message ?? err) });
       }
     }
     return n;
@@ -328,14 +338,14 @@ export class ScheduleRunner {
     let lastLive: boolean | null = null;
     for (const tickAt of plan.fire) {
       if (s.overlap === 'skip' && lastJobId && (lastLive ??= await isLive(store, lastJobId))) {
-        ticks.push({ schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
+        ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
         continue;
       }
       const r = await transitions.submit(tickJobSpec(s, tickAt));
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
       lastLive = !isTerminal(r.job.snapshot.value);
-      ticks.push({ schedule: s.name, tickAt, outcome: 'submitted', jobId: r.job.id, at: now });
+      ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'submitted', jobId: r.job.id, at: now });
     }
     const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
     const skipped = ticks.length - submitted;
@@ -348,8 +358,8 @@ export class ScheduleRunner {
     this.count('submitted', submitted);
     this.count('skipped', skipped);
     this.count('missed', plan.missed);
-    if (plan.missed > 0) logger.info('schedules: ticks missed (catchUp)', { schedule: s.name, missed: plan.missed, catchUp: s.catchUp });
-    if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { schedule: s.name });
+    if (plan.missed > 0) logger.info('schedules: ticks missed (catchUp)', { tenant: s.tenant, schedule: s.name, missed: plan.missed, catchUp: s.catchUp });
+    if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { tenant: s.tenant, schedule: s.name });
     return ticks.length;
   }
 }

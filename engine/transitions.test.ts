@@ -130,7 +130,7 @@ for (const backend of [mysql, sqlite]) {
       failing.on = false;
       assert.deepEqual(await store.listJobs({ limit: 10 }), []);
       assert.equal(await store.countUnpublished(), 0);
-      assert.equal(await store.findByIdempotencyKey('default', 'k1'), null);
+      assert.equal(await store.findByIdempotencyKey('default', 'k1', 'default'), null);
 
       const r = await svc.submit(spec());
       assert.ok(r.ok);

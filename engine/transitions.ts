@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { start, step } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput } from '../machines/job.machine.js';
+import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
 import { outboxFor } from './messages.js';
@@ -124,7 +125,7 @@ export class TransitionService {
   /** A submit whose idempotency key was taken returns the job holding it, or a conflict. */
   private async submitResult(r: InsertResult, w: TransitionWrite): Promise<SubmitResult> {
     if (r.ok) return { ok: true, job: w.job, created: true };
-    const existing = await this.deps.store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!);
+    const existing = await this.deps.store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!, w.job.tenant);
     if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
     return existing.requestHash === w.job.requestHash
       ? { ok: true, job: existing, created: false }
@@ -196,7 +197,7 @@ function decideMany(
   items: readonly { jobId: string }[],
   events: readonly JobEvent[],
   limits: ReadonlyMap<string, LimitState> = new Map(),
-  keyOf: (job: JobRecord) => string | undefined = (job) => job.concurrencyKey,
+  keyOf: (job: JobRecord) => string | undefined = (job) => limitKeyOf(job, () => false),
 ): Decision {
   const current = new Map(jobs);
   const last = new Map(lastEventTypes);
@@ -280,7 +281,7 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
   if (input.runAt === undefined) delete input.runAt;
   const { next, effects } = first(input);
   const job: JobRecord = {
-    id, type: spec.type, queue: spec.queue, payload: spec.payload, priority: spec.priority,
+    id, tenant: spec.tenant ?? DEFAULT_TENANT, type: spec.type, queue: spec.queue, payload: spec.payload, priority: spec.priority,
     timeoutMs: spec.timeoutMs, idempotencyKey: spec.idempotencyKey ?? null,
     requestHash: spec.idempotencyKey ? requestHash(spec) : null,
     version: 1, snapshot: next, createdAt: at, updatedAt: at,

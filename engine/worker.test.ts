@@ -430,3 +430,43 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
     }
   });
 });
+
+describe('worker: tenants', () => {
+  it('a handler sees its job\'s tenant as ctx.tenant, and the dispatch, transitions and dead letter carry it', async () => {
+    const seen = new Map<string, string>();
+    const registry = new HandlerRegistry()
+      .register('test.tenant', async (_p, ctx) => {
+        seen.set(ctx.jobId, ctx.tenant);
+        return null;
+      })
+      .register('test.dies', async () => {
+        throw new NonRetryableError('no');
+      });
+    const h = await harness(registry);
+    // What the relay publishes (the in-process log keeps no record once consumed).
+    const published: { topic: string; value: string }[] = [];
+    const publish = h.log.publish.bind(h.log);
+    h.log.publish = async (messages) => {
+      published.push(...messages);
+      return publish(messages);
+    };
+    try {
+      const [acme, plain, dies] = await h.transitions.submitMany([
+        spec('test.tenant', { tenant: 'acme' }), spec('test.tenant'), spec('test.dies', { tenant: 'acme' }),
+      ]);
+      for (const r of [acme!, plain!]) await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      await waitFor(h.store, dies!.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.equal(seen.get(acme!.job.id), 'acme');
+      assert.equal(seen.get(plain!.job.id), 'default', 'a job submitted without a tenant is the default tenant\'s');
+      type Payload = { jobId?: string; tenant?: string; transitions?: Payload[] };
+      const payloads = (topic: string): Payload[] => published.filter((m) => m.topic === topic).map((m) => JSON.parse(m.value) as Payload);
+      const dispatch = payloads(TOPICS.dispatch).find((m) => m.jobId === acme!.job.id);
+      assert.equal(dispatch?.tenant, 'acme');
+      const transitions = payloads(TOPICS.events).flatMap((m) => m.transitions ?? [m]).filter((m) => m.jobId === acme!.job.id);
+      assert.ok(transitions.length >= 3 && transitions.every((m) => m.tenant === 'acme'), JSON.stringify(transitions));
+      assert.equal(payloads(TOPICS.dlq).find((m) => m.jobId === dies!.job.id)?.tenant, 'acme');
+    } finally {
+      await h.stop();
+    }
+  });
+});

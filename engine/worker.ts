@@ -52,6 +52,7 @@ import {
   type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
+import { storedLimitKey } from './limits.js';
 import { Semaphore } from './semaphore.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
@@ -562,8 +563,9 @@ export class Worker {
    */
   private keysFreed(job: JobRecord): void {
     const now = this.deps.clock.now();
-    const keys = new Set([`type:${job.type}`, `queue:${job.queue}`]);
-    if (job.concurrencyKey !== undefined) keys.add(job.concurrencyKey);
+    // As stored: qualified by the job's tenant (engine/limits.ts), as a throttled claim names its key.
+    const keys = new Set([storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)]);
+    if (job.concurrencyKey !== undefined) keys.add(storedLimitKey(job.tenant, job.concurrencyKey));
     for (const key of keys) this.keyWaits.delete(key);
     let any = false;
     for (const h of this.held.values()) {
@@ -676,7 +678,7 @@ export class Worker {
     let reporter: ProgressReporter | null = null;
     const store = this.deps.progress;
     const ctx: HandlerContext = {
-      jobId: job.id, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
+      jobId: job.id, tenant: job.tenant, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
       signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
       progress: (value) => {
         if (!store) return Promise.resolve(void progressJson(value));

@@ -8,10 +8,15 @@ import { silentLogger } from '../engine/logger.js';
 import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
+import { installAuth } from './auth.js';
 import { installJsonParser } from './json-body.js';
+import { installRateLimit, installSecurity } from './security.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
 import { LIMIT_SCHEMAS, MAX_NAME_CHARS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
+import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
+import { auditRoutes } from './routes/audit.js';
+import { keyRoutes } from './routes/keys.js';
 import { healthRoutes } from './routes/health.js';
 import { jobActionRoutes } from './routes/job-actions.js';
 import { jobDeleteRoute } from './routes/job-delete.js';
@@ -27,7 +32,7 @@ import { submitBatchRoute } from './routes/submit-batch.js';
 import { workersRoute } from './routes/workers.js';
 import { createValidatorCompiler, formatValidationError } from './validation.js';
 
-export type { AppDeps, AppLimits, AppPlugin, ReadinessChecks, SubmitDefaults } from './deps.js';
+export type { AppDeps, AppLimits, AppPlugin, AuthDeps, ReadinessChecks, SecurityOptions, SubmitDefaults } from './deps.js';
 
 /** Build the app from its deps; resolves once every plugin is loaded. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -54,6 +59,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // The schedule, worker and limit routes' schemas only with those routes: the document holds no component no route uses.
   const shared = [
     ...SHARED_SCHEMAS, ...(deps.schedules ? SCHEDULE_SCHEMAS : []), ...(deps.workers ? WORKER_SCHEMAS : []), ...(deps.limitStore ? LIMIT_SCHEMAS : []),
+    ...(keysServed(deps) ? KEY_SCHEMAS : []), ...(deps.audit ? AUDIT_SCHEMAS : []),
   ];
   for (const schema of shared) app.addSchema(schema);
   app.setValidatorCompiler(createValidatorCompiler(shared));
@@ -63,6 +69,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
   });
   installShutdownGate(app);
+  // In this order: Host/Origin/CORS first, then who calls (request.principal), then how often they may.
+  await installSecurity(app, deps);
+  installAuth(app, deps);
+  await installRateLimit(app, deps);
   installUpgradeGuard(app);
   installBodyTimeout(app, limits.bodyTimeoutMs);
   installCloseDrain(app, CLOSE_DRAIN_MS);
@@ -79,6 +89,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(metaRoutes, opts);
   if (deps.workers) await app.register(workersRoute, opts);
   if (deps.limitStore) await app.register(limitRoutes, opts);
+  if (keysServed(deps)) await app.register(keyRoutes, opts);
+  if (deps.audit) await app.register(auditRoutes, opts);
   await app.register(edgeStatsRoute, opts);
   await app.register(outboxStatsRoute, opts);
   await app.register(insightsRoute, opts);
@@ -88,6 +100,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.ready();
   return app;
 }
+
+/**
+ * The /v1/keys routes: with keys, but not under ATS_AUTH=off, where every
+ * caller would be an admin making keys that count the day keys are turned on
+ * (make them with `ats keys create` then).
+ */
+const keysServed = (deps: AppDeps): boolean => deps.auth !== undefined && deps.auth.mode !== 'off';
 
 /** `o` without its undefined fields, so they do not hide defaults in a spread. */
 function definedOnly<T extends object>(o: T): Partial<T> {

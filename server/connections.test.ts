@@ -60,6 +60,7 @@ const upgradeHeaders = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSock
 describe('connections: upgrades and slow clients', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-connections-'));
   let store: SqliteStore;
+  let transitions: TransitionService;
   let app: Awaited<ReturnType<typeof buildApp>>;
   let port = 0;
 
@@ -67,7 +68,7 @@ describe('connections: upgrades and slow clients', () => {
     store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
     await store.migrate();
     const ulid = monotonicFactory();
-    const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
+    transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
     app = await buildApp({
       transitions, store, clock: testClock, checks: { database: () => store.ping() }, limits: LIMITS, defaults: TEST_DEFAULTS,
       plugins: [streamPlugin({ store, clock: testClock, logger: silentLogger })],
@@ -85,7 +86,7 @@ describe('connections: upgrades and slow clients', () => {
   const openConnections = () => new Promise<number>((resolve, reject) => app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
 
   test('Upgrade: websocket on GET /v1/jobs: a 4xx with a registry code, and the server closes the socket', async () => {
-    const c = await rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`);
+    const c = await rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n${upgradeHeaders}\r\n`);
     const { text } = await c.closedWithin(2000);
     assert.ok(statusOf(text) >= 400 && statusOf(text) < 500, text);
     assert.equal(bodyOf(text).code, 'ATS_ERR_VALIDATION');
@@ -95,9 +96,9 @@ describe('connections: upgrades and slow clients', () => {
   test('Upgrade on POST /v1/jobs with a body, and on an unknown route: answered and closed', async () => {
     const body = JSON.stringify({ type: 'demo.echo', payload: {} });
     for (const head of [
-      `POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${upgradeHeaders}\r\n${body}`,
-      `GET /nowhere HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`,
-      `GET /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+      `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${upgradeHeaders}\r\n${body}`,
+      `GET /nowhere HTTP/1.1\r\nHost: localhost\r\n${upgradeHeaders}\r\n`,
+      `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
     ]) {
       const c = await rawClient(port, head);
       const { text } = await c.closedWithin(2000);
@@ -108,7 +109,7 @@ describe('connections: upgrades and slow clients', () => {
   });
 
   test('20 stray upgrades leave no connection open on the server', async () => {
-    const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`)));
+    const clients = await Promise.all(Array.from({ length: 20 }, () => rawClient(port, `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n${upgradeHeaders}\r\n`)));
     await Promise.all(clients.map((c) => c.closedWithin(2000)));
     for (const c of clients) c.socket.destroy();
     for (let i = 0; i < 50 && (await openConnections()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -122,15 +123,43 @@ describe('connections: upgrades and slow clients', () => {
   });
 
   test('headers that never finish: 408 and closed after the headers timeout', async () => {
-    const c = await rawClient(port, 'GET /v1/jobs HTTP/1.1\r\nHost: x\r\n');
+    const c = await rawClient(port, 'GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n');
     const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
     assert.equal(statusOf(text), 408, text);
     assert.equal(bodyOf(text).code, 'ATS_ERR_REQUEST_TIMEOUT');
     assert.ok(ms >= 300, `cut after ${ms} ms, before the headers timeout`);
   });
 
+  test('slowloris: headers sent one byte every 200 ms are cut by the headers timeout, however steadily they arrive', async () => {
+    const headersTimeoutMs = 1000;
+    const slow = await buildApp({
+      transitions, store, clock: testClock, checks: { database: () => store.ping() }, defaults: TEST_DEFAULTS,
+      limits: { ...LIMITS, headersTimeoutMs, requestTimeoutMs: 10 * headersTimeoutMs },
+    });
+    try {
+      await slow.listen({ port: 0, host: '127.0.0.1' });
+      const c = await rawClient((slow.server.address() as { port: number }).port);
+      const head = `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\nX-Padding: ${'a'.repeat(200)}\r\n\r\n`;
+      let sent = 0;
+      const drip = setInterval(() => c.socket.writable && sent < head.length && c.socket.write(head[sent++]!), 200);
+      try {
+        const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
+        console.log(`slowloris cut after ${ms.toLocaleString('en')} ms, ${sent} bytes of headers sent (headersTimeoutMs ${headersTimeoutMs.toLocaleString('en')})`);
+        assert.equal(statusOf(text), 408, text);
+        assert.equal(bodyOf(text).code, 'ATS_ERR_REQUEST_TIMEOUT');
+        assert.ok(ms >= headersTimeoutMs - 100, `cut after ${ms} ms, before the headers timeout`);
+        assert.ok(ms < headersTimeoutMs + 1000, `cut after ${ms} ms: the trickle kept it alive`);
+        assert.ok(sent < head.length, 'the headers never completed');
+      } finally {
+        clearInterval(drip);
+      }
+    } finally {
+      await slow.close();
+    }
+  });
+
   test('a body that stops arriving: 408 ATS_ERR_REQUEST_TIMEOUT and closed after the body timeout', async () => {
-    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":');
     const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
     assert.equal(statusOf(text), 408, text);
     assert.equal(bodyOf(text).code, 'ATS_ERR_REQUEST_TIMEOUT');
@@ -138,13 +167,13 @@ describe('connections: upgrades and slow clients', () => {
   });
 
   test('a chunk declared huge and never sent: cut off', async () => {
-    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nfffff\r\n{"a"');
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nfffff\r\n{"a"');
     const { text } = await c.closedWithin(CUT_WITHIN_MS);
     assert.equal(statusOf(text), 408, text);
   });
 
   test('a body trickling in (never idle for the body timeout) is cut by the request timeout', async () => {
-    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n');
+    const c = await rawClient(port, 'POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n');
     const drip = setInterval(() => c.socket.writable && c.socket.write(' '), 100);
     try {
       const { text, ms } = await c.closedWithin(CUT_WITHIN_MS);
@@ -156,7 +185,7 @@ describe('connections: upgrades and slow clients', () => {
   });
 
   test('an idle kept-alive connection is closed after the keep-alive timeout', async () => {
-    const c = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const c = await rawClient(port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
     const { text } = await c.closedWithin(CUT_WITHIN_MS);
     assert.equal(statusOf(text), 200, text);
   });

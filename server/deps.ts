@@ -5,7 +5,8 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
-import type { Clock, JobStore, LimitStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
+import type { AuthMode } from '../engine/auth.js';
+import type { AuditStore, Clock, KeyStore, JobStore, LimitStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 import type { ScheduleService } from '../engine/schedules.js';
@@ -58,8 +59,43 @@ export interface ReadinessChecks {
 /** An extra encapsulated plugin (the stream and the UI register here). */
 export type AppPlugin = (app: FastifyInstance) => Promise<void>;
 
+/** API keys (server/auth.ts, docs/security.md). */
+export interface AuthDeps {
+  keys: KeyStore;
+  /** `auto`: keys required once one exists; `on`: always; `off`: never. */
+  mode: AuthMode;
+  /** A new key id (a ULID). */
+  newKeyId(): string;
+  /** `n` random bytes (a key's secret). */
+  randomBytes(n: number): Uint8Array;
+}
+
+/** What guards the API beyond keys (server/security.ts, docs/security.md). */
+export interface SecurityOptions {
+  /** Browser origins CORS allows; empty: CORS off. @defaultValue [] */
+  corsOrigins: readonly string[];
+  /** Host header values answered; empty: loopback names when `loopback`, else any. @defaultValue [] */
+  allowedHosts: readonly string[];
+  /** Whether the API is bound to loopback only. @defaultValue true */
+  loopback: boolean;
+  /** Requests per minute per key (per address without one); 0: none. @defaultValue 6000 */
+  rateLimitPerMinute: number;
+  /** WebSocket stream connections open at once per key (per address without one). @defaultValue 50 */
+  streamMaxPerKey: number;
+}
+
+export const DEFAULT_SECURITY: Readonly<SecurityOptions> = Object.freeze({
+  corsOrigins: [], allowedHosts: [], loopback: true, rateLimitPerMinute: 6000, streamMaxPerKey: 50,
+});
+
 export interface AppDeps {
   transitions: TransitionService;
+  /** API keys: given, every route but health, metrics, the UI's files and the docs needs a key (see AuthDeps.mode). Omit: open, every caller the default tenant with every scope. */
+  auth?: AuthDeps;
+  /** Where operator actions are recorded with the key that did them. Omit: not recorded. */
+  audit?: AuditStore;
+  /** @defaultValue DEFAULT_SECURITY */
+  security?: Partial<SecurityOptions>;
   /** Worker presence: `GET /v1/workers` and `unserved` in `/v1/stats` are served when given. @defaultValue none */
   workers?: Pick<WorkerRegistryStore, 'listWorkers'>;
   /** Cron schedules: the /v1/schedules routes are served when given. @defaultValue none */

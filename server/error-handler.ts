@@ -17,10 +17,27 @@ export interface ErrorReply {
   body: { code: ErrorCode; message: string };
 }
 
+/**
+ * The longest message an error answers with. Messages name what was wrong,
+ * and some quote a part of the request (a path, a field); cut here, no input
+ * comes back at length whatever a message quotes.
+ */
+export const MAX_MESSAGE_CHARS = 300;
+
+const bounded = (m: string): string => (m.length > MAX_MESSAGE_CHARS ? `${m.slice(0, MAX_MESSAGE_CHARS - 3)}...` : m);
+
 const reply = (code: ErrorCode, message?: string): ErrorReply => ({
   status: ERRORS[code].status,
-  body: { code, message: message ?? ERRORS[code].message },
+  body: { code, message: bounded(message ?? ERRORS[code].message) },
 });
+
+/**
+ * A 5xx answers with its registry message: what the server got wrong (SQL,
+ * a file path, an address) is for the log. Only ATS_ERR_NOT_READY keeps its
+ * own: the server writes it to say which dependency is down, or that it is
+ * shutting down, which a caller can act on.
+ */
+const keepsMessage = (code: ErrorCode): boolean => ERRORS[code].status < 500 || code === 'ATS_ERR_NOT_READY';
 
 /** fastify's own error codes, by what they mean to a caller. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -37,6 +54,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 /** By HTTP status, for other 4xx errors fastify or a plugin may raise. */
 const BY_STATUS: Record<number, ErrorCode> = {
+  401: 'ATS_ERR_UNAUTHORIZED',
+  403: 'ATS_ERR_FORBIDDEN',
   404: 'ATS_ERR_ROUTE_NOT_FOUND',
   405: 'ATS_ERR_METHOD_NOT_ALLOWED',
   413: 'ATS_ERR_PAYLOAD_TOO_LARGE',
@@ -46,7 +65,7 @@ const BY_STATUS: Record<number, ErrorCode> = {
 
 /** The reply for any thrown value. */
 export function toErrorReply(err: unknown): ErrorReply {
-  if (isAtsError(err)) return reply(err.code, err.message);
+  if (isAtsError(err)) return reply(err.code, keepsMessage(err.code) ? err.message : undefined);
   const e = err as Partial<FastifyError>;
   // fastify's message quotes the whole path: a 10 KB parameter would come back whole.
   if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') return reply('ATS_ERR_VALIDATION', `A path parameter is longer than ${MAX_NAME_CHARS} characters`);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AtsError, ERRORS, type ErrorCode } from '../engine/errors.js';
-import { toErrorReply } from './error-handler.js';
+import { MAX_MESSAGE_CHARS, toErrorReply } from './error-handler.js';
 import { ErrorBody } from './schemas.js';
 
 describe('ERRORS registry', () => {
@@ -64,5 +64,32 @@ describe('toErrorReply', () => {
 
   test('a 500 does not leak the error message', () => {
     assert.equal(toErrorReply(new Error('password=hunter2')).body.message, ERRORS.ATS_ERR_INTERNAL.message);
+  });
+
+  test('a 5xx AtsError answers with its registry message (the log has the rest); only ATS_ERR_NOT_READY keeps its own', () => {
+    const sql = "a statement failed: SELECT * FROM jobs WHERE id = ? at /work/main/adapters/mysql/tx.ts:106";
+    assert.deepEqual(toErrorReply(new AtsError('ATS_ERR_INTERNAL', sql)).body, { code: 'ATS_ERR_INTERNAL', message: 'Internal error' });
+    assert.equal(toErrorReply(new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'MySQL is not reachable at mysql://ats@10.1.2.3:3306/ats')).body.message, ERRORS.ATS_ERR_STORE_UNAVAILABLE.message);
+    assert.equal(toErrorReply(new AtsError('ATS_ERR_NOT_READY', 'Not ready: database: unreachable')).body.message, 'Not ready: database: unreachable');
+  });
+
+  test(`every message is cut at ${MAX_MESSAGE_CHARS} characters, whatever it quotes`, () => {
+    const long = 'x'.repeat(5000);
+    for (const err of [
+      new AtsError('ATS_ERR_VALIDATION', `body/type ${long}`),
+      Object.assign(new Error(`body/${long} is bad`), { code: 'FST_ERR_VALIDATION', statusCode: 400 }),
+      Object.assign(new Error(long), { statusCode: 409 }),
+      new AtsError('ATS_ERR_NOT_READY', long),
+    ]) {
+      const { message } = toErrorReply(err).body;
+      assert.ok(message.length <= MAX_MESSAGE_CHARS, `${message.length} characters`);
+      assert.ok(message.endsWith('...'));
+    }
+    assert.equal(toErrorReply(new AtsError('ATS_ERR_VALIDATION', 'short')).body.message, 'short');
+  });
+
+  test('a 401 or 403 of a plugin keeps its meaning', () => {
+    assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 403 })).body.code, 'ATS_ERR_FORBIDDEN');
+    assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 401 })).body.code, 'ATS_ERR_UNAUTHORIZED');
   });
 });

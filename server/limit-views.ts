@@ -3,14 +3,15 @@
  * stored record and the key's running attempts in, JSON out (times as ISO
  * strings, like the job views). The rate's state (`tat`) stays inside.
  */
-import type { LimitRecord, LimitSpec } from '../engine/limits.js';
+import { splitLimitKey, type LimitRecord, type LimitSpec } from '../engine/limits.js';
 import { AtsError } from '../engine/errors.js';
 import { iso } from './job-views.js';
 import type { LimitView, PutLimitBody } from './schemas.js';
 
+/** The view of a limit: its key as its tenant names it (the stored key without the tenant). */
 export function toLimitView(limit: LimitRecord, running: number): LimitView {
   return {
-    key: limit.key,
+    key: splitLimitKey(limit.key).key,
     concurrency: limit.concurrency,
     rate: limit.rate === null ? null : { max: limit.rate.max, intervalMs: limit.rate.intervalMs },
     running,

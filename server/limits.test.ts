@@ -3,13 +3,15 @@
  * replaced, the whole limit replaced), read one, list by key, delete (204,
  * then 404), the attempts of a key running now in each view, and a job's
  * `concurrencyKey` through `POST /v1/jobs`, the batch, `GET /v1/jobs/:id` and
- * the list. An app without the limit store serves no /v1/limits.
+ * the list. An app without the limit store serves no /v1/limits. With keys:
+ * each tenant has its own limits (another's is a 404), holding its jobs only.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { InjectOptions } from 'fastify';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from './app.js';
 import { randomQueue, startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+import { authWith, MemoryKeyStore } from '../tests/helpers/keys.js';
 
 const put = (key: string, body: unknown): InjectOptions => ({ method: 'PUT', url: `/v1/limits/${key}`, payload: body as object });
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -203,5 +205,92 @@ describe('/v1/limits', () => {
     } finally {
       await bare.close();
     }
+  });
+});
+
+describe('/v1/limits: each tenant has its own', () => {
+  let t: TestApp;
+  type Key = Awaited<ReturnType<MemoryKeyStore['make']>>;
+  let acme: Key;
+  let globex: Key;
+  let other: Key;
+  before(async () => {
+    const keys = new MemoryKeyStore();
+    acme = await keys.make('acme');
+    globex = await keys.make('globex');
+    other = await keys.make('default');
+    t = await startSqliteTestApp({ auth: authWith(keys) });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  const as = (k: Key, req: InjectOptions): Promise<LightMyRequestResponse> => t.app.inject({ ...req, headers: { ...req.headers, ...k.headers } });
+  const view = async (k: Key, key: string) => {
+    const r = await as(k, { url: `/v1/limits/${key}` });
+    assert.equal(r.statusCode, 200, r.body);
+    return r.json() as { key: string; concurrency: number | null; running: number };
+  };
+  const listed = async (k: Key) => {
+    const r = await as(k, { url: '/v1/limits' });
+    assert.equal(r.statusCode, 200, r.body);
+    return (r.json().limits as Array<{ key: string; concurrency: number | null; running: number }>).map((l) => [l.key, l.concurrency, l.running]);
+  };
+
+  test('two tenants may each set a limit on key email: each is created (201), shown with the bare key, and listed only to its tenant', async () => {
+    const a = await as(acme, put('email', { concurrency: 1 }));
+    assert.equal(a.statusCode, 201, a.body);
+    assert.equal(a.headers.location, '/v1/limits/email');
+    assert.equal(a.json().key, 'email');
+    const g = await as(globex, put('email', { concurrency: 5 }));
+    assert.equal(g.statusCode, 201, g.body);
+    assert.equal(g.json().key, 'email');
+    assert.equal((await view(acme, 'email')).concurrency, 1);
+    assert.equal((await view(globex, 'email')).concurrency, 5);
+    assert.deepEqual(await listed(acme), [['email', 1, 0]]);
+    assert.deepEqual(await listed(globex), [['email', 5, 0]]);
+    assert.deepEqual(await listed(other), []);
+    // As stored: tenant-qualified.
+    assert.deepEqual((await t.store.listLimits(100)).map((l) => l.key), ['acme/email', 'globex/email']);
+  });
+
+  test('another tenant\'s limit is not there: GET and DELETE are 404 (never 403); its PUT sets its own; the first stays', async () => {
+    assert.equal((await as(acme, put('smtp', { concurrency: 2 }))).statusCode, 201);
+    const before = await view(acme, 'smtp');
+    for (const k of [globex, other]) {
+      for (const req of [{ url: '/v1/limits/smtp' }, { method: 'DELETE', url: '/v1/limits/smtp' }] as InjectOptions[]) {
+        const r = await as(k, req);
+        assert.equal(r.statusCode, 404, `${req.method ?? 'GET'} ${r.body}`);
+        assert.equal(r.json().code, 'ATS_ERR_LIMIT_NOT_FOUND');
+      }
+    }
+    const own = await as(globex, put('smtp', { concurrency: 9 }));
+    assert.equal(own.statusCode, 201, own.body);
+    assert.deepEqual(await view(acme, 'smtp'), before);
+    assert.equal((await as(globex, { method: 'DELETE', url: '/v1/limits/smtp' })).statusCode, 204);
+    assert.deepEqual(await view(acme, 'smtp'), before);
+  });
+
+  test('a limit holds only its tenant\'s jobs of the key, and counts only theirs as running', async () => {
+    const submit = async (k: Key) => {
+      const r = await as(k, { method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: {}, queue: randomQueue(), concurrencyKey: 'email' } });
+      assert.equal(r.statusCode, 201, r.body);
+      return r.json().id as string;
+    };
+    const start = async (id: string) => {
+      assert.equal((await t.transitions.apply(id, { type: 'PUBLISHED', attempt: 1 })).ok, true);
+      return t.transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil: t.clock.now() + 60_000, workerId: 'w1' });
+    };
+    // acme's email: concurrency 1; globex's: 5.
+    const [a1, a2] = [await submit(acme), await submit(acme)];
+    const [g1, g2] = [await submit(globex), await submit(globex)];
+    assert.equal((await start(a1)).ok, true);
+    assert.equal((await start(g1)).ok, true);
+    assert.equal((await start(g2)).ok, true);
+    const held = await start(a2);
+    assert.ok(!held.ok && held.reason === 'throttled');
+    assert.equal((await view(acme, 'email')).running, 1);
+    assert.equal((await view(globex, 'email')).running, 2);
+    assert.deepEqual(await listed(acme), [['email', 1, 1], ['smtp', 2, 0]]);
   });
 });

@@ -124,14 +124,30 @@ describe('app variants: readiness checks and limits', { skip }, () => {
     const r = await readyz({ checks: { database: async () => { throw new Error('ECONNREFUSED'); }, log: async () => {} } });
     assert.equal(r.statusCode, 503);
     assert.equal(r.json().code, 'ATS_ERR_NOT_READY');
-    assert.match(r.json().message, /database: ECONNREFUSED/);
+    assert.match(r.json().message, /database: unreachable/);
     assert.doesNotMatch(r.json().message, /log/);
+  });
+
+  test('a failing check\'s error names an internal address: the 503 names only the dependency, the log has the detail', async () => {
+    const logged: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const keep = (msg: string, fields?: Record<string, unknown>) => void logged.push({ msg, fields });
+    const logger = { debug: keep, info: keep, warn: keep, error: keep };
+    const r = await readyz({
+      logger,
+      checks: { database: async () => { throw new Error('connect ECONNREFUSED 10.1.2.3:3306'); }, log: async () => { throw new Error('Connection timeout to broker kafka-0.internal:9092'); } },
+    });
+    assert.equal(r.statusCode, 503);
+    assert.equal(r.json().message, 'Not ready: database: unreachable; log: unreachable');
+    assert.doesNotMatch(r.body, /10\.1\.2\.3|3306|kafka-0|9092|ECONNREFUSED/);
+    const text = JSON.stringify(logged);
+    assert.match(text, /ECONNREFUSED 10\.1\.2\.3:3306/, 'the detail is logged');
+    assert.match(text, /kafka-0\.internal:9092/);
   });
 
   test('log throws synchronously: 503 naming the log', async () => {
     const r = await readyz({ checks: { database: async () => {}, log: () => { throw new Error('broker down'); } } });
     assert.equal(r.statusCode, 503);
-    assert.match(r.json().message, /log: broker down/);
+    assert.match(r.json().message, /log: unreachable/);
     assert.doesNotMatch(r.json().message, /database/);
   });
 

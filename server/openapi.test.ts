@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
 import { LIMIT_SCHEMAS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
@@ -35,6 +36,7 @@ const NAMED = [
   'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
   'UpdateScheduleRequest', 'Worker', 'WorkerList', 'Limit', 'LimitList', 'LimitRate', 'PutLimitRequest',
+  'ApiKey', 'ApiKeyList', 'CreatedApiKey', 'CreateApiKeyRequest', 'AuditEntry', 'AuditLog',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -76,7 +78,7 @@ describe('OpenAPI document', () => {
   let doc: Document;
   let dir: string;
   before(async () => {
-    t = await startSqliteTestApp();
+    t = await startSqliteTestApp({}, { auth: 'auto' });
     const r = await t.app.inject({ url: '/docs/json' });
     assert.equal(r.statusCode, 200);
     doc = r.json();
@@ -106,7 +108,7 @@ describe('OpenAPI document', () => {
   test('components.schemas holds the named schemas, each described', () => {
     const names = Object.keys(doc.components.schemas);
     for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
-    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS, ...LIMIT_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS, ...LIMIT_SCHEMAS, ...KEY_SCHEMAS, ...AUDIT_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
     for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
     assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
   });

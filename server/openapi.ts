@@ -6,6 +6,7 @@
  * `components.schemas`, named by their `$id`; the routes `$ref` them.
  * `redocly.yaml` lints the document (server/openapi.test.ts).
  */
+import { createHash } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
@@ -56,6 +57,28 @@ function addDiscriminatorMappings(doc: Document): void {
   }
 }
 
+/**
+ * The one inline style swagger-ui's bundle renders: the `<style>` inside its
+ * inline SVG logo in the top bar. Allowed by its hash, so no other inline
+ * style is (a newer swagger-ui with another logo only loses the logo's colours).
+ */
+const SWAGGER_LOGO_STYLE = '.logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}';
+
+/**
+ * swagger-ui's policy, on every response under /docs (swagger-ui sets it
+ * itself with `staticCSP`, over helmet's policy of the JSON API). Its page
+ * loads its scripts and styles from /docs/static and runs no inline script;
+ * its logo is a data: URL; "Try it out" calls this origin. Nothing else is
+ * allowed: no framing, no other origin (not even swagger-ui's own default
+ * of fonts and styles from any https: origin). Checked in Chromium: the page
+ * renders and "Try it out" works without a violation.
+ */
+export const DOCS_CSP = [
+  "default-src 'self'", "script-src 'self'", "script-src-attr 'none'",
+  `style-src 'self' 'sha256-${createHash('sha256').update(SWAGGER_LOGO_STYLE).digest('base64')}'`, "img-src 'self' data:", "font-src 'self' data:",
+  "connect-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+].join('; ');
+
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -69,14 +92,24 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       },
       // The server that serves this document (relative: the same origin).
       servers: [{ url: '/', description: 'This server' }],
-      // The API has no authentication of its own: an empty list says so (deploy it behind a gateway that adds one).
-      security: [],
+      // Every route takes an API key (server/auth.ts) unless it says `security: []` (health); whether one is required depends on ATS_AUTH.
+      security: [{ apiKey: [] }],
+      components: {
+        securitySchemes: {
+          apiKey: {
+            type: 'http', scheme: 'bearer',
+            description: 'An API key (`ats keys create`) as `Authorization: Bearer <key>`. Without one: 401 ATS_ERR_UNAUTHORIZED; without the scope the route needs: 403 ATS_ERR_FORBIDDEN (docs/security.md). A server on loopback with no key at all (or ATS_AUTH=off) is open.',
+          },
+        },
+      },
       tags: [
         { name: 'jobs', description: 'Jobs and their lifecycle' },
         { name: 'schedules', description: 'Cron schedules: jobs submitted at the ticks of a cron expression' },
         { name: 'meta', description: 'The job machine and counts' },
         { name: 'workers', description: 'The worker processes: what each handles and whether it is live' },
         { name: 'limits', description: 'Concurrency and rate limits: how many jobs of a concurrency key run at once, and start per interval' },
+        { name: 'keys', description: 'API keys of the caller\'s tenant: create, list, revoke (admin scope)' },
+        { name: 'audit', description: 'What operators did, and with which key (admin scope)' },
         { name: 'health', description: 'Liveness and readiness' },
       ],
     },
@@ -89,5 +122,5 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       return doc;
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP });
 }

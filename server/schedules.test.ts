@@ -3,18 +3,20 @@
  * server's, the job fields checked as `POST /v1/jobs` checks them), read with
  * the next run times and the ticks, list, change (pause, resume, a new
  * expression, a new payload), delete. Every refused request leaves the
- * schedules as they were.
+ * schedules as they were. With keys: each tenant has its own schedules
+ * (another's is a 404), and a tick's job is its schedule's tenant's.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import type { InjectOptions } from 'fastify';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { ErrorCode } from '../engine/errors.js';
 import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { ScheduleRunner } from '../engine/schedules.js';
 import { buildApp } from './app.js';
 import { startSqliteTestApp, TEST_DEFAULTS, type TestApp } from '../tests/helpers/app.js';
+import { authWith, MemoryKeyStore } from '../tests/helpers/keys.js';
 
 const MINUTE = 60_000;
 const job = { type: 'demo.echo' };
@@ -396,5 +398,77 @@ describe('/v1/schedules', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('/v1/schedules: each tenant has its own', () => {
+  let t: TestApp;
+  type Key = Awaited<ReturnType<MemoryKeyStore['make']>>;
+  let acme: Key;
+  let globex: Key;
+  let other: Key;
+  before(async () => {
+    const keys = new MemoryKeyStore();
+    acme = await keys.make('acme');
+    globex = await keys.make('globex');
+    other = await keys.make('default');
+    t = await startSqliteTestApp({ auth: authWith(keys) });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  const as = (k: Key, req: InjectOptions): Promise<LightMyRequestResponse> => t.app.inject({ ...req, headers: { ...req.headers, ...k.headers } });
+  const names = async (k: Key) => {
+    const r = await as(k, { url: '/v1/schedules' });
+    assert.equal(r.statusCode, 200, r.body);
+    return (r.json().schedules as Array<{ name: string; cron: string }>).map((s) => `${s.name} ${s.cron}`);
+  };
+
+  test('two tenants may each have a schedule named nightly; each lists and reads only its own', async () => {
+    assert.equal((await as(acme, create({ name: 'nightly', cron: '0 3 * * *', ...job }))).statusCode, 201);
+    const g = await as(globex, create({ name: 'nightly', cron: '0 4 * * *', ...job }));
+    assert.equal(g.statusCode, 201, g.body);
+    assert.equal(g.headers.location, '/v1/schedules/nightly');
+    const again = await as(acme, create({ name: 'nightly', cron: '0 5 * * *', ...job }));
+    assert.equal(again.statusCode, 409, again.body);
+    assert.equal(again.json().code, 'ATS_ERR_SCHEDULE_EXISTS');
+    assert.deepEqual(await names(acme), ['nightly 0 3 * * *']);
+    assert.deepEqual(await names(globex), ['nightly 0 4 * * *']);
+    assert.deepEqual(await names(other), []);
+    assert.equal((await as(globex, { url: '/v1/schedules/nightly' })).json().cron, '0 4 * * *');
+  });
+
+  test('another tenant\'s schedule is not there: GET, PATCH and DELETE are 404 (never 403), and it stays as it was', async () => {
+    assert.equal((await as(acme, create({ name: 'acme-only', cron: '0 6 * * *', ...job }))).statusCode, 201);
+    const before = (await as(acme, { url: '/v1/schedules/acme-only' })).json();
+    for (const k of [globex, other]) {
+      for (const req of [{ url: '/v1/schedules/acme-only' }, patch('acme-only', { paused: true }), { method: 'DELETE', url: '/v1/schedules/acme-only' }] as InjectOptions[]) {
+        const r = await as(k, req);
+        assert.equal(r.statusCode, 404, `${req.method ?? 'GET'} ${r.body}`);
+        assert.equal(r.json().code, 'ATS_ERR_SCHEDULE_NOT_FOUND');
+      }
+    }
+    assert.deepEqual((await as(acme, { url: '/v1/schedules/acme-only' })).json(), before);
+    // A change of globex's `nightly` leaves acme's alone, and so does a delete.
+    assert.equal((await as(globex, patch('nightly', { cron: '0 7 * * *' }))).statusCode, 200);
+    assert.equal((await as(globex, { method: 'DELETE', url: '/v1/schedules/nightly' })).statusCode, 204);
+    assert.deepEqual(await names(acme), ['acme-only 0 6 * * *', 'nightly 0 3 * * *']);
+    assert.deepEqual(await names(globex), []);
+  });
+
+  test('a tick submits its job into the schedule\'s tenant: the job is that tenant\'s only', async () => {
+    const r = await as(globex, create({ name: 'every-second', cron: '* * * * * *', ...job, queue: 'globex-ticks' }));
+    assert.equal(r.statusCode, 201, r.body);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(r.json().nextRunAt) - Date.now()) + 20));
+    const runner = new ScheduleRunner({ store: t.store, transitions: t.transitions, clock: t.clock, logger: silentLogger });
+    assert.ok((await runner.runOnce()) >= 1);
+    const s = (await as(globex, { url: '/v1/schedules/every-second' })).json();
+    assert.equal(s.ticks.at(-1).outcome, 'submitted');
+    const jobId = s.ticks.at(-1).jobId as string;
+    assert.equal((await t.store.getJob(jobId))?.tenant, 'globex');
+    assert.equal((await as(globex, { url: `/v1/jobs/${jobId}` })).statusCode, 200);
+    assert.equal((await as(acme, { url: `/v1/jobs/${jobId}` })).statusCode, 404);
+    assert.equal((await as(globex, patch('every-second', { paused: true }))).statusCode, 200);
   });
 });

@@ -190,6 +190,13 @@ test('kafka runs as a single KRaft node advertised as kafka:9092', () => {
   for (const [k, v] of Object.entries(env)) if (k.endsWith('REPLICATION_FACTOR')) assert.equal(v, '1', `${k} on one broker`);
 });
 
+test('the api is published on the host\'s loopback only, and only there runs without keys', () => {
+  const ports = service('api').ports ?? [];
+  assert.ok(ports.length > 0, 'the api publishes its port');
+  for (const p of ports) assert.match(String(p), /^127\.0\.0\.1:/, `api publishes ${JSON.stringify(p)}`);
+  assert.equal(envOf(service('api')).ATS_AUTH, 'off');
+});
+
 test('the worker can scale: no container_name, no fixed host port', () => {
   const worker = service('worker');
   assert.equal(worker.container_name, undefined);

@@ -25,7 +25,10 @@ const read = (path: string): string => readFileSync(new URL(path, root), 'utf8')
 
 type Service = { image?: string; profiles?: string[]; volumes?: string[]; environment?: Record<string, unknown>; ports?: string[] };
 const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
-type ScrapeConfig = { job_name: string; metrics_path?: string; dns_sd_configs?: Array<{ names: string[]; type: string; port: number }> };
+type ScrapeConfig = {
+  job_name: string; metrics_path?: string; dns_sd_configs?: Array<{ names: string[]; type: string; port: number }>;
+  static_configs?: Array<{ targets: string[] }>;
+};
 const prometheusYml = parse(read('monitoring/prometheus.yml')) as { scrape_configs: ScrapeConfig[] };
 type Panel = { type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string; datasource?: { uid: string } }> };
 const dashboard = JSON.parse(read('monitoring/grafana/dashboards/ats.json')) as { uid: string; panels: Panel[] };
@@ -78,15 +81,25 @@ test('prometheus and grafana run only in the monitoring profile and mount files 
 });
 
 test('prometheus.yml scrapes every role where compose serves /metrics', () => {
-  const targets = new Map(prometheusYml.scrape_configs.map((c) => [c.dns_sd_configs?.[0]?.names[0], c]));
+  // A service found by DNS (every container of a scaled role), or named as a static target (`api:3000`).
+  const where = (c: ScrapeConfig): [string | undefined, string | undefined] => {
+    const sd = c.dns_sd_configs?.[0];
+    if (sd) return [sd.names[0], String(sd.port)];
+    const [name, port] = (c.static_configs?.[0]?.targets[0] ?? '').split(':');
+    return [name, port];
+  };
+  const targets = new Map(prometheusYml.scrape_configs.map((c) => [where(c)[0], c]));
   for (const role of ['api', 'relay', 'worker', 'timers']) {
     const c = targets.get(role);
     assert.ok(c, `no scrape config finds the ${role} service`);
     assert.equal(c.metrics_path ?? '/metrics', '/metrics');
     const env = compose.services[role]!.environment ?? {};
     const port = role === 'api' ? String(env.PORT ?? SETTINGS.port.default) : String(env[SETTINGS.metricsPort.env]);
-    assert.equal(String(c.dns_sd_configs![0]!.port), port, `${role} serves /metrics on ${port}`);
+    assert.equal(where(c)[1], port, `${role} serves /metrics on ${port}`);
   }
+  // The api answers only the hosts it allows: Prometheus must name it by one of them, not by address.
+  const allowed = String(compose.services.api!.environment![SETTINGS.allowedHosts.env] ?? '').split(',');
+  assert.ok(targets.get('api')!.static_configs && allowed.includes('api'), 'the api is scraped as api:<port>, a host it allows');
   assert.equal(compose.services.api!.environment![SETTINGS.metricsPort.env], undefined, 'the api serves /metrics on its API port');
 });
 

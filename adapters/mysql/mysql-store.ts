@@ -4,7 +4,7 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { Decide, Decision, InsertResult, JobStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
@@ -15,6 +15,8 @@ import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
 import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
+import { createSqlKeys } from '../sql/keys.js';
+import { createSqlAudit } from '../sql/audit.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -26,7 +28,7 @@ import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & {
+export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -61,6 +63,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     ...createSqlProgress(statement, D),
     ...createSqlWorkers(statement, D),
     ...createSqlLimits(statement, D),
+    ...createSqlKeys(statement, D),
+    ...createSqlAudit(statement, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>

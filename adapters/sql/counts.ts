@@ -2,8 +2,9 @@
  * The maintained job counts (`job_counts`, migration 0003): what `stats()`
  * reads instead of three GROUP BY scans of `jobs`, whose cost grew with the
  * history kept. Every program that changes jobs (insert, update, delete) adds
- * its net change per (queue, type, state) in the same transaction, as its
- * last statements, so the counter rows' locks are held for the shortest time.
+ * its net change per (tenant, queue, type, state) in the same transaction, as
+ * its last statements, so the counter rows' locks are held for the shortest
+ * time. Kept per tenant (migration 0013): a tenant's stats read its own rows.
  */
 import type { JobState } from '../../machines/job.machine.js';
 import type { JobCount, TransitionWrite } from '../../engine/ports.js';
@@ -20,21 +21,22 @@ export const COUNT_SHARDS = 8;
 
 /** One key's net change. */
 export interface CountDelta {
+  tenant: string;
   queue: string;
   type: string;
   state: JobState;
   delta: number;
 }
 
-/** Net changes per (queue, type, state), summed as writes are added. */
+/** Net changes per (tenant, queue, type, state), summed as writes are added. */
 export class CountDeltas {
   private readonly byKey = new Map<string, CountDelta>();
 
-  add(queue: string, type: string, state: JobState, delta: number): this {
-    const key = JSON.stringify([queue, type, state]);
+  add(tenant: string, queue: string, type: string, state: JobState, delta: number): this {
+    const key = JSON.stringify([tenant, queue, type, state]);
     const d = this.byKey.get(key);
     if (d) d.delta += delta;
-    else this.byKey.set(key, { queue, type, state, delta });
+    else this.byKey.set(key, { tenant, queue, type, state, delta });
     return this;
   }
 
@@ -45,14 +47,14 @@ export class CountDeltas {
   addWrites(writes: readonly TransitionWrite[]): this {
     for (const { job, event } of writes) {
       if (event.from === event.to) continue;
-      if (event.from !== null) this.add(job.queue, job.type, event.from, -1);
-      this.add(job.queue, job.type, event.to, 1);
+      if (event.from !== null) this.add(job.tenant, job.queue, job.type, event.from, -1);
+      this.add(job.tenant, job.queue, job.type, event.to, 1);
     }
     return this;
   }
 
   /**
-   * The non-zero changes in one fixed order (queue, type, state): every
+   * The non-zero changes in one fixed order (tenant, queue, type, state): every
    * transaction takes its counter rows' locks in that order, so two of them
    * never deadlock over counters.
    */
@@ -62,7 +64,8 @@ export class CountDeltas {
 }
 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-const compareKeys = (a: CountDelta, b: CountDelta): number => cmp(a.queue, b.queue) || cmp(a.type, b.type) || cmp(a.state, b.state);
+const compareKeys = (a: CountDelta, b: CountDelta): number =>
+  cmp(a.tenant, b.tenant) || cmp(a.queue, b.queue) || cmp(a.type, b.type) || cmp(a.state, b.state);
 
 /**
  * The shard a transaction writes: a hash of an id it writes (a job id's
@@ -76,11 +79,11 @@ export function shardOf(id: string): number {
 
 /**
  * Add the changes to the counters, one upsert per key in `sorted()` order.
- * Params (each): queue, type, state, shard, delta, delta.
+ * Params (each): tenant, queue, type, state, shard, delta, delta.
  */
 export function countSteps(d: Dialect, deltas: CountDeltas, shard: number): Sql[] {
-  const sql = `INSERT INTO job_counts (queue, type, state, shard, n) VALUES (?, ?, ?, ?, ?) ${d.addToCount}`;
-  return deltas.sorted().map((c) => ({ sql, params: [c.queue, c.type, c.state, shard, c.delta, c.delta] }));
+  const sql = `INSERT INTO job_counts (tenant, queue, type, state, shard, n) VALUES (?, ?, ?, ?, ?, ?) ${d.addToCount}`;
+  return deltas.sorted().map((c) => ({ sql, params: [c.tenant, c.queue, c.type, c.state, shard, c.delta, c.delta] }));
 }
 
 /** The counters' steps for a batch of writes (none when nothing changed state). */
@@ -89,13 +92,19 @@ export function countStepsOf(d: Dialect, writes: readonly TransitionWrite[]): Sq
 }
 
 /**
- * The maintained counts, summed over shards (a few rows per queue and type,
- * however many jobs). Params: none.
+ * The maintained counts, summed over shards and tenants (a few rows per
+ * tenant, queue and type, however many jobs). Params: none.
  */
 export const SELECT_JOB_COUNTS = 'SELECT queue, type, state, SUM(n) AS n FROM job_counts GROUP BY queue, type, state';
 
 /**
- * The same counts, recounted from `jobs` (a full scan: for `verify` and tests). Params: none.
+ * One tenant's maintained counts, summed over shards: a range of the primary
+ * key `(tenant, ...)`. Params: tenant.
+ */
+export const SELECT_TENANT_JOB_COUNTS = 'SELECT queue, type, state, SUM(n) AS n FROM job_counts WHERE tenant = ? GROUP BY queue, type, state';
+
+/**
+ * The same counts, recounted from `jobs` over every tenant (a full scan: for `verify` and tests). Params: none.
  */
 export const RECOUNT_JOBS = 'SELECT queue, type, state, COUNT(*) AS n FROM jobs GROUP BY queue, type, state';
 

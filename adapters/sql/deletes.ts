@@ -32,7 +32,7 @@ export const FIND_EXPIRED_JOBS = 'SELECT id FROM jobs WHERE state = ? AND update
 
 /** Lock the jobs to delete, in id order (as updates lock them). Params: the ids, sorted. */
 const selectForDelete = (d: Dialect, ids: readonly string[]): Sql => ({
-  sql: `SELECT id, type, queue, state, updated_at FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
+  sql: `SELECT id, tenant, type, queue, state, updated_at FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
   params: [...ids],
 });
 
@@ -71,7 +71,7 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
     found.set(String(r.id), { state, deleted });
     if (!deleted) continue;
     doomed.push(String(r.id));
-    deltas.add(String(r.queue), String(r.type), state, -1);
+    deltas.add(String(r.tenant), String(r.queue), String(r.type), state, -1);
   }
   if (doomed.length === 0) return found;
   yield deleteEvents(doomed);

@@ -73,7 +73,7 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   forUpdateSkipLocked: '',
   // In process, a statement is a function call: nothing to save.
   multiStatement: false,
-  addToCount: 'ON CONFLICT (queue, type, state, shard) DO UPDATE SET n = n + ?',
+  addToCount: 'ON CONFLICT (tenant, queue, type, state, shard) DO UPDATE SET n = n + ?',
   batchUpdate: false,
   guardChecks: false,
   useIndex: (index: string) => `INDEXED BY ${index}`,

@@ -34,6 +34,16 @@ export const EDGE_EVENTS = `SELECT e.type, e.from_state, e.to_state, e.at, p.at 
   FROM job_events e LEFT JOIN job_events p ON p.job_id = e.job_id AND p.seq = e.seq - 1
   WHERE e.id > ? AND e.at >= ?`;
 
+/**
+ * EDGE_EVENTS of one tenant's jobs: one more primary-key lookup per event
+ * (its job's tenant); the range read is the same.
+ * Params: tenant, after_id, since
+ */
+export const TENANT_EDGE_EVENTS = `SELECT e.type, e.from_state, e.to_state, e.at, p.at AS prev_at
+  FROM job_events e JOIN jobs j ON j.id = e.job_id AND j.tenant = ?
+  LEFT JOIN job_events p ON p.job_id = e.job_id AND p.seq = e.seq - 1
+  WHERE e.id > ? AND e.at >= ?`;
+
 /** The `at` of the newest event at or below an id. Params: id */
 export const EVENT_AT_OR_BELOW = 'SELECT at FROM job_events WHERE id <= ? ORDER BY id DESC LIMIT 1';
 
@@ -42,10 +52,11 @@ export async function readOutboxBacklog(query: Query): Promise<OutboxBacklog> {
   return { rows: toNum(row?.n ?? 0), messages: toNum(row?.messages ?? 0), oldestAt: row?.oldest == null ? null : toNum(row.oldest) };
 }
 
-export async function readEdgeStats(query: Query, since: number, maxEvents: number): Promise<EdgeStats> {
+/** Every tenant's edges, or only `tenant`'s (the range and the cap are the same: they bound the read, not the answer). */
+export async function readEdgeStats(query: Query, since: number, maxEvents: number, tenant?: string): Promise<EdgeStats> {
   const last = toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0);
   const after = Math.max(0, last - maxEvents);
-  const rows = await query(EDGE_EVENTS, [after, since]);
+  const rows = tenant === undefined ? await query(EDGE_EVENTS, [after, since]) : await query(TENANT_EDGE_EVENTS, [tenant, after, since]);
   // Events below the range may still be in the window: then it was cut.
   const below = after > 0 ? (await query(EVENT_AT_OR_BELOW, [after]))[0] : undefined;
   const truncated = below !== undefined && toNum(below.at) >= since;

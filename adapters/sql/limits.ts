@@ -9,8 +9,15 @@
  * holds, so the rows left are exactly the key's live attempts: a dead
  * worker's attempt stops counting once its lease is over. Rows of deleted
  * jobs go with them (deletes.ts), and a limit's rows with the limit.
+ *
+ * Keys are stored tenant-qualified (engine/limits.ts `storedLimitKey`): the
+ * default tenant's bare, another's `<tenant>/<key>`. A tenant's limits are
+ * a range of the primary key: `<tenant>/` up to before `<tenant>0` (`0`
+ * follows `/`; both collations compare by code point), the default tenant's
+ * those without a `/`.
  */
 import type { LimitClaim, LimitStore } from '../../engine/ports.js';
+import { DEFAULT_TENANT } from '../../engine/auth.js';
 import type { LimitRecord, LimitSpec } from '../../engine/limits.js';
 import type { Dialect } from './dialect.js';
 import type { Exec } from './program.js';
@@ -23,6 +30,13 @@ const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, create
 export const MAX_LIMITS_LISTED = 1000;
 
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
+
+/** The condition (and its parameters) on `limit_key` that selects one tenant's limits; none for all tenants. */
+function tenantKeys(tenant: string | undefined): Sql {
+  if (tenant === undefined) return { sql: '', params: [] };
+  if (tenant === DEFAULT_TENANT) return { sql: "WHERE limit_key NOT LIKE '%/%'", params: [] };
+  return { sql: 'WHERE limit_key >= ? AND limit_key < ?', params: [`${tenant}/`, `${tenant}0`] };
+}
 
 export function rowToLimit(r: Row): LimitRecord {
   const max = numOrNull(r.rate_max);
@@ -108,7 +122,15 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
       return { limit: (await getLimit(key))!, created };
     },
     getLimit,
-    listLimits: async (limit) => (await rows(`SELECT ${COLUMNS} FROM limits ORDER BY limit_key LIMIT ?`, [Math.min(limit, MAX_LIMITS_LISTED)])).map(rowToLimit),
+    listLimits: async (limit, tenant) => {
+      const where = tenantKeys(tenant);
+      return (await rows(`SELECT ${COLUMNS} FROM limits ${where.sql} ORDER BY limit_key LIMIT ?`, [...where.params, Math.min(limit, MAX_LIMITS_LISTED)])).map(rowToLimit);
+    },
+    // Only the default limits: a tenant's many keyed limits cannot crowd another's `type:`/`queue:` limit out of the read.
+    defaultLimitKeys: async (limit) => (await rows(
+      `SELECT limit_key FROM limits WHERE limit_key LIKE 'type:%' OR limit_key LIKE 'queue:%' OR limit_key LIKE '%/type:%' OR limit_key LIKE '%/queue:%' LIMIT ?`,
+      [limit],
+    )).map((r) => String(r.limit_key)),
     deleteLimit: async (key) => {
       await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
       return (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;

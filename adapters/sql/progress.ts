@@ -11,9 +11,15 @@ import type { Exec } from './program.js';
 
 const COLUMNS = 'job_id, type, queue, attempt, value, at';
 
+/**
+ * The progress rows with their job's tenant: one primary-key lookup in `jobs`
+ * per row (a progress row goes with its job, so the join drops none).
+ */
+const JOINED = `p.job_id, j.tenant, p.type, p.queue, p.attempt, p.value, p.at FROM job_progress p JOIN jobs j ON j.id = p.job_id`;
+
 function rowToProgress(r: Row): JobProgress {
   return {
-    jobId: String(r.job_id), type: String(r.type), queue: String(r.queue), attempt: toNum(r.attempt),
+    jobId: String(r.job_id), tenant: String(r.tenant), type: String(r.type), queue: String(r.queue), attempt: toNum(r.attempt),
     value: JSON.parse(String(r.value)), at: toNum(r.at),
   };
 }
@@ -28,10 +34,10 @@ export function createSqlProgress(exec: Exec, d: Dialect): ProgressStore {
       return (await exec(upsert, params)).changes > 0;
     },
     getProgress: async (jobId) => {
-      const [r] = (await exec(`SELECT ${COLUMNS} FROM job_progress WHERE job_id = ?`, [jobId])).rows;
+      const [r] = (await exec(`SELECT ${JOINED} WHERE p.job_id = ?`, [jobId])).rows;
       return r ? rowToProgress(r) : null;
     },
     readProgressSince: async (at, limit) =>
-      (await exec(`SELECT ${COLUMNS} FROM job_progress WHERE at >= ? ORDER BY at, job_id LIMIT ?`, [at, limit])).rows.map(rowToProgress),
+      (await exec(`SELECT ${JOINED} WHERE p.at >= ? ORDER BY p.at, p.job_id LIMIT ?`, [at, limit])).rows.map(rowToProgress),
   };
 }

@@ -5,7 +5,7 @@
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { statsOf } from '../../engine/job-counts.js';
-import { RECOUNT_JOBS, SELECT_JOB_COUNTS, rowsToCounts } from './counts.js';
+import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
@@ -27,25 +27,28 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     const [row] = await query(sql, params);
     return row ? rowToJob(row) : null;
   };
+  // One tenant's counters (a primary-key range), or every tenant's summed.
+  const counts = async (tenant?: string) =>
+    rowsToCounts(tenant === undefined ? await query(SELECT_JOB_COUNTS, []) : await query(SELECT_TENANT_JOB_COUNTS, [tenant]));
   const due = async (sql: string, params: unknown[]): Promise<DueJob[]> => (await query(sql, params)).map(rowToDue);
   return {
     getJob: (id) => one(SELECT_JOB, [id]),
-    findByIdempotencyKey: (queue, key) => one(SELECT_JOB_BY_KEY, [queue, key]),
+    findByIdempotencyKey: (queue, key, tenant) => one(SELECT_JOB_BY_KEY, [tenant, queue, key]),
     getEvents: async (jobId, afterSeq = 0): Promise<JobEventRecord[]> =>
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
     countWaitingAhead: async (queue, id, limit) => toNum((await query(waitingAhead, [id, queue, limit]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
-      const { sql, params } = listJobs(filter);
+      const { sql, params } = listJobs(d, filter);
       return (await query(sql, params)).map(rowToJob);
     },
-    stats: async () => statsOf(rowsToCounts(await query(SELECT_JOB_COUNTS, []))),
-    jobCounts: async () => rowsToCounts(await query(SELECT_JOB_COUNTS, [])),
+    stats: async (tenant) => statsOf(await counts(tenant)),
+    jobCounts: counts,
     recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     outboxBacklog: () => readOutboxBacklog(query),
-    edgeStats: (since, maxEvents) => readEdgeStats(query, since, maxEvents),
+    edgeStats: (since, maxEvents, tenant) => readEdgeStats(query, since, maxEvents, tenant),
     findDue: (now, limit) => due(FIND_DUE, [now, limit]),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
     findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, [before, limit]),

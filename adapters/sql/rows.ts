@@ -20,12 +20,12 @@ export type Row = Record<string, unknown>;
  */
 export const JOB_COLUMNS = [
   'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
-  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context', 'concurrency_key',
+  'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context', 'concurrency_key', 'tenant',
 ] as const;
 
 /** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
 export const JOB_SELECT =
-  'id, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key';
+  'id, tenant, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key';
 
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
@@ -49,13 +49,14 @@ export function jobValues(job: JobRecord): unknown[] {
   return [
     job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
     job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), job.createdAt, job.updatedAt,
-    job.traceContext ? JSON.stringify(job.traceContext) : null, job.concurrencyKey ?? null,
+    job.traceContext ? JSON.stringify(job.traceContext) : null, job.concurrencyKey ?? null, job.tenant,
   ];
 }
 
 export function rowToJob(r: Row): JobRecord {
   const job: JobRecord = {
     id: String(r.id),
+    tenant: String(r.tenant),
     type: String(r.type),
     queue: String(r.queue),
     payload: JSON.parse(String(r.payload)),
@@ -106,9 +107,9 @@ export function rowToEvent(r: Row): JobEventRecord {
   };
 }
 
-/** A row of `SELECT_EVENTS_AFTER`: the event, its global id, its job's type and queue. */
+/** A row of `SELECT_EVENTS_AFTER`: the event, its global id, its job's type, queue and tenant. */
 export function rowToStreamEvent(r: Row): StreamEventRecord {
-  return { id: toNum(r.id), ...rowToEvent(r), jobType: String(r.job_type), queue: String(r.job_queue) };
+  return { id: toNum(r.id), ...rowToEvent(r), jobType: String(r.job_type), queue: String(r.job_queue), tenant: String(r.job_tenant) };
 }
 
 const UNPARSED = Symbol('unparsed');

@@ -3,6 +3,8 @@
  * both stores. Each operation is one statement (or, for ticks, an insert and
  * a prune that need not be atomic): a schedule's row moves on by
  * compare-and-set on its version, so no transaction spans statements.
+ * A schedule is keyed by (tenant, name), and so are its ticks: every
+ * statement on one names both, so no tenant reaches another's.
  */
 import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
@@ -10,15 +12,15 @@ import type { Exec } from './program.js';
 import { toJson, toNum, type Row } from './rows.js';
 
 const COLUMNS = [
-  'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',
+  'tenant', 'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',
   'submitted', 'skipped', 'missed', 'version', 'created_at', 'updated_at',
 ] as const;
 const SELECT = `SELECT ${COLUMNS.join(', ')} FROM schedules`;
-const SETS = COLUMNS.filter((c) => c !== 'name' && c !== 'created_at').map((c) => `${c} = ?`).join(', ');
+const SETS = COLUMNS.filter((c) => c !== 'tenant' && c !== 'name' && c !== 'created_at').map((c) => `${c} = ?`).join(', ');
 
 function values(s: ScheduleRecord): unknown[] {
   return [
-    s.name, s.cron, s.timezone, s.overlap, s.catchUp, s.paused ? 1 : 0, toJson(s.job), s.nextAt, s.lastTickAt, s.lastJobId,
+    s.tenant, s.name, s.cron, s.timezone, s.overlap, s.catchUp, s.paused ? 1 : 0, toJson(s.job), s.nextAt, s.lastTickAt, s.lastJobId,
     s.submitted, s.skipped, s.missed, s.version, s.createdAt, s.updatedAt,
   ];
 }
@@ -27,7 +29,7 @@ const numOrNull = (v: unknown): number | null => (v === null || v === undefined 
 
 function rowToSchedule(r: Row): ScheduleRecord {
   return {
-    name: String(r.name), cron: String(r.cron), timezone: String(r.timezone),
+    tenant: String(r.tenant), name: String(r.name), cron: String(r.cron), timezone: String(r.timezone),
     overlap: r.overlap as ScheduleRecord['overlap'], catchUp: r.catch_up as ScheduleRecord['catchUp'], paused: toNum(r.paused) === 1,
     job: JSON.parse(String(r.job)) as ScheduleRecord['job'],
     nextAt: numOrNull(r.next_at), lastTickAt: numOrNull(r.last_tick_at), lastJobId: (r.last_job_id as string | null) ?? null,
@@ -38,7 +40,7 @@ function rowToSchedule(r: Row): ScheduleRecord {
 
 function rowToTick(r: Row): ScheduleTick {
   return {
-    schedule: String(r.schedule_name), tickAt: toNum(r.tick_at), outcome: r.outcome as ScheduleTick['outcome'],
+    tenant: String(r.tenant), schedule: String(r.schedule_name), tickAt: toNum(r.tick_at), outcome: r.outcome as ScheduleTick['outcome'],
     jobId: (r.job_id as string | null) ?? null, at: toNum(r.at),
   };
 }
@@ -67,34 +69,38 @@ export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
         throw err;
       }
     },
-    getSchedule: async (name) => {
-      const [r] = await rows(`${SELECT} WHERE name = ?`, [name]);
+    getSchedule: async (tenant, name) => {
+      const [r] = await rows(`${SELECT} WHERE tenant = ? AND name = ?`, [tenant, name]);
       return r ? rowToSchedule(r) : null;
     },
-    listSchedules: async () => (await rows(`${SELECT} ORDER BY name LIMIT ?`, [MAX_SCHEDULES_LISTED])).map(rowToSchedule),
+    listSchedules: async (tenant) => (tenant === undefined
+      ? await rows(`${SELECT} ORDER BY tenant, name LIMIT ?`, [MAX_SCHEDULES_LISTED])
+      : await rows(`${SELECT} WHERE tenant = ? ORDER BY name LIMIT ?`, [tenant, MAX_SCHEDULES_LISTED])).map(rowToSchedule),
     replaceSchedule: async (s, expectedVersion) => {
       const v = values(s);
-      // SETS skips name (first) and created_at (second last).
-      const params = [...v.slice(1, COLUMNS.length - 2), v[COLUMNS.length - 1], s.name, expectedVersion];
-      return (await exec(`UPDATE schedules SET ${SETS} WHERE name = ? AND version = ?`, params)).changes === 1;
+      // SETS skips tenant and name (the first two) and created_at (second last).
+      const params = [...v.slice(2, COLUMNS.length - 2), v[COLUMNS.length - 1], s.tenant, s.name, expectedVersion];
+      return (await exec(`UPDATE schedules SET ${SETS} WHERE tenant = ? AND name = ? AND version = ?`, params)).changes === 1;
     },
-    deleteSchedule: async (name) => {
-      await exec('DELETE FROM schedule_ticks WHERE schedule_name = ?', [name]);
-      return (await exec('DELETE FROM schedules WHERE name = ?', [name])).changes === 1;
+    deleteSchedule: async (tenant, name) => {
+      await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ?', [tenant, name]);
+      return (await exec('DELETE FROM schedules WHERE tenant = ? AND name = ?', [tenant, name])).changes === 1;
     },
     dueSchedules: async (now, limit) =>
       (await rows(`${SELECT} WHERE next_at <= ? AND paused = 0 ORDER BY next_at LIMIT ?`, [now, limit])).map(rowToSchedule),
     recordTicks: async (ticks, keep) => {
       if (ticks.length === 0) return;
-      const params = ticks.flatMap((t) => [t.schedule, t.tickAt, t.outcome, t.jobId, t.at]);
-      await exec(`INSERT INTO schedule_ticks (schedule_name, tick_at, outcome, job_id, at) VALUES ${
-        ticks.map(() => '(?, ?, ?, ?, ?)').join(', ')} ${keepDuplicate}`, params);
-      for (const name of new Set(ticks.map((t) => t.schedule))) {
-        const [oldest] = await rows('SELECT tick_at FROM schedule_ticks WHERE schedule_name = ? ORDER BY tick_at DESC LIMIT 1 OFFSET ?', [name, keep - 1]);
-        if (oldest) await exec('DELETE FROM schedule_ticks WHERE schedule_name = ? AND tick_at < ?', [name, oldest.tick_at]);
+      const params = ticks.flatMap((t) => [t.tenant, t.schedule, t.tickAt, t.outcome, t.jobId, t.at]);
+      await exec(`INSERT INTO schedule_ticks (tenant, schedule_name, tick_at, outcome, job_id, at) VALUES ${
+        ticks.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')} ${keepDuplicate}`, params);
+      // Each schedule once: a Map from tenant and name (neither holds a NUL) to the pair.
+      const schedules = new Map(ticks.map((t) => [`${t.tenant}\u0000${t.schedule}`, [t.tenant, t.schedule] as const]));
+      for (const [tenant, name] of schedules.values()) {
+        const [oldest] = await rows('SELECT tick_at FROM schedule_ticks WHERE tenant = ? AND schedule_name = ? ORDER BY tick_at DESC LIMIT 1 OFFSET ?', [tenant, name, keep - 1]);
+        if (oldest) await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ? AND tick_at < ?', [tenant, name, oldest.tick_at]);
       }
     },
-    listTicks: async (name, limit) =>
-      (await rows('SELECT schedule_name, tick_at, outcome, job_id, at FROM schedule_ticks WHERE schedule_name = ? ORDER BY tick_at DESC LIMIT ?', [name, limit])).map(rowToTick),
+    listTicks: async (tenant, name, limit) =>
+      (await rows('SELECT tenant, schedule_name, tick_at, outcome, job_id, at FROM schedule_ticks WHERE tenant = ? AND schedule_name = ? ORDER BY tick_at DESC LIMIT ?', [tenant, name, limit])).map(rowToTick),
   };
 }

@@ -57,7 +57,7 @@ export const guardChangedRows = (changes: number): Sql => ({
 
 /**
  * Insert new jobs, one tuple per job; with `skipDuplicate`, a job whose
- * (queue, idempotency_key) is taken is skipped (the caller checks which).
+ * (tenant, queue, idempotency_key) is taken is skipped (the caller checks which).
  * Params: per job, the `JOB_COLUMNS` values (`jobValues`).
  */
 export function insertJobs(d: Dialect, rows: readonly unknown[][], skipDuplicate: boolean): Sql {
@@ -144,23 +144,41 @@ export function updateJobsCas(rows: number): Sql['sql'] {
 export const SELECT_JOB = `SELECT ${JOB_SELECT} FROM jobs WHERE id = ?`;
 
 /**
- * The job holding an idempotency key in a queue.
- * Params: queue, idempotency_key
+ * The job of a tenant holding an idempotency key in a queue (unique key
+ * `tenant, queue, idempotency_key`).
+ * Params: tenant, queue, idempotency_key
  */
-export const SELECT_JOB_BY_KEY = `SELECT ${JOB_SELECT} FROM jobs WHERE queue = ? AND idempotency_key = ?`;
+export const SELECT_JOB_BY_KEY = `SELECT ${JOB_SELECT} FROM jobs WHERE tenant = ? AND queue = ? AND idempotency_key = ?`;
+
+/**
+ * The index a tenant's page of jobs is read through, newest first with no
+ * sort: its queue's or type's `(tenant, …, id)`, else, by state, `(state, id)`
+ * (the tenant filtered on the way: no `(tenant, state, id)` to update at every
+ * transition), else `(tenant, id)`. Named, because MariaDB otherwise
+ * intersects two of them and sorts every matching job to return a page.
+ */
+function tenantListIndex(f: JobFilter): string {
+  if (f.queue !== undefined) return 'ix_jobs_tenant_queue_id';
+  if (f.type !== undefined) return 'ix_jobs_tenant_type_id';
+  if (f.state !== undefined) return 'ix_jobs_state_id';
+  return 'ix_jobs_tenant_id';
+}
 
 /**
  * A page of jobs, newest first (ids are ULIDs: they sort by creation time),
- * optionally filtered by state, type, queue and creation time, after the previous page's last id.
- * Params: [state], [type], [queue], [after_id], [created_after], [created_before], limit
+ * optionally filtered by tenant, state, type, queue and creation time, after
+ * the previous page's last id. With a tenant (every API list), through the
+ * index `tenantListIndex` names.
+ * Params: [tenant], [state], [type], [queue], [after_id], [created_after], [created_before], limit
  */
-export function listJobs(f: JobFilter): Sql {
+export function listJobs(d: Dialect, f: JobFilter): Sql {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (clause: string, v: unknown) => {
     where.push(clause);
     params.push(v);
   };
+  if (f.tenant !== undefined) add('tenant = ?', f.tenant);
   if (f.state !== undefined) add('state = ?', f.state);
   if (f.type !== undefined) add('type = ?', f.type);
   if (f.queue !== undefined) add('queue = ?', f.queue);
@@ -168,7 +186,8 @@ export function listJobs(f: JobFilter): Sql {
   if (f.createdAfter !== undefined) add('created_at >= ?', f.createdAfter);
   if (f.createdBefore !== undefined) add('created_at < ?', f.createdBefore);
   const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
-  return { sql: `SELECT ${JOB_SELECT} FROM jobs ${filter} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+  const index = f.tenant === undefined ? '' : ` ${d.useIndex(tenantListIndex(f))}`;
+  return { sql: `SELECT ${JOB_SELECT} FROM jobs${index} ${filter} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
 }
 
 /**
@@ -236,14 +255,14 @@ export function insertEvents(rows: readonly unknown[][]): Sql {
 export const SELECT_EVENTS = `SELECT ${EVENT_SELECT} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq`;
 
 /**
- * Every job's events after a global position, in id order, with the type and
- * queue of their job (the WebSocket stream's tail and replay; the PK range
+ * Every job's events after a global position, in id order, with the type,
+ * queue and tenant of their job (the WebSocket stream's tail and replay; the PK range
  * scan plus one PK lookup per row). Only committed rows are seen, so the ids
  * returned may have gaps: the stream's tail handles those (engine/event-tail.ts).
  * Params: after_id, limit
  */
 export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from_state, e.to_state, e.at, e.data,
-    j.type AS job_type, j.queue AS job_queue
+    j.type AS job_type, j.queue AS job_queue, j.tenant AS job_tenant
   FROM job_events e JOIN jobs j ON j.id = e.job_id
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
@@ -252,7 +271,7 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
  * published, created before it (ids sort by creation), counted up to a limit.
  * Read through `ix_jobs_state_id`, so the cost is the waiting jobs below the
  * id (of every queue), never the queue's whole history, which the planner
- * would walk on `ix_jobs_queue_id` (SQLite, without statistics, picks it).
+ * would walk on an index of the queue (SQLite, without statistics, picks one).
  * Params: id, queue, limit
  */
 export const countWaitingAhead = (d: Dialect): string => `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs ${d.useIndex('ix_jobs_state_id')}

@@ -44,7 +44,7 @@ async function checkStore(store: JobStore, rawTraceColumn: (id: string) => Promi
   assert.deepEqual((await store.listJobs({ limit: 10 })).find((j) => j.id === id)?.traceContext, TRACE);
   const untraced = await store.getJob(plain.job.id);
   assert.ok(untraced && !('traceContext' in untraced), 'a job submitted without a context has none');
-  assert.ok(!('traceContext' in (await store.findByIdempotencyKey('default', 'plain'))!));
+  assert.ok(!('traceContext' in (await store.findByIdempotencyKey('default', 'plain', 'default'))!));
   assert.equal(await rawTraceColumn(plain.job.id), null);
   assert.equal(typeof (await rawTraceColumn(id)), 'string');
 

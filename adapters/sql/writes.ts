@@ -34,8 +34,9 @@ export class VersionConflict extends Error {
 const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
 const OK: InsertResult = Object.freeze({ ok: true });
 
+/** A key is unique per tenant and queue (migration 0013). */
 const keyOf = (job: JobRecord): string | null =>
-  job.idempotencyKey === null ? null : JSON.stringify([job.queue, job.idempotencyKey]);
+  job.idempotencyKey === null ? null : JSON.stringify([job.tenant, job.queue, job.idempotencyKey]);
 
 /**
  * Insert new jobs with their events and outbox rows. Jobs without a key are

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
 import type { ConflictReason, StoreOp } from '../../engine/metrics.js';
-import type { Decide, Decision, InsertResult, JobStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
 import { SQLITE_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
@@ -19,6 +19,8 @@ import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
 import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
+import { createSqlKeys } from '../sql/keys.js';
+import { createSqlAudit } from '../sql/audit.js';
 import { guardStore } from '../sql/unavailable.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
@@ -28,7 +30,7 @@ import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js'
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 
-export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & { db: Database };
+export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & { db: Database };
 
 /** Tries of a transaction whose compare-and-set keeps failing (another process wrote the file). */
 const MAX_TRIES = 8;
@@ -68,6 +70,8 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlProgress(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
     migrate: async () => migrateSqlite(db, clock),
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),

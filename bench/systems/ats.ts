@@ -74,7 +74,8 @@ export async function atsMysql(opts: CaseOptions): Promise<Driver> {
   const prefix = `ats-bench-${id}.`;
   const raw: RawConfig = {
     mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: prefix, concurrency: opts.concurrency,
-    logLevel: 'error', port: 0, ...envSettings(),
+    // The benchmark's HTTP submits come from one address without a key: no per-address rate limit.
+    logLevel: 'error', port: 0, rateLimit: 0, ...envSettings(),
   };
   const traced = await benchTracing(ROLES);
   const system = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
@@ -116,7 +117,7 @@ export function atsSplit(submit: 'http' | 'direct', httpConcurrency = 32) {
     const db = await createBenchDatabase(id);
     const prefix = `ats-bench-${id}.`;
     const env = {
-      MYSQL_URL: db.url, KAFKA_BROKERS: kafkaBrokers().join(','), ATS_TOPIC_PREFIX: prefix,
+      MYSQL_URL: db.url, KAFKA_BROKERS: kafkaBrokers().join(','), ATS_TOPIC_PREFIX: prefix, ATS_RATE_LIMIT: '0',
       ATS_WORKER_CONCURRENCY: String(opts.concurrency), ATS_HANDLERS: 'bench/handlers.ts', PORT: '0',
     };
     const roles: RoleProcess[] = [];
@@ -203,7 +204,7 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (
 /** The embedded default: SQLite file + in-process log, all roles in this process. */
 export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-bench-'));
-  const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0, ...envSettings() };
+  const raw: RawConfig = { dataDir: dir, concurrency: opts.concurrency, logLevel: 'error', port: 0, rateLimit: 0, ...envSettings() };
   const traced = await benchTracing(ROLES);
   const system: System = await compose(compileConfig(raw, { hostname: 'bench', pid: process.pid }), { registry: registry(), logger: createLogger('error'), tracing: traced?.tracing });
   await system.start();

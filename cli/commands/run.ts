@@ -1,5 +1,6 @@
 /**
- * What every client command shares: `--url` / `ATS_URL`, `--help`, and the
+ * What every client command shares: `--url` / `ATS_URL`, the API key from
+ * `ATS_API_KEY`, `--help`, and the
  * exit codes — 0 success, 1 the server said no or could not be reached
  * (`code: message` on stderr), 2 a wrong command line (the usage on stderr).
  */
@@ -27,7 +28,7 @@ export interface Context extends Parsed {
 }
 
 const COMMON: OptionsConfig = { url: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
-const COMMON_HELP = '--url URL  the server (default: $ATS_URL or ' + DEFAULT_URL + ')';
+const COMMON_HELP = '--url URL  the server (default: $ATS_URL or ' + DEFAULT_URL + '); the API key, when the server requires one: $ATS_API_KEY';
 
 export const out = (text: string): void => void process.stdout.write(text + '\n');
 export const err = (text: string): void => void process.stderr.write(text + '\n');
@@ -62,7 +63,9 @@ export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise
         return 0;
       }
       checkPositionals(parsed.positionals, spec.positionals);
-      ctx = { ...parsed, env, client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket }) };
+      // The key only from the environment: a flag would land in the shell's history and the process list.
+      const apiKey = env.ATS_API_KEY?.trim() || undefined;
+      ctx = { ...parsed, env, client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket, ...(apiKey ? { apiKey } : {}) }) };
       return await body(ctx);
     } catch (e) {
       return report(e, spec);

@@ -6,19 +6,23 @@
  *
  * The store reads at most the newest 50,000 events (a bounded range of the
  * primary key) and says when the window held more (`truncated`). Answers are
- * shared for a second: several open visualizers cost one read.
+ * shared for a second: several open visualizers cost one read. Only the
+ * events of the caller's tenant's jobs count.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { EdgeStats } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { sharedFor } from '../answer-cache.js';
+import { sharedPerTenant } from '../tenant-jobs.js';
 import { described, EDGE_STATS_MAX_EVENTS, EDGE_STATS_WINDOW_MS, EdgeStatsView, errorResponses, ref } from '../schemas.js';
 
 /** How long one answer is served to every caller. */
 export const EDGE_STATS_CACHE_MS = 1000;
 
 export const edgeStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
-  const read = sharedFor<EdgeStats>(EDGE_STATS_CACHE_MS, deps.clock, (now) => deps.store.edgeStats(now - EDGE_STATS_WINDOW_MS, EDGE_STATS_MAX_EVENTS));
+  // Per tenant: the edges of the caller's tenant's jobs only.
+  const read = sharedPerTenant((tenant) =>
+    sharedFor<EdgeStats>(EDGE_STATS_CACHE_MS, deps.clock, (now) => deps.store.edgeStats(now - EDGE_STATS_WINDOW_MS, EDGE_STATS_MAX_EVENTS, tenant)));
 
   app.get(
     '/v1/stats/edges',
@@ -28,14 +32,14 @@ export const edgeStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { de
         summary: 'Transitions per edge of the job machine, last 15 minutes',
         description:
           'For each edge of the job machine (from, to, event) taken in the last 15 minutes: how many transitions took it and the ' +
-          'median time the jobs had spent in `from` before (dwell: the event\'s time minus the job\'s previous event\'s). ' +
+          'median time the jobs (of the caller\'s tenant) had spent in `from` before (dwell: the event\'s time minus the job\'s previous event\'s). ' +
           `Read from the newest ${EDGE_STATS_MAX_EVENTS.toLocaleString('en-US')} events at most (\`truncated\` says when the window held more).`,
         tags: ['meta'],
         response: { 200: described(ref(EdgeStatsView), 'Edges with their counts and median dwell times'), ...errorResponses() },
       },
     },
-    async () => {
-      const { edges, truncated } = await read();
+    async (request) => {
+      const { edges, truncated } = await read(request.principal.tenant);
       return { windowMs: EDGE_STATS_WINDOW_MS, maxEvents: EDGE_STATS_MAX_EVENTS, truncated, edges };
     },
   );

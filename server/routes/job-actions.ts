@@ -1,13 +1,17 @@
 /**
  * `POST /v1/jobs/:id/cancel` and `POST /v1/jobs/:id/redrive`: user events sent
  * through the machine. A rejected event writes nothing and answers 409 naming
- * the state and what the machine would accept.
+ * the state and what the machine would accept. Only the caller's tenant's
+ * jobs: another's is a 404 before anything is written. A done action is
+ * recorded in the audit log with the key that did it.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { EventInput } from '../../engine/transitions.js';
 import { allowedActions } from '../../machines/lifecycle.js';
+import type { Principal } from '../../engine/auth.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
+import { auditJob, jobNotFound, tenantJob, type JobAuditAction } from '../tenant-jobs.js';
 import { toJobView } from '../job-views.js';
 import { CancelBody, described, errorResponses, JobParams, JobView, ref, type JobView as JobViewT } from '../schemas.js';
 
@@ -39,10 +43,15 @@ const redriveSchema = actionSchema(
     'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written.',
 );
 
-async function applyUserEvent(deps: AppDeps, id: string, event: EventInput): Promise<JobViewT> {
+async function applyUserEvent(deps: AppDeps, principal: Principal, id: string, event: EventInput, action: JobAuditAction): Promise<JobViewT> {
+  // The tenant first: another tenant's job is not found, and nothing is written.
+  await tenantJob(deps, id, principal);
   const r = await deps.transitions.apply(id, event);
-  if (r.ok) return toJobView(r.job, deps.clock.now());
-  if (r.reason === 'not-found') throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${id}`);
+  if (r.ok) {
+    await auditJob(deps, principal, action, id);
+    return toJobView(r.job, deps.clock.now());
+  }
+  if (r.reason === 'not-found') throw jobNotFound(id);
   const state = r.job.snapshot.value;
   const allowed = allowedActions(r.job.snapshot, deps.clock.now());
   throw new AtsError(
@@ -57,13 +66,14 @@ export const jobActionRoutes: FastifyPluginAsync<RouteOptions> = async (app, { d
     { schema: cancelSchema },
     async (request) => {
       const reason = request.body?.reason;
-      return applyUserEvent(deps, request.params.id, reason === undefined ? { type: 'CANCEL' } : { type: 'CANCEL', reason });
+      const event: EventInput = reason === undefined ? { type: 'CANCEL' } : { type: 'CANCEL', reason };
+      return applyUserEvent(deps, request.principal, request.params.id, event, 'job.cancel');
     },
   );
 
   app.post<{ Params: JobParams }>(
     '/v1/jobs/:id/redrive',
     { schema: redriveSchema },
-    async (request) => applyUserEvent(deps, request.params.id, { type: 'REDRIVE' }),
+    async (request) => applyUserEvent(deps, request.principal, request.params.id, { type: 'REDRIVE' }, 'job.redrive'),
   );
 };

@@ -1,6 +1,7 @@
 /**
  * `GET /v1/jobs/:id` (the job, its history and the actions it accepts now) and
- * `GET /v1/jobs` (newest first, cursor-paged).
+ * `GET /v1/jobs` (newest first, cursor-paged): the caller's tenant's jobs only
+ * (another tenant's job is a 404, as one that does not exist).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
@@ -10,6 +11,7 @@ import type { JobEventRecord, JobFilter, JobProgress, JobRecord } from '../../en
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { RouteOptions } from '../deps.js';
 import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
+import { tenantJob } from '../tenant-jobs.js';
 import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
@@ -73,8 +75,7 @@ function instant(iso: string, name: string): number {
 
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
-    const job = await deps.store.getJob(request.params.id);
-    if (!job) throw new AtsError('ATS_ERR_JOB_NOT_FOUND', `No job has id ${request.params.id}`);
+    const job = await tenantJob(deps, request.params.id, request.principal);
     const [events, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
     const eta = deps.advisor ? await etaOf(deps, job, lastStart(events)) : null;
     return {
@@ -85,7 +86,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {
     const { state, type, queue, cursor, createdAfter, createdBefore } = request.query;
     const limit = request.query.limit ?? DEFAULT_PAGE;
-    const filter: JobFilter = { limit: limit + 1 }; // one more tells whether a next page exists
+    const filter: JobFilter = { tenant: request.principal.tenant, limit: limit + 1 }; // one more tells whether a next page exists
     if (state) filter.state = state;
     if (type) filter.type = type;
     if (queue) filter.queue = queue;

@@ -4,10 +4,16 @@
  * `concurrencyKey` counts against its key's limit: a claim over it waits,
  * published, burning no attempt. Each view carries the key's attempts running
  * now. Served only when the app is given the limit store (`deps.limitStore`).
+ *
+ * A limit belongs to the caller's tenant (`request.principal`, set by
+ * server/auth.ts) and holds only that tenant's jobs. The key in the path is
+ * the key as the tenant names it; the store keeps it tenant-qualified
+ * (engine/limits.ts `storedLimitKey`), and the view shows it bare again.
+ * Another tenant's limit of the same key is not there (404, never 403).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
-import type { LimitRecord } from '../../engine/limits.js';
+import { storedLimitKey, type LimitRecord } from '../../engine/limits.js';
 import type { LimitStore } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { toLimitSpec, toLimitView } from '../limit-views.js';
@@ -22,7 +28,8 @@ const putSchema = {
     'Creates (201, with its Location) or replaces (200) the limit of the key: `concurrency` caps the attempts of its jobs running at once ' +
     'across all workers, `rate` caps their starts per interval (spaced evenly), and at least one of them must not be null. ' +
     'A field left out or null is no cap: the PUT replaces the whole limit. Jobs of the key over the limit wait (published), ' +
-    'burning no attempt; jobs whose key has no limit are not limited.',
+    'burning no attempt; jobs whose key has no limit are not limited. The limit belongs to the caller\'s tenant and holds only its jobs: ' +
+    'another tenant\'s jobs of the same key are not counted or held.',
   tags: ['limits'],
   params: LimitParams,
   body: ref(PutLimitBody),
@@ -36,7 +43,7 @@ const putSchema = {
 const listSchema = {
   operationId: 'listLimits',
   summary: 'Every limit, by key',
-  description: `All limits (at most ${MAX_LIMITS_LISTED}), ordered by key, each with the attempts of its key running now.`,
+  description: `The limits of the caller's tenant (at most ${MAX_LIMITS_LISTED}), ordered by key, each with the attempts of its key running now.`,
   tags: ['limits'],
   response: { 200: described(ref(LimitList), 'The limits'), ...errorResponses() },
 };
@@ -44,7 +51,7 @@ const listSchema = {
 const getSchema = {
   operationId: 'getLimit',
   summary: 'The limit of a concurrency key',
-  description: 'The limit of the key and the attempts of its key running now (those with a lease that holds); 404 ATS_ERR_LIMIT_NOT_FOUND when the key has none.',
+  description: 'The limit of the key and the attempts of its key running now (those with a lease that holds); 404 ATS_ERR_LIMIT_NOT_FOUND when the caller\'s tenant has none on the key.',
   tags: ['limits'],
   params: LimitParams,
   response: { 200: described(ref(LimitView), 'The limit'), ...errorResponses(400, 404) },
@@ -53,7 +60,7 @@ const getSchema = {
 const deleteSchema = {
   operationId: 'deleteLimit',
   summary: 'Lift the limit of a concurrency key',
-  description: 'Deletes the limit: the jobs of the key are no longer limited (404 ATS_ERR_LIMIT_NOT_FOUND when it had none). The jobs keep their key.',
+  description: 'Deletes the caller\'s tenant\'s limit: its jobs of the key are no longer limited (404 ATS_ERR_LIMIT_NOT_FOUND when it had none). The jobs keep their key.',
   tags: ['limits'],
   params: LimitParams,
   response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404) },
@@ -71,25 +78,25 @@ export const limitRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps 
   app.put<{ Params: LimitParams; Body: PutLimitBody }>('/v1/limits/:key', { schema: putSchema }, async (request, reply) => {
     const { key } = request.params;
     const spec = toLimitSpec(request.body);
-    const { limit, created } = await store.putLimit(key, spec, deps.clock.now());
+    const { limit, created } = await store.putLimit(storedLimitKey(request.principal.tenant, key), spec, deps.clock.now());
     if (created) reply.header('location', `/v1/limits/${key}`);
     return reply.code(created ? 201 : 200).send(await withRunning(limit));
   });
 
-  app.get('/v1/limits', { schema: listSchema }, async () => {
-    const limits = await store.listLimits(MAX_LIMITS_LISTED);
+  app.get('/v1/limits', { schema: listSchema }, async (request) => {
+    const limits = await store.listLimits(MAX_LIMITS_LISTED, request.principal.tenant);
     const running = limits.length === 0 ? new Map<string, number>() : await store.runningByKey(limits.map((l) => l.key), deps.clock.now());
     return { limits: limits.map((l) => toLimitView(l, running.get(l.key) ?? 0)) };
   });
 
   app.get<{ Params: LimitParams }>('/v1/limits/:key', { schema: getSchema }, async (request) => {
-    const limit = await store.getLimit(request.params.key);
+    const limit = await store.getLimit(storedLimitKey(request.principal.tenant, request.params.key));
     if (!limit) throw notFound(request.params.key);
     return withRunning(limit);
   });
 
   app.delete<{ Params: LimitParams }>('/v1/limits/:key', { schema: deleteSchema }, async (request, reply) => {
-    if (!(await store.deleteLimit(request.params.key))) throw notFound(request.params.key);
+    if (!(await store.deleteLimit(storedLimitKey(request.principal.tenant, request.params.key)))) throw notFound(request.params.key);
     return reply.code(204).send();
   });
 };

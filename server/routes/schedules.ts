@@ -4,6 +4,10 @@
  * the same `toJobSpec` as `POST /v1/jobs` (same checks, same defaults, same
  * payload schema), so a tick's job is one a submit would have accepted.
  * Served only when the app is given a ScheduleService (`deps.schedules`).
+ * Each route acts within the caller's tenant (`request.principal`, set by
+ * server/auth.ts): another tenant's schedule is not there (404, never 403,
+ * so a name in use elsewhere is not revealed), and a tick's job is submitted
+ * into the schedule's tenant.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { JobSpec, JobTemplate } from '../../engine/ports.js';
@@ -27,7 +31,8 @@ const createSchema = {
     'Creates a schedule (201, with its Location) that submits its job at each tick of the cron expression, read in its time zone. ' +
     'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults. Each tick submits exactly one job, ' +
     'whose idempotency key `ats:schedule:<name>:<createdAtMs>:<tickMs>` makes a tick fired twice (two timers instances, a restart) ' +
-    'find the job the first one created. A name in use is a 409 ATS_ERR_SCHEDULE_EXISTS; a bad expression 400 ATS_ERR_INVALID_CRON; ' +
+    'find the job the first one created. The schedule belongs to the caller\'s tenant, and its ticks submit their jobs there; ' +
+    'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict); a bad expression 400 ATS_ERR_INVALID_CRON; ' +
     'an unknown time zone 400 ATS_ERR_INVALID_TIMEZONE; a type no handler serves 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['schedules'],
   body: ref(CreateScheduleBody),
@@ -37,7 +42,7 @@ const createSchema = {
 const listSchema = {
   operationId: 'listSchedules',
   summary: 'Every schedule, by name',
-  description: 'All schedules (at most 1000), ordered by name, each with its next run time and the counts of its ticks.',
+  description: 'The schedules of the caller\'s tenant (at most 1000), ordered by name, each with its next run time and the counts of its ticks.',
   tags: ['schedules'],
   response: { 200: described(ref(ScheduleList), 'The schedules') },
 };
@@ -47,7 +52,8 @@ const getSchema = {
   summary: 'A schedule with its next run times and recent ticks',
   description:
     `The schedule, its next ${NEXT_RUNS_SHOWN} run times (none while paused) and its recent ticks, newest first: ` +
-    'what each tick did (submitted its job, or skipped it because the previous job was still live).',
+    'what each tick did (submitted its job, or skipped it because the previous job was still live). ' +
+    '404 ATS_ERR_SCHEDULE_NOT_FOUND when the caller\'s tenant has no schedule of the name.',
   tags: ['schedules'],
   params: ScheduleParams,
   response: { 200: described(ref(ScheduleDetail), 'The schedule'), ...errorResponses(400, 404) },
@@ -108,7 +114,7 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.post<{ Body: CreateScheduleBody }>('/v1/schedules', { schema: createSchema }, async (request, reply) => {
     const b = request.body;
     const job = toTemplate(b);
-    const s = await schedules.create({
+    const s = await schedules.create(request.principal.tenant, {
       name: b.name, cron: b.cron, timezone: b.timezone, overlap: b.overlap, catchUp: b.catchUp, paused: b.paused, job,
     });
     // The name matches NAME_PATTERN: nothing in it needs escaping in a path.
@@ -116,11 +122,13 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     return reply.code(201).send(toScheduleView(s));
   });
 
-  app.get('/v1/schedules', { schema: listSchema }, async () => ({ schedules: (await schedules.list()).map(toScheduleView) }));
+  app.get('/v1/schedules', { schema: listSchema }, async (request) => ({
+    schedules: (await schedules.list(request.principal.tenant)).map(toScheduleView),
+  }));
 
   app.get<{ Params: ScheduleParams }>('/v1/schedules/:name', { schema: getSchema }, async (request) => {
-    const s = await schedules.get(request.params.name);
-    const ticks = await schedules.ticks(s.name);
+    const s = await schedules.get(request.principal.tenant, request.params.name);
+    const ticks = await schedules.ticks(s.tenant, s.name);
     return {
       ...toScheduleView(s),
       nextRuns: schedules.nextRuns(s, NEXT_RUNS_SHOWN).map(iso),
@@ -135,7 +143,7 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const patch: SchedulePatch = { cron: b.cron, timezone: b.timezone, overlap: b.overlap, catchUp: b.catchUp, paused: b.paused };
     const withJob = JOB_FIELDS.some((f) => Object.hasOwn(b, f));
     // A function of the schedule as read: merged again on fresh data if another change wins the race.
-    return toScheduleView(await schedules.update(name, (current) => {
+    return toScheduleView(await schedules.update(request.principal.tenant, name, (current) => {
       if (!withJob) return patch;
       const { job } = current;
       return {
@@ -154,7 +162,7 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   });
 
   app.delete<{ Params: ScheduleParams }>('/v1/schedules/:name', { schema: deleteSchema }, async (request, reply) => {
-    await schedules.remove(request.params.name);
+    await schedules.remove(request.principal.tenant, request.params.name);
     return reply.code(204).send();
   });
 };

@@ -60,13 +60,15 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     return toJobSpec(body, idempotencyKey, rules, where);
   };
 
-  const submitAll = async (items: unknown[], span?: Span): Promise<{ results: BatchResult[] }> => {
+  const submitAll = async (tenant: string, items: unknown[], span?: Span): Promise<{ results: BatchResult[] }> => {
     const results: BatchResult[] = new Array<BatchResult>(items.length);
     const specs: JobSpec[] = [];
     const slots: number[] = [];
     items.forEach((raw, i) => {
       try {
-        specs.push(specOf(raw, i));
+        const spec = specOf(raw, i);
+        spec.tenant = tenant;
+        specs.push(spec);
         slots.push(i);
       } catch (err) {
         if (!isAtsError(err)) throw err;
@@ -89,8 +91,10 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
   }, async (request) => {
     // Traced: one span for the request (a child of the caller's `traceparent`); every job it creates keeps its context.
-    if (deps.tracer) return withRequestSpan(deps.tracer, { method: 'POST', route: '/v1/jobs/batch', headers: request.headers }, (span) => submitAll(request.body.jobs, span));
-    return submitAll(request.body.jobs);
+    // Every job (and idempotencyKey) is the caller's tenant's.
+    const { tenant } = request.principal;
+    if (deps.tracer) return withRequestSpan(deps.tracer, { method: 'POST', route: '/v1/jobs/batch', headers: request.headers }, (span) => submitAll(tenant, request.body.jobs, span));
+    return submitAll(tenant, request.body.jobs);
   });
 };
 

@@ -2,6 +2,8 @@
  * `POST /v1/jobs`: submit one job. With an `Idempotency-Key`, a repeat of the
  * same body answers 200 with the job the first call created; the same key with
  * another body is a 409 and writes nothing (TransitionService decides both).
+ * The job belongs to the caller's tenant; so does the key (another tenant may
+ * use the same key for its own job).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
@@ -35,6 +37,8 @@ export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps 
   app.post<{ Body: SubmitBody; Headers: { 'idempotency-key'?: string } }>('/v1/jobs', { schema }, async (request, reply) => {
     const submit = async (span?: Span) => {
       const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);
+      // The job, and its Idempotency-Key, are the caller's tenant's.
+      spec.tenant = request.principal.tenant;
       if (span) spec.traceContext = traceContextOf();
       const r = await deps.transitions.submit(spec);
       if (!r.ok) {

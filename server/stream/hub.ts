@@ -1,8 +1,10 @@
 /**
  * The fan-out of one API instance: its tail reader, its sessions, the shared
  * stats cache and the keep-alive pings. Each tail batch is serialized once
- * per event and the same text goes to every live session that wants it.
+ * per event and the same text goes to every live session that wants it
+ * (and whose tenant the event's job is: see session.ts).
  */
+import { OPEN_PRINCIPAL, type Principal } from '../../engine/auth.js';
 import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord } from '../../engine/ports.js';
@@ -21,6 +23,9 @@ export interface HubDeps {
   onSlowConsumer?: () => void;
 }
 
+/** Tenants whose stats the hub keeps at most; beyond, it starts over. */
+const STATS_TENANTS_MAX = 1000;
+
 export class StreamHub {
   readonly tail: TailReader;
   /** Jobs' progress, where the store keeps it. */
@@ -29,7 +34,8 @@ export class StreamHub {
   private readonly context: SessionContext;
   private readonly stopping = new AbortController();
   private keepAliveLoop: Promise<void> | null = null;
-  private statsCache: { at: number; value: Promise<Stats> } | null = null;
+  /** Per tenant, its last stats read and when. */
+  private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
 
   constructor(private readonly deps: HubDeps, private readonly opts: CompiledStreamOptions) {
     const read = deps.store.readEventsAfter.bind(deps.store);
@@ -47,7 +53,7 @@ export class StreamHub {
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
-      stats: () => this.stats(),
+      stats: (tenant) => this.stats(tenant),
       onSlowConsumer: deps.onSlowConsumer,
     };
   }
@@ -63,9 +69,13 @@ export class StreamHub {
     this.keepAliveLoop ??= this.keepAlive(this.stopping.signal);
   }
 
-  /** Takes a new connection; subscribes at once when the query string carries a filter or cursor. */
-  accept(socket: WebSocket, query: Record<string, unknown>): StreamSession {
-    const session = new StreamSession(socket, this.context);
+  /**
+   * Takes a new connection; subscribes at once when the query string carries
+   * a filter or cursor. The session is the principal's tenant's: it gets that
+   * tenant's events only.
+   */
+  accept(socket: WebSocket, query: Record<string, unknown>, principal: Principal = OPEN_PRINCIPAL): StreamSession {
+    const session = new StreamSession(socket, this.context, principal.tenant);
     this.sessions.add(session);
     // The tail read nothing while no one listened: it reads on from its horizon now.
     if (this.sessions.size === 1) this.tail.wake();
@@ -117,14 +127,17 @@ export class StreamHub {
     for (const s of this.sessions) s.notify(text, a);
   }
 
-  /** One stats query shared by every client asking within `statsCacheMs`. */
-  private stats(): Promise<Stats> {
+  /** One stats query per tenant shared by every client of it asking within `statsCacheMs`. */
+  private stats(tenant: string): Promise<Stats> {
     const now = this.deps.clock.now();
-    if (this.statsCache && now - this.statsCache.at < this.opts.statsCacheMs) return this.statsCache.value;
-    const value = this.deps.store.stats();
-    this.statsCache = { at: now, value };
+    const cached = this.statsCache.get(tenant);
+    if (cached && now - cached.at < this.opts.statsCacheMs) return cached.value;
+    const value = this.deps.store.stats(tenant);
+    // Stale entries of tenants no longer asking go when the map grows.
+    if (!cached && this.statsCache.size >= STATS_TENANTS_MAX) this.statsCache.clear();
+    this.statsCache.set(tenant, { at: now, value });
     value.catch(() => {
-      if (this.statsCache?.value === value) this.statsCache = null;
+      if (this.statsCache.get(tenant)?.value === value) this.statsCache.delete(tenant);
     });
     return value;
   }

@@ -8,7 +8,18 @@
  * other processes. Every instance reads the one table, so any instance can
  * serve any client and resume any cursor; nothing is registered on a broker
  * per instance.
+ *
+ * What one client can hold: at most `streamMaxPerKey` (server/deps.ts,
+ * SecurityOptions) connections open at once per API key (per address
+ * without one), and the process at most `maxConnections`. One more upgrade is
+ * refused before it is accepted: an HTTP 429 ATS_ERR_TOO_MANY_STREAMS.
+ *
+ * Subprotocols: a browser cannot set `Authorization` on a WebSocket, so it
+ * offers its key as a subprotocol, `Sec-WebSocket-Protocol: ats.v1,
+ * ats.key.<key>` (the auth hook reads it there). The server selects `ats.v1`
+ * and nothing else: the key is never echoed back in the handshake.
  */
+import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
@@ -16,6 +27,8 @@ import { errorFields } from '../../engine/logger.js';
 import type { Metrics } from '../../engine/metrics.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
 import type { Clock, JobStore, Logger } from '../../engine/ports.js';
+import { DEFAULT_SECURITY } from '../deps.js';
+import { holderOf } from '../security.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
 import { CLOSE } from './session.js';
@@ -27,6 +40,56 @@ export interface StreamDeps {
   options?: StreamOptions;
   /** Told of each slow consumer closed (engine/metrics.ts). @defaultValue none */
   metrics?: Pick<Metrics, 'streamSlowConsumer'>;
+  /** Stream connections open at once in this process, whoever holds them. @defaultValue MAX_STREAM_CONNECTIONS */
+  maxConnections?: number;
+}
+
+/**
+ * The process-wide cap on open stream connections. Each costs a socket, a
+ * session and its send buffer (up to the stream's slow-consumer limit); a
+ * thousand is far above what one console per operator needs, and bounds
+ * what a flood of upgrades can hold.
+ */
+export const MAX_STREAM_CONNECTIONS = 1000;
+
+/** The subprotocol of stream protocol v1: the one a client offering subprotocols gets. */
+export const STREAM_SUBPROTOCOL = 'ats.v1';
+
+/** ws's `handleProtocols`: `ats.v1` when offered; never another (an `ats.key.<key>` offer stays unanswered). */
+export const selectSubprotocol = (offered: Set<string>): string | false => (offered.has(STREAM_SUBPROTOCOL) ? STREAM_SUBPROTOCOL : false);
+
+/**
+ * Open connections counted per holder (a key, or an address without one) and
+ * in all. A slot is taken before the upgrade is accepted and given back when
+ * the connection's TCP socket closes: a handshake that fails after the check
+ * gives it back too.
+ */
+class StreamSlots {
+  private readonly byHolder = new Map<string, number>();
+  private total = 0;
+  constructor(private readonly perHolder: number, private readonly max: number) {}
+
+  /** Takes a slot for `holder`, or throws ATS_ERR_TOO_MANY_STREAMS; the returned function gives it back (once). */
+  take(holder: string): () => void {
+    if (this.total >= this.max) {
+      throw new AtsError('ATS_ERR_TOO_MANY_STREAMS', `This server has ${this.max} stream connections open, its most; try again later`);
+    }
+    const held = this.byHolder.get(holder) ?? 0;
+    if (held >= this.perHolder) {
+      throw new AtsError('ATS_ERR_TOO_MANY_STREAMS', `At most ${this.perHolder} stream connections may be open at once per API key (per address without one); close one first`);
+    }
+    this.byHolder.set(holder, held + 1);
+    this.total++;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.total--;
+      const left = (this.byHolder.get(holder) ?? 1) - 1;
+      if (left > 0) this.byHolder.set(holder, left);
+      else this.byHolder.delete(holder);
+    };
+  }
 }
 
 /** The plugin, plus `wake()`: call it after each commit of this process so live clients get it at once. */
@@ -49,7 +112,7 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
   const hubs = new Set<StreamHub>();
   const plugin = async function stream(app: FastifyInstance): Promise<void> {
     await app.register(websocket, {
-      options: { maxPayload: opts.hardMaxMessageBytes },
+      options: { maxPayload: opts.hardMaxMessageBytes, handleProtocols: selectSubprotocol },
       preClose: async function closeClients(this: FastifyInstance) {
         await closeAll(this.websocketServer, deps.clock, CLOSE_GRACE_MS);
       },
@@ -61,15 +124,30 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
     const metrics = deps.metrics;
     const onSlowConsumer = metrics && (() => metrics.streamSlowConsumer());
     const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer }, opts);
+    const perKey = app.hasDecorator('atsSecurity') ? app.atsSecurity.streamMaxPerKey : DEFAULT_SECURITY.streamMaxPerKey;
+    const slots = new StreamSlots(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS);
+    const release = new WeakMap<object, () => void>();
     app.route({
       method: 'GET',
       url: '/v1/stream',
       schema: { hide: true },
+      // After the auth hook (request.principal is known), before the upgrade is accepted.
+      preHandler: async (request) => {
+        if (!request.ws) return;
+        const giveBack = slots.take(holderOf(request));
+        release.set(request.raw, giveBack);
+        const tcp = request.raw.socket as Socket | undefined;
+        if (!tcp) return; // fastify's injectWS: the WebSocket's close gives it back
+        if (tcp.destroyed) giveBack();
+        else tcp.once('close', giveBack);
+      },
       handler: async () => {
         throw new AtsError('ATS_ERR_VALIDATION', 'GET /v1/stream is a WebSocket endpoint: connect with an Upgrade: websocket request');
       },
       wsHandler: (socket, request) => {
-        hub.accept(socket, (request.query ?? {}) as Record<string, unknown>);
+        const giveBack = release.get(request.raw);
+        if (giveBack) socket.once('close', giveBack);
+        hub.accept(socket, (request.query ?? {}) as Record<string, unknown>, request.principal);
       },
     });
 

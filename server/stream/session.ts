@@ -10,7 +10,13 @@
  * which it found itself at the horizon; from then on the hub hands it each
  * tail batch, whose ids are all above that horizon. Each id is thus handed
  * over by exactly one of the two paths: no gap, no duplicate.
+ *
+ * A session belongs to the tenant of the key that opened it: it gets only
+ * that tenant's events, progress and stats, whatever its filter says (a
+ * filter naming another tenant's job id matches nothing, as an id that does
+ * not exist).
  */
+import { DEFAULT_TENANT } from '../../engine/auth.js';
 import { errorFields } from '../../engine/logger.js';
 import type { Clock, JobProgress, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
@@ -35,8 +41,8 @@ export interface SessionContext {
   /** The tail's horizon now (see TailReader.horizon). */
   horizon(): number;
   read: JobStore['readEventsAfter'];
-  /** Counts per state/type/queue (shared and briefly cached by the hub). */
-  stats(): Promise<Stats>;
+  /** The tenant's counts per state/type/queue (shared per tenant and briefly cached by the hub). */
+  stats(tenant: string): Promise<Stats>;
   clock: Clock;
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
@@ -81,7 +87,7 @@ export class StreamSession {
    */
   private readonly tcp: Corkable | null;
 
-  constructor(private readonly socket: StreamSocket, private readonly ctx: SessionContext) {
+  constructor(private readonly socket: StreamSocket, private readonly ctx: SessionContext, readonly tenant: string = DEFAULT_TENANT) {
     const tcp = (socket as unknown as { _socket?: Partial<Corkable> })._socket;
     this.tcp = typeof tcp?.cork === 'function' && typeof tcp.uncork === 'function' ? (tcp as Corkable) : null;
   }
@@ -187,7 +193,7 @@ export class StreamSession {
       try {
         for (const e of rows) {
           if (e.id > target) break;
-          if (matches(this.filter, e)) this.send(eventMessage(e), { paced: true });
+          if (e.tenant === this.tenant && matches(this.filter, e)) this.send(eventMessage(e), { paced: true });
           // Pace to the client instead of closing it: a replay is a catch-up, not a slow consumer.
           if (this.over(opts.maxBufferedBytes / 2) && !(await this.drained(generation))) return;
           this.position = e.id;
@@ -228,7 +234,7 @@ export class StreamSession {
       for (let i = 0; i < events.length; i++) {
         const e = events[i]!;
         // A cursor from an instance whose horizon is ahead of ours puts the position above this batch.
-        if (e.id > this.position && matches(this.filter, e) && !this.send(text(i))) return;
+        if (e.id > this.position && e.tenant === this.tenant && matches(this.filter, e) && !this.send(text(i))) return;
       }
     } finally {
       this.tcp?.uncork();
@@ -238,12 +244,16 @@ export class StreamSession {
 
   /** A job's progress, to a live session whose filter wants it (`wantsProgress`). */
   notifyProgress(text: string, p: JobProgress): void {
-    if (this.mode === 'live' && wantsProgress(this.filter, p)) this.send(text);
+    if (this.mode === 'live' && p.tenant === this.tenant && wantsProgress(this.filter, p)) this.send(text);
   }
 
-  /** An advisor insight, to a live session whose filter wants it (`wantsInsight`). */
+  /**
+   * An advisor insight, to a live session whose filter wants it
+   * (`wantsInsight`). The advisor learns from every tenant's jobs: only the
+   * default tenant's sessions get its insights (as `GET /v1/insights`).
+   */
   notify(text: string, insight: { type: string; queue: string }): void {
-    if (this.mode === 'live' && wantsInsight(this.filter, insight)) this.send(text);
+    if (this.mode === 'live' && this.tenant === DEFAULT_TENANT && wantsInsight(this.filter, insight)) this.send(text);
   }
 
   // ------------------------------------------------------------ stats
@@ -271,7 +281,7 @@ export class StreamSession {
 
   private async sendStats(): Promise<void> {
     try {
-      const stats = await this.ctx.stats();
+      const stats = await this.ctx.stats(this.tenant);
       this.send(statsMessage(stats, this.ctx.clock.now()));
     } catch (err) {
       this.ctx.logger.warn('stream: stats failed', errorFields(err));

@@ -17,7 +17,11 @@ export { createUiAssets, type Asset, type UiAssets, type UiAssetOptions } from '
 /**
  * Only this origin: scripts, styles, fetches and the WebSocket (`connect-src
  * 'self'` covers ws:/wss: to the same host). Nothing inline, so a job payload
- * that slipped into the page as markup still could not run.
+ * that slipped into the page as markup still could not run. Sent with the
+ * page and its assets (a script's own policy would govern it if it ever ran
+ * as a worker); the other security headers (nosniff, X-Frame-Options DENY,
+ * Referrer-Policy no-referrer) come from helmet, on every response
+ * (server/security.ts).
  */
 const CSP = [
   "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
@@ -29,7 +33,7 @@ const hidden = { schema: { hide: true } };
 
 function send(request: FastifyRequest, reply: FastifyReply, asset: Asset): FastifyReply {
   // no-cache: the browser revalidates every time, and gets a 304 while the asset is unchanged.
-  reply.header('cache-control', 'no-cache').header('etag', asset.etag).header('x-content-type-options', 'nosniff');
+  reply.header('cache-control', 'no-cache').header('etag', asset.etag).header('x-content-type-options', 'nosniff').header('content-security-policy', CSP);
   if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
   return reply.type(asset.contentType).send(asset.body);
 }
@@ -40,7 +44,7 @@ export function createUiPlugin(opts: UiAssetOptions = {}): (app: FastifyInstance
     const assets = createUiAssets(opts);
     const page = async (request: FastifyRequest, reply: FastifyReply) => {
       void assets.get('app.js').catch(() => undefined); // start bundling while the browser parses the page
-      reply.header('content-security-policy', CSP).header('referrer-policy', 'no-referrer');
+      reply.header('referrer-policy', 'no-referrer');
       return send(request, reply, await assets.page());
     };
     app.get('/', hidden, async (_request, reply) => reply.redirect('/ui'));

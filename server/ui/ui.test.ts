@@ -11,6 +11,7 @@
  * Screenshots go to test-artifacts/ui/*.png.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +19,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import websocket from '@fastify/websocket';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { ulid } from 'ulid';
 import { compose, type System } from '../../cli/compose.js';
+import { newApiKey } from '../../engine/auth.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
@@ -1048,6 +1051,69 @@ describe('the inspector shows a running job\'s progress, live', () => {
   });
 
   test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
+  });
+});
+
+describe('the console on a scheduler that requires API keys', () => {
+  let sched: Awaited<ReturnType<typeof startScheduler>>;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+  let key = '';
+
+  before(async () => {
+    sched = await startScheduler();
+    const id = ulid();
+    const made = newApiKey(id, randomBytes(32));
+    key = made.key;
+    await sched.system.store.createKey({
+      id, tenant: 'default', name: 'console', scopes: ['read', 'submit', 'operate'], createdAt: Date.now(), revokedAt: null, createdBy: null, hash: made.hash,
+    });
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page);
+    // Asked for a key, the page's first calls are refused: expected.
+    consoleOf.allow(/401 \(Unauthorized\) @ /);
+  });
+  after(async () => {
+    await page?.close();
+    await sched?.close();
+  });
+
+  test('asks for a key, keeps it for the tab, and then draws the machine live over the stream', async () => {
+    // The keys cache of the api says "no key" for up to 2 s after start: wait until it requires keys.
+    const deadline = Date.now() + WAIT_MS;
+    while ((await fetch(`${sched.url}/v1/machine`)).status !== 401) {
+      assert.ok(Date.now() < deadline, 'the api never started requiring keys');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await page.goto(sched.url + '/ui');
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.match(await page.locator('#key-gate-reason').textContent() ?? '', /requires an API key/);
+    await screenshot(page, 'key-gate', { selector: '#key-gate' });
+    await page.locator('#key-input').fill(key);
+    await page.locator('#key-form button[type=submit]').click();
+    await page.waitForLoadState('load');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('[data-state="pending"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#key-gate').isHidden(), true);
+    assert.equal(await page.locator('#key-forget').isVisible(), true);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), key);
+    // A job submitted with the key shows up in the counts.
+    const res = await fetch(`${sched.url}/v1/jobs`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ type: 'demo.echo', payload: {} }),
+    });
+    assert.equal(res.status, 201);
+    await page.waitForFunction(() => Number(document.querySelector('[data-state="done"] [data-count]')?.textContent ?? '0') >= 1, undefined, { timeout: WAIT_MS });
+  });
+
+  test('"Forget key" drops it and asks again', async () => {
+    await page.locator('#key-forget').click();
+    await page.waitForLoadState('load');
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), null);
+  });
+
+  test('no console error and no script error happened on the page (401s of the asking page aside)', () => {
     assert.deepEqual(consoleOf.errors, []);
   });
 });

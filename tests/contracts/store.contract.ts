@@ -34,6 +34,8 @@ interface NewJob {
   runAt?: number;
   key?: string;
   requestHash?: string;
+  /** @defaultValue 'default' */
+  tenant?: string;
   at?: number;
   maxAttempts?: number;
 }
@@ -45,7 +47,7 @@ export function newJobWrite(o: NewJob = {}): TransitionWrite {
   const { next, effects } = start(input);
   const id = ulid(at);
   const job: JobRecord = {
-    id, type: o.type ?? 'demo.echo', queue: o.queue ?? 'default', payload: o.payload ?? { n: 1 }, priority: 0,
+    id, tenant: o.tenant ?? 'default', type: o.type ?? 'demo.echo', queue: o.queue ?? 'default', payload: o.payload ?? { n: 1 }, priority: 0,
     timeoutMs: 30_000, idempotencyKey: o.key ?? null, requestHash: o.key ? (o.requestHash ?? 'a'.repeat(64)) : null,
     version: 1, snapshot: next, createdAt: at, updatedAt: at,
   };
@@ -110,7 +112,10 @@ function eventFor(job: JobRecord, kind: string, at: number): JobEvent {
 const counterOp = fc.oneof(
   fc.record({
     op: fc.constant('submit' as const),
-    jobs: fc.array(fc.record({ queue: fc.constantFrom('q1', 'Q1', '__proto__'), type: fc.constantFrom('t1', 'constructor'), key: fc.option(fc.constantFrom('a', 'b')) }), { minLength: 1, maxLength: 4 }),
+    jobs: fc.array(fc.record({
+      queue: fc.constantFrom('q1', 'Q1', '__proto__'), type: fc.constantFrom('t1', 'constructor'), key: fc.option(fc.constantFrom('a', 'b')),
+      tenant: fc.constantFrom('default', 'acme'),
+    }), { minLength: 1, maxLength: 4 }),
   }),
   fc.record({
     op: fc.constant('step' as const),
@@ -170,9 +175,9 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       ];
       const dup = { ok: false, reason: 'duplicate-key' };
       assert.deepEqual(await store.insert(batch), [dup, { ok: true }, { ok: true }, dup, { ok: true }, { ok: true }]);
-      assert.equal((await store.findByIdempotencyKey('default', 'k1'))?.id, first.job.id);
-      assert.equal((await store.findByIdempotencyKey('default', 'k2'))?.id, batch[2]!.job.id);
-      assert.equal(await store.findByIdempotencyKey('default', 'nope'), null);
+      assert.equal((await store.findByIdempotencyKey('default', 'k1', 'default'))?.id, first.job.id);
+      assert.equal((await store.findByIdempotencyKey('default', 'k2', 'default'))?.id, batch[2]!.job.id);
+      assert.equal(await store.findByIdempotencyKey('default', 'nope', 'default'), null);
       for (const i of [0, 3]) {
         assert.equal(await store.getJob(batch[i]!.job.id), null);
         assert.deepEqual(await store.getEvents(batch[i]!.job.id), []);
@@ -393,8 +398,8 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.listJobs({ limit: 10, createdAfter: T0 + 2000, createdBefore: T0 + 2000 }), []);
     });
 
-    test('readEventsAfter returns every job\'s events in id order, with the job\'s type and queue, paged by id', async (store) => {
-      const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2' })]);
+    test('readEventsAfter returns every job\'s events in id order, with the job\'s type, queue and tenant, paged by id', async (store) => {
+      const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2', tenant: 'acme' })]);
       await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
       await store.update([a!.job.id], (jobs) => {
         const p = writeOf(jobs.get(a!.job.id)!, published(T0 + 2));
@@ -406,8 +411,8 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.ok(ids.every((id, i) => Number.isInteger(id) && (i === 0 || id > ids[i - 1]!)), `ids not increasing: ${ids}`);
       for (const w of [a!, b!]) {
         const mine = all.filter((e) => e.jobId === w.job.id);
-        assert.deepEqual(mine.map(({ id, jobType, queue, ...event }) => event), await store.getEvents(w.job.id), 'same events as getEvents, in seq order');
-        assert.ok(mine.every((e) => e.jobType === w.job.type && e.queue === w.job.queue));
+        assert.deepEqual(mine.map(({ id, jobType, queue, tenant, ...event }) => event), await store.getEvents(w.job.id), 'same events as getEvents, in seq order');
+        assert.ok(mine.every((e) => e.jobType === w.job.type && e.queue === w.job.queue && e.tenant === w.job.tenant));
       }
       const paged = [];
       for (let after = 0, page; (page = await store.readEventsAfter(after, 2)).length > 0; after = page.at(-1)!.id) {
@@ -469,7 +474,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.deleteJob(done!.job.id), { ok: true });
       assert.equal(await store.getJob(done!.job.id), null);
       assert.deepEqual(await store.getEvents(done!.job.id), []);
-      assert.equal(await store.findByIdempotencyKey('default', 'k'), null, 'the key is free again');
+      assert.equal(await store.findByIdempotencyKey('default', 'k', 'default'), null, 'the key is free again');
       assert.ok((await store.readEventsAfter(0, 100)).every((e) => e.jobId !== done!.job.id));
       assert.deepEqual(await store.deleteJob(done!.job.id), { ok: false, reason: 'not-found' });
       assert.deepEqual(await store.deleteJob('01H00000000000000000000000'), { ok: false, reason: 'not-found' });
@@ -515,7 +520,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
           for (const o of ops) {
             at += 1;
             if (o.op === 'submit') {
-              const writes = o.jobs.map((j) => newJobWrite({ queue: j.queue, type: j.type, at, ...(j.key ? { key: j.key } : {}) }));
+              const writes = o.jobs.map((j) => newJobWrite({ queue: j.queue, type: j.type, tenant: j.tenant, at, ...(j.key ? { key: j.key } : {}) }));
               const results = await store.insert(writes);
               writes.forEach((w, i) => results[i]!.ok && ids.push(w.job.id));
             } else if (o.op === 'step' && ids.length > 0) {
@@ -542,9 +547,73 @@ export function storeContract(name: string, makeStore: MakeStore): void {
           const stats = await store.stats();
           const total = Object.values(stats.byState).reduce((a, n) => a + n, 0);
           assert.equal(total, (await store.recountJobs()).reduce((a, c) => a + c.n, 0));
+          // Each tenant's counters are its jobs' (every state, counted from its list).
+          for (const tenant of ['default', 'acme']) {
+            const listed = await store.listJobs({ tenant, limit: 10_000 });
+            const byState = new Map<string, number>();
+            for (const j of listed) byState.set(j.snapshot.value, (byState.get(j.snapshot.value) ?? 0) + 1);
+            const counted = (await store.stats(tenant)).byState;
+            for (const [state, n] of Object.entries(counted)) assert.equal(n, byState.get(state) ?? 0, `${tenant} ${state}`);
+          }
         }),
         { numRuns: 25 },
       );
+    });
+
+    test('tenants: a job keeps its tenant; the same idempotency key in two tenants makes two jobs, found per tenant', async (store) => {
+      const mine = newJobWrite({ key: 'k', tenant: 'acme' });
+      const theirs = newJobWrite({ key: 'k', tenant: 'globex' });
+      const dup = { ok: false, reason: 'duplicate-key' };
+      assert.deepEqual(await store.insert([mine, theirs, newJobWrite({ key: 'k', tenant: 'acme' })]), [{ ok: true }, { ok: true }, dup]);
+      assert.deepEqual(await store.insert([newJobWrite({ key: 'k', tenant: 'globex' })]), [dup]);
+      assert.equal((await store.getJob(mine.job.id))?.tenant, 'acme');
+      assert.equal((await store.findByIdempotencyKey('default', 'k', 'acme'))?.id, mine.job.id);
+      assert.equal((await store.findByIdempotencyKey('default', 'k', 'globex'))?.id, theirs.job.id);
+      assert.equal(await store.findByIdempotencyKey('default', 'k', 'default'), null);
+      // A transition keeps the tenant (it is not among the columns an update sets).
+      assert.equal((await drive(store, mine.job.id, [published(T0 + 1)])).tenant, 'acme');
+    });
+
+    test('tenants: lists, stats, counters and edges are per tenant when asked, every tenant\'s otherwise', async (store) => {
+      const [a1, a2, g1, d1] = await insertAll(store, [
+        newJobWrite({ tenant: 'acme', queue: 'q1' }), newJobWrite({ tenant: 'acme', queue: 'q2', type: 't2' }),
+        newJobWrite({ tenant: 'globex', queue: 'q1' }), newJobWrite({ queue: 'q1' }),
+      ]);
+      await drive(store, a1!.job.id, [published(T0 + 1)]);
+      const idsOf = (jobs: JobRecord[]) => jobs.map((j) => j.id);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'acme', limit: 10 })), [a2!.job.id, a1!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'acme', queue: 'q1', limit: 10 })), [a1!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'acme', state: 'published', limit: 10 })), [a1!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'acme', type: 't2', limit: 10 })), [a2!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'acme', limit: 1, afterId: a2!.job.id })), [a1!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'globex', limit: 10 })), [g1!.job.id]);
+      assert.deepEqual(idsOf(await store.listJobs({ tenant: 'default', limit: 10 })), [d1!.job.id]);
+      assert.deepEqual(await store.listJobs({ tenant: 'nobody', limit: 10 }), []);
+      assert.equal((await store.listJobs({ limit: 10 })).length, 4, 'no tenant: every tenant\'s');
+
+      const acme = await store.stats('acme');
+      assert.equal(acme.byState.published, 1);
+      assert.equal(acme.byState.pending, 1);
+      assert.equal(acme.byQueue['q1']!.published, 1);
+      assert.equal(acme.byQueue['q1']!.pending, undefined, 'globex\'s and default\'s pending jobs of q1 are not acme\'s');
+      assert.equal((await store.stats('globex')).byState.pending, 1);
+      assert.equal((await store.stats('globex')).byState.published, 0);
+      assert.equal((await store.stats('nobody')).byState.pending, 0);
+      assert.equal((await store.stats()).byState.pending, 3, 'no tenant: summed');
+      assert.deepEqual(sortedCounts(await store.jobCounts('globex')), sortedCounts([{ queue: 'q1', type: 'demo.echo', state: 'pending', n: 1 }]));
+      await assertCountsExact(store);
+
+      const edges = await store.edgeStats(0, 1000, 'acme');
+      assert.deepEqual(edges.edges.map((e) => [e.event, e.count]).sort(), [['PUBLISHED', 1], ['SUBMITTED', 2]]);
+      assert.deepEqual((await store.edgeStats(0, 1000, 'globex')).edges.map((e) => [e.event, e.count]), [['SUBMITTED', 1]]);
+      assert.deepEqual((await store.edgeStats(0, 1000)).edges.map((e) => [e.event, e.count]).sort(), [['PUBLISHED', 1], ['SUBMITTED', 4]]);
+
+      // Deleting uncounts the job from its own tenant's counters.
+      await drive(store, g1!.job.id, [{ type: 'CANCEL', at: T0 + 2 }]);
+      assert.deepEqual(await store.deleteJob(g1!.job.id), { ok: true });
+      assert.deepEqual(await store.jobCounts('globex'), []);
+      assert.equal((await store.stats('acme')).byState.published, 1);
+      await assertCountsExact(store);
     });
 
     test('stats of a queue named __proto__ and a type named constructor are counted as any other', async (store) => {

@@ -3,13 +3,15 @@
  * `close()` drops (or, `startSqliteTestApp`, on a fresh SQLite file that
  * `close()` removes). Used by `server/*.test.ts` only.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { Clock, JobStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuthMode } from '../../engine/auth.js';
+import type { AuditStore, Clock, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
@@ -17,7 +19,7 @@ import { createTestStore } from './mysql.js';
 import { buildApp, type AppDeps } from '../../server/app.js';
 
 /** What the test apps run on: both SQL stores are all of these. */
-type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore;
+type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
 
 export interface TestApp {
   app: FastifyInstance;
@@ -53,14 +55,23 @@ export const TEST_DEFAULTS: AppDeps['defaults'] = Object.freeze({
   queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0,
 });
 
+/** Deps of the test app made on its store (which `overrides` cannot name: it does not exist yet). */
+export interface TestAppOptions {
+  /**
+   * API keys on the app's store in this mode (`deps.auth`, with real ids and
+   * randomness), and the audit log on it (`deps.audit`). @defaultValue none: the open API, no audit
+   */
+  auth?: AuthMode;
+}
+
 /** Build the app on a fresh database; `overrides` replace deps (checks, limits, knownTypes...). */
-export async function startTestApp(overrides: Partial<AppDeps> = {}): Promise<TestApp> {
+export async function startTestApp(overrides: Partial<AppDeps> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const { store, cleanup } = await createTestStore({ poolSize: 4 });
-  return startOn(store, cleanup, overrides);
+  return startOn(store, cleanup, overrides, options);
 }
 
 /** Build the app on a fresh SQLite file (the embedded default); `close()` removes it. */
-export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Promise<TestApp> {
+export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-app-'));
   const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
   const cleanup = async () => {
@@ -73,10 +84,10 @@ export async function startSqliteTestApp(overrides: Partial<AppDeps> = {}): Prom
     await cleanup();
     throw error;
   }
-  return startOn(store, cleanup, overrides);
+  return startOn(store, cleanup, overrides, options);
 }
 
-async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>): Promise<TestApp> {
+async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides: Partial<AppDeps>, options: TestAppOptions): Promise<TestApp> {
   try {
     const ulid = monotonicFactory();
     const transitions = new TransitionService({
@@ -88,6 +99,7 @@ async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,
+      ...(options.auth ? { auth: { keys: store, mode: options.auth, newKeyId: () => ulid(), randomBytes: (n: number) => randomBytes(n) }, audit: store } : {}),
       ...overrides,
     };
     const app = await buildApp(deps);

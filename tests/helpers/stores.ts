@@ -4,13 +4,13 @@
  */
 import { createMysqlStore } from '../../adapters/mysql/index.js';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
-import type { JobStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql } from './mysql.js';
 
 export interface StoreBackend {
   name: 'sqlite' | 'mysql';
   /** A new, not yet migrated store and how to close it (and drop its database). */
-  open(): Promise<{ store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore; cleanup(): Promise<void> }>;
+  open(): Promise<{ store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore; cleanup(): Promise<void> }>;
 }
 
 export const STORE_BACKENDS: readonly StoreBackend[] = [

@@ -16,7 +16,7 @@ import { Relay } from '../../engine/relay.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { Waker } from '../../engine/wake.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
-import { buildApp } from '../../server/app.js';
+import { buildApp, type AuthDeps } from '../../server/app.js';
 import { TEST_DEFAULTS, testClock } from './app.js';
 import { decodeStreamCursor } from '../../server/stream/cursor.js';
 import type { StreamOptions } from '../../server/stream/options.js';
@@ -48,6 +48,8 @@ export async function startStreamInstance(opts: {
   relay?: boolean;
   /** Wake the stream on each commit of this instance. @defaultValue true */
   wakeOnCommit?: boolean;
+  /** API keys (a client then connects with one: its tenant's events only). @defaultValue none: the open API */
+  auth?: AuthDeps;
 }): Promise<StreamInstance> {
   const { store, log } = opts;
   const ulid = monotonicFactory();
@@ -65,7 +67,7 @@ export async function startStreamInstance(opts: {
     : null;
   const app = await buildApp({
     transitions, store, clock: testClock, checks: { database: () => store.ping() },
-    limits: { bodyLimitBytes: 1024 * 1024 }, defaults: TEST_DEFAULTS, plugins: [stream],
+    limits: { bodyLimitBytes: 1024 * 1024 }, defaults: TEST_DEFAULTS, plugins: [stream], ...(opts.auth ? { auth: opts.auth } : {}),
   });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
   relay?.start();

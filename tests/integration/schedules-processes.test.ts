@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, it } from 'node:test';
 import type { MysqlStore } from '../../adapters/mysql/index.js';
+import { DEFAULT_TENANT } from '../../engine/auth.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { scheduleTickKey } from '../../engine/schedules.js';
 import { startRole, waitForReady, type RoleProcess } from '../helpers/processes.js';
@@ -32,7 +33,7 @@ it('two timers processes, one killed and restarted: one job per tick, no tick lo
   await Promise.all([waitForReady(a), waitForReady(b)]);
 
   const { schedules, store } = t.system;
-  const s = await schedules.create({
+  const s = await schedules.create(DEFAULT_TENANT, {
     name: 'every-second', cron: '* * * * * *', overlap: 'allow',
     job: { type: 'demo.echo', payload: { from: 'schedule' }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 10_000, priority: 0 },
   });
@@ -43,7 +44,7 @@ it('two timers processes, one killed and restarted: one job per tick, no tick lo
   procs.push(a2);
   await waitForReady(a2);
   await sleep(3_000);
-  const paused = await schedules.update('every-second', { paused: true });
+  const paused = await schedules.update(DEFAULT_TENANT, 'every-second', { paused: true });
   await sleep(1_000); // a pass that read the schedule before the pause finishes
   await Promise.all([b.stop(), a2.stop()]);
 
@@ -59,7 +60,7 @@ it('two timers processes, one killed and restarted: one job per tick, no tick lo
   assert.deepEqual(ticks, expected);
   assert.equal(ticks[0], Math.ceil((s.createdAt + 1) / 1000) * 1000);
   assert.ok(ticks.every((tick) => jobs.some((j) => j.k === scheduleTickKey(s, tick))));
-  const recorded = await schedules.ticks('every-second', 1000);
+  const recorded = await schedules.ticks(DEFAULT_TENANT, 'every-second', 1000);
   assert.ok(recorded.every((r) => r.outcome === 'submitted'));
   assert.equal(new Set(recorded.map((r) => r.tickAt)).size, recorded.length);
   assert.equal(paused.nextAt, null);

@@ -8,6 +8,7 @@ import {
   type WatchOptions,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
+import { storedKey } from './key-gate.js';
 import { isLimitList, type LimitList } from './limits.js';
 import { isScheduleList, type ScheduleList } from './schedules.js';
 import { isWorkerList, type WorkerList } from './workers.js';
@@ -48,7 +49,9 @@ export interface OutboxStats {
 }
 
 // A button press waits for an answer: one quick retry, not the default three.
-const client = createClient({ url: location.origin, retries: 1 });
+const key = storedKey();
+const client = createClient({ url: location.origin, retries: 1, ...(key ? { apiKey: key } : {}) });
+const authorization: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
@@ -58,7 +61,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * other failure, or an answer `accept` refuses, throws naming the route.
  */
 async function optionalGet<T>(path: string, accept: (body: unknown) => body is T, what: string): Promise<T | null> {
-  const res = await fetch(path, { headers: { accept: 'application/json' } });
+  const res = await fetch(path, { headers: { accept: 'application/json', ...authorization } });
   if (res.status === 404) return null;
   const body = (await res.json().catch(() => null)) as unknown;
   if (!res.ok || !accept(body)) {

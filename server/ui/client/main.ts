@@ -6,7 +6,8 @@
  * concurrency and rate limits, the
  * advisor's insights and anomalies, and the submit form together.
  */
-import { api, errorText, type MachineGraph } from './api.js';
+import { api, ApiError, errorText, type MachineGraph } from './api.js';
+import { askForKey, bindForgetKey, storedKey } from './key-gate.js';
 import { createConsoleView } from './console-view.js';
 import { byId, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
@@ -32,6 +33,9 @@ async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph }
     const graph = await api.machine();
     return { view: renderMachine(svg, graph), graph };
   } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      askForKey(storedKey() ? 'The key this tab holds is not valid (revoked or mistyped): enter another.' : 'This server requires an API key (any key with the read scope shows the console).');
+    }
     byId('graph-error').textContent = `Could not load the machine: ${errorText(err)}`;
     return null;
   }
@@ -45,6 +49,7 @@ const jobFromHash = (): string | null => {
 };
 
 async function main(): Promise<void> {
+  bindForgetKey();
   const drawn = await drawMachine();
   if (!drawn) return;
   const { view, graph } = drawn;

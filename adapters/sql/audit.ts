@@ -1,0 +1,32 @@
+/**
+ * The AuditStore port over one "run this statement" function, shared by both
+ * stores: one statement each. The log is kept (nothing prunes it); a read
+ * takes one tenant's newest entries through the (tenant, at) index.
+ */
+import type { AuditEntry, AuditStore } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
+import type { Exec } from './program.js';
+import { toNum, type Row } from './rows.js';
+
+/** Most entries one read returns. */
+export const MAX_AUDIT_LISTED = 1000;
+
+function rowToEntry(r: Row): AuditEntry {
+  return {
+    at: toNum(r.at), keyId: (r.key_id as string | null | undefined) ?? null, tenant: String(r.tenant),
+    action: String(r.action), target: String(r.target),
+  };
+}
+
+export function createSqlAudit(exec: Exec, _d: Dialect): AuditStore {
+  return {
+    recordAudit: async (e) => {
+      await exec('INSERT INTO audit_log (at, key_id, tenant, action, target) VALUES (?, ?, ?, ?, ?)', [e.at, e.keyId, e.tenant, e.action, e.target]);
+    },
+    // Entries of one millisecond come newest first by their insertion order (the id).
+    listAudit: async (tenant, limit) =>
+      (await exec('SELECT at, key_id, tenant, action, target FROM audit_log WHERE tenant = ? ORDER BY at DESC, id DESC LIMIT ?', [
+        tenant, Math.max(0, Math.min(limit, MAX_AUDIT_LISTED)),
+      ])).rows.map(rowToEntry),
+  };
+}

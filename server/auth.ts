@@ -1,0 +1,243 @@
+/**
+ * Authentication and scopes. An `onRequest` hook gives every request its
+ * `principal` (engine/auth.ts) before routing reaches a handler, and refuses
+ * it when the route's scope is not among the key's: 401 without a working
+ * key, 403 with a key that lacks the scope (it reveals nothing about any
+ * job: no handler has run). Which scope each route needs is one table,
+ * `ROUTE_SCOPES`; a route not in it needs `admin` (or the scope its plugin
+ * declares in `config.scope`), so a new route is never open by accident.
+ *
+ * The key travels as `Authorization: Bearer <key>`. Browsers cannot set that
+ * header on a WebSocket, so the stream also takes it as a subprotocol
+ * `ats.key.<key>` offered beside `ats.v1` (never from the query string, which
+ * lands in access logs).
+ *
+ * Keys are read by id and cached for `KEY_CACHE_MS`: a revoked key stops
+ * working on every api instance within that time.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  bearerOf, keyIdOf, keyMatches, OPEN_PRINCIPAL, principalOf, type Principal, type Scope, type StoredApiKey,
+} from '../engine/auth.js';
+import { AtsError } from '../engine/errors.js';
+import type { Clock, KeyStore } from '../engine/ports.js';
+import { DEFAULT_SECURITY, type AppDeps, type AuthDeps } from './deps.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who makes the request: set by the auth hook before any handler runs. */
+    principal: Principal;
+  }
+}
+
+/** Open to anyone who can reach the port: says nothing about jobs or tenants. */
+export const PUBLIC = 'public';
+export type RouteAccess = Scope | typeof PUBLIC;
+
+/**
+ * The scope each route needs, by `METHOD url` as registered. Reading
+ * schedules and limits is `read`; changing them, keys and the audit log is
+ * `admin`; cancel, redrive and delete are `operate`.
+ */
+export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
+  ['POST /v1/jobs', 'submit'],
+  ['POST /v1/jobs/batch', 'submit'],
+  ['GET /v1/jobs', 'read'],
+  ['GET /v1/jobs/:id', 'read'],
+  ['POST /v1/jobs/:id/cancel', 'operate'],
+  ['POST /v1/jobs/:id/redrive', 'operate'],
+  ['DELETE /v1/jobs/:id', 'operate'],
+  ['GET /v1/stats', 'read'],
+  ['GET /v1/stats/edges', 'read'],
+  ['GET /v1/stats/outbox', 'read'],
+  ['GET /v1/machine', 'read'],
+  ['GET /v1/insights', 'read'],
+  ['GET /v1/workers', 'read'],
+  ['GET /v1/stream', 'read'],
+  ['GET /v1/schedules', 'read'],
+  ['GET /v1/schedules/:name', 'read'],
+  ['POST /v1/schedules', 'admin'],
+  ['PATCH /v1/schedules/:name', 'admin'],
+  ['DELETE /v1/schedules/:name', 'admin'],
+  ['GET /v1/limits', 'read'],
+  ['GET /v1/limits/:key', 'read'],
+  ['PUT /v1/limits/:key', 'admin'],
+  ['DELETE /v1/limits/:key', 'admin'],
+  ['GET /v1/keys', 'admin'],
+  ['POST /v1/keys', 'admin'],
+  ['DELETE /v1/keys/:id', 'admin'],
+  ['GET /v1/audit', 'admin'],
+  ['GET /healthz', PUBLIC],
+  ['GET /readyz', PUBLIC],
+  ['GET /metrics', PUBLIC],
+  // The console's page and files hold no data: the page asks for a key and sends it with its calls.
+  ['GET /', PUBLIC],
+  ['GET /ui', PUBLIC],
+  ['GET /ui/', PUBLIC],
+  ['GET /ui/assets/:file', PUBLIC],
+]);
+
+/** The OpenAPI document and its viewer (every route under /docs) describe the API, not its data. */
+const isDocs = (url: string): boolean => url === '/docs' || url.startsWith('/docs/');
+
+/** The access a route needs: the table, else its plugin's `config.scope`, else `admin`. */
+export function accessOf(method: string, url: string, declared?: unknown): RouteAccess {
+  const m = method === 'HEAD' ? 'GET' : method;
+  const fromTable = ROUTE_SCOPES.get(`${m} ${url}`);
+  if (fromTable) return fromTable;
+  if (isDocs(url)) return PUBLIC;
+  if (typeof declared === 'string' && (declared === PUBLIC || ['submit', 'read', 'operate', 'admin'].includes(declared))) return declared as RouteAccess;
+  return 'admin';
+}
+
+/** How long a key read from the store is trusted (a revocation takes effect within it). */
+export const KEY_CACHE_MS = 2000;
+/** Keys remembered at most, and apart from them ids found to be no key's: misses never evict keys. */
+const KEY_CACHE_MAX = 10_000;
+const MISS_CACHE_MAX = 10_000;
+
+/** Keys by id, each read at most once per `KEY_CACHE_MS`, and whether any key exists. */
+export class KeyCache {
+  private readonly byId = new Map<string, { key: StoredApiKey; at: number }>();
+  private readonly misses = new Map<string, number>();
+  private active: { n: number; at: number } | null = null;
+
+  constructor(private readonly keys: KeyStore, private readonly clock: Clock) {}
+
+  async get(id: string): Promise<StoredApiKey | null> {
+    const now = this.clock.now();
+    const hit = this.byId.get(id);
+    if (hit && now - hit.at < KEY_CACHE_MS) return hit.key;
+    const missedAt = this.misses.get(id);
+    if (missedAt !== undefined && now - missedAt < KEY_CACHE_MS) return null;
+    const key = await this.keys.getKey(id);
+    if (key) {
+      if (this.byId.size >= KEY_CACHE_MAX) this.byId.clear();
+      this.byId.set(id, { key, at: now });
+      this.misses.delete(id);
+    } else {
+      if (this.misses.size >= MISS_CACHE_MAX) this.misses.clear();
+      this.misses.set(id, now);
+      this.byId.delete(id);
+    }
+    return key;
+  }
+
+  /** Whether some key is not revoked (read at most once per `KEY_CACHE_MS`). */
+  async anyActive(): Promise<boolean> {
+    const now = this.clock.now();
+    if (!this.active || now - this.active.at >= KEY_CACHE_MS) this.active = { n: await this.keys.countActiveKeys(), at: now };
+    return this.active.n > 0;
+  }
+}
+
+/** Failed authentications allowed per client address a minute; beyond, 429 before any key is read. */
+export const AUTH_FAILURES_PER_MINUTE = 60;
+const FAILURES_WINDOW_MS = 60_000;
+const FAILURES_TRACKED_MAX = 10_000;
+
+/**
+ * Failed authentications per client address, in fixed one-minute windows.
+ * The request rate limit (server/security.ts) counts per key and runs after
+ * this hook, so it never sees a request refused here: without this count, a
+ * client sending made-up keys would cost a key read each, unlimited.
+ * (Hand-written: @fastify/rate-limit counts requests, not failures.)
+ */
+export class AuthFailures {
+  private readonly byAddress = new Map<string, { n: number; since: number }>();
+
+  constructor(private readonly clock: Clock, private readonly max = AUTH_FAILURES_PER_MINUTE) {}
+
+  /** Seconds to wait when `address` is over its failures, else 0. */
+  retryAfterS(address: string): number {
+    const e = this.byAddress.get(address);
+    if (!e) return 0;
+    const elapsed = this.clock.now() - e.since;
+    if (elapsed >= FAILURES_WINDOW_MS) {
+      this.byAddress.delete(address);
+      return 0;
+    }
+    return e.n >= this.max ? Math.ceil((FAILURES_WINDOW_MS - elapsed) / 1000) : 0;
+  }
+
+  failed(address: string): void {
+    const now = this.clock.now();
+    const e = this.byAddress.get(address);
+    if (e && now - e.since < FAILURES_WINDOW_MS) {
+      e.n++;
+      return;
+    }
+    if (this.byAddress.size >= FAILURES_TRACKED_MAX) this.byAddress.clear();
+    this.byAddress.set(address, { n: 1, since: now });
+  }
+}
+
+/** The key a request presents: its bearer token, or on the stream route an `ats.key.<key>` subprotocol. */
+export function presentedKey(request: FastifyRequest, url: string | undefined): string | null {
+  const bearer = bearerOf(request.headers.authorization);
+  if (bearer) return bearer;
+  if (url !== '/v1/stream') return null;
+  const offered = request.headers['sec-websocket-protocol'];
+  if (typeof offered !== 'string') return null;
+  for (const p of offered.split(',')) {
+    const t = p.trim();
+    if (t.startsWith(STREAM_KEY_PROTOCOL)) return t.slice(STREAM_KEY_PROTOCOL.length);
+  }
+  return null;
+}
+
+/** The prefix of the subprotocol that carries a key on the stream. */
+export const STREAM_KEY_PROTOCOL = 'ats.key.';
+
+const unauthorized = (reply: FastifyReply, why?: string): never => {
+  reply.header('www-authenticate', 'Bearer realm="ats"');
+  throw new AtsError('ATS_ERR_UNAUTHORIZED', why);
+};
+
+/**
+ * Whether requests go without keys: with no auth deps or ATS_AUTH=off
+ * always; in `auto` only while no key exists, only on loopback and only
+ * while no other host name is allowed (ATS_ALLOWED_HOSTS names the names a
+ * proxy exposes it by). Revoking the last key of a server on another
+ * interface does not open it.
+ */
+async function isOpen(auth: AuthDeps | undefined, cache: KeyCache | null, local: boolean): Promise<boolean> {
+  if (!auth || auth.mode === 'off') return true;
+  if (auth.mode === 'on' || !local) return false;
+  return !(await cache!.anyActive());
+}
+
+export function installAuth(app: FastifyInstance, deps: AppDeps): void {
+  const auth = deps.auth;
+  const cache = auth ? new KeyCache(auth.keys, deps.clock) : null;
+  const failures = new AuthFailures(deps.clock);
+  const local = (deps.security?.loopback ?? DEFAULT_SECURITY.loopback) && (deps.security?.allowedHosts ?? []).length === 0;
+  app.decorateRequest('principal', null as unknown as Principal);
+  app.addHook('onRequest', async (request, reply) => {
+    const url = request.routeOptions.url;
+    const access = url === undefined ? null : accessOf(request.method, url, request.routeOptions.config && (request.routeOptions.config as { scope?: unknown }).scope);
+    if (access === PUBLIC || (await isOpen(auth, cache, local))) {
+      request.principal = OPEN_PRINCIPAL;
+      return;
+    }
+    const address = request.ip;
+    const wait = failures.retryAfterS(address);
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      throw new AtsError('ATS_ERR_RATE_LIMITED', `Too many failed API keys from this address: retry in ${wait} s`);
+    }
+    const key = presentedKey(request, url);
+    if (!key) return unauthorized(reply);
+    const id = keyIdOf(key);
+    const stored = id === null ? null : await cache!.get(id);
+    if (!stored || stored.revokedAt !== null || !keyMatches(key, stored.hash)) {
+      failures.failed(address);
+      return unauthorized(reply, 'The API key is not valid (unknown, revoked or mistyped)');
+    }
+    request.principal = principalOf(stored);
+    // No route matched: a key of any scope may learn that (the 404 follows).
+    if (access !== null && !request.principal.scopes.has(access)) {
+      throw new AtsError('ATS_ERR_FORBIDDEN', `This route needs the ${access} scope; the key has ${[...request.principal.scopes].join(', ')}`);
+    }
+  });
+}

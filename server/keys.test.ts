@@ -1,0 +1,339 @@
+/**
+ * `/v1/keys` and `/v1/audit` on both stores: an admin key creates keys of its
+ * own tenant (the secret shown once, its hash stored), lists them without
+ * secrets, revokes them; another tenant's key is a 404, never confirmed;
+ * every change is in the audit log with the key that made it. Bad input is a
+ * 400 that writes nothing; an audit log that cannot be written fails the
+ * create and leaves no working key. The routes are documented (OpenAPI) and
+ * served only with their deps.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { monotonicFactory } from 'ulid';
+import { keyIdOf, keyMatches, newApiKey, SCOPES, type Scope } from '../engine/auth.js';
+import { AtsError } from '../engine/errors.js';
+import type { AuditStore } from '../engine/ports.js';
+import { KEY_CACHE_MS } from './auth.js';
+import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
+import { startSqliteTestApp, startTestApp, type TestApp, type TestAppOptions } from '../tests/helpers/app.js';
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const KEY = /^ats_[0-9A-Z]{26}_[A-Za-z0-9_-]{43}$/;
+const ulid = monotonicFactory();
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** A key made in the store, as `ats keys create` makes the first one. */
+async function bootstrap(t: TestApp, tenant: string, scopes: readonly Scope[] = SCOPES) {
+  const id = ulid();
+  const { key, hash } = newApiKey(id, randomBytes(32));
+  await t.store.createKey({ id, tenant, name: 'boot', scopes: [...scopes], createdAt: Date.now() - 60_000, revokedAt: null, createdBy: null, hash });
+  return { id, key, headers: bearer(key) };
+}
+
+async function create(t: TestApp, headers: Record<string, string>, body: unknown) {
+  const r = await t.app.inject({ method: 'POST', url: '/v1/keys', headers, payload: body as object });
+  assert.equal(r.statusCode, 201, r.body);
+  return { body: r.json() as Record<string, unknown> & { id: string; key: string }, headers: r.headers };
+}
+
+async function list(t: TestApp, headers: Record<string, string>) {
+  const r = await t.app.inject({ url: '/v1/keys', headers });
+  assert.equal(r.statusCode, 200, r.body);
+  return (r.json() as { keys: Array<Record<string, unknown>> }).keys;
+}
+
+async function auditOf(t: TestApp, headers: Record<string, string>, query = '') {
+  const r = await t.app.inject({ url: `/v1/audit${query}`, headers });
+  assert.equal(r.statusCode, 200, r.body);
+  return (r.json() as { entries: Array<Record<string, unknown>> }).entries;
+}
+
+const BACKENDS: Array<[string, (o: TestAppOptions) => Promise<TestApp>]> = [
+  ['sqlite', (o) => startSqliteTestApp({}, o)],
+  ['mysql', (o) => startTestApp({}, o)],
+];
+
+for (const [name, start] of BACKENDS) {
+  describe(`/v1/keys with keys required, on ${name}`, () => {
+    let t: TestApp;
+    before(async () => {
+      t = await start({ auth: 'on' });
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    test('an admin key creates a key of its tenant, shown once; it works, is listed without its secret, and once revoked is refused', async () => {
+      const admin = await bootstrap(t, 'acme');
+      const { body, headers } = await create(t, admin.headers, { name: 'ci-bot', scopes: ['read', 'submit', 'read'] });
+      assert.match(body.key, KEY);
+      assert.equal(keyIdOf(body.key), body.id);
+      assert.deepEqual({ ...body, key: undefined, createdAt: undefined }, {
+        id: body.id, tenant: 'acme', name: 'ci-bot', scopes: ['submit', 'read'], revokedAt: null, createdBy: admin.id, key: undefined, createdAt: undefined,
+      });
+      assert.match(String(body.createdAt), ISO);
+      assert.equal(headers['cache-control'], 'no-store');
+      const stored = await t.store.getKey(body.id);
+      assert.ok(stored && keyMatches(body.key, stored.hash), 'the store holds the hash of the key shown');
+      assert.ok(!JSON.stringify(body).includes(stored.hash), 'the answer carries no hash');
+
+      // The new key acts for its tenant with its scopes.
+      assert.equal((await t.app.inject({ url: '/v1/jobs', headers: bearer(body.key) })).statusCode, 200);
+      assert.equal((await t.app.inject({ url: '/v1/keys', headers: bearer(body.key) })).statusCode, 403);
+
+      const listed = await list(t, admin.headers);
+      assert.deepEqual(listed.map((k) => k.id), [body.id, admin.id], 'newest first');
+      for (const k of listed) assert.deepEqual(Object.keys(k).sort(), ['createdAt', 'createdBy', 'id', 'name', 'revokedAt', 'scopes', 'tenant']);
+
+      const revoke = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${body.id}`, headers: admin.headers });
+      assert.equal(revoke.statusCode, 204, revoke.body);
+      assert.match(String((await list(t, admin.headers)).find((k) => k.id === body.id)!.revokedAt), ISO);
+      const again = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${body.id}`, headers: admin.headers });
+      assert.equal(again.statusCode, 204, 'revoking a revoked key of the tenant is a no-op');
+
+      // Keys are cached for KEY_CACHE_MS: the revocation holds within it.
+      const end = Date.now() + KEY_CACHE_MS + 2000;
+      let status = 0;
+      while (Date.now() < end && (status = (await t.app.inject({ url: '/v1/jobs', headers: bearer(body.key) })).statusCode) !== 401) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(status, 401, 'a revoked key is refused');
+
+      const entries = await auditOf(t, admin.headers);
+      assert.deepEqual(entries.map((e) => [e.action, e.keyId, e.tenant, e.target]), [
+        ['key.revoke', admin.id, 'acme', body.id],
+        ['key.create', admin.id, 'acme', body.id],
+      ], 'one key.revoke: the second revoke changed nothing');
+      for (const e of entries) assert.match(String(e.at), ISO);
+    });
+
+    test('a tenant never sees, revokes or reads the audit of another tenant\'s keys: their ids are a 404 like unknown ones', async () => {
+      const acme = await bootstrap(t, 'acme2');
+      const globex = await bootstrap(t, 'globex');
+      const theirs = (await create(t, globex.headers, { name: 'their-bot', scopes: ['read'] })).body;
+      const ours = (await create(t, acme.headers, { name: 'our-bot', scopes: ['operate'] })).body;
+      assert.equal(theirs.tenant, 'globex');
+      assert.deepEqual((await list(t, acme.headers)).map((k) => k.id), [ours.id, acme.id]);
+      assert.deepEqual((await list(t, globex.headers)).map((k) => k.id), [theirs.id, globex.id]);
+
+      const cross = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${theirs.id}`, headers: acme.headers });
+      const unknown = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${ulid()}`, headers: acme.headers });
+      assert.equal(cross.statusCode, 404);
+      assert.equal(cross.json().code, 'ATS_ERR_KEY_NOT_FOUND');
+      assert.equal(unknown.statusCode, 404);
+      assert.equal(cross.json().message.replace(theirs.id, 'ID'), unknown.json().message.replace(/[0-9A-Z]{26}/, 'ID'), 'the same answer as an unknown id');
+      assert.equal((await t.store.getKey(theirs.id))!.revokedAt, null, 'their key still works');
+      const revokeOwn = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${globex.id}`, headers: acme.headers });
+      assert.equal(revokeOwn.statusCode, 404, 'not even the other tenant\'s admin key');
+
+      assert.deepEqual((await auditOf(t, acme.headers)).map((e) => [e.action, e.target]), [['key.create', ours.id]]);
+      assert.deepEqual((await auditOf(t, globex.headers)).map((e) => [e.action, e.target]), [['key.create', theirs.id]]);
+    });
+
+    test('GET /v1/audit?limit=N answers the newest N', async () => {
+      const admin = await bootstrap(t, 'many');
+      const made = [];
+      for (let i = 0; i < 3; i++) made.push((await create(t, admin.headers, { name: `k${i}`, scopes: ['read'] })).body.id);
+      assert.deepEqual((await auditOf(t, admin.headers, '?limit=2')).map((e) => e.target), [made[2], made[1]]);
+      assert.equal((await auditOf(t, admin.headers)).length, 3);
+    });
+  });
+}
+
+describe('/v1/keys in the open mode (no key yet, loopback)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp({}, { auth: 'auto' });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('bad input is a 400 ATS_ERR_VALIDATION that writes nothing', async () => {
+    const bodies: unknown[] = [
+      {}, { name: 'x' }, { scopes: ['read'] }, { name: '', scopes: ['read'] }, { name: ' x', scopes: ['read'] }, { name: 'a/b', scopes: ['read'] },
+      { name: 'x'.repeat(101), scopes: ['read'] }, { name: 'x', scopes: [] }, { name: 'x', scopes: ['root'] }, { name: 'x', scopes: 'read' },
+      { name: 'x', scopes: ['read'], tenant: 'other' }, { name: 'é', scopes: ['read'] },
+    ];
+    for (const body of bodies) {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/keys', payload: body as object });
+      assert.equal(r.statusCode, 400, `${JSON.stringify(body)}: ${r.body}`);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    }
+    for (const url of ['/v1/keys/abc', `/v1/keys/${'I'.repeat(26)}`]) {
+      const r = await t.app.inject({ method: 'DELETE', url });
+      assert.equal(r.statusCode, 400, url);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    }
+    for (const q of ['?limit=0', '?limit=1001', '?limit=x', '?since=1']) {
+      const r = await t.app.inject({ url: `/v1/audit${q}` });
+      assert.equal(r.statusCode, 400, q);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    }
+    assert.deepEqual(await t.store.listKeys(10), []);
+    assert.deepEqual(await t.store.listAudit('default', 10), []);
+  });
+
+  test('a key made without one belongs to the default tenant, made by no key; so is its audit entry', async () => {
+    const { body } = await create(t, {}, { name: 'first-admin', scopes: ['admin'] });
+    try {
+      assert.equal(body.tenant, 'default');
+      assert.equal(body.createdBy, null);
+      assert.deepEqual((await t.store.listAudit('default', 10)).map((e) => [e.action, e.keyId, e.target]), [['key.create', null, body.id]]);
+      // From now on a key is needed (auto): the open mode ends with the first key.
+      const end = Date.now() + KEY_CACHE_MS + 2000;
+      let status = 0;
+      while (Date.now() < end && (status = (await t.app.inject({ url: '/v1/keys' })).statusCode) !== 401) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(status, 401);
+      assert.deepEqual((await list(t, bearer(body.key))).map((k) => k.id), [body.id]);
+    } finally {
+      await t.store.revokeKey(body.id, Date.now());
+    }
+  });
+});
+
+describe('/v1/keys when the audit log cannot be written', () => {
+  let t: TestApp;
+  const down: AuditStore = {
+    recordAudit: async () => {
+      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+    },
+    listAudit: async () => {
+      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+    },
+  };
+  before(async () => {
+    t = await startSqliteTestApp({ audit: down }, { auth: 'auto' });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('a create answers 503 and leaves no working key (nobody saw it); the audit read answers 503', async () => {
+    const r = await t.app.inject({ method: 'POST', url: '/v1/keys', payload: { name: 'x', scopes: ['read'] } });
+    assert.equal(r.statusCode, 503, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_STORE_UNAVAILABLE');
+    assert.ok(!r.body.includes('ats_'), 'no key in the answer');
+    assert.equal(await t.store.countActiveKeys(), 0);
+    const read = await t.app.inject({ url: '/v1/audit' });
+    assert.equal(read.statusCode, 503);
+  });
+});
+
+describe('the key and audit routes are served only with their deps', () => {
+  test('without auth: no /v1/keys; without audit: no /v1/audit', async () => {
+    const t = await startSqliteTestApp();
+    try {
+      for (const [method, url] of [['POST', '/v1/keys'], ['GET', '/v1/keys'], ['GET', '/v1/audit']] as const) {
+        const r = await t.app.inject({ method, url, payload: method === 'POST' ? { name: 'x', scopes: ['read'] } : undefined });
+        assert.equal(r.statusCode, 404, `${method} ${url}`);
+        assert.equal(r.json().code, 'ATS_ERR_ROUTE_NOT_FOUND');
+      }
+      const doc = (await t.app.inject({ url: '/docs/json' })).json() as Doc;
+      const names = Object.keys(doc.components.schemas);
+      for (const s of [...KEY_SCHEMAS, ...AUDIT_SCHEMAS]) assert.ok(!names.includes(s.$id!), `${s.$id} is no component without its routes`);
+    } finally {
+      await t.close();
+    }
+    // ATS_AUTH=off: no key routes (every caller is an admin there; keys made then would count once keys are on).
+    const off = await startSqliteTestApp({}, { auth: 'off' });
+    try {
+      for (const [method, url] of [['POST', '/v1/keys'], ['GET', '/v1/keys'], ['DELETE', '/v1/keys/01ARZ3NDEKTSV4RRFFQ69G5FAV']] as const) {
+        const r = await off.app.inject({ method, url, payload: method === 'POST' ? { name: 'x', scopes: ['read'] } : undefined });
+        assert.equal(r.statusCode, 404, `${method} ${url} with ATS_AUTH=off`);
+      }
+      assert.equal(await off.store.countActiveKeys(), 0);
+    } finally {
+      await off.close();
+    }
+    const noAudit = await startSqliteTestApp({ audit: undefined }, { auth: 'auto' });
+    try {
+      assert.equal((await noAudit.app.inject({ url: '/v1/audit' })).statusCode, 404);
+      assert.equal((await noAudit.app.inject({ url: '/v1/keys' })).statusCode, 200);
+      // A create without an audit log records nothing and still works.
+      const r = await noAudit.app.inject({ method: 'POST', url: '/v1/keys', payload: { name: 'x', scopes: ['read'] } });
+      assert.equal(r.statusCode, 201, r.body);
+    } finally {
+      await noAudit.close();
+    }
+  });
+});
+
+type Schema = Record<string, unknown> & { $ref?: string; properties?: Record<string, Schema>; description?: string; items?: Schema };
+type Operation = {
+  operationId?: string; summary?: string; description?: string; tags?: string[]; parameters?: Array<{ name: string; description?: string }>;
+  requestBody?: { content: Record<string, { schema: Schema }> }; responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
+};
+type Doc = { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Schema> }; tags: Array<{ name: string }> };
+
+describe('the key and audit routes in the OpenAPI document', () => {
+  let t: TestApp;
+  let doc: Doc;
+  let dir: string;
+  before(async () => {
+    t = await startSqliteTestApp({}, { auth: 'on' });
+    doc = (await t.app.inject({ url: '/docs/json' })).json() as Doc;
+    dir = mkdtempSync(join(tmpdir(), 'ats-keys-openapi-'));
+  });
+  after(async () => {
+    await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('each operation: its id, tag, summary, description, body, answers as components; every field described', () => {
+    const op = (path: string, method: string) => doc.paths[path]?.[method];
+    const json = (o: Operation | undefined, status: string) => o?.responses[status]?.content?.['application/json']?.schema.$ref;
+    const C = '#/components/schemas/';
+    const tags = new Set(doc.tags.map((x) => x.name));
+    const ops: Array<[string, string, string, string]> = [
+      ['/v1/keys', 'post', 'createKey', 'keys'], ['/v1/keys', 'get', 'listKeys', 'keys'],
+      ['/v1/keys/{id}', 'delete', 'revokeKey', 'keys'], ['/v1/audit', 'get', 'listAudit', 'audit'],
+    ];
+    for (const [path, method, id, tag] of ops) {
+      const o = op(path, method);
+      assert.ok(o, `${method} ${path} is documented`);
+      assert.equal(o.operationId, id);
+      assert.deepEqual(o.tags, [tag]);
+      assert.ok(tags.has(tag), `the tag ${tag} is declared`);
+      assert.ok(o.summary && o.description && o.description.length > o.summary.length, id);
+      for (const p of o.parameters ?? []) assert.ok(p.description, `${id}: ${p.name} is described`);
+    }
+    assert.equal(op('/v1/keys', 'post')!.requestBody!.content['application/json']!.schema.$ref, `${C}CreateApiKeyRequest`);
+    assert.equal(json(op('/v1/keys', 'post'), '201'), `${C}CreatedApiKey`);
+    assert.equal(json(op('/v1/keys', 'post'), '400'), `${C}Error`);
+    assert.equal(json(op('/v1/keys', 'get'), '200'), `${C}ApiKeyList`);
+    assert.equal(json(op('/v1/keys/{id}', 'delete'), '404'), `${C}Error`);
+    assert.equal(json(op('/v1/audit', 'get'), '200'), `${C}AuditLog`);
+    assert.equal(doc.components.schemas.ApiKeyList!.properties!.keys!.items!.$ref, `${C}ApiKey`);
+    assert.deepEqual(Object.keys(doc.components.schemas.ApiKey!.properties!).sort(), ['createdAt', 'createdBy', 'id', 'name', 'revokedAt', 'scopes', 'tenant']);
+    for (const s of [...KEY_SCHEMAS, ...AUDIT_SCHEMAS]) {
+      const c = doc.components.schemas[s.$id!];
+      assert.ok(c?.description, `${s.$id} is a described component`);
+      for (const [field, f] of Object.entries(c.properties ?? {})) assert.ok(f.description || f.$ref, `${s.$id}.${field} is described`);
+    }
+    const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
+    assert.ok(codes.includes('ATS_ERR_KEY_NOT_FOUND'));
+  });
+
+  test('redocly lint (redocly.yaml) finds no error and no warning in the document with these routes', async () => {
+    const root = fileURLToPath(new URL('../', import.meta.url));
+    const file = join(dir, 'openapi.json');
+    writeFileSync(file, JSON.stringify(doc));
+    const env = { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_NOTIFICATIONS: 'true' };
+    const args = [join(root, 'node_modules/@redocly/cli/bin/cli.js'), 'lint', '--config', join(root, 'redocly.yaml'), '--format=json', file];
+    const run = await promisify(execFile)(process.execPath, args, { cwd: root, env, maxBuffer: 16 << 20 }).then(
+      (r) => ({ code: 0, stdout: r.stdout }),
+      (e: { code?: number; stdout?: string }) => ({ code: e.code ?? 1, stdout: e.stdout ?? '' }),
+    );
+    const report = JSON.parse(run.stdout) as { problems: unknown[] };
+    assert.deepEqual(report.problems, [], JSON.stringify(report.problems, null, 2).slice(0, 4000));
+    assert.equal(run.code, 0);
+  });
+});

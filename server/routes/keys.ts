@@ -1,0 +1,98 @@
+/**
+ * `/v1/keys`: create, list and revoke the API keys of the caller's tenant
+ * (engine/auth.ts, docs/security.md). Every route needs the `admin` scope
+ * (the auth hook, server/auth.ts, enforces it); a handler reads the caller's
+ * tenant and key from `request.principal`. A key of another tenant is never
+ * shown, and revoking one answers 404 as if it did not exist. A new key is
+ * shown once, in the answer that creates it: only its hash is stored.
+ * Served only when the app is given keys (`deps.auth`).
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { newApiKey, parseScopes, type ApiKeyRecord, type Principal } from '../../engine/auth.js';
+import { AtsError } from '../../engine/errors.js';
+import type { RouteOptions } from '../deps.js';
+import { iso } from '../job-views.js';
+import { CreatedKeyView, CreateKeyBody, KeyList, KeyParams, MAX_KEYS_LISTED, type KeyView } from '../key-schemas.js';
+import { described, errorResponses, ref } from '../schemas.js';
+
+const createSchema = {
+  operationId: 'createKey',
+  summary: 'Create an API key',
+  description:
+    'Creates a key of the caller\'s tenant with the scopes given and answers it with its secret (`key`), which is shown in this answer ' +
+    'only: the server stores its hash. Send it as `Authorization: Bearer <key>`. Recorded in the audit log as `key.create`.',
+  tags: ['keys'],
+  body: ref(CreateKeyBody),
+  response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 413, 415) },
+};
+
+const listSchema = {
+  operationId: 'listKeys',
+  summary: 'The API keys of the caller\'s tenant',
+  description: `The caller's tenant's keys, revoked ones too, newest first (at most ${MAX_KEYS_LISTED}): ids, names, scopes and times, never a secret or a hash.`,
+  tags: ['keys'],
+  response: { 200: described(ref(KeyList), 'The keys'), ...errorResponses() },
+};
+
+const revokeSchema = {
+  operationId: 'revokeKey',
+  summary: 'Revoke an API key',
+  description:
+    'Revokes the key of the caller\'s tenant: from now on it is refused (401). Revoking a revoked key is a no-op (204). ' +
+    '404 ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id (a key of another tenant included). Recorded as `key.revoke`.',
+  tags: ['keys'],
+  params: KeyParams,
+  response: { 204: { type: 'null', description: 'Revoked' }, ...errorResponses(400, 404) },
+};
+
+export function toKeyView(k: ApiKeyRecord): KeyView {
+  return {
+    id: k.id, tenant: k.tenant, name: k.name, scopes: [...k.scopes], createdAt: iso(k.createdAt),
+    revokedAt: k.revokedAt === null ? null : iso(k.revokedAt), createdBy: k.createdBy,
+  };
+}
+
+// The id matched ULID_PATTERN: quoting it in a message needs no escaping.
+const notFound = (id: string) => new AtsError('ATS_ERR_KEY_NOT_FOUND', `Your tenant has no API key '${id}'`);
+
+export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const auth = deps.auth;
+  if (!auth) throw new Error('keyRoutes: the app was given no keys (deps.auth)');
+  const { keys } = auth;
+  const audit = (p: Principal, action: string, target: string, at: number) =>
+    deps.audit?.recordAudit({ at, keyId: p.keyId, tenant: p.tenant, action, target });
+
+  app.post<{ Body: CreateKeyBody }>('/v1/keys', { schema: createSchema }, async (request, reply) => {
+    const p = request.principal;
+    // The schema checked each scope; this orders them and drops repeats.
+    const scopes = parseScopes(request.body.scopes.join(','));
+    const id = auth.newKeyId();
+    const { key, hash } = newApiKey(id, auth.randomBytes(32));
+    const now = deps.clock.now();
+    const record: ApiKeyRecord = { id, tenant: p.tenant, name: request.body.name, scopes, createdAt: now, revokedAt: null, createdBy: p.keyId };
+    await keys.createKey({ ...record, hash });
+    try {
+      await audit(p, 'key.create', id, now);
+    } catch (err) {
+      // No key without its audit entry: nobody has seen this one, so revoking it takes nothing from anyone.
+      await keys.revokeKey(id, now).catch(() => undefined);
+      throw err;
+    }
+    const view: CreatedKeyView = { ...toKeyView(record), key };
+    return reply.code(201).header('cache-control', 'no-store').send(view);
+  });
+
+  app.get('/v1/keys', { schema: listSchema }, async (request) => ({
+    keys: (await keys.listKeys(MAX_KEYS_LISTED, request.principal.tenant)).map(toKeyView),
+  }));
+
+  app.delete<{ Params: KeyParams }>('/v1/keys/:id', { schema: revokeSchema }, async (request, reply) => {
+    const p = request.principal;
+    const { id } = request.params;
+    const found = await keys.getKey(id);
+    if (!found || found.tenant !== p.tenant) throw notFound(id);
+    const now = deps.clock.now();
+    if (await keys.revokeKey(id, now)) await audit(p, 'key.revoke', id, now);
+    return reply.code(204).send();
+  });
+};

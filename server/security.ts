@@ -1,0 +1,200 @@
+/**
+ * What guards the API beyond keys (docs/security.md):
+ *
+ * - The Host check, against DNS rebinding: a page on an attacker's name that
+ *   resolves to 127.0.0.1 reaches a loopback-bound server from the victim's
+ *   browser, but its requests name the attacker's Host. A server answers only
+ *   the names it is reached by (`allowedHosts`; on loopback without them,
+ *   localhost and the loopback addresses); anything else is 421.
+ * - The Origin check, against cross-site requests: a browser sends `Origin`
+ *   on every POST/PUT/PATCH/DELETE and WebSocket handshake. One from a page
+ *   of another origin (not this server's, not in `corsOrigins`) is 403 before
+ *   anything runs: a hostile page can neither cancel a job with a form-less
+ *   `fetch` nor read the stream. Clients that are not browsers send no
+ *   Origin and are not affected.
+ * - CORS (off unless `corsOrigins` names origins): their pages may call the
+ *   API with an `Authorization` header (never cookies).
+ * - Security headers (helmet) on every response: nosniff, no framing, no
+ *   referrer, and a Content-Security-Policy that allows nothing on the JSON
+ *   API (the console and the docs set their own).
+ * - Rate limits per key (per client address without one).
+ */
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit, { normalizeIP } from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isLoopbackHost } from '../engine/auth.js';
+import { AtsError } from '../engine/errors.js';
+import { DEFAULT_SECURITY, type AppDeps, type SecurityOptions } from './deps.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The security options in force (the stream plugin reads its per-key cap here). */
+    atsSecurity: Readonly<SecurityOptions>;
+  }
+}
+
+/** The options of `deps` over the defaults (an undefined field keeps its default). */
+export function securityOptionsOf(deps: Pick<AppDeps, 'security'>): Readonly<SecurityOptions> {
+  const given = Object.fromEntries(Object.entries(deps.security ?? {}).filter(([, v]) => v !== undefined));
+  return Object.freeze({ ...DEFAULT_SECURITY, ...given });
+}
+
+/**
+ * Routes that answer whatever Host is named and are never rate limited: the
+ * probes. An orchestrator addresses a pod by its IP (a Kubernetes probe sends
+ * `Host: <pod IP>:<port>`), which no `allowedHosts` lists, and what they
+ * answer (ok, or which dependency is down) is nothing a rebinding page could
+ * use. `/metrics` is rate-limit exempt (Prometheus scrapes on a fixed
+ * schedule) but keeps the Host check: it tells queue names and counts.
+ */
+const ANY_HOST_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+const RATE_EXEMPT_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
+/** Methods that change something: a foreign Origin is refused on these (and on upgrades). */
+const STATE_CHANGING: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * The JSON API's policy: a response of ours rendered as a document (opened
+ * in a tab, framed) may load and run nothing. The console (server/ui) and
+ * swagger-ui (server/openapi.ts) send their own over it. A constant set by
+ * our hook, not by helmet: helmet builds its middleware again on every
+ * request, and a policy is most of that work (4 µs of 5 a request).
+ */
+export const API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/**
+ * The name of a Host header value, lower case and without its port
+ * (`[::1]:3000` → `::1`, `Ats.Example.com:443` → `ats.example.com`); null
+ * when it is not a host name or address.
+ */
+export function hostNameOf(value: string | undefined): string | null {
+  if (!value) return null;
+  const v = value.trim().toLowerCase();
+  const v6 = /^\[([0-9a-f:.]+)\](?::\d{1,5})?$/.exec(v);
+  if (v6) return v6[1]!;
+  const name = /^([a-z0-9_.-]+)(?::\d{1,5})?$/.exec(v);
+  return name ? name[1]! : null;
+}
+
+/** Whether `host` (a Host header value) is answered under these options. */
+export function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>, loopback: boolean): boolean {
+  if (allowed.size === 0 && !loopback) return true;
+  const name = hostNameOf(host);
+  if (name === null) return false;
+  return allowed.size > 0 ? allowed.has(name) : isLoopbackHost(name);
+}
+
+/** An allowed-hosts entry as compared: its name (a bare IPv6 address as is). */
+const allowedHostName = (entry: string): string => hostNameOf(entry) ?? entry.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+
+/** An origin as compared (`https://Ops.Example.com:443` → `https://ops.example.com`), or null when it is none. */
+function originOf(value: string): string | null {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a request with this `Origin` may change something: the origin is
+ * listed, or it is this server's own (the host and port the request names;
+ * the scheme's default port may be left out on either side). `null` (a
+ * sandboxed frame, a file) and anything unparsable are foreign.
+ */
+export function originAllowed(origin: string, host: string | undefined, listed: ReadonlySet<string>): boolean {
+  const o = originOf(origin);
+  if (o === null) return false;
+  if (listed.has(o)) return true;
+  if (!host) return false;
+  const url = new URL(o);
+  const h = host.trim().toLowerCase();
+  const defaultPort = url.protocol === 'https:' ? ':443' : ':80';
+  return url.host === (h.endsWith(defaultPort) ? h.slice(0, -defaultPort.length) : h);
+}
+
+/**
+ * Whom a request is counted against (rate limits, stream connections): its
+ * key, or without one its client address (an IPv6 one by its /64: one
+ * client holds the whole prefix). Keys and addresses never share a count.
+ */
+export function holderOf(request: FastifyRequest): string {
+  const keyId = request.principal?.keyId;
+  return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
+}
+
+const isUpgrade = (request: FastifyRequest): boolean =>
+  (request.raw as { upgrade?: boolean }).upgrade === true || request.headers.upgrade !== undefined;
+
+/** Registered before the auth hook: runs on every request first. */
+export async function installSecurity(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const options = securityOptionsOf(deps);
+  app.decorate('atsSecurity', options);
+
+  // First, so that every answer carries them, refusals included: nosniff,
+  // X-Frame-Options DENY, Referrer-Policy no-referrer, Cross-Origin-Opener-
+  // and -Resource-Policy same-origin, and helmet's other defaults.
+  await app.register(helmet, {
+    contentSecurityPolicy: false,
+    xFrameOptions: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    // The API speaks plain HTTP; a TLS proxy in front sets HSTS for its own name.
+    strictTransportSecurity: false,
+  });
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('content-security-policy', API_CSP);
+    done();
+  });
+
+  const allowed: ReadonlySet<string> = new Set(options.allowedHosts.map(allowedHostName));
+  app.addHook('onRequest', async (request) => {
+    if (ANY_HOST_ROUTES.has(request.routeOptions.url ?? '')) return;
+    if (!hostAllowed(request.headers.host, allowed, options.loopback)) {
+      // The message does not quote the Host: whatever a client sends is not echoed.
+      throw new AtsError('ATS_ERR_HOST_NOT_ALLOWED', allowed.size
+        ? 'This server answers only the host names in ATS_ALLOWED_HOSTS'
+        : 'This server is bound to loopback: it answers only localhost, 127.0.0.1 and [::1] (list other names in ATS_ALLOWED_HOSTS)');
+    }
+  });
+
+  const listed: ReadonlySet<string> = new Set(options.corsOrigins.map((o) => originOf(o) ?? o));
+  app.addHook('onRequest', async (request) => {
+    const origin = request.headers.origin;
+    if (origin === undefined || !(STATE_CHANGING.has(request.method) || isUpgrade(request))) return;
+    if (!originAllowed(origin, request.headers.host, listed)) {
+      throw new AtsError('ATS_ERR_ORIGIN_NOT_ALLOWED', 'A page of another origin may not change anything here or open the stream (list its origin in ATS_CORS_ORIGINS to allow it)');
+    }
+  });
+
+  if (listed.size > 0) {
+    await app.register(cors, {
+      origin: [...listed],
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key'],
+      exposedHeaders: ['Location', 'Retry-After', 'X-Request-Id'],
+      // A key is a header the page sends, never a cookie.
+      credentials: false,
+      maxAge: 600,
+      // An OPTIONS without the preflight's headers is answered (204, no CORS headers), not 400 in plain text.
+      strictPreflight: false,
+    });
+  }
+}
+
+/** Registered after the auth hook: the limits count per `request.principal.keyId`, or per address. */
+export async function installRateLimit(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const perMinute = securityOptionsOf(deps).rateLimitPerMinute;
+  if (!(perMinute > 0)) return;
+  await app.register(rateLimit, {
+    global: true,
+    max: perMinute,
+    timeWindow: 60_000,
+    keyGenerator: holderOf,
+    allowList: (request) => RATE_EXEMPT_ROUTES.has(request.routeOptions.url ?? ''),
+    // Thrown: the error handler answers it as every error, {code, message}, with the Retry-After set here.
+    errorResponseBuilder: (_request, context) =>
+      new AtsError('ATS_ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute per API key (per address without one); retry in ${context.after}`),
+  });
+}

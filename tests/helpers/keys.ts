@@ -1,0 +1,72 @@
+/**
+ * API keys for tests: an in-memory KeyStore and keys made with the real key
+ * format (engine/auth.ts), so a test app can be called as different tenants
+ * with different scopes. `authWith(store)` is the `auth` dep of `buildApp`.
+ */
+import { randomBytes } from 'node:crypto';
+import { monotonicFactory } from 'ulid';
+import { newApiKey, SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
+import type { KeyStore } from '../../engine/ports.js';
+import type { AuthDeps } from '../../server/deps.js';
+
+const ulid = monotonicFactory();
+
+export class MemoryKeyStore implements KeyStore {
+  readonly keys = new Map<string, StoredApiKey>();
+  /** getKey calls, to check caching. */
+  reads = 0;
+
+  async createKey(key: StoredApiKey): Promise<void> {
+    this.keys.set(key.id, { ...key, scopes: [...key.scopes] });
+  }
+
+  async getKey(id: string): Promise<StoredApiKey | null> {
+    this.reads++;
+    const k = this.keys.get(id);
+    return k ? { ...k, scopes: [...k.scopes] } : null;
+  }
+
+  async listKeys(limit: number, tenant?: string): Promise<ApiKeyRecord[]> {
+    return [...this.keys.values()]
+      .filter((k) => tenant === undefined || k.tenant === tenant)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .slice(0, limit)
+      .map(({ hash: _hash, ...record }) => record);
+  }
+
+  async revokeKey(id: string, now: number): Promise<boolean> {
+    const k = this.keys.get(id);
+    if (!k || k.revokedAt !== null) return false;
+    k.revokedAt = now;
+    return true;
+  }
+
+  async countActiveKeys(): Promise<number> {
+    return [...this.keys.values()].filter((k) => k.revokedAt === null).length;
+  }
+
+  /** Makes and stores a key; returns the bearer token and its record. */
+  make(tenant: string, scopes: readonly Scope[] = SCOPES, name = 'test'): Promise<MadeKey> {
+    return makeKey(this, tenant, scopes, name);
+  }
+}
+
+export interface MadeKey {
+  key: string;
+  record: StoredApiKey;
+  headers: { authorization: string };
+}
+
+/** Makes a key of `tenant` with `scopes` and stores it in `keys` (any KeyStore: the SQL stores too). */
+export async function makeKey(keys: Pick<KeyStore, 'createKey'>, tenant: string, scopes: readonly Scope[] = SCOPES, name = 'test'): Promise<MadeKey> {
+  const id = ulid();
+  const { key, hash } = newApiKey(id, randomBytes(32));
+  const record: StoredApiKey = { id, tenant, name, scopes: [...scopes], createdAt: Date.now(), revokedAt: null, createdBy: null, hash };
+  await keys.createKey(record);
+  return { key, record, headers: { authorization: `Bearer ${key}` } };
+}
+
+/** The `auth` dep over `keys` (mode `auto`: keys required once one exists). */
+export const authWith = (keys: KeyStore, mode: AuthDeps['mode'] = 'auto'): AuthDeps => ({
+  keys, mode, newKeyId: () => ulid(), randomBytes: (n) => randomBytes(n),
+});
