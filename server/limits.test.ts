@@ -8,10 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { InjectOptions } from 'fastify';
 import { buildApp } from './app.js';
 import { randomQueue, startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
-import { authWith, MemoryKeyStore } from '../tests/helpers/keys.js';
+import { injectAs, startTenantApp, type MadeKey } from '../tests/helpers/keys.js';
 
 const put = (key: string, body: unknown): InjectOptions => ({ method: 'PUT', url: `/v1/limits/${key}`, payload: body as object });
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -209,23 +209,16 @@ describe('/v1/limits', () => {
 });
 
 describe('/v1/limits: each tenant has its own', () => {
+  type Key = MadeKey;
   let t: TestApp;
-  type Key = Awaited<ReturnType<MemoryKeyStore['make']>>;
   let acme: Key;
   let globex: Key;
   let other: Key;
   before(async () => {
-    const keys = new MemoryKeyStore();
-    acme = await keys.make('acme');
-    globex = await keys.make('globex');
-    other = await keys.make('default');
-    t = await startSqliteTestApp({ auth: authWith(keys) });
+    ({ t, acme, globex, other } = await startTenantApp());
   });
-  after(async () => {
-    await t?.close();
-  });
-
-  const as = (k: Key, req: InjectOptions): Promise<LightMyRequestResponse> => t.app.inject({ ...req, headers: { ...req.headers, ...k.headers } });
+  after(() => t?.close());
+  const as = (k: Key, req: InjectOptions) => injectAs(t, k, req);
   const view = async (k: Key, key: string) => {
     const r = await as(k, { url: `/v1/limits/${key}` });
     assert.equal(r.statusCode, 200, r.body);

@@ -9,14 +9,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import type { InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { InjectOptions } from 'fastify';
 import type { ErrorCode } from '../engine/errors.js';
 import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { ScheduleRunner } from '../engine/schedules.js';
 import { buildApp } from './app.js';
 import { startSqliteTestApp, TEST_DEFAULTS, type TestApp } from '../tests/helpers/app.js';
-import { authWith, MemoryKeyStore } from '../tests/helpers/keys.js';
+import { injectAs, startTenantApp, type MadeKey } from '../tests/helpers/keys.js';
 
 const MINUTE = 60_000;
 const job = { type: 'demo.echo' };
@@ -402,23 +402,16 @@ describe('/v1/schedules', () => {
 });
 
 describe('/v1/schedules: each tenant has its own', () => {
+  type Key = MadeKey;
   let t: TestApp;
-  type Key = Awaited<ReturnType<MemoryKeyStore['make']>>;
   let acme: Key;
   let globex: Key;
   let other: Key;
   before(async () => {
-    const keys = new MemoryKeyStore();
-    acme = await keys.make('acme');
-    globex = await keys.make('globex');
-    other = await keys.make('default');
-    t = await startSqliteTestApp({ auth: authWith(keys) });
+    ({ t, acme, globex, other } = await startTenantApp());
   });
-  after(async () => {
-    await t?.close();
-  });
-
-  const as = (k: Key, req: InjectOptions): Promise<LightMyRequestResponse> => t.app.inject({ ...req, headers: { ...req.headers, ...k.headers } });
+  after(() => t?.close());
+  const as = (k: Key, req: InjectOptions) => injectAs(t, k, req);
   const names = async (k: Key) => {
     const r = await as(k, { url: '/v1/schedules' });
     assert.equal(r.statusCode, 200, r.body);

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 import { newApiKey, SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
 import type { KeyStore } from '../../engine/ports.js';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { AuthDeps } from '../../server/deps.js';
+import { startSqliteTestApp, type TestApp } from './app.js';
 
 const ulid = monotonicFactory();
 
@@ -70,3 +72,14 @@ export async function makeKey(keys: Pick<KeyStore, 'createKey'>, tenant: string,
 export const authWith = (keys: KeyStore, mode: AuthDeps['mode'] = 'auto'): AuthDeps => ({
   keys, mode, newKeyId: () => ulid(), randomBytes: (n) => randomBytes(n),
 });
+
+/** The test app (SQLite) with keys of three tenants, every scope each: `acme`, `globex`, and `other` of the default tenant. */
+export async function startTenantApp(): Promise<{ t: TestApp; acme: MadeKey; globex: MadeKey; other: MadeKey }> {
+  const keys = new MemoryKeyStore();
+  const [acme, globex, other] = [await keys.make('acme'), await keys.make('globex'), await keys.make('default')];
+  return { t: await startSqliteTestApp({ auth: authWith(keys) }), acme, globex, other };
+}
+
+/** `req` sent with `key`'s Authorization header. */
+export const injectAs = (t: TestApp, key: MadeKey, req: InjectOptions): Promise<LightMyRequestResponse> =>
+  t.app.inject({ ...req, headers: { ...req.headers, ...key.headers } });
