@@ -24,7 +24,7 @@ type Schema = Record<string, unknown> & { $ref?: string; properties?: Record<str
 type Parameter = { name: string; in: string; description?: string };
 type Response = { description: string; content?: Record<string, { schema: Schema }> };
 type Operation = {
-  operationId?: string; summary?: string; description?: string; tags?: string[];
+  operationId?: string; summary?: string; description?: string; tags?: string[]; security?: unknown[];
   parameters?: Parameter[]; requestBody?: { content: Record<string, { schema: Schema }> };
   responses: Record<string, Response>;
 };
@@ -40,6 +40,8 @@ const NAMED = [
 ];
 
 const COMPONENT = '#/components/schemas/';
+/** What the key, scope, Host, Origin and rate checks answer before any route runs. */
+const GUARDS = ['401', '403', '421', '429'];
 const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']);
 
 function operations(doc: Document): Array<[string, Operation]> {
@@ -241,8 +243,18 @@ describe('OpenAPI document', () => {
   test('every operation that takes input documents its 400 (what operation-4xx-response would ask)', () => {
     for (const [name, op] of operations(doc)) {
       if (op.parameters?.length || op.requestBody) assert.ok(op.responses['400'], `${name} takes input but documents no 400`);
-      else assert.deepEqual(Object.keys(op.responses).filter((s) => s.startsWith('4')), [], `${name} takes no input`);
+      else assert.deepEqual(Object.keys(op.responses).filter((s) => s.startsWith('4') && !GUARDS.includes(s)), [], `${name} takes no input`);
     }
+  });
+
+  test('every operation documents the answers of the guards before it (401, 403, 421, 429), but the public health ones, which need no key', () => {
+    for (const [name, op] of operations(doc)) {
+      const publicOp = Array.isArray(op.security) && op.security.length === 0;
+      assert.equal(publicOp, name.endsWith('/healthz') || name.endsWith('/readyz'), `${name}: security ${JSON.stringify(op.security)}`);
+      const guarded = GUARDS.filter((s) => op.responses[s]);
+      assert.deepEqual(guarded, publicOp ? [] : GUARDS, name);
+    }
+    assert.deepEqual((doc as unknown as { security: unknown }).security, [{ apiKey: [] }]);
   });
 
   test('the backoff discriminator maps each kind to its schema', () => {

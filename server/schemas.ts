@@ -642,6 +642,18 @@ export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
 /** A response schema with the description OpenAPI shows for it. */
 export const described = <T extends object>(schema: T, description: string): T => ({ ...schema, description });
 
-/** `{code, message}` for the error statuses a route can answer (and 500). */
-export const errorResponses = (...statuses: number[]) =>
-  Object.fromEntries([...statuses, 500].map((s) => [s, described(ref(ErrorBody), `${STATUS_CODES[s]}: {code, message}`)]));
+/**
+ * What any route of the API can answer before it runs (server/auth.ts, server/security.ts): 401
+ * without a working key, 403 without the scope (or from a foreign Origin), 421 for a Host it does
+ * not answer, 429 over the rate limit.
+ */
+const GUARD_STATUSES = [401, 403, 421, 429];
+
+const errorsOf = (statuses: number[]) =>
+  Object.fromEntries([...new Set([...statuses, 500])].sort((a, b) => a - b).map((s) => [s, described(ref(ErrorBody), `${STATUS_CODES[s]}: {code, message}`)]));
+
+/** `{code, message}` for the error statuses a route can answer, those of the guards every route has, and 500. */
+export const errorResponses = (...statuses: number[]) => errorsOf([...statuses, ...GUARD_STATUSES]);
+
+/** The same for the public routes (health): no key, any Host, no rate limit. */
+export const publicErrorResponses = (...statuses: number[]) => errorsOf(statuses);

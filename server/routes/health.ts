@@ -8,7 +8,7 @@ import { AtsError } from '../../engine/errors.js';
 import { errorFields, silentLogger } from '../../engine/logger.js';
 import type { Clock, Logger } from '../../engine/ports.js';
 import { DEFAULT_READY_TIMEOUT_MS, type RouteOptions } from '../deps.js';
-import { described, errorResponses, HealthView, ReadyView, ref } from '../schemas.js';
+import { described, HealthView, publicErrorResponses, ReadyView, ref } from '../schemas.js';
 
 /**
  * null when `check` resolved within `timeoutMs`, else why it failed, in words
@@ -49,7 +49,7 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps
 
   app.get(
     '/readyz',
-    { schema: { operationId: 'readyz', security: [], summary: 'Readiness: database and log reachable', description: 'Answers 200 when the database (and the log, in a process that has one) answer within the readiness timeout, else 503 ATS_ERR_NOT_READY naming what failed (unreachable, or timed out; the details go to the log): a load balancer stops sending traffic on 503.', tags: ['health'], response: { 200: described(ref(ReadyView), 'Ready'), ...errorResponses(503) } } },
+    { schema: { operationId: 'readyz', security: [], summary: 'Readiness: database and log reachable', description: 'Answers 200 when the database (and the log, in a process that has one) answer within the readiness timeout, else 503 ATS_ERR_NOT_READY naming what failed (unreachable, or timed out; the details go to the log): a load balancer stops sending traffic on 503.', tags: ['health'], response: { 200: described(ref(ReadyView), 'Ready'), ...publicErrorResponses(503) } } },
     async () => {
       const { checks } = deps;
       const hasLog = typeof checks.log === 'function';

@@ -44,7 +44,7 @@ const listSchema = {
   summary: 'Every schedule, by name',
   description: 'The schedules of the caller\'s tenant (at most 1000), ordered by name, each with its next run time and the counts of its ticks.',
   tags: ['schedules'],
-  response: { 200: described(ref(ScheduleList), 'The schedules') },
+  response: { 200: described(ref(ScheduleList), 'The schedules'), ...errorResponses() },
 };
 
 const getSchema = {
