@@ -190,6 +190,31 @@ describe('connections: upgrades and slow clients', () => {
     assert.equal(statusOf(text), 200, text);
   });
 
+  test('a body whose reader stopped before its end never fires the body timeout into the process (no uncaught error)', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const body = JSON.stringify({ name: 'k', scopes: ['read'] });
+      for (const head of [
+        // An upgrade to a route that does not take one (here one that does not exist), with a body.
+        `POST /V1/KEYS HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${upgradeHeaders}\r\n${body}`,
+        `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length + 20}\r\n${upgradeHeaders}\r\n${body}`,
+        // A body longer than its Content-Length, and one over the limit.
+        `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n${body}`,
+        `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${2 * 1024 * 1024}\r\n\r\n${'x'.repeat(1100 * 1024)}`,
+      ]) {
+        const c = await rawClient(port, head);
+        await c.closedWithin(CUT_WITHIN_MS).catch(() => c.socket.destroy());
+      }
+      // Past every body timeout.
+      await new Promise((r) => setTimeout(r, 3 * LIMITS.bodyTimeoutMs!));
+      assert.deepEqual(uncaught.map(String), []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
   test('a normal request is unaffected', async () => {
     const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { n: 1 } }) });
     assert.equal(r.status, 201);

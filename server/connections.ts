@@ -94,6 +94,12 @@ export function installBodyTimeout(app: FastifyInstance, ms: number): void {
       return new AtsError('ATS_ERR_REQUEST_TIMEOUT', `No part of the request body arrived for ${ms} ms`);
     });
     payload.on('error', (err) => idle.destroy(err));
+    // The body's reader may stop reading before the end (a body longer than its Content-Length,
+    // one over the limit) and take its error listener with it: the timer would then fire into an
+    // error nobody listens to, and that crashes the process. Once the answer is out, the timer has
+    // nothing left to guard; an error of it before then still reaches a reader that listens.
+    idle.on('error', () => undefined);
+    reply.raw.once('close', () => idle.destroy());
     return payload.pipe(idle);
   });
 }
