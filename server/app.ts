@@ -5,7 +5,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
-import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installUpgradeGuard, serverTimeouts } from './connections.js';
+import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installAuth } from './auth.js';
@@ -64,6 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const schema of shared) app.addSchema(schema);
   app.setValidatorCompiler(createValidatorCompiler(shared));
   installErrorHandlers(app, logger);
+  // First of all hooks: it must see a connection's requests in the order they came (see it).
+  installPipelineGate(app);
   // A client quoting this id (and our log lines carrying it) points at one request.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

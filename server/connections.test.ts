@@ -215,6 +215,32 @@ describe('connections: upgrades and slow clients', () => {
     }
   });
 
+  test('an upgrade whose URL is refused before routing (bad encoding, a parameter too long): answered and closed', async () => {
+    for (const path of ['/v1/limits/%zz', `/v1/jobs/${'A'.repeat(300)}`]) {
+      const c = await rawClient(port, `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${upgradeHeaders}\r\n`);
+      const { text } = await c.closedWithin(2000);
+      assert.equal(statusOf(text), 400, text);
+    }
+  });
+
+  test('pipelined requests are answered in order; none after an answer that closes the connection is run', async () => {
+    const get = (path: string, extra = '') => `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${extra}\r\n`;
+    const three = await rawClient(port, get('/v1/jobs?limit=1') + get('/healthz') + get('/v1/stats', 'Connection: close\r\n'));
+    const answered = await three.closedWithin(2000);
+    assert.deepEqual(answered.text.match(/HTTP\/1\.1 \d+/g), ['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+    assert.match(answered.text, /"status":"ok"[\s\S]*"byState"/, 'in the order asked');
+    const before = (await store.listJobs({ limit: 1000 })).length;
+    const submit = JSON.stringify({ type: 'demo.echo', payload: { smuggled: true } });
+    const c = await rawClient(port,
+      'POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{x' +
+      `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${submit.length}\r\n\r\n${submit}`);
+    const { text } = await c.closedWithin(2000);
+    assert.equal(text.match(/HTTP\/1\.1 \d+/g)?.length, 1, text);
+    assert.equal(statusOf(text), 400);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await store.listJobs({ limit: 1000 })).length, before, 'the submit behind the closing answer was not run');
+  });
+
   test('a normal request is unaffected', async () => {
     const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { n: 1 } }) });
     assert.equal(r.status, 201);

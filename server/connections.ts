@@ -129,6 +129,38 @@ class IdleTimeout extends Transform {
   }
 }
 
+/**
+ * Pipelined requests (sent on one connection before the answer to the one
+ * before them) run one after another, and none runs after an answer that
+ * closes the connection: Node parses and hands over every request it has
+ * read, but the client, having read `Connection: close`, takes the ones
+ * after it as not done and sends them again, so running them would do them
+ * twice (a body that fails to parse, then a submit behind it). Registered
+ * before every other hook: the order in which requests reach it must be the
+ * order they came in (a later one ahead of an earlier one would wait for an
+ * answer Node writes only after the earlier one's).
+ */
+export function installPipelineGate(app: FastifyInstance): void {
+  const last = new WeakMap<Socket, Promise<void>>();
+  const closing = new WeakSet<Socket>();
+  app.addHook('onRequest', async (request, reply) => {
+    const socket = request.raw.socket;
+    const before = last.get(socket);
+    let done!: () => void;
+    last.set(socket, new Promise<void>((resolve) => (done = resolve)));
+    const settled = () => {
+      if (!reply.raw.shouldKeepAlive || /close/i.test(String(reply.raw.getHeader('connection') ?? ''))) closing.add(socket);
+      done();
+    };
+    reply.raw.once('finish', settled).once('close', settled);
+    if (before) await before;
+    if (closing.has(socket)) {
+      reply.hijack();
+      socket.destroy();
+    }
+  });
+}
+
 /** Once close starts, in-flight requests get `drainMs`; then every connection left is cut. */
 export function installCloseDrain(app: FastifyInstance, drainMs: number): void {
   app.addHook('preClose', async () => {

@@ -108,7 +108,15 @@ function onNotFound(request: FastifyRequest, res: FastifyReply) {
 
 /** fastify's `frameworkErrors` option: errors raised before routing (bad URL encoding, long params). */
 export function frameworkErrorHandler(logger: Logger) {
-  return (err: FastifyError, request: FastifyRequest, res: FastifyReply) => sendError(logger, err, request, res);
+  return (err: FastifyError, request: FastifyRequest, res: FastifyReply) => {
+    // No hook runs for these, the upgrade guard's neither (server/connections.ts): an upgrade's
+    // socket has left Node's HTTP server, and nothing else would ever close it.
+    if ((request.raw as { upgrade?: boolean }).upgrade === true) {
+      res.header('connection', 'close');
+      res.raw.once('finish', () => request.raw.socket.destroySoon());
+    }
+    return sendError(logger, err, request, res);
+  };
 }
 
 /** Protocol errors Node's HTTP parser raises before fastify sees a request. */
