@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { STORE_BACKENDS } from '../tests/helpers/stores.js';
+import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../tests/helpers/stores.js';
 import { DEFAULT_TENANT as D } from './auth.js';
 import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
@@ -182,15 +182,7 @@ const scheduledJobs = async (store: Store) => (await store.listJobs({ limit: 500
 
 for (const backend of STORE_BACKENDS) {
   describe(`schedules on ${backend.name}`, { timeout: 60_000 }, () => {
-    const withStore = async (fn: (store: Store) => Promise<void>) => {
-      const { store, cleanup } = await backend.open();
-      try {
-        await store.migrate();
-        await fn(store);
-      } finally {
-        await cleanup();
-      }
-    };
+    const withStore = (fn: (store: TestStore) => Promise<void>) => withMigratedStore(backend, fn);
 
     it('one job per tick, with its key, through two runners and a pass repeated after a crash', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);

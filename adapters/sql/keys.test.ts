@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
 import { keyMatches, newApiKey, type StoredApiKey } from '../../engine/auth.js';
 import type { AuditEntry } from '../../engine/ports.js';
-import { STORE_BACKENDS } from '../../tests/helpers/stores.js';
+import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
 import { MAX_AUDIT_LISTED } from './audit.js';
 import { scopesOf } from './keys.js';
 
@@ -28,15 +28,7 @@ describe('scopesOf', () => {
 
 for (const backend of STORE_BACKENDS) {
   describe(`keys and audit on ${backend.name}`, { timeout: 60_000 }, () => {
-    const withStore = async (fn: (store: Awaited<ReturnType<typeof backend.open>>['store']) => Promise<void>) => {
-      const { store, cleanup } = await backend.open();
-      try {
-        await store.migrate();
-        await fn(store);
-      } finally {
-        await cleanup();
-      }
-    };
+    const withStore = (fn: (store: TestStore) => Promise<void>) => withMigratedStore(backend, fn);
 
     it('stores a key by id with its hash; a key of the id hashes to it; an unknown id is null', () => withStore(async (store) => {
       const k = stored({ scopes: ['submit', 'read', 'operate', 'admin'], createdBy: ulid(), name: 'a.b:c-d_e' });

@@ -7,10 +7,24 @@ import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import type { AuditStore, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql } from './mysql.js';
 
+/** What both SQL stores are. */
+export type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
+
 export interface StoreBackend {
   name: 'sqlite' | 'mysql';
   /** A new, not yet migrated store and how to close it (and drop its database). */
-  open(): Promise<{ store: JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore; cleanup(): Promise<void> }>;
+  open(): Promise<{ store: TestStore; cleanup(): Promise<void> }>;
+}
+
+/** Runs `fn` on a new, migrated store of `backend`, then closes it (and drops its database). */
+export async function withMigratedStore(backend: StoreBackend, fn: (store: TestStore) => Promise<void>): Promise<void> {
+  const { store, cleanup } = await backend.open();
+  try {
+    await store.migrate();
+    await fn(store);
+  } finally {
+    await cleanup();
+  }
 }
 
 export const STORE_BACKENDS: readonly StoreBackend[] = [
