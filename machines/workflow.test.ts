@@ -1,0 +1,283 @@
+/**
+ * The workflow core (workflow.ts): registration checks, and the effects each
+ * pure step gives (jobs started and cancelled, timers set and dropped), on
+ * sequential, parallel and delayed machines.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assign, createMachine, fromCallback, fromPromise, setup } from 'xstate';
+import {
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
+  WorkflowDefinitionError, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowInputEvent, type WorkflowStep,
+} from './workflow.js';
+
+const ids = (prefix: string) => (invokeId: string, i: number) => `${prefix}-${invokeId}-${i}`;
+
+const order = setup({
+  types: { context: {} as { orderId: string; charge: unknown; refunded: boolean }, input: {} as { orderId: string } },
+  actors: {
+    charge: job<unknown, { orderId: string }>('payment.charge', { maxAttempts: 5 }),
+    reserve: fromPromise(async ({ input }: { input: { orderId: string } }) => ({ reserved: input.orderId })),
+    ship: job<unknown, { orderId: string }>('shipping.book'),
+    refund: job<unknown, { orderId: string }>('payment.refund'),
+  },
+}).createMachine({
+  id: 'order',
+  initial: 'charging',
+  context: ({ input }) => ({ orderId: input.orderId, charge: null, refunded: false }),
+  states: {
+    charging: {
+      invoke: {
+        id: 'charge', src: 'charge', input: ({ context }) => ({ orderId: context.orderId }),
+        onDone: { target: 'fulfilling', actions: assign({ charge: ({ event }) => event.output }) },
+        onError: 'failed',
+      },
+    },
+    fulfilling: {
+      type: 'parallel',
+      states: {
+        stock: {
+          initial: 'reserving',
+          states: {
+            reserving: { invoke: { id: 'reserve', src: 'reserve', input: ({ context }) => ({ orderId: context.orderId }), onDone: 'reserved' } },
+            reserved: { type: 'final' },
+          },
+        },
+        shipping: {
+          initial: 'booking',
+          states: {
+            booking: { invoke: { id: 'ship', src: 'ship', input: ({ context }) => ({ orderId: context.orderId }), onDone: 'booked' } },
+            booked: { type: 'final' },
+          },
+        },
+      },
+      onDone: 'confirming',
+      on: { ABORT: 'refunding' },
+    },
+    confirming: { after: { 60_000: 'confirmed' }, on: { CONFIRM: 'confirmed' } },
+    refunding: { invoke: { id: 'refund', src: 'refund', input: ({ context }) => ({ orderId: context.orderId }), onDone: 'failed' } },
+    confirmed: { type: 'final' },
+    failed: { type: 'final' },
+  },
+  output: ({ context }) => ({ orderId: context.orderId, charge: context.charge }),
+});
+
+const def = defineWorkflow('order.fulfil', order, { version: 3 });
+
+const jobOf = (s: PersistedWorkflow, invokeId: string): string => s.children.find((c) => c.invokeId === invokeId)?.jobId ?? `none-${invokeId}`;
+
+function ok(r: WorkflowStep): Extract<WorkflowStep, { ok: true }> {
+  assert.ok(r.ok, 'the step was taken');
+  return r;
+}
+
+describe('workflow definitions', () => {
+  it('lists the actors as job types: job(type) as given, fromPromise as <workflow>.<actor>', () => {
+    assert.deepEqual(def.actors.map((a) => [a.name, a.jobType, typeof a.run]).sort(), [
+      ['charge', 'payment.charge', 'undefined'],
+      ['refund', 'payment.refund', 'undefined'],
+      ['reserve', 'order.fulfil.reserve', 'function'],
+      ['ship', 'shipping.book', 'undefined'],
+    ].sort());
+    assert.equal(def.version, 3);
+  });
+
+  it('runs a fromPromise actor as its handler would', async () => {
+    const reserve = def.actors.find((a) => a.name === 'reserve')!;
+    assert.deepEqual(await reserve.run!({ input: { orderId: 'o1' }, signal: new AbortController().signal }), { reserved: 'o1' });
+  });
+
+  it('refuses a callback actor, naming the state', () => {
+    const m = setup({ actors: { listen: fromCallback(() => () => undefined) } }).createMachine({
+      initial: 'a', states: { a: { invoke: { id: 'l', src: 'listen' } } },
+    });
+    assert.throws(() => defineWorkflow('w', m), (err: Error) => err instanceof WorkflowDefinitionError && /state \(machine\)\.a/.test(err.message) && /callback/.test(err.message));
+  });
+
+  it('refuses an invoked machine and a bad name or version', () => {
+    const child = setup({}).createMachine({ initial: 'x', states: { x: {} } });
+    const m = setup({ actors: { child } }).createMachine({ initial: 'a', states: { a: { invoke: { src: 'child' } } } });
+    assert.throws(() => defineWorkflow('w', m), WorkflowDefinitionError);
+    assert.throws(() => defineWorkflow('bad name', order), /workflow name/);
+    assert.throws(() => defineWorkflow('w', order, { version: 0 }), /version/);
+  });
+});
+
+describe('workflow steps', () => {
+  const at = 1_000_000;
+  const begin = () => startWorkflow(def, { orderId: 'o1' }, at, ids('a'));
+
+  it('starts the first invocation as a job, with its input', () => {
+    const { next, effects } = begin();
+    assert.equal(next.status, 'active');
+    assert.equal(next.value, 'charging');
+    assert.deepEqual(effects.start, [{ invokeId: 'charge', jobType: 'payment.charge', input: { orderId: 'o1' }, options: { maxAttempts: 5 }, jobId: 'a-charge-0' }]);
+    assert.deepEqual(next.children, [{ invokeId: 'charge', jobId: 'a-charge-0', jobType: 'payment.charge' }]);
+  });
+
+  it('a done child moves on, and the parallel state fans out to two jobs', () => {
+    const s0 = begin().next;
+    const r = ok(deliverChild(def, s0, jobOf(s0, 'charge'), { state: 'done', result: { paid: 10 } }, at + 5, ids('b')));
+    assert.deepEqual(r.next.value, { fulfilling: { stock: 'reserving', shipping: 'booking' } });
+    assert.deepEqual((r.next.context as { charge: unknown }).charge, { paid: 10 });
+    assert.deepEqual(r.effects.start.map((s) => s.jobType).sort(), ['order.fulfil.reserve', 'shipping.book']);
+    assert.deepEqual(r.effects.cancel, [], 'the finished child is not cancelled');
+    assert.deepEqual(r.next.children.map((c) => c.invokeId).sort(), ['reserve', 'ship']);
+  });
+
+  it('joins, sets the after timer, and ends with the output', () => {
+    let s = begin().next;
+    s = ok(deliverChild(def, s, jobOf(s, 'charge'), { state: 'done', result: 1 }, at, ids('b'))).next;
+    s = ok(deliverChild(def, s, jobOf(s, 'reserve'), { state: 'done', result: 2 }, at, ids('c'))).next;
+    const joined = ok(deliverChild(def, s, jobOf(s, 'ship'), { state: 'done', result: 3 }, at + 10, ids('d')));
+    assert.equal(joined.next.value, 'confirming');
+    assert.deepEqual(joined.effects.setTimers.map((t) => [t.dueAt, t.event.type]), [[at + 10 + 60_000, 'xstate.after.60000.order.confirming']]);
+    const fired = ok(stepWorkflow(def, joined.next, joined.next.timers[0]!.event, at + 60_010, ids('e')));
+    assert.equal(fired.next.status, 'done');
+    assert.deepEqual(fired.next.output, { orderId: 'o1', charge: 1 });
+    assert.deepEqual(fired.next.timers, []);
+  });
+
+  it('an outside event that leaves a state drops its timer', () => {
+    let s = begin().next;
+    for (const [id, n] of [['charge', 1], ['reserve', 2], ['ship', 3]] as const) s = ok(deliverChild(def, s, jobOf(s, id), { state: 'done', result: n }, at, ids(id))).next;
+    const r = ok(stepWorkflow(def, s, { type: 'CONFIRM' }, at + 1, ids('x')));
+    assert.equal(r.next.status, 'done');
+    assert.deepEqual(r.effects.dropTimers, ['xstate.after.60000.order.confirming']);
+  });
+
+  it('leaving a state with live invocations cancels their jobs (and starts the compensation)', () => {
+    let s = begin().next;
+    s = ok(deliverChild(def, s, jobOf(s, 'charge'), { state: 'done', result: 1 }, at, ids('b'))).next;
+    const r = ok(stepWorkflow(def, s, { type: 'ABORT' }, at, ids('c')));
+    assert.equal(r.next.value, 'refunding');
+    assert.deepEqual(r.effects.cancel.map((c) => c.jobId).sort(), ['b-reserve-0', 'b-ship-1'].sort());
+    assert.deepEqual(r.effects.start.map((x) => x.jobType), ['payment.refund']);
+  });
+
+  it('an event no state takes changes nothing; a late child event of a left state neither', () => {
+    const s0 = begin().next;
+    assert.equal(stepWorkflow(def, s0, { type: 'CONFIRM' }, at, ids('b')).ok, false);
+    assert.equal(deliverChild(def, s0, jobOf(s0, 'ship'), { state: 'done', result: 1 }, at, ids('b')).ok, false);
+  });
+
+  it('an error child with onError takes it; one without fails the instance and cancels the rest', () => {
+    const s0 = begin().next;
+    const failed = ok(deliverChild(def, s0, jobOf(s0, 'charge'), { state: 'dead', error: { message: 'card declined' } }, at, ids('b')));
+    assert.equal(failed.next.value, 'failed');
+    assert.equal(failed.next.status, 'done');
+    let s = ok(deliverChild(def, s0, jobOf(s0, 'charge'), { state: 'done', result: 1 }, at, ids('b'))).next;
+    const r = ok(deliverChild(def, s, jobOf(s, 'reserve'), { state: 'dead', error: { message: 'no stock' } }, at, ids('c')));
+    assert.equal(r.next.status, 'error');
+    assert.deepEqual(r.next.error, { message: 'no stock' });
+    assert.deepEqual(r.effects.cancel.map((c) => c.invokeId), ['ship']);
+    s = r.next;
+    assert.equal(stepWorkflow(def, s, { type: 'ABORT' }, at, ids('d')).ok, false, 'an ended instance takes nothing');
+  });
+
+  it('cancel ends an active instance, cancelling its children', () => {
+    const s0 = begin().next;
+    const r = ok(cancelWorkflow(s0));
+    assert.equal(r.next.status, 'cancelled');
+    assert.deepEqual(r.effects.cancel.map((c) => c.jobId), ['a-charge-0']);
+    assert.equal(cancelWorkflow(r.next).ok, false);
+  });
+
+  it('survives JSON: a stored state steps as the live one does', () => {
+    let s: PersistedWorkflow = JSON.parse(JSON.stringify(begin().next));
+    s = JSON.parse(JSON.stringify(ok(deliverChild(def, s, jobOf(s, 'charge'), { state: 'done', result: 1 }, at, ids('b'))).next));
+    assert.deepEqual(acceptedEvents(def, s), ['ABORT']);
+    const r = ok(deliverChild(def, s, jobOf(s, 'ship'), { state: 'done', result: 2 }, at, ids('c')));
+    assert.deepEqual(r.next.value, { fulfilling: { stock: 'reserving', shipping: 'booked' } });
+  });
+});
+
+describe('workflow deliveries and replay', () => {
+  const at = 2_000_000;
+  const begin = () => startWorkflow(def, { orderId: 'o9' }, at, ids('a')).next;
+
+  it('a duplicate or unknown delivery changes nothing (fenced by job id)', () => {
+    const s0 = begin();
+    const first = ok(deliverChild(def, s0, 'a-charge-0', { state: 'done', result: 1 }, at, ids('b')));
+    assert.equal(deliverChild(def, first.next, 'a-charge-0', { state: 'done', result: 1 }, at, ids('c')).ok, false, 'the same end again');
+    assert.equal(deliverChild(def, s0, 'someone-else', { state: 'done', result: 1 }, at, ids('c')).ok, false, 'a job that is not a child');
+  });
+
+  it('a replaced invocation fences off the old job: its late end changes nothing', () => {
+    const loop = setup({ actors: { work: job('w.run') } }).createMachine({
+      initial: 'working',
+      states: { working: { invoke: { id: 'work', src: 'work', onDone: 'ended' }, on: { RESTART: { target: 'working', reenter: true } } }, ended: { type: 'final' } },
+    });
+    const d = defineWorkflow('loop', loop);
+    const s0 = startWorkflow(d, undefined, at, ids('first')).next;
+    const restarted = ok(stepWorkflow(d, s0, { type: 'RESTART' }, at, ids('second')));
+    assert.deepEqual(restarted.effects.cancel.map((c) => c.jobId), ['first-work-0']);
+    assert.deepEqual(restarted.next.children.map((c) => c.jobId), ['second-work-0']);
+    assert.equal(deliverChild(d, restarted.next, 'first-work-0', { state: 'cancelled', error: {} }, at, ids('x')).ok, false);
+    assert.equal(ok(deliverChild(d, restarted.next, 'second-work-0', { state: 'done', result: 1 }, at, ids('x'))).next.status, 'done');
+  });
+
+  it('a done child whose state has no onDone is dropped from the instance, which stays where it is', () => {
+    const m = setup({ actors: { work: job('w.run') } }).createMachine({ initial: 'a', states: { a: { invoke: { id: 'work', src: 'work' }, on: { GO: 'b' } }, b: {} } });
+    const d = defineWorkflow('quiet', m);
+    const s0 = startWorkflow(d, undefined, at, ids('q')).next;
+    const r = ok(deliverChild(d, s0, 'q-work-0', { state: 'done', result: 1 }, at, ids('x')));
+    assert.equal(r.next.value, 'a');
+    assert.deepEqual(r.next.children, []);
+    assert.equal(ok(stepWorkflow(d, r.next, { type: 'GO' }, at, ids('y'))).effects.cancel.length, 0, 'nothing left to cancel');
+  });
+
+  it('a timer fires once; one the instance no longer holds changes nothing', () => {
+    let s = begin();
+    for (const id of ['charge', 'reserve', 'ship']) s = ok(deliverChild(def, s, jobOf(s, id), { state: 'done', result: id }, at, ids(id))).next;
+    const timerId = s.timers[0]!.id;
+    const fired = ok(applyWorkflowEvent(def, s, { type: 'TIMER', timerId }, at + 60_000, ids('t')));
+    assert.equal(fired.next.status, 'done');
+    assert.equal(applyWorkflowEvent(def, fired.next, { type: 'TIMER', timerId }, at + 60_001, ids('t')).ok, false);
+    assert.equal(applyWorkflowEvent(def, s, { type: 'TIMER', timerId: 'nope' }, at, ids('t')).ok, false);
+  });
+
+  it('replaying the recorded steps gives the stored state; a changed history does not', () => {
+    const jobIdsOf = (r: { next: PersistedWorkflow }, before: PersistedWorkflow) =>
+      r.next.children.filter((c) => !before.children.some((b) => b.jobId === c.jobId)).map((c) => c.jobId);
+    const first = startWorkflow(def, { orderId: 'o9' }, at, ids('s'));
+    const recorded: RecordedWorkflowEvent[] = [];
+    let s = first.next;
+    const inputs: WorkflowInputEvent[] = [
+      { type: 'CHILD', jobId: 's-charge-0', outcome: { state: 'done', result: { paid: 3 } } },
+      { type: 'SIGNAL', event: { type: 'ABORT' } },
+    ];
+    for (const [i, input] of inputs.entries()) {
+      const r = ok(applyWorkflowEvent(def, s, input, at + i, ids(`e${i}`)));
+      recorded.push({ input, at: at + i, jobIds: jobIdsOf(r, s) });
+      s = r.next;
+    }
+    const start = { input: { orderId: 'o9' }, at, jobIds: first.next.children.map((c) => c.jobId) };
+    assert.deepEqual(replayWorkflow(def, start, recorded), s);
+    assert.throws(() => replayWorkflow(def, start, [...recorded, { input: { type: 'SIGNAL', event: { type: 'CONFIRM' } }, at, jobIds: [] }]), /not taken/);
+    assert.throws(() => recordedJobIds([])('x', 0), /recorded 0/);
+  });
+});
+
+describe('workflow definitions, more', () => {
+  it('an inline job(type) invocation is a job of that type', () => {
+    const m = createMachine({ initial: 'a', states: { a: { invoke: { id: 'x', src: job('demo.echo'), onDone: 'b' } }, b: { type: 'final' } } });
+    const d = defineWorkflow('inline', m);
+    const { effects } = startWorkflow(d, undefined, 1, (id) => `j-${id}`);
+    assert.deepEqual(effects.start.map((s) => [s.jobType, s.jobId]), [['demo.echo', 'j-x']]);
+  });
+
+  it('an input the context factory refuses throws at the start', () => {
+    const m = setup({ types: { input: {} as { n: number } | undefined } }).createMachine({
+      initial: 'a',
+      context: ({ input }) => {
+        if (!input) throw new TypeError('input.n is required');
+        return { n: input.n };
+      },
+      states: { a: {} },
+    });
+    const d = defineWorkflow('strict', m);
+    assert.throws(() => startWorkflow(d, undefined, 1, () => 'j'), /input\.n is required/);
+    assert.equal(startWorkflow(d, { n: 1 }, 1, () => 'j').next.status, 'active');
+  });
+});

@@ -1,0 +1,505 @@
+/**
+ * Workflows: a user's own XState v5 machine, stepped purely, whose invoked
+ * promise actors are jobs and whose delayed events are durable timers.
+ *
+ * A workflow instance is persisted as the machine's state (value, context,
+ * history, status, output) plus what the engine tracks for it: the live
+ * children (which job runs which invocation) and the pending timers. Each
+ * step runs XState's pure `initialTransition()` / `transition()` and turns
+ * the actions it returns into effects the engine writes in the same
+ * transaction as the new state: jobs to start (`xstate.spawnChild`), jobs to
+ * cancel (an invocation whose state was left), timers to set (a delayed
+ * `xstate.raise`, as `after` makes) and timers to drop (`xstate.cancel`).
+ * Other actions (custom actions, `log`, `emit`) are not run: a workflow's
+ * actions are `assign` and `raise`, and side effects happen in jobs.
+ *
+ * Nothing here does I/O, reads a clock or draws a random number: every step
+ * takes its time (`at`), so replaying an instance's events gives its state.
+ */
+import type { BackoffPolicy } from './backoff.js';
+import {
+  initialTransition, transition, type AnyEventObject, type AnyStateMachine, type PromiseActorLogic, type StateValue,
+} from 'xstate';
+
+/** What a job invoked by a workflow runs under (the job's own policy). */
+export interface WorkflowJobOptions {
+  queue?: string;
+  maxAttempts?: number;
+  backoff?: BackoffPolicy;
+  timeoutMs?: number;
+  priority?: number;
+}
+
+const JOB_TYPE = Symbol.for('ats.workflow.jobType');
+const JOB_OPTIONS = Symbol.for('ats.workflow.jobOptions');
+
+interface JobLogic {
+  [JOB_TYPE]: string;
+  [JOB_OPTIONS]: WorkflowJobOptions;
+}
+
+/**
+ * An actor that runs as a job of `type` (a handler registered on its own):
+ * `invoke: { src: job('payment.charge'), input: ... }`, or named in
+ * `setup({ actors: { charge: job('payment.charge') } })`. Its input is the
+ * job's payload; `onDone` gets the job's result, `onError` its last error.
+ * It cannot run outside the scheduler: started by a plain XState actor, it
+ * fails with an error saying so.
+ */
+export function job<TOutput = unknown, TInput = unknown>(type: string, options: WorkflowJobOptions = {}): PromiseActorLogic<TOutput, TInput> {
+  if (typeof type !== 'string' || type.length === 0) throw new TypeError('job(type): the job type must be a non-empty string');
+  const logic = {
+    config: () => Promise.reject(new Error(`job(${type}) runs only as a job of the scheduler`)),
+    transition: (state: unknown) => state,
+    start: () => undefined,
+    getInitialSnapshot: (_scope: unknown, input: unknown) => ({ status: 'active', output: undefined, error: undefined, input }),
+    getPersistedSnapshot: (s: unknown) => s,
+    [JOB_TYPE]: type,
+    [JOB_OPTIONS]: Object.freeze({ ...options }),
+  };
+  return logic as unknown as PromiseActorLogic<TOutput, TInput>;
+}
+
+const jobTypeOf = (logic: unknown): string | undefined => (logic as Partial<JobLogic> | null)?.[JOB_TYPE];
+
+/**
+ * Whether `logic` is XState's promise logic (`fromPromise`), told by what its
+ * own transition does with a resolve: a promise actor is done with the value,
+ * a callback or observable actor is not.
+ */
+function isPromiseLogic(logic: unknown): logic is { config: (args: object) => PromiseLike<unknown> } {
+  const l = logic as { config?: unknown; transition?: unknown; root?: unknown } | null;
+  if (!l || typeof l.config !== 'function' || typeof l.transition !== 'function' || l.root !== undefined) return false;
+  const marker = {};
+  try {
+    const r = (l.transition as (s: object, e: object, scope: object) => { status?: string; output?: unknown })(
+      { status: 'active', output: undefined, error: undefined, input: undefined },
+      { type: 'xstate.promise.resolve', data: marker },
+      { self: {} },
+    );
+    return r?.status === 'done' && r.output === marker;
+  } catch {
+    return false;
+  }
+}
+
+/** One invocation's job: where it comes from and what runs it. */
+export interface WorkflowActor {
+  /** The name in `setup({ actors })`, or null for an inline `src`. */
+  name: string | null;
+  /** The job type it runs as. */
+  jobType: string;
+  options: WorkflowJobOptions;
+  /** The promise creator, for a `fromPromise` actor: registered as the job type's handler. Absent for `job(type)`. */
+  run?: (args: { input: unknown; signal: AbortSignal }) => PromiseLike<unknown>;
+}
+
+/** A workflow as registered: a name, a version and a machine that passed the checks. */
+export interface WorkflowDefinition {
+  readonly name: string;
+  readonly version: number;
+  readonly machine: AnyStateMachine;
+  /** The actors its invocations run, by `src` name (setup) or inline (`name` null). */
+  readonly actors: readonly WorkflowActor[];
+}
+
+export class WorkflowDefinitionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkflowDefinitionError';
+  }
+}
+
+interface StateNodeLike {
+  id: string;
+  key: string;
+  states: Record<string, StateNodeLike>;
+  invoke: { id: string; src: unknown }[];
+  /** The state's config as written: an inline actor is its invoke's `src` there (XState names it in `invoke`). */
+  config: { invoke?: { src?: unknown } | { src?: unknown }[] };
+}
+
+/** The actor logic a state's `i`th invocation was written with, when inline. */
+function inlineLogic(node: StateNodeLike, i: number): unknown {
+  const configs = node.config.invoke === undefined ? [] : Array.isArray(node.config.invoke) ? node.config.invoke : [node.config.invoke];
+  const src = configs[i]?.src;
+  return typeof src === 'object' && src !== null ? src : undefined;
+}
+
+function* nodesOf(node: StateNodeLike): Generator<StateNodeLike> {
+  yield node;
+  for (const child of Object.values(node.states)) yield* nodesOf(child);
+}
+
+/**
+ * Checks `machine` and makes it a workflow. Every invocation must be a job:
+ * `job(type)`, or a `fromPromise` actor (which becomes the job type
+ * `<name>.<actor name>`, its promise creator that type's handler). A callback,
+ * observable or machine actor cannot be made durable and is refused, naming
+ * its state.
+ */
+export function defineWorkflow(
+  name: string,
+  machine: AnyStateMachine,
+  options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions> } = {},
+): WorkflowDefinition {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) {
+    throw new WorkflowDefinitionError(`workflow name ${JSON.stringify(name)}: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const version = options.version ?? 1;
+  if (!Number.isSafeInteger(version) || version < 1) throw new WorkflowDefinitionError(`workflow ${name}: version must be a positive integer`);
+  if (!machine || typeof machine !== 'object' || !('root' in machine)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
+  const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
+  const actors = new Map<unknown, WorkflowActor>();
+  for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
+    for (const [i, inv] of node.invoke.entries()) {
+      // A name from setup({ actors }), or an inline actor (XState names it and keeps it in `logic`).
+      const named = typeof inv.src === 'string' && Object.hasOwn(implementations, inv.src) ? inv.src : null;
+      const logic = named !== null ? implementations[named] : inlineLogic(node, i);
+      const where = `workflow ${name}, state ${node.id}, invoke ${inv.id}`;
+      if (logic === undefined) throw new WorkflowDefinitionError(`${where}: actor ${String(inv.src)} is not in setup({ actors })`);
+      if (actors.has(logic)) continue;
+      const jobType = jobTypeOf(logic);
+      if (jobType !== undefined) {
+        actors.set(logic, { name: named, jobType, options: (logic as unknown as JobLogic)[JOB_OPTIONS] });
+        continue;
+      }
+      if (!isPromiseLogic(logic)) {
+        throw new WorkflowDefinitionError(
+          `${where}: only job(type) and fromPromise actors run durably (as jobs); a callback, observable or machine actor cannot`,
+        );
+      }
+      if (named === null) throw new WorkflowDefinitionError(`${where}: an inline fromPromise actor needs a name: declare it in setup({ actors })`);
+      actors.set(logic, {
+        name: named, jobType: `${name}.${named}`, options: options.jobs?.get(named) ?? {},
+        run: ({ input, signal }) => logic.config({ input, signal, self: undefined, system: undefined, emit: () => undefined }),
+      });
+    }
+  }
+  return Object.freeze({ name, version, machine, actors: Object.freeze([...actors.values()]) });
+}
+
+// ---------------------------------------------------------------- state
+
+export type WorkflowStatus = 'active' | 'done' | 'error' | 'cancelled';
+export const WORKFLOW_STATUSES: readonly WorkflowStatus[] = Object.freeze(['active', 'done', 'error', 'cancelled']);
+
+/** A live invocation: the job running it. */
+export interface WorkflowChild {
+  invokeId: string;
+  jobId: string;
+  jobType: string;
+}
+
+/** A delayed event waiting to fire. */
+export interface WorkflowTimer {
+  /** XState's send id (`xstate.after.<delay>.<state>` for `after`). */
+  id: string;
+  dueAt: number;
+  event: AnyEventObject;
+}
+
+/** The serialisable form stored in the workflows row. */
+export interface PersistedWorkflow {
+  value: StateValue;
+  context: unknown;
+  /** History states' last children, by history node id (node ids). */
+  history: { node: string; states: string[] }[];
+  status: WorkflowStatus;
+  output?: unknown;
+  error?: unknown;
+  children: WorkflowChild[];
+  timers: WorkflowTimer[];
+}
+
+/** A job to start for an invocation the step entered. */
+export interface JobStart {
+  invokeId: string;
+  /** The id `newJobId` gave it. */
+  jobId: string;
+  jobType: string;
+  input: unknown;
+  options: WorkflowJobOptions;
+}
+
+/** What a step asks the engine to do beside storing the new state. */
+export interface WorkflowEffects {
+  start: JobStart[];
+  /** Jobs of invocations the step left (or replaced): cancel them. */
+  cancel: WorkflowChild[];
+  /** Timers set by this step (also in the new state's `timers`). */
+  setTimers: WorkflowTimer[];
+  /** Timers dropped by this step. */
+  dropTimers: string[];
+}
+
+export type WorkflowStep =
+  | { ok: true; next: PersistedWorkflow; effects: WorkflowEffects }
+  /** The machine took no transition for the event: nothing to store. */
+  | { ok: false };
+
+interface HistoryNode {
+  id: string;
+}
+
+type Snapshot = ReturnType<AnyStateMachine['resolveState']>;
+
+function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, children: WorkflowChild[], timers: WorkflowTimer[]): PersistedWorkflow {
+  const s = snapshot as unknown as { value: StateValue; context: unknown; historyValue: Record<string, HistoryNode[]>; output?: unknown; error?: unknown };
+  const history = Object.entries(s.historyValue ?? {}).map(([node, states]) => ({ node, states: states.map((n) => n.id) }));
+  const p: PersistedWorkflow = { value: s.value, context: s.context, history, status, children, timers };
+  if (s.output !== undefined) p.output = s.output;
+  if (s.error !== undefined) p.error = errorValue(s.error);
+  return p;
+}
+
+/** An error as JSON keeps it: an Error's name and message (JSON.stringify would give `{}`). */
+const errorValue = (e: unknown): unknown => (e instanceof Error ? { name: e.name, message: e.message } : e);
+
+function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): Snapshot {
+  const historyValue = Object.fromEntries(p.history.map((h) => [h.node, h.states.map((id) => def.machine.getStateNodeById(id))]));
+  return def.machine.resolveState({
+    value: p.value, context: p.context as never, historyValue: historyValue as never,
+    status: p.status === 'active' ? 'active' : p.status === 'done' ? 'done' : 'error', output: p.output, error: p.error,
+  } as never);
+}
+
+/** The invoke ids of the states `snapshot` is in. */
+function activeInvokeIds(snapshot: Snapshot): Set<string> {
+  const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
+  return new Set(nodes.flatMap((n) => n.invoke.map((i) => i.id)));
+}
+
+interface ActionLike {
+  type: string;
+  params?: Record<string, unknown>;
+}
+
+function jobTypeFor(def: WorkflowDefinition, src: unknown, logic: unknown): { jobType: string; options: WorkflowJobOptions } {
+  const named = typeof src === 'string' ? def.actors.find((a) => a.name === src) : undefined;
+  if (named) return named;
+  const type = jobTypeOf(logic ?? src);
+  if (type !== undefined) return { jobType: type, options: (logic as unknown as JobLogic)[JOB_OPTIONS] };
+  throw new WorkflowDefinitionError(`workflow ${def.name}: an invocation of ${String(src)} is not a job`);
+}
+
+/**
+ * Turns the actions of a pure transition into effects, against the children
+ * and timers the instance had. `newJobId` names each started job (the engine
+ * derives it; the step stays pure).
+ */
+function effectsOf(
+  def: WorkflowDefinition,
+  snapshot: Snapshot,
+  actions: readonly ActionLike[],
+  before: { children: WorkflowChild[]; timers: WorkflowTimer[] },
+  at: number,
+  newJobId: (invokeId: string, index: number) => string,
+): { effects: WorkflowEffects; children: WorkflowChild[]; timers: WorkflowTimer[] } {
+  const effects: WorkflowEffects = { start: [], cancel: [], setTimers: [], dropTimers: [] };
+  const live = new Map(before.children.map((c) => [c.invokeId, c]));
+  const timers = new Map(before.timers.map((t) => [t.id, t]));
+  let drawn = 0;
+  for (const action of actions) {
+    const p = action.params ?? {};
+    if (action.type === 'xstate.spawnChild') {
+      const invokeId = String(p.id);
+      const old = live.get(invokeId);
+      if (old) {
+        effects.cancel.push(old);
+        live.delete(invokeId);
+      }
+      const { jobType, options } = jobTypeFor(def, p.src, (p.actorRef as { logic?: unknown } | undefined)?.logic);
+      const jobId = newJobId(invokeId, drawn++);
+      effects.start.push({ invokeId, jobId, jobType, input: p.input, options });
+      live.set(invokeId, { invokeId, jobId, jobType });
+    } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
+      const id = String(p.id);
+      const timer: WorkflowTimer = { id, dueAt: at + p.delay, event: p.event as AnyEventObject };
+      timers.set(id, timer);
+      effects.setTimers.push(timer);
+    } else if (action.type === 'xstate.cancel') {
+      const id = String(p.sendId);
+      if (timers.delete(id)) effects.dropTimers.push(id);
+    } else if (action.type === 'xstate.sendTo' || action.type === 'xstate.sendParent') {
+      throw new WorkflowDefinitionError(`workflow ${def.name}: sendTo is not supported in workflows yet`);
+    }
+  }
+  // Invocations of states the step left: their jobs are cancelled, or not
+  // started at all when the step entered and left the state (an eventless transition).
+  const active = activeInvokeIds(snapshot);
+  for (const [invokeId, child] of live) {
+    if (!active.has(invokeId) || snapshot.status !== 'active') {
+      const started = effects.start.findIndex((s) => s.jobId === child.jobId);
+      if (started >= 0) effects.start.splice(started, 1);
+      else effects.cancel.push(child);
+      live.delete(invokeId);
+    }
+  }
+  if (snapshot.status !== 'active') {
+    for (const id of timers.keys()) effects.dropTimers.push(id);
+    timers.clear();
+  }
+  return { effects, children: [...live.values()], timers: [...timers.values()] };
+}
+
+const statusOf = (snapshot: Snapshot): WorkflowStatus => (snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active');
+
+/** The first state of a new instance. */
+export function startWorkflow(
+  def: WorkflowDefinition, input: unknown, at: number, newJobId: (invokeId: string, index: number) => string,
+): { next: PersistedWorkflow; effects: WorkflowEffects } {
+  const [snapshot, actions] = initialTransition(def.machine, input);
+  // XState does not throw when the context factory (or a first action) does: it returns an errored snapshot.
+  if (snapshot.status === 'error') throw snapshot.error instanceof Error ? snapshot.error : new Error(String(JSON.stringify(snapshot.error)));
+  const { effects, children, timers } = effectsOf(def, snapshot, actions as ActionLike[], { children: [], timers: [] }, at, newJobId);
+  return { next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
+}
+
+/** The XState event a child job's end delivers: `xstate.done.actor.<id>` or `xstate.error.actor.<id>`. */
+export function childEvent(invokeId: string, outcome: ChildOutcome): AnyEventObject {
+  return outcome.state === 'done'
+    ? { type: `xstate.done.actor.${invokeId}`, output: outcome.result, actorId: invokeId }
+    : { type: `xstate.error.actor.${invokeId}`, error: outcome.error, actorId: invokeId };
+}
+
+/** How a child job ended. */
+export type ChildOutcome =
+  | { state: 'done'; result: unknown }
+  | { state: 'dead' | 'cancelled'; error: unknown };
+
+/**
+ * Steps an instance by one outside event (a signal, a timer). An event no
+ * transition takes changes nothing (`ok: false`).
+ */
+export function stepWorkflow(
+  def: WorkflowDefinition, current: PersistedWorkflow, event: AnyEventObject, at: number,
+  newJobId: (invokeId: string, index: number) => string,
+): WorkflowStep {
+  if (current.status !== 'active') return { ok: false };
+  const snapshot = restoreSnapshot(def, current);
+  const [next, actions] = transition(def.machine, snapshot, event);
+  if (next === snapshot) return { ok: false };
+  const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
+  return { ok: true, next: persistSnapshot(next, statusOf(next), children, timers), effects };
+}
+
+/**
+ * Delivers the end of child job `jobId`. Fenced: a job that is not a live
+ * child of the instance (a duplicate or late delivery, an invocation since
+ * left or replaced) changes nothing (`ok: false`). Otherwise the child is
+ * gone from the instance whatever the machine does with its event; an error
+ * no transition takes ends the instance in `error`, as in XState, where an
+ * unhandled child error fails its parent.
+ */
+export function deliverChild(
+  def: WorkflowDefinition, current: PersistedWorkflow, jobId: string, outcome: ChildOutcome, at: number,
+  newJobId: (invokeId: string, index: number) => string,
+): WorkflowStep {
+  if (current.status !== 'active') return { ok: false };
+  const child = current.children.find((c) => c.jobId === jobId);
+  if (!child) return { ok: false };
+  const without: PersistedWorkflow = { ...current, children: current.children.filter((c) => c !== child) };
+  const r = stepWorkflow(def, without, childEvent(child.invokeId, outcome), at, newJobId);
+  if (r.ok) return r;
+  if (outcome.state !== 'done') return endWith(without, 'error', { error: outcome.error ?? null });
+  return { ok: true, next: without, effects: { start: [], cancel: [], setTimers: [], dropTimers: [] } };
+}
+
+function endWith(current: PersistedWorkflow, status: WorkflowStatus, extra: { error?: unknown }): WorkflowStep {
+  const next: PersistedWorkflow = { ...current, ...extra, status, children: [], timers: [] };
+  return {
+    ok: true, next,
+    effects: { start: [], cancel: [...current.children], setTimers: [], dropTimers: current.timers.map((t) => t.id) },
+  };
+}
+
+/** Cancels an active instance: its live children are cancelled and its timers dropped. */
+export function cancelWorkflow(current: PersistedWorkflow): WorkflowStep {
+  if (current.status !== 'active') return { ok: false };
+  return endWith(current, 'cancelled', {});
+}
+
+/** The event types the instance's current states take (for the API's `accepts`), built-in ones left out. */
+export function acceptedEvents(def: WorkflowDefinition, current: PersistedWorkflow): string[] {
+  if (current.status !== 'active') return [];
+  const snapshot = restoreSnapshot(def, current);
+  const types = new Set<string>();
+  for (const node of (snapshot as unknown as { _nodes: { ownEvents: string[] }[] })._nodes) {
+    for (const t of node.ownEvents) if (!t.startsWith('xstate.') && t !== '*') types.add(t);
+  }
+  return [...types].sort();
+}
+
+/** Whether a user may send an event of this type (built-in events are the engine's). */
+export const isUserEventType = (type: string): boolean => type.length > 0 && type.length <= 200 && !type.startsWith('xstate.');
+
+// ---------------------------------------------------------------- recorded events
+
+/** What entered an instance, as its history records it (the engine's `workflow_events`). */
+export type WorkflowInputEvent =
+  | { type: 'SIGNAL'; event: AnyEventObject }
+  | { type: 'CHILD'; jobId: string; outcome: ChildOutcome }
+  | { type: 'TIMER'; timerId: string }
+  | { type: 'CANCEL'; reason?: string };
+
+const NO_EFFECTS = (): WorkflowEffects => ({ start: [], cancel: [], setTimers: [], dropTimers: [] });
+
+/**
+ * The step one recorded event makes: what the engine decides when the event
+ * arrives, and what replay does again. A timer fires only if the instance
+ * still holds it; it is gone after firing whether a transition took its
+ * event or not (`ok: true` with the state otherwise unchanged).
+ */
+export function applyWorkflowEvent(
+  def: WorkflowDefinition, current: PersistedWorkflow, input: WorkflowInputEvent, at: number,
+  newJobId: (invokeId: string, index: number) => string,
+): WorkflowStep {
+  switch (input.type) {
+    case 'SIGNAL':
+      return stepWorkflow(def, current, input.event, at, newJobId);
+    case 'CHILD':
+      return deliverChild(def, current, input.jobId, input.outcome, at, newJobId);
+    case 'CANCEL':
+      return cancelWorkflow(current);
+    case 'TIMER': {
+      const timer = current.status === 'active' ? current.timers.find((t) => t.id === input.timerId) : undefined;
+      if (!timer) return { ok: false };
+      const without: PersistedWorkflow = { ...current, timers: current.timers.filter((t) => t !== timer) };
+      const r = stepWorkflow(def, without, timer.event, at, newJobId);
+      return r.ok ? r : { ok: true, next: without, effects: NO_EFFECTS() };
+    }
+  }
+}
+
+/** Job ids as a step recorded them, handed out in order; throws when the step starts more jobs than it recorded. */
+export function recordedJobIds(jobIds: readonly string[]): (invokeId: string, index: number) => string {
+  return (invokeId, index) => {
+    const id = jobIds[index];
+    if (id === undefined) throw new Error(`replay: the step starts job #${index + 1} (${invokeId}) but recorded ${jobIds.length}`);
+    return id;
+  };
+}
+
+/** One recorded step: the event, its time and the ids its started jobs got. */
+export interface RecordedWorkflowEvent {
+  input: WorkflowInputEvent;
+  at: number;
+  jobIds: readonly string[];
+}
+
+/**
+ * Replays an instance's history through its definition: the state it must
+ * have stored. Throws on a recorded event the machine does not take.
+ */
+export function replayWorkflow(
+  def: WorkflowDefinition, start: { input: unknown; at: number; jobIds: readonly string[] }, events: readonly RecordedWorkflowEvent[],
+): PersistedWorkflow {
+  let state = startWorkflow(def, start.input, start.at, recordedJobIds(start.jobIds)).next;
+  for (const [i, e] of events.entries()) {
+    const r = applyWorkflowEvent(def, state, e.input, e.at, recordedJobIds(e.jobIds));
+    if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
+    state = r.next;
+  }
+  return state;
+}
