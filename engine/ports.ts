@@ -24,6 +24,7 @@ import type { JobEvent, JobInput, JobState } from '../machines/job.machine.js';
 import type { LimitRecord, LimitSpec, LimitState } from './limits.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { ApiKeyRecord, StoredApiKey } from './auth.js';
+import type { PersistedWorkflow, WorkflowStatus } from '../machines/workflow.js';
 
 // ---------------------------------------------------------------- time, ids
 
@@ -47,11 +48,13 @@ export interface IdGenerator {
 
 // ---------------------------------------------------------------- records
 
-export type Topic = 'ats.dispatch' | 'ats.events' | 'ats.dlq';
+export type Topic = 'ats.dispatch' | 'ats.events' | 'ats.dlq' | 'ats.workflows';
 export const TOPICS = Object.freeze({
   dispatch: 'ats.dispatch',
   events: 'ats.events',
   dlq: 'ats.dlq',
+  /** Ends of jobs that workflows started, keyed by workflow id, for the workflow driver (engine/workflows.ts). */
+  workflows: 'ats.workflows',
 } as const satisfies Record<string, Topic>);
 
 /** The header carrying the outbox row id: the dedupe key of every message. */
@@ -97,6 +100,14 @@ export interface JobRecord {
   traceContext?: TraceContext;
   /** The key whose concurrency and rate limit (engine/limits.ts) the job's attempts count against; none when absent. */
   concurrencyKey?: string;
+  /** The workflow instance that started the job, and the invocation it runs (engine/workflows.ts); absent for a job submitted on its own. */
+  parent?: JobParent;
+}
+
+/** Which workflow invocation a job runs. */
+export interface JobParent {
+  workflowId: string;
+  invokeId: string;
 }
 
 /** The submit is stored as event seq 1 of type SUBMITTED whose data is the machine input. */
@@ -518,6 +529,120 @@ export interface ScheduleStore {
   listTicks(tenant: string, name: string, limit: number): Promise<ScheduleTick[]>;
 }
 
+// ---------------------------------------------------------------- workflows
+
+/**
+ * A workflow instance as stored (engine/workflows.ts): the state of the
+ * user's machine (machines/workflow.ts) plus what the API shows. Like a job,
+ * it has a gap-free history (`workflow_events`, seq 1 is the start) and
+ * `version` is its last seq.
+ */
+export interface WorkflowRecord {
+  /** A ULID. */
+  id: string;
+  tenant: string;
+  /** The registered workflow's name. */
+  name: string;
+  /** The definition version the instance started with; it keeps it until it ends. */
+  definitionVersion: number;
+  input: unknown;
+  state: PersistedWorkflow;
+  /** The last event's seq (compare-and-set). */
+  version: number;
+  idempotencyKey: string | null;
+  /** sha256 of the start request, to tell a repeated start from a conflicting one. */
+  requestHash: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What entered the instance: seq 1 is START; each later one is one accepted step. */
+export type WorkflowEventType = 'START' | 'SIGNAL' | 'CHILD' | 'TIMER' | 'CANCEL';
+
+export interface WorkflowEventRecord {
+  workflowId: string;
+  seq: number;
+  type: WorkflowEventType;
+  at: number;
+  /**
+   * What replay needs: START `{input, jobIds}`; otherwise the event as it
+   * entered (machines/workflow.ts `WorkflowInputEvent`: SIGNAL `{type, event}`,
+   * CHILD `{type, jobId, outcome}`, TIMER `{type, timerId}`, CANCEL
+   * `{type, reason?}`) plus `jobIds`: the ids drawn for the step's
+   * invocations, in order (one entered and left within the step got an id
+   * but started no job).
+   */
+  data: unknown;
+  /** The instance's status after the event. */
+  status: WorkflowStatus;
+}
+
+/** One step of an instance to commit, with everything it does to jobs, in one transaction. */
+export interface WorkflowWrite {
+  workflow: WorkflowRecord;
+  /** The version read (compare-and-set); null for a new instance. */
+  expectedVersion: number | null;
+  event: WorkflowEventRecord;
+  /** Child jobs to submit (each with `job.parent` set), as `JobStore.insert` would. */
+  jobs: TransitionWrite[];
+  /**
+   * Child jobs to cancel: the store reads and locks them and lets `decide`
+   * write their CANCEL transitions (jobs already ended get none), as
+   * `JobStore.update` would, in the same transaction.
+   */
+  cancel: { ids: readonly string[]; decide: Decide<unknown> } | null;
+}
+
+export interface WorkflowFilter {
+  tenant: string;
+  name?: string;
+  status?: WorkflowStatus;
+  limit: number;
+  /** The id of the last instance of the previous page (newest first). */
+  afterId?: string;
+}
+
+/** A workflow timer whose time has come. */
+export interface DueWorkflowTimer {
+  workflowId: string;
+  timerId: string;
+  dueAt: number;
+}
+
+export interface WorkflowStore {
+  /**
+   * Insert a new instance (version 1), its START event, its child jobs (with
+   * their events, outbox rows and counts) and its timers in one transaction.
+   * An instance whose (tenant, name, idempotencyKey) is taken is not inserted
+   * (`duplicate-key`), and nothing else is written.
+   */
+  insertWorkflow(write: WorkflowWrite): Promise<InsertResult>;
+  /**
+   * Lock instance `id`, let `decide` compute the step from it (null when
+   * there is no such instance; a null write: nothing to commit), and commit
+   * the instance (compare-and-set), its event, its child jobs, the cancels
+   * and its timers (the rows of `workflow_timers` become `state.timers`) in
+   * one transaction. `decide` is pure and may run again after a lost race.
+   */
+  updateWorkflow<T>(id: string, decide: (workflow: WorkflowRecord | null) => { write: WorkflowWrite | null; result: T }): Promise<T>;
+  getWorkflow(id: string): Promise<WorkflowRecord | null>;
+  findWorkflowByIdempotencyKey(tenant: string, name: string, key: string): Promise<WorkflowRecord | null>;
+  /** An instance's events in seq order, from `afterSeq + 1`. */
+  getWorkflowEvents(id: string, afterSeq?: number): Promise<WorkflowEventRecord[]>;
+  /** Newest first. */
+  listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
+  /** Timers of every instance due at or before `now`, soonest first. */
+  dueWorkflowTimers(now: number, limit: number): Promise<DueWorkflowTimer[]>;
+  /**
+   * Retention: delete up to `limit` ended instances of `status` whose last
+   * step is at or before `updatedBefore`, oldest first, with their events and
+   * timer rows, in one short transaction; their idempotency keys are free
+   * afterwards. Their child jobs stay (jobs have their own retention).
+   * Returns how many were deleted. Rejects `active`.
+   */
+  purgeWorkflows(status: 'done' | 'error' | 'cancelled', updatedBefore: number, limit: number): Promise<number>;
+}
+
 // ---------------------------------------------------------------- progress
 
 /** The latest progress a running attempt reported (`ctx.progress`): not a transition, not kept in the history. */
@@ -707,4 +832,6 @@ export interface JobSpec {
   concurrencyKey?: string;
   /** The tenant the job belongs to (the submitting key's). @defaultValue DEFAULT_TENANT */
   tenant?: string;
+  /** The workflow invocation the job runs (engine/workflows.ts). */
+  parent?: JobParent;
 }

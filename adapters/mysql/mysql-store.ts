@@ -4,7 +4,7 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
@@ -21,6 +21,7 @@ import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
+import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsProgram, updateWorkflowProgram } from '../sql/workflows.js';
 import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
@@ -28,7 +29,7 @@ import { PING } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & {
+export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -65,6 +66,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     ...createSqlLimits(statement, D),
     ...createSqlKeys(statement, D),
     ...createSqlAudit(statement, D),
+    ...createSqlWorkflowReads(query, D),
     migrate: () => migrateMysql(pool, clock),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
@@ -84,12 +86,22 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     update: <T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T> =>
       withRetry(() => inTransaction(pool, (run) => runAsync(updateProgram(D, ids, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
 
+    /** As `insert` (a workflow's child jobs are inserts), with the instance first. */
+    insertWorkflow: (write) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(insertWorkflowProgram(D, write), run), OPS.insert.tx), MAX_TRIES, OPS.insert.lost),
+    /** As `update`: the instance row locked (then the jobs it cancels), READ COMMITTED, lost races run again. */
+    updateWorkflow: (id, decide) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateWorkflowProgram(D, id, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
+
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>
       deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), OPS.delete.tx), MAX_TRIES, OPS.delete.lost), id),
     /** The candidates are read without locks, then locked by id: the transaction holds only the rows it deletes. */
     purgeJobs: (state, updatedBefore, limit) =>
       withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
+    /** As `purgeJobs`: candidates read without locks, then locked by id and checked again. */
+    purgeWorkflows: (status, updatedBefore, limit) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(purgeWorkflowsProgram(D, status, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
      * are what keeps other relays off these rows (SKIP LOCKED), and the rows

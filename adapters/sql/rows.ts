@@ -6,7 +6,7 @@
 import { project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
+  DueJob, JobEventRecord, JobParent, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -21,11 +21,12 @@ export type Row = Record<string, unknown>;
 export const JOB_COLUMNS = [
   'id', 'type', 'queue', 'state', 'version', 'attempt', 'due_at', 'lease_until', 'priority', 'timeout_ms',
   'idempotency_key', 'request_hash', 'payload', 'snapshot', 'created_at', 'updated_at', 'trace_context', 'concurrency_key', 'tenant',
+  'parent',
 ] as const;
 
 /** Columns read back to build a `JobRecord` (the projections live in the snapshot too). */
 export const JOB_SELECT =
-  'id, tenant, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key';
+  'id, tenant, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key, parent';
 
 export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
@@ -50,6 +51,7 @@ export function jobValues(job: JobRecord): unknown[] {
     job.id, job.type, job.queue, state, version, attempt, dueAt, leaseUntil, job.priority, job.timeoutMs,
     job.idempotencyKey, job.requestHash, toJson(job.payload), JSON.stringify(job.snapshot), job.createdAt, job.updatedAt,
     job.traceContext ? JSON.stringify(job.traceContext) : null, job.concurrencyKey ?? null, job.tenant,
+    job.parent ? JSON.stringify({ workflowId: job.parent.workflowId, invokeId: job.parent.invokeId }) : null,
   ];
 }
 
@@ -71,6 +73,8 @@ export function rowToJob(r: Row): JobRecord {
   };
   // NULL unless the job was submitted with a concurrency key (migration 0011).
   if (r.concurrency_key !== null && r.concurrency_key !== undefined) job.concurrencyKey = String(r.concurrency_key);
+  // NULL unless a workflow started the job (migration 0015).
+  if (r.parent !== null && r.parent !== undefined) job.parent = toParent(String(r.parent));
   // NULL unless the job was submitted while tracing was on (migration 0006).
   if (r.trace_context !== null && r.trace_context !== undefined) {
     const trace = toTraceContext(String(r.trace_context));
@@ -89,6 +93,12 @@ function toTraceContext(text: string): TraceContext | undefined {
   }
   if (!v || typeof v.traceparent !== 'string') return undefined;
   return typeof v.tracestate === 'string' ? { traceparent: v.traceparent, tracestate: v.tracestate } : { traceparent: v.traceparent };
+}
+
+/** The stored parent: written by `jobValues` only, so always the two ids. */
+function toParent(text: string): JobParent {
+  const v = JSON.parse(text) as { workflowId: unknown; invokeId: unknown };
+  return { workflowId: String(v.workflowId), invokeId: String(v.invokeId) };
 }
 
 export function eventValues(e: JobEventRecord): unknown[] {

@@ -30,9 +30,9 @@ function before0013(dir: string): string {
   return out;
 }
 
-/** The statements an older process wrote a job with: every column but `tenant`, its SUBMITTED event, its counter. */
+/** The statements an older process wrote a job with: every column but `tenant` (and the later `parent`), its SUBMITTED event, its counter. */
 function oldInserts(w: TransitionWrite, shard: number): { sql: string; params: unknown[] }[] {
-  const columns = JOB_COLUMNS.filter((c) => c !== 'tenant');
+  const columns = JOB_COLUMNS.filter((c) => c !== 'tenant' && c !== 'parent');
   const values = jobValues(w.job).slice(0, columns.length);
   return [
     { sql: `INSERT INTO jobs (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, params: values },

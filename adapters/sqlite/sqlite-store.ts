@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
 import type { ConflictReason, StoreOp } from '../../engine/metrics.js';
-import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { SQLITE_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
@@ -27,10 +27,11 @@ import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
+import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsProgram, updateWorkflowProgram } from '../sql/workflows.js';
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 
-export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & { db: Database };
+export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore & { db: Database };
 
 /** Tries of a transaction whose compare-and-set keeps failing (another process wrote the file). */
 const MAX_TRIES = 8;
@@ -72,12 +73,16 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlWorkflowReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
     migrate: async () => migrateSqlite(db, clock),
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),
     update: async <T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T> => write('update', () => updateProgram(D, ids, decide)),
+    insertWorkflow: async (w) => write('insert', () => insertWorkflowProgram(D, w)),
+    updateWorkflow: async (id, decide) => write('update', () => updateWorkflowProgram(D, id, decide)),
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
     purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
+    purgeWorkflows: async (status, updatedBefore, limit) => write('purge', () => purgeWorkflowsProgram(D, status, updatedBefore, limit)),
 
     /**
      * One connection cannot hold a transaction across an await (every other

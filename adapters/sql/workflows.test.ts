@@ -1,0 +1,418 @@
+/**
+ * The WorkflowStore of both SQL stores (adapters/sql/workflows.ts), on SQLite
+ * and on MariaDB: an instance's row, history and timers, and what one step
+ * does to jobs (child jobs inserted, children cancelled), all in one
+ * transaction or not at all; retention's purge of ended instances; and
+ * migration 0015 over a database before it.
+ */
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { AtsError } from '../../engine/errors.js';
+import { outboxFor } from '../../engine/messages.js';
+import type {
+  Decide, JobEventRecord, JobParent, JobRecord, OutboxRow, TransitionWrite, WorkflowEventType, WorkflowRecord, WorkflowStore, WorkflowWrite,
+} from '../../engine/ports.js';
+import { transitionWrite } from '../../engine/transitions.js';
+import { start } from '../../machines/lifecycle.js';
+import type { PersistedWorkflow, WorkflowStatus, WorkflowTimer } from '../../machines/workflow.js';
+import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
+import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
+import { createMysqlStore } from '../mysql/index.js';
+import { migrateMysql, MYSQL_MIGRATIONS_DIR } from '../mysql/migrate.js';
+import { createSqliteStore } from '../sqlite/index.js';
+import { migrateSqlite, SQLITE_MIGRATIONS_DIR } from '../sqlite/migrate.js';
+import { SYSTEM_CLOCK } from './options.js';
+
+type Store = TestStore & WorkflowStore;
+
+const T = 1_900_000_000_000;
+
+/** Sortable 26-character ids: `wid(2) > wid(1)`, as ULIDs made later are. */
+const wid = (n: number): string => `01W${String(n).padStart(23, '0')}`;
+const jid = (n: number): string => `01J${String(n).padStart(23, '0')}`;
+
+/** A child job's submit, as the engine writes it: pending, version 1, with its SUBMITTED event and dispatch. */
+function childWrite(id: string, parent: JobParent | undefined, extra: Partial<JobRecord> = {}): TransitionWrite {
+  const input = { at: T, maxAttempts: 3, backoff: { kind: 'fixed' as const, delayMs: 0 } };
+  const { next, effects } = start(input);
+  const job: JobRecord = {
+    id, tenant: 'default', type: 'wf.step', queue: 'default', payload: { n: id }, priority: 0, timeoutMs: 30_000,
+    idempotencyKey: null, requestHash: null, version: 1, snapshot: next, createdAt: T, updatedAt: T, ...extra,
+  };
+  if (parent) job.parent = parent;
+  const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at: T, data: input };
+  return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
+}
+
+function state(status: WorkflowStatus, timers: WorkflowTimer[] = [], value = 'a'): PersistedWorkflow {
+  return { value, context: { n: 1, nested: { s: 'é' } }, history: [], status, children: [], timers };
+}
+
+const timer = (id: string, dueAt: number): WorkflowTimer => ({ id, dueAt, event: { type: `xstate.after.${id}` } });
+
+function instance(id: string, extra: Partial<WorkflowRecord> = {}): WorkflowRecord {
+  return {
+    id, tenant: 'default', name: 'order', definitionVersion: 2, input: { order: 7, items: ['x'] }, state: state('active'),
+    version: 1, idempotencyKey: null, requestHash: null, createdAt: T, updatedAt: T, ...extra,
+  };
+}
+
+/** The START of a new instance, with its child jobs. */
+function startWrite(w: WorkflowRecord, jobs: TransitionWrite[] = []): WorkflowWrite {
+  return {
+    workflow: w, expectedVersion: null, jobs, cancel: null,
+    event: { workflowId: w.id, seq: 1, type: 'START', at: w.createdAt, data: { input: w.input, jobIds: jobs.map((j) => j.job.id) }, status: w.state.status },
+  };
+}
+
+/** The next step of `w`. */
+function stepWrite(
+  w: WorkflowRecord, next: PersistedWorkflow, opts: { type?: WorkflowEventType; jobs?: TransitionWrite[]; cancel?: WorkflowWrite['cancel']; expectedVersion?: number } = {},
+): WorkflowWrite {
+  const at = w.updatedAt + 1000;
+  const jobs = opts.jobs ?? [];
+  return {
+    workflow: { ...w, state: next, version: w.version + 1, updatedAt: at },
+    expectedVersion: opts.expectedVersion ?? w.version,
+    event: { workflowId: w.id, seq: w.version + 1, type: opts.type ?? 'SIGNAL', at, data: { event: { type: 'GO' }, jobIds: jobs.map((j) => j.job.id) }, status: next.status },
+    jobs,
+    cancel: opts.cancel ?? null,
+  };
+}
+
+/** Cancels each job of the ids read, as the engine's decide would. */
+const cancelJobs: Decide<unknown> = (jobs) => ({
+  writes: [...jobs.values()].map((job) => transitionWrite(job, { type: 'CANCEL', at: T + 5000, reason: 'workflow left the state' })!),
+  result: null,
+});
+
+/** The outbox rows waiting, taken (and deleted) as the relay would. */
+async function drain(store: Store): Promise<OutboxRow[]> {
+  const rows: OutboxRow[] = [];
+  while ((await store.relayOutbox(100, async (batch) => void rows.push(...batch))) > 0);
+  return rows;
+}
+
+const pendingCount = async (store: Store, state = 'pending'): Promise<number> =>
+  (await store.jobCounts()).filter((c) => c.state === state && c.type === 'wf.step').reduce((n, c) => n + c.n, 0);
+
+const timersOf = async (store: Store, id: string) =>
+  (await store.dueWorkflowTimers(Number.MAX_SAFE_INTEGER, 100)).filter((t) => t.workflowId === id).map((t) => [t.timerId, t.dueAt]);
+
+for (const backend of STORE_BACKENDS) {
+  const run = (fn: (store: Store) => Promise<void>) => () => withMigratedStore(backend, (store) => fn(store as Store));
+
+  describe(`WorkflowStore (${backend.name})`, () => {
+    it('an instance reads back as inserted: row, state, input, START event, timers due soonest first', run(async (store) => {
+      const w = instance(wid(1), { state: state('active', [timer('late', T + 1000), timer('soon', T + 500)]) });
+      const write = startWrite(w);
+      assert.deepEqual(await store.insertWorkflow(write), { ok: true });
+      assert.deepEqual(await store.getWorkflow(w.id), w);
+      assert.deepEqual(await store.getWorkflowEvents(w.id), [write.event]);
+      assert.deepEqual(await store.getWorkflowEvents(w.id, 1), []);
+      assert.equal(await store.getWorkflow(wid(99)), null);
+      assert.deepEqual(await store.dueWorkflowTimers(T + 499, 10), []);
+      assert.deepEqual(await store.dueWorkflowTimers(T + 600, 10), [{ workflowId: w.id, timerId: 'soon', dueAt: T + 500 }]);
+      assert.deepEqual((await store.dueWorkflowTimers(T + 1000, 10)).map((t) => t.timerId), ['soon', 'late']);
+      assert.deepEqual((await store.dueWorkflowTimers(T + 1000, 1)).map((t) => t.timerId), ['soon']);
+    }));
+
+    it('a start with its child jobs: each readable with its parent, its SUBMITTED event, its dispatch and its count', run(async (store) => {
+      const w = instance(wid(1));
+      const parent = { workflowId: w.id, invokeId: 'charge' };
+      assert.deepEqual(await store.insertWorkflow(startWrite(w, [childWrite(jid(1), parent)])), { ok: true });
+      const child = await store.getJob(jid(1));
+      assert.deepEqual(child?.parent, parent);
+      assert.deepEqual((await store.getEvents(jid(1))).map((e) => e.type), ['SUBMITTED']);
+      assert.ok((await drain(store)).some((r) => r.key === jid(1)), 'the child\'s dispatch is in the outbox');
+      assert.equal(await pendingCount(store), 1);
+      // A job of its own has no parent, read one way or another.
+      await store.insert([childWrite(jid(2), undefined)]);
+      assert.ok(!('parent' in (await store.getJob(jid(2)))!));
+      assert.deepEqual((await store.listJobs({ tenant: 'default', limit: 10 })).map((j) => [j.id, j.parent]), [[jid(2), undefined], [jid(1), parent]]);
+    }));
+
+    it('a taken idempotency key (tenant, name) writes nothing: no instance, event, timer or child job', run(async (store) => {
+      const keyed = (id: string, extra: Partial<WorkflowRecord> = {}) =>
+        instance(id, { idempotencyKey: 'k', requestHash: 'a'.repeat(64), state: state('active', [timer('t', T)]), ...extra });
+      assert.deepEqual(await store.insertWorkflow(startWrite(keyed(wid(1)), [childWrite(jid(1), { workflowId: wid(1), invokeId: 'i' })])), { ok: true });
+      await drain(store);
+      const dup = await store.insertWorkflow(startWrite(keyed(wid(2)), [childWrite(jid(2), { workflowId: wid(2), invokeId: 'i' })]));
+      assert.deepEqual(dup, { ok: false, reason: 'duplicate-key' });
+      assert.equal(await store.getWorkflow(wid(2)), null);
+      assert.deepEqual(await store.getWorkflowEvents(wid(2)), []);
+      assert.deepEqual(await timersOf(store, wid(2)), []);
+      assert.equal(await store.getJob(jid(2)), null);
+      assert.equal(await store.countUnpublished(), 0);
+      assert.equal(await pendingCount(store), 1);
+      assert.equal((await store.findWorkflowByIdempotencyKey('default', 'order', 'k'))?.id, wid(1));
+      // The key is the tenant's own, per name.
+      assert.deepEqual(await store.insertWorkflow(startWrite(keyed(wid(3), { tenant: 'acme' }))), { ok: true });
+      assert.deepEqual(await store.insertWorkflow(startWrite(keyed(wid(4), { name: 'refund' }))), { ok: true });
+      assert.equal((await store.findWorkflowByIdempotencyKey('acme', 'order', 'k'))?.id, wid(3));
+      assert.equal(await store.findWorkflowByIdempotencyKey('acme', 'refund', 'k'), null);
+      // Instances without a key never collide.
+      assert.deepEqual(await store.insertWorkflow(startWrite(instance(wid(5)))), { ok: true });
+      assert.deepEqual(await store.insertWorkflow(startWrite(instance(wid(6)))), { ok: true });
+    }));
+
+    it('a step commits the instance (compare-and-set), its event, a child job, and replaces the timers', run(async (store) => {
+      const w = instance(wid(1), { state: state('active', [timer('a', T + 100), timer('b', T + 200)]) });
+      await store.insertWorkflow(startWrite(w));
+      const parent = { workflowId: w.id, invokeId: 'ship' };
+      const next = state('active', [timer('b', T + 200), timer('c', T + 300)], 'shipping');
+      let seen: WorkflowRecord | null = null;
+      const result = await store.updateWorkflow(w.id, (current) => {
+        seen = current;
+        return { write: stepWrite(current!, next, { jobs: [childWrite(jid(1), parent)] }), result: 'stepped' };
+      });
+      assert.equal(result, 'stepped');
+      assert.deepEqual(seen, w, 'decide gets the instance as stored');
+      const after = await store.getWorkflow(w.id);
+      assert.deepEqual([after?.version, after?.state, after?.updatedAt], [2, next, T + 1000]);
+      assert.deepEqual((await store.getWorkflowEvents(w.id)).map((e) => [e.seq, e.type, e.status]), [[1, 'START', 'active'], [2, 'SIGNAL', 'active']]);
+      assert.deepEqual((await store.getWorkflowEvents(w.id, 1)).map((e) => e.data), [{ event: { type: 'GO' }, jobIds: [jid(1)] }]);
+      assert.deepEqual(await timersOf(store, w.id), [['b', T + 200], ['c', T + 300]]);
+      assert.deepEqual((await store.getJob(jid(1)))?.parent, parent);
+      assert.deepEqual((await store.getEvents(jid(1))).map((e) => e.type), ['SUBMITTED']);
+      assert.ok((await drain(store)).some((r) => r.key === jid(1)));
+      assert.equal(await pendingCount(store), 1);
+      assert.deepEqual(await store.jobCounts(), await store.recountJobs());
+
+      // The instance ends: no timers left, and its status is listed as such.
+      const done = { ...state('done'), output: { ok: true } };
+      await store.updateWorkflow(w.id, (current) => ({ write: stepWrite(current!, done, { type: 'CHILD' }), result: null }));
+      assert.deepEqual(await timersOf(store, w.id), []);
+      assert.deepEqual((await store.getWorkflow(w.id))?.state, done);
+      assert.deepEqual((await store.listWorkflows({ tenant: 'default', status: 'done', limit: 10 })).map((x) => x.id), [w.id]);
+      assert.deepEqual(await store.listWorkflows({ tenant: 'default', status: 'active', limit: 10 }), []);
+    }));
+
+    it('a step cancels children through the decide given, and starts others, in the same transaction', run(async (store) => {
+      const w = instance(wid(1));
+      const children = [childWrite(jid(1), { workflowId: w.id, invokeId: 'a' }), childWrite(jid(2), { workflowId: w.id, invokeId: 'b' })];
+      await store.insertWorkflow(startWrite(w, children));
+      await drain(store);
+      // Leaves the state invoking a and b for one invoking c.
+      await store.updateWorkflow(w.id, (current) => ({
+        write: stepWrite(current!, state('active', [], 'c'), {
+          cancel: { ids: [jid(2), jid(1)], decide: cancelJobs }, jobs: [childWrite(jid(3), { workflowId: w.id, invokeId: 'c' })],
+        }),
+        result: null,
+      }));
+      for (const id of [jid(1), jid(2)]) {
+        const job = await store.getJob(id);
+        assert.deepEqual([job?.snapshot.value, job?.version], ['cancelled', 2]);
+        assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'CANCEL']);
+      }
+      assert.deepEqual((await store.getJob(jid(3)))?.parent, { workflowId: w.id, invokeId: 'c' });
+      assert.equal(await pendingCount(store), 1);
+      assert.equal(await pendingCount(store, 'cancelled'), 2);
+      // A cancelled child's outbox rows (its transition) and the new child's dispatch.
+      const keys = new Set((await drain(store)).map((r) => r.key));
+      assert.ok([jid(1), jid(2), jid(3)].every((id) => keys.has(id)), [...keys].join());
+      assert.deepEqual(await store.jobCounts(), await store.recountJobs());
+
+      // The instance is cancelled: its running child goes too.
+      await store.updateWorkflow(w.id, (current) => ({
+        write: stepWrite(current!, state('cancelled'), { type: 'CANCEL', cancel: { ids: [jid(3)], decide: cancelJobs } }),
+        result: null,
+      }));
+      assert.equal((await store.getJob(jid(3)))?.snapshot.value, 'cancelled');
+      assert.equal(await pendingCount(store), 0);
+      assert.equal((await store.getWorkflow(w.id))?.state.status, 'cancelled');
+      assert.deepEqual(await store.jobCounts(), await store.recountJobs());
+    }));
+
+    it('a null write commits nothing; decide gets null for no such instance', run(async (store) => {
+      const w = instance(wid(1), { state: state('active', [timer('t', T)]) });
+      await store.insertWorkflow(startWrite(w));
+      assert.equal(await store.updateWorkflow(w.id, () => ({ write: null, result: 'ignored' })), 'ignored');
+      assert.deepEqual(await store.getWorkflow(w.id), w);
+      assert.equal((await store.getWorkflowEvents(w.id)).length, 1);
+      assert.deepEqual(await store.updateWorkflow(wid(9), (current) => ({ write: null, result: current })), null);
+    }));
+
+    it('a step that fails writes nothing: a child job whose key is taken rolls the step back', run(async (store) => {
+      const w = instance(wid(1));
+      await store.insertWorkflow(startWrite(w));
+      await store.insert([childWrite(jid(1), undefined, { idempotencyKey: 'taken' })]);
+      await drain(store);
+      await assert.rejects(
+        store.updateWorkflow(w.id, (current) => ({
+          write: stepWrite(current!, state('active', [timer('x', T)]), { jobs: [childWrite(jid(2), { workflowId: w.id, invokeId: 'i' }, { idempotencyKey: 'taken' })] }),
+          result: null,
+        })),
+        (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_INTERNAL',
+      );
+      assert.deepEqual(await store.getWorkflow(w.id), w);
+      assert.equal((await store.getWorkflowEvents(w.id)).length, 1);
+      assert.deepEqual(await timersOf(store, w.id), []);
+      assert.equal(await store.getJob(jid(2)), null);
+      assert.equal(await store.countUnpublished(), 0);
+    }));
+
+    it('a lost race (a stale expected version) runs decide again, and gives up with ATS_ERR_CONCURRENT_UPDATE', run(async (store) => {
+      const w = instance(wid(1));
+      await store.insertWorkflow(startWrite(w));
+      let calls = 0;
+      await store.updateWorkflow(w.id, (current) => {
+        calls++;
+        return { write: stepWrite(current!, state('active', [], 'b'), calls === 1 ? { expectedVersion: 0, jobs: [childWrite(jid(1), { workflowId: w.id, invokeId: 'i' })] } : {}), result: null };
+      });
+      assert.equal(calls, 2);
+      assert.equal((await store.getWorkflow(w.id))?.version, 2);
+      assert.equal(await store.getJob(jid(1)), null, 'the lost try\'s child job is rolled back');
+
+      await assert.rejects(
+        store.updateWorkflow(w.id, (current) => ({ write: stepWrite(current!, state('done'), { expectedVersion: 1 }), result: null })),
+        (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_CONCURRENT_UPDATE',
+      );
+      assert.deepEqual([(await store.getWorkflow(w.id))?.version, (await store.getWorkflowEvents(w.id)).length], [2, 2]);
+
+      // Steps racing on one instance each commit once, one after the other (the row is locked).
+      await Promise.all(Array.from({ length: 6 }, () =>
+        store.updateWorkflow(w.id, (current) => ({ write: stepWrite(current!, state('active', [timer(`v${current!.version}`, T)])), result: null }))));
+      assert.deepEqual((await store.getWorkflowEvents(w.id)).map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.deepEqual(await timersOf(store, w.id), [['v7', T]]);
+    }));
+
+    it('lists a tenant\'s instances newest first, by page, by name and status; no other tenant\'s', run(async (store) => {
+      for (let n = 1; n <= 5; n++) await store.insertWorkflow(startWrite(instance(wid(n), { name: n % 2 ? 'order' : 'refund' })));
+      await store.insertWorkflow(startWrite(instance(wid(6), { tenant: 'acme' })));
+      await store.insertWorkflow(startWrite(instance(wid(7), { state: state('error') })));
+      const ids = async (f: Partial<Parameters<WorkflowStore['listWorkflows']>[0]>) =>
+        (await store.listWorkflows({ tenant: 'default', limit: 10, ...f })).map((w) => w.id);
+      assert.deepEqual(await ids({}), [wid(7), wid(5), wid(4), wid(3), wid(2), wid(1)]);
+      assert.deepEqual(await ids({ limit: 2 }), [wid(7), wid(5)]);
+      assert.deepEqual(await ids({ limit: 2, afterId: wid(5) }), [wid(4), wid(3)]);
+      assert.deepEqual(await ids({ name: 'order' }), [wid(7), wid(5), wid(3), wid(1)]);
+      assert.deepEqual(await ids({ name: 'order', afterId: wid(5), limit: 1 }), [wid(3)]);
+      assert.deepEqual(await ids({ name: 'refund', status: 'active' }), [wid(4), wid(2)]);
+      assert.deepEqual(await ids({ status: 'error' }), [wid(7)]);
+      assert.deepEqual(await ids({ name: 'order', status: 'error' }), [wid(7)]);
+      assert.deepEqual(await ids({ tenant: 'acme' }), [wid(6)]);
+      assert.deepEqual(await ids({ tenant: 'nobody' }), []);
+    }));
+
+    it('purgeWorkflows deletes old ended instances of one status with their events and timers, oldest first, at most `limit`', run(async (store) => {
+      const ended = (n: number, status: WorkflowStatus, updatedAt: number, extra: Partial<WorkflowRecord> = {}) =>
+        store.insertWorkflow(startWrite(instance(wid(n), { state: state(status), updatedAt, ...extra })));
+      // Cancelled with a timer row left (an ended state has none; retention deletes such a row all the same).
+      await ended(1, 'cancelled', T + 10, { state: state('cancelled', [timer('t', T)]), idempotencyKey: 'k', requestHash: 'a'.repeat(64) });
+      // Cancelled by a step, with a child job (left alone: jobs have their own retention).
+      const w2 = instance(wid(2), { updatedAt: T - 980 });
+      await store.insertWorkflow(startWrite(w2, [childWrite(jid(1), { workflowId: w2.id, invokeId: 'i' })]));
+      await store.updateWorkflow(w2.id, (current) => ({ write: stepWrite(current!, state('cancelled'), { type: 'CANCEL' }), result: null }));
+      await ended(3, 'cancelled', T + 30);
+      await ended(4, 'cancelled', T + 100);
+      await store.insertWorkflow(startWrite(instance(wid(5), { state: state('active', [timer('t', T)]), updatedAt: T - 5000 })));
+      await ended(6, 'done', T + 5);
+      await ended(7, 'error', T + 5);
+      assert.equal((await store.getWorkflow(wid(2)))?.updatedAt, T + 20);
+      const exists = async () => {
+        const found: number[] = [];
+        for (let n = 1; n <= 7; n++) if (await store.getWorkflow(wid(n))) found.push(n);
+        return found;
+      };
+
+      assert.equal(await store.purgeWorkflows('cancelled', T + 9, 10), 0);
+      assert.equal(await store.purgeWorkflows('cancelled', T + 40, 2), 2);
+      assert.deepEqual(await exists(), [3, 4, 5, 6, 7], 'the two oldest');
+      for (const id of [wid(1), wid(2)]) {
+        assert.deepEqual(await store.getWorkflowEvents(id), []);
+        assert.deepEqual(await timersOf(store, id), []);
+      }
+      assert.deepEqual((await store.getJob(jid(1)))?.parent, { workflowId: wid(2), invokeId: 'i' }, 'the child job stays');
+      assert.equal(await store.purgeWorkflows('cancelled', T + 40, 2), 1, 'only what is old enough');
+      assert.equal(await store.purgeWorkflows('cancelled', T + 100, 10), 1, 'the cutoff is inclusive');
+      assert.deepEqual(await exists(), [5, 6, 7]);
+      assert.equal(await store.purgeWorkflows('done', Number.MAX_SAFE_INTEGER, 10), 1);
+      assert.deepEqual(await exists(), [5, 7]);
+      assert.equal(await store.purgeWorkflows('error', Number.MAX_SAFE_INTEGER, 10), 1);
+      await assert.rejects(store.purgeWorkflows('active' as 'done', Number.MAX_SAFE_INTEGER, 10), /ended/);
+      assert.deepEqual(await exists(), [5], 'an active instance is never deleted, however old');
+      assert.equal((await store.getWorkflowEvents(wid(5))).length, 1);
+      assert.deepEqual(await timersOf(store, wid(5)), [['t', T]]);
+
+      // The deleted instance's idempotency key is free: a start with it makes a new instance.
+      assert.equal(await store.findWorkflowByIdempotencyKey('default', 'order', 'k'), null);
+      const again = instance(wid(8), { idempotencyKey: 'k', requestHash: 'b'.repeat(64) });
+      assert.deepEqual(await store.insertWorkflow(startWrite(again)), { ok: true });
+      assert.equal((await store.findWorkflowByIdempotencyKey('default', 'order', 'k'))?.id, wid(8));
+    }));
+
+    it('purges racing each other delete each instance once', run(async (store) => {
+      for (let n = 1; n <= 7; n++) await store.insertWorkflow(startWrite(instance(wid(n), { state: state('done'), updatedAt: T + n })));
+      const counts = await Promise.all([1, 2, 3].map(() => store.purgeWorkflows('done', T + 6, 3)));
+      assert.ok(counts.every((n) => n <= 3), counts.join());
+      let total = counts.reduce((a, b) => a + b, 0);
+      for (let n = await store.purgeWorkflows('done', T + 6, 3); n > 0; n = await store.purgeWorkflows('done', T + 6, 3)) total += n;
+      assert.equal(total, 6);
+      assert.deepEqual((await store.listWorkflows({ tenant: 'default', limit: 10 })).map((w) => w.id), [wid(7)]);
+    }));
+  });
+}
+
+/** A folder holding the dialect's migrations before 0015. */
+function migrationsBefore15(dir: string): { dir: string; remove(): void } {
+  const to = mkdtempSync(join(tmpdir(), 'ats-migrations-'));
+  for (const file of readdirSync(dir)) if (/^\d{4}_/.test(file) && Number(file.slice(0, 4)) < 15) cpSync(join(dir, file), join(to, file));
+  return { dir: to, remove: () => rmSync(to, { recursive: true, force: true }) };
+}
+
+/** A job written before 0015 reads back without a parent; workflows and children work after it. */
+async function checkMigrated(store: Store, old: TransitionWrite): Promise<void> {
+  assert.deepEqual(await store.getJob(old.job.id), old.job);
+  const w = instance(wid(1), { state: state('active', [timer('t', T)]) });
+  assert.deepEqual(await store.insertWorkflow(startWrite(w, [childWrite(jid(2), { workflowId: w.id, invokeId: 'i' })])), { ok: true });
+  assert.deepEqual(await store.getWorkflow(w.id), w);
+  assert.deepEqual((await store.getJob(jid(2)))?.parent, { workflowId: w.id, invokeId: 'i' });
+}
+
+describe('migration 0015: workflows', () => {
+  it('on SQLite: jobs before it have no parent', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    const old = migrationsBefore15(SQLITE_MIGRATIONS_DIR);
+    try {
+      migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
+      const job = childWrite(jid(1), undefined);
+      // Written as a process before 0015 writes it: without the column.
+      const cols = ['id', 'tenant', 'type', 'queue', 'state', 'version', 'attempt', 'priority', 'timeout_ms', 'payload', 'snapshot', 'created_at', 'updated_at'];
+      store.db.prepare(`INSERT INTO jobs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`)
+        .run(job.job.id, 'default', job.job.type, job.job.queue, 'pending', 1, 0, 0, 30_000, JSON.stringify(job.job.payload), JSON.stringify(job.job.snapshot), T, T);
+      await store.migrate();
+      await checkMigrated(store, job);
+    } finally {
+      old.remove();
+      await store.close();
+    }
+  });
+
+  it('on MariaDB: jobs before it have no parent, and a rerun completes', async () => {
+    await requireMysql();
+    const db = await createTestDatabase();
+    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
+    const old = migrationsBefore15(MYSQL_MIGRATIONS_DIR);
+    try {
+      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+      const job = childWrite(jid(1), undefined);
+      const cols = ['id', 'tenant', 'type', 'queue', 'state', 'version', 'attempt', 'priority', 'timeout_ms', 'payload', 'snapshot', 'created_at', 'updated_at'];
+      await store.pool.query(`INSERT INTO jobs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+        [job.job.id, 'default', job.job.type, job.job.queue, 'pending', 1, 0, 0, 30_000, JSON.stringify(job.job.payload), JSON.stringify(job.job.snapshot), T, T]);
+      await store.migrate();
+      await checkMigrated(store, job);
+      // Died after its statements, before its ledger row: run again.
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 15');
+      await store.migrate();
+      assert.equal((await store.getWorkflow(wid(1)))?.version, 1);
+    } finally {
+      old.remove();
+      await store.close();
+      await db.drop();
+    }
+  });
+});

@@ -1,0 +1,335 @@
+/**
+ * The WorkflowStore port (engine/ports.ts) for both SQL stores: its two
+ * writes as SQL programs (see program.ts), which the stores run in their
+ * transactions with their retries, as they run `insert` and `update` of
+ * jobs, and its reads over a "run this SELECT" function.
+ *
+ * A step of an instance commits with everything it does to jobs: the
+ * instance row (compare-and-set on its version), its event, its timer rows,
+ * the CANCEL transitions of the children it left and the child jobs it
+ * starts (with their events, outbox rows and counts, by the jobs' own
+ * programs, writes.ts). Locks are taken in one order: the instance row
+ * first, then the rows of the jobs it cancels, then (inserting children and
+ * the cancels' counts) the counter rows. A job's own transitions never lock
+ * an instance: its end reaches the instance as a message (`ats.workflows`).
+ */
+import { AtsError } from '../../engine/errors.js';
+import type {
+  DueWorkflowTimer, InsertResult, TransitionWrite, WorkflowEventRecord, WorkflowEventType, WorkflowFilter, WorkflowRecord,
+  WorkflowStore, WorkflowWrite,
+} from '../../engine/ports.js';
+import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
+import { chunkRows } from './batches.js';
+import type { Dialect } from './dialect.js';
+import type { Program } from './program.js';
+import type { Query } from './reads.js';
+import { toJson, toNum, type Row } from './rows.js';
+import { marks, type Sql } from './statements.js';
+import { insertProgram, updateProgram, VersionConflict } from './writes.js';
+
+const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
+const OK: InsertResult = Object.freeze({ ok: true });
+
+// ---------------------------------------------------------------- rows
+
+/** Columns of `workflows`, in the order `workflowValues` gives them. `status` is `state.status`, kept beside it for the lists. */
+const WORKFLOW_COLUMNS = [
+  'id', 'tenant', 'name', 'definition_version', 'status', 'input', 'state', 'version', 'idempotency_key', 'request_hash', 'created_at', 'updated_at',
+] as const;
+const SELECT_WORKFLOWS = `SELECT ${WORKFLOW_COLUMNS.join(', ')} FROM workflows`;
+
+function workflowValues(w: WorkflowRecord): unknown[] {
+  return [
+    w.id, w.tenant, w.name, w.definitionVersion, w.state.status, toJson(w.input), JSON.stringify(w.state), w.version,
+    w.idempotencyKey, w.requestHash, w.createdAt, w.updatedAt,
+  ];
+}
+
+function rowToWorkflow(r: Row): WorkflowRecord {
+  return {
+    id: String(r.id),
+    tenant: String(r.tenant),
+    name: String(r.name),
+    definitionVersion: toNum(r.definition_version),
+    input: JSON.parse(String(r.input)),
+    state: JSON.parse(String(r.state)),
+    version: toNum(r.version),
+    idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    requestHash: (r.request_hash as string | null) ?? null,
+    createdAt: toNum(r.created_at),
+    updatedAt: toNum(r.updated_at),
+  };
+}
+
+function rowToWorkflowEvent(r: Row): WorkflowEventRecord {
+  return {
+    workflowId: String(r.workflow_id),
+    seq: toNum(r.seq),
+    type: r.type as WorkflowEventType,
+    at: toNum(r.at),
+    data: JSON.parse(String(r.data)),
+    status: r.status as WorkflowStatus,
+  };
+}
+
+// ---------------------------------------------------------------- statements
+
+/**
+ * Insert one instance; with `skipDuplicate`, an instance whose (tenant, name,
+ * idempotency_key) is taken is skipped (the caller asks who holds the key).
+ * Params: the `WORKFLOW_COLUMNS` values (`workflowValues`).
+ */
+function insertWorkflow(d: Dialect, w: WorkflowRecord): Sql {
+  const sql = `INSERT INTO workflows (${WORKFLOW_COLUMNS.join(', ')}) VALUES (${marks(WORKFLOW_COLUMNS.length)})`;
+  return { sql: w.idempotencyKey === null ? sql : `${sql} ${d.skipDuplicate}`, params: workflowValues(w) };
+}
+
+/**
+ * The instance holding a start's idempotency key (unique key `tenant, name, idempotency_key`).
+ * Params: tenant, name, idempotency_key
+ */
+const SELECT_WORKFLOW_BY_KEY = `${SELECT_WORKFLOWS} WHERE tenant = ? AND name = ? AND idempotency_key = ?`;
+
+/** One instance by id. Params: id */
+const SELECT_WORKFLOW = `${SELECT_WORKFLOWS} WHERE id = ?`;
+
+/**
+ * Compare-and-set an instance to its next version; matches no row when it is
+ * not at `expected_version` any more. Tenant, name, definition version,
+ * input, key and created_at never change.
+ * Params: status, state, version, updated_at, id, expected_version
+ */
+const UPDATE_WORKFLOW_CAS = 'UPDATE workflows SET status = ?, state = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?';
+
+/** Append an instance's event (`seq` unique per instance). Params: workflow_id, seq, type, at, data, status */
+const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status) VALUES (?, ?, ?, ?, ?, ?)';
+
+/** An instance's events in seq order, from `after_seq + 1`. Params: workflow_id, after_seq */
+const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+
+/** Drop an instance's timer rows (before writing those of its new state). Params: workflow_id */
+const DELETE_WORKFLOW_TIMERS = 'DELETE FROM workflow_timers WHERE workflow_id = ?';
+
+/** Timers of every instance due by now, soonest first (index `due_at`). Params: now, limit */
+const SELECT_DUE_WORKFLOW_TIMERS = `SELECT workflow_id, timer_id, due_at FROM workflow_timers
+  WHERE due_at <= ? ORDER BY due_at, workflow_id, timer_id LIMIT ?`;
+
+/** An instance's timer rows: one per timer of its state. Params: per timer, workflow_id, timer_id, due_at. */
+function insertTimers(w: WorkflowRecord): Sql[] {
+  return chunkRows(w.state.timers.map((t) => [w.id, t.id, t.dueAt])).map((rows) => ({
+    sql: `INSERT INTO workflow_timers (workflow_id, timer_id, due_at) VALUES ${rows.map(() => '(?, ?, ?)').join(', ')}`,
+    params: rows.flat(),
+  }));
+}
+
+/**
+ * The index a tenant's page is read through, newest first with no sort: its
+ * name's `(tenant, name, id)` (a status filtered on the way), its status's
+ * `(tenant, status, id)`, else `(tenant, id)`. Named, as for jobs
+ * (statements.ts `listJobs`): MariaDB otherwise may intersect two of them and sort.
+ */
+function listIndex(f: WorkflowFilter): string {
+  if (f.name !== undefined) return 'ix_workflows_tenant_name_id';
+  if (f.status !== undefined) return 'ix_workflows_tenant_status_id';
+  return 'ix_workflows_tenant_id';
+}
+
+/**
+ * A tenant's page of instances, newest first (ids are ULIDs), optionally of
+ * one name and status, after the previous page's last id.
+ * Params: tenant, [name], [status], [after_id], limit
+ */
+function listWorkflows(d: Dialect, f: WorkflowFilter): Sql {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: string, v: unknown) => {
+    where.push(clause);
+    params.push(v);
+  };
+  add('tenant = ?', f.tenant);
+  if (f.name !== undefined) add('name = ?', f.name);
+  if (f.status !== undefined) add('status = ?', f.status);
+  if (f.afterId !== undefined) add('id < ?', f.afterId);
+  return {
+    sql: `${SELECT_WORKFLOWS} ${d.useIndex(listIndex(f))} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
+    params: [...params, f.limit],
+  };
+}
+
+// ---------------------------------------------------------------- programs
+
+/**
+ * Insert a new instance (version 1), its START event, its timer rows, and
+ * what it does to jobs. An instance with a key is inserted skipping a taken
+ * key, then the key's holder tells whether it got in: if not,
+ * `duplicate-key`, and nothing else is written.
+ */
+export function* insertWorkflowProgram(d: Dialect, write: WorkflowWrite): Program<InsertResult> {
+  const w = write.workflow;
+  if (write.expectedVersion !== null) throw new AtsError('ATS_ERR_INTERNAL', `workflow ${w.id}: insertWorkflow() got a step of an instance (expectedVersion ${write.expectedVersion}); use updateWorkflow()`);
+  checkEvent(write);
+  const inserted = yield insertWorkflow(d, w);
+  if (w.idempotencyKey !== null) {
+    const [holder] = (yield { sql: SELECT_WORKFLOW_BY_KEY, params: [w.tenant, w.name, w.idempotencyKey] }).rows;
+    if (!holder) throw new AtsError('ATS_ERR_INTERNAL', `workflow ${w.id}: not inserted (${inserted.changes} rows), and no instance holds its key`);
+    if (String(holder.id) !== w.id) return DUPLICATE;
+  }
+  yield* stepWrites(d, write, false);
+  return OK;
+}
+
+/**
+ * Read instance `id` locked, let `decide` compute the step, and commit it:
+ * the instance (compare-and-set: a version other than the one read throws
+ * `VersionConflict`, so the store rolls back and runs `decide` again on a
+ * fresh read), its event, its timer rows replaced by those of its new state,
+ * and what it does to jobs. A null write commits nothing.
+ */
+export function* updateWorkflowProgram<T>(
+  d: Dialect, id: string, decide: (workflow: WorkflowRecord | null) => { write: WorkflowWrite | null; result: T },
+): Program<T> {
+  const [row] = (yield { sql: `${SELECT_WORKFLOW} ${d.forUpdate}`, params: [id] }).rows;
+  const { write, result } = decide(row ? rowToWorkflow(row) : null);
+  if (write === null) return result;
+  const w = write.workflow;
+  if (w.id !== id || write.expectedVersion === null) {
+    throw new AtsError('ATS_ERR_INTERNAL', `updateWorkflow(${id}) got a write of instance ${w.id} expecting version ${write.expectedVersion}`);
+  }
+  checkEvent(write);
+  const cas = yield { sql: UPDATE_WORKFLOW_CAS, params: [w.state.status, JSON.stringify(w.state), w.version, w.updatedAt, w.id, write.expectedVersion] };
+  if (cas.changes !== 1) throw new VersionConflict(null, `workflow ${w.id}: not at version ${write.expectedVersion} any more`);
+  yield* stepWrites(d, write, true);
+  return result;
+}
+
+/** The event must be the instance's next: its seq is the new version. */
+function checkEvent(write: WorkflowWrite): void {
+  const { workflow: w, event: e } = write;
+  if (e.workflowId !== w.id || e.seq !== w.version) {
+    throw new AtsError('ATS_ERR_INTERNAL', `workflow ${w.id} at version ${w.version} got event ${e.seq} of workflow ${e.workflowId}`);
+  }
+}
+
+/**
+ * What a step writes beside the instance row: its event, its timer rows (on
+ * an update, those of the state before go first), then the cancels (the
+ * jobs' rows locked before any counter row), then the child jobs.
+ */
+function* stepWrites(d: Dialect, write: WorkflowWrite, replaceTimers: boolean): Program<void> {
+  const { workflow: w, event: e } = write;
+  yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status] };
+  if (replaceTimers) yield { sql: DELETE_WORKFLOW_TIMERS, params: [w.id] };
+  for (const sql of insertTimers(w)) yield sql;
+  if (write.cancel && write.cancel.ids.length > 0) yield* uncommitted(updateProgram(d, write.cancel.ids, write.cancel.decide));
+  if (write.jobs.length > 0) yield* insertChildren(d, write.jobs);
+}
+
+/**
+ * Child jobs, as `JobStore.insert` writes them. The engine gives each a key
+ * of its own: one taken means the step ran twice, which the instance's
+ * compare-and-set rules out, so it fails the transaction.
+ */
+function* insertChildren(d: Dialect, jobs: readonly TransitionWrite[]): Program<void> {
+  const results = yield* uncommitted(insertProgram(d, jobs));
+  const taken = results.findIndex((r) => !r.ok);
+  if (taken >= 0) throw new AtsError('ATS_ERR_INTERNAL', `child job ${jobs[taken]!.job.id}: its idempotency key is taken`);
+}
+
+/**
+ * A jobs program run inside a step: its last statement must not carry the
+ * COMMIT (`Sql.final`), since the step goes on after it (or checks its
+ * result). Its checks still run in SQL and in code, as in its own transaction;
+ * the store commits after the step.
+ */
+function* uncommitted<T>(program: Program<T>): Program<T> {
+  let next = program.next();
+  while (!next.done) {
+    const step = next.value;
+    next = program.next(yield step.final ? { ...step, final: false } : step);
+  }
+  return next.value;
+}
+
+// ---------------------------------------------------------------- retention
+
+/** The statuses an instance never leaves: only these are ever deleted. */
+const ENDED: readonly WorkflowStatus[] = WORKFLOW_STATUSES.filter((s) => s !== 'active');
+const ENDED_LIST = ENDED.map((s) => `'${s}'`).join(', ');
+
+/**
+ * Instances of one (ended) status whose last step is at or before a time,
+ * the oldest first, read without locks.
+ * Params: status, updated_before, limit
+ */
+const FIND_EXPIRED_WORKFLOWS = 'SELECT id FROM workflows WHERE status = ? AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
+
+/** Lock the candidates in id order, to check them again. Params: the ids, sorted. */
+const lockForPurge = (d: Dialect, ids: readonly string[]): Sql => ({
+  sql: `SELECT id, status, updated_at FROM workflows WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
+  params: [...ids],
+});
+
+/**
+ * The instances themselves, only if ended and old enough: the WHERE says it
+ * again whatever the locked read found.
+ * Params: the ids, updated_before
+ */
+const deleteWorkflows = (ids: readonly string[], updatedBefore: number): Sql => ({
+  sql: `DELETE FROM workflows WHERE id IN (${marks(ids.length)}) AND status IN (${ENDED_LIST}) AND updated_at <= ?`,
+  params: [...ids, updatedBefore],
+});
+
+/**
+ * Retention's batch of instances: up to `limit` of ended `status` last
+ * stepped at or before `updatedBefore`, oldest first, deleted with their
+ * events and timer rows (an ended instance has none, but a row left would
+ * fire at nothing) in one transaction, as `purgeProgram` (deletes.ts) does
+ * for jobs: the candidates are read without locks, then locked by id and
+ * kept only if still ended and old enough. Their child jobs are left to the
+ * jobs' own retention. Throws `VersionConflict` if the DELETE removed other
+ * rows than the locked read promised (the store rolls back and runs it
+ * again). Returns how many went.
+ */
+export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number): Program<number> {
+  if (!ENDED.includes(status)) throw new AtsError('ATS_ERR_INTERNAL', `retention deletes ended workflow instances only, not ${status}`);
+  const candidates = (yield { sql: FIND_EXPIRED_WORKFLOWS, params: [status, updatedBefore, limit] }).rows.map((r) => String(r.id));
+  if (candidates.length === 0) return 0;
+  const { rows } = yield lockForPurge(d, [...candidates].sort());
+  const doomed = rows
+    .filter((r) => ENDED.includes(String(r.status) as WorkflowStatus) && toNum(r.updated_at) <= updatedBefore)
+    .map((r) => String(r.id));
+  if (doomed.length === 0) return 0;
+  const ids = marks(doomed.length);
+  yield { sql: `DELETE FROM workflow_events WHERE workflow_id IN (${ids})`, params: [...doomed] };
+  yield { sql: `DELETE FROM workflow_timers WHERE workflow_id IN (${ids})`, params: [...doomed] };
+  const { changes } = yield deleteWorkflows(doomed, updatedBefore);
+  if (changes !== doomed.length) throw new VersionConflict(null, `deleted ${changes} of ${doomed.length} locked workflow instances`);
+  return changes;
+}
+
+// ---------------------------------------------------------------- reads
+
+export type SqlWorkflowReads = Pick<
+  WorkflowStore, 'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers'
+>;
+
+/** The WorkflowStore's reads: plain, no locks. */
+export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowReads {
+  const one = async (sql: string, params: unknown[]): Promise<WorkflowRecord | null> => {
+    const [row] = await query(sql, params);
+    return row ? rowToWorkflow(row) : null;
+  };
+  return {
+    getWorkflow: (id) => one(SELECT_WORKFLOW, [id]),
+    findWorkflowByIdempotencyKey: (tenant, name, key) => one(SELECT_WORKFLOW_BY_KEY, [tenant, name, key]),
+    getWorkflowEvents: async (id, afterSeq = 0) => (await query(SELECT_WORKFLOW_EVENTS, [id, afterSeq])).map(rowToWorkflowEvent),
+    listWorkflows: async (filter) => {
+      const { sql, params } = listWorkflows(d, filter);
+      return (await query(sql, params)).map(rowToWorkflow);
+    },
+    dueWorkflowTimers: async (now, limit): Promise<DueWorkflowTimer[]> =>
+      (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, limit])).map((r) => ({
+        workflowId: String(r.workflow_id), timerId: String(r.timer_id), dueAt: toNum(r.due_at),
+      })),
+  };
+}
