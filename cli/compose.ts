@@ -23,7 +23,7 @@ import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModu
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
 import type {
-  AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore,
+  AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore, WorkflowStore,
 } from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { WorkerPresence } from '../engine/worker-presence.js';
@@ -36,6 +36,7 @@ import { logForFormat } from '../engine/transition-records.js';
 import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
+import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
 import type { Tracing } from './tracing.js';
 import { metricsRoute } from '../server/routes/metrics.js';
@@ -65,13 +66,15 @@ export interface ComposeOptions {
 }
 
 /** What both SQL stores are: every port the roles and the API use. */
-export type SystemStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
+export type SystemStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore;
 
 export interface System {
   config: Config;
   store: SystemStore;
   /** Cron schedules: created and changed through the API; the timers role fires them. */
   schedules: ScheduleService;
+  /** Workflow instances (engine/workflows.ts): started and signalled through the API; the timers role drives them. */
+  workflows: WorkflowService;
   log: EventLog;
   transitions: TransitionService;
   registry: HandlerRegistry;
@@ -193,6 +196,11 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     : null;
 
   const schedules = new ScheduleService({ store, clock });
+  // Workflows: started and signalled through the API; the timers role delivers children's ends and fires their timers.
+  const workflows = new WorkflowService({
+    store, clock, ids, definitions: registry, onCommit: () => waker.notify(),
+    defaults: config.defaults,
+  });
   // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.
   let access: AccessLine | null = null;
   try {
@@ -204,7 +212,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   }
   const app = has('api')
     ? await buildApp({
-        transitions, store, schedules, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
+        transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
         auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
         audit: store,
         security: { ...config.security, loopback: isLoopbackHost(config.host) },
@@ -234,10 +242,13 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}) });
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
+  const workflowDriver = has('timers')
+    ? new WorkflowDriver({ log, service: workflows, clock, logger }, { pollMs: config.timers.pollMs, batchSize: 100 })
+    : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
   return {
-    config, store, schedules, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
+    config, store, schedules, workflows, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
       // First: a metrics port that cannot be bound fails the start before any role runs.
       const metricsUrl = await metricsWiring.start();
@@ -247,6 +258,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       relay?.start();
       timers?.start();
       retention?.start();
+      await workflowDriver?.start();
       await limitDirectory?.start();
       await worker?.start();
       await presence?.start();
@@ -262,6 +274,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['presence', () => presence?.stop()],
         ['relay', () => relay?.stop()],
         ['timers', () => timers?.stop()],
+        ['workflows', () => workflowDriver?.stop()],
         ['retention', () => retention?.stop()],
         ['advisor', () => advisor?.stop()],
         ['clock', () => dbClock?.stop()],

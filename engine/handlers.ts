@@ -8,6 +8,8 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { NonRetryableError } from './errors.js';
 import { compilePayloadSchema, type PayloadCheck } from './payload-schema.js';
 import type { Handler, HandlerContext } from './ports.js';
+import { defineWorkflow, type WorkflowDefinition, type WorkflowJobOptions } from '../machines/workflow.js';
+import type { AnyStateMachine } from 'xstate';
 
 /** A handler made by `defineHandler`: its type, its payload schema (compiled) and its run function. */
 export interface HandlerDefinition<S extends TSchema = TSchema, R = unknown> {
@@ -51,6 +53,51 @@ interface Entry {
 
 export class HandlerRegistry {
   private readonly handlers = new Map<string, Entry>();
+  /** Workflow definitions by name, then version. */
+  private readonly workflows = new Map<string, Map<number, WorkflowDefinition>>();
+  /** The promise creators of workflows' fromPromise actors, by job type: the newest version's runs. */
+  private readonly actorRuns = new Map<string, NonNullable<WorkflowDefinition['actors'][number]['run']>>();
+
+  /**
+   * Registers a workflow: `registry.workflow('order.fulfil', machine, { version: 3 })`
+   * (machines/workflow.ts checks the machine). Several versions of one name
+   * may be registered: new instances start on the highest, running ones keep
+   * theirs. Each `fromPromise` actor of the machine becomes the job type
+   * `<name>.<actor>`, its promise creator that type's handler (the highest
+   * version's when versions share an actor); `job(type)` actors need a
+   * handler of their own.
+   */
+  workflow(name: string, machine: AnyStateMachine, options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions> } = {}): this {
+    const def = defineWorkflow(name, machine, options);
+    let versions = this.workflows.get(name);
+    if (versions?.has(def.version)) throw new Error(`workflow ${name} version ${def.version} is already registered`);
+    for (const actor of def.actors) {
+      if (!actor.run) continue;
+      const ownedByWorkflow = this.actorRuns.has(actor.jobType);
+      if (!ownedByWorkflow && this.handlers.has(actor.jobType)) throw new Error(`a handler for ${actor.jobType} is already registered`);
+      const newest = !versions || def.version > Math.max(...versions.keys());
+      if (!ownedByWorkflow || newest) this.actorRuns.set(actor.jobType, actor.run);
+      if (!ownedByWorkflow) {
+        const type = actor.jobType;
+        this.add(type, { check: null, handler: async (payload, ctx) => this.actorRuns.get(type)!({ input: payload, signal: ctx.signal }) });
+      }
+    }
+    if (!versions) this.workflows.set(name, (versions = new Map()));
+    versions.set(def.version, def);
+    return this;
+  }
+
+  /** The workflow `name` at `version`, or at its highest version; undefined when not registered. */
+  workflowDefinition(name: string, version?: number): WorkflowDefinition | undefined {
+    const versions = this.workflows.get(name);
+    if (!versions) return undefined;
+    return versions.get(version ?? Math.max(...versions.keys()));
+  }
+
+  /** Registered workflow names, sorted. */
+  workflowNames(): string[] {
+    return [...this.workflows.keys()].sort();
+  }
 
   /** `register(type, handler)` (any payload), or `register(defineHandler(...))` (a checked payload). */
   register(type: string, handler: Handler): this;
@@ -94,7 +141,8 @@ export class HandlerRegistry {
 
 /**
  * What a handler module (ATS_HANDLERS) exports: `handlers`, an array of
- * `defineHandler(...)` results, and/or `register(registry)` (sync or async).
+ * `defineHandler(...)` results, and/or `register(registry)` (sync or async),
+ * which may also register workflows (`registry.workflow(...)`).
  */
 export interface HandlerModule {
   handlers?: readonly HandlerDefinition<any, any>[];

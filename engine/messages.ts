@@ -76,7 +76,28 @@ export interface DeadLetterMessage {
   deadAt: number;
 }
 
-/** The header saying what a message is: `dispatch`, `cancel`, `transition`, `transitions` or `dead-letter`. */
+/**
+ * On `ats.workflows` (`ats-kind: child-ended`), keyed by workflow id: a job
+ * that a workflow started ended (done, dead or cancelled).
+ * The workflow driver (engine/workflows.ts) delivers it to the instance.
+ */
+export interface ChildEndedMessage {
+  workflowId: string;
+  invokeId: string;
+  jobId: string;
+  state: 'done' | 'dead' | 'cancelled';
+  /** The job's result (done). */
+  result?: unknown;
+  /** Its last error (dead), or `{message: reason}` (cancelled). */
+  error?: unknown;
+  at: number;
+  tenant: string;
+}
+
+/** `ats-kind` of a {@link ChildEndedMessage}. */
+export const CHILD_ENDED_KIND = 'child-ended';
+
+/** The header saying what a message is: `dispatch`, `cancel`, `transition`, `transitions`, `dead-letter` or `child-ended`. */
 export const KIND_HEADER = 'ats-kind';
 /** `ats-kind` of one transition. */
 export const TRANSITION_KIND = 'transition';
@@ -165,5 +186,24 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
     };
     rows.push({ topic: TOPICS.dlq, key: job.id, payload, headers: headers('dead-letter') });
   }
+  if (job.parent && isEnd(event)) rows.push(childEnded(job, job.parent, event));
   return rows;
+}
+
+const ENDS: ReadonlySet<string> = new Set(['done', 'dead', 'cancelled']);
+/**
+ * The job just ended: it was live before this event. A child redriven after
+ * it ended ends again and writes another message, which its workflow drops:
+ * the instance let go of the job at its first end (fenced by job id).
+ */
+const isEnd = (event: JobEventRecord): boolean => ENDS.has(event.to) && event.from !== null && !ENDS.has(event.from);
+
+function childEnded(job: JobRecord, parent: NonNullable<JobRecord['parent']>, event: JobEventRecord): OutboxMessage {
+  const c = job.snapshot.context;
+  const state = event.to as ChildEndedMessage['state'];
+  const payload: ChildEndedMessage = {
+    workflowId: parent.workflowId, invokeId: parent.invokeId, jobId: job.id, state, at: event.at, tenant: job.tenant,
+    ...(state === 'done' ? { result: c.result ?? null } : { error: state === 'dead' ? c.lastError : { message: c.cancelReason ?? 'cancelled', name: 'Cancelled' } }),
+  };
+  return { topic: TOPICS.workflows, key: parent.workflowId, payload, headers: headers(CHILD_ENDED_KIND) };
 }

@@ -1,6 +1,7 @@
 /**
  * Retention on the embedded store with a clock the test moves: what is deleted
- * when, in batches, and what a resubmit of a deleted job's Idempotency-Key does.
+ * when, in batches, and what a resubmit of a deleted job's Idempotency-Key does;
+ * ended workflow instances by the same limits.
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -8,8 +9,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import type { WorkflowStatus } from '../machines/workflow.js';
 import { createLogger } from './logger.js';
-import type { Clock, JobSpec } from './ports.js';
+import type { Clock, JobSpec, WorkflowRecord } from './ports.js';
 import { Retention, type RetentionOptions } from './retention.js';
 import { TransitionService, type EventInput } from './transitions.js';
 
@@ -65,15 +67,15 @@ describe('retention', () => {
     const r = retention();
 
     now = T0 + DAY + 7 * DAY - 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 0, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
     now += 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 1, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 0, more: false });
     assert.equal(await store.getJob(done), null);
     assert.deepEqual(await store.getEvents(done), []);
     assert.ok(await store.getJob(dead));
 
     now = T0 + DAY + 30 * DAY;
-    assert.deepEqual(await r.runOnce(), { deleted: 2, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 2, deletedWorkflows: 0, more: false });
     assert.equal(await store.getJob(dead), null);
     assert.equal(await store.getJob(cancelled), null);
     assert.equal((await store.getJob(live))!.snapshot.value, 'running', 'a live job is never deleted, however old');
@@ -102,7 +104,7 @@ describe('retention', () => {
     for (const id of ids) await apply(id, { type: 'CANCEL' });
     now += 30 * DAY;
     const r = retention({ batchSize: 3 });
-    assert.deepEqual(await r.runOnce(), { deleted: 3, more: true });
+    assert.deepEqual(await r.runOnce(), { deleted: 3, deletedWorkflows: 0, more: true });
     r.start();
     for (let i = 0; i < 200 && (await store.stats()).byState.cancelled > 0; i++) await delay(5);
     await r.stop();
@@ -125,5 +127,65 @@ describe('retention', () => {
     assert.ok(after.ok && after.created, 'a new job');
     assert.notEqual(after.job.id, first.job.id);
     assert.equal((await store.getJob(after.job.id))!.snapshot.value, 'pending');
+  });
+
+  /** A workflow instance of `status` whose last step is now, as the store holds it (no timers: ended instances have none). */
+  const instance = async (id: string, status: WorkflowStatus, idempotencyKey: string | null = null): Promise<WorkflowRecord> => {
+    const w: WorkflowRecord = {
+      id, tenant: 'default', name: 'order', definitionVersion: 1, input: {}, version: 1, idempotencyKey, requestHash: idempotencyKey && 'a'.repeat(64),
+      state: { value: 'x', context: {}, history: [], status, children: [], timers: [] }, createdAt: now, updatedAt: now,
+    };
+    const r = await store.insertWorkflow({
+      workflow: w, expectedVersion: null, jobs: [], cancel: null,
+      event: { workflowId: id, seq: 1, type: 'START', at: now, data: { input: {}, jobIds: [] }, status },
+    });
+    assert.deepEqual(r, { ok: true });
+    return w;
+  };
+  const wid = (n: number) => `01W${String(n).padStart(23, '0')}`;
+
+  it('deletes ended workflow instances by the same limits: done after doneMs, error and cancelled after deadMs, never an active one', async () => {
+    now += DAY;
+    await instance(wid(1), 'done', 'k');
+    await instance(wid(2), 'error');
+    await instance(wid(3), 'cancelled');
+    await instance(wid(4), 'active');
+    const job = await submit(); // a job of its own, live: its own limits
+    const r = retention();
+
+    now = T0 + DAY + 7 * DAY - 1;
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
+    now += 1;
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 1, more: false });
+    assert.equal(await store.getWorkflow(wid(1)), null);
+    assert.deepEqual(await store.getWorkflowEvents(wid(1)), []);
+    assert.ok(await store.getWorkflow(wid(2)));
+    // Its idempotency key is free again.
+    assert.equal(await store.findWorkflowByIdempotencyKey('default', 'order', 'k'), null);
+    await instance(wid(5), 'active', 'k');
+
+    now = T0 + DAY + 30 * DAY;
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 2, more: false });
+    assert.equal(await store.getWorkflow(wid(2)), null);
+    assert.equal(await store.getWorkflow(wid(3)), null);
+    now += 1000 * DAY;
+    assert.equal((await r.runOnce()).deletedWorkflows, 0);
+    assert.deepEqual((await store.listWorkflows({ tenant: 'default', limit: 10 })).map((w) => w.id), [wid(5), wid(4)], 'active instances are never deleted, however old');
+    assert.equal(r.deletedWorkflows, 3);
+    assert.equal(r.deleted, 0);
+    assert.ok(await store.getJob(job));
+  });
+
+  it('jobs and instances are counted apart, and a full batch of instances makes the loop go on at once', async () => {
+    for (let n = 1; n <= 5; n++) await instance(wid(n), 'cancelled');
+    await apply(await submit(), { type: 'CANCEL' });
+    now += 30 * DAY;
+    const r = retention({ batchSize: 2 });
+    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 2, more: true });
+    r.start();
+    for (let i = 0; i < 200 && (await store.listWorkflows({ tenant: 'default', limit: 10 })).length > 0; i++) await delay(5);
+    await r.stop();
+    assert.deepEqual(await store.listWorkflows({ tenant: 'default', limit: 10 }), []);
+    assert.deepEqual([r.deleted, r.deletedWorkflows], [1, 5]);
   });
 });

@@ -5,29 +5,38 @@
  * `deadMs`. Deleting a job frees its Idempotency-Key: a submit with that key
  * afterwards creates a new job.
  *
- * Each batch is one short store transaction of at most `batchSize` jobs, the
+ * Ended workflow instances follow the same limits, measured from their last
+ * step: `done` after `doneMs`, `error` and `cancelled` after `deadMs`, each
+ * with its events and timer rows; that frees its idempotency key too. Their
+ * child jobs are jobs like any other and go by the jobs' limits, so an
+ * instance may outlive its children's rows or the other way round.
+ *
+ * Each batch is one short store transaction of at most `batchSize` jobs (or instances), the
  * oldest first, so retention never holds many locks for long, however much
  * history has piled up; a full batch is followed at once by the next one.
  * Safe with many instances: the store deletes only what it locked and found
  * still terminal and old enough.
  */
 import type { JobState } from '../machines/job.machine.js';
-import type { Clock, JobStore, Logger } from './ports.js';
+import type { Clock, JobStore, Logger, WorkflowStore } from './ports.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 
+/** The statuses of an ended workflow instance, which retention deletes. */
+type WorkflowEnd = Parameters<WorkflowStore['purgeWorkflows']>[0];
+
 export interface RetentionOptions {
-  /** Age after which a done job is deleted. @defaultValue 7 days */
+  /** Age after which a done job or workflow instance is deleted. @defaultValue 7 days */
   doneMs: number;
-  /** Age after which a dead or cancelled job is deleted. @defaultValue 30 days */
+  /** Age after which a dead or cancelled job, or an instance ended in error or cancelled, is deleted. @defaultValue 30 days */
   deadMs: number;
-  /** Jobs deleted per transaction. @defaultValue 500 */
+  /** Jobs (or instances) deleted per transaction. @defaultValue 500 */
   batchSize: number;
   /** Pause between passes that found nothing more to delete. @defaultValue 60000 */
   pollMs: number;
 }
 
 export interface RetentionDeps {
-  store: Pick<JobStore, 'purgeJobs'>;
+  store: Pick<JobStore, 'purgeJobs'> & Pick<WorkflowStore, 'purgeWorkflows'>;
   clock: Clock;
   logger: Logger;
 }
@@ -36,6 +45,8 @@ export class Retention {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   /** Jobs deleted since start. */
   deleted = 0;
+  /** Workflow instances deleted since start. */
+  deletedWorkflows = 0;
 
   constructor(private readonly deps: RetentionDeps, private readonly opts: RetentionOptions) {}
 
@@ -44,21 +55,35 @@ export class Retention {
     return [['done', this.opts.doneMs], ['dead', this.opts.deadMs], ['cancelled', this.opts.deadMs]];
   }
 
+  /** Each ended workflow status's age limit: `error` is a workflow's `dead`. */
+  private workflowLimits(): [WorkflowEnd, number][] {
+    return [['done', this.opts.doneMs], ['error', this.opts.deadMs], ['cancelled', this.opts.deadMs]];
+  }
+
   /**
-   * One batch per terminal state; returns whether any batch was full (more
-   * may be waiting).
+   * One batch per terminal job state, then one per ended workflow status;
+   * returns how many of each went, and whether any batch was full (more may
+   * be waiting).
    */
-  async runOnce(): Promise<{ deleted: number; more: boolean }> {
+  async runOnce(): Promise<{ deleted: number; deletedWorkflows: number; more: boolean }> {
     const now = this.deps.clock.now();
+    const { store } = this.deps;
     let deleted = 0;
+    let deletedWorkflows = 0;
     let more = false;
     for (const [state, ageMs] of this.limits()) {
-      const n = await this.deps.store.purgeJobs(state, now - ageMs, this.opts.batchSize);
+      const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize);
       deleted += n;
       more ||= n >= this.opts.batchSize;
     }
+    for (const [status, ageMs] of this.workflowLimits()) {
+      const n = await store.purgeWorkflows(status, now - ageMs, this.opts.batchSize);
+      deletedWorkflows += n;
+      more ||= n >= this.opts.batchSize;
+    }
     this.deleted += deleted;
-    return { deleted, more };
+    this.deletedWorkflows += deletedWorkflows;
+    return { deleted, deletedWorkflows, more };
   }
 
   start(): void {
@@ -74,8 +99,9 @@ export class Retention {
     return pollUntilAborted(signal, {
       clock, logger, failure: 'retention: batch failed', pollMs: this.opts.pollMs,
       pass: async () => {
-        const { deleted, more } = await this.runOnce();
+        const { deleted, deletedWorkflows, more } = await this.runOnce();
         if (deleted > 0) logger.debug('retention: deleted finished jobs', { deleted });
+        if (deletedWorkflows > 0) logger.debug('retention: deleted ended workflow instances', { deleted: deletedWorkflows });
         return more;
       },
     });

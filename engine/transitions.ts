@@ -276,6 +276,11 @@ function firstStates(): (input: JobInput) => ReturnType<typeof start> {
   };
 }
 
+/** The write that submits `spec` as job `id` at `at` (a workflow's child jobs go into its own transaction). */
+export function submitWrite(spec: JobSpec, id: string, at: number): TransitionWrite {
+  return newJobWrite(spec, id, at, firstStates());
+}
+
 function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobInput) => ReturnType<typeof start>): TransitionWrite {
   const input = { at, runAt: spec.runAt, maxAttempts: spec.maxAttempts, backoff: spec.backoff };
   if (input.runAt === undefined) delete input.runAt;
@@ -288,6 +293,7 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
   };
   if (spec.traceContext) job.traceContext = spec.traceContext;
   if (spec.concurrencyKey !== undefined) job.concurrencyKey = spec.concurrencyKey;
+  if (spec.parent) job.parent = spec.parent;
   const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at, data: input };
   return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
 }

@@ -4,7 +4,9 @@
  * and the checker (tests/helpers/asyncapi.ts) the delivery tests use fails a
  * record that does not match. Both formats of `ats.events`: a `transition`
  * record per transition (`ATS_EVENTS_FORMAT=single`) and packed
- * `transitions` records (`batch`, the default). The stream's `progress`
+ * `transitions` records (`batch`, the default). The `child-ended` messages of
+ * `ats.workflows` (keyed by workflow id) as the document gives them; the
+ * engine's own are checked in engine/messages.test.ts. The stream's `progress`
  * messages as the server builds them, for what handlers may report. Also the
  * schema-version header: written on every message, read by `schemaMajor` /
  * `readableSchema`.
@@ -27,7 +29,7 @@ import { SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages } from './helpe
 /** The channel of the dispatch lanes other than ats.dispatch (engine/lanes.ts). */
 const LANES_ADDRESS = 'ats.dispatch.{lane}';
 /** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
-const KAFKA_MESSAGES = ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions'];
+const KAFKA_MESSAGES = ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions'];
 /** The stream messages the document gives examples of. */
 const STREAM_EXAMPLES = ['progress'];
 const SINGLE_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transition'];
@@ -58,7 +60,8 @@ describe('docs/asyncapi.yaml', () => {
     assert.deepEqual(document.operations().all().map((o) => `${o.action()} ${o.channels().all()[0]!.address()}`).sort(), [
       'receive /v1/stream', 'receive {prefix}ats.dispatch', `receive {prefix}${LANES_ADDRESS}`,
       'send /v1/stream', 'send {prefix}ats.dispatch', `send {prefix}${LANES_ADDRESS}`, 'send {prefix}ats.dlq', 'send {prefix}ats.events',
-    ]);
+      'receive {prefix}ats.workflows', 'send {prefix}ats.workflows',
+    ].sort());
     const publishEvents = document.operations().all().find((o) => o.action() === 'send' && o.channels().all()[0]!.address() === '{prefix}ats.events');
     assert.deepEqual(publishEvents!.messages().all().map((m) => m.id()).sort(), ['transition', 'transitions'], 'the relay publishes both formats');
   });
@@ -278,6 +281,19 @@ describe('the checker fails a record that does not match', () => {
     fails({ ...d, topic: 'ats.other' }, /not in the document/);
     fails({ ...d, topic: `p.${d.topic}` }, /not in the document/, 'q.');
     assert.throws(() => contract.assertRecords([d, { ...d, value: '[]' }]), /do not match/);
+  });
+
+  it('a child-ended record (the document\'s example): no workflowId, keyed by its job id, an error that does not fit its state, another topic', () => {
+    const example = contract.exampleRecords().find((e) => e.message === 'childEnded' && (e.payload as { state: string }).state === 'done')!.record!;
+    const ended = { ...example, topic: TOPICS.workflows };
+    assert.deepEqual(contract.checkRecord(ended), { ok: true, message: 'childEnded' });
+    assert.equal(ended.key, (JSON.parse(ended.value) as { workflowId: string }).workflowId);
+    fails(edit(ended, (v) => delete v.workflowId), /childEnded payload: .*required property 'workflowId'/);
+    fails({ ...ended, key: (JSON.parse(ended.value) as { jobId: string }).jobId }, /key .* is not the payload's workflowId/);
+    fails(edit(ended, (v) => (v.error = { message: 'cancelled', name: 'Cancelled' })), /childEnded payload: \/error boolean schema is false/);
+    fails(edit(ended, (v) => (v.state = 'cancelled')), /childEnded payload: .*required property 'error'/);
+    fails({ ...ended, topic: TOPICS.events }, /ats-kind "child-ended" is none of transition, transitions/);
+    fails({ ...of('dead-letter'), topic: TOPICS.workflows }, /ats-kind "dead-letter" is none of child-ended/);
   });
 
   it('stream messages: a server message with a bad field or an unknown kind, a client message with an unknown op', () => {

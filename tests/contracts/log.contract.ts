@@ -11,9 +11,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ulid } from 'ulid';
 import {
   OUTBOX_ID_HEADER, TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Subscription,
 } from '../../engine/ports.js';
+import { toLogMessage } from '../../engine/relay.js';
+import { submitWrite, transitionWrite } from '../../engine/transitions.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { asyncApi } from '../helpers/asyncapi.js';
 import { packedSampleMessages, sampleMessages } from '../helpers/sample-messages.js';
 
@@ -355,14 +359,15 @@ async function fromBeginning(ctx: Ctx): Promise<void> {
 
 /**
  * The engine's own messages of every kind (dispatch, cancel, transition,
- * packed transitions, dead letter), built as the relay publishes them, come
- * out of every topic as records that match the AsyncAPI document: key, value
- * and headers (the schema version and the outbox id included) intact.
+ * packed transitions, dead letter, child ended), built as the relay publishes
+ * them, come out of every topic as records that match the AsyncAPI document:
+ * key, value and headers (the schema version and the outbox id included)
+ * intact.
  */
 async function schedulerMessages(ctx: Ctx): Promise<void> {
   await ctx.log.ensureTopics();
-  // Both formats of ats.events: a record per transition, and packed by this log's partitioner.
-  const sent = [...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events))];
+  // Both formats of ats.events: a record per transition, and packed by this log's partitioner; and workflows' children's ends.
+  const sent = [...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events)), ...childEndedMessages()];
   await ctx.log.publish(sent);
   const rec = new Recorder();
   // Every topic, the dispatch lanes of other queues and priorities included.
@@ -373,7 +378,29 @@ async function schedulerMessages(ctx: Ctx): Promise<void> {
   await settle(ctx);
 
   const counts = asyncApi().assertRecords(rec.handled);
-  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', 'transition', 'transitions']);
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions']);
+  assert.equal(counts.get('childEnded'), 2);
   const strip = (m: LogMessage) => JSON.stringify([m.topic, m.key, m.value, Object.entries(m.headers).sort()]);
   assert.deepEqual(rec.handled.map(strip).sort(), sent.map(strip).sort());
+}
+
+/**
+ * The `child-ended` messages (on `ats.workflows`, keyed by workflow id) of two
+ * workflows' child jobs, one done and one cancelled, built by the engine's own
+ * code as the relay publishes them.
+ */
+function childEndedMessages(): LogMessage[] {
+  const at = Date.now();
+  const child = (workflowId: string) => submitWrite({
+    type: 'demo.echo', payload: { n: 1 }, queue: 'default', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0,
+    parent: { workflowId, invokeId: 'step' },
+  }, ulid(at), at).job;
+  const started = transitionWrite(child(ulid(at)), { type: 'STARTED', at: at + 1, attempt: 1, leaseUntil: at + 30_001, workerId: 'w1' })!;
+  const ends = [
+    transitionWrite(started.job, { type: 'SUCCEEDED', at: at + 2, attempt: 1, result: { ok: true } })!,
+    transitionWrite(child(ulid(at)), { type: 'CANCEL', at: at + 1, reason: 'not needed' })!,
+  ];
+  let id = 900_000;
+  return ends.flatMap((w) => w.outbox).filter((m) => m.topic === TOPICS.workflows)
+    .map((m) => toLogMessage({ ...m, id: ++id, createdAt: at, publishedAt: null }));
 }

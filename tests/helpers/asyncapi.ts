@@ -13,7 +13,8 @@
  *
  * Kafka records also follow the keying rule the document states: the key is
  * the job id, the payload's `jobId`; for a packed `transitions` record, the
- * `jobId` of its first transition.
+ * `jobId` of its first transition; for a `child-ended` record on
+ * `ats.workflows`, the payload's `workflowId`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
-import { TRANSITIONS_KIND } from '../../engine/messages.js';
+import { CHILD_ENDED_KIND, TRANSITIONS_KIND } from '../../engine/messages.js';
 import { TOPICS, type LogMessage, type LogRecord } from '../../engine/ports.js';
 
 export const ASYNCAPI_PATH = fileURLToPath(new URL('../../docs/asyncapi.yaml', import.meta.url));
@@ -131,8 +132,8 @@ export class AsyncApiContract {
     check(errors, `${message.name} headers`, message.headers, { ...record.headers });
     check(errors, `${message.name} payload`, message.payload, value);
     check(errors, `${message.name} key`, message.key, record.key);
-    const { jobId, whose } = keyedBy(message.tag, value);
-    if (record.key !== jobId) errors.push(`${message.name}: key ${JSON.stringify(record.key)} is not ${whose} ${JSON.stringify(jobId)}`);
+    const { id, whose } = keyedBy(message.tag, value);
+    if (record.key !== id) errors.push(`${message.name}: key ${JSON.stringify(record.key)} is not ${whose} ${JSON.stringify(id)}`);
     return errors.length === 0 ? { ok: true, message: message.name } : { ok: false, errors };
   }
 
@@ -190,7 +191,7 @@ export class AsyncApiContract {
       const on = topicOf.get(message);
       const payload = example.payload;
       const record = on === undefined ? null : {
-        topic: on.topic, key: String(keyedBy(on.tag, payload).jobId), value: JSON.stringify(payload), headers: example.headers as Record<string, string>,
+        topic: on.topic, key: String(keyedBy(on.tag, payload).id), value: JSON.stringify(payload), headers: example.headers as Record<string, string>,
       };
       return { message, record, payload };
     });
@@ -235,17 +236,20 @@ export class AsyncApiContract {
 }
 
 /**
- * The job id a Kafka record of kind `tag` is keyed by, per the document: the
+ * The id a Kafka record of kind `tag` is keyed by, per the document: the
  * payload's `jobId`; for a packed `transitions` record, its first
- * transition's. `whose` names it for an error message.
+ * transition's; for a `child-ended` record, the payload's `workflowId` (its
+ * instance's children's ends share a partition). `whose` names it for an
+ * error message.
  */
-function keyedBy(tag: string | null, value: unknown): { jobId: unknown; whose: string } {
+function keyedBy(tag: string | null, value: unknown): { id: unknown; whose: string } {
   if (tag === TRANSITIONS_KIND) {
     const list = (value as { transitions?: unknown } | null)?.transitions;
     const first = Array.isArray(list) ? (list[0] as { jobId?: unknown } | null | undefined) : undefined;
-    return { jobId: first?.jobId, whose: "the first transition's jobId" };
+    return { id: first?.jobId, whose: "the first transition's jobId" };
   }
-  return { jobId: (value as { jobId?: unknown } | null)?.jobId, whose: "the payload's jobId" };
+  if (tag === CHILD_ENDED_KIND) return { id: (value as { workflowId?: unknown } | null)?.workflowId, whose: "the payload's workflowId" };
+  return { id: (value as { jobId?: unknown } | null)?.jobId, whose: "the payload's jobId" };
 }
 
 /** The const of `schema.properties[name]`, if any (through a single allOf). */

@@ -1,12 +1,16 @@
 /**
  * Every message a running scheduler publishes matches docs/asyncapi.yaml:
  * jobs go through every path (done; retry then done; delayed; dead → ats.dlq,
- * redriven, dead again; cancelled while running), then every record of
- * `ats.dispatch`, `ats.events` and `ats.dlq` is read from the beginning and
- * checked against the document. Also what the document promises about them:
- * one transition message per stored event, in seq order per job; a dispatch
- * for every attempt started; a cancel for the running attempt; a dead letter
- * each time the job died.
+ * redriven, dead again; cancelled while running; a workflow's child done),
+ * then every record of `ats.dispatch`, `ats.events`, `ats.dlq` and
+ * `ats.workflows` is read from the beginning and checked against the
+ * document. Also what the document promises about them: one transition
+ * message per stored event, in seq order per job; a dispatch for every
+ * attempt started; a cancel for the running attempt; a dead letter each time
+ * the job died; one child-ended, keyed by its workflow id, when the child
+ * ended. (The child's workflow is not stored: the job carries its `parent`,
+ * which is all its end's message needs; the driver finds no such instance
+ * and drops the delivery.)
  *
  * Twice: on the embedded backends (SQLite, the in-process log, read through
  * the EventLog port) and on MariaDB + Kafka (fresh topics under a unique
@@ -22,7 +26,7 @@ import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
-import type { TransitionMessage } from '../../engine/messages.js';
+import { CHILD_ENDED_KIND, KIND_HEADER, type TransitionMessage } from '../../engine/messages.js';
 import { laneTopic } from '../../engine/lanes.js';
 import { OUTBOX_ID_HEADER, TOPICS, type JobSpec, type LogRecord, type Subscription } from '../../engine/ports.js';
 import { EVENTS_FORMATS, transitionsOf, type EventsFormat } from '../../engine/transition-records.js';
@@ -37,6 +41,8 @@ const spec = (type: string, payload: unknown, extra: Partial<JobSpec> = {}): Job
 const fixed = (delayMs: number) => ({ kind: 'fixed', delayMs }) as const;
 /** The cancelled job's queue and priority: its dispatch and cancel travel on a lane other than ats.dispatch. */
 const CANCELLED_LANE = { queue: 'other', priority: 5 } as const;
+/** The workflow invocation the child job runs (no such instance is stored). */
+const CHILD_PARENT = { workflowId: '01M8TKNKB2B4NX57686KVQMQXZ', invokeId: 'echo' } as const;
 /** Every dispatch lane the jobs use. */
 const LANES = [TOPICS.dispatch, laneTopic(CANCELLED_LANE.queue, CANCELLED_LANE.priority)];
 /** What the readers read: every topic, and the lanes. */
@@ -59,6 +65,7 @@ interface Paths {
   delayed: string;
   dead: string;
   cancelled: string;
+  child: string;
 }
 
 /** Submits one job per path and waits until each ended as expected and the outbox is empty. */
@@ -75,12 +82,14 @@ async function runAllPaths(system: System, aborted: Map<string, string>): Promis
     delayed: await submit(spec('demo.echo', { delayed: true }, { runAt: Date.now() + 300 })),
     dead: await submit(spec('demo.fail', { always: true }, { maxAttempts: 2, backoff: fixed(50) })),
     cancelled: await submit(spec('test.block', {}, CANCELLED_LANE)),
+    child: await submit(spec('demo.echo', { child: true }, { parent: CHILD_PARENT })),
   };
   await waitForJob(store, ids.cancelled, isState('running'));
   assert.ok((await transitions.apply(ids.cancelled, { type: 'CANCEL', reason: 'no longer needed' })).ok);
   await waitForJob(store, ids.done, isState('done'));
   await waitForJob(store, ids.retried, (j) => j.snapshot.value === 'done' && j.snapshot.context.attempt === 2);
   await waitForJob(store, ids.delayed, isState('done'));
+  await waitForJob(store, ids.child, isState('done'));
   await waitForJob(store, ids.dead, isState('dead'));
   assert.ok((await transitions.apply(ids.dead, { type: 'REDRIVE' })).ok);
   await waitForJob(store, ids.dead, (j) => j.snapshot.value === 'dead' && j.snapshot.context.attempt === 4);
@@ -117,7 +126,7 @@ async function checkEveryRecord(
   const all = records();
   const counts = asyncApi().assertRecords(all, prefix);
   const transitionKind = format === 'batch' ? 'transitions' : 'transition';
-  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'deadLetter', 'dispatch', transitionKind].sort(), 'every kind of message was produced and checked');
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'childEnded', 'deadLetter', 'dispatch', transitionKind].sort(), 'every kind of message was produced and checked');
   /** Other topics' payloads, each once (after dedupe by outbox id). */
   const payloads = (topic: string) => {
     const seen = new Map<string, KafkaRecord>();
@@ -145,8 +154,17 @@ async function checkEveryRecord(
   // ats.dlq: one dead letter per death (before and after the redrive).
   const dlq = payloads(TOPICS.dlq);
   assert.deepEqual(dlq.map((d) => [d.jobId, d.attempts, d.lastError.attempt]), [[ids.dead, 2, 2], [ids.dead, 2, 4]]);
-  // Keys: the job id (a packed record's first job), so one job's messages share a partition (checked per record by the document's key rule).
-  assert.ok(all.every((r) => r.key === (transitionsOf(r)[0]?.jobId ?? JSON.parse(r.value).jobId)));
+  // ats.workflows: one child-ended, the child's first (and only) end, with its result.
+  const child = (await system.store.getJob(ids.child))!;
+  assert.deepEqual(child.parent, CHILD_PARENT);
+  assert.deepEqual(payloads(TOPICS.workflows), [{
+    ...CHILD_PARENT, jobId: ids.child, state: 'done', at: history.get(ids.child)!.at(-1)!.at, tenant: 'default', result: { child: true },
+  }]);
+  // Keys: the job id (a packed record's first job), so one job's messages share a partition (checked per record by the
+  // document's key rule); a child's end, its workflow's id.
+  const keyOf = (r: KafkaRecord) => (r.headers[KIND_HEADER] === CHILD_ENDED_KIND ? JSON.parse(r.value).workflowId : transitionsOf(r)[0]?.jobId ?? JSON.parse(r.value).jobId);
+  assert.ok(all.every((r) => r.key === keyOf(r)));
+  assert.ok(on(TOPICS.workflows).length > 0 && on(TOPICS.workflows).every((r) => r.key === CHILD_PARENT.workflowId));
 }
 
 for (const format of EVENTS_FORMATS) {
@@ -174,7 +192,7 @@ for (const format of EVENTS_FORMATS) {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running', { timeout: 120_000 }, async () => {
+    it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running, a workflow\'s child done', { timeout: 120_000 }, async () => {
       const ids = await runAllPaths(system, aborted);
       await checkEveryRecord(system, ids, () => records, '', format);
     });
@@ -189,7 +207,7 @@ describe('every published message matches docs/asyncapi.yaml: MariaDB + Kafka', 
   });
   after(async () => t?.stop());
 
-  it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running; read from the beginning of fresh topics', { timeout: 180_000 }, async () => {
+  it('done, retry then done, delayed, dead → dlq → redrive → dead, cancel while running, a workflow\'s child done; read from the beginning of fresh topics', { timeout: 180_000 }, async () => {
     const ids = await runAllPaths(t.system, aborted);
     const kafka = new Kafka({ clientId: 'contract-reader', brokers: kafkaBrokers(), logLevel: logLevel.NOTHING });
     const consumer = kafka.consumer({ groupId: `${t.prefix}contract-reader`, sessionTimeout: 6000, heartbeatInterval: 500 });

@@ -1,0 +1,362 @@
+/**
+ * Workflows as durable actors: the only writer of workflow instances.
+ *
+ * Each start and each accepted step is one store transaction holding the
+ * instance (compare-and-set on its version), one `workflow_events` row, the
+ * child jobs the step starts (submitted with idempotency keys derived from
+ * the instance, the step and the invocation), the CANCEL transitions of the
+ * children it leaves, and its timers. The machine decides (machines/workflow.ts);
+ * this service records.
+ *
+ * A child's end comes back through the outbox: its terminal transition
+ * writes a `child-ended` message on `ats.workflows` in the job's own
+ * transaction, and the driver here delivers it to the instance. A delivery
+ * is fenced by the child's job id (machines/workflow.ts `deliverChild`), so a
+ * duplicate or late one changes nothing: each child's end is applied once.
+ */
+import { createHash } from 'node:crypto';
+import type { AnyEventObject } from 'xstate';
+import {
+  acceptedEvents, applyWorkflowEvent, replayWorkflow, startWorkflow, isUserEventType,
+  type ChildOutcome, type JobStart, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowDefinition,
+  type WorkflowInputEvent, type WorkflowStep,
+} from '../machines/workflow.js';
+import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
+import { isDeepStrictEqual } from 'node:util';
+import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import { errorFields } from './logger.js';
+import { CHILD_ENDED_KIND, KIND_HEADER, readableSchema, type ChildEndedMessage } from './messages.js';
+import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
+import {
+  TOPICS,
+  type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
+  type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowRecord, type WorkflowStore, type WorkflowWrite,
+} from './ports.js';
+
+/** Where workflow definitions come from (the handler registry). */
+export interface WorkflowDefinitions {
+  workflowDefinition(name: string, version?: number): WorkflowDefinition | undefined;
+}
+
+/** What a child job runs under when its actor's options do not say. */
+export interface ChildJobDefaults {
+  queue: string;
+  maxAttempts: number;
+  backoff: BackoffPolicy;
+  timeoutMs: number;
+  priority: number;
+}
+
+export const DEFAULT_CHILD_JOB: ChildJobDefaults = Object.freeze({
+  queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0,
+});
+
+export interface WorkflowServiceDeps {
+  store: JobStore & WorkflowStore;
+  clock: Clock;
+  ids: IdGenerator;
+  definitions: WorkflowDefinitions;
+  defaults?: ChildJobDefaults;
+  /** Called after each commit that wrote outbox rows (wakes the relay in process). */
+  onCommit?: () => void;
+}
+
+export interface StartSpec {
+  tenant: string;
+  name: string;
+  input: unknown;
+  idempotencyKey?: string;
+}
+
+export type StartResult =
+  | { ok: true; workflow: WorkflowRecord; created: boolean }
+  | { ok: false; reason: 'unknown-workflow' }
+  /** The machine refused the input (its context factory or first step threw): nothing was written. */
+  | { ok: false; reason: 'invalid-input'; message: string }
+  | { ok: false; reason: 'idempotency-conflict'; workflow: WorkflowRecord };
+
+export type StepResult =
+  | { ok: true; workflow: WorkflowRecord }
+  | { ok: false; reason: 'not-found' }
+  /** No transition takes the event now (or the instance has ended): nothing was written. */
+  | { ok: false; reason: 'not-accepted'; workflow: WorkflowRecord; accepts: string[] }
+  /** This process has not registered the instance's definition version. */
+  | { ok: false; reason: 'definition-missing'; workflow: WorkflowRecord };
+
+/** A child of an instance as the API shows it: the job and its state now. */
+export interface ChildView {
+  invokeId: string;
+  jobId: string;
+  jobType: string;
+  state: string | null;
+}
+
+export class WorkflowService {
+  private readonly defaults: ChildJobDefaults;
+
+  constructor(private readonly deps: WorkflowServiceDeps) {
+    this.defaults = deps.defaults ?? DEFAULT_CHILD_JOB;
+  }
+
+  /** The definition an instance runs (its own version). */
+  definitionOf(workflow: WorkflowRecord): WorkflowDefinition | undefined {
+    return this.deps.definitions.workflowDefinition(workflow.name, workflow.definitionVersion);
+  }
+
+  async start(spec: StartSpec): Promise<StartResult> {
+    const def = this.deps.definitions.workflowDefinition(spec.name);
+    if (!def) return { ok: false, reason: 'unknown-workflow' };
+    const { clock, ids, store } = this.deps;
+    const at = clock.now();
+    const id = ids.jobId();
+    const jobIds: string[] = [];
+    let first: ReturnType<typeof startWorkflow>;
+    try {
+      first = startWorkflow(def, spec.input, at, () => {
+        const jobId = ids.jobId();
+        jobIds.push(jobId);
+        return jobId;
+      });
+    } catch (err) {
+      return { ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${(err as Error).message}` };
+    }
+    const workflow: WorkflowRecord = {
+      id, tenant: spec.tenant, name: def.name, definitionVersion: def.version, input: spec.input ?? null, state: first.next, version: 1,
+      idempotencyKey: spec.idempotencyKey ?? null, requestHash: spec.idempotencyKey ? startHash(spec) : null, createdAt: at, updatedAt: at,
+    };
+    const event: WorkflowEventRecord = { workflowId: id, seq: 1, type: 'START', at, data: { input: workflow.input, jobIds }, status: first.next.status };
+    const write: WorkflowWrite = {
+      workflow, expectedVersion: null, event,
+      jobs: this.childWrites(workflow, 1, first.effects.start, at),
+      cancel: null,
+    };
+    const inserted = await store.insertWorkflow(write);
+    if (inserted.ok) {
+      this.deps.onCommit?.();
+      return { ok: true, workflow, created: true };
+    }
+    const existing = await store.findWorkflowByIdempotencyKey(spec.tenant, def.name, spec.idempotencyKey!);
+    if (!existing) throw new Error('workflow idempotency key reported taken but no instance holds it');
+    return existing.requestHash === workflow.requestHash
+      ? { ok: true, workflow: existing, created: false }
+      : { ok: false, reason: 'idempotency-conflict', workflow: existing };
+  }
+
+  /** A signal from outside (the API): the machine takes it or nothing changes. */
+  signal(id: string, tenant: string, event: AnyEventObject): Promise<StepResult> {
+    if (!isUserEventType(event.type)) throw new TypeError(`event type ${JSON.stringify(event.type)} is the engine's`);
+    return this.step(id, tenant, { type: 'SIGNAL', event });
+  }
+
+  /** Ends an active instance as `cancelled`, cancelling its live children and dropping its timers. */
+  cancel(id: string, tenant: string, reason?: string): Promise<StepResult> {
+    return this.step(id, tenant, reason === undefined ? { type: 'CANCEL' } : { type: 'CANCEL', reason });
+  }
+
+  /** Delivers a child's end (from the driver). False when it changed nothing: a duplicate, a late or a fenced-off delivery. */
+  async deliver(msg: ChildEndedMessage): Promise<boolean> {
+    const outcome: ChildOutcome = msg.state === 'done' ? { state: 'done', result: msg.result ?? null } : { state: msg.state, error: msg.error ?? null };
+    const r = await this.step(msg.workflowId, null, { type: 'CHILD', jobId: msg.jobId, outcome });
+    if (!r.ok && r.reason === 'definition-missing') {
+      throw new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process: ${msg.jobId}'s end waits for it`);
+    }
+    return r.ok;
+  }
+
+  /** Fires timers due now, at most `limit`; returns how many were due (each fires once: the instance drops it). */
+  async fireDueTimers(limit: number): Promise<number> {
+    const due = await this.deps.store.dueWorkflowTimers(this.deps.clock.now(), limit);
+    for (const t of due) {
+      const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
+      if (!r.ok && r.reason === 'definition-missing') {
+        throw new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process: its timer waits`);
+      }
+    }
+    return due.length;
+  }
+
+  /**
+   * One step of instance `id` (of `tenant`; null: any, for the engine's own
+   * deliveries) in one transaction. Job ids for the children it starts are
+   * drawn once and reused if the store decides again after a lost race.
+   */
+  private step(id: string, tenant: string | null, input: WorkflowInputEvent): Promise<StepResult> {
+    const at = this.deps.clock.now();
+    const drawn: string[] = [];
+    return this.deps.store.updateWorkflow(id, (wf) => {
+      if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } as StepResult };
+      const def = this.definitionOf(wf);
+      if (!def) return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } as StepResult };
+      const jobIds: string[] = [];
+      const r: WorkflowStep = applyWorkflowEvent(def, wf.state, input, at, (_invokeId, index) => {
+        while (drawn.length <= index) drawn.push(this.deps.ids.jobId());
+        jobIds.push(drawn[index]!);
+        return drawn[index]!;
+      });
+      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } as StepResult };
+      const version = wf.version + 1;
+      const workflow: WorkflowRecord = { ...wf, state: r.next, version, updatedAt: at };
+      const event: WorkflowEventRecord = { workflowId: wf.id, seq: version, type: input.type, at, data: { ...input, jobIds }, status: r.next.status };
+      const cancelIds = r.effects.cancel.map((c) => c.jobId);
+      const write: WorkflowWrite = {
+        workflow, expectedVersion: wf.version, event,
+        jobs: this.childWrites(workflow, version, r.effects.start, at),
+        cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(input)}`) } : null,
+      };
+      return { write, result: { ok: true, workflow } as StepResult };
+    }).then((r) => {
+      if (r.ok) this.deps.onCommit?.();
+      return r;
+    });
+  }
+
+  /** The jobs a step starts, as submits into the step's own transaction. */
+  private childWrites(wf: WorkflowRecord, seq: number, starts: readonly JobStart[], at: number): TransitionWrite[] {
+    const d = this.defaults;
+    return starts.map((s, i) => {
+      const spec: JobSpec = {
+        tenant: wf.tenant, type: s.jobType, payload: s.input ?? null,
+        queue: s.options.queue ?? d.queue, maxAttempts: s.options.maxAttempts ?? d.maxAttempts, backoff: s.options.backoff ?? d.backoff,
+        timeoutMs: s.options.timeoutMs ?? d.timeoutMs, priority: s.options.priority ?? d.priority,
+        // Derived from the instance, the step and the invocation's place in it: a step retried never starts
+        // a job twice. Under the reserved `ats:` prefix, which no submit may use, so no caller can take it first.
+        idempotencyKey: `ats:workflow:${wf.id}:${seq}:${i}`,
+        parent: { workflowId: wf.id, invokeId: s.invokeId },
+      };
+      return submitWrite(spec, s.jobId, at);
+    });
+  }
+
+  async get(id: string, tenant: string): Promise<WorkflowRecord | null> {
+    const wf = await this.deps.store.getWorkflow(id);
+    return wf && wf.tenant === tenant ? wf : null;
+  }
+
+  /** The instance's history, oldest first (for the API). */
+  events(wf: WorkflowRecord): Promise<WorkflowEventRecord[]> {
+    return this.deps.store.getWorkflowEvents(wf.id);
+  }
+
+  /** One tenant's instances, newest first (for the API; `filter.tenant` says whose). */
+  list(filter: WorkflowFilter): Promise<WorkflowRecord[]> {
+    return this.deps.store.listWorkflows(filter);
+  }
+
+  /** The live children with their jobs' states now. */
+  async children(wf: WorkflowRecord): Promise<ChildView[]> {
+    return Promise.all(wf.state.children.map(async (c) => {
+      const job = await this.deps.store.getJob(c.jobId);
+      return { invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: job ? job.snapshot.value : null };
+    }));
+  }
+
+  /** The event types the instance takes now (empty once it ended, or without its definition). */
+  accepts(wf: WorkflowRecord): string[] {
+    const def = this.definitionOf(wf);
+    return def ? acceptedEvents(def, wf.state) : [];
+  }
+
+  /**
+   * Replays the instance's history through its definition and compares the
+   * result with the stored state. `ok: false` names the first difference.
+   */
+  async verify(wf: WorkflowRecord): Promise<{ ok: true; events: number } | { ok: false; events: number; problem: string }> {
+    const events = await this.deps.store.getWorkflowEvents(wf.id);
+    const def = this.definitionOf(wf);
+    if (!def) return { ok: false, events: events.length, problem: `definition ${wf.name} version ${wf.definitionVersion} is not registered` };
+    const [first, ...rest] = events;
+    if (!first || first.type !== 'START') return { ok: false, events: events.length, problem: 'the history does not begin with START' };
+    const gap = events.findIndex((e, i) => e.seq !== i + 1);
+    if (gap >= 0) return { ok: false, events: events.length, problem: `the history has a gap before seq ${events[gap]!.seq}` };
+    try {
+      const start = first.data as { input: unknown; jobIds: string[] };
+      const replayed = replayWorkflow(def, { input: start.input, at: first.at, jobIds: start.jobIds }, rest.map(recorded));
+      if (!isDeepStrictEqual(JSON.parse(JSON.stringify(replayed)), JSON.parse(JSON.stringify(wf.state)))) {
+        return { ok: false, events: events.length, problem: 'replaying the history gives a different state than the stored one' };
+      }
+      return { ok: true, events: events.length };
+    } catch (err) {
+      return { ok: false, events: events.length, problem: (err as Error).message };
+    }
+  }
+}
+
+function recorded(e: WorkflowEventRecord): RecordedWorkflowEvent {
+  const { jobIds, ...input } = e.data as WorkflowInputEvent & { jobIds: string[] };
+  return { input: input as WorkflowInputEvent, at: e.at, jobIds };
+}
+
+const cancelReason = (input: WorkflowInputEvent): string =>
+  input.type === 'CANCEL' ? `cancelled${input.reason ? `: ${input.reason}` : ''}` : 'its invocation was left';
+
+/** CANCEL transitions for the children a step leaves; a child that already ended gets none. */
+function cancelChildren(ids: readonly string[], at: number, reason: string): Decide<unknown> {
+  return (jobs: ReadonlyMap<string, JobRecord>) => {
+    const writes: TransitionWrite[] = [];
+    for (const id of ids) {
+      const job = jobs.get(id);
+      const w = job && transitionWrite(job, { type: 'CANCEL', at, reason });
+      if (w) writes.push(w);
+    }
+    return { writes, result: null };
+  };
+}
+
+/** sha256 of a start as given, to tell a repeated start from a conflicting one. */
+function startHash(spec: StartSpec): string {
+  return createHash('sha256').update(canonicalJson({ name: spec.name, input: spec.input ?? null })).digest('hex');
+}
+
+export interface WorkflowDriverOptions {
+  /** How often to look for due timers. @defaultValue 250 */
+  pollMs: number;
+  /** Timers fired per query. @defaultValue 100 */
+  batchSize: number;
+}
+
+/**
+ * Drives instances forward from the engine's side: delivers children's ends
+ * from `ats.workflows` (consumer group `ats-workflows`, keyed by instance, so
+ * one instance's deliveries are handled in order by one process) and fires
+ * due timers. Runs with the timers role; several may run.
+ */
+export class WorkflowDriver {
+  private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
+    clock: this.deps.clock, logger: this.deps.logger, failure: 'workflows: timer pass failed', pollMs: this.opts.pollMs,
+    pass: async () => (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize,
+  }));
+  private subscription: Subscription | null = null;
+
+  constructor(
+    private readonly deps: { log: EventLog; service: WorkflowService; clock: Clock; logger: Logger },
+    private readonly opts: WorkflowDriverOptions = { pollMs: 250, batchSize: 100 },
+  ) {}
+
+  async start(): Promise<void> {
+    const { log, service, logger } = this.deps;
+    this.subscription = await log.consume({
+      topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
+      handle: async (records) => {
+        for (const record of records) {
+          if (record.headers[KIND_HEADER] !== CHILD_ENDED_KIND || !readableSchema(record.headers)) continue;
+          let msg: ChildEndedMessage;
+          try {
+            msg = JSON.parse(record.value) as ChildEndedMessage;
+          } catch (err) {
+            logger.error('workflows: a child-ended message is not JSON; skipped', { ...errorFields(err), offset: record.offset });
+            continue;
+          }
+          await service.deliver(msg);
+        }
+      },
+    });
+    this.loop.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.subscription?.stop();
+    this.subscription = null;
+  }
+}
+
