@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
 import { WebSocket, WebSocketServer } from 'ws';
+import { setup } from 'xstate';
+import { job as jobActor } from '../machines/workflow.js';
 import { compose, type System } from '../cli/compose.js';
 import { configFrom } from '../cli/start.js';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -61,6 +63,15 @@ before(async () => {
     await delay(700, undefined, { signal: ctx.signal });
     return 'uploaded';
   });
+  // Echoes its input as a job, then waits for APPROVE.
+  registry.workflow('client.approval', setup({ actors: { echo: jobActor('demo.echo') } }).createMachine({
+    id: 'client-approval', initial: 'echoing',
+    states: {
+      echoing: { invoke: { id: 'echo', src: 'echo', input: { n: 1 }, onDone: 'waiting' } },
+      waiting: { on: { APPROVE: 'approved' } },
+      approved: { type: 'final' },
+    },
+  }));
   const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
   system = await compose(config, { registry, logger: silentLogger });
   url = (await system.start()).url!.replace('localhost', '127.0.0.1');
@@ -395,6 +406,36 @@ describe('limits', () => {
     await assert.rejects(ats.putLimit('a b/c', { concurrency: 1 }), is(400, 'ATS_ERR_VALIDATION'));
     await assert.rejects(ats.getLimit('a/b'), is(400, 'ATS_ERR_VALIDATION'));
     assert.ok(!(await ats.listLimits()).some((l) => l.key === key));
+  });
+});
+
+describe('workflows', () => {
+  const is = (status: number, code: string) => (e: unknown) => e instanceof ApiError && e.status === status && e.code === code;
+
+  test('start, get, signal, events, verify, list: the child job runs and its end moves the instance on', async () => {
+    const wf = await ats.startWorkflow({ name: 'client.approval' });
+    assert.deepEqual([wf.status, wf.value, wf.children.map((c) => c.jobType)], ['active', 'echoing', ['demo.echo']]);
+    // A start carries a key unless told not to: the same key again is the same instance.
+    const again = await ats.startWorkflow({ name: 'client.approval', idempotencyKey: 'client-wf-1' });
+    assert.equal((await ats.startWorkflow({ name: 'client.approval' }, { idempotencyKey: 'client-wf-1' })).id, again.id);
+    await until(async () => (await ats.getWorkflow(wf.id)).value === 'waiting', 'the child job to end and its end to be delivered');
+    await assert.rejects(ats.signalWorkflow(wf.id, { type: 'NOPE' }), (e: unknown) =>
+      is(409, 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED')(e) && JSON.stringify((e as ApiError).accepts) === '["APPROVE"]');
+    const done = await ats.signalWorkflow(wf.id, { type: 'APPROVE', by: 'client' });
+    assert.deepEqual([done.status, done.value, done.accepts], ['done', 'approved', []]);
+    assert.deepEqual((await ats.workflowEvents(wf.id)).map((e) => e.type), ['START', 'CHILD', 'SIGNAL']);
+    assert.deepEqual(await ats.verifyWorkflow(wf.id), { ok: true, events: 3 });
+    const page = await ats.listWorkflows({ name: 'client.approval', status: 'done', limit: 10 });
+    assert.ok(page.workflows.some((w) => w.id === wf.id));
+    await assert.rejects(ats.getWorkflow('01ARZ3NDEKTSV4RRFFQ69G5FAV'), is(404, 'ATS_ERR_WORKFLOW_NOT_FOUND'));
+    await assert.rejects(ats.startWorkflow({ name: 'client.nope' }), is(422, 'ATS_ERR_UNKNOWN_WORKFLOW'));
+  });
+
+  test('cancel: the instance is cancelled; an ended one is a 409 with nothing it accepts', async () => {
+    const wf = await ats.startWorkflow({ name: 'client.approval' }, { idempotencyKey: false });
+    const c = await ats.cancelWorkflow(wf.id, { reason: 'client test' });
+    assert.equal(c.status, 'cancelled');
+    await assert.rejects(ats.cancelWorkflow(wf.id), (e: unknown) => is(409, 'ATS_ERR_WORKFLOW_ENDED')(e) && JSON.stringify((e as ApiError).accepts) === '[]');
   });
 });
 

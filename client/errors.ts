@@ -11,15 +11,22 @@ import type { ErrorCode } from '../engine/errors.js';
 export type ApiErrorCode = ErrorCode | 'ATS_ERR_UNREACHABLE' | 'ATS_ERR_STREAM_UNAVAILABLE' | `HTTP_${number}`;
 
 export class ApiError extends Error {
+  /**
+   * A refused workflow signal or cancel (409 `ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED`
+   * or `ATS_ERR_WORKFLOW_ENDED`): the event types the instance takes now. Absent otherwise.
+   */
+  readonly accepts?: readonly string[];
+
   constructor(
     /** The HTTP status; 0 when no answer came. */
     readonly status: number,
     readonly code: ApiErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; accepts?: readonly string[] },
   ) {
-    super(message, options);
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'ApiError';
+    if (options?.accepts) this.accepts = options.accepts;
   }
 }
 
@@ -59,14 +66,15 @@ export function networkReason(err: unknown): string {
 
 /** An error answer (`{code, message}`, or any other body) as an ApiError. */
 export function toApiError(status: number, text: string): ApiError {
-  let parsed: { code?: unknown; message?: unknown } | undefined;
+  let parsed: { code?: unknown; message?: unknown; accepts?: unknown } | undefined;
   try {
     parsed = JSON.parse(text) as typeof parsed;
   } catch {
     // A proxy's HTML error page, say: reported with the status.
   }
   if (parsed && typeof parsed.code === 'string') {
-    return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '');
+    const accepts = Array.isArray(parsed.accepts) && parsed.accepts.every((t) => typeof t === 'string') ? (parsed.accepts as string[]) : undefined;
+    return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '', accepts ? { accepts } : undefined);
   }
   return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`);
 }

@@ -22,7 +22,7 @@ import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketC
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
-  SubmitRequest, Worker, WorkerList,
+  StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
 } from './types.js';
 
 export * from './types.js';
@@ -96,6 +96,7 @@ const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
 const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
 const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
 const keyPath = (id: string) => `/v1/keys/${encodeURIComponent(id)}`;
+const workflowPath = (id: string) => `/v1/workflows/${encodeURIComponent(id)}`;
 
 export class AtsClient {
   /** The server, without a trailing slash. */
@@ -226,6 +227,72 @@ export class AtsClient {
       if (err instanceof ApiError && err.code === 'ATS_ERR_JOB_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
     }
+  }
+
+  /**
+   * `POST /v1/workflows`: the instance as started — or, when its
+   * idempotencyKey was used before with the same name and input, the
+   * instance that start started. Like `submit`, a start carries a key (made
+   * here unless given; `false`: none, and then it is not retried).
+   */
+  async startWorkflow(input: StartWorkflowRequest, opts: RequestOptions & { idempotencyKey?: string | false } = {}): Promise<Workflow> {
+    const { idempotencyKey, ...rest } = opts;
+    const key = idempotencyKey === undefined ? input.idempotencyKey ?? newIdempotencyKey() : idempotencyKey;
+    const { idempotencyKey: _given, ...body } = input;
+    return (await call<Workflow>(this.http, 'POST', '/v1/workflows', {
+      ...rest, body: key === false ? body : { ...body, idempotencyKey: key }, retry: key !== false,
+    })).body;
+  }
+
+  /** `GET /v1/workflows/:id`: the instance, its live children and the event types it takes now (`accepts`). */
+  async getWorkflow(id: string, opts: RequestOptions = {}): Promise<Workflow> {
+    return (await call<Workflow>(this.http, 'GET', workflowPath(id), opts)).body;
+  }
+
+  /** One page of `GET /v1/workflows` (newest first); pass its `nextCursor` as `cursor` for the next. */
+  async listWorkflows(query: WorkflowListQuery = {}, opts: RequestOptions = {}): Promise<WorkflowPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    const qs = params.toString();
+    return (await call<WorkflowPage>(this.http, 'GET', `/v1/workflows${qs ? `?${qs}` : ''}`, opts)).body;
+  }
+
+  /** `GET /v1/workflows/:id/events`: the instance's history, oldest first. */
+  async workflowEvents(id: string, opts: RequestOptions = {}): Promise<WorkflowEvent[]> {
+    return (await call<{ events: WorkflowEvent[] }>(this.http, 'GET', `${workflowPath(id)}/events`, opts)).body.events;
+  }
+
+  /**
+   * `POST /v1/workflows/:id/events`: sends `event` to the instance's machine;
+   * the instance after the step. One it does not take now throws an ApiError
+   * `ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED` whose `accepts` names what it takes.
+   * Never sent again after a try whose outcome is unknown (the machine could
+   * take the event twice): that failure is thrown.
+   */
+  async signalWorkflow(id: string, event: WorkflowSignal, opts: RequestOptions = {}): Promise<Workflow> {
+    return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/events`, { ...opts, body: event, retryUnknown: false })).body;
+  }
+
+  /**
+   * `POST /v1/workflows/:id/cancel`. A retry whose first try may have gone
+   * through and that finds the instance cancelled answers the instance (not a 409).
+   */
+  async cancelWorkflow(id: string, opts: RequestOptions & { reason?: string | undefined } = {}): Promise<Workflow> {
+    const { reason, ...rest } = opts;
+    try {
+      return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason } })).body;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_WORKFLOW_ENDED' && outcomeWasUnknown(err)) {
+        const wf = await this.getWorkflow(id, rest);
+        if (wf.status === 'cancelled') return wf;
+      }
+      throw err;
+    }
+  }
+
+  /** `GET /v1/workflows/:id/verify`: whether the instance's history replays to its stored state. */
+  async verifyWorkflow(id: string, opts: RequestOptions = {}): Promise<WorkflowVerification> {
+    return (await call<WorkflowVerification>(this.http, 'GET', `${workflowPath(id)}/verify`, opts)).body;
   }
 
   /**

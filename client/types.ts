@@ -14,6 +14,8 @@ import type {
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
   UpdateScheduleBody as UpdateScheduleBodySchema, WorkerList as WorkerListSchema, WorkerView as WorkerViewSchema,
+  StartWorkflowBody as StartWorkflowBodySchema, WorkflowEventView as WorkflowEventViewSchema, WorkflowListQuery as WorkflowListQuerySchema,
+  WorkflowPage as WorkflowPageSchema, WorkflowVerifyView as WorkflowVerifyViewSchema, WorkflowView as WorkflowViewSchema,
 } from '../server/schemas.js';
 import type {
   AuditEntryView as AuditEntryViewSchema, AuditLog as AuditLogSchema, CreatedKeyView as CreatedKeyViewType, CreateKeyBody as CreateKeyBodySchema,
@@ -116,3 +118,24 @@ export type ApiKeyList = Static<typeof KeyListSchema>;
 export type AuditEntry = Static<typeof AuditEntryViewSchema>;
 /** `GET /v1/audit`: the caller's tenant's entries, newest first. */
 export type AuditLog = Static<typeof AuditLogSchema>;
+
+/** The body of `POST /v1/workflows`: a registered workflow's `name`, its `input` (default null) and an optional `idempotencyKey`. */
+export type StartWorkflowRequest = Static<typeof StartWorkflowBodySchema>;
+/**
+ * A workflow instance as the API shows it: its machine's state `value`,
+ * `context` and `output`, its `status`, its live `children` (their jobs and
+ * states), its `timers`, and `accepts` (the event types a signal may have now).
+ */
+export type Workflow = Static<typeof WorkflowViewSchema>;
+/** `active`, `done`, `error` or `cancelled`. */
+export type WorkflowStatus = Workflow['status'];
+/** One entry of an instance's history (`GET /v1/workflows/:id/events`). */
+export type WorkflowEvent = Static<typeof WorkflowEventViewSchema>;
+/** One page of `GET /v1/workflows`, newest first. */
+export type WorkflowPage = Static<typeof WorkflowPageSchema>;
+/** The query of `GET /v1/workflows`: `name`, `status`, `limit`, `cursor`. */
+export type WorkflowListQuery = Static<typeof WorkflowListQuerySchema>;
+/** `GET /v1/workflows/:id/verify`: whether the history replays to the stored state, and the first `problem` when not. */
+export type WorkflowVerification = Static<typeof WorkflowVerifyViewSchema>;
+/** A signal: an XState event, its `type` and any other fields. */
+export type WorkflowSignal = { type: string } & Record<string, unknown>;

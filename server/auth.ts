@@ -37,7 +37,8 @@ export type RouteAccess = Scope | typeof PUBLIC;
 /**
  * The scope each route needs, by `METHOD url` as registered. Reading
  * schedules and limits is `read`; changing them, keys and the audit log is
- * `admin`; cancel, redrive and delete are `operate`.
+ * `admin`; cancel, redrive and delete are `operate`. Starting and signalling
+ * a workflow instance is `submit` (as submitting a job), cancelling it `operate`.
  */
 export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
   ['POST /v1/jobs', 'submit'],
@@ -47,6 +48,13 @@ export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, Ro
   ['POST /v1/jobs/:id/cancel', 'operate'],
   ['POST /v1/jobs/:id/redrive', 'operate'],
   ['DELETE /v1/jobs/:id', 'operate'],
+  ['POST /v1/workflows', 'submit'],
+  ['GET /v1/workflows', 'read'],
+  ['GET /v1/workflows/:id', 'read'],
+  ['GET /v1/workflows/:id/events', 'read'],
+  ['POST /v1/workflows/:id/events', 'submit'],
+  ['POST /v1/workflows/:id/cancel', 'operate'],
+  ['GET /v1/workflows/:id/verify', 'read'],
   ['GET /v1/stats', 'read'],
   ['GET /v1/stats/edges', 'read'],
   ['GET /v1/stats/outbox', 'read'],

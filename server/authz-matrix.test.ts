@@ -10,7 +10,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
+import { createMachine } from 'xstate';
 import { SCOPES, type Scope } from '../engine/auth.js';
+import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { startTestApp, type TestApp } from '../tests/helpers/app.js';
 import { makeKey } from '../tests/helpers/keys.js';
@@ -71,6 +73,15 @@ async function newKeyId(f: Fixture, tenant: Tenant): Promise<string> {
   return r.body.id as string;
 }
 
+/** A workflow that takes GO in either of its states, for ever: every signal of the matrix is taken. */
+const PING_PONG = createMachine({ id: 'ping-pong', initial: 'ping', states: { ping: { on: { GO: 'pong' } }, pong: { on: { GO: 'ping' } } } });
+
+async function newWorkflow(f: Fixture, tenant: Tenant): Promise<string> {
+  const r = await call(f, tenant, { method: 'POST', url: '/v1/workflows', payload: { name: 'ping-pong', input: { tenant } } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return r.body.id as string;
+}
+
 /**
  * A route's cell: `prepare` makes what the request acts on in `owner`'s
  * tenant and returns the request; `allowed` are the statuses of an allowed
@@ -97,6 +108,17 @@ const CASES = new Map<string, RouteCase>([
   ['POST /v1/jobs/:id/cancel', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/jobs/${await newJob(f, owner)}/cancel` }), allowed: [200], ofOther: 'not-found' }],
   ['POST /v1/jobs/:id/redrive', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/jobs/${await cancelledJob(f, owner)}/redrive` }), allowed: [200], ofOther: 'not-found' }],
   ['DELETE /v1/jobs/:id', { prepare: async (f, owner) => ({ method: 'DELETE', url: `/v1/jobs/${await cancelledJob(f, owner)}` }), allowed: [204], ofOther: 'not-found' }],
+  ['POST /v1/workflows', { prepare: async () => ({ method: 'POST', url: '/v1/workflows', payload: { name: 'ping-pong' } }), allowed: [201], ofOther: 'created-own' }],
+  ['GET /v1/workflows', {
+    prepare: async (f, owner) => ({ method: 'GET', url: '/v1/workflows?limit=500', marker: await newWorkflow(f, owner) }), allowed: [200], ofOther: 'own-only', mentions: mentionsText,
+  }],
+  ['GET /v1/workflows/:id', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}` }), allowed: [200], ofOther: 'not-found' }],
+  ['GET /v1/workflows/:id/events', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}/events` }), allowed: [200], ofOther: 'not-found' }],
+  ['POST /v1/workflows/:id/events', {
+    prepare: async (f, owner) => ({ method: 'POST', url: `/v1/workflows/${await newWorkflow(f, owner)}/events`, payload: { type: 'GO' } }), allowed: [200], ofOther: 'not-found',
+  }],
+  ['POST /v1/workflows/:id/cancel', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/workflows/${await newWorkflow(f, owner)}/cancel` }), allowed: [200], ofOther: 'not-found' }],
+  ['GET /v1/workflows/:id/verify', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}/verify` }), allowed: [200], ofOther: 'not-found' }],
   ['GET /v1/stats', {
     prepare: async (f, owner) => ({ method: 'GET', url: '/v1/stats', marker: await newJobOfType(f, owner) }), allowed: [200], ofOther: 'own-only', mentions: mentionsText,
   }],
@@ -155,7 +177,7 @@ describe('the authorization matrix (every route × every scope × own and other 
   before(async () => {
     assert.ok(mysqlReady);
     // Keys and the audit log in the app's own store (MariaDB), as the api role runs them.
-    const t = await startTestApp({}, { auth: 'auto' });
+    const t = await startTestApp({}, { auth: 'auto', workflows: registerDemoHandlers(new HandlerRegistry()).workflow('ping-pong', PING_PONG) });
     const admin = new Map<Tenant, Record<string, string>>();
     const single = new Map<string, Record<string, string>>();
     for (const tenant of TENANTS) {
@@ -225,5 +247,11 @@ describe('the authorization matrix (every route × every scope × own and other 
     const after = await call(f, 'globex', { method: 'GET', url: `/v1/jobs/${id}` });
     assert.equal(after.status, 200);
     assert.equal(after.body.state, 'pending');
+    // Signal and cancel of globex's workflow by acme's keys were 404: it is where it was, at version 1.
+    const wf = await newWorkflow(f, 'globex');
+    assert.equal((await f.t.app.inject({ method: 'POST', url: `/v1/workflows/${wf}/events`, payload: { type: 'GO' }, headers: f.single.get('acme/submit')! })).statusCode, 404);
+    assert.equal((await f.t.app.inject({ method: 'POST', url: `/v1/workflows/${wf}/cancel`, headers: f.single.get('acme/operate')! })).statusCode, 404);
+    const wfAfter = await call(f, 'globex', { method: 'GET', url: `/v1/workflows/${wf}` });
+    assert.deepEqual([wfAfter.status, wfAfter.body.version, wfAfter.body.status, wfAfter.body.value], [200, 1, 'active', 'ping']);
   });
 });

@@ -10,6 +10,7 @@ import type { AuditStore, Clock, KeyStore, JobStore, LimitStore, Logger, Progres
 import type { Tracer } from '../engine/tracing.js';
 import type { TransitionService } from '../engine/transitions.js';
 import type { ScheduleService } from '../engine/schedules.js';
+import type { WorkflowService } from '../engine/workflows.js';
 
 /** Defaults a submit gets for the fields it leaves out. */
 export interface SubmitDefaults {
@@ -100,6 +101,8 @@ export interface AppDeps {
   workers?: Pick<WorkerRegistryStore, 'listWorkers'>;
   /** Cron schedules: the /v1/schedules routes are served when given. @defaultValue none */
   schedules?: ScheduleService;
+  /** Workflow instances (engine/workflows.ts): the /v1/workflows routes are served when given. @defaultValue none */
+  workflows?: WorkflowService;
   /**
    * Concurrency and rate limits by key (engine/limits.ts): the /v1/limits
    * routes are served when given. (Not `limits`: that is the request limits.)

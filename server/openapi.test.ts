@@ -14,7 +14,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
-import { LIMIT_SCHEMAS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS } from './schemas.js';
+import { LIMIT_SCHEMAS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
+import { createMachine } from 'xstate';
+import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -37,6 +39,8 @@ const NAMED = [
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
   'UpdateScheduleRequest', 'Worker', 'WorkerList', 'Limit', 'LimitList', 'LimitRate', 'PutLimitRequest',
   'ApiKey', 'ApiKeyList', 'CreatedApiKey', 'CreateApiKeyRequest', 'AuditEntry', 'AuditLog',
+  'Workflow', 'WorkflowPage', 'WorkflowEvent', 'WorkflowEventList', 'WorkflowVerification', 'WorkflowRefusal', 'WorkflowStatus',
+  'StartWorkflowRequest', 'WorkflowSignal', 'WorkflowCancelRequest',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -80,7 +84,9 @@ describe('OpenAPI document', () => {
   let doc: Document;
   let dir: string;
   before(async () => {
-    t = await startSqliteTestApp({}, { auth: 'auto' });
+    // With a workflow registered: the /v1/workflows routes are in the document too.
+    const workflows = registerDemoHandlers(new HandlerRegistry()).workflow('noop', createMachine({ id: 'noop', initial: 'idle', states: { idle: {} } }));
+    t = await startSqliteTestApp({}, { auth: 'auto', workflows });
     const r = await t.app.inject({ url: '/docs/json' });
     assert.equal(r.statusCode, 200);
     doc = r.json();
@@ -110,13 +116,13 @@ describe('OpenAPI document', () => {
   test('components.schemas holds the named schemas, each described', () => {
     const names = Object.keys(doc.components.schemas);
     for (const name of NAMED) assert.ok(names.includes(name), `components.schemas has no ${name}: ${names.join(', ')}`);
-    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS, ...LIMIT_SCHEMAS, ...KEY_SCHEMAS, ...AUDIT_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
+    for (const s of [...SHARED_SCHEMAS, ...SCHEDULE_SCHEMAS, ...WORKER_SCHEMAS, ...LIMIT_SCHEMAS, ...KEY_SCHEMAS, ...AUDIT_SCHEMAS, ...WORKFLOW_SCHEMAS]) assert.ok(names.includes(s.$id!), `the shared schema ${s.$id} is not a component`);
     for (const name of names) assert.ok(doc.components.schemas[name]!.description, `${name} has no description`);
     assert.deepEqual(names.filter((n) => /^def-\d+$/.test(n)), [], 'every component has a name of its own');
   });
 
-  test('every response of the job, schedule and limit routes is a $ref to a component, never the job inlined', () => {
-    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/(jobs|schedules|limits)/.test(name));
+  test('every response of the job, schedule, limit and workflow routes is a $ref to a component, never the job inlined', () => {
+    const jobRoutes = operations(doc).filter(([name]) => / \/v1\/(jobs|schedules|limits|workflows)/.test(name));
     assert.ok(jobRoutes.length >= 12, jobRoutes.map(([n]) => n).join(', '));
     for (const [name, op] of jobRoutes) {
       for (const [status, response] of Object.entries(op.responses)) {
@@ -203,6 +209,35 @@ describe('OpenAPI document', () => {
     assert.ok(codes.includes('ATS_ERR_LIMIT_NOT_FOUND'));
     assert.ok(doc.components.schemas.SubmitRequest!.properties!.concurrencyKey, 'a submit takes concurrencyKey');
     assert.ok(doc.components.schemas.Job!.properties!.concurrencyKey, 'a job shows concurrencyKey');
+  });
+
+  test('the workflow routes: tagged workflows, their bodies and answers named; a refused signal or cancel answers WorkflowRefusal', () => {
+    const routes = operations(doc).filter(([name]) => / \/v1\/workflows/.test(name));
+    assert.deepEqual(routes.map(([n]) => n).sort(), [
+      'GET /v1/workflows', 'GET /v1/workflows/{id}', 'GET /v1/workflows/{id}/events', 'GET /v1/workflows/{id}/verify',
+      'POST /v1/workflows', 'POST /v1/workflows/{id}/cancel', 'POST /v1/workflows/{id}/events',
+    ]);
+    for (const [name, op] of routes) assert.deepEqual(op.tags, ['workflows'], name);
+    const answer = (path: string, method: string, status: string) => doc.paths[path]![method]!.responses[status]!.content!['application/json']!.schema.$ref;
+    const body = (path: string, method: string) => doc.paths[path]![method]!.requestBody!.content['application/json']!.schema.$ref;
+    assert.equal(body('/v1/workflows', 'post'), `${COMPONENT}StartWorkflowRequest`);
+    assert.equal(body('/v1/workflows/{id}/events', 'post'), `${COMPONENT}WorkflowSignal`);
+    assert.equal(body('/v1/workflows/{id}/cancel', 'post'), `${COMPONENT}WorkflowCancelRequest`);
+    assert.equal((doc.paths['/v1/workflows/{id}/cancel']!.post!.requestBody as { required?: boolean }).required, false);
+    for (const status of ['200', '201']) assert.equal(answer('/v1/workflows', 'post', status), `${COMPONENT}Workflow`);
+    assert.equal(answer('/v1/workflows', 'get', '200'), `${COMPONENT}WorkflowPage`);
+    assert.equal(answer('/v1/workflows/{id}/events', 'get', '200'), `${COMPONENT}WorkflowEventList`);
+    assert.equal(answer('/v1/workflows/{id}/verify', 'get', '200'), `${COMPONENT}WorkflowVerification`);
+    for (const path of ['/v1/workflows/{id}/events', '/v1/workflows/{id}/cancel']) {
+      assert.equal(answer(path, 'post', '409'), `${COMPONENT}WorkflowRefusal`);
+      assert.equal(answer(path, 'post', '503'), `${COMPONENT}Error`);
+    }
+    assert.equal(answer('/v1/workflows', 'post', '422'), `${COMPONENT}Error`);
+    assert.equal(doc.components.schemas.WorkflowSignal!.additionalProperties, true, 'a signal carries any fields');
+    const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
+    for (const c of ['ATS_ERR_UNKNOWN_WORKFLOW', 'ATS_ERR_INVALID_WORKFLOW_INPUT', 'ATS_ERR_WORKFLOW_NOT_FOUND', 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 'ATS_ERR_WORKFLOW_ENDED', 'ATS_ERR_WORKFLOW_DEFINITION_MISSING']) {
+      assert.ok(codes.includes(c), c);
+    }
   });
 
   test('the job object is written once in the whole document: components.schemas.Job', () => {

@@ -105,6 +105,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       tags: [
         { name: 'jobs', description: 'Jobs and their lifecycle' },
         { name: 'schedules', description: 'Cron schedules: jobs submitted at the ticks of a cron expression' },
+        { name: 'workflows', description: 'Workflow instances: XState machines whose invocations run as jobs, started, signalled and cancelled' },
         { name: 'meta', description: 'The job machine and counts' },
         { name: 'workers', description: 'The worker processes: what each handles and whether it is live' },
         { name: 'limits', description: 'Concurrency and rate limits: how many jobs of a concurrency key run at once, and start per interval' },

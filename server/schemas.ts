@@ -17,6 +17,8 @@ import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobSt
 import { ERRORS } from '../engine/errors.js';
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
+import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
+import type { WorkflowEventType } from '../engine/ports.js';
 
 /** Job types and queue names: short, URL- and log-safe. */
 export const NAME_PATTERN = '^[A-Za-z0-9._:-]+$';
@@ -613,6 +615,127 @@ export const LimitList = Type.Object({
   limits: Type.Array(ref(LimitView), { description: `Every limit (at most ${MAX_LIMITS_LISTED}), by key` }),
 }, { $id: 'LimitList', description: 'The limits' });
 export type LimitList = Static<typeof LimitList>;
+
+// ---------------------------------------------------------------- workflows
+
+/** A workflow's name as `defineWorkflow` takes it (machines/workflow.ts). */
+const MAX_WORKFLOW_NAME = 100;
+/** The longest event type a signal may have (machines/workflow.ts `isUserEventType`). */
+export const MAX_EVENT_TYPE_CHARS = 200;
+const WorkflowId = Type.String({ pattern: ULID_PATTERN, description: 'Workflow instance id (ULID)', minLength: 26, maxLength: 26 });
+const STATUS_DOC = 'active: running; done: its machine reached a final state; error: a child failed and no transition took the error; cancelled: cancelled through the API';
+const WorkflowStatusSchema = StringEnum<WorkflowStatus>(WORKFLOW_STATUSES, `The instance's status. ${STATUS_DOC}`, 'WorkflowStatus');
+const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', 'CHILD', 'TIMER', 'CANCEL'];
+
+export const StartWorkflowBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: MAX_WORKFLOW_NAME, pattern: NAME_PATTERN, description: 'The registered workflow\'s name' }),
+    input: Type.Optional(Type.Unknown({ description: 'Any JSON value: the machine\'s input (its context factory gets it); default null' })),
+    idempotencyKey: Type.Optional(IdempotencyKey(
+      'Makes the start repeatable: the same key, name and input again answer 200 with the instance the first call started; the same key with another input is a 409',
+    )),
+  },
+  { $id: 'StartWorkflowRequest', additionalProperties: false, description: 'A workflow instance to start: the workflow\'s name and its input' },
+);
+export type StartWorkflowBody = Static<typeof StartWorkflowBody>;
+
+/**
+ * A signal: the body is the XState event the machine is sent. Only `type` is
+ * checked here; the route refuses the engine's own types (`xstate.*`).
+ */
+export const SignalBody = Type.Object(
+  { type: Type.String({ minLength: 1, maxLength: MAX_EVENT_TYPE_CHARS, description: 'The event type, e.g. APPROVE; types starting with xstate. are the engine\'s and refused' }) },
+  { $id: 'WorkflowSignal', additionalProperties: true, description: 'An event for the instance\'s machine: its type and any other fields, sent as they are' },
+);
+export type SignalBody = Static<typeof SignalBody> & Record<string, unknown>;
+
+const WorkflowCancelRequest = Type.Object(
+  { reason: Type.Optional(Type.String({ maxLength: 1000, description: 'Why; recorded in the instance\'s history and given to its children\'s cancels' })) },
+  { $id: 'WorkflowCancelRequest', additionalProperties: false, description: 'Why the instance is cancelled (the body is optional)' },
+);
+export const WorkflowCancelBody = Type.Optional(ref(WorkflowCancelRequest));
+export type WorkflowCancelBody = Static<typeof WorkflowCancelBody>;
+
+export const WorkflowParams = Type.Object({ id: WorkflowId }, { additionalProperties: false });
+export type WorkflowParams = Static<typeof WorkflowParams>;
+
+export const WorkflowListQuery = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_WORKFLOW_NAME, pattern: NAME_PATTERN, description: 'Only instances of this workflow' })),
+    status: Type.Optional(StringEnum<WorkflowStatus>(WORKFLOW_STATUSES, 'Only instances of this status')),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: DEFAULT_PAGE, description: 'Most instances on one page' })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'nextCursor of the previous page' })),
+  },
+  { additionalProperties: false },
+);
+export type WorkflowListQuery = Static<typeof WorkflowListQuery>;
+
+export const WorkflowView = Type.Object({
+  id: WorkflowId,
+  name: Type.String({ description: 'The workflow\'s name' }),
+  definitionVersion: Type.Integer({ minimum: 1, description: 'The version of the workflow\'s definition the instance runs (it keeps the one it started with)' }),
+  version: Type.Integer({ minimum: 1, description: 'The last event\'s seq (1 after the start)' }),
+  status: ref(WorkflowStatusSchema),
+  value: Type.Unknown({ description: 'The machine\'s state value: a state name, or an object of them for nested and parallel states' }),
+  context: Type.Unknown({ description: 'The machine\'s context' }),
+  input: Type.Unknown({ description: 'The input the instance started with' }),
+  output: Type.Unknown({ description: 'The machine\'s output once done, else null' }),
+  error: Type.Unknown({ description: 'Why it ended in error (the failed child\'s error), else null' }),
+  children: Type.Array(Type.Object({
+    invokeId: Type.String({ description: 'The invocation\'s id in the machine' }),
+    jobId: JobId,
+    jobType: Type.String({ description: 'The job type it runs as' }),
+    state: Nullable(ref(JobStateSchema), 'The job\'s state now; null when the job is gone (deleted)'),
+  }, { description: 'A live invocation: the job running it' }), { description: 'The live invocations and their jobs' }),
+  timers: Type.Array(Type.Object({
+    id: Type.String({ description: 'The delayed event\'s id (xstate.after.<delay>.<state> for after)' }),
+    dueAt: IsoTime('When it fires'),
+  }, { description: 'A delayed event waiting to fire' }), { description: 'The pending timers, soonest first as set' }),
+  accepts: Type.Array(Type.String(), { description: 'The event types a signal may have now (POST /v1/workflows/{id}/events); empty once ended' }),
+  idempotencyKey: Nullable(Type.String(), 'The idempotencyKey the instance was started with, else null'),
+  createdAt: IsoTime('Start time'),
+  updatedAt: IsoTime('Last step'),
+}, { $id: 'Workflow', description: 'A workflow instance: its machine\'s state, its live children and timers, and the signals it takes now' });
+export type WorkflowView = Static<typeof WorkflowView>;
+
+export const WorkflowPage = Type.Object({
+  workflows: Type.Array(ref(WorkflowView), { description: 'Instances, newest first' }),
+  nextCursor: Nullable(Type.String(), 'Pass as cursor for the next page; null at the end'),
+}, { $id: 'WorkflowPage', description: 'One page of workflow instances' });
+export type WorkflowPage = Static<typeof WorkflowPage>;
+
+export const WorkflowEventView = Type.Object({
+  seq: Type.Integer({ minimum: 1, description: 'Position in the instance\'s history, from 1' }),
+  type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER or CANCEL'),
+  at: IsoTime('When it was recorded'),
+  data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event, the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
+  status: ref(WorkflowStatusSchema),
+}, { $id: 'WorkflowEvent', description: 'One step of a workflow instance, from its history' });
+export type WorkflowEventView = Static<typeof WorkflowEventView>;
+
+export const WorkflowEventList = Type.Object({
+  events: Type.Array(ref(WorkflowEventView), { description: 'The history, oldest first' }),
+}, { $id: 'WorkflowEventList', description: 'A workflow instance\'s history' });
+
+export const WorkflowVerifyView = Type.Object({
+  ok: Type.Boolean({ description: 'true: replaying the history through the definition gives the stored state' }),
+  events: Type.Integer({ minimum: 0, description: 'Events replayed' }),
+  problem: Type.Optional(Type.String({ description: 'When not ok: the first difference found' })),
+}, { $id: 'WorkflowVerification', description: 'Whether the instance\'s history replays to its stored state' });
+export type WorkflowVerifyView = Static<typeof WorkflowVerifyView>;
+
+/** A 409 of a signal or cancel: the error, and the event types the instance takes now. */
+export const WorkflowRefusal = Type.Object({
+  code: ErrorCode('ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED or ATS_ERR_WORKFLOW_ENDED (or another 409)'),
+  message: Type.String({ description: 'What went wrong, for a person; may change between versions' }),
+  accepts: Type.Optional(Type.Array(Type.String(), { description: 'The event types the instance takes now; empty once it ended' })),
+}, { $id: 'WorkflowRefusal', description: 'The error of a refused signal or cancel, with the event types the instance takes now' });
+
+/** The named schemas of the `/v1/workflows` routes: `app.ts` adds them only when it serves those routes. */
+export const WORKFLOW_SCHEMAS: readonly TSchema[] = Object.freeze([
+  WorkflowStatusSchema, StartWorkflowBody, SignalBody, WorkflowCancelRequest, WorkflowView, WorkflowPage, WorkflowEventView, WorkflowEventList,
+  WorkflowVerifyView, WorkflowRefusal,
+]);
 
 /** The named schemas of the `/v1/limits` routes: `app.ts` adds them only when it serves those routes. */
 export const LIMIT_SCHEMAS: readonly TSchema[] = Object.freeze([LimitRate, PutLimitBody, LimitView, LimitList]);

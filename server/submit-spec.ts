@@ -89,16 +89,16 @@ function toEpochMs(runAt: string | number, where: string): number {
  * on purpose: a recursive walk of a hostile 1 MiB `[[[[...` body would
  * overflow the stack.
  */
-export function checkPayload(value: unknown, max: number, where = 'body'): void {
+export function checkPayload(value: unknown, max: number, where = 'body', field = 'payload'): void {
   let level: unknown[] = [value];
   for (let depth = 0; level.length > 0; depth++) {
     const next: unknown[] = [];
     for (const v of level) {
       if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new AtsError('ATS_ERR_VALIDATION', `${where}/payload holds a number out of range`);
+        throw new AtsError('ATS_ERR_VALIDATION', `${where}/${field} holds a number out of range`);
       }
       if (v === null || typeof v !== 'object') continue;
-      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `${where}/payload nests deeper than ${max} levels`);
+      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `${where}/${field} nests deeper than ${max} levels`);
       // A loop, not push(...children): a 100k-element array would overflow the argument stack.
       for (const child of Array.isArray(v) ? v : Object.values(v)) next.push(child);
     }

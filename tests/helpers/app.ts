@@ -11,15 +11,16 @@ import type { FastifyInstance } from 'fastify';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import type { AuthMode } from '../../engine/auth.js';
-import type { AuditStore, Clock, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, Clock, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
 import { TransitionService } from '../../engine/transitions.js';
+import { WorkflowService, type WorkflowDefinitions } from '../../engine/workflows.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { createTestStore } from './mysql.js';
 import { buildApp, type AppDeps } from '../../server/app.js';
 
 /** What the test apps run on: both SQL stores are all of these. */
-type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
+type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore;
 
 export interface TestApp {
   app: FastifyInstance;
@@ -31,6 +32,8 @@ export interface TestApp {
    * Likewise the limits of `/v1/limits` (`limitStore: undefined` builds one without).
    */
   schedules: ScheduleService;
+  /** The workflows of the /v1/workflows routes, with `options.workflows` only. */
+  workflows?: WorkflowService;
   clock: Clock;
   /** The deps the app was built from: `buildApp({ ...deps, checks })` makes a variant on the same database. */
   deps: AppDeps;
@@ -62,6 +65,8 @@ export interface TestAppOptions {
    * randomness), and the audit log on it (`deps.audit`). @defaultValue none: the open API, no audit
    */
   auth?: AuthMode;
+  /** Workflow definitions (a HandlerRegistry): the app serves /v1/workflows on its store with them. @defaultValue none */
+  workflows?: WorkflowDefinitions;
 }
 
 /** Build the app on a fresh database; `overrides` replace deps (checks, limits, knownTypes...). */
@@ -94,11 +99,15 @@ async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides
       store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() },
     });
     const schedules = new ScheduleService({ store, clock: testClock });
+    const workflows = options.workflows
+      ? new WorkflowService({ store, clock: testClock, ids: { jobId: () => ulid() }, definitions: options.workflows })
+      : undefined;
     const deps: AppDeps = {
       transitions, store, schedules, clock: testClock, progress: store, workers: store, limitStore: store,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024 },
       defaults: TEST_DEFAULTS,
+      ...(workflows ? { workflows } : {}),
       ...(options.auth ? { auth: { keys: store, mode: options.auth, newKeyId: () => ulid(), randomBytes: (n: number) => randomBytes(n) }, audit: store } : {}),
       ...overrides,
     };
@@ -107,7 +116,7 @@ async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides
       await app.close();
       await cleanup();
     };
-    return { app, store, transitions, schedules, clock: testClock, deps, close };
+    return { app, store, transitions, schedules, ...(workflows ? { workflows } : {}), clock: testClock, deps, close };
   } catch (error) {
     await cleanup();
     throw error;

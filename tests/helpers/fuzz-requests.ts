@@ -52,6 +52,8 @@ export interface FuzzWorld {
   keyIds: Readonly<Record<Tenant, readonly string[]>>;
   schedules: Readonly<Record<Tenant, readonly string[]>>;
   limits: Readonly<Record<Tenant, readonly string[]>>;
+  /** Workflow instance ids by tenant. */
+  workflows: Readonly<Record<Tenant, readonly string[]>>;
   /** A working key id and secret whose secret the fuzz may mistype. */
   sampleKey: string;
 }
@@ -308,6 +310,7 @@ function pathValueArb(param: { name: string; schema: Schema }, op: Operation, wo
     if (op.path.startsWith('/v1/keys')) return world.keyIds[t];
     if (op.path.startsWith('/v1/schedules')) return world.schedules[t];
     if (op.path.startsWith('/v1/limits')) return world.limits[t];
+    if (op.path.startsWith('/v1/workflows')) return world.workflows[t];
     return [];
   };
   const tenantValues = (t: Tenant) => (pool(t).length ? [fc.constantFrom(...pool(t)).map((v) => ({ value: v, owner: t, raw: false }))] : []);

@@ -9,11 +9,11 @@
  * - the server answers, or closes the connection, within the request timeout
  *   plus slack (the timeouts are small here: headers 1 s, body 0.5 s, request 2 s);
  * - a request answered with no 2xx writes nothing: the jobs, job_events,
- *   outbox, schedules, limits, api_keys and audit_log tables keep their row
+ *   outbox, schedules, limits, api_keys, audit_log, workflows and workflow_events tables keep their row
  *   counts and change markers (versions, newest ids, revocations);
  * - no 2xx under /v1 without a working key, none on a read with a key that
  *   cannot read, none on a write with a read-only key, and none that names a
- *   job, key or schedule of the other tenant;
+ *   job, key, schedule or workflow of the other tenant;
  * - the server keeps answering a plain request (checked every 500 requests
  *   and after each hand-written case);
  * and afterwards the heap (after a forced GC) is back within 50 MiB of its
@@ -38,10 +38,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
+import { setup } from 'xstate';
 import type { MysqlStore } from '../../adapters/mysql/index.js';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { newApiKey, SCOPES, type Scope } from '../../engine/auth.js';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
+import { job } from '../../machines/workflow.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { Logger } from '../../engine/ports.js';
 import {
@@ -154,7 +157,9 @@ async function fingerprint(): Promise<string> {
     (SELECT COUNT(*) FROM limits) AS limits,
     (SELECT COALESCE(SUM(CRC32(CONCAT_WS(',', limit_key, concurrency, rate_max, rate_interval_ms, updated_at))), 0) FROM limits) AS limitSum,
     (SELECT COUNT(*) FROM api_keys) AS apiKeys, (SELECT COUNT(revoked_at) FROM api_keys) AS revoked,
-    (SELECT COUNT(*) FROM audit_log) AS audit, (SELECT COALESCE(MAX(id), 0) FROM audit_log) AS lastAudit`);
+    (SELECT COUNT(*) FROM audit_log) AS audit, (SELECT COALESCE(MAX(id), 0) FROM audit_log) AS lastAudit,
+    (SELECT COUNT(*) FROM workflows) AS workflows, (SELECT COALESCE(SUM(version), 0) FROM workflows) AS workflowVersions,
+    (SELECT COUNT(*) FROM workflow_events) AS workflowEvents`);
   return JSON.stringify((rows as Array<Record<string, unknown>>)[0], (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
 }
 
@@ -194,7 +199,12 @@ before(async () => {
     ...FAST, ...TIMEOUTS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix: prefix, roles: 'api', auth: 'on',
     host: '127.0.0.1', port: 0,
   }, { hostname: 'fuzz', pid: process.pid });
-  system = await compose(config, { logger });
+  // A workflow to start and signal: it runs demo.echo (no worker runs here: it stays in `echoing`), which takes GO.
+  const registry = registerDemoHandlers(new HandlerRegistry()).workflow('fuzz.flow', setup({ actors: { echo: job('demo.echo') } }).createMachine({
+    id: 'fuzz-flow', initial: 'echoing',
+    states: { echoing: { invoke: { id: 'echo', src: 'echo', input: { n: 1 } }, on: { GO: 'going' } }, going: { on: { GO: 'echoing' } } },
+  }));
+  system = await compose(config, { logger, registry });
   system.app!.server.on('connection', (s: Socket) => {
     accepted.add(s);
     s.once('close', () => accepted.delete(s));
@@ -219,6 +229,7 @@ before(async () => {
 
   // A few objects of each tenant, made through the API.
   const jobs: Record<Tenant, string[]> = { acme: [], globex: [] };
+  const workflows: Record<Tenant, string[]> = { acme: [], globex: [] };
   for (const tenant of ['acme', 'globex'] as const) {
     const key = made.get(`${tenant}-all`)!.key;
     for (let i = 0; i < 3; i++) {
@@ -231,6 +242,11 @@ before(async () => {
     assert.equal(s.status, 201, JSON.stringify(s.json));
     const l = await call('PUT', `/v1/limits/${tenant}-only.mail`, key, { concurrency: 2 });
     assert.ok(l.status === 200 || l.status === 201, JSON.stringify(l.json));
+    for (let i = 0; i < 2; i++) {
+      const w = await call('POST', '/v1/workflows', key, { name: 'fuzz.flow', input: { seed: i } });
+      assert.equal(w.status, 201, JSON.stringify(w.json));
+      workflows[tenant].push((w.json as { id: string }).id);
+    }
   }
   const d = await call('GET', '/docs/json', null);
   assert.equal(d.status, 200);
@@ -238,7 +254,7 @@ before(async () => {
   world = {
     port: port(), keys, jobs,
     keyIds: { acme: [...victims.acme.map((v) => v.id), revoked.id], globex: victims.globex.map((v) => v.id) },
-    schedules: { acme: ['acme-only.nightly'], globex: ['globex-only.nightly'] }, limits: { acme: ['acme-only.mail'], globex: ['globex-only.mail'] },
+    schedules: { acme: ['acme-only.nightly'], globex: ['globex-only.nightly'] }, limits: { acme: ['acme-only.mail'], globex: ['globex-only.mail'] }, workflows,
     sampleKey: acmeRead,
   };
 
@@ -302,7 +318,7 @@ function accessViolation(req: FuzzRequest, responses: readonly WireResponse[]): 
   if ((req.method === 'GET' || req.method === 'HEAD') && !has(k, 'read') && !has(k, 'admin')) return `a 2xx on a read with a key that cannot read (${k.label})`;
   if (WRITES.has(req.method) && k.scopes.length === 1 && has(k, 'read')) return `a 2xx on a write with a read-only key (${k.label})`;
   const crossTenant = req.pathOwners.length > 0 && !req.pathOwners.includes(k.tenant as Tenant);
-  if (crossTenant && /^\S+ \/v1\/(jobs|keys|schedules)\/\{/.test(req.op)) return `a 2xx naming an object of ${req.pathOwners.join(', ')} with a key of ${k.tenant}`;
+  if (crossTenant && /^\S+ \/v1\/(jobs|keys|schedules|workflows)\/\{/.test(req.op)) return `a 2xx naming an object of ${req.pathOwners.join(', ')} with a key of ${k.tenant}`;
   return null;
 }
 

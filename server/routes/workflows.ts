@@ -1,0 +1,227 @@
+/**
+ * `/v1/workflows`: start an instance, read it and its history, signal it,
+ * cancel it, list them and verify one's history, over WorkflowService
+ * (engine/workflows.ts), which decides and records every step. The caller's
+ * tenant's instances only: another tenant's is a 404 with the code of an id
+ * that does not exist, and nothing is written. A signal or cancel the
+ * machine does not take writes nothing and answers 409 with the event types
+ * the instance takes now. A step of an instance whose definition version
+ * this process has not registered is a 503 (another api process, or this
+ * one restarted with it, can take it), never a 500.
+ */
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { AnyEventObject } from 'xstate';
+import type { Principal } from '../../engine/auth.js';
+import { AtsError, ERRORS } from '../../engine/errors.js';
+import { errorFields } from '../../engine/logger.js';
+import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
+import type { StepResult, WorkflowService } from '../../engine/workflows.js';
+import { isUserEventType } from '../../machines/workflow.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
+import {
+  DEFAULT_PAGE, described, errorResponses, ref, SignalBody, StartWorkflowBody, WorkflowCancelBody, WorkflowEventList, WorkflowListQuery,
+  WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView,
+} from '../schemas.js';
+import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
+import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
+
+const TAGS = ['workflows'];
+const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal), description) });
+
+const startSchema = {
+  operationId: 'startWorkflow',
+  summary: 'Start a workflow instance',
+  description:
+    'Starts an instance of a registered workflow (201, with its Location): its machine\'s first step, and the jobs it invokes, in one ' +
+    'transaction. With an idempotencyKey, the same key, name and input again answer 200 with the instance the first call started, and the ' +
+    'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. A name no workflow is registered under is a 422 ' +
+    'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT.',
+  tags: TAGS,
+  body: ref(StartWorkflowBody),
+  response: {
+    201: described(ref(WorkflowView), 'Started'),
+    200: described(ref(WorkflowView), 'The instance an earlier start with this idempotencyKey started'),
+    ...errorResponses(400, 409, 413, 415, 422),
+  },
+};
+
+const getSchema = {
+  operationId: 'getWorkflow',
+  summary: 'A workflow instance',
+  description: 'The instance: its machine\'s state value, context and output, its live children with their jobs\' states, its timers and `accepts` (the signals it takes now).',
+  tags: TAGS,
+  params: WorkflowParams,
+  response: { 200: described(ref(WorkflowView), 'The instance'), ...errorResponses(400, 404) },
+};
+
+const eventsSchema = {
+  operationId: 'listWorkflowEvents',
+  summary: 'A workflow instance\'s history',
+  description: 'What entered the instance, oldest first: its start, each signal, child end, timer and cancel it took, with what replay needs.',
+  tags: TAGS,
+  params: WorkflowParams,
+  response: { 200: described(ref(WorkflowEventList), 'The history'), ...errorResponses(400, 404) },
+};
+
+const signalSchema = {
+  operationId: 'signalWorkflow',
+  summary: 'Send an event to a workflow instance',
+  description:
+    'Sends the body, an XState event (`type` and any other fields), to the instance\'s machine: 200 with the instance after the step. An ' +
+    'event no transition takes now (or sent to an ended instance) answers 409 ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED with `accepts`, and ' +
+    'nothing is written. Types starting with xstate. are the engine\'s: a 400. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
+    'the definition version the instance runs.',
+  tags: TAGS,
+  params: WorkflowParams,
+  body: ref(SignalBody),
+  response: {
+    200: described(ref(WorkflowView), 'The instance after the event'),
+    ...errorResponses(400, 404, 409, 413, 415, 503),
+    ...refusal('The instance does not take this event now: {code, message, accepts}'),
+  },
+};
+
+// x-body-optional: openapi.ts marks the request body as not required.
+const cancelSchema = {
+  operationId: 'cancelWorkflow',
+  summary: 'Cancel a workflow instance',
+  description:
+    'Ends an active instance as cancelled: its live children\'s jobs are cancelled and its timers dropped, in one transaction. An ended ' +
+    'instance answers 409 ATS_ERR_WORKFLOW_ENDED and nothing is written. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks the ' +
+    'definition version the instance runs.',
+  tags: TAGS,
+  params: WorkflowParams,
+  body: WorkflowCancelBody,
+  'x-body-optional': true,
+  response: {
+    200: described(ref(WorkflowView), 'The instance, cancelled'),
+    ...errorResponses(400, 404, 409, 415, 503),
+    ...refusal('The instance has ended: {code, message, accepts}'),
+  },
+};
+
+const listSchema = {
+  operationId: 'listWorkflows',
+  summary: 'Workflow instances, newest first',
+  description: 'One page of instances, newest first, optionally only of one workflow or status. Pass the answer\'s `nextCursor` as `cursor` for the next page.',
+  tags: TAGS,
+  querystring: WorkflowListQuery,
+  response: { 200: described(ref(WorkflowPage), 'One page of instances'), ...errorResponses(400) },
+};
+
+const verifySchema = {
+  operationId: 'verifyWorkflow',
+  summary: 'Replay a workflow instance\'s history',
+  description: 'Replays the history through the instance\'s definition and compares the result with the stored state: `ok`, or the first `problem`.',
+  tags: TAGS,
+  params: WorkflowParams,
+  response: { 200: described(ref(WorkflowVerifyView), 'The verification'), ...errorResponses(400, 404) },
+};
+
+const workflowNotFound = (id: string): AtsError => new AtsError('ATS_ERR_WORKFLOW_NOT_FOUND', `No workflow instance has id ${id}`);
+
+/** The instance `id` if it is `principal`'s tenant's; else the 404 of an id that does not exist. */
+async function tenantWorkflow(service: WorkflowService, id: string, principal: Principal): Promise<WorkflowRecord> {
+  const wf = await service.get(id, principal.tenant);
+  if (!wf) throw workflowNotFound(id);
+  return wf;
+}
+
+/** A refused step: 409 with `accepts` (sent here: the error handler answers `{code, message}` only). */
+function refuse(reply: FastifyReply, code: 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED' | 'ATS_ERR_WORKFLOW_ENDED', message: string, accepts: string[]) {
+  return reply.code(ERRORS[code].status).send({ code, message, accepts });
+}
+
+/** The answer to a step that was not taken, other than the machine refusing it. */
+function stepFailure(id: string, r: Exclude<StepResult, { ok: true } | { reason: 'not-accepted' }>): AtsError {
+  if (r.reason === 'not-found') return workflowNotFound(id);
+  return new AtsError('ATS_ERR_WORKFLOW_DEFINITION_MISSING', undefined, {
+    cause: new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process`),
+  });
+}
+
+/**
+ * Records a done cancel with the key that did it. It has committed already: a
+ * failed record is logged, not answered as an error.
+ */
+async function auditCancel(deps: AppDeps, principal: Principal, id: string): Promise<void> {
+  if (!deps.audit) return;
+  try {
+    await deps.audit.recordAudit({ at: deps.clock.now(), keyId: principal.keyId, tenant: principal.tenant, action: 'workflow.cancel', target: id });
+  } catch (err) {
+    deps.logger?.error('api: the audit record of a workflow cancel could not be written', { ...errorFields(err), workflowId: id, keyId: principal.keyId });
+  }
+}
+
+export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const service = deps.workflows!;
+  const maxDepth = deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
+
+  app.post<{ Body: StartWorkflowBody }>('/v1/workflows', { schema: startSchema }, async (request, reply) => {
+    const { name, input, idempotencyKey } = request.body;
+    checkPayload(input, maxDepth, 'body', 'input');
+    if (idempotencyKey?.startsWith(RESERVED_KEY_PREFIX)) {
+      throw new AtsError('ATS_ERR_VALIDATION', `body/idempotencyKey must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
+    }
+    const r = await service.start({ tenant: request.principal.tenant, name, input: input ?? null, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) });
+    if (!r.ok) {
+      if (r.reason === 'unknown-workflow') throw new AtsError('ATS_ERR_UNKNOWN_WORKFLOW', `No workflow is registered under the name '${name}'`);
+      if (r.reason === 'invalid-input') throw new AtsError('ATS_ERR_INVALID_WORKFLOW_INPUT', r.message);
+      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different name or input`);
+    }
+    reply.header('location', `/v1/workflows/${r.workflow.id}`);
+    return reply.code(r.created ? 201 : 200).send(await toWorkflowView(service, r.workflow));
+  });
+
+  app.get<{ Params: WorkflowParams }>('/v1/workflows/:id', { schema: getSchema }, async (request) =>
+    toWorkflowView(service, await tenantWorkflow(service, request.params.id, request.principal)));
+
+  app.get<{ Params: WorkflowParams }>('/v1/workflows/:id/events', { schema: eventsSchema }, async (request) => {
+    const wf = await tenantWorkflow(service, request.params.id, request.principal);
+    return { events: (await service.events(wf)).map(toWorkflowEventView) };
+  });
+
+  app.post<{ Params: WorkflowParams; Body: SignalBody }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
+    const event = request.body;
+    if (!isUserEventType(event.type)) throw new AtsError('ATS_ERR_VALIDATION', 'body/type: event types starting with xstate. are the engine\'s');
+    checkPayload(event, maxDepth, 'body', 'event');
+    const { id } = request.params;
+    const r = await service.signal(id, request.principal.tenant, event as AnyEventObject);
+    if (r.ok) return toWorkflowView(service, r.workflow);
+    if (r.reason === 'not-accepted') {
+      const why = r.workflow.state.status === 'active' ? `in state ${JSON.stringify(r.workflow.state.value)}` : `: the instance is ${r.workflow.state.status}`;
+      return refuse(reply, 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', `${event.type} is not taken ${why}; it takes now: ${r.accepts.length ? r.accepts.join(', ') : 'none'}`, r.accepts);
+    }
+    throw stepFailure(id, r);
+  });
+
+  app.post<{ Params: WorkflowParams; Body: WorkflowCancelBody }>('/v1/workflows/:id/cancel', { schema: cancelSchema }, async (request, reply) => {
+    const { id } = request.params;
+    const r = await service.cancel(id, request.principal.tenant, request.body?.reason);
+    if (r.ok) {
+      await auditCancel(deps, request.principal, id);
+      return toWorkflowView(service, r.workflow);
+    }
+    if (r.reason === 'not-accepted') return refuse(reply, 'ATS_ERR_WORKFLOW_ENDED', `The workflow instance is ${r.workflow.state.status}`, r.accepts);
+    throw stepFailure(id, r);
+  });
+
+  app.get<{ Querystring: WorkflowListQuery }>('/v1/workflows', { schema: listSchema }, async (request) => {
+    const { name, status, cursor } = request.query;
+    const limit = request.query.limit ?? DEFAULT_PAGE;
+    const filter: WorkflowFilter = { tenant: request.principal.tenant, limit: limit + 1 }; // one more tells whether a next page exists
+    if (name) filter.name = name;
+    if (status) filter.status = status;
+    if (cursor) filter.afterId = decodeCursor(cursor);
+    const found = await service.list(filter);
+    const page = found.slice(0, limit);
+    return {
+      workflows: await Promise.all(page.map((wf) => toWorkflowView(service, wf))),
+      nextCursor: found.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+    };
+  });
+
+  app.get<{ Params: WorkflowParams }>('/v1/workflows/:id/verify', { schema: verifySchema }, async (request) =>
+    service.verify(await tenantWorkflow(service, request.params.id, request.principal)));
+};

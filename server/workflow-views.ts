@@ -1,0 +1,37 @@
+/**
+ * What the API shows of a workflow instance and its history: stored records
+ * in, JSON out (times as ISO strings, as the job views). `accepts` and the
+ * children's states come from WorkflowService, never from a list kept here,
+ * so the API cannot offer a signal the engine would refuse.
+ */
+import type { WorkflowEventRecord, WorkflowRecord } from '../engine/ports.js';
+import type { WorkflowService } from '../engine/workflows.js';
+import { iso } from './job-views.js';
+import type { WorkflowEventView, WorkflowView } from './schemas.js';
+
+/** The instance as the API shows it, with its children's jobs read now. */
+export async function toWorkflowView(service: WorkflowService, wf: WorkflowRecord): Promise<WorkflowView> {
+  const s = wf.state;
+  return {
+    id: wf.id,
+    name: wf.name,
+    definitionVersion: wf.definitionVersion,
+    version: wf.version,
+    status: s.status,
+    value: s.value,
+    context: s.context ?? null,
+    input: wf.input ?? null,
+    output: s.output ?? null,
+    error: s.error ?? null,
+    children: (await service.children(wf)) as WorkflowView['children'],
+    timers: s.timers.map((t) => ({ id: t.id, dueAt: iso(t.dueAt) })),
+    accepts: service.accepts(wf),
+    idempotencyKey: wf.idempotencyKey,
+    createdAt: iso(wf.createdAt),
+    updatedAt: iso(wf.updatedAt),
+  };
+}
+
+export function toWorkflowEventView(e: WorkflowEventRecord): WorkflowEventView {
+  return { seq: e.seq, type: e.type, at: iso(e.at), data: e.data, status: e.status };
+}
