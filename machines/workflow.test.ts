@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, createMachine, fromCallback, fromPromise, setup } from 'xstate';
+import { assign, createMachine, fromCallback, fromPromise, sendTo, setup } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
   WorkflowDefinitionError, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowInputEvent, type WorkflowStep,
@@ -265,6 +265,11 @@ describe('workflow definitions, more', () => {
     const d = defineWorkflow('inline', m);
     const { effects } = startWorkflow(d, undefined, 1, (id) => `j-${id}`);
     assert.deepEqual(effects.start.map((s) => [s.jobType, s.jobId]), [['demo.echo', 'j-x']]);
+  });
+
+  it('refuses a machine that sends to another actor, naming the state', () => {
+    const m = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: sendTo('other', { type: 'X' }) } } } } });
+    assert.throws(() => defineWorkflow('talker', m), (err: Error) => err instanceof WorkflowDefinitionError && /\(machine\)\.a: sendTo/.test(err.message));
   });
 
   it('an input the context factory refuses throws at the start', () => {

@@ -119,6 +119,13 @@ interface StateNodeLike {
   config: { invoke?: { src?: unknown } | { src?: unknown }[] };
 }
 
+/** Whether the state's entry, exit or transitions send to another actor (XState's `sendTo` and `sendParent`). */
+function sendsTo(node: StateNodeLike): boolean {
+  const n = node as unknown as { entry: unknown[]; exit: unknown[]; transitions: Map<string, { actions: unknown[] }[]>; always?: { actions: unknown[] }[] };
+  const actions = [...n.entry, ...n.exit, ...[...n.transitions.values()].flat().flatMap((t) => t.actions), ...(n.always ?? []).flatMap((t) => t.actions)];
+  return actions.some((a) => (a as { type?: unknown } | null)?.type === 'xstate.sendTo');
+}
+
 /** The actor logic a state's `i`th invocation was written with, when inline. */
 function inlineLogic(node: StateNodeLike, i: number): unknown {
   const configs = node.config.invoke === undefined ? [] : Array.isArray(node.config.invoke) ? node.config.invoke : [node.config.invoke];
@@ -152,6 +159,7 @@ export function defineWorkflow(
   const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
   const actors = new Map<unknown, WorkflowActor>();
   for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
+    if (sendsTo(node)) throw new WorkflowDefinitionError(`workflow ${name}, state ${node.id}: sendTo is not supported in workflows yet`);
     for (const [i, inv] of node.invoke.entries()) {
       // A name from setup({ actors }), or an inline actor (XState names it and keeps it in `logic`).
       const named = typeof inv.src === 'string' && Object.hasOwn(implementations, inv.src) ? inv.src : null;

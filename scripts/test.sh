@@ -23,11 +23,13 @@ trap cleanup EXIT
 bash scripts/ensure-chromium.sh
 
 export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306}
+# --conditions=ats-source: a test may import an example module, which imports the package by
+# name (`ai-task-scheduler/handlers`): the source, as `npm start` resolves it, not a build.
 # --test-force-exit: a file whose tests have all ended exits even if a client library left a
 # timer behind (a kafkajs reconnect to a broker the file stopped, now and then): its results are
 # in, and waiting for the file timeout would only fail it after ten minutes.
 run() {
-  node --import tsx --test --test-force-exit --test-concurrency="$1" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${@:2}"
+  node --conditions=ats-source --import tsx --test --test-force-exit --test-concurrency="$1" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${@:2}"
 }
 if [ "$#" -gt 0 ]; then
   echo "test: $# test files"
