@@ -8,7 +8,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { NonRetryableError } from './errors.js';
 import { compilePayloadSchema, type PayloadCheck } from './payload-schema.js';
 import type { Handler, HandlerContext } from './ports.js';
-import { defineWorkflow, type WorkflowDefinition, type WorkflowJobOptions } from '../machines/workflow.js';
+import { defineWorkflow, type WorkflowDefinition, type WorkflowJobOptions, type WorkflowMigration } from '../machines/workflow.js';
 import type { AnyStateMachine } from 'xstate';
 
 /** A handler made by `defineHandler`: its type, its payload schema (compiled) and its run function. */
@@ -65,9 +65,13 @@ export class HandlerRegistry {
    * theirs. Each `fromPromise` actor of the machine becomes the job type
    * `<name>.<actor>`, its promise creator that type's handler (the highest
    * version's when versions share an actor); `job(type)` actors need a
-   * handler of their own.
+   * handler of their own. `migrate: { from, state }` moves live instances of
+   * version `from` to this one at their next step (machines/workflow-migration.ts).
    */
-  workflow(name: string, machine: AnyStateMachine, options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions> } = {}): this {
+  workflow(
+    name: string, machine: AnyStateMachine,
+    options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions>; migrate?: WorkflowMigration } = {},
+  ): this {
     const def = defineWorkflow(name, machine, options);
     let versions = this.workflows.get(name);
     if (versions?.has(def.version)) throw new Error(`workflow ${name} version ${def.version} is already registered`);

@@ -17,11 +17,12 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, replayWorkflow, startWorkflow, isUserEventType,
-  type ChildOutcome, type JobStart, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowDefinition,
+  acceptedEvents, applyWorkflowEvent, startWorkflow, isUserEventType, WorkflowDefinitionError,
+  type ChildOutcome, type JobStart, type WorkflowDefinition,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
+import { migrateWorkflow, replayHistory, type HistoryInput } from '../machines/workflow-migration.js';
 import { isDeepStrictEqual } from 'node:util';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { errorFields } from './logger.js';
@@ -59,6 +60,8 @@ export interface WorkflowServiceDeps {
   defaults?: ChildJobDefaults;
   /** Called after each commit that wrote outbox rows (wakes the relay in process). */
   onCommit?: () => void;
+  /** For what the service decides on its own (a migration that cannot move an instance). @defaultValue none */
+  logger?: Logger;
 }
 
 export interface StartSpec {
@@ -110,9 +113,11 @@ export class WorkflowService {
     const at = clock.now();
     const id = ids.jobId();
     const jobIds: string[] = [];
+    // As stored and replayed: JSON has no undefined.
+    const input = spec.input === undefined ? null : spec.input;
     let first: ReturnType<typeof startWorkflow>;
     try {
-      first = startWorkflow(def, spec.input, at, () => {
+      first = startWorkflow(def, input, at, () => {
         const jobId = ids.jobId();
         jobIds.push(jobId);
         return jobId;
@@ -121,10 +126,10 @@ export class WorkflowService {
       return { ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${(err as Error).message}` };
     }
     const workflow: WorkflowRecord = {
-      id, tenant: spec.tenant, name: def.name, definitionVersion: def.version, input: spec.input ?? null, state: first.next, version: 1,
+      id, tenant: spec.tenant, name: def.name, definitionVersion: def.version, input, state: first.next, version: 1,
       idempotencyKey: spec.idempotencyKey ?? null, requestHash: spec.idempotencyKey ? startHash(spec) : null, createdAt: at, updatedAt: at,
     };
-    const event: WorkflowEventRecord = { workflowId: id, seq: 1, type: 'START', at, data: { input: workflow.input, jobIds }, status: first.next.status };
+    const event: WorkflowEventRecord = { workflowId: id, seq: 1, type: 'START', at, data: { input: workflow.input, jobIds, version: def.version }, status: first.next.status };
     const write: WorkflowWrite = {
       workflow, expectedVersion: null, event,
       jobs: this.childWrites(workflow, 1, first.effects.start, at),
@@ -168,8 +173,11 @@ export class WorkflowService {
     const due = await this.deps.store.dueWorkflowTimers(this.deps.clock.now(), limit);
     for (const t of due) {
       const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
+      // Its timer waits for a process that has the version; the other instances' timers go on.
       if (!r.ok && r.reason === 'definition-missing') {
-        throw new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process: its timer waits`);
+        this.deps.logger?.warn('workflows: a timer is due for a definition version this process has not registered; it waits', {
+          workflowId: t.workflowId, name: r.workflow.name, version: r.workflow.definitionVersion, timerId: t.timerId,
+        });
       }
     }
     return due.length;
@@ -180,32 +188,102 @@ export class WorkflowService {
    * deliveries) in one transaction. Job ids for the children it starts are
    * drawn once and reused if the store decides again after a lost race.
    */
-  private step(id: string, tenant: string | null, input: WorkflowInputEvent): Promise<StepResult> {
+  private async step(id: string, tenant: string | null, input: WorkflowInputEvent): Promise<StepResult> {
+    // An instance whose version has a newer one that migrates from it moves first (a MIGRATE step of
+    // its own), then takes the event; a cancel needs no move.
+    for (;;) {
+      const r = await this.stepOnce(id, tenant, input, input.type !== 'CANCEL');
+      if (r !== MIGRATED) return r;
+    }
+  }
+
+  /**
+   * Moves instance `id` to the newest version reachable by migrations from
+   * its own, one MIGRATE step per version hop. `not-accepted` when no
+   * registered version migrates from it (or it ended).
+   */
+  async migrate(id: string, tenant: string): Promise<StepResult> {
+    let last: StepResult | null = null;
+    for (;;) {
+      const r = await this.stepOnce(id, tenant, null, true);
+      if (r !== MIGRATED) return last ?? r;
+      last = { ok: true, workflow: (await this.deps.store.getWorkflow(id))! };
+    }
+  }
+
+  /** The version after `wf`'s that migrates from it, if registered. */
+  private nextVersion(wf: WorkflowRecord): WorkflowDefinition | undefined {
+    const newest = this.deps.definitions.workflowDefinition(wf.name);
+    if (!newest || wf.state.status !== 'active') return undefined;
+    for (let v = wf.definitionVersion + 1; v <= newest.version; v++) {
+      const def = this.deps.definitions.workflowDefinition(wf.name, v);
+      if (def?.migrate?.from === wf.definitionVersion) return def;
+    }
+    return undefined;
+  }
+
+  /**
+   * One step of instance `id` (of `tenant`; null: any, for the engine's own
+   * deliveries) in one transaction: a migration when `migrateFirst` and one
+   * applies (MIGRATED), else `input` (null: nothing more to do). Job ids for
+   * the children it starts are drawn once and reused if the store decides
+   * again after a lost race.
+   */
+  private stepOnce(id: string, tenant: string | null, input: WorkflowInputEvent | null, migrateFirst: boolean): Promise<StepResult | typeof MIGRATED> {
     const at = this.deps.clock.now();
     const drawn: string[] = [];
-    return this.deps.store.updateWorkflow(id, (wf) => {
-      if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } as StepResult };
+    return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf) => {
+      if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } };
       const def = this.definitionOf(wf);
-      if (!def) return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } as StepResult };
+      if (!def) return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
       const jobIds: string[] = [];
-      const r: WorkflowStep = applyWorkflowEvent(def, wf.state, input, at, (_invokeId, index) => {
+      const newJobId = (_invokeId: string, index: number) => {
         while (drawn.length <= index) drawn.push(this.deps.ids.jobId());
         jobIds.push(drawn[index]!);
         return drawn[index]!;
-      });
-      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } as StepResult };
+      };
+      const next = migrateFirst ? this.nextVersion(wf) : undefined;
+      let r: WorkflowStep;
+      let recordedInput: HistoryInput;
+      let moved: WorkflowStep | null = null;
+      if (next) {
+        try {
+          moved = migrateWorkflow(def, next, wf.state, newJobId);
+        } catch (err) {
+          // A migration that cannot move this instance leaves it on its version: the event still goes
+          // to the machine it runs (on demand, `migrate` reports the failure).
+          if (!(err instanceof WorkflowDefinitionError) || input === null) throw err;
+          this.deps.logger?.warn('workflows: a migration cannot move this instance; it stays on its version', {
+            workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: err.message,
+          });
+        }
+      }
+      if (next && moved) {
+        r = moved;
+        recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version };
+      } else if (input === null) {
+        return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } };
+      } else {
+        r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
+        recordedInput = input;
+      }
+      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } };
       const version = wf.version + 1;
-      const workflow: WorkflowRecord = { ...wf, state: r.next, version, updatedAt: at };
-      const event: WorkflowEventRecord = { workflowId: wf.id, seq: version, type: input.type, at, data: { ...input, jobIds }, status: r.next.status };
+      const workflow: WorkflowRecord = {
+        ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
+      };
+      const event: WorkflowEventRecord = {
+        workflowId: wf.id, seq: version, type: recordedInput.type, at, data: { ...recordedInput, jobIds }, status: r.next.status,
+      };
       const cancelIds = r.effects.cancel.map((c) => c.jobId);
       const write: WorkflowWrite = {
         workflow, expectedVersion: wf.version, event,
         jobs: this.childWrites(workflow, version, r.effects.start, at),
-        cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(input)}`) } : null,
+        cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(recordedInput)}`) } : null,
       };
-      return { write, result: { ok: true, workflow } as StepResult };
+      return { write, result: recordedInput.type === 'MIGRATE' ? MIGRATED : { ok: true, workflow } };
     }).then((r) => {
-      if (r.ok) this.deps.onCommit?.();
+      if (r === MIGRATED || r.ok) this.deps.onCommit?.();
       return r;
     });
   }
@@ -270,8 +348,16 @@ export class WorkflowService {
     if (gap >= 0) return { ok: false, events: events.length, problem: `the history has a gap before seq ${events[gap]!.seq}` };
     try {
       const start = first.data as { input: unknown; jobIds: string[] };
-      const replayed = replayWorkflow(def, { input: start.input, at: first.at, jobIds: start.jobIds }, rest.map(recorded));
-      if (!isDeepStrictEqual(JSON.parse(JSON.stringify(replayed)), JSON.parse(JSON.stringify(wf.state)))) {
+      const startVersion = (first.data as { version?: number }).version ?? firstVersion(events, wf.definitionVersion);
+      const replayed = replayHistory(
+        (v) => this.deps.definitions.workflowDefinition(wf.name, v),
+        { version: startVersion, input: start.input, at: first.at, jobIds: start.jobIds },
+        rest.map(recorded),
+      );
+      if (replayed.version !== wf.definitionVersion) {
+        return { ok: false, events: events.length, problem: `replaying the history ends at version ${replayed.version}, the instance is at ${wf.definitionVersion}` };
+      }
+      if (!isDeepStrictEqual(JSON.parse(JSON.stringify(replayed.state)), JSON.parse(JSON.stringify(wf.state)))) {
         return { ok: false, events: events.length, problem: 'replaying the history gives a different state than the stored one' };
       }
       return { ok: true, events: events.length };
@@ -281,13 +367,23 @@ export class WorkflowService {
   }
 }
 
-function recorded(e: WorkflowEventRecord): RecordedWorkflowEvent {
-  const { jobIds, ...input } = e.data as WorkflowInputEvent & { jobIds: string[] };
-  return { input: input as WorkflowInputEvent, at: e.at, jobIds };
+/** The version an instance started at: the first MIGRATE's `from`, or its version now when it never moved. */
+function firstVersion(events: readonly WorkflowEventRecord[], now: number): number {
+  const m = events.find((e) => e.type === 'MIGRATE');
+  return m ? (m.data as { from: number }).from : now;
 }
 
-const cancelReason = (input: WorkflowInputEvent): string =>
-  input.type === 'CANCEL' ? `cancelled${input.reason ? `: ${input.reason}` : ''}` : 'its invocation was left';
+/** Says a step moved the instance to a newer version (the caller steps again). */
+const MIGRATED = Symbol('migrated');
+
+function recorded(e: WorkflowEventRecord): { input: HistoryInput; at: number; jobIds: string[] } {
+  const { jobIds, ...input } = e.data as HistoryInput & { jobIds: string[] };
+  return { input: input as HistoryInput, at: e.at, jobIds };
+}
+
+const cancelReason = (input: HistoryInput): string =>
+  input.type === 'CANCEL' ? `cancelled${input.reason ? `: ${input.reason}` : ''}`
+    : input.type === 'MIGRATE' ? `version ${input.to} has no such invocation` : 'its invocation was left';
 
 /** CANCEL transitions for the children a step leaves; a child that already ended gets none. */
 function cancelChildren(ids: readonly string[], at: number, reason: string): Decide<unknown> {

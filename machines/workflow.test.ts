@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, createMachine, fromCallback, fromPromise, sendTo, setup } from 'xstate';
+import { assign, createMachine, enqueueActions, fromCallback, fromPromise, sendTo, setup, stopChild } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
   WorkflowDefinitionError, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowInputEvent, type WorkflowStep,
@@ -284,5 +284,61 @@ describe('workflow definitions, more', () => {
     const d = defineWorkflow('strict', m);
     assert.throws(() => startWorkflow(d, undefined, 1, () => 'j'), /input\.n is required/);
     assert.equal(startWorkflow(d, { n: 1 }, 1, () => 'j').next.status, 'active');
+  });
+});
+
+describe('workflow fan-out (spawnChild)', () => {
+  const fan = setup({
+    types: { context: {} as { items: number[]; done: number; sum: number }, input: {} as { items: number[] } },
+    actors: { square: job<number, { n: number }>('math.square') },
+  }).createMachine({
+    id: 'fan',
+    initial: 'fanning',
+    context: ({ input }) => ({ items: input.items, done: 0, sum: 0 }),
+    states: {
+      fanning: {
+        entry: enqueueActions(({ context, enqueue }) => {
+          for (const [i, n] of context.items.entries()) enqueue.spawnChild('square', { id: `item-${i}`, input: { n } });
+        }),
+        on: {
+          'xstate.done.actor.*': {
+            actions: assign({ done: ({ context }) => context.done + 1, sum: ({ context, event }) => context.sum + (event as unknown as { output: number }).output }),
+          },
+          DROP_FIRST: { actions: stopChild('item-0') },
+          LEAVE: 'left',
+        },
+        always: { guard: ({ context }) => context.done === context.items.length, target: 'joined' },
+      },
+      left: {},
+      joined: { type: 'final' },
+    },
+    output: ({ context }) => ({ sum: context.sum }),
+  });
+  const d = defineWorkflow('fan', fan);
+  const at = 3_000_000;
+
+  it('spawns a job per item, joins when every one is done, and ends with the output', () => {
+    const first = startWorkflow(d, { items: [1, 2, 3] }, at, ids('f'));
+    assert.deepEqual(first.effects.start.map((x) => [x.invokeId, x.jobType, x.input]), [
+      ['item-0', 'math.square', { n: 1 }], ['item-1', 'math.square', { n: 2 }], ['item-2', 'math.square', { n: 3 }],
+    ]);
+    assert.ok(first.next.children.every((c) => c.spawned));
+    let s: PersistedWorkflow = JSON.parse(JSON.stringify(first.next));
+    for (const [i, n] of [[2, 9], [0, 1]] as const) s = ok(deliverChild(d, s, `f-item-${i}-${i}`, { state: 'done', result: n }, at, ids('x'))).next;
+    assert.equal(s.value, 'fanning');
+    assert.deepEqual(s.children.map((c) => c.invokeId), ['item-1']);
+    const last = ok(deliverChild(d, s, 'f-item-1-1', { state: 'done', result: 4 }, at, ids('x')));
+    assert.equal(last.next.status, 'done');
+    assert.deepEqual(last.next.output, { sum: 14 });
+  });
+
+  it('a spawned child outlives a state change; stopChild cancels it; the end of the instance cancels the rest', () => {
+    const s0 = startWorkflow(d, { items: [1, 2] }, at, ids('g')).next;
+    const dropped = ok(stepWorkflow(d, s0, { type: 'DROP_FIRST' }, at, ids('x')));
+    assert.deepEqual(dropped.effects.cancel.map((c) => c.invokeId), ['item-0']);
+    const left = ok(stepWorkflow(d, dropped.next, { type: 'LEAVE' }, at, ids('x')));
+    assert.deepEqual(left.effects.cancel, [], 'leaving the state that spawned it does not stop a spawned child');
+    assert.deepEqual(left.next.children.map((c) => c.invokeId), ['item-1']);
+    assert.deepEqual(ok(cancelWorkflow(left.next)).effects.cancel.map((c) => c.invokeId), ['item-1']);
   });
 });

@@ -101,6 +101,20 @@ export interface WorkflowDefinition {
   readonly machine: AnyStateMachine;
   /** The actors its invocations run, by `src` name (setup) or inline (`name` null). */
   readonly actors: readonly WorkflowActor[];
+  /** The ids of its states' invocations: any other child is spawned (`spawnChild`). */
+  readonly invokeIds: ReadonlySet<string>;
+  /** How a live instance of version `from` moves to this version (machines/workflow-migration.ts). */
+  readonly migrate?: WorkflowMigration;
+}
+
+/**
+ * Moves a live instance of the previous version `from` to this one: given its
+ * state value and context, the state value and context it has in this
+ * version. Pure: it runs again when the history is replayed.
+ */
+export interface WorkflowMigration {
+  from: number;
+  state: (old: { value: StateValue; context: unknown }) => { value: StateValue; context: unknown };
 }
 
 export class WorkflowDefinitionError extends Error {
@@ -148,7 +162,7 @@ function* nodesOf(node: StateNodeLike): Generator<StateNodeLike> {
 export function defineWorkflow(
   name: string,
   machine: AnyStateMachine,
-  options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions> } = {},
+  options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions>; migrate?: WorkflowMigration } = {},
 ): WorkflowDefinition {
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) {
     throw new WorkflowDefinitionError(`workflow name ${JSON.stringify(name)}: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit`);
@@ -158,33 +172,45 @@ export function defineWorkflow(
   if (!machine || typeof machine !== 'object' || !('root' in machine)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
   const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
   const actors = new Map<unknown, WorkflowActor>();
+  /** Adds the actor `logic` (named in setup, or inline: `named` null); `where` names it in errors. */
+  const addActor = (logic: unknown, named: string | null, where: string): void => {
+    if (actors.has(logic)) return;
+    const jobType = jobTypeOf(logic);
+    if (jobType !== undefined) {
+      actors.set(logic, { name: named, jobType, options: (logic as unknown as JobLogic)[JOB_OPTIONS] });
+      return;
+    }
+    if (!isPromiseLogic(logic)) {
+      throw new WorkflowDefinitionError(
+        `${where}: only job(type) and fromPromise actors run durably (as jobs); a callback, observable or machine actor cannot`,
+      );
+    }
+    if (named === null) throw new WorkflowDefinitionError(`${where}: an inline fromPromise actor needs a name: declare it in setup({ actors })`);
+    actors.set(logic, {
+      name: named, jobType: `${name}.${named}`, options: options.jobs?.get(named) ?? {},
+      run: ({ input, signal }) => logic.config({ input, signal, self: undefined, system: undefined, emit: () => undefined }),
+    });
+  };
+  const invokeIds = new Set<string>();
   for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
     if (sendsTo(node)) throw new WorkflowDefinitionError(`workflow ${name}, state ${node.id}: sendTo is not supported in workflows yet`);
     for (const [i, inv] of node.invoke.entries()) {
-      // A name from setup({ actors }), or an inline actor (XState names it and keeps it in `logic`).
+      invokeIds.add(inv.id);
+      // A name from setup({ actors }), or an inline actor (XState names it; its logic is in the state's config).
       const named = typeof inv.src === 'string' && Object.hasOwn(implementations, inv.src) ? inv.src : null;
       const logic = named !== null ? implementations[named] : inlineLogic(node, i);
       const where = `workflow ${name}, state ${node.id}, invoke ${inv.id}`;
       if (logic === undefined) throw new WorkflowDefinitionError(`${where}: actor ${String(inv.src)} is not in setup({ actors })`);
-      if (actors.has(logic)) continue;
-      const jobType = jobTypeOf(logic);
-      if (jobType !== undefined) {
-        actors.set(logic, { name: named, jobType, options: (logic as unknown as JobLogic)[JOB_OPTIONS] });
-        continue;
-      }
-      if (!isPromiseLogic(logic)) {
-        throw new WorkflowDefinitionError(
-          `${where}: only job(type) and fromPromise actors run durably (as jobs); a callback, observable or machine actor cannot`,
-        );
-      }
-      if (named === null) throw new WorkflowDefinitionError(`${where}: an inline fromPromise actor needs a name: declare it in setup({ actors })`);
-      actors.set(logic, {
-        name: named, jobType: `${name}.${named}`, options: options.jobs?.get(named) ?? {},
-        run: ({ input, signal }) => logic.config({ input, signal, self: undefined, system: undefined, emit: () => undefined }),
-      });
+      addActor(logic, named, where);
     }
   }
-  return Object.freeze({ name, version, machine, actors: Object.freeze([...actors.values()]) });
+  // The rest of setup({ actors }): spawned by spawnChild actions (a fan-out), or unused.
+  for (const [actorName, logic] of Object.entries(implementations)) addActor(logic, actorName, `workflow ${name}, actor ${actorName}`);
+  const migrate = options.migrate;
+  if (migrate !== undefined && (!Number.isSafeInteger(migrate.from) || migrate.from < 1 || migrate.from >= version || typeof migrate.state !== 'function')) {
+    throw new WorkflowDefinitionError(`workflow ${name} version ${version}: migrate needs from (an earlier version) and a state function`);
+  }
+  return Object.freeze({ name, version, machine, actors: Object.freeze([...actors.values()]), invokeIds, ...(migrate ? { migrate } : {}) });
 }
 
 // ---------------------------------------------------------------- state
@@ -192,11 +218,18 @@ export function defineWorkflow(
 export type WorkflowStatus = 'active' | 'done' | 'error' | 'cancelled';
 export const WORKFLOW_STATUSES: readonly WorkflowStatus[] = Object.freeze(['active', 'done', 'error', 'cancelled']);
 
-/** A live invocation: the job running it. */
+/**
+ * A live child: the job running an invocation (a state's `invoke`, which
+ * lives while its state does) or a spawned actor (a `spawnChild` action,
+ * which lives until it ends, a `stopChild` names it, or the instance ends).
+ */
 export interface WorkflowChild {
+  /** The invocation's or spawned actor's id. */
   invokeId: string;
   jobId: string;
   jobType: string;
+  /** Present for a spawned child. */
+  spawned?: true;
 }
 
 /** A delayed event waiting to fire. */
@@ -250,9 +283,9 @@ interface HistoryNode {
   id: string;
 }
 
-type Snapshot = ReturnType<AnyStateMachine['resolveState']>;
+export type Snapshot = ReturnType<AnyStateMachine['resolveState']>;
 
-function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, children: WorkflowChild[], timers: WorkflowTimer[]): PersistedWorkflow {
+export function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, children: WorkflowChild[], timers: WorkflowTimer[]): PersistedWorkflow {
   const s = snapshot as unknown as { value: StateValue; context: unknown; historyValue: Record<string, HistoryNode[]>; output?: unknown; error?: unknown };
   const history = Object.entries(s.historyValue ?? {}).map(([node, states]) => ({ node, states: states.map((n) => n.id) }));
   const p: PersistedWorkflow = { value: s.value, context: s.context, history, status, children, timers };
@@ -264,16 +297,22 @@ function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, children: W
 /** An error as JSON keeps it: an Error's name and message (JSON.stringify would give `{}`). */
 const errorValue = (e: unknown): unknown => (e instanceof Error ? { name: e.name, message: e.message } : e);
 
-function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): Snapshot {
+export function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): Snapshot {
   const historyValue = Object.fromEntries(p.history.map((h) => [h.node, h.states.map((id) => def.machine.getStateNodeById(id))]));
-  return def.machine.resolveState({
+  const snapshot = def.machine.resolveState({
     value: p.value, context: p.context as never, historyValue: historyValue as never,
     status: p.status === 'active' ? 'active' : p.status === 'done' ? 'done' : 'error', output: p.output, error: p.error,
   } as never);
+  // The live children by id, as XState keeps them: a `stopChild` resolves its target there (the engine
+  // reads the id back from the action). Stand-ins: a step never runs an action.
+  (snapshot as unknown as { children: Record<string, { id: string }> }).children = Object.fromEntries(
+    p.children.map((c) => [c.invokeId, { id: c.invokeId }]),
+  );
+  return snapshot;
 }
 
 /** The invoke ids of the states `snapshot` is in. */
-function activeInvokeIds(snapshot: Snapshot): Set<string> {
+export function activeInvokeIds(snapshot: Snapshot): Set<string> {
   const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   return new Set(nodes.flatMap((n) => n.invoke.map((i) => i.id)));
 }
@@ -283,7 +322,7 @@ interface ActionLike {
   params?: Record<string, unknown>;
 }
 
-function jobTypeFor(def: WorkflowDefinition, src: unknown, logic: unknown): { jobType: string; options: WorkflowJobOptions } {
+export function jobTypeFor(def: WorkflowDefinition, src: unknown, logic: unknown): { jobType: string; options: WorkflowJobOptions } {
   const named = typeof src === 'string' ? def.actors.find((a) => a.name === src) : undefined;
   if (named) return named;
   const type = jobTypeOf(logic ?? src);
@@ -308,6 +347,11 @@ function effectsOf(
   const live = new Map(before.children.map((c) => [c.invokeId, c]));
   const timers = new Map(before.timers.map((t) => [t.id, t]));
   let drawn = 0;
+  const stopped = (child: WorkflowChild): void => {
+    const started = effects.start.findIndex((x) => x.jobId === child.jobId);
+    if (started >= 0) effects.start.splice(started, 1);
+    else effects.cancel.push(child);
+  };
   for (const action of actions) {
     const p = action.params ?? {};
     if (action.type === 'xstate.spawnChild') {
@@ -320,7 +364,15 @@ function effectsOf(
       const { jobType, options } = jobTypeFor(def, p.src, (p.actorRef as { logic?: unknown } | undefined)?.logic);
       const jobId = newJobId(invokeId, drawn++);
       effects.start.push({ invokeId, jobId, jobType, input: p.input, options });
-      live.set(invokeId, { invokeId, jobId, jobType });
+      live.set(invokeId, def.invokeIds.has(invokeId) ? { invokeId, jobId, jobType } : { invokeId, jobId, jobType, spawned: true });
+    } else if (action.type === 'xstate.stopChild') {
+      // An invocation stops when its state is left (below); a spawned child when an action names it.
+      const id = (action.params as { id?: unknown } | undefined)?.id;
+      const child = typeof id === 'string' ? live.get(id) : undefined;
+      if (child?.spawned) {
+        live.delete(id as string);
+        stopped(child);
+      }
     } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
       const id = String(p.id);
       const timer: WorkflowTimer = { id, dueAt: at + p.delay, event: p.event as AnyEventObject };
@@ -333,14 +385,12 @@ function effectsOf(
       throw new WorkflowDefinitionError(`workflow ${def.name}: sendTo is not supported in workflows yet`);
     }
   }
-  // Invocations of states the step left: their jobs are cancelled, or not
-  // started at all when the step entered and left the state (an eventless transition).
+  // Invocations of states the step left (every child once the instance ended): their jobs are
+  // cancelled, or not started at all when the step entered and left the state (an eventless transition).
   const active = activeInvokeIds(snapshot);
   for (const [invokeId, child] of live) {
-    if (!active.has(invokeId) || snapshot.status !== 'active') {
-      const started = effects.start.findIndex((s) => s.jobId === child.jobId);
-      if (started >= 0) effects.start.splice(started, 1);
-      else effects.cancel.push(child);
+    if (snapshot.status !== 'active' || (!child.spawned && !active.has(invokeId))) {
+      stopped(child);
       live.delete(invokeId);
     }
   }

@@ -7,10 +7,14 @@
  * delivers them with the faults of an at-least-once log: in any order, late,
  * and several times. Signals arrive between deliveries and replace running
  * invocations (whose jobs the workflow cancels, and whose ends then arrive
- * late). Once every job has ended and every message has been delivered:
+ * late). Any step may crash just before its transaction commits (a worker
+ * ending a job, the driver delivering an end, the API taking a signal):
+ * nothing of it is written, and a crashed delivery is delivered again later.
+ * Once every job has ended and every message has been delivered:
  *
- * - every instance has ended (the order saga and the loop always reach an
- *   end when their children do);
+ * - every instance has ended (the order saga, the fan-out of
+ *   examples/fan-out.ts and the loop always reach an end when their
+ *   children do);
  * - each child's end was applied at most once (one CHILD event per job id),
  *   and only to the instance that started it;
  * - each invocation started its job once: every job id in the histories is
@@ -32,6 +36,7 @@ import { mathRandom, systemClock, ulidIds } from '../engine/system.js';
 import { TransitionService } from '../engine/transitions.js';
 import { WorkflowService } from '../engine/workflows.js';
 import { job } from '../machines/workflow.js';
+import * as fanOut from '../examples/fan-out.js';
 import * as saga from '../examples/order-saga.js';
 
 const RUNS = Number(process.env.WORKFLOW_PROPERTY_RUNS ?? 25);
@@ -61,34 +66,60 @@ const loop = setup({ types: { context: {} as { rounds: number } }, actors: { wor
 });
 
 type Step =
-  | { kind: 'end'; pick: number; ok: boolean }
-  | { kind: 'deliver'; pick: number; keep: boolean }
-  | { kind: 'signal'; pick: number };
+  | { kind: 'end'; pick: number; ok: boolean; crash: boolean }
+  | { kind: 'deliver'; pick: number; keep: boolean; crash: boolean }
+  | { kind: 'signal'; pick: number; crash: boolean };
 
+/** `crash`: the process dies just before the step's transaction commits: nothing of it is written, a delivery stays undelivered. */
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  fc.record({ kind: fc.constant('end' as const), pick: fc.nat(), ok: fc.boolean() }),
-  fc.record({ kind: fc.constant('deliver' as const), pick: fc.nat(), keep: fc.boolean() }),
-  fc.record({ kind: fc.constant('signal' as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant('end' as const), pick: fc.nat(), ok: fc.boolean(), crash: fc.boolean() }),
+  fc.record({ kind: fc.constant('deliver' as const), pick: fc.nat(), keep: fc.boolean(), crash: fc.boolean() }),
+  fc.record({ kind: fc.constant('signal' as const), pick: fc.nat(), crash: fc.boolean() }),
 );
 
 const planArb = fc.record({
   orders: fc.array(fc.record({ country: fc.constantFrom('NL', 'BE', 'US') }), { minLength: 1, maxLength: 3 }),
   loops: fc.integer({ min: 0, max: 2 }),
+  albums: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 2 }),
   steps: fc.array(stepArb, { maxLength: 60 }),
   /** How the final drain orders the messages left. */
   drainSeed: fc.nat(),
 });
 
-const RESULT = { chargeId: 'ch', reservationId: 'rs', trackingId: 'tr' };
+const RESULT = { chargeId: 'ch', reservationId: 'rs', trackingId: 'tr', photo: 'p.jpg', thumbnail: 'p.thumb.jpg' };
 
 type Plan = typeof planArb extends fc.Arbitrary<infer T> ? T : never;
 
 async function runPlan(plan: Plan): Promise<void> {
-  const store = createSqliteStore({ file: ':memory:' });
+  // A crash before COMMIT: the armed fault throws inside the transaction, which rolls back.
+  let crashNext = false;
+  const store = createSqliteStore({
+    file: ':memory:',
+    faults: {
+      beforeCommit: () => {
+        if (!crashNext) return;
+        crashNext = false;
+        throw new Error('crash before commit');
+      },
+    },
+  });
+  const crashing = async (crash: boolean, run: () => Promise<unknown>): Promise<boolean> => {
+    crashNext = crash;
+    try {
+      await run();
+      return true;
+    } catch (err) {
+      if (!crash || (err as Error).message !== 'crash before commit') throw err;
+      return false;
+    } finally {
+      crashNext = false;
+    }
+  };
   await store.migrate();
   try {
     const registry = new HandlerRegistry();
     await registerModule(saga, registry, 'examples/order-saga.ts');
+    await registerModule(fanOut, registry, 'examples/fan-out.ts');
     registry.register('loop.work', async () => null).workflow('test.loop', loop);
     const ids = ulidIds();
     const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids });
@@ -101,6 +132,11 @@ async function runPlan(plan: Plan): Promise<void> {
     }
     for (let i = 0; i < plan.loops; i++) {
       const r = await workflows.start({ tenant: 'default', name: 'test.loop', input: null });
+      assert.ok(r.ok);
+      instances.push(r.workflow);
+    }
+    for (const [i, photos] of plan.albums.entries()) {
+      const r = await workflows.start({ tenant: 'default', name: 'album.make', input: { album: `a${i}`, photos: Array.from({ length: photos }, (_, k) => `p${k}.jpg`) } });
       assert.ok(r.ok);
       instances.push(r.workflow);
     }
@@ -135,23 +171,24 @@ async function runPlan(plan: Plan): Promise<void> {
         ? { type: 'SUCCEEDED', attempt: a, result: RESULT }
         : { type: 'FAILED', attempt: a, error: { message: 'failed for good', retryable: false } });
     };
-    const deliver = async (index: number, keep: boolean) => {
+    const deliver = async (index: number, keep: boolean, crash = false) => {
       const msg = network[index]!;
+      // A crashed delivery is not acknowledged: the log delivers it again later.
+      if (!(await crashing(crash, () => workflows.deliver(msg)))) return;
       if (!keep) network.splice(index, 1);
       delivered.push(msg);
-      await workflows.deliver(msg);
     };
 
     for (const step of plan.steps) {
       await drainOutbox();
       if (step.kind === 'end') {
         const live = await liveJobs();
-        if (live.length > 0) await endJob(live[step.pick % live.length]!, step.ok);
+        if (live.length > 0) await crashing(step.crash, () => endJob(live[step.pick % live.length]!, step.ok));
       } else if (step.kind === 'deliver') {
-        if (network.length > 0) await deliver(step.pick % network.length, step.keep);
+        if (network.length > 0) await deliver(step.pick % network.length, step.keep, step.crash);
       } else {
         const loops = instances.filter((w) => w.name === 'test.loop');
-        if (loops.length > 0) await workflows.signal(loops[step.pick % loops.length]!.id, 'default', { type: 'RESTART' });
+        if (loops.length > 0) await crashing(step.crash, () => workflows.signal(loops[step.pick % loops.length]!.id, 'default', { type: 'RESTART' }));
       }
     }
     // Drain: every job ends (done), every message is delivered, until nothing moves.

@@ -3,7 +3,8 @@
  * Kafka: the order saga of examples/order-saga.ts runs through its jobs to
  * `confirmed`; a shipping failure after the charge undoes it (the refund
  * runs); a cancel cancels the running child; a durable `after` timer fires
- * unless a signal comes first; and every instance's history replays to its
+ * unless a signal comes first; the fan-out of examples/fan-out.ts runs a
+ * job per photo and joins them; and every instance's history replays to its
  * stored state.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { HandlerRegistry, registerModule } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { WorkflowRecord } from '../../engine/ports.js';
 import { job } from '../../machines/workflow.js';
+import * as fanOut from '../../examples/fan-out.js';
 import * as saga from '../../examples/order-saga.js';
 import { FAST, startTestSystem, type TestSystem } from '../helpers/system.js';
 
@@ -44,6 +46,7 @@ const holding = setup({ actors: { wait: job('test.slow') } }).createMachine({
 async function registry(): Promise<HandlerRegistry> {
   const r = new HandlerRegistry();
   await registerModule(saga, r, 'examples/order-saga.ts');
+  await registerModule(fanOut, r, 'examples/fan-out.ts');
   r.register('test.slow', slow);
   r.workflow('test.approval', approval);
   r.workflow('test.holding', holding);
@@ -112,6 +115,20 @@ function suite(name: string, open: () => Promise<{ system: System; stop(): Promi
       assert.equal(refund?.snapshot.value, 'done', 'the charge was refunded');
       assert.equal(jobs.find((j) => j?.type === 'shipping.book')?.snapshot.value, 'dead');
       assert.equal((await system.workflows.verify(done)).ok, true);
+    });
+
+    it('the fan-out runs a job per photo (100), joins them in any order and publishes; failed photos are counted, not lost', async () => {
+      const photos = Array.from({ length: 100 }, (_, i) => (i === 17 || i === 58 ? `notes-${i}.txt` : `p${i}.jpg`));
+      const wf = await start(system, 'album.make', { album: 'a-1', photos });
+      assert.equal(wf.state.children.length, 100, 'a child job per photo, started with the instance');
+      const done = await waitFor(system, wf.id, ended, 'its end', 90_000);
+      assert.equal(done.state.value, 'published');
+      assert.deepEqual(done.state.output, { album: 'a-1', thumbnails: 98, failed: 2 });
+      const events = await system.store.getWorkflowEvents(wf.id);
+      assert.equal(events.filter((e) => e.type === 'CHILD').length, 101, 'each photo\'s end once, then the publish');
+      const jobIds = await childJobs(system, wf.id);
+      assert.equal(new Set(jobIds).size, 101);
+      assert.deepEqual(await system.workflows.verify(done), { ok: true, events: events.length });
     });
 
     it('cancelling an instance cancels its running child', async () => {

@@ -1,0 +1,206 @@
+/**
+ * Moving live workflow instances from one definition version to the next,
+ * and checking a migration against every state the old version can reach.
+ *
+ * A version registered with `migrate: { from, state }` says how an instance
+ * of version `from` continues in it: `state` maps the old state value and
+ * context to the new ones. The move is a step of its own (a MIGRATE event in
+ * the instance's history), so replay goes through it as the instance did:
+ * the old version's machine up to the MIGRATE, the new one after it.
+ *
+ * What the move does besides the new state value and context:
+ * - an invocation of the new states whose job runs already (same invoke id)
+ *   keeps its job; one without a job starts it, with its `input` computed
+ *   from the new context; a running job whose invocation the new states do
+ *   not have is cancelled; spawned jobs are kept;
+ * - an `after` timer is kept when its state is still among the new states,
+ *   dropped otherwise (a state entered by the move does not start its own:
+ *   the move enters no state, it places the instance);
+ * - history states start empty.
+ *
+ * Nothing here does I/O, reads a clock or draws a random number.
+ */
+import type { AnyEventObject, StateValue } from 'xstate';
+import {
+  activeInvokeIds, applyWorkflowEvent, jobTypeFor, persistSnapshot, startWorkflow, WorkflowDefinitionError,
+  type JobStart, type PersistedWorkflow, type Snapshot, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
+  type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
+} from './workflow.js';
+
+interface InvokeLike {
+  id: string;
+  src: unknown;
+  input?: unknown;
+}
+
+interface NodeLike {
+  id: string;
+  invoke: InvokeLike[];
+  config: { invoke?: { src?: unknown } | { src?: unknown }[] };
+}
+
+/** The `after` timer's state node id (`xstate.after.<delay>.<node id>`), or null for another delayed event. */
+function afterNode(timer: WorkflowTimer): string | null {
+  const m = /^xstate\.after\.[^.]+\.(.+)$/.exec(timer.id);
+  return m ? m[1]! : null;
+}
+
+function inlineLogic(node: NodeLike, i: number): unknown {
+  const configs = node.config.invoke === undefined ? [] : Array.isArray(node.config.invoke) ? node.config.invoke : [node.config.invoke];
+  const src = configs[i]?.src;
+  return typeof src === 'object' && src !== null ? src : undefined;
+}
+
+/**
+ * Moves an active instance of `from` to `to` (whose `migrate.from` must be
+ * `from.version`). Throws WorkflowDefinitionError when the migration gives a
+ * state value the new machine does not have.
+ */
+export function migrateWorkflow(
+  from: WorkflowDefinition, to: WorkflowDefinition, current: PersistedWorkflow,
+  newJobId: (invokeId: string, index: number) => string,
+): WorkflowStep {
+  if (current.status !== 'active') return { ok: false };
+  if (!to.migrate || to.migrate.from !== from.version) {
+    throw new WorkflowDefinitionError(`workflow ${to.name} version ${to.version} has no migration from version ${from.version}`);
+  }
+  const where = `workflow ${to.name}: the migration from version ${from.version} to ${to.version}`;
+  const moved = to.migrate.state({ value: current.value, context: structuredClone(current.context) });
+  let snapshot: Snapshot;
+  try {
+    snapshot = to.machine.resolveState({ value: moved.value, context: moved.context as never } as never);
+  } catch (err) {
+    throw new WorkflowDefinitionError(`${where} gives ${JSON.stringify(moved.value)}, not a state of version ${to.version}: ${(err as Error).message}`);
+  }
+  const nodes = (snapshot as unknown as { _nodes: NodeLike[] })._nodes;
+  const active = activeInvokeIds(snapshot);
+  const effects: WorkflowEffects = { start: [], cancel: [], setTimers: [], dropTimers: [] };
+  const children: WorkflowChild[] = [];
+  for (const child of current.children) {
+    if (child.spawned || (active.has(child.invokeId) && snapshot.status === 'active')) children.push(child);
+    else effects.cancel.push(child);
+  }
+  if (snapshot.status === 'active') {
+    let drawn = 0;
+    for (const node of nodes) {
+      for (const [i, inv] of node.invoke.entries()) {
+        if (children.some((c) => !c.spawned && c.invokeId === inv.id)) continue;
+        const { jobType, options } = jobTypeFor(to, inv.src, inlineLogic(node, i));
+        const input = typeof inv.input === 'function'
+          ? (inv.input as (a: object) => unknown)({ context: moved.context, event: { type: 'xstate.migrate' }, self: undefined })
+          : inv.input;
+        const jobId = newJobId(inv.id, drawn++);
+        const start: JobStart = { invokeId: inv.id, jobId, jobType, input, options };
+        effects.start.push(start);
+        children.push({ invokeId: inv.id, jobId, jobType });
+      }
+    }
+  }
+  const nodeIds = new Set(nodes.map((n) => n.id));
+  const timers: WorkflowTimer[] = [];
+  for (const t of current.timers) {
+    const node = afterNode(t);
+    if (snapshot.status === 'active' && (node === null || nodeIds.has(node))) timers.push(t);
+    else effects.dropTimers.push(t.id);
+  }
+  const status = snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active';
+  return { ok: true, next: persistSnapshot(snapshot, status, children, timers), effects };
+}
+
+/** What `checkMigration` found. */
+export interface MigrationCheck {
+  /** Distinct active states of the old version reached (state value and context). */
+  states: number;
+  /** States whose migration failed, with why (empty: every one moved). */
+  problems: { value: StateValue; context: unknown; problem: string }[];
+  /** The search stopped at `limit` states before it had seen them all. */
+  truncated: boolean;
+}
+
+/**
+ * Checks `to.migrate` against every active state `from` reaches from `input`
+ * by the events the engine delivers: each signal of `signals`, each live
+ * child ending done (its result from `outputs(jobType)`) or dead, and each
+ * pending timer firing. A breadth-first search over the engine's own steps
+ * (machines/workflow.ts), so it sees exactly the states instances can be in.
+ */
+export function checkMigration(
+  from: WorkflowDefinition,
+  to: WorkflowDefinition,
+  opts: { input: unknown; signals?: readonly AnyEventObject[]; outputs?: (jobType: string) => unknown; limit?: number },
+): MigrationCheck {
+  const limit = opts.limit ?? 10_000;
+  let n = 0;
+  const newJobId = (invokeId: string) => `check-${invokeId}-${n++}`;
+  const keyOf = (s: PersistedWorkflow) => JSON.stringify([s.value, s.context]);
+  const first = startWorkflow(from, opts.input, 0, newJobId).next;
+  const seen = new Set<string>([keyOf(first)]);
+  const queue: PersistedWorkflow[] = [first];
+  const problems: MigrationCheck['problems'] = [];
+  let states = 0;
+  while (queue.length > 0) {
+    const state = queue.shift()!;
+    if (state.status !== 'active') continue;
+    states++;
+    try {
+      migrateWorkflow(from, to, state, newJobId);
+    } catch (err) {
+      problems.push({ value: state.value, context: state.context, problem: (err as Error).message });
+    }
+    if (seen.size >= limit) continue;
+    const inputs: WorkflowInputEvent[] = [
+      ...(opts.signals ?? []).map((event): WorkflowInputEvent => ({ type: 'SIGNAL', event })),
+      ...state.children.flatMap((c): WorkflowInputEvent[] => [
+        { type: 'CHILD', jobId: c.jobId, outcome: { state: 'done', result: opts.outputs?.(c.jobType) ?? null } },
+        { type: 'CHILD', jobId: c.jobId, outcome: { state: 'dead', error: { message: 'failed', retryable: false } } },
+      ]),
+      ...state.timers.map((t): WorkflowInputEvent => ({ type: 'TIMER', timerId: t.id })),
+    ];
+    for (const input of inputs) {
+      const r = applyWorkflowEvent(from, state, input, 0, newJobId);
+      if (!r.ok) continue;
+      const key = keyOf(r.next);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      queue.push(r.next);
+    }
+  }
+  return { states, problems, truncated: seen.size >= limit };
+}
+
+/** A recorded step of an instance's history, MIGRATE included. */
+export type HistoryInput = WorkflowInputEvent | { type: 'MIGRATE'; from: number; to: number };
+
+/**
+ * Replays a history that may cross versions: each event through the machine
+ * of the version the instance was at, a MIGRATE through the new version's
+ * migration. Returns the state and the version it ends at; throws on a step
+ * that does not replay (or a version not registered).
+ */
+export function replayHistory(
+  definitionOf: (version: number) => WorkflowDefinition | undefined,
+  start: { version: number; input: unknown; at: number; jobIds: readonly string[] },
+  events: readonly { input: HistoryInput; at: number; jobIds: readonly string[] }[],
+): { state: PersistedWorkflow; version: number } {
+  const need = (v: number): WorkflowDefinition => {
+    const def = definitionOf(v);
+    if (!def) throw new Error(`replay: version ${v} of the workflow is not registered`);
+    return def;
+  };
+  const idsOf = (jobIds: readonly string[]) => (invokeId: string, index: number) => {
+    const id = jobIds[index];
+    if (id === undefined) throw new Error(`replay: the step starts job #${index + 1} (${invokeId}) but recorded ${jobIds.length}`);
+    return id;
+  };
+  let version = start.version;
+  let state = startWorkflow(need(version), start.input, start.at, idsOf(start.jobIds)).next;
+  for (const [i, e] of events.entries()) {
+    const r = e.input.type === 'MIGRATE'
+      ? migrateWorkflow(need(e.input.from), need(e.input.to), state, idsOf(e.jobIds))
+      : applyWorkflowEvent(need(version), state, e.input, e.at, idsOf(e.jobIds));
+    if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
+    if (e.input.type === 'MIGRATE') version = e.input.to;
+    state = r.next;
+  }
+  return { state, version };
+}
