@@ -198,7 +198,11 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const schedules = new ScheduleService({ store, clock });
   // Workflows: started and signalled through the API; the timers role delivers children's ends and fires their timers.
   const workflows = new WorkflowService({
-    store, clock, ids, definitions: registry, onCommit: () => waker.notify(),
+    store, clock, ids, definitions: registry, logger,
+    onCommit: () => {
+      waker.notify();
+      stream?.wake();
+    },
     defaults: config.defaults,
   });
   // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.

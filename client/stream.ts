@@ -12,7 +12,7 @@
  * tells the HTTP status of a refused upgrade.
  */
 import { ApiError, networkReason, StreamUnavailableError, UnreachableError } from './errors.js';
-import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage } from './types.js';
+import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamWorkflowMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
 export interface WebSocketLike {
@@ -37,6 +37,13 @@ export interface WatchOptions {
    * the iterator (then do not iterate).
    */
   onEvent?: ((event: StreamEventMessage) => void) | undefined;
+  /**
+   * A filter of workflow transitions (`workflows`, `workflowId`,
+   * `workflowName`) gets `workflow` messages instead of job events: they go
+   * here, in order, and a reconnect resumes after the last one (the iterator
+   * then yields nothing).
+   */
+  onWorkflow?: ((message: StreamWorkflowMessage) => void) | undefined;
   /** Ask for job counts every `statsEveryMs` (≥ 250) and receive them here. */
   statsEveryMs?: number | undefined;
   onStats?: ((stats: StreamStatsMessage) => void) | undefined;
@@ -362,6 +369,11 @@ class ResumingWatch implements Watch {
         if (msg.kind === 'event' && typeof msg.cursor === 'string') {
           this.received = msg.cursor;
           this.deliver(msg as StreamEventMessage);
+        } else if (msg.kind === 'workflow' && typeof msg.cursor === 'string') {
+          if (this.closed) return;
+          this.received = msg.cursor;
+          if (this.queue.length === 0) this.handed = msg.cursor;
+          this.opts.onWorkflow?.(msg as StreamWorkflowMessage);
         } else if (msg.kind === 'subscribed' && typeof msg.cursor === 'string') {
           if (conn.subscribed) return;
           conn.subscribed = true;

@@ -557,7 +557,7 @@ export interface WorkflowRecord {
 }
 
 /** What entered the instance: seq 1 is START; each later one is one accepted step. */
-export type WorkflowEventType = 'START' | 'SIGNAL' | 'CHILD' | 'TIMER' | 'CANCEL';
+export type WorkflowEventType = 'START' | 'SIGNAL' | 'CHILD' | 'TIMER' | 'CANCEL' | 'MIGRATE';
 
 export interface WorkflowEventRecord {
   workflowId: string;
@@ -575,6 +575,23 @@ export interface WorkflowEventRecord {
   data: unknown;
   /** The instance's status after the event. */
   status: WorkflowStatus;
+}
+
+/**
+ * A workflow event with its global position, as the WebSocket stream reads
+ * it: `id` is `workflow_events.id`, allocated when the row is inserted but
+ * visible only once its transaction commits (as `StreamEventRecord.id`; see
+ * `server/stream/cursor.ts`), plus the instance's name and tenant and the
+ * machine's state value after the event.
+ */
+export interface WorkflowStreamEventRecord extends WorkflowEventRecord {
+  id: number;
+  /** The instance's workflow name. */
+  name: string;
+  /** The instance's tenant: a stream client gets only its own tenant's events. */
+  tenant: string;
+  /** The machine's state value after the event (`state.value` of the step's write). */
+  value: unknown;
 }
 
 /** One step of an instance to commit, with everything it does to jobs, in one transaction. */
@@ -633,6 +650,15 @@ export interface WorkflowStore {
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
   /** Timers of every instance due at or before `now`, soonest first. */
   dueWorkflowTimers(now: number, limit: number): Promise<DueWorkflowTimer[]>;
+  /**
+   * Every instance's events after a global position (`workflow_events.id`),
+   * in id order, with their instance's name and tenant (the WebSocket
+   * stream's tail and replay). Only committed rows are seen, so the ids may
+   * have gaps, as `JobStore.readEventsAfter`'s.
+   */
+  readWorkflowEventsAfter(afterId: number, limit: number): Promise<WorkflowStreamEventRecord[]>;
+  /** The highest committed `workflow_events.id` (0 for none). Lower ids may still be committing. */
+  lastWorkflowEventId(): Promise<number>;
   /**
    * Retention: delete up to `limit` ended instances of `status` whose last
    * step is at or before `updatedBefore`, oldest first, with their events and

@@ -345,6 +345,46 @@ for (const backend of STORE_BACKENDS) {
       assert.equal((await store.findWorkflowByIdempotencyKey('default', 'order', 'k'))?.id, wid(8));
     }));
 
+    it('the stream reads every instance\'s events by global id: in commit order, with name, tenant and the state value after each', run(async (store) => {
+      assert.equal(await store.lastWorkflowEventId(), 0);
+      assert.deepEqual(await store.readWorkflowEventsAfter(0, 10), []);
+      const a = instance(wid(1));
+      const b = instance(wid(2), { tenant: 'acme', name: 'refund', state: state('active', [], 'waiting') });
+      await store.insertWorkflow(startWrite(a));
+      await store.insertWorkflow(startWrite(b));
+      const parallel = { ...state('active'), value: { fulfil: { stock: 'reserving', ship: 'booking' } } } as PersistedWorkflow;
+      await store.updateWorkflow(a.id, (current) => ({ write: stepWrite(current!, parallel), result: null }));
+      await store.updateWorkflow(b.id, (current) => ({ write: stepWrite(current!, state('cancelled', [], 'waiting'), { type: 'CANCEL' }), result: null }));
+      await store.updateWorkflow(a.id, (current) => ({ write: stepWrite(current!, state('done', [], 'confirmed'), { type: 'CHILD' }), result: null }));
+
+      const rows = await store.readWorkflowEventsAfter(0, 10);
+      assert.deepEqual(rows.map((r) => [r.workflowId, r.seq, r.type, r.status, r.name, r.tenant, r.value]), [
+        [a.id, 1, 'START', 'active', 'order', 'default', 'a'],
+        [b.id, 1, 'START', 'active', 'refund', 'acme', 'waiting'],
+        [a.id, 2, 'SIGNAL', 'active', 'order', 'default', { fulfil: { stock: 'reserving', ship: 'booking' } }],
+        [b.id, 2, 'CANCEL', 'cancelled', 'refund', 'acme', 'waiting'],
+        [a.id, 3, 'CHILD', 'done', 'order', 'default', 'confirmed'],
+      ]);
+      const ids = rows.map((r) => r.id);
+      assert.ok(ids.every((id, i) => i === 0 || id > ids[i - 1]!), `ids grow in commit order: ${ids.join()}`);
+      assert.equal(await store.lastWorkflowEventId(), ids.at(-1));
+      // The event as the history has it, plus the stream's fields.
+      const [history] = await store.getWorkflowEvents(a.id);
+      const { id: _id, name: _name, tenant: _tenant, value: _value, ...event } = rows[0]!;
+      assert.deepEqual(event, history);
+      // Pages: after a position, at most `limit`.
+      assert.deepEqual((await store.readWorkflowEventsAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
+      assert.deepEqual(await store.readWorkflowEventsAfter(ids.at(-1)!, 10), []);
+
+      // Retention takes an instance's events with it; ids are never reused, so a cursor past them stays past.
+      assert.equal(await store.purgeWorkflows('done', T + 10_000, 10), 1);
+      assert.deepEqual((await store.readWorkflowEventsAfter(0, 10)).map((r) => r.workflowId), [b.id, b.id]);
+      await store.insertWorkflow(startWrite(instance(wid(3))));
+      const [fresh] = await store.readWorkflowEventsAfter(ids.at(-1)!, 10);
+      assert.ok(fresh && fresh.workflowId === wid(3) && fresh.id > ids.at(-1)!, `a new event after a purge gets a new id (${fresh?.id})`);
+      assert.equal(await store.lastWorkflowEventId(), fresh.id);
+    }));
+
     it('purges racing each other delete each instance once', run(async (store) => {
       for (let n = 1; n <= 7; n++) await store.insertWorkflow(startWrite(instance(wid(n), { state: state('done'), updatedAt: T + n })));
       const counts = await Promise.all([1, 2, 3].map(() => store.purgeWorkflows('done', T + 6, 3)));

@@ -16,7 +16,7 @@
 import { AtsError } from '../../engine/errors.js';
 import type {
   DueWorkflowTimer, InsertResult, TransitionWrite, WorkflowEventRecord, WorkflowEventType, WorkflowFilter, WorkflowRecord,
-  WorkflowStore, WorkflowWrite,
+  WorkflowStore, WorkflowStreamEventRecord, WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
 import { chunkRows } from './batches.js';
@@ -72,6 +72,17 @@ function rowToWorkflowEvent(r: Row): WorkflowEventRecord {
   };
 }
 
+/** A row of `SELECT_WORKFLOW_EVENTS_AFTER`: the event, its position, its instance's name and tenant, the state value after it. */
+function rowToWorkflowStreamEvent(r: Row): WorkflowStreamEventRecord {
+  return {
+    ...rowToWorkflowEvent(r),
+    id: toNum(r.id),
+    name: String(r.workflow_name),
+    tenant: String(r.workflow_tenant),
+    value: JSON.parse(String(r.state_value)),
+  };
+}
+
 // ---------------------------------------------------------------- statements
 
 /**
@@ -97,15 +108,34 @@ const SELECT_WORKFLOW = `${SELECT_WORKFLOWS} WHERE id = ?`;
  * Compare-and-set an instance to its next version; matches no row when it is
  * not at `expected_version` any more. Tenant, name, definition version,
  * input, key and created_at never change.
- * Params: status, state, version, updated_at, id, expected_version
+ * Params: status, state, version, updated_at, definition_version (a migration moves it), id, expected_version
  */
-const UPDATE_WORKFLOW_CAS = 'UPDATE workflows SET status = ?, state = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?';
+const UPDATE_WORKFLOW_CAS = 'UPDATE workflows SET status = ?, state = ?, version = ?, updated_at = ?, definition_version = ? WHERE id = ? AND version = ?';
 
-/** Append an instance's event (`seq` unique per instance). Params: workflow_id, seq, type, at, data, status */
-const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status) VALUES (?, ?, ?, ?, ?, ?)';
+/**
+ * Append an instance's event (`seq` unique per instance; `id`, its global
+ * position, is allocated). `state_value` is the machine's state value after it (JSON).
+ * Params: workflow_id, seq, type, at, data, status, state_value
+ */
+const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status, state_value) VALUES (?, ?, ?, ?, ?, ?, ?)';
 
 /** An instance's events in seq order, from `after_seq + 1`. Params: workflow_id, after_seq */
 const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+
+/**
+ * Every instance's events after a global position, in id order, with the
+ * name and tenant of their instance (the WebSocket stream's tail and replay:
+ * the PK range scan plus one PK lookup per row). Only committed rows are
+ * seen, so the ids returned may have gaps (engine/event-tail.ts handles them).
+ * Params: after_id, limit
+ */
+const SELECT_WORKFLOW_EVENTS_AFTER = `SELECT e.id, e.workflow_id, e.seq, e.type, e.at, e.data, e.status, e.state_value,
+    w.name AS workflow_name, w.tenant AS workflow_tenant
+  FROM workflow_events e JOIN workflows w ON w.id = e.workflow_id
+  WHERE e.id > ? ORDER BY e.id LIMIT ?`;
+
+/** The newest workflow event id (NULL for an empty table): one index read. */
+const SELECT_LAST_WORKFLOW_EVENT_ID = 'SELECT MAX(id) AS id FROM workflow_events';
 
 /** Drop an instance's timer rows (before writing those of its new state). Params: workflow_id */
 const DELETE_WORKFLOW_TIMERS = 'DELETE FROM workflow_timers WHERE workflow_id = ?';
@@ -196,7 +226,7 @@ export function* updateWorkflowProgram<T>(
     throw new AtsError('ATS_ERR_INTERNAL', `updateWorkflow(${id}) got a write of instance ${w.id} expecting version ${write.expectedVersion}`);
   }
   checkEvent(write);
-  const cas = yield { sql: UPDATE_WORKFLOW_CAS, params: [w.state.status, JSON.stringify(w.state), w.version, w.updatedAt, w.id, write.expectedVersion] };
+  const cas = yield { sql: UPDATE_WORKFLOW_CAS, params: [w.state.status, JSON.stringify(w.state), w.version, w.updatedAt, w.definitionVersion, w.id, write.expectedVersion] };
   if (cas.changes !== 1) throw new VersionConflict(null, `workflow ${w.id}: not at version ${write.expectedVersion} any more`);
   yield* stepWrites(d, write, true);
   return result;
@@ -217,7 +247,7 @@ function checkEvent(write: WorkflowWrite): void {
  */
 function* stepWrites(d: Dialect, write: WorkflowWrite, replaceTimers: boolean): Program<void> {
   const { workflow: w, event: e } = write;
-  yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status] };
+  yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status, toJson(w.state.value)] };
   if (replaceTimers) yield { sql: DELETE_WORKFLOW_TIMERS, params: [w.id] };
   for (const sql of insertTimers(w)) yield sql;
   if (write.cancel && write.cancel.ids.length > 0) yield* uncommitted(updateProgram(d, write.cancel.ids, write.cancel.decide));
@@ -310,7 +340,8 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 // ---------------------------------------------------------------- reads
 
 export type SqlWorkflowReads = Pick<
-  WorkflowStore, 'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers'
+  WorkflowStore,
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -331,5 +362,7 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, limit])).map((r) => ({
         workflowId: String(r.workflow_id), timerId: String(r.timer_id), dueAt: toNum(r.due_at),
       })),
+    readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
+    lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),
   };
 }

@@ -1,5 +1,10 @@
 /**
- * Stream cursors: opaque to clients, `base64url("v1:<job_events.id>")`.
+ * Stream cursors: opaque to clients, `base64url("v1:<job_events.id>")` for
+ * job transitions and `base64url("v1:w:<workflow_events.id>")` for workflow
+ * transitions. A subscription follows one of the two tables (protocol.ts),
+ * and its cursors name a position in that table only: the two tables' ids
+ * are not comparable, so one cursor never stands for both, and a cursor of
+ * one table is refused by a subscription to the other.
  *
  * How the cursor is made so that concurrent commits cannot be skipped
  * ------------------------------------------------------------------
@@ -27,15 +32,24 @@
  * reads the committed version), and a chain of events on one job in one
  * transaction is inserted in seq order by one multi-row INSERT. So for one
  * job, id order is seq order, and delivering in id order delivers in seq order.
+ *
+ * `workflow_events.id` is allocated the same way and followed by a tail
+ * reader of its own, so all of the above holds for workflow cursors too. Per
+ * instance, a step locks the instance's row and its event's seq is the
+ * version it read plus one, so one instance's events are inserted (and thus
+ * numbered) in seq order.
  */
 import { AtsError } from '../../engine/errors.js';
 
-const PREFIX = 'v1:';
-const DECODED = /^v1:(0|[1-9][0-9]{0,15})$/;
+/** Which table a cursor is a position in: `job_events` or `workflow_events`. */
+export type CursorSource = 'jobs' | 'workflows';
 
-/** The cursor naming "after event `id`" (or "after position `id`"). */
-export function encodeStreamCursor(id: number): string {
-  return Buffer.from(`${PREFIX}${id}`, 'utf8').toString('base64url');
+const PREFIX: Readonly<Record<CursorSource, string>> = Object.freeze({ jobs: 'v1:', workflows: 'v1:w:' });
+const DECODED = /^v1:(w:)?(0|[1-9][0-9]{0,15})$/;
+
+/** The cursor naming "after event `id`" (or "after position `id`") of `source`'s table. */
+export function encodeStreamCursor(id: number, source: CursorSource = 'jobs'): string {
+  return Buffer.from(`${PREFIX[source]}${id}`, 'utf8').toString('base64url');
 }
 
 /**
@@ -44,12 +58,20 @@ export function encodeStreamCursor(id: number): string {
  * so far is refused too, by the session (it needs a read: session.ts).
  */
 export function decodeStreamCursor(cursor: string): number {
+  const { source, id } = decodeCursorPosition(cursor);
+  if (source !== 'jobs') throw new AtsError('ATS_ERR_BAD_CURSOR', 'The stream cursor is one of workflow transitions, not of job transitions');
+  return id;
+}
+
+/** The table and position a cursor stands for (either kind); throws ATS_ERR_BAD_CURSOR as `decodeStreamCursor`. */
+export function decodeCursorPosition(cursor: string): { source: CursorSource; id: number } {
   const text = /^[A-Za-z0-9_-]{1,32}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const m = DECODED.exec(text);
-  const id = m ? Number(m[1]) : NaN;
+  const id = m ? Number(m[2]) : NaN;
+  const source: CursorSource = m?.[1] ? 'workflows' : 'jobs';
   // Re-encoding must give the cursor back: base64url decoding skips junk silently.
-  if (!Number.isSafeInteger(id) || encodeStreamCursor(id) !== cursor) {
+  if (!Number.isSafeInteger(id) || encodeStreamCursor(id, source) !== cursor) {
     throw new AtsError('ATS_ERR_BAD_CURSOR', 'The stream cursor is not one this server issued');
   }
-  return id;
+  return { source, id };
 }

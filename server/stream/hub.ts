@@ -1,22 +1,26 @@
 /**
- * The fan-out of one API instance: its tail reader, its sessions, the shared
- * stats cache and the keep-alive pings. Each tail batch is serialized once
+ * The fan-out of one API instance: its tail readers (one over `job_events`,
+ * and one over `workflow_events` where the store keeps workflows), its
+ * sessions, the shared stats cache and the keep-alive pings. Each tail batch is serialized once
  * per event and the same text goes to every live session that wants it
  * (and whose tenant the event's job is: see session.ts).
  */
 import { OPEN_PRINCIPAL, type Principal } from '../../engine/auth.js';
 import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type {
+  Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord, WorkflowStore, WorkflowStreamEventRecord,
+} from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
-import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage } from './protocol.js';
+import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, workflowMessage } from './protocol.js';
 import { ProgressTail } from './progress-tail.js';
 import { CLOSE, StreamSession, type SessionContext } from './session.js';
-import { TailReader } from '../../engine/event-tail.js';
+import { TailReader, type TailDeps } from '../../engine/event-tail.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<ProgressStore, 'readProgressSince'>>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<ProgressStore, 'readProgressSince'>>
+    & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId'>>;
   clock: Clock;
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
@@ -28,6 +32,8 @@ const STATS_TENANTS_MAX = 1000;
 
 export class StreamHub {
   readonly tail: TailReader;
+  /** The tail over `workflow_events`, where the store keeps workflows. */
+  readonly workflowTail: TailReader | null;
   /** Jobs' progress, where the store keeps it. */
   readonly progress: ProgressTail | null;
   private readonly sessions = new Set<StreamSession>();
@@ -44,6 +50,15 @@ export class StreamHub {
       last: () => deps.store.lastEventId(),
     }, opts);
     const { store } = deps;
+    const readWorkflows = store.readWorkflowEventsAfter?.bind(store);
+    const lastWorkflow = store.lastWorkflowEventId?.bind(store);
+    const workflowTail = readWorkflows && lastWorkflow
+      ? workflowTailReader({
+          read: readWorkflows, clock: deps.clock, logger: deps.logger, name: 'stream workflows',
+          onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: lastWorkflow,
+        }, opts)
+      : null;
+    this.workflowTail = workflowTail;
     this.progress = store.readProgressSince
       ? new ProgressTail({
           store: { readProgressSince: store.readProgressSince.bind(store) }, clock: deps.clock, logger: deps.logger,
@@ -53,6 +68,7 @@ export class StreamHub {
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
+      ...(readWorkflows && workflowTail ? { workflows: { read: readWorkflows, horizon: () => workflowTail.horizon } } : {}),
       stats: (tenant) => this.stats(tenant),
       onSlowConsumer: deps.onSlowConsumer,
     };
@@ -65,6 +81,7 @@ export class StreamHub {
 
   async start(): Promise<void> {
     await this.tail.start();
+    await this.workflowTail?.start();
     this.progress?.start();
     this.keepAliveLoop ??= this.keepAlive(this.stopping.signal);
   }
@@ -78,7 +95,7 @@ export class StreamHub {
     const session = new StreamSession(socket, this.context, principal.tenant);
     this.sessions.add(session);
     // The tail read nothing while no one listened: it reads on from its horizon now.
-    if (this.sessions.size === 1) this.tail.wake();
+    if (this.sessions.size === 1) this.wake();
     socket.on('message', (data, isBinary) => session.onFrame(toBuffer(data), isBinary));
     socket.on('pong', () => session.onPong());
     socket.on('close', () => {
@@ -91,11 +108,18 @@ export class StreamHub {
     return session;
   }
 
-  /** Closes every client with 1001 and stops the tail and the pings. */
+  /** A commit in this process (of a job or of a workflow step): both tails read now. */
+  wake(): void {
+    this.tail.wake();
+    this.workflowTail?.wake();
+  }
+
+  /** Closes every client with 1001 and stops the tails and the pings. */
   async stop(): Promise<void> {
     this.stopping.abort();
     for (const s of this.sessions) s.close(CLOSE.goingAway);
     await this.tail.stop();
+    await this.workflowTail?.stop();
     await this.progress?.stop();
     await this.keepAliveLoop;
   }
@@ -110,6 +134,21 @@ export class StreamHub {
         s.deliver(events, text);
       } catch (err) {
         // One client's failure must not cost the others this batch (the horizon has moved on).
+        this.deps.logger.error('stream: delivery to a client failed; closing it so it resumes', errorFields(err));
+        s.close(CLOSE.internal);
+      }
+    }
+  }
+
+  private fanOutWorkflows(events: readonly WorkflowStreamEventRecord[]): void {
+    const live = [...this.sessions].filter((s) => s.live);
+    if (live.length === 0) return;
+    const texts: string[] = [];
+    const text = (i: number) => (texts[i] ??= workflowMessage(events[i]!));
+    for (const s of live) {
+      try {
+        s.deliverWorkflows(events, text);
+      } catch (err) {
         this.deps.logger.error('stream: delivery to a client failed; closing it so it resumes', errorFields(err));
         s.close(CLOSE.internal);
       }
@@ -158,6 +197,27 @@ export class StreamHub {
       }
     }
   }
+}
+
+/**
+ * A TailReader over `workflow_events`. The reader is written for job events
+ * but looks only at the rows' `id` (its gaps, its horizon) and hands the rows
+ * on as read, so the workflow rows pass through it unchanged; the casts say
+ * no more than that.
+ */
+function workflowTailReader(
+  deps: Omit<TailDeps, 'read' | 'onEvents'> & {
+    read: WorkflowStore['readWorkflowEventsAfter'];
+    onEvents(events: readonly WorkflowStreamEventRecord[]): void;
+  },
+  opts: CompiledStreamOptions,
+): TailReader {
+  const { read, onEvents, ...rest } = deps;
+  return new TailReader({
+    ...rest,
+    read: read as unknown as JobStore['readEventsAfter'],
+    onEvents: (events) => onEvents(events as unknown as readonly WorkflowStreamEventRecord[]),
+  }, opts);
 }
 
 /** ws hands text frames over as a Buffer (or, fragmented, as a list of them). */

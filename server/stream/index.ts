@@ -12,5 +12,6 @@ export { streamPlugin } from './plugin.js';
 export type { StreamDeps, StreamPlugin } from './plugin.js';
 export { compileStreamOptions, STREAM_DEFAULTS } from './options.js';
 export type { CompiledStreamOptions, StreamOptions } from './options.js';
-export { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
-export type { StreamFilter } from './protocol.js';
+export { decodeCursorPosition, decodeStreamCursor, encodeStreamCursor } from './cursor.js';
+export type { CursorSource } from './cursor.js';
+export type { StreamFilter, StreamWorkflowMessage } from './protocol.js';

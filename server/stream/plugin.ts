@@ -2,10 +2,11 @@
  * `GET /v1/stream`: the WebSocket stream (protocol v1: docs/stream.md) as an
  * encapsulated fastify plugin for `buildApp({ plugins })`.
  *
- * Each API instance runs one tail reader over `job_events` (tail.ts): woken
- * at once by the commits of its own process (`wake()`, wired to the
- * TransitionService's `onCommit`), and polling the table for the commits of
- * other processes. Every instance reads the one table, so any instance can
+ * Each API instance runs one tail reader over `job_events` (tail.ts), and
+ * one over `workflow_events` where the store keeps workflows: woken at once
+ * by the commits of its own process (`wake()`, wired to the
+ * TransitionService's and the WorkflowService's `onCommit`), and polling the
+ * tables for the commits of other processes. Every instance reads the one table, so any instance can
  * serve any client and resume any cursor; nothing is registered on a broker
  * per instance.
  *
@@ -26,7 +27,7 @@ import { AtsError } from '../../engine/errors.js';
 import { errorFields } from '../../engine/logger.js';
 import type { Metrics } from '../../engine/metrics.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
-import type { Clock, JobStore, Logger } from '../../engine/ports.js';
+import type { Clock, JobStore, Logger, WorkflowStore } from '../../engine/ports.js';
 import { DEFAULT_SECURITY } from '../deps.js';
 import { holderOf } from '../security.js';
 import { StreamHub } from './hub.js';
@@ -34,7 +35,8 @@ import { compileStreamOptions, type StreamOptions } from './options.js';
 import { CLOSE } from './session.js';
 
 export interface StreamDeps {
-  store: JobStore;
+  /** With the WorkflowStore's stream reads, the stream also sends workflow transitions (docs/stream.md). */
+  store: JobStore & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId'>>;
   clock: Clock;
   logger: Logger;
   options?: StreamOptions;
@@ -160,7 +162,7 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
   };
   return Object.assign(plugin, {
     wake: () => {
-      for (const hub of hubs) hub.tail.wake();
+      for (const hub of hubs) hub.wake();
     },
     insight: (a: Anomaly) => {
       for (const hub of hubs) hub.insight(a);

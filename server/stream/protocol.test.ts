@@ -1,10 +1,12 @@
 /** Stream cursors and client message parsing (no I/O). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { StreamEventRecord } from '../../engine/ports.js';
-import { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
+import type { JobProgress, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
+import { decodeCursorPosition, decodeStreamCursor, encodeStreamCursor } from './cursor.js';
 import { compileStreamOptions } from './options.js';
-import { eventMessage, matches, parseClientMessage, parseQuerySubscribe, type StreamFilter } from './protocol.js';
+import {
+  eventMessage, matches, matchesWorkflow, parseClientMessage, parseQuerySubscribe, wantsInsight, wantsProgress, workflowMessage, type StreamFilter,
+} from './protocol.js';
 
 const JOB = '01HZY4K3M8Q2W5E7R9T1V3X5Z7';
 const parse = (msg: unknown, max = 16_384) => {
@@ -30,6 +32,25 @@ describe('stream cursor', () => {
       Buffer.from('v2:5').toString('base64url'), Buffer.from('v1:-1').toString('base64url'),
       Buffer.from('v1:99999999999999999').toString('base64url'), 'x'.repeat(5000)];
     for (const c of bad) assert.throws(() => decodeStreamCursor(c), { code: 'ATS_ERR_BAD_CURSOR' }, c);
+  });
+});
+
+describe('workflow cursors', () => {
+  it('round-trip as positions in workflow_events, distinct from job cursors', () => {
+    for (const id of [0, 7, 9_007_199_254_740_991]) {
+      const c = encodeStreamCursor(id, 'workflows');
+      assert.match(c, /^[A-Za-z0-9_-]+$/);
+      assert.notEqual(c, encodeStreamCursor(id));
+      assert.deepEqual(decodeCursorPosition(c), { source: 'workflows', id });
+      assert.deepEqual(decodeCursorPosition(encodeStreamCursor(id)), { source: 'jobs', id });
+    }
+  });
+
+  it('decodeStreamCursor takes job cursors only; malformed workflow cursors are refused', () => {
+    assert.throws(() => decodeStreamCursor(encodeStreamCursor(3, 'workflows')), { code: 'ATS_ERR_BAD_CURSOR' });
+    const bad = [Buffer.from('v1:w:').toString('base64url'), Buffer.from('v1:w:01').toString('base64url'), Buffer.from('v1:x:5').toString('base64url'),
+      Buffer.from('v1:w5').toString('base64url'), Buffer.from('v1:w:-1').toString('base64url')];
+    for (const c of bad) assert.throws(() => decodeCursorPosition(c), { code: 'ATS_ERR_BAD_CURSOR' }, c);
   });
 });
 
@@ -60,6 +81,40 @@ describe('client messages', () => {
     ];
     for (const m of invalid) assert.equal(codeOf(m), 'ATS_ERR_VALIDATION', JSON.stringify(m));
     assert.equal(codeOf({ op: 'subscribe', cursor: 'garbage' }), 'ATS_ERR_BAD_CURSOR');
+  });
+
+  it('parses workflow filters: workflowId and workflowName imply workflows, with a workflow cursor', () => {
+    const cursor = encodeStreamCursor(4, 'workflows');
+    assert.deepEqual(parse({ op: 'subscribe', filter: { workflows: true } }), { ok: true, value: { op: 'subscribe', filter: { workflows: true } } });
+    assert.deepEqual(parse({ op: 'subscribe', filter: { workflowId: JOB }, cursor }), {
+      ok: true, value: { op: 'subscribe', filter: { workflows: true, workflowId: JOB }, after: 4 },
+    });
+    assert.deepEqual(parse({ op: 'subscribe', filter: { workflows: true, workflowName: 'order.fulfil', workflowId: JOB } }), {
+      ok: true, value: { op: 'subscribe', filter: { workflows: true, workflowId: JOB, workflowName: 'order.fulfil' } },
+    });
+  });
+
+  it('refuses bad workflow filters with ATS_ERR_VALIDATION, and a cursor of the other table with ATS_ERR_BAD_CURSOR', () => {
+    const invalid: unknown[] = [
+      { workflows: false }, { workflows: 'true' }, { workflows: 1 }, { workflowId: 'not-a-ulid' }, { workflowId: 5 }, { workflowName: '' },
+      { workflowName: 'n'.repeat(256) }, { workflowName: ['a'] }, { workflows: true, type: 't' }, { workflowId: JOB, jobId: JOB },
+      { workflowName: 'w', states: ['done'] }, { workflowName: 'w', queue: 'q' }, { workflow: true },
+    ];
+    for (const filter of invalid) assert.equal(codeOf({ op: 'subscribe', filter }), 'ATS_ERR_VALIDATION', JSON.stringify(filter));
+    const mixed = parse({ op: 'subscribe', filter: { workflows: true, jobId: JOB } });
+    assert.ok(!mixed.ok && /not both/.test(mixed.error.message), 'the message says a filter is of one kind');
+    assert.equal(codeOf({ op: 'subscribe', filter: { workflows: true }, cursor: encodeStreamCursor(4) }), 'ATS_ERR_BAD_CURSOR');
+    assert.equal(codeOf({ op: 'subscribe', filter: { type: 't' }, cursor: encodeStreamCursor(4, 'workflows') }), 'ATS_ERR_BAD_CURSOR');
+    assert.equal(codeOf({ op: 'subscribe', cursor: encodeStreamCursor(4, 'workflows') }), 'ATS_ERR_BAD_CURSOR');
+  });
+
+  it('reads a workflow subscription from the query string', () => {
+    assert.deepEqual(parseQuerySubscribe({ workflows: 'true', workflowName: 'order.fulfil', cursor: encodeStreamCursor(2, 'workflows') }), {
+      ok: true, value: { op: 'subscribe', filter: { workflows: true, workflowName: 'order.fulfil' }, after: 2 },
+    });
+    assert.deepEqual(parseQuerySubscribe({ workflowId: JOB }), { ok: true, value: { op: 'subscribe', filter: { workflows: true, workflowId: JOB } } });
+    assert.equal((parseQuerySubscribe({ workflows: 'yes' }) as { ok: boolean }).ok, false);
+    assert.equal((parseQuerySubscribe({ workflowName: 'w', type: 't' }) as { ok: boolean }).ok, false);
   });
 
   it('refuses a message over the size limit by its byte length', () => {
@@ -99,6 +154,38 @@ describe('filters and event messages', () => {
     assert.deepEqual(JSON.parse(eventMessage(e)), {
       kind: 'event', cursor: encodeStreamCursor(9), jobId: JOB, seq: 2, type: 'PUBLISHED', from: 'pending', to: 'published',
       at: '2023-11-14T22:13:20.000Z', data: e.data, jobType: 'demo.echo', queue: 'q1',
+    });
+  });
+});
+
+describe('workflow filters and messages', () => {
+  const w: WorkflowStreamEventRecord = {
+    id: 12, workflowId: JOB, seq: 3, type: 'CHILD', at: 1_700_000_000_000, data: { type: 'CHILD', jobId: JOB, outcome: { status: 'done' } },
+    status: 'active', name: 'order.fulfil', tenant: 'default', value: { fulfil: { stock: 'reserving' } },
+  };
+  const job: StreamEventRecord = {
+    id: 12, jobId: JOB, seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at: 1_700_000_000_000, data: { at: 1_700_000_000_000, runAt: 1_700_000_000_000, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 0 } }, jobType: 'order.fulfil', queue: 'q1',
+  };
+  const progress: JobProgress = { jobId: JOB, tenant: 'default', type: 'order.fulfil', queue: 'q1', attempt: 1, value: 50, at: 1_700_000_000_000 };
+
+  it('matches by workflow id and name; job filters never match a workflow event, nor workflow filters a job event', () => {
+    const yes: StreamFilter[] = [{ workflows: true }, { workflows: true, workflowId: JOB }, { workflows: true, workflowName: 'order.fulfil' },
+      { workflows: true, workflowId: JOB, workflowName: 'order.fulfil' }];
+    const no: StreamFilter[] = [{}, { type: 'order.fulfil' }, { workflows: true, workflowId: '01HZY4K3M8Q2W5E7R9T1V3X5Z8' },
+      { workflows: true, workflowName: 'order.other' }, { workflows: true, workflowId: JOB, workflowName: 'order.other' }];
+    for (const f of yes) assert.ok(matchesWorkflow(f, w), JSON.stringify(f));
+    for (const f of no) assert.ok(!matchesWorkflow(f, w), JSON.stringify(f));
+    for (const f of yes) {
+      assert.ok(!matches(f, job), `job event under ${JSON.stringify(f)}`);
+      assert.ok(!wantsProgress(f, progress), `progress under ${JSON.stringify(f)}`);
+      assert.ok(!wantsInsight(f, { type: 'order.fulfil', queue: 'q1' }), `insight under ${JSON.stringify(f)}`);
+    }
+  });
+
+  it('a workflow message has the protocol fields, an ISO time and a workflow cursor', () => {
+    assert.deepEqual(JSON.parse(workflowMessage(w)), {
+      kind: 'workflow', cursor: encodeStreamCursor(12, 'workflows'), workflowId: JOB, name: 'order.fulfil', seq: 3, type: 'CHILD',
+      at: '2023-11-14T22:13:20.000Z', status: 'active', value: w.value, data: w.data,
     });
   });
 });

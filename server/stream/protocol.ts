@@ -5,11 +5,19 @@
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
 import { ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
-import type { JobProgress, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { JobProgress, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
+import type { WorkflowStatus } from '../../machines/workflow.js';
 import { ULID_PATTERN } from '../schemas.js';
-import { decodeStreamCursor, encodeStreamCursor } from './cursor.js';
+import { decodeCursorPosition, encodeStreamCursor, type CursorSource } from './cursor.js';
 
-/** Which transitions a subscription wants; absent fields match everything. */
+/**
+ * Which transitions a subscription wants; absent fields match everything.
+ * A subscription follows job transitions (`event` messages) or workflow
+ * transitions (`workflow` messages), never both: the workflow fields
+ * (`workflows`, `workflowId`, `workflowName`) choose the second, and cannot
+ * be mixed with the job fields (`jobId`, `type`, `queue`, `states`). A client
+ * that never names a workflow field gets no workflow message.
+ */
 export interface StreamFilter {
   jobId?: string;
   /** The job's type (`jobType` in event messages). */
@@ -17,7 +25,16 @@ export interface StreamFilter {
   queue?: string;
   /** Transitions into one of these states. */
   states?: readonly JobState[];
+  /** Workflow transitions instead of job transitions; set by the parser whenever `workflowId` or `workflowName` is. */
+  workflows?: true;
+  /** One workflow instance. */
+  workflowId?: string;
+  /** Instances of this workflow name (`name` in workflow messages). */
+  workflowName?: string;
 }
+
+/** The table a filter's subscription follows (and its cursors name positions in). */
+export const sourceOf = (filter: StreamFilter): CursorSource => (filter.workflows === true ? 'workflows' : 'jobs');
 
 /**
  * `{"kind":"event",...}`: one transition as the server sends it (the wire
@@ -36,6 +53,30 @@ export interface StreamEventMessage {
   data: unknown;
   jobType: string;
   queue: string;
+}
+
+/**
+ * `{"kind":"workflow",...}`: one step of a workflow instance (one
+ * `workflow_events` row), sent to subscriptions with a workflow filter.
+ */
+export interface StreamWorkflowMessage {
+  kind: 'workflow';
+  cursor: string;
+  workflowId: string;
+  /** The instance's workflow name. */
+  name: string;
+  /** The event's number in the instance's history (1 is the start, then 2, 3… without a gap). */
+  seq: number;
+  /** `START`, `SIGNAL`, `CHILD`, `TIMER` or `CANCEL`. */
+  type: string;
+  /** ISO 8601. */
+  at: string;
+  /** The instance's status after the event. */
+  status: WorkflowStatus;
+  /** The machine's state value after the event. */
+  value: unknown;
+  /** The event as the history records it (`GET /v1/workflows/:id/events`). */
+  data: unknown;
 }
 
 /** `{"kind":"subscribed",cursor}`: the subscription holds from `cursor` on. */
@@ -98,13 +139,15 @@ export interface StreamProgressMessage {
 
 /** Everything the server sends. */
 export type StreamServerMessage =
-  | StreamEventMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | StreamInsightMessage | StreamProgressMessage | { kind: 'pong' };
+  | StreamEventMessage | StreamWorkflowMessage | StreamSubscribedMessage | StreamStatsMessage | StreamErrorMessage | StreamInsightMessage | StreamProgressMessage
+  | { kind: 'pong' };
 
 /**
  * What a client may send. `subscribe.after` is the position its cursor stands
- * for. A cursor is refused with ATS_ERR_BAD_CURSOR when it is not of the
+ * for, in the table its filter follows (`sourceOf`). A cursor is refused with ATS_ERR_BAD_CURSOR when it is not of the
  * server's format (here) or when it lies beyond every event issued so far
- * (the session checks that against `job_events`): a forged cursor never
+ * (the session checks that against the table), or when it is a position in
+ * the other table: a forged cursor never
  * subscribes at a position that live events would silently wait behind.
  * After a refusal the subscription in force, if any, stays.
  */
@@ -160,7 +203,7 @@ function parseSubscribe(raw: Record<string, unknown>): Parsed<ClientMessage> {
   if (!filter.ok) return filter;
   if (raw.cursor === undefined || raw.cursor === null) return ok({ op: 'subscribe', filter: filter.value });
   if (typeof raw.cursor !== 'string') return fail('ATS_ERR_VALIDATION', 'cursor must be a string');
-  const after = decodeCursor(raw.cursor);
+  const after = decodeCursor(raw.cursor, sourceOf(filter.value));
   return after.ok ? ok({ op: 'subscribe', filter: filter.value, after: after.value }) : after;
 }
 
@@ -174,11 +217,21 @@ function parseStats(raw: Record<string, unknown>): Parsed<ClientMessage> {
   return ok({ op: 'stats', everyMs: every });
 }
 
+const JOB_FIELDS = ['jobId', 'type', 'queue', 'states'] as const;
+const WORKFLOW_FIELDS = ['workflows', 'workflowId', 'workflowName'] as const;
+
 /** A filter object as sent in a subscribe message. */
 export function parseFilter(raw: unknown): Parsed<StreamFilter> {
   if (!isObject(raw)) return fail('ATS_ERR_VALIDATION', 'filter must be an object');
-  const bad = onlyKeys(raw, ['jobId', 'type', 'queue', 'states'], 'filter');
+  const bad = onlyKeys(raw, [...JOB_FIELDS, ...WORKFLOW_FIELDS], 'filter');
   if (bad) return bad;
+  const has = (k: string) => raw[k] !== undefined;
+  if (WORKFLOW_FIELDS.some(has)) {
+    if (JOB_FIELDS.some(has)) {
+      return fail('ATS_ERR_VALIDATION', `a filter is of job transitions (${JOB_FIELDS.join(', ')}) or of workflow transitions (${WORKFLOW_FIELDS.join(', ')}), not both: subscribe on another connection for the other`);
+    }
+    return parseWorkflowFilter(raw);
+  }
   const filter: StreamFilter = {};
   if (raw.jobId !== undefined) {
     if (typeof raw.jobId !== 'string' || !ULID.test(raw.jobId)) return fail('ATS_ERR_VALIDATION', 'filter.jobId must be a job id (ULID)');
@@ -201,27 +254,59 @@ export function parseFilter(raw: unknown): Parsed<StreamFilter> {
   return ok(filter);
 }
 
+/** The workflow fields of a filter: `workflows: true` (implied by the others), `workflowId`, `workflowName`. */
+function parseWorkflowFilter(raw: Record<string, unknown>): Parsed<StreamFilter> {
+  if (raw.workflows !== undefined && raw.workflows !== true) {
+    return fail('ATS_ERR_VALIDATION', 'filter.workflows must be true (leave it out for job transitions)');
+  }
+  const filter: StreamFilter = { workflows: true };
+  if (raw.workflowId !== undefined) {
+    if (typeof raw.workflowId !== 'string' || !ULID.test(raw.workflowId)) return fail('ATS_ERR_VALIDATION', 'filter.workflowId must be a workflow id (ULID)');
+    filter.workflowId = raw.workflowId;
+  }
+  const name = raw.workflowName;
+  if (name !== undefined) {
+    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME) return fail('ATS_ERR_VALIDATION', `filter.workflowName must be a string of 1 to ${MAX_NAME} characters`);
+    filter.workflowName = name;
+  }
+  return ok(filter);
+}
+
 /**
- * A subscription in the query string (`?jobId=&type=&queue=&states=a,b&cursor=`):
+ * A subscription in the query string (`?jobId=&type=&queue=&states=a,b&cursor=`,
+ * or `?workflows=true&workflowId=&workflowName=&cursor=`):
  * null when none of those keys is there (then the client subscribes by message).
  * Empty values count as absent; other keys are ignored.
  */
 export function parseQuerySubscribe(query: Record<string, unknown>): Parsed<Extract<ClientMessage, { op: 'subscribe' }>> | null {
-  const keys = ['jobId', 'type', 'queue', 'states', 'cursor'] as const;
+  const keys = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
   if (!keys.some((k) => query[k] !== undefined)) return null;
   const given: Record<string, unknown> = {};
   for (const k of keys) {
     const v = query[k];
     if (Array.isArray(v)) return fail('ATS_ERR_VALIDATION', `query parameter ${k} is given more than once`);
-    if (typeof v === 'string' && v !== '') given[k] = k === 'states' ? v.split(',').map((s) => s.trim()) : v;
+    if (typeof v === 'string' && v !== '') given[k] = queryValue(k, v);
   }
   const { cursor, ...filter } = given;
   return parseSubscribe({ op: 'subscribe', filter, cursor }) as Parsed<Extract<ClientMessage, { op: 'subscribe' }>>;
 }
 
-function decodeCursor(cursor: string): Parsed<number> {
+/** `states` is a comma-separated list; `workflows=true` is the filter's `true` (any other text is refused by the filter's check). */
+const queryValue = (key: string, v: string): unknown => {
+  if (key === 'states') return v.split(',').map((s) => s.trim());
+  if (key === 'workflows') return v === 'true' ? true : v;
+  return v;
+};
+
+/** A cursor's position, if it is one of `source`'s table. */
+function decodeCursor(cursor: string, source: CursorSource): Parsed<number> {
   try {
-    return ok(decodeStreamCursor(cursor));
+    const position = decodeCursorPosition(cursor);
+    if (position.source !== source) {
+      const [of, by] = source === 'jobs' ? ['workflow', 'job'] : ['job', 'workflow'];
+      return fail('ATS_ERR_BAD_CURSOR', `The stream cursor is one of ${of} transitions; it cannot resume a subscription to ${by} transitions`);
+    }
+    return ok(position.id);
   } catch (err) {
     if (isAtsError(err)) return fail(err.code, err.message);
     throw err;
@@ -233,11 +318,19 @@ function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], wher
   return extra.length === 0 ? null : fail('ATS_ERR_VALIDATION', `unknown ${where} field(s) ${extra.join(', ')}; allowed: ${allowed.join(', ')}`);
 }
 
-/** Does the event pass the filter? */
+/** Does the job event pass the filter? Never for a filter of workflow transitions. */
 export function matches(filter: StreamFilter, e: StreamEventRecord): boolean {
-  return (filter.jobId === undefined || filter.jobId === e.jobId)
+  return filter.workflows !== true
+    && (filter.jobId === undefined || filter.jobId === e.jobId)
     && wantsTypeAndQueue(filter, e.jobType, e.queue)
     && (filter.states === undefined || filter.states.includes(e.to));
+}
+
+/** Does the workflow event pass the filter? Only a filter of workflow transitions wants any. */
+export function matchesWorkflow(filter: StreamFilter, e: WorkflowStreamEventRecord): boolean {
+  return filter.workflows === true
+    && (filter.workflowId === undefined || filter.workflowId === e.workflowId)
+    && (filter.workflowName === undefined || filter.workflowName === e.name);
 }
 
 const wantsTypeAndQueue = (filter: StreamFilter, type: string, queue: string): boolean =>
@@ -250,6 +343,15 @@ export function eventMessage(e: StreamEventRecord): string {
   const message: StreamEventMessage = {
     kind: 'event', cursor: encodeStreamCursor(e.id), jobId: e.jobId, seq: e.seq, type: e.type, from: e.from, to: e.to,
     at: isoTime(e.at) as string, data: e.data, jobType: e.jobType, queue: e.queue,
+  };
+  return JSON.stringify(message);
+}
+
+/** `{"kind":"workflow",...}` as text: built once per event, sent to every client that wants it. */
+export function workflowMessage(e: WorkflowStreamEventRecord): string {
+  const message: StreamWorkflowMessage = {
+    kind: 'workflow', cursor: encodeStreamCursor(e.id, 'workflows'), workflowId: e.workflowId, name: e.name, seq: e.seq, type: e.type,
+    at: isoTime(e.at) as string, status: e.status, value: e.value, data: e.data,
   };
   return JSON.stringify(message);
 }
@@ -267,9 +369,9 @@ export function insightMessage(a: Omit<StreamInsightMessage, 'kind' | 'insight' 
   return message(m);
 }
 
-/** An insight is about a type and queue, not a job: a subscription to one job gets none. */
+/** An insight is about a type and queue, not a job: a subscription to one job (or to workflows) gets none. */
 export function wantsInsight(filter: StreamFilter, a: { type: string; queue: string }): boolean {
-  return filter.jobId === undefined && wantsTypeAndQueue(filter, a.type, a.queue);
+  return filter.workflows !== true && filter.jobId === undefined && wantsTypeAndQueue(filter, a.type, a.queue);
 }
 
 export function progressMessage(p: JobProgress): string {
@@ -279,14 +381,16 @@ export function progressMessage(p: JobProgress): string {
   return message(m);
 }
 
-/** Progress is of a running job: a filter on states gets it only when it names `running`. */
+/** Progress is of a running job: a filter on states gets it only when it names `running`; a filter of workflows none. */
 export function wantsProgress(filter: StreamFilter, p: JobProgress): boolean {
-  return (filter.jobId === undefined || filter.jobId === p.jobId)
+  return filter.workflows !== true
+    && (filter.jobId === undefined || filter.jobId === p.jobId)
     && wantsTypeAndQueue(filter, p.type, p.queue)
     && (filter.states === undefined || filter.states.includes('running'));
 }
 
-export const subscribedMessage = (position: number): string => message({ kind: 'subscribed', cursor: encodeStreamCursor(position) });
+export const subscribedMessage = (position: number, source: CursorSource = 'jobs'): string =>
+  message({ kind: 'subscribed', cursor: encodeStreamCursor(position, source) });
 
 export const statsMessage = (s: Stats, at: number): string =>
   message({ kind: 'stats', byState: s.byState, byType: s.byType, byQueue: s.byQueue, at: isoTime(at) });

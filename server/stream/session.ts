@@ -3,8 +3,10 @@
  * table and the switch to the shared live fan-out, its periodic stats, and
  * the limits (message size, send buffer, keep-alive).
  *
- * A subscription is at a `position` (a `job_events.id`): everything at or
- * below it was delivered (if it matched) or is not wanted. With a cursor the
+ * A subscription is at a `position` (a `job_events.id`, or for a filter of
+ * workflow transitions a `workflow_events.id`: each table has its own tail
+ * reader, and a subscription follows one of them, its *feed*): everything at
+ * or below it was delivered (if it matched) or is not wanted. With a cursor the
  * session first replays `id > position` from the table up to the tail's
  * horizon, page by page, then turns live in the same synchronous step in
  * which it found itself at the horizon; from then on the hub hands it each
@@ -18,11 +20,12 @@
  */
 import { DEFAULT_TENANT } from '../../engine/auth.js';
 import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobProgress, JobStore, Logger, Stats, StreamEventRecord } from '../../engine/ports.js';
+import type { Clock, JobProgress, JobStore, Logger, Stats, StreamEventRecord, WorkflowStore, WorkflowStreamEventRecord } from '../../engine/ports.js';
+import type { CursorSource } from './cursor.js';
 import type { CompiledStreamOptions } from './options.js';
 import {
-  PONG_MESSAGE, errorMessage, eventMessage, matches, parseClientMessage, serverErrorMessage, statsMessage, subscribedMessage, wantsInsight, wantsProgress,
-  type ClientMessage, type ProtocolError, type StreamFilter,
+  PONG_MESSAGE, errorMessage, eventMessage, matches, matchesWorkflow, parseClientMessage, serverErrorMessage, sourceOf, statsMessage, subscribedMessage,
+  wantsInsight, wantsProgress, workflowMessage, type ClientMessage, type ProtocolError, type StreamFilter,
 } from './protocol.js';
 
 /** The part of a `ws` WebSocket a session uses (tests pass a fake). */
@@ -41,6 +44,11 @@ export interface SessionContext {
   /** The tail's horizon now (see TailReader.horizon). */
   horizon(): number;
   read: JobStore['readEventsAfter'];
+  /** The workflow events' tail horizon and reads; absent where the store keeps no workflows (a workflow filter is then refused). */
+  workflows?: {
+    horizon(): number;
+    read: WorkflowStore['readWorkflowEventsAfter'];
+  };
   /** The tenant's counts per state/type/queue (shared per tenant and briefly cached by the hub). */
   stats(tenant: string): Promise<Stats>;
   clock: Clock;
@@ -66,8 +74,18 @@ const DRAIN_POLL_MS = 10;
 
 type Mode = 'idle' | 'replaying' | 'live' | 'closed';
 
+/** One table a subscription can follow: its tail's horizon, and its rows as the session sends them. */
+interface Feed {
+  readonly source: CursorSource;
+  horizon(): number;
+  /** The rows after `afterId` in id order, each with its message if the subscription in force wants it (tenant and filter), else null. */
+  read(afterId: number, limit: number): Promise<Array<{ id: number; text: string | null }>>;
+}
+
 export class StreamSession {
   private filter: StreamFilter = {};
+  /** The table the subscription in force follows (`sourceOf(filter)`). */
+  private source: CursorSource = 'jobs';
   private mode: Mode = 'idle';
   private position = 0;
   /** Bumped by each subscribe and by close: a replay of an older generation stops. */
@@ -87,9 +105,30 @@ export class StreamSession {
    */
   private readonly tcp: Corkable | null;
 
+  private readonly jobs: Feed;
+  /** Null where the store keeps no workflows. */
+  private readonly workflows: Feed | null;
+
   constructor(private readonly socket: StreamSocket, private readonly ctx: SessionContext, readonly tenant: string = DEFAULT_TENANT) {
     const tcp = (socket as unknown as { _socket?: Partial<Corkable> })._socket;
     this.tcp = typeof tcp?.cork === 'function' && typeof tcp.uncork === 'function' ? (tcp as Corkable) : null;
+    this.jobs = {
+      source: 'jobs',
+      horizon: () => ctx.horizon(),
+      read: async (afterId, limit) => (await ctx.read(afterId, limit)).map((e) => ({
+        id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
+      })),
+    };
+    const wf = ctx.workflows;
+    this.workflows = wf
+      ? {
+          source: 'workflows',
+          horizon: () => wf.horizon(),
+          read: async (afterId, limit) => (await wf.read(afterId, limit)).map((e) => ({
+            id: e.id, text: e.tenant === this.tenant && matchesWorkflow(this.filter, e) ? workflowMessage(e) : null,
+          })),
+        }
+      : null;
   }
 
   get live(): boolean {
@@ -135,18 +174,21 @@ export class StreamSession {
    * issued (its tail is ahead of ours by a moment) or one no server issued.
    * Every cursor a server issues is an id of the table or a horizon, and a
    * horizon never passes the newest id, so an issued cursor `c` has an id
-   * `>= c` in `job_events`. One primary-key read tells the two apart: a
+   * `>= c` in its table (`job_events`, or `workflow_events` for a workflow
+   * filter). One primary-key read tells the two apart: a
    * forged cursor is refused with ATS_ERR_BAD_CURSOR and the subscription in
    * force stays, as for any bad subscribe; a cursor of another instance
    * subscribes and the session turns live once our tail passes it.
    */
   subscribe(filter: StreamFilter, after?: number): void {
     const request = ++this.requests;
-    if (after === undefined || after <= this.ctx.horizon()) return this.start(filter, after);
-    void this.ctx.read(after - 1, 1).then(
+    const feed = sourceOf(filter) === 'jobs' ? this.jobs : this.workflows;
+    if (!feed) return this.reject({ code: 'ATS_ERR_VALIDATION', message: 'This server keeps no workflows: subscribe to job transitions' });
+    if (after === undefined || after <= feed.horizon()) return this.start(filter, feed, after);
+    void feed.read(after - 1, 1).then(
       (rows) => {
         if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
-        if (rows.length > 0) this.start(filter, after);
+        if (rows.length > 0) this.start(filter, feed, after);
         else this.reject({ code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' });
       },
       (err) => {
@@ -158,19 +200,20 @@ export class StreamSession {
     );
   }
 
-  private start(filter: StreamFilter, after: number | undefined): void {
+  private start(filter: StreamFilter, feed: Feed, after: number | undefined): void {
     const generation = ++this.generation;
     this.filter = filter;
+    this.source = feed.source;
     if (after === undefined) {
-      this.position = this.ctx.horizon();
+      this.position = feed.horizon();
       this.mode = 'live';
-      this.send(subscribedMessage(this.position));
+      this.send(subscribedMessage(this.position, feed.source));
       return;
     }
     this.position = after;
     this.mode = 'replaying';
-    this.send(subscribedMessage(after));
-    void this.replay(generation).catch((err) => this.replayFailed(generation, err));
+    this.send(subscribedMessage(after, feed.source));
+    void this.replay(generation, feed).catch((err) => this.replayFailed(generation, err));
   }
 
   /**
@@ -179,21 +222,21 @@ export class StreamSession {
    * caught up does the session turn live, synchronously, so no tail batch can
    * slip between the last page and the first live one.
    */
-  private async replay(generation: number): Promise<void> {
-    const { read, opts } = this.ctx;
+  private async replay(generation: number, feed: Feed): Promise<void> {
+    const { opts } = this.ctx;
     while (this.generation === generation) {
-      const target = this.ctx.horizon();
+      const target = feed.horizon();
       if (this.position >= target) {
         this.mode = 'live';
         return;
       }
-      const rows = await read(this.position, opts.replayPageSize);
+      const rows = await feed.read(this.position, opts.replayPageSize);
       if (this.generation !== generation) return;
       this.tcp?.cork();
       try {
         for (const e of rows) {
           if (e.id > target) break;
-          if (e.tenant === this.tenant && matches(this.filter, e)) this.send(eventMessage(e), { paced: true });
+          if (e.text !== null) this.send(e.text, { paced: true });
           // Pace to the client instead of closing it: a replay is a catch-up, not a slow consumer.
           if (this.over(opts.maxBufferedBytes / 2) && !(await this.drained(generation))) return;
           this.position = e.id;
@@ -224,17 +267,28 @@ export class StreamSession {
   }
 
   /**
-   * Live fan-out of one tail batch (ids above the horizon this session turned
-   * live at). `text(i)` is the i-th event's message, built once for all sessions.
+   * Live fan-out of one tail batch of job events (ids above the horizon this
+   * session turned live at). `text(i)` is the i-th event's message, built
+   * once for all sessions. A subscription to workflows takes none.
    */
   deliver(events: readonly StreamEventRecord[], text: (i: number) => string): void {
-    if (this.mode !== 'live') return;
+    if (this.mode !== 'live' || this.source !== 'jobs') return;
+    this.deliverBatch(events, (e) => e.tenant === this.tenant && matches(this.filter, e), text);
+  }
+
+  /** Live fan-out of one tail batch of workflow events, as `deliver`; a subscription to jobs takes none. */
+  deliverWorkflows(events: readonly WorkflowStreamEventRecord[], text: (i: number) => string): void {
+    if (this.mode !== 'live' || this.source !== 'workflows') return;
+    this.deliverBatch(events, (e) => e.tenant === this.tenant && matchesWorkflow(this.filter, e), text);
+  }
+
+  private deliverBatch<R extends { id: number }>(events: readonly R[], wanted: (e: R) => boolean, text: (i: number) => string): void {
     this.tcp?.cork();
     try {
       for (let i = 0; i < events.length; i++) {
         const e = events[i]!;
         // A cursor from an instance whose horizon is ahead of ours puts the position above this batch.
-        if (e.id > this.position && e.tenant === this.tenant && matches(this.filter, e) && !this.send(text(i))) return;
+        if (e.id > this.position && wanted(e) && !this.send(text(i))) return;
       }
     } finally {
       this.tcp?.uncork();

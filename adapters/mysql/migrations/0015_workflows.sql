@@ -3,7 +3,8 @@
 -- submitted on its own: no index, the job's end carries it to the workflow).
 -- An instance keeps the user's machine state as JSON (`state`, with `status`
 -- beside it for the lists), a gap-free history (`workflow_events`, seq 1 is
--- the start, `version` the last seq) and its pending delayed events
+-- the start, `version` the last seq, `id` the global position the stream
+-- follows) and its pending delayed events
 -- (`workflow_timers`, one row per timer of `state.timers`, read by due time
 -- by the timers role).
 --
@@ -41,14 +42,21 @@ CREATE TABLE IF NOT EXISTS workflows (
   KEY ix_workflows_status_updated (status, updated_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- An event's `id` is its global position, as `job_events.id` is a job
+-- event's: the WebSocket stream follows the table by it (server/stream),
+-- and reads an instance's history by (workflow_id, seq). `state_value` is the
+-- machine's state value after the event (JSON), for the stream's messages.
 CREATE TABLE IF NOT EXISTS workflow_events (
+  id BIGINT NOT NULL AUTO_INCREMENT,
   workflow_id CHAR(26) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   seq INT NOT NULL,
   type VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   at BIGINT NOT NULL,
   data LONGTEXT NOT NULL,
   status VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-  PRIMARY KEY (workflow_id, seq)
+  state_value LONGTEXT NOT NULL,
+  PRIMARY KEY (id),
+  UNIQUE KEY uq_workflow_events_workflow_seq (workflow_id, seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- A timer id is XState's send id (`xstate.after.<delay>.<state node id>`): as long as the state's path.

@@ -24,15 +24,18 @@ CREATE INDEX IF NOT EXISTS ix_workflows_tenant_name_id ON workflows (tenant, nam
 CREATE INDEX IF NOT EXISTS ix_workflows_tenant_status_id ON workflows (tenant, status, id);
 CREATE INDEX IF NOT EXISTS ix_workflows_status_updated ON workflows (status, updated_at);
 
+-- `id`: the global position the stream follows; AUTOINCREMENT, as job_events: never reused after deletes.
 CREATE TABLE IF NOT EXISTS workflow_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   workflow_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
   type TEXT NOT NULL,
   at INTEGER NOT NULL,
   data TEXT NOT NULL,
   status TEXT NOT NULL,
-  PRIMARY KEY (workflow_id, seq)
-) STRICT, WITHOUT ROWID;
+  state_value TEXT NOT NULL,
+  UNIQUE (workflow_id, seq)
+) STRICT;
 
 CREATE TABLE IF NOT EXISTS workflow_timers (
   workflow_id TEXT NOT NULL,
