@@ -63,12 +63,12 @@ before(async () => {
     await delay(700, undefined, { signal: ctx.signal });
     return 'uploaded';
   });
-  // Echoes its input as a job, then waits for APPROVE.
+  // Echoes its input as a job, then waits for APPROVE (in a state tagged approval).
   registry.workflow('client.approval', setup({ actors: { echo: jobActor('demo.echo') } }).createMachine({
     id: 'client-approval', initial: 'echoing',
     states: {
       echoing: { invoke: { id: 'echo', src: 'echo', input: { n: 1 }, onDone: 'waiting' } },
-      waiting: { on: { APPROVE: 'approved' } },
+      waiting: { tags: ['approval'], on: { APPROVE: 'approved' } },
       approved: { type: 'final' },
     },
   }));
@@ -429,6 +429,24 @@ describe('workflows', () => {
     assert.ok(page.workflows.some((w) => w.id === wf.id));
     await assert.rejects(ats.getWorkflow('01ARZ3NDEKTSV4RRFFQ69G5FAV'), is(404, 'ATS_ERR_WORKFLOW_NOT_FOUND'));
     await assert.rejects(ats.startWorkflow({ name: 'client.nope' }), is(422, 'ATS_ERR_UNKNOWN_WORKFLOW'));
+  });
+
+  test('waits: a start that waits for a tag, waitWorkflow until done; a timeout is a 408, an end without the tag a 412', async () => {
+    // The child job runs on the worker, and its end, delivered by the timers role, brings the instance to the tagged state.
+    const wf = await ats.startWorkflow({ name: 'client.approval' }, { wait: { until: 'tag:approval', timeoutMs: 20_000 } });
+    assert.deepEqual([wf.status, wf.value], ['active', 'waiting']);
+    await assert.rejects(ats.waitWorkflow(wf.id, { timeoutMs: 50 }), is(408, 'ATS_ERR_WAIT_TIMEOUT'));
+    const waiting = ats.waitWorkflow(wf.id, { until: 'done', timeoutMs: 20_000 });
+    await ats.signalWorkflow(wf.id, { type: 'APPROVE' });
+    const done = await waiting;
+    assert.deepEqual([done.id, done.status, done.value], [wf.id, 'done', 'approved']);
+    await assert.rejects(ats.waitWorkflow(wf.id, { until: 'tag:approval', timeoutMs: 1000 }), is(412, 'ATS_ERR_WAIT_UNMET'));
+    // A start whose wait runs out: the instance was started all the same, and the error's location names it.
+    const err = await ats.startWorkflow({ name: 'client.approval' }, { wait: { until: 'done', timeoutMs: 50 } }).then(() => null, (e: unknown) => e);
+    assert.ok(is(408, 'ATS_ERR_WAIT_TIMEOUT')(err), String(err));
+    const location = (err as ApiError).location ?? '';
+    assert.match(location, /^\/v1\/workflows\/[0-9A-Z]{26}$/);
+    assert.equal((await ats.getWorkflow(location.split('/').pop()!)).name, 'client.approval');
   });
 
   test('cancel: the instance is cancelled; an ended one is a 409 with nothing it accepts', async () => {

@@ -16,17 +16,24 @@ export class ApiError extends Error {
    * or `ATS_ERR_WORKFLOW_ENDED`): the event types the instance takes now. Absent otherwise.
    */
   readonly accepts?: readonly string[];
+  /**
+   * The error answer's `Location`: a workflow start that waited and timed out
+   * (408 `ATS_ERR_WAIT_TIMEOUT`) or whose instance ended otherwise (412
+   * `ATS_ERR_WAIT_UNMET`) names the instance it started. Absent otherwise.
+   */
+  readonly location?: string;
 
   constructor(
     /** The HTTP status; 0 when no answer came. */
     readonly status: number,
     readonly code: ApiErrorCode,
     message: string,
-    options?: { cause?: unknown; accepts?: readonly string[] },
+    options?: { cause?: unknown; accepts?: readonly string[]; location?: string },
   ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'ApiError';
     if (options?.accepts) this.accepts = options.accepts;
+    if (options?.location) this.location = options.location;
   }
 }
 
@@ -64,8 +71,8 @@ export function networkReason(err: unknown): string {
   return e?.cause?.code ?? e?.code ?? e?.cause?.message ?? e?.message ?? String(err);
 }
 
-/** An error answer (`{code, message}`, or any other body) as an ApiError. */
-export function toApiError(status: number, text: string): ApiError {
+/** An error answer (`{code, message}`, or any other body) as an ApiError; `location`: its Location header, if any. */
+export function toApiError(status: number, text: string, location?: string | null): ApiError {
   let parsed: { code?: unknown; message?: unknown; accepts?: unknown } | undefined;
   try {
     parsed = JSON.parse(text) as typeof parsed;
@@ -74,7 +81,9 @@ export function toApiError(status: number, text: string): ApiError {
   }
   if (parsed && typeof parsed.code === 'string') {
     const accepts = Array.isArray(parsed.accepts) && parsed.accepts.every((t) => typeof t === 'string') ? (parsed.accepts as string[]) : undefined;
-    return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '', accepts ? { accepts } : undefined);
+    return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '', {
+      ...(accepts ? { accepts } : {}), ...(location ? { location } : {}),
+    });
   }
   return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`);
 }

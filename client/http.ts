@@ -35,6 +35,8 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   /** Called before each retry with the failure that caused it (tests, logging). */
   onRetry?: ((error: ApiError, attempt: number) => void) | undefined;
+  /** This call's attempt timeout, when longer than the client's (a long-poll). @defaultValue the client's `timeoutMs` */
+  timeoutMs?: number | undefined;
 }
 
 export interface Answer<T> {
@@ -120,7 +122,7 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
 
 async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = { accept: 'application/json', ...http.headers, ...opts.headers };
-  const abort = withTimeout(http.timeoutMs, opts.signal);
+  const abort = withTimeout(Math.max(http.timeoutMs, opts.timeoutMs ?? 0), opts.signal);
   const init: RequestInit = { method, headers, signal: abort.signal };
   if (opts.body !== undefined) {
     init.body = JSON.stringify(opts.body);
@@ -138,7 +140,7 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
     abort.done();
   }
   if (!res.ok) {
-    const error = toApiError(res.status, text);
+    const error = toApiError(res.status, text, res.headers.get('location'));
     const retryAfter = Number(res.headers.get('retry-after'));
     if (res.status === 503 && Number.isFinite(retryAfter) && retryAfter >= 0) retryAfterS.set(error, retryAfter);
     throw error;

@@ -23,6 +23,7 @@ import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
   StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
+  WorkflowWaitCondition,
 } from './types.js';
 
 export * from './types.js';
@@ -97,6 +98,26 @@ const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)
 const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
 const keyPath = (id: string) => `/v1/keys/${encodeURIComponent(id)}`;
 const workflowPath = (id: string) => `/v1/workflows/${encodeURIComponent(id)}`;
+
+/** The server's default and longest wait (`timeoutMs` of the wait routes). */
+const DEFAULT_WAIT_MS = 30_000;
+/** An attempt of a wait may take its timeout and this much more (the answer's trip, a slow read) before the client gives up on it. */
+const WAIT_SLACK_MS = 10_000;
+
+export interface WaitOptions {
+  /** @defaultValue 'done' */
+  until?: WorkflowWaitCondition | undefined;
+  /** How long the server waits, in ms (0 to 120000); then `408 ATS_ERR_WAIT_TIMEOUT`. @defaultValue 30000 */
+  timeoutMs?: number | undefined;
+}
+
+/** The query of a wait, and its attempts' timeout (the wait's own, and slack). */
+function waitQuery(key: 'until' | 'wait', w: WaitOptions): { qs: string; timeoutMs: number } {
+  const params = new URLSearchParams();
+  params.set(key, w.until ?? 'done');
+  if (w.timeoutMs !== undefined) params.set('timeoutMs', String(w.timeoutMs));
+  return { qs: params.toString(), timeoutMs: (w.timeoutMs ?? DEFAULT_WAIT_MS) + WAIT_SLACK_MS };
+}
 
 export class AtsClient {
   /** The server, without a trailing slash. */
@@ -234,14 +255,36 @@ export class AtsClient {
    * idempotencyKey was used before with the same name and input, the
    * instance that start started. Like `submit`, a start carries a key (made
    * here unless given; `false`: none, and then it is not retried).
+   *
+   * With `wait` (`{ until, timeoutMs }`, as `waitWorkflow`), it answers only
+   * once the instance meets the condition. When it does not (408
+   * `ATS_ERR_WAIT_TIMEOUT`, 412 `ATS_ERR_WAIT_UNMET`) the instance was
+   * started all the same: the ApiError's `location` names it.
    */
-  async startWorkflow(input: StartWorkflowRequest, opts: RequestOptions & { idempotencyKey?: string | false } = {}): Promise<Workflow> {
-    const { idempotencyKey, ...rest } = opts;
+  async startWorkflow(
+    input: StartWorkflowRequest, opts: RequestOptions & { idempotencyKey?: string | false; wait?: WaitOptions | undefined } = {},
+  ): Promise<Workflow> {
+    const { idempotencyKey, wait, ...rest } = opts;
     const key = idempotencyKey === undefined ? input.idempotencyKey ?? newIdempotencyKey() : idempotencyKey;
     const { idempotencyKey: _given, ...body } = input;
-    return (await call<Workflow>(this.http, 'POST', '/v1/workflows', {
-      ...rest, body: key === false ? body : { ...body, idempotencyKey: key }, retry: key !== false,
+    const w = wait ? waitQuery('wait', wait) : null;
+    return (await call<Workflow>(this.http, 'POST', `/v1/workflows${w ? `?${w.qs}` : ''}`, {
+      ...rest, body: key === false ? body : { ...body, idempotencyKey: key }, retry: key !== false, ...(w ? { timeoutMs: w.timeoutMs } : {}),
     })).body;
+  }
+
+  /**
+   * `GET /v1/workflows/:id/wait`: the instance once it meets `until` (`done`,
+   * the default: it has ended; `tag:NAME`: it is in a state tagged NAME),
+   * waiting at most `timeoutMs` on the server. Throws `408
+   * ATS_ERR_WAIT_TIMEOUT` when the time passed, `412 ATS_ERR_WAIT_UNMET` when
+   * the instance ended without meeting it. The request's own timeout is
+   * stretched to the wait's.
+   */
+  async waitWorkflow(id: string, opts: RequestOptions & WaitOptions = {}): Promise<Workflow> {
+    const { until, timeoutMs, ...rest } = opts;
+    const w = waitQuery('until', { until, timeoutMs });
+    return (await call<Workflow>(this.http, 'GET', `${workflowPath(id)}/wait?${w.qs}`, { ...rest, timeoutMs: w.timeoutMs })).body;
   }
 
   /** `GET /v1/workflows/:id`: the instance, its live children and the event types it takes now (`accepts`). */

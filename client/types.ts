@@ -23,11 +23,12 @@ import type {
 } from '../server/key-schemas.js';
 import type {
   StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamSubscribedMessage,
+  StreamWorkflowMessage,
 } from '../server/stream/protocol.js';
 
 export type {
   ErrorCode, JobState, StreamErrorMessage, StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage,
-  StreamSubscribedMessage,
+  StreamSubscribedMessage, StreamWorkflowMessage,
 };
 
 /** The body of `POST /v1/jobs`. */
@@ -137,5 +138,11 @@ export type WorkflowPage = Static<typeof WorkflowPageSchema>;
 export type WorkflowListQuery = Static<typeof WorkflowListQuerySchema>;
 /** `GET /v1/workflows/:id/verify`: whether the history replays to the stored state, and the first `problem` when not. */
 export type WorkflowVerification = Static<typeof WorkflowVerifyViewSchema>;
+/**
+ * What a wait waits for (`waitWorkflow`, and `startWorkflow`'s `wait`):
+ * `done`, the instance's end (whatever its status), or `tag:NAME`, a state
+ * tagged NAME (XState's `tags` on a state node).
+ */
+export type WorkflowWaitCondition = 'done' | `tag:${string}`;
 /** A signal: an XState event, its `type` and any other fields. */
 export type WorkflowSignal = { type: string } & Record<string, unknown>;

@@ -38,6 +38,8 @@ export const ERRORS = Object.freeze({
   ATS_ERR_WORKFLOW_DEFINITION_MISSING: def(
     'ATS_ERR_WORKFLOW_DEFINITION_MISSING', 503, 'This server has not registered the workflow definition version the instance runs; retry on one that has',
   ),
+  ATS_ERR_WAIT_TIMEOUT: def('ATS_ERR_WAIT_TIMEOUT', 408, 'The condition waited for was not met within timeoutMs'),
+  ATS_ERR_WAIT_UNMET: def('ATS_ERR_WAIT_UNMET', 412, 'The workflow instance ended without meeting the condition waited for'),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
   ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),

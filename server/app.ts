@@ -13,7 +13,7 @@ import { installJsonParser } from './json-body.js';
 import { installRateLimit, installSecurity } from './security.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
-import { LIMIT_SCHEMAS, MAX_NAME_CHARS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
+import { LIMIT_SCHEMAS, MAX_NAME_CHARS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_GRAPH_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
 import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
 import { auditRoutes } from './routes/audit.js';
 import { keyRoutes } from './routes/keys.js';
@@ -31,6 +31,7 @@ import { submitRoute } from './routes/submit.js';
 import { submitBatchRoute } from './routes/submit-batch.js';
 import { workersRoute } from './routes/workers.js';
 import { workflowRoutes } from './routes/workflows.js';
+import { workflowGraphRoute } from './routes/workflow-graph.js';
 import { createValidatorCompiler, formatValidationError } from './validation.js';
 
 export type { AppDeps, AppLimits, AppPlugin, AuthDeps, ReadinessChecks, SecurityOptions, SubmitDefaults } from './deps.js';
@@ -60,7 +61,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // The schedule, worker, limit and workflow routes' schemas only with those routes: the document holds no component no route uses.
   const shared = [
     ...SHARED_SCHEMAS, ...(deps.schedules ? SCHEDULE_SCHEMAS : []), ...(deps.workers ? WORKER_SCHEMAS : []), ...(deps.limitStore ? LIMIT_SCHEMAS : []),
-    ...(deps.workflows ? WORKFLOW_SCHEMAS : []),
+    ...(deps.workflows ? [...WORKFLOW_SCHEMAS, ...WORKFLOW_GRAPH_SCHEMAS] : []),
     ...(keysServed(deps) ? KEY_SCHEMAS : []), ...(deps.audit ? AUDIT_SCHEMAS : []),
   ];
   for (const schema of shared) app.addSchema(schema);
@@ -91,6 +92,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobDeleteRoute, opts);
   if (deps.schedules) await app.register(scheduleRoutes, opts);
   if (deps.workflows) await app.register(workflowRoutes, opts);
+  if (deps.workflows) await app.register(workflowGraphRoute, opts);
   await app.register(metaRoutes, opts);
   if (deps.workers) await app.register(workersRoute, opts);
   if (deps.limitStore) await app.register(limitRoutes, opts);

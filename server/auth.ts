@@ -55,6 +55,8 @@ export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, Ro
   ['POST /v1/workflows/:id/events', 'submit'],
   ['POST /v1/workflows/:id/cancel', 'operate'],
   ['GET /v1/workflows/:id/verify', 'read'],
+  ['GET /v1/workflows/:id/wait', 'read'],
+  ['GET /v1/workflows/:id/graph', 'read'],
   ['GET /v1/stats', 'read'],
   ['GET /v1/stats/edges', 'read'],
   ['GET /v1/stats/outbox', 'read'],

@@ -82,6 +82,13 @@ async function newWorkflow(f: Fixture, tenant: Tenant): Promise<string> {
   return r.body.id as string;
 }
 
+/** An instance that has ended (cancelled): a wait for its end answers at once. */
+async function endedWorkflow(f: Fixture, tenant: Tenant): Promise<string> {
+  const id = await newWorkflow(f, tenant);
+  assert.equal((await call(f, tenant, { method: 'POST', url: `/v1/workflows/${id}/cancel` })).status, 200);
+  return id;
+}
+
 /**
  * A route's cell: `prepare` makes what the request acts on in `owner`'s
  * tenant and returns the request; `allowed` are the statuses of an allowed
@@ -119,6 +126,10 @@ const CASES = new Map<string, RouteCase>([
   }],
   ['POST /v1/workflows/:id/cancel', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/workflows/${await newWorkflow(f, owner)}/cancel` }), allowed: [200], ofOther: 'not-found' }],
   ['GET /v1/workflows/:id/verify', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}/verify` }), allowed: [200], ofOther: 'not-found' }],
+  ['GET /v1/workflows/:id/wait', {
+    prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await endedWorkflow(f, owner)}/wait?until=done&timeoutMs=0` }), allowed: [200], ofOther: 'not-found',
+  }],
+  ['GET /v1/workflows/:id/graph', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}/graph` }), allowed: [200], ofOther: 'not-found' }],
   ['GET /v1/stats', {
     prepare: async (f, owner) => ({ method: 'GET', url: '/v1/stats', marker: await newJobOfType(f, owner) }), allowed: [200], ofOther: 'own-only', mentions: mentionsText,
   }],

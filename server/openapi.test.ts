@@ -40,7 +40,7 @@ const NAMED = [
   'UpdateScheduleRequest', 'Worker', 'WorkerList', 'Limit', 'LimitList', 'LimitRate', 'PutLimitRequest',
   'ApiKey', 'ApiKeyList', 'CreatedApiKey', 'CreateApiKeyRequest', 'AuditEntry', 'AuditLog',
   'Workflow', 'WorkflowPage', 'WorkflowEvent', 'WorkflowEventList', 'WorkflowVerification', 'WorkflowRefusal', 'WorkflowStatus',
-  'StartWorkflowRequest', 'WorkflowSignal', 'WorkflowCancelRequest',
+  'StartWorkflowRequest', 'WorkflowSignal', 'WorkflowCancelRequest', 'WorkflowGraph',
 ];
 
 const COMPONENT = '#/components/schemas/';
@@ -214,7 +214,7 @@ describe('OpenAPI document', () => {
   test('the workflow routes: tagged workflows, their bodies and answers named; a refused signal or cancel answers WorkflowRefusal', () => {
     const routes = operations(doc).filter(([name]) => / \/v1\/workflows/.test(name));
     assert.deepEqual(routes.map(([n]) => n).sort(), [
-      'GET /v1/workflows', 'GET /v1/workflows/{id}', 'GET /v1/workflows/{id}/events', 'GET /v1/workflows/{id}/verify',
+      'GET /v1/workflows', 'GET /v1/workflows/{id}', 'GET /v1/workflows/{id}/events', 'GET /v1/workflows/{id}/graph', 'GET /v1/workflows/{id}/verify', 'GET /v1/workflows/{id}/wait',
       'POST /v1/workflows', 'POST /v1/workflows/{id}/cancel', 'POST /v1/workflows/{id}/events',
     ]);
     for (const [name, op] of routes) assert.deepEqual(op.tags, ['workflows'], name);
@@ -228,14 +228,25 @@ describe('OpenAPI document', () => {
     assert.equal(answer('/v1/workflows', 'get', '200'), `${COMPONENT}WorkflowPage`);
     assert.equal(answer('/v1/workflows/{id}/events', 'get', '200'), `${COMPONENT}WorkflowEventList`);
     assert.equal(answer('/v1/workflows/{id}/verify', 'get', '200'), `${COMPONENT}WorkflowVerification`);
+    assert.equal(answer('/v1/workflows/{id}/graph', 'get', '200'), `${COMPONENT}WorkflowGraph`);
+    assert.equal(answer('/v1/workflows/{id}/graph', 'get', '503'), `${COMPONENT}Error`);
     for (const path of ['/v1/workflows/{id}/events', '/v1/workflows/{id}/cancel']) {
       assert.equal(answer(path, 'post', '409'), `${COMPONENT}WorkflowRefusal`);
       assert.equal(answer(path, 'post', '503'), `${COMPONENT}Error`);
     }
     assert.equal(answer('/v1/workflows', 'post', '422'), `${COMPONENT}Error`);
+    // A wait: the instance when met, an Error on its timeout (408) and when the instance ended without meeting it (412); a start may wait too.
+    assert.equal(answer('/v1/workflows/{id}/wait', 'get', '200'), `${COMPONENT}Workflow`);
+    for (const path of ['/v1/workflows/{id}/wait', '/v1/workflows']) {
+      const method = path === '/v1/workflows' ? 'post' : 'get';
+      for (const status of ['408', '412']) assert.equal(answer(path, method, status), `${COMPONENT}Error`, `${method} ${path} ${status}`);
+    }
+    const query = (path: string, method: string) => (doc.paths[path]![method]!.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name).sort();
+    assert.deepEqual(query('/v1/workflows/{id}/wait', 'get'), ['timeoutMs', 'until']);
+    assert.deepEqual(query('/v1/workflows', 'post'), ['timeoutMs', 'wait']);
     assert.equal(doc.components.schemas.WorkflowSignal!.additionalProperties, true, 'a signal carries any fields');
     const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
-    for (const c of ['ATS_ERR_UNKNOWN_WORKFLOW', 'ATS_ERR_INVALID_WORKFLOW_INPUT', 'ATS_ERR_WORKFLOW_NOT_FOUND', 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 'ATS_ERR_WORKFLOW_ENDED', 'ATS_ERR_WORKFLOW_DEFINITION_MISSING']) {
+    for (const c of ['ATS_ERR_UNKNOWN_WORKFLOW', 'ATS_ERR_INVALID_WORKFLOW_INPUT', 'ATS_ERR_WORKFLOW_NOT_FOUND', 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 'ATS_ERR_WORKFLOW_ENDED', 'ATS_ERR_WORKFLOW_DEFINITION_MISSING', 'ATS_ERR_WAIT_TIMEOUT', 'ATS_ERR_WAIT_UNMET']) {
       assert.ok(codes.includes(c), c);
     }
   });

@@ -625,7 +625,7 @@ export const MAX_EVENT_TYPE_CHARS = 200;
 const WorkflowId = Type.String({ pattern: ULID_PATTERN, description: 'Workflow instance id (ULID)', minLength: 26, maxLength: 26 });
 const STATUS_DOC = 'active: running; done: its machine reached a final state; error: a child failed and no transition took the error; cancelled: cancelled through the API';
 const WorkflowStatusSchema = StringEnum<WorkflowStatus>(WORKFLOW_STATUSES, `The instance's status. ${STATUS_DOC}`, 'WorkflowStatus');
-const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', 'CHILD', 'TIMER', 'CANCEL'];
+const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', 'CHILD', 'TIMER', 'CANCEL', 'MIGRATE'];
 
 export const StartWorkflowBody = Type.Object(
   {
@@ -670,6 +670,37 @@ export const WorkflowListQuery = Type.Object(
 );
 export type WorkflowListQuery = Static<typeof WorkflowListQuery>;
 
+/** How long a wait may last (`timeoutMs` of the wait routes): longer than most proxies keep a quiet request, on purpose no longer. */
+export const MAX_WAIT_MS = 120_000;
+export const DEFAULT_WAIT_MS = 30_000;
+/** The longest tag name a wait may name. */
+export const MAX_TAG_CHARS = 200;
+const WAIT_CONDITION_PATTERN = `^(done|tag:.{1,${MAX_TAG_CHARS}})$`;
+const WaitCondition = (description: string) => Type.String({ minLength: 4, maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
+const WaitTimeout = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description });
+
+export const WorkflowWaitQuery = Type.Object(
+  {
+    until: Type.Optional(WaitCondition(
+      'done (the default): until the instance has ended, whatever its status; tag:NAME: until it is in a state tagged NAME (XState state tags)',
+    )),
+    timeoutMs: Type.Optional(WaitTimeout(`How long to wait, in ms; then 408. 0 checks once without waiting. Default ${DEFAULT_WAIT_MS}, at most ${MAX_WAIT_MS}`)),
+  },
+  { additionalProperties: false },
+);
+export type WorkflowWaitQuery = Static<typeof WorkflowWaitQuery>;
+
+export const StartWorkflowQuery = Type.Object(
+  {
+    wait: Type.Optional(WaitCondition(
+      'Answer only once the new instance meets this condition, as GET /v1/workflows/{id}/wait?until= (done, or tag:NAME); absent: answer at once',
+    )),
+    timeoutMs: Type.Optional(WaitTimeout(`With wait: how long to wait, in ms; then 408 (the instance is started all the same). Default ${DEFAULT_WAIT_MS}, at most ${MAX_WAIT_MS}`)),
+  },
+  { additionalProperties: false },
+);
+export type StartWorkflowQuery = Static<typeof StartWorkflowQuery>;
+
 export const WorkflowView = Type.Object({
   id: WorkflowId,
   name: Type.String({ description: 'The workflow\'s name' }),
@@ -706,7 +737,7 @@ export type WorkflowPage = Static<typeof WorkflowPage>;
 
 export const WorkflowEventView = Type.Object({
   seq: Type.Integer({ minimum: 1, description: 'Position in the instance\'s history, from 1' }),
-  type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER or CANCEL'),
+  type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER, CANCEL or MIGRATE (moved to a newer definition version)'),
   at: IsoTime('When it was recorded'),
   data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event, the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
   status: ref(WorkflowStatusSchema),
@@ -780,3 +811,56 @@ export const errorResponses = (...statuses: number[]) => errorsOf([...statuses, 
 
 /** The same for the public routes (health): no key, any Host, no rate limit. */
 export const publicErrorResponses = (...statuses: number[]) => errorsOf(statuses);
+
+// ---------------------------------------------------------------- workflow graph
+
+const WorkflowGraphNodeSchema = Type.Object({
+  id: Type.String({ description: 'The state node\'s id: the machine\'s id and the keys down to it, dot-separated' }),
+  key: Type.String({ description: 'Its key in its parent' }),
+  parent: Nullable(Type.String(), 'The parent node\'s id; null for the root'),
+  type: StringEnum(['atomic', 'compound', 'parallel', 'final', 'history'], 'The node\'s kind'),
+  initial: Nullable(Type.String(), 'A compound state\'s initial child\'s id, else null'),
+  children: Type.Array(Type.String(), { description: 'Its children\'s ids, in the machine\'s order' }),
+  invoke: Type.Array(Type.Object({
+    id: Type.String({ description: 'The invocation\'s id' }),
+    src: Nullable(Type.String(), 'The actor\'s name in setup({ actors }), or null for an inline one'),
+    jobType: Type.String({ description: 'The job type it runs as' }),
+  }), { description: 'Its invocations: a job each, started when the state is entered' }),
+  after: Type.Array(Type.Object({
+    delay: Type.Union([Type.Number(), Type.String()], { description: 'In ms, or the name of a delay of setup({ delays })' }),
+    event: Type.String({ description: 'The event it raises (xstate.after.<delay>.<state>)' }),
+  }), { description: 'Its delayed transitions: durable timers set when it is entered' }),
+  tags: Type.Array(Type.String(), { description: 'Its tags' }),
+  description: Nullable(Type.String(), 'Its description, else null'),
+}, { description: 'A state node of the workflow\'s machine' });
+
+const WorkflowGraphEdgeSchema = Type.Object({
+  source: Type.String({ description: 'The state node the transition is declared on' }),
+  target: Nullable(Type.String(), 'The target node\'s id; null for a transition without target (its actions run, the state stays)'),
+  event: Type.String({ description: 'The event type as XState names it (xstate.done.actor.<id>, xstate.after.<delay>.<state>, ...); empty for always' }),
+  kind: StringEnum(['signal', 'done.actor', 'error.actor', 'done.state', 'after', 'always'], 'How the event comes: a signal, a child\'s end, a state\'s done, a timer, or eventless'),
+  guard: Nullable(Type.String(), 'The guard\'s name (inline for a function); null without guard'),
+  reenter: Type.Boolean({ description: 'Whether it exits and re-enters its target' }),
+}, { description: 'A transition of the workflow\'s machine' });
+
+export const WorkflowGraphView = Type.Object({
+  id: Type.String({ description: 'The instance\'s id' }),
+  name: Type.String({ description: 'The workflow\'s name' }),
+  definitionVersion: Type.Integer({ minimum: 1, description: 'The definition version the instance runs, whose machine this is' }),
+  status: ref(WorkflowStatusSchema),
+  value: Type.Unknown({ description: 'The instance\'s state value' }),
+  active: Type.Array(Type.String(), {
+    description: 'The ids of the state nodes its state value names, the root first (for an instance that ended in error or was cancelled: those it was in then)',
+  }),
+  root: Type.String({ description: 'The root node\'s id' }),
+  nodes: Type.Array(WorkflowGraphNodeSchema, { description: 'Every state node, parents before their children' }),
+  edges: Type.Array(WorkflowGraphEdgeSchema, { description: 'Every transition' }),
+  actors: Type.Array(Type.Object({
+    name: Nullable(Type.String(), 'Its name in setup({ actors }), or null for an inline one'),
+    jobType: Type.String({ description: 'The job type it runs as' }),
+  }), { description: 'Every actor the machine may run, invoked or spawned' }),
+}, { $id: 'WorkflowGraph', description: 'A workflow instance\'s machine (its definition version) as a graph, with the states it is in' });
+export type WorkflowGraphView = Static<typeof WorkflowGraphView>;
+
+/** The named schemas of `GET /v1/workflows/:id/graph`: `app.ts` adds them with the workflow routes. */
+export const WORKFLOW_GRAPH_SCHEMAS: readonly TSchema[] = Object.freeze([WorkflowGraphView]);

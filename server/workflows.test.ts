@@ -5,13 +5,20 @@
  * writes nothing; a cancel cancels the child's job; the history replays;
  * another tenant's instance is a 404; refused bodies write nothing; a
  * repeated start with its idempotencyKey answers the first instance; the
- * list pages newest first. A child's end is delivered as the driver would
- * (`WorkflowService.deliver`), no worker runs.
+ * list pages newest first. A wait (`/wait`, a start with `?wait=`) answers
+ * when its instance ends or reaches a tagged state, met at once or later (a
+ * signal through the API wakes it, a step taken elsewhere is read by its
+ * poll), 408 at its timeout, 412 when the instance ended otherwise, and
+ * stops when the client goes away or the app closes. A child's end is
+ * delivered as the driver would (`WorkflowService.deliver`), no worker runs.
  */
 import assert from 'node:assert/strict';
+import { get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
-import { assign, setup } from 'xstate';
+import { assign, createMachine, setup } from 'xstate';
 import type { ErrorCode } from '../engine/errors.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { WorkflowService } from '../engine/workflows.js';
@@ -49,6 +56,7 @@ const approval = setup({
       on: { SKIP: 'waiting' },
     },
     waiting: {
+      tags: ['approval'],
       on: { APPROVE: { target: 'approved', actions: assign({ approvedBy: ({ event }) => (event as { by?: string }).by ?? null }) } },
       after: { [HOUR]: 'expired' },
     },
@@ -58,7 +66,22 @@ const approval = setup({
   output: ({ context }) => ({ amount: context.amount, approvedBy: context.approvedBy }),
 });
 
-const registry = () => registerDemoHandlers(new HandlerRegistry()).workflow('approval', approval);
+/** Idle until ASK (then in a state tagged approval) or FINISH; APPROVE ends it in a final state tagged paid. No jobs. */
+const gate = createMachine({
+  id: 'gate', initial: 'idle',
+  states: {
+    idle: { on: { ASK: 'asking', FINISH: 'finished' } },
+    asking: { tags: ['approval'], on: { APPROVE: 'approved', FINISH: 'finished' } },
+    approved: { type: 'final', tags: ['paid'] },
+    finished: { type: 'final' },
+  },
+});
+
+/** Ends as it starts: its first state is final. */
+const instant = createMachine({ id: 'instant', initial: 'over', states: { over: { type: 'final' } }, output: () => ({ ok: true }) });
+
+const registry = () => registerDemoHandlers(new HandlerRegistry()).workflow('approval', approval).workflow('gate', gate).workflow('instant', instant);
+const waitFor = (id: string, query = ''): InjectOptions => ({ url: `/v1/workflows/${id}/wait${query ? `?${query}` : ''}` });
 
 const start = (body: unknown): InjectOptions => ({ method: 'POST', url: '/v1/workflows', payload: body as object });
 const signal = (id: string, body: unknown): InjectOptions => ({ method: 'POST', url: `/v1/workflows/${id}/events`, payload: body as object });
@@ -349,10 +372,224 @@ describe('/v1/workflows (SQLite)', () => {
       await plain.close();
     }
     const doc = (await t.app.inject({ url: '/docs/json' })).json() as { paths: Record<string, Record<string, { operationId: string }>> };
-    assert.deepEqual(
-      Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/workflows')).flatMap(([, ops]) => Object.values(ops).map((o) => o.operationId)).sort(),
-      ['cancelWorkflow', 'getWorkflow', 'listWorkflowEvents', 'listWorkflows', 'signalWorkflow', 'startWorkflow', 'verifyWorkflow'],
-    );
+    // The routes of this file (other files may add more under /v1/workflows, e.g. the graph).
+    const served = new Set(Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/workflows')).flatMap(([, ops]) => Object.values(ops).map((o) => o.operationId)));
+    for (const id of ['cancelWorkflow', 'getWorkflow', 'listWorkflowEvents', 'listWorkflows', 'signalWorkflow', 'startWorkflow', 'verifyWorkflow', 'waitWorkflow']) {
+      assert.ok(served.has(id), `${id} is not in the document: ${[...served].join(', ')}`);
+    }
+  });
+});
+
+describe('/v1/workflows waits (SQLite)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp({}, { workflows: registry() });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  const gateStarted = async (): Promise<View> => started(t, { name: 'gate' });
+  /** A request, not awaited, and how long it took once it answers. */
+  const timed = (req: InjectOptions) => {
+    const at = Date.now();
+    return t.app.inject(req).then((r) => ({ r, ms: Date.now() - at }));
+  };
+
+  test('met at once: an ended instance for until=done (the default), one in the tagged state for tag:NAME', async () => {
+    const wf = await gateStarted();
+    assert.equal((await t.app.inject(cancel(wf.id))).statusCode, 200);
+    const { r, ms } = await timed(waitFor(wf.id));
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual([r.json().id, r.json().status], [wf.id, 'cancelled']);
+    assert.ok(ms < 1000, `${ms} ms`);
+    assert.deepEqual(r.json(), await view(t, wf.id), 'the answer is the instance\'s view');
+
+    const asking = await gateStarted();
+    assert.equal((await t.app.inject(signal(asking.id, { type: 'ASK' }))).statusCode, 200);
+    const tagged = await t.app.inject(waitFor(asking.id, 'until=tag:approval&timeoutMs=0'));
+    assert.equal(tagged.statusCode, 200, tagged.body);
+    assert.deepEqual([tagged.json().status, tagged.json().value], ['active', 'asking']);
+  });
+
+  test('met later: a signal from another request wakes the wait at once', async () => {
+    const wf = await gateStarted();
+    const waiting = timed(waitFor(wf.id, 'until=done&timeoutMs=20000'));
+    // The wait reads at about 50, 150, 350, 750, 1250 and 1750 ms: a signal at 1300 ms falls in a long pause,
+    // and an answer well before the next read comes from the wake-up.
+    await sleep(1300);
+    const signalled = Date.now();
+    assert.equal((await t.app.inject(signal(wf.id, { type: 'FINISH' }))).statusCode, 200);
+    const { r, ms } = await waiting;
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual([r.json().status, r.json().value, r.json().version], ['done', 'finished', 2]);
+    assert.ok(ms >= 1300, `${ms} ms`);
+    assert.ok(Date.now() - signalled < 250, `answered ${Date.now() - signalled} ms after the signal`);
+  });
+
+  test('a tag wait: answered when the instance reaches a state with the tag, a final one too; not for another state', async () => {
+    const wf = await gateStarted();
+    const approval = timed(waitFor(wf.id, 'until=tag:approval&timeoutMs=20000'));
+    const paid = timed(waitFor(wf.id, 'until=tag:paid&timeoutMs=20000'));
+    await sleep(100);
+    assert.equal((await t.app.inject(signal(wf.id, { type: 'ASK' }))).statusCode, 200);
+    const a = (await approval).r;
+    assert.equal(a.statusCode, 200, a.body);
+    assert.deepEqual([a.json().status, a.json().value, a.json().accepts], ['active', 'asking', ['APPROVE', 'FINISH']]);
+    // tag:paid still waits: asking is not tagged paid.
+    const stillWaiting = await Promise.race([paid.then(() => 'answered'), sleep(300).then(() => 'waiting')]);
+    assert.equal(stillWaiting, 'waiting');
+    assert.equal((await t.app.inject(signal(wf.id, { type: 'APPROVE' }))).statusCode, 200);
+    const p = (await paid).r;
+    assert.equal(p.statusCode, 200, p.body);
+    assert.deepEqual([p.json().status, p.json().value], ['done', 'approved']);
+  });
+
+  test('met later by a step taken elsewhere (a child\'s end delivered as the driver does): the poll reads it', async () => {
+    const body = { name: 'approval', input: { amount: 4 }, idempotencyKey: 'wait-child-1' };
+    const waiting = timed({ ...start(body), url: '/v1/workflows?wait=tag:approval&timeoutMs=20000' });
+    await sleep(200);
+    // The same start again (no wait) answers the instance the waiting one started: its child is the echo job.
+    const again = await t.app.inject(start(body));
+    assert.equal(again.statusCode, 200, again.body);
+    const wf = again.json() as View;
+    await echoDone(t, wf, { echoed: 4 });
+    const { r } = await waiting;
+    assert.equal(r.statusCode, 201, r.body);
+    assert.equal(r.headers.location, `/v1/workflows/${wf.id}`);
+    assert.deepEqual([r.json().id, r.json().status, r.json().value, r.json().context.echoed], [wf.id, 'active', 'waiting', { echoed: 4 }]);
+  });
+
+  test('408 ATS_ERR_WAIT_TIMEOUT once timeoutMs passed (0: checked once); the instance is as it was', async () => {
+    const wf = await gateStarted();
+    const { r, ms } = await timed(waitFor(wf.id, 'timeoutMs=150'));
+    assert.equal(r.statusCode, 408, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_WAIT_TIMEOUT');
+    assert.match(r.json().message, new RegExp(`${wf.id} did not reach its end within 150 ms; it is active in state "idle"`));
+    assert.ok(ms >= 140 && ms < 2000, `${ms} ms`);
+    const once = await timed(waitFor(wf.id, 'until=tag:approval&timeoutMs=0'));
+    assert.equal(once.r.statusCode, 408, once.r.body);
+    assert.match(once.r.json().message, /a state tagged approval within 0 ms/);
+    assert.ok(once.ms < 500, `${once.ms} ms`);
+    assert.equal((await view(t, wf.id)).version, 1);
+  });
+
+  test('412 ATS_ERR_WAIT_UNMET when the instance ends elsewhere without reaching the tag, and at once for one that has', async () => {
+    const wf = await gateStarted();
+    const waiting = timed(waitFor(wf.id, 'until=tag:approval&timeoutMs=20000'));
+    await sleep(100);
+    // Cancelled through the service (no request of this app: nothing wakes the wait, its poll sees it).
+    assert.equal((await t.workflows!.cancel(wf.id, 'default')).ok, true);
+    const { r } = await waiting;
+    assert.equal(r.statusCode, 412, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_WAIT_UNMET');
+    assert.match(r.json().message, new RegExp(`${wf.id} ended cancelled in state "idle" without reaching a state tagged approval`));
+    // A tag of the state it was cancelled in does not count: a cancelled instance is in no state.
+    const asked = await gateStarted();
+    assert.equal((await t.app.inject(signal(asked.id, { type: 'ASK' }))).statusCode, 200);
+    assert.equal((await t.app.inject(cancel(asked.id))).statusCode, 200);
+    const after = await t.app.inject(waitFor(asked.id, 'until=tag:approval'));
+    assert.equal(after.statusCode, 412, after.body);
+    // Ended in a final state without the tag.
+    const finished = await gateStarted();
+    assert.equal((await t.app.inject(signal(finished.id, { type: 'FINISH' }))).statusCode, 200);
+    assert.equal((await t.app.inject(waitFor(finished.id, 'until=tag:paid&timeoutMs=20000'))).statusCode, 412);
+  });
+
+  test('400 on a bad until, wait or timeoutMs, before anything is written', async () => {
+    const wf = await gateStarted();
+    for (const q of [
+      'until=bogus', 'until=tag:', 'until=Done', 'until=tag', `until=tag:${'t'.repeat(201)}`, 'timeoutMs=-1', 'timeoutMs=120001', 'timeoutMs=1.5',
+      'timeoutMs=abc', 'timeoutMs=', 'other=1',
+    ]) {
+      const r = await t.app.inject(waitFor(wf.id, q));
+      assert.equal(r.statusCode, 400, `${q}: ${r.body}`);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION', q);
+    }
+    const count = async () => ((await t.app.inject({ url: '/v1/workflows?limit=500' })).json().workflows as View[]).length;
+    const before = await count();
+    for (const q of ['wait=bogus', 'timeoutMs=100', 'wait=done&timeoutMs=120001', 'wait=tag:']) {
+      const r = await t.app.inject({ ...start({ name: 'gate' }), url: `/v1/workflows?${q}` });
+      assert.equal(r.statusCode, 400, `${q}: ${r.body}`);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION', q);
+    }
+    assert.match((await t.app.inject({ ...start({ name: 'gate' }), url: '/v1/workflows?timeoutMs=100' })).json().message, /give wait too/);
+    assert.equal(await count(), before, 'a refused start wrote');
+    const unknown = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
+    const none = await t.app.inject(waitFor(unknown, 'timeoutMs=0'));
+    assert.deepEqual([none.statusCode, none.json().code], [404, 'ATS_ERR_WORKFLOW_NOT_FOUND']);
+  });
+
+  test('a start that waits: 201 with the ended instance, 200 for the same start again; 408 and 412 name the instance it started', async () => {
+    const body = { name: 'instant', idempotencyKey: 'wait-instant-1' };
+    const first = await t.app.inject({ ...start(body), url: '/v1/workflows?wait=done&timeoutMs=5000' });
+    assert.equal(first.statusCode, 201, first.body);
+    assert.deepEqual([first.json().status, first.json().value, first.json().output], ['done', 'over', { ok: true }]);
+    assert.equal(first.headers.location, `/v1/workflows/${first.json().id}`);
+    const again = await t.app.inject({ ...start(body), url: '/v1/workflows?wait=done' });
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().id, first.json().id);
+
+    // Not met in time: 408, and the instance is there, active.
+    const late = await t.app.inject({ ...start({ name: 'gate' }), url: '/v1/workflows?wait=done&timeoutMs=100' });
+    assert.equal(late.statusCode, 408, late.body);
+    assert.equal(late.json().code, 'ATS_ERR_WAIT_TIMEOUT');
+    const id = String(late.headers.location).split('/').pop()!;
+    assert.match(late.json().message, new RegExp(`^Workflow instance ${id} was started but did not reach its end within 100 ms; it is active in state "idle"$`));
+    assert.deepEqual([(await view(t, id)).status, (await view(t, id)).value], ['active', 'idle']);
+
+    // Ended without the tag while the start waited: 412.
+    const gateBody = { name: 'gate', idempotencyKey: 'wait-gate-412' };
+    const waiting = t.app.inject({ ...start(gateBody), url: '/v1/workflows?wait=tag:paid&timeoutMs=20000' });
+    await sleep(100);
+    const made = await t.app.inject(start(gateBody));
+    assert.equal(made.statusCode, 200, made.body);
+    assert.equal((await t.app.inject(signal(made.json().id, { type: 'FINISH' }))).statusCode, 200);
+    const unmet = await waiting;
+    assert.equal(unmet.statusCode, 412, unmet.body);
+    assert.deepEqual([unmet.json().code, unmet.headers.location], ['ATS_ERR_WAIT_UNMET', `/v1/workflows/${made.json().id}`]);
+    assert.match(unmet.json().message, /was started but ended done in state "finished" without reaching a state tagged paid$/);
+  });
+
+  test('a wait stops reading when its client goes away', async () => {
+    const wf = await gateStarted();
+    const service = t.workflows!;
+    const get = service.get;
+    let reads = 0;
+    service.get = (id, tenant) => {
+      reads++;
+      return get.call(service, id, tenant);
+    };
+    const other = await buildApp({ ...t.deps });
+    try {
+      await other.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = other.server.address() as AddressInfo;
+      const req = httpGet(`http://127.0.0.1:${port}/v1/workflows/${wf.id}/wait?timeoutMs=60000`);
+      req.on('error', () => undefined);
+      await sleep(700);
+      assert.ok(reads >= 3, `the wait polls: ${reads} reads`);
+      req.destroy();
+      await sleep(200);
+      const seen = reads;
+      await sleep(1200); // more than two of the longest pauses
+      assert.equal(reads, seen, 'the wait went on reading after its client went away');
+    } finally {
+      service.get = get;
+      await other.close();
+    }
+  });
+
+  test('closing the app ends its waits at once: 503 ATS_ERR_NOT_READY', async () => {
+    const wf = await gateStarted();
+    const other = await buildApp({ ...t.deps });
+    const at = Date.now();
+    const waiting = other.inject(waitFor(wf.id, 'timeoutMs=60000'));
+    await sleep(200);
+    await other.close();
+    const r = await waiting;
+    assert.equal(r.statusCode, 503, r.body);
+    assert.deepEqual(r.json(), { code: 'ATS_ERR_NOT_READY', message: 'The server is shutting down' });
+    assert.ok(Date.now() - at < 5000, `${Date.now() - at} ms`);
   });
 });
 
@@ -384,6 +621,8 @@ describe('/v1/workflows with keys: each tenant sees only its own instances', () 
       [{ url: `/v1/workflows/${wf.id}/verify` }, { url: `/v1/workflows/${unknown}/verify` }],
       [signal(wf.id, { type: 'SKIP' }), signal(unknown, { type: 'SKIP' })],
       [cancel(wf.id), cancel(unknown)],
+      [waitFor(wf.id, 'timeoutMs=0'), waitFor(unknown, 'timeoutMs=0')],
+      [waitFor(wf.id, 'until=tag:approval'), waitFor(unknown, 'until=tag:approval')],
     ] as Array<[InjectOptions, InjectOptions]>) {
       const theirs = await injectAs(t, globex, req);
       const none = await injectAs(t, globex, reqUnknown);
@@ -416,6 +655,20 @@ describe('/v1/workflows on MariaDB', () => {
 
   test('start, get, signal (taken and not), events, verify; an ended instance takes nothing', async () => {
     await startSignalGet(t);
+  });
+
+  test('waits: a start that waits for its end, a wait woken by a signal, a 408', async () => {
+    const instantly = await t.app.inject({ ...start({ name: 'instant' }), url: '/v1/workflows?wait=done' });
+    assert.equal(instantly.statusCode, 201, instantly.body);
+    assert.equal(instantly.json().status, 'done');
+    const wf = await started(t, { name: 'gate' });
+    const waiting = t.app.inject(waitFor(wf.id, 'until=tag:approval&timeoutMs=20000'));
+    await sleep(100);
+    assert.equal((await t.app.inject(signal(wf.id, { type: 'ASK' }))).statusCode, 200);
+    const r = await waiting;
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.json().value, 'asking');
+    assert.equal((await t.app.inject(waitFor(wf.id, 'timeoutMs=50'))).statusCode, 408);
   });
 
   test('cancel cancels the child job', async () => {

@@ -7,9 +7,10 @@
  * machine does not take writes nothing and answers 409 with the event types
  * the instance takes now. A step of an instance whose definition version
  * this process has not registered is a 503 (another api process, or this
- * one restarted with it, can take it), never a 500.
+ * one restarted with it, can take it), never a 500. A wait (`/wait`, or a
+ * start with `?wait=`) long-polls the instance (server/workflow-wait.ts).
  */
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { AnyEventObject } from 'xstate';
 import type { Principal } from '../../engine/auth.js';
 import { AtsError, ERRORS } from '../../engine/errors.js';
@@ -20,11 +21,12 @@ import { isUserEventType } from '../../machines/workflow.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
-  DEFAULT_PAGE, described, errorResponses, ref, SignalBody, StartWorkflowBody, WorkflowCancelBody, WorkflowEventList, WorkflowListQuery,
-  WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView,
+  DEFAULT_PAGE, DEFAULT_WAIT_MS, described, errorResponses, ref, SignalBody, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
+  WorkflowEventList, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
+import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
 
 const TAGS = ['workflows'];
 const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal), description) });
@@ -36,13 +38,34 @@ const startSchema = {
     'Starts an instance of a registered workflow (201, with its Location): its machine\'s first step, and the jobs it invokes, in one ' +
     'transaction. With an idempotencyKey, the same key, name and input again answer 200 with the instance the first call started, and the ' +
     'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. A name no workflow is registered under is a 422 ' +
-    'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT.',
+    'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT. With `wait` ' +
+    '(done or tag:NAME), it answers only once the instance meets that condition, as GET /v1/workflows/{id}/wait; a 408 ATS_ERR_WAIT_TIMEOUT or ' +
+    '412 ATS_ERR_WAIT_UNMET then says the condition was not met, and the instance was started all the same: its Location names it.',
   tags: TAGS,
+  querystring: StartWorkflowQuery,
   body: ref(StartWorkflowBody),
   response: {
-    201: described(ref(WorkflowView), 'Started'),
+    201: described(ref(WorkflowView), 'Started (and, with wait, meeting the condition)'),
     200: described(ref(WorkflowView), 'The instance an earlier start with this idempotencyKey started'),
-    ...errorResponses(400, 409, 413, 415, 422),
+    ...errorResponses(400, 408, 409, 412, 413, 415, 422, 503),
+  },
+};
+
+const waitSchema = {
+  operationId: 'waitWorkflow',
+  summary: 'Wait for a workflow instance to end or reach a tagged state',
+  description:
+    'Long-polls the instance: answers 200 with it as soon as it meets `until` — `done` (the default): it has ended, whatever its status; ' +
+    '`tag:NAME`: it is in a state tagged NAME (`tags` on a state node; an instance that ended error or cancelled is in no state). At once ' +
+    'when it meets it already. 408 ATS_ERR_WAIT_TIMEOUT once timeoutMs passed; 412 ATS_ERR_WAIT_UNMET when the instance ended without ' +
+    'meeting it (a tag wait), so that waiting longer cannot help. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: a tag wait on a server that lacks ' +
+    'the definition version the instance runs (it knows its tags); 503 ATS_ERR_NOT_READY: the server is shutting down.',
+  tags: TAGS,
+  params: WorkflowParams,
+  querystring: WorkflowWaitQuery,
+  response: {
+    200: described(ref(WorkflowView), 'The instance, meeting the condition'),
+    ...errorResponses(400, 404, 408, 412, 503),
   },
 };
 
@@ -136,9 +159,35 @@ function refuse(reply: FastifyReply, code: 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED'
 /** The answer to a step that was not taken, other than the machine refusing it. */
 function stepFailure(id: string, r: Exclude<StepResult, { ok: true } | { reason: 'not-accepted' }>): AtsError {
   if (r.reason === 'not-found') return workflowNotFound(id);
-  return new AtsError('ATS_ERR_WORKFLOW_DEFINITION_MISSING', undefined, {
-    cause: new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process`),
-  });
+  return definitionMissing(r.workflow);
+}
+
+const definitionMissing = (wf: WorkflowRecord): AtsError => new AtsError('ATS_ERR_WORKFLOW_DEFINITION_MISSING', undefined, {
+  cause: new Error(`workflow ${wf.name} version ${wf.definitionVersion} is not registered in this process`),
+});
+
+/**
+ * The error of a wait that did not end with its condition met. A client that
+ * went away gets a 408 nobody reads (the request log shows it). `started`:
+ * the instance was started by this request, and stays started whatever the
+ * wait's end.
+ */
+function waitFailure(outcome: Exclude<WaitOutcome, { kind: 'met' }>, id: string, c: WaitCondition, timeoutMs: number, started: boolean): AtsError {
+  // The id and the start first: a message is cut at 300 characters, and a state value can be long.
+  const subject = started ? `Workflow instance ${id} was started but` : `Workflow instance ${id}`;
+  const where = (wf: WorkflowRecord) => `${wf.state.status} in state ${JSON.stringify(wf.state.value)}`;
+  switch (outcome.kind) {
+    case 'timeout':
+      return new AtsError('ATS_ERR_WAIT_TIMEOUT', `${subject} did not reach ${conditionText(c)} within ${timeoutMs} ms; it is ${where(outcome.workflow)}`);
+    case 'unmet':
+      return new AtsError('ATS_ERR_WAIT_UNMET', `${subject} ended ${where(outcome.workflow)} without reaching ${conditionText(c)}`);
+    case 'gone':
+      return workflowNotFound(id);
+    case 'definition-missing':
+      return definitionMissing(outcome.workflow);
+    case 'aborted':
+      return outcome.reason instanceof AtsError ? outcome.reason : new AtsError('ATS_ERR_WAIT_TIMEOUT', 'The client closed the connection while waiting');
+  }
 }
 
 /**
@@ -157,13 +206,48 @@ async function auditCancel(deps: AppDeps, principal: Principal, id: string): Pro
 export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   const service = deps.workflows!;
   const maxDepth = deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
+  const room = new WaitRoom();
+  // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => {
+    closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
+  });
 
-  app.post<{ Body: StartWorkflowBody }>('/v1/workflows', { schema: startSchema }, async (request, reply) => {
+  /**
+   * Waits for `first` to meet `c`, until `timeoutMs`, the client going away
+   * or the app closing; answers the instance when met, else throws the wait's error.
+   */
+  async function waitOn(
+    request: FastifyRequest, reply: FastifyReply, first: WorkflowRecord, c: WaitCondition, timeoutMs: number, started: boolean,
+  ): Promise<WorkflowView> {
+    const stop = new AbortController();
+    const onClosing = () => stop.abort(closing.signal.reason);
+    // 'close' before the answer is written: the connection was lost.
+    const onGone = () => {
+      if (!reply.raw.writableFinished) stop.abort(new Error('the client went away'));
+    };
+    if (closing.signal.aborted) onClosing();
+    closing.signal.addEventListener('abort', onClosing, { once: true });
+    reply.raw.once('close', onGone);
+    try {
+      const outcome = await waitFor({ service, clock: deps.clock, room }, first, request.principal.tenant, c, timeoutMs, stop.signal);
+      if (outcome.kind === 'met') return toWorkflowView(service, outcome.workflow);
+      if (outcome.kind === 'aborted' && outcome.reason instanceof AtsError) reply.header('connection', 'close');
+      throw waitFailure(outcome, first.id, c, timeoutMs, started);
+    } finally {
+      closing.signal.removeEventListener('abort', onClosing);
+      reply.raw.off('close', onGone);
+    }
+  }
+
+  app.post<{ Body: StartWorkflowBody; Querystring: StartWorkflowQuery }>('/v1/workflows', { schema: startSchema }, async (request, reply) => {
     const { name, input, idempotencyKey } = request.body;
+    const { wait, timeoutMs } = request.query;
     checkPayload(input, maxDepth, 'body', 'input');
     if (idempotencyKey?.startsWith(RESERVED_KEY_PREFIX)) {
       throw new AtsError('ATS_ERR_VALIDATION', `body/idempotencyKey must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
     }
+    if (timeoutMs !== undefined && wait === undefined) throw new AtsError('ATS_ERR_VALIDATION', 'querystring/timeoutMs is the timeout of wait: give wait too');
     const r = await service.start({ tenant: request.principal.tenant, name, input: input ?? null, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) });
     if (!r.ok) {
       if (r.reason === 'unknown-workflow') throw new AtsError('ATS_ERR_UNKNOWN_WORKFLOW', `No workflow is registered under the name '${name}'`);
@@ -171,7 +255,15 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
       throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different name or input`);
     }
     reply.header('location', `/v1/workflows/${r.workflow.id}`);
-    return reply.code(r.created ? 201 : 200).send(await toWorkflowView(service, r.workflow));
+    const view = wait === undefined
+      ? await toWorkflowView(service, r.workflow)
+      : await waitOn(request, reply, r.workflow, parseCondition(wait), timeoutMs ?? DEFAULT_WAIT_MS, true);
+    return reply.code(r.created ? 201 : 200).send(view);
+  });
+
+  app.get<{ Params: WorkflowParams; Querystring: WorkflowWaitQuery }>('/v1/workflows/:id/wait', { schema: waitSchema }, async (request, reply) => {
+    const wf = await tenantWorkflow(service, request.params.id, request.principal);
+    return waitOn(request, reply, wf, parseCondition(request.query.until), request.query.timeoutMs ?? DEFAULT_WAIT_MS, false);
   });
 
   app.get<{ Params: WorkflowParams }>('/v1/workflows/:id', { schema: getSchema }, async (request) =>
@@ -188,10 +280,13 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     checkPayload(event, maxDepth, 'body', 'event');
     const { id } = request.params;
     const r = await service.signal(id, request.principal.tenant, event as AnyEventObject);
-    if (r.ok) return toWorkflowView(service, r.workflow);
+    if (r.ok) {
+      room.wake(id);
+      return toWorkflowView(service, r.workflow);
+    }
     if (r.reason === 'not-accepted') {
-      const why = r.workflow.state.status === 'active' ? `in state ${JSON.stringify(r.workflow.state.value)}` : `: the instance is ${r.workflow.state.status}`;
-      return refuse(reply, 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', `${event.type} is not taken ${why}; it takes now: ${r.accepts.length ? r.accepts.join(', ') : 'none'}`, r.accepts);
+      const why = r.workflow.state.status === 'active' ? ` in state ${JSON.stringify(r.workflow.state.value)}` : `: the instance is ${r.workflow.state.status}`;
+      return refuse(reply, 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', `${event.type} is not taken${why}; it takes now: ${r.accepts.length ? r.accepts.join(', ') : 'none'}`, r.accepts);
     }
     throw stepFailure(id, r);
   });
@@ -200,6 +295,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const { id } = request.params;
     const r = await service.cancel(id, request.principal.tenant, request.body?.reason);
     if (r.ok) {
+      room.wake(id);
       await auditCancel(deps, request.principal, id);
       return toWorkflowView(service, r.workflow);
     }

@@ -113,6 +113,19 @@ describe('uiPlugin', () => {
     for (const needle of ['/v1/limits', 'data-limit', 'No limit set']) assert.ok(js.includes(needle), needle);
   });
 
+  test('the page holds the workflows panel, linked from the sections; the bundle reads the instances, their graph and the workflow stream', async () => {
+    const body = (await get('/ui')).body;
+    assert.match(body, /<section id="workflows-section"[^>]*>[\s\S]*<tbody id="workflow-rows"><\/tbody>[\s\S]*<svg id="workflow-graph"/);
+    assert.match(body, /<nav class="sections"[\s\S]*<a href="#workflows-section">Workflows<\/a>[\s\S]*<\/nav>/);
+    for (const id of ['workflow-detail', 'workflow-children', 'workflow-timers', 'workflow-outcome', 'workflow-history', 'workflow-live']) {
+      assert.match(body, new RegExp(`id="${id}"`), id);
+    }
+    const css = (await get('/ui/assets/app.css')).body;
+    for (const rule of ['.wf-box', '[data-active="true"]', '.wf-edge-line']) assert.ok(css.includes(rule), rule);
+    const js = (await get('/ui/assets/app.js')).body;
+    for (const needle of ['/v1/workflows?limit=', '/graph', 'data-wf-state', 'onWorkflow', 'data-open-job']) assert.ok(js.includes(needle), needle);
+  });
+
   test('the browser code builds no markup from strings: job types and payloads reach the page as text', () => {
     const dir = fileURLToPath(new URL('./client/', import.meta.url));
     for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {

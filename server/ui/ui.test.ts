@@ -27,7 +27,8 @@ import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js'
 import { silentLogger } from '../../engine/logger.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { AppPlugin } from '../app.js';
-import type { JobDetail } from '../schemas.js';
+import type { JobDetail, WorkflowView } from '../schemas.js';
+import * as saga from '../../examples/order-saga.js';
 import { startUiServer, type UiServer as Server } from '../../tests/helpers/ui-server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -47,16 +48,16 @@ async function screenshot(page: Page, name: string, opts: { fullPage?: boolean; 
  * Console errors and uncaught exceptions of a page. Chromium logs every HTTP
  * error answer as a console error ("Failed to load resource: ... 409"): a test
  * that provokes one names it with `allow`; `GET /v1/stats/edges`,
- * `GET /v1/schedules`, `GET /v1/workers` and `GET /v1/limits` answering 404 (a
+ * `GET /v1/schedules`, `GET /v1/workers`, `GET /v1/limits` and `GET /v1/workflows` answering 404 (a
  * server without the metrics, an app built without the schedules, the worker
- * registry or the limits) are always allowed, and on a server without
+ * registry, the limits or workflows) are always allowed, and on a server without
  * the stream (`withoutStream`) the failed WebSocket handshakes.
  */
 function watchConsole(page: Page, opts: { withoutStream?: boolean } = {}): { errors: string[]; allow(pattern: RegExp): void } {
   const errors: string[] = [];
   const allowed: RegExp[] = [
     /404 \(Not Found\) @ \S+\/v1\/stats\/edges$/, /404 \(Not Found\) @ \S+\/v1\/schedules$/, /404 \(Not Found\) @ \S+\/v1\/workers$/,
-    /404 \(Not Found\) @ \S+\/v1\/limits$/,
+    /404 \(Not Found\) @ \S+\/v1\/limits$/, /404 \(Not Found\) @ \S+\/v1\/workflows\?limit=\d+$/,
   ];
   // A server without the stream: the page's tries to open it fail (and it polls instead).
   if (opts.withoutStream) allowed.push(/^WebSocket connection to '\S+\/v1\/stream' failed: .*Unexpected response code: 404 @ /);
@@ -1048,6 +1049,97 @@ describe('the inspector shows a running job\'s progress, live', () => {
     await page.locator('#job-search').press('Enter');
     await page.locator('#job-facts').getByText(id).waitFor({ timeout: WAIT_MS });
     assert.equal(await page.locator('#job-progress').isHidden(), true);
+  });
+
+  test('no console error and no script error happened on the page', () => {
+    assert.deepEqual(consoleOf.errors, []);
+  });
+});
+
+describe('the workflows panel follows a running order saga, live', () => {
+  let sched: Awaited<ReturnType<typeof startScheduler>>;
+  let server: Server;
+  let page: Page;
+  let consoleOf: ReturnType<typeof watchConsole>;
+  /** The shipping step waits until the test lets it go on. */
+  let ship: () => void = () => undefined;
+  const shipping = new Promise<void>((resolve) => {
+    ship = resolve;
+  });
+  const getWorkflow = (id: string) => rest<WorkflowView>(server, 'GET', `/v1/workflows/${id}`);
+  async function until(id: string, ok: (w: WorkflowView) => boolean, what: string): Promise<WorkflowView> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const w = await getWorkflow(id);
+      if (ok(w)) return w;
+      assert.ok(Date.now() < deadline, `instance ${id} did not ${what} (it is ${w.status} in ${JSON.stringify(w.value)})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const activeStates = () => page.locator('#workflow-graph [data-wf-state][data-active="true"]')
+    .evaluateAll((els) => els.map((e) => e.getAttribute('data-wf-state') ?? '').sort());
+
+  before(async () => {
+    const registry = registerDemoHandlers(new HandlerRegistry());
+    for (const h of saga.handlers) if (h.type !== 'shipping.book') registry.register(h);
+    registry.register('shipping.book', async (payload) => {
+      await shipping;
+      return { trackingId: `tr-${(payload as { orderId: string }).orderId}` };
+    });
+    saga.register(registry);
+    sched = await startScheduler(registry);
+    server = { app: sched.system.app!, url: sched.url, close: () => sched.close() };
+    page = await browser.context.newPage();
+    consoleOf = watchConsole(page);
+  });
+  after(async () => {
+    ship(); // a failed test leaves no attempt waiting
+    await page?.close();
+    await sched?.close();
+  });
+
+  test('the instance\'s machine with its active states, its children\'s jobs, its history; then its end, from the stream', async () => {
+    const wf = await rest<WorkflowView>(server, 'POST', '/v1/workflows', { name: 'order.fulfil', input: { orderId: 'o-ui', amount: 30 } });
+    const running = await until(wf.id, (w) => JSON.stringify(w.value) === JSON.stringify({ fulfilling: { stock: 'reserved', shipping: 'booking' } })
+      && w.children.some((c) => c.invokeId === 'ship' && c.state === 'running'), 'wait for its shipping job, running');
+    const shipJob = running.children.find((c) => c.invokeId === 'ship')!.jobId;
+
+    await page.goto(server.url + '/ui');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    const row = page.locator(`#workflow-rows tr[data-workflow-id="${wf.id}"]`);
+    await row.waitFor({ timeout: WAIT_MS });
+    assert.equal(await row.getAttribute('data-status'), 'active');
+    await row.click();
+    await page.locator(`#workflow-detail[data-workflow-id="${wf.id}"]`).waitFor({ timeout: WAIT_MS });
+    await page.locator('#workflow-graph [data-wf-state="order.fulfilling.shipping.booking"][data-active="true"]').waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await activeStates(), [
+      'order', 'order.fulfilling', 'order.fulfilling.shipping', 'order.fulfilling.shipping.booking',
+      'order.fulfilling.stock', 'order.fulfilling.stock.reserved',
+    ]);
+    assert.equal(await page.locator('#workflow-graph [data-wf-state]').count(), 14, 'every state of the machine');
+    assert.equal(await page.locator('#workflow-graph [data-wf-state="order.fulfilling"]').getAttribute('data-type'), 'parallel');
+    assert.equal(await page.locator('#workflow-graph [data-invoke="ship"]').getAttribute('data-job-state'), 'running');
+    assert.ok(await page.locator('#workflow-graph [data-wf-edge="order.charging|order.fulfilling"]').count());
+    assert.equal(await page.locator(`#workflow-children tr[data-job-id="${shipJob}"] [data-badge]`).textContent(), 'running');
+    assert.deepEqual(await page.locator('#workflow-history tr[data-seq]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-type'))), ['START', 'CHILD', 'CHILD']);
+    assert.equal(await page.locator('#workflow-outcome').getAttribute('data-kind'), 'running');
+    await page.locator('#workflow-live[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    await screenshot(page, 'workflows', { selector: '#workflows-section' });
+
+    // A child's job opens in the inspector.
+    await page.locator(`#workflow-children button[data-open-job="${shipJob}"]`).click();
+    await page.locator('#job-facts').getByText(shipJob).waitFor({ timeout: WAIT_MS });
+
+    // The shipping job ends: the stream's workflow message brings the step, the saga confirms.
+    ship();
+    await page.locator('#workflow-detail[data-status="done"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('#workflow-graph [data-wf-state="order.confirmed"][data-active="true"]').waitFor({ timeout: WAIT_MS });
+    assert.deepEqual(await activeStates(), ['order', 'order.confirmed']);
+    assert.equal(await page.locator('#workflow-outcome').getAttribute('data-kind'), 'output');
+    assert.match((await page.locator('#workflow-outcome').textContent()) ?? '', /"trackingId": "tr-o-ui"/);
+    assert.equal(await page.locator('#workflow-children tr[data-job-id]').count(), 0);
+    await page.locator(`#workflow-rows tr[data-workflow-id="${wf.id}"][data-status="done"]`).waitFor({ timeout: WAIT_MS });
+    await screenshot(page, 'workflows-done', { selector: '#workflows-section' });
   });
 
   test('no console error and no script error happened on the page', () => {

@@ -9,7 +9,8 @@
  * - path parameters: ids of the caller's tenant, of the other tenant, unknown,
  *   huge, unicode, encoded slashes, prototype names, bad percent-encoding;
  * - query parameters: valid per the schema, wrong types, repeated, huge,
- *   injection strings, prototype names;
+ *   injection strings, prototype names (a wait's `timeoutMs` kept short:
+ *   FUZZ_WAIT_MAX_MS);
  * - bodies valid per the schema (a small JSON-schema-to-arbitrary for the
  *   subset the document uses, with hints where the schema says too little:
  *   cron expressions, time zones, handler types), then mutated: wrong types,
@@ -360,6 +361,35 @@ function queryPairArb(param: { name: string; schema: Schema }, components: Recor
   );
 }
 
+/**
+ * The longest wait a generated request asks for. A wait (`GET
+ * /v1/workflows/{id}/wait`, a start with `wait`) lasts its whole `timeoutMs`
+ * on an instance that never ends, as the fuzz's do, and its default (30 s)
+ * is past the fuzz's hang limit: so a wait always sends `timeoutMs`, and a
+ * valid one is this short. (A nasty value the server takes, `1e3`, waits a
+ * second at most.)
+ */
+export const FUZZ_WAIT_MAX_MS = 50;
+
+/**
+ * The query pairs of a request to `op`: some of its parameters, each valid or
+ * not; a wait's `timeoutMs` always when the request waits (`until`, or `wait`
+ * chosen), capped at FUZZ_WAIT_MAX_MS.
+ */
+function queryPairsArb(op: Operation, components: Record<string, Schema>): fc.Arbitrary<string[]> {
+  const timeout = op.queryParams.find((p) => p.name === 'timeoutMs');
+  const others = op.queryParams.filter((p) => p !== timeout);
+  return fc.subarray(others).chain((picked) => {
+    const arbs = picked.map((p) => queryPairArb(p, components));
+    if (timeout) {
+      const short = queryPairArb({ name: timeout.name, schema: { ...timeout.schema, maximum: FUZZ_WAIT_MAX_MS } }, components);
+      const waits = op.queryParams.some((p) => p.name === 'until') || picked.some((p) => p.name === 'wait');
+      arbs.push(waits ? short : fc.oneof(fc.constant(''), short));
+    }
+    return arbs.length ? fc.tuple(...arbs).map((pairs) => pairs.filter((q) => q !== '')) : fc.constant([] as string[]);
+  });
+}
+
 /** Parameters no route declares. */
 const strayQuery: fc.Arbitrary<string> = fc.oneof(
   fc.constantFrom(
@@ -543,7 +573,7 @@ function pathShapeArb(): fc.Arbitrary<(p: string) => string> {
 function operationArb(op: Operation, world: FuzzWorld, components: Record<string, Schema>): fc.Arbitrary<FuzzRequest> {
   const pathArb = fc.tuple(...op.pathParams.map((p) => pathValueArb(p, op, world, components)));
   const queryArb = fc.tuple(
-    fc.subarray(op.queryParams.map((p) => queryPairArb(p, components))).chain((arbs) => (arbs.length ? fc.tuple(...arbs) : fc.constant([] as string[]))),
+    queryPairsArb(op, components),
     fc.oneof({ weight: 8, arbitrary: fc.constant<string | null>(null) }, { weight: 1, arbitrary: strayQuery }),
   );
   const headerParamArb = fc.tuple(...op.headerParams.map(() => idempotencyArb));

@@ -10,7 +10,9 @@
  *   plus slack (the timeouts are small here: headers 1 s, body 0.5 s, request 2 s);
  * - a request answered with no 2xx writes nothing: the jobs, job_events,
  *   outbox, schedules, limits, api_keys, audit_log, workflows and workflow_events tables keep their row
- *   counts and change markers (versions, newest ids, revocations);
+ *   counts and change markers (versions, newest ids, revocations); but a
+ *   workflow start that waited and answers 408 or 412 with its instance's
+ *   Location has started it, as it says;
  * - no 2xx under /v1 without a working key, none on a read with a key that
  *   cannot read, none on a write with a read-only key, and none that names a
  *   job, key, schedule or workflow of the other tenant;
@@ -340,6 +342,23 @@ function logOf(responses: readonly WireResponse[]): string {
   return lines.length ? `\nserver log:\n  ${lines.join('\n  ')}` : '';
 }
 
+/**
+ * Whether the request was a start that waited and did not see its condition
+ * met (408 ATS_ERR_WAIT_TIMEOUT, 412 ATS_ERR_WAIT_UNMET, with the Location of
+ * the instance): that answer is no 2xx, yet the start was made, as it says.
+ */
+function startedThenWaited(req: FuzzRequest, responses: readonly WireResponse[]): boolean {
+  if (req.op !== 'POST /v1/workflows') return false;
+  return responses.some((r) => {
+    if ((r.status !== 408 && r.status !== 412) || !/^\/v1\/workflows\/[0-9A-Z]{26}$/.test(r.headers.get('location') ?? '')) return false;
+    try {
+      return ['ATS_ERR_WAIT_TIMEOUT', 'ATS_ERR_WAIT_UNMET'].includes((JSON.parse(r.body.toString('utf8')) as { code?: string }).code ?? '');
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Throws when the exchange breaks a rule; `before`/`after` are the fingerprints around it. */
 function check(what: string, res: WireResult, before: string, after: string, opts: { mayWrite?: boolean; access?: string | null } = {}): void {
   const problems: string[] = [];
@@ -393,7 +412,7 @@ test(`${REQUESTS.toLocaleString('en-US')} requests generated from the OpenAPI do
     tally(res);
     for (const r of res.responses) if (is2xx(r)) bump(acceptedByRoute, req.op);
     const now = await fingerprint();
-    check(describeRequest(req), res, prev, now, { access: accessViolation(req, res.responses) });
+    check(describeRequest(req), res, prev, now, { access: accessViolation(req, res.responses), mayWrite: startedThenWaited(req, res.responses) });
     before = now;
     if (++sent % LIVENESS_EVERY === 0) {
       await liveness(describeRequest(req));

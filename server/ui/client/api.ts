@@ -12,6 +12,7 @@ import { storedKey } from './key-gate.js';
 import { isLimitList, type LimitList } from './limits.js';
 import { isScheduleList, type ScheduleList } from './schedules.js';
 import { isWorkerList, type WorkerList } from './workers.js';
+import { isWorkflowGraph, isWorkflowPage, type WorkflowGraphAnswer, type WorkflowPage } from './workflows.js';
 
 export { ApiError };
 export type { EventView, Insights, JobDetail, JobView, ListQuery, MachineGraph, Stats };
@@ -88,6 +89,14 @@ const workers = (): Promise<WorkerList | null> => optionalGet('/v1/workers', isW
 /** `GET /v1/limits`, or null while the server does not have it (an app not given the limit store, or an older server). */
 const limits = (): Promise<LimitList | null> => optionalGet('/v1/limits', isLimitList, 'a list of limits');
 
+/** The newest instances of `GET /v1/workflows`, or null while the server does not have it (an app without workflows, or an older server). */
+const workflows = (limit: number): Promise<WorkflowPage | null> =>
+  optionalGet(`/v1/workflows?limit=${limit}`, isWorkflowPage, 'a page of workflow instances');
+
+/** `GET /v1/workflows/:id/graph`, or null for an instance that is gone (or a server without the route). */
+const workflowGraph = (id: string): Promise<WorkflowGraphAnswer | null> =>
+  optionalGet(`/v1/workflows/${encodeURIComponent(id)}/graph`, isWorkflowGraph, 'a workflow graph');
+
 /** `GET /v1/insights`, or null while the server does not have that endpoint (an older one). */
 async function insights(): Promise<Insights | null> {
   try {
@@ -113,6 +122,10 @@ export const api = {
   schedules,
   workers,
   limits,
+  workflows,
+  workflow: (id: string) => client.getWorkflow(id),
+  workflowEvents: (id: string) => client.workflowEvents(id),
+  workflowGraph,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };
 

@@ -3,7 +3,7 @@
  * Draws the job machine from `GET /v1/machine`, then wires the live counts, the
  * job list, the inspector, the operator's charts and tables, the cron
  * schedules, the workers and the job types no live worker handles, the
- * concurrency and rate limits, the
+ * concurrency and rate limits, the workflow instances, the
  * advisor's insights and anomalies, and the submit form together.
  */
 import { api, ApiError, errorText, type MachineGraph } from './api.js';
@@ -20,6 +20,7 @@ import { startLive, type LiveMode } from './live.js';
 import { createSchedulesView } from './schedules-view.js';
 import { bindSubmitForm } from './submit-form.js';
 import { createWorkersView } from './workers-view.js';
+import { createWorkflowsView } from './workflows-view.js';
 
 const MODE_TEXT: Record<LiveMode, string> = {
   stream: 'live (stream)',
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   const schedules = createSchedulesView(api, () => Date.now());
   const workers = createWorkersView(api, () => Date.now());
   const limits = createLimitsView(api, () => Date.now());
+  const workflows = createWorkflowsView(api, () => Date.now(), (id) => void inspector.open(id));
   const inspector = createInspector({
     api,
     view,
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
       const mine = e.jobId === inspector.jobId;
       view.flash(edgeKey(e.from, e.type, e.to), mine);
       panels.onEvent(e);
+      workflows.onJobEvent(e);
       if (mine) inspector.refreshSoon();
       if (view.heldFlashes) flashNote.textContent = `Live flashes of other jobs are held while you time-travel (${view.heldFlashes} edge${view.heldFlashes === 1 ? '' : 's'} waiting).`;
     },
@@ -126,7 +129,7 @@ async function main(): Promise<void> {
     },
   });
 
-  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start(), workers.start(), limits.start()]);
+  await Promise.all([list.refresh(), panels.start(), insights.start(), schedules.start(), workers.start(), limits.start(), workflows.start()]);
   const linked = jobFromHash();
   if (linked) await inspector.open(linked);
   // A hand-edited address; the inspector's own replaceState fires no hashchange.

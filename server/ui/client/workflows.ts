@@ -1,0 +1,209 @@
+/**
+ * What the workflows panel shows, shaped for display: the recent instances
+ * (`GET /v1/workflows`), and of the one selected its machine with the states
+ * it is in (`GET /v1/workflows/:id/graph`), its children and their jobs'
+ * states, its timers, its outcome and its history
+ * (`GET /v1/workflows/:id/events`). And when the panel reads the selected
+ * instance again: on a stream `workflow` message for it, or a job transition
+ * of one of its children. Pure (no DOM, time passed in): tested under node.
+ *
+ * Workflow names, state keys, invocation ids and event types are strings the
+ * workflow's author chose: shown as text, never keys of a plain object.
+ */
+import type { StreamEventMessage, StreamWorkflowMessage, Workflow, WorkflowEvent, WorkflowPage } from '../../../client/index.js';
+import type { WorkflowGraphEdge, WorkflowGraphNode } from '../../../machines/workflow-graph.js';
+import { dateTime, jsonLine } from './dom.js';
+import { relative } from './insights.js';
+
+export type { Workflow, WorkflowEvent, WorkflowPage };
+
+/** `GET /v1/workflows/:id/graph`: the instance's machine and the state nodes it is in. */
+export interface WorkflowGraphAnswer {
+  id: string;
+  name: string;
+  definitionVersion: number;
+  status: Workflow['status'];
+  value: unknown;
+  active: string[];
+  root: string;
+  nodes: WorkflowGraphNode[];
+  edges: WorkflowGraphEdge[];
+  actors: { name: string | null; jobType: string }[];
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string');
+const STATUSES: ReadonlySet<unknown> = new Set(['active', 'done', 'error', 'cancelled']);
+
+/** Whether a body is an instance as the API shows it (what the panel relies on). */
+export function isWorkflow(v: unknown): v is Workflow {
+  return isObject(v) && typeof v.id === 'string' && typeof v.name === 'string' && STATUSES.has(v.status)
+    && Number.isInteger(v.definitionVersion) && Array.isArray(v.children) && Array.isArray(v.timers)
+    && isTime(v.createdAt) && isTime(v.updatedAt);
+}
+
+/** Whether a body is a page of `GET /v1/workflows`. */
+export function isWorkflowPage(v: unknown): v is WorkflowPage {
+  return isObject(v) && Array.isArray(v.workflows) && v.workflows.every(isWorkflow);
+}
+
+/** Whether a body is the answer of `GET /v1/workflows/:id/graph`. */
+export function isWorkflowGraph(v: unknown): v is WorkflowGraphAnswer {
+  return isObject(v) && typeof v.id === 'string' && typeof v.root === 'string' && isStrings(v.active)
+    && Array.isArray(v.nodes) && v.nodes.every((n) => isObject(n) && typeof n.id === 'string' && isStrings(n.children))
+    && Array.isArray(v.edges) && v.edges.every((e) => isObject(e) && typeof e.source === 'string');
+}
+
+/** `charging`, `fulfilling: stock.reserved, shipping.booking`: a state value on one line. */
+export function valueText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (!isObject(value)) return jsonLine(value);
+  const leaves: string[] = [];
+  const walk = (v: unknown, path: string): void => {
+    if (typeof v === 'string') leaves.push(path ? `${path}.${v}` : v);
+    else if (isObject(v)) {
+      const entries = Object.entries(v);
+      if (entries.length === 0) leaves.push(path);
+      for (const [k, sub] of entries) walk(sub, path ? `${path}.${k}` : k);
+    }
+  };
+  const entries = Object.entries(value);
+  if (entries.length === 1) {
+    const [top, sub] = entries[0]!;
+    walk(sub, '');
+    return leaves.length ? `${top}: ${leaves.join(', ')}` : top;
+  }
+  walk(value, '');
+  return leaves.join(', ');
+}
+
+/** One row of the instances list. */
+export interface WorkflowRow {
+  id: string;
+  name: string;
+  version: number;
+  status: Workflow['status'];
+  state: string;
+  /** Live children: `2 jobs`, or ''. */
+  children: string;
+  updatedAt: string;
+  updatedLocal: string;
+  updatedRelative: string;
+}
+
+export function workflowRows(page: WorkflowPage, now: number): WorkflowRow[] {
+  return page.workflows.map((w) => ({
+    id: w.id, name: w.name, version: w.definitionVersion, status: w.status,
+    state: w.status === 'active' || w.status === 'done' ? valueText(w.value) : `${valueText(w.value)} (when it ended)`,
+    children: w.children.length ? `${w.children.length} job${w.children.length === 1 ? '' : 's'}` : '',
+    updatedAt: w.updatedAt, updatedLocal: dateTime(w.updatedAt), updatedRelative: relative(Date.parse(w.updatedAt), now),
+  }));
+}
+
+/** A live child: its invocation, its job and the job's state now. */
+export interface ChildRow {
+  invokeId: string;
+  jobId: string;
+  jobType: string;
+  /** `unknown` when the job is gone. */
+  state: string;
+}
+
+export function childRows(w: Workflow): ChildRow[] {
+  return w.children.map((c) => ({ invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: c.state ?? 'unknown' }));
+}
+
+/** The child job of each invocation id (a Map: the ids are the author's). */
+export function childByInvoke(w: Workflow): Map<string, ChildRow> {
+  return new Map(childRows(w).map((c) => [c.invokeId, c]));
+}
+
+/** A pending timer: which delay of which state, due when. */
+export interface TimerRow {
+  id: string;
+  /** `after 5 s in order.waiting` for an `after` timer, else its id. */
+  text: string;
+  dueAt: string;
+  dueLocal: string;
+  dueRelative: string;
+}
+
+const AFTER = /^xstate\.after\.([^.]+)\.(.+)$/;
+
+export function timerRows(w: Workflow, now: number): TimerRow[] {
+  return w.timers.map((t) => {
+    const m = AFTER.exec(t.id);
+    const delay = m ? (Number.isNaN(Number(m[1])) ? m[1]! : `${Number(m[1]) / 1000} s`) : '';
+    return {
+      id: t.id, text: m ? `after ${delay} in ${m[2]}` : t.id,
+      dueAt: t.dueAt, dueLocal: dateTime(t.dueAt), dueRelative: relative(Date.parse(t.dueAt), now),
+    };
+  });
+}
+
+/** What the instance ended with, or null while it runs. */
+export function outcomeOf(w: Workflow): { kind: 'output' | 'error' | 'cancelled'; value: unknown } | null {
+  if (w.status === 'done') return { kind: 'output', value: w.output };
+  if (w.status === 'error') return { kind: 'error', value: w.error };
+  if (w.status === 'cancelled') return { kind: 'cancelled', value: w.error ?? null };
+  return null;
+}
+
+/** One step of the history. */
+export interface HistoryRow {
+  seq: number;
+  type: string;
+  at: string;
+  atLocal: string;
+  status: string;
+  /** What entered: the signal's type, the child's end, the timer, the versions of a move. */
+  what: string;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** A history event's `data` as a short line (the full JSON goes in a tooltip). */
+export function eventSummary(e: Pick<WorkflowEvent, 'type' | 'data'>): string {
+  const d = isObject(e.data) ? e.data : {};
+  switch (e.type) {
+    case 'START':
+      return d.input === undefined ? 'started' : `started with ${jsonLine(d.input, 80)}`;
+    case 'SIGNAL': {
+      const ev = isObject(d.event) ? d.event : {};
+      return `signal ${text(ev.type) ?? '?'}`;
+    }
+    case 'CHILD': {
+      const outcome = isObject(d.outcome) ? d.outcome : {};
+      const job = text(d.jobId);
+      return `child job ${job ?? '?'} ${text(outcome.state) ?? 'ended'}`;
+    }
+    case 'TIMER': {
+      const id = text(d.timerId) ?? text(d.id) ?? (isObject(d.timer) ? text(d.timer.id) : undefined);
+      return id ? `timer ${id}` : 'timer';
+    }
+    case 'CANCEL':
+      return text(d.reason) ? `cancelled: ${text(d.reason)}` : 'cancelled';
+    case 'MIGRATE':
+      return `moved from version ${String(d.from ?? '?')} to ${String(d.to ?? '?')}`;
+    default:
+      return jsonLine(e.data, 80);
+  }
+}
+
+export function historyRows(events: readonly WorkflowEvent[]): HistoryRow[] {
+  return events.map((e) => ({ seq: e.seq, type: e.type, at: e.at, atLocal: dateTime(e.at), status: e.status, what: eventSummary(e) }));
+}
+
+/** Whether a stream `workflow` message concerns the selected instance (read it again). */
+export const concernsWorkflow = (m: Pick<StreamWorkflowMessage, 'workflowId'>, selected: string | null): boolean => selected !== null && m.workflowId === selected;
+
+/** Whether a job transition is of one of the selected instance's live children (their states are shown). */
+export function concernsChild(e: Pick<StreamEventMessage, 'jobId'>, selected: Workflow | null): boolean {
+  return selected !== null && selected.children.some((c) => c.jobId === e.jobId);
+}
+
+/** The state node ids to mark active: none for an instance that ended in error or was cancelled (it is in no state). */
+export function highlighted(graph: Pick<WorkflowGraphAnswer, 'active' | 'status'>): Set<string> {
+  return new Set(graph.status === 'active' || graph.status === 'done' ? graph.active : []);
+}
