@@ -23,6 +23,7 @@ const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCo
 const workersCommand = lazy(() => import('./commands/workers.js'), 'workersCommand');
 const limitsCommand = lazy(() => import('./commands/limits.js'), 'limitsCommand');
 const keysCommand = lazy(() => import('./commands/keys.js'), 'keysCommand');
+const workflowCommand = lazy(() => import('./commands/workflows.js'), 'workflowCommand');
 
 export const COMMANDS: Record<string, { run: Command; help: string }> = {
   start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
@@ -34,6 +35,7 @@ export const COMMANDS: Record<string, { run: Command; help: string }> = {
   redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
   insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
   schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
+  workflow: { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|verify ...  workflow instances ("ats workflow --help")' },
   workers: { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' },
   limits: { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' },
   keys: { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' },
