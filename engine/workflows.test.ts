@@ -1,7 +1,8 @@
 /**
  * The workflow service on the SQLite store: versions side by side, and a
  * migration moving a live instance at its next step (a MIGRATE in its
- * history, which `verify` replays across the move), or on demand.
+ * history, which `verify` replays across the move), or on demand. And the
+ * driver's order of deliveries.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -10,7 +11,10 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { job } from '../machines/workflow.js';
 import { HandlerRegistry } from './handlers.js';
 import { systemClock, ulidIds } from './system.js';
-import { WorkflowService } from './workflows.js';
+import { silentLogger } from './logger.js';
+import { CHILD_ENDED_KIND, KIND_HEADER, type ChildEndedMessage } from './messages.js';
+import type { EventLog, LogRecord } from './ports.js';
+import { WorkflowDriver, WorkflowService } from './workflows.js';
 
 const machine = (version: number) => setup({
   types: { context: {} as { n: number } },
@@ -85,5 +89,42 @@ describe('workflow versions', () => {
     assert.equal((await service.migrate(a.workflow.id, 'default')).ok, false, 'already on the newest');
     assert.equal((await service.migrate(a.workflow.id, 'other-tenant')).ok, false);
     await store.close();
+  });
+});
+
+describe('the workflow driver', () => {
+  it('delivers one instance\'s ends in order, one at a time, and different instances\' at once', async () => {
+    let handle: ((records: LogRecord[], info: { behind: number }) => Promise<void>) | null = null;
+    const log = { consume: async (o: { handle: typeof handle }) => ((handle = o.handle), { stop: async () => undefined }) } as unknown as EventLog;
+    const inFlight = new Map<string, number>();
+    let most = 0;
+    let overlapped = false;
+    const order: string[] = [];
+    const service = {
+      deliver: async (m: ChildEndedMessage) => {
+        const n = (inFlight.get(m.workflowId) ?? 0) + 1;
+        inFlight.set(m.workflowId, n);
+        most = Math.max(most, n);
+        if ([...inFlight.values()].filter((v) => v > 0).length > 1) overlapped = true;
+        await new Promise((r) => setTimeout(r, 5));
+        order.push(`${m.workflowId}:${m.jobId}`);
+        inFlight.set(m.workflowId, n - 1);
+        return true;
+      },
+      fireDueTimers: async () => 0,
+    } as unknown as WorkflowService;
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger: silentLogger }, { pollMs: 60_000, batchSize: 10 });
+    await driver.start();
+    const record = (workflowId: string, jobId: string): LogRecord => ({
+      topic: 'ats.workflows', partition: 0, offset: '0', key: workflowId,
+      value: JSON.stringify({ workflowId, invokeId: 'x', jobId, state: 'done', result: null, at: 1, tenant: 'default' }),
+      headers: { [KIND_HEADER]: CHILD_ENDED_KIND, 'ats-schema': '1' },
+    });
+    await handle!([record('a', '1'), record('b', '1'), record('a', '2'), record('b', '2'), record('a', '3')], { behind: 0 });
+    await driver.stop();
+    assert.equal(most, 1, 'never two ends of one instance at once');
+    assert.ok(overlapped, 'two instances were delivered to at once');
+    assert.deepEqual(order.filter((o) => o.startsWith('a:')), ['a:1', 'a:2', 'a:3']);
+    assert.deepEqual(order.filter((o) => o.startsWith('b:')), ['b:1', 'b:2']);
   });
 });

@@ -408,6 +408,29 @@ export interface WorkflowDriverOptions {
   pollMs: number;
   /** Timers fired per query. @defaultValue 100 */
   batchSize: number;
+  /** Instances whose children's ends one batch of records delivers at once. @defaultValue DELIVERY_CONCURRENCY */
+  deliveryConcurrency?: number;
+}
+
+/** Deliveries to different instances in flight at once, per batch of records. */
+export const DELIVERY_CONCURRENCY = 16;
+
+/** Runs `fn` over `items`, at most `limit` at once; rejects with the first failure once the others settled. */
+async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const failures: unknown[] = [];
+  const lane = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failures.length > 0) throw failures[0];
 }
 
 /**
@@ -433,6 +456,8 @@ export class WorkflowDriver {
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
       handle: async (records) => {
+        // One instance's ends in order; different instances' at once (each is its own transaction).
+        const byInstance = new Map<string, ChildEndedMessage[]>();
         for (const record of records) {
           if (record.headers[KIND_HEADER] !== CHILD_ENDED_KIND || !readableSchema(record.headers)) continue;
           let msg: ChildEndedMessage;
@@ -442,8 +467,13 @@ export class WorkflowDriver {
             logger.error('workflows: a child-ended message is not JSON; skipped', { ...errorFields(err), offset: record.offset });
             continue;
           }
-          await service.deliver(msg);
+          const list = byInstance.get(msg.workflowId);
+          if (list) list.push(msg);
+          else byInstance.set(msg.workflowId, [msg]);
         }
+        await inParallel([...byInstance.values()], this.opts.deliveryConcurrency ?? DELIVERY_CONCURRENCY, async (msgs) => {
+          for (const msg of msgs) await service.deliver(msg);
+        });
       },
     });
     this.loop.start();
