@@ -247,7 +247,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const workflowDriver = has('timers')
-    ? new WorkflowDriver({ log, service: workflows, clock, logger }, { pollMs: config.timers.pollMs, batchSize: 100 })
+    // The in-process log forgets what it held at a restart: sweep every active instance before consuming.
+    ? new WorkflowDriver({ log, service: workflows, clock, logger }, { pollMs: config.timers.pollMs, batchSize: 100, sweepAtStart: !config.kafkaBrokers })
     : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 

@@ -651,6 +651,12 @@ export interface WorkflowStore {
   /** Timers of every instance due at or before `now`, soonest first. */
   dueWorkflowTimers(now: number, limit: number): Promise<DueWorkflowTimer[]>;
   /**
+   * Every tenant's active instances last stepped at or before `updatedBefore`,
+   * least recently first (by updatedAt, then id), after the position `after`,
+   * at most `limit`.
+   */
+  quietActiveWorkflows(updatedBefore: number, limit: number, after?: { updatedAt: number; id: string }): Promise<{ id: string; updatedAt: number }[]>;
+  /**
    * Every instance's events after a global position (`workflow_events.id`),
    * in id order, with their instance's name and tenant (the WebSocket
    * stream's tail and replay). Only committed rows are seen, so the ids may

@@ -10,7 +10,8 @@ import { assign, setup } from 'xstate';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { job } from '../machines/workflow.js';
 import { HandlerRegistry } from './handlers.js';
-import { systemClock, ulidIds } from './system.js';
+import { mathRandom, systemClock, ulidIds } from './system.js';
+import { TransitionService } from './transitions.js';
 import { silentLogger } from './logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, type ChildEndedMessage } from './messages.js';
 import type { EventLog, LogRecord } from './ports.js';
@@ -126,5 +127,42 @@ describe('the workflow driver', () => {
     assert.ok(overlapped, 'two instances were delivered to at once');
     assert.deepEqual(order.filter((o) => o.startsWith('a:')), ['a:1', 'a:2', 'a:3']);
     assert.deepEqual(order.filter((o) => o.startsWith('b:')), ['b:1', 'b:2']);
+  });
+});
+
+describe('workflows the log or the registry failed', () => {
+  it('sweep delivers a child\'s end the log lost (the embedded log after a restart); a second sweep changes nothing', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const jobId = started.workflow.state.children[0]!.jobId;
+    // The child ends; its child-ended message sits in the outbox and is never delivered (the log lost it).
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    assert.deepEqual((await store.getWorkflow(started.workflow.id))!.state.children.map((c) => c.jobId), [jobId]);
+    const first = await service.sweep(Date.now(), 10);
+    assert.equal(first.applied, 1);
+    const after = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual(after.state.children, [], 'the instance heard of its child\'s end');
+    assert.deepEqual((await store.getWorkflowEvents(after.id)).map((e) => e.type), ['START', 'CHILD']);
+    assert.equal((await service.sweep(Date.now(), 10)).applied, 0);
+    assert.deepEqual(await service.verify(after), { ok: true, events: 2 });
+    await store.close();
+  });
+
+  it('an instance whose definition version is gone can still be cancelled, and its signals answer definition-missing', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    // A registry without version 1, on the same database.
+    const other = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('counter', machine(2), { version: 2 }) });
+    const signal = await other.signal(started.workflow.id, 'default', { type: 'ADD' });
+    assert.equal(signal.ok === false && signal.reason, 'definition-missing');
+    const cancelled = await other.cancel(started.workflow.id, 'default', 'retired');
+    assert.ok(cancelled.ok && cancelled.workflow.state.status === 'cancelled');
+    assert.equal((await store.getJob(started.workflow.state.children[0]!.jobId))?.snapshot.value, 'cancelled');
+    assert.deepEqual(await service.verify(cancelled.workflow), { ok: true, events: 2 }, 'a process that has version 1 replays it');
+    await store.close();
   });
 });

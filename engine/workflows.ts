@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, startWorkflow, isUserEventType, WorkflowDefinitionError,
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, startWorkflow, isUserEventType,
   type ChildOutcome, type JobStart, type WorkflowDefinition,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
@@ -163,7 +163,11 @@ export class WorkflowService {
     const outcome: ChildOutcome = msg.state === 'done' ? { state: 'done', result: msg.result ?? null } : { state: msg.state, error: msg.error ?? null };
     const r = await this.step(msg.workflowId, null, { type: 'CHILD', jobId: msg.jobId, outcome });
     if (!r.ok && r.reason === 'definition-missing') {
-      throw new Error(`workflow ${r.workflow.name} version ${r.workflow.definitionVersion} is not registered in this process: ${msg.jobId}'s end waits for it`);
+      // Not thrown: the other instances of the log's partition go on. The instance still holds the child,
+      // so the sweep of a process that has the version delivers this end (`sweep`).
+      this.deps.logger?.warn('workflows: a child ended for a definition version this process has not registered; the sweep of a process that has it delivers it', {
+        workflowId: msg.workflowId, name: r.workflow.name, version: r.workflow.definitionVersion, jobId: msg.jobId,
+      });
     }
     return r.ok;
   }
@@ -171,16 +175,46 @@ export class WorkflowService {
   /** Fires timers due now, at most `limit`; returns how many were due (each fires once: the instance drops it). */
   async fireDueTimers(limit: number): Promise<number> {
     const due = await this.deps.store.dueWorkflowTimers(this.deps.clock.now(), limit);
+    let fired = 0;
     for (const t of due) {
       const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
-      // Its timer waits for a process that has the version; the other instances' timers go on.
+      // Its timer waits for a process that has the version (not counted: no busy loop over it); the others go on.
       if (!r.ok && r.reason === 'definition-missing') {
         this.deps.logger?.warn('workflows: a timer is due for a definition version this process has not registered; it waits', {
           workflowId: t.workflowId, name: r.workflow.name, version: r.workflow.definitionVersion, timerId: t.timerId,
         });
+      } else {
+        fired++;
       }
     }
-    return due.length;
+    return fired;
+  }
+
+  /**
+   * Delivers again the ends of children that ended while their instance did
+   * not hear of it: the in-process log forgets what it held when the process
+   * ends, and a Kafka topic may have dropped a message past its retention.
+   * Looks at up to `limit` active instances not stepped since
+   * `updatedBefore`; each child whose job has ended (or is gone) is delivered
+   * as the job stands now. Fenced by job id like any delivery, so a child
+   * whose end was applied meanwhile changes nothing. Returns how many ends
+   * were applied, and the position to go on from (null: no more).
+   */
+  async sweep(
+    updatedBefore: number, limit: number, after?: { updatedAt: number; id: string },
+  ): Promise<{ applied: number; last: { updatedAt: number; id: string } | null }> {
+    const { store } = this.deps;
+    let applied = 0;
+    const quiet = await store.quietActiveWorkflows(updatedBefore, limit, after);
+    for (const { id } of quiet) {
+      const wf = await store.getWorkflow(id);
+      for (const child of wf?.state.children ?? []) {
+        const job = await store.getJob(child.jobId);
+        const msg = endedChild(wf!, child.invokeId, child.jobId, job);
+        if (msg && (await this.deliver(msg))) applied++;
+      }
+    }
+    return { applied, last: quiet.length < limit ? null : quiet.at(-1)! };
   }
 
   /**
@@ -235,39 +269,45 @@ export class WorkflowService {
     return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf) => {
       if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } };
       const def = this.definitionOf(wf);
-      if (!def) return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
       const jobIds: string[] = [];
       const newJobId = (_invokeId: string, index: number) => {
         while (drawn.length <= index) drawn.push(this.deps.ids.jobId());
         jobIds.push(drawn[index]!);
         return drawn[index]!;
       };
+      // A migration needs only the new version: an instance whose own version is gone can still move.
       const next = migrateFirst ? this.nextVersion(wf) : undefined;
       let r: WorkflowStep;
       let recordedInput: HistoryInput;
       let moved: WorkflowStep | null = null;
       if (next) {
         try {
-          moved = migrateWorkflow(def, next, wf.state, newJobId);
+          moved = migrateWorkflow(wf.definitionVersion, next, wf.state, newJobId);
         } catch (err) {
           // A migration that cannot move this instance leaves it on its version: the event still goes
           // to the machine it runs (on demand, `migrate` reports the failure).
-          if (!(err instanceof WorkflowDefinitionError) || input === null) throw err;
+          if (input === null) throw err;
           this.deps.logger?.warn('workflows: a migration cannot move this instance; it stays on its version', {
-            workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: err.message,
+            workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: (err as Error).message,
           });
         }
       }
       if (next && moved) {
         r = moved;
         recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version };
+      } else if (input?.type === 'CANCEL') {
+        // A cancel needs no definition: an instance whose version is gone can still be ended.
+        r = cancelWorkflow(wf.state);
+        recordedInput = input;
+      } else if (!def) {
+        return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
       } else if (input === null) {
-        return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } };
+        return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
       } else {
         r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
         recordedInput = input;
       }
-      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: acceptedEvents(def, wf.state) } };
+      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
       const version = wf.version + 1;
       const workflow: WorkflowRecord = {
         ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
@@ -331,7 +371,12 @@ export class WorkflowService {
   /** The event types the instance takes now (empty once it ended, or without its definition). */
   accepts(wf: WorkflowRecord): string[] {
     const def = this.definitionOf(wf);
-    return def ? acceptedEvents(def, wf.state) : [];
+    try {
+      return def ? acceptedEvents(def, wf.state) : [];
+    } catch {
+      // A stored state the registered definition does not have (one changed under the same version).
+      return [];
+    }
   }
 
   /**
@@ -376,6 +421,23 @@ function firstVersion(events: readonly WorkflowEventRecord[], now: number): numb
 /** Says a step moved the instance to a newer version (the caller steps again). */
 const MIGRATED = Symbol('migrated');
 
+/** The end of a child job as it stands now, as its `child-ended` message would say; null while it is live. */
+function endedChild(wf: WorkflowRecord, invokeId: string, jobId: string, job: JobRecord | null): ChildEndedMessage | null {
+  const base = { workflowId: wf.id, invokeId, jobId, tenant: wf.tenant };
+  if (!job) return { ...base, state: 'cancelled', error: { message: 'the job is gone (deleted)', name: 'Cancelled' }, at: wf.updatedAt };
+  const c = job.snapshot.context;
+  switch (job.snapshot.value) {
+    case 'done':
+      return { ...base, state: 'done', result: c.result ?? null, at: job.updatedAt };
+    case 'dead':
+      return { ...base, state: 'dead', error: c.lastError, at: job.updatedAt };
+    case 'cancelled':
+      return { ...base, state: 'cancelled', error: { message: c.cancelReason ?? 'cancelled', name: 'Cancelled' }, at: job.updatedAt };
+    default:
+      return null;
+  }
+}
+
 function recorded(e: WorkflowEventRecord): { input: HistoryInput; at: number; jobIds: string[] } {
   const { jobIds, ...input } = e.data as HistoryInput & { jobIds: string[] };
   return { input: input as HistoryInput, at: e.at, jobIds };
@@ -410,7 +472,14 @@ export interface WorkflowDriverOptions {
   batchSize: number;
   /** Instances whose children's ends one batch of records delivers at once. @defaultValue DELIVERY_CONCURRENCY */
   deliveryConcurrency?: number;
+  /** How often to sweep for children's ends the log lost (WorkflowService.sweep), over instances quiet this long. @defaultValue 60000 */
+  sweepMs?: number;
+  /** Sweep every active instance before consuming (the in-process log: nothing survives a restart). @defaultValue false */
+  sweepAtStart?: boolean;
 }
+
+/** Instances one sweep query looks at. */
+const SWEEP_BATCH = 500;
 
 /** Deliveries to different instances in flight at once, per batch of records. */
 export const DELIVERY_CONCURRENCY = 16;
@@ -442,8 +511,17 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
 export class WorkflowDriver {
   private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
     clock: this.deps.clock, logger: this.deps.logger, failure: 'workflows: timer pass failed', pollMs: this.opts.pollMs,
-    pass: async () => (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize,
+    pass: async () => {
+      const now = this.deps.clock.now();
+      const sweepMs = this.opts.sweepMs ?? 60_000;
+      if (now - this.lastSweep >= sweepMs) {
+        this.lastSweep = now;
+        await this.sweep(now - sweepMs);
+      }
+      return (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize;
+    },
   }));
+  private lastSweep = 0;
   private subscription: Subscription | null = null;
 
   constructor(
@@ -451,8 +529,25 @@ export class WorkflowDriver {
     private readonly opts: WorkflowDriverOptions = { pollMs: 250, batchSize: 100 },
   ) {}
 
+  /** Sweeps every instance quiet since `updatedBefore`, SWEEP_BATCH at a time; logs what it applied. */
+  private async sweep(updatedBefore: number): Promise<void> {
+    let applied = 0;
+    let after: { updatedAt: number; id: string } | undefined;
+    for (;;) {
+      const r = await this.deps.service.sweep(updatedBefore, SWEEP_BATCH, after);
+      applied += r.applied;
+      if (!r.last) break;
+      after = r.last;
+    }
+    if (applied > 0) this.deps.logger.info('workflows: delivered children\'s ends the log had lost', { applied });
+  }
+
   async start(): Promise<void> {
     const { log, service, logger } = this.deps;
+    if (this.opts.sweepAtStart) {
+      this.lastSweep = this.deps.clock.now();
+      await this.sweep(this.lastSweep);
+    }
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
       handle: async (records) => {

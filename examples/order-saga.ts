@@ -5,8 +5,9 @@
  * An order saga: charge the card, then reserve the stock and book the
  * shipping in parallel, then confirm. When a step after the charge fails
  * (here: shipping to a country it does not serve), the saga undoes what
- * succeeded, in reverse: it releases the stock if it was reserved, then
- * refunds the charge. Every step is a job with its own retries; the
+ * succeeded, in reverse: it releases whatever stock the order holds, then
+ * refunds the charge. A refund that fails after its retries ends the order
+ * `unresolved`, for a person to settle. Every step is a job with its own retries; the
  * workflow's state, its children and its history are in the database.
  */
 import { assign, setup } from 'xstate';
@@ -34,7 +35,7 @@ export const orderSaga = setup({
     charge: job<{ chargeId: string }, { orderId: string; amount: number }>('payment.charge'),
     reserve: job<{ reservationId: string }, { orderId: string }>('stock.reserve'),
     ship: job<{ trackingId: string }, { orderId: string; country: string }>('shipping.book', { maxAttempts: 2 }),
-    release: job<unknown, { reservationId: string }>('stock.release'),
+    release: job<unknown, { orderId: string }>('stock.release'),
     refund: job<unknown, { chargeId: string; amount: number }>('payment.refund'),
   },
 }).createMachine({
@@ -87,15 +88,22 @@ export const orderSaga = setup({
         'xstate.error.actor.ship': { target: 'releasing', actions: assign({ failure: ({ event }) => errorMessage(event.error) }) },
       },
     },
+    // Release whatever stock the order holds: the reservation may have been made although its end had
+    // not arrived when the failure did (its job was then cancelled too late). Releasing nothing is fine.
     releasing: {
-      always: { guard: ({ context }) => context.reservationId === null, target: 'refunding' },
-      invoke: { id: 'release', src: 'release', input: ({ context }) => ({ reservationId: context.reservationId ?? '' }), onDone: 'refunding' },
+      invoke: { id: 'release', src: 'release', input: ({ context }) => ({ orderId: context.orderId }), onDone: 'refunding', onError: 'refunding' },
     },
     refunding: {
-      invoke: { id: 'refund', src: 'refund', input: ({ context }) => ({ chargeId: context.chargeId ?? '', amount: context.amount }), onDone: 'refunded' },
+      invoke: {
+        id: 'refund', src: 'refund', input: ({ context }) => ({ chargeId: context.chargeId ?? '', amount: context.amount }),
+        onDone: 'refunded',
+        // The charge could not be refunded after every retry: the order ends here for a person to settle.
+        onError: { target: 'unresolved', actions: assign({ failure: ({ context, event }) => `${context.failure}; refund failed: ${errorMessage(event.error)}` }) },
+      },
     },
     confirmed: { type: 'final' },
     refunded: { type: 'final' },
+    unresolved: { type: 'final' },
     failed: { type: 'final' },
   },
   output: ({ context }) => ({
@@ -121,8 +129,8 @@ export const handlers = [
     },
   }),
   defineHandler('stock.release', {
-    payload: Type.Object({ reservationId: Type.String() }),
-    run: async (p) => ({ released: p.reservationId }),
+    payload: Type.Object({ orderId: Type.String() }),
+    run: async (p) => ({ released: `rs-${p.orderId}` }),
   }),
   defineHandler('payment.refund', {
     payload: Type.Object({ chargeId: Type.String(), amount: Type.Number() }),

@@ -62,7 +62,7 @@ describe('moving an instance to the next version', () => {
     const reminded = stepWorkflow(v1, s, { type: 'REMIND' }, 1, ids('b'));
     assert.ok(reminded.ok);
     s = reminded.next;
-    const r = migrateWorkflow(v1, v2, s, ids('m'));
+    const r = migrateWorkflow(1, v2, s, ids('m'));
     assert.ok(r.ok);
     assert.deepEqual(r.next.value, { pending: { notifying: {}, auditing: {} } });
     assert.deepEqual(r.next.context, { asks: 1, reminders: 1 });
@@ -81,12 +81,12 @@ describe('moving an instance to the next version', () => {
       children: [{ invokeId: 'archive', jobId: 'j-archive', jobType: 'approval.archive' }],
     };
     const toApproved = defineWorkflow('approval', v2Machine, { version: 2, migrate: { from: 1, state: () => ({ value: 'approved', context: {} }) } });
-    const r = migrateWorkflow(v1, toApproved, archiving, ids('m'));
+    const r = migrateWorkflow(1, toApproved, archiving, ids('m'));
     assert.ok(r.ok);
     assert.equal(r.next.status, 'done');
     assert.deepEqual(r.effects.cancel.map((c) => c.jobId), ['j-archive']);
     const nowhere = defineWorkflow('approval', v2Machine, { version: 2, migrate: { from: 1, state: () => ({ value: 'limbo', context: {} }) } });
-    assert.throws(() => migrateWorkflow(v1, nowhere, archiving, ids('m')), /gives "limbo", not a state of version 2/);
+    assert.throws(() => migrateWorkflow(1, nowhere, archiving, ids('m')), /gives "limbo", not a state of version 2/);
   });
 
   it('checks a migration against every state the old version reaches, and names those it cannot move', () => {
@@ -117,7 +117,7 @@ describe('moving an instance to the next version', () => {
 
   it('replays a history across a move: the old machine before it, the new one after', () => {
     const s0 = startWorkflow(v1, undefined, 0, ids('a')).next;
-    const moved = migrateWorkflow(v1, v2, s0, ids('m'));
+    const moved = migrateWorkflow(1, v2, s0, ids('m'));
     assert.ok(moved.ok);
     const approved = stepWorkflow(v2, moved.next, { type: 'APPROVE' }, 5, ids('c'));
     assert.ok(approved.ok);

@@ -22,7 +22,7 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, applyWorkflowEvent, jobTypeFor, persistSnapshot, startWorkflow, WorkflowDefinitionError,
+  activeInvokeIds, applyWorkflowEvent, asStored, jobTypeFor, persistSnapshot, startWorkflow, WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
 } from './workflow.js';
@@ -57,15 +57,24 @@ function inlineLogic(node: NodeLike, i: number): unknown {
  * state value the new machine does not have.
  */
 export function migrateWorkflow(
-  from: WorkflowDefinition, to: WorkflowDefinition, current: PersistedWorkflow,
+  fromVersion: number, to: WorkflowDefinition, current: PersistedWorkflow,
   newJobId: (invokeId: string, index: number) => string,
 ): WorkflowStep {
   if (current.status !== 'active') return { ok: false };
-  if (!to.migrate || to.migrate.from !== from.version) {
-    throw new WorkflowDefinitionError(`workflow ${to.name} version ${to.version} has no migration from version ${from.version}`);
+  if (!to.migrate || to.migrate.from !== fromVersion) {
+    throw new WorkflowDefinitionError(`workflow ${to.name} version ${to.version} has no migration from version ${fromVersion}`);
   }
-  const where = `workflow ${to.name}: the migration from version ${from.version} to ${to.version}`;
-  const moved = to.migrate.state({ value: current.value, context: structuredClone(current.context) });
+  const where = `workflow ${to.name}: the migration from version ${fromVersion} to ${to.version}`;
+  try {
+    return moveTo(to, current, newJobId, where);
+  } catch (err) {
+    if (err instanceof WorkflowDefinitionError) throw err;
+    throw new WorkflowDefinitionError(`${where} failed: ${(err as Error).message}`);
+  }
+}
+
+function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (invokeId: string, index: number) => string, where: string): WorkflowStep {
+  const moved = to.migrate!.state({ value: current.value, context: structuredClone(current.context) });
   let snapshot: Snapshot;
   try {
     snapshot = to.machine.resolveState({ value: moved.value, context: moved.context as never } as never);
@@ -143,7 +152,7 @@ export function checkMigration(
     if (state.status !== 'active') continue;
     states++;
     try {
-      migrateWorkflow(from, to, state, newJobId);
+      migrateWorkflow(from.version, to, state, newJobId);
     } catch (err) {
       problems.push({ value: state.value, context: state.context, problem: (err as Error).message });
     }
@@ -193,14 +202,14 @@ export function replayHistory(
     return id;
   };
   let version = start.version;
-  let state = startWorkflow(need(version), start.input, start.at, idsOf(start.jobIds)).next;
+  let state = asStored(startWorkflow(need(version), start.input, start.at, idsOf(start.jobIds)).next);
   for (const [i, e] of events.entries()) {
     const r = e.input.type === 'MIGRATE'
-      ? migrateWorkflow(need(e.input.from), need(e.input.to), state, idsOf(e.jobIds))
+      ? migrateWorkflow(e.input.from, need(e.input.to), state, idsOf(e.jobIds))
       : applyWorkflowEvent(need(version), state, e.input, e.at, idsOf(e.jobIds));
     if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
     if (e.input.type === 'MIGRATE') version = e.input.to;
-    state = r.next;
+    state = asStored(r.next);
   }
   return { state, version };
 }

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, createMachine, enqueueActions, fromCallback, fromPromise, sendTo, setup, stopChild } from 'xstate';
+import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, stopChild } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
   WorkflowDefinitionError, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
 
@@ -340,5 +340,92 @@ describe('workflow fan-out (spawnChild)', () => {
     assert.deepEqual(left.effects.cancel, [], 'leaving the state that spawned it does not stop a spawned child');
     assert.deepEqual(left.next.children.map((c) => c.invokeId), ['item-1']);
     assert.deepEqual(ok(cancelWorkflow(left.next)).effects.cancel.map((c) => c.invokeId), ['item-1']);
+  });
+});
+
+describe('workflow steps that cannot be taken as written', () => {
+  const at = 5_000_000;
+
+  it('a guard or assign that throws ends the instance in error, with the message, and replay ends the same', () => {
+    const m = setup({ types: { context: {} as { n: number } } }).createMachine({
+      initial: 'a', context: { n: 0 },
+      states: {
+        a: {
+          on: {
+            BAD_GUARD: { guard: () => { throw new RangeError('guard broke'); }, target: 'b' },
+            BAD_ASSIGN: { actions: assign({ n: () => { throw new TypeError('assign broke'); } }) },
+          },
+        },
+        b: {},
+      },
+    });
+    const d = defineWorkflow('throwing', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    for (const [type, says] of [['BAD_GUARD', /guard broke/], ['BAD_ASSIGN', /assign broke/]] as const) {
+      const r = ok(stepWorkflow(d, s0, { type }, at, ids('x')));
+      assert.equal(r.next.status, 'error');
+      assert.match(String((r.next.error as { message: string }).message), says);
+      assert.deepEqual(replayWorkflow(d, { input: undefined, at, jobIds: [] }, [{ input: { type: 'SIGNAL', event: { type } }, at, jobIds: [] }]), JSON.parse(JSON.stringify(r.next)));
+    }
+  });
+
+  it('a timer fires only once its time has come (one set again under the same id waits for its own)', () => {
+    const m = setup({}).createMachine({ initial: 'a', states: { a: { after: { 1000: 'b' } }, b: { type: 'final' } } });
+    const d = defineWorkflow('early', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const timerId = s0.timers[0]!.id;
+    assert.equal(applyWorkflowEvent(d, s0, { type: 'TIMER', timerId }, at + 999, ids('x')).ok, false);
+    assert.equal(ok(applyWorkflowEvent(d, s0, { type: 'TIMER', timerId }, at + 1000, ids('x'))).next.status, 'done');
+  });
+
+  it('a spawn without an id fails the instance; an id given as a function is the one XState resolved', () => {
+    const spawner = (id: unknown) => setup({ types: { context: {} as { k: string } }, actors: { work: job('w.run') } }).createMachine({
+      initial: 'a', context: { k: 'seven' },
+      states: { a: { on: { GO: { actions: enqueueActions(({ enqueue }) => enqueue.spawnChild('work', id === undefined ? {} : { id: id as string }) ) } } } },
+    });
+    const none = defineWorkflow('anon', spawner(undefined));
+    const r = ok(stepWorkflow(none, startWorkflow(none, undefined, at, ids('t')).next, { type: 'GO' }, at, ids('x')));
+    assert.equal(r.next.status, 'error');
+    assert.match(String((r.next.error as { message: string }).message), /spawnChild needs an id/);
+    const byFn = defineWorkflow('fn', spawner(({ context }: { context: { k: string } }) => `item-${context.k}`));
+    const s = ok(stepWorkflow(byFn, startWorkflow(byFn, undefined, at, ids('t')).next, { type: 'GO' }, at, ids('x')));
+    assert.deepEqual(s.next.children.map((c) => c.invokeId), ['item-seven']);
+  });
+
+  it('a delayed raise without an id gets one of its own: two of them are two timers', () => {
+    const m = setup({}).createMachine({
+      type: 'parallel',
+      states: {
+        left: { entry: raise({ type: 'L' }, { delay: 500 }), on: { L: '.done' }, initial: 'wait', states: { wait: {}, done: {} } },
+        right: { entry: raise({ type: 'R' }, { delay: 500 }), on: { R: '.done' }, initial: 'wait', states: { wait: {}, done: {} } },
+      },
+    });
+    const d = defineWorkflow('raises', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    assert.equal(s0.timers.length, 2);
+    assert.deepEqual(s0.timers.map((t) => t.event.type).sort(), ['L', 'R']);
+    assert.equal(new Set(s0.timers.map((t) => t.id)).size, 2);
+  });
+
+  it('a context JSON cannot store, or a step starting more than MAX_STARTS_PER_STEP jobs, fails the instance', () => {
+    const m = setup({ types: { context: {} as { big: unknown; items: number } }, actors: { work: job('w.run') } }).createMachine({
+      initial: 'a', context: { big: null, items: 0 },
+      states: {
+        a: {
+          on: {
+            BIGINT: { actions: assign({ big: () => 10n }) },
+            MANY: { actions: enqueueActions(({ enqueue }) => { for (let i = 0; i <= MAX_STARTS_PER_STEP; i++) enqueue.spawnChild('work', { id: `i${i}` }); }) },
+          },
+        },
+      },
+    });
+    const d = defineWorkflow('unstorable', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const big = ok(stepWorkflow(d, s0, { type: 'BIGINT' }, at, ids('x')));
+    assert.equal(big.next.status, 'error');
+    assert.match(String((big.next.error as { message: string }).message), /cannot be stored as JSON/);
+    const many = ok(stepWorkflow(d, s0, { type: 'MANY' }, at, ids('x')));
+    assert.equal(many.next.status, 'error');
+    assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');
   });
 });

@@ -335,6 +335,21 @@ export function jobTypeFor(def: WorkflowDefinition, src: unknown, logic: unknown
  * and timers the instance had. `newJobId` names each started job (the engine
  * derives it; the step stays pure).
  */
+/**
+ * The id of a child a `spawnChild` action starts, as XState resolved it: an
+ * `id` given as a function was called, and the resolved id is on the actor it
+ * made. A spawn without an id would get a random one, which replay could not
+ * give again: refused. (A spawned id must not be a state's invoke id: the
+ * child would be taken for that invocation.)
+ */
+function childIdOf(def: WorkflowDefinition, p: Record<string, unknown>): string {
+  const id = typeof p.id === 'string' ? p.id : p.id === undefined ? undefined : (p.actorRef as { id?: unknown } | undefined)?.id;
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: spawnChild needs an id (one per child: a job per item needs an id per item)`);
+  }
+  return id;
+}
+
 function effectsOf(
   def: WorkflowDefinition,
   snapshot: Snapshot,
@@ -347,6 +362,7 @@ function effectsOf(
   const live = new Map(before.children.map((c) => [c.invokeId, c]));
   const timers = new Map(before.timers.map((t) => [t.id, t]));
   let drawn = 0;
+  let timerCount = 0;
   const stopped = (child: WorkflowChild): void => {
     const started = effects.start.findIndex((x) => x.jobId === child.jobId);
     if (started >= 0) effects.start.splice(started, 1);
@@ -355,7 +371,7 @@ function effectsOf(
   for (const action of actions) {
     const p = action.params ?? {};
     if (action.type === 'xstate.spawnChild') {
-      const invokeId = String(p.id);
+      const invokeId = childIdOf(def, p);
       const old = live.get(invokeId);
       if (old) {
         effects.cancel.push(old);
@@ -374,7 +390,8 @@ function effectsOf(
         stopped(child);
       }
     } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
-      const id = String(p.id);
+      // A delayed raise without an id gets one from its event, time and place in the step (XState's would be random).
+      const id = typeof p.id === 'string' ? p.id : `raise.${(p.event as AnyEventObject).type}.${at + p.delay}.${timerCount++}`;
       const timer: WorkflowTimer = { id, dueAt: at + p.delay, event: p.event as AnyEventObject };
       timers.set(id, timer);
       effects.setTimers.push(timer);
@@ -401,6 +418,30 @@ function effectsOf(
   return { effects, children: [...live.values()], timers: [...timers.values()] };
 }
 
+/** Jobs one step may start (a fan-out's list beyond it is split by the machine, or refused). */
+export const MAX_STARTS_PER_STEP = 1000;
+
+/**
+ * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
+ * state that JSON can write (no BigInt, no cycle; an actor reference in the
+ * context, from `spawn` inside `assign`, is refused here too). Throws
+ * otherwise; the step then ends the instance in error, and replay does the same.
+ */
+function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
+  if (effects.start.length > MAX_STARTS_PER_STEP) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
+  }
+  const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
+  try {
+    JSON.stringify(next.context, (_k, v: unknown) => {
+      if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
+      return v;
+    });
+  } catch (err) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: the context cannot be stored as JSON: ${(err as Error).message}`);
+  }
+}
+
 const statusOf = (snapshot: Snapshot): WorkflowStatus => (snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active');
 
 /** The first state of a new instance. */
@@ -411,7 +452,9 @@ export function startWorkflow(
   // XState does not throw when the context factory (or a first action) does: it returns an errored snapshot.
   if (snapshot.status === 'error') throw snapshot.error instanceof Error ? snapshot.error : new Error(String(JSON.stringify(snapshot.error)));
   const { effects, children, timers } = effectsOf(def, snapshot, actions as ActionLike[], { children: [], timers: [] }, at, newJobId);
-  return { next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
+  const next = persistSnapshot(snapshot, statusOf(snapshot), children, timers);
+  checkStorable(def, next, effects);
+  return { next, effects };
 }
 
 /** The XState event a child job's end delivers: `xstate.done.actor.<id>` or `xstate.error.actor.<id>`. */
@@ -435,11 +478,19 @@ export function stepWorkflow(
   newJobId: (invokeId: string, index: number) => string,
 ): WorkflowStep {
   if (current.status !== 'active') return { ok: false };
-  const snapshot = restoreSnapshot(def, current);
-  const [next, actions] = transition(def.machine, snapshot, event);
-  if (next === snapshot) return { ok: false };
-  const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
-  return { ok: true, next: persistSnapshot(next, statusOf(next), children, timers), effects };
+  try {
+    const snapshot = restoreSnapshot(def, current);
+    const [next, actions] = transition(def.machine, snapshot, event);
+    if (next === snapshot) return { ok: false };
+    const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
+    const persisted = persistSnapshot(next, statusOf(next), children, timers);
+    checkStorable(def, persisted, effects);
+    return { ok: true, next: persisted, effects };
+  } catch (err) {
+    // The machine's own code threw (a guard, an assign, an input) or did what cannot be made durable:
+    // as an XState actor would, the instance ends in error; replay throws the same and ends the same.
+    return endWith(current, 'error', { error: errorValue(err) });
+  }
 }
 
 /**
@@ -521,8 +572,9 @@ export function applyWorkflowEvent(
     case 'CANCEL':
       return cancelWorkflow(current);
     case 'TIMER': {
+      // Only a timer whose time has come: one the instance set again since (same id) waits for its own.
       const timer = current.status === 'active' ? current.timers.find((t) => t.id === input.timerId) : undefined;
-      if (!timer) return { ok: false };
+      if (!timer || timer.dueAt > at) return { ok: false };
       const without: PersistedWorkflow = { ...current, timers: current.timers.filter((t) => t !== timer) };
       const r = stepWorkflow(def, without, timer.event, at, newJobId);
       return r.ok ? r : { ok: true, next: without, effects: NO_EFFECTS() };
@@ -539,6 +591,9 @@ export function recordedJobIds(jobIds: readonly string[]): (invokeId: string, in
   };
 }
 
+/** A state as the store gives it back (JSON): what the next step starts from. */
+export const asStored = (state: PersistedWorkflow): PersistedWorkflow => JSON.parse(JSON.stringify(state)) as PersistedWorkflow;
+
 /** One recorded step: the event, its time and the ids its started jobs got. */
 export interface RecordedWorkflowEvent {
   input: WorkflowInputEvent;
@@ -553,11 +608,12 @@ export interface RecordedWorkflowEvent {
 export function replayWorkflow(
   def: WorkflowDefinition, start: { input: unknown; at: number; jobIds: readonly string[] }, events: readonly RecordedWorkflowEvent[],
 ): PersistedWorkflow {
-  let state = startWorkflow(def, start.input, start.at, recordedJobIds(start.jobIds)).next;
+  // Each state through JSON, as the store keeps it between steps: replay sees what a live step saw.
+  let state = asStored(startWorkflow(def, start.input, start.at, recordedJobIds(start.jobIds)).next);
   for (const [i, e] of events.entries()) {
     const r = applyWorkflowEvent(def, state, e.input, e.at, recordedJobIds(e.jobIds));
     if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
-    state = r.next;
+    state = asStored(r.next);
   }
   return state;
 }

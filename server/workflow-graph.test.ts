@@ -66,11 +66,11 @@ describe('GET /v1/workflows/:id/graph', () => {
     assert.equal(g.value, 'charging');
     assert.equal(g.root, 'order');
     assert.deepEqual(g.active, ['order', 'order.charging']);
-    assert.equal(g.nodes.length, 14);
+    assert.equal(g.nodes.length, 15);
     const charging = g.nodes.find((n) => n.id === 'order.charging')!;
     assert.deepEqual(charging.invoke, [{ id: 'charge', src: 'charge', jobType: 'payment.charge' }]);
     assert.ok(g.edges.some((e) => e.source === 'order.charging' && e.target === 'order.fulfilling' && e.kind === 'done.actor'));
-    assert.ok(g.edges.some((e) => e.source === 'order.releasing' && e.kind === 'always' && e.guard === 'inline' && e.event === ''));
+    assert.ok(g.edges.some((e) => e.source === 'order.refunding' && e.target === 'order.unresolved' && e.kind === 'error.actor'));
     assert.equal(g.actors.length, 5);
 
     await childDone(wf, 'charge', { chargeId: 'ch-1' });

@@ -144,6 +144,15 @@ const DELETE_WORKFLOW_TIMERS = 'DELETE FROM workflow_timers WHERE workflow_id = 
 const SELECT_DUE_WORKFLOW_TIMERS = `SELECT workflow_id, timer_id, due_at FROM workflow_timers
   WHERE due_at <= ? ORDER BY due_at, workflow_id, timer_id LIMIT ?`;
 
+/**
+ * Active instances not stepped since a time, the least recently stepped first, after a (updated_at, id)
+ * position (the driver's sweep for children's ends a log lost): the (status, updated_at) index.
+ * Params: updated_before, after_updated_at, after_updated_at, after_id, limit.
+ */
+const SELECT_QUIET_ACTIVE_WORKFLOWS = `SELECT id, updated_at FROM workflows
+  WHERE status = 'active' AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?))
+  ORDER BY updated_at, id LIMIT ?`;
+
 /** An instance's timer rows: one per timer of its state. Params: per timer, workflow_id, timer_id, due_at. */
 function insertTimers(w: WorkflowRecord): Sql[] {
   return chunkRows(w.state.timers.map((t) => [w.id, t.id, t.dueAt])).map((rows) => ({
@@ -342,6 +351,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
   'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
+  | 'quietActiveWorkflows'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -364,5 +374,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       })),
     readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
     lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),
+    quietActiveWorkflows: async (updatedBefore, limit, after = { updatedAt: -1, id: '' }) =>
+      (await query(SELECT_QUIET_ACTIVE_WORKFLOWS, [updatedBefore, after.updatedAt, after.updatedAt, after.id, limit]))
+        .map((r) => ({ id: String(r.id), updatedAt: toNum(r.updated_at) })),
   };
 }

@@ -176,14 +176,14 @@ describe('the layout of a workflow\'s machine', () => {
     assert.deepEqual([...arrows.keys()].sort(), [
       'order.charging|order.failed', 'order.charging|order.fulfilling', 'order.fulfilling.shipping.booking|order.fulfilling.shipping.booked',
       'order.fulfilling.stock.reserving|order.fulfilling.stock.reserved', 'order.fulfilling|order.confirmed', 'order.fulfilling|order.releasing',
-      'order.refunding|order.refunded', 'order.releasing|order.refunding',
+      'order.refunding|order.refunded', 'order.refunding|order.unresolved', 'order.releasing|order.refunding',
     ]);
     const down = arrows.get('order.charging|order.fulfilling')!;
     assert.equal(down.label, 'done: charge');
     assert.match(down.path, /^M[\d.]+,[\d.]+ L[\d.]+,[\d.]+$/, 'neighbours: one straight segment');
     assert.equal(arrows.get('order.fulfilling|order.releasing')!.label, 'error: reserve · error: ship');
     assert.deepEqual(arrows.get('order.fulfilling|order.releasing')!.kinds, ['error.actor']);
-    assert.equal(arrows.get('order.releasing|order.refunding')!.label, 'done: release · always [inline]');
+    assert.equal(arrows.get('order.releasing|order.refunding')!.label, 'done: release · error: release');
     const lane = arrows.get('order.charging|order.failed')!;
     assert.equal(lane.path.split(' ').length, 4, 'a lane: out, down, back in');
     const laneX = Number(lane.path.split(' ')[1]!.slice(1).split(',')[0]);
