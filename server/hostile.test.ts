@@ -160,6 +160,8 @@ const cases: Case[] = [
   { name: 'schedule: delete with a bad name', req: { method: 'DELETE', url: '/v1/schedules/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'schedule: PUT is no route', req: { method: 'PUT', url: '/v1/schedules/nightly', payload: schedule }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
   // ------------------------------------------------------------ limits (each would write a limit if it got through)
+  // A digit string longer than a double coerces to Infinity, which Ajv passes through `integer` and `maximum`.
+  { name: 'list: limit beyond a double', req: { method: 'GET', url: `/v1/jobs?limit=${'9'.repeat(400)}` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /limit must be a finite number/ },
   { name: 'limit: concurrency 0', req: putLimit({ concurrency: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
   { name: 'limit: concurrency -1', req: putLimit({ concurrency: -1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
   { name: 'limit: concurrency 1.5', req: putLimit({ concurrency: 1.5 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },

@@ -35,7 +35,7 @@ export function createValidatorCompiler(shared: readonly object[] = []): Fastify
   const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false }, shared);
   const textAjv = makeAjv({ coerceTypes: true, useDefaults: true }, shared);
   return ({ schema, httpPart }) => {
-    if (httpPart !== 'body') return textAjv.compile(schema as object);
+    if (httpPart !== 'body') return finiteNumbers(textAjv.compile(schema as object));
     const validate = bodyAjv.compile(schema as object);
     return isOptional(schema) ? optionalBody(validate) : validate;
   };
@@ -48,6 +48,27 @@ export function createValidatorCompiler(shared: readonly object[] = []): Fastify
  */
 export function compileBodySchema(schema: object, shared: readonly object[] = []): ValidateFunction {
   return makeAjv({ coerceTypes: false, useDefaults: false }, shared).compile(schema);
+}
+
+/**
+ * Coercion turns a digit string longer than a double into Infinity, which Ajv
+ * lets through `integer` and `maximum` alike: a query, param or header
+ * coerced to a number that is not finite is refused like any bad value.
+ */
+function finiteNumbers(validate: ValidateFunction): ValidateFunction {
+  const wrapped = ((data: unknown) => {
+    const ok = validate(data);
+    wrapped.errors = validate.errors;
+    if (!ok || typeof data !== 'object' || data === null) return ok;
+    for (const [key, value] of Object.entries(data)) {
+      if (typeof value === 'number' && !Number.isFinite(value)) {
+        wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message: 'must be a finite number' }];
+        return false;
+      }
+    }
+    return true;
+  }) as ValidateFunction;
+  return wrapped;
 }
 
 const isOptional = (schema: unknown): boolean =>
