@@ -656,6 +656,8 @@ export interface WorkflowStore {
    * at most `limit`.
    */
   quietActiveWorkflows(updatedBefore: number, limit: number, after?: { updatedAt: number; id: string }): Promise<{ id: string; updatedAt: number }[]>;
+  /** The state of each of these jobs now (a job that does not exist is absent): an instance's children in a few queries. */
+  jobStates(ids: readonly string[]): Promise<Map<string, JobState>>;
   /**
    * Every instance's events after a global position (`workflow_events.id`),
    * in id order, with their instance's name and tenant (the WebSocket

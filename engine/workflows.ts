@@ -362,10 +362,8 @@ export class WorkflowService {
 
   /** The live children with their jobs' states now. */
   async children(wf: WorkflowRecord): Promise<ChildView[]> {
-    return Promise.all(wf.state.children.map(async (c) => {
-      const job = await this.deps.store.getJob(c.jobId);
-      return { invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: job ? job.snapshot.value : null };
-    }));
+    const states = wf.state.children.length === 0 ? new Map<string, string>() : await this.deps.store.jobStates(wf.state.children.map((c) => c.jobId));
+    return wf.state.children.map((c) => ({ invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: states.get(c.jobId) ?? null }));
   }
 
   /** The event types the instance takes now (empty once it ended, or without its definition). */

@@ -135,6 +135,28 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await store.listJobs({ tenant: 'default', limit: 10 })).map((j) => [j.id, j.parent]), [[jid(2), undefined], [jid(1), parent]]);
     }));
 
+    it('jobStates reads the state of many jobs at once; a job that does not exist is absent', run(async (store) => {
+      const w = instance(wid(1));
+      const parent = { workflowId: w.id, invokeId: 'charge' };
+      await store.insertWorkflow(startWrite(w, [childWrite(jid(1), parent), childWrite(jid(2), parent)]));
+      const states = await store.jobStates([jid(1), jid(2), jid(3), jid(1)]);
+      assert.deepEqual([...states].sort(), [[jid(1), 'pending'], [jid(2), 'pending']]);
+      assert.deepEqual([...(await store.jobStates([]))], []);
+    }));
+
+    it('quietActiveWorkflows pages the active instances not stepped since a time, least recently first', run(async (store) => {
+      for (const [i, at] of [[1, T + 30], [2, T + 10], [3, T + 20], [4, T + 10]] as const) {
+        await store.insertWorkflow(startWrite(instance(wid(i), { updatedAt: at, createdAt: at })));
+      }
+      await store.insertWorkflow(startWrite(instance(wid(5), { state: state('done'), updatedAt: T })));
+      const all = await store.quietActiveWorkflows(T + 20, 10);
+      assert.deepEqual(all.map((x) => x.id), [wid(2), wid(4), wid(3)]);
+      const first = await store.quietActiveWorkflows(T + 30, 2);
+      assert.deepEqual(first.map((x) => x.id), [wid(2), wid(4)]);
+      const rest = await store.quietActiveWorkflows(T + 30, 2, first.at(-1));
+      assert.deepEqual(rest.map((x) => x.id), [wid(3), wid(1)]);
+    }));
+
     it('a taken idempotency key (tenant, name) writes nothing: no instance, event, timer or child job', run(async (store) => {
       const keyed = (id: string, extra: Partial<WorkflowRecord> = {}) =>
         instance(id, { idempotencyKey: 'k', requestHash: 'a'.repeat(64), state: state('active', [timer('t', T)]), ...extra });

@@ -19,7 +19,8 @@ import type {
   WorkflowStore, WorkflowStreamEventRecord, WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
-import { chunkRows } from './batches.js';
+import type { JobState } from '../../machines/job.machine.js';
+import { chunkRows, slices } from './batches.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import type { Query } from './reads.js';
@@ -351,7 +352,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
   'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
-  | 'quietActiveWorkflows'
+  | 'quietActiveWorkflows' | 'jobStates'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -374,6 +375,13 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       })),
     readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
     lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),
+    jobStates: async (ids) => {
+      const states = new Map<string, JobState>();
+      for (const part of slices([...new Set(ids)])) {
+        for (const r of await query(`SELECT id, state FROM jobs WHERE id IN (${marks(part.length)})`, part)) states.set(String(r.id), String(r.state) as JobState);
+      }
+      return states;
+    },
     quietActiveWorkflows: async (updatedBefore, limit, after = { updatedAt: -1, id: '' }) =>
       (await query(SELECT_QUIET_ACTIVE_WORKFLOWS, [updatedBefore, after.updatedAt, after.updatedAt, after.id, limit]))
         .map((r) => ({ id: String(r.id), updatedAt: toNum(r.updated_at) })),

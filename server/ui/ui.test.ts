@@ -1116,7 +1116,7 @@ describe('the workflows panel follows a running order saga, live', () => {
       'order', 'order.fulfilling', 'order.fulfilling.shipping', 'order.fulfilling.shipping.booking',
       'order.fulfilling.stock', 'order.fulfilling.stock.reserved',
     ]);
-    assert.equal(await page.locator('#workflow-graph [data-wf-state]').count(), 14, 'every state of the machine');
+    assert.equal(await page.locator('#workflow-graph [data-wf-state]').count(), 15, 'every state of the machine');
     assert.equal(await page.locator('#workflow-graph [data-wf-state="order.fulfilling"]').getAttribute('data-type'), 'parallel');
     assert.equal(await page.locator('#workflow-graph [data-invoke="ship"]').getAttribute('data-job-state'), 'running');
     assert.ok(await page.locator('#workflow-graph [data-wf-edge="order.charging|order.fulfilling"]').count());
