@@ -40,7 +40,7 @@ import {
   FANOUT10, FANOUT_WIDTH, noopSpec, openWorkflowSystem, SEQUENTIAL3, WORKFLOW_SYSTEMS,
   type WorkflowBenchSystem, type WorkflowSystemName,
 } from './lib/workflow-systems.js';
-import { inParallel } from './systems/ats.js';
+import { inParallel } from '../engine/in-parallel.js';
 
 export type WorkflowCase = 'sequential3' | 'sequential3-jobs' | 'fanout10' | 'fanout10-jobs' | 'sequential3-solo' | 'chain3';
 const CASES: readonly WorkflowCase[] = ['sequential3', 'sequential3-jobs', 'fanout10', 'fanout10-jobs', 'sequential3-solo', 'chain3'];

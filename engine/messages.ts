@@ -199,11 +199,21 @@ const ENDS: ReadonlySet<string> = new Set(['done', 'dead', 'cancelled']);
 const isEnd = (event: JobEventRecord): boolean => ENDS.has(event.to) && event.from !== null && !ENDS.has(event.from);
 
 function childEnded(job: JobRecord, parent: NonNullable<JobRecord['parent']>, event: JobEventRecord): OutboxMessage {
+  const payload = childEndedMessage(job, parent, event.to as ChildEndedMessage['state'], event.at);
+  return { topic: TOPICS.workflows, key: parent.workflowId, payload, headers: headers(CHILD_ENDED_KIND) };
+}
+
+/**
+ * What a child job that ended in `state` at `at` tells its workflow: its
+ * result (done), its last error (dead) or the cancel's reason (cancelled).
+ * The outbox's message, and the workflow driver's sweep for ends a log lost.
+ */
+export function childEndedMessage(
+  job: JobRecord, parent: NonNullable<JobRecord['parent']>, state: ChildEndedMessage['state'], at: number,
+): ChildEndedMessage {
   const c = job.snapshot.context;
-  const state = event.to as ChildEndedMessage['state'];
-  const payload: ChildEndedMessage = {
-    workflowId: parent.workflowId, invokeId: parent.invokeId, jobId: job.id, state, at: event.at, tenant: job.tenant,
+  return {
+    workflowId: parent.workflowId, invokeId: parent.invokeId, jobId: job.id, state, at, tenant: job.tenant,
     ...(state === 'done' ? { result: c.result ?? null } : { error: state === 'dead' ? c.lastError : { message: c.cancelReason ?? 'cancelled', name: 'Cancelled' } }),
   };
-  return { topic: TOPICS.workflows, key: parent.workflowId, payload, headers: headers(CHILD_ENDED_KIND) };
 }

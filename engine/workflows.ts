@@ -17,16 +17,17 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, cancelWorkflow, startWorkflow, isUserEventType,
+  acceptedEvents, applyWorkflowEvent, asStored, cancelWorkflow, startWorkflow, isUserEventType,
   type ChildOutcome, type JobStart, type WorkflowDefinition,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { migrateWorkflow, replayHistory, type HistoryInput } from '../machines/workflow-migration.js';
 import { isDeepStrictEqual } from 'node:util';
+import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { errorFields } from './logger.js';
-import { CHILD_ENDED_KIND, KIND_HEADER, readableSchema, type ChildEndedMessage } from './messages.js';
+import { CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, type ChildEndedMessage } from './messages.js';
 import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
@@ -400,7 +401,7 @@ export class WorkflowService {
       if (replayed.version !== wf.definitionVersion) {
         return { ok: false, events: events.length, problem: `replaying the history ends at version ${replayed.version}, the instance is at ${wf.definitionVersion}` };
       }
-      if (!isDeepStrictEqual(JSON.parse(JSON.stringify(replayed.state)), JSON.parse(JSON.stringify(wf.state)))) {
+      if (!isDeepStrictEqual(replayed.state, asStored(wf.state))) {
         return { ok: false, events: events.length, problem: 'replaying the history gives a different state than the stored one' };
       }
       return { ok: true, events: events.length };
@@ -421,19 +422,12 @@ const MIGRATED = Symbol('migrated');
 
 /** The end of a child job as it stands now, as its `child-ended` message would say; null while it is live. */
 function endedChild(wf: WorkflowRecord, invokeId: string, jobId: string, job: JobRecord | null): ChildEndedMessage | null {
-  const base = { workflowId: wf.id, invokeId, jobId, tenant: wf.tenant };
-  if (!job) return { ...base, state: 'cancelled', error: { message: 'the job is gone (deleted)', name: 'Cancelled' }, at: wf.updatedAt };
-  const c = job.snapshot.context;
-  switch (job.snapshot.value) {
-    case 'done':
-      return { ...base, state: 'done', result: c.result ?? null, at: job.updatedAt };
-    case 'dead':
-      return { ...base, state: 'dead', error: c.lastError, at: job.updatedAt };
-    case 'cancelled':
-      return { ...base, state: 'cancelled', error: { message: c.cancelReason ?? 'cancelled', name: 'Cancelled' }, at: job.updatedAt };
-    default:
-      return null;
+  if (!job) {
+    return { workflowId: wf.id, invokeId, jobId, tenant: wf.tenant, state: 'cancelled', error: { message: 'the job is gone (deleted)', name: 'Cancelled' }, at: wf.updatedAt };
   }
+  const state = job.snapshot.value;
+  if (state !== 'done' && state !== 'dead' && state !== 'cancelled') return null;
+  return childEndedMessage(job, { workflowId: wf.id, invokeId }, state, job.updatedAt);
 }
 
 function recorded(e: WorkflowEventRecord): { input: HistoryInput; at: number; jobIds: string[] } {
@@ -482,23 +476,6 @@ const SWEEP_BATCH = 500;
 /** Deliveries to different instances in flight at once, per batch of records. */
 export const DELIVERY_CONCURRENCY = 16;
 
-/** Runs `fn` over `items`, at most `limit` at once; rejects with the first failure once the others settled. */
-async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const failures: unknown[] = [];
-  const lane = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        failures.push(err);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  if (failures.length > 0) throw failures[0];
-}
 
 /**
  * Drives instances forward from the engine's side: delivers children's ends

@@ -22,33 +22,16 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, applyWorkflowEvent, asStored, jobTypeFor, persistSnapshot, startWorkflow, WorkflowDefinitionError,
-  type JobStart, type PersistedWorkflow, type Snapshot, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
+  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, persistSnapshot, recordedJobIds, startWorkflow, statusOf,
+  WorkflowDefinitionError,
+  type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
 } from './workflow.js';
-
-interface InvokeLike {
-  id: string;
-  src: unknown;
-  input?: unknown;
-}
-
-interface NodeLike {
-  id: string;
-  invoke: InvokeLike[];
-  config: { invoke?: { src?: unknown } | { src?: unknown }[] };
-}
 
 /** The `after` timer's state node id (`xstate.after.<delay>.<node id>`), or null for another delayed event. */
 function afterNode(timer: WorkflowTimer): string | null {
   const m = /^xstate\.after\.[^.]+\.(.+)$/.exec(timer.id);
   return m ? m[1]! : null;
-}
-
-function inlineLogic(node: NodeLike, i: number): unknown {
-  const configs = node.config.invoke === undefined ? [] : Array.isArray(node.config.invoke) ? node.config.invoke : [node.config.invoke];
-  const src = configs[i]?.src;
-  return typeof src === 'object' && src !== null ? src : undefined;
 }
 
 /**
@@ -81,7 +64,7 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
   } catch (err) {
     throw new WorkflowDefinitionError(`${where} gives ${JSON.stringify(moved.value)}, not a state of version ${to.version}: ${(err as Error).message}`);
   }
-  const nodes = (snapshot as unknown as { _nodes: NodeLike[] })._nodes;
+  const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   const active = activeInvokeIds(snapshot);
   const effects: WorkflowEffects = { start: [], cancel: [], setTimers: [], dropTimers: [] };
   const children: WorkflowChild[] = [];
@@ -112,8 +95,7 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
     if (snapshot.status === 'active' && (node === null || nodeIds.has(node))) timers.push(t);
     else effects.dropTimers.push(t.id);
   }
-  const status = snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active';
-  return { ok: true, next: persistSnapshot(snapshot, status, children, timers), effects };
+  return { ok: true, next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
 }
 
 /** What `checkMigration` found. */
@@ -183,8 +165,10 @@ export type HistoryInput = WorkflowInputEvent | { type: 'MIGRATE'; from: number;
 /**
  * Replays a history that may cross versions: each event through the machine
  * of the version the instance was at, a MIGRATE through the new version's
- * migration. Returns the state and the version it ends at; throws on a step
- * that does not replay (or a version not registered).
+ * migration. Each state goes through JSON, as the store keeps it between
+ * steps, so replay sees what a live step saw. Returns the state and the
+ * version it ends at; throws on a step that does not replay (or a version not
+ * registered).
  */
 export function replayHistory(
   definitionOf: (version: number) => WorkflowDefinition | undefined,
@@ -196,17 +180,12 @@ export function replayHistory(
     if (!def) throw new Error(`replay: version ${v} of the workflow is not registered`);
     return def;
   };
-  const idsOf = (jobIds: readonly string[]) => (invokeId: string, index: number) => {
-    const id = jobIds[index];
-    if (id === undefined) throw new Error(`replay: the step starts job #${index + 1} (${invokeId}) but recorded ${jobIds.length}`);
-    return id;
-  };
   let version = start.version;
-  let state = asStored(startWorkflow(need(version), start.input, start.at, idsOf(start.jobIds)).next);
+  let state = asStored(startWorkflow(need(version), start.input, start.at, recordedJobIds(start.jobIds)).next);
   for (const [i, e] of events.entries()) {
     const r = e.input.type === 'MIGRATE'
-      ? migrateWorkflow(e.input.from, need(e.input.to), state, idsOf(e.jobIds))
-      : applyWorkflowEvent(need(version), state, e.input, e.at, idsOf(e.jobIds));
+      ? migrateWorkflow(e.input.from, need(e.input.to), state, recordedJobIds(e.jobIds))
+      : applyWorkflowEvent(need(version), state, e.input, e.at, recordedJobIds(e.jobIds));
     if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
     if (e.input.type === 'MIGRATE') version = e.input.to;
     state = asStored(r.next);

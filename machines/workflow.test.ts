@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, stopChild } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, replayWorkflow, startWorkflow, stepWorkflow,
-  WorkflowDefinitionError, type PersistedWorkflow, type RecordedWorkflowEvent, type WorkflowInputEvent, type WorkflowStep,
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, startWorkflow, stepWorkflow,
+  WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
+import { replayHistory } from './workflow-migration.js';
 
 const ids = (prefix: string) => (invokeId: string, i: number) => `${prefix}-${invokeId}-${i}`;
 
@@ -63,6 +64,13 @@ const order = setup({
 });
 
 const def = defineWorkflow('order.fulfil', order, { version: 3 });
+
+/** One recorded step, as replay takes it. */
+type RecordedWorkflowEvent = Parameters<typeof replayHistory>[2][number];
+
+/** Replays a history of one version (no MIGRATE): the state it must have stored. */
+const replayWorkflow = (d: WorkflowDefinition, start: { input: unknown; at: number; jobIds: readonly string[] }, events: readonly RecordedWorkflowEvent[]) =>
+  replayHistory(() => d, { version: d.version, ...start }, events).state;
 
 const jobOf = (s: PersistedWorkflow, invokeId: string): string => s.children.find((c) => c.invokeId === invokeId)?.jobId ?? `none-${invokeId}`;
 

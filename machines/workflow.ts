@@ -124,11 +124,12 @@ export class WorkflowDefinitionError extends Error {
   }
 }
 
-interface StateNodeLike {
+/** What the engine reads of an XState state node. */
+export interface StateNodeLike {
   id: string;
   key: string;
   states: Record<string, StateNodeLike>;
-  invoke: { id: string; src: unknown }[];
+  invoke: { id: string; src: unknown; input?: unknown }[];
   /** The state's config as written: an inline actor is its invoke's `src` there (XState names it in `invoke`). */
   config: { invoke?: { src?: unknown } | { src?: unknown }[] };
 }
@@ -141,7 +142,7 @@ function sendsTo(node: StateNodeLike): boolean {
 }
 
 /** The actor logic a state's `i`th invocation was written with, when inline. */
-function inlineLogic(node: StateNodeLike, i: number): unknown {
+export function inlineLogic(node: StateNodeLike, i: number): unknown {
   const configs = node.config.invoke === undefined ? [] : Array.isArray(node.config.invoke) ? node.config.invoke : [node.config.invoke];
   const src = configs[i]?.src;
   return typeof src === 'object' && src !== null ? src : undefined;
@@ -442,7 +443,8 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
   }
 }
 
-const statusOf = (snapshot: Snapshot): WorkflowStatus => (snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active');
+/** The instance's status for a snapshot of its machine. */
+export const statusOf = (snapshot: Snapshot): WorkflowStatus => (snapshot.status === 'done' ? 'done' : snapshot.status === 'error' ? 'error' : 'active');
 
 /** The first state of a new instance. */
 export function startWorkflow(
@@ -593,27 +595,3 @@ export function recordedJobIds(jobIds: readonly string[]): (invokeId: string, in
 
 /** A state as the store gives it back (JSON): what the next step starts from. */
 export const asStored = (state: PersistedWorkflow): PersistedWorkflow => JSON.parse(JSON.stringify(state)) as PersistedWorkflow;
-
-/** One recorded step: the event, its time and the ids its started jobs got. */
-export interface RecordedWorkflowEvent {
-  input: WorkflowInputEvent;
-  at: number;
-  jobIds: readonly string[];
-}
-
-/**
- * Replays an instance's history through its definition: the state it must
- * have stored. Throws on a recorded event the machine does not take.
- */
-export function replayWorkflow(
-  def: WorkflowDefinition, start: { input: unknown; at: number; jobIds: readonly string[] }, events: readonly RecordedWorkflowEvent[],
-): PersistedWorkflow {
-  // Each state through JSON, as the store keeps it between steps: replay sees what a live step saw.
-  let state = asStored(startWorkflow(def, start.input, start.at, recordedJobIds(start.jobIds)).next);
-  for (const [i, e] of events.entries()) {
-    const r = applyWorkflowEvent(def, state, e.input, e.at, recordedJobIds(e.jobIds));
-    if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
-    state = asStored(r.next);
-  }
-  return state;
-}

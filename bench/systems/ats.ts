@@ -187,20 +187,6 @@ export async function postJobsBatch(url: string, items: readonly unknown[]): Pro
   return ids as string[];
 }
 
-/** Maps `fn` over `items` with at most `limit` calls in flight; results in order. */
-export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const k = next++;
-      out[k] = await fn(items[k]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return out;
-}
-
 /** The embedded default: SQLite file + in-process log, all roles in this process. */
 export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-bench-'));

@@ -125,30 +125,24 @@ export class StreamHub {
   }
 
   private fanOut(events: readonly StreamEventRecord[]): void {
-    const live = [...this.sessions].filter((s) => s.live);
-    if (live.length === 0) return;
-    const texts: string[] = [];
-    const text = (i: number) => (texts[i] ??= eventMessage(events[i]!));
-    for (const s of live) {
-      try {
-        s.deliver(events, text);
-      } catch (err) {
-        // One client's failure must not cost the others this batch (the horizon has moved on).
-        this.deps.logger.error('stream: delivery to a client failed; closing it so it resumes', errorFields(err));
-        s.close(CLOSE.internal);
-      }
-    }
+    this.fanOutTo(events, eventMessage, (s, text) => s.deliver(events, text));
   }
 
   private fanOutWorkflows(events: readonly WorkflowStreamEventRecord[]): void {
+    this.fanOutTo(events, workflowMessage, (s, text) => s.deliverWorkflows(events, text));
+  }
+
+  /** Hands a batch to every live session, each event's text made once for all of them. */
+  private fanOutTo<E>(events: readonly E[], message: (e: E) => string, deliver: (s: StreamSession, text: (i: number) => string) => void): void {
     const live = [...this.sessions].filter((s) => s.live);
     if (live.length === 0) return;
     const texts: string[] = [];
-    const text = (i: number) => (texts[i] ??= workflowMessage(events[i]!));
+    const text = (i: number) => (texts[i] ??= message(events[i]!));
     for (const s of live) {
       try {
-        s.deliverWorkflows(events, text);
+        deliver(s, text);
       } catch (err) {
+        // One client's failure must not cost the others this batch (the horizon has moved on).
         this.deps.logger.error('stream: delivery to a client failed; closing it so it resumes', errorFields(err));
         s.close(CLOSE.internal);
       }
