@@ -56,14 +56,7 @@ export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
           admin.fetchTopicOffsets(topic),
           admin.fetchOffsets({ groupId: group, topics: [topic] }),
         ]);
-        const byPartition = new Map<number, number>();
-        for (const t of committed) for (const p of t.partitions) byPartition.set(p.partition, Number(p.offset));
-        for (const p of ends) {
-          const end = Number(p.high);
-          const at = byPartition.get(p.partition) ?? -1;
-          const lag = at >= 0 ? end - at : end - Number(p.low);
-          out.push({ group, topic, partition: p.partition, lag: Math.max(0, lag) });
-        }
+        for (const { partition, lag } of partitionLags(ends, committed)) out.push({ group, topic, partition, lag });
       }
       return out;
     },
@@ -72,4 +65,25 @@ export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
       if (connecting) await connecting.then(() => admin.disconnect(), () => undefined);
     },
   };
+}
+
+/**
+ * Per partition, the messages after the group's committed offset (from the
+ * start of the log when none is committed). A partition whose offsets the
+ * broker did not give as numbers (a topic still being created, a leader
+ * moving) is left out rather than reported as NaN.
+ */
+export function partitionLags(
+  ends: readonly { partition: number; high?: string; low?: string }[],
+  committed: readonly { partitions: readonly { partition: number; offset?: string }[] }[],
+): { partition: number; lag: number }[] {
+  const byPartition = new Map<number, number>();
+  for (const t of committed) for (const p of t.partitions) byPartition.set(p.partition, Number(p.offset));
+  const out: { partition: number; lag: number }[] = [];
+  for (const p of ends) {
+    const at = byPartition.get(p.partition);
+    const lag = Number(p.high) - (at !== undefined && at >= 0 ? at : Number(p.low));
+    if (Number.isFinite(lag)) out.push({ partition: p.partition, lag: Math.max(0, lag) });
+  }
+  return out;
 }
