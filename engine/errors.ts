@@ -40,6 +40,9 @@ export const ERRORS = Object.freeze({
   ),
   ATS_ERR_WAIT_TIMEOUT: def('ATS_ERR_WAIT_TIMEOUT', 408, 'The condition waited for was not met within timeoutMs'),
   ATS_ERR_WAIT_UNMET: def('ATS_ERR_WAIT_UNMET', 412, 'The workflow instance ended without meeting the condition waited for'),
+  ATS_ERR_JOB_MACHINE_UNKNOWN: def(
+    'ATS_ERR_JOB_MACHINE_UNKNOWN', 503, 'A job machine version this server does not run (a newer deployment) wrote the job; retry on a server that runs it',
+  ),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
   ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),

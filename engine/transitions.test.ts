@@ -8,10 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, test } from 'node:test';
 import { monotonicFactory } from 'ulid';
-import { createMysqlStore } from '../adapters/mysql/index.js';
+import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import type { StoreFaults } from '../adapters/sql/options.js';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
+import { isAtsError } from './errors.js';
 import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 import type { Clock, JobSpec, JobStore, OutboxRow } from './ports.js';
 import { TransitionService, type EventInput } from './transitions.js';
@@ -22,6 +24,10 @@ interface Backend {
   name: string;
   available: () => Promise<boolean>;
   create(): Promise<{ open(faults?: StoreFaults): Promise<JobStore>; cleanup(): Promise<void> }>;
+  /** Overwrites a job's stored snapshot text, as another version of the code would have written it. */
+  writeSnapshot(store: JobStore, id: string, text: string): Promise<void>;
+  /** The job's stored snapshot text. */
+  readSnapshot(store: JobStore, id: string): Promise<string>;
 }
 
 const mysql: Backend = {
@@ -42,6 +48,13 @@ const mysql: Backend = {
       },
     };
   },
+  async writeSnapshot(store, id, text) {
+    await (store as MysqlStore).pool.query('UPDATE jobs SET snapshot = ? WHERE id = ?', [text, id]);
+  },
+  async readSnapshot(store, id) {
+    const [rows] = await (store as MysqlStore).pool.query('SELECT snapshot FROM jobs WHERE id = ?', [id]);
+    return String((rows as { snapshot: unknown }[])[0]!.snapshot);
+  },
 };
 
 const sqlite: Backend = {
@@ -61,6 +74,12 @@ const sqlite: Backend = {
         rmSync(dir, { recursive: true, force: true });
       },
     };
+  },
+  async writeSnapshot(store, id, text) {
+    (store as SqliteStore).db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(text, id);
+  },
+  async readSnapshot(store, id) {
+    return String(((store as SqliteStore).db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: unknown }).snapshot);
   },
 };
 
@@ -223,6 +242,58 @@ for (const backend of [mysql, sqlite]) {
       assert.equal((await store.getEvents(id, 4)).length, 4);
       assert.equal((await store.getJob(id))!.snapshot.context.leaseUntil, base + 13);
       assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    });
+
+    withStore('the snapshot stores its machine version; a row stored before versions reads as version 1 and steps on', async ({ store, svc }) => {
+      const r = await svc.submit(spec());
+      assert.ok(r.ok);
+      const id = r.job.id;
+      assert.equal(r.job.snapshot.machine, JOB_MACHINE_VERSION);
+      assert.equal(JSON.parse(await backend.readSnapshot(store, id)).machine, JOB_MACHINE_VERSION);
+      // As a process before versions wrote it: no `machine` in the JSON.
+      const { machine: _, ...unversioned } = JSON.parse(await backend.readSnapshot(store, id)) as Record<string, unknown>;
+      await backend.writeSnapshot(store, id, JSON.stringify(unversioned));
+      const old = (await store.getJob(id))!;
+      assert.equal(old.snapshot.machine, 1);
+      assert.deepEqual(old, r.job);
+      assert.equal((await store.listJobs({ limit: 10 }))[0]!.snapshot.machine, 1);
+      await applyAll(svc, id, toRunning());
+      assert.equal(JSON.parse(await backend.readSnapshot(store, id)).machine, JOB_MACHINE_VERSION, 'the next write stores the version');
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    });
+
+    withStore('a job a newer machine version wrote is refused (503, nothing written), still read, and verify names the version', async ({ store, svc }) => {
+      const r = await svc.submit(spec());
+      const other = await svc.submit(spec());
+      assert.ok(r.ok && other.ok);
+      const id = r.job.id;
+      await applyAll(svc, id, toRunning());
+      const newer = JOB_MACHINE_VERSION + 1;
+      const text = JSON.stringify({ ...JSON.parse(await backend.readSnapshot(store, id)), machine: newer });
+      await backend.writeSnapshot(store, id, text);
+      await drain(store);
+      const before = (await store.getJob(id))!;
+      assert.equal(before.snapshot.machine, newer);
+      for (const event of [{ type: 'SUCCEEDED', attempt: 1 }, { type: 'CANCEL' }] as EventInput[]) {
+        await assert.rejects(svc.apply(id, event), (err: unknown) => {
+          assert.ok(isAtsError(err), String(err));
+          assert.equal(err.code, 'ATS_ERR_JOB_MACHINE_UNKNOWN');
+          assert.equal(err.status, 503);
+          assert.match(err.message, new RegExp(`job ${id}: .*version ${newer}, and this code runs version ${JOB_MACHINE_VERSION} \\(a newer deployment wrote it\\)`));
+          assert.deepEqual(err.details, { jobId: id, machine: newer });
+          return true;
+        });
+      }
+      // A batch holding it writes nothing for the others either: one transaction.
+      await assert.rejects(svc.applyMany([{ jobId: other.job.id, event: { type: 'CANCEL' } }, { jobId: id, event: { type: 'CANCEL' } }]), /ATS_ERR_JOB_MACHINE_UNKNOWN|newer deployment/);
+      assert.equal((await store.getJob(other.job.id))!.snapshot.value, 'pending');
+      assert.deepEqual(await store.getJob(id), before);
+      assert.equal(await backend.readSnapshot(store, id), text);
+      assert.equal((await store.getEvents(id)).length, 3);
+      assert.equal(await store.countUnpublished(), 0);
+      assert.deepEqual(await verifyJob(store, id), {
+        jobId: id, ok: false, problems: [`the snapshot was written by job machine version ${newer}, and this code replays with version ${JOB_MACHINE_VERSION}`],
+      });
     });
   });
 }

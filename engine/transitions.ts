@@ -5,7 +5,7 @@
  * asks for. An event the machine rejects writes nothing.
  */
 import { createHash } from 'node:crypto';
-import { start, step } from '../machines/lifecycle.js';
+import { runsMachineOf, start, step, UnknownJobMachineError } from '../machines/lifecycle.js';
 import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
@@ -233,7 +233,25 @@ function decideMany(
 }
 
 /**
- * The write for one event on one job, or null when the machine rejects it.
+ * A job whose snapshot another job machine version wrote (a newer deployment
+ * during a rolling one): thrown, so the transaction, the other events of its
+ * batch included, writes nothing, and the caller (a worker's outcome, the
+ * timers, an API request: 503) tries again, later or on a server that runs
+ * that version. Not a rejection
+ * (`not-allowed`): that is a verdict of this machine on the event, which it
+ * cannot give on a state it may misread.
+ */
+function unknownMachine(job: JobRecord): AtsError {
+  const cause = new UnknownJobMachineError(job.snapshot.machine);
+  return new AtsError('ATS_ERR_JOB_MACHINE_UNKNOWN', `job ${job.id}: its snapshot was ${cause.detail}; retry on a server that runs it`, {
+    cause, details: { jobId: job.id, machine: job.snapshot.machine },
+  });
+}
+
+/**
+ * The write for one event on one job, or null when the machine rejects it
+ * (and `ATS_ERR_JOB_MACHINE_UNKNOWN` thrown for a snapshot of a machine
+ * version this code does not run).
  * A heartbeat whose job's last event (`lastEventType`) is a heartbeat
  * coalesces into it: a running job's lease is extended every few seconds,
  * and a history row (and a transition message) for each would make a long
@@ -242,6 +260,7 @@ function decideMany(
  * STARTED), and the machine accepted this one (fenced): same attempt.
  */
 export function transitionWrite(job: JobRecord, event: JobEvent, lastEventType?: StoredEventType): TransitionWrite | null {
+  if (!runsMachineOf(job.snapshot)) throw unknownMachine(job);
   const r = step(job.snapshot, event);
   if (!r.ok) return null;
   if (event.type === 'HEARTBEAT' && lastEventType === 'HEARTBEAT') {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { getAdjacencyMap } from 'xstate/graph';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
-import { jobMachine, JOB_STATES, TERMINAL_STATES, type JobEvent, type JobState } from './job.machine.js';
+import { jobMachine, JOB_MACHINE_VERSION, JOB_STATES, TERMINAL_STATES, type JobEvent, type JobState } from './job.machine.js';
 import { allowedActions, isTerminal, machineGraph, persist, project, replay, start, step, type JobSnapshot, type PersistedJob } from './lifecycle.js';
 
 const MAX = 3;
@@ -231,6 +232,31 @@ describe('job machine (paths)', () => {
     assert.deepEqual(g.states.filter((s) => s.terminal).map((s) => s.id), [...TERMINAL_STATES]);
     assert.ok(g.edges.some((e) => e.from === 'running' && e.to === 'retrying' && e.event === 'FAILED' && e.guard === 'fenced && canRetry'));
     for (const e of g.edges) assert.ok(JOB_STATES.includes(e.from) && JOB_STATES.includes(e.to));
+  });
+});
+
+describe('job machine version', () => {
+  /**
+   * The machine's shape at `JOB_MACHINE_VERSION`: states, transitions with
+   * their guards and actions, and the context's fields. It sees the shape,
+   * not the code of the guards and actions: a change there is to judge too.
+   */
+  const PINNED = { version: 1, shape: '11390d29cf1591dd121a88d4395e8a32e9acc666d30741c5c275b6977882eb19' };
+
+  function shape(): string {
+    const g = machineGraph();
+    const actions = JOB_STATES.flatMap((s) => [...jobMachine.states[s]!.transitions].flatMap(([event, ts]) =>
+      ts.map((t) => `${s}:${event}:${t.actions.map((a) => (typeof a === 'string' ? a : '?')).join('+')}`)));
+    const context = Object.keys(start(input).next.context).sort();
+    return JSON.stringify({ initial: g.initial, states: g.states.map((s) => [s.id, s.terminal]), edges: g.edges, actions, context });
+  }
+
+  it('is bumped, or judged not to need a bump, whenever the machine\'s shape changes', () => {
+    const hash = createHash('sha256').update(shape()).digest('hex');
+    assert.deepEqual({ version: JOB_MACHINE_VERSION, shape: hash }, PINNED,
+      'the job machine changed: if a snapshot stored before the change would now mean something else, bump JOB_MACHINE_VERSION '
+      + '(machines/job.machine.ts) and read the older snapshots in fromStored (machines/lifecycle.ts); either way, pin the new '
+      + `version and shape here. The shape now: ${shape()}`);
   });
 });
 

@@ -16,6 +16,25 @@
 import { and, assign, setup } from 'xstate';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 
+/**
+ * The version of this machine's definition, stored in every job's snapshot
+ * (`PersistedJob.machine`, machines/lifecycle.ts), as a workflow instance
+ * stores the version of its definition.
+ *
+ * Bump it when a change to the machine would make a snapshot an older
+ * version stored mean something else: a state renamed, split or dropped, a
+ * context field added, renamed or read differently (say `attempt` counted
+ * from another base), a guard or action that would take an old context
+ * elsewhere. A change that every stored snapshot reads the same under (a
+ * new event, a transition added between existing states, a description)
+ * needs no bump. A server refuses to step a snapshot of a version it does
+ * not run (a newer deployment wrote it); so a bump also needs the reading of
+ * the older versions (`fromStored` in lifecycle.ts), or every live job of
+ * the previous version stops too. `job.machine.test.ts` pins the machine's
+ * shape beside this version, so a change to the shape asks for the decision.
+ */
+export const JOB_MACHINE_VERSION = 1;
+
 /** An error recorded on a failed attempt. */
 export interface JobError {
   message: string;

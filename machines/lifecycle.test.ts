@@ -13,8 +13,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { BackoffPolicy } from './backoff.js';
-import { JOB_EVENT_TYPES, JOB_STATES, USER_EVENT_TYPES, type JobEvent, type JobEventType, type JobInput, type JobState } from './job.machine.js';
-import { allowedActions, restore, start, startXState, step, stepXState, type PersistedJob } from './lifecycle.js';
+import {
+  JOB_EVENT_TYPES, JOB_MACHINE_VERSION, JOB_STATES, USER_EVENT_TYPES, type JobEvent, type JobEventType, type JobInput, type JobState,
+} from './job.machine.js';
+import {
+  allowedActions, fromStored, persist, replay, restore, start, startXState, step, stepXState, UnknownJobMachineError, UNVERSIONED_JOB_MACHINE,
+  type PersistedJob,
+} from './lifecycle.js';
 
 const RUNS = Number(process.env.MACHINE_STEP_RUNS ?? 2_000);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`MACHINE_STEP_RUNS must be a positive integer, got ${process.env.MACHINE_STEP_RUNS}`);
@@ -143,5 +148,68 @@ describe('transition table (lifecycle.step) against XState', () => {
     const job = { ...start({ at: 0, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 0 } }).next, value: 'nope' as JobState };
     assert.throws(() => stepXState(job, { type: 'CANCEL', at: 1 }));
     assert.throws(() => step(job, { type: 'CANCEL', at: 1 }), /unknown state 'nope'/);
+  });
+});
+
+describe('the machine version in a snapshot', () => {
+  const input: JobInput = { at: 1_000, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0 } };
+  const running = (): PersistedJob => {
+    const r = step(start(input).next, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 5_000, workerId: 'w' });
+    assert.ok(r.ok);
+    return r.next;
+  };
+  /** The job as a newer deployment would have stored it. */
+  const newer = (): PersistedJob => ({ ...running(), machine: JOB_MACHINE_VERSION + 1 });
+
+  it('is a positive integer, and version 1 is what snapshots stored before versions were written by', () => {
+    assert.ok(Number.isSafeInteger(JOB_MACHINE_VERSION) && JOB_MACHINE_VERSION >= 1);
+    assert.equal(UNVERSIONED_JOB_MACHINE, 1);
+  });
+
+  it('every state start, step, replay and persist give carries the version this code runs, through JSON too', () => {
+    const first = start(input);
+    assert.equal(first.next.machine, JOB_MACHINE_VERSION);
+    assert.equal(startXState(input).next.machine, JOB_MACHINE_VERSION);
+    const job = running();
+    assert.equal(job.machine, JOB_MACHINE_VERSION);
+    const viaXState = stepXState(first.next, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 5_000, workerId: 'w' });
+    assert.ok(viaXState.ok && viaXState.next.machine === JOB_MACHINE_VERSION);
+    assert.equal(persist(restore(job)).machine, JOB_MACHINE_VERSION);
+    assert.equal(replay(input, [{ type: 'CANCEL', at: 1_002 }]).machine, JOB_MACHINE_VERSION);
+    assert.equal((JSON.parse(JSON.stringify(job)) as PersistedJob).machine, JOB_MACHINE_VERSION);
+  });
+
+  it('a stored snapshot without one reads as version 1 and steps as before; one with a version keeps it', () => {
+    const { machine: _, ...old } = running();
+    const stored = JSON.parse(JSON.stringify(old)) as Omit<PersistedJob, 'machine'>;
+    assert.equal('machine' in stored, false);
+    const read = fromStored(stored);
+    assert.equal(read, stored, 'set in place: no copy on the read path');
+    assert.equal(read.machine, 1);
+    assert.deepEqual(read, running());
+    const r = step(read, { type: 'SUCCEEDED', at: 1_002, attempt: 1 });
+    assert.ok(r.ok && r.next.value === 'done' && r.next.machine === JOB_MACHINE_VERSION);
+    assert.equal(fromStored({ ...old, machine: 7 }).machine, 7);
+  });
+
+  it('a snapshot of a version this code does not run is refused when stepped or restored, not misread', () => {
+    const job = newer();
+    const event: JobEvent = { type: 'SUCCEEDED', at: 1_002, attempt: 1 };
+    for (const [name, f] of [['step', () => step(job, event)], ['stepXState', () => stepXState(job, event)], ['restore', () => restore(job)]] as const) {
+      assert.throws(f, (err: unknown) => {
+        assert.ok(err instanceof UnknownJobMachineError, `${name}: ${String(err)}`);
+        assert.equal(err.machine, JOB_MACHINE_VERSION + 1);
+        assert.match(err.message, new RegExp(`version ${JOB_MACHINE_VERSION + 1}, and this code runs version ${JOB_MACHINE_VERSION} \\(a newer deployment wrote it\\)`));
+        return true;
+      });
+    }
+    // An older version nothing upgrades is refused too (without the "newer" hint), and so is a corrupt one.
+    assert.throws(() => step({ ...job, machine: 0 }, event), (err: unknown) => err instanceof UnknownJobMachineError && !/newer/.test(err.message));
+    assert.throws(() => step({ ...job, machine: '1' as unknown as number }, event), UnknownJobMachineError);
+  });
+
+  it('allows no user action on another version\'s snapshot (the engine would refuse each), so reads still answer', () => {
+    assert.deepEqual(allowedActions(running(), 1_002), ['CANCEL']);
+    assert.deepEqual(allowedActions(newer(), 1_002), []);
   });
 });

@@ -7,7 +7,7 @@
  */
 import { initialTransition, transition, type SnapshotFrom } from 'xstate';
 import {
-  jobMachine, JOB_STATES, TERMINAL_STATES, USER_EVENT_TYPES,
+  jobMachine, JOB_MACHINE_VERSION, JOB_STATES, TERMINAL_STATES, USER_EVENT_TYPES,
   type JobContext, type JobEvent, type JobEventType, type JobInput, type JobState,
 } from './job.machine.js';
 import { tableAccepts, tableStart, tableStep } from './table.js';
@@ -16,9 +16,57 @@ export type JobSnapshot = SnapshotFrom<typeof jobMachine>;
 
 /** The serialisable form stored in the jobs row. */
 export interface PersistedJob {
+  /**
+   * The version of the job machine that wrote it (`JOB_MACHINE_VERSION`):
+   * what `value` and `context` mean. Always set once read (`fromStored`).
+   */
+  machine: number;
   value: JobState;
   context: JobContext;
 }
+
+/** The version of the snapshots stored before snapshots carried one: the machine they were written by is version 1. */
+export const UNVERSIONED_JOB_MACHINE = 1;
+
+/**
+ * A snapshot of a job machine version this code does not run: a newer
+ * deployment wrote it (or an older version nothing here upgrades). Stepping
+ * it with this machine would read its state and context as they may no
+ * longer mean, so it is refused instead.
+ */
+export class UnknownJobMachineError extends Error {
+  /** What is wrong, for a message naming the job: "written by job machine version 2, and this code runs version 1 (…)". */
+  readonly detail: string;
+  constructor(readonly machine: unknown) {
+    const newer = typeof machine === 'number' && machine > JOB_MACHINE_VERSION;
+    const detail = `written by job machine version ${String(machine)}, and this code runs version ${JOB_MACHINE_VERSION}${newer ? ' (a newer deployment wrote it)' : ''}`;
+    super(`the job's snapshot was ${detail}`);
+    this.name = 'UnknownJobMachineError';
+    this.detail = detail;
+  }
+}
+
+/**
+ * A snapshot as stored (its parsed JSON), with its machine version always
+ * set: one stored before snapshots carried a version reads as
+ * `UNVERSIONED_JOB_MACHINE`. Sets the field on the parsed object itself (no
+ * copy): every read of a job row goes through here.
+ */
+export function fromStored(stored: Omit<PersistedJob, 'machine'> & { machine?: number }): PersistedJob {
+  if (stored.machine === undefined) (stored as PersistedJob).machine = UNVERSIONED_JOB_MACHINE;
+  return stored as PersistedJob;
+}
+
+/** Whether this code's machine can step the snapshot (it was written by the version this code runs). */
+export const runsMachineOf = (job: PersistedJob): boolean => job.machine === JOB_MACHINE_VERSION;
+
+function assertRunsMachineOf(job: PersistedJob): void {
+  if (!runsMachineOf(job)) throw new UnknownJobMachineError(job.machine);
+}
+
+/** A state of this machine as stored: stamped with its version. */
+const versioned = (s: { value: JobState; context: JobContext }): PersistedJob =>
+  ({ machine: JOB_MACHINE_VERSION, value: s.value, context: s.context });
 
 /** Side effects a transition asks for; the engine turns them into outbox rows. */
 export interface Effects {
@@ -37,10 +85,12 @@ export function stateOf(s: JobSnapshot): JobState {
 }
 
 export function persist(s: JobSnapshot): PersistedJob {
-  return { value: stateOf(s), context: s.context };
+  return { machine: JOB_MACHINE_VERSION, value: stateOf(s), context: s.context };
 }
 
+/** The XState snapshot of a stored job; throws `UnknownJobMachineError` on another machine version's. */
 export function restore(p: PersistedJob): JobSnapshot {
+  assertRunsMachineOf(p);
   return jobMachine.resolveState({ value: p.value, context: p.context });
 }
 
@@ -53,18 +103,23 @@ function effectsOf(prev: PersistedJob | null, next: PersistedJob): Effects {
 
 /** The first state of a new job. */
 export function start(input: JobInput): { next: PersistedJob; effects: Effects } {
-  const next = tableStart(input);
+  const next = versioned(tableStart(input));
   return { next, effects: effectsOf(null, next) };
 }
 
 /**
  * Step a job by one event. An event the machine does not accept in this state
- * (or whose guard fails, e.g. a stale attempt) is rejected: `ok: false`.
+ * (or whose guard fails, e.g. a stale attempt) is rejected: `ok: false`. A
+ * snapshot of another machine version throws `UnknownJobMachineError`: not a
+ * rejection, which callers read as a verdict on the event (a worker would
+ * drop its attempt as fenced off).
  */
 export function step(current: PersistedJob, event: JobEvent): StepResult {
+  assertRunsMachineOf(current);
   const next = tableStep(current.value, current.context, event);
   if (!next) return { ok: false, state: current.value };
-  return { ok: true, next, effects: effectsOf(current, next) };
+  const persisted = versioned(next);
+  return { ok: true, next: persisted, effects: effectsOf(current, persisted) };
 }
 
 /** `start` through XState's `initialTransition()`: the reference for tests and benchmarks. */
@@ -87,7 +142,10 @@ export function stepXState(current: PersistedJob, event: JobEvent): StepResult {
   return { ok: true, next, effects: effectsOf(current, next) };
 }
 
-/** Replay a job's whole history; throws on an event the machine rejects. */
+/**
+ * Replay a job's whole history with this code's machine (the result carries
+ * `JOB_MACHINE_VERSION`); throws on an event the machine rejects.
+ */
 export function replay(input: JobInput, events: readonly JobEvent[]): PersistedJob {
   let job = start(input).next;
   for (const [i, e] of events.entries()) {
@@ -100,8 +158,13 @@ export function replay(input: JobInput, events: readonly JobEvent[]): PersistedJ
 
 export const isTerminal = (s: JobState): boolean => TERMINAL_STATES.includes(s);
 
-/** User events (CANCEL, REDRIVE) the machine accepts now, for the API's `allowed`. */
+/**
+ * User events (CANCEL, REDRIVE) the machine accepts now, for the API's
+ * `allowed`. None for a snapshot of another machine version: `step` refuses
+ * every event on it, and a read of the job (a list of jobs) still answers.
+ */
 export function allowedActions(job: PersistedJob, at: number): JobEventType[] {
+  if (!runsMachineOf(job)) return [];
   return USER_EVENT_TYPES.filter((type) => tableAccepts(job.value, job.context, { type, at } as JobEvent));
 }
 

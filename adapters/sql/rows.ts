@@ -3,7 +3,7 @@
  * JSON is stored as text everywhere (MySQL returns JSON columns as objects,
  * MariaDB as strings: text avoids the difference).
  */
-import { project } from '../../machines/lifecycle.js';
+import { fromStored, project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
   DueJob, JobEventRecord, JobParent, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
@@ -67,7 +67,8 @@ export function rowToJob(r: Row): JobRecord {
     idempotencyKey: (r.idempotency_key as string | null) ?? null,
     requestHash: (r.request_hash as string | null) ?? null,
     version: toNum(r.version),
-    snapshot: JSON.parse(String(r.snapshot)),
+    // A snapshot stored before snapshots carried their machine version reads as version 1.
+    snapshot: fromStored(JSON.parse(String(r.snapshot))),
     createdAt: toNum(r.created_at),
     updatedAt: toNum(r.updated_at),
   };

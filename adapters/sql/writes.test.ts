@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { start } from '../../machines/lifecycle.js';
+import { JOB_MACHINE_VERSION } from '../../machines/job.machine.js';
+import { isAtsError } from '../../engine/errors.js';
 import type { JobRecord } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT, type Dialect } from './dialect.js';
@@ -16,21 +18,24 @@ import { VersionConflict, updateProgram } from './writes.js';
 
 const AT = 1_764_556_800_000;
 
-/** A stored row of a pending job, as `selectJobsForUpdate` returns it. */
-function row(id: string): Record<string, unknown> {
+/** A stored row of a pending job, as `selectJobsForUpdate` returns it; `snapshot` edits its stored JSON. */
+function row(id: string, snapshot: (s: Record<string, unknown>) => Record<string, unknown> = (s) => s): Record<string, unknown> {
   const { next } = start({ at: AT, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 0 } });
   return {
     id, type: 'demo.echo', queue: 'default', version: 1, priority: 0, timeout_ms: 30_000, idempotency_key: null, request_hash: null,
-    payload: '{}', snapshot: JSON.stringify(next), created_at: AT, updated_at: AT, trace_context: null, last_event_type: 'SUBMITTED',
+    payload: '{}', snapshot: JSON.stringify(snapshot({ ...next })), created_at: AT, updated_at: AT, trace_context: null, last_event_type: 'SUBMITTED',
   };
 }
 
-/** Starts attempt 1 of each job; `changed(step)` says how many rows each UPDATE of jobs reports. */
-function startAll(d: Dialect, ids: string[], changed: (step: Sql) => number): Sql[] {
+/**
+ * Starts attempt 1 of each job; `changed(step)` says how many rows each UPDATE of jobs reports;
+ * `snapshot` edits the stored snapshots the SELECT returns.
+ */
+function startAll(d: Dialect, ids: string[], changed: (step: Sql) => number, snapshot?: (s: Record<string, unknown>) => Record<string, unknown>): Sql[] {
   const seen: Sql[] = [];
   const exec = (step: Sql): Outcome => {
     seen.push(step);
-    if (step.sql.startsWith('SELECT')) return { rows: ids.map(row), changes: 0 };
+    if (step.sql.startsWith('SELECT')) return { rows: ids.map((id) => row(id, snapshot)), changes: 0 };
     const parts = step.multi ? step.sql.split(';\n') : [step.sql];
     const each = parts.map((sql) => (sql.startsWith('UPDATE jobs') ? changed({ sql, params: step.params }) : 1));
     return { rows: [], changes: each.reduce((a, b) => a + b, 0), each };
@@ -78,5 +83,23 @@ describe('updateProgram', () => {
     let n = 0;
     assert.throws(() => startAll(SQLITE_DIALECT, ids, () => (++n === 2 ? 0 : 1)), (err: unknown) => err instanceof VersionConflict && err.jobId === '01B');
     assert.ok(startAll(SQLITE_DIALECT, ids, () => 1).every((s) => !s.final && !s.sql.includes('ROW_COUNT()')));
+  });
+});
+
+describe('updateProgram and the job machine version', () => {
+  /** The snapshot each per-job UPDATE (SQLite) writes: params state, version, attempt, due_at, lease_until, snapshot, ... */
+  const written = (steps: Sql[]) => steps.filter((s) => s.sql.startsWith('UPDATE jobs')).map((s) => JSON.parse(String(s.params[5])) as { machine: number });
+
+  it('a row stored before snapshots carried a version steps on, and its write stores the version', () => {
+    const steps = startAll(SQLITE_DIALECT, ['01A'], () => 1, ({ machine: _, ...rest }) => rest);
+    assert.deepEqual(written(steps).map((s) => s.machine), [JOB_MACHINE_VERSION]);
+  });
+
+  it('a row a newer machine version wrote is refused before any write', () => {
+    const seen: Sql[] = [];
+    assert.throws(() => {
+      startAll(SQLITE_DIALECT, ['01A'], (s) => (seen.push(s), 1), (s) => ({ ...s, machine: JOB_MACHINE_VERSION + 1 }));
+    }, (err: unknown) => isAtsError(err) && err.code === 'ATS_ERR_JOB_MACHINE_UNKNOWN');
+    assert.deepEqual(seen, [], 'no UPDATE of jobs was issued');
   });
 });
