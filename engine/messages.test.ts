@@ -8,6 +8,12 @@
  * message, as the relay publishes it, matches docs/asyncapi.yaml, and the
  * checker refuses one that does not. Built by the engine's own code
  * (`submitWrite`, `transitionWrite`, `toLogMessage`): no store, no log.
+ *
+ * `workflowMessageNotice`'s `workflow-message` row on `ats.workflows`: keyed
+ * by the target instance's id, the notice its payload and nothing more (the
+ * message stays in the store), the headers of every message; as the relay
+ * publishes it, it matches docs/asyncapi.yaml, and the checker refuses one
+ * that does not.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -15,8 +21,10 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import type { JobEvent } from '../machines/job.machine.js';
 import type { Effects } from '../machines/lifecycle.js';
 import { asyncApi, AsyncApiContract } from '../tests/helpers/asyncapi.js';
-import { CHILD_ENDED_KIND, KIND_HEADER, outboxFor, type ChildEndedMessage } from './messages.js';
-import { TOPICS, type JobParent, type JobSpec, type LogMessage, type OutboxMessage, type TransitionWrite } from './ports.js';
+import {
+  CHILD_ENDED_KIND, KIND_HEADER, outboxFor, WORKFLOW_MESSAGE_KIND, workflowMessageNotice, type ChildEndedMessage, type WorkflowMessageNotice,
+} from './messages.js';
+import { OUTBOX_ID_HEADER, TOPICS, type JobParent, type JobSpec, type LogMessage, type OutboxMessage, type TransitionWrite } from './ports.js';
 import { toLogMessage } from './relay.js';
 import { submitWrite, transitionWrite } from './transitions.js';
 
@@ -219,5 +227,77 @@ describe('child-ended messages match docs/asyncapi.yaml', () => {
     fails({ ...done!, key: (JSON.parse(done!.value) as ChildEndedMessage).jobId }, /key .* is not the payload's workflowId/);
     fails({ ...done!, topic: TOPICS.dlq }, /ats-kind "child-ended" is none of dead-letter/);
     fails({ ...done!, headers: { ...done!.headers, [KIND_HEADER]: 'dead-letter' } }, /ats-kind "dead-letter" is none of child-ended/);
+  });
+});
+
+describe('workflowMessageNotice: the workflow-message row on ats.workflows', () => {
+  const SENDER = '01M8TKNKB2B4NX57686KVQMQY0';
+  /** A notice as a sender's step writes it (engine/workflows.ts `messagesOf`): `<sender id>:<seq>:<n>`, the sender's tenant. */
+  const notice = (over: Partial<WorkflowMessageNotice> = {}): WorkflowMessageNotice => ({
+    workflowId: WORKFLOW, messageId: `${SENDER}:3:0`, tenant: 'default', ...over,
+  });
+  /** The row as the relay publishes it (outbox id `id`). */
+  const publishedNotice = (n: WorkflowMessageNotice, id = 12_000): LogMessage =>
+    toLogMessage({ ...workflowMessageNotice(n), id, createdAt: T0, publishedAt: null });
+
+  it('is keyed by the target instance, carries the notice and nothing else, with the headers of every message', () => {
+    const n = notice({ tenant: 'acme' });
+    const row = workflowMessageNotice(n);
+    assert.deepEqual(row, {
+      topic: TOPICS.workflows, key: WORKFLOW, payload: n,
+      headers: { 'content-type': 'application/json', [KIND_HEADER]: WORKFLOW_MESSAGE_KIND, 'ats-schema': '1' },
+    });
+    assert.equal(WORKFLOW_MESSAGE_KIND, 'workflow-message');
+    // Keyed by the target whatever the sender: one target's notices share a partition.
+    assert.equal(workflowMessageNotice(notice({ messageId: '01M8TKNKB2B4NX57686KVQMQY1:1:0' })).key, WORKFLOW);
+    assert.equal(workflowMessageNotice(notice({ workflowId: 'orders42' })).key, 'orders42');
+    const m = publishedNotice(n);
+    assert.deepEqual(JSON.parse(m.value), { workflowId: WORKFLOW, messageId: `${SENDER}:3:0`, tenant: 'acme' });
+    assert.equal(m.headers[OUTBOX_ID_HEADER], '12000');
+  });
+
+  it('as published, matches docs/asyncapi.yaml: a start\'s message, later ones, a step\'s second, an id no instance has, with and without a prefix', () => {
+    const messages = [
+      notice({ messageId: `${SENDER}:1:0` }), notice(), notice({ messageId: `${SENDER}:3:1`, tenant: 'acme' }),
+      notice({ messageId: `${SENDER}:120:99` }), notice({ workflowId: 'orders42' }), notice({ workflowId: 'x'.repeat(64) }),
+    ].map((n, i) => publishedNotice(n, (i + 1) * 1000));
+    const counts = asyncApi().assertRecords(messages);
+    assert.deepEqual([...counts], [['workflowMessage', messages.length]]);
+    assert.deepEqual(asyncApi().assertRecords(messages.map((m) => ({ ...m, topic: `staging.${m.topic}` })), 'staging.'), counts);
+  });
+
+  it('the checker refuses a workflow-message record that does not match', () => {
+    const contract = new AsyncApiContract();
+    const good = publishedNotice(notice());
+    const edit = (f: (v: Record<string, unknown>) => void): LogMessage => {
+      const v = JSON.parse(good.value) as Record<string, unknown>;
+      f(v);
+      return { ...good, value: JSON.stringify(v) };
+    };
+    const fails = (m: LogMessage, pattern: RegExp) => {
+      const r = contract.checkRecord(m);
+      assert.equal(r.ok, false, `accepted: ${JSON.stringify(m)}`);
+      assert.match((r as { errors: string[] }).errors.join('\n'), pattern);
+    };
+    assert.deepEqual(contract.checkRecord(good), { ok: true, message: 'workflowMessage' });
+    // Keyed by the target: the sender's id, or another instance's, does not do.
+    fails({ ...good, key: SENDER }, new RegExp(`key "${SENDER}" is not the payload's workflowId "${WORKFLOW}"`));
+    fails({ ...publishedNotice(notice({ workflowId: 'orders42' })), key: WORKFLOW }, /is not the payload's workflowId "orders42"/);
+    fails(edit((v) => delete v.messageId), /workflowMessage payload: .*required property 'messageId'/);
+    fails(edit((v) => delete v.workflowId), /required property 'workflowId'/);
+    fails(edit((v) => delete v.workflowId), /key "01M8TKNKB2B4NX57686KVQMQXZ" is not the payload's workflowId undefined/);
+    fails(edit((v) => delete v.tenant), /required property 'tenant'/);
+    fails(edit((v) => (v.tenant = 'Acme Corp')), /\/tenant must match pattern/);
+    fails(edit((v) => (v.messageId = `${SENDER}:3`)), /\/messageId must match pattern/);
+    fails(edit((v) => (v.messageId = `${SENDER}:0:0`)), /\/messageId must match pattern/);
+    fails(edit((v) => (v.messageId = `orders42:3:0`)), /\/messageId must match pattern/);
+    fails(edit((v) => (v.workflowId = 'wf-1')), /\/workflowId must match pattern/);
+    fails(publishedNotice(notice({ workflowId: 'x'.repeat(65) })), /\/workflowId must match pattern/);
+    // The message stays in the store: a record carrying it, or its sender, does not match.
+    fails(edit((v) => (v.event = { type: 'PING', n: 1 })), /must NOT have additional properties.*event/);
+    fails(edit((v) => (v.from = SENDER)), /must NOT have additional properties.*from/);
+    fails({ ...good, topic: TOPICS.dlq }, /ats-kind "workflow-message" is none of dead-letter/);
+    fails({ ...good, headers: { ...good.headers, [KIND_HEADER]: CHILD_ENDED_KIND } }, /childEnded payload: .*required property 'jobId'/);
+    fails({ ...good, headers: { ...good.headers, 'ats-schema': 'v1' } }, /workflowMessage headers: \/ats-schema must match pattern/);
   });
 });

@@ -97,7 +97,28 @@ export interface ChildEndedMessage {
 /** `ats-kind` of a {@link ChildEndedMessage}. */
 export const CHILD_ENDED_KIND = 'child-ended';
 
-/** The header saying what a message is: `dispatch`, `cancel`, `transition`, `transitions`, `dead-letter` or `child-ended`. */
+/**
+ * On `ats.workflows` (`ats-kind: workflow-message`), keyed by the target's
+ * id: an instance sent another a message (`sendToWorkflow`). The message
+ * itself waits in the store (`workflow_messages`) until the target's step
+ * takes it; this tells the workflow driver to deliver what waits for the target.
+ */
+export interface WorkflowMessageNotice {
+  /** The target instance's id. */
+  workflowId: string;
+  messageId: string;
+  tenant: string;
+}
+
+/** `ats-kind` of a {@link WorkflowMessageNotice}. */
+export const WORKFLOW_MESSAGE_KIND = 'workflow-message';
+
+/** The outbox row telling the driver that a message waits for `notice.workflowId`. */
+export function workflowMessageNotice(notice: WorkflowMessageNotice): OutboxMessage {
+  return { topic: TOPICS.workflows, key: notice.workflowId, payload: notice, headers: headers(WORKFLOW_MESSAGE_KIND) };
+}
+
+/** The header saying what a message is: `dispatch`, `cancel`, `transition`, `transitions`, `dead-letter`, `child-ended` or `workflow-message`. */
 export const KIND_HEADER = 'ats-kind';
 /** `ats-kind` of one transition. */
 export const TRANSITION_KIND = 'transition';

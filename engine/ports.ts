@@ -557,7 +557,7 @@ export interface WorkflowRecord {
 }
 
 /** What entered the instance: seq 1 is START; each later one is one accepted step. */
-export type WorkflowEventType = 'START' | 'SIGNAL' | 'CHILD' | 'TIMER' | 'CANCEL' | 'MIGRATE';
+export type WorkflowEventType = 'START' | 'SIGNAL' | 'CHILD' | 'TIMER' | 'CANCEL' | 'MIGRATE' | 'MESSAGE';
 
 export interface WorkflowEventRecord {
   workflowId: string;
@@ -608,6 +608,31 @@ export interface WorkflowWrite {
    * `JobStore.update` would, in the same transaction.
    */
   cancel: { ids: readonly string[]; decide: Decide<unknown> } | null;
+  /** Messages the step sends other instances (`workflow_messages`), with the outbox rows that tell the driver of them. */
+  messages?: { rows: WorkflowMessageRecord[]; outbox: OutboxMessage[] };
+}
+
+/**
+ * A message from one instance to another (`sendToWorkflow`), stored with
+ * the sender's step until the target's step takes it (and deletes it).
+ */
+export interface WorkflowMessageRecord {
+  /** `<sender id>:<sender seq>:<n>`: unique, so a message is stored once. */
+  messageId: string;
+  targetId: string;
+  /** The sender's tenant: only an instance of the same tenant takes it. */
+  tenant: string;
+  senderId: string;
+  event: { type: string; [key: string]: unknown };
+  createdAt: number;
+}
+
+/** What `updateWorkflow`'s decide returns: the step to commit (or none), the caller's result, and whether the message read with it is taken. */
+export interface WorkflowDecision<T> {
+  write: WorkflowWrite | null;
+  result: T;
+  /** Delete the message read with the instance (`updateWorkflow`'s `messageId`), with or without a write. */
+  consumeMessage?: boolean;
 }
 
 export interface WorkflowFilter {
@@ -640,8 +665,17 @@ export interface WorkflowStore {
    * the instance (compare-and-set), its event, its child jobs, the cancels
    * and its timers (the rows of `workflow_timers` become `state.timers`) in
    * one transaction. `decide` is pure and may run again after a lost race.
+   * With `messageId`, that message is read and locked after the instance and
+   * given to `decide` (null when it is gone: taken already, or never asked
+   * for); `consumeMessage` deletes it in the same transaction.
    */
-  updateWorkflow<T>(id: string, decide: (workflow: WorkflowRecord | null) => { write: WorkflowWrite | null; result: T }): Promise<T>;
+  updateWorkflow<T>(
+    id: string, decide: (workflow: WorkflowRecord | null, message: WorkflowMessageRecord | null) => WorkflowDecision<T>, messageId?: string,
+  ): Promise<T>;
+  /** The ids of messages waiting for instance `targetId`, in the order they were sent, at most `limit`. */
+  pendingWorkflowMessages(targetId: string, limit: number): Promise<string[]>;
+  /** Targets of messages stored at or before `createdBefore` and still waiting (ones the log lost), at most `limit`. */
+  staleWorkflowMessageTargets(createdBefore: number, limit: number): Promise<string[]>;
   getWorkflow(id: string): Promise<WorkflowRecord | null>;
   findWorkflowByIdempotencyKey(tenant: string, name: string, key: string): Promise<WorkflowRecord | null>;
   /** An instance's events in seq order, from `afterSeq + 1`. */

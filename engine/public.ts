@@ -7,8 +7,11 @@
  */
 export { defineHandler, HandlerRegistry, type HandlerDefinition, type HandlerModule } from './handlers.js';
 export { NonRetryableError } from './errors.js';
-/** Workflows: `job(type)` runs an invocation as a job; `registry.workflow(name, machine, { version })` registers a machine. */
-export { job, type WorkflowJobOptions } from '../machines/workflow.js';
+/**
+ * Workflows: `job(type)` runs an invocation as a job; `sendToWorkflow(id, event)` sends another
+ * instance an event, durably; `registry.workflow(name, machine, { version })` registers a machine.
+ */
+export { job, sendToWorkflow, type WorkflowJobOptions } from '../machines/workflow.js';
 export type { Handler, HandlerContext, Logger } from './ports.js';
 export type { PayloadCheck } from './payload-schema.js';
 /** TypeBox, the schema builder payload schemas are written with (the same copy the scheduler compiles). */

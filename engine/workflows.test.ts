@@ -1,19 +1,19 @@
 /**
  * The workflow service on the SQLite store: versions side by side, and a
  * migration moving a live instance at its next step (a MIGRATE in its
- * history, which `verify` replays across the move), or on demand. And the
- * driver's order of deliveries.
+ * history, which `verify` replays across the move), or on demand. Messages
+ * between instances, each taken once. And the driver's order of deliveries.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
-import { job } from '../machines/workflow.js';
+import { job, sendToWorkflow } from '../machines/workflow.js';
 import { HandlerRegistry } from './handlers.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { silentLogger } from './logger.js';
-import { CHILD_ENDED_KIND, KIND_HEADER, type ChildEndedMessage } from './messages.js';
+import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage } from './messages.js';
 import type { EventLog, LogRecord } from './ports.js';
 import { WorkflowDriver, WorkflowService } from './workflows.js';
 
@@ -102,6 +102,10 @@ describe('the workflow driver', () => {
     let overlapped = false;
     const order: string[] = [];
     const service = {
+      receive: async (workflowId: string) => {
+        order.push(`${workflowId}:messages`);
+        return 0;
+      },
       deliver: async (m: ChildEndedMessage) => {
         const n = (inFlight.get(m.workflowId) ?? 0) + 1;
         inFlight.set(m.workflowId, n);
@@ -121,11 +125,18 @@ describe('the workflow driver', () => {
       value: JSON.stringify({ workflowId, invokeId: 'x', jobId, state: 'done', result: null, at: 1, tenant: 'default' }),
       headers: { [KIND_HEADER]: CHILD_ENDED_KIND, 'ats-schema': '1' },
     });
-    await handle!([record('a', '1'), record('b', '1'), record('a', '2'), record('b', '2'), record('a', '3')], { behind: 0 });
+    const notice = (workflowId: string, messageId: string): LogRecord => ({
+      topic: 'ats.workflows', partition: 0, offset: '0', key: workflowId,
+      value: JSON.stringify({ workflowId, messageId, tenant: 'default' }),
+      headers: { [KIND_HEADER]: WORKFLOW_MESSAGE_KIND, 'ats-schema': '1' },
+    });
+    await handle!([
+      record('a', '1'), record('b', '1'), notice('a', 'm1'), notice('a', 'm2'), record('a', '2'), record('b', '2'), notice('a', 'm3'), record('a', '3'),
+    ], { behind: 0 });
     await driver.stop();
     assert.equal(most, 1, 'never two ends of one instance at once');
     assert.ok(overlapped, 'two instances were delivered to at once');
-    assert.deepEqual(order.filter((o) => o.startsWith('a:')), ['a:1', 'a:2', 'a:3']);
+    assert.deepEqual(order.filter((o) => o.startsWith('a:')), ['a:1', 'a:messages', 'a:2', 'a:messages', 'a:3'], 'announcements in a row take the instance\'s messages once');
     assert.deepEqual(order.filter((o) => o.startsWith('b:')), ['b:1', 'b:2']);
   });
 });
@@ -163,6 +174,110 @@ describe('workflows the log or the registry failed', () => {
     assert.ok(cancelled.ok && cancelled.workflow.state.status === 'cancelled');
     assert.equal((await store.getJob(started.workflow.state.children[0]!.jobId))?.snapshot.value, 'cancelled');
     assert.deepEqual(await service.verify(cancelled.workflow), { ok: true, events: 2 }, 'a process that has version 1 replays it');
+    await store.close();
+  });
+});
+
+/** SEND makes it send PING to another instance; PINGs it takes are kept in order; CLOSE ends it. */
+const peer = setup({
+  types: {
+    context: {} as { got: number[] },
+    events: {} as { type: 'SEND'; to: string; n: number } | { type: 'PING'; n: number } | { type: 'CLOSE' },
+  },
+}).createMachine({
+  id: 'peer', initial: 'open', context: { got: [] },
+  states: {
+    open: {
+      on: {
+        SEND: { actions: sendToWorkflow(({ event }) => event.to, ({ event }) => ({ type: 'PING', n: event.n })) },
+        PING: { actions: assign({ got: ({ context, event }) => [...context.got, event.n] }) },
+        CLOSE: 'closed',
+      },
+    },
+    closed: { type: 'final' },
+  },
+});
+
+async function peers(tenants: [string, string] = ['default', 'default']) {
+  const w = await world((r) => r.workflow('peer', peer));
+  const a = await w.service.start({ tenant: tenants[0], name: 'peer', input: null });
+  const b = await w.service.start({ tenant: tenants[1], name: 'peer', input: null });
+  assert.ok(a.ok && b.ok);
+  return { ...w, a: a.workflow, b: b.workflow };
+}
+
+describe('messages between instances (sendToWorkflow)', () => {
+  it('are stored with the sender\'s step and announced on ats.workflows; the target takes them in order, once, and both replay', async () => {
+    const { store, service, a, b } = await peers();
+    for (const n of [1, 2, 3]) assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n })).ok);
+    assert.equal((await store.getWorkflow(b.id))!.version, 1, 'nothing reached the target yet');
+    const waiting = await store.pendingWorkflowMessages(b.id, 10);
+    assert.deepEqual(waiting, [`${a.id}:2:0`, `${a.id}:3:0`, `${a.id}:4:0`]);
+    const notices: unknown[] = [];
+    await store.relayOutbox(100, async (rows) => {
+      for (const r of rows) if (r.headers[KIND_HEADER] === WORKFLOW_MESSAGE_KIND) notices.push([r.topic, r.key, r.payload]);
+    });
+    assert.deepEqual(notices, waiting.map((messageId) => ['ats.workflows', b.id, { workflowId: b.id, messageId, tenant: 'default' }]));
+
+    assert.equal(await service.receive(b.id), 3);
+    const after = (await store.getWorkflow(b.id))!;
+    assert.deepEqual(after.state.context, { got: [1, 2, 3] });
+    const events = await store.getWorkflowEvents(b.id);
+    assert.deepEqual(events.map((e) => [e.type, (e.data as { from?: string }).from]), [['START', undefined], ['MESSAGE', a.id], ['MESSAGE', a.id], ['MESSAGE', a.id]]);
+    assert.equal(await service.receive(b.id), 0, 'a second delivery takes nothing');
+    assert.deepEqual(await store.pendingWorkflowMessages(b.id, 10), []);
+    assert.deepEqual(await service.verify(after), { ok: true, events: 4 });
+    assert.deepEqual(await service.verify((await store.getWorkflow(a.id))!), { ok: true, events: 4 });
+    await store.close();
+  });
+
+  it('delivered several times at once, a message is taken once', async () => {
+    const { store, service, a, b } = await peers();
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n: 7 })).ok);
+    const applied = await Promise.all([service.receive(b.id), service.receive(b.id), service.receive(b.id)]);
+    assert.equal(applied.reduce((x, y) => x + y, 0), 1);
+    assert.deepEqual((await store.getWorkflow(b.id))!.state.context, { got: [7] });
+    assert.deepEqual((await store.getWorkflowEvents(b.id)).map((e) => e.type), ['START', 'MESSAGE']);
+    await store.close();
+  });
+
+  it('one the target does not take now, one to no instance, and one to another tenant\'s instance are dropped and change nothing', async () => {
+    const { store, service, a, b } = await peers();
+    assert.ok((await service.signal(b.id, 'default', { type: 'CLOSE' })).ok);
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n: 1 })).ok);
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: '01ARZ3NDEKTSV4RRFFQ69G5FAV', n: 2 })).ok);
+    assert.equal(await service.receive(b.id), 0);
+    assert.equal(await service.receive('01ARZ3NDEKTSV4RRFFQ69G5FAV'), 0);
+    assert.deepEqual(await store.pendingWorkflowMessages(b.id, 10), [], 'the dropped message is gone');
+    assert.deepEqual(await store.pendingWorkflowMessages('01ARZ3NDEKTSV4RRFFQ69G5FAV', 10), []);
+    assert.equal((await store.getWorkflow(b.id))!.version, 2, 'the ended target is as it was');
+    await store.close();
+
+    const other = await peers(['t1', 'default']);
+    assert.ok((await other.service.signal(other.a.id, 't1', { type: 'SEND', to: other.b.id, n: 3 })).ok);
+    assert.equal(await other.service.receive(other.b.id), 0);
+    const target = (await other.store.getWorkflow(other.b.id))!;
+    assert.deepEqual([target.version, target.state.context], [1, { got: [] }], 'another tenant\'s message reaches nothing');
+    await other.store.close();
+  });
+
+  it('sweepMessages delivers a message whose announcement the log lost', async () => {
+    const { store, service, a, b } = await peers();
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n: 5 })).ok);
+    assert.equal(await service.sweepMessages(Date.now() - 60_000, 10), 0, 'a message younger than the sweep\'s age waits for its announcement');
+    assert.equal(await service.sweepMessages(Date.now(), 10), 1);
+    assert.deepEqual((await store.getWorkflow(b.id))!.state.context, { got: [5] });
+    assert.equal(await service.sweepMessages(Date.now(), 10), 0);
+    await store.close();
+  });
+
+  it('a message to an instance whose version this process lacks waits, and a process that has it takes it', async () => {
+    const { store, service, a, b } = await peers();
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n: 4 })).ok);
+    const lacking = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('peer', peer, { version: 2 }) });
+    assert.equal(await lacking.receive(b.id), 0);
+    assert.equal((await store.pendingWorkflowMessages(b.id, 10)).length, 1, 'still waiting');
+    assert.equal(await service.receive(b.id), 1);
     await store.close();
   });
 });

@@ -13,12 +13,17 @@
  * transaction, and the driver here delivers it to the instance. A delivery
  * is fenced by the child's job id (machines/workflow.ts `deliverChild`), so a
  * duplicate or late one changes nothing: each child's end is applied once.
+ *
+ * A message one instance sends another (`sendToWorkflow`) is stored with the
+ * sender's step (`workflow_messages`) and announced on `ats.workflows`; the
+ * target's step deletes it in its own transaction, so it is taken once, and
+ * one target's messages are taken in the order they were stored.
  */
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, asStored, cancelWorkflow, startWorkflow, isUserEventType,
-  type ChildOutcome, type JobStart, type WorkflowDefinition,
+  type ChildOutcome, type JobStart, type WorkflowDefinition, type WorkflowSend,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
@@ -27,12 +32,16 @@ import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { errorFields } from './logger.js';
-import { CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, type ChildEndedMessage } from './messages.js';
+import {
+  CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, WORKFLOW_MESSAGE_KIND, workflowMessageNotice,
+  type ChildEndedMessage, type WorkflowMessageNotice,
+} from './messages.js';
 import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
   type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
-  type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowRecord, type WorkflowStore, type WorkflowWrite,
+  type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStore,
+  type WorkflowWrite,
 } from './ports.js';
 
 /** Where workflow definitions come from (the handler registry). */
@@ -135,6 +144,7 @@ export class WorkflowService {
       workflow, expectedVersion: null, event,
       jobs: this.childWrites(workflow, 1, first.effects.start, at),
       cancel: null,
+      ...messagesOf(workflow, 1, first.effects.send, at),
     };
     const inserted = await store.insertWorkflow(write);
     if (inserted.ok) {
@@ -219,16 +229,63 @@ export class WorkflowService {
   }
 
   /**
+   * Delivers messages stored at or before `createdBefore` that still wait:
+   * their announcement was lost with the in-process log, or is late. Up to
+   * `limit` targets a round, rounds until one applies nothing. Returns how
+   * many were applied.
+   */
+  async sweepMessages(createdBefore: number, limit: number): Promise<number> {
+    let applied = 0;
+    for (;;) {
+      const targets = await this.deps.store.staleWorkflowMessageTargets(createdBefore, limit);
+      let round = 0;
+      for (const target of targets) round += await this.receive(target);
+      applied += round;
+      if (targets.length < limit || round === 0) return applied;
+    }
+  }
+
+  /**
    * One step of instance `id` (of `tenant`; null: any, for the engine's own
    * deliveries) in one transaction. Job ids for the children it starts are
    * drawn once and reused if the store decides again after a lost race.
    */
-  private async step(id: string, tenant: string | null, input: WorkflowInputEvent): Promise<StepResult> {
+  private async step(id: string, tenant: string | null, input: WorkflowInputEvent | MessageInput): Promise<StepResult> {
     // An instance whose version has a newer one that migrates from it moves first (a MIGRATE step of
     // its own), then takes the event; a cancel needs no move.
     for (;;) {
       const r = await this.stepOnce(id, tenant, input, input.type !== 'CANCEL');
       if (r !== MIGRATED) return r;
+    }
+  }
+
+  /**
+   * Delivers the messages waiting for instance `targetId`, in the order they
+   * were stored, each in the target's own step (which deletes it: a message
+   * is taken once however often the driver is told of it). A message the
+   * target does not take now, or whose target is gone or of another tenant,
+   * is dropped, as XState drops an event no transition takes. Stops at a
+   * message for a definition version this process has not registered (it
+   * waits for a process that has). Returns how many were applied.
+   */
+  async receive(targetId: string): Promise<number> {
+    let applied = 0;
+    for (;;) {
+      const ids = await this.deps.store.pendingWorkflowMessages(targetId, RECEIVE_BATCH);
+      for (const messageId of ids) {
+        const r = await this.step(targetId, null, { type: 'MESSAGE-ID', messageId });
+        if (r.ok) {
+          applied++;
+        } else if (r.reason === 'definition-missing') {
+          this.deps.logger?.warn('workflows: a message waits for a definition version this process has not registered', {
+            workflowId: targetId, name: r.workflow.name, version: r.workflow.definitionVersion, messageId,
+          });
+          return applied;
+        } else {
+          this.deps.logger?.debug('workflows: a message was dropped (no such instance, or its machine does not take it now)', { workflowId: targetId, messageId });
+        }
+      }
+      if (ids.length < RECEIVE_BATCH) return applied;
     }
   }
 
@@ -264,69 +321,87 @@ export class WorkflowService {
    * the children it starts are drawn once and reused if the store decides
    * again after a lost race.
    */
-  private stepOnce(id: string, tenant: string | null, input: WorkflowInputEvent | null, migrateFirst: boolean): Promise<StepResult | typeof MIGRATED> {
+  private stepOnce(
+    id: string, tenant: string | null, given: WorkflowInputEvent | MessageInput | null, migrateFirst: boolean,
+  ): Promise<StepResult | typeof MIGRATED> {
     const at = this.deps.clock.now();
     const drawn: string[] = [];
-    return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf) => {
-      if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } };
-      const def = this.definitionOf(wf);
-      const jobIds: string[] = [];
-      const newJobId = (_invokeId: string, index: number) => {
-        while (drawn.length <= index) drawn.push(this.deps.ids.jobId());
-        jobIds.push(drawn[index]!);
-        return drawn[index]!;
-      };
-      // A migration needs only the new version: an instance whose own version is gone can still move.
-      const next = migrateFirst ? this.nextVersion(wf) : undefined;
-      let r: WorkflowStep;
-      let recordedInput: HistoryInput;
-      let moved: WorkflowStep | null = null;
-      if (next) {
-        try {
-          moved = migrateWorkflow(wf.definitionVersion, next, wf.state, newJobId);
-        } catch (err) {
-          // A migration that cannot move this instance leaves it on its version: the event still goes
-          // to the machine it runs (on demand, `migrate` reports the failure).
-          if (input === null) throw err;
-          this.deps.logger?.warn('workflows: a migration cannot move this instance; it stays on its version', {
-            workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: (err as Error).message,
-          });
-        }
-      }
-      if (next && moved) {
-        r = moved;
-        recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version };
-      } else if (input?.type === 'CANCEL') {
-        // A cancel needs no definition: an instance whose version is gone can still be ended.
-        r = cancelWorkflow(wf.state);
-        recordedInput = input;
-      } else if (!def) {
-        return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
-      } else if (input === null) {
-        return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
-      } else {
-        r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
-        recordedInput = input;
-      }
-      if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
-      const version = wf.version + 1;
-      const workflow: WorkflowRecord = {
-        ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
-      };
-      const event: WorkflowEventRecord = {
-        workflowId: wf.id, seq: version, type: recordedInput.type, at, data: { ...recordedInput, jobIds }, status: r.next.status,
-      };
-      const cancelIds = r.effects.cancel.map((c) => c.jobId);
-      const write: WorkflowWrite = {
-        workflow, expectedVersion: wf.version, event,
-        jobs: this.childWrites(workflow, version, r.effects.start, at),
-        cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(recordedInput)}`) } : null,
-      };
-      return { write, result: recordedInput.type === 'MIGRATE' ? MIGRATED : { ok: true, workflow } };
-    }).then((r) => {
+    const messageId = given?.type === 'MESSAGE-ID' ? given.messageId : undefined;
+    return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf, message) => {
+      if (messageId === undefined) return this.decideStep(wf, tenant, given as WorkflowInputEvent | null, migrateFirst, at, drawn);
+      // A message is read with its target, in the target's transaction: gone means taken already.
+      if (!message) return { write: null, result: { ok: false, reason: 'not-found' } };
+      const input: WorkflowInputEvent = { type: 'MESSAGE', from: message.senderId, messageId: message.messageId, event: message.event };
+      const d = this.decideStep(wf, message.tenant, input, migrateFirst, at, drawn);
+      // Taken by the step, or dropped; kept for a migration first, or for a process that has the definition.
+      const keep = d.result === MIGRATED || (!d.result.ok && d.result.reason === 'definition-missing');
+      return { ...d, consumeMessage: !keep };
+    }, messageId).then((r) => {
       if (r === MIGRATED || r.ok) this.deps.onCommit?.();
       return r;
     });
+  }
+
+  /** The step `stepOnce` commits for instance `wf` as read (see there). */
+  private decideStep(
+    wf: WorkflowRecord | null, tenant: string | null, input: WorkflowInputEvent | null, migrateFirst: boolean, at: number, drawn: string[],
+  ): { write: WorkflowWrite | null; result: StepResult | typeof MIGRATED } {
+    if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } };
+    const def = this.definitionOf(wf);
+    const jobIds: string[] = [];
+    const newJobId = (_invokeId: string, index: number) => {
+      while (drawn.length <= index) drawn.push(this.deps.ids.jobId());
+      jobIds.push(drawn[index]!);
+      return drawn[index]!;
+    };
+    // A migration needs only the new version: an instance whose own version is gone can still move.
+    const next = migrateFirst ? this.nextVersion(wf) : undefined;
+    let r: WorkflowStep;
+    let recordedInput: HistoryInput;
+    let moved: WorkflowStep | null = null;
+    if (next) {
+      try {
+        moved = migrateWorkflow(wf.definitionVersion, next, wf.state, newJobId);
+      } catch (err) {
+        // A migration that cannot move this instance leaves it on its version: the event still goes
+        // to the machine it runs (on demand, `migrate` reports the failure).
+        if (input === null) throw err;
+        this.deps.logger?.warn('workflows: a migration cannot move this instance; it stays on its version', {
+          workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: (err as Error).message,
+        });
+      }
+    }
+    if (next && moved) {
+      r = moved;
+      recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version };
+    } else if (input?.type === 'CANCEL') {
+      // A cancel needs no definition: an instance whose version is gone can still be ended.
+      r = cancelWorkflow(wf.state);
+      recordedInput = input;
+    } else if (!def) {
+      return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
+    } else if (input === null) {
+      return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
+    } else {
+      r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
+      recordedInput = input;
+    }
+    if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
+    const version = wf.version + 1;
+    const workflow: WorkflowRecord = {
+      ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
+    };
+    const event: WorkflowEventRecord = {
+      workflowId: wf.id, seq: version, type: recordedInput.type, at, data: { ...recordedInput, jobIds }, status: r.next.status,
+    };
+    const cancelIds = r.effects.cancel.map((c) => c.jobId);
+    const write: WorkflowWrite = {
+      workflow, expectedVersion: wf.version, event,
+      jobs: this.childWrites(workflow, version, r.effects.start, at),
+      cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(recordedInput)}`) } : null,
+      ...messagesOf(workflow, version, r.effects.send, at),
+    };
+    return { write, result: recordedInput.type === 'MIGRATE' ? MIGRATED : { ok: true, workflow } };
   }
 
   /** The jobs a step starts, as submits into the step's own transaction. */
@@ -415,6 +490,27 @@ export class WorkflowService {
 function firstVersion(events: readonly WorkflowEventRecord[], now: number): number {
   const m = events.find((e) => e.type === 'MIGRATE');
   return m ? (m.data as { from: number }).from : now;
+}
+
+/** A message to take, by id: the step reads it with the instance (`WorkflowService.receive`). */
+interface MessageInput {
+  type: 'MESSAGE-ID';
+  messageId: string;
+}
+
+/** Messages one `receive` reads at a time. */
+const RECEIVE_BATCH = 100;
+
+/**
+ * The messages a step of `wf` (at `seq`) sends, with the outbox rows that
+ * announce them. A message's id is its place: the sender, the step, its order in it.
+ */
+function messagesOf(wf: WorkflowRecord, seq: number, sends: readonly WorkflowSend[], at: number): Pick<WorkflowWrite, 'messages'> {
+  if (sends.length === 0) return {};
+  const rows: WorkflowMessageRecord[] = sends.map((m, n) => ({
+    messageId: `${wf.id}:${seq}:${n}`, targetId: m.to, tenant: wf.tenant, senderId: wf.id, event: m.event, createdAt: at,
+  }));
+  return { messages: { rows, outbox: rows.map((r) => workflowMessageNotice({ workflowId: r.targetId, messageId: r.messageId, tenant: r.tenant })) } };
 }
 
 /** Says a step moved the instance to a newer version (the caller steps again). */
@@ -515,6 +611,8 @@ export class WorkflowDriver {
       after = r.last;
     }
     if (applied > 0) this.deps.logger.info('workflows: delivered children\'s ends the log had lost', { applied });
+    const messages = await this.deps.service.sweepMessages(updatedBefore, SWEEP_BATCH);
+    if (messages > 0) this.deps.logger.info('workflows: delivered messages between instances the log had lost', { applied: messages });
   }
 
   async start(): Promise<void> {
@@ -526,23 +624,29 @@ export class WorkflowDriver {
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
       handle: async (records) => {
-        // One instance's ends in order; different instances' at once (each is its own transaction).
-        const byInstance = new Map<string, ChildEndedMessage[]>();
+        // One instance's ends and messages in order; different instances' at once (each is its own transaction).
+        const byInstance = new Map<string, (ChildEndedMessage | null)[]>();
         for (const record of records) {
-          if (record.headers[KIND_HEADER] !== CHILD_ENDED_KIND || !readableSchema(record.headers)) continue;
-          let msg: ChildEndedMessage;
+          const kind = record.headers[KIND_HEADER];
+          if ((kind !== CHILD_ENDED_KIND && kind !== WORKFLOW_MESSAGE_KIND) || !readableSchema(record.headers)) continue;
+          let msg: ChildEndedMessage | WorkflowMessageNotice;
           try {
-            msg = JSON.parse(record.value) as ChildEndedMessage;
+            msg = JSON.parse(record.value) as ChildEndedMessage | WorkflowMessageNotice;
           } catch (err) {
-            logger.error('workflows: a child-ended message is not JSON; skipped', { ...errorFields(err), offset: record.offset });
+            logger.error(`workflows: a ${kind} message is not JSON; skipped`, { ...errorFields(err), offset: record.offset });
             continue;
           }
+          // null: messages wait for the instance (one `receive` takes every one waiting).
+          const item = kind === CHILD_ENDED_KIND ? msg as ChildEndedMessage : null;
           const list = byInstance.get(msg.workflowId);
-          if (list) list.push(msg);
-          else byInstance.set(msg.workflowId, [msg]);
+          if (!list) byInstance.set(msg.workflowId, [item]);
+          else if (item !== null || list.at(-1) !== null) list.push(item);
         }
-        await inParallel([...byInstance.values()], this.opts.deliveryConcurrency ?? DELIVERY_CONCURRENCY, async (msgs) => {
-          for (const msg of msgs) await service.deliver(msg);
+        await inParallel([...byInstance.entries()], this.opts.deliveryConcurrency ?? DELIVERY_CONCURRENCY, async ([workflowId, items]) => {
+          for (const item of items) {
+            if (item) await service.deliver(item);
+            else await service.receive(workflowId);
+          }
         });
       },
     });

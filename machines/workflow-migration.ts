@@ -22,7 +22,7 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, persistSnapshot, recordedJobIds, startWorkflow, statusOf,
+  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf,
   WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
@@ -66,7 +66,7 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
   }
   const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   const active = activeInvokeIds(snapshot);
-  const effects: WorkflowEffects = { start: [], cancel: [], setTimers: [], dropTimers: [] };
+  const effects: WorkflowEffects = NO_EFFECTS();
   const children: WorkflowChild[] = [];
   for (const child of current.children) {
     if (child.spawned || (active.has(child.invokeId) && snapshot.status === 'active')) children.push(child);

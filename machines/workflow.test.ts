@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, stopChild } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, startWorkflow, stepWorkflow,
-  WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
+  sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
 import { replayHistory } from './workflow-migration.js';
 
@@ -277,7 +277,10 @@ describe('workflow definitions, more', () => {
 
   it('refuses a machine that sends to another actor, naming the state', () => {
     const m = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: sendTo('other', { type: 'X' }) } } } } });
-    assert.throws(() => defineWorkflow('talker', m), (err: Error) => err instanceof WorkflowDefinitionError && /\(machine\)\.a: sendTo/.test(err.message));
+    assert.throws(
+      () => defineWorkflow('talker', m),
+      (err: Error) => err instanceof WorkflowDefinitionError && /\(machine\)\.a: XState's sendTo reaches only actors the machine holds; send to another instance with sendToWorkflow/.test(err.message),
+    );
   });
 
   it('an input the context factory refuses throws at the start', () => {
@@ -435,5 +438,79 @@ describe('workflow steps that cannot be taken as written', () => {
     const many = ok(stepWorkflow(d, s0, { type: 'MANY' }, at, ids('x')));
     assert.equal(many.next.status, 'error');
     assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');
+  });
+});
+
+describe('workflow messages and delays', () => {
+  const at = 7_000_000;
+  const sender = setup({ types: { context: {} as { peer: string }, events: {} as { type: 'TELL'; n: number } | { type: 'TELL_BAD'; to: unknown } } }).createMachine({
+    initial: 'a', context: ({ input }) => ({ peer: (input as { peer: string }).peer }),
+    entry: sendToWorkflow(({ context }) => context.peer, { type: 'HELLO' }),
+    states: {
+      a: {
+        on: {
+          TELL: { actions: [sendToWorkflow(({ context }) => context.peer, ({ event }) => ({ type: 'N', n: event.n })), sendToWorkflow('OTHER1', { type: 'N', n: 0 })] },
+          TELL_BAD: { actions: sendToWorkflow(({ event }) => event.to as string, { type: 'N' }) },
+        },
+      },
+    },
+  });
+  const d = defineWorkflow('sender', sender);
+
+  it('sendToWorkflow is a send effect, in order, from the first step on, and leaves the state as it was', () => {
+    const first = startWorkflow(d, { peer: 'PEER1' }, at, ids('s'));
+    assert.deepEqual(first.effects.send, [{ to: 'PEER1', event: { type: 'HELLO' } }]);
+    const r = ok(stepWorkflow(d, first.next, { type: 'TELL', n: 3 }, at, ids('t')));
+    assert.deepEqual(r.effects.send, [{ to: 'PEER1', event: { type: 'N', n: 3 } }, { to: 'OTHER1', event: { type: 'N', n: 0 } }]);
+    assert.deepEqual([r.next.value, r.next.context], [first.next.value, first.next.context]);
+  });
+
+  it('a send to something that is not an instance id, or of an XState event, ends the instance in error', () => {
+    const s0 = startWorkflow(d, { peer: 'PEER1' }, at, ids('s')).next;
+    for (const to of [undefined, '', 'has space', 42]) {
+      const r = ok(stepWorkflow(d, s0, { type: 'TELL_BAD', to }, at, ids('x')));
+      assert.equal(r.next.status, 'error');
+      assert.match(String((r.next.error as { message: string }).message), /sendToWorkflow needs an instance id/);
+    }
+    const xstateEvent = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: sendToWorkflow('P1', { type: 'xstate.done.actor.x' }) } } } } });
+    const dx = defineWorkflow('xsend', xstateEvent);
+    const r = ok(stepWorkflow(dx, startWorkflow(dx, null, at, ids('s')).next, { type: 'GO' }, at, ids('x')));
+    assert.match(String((r.next.error as { message: string }).message), /not XState's own/);
+  });
+
+  it('a MESSAGE is taken as the event it carries, and replays the same', () => {
+    const receiver = setup({ types: { context: {} as { n: number } } }).createMachine({
+      initial: 'a', context: { n: 0 }, states: { a: { on: { N: { actions: assign({ n: ({ event }) => (event as unknown as { n: number }).n }) } } } },
+    });
+    const dr = defineWorkflow('receiver', receiver);
+    const s0 = startWorkflow(dr, null, at, ids('r')).next;
+    const input: WorkflowInputEvent = { type: 'MESSAGE', from: 'SENDER1', messageId: 'SENDER1:2:0', event: { type: 'N', n: 9 } };
+    const r = ok(applyWorkflowEvent(dr, s0, input, at, ids('m')));
+    assert.deepEqual(r.next.context, { n: 9 });
+    assert.deepEqual(replayWorkflow(dr, { input: null, at, jobIds: [] }, [{ input, at, jobIds: [] }]), JSON.parse(JSON.stringify(r.next)));
+    assert.deepEqual(applyWorkflowEvent(dr, s0, { ...input, event: { type: 'UNKNOWN' } }, at, ids('m')), { ok: false });
+  });
+
+  it('refuses a delay that reads the clock or draws a random number, naming the state; one from the context is kept', () => {
+    const clockDelay = setup({ delays: { untilNoon: () => 43_200_000 - (Date.now() % 86_400_000) } }).createMachine({
+      initial: 'waiting', states: { waiting: { after: { untilNoon: 'done' } }, done: { type: 'final' } },
+    });
+    assert.throws(
+      () => defineWorkflow('noon', clockDelay),
+      (err: Error) => err instanceof WorkflowDefinitionError && /state \(machine\)\.waiting: after delay untilNoon reads the clock or draws a random number/.test(err.message),
+    );
+    const randomRaise = setup({}).createMachine({
+      initial: 'a', states: { a: { entry: raise({ type: 'GO' }, { delay: () => Math.random() * 1000 }), on: { GO: 'b' } }, b: {} },
+    });
+    assert.throws(() => defineWorkflow('jitter', randomRaise), (err: Error) => err instanceof WorkflowDefinitionError && /\(machine\)\.a: a delayed raise reads the clock/.test(err.message));
+    const dateDelay = setup({ delays: { later: () => new Date().getTime() % 1000 } }).createMachine({
+      initial: 'a', states: { a: { on: { GO: { actions: raise({ type: 'X' }, { delay: 'later' }) } } } },
+    });
+    assert.throws(() => defineWorkflow('dated', dateDelay), /a raise delayed by later reads the clock/);
+    const fromContext = setup({ types: { context: {} as { waitMs: number } }, delays: { wait: ({ context }) => context.waitMs } }).createMachine({
+      initial: 'waiting', context: { waitMs: 500 }, states: { waiting: { after: { wait: 'done' } }, done: { type: 'final' } },
+    });
+    const df = defineWorkflow('patient', fromContext);
+    assert.deepEqual(startWorkflow(df, null, at, ids('p')).next.timers.map((t) => t.dueAt), [at + 500]);
   });
 });

@@ -9,16 +9,18 @@
  * the actions it returns into effects the engine writes in the same
  * transaction as the new state: jobs to start (`xstate.spawnChild`), jobs to
  * cancel (an invocation whose state was left), timers to set (a delayed
- * `xstate.raise`, as `after` makes) and timers to drop (`xstate.cancel`).
- * Other actions (custom actions, `log`, `emit`) are not run: a workflow's
- * actions are `assign` and `raise`, and side effects happen in jobs.
+ * `xstate.raise`, as `after` makes), timers to drop (`xstate.cancel`) and
+ * messages to other instances (`sendToWorkflow`). Other actions (custom
+ * actions, `log`, other `emit`s) are not run: a workflow's actions are
+ * `assign`, `raise` and `sendToWorkflow`, and side effects happen in jobs.
  *
  * Nothing here does I/O, reads a clock or draws a random number: every step
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
 import {
-  initialTransition, transition, type AnyEventObject, type AnyStateMachine, type PromiseActorLogic, type StateValue,
+  emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
+  type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
 } from 'xstate';
 
 /** What a job invoked by a workflow runs under (the job's own policy). */
@@ -61,6 +63,60 @@ export function job<TOutput = unknown, TInput = unknown>(type: string, options: 
 }
 
 const jobTypeOf = (logic: unknown): string | undefined => (logic as Partial<JobLogic> | null)?.[JOB_TYPE];
+
+/** The `emit`ted event type that carries a message to another instance (`sendToWorkflow`). */
+export const SEND_TO_WORKFLOW = 'ats.workflow.send';
+
+/**
+ * An action that sends `event` to the workflow instance `to` (its id, or a
+ * function of the context and event giving it), delivered durably: the step
+ * that takes the action stores the message with the sender's new state (one
+ * transaction), and the engine delivers it to the target once, in the order
+ * this instance sent it. XState's own `sendTo` reaches only actors the
+ * machine holds (a state's invocation), so a workflow sends with this:
+ * `actions: sendToWorkflow(({ context }) => context.parentId, { type: 'ITEM_DONE' })`.
+ * The target takes the event as it would a signal; one it does not take
+ * now is dropped, as XState drops an event no transition takes. An instance
+ * of another tenant, or none, gets nothing.
+ */
+export function sendToWorkflow<
+  TContext extends MachineContext, TExpressionEvent extends EventObject, TParams extends ParameterizedObject['params'] | undefined, TEvent extends EventObject,
+>(
+  to: string | ((args: ActionArgs<TContext, TExpressionEvent, TEvent>, params: TParams) => string),
+  event: AnyEventObject | ((args: ActionArgs<TContext, TExpressionEvent, TEvent>, params: TParams) => AnyEventObject),
+): ActionFunction<TContext, TExpressionEvent, TEvent, TParams, never, never, never, never, never> {
+  // XState's emit: the pure transition returns it with the expressions resolved, and effectsOf reads it back.
+  return emit((args: ActionArgs<TContext, TExpressionEvent, TEvent>, params: TParams) => ({
+    type: SEND_TO_WORKFLOW,
+    to: typeof to === 'function' ? to(args, params) : to,
+    event: typeof event === 'function' ? event(args, params) : event,
+  })) as unknown as ActionFunction<TContext, TExpressionEvent, TEvent, TParams, never, never, never, never, never>;
+}
+
+/**
+ * What makes a delay differ between the step and its replay: the clock or
+ * a random draw. A timer's due time is stored from the delay, so replay must
+ * compute the same; a delay comes from the context or the event (a deadline
+ * the input or a signal carries).
+ */
+const NONDETERMINISTIC = /\bDate\.now\b|\bnew\s+Date\s*\(\s*\)|\bperformance\.now\b|\bMath\.random\b/;
+
+/** The delay functions of a state (its `after`, and its actions' delayed `raise`), with what names them. */
+function* delayFunctions(node: StateNodeLike, delays: Record<string, unknown>): Generator<{ fn: unknown; what: string }> {
+  const n = node as unknown as {
+    config: { after?: Record<string, unknown> };
+    entry: unknown[]; exit: unknown[]; transitions: Map<string, { actions: unknown[] }[]>; always?: { actions: unknown[] }[];
+  };
+  for (const key of Object.keys(n.config.after ?? {})) {
+    if (Object.hasOwn(delays, key)) yield { fn: delays[key], what: `after delay ${key}` };
+  }
+  const actions = [...n.entry, ...n.exit, ...[...n.transitions.values()].flat().flatMap((t) => t.actions), ...(n.always ?? []).flatMap((t) => t.actions)];
+  for (const a of actions) {
+    const delay = (a as { type?: unknown; delay?: unknown } | null)?.delay;
+    if (typeof delay === 'function') yield { fn: delay, what: 'a delayed raise' };
+    else if (typeof delay === 'string' && Object.hasOwn(delays, delay)) yield { fn: delays[delay], what: `a raise delayed by ${delay}` };
+  }
+}
 
 /**
  * Whether `logic` is XState's promise logic (`fromPromise`), told by what its
@@ -193,8 +249,20 @@ export function defineWorkflow(
     });
   };
   const invokeIds = new Set<string>();
+  const delays = (machine.implementations.delays ?? {}) as Record<string, unknown>;
   for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
-    if (sendsTo(node)) throw new WorkflowDefinitionError(`workflow ${name}, state ${node.id}: sendTo is not supported in workflows yet`);
+    if (sendsTo(node)) {
+      throw new WorkflowDefinitionError(
+        `workflow ${name}, state ${node.id}: XState's sendTo reaches only actors the machine holds; send to another instance with sendToWorkflow(id, event)`,
+      );
+    }
+    for (const { fn, what } of delayFunctions(node, delays)) {
+      if (typeof fn === 'function' && NONDETERMINISTIC.test(Function.prototype.toString.call(fn))) {
+        throw new WorkflowDefinitionError(
+          `workflow ${name}, state ${node.id}: ${what} reads the clock or draws a random number, which replay cannot repeat; compute it from the context or the event`,
+        );
+      }
+    }
     for (const [i, inv] of node.invoke.entries()) {
       invokeIds.add(inv.id);
       // A name from setup({ actors }), or an inline actor (XState names it; its logic is in the state's config).
@@ -273,7 +341,19 @@ export interface WorkflowEffects {
   setTimers: WorkflowTimer[];
   /** Timers dropped by this step. */
   dropTimers: string[];
+  /** Messages to other instances (`sendToWorkflow`), in the order the step sent them. */
+  send: WorkflowSend[];
 }
+
+/** A message one instance sends another. */
+export interface WorkflowSend {
+  /** The target instance's id. */
+  to: string;
+  event: AnyEventObject;
+}
+
+/** A step that does nothing beside storing the new state. */
+export const NO_EFFECTS = (): WorkflowEffects => ({ start: [], cancel: [], setTimers: [], dropTimers: [], send: [] });
 
 export type WorkflowStep =
   | { ok: true; next: PersistedWorkflow; effects: WorkflowEffects }
@@ -351,6 +431,21 @@ function childIdOf(def: WorkflowDefinition, p: Record<string, unknown>): string 
   return id;
 }
 
+/** An instance id as the engine makes them (a ULID) or a caller could: what `sendToWorkflow` may name. */
+const INSTANCE_ID = /^[0-9A-Za-z]{1,64}$/;
+
+/** A `sendToWorkflow` as its action resolved it: a target id and an event the target's machine may take. */
+function sendOf(def: WorkflowDefinition, p: { to?: unknown; event?: unknown }): WorkflowSend {
+  if (typeof p.to !== 'string' || !INSTANCE_ID.test(p.to)) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: sendToWorkflow needs an instance id (letters and digits), got ${JSON.stringify(p.to) ?? 'undefined'}`);
+  }
+  const event = p.event as AnyEventObject | null | undefined;
+  if (typeof event !== 'object' || event === null || typeof event.type !== 'string' || !isUserEventType(event.type)) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: sendToWorkflow needs an event object whose type is not XState's own (xstate.*)`);
+  }
+  return { to: p.to, event };
+}
+
 function effectsOf(
   def: WorkflowDefinition,
   snapshot: Snapshot,
@@ -359,7 +454,7 @@ function effectsOf(
   at: number,
   newJobId: (invokeId: string, index: number) => string,
 ): { effects: WorkflowEffects; children: WorkflowChild[]; timers: WorkflowTimer[] } {
-  const effects: WorkflowEffects = { start: [], cancel: [], setTimers: [], dropTimers: [] };
+  const effects: WorkflowEffects = NO_EFFECTS();
   const live = new Map(before.children.map((c) => [c.invokeId, c]));
   const timers = new Map(before.timers.map((t) => [t.id, t]));
   let drawn = 0;
@@ -399,8 +494,10 @@ function effectsOf(
     } else if (action.type === 'xstate.cancel') {
       const id = String(p.sendId);
       if (timers.delete(id)) effects.dropTimers.push(id);
+    } else if (action.type === 'xstate.emit' && (p.event as AnyEventObject | undefined)?.type === SEND_TO_WORKFLOW) {
+      effects.send.push(sendOf(def, p.event as { to?: unknown; event?: unknown }));
     } else if (action.type === 'xstate.sendTo' || action.type === 'xstate.sendParent') {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: sendTo is not supported in workflows yet`);
+      throw new WorkflowDefinitionError(`workflow ${def.name}: XState's sendTo reaches only actors the machine holds; use sendToWorkflow(id, event)`);
     }
   }
   // Invocations of states the step left (every child once the instance ended): their jobs are
@@ -419,7 +516,7 @@ function effectsOf(
   return { effects, children: [...live.values()], timers: [...timers.values()] };
 }
 
-/** Jobs one step may start (a fan-out's list beyond it is split by the machine, or refused). */
+/** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
 
 /**
@@ -432,6 +529,9 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
   if (effects.start.length > MAX_STARTS_PER_STEP) {
     throw new WorkflowDefinitionError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
   }
+  if (effects.send.length > MAX_STARTS_PER_STEP) {
+    throw new WorkflowDefinitionError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
+  }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
   try {
     JSON.stringify(next.context, (_k, v: unknown) => {
@@ -440,6 +540,13 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
     });
   } catch (err) {
     throw new WorkflowDefinitionError(`workflow ${def.name}: the context cannot be stored as JSON: ${(err as Error).message}`);
+  }
+  for (const m of effects.send) {
+    try {
+      JSON.stringify(m.event);
+    } catch (err) {
+      throw new WorkflowDefinitionError(`workflow ${def.name}: a message to ${m.to} cannot be stored as JSON: ${(err as Error).message}`);
+    }
   }
 }
 
@@ -483,7 +590,9 @@ export function stepWorkflow(
   try {
     const snapshot = restoreSnapshot(def, current);
     const [next, actions] = transition(def.machine, snapshot, event);
-    if (next === snapshot) return { ok: false };
+    // No transition took the event. (XState hands back the same snapshot also for one whose only
+    // action leaves the state as it was, a send: that one has its action.)
+    if (next === snapshot && actions.length === 0) return { ok: false };
     const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
     const persisted = persistSnapshot(next, statusOf(next), children, timers);
     checkStorable(def, persisted, effects);
@@ -514,14 +623,14 @@ export function deliverChild(
   const r = stepWorkflow(def, without, childEvent(child.invokeId, outcome), at, newJobId);
   if (r.ok) return r;
   if (outcome.state !== 'done') return endWith(without, 'error', { error: outcome.error ?? null });
-  return { ok: true, next: without, effects: { start: [], cancel: [], setTimers: [], dropTimers: [] } };
+  return { ok: true, next: without, effects: NO_EFFECTS() };
 }
 
 function endWith(current: PersistedWorkflow, status: WorkflowStatus, extra: { error?: unknown }): WorkflowStep {
   const next: PersistedWorkflow = { ...current, ...extra, status, children: [], timers: [] };
   return {
     ok: true, next,
-    effects: { start: [], cancel: [...current.children], setTimers: [], dropTimers: current.timers.map((t) => t.id) },
+    effects: { ...NO_EFFECTS(), cancel: [...current.children], dropTimers: current.timers.map((t) => t.id) },
   };
 }
 
@@ -552,9 +661,9 @@ export type WorkflowInputEvent =
   | { type: 'SIGNAL'; event: AnyEventObject }
   | { type: 'CHILD'; jobId: string; outcome: ChildOutcome }
   | { type: 'TIMER'; timerId: string }
-  | { type: 'CANCEL'; reason?: string };
-
-const NO_EFFECTS = (): WorkflowEffects => ({ start: [], cancel: [], setTimers: [], dropTimers: [] });
+  | { type: 'CANCEL'; reason?: string }
+  /** A message another instance sent (`sendToWorkflow`): `messageId` is unique, `from` the sender's id. */
+  | { type: 'MESSAGE'; from: string; messageId: string; event: AnyEventObject };
 
 /**
  * The step one recorded event makes: what the engine decides when the event
@@ -568,6 +677,7 @@ export function applyWorkflowEvent(
 ): WorkflowStep {
   switch (input.type) {
     case 'SIGNAL':
+    case 'MESSAGE':
       return stepWorkflow(def, current, input.event, at, newJobId);
     case 'CHILD':
       return deliverChild(def, current, input.jobId, input.outcome, at, newJobId);

@@ -625,7 +625,7 @@ export const MAX_EVENT_TYPE_CHARS = 200;
 const WorkflowId = Type.String({ pattern: ULID_PATTERN, description: 'Workflow instance id (ULID)', minLength: 26, maxLength: 26 });
 const STATUS_DOC = 'active: running; done: its machine reached a final state; error: a child failed and no transition took the error; cancelled: cancelled through the API';
 const WorkflowStatusSchema = StringEnum<WorkflowStatus>(WORKFLOW_STATUSES, `The instance's status. ${STATUS_DOC}`, 'WorkflowStatus');
-const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', 'CHILD', 'TIMER', 'CANCEL', 'MIGRATE'];
+const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', 'CHILD', 'TIMER', 'CANCEL', 'MIGRATE', 'MESSAGE'];
 
 export const StartWorkflowBody = Type.Object(
   {
@@ -737,7 +737,7 @@ export type WorkflowPage = Static<typeof WorkflowPage>;
 
 export const WorkflowEventView = Type.Object({
   seq: Type.Integer({ minimum: 1, description: 'Position in the instance\'s history, from 1' }),
-  type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER, CANCEL or MIGRATE (moved to a newer definition version)'),
+  type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER, CANCEL, MIGRATE (moved to a newer definition version) or MESSAGE (another instance sent it)'),
   at: IsoTime('When it was recorded'),
   data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event, the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
   status: ref(WorkflowStatusSchema),

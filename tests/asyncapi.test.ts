@@ -6,7 +6,10 @@
  * record per transition (`ATS_EVENTS_FORMAT=single`) and packed
  * `transitions` records (`batch`, the default). The `child-ended` messages of
  * `ats.workflows` (keyed by workflow id) as the document gives them; the
- * engine's own are checked in engine/messages.test.ts. The stream's `progress`
+ * engine's own are checked in engine/messages.test.ts. The `workflow-message`
+ * notices of `ats.workflows` (keyed by the target instance's id) as instances
+ * that send each other messages write them, and as the document gives them
+ * (`workflowMessageNotice` alone: engine/messages.test.ts). The stream's `progress`
  * messages as the server builds them, for what handlers may report. Also the
  * schema-version header: written on every message, read by `schemaMajor` /
  * `readableSchema`.
@@ -17,19 +20,22 @@ import { describe, it } from 'node:test';
 import { Parser, DiagnosticSeverity } from '@asyncapi/parser';
 import { keyPartitioner } from '../adapters/kafka/kafka-records.js';
 import { partitionForKey } from '../adapters/memory/partition-for-key.js';
-import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, TRANSITION_KIND, TRANSITIONS_KIND, readableSchema, schemaMajor } from '../engine/messages.js';
+import {
+  KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, TRANSITION_KIND, TRANSITIONS_KIND, WORKFLOW_MESSAGE_KIND, readableSchema, schemaMajor,
+  type WorkflowMessageNotice,
+} from '../engine/messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type JobProgress, type LogMessage } from '../engine/ports.js';
 import { progressJson } from '../engine/progress.js';
 import { toLogMessage } from '../engine/relay.js';
 import { transitionsOf } from '../engine/transition-records.js';
 import { progressMessage } from '../server/stream/protocol.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi } from './helpers/asyncapi.js';
-import { SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages } from './helpers/sample-messages.js';
+import { NO_SUCH_INSTANCE, SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages, workflowMessageSamples } from './helpers/sample-messages.js';
 
 /** The channel of the dispatch lanes other than ats.dispatch (engine/lanes.ts). */
 const LANES_ADDRESS = 'ats.dispatch.{lane}';
 /** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
-const KAFKA_MESSAGES = ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions'];
+const KAFKA_MESSAGES = ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions', 'workflowMessage'];
 /** The stream messages the document gives examples of. */
 const STREAM_EXAMPLES = ['progress'];
 const SINGLE_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transition'];
@@ -64,6 +70,8 @@ describe('docs/asyncapi.yaml', () => {
     ].sort());
     const publishEvents = document.operations().all().find((o) => o.action() === 'send' && o.channels().all()[0]!.address() === '{prefix}ats.events');
     assert.deepEqual(publishEvents!.messages().all().map((m) => m.id()).sort(), ['transition', 'transitions'], 'the relay publishes both formats');
+    const onWorkflows = document.operations().all().filter((o) => o.channels().all()[0]!.address() === '{prefix}ats.workflows');
+    for (const o of onWorkflows) assert.deepEqual(o.messages().all().map((m) => m.id()).sort(), ['childEnded', 'workflowMessage'], o.id());
   });
 
   it('the ats-kind enum of KafkaHeaders is the kinds of its Kafka messages', () => {
@@ -153,6 +161,37 @@ describe('the messages the engine builds match docs/asyncapi.yaml', () => {
     const others = packed.filter((m) => !isPacked(m));
     assert.deepEqual(withoutIds(others), withoutIds(single.filter((m) => m.headers[KIND_HEADER] !== TRANSITION_KIND)));
     for (const m of others) assert.equal(m.key, (JSON.parse(m.value) as { jobId: string }).jobId);
+  });
+
+  it('workflow-message notices, as instances that send each other messages write them (the store\'s outbox rows, relayed), with and without a prefix', async () => {
+    const notices = await workflowMessageSamples();
+    const counts = asyncApi().assertRecords(notices);
+    assert.deepEqual([...counts], [['workflowMessage', 6]]);
+    assert.deepEqual(asyncApi().assertRecords(notices.map((m) => ({ ...m, topic: `staging.${m.topic}` })), 'staging.'), counts);
+    const payloads = notices.map((m) => JSON.parse(m.value) as WorkflowMessageNotice);
+    for (const [i, m] of notices.entries()) {
+      assert.equal(m.topic, TOPICS.workflows);
+      assert.equal(m.headers[KIND_HEADER], WORKFLOW_MESSAGE_KIND);
+      assert.equal(m.key, payloads[i]!.workflowId, 'keyed by the target');
+    }
+    // What the samples cover: a send at the sender's start (seq 1), two in one step, an id no instance has, another tenant.
+    const [target, sender] = [payloads[0]!.workflowId, payloads[0]!.messageId.split(':')[0]!];
+    assert.deepEqual(payloads.slice(0, 5).map((p) => [p.workflowId, p.messageId, p.tenant]), [
+      [target, `${sender}:1:0`, 'default'], [target, `${sender}:2:0`, 'default'], [target, `${sender}:3:0`, 'default'],
+      [target, `${sender}:3:1`, 'default'], [NO_SUCH_INSTANCE, `${sender}:4:0`, 'default'],
+    ]);
+    assert.deepEqual([payloads[5]!.workflowId, payloads[5]!.tenant], [target, 'acme']);
+    assert.notEqual(payloads[5]!.messageId.split(':')[0], sender);
+  });
+
+  it('the document\'s workflow-message examples have the engine-built notices\' shape', async () => {
+    const built = (await workflowMessageSamples()).map((m) => ({ headers: Object.keys(m.headers).sort(), fields: Object.keys(JSON.parse(m.value) as object) }));
+    const examples = asyncApi().exampleRecords().filter((e) => e.message === 'workflowMessage');
+    assert.ok(examples.length >= 2);
+    for (const { record } of examples) {
+      const shape = { headers: Object.keys(record!.headers).sort(), fields: Object.keys(JSON.parse(record!.value) as object) };
+      assert.deepEqual(shape, built[0], 'same headers, same fields in the same order');
+    }
   });
 
   it('packed, with a topic prefix too, and on one partition (a single record)', () => {
@@ -296,6 +335,28 @@ describe('the checker fails a record that does not match', () => {
     fails({ ...of('dead-letter'), topic: TOPICS.workflows }, /ats-kind "dead-letter" is none of child-ended/);
   });
 
+  it('a workflow-message record (the document\'s example): keyed by something other than its workflowId, no messageId, the message inside, another topic', () => {
+    const example = contract.exampleRecords().find((e) => e.message === 'workflowMessage')!.record!;
+    const notice = { ...example, topic: TOPICS.workflows };
+    assert.deepEqual(contract.checkRecord(notice), { ok: true, message: 'workflowMessage' });
+    const { workflowId, messageId } = JSON.parse(notice.value) as WorkflowMessageNotice;
+    assert.equal(notice.key, workflowId);
+    // Keyed by the target: the sender's id (the first part of messageId) does not do.
+    fails({ ...notice, key: messageId.split(':')[0]! }, /workflowMessage: key .* is not the payload's workflowId/);
+    fails({ ...notice, key: 'not-an-id' }, /workflowMessage key: \/ must match pattern/);
+    fails(edit(notice, (v) => delete v.messageId), /workflowMessage payload: .*required property 'messageId'/);
+    fails(edit(notice, (v) => delete v.workflowId), /required property 'workflowId'/);
+    fails(edit(notice, (v) => delete v.tenant), /required property 'tenant'/);
+    fails(edit(notice, (v) => (v.messageId = `${messageId.split(':')[0]}:0:0`)), /\/messageId must match pattern/);
+    fails(edit(notice, (v) => (v.messageId = 'm-1')), /\/messageId must match pattern/);
+    // The message itself stays in the database: a record carrying it does not match.
+    fails(edit(notice, (v) => (v.event = { type: 'PING' })), /must NOT have additional properties.*event/);
+    fails({ ...notice, topic: TOPICS.events }, /ats-kind "workflow-message" is none of transition, transitions/);
+    fails({ ...notice, headers: { ...notice.headers, [KIND_HEADER]: 'child-ended' } }, /childEnded payload: .*required property 'invokeId'/);
+    const { [OUTBOX_ID_HEADER]: _, ...noId } = notice.headers;
+    fails({ ...notice, headers: noId }, /workflowMessage headers: .*ats-outbox-id/);
+  });
+
   it('stream messages: a server message with a bad field or an unknown kind, a client message with an unknown op', () => {
     assert.ok(contract.checkStreamMessage('{"kind":"pong"}').ok);
     assert.ok(contract.checkStreamMessage({ op: 'subscribe', filter: { states: ['done'] } }, 'receive').ok);
@@ -315,8 +376,10 @@ describe('the checker fails a record that does not match', () => {
 });
 
 describe('the schema-version header', () => {
-  it('every message the engine builds carries ats-schema with the current major version (both formats)', () => {
-    for (const m of [...sampleMessages(), ...packedSampleMessages()]) assert.equal(m.headers[SCHEMA_HEADER], String(SCHEMA_VERSION), m.value);
+  it('every message the engine builds carries ats-schema with the current major version (both formats, and workflow messages\' notices)', async () => {
+    for (const m of [...sampleMessages(), ...packedSampleMessages(), ...await workflowMessageSamples()]) {
+      assert.equal(m.headers[SCHEMA_HEADER], String(SCHEMA_VERSION), m.value);
+    }
   });
 
   it('an outbox row an older version wrote (no ats-schema) goes out as version 1; a row that has one keeps it', () => {

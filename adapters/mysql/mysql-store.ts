@@ -90,8 +90,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     insertWorkflow: (write) =>
       withRetry(() => inTransaction(pool, (run) => runAsync(insertWorkflowProgram(D, write), run), OPS.insert.tx), MAX_TRIES, OPS.insert.lost),
     /** As `update`: the instance row locked (then the jobs it cancels), READ COMMITTED, lost races run again. */
-    updateWorkflow: (id, decide) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(updateWorkflowProgram(D, id, decide), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
+    updateWorkflow: (id, decide, messageId) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateWorkflowProgram(D, id, decide, messageId), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>

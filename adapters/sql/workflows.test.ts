@@ -2,8 +2,9 @@
  * The WorkflowStore of both SQL stores (adapters/sql/workflows.ts), on SQLite
  * and on MariaDB: an instance's row, history and timers, and what one step
  * does to jobs (child jobs inserted, children cancelled), all in one
- * transaction or not at all; retention's purge of ended instances; and
- * migration 0015 over a database before it.
+ * transaction or not at all; messages between instances, stored with the
+ * sender's step and taken once by the target's; retention's purge of ended
+ * instances; and migration 0015 over a database before it.
  */
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -11,9 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AtsError } from '../../engine/errors.js';
-import { outboxFor } from '../../engine/messages.js';
+import { outboxFor, workflowMessageNotice, WORKFLOW_MESSAGE_KIND } from '../../engine/messages.js';
 import type {
-  Decide, JobEventRecord, JobParent, JobRecord, OutboxRow, TransitionWrite, WorkflowEventType, WorkflowRecord, WorkflowStore, WorkflowWrite,
+  Decide, JobEventRecord, JobParent, JobRecord, OutboxRow, TransitionWrite, WorkflowEventType, WorkflowMessageRecord, WorkflowRecord, WorkflowStore,
+  WorkflowWrite,
 } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { start } from '../../machines/lifecycle.js';
@@ -405,6 +407,73 @@ for (const backend of STORE_BACKENDS) {
       const [fresh] = await store.readWorkflowEventsAfter(ids.at(-1)!, 10);
       assert.ok(fresh && fresh.workflowId === wid(3) && fresh.id > ids.at(-1)!, `a new event after a purge gets a new id (${fresh?.id})`);
       assert.equal(await store.lastWorkflowEventId(), fresh.id);
+    }));
+
+    it('a step\'s messages are stored with it and announced in the outbox; the target\'s step takes one once, read and deleted with it', run(async (store) => {
+      const sender = instance(wid(1));
+      const target = instance(wid(2));
+      await store.insertWorkflow(startWrite(sender));
+      await store.insertWorkflow(startWrite(target));
+      await drain(store);
+      const message = (n: number, to = target.id): WorkflowMessageRecord => ({
+        messageId: `${sender.id}:2:${n}`, targetId: to, tenant: 'default', senderId: sender.id, event: { type: 'PING', n, text: 'é' }, createdAt: T + 1000,
+      });
+      const rows = [message(0), message(1), message(2, wid(9))];
+      const messages = { rows, outbox: rows.map((m) => workflowMessageNotice({ workflowId: m.targetId, messageId: m.messageId, tenant: m.tenant })) };
+      // A step that fails (its compare-and-set lost) stores none of its messages.
+      await assert.rejects(store.updateWorkflow(sender.id, (current) => ({ write: { ...stepWrite(current!, state('active'), { expectedVersion: 7 }), messages }, result: null })));
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), []);
+      await store.updateWorkflow(sender.id, (current) => ({ write: { ...stepWrite(current!, state('active')), messages }, result: null }));
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), [rows[0]!.messageId, rows[1]!.messageId]);
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 1), [rows[0]!.messageId]);
+      assert.deepEqual(await store.pendingWorkflowMessages(wid(9), 10), [rows[2]!.messageId]);
+      const notices = (await drain(store)).filter((r) => r.headers['ats-kind'] === WORKFLOW_MESSAGE_KIND);
+      assert.deepEqual(notices.map((r) => [r.topic, r.key, r.payload]), rows.map((m) => ['ats.workflows', m.targetId, { workflowId: m.targetId, messageId: m.messageId, tenant: 'default' }]));
+      assert.deepEqual((await store.staleWorkflowMessageTargets(T + 999, 10)), []);
+      assert.deepEqual((await store.staleWorkflowMessageTargets(T + 1000, 10)).sort(), [target.id, wid(9)].sort());
+
+      // The target's step reads the message with the instance, and deletes it with its own write.
+      const seen: (WorkflowMessageRecord | null)[] = [];
+      await store.updateWorkflow(target.id, (current, m) => {
+        seen.push(m);
+        return { write: stepWrite(current!, state('active'), { type: 'MESSAGE' }), result: null, consumeMessage: true };
+      }, rows[0]!.messageId);
+      assert.deepEqual([...seen], [rows[0]]);
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), [rows[1]!.messageId]);
+      // Taken already: null, and nothing to delete.
+      await store.updateWorkflow(target.id, (_current, m: WorkflowMessageRecord | null) => {
+        seen.push(m);
+        return { write: null, result: null, consumeMessage: true };
+      }, rows[0]!.messageId);
+      assert.equal(seen[1], null);
+      // Dropped (no write) still deletes it; kept (consumeMessage false) leaves it; a failed step leaves it.
+      await assert.rejects(store.updateWorkflow(target.id, (current) => ({
+        write: stepWrite(current!, state('active'), { expectedVersion: 9 }), result: null, consumeMessage: true,
+      }), rows[1]!.messageId));
+      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: false }), rows[1]!.messageId);
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), [rows[1]!.messageId]);
+      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: true }), rows[1]!.messageId);
+      assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), []);
+      assert.equal((await store.getWorkflow(target.id))!.version, 2, 'only the step that took a message changed the target');
+      // A message to no instance: the decide sees no instance and the message, and may drop it.
+      await store.updateWorkflow(wid(9), (current, m) => (assert.equal(current, null), assert.equal(m?.targetId, wid(9)), { write: null, result: null, consumeMessage: true }), rows[2]!.messageId);
+      assert.deepEqual(await store.staleWorkflowMessageTargets(Number.MAX_SAFE_INTEGER, 10), []);
+    }));
+
+    it('two steps taking one message at once: one takes it, the other reads it gone', run(async (store) => {
+      const target = instance(wid(2));
+      await store.insertWorkflow(startWrite(instance(wid(1))));
+      await store.insertWorkflow(startWrite(target));
+      const m: WorkflowMessageRecord = { messageId: `${wid(1)}:2:0`, targetId: target.id, tenant: 'default', senderId: wid(1), event: { type: 'PING' }, createdAt: T };
+      await store.updateWorkflow(wid(1), (current) => ({
+        write: { ...stepWrite(current!, state('active')), messages: { rows: [m], outbox: [] } }, result: null,
+      }));
+      const took = await Promise.all([0, 1, 2].map(() => store.updateWorkflow(target.id, (current, msg) => (msg
+        ? { write: stepWrite(current!, state('active'), { type: 'MESSAGE' }), result: true, consumeMessage: true }
+        : { write: null, result: false }), m.messageId)));
+      assert.deepEqual(took.filter(Boolean).length, 1, took.join());
+      assert.equal((await store.getWorkflow(target.id))!.version, 2);
+      assert.deepEqual((await store.getWorkflowEvents(target.id)).map((e) => e.type), ['START', 'MESSAGE']);
     }));
 
     it('purges racing each other delete each instance once', run(async (store) => {

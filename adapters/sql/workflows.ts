@@ -15,12 +15,13 @@
  */
 import { AtsError } from '../../engine/errors.js';
 import type {
-  DueWorkflowTimer, InsertResult, TransitionWrite, WorkflowEventRecord, WorkflowEventType, WorkflowFilter, WorkflowRecord,
-  WorkflowStore, WorkflowStreamEventRecord, WorkflowWrite,
+  DueWorkflowTimer, InsertResult, TransitionWrite, WorkflowDecision, WorkflowEventRecord, WorkflowEventType, WorkflowFilter, WorkflowMessageRecord,
+  WorkflowRecord, WorkflowStore, WorkflowStreamEventRecord, WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
 import type { JobState } from '../../machines/job.machine.js';
 import { chunkRows, slices } from './batches.js';
+import { insertOutboxSteps } from './outbox.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import type { Query } from './reads.js';
@@ -154,6 +155,36 @@ const SELECT_QUIET_ACTIVE_WORKFLOWS = `SELECT id, updated_at FROM workflows
   WHERE status = 'active' AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?))
   ORDER BY updated_at, id LIMIT ?`;
 
+/** Columns of `workflow_messages` a message is written with, in the order `messageValues` gives them. */
+const MESSAGE_COLUMNS = ['message_id', 'target_id', 'tenant', 'sender_id', 'event', 'created_at'] as const;
+
+/** A message by id, locked (after its target instance). Params: message_id */
+const SELECT_MESSAGE = `SELECT ${MESSAGE_COLUMNS.join(', ')} FROM workflow_messages WHERE message_id = ?`;
+
+/** Delete a message its target took. Params: message_id */
+const DELETE_MESSAGE = 'DELETE FROM workflow_messages WHERE message_id = ?';
+
+/** The messages waiting for one instance, in the order they were sent (ix_workflow_messages_target). Params: target_id, limit */
+const SELECT_PENDING_MESSAGES = 'SELECT message_id FROM workflow_messages WHERE target_id = ? ORDER BY id LIMIT ?';
+
+/** Instances with a message waiting since a time (ix_workflow_messages_created). Params: created_before, limit */
+const SELECT_STALE_MESSAGE_TARGETS = 'SELECT DISTINCT target_id FROM workflow_messages WHERE created_at <= ? LIMIT ?';
+
+function rowToMessage(r: Row): WorkflowMessageRecord {
+  return {
+    messageId: String(r.message_id), targetId: String(r.target_id), tenant: String(r.tenant), senderId: String(r.sender_id),
+    event: JSON.parse(String(r.event)) as WorkflowMessageRecord['event'], createdAt: toNum(r.created_at),
+  };
+}
+
+/** A step's messages: multi-row INSERTs. */
+function insertMessages(rows: readonly WorkflowMessageRecord[]): Sql[] {
+  return chunkRows(rows.map((m) => [m.messageId, m.targetId, m.tenant, m.senderId, JSON.stringify(m.event), m.createdAt])).map((part) => ({
+    sql: `INSERT INTO workflow_messages (${MESSAGE_COLUMNS.join(', ')}) VALUES ${part.map(() => `(${marks(MESSAGE_COLUMNS.length)})`).join(', ')}`,
+    params: part.flat(),
+  }));
+}
+
 /** An instance's timer rows: one per timer of its state. Params: per timer, workflow_id, timer_id, due_at. */
 function insertTimers(w: WorkflowRecord): Sql[] {
   return chunkRows(w.state.timers.map((t) => [w.id, t.id, t.dueAt])).map((rows) => ({
@@ -219,17 +250,25 @@ export function* insertWorkflowProgram(d: Dialect, write: WorkflowWrite): Progra
 }
 
 /**
- * Read instance `id` locked, let `decide` compute the step, and commit it:
- * the instance (compare-and-set: a version other than the one read throws
- * `VersionConflict`, so the store rolls back and runs `decide` again on a
- * fresh read), its event, its timer rows replaced by those of its new state,
- * and what it does to jobs. A null write commits nothing.
+ * Read instance `id` locked (and then message `messageId`, if given), let
+ * `decide` compute the step, and commit it: the message deleted if `decide`
+ * takes it, the instance (compare-and-set: a version other than the one
+ * read throws `VersionConflict`, so the store rolls back and runs `decide`
+ * again on a fresh read), its event, its timer rows replaced by those of its
+ * new state, its messages, and what it does to jobs. A null write commits
+ * nothing else.
  */
 export function* updateWorkflowProgram<T>(
-  d: Dialect, id: string, decide: (workflow: WorkflowRecord | null) => { write: WorkflowWrite | null; result: T },
+  d: Dialect, id: string, decide: (workflow: WorkflowRecord | null, message: WorkflowMessageRecord | null) => WorkflowDecision<T>, messageId?: string,
 ): Program<T> {
   const [row] = (yield { sql: `${SELECT_WORKFLOW} ${d.forUpdate}`, params: [id] }).rows;
-  const { write, result } = decide(row ? rowToWorkflow(row) : null);
+  const [messageRow] = messageId === undefined ? [] : (yield { sql: `${SELECT_MESSAGE} ${d.forUpdate}`, params: [messageId] }).rows;
+  const message = messageRow ? rowToMessage(messageRow) : null;
+  const { write, result, consumeMessage } = decide(row ? rowToWorkflow(row) : null, message);
+  if (message && consumeMessage) {
+    const deleted = yield { sql: DELETE_MESSAGE, params: [message.messageId] };
+    if (deleted.changes !== 1) throw new VersionConflict(null, `workflow message ${message.messageId}: taken meanwhile`);
+  }
   if (write === null) return result;
   const w = write.workflow;
   if (w.id !== id || write.expectedVersion === null) {
@@ -260,6 +299,10 @@ function* stepWrites(d: Dialect, write: WorkflowWrite, replaceTimers: boolean): 
   yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status, toJson(w.state.value)] };
   if (replaceTimers) yield { sql: DELETE_WORKFLOW_TIMERS, params: [w.id] };
   for (const sql of insertTimers(w)) yield sql;
+  if (write.messages) {
+    for (const sql of insertMessages(write.messages.rows)) yield sql;
+    for (const sql of insertOutboxSteps(write.messages.outbox.map((message) => ({ message, at: e.at })))) yield sql;
+  }
   if (write.cancel && write.cancel.ids.length > 0) yield* uncommitted(updateProgram(d, write.cancel.ids, write.cancel.decide));
   if (write.jobs.length > 0) yield* insertChildren(d, write.jobs);
 }
@@ -352,7 +395,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
   'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
-  | 'quietActiveWorkflows' | 'jobStates'
+  | 'quietActiveWorkflows' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -382,6 +425,9 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       }
       return states;
     },
+    pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
+    staleWorkflowMessageTargets: async (createdBefore, limit) =>
+      (await query(SELECT_STALE_MESSAGE_TARGETS, [createdBefore, limit])).map((r) => String(r.target_id)),
     quietActiveWorkflows: async (updatedBefore, limit, after = { updatedAt: -1, id: '' }) =>
       (await query(SELECT_QUIET_ACTIVE_WORKFLOWS, [updatedBefore, after.updatedAt, after.updatedAt, after.id, limit]))
         .map((r) => ({ id: String(r.id), updatedAt: toNum(r.updated_at) })),

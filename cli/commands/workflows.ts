@@ -161,14 +161,16 @@ function eventText(e: WorkflowEvent, types: ReadonlyMap<string, string>): string
   const d = (e.data ?? {}) as {
     input?: unknown; event?: { type?: string } & Record<string, unknown>; jobId?: string;
     outcome?: { state: string; result?: unknown; error?: unknown }; timerId?: string; reason?: string;
-    from?: number; to?: number;
+    from?: number | string; to?: number;
   };
   switch (e.type) {
     case 'START':
       return `input ${compact(d.input ?? null, 80)}`;
-    case 'SIGNAL': {
+    case 'SIGNAL':
+    case 'MESSAGE': {
       const { type, ...fields } = d.event ?? {};
-      return Object.keys(fields).length > 0 ? `${type} ${compact(fields, 80)}` : String(type);
+      const text = Object.keys(fields).length > 0 ? `${type} ${compact(fields, 80)}` : String(type);
+      return e.type === 'MESSAGE' ? `${text} from workflow ${d.from ?? '?'}` : text;
     }
     case 'CHILD': {
       const o = d.outcome;

@@ -13,8 +13,9 @@
  *
  * Kafka records also follow the keying rule the document states: the key is
  * the job id, the payload's `jobId`; for a packed `transitions` record, the
- * `jobId` of its first transition; for a `child-ended` record on
- * `ats.workflows`, the payload's `workflowId`.
+ * `jobId` of its first transition; for a `child-ended` or a
+ * `workflow-message` record on `ats.workflows`, the payload's `workflowId`
+ * (the instance's; for a message, its target's).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -22,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
-import { CHILD_ENDED_KIND, TRANSITIONS_KIND } from '../../engine/messages.js';
+import { CHILD_ENDED_KIND, TRANSITIONS_KIND, WORKFLOW_MESSAGE_KIND } from '../../engine/messages.js';
 import { TOPICS, type LogMessage, type LogRecord } from '../../engine/ports.js';
 
 export const ASYNCAPI_PATH = fileURLToPath(new URL('../../docs/asyncapi.yaml', import.meta.url));
@@ -239,8 +240,9 @@ export class AsyncApiContract {
  * The id a Kafka record of kind `tag` is keyed by, per the document: the
  * payload's `jobId`; for a packed `transitions` record, its first
  * transition's; for a `child-ended` record, the payload's `workflowId` (its
- * instance's children's ends share a partition). `whose` names it for an
- * error message.
+ * instance's children's ends share a partition); for a `workflow-message`
+ * record, the payload's `workflowId` too, the target's (the messages one
+ * instance is sent share a partition). `whose` names it for an error message.
  */
 function keyedBy(tag: string | null, value: unknown): { id: unknown; whose: string } {
   if (tag === TRANSITIONS_KIND) {
@@ -248,7 +250,9 @@ function keyedBy(tag: string | null, value: unknown): { id: unknown; whose: stri
     const first = Array.isArray(list) ? (list[0] as { jobId?: unknown } | null | undefined) : undefined;
     return { id: first?.jobId, whose: "the first transition's jobId" };
   }
-  if (tag === CHILD_ENDED_KIND) return { id: (value as { workflowId?: unknown } | null)?.workflowId, whose: "the payload's workflowId" };
+  if (tag === CHILD_ENDED_KIND || tag === WORKFLOW_MESSAGE_KIND) {
+    return { id: (value as { workflowId?: unknown } | null)?.workflowId, whose: "the payload's workflowId" };
+  }
   return { id: (value as { jobId?: unknown } | null)?.jobId, whose: "the payload's jobId" };
 }
 

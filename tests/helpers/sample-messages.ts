@@ -7,14 +7,24 @@
  * `sampleMessages` is the `single` format of `ats.events` (a record per
  * transition), `packedSampleMessages` the default `batch` format (transitions
  * packed per partition by the engine's `packTransitions`).
+ * `workflowMessageSamples` are the `workflow-message` notices of
+ * `ats.workflows`, as workflow instances that send each other messages
+ * write them (on an in-memory SQLite store: a message is stored with its
+ * sender's step, so the store is part of how the notice is built).
  */
 import assert from 'node:assert/strict';
+import { setup } from 'xstate';
 import { partitionForKey } from '../../adapters/memory/partition-for-key.js';
+import { createSqliteStore } from '../../adapters/sqlite/index.js';
+import { HandlerRegistry } from '../../engine/handlers.js';
 import { toLogMessage } from '../../engine/relay.js';
+import { ulidIds } from '../../engine/system.js';
 import { packTransitions } from '../../engine/transition-records.js';
-import type { LogMessage, TransitionWrite } from '../../engine/ports.js';
+import type { Clock, LogMessage, TransitionWrite } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
+import { WorkflowService } from '../../engine/workflows.js';
 import type { JobEvent } from '../../machines/job.machine.js';
+import { sendToWorkflow } from '../../machines/workflow.js';
 import { newJobWrite } from '../contracts/store.contract.js';
 
 type Ev = DistributiveOmit<JobEvent, 'at'>;
@@ -75,4 +85,75 @@ export function packedSampleMessages(
   partitionOf: (key: string) => number = (key) => partitionForKey(key, SAMPLE_PARTITIONS), at = Date.now(),
 ): LogMessage[] {
   return packTransitions(sampleMessages(at), partitionOf);
+}
+
+/**
+ * An instance that sends PINGs: one (SEND) or two in one step (SEND_TWO) to
+ * the instance `to`; started with `{ to }`, it sends one as it starts.
+ */
+const courier = setup({
+  types: {
+    context: {} as { to: string | null },
+    input: {} as { to?: string } | null,
+    events: {} as { type: 'SEND'; to: string; n: number } | { type: 'SEND_TWO'; to: string; n: number } | { type: 'PING'; n: number },
+  },
+}).createMachine({
+  id: 'sample.courier', initial: 'choosing', context: ({ input }) => ({ to: input?.to ?? null }),
+  states: {
+    choosing: { always: [{ guard: ({ context }) => context.to !== null, target: 'greeting' }, { target: 'open' }] },
+    greeting: { always: { target: 'open', actions: sendToWorkflow(({ context }) => context.to!, { type: 'PING', n: 0 }) } },
+    open: {
+      on: {
+        SEND: { actions: sendToWorkflow(({ event }) => event.to, ({ event }) => ({ type: 'PING', n: event.n })) },
+        SEND_TWO: {
+          actions: [
+            sendToWorkflow(({ event }) => event.to, ({ event }) => ({ type: 'PING', n: event.n })),
+            sendToWorkflow(({ event }) => event.to, ({ event }) => ({ type: 'PING', n: event.n + 1 })),
+          ],
+        },
+      },
+    },
+  },
+});
+
+/** An id no instance has: `sendToWorkflow` may name any id of letters and digits; its notice is keyed by it all the same. */
+export const NO_SUCH_INSTANCE = 'nobody42';
+
+/**
+ * The `workflow-message` notices instances write when they send each other
+ * messages, as the relay publishes them (outbox ids from the store): a
+ * message sent as the sender starts (its seq 1), one by a later step, two by
+ * one step, one to an id no instance has, and one from another tenant's
+ * instance. In the order sent. Times from `at`, a millisecond a step.
+ */
+export async function workflowMessageSamples(at = Date.now()): Promise<LogMessage[]> {
+  const store = createSqliteStore({ file: ':memory:' });
+  try {
+    await store.migrate();
+    let now = at;
+    const clock: Clock = { now: () => now++, sleep: () => Promise.resolve() };
+    const service = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('sample.courier', courier) });
+    const started = async (tenant: string, input: { to: string } | null) => {
+      const r = await service.start({ tenant, name: 'sample.courier', input });
+      assert.ok(r.ok, JSON.stringify(r));
+      return r.workflow.id;
+    };
+    const signal = async (id: string, tenant: string, event: { type: 'SEND' | 'SEND_TWO'; to: string; n: number }) => {
+      assert.ok((await service.signal(id, tenant, event)).ok, `${event.type} refused`);
+    };
+    const target = await started('default', null);
+    const sender = await started('default', { to: target });
+    await signal(sender, 'default', { type: 'SEND', to: target, n: 1 });
+    await signal(sender, 'default', { type: 'SEND_TWO', to: target, n: 2 });
+    await signal(sender, 'default', { type: 'SEND', to: NO_SUCH_INSTANCE, n: 4 });
+    const other = await started('acme', null);
+    await signal(other, 'acme', { type: 'SEND', to: target, n: 5 });
+    const published: LogMessage[] = [];
+    await store.relayOutbox(1_000, async (rows) => {
+      published.push(...rows.map(toLogMessage));
+    });
+    return published;
+  } finally {
+    await store.close();
+  }
 }

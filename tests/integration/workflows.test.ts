@@ -4,21 +4,22 @@
  * `confirmed`; a shipping failure after the charge undoes it (the refund
  * runs); a cancel cancels the running child; a durable `after` timer fires
  * unless a signal comes first; the fan-out of examples/fan-out.ts runs a
- * job per photo and joins them; and every instance's history replays to its
- * stored state.
+ * job per photo and joins them; instances report to another with
+ * `sendToWorkflow`, delivered through the log; and every instance's history
+ * replays to its stored state.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerModule } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { WorkflowRecord } from '../../engine/ports.js';
-import { job } from '../../machines/workflow.js';
+import { job, sendToWorkflow } from '../../machines/workflow.js';
 import * as fanOut from '../../examples/fan-out.js';
 import * as saga from '../../examples/order-saga.js';
 import { FAST, startTestSystem, type TestSystem } from '../helpers/system.js';
@@ -43,6 +44,38 @@ const holding = setup({ actors: { wait: job('test.slow') } }).createMachine({
   id: 'holding', initial: 'running', states: { running: { invoke: { id: 'wait', src: 'wait' } } },
 });
 
+/** Runs one job, reports its result to the coordinator instance named in its input, and ends. */
+const reporter = setup({
+  types: { context: {} as { coordinator: string; n: number }, input: {} as { coordinator: string; n: number } },
+  actors: { work: job<number, { n: number }>('test.square') },
+}).createMachine({
+  id: 'reporter', initial: 'working', context: ({ input }) => input,
+  states: {
+    working: {
+      invoke: {
+        id: 'work', src: 'work', input: ({ context }) => ({ n: context.n }),
+        onDone: { target: 'reported', actions: sendToWorkflow(({ context }) => context.coordinator, ({ event }) => ({ type: 'REPORT', value: event.output })) },
+      },
+    },
+    reported: { type: 'final' },
+  },
+});
+
+/** Waits for `expected` REPORTs from other instances, then ends with their sum. */
+const coordinator = setup({
+  types: { context: {} as { expected: number; got: number[] }, input: {} as { expected: number }, events: {} as { type: 'REPORT'; value: number } },
+}).createMachine({
+  id: 'coordinator', initial: 'collecting', context: ({ input }) => ({ expected: input.expected, got: [] }),
+  states: {
+    collecting: {
+      always: { guard: ({ context }) => context.got.length >= context.expected, target: 'summed' },
+      on: { REPORT: { actions: assign({ got: ({ context, event }) => [...context.got, event.value] }) } },
+    },
+    summed: { type: 'final' },
+  },
+  output: ({ context }) => ({ sum: context.got.reduce((a, b) => a + b, 0), reports: context.got.length }),
+});
+
 async function registry(): Promise<HandlerRegistry> {
   const r = new HandlerRegistry();
   await registerModule(saga, r, 'examples/order-saga.ts');
@@ -50,6 +83,9 @@ async function registry(): Promise<HandlerRegistry> {
   r.register('test.slow', slow);
   r.workflow('test.approval', approval);
   r.workflow('test.holding', holding);
+  r.register('test.square', async (p: { n: number }) => p.n * p.n);
+  r.workflow('test.reporter', reporter);
+  r.workflow('test.coordinator', coordinator);
   return r;
 }
 
@@ -147,6 +183,25 @@ function suite(name: string, open: () => Promise<{ system: System; stop(): Promi
       assert.match(String(child?.snapshot.context.cancelReason), /changed my mind/);
       const again = await system.workflows.cancel(wf.id, TENANT);
       assert.equal(again.ok, false, 'an ended instance cannot be cancelled again');
+    });
+
+    it('instances report to a coordinator with sendToWorkflow: each message is delivered through the log once, and all replay', async () => {
+      const hub = await start(system, 'test.coordinator', { expected: 4 });
+      const reporters = [];
+      for (const n of [1, 2, 3, 4]) reporters.push(await start(system, 'test.reporter', { coordinator: hub.id, n }));
+      const done = await waitFor(system, hub.id, ended, 'its end');
+      assert.equal(done.state.value, 'summed');
+      assert.deepEqual(done.state.output, { sum: 1 + 4 + 9 + 16, reports: 4 });
+      const events = await system.store.getWorkflowEvents(hub.id);
+      assert.deepEqual(events.map((e) => e.type), ['START', 'MESSAGE', 'MESSAGE', 'MESSAGE', 'MESSAGE']);
+      assert.deepEqual(events.slice(1).map((e) => (e.data as { from: string }).from).sort(), reporters.map((r) => r.id).sort());
+      assert.deepEqual(await system.workflows.verify(done), { ok: true, events: 5 });
+      for (const r of reporters) {
+        const wf = await waitFor(system, r.id, ended, 'its end');
+        assert.equal(wf.state.value, 'reported');
+        assert.equal((await system.workflows.verify(wf)).ok, true);
+      }
+      assert.deepEqual(await system.store.pendingWorkflowMessages(hub.id, 10), [], 'every message was taken');
     });
 
     it('a durable timer fires unless a signal comes first; the signal drops it', async () => {

@@ -173,6 +173,10 @@ export function eventSummary(e: Pick<WorkflowEvent, 'type' | 'data'>): string {
       const ev = isObject(d.event) ? d.event : {};
       return `signal ${text(ev.type) ?? '?'}`;
     }
+    case 'MESSAGE': {
+      const ev = isObject(d.event) ? d.event : {};
+      return `message ${text(ev.type) ?? '?'} from workflow ${text(d.from) ?? '?'}`;
+    }
     case 'CHILD': {
       const outcome = isObject(d.outcome) ? d.outcome : {};
       const job = text(d.jobId);
