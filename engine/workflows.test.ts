@@ -14,7 +14,7 @@ import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { silentLogger } from './logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage } from './messages.js';
-import type { EventLog, LogRecord } from './ports.js';
+import type { Clock, EventLog, LogRecord } from './ports.js';
 import { WorkflowDriver, WorkflowService } from './workflows.js';
 
 const machine = (version: number) => setup({
@@ -159,6 +159,51 @@ describe('workflows the log or the registry failed', () => {
     assert.deepEqual((await store.getWorkflowEvents(after.id)).map((e) => e.type), ['START', 'CHILD']);
     assert.equal((await service.sweep(Date.now(), 10)).applied, 0);
     assert.deepEqual(await service.verify(after), { ok: true, events: 2 });
+    await store.close();
+  });
+
+  it('the driver\'s minute sweep delivers a lost end to an instance that keeps taking signals (not only to quiet ones)', async () => {
+    // A clock the test moves: the driver's loop waits in `sleep` until the test lets it pass once.
+    let t = 1_800_000_000_000;
+    let release: (() => void) | null = null;
+    let sleeping: (() => void) | null = null;
+    const asleep = () => new Promise<void>((r) => (sleeping = r));
+    const clock: Clock = {
+      now: () => t,
+      sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
+        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+        release = resolve;
+        sleeping?.();
+      }),
+    };
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const registry = new HandlerRegistry().workflow('counter', machine(1), { version: 1 });
+    const service = new WorkflowService({ store, clock, ids: ulidIds(), definitions: registry });
+    const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds() });
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const jobId = started.workflow.state.children[0]!.jobId;
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: t + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    // The log lost the child's end: it never reaches the driver.
+    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service, clock, logger: silentLogger }, { pollMs: 30_000, batchSize: 10, sweepMs: 60_000 });
+    let first = asleep();
+    await driver.start();
+    await first;
+    for (let i = 0; i < 8; i++) {
+      // A signal every 30 s: the instance is never quiet for a minute.
+      t += 30_000;
+      assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+      first = asleep();
+      release!();
+      await first;
+    }
+    await driver.stop();
+    const wf = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual(wf.state.children, [], 'the instance heard of its child\'s end');
+    assert.deepEqual((await store.getWorkflowEvents(wf.id)).filter((e) => e.type === 'CHILD').length, 1);
     await store.close();
   });
 

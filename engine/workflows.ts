@@ -205,27 +205,35 @@ export class WorkflowService {
    * Delivers again the ends of children that ended while their instance did
    * not hear of it: the in-process log forgets what it held when the process
    * ends, and a Kafka topic may have dropped a message past its retention.
-   * Looks at up to `limit` active instances not stepped since
-   * `updatedBefore`; each child whose job has ended (or is gone) is delivered
-   * as the job stands now. Fenced by job id like any delivery, so a child
-   * whose end was applied meanwhile changes nothing. Returns how many ends
-   * were applied, and the position to go on from (null: no more).
+   * Looks at up to `limit` active instances last stepped at or before
+   * `updatedBefore`, after the position `after`; each child whose job ended
+   * at or before `endedBefore` (an end since then is likely on its way), or
+   * is gone, is delivered as the job stands now. Fenced by job id like any
+   * delivery, so a child whose end was applied meanwhile changes nothing.
+   * Returns how many ends were applied, and the position to go on from
+   * (null: no more).
    */
   async sweep(
-    updatedBefore: number, limit: number, after?: { updatedAt: number; id: string },
+    updatedBefore: number, limit: number, after?: { updatedAt: number; id: string }, endedBefore = Number.POSITIVE_INFINITY,
   ): Promise<{ applied: number; last: { updatedAt: number; id: string } | null }> {
     const { store } = this.deps;
     let applied = 0;
-    const quiet = await store.quietActiveWorkflows(updatedBefore, limit, after);
-    for (const { id } of quiet) {
+    const page = await store.quietActiveWorkflows(updatedBefore, limit, after);
+    for (const { id } of page) {
       const wf = await store.getWorkflow(id);
-      for (const child of wf?.state.children ?? []) {
-        const job = await store.getJob(child.jobId);
-        const msg = endedChild(wf!, child.invokeId, child.jobId, job);
+      if (!wf || wf.state.children.length === 0) continue;
+      // The children's states in one read; a job only for those that ended.
+      const states = await store.jobStates(wf.state.children.map((c) => c.jobId));
+      for (const child of wf.state.children) {
+        const state = states.get(child.jobId);
+        if (state !== undefined && !ENDED_JOB_STATES.has(state)) continue;
+        const job = state === undefined ? null : await store.getJob(child.jobId);
+        if (job && job.updatedAt > endedBefore) continue;
+        const msg = endedChild(wf, child.invokeId, child.jobId, job);
         if (msg && (await this.deliver(msg))) applied++;
       }
     }
-    return { applied, last: quiet.length < limit ? null : quiet.at(-1)! };
+    return { applied, last: page.length < limit ? null : page.at(-1)! };
   }
 
   /**
@@ -513,6 +521,9 @@ function messagesOf(wf: WorkflowRecord, seq: number, sends: readonly WorkflowSen
   return { messages: { rows, outbox: rows.map((r) => workflowMessageNotice({ workflowId: r.targetId, messageId: r.messageId, tenant: r.tenant })) } };
 }
 
+/** The states a child job ends in: its end is then owed to its instance. */
+const ENDED_JOB_STATES: ReadonlySet<string> = new Set(['done', 'dead', 'cancelled']);
+
 /** Says a step moved the instance to a newer version (the caller steps again). */
 const MIGRATED = Symbol('migrated');
 
@@ -560,7 +571,11 @@ export interface WorkflowDriverOptions {
   batchSize: number;
   /** Instances whose children's ends one batch of records delivers at once. @defaultValue DELIVERY_CONCURRENCY */
   deliveryConcurrency?: number;
-  /** How often to sweep for children's ends the log lost (WorkflowService.sweep), over instances quiet this long. @defaultValue 60000 */
+  /**
+   * How often to sweep for children's ends and messages the log lost
+   * (WorkflowService.sweep, sweepMessages): over every active instance, for
+   * ends and messages this old. @defaultValue 60000
+   */
   sweepMs?: number;
   /** Sweep every active instance before consuming (the in-process log: nothing survives a restart). @defaultValue false */
   sweepAtStart?: boolean;
@@ -587,7 +602,7 @@ export class WorkflowDriver {
       const sweepMs = this.opts.sweepMs ?? 60_000;
       if (now - this.lastSweep >= sweepMs) {
         this.lastSweep = now;
-        await this.sweep(now - sweepMs);
+        await this.sweep(now, now - sweepMs);
       }
       return (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize;
     },
@@ -601,17 +616,24 @@ export class WorkflowDriver {
   ) {}
 
   /** Sweeps every instance quiet since `updatedBefore`, SWEEP_BATCH at a time; logs what it applied. */
-  private async sweep(updatedBefore: number): Promise<void> {
+  /**
+   * Sweeps every active instance stepped up to `updatedBefore` (not only the
+   * quiet ones: an instance that keeps taking signals still waits for the
+   * end the log lost), SWEEP_BATCH at a time, delivering the ends of children
+   * that ended by `endedBefore`; then the messages stored by then. Logs what
+   * it applied.
+   */
+  private async sweep(updatedBefore: number, endedBefore: number): Promise<void> {
     let applied = 0;
     let after: { updatedAt: number; id: string } | undefined;
     for (;;) {
-      const r = await this.deps.service.sweep(updatedBefore, SWEEP_BATCH, after);
+      const r = await this.deps.service.sweep(updatedBefore, SWEEP_BATCH, after, endedBefore);
       applied += r.applied;
       if (!r.last) break;
       after = r.last;
     }
     if (applied > 0) this.deps.logger.info('workflows: delivered children\'s ends the log had lost', { applied });
-    const messages = await this.deps.service.sweepMessages(updatedBefore, SWEEP_BATCH);
+    const messages = await this.deps.service.sweepMessages(endedBefore, SWEEP_BATCH);
     if (messages > 0) this.deps.logger.info('workflows: delivered messages between instances the log had lost', { applied: messages });
   }
 
@@ -619,7 +641,7 @@ export class WorkflowDriver {
     const { log, service, logger } = this.deps;
     if (this.opts.sweepAtStart) {
       this.lastSweep = this.deps.clock.now();
-      await this.sweep(this.lastSweep);
+      await this.sweep(this.lastSweep, this.lastSweep);
     }
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
