@@ -19,7 +19,7 @@ import { toLogMessage } from '../../engine/relay.js';
 import { submitWrite, transitionWrite } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { asyncApi } from '../helpers/asyncapi.js';
-import { packedSampleMessages, sampleMessages } from '../helpers/sample-messages.js';
+import { packedSampleMessages, sampleMessages, workflowMessageSamples } from '../helpers/sample-messages.js';
 
 /** A fresh log for one test, and how to dispose of it (close it, drop its topics). */
 export interface LogUnderTest {
@@ -359,15 +359,19 @@ async function fromBeginning(ctx: Ctx): Promise<void> {
 
 /**
  * The engine's own messages of every kind (dispatch, cancel, transition,
- * packed transitions, dead letter, child ended), built as the relay publishes
- * them, come out of every topic as records that match the AsyncAPI document:
- * key, value and headers (the schema version and the outbox id included)
- * intact.
+ * packed transitions, dead letter, child ended, workflow message), built as
+ * the relay publishes them, come out of every topic as records that match the
+ * AsyncAPI document: key, value and headers (the schema version and the
+ * outbox id included) intact.
  */
 async function schedulerMessages(ctx: Ctx): Promise<void> {
   await ctx.log.ensureTopics();
-  // Both formats of ats.events: a record per transition, and packed by this log's partitioner; and workflows' children's ends.
-  const sent = [...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events)), ...childEndedMessages()];
+  // Both formats of ats.events: a record per transition, and packed by this log's partitioner; and on ats.workflows,
+  // workflows' children's ends and the notices of messages workflow instances send each other.
+  const sent = [
+    ...sampleMessages(), ...packedSampleMessages(await ctx.log.partitioner(TOPICS.events)), ...childEndedMessages(),
+    ...await workflowMessageSamples(),
+  ];
   await ctx.log.publish(sent);
   const rec = new Recorder();
   // Every topic, the dispatch lanes of other queues and priorities included.
@@ -378,8 +382,9 @@ async function schedulerMessages(ctx: Ctx): Promise<void> {
   await settle(ctx);
 
   const counts = asyncApi().assertRecords(rec.handled);
-  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions']);
+  assert.deepEqual([...counts.keys()].sort(), ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions', 'workflowMessage']);
   assert.equal(counts.get('childEnded'), 2);
+  assert.equal(counts.get('workflowMessage'), 6, 'the six notices workflowMessageSamples builds');
   const strip = (m: LogMessage) => JSON.stringify([m.topic, m.key, m.value, Object.entries(m.headers).sort()]);
   assert.deepEqual(rec.handled.map(strip).sort(), sent.map(strip).sort());
 }
