@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendTo, setup, stopChild } from 'xstate';
+import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, stopChild } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, startWorkflow, stepWorkflow,
   sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
@@ -275,12 +275,44 @@ describe('workflow definitions, more', () => {
     assert.deepEqual(effects.start.map((s) => [s.jobType, s.jobId]), [['demo.echo', 'j-x']]);
   });
 
-  it('refuses a machine that sends to another actor, naming the state', () => {
-    const m = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: sendTo('other', { type: 'X' }) } } } } });
-    assert.throws(
-      () => defineWorkflow('talker', m),
-      (err: Error) => err instanceof WorkflowDefinitionError && /\(machine\)\.a: XState's sendTo reaches only actors the machine holds; send to another instance with sendToWorkflow/.test(err.message),
-    );
+  it('XState\'s own sendTo (inline or named in setup) sends to another instance durably; the machine as given is unchanged', () => {
+    const m = setup({
+      types: { context: {} as { peer: string } },
+      actions: { tell: sendTo(({ context }) => context.peer, { type: 'TOLD' }) },
+    }).createMachine({
+      initial: 'a', context: { peer: 'PEER1' },
+      states: { a: { on: { GO: { actions: [sendTo('OTHER1', ({ event }) => ({ type: 'X', from: event.type })), 'tell'] } } } },
+    });
+    const d = defineWorkflow('talker', m);
+    const r = ok(stepWorkflow(d, startWorkflow(d, null, 1, ids('s')).next, { type: 'GO' }, 2, ids('t')));
+    assert.deepEqual(r.effects.send, [{ to: 'OTHER1', event: { type: 'X', from: 'GO' } }, { to: 'PEER1', event: { type: 'TOLD' } }]);
+    const original = m.root.states.a!.transitions.get('GO')![0]!.actions[0] as { type?: string };
+    assert.equal(original.type, 'xstate.sendTo', 'the machine given keeps its own actions');
+  });
+
+  it('refuses sendParent and a delayed sendTo, naming the state; a send to a child job or an actor reference ends the instance in error', () => {
+    const refused = (actions: unknown, says: RegExp) => {
+      const m = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: actions as never } } } } });
+      assert.throws(() => defineWorkflow('talker', m), (err: Error) => err instanceof WorkflowDefinitionError && says.test(err.message), String(says));
+    };
+    refused(sendParent({ type: 'UP' } as never), /state \(machine\)\.a: sendParent .* a workflow instance has no parent actor/);
+    refused(sendTo('OTHER1', { type: 'X' }, { delay: 1000 }), /\(machine\)\.a: a delayed sendTo cannot be made durable/);
+    const poker = setup({ actors: { work: job('w') } }).createMachine({
+      initial: 'a',
+      states: {
+        a: {
+          invoke: { id: 'work', src: 'work' },
+          on: { POKE: { actions: sendTo('work', { type: 'X' }) }, REF: { actions: sendTo(() => ({ send: () => undefined }) as never, { type: 'X' } as never) } },
+        },
+      },
+    });
+    const d = defineWorkflow('poker', poker);
+    const s0 = startWorkflow(d, null, 1, ids('s')).next;
+    for (const [type, says] of [['POKE', /a send to work, a child of the instance: a job takes no events/], ['REF', /sendToWorkflow needs an instance id/]] as const) {
+      const r = ok(stepWorkflow(d, s0, { type }, 2, ids('t')));
+      assert.equal(r.next.status, 'error');
+      assert.match(String((r.next.error as { message: string }).message), says);
+    }
   });
 
   it('an input the context factory refuses throws at the start', () => {

@@ -72,9 +72,10 @@ export const SEND_TO_WORKFLOW = 'ats.workflow.send';
  * function of the context and event giving it), delivered durably: the step
  * that takes the action stores the message with the sender's new state (one
  * transaction), and the engine delivers it to the target once, in the order
- * this instance sent it. XState's own `sendTo` reaches only actors the
- * machine holds (a state's invocation), so a workflow sends with this:
+ * this instance sent it:
  * `actions: sendToWorkflow(({ context }) => context.parentId, { type: 'ITEM_DONE' })`.
+ * XState's own `sendTo` written in a workflow's machine is made this at
+ * registration (XState would reach only actors the machine holds).
  * The target takes the event as it would a signal; one it does not take
  * now is dropped, as XState drops an event no transition takes. An instance
  * of another tenant, or none, gets nothing.
@@ -190,11 +191,63 @@ export interface StateNodeLike {
   config: { invoke?: { src?: unknown } | { src?: unknown }[] };
 }
 
-/** Whether the state's entry, exit or transitions send to another actor (XState's `sendTo` and `sendParent`). */
-function sendsTo(node: StateNodeLike): boolean {
+/**
+ * Replaces each action list of a state (entry, exit, and each transition's,
+ * its `after` and `always` included) by `map` of it. New arrays: a
+ * transition's list may be the config's own array.
+ */
+function mapActionLists(node: StateNodeLike, map: (list: readonly unknown[]) => unknown[]): void {
   const n = node as unknown as { entry: unknown[]; exit: unknown[]; transitions: Map<string, { actions: unknown[] }[]>; always?: { actions: unknown[] }[] };
-  const actions = [...n.entry, ...n.exit, ...[...n.transitions.values()].flat().flatMap((t) => t.actions), ...(n.always ?? []).flatMap((t) => t.actions)];
-  return actions.some((a) => (a as { type?: unknown } | null)?.type === 'xstate.sendTo');
+  // `transitions` first: reading it makes XState add the `after` timers' raise and cancel to entry and exit.
+  for (const t of [...n.transitions.values()].flat()) t.actions = map(t.actions);
+  for (const t of n.always ?? []) t.actions = map(t.actions);
+  n.entry = map(n.entry);
+  n.exit = map(n.exit);
+}
+
+/** XState's `sendTo` action (and `sendParent`, `forwardTo`) as its creator made it. */
+interface SendToAction {
+  type: 'xstate.sendTo';
+  to: unknown;
+  event: unknown;
+  delay?: unknown;
+}
+
+const isSendTo = (a: unknown): a is SendToAction => typeof a === 'function' && (a as { type?: unknown }).type === 'xstate.sendTo';
+
+/**
+ * A `sendTo` written in the machine, made durable: the same target (an
+ * instance id, or a function of the context and event giving one) and event,
+ * sent as `sendToWorkflow` sends. XState itself would reach only actors the
+ * machine holds. A parent (`sendParent`) and a delay cannot be made durable.
+ */
+function durableSend(where: string, a: SendToAction): unknown {
+  if (typeof a.to === 'string' && a.to.startsWith('#_')) {
+    throw new WorkflowDefinitionError(`${where}: sendParent (or sendTo ${a.to}): a workflow instance has no parent actor; send to an instance by its id`);
+  }
+  if (a.delay !== undefined) throw new WorkflowDefinitionError(`${where}: a delayed sendTo cannot be made durable; enter a state whose after sends`);
+  if (typeof a.to !== 'string' && typeof a.to !== 'function') {
+    throw new WorkflowDefinitionError(`${where}: sendTo in a workflow sends to an instance by its id (a string, or a function giving one), not to an actor reference`);
+  }
+  return sendToWorkflow(a.to as Parameters<typeof sendToWorkflow>[0], a.event as Parameters<typeof sendToWorkflow>[1]);
+}
+
+/**
+ * A copy of `machine` whose `sendTo` actions (inline or named in `setup({
+ * actions })`) send to other instances durably. The copy has state nodes of
+ * its own, so the machine as given is unchanged. A `sendTo` queued at run
+ * time (`enqueueActions`) is not seen here: its step ends the instance in error.
+ */
+function withDurableSends(name: string, machine: AnyStateMachine): AnyStateMachine {
+  const named = (machine.implementations.actions ?? {}) as Record<string, unknown>;
+  const replaced = Object.fromEntries(
+    Object.entries(named).filter(([, a]) => isSendTo(a)).map(([key, a]) => [key, durableSend(`workflow ${name}, action ${key}`, a as SendToAction)]),
+  );
+  const copy = machine.provide({ actions: replaced } as never) as AnyStateMachine;
+  for (const node of nodesOf(copy.root as unknown as StateNodeLike)) {
+    mapActionLists(node, (list) => list.map((a) => (isSendTo(a) ? durableSend(`workflow ${name}, state ${node.id}`, a) : a)));
+  }
+  return copy;
 }
 
 /** The actor logic a state's `i`th invocation was written with, when inline. */
@@ -218,7 +271,7 @@ function* nodesOf(node: StateNodeLike): Generator<StateNodeLike> {
  */
 export function defineWorkflow(
   name: string,
-  machine: AnyStateMachine,
+  given: AnyStateMachine,
   options: { version?: number; jobs?: ReadonlyMap<string, WorkflowJobOptions>; migrate?: WorkflowMigration } = {},
 ): WorkflowDefinition {
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) {
@@ -226,7 +279,8 @@ export function defineWorkflow(
   }
   const version = options.version ?? 1;
   if (!Number.isSafeInteger(version) || version < 1) throw new WorkflowDefinitionError(`workflow ${name}: version must be a positive integer`);
-  if (!machine || typeof machine !== 'object' || !('root' in machine)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
+  if (!given || typeof given !== 'object' || !('root' in given)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
+  const machine = withDurableSends(name, given);
   const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
   const actors = new Map<unknown, WorkflowActor>();
   /** Adds the actor `logic` (named in setup, or inline: `named` null); `where` names it in errors. */
@@ -251,11 +305,6 @@ export function defineWorkflow(
   const invokeIds = new Set<string>();
   const delays = (machine.implementations.delays ?? {}) as Record<string, unknown>;
   for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
-    if (sendsTo(node)) {
-      throw new WorkflowDefinitionError(
-        `workflow ${name}, state ${node.id}: XState's sendTo reaches only actors the machine holds; send to another instance with sendToWorkflow(id, event)`,
-      );
-    }
     for (const { fn, what } of delayFunctions(node, delays)) {
       if (typeof fn === 'function' && NONDETERMINISTIC.test(Function.prototype.toString.call(fn))) {
         throw new WorkflowDefinitionError(
@@ -495,9 +544,13 @@ function effectsOf(
       const id = String(p.sendId);
       if (timers.delete(id)) effects.dropTimers.push(id);
     } else if (action.type === 'xstate.emit' && (p.event as AnyEventObject | undefined)?.type === SEND_TO_WORKFLOW) {
-      effects.send.push(sendOf(def, p.event as { to?: unknown; event?: unknown }));
+      const send = sendOf(def, p.event as { to?: unknown; event?: unknown });
+      if (live.has(send.to) || def.invokeIds.has(send.to)) {
+        throw new WorkflowDefinitionError(`workflow ${def.name}: a send to ${send.to}, a child of the instance: a job takes no events`);
+      }
+      effects.send.push(send);
     } else if (action.type === 'xstate.sendTo' || action.type === 'xstate.sendParent') {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: XState's sendTo reaches only actors the machine holds; use sendToWorkflow(id, event)`);
+      throw new WorkflowDefinitionError(`workflow ${def.name}: a sendTo queued at run time (enqueueActions) cannot be made durable; use sendToWorkflow(id, event) there`);
     }
   }
   // Invocations of states the step left (every child once the instance ended): their jobs are

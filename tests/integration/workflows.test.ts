@@ -5,7 +5,7 @@
  * runs); a cancel cancels the running child; a durable `after` timer fires
  * unless a signal comes first; the fan-out of examples/fan-out.ts runs a
  * job per photo and joins them; instances report to another with
- * `sendToWorkflow`, delivered through the log; and every instance's history
+ * XState's `sendTo`, delivered through the log; and every instance's history
  * replays to its stored state.
  */
 import assert from 'node:assert/strict';
@@ -13,13 +13,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { assign, setup } from 'xstate';
+import { assign, sendTo, setup } from 'xstate';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry, registerModule } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { WorkflowRecord } from '../../engine/ports.js';
-import { job, sendToWorkflow } from '../../machines/workflow.js';
+import { job } from '../../machines/workflow.js';
 import * as fanOut from '../../examples/fan-out.js';
 import * as saga from '../../examples/order-saga.js';
 import { FAST, startTestSystem, type TestSystem } from '../helpers/system.js';
@@ -54,7 +54,8 @@ const reporter = setup({
     working: {
       invoke: {
         id: 'work', src: 'work', input: ({ context }) => ({ n: context.n }),
-        onDone: { target: 'reported', actions: sendToWorkflow(({ context }) => context.coordinator, ({ event }) => ({ type: 'REPORT', value: event.output })) },
+        // XState's own sendTo, by instance id: made durable at registration.
+        onDone: { target: 'reported', actions: sendTo(({ context }) => context.coordinator, ({ event }) => ({ type: 'REPORT', value: event.output })) },
       },
     },
     reported: { type: 'final' },
@@ -185,7 +186,7 @@ function suite(name: string, open: () => Promise<{ system: System; stop(): Promi
       assert.equal(again.ok, false, 'an ended instance cannot be cancelled again');
     });
 
-    it('instances report to a coordinator with sendToWorkflow: each message is delivered through the log once, and all replay', async () => {
+    it('instances report to a coordinator with sendTo: each message is delivered through the log once, and all replay', async () => {
       const hub = await start(system, 'test.coordinator', { expected: 4 });
       const reporters = [];
       for (const n of [1, 2, 3, 4]) reporters.push(await start(system, 'test.reporter', { coordinator: hub.id, n }));
