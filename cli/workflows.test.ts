@@ -278,14 +278,15 @@ describe('workflow printing', () => {
     assert.equal(stateText(null), 'null');
   });
 
-  test('history: a dead child with its error, a timer, a migration, a cancel without a reason; a job of unknown type by its id alone', () => {
+  test('history: a dead child with its error, a timer, a migration, a message from another instance, a cancel without a reason; a job of unknown type by its id alone', () => {
     const types = new Map([['J1', 'payment.charge']]);
     const lines = workflowHistory([
       ev(1, 'START', { input: null, jobIds: ['J1'] }),
       ev(2, 'CHILD', { type: 'CHILD', jobId: 'J1', outcome: { state: 'dead', error: { message: 'card declined', attempt: 3 } }, jobIds: ['J2'] }),
       ev(3, 'TIMER', { type: 'TIMER', timerId: 'xstate.after.1000.order.waiting', jobIds: [] }),
       ev(4, 'MIGRATE', { type: 'MIGRATE', from: 1, to: 2, jobIds: [] }),
-      ev(5, 'CANCEL', { type: 'CANCEL', jobIds: [] }, 'cancelled'),
+      ev(5, 'MESSAGE', { type: 'MESSAGE', from: 'W9', messageId: 'W9:3:0', event: { type: 'REPORT', value: 4 }, jobIds: [] }),
+      ev(6, 'CANCEL', { type: 'CANCEL', jobIds: [] }, 'cancelled'),
     ], types);
     assert.deepEqual(lines.map((l) => l.split(/ {2,}/).slice(2).join(' | ')), [
       'EVENT | STATUS | WHAT',
@@ -293,6 +294,7 @@ describe('workflow printing', () => {
       'CHILD | active | payment.charge J1 dead: card declined | -> started J2',
       'TIMER | active | xstate.after.1000.order.waiting fired',
       'MIGRATE | active | definition 1 -> 2',
+      'MESSAGE | active | REPORT {"value":4} from workflow W9',
       'CANCEL | cancelled | no reason given',
     ]);
     // Long values are shortened.

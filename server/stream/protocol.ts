@@ -67,7 +67,7 @@ export interface StreamWorkflowMessage {
   name: string;
   /** The event's number in the instance's history (1 is the start, then 2, 3… without a gap). */
   seq: number;
-  /** `START`, `SIGNAL`, `CHILD`, `TIMER`, `CANCEL` or `MIGRATE`. */
+  /** `START`, `SIGNAL`, `MESSAGE`, `CHILD`, `TIMER`, `CANCEL` or `MIGRATE`. */
   type: string;
   /** ISO 8601. */
   at: string;

@@ -114,6 +114,7 @@ describe('the workflows panel', () => {
     assert.equal(rows[3]!.status, 'done');
     assert.equal(eventSummary({ type: 'CANCEL', data: { type: 'CANCEL', reason: 'by hand' } }), 'cancelled: by hand');
     assert.equal(eventSummary({ type: 'MIGRATE', data: { type: 'MIGRATE', from: 1, to: 2 } }), 'moved from version 1 to 2');
+    assert.equal(eventSummary({ type: 'MESSAGE', data: { type: 'MESSAGE', from: 'W9', messageId: 'W9:3:0', event: { type: 'REPORT' } } }), 'message REPORT from workflow W9');
   });
 
   test('what makes the panel read the selected instance again: a step of it, a transition of one of its children', () => {
