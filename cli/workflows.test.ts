@@ -269,7 +269,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
 describe('workflow printing', () => {
   const at = '2030-01-01T12:00:00.000Z';
   const ev = (seq: number, type: WorkflowEvent['type'], data: unknown, status: WorkflowEvent['status'] = 'active'): WorkflowEvent =>
-    ({ seq, type, at, data, status });
+    ({ seq, type, at, data, status, value: null });
 
   test('a state value on one line: names joined by dots, parallel regions in braces', () => {
     assert.equal(stateText('review'), 'review');

@@ -575,6 +575,8 @@ export interface WorkflowEventRecord {
   data: unknown;
   /** The instance's status after the event. */
   status: WorkflowStatus;
+  /** The machine's state value after the event: present as read (the store writes the step's own). */
+  value?: unknown;
 }
 
 /**
@@ -676,6 +678,8 @@ export interface WorkflowStore {
   pendingWorkflowMessages(targetId: string, limit: number): Promise<string[]>;
   /** Targets of messages stored at or before `createdBefore` and still waiting (ones the log lost), at most `limit`. */
   staleWorkflowMessageTargets(createdBefore: number, limit: number): Promise<string[]>;
+  /** The state values of a tenant's active instances of one definition version, at most `limit` (the console's counts per state). */
+  activeWorkflowValues(tenant: string, name: string, definitionVersion: number, limit: number): Promise<unknown[]>;
   getWorkflow(id: string): Promise<WorkflowRecord | null>;
   findWorkflowByIdempotencyKey(tenant: string, name: string, key: string): Promise<WorkflowRecord | null>;
   /** An instance's events in seq order, from `afterSeq + 1`. */

@@ -439,6 +439,11 @@ export class WorkflowService {
     return this.deps.store.getWorkflowEvents(wf.id);
   }
 
+  /** The state values of the active instances of `wf`'s tenant, name and definition version, at most `limit` (the console's live counts). */
+  activeValues(wf: WorkflowRecord, limit: number): Promise<unknown[]> {
+    return this.deps.store.activeWorkflowValues(wf.tenant, wf.name, wf.definitionVersion, limit);
+  }
+
   /** One tenant's instances, newest first (for the API; `filter.tenant` says whose). */
   list(filter: WorkflowFilter): Promise<WorkflowRecord[]> {
     return this.deps.store.listWorkflows(filter);

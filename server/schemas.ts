@@ -741,6 +741,7 @@ export const WorkflowEventView = Type.Object({
   at: IsoTime('When it was recorded'),
   data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event, the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
   status: ref(WorkflowStatusSchema),
+  value: Type.Unknown({ description: 'The machine\'s state value after the step' }),
 }, { $id: 'WorkflowEvent', description: 'One step of a workflow instance, from its history' });
 export type WorkflowEventView = Static<typeof WorkflowEventView>;
 
@@ -859,6 +860,20 @@ export const WorkflowGraphView = Type.Object({
     name: Nullable(Type.String(), 'Its name in setup({ actors }), or null for an inline one'),
     jobType: Type.String({ description: 'The job type it runs as' }),
   }), { description: 'Every actor the machine may run, invoked or spawned' }),
+  counts: Type.Object({
+    instances: Type.Integer({ minimum: 0, description: 'The active instances counted' }),
+    capped: Type.Boolean({ description: 'More active instances exist than were counted' }),
+    nodes: Type.Array(Type.Object({
+      id: Type.String({ description: 'A state node\'s id' }),
+      active: Type.Integer({ minimum: 1, description: 'Active instances in it' }),
+    }), { description: 'Each state node with an active instance in it, in the order of nodes' }),
+  }, { description: 'Live counts: the tenant\'s active instances of this name and definition version, per state node' }),
+  steps: Type.Array(Type.Object({
+    seq: Type.Integer({ minimum: 1, description: 'The step\'s place in the history' }),
+    type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance'),
+    status: ref(WorkflowStatusSchema),
+    active: Type.Array(Type.String(), { description: 'The state nodes the step left the instance in, the root first' }),
+  }), { description: 'The instance\'s history (its last steps), each with the states it left it in: time travel' }),
 }, { $id: 'WorkflowGraph', description: 'A workflow instance\'s machine (its definition version) as a graph, with the states it is in' });
 export type WorkflowGraphView = Static<typeof WorkflowGraphView>;
 

@@ -1,7 +1,8 @@
 /**
  * `GET /v1/workflows/:id/graph` on the SQLite store, with the order saga
  * example: the machine of the instance's definition version with the states
- * it is in, moving as its children end (delivered as the driver would); an
+ * it is in, moving as its children end (delivered as the driver would),
+ * with live counts per state and the states of each step of its history; an
  * unknown id and another tenant's instance are the same 404; an instance
  * whose definition version this process lacks is a 503; the route needs the
  * read scope.
@@ -73,9 +74,15 @@ describe('GET /v1/workflows/:id/graph', () => {
     assert.ok(g.edges.some((e) => e.source === 'order.refunding' && e.target === 'order.unresolved' && e.kind === 'error.actor'));
     assert.equal(g.actors.length, 5);
 
+    assert.deepEqual(g.steps, [{ seq: 1, type: 'START', status: 'active', active: ['order', 'order.charging'] }]);
+
     await childDone(wf, 'charge', { chargeId: 'ch-1' });
     await childDone(await view(wf.id), 'reserve', { reservationId: 'rs-1' });
     const parallel = await graph(wf.id);
+    assert.deepEqual(parallel.steps.map((s) => [s.seq, s.type, s.active.at(-1)]), [
+      [1, 'START', 'order.charging'], [2, 'CHILD', 'order.fulfilling.shipping.booking'], [3, 'CHILD', 'order.fulfilling.shipping.booking'],
+    ]);
+    assert.ok(parallel.steps[1]!.active.includes('order.fulfilling.stock.reserving') && parallel.steps[2]!.active.includes('order.fulfilling.stock.reserved'));
     assert.deepEqual(parallel.value, { fulfilling: { stock: 'reserved', shipping: 'booking' } });
     assert.deepEqual(parallel.active, [
       'order', 'order.fulfilling', 'order.fulfilling.stock', 'order.fulfilling.stock.reserved',
@@ -86,6 +93,23 @@ describe('GET /v1/workflows/:id/graph', () => {
     const done = await graph(wf.id);
     assert.equal(done.status, 'done');
     assert.deepEqual(done.active, ['order', 'order.confirmed']);
+  });
+
+  test('live counts: the active instances of the name and version in each state node', async () => {
+    const before = await graph((await t.app.inject(start)).json().id);
+    const count = (g: WorkflowGraphView, id: string) => g.counts.nodes.find((n) => n.id === id)?.active ?? 0;
+    const charging = count(before, 'order.charging');
+    assert.ok(charging >= 1 && before.counts.capped === false);
+    assert.equal(count(before, 'order'), before.counts.instances, 'the root holds every active instance');
+    const second = (await t.app.inject(start)).json() as WorkflowView;
+    await childDone(second, 'charge', { chargeId: 'ch-2' });
+    const after = await graph(second.id);
+    assert.equal(count(after, 'order.charging'), charging, 'one more started, one moved on');
+    assert.equal(count(after, 'order.fulfilling') - count(before, 'order.fulfilling'), 1);
+    assert.equal(count(after, 'order.fulfilling.stock.reserving') - count(before, 'order.fulfilling.stock.reserving'), 1);
+    assert.equal(after.counts.instances, before.counts.instances + 1);
+    assert.ok(after.counts.nodes.every((n) => n.active >= 1));
+    assert.ok(!after.counts.nodes.some((n) => n.id === 'order.confirmed'), 'an ended instance is not counted');
   });
 
   test('an unknown id is a 404; a malformed one a 400', async () => {

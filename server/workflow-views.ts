@@ -33,5 +33,5 @@ export async function toWorkflowView(service: WorkflowService, wf: WorkflowRecor
 }
 
 export function toWorkflowEventView(e: WorkflowEventRecord): WorkflowEventView {
-  return { seq: e.seq, type: e.type, at: iso(e.at), data: e.data, status: e.status };
+  return { seq: e.seq, type: e.type, at: iso(e.at), data: e.data, status: e.status, value: e.value ?? null };
 }

@@ -161,8 +161,9 @@ async function startSignalGet(t: TestApp): Promise<void> {
 
   const events = await t.app.inject({ url: `/v1/workflows/${wf.id}/events` });
   assert.equal(events.statusCode, 200, events.body);
-  const history = events.json().events as Array<{ seq: number; type: string; status: string; at: string; data: any }>;
+  const history = events.json().events as Array<{ seq: number; type: string; status: string; at: string; data: any; value: unknown }>;
   assert.deepEqual(history.map((e) => [e.seq, e.type, e.status]), [[1, 'START', 'active'], [2, 'CHILD', 'active'], [3, 'SIGNAL', 'done']]);
+  assert.equal(history.at(-1)!.value, 'approved', 'each step with the state value after it');
   assert.deepEqual(history[0]!.data.jobIds, [child!.jobId]);
   assert.deepEqual(history[2]!.data.event, { type: 'APPROVE', by: 'ann' });
   assert.ok(history.every((e) => !Number.isNaN(Date.parse(e.at))));

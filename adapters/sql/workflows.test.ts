@@ -113,7 +113,7 @@ for (const backend of STORE_BACKENDS) {
       const write = startWrite(w);
       assert.deepEqual(await store.insertWorkflow(write), { ok: true });
       assert.deepEqual(await store.getWorkflow(w.id), w);
-      assert.deepEqual(await store.getWorkflowEvents(w.id), [write.event]);
+      assert.deepEqual(await store.getWorkflowEvents(w.id), [{ ...write.event, value: 'a' }], 'with the state value after it');
       assert.deepEqual(await store.getWorkflowEvents(w.id, 1), []);
       assert.equal(await store.getWorkflow(wid(99)), null);
       assert.deepEqual(await store.dueWorkflowTimers(T + 499, 10), []);
@@ -394,8 +394,9 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await store.lastWorkflowEventId(), ids.at(-1));
       // The event as the history has it, plus the stream's fields.
       const [history] = await store.getWorkflowEvents(a.id);
-      const { id: _id, name: _name, tenant: _tenant, value: _value, ...event } = rows[0]!;
+      const { id: _id, name: _name, tenant: _tenant, ...event } = rows[0]!;
       assert.deepEqual(event, history);
+      assert.deepEqual((await store.getWorkflowEvents(a.id)).map((e) => e.value), ['a', { fulfil: { stock: 'reserving', ship: 'booking' } }, 'confirmed']);
       // Pages: after a position, at most `limit`.
       assert.deepEqual((await store.readWorkflowEventsAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
       assert.deepEqual(await store.readWorkflowEventsAfter(ids.at(-1)!, 10), []);
@@ -474,6 +475,23 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(took.filter(Boolean).length, 1, took.join());
       assert.equal((await store.getWorkflow(target.id))!.version, 2);
       assert.deepEqual((await store.getWorkflowEvents(target.id)).map((e) => e.type), ['START', 'MESSAGE']);
+    }));
+
+    it('activeWorkflowValues: the state values of one tenant\'s active instances of a name and version, each from its last step', run(async (store) => {
+      const parallel = { ...state('active'), value: { fulfil: { stock: 'reserving', ship: 'booking' } } } as PersistedWorkflow;
+      await store.insertWorkflow(startWrite(instance(wid(1))));
+      await store.insertWorkflow(startWrite(instance(wid(2))));
+      await store.updateWorkflow(wid(2), (current) => ({ write: stepWrite(current!, parallel), result: null }));
+      await store.insertWorkflow(startWrite(instance(wid(3))));
+      await store.updateWorkflow(wid(3), (current) => ({ write: stepWrite(current!, state('done', [], 'confirmed')), result: null }));
+      await store.insertWorkflow(startWrite(instance(wid(4), { tenant: 'acme' })));
+      await store.insertWorkflow(startWrite(instance(wid(5), { definitionVersion: 3 })));
+      await store.insertWorkflow(startWrite(instance(wid(6), { name: 'refund' })));
+      const values = await store.activeWorkflowValues('default', 'order', 2, 10);
+      assert.deepEqual(values.map((v) => JSON.stringify(v)).sort(), ['"a"', JSON.stringify(parallel.value)].sort());
+      assert.equal((await store.activeWorkflowValues('default', 'order', 2, 1)).length, 1);
+      assert.deepEqual(await store.activeWorkflowValues('acme', 'order', 2, 10), ['a']);
+      assert.deepEqual(await store.activeWorkflowValues('default', 'order', 9, 10), []);
     }));
 
     it('purges racing each other delete each instance once', run(async (store) => {

@@ -71,6 +71,7 @@ function rowToWorkflowEvent(r: Row): WorkflowEventRecord {
     at: toNum(r.at),
     data: JSON.parse(String(r.data)),
     status: r.status as WorkflowStatus,
+    value: JSON.parse(String(r.state_value)),
   };
 }
 
@@ -121,8 +122,17 @@ const UPDATE_WORKFLOW_CAS = 'UPDATE workflows SET status = ?, state = ?, version
  */
 const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status, state_value) VALUES (?, ?, ?, ?, ?, ?, ?)';
 
-/** An instance's events in seq order, from `after_seq + 1`. Params: workflow_id, after_seq */
-const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+/** An instance's events in seq order, from `after_seq + 1`, with the state value after each. Params: workflow_id, after_seq */
+const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status, state_value FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+
+/**
+ * The state values of one definition version's active instances (of a
+ * tenant): each instance's last event's `state_value`, not its whole state.
+ * Params: tenant, name, definition_version, limit
+ */
+const SELECT_ACTIVE_VALUES = `SELECT e.state_value FROM workflows w ${'{index}'}
+  JOIN workflow_events e ON e.workflow_id = w.id AND e.seq = w.version
+  WHERE w.tenant = ? AND w.name = ? AND w.definition_version = ? AND w.status = 'active' LIMIT ?`;
 
 /**
  * Every instance's events after a global position, in id order, with the
@@ -395,7 +405,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
   'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
-  | 'quietActiveWorkflows' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets'
+  | 'quietActiveWorkflows' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -425,6 +435,9 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       }
       return states;
     },
+    activeWorkflowValues: async (tenant, name, definitionVersion, limit) =>
+      (await query(SELECT_ACTIVE_VALUES.replace('{index}', d.useIndex('ix_workflows_tenant_name_id')), [tenant, name, definitionVersion, limit]))
+        .map((r) => JSON.parse(String(r.state_value)) as unknown),
     pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
     staleWorkflowMessageTargets: async (createdBefore, limit) =>
       (await query(SELECT_STALE_MESSAGE_TARGETS, [createdBefore, limit])).map((r) => String(r.target_id)),

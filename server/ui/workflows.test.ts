@@ -103,10 +103,10 @@ describe('the workflows panel', () => {
 
   test('the history, each step on a line', () => {
     const rows = historyRows([
-      { seq: 1, type: 'START', at: iso(NOW - 3000), data: { input: { orderId: 'o-1' }, jobIds: [JOB], version: 1 }, status: 'active' },
-      { seq: 2, type: 'CHILD', at: iso(NOW - 2000), data: { type: 'CHILD', jobId: JOB, outcome: { state: 'done', result: {} }, jobIds: [] }, status: 'active' },
-      { seq: 3, type: 'SIGNAL', at: iso(NOW - 1000), data: { type: 'SIGNAL', event: { type: 'APPROVE' }, jobIds: [] }, status: 'active' },
-      { seq: 4, type: 'TIMER', at: iso(NOW), data: { type: 'TIMER', timerId: 'xstate.after.5000.order.waiting', jobIds: [] }, status: 'done' },
+      { seq: 1, type: 'START', at: iso(NOW - 3000), data: { input: { orderId: 'o-1' }, jobIds: [JOB], version: 1 }, status: 'active', value: 'a' },
+      { seq: 2, type: 'CHILD', at: iso(NOW - 2000), data: { type: 'CHILD', jobId: JOB, outcome: { state: 'done', result: {} }, jobIds: [] }, status: 'active', value: 'a' },
+      { seq: 3, type: 'SIGNAL', at: iso(NOW - 1000), data: { type: 'SIGNAL', event: { type: 'APPROVE' }, jobIds: [] }, status: 'active', value: 'a' },
+      { seq: 4, type: 'TIMER', at: iso(NOW), data: { type: 'TIMER', timerId: 'xstate.after.5000.order.waiting', jobIds: [] }, status: 'done', value: 'a' },
     ]);
     assert.deepEqual(rows.map((r) => r.what), [
       'started with {"orderId":"o-1"}', `child job ${JOB} done`, 'signal APPROVE', 'timer xstate.after.5000.order.waiting',
