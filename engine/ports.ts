@@ -676,8 +676,11 @@ export interface WorkflowStore {
   ): Promise<T>;
   /** The ids of messages waiting for instance `targetId`, in the order they were sent, at most `limit`. */
   pendingWorkflowMessages(targetId: string, limit: number): Promise<string[]>;
-  /** Targets of messages stored at or before `createdBefore` and still waiting (ones the log lost), at most `limit`. */
-  staleWorkflowMessageTargets(createdBefore: number, limit: number): Promise<string[]>;
+  /**
+   * Targets of messages stored at or before `createdBefore` and still waiting
+   * (ones the log lost), in id order after `afterTarget`, at most `limit`.
+   */
+  staleWorkflowMessageTargets(createdBefore: number, limit: number, afterTarget?: string): Promise<string[]>;
   /** The state values of a tenant's active instances of one definition version, at most `limit` (the console's counts per state). */
   activeWorkflowValues(tenant: string, name: string, definitionVersion: number, limit: number): Promise<unknown[]>;
   getWorkflow(id: string): Promise<WorkflowRecord | null>;

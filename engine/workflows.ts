@@ -238,18 +238,19 @@ export class WorkflowService {
 
   /**
    * Delivers messages stored at or before `createdBefore` that still wait:
-   * their announcement was lost with the in-process log, or is late. Up to
-   * `limit` targets a round, rounds until one applies nothing. Returns how
-   * many were applied.
+   * their announcement was lost with the in-process log, or is late. Pages
+   * through their targets in id order, `limit` at a time, so a target whose
+   * messages are dropped, or wait for a definition version this process
+   * lacks, does not stop the sweep for the others. Returns how many were applied.
    */
   async sweepMessages(createdBefore: number, limit: number): Promise<number> {
     let applied = 0;
+    let after: string | undefined;
     for (;;) {
-      const targets = await this.deps.store.staleWorkflowMessageTargets(createdBefore, limit);
-      let round = 0;
-      for (const target of targets) round += await this.receive(target);
-      applied += round;
-      if (targets.length < limit || round === 0) return applied;
+      const targets = await this.deps.store.staleWorkflowMessageTargets(createdBefore, limit, after);
+      for (const target of targets) applied += await this.receive(target);
+      if (targets.length < limit) return applied;
+      after = targets.at(-1);
     }
   }
 

@@ -431,7 +431,9 @@ for (const backend of STORE_BACKENDS) {
       const notices = (await drain(store)).filter((r) => r.headers['ats-kind'] === WORKFLOW_MESSAGE_KIND);
       assert.deepEqual(notices.map((r) => [r.topic, r.key, r.payload]), rows.map((m) => ['ats.workflows', m.targetId, { workflowId: m.targetId, messageId: m.messageId, tenant: 'default' }]));
       assert.deepEqual((await store.staleWorkflowMessageTargets(T + 999, 10)), []);
-      assert.deepEqual((await store.staleWorkflowMessageTargets(T + 1000, 10)).sort(), [target.id, wid(9)].sort());
+      assert.deepEqual(await store.staleWorkflowMessageTargets(T + 1000, 10), [target.id, wid(9)], 'in id order');
+      assert.deepEqual(await store.staleWorkflowMessageTargets(T + 1000, 1), [target.id]);
+      assert.deepEqual(await store.staleWorkflowMessageTargets(T + 1000, 1, target.id), [wid(9)], 'the page after a target');
 
       // The target's step reads the message with the instance, and deletes it with its own write.
       const seen: (WorkflowMessageRecord | null)[] = [];

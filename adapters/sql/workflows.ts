@@ -177,8 +177,11 @@ const DELETE_MESSAGE = 'DELETE FROM workflow_messages WHERE message_id = ?';
 /** The messages waiting for one instance, in the order they were sent (ix_workflow_messages_target). Params: target_id, limit */
 const SELECT_PENDING_MESSAGES = 'SELECT message_id FROM workflow_messages WHERE target_id = ? ORDER BY id LIMIT ?';
 
-/** Instances with a message waiting since a time (ix_workflow_messages_created). Params: created_before, limit */
-const SELECT_STALE_MESSAGE_TARGETS = 'SELECT DISTINCT target_id FROM workflow_messages WHERE created_at <= ? LIMIT ?';
+/**
+ * Instances with a message waiting since a time (ix_workflow_messages_created), in id order after a target.
+ * Params: created_before, after_target, limit
+ */
+const SELECT_STALE_MESSAGE_TARGETS = 'SELECT DISTINCT target_id FROM workflow_messages WHERE created_at <= ? AND target_id > ? ORDER BY target_id LIMIT ?';
 
 function rowToMessage(r: Row): WorkflowMessageRecord {
   return {
@@ -439,8 +442,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       (await query(SELECT_ACTIVE_VALUES.replace('{index}', d.useIndex('ix_workflows_tenant_name_id')), [tenant, name, definitionVersion, limit]))
         .map((r) => JSON.parse(String(r.state_value)) as unknown),
     pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
-    staleWorkflowMessageTargets: async (createdBefore, limit) =>
-      (await query(SELECT_STALE_MESSAGE_TARGETS, [createdBefore, limit])).map((r) => String(r.target_id)),
+    staleWorkflowMessageTargets: async (createdBefore, limit, afterTarget = '') =>
+      (await query(SELECT_STALE_MESSAGE_TARGETS, [createdBefore, afterTarget, limit])).map((r) => String(r.target_id)),
     quietActiveWorkflows: async (updatedBefore, limit, after = { updatedAt: -1, id: '' }) =>
       (await query(SELECT_QUIET_ACTIVE_WORKFLOWS, [updatedBefore, after.updatedAt, after.updatedAt, after.id, limit]))
         .map((r) => ({ id: String(r.id), updatedAt: toNum(r.updated_at) })),
