@@ -1078,6 +1078,16 @@ describe('the workflows panel follows a running order saga, live', () => {
   }
   const activeStates = () => page.locator('#workflow-graph [data-wf-state][data-active="true"]')
     .evaluateAll((els) => els.map((e) => e.getAttribute('data-wf-state') ?? '').sort());
+  /** The live count shown on a state's box, or null when it shows none. */
+  const countOn = (state: string) => page.locator(`#workflow-graph [data-wf-state="${state}"]`)
+    .evaluate((el) => el.querySelector(':scope > [data-wf-count] > text')?.textContent ?? null);
+  /** Move the time-travel slider to `step` as a person would (an input event). */
+  const slideTo = (step: number) => page.locator('#workflow-step').evaluate((el, n) => {
+    const input = el as HTMLInputElement;
+    input.value = String(n);
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+  }, step);
+  const markedRow = () => page.locator('#workflow-history tr[aria-current="step"]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-seq')));
 
   before(async () => {
     const registry = registerDemoHandlers(new HandlerRegistry());
@@ -1098,10 +1108,14 @@ describe('the workflows panel follows a running order saga, live', () => {
     await sched?.close();
   });
 
-  test('the instance\'s machine with its active states, its children\'s jobs, its history; then its end, from the stream', async () => {
+  test('the instance\'s machine with its active states and live counts, its children\'s jobs, its history; time travel; then its end, from the stream', async () => {
+    const waiting = (w: WorkflowView) => JSON.stringify(w.value) === JSON.stringify({ fulfilling: { stock: 'reserved', shipping: 'booking' } })
+      && w.children.some((c) => c.invokeId === 'ship' && c.state === 'running');
     const wf = await rest<WorkflowView>(server, 'POST', '/v1/workflows', { name: 'order.fulfil', input: { orderId: 'o-ui', amount: 30 } });
-    const running = await until(wf.id, (w) => JSON.stringify(w.value) === JSON.stringify({ fulfilling: { stock: 'reserved', shipping: 'booking' } })
-      && w.children.some((c) => c.invokeId === 'ship' && c.state === 'running'), 'wait for its shipping job, running');
+    // A second order waits for its shipping too: the counts are of every active instance of the version.
+    const other = await rest<WorkflowView>(server, 'POST', '/v1/workflows', { name: 'order.fulfil', input: { orderId: 'o-ui-2', amount: 12 } });
+    const running = await until(wf.id, waiting, 'wait for its shipping job, running');
+    await until(other.id, waiting, 'wait for its shipping job, running');
     const shipJob = running.children.find((c) => c.invokeId === 'ship')!.jobId;
 
     await page.goto(server.url + '/ui');
@@ -1124,15 +1138,70 @@ describe('the workflows panel follows a running order saga, live', () => {
     assert.deepEqual(await page.locator('#workflow-history tr[data-seq]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-type'))), ['START', 'CHILD', 'CHILD']);
     assert.equal(await page.locator('#workflow-outcome').getAttribute('data-kind'), 'running');
     await page.locator('#workflow-live[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+
+    // Live counts: both orders wait for their shipping; no number where none is.
+    assert.equal(await countOn('order.fulfilling.shipping.booking'), '2');
+    assert.equal(await countOn('order'), '2');
+    assert.equal(await countOn('order.charging'), null);
+    assert.match(await page.locator('#workflow-graph [data-wf-state="order.fulfilling.shipping.booking"] > [data-wf-count] > title').textContent() ?? '',
+      /^2 active instances of order\.fulfil v1 are in order\.fulfilling\.shipping\.booking$/);
+    assert.match(await page.locator('#workflow-counts').textContent() ?? '', /the 2 active instances of order\.fulfil v1/);
+    assert.equal(await page.locator('#workflow-counts').getAttribute('data-capped'), 'false');
+
+    // The slider is at the last step and follows.
+    assert.equal(await page.locator('#workflow-travel').getAttribute('data-following'), 'true');
+    assert.equal(await page.locator('#workflow-step').getAttribute('max'), '3');
+    assert.equal(await page.locator('#workflow-step').inputValue(), '3');
+    assert.deepEqual(await markedRow(), ['3']);
     await screenshot(page, 'workflows', { selector: '#workflows-section' });
+
+    // Back to the first step: the state it left the instance in, its row of the history.
+    await slideTo(1);
+    assert.deepEqual(await activeStates(), ['order', 'order.charging']);
+    assert.deepEqual(await markedRow(), ['1']);
+    assert.equal(await page.locator('#workflow-travel').getAttribute('data-following'), 'false');
+    assert.equal(await page.locator('#workflow-step-label').textContent(), 'step 1 of 3: START → charging');
+    assert.equal(await countOn('order.fulfilling.shipping.booking'), '2', 'the counts stay live');
+    await slideTo(2);
+    assert.deepEqual(await activeStates(), [
+      'order', 'order.fulfilling', 'order.fulfilling.shipping', 'order.fulfilling.shipping.booking',
+      'order.fulfilling.stock', 'order.fulfilling.stock.reserving',
+    ]);
+    assert.deepEqual(await markedRow(), ['2']);
+    await screenshot(page, 'workflows-time-travel', { selector: '#workflows-section' });
+    // To the end: it follows again.
+    await slideTo(3);
+    assert.equal(await page.locator('#workflow-travel').getAttribute('data-following'), 'true');
+    assert.deepEqual(await activeStates(), [
+      'order', 'order.fulfilling', 'order.fulfilling.shipping', 'order.fulfilling.shipping.booking',
+      'order.fulfilling.stock', 'order.fulfilling.stock.reserved',
+    ]);
+    assert.deepEqual(await markedRow(), ['3']);
+    // Stepped back while the instance moves on: the live read does not move the slider.
+    await slideTo(1);
 
     // A child's job opens in the inspector.
     await page.locator(`#workflow-children button[data-open-job="${shipJob}"]`).click();
     await page.locator('#job-facts').getByText(shipJob).waitFor({ timeout: WAIT_MS });
 
-    // The shipping job ends: the stream's workflow message brings the step, the saga confirms.
+    // The shipping jobs end: the stream's workflow message brings the step, the saga confirms.
     ship();
+    await until(other.id, (w) => w.status === 'done', 'end');
     await page.locator('#workflow-detail[data-status="done"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('#workflow-step[max="4"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#workflow-step').inputValue(), '1', 'still on the step it was moved to');
+    assert.equal(await page.locator('#workflow-step-label').textContent(), 'step 1 of 4: START → charging');
+    assert.deepEqual(await activeStates(), ['order', 'order.charging']);
+    assert.deepEqual(await markedRow(), ['1']);
+    assert.equal(await page.locator('#workflow-graph').getAttribute('data-status'), 'active', 'the status after that step');
+    // No active instance left: no count on any state (read again with the list).
+    await page.waitForFunction(() => document.querySelectorAll('#workflow-graph [data-wf-count]').length === 0, undefined, { timeout: WAIT_MS });
+    assert.match(await page.locator('#workflow-counts').textContent() ?? '', /^No active instance of order\.fulfil v1 now/);
+    // At the end again: the instance as it is now, followed.
+    await slideTo(4);
+    assert.equal(await page.locator('#workflow-travel').getAttribute('data-following'), 'true');
+    assert.match(await page.locator('#workflow-step-label').textContent() ?? '', /^step 4 of 4: CHILD → confirmed \(now\)$/);
+    assert.deepEqual(await markedRow(), ['4']);
     await page.locator('#workflow-graph [data-wf-state="order.confirmed"][data-active="true"]').waitFor({ timeout: WAIT_MS });
     assert.deepEqual(await activeStates(), ['order', 'order.confirmed']);
     assert.equal(await page.locator('#workflow-outcome').getAttribute('data-kind'), 'output');

@@ -3,7 +3,8 @@
  * of a workflow's machine (server/ui/client/workflow-layout.ts), under node:
  * from the answers of `GET /v1/workflows`, `GET /v1/workflows/:id`, its
  * history and `GET /v1/workflows/:id/graph` (the order saga and fan-out
- * examples' graphs, as machines/workflow-graph.ts makes them).
+ * examples' graphs, as machines/workflow-graph.ts makes them): with its live
+ * counts on the states and the time-travel slider over its steps.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -12,10 +13,11 @@ import * as saga from '../../examples/order-saga.js';
 import { activeNodeIds, workflowGraph } from '../../machines/workflow-graph.js';
 import { defineWorkflow } from '../../machines/workflow.js';
 import { dateTime } from './client/dom.js';
-import { edgeText, layoutWorkflow, type WfBox, type WorkflowMeasure } from './client/workflow-layout.js';
+import { COUNT_ROOM, countBadge, edgeText, layoutWorkflow, type WfBox, type WorkflowMeasure } from './client/workflow-layout.js';
 import {
-  childByInvoke, childRows, concernsChild, concernsWorkflow, eventSummary, highlighted, historyRows, isWorkflowGraph, isWorkflowPage,
-  outcomeOf, timerRows, valueText, workflowRows, type Workflow, type WorkflowGraphAnswer,
+  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, eventSummary, highlighted, historyRows, holdAt,
+  isWorkflowGraph, isWorkflowPage, outcomeOf, stateCounts, stepShown, timerRows, valueText, workflowRows,
+  type Workflow, type WorkflowGraphAnswer, type WorkflowGraphStep,
 } from './client/workflows.js';
 
 const NOW = 1_800_000_000_000;
@@ -35,6 +37,16 @@ const answer = (value: unknown, status: Workflow['status'] = 'active'): Workflow
   ...sagaGraph, id: '01JWF0000000000000000000AA', definitionVersion: 1, status, value, active: activeNodeIds(sagaGraph, value as never),
 });
 
+/** A step of the saga's history, and the states it left the instance in. */
+const step = (seq: number, type: WorkflowGraphStep['type'], value: unknown, status: Workflow['status'] = 'active'): WorkflowGraphStep => ({
+  seq, type, status, active: activeNodeIds(sagaGraph, value as never),
+});
+const FULFILLING = { fulfilling: { stock: 'reserving', shipping: 'booking' } };
+const RESERVED = { fulfilling: { stock: 'reserved', shipping: 'booking' } };
+/** The saga waiting for its shipping job after four steps. */
+const SAGA_STEPS = [step(1, 'START', 'charging'), step(2, 'CHILD', FULFILLING), step(3, 'CHILD', RESERVED), step(4, 'SIGNAL', RESERVED)];
+const travelled = (steps = SAGA_STEPS): WorkflowGraphAnswer => ({ ...answer(RESERVED), steps });
+
 /** Text as wide as 7 px a character: what the page measures with a canvas. */
 const measure: WorkflowMeasure = (text) => text.length * 7;
 
@@ -48,6 +60,80 @@ describe('the workflows panel', () => {
     assert.equal(isWorkflowGraph(JSON.parse(JSON.stringify(answer('charging')))), true);
     assert.equal(isWorkflowGraph({ ...answer('charging'), active: 'charging' }), false);
     assert.equal(isWorkflowGraph({ ...answer('charging'), nodes: [{ id: 'x' }] }), false);
+    const counted = { ...travelled(), counts: { instances: 3, capped: false, nodes: [{ id: 'order', active: 3 }] } };
+    assert.equal(isWorkflowGraph(JSON.parse(JSON.stringify(counted))), true, 'with counts and steps');
+    assert.equal(isWorkflowGraph({ ...counted, counts: { instances: 3, nodes: [] } }), false, 'counts without capped');
+    assert.equal(isWorkflowGraph({ ...counted, counts: { instances: 3, capped: false, nodes: [{ id: 'order', active: '3' }] } }), false);
+    assert.equal(isWorkflowGraph({ ...counted, steps: [{ seq: 1, type: 'START', status: 'active', active: 'order' }] }), false);
+    assert.equal(isWorkflowGraph({ ...counted, steps: [{ seq: 1, type: 'START', status: 'paused', active: [] }] }), false);
+  });
+
+  test('live counts: a number on each state with instances in it, none on the others; what they count, and when capped', () => {
+    const g = {
+      ...answer(RESERVED),
+      counts: { instances: 12, capped: false, nodes: [
+        { id: 'order', active: 12 }, { id: 'order.charging', active: 9 }, { id: 'order.fulfilling', active: 3 },
+        { id: 'order.releasing', active: 0 }, { id: '__proto__', active: 1 },
+      ] },
+    };
+    const counts = stateCounts(g);
+    assert.deepEqual([...counts], [['order', 12], ['order.charging', 9], ['order.fulfilling', 3], ['__proto__', 1]]);
+    assert.equal(counts.get('order.releasing'), undefined, 'zero is left out: the box shows no number');
+    assert.equal(counts.get('constructor'), undefined);
+    assert.equal(stateCounts(answer('charging')).size, 0, 'an older server: no counts');
+    assert.equal(countTitle('order.charging', 9, g), '9 active instances of order.fulfil v1 are in order.charging');
+    assert.equal(countTitle('order.fulfilling', 1, g), '1 active instance of order.fulfil v1 is in order.fulfilling');
+    assert.equal(countsNote(g), 'Numbers on the states: how many of the 12 active instances of order.fulfil v1 are in each, live.');
+    assert.match(countsNote({ ...g, counts: { instances: 10_000, capped: true, nodes: [] } })!,
+      /first 10,000 active instances of order\.fulfil v1 .*\(capped: more are active, so the numbers are at least these\)/);
+    assert.equal(countsNote({ ...g, counts: { instances: 0, capped: false, nodes: [] } }), 'No active instance of order.fulfil v1 now: no state shows a number.');
+    assert.equal(countsNote(answer('charging')), null);
+  });
+
+  test('time travel: at the last step the slider follows the instance, the states it is in now', () => {
+    const shown = stepShown(travelled(), null)!;
+    assert.deepEqual([shown.index, shown.total, shown.seq, shown.following], [4, 4, 4, true]);
+    assert.deepEqual([...shown.active], [...highlighted(answer(RESERVED))]);
+    assert.equal(shown.label, 'step 4 of 4: SIGNAL');
+    // A live read brings a fifth step: a slider at the last step moves on with it.
+    const later = travelled([...SAGA_STEPS, step(5, 'CHILD', 'confirmed', 'done')]);
+    const next = stepShown({ ...later, active: activeNodeIds(sagaGraph, 'confirmed'), status: 'done' }, null)!;
+    assert.deepEqual([next.index, next.total, next.following, next.status], [5, 5, true, 'done']);
+    assert.deepEqual([...next.active], ['order', 'order.confirmed']);
+    assert.equal(holdAt(later, 5), null, 'moved to the last step: follow');
+    assert.equal(holdAt(later, 9), null);
+    assert.equal(stepShown(answer('charging'), null), null, 'an older server: no steps, no slider');
+  });
+
+  test('time travel: stepped back, the step\'s states show and a live read leaves the slider on its step', () => {
+    const hold = holdAt(travelled(), 2);
+    assert.equal(hold, 2);
+    const back = stepShown(travelled(), hold, [{ seq: 2, value: FULFILLING }])!;
+    assert.deepEqual([back.index, back.total, back.seq, back.following], [2, 4, 2, false]);
+    assert.deepEqual([...back.active].sort(), [
+      'order', 'order.fulfilling', 'order.fulfilling.shipping', 'order.fulfilling.shipping.booking',
+      'order.fulfilling.stock', 'order.fulfilling.stock.reserving',
+    ]);
+    assert.equal(back.label, 'step 2 of 4: CHILD → fulfilling: stock.reserving, shipping.booking');
+    // The instance moves on while stepped back: the slider stays on step 2, of 5 now.
+    const moved = stepShown({ ...travelled([...SAGA_STEPS, step(5, 'CHILD', 'confirmed', 'done')]), status: 'done' }, hold)!;
+    assert.deepEqual([moved.index, moved.total, moved.seq, moved.following, moved.status], [2, 5, 2, false, 'active']);
+    assert.equal(moved.label, 'step 2 of 5: CHILD');
+    // Past the 500 steps the graph gives, the oldest ones drop out: the held one stays where it is...
+    const trimmed = travelled(SAGA_STEPS.slice(1));
+    const kept = stepShown(trimmed, hold)!;
+    assert.deepEqual([kept.index, kept.total, kept.seq], [1, 3, 2]);
+    // ...and one dropped gives way to the oldest still there.
+    const gone = stepShown(travelled(SAGA_STEPS.slice(2)), hold)!;
+    assert.deepEqual([gone.index, gone.seq, gone.following], [1, 3, false]);
+  });
+
+  test('time travel: a step that ended the instance in error highlights no state, as the instance would', () => {
+    const steps = [step(1, 'START', 'charging'), step(2, 'CHILD', 'charging', 'error'), step(3, 'SIGNAL', 'charging', 'error')];
+    const g = { ...answer('charging', 'error'), steps };
+    assert.deepEqual([...stepShown(g, holdAt(g, 2))!.active], []);
+    assert.deepEqual([...stepShown(g, holdAt(g, 1))!.active], ['order', 'order.charging']);
+    assert.equal(stepShown(g, holdAt(g, 2))!.status, 'error');
   });
 
   test('a state value on one line: a name, a parallel state\'s regions, nested states', () => {
@@ -165,6 +251,18 @@ describe('the layout of a workflow\'s machine', () => {
     assert.equal(box('order.confirmed').initial, false);
     assert.ok(layout.width >= box('order').x + box('order').width);
     assert.ok(layout.height >= box('order').y + box('order').height);
+  });
+
+  test('each state\'s header keeps room right of its name for its count, which fits in the box', () => {
+    for (const b of layout.boxes) {
+      assert.ok(b.width >= measure(b.key, 'state') + COUNT_ROOM + 20, `${b.id} is wide enough`);
+      const badge = countBadge(b, '10,000');
+      assert.ok(badge.x > b.x + 10 + measure(b.key, 'state'), `the count of ${b.id} is right of its name`);
+      assert.ok(badge.x + badge.width <= b.x + b.width && badge.y >= b.y && badge.y + badge.height <= b.y + 26, `the count of ${b.id} is in its header`);
+    }
+    const one = countBadge(box('order.charging'), '3');
+    assert.ok(one.width < countBadge(box('order.charging'), '1,234').width, 'as wide as its digits');
+    assert.equal(one.x + one.width, countBadge(box('order.charging'), '1,234').x + countBadge(box('order.charging'), '1,234').width, 'right-aligned');
   });
 
   test('a state\'s jobs and delays are lines in it', () => {

@@ -7,7 +7,8 @@
  * lane on the right of its column, each in its own, the shortest spans
  * nearest. A transition without target (its actions run, the state stays)
  * is a line inside its state, as are the state's invocations (the jobs it
- * runs) and its `after` delays. Every position comes from the graph; pure
+ * runs) and its `after` delays. Each state's header keeps room right of its
+ * name for the live count of instances in it (`countBadge`). Every position comes from the graph; pure
  * (no DOM: text widths come from `measure`), so it runs under node for tests.
  */
 import type { WorkflowEdgeKind, WorkflowGraphEdge, WorkflowGraphNode, WorkflowNodeType } from '../../../machines/workflow-graph.js';
@@ -78,6 +79,10 @@ const LANE_GAP = 16;
 const LABEL_H = 18;
 const LABEL_PAD = 6;
 const MARGIN = 10;
+/** Room a header keeps right of the state's name for its count badge: five digits. */
+export const COUNT_ROOM = 52;
+const BADGE_H = 16;
+const BADGE_DIGIT = 7;
 
 /** `5 s`, `250 ms`, `2 min`: an `after` delay as said. */
 function delayText(delay: number | string): string {
@@ -190,7 +195,7 @@ export function layoutWorkflow(graph: DrawableGraph, measure: WorkflowMeasure): 
       ...node.after.map((a): WfLine => ({ text: `◔ after ${delayText(a.delay)}`, kind: 'after', event: a.event })),
       ...(stays.get(node.id) ?? []).map((e): WfLine => ({ text: `↺ ${edgeText(e, node.after)}`, kind: 'stays', event: e.event })),
     ];
-    const textWidth = Math.max(measure(node.key, 'state'), ...lines.map((l) => measure(l.text, 'line'))) + 2 * TEXT_PAD;
+    const textWidth = Math.max(measure(node.key, 'state') + COUNT_ROOM, ...lines.map((l) => measure(l.text, 'line'))) + 2 * TEXT_PAD;
     const linesHeight = lines.length * LINE_H;
     const children = node.children.map((id) => size(byId.get(id)!));
     if (children.length === 0) {
@@ -310,6 +315,24 @@ export function layoutWorkflow(graph: DrawableGraph, measure: WorkflowMeasure): 
 }
 
 const round = (n: number) => Math.round(n * 10) / 10;
+
+/** A count badge's pill, in the top-right corner of its state's header, as wide as its digits. */
+export interface CountBadge {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  /** Where its text's middle sits (text-anchor: middle). */
+  textX: number;
+  textY: number;
+}
+
+export function countBadge(box: Pick<WfBox, 'x' | 'y' | 'width'>, text: string): CountBadge {
+  const width = Math.min(COUNT_ROOM - 6, 10 + BADGE_DIGIT * text.length);
+  const x = box.x + box.width - TEXT_PAD / 2 - width;
+  const y = box.y + (HEADER - BADGE_H) / 2;
+  return { x: round(x), y: round(y), width, height: BADGE_H, textX: round(x + width / 2), textY: round(y + 12) };
+}
 
 type LabelBox = WfArrow['labelBox'];
 const collide = (a: LabelBox, b: LabelBox) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;

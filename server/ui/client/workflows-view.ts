@@ -4,7 +4,12 @@
  * and the one selected: its machine drawn as nested states with the ones it
  * is in highlighted and each invocation's job state, its live children (a
  * click opens the job in the inspector), its timers, its status and output or
- * error, and its history.
+ * error, and its history. On each state, the number of the workflow's active
+ * instances (of that definition version) in it, from the graph's `counts`:
+ * live, read with the instance. A time-travel slider over the graph's `steps`
+ * highlights the states a step left the instance in and marks its row of the
+ * history; at the last step it follows the instance, and while stepped back
+ * a live read keeps it on its step (as the job inspector does).
  *
  * Live: the panel follows the stream's `workflow` messages (its own
  * subscription, `{workflows: true}`: a subscription is of job or of workflow
@@ -18,17 +23,20 @@
  * (`data-active`, `data-type`), `[data-invoke]` lines (`data-job-state`),
  * `[data-wf-edge]`; `#workflow-children tr[data-job-id]` with its
  * `button[data-open-job]`; `#workflow-timers li`, `#workflow-outcome`,
- * `#workflow-history tr[data-seq]`; `#workflow-live[data-mode]`.
+ * `#workflow-history tr[data-seq]` (`aria-current="step"` on the step shown);
+ * `#workflow-live[data-mode]`; `[data-wf-count]` in a state's group (its
+ * number), `#workflow-counts[data-capped]`; `#workflow-travel[data-following]`
+ * with `#workflow-step` (the slider) and `#workflow-step-label`.
  */
 import type { Api } from './api.js';
 import { errorText } from './api.js';
 import { byId, clockTime, h, jsonText, s, stateBadge } from './dom.js';
 import { relative } from './insights.js';
 import { panelRefresh, pollWhileVisible } from './panel.js';
-import { layoutWorkflow, type WfBox, type WorkflowLayout, type WorkflowMeasure } from './workflow-layout.js';
+import { countBadge, layoutWorkflow, type WfBox, type WorkflowLayout, type WorkflowMeasure } from './workflow-layout.js';
 import {
-  childByInvoke, childRows, concernsChild, concernsWorkflow, highlighted, historyRows, outcomeOf, timerRows, workflowRows,
-  type Workflow, type WorkflowGraphAnswer, type WorkflowPage,
+  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, highlighted, historyRows, holdAt, outcomeOf, stateCounts, stepShown,
+  timerRows, workflowRows, type TravelHold, type Workflow, type WorkflowEvent, type WorkflowGraphAnswer, type WorkflowPage,
 } from './workflows.js';
 
 export interface WorkflowsView {
@@ -45,6 +53,8 @@ const LIST_POLL_MS = 5000;
 const POLL_MS = 1000;
 const LIST_LIMIT = 30;
 const COLUMNS = 6;
+/** A list read re-reads the selected instance (for its counts, which other instances move) when its last read is older. */
+const COUNTS_MS = 2000;
 
 const FONTS = { state: '600 13px system-ui, sans-serif', line: '12px ui-monospace, monospace', edge: '500 11px ui-monospace, monospace' } as const;
 
@@ -58,9 +68,8 @@ function canvasMeasure(): WorkflowMeasure {
 }
 
 function boxGroup(b: WfBox): SVGGElement {
-  const tip = `${b.id} (${b.type})`;
   return s('g', { class: `wf-state wf-${b.type}`, 'data-wf-state': b.id, 'data-type': b.type, 'data-depth': b.depth },
-    s('title', {}, tip),
+    s('title', {}, stateTip(b)),
     s('rect', { class: 'wf-box', x: b.x, y: b.y, width: b.width, height: b.height, rx: b.type === 'parallel' ? 4 : 10 }),
     b.type === 'final' && s('rect', { class: 'wf-inner', x: b.x + 3, y: b.y + 3, width: b.width - 6, height: b.height - 6, rx: 8 }),
     b.initial && s('circle', { class: 'wf-initial', cx: b.x - 7, cy: b.y + 13, r: 4 }),
@@ -70,6 +79,32 @@ function boxGroup(b: WfBox): SVGGElement {
       ...(l.invokeId !== undefined ? { 'data-invoke': l.invokeId } : {}),
     }, l.text)),
   );
+}
+
+const stateTip = (b: Pick<WfBox, 'id' | 'type'>) => `${b.id} (${b.type})`;
+
+/**
+ * The live counts on the drawn states: a badge with the number on each state
+ * with instances in it (none on the others), its tooltip saying what it counts.
+ */
+function drawCounts(svg: SVGSVGElement, layout: WorkflowLayout, graph: WorkflowGraphAnswer): void {
+  const counts = stateCounts(graph);
+  const boxes = new Map(layout.boxes.map((b) => [b.id, b]));
+  for (const el of Array.from(svg.querySelectorAll('[data-wf-state]'))) {
+    const id = el.getAttribute('data-wf-state') ?? '';
+    const box = boxes.get(id);
+    const n = counts.get(id) ?? 0;
+    el.querySelector(':scope > [data-wf-count]')?.remove();
+    const tip = el.querySelector(':scope > title');
+    if (box && tip) tip.textContent = n ? `${stateTip(box)}\n${countTitle(id, n, graph)}` : stateTip(box);
+    if (!box || n === 0) continue;
+    const text = n.toLocaleString('en-US');
+    const b = countBadge(box, text);
+    el.append(s('g', { class: 'wf-count', 'data-wf-count': n },
+      s('title', {}, countTitle(id, n, graph)),
+      s('rect', { x: b.x, y: b.y, width: b.width, height: b.height, rx: b.height / 2 }),
+      s('text', { x: b.textX, y: b.textY, 'text-anchor': 'middle' }, text)));
+  }
 }
 
 function drawGraph(svg: SVGSVGElement, layout: WorkflowLayout): void {
@@ -107,12 +142,24 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
   const history = byId('workflow-history');
   const live = byId('workflow-live');
   const error = byId('workflow-error');
+  const countsLine = byId('workflow-counts');
+  const travel = byId('workflow-travel');
+  const slider = byId<HTMLInputElement>('workflow-step');
+  const stepLabel = byId('workflow-step-label');
   const measure = canvasMeasure();
 
   let selected: string | null = null;
   let instance: Workflow | null = null;
   /** The machine drawn: of which name and definition version. */
   let drawnGraph = '';
+  let layout: WorkflowLayout | null = null;
+  /** The last graph and history read of the selected instance: what the slider walks. */
+  let graphRead: WorkflowGraphAnswer | null = null;
+  let eventsRead: WorkflowEvent[] = [];
+  /** The step the slider holds, or null: at the last step, following the instance. */
+  let hold: TravelHold = null;
+  /** When the selected instance was last read (the page's clock). */
+  let readAt = 0;
   let streaming = false;
   let listSig = '';
   let available = false;
@@ -159,6 +206,8 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       available = true;
       drawList(page);
       follow();
+      // Other instances' steps move the counts: read them again with the list, at most every COUNTS_MS.
+      if (selected && !reading && now() - readAt >= COUNTS_MS) selectedSoon();
     },
     absentWhy: ' (no workflow is registered)',
   });
@@ -180,15 +229,16 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       h('dt', {}, 'Takes now'), h('dd', {}, w.accepts.length ? w.accepts.join(', ') : h('span', { class: 'muted' }, 'no signal')),
     );
     const sig = `${graph.name}\u0000${graph.definitionVersion}`;
-    if (sig !== drawnGraph) {
-      drawGraph(svg, layoutWorkflow(graph, measure));
+    if (sig !== drawnGraph || !layout) {
+      layout = layoutWorkflow(graph, measure);
+      drawGraph(svg, layout);
       drawnGraph = sig;
     }
-    const on = highlighted(graph);
-    svg.setAttribute('data-status', w.status);
-    for (const el of Array.from(svg.querySelectorAll('[data-wf-state]'))) {
-      el.setAttribute('data-active', String(on.has(el.getAttribute('data-wf-state') ?? '')));
-    }
+    drawCounts(svg, layout, graph);
+    const note = countsNote(graph);
+    countsLine.hidden = note === null;
+    countsLine.textContent = note ?? '';
+    countsLine.setAttribute('data-capped', String(graph.counts?.capped ?? false));
     const jobs = childByInvoke(w);
     for (const el of Array.from(svg.querySelectorAll('[data-invoke]'))) {
       const c = jobs.get(el.getAttribute('data-invoke') ?? '');
@@ -213,6 +263,38 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       h('td', { class: 'num' }, String(r.seq)), h('td', {}, h('code', {}, r.type)), h('td', {}, r.what),
       h('td', {}, h('span', { class: 'wf-status', 'data-status': r.status }, r.status)),
       h('td', { title: r.at }, clockTime(r.at)))));
+    graphRead = graph;
+    eventsRead = events;
+    showStep();
+  };
+
+  /**
+   * Show the step the slider is on: its states highlighted (the current ones
+   * at the last step), its row of the history marked, later rows dimmed.
+   */
+  const showStep = () => {
+    const shown = graphRead ? stepShown(graphRead, hold, eventsRead) : null;
+    if (shown?.following) hold = null;
+    travel.hidden = shown === null;
+    travel.setAttribute('data-following', String(shown?.following ?? true));
+    svg.classList.toggle('stepping', shown !== null && !shown.following);
+    if (shown) {
+      slider.max = String(shown.total);
+      slider.value = String(shown.index);
+      slider.disabled = shown.total < 2;
+      stepLabel.textContent = shown.following ? `${shown.label} (now)` : shown.label;
+    }
+    const on = shown?.active ?? (graphRead ? highlighted(graphRead) : new Set<string>());
+    svg.setAttribute('data-status', shown?.status ?? graphRead?.status ?? '');
+    for (const el of Array.from(svg.querySelectorAll('[data-wf-state]'))) {
+      el.setAttribute('data-active', String(on.has(el.getAttribute('data-wf-state') ?? '')));
+    }
+    for (const tr of Array.from(history.querySelectorAll('tr[data-seq]'))) {
+      const seq = Number(tr.getAttribute('data-seq'));
+      tr.classList.toggle('future', shown !== null && seq > shown.seq);
+      if (shown && seq === shown.seq) tr.setAttribute('aria-current', 'step');
+      else tr.removeAttribute('aria-current');
+    }
   };
 
   /** Read the selected instance, its graph and its history; one read at a time, a call during one asks for another after it. */
@@ -229,6 +311,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       if (id !== selected) return;
       if (!graph) throw new Error('the instance is gone');
       instance = w;
+      readAt = now();
       error.textContent = '';
       drawInstance(w, graph, events);
     } catch (err) {
@@ -250,6 +333,9 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
   async function select(id: string | null): Promise<void> {
     selected = id;
     instance = null;
+    graphRead = null;
+    eventsRead = [];
+    hold = null;
     for (const tr of Array.from(rows.querySelectorAll('tr[data-workflow-id]'))) tr.classList.toggle('selected', tr.getAttribute('data-workflow-id') === id);
     if (!id) {
       detail.hidden = true;
@@ -298,6 +384,19 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
         if (instance === null || instance.status === 'active') void refreshSelected();
       }, POLL_MS);
       byId('workflow-close').addEventListener('click', () => void select(null));
+      slider.addEventListener('input', () => {
+        if (!graphRead) return;
+        hold = holdAt(graphRead, Number(slider.value));
+        showStep();
+      });
+      // A row of the history is a step too: a click shows it (one older than the graph's steps shows the oldest it has).
+      history.addEventListener('click', (ev) => {
+        const seq = (ev.target as Element).closest('tr[data-seq]')?.getAttribute('data-seq');
+        if (!seq || !graphRead?.steps?.length) return;
+        const last = graphRead.steps[graphRead.steps.length - 1]!;
+        hold = Number(seq) >= last.seq ? null : Number(seq);
+        showStep();
+      });
     },
   };
 }

@@ -3,9 +3,11 @@
  * (`GET /v1/workflows`), and of the one selected its machine with the states
  * it is in (`GET /v1/workflows/:id/graph`), its children and their jobs'
  * states, its timers, its outcome and its history
- * (`GET /v1/workflows/:id/events`). And when the panel reads the selected
- * instance again: on a stream `workflow` message for it, or a job transition
- * of one of its children. Pure (no DOM, time passed in): tested under node.
+ * (`GET /v1/workflows/:id/events`); the live counts of the states (how many
+ * active instances of that version are in each) and the time-travel slider
+ * over its steps. And when the panel reads the selected instance again: on a
+ * stream `workflow` message for it, or a job transition of one of its
+ * children. Pure (no DOM, time passed in): tested under node.
  *
  * Workflow names, state keys, invocation ids and event types are strings the
  * workflow's author chose: shown as text, never keys of a plain object.
@@ -17,7 +19,27 @@ import { relative } from './insights.js';
 
 export type { Workflow, WorkflowEvent, WorkflowPage };
 
-/** `GET /v1/workflows/:id/graph`: the instance's machine and the state nodes it is in. */
+/** Live counts: the tenant's active instances of the graph's name and version, per state node (those with none left out). */
+export interface WorkflowGraphCounts {
+  instances: number;
+  /** More active instances exist than the server counted. */
+  capped: boolean;
+  nodes: { id: string; active: number }[];
+}
+
+/** One step of the instance's history and the state nodes it left the instance in. */
+export interface WorkflowGraphStep {
+  seq: number;
+  type: WorkflowEvent['type'];
+  status: Workflow['status'];
+  active: string[];
+}
+
+/**
+ * `GET /v1/workflows/:id/graph`: the instance's machine and the state nodes it
+ * is in; `counts` and `steps` are absent from an older server's answer (the
+ * panel then shows no counts and no slider).
+ */
 export interface WorkflowGraphAnswer {
   id: string;
   name: string;
@@ -29,6 +51,8 @@ export interface WorkflowGraphAnswer {
   nodes: WorkflowGraphNode[];
   edges: WorkflowGraphEdge[];
   actors: { name: string | null; jobType: string }[];
+  counts?: WorkflowGraphCounts;
+  steps?: WorkflowGraphStep[];
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -48,11 +72,18 @@ export function isWorkflowPage(v: unknown): v is WorkflowPage {
   return isObject(v) && Array.isArray(v.workflows) && v.workflows.every(isWorkflow);
 }
 
-/** Whether a body is the answer of `GET /v1/workflows/:id/graph`. */
+const isCount = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
+const isCounts = (v: unknown): v is WorkflowGraphCounts => isObject(v) && isCount(v.instances) && typeof v.capped === 'boolean'
+  && Array.isArray(v.nodes) && v.nodes.every((n) => isObject(n) && typeof n.id === 'string' && isCount(n.active));
+const isSteps = (v: unknown): v is WorkflowGraphStep[] => Array.isArray(v)
+  && v.every((st) => isObject(st) && isCount(st.seq) && typeof st.type === 'string' && STATUSES.has(st.status) && isStrings(st.active));
+
+/** Whether a body is the answer of `GET /v1/workflows/:id/graph` (without `counts` and `steps`: an older server's). */
 export function isWorkflowGraph(v: unknown): v is WorkflowGraphAnswer {
   return isObject(v) && typeof v.id === 'string' && typeof v.root === 'string' && isStrings(v.active)
     && Array.isArray(v.nodes) && v.nodes.every((n) => isObject(n) && typeof n.id === 'string' && isStrings(n.children))
-    && Array.isArray(v.edges) && v.edges.every((e) => isObject(e) && typeof e.source === 'string');
+    && Array.isArray(v.edges) && v.edges.every((e) => isObject(e) && typeof e.source === 'string')
+    && (v.counts === undefined || isCounts(v.counts)) && (v.steps === undefined || isSteps(v.steps));
 }
 
 /** `charging`, `fulfilling: stock.reserved, shipping.booking`: a state value on one line. */
@@ -210,4 +241,86 @@ export function concernsChild(e: Pick<StreamEventMessage, 'jobId'>, selected: Wo
 /** The state node ids to mark active: none for an instance that ended in error or was cancelled (it is in no state). */
 export function highlighted(graph: Pick<WorkflowGraphAnswer, 'active' | 'status'>): Set<string> {
   return new Set(graph.status === 'active' || graph.status === 'done' ? graph.active : []);
+}
+
+const instances = (n: number): string => `${n.toLocaleString('en-US')} active instance${n === 1 ? '' : 's'}`;
+
+/**
+ * Each state node's live count, by id (a Map: the ids are the author's);
+ * a node with none is left out, as its box shows no number.
+ */
+export function stateCounts(graph: Pick<WorkflowGraphAnswer, 'counts'>): Map<string, number> {
+  return new Map((graph.counts?.nodes ?? []).filter((n) => n.active > 0).map((n) => [n.id, n.active]));
+}
+
+/** A state's count as its tooltip says it: `3 active instances of order.fulfil v1 are in order.charging`. */
+export function countTitle(id: string, n: number, graph: Pick<WorkflowGraphAnswer, 'name' | 'definitionVersion'>): string {
+  return `${instances(n)} of ${graph.name} v${graph.definitionVersion} ${n === 1 ? 'is' : 'are'} in ${id}`;
+}
+
+/** What the numbers on the states are, and whether the server stopped counting; null without counts (an older server). */
+export function countsNote(graph: Pick<WorkflowGraphAnswer, 'counts' | 'name' | 'definitionVersion'>): string | null {
+  const c = graph.counts;
+  if (!c) return null;
+  const of = `${graph.name} v${graph.definitionVersion}`;
+  if (c.instances === 0) return `No active instance of ${of} now: no state shows a number.`;
+  if (c.capped) {
+    return `Numbers on the states: how many of the first ${instances(c.instances)} of ${of} the server counted are in each `
+      + '(capped: more are active, so the numbers are at least these).';
+  }
+  return `Numbers on the states: how many of the ${instances(c.instances)} of ${of} are in each, live.`;
+}
+
+/**
+ * Where the time-travel slider is: null at the last step, following the
+ * instance as it moves on; else the `seq` of the step it holds, so a live
+ * read that brings new steps (or drops the oldest past the 500 the graph
+ * gives) leaves it on the same step.
+ */
+export type TravelHold = number | null;
+
+/** The step the panel shows: its place on the slider, the states to highlight, its line. */
+export interface StepShown {
+  /** Its place among the steps, from 1; the slider's value. */
+  index: number;
+  total: number;
+  seq: number;
+  /** At the last step: the panel shows the instance as it is now, and follows it. */
+  following: boolean;
+  /** The status after the step (the graph's colours: green once done, none highlighted after an error). */
+  status: Workflow['status'];
+  /** The state node ids to highlight. */
+  active: Set<string>;
+  /** `step 3 of 7: CHILD → fulfilling: stock.reserved, shipping.booking`. */
+  label: string;
+}
+
+/**
+ * The step to show for `hold`, or null when the graph has no step (an older
+ * server). A held step still in the graph stays shown, at its new place; one
+ * the graph no longer has (older than its last 500) gives way to the oldest
+ * it has; at the last step it follows: the current states, not the step's.
+ */
+export function stepShown(graph: Pick<WorkflowGraphAnswer, 'steps' | 'active' | 'status'>, hold: TravelHold,
+  events: readonly Pick<WorkflowEvent, 'seq' | 'value'>[] = []): StepShown | null {
+  const steps = graph.steps ?? [];
+  if (steps.length === 0) return null;
+  const held = hold === null ? -1 : steps.findIndex((st) => st.seq >= hold);
+  const i = held === -1 ? steps.length - 1 : held;
+  const step = steps[i]!;
+  const following = i === steps.length - 1;
+  const value = events.find((e) => e.seq === step.seq)?.value;
+  return {
+    index: i + 1, total: steps.length, seq: step.seq, following,
+    status: following ? graph.status : step.status,
+    active: following ? highlighted(graph) : highlighted(step),
+    label: `step ${i + 1} of ${steps.length}: ${step.type}${value === undefined ? '' : ` → ${valueText(value)}`}`,
+  };
+}
+
+/** The slider moved to `index` (from 1): hold that step, or follow again at the last one. */
+export function holdAt(graph: Pick<WorkflowGraphAnswer, 'steps'>, index: number): TravelHold {
+  const steps = graph.steps ?? [];
+  if (index >= steps.length) return null;
+  return steps[Math.max(1, index) - 1]?.seq ?? null;
 }
