@@ -1,6 +1,8 @@
 /**
- * Properties of workflows (engine/workflows.ts) on the real engine: the
- * SQLite store (a file, reopened at each restart), the job transition
+ * Properties of workflows (engine/workflows.ts) on the real engine, at two
+ * speeds: the SQLite store (a file, reopened at each restart) and the real
+ * MariaDB (a fresh database per run, its pool opened again at each
+ * restart); the log is played by the test at both. With them, the job transition
  * service, the outbox that children's ends and messages' notices leave by,
  * the timers (lease expiry, retries) and the workflow service and driver, on
  * a simulated clock. Beside the examples' saga and fan-out and a loop,
@@ -75,7 +77,8 @@
  * - replaying each instance's history gives its stored state (`verify`).
  *
  * Runs are deterministic (simulated clock, seeded random, sequential ids).
- * WORKFLOW_PROPERTY_RUNS sets the runs (100 by default); PROPERTY_SEED (and
+ * WORKFLOW_PROPERTY_RUNS sets the SQLite runs (100 by default),
+ * WORKFLOW_PROPERTY_REAL_RUNS the MariaDB ones (10); PROPERTY_SEED (and
  * PROPERTY_PATH, both printed by a failure) replays one.
  */
 import assert from 'node:assert/strict';
@@ -85,7 +88,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { assign, setup } from 'xstate';
+import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
+import type { StoreFaults } from '../adapters/sql/options.js';
+import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 import { HandlerRegistry, registerModule } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage, type WorkflowMessageNotice } from '../engine/messages.js';
@@ -103,6 +109,11 @@ import { SimClock, seededRandom } from './sim-clock.js';
 
 const RUNS = Number(process.env.WORKFLOW_PROPERTY_RUNS ?? 100);
 if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`WORKFLOW_PROPERTY_RUNS must be a positive integer, got ${process.env.WORKFLOW_PROPERTY_RUNS}`);
+/** Runs on the real MariaDB: the same plans, with the store's real transactions, locks and retries. */
+const REAL_RUNS = Number(process.env.WORKFLOW_PROPERTY_REAL_RUNS ?? 10);
+if (!Number.isInteger(REAL_RUNS) || REAL_RUNS < 1) {
+  throw new Error(`WORKFLOW_PROPERTY_REAL_RUNS must be a positive integer, got ${process.env.WORKFLOW_PROPERTY_REAL_RUNS}`);
+}
 const REPLAY = process.env.PROPERTY_SEED
   ? { seed: Number(process.env.PROPERTY_SEED), ...(process.env.PROPERTY_PATH ? { path: process.env.PROPERTY_PATH } : {}) }
   : {};
@@ -346,9 +357,41 @@ interface Announced {
   outboxIds: Set<number>;
 }
 
-/** The engine of one process over the store's file; a restart builds a new one. */
+/** A store the world opens (again, at each restart) over the same database. */
+type PropStore = SqliteStore | MysqlStore;
+
+/** Where a run's data lives: opened at boot and at each restart, dropped after the run. */
+interface Backend {
+  open(clock: SimClock, faults: StoreFaults): Promise<PropStore>;
+  drop(): Promise<void>;
+}
+
+/** SQLite in a file of a temporary folder (the embedded store). */
+function sqliteBackend(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-wf-prop-'));
+  return {
+    open: async (clock, faults) => {
+      const store = createSqliteStore({ file: join(dir, 'ats.sqlite'), clock, faults });
+      // No fsync per commit: the test restarts the process, not the machine, and a process's end loses nothing committed either way.
+      store.db.pragma('synchronous = OFF');
+      return store;
+    },
+    drop: async () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A fresh database on the real MariaDB. */
+async function mariadbBackend(): Promise<Backend> {
+  const db = await createTestDatabase();
+  return {
+    open: (clock, faults) => createMysqlStore({ url: db.url, clock, faults, poolSize: 4 }),
+    drop: () => db.drop(),
+  };
+}
+
+/** The engine of one process over the store's data; a restart builds a new one. */
 interface Engine {
-  store: SqliteStore;
+  store: PropStore;
   transitions: TransitionService;
   relay: Relay;
   workflows: WorkflowService;
@@ -431,14 +474,14 @@ class World {
   readonly instances: WorkflowRecord[] = [];
   readonly workers: Worker[] = [];
 
-  constructor(private readonly file: string, private readonly registry: HandlerRegistry, seed: number) {
+  constructor(private readonly backend: Backend, private readonly registry: HandlerRegistry, seed: number) {
     this.random = seededRandom(seed);
     // Sequential across restarts, as ULIDs are unique across them.
     let n = 0;
     this.ids = { jobId: () => `j${String(++n).padStart(6, '0')}` };
   }
 
-  get store(): SqliteStore {
+  get store(): PropStore {
     return this.engine.store;
   }
 
@@ -449,9 +492,7 @@ class World {
   /** Opens the file and builds the process's services, as the embedded system starts. */
   async boot(): Promise<void> {
     const { clock, random, ids } = this;
-    const store = createSqliteStore({ file: this.file, clock, faults: { beforeCommit: this.crashes.beforeCommit } });
-    // No fsync per commit: the test restarts the process, not the machine, and a process's end loses nothing committed either way.
-    store.db.pragma('synchronous = OFF');
+    const store = await this.backend.open(clock, { beforeCommit: this.crashes.beforeCommit });
     await store.migrate();
     const transitions = new TransitionService({ store, clock, random, ids });
     const workflows = new WorkflowService({ store, clock, ids, definitions: this.registry });
@@ -774,9 +815,8 @@ class World {
   }
 }
 
-async function runPlan(plan: Plan, registry: HandlerRegistry): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-wf-prop-'));
-  const world = new World(join(dir, 'ats.sqlite'), registry, plan.seed);
+async function runPlan(plan: Plan, registry: HandlerRegistry, backend: Backend): Promise<void> {
+  const world = new World(backend, registry, plan.seed);
   await world.boot();
   try {
     await startInstances(world, plan);
@@ -790,7 +830,7 @@ async function runPlan(plan: Plan, registry: HandlerRegistry): Promise<void> {
     await checkMessages(world);
   } finally {
     await world.close();
-    rmSync(dir, { recursive: true, force: true });
+    await backend.drop();
   }
 }
 
@@ -945,11 +985,21 @@ async function definitions(): Promise<HandlerRegistry> {
   return registry;
 }
 
+const PROPERTY = 'each child end and each message between instances applies once, each invocation starts once, every instance ends and replays';
+
 describe('workflows under an at-least-once log, crashes, zombies and restarts', () => {
-  it(`each child end and each message between instances applies once, each invocation starts once, every instance ends and replays (${RUNS} runs)`, { timeout: 600_000 }, async () => {
+  it(`${PROPERTY} (SQLite, ${RUNS} runs)`, { timeout: 600_000 }, async () => {
     const registry = await definitions();
-    await fc.assert(fc.asyncProperty(planArb, (plan) => runPlan(plan, registry)), {
+    await fc.assert(fc.asyncProperty(planArb, (plan) => runPlan(plan, registry, sqliteBackend())), {
       numRuns: RUNS, includeErrorInReport: true, examples: KNOWN_PLANS.map((plan) => [plan] as [Plan]), ...REPLAY,
+    });
+  });
+
+  it(`${PROPERTY} (MariaDB, ${REAL_RUNS} runs)`, { timeout: 1_200_000 }, async (t) => {
+    if (!(await requireMysql())) return t.skip('MariaDB is not reachable (ATS_ALLOW_SKIP=1)');
+    const registry = await definitions();
+    await fc.assert(fc.asyncProperty(planArb, async (plan) => runPlan(plan, registry, await mariadbBackend())), {
+      numRuns: REAL_RUNS, includeErrorInReport: true, examples: KNOWN_PLANS.map((plan) => [plan] as [Plan]), ...REPLAY,
     });
   });
 });
