@@ -130,6 +130,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
     approved = await startReviewing('d-1');
     const shown = await ats(['workflow', 'show', approved]);
     assert.equal(shown.code, 0, shown.stderr);
+    assert.equal((await ats(['workflow', 'get', approved])).stdout, shown.stdout, 'get is show');
     assert.match(shown.stdout, new RegExp(`^id {13}${approved}$`, 'm'));
     assert.match(shown.stdout, /^name {11}cli\.review \(definition 1\)$/m);
     assert.match(shown.stdout, /^status {9}active$/m);
@@ -234,7 +235,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
       assert.match(r.stderr, usageLine);
       assert.equal(r.stdout, '');
     };
-    await usage([], /^ats: missing workflow command \(start, ls, show, history, signal, cancel, verify\)/, /usage: ats workflow start NAME/);
+    await usage([], /^ats: missing workflow command \(start, ls, show, history, signal, cancel, verify, get\)/, /usage: ats workflow start NAME/);
     await usage(['nope'], /^ats: unknown workflow command "nope"/, /usage: ats workflow verify ID/);
     await usage(['start'], /^ats: missing argument\n/, /^usage: ats workflow start NAME/m);
     await usage(['start', 'cli.review', '--input', '{bad'], /^ats: --input is not valid JSON/, /^usage: ats workflow start/m);

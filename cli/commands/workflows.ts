@@ -40,7 +40,10 @@ export const workflowLsSpec: CommandSpec = {
 
 export const workflowShowSpec: CommandSpec = {
   usage: 'ats workflow show ID [--json]',
-  details: ['The instance: status, state, context, output or error, its live children and their jobs\' states, its timers, and the signals it takes now.'],
+  details: [
+    'The instance: status, state, context, output or error, its live children and their jobs\' states, its timers, and the signals it takes now.',
+    '`ats workflow get ID` is the same.',
+  ],
   options: { json: { type: 'boolean' } },
   positionals: [1, 1],
 };
@@ -306,6 +309,9 @@ const SUBCOMMANDS = new Map<string, { spec: CommandSpec; run: Command }>([
   ['verify', { spec: workflowVerifySpec, run: verifyCommand }],
 ]);
 
+/** Other names of sub-commands (as `ats get` reads a job). */
+const ALIASES = new Map([['get', 'show']]);
+
 /** Every sub-command's usage. */
 export function workflowUsage(): string {
   return [...SUBCOMMANDS.values()].map((c) => usageOf(c.spec)).join('\n\n');
@@ -317,9 +323,10 @@ export const workflowCommand: Command = async (args, env) => {
     out(workflowUsage());
     return 0;
   }
-  const command = sub === undefined ? undefined : SUBCOMMANDS.get(sub);
+  const command = sub === undefined ? undefined : SUBCOMMANDS.get(ALIASES.get(sub) ?? sub);
   if (!command) {
-    err(`ats: ${sub === undefined ? 'missing workflow command' : `unknown workflow command "${sub}"`} (${[...SUBCOMMANDS.keys()].join(', ')})\n${workflowUsage()}`);
+    const names = [...SUBCOMMANDS.keys(), ...ALIASES.keys()].join(', ');
+    err(`ats: ${sub === undefined ? 'missing workflow command' : `unknown workflow command "${sub}"`} (${names})\n${workflowUsage()}`);
     return 2;
   }
   return command.run(rest, env);
