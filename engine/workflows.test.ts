@@ -141,6 +141,36 @@ describe('the workflow driver', () => {
   });
 });
 
+describe('the workflow driver\'s sweep', () => {
+  it('runs beside the timer passes: timers fire while a long sweep is still reading', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let sweeps = 0;
+    let timerPasses = 0;
+    const service = {
+      sweep: async () => {
+        sweeps++;
+        await held;
+        return { applied: 0, last: null };
+      },
+      sweepMessages: async () => 0,
+      fireDueTimers: async () => {
+        timerPasses++;
+        return 0;
+      },
+    } as unknown as WorkflowService;
+    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger: silentLogger }, { pollMs: 5, batchSize: 10, sweepMs: 60_000 });
+    await driver.start();
+    const deadline = Date.now() + 5_000;
+    while (timerPasses < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(timerPasses >= 5, `timers fired ${timerPasses} times during the sweep`);
+    assert.equal(sweeps, 1, 'one sweep at a time');
+    release();
+    await driver.stop();
+  });
+});
+
 describe('workflows the log or the registry failed', () => {
   it('sweep delivers a child\'s end the log lost (the embedded log after a restart); a second sweep changes nothing', async () => {
     const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
@@ -313,6 +343,16 @@ describe('messages between instances (sendToWorkflow)', () => {
     assert.equal(await service.sweepMessages(Date.now(), 10), 1);
     assert.deepEqual((await store.getWorkflow(b.id))!.state.context, { got: [5] });
     assert.equal(await service.sweepMessages(Date.now(), 10), 0);
+    await store.close();
+  });
+
+  it('a message to an ended instance is dropped even where its definition version is gone', async () => {
+    const { store, service, a, b } = await peers();
+    assert.ok((await service.signal(b.id, 'default', { type: 'CLOSE' })).ok);
+    assert.ok((await service.signal(a.id, 'default', { type: 'SEND', to: b.id, n: 1 })).ok);
+    const lacking = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('peer', peer, { version: 2 }) });
+    assert.equal(await lacking.receive(b.id), 0);
+    assert.deepEqual(await store.pendingWorkflowMessages(b.id, 10), [], 'dropped, not kept for a process that has version 1');
     await store.close();
   });
 

@@ -17,7 +17,7 @@
  * A message one instance sends another (`sendToWorkflow`) is stored with the
  * sender's step (`workflow_messages`) and announced on `ats.workflows`; the
  * target's step deletes it in its own transaction, so it is taken once, and
- * one target's messages are taken in the order they were stored.
+ * one target's messages are taken in the order each sender sent them.
  */
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
@@ -387,6 +387,9 @@ export class WorkflowService {
       // A cancel needs no definition: an instance whose version is gone can still be ended.
       r = cancelWorkflow(wf.state);
       recordedInput = input;
+    } else if (wf.state.status !== 'active') {
+      // An ended instance takes nothing, whatever its version: a message to it is dropped, not kept for a definition.
+      return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: [] } };
     } else if (!def) {
       return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
     } else if (input === null) {
@@ -435,9 +438,9 @@ export class WorkflowService {
     return wf && wf.tenant === tenant ? wf : null;
   }
 
-  /** The instance's history, oldest first (for the API). */
-  events(wf: WorkflowRecord): Promise<WorkflowEventRecord[]> {
-    return this.deps.store.getWorkflowEvents(wf.id);
+  /** The instance's history, oldest first (for the API); with `last`, only its last `last` events. */
+  events(wf: WorkflowRecord, last?: number): Promise<WorkflowEventRecord[]> {
+    return this.deps.store.getWorkflowEvents(wf.id, last === undefined ? 0 : Math.max(0, wf.version - last));
   }
 
   /** The state values of the active instances of `wf`'s tenant, name and definition version, at most `limit` (the console's live counts). */
@@ -606,14 +609,19 @@ export class WorkflowDriver {
     pass: async () => {
       const now = this.deps.clock.now();
       const sweepMs = this.opts.sweepMs ?? 60_000;
-      if (now - this.lastSweep >= sweepMs) {
+      if (now - this.lastSweep >= sweepMs && this.sweeping === null) {
+        // Beside the timers, not before them: a sweep reads every active instance, and timers must not wait for it.
         this.lastSweep = now;
-        await this.sweep(now, now - sweepMs);
+        this.sweeping = this.sweep(now, now - sweepMs)
+          .catch((err: unknown) => this.deps.logger.error('workflows: sweep failed, will run again', errorFields(err)))
+          .finally(() => (this.sweeping = null));
       }
       return (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize;
     },
   }));
   private lastSweep = 0;
+  /** The sweep running beside the timer passes, if one is. */
+  private sweeping: Promise<void> | null = null;
   private subscription: Subscription | null = null;
 
   constructor(
@@ -683,6 +691,7 @@ export class WorkflowDriver {
 
   async stop(): Promise<void> {
     await this.loop.stop();
+    await this.sweeping;
     await this.subscription?.stop();
     this.subscription = null;
   }

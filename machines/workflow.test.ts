@@ -290,6 +290,27 @@ describe('workflow definitions, more', () => {
     assert.equal(original.type, 'xstate.sendTo', 'the machine given keeps its own actions');
   });
 
+  it('a sendTo in an initial transition\'s actions (the root\'s and a nested state\'s) is made durable too', () => {
+    const m = setup({}).createMachine({
+      id: 'm',
+      initial: { target: 'a', actions: sendTo('T1', { type: 'ROOT' }) },
+      states: {
+        a: { on: { GO: 'c' } },
+        c: { initial: { target: 'c1', actions: sendTo('T3', { type: 'NESTED' }) }, states: { c1: {} } },
+      },
+    });
+    const d = defineWorkflow('initials', m);
+    const first = startWorkflow(d, null, 1, ids('s'));
+    assert.deepEqual(first.effects.send, [{ to: 'T1', event: { type: 'ROOT' } }]);
+    const r = ok(stepWorkflow(d, first.next, { type: 'GO' }, 2, ids('t')));
+    assert.equal(r.next.status, 'active');
+    assert.deepEqual(r.effects.send, [{ to: 'T3', event: { type: 'NESTED' } }]);
+    const clock = setup({}).createMachine({
+      initial: { target: 'a', actions: raise({ type: 'X' }, { delay: () => Date.now() % 100 }) }, states: { a: {} },
+    });
+    assert.throws(() => defineWorkflow('clocked', clock), /a delayed raise reads the clock/);
+  });
+
   it('refuses sendParent and a delayed sendTo, naming the state; a send to a child job or an actor reference ends the instance in error', () => {
     const refused = (actions: unknown, says: RegExp) => {
       const m = setup({}).createMachine({ initial: 'a', states: { a: { on: { GO: { actions: actions as never } } } } });

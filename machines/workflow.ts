@@ -104,15 +104,11 @@ const NONDETERMINISTIC = /\bDate\.now\b|\bnew\s+Date\s*\(\s*\)|\bperformance\.no
 
 /** The delay functions of a state (its `after`, and its actions' delayed `raise`), with what names them. */
 function* delayFunctions(node: StateNodeLike, delays: Record<string, unknown>): Generator<{ fn: unknown; what: string }> {
-  const n = node as unknown as {
-    config: { after?: Record<string, unknown> };
-    entry: unknown[]; exit: unknown[]; transitions: Map<string, { actions: unknown[] }[]>; always?: { actions: unknown[] }[];
-  };
-  for (const key of Object.keys(n.config.after ?? {})) {
+  const config = (node as unknown as { config: { after?: Record<string, unknown> } }).config;
+  for (const key of Object.keys(config.after ?? {})) {
     if (Object.hasOwn(delays, key)) yield { fn: delays[key], what: `after delay ${key}` };
   }
-  const actions = [...n.entry, ...n.exit, ...[...n.transitions.values()].flat().flatMap((t) => t.actions), ...(n.always ?? []).flatMap((t) => t.actions)];
-  for (const a of actions) {
+  for (const a of actionListsOf(node).flat()) {
     const delay = (a as { type?: unknown; delay?: unknown } | null)?.delay;
     if (typeof delay === 'function') yield { fn: delay, what: 'a delayed raise' };
     else if (typeof delay === 'string' && Object.hasOwn(delays, delay)) yield { fn: delays[delay], what: `a raise delayed by ${delay}` };
@@ -191,16 +187,33 @@ export interface StateNodeLike {
   config: { invoke?: { src?: unknown } | { src?: unknown }[] };
 }
 
+/** A state node's action lists as XState keeps them. */
+interface NodeActions {
+  entry: unknown[];
+  exit: unknown[];
+  transitions: Map<string, { actions: unknown[] }[]>;
+  always?: { actions: unknown[] }[];
+  /** A compound state's initial transition (`initial: { target, actions }`). */
+  initial?: { actions: unknown[] };
+}
+
+/** Every action list of a state: entry, exit, each transition's (its `after` and `always` included) and its initial transition's. */
+function actionListsOf(node: StateNodeLike): unknown[][] {
+  const n = node as unknown as NodeActions;
+  // `transitions` first: reading it makes XState add the `after` timers' raise and cancel to entry and exit.
+  const transitions = [...n.transitions.values()].flat().map((t) => t.actions);
+  return [n.entry, n.exit, ...transitions, ...(n.always ?? []).map((t) => t.actions), n.initial?.actions ?? []];
+}
+
 /**
- * Replaces each action list of a state (entry, exit, and each transition's,
- * its `after` and `always` included) by `map` of it. New arrays: a
- * transition's list may be the config's own array.
+ * Replaces each action list of a state (as `actionListsOf` lists them) by
+ * `map` of it. New arrays: a transition's list may be the config's own array.
  */
 function mapActionLists(node: StateNodeLike, map: (list: readonly unknown[]) => unknown[]): void {
-  const n = node as unknown as { entry: unknown[]; exit: unknown[]; transitions: Map<string, { actions: unknown[] }[]>; always?: { actions: unknown[] }[] };
-  // `transitions` first: reading it makes XState add the `after` timers' raise and cancel to entry and exit.
+  const n = node as unknown as NodeActions;
   for (const t of [...n.transitions.values()].flat()) t.actions = map(t.actions);
   for (const t of n.always ?? []) t.actions = map(t.actions);
+  if (n.initial) n.initial.actions = map(n.initial.actions);
   n.entry = map(n.entry);
   n.exit = map(n.exit);
 }

@@ -872,7 +872,10 @@ export const WorkflowGraphView = Type.Object({
     seq: Type.Integer({ minimum: 1, description: 'The step\'s place in the history' }),
     type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance'),
     status: ref(WorkflowStatusSchema),
-    active: Type.Array(Type.String(), { description: 'The state nodes the step left the instance in, the root first' }),
+    definitionVersion: Type.Integer({ minimum: 1, description: 'The definition version the instance ran after the step (an earlier one before a migration)' }),
+    active: Type.Array(Type.String(), {
+      description: 'The state nodes the step left the instance in, the root first; none for a step of an earlier definition version (its machine is not this one)',
+    }),
   }), { description: 'The instance\'s history (its last steps), each with the states it left it in: time travel' }),
 }, { $id: 'WorkflowGraph', description: 'A workflow instance\'s machine (its definition version) as a graph, with the states it is in' });
 export type WorkflowGraphView = Static<typeof WorkflowGraphView>;

@@ -16,6 +16,9 @@ import type { WorkflowDefinitions } from '../engine/workflows.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 import { authWith, injectAs, MemoryKeyStore, type MadeKey } from '../tests/helpers/keys.js';
 import type { WorkflowGraphView, WorkflowView } from './schemas.js';
+import { stepsOf } from './routes/workflow-graph.js';
+import { workflowGraph } from '../machines/workflow-graph.js';
+import type { WorkflowEventRecord, WorkflowEventType, WorkflowRecord } from '../engine/ports.js';
 
 /** The saga's definitions, with a switch that makes this process lack them (as one without the module). */
 function sagaDefinitions(): WorkflowDefinitions & { missing: boolean } {
@@ -74,7 +77,7 @@ describe('GET /v1/workflows/:id/graph', () => {
     assert.ok(g.edges.some((e) => e.source === 'order.refunding' && e.target === 'order.unresolved' && e.kind === 'error.actor'));
     assert.equal(g.actors.length, 5);
 
-    assert.deepEqual(g.steps, [{ seq: 1, type: 'START', status: 'active', active: ['order', 'order.charging'] }]);
+    assert.deepEqual(g.steps, [{ seq: 1, type: 'START', status: 'active', definitionVersion: 1, active: ['order', 'order.charging'] }]);
 
     await childDone(wf, 'charge', { chargeId: 'ch-1' });
     await childDone(await view(wf.id), 'reserve', { reservationId: 'rs-1' });
@@ -132,6 +135,23 @@ describe('GET /v1/workflows/:id/graph', () => {
       defs.missing = false;
     }
     assert.equal((await t.app.inject({ url: `/v1/workflows/${wf.id}/graph` })).statusCode, 200);
+  });
+});
+
+describe('the graph\'s steps across a migration', () => {
+  test('a step before a MIGRATE names its version and draws no state on this version\'s machine', () => {
+    const defs = sagaDefinitions();
+    const g = workflowGraph(defs.workflowDefinition('order.fulfil')!);
+    const ev = (seq: number, type: WorkflowEventType, value: unknown, data: unknown = {}): WorkflowEventRecord =>
+      ({ workflowId: 'W', seq, type, at: seq, data, status: 'active', value });
+    const wf = { id: 'W', definitionVersion: 3 } as WorkflowRecord;
+    const steps = stepsOf(g, wf, [
+      ev(1, 'START', 'charging'), ev(2, 'MIGRATE', 'charging', { type: 'MIGRATE', from: 1, to: 2 }),
+      ev(3, 'SIGNAL', 'charging'), ev(4, 'MIGRATE', 'charging', { type: 'MIGRATE', from: 2, to: 3 }), ev(5, 'CHILD', 'confirmed'),
+    ]);
+    assert.deepEqual(steps.map((s) => [s.seq, s.definitionVersion, s.active.at(-1) ?? null]), [
+      [1, 1, null], [2, 2, null], [3, 2, null], [4, 3, 'order.charging'], [5, 3, 'order.confirmed'],
+    ]);
   });
 });
 

@@ -20,17 +20,20 @@ const LOCK_TIMEOUT_S = 30;
 const ER_CANT_DROP_FIELD_OR_KEY = 1091;
 /** MySQL/MariaDB: the column to add exists. */
 const ER_DUP_FIELDNAME = 1060;
+/** MySQL/MariaDB: an index of that name exists. */
+const ER_DUP_KEYNAME = 1061;
 
 /**
- * A rerun of a migration that died after this DROP (or ADD COLUMN) and
- * before its ledger row finds the index already gone (the column already
- * there): that statement is done. (MySQL 8 has neither `DROP INDEX IF EXISTS`
- * nor `ADD COLUMN IF NOT EXISTS`.)
+ * A rerun of a migration that died after this DROP (or ADD COLUMN, or
+ * CREATE INDEX) and before its ledger row finds the index already gone (the
+ * column or the index already there): that statement is done. (MySQL 8 has
+ * neither `DROP INDEX IF EXISTS`, `ADD COLUMN IF NOT EXISTS` nor `CREATE INDEX IF NOT EXISTS`.)
  */
 function alreadyDropped(statement: string, err: unknown): boolean {
   const errno = (err as { errno?: unknown } | null)?.errno;
   return (errno === ER_CANT_DROP_FIELD_OR_KEY && /^ALTER TABLE \w+ DROP (INDEX|KEY) \w+$/i.test(statement))
-    || (errno === ER_DUP_FIELDNAME && /^ALTER TABLE \w+ ADD COLUMN \w+ [^,;]+$/i.test(statement));
+    || (errno === ER_DUP_FIELDNAME && /^ALTER TABLE \w+ ADD COLUMN \w+ [^,;]+$/i.test(statement))
+    || (errno === ER_DUP_KEYNAME && /^CREATE (UNIQUE )?INDEX \w+ ON \w+ \([^;]+\)$/i.test(statement));
 }
 
 /**

@@ -560,6 +560,10 @@ describe('migration 0015: workflows', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 15');
       await store.migrate();
       assert.equal((await store.getWorkflow(wid(1)))?.version, 1);
+      // 0016 too (its index made already).
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 16');
+      await store.migrate();
+      assert.deepEqual(await store.activeWorkflowValues('default', 'order', 2, 10), ['a']);
     } finally {
       old.remove();
       await store.close();

@@ -439,7 +439,7 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       return states;
     },
     activeWorkflowValues: async (tenant, name, definitionVersion, limit) =>
-      (await query(SELECT_ACTIVE_VALUES.replace('{index}', d.useIndex('ix_workflows_tenant_name_id')), [tenant, name, definitionVersion, limit]))
+      (await query(SELECT_ACTIVE_VALUES.replace('{index}', d.useIndex('ix_workflows_tenant_name_version_status')), [tenant, name, definitionVersion, limit]))
         .map((r) => JSON.parse(String(r.state_value)) as unknown),
     pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
     staleWorkflowMessageTargets: async (createdBefore, limit, afterTarget = '') =>

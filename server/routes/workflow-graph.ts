@@ -13,6 +13,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { activeNodeIds, workflowGraph, type WorkflowGraph } from '../../machines/workflow-graph.js';
 import type { WorkflowDefinition } from '../../machines/workflow.js';
+import type { WorkflowEventRecord, WorkflowRecord } from '../../engine/ports.js';
 import type { StateValue } from 'xstate';
 import type { RouteOptions } from '../deps.js';
 import { described, errorResponses, ref, WorkflowGraphView, WorkflowParams } from '../schemas.js';
@@ -59,7 +60,7 @@ export const workflowGraphRoute: FastifyPluginAsync<RouteOptions> = async (app, 
     const g = graphOf(def);
     const [values, events] = await Promise.all([
       service.activeValues(wf, COUNTED_INSTANCES + 1),
-      service.events(wf),
+      service.events(wf, HISTORY_STEPS),
     ]);
     const counted = values.slice(0, COUNTED_INSTANCES);
     return {
@@ -67,7 +68,7 @@ export const workflowGraphRoute: FastifyPluginAsync<RouteOptions> = async (app, 
       active: activeNodeIds(g, wf.state.value),
       root: g.root, nodes: g.nodes, edges: g.edges, actors: g.actors,
       counts: { instances: counted.length, capped: values.length > COUNTED_INSTANCES, nodes: countByNode(g, counted) },
-      steps: events.slice(-HISTORY_STEPS).map((e) => ({ seq: e.seq, type: e.type, status: e.status, active: activeNodeIds(g, e.value as StateValue) })),
+      steps: stepsOf(g, wf, events),
     };
   });
 };
@@ -77,4 +78,23 @@ function countByNode(g: WorkflowGraph, values: readonly unknown[]): { id: string
   const counts = new Map<string, number>();
   for (const v of values) for (const id of activeNodeIds(g, v as StateValue)) counts.set(id, (counts.get(id) ?? 0) + 1);
   return g.nodes.filter((n) => counts.has(n.id)).map((n) => ({ id: n.id, active: counts.get(n.id)! }));
+}
+
+/**
+ * The states each step left the instance in, on this version's graph. A step
+ * before a migration ran another version's machine: its states are not
+ * drawn on this one (none active), and it says which version it ran.
+ */
+export function stepsOf(g: WorkflowGraph, wf: WorkflowRecord, events: readonly WorkflowEventRecord[]): WorkflowGraphView['steps'] {
+  // Walking back from now: the version changes at each MIGRATE, to its `from` before it.
+  let version = wf.definitionVersion;
+  const versions = events.map(() => 0);
+  for (let i = events.length - 1; i >= 0; i--) {
+    versions[i] = version;
+    if (events[i]!.type === 'MIGRATE') version = (events[i]!.data as { from: number }).from;
+  }
+  return events.map((e, i) => ({
+    seq: e.seq, type: e.type, status: e.status, definitionVersion: versions[i]!,
+    active: versions[i] === wf.definitionVersion ? activeNodeIds(g, e.value as StateValue) : [],
+  }));
 }
