@@ -127,10 +127,11 @@ const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status,
 
 /**
  * The state values of one definition version's active instances (of a
- * tenant): each instance's last event's `state_value`, not its whole state.
+ * tenant): each instance's last event's `state_value`, not its whole state,
+ * through the index of (tenant, name, definition_version, status).
  * Params: tenant, name, definition_version, limit
  */
-const SELECT_ACTIVE_VALUES = `SELECT e.state_value FROM workflows w ${'{index}'}
+const selectActiveValues = (d: Dialect): string => `SELECT e.state_value FROM workflows w ${d.useIndex('ix_workflows_tenant_name_version_status')}
   JOIN workflow_events e ON e.workflow_id = w.id AND e.seq = w.version
   WHERE w.tenant = ? AND w.name = ? AND w.definition_version = ? AND w.status = 'active' LIMIT ?`;
 
@@ -165,7 +166,7 @@ const SELECT_QUIET_ACTIVE_WORKFLOWS = `SELECT id, updated_at FROM workflows
   WHERE status = 'active' AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?))
   ORDER BY updated_at, id LIMIT ?`;
 
-/** Columns of `workflow_messages` a message is written with, in the order `messageValues` gives them. */
+/** Columns of `workflow_messages` a message is written with, in the order `insertMessages` gives them. */
 const MESSAGE_COLUMNS = ['message_id', 'target_id', 'tenant', 'sender_id', 'event', 'created_at'] as const;
 
 /** A message by id, locked (after its target instance). Params: message_id */
@@ -439,7 +440,7 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       return states;
     },
     activeWorkflowValues: async (tenant, name, definitionVersion, limit) =>
-      (await query(SELECT_ACTIVE_VALUES.replace('{index}', d.useIndex('ix_workflows_tenant_name_version_status')), [tenant, name, definitionVersion, limit]))
+      (await query(selectActiveValues(d), [tenant, name, definitionVersion, limit]))
         .map((r) => JSON.parse(String(r.state_value)) as unknown),
     pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
     staleWorkflowMessageTargets: async (createdBefore, limit, afterTarget = '') =>
