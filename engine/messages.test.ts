@@ -20,7 +20,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import type { JobEvent } from '../machines/job.machine.js';
 import type { Effects } from '../machines/lifecycle.js';
-import { asyncApi, AsyncApiContract } from '../tests/helpers/asyncapi.js';
+import { assertRefused, asyncApi, AsyncApiContract, editRecord } from '../tests/helpers/asyncapi.js';
 import {
   CHILD_ENDED_KIND, KIND_HEADER, outboxFor, WORKFLOW_MESSAGE_KIND, workflowMessageNotice, type ChildEndedMessage, type WorkflowMessageNotice,
 } from './messages.js';
@@ -201,16 +201,8 @@ describe('child-ended messages match docs/asyncapi.yaml', () => {
     const messages = published(lives().flat()).filter((m) => m.headers[KIND_HEADER] === CHILD_ENDED_KIND);
     const byState = (state: string) => messages.find((m) => (JSON.parse(m.value) as ChildEndedMessage).state === state);
     const [done, dead, cancelled] = [byState('done'), byState('dead'), byState('cancelled')];
-    const edit = (m: LogMessage, f: (v: Record<string, unknown>) => void): LogMessage => {
-      const v = JSON.parse(m.value) as Record<string, unknown>;
-      f(v);
-      return { ...m, value: JSON.stringify(v) };
-    };
-    const fails = (m: LogMessage, pattern: RegExp) => {
-      const r = contract.checkRecord(m);
-      assert.equal(r.ok, false, `accepted: ${JSON.stringify(m)}`);
-      assert.match((r as { errors: string[] }).errors.join('\n'), pattern);
-    };
+    const edit = editRecord;
+    const fails = (m: LogMessage, pattern: RegExp) => assertRefused(contract, m, pattern);
     for (const m of messages) assert.deepEqual(contract.checkRecord(m), { ok: true, message: 'childEnded' });
     fails(edit(done!, (v) => delete v.workflowId), /childEnded payload: .*required property 'workflowId'/);
     fails(edit(done!, (v) => delete v.workflowId), /key "01M8TKNKB2B4NX57686KVQMQXZ" is not the payload's workflowId undefined/);
@@ -269,16 +261,8 @@ describe('workflowMessageNotice: the workflow-message row on ats.workflows', () 
   it('the checker refuses a workflow-message record that does not match', () => {
     const contract = new AsyncApiContract();
     const good = publishedNotice(notice());
-    const edit = (f: (v: Record<string, unknown>) => void): LogMessage => {
-      const v = JSON.parse(good.value) as Record<string, unknown>;
-      f(v);
-      return { ...good, value: JSON.stringify(v) };
-    };
-    const fails = (m: LogMessage, pattern: RegExp) => {
-      const r = contract.checkRecord(m);
-      assert.equal(r.ok, false, `accepted: ${JSON.stringify(m)}`);
-      assert.match((r as { errors: string[] }).errors.join('\n'), pattern);
-    };
+    const edit = (f: (v: Record<string, unknown>) => void): LogMessage => editRecord(good, f);
+    const fails = (m: LogMessage, pattern: RegExp) => assertRefused(contract, m, pattern);
     assert.deepEqual(contract.checkRecord(good), { ok: true, message: 'workflowMessage' });
     // Keyed by the target: the sender's id, or another instance's, does not do.
     fails({ ...good, key: SENDER }, new RegExp(`key "${SENDER}" is not the payload's workflowId "${WORKFLOW}"`));

@@ -29,7 +29,7 @@ import { progressJson } from '../engine/progress.js';
 import { toLogMessage } from '../engine/relay.js';
 import { transitionsOf } from '../engine/transition-records.js';
 import { progressMessage } from '../server/stream/protocol.js';
-import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi } from './helpers/asyncapi.js';
+import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi, assertRefused, editRecord } from './helpers/asyncapi.js';
 import { NO_SUCH_INSTANCE, SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages, workflowMessageSamples } from './helpers/sample-messages.js';
 
 /** The channel of the dispatch lanes other than ats.dispatch (engine/lanes.ts). */
@@ -250,16 +250,8 @@ describe('the checker fails a record that does not match', () => {
     f(v.transitions);
     return { ...packed, value: JSON.stringify(v) };
   };
-  const edit = (m: LogMessage, f: (v: Record<string, unknown>) => void): LogMessage => {
-    const v = JSON.parse(m.value) as Record<string, unknown>;
-    f(v);
-    return { ...m, value: JSON.stringify(v) };
-  };
-  const fails = (m: LogMessage, pattern: RegExp, prefix = '') => {
-    const r = contract.checkRecord(m, prefix);
-    assert.equal(r.ok, false, `accepted: ${JSON.stringify(m)}`);
-    assert.match((r as { errors: string[] }).errors.join('\n'), pattern);
-  };
+  const edit = editRecord;
+  const fails = (m: LogMessage, pattern: RegExp, prefix = '') => assertRefused(contract, m, pattern, prefix);
 
   it('accepts the good ones it starts from', () => {
     for (const kind of ['dispatch', 'cancel', 'transition', 'dead-letter']) assert.ok(contract.checkRecord(of(kind)).ok, kind);

@@ -284,6 +284,20 @@ function fail(message: string): never {
 
 let shared: AsyncApiContract | null = null;
 /** The contract of docs/asyncapi.yaml, loaded once per process. */
+/** `record` with its JSON value changed by `f`: a record that should no longer match. */
+export function editRecord<T extends KafkaRecord>(record: T, f: (value: Record<string, unknown>) => void): T {
+  const v = JSON.parse(record.value) as Record<string, unknown>;
+  f(v);
+  return { ...record, value: JSON.stringify(v) };
+}
+
+/** Asserts that `contract` refuses `record` (under topic prefix `prefix`), with an error matching `pattern`. */
+export function assertRefused(contract: AsyncApiContract, record: KafkaRecord, pattern: RegExp, prefix = ''): void {
+  const r = contract.checkRecord(record, prefix);
+  assert.equal(r.ok, false, `accepted: ${JSON.stringify(record)}`);
+  assert.match((r as { errors: string[] }).errors.join('\n'), pattern);
+}
+
 export function asyncApi(): AsyncApiContract {
   return (shared ??= new AsyncApiContract());
 }
