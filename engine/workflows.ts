@@ -27,6 +27,7 @@ import {
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
+import { isTerminal } from '../machines/lifecycle.js';
 import { migrateWorkflow, replayHistory, type HistoryInput } from '../machines/workflow-migration.js';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
@@ -226,7 +227,7 @@ export class WorkflowService {
       const states = await store.jobStates(wf.state.children.map((c) => c.jobId));
       for (const child of wf.state.children) {
         const state = states.get(child.jobId);
-        if (state !== undefined && !ENDED_JOB_STATES.has(state)) continue;
+        if (state !== undefined && !isTerminal(state)) continue;
         const job = state === undefined ? null : await store.getJob(child.jobId);
         if (job && job.updatedAt > endedBefore) continue;
         const msg = endedChild(wf, child.invokeId, child.jobId, job);
@@ -530,9 +531,6 @@ function messagesOf(wf: WorkflowRecord, seq: number, sends: readonly WorkflowSen
   return { messages: { rows, outbox: rows.map((r) => workflowMessageNotice({ workflowId: r.targetId, messageId: r.messageId, tenant: r.tenant })) } };
 }
 
-/** The states a child job ends in: its end is then owed to its instance. */
-const ENDED_JOB_STATES: ReadonlySet<string> = new Set(['done', 'dead', 'cancelled']);
-
 /** Says a step moved the instance to a newer version (the caller steps again). */
 const MIGRATED = Symbol('migrated');
 
@@ -542,8 +540,8 @@ function endedChild(wf: WorkflowRecord, invokeId: string, jobId: string, job: Jo
     return { workflowId: wf.id, invokeId, jobId, tenant: wf.tenant, state: 'cancelled', error: { message: 'the job is gone (deleted)', name: 'Cancelled' }, at: wf.updatedAt };
   }
   const state = job.snapshot.value;
-  if (state !== 'done' && state !== 'dead' && state !== 'cancelled') return null;
-  return childEndedMessage(job, { workflowId: wf.id, invokeId }, state, job.updatedAt);
+  if (!isTerminal(state)) return null;
+  return childEndedMessage(job, { workflowId: wf.id, invokeId }, state as ChildEndedMessage['state'], job.updatedAt);
 }
 
 function recorded(e: WorkflowEventRecord): { input: HistoryInput; at: number; jobIds: string[] } {
