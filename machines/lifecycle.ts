@@ -64,10 +64,6 @@ function assertRunsMachineOf(job: PersistedJob): void {
   if (!runsMachineOf(job)) throw new UnknownJobMachineError(job.machine);
 }
 
-/** A state of this machine as stored: stamped with its version. */
-const versioned = (s: { value: JobState; context: JobContext }): PersistedJob =>
-  ({ machine: JOB_MACHINE_VERSION, value: s.value, context: s.context });
-
 /** Side effects a transition asks for; the engine turns them into outbox rows. */
 export interface Effects {
   /** Issue a dispatch message for attempt `context.attempt + 1`. */
@@ -103,7 +99,7 @@ function effectsOf(prev: PersistedJob | null, next: PersistedJob): Effects {
 
 /** The first state of a new job. */
 export function start(input: JobInput): { next: PersistedJob; effects: Effects } {
-  const next = versioned(tableStart(input));
+  const next = tableStart(input);
   return { next, effects: effectsOf(null, next) };
 }
 
@@ -118,8 +114,7 @@ export function step(current: PersistedJob, event: JobEvent): StepResult {
   assertRunsMachineOf(current);
   const next = tableStep(current.value, current.context, event);
   if (!next) return { ok: false, state: current.value };
-  const persisted = versioned(next);
-  return { ok: true, next: persisted, effects: effectsOf(current, persisted) };
+  return { ok: true, next, effects: effectsOf(current, next) };
 }
 
 /** `start` through XState's `initialTransition()`: the reference for tests and benchmarks. */

@@ -23,7 +23,7 @@
  */
 import { and, not, or } from 'xstate';
 import {
-  jobMachine, JOB_EVENT_TYPES, JOB_STATES,
+  jobMachine, JOB_EVENT_TYPES, JOB_MACHINE_VERSION, JOB_STATES,
   type JobContext, type JobEvent, type JobEventType, type JobInput, type JobState,
 } from './job.machine.js';
 
@@ -163,13 +163,20 @@ function select(value: JobState, context: JobContext, event: JobEvent): Candidat
   return null;
 }
 
-/** The next value and context for `event`, or null when the machine rejects it. */
-export function tableStep(value: JobState, context: JobContext, event: JobEvent): { value: JobState; context: JobContext } | null {
+/** A state as stored: stamped with the version of the machine the table is derived from. */
+export interface TableState {
+  machine: number;
+  value: JobState;
+  context: JobContext;
+}
+
+/** The next state for `event`, or null when the machine rejects it. */
+export function tableStep(value: JobState, context: JobContext, event: JobEvent): TableState | null {
   const c = select(value, context, event);
   if (!c) return null;
   let next = context;
   for (const a of c.actions) next = a(next, event);
-  return { value: c.target ?? value, context: next };
+  return { machine: JOB_MACHINE_VERSION, value: c.target ?? value, context: next };
 }
 
 /** Whether the machine accepts `event` in `value` (XState's `snapshot.can(event)`). */
@@ -181,9 +188,9 @@ export function tableAccepts(value: JobState, context: JobContext, event: JobEve
  * The first state of a job, from the machine's initial state and its `context`
  * factory (what `initialTransition` runs when there are no entry actions).
  */
-export function tableStart(input: JobInput): { value: JobState; context: JobContext } {
+export function tableStart(input: JobInput): TableState {
   const factory = jobMachine.config.context as unknown as (args: { input: JobInput; spawn: typeof noSpawn; self: undefined }) => JobContext;
-  return { value: INITIAL, context: factory({ input, spawn: noSpawn, self: undefined }) };
+  return { machine: JOB_MACHINE_VERSION, value: INITIAL, context: factory({ input, spawn: noSpawn, self: undefined }) };
 }
 
 const INITIAL = ((): JobState => {
