@@ -77,13 +77,8 @@ function rowToWorkflowEvent(r: Row): WorkflowEventRecord {
 
 /** A row of `SELECT_WORKFLOW_EVENTS_AFTER`: the event, its position, its instance's name and tenant, the state value after it. */
 function rowToWorkflowStreamEvent(r: Row): WorkflowStreamEventRecord {
-  return {
-    ...rowToWorkflowEvent(r),
-    id: toNum(r.id),
-    name: String(r.workflow_name),
-    tenant: String(r.workflow_tenant),
-    value: JSON.parse(String(r.state_value)),
-  };
+  const e = rowToWorkflowEvent(r);
+  return { ...e, id: toNum(r.id), name: String(r.workflow_name), tenant: String(r.workflow_tenant), value: e.value };
 }
 
 // ---------------------------------------------------------------- statements
