@@ -262,7 +262,7 @@ for (const backend of [mysql, sqlite]) {
       assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
     });
 
-    withStore('a job a newer machine version wrote is refused (503, nothing written), still read, and verify names the version', async ({ store, svc }) => {
+    withStore('a job a newer machine version wrote is refused (503, nothing written), still read, and verify names the version; its batch goes on', async ({ store, svc }) => {
       const r = await svc.submit(spec());
       const other = await svc.submit(spec());
       assert.ok(r.ok && other.ok);
@@ -284,9 +284,14 @@ for (const backend of [mysql, sqlite]) {
           return true;
         });
       }
-      // A batch holding it writes nothing for the others either: one transaction.
-      await assert.rejects(svc.applyMany([{ jobId: other.job.id, event: { type: 'CANCEL' } }, { jobId: id, event: { type: 'CANCEL' } }]), /ATS_ERR_JOB_MACHINE_UNKNOWN|newer deployment/);
-      assert.equal((await store.getJob(other.job.id))!.snapshot.value, 'pending');
+      // In a batch it is refused on its own: the other items are decided and written.
+      const [first, second] = await svc.applyMany([{ jobId: other.job.id, event: { type: 'CANCEL' } }, { jobId: id, event: { type: 'CANCEL' } }]);
+      assert.ok(first!.ok, JSON.stringify(first));
+      assert.ok(!second!.ok && second!.reason === 'machine-unknown');
+      assert.equal(second.error.code, 'ATS_ERR_JOB_MACHINE_UNKNOWN');
+      assert.deepEqual(second.job, before);
+      assert.equal((await store.getJob(other.job.id))!.snapshot.value, 'cancelled');
+      await drain(store);
       assert.deepEqual(await store.getJob(id), before);
       assert.equal(await backend.readSnapshot(store, id), text);
       assert.equal((await store.getEvents(id)).length, 3);

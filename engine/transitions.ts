@@ -34,7 +34,14 @@ export type ApplyResult =
    * written, the attempt is not started. `retryAfterMs`: when the rate allows
    * a start (null when the key waits for a running attempt to end).
    */
-  | { ok: false; reason: 'throttled'; job: JobRecord; key: string; retryAfterMs: number | null };
+  | { ok: false; reason: 'throttled'; job: JobRecord; key: string; retryAfterMs: number | null }
+  /**
+   * The job's snapshot was written by a job machine version this code does not
+   * run (a newer deployment, during a rolling one): nothing was written for it,
+   * and the other items of the batch are decided as usual. `error` is the 503
+   * `ATS_ERR_JOB_MACHINE_UNKNOWN` that `apply` throws for it.
+   */
+  | { ok: false; reason: 'machine-unknown'; job: JobRecord; error: AtsError };
 
 export interface TransitionDeps {
   store: JobStore;
@@ -132,13 +139,18 @@ export class TransitionService {
       : { ok: false, reason: 'idempotency-conflict', job: existing };
   }
 
+  /** One event; a job of a machine version this code does not run throws `ATS_ERR_JOB_MACHINE_UNKNOWN` (503). */
   async apply(jobId: string, event: EventInput): Promise<ApplyResult> {
-    return (await this.applyMany([{ jobId, event }]))[0]!;
+    const r = (await this.applyMany([{ jobId, event }]))[0]!;
+    if (!r.ok && r.reason === 'machine-unknown') throw r.error;
+    return r;
   }
 
   /**
    * Apply events to jobs in one transaction. Items for the same job are applied
-   * in order. Each item is accepted or rejected on its own.
+   * in order. Each item is accepted or rejected on its own: a job of a machine
+   * version this code does not run is `machine-unknown`, and does not hold
+   * back the rest of the batch (a worker's claims, the timers' repairs).
    */
   async applyMany(items: readonly { jobId: string; event: EventInput }[]): Promise<ApplyResult[]> {
     if (items.length === 0) return [];
@@ -210,6 +222,7 @@ function decideMany(
     const job = current.get(item.jobId);
     if (!job) return { ok: false, reason: 'not-found' };
     const event = events[i]!;
+    if (!runsMachineOf(job.snapshot)) return { ok: false, reason: 'machine-unknown', job, error: unknownMachine(job) };
     const write = transitionWrite(job, event, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
     const key = event.type === 'STARTED' && limits.size > 0 ? keyOf(job) : undefined;
@@ -234,12 +247,10 @@ function decideMany(
 
 /**
  * A job whose snapshot another job machine version wrote (a newer deployment
- * during a rolling one): thrown, so the transaction, the other events of its
- * batch included, writes nothing, and the caller (a worker's outcome, the
- * timers, an API request: 503) tries again, later or on a server that runs
- * that version. Not a rejection
- * (`not-allowed`): that is a verdict of this machine on the event, which it
- * cannot give on a state it may misread.
+ * during a rolling one): nothing is written for it, and the caller (a worker's
+ * outcome, the timers, an API request: 503) tries again, later or on a server
+ * that runs that version. Not a rejection (`not-allowed`): that is a verdict
+ * of this machine on the event, which it cannot give on a state it may misread.
  */
 function unknownMachine(job: JobRecord): AtsError {
   const cause = new UnknownJobMachineError(job.snapshot.machine);

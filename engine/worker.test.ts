@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
-import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import type { FailureAdvice, LeaseAdvice } from './advisor/types.js';
 import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
@@ -465,6 +466,86 @@ describe('worker: tenants', () => {
       const transitions = payloads(TOPICS.events).flatMap((m) => m.transitions ?? [m]).filter((m) => m.jobId === acme!.job.id);
       assert.ok(transitions.length >= 3 && transitions.every((m) => m.tenant === 'acme'), JSON.stringify(transitions));
       assert.equal(payloads(TOPICS.dlq).find((m) => m.jobId === dies!.job.id)?.tenant, 'acme');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a job of a newer job machine version', () => {
+  it('is skipped in its claim batch, and the batch\'s other jobs run', async () => {
+    const registry = new HandlerRegistry().register('test.ok', async () => 'ok');
+    const warnings: string[] = [];
+    const logger: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg) };
+    const seen: { ids: string[]; newer?: string } = { ids: [] };
+    // Before the first claim batch of two or more is decided, a newer deployment rewrites its first job's snapshot.
+    const newerBeforeClaims = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        if (items.length >= 2 && items.every((it) => it.event.type === 'STARTED') && seen.ids.length === 0) {
+          seen.ids = items.map((it) => it.jobId);
+          seen.newer = seen.ids[0]!;
+          const db = (h.store as SqliteStore).db;
+          const row = db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(seen.newer) as { snapshot: string };
+          db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(JSON.stringify({ ...JSON.parse(row.snapshot), machine: JOB_MACHINE_VERSION + 1 }), seen.newer);
+        }
+        return real.applyMany(items);
+      };
+      return fake;
+    };
+    const h: Harness = await harness(registry, { logger, workerTransitions: newerBeforeClaims });
+    try {
+      // Enough jobs that a partition's dispatches come to the worker two or more at a time.
+      const submitted = await h.transitions.submitMany(Array.from({ length: 12 }, () => spec('test.ok')));
+      const ids = submitted.map((r) => { assert.ok(r.ok); return r.job.id; });
+      const deadline = Date.now() + 5000;
+      while (!seen.newer && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(seen.newer && seen.ids.length >= 2, `a claim batch of two or more: ${seen.ids}`);
+      for (const id of ids.filter((id) => id !== seen.newer)) {
+        const done = await waitFor(h.store, id, (j) => j.snapshot.value === 'done', 'done');
+        assert.equal(done.snapshot.context.attempt, 1);
+      }
+      const left = (await h.store.getJob(seen.newer))!;
+      assert.equal(left.snapshot.machine, JOB_MACHINE_VERSION + 1);
+      assert.equal(left.snapshot.context.attempt, 0, 'not claimed');
+      assert.ok(!(await h.store.getEvents(seen.newer)).some((e) => e.type === 'STARTED'), 'no STARTED written');
+      assert.equal(h.worker.counters.skipped, 1);
+      assert.ok(warnings.some((w) => /job machine version/.test(w)), `warned: ${warnings}`);
+    } finally {
+      await h.stop();
+    }
+  });
+  it('its outcome is written again while the lease holds, as a failed write is', async () => {
+    const setMachine = (db: SqliteStore['db'], id: string, machine: number) => {
+      const row = db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: string };
+      db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(JSON.stringify({ ...JSON.parse(row.snapshot), machine }), id);
+    };
+    const tries = { outcome: 0 };
+    const box: { h?: Harness } = {};
+    // The handler's job is rewritten by a newer deployment while it runs; an older one writes it back on the third outcome try.
+    const registry = new HandlerRegistry().register('test.ok', async (_p, ctx) => {
+      setMachine((box.h!.store as SqliteStore).db, ctx.jobId, JOB_MACHINE_VERSION + 1);
+      return 'ok';
+    });
+    const backOnThirdTry = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        if (items.some((it) => it.event.type === 'SUCCEEDED') && ++tries.outcome === 3) {
+          for (const it of items) setMachine((box.h!.store as SqliteStore).db, it.jobId, JOB_MACHINE_VERSION);
+        }
+        return real.applyMany(items);
+      };
+      return fake;
+    };
+    const h = (box.h = await harness(registry, { clock: recordingClock(), workerTransitions: backOnThirdTry }));
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.equal(done.snapshot.context.attempt, 1);
+      assert.equal(tries.outcome, 3);
+      assert.equal(h.worker.counters.outcomeRetries, 2);
+      assert.equal(h.worker.counters.succeeded, 1);
     } finally {
       await h.stop();
     }

@@ -512,6 +512,13 @@ export class Worker {
         this.hold(messages[k]!, records?.[k], r.key, r.retryAfterMs, now);
         return;
       }
+      if (!r.ok && r.reason === 'machine-unknown') {
+        this.counters.skipped++;
+        this.slots.release();
+        logger.warn('worker: dispatch skipped: a job machine version this worker does not run wrote the job; the timers dispatch it again later',
+          { jobId: messages[k]!.jobId, type: messages[k]!.type, attempt: messages[k]!.attempt, ...errorFields(r.error) });
+        return;
+      }
       if (!r.ok) {
         this.counters.skipped++;
         this.slots.release();
@@ -759,6 +766,8 @@ export class Worker {
       let r: ApplyResult;
       try {
         r = await this.outcomes.add({ jobId, event });
+        // Written by a newer machine version meanwhile: tried again as a failed write is.
+        if (!r.ok && r.reason === 'machine-unknown') throw r.error;
       } catch (err) {
         const fields = { event: event.type, ...errorFields(err) };
         if (this.abandon.signal.aborted || clock.now() + pause >= entry.leaseUntil) {
