@@ -253,6 +253,32 @@ describe('workflows the log or the registry failed', () => {
   });
 });
 
+describe('a job input JSON cannot store', () => {
+  const bigInput = (initial: 'idle' | 'run') => setup({ actors: { work: job('w.big') } }).createMachine({
+    initial,
+    states: {
+      idle: { on: { GO: 'run' } },
+      run: { invoke: { id: 'big', src: 'work', input: () => ({ n: 10n }) } },
+    },
+  });
+
+  it('refuses the start that gives it (400, nothing written), and ends in error an instance whose step gives it', async () => {
+    const { store, service } = await world((r) => r.workflow('big-now', bigInput('run')).workflow('big-later', bigInput('idle')));
+    const now = await service.start({ tenant: 'default', name: 'big-now', input: null });
+    assert.ok(!now.ok && now.reason === 'invalid-input', JSON.stringify(now));
+    assert.match(now.message, /the input of big \(w\.big\) cannot be stored as JSON/);
+    assert.deepEqual(await store.listJobs({ limit: 10 }), []);
+    const later = await service.start({ tenant: 'default', name: 'big-later', input: null });
+    assert.ok(later.ok);
+    const go = await service.signal(later.workflow.id, 'default', { type: 'GO' });
+    assert.ok(go.ok, JSON.stringify(go));
+    assert.equal(go.workflow.state.status, 'error');
+    assert.deepEqual(await store.listJobs({ limit: 10 }), [], 'no job started');
+    assert.deepEqual(await service.verify(go.workflow), { ok: true, events: 2 });
+    await store.close();
+  });
+});
+
 /** SEND makes it send PING to another instance; PINGs it takes are kept in order; CLOSE ends it. */
 const peer = setup({
   types: {

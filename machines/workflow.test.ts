@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, stopChild } from 'xstate';
+import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, spawnChild, stopChild } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, startWorkflow, stepWorkflow,
   sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
@@ -471,16 +471,19 @@ describe('workflow steps that cannot be taken as written', () => {
     assert.equal(new Set(s0.timers.map((t) => t.id)).size, 2);
   });
 
-  it('a context JSON cannot store, or a step starting more than MAX_STARTS_PER_STEP jobs, fails the instance', () => {
+  it('a context or a job input JSON cannot store, or a step starting more than MAX_STARTS_PER_STEP jobs, fails the instance', () => {
     const m = setup({ types: { context: {} as { big: unknown; items: number } }, actors: { work: job('w.run') } }).createMachine({
       initial: 'a', context: { big: null, items: 0 },
       states: {
         a: {
           on: {
             BIGINT: { actions: assign({ big: () => 10n }) },
+            BIG_INPUT: 'big',
+            BIG_SPAWN: { actions: spawnChild('work', { id: 'b', input: () => ({ n: 10n }) }) },
             MANY: { actions: enqueueActions(({ enqueue }) => { for (let i = 0; i <= MAX_STARTS_PER_STEP; i++) enqueue.spawnChild('work', { id: `i${i}` }); }) },
           },
         },
+        big: { invoke: { id: 'cyc', src: 'work', input: () => { const o: Record<string, unknown> = {}; o.self = o; return o; } } },
       },
     });
     const d = defineWorkflow('unstorable', m);
@@ -488,6 +491,12 @@ describe('workflow steps that cannot be taken as written', () => {
     const big = ok(stepWorkflow(d, s0, { type: 'BIGINT' }, at, ids('x')));
     assert.equal(big.next.status, 'error');
     assert.match(String((big.next.error as { message: string }).message), /cannot be stored as JSON/);
+    for (const [type, what] of [['BIG_INPUT', /the input of cyc \(w\.run\) cannot be stored as JSON/], ['BIG_SPAWN', /the input of b \(w\.run\) cannot be stored as JSON/]] as const) {
+      const r = ok(stepWorkflow(d, s0, { type }, at, ids('x')));
+      assert.equal(r.next.status, 'error', type);
+      assert.match(String((r.next.error as { message: string }).message), what);
+      assert.deepEqual(r.effects.start, [], `${type}: nothing of the refused step is started`);
+    }
     const many = ok(stepWorkflow(d, s0, { type: 'MANY' }, at, ids('x')));
     assert.equal(many.next.status, 'error');
     assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');

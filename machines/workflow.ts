@@ -587,8 +587,8 @@ export const MAX_STARTS_PER_STEP = 1000;
 
 /**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
- * state that JSON can write (no BigInt, no cycle; an actor reference in the
- * context, from `spawn` inside `assign`, is refused here too). Throws
+ * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
+ * actor reference in the context, from `spawn` inside `assign`, is refused here too). Throws
  * otherwise; the step then ends the instance in error, and replay does the same.
  */
 function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
@@ -606,6 +606,13 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
     });
   } catch (err) {
     throw new WorkflowDefinitionError(`workflow ${def.name}: the context cannot be stored as JSON: ${(err as Error).message}`);
+  }
+  for (const started of effects.start) {
+    try {
+      JSON.stringify(started.input);
+    } catch (err) {
+      throw new WorkflowDefinitionError(`workflow ${def.name}: the input of ${started.invokeId} (${started.jobType}) cannot be stored as JSON: ${(err as Error).message}`);
+    }
   }
   for (const m of effects.send) {
     try {
