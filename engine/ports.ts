@@ -689,8 +689,8 @@ export interface WorkflowStore {
   getWorkflowEvents(id: string, afterSeq?: number): Promise<WorkflowEventRecord[]>;
   /** Newest first. */
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
-  /** Timers of every instance due at or before `now`, soonest first. */
-  dueWorkflowTimers(now: number, limit: number): Promise<DueWorkflowTimer[]>;
+  /** Timers of every instance due at or before `now`, soonest first (by dueAt, workflowId, timerId), after the timer `after`. */
+  dueWorkflowTimers(now: number, limit: number, after?: DueWorkflowTimer): Promise<DueWorkflowTimer[]>;
   /**
    * Every tenant's active instances last stepped at or before `updatedBefore`,
    * least recently first (by updatedAt, then id), after the position `after`,

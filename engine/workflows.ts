@@ -41,7 +41,7 @@ import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
   type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
-  type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStore,
+  type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStore,
   type WorkflowWrite,
 } from './ports.js';
 
@@ -107,6 +107,10 @@ export interface ChildView {
 
 export class WorkflowService {
   private readonly defaults: ChildJobDefaults;
+  /** Instances whose definition version this process lacks, by id: when their timers are tried again here. */
+  private readonly lacking = new Map<string, number>();
+  /** Where the next timer pass reads on from (undefined: the soonest due). */
+  private timerScan: DueWorkflowTimer | undefined;
 
   constructor(private readonly deps: WorkflowServiceDeps) {
     this.defaults = deps.defaults ?? DEFAULT_CHILD_JOB;
@@ -184,21 +188,44 @@ export class WorkflowService {
     return r.ok;
   }
 
-  /** Fires timers due now, at most `limit`; returns how many were due (each fires once: the instance drops it). */
+  /**
+   * Fires timers due now, at most `limit`; returns how many fired (each fires
+   * once: the instance drops it). A timer of an instance whose definition
+   * version this process lacks stays (a process that has the version fires
+   * it); the instance is not stepped again here for LACKING_RECHECK_MS, and
+   * the pass reads on past it, so however many of them are due, the other
+   * instances' timers fire. A pass reads at most TIMER_PAGES_PER_PASS pages;
+   * the next one goes on from there, and from the start once it reached the end.
+   */
   async fireDueTimers(limit: number): Promise<number> {
-    const due = await this.deps.store.dueWorkflowTimers(this.deps.clock.now(), limit);
+    const now = this.deps.clock.now();
     let fired = 0;
-    for (const t of due) {
-      const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
-      // Its timer waits for a process that has the version (not counted: no busy loop over it); the others go on.
-      if (!r.ok && r.reason === 'definition-missing') {
-        this.deps.logger?.warn('workflows: a timer is due for a definition version this process has not registered; it waits', {
-          workflowId: t.workflowId, name: r.workflow.name, version: r.workflow.definitionVersion, timerId: t.timerId,
-        });
-      } else {
-        fired++;
+    let after = this.timerScan;
+    for (let page = 0; page < TIMER_PAGES_PER_PASS; page++) {
+      const due = await this.deps.store.dueWorkflowTimers(now, limit, after);
+      for (const t of due) {
+        if ((this.lacking.get(t.workflowId) ?? Number.NEGATIVE_INFINITY) > now) continue;
+        const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
+        if (!r.ok && r.reason === 'definition-missing') {
+          if (this.lacking.size >= MAX_LACKING) this.lacking.clear();
+          this.lacking.set(t.workflowId, now + LACKING_RECHECK_MS);
+          this.deps.logger?.warn('workflows: a timer is due for a definition version this process has not registered; it waits', {
+            workflowId: t.workflowId, name: r.workflow.name, version: r.workflow.definitionVersion, timerId: t.timerId,
+          });
+        } else {
+          this.lacking.delete(t.workflowId);
+          fired++;
+        }
       }
+      if (due.length < limit) {
+        this.timerScan = undefined;
+        return fired;
+      }
+      after = due.at(-1);
+      if (fired >= limit) break;
     }
+    // Stopped before the end: the next pass goes on from here only if this one skipped a whole page's worth.
+    this.timerScan = fired >= limit ? undefined : after;
     return fired;
   }
 
@@ -518,6 +545,12 @@ interface MessageInput {
 
 /** Messages one `receive` reads at a time. */
 const RECEIVE_BATCH = 100;
+/** How long the timers of an instance whose definition version this process lacks are not tried here. */
+const LACKING_RECHECK_MS = 60_000;
+/** Instances remembered as lacking their definition version (all forgotten at once beyond). */
+const MAX_LACKING = 10_000;
+/** Pages of due timers one timer pass reads at most. */
+const TIMER_PAGES_PER_PASS = 10;
 
 /**
  * The messages a step of `wf` (at `seq`) sends, with the outbox rows that

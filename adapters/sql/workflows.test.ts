@@ -122,6 +122,19 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await store.dueWorkflowTimers(T + 1000, 1)).map((t) => t.timerId), ['soon']);
     }));
 
+    it('due timers page on after a position: by due time, then instance, then timer id', run(async (store) => {
+      const a = instance(wid(1), { state: state('active', [timer('x', T + 500), timer('y', T + 500), timer('z', T + 700)]) });
+      const b = instance(wid(2), { state: state('active', [timer('a', T + 500)]) });
+      for (const w of [a, b]) assert.deepEqual(await store.insertWorkflow(startWrite(w)), { ok: true });
+      const order = (ts: readonly { workflowId: string; timerId: string }[]) => ts.map((t) => `${t.workflowId === a.id ? 'a' : 'b'}.${t.timerId}`);
+      const all = await store.dueWorkflowTimers(T + 1000, 10);
+      assert.deepEqual(order(all), ['a.x', 'a.y', 'b.a', 'a.z']);
+      const pages: string[][] = [];
+      for (let after: (typeof all)[number] | undefined, page; (page = await store.dueWorkflowTimers(T + 1000, 2, after)).length > 0; after = page.at(-1)) pages.push(order(page));
+      assert.deepEqual(pages, [['a.x', 'a.y'], ['b.a', 'a.z']]);
+      assert.deepEqual(order(await store.dueWorkflowTimers(T + 600, 10, all[1])), ['b.a'], 'not past now');
+    }));
+
     it('a start with its child jobs: each readable with its parent, its SUBMITTED event, its dispatch and its count', run(async (store) => {
       const w = instance(wid(1));
       const parent = { workflowId: w.id, invokeId: 'charge' };

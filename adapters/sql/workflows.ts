@@ -148,9 +148,14 @@ const SELECT_LAST_WORKFLOW_EVENT_ID = 'SELECT MAX(id) AS id FROM workflow_events
 /** Drop an instance's timer rows (before writing those of its new state). Params: workflow_id */
 const DELETE_WORKFLOW_TIMERS = 'DELETE FROM workflow_timers WHERE workflow_id = ?';
 
-/** Timers of every instance due by now, soonest first (index `due_at`). Params: now, limit */
+/**
+ * Timers of every instance due by now, soonest first, after a (due_at, workflow_id, timer_id)
+ * position (index `due_at`). Params: now, after_due_at, after_due_at, after_workflow_id,
+ * after_workflow_id, after_timer_id, limit
+ */
 const SELECT_DUE_WORKFLOW_TIMERS = `SELECT workflow_id, timer_id, due_at FROM workflow_timers
-  WHERE due_at <= ? ORDER BY due_at, workflow_id, timer_id LIMIT ?`;
+  WHERE due_at <= ? AND (due_at > ? OR (due_at = ? AND (workflow_id > ? OR (workflow_id = ? AND timer_id > ?))))
+  ORDER BY due_at, workflow_id, timer_id LIMIT ?`;
 
 /**
  * Active instances not stepped since a time, the least recently stepped first, after a (updated_at, id)
@@ -421,8 +426,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       const { sql, params } = listWorkflows(d, filter);
       return (await query(sql, params)).map(rowToWorkflow);
     },
-    dueWorkflowTimers: async (now, limit): Promise<DueWorkflowTimer[]> =>
-      (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, limit])).map((r) => ({
+    dueWorkflowTimers: async (now, limit, after = { dueAt: Number.MIN_SAFE_INTEGER, workflowId: '', timerId: '' }): Promise<DueWorkflowTimer[]> =>
+      (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, after.dueAt, after.dueAt, after.workflowId, after.workflowId, after.timerId, limit])).map((r) => ({
         workflowId: String(r.workflow_id), timerId: String(r.timer_id), dueAt: toNum(r.due_at),
       })),
     readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
