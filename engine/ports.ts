@@ -691,12 +691,8 @@ export interface WorkflowStore {
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
   /** Timers of every instance due at or before `now`, soonest first (by dueAt, workflowId, timerId), after the timer `after`. */
   dueWorkflowTimers(now: number, limit: number, after?: DueWorkflowTimer): Promise<DueWorkflowTimer[]>;
-  /**
-   * Every tenant's active instances last stepped at or before `updatedBefore`,
-   * least recently first (by updatedAt, then id), after the position `after`,
-   * at most `limit`.
-   */
-  quietActiveWorkflows(updatedBefore: number, limit: number, after?: { updatedAt: number; id: string }): Promise<{ id: string; updatedAt: number }[]>;
+  /** The ids of every tenant's active instances in id order, after `afterId`, at most `limit`. */
+  activeWorkflowIds(limit: number, afterId?: string): Promise<string[]>;
   /** The state of each of these jobs now (a job that does not exist is absent): an instance's children in a few queries. */
   jobStates(ids: readonly string[]): Promise<Map<string, JobState>>;
   /**

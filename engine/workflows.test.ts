@@ -182,13 +182,45 @@ describe('workflows the log or the registry failed', () => {
     await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
     await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
     assert.deepEqual((await store.getWorkflow(started.workflow.id))!.state.children.map((c) => c.jobId), [jobId]);
-    const first = await service.sweep(Date.now(), 10);
+    const first = await service.sweep(10);
     assert.equal(first.applied, 1);
     const after = (await store.getWorkflow(started.workflow.id))!;
     assert.deepEqual(after.state.children, [], 'the instance heard of its child\'s end');
     assert.deepEqual((await store.getWorkflowEvents(after.id)).map((e) => e.type), ['START', 'CHILD']);
-    assert.equal((await service.sweep(Date.now(), 10)).applied, 0);
+    assert.equal((await service.sweep(10)).applied, 0);
     assert.deepEqual(await service.verify(after), { ok: true, events: 2 });
+    await store.close();
+  });
+
+  it('the sweep delivers a lost end to an instance stepped while the sweep reads: it keeps its place', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const jobId = started.workflow.state.children[0]!.jobId;
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    // Each page the sweep reads, the instance has just taken a signal (a busy instance, a long sweep).
+    const busy = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        if (typeof prop !== 'string' || !/ActiveWorkflow/.test(prop)) return v.bind(target);
+        return async (...args: unknown[]) => {
+          await new Promise((r) => setTimeout(r, 2));
+          assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+          return v.apply(target, args);
+        };
+      },
+    });
+    const sweeping = new WorkflowService({ store: busy, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('counter', machine(1), { version: 1 }) });
+    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service: sweeping, clock: systemClock, logger: silentLogger }, { pollMs: 60_000, batchSize: 10, sweepAtStart: true });
+    await driver.start();
+    await driver.stop();
+    const wf = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual(wf.state.children, [], 'the instance heard of its child\'s end');
+    assert.equal((await store.getWorkflowEvents(wf.id)).filter((e) => e.type === 'CHILD').length, 1);
     await store.close();
   });
 

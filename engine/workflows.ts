@@ -233,21 +233,19 @@ export class WorkflowService {
    * Delivers again the ends of children that ended while their instance did
    * not hear of it: the in-process log forgets what it held when the process
    * ends, and a Kafka topic may have dropped a message past its retention.
-   * Looks at up to `limit` active instances last stepped at or before
-   * `updatedBefore`, after the position `after`; each child whose job ended
-   * at or before `endedBefore` (an end since then is likely on its way), or
-   * is gone, is delivered as the job stands now. Fenced by job id like any
-   * delivery, so a child whose end was applied meanwhile changes nothing.
-   * Returns how many ends were applied, and the position to go on from
-   * (null: no more).
+   * Looks at up to `limit` active instances in id order after the id
+   * `after` (an instance stepped meanwhile keeps its place, however busy);
+   * each child whose job ended at or before `endedBefore` (an end since then
+   * is likely on its way), or is gone, is delivered as the job stands now.
+   * Fenced by job id like any delivery, so a child whose end was applied
+   * meanwhile changes nothing. Returns how many ends were applied, and the
+   * id to go on after (null: no more).
    */
-  async sweep(
-    updatedBefore: number, limit: number, after?: { updatedAt: number; id: string }, endedBefore = Number.POSITIVE_INFINITY,
-  ): Promise<{ applied: number; last: { updatedAt: number; id: string } | null }> {
+  async sweep(limit: number, after?: string, endedBefore = Number.POSITIVE_INFINITY): Promise<{ applied: number; last: string | null }> {
     const { store } = this.deps;
     let applied = 0;
-    const page = await store.quietActiveWorkflows(updatedBefore, limit, after);
-    for (const { id } of page) {
+    const page = await store.activeWorkflowIds(limit, after);
+    for (const id of page) {
       const wf = await store.getWorkflow(id);
       if (!wf || wf.state.children.length === 0) continue;
       // The children's states in one read; a job only for those that ended.
@@ -643,7 +641,7 @@ export class WorkflowDriver {
       if (now - this.lastSweep >= sweepMs && this.sweeping === null) {
         // Beside the timers, not before them: a sweep reads every active instance, and timers must not wait for it.
         this.lastSweep = now;
-        this.sweeping = this.sweep(now, now - sweepMs)
+        this.sweeping = this.sweep(now - sweepMs)
           .catch((err: unknown) => this.deps.logger.error('workflows: sweep failed, will run again', errorFields(err)))
           .finally(() => (this.sweeping = null));
       }
@@ -660,19 +658,17 @@ export class WorkflowDriver {
     private readonly opts: WorkflowDriverOptions = { pollMs: 250, batchSize: 100 },
   ) {}
 
-  /** Sweeps every instance quiet since `updatedBefore`, SWEEP_BATCH at a time; logs what it applied. */
   /**
-   * Sweeps every active instance stepped up to `updatedBefore` (not only the
-   * quiet ones: an instance that keeps taking signals still waits for the
-   * end the log lost), SWEEP_BATCH at a time, delivering the ends of children
-   * that ended by `endedBefore`; then the messages stored by then. Logs what
-   * it applied.
+   * Sweeps every active instance (not only the quiet ones: an instance that
+   * keeps taking signals still waits for the end the log lost), SWEEP_BATCH
+   * at a time in id order, delivering the ends of children that ended by
+   * `endedBefore`; then the messages stored by then. Logs what it applied.
    */
-  private async sweep(updatedBefore: number, endedBefore: number): Promise<void> {
+  private async sweep(endedBefore: number): Promise<void> {
     let applied = 0;
-    let after: { updatedAt: number; id: string } | undefined;
+    let after: string | undefined;
     for (;;) {
-      const r = await this.deps.service.sweep(updatedBefore, SWEEP_BATCH, after, endedBefore);
+      const r = await this.deps.service.sweep(SWEEP_BATCH, after, endedBefore);
       applied += r.applied;
       if (!r.last) break;
       after = r.last;
@@ -686,7 +682,7 @@ export class WorkflowDriver {
     const { log, service, logger } = this.deps;
     if (this.opts.sweepAtStart) {
       this.lastSweep = this.deps.clock.now();
-      await this.sweep(this.lastSweep, this.lastSweep);
+      await this.sweep(this.lastSweep);
     }
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,

@@ -700,9 +700,9 @@ class World {
     const before = this.clock.now() - SWEEP_MS;
     let applied = 0;
     const swept = await this.crashing(crash, async () => {
-      let after: { updatedAt: number; id: string } | undefined;
+      let after: string | undefined;
       for (;;) {
-        const r = await this.workflows.sweep(this.clock.now(), limit, after, before);
+        const r = await this.workflows.sweep(limit, after, before);
         applied += r.applied;
         if (!r.last) break;
         after = r.last;

@@ -159,17 +159,16 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual([...(await store.jobStates([]))], []);
     }));
 
-    it('quietActiveWorkflows pages the active instances not stepped since a time, least recently first', run(async (store) => {
+    it('activeWorkflowIds pages the active instances in id order, whenever each was last stepped', run(async (store) => {
       for (const [i, at] of [[1, T + 30], [2, T + 10], [3, T + 20], [4, T + 10]] as const) {
         await store.insertWorkflow(startWrite(instance(wid(i), { updatedAt: at, createdAt: at })));
       }
       await store.insertWorkflow(startWrite(instance(wid(5), { state: state('done'), updatedAt: T })));
-      const all = await store.quietActiveWorkflows(T + 20, 10);
-      assert.deepEqual(all.map((x) => x.id), [wid(2), wid(4), wid(3)]);
-      const first = await store.quietActiveWorkflows(T + 30, 2);
-      assert.deepEqual(first.map((x) => x.id), [wid(2), wid(4)]);
-      const rest = await store.quietActiveWorkflows(T + 30, 2, first.at(-1));
-      assert.deepEqual(rest.map((x) => x.id), [wid(3), wid(1)]);
+      assert.deepEqual(await store.activeWorkflowIds(10), [wid(1), wid(2), wid(3), wid(4)]);
+      const first = await store.activeWorkflowIds(2);
+      assert.deepEqual(first, [wid(1), wid(2)]);
+      assert.deepEqual(await store.activeWorkflowIds(2, first.at(-1)), [wid(3), wid(4)]);
+      assert.deepEqual(await store.activeWorkflowIds(2, wid(4)), []);
     }));
 
     it('a taken idempotency key (tenant, name) writes nothing: no instance, event, timer or child job', run(async (store) => {
@@ -577,6 +576,10 @@ describe('migration 0015: workflows', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 16');
       await store.migrate();
       assert.deepEqual(await store.activeWorkflowValues('default', 'order', 2, 10), ['a']);
+      // And 0017 (its index made already).
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 17');
+      await store.migrate();
+      assert.deepEqual(await store.activeWorkflowIds(10), [wid(1)]);
     } finally {
       old.remove();
       await store.close();

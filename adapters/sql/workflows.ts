@@ -158,13 +158,10 @@ const SELECT_DUE_WORKFLOW_TIMERS = `SELECT workflow_id, timer_id, due_at FROM wo
   ORDER BY due_at, workflow_id, timer_id LIMIT ?`;
 
 /**
- * Active instances not stepped since a time, the least recently stepped first, after a (updated_at, id)
- * position (the driver's sweep for children's ends a log lost): the (status, updated_at) index.
- * Params: updated_before, after_updated_at, after_updated_at, after_id, limit.
+ * Active instances in id order after an id (the driver's sweep for children's ends a log lost):
+ * the (status, id) index. Params: after_id, limit.
  */
-const SELECT_QUIET_ACTIVE_WORKFLOWS = `SELECT id, updated_at FROM workflows
-  WHERE status = 'active' AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?))
-  ORDER BY updated_at, id LIMIT ?`;
+const SELECT_ACTIVE_WORKFLOW_IDS = `SELECT id FROM workflows WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?`;
 
 /** Columns of `workflow_messages` a message is written with, in the order `insertMessages` gives them. */
 const MESSAGE_COLUMNS = ['message_id', 'target_id', 'tenant', 'sender_id', 'event', 'created_at'] as const;
@@ -409,7 +406,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
   'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
-  | 'quietActiveWorkflows' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
+  | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
 /** The WorkflowStore's reads: plain, no locks. */
@@ -445,8 +442,6 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
     pendingWorkflowMessages: async (targetId, limit) => (await query(SELECT_PENDING_MESSAGES, [targetId, limit])).map((r) => String(r.message_id)),
     staleWorkflowMessageTargets: async (createdBefore, limit, afterTarget = '') =>
       (await query(SELECT_STALE_MESSAGE_TARGETS, [createdBefore, afterTarget, limit])).map((r) => String(r.target_id)),
-    quietActiveWorkflows: async (updatedBefore, limit, after = { updatedAt: -1, id: '' }) =>
-      (await query(SELECT_QUIET_ACTIVE_WORKFLOWS, [updatedBefore, after.updatedAt, after.updatedAt, after.id, limit]))
-        .map((r) => ({ id: String(r.id), updatedAt: toNum(r.updated_at) })),
+    activeWorkflowIds: async (limit, afterId = '') => (await query(SELECT_ACTIVE_WORKFLOW_IDS, [afterId, limit])).map((r) => String(r.id)),
   };
 }
