@@ -471,6 +471,24 @@ describe('workflow steps that cannot be taken as written', () => {
     assert.equal(new Set(s0.timers.map((t) => t.id)).size, 2);
   });
 
+  it('a spawnChild id written as an invocation\'s id is refused at registration, inline or named', () => {
+    const inline = setup({ actors: { work: job('w.run') } }).createMachine({
+      initial: 'a',
+      states: { a: { invoke: { id: 'charge', src: 'work' }, on: { GO: 'b' } }, b: { entry: spawnChild('work', { id: 'charge' }) } },
+    });
+    assert.throws(() => defineWorkflow('clash', inline), /workflow clash, state .*b: spawnChild id "charge" is also an invocation's id/);
+    const named = setup({ actors: { work: job('w.run') }, actions: { more: spawnChild('work', { id: 'charge' }) } }).createMachine({
+      initial: 'a',
+      states: { a: { invoke: { id: 'charge', src: 'work' }, on: { GO: { actions: 'more' } } } },
+    });
+    assert.throws(() => defineWorkflow('clash', named), /workflow clash, action more: spawnChild id "charge" is also an invocation's id/);
+    const apart = setup({ actors: { work: job('w.run') } }).createMachine({
+      initial: 'a',
+      states: { a: { invoke: { id: 'charge', src: 'work' }, entry: spawnChild('work', { id: 'item-1' }) } },
+    });
+    assert.doesNotThrow(() => defineWorkflow('apart', apart));
+  });
+
   it('a context or a job input JSON cannot store, or a step starting more than MAX_STARTS_PER_STEP jobs, fails the instance', () => {
     const m = setup({ types: { context: {} as { big: unknown; items: number } }, actors: { work: job('w.run') } }).createMachine({
       initial: 'a', context: { big: null, items: 0 },

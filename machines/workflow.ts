@@ -335,6 +335,16 @@ export function defineWorkflow(
       addActor(logic, named, where);
     }
   }
+  // A spawned child named as an invocation would be taken for it (and its end dropped once that state is left).
+  const namedActions = Object.entries((machine.implementations.actions ?? {}) as Record<string, unknown>).map(([key, a]) => ({ where: `action ${key}`, list: [a] }));
+  for (const { where, list } of [...namedActions, ...[...nodesOf(machine.root as unknown as StateNodeLike)].flatMap((node) => actionListsOf(node).map((l) => ({ where: `state ${node.id}`, list: l })))]) {
+    for (const a of list) {
+      const id = typeof a === 'function' && (a as { type?: unknown }).type === 'xstate.spawnChild' ? (a as { id?: unknown }).id : undefined;
+      if (typeof id === 'string' && invokeIds.has(id)) {
+        throw new WorkflowDefinitionError(`workflow ${name}, ${where}: spawnChild id ${JSON.stringify(id)} is also an invocation's id; give the spawned child an id of its own`);
+      }
+    }
+  }
   // The rest of setup({ actors }): spawned by spawnChild actions (a fan-out), or unused.
   for (const [actorName, logic] of Object.entries(implementations)) addActor(logic, actorName, `workflow ${name}, actor ${actorName}`);
   const migrate = options.migrate;
@@ -483,7 +493,8 @@ export function jobTypeFor(def: WorkflowDefinition, src: unknown, logic: unknown
  * `id` given as a function was called, and the resolved id is on the actor it
  * made. A spawn without an id would get a random one, which replay could not
  * give again: refused. (A spawned id must not be a state's invoke id: the
- * child would be taken for that invocation.)
+ * child would be taken for that invocation. `defineWorkflow` refuses an id
+ * written as text; one a function gives is not checked.)
  */
 function childIdOf(def: WorkflowDefinition, p: Record<string, unknown>): string {
   const id = typeof p.id === 'string' ? p.id : p.id === undefined ? undefined : (p.actorRef as { id?: unknown } | undefined)?.id;
