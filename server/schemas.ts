@@ -116,7 +116,7 @@ export const SubmitBody = Type.Object(
     queue: Type.Optional(Name('Queue; defaults to the server\'s default queue')),
     runAt: Type.Optional(
       Type.Union([
-        Type.String({ format: 'date-time', maxLength: 64, description: 'An ISO 8601 date-time' }),
+        Type.String({ format: 'date-time', maxLength: 64, description: 'An ISO 8601 date-time, at most 9999-12-31T23:59:59.999Z' }),
         Type.Integer({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'Epoch milliseconds' }),
       ], { description: 'When the job is due: ISO 8601 date-time or epoch ms; default now' }),
     ),

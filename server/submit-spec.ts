@@ -9,7 +9,7 @@ import { AtsError } from '../engine/errors.js';
 import type { JobSpec } from '../engine/ports.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { SubmitDefaults } from './deps.js';
-import type { BackoffInput, SubmitBody } from './schemas.js';
+import { MAX_EPOCH_MS, type BackoffInput, type SubmitBody } from './schemas.js';
 
 export interface SpecRules {
   defaults: SubmitDefaults;
@@ -76,10 +76,17 @@ function toBackoff(b: BackoffInput, where: string): BackoffPolicy {
   return { kind: 'exponential', baseMs: b.baseMs, maxMs: b.maxMs, jitter: b.jitter ?? 'full' };
 }
 
-/** ISO strings passed the schema's date-time format; Date.parse still has the last word. */
+/**
+ * ISO strings passed the schema's date-time format; Date.parse still has the
+ * last word. The schema bounds epoch ms only: an offset moves a string's
+ * instant past the year 9999 (`9999-12-31T23:59:59.999-23:59`), which
+ * toISOString would show as `+010000-...`, not RFC 3339; it is held to the
+ * same MAX_EPOCH_MS, with the same 400.
+ */
 function toEpochMs(runAt: string | number, where: string): number {
   const ms = typeof runAt === 'number' ? runAt : Date.parse(runAt);
   if (!Number.isFinite(ms) || ms < 0) throw new AtsError('ATS_ERR_VALIDATION', `${where}/runAt is not a valid time`);
+  if (ms > MAX_EPOCH_MS) throw new AtsError('ATS_ERR_VALIDATION', `${where}/runAt must be at most 9999-12-31T23:59:59.999Z`);
   return ms;
 }
 

@@ -15,13 +15,18 @@ import { auditJob, jobNotFound, tenantJob, type JobAuditAction } from '../tenant
 import { toJobView } from '../job-views.js';
 import { CancelBody, described, errorResponses, JobParams, JobView, ref, type JobView as JobViewT } from '../schemas.js';
 
+/** What either action answers when it cannot run the event: the store unreachable, or a job written by a machine this server lacks. */
+const UNAVAILABLE =
+  ' A 503 is ATS_ERR_STORE_UNAVAILABLE (the database is not reachable) or ATS_ERR_JOB_MACHINE_UNKNOWN (a newer deployment ' +
+  'wrote the job with a machine version this server does not run); retry either.';
+
 const actionSchema = (operationId: string, summary: string, description: string) => ({
   operationId,
   summary,
-  description,
+  description: description + UNAVAILABLE,
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, 415) },
+  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, 413, 415, 503) },
 });
 
 // x-body-optional: openapi.ts marks the request body as not required.

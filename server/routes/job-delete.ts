@@ -20,7 +20,7 @@ const schema = {
     'A live job answers 409 ATS_ERR_JOB_LIVE and is left alone (cancel it first).',
   tags: ['jobs'],
   params: JobParams,
-  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409) },
+  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409, 413, 415, 503) },
 };
 
 export const jobDeleteRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

@@ -20,7 +20,7 @@ const getSchema = {
   description: 'The job, its event history (oldest first), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404) },
+  response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
 };
 
 const listSchema = {
@@ -29,7 +29,7 @@ const listSchema = {
   description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). Pass the answer\'s `nextCursor` as `cursor` for the next page.',
   tags: ['jobs'],
   querystring: ListQuery,
-  response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400) },
+  response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },
 };
 
 /**

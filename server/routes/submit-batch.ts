@@ -14,7 +14,7 @@ import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_P
 import {
   BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
 } from '../schemas.js';
-import { toJobSpec, type SpecRules } from '../submit-spec.js';
+import { checkPayload, toJobSpec, type SpecRules } from '../submit-spec.js';
 import { compileBodySchema, formatValidationError } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
@@ -53,6 +53,10 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     const where = `body/jobs/${i}`;
     if (!validItem(raw)) throw new AtsError('ATS_ERR_VALIDATION', formatValidationError(validItem.errors ?? [], where).message);
     const { idempotencyKey, ...body } = raw as BatchItem;
+    // The depth first: the size check serialises the item, and JSON.stringify of a payload nested thousands
+    // deep overflows the stack (a RangeError, which would fail the whole batch instead of this item).
+    // Past this point nothing nests deeper than that bound (the item's other fields are typed by its schema).
+    checkPayload(body.payload, rules.maxPayloadDepth, where);
     // POST /v1/jobs holds a job to bodyLimitBytes; so does the batch, item by item.
     if (Buffer.byteLength(JSON.stringify(raw)) > itemLimit) {
       throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${where} is larger than the ${itemLimit}-byte limit of one job`);

@@ -23,7 +23,7 @@ const schema = {
   tags: ['jobs'],
   body: ref(SubmitBody),
   headers: SubmitHeaders,
-  response: { 201: described(ref(JobView), 'Created'), 200: described(ref(JobView), 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, 413, 415, 422) },
+  response: { 201: described(ref(JobView), 'Created'), 200: described(ref(JobView), 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, 413, 415, 422, 503) },
 };
 
 export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
