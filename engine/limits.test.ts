@@ -139,6 +139,23 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(outcome(await svc.apply(b!, started(1, clock.now() + 1000))), 'started');
     }));
 
+    it('a heartbeat after its lease ended is refused, so that attempt cannot run beside the one that took its slot', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('k', { concurrency: 1, rate: null }, clock.now());
+      const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'k' });
+      assert.equal(outcome(await svc.apply(a!, started(1, clock.now() + 1000))), 'started');
+      assert.ok((await svc.apply(a!, { type: 'HEARTBEAT', attempt: 1, leaseUntil: clock.now() + 1000 })).ok, 'within its lease');
+      await clock.advance(1000); // a's heartbeats fail for the rest of its lease
+      assert.equal(outcome(await svc.apply(b!, started(1, clock.now() + 30_000))), 'started');
+      const before = (await store.getJob(a!))!;
+      const late = await svc.apply(a!, { type: 'HEARTBEAT', attempt: 1, leaseUntil: clock.now() + 30_000 });
+      assert.equal(outcome(late), 'lease-ended');
+      assert.deepEqual(await store.getJob(a!), before, 'nothing written');
+      assert.ok((await svc.apply(b!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      // a's lease is over and b has ended: c may run (a may not come back to life beside it).
+      assert.equal(outcome(await svc.apply(c!, started(1, clock.now() + 30_000))), 'started');
+      assert.equal(outcome(await svc.apply(a!, { type: 'HEARTBEAT', attempt: 1, leaseUntil: clock.now() + 30_000 })), 'lease-ended');
+    }));
+
     it('spaces the starts of a rated key and says when the next may go', () => withService(async ({ store, svc, clock }) => {
       await store.putLimit('api', { concurrency: null, rate: { max: 2, intervalMs: 1000 } }, clock.now());
       const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'api' });

@@ -36,6 +36,13 @@ export type ApplyResult =
    */
   | { ok: false; reason: 'throttled'; job: JobRecord; key: string; retryAfterMs: number | null }
   /**
+   * A HEARTBEAT at or after the end of the lease it would extend: nothing is
+   * written. Once its lease has ended an attempt is over for the concurrency
+   * limits (engine/limits.ts) and for the timers, which take the job back;
+   * extending it then would let it run beside the attempt that took its place.
+   */
+  | { ok: false; reason: 'lease-ended'; job: JobRecord }
+  /**
    * The job's snapshot was written by a job machine version this code does not
    * run (a newer deployment, during a rolling one): nothing was written for it,
    * and the other items of the batch are decided as usual. `error` is the 503
@@ -223,6 +230,7 @@ function decideMany(
     if (!job) return { ok: false, reason: 'not-found' };
     const event = events[i]!;
     if (!runsMachineOf(job.snapshot)) return { ok: false, reason: 'machine-unknown', job, error: unknownMachine(job) };
+    if (event.type === 'HEARTBEAT' && leaseEnded(job, event.at)) return { ok: false, reason: 'lease-ended', job };
     const write = transitionWrite(job, event, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
     const key = event.type === 'STARTED' && limits.size > 0 ? keyOf(job) : undefined;
@@ -244,6 +252,12 @@ function decideMany(
   });
   return { writes, before, result, claims };
 }
+
+/** Whether the running attempt's lease has ended by `at` (as the machine's `leaseOver` reads it). */
+const leaseEnded = (job: JobRecord, at: number): boolean => {
+  const { value, context } = job.snapshot;
+  return value === 'running' && context.leaseUntil !== null && at >= context.leaseUntil;
+};
 
 /**
  * A job whose snapshot another job machine version wrote (a newer deployment

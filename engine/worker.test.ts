@@ -17,7 +17,7 @@ import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { Waker } from './wake.js';
-import { MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker, type WorkerDeps } from './worker.js';
+import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker, type WorkerDeps } from './worker.js';
 
 const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
   type, payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
@@ -551,3 +551,66 @@ describe('worker: a job of a newer job machine version', () => {
     }
   });
 });
+
+describe('worker: what an outcome can hold', () => {
+  it('a result over MAX_RESULT_BYTES, or one JSON cannot store, fails the job without retries; a long error message is cut', async () => {
+    const registry = new HandlerRegistry()
+      .register('test.big', async () => 'x'.repeat(MAX_RESULT_BYTES))
+      .register('test.fits', async () => 'x'.repeat(MAX_RESULT_BYTES - 2))
+      .register('test.bigint', async () => ({ n: 10n }))
+      .register('test.wordy', async () => { throw new Error('w'.repeat(3 * MAX_ERROR_MESSAGE_CHARS)); });
+    const h = await harness(registry);
+    try {
+      const ids = new Map<string, string>();
+      for (const type of ['test.big', 'test.fits', 'test.bigint', 'test.wordy']) {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 3 }));
+        assert.ok(r.ok);
+        ids.set(type, r.job.id);
+      }
+      const big = await waitFor(h.store, ids.get('test.big')!, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.equal(big.snapshot.context.attempt, 1, 'not retried');
+      assert.match(big.snapshot.context.lastError!.message, new RegExp(`result is ${MAX_RESULT_BYTES + 2} bytes of JSON, more than the ${MAX_RESULT_BYTES}`));
+      const fits = await waitFor(h.store, ids.get('test.fits')!, (j) => j.snapshot.value === 'done', 'done');
+      assert.equal((fits.snapshot.context.result as string).length, MAX_RESULT_BYTES - 2);
+      const bigint = await waitFor(h.store, ids.get('test.bigint')!, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.equal(bigint.snapshot.context.attempt, 1);
+      assert.match(bigint.snapshot.context.lastError!.message, /result cannot be stored as JSON/);
+      const wordy = await waitFor(h.store, ids.get('test.wordy')!, (j) => j.snapshot.value === 'retrying' || j.snapshot.value === 'dead' || j.snapshot.context.attempt > 1, 'failed once');
+      assert.equal(wordy.snapshot.context.lastError!.message.length, MAX_ERROR_MESSAGE_CHARS);
+      assert.ok(wordy.snapshot.context.lastError!.message.endsWith('…'));
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a heartbeat after the lease ended', () => {
+  it('is refused, and the attempt is abandoned as lease-lost (nothing recorded)', async () => {
+    // Heartbeats every 20 ms here; the job's 60 s timeout never comes.
+    const clock = recordingClock();
+    const short = clock.sleep;
+    clock.sleep = (ms, signal) => (ms >= 60_000 ? new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true })) : short(ms, signal));
+    const seen: { reason?: string } = {};
+    const registry = new HandlerRegistry().register('test.slow', async (_p, ctx) => {
+      clock.ahead = 40_000; // the worker was stopped for longer than its 30 s lease
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+      seen.reason = String((ctx.signal.reason as Error | undefined)?.message);
+    });
+    const h = await harness(registry, { clock });
+    try {
+      const r = await h.transitions.submit(spec('test.slow', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const deadline = Date.now() + 5000;
+      while (seen.reason === undefined && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.match(seen.reason ?? '', /heartbeat refused: the lease had already ended/);
+      while (h.worker.activeCount > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(h.worker.activeCount, 0);
+      const job = (await h.store.getJob(r.job.id))!;
+      assert.equal(job.snapshot.value, 'running', 'no outcome written: the timers take it back');
+      assert.ok(!(await h.store.getEvents(r.job.id)).some((e) => e.type === 'HEARTBEAT'), 'no heartbeat written');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+

@@ -702,6 +702,8 @@ export class Worker {
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
       const result = await raceAbort(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx), abort.signal);
+      const unstorable = unstorableResult(result);
+      if (unstorable !== null) throw new NonRetryableError(unstorable);
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
       event = { type: 'SUCCEEDED', attempt, result: result ?? null };
       if (span) endAttemptSpan(span, 'succeeded');
@@ -715,7 +717,10 @@ export class Worker {
       }
       const e = reason instanceof AbortReason ? reason : (err as Error);
       const stack = reason instanceof AbortReason ? undefined : stackOf(e);
-      event = { type: 'FAILED', attempt, error: { message: String(e?.message ?? e), name: e?.name, ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) } };
+      event = {
+        type: 'FAILED', attempt,
+        error: { message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS), ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) },
+      };
       if (event.error.retryable) event = this.advised(job, event, clock.now());
       if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
     }
@@ -799,6 +804,9 @@ export class Worker {
     const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil });
     if (r.ok) {
       entry.leaseUntil = leaseUntil;
+    } else if (r.reason === 'lease-ended') {
+      abort.abort(new AbortReason('lease-lost', 'heartbeat refused: the lease had already ended (the timers take the job back)'));
+      throw abort.signal.reason;
     } else {
       const state = r.reason === 'not-allowed' ? r.job.snapshot.value : 'gone';
       abort.abort(new AbortReason(state === 'cancelled' ? 'cancelled' : 'lease-lost', `heartbeat rejected: the job is ${state}`));
@@ -861,11 +869,40 @@ function isDispatch(m: unknown): m is DispatchMessage {
 /** Longest stack trace a FAILED event keeps (it is stored in the event, the job and the Kafka messages). */
 export const MAX_STACK_CHARS = 4000;
 
+/** Longest error message a FAILED event keeps, and longest error name (stored like the stack). */
+export const MAX_ERROR_MESSAGE_CHARS = 8000;
+const MAX_ERROR_NAME_CHARS = 200;
+
+/**
+ * Largest handler result a SUCCEEDED event keeps, in bytes of JSON. The result
+ * is stored in the event and the job, and travels in the transition message on
+ * `ats.events`, whose records Kafka refuses above 1 MiB by default: a larger
+ * one would stop the relay at that message.
+ */
+export const MAX_RESULT_BYTES = 256 * 1024;
+
+/** `text` cut to `max` characters (the last one an ellipsis). */
+const cut = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 /** The thrown error's stack trace, cut to MAX_STACK_CHARS; undefined when it has none. */
 function stackOf(e: unknown): string | undefined {
   const stack = (e as { stack?: unknown } | null | undefined)?.stack;
   if (typeof stack !== 'string' || !stack) return undefined;
-  return stack.length > MAX_STACK_CHARS ? `${stack.slice(0, MAX_STACK_CHARS - 1)}…` : stack;
+  return cut(stack, MAX_STACK_CHARS);
+}
+
+/** Why a handler's result cannot be recorded (not JSON, or over MAX_RESULT_BYTES); null when it can. */
+function unstorableResult(result: unknown): string | null {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(result ?? null);
+  } catch (err) {
+    return `the handler's result cannot be stored as JSON: ${(err as Error).message}`;
+  }
+  const bytes = Buffer.byteLength(text ?? 'null');
+  return bytes > MAX_RESULT_BYTES
+    ? `the handler's result is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`
+    : null;
 }
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
