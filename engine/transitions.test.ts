@@ -244,6 +244,35 @@ for (const backend of [mysql, sqlite]) {
       assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
     });
 
+    withStore('a submit whose key\'s holder is deleted between the insert and the lookup is inserted anew; its batch is answered', async ({ store }) => {
+      const svc0 = service(store);
+      const held = await svc0.submit(spec({ idempotencyKey: 'race' }));
+      assert.ok(held.ok);
+      assert.ok((await svc0.apply(held.job.id, { type: 'CANCEL' })).ok);
+      // The job holding the key goes (DELETE /v1/jobs/:id, or retention) just after an insert found the key taken.
+      let once = true;
+      const racing = new Proxy(store, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function') return v;
+          if (prop !== 'insert') return v.bind(target);
+          return async (...args: unknown[]) => {
+            const r = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            if (once) {
+              once = false;
+              assert.deepEqual(await target.deleteJob(held.job.id), { ok: true });
+            }
+            return r;
+          };
+        },
+      });
+      const [other, again] = await service(racing).submitMany([spec({ payload: 'other' }), spec({ idempotencyKey: 'race' })]);
+      assert.ok(other!.ok && other!.created);
+      assert.ok(again!.ok && again!.created, JSON.stringify(again));
+      assert.notEqual(again!.job.id, held.job.id);
+      assert.equal((await store.findByIdempotencyKey('default', 'race', 'default'))?.id, again!.job.id);
+    });
+
     withStore('the snapshot stores its machine version; a row stored before versions reads as version 1 and steps on', async ({ store, svc }) => {
       const r = await svc.submit(spec());
       assert.ok(r.ok);

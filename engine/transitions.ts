@@ -116,13 +116,13 @@ export class TransitionService {
       if (specs.length === 1) return [{ status: 'rejected', reason: err }];
       return Promise.allSettled(specs.map(async (spec) => (await this.submitMany([spec]))[0]!));
     }
-    return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!)));
+    return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!, specs[i]!)));
   }
 
   /** Submit many jobs in one transaction. */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
     const { writes, inserted } = await this.insertSubmits(specs);
-    return Promise.all(inserted.map((r, i) => this.submitResult(r, writes[i]!)));
+    return Promise.all(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
@@ -136,10 +136,19 @@ export class TransitionService {
     return { writes, inserted };
   }
 
-  /** A submit whose idempotency key was taken returns the job holding it, or a conflict. */
-  private async submitResult(r: InsertResult, w: TransitionWrite): Promise<SubmitResult> {
+  /**
+   * A submit whose idempotency key was taken returns the job holding it, or a
+   * conflict. If that job is gone by the time it is looked up (deleted, or
+   * purged by retention, just after the insert found the key taken), the key
+   * is free again: the submit is inserted anew, on its own (a few times at most).
+   */
+  private async submitResult(r: InsertResult, w: TransitionWrite, spec: JobSpec, tries = KEY_HOLDER_GONE_TRIES): Promise<SubmitResult> {
     if (r.ok) return { ok: true, job: w.job, created: true };
     const existing = await this.deps.store.findByIdempotencyKey(w.job.queue, w.job.idempotencyKey!, w.job.tenant);
+    if (!existing && tries > 0) {
+      const again = await this.insertSubmits([spec]);
+      return this.submitResult(again.inserted[0]!, again.writes[0]!, spec, tries - 1);
+    }
     if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
     return existing.requestHash === w.job.requestHash
       ? { ok: true, job: existing, created: false }
@@ -252,6 +261,9 @@ function decideMany(
   });
   return { writes, before, result, claims };
 }
+
+/** How often a submit is inserted again when the job holding its idempotency key vanished meanwhile. */
+const KEY_HOLDER_GONE_TRIES = 3;
 
 /** Whether the running attempt's lease has ended by `at` (as the machine's `leaseOver` reads it). */
 const leaseEnded = (job: JobRecord, at: number): boolean => {
