@@ -211,6 +211,27 @@ for (const backend of STORE_BACKENDS) {
       assert.ok(ticks.every((t) => t.outcome === 'submitted' && jobs.some((j) => j.id === t.jobId)));
     }));
 
+    it('a schedule deleted while its runner records the pass\'s ticks leaves no tick rows behind', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      await service.create(D, { name: 'gone', cron: '* * * * *', overlap: 'allow', job: template() });
+      // The delete lands between the runner's compare-and-set and its recording of the ticks.
+      const racing = new Proxy(store, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function') return v;
+          if (prop !== 'recordTicks') return v.bind(target);
+          return async (...args: unknown[]) => {
+            await service.remove(D, 'gone');
+            return (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          };
+        },
+      });
+      clock.set(T0 + MIN + 100);
+      await new ScheduleRunner({ store: racing, transitions, clock, logger: silentLogger }).runOnce();
+      await service.create(D, { name: 'gone', cron: '* * * * *', overlap: 'allow', job: template() });
+      assert.deepEqual(await service.ticks(D, 'gone'), [], 'the new schedule of that name has no ticks of the old one');
+    }));
+
     it('overlap skip: a tick whose last job is live is recorded skipped; once it ended, the next tick submits', () => withStore(async (store) => {
       const { clock, service, runner, transitions } = world(store);
       await service.create(D, { name: 'nightly', cron: '0 * * * *', job: template() });

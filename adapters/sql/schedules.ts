@@ -82,9 +82,12 @@ export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
       const params = [...v.slice(2, COLUMNS.length - 2), v[COLUMNS.length - 1], s.tenant, s.name, expectedVersion];
       return (await exec(`UPDATE schedules SET ${SETS} WHERE tenant = ? AND name = ? AND version = ?`, params)).changes === 1;
     },
+    // The schedule first, then its ticks: a runner recording ticks meanwhile either finds the schedule
+    // gone (and deletes what it recorded, below) or recorded them before this deletes them.
     deleteSchedule: async (tenant, name) => {
+      const deleted = (await exec('DELETE FROM schedules WHERE tenant = ? AND name = ?', [tenant, name])).changes === 1;
       await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ?', [tenant, name]);
-      return (await exec('DELETE FROM schedules WHERE tenant = ? AND name = ?', [tenant, name])).changes === 1;
+      return deleted;
     },
     dueSchedules: async (now, limit) =>
       (await rows(`${SELECT} WHERE next_at <= ? AND paused = 0 ORDER BY next_at LIMIT ?`, [now, limit])).map(rowToSchedule),
@@ -98,6 +101,9 @@ export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
       for (const [tenant, name] of schedules.values()) {
         const [oldest] = await rows('SELECT tick_at FROM schedule_ticks WHERE tenant = ? AND schedule_name = ? ORDER BY tick_at DESC LIMIT 1 OFFSET ?', [tenant, name, keep - 1]);
         if (oldest) await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ? AND tick_at < ?', [tenant, name, oldest.tick_at]);
+        // Deleted while its runner was recording: no ticks of it may stay behind.
+        const [kept] = await rows('SELECT 1 AS n FROM schedules WHERE tenant = ? AND name = ?', [tenant, name]);
+        if (!kept) await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ?', [tenant, name]);
       }
     },
     listTicks: async (tenant, name, limit) =>
