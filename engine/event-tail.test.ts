@@ -154,6 +154,30 @@ describe('TailReader', () => {
     await reader.stop();
   });
 
+  it('is starting until its horizon reaches the newest id of its start, or for twice gapTimeoutMs at most', async () => {
+    const t = table([1, 2, 3, 4, 5, 6]);
+    const clock = manualClock();
+    const { reader } = tail(t, clock, { startupRewindIds: 10_000, tailBatchSize: 4 });
+    assert.equal(reader.starting(clock.now()), false, 'not before init');
+    await reader.init();
+    t.commit(7); // committed after the start: news, and not waited for
+    assert.equal(reader.starting(clock.now()), true);
+    await reader.step();
+    assert.equal(reader.starting(clock.now()), true, 'at 4 of 6');
+    await reader.step();
+    assert.equal(reader.horizon, 7);
+    assert.equal(reader.starting(clock.now()), false);
+
+    // A reader that cannot reach it (its reads fail, or the newest rows are gone) is starting for twice gapTimeoutMs at most.
+    const { reader: behind } = tail(table([1, 2, 3]), clock, { startupRewindIds: 10_000 });
+    await behind.init();
+    assert.equal(behind.starting(clock.now()), true);
+    clock.advance(5999);
+    assert.equal(behind.starting(clock.now()), true);
+    clock.advance(1);
+    assert.equal(behind.starting(clock.now()), false, 'twice gapTimeoutMs after the start');
+  });
+
   it('reads again at once after a full batch, and stops its loop on stop()', async () => {
     const t = table(Array.from({ length: 250 }, (_, i) => i + 1));
     const clock = manualClock();

@@ -183,6 +183,9 @@ export async function findLastId(read: Read): Promise<number> {
 
 export class TailReader {
   private position = 0;
+  /** The newest id when the reader started, and when (see `starting`). */
+  private startId = 0;
+  private startedAt = 0;
   private readonly seen = new SeenMarks();
   private readonly waker = new Waker();
   private readonly stopping = new AbortController();
@@ -201,6 +204,18 @@ export class TailReader {
   }
 
   /**
+   * Whether the horizon is still below the newest id of the start: the rows
+   * up to there committed before the reader started (all but the few still
+   * committing then), so a client arriving now would get them as news. The
+   * stream lets a subscribe without a cursor wait for this to end. Ends,
+   * whatever the horizon, `2 * gapTimeoutMs` after the start: a reader that
+   * cannot get there (the newest rows deleted, reads failing) is not waited for.
+   */
+  starting(now: number): boolean {
+    return this.position < this.startId && now - this.startedAt < 2 * this.opts.gapTimeoutMs;
+  }
+
+  /**
    * Finds where to begin (a little below the newest event, see `startupRewindIds`)
    * and starts reading. Every id below the newest one is final `gapTimeoutMs`
    * after this (SeenMarks), so runs of deleted ids below it cost one wait in all.
@@ -214,8 +229,11 @@ export class TailReader {
   /** Sets the starting horizon only (tests then drive `step()` by hand). */
   async init(): Promise<void> {
     const last = await this.lastId();
-    if (last > 0) this.seen.saw(last, this.deps.clock.now());
+    const now = this.deps.clock.now();
+    if (last > 0) this.seen.saw(last, now);
     this.position = Math.max(0, last - this.opts.startupRewindIds);
+    this.startId = last;
+    this.startedAt = now;
   }
 
   /**

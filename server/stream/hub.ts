@@ -68,7 +68,10 @@ export class StreamHub {
     this.context = {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
-      ...(readWorkflows && workflowTail ? { workflows: { read: readWorkflows, horizon: () => workflowTail.horizon } } : {}),
+      starting: () => this.tail.starting(deps.clock.now()),
+      ...(readWorkflows && workflowTail
+        ? { workflows: { read: readWorkflows, horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()) } }
+        : {}),
       stats: (tenant) => this.stats(tenant),
       onSlowConsumer: deps.onSlowConsumer,
     };

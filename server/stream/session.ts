@@ -43,10 +43,13 @@ export interface SessionContext {
   readonly opts: CompiledStreamOptions;
   /** The tail's horizon now (see TailReader.horizon). */
   horizon(): number;
+  /** The tail is still reading rows of before its start (TailReader.starting); absent: never. */
+  starting?(): boolean;
   read: JobStore['readEventsAfter'];
   /** The workflow events' tail horizon and reads; absent where the store keeps no workflows (a workflow filter is then refused). */
   workflows?: {
     horizon(): number;
+    starting?(): boolean;
     read: WorkflowStore['readWorkflowEventsAfter'];
   };
   /** The tenant's counts per state/type/queue (shared per tenant and briefly cached by the hub). */
@@ -78,6 +81,8 @@ type Mode = 'idle' | 'replaying' | 'live' | 'closed';
 interface Feed {
   readonly source: CursorSource;
   horizon(): number;
+  /** Its tail is still reading rows of before its start: a subscribe without a cursor waits (see `subscribe`). */
+  starting(): boolean;
   /** The rows after `afterId` in id order, each with its message if the subscription in force wants it (tenant and filter), else null. */
   read(afterId: number, limit: number): Promise<Array<{ id: number; text: string | null }>>;
 }
@@ -92,6 +97,17 @@ export class StreamSession {
   private generation = 0;
   /** Bumped by each subscribe request: a cursor check answering after a newer request is dropped. */
   private requests = 0;
+  /**
+   * A read of this session (a cursor check or a page of a replay) is under
+   * way. A session has at most one at any time, whatever the client sends:
+   * what needs a read while one is under way waits in `next` or
+   * `replayNext`, one of each at most (see `inTurn`).
+   */
+  private reading = false;
+  /** The newest subscribe's read (a cursor check), if it waits; a newer subscribe replaces it. */
+  private next: (() => Promise<void>) | null = null;
+  /** The next page of the replay in force, if it waits; it goes after `next`. */
+  private replayNext: (() => Promise<void>) | null = null;
   private oversize = 0;
   private statsTimer: AbortController | null = null;
   /** Answered the last keep-alive ping. */
@@ -115,6 +131,7 @@ export class StreamSession {
     this.jobs = {
       source: 'jobs',
       horizon: () => ctx.horizon(),
+      starting: () => ctx.starting?.() ?? false,
       read: async (afterId, limit) => (await ctx.read(afterId, limit)).map((e) => ({
         id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
       })),
@@ -124,6 +141,7 @@ export class StreamSession {
       ? {
           source: 'workflows',
           horizon: () => wf.horizon(),
+          starting: () => wf.starting?.() ?? false,
           read: async (afterId, limit) => (await wf.read(afterId, limit)).map((e) => ({
             id: e.id, text: e.tenant === this.tenant && matchesWorkflow(this.filter, e) ? workflowMessage(e) : null,
           })),
@@ -182,28 +200,89 @@ export class StreamSession {
    */
   subscribe(filter: StreamFilter, after?: number): void {
     const request = ++this.requests;
+    // A read a superseded subscribe left waiting is not begun: only the newest request's is.
+    this.next = null;
     const feed = sourceOf(filter) === 'jobs' ? this.jobs : this.workflows;
     if (!feed) return this.reject({ code: 'ATS_ERR_VALIDATION', message: 'This server keeps no workflows: subscribe to job transitions' });
+    if (after === undefined && feed.starting()) return this.inTurn(() => this.startAfterTail(request, filter, feed));
     if (after === undefined || after <= feed.horizon()) return this.start(filter, feed, after);
-    void feed.read(after - 1, 1).then(
-      (rows) => {
-        if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
-        if (rows.length > 0) this.start(filter, feed, after);
-        else this.reject({ code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' });
-      },
-      (err) => {
-        if (request !== this.requests || this.mode === 'closed') return;
-        this.ctx.logger.warn('stream: cursor check failed; closing the client so it resumes', errorFields(err));
-        this.send(serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE'));
-        this.close(CLOSE.internal);
-      },
-    );
+    this.inTurn(() => this.checkCursor(request, filter, feed, after));
+  }
+
+  /**
+   * A subscribe without a cursor on an instance that has just started: its
+   * tail began some way below the newest event (`startupRewindIds`, to catch
+   * transactions committing at the start), and a subscription live from
+   * there would get every event of that stretch, old ones, as news. It waits
+   * until the tail has passed them (`TailReader.starting`: at most twice
+   * `gapTimeoutMs`), then subscribes live at the horizon.
+   */
+  private async startAfterTail(request: number, filter: StreamFilter, feed: Feed): Promise<void> {
+    while (feed.starting()) {
+      await this.ctx.clock.sleep(this.ctx.opts.gapPollMs);
+      if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
+    }
+    if (request === this.requests && this.mode !== 'closed') this.start(filter, feed, undefined);
+  }
+
+  /** Tells a cursor above our horizon that another instance issued from one no server issued (see `subscribe`). */
+  private async checkCursor(request: number, filter: StreamFilter, feed: Feed, after: number): Promise<void> {
+    if (request !== this.requests) return; // a newer subscribe came while this one waited its turn
+    let rows: Array<{ id: number }>;
+    try {
+      rows = await feed.read(after - 1, 1);
+    } catch (err) {
+      if (request !== this.requests || this.mode === 'closed') return;
+      this.ctx.logger.warn('stream: cursor check failed; closing the client so it resumes', errorFields(err));
+      this.send(serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE'));
+      this.close(CLOSE.internal);
+      return;
+    }
+    if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
+    if (rows.length > 0) this.start(filter, feed, after);
+    else this.reject({ code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' });
+  }
+
+  /**
+   * Runs a subscribe's `read` at once if no read of this session is under
+   * way, else when the one under way ends, in place of any subscribe's read
+   * waiting before it. So one client holds at most one database read,
+   * however many subscribes it sends: a newer subscribe stops an older
+   * replay (`generation`) and its own read begins when the older one's
+   * returns. A replay reads one page a turn, so a subscribe's read waits for
+   * one page, not for the whole replay.
+   */
+  private inTurn(read: () => Promise<void>): void {
+    this.next = read;
+    if (!this.reading) void this.readInTurn();
+  }
+
+  private async readInTurn(): Promise<void> {
+    this.reading = true;
+    try {
+      for (;;) {
+        const read = this.next ?? this.replayNext;
+        if (!read || this.mode === 'closed') return;
+        if (read === this.next) this.next = null;
+        else this.replayNext = null;
+        await read();
+      }
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /** Lets the replay of `generation` read its next page in its turn. */
+  private replayInTurn(generation: number, feed: Feed): void {
+    this.replayNext = () => this.replayPage(generation, feed).catch((err) => this.replayFailed(generation, err));
+    if (!this.reading) void this.readInTurn();
   }
 
   private start(filter: StreamFilter, feed: Feed, after: number | undefined): void {
     const generation = ++this.generation;
     this.filter = filter;
     this.source = feed.source;
+    this.replayNext = null;
     if (after === undefined) {
       this.position = feed.horizon();
       this.mode = 'live';
@@ -213,41 +292,43 @@ export class StreamSession {
     this.position = after;
     this.mode = 'replaying';
     this.send(subscribedMessage(after, feed.source));
-    void this.replay(generation, feed).catch((err) => this.replayFailed(generation, err));
+    this.replayInTurn(generation, feed);
   }
 
   /**
-   * Reads `id > position` from the table up to the horizon, then turns live.
-   * The horizon is read again before each page; only when the position has
-   * caught up does the session turn live, synchronously, so no tail batch can
-   * slip between the last page and the first live one.
+   * One page of a replay: reads `id > position` from the table up to the
+   * horizon, and lets the next page follow in its turn; once the position
+   * has caught up with the horizon, turns live. The horizon is read again
+   * before each page, and the session turns live in the same synchronous
+   * step in which it found the position caught up, so no tail batch can slip
+   * between the last page and the first live one.
    */
-  private async replay(generation: number, feed: Feed): Promise<void> {
+  private async replayPage(generation: number, feed: Feed): Promise<void> {
     const { opts } = this.ctx;
-    while (this.generation === generation) {
-      const target = feed.horizon();
-      if (this.position >= target) {
-        this.mode = 'live';
-        return;
-      }
-      const rows = await feed.read(this.position, opts.replayPageSize);
-      if (this.generation !== generation) return;
-      this.tcp?.cork();
-      try {
-        for (const e of rows) {
-          if (e.id > target) break;
-          if (e.text !== null) this.send(e.text, { paced: true });
-          // Pace to the client instead of closing it: a replay is a catch-up, not a slow consumer.
-          if (this.over(opts.maxBufferedBytes / 2) && !(await this.drained(generation))) return;
-          this.position = e.id;
-        }
-      } finally {
-        this.tcp?.uncork();
-      }
-      // Every id up to `target` is committed (or never will be), so a short page means all of them were read.
-      const sawAll = rows.length < opts.replayPageSize || rows[rows.length - 1]!.id >= target;
-      if (sawAll) this.position = target;
+    if (this.generation !== generation) return;
+    const target = feed.horizon();
+    if (this.position >= target) {
+      this.mode = 'live';
+      return;
     }
+    const rows = await feed.read(this.position, opts.replayPageSize);
+    if (this.generation !== generation) return;
+    this.tcp?.cork();
+    try {
+      for (const e of rows) {
+        if (e.id > target) break;
+        if (e.text !== null) this.send(e.text, { paced: true });
+        // Pace to the client instead of closing it: a replay is a catch-up, not a slow consumer.
+        if (this.over(opts.maxBufferedBytes / 2) && !(await this.drained(generation))) return;
+        this.position = e.id;
+      }
+    } finally {
+      this.tcp?.uncork();
+    }
+    // Every id up to `target` is committed (or never will be), so a short page means all of them were read.
+    const sawAll = rows.length < opts.replayPageSize || rows[rows.length - 1]!.id >= target;
+    if (sawAll) this.position = target;
+    this.replayInTurn(generation, feed);
   }
 
   /** Waits until the client's buffer is below half the limit; false if the subscription changed meanwhile. */
@@ -403,6 +484,8 @@ export class StreamSession {
   dispose(): void {
     this.mode = 'closed';
     this.generation++;
+    this.next = null;
+    this.replayNext = null;
     this.statsTimer?.abort();
     this.statsTimer = null;
   }
