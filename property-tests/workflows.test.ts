@@ -590,7 +590,8 @@ class World {
 
   /**
    * Worker `w` sends `report` for its attempt, checked against the fence: it
-   * is taken exactly when the job runs that attempt, and a refused one (a
+   * is taken exactly when the job runs that attempt (a heartbeat: and its
+   * lease holds), and a refused one (a
    * zombie's) writes nothing, so no child-ended message. `crash`: the worker
    * dies just before it commits, and its attempt waits for its lease to expire.
    */
@@ -600,7 +601,10 @@ class World {
       return;
     }
     const before = (await this.store.getJob(w.jobId))!;
-    const current = before.snapshot.value === 'running' && before.snapshot.context.attempt === w.attempt;
+    // A heartbeat also needs its lease to hold: one after the lease ended is refused (`lease-ended`).
+    const { leaseUntil } = before.snapshot.context;
+    const current = before.snapshot.value === 'running' && before.snapshot.context.attempt === w.attempt
+      && (report !== 'heartbeat' || leaseUntil === null || this.clock.now() < leaseUntil);
     const backlog = await this.store.countUnpublished();
     let taken = false;
     const committed = await this.crashing(crash, async () => {
