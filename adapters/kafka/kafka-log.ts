@@ -11,7 +11,7 @@ import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
-import { keyPartitioner, physicalName, toTopicMessages } from './kafka-records.js';
+import { keyPartitioner, physicalName, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
 
 const LOG_LEVELS = {
@@ -89,11 +89,14 @@ class KafkaEventLog implements EventLog {
   async publish(messages: LogMessage[]): Promise<void> {
     this.assertOpen();
     if (messages.length === 0) return;
-    const topicMessages = toTopicMessages(this.opts.topicPrefix, messages);
     await allOrFirstError([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
     const producer = await this.connectProducer();
-    // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-    await producer.sendBatch({ topicMessages, acks: -1 });
+    // One request, unless the messages are large: then consecutive requests, one after the other, so
+    // each key's messages keep their order and no partition's batch grows past what a broker takes.
+    for (const chunk of produceChunks(messages)) {
+      // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
+      await producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+    }
   }
 
   /**

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KafkaMessage } from 'kafkajs';
-import { toLogRecord } from './kafka-records.js';
+import type { LogMessage } from '../../engine/ports.js';
+import { MAX_REQUEST_CHARS, produceChunks, toLogRecord } from './kafka-records.js';
 
 const message = (headers: NonNullable<KafkaMessage['headers']>): KafkaMessage => ({
   key: Buffer.from('k'), value: Buffer.from('v'), timestamp: '0', attributes: 0, offset: '7', headers,
@@ -21,3 +22,19 @@ describe('toLogRecord', () => {
     assert.equal(({} as Record<string, unknown>)['v-__proto__'], undefined);
   });
 });
+
+describe('produceChunks', () => {
+  const m = (key: string, value: string, headers: Record<string, string> = {}): LogMessage => ({ topic: 'ats.events', key, value, headers });
+  it('keeps a publish whole below the limit, and cuts larger ones in order, a message over the limit alone', () => {
+    const small = [m('a', 'x'.repeat(10)), m('b', 'y'.repeat(10), { h: 'v' })];
+    assert.deepEqual(produceChunks(small, 100), [small]);
+    const big = m('k', 'z'.repeat(150));
+    const parts = [m('a', 'x'.repeat(40)), m('a', 'x'.repeat(40)), m('b', 'y'.repeat(40)), big, m('c', 'w'.repeat(10))];
+    const chunks = produceChunks(parts, 100);
+    assert.deepEqual(chunks, [[parts[0], parts[1]], [parts[2]], [big], [parts[4]]]);
+    assert.deepEqual(chunks.flat(), parts, 'every message once, in order');
+    assert.deepEqual(produceChunks([]), []);
+    assert.ok(MAX_REQUEST_CHARS * 3 < 1024 * 1024, 'a chunk of the default size fits a broker\'s default batch');
+  });
+});
+

@@ -22,6 +22,37 @@ export function keyPartitioner(topic: string, count: number): (key: string) => n
 }
 
 /** Groups messages by topic for one `sendBatch`, keeping their order within each topic. */
+/**
+ * Characters of keys, values and headers one produce request carries at most
+ * (a message larger than that goes alone). A broker refuses a partition's
+ * record batch above its `message.max.bytes` (1 MiB by default) for good, and
+ * kafkajs sends all of one request's messages for a partition as one batch:
+ * several large messages of one key in one publish would stop the relay there.
+ * At most 3 bytes a character (UTF-8, outside the astral planes 2 per UTF-16
+ * unit), so a chunk stays under 768 KiB plus the record overheads.
+ */
+export const MAX_REQUEST_CHARS = 256 * 1024;
+
+/** `messages` in order, cut into consecutive chunks of at most MAX_REQUEST_CHARS each (a larger message alone). */
+export function produceChunks(messages: readonly LogMessage[], maxChars = MAX_REQUEST_CHARS): LogMessage[][] {
+  const chunks: LogMessage[][] = [];
+  let chunk: LogMessage[] = [];
+  let chars = 0;
+  for (const m of messages) {
+    let size = m.key.length + m.value.length;
+    for (const name in m.headers) size += name.length + m.headers[name]!.length;
+    if (chunk.length > 0 && chars + size > maxChars) {
+      chunks.push(chunk);
+      chunk = [];
+      chars = 0;
+    }
+    chunk.push(m);
+    chars += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
 export function toTopicMessages(prefix: string, messages: readonly LogMessage[]): TopicMessages[] {
   const byTopic = new Map<string, Message[]>();
   for (const m of messages) {

@@ -45,6 +45,7 @@ export function logContract(
     it('ensureTopics is repeatable and ping answers', testOpts, () => withLog(env, ensureAndPing));
     it('delivers key, value and headers intact, under the logical topic', testOpts, () => withLog(env, intact));
     it('keeps per-key order over 200 messages on 20 keys', testOpts, () => withLog(env, perKeyOrder));
+    it('delivers, in order, large messages of one key published together (more than a broker takes in one batch)', testOpts, () => withLog(env, largeTogether));
     it('its partitioner names the partition each keyed message lands on', testOpts, () => withLog(env, partitionerAgrees));
     it('gives every group every message', testOpts, () => withLog(env, twoGroups));
     it('splits one group over two consumers, each message once', testOpts, () => withLog(env, splitGroup));
@@ -205,6 +206,20 @@ async function perKeyOrder(ctx: Ctx): Promise<void> {
  * the engine pack messages of one partition into one record keyed by any of
  * them (engine/transition-records.ts). 60 keys, so every partition is hit.
  */
+async function largeTogether(ctx: Ctx): Promise<void> {
+  const topic = TOPICS.events;
+  // Three of 400,000 characters on one key, and small ones between: 1.2 MB for one partition (Kafka takes 1 MiB a batch).
+  const sent = [0, 1, 2].flatMap((i) => [message(topic, 'big', `${i}:${'x'.repeat(400_000)}`), message(topic, 'big', `small ${i}`)]);
+  await ctx.log.ensureTopics();
+  await ctx.log.publish(sent);
+  const rec = new Recorder();
+  await ctx.consume({ topic, groupId: 'large', fromBeginning: true, handle: rec.handle });
+  await waitFor(ctx, '6 records', () => rec.handled.length >= 6);
+  await settle(ctx);
+  assert.deepEqual(rec.handled.map((r) => r.value.slice(0, 8)), sent.map((m) => m.value.slice(0, 8)));
+  assert.deepEqual(rec.handled.map((r) => r.value.length), sent.map((m) => m.value.length));
+}
+
 async function partitionerAgrees(ctx: Ctx): Promise<void> {
   const topic = TOPICS.events;
   const sent = numbered(topic, 60, 60);
