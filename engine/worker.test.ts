@@ -218,6 +218,51 @@ describe('worker: outcome writes are retried while the lease holds', () => {
   });
 });
 
+describe('worker: one outcome the store keeps refusing', () => {
+  it('does not hold back the outcomes batched with it: a failed batch is tried item by item', async () => {
+    const release: { go?: () => void } = {};
+    const gate = new Promise<void>((r) => (release.go = r));
+    let started = 0;
+    const registry = new HandlerRegistry().register('test.ok', async () => {
+      started++;
+      await gate; // both handlers end at once, so their outcomes go in one batch
+      return 'ok';
+    });
+    const poison: { id?: string } = {};
+    const batches: number[] = [];
+    const refusing = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        if (items.some((it) => it.event.type === 'SUCCEEDED')) {
+          batches.push(items.length);
+          if (items.some((it) => it.jobId === poison.id)) throw new Error('packet too large (injected)');
+        }
+        return real.applyMany(items);
+      };
+      return fake;
+    };
+    const retried = new Set<unknown>();
+    const logger: Logger = { ...silentLogger, warn: (msg, fields) => { if (/outcome write failed/.test(msg)) retried.add(fields?.jobId); } };
+    const h = await harness(registry, { clock: recordingClock(), workerTransitions: refusing, logger });
+    try {
+      const [a, b] = await h.transitions.submitMany([spec('test.ok', { maxAttempts: 1 }), spec('test.ok', { maxAttempts: 1 })]);
+      assert.ok(a!.ok && b!.ok);
+      poison.id = a!.job.id;
+      const deadline = Date.now() + 5000;
+      while (started < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      release.go!();
+      const done = await waitFor(h.store, b!.job.id, (j) => j.snapshot.value === 'done', 'done', 2000);
+      assert.equal(done.snapshot.context.result, 'ok');
+      assert.equal(batches[0], 2, `the two outcomes went in one batch first: ${batches}`);
+      assert.ok(!retried.has(b!.job.id), 'the other outcome was written without a retry');
+      assert.ok(retried.has(a!.job.id), 'the refused one is retried');
+      assert.equal((await h.store.getJob(a!.job.id))!.snapshot.value, 'running', 'the refused one waits for its retries or its lease');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: a failed attempt records the error\'s stack', () => {
   it('FAILED carries the thrown error\'s stack, cut to MAX_STACK_CHARS; a thrown non-Error has none', async () => {
     const registry = new HandlerRegistry()

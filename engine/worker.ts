@@ -189,7 +189,7 @@ interface Running {
 export class Worker {
   private readonly slots: Semaphore;
   private readonly running = new Map<string, Running>();
-  private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, ApplyResult>;
+  private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, PromiseSettledResult<ApplyResult>>;
   private subscriptions: Subscription[] = [];
   /** The lanes subscribed to (or being subscribed to). */
   private readonly lanes = new Set<string>();
@@ -216,7 +216,7 @@ export class Worker {
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
-    this.outcomes = new Batcher((items) => deps.transitions.applyMany(items));
+    this.outcomes = new Batcher((items) => eachAloneOnFailure(items, (batch) => deps.transitions.applyMany(batch)));
   }
 
   /** Subscribes to the lanes of the queues served (those found in the log, when it serves every queue). */
@@ -770,7 +770,9 @@ export class Worker {
       if (this.crashed) return;
       let r: ApplyResult;
       try {
-        r = await this.outcomes.add({ jobId, event });
+        const settled = await this.outcomes.add({ jobId, event });
+        if (settled.status === 'rejected') throw settled.reason;
+        r = settled.value;
         // Written by a newer machine version meanwhile: tried again as a failed write is.
         if (!r.ok && r.reason === 'machine-unknown') throw r.error;
       } catch (err) {
@@ -868,6 +870,22 @@ function isDispatch(m: unknown): m is DispatchMessage {
 
 /** Longest stack trace a FAILED event keeps (it is stored in the event, the job and the Kafka messages). */
 export const MAX_STACK_CHARS = 4000;
+
+/**
+ * `run` of the items in one call (one transaction); if that fails, of each
+ * item alone, so one outcome the store keeps refusing (a write larger than
+ * the database takes in one packet, say) does not hold back the outcomes
+ * batched with it until their leases end. A failure of every call (the
+ * database down) costs one call per item more, once.
+ */
+async function eachAloneOnFailure<I, R>(items: I[], run: (items: I[]) => Promise<R[]>): Promise<PromiseSettledResult<R>[]> {
+  try {
+    return (await run(items)).map((value) => ({ status: 'fulfilled' as const, value }));
+  } catch (err) {
+    if (items.length === 1) return [{ status: 'rejected', reason: err }];
+    return Promise.allSettled(items.map(async (item) => (await run([item]))[0]!));
+  }
+}
 
 /** Longest error message a FAILED event keeps, and longest error name (stored like the stack). */
 export const MAX_ERROR_MESSAGE_CHARS = 8000;
