@@ -22,7 +22,8 @@ import type { JobEvent } from '../machines/job.machine.js';
 import type { Effects } from '../machines/lifecycle.js';
 import { assertRefused, asyncApi, AsyncApiContract, editRecord } from '../tests/helpers/asyncapi.js';
 import {
-  CHILD_ENDED_KIND, KIND_HEADER, outboxFor, WORKFLOW_MESSAGE_KIND, workflowMessageNotice, type ChildEndedMessage, type WorkflowMessageNotice,
+  CHILD_ENDED_KIND, KIND_HEADER, MAX_DEAD_LETTER_PAYLOAD_CHARS, outboxFor, WORKFLOW_MESSAGE_KIND, workflowMessageNotice,
+  type ChildEndedMessage, type DeadLetterMessage, type WorkflowMessageNotice,
 } from './messages.js';
 import { OUTBOX_ID_HEADER, TOPICS, type JobParent, type JobSpec, type LogMessage, type OutboxMessage, type TransitionWrite } from './ports.js';
 import { toLogMessage } from './relay.js';
@@ -285,3 +286,17 @@ describe('workflowMessageNotice: the workflow-message row on ats.workflows', () 
     fails({ ...good, headers: { ...good.headers, 'ats-schema': 'v1' } }, /workflowMessage headers: \/ats-schema must match pattern/);
   });
 });
+
+describe('dead letters', () => {
+  it('carry the payload, or leave out one over MAX_DEAD_LETTER_PAYLOAD_CHARS, and match docs/asyncapi.yaml either way', () => {
+    const dies = (payload: unknown) => life(spec({ payload, maxAttempts: 1, parent: undefined }), [started(1), failed(1)]);
+    const fits = 'x'.repeat(MAX_DEAD_LETTER_PAYLOAD_CHARS - 2); // its JSON: exactly the limit
+    const messages = published([...dies({ orderId: 'A-1' }), ...dies(fits), ...dies(`${fits}x`)]);
+    assert.equal(asyncApi().assertRecords(messages).get('deadLetter'), 3);
+    const letters = messages.filter((m) => m.topic === TOPICS.dlq).map((m) => JSON.parse(m.value) as DeadLetterMessage);
+    assert.deepEqual(letters.map((l) => [l.payloadOmitted, typeof l.payload === 'string' ? l.payload.length : l.payload]),
+      [[undefined, { orderId: 'A-1' }], [undefined, fits.length], [true, null]]);
+    assert.ok(messages.every((m) => m.value.length < 300 * 1024), 'no message near what Kafka refuses');
+  });
+});
+

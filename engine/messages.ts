@@ -62,6 +62,14 @@ export interface CancelMessage {
   reason: string;
 }
 
+/**
+ * Longest payload (in characters of JSON) a dead letter carries. A larger one
+ * (a payload near the API's 1 MiB request limit) would make a message Kafka
+ * refuses by default, which would stop the relay at it; the message then
+ * carries `payload: null` and `payloadOmitted: true` (the job still has it).
+ */
+export const MAX_DEAD_LETTER_PAYLOAD_CHARS = 256 * 1024;
+
 /** On `ats.dlq`: a job that became dead. */
 export interface DeadLetterMessage {
   jobId: string;
@@ -74,6 +82,8 @@ export interface DeadLetterMessage {
   maxAttempts: number;
   lastError: JobRecord['snapshot']['context']['lastError'];
   deadAt: number;
+  /** Present (true) when the payload was over MAX_DEAD_LETTER_PAYLOAD_CHARS and left out: `payload` is then null. */
+  payloadOmitted?: true;
 }
 
 /**
@@ -201,9 +211,11 @@ export function outboxFor(job: JobRecord, event: JobEventRecord, effects: Effect
     rows.push({ topic: lane, key: job.id, payload, headers: headers('cancel') });
   }
   if (effects.deadLetter) {
+    const omitted = (JSON.stringify(job.payload) ?? '').length > MAX_DEAD_LETTER_PAYLOAD_CHARS;
     const payload: DeadLetterMessage = {
-      jobId: job.id, type: job.type, queue: job.queue, tenant: job.tenant, payload: job.payload,
+      jobId: job.id, type: job.type, queue: job.queue, tenant: job.tenant, payload: omitted ? null : job.payload,
       attempts: c.attempt - c.attemptBase, maxAttempts: c.maxAttempts, lastError: c.lastError, deadAt: event.at,
+      ...(omitted ? { payloadOmitted: true as const } : {}),
     };
     rows.push({ topic: TOPICS.dlq, key: job.id, payload, headers: headers('dead-letter') });
   }
