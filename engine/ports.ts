@@ -328,6 +328,12 @@ export interface JobStore {
   /** The highest committed `job_events.id` (0 for none). Lower ids may still be committing. */
   lastEventId(): Promise<number>;
   /**
+   * The highest `job_events.id` ever handed out (0 for none), committed or not:
+   * deleting events (a job deleted, retention) does not lower it. Tells a
+   * stream cursor some server issued from one none did.
+   */
+  lastIssuedEventId(): Promise<number>;
+  /**
    * Jobs of `queue` waiting to start ahead of job `id` (pending or published,
    * created before it), counting at most `limit` (the advisor's ETA). Its cost
    * is bounded by the jobs waiting, never by the history kept.
@@ -704,6 +710,8 @@ export interface WorkflowStore {
   readWorkflowEventsAfter(afterId: number, limit: number): Promise<WorkflowStreamEventRecord[]>;
   /** The highest committed `workflow_events.id` (0 for none). Lower ids may still be committing. */
   lastWorkflowEventId(): Promise<number>;
+  /** The highest `workflow_events.id` ever handed out (0 for none), as `JobStore.lastIssuedEventId`. */
+  lastIssuedWorkflowEventId(): Promise<number>;
   /**
    * Retention: delete up to `limit` ended instances of `status` whose last
    * step is at or before `updatedBefore`, oldest first, with their events and

@@ -49,6 +49,12 @@ export interface Dialect {
    * reads them itself (SQLite's `excluded`).
    */
   setOnConflict(key: string, columns: readonly string[]): { sql: string; rebind: boolean };
+  /**
+   * The highest id `table`'s AUTO_INCREMENT key has handed out (0 for none), as
+   * one row with column `id`; deletes do not lower it (MySQL/MariaDB: the
+   * table's counter, persistent; SQLite: `sqlite_sequence` of an AUTOINCREMENT key).
+   */
+  lastIssuedId(table: string): string;
 }
 
 export const MYSQL_DIALECT: Dialect = Object.freeze({
@@ -63,6 +69,8 @@ export const MYSQL_DIALECT: Dialect = Object.freeze({
   guardChecks: true,
   useIndex: (index: string) => `FORCE INDEX (${index})`,
   setOnConflict: (_key: string, columns: readonly string[]) => ({ sql: `ON DUPLICATE KEY UPDATE ${columns.map((c) => `${c} = ?`).join(', ')}`, rebind: true }),
+  lastIssuedId: (table: string) =>
+    `SELECT COALESCE(AUTO_INCREMENT, 1) - 1 AS id FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${table}'`,
 });
 
 export const SQLITE_DIALECT: Dialect = Object.freeze({
@@ -80,4 +88,5 @@ export const SQLITE_DIALECT: Dialect = Object.freeze({
   setOnConflict: (key: string, columns: readonly string[]) => ({
     sql: `ON CONFLICT (${key}) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(', ')}`, rebind: false,
   }),
+  lastIssuedId: (table: string) => `SELECT seq AS id FROM sqlite_sequence WHERE name = '${table}'`,
 });

@@ -18,7 +18,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
@@ -38,6 +38,7 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
+    lastIssuedEventId: async () => toNum((await query(d.lastIssuedId('job_events'), []))[0]?.id ?? 0),
     countWaitingAhead: async (queue, id, limit) => toNum((await query(waitingAhead, [id, queue, limit]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(d, filter);

@@ -405,7 +405,7 @@ export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updat
 
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
-  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId'
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
   | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
@@ -429,6 +429,7 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       })),
     readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
     lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),
+    lastIssuedWorkflowEventId: async () => toNum((await query(d.lastIssuedId('workflow_events'), []))[0]?.id ?? 0),
     jobStates: async (ids) => {
       const states = new Map<string, JobState>();
       for (const part of slices([...new Set(ids)])) {

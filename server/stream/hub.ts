@@ -19,8 +19,9 @@ import { CLOSE, StreamSession, type SessionContext } from './session.js';
 import { TailReader, type TailDeps } from '../../engine/event-tail.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<ProgressStore, 'readProgressSince'>>
-    & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId'>>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'lastIssuedEventId'>>
+    & Partial<Pick<ProgressStore, 'readProgressSince'>>
+    & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
   clock: Clock;
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
@@ -69,8 +70,14 @@ export class StreamHub {
       opts, read, clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
+      ...(store.lastIssuedEventId ? { issued: store.lastIssuedEventId.bind(store) } : {}),
       ...(readWorkflows && workflowTail
-        ? { workflows: { read: readWorkflows, horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()) } }
+        ? {
+            workflows: {
+              read: readWorkflows, horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
+              ...(store.lastIssuedWorkflowEventId ? { issued: store.lastIssuedWorkflowEventId.bind(store) } : {}),
+            },
+          }
         : {}),
       stats: (tenant) => this.stats(tenant),
       onSlowConsumer: deps.onSlowConsumer,

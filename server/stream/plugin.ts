@@ -36,7 +36,7 @@ import { CLOSE } from './session.js';
 
 export interface StreamDeps {
   /** With the WorkflowStore's stream reads, the stream also sends workflow transitions (docs/stream.md). */
-  store: JobStore & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId'>>;
+  store: JobStore & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
   clock: Clock;
   logger: Logger;
   options?: StreamOptions;

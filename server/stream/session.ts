@@ -46,11 +46,14 @@ export interface SessionContext {
   /** The tail is still reading rows of before its start (TailReader.starting); absent: never. */
   starting?(): boolean;
   read: JobStore['readEventsAfter'];
+  /** The highest event id ever handed out (JobStore.lastIssuedEventId); absent: a cursor is checked by its row alone. */
+  issued?(): Promise<number>;
   /** The workflow events' tail horizon and reads; absent where the store keeps no workflows (a workflow filter is then refused). */
   workflows?: {
     horizon(): number;
     starting?(): boolean;
     read: WorkflowStore['readWorkflowEventsAfter'];
+    issued?(): Promise<number>;
   };
   /** The tenant's counts per state/type/queue (shared per tenant and briefly cached by the hub). */
   stats(tenant: string): Promise<Stats>;
@@ -85,6 +88,8 @@ interface Feed {
   starting(): boolean;
   /** The rows after `afterId` in id order, each with its message if the subscription in force wants it (tenant and filter), else null. */
   read(afterId: number, limit: number): Promise<Array<{ id: number; text: string | null }>>;
+  /** The highest id ever handed out in its table (deletes do not lower it); absent where the store cannot tell. */
+  issued?(): Promise<number>;
 }
 
 export class StreamSession {
@@ -135,6 +140,7 @@ export class StreamSession {
       read: async (afterId, limit) => (await ctx.read(afterId, limit)).map((e) => ({
         id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
       })),
+      ...(ctx.issued ? { issued: ctx.issued } : {}),
     };
     const wf = ctx.workflows;
     this.workflows = wf
@@ -145,6 +151,7 @@ export class StreamSession {
           read: async (afterId, limit) => (await wf.read(afterId, limit)).map((e) => ({
             id: e.id, text: e.tenant === this.tenant && matchesWorkflow(this.filter, e) ? workflowMessage(e) : null,
           })),
+          ...(wf.issued ? { issued: wf.issued } : {}),
         }
       : null;
   }
@@ -228,9 +235,10 @@ export class StreamSession {
   /** Tells a cursor above our horizon that another instance issued from one no server issued (see `subscribe`). */
   private async checkCursor(request: number, filter: StreamFilter, feed: Feed, after: number): Promise<void> {
     if (request !== this.requests) return; // a newer subscribe came while this one waited its turn
-    let rows: Array<{ id: number }>;
+    let issued: boolean;
     try {
-      rows = await feed.read(after - 1, 1);
+      // The cursor's row, or (its job deleted since, or purged) an id at or below the highest ever handed out.
+      issued = (await feed.read(after - 1, 1)).length > 0 || (feed.issued !== undefined && after <= (await feed.issued()));
     } catch (err) {
       if (request !== this.requests || this.mode === 'closed') return;
       this.ctx.logger.warn('stream: cursor check failed; closing the client so it resumes', errorFields(err));
@@ -239,7 +247,7 @@ export class StreamSession {
       return;
     }
     if (request !== this.requests || this.mode === 'closed') return; // a newer subscribe, or gone
-    if (rows.length > 0) this.start(filter, feed, after);
+    if (issued) this.start(filter, feed, after);
     else this.reject({ code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' });
   }
 

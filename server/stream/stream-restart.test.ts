@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
-import { spec, startStreamInstance, TestClient } from '../../tests/helpers/stream.js';
+import { encodeStreamCursor as cursorOf } from './cursor.js';
+import { idOf, spec, startStreamInstance, TestClient } from '../../tests/helpers/stream.js';
 
 describe('the stream of a freshly started instance (SQLite)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stream-restart-'));
@@ -45,4 +46,36 @@ describe('the stream of a freshly started instance (SQLite)', () => {
       await started.close();
     }
   });
+
+  it('a cursor it issued is still taken by another instance after the job of that event was deleted', async () => {
+    const first = await startStreamInstance({ store });
+    const client = await TestClient.connect(first.url);
+    let cursor: string;
+    let jobId: string;
+    try {
+      await client.subscribe({ type: 't.deleted' });
+      const [job] = await first.transitions.submitMany([spec('t.deleted', 'default')]);
+      jobId = job!.job.id;
+      await first.transitions.apply(jobId, { type: 'CANCEL' });
+      await client.waitFor((ms) => ms.filter((m) => m.kind === 'event' && m.jobId === jobId).length >= 2 ? true : undefined, 10_000, 'both events');
+      cursor = client.lastCursor()!;
+    } finally {
+      await client.close();
+      await first.close();
+    }
+    assert.deepEqual(await store.deleteJob(jobId), { ok: true }); // its events go with it
+    const other = await startStreamInstance({ store, options: { gapTimeoutMs: 200 } });
+    const resumed = await TestClient.connect(other.url);
+    try {
+      const at = await resumed.subscribe({ type: 't.deleted' }, cursor);
+      assert.equal(at, cursor, 'subscribed from that cursor');
+      // A cursor beyond every id handed out is still refused.
+      resumed.send({ op: 'subscribe', filter: {}, cursor: cursorOf(idOf(cursor) + 1_000) });
+      await resumed.waitFor((ms) => ms.find((m) => m.kind === 'error' && m.code === 'ATS_ERR_BAD_CURSOR'), 10_000, 'a forged cursor refused');
+    } finally {
+      await resumed.close();
+      await other.close();
+    }
+  });
 });
+
