@@ -451,6 +451,13 @@ export interface ScheduleRecord {
   version: number;
   createdAt: number;
   updatedAt: number;
+  /**
+   * The queue the due ticks submit into, from before the first of them is
+   * submitted until the schedule moves on past them (absent otherwise): a
+   * change of the template's queue meanwhile, or a crash, must not submit a
+   * tick's job again under its key in another queue.
+   */
+  firingQueue?: string;
 }
 
 /** One fired tick. */

@@ -12,7 +12,7 @@ import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../tests/help
 import { DEFAULT_TENANT as D } from './auth.js';
 import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
-import type { Clock, JobStore, JobTemplate, ScheduleStore } from './ports.js';
+import type { Clock, JobStore, JobTemplate, ScheduleRecord, ScheduleStore } from './ports.js';
 import {
   MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
 } from './schedules.js';
@@ -209,6 +209,40 @@ for (const backend of STORE_BACKENDS) {
       const ticks = await service.ticks(D, 'every-minute');
       assert.deepEqual(ticks.map((t) => t.tickAt), [5, 4, 3, 2, 1].map((m) => T0 + m * MIN));
       assert.ok(ticks.every((t) => t.outcome === 'submitted' && jobs.some((j) => j.id === t.jobId)));
+    }));
+
+    it('one job per tick when the template\'s queue changes while a tick is fired, or after a crash that left it unrecorded', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      await service.create(D, { name: 'moving', cron: '* * * * *', overlap: 'allow', job: template() });
+      // The change lands between the tick's submit and the runner's compare-and-set that records it.
+      let patched = false;
+      const racing = new Proxy(store, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function') return v;
+          if (prop !== 'replaceSchedule') return v.bind(target);
+          return async (next: ScheduleRecord, version: number) => {
+            if (next.lastTickAt !== null && !patched) {
+              patched = true;
+              await service.update(D, 'moving', { job: template({ queue: 'other' }) });
+            }
+            return (v as (s: ScheduleRecord, n: number) => Promise<boolean>).call(target, next, version);
+          };
+        },
+      });
+      clock.set(T0 + MIN + 100);
+      const { transitions } = world(store);
+      await new ScheduleRunner({ store: racing, transitions, clock, logger: silentLogger }).runOnce();
+      assert.ok(patched);
+      await runner().runOnce();
+      const first = (await scheduledJobs(store)).filter((j) => j.idempotencyKey?.endsWith(`:${T0 + MIN}`));
+      assert.deepEqual(first.map((j) => j.queue), ['default'], 'the tick\'s one job, in the queue of its first try');
+      // The next tick goes to the new queue.
+      clock.set(T0 + 2 * MIN + 100);
+      await runner().runOnce();
+      const second = (await scheduledJobs(store)).filter((j) => j.idempotencyKey?.endsWith(`:${T0 + 2 * MIN}`));
+      assert.deepEqual(second.map((j) => j.queue), ['other']);
+      assert.equal((await service.get(D, 'moving')).firingQueue, undefined, 'unpinned once the schedule moved on');
     }));
 
     it('a schedule deleted while its runner records the pass\'s ticks leaves no tick rows behind', () => withStore(async (store) => {

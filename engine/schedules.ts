@@ -169,11 +169,11 @@ export function scheduleTickKey(s: Pick<ScheduleRecord, 'name' | 'createdAt'>, t
   return `ats:schedule:${s.name}:${s.createdAt}:${tickAt}`;
 }
 
-/** The spec of a tick's job: in the schedule's tenant. */
+/** The spec of a tick's job: in the schedule's tenant, and in the queue its due ticks were pinned to (`firingQueue`). */
 export function tickJobSpec(s: ScheduleRecord, tickAt: number): JobSpec {
   const j = s.job;
   return {
-    tenant: s.tenant, type: j.type, payload: j.payload, queue: j.queue, maxAttempts: j.maxAttempts, backoff: j.backoff,
+    tenant: s.tenant, type: j.type, payload: j.payload, queue: s.firingQueue ?? j.queue, maxAttempts: j.maxAttempts, backoff: j.backoff,
     timeoutMs: j.timeoutMs, priority: j.priority, idempotencyKey: scheduleTickKey(s, tickAt),
   };
 }
@@ -328,10 +328,19 @@ export class ScheduleRunner {
     (this.deps.onTicks ?? noop)(outcome, n);
   }
 
-  private async fire(s: ScheduleRecord, now: number): Promise<number> {
+  private async fire(due: ScheduleRecord, now: number): Promise<number> {
     const { store, transitions, logger } = this.deps;
-    if (s.nextAt === null) return 0;
-    const plan = ticksToFire(parseCron(s.cron, s.timezone), s.nextAt, s.catchUp, now);
+    if (due.nextAt === null) return 0;
+    const plan = ticksToFire(parseCron(due.cron, due.timezone), due.nextAt, due.catchUp, now);
+    let s = due;
+    if (plan.fire.length > 0 && s.firingQueue === undefined) {
+      // The queue first: a tick's job is unique by its key within a queue, so one submitted here and then
+      // (a crash, or the template's queue changed before this pass moves the schedule on) submitted again
+      // into another queue would be a second job. Pinned, the ticks go where their first try went.
+      const pinned: ScheduleRecord = { ...s, firingQueue: s.job.queue, version: s.version + 1 };
+      if (!(await store.replaceSchedule(pinned, s.version))) return 0; // changed meanwhile: the next pass reads it again
+      s = pinned;
+    }
     const ticks: ScheduleTick[] = [];
     let lastJobId = s.lastJobId;
     // Whether the last job is live, read once a pass (a job this pass submitted is known without a read).
@@ -349,8 +358,9 @@ export class ScheduleRunner {
     }
     const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
     const skipped = ticks.length - submitted;
+    const { firingQueue: _, ...moved } = s;
     const next: ScheduleRecord = {
-      ...s, nextAt: plan.nextAt, lastTickAt: ticks.at(-1)?.tickAt ?? s.lastTickAt, lastJobId,
+      ...moved, nextAt: plan.nextAt, lastTickAt: ticks.at(-1)?.tickAt ?? s.lastTickAt, lastJobId,
       submitted: s.submitted + submitted, skipped: s.skipped + skipped, missed: s.missed + plan.missed, version: s.version + 1,
     };
     if (!(await store.replaceSchedule(next, s.version))) return 0; // another instance moved it on (its jobs are these same ones)

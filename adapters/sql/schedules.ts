@@ -13,7 +13,7 @@ import { toJson, toNum, type Row } from './rows.js';
 
 const COLUMNS = [
   'tenant', 'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',
-  'submitted', 'skipped', 'missed', 'version', 'created_at', 'updated_at',
+  'submitted', 'skipped', 'missed', 'version', 'firing_queue', 'created_at', 'updated_at',
 ] as const;
 const SELECT = `SELECT ${COLUMNS.join(', ')} FROM schedules`;
 const SETS = COLUMNS.filter((c) => c !== 'tenant' && c !== 'name' && c !== 'created_at').map((c) => `${c} = ?`).join(', ');
@@ -21,7 +21,7 @@ const SETS = COLUMNS.filter((c) => c !== 'tenant' && c !== 'name' && c !== 'crea
 function values(s: ScheduleRecord): unknown[] {
   return [
     s.tenant, s.name, s.cron, s.timezone, s.overlap, s.catchUp, s.paused ? 1 : 0, toJson(s.job), s.nextAt, s.lastTickAt, s.lastJobId,
-    s.submitted, s.skipped, s.missed, s.version, s.createdAt, s.updatedAt,
+    s.submitted, s.skipped, s.missed, s.version, s.firingQueue ?? null, s.createdAt, s.updatedAt,
   ];
 }
 
@@ -35,6 +35,7 @@ function rowToSchedule(r: Row): ScheduleRecord {
     nextAt: numOrNull(r.next_at), lastTickAt: numOrNull(r.last_tick_at), lastJobId: (r.last_job_id as string | null) ?? null,
     submitted: toNum(r.submitted), skipped: toNum(r.skipped), missed: toNum(r.missed), version: toNum(r.version),
     createdAt: toNum(r.created_at), updatedAt: toNum(r.updated_at),
+    ...(r.firing_queue === null || r.firing_queue === undefined ? {} : { firingQueue: String(r.firing_queue) }),
   };
 }
 
