@@ -17,6 +17,7 @@ import {
   MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
 } from './schedules.js';
 import { TransitionService } from './transitions.js';
+import { intercept } from '../tests/helpers/intercept.js';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2031, 0, 1); // a Wednesday, 00:00 UTC
@@ -216,19 +217,12 @@ for (const backend of STORE_BACKENDS) {
       await service.create(D, { name: 'moving', cron: '* * * * *', overlap: 'allow', job: template() });
       // The change lands between the tick's submit and the runner's compare-and-set that records it.
       let patched = false;
-      const racing = new Proxy(store, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof v !== 'function') return v;
-          if (prop !== 'replaceSchedule') return v.bind(target);
-          return async (next: ScheduleRecord, version: number) => {
-            if (next.lastTickAt !== null && !patched) {
-              patched = true;
-              await service.update(D, 'moving', { job: template({ queue: 'other' }) });
-            }
-            return (v as (s: ScheduleRecord, n: number) => Promise<boolean>).call(target, next, version);
-          };
-        },
+      const racing = intercept(store, (name) => name === 'replaceSchedule', async (call, [next]) => {
+        if ((next as ScheduleRecord).lastTickAt !== null && !patched) {
+          patched = true;
+          await service.update(D, 'moving', { job: template({ queue: 'other' }) });
+        }
+        return call();
       });
       clock.set(T0 + MIN + 100);
       const { transitions } = world(store);
@@ -249,16 +243,9 @@ for (const backend of STORE_BACKENDS) {
       const { clock, service, transitions } = world(store);
       await service.create(D, { name: 'gone', cron: '* * * * *', overlap: 'allow', job: template() });
       // The delete lands between the runner's compare-and-set and its recording of the ticks.
-      const racing = new Proxy(store, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof v !== 'function') return v;
-          if (prop !== 'recordTicks') return v.bind(target);
-          return async (...args: unknown[]) => {
-            await service.remove(D, 'gone');
-            return (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-          };
-        },
+      const racing = intercept(store, (name) => name === 'recordTicks', async (call) => {
+        await service.remove(D, 'gone');
+        return call();
       });
       clock.set(T0 + MIN + 100);
       await new ScheduleRunner({ store: racing, transitions, clock, logger: silentLogger }).runOnce();

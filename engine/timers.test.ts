@@ -44,16 +44,22 @@ async function publishAndLose(store: JobStore): Promise<OutboxRow[]> {
 const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic === TOPICS.dispatch).map((r) => (r.payload as { jobId: string }).jobId);
 
 
+/** Timers (published timeout TIMEOUT_MS) and transitions over `store`, on a clock the test moves. */
+function timersOn(store: JobStore) {
+  const clock = manualClock();
+  const nextId = monotonicFactory();
+  const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+  const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+  return { clock, transitions, timers };
+}
+
 for (const backend of STORE_BACKENDS) {
   describe(`Timers on ${backend.name}`, () => {
     it('re-dispatch a lost dispatch after the published timeout, whether PUBLISHED was recorded or not', async () => {
       const { store, cleanup } = await backend.open();
       try {
         await store.migrate();
-        const clock = manualClock();
-        const nextId = monotonicFactory();
-        const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-        const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+        const { clock, transitions, timers } = timersOn(store);
 
         // Both dispatched at submit; the log acks and loses both messages.
         const unrecorded = await transitions.submit(spec());
@@ -107,10 +113,7 @@ for (const backend of STORE_BACKENDS) {
       const { store, cleanup } = await backend.open();
       try {
         await store.migrate();
-        const clock = manualClock();
-        const nextId = monotonicFactory();
-        const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-        const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+        const { clock, transitions, timers } = timersOn(store);
         const newer = await transitions.submit(spec());
         const other = await transitions.submit(spec());
         assert.ok(newer.ok && other.ok);

@@ -18,6 +18,7 @@ import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 import type { Clock, JobSpec, JobStore, OutboxRow } from './ports.js';
 import { TransitionService, type EventInput } from './transitions.js';
 import { verifyJob } from './verify.js';
+import { intercept } from '../tests/helpers/intercept.js';
 
 /** Opens stores on one fresh database; `cleanup` closes them all and removes the database. */
 interface Backend {
@@ -251,20 +252,13 @@ for (const backend of [mysql, sqlite]) {
       assert.ok((await svc0.apply(held.job.id, { type: 'CANCEL' })).ok);
       // The job holding the key goes (DELETE /v1/jobs/:id, or retention) just after an insert found the key taken.
       let once = true;
-      const racing = new Proxy(store, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof v !== 'function') return v;
-          if (prop !== 'insert') return v.bind(target);
-          return async (...args: unknown[]) => {
-            const r = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-            if (once) {
-              once = false;
-              assert.deepEqual(await target.deleteJob(held.job.id), { ok: true });
-            }
-            return r;
-          };
-        },
+      const racing = intercept(store, (name) => name === 'insert', async (call) => {
+        const r = await call();
+        if (once) {
+          once = false;
+          assert.deepEqual(await store.deleteJob(held.job.id), { ok: true });
+        }
+        return r;
       });
       const [other, again] = await service(racing).submitMany([spec({ payload: 'other' }), spec({ idempotencyKey: 'race' })]);
       assert.ok(other!.ok && other!.created);

@@ -16,6 +16,7 @@ import { silentLogger } from './logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage } from './messages.js';
 import type { Clock, EventLog, LogRecord } from './ports.js';
 import { WorkflowDriver, WorkflowService } from './workflows.js';
+import { intercept } from '../tests/helpers/intercept.js';
 
 const machine = (version: number) => setup({
   types: { context: {} as { n: number } },
@@ -171,16 +172,24 @@ describe('the workflow driver\'s sweep', () => {
   });
 });
 
+/**
+ * A counter instance whose child job has ended, its child-ended message left in
+ * the outbox and never delivered (the log lost it).
+ */
+async function counterWithEndedChild() {
+  const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+  const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
+  const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+  assert.ok(started.ok);
+  const jobId = started.workflow.state.children[0]!.jobId;
+  await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
+  await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+  return { store, service, started, jobId };
+}
+
 describe('workflows the log or the registry failed', () => {
   it('sweep delivers a child\'s end the log lost (the embedded log after a restart); a second sweep changes nothing', async () => {
-    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
-    const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
-    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
-    assert.ok(started.ok);
-    const jobId = started.workflow.state.children[0]!.jobId;
-    // The child ends; its child-ended message sits in the outbox and is never delivered (the log lost it).
-    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
-    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    const { store, service, started, jobId } = await counterWithEndedChild();
     assert.deepEqual((await store.getWorkflow(started.workflow.id))!.state.children.map((c) => c.jobId), [jobId]);
     const first = await service.sweep(10);
     assert.equal(first.applied, 1);
@@ -193,25 +202,12 @@ describe('workflows the log or the registry failed', () => {
   });
 
   it('the sweep delivers a lost end to an instance stepped while the sweep reads: it keeps its place', async () => {
-    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
-    const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
-    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
-    assert.ok(started.ok);
-    const jobId = started.workflow.state.children[0]!.jobId;
-    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
-    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    const { store, service, started, jobId } = await counterWithEndedChild();
     // Each page the sweep reads, the instance has just taken a signal (a busy instance, a long sweep).
-    const busy = new Proxy(store, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof v !== 'function') return v;
-        if (typeof prop !== 'string' || !/ActiveWorkflow/.test(prop)) return v.bind(target);
-        return async (...args: unknown[]) => {
-          await new Promise((r) => setTimeout(r, 2));
-          assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
-          return v.apply(target, args);
-        };
-      },
+    const busy = intercept(store, (name) => /ActiveWorkflow/.test(name), async (call) => {
+      await new Promise((r) => setTimeout(r, 2));
+      assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+      return call();
     });
     const sweeping = new WorkflowService({ store: busy, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('counter', machine(1), { version: 1 }) });
     const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
