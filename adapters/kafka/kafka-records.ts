@@ -3,6 +3,7 @@
  * (Buffers), and the topic-prefix mapping.
  */
 import { Partitioners, type IHeaders, type KafkaMessage, type Message, type PartitionMetadata, type TopicMessages } from 'kafkajs';
+import { pack } from '../../engine/pack.js';
 import type { LogMessage, LogRecord } from '../../engine/ports.js';
 
 /** Logical topic (or group id) → the name used on the broker. */
@@ -35,22 +36,13 @@ export const MAX_REQUEST_CHARS = 256 * 1024;
 
 /** `messages` in order, cut into consecutive chunks of at most MAX_REQUEST_CHARS each (a larger message alone). */
 export function produceChunks(messages: readonly LogMessage[], maxChars = MAX_REQUEST_CHARS): LogMessage[][] {
-  const chunks: LogMessage[][] = [];
-  let chunk: LogMessage[] = [];
-  let chars = 0;
-  for (const m of messages) {
-    let size = m.key.length + m.value.length;
-    for (const name in m.headers) size += name.length + m.headers[name]!.length;
-    if (chunk.length > 0 && chars + size > maxChars) {
-      chunks.push(chunk);
-      chunk = [];
-      chars = 0;
-    }
-    chunk.push(m);
-    chars += size;
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
+  return pack(messages, charsOf, Infinity, maxChars);
+}
+
+function charsOf(m: LogMessage): number {
+  let chars = m.key.length + m.value.length;
+  for (const name in m.headers) chars += name.length + m.headers[name]!.length;
+  return chars;
 }
 
 export function toTopicMessages(prefix: string, messages: readonly LogMessage[]): TopicMessages[] {

@@ -3,6 +3,7 @@
  * limits: SQLite's 32766 bound parameters and MySQL's `max_allowed_packet`
  * (16 MiB by default on MariaDB 10.11 / 64 MiB on MySQL 8).
  */
+import { pack } from '../../engine/pack.js';
 
 /** At most this many rows per multi-row INSERT (18 columns x 500 < 32766). */
 export const MAX_ROWS_PER_STATEMENT = 500;
@@ -11,29 +12,6 @@ export const MAX_BYTES_PER_STATEMENT = 4 * 1024 * 1024;
 
 const sizeOf = (row: readonly unknown[]): number =>
   row.reduce<number>((n, v) => n + (typeof v === 'string' ? v.length * 2 : 8), 0);
-
-/**
- * Consecutive groups of items, each within `maxItems` and `maxBytes` (an item
- * alone over the byte limit gets its own group): the one greedy packing behind
- * multi-row INSERTs and multi-statement sends.
- */
-function pack<T>(items: readonly T[], bytesOf: (item: T) => number, maxItems: number, maxBytes: number): T[][] {
-  const groups: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    const size = bytesOf(item);
-    if (current.length > 0 && (current.length >= maxItems || bytes + size > maxBytes)) {
-      groups.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += size;
-  }
-  if (current.length > 0) groups.push(current);
-  return groups;
-}
 
 /** Consecutive chunks of rows, each within both limits (a single oversized row gets its own chunk). */
 export function chunkRows(rows: readonly unknown[][], maxRows = MAX_ROWS_PER_STATEMENT, maxBytes = MAX_BYTES_PER_STATEMENT): unknown[][][] {
