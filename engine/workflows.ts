@@ -224,7 +224,8 @@ export class WorkflowService {
       after = due.at(-1);
       if (fired >= limit) break;
     }
-    // Stopped before the end: the next pass goes on from here only if this one skipped a whole page's worth.
+    // Stopped before the end: having fired its limit, the next pass starts again from the soonest (what fired is
+    // gone); having read its pages past timers that wait, it goes on from here.
     this.timerScan = fired >= limit ? undefined : after;
     return fired;
   }
