@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { runsMachineOf, start, step, UnknownJobMachineError } from '../machines/lifecycle.js';
-import type { JobEvent, JobInput } from '../machines/job.machine.js';
+import { leaseOver, type JobEvent, type JobInput } from '../machines/job.machine.js';
 import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
@@ -239,7 +239,9 @@ function decideMany(
     if (!job) return { ok: false, reason: 'not-found' };
     const event = events[i]!;
     if (!runsMachineOf(job.snapshot)) return { ok: false, reason: 'machine-unknown', job, error: unknownMachine(job) };
-    if (event.type === 'HEARTBEAT' && leaseEnded(job, event.at)) return { ok: false, reason: 'lease-ended', job };
+    if (event.type === 'HEARTBEAT' && job.snapshot.value === 'running' && leaseOver(job.snapshot.context, event.at)) {
+      return { ok: false, reason: 'lease-ended', job };
+    }
     const write = transitionWrite(job, event, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
     const key = event.type === 'STARTED' && limits.size > 0 ? keyOf(job) : undefined;
@@ -264,12 +266,6 @@ function decideMany(
 
 /** How often a submit is inserted again when the job holding its idempotency key vanished meanwhile. */
 const KEY_HOLDER_GONE_TRIES = 3;
-
-/** Whether the running attempt's lease has ended by `at` (as the machine's `leaseOver` reads it). */
-const leaseEnded = (job: JobRecord, at: number): boolean => {
-  const { value, context } = job.snapshot;
-  return value === 'running' && context.leaseUntil !== null && at >= context.leaseUntil;
-};
 
 /**
  * A job whose snapshot another job machine version wrote (a newer deployment

@@ -512,16 +512,14 @@ export class Worker {
         this.hold(messages[k]!, records?.[k], r.key, r.retryAfterMs, now);
         return;
       }
-      if (!r.ok && r.reason === 'machine-unknown') {
-        this.counters.skipped++;
-        this.slots.release();
-        logger.warn('worker: dispatch skipped: a job machine version this worker does not run wrote the job; the timers dispatch it again later',
-          { jobId: messages[k]!.jobId, type: messages[k]!.type, attempt: messages[k]!.attempt, ...errorFields(r.error) });
-        return;
-      }
       if (!r.ok) {
         this.counters.skipped++;
         this.slots.release();
+        if (r.reason === 'machine-unknown') {
+          logger.warn('worker: dispatch skipped: a job machine version this worker does not run wrote the job; the timers dispatch it again later',
+            { jobId: messages[k]!.jobId, type: messages[k]!.type, attempt: messages[k]!.attempt, ...errorFields(r.error) });
+          return;
+        }
         logger.debug('worker: dispatch skipped (duplicate or stale)', { jobId: messages[k]!.jobId, type: messages[k]!.type, attempt: messages[k]!.attempt, reason: r.reason });
         return;
       }

@@ -122,6 +122,8 @@ const retryDelay = (c: JobContext, e: Failure): number =>
   e.type === 'FAILED' && e.delayMs !== undefined ? e.delayMs : backoffDelay(c.backoff, c.attempt - c.attemptBase, e.rand);
 
 const attemptsLeft = (c: JobContext): boolean => c.attempt - c.attemptBase < c.maxAttempts;
+/** The lease the context holds has ended by `at` (the machine's `leaseOver`; the engine refuses a heartbeat then). */
+export const leaseOver = (c: JobContext, at: number): boolean => c.leaseUntil !== null && at >= c.leaseUntil;
 
 export const jobMachine = setup({
   types: {
@@ -139,7 +141,7 @@ export const jobMachine = setup({
     publishedNext: ({ context, event }) =>
       'attempt' in event && event.attempt === context.attempt + 1 && context.dispatchedFor === event.attempt,
     due: ({ context, event }) => event.at >= context.runAt,
-    leaseOver: ({ context, event }) => context.leaseUntil !== null && event.at >= context.leaseUntil,
+    leaseOver: ({ context, event }) => leaseOver(context, event.at),
     /** The failure is retryable and the run has attempts left. */
     canRetry: ({ context, event }) => failureOf(event as Failure).retryable && attemptsLeft(context),
   },
