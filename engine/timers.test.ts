@@ -6,11 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
-import type { MysqlStore } from '../adapters/mysql/index.js';
-import type { SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
-import { STORE_BACKENDS } from '../tests/helpers/stores.js';
+import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
 import { TOPICS, type Clock, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
 import { Timers } from './timers.js';
@@ -94,41 +92,22 @@ for (const backend of STORE_BACKENDS) {
   });
 }
 
-/** Rewrites a job's stored snapshot as a deployment of another job machine version would have written it. */
-async function writeMachineVersion(store: JobStore, id: string, machine: number): Promise<void> {
-  const read = (text: unknown) => JSON.stringify({ ...JSON.parse(String(text)), machine });
-  if ('db' in store) {
-    const { db } = store as SqliteStore;
-    db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(read((db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: unknown }).snapshot), id);
-  } else {
-    const { pool } = store as MysqlStore;
-    const [rows] = await pool.query('SELECT snapshot FROM jobs WHERE id = ?', [id]);
-    await pool.query('UPDATE jobs SET snapshot = ? WHERE id = ?', [read((rows as { snapshot: unknown }[])[0]!.snapshot), id]);
-  }
-}
-
 for (const backend of STORE_BACKENDS) {
   describe(`Timers on ${backend.name}, beside a job of a newer job machine version`, () => {
-    it('repair the other jobs of the pass, and leave that one as it is', async () => {
-      const { store, cleanup } = await backend.open();
-      try {
-        await store.migrate();
-        const { clock, transitions, timers } = timersOn(store);
-        const newer = await transitions.submit(spec());
-        const other = await transitions.submit(spec());
-        assert.ok(newer.ok && other.ok);
-        await publishAndLose(store);
-        await writeMachineVersion(store, newer.job.id, JOB_MACHINE_VERSION + 1);
-        const before = (await store.getJob(newer.job.id))!;
-        clock.advance(TIMEOUT_MS);
-        assert.equal(await timers.runOnce(), 1);
-        assert.deepEqual(dispatchesOf(await publishAndLose(store)), [other.job.id]);
-        assert.equal((await store.getJob(other.job.id))!.snapshot.context.dispatches, 2);
-        assert.deepEqual(await store.getJob(newer.job.id), before);
-      } finally {
-        await cleanup();
-      }
-    });
+    it('repair the other jobs of the pass, and leave that one as it is', () => withMigratedStore(backend, async (store) => {
+      const { clock, transitions, timers } = timersOn(store);
+      const newer = await transitions.submit(spec());
+      const other = await transitions.submit(spec());
+      assert.ok(newer.ok && other.ok);
+      await publishAndLose(store);
+      await writeMachineVersion(store, newer.job.id, JOB_MACHINE_VERSION + 1);
+      const before = (await store.getJob(newer.job.id))!;
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 1);
+      assert.deepEqual(dispatchesOf(await publishAndLose(store)), [other.job.id]);
+      assert.equal((await store.getJob(other.job.id))!.snapshot.context.dispatches, 2);
+      assert.deepEqual(await store.getJob(newer.job.id), before);
+    }));
   });
 }
 

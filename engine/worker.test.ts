@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
-import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import type { FailureAdvice, LeaseAdvice } from './advisor/types.js';
@@ -16,6 +16,7 @@ import { TOPICS, type Clock, type JobRecord, type JobSpec, type JobStore, type L
 import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
+import { writeMachineVersion } from '../tests/helpers/stores.js';
 import { Waker } from './wake.js';
 import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker, type WorkerDeps } from './worker.js';
 
@@ -135,19 +136,28 @@ describe('worker: cancels are fenced by attempt', () => {
   });
 });
 
-/** The real service, except that outcome writes (SUCCEEDED/FAILED) throw while `failing()` says so. */
-function failingOutcomes(failing: () => boolean, tries: { outcome: number }) {
+type ApplyItems = Parameters<TransitionService['applyMany']>[0];
+
+/** The real service, except that `before(items)` runs first in each `applyMany` (a throw there is a failed write). */
+function beforeApplyMany(before: (items: ApplyItems) => void | Promise<void>) {
   return (real: TransitionService): TransitionService => {
     const fake = Object.create(real) as TransitionService;
     fake.applyMany = async (items) => {
-      if (items.some((it) => it.event.type === 'SUCCEEDED' || it.event.type === 'FAILED')) {
-        tries.outcome++;
-        if (failing()) throw new Error('database unavailable (injected)');
-      }
+      await before(items);
       return real.applyMany(items);
     };
     return fake;
   };
+}
+
+/** The real service, except that outcome writes (SUCCEEDED/FAILED) throw while `failing()` says so. */
+function failingOutcomes(failing: () => boolean, tries: { outcome: number }) {
+  return beforeApplyMany((items) => {
+    if (items.some((it) => it.event.type === 'SUCCEEDED' || it.event.type === 'FAILED')) {
+      tries.outcome++;
+      if (failing()) throw new Error('database unavailable (injected)');
+    }
+  });
 }
 
 /** The system clock whose sleeps are recorded, and whose time can be moved ahead. */
@@ -230,17 +240,12 @@ describe('worker: one outcome the store keeps refusing', () => {
     });
     const poison: { id?: string } = {};
     const batches: number[] = [];
-    const refusing = (real: TransitionService): TransitionService => {
-      const fake = Object.create(real) as TransitionService;
-      fake.applyMany = async (items) => {
-        if (items.some((it) => it.event.type === 'SUCCEEDED')) {
-          batches.push(items.length);
-          if (items.some((it) => it.jobId === poison.id)) throw new Error('packet too large (injected)');
-        }
-        return real.applyMany(items);
-      };
-      return fake;
-    };
+    const refusing = beforeApplyMany((items) => {
+      if (items.some((it) => it.event.type === 'SUCCEEDED')) {
+        batches.push(items.length);
+        if (items.some((it) => it.jobId === poison.id)) throw new Error('packet too large (injected)');
+      }
+    });
     const retried = new Set<unknown>();
     const logger: Logger = { ...silentLogger, warn: (msg, fields) => { if (/outcome write failed/.test(msg)) retried.add(fields?.jobId); } };
     const h = await harness(registry, { clock: recordingClock(), workerTransitions: refusing, logger });
@@ -524,20 +529,13 @@ describe('worker: a job of a newer job machine version', () => {
     const logger: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg) };
     const seen: { ids: string[]; newer?: string } = { ids: [] };
     // Before the first claim batch of two or more is decided, a newer deployment rewrites its first job's snapshot.
-    const newerBeforeClaims = (real: TransitionService): TransitionService => {
-      const fake = Object.create(real) as TransitionService;
-      fake.applyMany = async (items) => {
-        if (items.length >= 2 && items.every((it) => it.event.type === 'STARTED') && seen.ids.length === 0) {
-          seen.ids = items.map((it) => it.jobId);
-          seen.newer = seen.ids[0]!;
-          const db = (h.store as SqliteStore).db;
-          const row = db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(seen.newer) as { snapshot: string };
-          db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(JSON.stringify({ ...JSON.parse(row.snapshot), machine: JOB_MACHINE_VERSION + 1 }), seen.newer);
-        }
-        return real.applyMany(items);
-      };
-      return fake;
-    };
+    const newerBeforeClaims = beforeApplyMany(async (items) => {
+      if (items.length >= 2 && items.every((it) => it.event.type === 'STARTED') && seen.ids.length === 0) {
+        seen.ids = items.map((it) => it.jobId);
+        seen.newer = seen.ids[0]!;
+        await writeMachineVersion(h.store, seen.newer, JOB_MACHINE_VERSION + 1);
+      }
+    });
     const h: Harness = await harness(registry, { logger, workerTransitions: newerBeforeClaims });
     try {
       // Enough jobs that a partition's dispatches come to the worker two or more at a time.
@@ -561,27 +559,18 @@ describe('worker: a job of a newer job machine version', () => {
     }
   });
   it('its outcome is written again while the lease holds, as a failed write is', async () => {
-    const setMachine = (db: SqliteStore['db'], id: string, machine: number) => {
-      const row = db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: string };
-      db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(JSON.stringify({ ...JSON.parse(row.snapshot), machine }), id);
-    };
     const tries = { outcome: 0 };
     const box: { h?: Harness } = {};
     // The handler's job is rewritten by a newer deployment while it runs; an older one writes it back on the third outcome try.
     const registry = new HandlerRegistry().register('test.ok', async (_p, ctx) => {
-      setMachine((box.h!.store as SqliteStore).db, ctx.jobId, JOB_MACHINE_VERSION + 1);
+      await writeMachineVersion(box.h!.store, ctx.jobId, JOB_MACHINE_VERSION + 1);
       return 'ok';
     });
-    const backOnThirdTry = (real: TransitionService): TransitionService => {
-      const fake = Object.create(real) as TransitionService;
-      fake.applyMany = async (items) => {
-        if (items.some((it) => it.event.type === 'SUCCEEDED') && ++tries.outcome === 3) {
-          for (const it of items) setMachine((box.h!.store as SqliteStore).db, it.jobId, JOB_MACHINE_VERSION);
-        }
-        return real.applyMany(items);
-      };
-      return fake;
-    };
+    const backOnThirdTry = beforeApplyMany(async (items) => {
+      if (items.some((it) => it.event.type === 'SUCCEEDED') && ++tries.outcome === 3) {
+        for (const it of items) await writeMachineVersion(box.h!.store, it.jobId, JOB_MACHINE_VERSION);
+      }
+    });
     const h = (box.h = await harness(registry, { clock: recordingClock(), workerTransitions: backOnThirdTry }));
     try {
       const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));

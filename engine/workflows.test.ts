@@ -282,16 +282,19 @@ describe('workflows the log or the registry failed', () => {
 });
 
 describe('timers of instances whose definition version this process lacks', () => {
-  it('wait, and do not hold back the other instances\' timers however many come first', async () => {
+  /**
+   * `goneCount` instances of `gone`, then one of `kept`, each waiting 1 s, started by `a` (which has both
+   * definitions); `b` has only `kept`'s. The clock is then past every timer, `gone`'s coming first.
+   */
+  async function lackingWorld(goneCount: number) {
     let t = 1_900_000_000_000;
     const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
     const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
     const store = createSqliteStore({ file: ':memory:' });
     await store.migrate();
-    const both = new HandlerRegistry().workflow('gone', waits).workflow('kept', waits);
-    const a = new WorkflowService({ store, clock, ids: ulidIds(), definitions: both });
+    const a = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('gone', waits).workflow('kept', waits) });
     const gone: string[] = [];
-    for (let i = 0; i < 25; i++) {
+    for (let i = 0; i < goneCount; i++) {
       const r = await a.start({ tenant: 'default', name: 'gone', input: null });
       assert.ok(r.ok);
       gone.push(r.workflow.id);
@@ -299,13 +302,18 @@ describe('timers of instances whose definition version this process lacks', () =
     t += 1;
     const kept = await a.start({ tenant: 'default', name: 'kept', input: null });
     assert.ok(kept.ok);
-    // A process without the definition of `gone`: its 25 timers come first, pages of 10 at a time.
     const b = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('kept', waits) });
     t += 5_000;
+    return { store, a, b, gone, kept: kept.workflow.id, now: () => t };
+  }
+
+  it('wait, and do not hold back the other instances\' timers however many come first', async () => {
+    // The 25 timers of `gone` come first, pages of 10 at a time, for a process without its definition.
+    const { store, a, b, gone, kept, now } = await lackingWorld(25);
     assert.equal(await b.fireDueTimers(10), 1);
-    assert.equal((await store.getWorkflow(kept.workflow.id))!.state.status, 'done');
+    assert.equal((await store.getWorkflow(kept))!.state.status, 'done');
     for (const id of gone) assert.equal((await store.getWorkflow(id))!.state.status, 'active');
-    assert.equal((await store.dueWorkflowTimers(t, 100)).length, 25, 'their timers wait');
+    assert.equal((await store.dueWorkflowTimers(now(), 100)).length, 25, 'their timers wait');
     // A process that has it fires them.
     let fired = 0;
     for (let pass = 0; pass < 20 && fired < 25; pass++) fired += await a.fireDueTimers(10);
@@ -315,22 +323,11 @@ describe('timers of instances whose definition version this process lacks', () =
   });
 
   it('a pass reads at most ten pages; the next goes on from there', async () => {
-    let t = 1_900_000_000_000;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
-    const a = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('gone', waits).workflow('kept', waits) });
-    for (let i = 0; i < 30; i++) assert.ok((await a.start({ tenant: 'default', name: 'gone', input: null })).ok);
-    t += 1;
-    const kept = await a.start({ tenant: 'default', name: 'kept', input: null });
-    assert.ok(kept.ok);
-    const b = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('kept', waits) });
-    t += 5_000;
+    const { store, b, kept } = await lackingWorld(30);
     assert.equal(await b.fireDueTimers(2), 0, 'ten pages of two: twenty of the thirty');
-    assert.equal((await store.getWorkflow(kept.workflow.id))!.state.status, 'active');
+    assert.equal((await store.getWorkflow(kept))!.state.status, 'active');
     assert.equal(await b.fireDueTimers(2), 1, 'the next pass reads on');
-    assert.equal((await store.getWorkflow(kept.workflow.id))!.state.status, 'done');
+    assert.equal((await store.getWorkflow(kept))!.state.status, 'done');
     await store.close();
   });
 });

@@ -2,8 +2,8 @@
  * Both SQL stores, each fresh (SQLite in memory, MariaDB in a database of its
  * own), for tests that run the same cases on each.
  */
-import { createMysqlStore } from '../../adapters/mysql/index.js';
-import { createSqliteStore } from '../../adapters/sqlite/index.js';
+import { createMysqlStore, type MysqlStore } from '../../adapters/mysql/index.js';
+import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
 import type { AuditStore, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql } from './mysql.js';
 
@@ -45,3 +45,17 @@ export const STORE_BACKENDS: readonly StoreBackend[] = [
     },
   },
 ];
+
+/** Rewrites a job's stored snapshot as a deployment of another job machine version would have written it. */
+export async function writeMachineVersion(store: JobStore, id: string, machine: number): Promise<void> {
+  const read = (text: unknown) => JSON.stringify({ ...JSON.parse(String(text)), machine });
+  if ('db' in store) {
+    const { db } = store as SqliteStore;
+    db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(read((db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: unknown }).snapshot), id);
+  } else {
+    const { pool } = store as MysqlStore;
+    const [rows] = await pool.query('SELECT snapshot FROM jobs WHERE id = ?', [id]);
+    await pool.query('UPDATE jobs SET snapshot = ? WHERE id = ?', [read((rows as { snapshot: unknown }[])[0]!.snapshot), id]);
+  }
+}
+
