@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { anomalyMeasures, etaStats, falseExpiries, lostSuccesses, measureSeed, recoveryStats, summarize, wastedAttempts } from './goals.js';
+import { anomalyMeasures, bestConstantShare, etaStats, falseExpiries, lostSuccesses, measureSeed, recoveryStats, summarize, wastedAttempts } from './goals.js';
 import { classifyExpiries, PerJobJitter, simulate, type JobResult, type RunRecord } from './simulate.js';
 import { attemptOutcome, generate, mix, SPIKE_TYPE, type Workload } from './workload.js';
 
@@ -177,6 +177,14 @@ describe('advisor bench: measures', () => {
     assert.deepEqual(healthyExpiries.map((h) => h.i).sort(), [3, 4, 5]);
   });
 
+  it('the best one time per type puts within ±20% the most times a window of ratio 1.5 holds', () => {
+    assert.equal(bestConstantShare([100, 140, 160, 1000], 0.2), 0.5);
+    // 120 is 20% off both: the window's ends count.
+    assert.equal(bestConstantShare([150, 100], 0.2), 1);
+    assert.equal(bestConstantShare([100, 151], 0.2), 0.5);
+    assert.equal(bestConstantShare([], 0.2), 0);
+  });
+
   it('the ETA error is relative to the time left from the prediction to the finish', () => {
     const r = run({
       jobs: [job('done', 1, 10_000), job('done', 1, 20_000), job('dead', 2, 5_000), job('done', 1, null)],
@@ -192,6 +200,8 @@ describe('advisor bench: measures', () => {
     assert.equal(s.n, 3);
     assert.ok(Math.abs(s.p50! - 0.2) < 1e-9);
     assert.ok(Math.abs(s.within20! - 2 / 3) < 1e-9);
+    // One time per type after the fact: t's two jobs both took 10 s, u's one 1 s.
+    assert.equal(s.hindsightWithin20, 1);
     assert.equal(s.firstTry.n, 2);
     assert.ok(Math.abs(s.firstTry.p50! - 0.3) < 1e-9);
     assert.deepEqual(s.retried.n, 1);

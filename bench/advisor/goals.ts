@@ -54,6 +54,13 @@ export interface EtaStats {
   p90: number | null;
   /** Share within ±20%. */
   within20: number | null;
+  /**
+   * The most any ETA that gives every job of a type the same time to finish
+   * could have put within ±20%, that time chosen per type after the fact from
+   * this run's own outcomes: a ceiling set by how much a type's time to finish
+   * varies (`bestConstantShare`).
+   */
+  hindsightWithin20: number | null;
   /** The p50 over jobs that succeeded at their first attempt, and over the others (retried, or dead). */
   firstTry: { n: number; p50: number | null };
   retried: { n: number; p50: number | null };
@@ -149,12 +156,32 @@ export function falseExpiries(run: Pick<RunRecord, 'healthyExpiries' | 'attempts
   return { n, attempts: run.attempts, rate: run.attempts === 0 ? 0 : n / run.attempts };
 }
 
+/**
+ * The largest share of `times` (each a job's time to finish, > 0) that one
+ * predicted time c puts within ±`tolerance` of the error measure, |c − t| / t:
+ * c / (1 + tolerance) ≤ t ≤ c / (1 − tolerance), a window whose ends stand in
+ * the ratio (1 + tolerance) / (1 − tolerance), slid over the sorted times.
+ */
+export function bestConstantShare(times: readonly number[], tolerance: number): number {
+  if (times.length === 0) return 0;
+  const sorted = [...times].sort((a, b) => a - b);
+  // A hair over the exact ratio, which floating point may round below (1.2 / 0.8 < 1.5).
+  const ratio = ((1 + tolerance) / (1 - tolerance)) * (1 + 1e-12);
+  let best = 0;
+  for (let lo = 0, hi = 0; lo < sorted.length; lo++) {
+    while (hi < sorted.length && sorted[hi]! <= sorted[lo]! * ratio) hi++;
+    best = Math.max(best, hi - lo);
+  }
+  return best / sorted.length;
+}
+
 /** ETA errors of the samples of one kind whose job finished. */
 export function etaStats(run: Pick<RunRecord, 'eta' | 'jobs'>, kind: 'submit' | 'live'): EtaStats {
   const errors: number[] = [];
   const firstTry: number[] = [];
   const retried: number[] = [];
   const byTypeErrors = new Map<string, number[]>();
+  const byTypeTimes = new Map<string, number[]>();
   for (const s of run.eta) {
     if (s.kind !== kind) continue;
     const job = run.jobs[s.i];
@@ -162,6 +189,9 @@ export function etaStats(run: Pick<RunRecord, 'eta' | 'jobs'>, kind: 'submit' | 
     if (finishedAt === null || finishedAt === undefined) continue;
     const err = Math.abs(s.finish - finishedAt) / Math.max(1, finishedAt - s.at);
     errors.push(err);
+    const times = byTypeTimes.get(s.type);
+    if (times) times.push(Math.max(1, finishedAt - s.at));
+    else byTypeTimes.set(s.type, [Math.max(1, finishedAt - s.at)]);
     (job!.state === 'done' && job!.attempts === 1 ? firstTry : retried).push(err);
     const typeErrors = byTypeErrors.get(s.type);
     if (typeErrors) typeErrors.push(err);
@@ -172,6 +202,7 @@ export function etaStats(run: Pick<RunRecord, 'eta' | 'jobs'>, kind: 'submit' | 
   return {
     n: errors.length, p50: quantile(errors, 0.5), p90: quantile(errors, 0.9),
     within20: errors.length === 0 ? null : errors.filter((e) => e <= 0.2).length / errors.length,
+    hindsightWithin20: errors.length === 0 ? null : [...byTypeTimes.values()].reduce((n, t) => n + bestConstantShare(t, 0.2) * t.length, 0) / errors.length,
     firstTry: { n: firstTry.length, p50: quantile(firstTry, 0.5) }, retried: { n: retried.length, p50: quantile(retried, 0.5) }, byType,
   };
 }

@@ -171,6 +171,23 @@ function etaByType(measures: readonly SeedMeasures[]): string {
   return lines.join('\n');
 }
 
+/** Mean over seeds of a share of the ETA predictions at submit, with the lowest and highest seed's. */
+function sharePct(measures: readonly SeedMeasures[], field: 'within20' | 'hindsightWithin20'): string {
+  const xs = measures.map((m) => m.eta.submit[field]).filter((x): x is number => typeof x === 'number');
+  if (xs.length === 0) return 'none';
+  return `${fmt((xs.reduce((a, b) => a + b, 0) / xs.length) * 100)}% (seeds ${fmt(Math.min(...xs) * 100)}% to ${fmt(Math.max(...xs) * 100)}%)`;
+}
+
+/** What the hindsight share says about the ±20% goal: whether one time per type could reach half. */
+function hindsightVerdict(measures: readonly SeedMeasures[]): string {
+  const xs = measures.map((m) => m.eta.submit.hindsightWithin20).filter((x): x is number => typeof x === 'number');
+  if (xs.length === 0) return '';
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return mean < 0.5
+    ? ": how much a type's time to finish varies on this workload leaves no such ETA at half, even chosen after the fact"
+    : ': such an ETA could reach half, so a better predictor would meet the goal';
+}
+
 /** Mean over seeds of the p50 ETA error at submit of one group, with its samples. */
 function etaSplit(measures: readonly SeedMeasures[], group: 'firstTry' | 'retried'): string {
   const p50s = measures.map((m) => m.eta.submit[group]?.p50).filter((x): x is number => typeof x === 'number');
@@ -271,6 +288,8 @@ ${crashByType(measures)}
 ${etaByType(measures)}
 
 At submit, the jobs that succeeded at their first attempt (${etaSplit(measures, 'firstTry')}) against the others, retried or dead (${etaSplit(measures, 'retried')}): an ETA from one attempt's median run time does not foresee a retry. And a point estimate cannot do better on a run time that varies by itself: for a log-normal run time of σ 0.3, the best possible p50 error of any prediction is 20%, of σ 0.25, 17%.
+
+A p50 error of at most 20% is the same as half of the predictions within ±20%. At submit the advisor put ${sharePct(measures, 'within20')} of them there (mean of seeds). An ETA that gives every job of a type one time to finish, that time chosen per type after the run from the run's own outcomes, would put ${sharePct(measures, 'hindsightWithin20')} there${hindsightVerdict(measures)} (an ETA that reads the queue, as the advisor's does, can differ from one job to the next; at this load jobs seldom wait).
 
 **Anomalies**, all seeds (an anomaly of a type within an outage or the spike of that type, or up to ${CHANGE_GRACE_MS / 60_000} min after it, is explained; any other is a false alarm):
 
