@@ -9,9 +9,11 @@ import { after, before, describe, test } from 'node:test';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { silentLogger } from '../engine/logger.js';
+import type { Insights } from '../engine/advisor/types.js';
 import type { JobSpec } from '../engine/ports.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
-import { startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
+import { INSIGHTS_CACHE_MS } from './routes/insights.js';
 import type { AppDeps } from './deps.js';
 
 const mysqlReady = await requireMysql();
@@ -71,6 +73,30 @@ for (const [name, start, skip] of backends) {
       assert.equal((await t.app.inject({ method: 'GET', url: `/v1/jobs/${doneId}` })).json().eta, null, 'no ETA for a finished job');
     });
 
+    test('the insights read each pair\'s handler timeout by its newest job\'s id: no list of the jobs, which scans them', async () => {
+      await t.transitions.submit({ ...spec('q-timeout'), timeoutMs: 4_000 });
+      await t.transitions.submit({ ...spec('q-timeout'), timeoutMs: 6_000 });
+      const reads: string[] = [];
+      const watched = new Proxy(t.store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            reads.push(String(prop));
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+      const a = new Advisor({ store: watched, clock: t.clock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
+      await a.init();
+      await a.catchUp();
+      reads.length = 0;
+      const { types } = await a.insights();
+      assert.equal(types.find((x) => x.queue === 'q-timeout')?.timeoutMs, 6_000, 'the newest job\'s');
+      assert.ok(types.every((x) => x.timeoutMs !== null), 'every pair\'s newest job is read');
+      assert.deepEqual(reads, types.map(() => 'getJob'), 'one read by primary key per pair');
+    });
+
     test('the store counts at most `limit` waiting jobs ahead', async () => {
       const last = (await t.transitions.submit(spec('q-limit'))).job;
       for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-limit'));
@@ -81,6 +107,47 @@ for (const [name, start, skip] of backends) {
     });
   });
 }
+
+describe('an app whose advisor takes longer than the answer is kept', () => {
+  let t: TestApp;
+  let now = 1_000_000;
+  let reads = 0;
+  let finish: (i: Insights) => void = () => {};
+  before(async () => {
+    t = await startSqliteTestApp({
+      clock: { ...testClock, now: () => now },
+      advisor: {
+        eta: async () => null,
+        insights: () => {
+          reads += 1;
+          return new Promise<Insights>((resolve) => (finish = resolve));
+        },
+      },
+    });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('consoles polling during a slow read share it: one read, not one per poll', async () => {
+    const polls = [t.app.inject({ method: 'GET', url: '/v1/insights' })];
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 3; i++) {
+      now += 5_000; // each console asks every 5 s; the read is still running
+      polls.push(t.app.inject({ method: 'GET', url: '/v1/insights' }));
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(reads, 1);
+    finish({ mode: 'advise', events: 3, types: [] });
+    for (const res of await Promise.all(polls)) assert.deepEqual(res.json(), { mode: 'advise', events: 3, types: [] });
+    now += INSIGHTS_CACHE_MS;
+    const later = t.app.inject({ method: 'GET', url: '/v1/insights' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(reads, 2, 'read again once the answer is older than the window');
+    finish({ mode: 'advise', events: 4, types: [] });
+    assert.equal((await later).json().events, 4);
+  });
+});
 
 describe('an app whose advisor cannot read the ETA', () => {
   let t: TestApp;

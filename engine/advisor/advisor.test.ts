@@ -163,6 +163,61 @@ describe('advisor service', () => {
   });
 });
 
+describe('advisor service: insights', () => {
+  /** The store as the advisor sees it, each call counted by method name. */
+  function counted(store: JobStore) {
+    const calls = new Map<string, number>();
+    const watched = new Proxy(store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    return { watched, calls };
+  }
+
+  it('reads a pair\'s handler timeout from its newest job by id, not by listing the jobs, and once while that job stays the newest', async () => {
+    const w = await world();
+    for (let i = 0; i < 3; i++) {
+      const s = await w.transitions.submit(spec('mail.send', { queue: 'mail', timeoutMs: 60_000 }));
+      assert.ok(s.ok);
+      await attempt(w, s.job, 1, 100, null);
+    }
+    const newest = await w.transitions.submit(spec('mail.send', { queue: 'mail', timeoutMs: 5_000 }));
+    assert.ok(newest.ok);
+    await w.transitions.submit(spec('mail.bounce', { queue: 'mail', timeoutMs: 7_000 }));
+
+    const { watched, calls } = counted(w.store);
+    const a = new Advisor({ store: watched, clock: w.clock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: SMALL });
+    await a.init();
+    await a.catchUp();
+    calls.clear();
+    const first = await a.insights();
+    const timeoutOf = (type: string) => first.types.find((t) => t.type === type && t.queue === 'mail')?.timeoutMs;
+    assert.equal(timeoutOf('mail.send'), 5_000, 'the newest job\'s timeout');
+    assert.equal(timeoutOf('mail.bounce'), 7_000);
+    assert.equal(calls.get('listJobs') ?? 0, 0, 'no jobs listed (a list by type and queue has no index: it scans the jobs)');
+    assert.equal(calls.get('getJob'), 2, 'one read by primary key per pair');
+
+    calls.clear();
+    await w.clock.advance(120_000);
+    await a.insights();
+    assert.deepEqual([...calls.keys()], [], 'a job\'s timeout never changes: not read again while it is the pair\'s newest');
+
+    const newer = await w.transitions.submit(spec('mail.send', { queue: 'mail', timeoutMs: 9_000 }));
+    assert.ok(newer.ok);
+    await a.catchUp();
+    calls.clear();
+    assert.equal((await a.insights()).types.find((t) => t.type === 'mail.send')?.timeoutMs, 9_000, 'a newer job of the pair is read');
+    assert.deepEqual(Object.fromEntries(calls), { getJob: 1 });
+    await w.store.close();
+  });
+});
+
 describe('advisor service: anomalies', () => {
   /** Jobs of one attempt each: every 50th fails, then (from job `spikeFrom`) every 2nd. */
   function events(n: number, spikeFrom: number): StreamEventRecord[] {
@@ -189,7 +244,7 @@ describe('advisor service: anomalies', () => {
       readEventsAfter: async (afterId: number, limit: number) => all.slice(0, s.visible).filter((e) => e.id > afterId).slice(0, limit),
       lastEventId: async () => all[s.visible - 1]?.id ?? 0,
       countWaitingAhead: async () => 0,
-      listJobs: async () => [],
+      getJob: async () => null,
     };
     return s;
   }

@@ -33,7 +33,7 @@ export interface AdvisorOptions {
 export type DecisionKind = 'no-retry' | 'retry-delay' | 'lease';
 
 export interface AdvisorDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'listJobs'>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'getJob'>;
   clock: Clock;
   logger: Logger;
   /**
@@ -48,7 +48,7 @@ export interface AdvisorDeps {
 /** ETA: waiting jobs ahead of a job are counted up to this many. */
 export const MAX_AHEAD = 100_000;
 
-/** How long a pair's handler timeout, read for the insights, is kept. */
+/** How long a pair's handler timeout, read for the insights, is kept at least (even when a newer job of the pair was seen). */
 const TIMEOUT_CACHE_MS = 60_000;
 
 /** Leases cached between reads, at most (one per type and queue pair). */
@@ -57,8 +57,8 @@ const MAX_CACHED_LEASES = 10_000;
 export class Advisor {
   private readonly model: AdvisorModel;
   private readonly tail: TailReader;
-  /** Handler timeouts per (type, queue), as last read (insights). */
-  private readonly timeouts = new Map<string, { at: number; timeoutMs: number | null }>();
+  /** Handler timeouts per (type, queue), as last read (insights), with the job they were read from. */
+  private readonly timeouts = new Map<string, { at: number; jobId: string; timeoutMs: number | null }>();
   /** The newest event id at start: anomalies found up to it are history, not news. */
   private historyUntil = 0;
   /** Leases per (type, queue) as of the last read: a claim asks per job, the model changes only when events are read. */
@@ -179,24 +179,25 @@ export class Advisor {
 
   /**
    * What was learned per type and queue. Each pair's handler timeout is read
-   * from its newest job (one indexed read per pair, kept `TIMEOUT_CACHE_MS`),
-   * to flag a timeout far from the run times.
+   * from its newest job seen in the events, by id (the primary key: a list
+   * of the jobs by type and queue has no index and would scan them), to flag
+   * a timeout far from the run times. A job's timeout never changes, so a
+   * pair is read again only once a newer job of it was seen, and at most once
+   * per `TIMEOUT_CACHE_MS`. A job deleted since gives no timeout (null).
    */
   async insights(): Promise<Insights> {
     const now = this.deps.clock.now();
     const timeouts = new Map<string, number | null>();
-    // One read at a time: at most `maxKeys` pairs, each read again once a minute.
-    for (const { type, queue } of this.model.pairList()) {
+    // One read at a time: at most `maxKeys` pairs.
+    for (const { type, queue, newestJobId } of this.model.pairList()) {
       const key = pairKey(type, queue);
-      const cached = this.timeouts.get(key);
-      if (cached && now - cached.at < TIMEOUT_CACHE_MS) {
-        timeouts.set(key, cached.timeoutMs);
-        continue;
+      let known = this.timeouts.get(key);
+      if (!known || (known.jobId !== newestJobId && now - known.at >= TIMEOUT_CACHE_MS)) {
+        const job = await this.deps.store.getJob(newestJobId);
+        known = { at: now, jobId: newestJobId, timeoutMs: job?.timeoutMs ?? null };
+        this.timeouts.set(key, known);
       }
-      const [job] = await this.deps.store.listJobs({ type, queue, limit: 1 });
-      const timeoutMs = job?.timeoutMs ?? null;
-      this.timeouts.set(key, { at: now, timeoutMs });
-      timeouts.set(key, timeoutMs);
+      timeouts.set(key, known.timeoutMs);
     }
     return this.model.insights(this.opts.mode, (type, queue) => timeouts.get(pairKey(type, queue)) ?? null);
   }

@@ -166,6 +166,8 @@ interface Pair {
   backoff: BackoffPolicy | null;
   /** When an attempt of the pair last succeeded (-Infinity before any). */
   lastSuccessAt: number;
+  /** The newest job of the pair seen in the events (the greatest id: ids sort by creation time). */
+  newestJobId: string;
 }
 
 /** A live job between its events: its current attempt and what its current run did so far. */
@@ -229,6 +231,7 @@ export class AdvisorModel {
     if (e.type === 'STARTED') this.countStart(e.queue, e.at);
     const pair = job?.pair ?? this.pairOf(e.jobType, e.queue);
     if (!pair) return;
+    if (e.jobId > pair.newestJobId) pair.newestJobId = e.jobId;
 
     if (e.type === 'SUBMITTED' || e.type === 'REDRIVE') {
       const input = e.type === 'SUBMITTED' ? (e.data as JobInput) : null;
@@ -353,9 +356,9 @@ export class AdvisorModel {
     return taken;
   }
 
-  /** The pairs learned so far (type, queue). */
-  pairList(): Array<{ type: string; queue: string }> {
-    return [...this.pairs.values()].map((p) => ({ type: p.type, queue: p.queue }));
+  /** The pairs learned so far (type, queue), each with the id of its newest job seen. */
+  pairList(): Array<{ type: string; queue: string; newestJobId: string }> {
+    return [...this.pairs.values()].map((p) => ({ type: p.type, queue: p.queue, newestJobId: p.newestJobId }));
   }
 
   /**
@@ -379,6 +382,7 @@ export class AdvisorModel {
       pair = {
         type, queue, ended: 0, failures: 0, timed: 0, runTimes: new RunTimes(), signatures: new Map(),
         failureRate: new FailureRateDetector(), duration: new DurationDetector(), anomalies: [], backoff: null, lastSuccessAt: -Infinity,
+        newestJobId: '',
       };
       this.pairs.set(key, pair);
     }

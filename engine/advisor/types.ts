@@ -108,7 +108,7 @@ export interface SignatureInsight {
 export interface TypeInsight {
   type: string;
   queue: string;
-  /** The handler timeout of the pair's newest job (null: not looked up). */
+  /** The handler timeout of the pair's newest job seen (null: that job is gone). */
   timeoutMs: number | null;
   /** Attempts that ended (succeeded or failed) and were timed. */
   attempts: number;
