@@ -198,7 +198,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const schedules = new ScheduleService({ store, clock });
   // Workflows: started and signalled through the API; the timers role delivers children's ends and fires their timers.
   const workflows = new WorkflowService({
-    store, clock, ids, definitions: registry, logger,
+    store, clock, ids, definitions: registry, logger, metrics,
     onCommit: () => {
       waker.notify();
       stream?.wake();

@@ -23,7 +23,8 @@ export type ConflictReason = 'version_conflict' | 'deadlock' | 'lock_wait_timeou
 export interface Metrics {
   /**
    * Transitions this process committed (submits included: their event's
-   * `from` is null). `before[i]` is the job as read before `writes[i]` (null
+   * `from` is null), by the transition service and by the workflow service
+   * (the child jobs a step submits and the CANCELs of those it leaves). `before[i]` is the job as read before `writes[i]` (null
    * for a submit). Called once per commit, with what that commit wrote: a
    * transaction that lost a race and ran again is reported once, as it
    * committed.

@@ -33,6 +33,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { errorFields } from './logger.js';
+import type { Metrics } from './metrics.js';
 import {
   CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, WORKFLOW_MESSAGE_KIND, workflowMessageNotice,
   type ChildEndedMessage, type WorkflowMessageNotice,
@@ -73,6 +74,8 @@ export interface WorkflowServiceDeps {
   onCommit?: () => void;
   /** For what the service decides on its own (a migration that cannot move an instance). @defaultValue none */
   logger?: Logger;
+  /** Told what each committed step wrote to jobs: its children's submits and CANCELs (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'transitionsCommitted'>;
 }
 
 export interface StartSpec {
@@ -154,6 +157,7 @@ export class WorkflowService {
     const inserted = await store.insertWorkflow(write);
     if (inserted.ok) {
       this.deps.onCommit?.();
+      if (this.deps.metrics) reportChildren(this.deps.metrics, write, null);
       return { ok: true, workflow, created: true };
     }
     const existing = await store.findWorkflowByIdempotencyKey(spec.tenant, def.name, spec.idempotencyKey!);
@@ -363,17 +367,23 @@ export class WorkflowService {
     const at = this.deps.clock.now();
     const drawn: string[] = [];
     const messageId = given?.type === 'MESSAGE-ID' ? given.messageId : undefined;
+    // The last decision is what committed (the store decides again only after a lost race).
+    let last: StepDecision = NO_STEP;
     return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf, message) => {
-      if (messageId === undefined) return this.decideStep(wf, tenant, given as WorkflowInputEvent | null, migrateFirst, at, drawn);
+      if (messageId === undefined) return (last = this.decideStep(wf, tenant, given as WorkflowInputEvent | null, migrateFirst, at, drawn));
       // A message is read with its target, in the target's transaction: gone means taken already.
-      if (!message) return { write: null, result: { ok: false, reason: 'not-found' } };
+      if (!message) {
+        last = NO_STEP;
+        return { write: null, result: { ok: false, reason: 'not-found' } };
+      }
       const input: WorkflowInputEvent = { type: 'MESSAGE', from: message.senderId, messageId: message.messageId, event: message.event };
-      const d = this.decideStep(wf, message.tenant, input, migrateFirst, at, drawn);
+      const d = (last = this.decideStep(wf, message.tenant, input, migrateFirst, at, drawn));
       // Taken by the step, or dropped; kept for a migration first, or for a process that has the definition.
       const keep = d.result === MIGRATED || (!d.result.ok && d.result.reason === 'definition-missing');
       return { ...d, consumeMessage: !keep };
     }, messageId).then((r) => {
       if (r === MIGRATED || r.ok) this.deps.onCommit?.();
+      if (this.deps.metrics && last.write) reportChildren(this.deps.metrics, last.write, last.cancelled);
       return r;
     });
   }
@@ -381,8 +391,8 @@ export class WorkflowService {
   /** The step `stepOnce` commits for instance `wf` as read (see there). */
   private decideStep(
     wf: WorkflowRecord | null, tenant: string | null, input: WorkflowInputEvent | null, migrateFirst: boolean, at: number, drawn: string[],
-  ): { write: WorkflowWrite | null; result: StepResult | typeof MIGRATED } {
-    if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, result: { ok: false, reason: 'not-found' } };
+  ): StepDecision & { result: StepResult | typeof MIGRATED } {
+    if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, cancelled: null, result: { ok: false, reason: 'not-found' } };
     const def = this.definitionOf(wf);
     const jobIds: string[] = [];
     const newJobId = (_invokeId: string, index: number) => {
@@ -416,16 +426,16 @@ export class WorkflowService {
       recordedInput = input;
     } else if (wf.state.status !== 'active') {
       // An ended instance takes nothing, whatever its version: a message to it is dropped, not kept for a definition.
-      return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: [] } };
+      return { write: null, cancelled: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: [] } };
     } else if (!def) {
-      return { write: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
+      return { write: null, cancelled: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
     } else if (input === null) {
-      return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
+      return { write: null, cancelled: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
     } else {
       r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
       recordedInput = input;
     }
-    if (!r.ok) return { write: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
+    if (!r.ok) return { write: null, cancelled: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
     const version = wf.version + 1;
     const workflow: WorkflowRecord = {
       ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
@@ -434,13 +444,14 @@ export class WorkflowService {
       workflowId: wf.id, seq: version, type: recordedInput.type, at, data: { ...recordedInput, jobIds }, status: r.next.status,
     };
     const cancelIds = r.effects.cancel.map((c) => c.jobId);
+    const cancelled: CancelledChildren | null = cancelIds.length > 0 ? { writes: [], before: [] } : null;
     const write: WorkflowWrite = {
       workflow, expectedVersion: wf.version, event,
       jobs: this.childWrites(workflow, version, r.effects.start, at),
-      cancel: cancelIds.length > 0 ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(recordedInput)}`) } : null,
+      cancel: cancelled ? { ids: cancelIds, decide: cancelChildren(cancelIds, at, `workflow ${wf.id}: ${cancelReason(recordedInput)}`, cancelled) } : null,
       ...messagesOf(workflow, version, r.effects.send, at),
     };
-    return { write, result: recordedInput.type === 'MIGRATE' ? MIGRATED : { ok: true, workflow } };
+    return { write, cancelled, result: recordedInput.type === 'MIGRATE' ? MIGRATED : { ok: true, workflow } };
   }
 
   /** The jobs a step starts, as submits into the step's own transaction. */
@@ -585,17 +596,52 @@ const cancelReason = (input: HistoryInput): string =>
   input.type === 'CANCEL' ? `cancelled${input.reason ? `: ${input.reason}` : ''}`
     : input.type === 'MIGRATE' ? `version ${input.to} has no such invocation` : 'its invocation was left';
 
-/** CANCEL transitions for the children a step leaves; a child that already ended gets none. */
-function cancelChildren(ids: readonly string[], at: number, reason: string): Decide<unknown> {
+/**
+ * CANCEL transitions for the children a step leaves; a child that already
+ * ended gets none. What the store's last call wrote, with each child as read,
+ * is kept in `into` (for the metrics, once the step committed).
+ */
+function cancelChildren(ids: readonly string[], at: number, reason: string, into: CancelledChildren): Decide<unknown> {
   return (jobs: ReadonlyMap<string, JobRecord>) => {
     const writes: TransitionWrite[] = [];
+    const before: JobRecord[] = [];
     for (const id of ids) {
       const job = jobs.get(id);
       const w = job && transitionWrite(job, { type: 'CANCEL', at, reason });
-      if (w) writes.push(w);
+      if (w) {
+        writes.push(w);
+        before.push(job);
+      }
     }
+    into.writes = writes;
+    into.before = before;
     return { writes, result: null };
   };
+}
+
+/** The CANCELs a step's `cancel.decide` wrote, each with the child as it was read. */
+interface CancelledChildren {
+  writes: TransitionWrite[];
+  before: JobRecord[];
+}
+
+/** A step as decided: its write (null: nothing to commit) and, once the store ran its cancels, what they wrote. */
+interface StepDecision {
+  write: WorkflowWrite | null;
+  cancelled: CancelledChildren | null;
+}
+
+const NO_STEP: StepDecision = Object.freeze({ write: null, cancelled: null });
+
+/**
+ * Tells the metrics what a committed step wrote to jobs, in one report as
+ * the transition service gives its own: the CANCELs of the children it left
+ * (each with the job before it), then its children's submits (before: null).
+ */
+function reportChildren(metrics: Pick<Metrics, 'transitionsCommitted'>, write: WorkflowWrite, cancelled: CancelledChildren | null): void {
+  const cancels = cancelled?.writes ?? [];
+  if (cancels.length === 0 && write.jobs.length === 0) return;
+  metrics.transitionsCommitted([...cancels, ...write.jobs], [...(cancelled?.before ?? []), ...write.jobs.map(() => null)]);
 }
 
 /** sha256 of a start as given, to tell a repeated start from a conflicting one. */

@@ -9,11 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setup } from 'xstate';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { NonRetryableError } from '../../engine/errors.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
+import { job } from '../../machines/workflow.js';
 import { familyOf, parseExposition } from '../../tests/helpers/exposition.js';
 import { LabelCap, OTHER } from './labels.js';
 import { PrometheusMetrics } from './prometheus.js';
@@ -194,4 +196,74 @@ test('schedule ticks: counted by outcome as a pass fires them', async () => {
   const counts = parseExposition(await m.metrics()).samples
     .filter((s) => s.name === 'ats_schedule_ticks_total').map((s) => `${s.labels.outcome}=${s.value}`).sort();
   assert.deepEqual(counts, ['missed=10', 'skipped=1', 'submitted=3']);
+});
+
+test('jobs a workflow submits and cancels are counted: ats_transitions_total from="none", ats_attempts_total outcome="cancelled"', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-metrics-wf-'));
+  let release = (): void => undefined;
+  const held = new Promise<void>((r) => (release = r));
+  const flow = setup({ actors: { work: job('wf.hold') } }).createMachine({
+    id: 'hold', initial: 'working', states: { working: { invoke: { id: 'work', src: 'work', onDone: 'done' } }, done: { type: 'final' } },
+  });
+  const registry = new HandlerRegistry().register('wf.hold', () => held).workflow('wf.hold', flow);
+  const config = compileConfig({ dataDir: dir, port: 0, logLevel: 'silent', timersPollMs: 20, relayPollMs: 20 });
+  const system = await compose(config, { registry, logger: silentLogger, metrics: new PrometheusMetrics({ refreshMs: 0, defaultMetrics: false }) });
+  try {
+    await system.start();
+    const started = await system.workflows.start({ tenant: 'default', name: 'wf.hold', input: null });
+    assert.ok(started.ok);
+    const child = started.workflow.state.children[0]!.jobId;
+    for (let i = 0; (await system.store.getJob(child))?.snapshot.value !== 'running'; i++) {
+      assert.ok(i < 400, 'the child job runs');
+      await sleep(25);
+    }
+    assert.ok((await system.workflows.cancel(started.workflow.id, 'default')).ok);
+    const parsed = parseExposition(await system.metrics.metrics());
+    const sum = (name: string, labels: Record<string, string>) => parsed.samples
+      .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+    assert.equal(sum('ats_transitions_total', { from: 'none', event: 'SUBMITTED', type: 'wf.hold' }), 1);
+    assert.equal(sum('ats_transitions_total', { from: 'pending', event: 'STARTED', type: 'wf.hold' }), 1);
+    assert.equal(sum('ats_transitions_total', { from: 'running', to: 'cancelled', event: 'CANCEL', type: 'wf.hold' }), 1);
+    assert.equal(sum('ats_attempts_total', { outcome: 'cancelled', type: 'wf.hold' }), 1);
+  } finally {
+    release();
+    await system.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ats_jobs obeys the (type, queue) pair cap, through the same pairs as the other metrics', async () => {
+  const m = new PrometheusMetrics({ labelCap: 10, pairCap: 2, refreshMs: 0, defaultMetrics: false });
+  m.attemptRan('a', 'q1', 5); // the first pair, labelled by the hooks
+  const rows = [
+    { type: 'a', queue: 'q1', state: 'pending' as const, n: 1 },
+    { type: 'b', queue: 'q2', state: 'pending' as const, n: 2 }, // the second pair
+    { type: 'a', queue: 'q2', state: 'done' as const, n: 3 }, // a third: each label under its cap, the pair over
+    { type: 'b', queue: 'q1', state: 'done' as const, n: 4 }, // a fourth, folded with the third
+    { type: 'b', queue: 'q2', state: 'done' as const, n: 5 },
+  ];
+  m.watchStore({ jobCounts: async () => rows, outboxBacklog: async () => ({ rows: 0, messages: 0, oldestAt: null }) }, { now: () => Date.now() });
+  const of = (text: string, name: string) => parseExposition(text).samples.filter((s) => s.name === name)
+    .map((s) => `${s.labels.state ? `${s.labels.state} ` : ''}${s.labels.type}/${s.labels.queue}=${s.value}`).sort();
+  assert.deepEqual(of(await m.metrics(), 'ats_jobs'), ['done b/q2=5', `done ${OTHER}/${OTHER}=7`, 'pending a/q1=1', 'pending b/q2=2']);
+  m.attemptRan('a', 'q2', 5); // a pair ats_jobs folded is folded here too
+  m.attemptRan('b', 'q2', 5); // and one it labelled is labelled
+  assert.deepEqual(of(await m.metrics(), 'ats_job_run_seconds_count'), ['a/q1=1', 'b/q2=1', `${OTHER}/${OTHER}=1`]);
+});
+
+test('a failed read is counted once per read, in the scrape it failed', async () => {
+  const m = new PrometheusMetrics({ refreshMs: 5000, defaultMetrics: false });
+  let reads = 0;
+  const down = async (): Promise<never> => {
+    reads++;
+    throw new Error('database unreachable');
+  };
+  m.watchStore({ jobCounts: down, outboxBacklog: down }, { now: () => Date.now() });
+  m.watchConsumerLag(down, { now: () => Date.now() });
+  const errors = async () => parseExposition(await m.metrics()).samples
+    .filter((s) => s.name === 'ats_metrics_collect_errors_total').map((s) => `${s.labels.source}=${s.value}`).sort();
+  assert.deepEqual(await errors(), ['job_counts=1', 'kafka_lag=1', 'outbox=1'], 'the first failing scrape shows its failures');
+  assert.equal(reads, 3, 'both outbox gauges share one read');
+  assert.deepEqual(await errors(), ['job_counts=2', 'kafka_lag=2', 'outbox=2'], 'a failed read is not cached: the next scrape reads again');
+  assert.equal(reads, 6);
 });

@@ -12,8 +12,10 @@
  *
  * Label cardinality: no job ids anywhere. `type` and `queue` come from users,
  * so each passes through a `LabelCap` (the first `labelCap` distinct values,
- * then `other`); every other label has a fixed set of values (states, events,
- * outcomes, store operations, partitions of our topics).
+ * then `other`), and every metric with both labels (`ats_jobs` too) labels a
+ * pair through one table: the first `pairCap` pairs, then (other, other).
+ * Every other label has a fixed set of values (states, events, outcomes,
+ * store operations, partitions of our topics).
  *
  * Point-in-time values (jobs per state, the outbox, consumer lag, worker
  * slots, stream clients) are read when Prometheus scrapes, through `watch*`
@@ -86,18 +88,32 @@ interface Scope {
   retryDelay?: HistogramChild;
 }
 
-/** A value read at most once per `ttlMs`; concurrent readers share one read, and a failed read is not kept. */
+/**
+ * A value read at most once per `ttlMs`. Readers share a read in flight
+ * (whatever `ttlMs`: the collects of one scrape ask together), so a read that
+ * fails is told to `failed` once however many asked; it is not kept.
+ */
 class Cached<T> {
-  private last: { at: number; value: Promise<T> } | null = null;
-  constructor(private readonly read: () => Promise<T>, private readonly clock: Pick<Clock, 'now'>, private readonly ttlMs: number) {}
+  private last: { at: number; value: Promise<T>; settled: boolean } | null = null;
+  constructor(
+    private readonly read: () => Promise<T>, private readonly clock: Pick<Clock, 'now'>, private readonly ttlMs: number,
+    private readonly failed: (err: unknown) => void,
+  ) {}
+
   get(): Promise<T> {
     const now = this.clock.now();
-    if (this.last && now - this.last.at < this.ttlMs) return this.last.value;
-    const value = this.read();
-    const entry = { at: now, value };
+    const last = this.last;
+    if (last && (!last.settled || now - last.at < this.ttlMs)) return last.value;
+    // A read that throws rather than rejects is a failed read too.
+    const value = new Promise<T>((resolve) => resolve(this.read()));
+    const entry = { at: now, value, settled: false };
     this.last = entry;
-    value.catch(() => {
+    value.then(() => {
+      entry.settled = true;
+    }, (err: unknown) => {
+      entry.settled = true;
       if (this.last === entry) this.last = null;
+      this.failed(err);
     });
     return value;
   }
@@ -128,6 +144,8 @@ export class PrometheusMetrics implements Metrics {
   private readonly dbConflictsBy = new Map<string, CounterChild>();
   private readonly slowConsumers: Counter;
   private readonly collectErrors: Counter<string>;
+  /** The scrape-time reads (`watch*`): the errors counter waits for them, to count the failures of its own scrape. */
+  private readonly reads: Cached<unknown>[] = [];
 
   constructor(opts: PrometheusOptions = {}) {
     const cap = opts.labelCap ?? 100;
@@ -200,8 +218,14 @@ export class PrometheusMetrics implements Metrics {
       labelNames: ['op', 'reason'],
     });
     this.slowConsumers = counter({ name: 'ats_stream_slow_consumers_total', help: 'WebSocket clients closed for falling behind (close code 4000)' });
+    const reads = this.reads;
     this.collectErrors = counter({
-      name: 'ats_metrics_collect_errors_total', help: 'Reads for a scrape that failed (the values then stay as last read)', labelNames: ['source'],
+      name: 'ats_metrics_collect_errors_total', labelNames: ['source'],
+      help: 'Reads for a scrape that failed, per source (ats_jobs and the consumer lag then export nothing, the outbox gauges their last values)',
+      // Collected before the gauges that read: it starts (or joins) their reads and waits, so a failure shows in the scrape it failed.
+      async collect() {
+        await Promise.allSettled(reads.map((r) => r.get()));
+      },
     });
     const types = this.types;
     const queues = this.queues;
@@ -331,6 +355,13 @@ export class PrometheusMetrics implements Metrics {
     this.logger?.warn('metrics: a read for the scrape failed', { source, err: err instanceof Error ? err.message : String(err) });
   }
 
+  /** A scrape-time read of `source`, at most once per `refreshMs`; each read that fails is counted once. */
+  private cached<T>(source: string, read: () => Promise<T>, clock: Pick<Clock, 'now'>): Cached<T> {
+    const cached = new Cached<T>(read, clock, this.refreshMs, (err) => this.failed(source, err));
+    this.reads.push(cached);
+    return cached;
+  }
+
   /**
    * Jobs per state, type and queue (`ats_jobs`) from the maintained counters
    * (`job_counts`), and the outbox backlog and its oldest row's age: store
@@ -340,8 +371,8 @@ export class PrometheusMetrics implements Metrics {
    */
   watchStore(store: Pick<JobStore, 'jobCounts' | 'outboxBacklog'>, clock: Pick<Clock, 'now'>): void {
     const registers = [this.registry];
-    const counts = new Cached<JobCount[]>(() => store.jobCounts(), clock, this.refreshMs);
-    const outbox = new Cached<OutboxBacklog>(() => store.outboxBacklog(), clock, this.refreshMs);
+    const counts = this.cached<JobCount[]>('job_counts', () => store.jobCounts(), clock);
+    const outbox = this.cached<OutboxBacklog>('outbox', () => store.outboxBacklog(), clock);
     const self = this;
     new Gauge({
       name: 'ats_jobs', registers, labelNames: ['state', 'type', 'queue'],
@@ -350,33 +381,32 @@ export class PrometheusMetrics implements Metrics {
         let rows: JobCount[];
         try {
           rows = await counts.get();
-        } catch (err) {
+        } catch {
           this.reset(); // no stale counts: the series disappear, so absent() alerts can fire
-          return self.failed('job_counts', err);
+          return; // counted by the read
         }
-        // Summed: values past the label cap fold into "other".
-        const sums = new Map<string, Map<string, Map<string, number>>>();
+        // Summed per (type, queue) label pair, as the hooks label them: values past the label cap, and
+        // pairs past the pair cap, fold into "other".
+        const sums = new Map<string, Map<Scope, number>>();
         for (const c of rows) {
-          const t = self.types.value(c.type);
-          const q = self.queues.value(c.queue);
-          let byType = sums.get(c.state);
-          if (!byType) sums.set(c.state, (byType = new Map()));
-          let byQueue = byType.get(t);
-          if (!byQueue) byType.set(t, (byQueue = new Map()));
-          byQueue.set(q, (byQueue.get(q) ?? 0) + c.n);
+          const scope = self.scope(c.type, c.queue);
+          let byScope = sums.get(c.state);
+          if (!byScope) sums.set(c.state, (byScope = new Map()));
+          byScope.set(scope, (byScope.get(scope) ?? 0) + c.n);
         }
         this.reset();
-        for (const [state, byType] of sums) {
-          for (const [type, byQueue] of byType) for (const [queue, n] of byQueue) this.set({ state, type, queue }, n);
+        for (const [state, byScope] of sums) {
+          for (const [scope, n] of byScope) this.set({ state, type: scope.type, queue: scope.queue }, n);
         }
       },
     });
     let lastOutbox: OutboxBacklog = { rows: 0, messages: 0, oldestAt: null };
+    // Both gauges share one read (`Cached`); a failed one is counted there, once.
     const readOutbox = async (): Promise<OutboxBacklog> => {
       try {
         lastOutbox = await outbox.get();
-      } catch (err) {
-        self.failed('outbox', err);
+      } catch {
+        // the gauges keep their last values
       }
       return lastOutbox;
     };
@@ -397,8 +427,7 @@ export class PrometheusMetrics implements Metrics {
 
   /** Consumer lag per group, topic and partition, read at most once per `refreshMs`. */
   watchConsumerLag(read: () => Promise<ConsumerLag[]>, clock: Pick<Clock, 'now'>): void {
-    const lag = new Cached<ConsumerLag[]>(read, clock, this.refreshMs);
-    const self = this;
+    const lag = this.cached<ConsumerLag[]>('kafka_lag', read, clock);
     new Gauge({
       name: 'ats_kafka_consumer_lag', registers: [this.registry], labelNames: ['group', 'topic', 'partition'],
       help: 'Messages a consumer group has not consumed yet, per partition (end offset minus committed offset)',
@@ -406,9 +435,9 @@ export class PrometheusMetrics implements Metrics {
         let rows: ConsumerLag[];
         try {
           rows = await lag.get();
-        } catch (err) {
+        } catch {
           this.reset();
-          return self.failed('kafka_lag', err);
+          return; // counted by the read
         }
         this.reset();
         for (const r of rows) this.set({ group: r.group, topic: r.topic, partition: String(r.partition) }, r.lag);
