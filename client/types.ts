@@ -115,7 +115,7 @@ export type ApiKey = Static<typeof KeyViewSchema>;
 export type CreatedApiKey = CreatedKeyViewType;
 /** `GET /v1/keys`: the caller's tenant's keys, newest first (at most 1,000). */
 export type ApiKeyList = Static<typeof KeyListSchema>;
-/** One entry of the audit log: when (ISO), which key (null: the open mode), the tenant, the action (`job.cancel`, `key.create`...) and its target (a job or key id). */
+/** One entry of the audit log: when (ISO), which key (null: the open mode), the tenant, the action (`job.cancel`, `key.create`...) and its target (a job, workflow instance or key id). */
 export type AuditEntry = Static<typeof AuditEntryViewSchema>;
 /** `GET /v1/audit`: the caller's tenant's entries, newest first. */
 export type AuditLog = Static<typeof AuditLogSchema>;

@@ -490,30 +490,40 @@ export interface LimitStore {
   runningByKey(keys: readonly string[], now: number): Promise<Map<string, number>>;
 }
 
-/** API keys (engine/auth.ts): stored hashed, read by id. */
+/**
+ * API keys (engine/auth.ts): stored hashed, read by id. A change of a key and
+ * its audit entry are written in one transaction, to the audit log of the
+ * same database (the one `AuditStore` reads): a key that exists or is revoked
+ * is never missing from the log, and one that could not be recorded is not
+ * made (or not revoked).
+ */
 export interface KeyStore {
-  /** Stores a new key (its id is fresh: never taken). */
-  createKey(key: StoredApiKey): Promise<void>;
+  /** Stores a new key (its id is fresh: never taken), and `audit` (its `key.create` entry) when given: both or neither. */
+  createKey(key: StoredApiKey, audit?: AuditEntry): Promise<void>;
   /** The key of this id, revoked or not; null when there is none. */
   getKey(id: string): Promise<StoredApiKey | null>;
   /** Keys by creation, newest first, at most `limit`; only `tenant`'s when given. */
   listKeys(limit: number, tenant?: string): Promise<ApiKeyRecord[]>;
-  /** Marks the key revoked at `now`; false when there is none or it was revoked already. */
-  revokeKey(id: string, now: number): Promise<boolean>;
+  /**
+   * Marks the key revoked at `now`, and records `audit` (its `key.revoke`
+   * entry) when given: both or neither. False when there is none or it was
+   * revoked already (then nothing is recorded).
+   */
+  revokeKey(id: string, now: number, audit?: AuditEntry): Promise<boolean>;
   /** How many keys are not revoked. */
   countActiveKeys(): Promise<number>;
 }
 
-/** What an operator did, and with which key: cancel, redrive, delete, key changes (`GET /v1/audit`). */
+/** What an operator did, and with which key: cancel, redrive, delete, workflow cancel, key changes (`GET /v1/audit`). */
 export interface AuditEntry {
   /** Epoch ms. */
   at: number;
   /** The key that did it; null in the open mode or from the CLI. */
   keyId: string | null;
   tenant: string;
-  /** `job.cancel`, `job.redrive`, `job.delete`, `key.create`, `key.revoke`. */
+  /** `job.cancel`, `job.redrive`, `job.delete`, `workflow.cancel`, `key.create`, `key.revoke`. */
   action: string;
-  /** What it was done to: a job id or a key id. */
+  /** What it was done to: a job, workflow instance or key id. */
   target: string;
 }
 

@@ -20,7 +20,7 @@ import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { startSqliteTestApp, TEST_DEFAULTS, testClock, type TestApp } from '../tests/helpers/app.js';
 import { buildApp } from './app.js';
 import { streamPlugin } from './stream/plugin.js';
-import { accessOf, AUTH_FAILURES_PER_MINUTE, KEY_CACHE_MS, presentedKey, PUBLIC, ROUTE_SCOPES } from './auth.js';
+import { accessOf, AUTH_FAILURES_PER_MINUTE, AUTH_FAILURES_TRACKED_MAX, AuthFailures, KEY_CACHE_MS, presentedKey, PUBLIC, ROUTE_SCOPES } from './auth.js';
 import type { AppDeps } from './deps.js';
 
 const job = { type: 'demo.echo', payload: { n: 1 } };
@@ -281,6 +281,51 @@ describe('auth: made-up keys', () => {
     } finally {
       await t.close();
     }
+  });
+
+  test('failed keys are counted per client as the request rate limit counts it: an IPv6 address by its /64', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    await keys.make('acme', ['read']);
+    const t = await appWith({ auth: authWith(keys), clock: clock as Clock });
+    try {
+      const send = (remoteAddress: string, i: number) => t.app.inject({
+        method: 'GET', url: '/v1/jobs', remoteAddress, headers: { authorization: `Bearer ats_${String(i).padStart(26, '0')}_${'A'.repeat(43)}` },
+      });
+      for (let i = 0; i < AUTH_FAILURES_PER_MINUTE; i++) assert.equal((await send('2001:db8::1', i)).statusCode, 401);
+      const reads = keys.reads;
+      // Other addresses of the same /64 (a client holds the whole prefix): held off, no key read.
+      for (const [i, address] of ['2001:db8::2', '2001:db8::ffff:1', '2001:db8:0:0:abcd::7'].entries()) {
+        const r = await send(address, 1000 + i);
+        assert.equal(r.statusCode, 429, address);
+        assert.equal(r.json().code, 'ATS_ERR_RATE_LIMITED');
+      }
+      assert.equal(keys.reads, reads, 'no key read for the refused /64');
+      assert.equal((await send('2001:db8:0:1::1', 2000)).statusCode, 401, 'the next /64 is another client');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('with as many addresses tracked as it keeps, the oldest is let go: the others stay held off', async () => {
+    const clock = new ManualClock();
+    const failures = new AuthFailures(clock);
+    const block = (address: string) => {
+      for (let i = 0; i < AUTH_FAILURES_PER_MINUTE; i++) failures.failed(address);
+    };
+    block('ip:a');
+    await clock.advance(1000);
+    block('ip:b');
+    for (let i = 2; i < AUTH_FAILURES_TRACKED_MAX; i++) failures.failed(`ip:${i}`);
+    assert.ok(failures.retryAfterS('ip:a') > 0 && failures.retryAfterS('ip:b') > 0, 'both held off');
+    failures.failed('ip:one-more');
+    assert.equal(failures.retryAfterS('ip:a'), 0, 'the oldest is let go');
+    assert.ok(failures.retryAfterS('ip:b') > 0, 'the others stay held off');
+    // A window that starts again counts from then: it is the newest, let go last.
+    await clock.advance(60_000);
+    block('ip:b');
+    failures.failed('ip:two-more');
+    assert.ok(failures.retryAfterS('ip:b') > 0, 'b, held off again in a new window, is kept');
   });
 
   test('an id found to be no key\'s is read at most once per KEY_CACHE_MS', async () => {

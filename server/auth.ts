@@ -15,6 +15,7 @@
  * Keys are read by id and cached for `KEY_CACHE_MS`: a revoked key stops
  * working on every api instance within that time.
  */
+import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   bearerOf, keyIdOf, keyMatches, OPEN_PRINCIPAL, principalOf, type Principal, type Scope, type StoredApiKey,
@@ -141,44 +142,59 @@ export class KeyCache {
   }
 }
 
-/** Failed authentications allowed per client address a minute; beyond, 429 before any key is read. */
+/** Failed authentications allowed per client a minute; beyond, 429 before any key is read. */
 export const AUTH_FAILURES_PER_MINUTE = 60;
 const FAILURES_WINDOW_MS = 60_000;
-const FAILURES_TRACKED_MAX = 10_000;
+/** Clients whose failures are counted at once; one more lets the oldest go. */
+export const AUTH_FAILURES_TRACKED_MAX = 10_000;
 
 /**
- * Failed authentications per client address, in fixed one-minute windows.
- * The request rate limit (server/security.ts) counts per key and runs after
- * this hook, so it never sees a request refused here: without this count, a
- * client sending made-up keys would cost a key read each, unlimited.
- * (Hand-written: @fastify/rate-limit counts requests, not failures.)
+ * The client a failed key is counted against: its address as the request
+ * rate limit counts it (`holderOf`, server/security.ts), an IPv6 one by its
+ * /64, so that a client cannot step around the count by rotating the
+ * addresses of a prefix it holds. `request.ip` is the socket's peer: behind
+ * a reverse proxy, the proxy's address for every client.
+ */
+export const failureHolderOf = (request: FastifyRequest): string => `ip:${normalizeIP(request.ip)}`;
+
+/**
+ * Failed authentications per client (`failureHolderOf`), in fixed one-minute
+ * windows. The request rate limit (server/security.ts) counts per key and
+ * runs after this hook, so it never sees a request refused here: without
+ * this count, a client sending made-up keys would cost a key read each,
+ * unlimited. (Hand-written: @fastify/rate-limit counts requests, not failures.)
+ * At most AUTH_FAILURES_TRACKED_MAX clients are counted, in the order their
+ * windows began: the oldest window, the first to end anyway, is let go to
+ * make room, never the whole count (which would free every client held off).
  */
 export class AuthFailures {
-  private readonly byAddress = new Map<string, { n: number; since: number }>();
+  private readonly byHolder = new Map<string, { n: number; since: number }>();
 
   constructor(private readonly clock: Clock, private readonly max = AUTH_FAILURES_PER_MINUTE) {}
 
-  /** Seconds to wait when `address` is over its failures, else 0. */
-  retryAfterS(address: string): number {
-    const e = this.byAddress.get(address);
+  /** Seconds to wait when `holder` is over its failures, else 0. */
+  retryAfterS(holder: string): number {
+    const e = this.byHolder.get(holder);
     if (!e) return 0;
     const elapsed = this.clock.now() - e.since;
     if (elapsed >= FAILURES_WINDOW_MS) {
-      this.byAddress.delete(address);
+      this.byHolder.delete(holder);
       return 0;
     }
     return e.n >= this.max ? Math.ceil((FAILURES_WINDOW_MS - elapsed) / 1000) : 0;
   }
 
-  failed(address: string): void {
+  failed(holder: string): void {
     const now = this.clock.now();
-    const e = this.byAddress.get(address);
+    const e = this.byHolder.get(holder);
     if (e && now - e.since < FAILURES_WINDOW_MS) {
       e.n++;
       return;
     }
-    if (this.byAddress.size >= FAILURES_TRACKED_MAX) this.byAddress.clear();
-    this.byAddress.set(address, { n: 1, since: now });
+    // Deleted first: a window that starts again goes to the end of the order (a Map keeps insertion order).
+    this.byHolder.delete(holder);
+    while (this.byHolder.size >= AUTH_FAILURES_TRACKED_MAX) this.byHolder.delete(this.byHolder.keys().next().value!);
+    this.byHolder.set(holder, { n: 1, since: now });
   }
 }
 
@@ -230,8 +246,8 @@ export function installAuth(app: FastifyInstance, deps: AppDeps): void {
       request.principal = OPEN_PRINCIPAL;
       return;
     }
-    const address = request.ip;
-    const wait = failures.retryAfterS(address);
+    const holder = failureHolderOf(request);
+    const wait = failures.retryAfterS(holder);
     if (wait > 0) {
       reply.header('retry-after', String(wait));
       throw new AtsError('ATS_ERR_RATE_LIMITED', `Too many failed API keys from this address: retry in ${wait} s`);
@@ -241,7 +257,7 @@ export function installAuth(app: FastifyInstance, deps: AppDeps): void {
     const id = keyIdOf(key);
     const stored = id === null ? null : await cache!.get(id);
     if (!stored || stored.revokedAt !== null || !keyMatches(key, stored.hash)) {
-      failures.failed(address);
+      failures.failed(holder);
       return unauthorized(reply, 'The API key is not valid (unknown, revoked or mistyped)');
     }
     request.principal = principalOf(stored);

@@ -93,7 +93,7 @@ export interface AppDeps {
   transitions: TransitionService;
   /** API keys: given, every route but health, metrics, the UI's files and the docs needs a key (see AuthDeps.mode). Omit: open, every caller the default tenant with every scope. */
   auth?: AuthDeps;
-  /** Where operator actions are recorded with the key that did them. Omit: not recorded. */
+  /** Where operator actions are recorded with the key that did them. Omit: not recorded. Key changes are recorded by `auth.keys` in the change's own transaction, on the audit log of the same database. */
   audit?: AuditStore;
   /** @defaultValue DEFAULT_SECURITY */
   security?: Partial<SecurityOptions>;

@@ -2,10 +2,11 @@
  * `/v1/keys` and `/v1/audit` on both stores: an admin key creates keys of its
  * own tenant (the secret shown once, its hash stored), lists them without
  * secrets, revokes them; another tenant's key is a 404, never confirmed;
- * every change is in the audit log with the key that made it. Bad input is a
- * 400 that writes nothing; an audit log that cannot be written fails the
- * create and leaves no working key. The routes are documented (OpenAPI) and
- * served only with their deps.
+ * every change is in the audit log with the key that made it, in the same
+ * transaction: a change whose entry cannot be written is not made (a failed
+ * create leaves no key, a failed revoke leaves the key as it was and its
+ * retry is recorded). Bad input is a 400 that writes nothing. The routes are
+ * documented (OpenAPI) and served only with their deps.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -17,12 +18,14 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { monotonicFactory } from 'ulid';
+import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { keyIdOf, keyMatches, newApiKey, SCOPES, type Scope } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
 import type { AuditStore } from '../engine/ports.js';
 import { KEY_CACHE_MS } from './auth.js';
 import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
 import { startSqliteTestApp, startTestApp, type TestApp, type TestAppOptions } from '../tests/helpers/app.js';
+import { refuseWrites } from '../tests/helpers/refuse-writes.js';
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const KEY = /^ats_[0-9A-Z]{26}_[A-Za-z0-9_-]{43}$/;
@@ -144,6 +147,41 @@ for (const [name, start] of BACKENDS) {
       assert.deepEqual((await auditOf(t, admin.headers, '?limit=2')).map((e) => e.target), [made[2], made[1]]);
       assert.equal((await auditOf(t, admin.headers)).length, 3);
     });
+
+    // The database refuses the audit entry (and, for the create, the revoke that would undo the key):
+    // a change is written with its entry or not at all.
+    test('a create whose audit entry cannot be written leaves no key, not even with the key table refusing updates', async () => {
+      const admin = await bootstrap(t, 'tx-create');
+      const lift = [await refuseWrites(t.store, { table: 'audit_log', op: 'INSERT' }), await refuseWrites(t.store, { table: 'api_keys', op: 'UPDATE' })];
+      try {
+        const r = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: admin.headers, payload: { name: 'lost', scopes: ['admin'] } });
+        assert.equal(r.statusCode, 500, r.body);
+        assert.ok(!r.body.includes('ats_'), 'no key in the answer');
+      } finally {
+        for (const l of lift) await l();
+      }
+      assert.deepEqual((await t.store.listKeys(10, 'tx-create')).map((k) => k.id), [admin.id], 'no key but the admin\'s');
+      assert.deepEqual(await t.store.listAudit('tx-create', 10), []);
+    });
+
+    test('a revoke whose audit entry cannot be written leaves the key as it was; run again, it is revoked and recorded once', async () => {
+      const admin = await bootstrap(t, 'tx-revoke');
+      const victim = await bootstrap(t, 'tx-revoke', ['read']);
+      const lift = await refuseWrites(t.store, { table: 'audit_log', op: 'INSERT' });
+      try {
+        const r = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${victim.id}`, headers: admin.headers });
+        assert.equal(r.statusCode, 500, r.body);
+      } finally {
+        await lift();
+      }
+      assert.equal((await t.store.getKey(victim.id))!.revokedAt, null, 'not revoked without its audit entry');
+      for (let i = 0; i < 2; i++) {
+        const r = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${victim.id}`, headers: admin.headers });
+        assert.equal(r.statusCode, 204, r.body);
+      }
+      assert.notEqual((await t.store.getKey(victim.id))!.revokedAt, null);
+      assert.deepEqual((await auditOf(t, admin.headers)).map((e) => [e.action, e.keyId, e.target]), [['key.revoke', admin.id, victim.id]]);
+    });
   });
 }
 
@@ -199,31 +237,63 @@ describe('/v1/keys in the open mode (no key yet, loopback)', () => {
   });
 });
 
-describe('/v1/keys when the audit log cannot be written', () => {
+describe('/v1/keys and /v1/audit when the database goes away in the middle of a change', () => {
   let t: TestApp;
-  const down: AuditStore = {
-    recordAudit: async () => {
-      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
-    },
-    listAudit: async () => {
-      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
-    },
-  };
+  let dir: string;
+  let store: SqliteStore;
+  let failing = false;
   before(async () => {
-    t = await startSqliteTestApp({ audit: down }, { auth: 'auto' });
+    dir = mkdtempSync(join(tmpdir(), 'ats-keys-down-'));
+    // The key store's transactions fail before their COMMIT as an outage does (503), while `failing`.
+    const beforeCommit = () => {
+      if (failing) throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+    };
+    store = createSqliteStore({ file: join(dir, 'ats.sqlite'), faults: { beforeCommit } });
+    await store.migrate();
+    t = await startSqliteTestApp({ auth: { keys: store, mode: 'on', newKeyId: () => ulid(), randomBytes: (n) => randomBytes(n) }, audit: store });
   });
   after(async () => {
     await t?.close();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a create answers 503 and leaves no working key (nobody saw it); the audit read answers 503', async () => {
-    const r = await t.app.inject({ method: 'POST', url: '/v1/keys', payload: { name: 'x', scopes: ['read'] } });
-    assert.equal(r.statusCode, 503, r.body);
-    assert.equal(r.json().code, 'ATS_ERR_STORE_UNAVAILABLE');
-    assert.ok(!r.body.includes('ats_'), 'no key in the answer');
-    assert.equal(await t.store.countActiveKeys(), 0);
-    const read = await t.app.inject({ url: '/v1/audit' });
-    assert.equal(read.statusCode, 503);
+  test('a create answers 503 and leaves no key; a revoke answers 503 and leaves the key working; neither is in the audit log', async () => {
+    const id = ulid();
+    const { key, hash } = newApiKey(id, randomBytes(32));
+    await store.createKey({ id, tenant: 'acme', name: 'boot', scopes: [...SCOPES], createdAt: Date.now(), revokedAt: null, createdBy: null, hash });
+    failing = true;
+    try {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(key), payload: { name: 'x', scopes: ['read'] } });
+      assert.equal(r.statusCode, 503, r.body);
+      assert.equal(r.json().code, 'ATS_ERR_STORE_UNAVAILABLE');
+      assert.ok(!r.body.includes('ats_'), 'no key in the answer');
+      const revoke = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${id}`, headers: bearer(key) });
+      assert.equal(revoke.statusCode, 503, revoke.body);
+    } finally {
+      failing = false;
+    }
+    assert.deepEqual((await store.listKeys(10)).map((k) => [k.id, k.revokedAt]), [[id, null]]);
+    assert.deepEqual(await store.listAudit('acme', 10), []);
+  });
+
+  test('an audit log that cannot be read: 503', async () => {
+    const down: AuditStore = {
+      recordAudit: async () => {
+        throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+      },
+      listAudit: async () => {
+        throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+      },
+    };
+    const open = await startSqliteTestApp({ audit: down }, { auth: 'auto' });
+    try {
+      const read = await open.app.inject({ url: '/v1/audit' });
+      assert.equal(read.statusCode, 503);
+      assert.equal(read.json().code, 'ATS_ERR_STORE_UNAVAILABLE');
+    } finally {
+      await open.close();
+    }
   });
 });
 

@@ -1,20 +1,23 @@
 /**
  * Apply `adapters/mysql/migrations/*.sql` under a named lock, so processes
  * starting together apply each migration once: the first takes the lock and
- * migrates, the others wait, then find nothing pending.
+ * migrates, the others wait, then find nothing pending. The wait outlasts the
+ * longest migration (adapters/sql/migration-wait.ts): GET_LOCK for
+ * `attemptMs`, then again, logging that it waits, for up to `MIGRATION_WAIT_MS`.
  */
 import { fileURLToPath } from 'node:url';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import { loadMigrations, pending } from '../sql/migrations.js';
+import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 import type { StoreClock } from '../sql/options.js';
 import { GET_MIGRATION_LOCK, RELEASE_MIGRATION_LOCK } from './statements.js';
 
 export const MYSQL_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
-/** How long a process waits for another one's migration. */
-const LOCK_TIMEOUT_S = 30;
+/** How long one GET_LOCK waits before the process logs that it still waits and asks again. */
+const LOCK_ATTEMPT_MS = 10_000;
 
 /** MySQL/MariaDB: the index or column to drop does not exist. */
 const ER_CANT_DROP_FIELD_OR_KEY = 1091;
@@ -41,15 +44,19 @@ function alreadyDropped(statement: string, err: unknown): boolean {
  * back. Hence `IF NOT EXISTS` in the files and `alreadyDropped`, so a rerun
  * completes it.
  */
-export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MIGRATIONS_DIR): Promise<void> {
+export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MIGRATIONS_DIR, wait: MigrationWait = {}): Promise<void> {
   const migrations = loadMigrations(dir);
   // GET_LOCK belongs to the session: every statement must run on this one connection.
   const conn = await pool.getConnection();
   try {
-    const [[lock]] = await conn.query<RowDataPacket[]>(GET_MIGRATION_LOCK, [LOCK_TIMEOUT_S]);
-    if (Number(lock?.locked) !== 1) {
-      throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `could not take the migration lock within ${LOCK_TIMEOUT_S} s`);
-    }
+    // GET_LOCK counts whole seconds (here at least one: a zero would not wait at all).
+    const attemptS = Math.max(1, Math.round((wait.attemptMs ?? LOCK_ATTEMPT_MS) / 1000));
+    await whileMigrating(async () => {
+      const [[lock]] = await conn.query<RowDataPacket[]>(GET_MIGRATION_LOCK, [attemptS]);
+      // 0: another session holds it (its migration); NULL: an error on the server (the session killed).
+      if (lock?.locked === null || lock?.locked === undefined) throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'could not take the migration lock');
+      return Number(lock.locked) === 1 ? undefined : BUSY;
+    }, wait);
     try {
       await conn.query(CREATE_SCHEMA_MIGRATIONS);
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);

@@ -21,7 +21,7 @@ import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
-import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsProgram, updateWorkflowProgram } from '../sql/workflows.js';
+import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { databaseNow } from './connect.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
@@ -54,6 +54,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     update: { tx: { ...tx('update'), readCommitted: true }, lost: lost('update') },
     delete: { tx: tx('delete'), lost: lost('delete') },
     purge: { tx: tx('purge'), lost: lost('purge') },
+    // Key changes are not a store operation the metrics know: no latency reported.
+    keys: { tx: { beforeCommit } },
   };
   const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };
 
@@ -64,7 +66,9 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     ...createSqlProgress(statement, D),
     ...createSqlWorkers(statement, D),
     ...createSqlLimits(statement, D),
-    ...createSqlKeys(statement, D),
+    // A key change and its audit entry: one transaction, run again if it loses a race (a deadlock on the audit log's index).
+    ...createSqlKeys(statement, D, (program) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES)),
     ...createSqlAudit(statement, D),
     ...createSqlWorkflowReads(query, D),
     migrate: () => migrateMysql(pool, clock),
@@ -100,8 +104,10 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     purgeJobs: (state, updatedBefore, limit) =>
       withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
     /** As `purgeJobs`: candidates read without locks, then locked by id and checked again. */
-    purgeWorkflows: (status, updatedBefore, limit) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(purgeWorkflowsProgram(D, status, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
+    purgeWorkflows: (status, updatedBefore, limit) => purgeWorkflowsInSteps(
+      (program) => withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
+      D, status, updatedBefore, limit,
+    ),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
      * are what keeps other relays off these rows (SKIP LOCKED), and the rows

@@ -1,15 +1,23 @@
 /**
  * The AuditStore port over one "run this statement" function, shared by both
  * stores: one statement each. The log is kept (nothing prunes it); a read
- * takes one tenant's newest entries through the (tenant, at) index.
+ * takes one tenant's newest entries through the (tenant, at) index. A key
+ * change writes its entry in its own transaction (`auditStep`, keys.ts).
  */
 import type { AuditEntry, AuditStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import type { Exec } from './program.js';
 import { toNum, type Row } from './rows.js';
+import type { Sql } from './statements.js';
 
 /** Most entries one read returns. */
 export const MAX_AUDIT_LISTED = 1000;
+
+/** The statement that records `e`. */
+export const auditStep = (e: AuditEntry): Sql => ({
+  sql: 'INSERT INTO audit_log (at, key_id, tenant, action, target) VALUES (?, ?, ?, ?, ?)',
+  params: [e.at, e.keyId, e.tenant, e.action, e.target],
+});
 
 function rowToEntry(r: Row): AuditEntry {
   return {
@@ -21,7 +29,8 @@ function rowToEntry(r: Row): AuditEntry {
 export function createSqlAudit(exec: Exec, _d: Dialect): AuditStore {
   return {
     recordAudit: async (e) => {
-      await exec('INSERT INTO audit_log (at, key_id, tenant, action, target) VALUES (?, ?, ?, ?, ?)', [e.at, e.keyId, e.tenant, e.action, e.target]);
+      const { sql, params } = auditStep(e);
+      await exec(sql, params);
     },
     // Entries of one millisecond come newest first by their insertion order (the id).
     listAudit: async (tenant, limit) =>

@@ -1,14 +1,20 @@
 /**
- * The KeyStore port (API keys, engine/auth.ts) over one "run this statement"
- * function, shared by both stores: one statement each. Only a key's hash is
- * stored; a revoked key keeps its row (its id stays taken, its audit entries
- * keep naming it).
+ * The KeyStore port (API keys, engine/auth.ts), shared by both stores: reads
+ * are one statement each over a "run this statement" function; a create or
+ * revoke is a program (program.ts) the store runs as one transaction, the
+ * change and its audit entry together. Only a key's hash is stored; a
+ * revoked key keeps its row (its id stays taken, its audit entries keep
+ * naming it).
  */
 import { SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
-import type { KeyStore } from '../../engine/ports.js';
+import type { AuditEntry, KeyStore } from '../../engine/ports.js';
+import { auditStep } from './audit.js';
 import type { Dialect } from './dialect.js';
-import type { Exec } from './program.js';
+import type { Exec, Program } from './program.js';
 import { toNum, type Row } from './rows.js';
+
+/** Runs a program as one transaction (each store's own: `BEGIN IMMEDIATE` or a pooled connection's). */
+export type InTransaction = <T>(program: () => Program<T>) => Promise<T>;
 
 const RECORD = 'id, tenant, name, scopes, created_at, revoked_at, created_by';
 /** Most keys listed. */
@@ -32,14 +38,27 @@ function rowToKey(r: Row): ApiKeyRecord {
   };
 }
 
-export function createSqlKeys(exec: Exec, _d: Dialect): KeyStore {
+/** Inserts the key, then its audit entry when given. */
+export function* createKeyProgram(k: StoredApiKey, audit?: AuditEntry): Program<void> {
+  yield {
+    sql: `INSERT INTO api_keys (${RECORD}, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    params: [k.id, k.tenant, k.name, k.scopes.join(','), k.createdAt, k.revokedAt, k.createdBy, k.hash],
+  };
+  if (audit) yield auditStep(audit);
+}
+
+/** Revokes the key if it is not revoked, then records its audit entry when given; whether it did. */
+export function* revokeKeyProgram(id: string, now: number, audit?: AuditEntry): Program<boolean> {
+  const { changes } = yield { sql: 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', params: [now, id] };
+  if (changes !== 1) return false;
+  if (audit) yield auditStep(audit);
+  return true;
+}
+
+export function createSqlKeys(exec: Exec, _d: Dialect, inTransaction: InTransaction): KeyStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   return {
-    createKey: async (k: StoredApiKey) => {
-      await exec(`INSERT INTO api_keys (${RECORD}, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, [
-        k.id, k.tenant, k.name, k.scopes.join(','), k.createdAt, k.revokedAt, k.createdBy, k.hash,
-      ]);
-    },
+    createKey: (k, audit) => inTransaction(() => createKeyProgram(k, audit)),
     getKey: async (id) => {
       const [r] = await rows(`SELECT ${RECORD}, hash FROM api_keys WHERE id = ?`, [id]);
       return r ? { ...rowToKey(r), hash: String(r.hash) } : null;
@@ -51,7 +70,7 @@ export function createSqlKeys(exec: Exec, _d: Dialect): KeyStore {
         : await rows(`SELECT ${RECORD} FROM api_keys WHERE tenant = ? ORDER BY created_at DESC, id DESC LIMIT ?`, [tenant, n]);
       return list.map(rowToKey);
     },
-    revokeKey: async (id, now) => (await exec('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id])).changes === 1,
+    revokeKey: (id, now, audit) => inTransaction(() => revokeKeyProgram(id, now, audit)),
     countActiveKeys: async () => toNum((await rows('SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL', []))[0]?.n ?? 0),
   };
 }

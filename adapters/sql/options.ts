@@ -9,7 +9,7 @@ import type { Metrics } from '../../engine/metrics.js';
  * transition survives a failure. Never set it in production wiring.
  */
 export interface StoreFaults {
-  /** Called inside `insert`/`update` transactions just before COMMIT; a throw rolls back. */
+  /** Called inside write transactions (inserts, updates, deletes, purges, key changes) just before COMMIT; a throw rolls back. */
   beforeCommit?(): void;
 }
 

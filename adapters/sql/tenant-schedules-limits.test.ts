@@ -62,7 +62,7 @@ describe('migration 0014: schedules and limits of tenants', () => {
     const store = createSqliteStore({ file: ':memory:' });
     const old = migrationsBefore14(SQLITE_MIGRATIONS_DIR);
     try {
-      migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
+      await migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
       for (const [sql, params] of OLD_ROWS) store.db.prepare(sql).run(...params);
       await store.migrate();
       await checkMoved(store);

@@ -73,7 +73,7 @@ describe('migration 0013: jobs made before tenants are the default tenant\'s', (
     const file = join(dir, 'ats.sqlite');
     const store = createSqliteStore({ file });
     try {
-      migrateSqlite(store.db, clock, before0013(SQLITE_MIGRATIONS_DIR));
+      await migrateSqlite(store.db, clock, before0013(SQLITE_MIGRATIONS_DIR));
       const old = oldJobs();
       for (const [i, w] of old.entries()) for (const s of oldInserts(w, i)) store.db.prepare(s.sql).run(...s.params);
       await store.migrate();

@@ -541,7 +541,7 @@ describe('migration 0015: workflows', () => {
     const store = createSqliteStore({ file: ':memory:' });
     const old = migrationsBefore15(SQLITE_MIGRATIONS_DIR);
     try {
-      migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
+      await migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
       const job = childWrite(jid(1), undefined);
       // Written as a process before 0015 writes it: without the column.
       const cols = ['id', 'tenant', 'type', 'queue', 'state', 'version', 'attempt', 'priority', 'timeout_ms', 'payload', 'snapshot', 'created_at', 'updated_at'];

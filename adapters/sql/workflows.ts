@@ -351,17 +351,35 @@ const ENDED: readonly WorkflowStatus[] = WORKFLOW_STATUSES.filter((s) => s !== '
 const ENDED_LIST = ENDED.map((s) => `'${s}'`).join(', ');
 
 /**
+ * Workflow events one retention transaction deletes at most. Histories have
+ * no cap, so a batch is bounded by events, not only by instances: instances
+ * are taken, oldest first, while their histories (`version` is an instance's
+ * event count) fit; an instance whose history alone is longer loses its
+ * events this many at a time, over several transactions, its row last.
+ */
+export const PURGE_MAX_EVENTS = 10_000;
+
+/**
  * Instances of one (ended) status whose last step is at or before a time,
- * the oldest first, read without locks.
+ * the oldest first, read without locks, with their event counts.
  * Params: status, updated_before, limit
  */
-const FIND_EXPIRED_WORKFLOWS = 'SELECT id FROM workflows WHERE status = ? AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
+const FIND_EXPIRED_WORKFLOWS = 'SELECT id, version FROM workflows WHERE status = ? AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
 
 /** Lock the candidates in id order, to check them again. Params: the ids, sorted. */
 const lockForPurge = (d: Dialect, ids: readonly string[]): Sql => ({
   sql: `SELECT id, status, updated_at FROM workflows WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
   params: [...ids],
 });
+
+/**
+ * The seq after an instance's first `n` events left, if it has more than `n`.
+ * Params: workflow_id, n
+ */
+const SEQ_AFTER_FIRST_EVENTS = 'SELECT seq FROM workflow_events WHERE workflow_id = ? ORDER BY seq LIMIT 1 OFFSET ?';
+
+/** An instance's events before a seq: its oldest, a part of a history too long for one transaction. Params: workflow_id, seq */
+const DELETE_EVENTS_BEFORE = 'DELETE FROM workflow_events WHERE workflow_id = ? AND seq < ?';
 
 /**
  * The instances themselves, only if ended and old enough: the WHERE says it
@@ -374,31 +392,90 @@ const deleteWorkflows = (ids: readonly string[], updatedBefore: number): Sql => 
 });
 
 /**
- * Retention's batch of instances: up to `limit` of ended `status` last
- * stepped at or before `updatedBefore`, oldest first, deleted with their
- * events and timer rows (an ended instance has none, but a row left would
- * fire at nothing) in one transaction, as `purgeProgram` (deletes.ts) does
- * for jobs: the candidates are read without locks, then locked by id and
- * kept only if still ended and old enough. Their child jobs are left to the
- * jobs' own retention. Throws `VersionConflict` if the DELETE removed other
- * rows than the locked read promised (the store rolls back and runs it
- * again). Returns how many went.
+ * The oldest candidates whose histories add up to at most `maxEvents`, and
+ * always the first: alone, its history may be longer (its events then go in parts).
  */
-export function* purgeWorkflowsProgram(d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number): Program<number> {
+function withinEvents(candidates: readonly { id: string; events: number }[], maxEvents: number): string[] {
+  const taken: string[] = [];
+  let events = 0;
+  for (const c of candidates) {
+    events += c.events;
+    if (taken.length > 0 && events > maxEvents) break;
+    taken.push(c.id);
+  }
+  return taken;
+}
+
+/** What one purge transaction did: instances deleted, and workflow events deleted (theirs, or a part of a long history). */
+export interface PurgeStep {
+  instances: number;
+  events: number;
+}
+
+/**
+ * One transaction of retention's purge of instances: up to `limit` of ended
+ * `status` last stepped at or before `updatedBefore`, oldest first, and no
+ * more than `maxEvents` events. The candidates are read without locks, then
+ * locked by id and kept only if still ended and old enough, as
+ * `purgeProgram` (deletes.ts) does for jobs; they go with their events and
+ * timer rows (an ended instance has none, but a row left would fire at
+ * nothing). Their child jobs are left to the jobs' own retention. An
+ * instance whose history is longer than `maxEvents` loses its oldest
+ * `maxEvents` events instead, and stays: the next transaction finds it again
+ * (still ended and old enough, still the oldest) and goes on, and deletes its
+ * row with the last part. Meanwhile its row and state are whole, and its
+ * history's tail reads as one; only its first events are gone, as they will
+ * be with the row. Throws `VersionConflict` if the DELETE removed other rows
+ * than the locked read promised (the store rolls back and runs it again).
+ */
+export function* purgeWorkflowsStep(
+  d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_EVENTS,
+): Program<PurgeStep> {
   if (!ENDED.includes(status)) throw new AtsError('ATS_ERR_INTERNAL', `retention deletes ended workflow instances only, not ${status}`);
-  const candidates = (yield { sql: FIND_EXPIRED_WORKFLOWS, params: [status, updatedBefore, limit] }).rows.map((r) => String(r.id));
-  if (candidates.length === 0) return 0;
+  const found = (yield { sql: FIND_EXPIRED_WORKFLOWS, params: [status, updatedBefore, limit] }).rows;
+  const candidates = withinEvents(found.map((r) => ({ id: String(r.id), events: toNum(r.version) })), maxEvents);
+  if (candidates.length === 0) return { instances: 0, events: 0 };
   const { rows } = yield lockForPurge(d, [...candidates].sort());
   const doomed = rows
     .filter((r) => ENDED.includes(String(r.status) as WorkflowStatus) && toNum(r.updated_at) <= updatedBefore)
     .map((r) => String(r.id));
-  if (doomed.length === 0) return 0;
+  if (doomed.length === 0) return { instances: 0, events: 0 };
+  if (doomed.length === 1) {
+    // Alone, perhaps too long for one transaction (`version` counts a history whose first part may be gone already).
+    const [after] = (yield { sql: SEQ_AFTER_FIRST_EVENTS, params: [doomed[0], maxEvents] }).rows;
+    if (after) {
+      const { changes } = yield { sql: DELETE_EVENTS_BEFORE, params: [doomed[0], toNum(after.seq)] };
+      return { instances: 0, events: changes };
+    }
+  }
   const ids = marks(doomed.length);
-  yield { sql: `DELETE FROM workflow_events WHERE workflow_id IN (${ids})`, params: [...doomed] };
+  const events = (yield { sql: `DELETE FROM workflow_events WHERE workflow_id IN (${ids})`, params: [...doomed] }).changes;
   yield { sql: `DELETE FROM workflow_timers WHERE workflow_id IN (${ids})`, params: [...doomed] };
   const { changes } = yield deleteWorkflows(doomed, updatedBefore);
   if (changes !== doomed.length) throw new VersionConflict(null, `deleted ${changes} of ${doomed.length} locked workflow instances`);
-  return changes;
+  return { instances: changes, events };
+}
+
+/**
+ * Retention's batch of instances (`WorkflowStore.purgeWorkflows`): up to
+ * `limit` of them, in as many `purgeWorkflowsStep` transactions as their
+ * histories need, each run by `transaction` (the store's, with its retries).
+ * It stops at `limit` instances, or at a transaction that deleted nothing.
+ * Between two, the event loop runs: a SQLite store's transactions block it
+ * while they last. Returns how many instances went.
+ */
+export async function purgeWorkflowsInSteps(
+  transaction: (program: () => Program<PurgeStep>) => Promise<PurgeStep>,
+  d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_EVENTS,
+): Promise<number> {
+  let instances = 0;
+  while (instances < limit) {
+    const step = await transaction(() => purgeWorkflowsStep(d, status, updatedBefore, limit - instances, maxEvents));
+    instances += step.instances;
+    if (step.instances === 0 && step.events === 0) break;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return instances;
 }
 
 // ---------------------------------------------------------------- reads

@@ -1,18 +1,27 @@
 /**
  * Apply `adapters/sqlite/migrations/*.sql` in one `BEGIN IMMEDIATE`
  * transaction: it takes the database's write lock before reading the ledger,
- * so a second process starting at once waits (busy_timeout), then finds
- * nothing pending. SQLite DDL is transactional: a failed migration leaves no trace.
+ * so a second process starting meanwhile waits, then finds nothing pending.
+ * Its wait outlasts the longest migration (adapters/sql/migration-wait.ts):
+ * one attempt waits busy_timeout, then it tries again, logging that it
+ * waits, for up to `MIGRATION_WAIT_MS`. SQLite DDL is transactional: a failed
+ * migration leaves no trace.
  */
 import { fileURLToPath } from 'node:url';
 import type { Database } from 'better-sqlite3';
 import { loadMigrations, pending } from '../sql/migrations.js';
+import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import type { StoreClock } from '../sql/options.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 
 export const SQLITE_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
-export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGRATIONS_DIR): void {
+/**
+ * Migrates; when no other process holds the file, before it returns (the
+ * first attempt runs synchronously). `wait.attemptMs` plays no part: an
+ * attempt waits the connection's busy_timeout.
+ */
+export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGRATIONS_DIR, wait: MigrationWait = {}): Promise<void> {
   const migrations = loadMigrations(dir);
   const apply = db.transaction(() => {
     db.exec(CREATE_SCHEMA_MIGRATIONS);
@@ -22,5 +31,14 @@ export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGR
       db.prepare(INSERT_MIGRATION).run(m.version, m.name, clock.now());
     }
   });
-  apply.immediate();
+  return whileMigrating(() => {
+    try {
+      apply.immediate();
+      return undefined;
+    } catch (err) {
+      // Another process holds the write lock past busy_timeout (SQLITE_BUSY and its variants): most likely its migration.
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) return BUSY;
+      throw err;
+    }
+  }, wait);
 }

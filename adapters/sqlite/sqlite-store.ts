@@ -27,7 +27,7 @@ import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
-import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsProgram, updateWorkflowProgram } from '../sql/workflows.js';
+import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 
@@ -71,7 +71,8 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlProgress(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
-    ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D),
+    // A key change and its audit entry: one `BEGIN IMMEDIATE` transaction (no version to compare: nothing to retry).
+    ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, async <T>(program: () => Program<T>) => inTx.immediate(program()) as T),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlWorkflowReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
     migrate: async () => migrateSqlite(db, clock),
@@ -82,7 +83,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     updateWorkflow: async (id, decide, messageId) => write('update', () => updateWorkflowProgram(D, id, decide, messageId)),
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
     purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
-    purgeWorkflows: async (status, updatedBefore, limit) => write('purge', () => purgeWorkflowsProgram(D, status, updatedBefore, limit)),
+    purgeWorkflows: (status, updatedBefore, limit) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit),
 
     /**
      * One connection cannot hold a transaction across an await (every other

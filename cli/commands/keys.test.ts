@@ -2,7 +2,8 @@
  * `ats keys create|ls|revoke` on the database itself, on the embedded SQLite
  * store (a temp data dir) and on MariaDB: the key printed once matches the
  * stored hash, `ls` shows it without its secret, `revoke` marks it, each
- * change is in the audit log; a bad command line exits 2 and opens nothing;
+ * change is in the audit log, in the change's transaction (one that cannot
+ * be recorded is not made); a bad command line exits 2 and opens nothing;
  * a store that cannot be reached exits 1. One run through `cli/bin.mjs`
  * checks the wiring and that stdout holds the key alone.
  */
@@ -18,6 +19,7 @@ import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import { keyIdOf, keyMatches } from '../../engine/auth.js';
 import type { AuditStore, KeyStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
+import { refuseWrites } from '../../tests/helpers/refuse-writes.js';
 import { runKeys } from './keys.js';
 
 const KEY = /^ats_[0-9A-Z]{26}_[A-Za-z0-9_-]{43}$/;
@@ -110,6 +112,41 @@ for (const backend of BACKENDS) {
 
         assert.deepEqual((await store.listAudit('acme', 10)).map((e) => [e.action, e.keyId, e.target]), [['key.revoke', null, id], ['key.create', null, id]]);
         assert.deepEqual((await store.listAudit('default', 10)).map((e) => [e.action, e.target]), [['key.create', json.id]]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('a create or revoke whose audit entry cannot be written changes nothing (exit 1); the revoke run again is recorded', async () => {
+      const store = await b.open();
+      try {
+        await (store as unknown as { migrate(): Promise<void> }).migrate();
+        // The database refuses the audit entry, and for the create also the revoke that would undo the key.
+        const lift = [await refuseWrites(store, { table: 'audit_log', op: 'INSERT' }), await refuseWrites(store, { table: 'api_keys', op: 'UPDATE' })];
+        let lost;
+        try {
+          lost = await keys(['create', '--tenant', 'cli-tx', '--scopes', 'admin', '--name', 'lost'], b.env);
+        } finally {
+          for (const l of lift) await l();
+        }
+        assert.deepEqual([lost.code, lost.stdout], [1, ''], lost.stderr);
+        assert.deepEqual(await store.listKeys(10, 'cli-tx'), [], 'no key nobody was shown');
+
+        const made = await keys(['create', '--tenant', 'cli-tx', '--scopes', 'read', '--name', 'kept'], b.env);
+        assert.equal(made.code, 0, made.stderr);
+        const id = keyIdOf(made.stdout)!;
+        const liftAudit = await refuseWrites(store, { table: 'audit_log', op: 'INSERT' });
+        let failed;
+        try {
+          failed = await keys(['revoke', id], b.env);
+        } finally {
+          await liftAudit();
+        }
+        assert.equal(failed.code, 1, failed.stderr);
+        assert.equal((await store.getKey(id))!.revokedAt, null, 'not revoked without its audit entry');
+        const again = await keys(['revoke', id], b.env);
+        assert.deepEqual([again.code, again.stdout], [0, `${id} revoked`], again.stderr);
+        assert.deepEqual((await store.listAudit('cli-tx', 10)).map((e) => [e.action, e.target]), [['key.revoke', id], ['key.create', id]]);
       } finally {
         await store.close();
       }

@@ -3,7 +3,8 @@
  * through the API): the operator makes the first admin key before any key
  * exists, and can always revoke one. They open the store `ats start` would
  * (MYSQL_URL / ATS_DATA_DIR, or --mysql-url / --data-dir), migrate it, and
- * record `key.create` / `key.revoke` in the audit log (made by no key).
+ * record `key.create` / `key.revoke` in the audit log (made by no key), in
+ * the change's own transaction: a change that cannot be recorded is not made.
  *
  * A key is printed once, by `create`, on a line of its own on stdout (the
  * note that it will not be shown again goes to stderr, so `$(ats keys
@@ -101,14 +102,7 @@ const createSub: Sub = {
   async run({ store, values, io, newId }) {
     const record = keyRecordFrom(values, newId(), systemClock.now());
     const { key, hash } = newApiKey(record.id, randomBytes(32));
-    await store.createKey({ ...record, hash });
-    try {
-      await store.recordAudit({ at: record.createdAt, keyId: null, tenant: record.tenant, action: 'key.create', target: record.id });
-    } catch (e) {
-      // No key without its audit entry: it was never printed, so revoking it takes nothing from anyone.
-      await store.revokeKey(record.id, systemClock.now()).catch(() => undefined);
-      throw e;
-    }
+    await store.createKey({ ...record, hash }, { at: record.createdAt, keyId: null, tenant: record.tenant, action: 'key.create', target: record.id });
     if (values.json) io.out(JSON.stringify({ key, ...toKeyView(record) }));
     else io.out(key);
     io.err(`ats: key ${record.id} (tenant ${record.tenant}, scopes ${record.scopes.join(',')}) created. ` +
@@ -157,11 +151,10 @@ const revokeSub: Sub = {
       return 1;
     }
     const now = systemClock.now();
-    if (!(await store.revokeKey(id, now))) {
+    if (!(await store.revokeKey(id, now, { at: now, keyId: null, tenant: found.tenant, action: 'key.revoke', target: id }))) {
       io.out(`${id} was revoked already`);
       return 0;
     }
-    await store.recordAudit({ at: now, keyId: null, tenant: found.tenant, action: 'key.revoke', target: id });
     io.out(`${id} revoked`);
     return 0;
   },

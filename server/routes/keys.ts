@@ -5,11 +5,16 @@
  * tenant and key from `request.principal`. A key of another tenant is never
  * shown, and revoking one answers 404 as if it did not exist. A new key is
  * shown once, in the answer that creates it: only its hash is stored.
- * Served only when the app is given keys (`deps.auth`).
+ * With the audit log (`deps.audit`), a create or revoke and its audit entry
+ * are one transaction of the key store (engine/ports.ts `KeyStore`): when the
+ * entry cannot be written, nothing is (no key nobody was shown, no
+ * revocation missing from the log, and the retry of a failed revoke records
+ * it). Served only when the app is given keys (`deps.auth`).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { newApiKey, parseScopes, type ApiKeyRecord, type Principal } from '../../engine/auth.js';
 import { AtsError } from '../../engine/errors.js';
+import type { AuditEntry } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
 import { CreatedKeyView, CreateKeyBody, KeyList, KeyParams, MAX_KEYS_LISTED, type KeyView } from '../key-schemas.js';
@@ -20,7 +25,8 @@ const createSchema = {
   summary: 'Create an API key',
   description:
     'Creates a key of the caller\'s tenant with the scopes given and answers it with its secret (`key`), which is shown in this answer ' +
-    'only: the server stores its hash. Send it as `Authorization: Bearer <key>`. Recorded in the audit log as `key.create`.',
+    'only: the server stores its hash. Send it as `Authorization: Bearer <key>`. Recorded in the audit log as `key.create`, ' +
+    'in the same transaction: a key whose entry cannot be written is not made.',
   tags: ['keys'],
   body: ref(CreateKeyBody),
   response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 413, 415) },
@@ -39,7 +45,8 @@ const revokeSchema = {
   summary: 'Revoke an API key',
   description:
     'Revokes the key of the caller\'s tenant: from now on it is refused (401). Revoking a revoked key is a no-op (204). ' +
-    '404 ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id (a key of another tenant included). Recorded as `key.revoke`.',
+    '404 ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id (a key of another tenant included). Recorded as `key.revoke`, ' +
+    'in the same transaction: a key whose entry cannot be written stays as it was.',
   tags: ['keys'],
   params: KeyParams,
   response: { 204: { type: 'null', description: 'Revoked' }, ...errorResponses(400, 404) },
@@ -59,8 +66,9 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
   const auth = deps.auth;
   if (!auth) throw new Error('keyRoutes: the app was given no keys (deps.auth)');
   const { keys } = auth;
-  const audit = (p: Principal, action: string, target: string, at: number) =>
-    deps.audit?.recordAudit({ at, keyId: p.keyId, tenant: p.tenant, action, target });
+  // The entry the key store writes with the change; none without an audit log.
+  const entry = (p: Principal, action: 'key.create' | 'key.revoke', target: string, at: number): AuditEntry | undefined =>
+    deps.audit ? { at, keyId: p.keyId, tenant: p.tenant, action, target } : undefined;
 
   app.post<{ Body: CreateKeyBody }>('/v1/keys', { schema: createSchema }, async (request, reply) => {
     const p = request.principal;
@@ -70,14 +78,7 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const { key, hash } = newApiKey(id, auth.randomBytes(32));
     const now = deps.clock.now();
     const record: ApiKeyRecord = { id, tenant: p.tenant, name: request.body.name, scopes, createdAt: now, revokedAt: null, createdBy: p.keyId };
-    await keys.createKey({ ...record, hash });
-    try {
-      await audit(p, 'key.create', id, now);
-    } catch (err) {
-      // No key without its audit entry: nobody has seen this one, so revoking it takes nothing from anyone.
-      await keys.revokeKey(id, now).catch(() => undefined);
-      throw err;
-    }
+    await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now));
     const view: CreatedKeyView = { ...toKeyView(record), key };
     return reply.code(201).header('cache-control', 'no-store').send(view);
   });
@@ -92,7 +93,7 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const found = await keys.getKey(id);
     if (!found || found.tenant !== p.tenant) throw notFound(id);
     const now = deps.clock.now();
-    if (await keys.revokeKey(id, now)) await audit(p, 'key.revoke', id, now);
+    await keys.revokeKey(id, now, entry(p, 'key.revoke', id, now));
     return reply.code(204).send();
   });
 };
