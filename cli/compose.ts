@@ -164,7 +164,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   }
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   const waker = new Waker();
-  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics }) : null;
+  // With the keys, open streams are checked again: a revoked key's are closed (4401).
+  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth } }) : null;
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
   const ids = opts.ids ?? ulidIds();

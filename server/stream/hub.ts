@@ -1,7 +1,8 @@
 /**
  * The fan-out of one API instance: its tail readers (one over `job_events`,
  * and one over `workflow_events` where the store keeps workflows), its
- * sessions, the shared stats cache and the keep-alive pings. Each tail batch is serialized once
+ * sessions, the shared stats cache, the keep-alive pings and the re-check of
+ * each session's key. Each tail batch is serialized once
  * per event and the same text goes to every live session that wants it
  * (and whose tenant the event's job is: see session.ts).
  */
@@ -17,6 +18,7 @@ import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, wor
 import { ProgressTail } from './progress-tail.js';
 import { CLOSE, StreamSession, type SessionContext } from './session.js';
 import { TailReader, type TailDeps } from '../../engine/event-tail.js';
+import type { Standing } from './key-check.js';
 
 export interface HubDeps {
   store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'lastIssuedEventId'>>
@@ -26,6 +28,12 @@ export interface HubDeps {
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
   onSlowConsumer?: () => void;
+  /**
+   * Whether a session's principal still holds (key-check.ts), asked every
+   * `keyCheckMs`; throws when it cannot tell. Absent: sessions are never
+   * re-checked (an API without keys).
+   */
+  standing?: (principal: Principal) => Promise<Standing>;
 }
 
 /** Tenants whose stats the hub keeps at most; beyond, it starts over. */
@@ -37,10 +45,14 @@ export class StreamHub {
   readonly workflowTail: TailReader | null;
   /** Jobs' progress, where the store keeps it. */
   readonly progress: ProgressTail | null;
-  private readonly sessions = new Set<StreamSession>();
+  /** Each session and the principal it was opened as (the key it was let in with, or none in the open mode). */
+  private readonly sessions = new Map<StreamSession, Principal>();
   private readonly context: SessionContext;
   private readonly stopping = new AbortController();
   private keepAliveLoop: Promise<void> | null = null;
+  private keyCheckLoop: Promise<void> | null = null;
+  /** The last key re-check failed: logged once per outage, not at every tick. */
+  private keyCheckFailing = false;
   /** Per tenant, its last stats read and when. */
   private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
 
@@ -94,16 +106,18 @@ export class StreamHub {
     await this.workflowTail?.start();
     this.progress?.start();
     this.keepAliveLoop ??= this.keepAlive(this.stopping.signal);
+    if (this.deps.standing) this.keyCheckLoop ??= this.keyChecks(this.deps.standing, this.stopping.signal);
   }
 
   /**
    * Takes a new connection; subscribes at once when the query string carries
    * a filter or cursor. The session is the principal's tenant's: it gets that
-   * tenant's events only.
+   * tenant's events only, and is closed once that principal would be
+   * refused (`recheckKeys`).
    */
   accept(socket: WebSocket, query: Record<string, unknown>, principal: Principal = OPEN_PRINCIPAL): StreamSession {
     const session = new StreamSession(socket, this.context, principal.tenant);
-    this.sessions.add(session);
+    this.sessions.set(session, principal);
     // The tail read nothing while no one listened: it reads on from its horizon now.
     if (this.sessions.size === 1) this.wake();
     socket.on('message', (data, isBinary) => session.onFrame(toBuffer(data), isBinary));
@@ -124,14 +138,45 @@ export class StreamHub {
     this.workflowTail?.wake();
   }
 
-  /** Closes every client with 1001 and stops the tails and the pings. */
+  /** Closes every client with 1001 and stops the tails, the pings and the key re-checks. */
   async stop(): Promise<void> {
     this.stopping.abort();
-    for (const s of this.sessions) s.close(CLOSE.goingAway);
+    for (const s of this.sessions.keys()) s.close(CLOSE.goingAway);
     await this.tail.stop();
     await this.workflowTail?.stop();
     await this.progress?.stop();
     await this.keepAliveLoop;
+    await this.keyCheckLoop;
+  }
+
+  /**
+   * Asks once per principal (one key read serves all of a key's sessions)
+   * whether it still holds, and closes with 4401 the sessions of one that
+   * does not. A read that fails closes nothing and ends this round (the
+   * store is down: the other keys' reads would fail too); the next round
+   * asks again.
+   */
+  private async recheckKeys(standing: (principal: Principal) => Promise<Standing>): Promise<void> {
+    const groups = new Map<string | null, { principal: Principal; sessions: StreamSession[] }>();
+    for (const [session, principal] of this.sessions) {
+      const group = groups.get(principal.keyId);
+      if (group) group.sessions.push(session);
+      else groups.set(principal.keyId, { principal, sessions: [session] });
+    }
+    for (const { principal, sessions } of groups.values()) {
+      let now: Standing;
+      try {
+        now = await standing(principal);
+      } catch (err) {
+        if (!this.keyCheckFailing) this.deps.logger.warn('stream: cannot re-check the keys of open connections; they stay open until it can', errorFields(err));
+        this.keyCheckFailing = true;
+        return;
+      }
+      if (now === 'valid') continue;
+      for (const s of sessions) s.close(now === 'revoked' ? CLOSE.keyRevoked : CLOSE.keyRequired);
+    }
+    if (this.keyCheckFailing) this.deps.logger.info('stream: the keys of open connections are re-checked again');
+    this.keyCheckFailing = false;
   }
 
   private fanOut(events: readonly StreamEventRecord[]): void {
@@ -144,7 +189,7 @@ export class StreamHub {
 
   /** Hands a batch to every live session, each event's text made once for all of them. */
   private fanOutTo<E>(events: readonly E[], message: (e: E) => string, deliver: (s: StreamSession, text: (i: number) => string) => void): void {
-    const live = [...this.sessions].filter((s) => s.live);
+    const live = [...this.sessions.keys()].filter((s) => s.live);
     if (live.length === 0) return;
     const texts: string[] = [];
     const text = (i: number) => (texts[i] ??= message(events[i]!));
@@ -161,13 +206,13 @@ export class StreamHub {
 
   private fanOutProgress(p: JobProgress): void {
     let text: string | null = null;
-    for (const s of this.sessions) s.notifyProgress((text ??= progressMessage(p)), p);
+    for (const s of this.sessions.keys()) s.notifyProgress((text ??= progressMessage(p)), p);
   }
 
   /** An advisor anomaly to every live client whose filter wants it. */
   insight(a: Anomaly): void {
     const text = insightMessage(a);
-    for (const s of this.sessions) s.notify(text, a);
+    for (const s of this.sessions.keys()) s.notify(text, a);
   }
 
   /** One stats query per tenant shared by every client of it asking within `statsCacheMs`. */
@@ -192,12 +237,30 @@ export class StreamHub {
       } catch {
         return;
       }
-      for (const s of this.sessions) {
+      for (const s of this.sessions.keys()) {
         try {
           s.keepAlive();
         } catch (err) {
           this.deps.logger.warn('stream: keep-alive ping failed', errorFields(err));
         }
+      }
+    }
+  }
+
+  /** Every `keyCheckMs`, while sessions are open, `recheckKeys`. */
+  private async keyChecks(standing: (principal: Principal) => Promise<Standing>, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.deps.clock.sleep(this.opts.keyCheckMs, signal);
+      } catch {
+        return;
+      }
+      if (this.sessions.size === 0) continue;
+      try {
+        await this.recheckKeys(standing);
+      } catch (err) {
+        // recheckKeys catches the reads; this is a bug, and must not end the loop (or leave the promise rejected for stop()).
+        this.deps.logger.error('stream: key re-check failed', errorFields(err));
       }
     }
   }

@@ -3,6 +3,7 @@
  * the result frozen. Durations are `...Ms`, sizes `...Bytes`.
  */
 import { AtsError } from '../../engine/errors.js';
+import { KEY_CACHE_MS } from '../auth.js';
 
 export interface StreamOptions {
   /**
@@ -69,6 +70,14 @@ export interface StreamOptions {
   statsCacheMs?: number;
   /** Pause of the tail after a failed read. @defaultValue 1000 */
   errorBackoffMs?: number;
+  /**
+   * How often every open connection's key is checked again (key-check.ts):
+   * a revoked key's connections are closed with 4401 within about this
+   * plus one key read. The key cache's window, so that a revocation reaches
+   * open streams about when it reaches new requests.
+   * @defaultValue KEY_CACHE_MS (2000)
+   */
+  keyCheckMs?: number;
 }
 
 export type CompiledStreamOptions = Readonly<Required<StreamOptions>>;
@@ -88,6 +97,7 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   startupRewindIds: 10_000,
   statsCacheMs: 250,
   errorBackoffMs: 1000,
+  keyCheckMs: KEY_CACHE_MS,
 });
 
 /** Applies defaults and validates; throws ATS_ERR_CONFIG naming every bad value. */

@@ -19,6 +19,11 @@
  * offers its key as a subprotocol, `Sec-WebSocket-Protocol: ats.v1,
  * ats.key.<key>` (the auth hook reads it there). The server selects `ats.v1`
  * and nothing else: the key is never echoed back in the handshake.
+ *
+ * The key is checked at the upgrade (the auth hook) and again every
+ * `keyCheckMs` while the connection is open (key-check.ts): given `auth`, a
+ * connection whose key is revoked, or one opened without a key while keys
+ * are now required, is closed with 4401.
  */
 import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
@@ -33,6 +38,7 @@ import { holderOf } from '../security.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
 import { CLOSE } from './session.js';
+import { keyChecker, type StreamAuth } from './key-check.js';
 
 export interface StreamDeps {
   /** With the WorkflowStore's stream reads, the stream also sends workflow transitions (docs/stream.md). */
@@ -44,6 +50,13 @@ export interface StreamDeps {
   metrics?: Pick<Metrics, 'streamSlowConsumer'>;
   /** Stream connections open at once in this process, whoever holds them. @defaultValue MAX_STREAM_CONNECTIONS */
   maxConnections?: number;
+  /**
+   * The API's keys: the same store and mode as `buildApp`'s `auth`. Given,
+   * every open connection's key is checked again every `keyCheckMs`.
+   * Omit only for an API without keys: a key revoked would keep its open
+   * streams. @defaultValue none
+   */
+  auth?: StreamAuth;
 }
 
 /**
@@ -125,7 +138,9 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
     });
     const metrics = deps.metrics;
     const onSlowConsumer = metrics && (() => metrics.streamSlowConsumer());
-    const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer }, opts);
+    const standing = deps.auth && keyChecker(deps.auth, deps.clock);
+    const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer, ...(standing ? { standing } : {}) }, opts);
+    let unchecked = false;
     const perKey = app.hasDecorator('atsSecurity') ? app.atsSecurity.streamMaxPerKey : DEFAULT_SECURITY.streamMaxPerKey;
     const slots = new StreamSlots(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS);
     const release = new WeakMap<object, () => void>();
@@ -149,6 +164,11 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
       wsHandler: (socket, request) => {
         const giveBack = release.get(request.raw);
         if (giveBack) socket.once('close', giveBack);
+        if (!standing && request.principal?.keyId && !unchecked) {
+          // The app has keys and the plugin was not given them: say so once, loudly.
+          unchecked = true;
+          deps.logger.warn('stream: the plugin was given no auth, so open connections\' keys are not re-checked: a revoked key keeps its open streams');
+        }
         hub.accept(socket, (request.query ?? {}) as Record<string, unknown>, request.principal);
       },
     });

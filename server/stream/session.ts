@@ -69,6 +69,9 @@ export const CLOSE = Object.freeze({
   policy: { code: 1008, reason: 'too many oversize messages' },
   internal: { code: 1011, reason: 'stream read failed: resume with your last cursor' },
   slowConsumer: { code: 4000, reason: 'slow consumer: resume with your last cursor' },
+  // 4401 mirrors HTTP 401: what the upgrade would be answered now (hub.ts re-checks every open connection's key).
+  keyRevoked: { code: 4401, reason: 'API key revoked: reconnect with a valid key' },
+  keyRequired: { code: 4401, reason: 'API keys are now required: reconnect with a key' },
 });
 
 const OPEN = 1;

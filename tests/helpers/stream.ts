@@ -54,7 +54,7 @@ export async function startStreamInstance(opts: {
   const { store, log } = opts;
   const ulid = monotonicFactory();
   const waker = new Waker();
-  const stream = streamPlugin({ store, clock: testClock, logger: opts.logger ?? silentLogger, options: opts.options });
+  const stream = streamPlugin({ store, clock: testClock, logger: opts.logger ?? silentLogger, options: opts.options, ...(opts.auth ? { auth: opts.auth } : {}) });
   const transitions = new TransitionService({
     store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() },
     onCommit: () => {
