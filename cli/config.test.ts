@@ -108,6 +108,31 @@ describe('config', () => {
     rejects(rawFromEnv({ ATS_QUEUES: 'a, ,b' }), /ATS_QUEUES.*empty queue name/);
   });
 
+  it('a value of only spaces is unset: the default, never 0 (no rate limit, a random port) or a blank name', () => {
+    const d = compileConfig({});
+    const c = compileConfig(rawFromEnv({
+      PORT: ' ', ATS_RATE_LIMIT: ' ', ATS_SHUTDOWN_GRACE_MS: '\t', ATS_ADVISOR_HISTORY: ' ', HOST: ' ', ATS_WORKER_GROUP: ' ',
+      ATS_DEFAULT_QUEUE: '  ', ATS_DATA_DIR: ' ', ATS_WORKER_ID: ' ',
+    }), { hostname: 'h', pid: 7 });
+    assert.equal(c.port, 3000);
+    assert.equal(c.security.rateLimitPerMinute, 6000);
+    assert.equal(c.worker.shutdownGraceMs, d.worker.shutdownGraceMs);
+    assert.equal(c.advisor.historyEvents, d.advisor.historyEvents);
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.worker.groupId, 'ats-workers');
+    assert.equal(c.defaults.queue, 'default');
+    assert.equal(c.dataDir, './data');
+    assert.equal(c.worker.workerId, 'h-7');
+    assert.equal(compileConfig(rawFromArgs(['--port', ' 4000 '])).port, 4000, 'a value around spaces is the value');
+    assert.equal(compileConfig(rawFromArgs(['--rate-limit=0'])).security.rateLimitPerMinute, 0, 'an explicit 0 is still no limit');
+  });
+
+  it('ATS_DEFAULT_QUEUE must be a queue name the API takes', () => {
+    assert.equal(compileConfig(rawFromEnv({ ATS_DEFAULT_QUEUE: 'mail.v2:eu_1' })).defaults.queue, 'mail.v2:eu_1');
+    rejects(rawFromEnv({ ATS_DEFAULT_QUEUE: 'no such/queue!' }), /^ATS_DEFAULT_QUEUE \(--default-queue\): "no such\/queue!" is not a queue name/);
+    rejects({ defaultQueue: 'q'.repeat(201) }, /^ATS_DEFAULT_QUEUE \(--default-queue\): "q{60}" is not a queue name \(1 to 200 /);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

@@ -115,9 +115,10 @@ const fail = (name: SettingName, msg: string): never => {
   throw new AtsError('ATS_ERR_CONFIG', `${s.env} (${s.flag}): ${msg}`);
 };
 
+/** The value, trimmed; unset (the default) when missing or only spaces: `Number('')` would read a blank PORT or ATS_RATE_LIMIT as 0. */
 function str(raw: RawConfig, name: SettingName): string {
-  const v = raw[name];
-  return v === undefined || v === '' ? SETTINGS[name].default : String(v).trim();
+  const v = raw[name] === undefined ? '' : String(raw[name]).trim();
+  return v === '' ? SETTINGS[name].default : v;
 }
 
 function int(raw: RawConfig, name: SettingName, min: number, max: number): number {
@@ -148,15 +149,21 @@ function roles(raw: RawConfig): Role[] {
 
 const QUEUE_NAME = new RegExp(NAME_PATTERN);
 
+/** `q`, when the API takes it as a queue name (its pattern and length); else fails naming the setting. */
+function queueName(name: SettingName, q: string): string {
+  if (q.length > MAX_NAME_CHARS || !QUEUE_NAME.test(q)) {
+    fail(name, `"${q.slice(0, 60)}" is not a queue name (1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -)`);
+  }
+  return q;
+}
+
 function queues(raw: RawConfig): string[] {
-  const text = str(raw, 'queues').trim();
+  const text = str(raw, 'queues');
   if (text === '') return [];
   const list = text.split(',').map((q) => q.trim());
   for (const q of list) {
     if (q === '') fail('queues', 'an empty queue name (two commas, or one at an end)');
-    if (q.length > MAX_NAME_CHARS || !QUEUE_NAME.test(q)) {
-      fail('queues', `"${q.slice(0, 60)}" is not a queue name (1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -)`);
-    }
+    queueName('queues', q);
   }
   return [...new Set(list)];
 }
@@ -254,7 +261,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       rateLimitPerMinute: int(raw, 'rateLimit', 0, 10_000_000), streamMaxPerKey: int(raw, 'streamMaxPerKey', 1, 100_000),
     },
     defaults: {
-      queue: str(raw, 'defaultQueue'), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
+      queue: queueName('defaultQueue', str(raw, 'defaultQueue')), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
       timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,
     },
     advisor: { mode: oneOf(raw, 'advisor', ADVISOR_MODES, 'mode'), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
@@ -282,6 +289,18 @@ export function rawFromEnv(env: Record<string, string | undefined>): RawConfig {
     if (env[s.env] !== undefined) raw[name] = env[s.env];
   }
   return raw;
+}
+
+/** `ats start --help`: every setting, by flag, with its environment variable, default and meaning (from SETTINGS). */
+export function startHelp(): string {
+  const lines = Object.values(SETTINGS).map((s) => `  ${s.flag} (\$${s.env}${s.default === '' ? '' : `, default ${s.default}`})\n      ${s.doc}`);
+  return [
+    'usage: ats start [--flag value | --flag=value] ...',
+    'Runs the scheduler\'s roles in this process until SIGTERM or SIGINT. Each setting is a flag or an environment variable;',
+    'a flag wins over its variable. A bad setting exits 2.',
+    '',
+    ...lines,
+  ].join('\n');
 }
 
 /** Raw config from `--flag value` / `--flag=value` arguments; unknown flags are errors. */

@@ -11,7 +11,14 @@ type Command = (args: readonly string[], env: Record<string, string | undefined>
 const lazy = <K extends string>(load: () => Promise<Record<K, Command>>, name: K): Command =>
   async (args, env) => (await load())[name](args, env);
 
-const startCommand = lazy(() => import('./start.js'), 'startCommand');
+const runStart = lazy(() => import('./start.js'), 'startCommand');
+
+/** `ats start`, or with `--help` / `-h` its settings (start.ts reads every argument as a setting). */
+const startCommand: Command = async (args, env) => {
+  if (!args.includes('--help') && !args.includes('-h')) return runStart(args, env);
+  process.stdout.write((await import('./config.js')).startHelp() + '\n');
+  return 0;
+};
 const submitCommand = lazy(() => import('./commands/submit.js'), 'submitCommand');
 const getCommand = lazy(() => import('./commands/get.js'), 'getCommand');
 const lsCommand = lazy(() => import('./commands/ls.js'), 'lsCommand');

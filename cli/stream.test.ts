@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { StreamProgressMessage } from '../client/index.js';
 import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent, type JobProgress } from './client.js';
-import { followJob, SeqGate, trySubscribe } from './commands/follow.js';
+import { followJob, repeat, SeqGate, trySubscribe } from './commands/follow.js';
 import { StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
@@ -33,9 +33,28 @@ interface Fake {
   emitProgress(p: Omit<StreamProgressMessage, 'kind'>): void;
   /** Replies to the next subscribe with an error instead of `subscribed`. */
   refuseNext: boolean;
+  /** The code of that error. @defaultValue ATS_ERR_VALIDATION */
+  refuseCode?: string;
   /** Never answers a subscribe. */
   silent: boolean;
+  /** The GET /v1/jobs list requests received, by query. */
+  lists: URLSearchParams[];
+  /** The next this many GET /v1/jobs/:id are answered with this error. */
+  failGets: { count: number; status: number; code: string };
+  /** The next this many list requests are answered 429 ATS_ERR_RATE_LIMITED. */
+  failLists: number;
   close(): Promise<void>;
+}
+
+interface FakeOptions {
+  /** Serve the stream route. @defaultValue true */
+  stream?: boolean;
+  /** Refuse every upgrade without `Authorization: Bearer <key>` with a 401. */
+  key?: string;
+  /** Refuse every upgrade with this HTTP status. */
+  upgradeStatus?: number;
+  /** A job submitted ends at once (its `done` on the stream before the submit's answer); else it stays pending. @defaultValue true */
+  endAtOnce?: boolean;
 }
 
 const fakes: Fake[] = [];
@@ -56,10 +75,13 @@ function jobDetail(id: string, events: JobEvent[]): JobDetail {
 }
 
 /** A fake API: GET /v1/jobs/:id, POST /v1/jobs (emits `done` on the stream BEFORE answering), and the stream. */
-async function fakeServer({ stream = true } = {}): Promise<Fake> {
+async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true }: FakeOptions = {}): Promise<Fake> {
   let n = 0;
   let created = 0;
-  const fake = { subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false } as unknown as Fake;
+  const fake = {
+    subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false, lists: [],
+    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0,
+  } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
     for (const ws of fake.sockets) if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ kind: 'event', cursor: `c${++n}`, ...e }));
@@ -75,7 +97,7 @@ async function fakeServer({ stream = true } = {}): Promise<Fake> {
       if (fake.silent) return;
       if (fake.refuseNext) {
         fake.refuseNext = false;
-        return ws.send(JSON.stringify({ kind: 'error', code: 'ATS_ERR_VALIDATION', message: 'bad filter' }));
+        return ws.send(JSON.stringify({ kind: 'error', code: fake.refuseCode ?? 'ATS_ERR_VALIDATION', message: 'bad filter' }));
       }
       ws.send(JSON.stringify({ kind: 'subscribed', cursor: msg.cursor ?? `c${n}` }));
     });
@@ -85,11 +107,35 @@ async function fakeServer({ stream = true } = {}): Promise<Fake> {
     const m = /^\/v1\/jobs\/([^/]+)$/.exec(req.url ?? '');
     if (req.method === 'GET' && m) {
       fake.gets++;
+      if (fake.failGets.count > 0) {
+        fake.failGets.count--;
+        return json(res, fake.failGets.status, { code: fake.failGets.code, message: `answered ${fake.failGets.status}` });
+      }
       const job = fake.jobs.get(m[1]!);
       return job ? json(res, 200, job) : json(res, 404, { code: 'ATS_ERR_JOB_NOT_FOUND', message: `No job has id ${m[1]}` });
     }
+    const list = /^\/v1\/jobs\?(.*)$/.exec(req.url ?? '');
+    if (req.method === 'GET' && list) {
+      // Newest first, `limit` a page, the cursor the last id of the page before (the real one is opaque).
+      const q = new URLSearchParams(list[1]);
+      fake.lists.push(q);
+      if (fake.failLists > 0) {
+        fake.failLists--;
+        return json(res, 429, { code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' });
+      }
+      const limit = Number(q.get('limit') ?? 50);
+      const after = q.get('cursor');
+      const all = [...fake.jobs.values()].filter((j) => (!q.has('type') || j.type === q.get('type')) && (!after || j.id < after))
+        .sort((a, b) => (a.id < b.id ? 1 : -1));
+      const page = all.slice(0, limit).map(({ events: _events, ...view }) => view);
+      return json(res, 200, { jobs: page, nextCursor: all.length > limit ? page[page.length - 1]!.id : null });
+    }
     const createOne = () => {
       const id = `01J${String(++created).padStart(23, '0')}`;
+      if (!endAtOnce) {
+        fake.jobs.set(id, jobDetail(id, [event(id, 1, null, 'pending', 'SUBMITTED')]));
+        return id;
+      }
       fake.jobs.set(id, jobDetail(id, [event(id, 1, null, 'done', 'SUBMITTED')]));
       fake.emit({ jobId: id, seq: 4, type: 'SUCCEEDED', from: 'running', to: 'done', at: new Date().toISOString(), data: { attempt: 1 }, jobType: 'demo.echo', queue: 'default' });
       return id;
@@ -114,6 +160,11 @@ async function fakeServer({ stream = true } = {}): Promise<Fake> {
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
   server.on('upgrade', (req, socket, head) => {
+    const status = upgradeStatus ?? (key !== undefined && req.headers.authorization !== `Bearer ${key}` ? 401 : undefined);
+    if (status !== undefined) {
+      socket.end(`HTTP/1.1 ${status} Refused\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"code":"X","message":"refused"}`);
+      return;
+    }
     if (!stream || req.url !== '/v1/stream') {
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
@@ -146,7 +197,7 @@ describe('stream client', () => {
     const got: string[] = [];
     const notices: string[] = [];
     const sub = subscribe({
-      baseUrl: fake.url, filter: { type: 'demo.echo' }, onEvent: (e) => got.push(`${e.seq}@${e.cursor}`),
+      client: new AtsClient(fake.url), filter: { type: 'demo.echo' }, onEvent: (e) => got.push(`${e.seq}@${e.cursor}`),
       onNotice: (m) => notices.push(m), retry: { minMs: 10, maxMs: 50 },
     });
     assert.equal(await sub.ready, 'c0');
@@ -167,7 +218,7 @@ describe('stream client', () => {
 
   test('a server without the stream route: StreamUnavailable, and trySubscribe says poll', async () => {
     const fake = await fakeServer({ stream: false });
-    const sub = subscribe({ baseUrl: fake.url, filter: {}, onEvent: () => undefined });
+    const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined });
     await assert.rejects(sub.ready, (e: unknown) => e instanceof StreamUnavailable && e.status === 404);
     assert.equal(await trySubscribe(new AtsClient(fake.url), {}, () => undefined), null);
   });
@@ -175,14 +226,14 @@ describe('stream client', () => {
   test('no server at all: UnreachableError naming the URL', async () => {
     const fake = await fakeServer();
     await fake.close();
-    const sub = subscribe({ baseUrl: fake.url, filter: {}, onEvent: () => undefined });
+    const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined });
     await assert.rejects(sub.ready, (e: unknown) => e instanceof UnreachableError && e.message.includes(fake.url) && /ECONNREFUSED/.test(e.reason));
   });
 
   test('a refused subscribe rejects with the server\'s code and is not retried', async () => {
     const fake = await fakeServer();
     fake.refuseNext = true;
-    const sub = subscribe({ baseUrl: fake.url, filter: { states: ['nope'] }, onEvent: () => undefined, retry: { minMs: 5, maxMs: 5 } });
+    const sub = subscribe({ client: new AtsClient(fake.url), filter: { states: ['nope'] }, onEvent: () => undefined, retry: { minMs: 5, maxMs: 5 } });
     await assert.rejects(sub.ready, (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_VALIDATION');
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(fake.subscribes.length, 1);
@@ -190,10 +241,57 @@ describe('stream client', () => {
   });
 });
 
+describe('the stream and API keys', () => {
+  test('the subscription carries the client\'s API key: a server that requires one subscribes it', async () => {
+    const fake = await fakeServer({ key: 'ats_k1' });
+    const sub = await trySubscribe(new AtsClient({ url: fake.url, apiKey: 'ats_k1' }), { type: 'demo.echo' }, () => undefined);
+    assert.ok(sub, 'subscribed, not fallen back to polling');
+    sub.close();
+    assert.deepEqual(fake.subscribes.map((s) => s.filter), [{ type: 'demo.echo' }]);
+  });
+
+  test('an upgrade refused 401, 403 or 429 is that error (exit 1), not a server without the stream', async () => {
+    const codes = new Map([[401, 'ATS_ERR_UNAUTHORIZED'], [403, 'ATS_ERR_FORBIDDEN'], [429, 'ATS_ERR_RATE_LIMITED']]);
+    for (const [status, code] of codes) {
+      const fake = await fakeServer({ upgradeStatus: status });
+      await assert.rejects(
+        trySubscribe(new AtsClient({ url: fake.url, apiKey: 'ats_wrong' }), {}, () => undefined),
+        (e: unknown) => e instanceof ApiError && !(e instanceof StreamUnavailable) && e.status === status && e.code === code
+          && new RegExp(`HTTP ${status} on /v1/stream`).test(e.message),
+        `HTTP ${status}`,
+      );
+    }
+  });
+
+  test('a key the server refuses, from the command line: the error on stderr and exit 1, no polling', { timeout: 10_000 }, async () => {
+    const fake = await fakeServer({ key: 'ats_k1' });
+    const { watchCommand } = await import('./commands/watch.js');
+    const stderr = await capturingStderr(() => watchCommand([], { ATS_URL: fake.url, ATS_API_KEY: 'ats_wrong' }));
+    assert.equal(stderr.code, 1);
+    assert.match(stderr.text, /^ATS_ERR_UNAUTHORIZED: .*ATS_API_KEY/m);
+    assert.doesNotMatch(stderr.text, /polling/);
+  });
+});
+
+/** Runs `fn` with process.stderr captured: its result and what it wrote. */
+async function capturingStderr(fn: () => Promise<number>): Promise<{ code: number; text: string }> {
+  const write = process.stderr.write;
+  let text = '';
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    text += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { code: await fn(), text };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
 test('a stream that never confirms the subscribe counts as no stream', async () => {
   const fake = await fakeServer();
   fake.silent = true;
-  const sub = subscribe({ baseUrl: fake.url, filter: {}, onEvent: () => undefined, connectTimeoutMs: 100 });
+  const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined, connectTimeoutMs: 100 });
   await assert.rejects(sub.ready, (e: unknown) => e instanceof StreamUnavailable && e.status === null);
 });
 
@@ -242,6 +340,77 @@ describe('following a job', () => {
     assert.equal(await state, 'cancelled');
     assert.deepEqual(seen, ['pending', 'cancelled']);
     assert.deepEqual(modes, ['poll']);
+  });
+});
+
+describe('waiting out an unavailable or busy server', () => {
+  test('repeat keeps going through 503s and 429s, with a notice each, and rejects on any other error', async () => {
+    const failures = [
+      new ApiError(503, 'ATS_ERR_STORE_UNAVAILABLE', 'The database is unavailable'),
+      new ApiError(429, 'ATS_ERR_RATE_LIMITED', 'Too many requests'),
+      new ApiError(503, 'ATS_ERR_STORE_UNAVAILABLE', 'The database is unavailable'),
+    ];
+    let calls = 0;
+    let finish!: () => void;
+    const over = new Promise<void>((r) => (finish = r));
+    const notices: string[] = [];
+    const started = Date.now();
+    const run = repeat(async () => {
+      calls++;
+      const failure = failures.shift();
+      if (failure) throw failure;
+      finish();
+    }, 10, over, (m) => notices.push(m));
+    await Promise.race([over, run]);
+    assert.equal(calls, 4);
+    assert.equal(notices.length, 3);
+    assert.match(notices[0]!, /^ATS_ERR_STORE_UNAVAILABLE: The database is unavailable; still trying/);
+    assert.match(notices[1]!, /^ATS_ERR_RATE_LIMITED: Too many requests; waiting 1 s/);
+    assert.ok(Date.now() - started >= 1000, 'a 429 is waited out for a while, not tried again at once');
+    await assert.rejects(
+      repeat(async () => { throw new ApiError(404, 'ATS_ERR_JOB_NOT_FOUND', 'gone'); }, 10, new Promise(() => undefined)),
+      (e: unknown) => e instanceof ApiError && e.status === 404,
+    );
+  });
+
+  test('submit --wait keeps following through a database outage (503s) and ends with the job', async () => {
+    const fake = await fakeServer({ stream: false });
+    const events = [event(ID, 1, null, 'pending', 'SUBMITTED')];
+    fake.jobs.set(ID, jobDetail(ID, events));
+    const notices: string[] = [];
+    const seen: string[] = [];
+    const client = new AtsClient({ url: fake.url, retries: 0 });
+    const state = followJob(client, ID, (e) => seen.push(e.to), { pollMs: 10, onNotice: (m) => notices.push(m) });
+    await until(() => seen.length === 1, 'the history');
+    fake.failGets.count = 5;
+    await until(() => fake.failGets.count === 0, 'the outage');
+    fake.jobs.set(ID, jobDetail(ID, [...events, event(ID, 2, 'pending', 'cancelled', 'CANCEL')]));
+    assert.equal(await state, 'cancelled');
+    assert.deepEqual(seen, ['pending', 'cancelled']);
+    assert.ok(notices.length >= 5 && notices.every((m) => /^ATS_ERR_STORE_UNAVAILABLE: .*; still trying/.test(m)), notices.join('\n'));
+  });
+
+  test('a subscribe answered 503 (the store unavailable) is tried again with untilAvailable, else it is the error', async () => {
+    const fake = await fakeServer();
+    fake.refuseNext = true;
+    fake.refuseCode = 'ATS_ERR_STORE_UNAVAILABLE';
+    await assert.rejects(trySubscribe(new AtsClient(fake.url), {}, () => undefined), (e: unknown) => e instanceof ApiError && e.status === 503);
+    fake.refuseNext = true;
+    const notices: string[] = [];
+    const sub = await trySubscribe(new AtsClient(fake.url), { jobId: ID }, () => undefined, { untilAvailable: true, onNotice: (m) => notices.push(m) });
+    assert.ok(sub);
+    sub.close();
+    assert.equal(fake.subscribes.length, 3);
+    assert.match(notices.join('\n'), /^stream: ATS_ERR_STORE_UNAVAILABLE: .*; trying again in 250 ms$/m);
+  });
+
+  test('the first read of the job waits out a 503 too', async () => {
+    const fake = await fakeServer({ stream: false });
+    fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'done', 'SUBMITTED')]));
+    fake.failGets.count = 2;
+    const notices: string[] = [];
+    assert.equal(await followJob(new AtsClient({ url: fake.url, retries: 0 }), ID, () => undefined, { pollMs: 10, onNotice: (m) => notices.push(m) }), 'done');
+    assert.equal(notices.length, 2);
   });
 });
 
@@ -339,6 +508,41 @@ describe('submit --count', () => {
     const fake = await fakeServer({ stream: false });
     const summary = await submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, 5, { progress: new Progress(5, quiet), pollMs: 10 });
     assert.equal(summary.done, 5);
-    assert.ok(fake.gets >= 5);
+    assert.ok(fake.lists.length >= 1);
+  });
+
+  test('the open jobs are read a page of the type\'s list at a time, not one GET each, down to the oldest open one', async () => {
+    const fake = await fakeServer({ stream: false, endAtOnce: false });
+    const other = '01H00000000000000000000001'; // older than every job submitted: below the pages read
+    fake.jobs.set(other, jobDetail(other, [event(other, 1, null, 'pending', 'SUBMITTED')]));
+    const count = 1200;
+    const run = submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, count, { progress: new Progress(count, quiet), pollMs: 20 });
+    await until(() => fake.jobs.size === count + 1 && fake.lists.length >= 2, 'the submits and a look at the list');
+    for (const [id, job] of fake.jobs) {
+      if (id !== other) fake.jobs.set(id, jobDetail(id, [...job.events, event(id, 2, 'pending', 'done', 'SUCCEEDED')]));
+    }
+    const summary = await run;
+    assert.equal(summary.done, count);
+    assert.equal(fake.gets, 0, 'no GET of a single job');
+    for (const q of fake.lists) {
+      assert.equal(q.get('type'), 'demo.echo');
+      assert.equal(q.get('limit'), '500');
+    }
+    // Each look reads 3 pages (1,200 jobs); it stops before the page that would hold only older jobs.
+    assert.ok(fake.lists.every((q) => !q.get('cursor') || q.get('cursor')! > other));
+  });
+
+  test('a 429 while reading the open jobs is waited out, and the run ends with its summary', async () => {
+    const fake = await fakeServer({ stream: false, endAtOnce: false });
+    const notices: string[] = [];
+    const run = submitMany(new AtsClient({ url: fake.url, retries: 0 }), { type: 'demo.echo', payload: null }, 3, {
+      progress: new Progress(3, quiet), pollMs: 10, onNotice: (m) => notices.push(m),
+    });
+    await until(() => fake.jobs.size === 3, 'the submits');
+    fake.failLists = 1;
+    for (const [id, job] of fake.jobs) fake.jobs.set(id, jobDetail(id, [...job.events, event(id, 2, 'pending', 'done', 'SUCCEEDED')]));
+    const summary = await run;
+    assert.equal(summary.done, 3);
+    assert.match(notices.join('\n'), /^ATS_ERR_RATE_LIMITED: Too many requests; waiting 1 s/m);
   });
 });

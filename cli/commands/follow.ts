@@ -3,7 +3,7 @@
  * by polling the REST API when it does not. Either way the caller sees each
  * job's history in seq order, once.
  */
-import { compareProgress, isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
+import { ApiError, compareProgress, isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
 import {
   StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type SubscribeOptions, type Subscription,
 } from './stream.js';
@@ -128,22 +128,47 @@ export async function followJob(client: AtsClient, id: string, onEvent: (e: JobE
   const sub = await trySubscribe(client, { jobId: id }, onStreamEvent, {
     ...opts,
     onProgress: progress ? (m) => progress.push({ value: m.progress, attempt: m.attempt, at: m.at }) : undefined,
+    // The job exists: an outage of the server's database is waited out, as by the reads below.
+    untilAvailable: true,
   });
   opts.onMode?.(sub ? 'stream' : 'poll');
   const period = sub ? (opts.recheckMs ?? 5000) : (opts.pollMs ?? 250);
   try {
-    await read();
-    return await Promise.race([finished, repeat(read, period, finished, opts.onNotice)]);
+    return await Promise.race([finished, repeat(read, period, finished, opts.onNotice, { now: true })]);
   } finally {
     sub?.close();
   }
 }
 
+/** The first pause after a 429, and the longest: the server counts requests over a minute. */
+const LIMITED_MS = { min: 1000, max: 60_000 };
+
 /**
- * Runs `fn` every `ms` until `until` settles. A server that stopped answering
- * is waited for (like the stream, which reconnects); any other error rejects.
+ * Whether a failed call is waited out, and for how long before the next try:
+ * a server that stopped answering, or answers 503 (its database unavailable;
+ * the client has already retried it), is tried again after `periodMs`; one
+ * that answers 429 after a pause doubling with each 429 in a row from a
+ * second to a minute (the client does not pass the answer's Retry-After on).
+ * Null for any other error.
  */
-export async function repeat(fn: () => Promise<void>, ms: number, until: Promise<unknown>, onNotice?: (m: string) => void): Promise<never> {
+export function waitOut(err: unknown, periodMs: number, limitedInARow: number): { ms: number; notice: string } | null {
+  if (err instanceof UnreachableError) return { ms: periodMs, notice: `${err.message}; still trying` };
+  if (!(err instanceof ApiError)) return null;
+  if (err.status === 503) return { ms: periodMs, notice: `${err.code}: ${err.message}; still trying` };
+  if (err.status !== 429) return null;
+  const ms = Math.min(LIMITED_MS.max, Math.max(periodMs, LIMITED_MS.min) * 2 ** limitedInARow);
+  return { ms, notice: `${err.code}: ${err.message}; waiting ${Math.round(ms / 1000)} s` };
+}
+
+/**
+ * Runs `fn` every `ms` (first at once with `now`) until `until` settles. A
+ * server that stopped answering, is unavailable or rate limits is waited for
+ * (like the stream, which reconnects), with a notice each time; any other
+ * error rejects.
+ */
+export async function repeat(
+  fn: () => Promise<void>, ms: number, until: Promise<unknown>, onNotice?: (m: string) => void, opts: { now?: boolean } = {},
+): Promise<never> {
   let over = false;
   let wake: (() => void) | null = null;
   let timer: NodeJS.Timeout | undefined;
@@ -154,35 +179,57 @@ export async function repeat(fn: () => Promise<void>, ms: number, until: Promise
     wake?.();
   };
   void until.then(end, end);
+  let pause = opts.now ? 0 : ms;
+  let limited = 0;
   for (;;) {
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, ms);
-    });
+    if (pause > 0) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, pause);
+      });
+    }
     if (over) return new Promise<never>(() => undefined);
     try {
       await fn();
+      pause = ms;
+      limited = 0;
     } catch (err) {
-      if (!(err instanceof UnreachableError)) throw err;
-      onNotice?.(`${err.message}; still trying`);
+      const wait = waitOut(err, ms, limited);
+      if (!wait) throw err;
+      limited = err instanceof ApiError && err.status === 429 ? limited + 1 : 0;
+      pause = wait.ms;
+      onNotice?.(wait.notice);
     }
   }
 }
 
-/** A subscription once it holds, or null when the server has no stream (fall back to polling). */
+/** The pause before subscribing again after a 503, doubling (the stream's own reconnect pauses). */
+const SUBSCRIBE_RETRY_MS = { min: 250, max: 5000 };
+
+/**
+ * A subscription once it holds, or null when the server has no stream (fall
+ * back to polling). A refused upgrade (401, 403, 429) rejects with its error;
+ * so does a 503, unless `untilAvailable`: then it is tried again, with a notice,
+ * until the server can subscribe.
+ */
 export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
-  opts: { onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress'] } = {},
+  opts: { onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress']; untilAvailable?: boolean } = {},
 ): Promise<Subscription | null> {
-  const sub = subscribe({
-    baseUrl: client.url, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
-  });
-  try {
-    await sub.ready;
-    return sub;
-  } catch (err) {
-    sub.close();
-    if (err instanceof StreamUnavailable) return null;
-    throw err;
+  for (let tries = 0; ; tries++) {
+    const sub = subscribe({
+      client, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
+    });
+    try {
+      await sub.ready;
+      return sub;
+    } catch (err) {
+      sub.close();
+      if (err instanceof StreamUnavailable) return null;
+      if (!(opts.untilAvailable && err instanceof ApiError && err.status === 503)) throw err;
+      const ms = Math.min(SUBSCRIBE_RETRY_MS.max, SUBSCRIBE_RETRY_MS.min * 2 ** tries);
+      opts.onNotice?.(`stream: ${err.code}: ${err.message}; trying again in ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+    }
   }
 }

@@ -55,7 +55,7 @@ export function serverUrl(values: Parsed['values'], env: Record<string, string |
 /** Turns a command body into a `Command` with the shared parsing and error reporting. */
 export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise<number>): Command {
   return async (args, env) => {
-    let ctx: Context;
+    let ctx: Context | undefined;
     try {
       const parsed = parse(args, { ...COMMON, ...spec.options }, [0, Infinity]);
       if (parsed.values.help) {
@@ -68,7 +68,7 @@ export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise
       ctx = { ...parsed, env, client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket, ...(apiKey ? { apiKey } : {}) }) };
       return await body(ctx);
     } catch (e) {
-      return report(e, spec);
+      return report(e, spec, ctx?.client.url);
     }
   };
 }
@@ -78,8 +78,13 @@ function checkPositionals(positionals: readonly string[], [min, max]: readonly [
   if (positionals.length > max) throw new UsageError(`unexpected argument "${positionals[max]}"`);
 }
 
-/** The exit code for an error, after saying what went wrong. */
-export function report(e: unknown, spec: CommandSpec): number {
+/**
+ * The exit code for an error, after saying what went wrong. Once the command
+ * has its client (`url`), any error but the client's is an answer of a shape
+ * the command did not expect — `{}` from a server that is not ats, say — and
+ * is told as that, without a stack trace.
+ */
+export function report(e: unknown, spec: CommandSpec, url?: string): number {
   if (e instanceof UsageError) {
     err(`ats: ${e.message}\n${usageOf(spec)}`);
     return 2;
@@ -91,6 +96,10 @@ export function report(e: unknown, spec: CommandSpec): number {
   }
   if (e instanceof ApiError) {
     err(`${e.code}: ${e.message}`);
+    return 1;
+  }
+  if (url !== undefined && e instanceof Error) {
+    err(`ats: unexpected answer from ${url}: ${e.message}`);
     return 1;
   }
   throw e;

@@ -1,13 +1,16 @@
 /**
  * The commands' side of the WebSocket stream: the client's `watch()` (which
  * resumes from the last cursor after any disconnect — no gap, no duplicate)
- * on the `ws` package, with callbacks, and one distinction the commands
- * need: a server without the stream (`StreamUnavailable`, the caller falls
- * back to polling the REST API) versus an error.
+ * on the command's client — its URL, its API key and the `ws` package — with
+ * callbacks, and one distinction the commands need: a server without the
+ * stream (`StreamUnavailable`, the caller falls back to polling the REST API)
+ * versus an error, such as an upgrade refused for its key (401, 403) or for
+ * too many requests or streams (429).
  */
 import WebSocket from 'ws';
 import {
-  AtsClient, StreamUnavailableError, type StreamEventMessage, type StreamFilter, type StreamProgressMessage, type WebSocketConstructor,
+  ApiError, StreamUnavailableError, type ApiErrorCode, type AtsClient, type StreamEventMessage, type StreamFilter, type StreamProgressMessage,
+  type WebSocketConstructor,
 } from '../../client/index.js';
 
 /** A filter as given on the command line: states are checked by the server. */
@@ -25,8 +28,11 @@ export class StreamUnavailable extends Error {
 }
 
 export interface SubscribeOptions {
-  /** The server, e.g. `http://localhost:3000`. */
-  baseUrl: string;
+  /**
+   * The server, and the API key sent on the upgrade. The commands' client is
+   * made with `NodeWebSocket` (run.ts), which tells a refused upgrade's status.
+   */
+  client: AtsClient;
   filter: CommandFilter;
   /** Resume after this cursor; without one the subscription is live from now. */
   cursor?: string | undefined;
@@ -54,15 +60,35 @@ export interface Subscription {
 /** ws, typed as the standard API the client takes (ws also reports a refused upgrade's HTTP status). */
 export const NodeWebSocket = WebSocket as unknown as WebSocketConstructor;
 
+/**
+ * Upgrade statuses that say the server has a stream but will not give it to
+ * this caller (now): the error they are, never a reason to poll instead. Only
+ * the status is known (the refusal's body is not read), so the message says
+ * what each status can mean.
+ */
+const REFUSALS = new Map<number, { code: ApiErrorCode; why: string }>([
+  [401, { code: 'ATS_ERR_UNAUTHORIZED', why: 'the server refused the stream without a valid API key: set ATS_API_KEY to one' }],
+  [403, { code: 'ATS_ERR_FORBIDDEN', why: 'the server refused the stream to this API key' }],
+  [429, { code: 'ATS_ERR_RATE_LIMITED', why: 'the server refused the stream: too many requests, or too many streams open, for this API key; try again later' }],
+  [503, { code: 'HTTP_503', why: 'the server cannot serve the stream now (its database unavailable, or shutting down)' }],
+]);
+
+/** A failed first subscribe as the commands tell it apart: StreamUnavailable (poll instead), or the error it is. */
+export function subscribeFailure(err: unknown): unknown {
+  if (!(err instanceof StreamUnavailableError)) return err;
+  const refusal = REFUSALS.get(err.status);
+  if (refusal) return new ApiError(err.status, refusal.code, `${refusal.why} (HTTP ${err.status} on /v1/stream)`);
+  return new StreamUnavailable(err.status || null, err.message);
+}
+
 /** Subscribe and keep the subscription alive until `close()`. */
 export function subscribe(opts: SubscribeOptions): Subscription {
-  const client = new AtsClient({ url: opts.baseUrl, WebSocket: NodeWebSocket });
-  const watch = client.watch(opts.filter as StreamFilter, {
+  const watch = opts.client.watch(opts.filter as StreamFilter, {
     cursor: opts.cursor, onEvent: opts.onEvent, onProgress: opts.onProgress, onNotice: opts.onNotice, reconnect: opts.retry,
     keepAliveMs: opts.keepAliveMs, connectTimeoutMs: opts.connectTimeoutMs,
   });
   const ready = watch.ready.catch((err: unknown) => {
-    throw err instanceof StreamUnavailableError ? new StreamUnavailable(err.status || null, err.message) : err;
+    throw subscribeFailure(err);
   });
   ready.catch(() => undefined); // a rejection the caller never awaited must not crash the process
   return { ready, cursor: () => watch.cursor(), close: () => watch.close() };

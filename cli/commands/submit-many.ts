@@ -6,10 +6,13 @@
  * The terminal transitions come from one stream subscription (this type and
  * queue, terminal states) opened BEFORE the first submit, so a job that ends
  * before its submit's answer is read is not missed. Without a stream — or
- * when the stream has said nothing new for a while — the jobs still open are
- * read one by one over REST.
+ * when the stream has said nothing new for a while — where the jobs still
+ * open stand is read over REST from the list of the type's jobs, a page of
+ * 500 a request (not one request per job: thousands of delayed jobs would
+ * run into the server's rate limit).
  */
 import type { ApiErrorCode } from '../../client/index.js';
+import type { MAX_PAGE } from '../../server/schemas.js';
 import { ApiError, isTerminal, MAX_BATCH, TERMINAL_STATES, type AtsClient, type BatchItem, type SubmitRequest } from '../client.js';
 import { repeat, trySubscribe } from './follow.js';
 import { Progress, type Counts } from './progress.js';
@@ -75,7 +78,7 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
   const ticker = setInterval(tick, 100);
   try {
     await submitAll(client, body, count, tally, opts, tick);
-    await untilAllEnded(client, tally, sub !== null, opts);
+    await untilAllEnded(client, body, tally, sub !== null, opts);
   } finally {
     clearInterval(ticker);
     sub?.close();
@@ -111,7 +114,7 @@ async function submitAll(client: AtsClient, body: SubmitRequest, count: number, 
 }
 
 /** Waits until every submitted job is terminal: the stream's word, checked over REST when it goes quiet. */
-async function untilAllEnded(client: AtsClient, tally: Tally, streaming: boolean, opts: SubmitManyOptions): Promise<void> {
+async function untilAllEnded(client: AtsClient, body: SubmitRequest, tally: Tally, streaming: boolean, opts: SubmitManyOptions): Promise<void> {
   const quietMs = streaming ? (opts.pollMs ?? 3000) : 0;
   const pollMs = streaming ? 100 : (opts.pollMs ?? 500);
   let seen = tally.changed;
@@ -125,25 +128,30 @@ async function untilAllEnded(client: AtsClient, tally: Tally, streaming: boolean
       quietSince = performance.now();
     }
     if (performance.now() - quietSince < quietMs) return;
-    await readOpenJobs(client, tally);
+    await readOpenJobs(client, body, tally);
     quietSince = performance.now();
     if (tally.open().length === 0) done();
   };
-  await check();
-  await Promise.race([allEnded, repeat(check, pollMs, allEnded, opts.onNotice)]);
+  await Promise.race([allEnded, repeat(check, pollMs, allEnded, opts.onNotice, { now: true })]);
 }
 
-/** Reads the jobs still open, a few requests at a time. */
-async function readOpenJobs(client: AtsClient, tally: Tally): Promise<void> {
+/** Jobs per page of the list reads (the most the server gives; type-checked against its constant). */
+const PAGE: typeof MAX_PAGE = 500;
+
+/**
+ * Reads where the jobs still open stand: the list of this type's (and
+ * queue's) jobs, newest first, page after page down to the oldest open one
+ * (ids are ULIDs: they sort by creation time, as the list does).
+ */
+async function readOpenJobs(client: AtsClient, body: SubmitRequest, tally: Tally): Promise<void> {
   const open = tally.open();
-  let next = 0;
-  const lane = async () => {
-    while (next < open.length) {
-      const job = await client.get(open[next++]!);
-      if (isTerminal(job.state)) tally.end(job.id, job.state);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(open.length, 8) }, lane));
+  if (open.length === 0) return;
+  const oldest = open.reduce((a, b) => (b < a ? b : a));
+  for await (const page of client.list({ type: body.type, ...(body.queue ? { queue: body.queue } : {}), limit: PAGE })) {
+    for (const job of page.jobs) if (tally.ours.has(job.id) && isTerminal(job.state)) tally.end(job.id, job.state);
+    const last = page.jobs[page.jobs.length - 1];
+    if (!last || last.id <= oldest) return;
+  }
 }
 
 function summarize(c: Counts, total: number, elapsedMs: number): Summary {
