@@ -26,7 +26,7 @@ import { silentLogger } from '../engine/logger.js';
 import { freePort } from '../tests/helpers/ports.js';
 import { startTcpProxy, type TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import {
-  ApiError, compareProgress, createClient, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
+  ApiError, compareProgress, createClient, KEY_REFUSED_CLOSE, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
   type StreamProgressMessage, type WebSocketConstructor,
 } from './index.js';
 
@@ -137,18 +137,28 @@ function trackStreamTimers(): { pending(): number; restore(): void } {
 
 /**
  * A WebSocket proxy in front of the server's stream: `dropAll()` closes every
- * client connection (1001, as a restart would), and a code pushed on `refuse`
- * answers the next subscribe with that error and close 1011, as the server
- * does when the check of a resume cursor cannot reach the database.
+ * client connection (1001, as a restart would, or the code given), a code
+ * pushed on `refuse` answers the next subscribe with that error and close
+ * 1011, as the server does when the check of a resume cursor cannot reach the
+ * database, and `upgrades.refuseWith` answers every upgrade with that HTTP status.
  */
-async function streamProxy(target: string): Promise<{ url: string; refuse: string[]; connections(): number; dropAll(): void; close(): Promise<void> }> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+async function streamProxy(target: string): Promise<{
+  url: string; refuse: string[]; upgrades: { refuseWith: number | null }; connections(): number; dropAll(code?: number, reason?: string): void; close(): Promise<void>;
+}> {
+  const upgrades = { refuseWith: null as number | null };
+  let connections = 0;
+  const wss = new WebSocketServer({
+    host: '127.0.0.1', port: 0,
+    verifyClient: (_info: unknown, done: (ok: boolean, status?: number) => void) => {
+      connections++;
+      if (upgrades.refuseWith === null) done(true);
+      else done(false, upgrades.refuseWith);
+    },
+  });
   await once(wss, 'listening');
   const refuse: string[] = [];
   const open = new Set<WebSocket>();
-  let connections = 0;
   wss.on('connection', (client) => {
-    connections++;
     open.add(client);
     const upstream = new WebSocket(target.replace(/^http/, 'ws') + '/v1/stream');
     const pending: string[] = [];
@@ -181,9 +191,10 @@ async function streamProxy(target: string): Promise<{ url: string; refuse: strin
   return {
     url: `http://127.0.0.1:${(wss.address() as { port: number }).port}`,
     refuse,
+    upgrades,
     connections: () => connections,
-    dropAll: () => {
-      for (const c of open) c.close(1001, 'going away');
+    dropAll: (code = 1001, reason = 'going away') => {
+      for (const c of open) c.close(code, reason);
     },
     close: async () => {
       for (const c of open) c.terminate();
@@ -699,6 +710,29 @@ describe('watch', () => {
     proxy.refuse.push('ATS_ERR_STORE_UNAVAILABLE');
     const single = via.watch({ queue: q });
     await assert.rejects(within(single.ready, 'ready'), (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
+  });
+
+  test('a key the server stops taking ends the watch with ATS_ERR_UNAUTHORIZED: a close with 4401, or a reconnect answered 401, is not retried', async (t) => {
+    const q = queue();
+    const proxy = await streamProxy(url);
+    const via = createClient({ url: proxy.url });
+    t.after(() => proxy.close());
+    const revoked = via.watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 } });
+    t.after(() => revoked.close());
+    await revoked.ready;
+    proxy.dropAll(KEY_REFUSED_CLOSE, 'API key revoked: reconnect with a valid key');
+    await assert.rejects(within(revoked.next(), 'the watch to end'), (e: unknown) => e instanceof ApiError && e.status === 401 && e.code === 'ATS_ERR_UNAUTHORIZED' && /revoked/.test(e.message));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(proxy.connections(), 1, 'no reconnect after 4401');
+
+    const refused = via.watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 } });
+    t.after(() => refused.close());
+    await refused.ready;
+    proxy.upgrades.refuseWith = 401;
+    proxy.dropAll();
+    await assert.rejects(within(refused.next(), 'the watch to end'), (e: unknown) => e instanceof ApiError && e.status === 401);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(proxy.connections(), 3, 'one reconnect, refused, and none after it');
   });
 
   test('close() while connecting, or between tries of the first connect, settles ready and stops the connect', async () => {

@@ -29,6 +29,7 @@ import type {
 export * from './types.js';
 export { ApiError, StreamUnavailableError, UnreachableError, type ApiErrorCode } from './errors.js';
 export type { Watch, WatchOptions, WebSocketConstructor, WebSocketLike } from './stream.js';
+export { KEY_REFUSED_CLOSE } from './stream.js';
 
 /** Most jobs one `POST /v1/jobs/batch` takes; `submitMany` splits larger arrays. (Type-checked against the server's constant.) */
 export const MAX_BATCH: typeof SERVER_MAX_BATCH = 1000;

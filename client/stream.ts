@@ -142,6 +142,9 @@ export function watch(deps: StreamDeps, filter: StreamFilter, opts: WatchOptions
   return new ResumingWatch(deps, filter, opts);
 }
 
+/** The close code of a stream whose key no longer works (revoked, or keys became required): docs/stream.md. */
+export const KEY_REFUSED_CLOSE = 4401;
+
 /** What `ready` rejects with when the watch is closed before it was first subscribed (unless closed by its signal). */
 function closedBeforeSubscribed(): Error {
   const e = new Error('the watch was closed before it was subscribed');
@@ -274,7 +277,9 @@ class ResumingWatch implements Watch {
       this.resolveReady(this.received ?? '');
       return;
     }
-    if (o.fatal || (!this.subscribedOnce && !this.opts.retryFirstConnect)) return this.fail(o.error);
+    // A refused key is refused again on every retry: 401 and 403 end the watch.
+    const refused = o.error instanceof ApiError && (o.error.status === 401 || o.error.status === 403);
+    if (o.fatal || refused || (!this.subscribedOnce && !this.opts.retryFirstConnect)) return this.fail(o.error);
     const why = o.error instanceof ApiError && o.error.status ? `${o.error.code}: ${o.error.message}` : o.error.message;
     this.opts.onNotice?.(this.subscribedOnce ? `stream: reconnect failed (${why}); retrying` : `stream: cannot subscribe (${why}); retrying`);
     this.scheduleReconnect();
@@ -439,6 +444,8 @@ class ResumingWatch implements Watch {
   /** A subscribed connection ended: resume from the last cursor unless closed. */
   private onDropped(code: number, reason: string): void {
     if (this.closed || this.paused) return;
+    // The key was revoked (or keys became required): connecting again with it cannot succeed.
+    if (code === KEY_REFUSED_CLOSE) return this.fail(new ApiError(401, 'ATS_ERR_UNAUTHORIZED', reason || 'the API key no longer works'));
     this.opts.onConnection?.('disconnected');
     this.opts.onNotice?.(`stream: disconnected (${code}${reason ? ` ${reason}` : ''}); resuming from the last cursor`);
     this.scheduleReconnect();
