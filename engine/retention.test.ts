@@ -7,13 +7,17 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { monotonicFactory } from 'ulid';
+import { setup } from 'xstate';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import type { WorkflowStatus } from '../machines/workflow.js';
+import { job, type WorkflowStatus } from '../machines/workflow.js';
+import { HandlerRegistry } from './handlers.js';
 import { createLogger } from './logger.js';
 import type { Clock, JobSpec, WorkflowRecord } from './ports.js';
 import { Retention, type RetentionOptions } from './retention.js';
+import { ulidIds } from './system.js';
 import { TransitionService, type EventInput } from './transitions.js';
+import { WorkflowService } from './workflows.js';
 
 const DAY = 86_400_000;
 const T0 = 1_700_000_000_000;
@@ -174,6 +178,31 @@ describe('retention', () => {
     assert.equal(r.deletedWorkflows, 3);
     assert.equal(r.deleted, 0);
     assert.ok(await store.getJob(job));
+  });
+
+  it('keeps a workflow\'s finished child until its instance took the end: a lost end delivered late still carries the result', async () => {
+    const machine = setup({ actors: { work: job('w') } }).createMachine({
+      id: 'm', initial: 'working',
+      states: { working: { invoke: { id: 'work', src: 'work', onDone: 'ok', onError: 'failed' } }, ok: { type: 'final' }, failed: { type: 'final' } },
+    });
+    const definitions = new HandlerRegistry();
+    definitions.workflow('m', machine, { version: 1 });
+    const workflows = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const started = await workflows.start({ tenant: 'default', name: 'm', input: null });
+    assert.ok(started.ok);
+    const childId = started.workflow.state.children[0]!.jobId;
+    await apply(childId, { type: 'STARTED', attempt: 1, leaseUntil: now + 30_000, workerId: 'w' }, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+    // Its end never reached the instance (the in-process log lost it) and it is older than doneMs
+    // before the sweep delivers it.
+    now += 7 * DAY;
+    assert.deepEqual(await retention().runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
+    assert.equal((await store.getJob(childId))?.snapshot.value, 'done');
+    assert.equal((await workflows.sweep(10)).applied, 1);
+    const wf = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual([wf.state.status, wf.state.value], ['done', 'ok'], 'the child succeeded: onDone');
+    // The end taken, the child goes by the jobs' limits; the instance by its own.
+    assert.deepEqual(await retention().runOnce(), { deleted: 1, deletedWorkflows: 0, more: false });
+    assert.equal(await store.getJob(childId), null);
   });
 
   it('jobs and instances are counted apart, and a full batch of instances makes the loop go on at once', async () => {

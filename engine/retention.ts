@@ -9,13 +9,22 @@
  * step: `done` after `doneMs`, `error` and `cancelled` after `deadMs`, each
  * with its events and timer rows; that frees its idempotency key too. Their
  * child jobs are jobs like any other and go by the jobs' limits, so an
- * instance may outlive its children's rows or the other way round.
+ * instance may outlive its children's rows or the other way round; but a
+ * child its active instance still waits on (its end not taken yet: lost with
+ * the in-process log, or waiting for the instance's definition version) is
+ * kept, however old, until the instance takes its end or ends: the sweep that
+ * delivers the end reads it from the job. Such kept jobs are passed over, not
+ * counted: the jobs behind them still go, and they never make a batch full.
  *
- * Each batch is one short store transaction of at most `batchSize` jobs (or instances), the
- * oldest first, so retention never holds many locks for long, however much
- * history has piled up; a full batch is followed at once by the next one.
+ * Each batch is one short store transaction of at most `batchSize` jobs, the
+ * oldest first; a batch of instances is at most `batchSize` of them in short
+ * transactions of at most 10,000 history events each (a longer history goes
+ * over several, the instance's row last). So retention never holds many
+ * locks for long, however much history has piled up; a full batch is followed at once by the next one.
  * Safe with many instances: the store deletes only what it locked and found
- * still terminal and old enough.
+ * still terminal and old enough. Deleting a (tenant, queue, type)'s last jobs
+ * also deletes its rows of the job counts, so those stay as many as the
+ * kinds of jobs kept.
  */
 import type { JobState } from '../machines/job.machine.js';
 import type { Clock, JobStore, Logger, WorkflowStore } from './ports.js';

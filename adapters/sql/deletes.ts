@@ -4,14 +4,15 @@
  * old ones (retention). A job is deleted with its `job_events` rows and
  * uncounted in the same transaction; its outbox rows are the relay's (they
  * go once published). Only terminal jobs are ever deleted: the state is read
- * under the row lock and checked again by the DELETE itself.
+ * under the row lock and checked again by the DELETE itself. Retention keeps
+ * a workflow's child while its instance still waits for the child's end.
  */
 import { TERMINAL_STATES, type JobState } from '../../machines/job.machine.js';
 import type { DeleteResult } from '../../engine/ports.js';
-import { CountDeltas, countSteps, shardOf } from './counts.js';
+import { CountDeltas, shardOf, uncountProgram } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
-import { toNum } from './rows.js';
+import { toNum, type Row } from './rows.js';
 import { marks, type Sql } from './statements.js';
 import { VersionConflict } from './writes.js';
 
@@ -25,10 +26,29 @@ const TERMINAL_LIST = TERMINAL_STATES.map((s) => `'${s}'`).join(', ');
 
 /**
  * Jobs in one (terminal) state whose last transition is at or before a time,
- * the oldest first: a range of index `state, updated_at`, read without locks.
+ * the oldest first (then by id), with their parent: a range of index
+ * `state, updated_at` (whose entries end with the id), read without locks.
  * Params: state, updated_before, limit
  */
-export const FIND_EXPIRED_JOBS = 'SELECT id FROM jobs WHERE state = ? AND updated_at <= ? ORDER BY updated_at LIMIT ?';
+export const FIND_EXPIRED_JOBS =
+  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
+
+/**
+ * The same, after a position (updated_at, id): the next page. `updated_at >= ?`
+ * says again what the OR implies, so that SQLite's range starts there too.
+ * Params: state, updated_at, updated_before, updated_at, updated_at, id, limit
+ */
+export const FIND_EXPIRED_JOBS_AFTER =
+  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
+
+/**
+ * The states of the active instances among some ids: the children each still
+ * waits on are in it (`state.children`). Params: the instance ids.
+ */
+const selectActiveParents = (ids: readonly string[]): Sql => ({
+  sql: `SELECT state FROM workflows WHERE id IN (${marks(ids.length)}) AND status = 'active'`,
+  params: [...ids],
+});
 
 /** Lock the jobs to delete, in id order (as updates lock them). Params: the ids, sorted. */
 const selectForDelete = (d: Dialect, ids: readonly string[]): Sql => ({
@@ -80,19 +100,64 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   yield { sql: `DELETE FROM limit_running WHERE job_id IN (${marks(doomed.length)})`, params: [...doomed] };
   const { changes } = yield deleteJobs(doomed, updatedBefore);
   if (changes !== doomed.length) throw new VersionConflict(doomed[0]!, `deleted ${changes} of ${doomed.length} locked jobs`);
-  for (const step of countSteps(d, deltas, shardOf(doomed[0]!))) yield step;
+  yield* uncountProgram(d, deltas, shardOf(doomed[0]!));
   return found;
+}
+
+/** The instance a job's `parent` column names (JSON written by `jobValues`), or null for a job of its own. */
+function parentOf(r: Row): string | null {
+  if (r.parent === null || r.parent === undefined) return null;
+  return String((JSON.parse(String(r.parent)) as { workflowId: unknown }).workflowId);
+}
+
+/**
+ * The candidates whose instance still waits on them: it is active and its
+ * state lists the job among its children (it has not taken the job's end).
+ * Read without locks, which is enough: an instance stops waiting on a job
+ * once and never waits on it again (a new invocation gets a new job), so a
+ * job seen not waited on may go, and one seen waited on is only kept for a
+ * later batch.
+ */
+function* waitedOn(candidates: readonly Row[]): Program<Set<string>> {
+  const parents = [...new Set(candidates.map(parentOf).filter((p): p is string => p !== null))].sort();
+  const waited = new Set<string>();
+  if (parents.length === 0) return waited;
+  const { rows } = yield selectActiveParents(parents);
+  for (const r of rows) {
+    const { children } = JSON.parse(String(r.state)) as { children: { jobId: string }[] };
+    for (const c of children) waited.add(c.jobId);
+  }
+  return waited;
 }
 
 /**
  * Retention's batch: up to `limit` jobs in terminal `state` last changed at or
  * before `updatedBefore`, oldest first, deleted in one transaction. Returns
- * how many went.
+ * how many went. A workflow's child its instance still waits on is kept: the
+ * instance may not have heard of its end yet (the end's message lost, the
+ * instance's definition version not deployed here), and the sweep that tells
+ * it reads the job (engine/workflows.ts). The candidates are read a page at a
+ * time past such kept jobs, without locks, until `limit` may go or none are
+ * left: kept jobs, however many and however old, never stop the jobs behind
+ * them from going, and are counted nowhere (a batch of only kept jobs deletes
+ * nothing and does not make retention go on at once).
  */
 export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number, limit: number): Program<number> {
   if (!TERMINAL_STATES.includes(state)) throw new Error(`retention deletes terminal jobs only, not ${state}`);
-  const { rows } = yield { sql: FIND_EXPIRED_JOBS, params: [state, updatedBefore, limit] };
-  const found = yield* deleteProgram(d, rows.map((r) => String(r.id)), updatedBefore);
+  const doomed: string[] = [];
+  const at = (r: Row): number => toNum(r.updated_at);
+  let last: Row | undefined;
+  // Pages of `limit` however few are still wanted: a page past many kept jobs costs one query per `limit` of them.
+  for (;;) {
+    const { rows } = yield last
+      ? { sql: FIND_EXPIRED_JOBS_AFTER, params: [state, at(last), updatedBefore, at(last), at(last), String(last.id), limit] }
+      : { sql: FIND_EXPIRED_JOBS, params: [state, updatedBefore, limit] };
+    const waited = yield* waitedOn(rows);
+    for (const r of rows) if (doomed.length < limit && !waited.has(String(r.id))) doomed.push(String(r.id));
+    if (rows.length < limit || doomed.length >= limit) break;
+    last = rows.at(-1);
+  }
+  const found = yield* deleteProgram(d, doomed, updatedBefore);
   let n = 0;
   for (const f of found.values()) if (f.deleted) n++;
   return n;
