@@ -13,6 +13,7 @@ import { createSqliteStore } from '../../adapters/sqlite/index.js';
 import type { AuthMode } from '../../engine/auth.js';
 import type { AuditStore, Clock, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { ScheduleService } from '../../engine/schedules.js';
+import { systemClock } from '../../engine/system.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { WorkflowService, type WorkflowDefinitions } from '../../engine/workflows.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
@@ -41,23 +42,8 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** The real clock, with `sleep` honouring its signal so no timer outlives a test. */
-export const testClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(signal!.reason);
-      };
-      // The listener goes with the timer: a loop sleeping on one signal must not pile them up.
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }),
-};
+/** The real clock (its `sleep` honours its signal, so no timer outlives a test). */
+export const testClock: Clock = systemClock;
 
 export const TEST_DEFAULTS: AppDeps['defaults'] = Object.freeze({
   queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0,
