@@ -154,7 +154,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   let log: EventLog | null = null;
   try {
     await dbClock?.sync();
-    await store.migrate();
+    await store.migrate({ logger });
     log = openLog(config, logger);
     await log.ensureTopics();
   } catch (err) {

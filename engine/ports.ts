@@ -295,8 +295,12 @@ export interface LimitClaim {
 }
 
 export interface JobStore {
-  /** Apply pending migrations; safe when several processes start at once. */
-  migrate(): Promise<void>;
+  /**
+   * Apply pending migrations; safe when several processes start at once (one
+   * that starts while another migrates waits, telling `logger` so, for up to
+   * 15 minutes: adapters/sql/migration-wait.ts). @defaultValue logger: JSON lines on stdout
+   */
+  migrate(opts?: { logger?: Logger }): Promise<void>;
 
   /**
    * Insert new jobs (version 1) with their SUBMITTED events and outbox rows,

@@ -71,7 +71,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
       withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES)),
     ...createSqlAudit(statement, D),
     ...createSqlWorkflowReads(query, D),
-    migrate: () => migrateMysql(pool, clock),
+    migrate: (opts) => migrateMysql(pool, clock, undefined, { logger: opts?.logger }),
 
     insert: (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0

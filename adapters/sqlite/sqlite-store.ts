@@ -75,7 +75,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, async <T>(program: () => Program<T>) => inTx.immediate(program()) as T),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlWorkflowReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
-    migrate: async () => migrateSqlite(db, clock),
+    migrate: async (opts) => migrateSqlite(db, clock, undefined, { logger: opts?.logger }),
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),
     update: async <T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T> => write('update', () => updateProgram(D, ids, decide)),
