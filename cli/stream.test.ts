@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { StreamProgressMessage } from '../client/index.js';
 import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent, type JobProgress } from './client.js';
-import { followJob, repeat, SeqGate, trySubscribe } from './commands/follow.js';
+import { followJob, repeat, SeqGate, trySubscribe, waitOut } from './commands/follow.js';
 import { StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
@@ -344,6 +344,16 @@ describe('following a job', () => {
 });
 
 describe('waiting out an unavailable or busy server', () => {
+  test('a 429 is waited out for its Retry-After (at least a second, at most a minute), else a pause doubling from a second', () => {
+    const limited = (retryAfterMs?: number) => new ApiError(429, 'ATS_ERR_RATE_LIMITED', 'Too many requests', retryAfterMs === undefined ? undefined : { retryAfterMs });
+    assert.equal(waitOut(limited(7000), 1000, 0)?.ms, 7000);
+    assert.equal(waitOut(limited(7000), 1000, 5)?.ms, 7000, 'the server\'s word, however many 429s came in a row');
+    assert.equal(waitOut(limited(0), 1000, 0)?.ms, 1000);
+    assert.equal(waitOut(limited(3_600_000), 1000, 0)?.ms, 60_000);
+    assert.deepEqual([0, 1, 2, 7].map((n) => waitOut(limited(), 1000, n)?.ms), [1000, 2000, 4000, 60_000]);
+    assert.equal(waitOut(new ApiError(404, 'ATS_ERR_JOB_NOT_FOUND', 'no such job'), 1000, 0), null);
+  });
+
   test('repeat keeps going through 503s and 429s, with a notice each, and rejects on any other error', async () => {
     const failures = [
       new ApiError(503, 'ATS_ERR_STORE_UNAVAILABLE', 'The database is unavailable'),

@@ -29,6 +29,7 @@ import {
   ApiError, compareProgress, createClient, KEY_REFUSED_CLOSE, MAX_BATCH, UnreachableError, type AtsClient, type JobProgress, type JobState, type StreamEventMessage,
   type StreamProgressMessage, type WebSocketConstructor,
 } from './index.js';
+import { toApiError } from './errors.js';
 
 const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
 /** The last progress `test.progress` reports. */
@@ -209,6 +210,15 @@ async function jobsOf(q: string): Promise<string[]> {
   for await (const page of ats.list({ queue: q, limit: 500 })) ids.push(...page.jobs.map((j) => j.id));
   return ids;
 }
+
+test('an error answer keeps its Retry-After in seconds, on a 429 or a 503 only', () => {
+  const body = JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' });
+  assert.equal(toApiError(429, body, null, '7').retryAfterMs, 7000);
+  assert.equal(toApiError(503, 'upstream down', null, ' 2 ').retryAfterMs, 2000, 'an answer that is not ours too');
+  assert.equal(toApiError(429, body, null, 'Wed, 21 Oct 2099 07:28:00 GMT').retryAfterMs, undefined, 'an HTTP date is left out');
+  assert.equal(toApiError(429, body, null, null).retryAfterMs, undefined);
+  assert.equal(toApiError(404, body, null, '7').retryAfterMs, undefined, 'only where the server asks to wait');
+});
 
 test('compareProgress: a later attempt first, then a later time; times that do not parse compare equal', () => {
   const p = (attempt: number, at: string) => ({ attempt, at });

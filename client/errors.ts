@@ -22,18 +22,24 @@ export class ApiError extends Error {
    * `ATS_ERR_WAIT_UNMET`) names the instance it started. Absent otherwise.
    */
   readonly location?: string;
+  /**
+   * How long the server asked to wait before trying again (its `Retry-After`,
+   * in ms), on a 429 (rate limited) or 503 (unavailable) that sent one. Absent otherwise.
+   */
+  readonly retryAfterMs?: number;
 
   constructor(
     /** The HTTP status; 0 when no answer came. */
     readonly status: number,
     readonly code: ApiErrorCode,
     message: string,
-    options?: { cause?: unknown; accepts?: readonly string[]; location?: string },
+    options?: { cause?: unknown; accepts?: readonly string[]; location?: string; retryAfterMs?: number },
   ) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'ApiError';
     if (options?.accepts) this.accepts = options.accepts;
     if (options?.location) this.location = options.location;
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -72,7 +78,10 @@ export function networkReason(err: unknown): string {
 }
 
 /** An error answer (`{code, message}`, or any other body) as an ApiError; `location`: its Location header, if any. */
-export function toApiError(status: number, text: string, location?: string | null): ApiError {
+export function toApiError(status: number, text: string, location?: string | null, retryAfter?: string | null): ApiError {
+  // Seconds (the form the server sends); an HTTP date or junk is left out.
+  const seconds = retryAfter != null && /^\s*\d+\s*$/.test(retryAfter) ? Number(retryAfter) : null;
+  const retryAfterMs = seconds !== null && (status === 429 || status === 503) ? seconds * 1000 : undefined;
   let parsed: { code?: unknown; message?: unknown; accepts?: unknown } | undefined;
   try {
     parsed = JSON.parse(text) as typeof parsed;
@@ -82,8 +91,8 @@ export function toApiError(status: number, text: string, location?: string | nul
   if (parsed && typeof parsed.code === 'string') {
     const accepts = Array.isArray(parsed.accepts) && parsed.accepts.every((t) => typeof t === 'string') ? (parsed.accepts as string[]) : undefined;
     return new ApiError(status, parsed.code as ApiErrorCode, typeof parsed.message === 'string' ? parsed.message : '', {
-      ...(accepts ? { accepts } : {}), ...(location ? { location } : {}),
+      ...(accepts ? { accepts } : {}), ...(location ? { location } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
   }
-  return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`);
+  return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`, retryAfterMs !== undefined ? { retryAfterMs } : undefined);
 }

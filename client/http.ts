@@ -74,8 +74,6 @@ export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(e
 /** Network failures that happen before a request is sent: its outcome is known (nothing happened). */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'fetch refuses to connect to this port']);
 
-/** The `Retry-After` of a 503, by its error. */
-const retryAfterS = new WeakMap<ApiError, number>();
 
 /**
  * A signal aborted by `signal` or after `ms` (AbortSignal.any is missing in
@@ -111,8 +109,7 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
       if (unknown > 0) unknownBefore.add(err);
       if (!retryable || (unknown > 0 && opts.retryUnknown === false)) throw err;
       failure = err;
-      const after = retryAfterS.get(err);
-      if (after !== undefined) pause = Math.min(http.retryDelayMs.max, Math.max(pause, after * 1000));
+      if (err.status === 503 && err.retryAfterMs !== undefined) pause = Math.min(http.retryDelayMs.max, Math.max(pause, err.retryAfterMs));
     }
     if (attempt >= retries) throw failure;
     opts.onRetry?.(failure, attempt + 1);
@@ -140,10 +137,7 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
     abort.done();
   }
   if (!res.ok) {
-    const error = toApiError(res.status, text, res.headers.get('location'));
-    const retryAfter = Number(res.headers.get('retry-after'));
-    if (res.status === 503 && Number.isFinite(retryAfter) && retryAfter >= 0) retryAfterS.set(error, retryAfter);
-    throw error;
+    throw toApiError(res.status, text, res.headers.get('location'), res.headers.get('retry-after'));
   }
   if (res.status === 204) return { status: res.status, body: undefined as T };
   try {

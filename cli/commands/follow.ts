@@ -147,8 +147,9 @@ const LIMITED_MS = { min: 1000, max: 60_000 };
  * Whether a failed call is waited out, and for how long before the next try:
  * a server that stopped answering, or answers 503 (its database unavailable;
  * the client has already retried it), is tried again after `periodMs`; one
- * that answers 429 after a pause doubling with each 429 in a row from a
- * second to a minute (the client does not pass the answer's Retry-After on).
+ * that answers 429 after its `Retry-After` (at least a second, at most a
+ * minute), or without one after a pause doubling with each 429 in a row from
+ * a second to a minute.
  * Null for any other error.
  */
 export function waitOut(err: unknown, periodMs: number, limitedInARow: number): { ms: number; notice: string } | null {
@@ -156,7 +157,8 @@ export function waitOut(err: unknown, periodMs: number, limitedInARow: number): 
   if (!(err instanceof ApiError)) return null;
   if (err.status === 503) return { ms: periodMs, notice: `${err.code}: ${err.message}; still trying` };
   if (err.status !== 429) return null;
-  const ms = Math.min(LIMITED_MS.max, Math.max(periodMs, LIMITED_MS.min) * 2 ** limitedInARow);
+  // The server's Retry-After when it sent one, else a pause doubling from a second.
+  const ms = Math.min(LIMITED_MS.max, err.retryAfterMs !== undefined ? Math.max(err.retryAfterMs, LIMITED_MS.min) : Math.max(periodMs, LIMITED_MS.min) * 2 ** limitedInARow);
   return { ms, notice: `${err.code}: ${err.message}; waiting ${Math.round(ms / 1000)} s` };
 }
 
