@@ -108,6 +108,13 @@ describe('config', () => {
     rejects(rawFromEnv({ ATS_QUEUES: 'a, ,b' }), /ATS_QUEUES.*empty queue name/);
   });
 
+  it('an integer setting is digits: 1e3, 0x10, 0b1, 1.0 and 4000abc are refused (exit 2), not read as numbers', () => {
+    for (const v of ['1e3', '0x10', '0b1', '1.0', '4000abc', '+80']) {
+      assert.throws(() => compileConfig(rawFromEnv({ PORT: v })), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && e.message.includes(`"${v}"`), v);
+    }
+    assert.equal(compileConfig(rawFromEnv({ PORT: '8080' })).port, 8080);
+  });
+
   it('a value of only spaces is unset: the default, never 0 (no rate limit, a random port) or a blank name', () => {
     const d = compileConfig({});
     const c = compileConfig(rawFromEnv({

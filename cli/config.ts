@@ -123,7 +123,8 @@ function str(raw: RawConfig, name: SettingName): string {
 
 function int(raw: RawConfig, name: SettingName, min: number, max: number): number {
   const text = str(raw, name);
-  const n = Number(text);
+  // Digits only: Number() would also read `1e3`, `0x10` or `0b1` as integers.
+  const n = /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max) fail(name, `must be an integer from ${min} to ${max}, got "${text}"`);
   return n;
 }
