@@ -115,6 +115,13 @@ describe('config', () => {
     assert.equal(compileConfig(rawFromEnv({ PORT: '8080' })).port, 8080);
   });
 
+  it('a topic prefix is what Kafka takes in a topic name: up to 100 of A-Z a-z 0-9 . _ -', () => {
+    assert.equal(compileConfig(rawFromEnv({ ATS_TOPIC_PREFIX: 'staging_2.' })).topicPrefix, 'staging_2.');
+    for (const v of ['my prefix.', 'a/b.', 'é.', 'x'.repeat(101)]) {
+      assert.throws(() => compileConfig(rawFromEnv({ ATS_TOPIC_PREFIX: v })), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && e.message.includes('ATS_TOPIC_PREFIX'), v);
+    }
+  });
+
   it('a value of only spaces is unset: the default, never 0 (no rate limit, a random port) or a blank name', () => {
     const d = compileConfig({});
     const c = compileConfig(rawFromEnv({

@@ -150,6 +150,22 @@ function roles(raw: RawConfig): Role[] {
 
 const QUEUE_NAME = new RegExp(NAME_PATTERN);
 
+/**
+ * Longest topic prefix: Kafka's topic names stop at 249 characters, and the
+ * longest name the scheduler makes (a dispatch lane: `ats.dispatch.`, a queue
+ * segment of at most 40, a band) is about 60.
+ */
+const MAX_TOPIC_PREFIX_CHARS = 100;
+
+/** The topic prefix, in the characters Kafka takes in a topic's name (else the broker refuses every topic at start). */
+function topicPrefix(raw: RawConfig): string {
+  const p = str(raw, 'topicPrefix');
+  if (p.length > MAX_TOPIC_PREFIX_CHARS || !/^[A-Za-z0-9._-]*$/.test(p)) {
+    fail('topicPrefix', `"${p.slice(0, 60)}" is not a topic prefix (up to ${MAX_TOPIC_PREFIX_CHARS} of A-Z a-z 0-9 . _ -)`);
+  }
+  return p;
+}
+
 /** `q`, when the API takes it as a queue name (its pattern and length); else fails naming the setting. */
 function queueName(name: SettingName, q: string): string {
   if (q.length > MAX_NAME_CHARS || !QUEUE_NAME.test(q)) {
@@ -234,7 +250,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     metricsPort: str(raw, 'metricsPort') === '' ? null : int(raw, 'metricsPort', 0, 65535),
     mysqlUrl: mysqlUrl(raw),
     kafkaBrokers: brokers(raw),
-    topicPrefix: str(raw, 'topicPrefix'),
+    topicPrefix: topicPrefix(raw),
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
     eventsFormat: oneOf(raw, 'eventsFormat', EVENTS_FORMATS, 'format'),
     dataDir: str(raw, 'dataDir'),
