@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 import { newApiKey, SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
-import type { KeyStore } from '../../engine/ports.js';
+import type { AuditEntry, KeyStore } from '../../engine/ports.js';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { AuthDeps } from '../../server/deps.js';
 import { startSqliteTestApp, type TestApp } from './app.js';
@@ -17,9 +17,12 @@ export class MemoryKeyStore implements KeyStore {
   readonly keys = new Map<string, StoredApiKey>();
   /** getKey calls, to check caching. */
   reads = 0;
+  /** The audit entries key changes wrote with them (the port writes both or neither). */
+  readonly audit: AuditEntry[] = [];
 
-  async createKey(key: StoredApiKey): Promise<void> {
+  async createKey(key: StoredApiKey, audit?: AuditEntry): Promise<void> {
     this.keys.set(key.id, { ...key, scopes: [...key.scopes] });
+    if (audit) this.audit.push(audit);
   }
 
   async getKey(id: string): Promise<StoredApiKey | null> {
@@ -36,10 +39,11 @@ export class MemoryKeyStore implements KeyStore {
       .map(({ hash: _hash, ...record }) => record);
   }
 
-  async revokeKey(id: string, now: number): Promise<boolean> {
+  async revokeKey(id: string, now: number, audit?: AuditEntry): Promise<boolean> {
     const k = this.keys.get(id);
     if (!k || k.revokedAt !== null) return false;
     k.revokedAt = now;
+    if (audit) this.audit.push(audit);
     return true;
   }
 
