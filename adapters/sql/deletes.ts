@@ -12,7 +12,7 @@ import type { DeleteResult } from '../../engine/ports.js';
 import { CountDeltas, shardOf, uncountProgram } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
-import { toNum, type Row } from './rows.js';
+import { toNum, toParent, type Row } from './rows.js';
 import { marks, type Sql } from './statements.js';
 import { VersionConflict } from './writes.js';
 
@@ -104,11 +104,8 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   return found;
 }
 
-/** The instance a job's `parent` column names (JSON written by `jobValues`), or null for a job of its own. */
-function parentOf(r: Row): string | null {
-  if (r.parent === null || r.parent === undefined) return null;
-  return String((JSON.parse(String(r.parent)) as { workflowId: unknown }).workflowId);
-}
+/** The instance a job's `parent` column names (as `rowToJob` reads it), or null for a job of its own. */
+const parentOf = (r: Row): string | null => (r.parent === null || r.parent === undefined ? null : toParent(String(r.parent)).workflowId);
 
 /**
  * The candidates whose instance still waits on them: it is active and its

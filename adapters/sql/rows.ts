@@ -97,7 +97,7 @@ function toTraceContext(text: string): TraceContext | undefined {
 }
 
 /** The stored parent: written by `jobValues` only, so always the two ids. */
-function toParent(text: string): JobParent {
+export function toParent(text: string): JobParent {
   const v = JSON.parse(text) as { workflowId: unknown; invokeId: unknown };
   return { workflowId: String(v.workflowId), invokeId: String(v.invokeId) };
 }
