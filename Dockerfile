@@ -6,6 +6,12 @@
 # MYSQL_URL / KAFKA_BROKERS it runs all roles on the embedded SQLite store in
 # /app/data (mount a volume there to keep it).
 #
+# The API listens on 0.0.0.0 here (HOST), where it refuses to start (exit 2)
+# until an API key exists or ATS_AUTH=off says to serve without keys. Make the
+# first key in the same store, e.g. with the embedded one:
+#   docker run --rm -v ats-data:/app/data IMAGE keys create --tenant default --scopes submit,read,operate,admin --name admin
+#   docker run -p 3000:3000 -v ats-data:/app/data IMAGE
+#
 # The image runs the JavaScript that `npm run build` writes to dist/ (and the
 # visualizer's bundle, built then): the build stage installs every dependency,
 # builds, then prunes to production ones; the runtime stage gets dist/ and
@@ -55,6 +61,8 @@ EXPOSE 3000
 # Liveness of the api role, with node's fetch (slim has no curl). A container
 # without the api role (ATS_ROLES=worker, ...) serves no HTTP: it reports
 # healthy instead of failing forever; compose disables the check there anyway.
+# The check reads the roles and the port from ATS_ROLES and PORT only: set them
+# in the environment, not as `--role` / `--port` flags, or it checks the wrong thing.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "const roles = (process.env.ATS_ROLES || 'api').split(',').map((r) => r.trim()); if (!roles.includes('api') && !roles.includes('all')) process.exit(0); fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1));"]
 

@@ -114,7 +114,9 @@ export async function openLogger(config: Config): Promise<AppLogger> {
 
 /** The store of these settings (not migrated yet): MySQL with MYSQL_URL, else the embedded SQLite file in the data dir. */
 export async function openStore(config: Config, clock: Clock, logger: Logger, metrics?: PrometheusMetrics): Promise<SystemStore> {
-  if (config.mysqlUrl) return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, clock, logger, metrics });
+  if (config.mysqlUrl) {
+    return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics });
+  }
   mkdirSync(config.dataDir, { recursive: true });
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
 }
@@ -205,6 +207,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       stream?.wake();
     },
     defaults: config.defaults,
+    ...(tracer ? { tracer } : {}),
   });
   // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.
   let access: AccessLine | null = null;
@@ -244,7 +247,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         queues: config.worker.queues,
       })
     : null;
-  const scheduleRunner = new ScheduleRunner({ store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}) });
+  const scheduleRunner = new ScheduleRunner({
+    store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}), ...(tracer ? { tracer } : {}),
+  });
   const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const workflowDriver = has('timers')

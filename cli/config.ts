@@ -18,13 +18,14 @@ export type Role = (typeof ROLES)[number];
 
 /** Every setting, with the environment variable that sets it (the README's table is generated from this). */
 export const SETTINGS = {
-  roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers.' },
+  roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers, or all.' },
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
   host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers).' },
   metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles: for processes without the api role, whose API port serves /metrics already. Empty: off.' },
   mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
+  mysqlQueryTimeoutMs: { env: 'ATS_MYSQL_QUERY_TIMEOUT_MS', flag: '--mysql-query-timeout-ms', default: '60000', doc: 'Longest wait for MySQL to answer one statement; then the operation fails as the store being unavailable (the API answers 503) and the connection is dropped, so a server that stops answering (a network partition) holds nothing for ever. Keep it above innodb_lock_wait_timeout (50 s by default). Migrations are not bounded by it.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
-  topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch, ats.events, ats.dlq).' },
+  topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch and its lanes, ats.events, ats.dlq, ats.workflows) and of the scheduler\'s consumer groups.' },
   eventsFormat: { env: 'ATS_EVENTS_FORMAT', flag: '--events-format', default: 'batch', doc: 'How transitions go to ats.events: batch (those of one publish whose jobs map to one partition as one record, `ats-kind: transitions`) or single (a record each, `ats-kind: transition`). See docs/kafka-messages.md.' },
   kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
   dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
@@ -33,7 +34,7 @@ export const SETTINGS = {
   concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once.' },
   leaseMs: { env: 'ATS_LEASE_MS', flag: '--lease-ms', default: '30000', doc: 'How long a claimed attempt holds without a heartbeat.' },
   heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
-  shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted.' },
+  shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted (their attempts then count as failed).' },
   queues: { env: 'ATS_QUEUES', flag: '--queues', default: '', doc: 'Queues a worker serves (comma-separated names, e.g. email,reports): it receives only their jobs. Empty: every queue, including those that appear later. See docs/queues.md.' },
   workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers (of the `ats.dispatch` lane; each other lane is read in `<group>.<lane>`).' },
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Messages the relay publishes per batch (whole outbox rows until it has this many).' },
@@ -74,6 +75,8 @@ export interface Config {
   /** ATS_METRICS_PORT: a port of its own for /metrics, or null. */
   metricsPort: number | null;
   mysqlUrl: string | null;
+  /** ATS_MYSQL_QUERY_TIMEOUT_MS (adapters/mysql/timed-query.ts). */
+  mysqlQueryTimeoutMs: number;
   kafkaBrokers: readonly string[] | null;
   topicPrefix: string;
   kafkaPartitions: number;
@@ -249,6 +252,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     host: str(raw, 'host'),
     metricsPort: str(raw, 'metricsPort') === '' ? null : int(raw, 'metricsPort', 0, 65535),
     mysqlUrl: mysqlUrl(raw),
+    mysqlQueryTimeoutMs: int(raw, 'mysqlQueryTimeoutMs', 100, 3_600_000),
     kafkaBrokers: brokers(raw),
     topicPrefix: topicPrefix(raw),
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),

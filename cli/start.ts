@@ -28,6 +28,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   let system: System;
   try {
     system = await compose(config, tracing ? { tracing } : {});
+    tracing?.reportTo(system.logger);
   } catch (err) {
     await tracing?.shutdown().catch(() => undefined);
     if (isAtsError(err) && err.code === 'ATS_ERR_CONFIG') {

@@ -1,8 +1,9 @@
 /** Which OTEL_* settings turn tracing on, and which a start refuses. */
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { startOtlpReceiver } from '../tests/helpers/otlp-receiver.js';
-import { startTracing, tracingSettings } from './tracing.js';
+import { FLUSH_LIMIT_MS, startTracing, tracingSettings } from './tracing.js';
 
 const roles = ['api', 'worker'];
 
@@ -54,9 +55,12 @@ describe('tracingSettings', () => {
 describe('startTracing', () => {
   it('exports to the endpoint over OTLP/HTTP: protobuf by default, JSON when asked; shutdown flushes', async () => {
     const receiver = await startOtlpReceiver();
+    // Batches wait 10 minutes: only the shutdown's flush sends them. The SDK reads OTEL_BSP_* from
+    // process.env itself, not from the variables given to startTracing (`ats start` gives process.env).
+    const delay = process.env.OTEL_BSP_SCHEDULE_DELAY;
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '600000';
     try {
-      // Batches wait 10 minutes: only the shutdown's flush sends them.
-      const base = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '600000' };
+      const base = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url };
       for (const [env, contentType] of [[base, 'application/x-protobuf'], [{ ...base, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, 'application/json']] as const) {
         const before = receiver.requests.length;
         const tracing = await startTracing(env, ['relay', 'worker']);
@@ -76,7 +80,60 @@ describe('startTracing', () => {
       assert.equal(span?.service, 'ats-relay-worker');
       assert.match(span!.traceId, /^[0-9a-f]{32}$/);
     } finally {
+      if (delay === undefined) delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+      else process.env.OTEL_BSP_SCHEDULE_DELAY = delay;
       await receiver.close();
+    }
+  });
+
+  it('a collector that refuses the spans is told in the process log (warn), not dropped without a word', async () => {
+    // A port nothing listens on: a server opened and closed.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    // Batches go every 50 ms, while the process runs (not only in the shutdown's flush, which rejects itself).
+    const saved = { timeout: process.env.OTEL_EXPORTER_OTLP_TIMEOUT, delay: process.env.OTEL_BSP_SCHEDULE_DELAY };
+    process.env.OTEL_EXPORTER_OTLP_TIMEOUT = '1000';
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '50';
+    const lines: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
+    const keep = (msg: string, fields?: Record<string, unknown>) => void lines.push({ msg, ...(fields ? { fields } : {}) });
+    try {
+      const tracing = await startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, roles);
+      assert.ok(tracing);
+      tracing.reportTo({ debug: () => {}, info: () => {}, warn: keep, error: keep });
+      tracing.tracer.startSpan('lost').end();
+      const deadline = Date.now() + 10_000;
+      while (!lines.some((l) => l.msg.startsWith('tracing:')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await tracing.shutdown().catch(() => undefined);
+      assert.ok(lines.some((l) => l.msg.startsWith('tracing:')), `a tracing line was logged: ${JSON.stringify(lines)}`);
+    } finally {
+      for (const [name, value] of [['OTEL_EXPORTER_OTLP_TIMEOUT', saved.timeout], ['OTEL_BSP_SCHEDULE_DELAY', saved.delay]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
+  it('a collector that never answers holds the shutdown for FLUSH_LIMIT_MS at most, and says the spans were dropped', { timeout: 20_000 }, async () => {
+    // Accepts connections and never answers: the exporter would wait out its timeout (10 s), then retry.
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => void sockets.add(s.on('error', () => {}))).listen(0, '127.0.0.1');
+    await new Promise((r) => silent.once('listening', r));
+    const lines: string[] = [];
+    try {
+      const tracing = await startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` }, roles);
+      assert.ok(tracing);
+      tracing.reportTo({ debug: () => {}, info: () => {}, warn: (m) => void lines.push(m), error: (m) => void lines.push(m) });
+      tracing.tracer.startSpan('unsent').end();
+      // Without the limit the shutdown waits out the exporter's timeout (10 s) and says nothing.
+      await tracing.shutdown();
+      assert.ok(lines.some((l) => l.includes(`not sent within ${FLUSH_LIMIT_MS} ms`)), `said so: ${JSON.stringify(lines)}`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
     }
   });
 });

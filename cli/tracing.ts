@@ -4,15 +4,40 @@
  * they stopped. Off unless an exporter is configured: then no SDK is loaded,
  * the engine gets no tracer and does no tracing work. README.md, "Tracing".
  */
-import type { Tracer } from '@opentelemetry/api';
+import { diag, DiagLogLevel, type DiagLogger, type Tracer } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AtsError } from '../engine/errors.js';
+import type { Logger } from '../engine/ports.js';
 import { TRACER_NAME } from '../engine/tracing.js';
 
-/** A running SDK: the tracer the roles use, and its shutdown (flushes what is buffered). */
+/**
+ * The longest the shutdown waits for the last spans to reach the collector. The exporter retries a
+ * collector that refuses or does not answer for up to about 10 s, which the process's shutdown
+ * (the handlers' grace plus a few seconds) cannot always spare: spans a collector will not take are
+ * not worth exiting 1 for.
+ */
+export const FLUSH_LIMIT_MS = 2000;
+
+/** A running SDK: the tracer the roles use, and its shutdown (flushes what is buffered, for up to FLUSH_LIMIT_MS). */
 export interface Tracing {
   tracer: Tracer;
+  /**
+   * Where the SDK's own errors and warnings go from now on (an export the collector refused or
+   * never answered, a bad setting), as `warn` lines: the process's log once it has one. Before,
+   * and without it, they are dropped, so a wrong endpoint would lose every span without a word.
+   */
+  reportTo(logger: Logger): void;
   shutdown(): Promise<void>;
+}
+
+/** The SDK's diagnostics (errors and warnings only) as warn lines of `logger()`, when there is one. */
+function diagnosticsTo(logger: () => Logger | null): DiagLogger {
+  const line = (message: string, args: unknown[]) => {
+    const detail = args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
+    logger()?.warn(`tracing: ${message}`, detail ? { detail: detail.slice(0, 2000) } : {});
+  };
+  const none = () => {};
+  return { error: (m, ...a) => line(m, a), warn: (m, ...a) => line(m, a), info: none, debug: none, verbose: none };
 }
 
 export type TraceProtocol = 'http/protobuf' | 'http/json';
@@ -130,10 +155,28 @@ export async function startTracing(env: Readonly<Record<string, string | undefin
     .merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: processors });
   provider.register();
+  let reportTo: Logger | null = null;
+  // The SDK reports a failed export through its global error handler, which writes to `diag`.
+  diag.setLogger(diagnosticsTo(() => reportTo), { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
   return {
     tracer: provider.getTracer(TRACER_NAME),
+    reportTo(logger) {
+      reportTo = logger;
+    },
     async shutdown() {
-      await provider.shutdown();
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), FLUSH_LIMIT_MS);
+      });
+      const flushed = provider.shutdown();
+      flushed.catch(() => {}); // a failure after the limit is nobody's to hear (a failure before it is thrown below)
+      try {
+        if ((await Promise.race([flushed, limit])) === 'late') {
+          reportTo?.warn(`tracing: the last spans were not sent within ${FLUSH_LIMIT_MS} ms of the shutdown; dropped`);
+        }
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
 }

@@ -150,9 +150,12 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
     assert.equal(refusedJson.code, 1);
     assert.deepEqual({ ...JSON.parse(refusedJson.stdout), message: null }, { code: 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', message: null, accepts: ['APPROVE', 'HOLD'] });
 
-    const signalled = await ats(['workflow', 'signal', approved, 'APPROVE', '--data', '{"by":"ann"}']);
+    const signalled = await ats(['workflow', 'signal', approved, 'APPROVE', '--data', '{"by":"ann"}', '--idempotency-key', 'approve-1']);
     assert.equal(signalled.code, 0, signalled.stderr);
     assert.equal(signalled.stdout, `${approved} done approved\n`);
+    // The same command again (a script's retry): taken before, so it answers the instance and adds nothing.
+    const repeated = await ats(['workflow', 'signal', approved, 'APPROVE', '--data', '{"by":"ann"}', '--idempotency-key', 'approve-1']);
+    assert.deepEqual([repeated.code, repeated.stdout], [0, `${approved} done approved\n`], repeated.stderr);
     const ended = await ats(['workflow', 'show', approved]);
     assert.match(ended.stdout, /^status {9}done$/m);
     assert.match(ended.stdout, /^output {9}\{"doc":"d-1","by":"ann"\}$/m);
@@ -250,7 +253,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
     assert.equal(help.code, 0);
     for (const sub of ['start', 'ls', 'show', 'history', 'signal', 'cancel', 'verify']) assert.match(help.stdout, new RegExp(`^usage: ats workflow ${sub} `, 'm'));
     const subHelp = await ats(['workflow', 'signal', '--help']);
-    assert.deepEqual([subHelp.code, subHelp.stdout.split('\n')[0]], [0, 'usage: ats workflow signal ID TYPE [--data JSON] [--json]']);
+    assert.deepEqual([subHelp.code, subHelp.stdout.split('\n')[0]], [0, 'usage: ats workflow signal ID TYPE [--data JSON] [--idempotency-key K] [--json]']);
     assert.match((await ats(['--help'])).stdout, /^ {2}ats workflow start\|ls\|show\|history\|signal\|cancel\|verify \.\.\. {2}workflow instances/m);
 
     const unknown = await ats(['workflow', 'start', 'cli.nope']);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
 import { WebSocket, WebSocketServer } from 'ws';
-import { setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import { job as jobActor } from '../machines/workflow.js';
 import { compose, type System } from '../cli/compose.js';
 import { configFrom } from '../cli/start.js';
@@ -36,6 +36,8 @@ const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
 const UPLOAD_PROGRESS = { step: 'upload', done: 1, of: 2 };
 const queue = () => `q-${Math.random().toString(36).slice(2, 10)}`;
 const later = () => new Date(Date.now() + 3_600_000).toISOString();
+/** The test server's largest batch body. */
+const BATCH_BODY_LIMIT = 1024 * 1024;
 
 const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> => {
   const end = Date.now() + ms;
@@ -73,7 +75,15 @@ before(async () => {
       approved: { type: 'final' },
     },
   }));
-  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
+  // Counts each ADD it takes, for ever: a signal taken twice shows.
+  registry.workflow('client.counter', setup({ types: { context: {} as { count: number } } }).createMachine({
+    id: 'client-counter', context: { count: 0 }, initial: 'counting',
+    states: { counting: { on: { ADD: { actions: assign({ count: ({ context }) => context.count + 1 }) } } } },
+  }));
+  // A batch body limit of 1 MiB (the default is 16): a test sends a batch over it.
+  const config = configFrom({
+    ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100', ATS_BATCH_BODY_LIMIT_BYTES: String(BATCH_BODY_LIMIT),
+  }, []);
   system = await compose(config, { registry, logger: silentLogger });
   url = (await system.start()).url!.replace('localhost', '127.0.0.1');
   system.app!.server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
@@ -141,10 +151,13 @@ function trackStreamTimers(): { pending(): number; restore(): void } {
  * client connection (1001, as a restart would, or the code given), a code
  * pushed on `refuse` answers the next subscribe with that error and close
  * 1011, as the server does when the check of a resume cursor cannot reach the
- * database, and `upgrades.refuseWith` answers every upgrade with that HTTP status.
+ * database, a close pushed on `closeOnSubscribe` closes the next subscribe's
+ * connection with it, unanswered, and `upgrades.refuseWith` answers every
+ * upgrade with that HTTP status.
  */
 async function streamProxy(target: string): Promise<{
-  url: string; refuse: string[]; upgrades: { refuseWith: number | null }; connections(): number; dropAll(code?: number, reason?: string): void; close(): Promise<void>;
+  url: string; refuse: string[]; closeOnSubscribe: Array<{ code: number; reason: string }>; upgrades: { refuseWith: number | null };
+  connections(): number; dropAll(code?: number, reason?: string): void; close(): Promise<void>;
 }> {
   const upgrades = { refuseWith: null as number | null };
   let connections = 0;
@@ -158,6 +171,7 @@ async function streamProxy(target: string): Promise<{
   });
   await once(wss, 'listening');
   const refuse: string[] = [];
+  const closeOnSubscribe: Array<{ code: number; reason: string }> = [];
   const open = new Set<WebSocket>();
   wss.on('connection', (client) => {
     open.add(client);
@@ -185,6 +199,12 @@ async function streamProxy(target: string): Promise<{
         upstream.terminate();
         return;
       }
+      if ((JSON.parse(text) as { op?: string }).op === 'subscribe' && closeOnSubscribe.length) {
+        const { code, reason } = closeOnSubscribe.shift()!;
+        client.close(code, reason);
+        upstream.terminate();
+        return;
+      }
       if (upstream.readyState === WebSocket.OPEN) upstream.send(text);
       else pending.push(text);
     });
@@ -192,6 +212,7 @@ async function streamProxy(target: string): Promise<{
   return {
     url: `http://127.0.0.1:${(wss.address() as { port: number }).port}`,
     refuse,
+    closeOnSubscribe,
     upgrades,
     connections: () => connections,
     dropAll: (code = 1001, reason = 'going away') => {
@@ -323,12 +344,55 @@ describe('REST calls', () => {
     assert.equal((await jobsOf(q)).length, n - 1);
   });
 
+  test('submitMany of jobs within the body limit whose batch is over the batch limit: sent in smaller requests, every job once, in order', async () => {
+    const q = queue();
+    const sizes: number[] = [];
+    const counting = createClient({
+      url,
+      fetch: async (input, init) => {
+        if (String(input).endsWith('/v1/jobs/batch')) sizes.push((JSON.parse(String(init?.body)) as { jobs: unknown[] }).jobs.length);
+        return fetch(input, init);
+      },
+    });
+    // 40 jobs of 40 KB: 1.6 MB in one batch, over its limit; each job far under the limit of one.
+    const big = 'x'.repeat(40 * 1024);
+    const jobs = Array.from({ length: 40 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: { i, big }, runAt: later() }));
+    assert.ok(Buffer.byteLength(JSON.stringify({ jobs })) > BATCH_BODY_LIMIT);
+    const results = await counting.submitMany(jobs);
+    assert.deepEqual(results.map((r) => r.status), Array(40).fill(201));
+    assert.equal(sizes[0], 40, 'tried as one batch first');
+    assert.equal(sizes.slice(1).reduce((a, n) => a + n, 0), 40, `then in parts, each job once: ${sizes.join(', ')}`);
+    for (const i of [0, 19, 20, 39]) assert.equal(((await ats.get(results[i]!.id!)).payload as { i: number }).i, i);
+    assert.equal((await jobsOf(q)).length, 40);
+  });
+
   test('no server: UnreachableError (an ApiError with status 0) after the retries', async () => {
     const gone = createClient({ url: `http://127.0.0.1:${await freePort()}`, retries: 2, retryDelayMs: { min: 5, max: 10 } });
     let retries = 0;
     await assert.rejects(gone.stats({ onRetry: () => retries++ }),
       (e: unknown) => e instanceof UnreachableError && e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_UNREACHABLE' && e.reason === 'ECONNREFUSED');
     assert.equal(retries, 2);
+  });
+
+  test('a server that redirects (http to https, say): a change is refused with the redirect, never sent on as a GET; a read follows it', async () => {
+    const requests: string[] = [];
+    const redirector = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(301, { location: url + req.url }).end();
+    });
+    await new Promise<void>((r) => redirector.listen(0, '127.0.0.1', r));
+    const moved = createClient({ url: `http://127.0.0.1:${(redirector.address() as { port: number }).port}`, retryDelayMs: { min: 5, max: 10 } });
+    const q = queue();
+    try {
+      await assert.rejects(moved.submit({ type: 'demo.echo', queue: q, payload: null, runAt: later() }),
+        (e: unknown) => e instanceof ApiError && e.status === 301 && e.code === 'HTTP_301' && e.message.includes(`${url}/v1/jobs`));
+      assert.deepEqual(requests, ['POST /v1/jobs'], 'not retried');
+      assert.deepEqual(await jobsOf(q), [], 'no job');
+      const page = await moved.listPage({ queue: q });
+      assert.deepEqual(page, { jobs: [], nextCursor: null });
+    } finally {
+      await new Promise((r) => redirector.close(r));
+    }
   });
 });
 
@@ -779,6 +843,37 @@ describe('watch', () => {
     }
   });
 
+  test('a socket that cannot even be made (a URL without a scheme, a key that is no header value): ready rejects, nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const record = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', record);
+    try {
+      for (const options of [{ url: url.replace(/^http:\/\//, '') }, { url, apiKey: 'ats_key\n' }]) {
+        const w = createClient({ ...options, WebSocket: WebSocket as unknown as WebSocketConstructor }).watch({}, { retryFirstConnect: true });
+        await assert.rejects(within(w.ready, `ready of ${JSON.stringify(options)}`), (e: unknown) => e instanceof UnreachableError && e.status === 0);
+        await assert.rejects(w.next(), (e: unknown) => e instanceof UnreachableError);
+      }
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      process.off('unhandledRejection', record);
+    }
+  });
+
+  test('a close with 4401 before the subscription is confirmed ends the watch too (a reconnect cannot tell it from a drop otherwise)', async (t) => {
+    const q = queue();
+    const proxy = await streamProxy(url);
+    t.after(() => proxy.close());
+    const w = createClient({ url: proxy.url }).watch({ queue: q }, { reconnect: { minMs: 20, maxMs: 100 } });
+    t.after(() => w.close());
+    await w.ready;
+    proxy.closeOnSubscribe.push({ code: KEY_REFUSED_CLOSE, reason: 'API key revoked: reconnect with a valid key' });
+    proxy.dropAll();
+    await assert.rejects(within(w.next(), 'the watch to end'), (e: unknown) => e instanceof ApiError && e.status === 401 && e.code === 'ATS_ERR_UNAUTHORIZED' && /revoked/.test(e.message));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(proxy.connections(), 2, 'no reconnect after the 4401');
+  });
+
   test('a refused subscribe is an ApiError with the server\'s code', async () => {
     const w = ats.watch({ jobId: 'not-a-ulid' });
     await assert.rejects(w.ready, (e: unknown) => e instanceof ApiError && e.code === 'ATS_ERR_VALIDATION' && /jobId/.test(e.message));
@@ -889,6 +984,27 @@ describe('retries never make a second job', () => {
       (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
     await proxy.close();
     assert.equal(proxy.keys.length, 1);
+  });
+
+  test('a signal whose answer is lost is sent again with its key and taken once; without a key it is not sent again', async () => {
+    const wf = await ats.startWorkflow({ name: 'client.counter' });
+    for (const [i, plan] of [['lose'], ['late503', 'stall']].entries()) {
+      const proxy = await faultyProxy(url, [...plan]);
+      const flaky = createClient({ url: proxy.url, timeoutMs: 1000, retries: 4, retryDelayMs: { min: 10, max: 50 } });
+      const after = await flaky.signalWorkflow(wf.id, { type: 'ADD' });
+      await proxy.close();
+      assert.equal(proxy.keys.length, plan.length + 1);
+      assert.equal(new Set(proxy.keys).size, 1, `one key for every try: ${proxy.keys.join(', ')}`);
+      assert.ok(proxy.keys[0]);
+      assert.deepEqual(after.context, { count: i + 1 }, 'the retry answers the instance as it is: the signal taken once');
+    }
+    assert.deepEqual((await ats.getWorkflow(wf.id)).context, { count: 2 }, 'each signal taken once');
+    const proxy = await faultyProxy(url, ['lose']);
+    const once = createClient({ url: proxy.url, timeoutMs: 1000, retries: 4, retryDelayMs: { min: 10, max: 50 } });
+    await assert.rejects(once.signalWorkflow(wf.id, { type: 'ADD' }, { idempotencyKey: false }), (e: unknown) => e instanceof ApiError);
+    await proxy.close();
+    assert.deepEqual(proxy.requests, [`POST /v1/workflows/${wf.id}/events`], 'sent once');
+    assert.deepEqual((await ats.getWorkflow(wf.id)).context, { count: 3 }, 'the lost one went through');
   });
 
   test('a cancel and a delete answered 503 after their commit, retried: done, not a 409 or a 404', async () => {

@@ -120,7 +120,10 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
 async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = { accept: 'application/json', ...http.headers, ...opts.headers };
   const abort = withTimeout(Math.max(http.timeoutMs, opts.timeoutMs ?? 0), opts.signal);
-  const init: RequestInit = { method, headers, signal: abort.signal };
+  // fetch follows a 301, 302 or 303 to a change as a GET (and drops its body): a request that changes
+  // something is not followed, so it cannot come back as the answer of another call, and nothing done.
+  const changes = method !== 'GET' && method !== 'HEAD';
+  const init: RequestInit = { method, headers, signal: abort.signal, ...(changes ? { redirect: 'manual' as const } : {}) };
   if (opts.body !== undefined) {
     init.body = JSON.stringify(opts.body);
     headers['content-type'] = 'application/json';
@@ -136,6 +139,7 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   } finally {
     abort.done();
   }
+  if (isRedirect(res)) throw redirected(res, method, path);
   if (!res.ok) {
     throw toApiError(res.status, text, res.headers.get('location'), res.headers.get('retry-after'));
   }
@@ -145,4 +149,14 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   } catch {
     throw new ApiError(res.status, `HTTP_${res.status}`, `expected JSON from ${method} ${path}, got: ${text.slice(0, 200)}`);
   }
+}
+
+/** A redirect not followed: its 3xx (in Node), or the opaque answer a browser gives in its place (status 0). */
+const isRedirect = (res: Response): boolean => res.type === 'opaqueredirect' || (res.status >= 300 && res.status < 400);
+
+/** A change the server redirected: not sent on (thrown at once, not retried), with where it was sent. */
+function redirected(res: Response, method: string, path: string): ApiError {
+  const location = res.headers.get('location');
+  const where = location ? ` to ${location}` : '';
+  return new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} was redirected${where}, and a change is not sent on: give the client the URL it moved to`);
 }

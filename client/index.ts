@@ -39,7 +39,9 @@ export interface ClientOptions {
   url: string;
   /**
    * Sent as `Authorization: Bearer <apiKey>` on every request (and on the
-   * stream's upgrade when the socket is `ws`), for a gateway in front of ats.
+   * stream's upgrade: as that header with `ws`, as the subprotocol
+   * `ats.key.<apiKey>` with a browser's socket). Required by the server once
+   * keys exist (docs/security.md).
    */
   apiKey?: string | undefined;
   /** @defaultValue globalThis.fetch */
@@ -157,7 +159,8 @@ export class AtsClient {
 
   /**
    * `POST /v1/jobs/batch`, MAX_BATCH items a request (one request after the
-   * other): one result per job, in the order given. An item the server
+   * other; a request over the server's batch body limit is split until it
+   * fits): one result per job, in the order given. An item the server
    * refuses is its result (`status` 4xx, `code`, `message`), not a throw;
    * a refused request (or one that failed after its retries) throws, and the
    * requests before it stand — submitting the same items again with the same
@@ -169,14 +172,24 @@ export class AtsClient {
       ? jobs
       : jobs.map((j) => (j.idempotencyKey === undefined ? { ...j, idempotencyKey: newIdempotencyKey() } : j));
     const results: BatchResult[] = [];
-    for (let from = 0; from < keyed.length; from += size) {
-      const chunk = keyed.slice(from, from + size);
-      const r = await call<{ results: BatchResult[] }>(this.http, 'POST', '/v1/jobs/batch', {
-        ...opts, body: { jobs: chunk }, retry: chunk.every((j) => j.idempotencyKey !== undefined),
-      });
-      results.push(...r.body.results);
-    }
+    for (let from = 0; from < keyed.length; from += size) results.push(...(await this.submitBatch(keyed.slice(from, from + size), opts)));
     return results;
+  }
+
+  /**
+   * One `POST /v1/jobs/batch` of `jobs`; a body over the server's batch limit
+   * (413, refused before anything is written) is sent again in halves.
+   */
+  private async submitBatch(jobs: readonly BatchItem[], opts: RequestOptions): Promise<BatchResult[]> {
+    try {
+      return (await call<{ results: BatchResult[] }>(this.http, 'POST', '/v1/jobs/batch', {
+        ...opts, body: { jobs }, retry: jobs.every((j) => j.idempotencyKey !== undefined),
+      })).body.results;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 413 && jobs.length > 1)) throw err;
+      const half = Math.ceil(jobs.length / 2);
+      return [...(await this.submitBatch(jobs.slice(0, half), opts)), ...(await this.submitBatch(jobs.slice(half), opts))];
+    }
   }
 
   /** `GET /v1/jobs/:id`: the job with its events and the actions it accepts now. */
@@ -310,11 +323,18 @@ export class AtsClient {
    * `POST /v1/workflows/:id/events`: sends `event` to the instance's machine;
    * the instance after the step. One it does not take now throws an ApiError
    * `ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED` whose `accepts` names what it takes.
-   * Never sent again after a try whose outcome is unknown (the machine could
-   * take the event twice): that failure is thrown.
+   * Like `submit`, a signal carries an Idempotency-Key (made here unless
+   * given), so a try whose outcome is unknown is sent again and the machine
+   * takes the event once. `idempotencyKey: false` sends none: then it is
+   * never sent again after such a try (the machine could take the event
+   * twice), and that failure is thrown.
    */
-  async signalWorkflow(id: string, event: WorkflowSignal, opts: RequestOptions = {}): Promise<Workflow> {
-    return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/events`, { ...opts, body: event, retryUnknown: false })).body;
+  async signalWorkflow(id: string, event: WorkflowSignal, opts: RequestOptions & { idempotencyKey?: string | false } = {}): Promise<Workflow> {
+    const { idempotencyKey, ...rest } = opts;
+    const key = idempotencyKey === undefined ? newIdempotencyKey() : idempotencyKey;
+    return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/events`, {
+      ...rest, body: event, ...(key === false ? { retryUnknown: false } : { headers: { 'idempotency-key': key } }),
+    })).body;
   }
 
   /**

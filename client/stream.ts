@@ -145,6 +145,9 @@ export function watch(deps: StreamDeps, filter: StreamFilter, opts: WatchOptions
 /** The close code of a stream whose key no longer works (revoked, or keys became required): docs/stream.md. */
 export const KEY_REFUSED_CLOSE = 4401;
 
+/** What a close with KEY_REFUSED_CLOSE ends the watch with. */
+const keyRefused = (reason: string): ApiError => new ApiError(401, 'ATS_ERR_UNAUTHORIZED', reason || 'the API key no longer works');
+
 /** What `ready` rejects with when the watch is closed before it was first subscribed (unless closed by its signal). */
 function closedBeforeSubscribed(): Error {
   const e = new Error('the watch was closed before it was subscribed');
@@ -294,13 +297,20 @@ class ResumingWatch implements Watch {
       return { kind: 'failed', error: error as Error, fatal: true };
     }
     if (this.closed) return { kind: 'failed', error: closedBeforeSubscribed(), fatal: true };
-    return new Promise((resolve) => {
-      const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
-      const url = streamUrl(this.deps.baseUrl);
-      const isWs = typeof (Ctor.prototype as { terminate?: unknown }).terminate === 'function';
-      const ws = isWs
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    const url = streamUrl(this.deps.baseUrl);
+    const isWs = typeof (Ctor.prototype as { terminate?: unknown }).terminate === 'function';
+    let ws: WebSocketLike;
+    try {
+      ws = isWs
         ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timeoutMs })
         : new (Ctor as unknown as new (u: string, p: string[]) => WebSocketLike)(url, browserProtocols(this.deps.headers));
+    } catch (error) {
+      // The socket cannot be made at all (a URL without a scheme, a key that is no header value, a page
+      // on https opening ws:): every try would throw the same.
+      return { kind: 'failed', error: new UnreachableError(this.deps.baseUrl, (error as Error)?.message ?? String(error), { cause: error }), fatal: true };
+    }
+    return new Promise((resolve) => {
       const conn = { settled: false, subscribed: false, ended: false, status: 0, error: null as unknown, heard: true };
       const settle = (o: Outcome) => {
         if (conn.settled) return;
@@ -336,6 +346,8 @@ class ResumingWatch implements Watch {
       const onClosed = (code: number, reason: string) => {
         if (conn.ended) return;
         end();
+        // A key refused before the subscription held (checked while it was being confirmed) is refused as after.
+        if (!conn.settled && code === KEY_REFUSED_CLOSE) return settle({ kind: 'failed', error: keyRefused(reason), fatal: true });
         if (!conn.settled) return settle({ kind: 'failed', error: this.failure(conn.status, conn.error, code), fatal: false });
         if (conn.subscribed) this.onDropped(code, reason);
       };
@@ -445,7 +457,7 @@ class ResumingWatch implements Watch {
   private onDropped(code: number, reason: string): void {
     if (this.closed || this.paused) return;
     // The key was revoked (or keys became required): connecting again with it cannot succeed.
-    if (code === KEY_REFUSED_CLOSE) return this.fail(new ApiError(401, 'ATS_ERR_UNAUTHORIZED', reason || 'the API key no longer works'));
+    if (code === KEY_REFUSED_CLOSE) return this.fail(keyRefused(reason));
     this.opts.onConnection?.('disconnected');
     this.opts.onNotice?.(`stream: disconnected (${code}${reason ? ` ${reason}` : ''}); resuming from the last cursor`);
     this.scheduleReconnect();

@@ -1,3 +1,6 @@
+import type { Logger } from './ports.js';
+import { errorFields } from './logger.js';
+
 /**
  * The pause of a background loop after consecutive failed passes: `baseMs`,
  * doubling with each further failure up to `maxMs`, back to nothing after a
@@ -26,3 +29,38 @@ export class ErrorBackoff {
     return this.failures;
   }
 }
+
+/**
+ * The log of a loop that retries at a steady pace while a dependency is down
+ * (the relay, the stream's tails): the first failure is logged, then at most
+ * one line per `everyMs` with the failures so far, and the first success
+ * after them; an outage of an hour is a few dozen lines, not thousands.
+ */
+export class OutageLog {
+  private failures = 0;
+  private loggedAt = 0;
+
+  constructor(
+    private readonly logger: Pick<Logger, 'error' | 'info'>,
+    private readonly what: string,
+    private readonly everyMs = OUTAGE_LOG_EVERY_MS,
+  ) {}
+
+  /** A failed try at `now`. */
+  failed(err: unknown, now: number): void {
+    this.failures++;
+    if (this.failures > 1 && now - this.loggedAt < this.everyMs) return;
+    this.loggedAt = now;
+    this.logger.error(`${this.what} failed, will retry`, { ...errorFields(err), failures: this.failures });
+  }
+
+  /** A try that worked: logs the end of an outage, if there was one. */
+  succeeded(): void {
+    if (this.failures === 0) return;
+    this.logger.info(`${this.what} works again`, { failures: this.failures });
+    this.failures = 0;
+  }
+}
+
+/** At most one line per this while an outage lasts. */
+export const OUTAGE_LOG_EVERY_MS = 60_000;

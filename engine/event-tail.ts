@@ -19,7 +19,7 @@
  * the horizon up to the newest id that is final (see SeenMarks). The first
  * client to arrive wakes it, and it reads on from there.
  */
-import { errorFields } from './logger.js';
+import { OutageLog } from './error-backoff.js';
 import type { Clock, JobStore, Logger, StreamEventRecord } from './ports.js';
 import { Waker } from './wake.js';
 
@@ -307,20 +307,23 @@ export class TailReader {
 
   private async run(signal: AbortSignal): Promise<void> {
     const { clock, logger } = this.deps;
+    const outage = new OutageLog(logger, `${this.deps.name ?? 'stream'}: tail read`);
     while (!signal.aborted) {
       try {
         if (this.idle()) {
           await this.skipAhead();
+          outage.succeeded();
           await this.waker.wait(clock, this.opts.idlePollMs, signal);
           continue;
         }
         const { again, gapUntil } = await this.step();
+        outage.succeeded();
         if (again) continue;
         const wait = gapUntil === null ? this.opts.pollMs : Math.max(1, Math.min(this.opts.gapPollMs, gapUntil - clock.now()));
         await this.waker.wait(clock, wait, signal);
       } catch (err) {
         if (signal.aborted) break;
-        logger.error(`${this.deps.name ?? 'stream'}: tail read failed, will retry`, errorFields(err));
+        outage.failed(err, clock.now());
         await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
       }
     }

@@ -21,3 +21,15 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (
   if (failures.length > 0) throw failures[0];
   return out;
 }
+
+/**
+ * `Promise.all` that waits for every promise to settle before it throws the
+ * first failure: a caller that fails never leaves work of its own still
+ * running (and writing) behind it.
+ */
+export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}

@@ -6,7 +6,7 @@ import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { LimitDirectory } from './limit-directory.js';
 import { DEFAULT_TENANT, TENANT_PATTERN } from './auth.js';
-import { admit, limitKeyOf, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
+import { admit, limitKeyOf, rateChangeShift, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
 import { silentLogger } from './logger.js';
 import type { JobSpec } from './ports.js';
 import { TransitionService, type ApplyResult } from './transitions.js';
@@ -51,6 +51,42 @@ describe('admit', () => {
         for (let i = max; i < starts.length; i++) assert.ok(starts[i]! - starts[i - max]! >= intervalMs, `start ${i} too close`);
       },
     ));
+  });
+});
+
+describe('rateChangeShift', () => {
+  it('moves the rate state by the change of step; none without a rate before or after', () => {
+    assert.equal(rateChangeShift({ max: 1, intervalMs: 3_600_000 }, { max: 10, intervalMs: 1000 }), 100 - 3_600_000);
+    assert.equal(rateChangeShift({ max: 10, intervalMs: 1000 }, { max: 1, intervalMs: 1000 }), 900);
+    assert.equal(rateChangeShift({ max: 3, intervalMs: 1000 }, { max: 3, intervalMs: 1000 }), 0);
+    assert.equal(rateChangeShift(null, { max: 1, intervalMs: 1000 }), 0);
+    assert.equal(rateChangeShift({ max: 1, intervalMs: 1000 }, null), 0);
+  });
+
+  it('after a change of rate, the next start comes one new step after the last start: no sooner, and no later when tried', () => {
+    const rate = fc.record({ max: fc.integer({ min: 1, max: 8 }), intervalMs: fc.integer({ min: 1, max: 5000 }) });
+    fc.assert(fc.property(rate, rate, fc.integer({ min: 1, max: 20 }), fc.integer({ min: 0, max: 6000 }), (r1, r2, before, changeAfter) => {
+      // Claims tried every ms: `before` starts under r1, then the rate changes `changeAfter` ms after the last one.
+      let tat = 0;
+      let now = 1_000_000;
+      const starts: number[] = [];
+      while (starts.length < before) {
+        const a = admit({ concurrency: null, rate: r1, tat }, 0, now);
+        if (a.ok) {
+          tat = a.tat;
+          starts.push(now);
+        }
+        now++;
+      }
+      const last = starts.at(-1)!;
+      const change = last + changeAfter;
+      tat += rateChangeShift(r1, r2);
+      for (now = Math.max(now, change); ; now++) {
+        const a = admit({ concurrency: null, rate: r2, tat }, 0, now);
+        if (a.ok) break;
+      }
+      assert.equal(now, Math.max(change, last + rateStep(r2), last + 1), `next start at ${now - last} ms after the last`);
+    }));
   });
 });
 
@@ -156,6 +192,26 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(outcome(await svc.apply(a!, { type: 'HEARTBEAT', attempt: 1, leaseUntil: clock.now() + 30_000 })), 'lease-ended');
     }));
 
+    it('a heartbeat stamped before its lease ended but written after another claim took the slot: that attempt counts again', () => withService(async ({ store, svc, clock }) => {
+      // The other worker's claim is stamped 2 ms later than this heartbeat: it is written first, then the heartbeat.
+      const later = new ManualClock();
+      await later.advance(clock.now());
+      const other = new TransitionService({ store, clock: later, random: mathRandom, ids: ulidIds() });
+      await store.putLimit('k', { concurrency: 1, rate: null }, clock.now());
+      const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'k' });
+      assert.equal(outcome(await svc.apply(a!, started(1, clock.now() + 1000))), 'started');
+      await clock.advance(999);
+      await later.advance(1001);
+      assert.equal(outcome(await other.apply(b!, started(1, later.now() + 30_000))), 'started', 'a\'s lease is over at b\'s claim');
+      assert.ok((await svc.apply(a!, { type: 'HEARTBEAT', attempt: 1, leaseUntil: clock.now() + 30_000 })).ok, 'within its lease when stamped');
+      // a runs on with a lease that holds: it counts, beside b, and c waits for both.
+      assert.deepEqual([...(await store.runningByKey(['k'], later.now()))], [['k', 2]]);
+      assert.ok((await other.apply(b!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.equal(outcome(await other.apply(c!, started(1, later.now() + 30_000))), 'throttled');
+      assert.ok((await svc.apply(a!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.equal(outcome(await other.apply(c!, started(1, later.now() + 30_000))), 'started');
+    }));
+
     it('spaces the starts of a rated key and says when the next may go', () => withService(async ({ store, svc, clock }) => {
       await store.putLimit('api', { concurrency: null, rate: { max: 2, intervalMs: 1000 } }, clock.now());
       const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'api' });
@@ -172,6 +228,34 @@ for (const backend of STORE_BACKENDS) {
       const { limit, created } = await store.putLimit('api', { concurrency: 5, rate: { max: 2, intervalMs: 1000 } }, clock.now());
       assert.equal(created, false);
       assert.equal(limit.tat, clock.now() + 500);
+    }));
+
+    it('a rate changed mid-interval spaces the next start by the new step from the last start, whether faster or slower', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('api', { concurrency: null, rate: { max: 1, intervalMs: 3_600_000 } }, clock.now());
+      const [a, b, c, d] = await submit(svc, 4, { concurrencyKey: 'api' });
+      const lease = clock.now() + 30_000;
+      assert.equal(outcome(await svc.apply(a!, started(1, lease))), 'started');
+      const lastStart = clock.now();
+      await clock.advance(10);
+      // One an hour, then ten a second: the next may start 100 ms after the last, not an hour after it.
+      assert.equal((await store.putLimit('api', { concurrency: null, rate: { max: 10, intervalMs: 1000 } }, clock.now())).limit.tat, lastStart + 100);
+      const early = await svc.apply(b!, started(1, lease));
+      assert.ok(!early.ok && early.reason === 'throttled' && early.retryAfterMs === 90, JSON.stringify(!early.ok && early.reason === 'throttled' && early.retryAfterMs));
+      await clock.advance(90);
+      assert.equal(outcome(await svc.apply(b!, started(1, lease))), 'started');
+      // Ten a second, then one a second: the next waits a second after the last start, not 100 ms.
+      const secondStart = clock.now();
+      await store.putLimit('api', { concurrency: null, rate: { max: 1, intervalMs: 1000 } }, clock.now());
+      await clock.advance(100);
+      const slow = await svc.apply(c!, started(1, lease));
+      assert.ok(!slow.ok && slow.reason === 'throttled' && slow.retryAfterMs === 900);
+      await clock.advance(900);
+      assert.equal(clock.now(), secondStart + 1000);
+      assert.equal(outcome(await svc.apply(c!, started(1, lease))), 'started');
+      // The same rate again, or a change of its concurrency only: the state stays.
+      const tat = (await store.getLimit('api'))!.tat;
+      assert.equal((await store.putLimit('api', { concurrency: 3, rate: { max: 1, intervalMs: 1000 } }, clock.now())).limit.tat, tat);
+      assert.equal(outcome(await svc.apply(d!, started(1, lease))), 'throttled');
     }));
 
     it('a key without a limit, and a job without a key, are not limited; deleting a limit lifts it', () => withService(async ({ store, svc, clock }) => {

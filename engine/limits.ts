@@ -73,6 +73,20 @@ export function admit(limit: LimitSpec & { tat: number }, running: number, now: 
 /** The time between two starts a rate allows, whole ms rounded up (so never more than `max` per interval). */
 export const rateStep = (rate: { max: number; intervalMs: number }): number => Math.ceil(rate.intervalMs / rate.max);
 
+/**
+ * How far a limit's rate state (`tat`) moves when its rate changes from
+ * `from` to `to`: by the difference of their steps. `tat` is the last start
+ * plus the old step; moved so, it is the last start plus the new step, so the
+ * new spacing holds from the last start on. A faster rate lets the key's
+ * waiting jobs go one new step after the last start (not when the old, slower
+ * rate would have allowed, which may be hours away); a slower one spaces the
+ * next start by its own step. Without a rate before or after, the state stays
+ * (0 when either is null).
+ */
+export function rateChangeShift(from: LimitSpec['rate'], to: LimitSpec['rate']): number {
+  return from === null || to === null ? 0 : rateStep(to) - rateStep(from);
+}
+
 /** The key a limit of `tenant` on `key` is stored under: the default tenant's bare, any other's `<tenant>/<key>`. */
 export const storedLimitKey = (tenant: string, key: string): string => (tenant === DEFAULT_TENANT ? key : `${tenant}/${key}`);
 

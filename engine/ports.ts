@@ -339,10 +339,11 @@ export interface JobStore {
   lastIssuedEventId(): Promise<number>;
   /**
    * Jobs of `queue` waiting to start ahead of job `id` (pending or published,
-   * created before it), counting at most `limit` (the advisor's ETA). Its cost
-   * is bounded by the jobs waiting, never by the history kept.
+   * created before it, due by `now`: a job scheduled for later is not ahead),
+   * counting at most `limit` (the advisor's ETA). Its cost is bounded by the
+   * jobs waiting, never by the history kept.
    */
-  countWaitingAhead(queue: string, id: string, limit: number): Promise<number>;
+  countWaitingAhead(queue: string, id: string, limit: number, now: number): Promise<number>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**
@@ -481,7 +482,7 @@ export interface ScheduleTick {
  * Every key here is a stored key: tenant-qualified (`storedLimitKey`), the default tenant's bare.
  */
 export interface LimitStore {
-  /** Creates or replaces the limit of `key` (its rate state is kept). */
+  /** Creates or replaces the limit of `key` (its rate state kept, moved by a change of rate: engine/limits.ts `rateChangeShift`). */
   putLimit(key: string, spec: LimitSpec, now: number): Promise<{ limit: LimitRecord; created: boolean }>;
   getLimit(key: string): Promise<LimitRecord | null>;
   /** The limits by stored key, at most `limit`: only `tenant`'s when given, else every tenant's. */
@@ -548,8 +549,13 @@ export interface ScheduleStore {
   replaceSchedule(s: ScheduleRecord, expectedVersion: number): Promise<boolean>;
   /** Deletes the schedule and its ticks; false when there was none. */
   deleteSchedule(tenant: string, name: string): Promise<boolean>;
-  /** Schedules of every tenant not paused whose next tick is at or before `now`, soonest first (the timers'). */
-  dueSchedules(now: number, limit: number): Promise<ScheduleRecord[]>;
+  /**
+   * Schedules of every tenant not paused whose next tick is at or before
+   * `now`, at most `limit`, soonest first and then by tenant and name (the
+   * timers'): a total order, so a reader pages through them, each page after
+   * the (nextAt, tenant, name) of the last row of the page before (`after`).
+   */
+  dueSchedules(now: number, limit: number, after?: Pick<ScheduleRecord, 'tenant' | 'name'> & { nextAt: number }): Promise<ScheduleRecord[]>;
   /** Records fired ticks (a tick recorded already is left as it is), keeping the newest `keep` per schedule. */
   recordTicks(ticks: readonly ScheduleTick[], keep: number): Promise<void>;
   /** A schedule's ticks, newest first. */
@@ -597,7 +603,8 @@ export interface WorkflowEventRecord {
    * CHILD `{type, jobId, outcome}`, TIMER `{type, timerId}`, CANCEL
    * `{type, reason?}`) plus `jobIds`: the ids drawn for the step's
    * invocations, in order (one entered and left within the step got an id
-   * but started no job).
+   * but started no job). A SIGNAL sent with an Idempotency-Key also has
+   * `idempotencyKey` (see `signalKeyOf`).
    */
   data: unknown;
   /** The instance's status after the event. */
@@ -656,6 +663,26 @@ export interface WorkflowMessageRecord {
   createdAt: number;
 }
 
+/** What `updateWorkflow` reads with the locked instance, beside it. */
+export interface WorkflowStepRead {
+  /** A message waiting for the instance, given to `decide` (null when it is gone). */
+  messageId?: string;
+  /** The instance's event recorded by a signal with this Idempotency-Key, given to `decide` (null when none is). */
+  signalKey?: string;
+}
+
+/** `updateWorkflow`'s decision on the instance as read (null: it does not exist), with what it read beside it. */
+export type WorkflowDecide<T> = (
+  workflow: WorkflowRecord | null, message: WorkflowMessageRecord | null, signalled: WorkflowEventRecord | null,
+) => WorkflowDecision<T>;
+
+/** The Idempotency-Key of a SIGNAL event's data, if it was sent with one (the store indexes it). */
+export function signalKeyOf(e: Pick<WorkflowEventRecord, 'type' | 'data'>): string | null {
+  if (e.type !== 'SIGNAL') return null;
+  const key = (e.data as { idempotencyKey?: unknown } | null)?.idempotencyKey;
+  return typeof key === 'string' ? key : null;
+}
+
 /** What `updateWorkflow`'s decide returns: the step to commit (or none), the caller's result, and whether the message read with it is taken. */
 export interface WorkflowDecision<T> {
   write: WorkflowWrite | null;
@@ -694,13 +721,14 @@ export interface WorkflowStore {
    * the instance (compare-and-set), its event, its child jobs, the cancels
    * and its timers (the rows of `workflow_timers` become `state.timers`) in
    * one transaction. `decide` is pure and may run again after a lost race.
-   * With `messageId`, that message is read and locked after the instance and
+   * With `read.messageId`, that message is read and locked after the instance and
    * given to `decide` (null when it is gone: taken already, or never asked
-   * for); `consumeMessage` deletes it in the same transaction.
+   * for); `consumeMessage` deletes it in the same transaction. With
+   * `read.signalKey`, the instance's event recorded by a signal with that
+   * Idempotency-Key is read after the instance and given to `decide` (null
+   * when there is none); a key is recorded once per instance.
    */
-  updateWorkflow<T>(
-    id: string, decide: (workflow: WorkflowRecord | null, message: WorkflowMessageRecord | null) => WorkflowDecision<T>, messageId?: string,
-  ): Promise<T>;
+  updateWorkflow<T>(id: string, decide: WorkflowDecide<T>, read?: WorkflowStepRead): Promise<T>;
   /** The ids of messages waiting for instance `targetId`, in the order they were sent, at most `limit`. */
   pendingWorkflowMessages(targetId: string, limit: number): Promise<string[]>;
   /**

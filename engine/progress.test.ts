@@ -82,6 +82,31 @@ describe('ProgressReporter', () => {
     assert.throws(() => r.report(101), RangeError);
   });
 
+  for (const end of ['close', 'flush'] as const) {
+    it(`once the attempt's signal aborted, no value waits out the interval: ${end} ${end === 'close' ? 'drops' : 'writes'} the pending one`, async () => {
+      const clock = manual();
+      const writes: string[] = [];
+      const store = { setProgress: async (_id: string, _attempt: number, json: string) => (writes.push(json), true) };
+      const attempt = new AbortController();
+      const r = new ProgressReporter({ store, clock, log: silentLogger, signal: attempt.signal }, 'job', 1);
+      await r.report(1);
+      const pending = r.report(2);
+      attempt.abort(); // the attempt was given up (a crash, a cancel) or ends (a timeout)
+      await clock.advance(PROGRESS_INTERVAL_MS);
+      assert.deepEqual(writes, ['1'], 'not written when the interval passed');
+      // A handler awaiting its report in its abort path goes on at once: it need not wait for the worker's flush.
+      const soon = () => new Promise((resolve) => setImmediate(resolve, 'held'));
+      assert.equal(await Promise.race([pending.then(() => 'resolved'), soon()]), 'resolved');
+      assert.equal(await Promise.race([r.report(3).then(() => 'resolved'), soon()]), 'resolved', 'also a report made after the abort');
+      await r[end]();
+      await pending;
+      assert.deepEqual(writes, end === 'close' ? ['1'] : ['1', '3'], 'flush writes the newest value');
+      await r.report(4); // after it: checked, not written
+      await clock.advance(PROGRESS_INTERVAL_MS);
+      assert.deepEqual(writes, end === 'close' ? ['1'] : ['1', '3']);
+    });
+  }
+
   it('a failed write is logged, not thrown: the handler goes on', async () => {
     const clock = manual();
     const warned: string[] = [];

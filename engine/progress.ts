@@ -67,12 +67,22 @@ export interface ProgressReporterDeps {
   store: Pick<ProgressStore, 'setProgress'>;
   clock: Clock;
   log: Logger;
+  /**
+   * The attempt's signal: once it aborts, no write waits out the interval
+   * any more (what is pending then is left to `flush`, or dropped by `close`),
+   * and a report resolves at once, so a handler that awaits one on its way
+   * out is not held until the worker flushes.
+   * @defaultValue none
+   */
+  signal?: AbortSignal;
 }
 
 /**
  * One attempt's progress writes: the first at once, later ones at most every
  * PROGRESS_INTERVAL_MS with the newest value then; `flush` writes what is
- * pending now (before the attempt's outcome, which ends its right to write).
+ * pending now (before the attempt's outcome, which ends its right to write),
+ * `close` drops it (an attempt given up: crashed, cancelled, left to its
+ * lease). After either, nothing more is written.
  */
 export class ProgressReporter {
   private pending: { json: string; waiters: Array<() => void> } | null = null;
@@ -92,7 +102,16 @@ export class ProgressReporter {
       waiters.push(resolve);
       this.pending = { json, waiters };
       this.schedule();
+      if (this.deps.signal?.aborted) this.release();
     });
+  }
+
+  /** Lets the reports waiting for the pending value go on; the value stays pending (for `flush` or `close`). */
+  private release(): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = { json: p.json, waiters: [] };
+    for (const w of p.waiters) w();
   }
 
   /** Writes the pending value now and stops taking more. */
@@ -102,12 +121,25 @@ export class ProgressReporter {
     await this.write();
   }
 
+  /** Stops taking more and drops the pending value; resolves once no write is in flight. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.release();
+    this.pending = null;
+    await this.writing;
+  }
+
   private schedule(): void {
-    if (this.timer) return;
-    const wait = this.lastWriteAt + PROGRESS_INTERVAL_MS - this.deps.clock.now();
-    this.timer = (wait > 0 ? this.deps.clock.sleep(wait) : Promise.resolve()).then(() => {
+    const { clock, signal } = this.deps;
+    if (this.timer || signal?.aborted) return;
+    const wait = this.lastWriteAt + PROGRESS_INTERVAL_MS - clock.now();
+    this.timer = (wait > 0 ? clock.sleep(wait, signal) : Promise.resolve()).then(() => {
       this.timer = null;
+      if (signal?.aborted) return this.release();
       this.writing = this.writing.then(() => this.write());
+    }, () => {
+      this.timer = null; // aborted: the pending value waits for flush or close, its reports do not
+      this.release();
     });
   }
 

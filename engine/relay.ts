@@ -8,7 +8,7 @@
  * a duplicate, which consumers drop by the outbox id header and the attempt
  * fence. The reverse order could lose a message, so it is never done.
  */
-import { errorFields } from './logger.js';
+import { OutageLog } from './error-backoff.js';
 import { KIND_HEADER, SCHEMA_HEADER, SCHEMA_VERSION, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import { isLane } from './lanes.js';
@@ -152,15 +152,17 @@ export class Relay {
       { delayMs: this.opts.publishedDelayMs ?? 200, maxPerRecord: Math.max(this.opts.batchSize, OUTBOX_ROW_MAX_MESSAGES), limit: MAX_PENDING_RECORDINGS * (this.opts.batchSize + OUTBOX_ROW_MAX_MESSAGES) },
     );
     recorder.start();
+    const outage = new OutageLog(logger, 'relay: batch');
     while (!signal.aborted) {
       try {
         const { n, dispatched } = await this.publishBatch();
+        outage.succeeded();
         recorder.add(dispatched);
         await recorder.room(signal);
         if (n < this.opts.batchSize) await waker.wait(clock, this.opts.pollMs, signal);
       } catch (err) {
         if (signal.aborted) break;
-        logger.error('relay: batch failed, will retry', errorFields(err));
+        outage.failed(err, clock.now());
         await clock.sleep(this.opts.errorBackoffMs, signal).catch(() => undefined);
       }
     }

@@ -11,6 +11,8 @@ import { setup } from 'xstate';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { job, type WorkflowStatus } from '../machines/workflow.js';
+import { intercept } from '../tests/helpers/intercept.js';
+import { AtsError, isAtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { createLogger } from './logger.js';
 import type { Clock, JobSpec, WorkflowRecord } from './ports.js';
@@ -117,6 +119,18 @@ describe('retention', () => {
     assert.deepEqual(await store.recountJobs(), []);
   });
 
+  it('leaves a deleted job\'s unpublished outbox rows to the relay, and keeps the job counts exact', async () => {
+    const ids = [await submit(), await submit()];
+    for (const id of ids) await apply(id, { type: 'CANCEL' });
+    const unpublished = await store.countUnpublished();
+    assert.ok(unpublished > 0, 'the submits\' dispatches are not published yet');
+    now += 30 * DAY;
+    assert.equal((await retention().runOnce()).deleted, 2);
+    assert.equal(await store.countUnpublished(), unpublished, 'their outbox rows are the relay\'s');
+    assert.deepEqual(await store.recountJobs(), []);
+    assert.deepEqual((await store.stats()).byState.cancelled, 0);
+  });
+
   it('an Idempotency-Key is remembered as long as its job exists; after retention a resubmit creates a new job', async () => {
     const first = await svc.submit(spec({ idempotencyKey: 'order-42' }));
     assert.ok(first.ok && first.created);
@@ -216,5 +230,28 @@ describe('retention', () => {
     await r.stop();
     assert.deepEqual(await store.listWorkflows({ tenant: 'default', limit: 10 }), []);
     assert.deepEqual([r.deleted, r.deletedWorkflows], [1, 5]);
+  });
+
+  it('a store that fails mid-pass: the pass throws, what went before is counted, the loop logs it and goes on', async () => {
+    await apply(await submit(), { type: 'CANCEL' });
+    for (let n = 1; n <= 2; n++) await instance(wid(n), 'cancelled');
+    now += 30 * DAY;
+    let down = 2;
+    const unavailable = () => new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'The database is not reachable');
+    const flaky = intercept(store, (name) => name === 'purgeWorkflows', async (call) => {
+      if (down-- > 0) throw unavailable();
+      return call();
+    });
+    const errors: string[] = [];
+    const logger = { ...createLogger('silent'), error: (msg: string) => void errors.push(msg) };
+    const r = new Retention({ store: flaky, clock, logger }, opts);
+    await assert.rejects(r.runOnce(), (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
+    assert.equal(r.deleted, 1, 'the job deleted before the store failed is counted');
+    r.start();
+    for (let i = 0; i < 400 && r.deletedWorkflows < 2; i++) await delay(5);
+    await r.stop();
+    assert.deepEqual([r.deleted, r.deletedWorkflows], [1, 2]);
+    assert.deepEqual(errors, ['retention: batch failed, will retry']);
+    assert.deepEqual(await store.recountJobs(), []);
   });
 });

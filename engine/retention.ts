@@ -72,7 +72,9 @@ export class Retention {
   /**
    * One batch per terminal job state, then one per ended workflow status;
    * returns how many of each went, and whether any batch was full (more may
-   * be waiting).
+   * be waiting). A batch that fails throws: the ones before it stay
+   * counted in `deleted` and `deletedWorkflows`, and the loop tries again
+   * after a pause.
    */
   async runOnce(): Promise<{ deleted: number; deletedWorkflows: number; more: boolean }> {
     const now = this.deps.clock.now();
@@ -83,15 +85,15 @@ export class Retention {
     for (const [state, ageMs] of this.limits()) {
       const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize);
       deleted += n;
+      this.deleted += n;
       more ||= n >= this.opts.batchSize;
     }
     for (const [status, ageMs] of this.workflowLimits()) {
       const n = await store.purgeWorkflows(status, now - ageMs, this.opts.batchSize);
       deletedWorkflows += n;
+      this.deletedWorkflows += n;
       more ||= n >= this.opts.batchSize;
     }
-    this.deleted += deleted;
-    this.deletedWorkflows += deletedWorkflows;
     return { deleted, deletedWorkflows, more };
   }
 

@@ -14,7 +14,7 @@ import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobStore, JobTemplate, ScheduleRecord, ScheduleStore } from './ports.js';
 import {
-  MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
+  DUE_BATCH, MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
 } from './schedules.js';
 import { TransitionService } from './transitions.js';
 import { intercept } from '../tests/helpers/intercept.js';
@@ -83,6 +83,46 @@ describe('ticksToFire', () => {
     const plan = ticksToFire(parseCron('0 9 * * *', 'America/New_York'), Date.UTC(2031, 0, 1, 14), 'none', Date.UTC(2031, 0, 1, 14, 0, 1));
     assert.deepEqual(plan.fire, [Date.UTC(2031, 0, 1, 14)]);
     assert.equal(plan.nextAt, Date.UTC(2031, 0, 2, 14));
+  });
+});
+
+describe('daylight saving time, as docs/scheduling.md says', () => {
+  /** The ticks a run of passes every 10 s from `from` to `to` fires, and how many it counts missed. */
+  const passes = (cron: string, zone: string, from: string, to: string) => {
+    const c = parseCron(cron, zone);
+    let nextAt = c.nextRun(new Date(from))!.getTime();
+    const fired: string[] = [];
+    let missed = 0;
+    for (let now = Date.parse(from); now <= Date.parse(to); now += 10_000) {
+      if (nextAt > now) continue;
+      const plan = ticksToFire(c, nextAt, 'none', now);
+      fired.push(...plan.fire.map((t) => new Date(t).toISOString()));
+      missed += plan.missed;
+      nextAt = plan.nextAt!;
+    }
+    return { fired, missed };
+  };
+
+  it('02:30 daily on the spring-forward day fires once, at the first time after the gap; on the fall-back day once, at the first 02:30', () => {
+    // Europe/Berlin: 02:00 CET becomes 03:00 CEST on 29 March 2026; 03:00 CEST becomes 02:00 CET on 25 October 2026.
+    assert.deepEqual(passes('30 2 * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-30T12:00:00Z'),
+      { fired: ['2026-03-29T01:00:00.000Z', '2026-03-30T00:30:00.000Z'], missed: 0 });
+    assert.deepEqual(passes('30 2 * * *', 'Europe/Berlin', '2026-10-24T12:00:00Z', '2026-10-26T12:00:00Z'),
+      { fired: ['2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z'], missed: 0 });
+    // America/New_York: 02:00 EST becomes 03:00 EDT on 8 March 2026; 02:00 EDT becomes 01:00 EST on 1 November
+    // 2026, so there 01:30 is the repeated time and 02:30 comes once.
+    assert.deepEqual(passes('30 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', '2026-03-09T12:00:00Z'),
+      { fired: ['2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z'], missed: 0 });
+    assert.deepEqual(passes('30 1 * * *', 'America/New_York', '2026-10-31T12:00:00Z', '2026-11-02T12:00:00Z'),
+      { fired: ['2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z'], missed: 0 });
+    assert.deepEqual(passes('30 2 * * *', 'America/New_York', '2026-10-31T12:00:00Z', '2026-11-02T12:00:00Z'),
+      { fired: ['2026-11-01T07:30:00.000Z', '2026-11-02T07:30:00.000Z'], missed: 0 });
+  });
+
+  it('an hourly expression follows the real hours: 23 ticks on the spring-forward day, 25 on the fall-back day', () => {
+    const local = (r: { fired: string[] }, day: string) => r.fired.filter((t) => new Date(t).toLocaleDateString('sv', { timeZone: 'Europe/Berlin' }) === day).length;
+    assert.equal(local(passes('0 * * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-30T12:00:00Z'), '2026-03-29'), 23);
+    assert.equal(local(passes('0 * * * *', 'Europe/Berlin', '2026-10-24T12:00:00Z', '2026-10-26T12:00:00Z'), '2026-10-25'), 25);
   });
 });
 
@@ -239,6 +279,30 @@ for (const backend of STORE_BACKENDS) {
       assert.equal((await service.get(D, 'moving')).firingQueue, undefined, 'unpinned once the schedule moved on');
     }));
 
+    it('a new expression and queue set while a tick is fired: that tick keeps its job, the new expression\'s ticks go to the new queue', () => withStore(async (store) => {
+      const { clock, service, runner, transitions } = world(store);
+      await service.create(D, { name: 'retimed', cron: '* * * * *', overlap: 'allow', job: template() });
+      // The change lands between the tick's submit and the runner's compare-and-set that records it.
+      let patched = false;
+      const racing = intercept(store, (name) => name === 'replaceSchedule', async (call, [next]) => {
+        if ((next as ScheduleRecord).lastTickAt !== null && !patched) {
+          patched = true;
+          await service.update(D, 'retimed', { cron: '*/5 * * * *', job: template({ queue: 'other' }) });
+        }
+        return call();
+      });
+      clock.set(T0 + MIN + 100);
+      await new ScheduleRunner({ store: racing, transitions, clock, logger: silentLogger }).runOnce();
+      assert.ok(patched);
+      const changed = await service.get(D, 'retimed');
+      assert.equal(changed.nextAt, T0 + 5 * MIN);
+      assert.equal(changed.firingQueue, undefined, 'no tick of the new expression has been tried: none is pinned');
+      clock.set(T0 + 5 * MIN + 100);
+      await runner().runOnce();
+      const jobs = await scheduledJobs(store);
+      assert.deepEqual(jobs.map((j) => [j.queue, j.idempotencyKey!.split(':').at(-1)]).sort(), [['default', String(T0 + MIN)], ['other', String(T0 + 5 * MIN)]]);
+    }));
+
     it('a schedule deleted while its runner records the pass\'s ticks leaves no tick rows behind', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       await service.create(D, { name: 'gone', cron: '* * * * *', overlap: 'allow', job: template() });
@@ -388,6 +452,127 @@ for (const backend of STORE_BACKENDS) {
       assert.equal((await service.get(D, 'busy')).submitted, 70);
       // catchUp none: the ticks at most a minute late; its oldest are older than the default tenant's oldest kept.
       assert.deepEqual((await service.ticks('globex', 'busy', 1000)).map((t) => [t.tenant, t.tickAt]), [70, 69, 2, 1].map((m) => ['globex', T0 + m * MIN]));
+    }));
+
+    it('a schedule that cannot fire is tried again at growing intervals, and never holds back the schedules due behind it', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      // Stored as a process whose time zone database knows the zone wrote it; this one does not (a runtime upgrade dropped it).
+      for (let i = 0; i < DUE_BATCH; i++) {
+        const s = await service.create(D, { name: `unreadable-${i}`, cron: '* * * * *', catchUp: 'all', job: template() });
+        assert.ok(await store.replaceSchedule({ ...s, timezone: 'Gone/Zone', version: s.version + 1 }, s.version));
+      }
+      await service.create(D, { name: 'fine', cron: '*/2 * * * *', overlap: 'allow', job: template() });
+      const warned: string[] = [];
+      const logger = { ...silentLogger, warn: (msg: string, fields?: Record<string, unknown>) => void warned.push(`${msg} ${String(fields?.schedule)}`) };
+      const runner = new ScheduleRunner({ store, transitions, clock, logger });
+      // Five minutes of passes, one every 250 ms (the timers' default poll).
+      for (let at = T0 + MIN; at <= T0 + 6 * MIN; at += 250) {
+        clock.set(at);
+        await runner.runOnce();
+      }
+      const fine = await service.get(D, 'fine');
+      assert.deepEqual([fine.submitted, fine.missed], [3, 0], 'the schedule behind the unreadable ones fires each of its ticks');
+      const first = warned.filter((w) => w.endsWith(' unreadable-0')).length;
+      // Tried at 1 s, 2 s, 4 s, 8 s and then every 10 s: about 35 tries in 5 minutes, not one a pass (1200).
+      assert.ok(first >= 5 && first <= 40, `${first} warnings for one unreadable schedule`);
+      assert.ok(warned.every((w) => w.startsWith('schedules: tick failed')));
+      // Changed (the time zone set right), it fires at the next pass, whatever its pause was.
+      await service.update(D, 'unreadable-0', { timezone: 'UTC' });
+      clock.set(T0 + 7 * MIN + 10);
+      await runner.runOnce();
+      assert.equal((await service.get(D, 'unreadable-0')).submitted, 1);
+      // Its next run times are none rather than a 400 for the schedule that is still unreadable.
+      assert.deepEqual(service.nextRuns(await service.get(D, 'unreadable-1'), 5), []);
+    }));
+
+    it('more failing schedules than a pass reads, due before a healthy one: passes read on past them in (next_at, tenant, name) order, and the healthy one fires within one round', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      const fine = await service.create(D, { name: 'fine', cron: '* * * * *', overlap: 'allow', job: template() }); // due at T0 + MIN
+      // More than one pass reads (its pages of DUE_BATCH) and than a read ever held before paging (1,100), all
+      // due a minute before the healthy one, in two tenants, with one next_at: pages break ties by tenant and name.
+      const FAILING = 1_200;
+      const failing = Array.from({ length: FAILING }, (_, i): ScheduleRecord => ({
+        ...fine, tenant: i % 2 === 0 ? 'acme' : D, name: `broken-${String(i).padStart(4, '0')}`, timezone: 'Gone/Zone', nextAt: T0,
+      }));
+      for (let i = 0; i < FAILING; i += 50) await Promise.all(failing.slice(i, i + 50).map(async (s) => assert.ok(await store.createSchedule(s))));
+      const warned: string[] = [];
+      const logger = { ...silentLogger, warn: (_msg: string, f?: Record<string, unknown>) => void warned.push(`${String(f?.tenant)}/${String(f?.schedule)}`) };
+      const runner = new ScheduleRunner({ store, transitions, clock, logger });
+      let firedAt = 0;
+      for (let pass = 1; pass <= 40 && firedAt === 0; pass++) {
+        clock.set(T0 + MIN + pass * 250);
+        await runner.runOnce();
+        if ((await service.get(D, 'fine')).submitted === 1) firedAt = pass;
+      }
+      const rounds = Math.ceil(FAILING / DUE_BATCH);
+      assert.ok(firedAt > 0 && firedAt <= rounds + 1, `the healthy schedule fired at pass ${firedAt}, not within ${rounds + 1}`);
+      // Each failing one tried once on the way, soonest first and then by tenant and name: none twice before the scan reached the end.
+      const byKey = failing.map((s) => `${s.tenant}/${s.name}`).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      assert.deepEqual(warned, byKey);
+      // Having reached the end, the next pass starts again from the soonest: the first one's pause (1 s) is over.
+      clock.set(T0 + MIN + (firedAt + 1) * 250);
+      await runner.runOnce();
+      assert.equal(warned.filter((w) => w === byKey[0]).length, 2, 'the first failing schedule is tried again');
+    }));
+
+    it('small limits: a pass tries at most its batch and reads at most its pages, reading on past held schedules; at most maxHeld are remembered', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      const fine = await service.create(D, { name: 'fine', cron: '* * * * *', overlap: 'allow', job: template() }); // due at T0 + MIN
+      const FAILING = 9;
+      for (let i = 0; i < FAILING; i++) assert.ok(await store.createSchedule({ ...fine, name: `broken-${i}`, timezone: 'Gone/Zone', nextAt: T0 }));
+      // The clock stands still: no pause ends, so a schedule tried twice was forgotten, not waited out.
+      clock.set(T0 + MIN + 1);
+      let reads = 0;
+      const counted = intercept(store, (name) => name === 'dueSchedules', (call) => { reads++; return call(); });
+      const failures: Array<[string, unknown]> = [];
+      const logger = { ...silentLogger, warn: (_msg: string, f?: Record<string, unknown>) => void failures.push([String(f?.schedule), f?.failures]) };
+      const heldBy = (r: ScheduleRunner) => (r as unknown as { failing: Map<string, unknown> }).failing.size;
+      const limits = { batchSize: 2, pagesPerPass: 3 };
+      const pass = async (r: ScheduleRunner) => {
+        reads = 0;
+        await r.runOnce();
+        assert.ok(reads <= limits.pagesPerPass, `${reads} reads in a pass`);
+      };
+
+      const a = new ScheduleRunner({ store: counted, transitions, clock, logger }, limits);
+      for (let i = 1; i <= 5; i++) await pass(a);
+      assert.equal((await service.get(D, 'fine')).submitted, 1, 'two tries a pass: the ten due ones in five passes');
+      assert.deepEqual(failures.map(([name]) => name), Array.from({ length: FAILING }, (_, i) => `broken-${i}`));
+      // Due behind the held ones, and before where the scan is: the next pass reaches the end, the one after
+      // starts again and reads its three pages of held ones, the one after that reads on to it.
+      assert.ok(await store.createSchedule({ ...fine, name: 'another', nextAt: T0 + MIN }));
+      await pass(a);
+      await pass(a);
+      assert.equal(reads, limits.pagesPerPass);
+      assert.equal((await service.get(D, 'another')).submitted, 0);
+      await pass(a);
+      assert.equal((await service.get(D, 'another')).submitted, 1);
+      assert.equal(failures.length, FAILING, 'none of the held ones tried again before its pause ended');
+      assert.equal(heldBy(a), FAILING);
+
+      // Remembering at most 4: those forgotten are tried again as new failures when the scan reaches them.
+      failures.length = 0;
+      const b = new ScheduleRunner({ store: counted, transitions, clock, logger }, { ...limits, maxHeld: 4 });
+      for (let i = 0; i < 10; i++) {
+        await pass(b);
+        assert.ok(heldBy(b) <= 4, `${heldBy(b)} held`);
+      }
+      assert.ok(failures.length > FAILING && failures.every(([, n]) => n === 1), JSON.stringify(failures));
+    }));
+
+    it('a schedule far behind fires at most MAX_TICKS_PER_PASS ticks a pass, also when the pass reads on past held ones to where it moved', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      const behind = await service.create(D, { name: 'behind', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      // Due between where the backlog is now and where its first pass moves it: read again after it in one pass.
+      for (let i = 0; i < 6; i++) assert.ok(await store.createSchedule({ ...behind, name: `broken-${i}`, timezone: 'Gone/Zone', nextAt: T0 + 150 * MIN }));
+      clock.set(T0 + 10_000 * MIN); // the clock stands still: the broken ones stay held once tried
+      const runner = new ScheduleRunner({ store, transitions, clock, logger: silentLogger }, { batchSize: 3, pagesPerPass: 5 });
+      for (let pass = 1; pass <= 6; pass++) {
+        const before = runner.counters.submitted;
+        await runner.runOnce();
+        assert.ok(runner.counters.submitted - before <= MAX_TICKS_PER_PASS, `pass ${pass} fired ${runner.counters.submitted - before} ticks`);
+      }
+      assert.ok(runner.counters.submitted >= 3 * MAX_TICKS_PER_PASS, 'the backlog goes on firing');
     }));
 
     const exists = (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS';

@@ -20,10 +20,13 @@
  */
 import { Cron } from 'croner';
 import { isTerminal } from '../machines/lifecycle.js';
-import { AtsError } from './errors.js';
+import { AtsError, isAtsError } from './errors.js';
+import { ErrorBackoff } from './error-backoff.js';
+import { POLLING_ERROR_BACKOFF } from './loop.js';
 import type {
   CatchUp, Clock, JobSpec, JobStore, JobTemplate, Logger, Overlap, ScheduleRecord, ScheduleStore, ScheduleTick,
 } from './ports.js';
+import { ATTR, withSubmitterSpan, type Tracer } from './tracing.js';
 import type { TransitionService } from './transitions.js';
 
 export type { CatchUp, JobTemplate, Overlap, ScheduleRecord, ScheduleTick } from './ports.js';
@@ -232,7 +235,8 @@ export class ScheduleService {
 
   /**
    * Change a schedule. A new expression or time zone, or a resume, computes
-   * the next tick from now: ticks of a pause are not caught up. `patch` may
+   * the next tick from now: ticks of a pause are not caught up, and a queue
+   * pinned by a pass firing meanwhile is dropped with the ticks it was for. `patch` may
    * be a function of the schedule as read, so a change that builds on it (a
    * job template merged with new fields) is made again on fresh data when
    * another change won the compare-and-set.
@@ -246,6 +250,8 @@ export class ScheduleService {
       const cron = next.cron !== s.cron || next.timezone !== s.timezone ? parseLiveCron(next.cron, next.timezone, next.updatedAt) : parseCron(next.cron, next.timezone);
       if (next.paused) next.nextAt = null;
       else if (retimed) next.nextAt = nextTick(cron, next.updatedAt);
+      // The ticks a pass pinned a queue for are all before now, and the next one is after it: none is pinned.
+      if (retimed) delete next.firingQueue;
       if (await this.deps.store.replaceSchedule(next, s.version)) return next;
     }
     throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', `The schedule '${name}' changed concurrently too many times; try again`);
@@ -256,11 +262,22 @@ export class ScheduleService {
     if (!(await this.deps.store.deleteSchedule(tenant, name))) throw notFound(name);
   }
 
-  /** The next `n` run times of a schedule (none while paused). */
+  /**
+   * The next `n` run times of a schedule: none while paused, nor when this
+   * process cannot read its expression or time zone (stored by a runtime
+   * that knew it); a change that sets them right makes it fire again.
+   */
   nextRuns(s: ScheduleRecord, n: number): number[] {
     if (s.paused) return [];
     const from = s.nextAt === null ? this.deps.clock.now() : s.nextAt - 1;
-    return nextTicks(parseCron(s.cron, s.timezone), n, from);
+    let cron: Cron;
+    try {
+      cron = parseCron(s.cron, s.timezone);
+    } catch (err) {
+      if (isAtsError(err)) return [];
+      throw err;
+    }
+    return nextTicks(cron, n, from);
   }
 }
 
@@ -286,6 +303,8 @@ export interface ScheduleRunnerDeps {
   logger: Logger;
   /** Told of each pass's ticks per outcome (metrics). @defaultValue none */
   onTicks?: (outcome: keyof ScheduleCounters, n: number) => void;
+  /** Traces each tick's job from a span of its own, `schedule <name>` (engine/tracing.ts). @defaultValue none: no tracing */
+  tracer?: Tracer;
 }
 
 export interface ScheduleCounters {
@@ -294,8 +313,41 @@ export interface ScheduleCounters {
   missed: number;
 }
 
-/** Schedules a pass looks at. */
-const DUE_BATCH = 100;
+/** Most schedules a pass tries, and the rows of one page of its due read. */
+export const DUE_BATCH = 100;
+/**
+ * Pages of due schedules one pass reads at most: past schedules held back
+ * after a failure, however many, it reads on, and the next pass goes on from
+ * where it stopped.
+ */
+export const DUE_PAGES_PER_PASS = 10;
+/**
+ * Most failing schedules remembered with their pause (a few hundred bytes
+ * each). Beyond, the one whose last failure is oldest is forgotten: it is
+ * tried again when the scan next reaches it, as a new failure. Only the
+ * pauses depend on it: the scan reads on past failing schedules however many.
+ */
+const MAX_HELD = 10_000;
+
+/** A schedule whose last try failed: not tried again before `until` unless it changed meanwhile (another `updatedAt`). */
+interface Failing {
+  updatedAt: number;
+  backoff: ErrorBackoff;
+  until: number;
+}
+
+/** How much one pass does; the defaults are the constants above (a test sets them small). */
+export interface ScheduleRunnerOptions {
+  /** Most schedules a pass tries, and the rows of a page. @defaultValue DUE_BATCH */
+  batchSize?: number;
+  /** Most pages a pass reads. @defaultValue DUE_PAGES_PER_PASS */
+  pagesPerPass?: number;
+  /** Most failing schedules remembered with their pause. @defaultValue 10000 */
+  maxHeld?: number;
+}
+
+/** A due schedule's place in the due read's order. */
+type DueKey = Pick<ScheduleRecord, 'tenant' | 'name'> & { nextAt: number };
 
 /**
  * Fires due ticks; runs in the timers role. Safe with many instances: a tick's
@@ -304,28 +356,102 @@ const DUE_BATCH = 100;
  */
 export class ScheduleRunner {
   readonly counters: ScheduleCounters = { submitted: 0, skipped: 0, missed: 0 };
+  /**
+   * Schedules whose last try failed, by tenant and name: tried again after a
+   * pause that grows, as a failing loop is. In the order of their last
+   * failure (the oldest first), at most `maxHeld`.
+   */
+  private readonly failing = new Map<string, Failing>();
+  /** Where the next pass reads on from: the last due schedule a pass looked at; undefined: from the soonest. */
+  private scan: DueKey | undefined;
 
-  constructor(private readonly deps: ScheduleRunnerDeps) {}
+  private readonly opts: Required<ScheduleRunnerOptions>;
 
-  /** One pass: returns how many ticks it fired or skipped. */
+  constructor(private readonly deps: ScheduleRunnerDeps, opts: ScheduleRunnerOptions = {}) {
+    this.opts = { batchSize: opts.batchSize ?? DUE_BATCH, pagesPerPass: opts.pagesPerPass ?? DUE_PAGES_PER_PASS, maxHeld: opts.maxHeld ?? MAX_HELD };
+  }
+
+  /**
+   * One pass: returns how many ticks it fired or skipped. A schedule whose
+   * try fails (the database, or an expression or time zone this process
+   * cannot read) is logged and tried again after 1 s, doubling to 10 s, or
+   * at once when it is changed; meanwhile the schedules due behind it fire.
+   *
+   * The due schedules are read in pages in (nextAt, tenant, name) order, each
+   * after the last row looked at, passing over those held back. A pass tries
+   * at most `batchSize` and reads at most `pagesPerPass` pages; the next
+   * one goes on from where it stopped, and from the soonest once it reached
+   * the end. So however many schedules fail, a due one is tried within a round
+   * of passes over the due ones ahead of it.
+   */
   async runOnce(): Promise<number> {
     const now = this.deps.clock.now();
-    const due = await this.deps.store.dueSchedules(now, DUE_BATCH);
+    for (const [key, f] of this.failing) if (f.until + MISSED_AFTER_MS < now) this.failing.delete(key); // deleted, paused or moved on elsewhere
+    const { batchSize, pagesPerPass } = this.opts;
     let n = 0;
-    for (const s of due) {
-      try {
-        n += await this.fire(s, now);
-      } catch (err) {
-        this.deps.logger.warn('schedules: tick failed; tried again at the next pass', { tenant: s.tenant, schedule: s.name, error: String((err as Error)?.message ?? err) });
+    let tried = 0;
+    // Tried in this pass: one far behind moves on by at most MAX_TICKS_PER_PASS and may be read again further on.
+    const seen = new Set<string>();
+    let after = this.scan;
+    for (let page = 0; page < pagesPerPass; page++) {
+      const due = await this.deps.store.dueSchedules(now, batchSize, after);
+      for (const s of due) {
+        if (tried >= batchSize) {
+          // Its tries spent: the next pass goes on from the last one looked at (those tried are gone or held).
+          this.scan = after;
+          return n;
+        }
+        after = { nextAt: s.nextAt!, tenant: s.tenant, name: s.name };
+        const key = `${s.tenant}\u0000${s.name}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const held = this.failing.get(key);
+        const same = held !== undefined && held.updatedAt === s.updatedAt;
+        if (same && now < held.until) continue;
+        tried++;
+        try {
+          n += await this.fire(s, now);
+          this.failing.delete(key);
+        } catch (err) {
+          const backoff = same ? held.backoff : new ErrorBackoff(POLLING_ERROR_BACKOFF.baseMs, POLLING_ERROR_BACKOFF.maxMs);
+          const retryInMs = backoff.failed();
+          this.hold(key, { updatedAt: s.updatedAt, backoff, until: now + retryInMs });
+          this.deps.logger.warn('schedules: tick failed; tried again soon', {
+            tenant: s.tenant, schedule: s.name, error: String((err as Error)?.message ?? err), failures: backoff.consecutiveFailures, retryInMs,
+          });
+        }
       }
+      if (due.length < batchSize) {
+        this.scan = undefined;
+        return n;
+      }
+      if (tried >= batchSize) break;
     }
+    // Its pages read or its tries spent: the next pass goes on from the last one looked at.
+    this.scan = after;
     return n;
+  }
+
+  /** Remembers a failure, last in the order; beyond `maxHeld`, the oldest is forgotten. */
+  private hold(key: string, f: Failing): void {
+    this.failing.delete(key);
+    if (this.failing.size >= this.opts.maxHeld) this.failing.delete(this.failing.keys().next().value!);
+    this.failing.set(key, f);
   }
 
   private count(outcome: keyof ScheduleCounters, n: number): void {
     if (n === 0) return;
     this.counters[outcome] += n;
     (this.deps.onTicks ?? noop)(outcome, n);
+  }
+
+  /** A tick's job; traced, it is a trace of its own from the tick's span (a tick has no caller to join). */
+  private submitTick(s: ScheduleRecord, tickAt: number): ReturnType<TransitionService['submit']> {
+    const { tracer, transitions } = this.deps;
+    const spec = tickJobSpec(s, tickAt);
+    if (!tracer) return transitions.submit(spec);
+    const attributes = { [ATTR.scheduleName]: s.name, [ATTR.jobType]: spec.type, [ATTR.jobQueue]: spec.queue };
+    return withSubmitterSpan(tracer, `schedule ${s.name}`, attributes, (traceContext) => transitions.submit(traceContext ? { ...spec, traceContext } : spec));
   }
 
   private async fire(due: ScheduleRecord, now: number): Promise<number> {
@@ -338,7 +464,7 @@ export class ScheduleRunner {
       // (a crash, or the template's queue changed before this pass moves the schedule on) submitted again
       // into another queue would be a second job. Pinned, the ticks go where their first try went.
       const pinned: ScheduleRecord = { ...s, firingQueue: s.job.queue, version: s.version + 1 };
-      if (!(await store.replaceSchedule(pinned, s.version))) return 0; // changed meanwhile: the next pass reads it again
+      if (!(await store.replaceSchedule(pinned, s.version))) return 0; // changed meanwhile: a later pass reads it again
       s = pinned;
     }
     const ticks: ScheduleTick[] = [];
@@ -350,7 +476,7 @@ export class ScheduleRunner {
         ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
         continue;
       }
-      const r = await transitions.submit(tickJobSpec(s, tickAt));
+      const r = await this.submitTick(s, tickAt);
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
       lastLive = !isTerminal(r.job.snapshot.value);

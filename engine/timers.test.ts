@@ -10,7 +10,7 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
-import { TOPICS, type Clock, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
+import { TOPICS, type Clock, type DueJob, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
 import { Timers } from './timers.js';
 import { TransitionService } from './transitions.js';
 
@@ -136,5 +136,27 @@ describe('Timers with the database down', () => {
     assert.deepEqual(sleeps.slice(0, 7), [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000], 'failed passes back off');
     assert.deepEqual(sleeps.slice(7, 10), [100, 100, 100], 'a pass that worked polls at pollMs again');
     assert.deepEqual(logged, [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+  });
+});
+
+describe('Timers when one repair of a pass fails', () => {
+  it('end the pass only once the others finished: no write of the pass lands after it failed', async () => {
+    const due: DueJob = { id: 'due', state: 'retrying', attempt: 1 } as DueJob;
+    const expired: DueJob = { id: 'expired', state: 'running', attempt: 1 } as DueJob;
+    const store = {
+      findDue: async () => [due], findExpiredLeases: async () => [expired], findLostDispatches: async () => [],
+    } as unknown as JobStore;
+    let leaseWritten = false;
+    const transitions = {
+      applyMany: async (items: { jobId: string }[]) => {
+        if (items[0]!.jobId === 'due') throw new Error('connection lost');
+        await new Promise((r) => setTimeout(r, 20));
+        leaseWritten = true;
+        return items.map(() => ({ ok: false }));
+      },
+    } as unknown as TransitionService;
+    const timers = new Timers({ store, transitions, clock: manualClock(), logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+    await assert.rejects(timers.runOnce(), /connection lost/);
+    assert.ok(leaseWritten, 'the lease expiry beside the failed retry had finished when the pass failed');
   });
 });

@@ -13,6 +13,7 @@
 import type { Clock, DueJob, JobRecord, JobStore, Logger } from './ports.js';
 import type { EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import { settleAll } from './in-parallel.js';
 import type { ScheduleRunner } from './schedules.js';
 
 export interface TimersOptions {
@@ -56,7 +57,8 @@ export class Timers {
     const stale = await store.findLostDispatches(now - this.opts.publishedTimeoutMs, n);
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
-    const [a, b, c] = await Promise.all([
+    // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
+    const [a, b, c] = await settleAll([
       this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),

@@ -39,6 +39,11 @@ export const ATTR = Object.freeze({
   jobOutcome: 'ats.job.outcome',
   /** Jobs a batch submit created or found. */
   jobCount: 'ats.job.count',
+  /** The cron schedule whose tick submitted the job. */
+  scheduleName: 'ats.schedule.name',
+  /** The workflow instance whose step started the job, and its workflow's name. */
+  workflowId: 'ats.workflow.id',
+  workflowName: 'ats.workflow.name',
   messagingSystem: 'messaging.system',
   messagingOperationType: 'messaging.operation.type',
   messagingOperationName: 'messaging.operation.name',
@@ -106,6 +111,42 @@ export function recordError(span: Span, err: unknown): void {
   span.recordException(e);
   span.setAttribute(ATTR.errorType, e.name || 'Error');
   span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+}
+
+/**
+ * Runs `fn` under the span of a new trace, named `name`, giving it that
+ * span's trace context to store with the jobs it submits: for jobs no request
+ * starts (a schedule's tick), so that each is one trace all the same. A
+ * PRODUCER span, as a submit's is the parent of the dispatches' sends.
+ */
+export async function withSubmitterSpan<T>(
+  tracer: Tracer, name: string, attributes: Attributes, fn: (traceContext: TraceContext | undefined) => Promise<T>,
+): Promise<T> {
+  const span = tracer.startSpan(name, { kind: SpanKind.PRODUCER, attributes, root: true });
+  try {
+    return await fn(traceContextOf(trace.setSpan(ROOT_CONTEXT, span)));
+  } catch (err) {
+    recordError(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+/**
+ * The trace context for jobs about to be submitted: the active span's (the
+ * request that caused them), else that of a new trace's span named `name`,
+ * started and ended here (a step the log or the timers drove has no caller).
+ */
+export function submitterTrace(tracer: Tracer, name: string, attributes: Attributes): TraceContext | undefined {
+  const active = traceContextOf();
+  if (active) return active;
+  const span = tracer.startSpan(name, { kind: SpanKind.PRODUCER, attributes, root: true });
+  try {
+    return traceContextOf(trace.setSpan(ROOT_CONTEXT, span));
+  } finally {
+    span.end();
+  }
 }
 
 // ---------------------------------------------------------------- api

@@ -81,6 +81,29 @@ describe('workers under concurrency and rate limits', () => {
     }
   });
 
+  it('dispatches held for a long rate wait start soon once the limit is lifted, or its rate raised', async () => {
+    const registry = new HandlerRegistry().register('test.limited', async () => null);
+    const h = await workerHarness(registry);
+    try {
+      // One start an hour: the first of each key starts, the second is held for the hour.
+      for (const key of ['lifted', 'raised']) await h.store.putLimit(key, { concurrency: null, rate: { max: 1, intervalMs: 3_600_000 } }, Date.now());
+      const w = await h.worker('w1', { concurrency: 4 });
+      const firsts = [await h.submit(spec({ concurrencyKey: 'lifted' })), await h.submit(spec({ concurrencyKey: 'raised' }))];
+      for (const id of firsts) await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 5000, 'done');
+      const lifted = await h.submit(spec({ concurrencyKey: 'lifted' }));
+      const raised = await h.submit(spec({ concurrencyKey: 'raised' }));
+      const deadline = Date.now() + 5000;
+      while (w.counters.throttled < 2 && Date.now() < deadline) await sleep(5);
+      assert.equal(w.counters.throttled, 2, 'both held back by their rate');
+      assert.equal(await h.store.deleteLimit('lifted'), true);
+      await h.store.putLimit('raised', { concurrency: null, rate: { max: 100, intervalMs: 1000 } }, Date.now());
+      // Neither waits out the hour (the harness has no timers to dispatch them again).
+      for (const id of [lifted, raised]) assert.equal((await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 10_000, 'done')).snapshot.context.attempt, 1);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('held dispatches of different priorities that come due together are claimed highest first, none left waiting', async () => {
     const registry = new HandlerRegistry().register('test.limited', async () => null);
     const h = await workerHarness(registry);

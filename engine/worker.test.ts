@@ -12,20 +12,26 @@ import type { FailureAdvice, LeaseAdvice } from './advisor/types.js';
 import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
-import { TOPICS, type Clock, type JobRecord, type JobSpec, type JobStore, type Logger } from './ports.js';
+import {
+  TOPICS, type Clock, type EventLog, type JobRecord, type JobSpec, type JobStore, type LogMessage, type Logger, type ProgressStore, type Subscription,
+} from './ports.js';
+import { PROGRESS_INTERVAL_MS } from './progress.js';
 import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { writeMachineVersion } from '../tests/helpers/stores.js';
 import { Waker } from './wake.js';
-import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, Worker, type WorkerDeps } from './worker.js';
+import {
+  MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_WRITE_MS, Worker,
+  type WorkerDeps,
+} from './worker.js';
 
 const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
   type, payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...extra,
 });
 
 interface Harness {
-  store: JobStore;
+  store: JobStore & ProgressStore;
   log: MemoryLog;
   transitions: TransitionService;
   worker: Worker;
@@ -40,6 +46,10 @@ async function harness(
     advisor?: WorkerDeps['advisor'];
     /** The queues served. @defaultValue ['default'] (a worker serving every queue would also sleep between looks for new lanes) */
     queues?: string[];
+    /** The log as the worker sees it (the relay publishes to the real one). */
+    workerLog?: (log: MemoryLog) => EventLog;
+    /** Store handlers' progress (`ctx.progress`) in the job store. */
+    progress?: boolean;
   } = {},
 ): Promise<Harness> {
   const clock = opts.clock ?? systemClock;
@@ -52,8 +62,8 @@ async function harness(
   const relay = new Relay({ store, log, transitions, clock, logger: silentLogger, waker }, { batchSize: 100, pollMs: 20, errorBackoffMs: 50, publishedDelayMs: 0 });
   const worker = new Worker(
     {
-      log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry,
-      ...(opts.advisor ? { advisor: opts.advisor } : {}),
+      log: opts.workerLog?.(log) ?? log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry,
+      ...(opts.advisor ? { advisor: opts.advisor } : {}), ...(opts.progress ? { progress: store } : {}),
     },
     {
       workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: 10_000, shutdownGraceMs: 200,
@@ -101,6 +111,10 @@ describe('worker: cancels are fenced by attempt', () => {
       return { attempt: ctx.attempt };
     });
     const h = await harness(registry);
+    // Every message as published: the log drops a record once its groups have read it.
+    const published: LogMessage[] = [];
+    const publish = h.log.publish.bind(h.log);
+    h.log.publish = (messages) => (published.push(...messages), publish(messages));
     try {
       const r = await h.transitions.submit(spec('test.gate'));
       assert.ok(r.ok);
@@ -115,16 +129,15 @@ describe('worker: cancels are fenced by attempt', () => {
       await waitFor(h.store, id, runningAttempt(2), 'running attempt 2');
       await h.log.drain();
 
-      // Whatever carried the CANCEL to the worker, deliver it again (a redelivery).
-      const carriers = Object.values(TOPICS).flatMap((topic) => h.log.messages(topic)).filter((m) => {
-        if (m.key !== id) return false;
-        const v = JSON.parse(m.value) as { type?: string; kind?: string };
-        return v.type === 'CANCEL' || v.kind === 'cancel' || m.headers['ats-kind'] === 'cancel';
-      });
-      assert.ok(carriers.length > 0, 'the log holds the message that carried the cancel');
-      await h.log.publish(carriers.map(({ topic, key, value, headers }) => ({ topic, key, value, headers })));
+      // The cancel control message of attempt 1, delivered again to the worker (a redelivery).
+      const carriers = published.filter((m) => m.key === id && m.headers['ats-kind'] === 'cancel');
+      assert.equal(carriers.length, 1, 'one cancel message was published, for attempt 1');
+      assert.equal((JSON.parse(carriers[0]!.value) as { attempt: number }).attempt, 1);
+      const ignoredBefore = h.worker.counters.cancelsIgnored;
+      await h.log.publish(carriers);
       await h.log.drain();
 
+      assert.equal(h.worker.counters.cancelsIgnored, ignoredBefore + 1, 'the worker read the stale cancel, and ignored it');
       assert.equal(aborts.get(2), undefined, `attempt 2 was aborted by the stale cancel: ${aborts.get(2)}`);
       release.get(2)?.();
       const done = await waitFor(h.store, id, (j) => j.snapshot.value === 'done', 'done', 3000);
@@ -172,6 +185,12 @@ function recordingClock(): Clock & { sleeps: number[]; ahead: number } {
     },
   };
   return c;
+}
+
+/** Sleeps of a minute or more (the job's own timeout) never end, unless aborted: only the lease decides in these tests. */
+function holdLongSleeps(clock: Clock): void {
+  const short = clock.sleep;
+  clock.sleep = (ms, signal) => (ms >= 60_000 ? new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true })) : short(ms, signal));
 }
 
 describe('worker: outcome writes are retried while the lease holds', () => {
@@ -226,6 +245,380 @@ describe('worker: outcome writes are retried while the lease holds', () => {
       await h.stop();
     }
   });
+
+  it('retries within the lease as a heartbeat extended it, not as the claim first set it', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const tries = { outcome: 0 };
+    const registry = new HandlerRegistry().register('test.long', async (_p, ctx) => {
+      clock.ahead = 4_000;
+      await ctx.heartbeat(); // the lease now ends 5 s from here, 9 s after the claim
+      clock.ahead = 8_000; // past the claim's lease of 5 s, well within the extended one
+      return 'ok';
+    });
+    const h = await harness(registry, { clock, leaseMs: 5000, workerTransitions: failingOutcomes(() => tries.outcome === 1, tries) });
+    try {
+      const r = await h.transitions.submit(spec('test.long', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.equal(done.snapshot.context.result, 'ok');
+      assert.equal(tries.outcome, 2, 'the failed write was tried again');
+      assert.equal(h.worker.counters.outcomeRetries, 1);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('makes no try that could only land after the lease: a pause that would end past it ends the retries', async () => {
+    const clock = recordingClock();
+    const tries = { outcome: 0 };
+    const warnings: string[] = [];
+    const logger: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg) };
+    const h = await harness(registry(), {
+      clock, logger, leaseMs: 5000,
+      workerTransitions: failingOutcomes(() => {
+        clock.ahead = 5000 - (OUTCOME_RETRY_FIRST_MS - 10); // the lease is still on, for less than the first pause
+        return true;
+      }, tries),
+    });
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const deadline = Date.now() + 5000;
+      while ((tries.outcome < 1 || h.worker.activeCount > 0) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(h.worker.activeCount, 0, 'the worker let go of the attempt');
+      assert.equal(tries.outcome, 1, 'no second try: it could not land before the lease ended');
+      assert.equal(h.worker.counters.outcomeRetries, 0);
+      assert.ok(warnings.some((w) => /not written before the lease ended/.test(w)), `warned: ${warnings}`);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a late outcome of an earlier attempt', () => {
+  it('leaves the attempt that took its place running here: a cancel still reaches that one', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const aborted = new Map<number, string>();
+    const registry = new HandlerRegistry().register('test.twice', async (_p, ctx) => {
+      if (ctx.attempt === 1) return 'first';
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+      aborted.set(ctx.attempt, String((ctx.signal.reason as Error | undefined)?.message));
+      return 'second';
+    });
+    // Attempt 1's outcome write hangs (a slow database) until attempt 2 runs here.
+    let outcomeHeld!: () => void;
+    const held = new Promise<void>((resolve) => (outcomeHeld = resolve));
+    const writing = { first: false };
+    const slow = beforeApplyMany(async (items) => {
+      if (!items.some((it) => it.event.type === 'SUCCEEDED' && it.event.attempt === 1)) return;
+      writing.first = true;
+      await held;
+    });
+    const h = await harness(registry, { clock, leaseMs: 5000, workerTransitions: slow });
+    try {
+      const r = await h.transitions.submit(spec('test.twice', { backoff: { kind: 'fixed', delayMs: 0 } }));
+      assert.ok(r.ok);
+      const id = r.job.id;
+      const deadline = Date.now() + 5000;
+      while (!writing.first && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(writing.first, 'attempt 1 is writing its outcome');
+      clock.ahead = 10_000; // its lease ended meanwhile: the timers take the job back, and this worker claims attempt 2
+      assert.ok((await h.transitions.apply(id, { type: 'LEASE_EXPIRED', attempt: 1 })).ok);
+      assert.ok((await h.transitions.apply(id, { type: 'RETRY_DUE' })).ok);
+      await waitFor(h.store, id, runningAttempt(2), 'running attempt 2');
+      outcomeHeld();
+      while (h.worker.counters.lateOutcomes === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(h.worker.counters.lateOutcomes, 1, 'attempt 1\'s outcome came late and was refused');
+      assert.equal(h.worker.activeCount, 1, 'attempt 2 still runs here');
+      assert.ok((await h.transitions.apply(id, { type: 'CANCEL', reason: 'test' })).ok);
+      while (!aborted.has(2) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.match(aborted.get(2) ?? '', /cancelled/, 'the cancel aborted attempt 2');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+/**
+ * The worker's wait for its last writes at shutdown ({@link SHUTDOWN_WRITE_MS}) ends only when
+ * `release()` is called (or is aborted): these tests decide when the bound has passed.
+ */
+function holdShutdownWrites(clock: Clock): { release(): void; started(): boolean } {
+  return holdSleeps(clock, (ms) => ms === SHUTDOWN_WRITE_MS);
+}
+
+/** Sleeps whose length `held(ms)` picks end only when `release()` is called (or are aborted); `started()`: one is held. */
+function holdSleeps(clock: Clock, held: (ms: number) => boolean): { release(): void; started(): boolean } {
+  const short = clock.sleep;
+  const releases: Array<() => void> = [];
+  let released = false;
+  clock.sleep = (ms, signal) => {
+    if (!held(ms)) return short(ms, signal);
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      if (released) return resolve();
+      releases.push(resolve);
+      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+  };
+  return {
+    release: () => {
+      released = true;
+      for (const r of releases.splice(0)) r();
+    },
+    started: () => releases.length > 0,
+  };
+}
+
+/** `p`'s outcome, or 'hung' if it has not settled after `ms` of real time (a check that a hang fails instead of hanging). */
+async function settledWithin<T>(p: Promise<T>, ms: number): Promise<'settled' | 'hung'> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), ms)));
+  try {
+    return await Promise.race([p.then(() => 'settled' as const), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until each job runs its first attempt and its handler (which adds its job id to `entered`) has begun. */
+async function handlersRunning(h: Awaited<ReturnType<typeof harness>>, ids: readonly string[], entered: ReadonlySet<string>): Promise<void> {
+  for (const id of ids) await waitFor(h.store, id, runningAttempt(1), 'running attempt 1');
+  const deadline = Date.now() + 5000;
+  while (ids.some((id) => !entered.has(id)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+  assert.ok(ids.every((id) => entered.has(id)), 'every handler runs');
+}
+
+/**
+ * A worker whose outcome writes go through `onOutcome` (told the outcome's
+ * type and a write that hangs until `failHung()`), its shutdown bound held
+ * until `bound.release()`, its warnings and infos in `lines`. `submitBoth`
+ * runs a quick job and one whose handler stops only when aborted, and
+ * answers their ids once both handlers run.
+ */
+async function quickAndLongBehindHungWrites(onOutcome: (outcome: string, hung: Promise<void>) => Promise<void>) {
+  const clock = recordingClock();
+  holdLongSleeps(clock);
+  const bound = holdShutdownWrites(clock);
+  const lines: string[] = [];
+  const logger: Logger = { ...silentLogger, warn: (msg) => lines.push(msg), info: (msg) => lines.push(msg) };
+  let failHung!: () => void;
+  const hung = new Promise<void>((_, reject) => (failHung = () => reject(new Error('database unavailable (injected)'))));
+  hung.catch(() => undefined);
+  const stuck = beforeApplyMany(async (items) => {
+    const outcome = items.find((it) => it.event.type === 'SUCCEEDED' || it.event.type === 'FAILED');
+    if (outcome) await onOutcome(outcome.event.type, hung);
+  });
+  const entered = new Set<string>();
+  const registry = new HandlerRegistry()
+    .register('test.quick', async (_p, ctx) => void entered.add(ctx.jobId))
+    .register('test.long', async (_p, ctx) => {
+      entered.add(ctx.jobId);
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+    });
+  const h = await harness(registry, { clock, logger, workerTransitions: stuck });
+  const submitBoth = async (): Promise<[string, string]> => {
+    const quick = await h.transitions.submit(spec('test.quick', { maxAttempts: 1 }));
+    const long = await h.transitions.submit(spec('test.long', { maxAttempts: 1 }));
+    assert.ok(quick.ok && long.ok);
+    await handlersRunning(h, [quick.job.id, long.job.id], entered);
+    return [quick.job.id, long.job.id];
+  };
+  return { h, bound, lines, failHung, submitBoth };
+}
+
+describe('worker: a handler still running when the shutdown grace runs out', () => {
+  it('ends its attempt as a retryable failure naming the shutdown: retrying with attempts left, dead without, no lease expiry', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    holdShutdownWrites(clock); // stop() ends only once the outcomes are written
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry()
+      .register('test.polite', async (_p, ctx) => {
+        entered.add(ctx.jobId);
+        await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+      })
+    const h = await harness(registry, { clock });
+    try {
+      const polite = await h.transitions.submit(spec('test.polite', { maxAttempts: 3 }));
+      const last = await h.transitions.submit(spec('test.polite', { maxAttempts: 1 }));
+      assert.ok(polite.ok && last.ok);
+      const ids = [polite.job.id, last.job.id];
+      await handlersRunning(h, ids, entered);
+
+      assert.equal(await settledWithin(h.worker.stop(), 10_000), 'settled', 'stop() ended');
+
+      const retrying = (await h.store.getJob(polite.job.id))!;
+      assert.equal(retrying.snapshot.value, 'retrying', 'attempts left: retried after its backoff, not left running');
+      const dead = (await h.store.getJob(last.job.id))!;
+      assert.equal(dead.snapshot.value, 'dead', 'no attempt left: dead at once');
+      for (const job of [retrying, dead]) {
+        const err = job.snapshot.context.lastError;
+        assert.equal(err?.attempt, 1, 'the interrupted attempt counts');
+        assert.equal(err?.name, 'WorkerShutdown');
+        assert.equal(err?.retryable, true);
+        assert.match(err?.message ?? '', /worker w1 shut down before the handler finished \(its 200 ms shutdown grace ran out\)/);
+        const events = await h.store.getEvents(job.id);
+        assert.ok(!events.some((e) => e.type === 'LEASE_EXPIRED'), 'no lease expiry');
+        assert.equal(events.filter((e) => e.type === 'FAILED').length, 1);
+      }
+      assert.ok(retrying.snapshot.context.runAt > retrying.snapshot.context.updatedAt, 'the retry waits for its backoff');
+      assert.equal(h.worker.counters.failed, 2);
+      assert.equal(h.worker.activeCount, 0);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a handler that reports progress on its way out still ends its attempt as WorkerShutdown: the report does not hold it', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    holdShutdownWrites(clock); // stop() ends only once the outcome is written: a handler held by its report would hang it
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry()
+      .register('test.reporting', async (_p, ctx) => {
+        await ctx.progress(10);
+        entered.add(ctx.jobId);
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        await ctx.progress(60); // where it got to, reported as it stops
+        throw ctx.signal.reason;
+      });
+    const h = await harness(registry, { clock, progress: true });
+    try {
+      const r = await h.transitions.submit(spec('test.reporting', { maxAttempts: 3 }));
+      assert.ok(r.ok);
+      await handlersRunning(h, [r.job.id], entered);
+      assert.equal(await settledWithin(h.worker.stop(), 10_000), 'settled', 'stop() ended');
+      const job = (await h.store.getJob(r.job.id))!;
+      assert.deepEqual([job.snapshot.value, job.snapshot.context.lastError?.name], ['retrying', 'WorkerShutdown']);
+      assert.equal((await h.store.getProgress(r.job.id))?.value, 60, 'its last report was written before the outcome');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a store that does not answer then does not hold stop(): past the bound the attempts are left to their leases', async () => {
+    // Outcome writes hang (a database that stopped answering) until the test lets them fail.
+    const writes = { outcome: 0 };
+    const { h, bound, lines, failHung, submitBoth } = await quickAndLongBehindHungWrites(async (outcome, hung) => {
+      writes.outcome++;
+      await hung;
+    });
+    try {
+      const [quick, long] = await submitBoth();
+      let deadline = Date.now() + 5000;
+      while (writes.outcome < 1 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(writes.outcome, 1, 'the quick job\'s outcome write hangs');
+
+      const stopped = h.worker.stop();
+      // The grace runs out: the long attempt is ended, and its failure goes to the store (queued behind the hung write).
+      deadline = Date.now() + 5000;
+      while (!lines.some((l) => /interrupted by the shutdown/.test(l)) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(lines.some((l) => /interrupted by the shutdown; recording it as failed/.test(l)), `logged: ${lines}`);
+      assert.ok(bound.started(), 'the last writes are waited for, within the bound');
+      bound.release(); // the bound passes: the store has still not answered
+
+      assert.equal(await settledWithin(stopped, 5000), 'settled', 'stop() ended although the store never answered');
+      assert.ok(lines.some((l) => /attempts not ended in time at shutdown/.test(l)), `logged: ${lines}`);
+      for (const id of [quick, long]) {
+        assert.equal((await h.store.getJob(id))?.snapshot.value, 'running', 'nothing written: its lease expiry recovers it, as today');
+      }
+    } finally {
+      failHung();
+      await h.stop();
+    }
+  });
+
+  it('records the attempt only once its handler stopped; a handler that does not stop within the bound is left to its lease', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const bound = holdShutdownWrites(clock);
+    const lines: string[] = [];
+    const logger: Logger = { ...silentLogger, warn: (msg) => lines.push(msg) };
+    let letGo!: () => void;
+    const slowCleanup = new Promise<void>((r) => (letGo = r));
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry()
+      .register('test.slow', async (_p, ctx) => {
+        entered.add(ctx.jobId);
+        // Reacts to its signal, but its cleanup takes a while.
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+        await slowCleanup;
+        throw ctx.signal.reason;
+      })
+      .register('test.deaf', async (_p, ctx) => {
+        entered.add(ctx.jobId);
+        await new Promise(() => {}); // ignores its signal, and never ends
+      });
+    const h = await harness(registry, { clock, logger });
+    try {
+      const slow = await h.transitions.submit(spec('test.slow', { maxAttempts: 3 }));
+      const deaf = await h.transitions.submit(spec('test.deaf', { maxAttempts: 1 }));
+      assert.ok(slow.ok && deaf.ok);
+      await handlersRunning(h, [slow.job.id, deaf.job.id], entered);
+      const deadline = Date.now() + 5000;
+
+      const stopped = h.worker.stop();
+      while (!bound.started() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(bound.started(), 'the grace ran out: the handlers are aborted');
+      await new Promise((res) => setTimeout(res, 100));
+      assert.equal((await h.store.getJob(slow.job.id))?.snapshot.value, 'running', 'no retry while its handler still cleans up');
+      assert.ok(!(await h.store.getEvents(slow.job.id)).some((e) => e.type === 'FAILED'));
+
+      letGo();
+      const retrying = await waitFor(h.store, slow.job.id, (j) => j.snapshot.value === 'retrying', 'retrying once its handler stopped');
+      assert.equal(retrying.snapshot.context.lastError?.name, 'WorkerShutdown');
+
+      bound.release(); // the bound passes with the deaf handler still running
+      assert.equal(await settledWithin(stopped, 5000), 'settled', 'stop() ended');
+      assert.equal((await h.store.getJob(deaf.job.id))?.snapshot.value, 'running', 'left to its lease: nothing starts beside its handler');
+      assert.ok(!(await h.store.getEvents(deaf.job.id)).some((e) => e.type === 'FAILED'));
+      assert.ok(lines.some((l) => /did not stop when aborted at shutdown; its attempt is left to its lease/.test(l)), `logged: ${lines}`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a crash still writes nothing: the interrupted attempt is left to its lease', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry().register('test.long', async (_p, ctx) => {
+      entered.add(ctx.jobId);
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+    });
+    const h = await harness(registry, { clock });
+    try {
+      const r = await h.transitions.submit(spec('test.long', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await handlersRunning(h, [r.job.id], entered);
+      const deadline = Date.now() + 5000;
+      await h.worker.crash();
+      while (h.worker.activeCount > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(h.worker.activeCount, 0);
+      await new Promise((res) => setTimeout(res, 50));
+      assert.equal((await h.store.getJob(r.job.id))?.snapshot.value, 'running');
+      assert.ok(!(await h.store.getEvents(r.job.id)).some((e) => e.type === 'FAILED'), 'no outcome written');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('relay loop (the harness\'s)', () => {
+  it('records PUBLISHED on a dispatch that went out and waits for a worker', async () => {
+    const h = await harness(new HandlerRegistry());
+    try {
+      const r = await h.transitions.submit(spec('test.unserved')); // no handler here: no worker starts it
+      assert.ok(r.ok);
+      const published = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'published', 'published', 3000);
+      assert.equal(published.snapshot.context.attempt, 0);
+    } finally {
+      await h.stop();
+    }
+  });
 });
 
 describe('worker: one outcome the store keeps refusing', () => {
@@ -260,6 +653,9 @@ describe('worker: one outcome the store keeps refusing', () => {
       assert.equal(done.snapshot.context.result, 'ok');
       assert.equal(batches[0], 2, `the two outcomes went in one batch first: ${batches}`);
       assert.ok(!retried.has(b!.job.id), 'the other outcome was written without a retry');
+      // Its retry is logged once the item-by-item tries settled, which may be just after the other one committed.
+      const retryDeadline = Date.now() + 2000;
+      while (!retried.has(a!.job.id) && Date.now() < retryDeadline) await new Promise((res) => setTimeout(res, 5));
       assert.ok(retried.has(a!.job.id), 'the refused one is retried');
       assert.equal((await h.store.getJob(a!.job.id))!.snapshot.value, 'running', 'the refused one waits for its retries or its lease');
     } finally {
@@ -622,8 +1018,7 @@ describe('worker: a heartbeat after the lease ended', () => {
   it('is refused, and the attempt is abandoned as lease-lost (nothing recorded)', async () => {
     // Heartbeats every 20 ms here; the job's 60 s timeout never comes.
     const clock = recordingClock();
-    const short = clock.sleep;
-    clock.sleep = (ms, signal) => (ms >= 60_000 ? new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true })) : short(ms, signal));
+    holdLongSleeps(clock);
     const seen: { reason?: string } = {};
     const registry = new HandlerRegistry().register('test.slow', async (_p, ctx) => {
       clock.ahead = 40_000; // the worker was stopped for longer than its 30 s lease
@@ -648,3 +1043,299 @@ describe('worker: a heartbeat after the lease ended', () => {
   });
 });
 
+
+/** Waits (polling) until `ok()` holds, failing after `timeoutMs` of real time. */
+async function until(ok: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+  assert.ok(ok(), `${what} (within ${timeoutMs} ms)`);
+}
+
+/** A gate a held write waits at: `open()` lets it through; `waiting` counts the writes held there so far. */
+function gate(): { wait(): Promise<void>; open(): void; waiting: number } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const g = { waiting: 0, open: () => open(), wait: () => (g.waiting++, opened) };
+  return g;
+}
+
+/** The real service, except that writes holding an event `held` picks wait at the gate; `landed` says, for each, whether `after()` held when it was written. */
+function gatedWrites(held: (type: string) => boolean, g: { wait(): Promise<void> }, after: () => boolean, landed: Array<{ type: string; after: boolean }>) {
+  return (real: TransitionService): TransitionService => {
+    const fake = Object.create(real) as TransitionService;
+    fake.applyMany = async (items) => {
+      const hold = items.find((it) => held(it.event.type));
+      if (hold) await g.wait();
+      const r = await real.applyMany(items);
+      if (hold) landed.push({ type: hold.event.type, after: after() });
+      return r;
+    };
+    return fake;
+  };
+}
+
+describe('worker: crash() stops it as a process death would: nothing is written after it returned', () => {
+  it('an outcome queued when the crash comes is not sent: the attempt is left to its lease', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const sent: string[] = [];
+    const worker: { it?: Worker; crashed?: Promise<void> } = {};
+    const registry = new HandlerRegistry().register('test.ok', async () => {
+      // The crash comes once the handler returned and its outcome was queued, before the queue goes out.
+      setImmediate(() => (worker.crashed = worker.it!.crash()));
+      return 'ok';
+    });
+    const h = await harness(registry, {
+      clock, workerTransitions: beforeApplyMany((items) => void sent.push(...items.filter((it) => it.event.type === 'SUCCEEDED').map((it) => it.jobId))),
+    });
+    worker.it = h.worker;
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => worker.crashed !== undefined, 'the handler ran and crashed its worker');
+      await worker.crashed;
+      await until(() => h.worker.activeCount === 0, 'the worker let go of the attempt');
+      assert.deepEqual(sent, [], 'the queued SUCCEEDED was not sent');
+      assert.equal((await h.store.getJob(r.job.id))?.snapshot.value, 'running', 'left to its lease');
+      assert.ok(!(await h.store.getEvents(r.job.id)).some((e) => e.type === 'SUCCEEDED'), 'no outcome written');
+      assert.equal(h.worker.counters.succeeded, 0);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a claim whose write was in flight when the crash came starts no handler', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    let ran = 0;
+    const registry = new HandlerRegistry().register('test.ok', async () => {
+      ran++;
+      return 'ok';
+    });
+    const claims = gate();
+    const landed: Array<{ type: string; after: boolean }> = [];
+    let crashReturned = false;
+    const h = await harness(registry, { clock, workerTransitions: gatedWrites((t) => t === 'STARTED', claims, () => crashReturned, landed) });
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => claims.waiting === 1, 'the claim is being written');
+      const crashed = h.worker.crash().then(() => void (crashReturned = true));
+      claims.open();
+      await crashed;
+      assert.deepEqual(landed, [{ type: 'STARTED', after: false }], 'the claim landed before crash() returned');
+      assert.equal(ran, 0, 'the handler never ran');
+      assert.equal(h.worker.activeCount, 0);
+      assert.equal((await h.store.getJob(r.job.id))?.snapshot.value, 'running', 'claimed, and left to its lease');
+      assert.equal(h.worker.slotUsage().busy, 0, 'its slot was given back');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('waits for the writes in flight when the crash came (an outcome batch, a heartbeat): none lands after it returned', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry()
+      .register('test.ok', async (_p, ctx) => void entered.add(ctx.jobId))
+      .register('test.beat', async (_p, ctx) => {
+        entered.add(ctx.jobId);
+        await ctx.heartbeat().catch(() => undefined);
+        await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+      });
+    const writes = gate();
+    const landed: Array<{ type: string; after: boolean }> = [];
+    let crashReturned = false;
+    const h = await harness(registry, {
+      clock, workerTransitions: gatedWrites((t) => t === 'SUCCEEDED' || t === 'HEARTBEAT', writes, () => crashReturned, landed),
+    });
+    try {
+      const ok = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      const beat = await h.transitions.submit(spec('test.beat', { maxAttempts: 1 }));
+      assert.ok(ok.ok && beat.ok);
+      await until(() => writes.waiting === 2, 'an outcome and a heartbeat are being written');
+      const crashed = h.worker.crash().then(() => void (crashReturned = true));
+      await settledWithin(crashed, 100); // a moment for crash() to return, were it not to wait
+      writes.open();
+      assert.equal(await settledWithin(crashed, 5000), 'settled', 'crash() returned');
+      assert.deepEqual(landed.map((l) => l.after).sort(), [false, false], `both landed before crash() returned: ${JSON.stringify(landed)}`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('progress a handler reports after the crash is not written', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const interval = holdSleeps(clock, (ms) => ms >= PROGRESS_INTERVAL_MS / 2 && ms <= PROGRESS_INTERVAL_MS);
+    const entered = new Set<string>();
+    let crashed!: () => void;
+    const afterCrash = new Promise<void>((resolve) => (crashed = resolve));
+    let reportedLater: Promise<void> | undefined;
+    const registry = new HandlerRegistry().register('test.progress', async (_p, ctx) => {
+      await ctx.progress(10); // written at once
+      void ctx.progress(20); // waits for the interval
+      entered.add(ctx.jobId);
+      await afterCrash; // a handler that goes on although its signal aborted
+      reportedLater = ctx.progress(30);
+      await reportedLater;
+    });
+    const h = await harness(registry, { clock, progress: true });
+    try {
+      const r = await h.transitions.submit(spec('test.progress', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => entered.has(r.job.id) && interval.started(), 'the handler reported 10, and 20 waits for the interval');
+      await h.worker.crash();
+      assert.equal((await h.store.getProgress(r.job.id))?.value, 10);
+      interval.release(); // the interval passes
+      crashed();
+      await until(() => reportedLater !== undefined, 'the handler reported again after the crash');
+      assert.equal(await settledWithin(reportedLater!, 5000), 'settled', 'its report returned');
+      assert.equal((await h.store.getProgress(r.job.id))?.value, 10, 'the progress stored at the crash stays');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: stop() when a subscription fails to stop', () => {
+  it('still ends the running attempts as documented (aborted past the grace, recorded as WorkerShutdown), then throws the failure', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    let first = true;
+    /** The first lane's subscription fails to stop (after it did stop reading). */
+    const failingStop = (log: MemoryLog): EventLog => {
+      const wrapped = Object.create(log) as EventLog;
+      wrapped.consume = async (options): Promise<Subscription> => {
+        const sub = await log.consume(options);
+        const failing = first;
+        first = false;
+        return {
+          stop: async () => {
+            await sub.stop();
+            if (failing) throw new Error('leaving the consumer group failed (injected)');
+          },
+        };
+      };
+      return wrapped;
+    };
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry().register('test.polite', async (_p, ctx) => {
+      entered.add(ctx.jobId);
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+    });
+    const h = await harness(registry, { clock, workerLog: failingStop });
+    try {
+      const r = await h.transitions.submit(spec('test.polite', { maxAttempts: 3 }));
+      assert.ok(r.ok);
+      await handlersRunning(h, [r.job.id], entered);
+      const failure = await h.worker.stop().then(() => null, (err: Error) => err);
+      assert.match(failure?.message ?? 'stop() resolved', /leaving the consumer group failed \(injected\)/, 'stop() throws the failure');
+      const job = (await h.store.getJob(r.job.id))!;
+      assert.equal(job.snapshot.value, 'retrying', 'the attempt was ended before stop() settled');
+      assert.equal(job.snapshot.context.lastError?.name, 'WorkerShutdown');
+      assert.equal(h.worker.activeCount, 0, 'no handler runs on');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: past the bound of its last writes, stop() leaves nothing to land after it', () => {
+  it('a FAILED in flight at the bound is waited for (within SHUTDOWN_IN_FLIGHT_MS): it lands before stop() returns', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const bound = holdShutdownWrites(clock);
+    holdSleeps(clock, (ms) => ms === SHUTDOWN_IN_FLIGHT_MS); // the wait for the writes in flight ends only once they landed
+    const entered = new Set<string>();
+    const registry = new HandlerRegistry().register('test.polite', async (_p, ctx) => {
+      entered.add(ctx.jobId);
+      await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+    });
+    const failures = gate();
+    const landed: Array<{ type: string; after: boolean }> = [];
+    let stopReturned = false;
+    const h = await harness(registry, { clock, workerTransitions: gatedWrites((t) => t === 'FAILED', failures, () => stopReturned, landed) });
+    try {
+      const r = await h.transitions.submit(spec('test.polite', { maxAttempts: 3 }));
+      assert.ok(r.ok);
+      await handlersRunning(h, [r.job.id], entered);
+      const stopped = h.worker.stop().then(() => void (stopReturned = true));
+      await until(() => failures.waiting === 1 && bound.started(), 'the grace ran out and the FAILED is being written');
+      bound.release(); // the bound passes with the FAILED still in flight
+      await settledWithin(stopped, 100); // a moment for stop() to return, were it not to wait
+      failures.open();
+      assert.equal(await settledWithin(stopped, 5000), 'settled', 'stop() returned');
+      assert.deepEqual(landed, [{ type: 'FAILED', after: false }], 'the FAILED landed before stop() returned');
+      assert.equal((await h.store.getJob(r.job.id))?.snapshot.context.lastError?.name, 'WorkerShutdown');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('an outcome still queued at the bound is never sent, even once the store answers again', async () => {
+    // The first outcome write hangs (a database that stopped answering) until the test lets it fail.
+    const outcomes: string[] = [];
+    let stopReturned = false;
+    const sentAfterStop: string[] = [];
+    const { h, bound, lines, failHung, submitBoth } = await quickAndLongBehindHungWrites(async (outcome, hung) => {
+      outcomes.push(outcome);
+      if (stopReturned) sentAfterStop.push(outcome);
+      if (outcomes.length === 1) await hung;
+    });
+    try {
+      const [quick, long] = await submitBoth();
+      await until(() => outcomes.length === 1, 'the quick job\'s outcome write hangs');
+
+      const stopped = h.worker.stop().then(() => void (stopReturned = true));
+      // The grace runs out: the long attempt is ended, and its failure is queued behind the hung write.
+      await until(() => lines.some((l) => /interrupted by the shutdown/.test(l)) && bound.started(), 'the long attempt was interrupted');
+      bound.release(); // the bound passes: the store has still not answered
+      assert.equal(await settledWithin(stopped, 5000), 'settled', 'stop() ended although the store never answered');
+
+      failHung(); // the store answers again (the hung write failed)
+      await until(() => h.worker.activeCount === 0, 'the worker let go of both attempts');
+      assert.deepEqual(sentAfterStop, [], 'nothing was sent after stop() returned');
+      for (const id of [quick, long]) {
+        assert.equal((await h.store.getJob(id))?.snapshot.value, 'running', 'nothing written: its lease expiry recovers it');
+      }
+    } finally {
+      failHung();
+      await h.stop();
+    }
+  });
+
+  it('progress a handler that did not stop reports after stop() returned is not written', async () => {
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const bound = holdShutdownWrites(clock);
+    const entered = new Set<string>();
+    let stopped!: () => void;
+    const afterStop = new Promise<void>((resolve) => (stopped = resolve));
+    let reportedLater: Promise<void> | undefined;
+    const registry = new HandlerRegistry().register('test.deaf', async (_p, ctx) => {
+      await ctx.progress(10);
+      entered.add(ctx.jobId);
+      await afterStop; // ignores its signal
+      reportedLater = ctx.progress(40);
+      await reportedLater;
+    });
+    const h = await harness(registry, { clock, progress: true });
+    try {
+      const r = await h.transitions.submit(spec('test.deaf', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await handlersRunning(h, [r.job.id], entered);
+      const stopping = h.worker.stop();
+      await until(() => bound.started(), 'the grace ran out');
+      bound.release(); // the handler has not stopped: left to its lease
+      assert.equal(await settledWithin(stopping, 5000), 'settled', 'stop() returned');
+      stopped();
+      await until(() => reportedLater !== undefined, 'the handler reported again after stop()');
+      assert.equal(await settledWithin(reportedLater!, 5000), 'settled', 'its report returned');
+      assert.equal((await h.store.getProgress(r.job.id))?.value, 10, 'the progress stored before the stop stays');
+    } finally {
+      await h.stop();
+    }
+  });
+});

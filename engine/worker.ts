@@ -32,6 +32,17 @@
  * An outcome write that fails (a database blip) is retried with backoff while
  * the attempt's lease holds; once the lease is over the timers own the job.
  *
+ * A worker that stops (`stop()`, on SIGTERM) lets its handlers finish for the
+ * shutdown grace, then aborts those still running and, once each handler has
+ * stopped, records its attempt as a retryable failure of its own
+ * (`WorkerShutdown`): the job retries after its backoff, or goes dead with
+ * that reason, without waiting for its lease. A handler that does not stop,
+ * or a store that does not take the write, within SHUTDOWN_WRITE_MS leaves
+ * the attempt to the lease expiry, as a crash's are: a retry never starts
+ * beside a handler still running. Once `stop()` (or `crash()`) returned, the
+ * worker writes nothing more (see `stop()` for the one exception: a write
+ * the store had not answered yet).
+ *
  * A message whose `ats-schema` major version this code does not know (a newer
  * producer) is not read: it is logged, counted (`unknownSchema`) and committed
  * past, so it neither crashes the worker nor stalls its partition. The job is
@@ -41,9 +52,11 @@
  * header (an older producer) is version 1.
  */
 import type { Advisor } from './advisor/advisor.js';
+import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
+import { settleAll } from './in-parallel.js';
 import { errorFields, withFields } from './logger.js';
 import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } from './lanes.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
@@ -89,6 +102,12 @@ interface Backlog {
 /** A dispatch held back by a concurrency limit is tried again after this, doubling up to THROTTLE_RETRY_MAX_MS. */
 export const THROTTLE_RETRY_FIRST_MS = 50;
 export const THROTTLE_RETRY_MAX_MS = 500;
+/**
+ * A dispatch held back by a rate is tried again when the rate allows the next
+ * start, and after this at the latest: the limit may have been lifted or its
+ * rate raised meanwhile, and the rate's wait may be hours.
+ */
+export const THROTTLE_RATE_RECHECK_MS = 1000;
 /** How long the loop of held dispatches sleeps with none held (a hold wakes it sooner). */
 const HELD_IDLE_MS = 60_000;
 /** Dispatches held back by limits a worker keeps; beyond, the oldest go back to the timers' re-dispatch. */
@@ -167,6 +186,26 @@ const UNHANDLED_TYPES_TRACKED = 1000;
 /** The reason an attempt's signal aborts once the attempt is over (one shared, frozen value: no stack built per job). */
 const ATTEMPT_FINISHED = Object.freeze(new AbortReason('shutdown', 'attempt finished'));
 
+/**
+ * Once the shutdown grace ran out, how long the worker waits for the
+ * outcomes of the attempts it interrupted (and of any still being written)
+ * before it gives them up to the lease expiry. A store that answers takes
+ * milliseconds, with room for a few tries; the bound keeps `stop()` short
+ * when it does not, well within the 5 s the process allows beyond the grace
+ * (cli/start.ts) for the API's drain, the relay, the log and the store.
+ */
+export const SHUTDOWN_WRITE_MS = 1000;
+
+/**
+ * Once its attempts ended (or {@link SHUTDOWN_WRITE_MS} passed), `stop()`
+ * sends nothing more to the store; how long it then waits for the writes
+ * already sent (an outcome batch, a heartbeat, a progress write), so that one
+ * the store takes lands before `stop()` returns. One the store has still not
+ * answered by then may land later (nothing can call it back), or not. The
+ * process's 5 s beyond the grace (cli/start.ts) has room for it.
+ */
+export const SHUTDOWN_IN_FLIGHT_MS = 250;
+
 /** The first pause between tries of an outcome write; it doubles up to {@link OUTCOME_RETRY_MAX_MS}. */
 export const OUTCOME_RETRY_FIRST_MS = 100;
 export const OUTCOME_RETRY_MAX_MS = 2000;
@@ -184,6 +223,12 @@ interface Running {
   settled: boolean;
   /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
   log: Logger;
+}
+
+/** An attempt's progress reporting: its reporter (made at the first report), and whether the attempt is over here. */
+interface Progress {
+  reporter: ProgressReporter | null;
+  over: boolean;
 }
 
 export class Worker {
@@ -208,6 +253,10 @@ export class Worker {
   /** Aborted when outcome writes must stop being retried (shutdown grace over, or a crash). */
   private abandon = new AbortController();
   private crashed = false;
+  /** Why the worker sends nothing more to the store (a crash, or a stop past its bound); null while it writes. */
+  private writesClosed: AbortReason | null = null;
+  /** The store writes in flight (claims, outcome batches, heartbeats, progress): what a crash or a stop waits for. */
+  private readonly writes = new Set<Promise<unknown>>();
   readonly counters: WorkerCounters = {
     claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0, throttled: 0,
   };
@@ -216,13 +265,15 @@ export class Worker {
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
-    this.outcomes = new Batcher((items) => eachAloneOnFailure(items, (batch) => deps.transitions.applyMany(batch)));
+    // Each call goes through `write`: once the writes are closed, what is still queued is refused, not sent.
+    this.outcomes = new Batcher((items) => eachAloneOnFailure(items, (batch) => this.write(() => deps.transitions.applyMany(batch))));
   }
 
   /** Subscribes to the lanes of the queues served (those found in the log, when it serves every queue). */
   async start(): Promise<void> {
     this.stopping = new AbortController();
     this.abandon = new AbortController();
+    if (!this.crashed) this.writesClosed = null;
     this.lanes.clear();
     this.heldLoop = this.retryHeld(this.stopping.signal);
     const { queues } = this.opts;
@@ -290,42 +341,133 @@ export class Worker {
     }
   }
 
-  /** Stop taking work, let handlers finish up to the grace period, abort the rest. */
+  /**
+   * Stop taking work and let running handlers finish, up to the grace period.
+   * Past it, the handlers still running are aborted and their attempts end
+   * here: once its handler has stopped, each is recorded as a retryable
+   * failure saying the worker shut down before the handler finished. The
+   * attempt counts (its handler may have had side effects), so the job
+   * retries after its backoff, or goes dead with that reason if it has no
+   * attempt left. The handlers' stopping and these last writes (and those of
+   * attempts whose outcome was still being written) get
+   * {@link SHUTDOWN_WRITE_MS}; past that the worker gives up on them, and the
+   * leases of the attempts not recorded expire and the timers retry them.
+   * Then nothing more is sent to the store (an outcome still queued is
+   * dropped, and so is what a handler that goes on reports), and the writes
+   * already sent get {@link SHUTDOWN_IN_FLIGHT_MS} to land before `stop()`
+   * returns: only one the store has still not answered may land after it.
+   *
+   * Should a subscription fail to stop, all the rest happens all the same
+   * (the other subscriptions stop, the running attempts end as above), and
+   * `stop()` then throws that failure.
+   */
   async stop(): Promise<void> {
     this.stopping.abort(new AbortReason('shutdown', 'worker shutting down'));
-    await this.discovery;
-    await Promise.all(this.subscriptions.map((s) => s.stop()));
-    this.subscriptions = [];
+    try {
+      await this.discovery;
+      await settleAll(this.subscriptions.map((s) => s.stop()));
+    } finally {
+      this.subscriptions = [];
+      await this.endWork();
+    }
+  }
+
+  /** The rest of stop(), once no dispatch is read any more: hand back the held ones, then end the running attempts. */
+  private async endWork(): Promise<void> {
     this.dropBacklogs();
     await this.heldLoop;
     await this.releaseHeld();
+    const { logger } = this.deps;
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
-    const grace = this.deps.clock.sleep(this.opts.shutdownGraceMs).then(() => 'timeout' as const);
-    if ((await Promise.race([all().then(() => 'done' as const), grace])) === 'timeout') {
-      for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker shut down before the handler finished'));
+    try {
+      if (await this.within(all(), this.opts.shutdownGraceMs)) {
+        await this.outcomes.flush();
+        return;
+      }
+      const interrupted = new AbortReason(
+        'shutdown', `the worker ${this.opts.workerId} shut down before the handler finished (its ${this.opts.shutdownGraceMs} ms shutdown grace ran out)`,
+      );
+      // Each interrupted attempt records its failure once its handler stopped (execute), within the bound.
+      for (const r of this.running.values()) r.abort.abort(interrupted);
+      if (!(await this.within(all().then(() => this.outcomes.flush()), SHUTDOWN_WRITE_MS))) {
+        logger.warn('worker: attempts not ended in time at shutdown (a handler still running, or the store not answering); the timers take these jobs over when their leases end', {
+          attempts: this.running.size, waitedMs: SHUTDOWN_WRITE_MS,
+        });
+      }
+    } finally {
+      // Nothing more is sent (an outcome still queued is dropped), even for a handler that goes on.
+      this.closeWrites(new AbortReason('shutdown', 'the worker stopped'));
       this.abandon.abort(new AbortReason('shutdown', 'worker shut down before the outcome was written'));
-      await all();
     }
-    await this.outcomes.flush();
+    // The writes already sent (past the bound an outcome batch, or a heartbeat) get a short wait to land before stop() returns.
+    if (!(await this.writesSettled(SHUTDOWN_IN_FLIGHT_MS))) {
+      logger.warn('worker: store writes still unanswered at shutdown; they may land after the worker stopped', {
+        writes: this.writes.size, waitedMs: SHUTDOWN_IN_FLIGHT_MS,
+      });
+    }
   }
 
   /**
    * Simulate a crash (tests): drop the subscriptions without committing, abandon
    * running handlers and write nothing more, as a SIGKILL would. Their leases
    * expire and the timers retry them; uncommitted records go to another member.
+   * From the call on nothing more is sent to the store (a claim in flight
+   * that lands starts no handler, a queued outcome is dropped), and it returns
+   * once the writes already sent have settled: none lands after it returned.
    */
   async crash(): Promise<void> {
     this.crashed = true;
-    this.stopping.abort(new AbortReason('shutdown', 'worker crashed'));
-    this.abandon.abort(new AbortReason('shutdown', 'worker crashed'));
-    for (const r of this.running.values()) r.abort.abort(new AbortReason('shutdown', 'worker crashed'));
-    await this.discovery;
-    await Promise.all(this.subscriptions.map((s) => s.stop()));
-    this.subscriptions = [];
-    this.dropBacklogs();
-    await this.heldLoop;
-    this.held.clear();
-    this.keyWaits.clear();
+    const reason = new AbortReason('shutdown', 'worker crashed');
+    this.closeWrites(reason);
+    this.stopping.abort(reason);
+    this.abandon.abort(reason);
+    for (const r of this.running.values()) r.abort.abort(reason);
+    try {
+      await this.discovery;
+      await settleAll(this.subscriptions.map((s) => s.stop()));
+    } finally {
+      this.subscriptions = [];
+      this.dropBacklogs();
+      await this.heldLoop;
+      this.held.clear();
+      this.keyWaits.clear();
+      await this.writesSettled();
+    }
+  }
+
+  /** Sends a store write unless the worker's writes are closed (it then rejects with why), tracked until it settles. */
+  private write<T>(send: () => Promise<T>): Promise<T> {
+    if (this.writesClosed) return Promise.reject(this.writesClosed);
+    const p = send();
+    this.writes.add(p);
+    const forget = () => void this.writes.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  /** From now on nothing more is sent to the store. */
+  private closeWrites(reason: AbortReason): void {
+    this.writesClosed ??= reason;
+  }
+
+  /** True once the writes in flight have settled (none starts after closeWrites); false if `ms` passed first. */
+  private async writesSettled(ms?: number): Promise<boolean> {
+    if (this.writes.size === 0) return true;
+    const settled = (async () => {
+      while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
+    })();
+    if (ms === undefined) return settled.then(() => true);
+    return this.within(settled, ms);
+  }
+
+  /** True when `work` resolves within `ms` of the worker's clock, false when the time passes first (the wait is then dropped). */
+  private async within(work: Promise<unknown>, ms: number): Promise<boolean> {
+    const waits = new AbortController();
+    try {
+      return await Promise.race([work.then(() => true), this.deps.clock.sleep(ms, waits.signal).then(() => false, () => false)]);
+    } finally {
+      waits.abort();
+    }
   }
 
   private dropBacklogs(): void {
@@ -498,10 +640,10 @@ export class Worker {
     const leases = messages.map((m) => this.leaseOf(m));
     let results: ApplyResult[];
     try {
-      results = await transitions.applyMany(messages.map((m, k) => ({
+      results = await this.write(() => transitions.applyMany(messages.map((m, k) => ({
         jobId: m.jobId,
         event: { type: 'STARTED' as const, attempt: m.attempt, leaseUntil: now + leases[k]!.leaseMs, workerId: this.opts.workerId },
-      })));
+      }))));
     } catch (err) {
       for (const _ of messages) this.slots.release();
       throw err;
@@ -530,9 +672,10 @@ export class Worker {
 
   /**
    * Keeps a dispatch its key's limit refused, to claim it again: when the
-   * rate allows (`retryAfterMs`), or, waiting for a running attempt of the
-   * key to end, after a pause that doubles from THROTTLE_RETRY_FIRST_MS to
-   * THROTTLE_RETRY_MAX_MS, and at once when an attempt of the key ends here.
+   * rate allows (`retryAfterMs`, THROTTLE_RATE_RECHECK_MS at most), or,
+   * waiting for a running attempt of the key to end, after a pause that
+   * doubles from THROTTLE_RETRY_FIRST_MS to THROTTLE_RETRY_MAX_MS, and at
+   * once when an attempt of the key ends here.
    * The job stays `published` meanwhile; nothing is written and no attempt
    * is spent. Its offset is committed like the rest of the batch, so the
    * jobs behind it in the partition go on: should this worker die, the
@@ -550,7 +693,9 @@ export class Worker {
       wait.refusals++;
       wait.lastAt = now;
     }
-    const pause = retryAfterMs ?? Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
+    const pause = typeof retryAfterMs === 'number'
+      ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
+      : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
     this.held.delete(message.jobId);
     this.held.set(message.jobId, { message, record, key, dueAt: now + pause });
     if (this.held.size > THROTTLED_KEPT) {
@@ -628,7 +773,7 @@ export class Worker {
     this.keyWaits.clear();
     if (jobs.length === 0) return;
     try {
-      await this.deps.transitions.applyMany(jobs.map((jobId) => ({ jobId, event: { type: 'DISPATCH' as const } })));
+      await this.write(() => this.deps.transitions.applyMany(jobs.map((jobId) => ({ jobId, event: { type: 'DISPATCH' as const } }))));
     } catch (err) {
       this.deps.logger.warn('worker: dispatches held back by limits not handed back; the timers dispatch them again later', errorFields(err));
     }
@@ -643,6 +788,11 @@ export class Worker {
   }
 
   private launch(job: JobRecord, attempt: number, now: number, lease: { leaseMs: number; heartbeatMs: number }, record?: LogRecord): void {
+    if (this.crashed) {
+      // Claimed as the worker crashed (the claim was in flight): a dead process starts nothing; the lease covers the job.
+      this.slots.release();
+      return;
+    }
     const abort = new AbortController();
     // The slot is the handler's: it is given back once the handler settled, so the
     // next claims need not wait for this outcome's write (the outcome batcher
@@ -671,6 +821,21 @@ export class Worker {
   }
 
   private async execute(job: JobRecord, entry: Running, handlerSettled: () => void, record?: LogRecord): Promise<void> {
+    // The reporter is made at the first report (most handlers report none), and closed once the attempt is over here.
+    const progress: Progress = { reporter: null, over: false };
+    let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }> | null;
+    try {
+      event = await this.runHandler(job, entry, handlerSettled, progress, record);
+    } finally {
+      // Over here (recorded next, or given up: crashed, cancelled, lease lost, left to its lease): later reports are dropped.
+      progress.over = true;
+      await progress.reporter?.close();
+    }
+    if (event) await this.recordOutcome(job.id, entry, event);
+  }
+
+  /** Runs the handler; the outcome to record, or null when the attempt is given up (nothing to record). */
+  private async runHandler(job: JobRecord, entry: Running, handlerSettled: () => void, progress: Progress, record?: LogRecord): Promise<Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }> | null> {
     const { clock, registry, tracer } = this.deps;
     const { attempt, abort, log } = entry;
     void clock.sleep(job.timeoutMs, abort.signal).then(
@@ -679,16 +844,18 @@ export class Worker {
     );
     void this.heartbeatLoop(job.id, entry);
     const handler = registry.get(job.type);
-    // Made at the first report: most handlers report none.
-    let reporter: ProgressReporter | null = null;
-    const store = this.deps.progress;
+    const stored = this.deps.progress;
+    const store: Pick<ProgressStore, 'setProgress'> | undefined = stored && {
+      setProgress: (...args) => (this.writesClosed ? Promise.resolve(false) : this.write(() => stored.setProgress(...args))),
+    };
     const ctx: HandlerContext = {
       jobId: job.id, tenant: job.tenant, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
       signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
       progress: (value) => {
-        if (!store) return Promise.resolve(void progressJson(value));
-        reporter ??= new ProgressReporter({ store, clock, log }, job.id, attempt);
-        return reporter.report(value);
+        // Checked, and dropped once the attempt is over here (a handler going on after it was given up).
+        if (!store || progress.over) return Promise.resolve(void progressJson(value));
+        progress.reporter ??= new ProgressReporter({ store, clock, log, signal: abort.signal }, job.id, attempt);
+        return progress.reporter.report(value);
       },
     };
     // Traced: the attempt's span, the active span while the handler runs (its spans nest under it).
@@ -697,9 +864,12 @@ export class Worker {
     });
     let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }>;
     const startedAt = clock.now();
+    /** The handler's own run, which an abort does not end. */
+    let work: Promise<unknown> | undefined;
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
-      const result = await raceAbort(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx), abort.signal);
+      work = span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx);
+      const result = await raceAbort(work, abort.signal);
       const unstorable = unstorableResult(result);
       if (unstorable !== null) throw new NonRetryableError(unstorable);
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
@@ -708,25 +878,46 @@ export class Worker {
     } catch (err) {
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
       const reason = abort.signal.reason as unknown;
-      if (reason instanceof AbortReason && reason.kind !== 'timeout') {
+      if (reason instanceof AbortReason && reason.kind === 'shutdown' && !this.crashed) {
+        // Stopped past the grace (stop()): the attempt ends here, and counts, but only once its
+        // handler has stopped: a retry, or another attempt taking its limit's slot, must not start
+        // beside it. One that does not stop within the last writes' bound is left to its lease.
+        if (work && !(await this.stoppedBeforeAbandon(work))) {
+          if (span) endAttemptSpan(span, 'shutdown');
+          log.warn('worker: the handler did not stop when aborted at shutdown; its attempt is left to its lease', { reason: reason.message });
+          return null;
+        }
+        // A retryable failure of the worker's, not the handler's: the advisor does not judge it,
+        // the policy's backoff times the retry.
+        event = { type: 'FAILED', attempt, error: { message: reason.message, name: WORKER_SHUTDOWN_ERROR_NAME, retryable: true } };
+        if (span) endAttemptSpan(span, 'shutdown');
+        log.warn('worker: attempt interrupted by the shutdown; recording it as failed', { reason: reason.message });
+      } else if (reason instanceof AbortReason && reason.kind !== 'timeout') {
         if (span) endAttemptSpan(span, reason.kind);
         log.info(`worker: attempt abandoned (${reason.kind})`, { reason: reason.message });
-        return; // cancelled, lease lost or shutdown: nothing to record; the lease or the cancel covers it.
+        return null; // cancelled, lease lost or crashed: nothing to record; the lease or the cancel covers it.
+      } else {
+        const e = reason instanceof AbortReason ? reason : (err as Error);
+        const stack = reason instanceof AbortReason ? undefined : stackOf(e);
+        event = {
+          type: 'FAILED', attempt,
+          error: { message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS), ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) },
+        };
+        if (event.error.retryable) event = this.advised(job, event, clock.now());
+        if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
       }
-      const e = reason instanceof AbortReason ? reason : (err as Error);
-      const stack = reason instanceof AbortReason ? undefined : stackOf(e);
-      event = {
-        type: 'FAILED', attempt,
-        error: { message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS), ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) },
-      };
-      if (event.error.retryable) event = this.advised(job, event, clock.now());
-      if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
     }
     entry.settled = true;
     handlerSettled();
     // The last progress reported is written while the attempt still runs (the outcome ends its right to write).
-    await (reporter as ProgressReporter | null)?.flush();
-    await this.recordOutcome(job.id, entry, event);
+    await progress.reporter?.flush();
+    return event;
+  }
+
+  /** Whether `work` settles before the worker gives up its last writes at shutdown (`abandon`). */
+  private stoppedBeforeAbandon(work: Promise<unknown>): Promise<boolean> {
+    const settled = work.then(() => undefined, () => undefined);
+    return raceAbort(settled, this.abandon.signal).then(() => true, () => false);
   }
 
   /** A retryable failure as the advisor would have it recorded (enforce): not retried, or retried after its delay. */
@@ -774,7 +965,12 @@ export class Worker {
         // Written by a newer machine version meanwhile: tried again as a failed write is.
         if (!r.ok && r.reason === 'machine-unknown') throw r.error;
       } catch (err) {
+        if (this.crashed) return;
         const fields = { event: event.type, ...errorFields(err) };
+        if (this.writesClosed) {
+          log.warn('worker: outcome not written before the worker stopped; the timers take the job over when its lease ends', fields);
+          return;
+        }
         if (this.abandon.signal.aborted || clock.now() + pause >= entry.leaseUntil) {
           log.warn('worker: outcome not written before the lease ended; the timers take the job over', fields);
           return;
@@ -801,7 +997,7 @@ export class Worker {
     if (this.crashed) throw new AbortReason('shutdown', 'worker crashed');
     const { attempt, abort } = entry;
     const leaseUntil = this.deps.clock.now() + entry.leaseMs;
-    const r = await this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil });
+    const r = await this.write(() => this.deps.transitions.apply(jobId, { type: 'HEARTBEAT', attempt, leaseUntil }));
     if (r.ok) {
       entry.leaseUntil = leaseUntil;
     } else if (r.reason === 'lease-ended') {

@@ -85,12 +85,12 @@ for (const backend of STORE_BACKENDS) {
         const racing = s as unknown as JobStore & WorkflowStore;
         const updateWorkflow = racing.updateWorkflow.bind(racing);
         let decisions = 0;
-        racing.updateWorkflow = ((id, decide, messageId) => updateWorkflow(id, (wf, message) => {
+        racing.updateWorkflow = ((id, decide, read) => updateWorkflow(id, (wf, message, signalled) => {
           // The first decision is dropped, as after a lost compare-and-set; its cancels are never run.
-          decide(wf, message);
+          decide(wf, message, signalled);
           decisions++;
-          return decide(wf, message);
-        }, messageId)) as WorkflowStore['updateWorkflow'];
+          return decide(wf, message, signalled);
+        }, read)) as WorkflowStore['updateWorkflow'];
         const registry = new HandlerRegistry().workflow('two', twoSteps);
         const m = spy();
         const service = new WorkflowService({ store: racing, clock: systemClock, ids: ulidIds(), definitions: registry, metrics: m.metrics });

@@ -143,6 +143,32 @@ describe('the workflow driver', () => {
 });
 
 describe('the workflow driver\'s sweep', () => {
+  it('stops with the driver: a stop during a long sweep does not wait for the rest of it', async () => {
+    let pages = 0;
+    let stopping = false;
+    let pagesAfterStop = 0;
+    const service = {
+      // Every active instance, a page at a time: never the last page, as with very many instances.
+      sweep: async (_limit: number, _after?: string, _endedBefore?: number, signal?: AbortSignal) => {
+        pages++;
+        if (stopping) pagesAfterStop++;
+        await new Promise((r) => setTimeout(r, 2));
+        return { applied: 0, last: signal?.aborted ? null : `page-${pages}` };
+      },
+      sweepMessages: async () => 0,
+      fireDueTimers: async () => 0,
+    } as unknown as WorkflowService;
+    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger: silentLogger }, { pollMs: 5, batchSize: 10, sweepMs: 60_000 });
+    await driver.start();
+    while (pages < 3) await new Promise((r) => setTimeout(r, 2));
+    stopping = true;
+    const stopped = driver.stop().then(() => 'stopped');
+    const waited = await Promise.race([stopped, new Promise((r) => setTimeout(r, 2_000, 'still sweeping'))]);
+    assert.equal(waited, 'stopped');
+    assert.ok(pagesAfterStop <= 1, `${pagesAfterStop} pages read after stop`);
+  });
+
   it('runs beside the timer passes: timers fire while a long sweep is still reading', async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));

@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, asStored, cancelWorkflow, startWorkflow, isUserEventType,
+  acceptedEvents, activeInvokeIds, applyWorkflowEvent, asStored, cancelWorkflow, restoreSnapshot, startWorkflow, isUserEventType, timerFits,
   type ChildOutcome, type JobStart, type WorkflowDefinition, type WorkflowSend,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
@@ -38,6 +38,7 @@ import {
   CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, WORKFLOW_MESSAGE_KIND, workflowMessageNotice,
   type ChildEndedMessage, type WorkflowMessageNotice,
 } from './messages.js';
+import { ATTR, submitterTrace, type Tracer } from './tracing.js';
 import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
@@ -76,6 +77,12 @@ export interface WorkflowServiceDeps {
   logger?: Logger;
   /** Told what each committed step wrote to jobs: its children's submits and CANCELs (engine/metrics.ts). @defaultValue none */
   metrics?: Pick<Metrics, 'transitionsCommitted'>;
+  /**
+   * Traces the jobs a step starts (engine/tracing.ts): in the trace of the request that took the
+   * step (a start, a signal), else in a new one from a span `workflow <name>` of the step's own.
+   * @defaultValue none: no tracing
+   */
+  tracer?: Tracer;
 }
 
 export interface StartSpec {
@@ -93,12 +100,18 @@ export type StartResult =
   | { ok: false; reason: 'idempotency-conflict'; workflow: WorkflowRecord };
 
 export type StepResult =
-  | { ok: true; workflow: WorkflowRecord }
+  /** `repeated`: a signal sent again with its Idempotency-Key, taken before: nothing was written. */
+  | { ok: true; workflow: WorkflowRecord; repeated?: true }
   | { ok: false; reason: 'not-found' }
   /** No transition takes the event now (or the instance has ended): nothing was written. */
   | { ok: false; reason: 'not-accepted'; workflow: WorkflowRecord; accepts: string[] }
-  /** This process has not registered the instance's definition version. */
-  | { ok: false; reason: 'definition-missing'; workflow: WorkflowRecord };
+  /**
+   * This process has not registered the instance's definition version, or registered one that lacks the
+   * state the instance is in (changed under the same version): nothing was written.
+   */
+  | { ok: false; reason: 'definition-missing'; workflow: WorkflowRecord }
+  /** The signal's Idempotency-Key was taken by another event for this instance: nothing was written. */
+  | { ok: false; reason: 'idempotency-conflict'; workflow: WorkflowRecord };
 
 /** A child of an instance as the API shows it: the job and its state now. */
 export interface ChildView {
@@ -122,6 +135,16 @@ export class WorkflowService {
   /** The definition an instance runs (its own version). */
   definitionOf(workflow: WorkflowRecord): WorkflowDefinition | undefined {
     return this.deps.definitions.workflowDefinition(workflow.name, workflow.definitionVersion);
+  }
+
+  /**
+   * The definition an instance runs, when it can hold the instance's stored
+   * state: undefined too when the one registered under its version lacks a
+   * state or an invocation the instance is in (changed under the same version).
+   */
+  placeableDefinitionOf(workflow: WorkflowRecord): WorkflowDefinition | undefined {
+    const def = this.definitionOf(workflow);
+    return def && unplaceable(def, workflow.state) === null ? def : undefined;
   }
 
   async start(spec: StartSpec): Promise<StartResult> {
@@ -168,9 +191,9 @@ export class WorkflowService {
   }
 
   /** A signal from outside (the API): the machine takes it or nothing changes. */
-  signal(id: string, tenant: string, event: AnyEventObject): Promise<StepResult> {
+  signal(id: string, tenant: string, event: AnyEventObject, idempotencyKey?: string): Promise<StepResult> {
     if (!isUserEventType(event.type)) throw new TypeError(`event type ${JSON.stringify(event.type)} is the engine's`);
-    return this.step(id, tenant, { type: 'SIGNAL', event });
+    return this.step(id, tenant, { type: 'SIGNAL', event }, idempotencyKey);
   }
 
   /** Ends an active instance as `cancelled`, cancelling its live children and dropping its timers. */
@@ -218,7 +241,8 @@ export class WorkflowService {
           });
         } else {
           this.lacking.delete(t.workflowId);
-          fired++;
+          // Not fired here: another process fired it (or ended the instance) since the read.
+          if (r.ok) fired++;
         }
       }
       if (due.length < limit) {
@@ -244,13 +268,15 @@ export class WorkflowService {
    * is likely on its way), or is gone, is delivered as the job stands now.
    * Fenced by job id like any delivery, so a child whose end was applied
    * meanwhile changes nothing. Returns how many ends were applied, and the
-   * id to go on after (null: no more).
+   * id to go on after (null: no more, or `signal` aborted: it stops between
+   * two instances).
    */
-  async sweep(limit: number, after?: string, endedBefore = Number.POSITIVE_INFINITY): Promise<{ applied: number; last: string | null }> {
+  async sweep(limit: number, after?: string, endedBefore = Number.POSITIVE_INFINITY, signal?: AbortSignal): Promise<{ applied: number; last: string | null }> {
     const { store } = this.deps;
     let applied = 0;
     const page = await store.activeWorkflowIds(limit, after);
     for (const id of page) {
+      if (signal?.aborted) return { applied, last: null };
       const wf = await store.getWorkflow(id);
       if (!wf || wf.state.children.length === 0) continue;
       // The children's states in one read; a job only for those that ended.
@@ -272,14 +298,18 @@ export class WorkflowService {
    * their announcement was lost with the in-process log, or is late. Pages
    * through their targets in id order, `limit` at a time, so a target whose
    * messages are dropped, or wait for a definition version this process
-   * lacks, does not stop the sweep for the others. Returns how many were applied.
+   * lacks, does not stop the sweep for the others. Returns how many were
+   * applied; `signal` aborted, it stops between two targets.
    */
-  async sweepMessages(createdBefore: number, limit: number): Promise<number> {
+  async sweepMessages(createdBefore: number, limit: number, signal?: AbortSignal): Promise<number> {
     let applied = 0;
     let after: string | undefined;
     for (;;) {
       const targets = await this.deps.store.staleWorkflowMessageTargets(createdBefore, limit, after);
-      for (const target of targets) applied += await this.receive(target);
+      for (const target of targets) {
+        if (signal?.aborted) return applied;
+        applied += await this.receive(target);
+      }
       if (targets.length < limit) return applied;
       after = targets.at(-1);
     }
@@ -290,11 +320,11 @@ export class WorkflowService {
    * deliveries) in one transaction. Job ids for the children it starts are
    * drawn once and reused if the store decides again after a lost race.
    */
-  private async step(id: string, tenant: string | null, input: WorkflowInputEvent | MessageInput): Promise<StepResult> {
+  private async step(id: string, tenant: string | null, input: WorkflowInputEvent | MessageInput, signalKey?: string): Promise<StepResult> {
     // An instance whose version has a newer one that migrates from it moves first (a MIGRATE step of
     // its own), then takes the event; a cancel needs no move.
     for (;;) {
-      const r = await this.stepOnce(id, tenant, input, input.type !== 'CANCEL');
+      const r = await this.stepOnce(id, tenant, input, input.type !== 'CANCEL', signalKey);
       if (r !== MIGRATED) return r;
     }
   }
@@ -359,18 +389,23 @@ export class WorkflowService {
    * deliveries) in one transaction: a migration when `migrateFirst` and one
    * applies (MIGRATED), else `input` (null: nothing more to do). Job ids for
    * the children it starts are drawn once and reused if the store decides
-   * again after a lost race.
+   * again after a lost race. A signal with `signalKey` is recorded with it,
+   * and one sent again with it is not applied again (`repeated`).
    */
   private stepOnce(
-    id: string, tenant: string | null, given: WorkflowInputEvent | MessageInput | null, migrateFirst: boolean,
+    id: string, tenant: string | null, given: WorkflowInputEvent | MessageInput | null, migrateFirst: boolean, signalKey?: string,
   ): Promise<StepResult | typeof MIGRATED> {
     const at = this.deps.clock.now();
     const drawn: string[] = [];
     const messageId = given?.type === 'MESSAGE-ID' ? given.messageId : undefined;
+    const keyed = signalKey !== undefined && given?.type === 'SIGNAL' ? { key: signalKey } : undefined;
     // The last decision is what committed (the store decides again only after a lost race).
     let last: StepDecision = NO_STEP;
-    return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf, message) => {
-      if (messageId === undefined) return (last = this.decideStep(wf, tenant, given as WorkflowInputEvent | null, migrateFirst, at, drawn));
+    return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf, message, signalled) => {
+      if (messageId === undefined) {
+        const input = given as WorkflowInputEvent | null;
+        return (last = this.decideStep(wf, tenant, input, migrateFirst, at, drawn, keyed && { ...keyed, signalled }));
+      }
       // A message is read with its target, in the target's transaction: gone means taken already.
       if (!message) {
         last = NO_STEP;
@@ -381,8 +416,8 @@ export class WorkflowService {
       // Taken by the step, or dropped; kept for a migration first, or for a process that has the definition.
       const keep = d.result === MIGRATED || (!d.result.ok && d.result.reason === 'definition-missing');
       return { ...d, consumeMessage: !keep };
-    }, messageId).then((r) => {
-      if (r === MIGRATED || r.ok) this.deps.onCommit?.();
+    }, messageId !== undefined ? { messageId } : keyed ? { signalKey: keyed.key } : {}).then((r) => {
+      if (r === MIGRATED || (r.ok && !r.repeated)) this.deps.onCommit?.();
       if (this.deps.metrics && last.write) reportChildren(this.deps.metrics, last.write, last.cancelled);
       return r;
     });
@@ -391,8 +426,14 @@ export class WorkflowService {
   /** The step `stepOnce` commits for instance `wf` as read (see there). */
   private decideStep(
     wf: WorkflowRecord | null, tenant: string | null, input: WorkflowInputEvent | null, migrateFirst: boolean, at: number, drawn: string[],
+    keyed?: { key: string; signalled: WorkflowEventRecord | null },
   ): StepDecision & { result: StepResult | typeof MIGRATED } {
     if (!wf || (tenant !== null && wf.tenant !== tenant)) return { write: null, cancelled: null, result: { ok: false, reason: 'not-found' } };
+    if (keyed?.signalled && input?.type === 'SIGNAL') {
+      // Sent again with its key (a retry after a lost answer): taken once. The same key with another event is refused.
+      const same = canonicalJson((keyed.signalled.data as { event?: unknown }).event) === canonicalJson(input.event);
+      return { write: null, cancelled: null, result: same ? { ok: true, workflow: wf, repeated: true } : { ok: false, reason: 'idempotency-conflict', workflow: wf } };
+    }
     const def = this.definitionOf(wf);
     const jobIds: string[] = [];
     const newJobId = (_invokeId: string, index: number) => {
@@ -432,6 +473,17 @@ export class WorkflowService {
     } else if (input === null) {
       return { write: null, cancelled: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
     } else {
+      // A definition changed under the same version may not have the state the instance is in (a state or
+      // an invocation renamed or removed): stepped there, it would end in error, or drop a child's end and
+      // hang. That is not the machine's doing: the instance is left as it is, as one whose version this
+      // process lacks, until the definition it ran is registered again or a migration moves it.
+      const misplaced = unplaceable(def, wf.state);
+      if (misplaced !== null) {
+        this.deps.logger?.warn('workflows: the registered definition lacks the state the instance is in (changed under the same version); the instance waits', {
+          workflowId: wf.id, name: wf.name, version: wf.definitionVersion, event: input.type, problem: misplaced,
+        });
+        return { write: null, cancelled: null, result: { ok: false, reason: 'definition-missing', workflow: wf } };
+      }
       r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
       recordedInput = input;
     }
@@ -441,7 +493,8 @@ export class WorkflowService {
       ...wf, state: r.next, version, updatedAt: at, definitionVersion: recordedInput.type === 'MIGRATE' ? recordedInput.to : wf.definitionVersion,
     };
     const event: WorkflowEventRecord = {
-      workflowId: wf.id, seq: version, type: recordedInput.type, at, data: { ...recordedInput, jobIds }, status: r.next.status,
+      workflowId: wf.id, seq: version, type: recordedInput.type, at, status: r.next.status,
+      data: { ...recordedInput, jobIds, ...(keyed && recordedInput.type === 'SIGNAL' ? { idempotencyKey: keyed.key } : {}) },
     };
     const cancelIds = r.effects.cancel.map((c) => c.jobId);
     const cancelled: CancelledChildren | null = cancelIds.length > 0 ? { writes: [], before: [] } : null;
@@ -457,6 +510,10 @@ export class WorkflowService {
   /** The jobs a step starts, as submits into the step's own transaction. */
   private childWrites(wf: WorkflowRecord, seq: number, starts: readonly JobStart[], at: number): TransitionWrite[] {
     const d = this.defaults;
+    const { tracer } = this.deps;
+    const traceContext = tracer && starts.length > 0
+      ? submitterTrace(tracer, `workflow ${wf.name}`, { [ATTR.workflowId]: wf.id, [ATTR.workflowName]: wf.name })
+      : undefined;
     return starts.map((s, i) => {
       const spec: JobSpec = {
         tenant: wf.tenant, type: s.jobType, payload: s.input ?? null,
@@ -466,6 +523,7 @@ export class WorkflowService {
         // a job twice. Under the reserved `ats:` prefix, which no submit may use, so no caller can take it first.
         idempotencyKey: `ats:workflow:${wf.id}:${seq}:${i}`,
         parent: { workflowId: wf.id, invokeId: s.invokeId },
+        ...(traceContext ? { traceContext } : {}),
       };
       return submitWrite(spec, s.jobId, at);
     });
@@ -499,13 +557,10 @@ export class WorkflowService {
 
   /** The event types the instance takes now (empty once it ended, or without its definition). */
   accepts(wf: WorkflowRecord): string[] {
-    const def = this.definitionOf(wf);
-    try {
-      return def ? acceptedEvents(def, wf.state) : [];
-    } catch {
-      // A stored state the registered definition does not have (one changed under the same version).
-      return [];
-    }
+    // Nothing for a stored state the registered definition does not have (one changed under the same
+    // version): the instance takes no event until it has (see `decideStep`).
+    const def = this.placeableDefinitionOf(wf);
+    return def && wf.state.status === 'active' ? acceptedEvents(def, wf.state) : [];
   }
 
   /**
@@ -539,6 +594,29 @@ export class WorkflowService {
       return { ok: false, events: events.length, problem: (err as Error).message };
     }
   }
+}
+
+/**
+ * Why definition `def` cannot hold an active instance's stored state, or null
+ * when it can: a state it does not have, or a running child of an invocation
+ * the states it is in do not have. After every step, each child not spawned
+ * belongs to an invocation of a state the instance is in (machines/workflow.ts
+ * `effectsOf`), so either means a definition changed under the same version.
+ */
+function unplaceable(def: WorkflowDefinition, state: WorkflowRecord['state']): string | null {
+  let snapshot: ReturnType<typeof restoreSnapshot>;
+  try {
+    snapshot = restoreSnapshot(def, state);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const active = activeInvokeIds(snapshot);
+  const lost = state.children.find((c) => !c.spawned && !active.has(c.invokeId));
+  if (lost) return `the states it is in have no invocation ${lost.invokeId} (of its job ${lost.jobId})`;
+  // An `after` timer is cancelled when its state is left, so each one stored is of a state the instance is in.
+  const fits = timerFits(snapshot);
+  const stray = state.timers.find((t) => !fits(t));
+  return stray ? `the states it is in have no after transition for its timer ${stray.event.type}` : null;
 }
 
 /** The version an instance started at: the first MIGRATE's `from`, or its version now when it never moved. */
@@ -688,7 +766,7 @@ export class WorkflowDriver {
       if (now - this.lastSweep >= sweepMs && this.sweeping === null) {
         // Beside the timers, not before them: a sweep reads every active instance, and timers must not wait for it.
         this.lastSweep = now;
-        this.sweeping = this.sweep(now - sweepMs)
+        this.sweeping = this.sweep(now - sweepMs, this.stopping.signal)
           .catch((err: unknown) => this.deps.logger.error('workflows: sweep failed, will run again', errorFields(err)))
           .finally(() => (this.sweeping = null));
       }
@@ -698,6 +776,8 @@ export class WorkflowDriver {
   private lastSweep = 0;
   /** The sweep running beside the timer passes, if one is. */
   private sweeping: Promise<void> | null = null;
+  /** Aborted by `stop`: a sweep running beside the timers ends between two instances, not at the end of all of them. */
+  private stopping = new AbortController();
   private subscription: Subscription | null = null;
 
   constructor(
@@ -710,26 +790,29 @@ export class WorkflowDriver {
    * keeps taking signals still waits for the end the log lost), SWEEP_BATCH
    * at a time in id order, delivering the ends of children that ended by
    * `endedBefore`; then the messages stored by then. Logs what it applied.
+   * `signal` aborted, it ends at once (the next sweep goes over them all again).
    */
-  private async sweep(endedBefore: number): Promise<void> {
+  private async sweep(endedBefore: number, signal?: AbortSignal): Promise<void> {
     let applied = 0;
     let after: string | undefined;
     for (;;) {
-      const r = await this.deps.service.sweep(SWEEP_BATCH, after, endedBefore);
+      const r = await this.deps.service.sweep(SWEEP_BATCH, after, endedBefore, signal);
       applied += r.applied;
-      if (!r.last) break;
+      if (!r.last || signal?.aborted) break;
       after = r.last;
     }
     if (applied > 0) this.deps.logger.info('workflows: delivered children\'s ends the log had lost', { applied });
-    const messages = await this.deps.service.sweepMessages(endedBefore, SWEEP_BATCH);
+    if (signal?.aborted) return;
+    const messages = await this.deps.service.sweepMessages(endedBefore, SWEEP_BATCH, signal);
     if (messages > 0) this.deps.logger.info('workflows: delivered messages between instances the log had lost', { applied: messages });
   }
 
   async start(): Promise<void> {
     const { log, service, logger } = this.deps;
+    this.stopping = new AbortController();
     if (this.opts.sweepAtStart) {
       this.lastSweep = this.deps.clock.now();
-      await this.sweep(this.lastSweep);
+      await this.sweep(this.lastSweep, this.stopping.signal);
     }
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
@@ -764,6 +847,7 @@ export class WorkflowDriver {
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     await this.loop.stop();
     await this.sweeping;
     await this.subscription?.stop();

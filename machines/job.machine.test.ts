@@ -187,6 +187,25 @@ describe('job machine (paths)', () => {
     assert.equal(go(redriven.next, { type: 'STARTED', at, attempt: MAX + 1, leaseUntil: at, workerId: 'w' }).value, 'running');
   });
 
+  it('a REDRIVE starts the backoff over: the first retry of the new run waits the base delay', () => {
+    const backoff = { kind: 'exponential' as const, baseMs: 100, maxMs: 1_000_000, jitter: 'none' as const };
+    let j = start({ ...input, maxAttempts: 2, backoff }).next;
+    let at = 1_000;
+    const fail = (n: number) => go(j, { type: 'FAILED', at: ++at, attempt: n, rand: 0, error: { message: `f${n}`, retryable: true } });
+    j = go(j, { type: 'STARTED', at: ++at, attempt: 1, leaseUntil: at + 10_000, workerId: 'w' });
+    j = fail(1);
+    assert.equal(j.context.runAt, at + 100, 'first retry of the first run: baseMs');
+    j = go(j, { type: 'RETRY_DUE', at: (at = j.context.runAt) });
+    j = go(j, { type: 'STARTED', at: ++at, attempt: 2, leaseUntil: at + 10_000, workerId: 'w' });
+    j = fail(2);
+    assert.equal(j.value, 'dead');
+    j = go(j, { type: 'REDRIVE', at: ++at });
+    j = go(j, { type: 'STARTED', at: ++at, attempt: 3, leaseUntil: at + 10_000, workerId: 'w' });
+    j = fail(3);
+    assert.equal(j.value, 'retrying');
+    assert.equal(j.context.runAt, at + 100, 'the new run\'s first retry waits baseMs, not the 400 ms of a third failure');
+  });
+
   it('a FAILED that carries the advisor\'s delay retries after it, and one the advisor stopped goes dead with its reason', () => {
     let j = start({ ...input, backoff: { kind: 'fixed', delayMs: 500 } }).next;
     j = go(j, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 2_000, workerId: 'w' });

@@ -57,6 +57,29 @@ const v2 = defineWorkflow('approval', v2Machine, { version: 2, migrate: { from: 
 const ids = (p: string) => (invokeId: string, i: number) => `${p}-${invokeId}-${i}`;
 
 describe('moving an instance to the next version', () => {
+  it('keeps the timer of a state that stays only while its delay does: one the new machine lacks is dropped', () => {
+    const withDelay = (version: number, ms: number) => defineWorkflow('approval', setup({
+      types: { context: {} as { asks: number } },
+      actors: { notify: job('approval.notify'), archive: job('approval.archive') },
+    }).createMachine({
+      id: 'approval', initial: 'waiting', context: { asks: 0 },
+      states: {
+        waiting: { invoke: { id: 'notify', src: 'notify' }, after: { [ms]: 'expired' }, on: { APPROVE: 'approved' } },
+        approved: { type: 'final' },
+        expired: { type: 'final' },
+      },
+    }), { version, migrate: { from: 1, state: (s) => s } });
+    const s = startWorkflow(v1, undefined, 0, ids('a')).next;
+    const same = migrateWorkflow(1, withDelay(2, 60_000), s, ids('m'));
+    assert.ok(same.ok);
+    assert.deepEqual(same.next.timers.map((t) => t.id), ['xstate.after.60000.approval.waiting'], 'the same delay: kept');
+    assert.deepEqual(same.effects.dropTimers, []);
+    const changed = migrateWorkflow(1, withDelay(2, 120_000), s, ids('m'));
+    assert.ok(changed.ok);
+    assert.deepEqual(changed.next.timers, [], 'a delay the new machine lacks: its timer would fire an event nothing takes');
+    assert.deepEqual(changed.effects.dropTimers, ['xstate.after.60000.approval.waiting']);
+  });
+
   it('keeps the running job of an invocation that stays, starts the new ones, drops the timer of a state left', () => {
     let s: PersistedWorkflow = startWorkflow(v1, undefined, 0, ids('a')).next;
     const reminded = stepWorkflow(v1, s, { type: 'REMIND' }, 1, ids('b'));

@@ -22,17 +22,11 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf,
+  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
   WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
 } from './workflow.js';
-
-/** The `after` timer's state node id (`xstate.after.<delay>.<node id>`), or null for another delayed event. */
-function afterNode(timer: WorkflowTimer): string | null {
-  const m = /^xstate\.after\.[^.]+\.(.+)$/.exec(timer.id);
-  return m ? m[1]! : null;
-}
 
 /**
  * Moves an active instance of `from` to `to` (whose `migrate.from` must be
@@ -88,11 +82,11 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
       }
     }
   }
-  const nodeIds = new Set(nodes.map((n) => n.id));
+  // An `after` timer stays while its state and its delay do: one the new states lack would fire an event nothing takes.
+  const fits = timerFits(snapshot);
   const timers: WorkflowTimer[] = [];
   for (const t of current.timers) {
-    const node = afterNode(t);
-    if (snapshot.status === 'active' && (node === null || nodeIds.has(node))) timers.push(t);
+    if (snapshot.status === 'active' && fits(t)) timers.push(t);
     else effects.dropTimers.push(t.id);
   }
   return { ok: true, next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };

@@ -183,6 +183,8 @@ export interface StateNodeLike {
   key: string;
   states: Record<string, StateNodeLike>;
   invoke: { id: string; src: unknown; input?: unknown }[];
+  /** Its `after` transitions, each with the event type its timer sends. */
+  after: { eventType: string }[];
   /** The state's config as written: an inline actor is its invoke's `src` there (XState names it in `invoke`). */
   config: { invoke?: { src?: unknown } | { src?: unknown }[] };
 }
@@ -468,6 +470,21 @@ export function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): 
 export function activeInvokeIds(snapshot: Snapshot): Set<string> {
   const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   return new Set(nodes.flatMap((n) => n.invoke.map((i) => i.id)));
+}
+
+/** The event type XState gives an `after` transition's timer (`xstate.after.<delay>.<state node id>`). */
+const AFTER_EVENT_PREFIX = 'xstate.after.';
+
+/**
+ * Whether a stored timer is one the states a snapshot is in can still fire:
+ * any delayed event but an `after`'s, and an `after` timer whose transition
+ * (its state and its delay) they have. One they lack would fire an event
+ * nothing takes.
+ */
+export function timerFits(snapshot: Snapshot): (timer: WorkflowTimer) => boolean {
+  const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
+  const delays = new Set(nodes.flatMap((n) => n.after.map((t) => t.eventType)));
+  return (timer) => !timer.event.type.startsWith(AFTER_EVENT_PREFIX) || delays.has(timer.event.type);
 }
 
 interface ActionLike {

@@ -37,7 +37,10 @@
  *   itself die partway (the process restarts again);
  * - signals arrive between deliveries and replace running invocations (whose
  *   jobs the workflow cancels, and whose ends then arrive late), or make a
- *   reporter send a NOTE;
+ *   reporter send a NOTE; each carries an Idempotency-Key, and may be sent
+ *   again with it (a client that lost the answer, or whose try crashed): one
+ *   taken before is not taken again and writes nothing, and no key is taken
+ *   twice;
  * - any step may crash just before its transaction commits (a worker ending a
  *   job, the timers, the driver delivering an end, a sender's step storing
  *   its message, the target's step taking one, the sweeps, the API taking
@@ -100,7 +103,7 @@ import { Relay } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
 import { TransitionService, type EventInput } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
-import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
+import { WorkflowDriver, WorkflowService, type StepResult } from '../engine/workflows.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { job, sendToWorkflow } from '../machines/workflow.js';
 import * as fanOut from '../examples/fan-out.js';
@@ -239,7 +242,8 @@ type Step =
   /** A minute passes and the driver sweeps the quiet instances, `limit` per query, then the waiting messages, `limit` targets a round; `crash`: it dies at its first commit. */
   | { kind: 'sweep'; limit: number; crash: boolean }
   /** A signal: RESTART to a loop, NUDGE to a reporter (which sends its coordinator a NOTE); `crash`: the step dies before its commit. */
-  | { kind: 'signal'; pick: number; crash: boolean }
+  /** `again`: the client sends it again with its Idempotency-Key (it lost the answer, or the try crashed). */
+  | { kind: 'signal'; pick: number; crash: boolean; again: boolean }
   /** The embedded process restarts; `crashAt`: its restart sweep dies at that commit (counted from 0), and it restarts again. */
   | { kind: 'restart'; crashAt: number | null };
 
@@ -255,7 +259,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('relay' as const), cut: fc.oneof(fc.constant(null), fc.integer({ min: 1, max: 4 })) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('sweep' as const), limit: fc.integer({ min: 1, max: 3 }), crash: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('signal' as const), pick: fc.nat(), crash: fc.boolean() }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('signal' as const), pick: fc.nat(), crash: fc.boolean(), again: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('restart' as const), crashAt: fc.option(fc.nat(3)) }) },
 );
 
@@ -292,7 +296,7 @@ const KNOWN_PLANS: Plan[] = [
   {
     orders: [{ country: 'NL' }], loops: 0, albums: [0], hubs: [1], strays: 1,
     steps: [
-      { kind: 'signal', pick: 0, crash: false },
+      { kind: 'signal', pick: 0, crash: false, again: true },
       { kind: 'end', pick: 888663351, outcome: 'ok', crash: false },
       { kind: 'deliver', pick: 150880107, keep: false, crash: false },
       { kind: 'sweep', limit: 1, crash: false },
@@ -465,6 +469,8 @@ const isStartable = (j: JobRecord) => j.snapshot.value === 'pending' || j.snapsh
 class World {
   readonly clock = new SimClock();
   private readonly crashes = new CrashSwitch();
+  /** Signals sent so far: each gets an Idempotency-Key of its own. */
+  private signalsSent = 0;
   private readonly random;
   private readonly ids;
   private engine!: Engine;
@@ -737,11 +743,26 @@ class World {
   }
 
   /** RESTART to a loop, or NUDGE to a reporter (it sends its coordinator a NOTE; after its REPORT, one that ends it). */
-  async signal(pick: number, crash: boolean): Promise<void> {
+  async signal(pick: number, crash: boolean, again: boolean): Promise<void> {
     const targets = this.instances.filter((w) => w.name === 'test.loop' || w.name === 'test.reporter');
     if (targets.length === 0) return;
     const wf = targets[pick % targets.length]!;
-    await this.crashing(crash, () => this.workflows.signal(wf.id, 'default', { type: wf.name === 'test.loop' ? 'RESTART' : 'NUDGE' }));
+    const event = { type: wf.name === 'test.loop' ? 'RESTART' : 'NUDGE' };
+    const key = `signal-${this.signalsSent++}`;
+    let first: StepResult | null = null;
+    const committed = await this.crashing(crash, async () => {
+      first = await this.workflows.signal(wf.id, 'default', event, key);
+    });
+    if (!again) return;
+    // Sent again with its key: taken once, however the first try went.
+    const before = (await this.store.getWorkflow(wf.id))!;
+    const second = await this.workflows.signal(wf.id, 'default', event, key);
+    if (committed && first!.ok) {
+      assert.ok(second.ok && second.repeated === true, `a signal sent again with its key after it was taken is not taken again (${JSON.stringify(second).slice(0, 200)})`);
+      assert.equal((await this.store.getWorkflow(wf.id))!.version, before.version, 'a repeated signal writes nothing');
+    }
+    const keyed = (await this.store.getWorkflowEvents(wf.id)).filter((e) => (e.data as { idempotencyKey?: string }).idempotencyKey === key);
+    assert.ok(keyed.length <= 1, `the signal with key ${key} was taken ${keyed.length} times`);
   }
 
   /**
@@ -873,7 +894,7 @@ async function runStep(world: World, step: Step): Promise<void> {
       return;
     case 'relay': return world.relay(step.cut);
     case 'sweep': await world.sweepQuiet(step.limit, step.crash); return;
-    case 'signal': return world.signal(step.pick, step.crash);
+    case 'signal': return world.signal(step.pick, step.crash, step.again);
     case 'restart': return world.restart(step.crashAt);
   }
 }

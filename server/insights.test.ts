@@ -98,12 +98,22 @@ for (const [name, start, skip] of backends) {
     });
 
     test('the store counts at most `limit` waiting jobs ahead', async () => {
+      const now = t.clock.now();
       const last = (await t.transitions.submit(spec('q-limit'))).job;
       for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-limit'));
       const newest = (await t.transitions.submit(spec('q-limit'))).job;
-      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 100), 0);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 100), 4);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 2), 2);
+      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 100, now), 0);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 100, now), 4);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 2, now), 2);
+    });
+
+    test('a job scheduled for later is not ahead of one due now, until it is due', async () => {
+      const now = t.clock.now();
+      const day = 86_400_000;
+      for (let i = 0; i < 5; i++) await t.transitions.submit({ ...spec('q-later'), runAt: now + day });
+      const due = (await t.transitions.submit(spec('q-later'))).job;
+      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 100, now), 0);
+      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 100, now + day), 5);
     });
   });
 }

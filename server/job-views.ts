@@ -20,6 +20,7 @@ export function toJobView(job: JobRecord, now: number): JobView {
     state: job.snapshot.value,
     attempt: c.attempt,
     maxAttempts: c.maxAttempts,
+    attemptBase: c.attemptBase,
     payload: job.payload,
     result: c.result ?? null,
     lastError: c.lastError,

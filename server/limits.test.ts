@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
+import { request as httpRequest } from 'node:http';
 import { buildApp } from './app.js';
 import { randomQueue, startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 import { injectAs, startTenantApp, type MadeKey } from '../tests/helpers/keys.js';
@@ -177,6 +178,32 @@ describe('/v1/limits', () => {
     assert.equal(bad!.status, 400);
     assert.equal(bad!.code, 'ATS_ERR_VALIDATION');
     assert.match(bad!.message!, /concurrencyKey/);
+  });
+
+  test('keys . and .. are refused: fetch, browsers and the CLI resolve their paths to other ones, so such a limit could never be read, changed or deleted', async () => {
+    const address = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const before = await list();
+    // A client that sends the path as written (curl --path-as-is, node:http) reaches the key itself.
+    for (const path of ['/v1/limits/..', '/v1/limits/.', '/v1/limits/%2E%2E']) {
+      const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const u = new URL(address);
+        const req = httpRequest({ host: u.hostname, port: u.port, path, method: 'PUT', headers: { 'content-type': 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ concurrency: 1 }));
+      });
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).code, 'ATS_ERR_VALIDATION');
+    }
+    assert.deepEqual(await list(), before, 'no limit was set');
+    for (const concurrencyKey of ['.', '..']) {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: {}, queue: randomQueue(), concurrencyKey } });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.match(r.json().message, /concurrencyKey/);
+    }
   });
 
   test('the same Idempotency-Key with another concurrencyKey is a conflict; with the same one, the first job', async () => {

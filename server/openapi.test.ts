@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
-import { LIMIT_SCHEMAS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
+import { LIMIT_SCHEMAS, PATH_NAME_PATTERN, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
 import { createMachine } from 'xstate';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
@@ -196,7 +196,7 @@ describe('OpenAPI document', () => {
     const key = put.parameters!.find((p) => p.name === 'key') as Parameter & { schema?: Schema };
     assert.equal(key.in, 'path');
     assert.equal(key.schema?.maxLength, 200);
-    assert.equal(key.schema?.pattern, '^[A-Za-z0-9._:-]+$');
+    assert.equal(key.schema?.pattern, PATH_NAME_PATTERN, 'a key is a path segment: not . or ..');
     const limit = doc.components.schemas.Limit!;
     assert.deepEqual(Object.keys(limit.properties!).sort(), ['concurrency', 'createdAt', 'key', 'rate', 'running', 'updatedAt']);
     const body = doc.components.schemas.PutLimitRequest!;

@@ -143,6 +143,9 @@ describe('/v1/schedules', () => {
       [{ ...ok, name: 'a/b' }, /name/],
       [{ ...ok, name: 'a b' }, /name/],
       [{ ...ok, name: 'ü' }, /name/],
+      // Its path would be /v1/schedules/.. : fetch, browsers and the CLI resolve that to another path, so nothing could read, change or delete it.
+      [{ ...ok, name: '.' }, /name/],
+      [{ ...ok, name: '..' }, /name/],
       [{ ...ok, cron: 5 }, /cron/],
       [{ ...ok, cron: '' }, /cron/],
       [{ ...ok, cron: ['0', '*', '*', '*', '*'] }, /cron/],

@@ -22,6 +22,14 @@ import type { WorkflowEventType } from '../engine/ports.js';
 
 /** Job types and queue names: short, URL- and log-safe. */
 export const NAME_PATTERN = '^[A-Za-z0-9._:-]+$';
+/**
+ * A name that is also a path segment (a schedule's name, a limit's key): as
+ * NAME_PATTERN, but not `.` or `..`, which fetch, browsers and the CLI
+ * resolve to another path, so nothing could read, change or delete it. (A
+ * character other than a dot, or three dots or more: written without a
+ * lookahead, which the fuzz tests' generator does not support.)
+ */
+export const PATH_NAME_PATTERN = '^([A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*|[.][.][.]+)$';
 /** A ULID as the engine issues it (canonical upper case; the first char ≤ 7 or it overflows 48 bits). */
 export const ULID_PATTERN = '^[0-7][0-9A-HJKMNP-TV-Z]{25}$';
 /** Printable ASCII, no leading or trailing space. */
@@ -38,6 +46,7 @@ export const DEFAULT_PAGE = 50;
 /** The longest job type or queue name. */
 export const MAX_NAME_CHARS = 200;
 const Name = (description: string) => Type.String({ minLength: 1, maxLength: MAX_NAME_CHARS, pattern: NAME_PATTERN, description });
+const PathName = (description: string) => Type.String({ minLength: 1, maxLength: MAX_NAME_CHARS, pattern: PATH_NAME_PATTERN, description });
 const Ms = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
 const IsoTime = (description: string) => Type.String({ format: 'date-time', description });
 const Nullable = <T extends TSchema>(schema: T, description: string) => Type.Union([schema, Type.Null()], { description });
@@ -128,7 +137,7 @@ export const SubmitBody = Type.Object(
       maximum: MAX_PRIORITY,
       description: 'Within the queue, a job of a higher band (above 0, 0, below 0) starts before the lower bands\' waiting jobs, and a worker gives a free slot to the highest priority waiting (docs/queues.md); default 0',
     })),
-    concurrencyKey: Type.Optional(Name(
+    concurrencyKey: Type.Optional(PathName(
       'The key whose limit (PUT /v1/limits/{key}) the job\'s attempts count against: one over the limit waits, published, burning no attempt (docs/limits.md). ' +
       'A key without a limit is unlimited; default none',
     )),
@@ -145,6 +154,13 @@ export const SubmitHeaders = Type.Object({
     'Makes the submit repeatable: the same key and body again answer 200 with the job the first call created; the same key with another body is a 409',
   )),
 });
+
+export const SignalHeaders = Type.Object({
+  'idempotency-key': Type.Optional(IdempotencyKey(
+    'Makes the signal repeatable: the same key and event again answer 200 and apply nothing; the same key with another event is a 409',
+  )),
+});
+export type SignalHeaders = Static<typeof SignalHeaders>;
 
 /** Most items one `POST /v1/jobs/batch` takes (one store transaction). */
 export const MAX_BATCH = 1000;
@@ -231,6 +247,7 @@ export const JobView = Type.Object({
   state: ref(JobStateSchema),
   attempt: Type.Integer({ description: 'The last attempt started (0 before the first)' }),
   maxAttempts: Type.Integer({ description: 'Attempts this run may make' }),
+  attemptBase: Type.Integer({ description: 'The attempt the job had reached when it was last redriven (0 if never): a redrive starts a new run of maxAttempts, and attempts keep counting, so this run\'s attempt is attempt - attemptBase' }),
   payload: Type.Unknown({ description: 'The payload as submitted' }),
   result: Type.Unknown({ description: 'What the handler returned (null until the job is done)' }),
   lastError: Nullable(ref(JobError), 'The last failure; null if no attempt failed'),
@@ -439,7 +456,7 @@ export type OutboxStatsView = Static<typeof OutboxStatsView>;
 
 /** A schedule's name (in the body and in paths): URL- and log-safe, like job types and queues. */
 const ScheduleName = (description: string) =>
-  Type.String({ minLength: 1, maxLength: MAX_SCHEDULE_NAME, pattern: NAME_PATTERN, description });
+  Type.String({ minLength: 1, maxLength: MAX_SCHEDULE_NAME, pattern: PATH_NAME_PATTERN, description });
 const CronExpr = (description: string) => Type.String({ minLength: 1, maxLength: MAX_CRON_CHARS, description });
 const TimeZone = (description: string) => Type.String({ minLength: 1, maxLength: 64, description });
 const OVERLAP_DOC = 'skip: a tick whose previous job is still live is recorded as skipped and submits nothing; allow: every tick submits a job';
@@ -596,7 +613,7 @@ export const PutLimitBody = Type.Object(
 export type PutLimitBody = Static<typeof PutLimitBody>;
 
 export const LimitParams = Type.Object(
-  { key: Name('The concurrency key (what jobs give as concurrencyKey)') },
+  { key: PathName('The concurrency key (what jobs give as concurrencyKey)') },
   { additionalProperties: false },
 );
 export type LimitParams = Static<typeof LimitParams>;
@@ -739,7 +756,7 @@ export const WorkflowEventView = Type.Object({
   seq: Type.Integer({ minimum: 1, description: 'Position in the instance\'s history, from 1' }),
   type: StringEnum<WorkflowEventType>(WORKFLOW_EVENT_TYPES, 'What entered the instance: START, SIGNAL (the API), CHILD (a child job ended), TIMER, CANCEL, MIGRATE (moved to a newer definition version) or MESSAGE (another instance sent it)'),
   at: IsoTime('When it was recorded'),
-  data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event, the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
+  data: Type.Unknown({ description: 'What replay needs: the input, the signal\'s event (and its idempotencyKey, if sent with one), the child\'s outcome, the timer, the reason; and jobIds, the jobs the step started' }),
   status: ref(WorkflowStatusSchema),
   value: Type.Unknown({ description: 'The machine\'s state value after the step' }),
 }, { $id: 'WorkflowEvent', description: 'One step of a workflow instance, from its history' });

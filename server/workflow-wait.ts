@@ -78,10 +78,11 @@ export class WaitRoom {
   }
 }
 
-/** Whether `wf` meets `c` now; null when it cannot be told here (a tag wait without the definition). */
+/** Whether `wf` meets `c` now; null when it cannot be told here (a tag wait without a definition that holds its state). */
 function meets(service: WorkflowService, wf: WorkflowRecord, c: WaitCondition): boolean | null {
   if (c.until === 'done') return wf.state.status !== 'active';
-  const def = service.definitionOf(wf);
+  // Without a definition that can hold its state (its version missing here, or changed under the same version): not told.
+  const def = service.placeableDefinitionOf(wf);
   return def ? hasTag(def, wf.state, c.tag) : null;
 }
 

@@ -80,7 +80,14 @@ const gate = createMachine({
 /** Ends as it starts: its first state is final. */
 const instant = createMachine({ id: 'instant', initial: 'over', states: { over: { type: 'final' } }, output: () => ({ ok: true }) });
 
-const registry = () => registerDemoHandlers(new HandlerRegistry()).workflow('approval', approval).workflow('gate', gate).workflow('instant', instant);
+/** Counts each ADD it takes (by `n`, else 1), for ever: a signal applied twice shows. */
+const counter = setup({ types: { context: {} as { count: number } } }).createMachine({
+  id: 'counter', context: { count: 0 }, initial: 'counting',
+  states: { counting: { on: { ADD: { actions: assign({ count: ({ context, event }) => context.count + ((event as { n?: number }).n ?? 1) }) } } } },
+});
+
+const registry = () => registerDemoHandlers(new HandlerRegistry())
+  .workflow('approval', approval).workflow('gate', gate).workflow('instant', instant).workflow('counter', counter);
 const waitFor = (id: string, query = ''): InjectOptions => ({ url: `/v1/workflows/${id}/wait${query ? `?${query}` : ''}` });
 
 const start = (body: unknown): InjectOptions => ({ method: 'POST', url: '/v1/workflows', payload: body as object });
@@ -111,6 +118,49 @@ async function echoDone(t: TestApp, wf: View, result: unknown): Promise<void> {
   assert.equal(await t.workflows!.deliver({
     workflowId: wf.id, invokeId: 'echo', jobId: child.jobId, state: 'done', result, at: Date.now(), tenant: 'default',
   }), true);
+}
+
+/**
+ * A signal with an Idempotency-Key is taken once: sent again (a retry after
+ * a lost answer, or several at once) it answers 200 and applies nothing; the
+ * same key with another event is a 409 that writes nothing; another
+ * instance may use the key. The same on either store.
+ */
+async function keyedSignals(t: TestApp): Promise<void> {
+  const keyed = (id: string, body: unknown, key: string): InjectOptions => ({ ...signal(id, body), headers: { 'idempotency-key': key } });
+  const wf = await started(t, { name: 'counter' });
+  const first = await t.app.inject(keyed(wf.id, { type: 'ADD' }, 'k1'));
+  assert.equal(first.statusCode, 200, first.body);
+  assert.deepEqual([first.json().context, first.json().version], [{ count: 1 }, 2]);
+  const again = await t.app.inject(keyed(wf.id, { type: 'ADD' }, 'k1'));
+  assert.equal(again.statusCode, 200, again.body);
+  assert.deepEqual([again.json().context, again.json().version], [{ count: 1 }, 2], 'sent again with its key: not applied twice');
+  // Five at once with one key: one step.
+  const racing = await Promise.all(Array.from({ length: 5 }, () => t.app.inject(keyed(wf.id, { type: 'ADD' }, 'k2'))));
+  assert.deepEqual(racing.map((r) => r.statusCode), [200, 200, 200, 200, 200], racing.map((r) => r.body).join('\n'));
+  assert.deepEqual([(await view(t, wf.id)).context, (await view(t, wf.id)).version], [{ count: 2 }, 3]);
+  // The same key with another event: 409, nothing written.
+  const other = await t.app.inject(keyed(wf.id, { type: 'ADD', n: 5 }, 'k1'));
+  assert.equal(other.statusCode, 409, other.body);
+  assert.equal(other.json().code, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+  assert.equal((await view(t, wf.id)).version, 3);
+  // Without a key, each is taken; another instance's k1 is its own.
+  assert.equal((await t.app.inject(signal(wf.id, { type: 'ADD' }))).statusCode, 200);
+  assert.equal((await t.app.inject(signal(wf.id, { type: 'ADD' }))).statusCode, 200);
+  assert.deepEqual((await view(t, wf.id)).context, { count: 4 });
+  const second = await started(t, { name: 'counter' });
+  assert.deepEqual((await t.app.inject(keyed(second.id, { type: 'ADD', n: 5 }, 'k1'))).json().context, { count: 5 });
+  // The history shows each key with its signal; it still replays.
+  const history = (await t.app.inject({ url: `/v1/workflows/${wf.id}/events` })).json().events as Array<{ type: string; data: any }>;
+  assert.deepEqual(history.map((e) => [e.type, e.data.idempotencyKey]), [['START', undefined], ['SIGNAL', 'k1'], ['SIGNAL', 'k2'], ['SIGNAL', undefined], ['SIGNAL', undefined]]);
+  assert.deepEqual((await t.app.inject({ url: `/v1/workflows/${wf.id}/verify` })).json(), { ok: true, events: 5 });
+  // A bad key is a 400, and nothing written.
+  for (const key of ['', 'x'.repeat(256)]) {
+    const bad = await t.app.inject(keyed(wf.id, { type: 'ADD' }, key));
+    assert.equal(bad.statusCode, 400, bad.body);
+    assert.equal(bad.json().code, 'ATS_ERR_VALIDATION');
+  }
+  assert.equal((await view(t, wf.id)).version, 5);
 }
 
 /** The start, signal and read path: the same on either store. */
@@ -210,6 +260,10 @@ describe('/v1/workflows (SQLite)', () => {
 
   test('start, get, signal (taken and not), events, verify; an ended instance takes nothing', async () => {
     await startSignalGet(t);
+  });
+
+  test('a signal with an Idempotency-Key is taken once, also when sent again or several at once', async () => {
+    await keyedSignals(t);
   });
 
   test('cancel: the instance ends cancelled, its child job is cancelled, its timers dropped', async () => {
@@ -412,6 +466,28 @@ describe('/v1/workflows waits (SQLite)', () => {
     const tagged = await t.app.inject(waitFor(asking.id, 'until=tag:approval&timeoutMs=0'));
     assert.equal(tagged.statusCode, 200, tagged.body);
     assert.deepEqual([tagged.json().status, tagged.json().value], ['active', 'asking']);
+  });
+
+  test('a tag wait on an instance whose definition, changed under the same version, lacks its state is a 503, never a 500', async () => {
+    const asking = await gateStarted();
+    assert.equal((await t.app.inject(signal(asking.id, { type: 'ASK' }))).statusCode, 200);
+    // gate version 1 deployed again with `asking` renamed.
+    const renamed = createMachine({
+      id: 'gate', initial: 'idle',
+      states: { idle: { on: { ASK: 'pending' } }, pending: { tags: ['approval'], on: { APPROVE: 'approved' } }, approved: { type: 'final', tags: ['paid'] } },
+    });
+    const ulid = monotonicFactory();
+    const changed = new WorkflowService({
+      store: t.store, clock: testClock, ids: { jobId: () => ulid() }, definitions: registerDemoHandlers(new HandlerRegistry()).workflow('gate', renamed),
+    });
+    const other = await buildApp({ ...t.deps, workflows: changed });
+    try {
+      const r = await other.inject(waitFor(asking.id, 'until=tag:approval&timeoutMs=0'));
+      assert.equal(r.statusCode, 503, r.body);
+      assert.equal(r.json().code, 'ATS_ERR_WORKFLOW_DEFINITION_MISSING');
+    } finally {
+      await other.close();
+    }
   });
 
   test('met later: a signal from another request wakes the wait at once', async () => {
@@ -657,6 +733,10 @@ describe('/v1/workflows on MariaDB', () => {
 
   test('start, get, signal (taken and not), events, verify; an ended instance takes nothing', async () => {
     await startSignalGet(t);
+  });
+
+  test('a signal with an Idempotency-Key is taken once, also when sent again or several at once', async () => {
+    await keyedSignals(t);
   });
 
   test('waits: a start that waits for its end, a wait woken by a signal, a 408', async () => {

@@ -37,7 +37,7 @@ const LANES_ADDRESS = 'ats.dispatch.{lane}';
 /** Every Kafka message of the document, and the ones each format of `ats.events` publishes. */
 const KAFKA_MESSAGES = ['cancel', 'childEnded', 'deadLetter', 'dispatch', 'transition', 'transitions', 'workflowMessage'];
 /** The stream messages the document gives examples of. */
-const STREAM_EXAMPLES = ['progress'];
+const STREAM_EXAMPLES = ['progress', 'workflow'];
 const SINGLE_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transition'];
 const BATCH_FORMAT = ['cancel', 'deadLetter', 'dispatch', 'transitions'];
 const partitionOf = (key: string) => partitionForKey(key, SAMPLE_PARTITIONS);

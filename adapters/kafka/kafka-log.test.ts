@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { TOPICS, type Topic } from '../../engine/ports.js';
 import { BATCH_TOPIC } from '../sql/outbox.js';
 import { logContract } from '../../tests/contracts/log.contract.js';
@@ -21,6 +22,58 @@ function freshLog(extra: Partial<KafkaLogOptions> = {}) {
       await log.close();
       await deleteTopicsWithPrefix(topicPrefix, brokers);
     },
+  };
+}
+
+/**
+ * Sends a record with a header whose value is null (length -1), as a Java
+ * producer may. kafkajs encodes a null header value so, but measures its
+ * length first with Buffer.byteLength, which throws on null: answered with 0 here.
+ */
+async function sendWithNullHeader(producer: Producer, topic: string, value: string): Promise<void> {
+  const byteLength = Buffer.byteLength;
+  Buffer.byteLength = ((input: Parameters<typeof byteLength>[0], encoding?: BufferEncoding) =>
+    (input === null ? 0 : byteLength(input, encoding))) as typeof byteLength;
+  try {
+    const headers = { odd: null } as unknown as Record<string, string>;
+    await producer.send({ topic, messages: [{ key: 'k', value, headers }] });
+  } finally {
+    Buffer.byteLength = byteLength;
+  }
+}
+
+/**
+ * Loses the answers to produce requests while armed: the broker writes the
+ * records, the connection is reset before the client reads the answer (a
+ * broker or network failing at that moment), each time kafkajs tries again. Patches `net.connect`, which
+ * kafkajs's socket factory calls; `restore()` undoes it.
+ */
+function loseProduceAnswers() {
+  const connect = net.connect;
+  let armed = false;
+  net.connect = ((...args: Parameters<typeof connect>) => {
+    const socket = connect(...args);
+    let answerDue = false;
+    const on = socket.on.bind(socket);
+    socket.on = ((event: string, listener: (...a: unknown[]) => void) => on(event, event !== 'data' ? listener : (data: unknown) => {
+      if (answerDue) {
+        socket.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+        return;
+      }
+      listener(data);
+    })) as typeof socket.on;
+    const write = socket.write.bind(socket) as (buffer: Buffer, ...rest: unknown[]) => boolean;
+    socket.write = ((buffer: Buffer, ...rest: unknown[]) => {
+      // A request: int32 size, int16 api key (0: Produce).
+      if (armed && Buffer.isBuffer(buffer) && buffer.length >= 6 && buffer.readInt16BE(4) === 0) answerDue = true;
+      return write(buffer, ...rest);
+    }) as typeof socket.write;
+    return socket;
+  }) as typeof connect;
+  return {
+    arm: () => { armed = true; },
+    disarm: () => { armed = false; },
+    restore: () => { net.connect = connect; },
   };
 }
 
@@ -84,6 +137,58 @@ if (kafkaUp) {
         // Without heartbeats the member is dropped mid-handle, its commit is refused and 'slow' comes again.
         assert.deepEqual(calls.flat(), ['slow', 'after']);
       } finally {
+        await cleanup();
+      }
+    });
+
+    it('delivers a record whose header has a null value (produced by another client), and the records after it', { timeout: 60_000 }, async () => {
+      const { log, topicPrefix, cleanup } = freshLog({ consumer: { redeliveryDelayMs: 50 } });
+      const producer = new Kafka({ brokers, clientId: 'ats-test-foreign', logLevel: logLevel.NOTHING }).producer();
+      try {
+        await log.ensureTopics();
+        const values: string[] = [];
+        const sub = await log.consume({
+          topic: TOPICS.dispatch, groupId: 'foreign', fromBeginning: true,
+          handle: async (records) => { values.push(...records.map((r) => r.value)); },
+        });
+        await producer.connect();
+        await sendWithNullHeader(producer, topicPrefix + TOPICS.dispatch, 'foreign');
+        await log.publish([{ topic: TOPICS.dispatch, key: 'k', value: 'ours', headers: {} }]);
+        const deadline = Date.now() + 15_000;
+        while (!values.includes('ours') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        await sub.stop();
+        assert.deepEqual(values, ['foreign', 'ours']);
+      } finally {
+        await producer.disconnect();
+        await cleanup();
+      }
+    });
+
+    it('writes a publish that follows one whose acknowledgement was lost (no sequence number reused)', { timeout: 90_000 }, async () => {
+      const { log, cleanup } = freshLog();
+      const faults = loseProduceAnswers();
+      try {
+        await log.ensureTopics();
+        const values: string[] = [];
+        const sub = await log.consume({
+          topic: TOPICS.dispatch, groupId: 'lost-ack', fromBeginning: true,
+          handle: async (records) => { values.push(...records.map((r) => r.value)); },
+        });
+        const message = (value: string) => ({ topic: TOPICS.dispatch, key: 'k', value, headers: {} });
+        await log.publish([message('before')]);
+        faults.arm();
+        // Written by the broker each time it is sent, but never acknowledged: the publish fails.
+        await assert.rejects(log.publish([message('unacknowledged')]));
+        faults.disarm();
+        // What a relay does next: publish again, its batch by then holding other messages.
+        await log.publish([message('after')]);
+        const deadline = Date.now() + 15_000;
+        while (!values.includes('after') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        await sub.stop();
+        assert.ok(values.includes('after'), `'after' was acknowledged but never delivered; delivered: ${values.join(', ')}`);
+        assert.deepEqual(values.filter((v) => v !== 'unacknowledged'), ['before', 'after']);
+      } finally {
+        faults.restore();
         await cleanup();
       }
     });

@@ -3,7 +3,8 @@
  *
  * Producer: idempotent, one request in flight, `acks: -1`, Java-compatible
  * murmur2 partitioner (key = job id, so one job's messages stay in order).
- * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`.
+ * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`. A
+ * producer whose send failed is replaced (see `retireProducer`).
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
  */
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
@@ -47,9 +48,11 @@ function lazyConnect<T extends { connect(): Promise<void> }>(client: T): () => P
 
 class KafkaEventLog implements EventLog {
   private readonly kafka: Kafka;
-  private readonly producer: Producer;
+  private producer: Producer;
   private readonly admin: Admin;
-  private readonly connectProducer: () => Promise<Producer>;
+  private connectProducer: () => Promise<Producer>;
+  /** Disconnects of retired producers, awaited by `close`. */
+  private readonly retiring = new Set<Promise<void>>();
   private readonly connectAdmin: () => Promise<Admin>;
   /** Physical topics known to exist (created by us or found), with their partition counts. */
   private readonly knownTopics = new Map<string, Promise<number>>();
@@ -67,12 +70,7 @@ class KafkaEventLog implements EventLog {
       ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
     this.kafka = new Kafka({ ...config, retry: RECONNECT });
-    this.producer = this.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      allowAutoTopicCreation: false,
-    });
+    this.producer = this.newProducer();
     // Its own client, with few quick retries: kafkajs connects with the client's
     // retry policy, and the default one keeps a ping to a dead broker retrying
     // (and the process alive) for ~10 s after the ping gave up.
@@ -91,11 +89,16 @@ class KafkaEventLog implements EventLog {
     if (messages.length === 0) return;
     await allOrFirstError([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
     const producer = await this.connectProducer();
-    // One request, unless the messages are large: then consecutive requests, one after the other, so
-    // each key's messages keep their order and no partition's batch grows past what a broker takes.
-    for (const chunk of produceChunks(messages)) {
-      // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-      await producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+    try {
+      // One request, unless the messages are large: then consecutive requests, one after the other, so
+      // each key's messages keep their order and no partition's batch grows past what a broker takes.
+      for (const chunk of produceChunks(messages)) {
+        // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
+        await producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+      }
+    } catch (error) {
+      this.retireProducer(producer);
+      throw error;
     }
   }
 
@@ -148,7 +151,34 @@ class KafkaEventLog implements EventLog {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
-    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
+    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), ...this.retiring]);
+  }
+
+  private newProducer(): Producer {
+    const producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+    });
+    this.connectProducer = lazyConnect(producer);
+    return producer;
+  }
+
+  /**
+   * After a failed send, the next publish goes through a new producer (a new
+   * producer id). kafkajs takes back the sequence numbers of a request that
+   * failed, but the broker may have written it (its answer lost, the retries
+   * exhausted): the next batch of a partition would then go with sequence
+   * numbers the broker holds already, and be taken for a duplicate and
+   * dropped although acknowledged (or refused as out of order, for good).
+   * Under a new producer id the records go again: a duplicate, never a loss.
+   */
+  private retireProducer(producer: Producer): void {
+    if (producer !== this.producer || this.closed) return;
+    this.producer = this.newProducer();
+    const done = producer.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
+    this.retiring.add(done);
   }
 
   /** Creates `topic` (logical name) with our partition count unless it exists; once per topic. Resolves its partition count. */

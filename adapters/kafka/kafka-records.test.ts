@@ -21,6 +21,14 @@ describe('toLogRecord', () => {
     assert.equal(Object.keys(r.headers).length, names.length + 1);
     assert.equal(({} as Record<string, unknown>)['v-__proto__'], undefined);
   });
+
+  it('reads a header with a null value (another producer may send one) as empty, not a crash', () => {
+    const raw = { nothing: null, also: [Buffer.from('x'), null], 'ats-kind': Buffer.from('dispatch') } as unknown as NonNullable<KafkaMessage['headers']>;
+    const r = toLogRecord('t', 0, message(raw));
+    assert.equal(r.headers.nothing, '');
+    assert.equal(r.headers.also, '');
+    assert.equal(r.headers['ats-kind'], 'dispatch');
+  });
 });
 
 describe('produceChunks', () => {

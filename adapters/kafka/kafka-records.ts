@@ -69,14 +69,15 @@ export function toLogRecord(topic: string, partition: number, message: KafkaMess
 }
 
 /**
- * Header values come back as Buffers (or arrays of them when a name repeats: the last wins).
+ * Header values come back as Buffers (or arrays of them when a name repeats: the last wins),
+ * or null: a header of no value (length -1), which other producers may send, reads as ''.
  * Names are any producer's choice: the map has no prototype, so `__proto__` is a header like any other.
  */
 function toHeaders(headers: IHeaders | undefined): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
   for (const [name, raw] of Object.entries(headers ?? {})) {
-    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
-    if (value !== undefined) out[name] = value.toString();
+    const value: Buffer | string | null | undefined = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (value !== undefined) out[name] = value?.toString() ?? '';
   }
   return out;
 }

@@ -69,13 +69,18 @@ export async function startSubscription(
     stopped = true;
     clearTimeout(timer);
     wake(); // a restart waiting out its delay gives up now
-    await restarting;
-    await committer.settled();
-    // disconnect() waits for the batch being handled (which lets its commits
-    // go first), then leaves the group, so the partitions move to the other
-    // members right away.
-    await consumer.disconnect();
-    await Promise.allSettled([...inFlight]);
+    try {
+      await restarting;
+      await committer.settled();
+      // disconnect() waits for the batch being handled (which lets its commits
+      // go first), then leaves the group, so the partitions move to the other
+      // members right away.
+      await consumer.disconnect();
+    } finally {
+      // Should the disconnect fail, stop() still returns only once no handle
+      // runs: the caller goes on to end the work those calls started.
+      await Promise.allSettled([...inFlight]);
+    }
   };
   return { stop: () => (stopping ??= stop()) };
 }

@@ -267,3 +267,12 @@ test('a failed read is counted once per read, in the scrape it failed', async ()
   assert.deepEqual(await errors(), ['job_counts=2', 'kafka_lag=2', 'outbox=2'], 'a failed read is not cached: the next scrape reads again');
   assert.equal(reads, 6);
 });
+
+test('two scrapes back to back both parse: an event-loop gauge with no sample since the last scrape is NaN, which prom-client writes "Nan"', async () => {
+  const m = new PrometheusMetrics({});
+  await m.metrics();
+  const { samples } = parseExposition(await m.metrics());
+  const mean = samples.find((s) => s.name === 'nodejs_eventloop_lag_mean_seconds');
+  assert.ok(mean, 'the default metrics are exported');
+  assert.ok(Number.isNaN(mean.value), `no delay was sampled between the scrapes, so the mean is NaN (got ${mean.value})`);
+});

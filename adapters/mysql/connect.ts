@@ -7,7 +7,7 @@ import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 import { logPoolEvents } from './pool-log.js';
 import { sqlText } from './sql-text.js';
-import { DB_NOW, SESSION_SETTINGS } from './statements.js';
+import { SESSION_SETTINGS } from './statements.js';
 
 export interface PoolOptions {
   url: string;
@@ -87,12 +87,6 @@ export function unsupportedSession(sqlMode: string, charset: string): string | n
   if (/\bNO_BACKSLASH_ESCAPES\b/i.test(sqlMode)) return 'runs with sql_mode NO_BACKSLASH_ESCAPES';
   if (!/^utf8(mb4|mb3)?$/i.test(charset)) return `reads client text as ${charset || 'an unknown character set'}`;
   return null;
-}
-
-/** The server's clock, epoch ms (one round trip): what every process compares lease and due times against. */
-export async function databaseNow(pool: Pool): Promise<number> {
-  const [rows] = await pool.query(DB_NOW);
-  return Number((rows as Array<{ now: number | string }>)[0]!.now);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -22,6 +22,13 @@ export interface MysqlStoreOptions extends SqlStoreOptions {
   poolSize?: number;
   /** How long to wait for the first connection before failing. @defaultValue 5000 */
   connectTimeoutMs?: number;
+  /**
+   * Longest wait for the server's answer to one statement (one round trip);
+   * then the operation rejects with ATS_ERR_STORE_UNAVAILABLE and the
+   * connection is dropped. Migrations are not bounded by it.
+   * @defaultValue 60000 (above InnoDB's default lock wait of 50 s)
+   */
+  queryTimeoutMs?: number;
   /** Where the pool's connection failures and driver warnings go (see pool-log.ts). @defaultValue nowhere */
   logger?: Logger;
 }
@@ -38,5 +45,5 @@ export async function createMysqlStore(opts: MysqlStoreOptions): Promise<MysqlSt
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
     logger: opts.logger,
   });
-  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
+  return mysqlStore(pool, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics, opts.queryTimeoutMs);
 }

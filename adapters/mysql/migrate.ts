@@ -56,7 +56,7 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
       // 0: another session holds it (its migration); NULL: an error on the server (the session killed).
       if (lock?.locked === null || lock?.locked === undefined) throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'could not take the migration lock');
       return Number(lock.locked) === 1 ? undefined : BUSY;
-    }, wait);
+    }, clock, wait);
     try {
       await conn.query(CREATE_SCHEMA_MIGRATIONS);
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);

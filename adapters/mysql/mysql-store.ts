@@ -22,10 +22,10 @@ import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
-import { databaseNow } from './connect.js';
+import { DEFAULT_QUERY_TIMEOUT_MS, queryPool } from './timed-query.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
-import { PING } from './statements.js';
+import { DB_NOW, PING } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
@@ -35,18 +35,25 @@ export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegist
   dbNow(): Promise<number>;
 };
 
-/** The store; a lost or refused connection rejects with ATS_ERR_STORE_UNAVAILABLE (see unavailable.ts). */
-export function mysqlStore(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
-  return guardStore(mysqlOperations(pool, clock, faults, metrics), isMysqlUnavailable);
+/**
+ * The store; a lost or refused connection, or a server that does not answer a
+ * statement within `queryTimeoutMs`, rejects with ATS_ERR_STORE_UNAVAILABLE
+ * (see unavailable.ts and timed-query.ts).
+ */
+export function mysqlStore(
+  pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS,
+): MysqlStore {
+  return guardStore(mysqlOperations(pool, clock, queryTimeoutMs, faults, metrics), isMysqlUnavailable);
 }
 
-function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
-  const query = async (sql: string, params: readonly unknown[]) => (await pool.query(sqlText(sql, params)))[0] as Row[];
+function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
+  const send = (text: string) => queryPool(pool, text, queryTimeoutMs);
+  const query = async (sql: string, params: readonly unknown[]) => (await send(sqlText(sql, params))) as Row[];
   // One statement outside a transaction (schedules, progress, workers): its rows or changed rows, as a transaction's step gives them.
-  const statement = async (sql: string, params: readonly unknown[]) => outcomeOf((await pool.query(sqlText(sql, params)))[0], false);
+  const statement = async (sql: string, params: readonly unknown[]) => outcomeOf(await send(sqlText(sql, params)), false);
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
   // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
-  const tx = (op: StoreOp): TxOptions => ({ beforeCommit, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });
+  const tx = (op: StoreOp): TxOptions => ({ beforeCommit, queryTimeoutMs, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });
   const lost = (op: StoreOp) => metrics && ((reason: Parameters<StoreMetrics['dbConflict']>[1]) => metrics.dbConflict(op, reason));
   const OPS = {
     insert: { tx: tx('insert'), lost: lost('insert') },
@@ -55,7 +62,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     delete: { tx: tx('delete'), lost: lost('delete') },
     purge: { tx: tx('purge'), lost: lost('purge') },
     // Key changes are not a store operation the metrics know: no latency reported.
-    keys: { tx: { beforeCommit } },
+    keys: { tx: { beforeCommit, queryTimeoutMs } },
   };
   const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };
 
@@ -94,8 +101,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
     insertWorkflow: (write) =>
       withRetry(() => inTransaction(pool, (run) => runAsync(insertWorkflowProgram(D, write), run), OPS.insert.tx), MAX_TRIES, OPS.insert.lost),
     /** As `update`: the instance row locked (then the jobs it cancels), READ COMMITTED, lost races run again. */
-    updateWorkflow: (id, decide, messageId) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(updateWorkflowProgram(D, id, decide, messageId), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
+    updateWorkflow: (id, decide, read) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(updateWorkflowProgram(D, id, decide, read), run), OPS.update.tx), MAX_TRIES, OPS.update.lost),
 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>
@@ -125,10 +132,10 @@ function mysqlOperations(pool: Pool, clock: StoreClock, faults?: StoreFaults, me
       return inTransaction(pool, (run) => publishPicked(D, picked, run, publish), relayTx);
     },
 
-    dbNow: () => databaseNow(pool),
+    dbNow: async () => Number(((await send(DB_NOW)) as Array<{ now: number | string }>)[0]!.now),
 
     ping: async () => {
-      await pool.query(PING);
+      await send(PING);
     },
     close: () => pool.end(),
   };

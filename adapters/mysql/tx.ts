@@ -11,6 +11,7 @@ import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { VersionConflict } from '../sql/writes.js';
 import { sqlText } from './sql-text.js';
+import { DEFAULT_QUERY_TIMEOUT_MS, queryOn } from './timed-query.js';
 
 /** InnoDB chose this transaction as a deadlock victim (it was rolled back). */
 const ER_LOCK_DEADLOCK = 1213;
@@ -36,17 +37,18 @@ export const MAX_TRIES = 8;
  * FOUND_ROWS: matched rows). A multi-statement (`s.multi`, DML only) gives
  * each statement's affected rows in `each`.
  */
-export async function exec(conn: PoolConnection, s: Sql): Promise<Outcome> {
-  return outcomeOf(await send(conn, sqlText(s.sql, s.params)), s.multi === true);
+async function exec(conn: PoolConnection, s: Sql, timeoutMs: number): Promise<Outcome> {
+  return outcomeOf(await send(conn, sqlText(s.sql, s.params), timeoutMs), s.multi === true);
 }
 
 /**
- * One round trip; a `guardChangedRows` that failed (the statements after it,
- * a COMMIT among them, did not run) rejects as the VersionConflict it is.
+ * One round trip (see timed-query.ts); a `guardChangedRows` that failed (the
+ * statements after it, a COMMIT among them, did not run) rejects as the
+ * VersionConflict it is.
  */
-async function send(conn: PoolConnection, text: string): Promise<unknown> {
+async function send(conn: PoolConnection, text: string, timeoutMs: number): Promise<unknown> {
   try {
-    return (await conn.query(text))[0];
+    return await queryOn(conn, text, timeoutMs);
   } catch (err) {
     if ((err as { errno?: unknown } | null)?.errno !== ER_TOO_MANY_ROWS) throw err;
     throw new VersionConflict(null, 'a checked statement changed other rows than it expected (guardChangedRows)', { cause: err });
@@ -79,6 +81,8 @@ export interface TxOptions {
   readCommitted?: boolean;
   /** Told the milliseconds from the first statement to the end of a COMMIT (metrics). */
   observe?: (ms: number) => void;
+  /** Longest wait for the answer to one round trip (timed-query.ts). @defaultValue DEFAULT_QUERY_TIMEOUT_MS */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -92,10 +96,12 @@ export interface TxOptions {
  * after a `final` statement comes after the COMMIT: if it throws, the error
  * says so and is not retried (see `CommittedThenFailed`). A connection whose
  * ROLLBACK fails is destroyed, not returned to the pool, so no later caller
- * inherits an open transaction.
+ * inherits an open transaction; so is one whose server did not answer in
+ * time (the transaction is then rolled back by the server, unless its COMMIT
+ * was what went unanswered).
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
-  const { beforeCommit, readCommitted = false, observe } = opts;
+  const { beforeCommit, readCommitted = false, observe, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS } = opts;
   const conn = await pool.getConnection();
   const began = observe ? performance.now() : 0;
   let broken = false;
@@ -107,9 +113,9 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
     const before = begun ? [] : begin;
     const commit = s.final === true;
     if (commit) beforeCommit?.();
-    if (before.length === 0 && !commit) return exec(conn, s);
+    if (before.length === 0 && !commit) return exec(conn, s, queryTimeoutMs);
     begun = true;
-    const res = await send(conn, sqlText([...before, s.sql, ...(commit ? ['COMMIT'] : [])].join(';\n'), s.params));
+    const res = await send(conn, sqlText([...before, s.sql, ...(commit ? ['COMMIT'] : [])].join(';\n'), s.params), queryTimeoutMs);
     if (commit) committed = true;
     const own = (res as unknown[]).slice(before.length, commit ? -1 : undefined);
     return outcomeOf(s.multi ? own : own[0], s.multi === true);
@@ -119,13 +125,13 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
       const result = await fn(run);
       if (!committed) {
         beforeCommit?.();
-        if (begun) await conn.commit();
+        if (begun) await queryOn(conn, 'COMMIT', queryTimeoutMs);
       }
       if (observe && begun) observe(performance.now() - began);
       return result;
     } catch (err) {
       if (committed) throw new CommittedThenFailed(err);
-      if (begun) await conn.rollback().catch(() => { broken = true; });
+      if (begun) await queryOn(conn, 'ROLLBACK', queryTimeoutMs).catch(() => { broken = true; });
       throw err;
     }
   } finally {

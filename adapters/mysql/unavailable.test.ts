@@ -72,6 +72,55 @@ describe('MySQL store: the server becomes unreachable', () => {
   });
 });
 
+describe('MySQL store: the server stops answering', () => {
+  // A partition or a frozen host: connections stay open, no reply comes.
+  // Before statements were bounded, every operation here waited for ever.
+  const QUERY_TIMEOUT_MS = 500;
+  let proxy: TcpProxy;
+  let store: MysqlStore;
+  let cleanup: (() => Promise<void>) | undefined;
+  let existing: string;
+
+  before(async () => {
+    ({ proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000, queryTimeoutMs: QUERY_TIMEOUT_MS }));
+    const w = newJobWrite();
+    await store.insert([w]);
+    existing = w.job.id;
+    await Promise.all([store.getJob(existing), store.stats(), store.listJobs({ limit: 1 })]);
+    proxy.stall();
+  });
+
+  after(async () => {
+    proxy.unstall();
+    await cleanup?.();
+  });
+
+  const operations: Array<[string, () => Promise<unknown>]> = [
+    ['getJob', () => store.getJob(existing)],
+    ['stats', () => store.stats()],
+    ['insert', () => store.insert([newJobWrite()])],
+    ['update', () => store.update([existing], () => ({ writes: [], result: null }))],
+    ['relayOutbox', () => store.relayOutbox(10, async () => undefined)],
+    ['dbNow', () => store.dbNow()],
+    ['ping', () => store.ping()],
+  ];
+  for (const [name, op] of operations) {
+    // The test's own timeout only turns a hang into a failure; no speed is asserted.
+    test(`${name} rejects with ATS_ERR_STORE_UNAVAILABLE instead of waiting for ever`, { timeout: 20_000 }, async () => {
+      const err = await op().then(() => null, (e: unknown) => e);
+      unavailable(err);
+      // No answer on an open connection; once those are dropped, no new connection is made either.
+      assert.match(String(((err as Error).cause as Error)?.message), /did not answer within 500 ms|connect ETIMEDOUT/);
+    });
+  }
+
+  test('once the server answers again, the same store works (the stuck connections were dropped)', { timeout: 20_000 }, async () => {
+    proxy.unstall();
+    assert.equal((await store.getJob(existing))?.id, existing);
+    assert.equal((await store.insert([newJobWrite()]))[0]?.ok, true);
+  });
+});
+
 describe('isMysqlUnavailable', () => {
   const err = (fields: Record<string, unknown>, message = 'x') => Object.assign(new Error(message), fields);
   const yes: Array<[string, unknown]> = [
@@ -85,6 +134,7 @@ describe('isMysqlUnavailable', () => {
     ['any fatal driver error', err({ fatal: true }, "Can't add new command when connection is in closed state")],
     ['pool closed', new Error('Pool is closed.')],
     ['pool queue full', new Error('Queue limit reached.')],
+    ['no answer in time', err({ code: 'PROTOCOL_SEQUENCE_TIMEOUT' }, 'MySQL did not answer within 60000 ms')],
   ];
   const no: Array<[string, unknown]> = [
     ['duplicate key', err({ code: 'ER_DUP_ENTRY', errno: 1062, sqlState: '23000' })],

@@ -5,9 +5,9 @@
  * `limitWriteSteps`, used by writes.ts `updateProgram`).
  *
  * `limit_running` holds the attempts a limit admitted. A claim of a key first
- * deletes its rows whose job no longer runs that attempt with a lease that
- * holds, so the rows left are exactly the key's live attempts: a dead
- * worker's attempt stops counting once its lease is over. Rows of deleted
+ * deletes its rows whose job no longer runs that attempt, then counts those
+ * whose lease holds: a dead worker's attempt stops counting once its lease is
+ * over, and counts again should a heartbeat still renew it. Rows of deleted
  * jobs go with them (deletes.ts), and a limit's rows with the limit.
  *
  * Keys are stored tenant-qualified (engine/limits.ts `storedLimitKey`): the
@@ -18,7 +18,7 @@
  */
 import type { LimitClaim, LimitStore } from '../../engine/ports.js';
 import { DEFAULT_TENANT } from '../../engine/auth.js';
-import type { LimitRecord, LimitSpec } from '../../engine/limits.js';
+import { rateChangeShift, type LimitRecord, type LimitSpec } from '../../engine/limits.js';
 import type { Dialect } from './dialect.js';
 import type { Exec } from './program.js';
 import { toNum, type Row } from './rows.js';
@@ -28,6 +28,9 @@ import { marks, type Sql } from './statements.js';
 const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, created_at, updated_at';
 /** Most limits listed. */
 export const MAX_LIMITS_LISTED = 1000;
+
+/** How often a replace reads the limit again when another replace changed its rate meanwhile. */
+const REPLACE_TRIES = 5;
 
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
 
@@ -51,18 +54,25 @@ export function rowToLimit(r: Row): LimitRecord {
 /** A `limit_running` row (alias `r`) whose job `j` still runs its attempt with a lease that holds at the bound time. */
 const live = (r: string): string => `j.id = ${r}.job_id AND j.state = 'running' AND j.attempt = ${r}.attempt AND j.lease_until > ?`;
 
-/** Deletes the key's rows of attempts that no longer run with a lease that holds at `now`. */
-function pruneRunning(keys: readonly string[], now: number): Sql {
+/**
+ * Deletes the key's rows of attempts that no longer run (their job ended the
+ * attempt, or was deleted). A row whose attempt still runs stays, its lease
+ * over or not: a heartbeat that renews the lease (one stamped before the lease
+ * ended, committed after) makes it count again.
+ */
+function pruneRunning(keys: readonly string[]): Sql {
   return {
     sql: `DELETE FROM limit_running WHERE limit_key IN (${marks(keys.length)})
-      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE ${live('limit_running')})`,
-    params: [...keys, now],
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = limit_running.job_id AND j.state = 'running' AND j.attempt = limit_running.attempt)`,
+    params: [...keys],
   };
 }
 
-const countRunning = (keys: readonly string[]): Sql => ({
-  sql: `SELECT limit_key, COUNT(*) AS n FROM limit_running WHERE limit_key IN (${marks(keys.length)}) GROUP BY limit_key`,
-  params: [...keys],
+/** Per key, its rows whose attempt runs with a lease that holds at `now`. */
+const countRunning = (keys: readonly string[], now: number): Sql => ({
+  sql: `SELECT r.limit_key, COUNT(*) AS n FROM limit_running r JOIN jobs j ON ${live('r')}
+    WHERE r.limit_key IN (${marks(keys.length)}) GROUP BY r.limit_key`,
+  params: [now, ...keys],
 });
 
 /**
@@ -73,8 +83,8 @@ const countRunning = (keys: readonly string[]): Sql => ({
 export function limitReadSteps(d: Dialect, sortedKeys: readonly string[], now: number): { lock: Sql; prune: Sql; count: Sql } {
   return {
     lock: { sql: `SELECT ${COLUMNS} FROM limits WHERE limit_key IN (${marks(sortedKeys.length)}) ORDER BY limit_key ${d.forUpdate}`, params: [...sortedKeys] },
-    prune: pruneRunning(sortedKeys, now),
-    count: countRunning(sortedKeys),
+    prune: pruneRunning(sortedKeys),
+    count: countRunning(sortedKeys, now),
   };
 }
 
@@ -98,9 +108,28 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
   const values = (spec: LimitSpec) => [spec.concurrency, spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
-  // The rate state (`tat`) and created_at stay.
-  const replace = async (key: string, spec: LimitSpec, now: number) =>
-    (await exec('UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ? WHERE limit_key = ?', [...values(spec), now, key])).changes;
+  /**
+   * Replaces the limit of an existing key: 1, or 0 when there is none. created_at
+   * stays; the rate state (`tat`) moves by the change of the rate's step
+   * (engine/limits.ts `rateChangeShift`), in the same statement as the claims'
+   * moves of it (the row's lock orders them). The shift is the old rate's: the
+   * update holds only while the rate read is still the row's, else it is read again.
+   */
+  const replace = async (key: string, spec: LimitSpec, now: number): Promise<number> => {
+    for (let tries = 0; ; tries++) {
+      const old = await getLimit(key);
+      if (!old) return 0;
+      const shift = rateChangeShift(old.rate, spec.rate);
+      // After REPLACE_TRIES lost races, the last read's shift is applied whatever the rate is now.
+      const guarded = tries < REPLACE_TRIES;
+      const r = await exec(
+        `UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ?, tat = CASE WHEN tat > 0 THEN tat + ? ELSE tat END
+          WHERE limit_key = ?${guarded ? ' AND COALESCE(rate_max, 0) = ? AND COALESCE(rate_interval_ms, 0) = ?' : ''}`,
+        [...values(spec), now, shift, key, ...(guarded ? [old.rate?.max ?? 0, old.rate?.intervalMs ?? 0] : [])],
+      );
+      if (r.changes > 0 || !guarded) return r.changes;
+    }
+  };
   const getLimit = async (key: string) => {
     const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
     return r ? rowToLimit(r) : null;
@@ -138,9 +167,9 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
     runningByKey: async (keys, now) => {
       const out = new Map<string, number>();
       if (keys.length === 0) return out;
-      // Read only: the rows of attempts still live (a claim prunes the others).
-      const counted = await rows(`SELECT r.limit_key, COUNT(*) AS n FROM limit_running r JOIN jobs j ON ${live('r')}
-        WHERE r.limit_key IN (${marks(keys.length)}) GROUP BY r.limit_key`, [now, ...keys]);
+      // Read only: the rows of attempts still live (a claim prunes those of ended attempts).
+      const { sql, params } = countRunning(keys, now);
+      const counted = await rows(sql, params);
       for (const r of counted) out.set(String(r.limit_key), toNum(r.n));
       return out;
     },

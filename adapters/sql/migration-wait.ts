@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AtsError } from '../../engine/errors.js';
 import { createLogger } from '../../engine/logger.js';
 import type { Logger } from '../../engine/ports.js';
+import type { StoreClock } from './options.js';
 
 /** How long, in all, a process waits for another process's migration: 15 minutes. */
 export const MIGRATION_WAIT_MS = 15 * 60_000;
@@ -36,17 +37,19 @@ export const BUSY: unique symbol = Symbol('busy');
 
 /**
  * Runs `attempt` until it returns something other than `BUSY`, for up to
- * `wait.timeoutMs`, logging each time it found the lock held; then throws
- * ATS_ERR_STORE_UNAVAILABLE. Any other error of `attempt` goes up at once.
+ * `wait.timeoutMs` by `clock`, logging each time it found the lock held; then
+ * throws ATS_ERR_STORE_UNAVAILABLE. Any other error of `attempt` goes up at once.
  */
-export async function whileMigrating<T>(attempt: () => T | typeof BUSY | Promise<T | typeof BUSY>, wait: MigrationWait = {}): Promise<T> {
+export async function whileMigrating<T>(
+  attempt: () => T | typeof BUSY | Promise<T | typeof BUSY>, clock: StoreClock, wait: MigrationWait = {},
+): Promise<T> {
   const timeoutMs = wait.timeoutMs ?? MIGRATION_WAIT_MS;
-  const began = Date.now();
+  const began = clock.now();
   let logger = wait.logger;
   for (;;) {
     const result = await attempt();
     if (result !== BUSY) return result;
-    const waitedMs = Date.now() - began;
+    const waitedMs = clock.now() - began;
     if (waitedMs >= timeoutMs) {
       throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `another process's migration still held the database after ${Math.round(waitedMs / 1000)} s`);
     }

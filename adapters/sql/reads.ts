@@ -39,7 +39,7 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
     lastIssuedEventId: async () => toNum((await query(d.lastIssuedId('job_events'), []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, limit) => toNum((await query(waitingAhead, [id, queue, limit]))[0]?.n ?? 0),
+    countWaitingAhead: async (queue, id, limit, now) => toNum((await query(waitingAhead, [id, queue, now, limit]))[0]?.n ?? 0),
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(d, filter);
       return (await query(sql, params)).map(rowToJob);

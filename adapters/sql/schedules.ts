@@ -46,6 +46,22 @@ function rowToTick(r: Row): ScheduleTick {
   };
 }
 
+/**
+ * Due schedules in the order of ix_schedules_due (next_at, tenant, name), a
+ * total order: a page after a row reads on from there, through the index, past
+ * rows that share its next_at. SQLite seeks to the row with a row value;
+ * MariaDB does not range-scan a row value, so it gets the comparison spelled
+ * out, bounded below by next_at (rows that share the row's next_at are read
+ * again from the first of them). Params: now, limit; or now, the row's
+ * next_at, tenant and name (SQLite), or next_at three times, tenant twice and
+ * name (MariaDB), then limit.
+ */
+const SELECT_DUE = `${SELECT} WHERE next_at <= ? AND paused = 0 ORDER BY next_at, tenant, name LIMIT ?`;
+const SELECT_DUE_AFTER_ROW = `${SELECT} WHERE next_at <= ? AND paused = 0 AND (next_at, tenant, name) > (?, ?, ?)
+  ORDER BY next_at, tenant, name LIMIT ?`;
+const SELECT_DUE_AFTER_SPELLED = `${SELECT} WHERE next_at <= ? AND paused = 0 AND next_at >= ?
+  AND (next_at > ? OR (next_at = ? AND (tenant > ? OR (tenant = ? AND name > ?)))) ORDER BY next_at, tenant, name LIMIT ?`;
+
 /** Most schedules listed. */
 export const MAX_SCHEDULES_LISTED = 1000;
 
@@ -90,8 +106,11 @@ export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
       await exec('DELETE FROM schedule_ticks WHERE tenant = ? AND schedule_name = ?', [tenant, name]);
       return deleted;
     },
-    dueSchedules: async (now, limit) =>
-      (await rows(`${SELECT} WHERE next_at <= ? AND paused = 0 ORDER BY next_at LIMIT ?`, [now, limit])).map(rowToSchedule),
+    dueSchedules: async (now, limit, after) => (after === undefined
+      ? await rows(SELECT_DUE, [now, limit])
+      : d.name === 'sqlite'
+        ? await rows(SELECT_DUE_AFTER_ROW, [now, after.nextAt, after.tenant, after.name, limit])
+        : await rows(SELECT_DUE_AFTER_SPELLED, [now, after.nextAt, after.nextAt, after.nextAt, after.tenant, after.tenant, after.name, limit])).map(rowToSchedule),
     recordTicks: async (ticks, keep) => {
       if (ticks.length === 0) return;
       const params = ticks.flatMap((t) => [t.tenant, t.schedule, t.tickAt, t.outcome, t.jobId, t.at]);

@@ -268,14 +268,15 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
 
 /**
  * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
- * published, created before it (ids sort by creation), counted up to a limit.
+ * published, created before it (ids sort by creation), due by now (a pending
+ * job's `due_at` is its run time until its dispatch is issued, then NULL), counted up to a limit.
  * Read through `ix_jobs_state_id`, so the cost is the waiting jobs below the
  * id (of every queue), never the queue's whole history, which the planner
  * would walk on an index of the queue (SQLite, without statistics, picks one).
- * Params: id, queue, limit
+ * Params: id, queue, now, limit
  */
 export const countWaitingAhead = (d: Dialect): string => `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs ${d.useIndex('ix_jobs_state_id')}
-  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? LIMIT ?) ahead`;
+  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? AND (due_at IS NULL OR due_at <= ?) LIMIT ?) ahead`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

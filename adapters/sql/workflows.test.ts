@@ -452,26 +452,26 @@ for (const backend of STORE_BACKENDS) {
       await store.updateWorkflow(target.id, (current, m) => {
         seen.push(m);
         return { write: stepWrite(current!, state('active'), { type: 'MESSAGE' }), result: null, consumeMessage: true };
-      }, rows[0]!.messageId);
+      }, { messageId: rows[0]!.messageId });
       assert.deepEqual([...seen], [rows[0]]);
       assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), [rows[1]!.messageId]);
       // Taken already: null, and nothing to delete.
       await store.updateWorkflow(target.id, (_current, m: WorkflowMessageRecord | null) => {
         seen.push(m);
         return { write: null, result: null, consumeMessage: true };
-      }, rows[0]!.messageId);
+      }, { messageId: rows[0]!.messageId });
       assert.equal(seen[1], null);
       // Dropped (no write) still deletes it; kept (consumeMessage false) leaves it; a failed step leaves it.
       await assert.rejects(store.updateWorkflow(target.id, (current) => ({
         write: stepWrite(current!, state('active'), { expectedVersion: 9 }), result: null, consumeMessage: true,
-      }), rows[1]!.messageId));
-      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: false }), rows[1]!.messageId);
+      }), { messageId: rows[1]!.messageId }));
+      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: false }), { messageId: rows[1]!.messageId });
       assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), [rows[1]!.messageId]);
-      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: true }), rows[1]!.messageId);
+      await store.updateWorkflow(target.id, () => ({ write: null, result: null, consumeMessage: true }), { messageId: rows[1]!.messageId });
       assert.deepEqual(await store.pendingWorkflowMessages(target.id, 10), []);
       assert.equal((await store.getWorkflow(target.id))!.version, 2, 'only the step that took a message changed the target');
       // A message to no instance: the decide sees no instance and the message, and may drop it.
-      await store.updateWorkflow(wid(9), (current, m) => (assert.equal(current, null), assert.equal(m?.targetId, wid(9)), { write: null, result: null, consumeMessage: true }), rows[2]!.messageId);
+      await store.updateWorkflow(wid(9), (current, m) => (assert.equal(current, null), assert.equal(m?.targetId, wid(9)), { write: null, result: null, consumeMessage: true }), { messageId: rows[2]!.messageId });
       assert.deepEqual(await store.staleWorkflowMessageTargets(Number.MAX_SAFE_INTEGER, 10), []);
     }));
 
@@ -485,7 +485,7 @@ for (const backend of STORE_BACKENDS) {
       }));
       const took = await Promise.all([0, 1, 2].map(() => store.updateWorkflow(target.id, (current, msg) => (msg
         ? { write: stepWrite(current!, state('active'), { type: 'MESSAGE' }), result: true, consumeMessage: true }
-        : { write: null, result: false }), m.messageId)));
+        : { write: null, result: false }), { messageId: m.messageId })));
       assert.deepEqual(took.filter(Boolean).length, 1, took.join());
       assert.equal((await store.getWorkflow(target.id))!.version, 2);
       assert.deepEqual((await store.getWorkflowEvents(target.id)).map((e) => e.type), ['START', 'MESSAGE']);

@@ -14,9 +14,10 @@
  * an instance: its end reaches the instance as a message (`ats.workflows`).
  */
 import { AtsError } from '../../engine/errors.js';
-import type {
-  DueWorkflowTimer, InsertResult, TransitionWrite, WorkflowDecision, WorkflowEventRecord, WorkflowEventType, WorkflowFilter, WorkflowMessageRecord,
-  WorkflowRecord, WorkflowStore, WorkflowStreamEventRecord, WorkflowWrite,
+import {
+  signalKeyOf, type DueWorkflowTimer, type InsertResult, type TransitionWrite, type WorkflowDecide, type WorkflowEventRecord, type WorkflowEventType,
+  type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStepRead, type WorkflowStore, type WorkflowStreamEventRecord,
+  type WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
 import type { JobState } from '../../machines/job.machine.js';
@@ -113,12 +114,18 @@ const UPDATE_WORKFLOW_CAS = 'UPDATE workflows SET status = ?, state = ?, version
 /**
  * Append an instance's event (`seq` unique per instance; `id`, its global
  * position, is allocated). `state_value` is the machine's state value after it (JSON).
- * Params: workflow_id, seq, type, at, data, status, state_value
+ * Params: workflow_id, seq, type, at, data, status, state_value, signal_key
  */
-const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status, state_value) VALUES (?, ?, ?, ?, ?, ?, ?)';
+const INSERT_WORKFLOW_EVENT = 'INSERT INTO workflow_events (workflow_id, seq, type, at, data, status, state_value, signal_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
+
+/** The columns `rowToWorkflowEvent` reads. */
+const EVENT_COLUMNS = 'workflow_id, seq, type, at, data, status, state_value';
+
+/** The instance's event recorded by a signal with an Idempotency-Key (uq_workflow_events_signal_key). Params: workflow_id, signal_key */
+const SELECT_SIGNALLED = `SELECT ${EVENT_COLUMNS} FROM workflow_events WHERE workflow_id = ? AND signal_key = ?`;
 
 /** An instance's events in seq order, from `after_seq + 1`, with the state value after each. Params: workflow_id, after_seq */
-const SELECT_WORKFLOW_EVENTS = 'SELECT workflow_id, seq, type, at, data, status, state_value FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+const SELECT_WORKFLOW_EVENTS = `SELECT ${EVENT_COLUMNS} FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq`;
 
 /**
  * The state values of one definition version's active instances (of a
@@ -261,21 +268,23 @@ export function* insertWorkflowProgram(d: Dialect, write: WorkflowWrite): Progra
 }
 
 /**
- * Read instance `id` locked (and then message `messageId`, if given), let
- * `decide` compute the step, and commit it: the message deleted if `decide`
+ * Read instance `id` locked (and then message `read.messageId`, and the
+ * event of a signal with `read.signalKey`, if given), let `decide` compute the step, and commit it: the message deleted if `decide`
  * takes it, the instance (compare-and-set: a version other than the one
  * read throws `VersionConflict`, so the store rolls back and runs `decide`
  * again on a fresh read), its event, its timer rows replaced by those of its
  * new state, its messages, and what it does to jobs. A null write commits
  * nothing else.
  */
-export function* updateWorkflowProgram<T>(
-  d: Dialect, id: string, decide: (workflow: WorkflowRecord | null, message: WorkflowMessageRecord | null) => WorkflowDecision<T>, messageId?: string,
-): Program<T> {
+export function* updateWorkflowProgram<T>(d: Dialect, id: string, decide: WorkflowDecide<T>, read: WorkflowStepRead = {}): Program<T> {
+  const { messageId, signalKey } = read;
   const [row] = (yield { sql: `${SELECT_WORKFLOW} ${d.forUpdate}`, params: [id] }).rows;
   const [messageRow] = messageId === undefined ? [] : (yield { sql: `${SELECT_MESSAGE} ${d.forUpdate}`, params: [messageId] }).rows;
   const message = messageRow ? rowToMessage(messageRow) : null;
-  const { write, result, consumeMessage } = decide(row ? rowToWorkflow(row) : null, message);
+  // Read after the instance's lock: a step with the same key, racing, either committed before or waits behind it.
+  const [signalledRow] = signalKey === undefined || !row ? [] : (yield { sql: SELECT_SIGNALLED, params: [id, signalKey] }).rows;
+  const signalled = signalledRow ? rowToWorkflowEvent(signalledRow) : null;
+  const { write, result, consumeMessage } = decide(row ? rowToWorkflow(row) : null, message, signalled);
   if (message && consumeMessage) {
     const deleted = yield { sql: DELETE_MESSAGE, params: [message.messageId] };
     if (deleted.changes !== 1) throw new VersionConflict(null, `workflow message ${message.messageId}: taken meanwhile`);
@@ -307,7 +316,7 @@ function checkEvent(write: WorkflowWrite): void {
  */
 function* stepWrites(d: Dialect, write: WorkflowWrite, replaceTimers: boolean): Program<void> {
   const { workflow: w, event: e } = write;
-  yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status, toJson(w.state.value)] };
+  yield { sql: INSERT_WORKFLOW_EVENT, params: [e.workflowId, e.seq, e.type, e.at, toJson(e.data), e.status, toJson(w.state.value), signalKeyOf(e)] };
   if (replaceTimers) yield { sql: DELETE_WORKFLOW_TIMERS, params: [w.id] };
   for (const sql of insertTimers(w)) yield sql;
   if (write.messages) {

@@ -66,6 +66,14 @@ describe('updateProgram', () => {
       (err: unknown) => err instanceof VersionConflict && err.jobId === many[500]);
   });
 
+  it('locks the jobs in id order whatever order they were given in, across statements, so two updates never lock each other\'s jobs crosswise', () => {
+    const many = Array.from({ length: 501 }, (_, i) => `01${String(i).padStart(4, '0')}`);
+    const given = [...many].reverse();
+    const selects = startAll(MYSQL_DIALECT, given, (s) => (s.sql.match(/UNION ALL/g)?.length ?? 0) + 1).filter((s) => s.sql.startsWith('SELECT'));
+    assert.equal(selects.length, 2, 'more ids than one statement takes');
+    assert.deepEqual(selects.flatMap((s) => s.params), many);
+  });
+
   it('on MySQL a batch that changed fewer rows than it holds is a version conflict', () => {
     assert.throws(() => startAll(MYSQL_DIALECT, ids, () => ids.length - 1), (err: unknown) => err instanceof VersionConflict && err.jobId === '01A');
   });

@@ -11,7 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
-import { sqliteStore, type SqliteStore } from './sqlite-store.js';
+import { cannotUse, sqliteStore, type SqliteStore } from './sqlite-store.js';
 
 export type { SqliteStore } from './sqlite-store.js';
 export type { StoreClock, StoreFaults } from '../sql/options.js';
@@ -21,7 +21,17 @@ export interface SqliteStoreOptions extends SqlStoreOptions {
   file: string;
   /** How long a write waits for another process's lock before SQLITE_BUSY. @defaultValue 5000 */
   busyTimeoutMs?: number;
+  /**
+   * What the write-ahead log is cut back to once checkpointed (`journal_size_limit`).
+   * Without it the file keeps the size of the largest stretch of writes between two
+   * checkpoints for as long as the process runs (a migration rebuilding `jobs`: about
+   * the size of the table). @defaultValue 64 MiB
+   */
+  walSizeLimitBytes?: number;
 }
+
+/** The default of `walSizeLimitBytes`: 64 checkpoints' worth of the usual 1,000 pages of 4 KiB, and then some. */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Runs `step` again while SQLite answers SQLITE_BUSY, for up to `timeoutMs`.
@@ -45,13 +55,26 @@ function retryWhileBusy<T>(step: () => T, timeoutMs: number): T {
 export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   const memory = opts.file === ':memory:' || opts.file === '';
   if (!memory) mkdirSync(dirname(resolve(opts.file)), { recursive: true });
-  const db = new Database(opts.file);
   const busyTimeoutMs = Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000));
-  // busy_timeout first: switching to WAL takes a lock another process may hold.
-  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-  // WAL: readers do not block the writer. synchronous stays FULL (the default):
-  // an accepted job must survive a power cut, not only a process crash.
-  if (!memory) retryWhileBusy(() => db.pragma('journal_mode = WAL'), busyTimeoutMs);
-  db.pragma('synchronous = FULL');
-  return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
+  const walLimit = Math.max(0, Math.trunc(opts.walSizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES));
+  return sqliteStore(open(opts.file, memory, busyTimeoutMs, walLimit), opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
+}
+
+/** The connection, set up; a file that cannot be opened (a folder, not a database, no permission) throws naming it. */
+function open(file: string, memory: boolean, busyTimeoutMs: number, walLimit: number): Database.Database {
+  let db: Database.Database | null = null;
+  try {
+    db = new Database(file);
+    // busy_timeout first: switching to WAL takes a lock another process may hold.
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    // WAL: readers do not block the writer. synchronous stays FULL (the default):
+    // an accepted job must survive a power cut, not only a process crash.
+    if (!memory) retryWhileBusy(() => db!.pragma('journal_mode = WAL'), busyTimeoutMs);
+    db.pragma('synchronous = FULL');
+    db.pragma(`journal_size_limit = ${walLimit}`);
+    return db;
+  } catch (err) {
+    db?.close();
+    throw cannotUse(resolve(file), err);
+  }
 }

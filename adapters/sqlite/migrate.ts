@@ -17,6 +17,17 @@ import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS }
 export const SQLITE_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
 /**
+ * Writes the header's user_version back unchanged. With nothing pending the
+ * migration writes nothing, and a file that opened read-only (SQLite falls
+ * back to reading a file it may not write) would start and then fail every
+ * write: this fails the start instead, with SQLITE_READONLY.
+ */
+function probeWrite(db: Database): void {
+  const version = Number(db.pragma('user_version', { simple: true }));
+  db.pragma(`user_version = ${version}`);
+}
+
+/**
  * Migrates; when no other process holds the file, before it returns (the
  * first attempt runs synchronously). `wait.attemptMs` plays no part: an
  * attempt waits the connection's busy_timeout.
@@ -25,6 +36,7 @@ export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGR
   const migrations = loadMigrations(dir);
   const apply = db.transaction(() => {
     db.exec(CREATE_SCHEMA_MIGRATIONS);
+    probeWrite(db);
     const applied = (db.prepare(SELECT_APPLIED_MIGRATIONS).all() as { version: number }[]).map((r) => r.version);
     for (const m of pending(migrations, applied)) {
       db.exec(m.sql);
@@ -40,5 +52,5 @@ export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGR
       if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) return BUSY;
       throw err;
     }
-  }, wait);
+  }, clock, wait);
 }

@@ -1,7 +1,7 @@
 /** What only the SQLite store has: its file setup and migrating from two processes at once. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -115,5 +115,25 @@ describe('SQLite store', () => {
     assert.equal((await store.stats()).byState.pending, 0);
     await store.close();
     await assert.rejects(store.ping());
+  });
+
+  it('cuts the write-ahead log back to walSizeLimitBytes once checkpointed, instead of keeping its largest size', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
+    const file = join(dir, 'ats.sqlite');
+    const limit = 256 * 1024;
+    const store = createSqliteStore({ file, walSizeLimitBytes: limit });
+    try {
+      await store.migrate();
+      const big = 'x'.repeat(20_000);
+      // About 8 MB written at once: the log grows past the limit (checkpoints wait for the transaction's end).
+      await store.insert(Array.from({ length: 400 }, () => newJobWrite({ payload: { big } })));
+      assert.ok(statSync(`${file}-wal`).size > limit, 'the log grew past the limit');
+      store.db.pragma('wal_checkpoint(PASSIVE)');
+      await store.insert([newJobWrite()]); // the next write starts the log over, cut to the limit
+      assert.ok(statSync(`${file}-wal`).size <= limit, `the log was cut back (${statSync(`${file}-wal`).size} bytes)`);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,6 +6,7 @@
  * with no row locks at all. The price: a write that finds another process
  * holding the file's write lock blocks this thread (up to busy_timeout).
  */
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
@@ -75,12 +76,18 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, async <T>(program: () => Program<T>) => inTx.immediate(program()) as T),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlWorkflowReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
-    migrate: async (opts) => migrateSqlite(db, clock, undefined, { logger: opts?.logger }),
+    migrate: async (opts) => {
+      try {
+        await migrateSqlite(db, clock, undefined, { logger: opts?.logger });
+      } catch (err) {
+        throw isSqliteUnavailable(err) ? cannotUse(db.memory ? db.name : resolve(db.name), err) : err;
+      }
+    },
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
       writes.length === 0 ? [] : write('insert', () => insertProgram(D, writes)),
     update: async <T>(ids: readonly string[], decide: Decide<T> | Decision<T>): Promise<T> => write('update', () => updateProgram(D, ids, decide)),
     insertWorkflow: async (w) => write('insert', () => insertWorkflowProgram(D, w)),
-    updateWorkflow: async (id, decide, messageId) => write('update', () => updateWorkflowProgram(D, id, decide, messageId)),
+    updateWorkflow: async (id, decide, read) => write('update', () => updateWorkflowProgram(D, id, decide, read)),
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
     purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
     purgeWorkflows: (status, updatedBefore, limit) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit),
@@ -140,12 +147,29 @@ function retrying<T>(fn: () => T, onConflict?: (reason: ConflictReason) => void)
   }
 }
 
-/** Primary result codes whose extended codes (SQLITE_IOERR_WRITE...) all mean the file cannot be used now. */
-const UNAVAILABLE_CODES = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_PROTOCOL'];
+/**
+ * Primary result codes whose extended codes (SQLITE_IOERR_WRITE...) all mean
+ * the file cannot be used now. SQLITE_READONLY: the file opened read-only (no
+ * write permission, a read-only mount); like a full disk, an outage an
+ * operator fixes, not a bug.
+ */
+const UNAVAILABLE_CODES = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_PROTOCOL', 'SQLITE_READONLY'];
 
 /** True for a better-sqlite3 error that means the database is unusable now (not a constraint or a bug). */
 export function isSqliteUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (!(err instanceof Error) || typeof code !== 'string') return false;
   return UNAVAILABLE_CODES.some((c) => code === c || code.startsWith(`${c}_`));
+}
+
+/**
+ * A better-sqlite3 error at open or migrate (the start) as ATS_ERR_STORE_UNAVAILABLE
+ * naming the file, for the start's message: the driver's says only
+ * "unable to open database file". Not used for requests: clients get no paths.
+ */
+export function cannotUse(file: string, err: unknown): unknown {
+  if (err instanceof AtsError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const why = `${(err as Error | null)?.message ?? String(err)}${typeof code === 'string' ? ` (${code})` : ''}`;
+  return new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
 }

@@ -5,14 +5,17 @@
  * stays what it was.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createSqliteStore } from './index.js';
-import { isSqliteUnavailable } from './sqlite-store.js';
+import { isSqliteUnavailable, sqliteStore } from './sqlite-store.js';
+
+const CLOCK = { now: () => 1_700_000_000_000 };
 
 const unavailable = (e: unknown) => {
   assert.ok(e instanceof AtsError, `expected an AtsError, got ${String((e as Error)?.stack ?? e)}`);
@@ -43,6 +46,43 @@ describe('SQLite store: the file cannot be used', () => {
     await holder.close();
   });
 
+  test('a file this process can only read: a write is unavailable (503), not an internal error', async () => {
+    const file = join(dir, 'read-only.sqlite');
+    const owner = createSqliteStore({ file });
+    await owner.migrate();
+    // What opening a file without write permission gives (SQLite falls back to reading it).
+    const reader = sqliteStore(new Database(file, { readonly: true }), CLOCK);
+    try {
+      await assert.rejects(reader.insert([newJobWrite()]), unavailable);
+      assert.equal((await reader.stats()).byState.pending, 0, 'reads still answer');
+    } finally {
+      await reader.close();
+      await owner.close();
+    }
+  });
+
+  test('a file this process can only read fails migrate (the start), naming the file, instead of every write later', async () => {
+    const file = join(dir, 'read-only-start.sqlite');
+    const owner = createSqliteStore({ file });
+    await owner.migrate();
+    await owner.close();
+    const reader = sqliteStore(new Database(file, { readonly: true }), CLOCK);
+    try {
+      await assert.rejects(reader.migrate(), (e: unknown) => unavailable(e) && (e as Error).message.includes(file) && /readonly|read-only/.test((e as Error).message));
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('a file that cannot be opened fails at open, naming the file', () => {
+    const folder = join(dir, 'a-folder.sqlite');
+    mkdirSync(folder);
+    assert.throws(() => createSqliteStore({ file: folder }), (e: unknown) => unavailable(e) && (e as Error).message.includes(folder));
+    const notSqlite = join(dir, 'not-sqlite.sqlite');
+    writeFileSync(notSqlite, 'these are not the pages of a database, only a line of text long enough to have a header'.repeat(20));
+    assert.throws(() => createSqliteStore({ file: notSqlite }), (e: unknown) => e instanceof AtsError && (e as Error).message.includes(notSqlite));
+  });
+
   test('a closed store is unavailable', async () => {
     const store = createSqliteStore({ file: join(dir, 'closed.sqlite') });
     await store.migrate();
@@ -55,7 +95,7 @@ describe('SQLite store: the file cannot be used', () => {
 
 describe('isSqliteUnavailable', () => {
   const sqliteError = (code: string) => Object.assign(new Error(code), { name: 'SqliteError', code });
-  for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_CANTOPEN', 'SQLITE_FULL']) {
+  for (const code of ['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_READONLY_DBMOVED']) {
     test(`unavailable: ${code}`, () => assert.equal(isSqliteUnavailable(sqliteError(code)), true));
   }
   for (const code of ['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_ERROR', 'SQLITE_MISMATCH', 'SQLITE_BUSYNESS']) {

@@ -1,5 +1,6 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
 import type { Insights, Job, JobDetail, JobEvent, JobProgress, Limit, Schedule, ScheduleDetail, Worker } from '../client.js';
+import { RunCounter } from '../../machines/runs.js';
 import { durationText } from '../duration.js';
 
 /** `attempt` carried by an event's data (STARTED, FAILED, ...), if any. */
@@ -18,16 +19,29 @@ function detailOf(e: { type: string; data: unknown }): string {
 }
 
 /**
+ * An attempt (the machine's, counting across runs) as a person reads it:
+ * `2/3` in the first run; after a redrive, within its run, with the run and
+ * the count across runs (`1/2 in run 2, 3 in all`), which is what events,
+ * errors and progress number it by.
+ */
+export function attemptText(attempt: number, maxAttempts: number | undefined, runs: RunCounter): string {
+  const inRun = Math.max(0, attempt - runs.base);
+  const ofMax = maxAttempts ? `${inRun}/${maxAttempts}` : String(inRun);
+  return runs.run === 1 ? ofMax : `${ofMax} in run ${runs.run}, ${attempt} in all`;
+}
+
+/**
  * Keeps the attempt number across a job's events (only some carry it), for
- * lines like `... running  attempt 1/3`.
+ * lines like `... running  attempt 1/3` (within its run after a redrive).
  */
 export class AttemptTracker {
   private attempt = 0;
+  private readonly runs = new RunCounter();
   constructor(private readonly maxAttempts?: number) {}
 
   see(e: JobEvent): string {
-    this.attempt = attemptOf(e) ?? this.attempt;
-    return this.maxAttempts ? `attempt ${this.attempt}/${this.maxAttempts}` : `attempt ${this.attempt}`;
+    this.attempt = this.runs.see(e) ?? this.attempt;
+    return `attempt ${attemptText(this.attempt, this.maxAttempts, this.runs)}`;
   }
 }
 
@@ -66,7 +80,7 @@ export function jobDetail(job: JobDetail): string {
   const err = e ? `${e.message} (attempt ${e.attempt}${why})` : '-';
   const fields: Array<[string, string]> = [
     ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
-    ['attempt', `${job.attempt}/${job.maxAttempts}`],
+    ['attempt', attemptText(job.attempt, job.maxAttempts, RunCounter.of(job.events))],
     // The whole object (at most 1 KiB): the latest progress is what a person asks `get` for.
     ...(job.progress ? [['progress', `${progressValue(job.progress.value, 1100)} (attempt ${job.progress.attempt}, ${job.progress.at})`] as [string, string]] : []),
     ['payload', short(job.payload)], ['result', short(job.result)], ['lastError', err],
@@ -112,11 +126,16 @@ export function insightsText(insights: Insights): string {
   return lines.join('\n');
 }
 
-/** Rows of jobs, as `ats ls` prints them. */
+/**
+ * Rows of jobs, as `ats ls` prints them. ATTEMPT is within the job's run
+ * (`attempt - attemptBase`; a server without `attemptBase` counts 0): after
+ * a redrive the machine counts on, and a new run may make `maxAttempts` more
+ * (`ats get` shows the count in all).
+ */
 export function jobTable(jobs: readonly Job[]): string[] {
   return table(
     ['ID', 'TYPE', 'QUEUE', 'STATE', 'ATTEMPT', 'UPDATED'],
-    jobs.map((j) => [j.id, j.type, j.queue, j.state, `${j.attempt}/${j.maxAttempts}`, j.updatedAt]),
+    jobs.map((j) => [j.id, j.type, j.queue, j.state, `${j.attempt - (j.attemptBase ?? 0)}/${j.maxAttempts}`, j.updatedAt]),
   );
 }
 

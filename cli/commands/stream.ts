@@ -54,6 +54,12 @@ export interface Subscription {
   readonly ready: Promise<string>;
   /** Where a new subscription would resume (the last event's cursor, or the start). */
   cursor(): string | undefined;
+  /**
+   * Settles when the subscription ends by itself after `ready`: with the error
+   * that ended it (its key refused: a close with 4401, or a reconnect answered
+   * 401 or 403), or null once closed.
+   */
+  readonly ended: Promise<unknown>;
   close(): void;
 }
 
@@ -91,5 +97,7 @@ export function subscribe(opts: SubscribeOptions): Subscription {
     throw subscribeFailure(err);
   });
   ready.catch(() => undefined); // a rejection the caller never awaited must not crash the process
-  return { ready, cursor: () => watch.cursor(), close: () => watch.close() };
+  // `onEvent` takes every event, so the iterator yields none: it settles only when the watch ends.
+  const ended = ready.then(() => watch.next()).then(() => null, (err: unknown) => err);
+  return { ready, cursor: () => watch.cursor(), ended, close: () => watch.close() };
 }

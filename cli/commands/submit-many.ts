@@ -10,11 +10,18 @@
  * open stand is read over REST from the list of the type's jobs, a page of
  * 500 a request (not one request per job: thousands of delayed jobs would
  * run into the server's rate limit).
+ *
+ * The submits wait out an API that stops answering, answers 503 or rate
+ * limits, as the following does, sending the batch again with the same
+ * idempotency keys (so never a job twice); any other failure ends the run
+ * with how many jobs went in before it.
  */
-import type { ApiErrorCode } from '../../client/index.js';
+import { newIdempotencyKey, type ApiErrorCode } from '../../client/index.js';
 import type { MAX_PAGE } from '../../server/schemas.js';
-import { ApiError, isTerminal, MAX_BATCH, TERMINAL_STATES, type AtsClient, type BatchItem, type SubmitRequest } from '../client.js';
-import { repeat, trySubscribe } from './follow.js';
+import {
+  ApiError, isTerminal, MAX_BATCH, TERMINAL_STATES, type AtsClient, type BatchItem, type BatchResult, type SubmitRequest,
+} from '../client.js';
+import { repeat, trySubscribe, waitOut } from './follow.js';
 import { Progress, type Counts } from './progress.js';
 import type { CommandFilter as StreamFilter } from './stream.js';
 
@@ -34,6 +41,8 @@ export interface SubmitManyOptions {
   batchSize?: number;
   /** Polling period without a stream (and the stream's silence before a REST check). @defaultValue 500 / 3000 */
   pollMs?: number;
+  /** The pause before a batch the API could not take (unreachable, 503) is sent again. @defaultValue 1000 */
+  resendMs?: number;
   onNotice?(message: string): void;
   progress?: Progress;
 }
@@ -88,20 +97,50 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
   return summarize(counts, count, performance.now() - started);
 }
 
+/** The pause before sending a batch again that the API could not take (unreachable, 503); a 429 waits its own. */
+const RESEND_MS = 1000;
+
+/**
+ * Sends the batches, `concurrency` at a time. A batch the API could not take
+ * — it stopped answering, answered 503, or rate limited — is sent again, as
+ * the wait that follows waits such a server out (`waitOut`), with a notice
+ * each time. Every item carries an idempotency key of its own (`K-i`, or
+ * `<run>-i` with a ULID made once per run), the same in every send of its
+ * batch: a batch sent again after its answer was lost answers the jobs its
+ * first send made (200) instead of making them twice. Any other failure —
+ * an item refused, a request refused — stops the run once the batches in
+ * flight are answered, with how many jobs were submitted before it.
+ */
 async function submitAll(client: AtsClient, body: SubmitRequest, count: number, tally: Tally, opts: SubmitManyOptions, tick: () => void): Promise<void> {
   const size = Math.min(Math.max(1, opts.batchSize ?? MAX_BATCH), MAX_BATCH);
+  const run = opts.idempotencyKey ?? newIdempotencyKey();
+  const item = (i: number): BatchItem => ({ ...body, idempotencyKey: `${run}-${i}` });
   let next = 0;
-  const item = (i: number): BatchItem => (opts.idempotencyKey === undefined ? body : { ...body, idempotencyKey: `${opts.idempotencyKey}-${i}` });
-  // Each lane sends one batch at a time; the first failed item (or request) stops every lane.
+  /** What stopped the run (the first failure only). */
+  const failures: unknown[] = [];
+  let wakeWaits!: () => void;
+  /** Resolves at the first failure: a lane waiting out an outage stops waiting. */
+  const stopped = new Promise<void>((resolve) => (wakeWaits = resolve));
+  const stop = (error: unknown) => {
+    if (failures.length === 0) failures.push(error);
+    wakeWaits();
+  };
   const lane = async () => {
-    while (next < count) {
+    while (next < count && failures.length === 0) {
       const from = next;
       next = Math.min(count, from + size);
       const items = Array.from({ length: next - from }, (_, k) => item(from + k));
-      const results = await client.submitMany(items);
+      let results: BatchResult[];
+      try {
+        results = await sendUntilTaken(client, items, opts, stopped, () => `${tally.submitted} of ${count} jobs submitted so far`);
+      } catch (err) {
+        return stop(err);
+      }
+      // Every item answered on its own: those the server took count, whatever it refused beside them.
       for (const r of results) {
         if (r.id === undefined || (r.status !== 201 && r.status !== 200)) {
-          throw new ApiError(r.status, (r.code ?? `HTTP_${r.status}`) as ApiErrorCode, r.message ?? 'the server refused a job of the batch');
+          stop(new ApiError(r.status, (r.code ?? `HTTP_${r.status}`) as ApiErrorCode, r.message ?? 'the server refused a job of the batch'));
+          continue;
         }
         tally.ours.add(r.id);
         tally.submitted++;
@@ -111,6 +150,41 @@ async function submitAll(client: AtsClient, body: SubmitRequest, count: number, 
     }
   };
   await Promise.all(Array.from({ length: Math.min(Math.ceil(count / size), opts.concurrency ?? 2) }, lane));
+  if (failures.length > 0) throw stoppedAt(failures[0], tally.submitted, count);
+}
+
+/** One batch, sent until the API takes it (or fails it otherwise, or `stopped` says another lane failed: its wait ends then). */
+async function sendUntilTaken(
+  client: AtsClient, items: BatchItem[], opts: SubmitManyOptions, stopped: Promise<void>, sofar: () => string,
+): Promise<BatchResult[]> {
+  let isStopped = false;
+  void stopped.then(() => (isStopped = true));
+  for (let limited = 0; ;) {
+    try {
+      return await client.submitMany(items);
+    } catch (err) {
+      const wait = waitOut(err, opts.resendMs ?? RESEND_MS, limited);
+      if (!wait || isStopped) throw err;
+      limited = err instanceof ApiError && err.status === 429 ? limited + 1 : 0;
+      opts.onNotice?.(`${wait.notice} (${sofar()})`);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, wait.ms))), stopped]);
+      clearTimeout(timer);
+      if (isStopped) throw err;
+    }
+  }
+}
+
+/** The error that stopped the submits, saying how many jobs went in before it. */
+function stoppedAt(error: unknown, submitted: number, count: number): unknown {
+  const why = `${submitted} of ${count} jobs submitted before the run stopped`;
+  if (error instanceof ApiError) {
+    return new ApiError(error.status, error.code, `${error.message} (${why})`, {
+      cause: error, ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+    });
+  }
+  if (error instanceof Error) return new Error(`${error.message} (${why})`, { cause: error });
+  return error;
 }
 
 /** Waits until every submitted job is terminal: the stream's word, checked over REST when it goes quiet. */

@@ -3,6 +3,9 @@
  * transition, live, until Ctrl-C. Over the stream a dropped connection is
  * resumed from the last cursor (no gap, no duplicate); a server without a
  * stream is polled instead (the newest jobs only — see `pollTransitions`).
+ * A stream that ends by itself — its key refused (revoked: a close with
+ * 4401; or a reconnect answered 401 or 403) — ends the command with that
+ * error (exit 1).
  */
 import { JOB_STATES, type AtsClient, type Job, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
@@ -17,7 +20,8 @@ export const watchSpec: CommandSpec = {
     `--state S,...  only transitions into these states (${JOB_STATES.join(', ')})`,
     '--cursor C     replay every matching transition after this stream cursor first',
     '--json         one JSON object per transition, with its cursor',
-    'Ctrl-C stops. Without a stream route on the server, the newest jobs are polled every second.',
+    'Ctrl-C stops (exit 0). Without a stream route on the server, the newest jobs are polled every second.',
+    'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1.',
   ],
   options: {
     job: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
@@ -29,12 +33,14 @@ export const watchSpec: CommandSpec = {
 /** A transition with the job it belongs to (what a stream event carries). */
 export type Transition = JobEvent & { jobId: string; jobType: string; queue: string; cursor?: string };
 
-/** Resolves on the first SIGINT/SIGTERM. */
-function interrupted(): Promise<void> {
-  return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+/** `stopped` resolves on the first SIGINT/SIGTERM; `dispose()` removes the listeners. */
+function interrupted(): { stopped: Promise<void>; dispose(): void } {
+  let resolve!: () => void;
+  const stopped = new Promise<void>((r) => (resolve = r));
+  const on = () => resolve();
+  process.once('SIGINT', on);
+  process.once('SIGTERM', on);
+  return { stopped, dispose: () => void process.off('SIGINT', on).off('SIGTERM', on) };
 }
 
 export const watchCommand = clientCommand(watchSpec, async ({ client, values }) => {
@@ -48,17 +54,21 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (queue) filter.queue = queue;
   if (states) filter.states = states;
   const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
-  const stop = interrupted();
-
-  const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor: str(values, 'cursor') });
-  if (sub) {
-    await stop;
-    sub.close();
+  const { stopped, dispose } = interrupted();
+  try {
+    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor: str(values, 'cursor') });
+    if (sub) {
+      const ended = await Promise.race([stopped.then(() => null), sub.ended]);
+      sub.close();
+      if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
+      return 0;
+    }
+    err(`ats: ${client.url} has no stream route; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
+    await Promise.race([stopped, pollTransitions(client, filter, print, stopped)]);
     return 0;
+  } finally {
+    dispose();
   }
-  err(`ats: ${client.url} has no stream route; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
-  await Promise.race([stop, pollTransitions(client, filter, print, stop)]);
-  return 0;
 });
 
 /**

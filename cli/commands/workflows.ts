@@ -60,14 +60,16 @@ export const workflowHistorySpec: CommandSpec = {
 };
 
 export const workflowSignalSpec: CommandSpec = {
-  usage: 'ats workflow signal ID TYPE [--data JSON] [--json]',
+  usage: 'ats workflow signal ID TYPE [--data JSON] [--idempotency-key K] [--json]',
   details: [
     'Sends the event {type: TYPE, ...data} to the instance\'s machine. When no transition takes TYPE now, exit 1',
-    'with ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED and the event types it takes.',
-    '--data JSON  the event\'s other fields: a JSON object without "type"',
-    '--json       print the instance after the step as JSON; a refusal as {code, message, accepts}',
+    'with ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED and the event types it takes. The event goes with an Idempotency-Key,',
+    'so a retry after a lost answer is taken once.',
+    '--data JSON            the event\'s other fields: a JSON object without "type"',
+    '--idempotency-key K    the key (default: a new one): the same key and event again take nothing more',
+    '--json                 print the instance after the step as JSON; a refusal as {code, message, accepts}',
   ],
-  options: { data: { type: 'string' }, json: { type: 'boolean' } },
+  options: { data: { type: 'string' }, 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
   positionals: [2, 2],
 };
 
@@ -270,7 +272,8 @@ const historyCommand = clientCommand(workflowHistorySpec, async (ctx) => {
 const signalCommand = clientCommand(workflowSignalSpec, async ({ client, values, positionals }) => {
   const [id, type] = positionals as [string, string];
   try {
-    const wf = await client.signalWorkflow(id, signalFrom(type, values));
+    const key = str(values, 'idempotency-key');
+    const wf = await client.signalWorkflow(id, signalFrom(type, values), key === undefined ? {} : { idempotencyKey: key });
     out(values.json ? JSON.stringify(wf) : stepLine(wf));
     return 0;
   } catch (e) {

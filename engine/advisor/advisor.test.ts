@@ -273,4 +273,18 @@ describe('advisor service: anomalies', () => {
     assert.equal(told.length, 1, 'not told again');
     assert.equal((await second.insights()).types[0]?.anomalies.length, 1, 'still in the insights');
   });
+
+  it('does not tell again an anomaly of the history when the read that ends the history also brings new events', async () => {
+    const all = events(500, 350); // the spike is detected around event 1,200: in the second read of 1,000
+    const clock = new ManualClock();
+    const told: string[] = [];
+    const s = store(all);
+    s.visible = all.length - 3; // the history at start: all but the last job
+    const a = new Advisor({ store: s, clock, logger: silentLogger, onAnomaly: (x) => told.push(`${x.metric} at ${x.at}`) }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
+    await a.init();
+    s.visible = all.length; // a job committed while the advisor started
+    await a.catchUp();
+    assert.equal((await a.insights()).types[0]?.anomalies.length, 1, 'the anomaly is learned');
+    assert.deepEqual(told, [], 'but it was found in the history: not told again');
+  });
 });

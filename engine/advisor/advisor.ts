@@ -77,10 +77,13 @@ export class Advisor {
       clock: deps.clock,
       logger: deps.logger,
       onEvents: (events) => {
-        for (const e of events) this.model.observe(e);
+        for (const e of events) {
+          this.model.observe(e);
+          // Found up to the newest event at start: history, told before the restart (a read may end past it).
+          if (e.id <= this.historyUntil) this.model.takeAnomalies();
+        }
         this.leases.clear();
-        const found = this.model.takeAnomalies();
-        if (events[events.length - 1]!.id > this.historyUntil) for (const a of found) this.anomaly(a);
+        for (const a of this.model.takeAnomalies()) this.anomaly(a);
       },
     }, tailOpts);
   }
@@ -170,9 +173,10 @@ export class Advisor {
     const { value: state, context } = job.snapshot;
     if (isTerminal(state)) return null;
     const waiting = state === 'pending' || state === 'published';
-    const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, MAX_AHEAD) : 0;
+    const now = this.deps.clock.now();
+    const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, MAX_AHEAD, now) : 0;
     return this.model.eta({
-      type: job.type, queue: job.queue, state, ahead, now: this.deps.clock.now(), runAt: context.runAt,
+      type: job.type, queue: job.queue, state, ahead, now, runAt: context.runAt,
       startedAt: state === 'running' ? (startedAt ?? context.updatedAt) : null,
     });
   }
@@ -188,9 +192,12 @@ export class Advisor {
   async insights(): Promise<Insights> {
     const now = this.deps.clock.now();
     const timeouts = new Map<string, number | null>();
+    const pairs = this.model.pairList().map((p) => ({ ...p, key: pairKey(p.type, p.queue) }));
+    // Pairs the model let go (idle, for a new one) are forgotten here too.
+    const current = new Set(pairs.map((p) => p.key));
+    for (const key of [...this.timeouts.keys()]) if (!current.has(key)) this.timeouts.delete(key);
     // One read at a time: at most `maxKeys` pairs.
-    for (const { type, queue, newestJobId } of this.model.pairList()) {
-      const key = pairKey(type, queue);
+    for (const { key, newestJobId } of pairs) {
       let known = this.timeouts.get(key);
       if (!known || (known.jobId !== newestJobId && now - known.at >= TIMEOUT_CACHE_MS)) {
         const job = await this.deps.store.getJob(newestJobId);

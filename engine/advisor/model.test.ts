@@ -4,7 +4,7 @@ import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import type { JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
-import { AdvisorModel, DEFAULT_MODEL_OPTIONS, timeoutNote } from './model.js';
+import { AdvisorModel, DEFAULT_MODEL_OPTIONS, PAIR_IDLE_MS, timeoutNote } from './model.js';
 import { errorSignature } from './signature.js';
 import type { FailureQuery, ModelOptions } from './types.js';
 
@@ -434,6 +434,28 @@ describe('AdvisorModel: leases', () => {
     assert.equal(type.runMs!.count, 2);
   });
 
+  it('nor attempts a worker cut short at shutdown, which share one signature whichever worker it was', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    const shutdown = (worker: string) => ({ name: 'WorkerShutdown', message: `the worker ${worker} shut down before the handler finished (its 10000 ms shutdown grace ran out)` });
+    feed.job({ id: 'a', at: 0, attempts: [{ ms: 70, error: FLAKY }, { ms: 10_000, error: shutdown('host-a') }, { ms: 90 }] });
+    feed.job({ id: 'b', at: 100_000, attempts: [{ ms: 10_000, error: shutdown('host-b') }, { ms: 80 }] });
+    const type = model.insights('advise').types[0];
+    assert.equal(type.failures, 3);
+    assert.equal(type.runMs!.count, 3, 'the failed and the succeeded attempts, not the two cut short');
+    assert.ok(type.runMs!.p99 < 1000, `p99 ${type.runMs!.p99}`);
+    assert.deepEqual(type.signatures.map((s) => s.signature).sort(), ['HttpError: upstream returned #', 'WorkerShutdown: the worker shut down']);
+  });
+
+  it('a retry cut short at shutdown is no evidence: the retry after it tells whether the first failure recovers', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    const shutdown = { name: 'WorkerShutdown', message: 'the worker w1 shut down before the handler finished (its 10000 ms shutdown grace ran out)' };
+    feed.job({ id: 'a', at: 0, maxAttempts: 5, attempts: [{ ms: 50, error: FLAKY }, { ms: 10_000, error: shutdown }, { ms: 60 }] });
+    const flaky = model.insights('advise').types[0].signatures.find((s) => s.signature === 'HttpError: upstream returned #')!;
+    assert.deepEqual([flaky.recovered, flaky.hopeless], [1, 0], 'the deploy did not make the 503 look hopeless; its retry that ran recovered');
+  });
+
   it('says so in the insights', () => {
     const changes = timed(600, 412, { minLeaseMs: 2000 }).insights('enforce').types[0].changes;
     assert.deepEqual(changes, ['lease 2,400 ms instead of 30,000 ms, heartbeat every 800 ms (p99 run time 600 ms over 412 attempts)']);
@@ -480,6 +502,14 @@ describe('AdvisorModel: ETA', () => {
     // Due later: from its runAt, and the queue's usual 10 ms from due to start.
     const later = model.eta({ ...base, state: 'retrying', ahead: 0, runAt: now + 60_000, now })!;
     assert.deepEqual([later.start, later.finish], [now + 60_010, now + 60_110]);
+  });
+
+  it('a job due after the jobs ahead of it can have started starts at its due time, not that long after it', () => {
+    const { model, now } = busy(); // 2 starts a second: 10 jobs ahead start within 5 s
+    const later = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now + 60_000, now })!;
+    assert.deepEqual([later.start, later.finish], [now + 60_010, now + 60_110], 'its due time and the queue\'s usual 10 ms');
+    const soon = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now + 1_000, now })!;
+    assert.ok(Math.abs(soon.start - (now + 5000)) < 150, `due before the jobs ahead have started: after them, in ${soon.start - now} ms`);
   });
 
   it('a job with nothing ahead starts the queue\'s median wait after it was due, or now if it waited longer', () => {
@@ -621,6 +651,23 @@ describe('AdvisorModel: bounds and keys', () => {
     for (const [i, w] of words.entries()) feed.job({ id: `s${i}`, type: 'type0', at: 100 + i, maxAttempts: 1, attempts: [{ ms: 5, error: { message: w } }] });
     const sigs = model.insights('advise').types[0].signatures.map((s) => s.signature).sort();
     assert.deepEqual(sigs, ['Error: foxtrot', 'Error: golf', 'Error: hotel', 'Error: india', 'Error: juliet'], 'the most recent kept');
+  });
+
+  it('gives the place of a pair (and of a queue) idle for PAIR_IDLE_MS to a new one once maxKeys are taken, and no busy one\'s', () => {
+    const model = new AdvisorModel({ maxKeys: 3 });
+    const feed = new Feed(model);
+    for (let i = 0; i < 3; i++) feed.job({ id: `old${i}`, type: `type${i}`, queue: `q${i}`, at: i, attempts: [{ ms: 5 }] });
+    const later = PAIR_IDLE_MS + 10_000;
+    // type1 and type2 (and their queues) stay busy; type0 on q0 has been idle for PAIR_IDLE_MS.
+    feed.job({ id: 'busy1', type: 'type1', queue: 'q1', at: later - 1_000, attempts: [{ ms: 5 }] });
+    feed.job({ id: 'busy2', type: 'type2', queue: 'q2', at: later - 1_000, attempts: [{ ms: 5 }] });
+    for (let i = 0; i < 5; i++) feed.job({ id: `new${i}`, type: 'type3', queue: 'q3', at: later + i * 100, attempts: [{ ms: 40 }] });
+    assert.deepEqual(model.insights('advise').types.map((t) => t.type), ['type1', 'type2', 'type3'], 'the idle pair made room for the new one');
+    const eta = model.eta({ type: 'type3', queue: 'q3', state: 'pending', startedAt: null, runAt: later + 500, ahead: 2, now: later + 500 });
+    assert.ok(eta && eta.basis.medianRunMs === 40 && (eta.basis.startsPerSecond ?? 0) > 0, `an ETA from the new pair and queue: ${JSON.stringify(eta)}`);
+    // Every place busy: a newer pair waits, rather than pushing out a pair still learning.
+    feed.job({ id: 'newest', type: 'type4', queue: 'q4', at: later + 1_000, attempts: [{ ms: 5 }] });
+    assert.deepEqual(model.insights('advise').types.map((t) => t.type), ['type1', 'type2', 'type3']);
   });
 
   it('ignores an event seen twice', () => {

@@ -33,7 +33,8 @@
  *   with `delayMs`) or that were tracked from the middle give no sample: the
  *   advisor must not learn its own delays back.
  * - Run times (SUCCEEDED or FAILED minus STARTED; a lease expiry is a crash,
- *   not a run time) in a t-digest whose weights halve every `RUN_WINDOW`
+ *   not a run time, nor is an attempt its worker cut short at shutdown) in a
+ *   t-digest whose weights halve every `RUN_WINDOW`
  *   samples (recent attempts count most), compressed deterministically (the
  *   library's own compression shuffles with Math.random).
  * - Per queue, an exponentially weighted rate of STARTED events (time constant
@@ -57,7 +58,7 @@ import type { BackoffPolicy } from '../../machines/backoff.js';
 import { TERMINAL_STATES, type FailureError, type JobEvent, type JobInput, type JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
 import { DurationDetector, FailureRateDetector } from './anomaly.js';
-import { errorSignature, LEASE_EXPIRED_SIGNATURE } from './signature.js';
+import { errorSignature, LEASE_EXPIRED_SIGNATURE, WORKER_SHUTDOWN_ERROR_NAME, WORKER_SHUTDOWN_SIGNATURE } from './signature.js';
 import type {
   AdvisorMode, Anomaly, Eta, EtaQuery, FailureAdvice, FailureQuery, Insights, LeaseAdvice, ModelOptions,
   SignatureInsight, SignatureVerdict, TypeInsight,
@@ -109,6 +110,14 @@ export const DEFAULT_MODEL_OPTIONS: Readonly<Required<ModelOptions>> = Object.fr
 
 /** Run-time samples after which the digest's weights halve. */
 export const RUN_WINDOW = 10_000;
+/**
+ * A pair (or a queue's start rate) without an event for this long (event time)
+ * gives its place to a new one once `maxKeys` are taken: the set of job types
+ * changes over months, and a process must not stop learning new ones. Busy
+ * pairs are never pushed out (a new pair waits), so they never lose what they
+ * learned to churn.
+ */
+export const PAIR_IDLE_MS = 3_600_000;
 /** The time constant of a queue's start rate (ms of event time). */
 export const START_RATE_TAU_MS = 60_000;
 /** Start latencies kept per queue (the newest), and how many before an ETA uses their median. */
@@ -168,6 +177,8 @@ interface Pair {
   lastSuccessAt: number;
   /** The newest job of the pair seen in the events (the greatest id: ids sort by creation time). */
   newestJobId: string;
+  /** The latest event time of the pair (an idle pair gives its place to a new one, PAIR_IDLE_MS). */
+  lastAt: number;
 }
 
 /** A live job between its events: its current attempt and what its current run did so far. */
@@ -229,7 +240,12 @@ export class AdvisorModel {
     this.seen += 1;
     if (e.at > this.lastAt) this.lastAt = e.at;
     if (e.type === 'STARTED') this.countStart(e.queue, e.at);
-    const pair = job?.pair ?? this.pairOf(e.jobType, e.queue);
+    const pair = this.pairOf(e.jobType, e.queue, e.at);
+    if (job && job.pair !== pair) {
+      // Its pair, idle, gave its place to another meanwhile: what was tracked of the job went with it.
+      this.jobs.delete(e.jobId);
+      job = undefined;
+    }
     if (!pair) return;
     if (e.jobId > pair.newestJobId) pair.newestJobId = e.jobId;
 
@@ -259,6 +275,10 @@ export class AdvisorModel {
         break;
       case 'FAILED': {
         const error: Partial<FailureError> = data.error ?? {};
+        if (error.name === WORKER_SHUTDOWN_ERROR_NAME) {
+          this.interrupted(pair, e.at);
+          break;
+        }
         this.attemptEnded(pair, job, data.attempt, e.at, true, true);
         this.failed(pair, job, e, errorSignature({ name: error.name, message: String(error.message ?? '') }), error.decidedBy === 'advisor', data.delayMs !== undefined);
         break;
@@ -338,10 +358,11 @@ export class AdvisorModel {
       return { start, finish: Math.max(q.now, Math.round(start + pair.runTimes.medianBeyond(q.now - start))), basis };
     }
     if (!WAITING.has(q.state)) return null;
+    // After the jobs ahead of it have started (at the queue's rate from now), and not before it is due.
     let start = Math.max(q.runAt, q.now);
     if (q.ahead > 0) {
       if (!startsPerSecond) return null;
-      start += Math.round((q.ahead / startsPerSecond) * 1000);
+      start = Math.max(start, q.now + Math.round((q.ahead / startsPerSecond) * 1000));
     }
     // No sooner than the queue's usual wait from due to start (dispatch, a worker taking it): with
     // nothing ahead, that wait is most of a short job's time to finish.
@@ -374,31 +395,52 @@ export class AdvisorModel {
 
   // ------------------------------------------------------------ learning
 
-  /** The pair's state, created when new (unless `maxKeys` pairs exist: then null). */
-  private pairOf(type: string, queue: string): Pair | null {
+  /**
+   * The pair's state, seen at `at`; created when new. Once `maxKeys` pairs exist, a new one takes
+   * the place of the least recently seen if that one is idle (PAIR_IDLE_MS), else it is not learned (null).
+   */
+  private pairOf(type: string, queue: string, at: number): Pair | null {
     const key = pairKey(type, queue);
     let pair = this.pairs.get(key);
-    if (!pair && this.pairs.size < this.opts.maxKeys) {
+    if (pair) {
+      this.pairs.delete(key); // re-inserted last: the map's order is least recently seen first
+    } else {
+      if (this.pairs.size >= this.opts.maxKeys) {
+        const idle = evictIdle(this.pairs, at, (p) => p.lastAt);
+        if (!idle) return null;
+        // A job of it tracked still holds it until its next event: only what is small stays.
+        idle.signatures.clear();
+        idle.runTimes = new RunTimes();
+        idle.anomalies = [];
+      }
       pair = {
         type, queue, ended: 0, failures: 0, timed: 0, runTimes: new RunTimes(), signatures: new Map(),
         failureRate: new FailureRateDetector(), duration: new DurationDetector(), anomalies: [], backoff: null, lastSuccessAt: -Infinity,
-        newestJobId: '',
+        newestJobId: '', lastAt: at,
       };
-      this.pairs.set(key, pair);
     }
-    return pair ?? null;
+    if (at > pair.lastAt) pair.lastAt = at;
+    this.pairs.set(key, pair);
+    return pair;
   }
 
+  /** A STARTED of the queue at `at` (a new queue, once `maxKeys` exist, as a new pair in `pairOf`). */
   private countStart(queue: string, at: number): void {
     const r = this.startRates.get(queue);
     if (!r) {
-      if (this.startRates.size < this.opts.maxKeys) this.startRates.set(queue, { weight: 1, last: at, latencies: [], latencyNext: 0 });
-    } else if (at >= r.last) {
+      if (this.startRates.size < this.opts.maxKeys || evictIdle(this.startRates, at, (q) => q.last) !== undefined) {
+        this.startRates.set(queue, { weight: 1, last: at, latencies: [], latencyNext: 0 });
+      }
+      return;
+    }
+    if (at >= r.last) {
       r.weight = r.weight * Math.exp(-(at - r.last) / START_RATE_TAU_MS) + 1;
       r.last = at;
     } else {
       r.weight += Math.exp(-(r.last - at) / START_RATE_TAU_MS); // committed out of time order
     }
+    this.startRates.delete(queue); // re-inserted last: least recently started first
+    this.startRates.set(queue, r);
   }
 
   /** A submitted job's wait from its due time to its first start (after `countStart` of the same event). */
@@ -462,6 +504,19 @@ export class AdvisorModel {
     job.awaiting = { signature: stats.signature, at: e.at };
     job.retried ??= [];
     if (!job.retried.includes(stats.signature) && job.retried.length < RUN_SIGNATURES) job.retried.push(stats.signature);
+  }
+
+  /**
+   * An attempt its worker cut short at shutdown (a deploy): counted as a
+   * failure of its pair and of one signature, whichever worker it was, but no
+   * evidence of anything: not a run time, not a point of the failure rate,
+   * and the retry it interrupted still awaits its verdict (the next attempt
+   * gives it), as a cancelled run gives none.
+   */
+  private interrupted(pair: Pair, at: number): void {
+    pair.ended += 1;
+    pair.failures += 1;
+    this.signature(pair, WORKER_SHUTDOWN_SIGNATURE, at).failures += 1;
   }
 
   /** The stats of a signature, created (evicting the least recently failed one) when new. */
@@ -670,6 +725,17 @@ class RunTimes {
 function gcd(a: number, b: number): number {
   while (b) [a, b] = [b, a % b];
   return a;
+}
+
+/**
+ * Removes the first (least recently seen) entry of `map` if it has been idle
+ * for `PAIR_IDLE_MS` at `at` (`lastAt`: its latest event time); returns it.
+ */
+function evictIdle<V>(map: Map<string, V>, at: number, lastAt: (v: V) => number): V | undefined {
+  const first = map.entries().next().value;
+  if (!first || at - lastAt(first[1]) < PAIR_IDLE_MS) return undefined;
+  map.delete(first[0]);
+  return first[1];
 }
 
 /** A (type, queue) pair as one Map key: NUL cannot occur in a type or a queue name. */

@@ -11,6 +11,12 @@
 /** The signature of a lease that expired (the worker stopped heartbeating): it has no error of its own. */
 export const LEASE_EXPIRED_SIGNATURE = 'LeaseExpired: lease expired';
 
+/** The error name of an attempt a worker ended because it shut down before the handler finished (engine/worker.ts). */
+export const WORKER_SHUTDOWN_ERROR_NAME = 'WorkerShutdown';
+
+/** Its signature: one, whichever worker shut down and whatever its grace. */
+export const WORKER_SHUTDOWN_SIGNATURE = 'WorkerShutdown: the worker shut down';
+
 export const MAX_SIGNATURE_LENGTH = 200;
 /** Only this much of a message is read (a message may be megabytes; the signature keeps 200 characters). */
 const MAX_INPUT = 2000;

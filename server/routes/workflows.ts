@@ -21,7 +21,7 @@ import { isUserEventType } from '../../machines/workflow.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
-  DEFAULT_PAGE, DEFAULT_WAIT_MS, described, errorResponses, ref, SignalBody, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
+  DEFAULT_PAGE, DEFAULT_WAIT_MS, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
@@ -91,12 +91,15 @@ const signalSchema = {
   operationId: 'signalWorkflow',
   summary: 'Send an event to a workflow instance',
   description:
-    'Sends the body, an XState event (`type` and any other fields), to the instance\'s machine: 200 with the instance after the step. An ' +
+    'Sends the body, an XState event (`type` and any other fields), to the instance\'s machine: 200 with the instance after the step. With an ' +
+    'Idempotency-Key, the same key and event again answer 200 with the instance as it is, and the event is not applied twice; the same key ' +
+    'with another event is a 409 ATS_ERR_IDEMPOTENCY_CONFLICT (a key is the instance\'s: another instance may take it). An ' +
     'event no transition takes now (or sent to an ended instance) answers 409 ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED with `accepts`, and ' +
     'nothing is written. Types starting with xstate. are the engine\'s: a 400. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
     'the definition version the instance runs.',
   tags: TAGS,
   params: WorkflowParams,
+  headers: SignalHeaders,
   body: ref(SignalBody),
   response: {
     200: described(ref(WorkflowView), 'The instance after the event'),
@@ -159,6 +162,9 @@ function refuse(reply: FastifyReply, code: 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED'
 /** The answer to a step that was not taken, other than the machine refusing it. */
 function stepFailure(id: string, r: Exclude<StepResult, { ok: true } | { reason: 'not-accepted' }>): AtsError {
   if (r.reason === 'not-found') return workflowNotFound(id);
+  if (r.reason === 'idempotency-conflict') {
+    return new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `Idempotency-Key was used for another event sent to workflow instance ${id}`);
+  }
   return definitionMissing(r.workflow);
 }
 
@@ -274,12 +280,12 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     return { events: (await service.events(wf)).map(toWorkflowEventView) };
   });
 
-  app.post<{ Params: WorkflowParams; Body: SignalBody }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
+  app.post<{ Params: WorkflowParams; Body: SignalBody; Headers: SignalHeaders }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
     const event = request.body;
     if (!isUserEventType(event.type)) throw new AtsError('ATS_ERR_VALIDATION', 'body/type: event types starting with xstate. are the engine\'s');
     checkPayload(event, maxDepth, 'body', 'event');
     const { id } = request.params;
-    const r = await service.signal(id, request.principal.tenant, event as AnyEventObject);
+    const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, request.headers['idempotency-key']);
     if (r.ok) {
       room.wake(id);
       return toWorkflowView(service, r.workflow);

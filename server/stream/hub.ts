@@ -14,7 +14,8 @@ import type {
 } from '../../engine/ports.js';
 import type { CompiledStreamOptions } from './options.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
-import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, workflowMessage } from './protocol.js';
+import type { CursorSource } from './cursor.js';
+import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, serverErrorMessage, workflowMessage } from './protocol.js';
 import { ProgressTail } from './progress-tail.js';
 import { CLOSE, StreamSession, type SessionContext } from './session.js';
 import { TailReader, type TailDeps } from '../../engine/event-tail.js';
@@ -55,20 +56,22 @@ export class StreamHub {
   private keyCheckFailing = false;
   /** Per tenant, its last stats read and when. */
   private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
+  /** The tails whose last read failed (the database unreachable): their live sessions have been told. */
+  private readonly failing = new Set<CursorSource>();
 
   constructor(private readonly deps: HubDeps, private readonly opts: CompiledStreamOptions) {
     const read = deps.store.readEventsAfter.bind(deps.store);
     this.tail = new TailReader({
-      read, clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
-      last: () => deps.store.lastEventId(),
+      read: this.watched('jobs', read), clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
+      last: this.watched('jobs', () => deps.store.lastEventId()),
     }, opts);
     const { store } = deps;
     const readWorkflows = store.readWorkflowEventsAfter?.bind(store);
     const lastWorkflow = store.lastWorkflowEventId?.bind(store);
     const workflowTail = readWorkflows && lastWorkflow
       ? workflowTailReader({
-          read: readWorkflows, clock: deps.clock, logger: deps.logger, name: 'stream workflows',
-          onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: lastWorkflow,
+          read: this.watched('workflows', readWorkflows), clock: deps.clock, logger: deps.logger, name: 'stream workflows',
+          onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: this.watched('workflows', lastWorkflow),
         }, opts)
       : null;
     this.workflowTail = workflowTail;
@@ -92,6 +95,7 @@ export class StreamHub {
           }
         : {}),
       stats: (tenant) => this.stats(tenant),
+      unavailable: (source) => this.failing.has(source),
       onSlowConsumer: deps.onSlowConsumer,
     };
   }
@@ -177,6 +181,32 @@ export class StreamHub {
     }
     if (this.keyCheckFailing) this.deps.logger.info('stream: the keys of open connections are re-checked again');
     this.keyCheckFailing = false;
+  }
+
+  /**
+   * A tail's reads (of rows while clients are connected, of the newest id
+   * while none is), watched: the first that fails (the database unreachable)
+   * tells that tail's live sessions, once per outage (`StreamSession.unavailable`);
+   * the tail retries at its error backoff, and the first read that succeeds
+   * ends the outage: the tail reads on from its horizon, so the live sessions
+   * get what was committed meanwhile, nothing lost.
+   */
+  private watched<A extends unknown[], R>(source: CursorSource, read: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+    return async (...args) => {
+      let rows: R;
+      try {
+        rows = await read(...args);
+      } catch (err) {
+        if (!this.failing.has(source)) {
+          this.failing.add(source);
+          const text = serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE');
+          for (const s of this.sessions.keys()) s.unavailable(source, text);
+        }
+        throw err;
+      }
+      this.failing.delete(source);
+      return rows;
+    };
   }
 
   private fanOut(events: readonly StreamEventRecord[]): void {

@@ -133,6 +133,14 @@ describe('client messages', () => {
     assert.equal((parseQuerySubscribe({ states: 'bogus' }) as { ok: boolean }).ok, false);
     assert.equal((parseQuerySubscribe({ type: ['a', 'b'] }) as { ok: boolean }).ok, false);
   });
+
+  it('takes parameters that are all empty as none: the client subscribes by message', () => {
+    for (const query of [{ type: '' }, { cursor: '' }, { queue: '', states: '', workflowName: '', cursor: '' }, { jobId: '', foo: 'bar' }]) {
+      assert.equal(parseQuerySubscribe(query), null, JSON.stringify(query));
+    }
+    // One empty beside one given: the empty one is absent, the other holds.
+    assert.deepEqual(parseQuerySubscribe({ type: '', queue: 'q' }), { ok: true, value: { op: 'subscribe', filter: { queue: 'q' } } });
+  });
 });
 
 describe('filters and event messages', () => {

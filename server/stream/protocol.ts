@@ -275,18 +275,19 @@ function parseWorkflowFilter(raw: Record<string, unknown>): Parsed<StreamFilter>
 /**
  * A subscription in the query string (`?jobId=&type=&queue=&states=a,b&cursor=`,
  * or `?workflows=true&workflowId=&workflowName=&cursor=`):
- * null when none of those keys is there (then the client subscribes by message).
- * Empty values count as absent; other keys are ignored.
+ * null when none of those keys is there with a value (then the client
+ * subscribes by message). Empty values count as absent; other keys are ignored.
  */
 export function parseQuerySubscribe(query: Record<string, unknown>): Parsed<Extract<ClientMessage, { op: 'subscribe' }>> | null {
   const keys = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
-  if (!keys.some((k) => query[k] !== undefined)) return null;
   const given: Record<string, unknown> = {};
   for (const k of keys) {
     const v = query[k];
     if (Array.isArray(v)) return fail('ATS_ERR_VALIDATION', `query parameter ${k} is given more than once`);
     if (typeof v === 'string' && v !== '') given[k] = queryValue(k, v);
   }
+  // Only empty values (`?type=`): as if none was given.
+  if (Object.keys(given).length === 0) return null;
   const { cursor, ...filter } = given;
   return parseSubscribe({ op: 'subscribe', filter, cursor }) as Parsed<Extract<ClientMessage, { op: 'subscribe' }>>;
 }

@@ -1,7 +1,8 @@
 /**
  * One session against a fake table whose reads are slow: what a flood of
  * subscribe frames from one client costs the database, and which
- * subscription is in force once it is over.
+ * subscription is in force once it is over; and what oversize and binary
+ * frames get.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -104,5 +105,42 @@ describe('a session flooded with subscribe frames', () => {
     assert.ok(Date.now() - asked < 1_000, `answered after ${Date.now() - asked} ms`);
     assert.equal(sent.filter((m) => m.kind === 'subscribed').at(-1)!.cursor, encodeStreamCursor(100_003));
     assert.equal(reads.most, 1);
+  });
+});
+
+describe('a session sent oversize frames', () => {
+  /** A socket that records what is sent and the close. */
+  function closingSocket() {
+    const sent: Array<Record<string, unknown>> = [];
+    const closed: Array<{ code?: number; reason?: string }> = [];
+    const socket: StreamSocket = {
+      readyState: 1, bufferedAmount: 0, send: (t) => void sent.push(JSON.parse(t)), close: (code, reason) => void closed.push({ code, reason }), terminate() {}, ping() {},
+    };
+    return { socket, sent, closed };
+  }
+
+  it('counts binary frames over the limit as oversize messages: the fifth closes with 1008, as text ones', () => {
+    const { ctx } = slowTable(0, 0, 0);
+    const { maxMessageBytes, maxOversizeMessages } = ctx.opts;
+    for (const binary of [false, true]) {
+      const { socket, sent, closed } = closingSocket();
+      const session = new StreamSession(socket, ctx);
+      for (let i = 1; i < maxOversizeMessages; i++) session.onFrame(Buffer.alloc(maxMessageBytes + 1, 0x78), binary);
+      assert.deepEqual(closed, [], `${binary ? 'binary' : 'text'}: open after ${maxOversizeMessages - 1}`);
+      assert.equal(sent.length, maxOversizeMessages - 1);
+      for (const m of sent) assert.match(String(m.message), new RegExp(`larger than the limit of ${maxMessageBytes}`), `${binary ? 'binary' : 'text'}: ${JSON.stringify(m)}`);
+      session.onFrame(Buffer.alloc(maxMessageBytes + 1, 0x78), binary);
+      assert.deepEqual(closed, [{ code: 1008, reason: 'too many oversize messages' }], binary ? 'binary' : 'text');
+    }
+  });
+
+  it('answers a small binary frame with an error and keeps the connection', () => {
+    const { ctx } = slowTable(0, 0, 0);
+    const { socket, sent, closed } = closingSocket();
+    const session = new StreamSession(socket, ctx);
+    for (let i = 0; i < 10; i++) session.onFrame(Buffer.from('{"op":"ping"}'), true);
+    assert.equal(sent.length, 10);
+    assert.ok(sent.every((m) => m.code === 'ATS_ERR_VALIDATION' && /binary/.test(String(m.message))));
+    assert.deepEqual(closed, []);
   });
 });

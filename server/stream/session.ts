@@ -61,6 +61,8 @@ export interface SessionContext {
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
   onSlowConsumer?: () => void;
+  /** The tail of `source` cannot read the database now (hub.ts); absent: never. */
+  unavailable?(source: CursorSource): boolean;
 }
 
 /** Close codes of protocol v1. */
@@ -168,12 +170,13 @@ export class StreamSession {
   /** One frame from the client. Never throws: mistakes are answered with an error message. */
   onFrame(data: Buffer, isBinary: boolean): void {
     if (this.mode === 'closed') return;
-    if (isBinary) return this.reject({ code: 'ATS_ERR_VALIDATION', message: 'send JSON text frames, not binary ones' });
     const { maxMessageBytes, maxOversizeMessages } = this.ctx.opts;
+    // Size first, binary or not: a client sending big binary frames is closed as one sending big text ones.
     if (data.length > maxMessageBytes && ++this.oversize >= maxOversizeMessages) {
       this.reject({ code: 'ATS_ERR_VALIDATION', message: `message of ${data.length} bytes is larger than the limit of ${maxMessageBytes}; closing` });
       return this.close(CLOSE.policy);
     }
+    if (isBinary && data.length <= maxMessageBytes) return this.reject({ code: 'ATS_ERR_VALIDATION', message: 'send JSON text frames, not binary ones' });
     // Oversize frames are not decoded: the check above and in parseClientMessage uses the byte length only.
     const text = data.length > maxMessageBytes ? '' : data.toString('utf8');
     const parsed = parseClientMessage(text, data.length, maxMessageBytes);
@@ -298,6 +301,7 @@ export class StreamSession {
       this.position = feed.horizon();
       this.mode = 'live';
       this.send(subscribedMessage(this.position, feed.source));
+      this.toldIfUnavailable(feed);
       return;
     }
     this.position = after;
@@ -320,6 +324,7 @@ export class StreamSession {
     const target = feed.horizon();
     if (this.position >= target) {
       this.mode = 'live';
+      this.toldIfUnavailable(feed);
       return;
     }
     const rows = await feed.read(this.position, opts.replayPageSize);
@@ -386,6 +391,22 @@ export class StreamSession {
       this.tcp?.uncork();
     }
     if (events.length > 0) this.position = Math.max(this.position, events[events.length - 1]!.id);
+  }
+
+  /** Turned live while its tail cannot read the database: told at once, as the sessions live when that began were (`unavailable`). */
+  private toldIfUnavailable(feed: Feed): void {
+    if (this.ctx.unavailable?.(feed.source)) this.send(serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE'));
+  }
+
+  /**
+   * The tail of `source` cannot read the database (hub.ts tells each session
+   * once per outage): a live session following it is told with `text` (an
+   * ATS_ERR_STORE_UNAVAILABLE error message) and stays; its events come once
+   * the tail reads again. A replaying session's own read fails and closes it
+   * with 1011.
+   */
+  unavailable(source: CursorSource, text: string): void {
+    if (this.mode === 'live' && this.source === source) this.send(text);
   }
 
   /** A job's progress, to a live session whose filter wants it (`wantsProgress`). */

@@ -16,6 +16,7 @@ import { createClient } from '../../client/index.js';
 import type { WebSocketConstructor } from '../../client/stream.js';
 import type { JobStore, WorkflowEventType, WorkflowRecord, WorkflowStore, WorkflowWrite } from '../../engine/ports.js';
 import type { PersistedWorkflow, WorkflowStatus } from '../../machines/workflow.js';
+import { asyncApi } from '../../tests/helpers/asyncapi.js';
 import { authWith, MemoryKeyStore } from '../../tests/helpers/keys.js';
 import { STORE_BACKENDS } from '../../tests/helpers/stores.js';
 import { spec, startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
@@ -220,6 +221,12 @@ for (const backend of STORE_BACKENDS) {
       await c.waitFor(() => workflowsOf(c).length >= 1 || undefined);
       assert.deepEqual(steps(c), [`${w.id}#1 START "go" active`], 'the subscription in force still holds');
       assert.equal(c.closed, null);
+    });
+
+    // Last: the messages of every client of the tests above.
+    it('every message the server sent in these tests matches docs/asyncapi.yaml', () => {
+      const counts = asyncApi().assertStreamMessages(clients.flatMap((c) => c.messages));
+      for (const kind of ['subscribed', 'workflow', 'error']) assert.ok((counts.get(kind) ?? 0) > 0, `no ${kind} message was checked`);
     });
   });
 }

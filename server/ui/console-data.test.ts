@@ -1,6 +1,13 @@
-/** The console's in-memory series (server/ui/client/console-data.ts), under node. */
+/** The console's in-memory series (server/ui/client/console-data.ts), and how the page stays live (live.ts) and stops once its key is refused (key-gate.ts), under node. */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { before, describe, test } from 'node:test';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ApiError, createClient, type StreamFilter, type WatchOptions } from '../../client/index.js';
+import type { Api } from './client/api.js';
+import { guardKey } from './client/key-gate.js';
+import { startLive, type LiveMode } from './client/live.js';
 import { BUCKETS, BUCKET_MS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, median, type LiveEvent } from './client/console-data.js';
 
 const NOW = 1_800_000_000_000 - 1; // the last ms of a bucket
@@ -96,5 +103,142 @@ describe('WorkerSeen', () => {
       { workerId: 'w1', started: 2, running: 1, lastSeen: NOW - 1000, leasesLost: 0 },
       { workerId: 'w2', started: 1, running: 0, lastSeen: NOW - 7000, leasesLost: 1 },
     ]);
+  });
+});
+
+/**
+ * live.ts (the counts and transitions the page follows), with the real
+ * client against a stand-in server: a stream that subscribes and sends
+ * stats, and `GET /v1/stats`, either of which can start refusing the key.
+ */
+describe('startLive: a key the server stops taking', () => {
+  const STATS = { byState: { pending: 1 }, byType: {}, byQueue: {} };
+  const REFUSED = { code: 'ATS_ERR_UNAUTHORIZED', message: 'API key revoked' };
+
+  async function standIn(withStream: boolean) {
+    const s = { statsStatus: 200, statsReads: 0, connections: 0, sockets: new Set<WebSocket>() };
+    const server = createServer((req, res) => {
+      if (req.url !== '/v1/stats') return void res.writeHead(404).end();
+      s.statsReads++;
+      res.writeHead(s.statsStatus, { 'content-type': 'application/json' }).end(JSON.stringify(s.statsStatus === 200 ? STATS : REFUSED));
+    });
+    const wss = withStream ? new WebSocketServer({ server, path: '/v1/stream' }) : null;
+    wss?.on('connection', (ws) => {
+      s.connections++;
+      s.sockets.add(ws);
+      ws.on('close', () => s.sockets.delete(ws));
+      ws.on('message', (raw) => {
+        const m = JSON.parse(String(raw)) as { op: string };
+        if (m.op === 'subscribe') ws.send(JSON.stringify({ kind: 'subscribed', cursor: 'c0' }));
+        if (m.op === 'stats') ws.send(JSON.stringify({ kind: 'stats', ...STATS, at: new Date().toISOString() }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const client = createClient({ url: `http://127.0.0.1:${port}`, apiKey: 'ats_test', retries: 0 });
+    const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
+    const close = async () => {
+      for (const ws of s.sockets) ws.terminate();
+      wss?.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    };
+    return { s, api, close };
+  }
+
+  function follow(api: Api) {
+    const modes: LiveMode[] = [];
+    const refused: unknown[] = [];
+    const live = startLive(api, {
+      onStats: () => undefined, onEvent: () => undefined,
+      onMode: (m) => void modes.push(m),
+      onRefused: (err) => void refused.push(err),
+    }, { pollMs: 100, reconnectMs: { min: 50, max: 100 } });
+    return { live, modes, refused, mode: () => modes.at(-1) };
+  }
+
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!cond()) {
+      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  before(() => {
+    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
+  });
+
+  test('the stream closed with 4401 (key revoked): the page says the key is refused, stops polling and does not reconnect', async (t) => {
+    const { s, api, close } = await standIn(true);
+    t.after(close);
+    const f = follow(api);
+    t.after(() => f.live.stop());
+    await until(() => f.mode() === 'stream', 'the stream');
+    s.statsStatus = 401;
+    for (const ws of s.sockets) ws.close(4401, 'API key revoked: reconnect with a valid key');
+    await until(() => f.mode() === 'refused', `the key to be said refused (modes: ${f.modes.join(', ')})`);
+    assert.equal(f.refused.length, 1);
+    assert.ok(f.refused[0] instanceof ApiError && f.refused[0].status === 401, 'told with the 401');
+    const reads = s.statsReads;
+    await pause(500);
+    assert.equal(s.statsReads, reads, 'no more polling with a refused key');
+    assert.equal(s.connections, 1, 'no reconnect with a refused key');
+    assert.equal(f.mode(), 'refused');
+  });
+
+  test('polling (no stream) answered 401: the page says the key is refused and stops polling, rather than "server not answering" each second', async (t) => {
+    const { s, api, close } = await standIn(false);
+    t.after(close);
+    const f = follow(api);
+    t.after(() => f.live.stop());
+    await until(() => f.mode() === 'polling', 'polling');
+    s.statsStatus = 401;
+    await until(() => f.mode() !== 'polling', 'the poll to be refused');
+    assert.equal(f.mode(), 'refused', `modes: ${f.modes.join(', ')}`);
+    assert.equal(f.refused.length, 1);
+    const reads = s.statsReads;
+    await pause(500);
+    assert.equal(s.statsReads, reads, 'no more polling with a refused key');
+  });
+});
+
+describe('guardKey: once the key is refused, the page sends nothing more', () => {
+  test('a 401 stops every call (answered with it, no request), tells once; other failures and the pass-through calls go on', async () => {
+    const calls: string[] = [];
+    let answer: 'ok' | 401 | 503 = 'ok';
+    const fail = (status: number) => new ApiError(status, status === 401 ? 'ATS_ERR_UNAUTHORIZED' : 'ATS_ERR_STORE_UNAVAILABLE', 'no');
+    const api = {
+      stats: async () => {
+        calls.push('stats');
+        if (answer !== 'ok') throw fail(answer);
+        return 1;
+      },
+      insights: async () => {
+        calls.push('insights');
+        return 2;
+      },
+      watch: () => {
+        calls.push('watch');
+        return 'a watch';
+      },
+    };
+    const told: unknown[] = [];
+    const g = guardKey(api, (err) => void told.push(err), ['watch']);
+    assert.equal(await g.api.stats(), 1);
+    answer = 503;
+    await assert.rejects(g.api.stats(), (e: unknown) => e instanceof ApiError && e.status === 503);
+    assert.equal(g.refused, null, 'a 503 is not the key refused');
+    answer = 401;
+    await assert.rejects(g.api.stats(), (e: unknown) => e instanceof ApiError && e.status === 401);
+    assert.equal(told.length, 1);
+    const before = calls.length;
+    await assert.rejects(g.api.insights(), (e: unknown) => e === g.refused);
+    await assert.rejects(g.api.stats(), (e: unknown) => e === g.refused);
+    assert.equal(calls.length, before, 'no call reached the server');
+    assert.equal(g.api.watch(), 'a watch', 'passed through');
+    g.refuse(fail(401));
+    assert.equal(told.length, 1, 'told once');
   });
 });

@@ -7,7 +7,7 @@ import { progressMessage } from '../stream/protocol.js';
 import {
   newerProgress, percentText, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
 } from './client/progress.js';
-import type { RunEvent } from './client/runs.js';
+import type { RunEvent } from '../../machines/runs.js';
 
 const AT = '2026-12-01T04:30:00.000Z';
 const later = (ms: number) => new Date(Date.parse(AT) + ms).toISOString();

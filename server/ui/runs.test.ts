@@ -1,7 +1,7 @@
-/** Runs and attempts read back from a job's events (server/ui/client/runs.ts), under node. */
+/** Runs and attempts read back from a job's events (machines/runs.ts), under node. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { currentRun, runsOf, type RunEvent } from './client/runs.js';
+import { currentRun, runsOf, type RunEvent } from '../../machines/runs.js';
 
 const ev = (type: string, attempt?: number): RunEvent => ({ type, data: attempt === undefined ? { type } : { type, attempt } });
 

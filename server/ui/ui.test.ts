@@ -1221,10 +1221,12 @@ describe('the console on a scheduler that requires API keys', () => {
   let page: Page;
   let consoleOf: ReturnType<typeof watchConsole>;
   let key = '';
+  let keyId = '';
 
   before(async () => {
     sched = await startScheduler();
     const id = ulid();
+    keyId = id;
     const made = newApiKey(id, randomBytes(32));
     key = made.key;
     await sched.system.store.createKey({
@@ -1232,8 +1234,10 @@ describe('the console on a scheduler that requires API keys', () => {
     });
     page = await browser.context.newPage();
     consoleOf = watchConsole(page);
-    // Asked for a key, the page's first calls are refused: expected.
+    // Asked for a key, the page's first calls are refused: expected. So are those made with the key revoked
+    // before the page learns it is: Chromium reports a stream upgrade refused with 401 in words of its own.
     consoleOf.allow(/401 \(Unauthorized\) @ /);
+    consoleOf.allow(/^WebSocket connection to '\S+\/v1\/stream' failed: HTTP Authentication failed; no valid credentials available @ /);
   });
   after(async () => {
     await page?.close();
@@ -1272,6 +1276,28 @@ describe('the console on a scheduler that requires API keys', () => {
     await page.waitForLoadState('load');
     await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
     assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), null);
+  });
+
+  test('a key revoked while the page is open: the stream stops, the page says the key is refused and asks for another', async () => {
+    // Last: with its only key revoked, the server is open again (`auto`); "Forget key" would then ask for none.
+    await page.locator('#key-input').fill(key);
+    await page.locator('#key-form button[type=submit]').click();
+    await page.waitForLoadState('load');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await sched.system.store.revokeKey(keyId, Date.now()), true);
+    // The stream re-checks open connections' keys every 2 s and closes a revoked key's with 4401.
+    await page.locator('#live-mode[data-mode="refused"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.match(await page.locator('#key-gate-reason').textContent() ?? '', /not valid \(revoked or mistyped\)/);
+    assert.match(await page.locator('#live-mode').textContent() ?? '', /refuses this tab's API key/);
+    // Each request with a key that does not work counts against the address (60 a minute, then 429 for
+    // everyone at it): once refused, the page's panels send nothing more until a key is given.
+    const sent: string[] = [];
+    const onRequest = (req: { url(): string }) => void sent.push(req.url());
+    page.on('request', onRequest);
+    await new Promise((r) => setTimeout(r, 6000)); // longer than the panels' 5 s polls
+    page.off('request', onRequest);
+    assert.deepEqual(sent.filter((u) => u.includes('/v1/')), []);
   });
 
   test('no console error and no script error happened on the page (401s of the asking page aside)', () => {

@@ -42,8 +42,10 @@ export function parseExposition(text: string): { samples: ParsedSample[]; types:
         if (body[at] === ',') at++;
       }
     }
-    const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
-    assert.ok(!Number.isNaN(value) || m[3] === 'NaN', `line ${i + 1}: bad value ${m[3]}`);
+    // As Prometheus reads them (Go's ParseFloat): NaN and Inf in any case; prom-client writes NaN as "Nan".
+    const special = /^(nan|[+-]?inf)$/i.exec(m[3]!)?.[1]!.toLowerCase();
+    const value = special === undefined ? Number(m[3]) : special === 'nan' ? NaN : special.startsWith('-') ? -Infinity : Infinity;
+    assert.ok(special !== undefined || Number.isFinite(value), `line ${i + 1}: bad value ${m[3]}`);
     samples.push({ name: m[1]!, labels, value });
   }
   return { samples, types };

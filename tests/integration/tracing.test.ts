@@ -3,7 +3,8 @@
  * dispatch and the worker's span of each attempt share the trace id, each a
  * child of the one before; a retry's attempt is in the same trace; a submit
  * carrying a `traceparent` joins the caller's trace; a handler's own spans
- * nest under its attempt. In process, on the embedded backends (SQLite and
+ * nest under its attempt; a schedule's tick and a workflow step the log drove
+ * start a trace of their own for the jobs they submit. In process, on the embedded backends (SQLite and
  * the in-process log), the spans kept by an in-memory exporter.
  */
 import assert from 'node:assert/strict';
@@ -21,6 +22,11 @@ import { silentLogger } from '../../engine/logger.js';
 import { TRACEPARENT_HEADER } from '../../engine/messages.js';
 import { TOPICS, type LogMessage } from '../../engine/ports.js';
 import { ATTR, TRACER_NAME } from '../../engine/tracing.js';
+import { ScheduleRunner } from '../../engine/schedules.js';
+import { systemClock } from '../../engine/system.js';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import { job } from '../../machines/workflow.js';
+import { setup } from 'xstate';
 import { FAST, isState, waitForJob } from '../helpers/system.js';
 
 const exporter = new InMemorySpanExporter();
@@ -29,7 +35,17 @@ provider.register();
 
 /** For each `test.child` job: the span active when its handler started, and its own span. */
 const seen = new Map<string, { active: string | undefined; own: string }>();
-const registry = registerDemoHandlers(new HandlerRegistry()).register('test.child', async (_p, ctx) => {
+/** Two jobs one after the other: the first started with the instance, the second by the step the first's end takes. */
+const twoSteps = setup({ actors: { echo: job('demo.echo') } }).createMachine({
+  id: 'traced', initial: 'first',
+  states: {
+    first: { invoke: { id: 'one', src: 'echo', input: () => ({ step: 1 }), onDone: 'second' } },
+    second: { invoke: { id: 'two', src: 'echo', input: () => ({ step: 2 }), onDone: 'finished' } },
+    finished: { type: 'final' },
+  },
+});
+
+const registry = registerDemoHandlers(new HandlerRegistry()).workflow('traced.flow', twoSteps).register('test.child', async (_p, ctx) => {
   const active = trace.getActiveSpan()?.spanContext().spanId;
   return trace.getTracer('test-handler').startActiveSpan('handler.work', async (span) => {
     try {
@@ -52,7 +68,7 @@ before(async () => {
   const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
   system = await compose(config, {
     registry, logger: silentLogger,
-    tracing: { tracer: provider.getTracer(TRACER_NAME), shutdown: async () => undefined },
+    tracing: { tracer: provider.getTracer(TRACER_NAME), reportTo: () => undefined, shutdown: async () => undefined },
   });
   const publish = system.log.publish.bind(system.log);
   system.log.publish = async (messages) => {
@@ -214,6 +230,50 @@ describe('tracing on', () => {
       const [attempt] = await spansWhere((s) => ofJob(id)(s) && s.kind === SpanKind.CONSUMER, 1, `attempt span of ${id}`);
       assert.equal(attempt!.spanContext().traceId, root!.spanContext().traceId);
       assert.ok(descends(attempt!, root!));
+    }
+  });
+
+  it('a cron schedule’s tick job is one trace too: schedule → send → process', async () => {
+    const schedule = await system.schedules.create('default', {
+      name: 'traced-tick', cron: '* * * * *', overlap: 'allow',
+      job: { type: 'demo.echo', payload: { tick: true }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 },
+    });
+    // This pass runs at the schedule's first tick (the process's own timers would only at the next minute).
+    const tickAt = schedule.nextAt!;
+    const clock = { ...systemClock, now: () => tickAt + 1 };
+    const runner = new ScheduleRunner({ store: system.store, transitions: system.transitions, clock, logger: silentLogger, tracer: provider.getTracer(TRACER_NAME) });
+    assert.equal(await runner.runOnce(), 1);
+    const id = (await system.schedules.get('default', 'traced-tick')).lastJobId!;
+    await waitForJob(system.store, id, isState('done'));
+    const [root] = await spansWhere((s) => s.name === 'schedule traced-tick', 1, 'schedule span');
+    const [attempt] = await spansWhere((s) => ofJob(id)(s) && s.kind === SpanKind.CONSUMER, 1, 'attempt span');
+    assert.equal(root!.parentSpanContext, undefined, 'a tick starts a trace');
+    assert.equal(root!.attributes[ATTR.scheduleName], 'traced-tick');
+    assert.equal(attempt!.spanContext().traceId, root!.spanContext().traceId);
+    assert.ok(descends(attempt!, root!), 'the attempt descends from the tick');
+    assert.equal((await system.store.getJob(id))!.traceContext?.traceparent, `00-${root!.spanContext().traceId}-${root!.spanContext().spanId}-01`);
+  });
+
+  it('a workflow’s jobs are traced: each in the trace of the step that started it', async () => {
+    const res = await system.app!.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'traced.flow', input: null } });
+    assert.equal(res.statusCode, 201, res.body);
+    const id = (res.json() as { id: string }).id;
+    const deadline = Date.now() + 10_000;
+    while ((await system.workflows.get(id, 'default'))?.state.status !== 'done') {
+      assert.ok(Date.now() < deadline, 'the instance ends');
+      await sleep(20);
+    }
+    const children = (await system.store.listJobs({ limit: 100 })).filter((j) => j.parent?.workflowId === id);
+    assert.equal(children.length, 2);
+    // The second job was started by the step the first's end took (from the log, no request): a trace of its own.
+    const second = children.find((j) => (j.payload as { step: number }).step === 2)!;
+    const [attempt] = await spansWhere((s) => ofJob(second.id)(s) && s.kind === SpanKind.CONSUMER, 1, 'attempt span of the second job');
+    const [root] = await spansWhere((s) => s.name === 'workflow traced.flow' && s.attributes[ATTR.workflowId] === id && s.spanContext().traceId === attempt!.spanContext().traceId, 1, 'the step span');
+    assert.equal(root!.parentSpanContext, undefined);
+    assert.ok(descends(attempt!, root!), 'the attempt descends from the step');
+    for (const child of children) {
+      const [a] = await spansWhere((s) => ofJob(child.id)(s) && s.kind === SpanKind.CONSUMER, 1, `attempt span of ${child.id}`);
+      assert.equal((await system.store.getJob(child.id))!.traceContext?.traceparent.split('-')[1], a!.spanContext().traceId, 'stored with the job');
     }
   });
 

@@ -65,10 +65,12 @@ async function optionalGet<T>(path: string, accept: (body: unknown) => body is T
   const res = await fetch(path, { headers: { accept: 'application/json', ...authorization } });
   if (res.status === 404) return null;
   const body = (await res.json().catch(() => null)) as unknown;
-  if (!res.ok || !accept(body)) {
-    const code = isObject(body) && 'code' in body ? ` ${String(body.code)}` : '';
-    throw new Error(`GET ${path} answered ${res.status}${code}${res.ok ? ` (not ${what})` : ''}`);
+  if (!res.ok) {
+    // An ApiError, as the client's calls throw: a 401 is the key refused (key-gate.ts stops the page's calls then).
+    const code = isObject(body) && typeof body.code === 'string' ? (body.code as ApiError['code']) : `HTTP_${res.status}` as const;
+    throw new ApiError(res.status, code, `GET ${path} answered ${res.status}`);
   }
+  if (!accept(body)) throw new Error(`GET ${path} answered ${res.status} (not ${what})`);
   return body;
 }
 

@@ -17,7 +17,7 @@ import { etaShown, type EtaPoint } from './insights.js';
 import {
   newerProgress, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
 } from './progress.js';
-import { currentRun, runsOf, type RunAttempt } from './runs.js';
+import { currentRun, runsOf, type RunAttempt } from '../../../machines/runs.js';
 
 export interface Inspector {
   open(id: string): Promise<void>;

@@ -4,6 +4,7 @@
  * itself holds nothing and every call carries `Authorization: Bearer <key>`
  * (the stream: the `ats.key.<key>` subprotocol).
  */
+import { ApiError } from '../../../client/index.js';
 import { byId } from './dom.js';
 
 const STORAGE = 'ats.apiKey';
@@ -48,4 +49,60 @@ export function bindForgetKey(): void {
     sessionStorage.removeItem(STORAGE);
     location.reload();
   });
+}
+
+/** A 401: the server does not take the page's key (revoked, mistyped, or keys became required). */
+export function isKeyRefused(err: unknown): err is ApiError {
+  return err instanceof ApiError && err.status === 401;
+}
+
+export interface KeyGuard<T> {
+  /** The calls, each answering the refusal at once, without a request, once the key is refused. */
+  readonly api: T;
+  /** The refusal, once there is one. */
+  readonly refused: ApiError | null;
+  /** The key is refused (a 401, or the stream closed with 4401): send nothing more. */
+  refuse(err: ApiError): void;
+}
+
+/**
+ * Stops every call of the page once the server refuses its key. Each request
+ * with a key that does not work counts against the page's address (after 60
+ * in a minute the server answers 429 to every client at that address, valid
+ * keys included: docs/security.md), and the panels poll several routes every
+ * few seconds: a tab left open with a revoked key would keep its address
+ * locked out. `onRefused` is told once; a key entered reloads the page. The
+ * calls named in `passThrough` (the stream's `watch`, which does not retry a
+ * refused key) are not wrapped.
+ */
+export function guardKey<T extends object>(api: T, onRefused: (err: ApiError) => void, passThrough: readonly (keyof T)[] = []): KeyGuard<T> {
+  let refused: ApiError | null = null;
+  const refuse = (err: ApiError) => {
+    if (refused) return;
+    refused = err;
+    onRefused(err);
+  };
+  const guarded = new Map<string, unknown>();
+  for (const [name, fn] of Object.entries(api)) {
+    if (typeof fn !== 'function' || passThrough.includes(name as keyof T)) {
+      guarded.set(name, fn);
+      continue;
+    }
+    guarded.set(name, async (...args: unknown[]) => {
+      if (refused) throw refused;
+      try {
+        return await (fn as (...a: unknown[]) => unknown).apply(api, args);
+      } catch (err) {
+        if (isKeyRefused(err)) refuse(err);
+        throw err;
+      }
+    });
+  }
+  return {
+    api: Object.fromEntries(guarded) as T,
+    get refused() {
+      return refused;
+    },
+    refuse,
+  };
 }

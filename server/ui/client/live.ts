@@ -6,16 +6,23 @@
  * neither of which polling gets. Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
- * reconnect, backing off, so the counts never freeze.
+ * reconnect, backing off, so the counts never freeze. When the server
+ * refuses the page's API key (revoked, or keys now required: the stream
+ * closes with 4401, `GET /v1/stats` answers 401), it stops and says so:
+ * no request with that key can succeed.
  */
-import type { StreamEventMessage, StreamInsightMessage, StreamProgressMessage } from '../../../client/index.js';
+import type { ApiError, StreamEventMessage, StreamInsightMessage, StreamProgressMessage } from '../../../client/index.js';
 import type { Api, CountStats } from './api.js';
+import { isKeyRefused } from './key-gate.js';
 
 /** A transition as the stream sends it (`kind: "event"`). */
 export type StreamEvent = StreamEventMessage;
 
-/** `stream`: counts and transitions pushed; `polling`: counts only; `offline`: the server does not answer. */
-export type LiveMode = 'stream' | 'polling' | 'offline';
+/**
+ * `stream`: counts and transitions pushed; `polling`: counts only; `offline`: the server does not answer;
+ * `refused`: the server refuses the page's API key, and nothing is read any more.
+ */
+export type LiveMode = 'stream' | 'polling' | 'offline' | 'refused';
 
 export interface LiveHandlers {
   onStats(stats: CountStats): void;
@@ -25,6 +32,8 @@ export interface LiveHandlers {
   onInsight?(message: StreamInsightMessage): void;
   /** A `progress` message of the stream: a running job's latest progress (docs/stream.md). */
   onProgress?(message: StreamProgressMessage): void;
+  /** The server refuses the page's API key (a 401): the stream and the polling have stopped. */
+  onRefused?(error: ApiError): void;
 }
 
 export interface LiveOptions {
@@ -45,14 +54,27 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
   let stopped = false;
   let pollTimer: number | undefined;
 
+  const stopAll = () => {
+    stopped = true;
+    stopPolling();
+    watch.close();
+  };
+  /** The key is refused: every later call would be too. */
+  const refused = (err: ApiError) => {
+    if (stopped) return;
+    stopAll();
+    on.onMode('refused');
+    on.onRefused?.(err);
+  };
   const poll = async () => {
     try {
       const stats = await api.stats();
       if (streaming || stopped) return; // the stream took over while this was in flight
       on.onStats(stats);
       on.onMode('polling');
-    } catch {
-      if (!streaming && !stopped) on.onMode('offline');
+    } catch (err) {
+      if (isKeyRefused(err)) refused(err);
+      else if (!streaming && !stopped) on.onMode('offline');
     }
   };
   const startPolling = () => {
@@ -65,7 +87,6 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     pollTimer = undefined;
   };
 
-  startPolling();
   // The client's watch reconnects by itself (resuming from its last cursor), also when the first try fails.
   const watch = api.watch({}, {
     statsEveryMs: pollMs,
@@ -94,11 +115,16 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
       startPolling();
     },
   });
-  return {
-    stop() {
-      stopped = true;
-      stopPolling();
-      watch.close();
-    },
+  // The watch ends by itself, without a `disconnected`, only when it cannot go on: the key refused (a close
+  // with 4401, a reconnect answered 401) or a failure it does not retry. Its iterator, which yields nothing
+  // here (onEvent takes the events), settles then: stop on a refused key, else go back to polling.
+  const watchEnded = (err: unknown) => {
+    if (stopped) return;
+    if (isKeyRefused(err)) return refused(err);
+    streaming = false;
+    startPolling();
   };
+  watch.next().then(() => watchEnded(null), watchEnded);
+  startPolling();
+  return { stop: stopAll };
 }

@@ -6,8 +6,8 @@
  * concurrency and rate limits, the workflow instances, the
  * advisor's insights and anomalies, and the submit form together.
  */
-import { api, ApiError, errorText, type MachineGraph } from './api.js';
-import { askForKey, bindForgetKey, storedKey } from './key-gate.js';
+import { api as serverApi, errorText, type MachineGraph } from './api.js';
+import { askForKey, bindForgetKey, guardKey, isKeyRefused, storedKey } from './key-gate.js';
 import { createConsoleView } from './console-view.js';
 import { byId, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
@@ -26,17 +26,21 @@ const MODE_TEXT: Record<LiveMode, string> = {
   stream: 'live (stream)',
   polling: 'live (polling every second; charts need the stream)',
   offline: 'server not answering',
+  refused: 'stopped: the server refuses this tab\'s API key',
 };
+
+/** Why the key form shows: the tab holds a key the server does not take, or none where one is required. */
+const keyReason = (): string => (storedKey()
+  ? 'The key this tab holds is not valid (revoked or mistyped): enter another.'
+  : 'This server requires an API key (any key with the read scope shows the console).');
 
 async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph } | null> {
   const svg = byId<SVGSVGElement>('machine');
   try {
-    const graph = await api.machine();
+    const graph = await serverApi.machine();
     return { view: renderMachine(svg, graph), graph };
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
-      askForKey(storedKey() ? 'The key this tab holds is not valid (revoked or mistyped): enter another.' : 'This server requires an API key (any key with the read scope shows the console).');
-    }
+    if (isKeyRefused(err)) askForKey(keyReason());
     byId('graph-error').textContent = `Could not load the machine: ${errorText(err)}`;
     return null;
   }
@@ -58,6 +62,9 @@ async function main(): Promise<void> {
   const total = byId('total-jobs');
   const flashNote = byId('flash-note');
 
+  // The key revoked (or keys required) while the page is open: ask for one, and send nothing more until then.
+  const guard = guardKey(serverApi, () => askForKey(keyReason()), ['watch']);
+  const api = guard.api;
   const states = graph.states.map((st) => st.id);
   byId('filter-state').append(...states.map((st) => h('option', { value: st }, st)));
   const list = createJobList(api, (id) => void inspector.open(id));
@@ -122,6 +129,9 @@ async function main(): Promise<void> {
     },
     onProgress(m) {
       inspector.showProgress(m);
+    },
+    onRefused(err) {
+      guard.refuse(err); // the stream closed with 4401, or a poll answered 401
     },
     onMode(m) {
       mode.textContent = MODE_TEXT[m];

@@ -9,7 +9,7 @@
  */
 import { compareProgress, type StreamProgressMessage } from '../../../client/index.js';
 import { jsonText } from './dom.js';
-import { runsOf, type RunEvent } from './runs.js';
+import { runsOf, type RunEvent } from '../../../machines/runs.js';
 
 export type { StreamProgressMessage };
 
@@ -73,7 +73,7 @@ export function progressShown(value: unknown): ProgressShown {
 
 /**
  * Which attempt reported it, as the inspector names attempts: `attempt 2`, or
- * `run 2 · attempt 1` after a redrive (from the job's events, see runs.ts);
+ * `run 2 · attempt 1` after a redrive (from the job's events, see machines/runs.ts);
  * `(an earlier attempt)` is added when the job has started a later one since.
  */
 export function progressAttemptText(p: Progress, events: readonly RunEvent[], jobAttempt: number): string {

@@ -1,0 +1,9 @@
+-- 0019: the timers read due schedules in pages, in (next_at, tenant, name)
+-- order after the last row of the page before (engine/schedules.ts,
+-- `ScheduleRunner.runOnce`), so a pass reads on past schedules it holds back
+-- after a failure. This index gives that order without a sort, and each page
+-- starts where the one before ended; it covers what ix_schedules_next did.
+-- A rerun after a crash finds the index made or the old one gone: that
+-- statement counts as done (adapters/mysql/migrate.ts).
+CREATE INDEX ix_schedules_due ON schedules (next_at, tenant, name);
+ALTER TABLE schedules DROP INDEX ix_schedules_next;

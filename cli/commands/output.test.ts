@@ -1,0 +1,80 @@
+/**
+ * How `ats get`, `ats ls` and `submit --wait` print a job's attempts, on a
+ * job a real scheduler in this process (compose: every role on a fresh
+ * SQLite file, the demo handlers) ran, killed and ran again after a
+ * REDRIVE. The machine keeps counting attempts across runs while each run
+ * may make `maxAttempts`: the attempt is shown within its run, never as
+ * `4/2`.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import { AtsClient, type JobDetail } from '../client.js';
+import { compose, type System } from '../compose.js';
+import { configFrom } from '../start.js';
+import { AttemptTracker, jobDetail, jobTable } from './output.js';
+
+let system: System;
+let client: AtsClient;
+const dataDir = mkdtempSync(join(tmpdir(), 'ats-cli-output-test-'));
+
+before(async () => {
+  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '50' }, []);
+  system = await compose(config, { registry: registerDemoHandlers(new HandlerRegistry()), logger: silentLogger });
+  client = new AtsClient((await system.start()).url!.replace('localhost', '127.0.0.1'));
+});
+
+after(async () => {
+  await system?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function until(id: string, state: string): Promise<JobDetail> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const job = await client.get(id);
+    if (job.state === state) return job;
+    if (Date.now() > end) assert.fail(`job ${id} is ${job.state}, not ${state}: ${JSON.stringify(job.events)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('attempts of a redriven job', { timeout: 90_000 }, () => {
+  test('get, ls and the --wait lines show the attempt within its run, and the run; never attempt/maxAttempts across runs', async () => {
+    const queue = `q-${Math.random().toString(36).slice(2, 10)}`;
+    // Fails its first three attempts: both of the first run (dead), the first of the second; the fourth succeeds.
+    const submitted = await client.submit({
+      type: 'demo.fail', payload: { failTimes: 3 }, queue, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 10 },
+    });
+    const dead = await until(submitted.id, 'dead');
+    assert.equal(dead.attempt, 2);
+    assert.match(jobDetail(dead), /^attempt {6}2\/2$/m, 'a job never redriven: as before');
+
+    await client.redrive(submitted.id);
+    const done = await until(submitted.id, 'done');
+    assert.equal(done.attempt, 4, 'the machine counts on across runs');
+    assert.equal(done.maxAttempts, 2);
+
+    const detail = jobDetail(done);
+    assert.match(detail, /^attempt {6}2\/2 in run 2, 4 in all$/m, detail);
+    assert.doesNotMatch(detail, /4\/2/);
+
+    const page = await client.listPage({ queue });
+    const [header, row] = jobTable(page.jobs);
+    assert.match(header!, /^ID\s+TYPE\s+QUEUE\s+STATE\s+ATTEMPT\s+UPDATED$/);
+    assert.equal(done.attemptBase, 2, 'the API says where this run started');
+    assert.deepEqual(row!.split(/\s+/).slice(0, 5), [submitted.id, 'demo.fail', queue, 'done', '2/2']);
+
+    // submit --wait's lines over the same history (an idempotency-key repeat of this job would print them).
+    const tracker = new AttemptTracker(done.maxAttempts);
+    const lines = done.events.map((e) => `${e.type} ${tracker.see(e)}`);
+    assert.deepEqual(lines.filter((l) => l.startsWith('STARTED')), [
+      'STARTED attempt 1/2', 'STARTED attempt 2/2', 'STARTED attempt 1/2 in run 2, 3 in all', 'STARTED attempt 2/2 in run 2, 4 in all',
+    ]);
+    assert.ok(lines.some((l) => l === 'REDRIVE attempt 0/2 in run 2, 2 in all'), lines.join('\n'));
+  });
+});

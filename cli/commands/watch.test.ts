@@ -1,0 +1,93 @@
+/**
+ * `ats watch` against a real scheduler in this process (compose: every role
+ * on a fresh SQLite file, the demo handlers) that requires API keys: the
+ * key the watch runs with is revoked while it watches, the server closes its
+ * stream with 4401, and the command ends with ATS_ERR_UNAUTHORIZED and exit 1
+ * (README: a key the server refuses is an error, exit 1).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
+import { silentLogger } from '../../engine/logger.js';
+import { makeKey, type MadeKey } from '../../tests/helpers/keys.js';
+import { AtsClient } from '../client.js';
+import { compose, type System } from '../compose.js';
+import { configFrom } from '../start.js';
+import { watchCommand } from './watch.js';
+
+let system: System;
+let url = '';
+let key: MadeKey;
+const dataDir = mkdtempSync(join(tmpdir(), 'ats-cli-watch-test-'));
+
+before(async () => {
+  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
+  system = await compose(config, { registry: registerDemoHandlers(new HandlerRegistry()), logger: silentLogger });
+  url = (await system.start()).url!.replace('localhost', '127.0.0.1');
+  key = await makeKey(system.store, 'default'); // a key exists: from now on the API requires one
+});
+
+after(async () => {
+  await system?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/**
+ * Runs `fn` with what it writes captured: stdout lines naming `marker` (the
+ * watch's transitions) and all of stderr; anything else on stdout goes on
+ * (the test runner's own output).
+ */
+async function capturing(marker: string, fn: (seen: { stdout: string; stderr: string }) => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const seen = { stdout: '', stderr: '' };
+  const { stdout, stderr } = process;
+  const writeOut = stdout.write;
+  const writeErr = stderr.write;
+  stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+    if (!String(chunk).includes(marker)) return writeOut.call(stdout, chunk, ...rest);
+    seen.stdout += String(chunk);
+    return true;
+  }) as typeof stdout.write;
+  stderr.write = ((chunk: string | Uint8Array) => {
+    seen.stderr += String(chunk);
+    return true;
+  }) as typeof stderr.write;
+  try {
+    return { code: await fn(seen), ...seen };
+  } finally {
+    stdout.write = writeOut;
+    stderr.write = writeErr;
+  }
+}
+
+describe('ats watch and a revoked key', { timeout: 60_000 }, () => {
+  test('the stream closed with 4401 ends the command: ATS_ERR_UNAUTHORIZED on stderr, exit 1, no polling', async () => {
+    const queue = `q-${Math.random().toString(36).slice(2, 10)}`;
+    const client = new AtsClient({ url, apiKey: key.key });
+    const r = await capturing(queue, async (seen) => {
+      const watching = watchCommand(['--queue', queue], { ATS_URL: url, ATS_API_KEY: key.key });
+      let ended = false;
+      void watching.finally(() => (ended = true));
+      // Subscribed once a transition shows: submit jobs until one does (the watch is live from its subscribe).
+      const deadline = Date.now() + 20_000;
+      while (!seen.stdout.includes('SUBMITTED') && !ended) {
+        if (Date.now() > deadline) assert.fail(`the watch printed no transition:\n${seen.stderr}`);
+        await client.submit({ type: 'demo.echo', payload: null, queue });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(ended, false, `the watch ended before the key was revoked:\n${seen.stderr}`);
+      assert.ok(await system.store.revokeKey(key.record.id, Date.now()));
+      // The server re-checks open streams' keys every couple of seconds; the watch must end then, not wait for Ctrl-C.
+      const gaveUp = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref());
+      const code = await Promise.race([watching, gaveUp]);
+      assert.notEqual(code, 'hung', `the watch went on after its key was revoked:\n${seen.stderr}`);
+      return code as number;
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^ATS_ERR_UNAUTHORIZED: API key revoked/m);
+    assert.doesNotMatch(r.stderr, /polling|resuming|retrying/, 'neither polled nor resumed');
+    assert.match(r.stdout, new RegExp(`${queue}\\s+\\(new\\) -> pending\\s+SUBMITTED`));
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * Workflows under faults a user meets. An instance whose definition was
+ * changed under the same version so that its stored state is no longer one of
+ * the machine's (a state, an invocation or an `after` delay renamed in a
+ * deploy) is not stepped,
+ * as one whose version this process lacks: its signals answer
+ * definition-missing, its children's ends and timers wait, nothing is written
+ * and its children keep running, until the old definition is registered again
+ * or a migration moves it. A child job redriven after its instance took its
+ * end, or after its instance was cancelled, changes nothing when it ends
+ * again. Two processes firing the same due timers at once: each fires once,
+ * and each process counts only what it fired.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assign, setup } from 'xstate';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { job } from '../machines/workflow.js';
+import { HandlerRegistry } from './handlers.js';
+import { mathRandom, ulidIds } from './system.js';
+import { TransitionService } from './transitions.js';
+import type { Clock } from './ports.js';
+import { WorkflowService } from './workflows.js';
+import { intercept } from '../tests/helpers/intercept.js';
+
+/** How a redeploy changed the saga under the same version. */
+type Change = 'none' | 'a state renamed' | 'an invocation renamed' | 'a delay changed';
+
+/** A saga: work, undone when it fails for good; `change` says what a redeploy changed in it. */
+const saga = (change: Change = 'none') => {
+  const working = change === 'a state renamed' ? 'doing' : 'working';
+  return setup({
+    types: { context: {} as { n: number } },
+    actors: { work: job('saga.work', { maxAttempts: 1 }), undo: job('saga.undo') },
+  }).createMachine({
+    id: 'saga', initial: working, context: { n: 0 },
+    states: {
+      [working]: {
+        invoke: { id: change === 'an invocation renamed' ? 'labour' : 'work', src: 'work', onDone: 'ok', onError: 'undoing' },
+        on: { PING: { actions: assign({ n: ({ context }) => context.n + 1 }) } },
+        after: { [change === 'a delay changed' ? 120_000 : 60_000]: 'undoing' },
+      },
+      undoing: { invoke: { id: 'undo', src: 'undo', onDone: 'undone' } },
+      ok: { type: 'final' },
+      undone: { type: 'final' },
+    },
+  });
+};
+
+async function world() {
+  let t = 1_800_000_000_000;
+  const clock: Clock = { now: () => t, sleep: async () => undefined };
+  const store = createSqliteStore({ file: ':memory:' });
+  await store.migrate();
+  const service = (registry: HandlerRegistry) => new WorkflowService({ store, clock, ids: ulidIds(), definitions: registry });
+  const old = service(new HandlerRegistry().workflow('saga', saga(), { version: 1 }));
+  const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds() });
+  const started = await old.start({ tenant: 'default', name: 'saga', input: null });
+  assert.ok(started.ok);
+  const id = started.workflow.id;
+  const jobId = started.workflow.state.children[0]!.jobId;
+  const succeed = async () => {
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: t + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
+  };
+  return { store, old, service, transitions, id, jobId, succeed, tick: (ms: number) => (t += ms) };
+}
+
+for (const change of ['a state renamed', 'an invocation renamed', 'a delay changed'] as const) describe(`a definition changed under the same version: ${change}`, () => {
+  it('does not step the instance: signals, children\'s ends and timers wait, nothing is written, its child keeps running', async () => {
+    const { store, service, id, jobId, succeed, tick } = await world();
+    const redeployed = service(new HandlerRegistry().workflow('saga', saga(change), { version: 1 }));
+    const signal = await redeployed.signal(id, 'default', { type: 'PING' });
+    assert.equal(signal.ok === false && signal.reason, 'definition-missing');
+    let wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.state.status, 'active');
+    assert.equal(wf.version, 1, 'nothing was written');
+    assert.notEqual((await store.getJob(jobId))?.snapshot.value, 'cancelled', 'its child keeps running');
+    assert.deepEqual(redeployed.accepts(wf), [], 'it takes no event');
+
+    tick(61_000);
+    assert.equal(await redeployed.fireDueTimers(10), 0, 'its timer waits');
+    await succeed();
+    assert.equal((await redeployed.sweep(10)).applied, 0, 'its child\'s end waits');
+    wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.version, 1);
+    assert.equal(wf.state.status, 'active');
+    assert.deepEqual(wf.state.children.map((c) => c.jobId), [jobId]);
+    assert.equal(wf.state.timers.length, 1);
+    await store.close();
+  });
+
+  it('the old definition registered again takes the instance on where it was', async () => {
+    const { store, old, service, id, succeed } = await world();
+    const redeployed = service(new HandlerRegistry().workflow('saga', saga(change), { version: 1 }));
+    assert.equal((await redeployed.signal(id, 'default', { type: 'PING' })).ok, false);
+    await succeed();
+    assert.equal((await redeployed.sweep(10)).applied, 0);
+    assert.equal((await old.sweep(10)).applied, 1);
+    const wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.state.status, 'done');
+    assert.equal(wf.state.value, 'ok');
+    assert.deepEqual((await store.getWorkflowEvents(id)).map((e) => e.type), ['START', 'CHILD']);
+    assert.deepEqual(await old.verify(wf), { ok: true, events: 2 });
+    await store.close();
+  });
+
+  it('a migration from that version moves it (the migration needs only the new definition)', async () => {
+    const { store, service, id, jobId } = await world();
+    const registry = new HandlerRegistry()
+      .workflow('saga', saga(change), { version: 1 })
+      .workflow('saga', saga('a state renamed'), { version: 2, migrate: { from: 1, state: ({ value, context }) => ({ value: value === 'working' ? 'doing' : value, context }) } });
+    const migrated = service(registry);
+    const r = await migrated.signal(id, 'default', { type: 'PING' });
+    assert.ok(r.ok);
+    assert.equal(r.workflow.definitionVersion, 2);
+    assert.equal(r.workflow.state.value, 'doing');
+    assert.deepEqual(r.workflow.state.context, { n: 1 });
+    assert.deepEqual(r.workflow.state.children.map((c) => c.jobId), [jobId], 'the running job is kept');
+    assert.deepEqual((await store.getWorkflowEvents(id)).map((e) => e.type), ['START', 'MIGRATE', 'SIGNAL']);
+    await store.close();
+  });
+
+  it('a cancel still ends it, cancelling its child', async () => {
+    const { store, service, id, jobId } = await world();
+    const redeployed = service(new HandlerRegistry().workflow('saga', saga(change), { version: 1 }));
+    const r = await redeployed.cancel(id, 'default', 'retired');
+    assert.ok(r.ok && r.workflow.state.status === 'cancelled');
+    assert.equal((await store.getJob(jobId))?.snapshot.value, 'cancelled');
+    await store.close();
+  });
+});
+
+describe('a child job redriven after its instance took its end', () => {
+  it('ends again without changing the instance: its first end was applied, once', async () => {
+    const { store, old, transitions, id, jobId, tick } = await world();
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: tick(0) + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'FAILED', attempt: 1, error: { message: 'boom', retryable: false } });
+    assert.equal((await old.sweep(10)).applied, 1);
+    const before = (await store.getWorkflow(id))!;
+    assert.equal(before.state.value, 'undoing');
+    assert.ok((await transitions.apply(jobId, { type: 'REDRIVE' })).ok);
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 2, leaseUntil: tick(0) + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 2, result: 7 });
+    const late = await old.deliver({ workflowId: id, invokeId: 'work', jobId, tenant: 'default', state: 'done', result: 7, at: tick(0) });
+    assert.equal(late, false);
+    assert.equal((await old.sweep(10)).applied, 0);
+    const after = (await store.getWorkflow(id))!;
+    assert.equal(after.version, before.version);
+    assert.deepEqual(after.state, before.state);
+    await store.close();
+  });
+
+  it('a cancelled child of a cancelled instance, redriven and done, does not bring the instance back', async () => {
+    const { store, old, transitions, id, jobId, tick } = await world();
+    const cancelled = await old.cancel(id, 'default', 'stop');
+    assert.ok(cancelled.ok);
+    assert.equal((await store.getJob(jobId))?.snapshot.value, 'cancelled');
+    assert.ok((await transitions.apply(jobId, { type: 'REDRIVE' })).ok);
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: tick(0) + 60_000, workerId: 'w' });
+    assert.ok((await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 })).ok);
+    assert.equal(await old.deliver({ workflowId: id, invokeId: 'work', jobId, tenant: 'default', state: 'done', result: 7, at: tick(0) }), false);
+    assert.equal((await old.sweep(10)).applied, 0);
+    const wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.state.status, 'cancelled');
+    assert.equal(wf.version, cancelled.workflow.version);
+    await store.close();
+  });
+});
+
+describe('two processes firing the same due timers', () => {
+  it('fire each once, and each pass counts only the timers it fired', async () => {
+    let t = 1_900_000_000_000;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const definitions = new HandlerRegistry().workflow('waits', waits);
+    const a = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await a.start({ tenant: 'default', name: 'waits', input: null });
+      assert.ok(r.ok);
+      ids.push(r.workflow.id);
+    }
+    t += 5_000;
+    // Process b reads the due timers; process a fires them all before b steps their instances.
+    let firedByA = 0;
+    const raced = intercept(store, (name) => name === 'dueWorkflowTimers', async (call) => {
+      const due = await call();
+      firedByA += await a.fireDueTimers(10);
+      return due;
+    });
+    const b = new WorkflowService({ store: raced, clock, ids: ulidIds(), definitions });
+    assert.equal(await b.fireDueTimers(10), 0, 'b fired none: a had');
+    assert.equal(firedByA, 3);
+    for (const id of ids) {
+      assert.equal((await store.getWorkflow(id))!.state.status, 'done');
+      assert.deepEqual((await store.getWorkflowEvents(id)).map((e) => e.type), ['START', 'TIMER']);
+    }
+    await store.close();
+  });
+});
