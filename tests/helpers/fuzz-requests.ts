@@ -554,17 +554,23 @@ function methodArb(op: Operation): fc.Arbitrary<string> {
   return fc.oneof({ weight: 20, arbitrary: fc.constant(op.method) }, { weight: 1, arbitrary: fc.constantFrom(...EXOTIC_METHODS) });
 }
 
-/** Path shapes around the template: a trailing slash, doubled slashes, dot segments, case. */
-function pathShapeArb(): fc.Arbitrary<(p: string) => string> {
+/**
+ * Target shapes around the template and its query (`q`, with its `?`, or
+ * empty): a trailing slash, doubled slashes, dot segments, case, a fragment,
+ * a request line split by an injected header. What ends the target (`#`, the
+ * injection) comes after the query, so a wait keeps the short `timeoutMs` the
+ * query gives it.
+ */
+function pathShapeArb(): fc.Arbitrary<(p: string, q: string) => string> {
   return fc.oneof(
-    { weight: 30, arbitrary: fc.constant((p: string) => p) },
+    { weight: 30, arbitrary: fc.constant((p: string, q: string) => `${p}${q}`) },
     {
       weight: 1,
-      arbitrary: fc.constantFrom<(p: string) => string>(
-        (p) => `${p}/`, (p) => p.replace(/\//g, '//'), (p) => `/v1/../${p.slice(1)}`, (p) => `/v1/./${p.slice(4)}`, (p) => p.toUpperCase(),
-        (p) => `${p}%2F`, (p) => `${p};x=1`, (p) => `${p}#frag`, (p) => `http://evil.example${p}`, (p) => `http://127.0.0.1${p}`, (p) => p.replace(/^\//, ''),
-        (p) => `${p}/..%2f..%2fkeys`, (p) => p.replace('/v1/', '/v1%2F'), (p) => `${p}\\`, (p) => `${p}%00`, (p) => `${p}\x00`, (p) => `${p} HTTP/1.1\r\nX-Injected: 1`,
-        (p) => `${p}/${'a'.repeat(20_000)}`, () => '*', () => '/', () => '',
+      arbitrary: fc.constantFrom<(p: string, q: string) => string>(
+        (p, q) => `${p}/${q}`, (p, q) => `${p.replace(/\//g, '//')}${q}`, (p, q) => `/v1/../${p.slice(1)}${q}`, (p, q) => `/v1/./${p.slice(4)}${q}`, (p, q) => `${p.toUpperCase()}${q}`,
+        (p, q) => `${p}%2F${q}`, (p, q) => `${p};x=1${q}`, (p, q) => `${p}${q}#frag`, (p, q) => `http://evil.example${p}${q}`, (p, q) => `http://127.0.0.1${p}${q}`, (p, q) => `${p.replace(/^\//, '')}${q}`,
+        (p, q) => `${p}/..%2f..%2fkeys${q}`, (p, q) => `${p.replace('/v1/', '/v1%2F')}${q}`, (p, q) => `${p}\\${q}`, (p, q) => `${p}%00${q}`, (p, q) => `${p}\x00${q}`, (p, q) => `${p}${q} HTTP/1.1\r\nX-Injected: 1`,
+        (p, q) => `${p}/${'a'.repeat(20_000)}${q}`, () => '*', () => '/', () => '',
       ),
     },
   );
@@ -590,7 +596,7 @@ function operationArb(op: Operation, world: FuzzWorld, components: Record<string
     const template = op.path.replace(/\{[^}]+\}/g, () => encodePathValue(r.path[i++]!));
     const [pairs, stray] = r.query;
     const query = [...pairs, ...(stray === null ? [] : [stray])];
-    const target = `${r.shape(template)}${query.length ? `?${query.join('&')}` : ''}`;
+    const target = r.shape(template, query.length ? `?${query.join('&')}` : '');
     const headers: HeaderLine[] = [...r.host, ...r.auth.lines, ...r.origin, ...(r.body.text === null ? [] : r.contentType), ...r.idempotency.flat(), ...r.misc];
     const owners = [...new Set(r.path.map((v) => v.owner).filter((o): o is Tenant => o !== null))];
     return makeRequest(`${op.method} ${op.path}`, r.method, target, headers, r.body, r.framing.framing, r.framing.variant, r.auth.key, owners);
