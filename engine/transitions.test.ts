@@ -267,6 +267,31 @@ for (const backend of [mysql, sqlite]) {
       assert.equal((await store.findByIdempotencyKey('default', 'race', 'default'))?.id, again!.job.id);
     });
 
+    withStore('a submitMany whose one lookup fails answers only once its other items stopped writing', async ({ store }) => {
+      const svc0 = service(store);
+      const held = await Promise.all(['fails', 'gone'].map((k) => svc0.submit(spec({ idempotencyKey: k }))));
+      assert.ok(held.every((h) => h.ok));
+      let lastWrite = 0;
+      const racing = intercept(store, (name) => name === 'insert' || name === 'findByIdempotencyKey', async (call, args, name) => {
+        if (name === 'insert') {
+          const r = await call();
+          lastWrite = performance.now();
+          return r;
+        }
+        if (args[1] === 'fails') throw new Error('lookup failed');
+        // The holder of the other key goes meanwhile: that item is inserted anew, a little later.
+        await new Promise((r) => setTimeout(r, 50));
+        if (held[1]!.ok) await store.deleteJob(held[1]!.job.id);
+        return call();
+      });
+      for (const h of held) if (h.ok) assert.ok((await svc0.apply(h.job.id, { type: 'CANCEL' })).ok);
+      await assert.rejects(service(racing).submitMany([spec({ idempotencyKey: 'fails' }), spec({ idempotencyKey: 'gone' })]), /lookup failed/);
+      const answered = performance.now();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(lastWrite > 0 && lastWrite <= answered, 'the other item\'s insert ran after the call had failed');
+      assert.ok(await store.findByIdempotencyKey('default', 'gone', 'default'), 'the other item was inserted anew');
+    });
+
     withStore('the snapshot stores its machine version; a row stored before versions reads as version 1 and steps on', async ({ store, svc }) => {
       const r = await svc.submit(spec());
       assert.ok(r.ok);

@@ -10,6 +10,7 @@ import { leaseOver, type JobEvent, type JobInput } from '../machines/job.machine
 import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
 import { AtsError } from './errors.js';
+import { settleAll } from './in-parallel.js';
 import { outboxFor } from './messages.js';
 import { admit, limitKeyOf, type LimitState } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -119,10 +120,14 @@ export class TransitionService {
     return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!, specs[i]!)));
   }
 
-  /** Submit many jobs in one transaction. */
+  /**
+   * Submit many jobs in one transaction. If an item's key lookup fails, the
+   * call throws once the other items are answered: none still writes (a
+   * re-insert) after it failed.
+   */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
     const { writes, inserted } = await this.insertSubmits(specs);
-    return Promise.all(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
+    return settleAll(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
