@@ -68,7 +68,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   const stop = async () => {
     const s = server;
     server = null;
-    for (const sock of open) sock.resetAndDestroy();
+    // A reset, as a network that drops the connection sends; a socket already closing is only destroyed
+    // (Node 20's resetAndDestroy() on one leaves its handle open, and the test process with it).
+    for (const sock of open) {
+      if (sock.readyState === 'open') sock.resetAndDestroy();
+      else sock.destroy();
+    }
     open.clear();
     pairs.clear();
     if (s) await new Promise((r) => s.close(r));
