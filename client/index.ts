@@ -510,7 +510,15 @@ export class AtsClient {
    * last cursor, so no event is missed or repeated. `break` or `close()` ends it.
    */
   watch(filter: StreamFilter = {}, opts: WatchOptions = {}): Watch {
-    return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket) }, filter, opts);
+    const keyRefusal = async (): Promise<ApiError | null> => {
+      try {
+        await call<unknown>({ ...this.http, retries: 0 }, 'GET', '/v1/machine', {});
+        return null;
+      } catch (error) {
+        return error instanceof ApiError && (error.status === 401 || error.status === 403) ? error : null;
+      }
+    };
+    return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket), keyRefusal }, filter, opts);
   }
 }
 

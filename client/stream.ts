@@ -11,7 +11,7 @@
  * the `ws` package (loaded on demand when there is no global one), which also
  * tells the HTTP status of a refused upgrade.
  */
-import { ApiError, networkReason, StreamUnavailableError, UnreachableError } from './errors.js';
+import { ApiError, networkReason, StreamUnavailableError, toApiError, UnreachableError } from './errors.js';
 import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamWorkflowMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
@@ -101,6 +101,13 @@ export interface StreamDeps {
   /** Sent on the upgrade request when the socket is `ws` (browsers cannot set headers). */
   headers: Record<string, string>;
   webSocket: () => Promise<WebSocketConstructor>;
+  /**
+   * Whether the server takes the key, asked over REST when a socket failed
+   * before it opened without telling why (a standard WebSocket cannot show
+   * the upgrade's HTTP status): the server's 401 or 403 error if it refuses
+   * the key, else null (another answer, or none).
+   */
+  keyRefusal?: () => Promise<ApiError | null>;
 }
 
 /**
@@ -129,7 +136,8 @@ export async function resolveWebSocket(given?: WebSocketConstructor): Promise<We
   return ctor;
 }
 
-type Outcome = { kind: 'subscribed' } | { kind: 'failed'; error: Error; fatal: boolean };
+/** `unexplained`: the socket failed before it opened and could not say why (a refused key looks the same as a lost network). */
+type Outcome = { kind: 'subscribed' } | { kind: 'failed'; error: Error; fatal: boolean; unexplained?: boolean };
 
 /** A connection in progress or subscribed: `stop()` ends it, its timers and its pending connect. */
 interface Connection {
@@ -137,6 +145,18 @@ interface Connection {
 }
 
 const OPEN = 1;
+
+/** The most of a refused upgrade's body read for its error. */
+const MAX_ANSWER_CHARS = 64 * 1024;
+
+/** The HTTP answer `ws` hands over when the server refuses the upgrade. */
+interface UpgradeAnswer {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+  setEncoding(encoding: 'utf8'): void;
+  on(event: 'data', f: (chunk: string) => void): void;
+  once(event: 'end' | 'error' | 'close', f: () => void): void;
+}
 
 export function watch(deps: StreamDeps, filter: StreamFilter, opts: WatchOptions = {}): Watch {
   return new ResumingWatch(deps, filter, opts);
@@ -280,6 +300,19 @@ class ResumingWatch implements Watch {
       this.resolveReady(this.received ?? '');
       return;
     }
+    if (!o.fatal && o.unexplained && this.deps.keyRefusal) {
+      // The key may have been revoked while the watch was away: ask, or it would be retried forever.
+      void this.deps.keyRefusal().then(
+        (refusal) => (refusal ? this.fail(refusal) : this.retryOrFail(o)),
+        () => this.retryOrFail(o),
+      );
+      return;
+    }
+    this.retryOrFail(o);
+  }
+
+  private retryOrFail(o: Extract<Outcome, { kind: 'failed' }>): void {
+    if (this.closed) return;
     // A refused key is refused again on every retry: 401 and 403 end the watch.
     const refused = o.error instanceof ApiError && (o.error.status === 401 || o.error.status === 403);
     if (o.fatal || refused || (!this.subscribedOnce && !this.opts.retryFirstConnect)) return this.fail(o.error);
@@ -311,7 +344,7 @@ class ResumingWatch implements Watch {
       return { kind: 'failed', error: new UnreachableError(this.deps.baseUrl, (error as Error)?.message ?? String(error), { cause: error }), fatal: true };
     }
     return new Promise((resolve) => {
-      const conn = { settled: false, subscribed: false, ended: false, status: 0, error: null as unknown, heard: true };
+      const conn = { opened: false, settled: false, subscribed: false, ended: false, status: 0, answer: null as ApiError | null, error: null as unknown, heard: true };
       const settle = (o: Outcome) => {
         if (conn.settled) return;
         conn.settled = true;
@@ -348,7 +381,9 @@ class ResumingWatch implements Watch {
         end();
         // A key refused before the subscription held (checked while it was being confirmed) is refused as after.
         if (!conn.settled && code === KEY_REFUSED_CLOSE) return settle({ kind: 'failed', error: keyRefused(reason), fatal: true });
-        if (!conn.settled) return settle({ kind: 'failed', error: this.failure(conn.status, conn.error, code), fatal: false });
+        if (!conn.settled) {
+          return settle({ kind: 'failed', error: this.failure(conn.status, conn.answer, conn.error, code), fatal: false, unexplained: !isWs && !conn.status && !conn.opened });
+        }
         if (conn.subscribed) this.onDropped(code, reason);
       };
       /** Give up on this socket now (no close handshake to wait for). */
@@ -359,10 +394,22 @@ class ResumingWatch implements Watch {
       if (isWs) {
         (ws as unknown as { on(e: string, f: (...a: never[]) => void): void }).on(
           'unexpected-response',
-          (_req: unknown, res: { statusCode?: number; resume(): void }) => {
+          (_req: unknown, res: UpgradeAnswer) => {
             conn.status = res.statusCode ?? 0;
-            res.resume();
-            drop(1006, `HTTP ${conn.status}`);
+            // The answer's body names the error (401 ATS_ERR_UNAUTHORIZED, 429 ATS_ERR_TOO_MANY_STREAMS, ...).
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              if (body.length < MAX_ANSWER_CHARS) body += chunk;
+            });
+            const done = () => {
+              const retryAfter = res.headers['retry-after'];
+              conn.answer = toApiError(conn.status, body, null, typeof retryAfter === 'string' ? retryAfter : null);
+              drop(1006, `HTTP ${conn.status}`);
+            };
+            res.once('end', done);
+            res.once('error', done);
+            res.once('close', done);
           },
         );
       }
@@ -370,6 +417,7 @@ class ResumingWatch implements Watch {
         conn.error = (ev as { error?: unknown }).error ?? ev;
       };
       ws.onopen = () => {
+        conn.opened = true;
         ws.send(JSON.stringify({ op: 'subscribe', filter: this.filter, ...(this.received ? { cursor: this.received } : {}) }));
       };
       ws.onclose = (ev) => onClosed(ev.code, ev.reason);
@@ -446,8 +494,11 @@ class ResumingWatch implements Watch {
     this.opts.onNotice?.(`stream: ${this.queue.length} events not read yet; paused until they are`);
   }
 
-  private failure(status: number, error: unknown, code: number): Error {
-    if (status) return new StreamUnavailableError(status, `the server has no stream (HTTP ${status} on /v1/stream)`);
+  private failure(status: number, answer: ApiError | null, error: unknown, code: number): Error {
+    if (status === 404) return new StreamUnavailableError(status, `the server has no stream (HTTP ${status} on /v1/stream)`);
+    // The server's own error (a refused key, too many streams, not ready); a proxy's page says nothing more than its status.
+    if (answer && !answer.code.startsWith('HTTP_')) return answer;
+    if (status) return new StreamUnavailableError(status, `the stream's upgrade was refused (HTTP ${status} on /v1/stream)`);
     const reason = error ? networkReason(error) : '';
     if (reason && reason !== '[object Event]' && reason !== 'error') return new UnreachableError(this.deps.baseUrl, reason, { cause: error });
     return new StreamUnavailableError(0, `the stream closed before subscribing (close code ${code})`);
