@@ -25,6 +25,7 @@ import { AtsError } from '../engine/errors.js';
 import type {
   AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore, WorkflowStore,
 } from '../engine/ports.js';
+import { TOPICS } from '../engine/ports.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { WorkerPresence } from '../engine/worker-presence.js';
 import { LimitDirectory } from '../engine/limit-directory.js';
@@ -140,8 +141,19 @@ function openBaseLog(config: Config, logger: Logger): EventLog {
       logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger,
     });
   }
-  return createMemoryLog();
+  return createMemoryLog({ retainUnconsumedByTopic: UNREAD_IN_PROCESS });
 }
+
+/**
+ * Topics nothing in this process reads (the stream tails `job_events` in the
+ * store, not `ats.events`; no role consumes `ats.dlq`), and nothing outside
+ * can reach an in-process log: the log keeps their records only for a group
+ * already reading them (a test's), not a tail for one that may come. A
+ * transition can carry a job's whole result, so that tail would grow with
+ * the results, not with the jobs. The dispatch lanes keep theirs: a new
+ * queue's first dispatches come before the worker finds its lanes.
+ */
+const UNREAD_IN_PROCESS = { [TOPICS.events]: { records: 0 }, [TOPICS.dlq]: { records: 0 } };
 
 export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
   const logger = opts.logger ?? (await openLogger(config));

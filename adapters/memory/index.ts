@@ -3,5 +3,5 @@
  * @packageDocumentation
  */
 export { createMemoryLog } from './memory-log.js';
-export type { DrainOptions, MemoryLog, MemoryLogHooks, MemoryLogOptions } from './memory-log.js';
+export type { DrainOptions, MemoryLog, MemoryLogHooks, MemoryLogOptions, UnconsumedRetention } from './memory-log.js';
 export { partitionForKey } from './partition-for-key.js';

@@ -213,6 +213,58 @@ describe('in-process log retention', () => {
     await log.close();
   });
 
+  it('bounds the kept tail of a topic nobody consumes in size too: large records are kept fewer', async () => {
+    const log = createMemoryLog({ partitions: 1 }); // the defaults: 10,000 records, 16 MiB
+    const big = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 1000; i++) await log.publish([msg(`job-${i}`, big, TOPICS.events)]);
+    const kept = log.messages(TOPICS.events);
+    assert.ok(log.retainedBytes(TOPICS.events) <= 16 * 1024 * 1024, `${log.retainedBytes(TOPICS.events)} characters kept`);
+    assert.equal(kept.length, Math.floor((16 * 1024 * 1024) / (64 * 1024 + 'job-999'.length)));
+    assert.equal(kept.at(-1)!.offset, '999', 'the newest records are the ones kept');
+    await log.close();
+  });
+
+  it('counts a record\'s key, value and headers once, when it is published', async () => {
+    const log = createMemoryLog({ partitions: 1 });
+    await log.publish([{ topic: 't', key: 'k1', value: 'abcd', headers: { h: 'vv' } }, msg('k2', 'xyz', 't')]);
+    assert.equal(log.retainedBytes('t'), 2 + 4 + 1 + 2 + (2 + 3));
+    await log.consume({ topic: 't', groupId: 'g', fromBeginning: true, handle: async () => {} });
+    await log.drain();
+    assert.equal(log.retainedBytes('t'), 0);
+    await log.close();
+  });
+
+  it('never drops for the size bound what a group with members has not committed (its backlog)', async () => {
+    const log = createMemoryLog({ partitions: 1, retainUnconsumedBytes: 1000, maxBatch: 10 });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const got: string[] = [];
+    await log.consume({ topic: 't', groupId: 'g', handle: async (rs) => { await gate; got.push(...rs.map((r) => r.value)); } });
+    await publishMany(log, 't', 500);
+    assert.equal(log.retainedCount('t'), 500);
+    release();
+    await log.drain();
+    assert.equal(got.length, 500);
+    await log.close();
+  });
+
+  it('a topic retained as { records: 0 } keeps nothing for later, all for a group already reading', async () => {
+    const log = createMemoryLog({ partitions: 1, retainUnconsumedByTopic: { [TOPICS.events]: { records: 0 }, [TOPICS.dlq]: { bytes: 0 } } });
+    await publishMany(log, TOPICS.events, 100);
+    await publishMany(log, TOPICS.dlq, 100);
+    await publishMany(log, TOPICS.dispatch, 100); // a lane nobody reads yet keeps its tail for the worker to come
+    assert.deepEqual([TOPICS.events, TOPICS.dlq, TOPICS.dispatch].map((t) => log.retainedCount(t)), [0, 0, 100]);
+    const got: string[] = [];
+    const sub = await log.consume({ topic: TOPICS.events, groupId: 'reader', fromBeginning: true, handle: async (rs) => { got.push(...rs.map((r) => r.offset)); } });
+    await publishMany(log, TOPICS.events, 10, 100);
+    await log.drain();
+    assert.deepEqual(got, Array.from({ length: 10 }, (_, i) => String(100 + i)));
+    await sub.stop();
+    await publishMany(log, TOPICS.events, 10, 110);
+    assert.equal(log.retainedCount(TOPICS.events), 0, 'a group whose members left holds nothing back either');
+    await log.close();
+  });
+
   it('retainAll keeps every record (tests that read the whole history)', async () => {
     const log = createMemoryLog({ partitions: 1, retainAll: true, retainUnconsumed: 5 });
     await log.consume({ topic: 't', groupId: 'g', handle: async () => {} });
@@ -227,5 +279,8 @@ describe('in-process log retention', () => {
   it('validates the retention options', () => {
     assert.throws(() => createMemoryLog({ retainUnconsumed: -1 }), { code: 'ATS_ERR_CONFIG' });
     assert.throws(() => createMemoryLog({ retainUnconsumed: 1.5 }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => createMemoryLog({ retainUnconsumedBytes: -1 }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => createMemoryLog({ retainUnconsumedByTopic: { t: { records: -1 } } }), { code: 'ATS_ERR_CONFIG' });
+    assert.throws(() => createMemoryLog({ retainUnconsumedByTopic: { t: { bytes: Number.NaN } } }), { code: 'ATS_ERR_CONFIG' });
   });
 });

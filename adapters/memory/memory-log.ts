@@ -13,14 +13,19 @@
  * fixed when its first member subscribes (as if committed), where Kafka
  * re-resolves "latest" for every consumer session until a real commit.
  *
- * Retention (memory stays flat however long the process runs): per topic
- * partition, records below the lowest position committed by the groups with
- * members on that topic are dropped. A topic nobody consumes (the dead-letter
- * topic, the events when nobody streams), and a group whose members all left,
- * keep only the last `retainUnconsumed` records of each partition. Offsets
- * keep counting up (each partition has a base offset); a group that joins
- * later `fromBeginning`, or comes back behind what was dropped, starts at the
- * oldest record still retained, as Kafka resets to "earliest" after its
+ * Retention: per topic partition, records below the lowest position
+ * committed by the groups with members on that topic are dropped. Of the
+ * records no such group still needs (a topic nobody consumes, a group whose
+ * members all left), a partition keeps only its last `retainUnconsumed`
+ * records and at most `retainUnconsumedBytes` of them, each record's size
+ * counted once when it is published: a few large records (a transition
+ * carrying a job's result) weigh as much as many small ones. A topic nothing
+ * will read after the fact can keep none (`retainUnconsumedByTopic`).
+ * What a group with members has not committed yet is never dropped: that is
+ * its backlog, and it grows with it (the log has no backpressure of its own).
+ * Offsets keep counting up (each partition has a base offset); a group that
+ * joins later `fromBeginning`, or comes back behind what was dropped, starts
+ * at the oldest record still retained, as Kafka resets to "earliest" after its
  * retention deleted a segment.
  */
 import { AtsError } from '../../engine/errors.js';
@@ -41,8 +46,27 @@ export interface MemoryLogOptions {
   onHandleError?: (error: unknown, records: readonly LogRecord[]) => void;
   /** Records kept per partition of a topic no group with members consumes. @defaultValue 10000 */
   retainUnconsumed?: number;
+  /**
+   * Size those records may add up to per partition: the characters of their
+   * keys, values and headers (bytes for ASCII text). @defaultValue 16 MiB
+   */
+  retainUnconsumedBytes?: number;
+  /**
+   * Per topic, in place of `retainUnconsumed` and `retainUnconsumedBytes`: e.g.
+   * `{ records: 0 }` for a topic nothing will read after the fact, whose
+   * records are then kept only for the groups with members already on it.
+   */
+  retainUnconsumedByTopic?: Readonly<Record<string, Partial<UnconsumedRetention>>>;
   /** Keep every record forever (tests that read the whole history with `messages`). @defaultValue false */
   retainAll?: boolean;
+}
+
+/** How much of a partition's records no group with members needs is kept (both bounds hold). */
+export interface UnconsumedRetention {
+  /** Most records. */
+  records: number;
+  /** Most characters of key, value and headers, summed over those records. */
+  bytes: number;
 }
 
 /** Options of {@link MemoryLogHooks.drain}. */
@@ -69,6 +93,8 @@ export interface MemoryLogHooks {
   messages(topic: string): LogRecord[];
   /** Records of `topic` still held in memory (over every partition). */
   retainedCount(topic: string): number;
+  /** Size of those records, as `retainUnconsumedBytes` counts it. */
+  retainedBytes(topic: string): number;
 }
 
 /** The in-process log and its test hooks. */
@@ -79,8 +105,9 @@ interface CompiledOptions {
   readonly redeliveryDelayMs: number;
   readonly maxBatch: number;
   readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
-  readonly retainUnconsumed: number;
   readonly retainAll: boolean;
+  /** The bound of `topic`'s unconsumed records. */
+  readonly retentionOf: (topic: string) => UnconsumedRetention;
 }
 
 /** One `consume()` call: a member of its group for one topic. */
@@ -116,15 +143,35 @@ export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
 
 function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   const opts = {
-    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainUnconsumed: 10_000, retainAll: false, ...raw,
+    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainAll: false,
+    retainUnconsumed: 10_000, retainUnconsumedBytes: 16 * 1024 * 1024, retainUnconsumedByTopic: {}, ...raw,
   };
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
+  const retention = (r: Partial<UnconsumedRetention>): UnconsumedRetention => Object.freeze({
+    records: r.records ?? opts.retainUnconsumed, bytes: r.bytes ?? opts.retainUnconsumedBytes,
+  });
+  const fallback = retention({});
+  const byTopic = new Map(Object.entries(opts.retainUnconsumedByTopic).map(([topic, r]) => [topic, retention(r)]));
   const valid = positiveInt(opts.partitions) && positiveInt(opts.maxBatch) && opts.redeliveryDelayMs >= 0
-    && Number.isInteger(opts.retainUnconsumed) && opts.retainUnconsumed >= 0;
+    && [fallback, ...byTopic.values()].every(validRetention);
   if (!valid) {
     throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
   }
-  return Object.freeze(opts);
+  const { partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll } = opts;
+  return Object.freeze({
+    partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll,
+    retentionOf: (topic: string) => byTopic.get(topic) ?? fallback,
+  });
+}
+
+const validRetention = (r: UnconsumedRetention): boolean =>
+  [r.records, r.bytes].every((n) => Number.isInteger(n) && n >= 0);
+
+/** A record's weight for `retainUnconsumedBytes`: counted once, at publish (string lengths, no encoding). */
+function sizeOf(m: LogMessage): number {
+  let size = m.key.length + m.value.length;
+  for (const name in m.headers) size += name.length + m.headers[name].length;
+  return size;
 }
 
 const copyRecord = (r: LogRecord): LogRecord => ({ ...r, headers: { ...r.headers } });
@@ -219,12 +266,17 @@ class MemoryEventLog implements MemoryLog {
     return (this.topics.get(topic) ?? []).reduce((n, log) => n + log.size, 0);
   }
 
+  retainedBytes(topic: string): number {
+    return (this.topics.get(topic) ?? []).reduce((n, log) => n + log.bytes, 0);
+  }
+
   // ------------------------------------------------------------ storage
 
   private partitionsOf(topic: string): PartitionLog[] {
     let partitions = this.topics.get(topic);
     if (!partitions) {
-      partitions = Array.from({ length: this.opts.partitions }, () => new PartitionLog());
+      const retention = this.opts.retentionOf(topic);
+      partitions = Array.from({ length: this.opts.partitions }, () => new PartitionLog(retention));
       this.topics.set(topic, partitions);
     }
     return partitions;
@@ -235,20 +287,20 @@ class MemoryEventLog implements MemoryLog {
     const log = this.partitionsOf(m.topic)[partition];
     log.push(Object.freeze({
       topic: m.topic, partition, offset: String(log.end), key: m.key, value: m.value, headers: { ...m.headers },
-    }));
+    }), sizeOf(m));
     // Cheap when nothing is due: a consumed partition is trimmed on commit, this catches the unconsumed tail.
-    if (log.size > this.opts.retainUnconsumed) this.trim(m.topic, partition);
+    if (log.overRetention()) this.trim(m.topic, partition);
   }
 
   /**
    * Drop the records of a partition that no group needs: below the lowest
    * position of the groups with members, and, for groups without members (or
-   * none at all), beyond the last `retainUnconsumed` records.
+   * none at all), beyond the tail the partition's retention keeps.
    */
   private trim(topic: string, p: number): void {
     if (this.opts.retainAll) return;
     const log = this.partitionsOf(topic)[p];
-    const tail = log.end - this.opts.retainUnconsumed;
+    const tail = log.tailStart();
     let active = Infinity;
     let idle = Infinity;
     for (const cursors of this.groups.values()) {
@@ -413,10 +465,26 @@ class MemoryEventLog implements MemoryLog {
  */
 class PartitionLog {
   private records: Array<LogRecord | undefined> = [];
+  /**
+   * Beside `records`: the size of every record ever pushed up to and
+   * including this one, so the size of any run of records is a difference
+   * and the byte-bounded tail a binary search.
+   */
+  private sizesThrough: number[] = [];
   /** Index in `records` of the record at `base`. */
   private head = 0;
   /** Offset of the oldest retained record (= `end` when none is). */
   base = 0;
+  /** Size of every record ever pushed, and of those dropped. */
+  private pushedBytes = 0;
+  private droppedBytes = 0;
+
+  constructor(private readonly retention: UnconsumedRetention) {}
+
+  /** Size of the records retained. */
+  get bytes(): number {
+    return this.pushedBytes - this.droppedBytes;
+  }
 
   /** The next offset to be written. */
   get end(): number {
@@ -427,8 +495,32 @@ class PartitionLog {
     return this.records.length - this.head;
   }
 
-  push(record: LogRecord): void {
+  push(record: LogRecord, size: number): void {
     this.records.push(record);
+    this.sizesThrough.push((this.pushedBytes += size));
+  }
+
+  /** More is retained than the partition keeps of what no group with members needs. */
+  overRetention(): boolean {
+    return this.size > this.retention.records || this.bytes > this.retention.bytes;
+  }
+
+  /** The oldest offset of the tail kept of what no group with members needs: within both bounds. */
+  tailStart(): number {
+    let lo = Math.max(this.base, this.end - this.retention.records);
+    // The first record from which the rest fits in `bytes`: sizes only grow along the array, so bisect.
+    let hi = this.end;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (this.pushedBytes - this.sizeBefore(mid) <= this.retention.bytes) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /** Size of every record ever pushed below `offset` (at least `base`). */
+  private sizeBefore(offset: number): number {
+    return offset === this.base ? this.droppedBytes : this.sizesThrough[this.head + offset - this.base - 1];
   }
 
   /** Up to `max` records from offset `from` (at least `base`). */
@@ -445,11 +537,13 @@ class PartitionLog {
   dropBefore(offset: number): void {
     const n = Math.min(offset, this.end) - this.base;
     if (!(n > 0)) return;
+    this.droppedBytes = this.sizesThrough[this.head + n - 1];
     this.records.fill(undefined, this.head, this.head + n);
     this.head += n;
     this.base += n;
     if (this.head >= 1024 && this.head * 2 >= this.records.length) {
       this.records = this.records.slice(this.head);
+      this.sizesThrough = this.sizesThrough.slice(this.head);
       this.head = 0;
     }
   }
