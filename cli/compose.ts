@@ -273,8 +273,10 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   return {
     config, store, schedules, workflows, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
-      // First: a metrics port that cannot be bound fails the start before any role runs.
+      // First: a port that cannot be bound (metrics, then the API) fails the start before any role
+      // runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
       const metricsUrl = await metricsWiring.start();
+      const address = app ? await listenQuietly(app, config) : null;
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       await advisor?.start();
@@ -285,9 +287,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       await limitDirectory?.start();
       await worker?.start();
       await presence?.start();
-      if (!app) return { url: null, metricsUrl };
-      const address = await listenQuietly(app, config);
-      return { url: address.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost'), metricsUrl };
+      return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
     },
     async stop() {
       const steps: Array<[string, () => Promise<unknown> | undefined]> = [
