@@ -35,6 +35,17 @@ export interface RelayOptions {
    * marked `published`. @defaultValue 200
    */
   publishedDelayMs?: number;
+  /**
+   * On stop, how long a publish in progress may still take. Past that the
+   * relay stops waiting: the claim is rolled back and its rows stay in the
+   * outbox (published again by the next relay; the log may still write the
+   * abandoned publish: a duplicate). A broker that answers acks within
+   * milliseconds; one that stopped answering would otherwise hold the stop
+   * for as long as the log takes to give up, beyond the process's shutdown
+   * slack (cli/start.ts, shared with closing the log and the store).
+   * @defaultValue 1000
+   */
+  stopGraceMs?: number;
 }
 
 /** Batches' worth of PUBLISHED bookkeeping that may wait before the loop holds back (bounds what it keeps). */
@@ -73,6 +84,29 @@ export function toLogMessage(row: OutboxRow): LogMessage {
   };
 }
 
+const DEFAULT_STOP_GRACE_MS = 1000;
+
+/**
+ * `publishing`, unless `signal` aborts and it has not settled `graceMs`
+ * later: then a rejection, while the publish goes on unwatched (its outcome
+ * is handled here, so it never goes unhandled).
+ */
+function unlessStopped(publishing: Promise<void>, signal: AbortSignal | undefined, graceMs: number): Promise<void> {
+  if (!signal) return publishing;
+  return new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = () => {
+      timer = setTimeout(() => reject(new Error(`relay stopped: the log had not acknowledged the batch ${graceMs} ms later`)), graceMs);
+    };
+    if (signal.aborted) giveUp();
+    else signal.addEventListener('abort', giveUp, { once: true });
+    publishing.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', giveUp);
+    });
+  });
+}
+
 export class Relay {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   /** Messages published since start (duplicates after a crash count again). */
@@ -87,8 +121,12 @@ export class Relay {
     return n;
   }
 
-  /** Publish one batch and delete it; the dispatch messages it held are returned for PUBLISHED. */
-  private async publishBatch(): Promise<{ n: number; dispatched: DispatchMessage[] }> {
+  /**
+   * Publish one batch and delete it; the dispatch messages it held are
+   * returned for PUBLISHED. Once `signal` aborts, the publish has
+   * `stopGraceMs` left (see {@link RelayOptions.stopGraceMs}).
+   */
+  private async publishBatch(signal?: AbortSignal): Promise<{ n: number; dispatched: DispatchMessage[] }> {
     const { store, log, afterPublish, tracer, clock, metrics } = this.deps;
     let dispatched: DispatchMessage[] = [];
     const n = await store.relayOutbox(this.opts.batchSize, async (rows) => {
@@ -96,7 +134,7 @@ export class Relay {
       const spans = tracer ? startSendSpans(tracer, messages) : null;
       const sentAt = clock.now();
       try {
-        await log.publish(messages);
+        await unlessStopped(log.publish(messages), signal, this.opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
       } catch (err) {
         if (spans) endSpans(spans, err);
         throw err;
@@ -131,6 +169,11 @@ export class Relay {
     this.loop.start();
   }
 
+  /**
+   * Resolves once the loop has ended, and with it every write of the relay: a
+   * publish in progress is waited for `stopGraceMs` at most, its claim then
+   * rolled back.
+   */
   stop(): Promise<void> {
     return this.loop.stop();
   }
@@ -155,7 +198,7 @@ export class Relay {
     const outage = new OutageLog(logger, 'relay: batch');
     while (!signal.aborted) {
       try {
-        const { n, dispatched } = await this.publishBatch();
+        const { n, dispatched } = await this.publishBatch(signal);
         outage.succeeded();
         recorder.add(dispatched);
         await recorder.room(signal);

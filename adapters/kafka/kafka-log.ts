@@ -4,12 +4,14 @@
  * Producer: idempotent, one request in flight, `acks: -1`, Java-compatible
  * murmur2 partitioner (key = job id, so one job's messages stay in order).
  * kafkajs has no linger, so a `publish()` goes out as one `sendBatch`. A
- * producer whose send failed is replaced (see `retireProducer`).
+ * producer whose send failed or went unanswered too long is replaced (see
+ * `retireProducer`), its connections cut.
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
  */
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type Producer } from 'kafkajs';
+import net from 'node:net';
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
-import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Subscription } from '../../engine/ports.js';
+import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { keyPartitioner, physicalName, produceChunks, toTopicMessages } from './kafka-records.js';
@@ -27,10 +29,22 @@ const LOG_LEVELS = {
  * the pause between tries grow to 30 s (we saw 10 s gaps while a broker was
  * down), so a broker that came back could wait that long to be noticed, and a
  * consumer restarting after a crash longer still. Capped at 2 s, a returning
- * broker is seen within about 2 s; a publish still gives up after about 12 s
- * (the relay then tries again), and a consumer that gives up is restarted.
+ * broker is seen within about 2 s; a publish to a broker that refuses
+ * connections still gives up after about 12 s (the relay then tries again),
+ * and a consumer that gives up is restarted.
  */
 const RECONNECT = Object.freeze({ initialRetryTime: 200, maxRetryTime: 2000, retries: 8 });
+
+/**
+ * How long one step of a publish (connecting the producer, one produce
+ * request with kafkajs' tries) may go unanswered before the publish fails.
+ * A broker that stops answering (a frozen host, packets dropped) refuses
+ * nothing: each of kafkajs' 9 tries would wait out its 30 s request timeout,
+ * about 4.5 minutes, while the relay holds its claim. 15 s is the same order
+ * as the ~12 s a refused broker takes, and above it, so a refused broker
+ * still fails with kafkajs' own error; a healthy broker acks in milliseconds.
+ */
+const PUBLISH_STEP_TIMEOUT_MS = 15_000;
 
 /** Creates the Kafka event log. Connects lazily: nothing happens until the first call. */
 export function createKafkaLog(options: KafkaLogOptions): EventLog {
@@ -46,11 +60,21 @@ function lazyConnect<T extends { connect(): Promise<void> }>(client: T): () => P
   }));
 }
 
+/** A producer on connections of its own, so that retiring it can cut them. */
+interface OwnProducer {
+  readonly producer: Producer;
+  readonly connect: () => Promise<Producer>;
+  /** Ends its connections at once and fails every later one: what it still has in flight fails, nothing of it is sent again. */
+  readonly cut: () => void;
+}
+
 class KafkaEventLog implements EventLog {
+  /** kafkajs settings all clients of this log share. */
+  private readonly config: ConstructorParameters<typeof Kafka>[0];
+  /** The consumers' client (producers and the admin have their own). */
   private readonly kafka: Kafka;
-  private producer: Producer;
+  private current: OwnProducer;
   private readonly admin: Admin;
-  private connectProducer: () => Promise<Producer>;
   /** Disconnects of retired producers, awaited by `close`. */
   private readonly retiring = new Set<Promise<void>>();
   private readonly connectAdmin: () => Promise<Admin>;
@@ -62,20 +86,19 @@ class KafkaEventLog implements EventLog {
   private closed = false;
 
   constructor(private readonly opts: CompiledKafkaLogOptions) {
-    const config = {
+    this.config = {
       clientId: opts.clientId,
       brokers: opts.brokers,
       connectionTimeout: opts.connectTimeoutMs,
       logLevel: LOG_LEVELS[opts.logLevel],
       ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
-    this.kafka = new Kafka({ ...config, retry: RECONNECT });
-    this.producer = this.newProducer();
+    this.kafka = new Kafka({ ...this.config, retry: RECONNECT });
+    this.current = this.newProducer();
     // Its own client, with few quick retries: kafkajs connects with the client's
     // retry policy, and the default one keeps a ping to a dead broker retrying
     // (and the process alive) for ~10 s after the ping gave up.
-    this.admin = new Kafka({ ...config, retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 } }).admin();
-    this.connectProducer = lazyConnect(this.producer);
+    this.admin = new Kafka({ ...this.config, retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 } }).admin();
     this.connectAdmin = lazyConnect(this.admin);
   }
 
@@ -88,16 +111,18 @@ class KafkaEventLog implements EventLog {
     this.assertOpen();
     if (messages.length === 0) return;
     await allOrFirstError([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
-    const producer = await this.connectProducer();
+    const own = this.current;
     try {
+      const producer = await unansweredAfter(own.connect(), PUBLISH_STEP_TIMEOUT_MS, 'connecting the producer');
       // One request, unless the messages are large: then consecutive requests, one after the other, so
       // each key's messages keep their order and no partition's batch grows past what a broker takes.
       for (const chunk of produceChunks(messages)) {
         // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-        await producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+        await unansweredAfter(sent, PUBLISH_STEP_TIMEOUT_MS, 'a produce request');
       }
     } catch (error) {
-      this.retireProducer(producer);
+      this.retireProducer(own);
       throw error;
     }
   }
@@ -147,22 +172,42 @@ class KafkaEventLog implements EventLog {
     }
   }
 
+  /**
+   * The producer's connections are cut, not drained: a publish still in
+   * flight is one its caller gave up on (a relay that stopped), and a
+   * graceful disconnect would wait for a silent broker's answer for up to
+   * kafkajs' 30 s request timeout.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
-    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect(), ...this.retiring]);
+    this.current.cut();
+    await Promise.allSettled([this.current.producer.disconnect(), this.admin.disconnect(), ...this.retiring]);
   }
 
-  private newProducer(): Producer {
-    const producer = this.kafka.producer({
+  /**
+   * Each producer gets a kafkajs client of its own, whose sockets it alone
+   * uses: retiring it cuts them (see `retireProducer`).
+   */
+  private newProducer(): OwnProducer {
+    const sockets = cuttableSockets();
+    const { logger } = this.opts;
+    const client = new Kafka({
+      ...this.config,
+      retry: RECONNECT,
+      socketFactory: sockets.factory,
+      // Once cut, kafkajs retries what it was given up on, each try failing at once with a line or two
+      // at ERROR for some 12 s: noise, logged at debug (the failed publish is its caller's to report).
+      ...(logger ? { logCreator: kafkaLogCreator(debugOnceCut(logger, sockets.isCut)) } : {}),
+    });
+    const producer = client.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
     });
-    this.connectProducer = lazyConnect(producer);
-    return producer;
+    return { producer, connect: lazyConnect(producer), cut: sockets.cut };
   }
 
   /**
@@ -173,11 +218,18 @@ class KafkaEventLog implements EventLog {
    * numbers the broker holds already, and be taken for a duplicate and
    * dropped although acknowledged (or refused as out of order, for good).
    * Under a new producer id the records go again: a duplicate, never a loss.
+   *
+   * Its connections are cut first: after a step that went unanswered,
+   * kafkajs would otherwise keep trying the abandoned request (a disconnect
+   * waits for it, then kafkajs reconnects to try again) for minutes. Cut, it
+   * fails at once; bytes already on their way may still be written late,
+   * which is again only a duplicate.
    */
-  private retireProducer(producer: Producer): void {
-    if (producer !== this.producer || this.closed) return;
-    this.producer = this.newProducer();
-    const done = producer.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
+  private retireProducer(own: OwnProducer): void {
+    if (own !== this.current || this.closed) return;
+    this.current = this.newProducer();
+    own.cut();
+    const done = own.producer.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
     this.retiring.add(done);
   }
 
@@ -256,10 +308,55 @@ async function allOrFirstError(promises: Promise<unknown>[]): Promise<void> {
   if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+/**
+ * kafkajs' own socket factory (plain TCP: the log sets no TLS), keeping the
+ * sockets it made so that `cut` can destroy them. After `cut`, every socket
+ * it makes fails at once, as a refused connection would: kafkajs' retries of
+ * a request it was given up on end within seconds, without reaching a broker.
+ */
+function cuttableSockets(): { factory: ISocketFactory; cut: () => void; isCut: () => boolean } {
+  const open = new Set<net.Socket>();
+  let cut = false;
+  const refused = () => new Error('connection cut: the producer was retired');
+  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+    if (cut) return new net.Socket().destroy(refused()); // kafkajs hears the error after it listened: it is emitted on the next tick
+    // `net.connect` looked up at each call, as kafkajs's factory does (tests redirect it).
+    const socket = net.connect({ host, port }, onConnect);
+    socket.setKeepAlive(true, 60_000);
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    return socket;
+  };
+  return {
+    factory,
+    cut: () => {
+      cut = true;
+      for (const socket of open) socket.destroy(refused());
+      open.clear();
+    },
+    isCut: () => cut,
+  };
+}
+
+/** `logger`, but every line at debug once `isCut()` holds. */
+function debugOnceCut(logger: Logger, isCut: () => boolean): Logger {
+  const at = (level: 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) =>
+    (isCut() ? logger.debug(msg, fields) : logger[level](msg, fields));
+  return { debug: (msg, fields) => logger.debug(msg, fields), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/**
+ * `promise`, or ATS_ERR_NOT_READY once it has gone unanswered `ms`. The step
+ * goes on in kafkajs until its producer is retired (which cuts it).
+ */
+function unansweredAfter<T>(promise: Promise<T>, ms: number, step: string): Promise<T> {
+  return withTimeout(promise, ms, () => new AtsError('ATS_ERR_NOT_READY', `Kafka left ${step} unanswered for ${ms} ms`));
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, timedOut = () => new Error(`timed out after ${ms} ms`)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(timedOut()), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
