@@ -258,6 +258,22 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(outcome(await svc.apply(d!, started(1, lease))), 'throttled');
     }));
 
+    it('a rate lifted (a PUT without one) and set again later does not hold the key\'s starts back by the lifted rate', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('api', { concurrency: null, rate: { max: 1, intervalMs: 86_400_000 } }, clock.now());
+      const [a, b, c] = await submit(svc, 3, { concurrencyKey: 'api' });
+      const lease = () => clock.now() + 30_000;
+      assert.equal(outcome(await svc.apply(a!, started(1, lease()))), 'started');
+      await clock.advance(10);
+      // One a day, lifted, then ten a second: the next start waits on no day-long step.
+      assert.equal((await store.putLimit('api', { concurrency: 5, rate: null }, clock.now())).limit.tat, 0);
+      assert.equal((await store.putLimit('api', { concurrency: null, rate: { max: 10, intervalMs: 1000 } }, clock.now())).limit.tat, 0);
+      await clock.advance(1000);
+      assert.equal(outcome(await svc.apply(b!, started(1, lease()))), 'started');
+      // And the new rate spaces the starts from then on.
+      const next = await svc.apply(c!, started(1, lease()));
+      assert.ok(!next.ok && next.reason === 'throttled' && next.retryAfterMs === 100);
+    }));
+
     it('a key without a limit, and a job without a key, are not limited; deleting a limit lifts it', () => withService(async ({ store, svc, clock }) => {
       const lease = clock.now() + 30_000;
       const free = await submit(svc, 3, { concurrencyKey: 'nobody-set-this' });

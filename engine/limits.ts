@@ -80,8 +80,10 @@ export const rateStep = (rate: { max: number; intervalMs: number }): number => M
  * new spacing holds from the last start on. A faster rate lets the key's
  * waiting jobs go one new step after the last start (not when the old, slower
  * rate would have allowed, which may be hours away); a slower one spaces the
- * next start by its own step. Without a rate before or after, the state stays
- * (0 when either is null).
+ * next start by its own step. Without a rate before or after there is no step
+ * to move by (0 when either is null): the store then clears the state instead
+ * (adapters/sql/limits.ts `tatAfter`), so that a rate set after one was
+ * lifted does not wait on the lifted rate's last step.
  */
 export function rateChangeShift(from: LimitSpec['rate'], to: LimitSpec['rate']): number {
   return from === null || to === null ? 0 : rateStep(to) - rateStep(from);

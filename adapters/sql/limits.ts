@@ -29,6 +29,9 @@ const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, create
 /** Most limits listed. */
 export const MAX_LIMITS_LISTED = 1000;
 
+/** How often a PUT writes its limit when a DELETE of the key takes it before the PUT reads it back. */
+const PUT_TRIES = 3;
+
 /** How often a replace reads the limit again when another replace changed its rate meanwhile. */
 const REPLACE_TRIES = 5;
 
@@ -104,6 +107,20 @@ export function limitWriteSteps(d: Dialect, claims: readonly LimitClaim[]): Sql[
   ];
 }
 
+/**
+ * The rate state (`tat`) a replace writes, as an expression of the row's:
+ * moved by the change of the rate's step (engine/limits.ts `rateChangeShift`)
+ * when the limit had a rate and keeps one; 0 (no start waits on it) when it
+ * had none or has none now. A key without a rate keeps no state: a state
+ * left from a rate lifted earlier would hold the key's starts back, when a
+ * rate is set again, until that old rate would have allowed one (a day away,
+ * for one a day), whatever the new rate allows.
+ */
+function tatAfter(from: LimitSpec['rate'], to: LimitSpec['rate']): Sql {
+  if (from === null || to === null) return { sql: '0', params: [] };
+  return { sql: 'CASE WHEN tat > 0 THEN tat + ? ELSE tat END', params: [rateChangeShift(from, to)] };
+}
+
 export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
@@ -111,23 +128,37 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
   /**
    * Replaces the limit of an existing key: 1, or 0 when there is none. created_at
    * stays; the rate state (`tat`) moves by the change of the rate's step
-   * (engine/limits.ts `rateChangeShift`), in the same statement as the claims'
-   * moves of it (the row's lock orders them). The shift is the old rate's: the
-   * update holds only while the rate read is still the row's, else it is read again.
+   * (`tatAfter`), in the same statement as the claims' moves of it (the row's
+   * lock orders them). The shift is the old rate's: the update holds only while
+   * the rate read is still the row's, else it is read again.
    */
   const replace = async (key: string, spec: LimitSpec, now: number): Promise<number> => {
     for (let tries = 0; ; tries++) {
       const old = await getLimit(key);
       if (!old) return 0;
-      const shift = rateChangeShift(old.rate, spec.rate);
+      const tat = tatAfter(old.rate, spec.rate);
       // After REPLACE_TRIES lost races, the last read's shift is applied whatever the rate is now.
       const guarded = tries < REPLACE_TRIES;
       const r = await exec(
-        `UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ?, tat = CASE WHEN tat > 0 THEN tat + ? ELSE tat END
+        `UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ?, tat = ${tat.sql}
           WHERE limit_key = ?${guarded ? ' AND COALESCE(rate_max, 0) = ? AND COALESCE(rate_interval_ms, 0) = ?' : ''}`,
-        [...values(spec), now, shift, key, ...(guarded ? [old.rate?.max ?? 0, old.rate?.intervalMs ?? 0] : [])],
+        [...values(spec), now, ...tat.params, key, ...(guarded ? [old.rate?.max ?? 0, old.rate?.intervalMs ?? 0] : [])],
       );
       if (r.changes > 0 || !guarded) return r.changes;
+    }
+  };
+  /** Replaces the key's limit, or creates it: whether it created it. */
+  const write = async (key: string, spec: LimitSpec, now: number): Promise<boolean> => {
+    // An update first: the common case.
+    if ((await replace(key, spec, now)) > 0) return false;
+    try {
+      await exec(insert, [key, ...values(spec), now, now]);
+      return true;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      // Created by another request meanwhile: ours replaces it.
+      await replace(key, spec, now);
+      return false;
     }
   };
   const getLimit = async (key: string) => {
@@ -135,20 +166,20 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
     return r ? rowToLimit(r) : null;
   };
   return {
+    /**
+     * Writes the limit, then reads it back for the caller. A DELETE of the key
+     * landing in between leaves nothing to read: the PUT writes again (the
+     * PUT after the DELETE, as the caller meant it to hold), a few times; should
+     * every write be deleted so, it answers the limit it wrote (the PUT before
+     * the DELETE), as if created then: never an error for a limit it did set.
+     */
     putLimit: async (key, spec, now) => {
-      // An update first: the common case.
-      let created = false;
-      if ((await replace(key, spec, now)) === 0) {
-        try {
-          await exec(insert, [key, ...values(spec), now, now]);
-          created = true;
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
-          // Created by another request meanwhile: ours replaces it.
-          await replace(key, spec, now);
-        }
+      for (let tries = 1; ; tries++) {
+        const created = await write(key, spec, now);
+        const limit = await getLimit(key);
+        if (limit) return { limit, created };
+        if (tries >= PUT_TRIES) return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created };
       }
-      return { limit: (await getLimit(key))!, created };
     },
     getLimit,
     listLimits: async (limit, tenant) => {

@@ -1,0 +1,62 @@
+/**
+ * The LimitStore's PUT (limits.ts `putLimit`) racing a DELETE of its key, on
+ * SQLite: the DELETE is run by the statement runner right after the PUT's
+ * writes, where another request's would land. The PUT writes again, or
+ * answers the limit it wrote; it never answers without one.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createSqliteStore } from '../sqlite/index.js';
+import { SQLITE_DIALECT } from './dialect.js';
+import { createSqlLimits } from './limits.js';
+import type { Exec } from './program.js';
+
+const T = 1_900_000_000_000;
+
+/** A limit store whose writes matching `deletedAfter` are each followed by a DELETE of the key (up to `times`). */
+async function racedByDelete(deletedAfter: RegExp, times = Infinity) {
+  const store = createSqliteStore({ file: ':memory:' });
+  await store.migrate();
+  const { db } = store;
+  let deletes = 0;
+  const exec: Exec = async (sql, params) => {
+    const s = db.prepare(sql);
+    const out = s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
+    if (deletedAfter.test(sql) && out.changes > 0 && deletes < times) {
+      deletes++;
+      db.prepare('DELETE FROM limits').run();
+    }
+    return out;
+  };
+  return { store, limits: createSqlLimits(exec, SQLITE_DIALECT), deletes: () => deletes };
+}
+
+describe('putLimit racing a DELETE of its key', () => {
+  it('a replace deleted before it is read back is written again, and the PUT answers the row it then wrote', async () => {
+    const { store, limits, deletes } = await racedByDelete(/^UPDATE limits SET concurrency/, 1);
+    try {
+      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
+      const { limit, created } = await limits.putLimit('smtp', { concurrency: 2, rate: null }, T + 1);
+      assert.equal(deletes(), 1);
+      assert.deepEqual(limit, { key: 'smtp', concurrency: 2, rate: null, tat: 0, createdAt: T + 1, updatedAt: T + 1 });
+      assert.equal(created, true, 'the row it read back is the one it created after the DELETE');
+      assert.deepEqual(await store.getLimit('smtp'), limit);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('every write deleted before it is read back: the PUT answers the limit it wrote', async () => {
+    const { store, limits, deletes } = await racedByDelete(/^(UPDATE|INSERT INTO) limits /);
+    try {
+      const rate = { max: 5, intervalMs: 1000 };
+      const { limit, created } = await limits.putLimit('smtp', { concurrency: 3, rate }, T);
+      assert.ok(deletes() > 1, 'written again');
+      assert.deepEqual(limit, { key: 'smtp', concurrency: 3, rate, tat: 0, createdAt: T, updatedAt: T });
+      assert.equal(created, true);
+      assert.equal(await store.getLimit('smtp'), null, 'the DELETE came last');
+    } finally {
+      await store.close();
+    }
+  });
+});
