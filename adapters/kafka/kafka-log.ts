@@ -7,9 +7,12 @@
  * producer whose send failed or went unanswered too long is replaced (see
  * `retireProducer`), its connections cut.
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
+ * Every producer, every subscription and the admin have a kafkajs client of
+ * their own, whose connections can be cut: nothing waits on a silent broker
+ * for kafkajs' 30 s request timeout to close.
  */
 import net from 'node:net';
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer } from 'kafkajs';
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
@@ -71,10 +74,10 @@ interface OwnProducer {
 class KafkaEventLog implements EventLog {
   /** kafkajs settings all clients of this log share. */
   private readonly config: ConstructorParameters<typeof Kafka>[0];
-  /** The consumers' client (producers and the admin have their own). */
-  private readonly kafka: Kafka;
   private current: OwnProducer;
   private readonly admin: Admin;
+  /** Ends the admin's connections (see `close`). */
+  private readonly cutAdmin: () => void;
   /** Disconnects of retired producers, awaited by `close`. */
   private readonly retiring = new Set<Promise<void>>();
   private readonly connectAdmin: () => Promise<Admin>;
@@ -93,12 +96,13 @@ class KafkaEventLog implements EventLog {
       logLevel: LOG_LEVELS[opts.logLevel],
       ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
-    this.kafka = new Kafka({ ...this.config, retry: RECONNECT });
     this.current = this.newProducer();
     // Its own client, with few quick retries: kafkajs connects with the client's
     // retry policy, and the default one keeps a ping to a dead broker retrying
     // (and the process alive) for ~10 s after the ping gave up.
-    this.admin = new Kafka({ ...this.config, retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1000 } }).admin();
+    const admin = this.cuttableClient({ retries: 2, initialRetryTime: 100, maxRetryTime: 1000 }, 'the log was closed');
+    this.admin = admin.kafka.admin();
+    this.cutAdmin = admin.cut;
     this.connectAdmin = lazyConnect(this.admin);
   }
 
@@ -145,7 +149,7 @@ class KafkaEventLog implements EventLog {
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     await this.ensureTopic(options.topic);
-    const sub = await startSubscription(this.kafka, this.opts, options);
+    const sub = await startSubscription(this.cuttableClient(RECONNECT, 'the consumer stopped'), this.opts, options);
     const tracked: Subscription = {
       stop: async () => {
         this.subscriptions.delete(tracked);
@@ -173,16 +177,19 @@ class KafkaEventLog implements EventLog {
   }
 
   /**
-   * The producer's connections are cut, not drained: a publish still in
-   * flight is one its caller gave up on (a relay that stopped), and a
-   * graceful disconnect would wait for a silent broker's answer for up to
-   * kafkajs' 30 s request timeout.
+   * The subscriptions stop (each waits on Kafka for a bounded time, then cuts
+   * its connections). The producer's and the admin's connections are cut,
+   * not drained: a publish still in flight is one its caller gave up on (a
+   * relay that stopped), as is an admin request still pending (a `ping` or
+   * `listTopics` that timed out), and a graceful disconnect would wait for a
+   * silent broker's answer for up to kafkajs' 30 s request timeout.
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
     this.current.cut();
+    this.cutAdmin();
     await Promise.allSettled([this.current.producer.disconnect(), this.admin.disconnect(), ...this.retiring]);
   }
 
@@ -191,23 +198,29 @@ class KafkaEventLog implements EventLog {
    * uses: retiring it cuts them (see `retireProducer`).
    */
   private newProducer(): OwnProducer {
-    const sockets = cuttableSockets();
-    const { logger } = this.opts;
-    const client = new Kafka({
-      ...this.config,
-      retry: RECONNECT,
-      socketFactory: sockets.factory,
-      // Once cut, kafkajs retries what it was given up on, each try failing at once with a line or two
-      // at ERROR for some 12 s: noise, logged at debug (the failed publish is its caller's to report).
-      ...(logger ? { logCreator: kafkaLogCreator(debugOnceCut(logger, sockets.isCut)) } : {}),
-    });
-    const producer = client.producer({
+    const { kafka, cut } = this.cuttableClient(RECONNECT, 'the producer was retired');
+    const producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
     });
-    return { producer, connect: lazyConnect(producer), cut: sockets.cut };
+    return { producer, connect: lazyConnect(producer), cut };
+  }
+
+  /** A kafkajs client on sockets of its own, which `cut` ends (`why` says so in the error of what was in flight). */
+  private cuttableClient(retry: RetryOptions, why: string): { kafka: Kafka; cut: () => void } {
+    const sockets = cuttableSockets(why);
+    const { logger } = this.opts;
+    const kafka = new Kafka({
+      ...this.config,
+      retry,
+      socketFactory: sockets.factory,
+      // Once cut, kafkajs retries what it was given up on, each try failing at once with a line or two
+      // at ERROR for some 12 s: noise, logged at debug (a failed publish is its caller's to report).
+      ...(logger ? { logCreator: kafkaLogCreator(debugOnceCut(logger, sockets.isCut)) } : {}),
+    });
+    return { kafka, cut: sockets.cut };
   }
 
   /**
@@ -314,10 +327,10 @@ async function allOrFirstError(promises: Promise<unknown>[]): Promise<void> {
  * it makes fails at once, as a refused connection would: kafkajs' retries of
  * a request it was given up on end within seconds, without reaching a broker.
  */
-function cuttableSockets(): { factory: ISocketFactory; cut: () => void; isCut: () => boolean } {
+function cuttableSockets(why: string): { factory: ISocketFactory; cut: () => void; isCut: () => boolean } {
   const open = new Set<net.Socket>();
   let cut = false;
-  const refused = () => new Error('connection cut: the producer was retired');
+  const refused = () => new Error(`connection cut: ${why}`);
   const factory: ISocketFactory = ({ host, port, onConnect }) => {
     if (cut) return new net.Socket().destroy(refused()); // kafkajs hears the error after it listened: it is emitted on the next tick
     // `net.connect` looked up at each call, as kafkajs's factory does (tests redirect it).

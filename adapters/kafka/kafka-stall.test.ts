@@ -3,7 +3,9 @@
  * packets) rather than refusing connections: a proxy keeps every connection
  * open and forwards nothing. A publish must fail within its bound, and a
  * relay's stop must not wait out a publish in progress, nor write anything
- * after it returned.
+ * after it returned. A subscription's stop and the log's close must end well
+ * within a worker's shutdown (its grace plus 5 s, 15 s by default) without
+ * losing a record: one whose commit did not land comes again.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -151,6 +153,81 @@ if (kafkaUp) {
         await new Promise((resolve) => setTimeout(resolve, 1000));
         assert.deepEqual(seen, { claims: 1, rolledBack: 1, deleted: 0, claimsOpen: 0 });
         assert.equal(applied, 0, 'PUBLISHED recorded for a batch the relay gave up on');
+      } finally {
+        await restore();
+        await log.close();
+        await deleteTopicsWithPrefix(topicPrefix, brokers);
+      }
+    });
+
+    it('stops a subscription whose last commit waits on it within a few seconds (its connections cut); what was not handled comes again to the group', { timeout: 60_000 }, async () => {
+      const { proxy, restore } = await proxiedBroker();
+      const topicPrefix = randomTopicPrefix();
+      const options = { brokers, topicPrefix, partitions: 1, logLevel: 'nothing', consumer: { maxBatch: 1 } } as const;
+      const log = createKafkaLog(options);
+      const next = createKafkaLog(options);
+      try {
+        await log.ensureTopics();
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => { release = resolve; });
+        const seen: string[] = [];
+        const sub = await log.consume({
+          topic: TOPICS.dispatch, groupId: 'stalled', fromBeginning: true,
+          handle: async (records) => { seen.push(...records.map((r) => r.value)); await held; },
+        });
+        await log.publish([message('held'), message('not handled')]);
+        for (const deadline = Date.now() + 20_000; seen.length === 0;) {
+          assert.ok(Date.now() < deadline, 'the first record was handed to handle');
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        proxy.stall();
+        const stopping = sub.stop();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        release(); // the handle resolves while the consumer stops: its commit goes to the silent broker
+        const stop = await settleWithin(stopping, 20_000);
+        assert.ok(stop.settled && stop.ok, `sub.stop() with a commit waiting on the silent broker: ${JSON.stringify(stop)}`);
+        // kafkajs alone waits out the commit and the LeaveGroup (30 s each); a worker's whole shutdown has 15 s.
+        assert.ok(stop.ms < 8000, `sub.stop() took ${stop.ms} ms`);
+        assert.deepEqual(seen, ['held'], 'no record was handed over once the consumer stopped');
+        const close = await settleWithin(log.close(), 10_000);
+        assert.ok(close.settled && close.ok && close.ms < 8000, `log.close() after the stop: ${JSON.stringify(close)}`);
+
+        // The broker answers again: the group's next member gets what was not handled (and the first record
+        // again, unless its commit, held back by the proxy, landed late).
+        proxy.unstall();
+        const delivered: string[] = [];
+        let got!: () => void;
+        const gotIt = new Promise<void>((resolve) => { got = resolve; });
+        await next.consume({
+          topic: TOPICS.dispatch, groupId: 'stalled', fromBeginning: true,
+          handle: async (records) => {
+            delivered.push(...records.map((r) => r.value));
+            if (delivered.includes('not handled')) got();
+          },
+        });
+        const again = await settleWithin(gotIt, 25_000);
+        assert.ok(again.settled, `the record not handled did not come again: ${JSON.stringify(delivered)}`);
+      } finally {
+        await restore();
+        await log.close();
+        await next.close();
+        await deleteTopicsWithPrefix(topicPrefix, brokers);
+      }
+    });
+
+    it('closes the log without waiting out an admin request left unanswered (a ping that gave up)', { timeout: 60_000 }, async () => {
+      const { proxy, restore } = await proxiedBroker();
+      const topicPrefix = randomTopicPrefix();
+      const log = createKafkaLog({ brokers, topicPrefix, partitions: 1, logLevel: 'nothing' });
+      try {
+        await log.ensureTopics();
+        proxy.stall();
+        const ping = await settleWithin(log.ping(), 10_000);
+        assert.ok(ping.settled && !ping.ok, `ping() to the silent broker: ${JSON.stringify(ping)}`);
+        const close = await settleWithin(log.close(), 20_000);
+        assert.ok(close.settled && close.ok, `log.close() with the ping's request pending: ${JSON.stringify(close)}`);
+        // A drained disconnect of the admin waits for the request up to kafkajs' 30 s request timeout.
+        assert.ok(close.ms < 8000, `log.close() took ${close.ms} ms`);
       } finally {
         await restore();
         await log.close();

@@ -4,6 +4,8 @@
  * only after `handle` resolved for every record up to it. Break that (commit
  * first, or auto-commit) and a crash mid-`handle` loses dispatches for good.
  * The commits themselves run behind the fetch loop (offset-committer.ts).
+ * A stop waits on Kafka for a bounded time only, then cuts the consumer's
+ * connections (see `startSubscription`).
  */
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
@@ -18,6 +20,29 @@ type Tuning = CompiledKafkaLogOptions['consumer'];
 const MAX_RESTART_DELAY_MS = 5000;
 
 /**
+ * How long a stop waits on Kafka (the last commits, leaving the group) once no
+ * `handle` runs any more. A healthy broker answers in milliseconds; one that
+ * stops answering (a frozen host, packets dropped) refuses nothing, and
+ * kafkajs would wait out its 30 s request timeout for the fetch in flight,
+ * the commit and the LeaveGroup in turn, about a minute, while a worker's
+ * whole shutdown has its grace plus 5 s. Past the bound the connections are
+ * cut: a commit that did not land is records delivered again (the claims
+ * fence them), and a group not left moves the partitions after the session
+ * timeout instead of at once.
+ */
+const LEAVE_TIMEOUT_MS = 2000;
+
+/**
+ * The kafkajs client of one subscription, on connections of its own: `cut`
+ * ends them at once and fails every later one (what is in flight fails, as
+ * on a refused connection).
+ */
+export interface ConsumerClient {
+  readonly kafka: Kafka;
+  readonly cut: () => void;
+}
+
+/**
  * Starts a consumer and resolves once it has joined its group and fetched once.
  *
  * kafkajs restarts a consumer by itself after a retriable crash (a broker
@@ -26,10 +51,15 @@ const MAX_RESTART_DELAY_MS = 5000;
  * sit idle forever. So the subscription watches for such a crash and starts a
  * new consumer in the same group (after `restartDelayMs`, doubling up to 5 s
  * while starting fails), until `stop()`.
+ *
+ * `stop()` returns once no `handle` runs, and once the consumer left its
+ * group, or Kafka left that unanswered for `LEAVE_TIMEOUT_MS` after the last
+ * `handle` returned and the client's connections were cut.
  */
 export async function startSubscription(
-  kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
+  client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
 ): Promise<Subscription> {
+  const { kafka } = client;
   const inFlight = new Set<Promise<unknown>>();
   const logger = kafka.logger();
   const topic = physicalName(opts.topicPrefix, options.topic);
@@ -64,18 +94,31 @@ export async function startSubscription(
   }
   let consumer = await startConsumer(kafka, opts, options, inFlight, committer, onDeadCrash);
 
+  const leave = async () => {
+    await restarting;
+    await committer.settled();
+    // disconnect() waits for the batch being handled (which lets its commits
+    // go first), then leaves the group, so the partitions move to the other
+    // members right away.
+    await consumer.disconnect();
+  };
   let stopping: Promise<void> | null = null;
   const stop = async () => {
     stopped = true;
     clearTimeout(timer);
     wake(); // a restart waiting out its delay gives up now
+    const leaving = leave();
+    leaving.catch(() => {}); // thrown by `await leaving` below, once no handle runs
     try {
-      await restarting;
-      await committer.settled();
-      // disconnect() waits for the batch being handled (which lets its commits
-      // go first), then leaves the group, so the partitions move to the other
-      // members right away.
-      await consumer.disconnect();
+      // Timed from the last handle's end: a slow handle on a healthy broker still gets its commit.
+      await noHandleRunning(inFlight);
+      if (!(await settlesWithin(leaving, LEAVE_TIMEOUT_MS))) {
+        logger.warn('Kafka did not answer the consumer leaving its group; its connections are cut (records not committed are delivered again)', {
+          topic, waitedMs: LEAVE_TIMEOUT_MS,
+        });
+        client.cut();
+      }
+      await leaving;
     } finally {
       // Should the disconnect fail, stop() still returns only once no handle
       // runs: the caller goes on to end the work those calls started.
@@ -83,6 +126,22 @@ export async function startSubscription(
     }
   };
   return { stop: () => (stopping ??= stop()) };
+}
+
+/** Resolves once no `handle` call is in flight (the batch being handled may still start some until the consumer stops). */
+async function noHandleRunning(inFlight: Set<Promise<unknown>>): Promise<void> {
+  while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+}
+
+/** Whether `promise` settled (either way) within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later crash kafkajs does not restart from. */
