@@ -97,6 +97,38 @@ if (kafkaUp) {
       }
     });
 
+    it('creates a missing topic, a lane too, with the broker\'s default replication factor (no factor of its own)', async () => {
+      // What the log asks for: its admin's createTopics calls, seen through kafkajs' client.
+      const asked: Array<{ topic: string; replicationFactor?: number }> = [];
+      const admin0 = Kafka.prototype.admin;
+      Kafka.prototype.admin = function (this: Kafka, ...args: Parameters<Kafka['admin']>) {
+        const made = admin0.apply(this, args);
+        const create = made.createTopics.bind(made);
+        made.createTopics = async (o) => {
+          asked.push(...o.topics);
+          return create(o);
+        };
+        return made;
+      };
+      const { log, topicPrefix, cleanup } = freshLog();
+      try {
+        await log.ensureTopics();
+        await log.publish([{ topic: `${TOPICS.dispatch}.mail` as Topic, key: 'k', value: 'v', headers: {} }]);
+      } finally {
+        Kafka.prototype.admin = admin0;
+      }
+      try {
+        assert.ok(asked.some((t) => t.topic === `${topicPrefix}${TOPICS.dispatch}.mail`), JSON.stringify(asked));
+        // -1 (or none, which kafkajs sends as -1): the broker's default.replication.factor, as a cluster sets it.
+        assert.deepEqual(asked.filter((t) => (t.replicationFactor ?? -1) !== -1), []);
+        await admin.connect();
+        const { topics } = await admin.fetchTopicMetadata({ topics: [`${topicPrefix}${TOPICS.dispatch}.mail`] });
+        assert.deepEqual(topics[0]!.partitions.map((p) => p.replicas.length), [1, 1, 1], 'this one broker\'s default: one replica');
+      } finally {
+        await cleanup();
+      }
+    });
+
     it('refuses to publish to the topic of a row of many messages (what a relay from before outbox batching would try)', async () => {
       const { log, cleanup } = freshLog();
       try {

@@ -264,9 +264,12 @@ class KafkaEventLog implements EventLog {
     const admin = await this.connectAdmin();
     const log = this.opts.logger;
     // Resolves false when the topic exists already.
+    // No replication factor: the broker's own `default.replication.factor` (kafkajs sends -1), which a
+    // cluster sets to its size; a lane's topic is created at its first message, so an operator cannot
+    // be relied on to have made it beforehand.
     const created = await admin.createTopics({
       waitForLeaders: false,
-      topics: [{ topic: name, numPartitions: this.opts.partitions, replicationFactor: 1 }],
+      topics: [{ topic: name, numPartitions: this.opts.partitions }],
     }).catch((error: unknown) => {
       log?.error('kafka: creating a topic failed', { topic: name, error: topicErrors(error) });
       throw error;
