@@ -96,3 +96,17 @@ export function toApiError(status: number, text: string, location?: string | nul
   }
   return new ApiError(status, `HTTP_${status}`, text.slice(0, 200) || `HTTP ${status}`, retryAfterMs !== undefined ? { retryAfterMs } : undefined);
 }
+
+/**
+ * `watch()` was refused by the server at the WebSocket upgrade with an error
+ * of its own (`401 ATS_ERR_UNAUTHORIZED`, `403 ATS_ERR_FORBIDDEN`, `429
+ * ATS_ERR_TOO_MANY_STREAMS`, ...): that error, its code and message as the
+ * server sent them. Only a `ws` socket can read it; a standard WebSocket
+ * cannot see the upgrade's answer.
+ */
+export class StreamRefusedError extends ApiError {
+  constructor(answer: ApiError) {
+    super(answer.status, answer.code, answer.message, answer.retryAfterMs !== undefined ? { retryAfterMs: answer.retryAfterMs } : undefined);
+    this.name = 'StreamRefusedError';
+  }
+}

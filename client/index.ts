@@ -27,7 +27,7 @@ import type {
 } from './types.js';
 
 export * from './types.js';
-export { ApiError, StreamUnavailableError, UnreachableError, type ApiErrorCode } from './errors.js';
+export { ApiError, StreamRefusedError, StreamUnavailableError, UnreachableError, type ApiErrorCode } from './errors.js';
 export type { Watch, WatchOptions, WebSocketConstructor, WebSocketLike } from './stream.js';
 export { KEY_REFUSED_CLOSE } from './stream.js';
 

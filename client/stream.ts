@@ -11,7 +11,7 @@
  * the `ws` package (loaded on demand when there is no global one), which also
  * tells the HTTP status of a refused upgrade.
  */
-import { ApiError, networkReason, StreamUnavailableError, toApiError, UnreachableError } from './errors.js';
+import { ApiError, networkReason, StreamRefusedError, StreamUnavailableError, toApiError, UnreachableError } from './errors.js';
 import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamWorkflowMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
@@ -497,7 +497,7 @@ class ResumingWatch implements Watch {
   private failure(status: number, answer: ApiError | null, error: unknown, code: number): Error {
     if (status === 404) return new StreamUnavailableError(status, `the server has no stream (HTTP ${status} on /v1/stream)`);
     // The server's own error (a refused key, too many streams, not ready); a proxy's page says nothing more than its status.
-    if (answer && !answer.code.startsWith('HTTP_')) return answer;
+    if (answer && !answer.code.startsWith('HTTP_')) return new StreamRefusedError(answer);
     if (status) return new StreamUnavailableError(status, `the stream's upgrade was refused (HTTP ${status} on /v1/stream)`);
     const reason = error ? networkReason(error) : '';
     if (reason && reason !== '[object Event]' && reason !== 'error') return new UnreachableError(this.deps.baseUrl, reason, { cause: error });

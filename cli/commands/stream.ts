@@ -9,7 +9,7 @@
  */
 import WebSocket from 'ws';
 import {
-  ApiError, StreamUnavailableError, type ApiErrorCode, type AtsClient, type StreamEventMessage, type StreamFilter, type StreamProgressMessage,
+  ApiError, StreamRefusedError, StreamUnavailableError, type ApiErrorCode, type AtsClient, type StreamEventMessage, type StreamFilter, type StreamProgressMessage,
   type WebSocketConstructor,
 } from '../../client/index.js';
 
@@ -68,9 +68,9 @@ export const NodeWebSocket = WebSocket as unknown as WebSocketConstructor;
 
 /**
  * Upgrade statuses that say the server has a stream but will not give it to
- * this caller (now): the error they are, never a reason to poll instead. Only
- * the status is known (the refusal's body is not read), so the message says
- * what each status can mean.
+ * this caller (now): the error they are, never a reason to poll instead. The
+ * message says what each status can mean and what to do, whatever the
+ * refusal's body said (a proxy's page has none of the server's codes).
  */
 const REFUSALS = new Map<number, { code: ApiErrorCode; why: string }>([
   [401, { code: 'ATS_ERR_UNAUTHORIZED', why: 'the server refused the stream without a valid API key: set ATS_API_KEY to one' }],
@@ -81,9 +81,11 @@ const REFUSALS = new Map<number, { code: ApiErrorCode; why: string }>([
 
 /** A failed first subscribe as the commands tell it apart: StreamUnavailable (poll instead), or the error it is. */
 export function subscribeFailure(err: unknown): unknown {
-  if (!(err instanceof StreamUnavailableError)) return err;
+  if (!(err instanceof StreamUnavailableError || err instanceof StreamRefusedError)) return err;
   const refusal = REFUSALS.get(err.status);
   if (refusal) return new ApiError(err.status, refusal.code, `${refusal.why} (HTTP ${err.status} on /v1/stream)`);
+  // Refused with another error of the server's: that error, not a reason to poll.
+  if (err instanceof StreamRefusedError) return err;
   return new StreamUnavailable(err.status || null, err.message);
 }
 
