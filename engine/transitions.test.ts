@@ -13,7 +13,7 @@ import type { StoreFaults } from '../adapters/sql/options.js';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
-import { isAtsError } from './errors.js';
+import { AtsError, isAtsError } from './errors.js';
 import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 import type { Clock, JobSpec, JobStore, OutboxRow } from './ports.js';
 import { TransitionService, type EventInput } from './transitions.js';
@@ -265,6 +265,26 @@ for (const backend of [mysql, sqlite]) {
       assert.ok(again!.ok && again!.created, JSON.stringify(again));
       assert.notEqual(again!.job.id, held.job.id);
       assert.equal((await store.findByIdempotencyKey('default', 'race', 'default'))?.id, again!.job.id);
+    });
+
+    withStore('a group of single submits whose commit may have happened (its answer lost) is not written again: each submit fails with that error', async ({ store }) => {
+      const queue = `q-${nextId().toLowerCase()}`;
+      let once = true;
+      // The insert commits, then its answer is lost: the caller sees an outage, not whether it committed.
+      const losing = intercept(store, (name) => name === 'insert', async (call) => {
+        const r = await call();
+        if (once) {
+          once = false;
+          throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'the connection was lost after the commit was sent');
+        }
+        return r;
+      });
+      const svc = service(losing);
+      const results = await Promise.allSettled([1, 2, 3].map((i) => svc.submit(spec({ queue, payload: { i } }))));
+      assert.ok(!once, 'the submits went as one group');
+      for (const r of results) assert.ok(r.status === 'rejected' && isAtsError(r.reason) && r.reason.code === 'ATS_ERR_STORE_UNAVAILABLE', JSON.stringify(r));
+      const jobs = await store.listJobs({ queue, limit: 100 });
+      assert.deepEqual(jobs.map((j) => JSON.stringify(j.payload)).sort(), ['{"i":1}', '{"i":2}', '{"i":3}'], 'each submit once: written by the lost commit, never again');
     });
 
     withStore('a submitMany whose one lookup fails answers only once its other items stopped writing', async ({ store }) => {

@@ -9,7 +9,7 @@ import { runsMachineOf, start, step, UnknownJobMachineError } from '../machines/
 import { leaseOver, type JobEvent, type JobInput } from '../machines/job.machine.js';
 import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
-import { AtsError } from './errors.js';
+import { AtsError, isAtsError } from './errors.js';
 import { settleAll } from './in-parallel.js';
 import { outboxFor } from './messages.js';
 import { admit, limitKeyOf, type LimitState } from './limits.js';
@@ -105,16 +105,21 @@ export class TransitionService {
   }
 
   /**
-   * One transaction for a group of single submits. If that transaction fails,
-   * each is tried alone, so a submit fails only for its own reasons. Only the
-   * insert is retried: once it committed, retrying would create jobs twice.
+   * One transaction for a group of single submits. If that transaction fails
+   * and was rolled back, each is tried alone, so a submit fails only for its
+   * own reasons. Only the insert is retried: once it committed, retrying would
+   * create jobs twice. So an error that leaves open whether it committed (the
+   * database unreachable or silent when the commit was sent: its answer may
+   * be all that was lost; a check failed after the commit) fails every submit
+   * of the group with it, as it would a submit alone: a client retrying with
+   * its Idempotency-Key then finds its job.
    */
   private async submitGroup(specs: JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
     let group: { writes: TransitionWrite[]; inserted: InsertResult[] };
     try {
       group = await this.insertSubmits(specs);
     } catch (err) {
-      if (specs.length === 1) return [{ status: 'rejected', reason: err }];
+      if (specs.length === 1 || mayHaveCommitted(err)) return specs.map(() => ({ status: 'rejected', reason: err }));
       return Promise.allSettled(specs.map(async (spec) => (await this.submitMany([spec]))[0]!));
     }
     return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!, specs[i]!)));
@@ -126,8 +131,22 @@ export class TransitionService {
    * re-insert) after it failed.
    */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
+    const settled = await this.submitManySettled(specs);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((s) => (s as PromiseFulfilledResult<SubmitResult>).value);
+  }
+
+  /**
+   * `submitMany`, each item answered on its own once the transaction
+   * committed: an item whose key's holder could not be read (the database
+   * went away after the commit) is its own failure, while the other items
+   * stand, written. Only the transaction's failure rejects the call (and then
+   * nothing was written, or it is unknown whether it was: see `mayHaveCommitted`).
+   */
+  async submitManySettled(specs: readonly JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
     const { writes, inserted } = await this.insertSubmits(specs);
-    return settleAll(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
+    return Promise.allSettled(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
@@ -219,6 +238,16 @@ function startedKeys(
     if (key !== undefined) keys.push(key);
   });
   return keys;
+}
+
+/**
+ * Whether a failed write may still have committed: an outage (the store's
+ * answer did not come: it may be the answer alone that was lost) or a failure
+ * after the commit. Any other error was raised inside the transaction, which
+ * was rolled back.
+ */
+function mayHaveCommitted(err: unknown): boolean {
+  return isAtsError(err) && (err.code === 'ATS_ERR_STORE_UNAVAILABLE' || err.code === 'ATS_ERR_INTERNAL');
 }
 
 /** The writes for a group of events, each with the job as it was before it (`before`, for the metrics). */
