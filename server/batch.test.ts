@@ -10,7 +10,10 @@ import type { InjectOptions } from 'fastify';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp, type AppDeps } from './app.js';
 import type { BatchResult, JobDetail } from './schemas.js';
-import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { monotonicFactory } from 'ulid';
+import { AtsError } from '../engine/errors.js';
+import { TransitionService } from '../engine/transitions.js';
+import { randomQueue, startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 const KNOWN = ['demo.echo', '__proto__', 'constructor'];
@@ -79,6 +82,38 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
       assert.deepEqual([created.payload, created.queue, created.maxAttempts, created.idempotencyKey], [{ b: 2 }, queue, 3, null]);
       assert.deepEqual(created.events.map((e) => e.type), ['SUBMITTED']);
       assert.equal((await get(results[7]!.id!)).idempotencyKey, 'k2');
+    });
+
+    test('an item whose key\'s holder cannot be read once the batch committed is its own 503; the items written are answered as written', async () => {
+      const queue = randomQueue();
+      const key = `held-${queue}`;
+      const held = await batch([{ type: 'demo.echo', payload: { n: 0 }, queue, idempotencyKey: key }]);
+      assert.equal(held[0]!.status, 201);
+      // The database goes away after the batch's commit, as the taken key's holder is read.
+      const blinking = new Proxy(t.store, {
+        get(target, name, receiver) {
+          if (name === 'findByIdempotencyKey') return async () => { throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'the database went away'); };
+          const value = Reflect.get(target, name, receiver) as unknown;
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const ids = monotonicFactory();
+      const transitions = new TransitionService({ store: blinking, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ids() } });
+      const app = await buildApp({ ...t.deps, transitions });
+      try {
+        const r = await app.inject({
+          method: 'POST', url: '/v1/jobs/batch',
+          payload: { jobs: [{ type: 'demo.echo', payload: { n: 0 }, queue, idempotencyKey: key }, { type: 'demo.echo', payload: { n: 1 }, queue }] },
+        });
+        assert.equal(r.statusCode, 200, r.body);
+        const [again, fresh] = (r.json() as { results: BatchResult[] }).results;
+        assert.deepEqual([again!.status, again!.code], [503, 'ATS_ERR_STORE_UNAVAILABLE']);
+        assert.equal(fresh!.status, 201);
+        assert.deepEqual((await get(fresh!.id!)).payload, { n: 1 });
+        assert.equal(await rows(queue), 2, 'the held job and the new item, once each');
+      } finally {
+        await app.close();
+      }
     });
 
     test('results follow the order of the items', async () => {

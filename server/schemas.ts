@@ -414,7 +414,7 @@ export const ReadyView = Type.Object({
  * a `oneOf`, so a thousand of them serialize fast.
  */
 export const BatchResult = Type.Object({
-  status: Type.Integer({ description: '201, 200, or the item\'s 4xx' }),
+  status: Type.Integer({ description: '201, 200, or the item\'s 4xx (or 503: its key\'s holder could not be read after the others were written)' }),
   id: Type.Optional(Type.String({ ...JobId, description: 'The job (201 and 200)' })),
   state: Type.Optional(ref(JobStateSchema)),
   code: Type.Optional(ErrorCode('The item\'s error code (4xx)')),

@@ -24,9 +24,12 @@ const schema = {
   description:
     'All valid items are written in one transaction. `results[i]` answers `jobs[i]`: `{status: 201, id, state}` created, ' +
     '`{status: 200, id, state}` the job an earlier submit with this idempotencyKey created, or the item\'s own ' +
-    '`{status, code, message}` (400, 409, 413, 422), which does not fail the other items. The whole request fails ' +
-    '(and writes nothing) only when the envelope is wrong (400), the body is over the batch limit (413) or the ' +
-    'database is unreachable (503).',
+    '`{status, code, message}` (400, 409, 413, 422), which does not fail the other items; an item whose ' +
+    'idempotencyKey was taken and whose holder could not be read once the others were written is its own 503 ' +
+    '(send it again with its key). The whole request fails only when the envelope is wrong (400) or the body is ' +
+    'over the batch limit (413), writing nothing, or when the database is unreachable (503): nothing was written, ' +
+    'unless the connection was lost as the transaction committed, which a client cannot tell; items sent again ' +
+    'with their idempotencyKey are then answered with the jobs written.',
   tags: ['jobs'],
   body: BatchBody,
   response: { 200: described(ref(BatchResponse), 'One result per item, in order'), ...errorResponses(400, 413, 415, 503) },
@@ -82,8 +85,10 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     if (specs.length > 0) {
       const trace = span ? traceContextOf() : undefined;
       if (trace) for (const spec of specs) spec.traceContext = trace;
-      const submitted = await deps.transitions.submitMany(specs);
-      submitted.forEach((r, k) => (results[slots[k]!] = toResult(r, slots[k]!)));
+      // Settled item by item: once the transaction committed, an item that fails after it (its key's
+      // holder could not be read) is its own 503, and the written items are answered as written.
+      const submitted = await deps.transitions.submitManySettled(specs);
+      submitted.forEach((r, k) => (results[slots[k]!] = r.status === 'fulfilled' ? toResult(r.value, slots[k]!) : failedItem(r.reason)));
     }
     span?.setAttributes({ [ATTR.jobCount]: specs.length, [ATTR.httpStatus]: 200 });
     return { results };
@@ -101,6 +106,12 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     return submitAll(tenant, request.body.jobs);
   });
 };
+
+/** An item that failed after the batch's transaction committed: its own error (an unexpected one as ATS_ERR_INTERNAL). */
+function failedItem(reason: unknown): BatchResult {
+  const e = isAtsError(reason) ? reason : new AtsError('ATS_ERR_INTERNAL', 'Internal error');
+  return { status: e.status, code: e.code, message: e.message };
+}
 
 function toResult(r: SubmitResult, i: number): BatchResult {
   if (!r.ok) {
