@@ -44,6 +44,7 @@ export const ERRORS = Object.freeze({
     'ATS_ERR_JOB_MACHINE_UNKNOWN', 503, 'A job machine version this server does not run (a newer deployment) wrote the job; retry on a server that runs it',
   ),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
+  ATS_ERR_JOB_AWAITED: def('ATS_ERR_JOB_AWAITED', 409, 'A workflow instance still waits on this job\'s end; it can be deleted once the instance has taken it'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),
   ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),
   ATS_ERR_HEADERS_TOO_LARGE: def('ATS_ERR_HEADERS_TOO_LARGE', 431, 'The request headers are larger than the limit'),

@@ -213,11 +213,17 @@ export interface JobCount {
   n: number;
 }
 
-/** What deleting one job did: `live` when it is not terminal (nothing deleted). */
+/**
+ * What deleting one job did: `live` when it is not terminal; `awaited` when it
+ * is a workflow's finished child whose instance (`workflowId`) has not taken
+ * its end yet (deleted, the end would reach it as "the job is gone"). Nothing
+ * is deleted then.
+ */
 export type DeleteResult =
   | { ok: true }
   | { ok: false; reason: 'not-found' }
-  | { ok: false; reason: 'live'; state: JobState };
+  | { ok: false; reason: 'live'; state: JobState }
+  | { ok: false; reason: 'awaited'; state: JobState; workflowId: string };
 
 /** The outbox's backlog: rows (and their messages) waiting for the relay and when the oldest one was written. */
 export interface OutboxBacklog {

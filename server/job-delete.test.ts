@@ -2,12 +2,18 @@
  * `DELETE /v1/jobs/:id` on the real MariaDB, what a deleted job's
  * Idempotency-Key does afterwards, and `/v1/stats` (served from the
  * maintained counters) for queues named like Object.prototype's properties.
+ * On MariaDB and SQLite: a workflow's finished child its instance has not
+ * taken the end of yet is refused (409 ATS_ERR_JOB_AWAITED) and stays, so
+ * that the sweep tells the instance how it really ended; then it goes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setup } from 'xstate';
+import { HandlerRegistry } from '../engine/handlers.js';
+import { job } from '../machines/workflow.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import type { JobView } from './schemas.js';
-import { randomQueue, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 
@@ -92,3 +98,64 @@ describe('DELETE /v1/jobs/:id and stats', { skip: mysqlReady ? false : 'MariaDB 
     assert.equal(s.total, Object.values(s.byState as Record<string, number>).reduce((x, n) => x + n, 0));
   });
 });
+
+/** One child job (`wf.step`): done on its end, failed on its error. */
+function oneStep(): HandlerRegistry {
+  const machine = setup({ actors: { step: job('wf.step') } }).createMachine({
+    id: 'one-step', initial: 'working',
+    states: {
+      working: { invoke: { id: 'step', src: 'step', onDone: 'ok', onError: 'failed' } },
+      ok: { type: 'final' },
+      failed: { type: 'final' },
+    },
+  });
+  const definitions = new HandlerRegistry();
+  definitions.workflow('one-step', machine, { version: 1 });
+  return definitions;
+}
+
+const backends: [string, typeof startTestApp, string | false][] = [
+  ['MariaDB', startTestApp, mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)'],
+  ['SQLite', startSqliteTestApp, false],
+];
+
+for (const [name, start, skip] of backends) {
+  describe(`DELETE /v1/jobs/:id of a workflow's child (${name})`, { skip }, () => {
+    test('a finished child its instance still waits on is a 409 ATS_ERR_JOB_AWAITED and stays; once the instance took its end, it goes', async () => {
+      const t = await start({}, { workflows: oneStep() });
+      try {
+        const r = await t.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'one-step', input: null } });
+        assert.equal(r.statusCode, 201, r.body);
+        const wf = r.json() as { id: string; children: { jobId: string }[] };
+        const childId = wf.children[0]!.jobId;
+        const del = () => t.app.inject({ method: 'DELETE', url: `/v1/jobs/${childId}` });
+        const instance = async () => (await t.app.inject({ url: `/v1/workflows/${wf.id}` })).json() as { status: string; value: unknown };
+
+        assert.equal((await del()).json().code, 'ATS_ERR_JOB_LIVE', 'a pending child is live, as any job');
+        const at = Date.now();
+        assert.ok((await t.transitions.apply(childId, { type: 'STARTED', attempt: 1, leaseUntil: at + 30_000, workerId: 'w' })).ok);
+        assert.ok((await t.transitions.apply(childId, { type: 'SUCCEEDED', attempt: 1, result: 7 })).ok);
+
+        // No log runs here: the end has not reached the instance, as when the in-process log lost it at a restart.
+        const refused = await del();
+        assert.equal(refused.statusCode, 409, refused.body);
+        assert.equal(refused.json().code, 'ATS_ERR_JOB_AWAITED');
+        assert.match(refused.json().message, new RegExp(`is done, but its workflow instance ${wf.id} `));
+        const kept = await t.app.inject({ url: `/v1/jobs/${childId}` });
+        assert.equal(kept.json().state, 'done', 'nothing deleted');
+        assert.equal((await t.store.getEvents(childId)).length, 3, 'its events stay');
+        assert.deepEqual((await t.store.jobCounts()).filter((c) => c.type === 'wf.step').map((c) => [c.state, c.n]), [['done', 1]], 'still counted');
+
+        // The sweep tells the instance the child's end as the job stands: it succeeded.
+        await t.workflows!.sweep(10);
+        const ended = await instance();
+        assert.deepEqual([ended.status, ended.value], ['done', 'ok'], 'onDone, not onError');
+        const deleted = await del();
+        assert.equal(deleted.statusCode, 204, deleted.body);
+        assert.equal((await t.app.inject({ url: `/v1/jobs/${childId}` })).statusCode, 404);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+}

@@ -2,7 +2,8 @@
  * Deleting finished jobs (adapters/sql/deletes.ts) on SQLite and on MariaDB:
  * retention keeps a workflow's finished child while its instance still waits
  * for the child's end, and goes on past such children to the jobs behind
- * them; and a delete leaves no counter rows (`job_counts`) of keys whose
+ * them; `deleteJob` refuses such a child (`awaited`, with its instance), writing
+ * nothing, and deletes it once the instance took its end; and a delete leaves no counter rows (`job_counts`) of keys whose
  * count came back to zero, so that table stays as small as the jobs kept.
  */
 import assert from 'node:assert/strict';
@@ -135,6 +136,24 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await store.purgeWorkflows('cancelled', Number.MAX_SAFE_INTEGER, 10), 1);
       assert.equal(await store.purgeJobs('done', T + 10, 10), 1);
       assert.deepEqual(await store.recountJobs(), []);
+      await assertCountsExact(store);
+    }));
+
+    it('deleteJob refuses a finished child its active instance still waits on, writing nothing, and deletes it once the instance took its end or ended', run(async (store) => {
+      await startWaiting(store, wid(1), [jid(1), jid(2)]);
+      await startWaiting(store, wid(2), [jid(3)]);
+      assert.deepEqual(await store.deleteJob(jid(1)), { ok: false, reason: 'live', state: 'pending' }, 'a live child is live, as any job');
+      for (const id of [jid(1), jid(2), jid(3)]) await toDone(store, id, T + 10);
+      const before = JSON.stringify([await store.getEvents(jid(1)), await store.jobCounts(), await countRows(store)]);
+      assert.deepEqual(await store.deleteJob(jid(1)), { ok: false, reason: 'awaited', state: 'done', workflowId: wid(1) });
+      assert.equal((await store.getJob(jid(1)))?.snapshot.value, 'done', 'kept');
+      assert.equal(JSON.stringify([await store.getEvents(jid(1)), await store.jobCounts(), await countRows(store)]), before, 'nothing written');
+
+      await stepTo(store, wid(1), [jid(2)]); // took jid(1)'s end, still waits on jid(2)
+      assert.deepEqual(await store.deleteJob(jid(1)), { ok: true });
+      assert.deepEqual(await store.deleteJob(jid(2)), { ok: false, reason: 'awaited', state: 'done', workflowId: wid(1) });
+      await stepTo(store, wid(2), [jid(3)], 'cancelled'); // ended, its child listed still
+      assert.deepEqual(await store.deleteJob(jid(3)), { ok: true });
       await assertCountsExact(store);
     }));
 

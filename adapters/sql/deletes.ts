@@ -4,8 +4,9 @@
  * old ones (retention). A job is deleted with its `job_events` rows and
  * uncounted in the same transaction; its outbox rows are the relay's (they
  * go once published). Only terminal jobs are ever deleted: the state is read
- * under the row lock and checked again by the DELETE itself. Retention keeps
- * a workflow's child while its instance still waits for the child's end.
+ * under the row lock and checked again by the DELETE itself. A workflow's
+ * child is never deleted while its instance still waits for the child's end:
+ * retention keeps it, and a delete of it is refused.
  */
 import { TERMINAL_STATES, type JobState } from '../../machines/job.machine.js';
 import type { DeleteResult } from '../../engine/ports.js';
@@ -16,10 +17,12 @@ import { toNum, toParent, type Row } from './rows.js';
 import { marks, type Sql } from './statements.js';
 import { VersionConflict } from './writes.js';
 
-/** What a delete found of one job: its state, and whether it is gone. */
+/** What a delete found of one job: its state, whether it is gone, and the instance that kept it. */
 export interface Found {
   state: JobState;
   deleted: boolean;
+  /** The active instance still waiting on this finished job's end, which kept it; else null. */
+  awaitedBy: string | null;
 }
 
 const TERMINAL_LIST = TERMINAL_STATES.map((s) => `'${s}'`).join(', ');
@@ -42,17 +45,17 @@ export const FIND_EXPIRED_JOBS_AFTER =
   'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
 
 /**
- * The states of the active instances among some ids: the children each still
- * waits on are in it (`state.children`). Params: the instance ids.
+ * The active instances among some ids, with their states: the children each
+ * still waits on are in it (`state.children`). Params: the instance ids.
  */
 const selectActiveParents = (ids: readonly string[]): Sql => ({
-  sql: `SELECT state FROM workflows WHERE id IN (${marks(ids.length)}) AND status = 'active'`,
+  sql: `SELECT id, state FROM workflows WHERE id IN (${marks(ids.length)}) AND status = 'active'`,
   params: [...ids],
 });
 
-/** Lock the jobs to delete, in id order (as updates lock them). Params: the ids, sorted. */
+/** Lock the jobs to delete, in id order (as updates lock them), with their parent. Params: the ids, sorted. */
 const selectForDelete = (d: Dialect, ids: readonly string[]): Sql => ({
-  sql: `SELECT id, tenant, type, queue, state, updated_at FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
+  sql: `SELECT id, tenant, type, queue, state, updated_at, parent FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
   params: [...ids],
 });
 
@@ -74,21 +77,29 @@ const deleteJobs = (ids: readonly string[], updatedBefore: number): Sql => ({
 
 /**
  * Delete the terminal jobs among `ids` whose last transition is at or before
- * `updatedBefore`, with their events and progress, and uncount them. Returns what it found
- * of each id that exists. Throws `VersionConflict` if the DELETE removed other
- * rows than the locked read promised (the caller rolls back and retries).
+ * `updatedBefore`, with their events and progress, and uncount them; but not a
+ * workflow's child its instance still waits on (`waitedOn`): the sweep that
+ * would tell the instance the child's end reads the job, and would find it
+ * gone. Returns what it found of each id that exists. Throws `VersionConflict`
+ * if the DELETE removed other rows than the locked read promised (the caller
+ * rolls back and retries).
  */
 export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore = Number.MAX_SAFE_INTEGER): Program<Map<string, Found>> {
   const found = new Map<string, Found>();
   if (ids.length === 0) return found;
   const sorted = [...new Set(ids)].sort();
   const { rows } = yield selectForDelete(d, sorted);
+  const ended = rows.filter((r) => TERMINAL_STATES.includes(String(r.state) as JobState));
+  // Retention passed over such children as it read its candidates: this is for a delete of one job
+  // (no query unless a finished job has a parent).
+  const waited = yield* waitedOn(ended);
   const doomed: string[] = [];
   const deltas = new CountDeltas();
   for (const r of rows) {
     const state = String(r.state) as JobState;
-    const deleted = TERMINAL_STATES.includes(state) && toNum(r.updated_at) <= updatedBefore;
-    found.set(String(r.id), { state, deleted });
+    const awaitedBy = TERMINAL_STATES.includes(state) ? waited.get(String(r.id)) ?? null : null;
+    const deleted = TERMINAL_STATES.includes(state) && toNum(r.updated_at) <= updatedBefore && awaitedBy === null;
+    found.set(String(r.id), { state, deleted, awaitedBy });
     if (!deleted) continue;
     doomed.push(String(r.id));
     deltas.add(String(r.tenant), String(r.queue), String(r.type), state, -1);
@@ -108,21 +119,21 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
 const parentOf = (r: Row): string | null => (r.parent === null || r.parent === undefined ? null : toParent(String(r.parent)).workflowId);
 
 /**
- * The candidates whose instance still waits on them: it is active and its
- * state lists the job among its children (it has not taken the job's end).
- * Read without locks, which is enough: an instance stops waiting on a job
- * once and never waits on it again (a new invocation gets a new job), so a
- * job seen not waited on may go, and one seen waited on is only kept for a
- * later batch.
+ * The jobs the candidates' instances still wait on, each with its instance:
+ * an instance is active and its state lists the job among its children (it
+ * has not taken the job's end). Read without locks, which is enough: an
+ * instance stops waiting on a job once and never waits on it again (a new
+ * invocation gets a new job), so a job seen not waited on may go, and one
+ * seen waited on is only kept (for a later batch, or a later delete).
  */
-function* waitedOn(candidates: readonly Row[]): Program<Set<string>> {
+function* waitedOn(candidates: readonly Row[]): Program<Map<string, string>> {
   const parents = [...new Set(candidates.map(parentOf).filter((p): p is string => p !== null))].sort();
-  const waited = new Set<string>();
+  const waited = new Map<string, string>();
   if (parents.length === 0) return waited;
   const { rows } = yield selectActiveParents(parents);
   for (const r of rows) {
     const { children } = JSON.parse(String(r.state)) as { children: { jobId: string }[] };
-    for (const c of children) waited.add(c.jobId);
+    for (const c of children) waited.set(c.jobId, String(r.id));
   }
   return waited;
 }
@@ -164,5 +175,6 @@ export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number
 export function deleteResult(found: ReadonlyMap<string, Found>, id: string): DeleteResult {
   const f = found.get(id);
   if (!f) return { ok: false, reason: 'not-found' };
+  if (f.awaitedBy !== null) return { ok: false, reason: 'awaited', state: f.state, workflowId: f.awaitedBy };
   return f.deleted ? { ok: true } : { ok: false, reason: 'live', state: f.state };
 }
