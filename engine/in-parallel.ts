@@ -28,8 +28,12 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, fn: (
  * running (and writing) behind it.
  */
 export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const settled = await Promise.allSettled(promises);
+  return valuesOrFirstFailure(await Promise.allSettled(promises)) as unknown as T;
+}
+
+/** The values of settled promises, in order; or throws the first failure among them. */
+export function valuesOrFirstFailure<T>(settled: readonly PromiseSettledResult<T>[]): T[] {
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }

@@ -10,7 +10,7 @@ import { leaseOver, type JobEvent, type JobInput } from '../machines/job.machine
 import { DEFAULT_TENANT } from './auth.js';
 import { Batcher } from './batcher.js';
 import { AtsError, isAtsError } from './errors.js';
-import { settleAll } from './in-parallel.js';
+import { valuesOrFirstFailure } from './in-parallel.js';
 import { outboxFor } from './messages.js';
 import { admit, limitKeyOf, type LimitState } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -122,6 +122,11 @@ export class TransitionService {
       if (specs.length === 1 || mayHaveCommitted(err)) return specs.map(() => ({ status: 'rejected', reason: err }));
       return Promise.allSettled(specs.map(async (spec) => (await this.submitMany([spec]))[0]!));
     }
+    return this.answerSubmits(group, specs);
+  }
+
+  /** Each inserted submit's answer, on its own (see `submitResult`). */
+  private answerSubmits(group: { writes: TransitionWrite[]; inserted: InsertResult[] }, specs: readonly JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
     return Promise.allSettled(group.inserted.map((r, i) => this.submitResult(r, group.writes[i]!, specs[i]!)));
   }
 
@@ -131,10 +136,7 @@ export class TransitionService {
    * re-insert) after it failed.
    */
   async submitMany(specs: readonly JobSpec[]): Promise<SubmitResult[]> {
-    const settled = await this.submitManySettled(specs);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    return settled.map((s) => (s as PromiseFulfilledResult<SubmitResult>).value);
+    return valuesOrFirstFailure(await this.submitManySettled(specs));
   }
 
   /**
@@ -145,8 +147,7 @@ export class TransitionService {
    * nothing was written, or it is unknown whether it was: see `mayHaveCommitted`).
    */
   async submitManySettled(specs: readonly JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
-    const { writes, inserted } = await this.insertSubmits(specs);
-    return Promise.allSettled(inserted.map((r, i) => this.submitResult(r, writes[i]!, specs[i]!)));
+    return this.answerSubmits(await this.insertSubmits(specs), specs);
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {

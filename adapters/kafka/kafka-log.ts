@@ -14,6 +14,7 @@
 import net from 'node:net';
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
+import { settleAll } from '../../engine/in-parallel.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
@@ -108,13 +109,13 @@ class KafkaEventLog implements EventLog {
 
   async ensureTopics(): Promise<void> {
     this.assertOpen();
-    await allOrFirstError(Object.values(TOPICS).map((topic) => this.ensureTopic(topic)));
+    await settleAll(Object.values(TOPICS).map((topic) => this.ensureTopic(topic)));
   }
 
   async publish(messages: LogMessage[]): Promise<void> {
     this.assertOpen();
     if (messages.length === 0) return;
-    await allOrFirstError([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
+    await settleAll([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
     const own = this.current;
     try {
       const producer = await unansweredAfter(own.connect(), PUBLISH_STEP_TIMEOUT_MS, 'connecting the producer');
@@ -313,15 +314,6 @@ function topicErrors(error: unknown): string {
   const e = error as { message?: string; errors?: Array<{ topic?: string; type?: string; message?: string }> };
   const each = (e.errors ?? []).map((t) => `${t.topic ?? '?'}: ${t.type ?? t.message}`);
   return each.length > 0 ? `${e.message}: ${each.join('; ')}` : String(e.message ?? error);
-}
-
-/**
- * Like Promise.all, but settles only when all did: a caller that cleans up
- * after a failure (deletes its topics) must not race a create still in flight.
- */
-async function allOrFirstError(promises: Promise<unknown>[]): Promise<void> {
-  const failed = (await Promise.allSettled(promises)).find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
 /**

@@ -122,7 +122,7 @@ export async function startSubscription(
     } finally {
       // Should the disconnect fail, stop() still returns only once no handle
       // runs: the caller goes on to end the work those calls started.
-      await Promise.allSettled([...inFlight]);
+      await noHandleRunning(inFlight);
     }
   };
   return { stop: () => (stopping ??= stop()) };
