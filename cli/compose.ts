@@ -250,7 +250,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     : null;
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
   const worker = has('worker')
-    ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, ...(advisor ? { advisor } : {}) }, config.worker)
+    ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, store, ...(advisor ? { advisor } : {}) }, config.worker)
     : null;
   // The worker's row in `workers`: who it is and which types it runs (GET /v1/workers, `unserved` in /v1/stats).
   const presence = worker

@@ -91,6 +91,8 @@ export interface Config {
     concurrency: number; leaseMs: number; heartbeatMs: number; shutdownGraceMs: number; groupId: string; workerId: string;
     /** The queues served; empty for every queue. */
     queues: readonly string[];
+    /** How often the dispatches held back by limits are kept from the timers' re-dispatch: a third of the published timeout. */
+    keepHeldMs: number;
   };
   relay: { batchSize: number; pollMs: number; errorBackoffMs: number; publishedDelayMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
@@ -265,6 +267,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
       shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),
       workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`, queues: queues(raw),
+      keepHeldMs: Math.floor(publishedTimeoutMs / 3),
     },
     relay: {
       batchSize: int(raw, 'relayBatch', 1, 10_000), pollMs: int(raw, 'relayPollMs', 5, 60_000), errorBackoffMs: 1000,

@@ -412,6 +412,15 @@ export interface JobStore {
    * recorded). Delayed jobs and retries not yet due are not among them.
    */
   findLostDispatches(before: number, limit: number): Promise<DueJob[]>;
+  /**
+   * A live worker still holds these jobs' dispatches (their limit refused
+   * the claim; it claims them again when the limit allows): those still
+   * waiting for a worker (pending with the dispatch issued, or published)
+   * get `at` as their update time, unless it is later already, so
+   * `findLostDispatches` does not take them for lost. Answers how many
+   * changed. Nothing else of the job changes: no version, no event.
+   */
+  keepDispatches(jobIds: readonly string[], at: number): Promise<number>;
 
   /** Reachability, for /readyz. */
   ping(): Promise<void>;

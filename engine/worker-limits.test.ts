@@ -10,6 +10,9 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { waitForJob } from '../tests/helpers/system.js';
 import { workerHarness } from '../tests/helpers/worker-harness.js';
 import { HandlerRegistry } from './handlers.js';
+import { silentLogger } from './logger.js';
+import { systemClock } from './system.js';
+import { Timers } from './timers.js';
 import type { JobSpec } from './ports.js';
 
 const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
@@ -157,6 +160,39 @@ describe('workers under concurrency and rate limits', () => {
       assert.equal(second.counters.claimed, 1);
     } finally {
       release();
+      await h.stop();
+    }
+  });
+
+  it('keeps a dispatch it holds from the timers\' re-dispatch past the published timeout; once the worker is gone, the timers dispatch it again', async () => {
+    const h = await workerHarness(new HandlerRegistry().register('test.limited', async () => null));
+    const timers = new Timers({ store: h.store, transitions: h.transitions, clock: systemClock, logger: silentLogger }, { pollMs: 50, batchSize: 100, publishedTimeoutMs: 400 });
+    try {
+      // One start an hour: the second job waits in the worker.
+      await h.store.putLimit('hourly', { concurrency: null, rate: { max: 1, intervalMs: 3_600_000 } }, Date.now());
+      const first = await h.worker('w1', { keepHeldMs: 100 });
+      await waitForJob(h.store, await h.submit(spec({ concurrencyKey: 'hourly' })), (j) => j.snapshot.value === 'done', 5000, 'done');
+      const waiting = await h.submit(spec({ concurrencyKey: 'hourly' }));
+      const deadline = Date.now() + 5000;
+      while (first.counters.throttled === 0 && Date.now() < deadline) await sleep(5);
+      assert.ok(first.counters.throttled > 0, 'the second job was held back by the limit');
+      timers.start();
+      await sleep(1500); // over three published timeouts
+      const types = (await h.store.getEvents(waiting)).map((e) => e.type);
+      assert.deepEqual(types, ['SUBMITTED', 'PUBLISHED'], 'dispatched once, not again while the worker holds it');
+      assert.equal(timers.counters.redispatched, 0);
+      // The worker dies: nothing keeps the dispatch any more, and the timers dispatch it again for another worker.
+      await first.crash();
+      assert.equal(await h.store.deleteLimit('hourly'), true);
+      const second = await h.worker('w2');
+      const done = await waitForJob(h.store, waiting, (j) => j.snapshot.value === 'done', 5000, 'done');
+      const events = await h.store.getEvents(waiting);
+      assert.ok(events.some((e) => e.type === 'DISPATCH'), `dispatched again by the timers: ${events.map((e) => e.type)}`);
+      assert.equal((events.find((e) => e.type === 'STARTED')!.data as { workerId: string }).workerId, 'w2');
+      assert.equal(done.snapshot.context.attempt, 1);
+      assert.equal(second.counters.claimed, 1);
+    } finally {
+      await timers.stop();
       await h.stop();
     }
   });

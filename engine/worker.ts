@@ -62,7 +62,7 @@ import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } fr
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import {
-  type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type LogRecord, type Logger, type ProgressStore, type Subscription,
+  type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type JobStore, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
@@ -87,6 +87,12 @@ export interface WorkerOptions {
   queues?: readonly string[];
   /** How often a worker serving every queue looks for lanes it does not read yet. @defaultValue 2000 */
   laneDiscoveryMs?: number;
+  /**
+   * How often the dispatches held back by limits are kept (`deps.store`):
+   * well under the timers' published timeout (cli/config.ts uses a third of
+   * it). @defaultValue 60000
+   */
+  keepHeldMs?: number;
 }
 
 /** How long a lane partition's backlog holds lower bands back after its batch was handled, unless a next batch renews it. */
@@ -108,6 +114,10 @@ export const THROTTLE_RETRY_MAX_MS = 500;
  * rate raised meanwhile, and the rate's wait may be hours.
  */
 export const THROTTLE_RATE_RECHECK_MS = 1000;
+/** `WorkerOptions.keepHeldMs` when not given. */
+export const KEEP_HELD_MS = 60_000;
+/** After a failed keep, the next try comes this soon (or at `keepHeldMs`, if sooner). */
+const KEEP_HELD_RETRY_MS = 5_000;
 /** How long the loop of held dispatches sleeps with none held (a hold wakes it sooner). */
 const HELD_IDLE_MS = 60_000;
 /** Dispatches held back by limits a worker keeps; beyond, the oldest go back to the timers' re-dispatch. */
@@ -147,6 +157,12 @@ export interface WorkerDeps {
   advisor?: Pick<Advisor, 'adviseFailure' | 'leaseFor'>;
   /** Stores handlers' progress (`ctx.progress`); without it progress is checked and dropped. @defaultValue none */
   progress?: Pick<ProgressStore, 'setProgress'>;
+  /**
+   * Told every `keepHeldMs` which dispatches this worker holds back for their
+   * limit, so the timers do not dispatch those jobs again as lost; without
+   * it they do, every published timeout. @defaultValue none
+   */
+  store?: Pick<JobStore, 'keepDispatches'>;
 }
 
 /** Why a handler's signal was aborted. */
@@ -247,6 +263,8 @@ export class Worker {
   /** Wakes the loop that claims held dispatches again (a due time came closer, or a job of a held key ended here). */
   private wakeHeld: () => void = () => {};
   private heldLoop: Promise<void> = Promise.resolve();
+  /** When the held dispatches are next kept (`keepHeld`). */
+  private keepHeldAt = -Infinity;
   /** The lane discovery loop of a worker serving every queue; resolves once it ended. */
   private discovery: Promise<void> = Promise.resolve();
   private stopping = new AbortController();
@@ -731,6 +749,7 @@ export class Worker {
   private async retryHeld(signal: AbortSignal): Promise<void> {
     const { clock } = this.deps;
     while (!signal.aborted) {
+      if (this.held.size > 0 && clock.now() >= this.keepHeldAt) await this.keepHeld();
       const now = clock.now();
       const due = [...this.held.values()].filter((h) => h.dueAt <= now);
       if (due.length > 0) {
@@ -749,7 +768,7 @@ export class Worker {
         }
         continue;
       }
-      let next = Infinity;
+      let next = this.held.size > 0 ? this.keepHeldAt : Infinity;
       for (const h of this.held.values()) next = Math.min(next, h.dueAt);
       // Until the next is due (or a while, with none held), a wake, or the stop.
       const wake = new AbortController();
@@ -759,6 +778,30 @@ export class Worker {
       await clock.sleep(next === Infinity ? HELD_IDLE_MS : Math.max(1, next - now), wake.signal).catch(() => undefined);
       signal.removeEventListener('abort', onAbort);
       this.wakeHeld = () => {};
+    }
+  }
+
+  /**
+   * Tells the store which dispatches this worker holds, so the timers do not
+   * take them for lost while it does: once every `keepHeldMs` (after a
+   * failure, again within KEEP_HELD_RETRY_MS). Should
+   * the worker die, the timers dispatch them again one published timeout
+   * after the last time they were kept.
+   */
+  private async keepHeld(): Promise<void> {
+    const { clock, store, logger } = this.deps;
+    const every = this.opts.keepHeldMs ?? KEEP_HELD_MS;
+    if (!store) {
+      this.keepHeldAt = Infinity;
+      return;
+    }
+    const now = clock.now();
+    try {
+      await this.write(() => store.keepDispatches([...this.held.keys()], now));
+      this.keepHeldAt = now + every;
+    } catch (err) {
+      this.keepHeldAt = now + Math.min(every, KEEP_HELD_RETRY_MS);
+      if (!this.stopping.signal.aborted) logger.warn('worker: could not tell the store which dispatches wait here for their limits; will try again', errorFields(err));
     }
   }
 

@@ -13,6 +13,7 @@ import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
 import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
+import { createSqlKeptDispatches } from '../sql/kept-dispatches.js';
 import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
 import { createSqlKeys } from '../sql/keys.js';
@@ -71,6 +72,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     ...createSqlReads(query, D),
     ...createSqlSchedules(statement, D),
     ...createSqlProgress(statement, D),
+    ...createSqlKeptDispatches(statement),
     ...createSqlWorkers(statement, D),
     ...createSqlLimits(statement, D),
     // A key change and its audit entry: one transaction, run again if it loses a race (a deadlock on the audit log's index).

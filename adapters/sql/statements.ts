@@ -235,6 +235,15 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
 export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt FROM jobs
   WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
+/**
+ * Dispatches a live worker holds (`keepDispatches`): the jobs among `n` ids
+ * still waiting for a worker, as `FIND_LOST_DISPATCHES` sees them, get a later
+ * update time. Primary-key lookups; never moves the time back.
+ * Params: at, the ids, at
+ */
+export const keepDispatches = (n: number): string => `UPDATE jobs SET updated_at = ?
+  WHERE id IN (${marks(n)}) AND state IN ('pending', 'published') AND due_at IS NULL AND updated_at < ?`;
+
 // ---------------------------------------------------------------- events
 
 /**

@@ -18,6 +18,7 @@ import { runSync, type Outcome, type Program } from '../sql/program.js';
 import { createSqlReads } from '../sql/reads.js';
 import { createSqlSchedules } from '../sql/schedules.js';
 import { createSqlProgress } from '../sql/progress.js';
+import { createSqlKeptDispatches } from '../sql/kept-dispatches.js';
 import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
 import { createSqlKeys } from '../sql/keys.js';
@@ -70,6 +71,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
     ...createSqlSchedules(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlProgress(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlKeptDispatches(async (sql, params) => exec({ sql, params: [...params] })),
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
     // A key change and its audit entry: one `BEGIN IMMEDIATE` transaction (no version to compare: nothing to retry).

@@ -361,6 +361,30 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.ok(d);
     });
 
+    test('keepDispatches moves the update time of jobs waiting for a worker only, never back, so findLostDispatches passes them over', async (store) => {
+      const [a, b, c, d, e] = await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite({ at: T0 + 15 }), newJobWrite({ runAt: T0 + 50 }), newJobWrite()]);
+      await drive(store, a!.job.id, [published(T0 + 10)]);
+      await drive(store, b!.job.id, [published(T0 + 20), started(T0 + 30)]);
+      await drive(store, e!.job.id, [published(T0 + 10)]);
+      const before = await Promise.all([a, b, c, d, e].map((w) => store.getJob(w!.job.id)));
+      // a (published), b (running), c (pending, dispatch issued), d (delayed, never dispatched), and an unknown id: a and c change.
+      assert.equal(await store.keepDispatches([c!.job.id, a!.job.id, b!.job.id, d!.job.id, 'no-such-job', a!.job.id], T0 + 5000), 2);
+      const after = await Promise.all([a, b, c, d, e].map((w) => store.getJob(w!.job.id)));
+      assert.deepEqual(after.map((j) => j!.updatedAt), [T0 + 5000, before[1]!.updatedAt, T0 + 5000, before[3]!.updatedAt, before[4]!.updatedAt]);
+      // Nothing else of the job changes: no version, no snapshot, no event.
+      assert.deepEqual(after.map((j) => [j!.version, j!.snapshot]), before.map((j) => [j!.version, j!.snapshot]));
+      assert.equal((await store.getEvents(a!.job.id)).length, 2);
+      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0 }]);
+      // An earlier time changes nothing.
+      assert.equal(await store.keepDispatches([a!.job.id], T0 + 100), 0);
+      assert.equal((await store.getJob(a!.job.id))!.updatedAt, T0 + 5000);
+      assert.equal(await store.keepDispatches([], T0 + 6000), 0);
+      // More ids than one statement names.
+      const many = await insertAll(store, Array.from({ length: 1200 }, () => newJobWrite()));
+      assert.equal(await store.keepDispatches(many.map((w) => w.job.id), T0 + 7000), 1200);
+      assert.deepEqual((await store.findLostDispatches(T0 + 6999, 2000)).map((j) => j.id).sort(), [a!.job.id, c!.job.id, e!.job.id].sort());
+    });
+
     test('listJobs pages newest first and filters by state, type and queue', async (store) => {
       const writes = await insertAll(store, [
         newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q1' }), newJobWrite({ type: 't1', queue: 'q2' }),

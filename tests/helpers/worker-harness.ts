@@ -1,7 +1,8 @@
 /**
  * Workers on one in-process system for engine tests: an in-memory SQLite
  * store, the in-process log (every record kept), a running relay, and as many
- * workers as a test starts, each stopped by `stop()`.
+ * workers as a test starts (keeping the dispatches they hold back for limits
+ * in the store, as `ats start` does), each stopped by `stop()`.
  */
 import assert from 'node:assert/strict';
 import { createMemoryLog, type MemoryLog, type MemoryLogOptions } from '../../adapters/memory/index.js';
@@ -41,7 +42,7 @@ export async function workerHarness(registry: HandlerRegistry, logOptions: Memor
     store, log, transitions,
     async worker(workerId, opts = {}) {
       const w = new Worker(
-        { log, transitions, clock, logger: silentLogger, registry },
+        { log, transitions, clock, logger: silentLogger, registry, store },
         { workerId, groupId: 'ats-workers', concurrency: 4, leaseMs: 120_000, heartbeatMs: 60_000, shutdownGraceMs: 200, ...opts },
       );
       await w.start();
