@@ -421,6 +421,8 @@ export interface JobStore {
    * changed. Nothing else of the job changes: no version, no event.
    */
   keepDispatches(jobIds: readonly string[], at: number): Promise<number>;
+  /** `created_at` of the oldest row still in the outbox (epoch ms), null when it is empty: one primary-key read. */
+  oldestOutboxAt(): Promise<number | null>;
 
   /** Reachability, for /readyz. */
   ping(): Promise<void>;

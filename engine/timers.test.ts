@@ -65,8 +65,9 @@ for (const backend of STORE_BACKENDS) {
         const delayed = await transitions.submit(spec({ runAt: T0 + 10 * TIMEOUT_MS }));
         assert.ok(unrecorded.ok && recorded.ok && delayed.ok);
         assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [unrecorded.job.id, recorded.job.id].sort());
-        // PUBLISHED is recorded for one only (the relay's bookkeeping write failed for the other).
+        // PUBLISHED is recorded for one only (the relay's bookkeeping write failed for the other), and its transition published.
         assert.ok((await transitions.apply(recorded.job.id, { type: 'PUBLISHED', attempt: 1 })).ok);
+        await publishAndLose(store);
 
         clock.advance(TIMEOUT_MS - 1);
         assert.equal(await timers.runOnce(), 0, 'nothing is stale before the timeout');
@@ -85,6 +86,32 @@ for (const backend of STORE_BACKENDS) {
         clock.advance(1);
         assert.equal(await timers.runOnce(), 2);
         assert.equal((await store.getJob(delayed.job.id))!.snapshot.context.dispatches, 0, 'a delayed job is not dispatched early');
+      } finally {
+        await cleanup();
+      }
+    });
+
+    it('dispatch nothing again while the relay is stuck (the outbox holds a row older than the timeout); once it publishes, repair', async () => {
+      const { store, cleanup } = await backend.open();
+      try {
+        await store.migrate();
+        const { clock, transitions, timers } = timersOn(store);
+        // Dispatched at submit; the log is down, so the relay publishes nothing: the dispatches wait in the outbox.
+        const jobs = await transitions.submitMany([spec(), spec()]);
+        const ids = jobs.map((r) => { assert.ok(r.ok); return r.job.id; });
+        const unpublished = await store.countUnpublished();
+        for (let i = 0; i < 5; i++) {
+          clock.advance(TIMEOUT_MS);
+          assert.equal(await timers.runOnce(), 0, `timeout ${i + 1}: nothing dispatched again`);
+        }
+        assert.equal(await store.countUnpublished(), unpublished, 'the outbox did not grow');
+        for (const id of ids) assert.equal((await store.getJob(id))!.snapshot.context.dispatches, 1);
+        // The log is back: the relay publishes the first dispatches, and the log loses them; a timeout later they are issued again.
+        assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [...ids].sort());
+        assert.equal(await store.oldestOutboxAt(), null);
+        clock.advance(TIMEOUT_MS);
+        assert.equal(await timers.runOnce(), 2);
+        assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [...ids].sort());
       } finally {
         await cleanup();
       }
@@ -125,7 +152,7 @@ describe('Timers with the database down', () => {
       },
     };
     const down = () => (failing ? Promise.reject(new Error('connect ECONNREFUSED')) : Promise.resolve([]));
-    const store = { findDue: down, findExpiredLeases: down, findLostDispatches: down } as unknown as JobStore;
+    const store = { findDue: down, findExpiredLeases: down, findLostDispatches: down, oldestOutboxAt: async () => null } as unknown as JobStore;
     const logged: unknown[] = [];
     const logger = { ...silentLogger, error: (_m: string, f?: Record<string, unknown>) => void logged.push(f?.retryInMs) };
     const transitions = { applyMany: async () => [] } as unknown as TransitionService;
@@ -144,7 +171,7 @@ describe('Timers when one repair of a pass fails', () => {
     const due: DueJob = { id: 'due', state: 'retrying', attempt: 1 } as DueJob;
     const expired: DueJob = { id: 'expired', state: 'running', attempt: 1 } as DueJob;
     const store = {
-      findDue: async () => [due], findExpiredLeases: async () => [expired], findLostDispatches: async () => [],
+      findDue: async () => [due], findExpiredLeases: async () => [expired], findLostDispatches: async () => [], oldestOutboxAt: async () => null,
     } as unknown as JobStore;
     let leaseWritten = false;
     const transitions = {

@@ -5,6 +5,10 @@
  * re-dispatches jobs dispatched but not started for too long (a lost message),
  * whether PUBLISHED was recorded for them (`published`) or not (`pending`:
  * the relay's bookkeeping write may fail, or the relay die before it).
+ * Not while the relay is stuck (the outbox holds a row older than the
+ * published timeout: the log is down, say): a job's dispatch may still be in
+ * the outbox then, not lost, and a new one would only wait behind it, one
+ * more row and message per job at every timeout for as long as it lasts.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set; when two instances race, one wins and the other's
@@ -44,6 +48,8 @@ export interface TimersCounters {
 export class Timers {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
+  /** The last pass found the relay stuck (its lost-dispatch repair skipped). */
+  private relayStuck = false;
 
   constructor(private readonly deps: TimersDeps, private readonly opts: TimersOptions) {}
 
@@ -54,7 +60,7 @@ export class Timers {
     const n = this.opts.batchSize;
     const due = await store.findDue(now, n);
     const expired = await store.findExpiredLeases(now, n);
-    const stale = await store.findLostDispatches(now - this.opts.publishedTimeoutMs, n);
+    const stale = await this.lostDispatches(now - this.opts.publishedTimeoutMs, n);
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
     // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
@@ -70,6 +76,23 @@ export class Timers {
     this.counters.retried += a.retrying;
     this.counters.expired += b.all;
     return a.all + b.all + c.all + ticks;
+  }
+
+  /**
+   * The jobs dispatched and not started since `before`, unless the outbox
+   * still holds a row written by then: the relay has not published since, so
+   * their dispatches may wait there (logged once as it starts and once as it ends).
+   */
+  private async lostDispatches(before: number, limit: number): Promise<DueJob[]> {
+    const { store, logger } = this.deps;
+    const oldest = await store.oldestOutboxAt();
+    const stuck = oldest !== null && oldest <= before;
+    if (stuck !== this.relayStuck) {
+      this.relayStuck = stuck;
+      if (stuck) logger.warn('timers: the outbox holds rows older than the published timeout (the relay cannot publish); jobs not started are not dispatched again until it can', { oldestAt: oldest });
+      else logger.info('timers: the relay publishes again; lost dispatches are repaired again');
+    }
+    return stuck ? [] : store.findLostDispatches(before, limit);
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost). */

@@ -9,7 +9,7 @@ import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
@@ -18,7 +18,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches' | 'oldestOutboxAt'
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
@@ -53,5 +53,9 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     findDue: (now, limit) => due(FIND_DUE, [now, limit]),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
     findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, [before, limit]),
+    oldestOutboxAt: async () => {
+      const [row] = await query(SELECT_OLDEST_OUTBOX_AT, []);
+      return row ? toNum(row.created_at) : null;
+    },
   };
 }

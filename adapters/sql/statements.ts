@@ -235,6 +235,9 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
 export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt FROM jobs
   WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
+/** When the oldest row still in the outbox was written: the first entry of the primary key. */
+export const SELECT_OLDEST_OUTBOX_AT = 'SELECT created_at FROM outbox ORDER BY id LIMIT 1';
+
 /**
  * Dispatches a live worker holds (`keepDispatches`): the jobs among `n` ids
  * still waiting for a worker, as `FIND_LOST_DISPATCHES` sees them, get a later
