@@ -341,10 +341,10 @@ export const InsightsView = Type.Object({
     type: Type.String({ description: 'The job type' }),
     queue: Type.String({ description: 'The queue' }),
     timeoutMs: Nullable(Type.Integer({ minimum: 0 }), 'The handler timeout of the newest job of this type and queue (null when none is left)'),
-    attempts: Int('Attempts that ended and were timed'),
-    failures: Int('Of those, attempts that failed (a lease expiry included)'),
+    attempts: Int('Attempts that ended: succeeded, failed, lease expired, or cut short by their worker\'s shutdown (runMs.count: those timed)'),
+    failures: Int('Of those, attempts that failed (a lease expiry and a shutdown\'s cut included)'),
     runMs: Nullable(Type.Object({
-      count: Int('Attempts timed'), p50: Num('Median run time, ms'), p90: Num('90th percentile, ms'), p99: Num('99th percentile, ms'),
+      count: Int('Attempts timed (not lease expiries nor attempts cut short at shutdown; recent ones weigh most)'), p50: Num('Median run time, ms'), p90: Num('90th percentile, ms'), p99: Num('99th percentile, ms'),
     }), 'Run-time quantiles; null before any attempt ended'),
     lease: Nullable(Type.Object({
       leaseMs: Int('The lease a claim would get'),

@@ -187,6 +187,22 @@ test('the advisor\'s anomalies and decisions: counted by type, queue and metric 
   assert.deepEqual(of('ats_advisor_decisions_total', (l) => `${l.decision}/${l.applied}`), ['lease/false=2', 'no-retry/true=1']);
 });
 
+test('the advisor\'s anomalies label (type, queue) through the pair table: beyond pairCap a new pair is (other, other)', async () => {
+  const m = new PrometheusMetrics({ labelCap: 10, pairCap: 2, defaultMetrics: false });
+  const hooks = m.advisorHooks();
+  const anomaly = (type: string, queue: string) => hooks.onAnomaly({ type, queue, metric: 'failure-rate', baseline: 0.02, observed: 0.3, at: 1 });
+  anomaly('a', 'q1');
+  m.attemptRan('a', 'q2', 5); // a pair is a pair whichever metric labelled it first
+  anomaly('b', 'q1'); // a third pair: both labels are under their own cap, the pair is not
+  anomaly('b', 'q2');
+  anomaly('a', 'q2');
+  const counts = parseExposition(await m.metrics()).samples
+    .filter((s) => s.name === 'ats_advisor_anomalies_total')
+    .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
+    .sort();
+  assert.deepEqual(counts, ['a/q1=1', 'a/q2=1', `${OTHER}/${OTHER}=2`]);
+});
+
 test('schedule ticks: counted by outcome as a pass fires them', async () => {
   const m = new PrometheusMetrics({ defaultMetrics: false });
   const onTicks = m.scheduleTicks();

@@ -494,7 +494,12 @@ export class PrometheusMetrics implements Metrics {
       help: 'Advisor decisions: no-retry (a hopeless failure), retry-delay (a retry timed from observed recovery), lease (a claim with a learned lease); applied="false" in advise mode',
     });
     return {
-      onAnomaly: (a) => anomalies.inc({ type: this.types.value(a.type), queue: this.queues.value(a.queue), metric: a.metric }),
+      onAnomaly: (a) => {
+        // Through the pair table like every metric with both labels: capping type and queue apart
+        // would still allow labelCap² label sets.
+        const scope = this.scope(a.type, a.queue);
+        anomalies.inc({ type: scope.type, queue: scope.queue, metric: a.metric });
+      },
       onDecision: (kind, applied) => decisions.inc({ decision: kind, applied: String(applied) }),
     };
   }

@@ -276,7 +276,9 @@ describe('AdvisorModel: hopeless retries', () => {
     const sig = model.insights('advise').types[0].signatures[0];
     assert.equal(sig.signature, 'LeaseExpired: lease expired');
     assert.equal(sig.verdict, 'hopeless');
-    assert.equal(model.insights('advise').types[0].attempts, 120, 'the run times are the 120 neighbours\' only: a lease expiry is not one');
+    const type = model.insights('advise').types[0];
+    assert.equal(type.runMs!.count, 120, 'the run times are the 120 neighbours\' only: a lease expiry is not one');
+    assert.deepEqual([type.attempts, type.failures], [240, 120], 'but it is an attempt that ended, and failed');
   });
 
   it('forgets evidence over time, so a hopeless verdict is tested again', () => {
@@ -288,6 +290,25 @@ describe('AdvisorModel: hopeless retries', () => {
     assert.equal(model.adviseFailure(query({ at: t + 3_600_000 })).retryable, false, 'still hopeless an hour later (89 runs)');
     assert.equal(model.adviseFailure(query({ at: t + 6 * 3_600_000 })).retryable, false, 'still hopeless after a half-life (50 runs)');
     assert.equal(model.adviseFailure(query({ at: t + 12 * 3_600_000 })).retryable, undefined, 'tested again after two (25 runs, below the bar of 28)');
+  });
+
+  it('never judges hopeless a signature with a retry that recovered within one half-life, however many retries failed since', () => {
+    const model = new AdvisorModel(); // half-life 6 h, evidence capped at 100 retries
+    const feed = new Feed(model, { neighbours: true });
+    let t = 0;
+    for (let run = 1; run <= 150; run++) t = feed.job({ id: `a${run}`, at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+    assert.equal(model.adviseFailure(query({ at: t })).retryable, false, 'hopeless: no retry recovered');
+    t = feed.job({ id: 'recovers', at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5 }] });
+    const recoveredAt = t;
+    // A retry a second fails again, well past the cap: the one that recovered is scaled out of the counts, not out of mind.
+    for (let run = 1; run <= 200; run++) {
+      t = feed.job({ id: `b${run}`, at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+      assert.equal(model.adviseFailure(query({ at: t })).retryable, undefined, `hopeless ${run} failed retries after one recovered`);
+      assert.notEqual(model.insights('advise').types[0].signatures[0].verdict, 'hopeless', `after ${run} failed retries`);
+    }
+    const halfLife = DEFAULT_MODEL_OPTIONS.evidenceHalfLifeMs;
+    assert.equal(model.adviseFailure(query({ at: recoveredAt + halfLife })).retryable, undefined, 'still within one half-life');
+    assert.equal(model.adviseFailure(query({ at: recoveredAt + halfLife + 60_000 })).retryable, false, 'no retry recovered for over a half-life: hopeless again');
   });
 
   it('does not advise when no retry would follow anyway', () => {
@@ -429,9 +450,21 @@ describe('AdvisorModel: leases', () => {
     const feed = new Feed(model);
     feed.job({ id: 'a', at: 0, attempts: [{ ms: 70, error: FLAKY }, { ms: 30_000, lease: true }, { ms: 90 }] });
     const type = model.insights('advise').types[0];
-    assert.equal(type.attempts, 2);
+    assert.equal(type.attempts, 3, 'every attempt that ended');
     assert.equal(type.failures, 2);
     assert.equal(type.runMs!.count, 2);
+  });
+
+  it('counts the failures among every ended attempt, timed or not, so they are a share of the attempts', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    // Two lease expiries, then a success: one timed attempt, three ended, two failed.
+    for (let i = 0; i < 10; i++) feed.job({ id: `j${i}`, at: i * 100_000, attempts: [{ ms: 30_000, lease: true }, { ms: 30_000, lease: true }, { ms: 100 }] });
+    // Picked up mid-run (its STARTED came before the history read): it ends, failed, untimed.
+    feed.emit({ id: 'mid' }, 'retrying', 2_000_000, { type: 'FAILED', at: 2_000_000, attempt: 1, rand: 0.5, error: { ...FLAKY, retryable: true } });
+    const type = model.insights('advise').types[0];
+    assert.deepEqual([type.attempts, type.failures, type.runMs!.count], [31, 21, 10]);
+    assert.ok(type.failures <= type.attempts);
   });
 
   it('nor attempts a worker cut short at shutdown, which share one signature whichever worker it was', () => {
@@ -441,7 +474,7 @@ describe('AdvisorModel: leases', () => {
     feed.job({ id: 'a', at: 0, attempts: [{ ms: 70, error: FLAKY }, { ms: 10_000, error: shutdown('host-a') }, { ms: 90 }] });
     feed.job({ id: 'b', at: 100_000, attempts: [{ ms: 10_000, error: shutdown('host-b') }, { ms: 80 }] });
     const type = model.insights('advise').types[0];
-    assert.equal(type.failures, 3);
+    assert.deepEqual([type.attempts, type.failures], [5, 3]);
     assert.equal(type.runMs!.count, 3, 'the failed and the succeeded attempts, not the two cut short');
     assert.ok(type.runMs!.p99 < 1000, `p99 ${type.runMs!.p99}`);
     assert.deepEqual(type.signatures.map((s) => s.signature).sort(), ['HttpError: upstream returned #', 'WorkerShutdown: the worker shut down']);

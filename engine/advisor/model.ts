@@ -25,8 +25,10 @@
  *   (`evidenceHalfLifeMs`) and is capped (`maxEvidence`). Verdict on
  *   Beta(1 + recovered, 1 + hopeless): `learning` below `minEvidence`
  *   retries, `hopeless` when P(chance of recovery < hopelessBelow) >=
- *   credibility and no retry recovered lately (`RECENT_RECOVERY`), else
- *   `transient`. Only `hopeless` stops retries.
+ *   credibility and no retry recovered within one half-life
+ *   (`recoveredLately`, from the time of its last recovery, not the counts:
+ *   the cap scales those down), else `transient`. Only `hopeless` stops
+ *   retries.
  * - Recovery times: from a run's first failure to the start of the attempt
  *   that succeeded, per signature retried in the run (the last
  *   `maxRecoverySamples`). Runs whose retry delay the advisor chose (a FAILED
@@ -130,15 +132,6 @@ const PENDING_ANOMALIES = 1_000;
 const RECENTLY_ENDED = 10_000;
 /** Distinct retried signatures remembered per run. */
 const RUN_SIGNATURES = 16;
-/**
- * A signature with a retry that recovered within about one evidence half-life
- * (its decayed `recovered` count at least this) is not hopeless, whatever the
- * bar says. Counted per retry, the bar judges the chance that the next retry
- * recovers; a failure whose retries recover a few percent each can pass it
- * while, over the job's remaining attempts, many of its runs still end done.
- * Only a failure that has not recovered lately is stopped.
- */
-const RECENT_RECOVERY = 0.5;
 const DIGEST_DELTA = 0.02;
 /** A digest is re-compressed above this many centroids (at delta 0.02 it settles at 250-400), at most every 100 samples. */
 const DIGEST_MAX_CENTROIDS = 500;
@@ -154,6 +147,8 @@ interface SignatureStats {
   recovered: number;
   hopeless: number;
   evidenceAt: number;
+  /** When a retry of it last recovered; null before any. */
+  lastRecoveryAt: number | null;
   /** Recovery times (ms), a ring of the most recent. */
   recovery: number[];
   recoveryNext: number;
@@ -162,10 +157,9 @@ interface SignatureStats {
 interface Pair {
   type: string;
   queue: string;
-  /** Attempts ended (succeeded, failed, lease expired), of them failed, and timed. */
+  /** Attempts ended (succeeded, failed, lease expired, cut short at shutdown), and of them failed. */
   ended: number;
   failures: number;
-  timed: number;
   runTimes: RunTimes;
   signatures: Map<string, SignatureStats>;
   failureRate: FailureRateDetector;
@@ -414,7 +408,7 @@ export class AdvisorModel {
         idle.anomalies = [];
       }
       pair = {
-        type, queue, ended: 0, failures: 0, timed: 0, runTimes: new RunTimes(), signatures: new Map(),
+        type, queue, ended: 0, failures: 0, runTimes: new RunTimes(), signatures: new Map(),
         failureRate: new FailureRateDetector(), duration: new DurationDetector(), anomalies: [], backoff: null, lastSuccessAt: -Infinity,
         newestJobId: '', lastAt: at,
       };
@@ -476,7 +470,6 @@ export class AdvisorModel {
     }
     if (!timed || !job || job.startedAt === null || job.attempt !== attempt) return;
     const runMs = Math.max(0, at - job.startedAt);
-    pair.timed += 1;
     pair.runTimes.push(runMs);
     const duration = pair.duration.observe(runMs);
     if (duration) this.anomaly(pair, 'duration', duration.baseline, duration.observed, at);
@@ -525,7 +518,7 @@ export class AdvisorModel {
     if (stats) {
       pair.signatures.delete(signature); // re-inserted last: least recently failed first
     } else {
-      stats = { signature, failures: 0, recovered: 0, hopeless: 0, evidenceAt: at, recovery: [], recoveryNext: 0 };
+      stats = { signature, failures: 0, recovered: 0, hopeless: 0, evidenceAt: at, lastRecoveryAt: null, recovery: [], recoveryNext: 0 };
       if (pair.signatures.size >= this.opts.maxSignaturesPerKey) pair.signatures.delete(pair.signatures.keys().next().value!);
     }
     pair.signatures.set(stats.signature, stats);
@@ -561,6 +554,7 @@ export class AdvisorModel {
     stats.recovered = stats.recovered * f + (recovered ? 1 : 0);
     stats.hopeless = stats.hopeless * f + (recovered ? 0 : 1);
     stats.evidenceAt = Math.max(at, stats.evidenceAt);
+    if (recovered) stats.lastRecoveryAt = Math.max(at, stats.lastRecoveryAt ?? at);
     const total = stats.recovered + stats.hopeless;
     if (total > this.opts.maxEvidence) {
       stats.recovered *= this.opts.maxEvidence / total;
@@ -573,6 +567,21 @@ export class AdvisorModel {
     return elapsedMs <= 0 || !(h > 0) || h === Infinity ? 1 : 0.5 ** (elapsedMs / h);
   }
 
+  /**
+   * A retry of the signature recovered within one evidence half-life of `at` (ever, when evidence
+   * is never forgotten): then it is not hopeless, whatever the bar says. Counted per retry, the bar
+   * judges the chance that the next retry recovers; a failure whose retries recover a few percent
+   * each can pass it while, over the job's remaining attempts, many of its runs still end done.
+   * Only a failure that has not recovered lately is stopped. Judged by the time of the recovery,
+   * not by the decayed count: the `maxEvidence` cap scales that count down with every failed retry,
+   * so a busy signature would forget a recovery of a minute ago.
+   */
+  private recoveredLately(stats: SignatureStats, at: number): boolean {
+    if (stats.lastRecoveryAt === null) return false;
+    const h = this.opts.evidenceHalfLifeMs;
+    return !(h > 0) || h === Infinity || at - stats.lastRecoveryAt <= h;
+  }
+
   // ------------------------------------------------------------ judging
 
   private judge(stats: SignatureStats, at: number): { recovered: number; hopeless: number; pRecover: number; verdict: SignatureVerdict } {
@@ -583,7 +592,7 @@ export class AdvisorModel {
     const verdict: SignatureVerdict =
       recovered + hopeless < this.opts.minEvidence
         ? 'learning'
-        : recovered < RECENT_RECOVERY && betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
+        : !this.recoveredLately(stats, at) && betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
           ? 'hopeless'
           : 'transient';
     return { recovered, hopeless, pRecover, verdict };
@@ -626,7 +635,9 @@ export class AdvisorModel {
       type: pair.type,
       queue: pair.queue,
       timeoutMs,
-      attempts: pair.timed,
+      // Failures are of every ended attempt, untimed ones included (lease expiries, attempts cut
+      // short or tracked from their middle): the run times' count is the timed ones.
+      attempts: pair.ended,
       failures: pair.failures,
       runMs: rt.count === 0 ? null : { count: Math.round(rt.count), p50: rt.quantile(0.5), p90: rt.quantile(0.9), p99: rt.quantile(0.99) },
       lease,

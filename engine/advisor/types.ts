@@ -110,9 +110,11 @@ export interface TypeInsight {
   queue: string;
   /** The handler timeout of the pair's newest job seen (null: that job is gone). */
   timeoutMs: number | null;
-  /** Attempts that ended (succeeded or failed) and were timed. */
+  /** Attempts that ended: succeeded, failed, lease expired or cut short at a worker's shutdown (timed or not: `runMs.count` are the timed). */
   attempts: number;
+  /** Of those, attempts that failed (a lease expiry and a shutdown's cut included). */
   failures: number;
+  /** Run times of the timed attempts (not lease expiries nor shutdown cuts). */
   runMs: { count: number; p50: number; p90: number; p99: number } | null;
   lease: LeaseAdvice | null;
   signatures: SignatureInsight[];
@@ -154,7 +156,8 @@ export interface ModelOptions {
    * many ms of event time, so a verdict follows a change of cause, and a
    * hopeless signature, no longer retried (its failures are then the
    * advisor's own decisions, never evidence), falls back to the static
-   * policy now and then to be tested again. 0 or Infinity: never forgotten.
+   * policy now and then to be tested again. A retry that recovered within this
+   * long keeps its signature from being hopeless. 0 or Infinity: never forgotten.
    */
   evidenceHalfLifeMs?: number;
   /** A signature's evidence is scaled down to at most this many retries (one long outage cannot outweigh everything after it). */

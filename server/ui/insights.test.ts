@@ -173,7 +173,7 @@ describe('the insights panel', () => {
 
   test('attempts, run times, lease, evidence and recovery in words', () => {
     assert.equal(attemptsText({ attempts: 240, failures: 12 }), '240 attempts, 12 failed (5%)');
-    assert.equal(attemptsText({ attempts: 0, failures: 0 }), 'no attempt timed yet');
+    assert.equal(attemptsText({ attempts: 0, failures: 0 }), 'no attempt ended yet');
     assert.equal(runTimeText({ count: 240, p50: 850, p90: 2000, p99: 4200 }), 'p50 850 ms · p99 4.2 s (240 runs)');
     assert.equal(runTimeText(null), 'not yet timed');
     assert.equal(leaseText({ leaseMs: 12_000, heartbeatMs: 4000, p99Ms: 3000, samples: 240 }),

@@ -287,7 +287,7 @@ export function sortTypes(list: readonly TypeInsight[]): TypeInsight[] {
 
 /** `240 attempts, 12 failed (5%)`. */
 export function attemptsText(t: Pick<TypeInsight, 'attempts' | 'failures'>): string {
-  if (t.attempts === 0) return 'no attempt timed yet';
+  if (t.attempts === 0) return 'no attempt ended yet';
   return `${plural(t.attempts, 'attempt')}, ${t.failures} failed (${percent(t.failures / t.attempts)})`;
 }
 
