@@ -261,6 +261,12 @@ export interface DueJob {
   id: string;
   state: JobState;
   attempt: number;
+  /**
+   * The row's version as the scan read it: the timers act on the job only if
+   * it is still at this version, so two instances that read it before either
+   * wrote issue one repair, not two.
+   */
+  version: number;
 }
 
 // ---------------------------------------------------------------- store

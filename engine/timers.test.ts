@@ -10,7 +10,7 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
-import { TOPICS, type Clock, type DueJob, type JobSpec, type JobStore, type OutboxRow } from './ports.js';
+import { TOPICS, type Clock, type DueJob, type JobSpec, type JobStore, type Logger, type OutboxRow } from './ports.js';
 import { Timers } from './timers.js';
 import { TransitionService } from './transitions.js';
 
@@ -43,12 +43,27 @@ const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic 
 
 
 /** Timers (published timeout TIMEOUT_MS) and transitions over `store`, on a clock the test moves. */
-function timersOn(store: JobStore) {
+function timersOn(store: JobStore, batchSize = 100, logger: Logger = silentLogger) {
   const clock = manualClock();
   const nextId = monotonicFactory();
   const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-  const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+  const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 10, batchSize, publishedTimeoutMs: TIMEOUT_MS });
   return { clock, transitions, timers };
+}
+
+/** The warnings logged, as [message, fields]. */
+function warnings() {
+  const seen: [string, Record<string, unknown> | undefined][] = [];
+  const logger: Logger = { ...silentLogger, warn: (m, f) => void seen.push([m, f]) };
+  return { logger, seen };
+}
+
+/** A store whose scans answer what another timers instance read earlier; its writes go to `store` (through the transitions). */
+function scansAsRead(store: JobStore, seen: { due: DueJob[]; lost: DueJob[] }): JobStore {
+  return {
+    findDue: async () => seen.due, findExpiredLeases: async () => [], findLostDispatches: async () => seen.lost,
+    oldestOutboxAt: () => store.oldestOutboxAt(),
+  } as unknown as JobStore;
 }
 
 for (const backend of STORE_BACKENDS) {
@@ -134,6 +149,84 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(dispatchesOf(await publishAndLose(store)), [other.job.id]);
       assert.equal((await store.getJob(other.job.id))!.snapshot.context.dispatches, 2);
       assert.deepEqual(await store.getJob(newer.job.id), before);
+    }));
+
+    it('read past a batch of them in each scan, so the other jobs of the scan are repaired; say so once a minute', () => withMigratedStore(backend, async (store) => {
+      const batch = 2;
+      const { logger, seen } = warnings();
+      const { clock, transitions, timers } = timersOn(store, batch, logger);
+      const submit = async (s: Partial<JobSpec> = {}) => { const r = await transitions.submit(spec(s)); assert.ok(r.ok); return r.job.id; };
+      const start = async (id: string, leaseUntil: number) =>
+        assert.ok((await transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil, workerId: 'w1' })).ok);
+      // In each scan's order, a batch of newer jobs comes first, then one this process runs.
+      const dueNewer = [await submit({ runAt: T0 + 1000 }), await submit({ runAt: T0 + 1000 })];
+      const due = await submit({ runAt: T0 + 2000 });
+      const runningNewer = [await submit(), await submit()];
+      const running = await submit();
+      for (const id of runningNewer) await start(id, T0 + 5000);
+      await start(running, T0 + 6000);
+      const lostNewer = [await submit(), await submit()];
+      clock.advance(1);
+      const lost = await submit();
+      await publishAndLose(store);
+      const newer = [...dueNewer, ...runningNewer, ...lostNewer];
+      for (const id of newer) await writeMachineVersion(store, id, JOB_MACHINE_VERSION + 1);
+      const before = await Promise.all(newer.map((id) => store.getJob(id)));
+
+      clock.advance(TIMEOUT_MS);
+      await timers.runOnce();
+      clock.advance(1000);
+      await timers.runOnce();
+      assert.equal((await store.getJob(due))!.snapshot.context.dispatches, 1, 'the delayed job behind them is dispatched');
+      assert.equal((await store.getJob(running))!.snapshot.value, 'retrying', 'the expired lease behind them is taken back');
+      assert.equal((await store.getJob(lost))!.snapshot.context.dispatches, 2, 'the lost dispatch behind them is dispatched again');
+      assert.deepEqual(await Promise.all(newer.map((id) => store.getJob(id))), before, 'the newer jobs are left as they are');
+
+      const passedOver = () => seen.filter(([m]) => m.includes('job machine version this process does not run')).map(([, f]) => f);
+      assert.equal(passedOver().length, 1, 'logged at once');
+      assert.equal(passedOver()[0]!.count, 6);
+      assert.deepEqual(passedOver()[0]!.machines, [JOB_MACHINE_VERSION + 1]);
+      clock.advance(58_000);
+      await timers.runOnce();
+      assert.equal(passedOver().length, 1, 'not again within the minute');
+      clock.advance(1000);
+      await timers.runOnce();
+      assert.equal(passedOver().length, 2, 'again a minute later');
+      assert.deepEqual(await Promise.all(newer.map((id) => store.getJob(id))), before);
+    }));
+  });
+}
+
+for (const backend of STORE_BACKENDS) {
+  describe(`Two timers instances on ${backend.name}`, () => {
+    it('that read the same due job and the same lost dispatch before either wrote dispatch each once', () => withMigratedStore(backend, async (store) => {
+      const { clock, transitions, timers } = timersOn(store);
+      const delayed = await transitions.submit(spec({ runAt: T0 + TIMEOUT_MS }));
+      const dispatched = await transitions.submit(spec());
+      assert.ok(delayed.ok && dispatched.ok);
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS);
+      // The other instance reads both before this one writes, and applies after it.
+      const other = new Timers({ store: scansAsRead(store, {
+        due: await store.findDue(clock.now(), 100), lost: await store.findLostDispatches(clock.now() - TIMEOUT_MS, 100),
+      }), transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+      assert.equal(await timers.runOnce(), 2);
+      assert.equal(await other.runOnce(), 0, "the other instance's events are refused");
+      assert.deepEqual(dispatchesOf(await publishAndLose(store)).sort(), [delayed.job.id, dispatched.job.id].sort(), 'one message each');
+      assert.deepEqual((await store.getEvents(delayed.job.id)).map((e) => e.type), ['SUBMITTED', 'DISPATCH']);
+      assert.deepEqual((await store.getEvents(dispatched.job.id)).map((e) => e.type), ['SUBMITTED', 'DISPATCH']);
+    }));
+
+    it('running their passes at once repair each lost dispatch once', () => withMigratedStore(backend, async (store) => {
+      const { clock, transitions } = timersOn(store);
+      const jobs = await transitions.submitMany(Array.from({ length: 20 }, () => spec()));
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS);
+      const instance = () => new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+      const [a, b] = await Promise.all([instance().runOnce(), instance().runOnce()]);
+      assert.equal(a + b, 20);
+      for (const r of jobs) { assert.ok(r.ok); assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2); }
+      assert.equal(dispatchesOf(await publishAndLose(store)).length, 20);
     }));
   });
 }

@@ -11,11 +11,18 @@
  * more row and message per job at every timeout for as long as it lasts.
  *
  * Safe with many instances: each step is a machine event applied under the
- * store's compare-and-set; when two instances race, one wins and the other's
- * event is rejected by the machine (the job moved on), which writes nothing.
+ * store's compare-and-set, and only to the job as the scan read it (its
+ * version): when two instances read one job and race, one wins and the
+ * other's event is refused (the job moved on), which writes nothing. The
+ * machine could not tell: it accepts a DISPATCH on any job due.
+ *
+ * A job of a job machine version this process does not run (a newer
+ * deployment wrote it) is left as it is, for a server that runs it. The
+ * scans read past such jobs (they stay at the head of their order, untouched)
+ * so that they do not take the batch of every later pass.
  */
 import type { Clock, DueJob, JobRecord, JobStore, Logger } from './ports.js';
-import type { EventInput, TransitionService } from './transitions.js';
+import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { settleAll } from './in-parallel.js';
 import type { ScheduleRunner } from './schedules.js';
@@ -45,32 +52,91 @@ export interface TimersCounters {
   redispatched: number;
 }
 
+/** How many jobs of another job machine version each scan reads past, in batches: beyond, the repairs behind them wait. */
+const PASSED_OVER_BATCHES = 10;
+/** The jobs passed over are logged at most this often. */
+const PASSED_OVER_LOG_EVERY_MS = 60_000;
+/** How many of their ids a log line names. */
+const PASSED_OVER_LOGGED_IDS = 10;
+
+/**
+ * The jobs a scan returned that this process cannot step (their snapshot is
+ * of a job machine version it does not run): the next reads ask for that
+ * many rows more and leave them out. An id the scan no longer returns is
+ * forgotten (the job left it: a server that runs its version moved it on),
+ * so the set holds at most what one read returns, and never more than `max`.
+ */
+class PassedOver {
+  private ids = new Set<string>();
+
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  /** No more ids are taken: the scan's repairs behind the ones held may wait. */
+  get full(): boolean {
+    return this.ids.size >= this.max;
+  }
+
+  /** The first `limit` of `rows` not passed over; forgets the ids not among `rows`. */
+  keep(rows: readonly DueJob[], limit: number): DueJob[] {
+    const still = new Set<string>();
+    const kept: DueJob[] = [];
+    for (const j of rows) {
+      if (this.ids.has(j.id)) still.add(j.id);
+      else if (kept.length < limit) kept.push(j);
+    }
+    this.ids = still;
+    return kept;
+  }
+
+  add(id: string): void {
+    if (!this.full) this.ids.add(id);
+  }
+
+  /** Up to `n` of the ids held. */
+  some(n: number): string[] {
+    return [...this.ids].slice(0, n);
+  }
+}
+
 export class Timers {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
   readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
   /** The last pass found the relay stuck (its lost-dispatch repair skipped). */
   private relayStuck = false;
+  /** Per scan, the jobs of another job machine version it reads past. */
+  private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
+  /** The job machine versions of the jobs passed over, for the log. */
+  private readonly unknownMachines = new Set<number>();
+  private passedOverLoggedAt = -Infinity;
 
-  constructor(private readonly deps: TimersDeps, private readonly opts: TimersOptions) {}
+  constructor(private readonly deps: TimersDeps, private readonly opts: TimersOptions) {
+    const max = opts.batchSize * PASSED_OVER_BATCHES;
+    this.passedOver = { due: new PassedOver(max), expired: new PassedOver(max), lost: new PassedOver(max) };
+  }
 
   /** One pass over the three queries; returns how many events were accepted. */
   async runOnce(): Promise<number> {
     const { store, clock } = this.deps;
     const now = clock.now();
-    const n = this.opts.batchSize;
-    const due = await store.findDue(now, n);
-    const expired = await store.findExpiredLeases(now, n);
-    const stale = await this.lostDispatches(now - this.opts.publishedTimeoutMs, n);
+    const over = this.passedOver;
+    const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
+    const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
+    const stale = await this.lostDispatches(now - this.opts.publishedTimeoutMs);
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
     // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
     const [a, b, c] = await settleAll([
-      this.applyAll(due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
+      this.applyAll(due, over.due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
-      this.applyAll(expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
+      this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
       this.redispatch(stale).then((all) => ({ all })),
     ]);
+    this.logPassedOver(now);
     const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
     this.counters.dispatched += a.pending;
     this.counters.retried += a.retrying;
@@ -78,12 +144,32 @@ export class Timers {
     return a.all + b.all + c.all + ticks;
   }
 
+  /** A batch of one scan, read past the jobs it passes over. */
+  private async scan(over: PassedOver, read: (limit: number) => Promise<DueJob[]>): Promise<DueJob[]> {
+    const n = this.opts.batchSize;
+    return over.keep(await read(n + over.size), n);
+  }
+
+  /** While jobs are passed over, says so once a minute: they wait for a server that runs their machine version. */
+  private logPassedOver(now: number): void {
+    const scans = Object.values(this.passedOver);
+    const count = scans.reduce((sum, over) => sum + over.size, 0);
+    if (count === 0 || now < this.passedOverLoggedAt + PASSED_OVER_LOG_EVERY_MS) return;
+    this.passedOverLoggedAt = now;
+    this.deps.logger.warn('timers: jobs of a job machine version this process does not run are left for a server that runs it', {
+      count, machines: [...this.unknownMachines].sort((x, y) => x - y),
+      jobIds: scans.flatMap((over) => over.some(PASSED_OVER_LOGGED_IDS)).slice(0, PASSED_OVER_LOGGED_IDS),
+      // Past the bound, more such jobs take batch places again: the other repairs of that scan may wait behind them.
+      ...(scans.some((over) => over.full) ? { boundReached: true } : {}),
+    });
+  }
+
   /**
    * The jobs dispatched and not started since `before`, unless the outbox
    * still holds a row written by then: the relay has not published since, so
    * their dispatches may wait there (logged once as it starts and once as it ends).
    */
-  private async lostDispatches(before: number, limit: number): Promise<DueJob[]> {
+  private async lostDispatches(before: number): Promise<DueJob[]> {
     const { store, logger } = this.deps;
     const oldest = await store.oldestOutboxAt();
     const stuck = oldest !== null && oldest <= before;
@@ -92,30 +178,42 @@ export class Timers {
       if (stuck) logger.warn('timers: the outbox holds rows older than the published timeout (the relay cannot publish); jobs not started are not dispatched again until it can', { oldestAt: oldest });
       else logger.info('timers: the relay publishes again; lost dispatches are repaired again');
     }
-    return stuck ? [] : store.findLostDispatches(before, limit);
+    return stuck ? [] : this.scan(this.passedOver.lost, (limit) => store.findLostDispatches(before, limit));
   }
 
-  /** Issue a new dispatch for these dispatched jobs (their message may be lost). */
+  /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */
   async redispatch(jobs: readonly DueJob[]): Promise<number> {
-    const c = await this.applyAll(jobs, () => ({ type: 'DISPATCH' }),
+    const c = await this.applyAll(jobs, this.passedOver.lost, () => ({ type: 'DISPATCH' }),
       (j, job) => this.deps.logger.info('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
     this.counters.redispatched += c.all;
     return c.all;
   }
 
-  /** Applies each job's event; `applied` hears of each one accepted (with the job after it). */
-  private async applyAll(jobs: readonly DueJob[], eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void) {
+  /**
+   * Applies each job's event, to the job as the scan read it (its version);
+   * `applied` hears of each one accepted (with the job after it). A job of
+   * another machine version is passed over by `over`'s scan from now on.
+   */
+  private async applyAll(
+    jobs: readonly DueJob[], over: PassedOver, eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void,
+  ) {
     const counts = { all: 0, pending: 0, retrying: 0 };
     if (jobs.length === 0) return counts;
-    const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j) })));
+    const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j), ifVersion: j.version })));
     results.forEach((r, i) => {
-      if (!r.ok) return;
+      if (!r.ok) return this.passOverUnknown(r, over);
       applied?.(jobs[i]!, r.job);
       counts.all++;
       const s = jobs[i]!.state;
       if (s === 'pending' || s === 'retrying') counts[s]++;
     });
     return counts;
+  }
+
+  private passOverUnknown(r: Extract<ApplyResult, { ok: false }>, over: PassedOver): void {
+    if (r.reason !== 'machine-unknown') return;
+    over.add(r.job.id);
+    this.unknownMachines.add(r.job.snapshot.machine);
   }
 
   start(): void {

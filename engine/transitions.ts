@@ -49,7 +49,26 @@ export type ApplyResult =
    * and the other items of the batch are decided as usual. `error` is the 503
    * `ATS_ERR_JOB_MACHINE_UNKNOWN` that `apply` throws for it.
    */
-  | { ok: false; reason: 'machine-unknown'; job: JobRecord; error: AtsError };
+  | { ok: false; reason: 'machine-unknown'; job: JobRecord; error: AtsError }
+  /**
+   * The job is no longer at the version the caller read it at (`ifVersion`):
+   * something moved it on since, and nothing was written. A caller that acts
+   * on what it read (the timers' scans) reads again rather than act on a job
+   * it did not see: two timers that read one due job would otherwise both
+   * dispatch it, as the machine accepts a DISPATCH on any due job.
+   */
+  | { ok: false; reason: 'moved-on'; job: JobRecord };
+
+/**
+ * One event for one job; with `ifVersion`, applied only while the job is at
+ * that version (a compare-and-set on what the caller read, as the store's is
+ * on what the transaction read).
+ */
+export interface ApplyItem {
+  jobId: string;
+  event: EventInput;
+  ifVersion?: number;
+}
 
 export interface TransitionDeps {
   store: JobStore;
@@ -191,9 +210,10 @@ export class TransitionService {
    * Apply events to jobs in one transaction. Items for the same job are applied
    * in order. Each item is accepted or rejected on its own: a job of a machine
    * version this code does not run is `machine-unknown`, and does not hold
-   * back the rest of the batch (a worker's claims, the timers' repairs).
+   * back the rest of the batch (a worker's claims, the timers' repairs); one
+   * no longer at its item's `ifVersion` is `moved-on`.
    */
-  async applyMany(items: readonly { jobId: string; event: EventInput }[]): Promise<ApplyResult[]> {
+  async applyMany(items: readonly ApplyItem[]): Promise<ApplyResult[]> {
     if (items.length === 0) return [];
     const at = this.deps.clock.now();
     // Drawn once, outside `decide` (which may run again after a lost race).
@@ -257,7 +277,7 @@ type Decision = { writes: TransitionWrite[]; before: JobRecord[]; result: ApplyR
 function decideMany(
   jobs: ReadonlyMap<string, JobRecord>,
   lastEventTypes: ReadonlyMap<string, StoredEventType>,
-  items: readonly { jobId: string }[],
+  items: readonly Pick<ApplyItem, 'jobId' | 'ifVersion'>[],
   events: readonly JobEvent[],
   limits: ReadonlyMap<string, LimitState> = new Map(),
   keyOf: (job: JobRecord) => string | undefined = (job) => limitKeyOf(job, () => false),
@@ -272,6 +292,7 @@ function decideMany(
   const result = items.map((item, i): ApplyResult => {
     const job = current.get(item.jobId);
     if (!job) return { ok: false, reason: 'not-found' };
+    if (item.ifVersion !== undefined && job.version !== item.ifVersion) return { ok: false, reason: 'moved-on', job };
     const event = events[i]!;
     if (!runsMachineOf(job.snapshot)) return { ok: false, reason: 'machine-unknown', job, error: unknownMachine(job) };
     if (event.type === 'HEARTBEAT' && job.snapshot.value === 'running' && leaseOver(job.snapshot.context, event.at)) {

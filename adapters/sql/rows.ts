@@ -164,5 +164,5 @@ export function rowToOutbox(r: Row): OutboxRow {
 }
 
 export function rowToDue(r: Row): DueJob {
-  return { id: String(r.id), state: r.state as JobState, attempt: toNum(r.attempt) };
+  return { id: String(r.id), state: r.state as JobState, attempt: toNum(r.attempt), version: toNum(r.version) };
 }

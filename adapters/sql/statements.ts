@@ -210,7 +210,7 @@ export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FRO
  * (index `state, due_at`; `due_at` is NULL unless the timers must act).
  * Params: now, limit
  */
-export const FIND_DUE = `SELECT id, state, attempt FROM jobs
+export const FIND_DUE = `SELECT id, state, attempt, version FROM jobs
   WHERE state IN ('pending', 'retrying') AND due_at <= ? ORDER BY due_at LIMIT ?`;
 
 /**
@@ -221,7 +221,7 @@ export const FIND_DUE = `SELECT id, state, attempt FROM jobs
  * index range).
  * Params: now, now, limit
  */
-export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
+export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
   WHERE state = 'running' AND (due_at <= ? OR (due_at IS NULL AND lease_until <= ?)) ORDER BY due_at LIMIT ?`;
 
 /**
@@ -232,7 +232,7 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt FROM jobs
  * or the relay died before it).
  * Params: before, limit
  */
-export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt FROM jobs
+export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version FROM jobs
   WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
 /** When the oldest row still in the outbox was written: the first entry of the primary key. */

@@ -327,15 +327,15 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       const earlier = await insertAll(store, [newJobWrite({ runAt: T0 + 500 })]);
       assert.deepEqual(await store.findDue(T0 + 499, 10), []);
       assert.deepEqual(await store.findDue(T0 + 1000, 10), [
-        { id: earlier[0]!.job.id, state: 'pending', attempt: 0 },
-        { id: late!.job.id, state: 'pending', attempt: 0 },
+        { id: earlier[0]!.job.id, state: 'pending', attempt: 0, version: 1 },
+        { id: late!.job.id, state: 'pending', attempt: 0, version: 1 },
       ]);
       assert.equal((await store.findDue(T0 + 1000, 1)).length, 1);
       const retrying = await drive(store, now!.job.id, [published(T0 + 1), started(T0 + 2), failed(T0 + 3)]);
       assert.equal(retrying.snapshot.value, 'retrying');
       const due = retrying.snapshot.context.runAt;
       assert.ok(!(await store.findDue(due - 1, 10)).some((j) => j.id === now!.job.id));
-      assert.deepEqual((await store.findDue(due, 10)).find((j) => j.id === now!.job.id), { id: now!.job.id, state: 'retrying', attempt: 1 });
+      assert.deepEqual((await store.findDue(due, 10)).find((j) => j.id === now!.job.id), { id: now!.job.id, state: 'retrying', attempt: 1, version: retrying.version });
     });
 
     test('findExpiredLeases finds running jobs whose lease ended', async (store) => {
@@ -343,7 +343,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       await drive(store, a!.job.id, [started(T0 + 1, T0 + 5000)]);
       await drive(store, b!.job.id, [started(T0 + 1, T0 + 9000)]);
       assert.deepEqual(await store.findExpiredLeases(T0 + 4999, 10), []);
-      assert.deepEqual(await store.findExpiredLeases(T0 + 5000, 10), [{ id: a!.job.id, state: 'running', attempt: 1 }]);
+      assert.deepEqual(await store.findExpiredLeases(T0 + 5000, 10), [{ id: a!.job.id, state: 'running', attempt: 1, version: 2 }]);
       assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [a!.job.id, b!.job.id]);
       await drive(store, a!.job.id, [{ type: 'HEARTBEAT', at: T0 + 10, attempt: 1, leaseUntil: T0 + 20_000 }]);
       assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [b!.job.id]);
@@ -356,7 +356,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.findLostDispatches(T0 + 9, 10), []);
       // c: pending, dispatched at submit, PUBLISHED never recorded; d: delayed, never dispatched.
       assert.deepEqual(await store.findLostDispatches(T0 + 10_000, 10), [
-        { id: a!.job.id, state: 'published', attempt: 0 }, { id: c!.job.id, state: 'pending', attempt: 0 },
+        { id: a!.job.id, state: 'published', attempt: 0, version: 2 }, { id: c!.job.id, state: 'pending', attempt: 0, version: 1 },
       ]);
       assert.ok(d);
     });
@@ -374,7 +374,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       // Nothing else of the job changes: no version, no snapshot, no event.
       assert.deepEqual(after.map((j) => [j!.version, j!.snapshot]), before.map((j) => [j!.version, j!.snapshot]));
       assert.equal((await store.getEvents(a!.job.id)).length, 2);
-      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0 }]);
+      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0, version: 2 }]);
       // An earlier time changes nothing.
       assert.equal(await store.keepDispatches([a!.job.id], T0 + 100), 0);
       assert.equal((await store.getJob(a!.job.id))!.updatedAt, T0 + 5000);
