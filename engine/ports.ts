@@ -350,12 +350,14 @@ export interface JobStore {
    */
   lastIssuedEventId(): Promise<number>;
   /**
-   * Jobs of `queue` waiting to start ahead of job `id` (pending or published,
-   * created before it, due by `now`: a job scheduled for later is not ahead),
-   * counting at most `limit` (the advisor's ETA). Its cost is bounded by the
-   * jobs waiting, never by the history kept.
+   * Jobs of `queue` waiting to start ahead of job `id` of `priority` (pending
+   * or published and due by `now`: a job scheduled for later is not ahead;
+   * and of a higher priority band, or of its band and created before it, as
+   * workers start them: engine/lanes.ts), counting at most `limit` (the
+   * advisor's ETA). Its cost is bounded by the jobs waiting, never by the
+   * history kept.
    */
-  countWaitingAhead(queue: string, id: string, limit: number, now: number): Promise<number>;
+  countWaitingAhead(queue: string, id: string, priority: number, limit: number, now: number): Promise<number>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**

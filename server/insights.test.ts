@@ -102,9 +102,28 @@ for (const [name, start, skip] of backends) {
       const last = (await t.transitions.submit(spec('q-limit'))).job;
       for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-limit'));
       const newest = (await t.transitions.submit(spec('q-limit'))).job;
-      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 100, now), 0);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 100, now), 4);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 2, now), 2);
+      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 0, 100, now), 0);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 0, 100, now), 4);
+      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 0, 2, now), 2);
+    });
+
+    test('jobs of a higher priority band are ahead whenever they came, those of a lower one never', async () => {
+      const now = t.clock.now();
+      const submit = async (priority: number) => (await t.transitions.submit({ ...spec('q-prio'), priority })).job;
+      const [l1] = [await submit(-5), await submit(-1), await submit(-5)];
+      await submit(0);
+      await submit(0);
+      await submit(3);
+      const normal = await submit(0);
+      const high = await submit(7);
+      const low = await submit(-1);
+      const ahead = (j: { id: string; priority: number }, limit = 100) => t.store.countWaitingAhead('q-prio', j.id, j.priority, limit, now);
+      assert.equal(await ahead(high), 1, 'the high one before it; not the normal and low ones before it');
+      assert.equal(await ahead(normal), 4, 'both high ones (one came after it) and the normal ones before it');
+      assert.equal(await ahead(l1!), 5, 'every job of a higher band');
+      assert.equal(await ahead(low), 8);
+      assert.equal(await ahead(low, 3), 3);
+      assert.equal(await ahead(low, 6), 6);
     });
 
     test('a job scheduled for later is not ahead of one due now, until it is due', async () => {
@@ -112,8 +131,8 @@ for (const [name, start, skip] of backends) {
       const day = 86_400_000;
       for (let i = 0; i < 5; i++) await t.transitions.submit({ ...spec('q-later'), runAt: now + day });
       const due = (await t.transitions.submit(spec('q-later'))).job;
-      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 100, now), 0);
-      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 100, now + day), 5);
+      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 0, 100, now), 0);
+      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 0, 100, now + day), 5);
     });
   });
 }

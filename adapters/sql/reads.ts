@@ -5,11 +5,12 @@
 import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { statsOf } from '../../engine/job-counts.js';
+import { bandOf } from '../../engine/lanes.js';
 import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
 } from './statements.js';
 
@@ -22,7 +23,11 @@ export type SqlReads = Pick<
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
-  const waitingAhead = countWaitingAhead(d);
+  // Per band: the statements counting the jobs of the bands above (any id) and of its own (created before).
+  const waitingAhead = new Map([...BAND_PRIORITIES].map(([band, p]) => [band, {
+    same: countWaitingAhead(d, p.same, true), above: p.above === null ? null : countWaitingAhead(d, p.above, false),
+  }]));
+  const count = async (sql: string, params: unknown[]) => toNum((await query(sql, params))[0]?.n ?? 0);
   const one = async (sql: string, params: unknown[]): Promise<JobRecord | null> => {
     const [row] = await query(sql, params);
     return row ? rowToJob(row) : null;
@@ -39,7 +44,11 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
     lastIssuedEventId: async () => toNum((await query(d.lastIssuedId('job_events'), []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, limit, now) => toNum((await query(waitingAhead, [id, queue, now, limit]))[0]?.n ?? 0),
+    countWaitingAhead: async (queue, id, priority, limit, now) => {
+      const sql = waitingAhead.get(bandOf(priority))!;
+      const above = sql.above === null ? 0 : await count(sql.above, [queue, now, limit]);
+      return above >= limit ? above : above + await count(sql.same, [id, queue, now, limit - above]);
+    },
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(d, filter);
       return (await query(sql, params)).map(rowToJob);

@@ -4,6 +4,7 @@
  * MySQL 8.0, MariaDB 10.11 and SQLite 3.4x; the few dialect words come from
  * `Dialect`.
  */
+import type { Band } from '../../engine/lanes.js';
 import type { JobFilter } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT } from './rows.js';
@@ -279,16 +280,29 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
 /**
- * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
- * published, created before it (ids sort by creation), due by now (a pending
- * job's `due_at` is its run time until its dispatch is issued, then NULL), counted up to a limit.
- * Read through `ix_jobs_state_id`, so the cost is the waiting jobs below the
- * id (of every queue), never the queue's whole history, which the planner
- * would walk on an index of the queue (SQLite, without statistics, picks one).
- * Params: id, queue, now, limit
+ * The priority bands of engine/lanes.ts (`bandOf`) as conditions on the
+ * `priority` column: a band's own jobs, and those of the bands above it
+ * (null: none is above).
  */
-export const countWaitingAhead = (d: Dialect): string => `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs ${d.useIndex('ix_jobs_state_id')}
-  WHERE state IN ('pending', 'published') AND id < ? AND queue = ? AND (due_at IS NULL OR due_at <= ?) LIMIT ?) ahead`;
+export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | null }> = new Map([
+  ['high', { same: 'priority > 0', above: null }],
+  ['normal', { same: 'priority = 0', above: 'priority > 0' }],
+  ['low', { same: 'priority < 0', above: 'priority >= 0' }],
+]);
+
+/**
+ * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
+ * published, due by now (a pending job's `due_at` is its run time until its
+ * dispatch is issued, then NULL), in `priorities`, and with `below` created
+ * before it (ids sort by creation); counted up to a limit. Read through
+ * `ix_jobs_state_id`, so the cost is the waiting jobs (below the id, with
+ * `below`) of every queue, never the queue's whole history, which the planner
+ * would walk on an index of the queue (SQLite, without statistics, picks one).
+ * Params: [id,] queue, now, limit
+ */
+export const countWaitingAhead = (d: Dialect, priorities: string, below: boolean): string =>
+  `SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs ${d.useIndex('ix_jobs_state_id')}
+  WHERE state IN ('pending', 'published')${below ? ' AND id < ?' : ''} AND queue = ? AND (due_at IS NULL OR due_at <= ?) AND ${priorities} LIMIT ?) ahead`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

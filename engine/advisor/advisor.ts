@@ -174,7 +174,7 @@ export class Advisor {
     if (isTerminal(state)) return null;
     const waiting = state === 'pending' || state === 'published';
     const now = this.deps.clock.now();
-    const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, MAX_AHEAD, now) : 0;
+    const ahead = waiting ? await this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, MAX_AHEAD, now) : 0;
     return this.model.eta({
       type: job.type, queue: job.queue, state, ahead, now, runAt: context.runAt,
       startedAt: state === 'running' ? (startedAt ?? context.updatedAt) : null,
