@@ -2,6 +2,7 @@
  * The composition root: the one place that picks adapters and wires the
  * engine, the server and the roles together from a compiled Config.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -118,8 +119,18 @@ export async function openStore(config: Config, clock: Clock, logger: Logger, me
   if (config.mysqlUrl) {
     return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics });
   }
-  mkdirSync(config.dataDir, { recursive: true });
+  makeDataDir(config.dataDir);
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
+}
+
+/** The data dir, made if missing; a path that cannot be a folder (a file, a folder not writable) is a bad setting naming ATS_DATA_DIR. */
+function makeDataDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const { env, flag } = SETTINGS.dataDir;
+    throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} cannot be made a folder: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
@@ -340,18 +351,51 @@ async function listenQuietly(app: FastifyInstance, config: Config): Promise<stri
  * Each module exports `handlers` (defineHandler results) and/or
  * `register(registry)` (sync or async). A path that names no file, or a module
  * that exports neither, is a bad setting (ATS_ERR_CONFIG, exit 2); an error
- * thrown by the module's own code is not.
+ * thrown by the module's own code is not, but it too names the setting and
+ * the module (exit 1).
  */
 async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
   const bad = (m: string, why: string) => new AtsError('ATS_ERR_CONFIG', `${SETTINGS.handlers.env} (${SETTINGS.handlers.flag}): ${m} ${why}`);
   for (const m of modules) {
     const path = resolve(m);
     if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
-    const mod = (await import(pathToFileURL(path).href)) as HandlerModule;
+    const mod = await importHandlerModule(m, path);
     if (mod.handlers === undefined && typeof mod.register !== 'function') throw bad(m, 'exports neither register(registry) nor handlers');
     await registerModule(mod, registry, m);
   }
   return registry;
+}
+
+/**
+ * The module at `path` (`m` as the setting names it). Its failure to load (a
+ * syntax error, an import it lacks, a throw of its top-level code) is
+ * rethrown naming ATS_HANDLERS and the module: node's own message says
+ * neither (`Unexpected token ';'`).
+ */
+async function importHandlerModule(m: string, path: string): Promise<HandlerModule> {
+  try {
+    return (await import(pathToFileURL(path).href)) as HandlerModule;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const at = err instanceof SyntaxError ? syntaxErrorLine(path) : null;
+    const { env, flag } = SETTINGS.handlers;
+    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${message}`, { cause: err });
+  }
+}
+
+/**
+ * Where node's parser stops in the JavaScript file at `path` (`file:line`),
+ * or null: node's SyntaxError of an ES module carries no location, while
+ * `node --check` prints it. Null for a TypeScript file (node cannot check
+ * it), for a file that parses (the error is in a module it imports), and
+ * for a `.js` file of no declared module type (node 20 checks it as
+ * nothing).
+ */
+function syntaxErrorLine(path: string): string | null {
+  if (!/\.[cm]?js$/.test(path)) return null;
+  const check = spawnSync(process.execPath, ['--check', path], { encoding: 'utf8', timeout: 5000 });
+  const first = check.status === 0 ? undefined : check.stderr?.split('\n')[0];
+  return first && /:\d+$/.test(first) ? first : null;
 }
 
 /**

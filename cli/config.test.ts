@@ -147,6 +147,28 @@ describe('config', () => {
     rejects({ defaultQueue: 'q'.repeat(201) }, /^ATS_DEFAULT_QUEUE \(--default-queue\): "q{60}" is not a queue name \(1 to 200 /);
   });
 
+  it('a Kafka broker\'s port is from 1 to 65535 (else a bad setting, not an unreachable Kafka)', () => {
+    rejects({ kafkaBrokers: '127.0.0.1:99999' }, /^KAFKA_BROKERS \(--kafka-brokers\): "127\.0\.0\.1:99999" is not host:port \(a port from 1 to 65535\)/);
+    rejects({ kafkaBrokers: 'a:9092,b:0' }, /^KAFKA_BROKERS \(--kafka-brokers\): "b:0" is not host:port/);
+    assert.deepEqual(compileConfig({ kafkaBrokers: 'a:1,b:65535' }).kafkaBrokers, ['a:1', 'b:65535']);
+  });
+
+  it('ATS_WORKER_ID fits the workers.id column (255 characters) and holds no control character', () => {
+    assert.equal(compileConfig({ workerId: 'w'.repeat(255) }).worker.workerId, 'w'.repeat(255));
+    assert.equal(compileConfig({ workerId: 'é'.repeat(255) }).worker.workerId.length, 255, 'characters, not bytes');
+    assert.equal(compileConfig({}, { hostname: 'box', pid: 7 }).worker.workerId, 'box-7');
+    rejects({ workerId: 'w'.repeat(256) }, /^ATS_WORKER_ID \(--worker-id\): "w{60}…" is longer than 255 characters/);
+    rejects({ workerId: 'a\nb' }, /^ATS_WORKER_ID \(--worker-id\): "a\\nb" holds a control character/);
+  });
+
+  it('ATS_ALLOWED_HOSTS takes host names and addresses, port optional; a URL or a pattern is refused', () => {
+    const hosts = compileConfig({ allowedHosts: 'ops.example.com, localhost:3000, [::1]:3000, ::1, 10.0.0.5' }).security.allowedHosts;
+    assert.deepEqual(hosts, ['ops.example.com', 'localhost:3000', '[::1]:3000', '::1', '10.0.0.5']);
+    rejects({ allowedHosts: 'http://localhost' }, /^ATS_ALLOWED_HOSTS \(--allowed-hosts\): "http:\/\/localhost" is not a host name or address/);
+    rejects({ allowedHosts: 'localhost,https://ops.example.com' }, /^ATS_ALLOWED_HOSTS \(--allowed-hosts\): "https:\/\/ops\.example\.com"/);
+    rejects({ allowedHosts: '*.example.com' }, /^ATS_ALLOWED_HOSTS/);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

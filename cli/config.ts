@@ -4,12 +4,14 @@
  * result frozen. Only the entry point reads `process.env`; it hands the raw
  * values here.
  */
+import { isIPv6 } from 'node:net';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
 import { AUTH_MODES, type AuthMode } from '../engine/auth.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
+import { hostNameOf } from '../server/security.js';
 import { parseDurationMs } from './duration.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
@@ -52,7 +54,7 @@ export const SETTINGS = {
   httpKeepAliveTimeoutMs: { env: 'ATS_HTTP_KEEP_ALIVE_TIMEOUT_MS', flag: '--http-keep-alive-timeout-ms', default: '5000', doc: 'How long an idle kept-alive connection stays open (behind a load balancer: above its idle timeout).' },
   auth: { env: 'ATS_AUTH', flag: '--auth', default: 'auto', doc: 'API keys (docs/security.md): auto (required once a key exists; without keys the API is open, and only bound to loopback: on any other HOST the start is refused); on (always required); off (never: every caller acts as the default tenant with every scope; set it only behind a gateway that authenticates).' },
   corsOrigins: { env: 'ATS_CORS_ORIGINS', flag: '--cors-origins', default: '', doc: 'Origins (comma-separated, e.g. https://ops.example.com) whose pages may call the API from a browser. Empty: none (CORS off).' },
-  allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers (comma-separated names, port optional), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host.' },
+  allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers (comma-separated names or addresses, port optional; not URLs), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host.' },
   rateLimit: { env: 'ATS_RATE_LIMIT', flag: '--rate-limit', default: '6000', doc: 'Requests per minute per API key (per client address without one); over it, 429 with Retry-After. 0: no limit.' },
   streamMaxPerKey: { env: 'ATS_STREAM_MAX_PER_KEY', flag: '--stream-max-per-key', default: '50', doc: 'WebSocket stream connections open at once per API key (per client address without one); one more is refused.' },
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
@@ -62,7 +64,7 @@ export const SETTINGS = {
   advisor: { env: 'ATS_ADVISOR', flag: '--advisor', default: 'advise', doc: 'The advisor (docs/advisor.md): off; advise (learns from each job type\'s history and shows insights, ETAs and anomalies, changing nothing); enforce (also stops hopeless retries, times retries from observed recovery and sizes leases from observed run times).' },
   advisorPollMs: { env: 'ATS_ADVISOR_POLL_MS', flag: '--advisor-poll-ms', default: '1000', doc: 'How often the advisor reads new job events (in the api and worker roles).' },
   advisorHistory: { env: 'ATS_ADVISOR_HISTORY', flag: '--advisor-history', default: '100000', doc: 'How many of the newest job events the advisor re-reads at start to rebuild what it learned.' },
-  workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid).' },
+  workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid): at most 255 characters, no control characters.' },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -208,11 +210,46 @@ function brokers(raw: RawConfig): string[] | null {
   const text = str(raw, 'kafkaBrokers');
   if (!text) return null;
   const list = text.split(',').map((b) => b.trim()).filter(Boolean);
-  for (const b of list) if (!/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(b)) fail('kafkaBrokers', `"${b}" is not host:port`);
+  for (const b of list) {
+    const port = /^[A-Za-z0-9.\-_[\]:]+:(\d{1,5})$/.exec(b)?.[1];
+    // A port out of range would pass here and fail only at connect, as an unreachable Kafka (exit 1).
+    if (port === undefined || Number(port) < 1 || Number(port) > 65535) fail('kafkaBrokers', `"${b}" is not host:port (a port from 1 to 65535)`);
+  }
   return list;
 }
 
+/**
+ * The longest worker id: the `workers.id` column's (VARCHAR(255), in
+ * characters). A longer one fails every presence write on MySQL, and the
+ * worker never shows in GET /v1/workers.
+ */
+const MAX_WORKER_ID_CHARS = 255;
+
+/**
+ * ATS_WORKER_ID, or `hostname-pid`. Also the Kafka client id and a line of
+ * the console: no control characters (a newline would split a log line).
+ */
+function workerId(raw: RawConfig, host: { hostname: string; pid: number }): string {
+  const id = str(raw, 'workerId') || `${host.hostname}-${host.pid}`;
+  if ([...id].length > MAX_WORKER_ID_CHARS) fail('workerId', `"${id.slice(0, 60)}…" is longer than ${MAX_WORKER_ID_CHARS} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(id)) fail('workerId', `${JSON.stringify(id.slice(0, 60))} holds a control character`);
+  return id;
+}
+
 const list = (raw: RawConfig, name: SettingName): string[] => str(raw, name).split(',').map((x) => x.trim()).filter(Boolean);
+
+/**
+ * Each a Host header value as the API compares it (server/security.ts): a
+ * name or address, port optional, IPv6 bare or in brackets. Anything else
+ * (`http://localhost`, `*`) matches no request: every request would be 421.
+ */
+function allowedHosts(raw: RawConfig): string[] {
+  const all = list(raw, 'allowedHosts');
+  for (const h of all) {
+    if (hostNameOf(h) === null && !isIPv6(h)) fail('allowedHosts', `"${h.slice(0, 100)}" is not a host name or address (like ops.example.com, ops.example.com:443 or [::1])`);
+  }
+  return all;
+}
 
 /** `https://ops.example.com,http://localhost:5173`: each a scheme, a host and an optional port, nothing else. */
 function origins(raw: RawConfig): string[] {
@@ -266,7 +303,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     worker: {
       concurrency: int(raw, 'concurrency', 1, 10_000), leaseMs, heartbeatMs,
       shutdownGraceMs: int(raw, 'shutdownGraceMs', 0, 3_600_000), groupId: str(raw, 'workerGroup'),
-      workerId: str(raw, 'workerId') || `${host.hostname}-${host.pid}`, queues: queues(raw),
+      workerId: workerId(raw, host), queues: queues(raw),
       keepHeldMs: Math.floor(publishedTimeoutMs / 3),
     },
     relay: {
@@ -281,7 +318,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
     },
     security: {
-      auth: oneOf(raw, 'auth', AUTH_MODES, 'mode'), corsOrigins: origins(raw), allowedHosts: list(raw, 'allowedHosts'),
+      auth: oneOf(raw, 'auth', AUTH_MODES, 'mode'), corsOrigins: origins(raw), allowedHosts: allowedHosts(raw),
       rateLimitPerMinute: int(raw, 'rateLimit', 0, 10_000_000), streamMaxPerKey: int(raw, 'streamMaxPerKey', 1, 100_000),
     },
     defaults: {

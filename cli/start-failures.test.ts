@@ -1,12 +1,14 @@
 /**
- * `ats start` when starting the roles fails after the stores opened (here: the
- * api's port is taken): one clear line and exit code 1 within seconds, like
- * an unreachable database, so a supervisor sees a failed start and retries.
+ * `ats start` when starting fails: the roles after the stores opened (the
+ * api's port is taken), Kafka unreachable, a handler module that does not
+ * load: one clear line naming what failed and exit code 1 within seconds, like
+ * an unreachable database, so a supervisor sees a failed start and retries. A
+ * bad setting exits 2 naming it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,14 +16,15 @@ import { it } from 'node:test';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-/** `ats start` with these settings and no MySQL/Kafka: its exit code and stderr. */
+/** `ats start` with these settings and no MySQL/Kafka unless they set them: its exit code and stderr. */
 async function startWith(extra: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-start-fail-'));
   try {
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'error', ...extra };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'error' };
     delete env.MYSQL_URL;
     delete env.KAFKA_BROKERS;
     delete env.NODE_TEST_CONTEXT;
+    Object.assign(env, extra);
     const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
@@ -73,4 +76,73 @@ it('exits 2 naming HOST and ATS_AUTH when bound to another interface than loopba
   assert.equal(code, 2, stderr);
   assert.match(stderr, /^ats: HOST \(--host\) is 0\.0\.0\.0, not loopback, and no API key exists: create one with `ats keys create .*`, or set ATS_AUTH=off/m);
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+});
+
+it('exits 1 naming ATS_HANDLERS, the module and the line when a handler module has a syntax error', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-'));
+  try {
+    const file = join(dir, 'broken.mjs');
+    writeFileSync(file, 'export const ok = 1;\nexport const handlers = [;\n');
+    const { code, stderr } = await startWith({ ATS_HANDLERS: file });
+    assert.equal(code, 1, stderr);
+    const at = file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    assert.match(stderr, new RegExp(`^ats: cannot start: ATS_HANDLERS \\(--handlers\\): ${at} failed to load: ${at}:2: Unexpected token ';'$`, 'm'));
+    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('exits 1 naming ATS_HANDLERS and the module when a handler module throws while it loads', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-'));
+  try {
+    const file = join(dir, 'throws.mjs');
+    writeFileSync(file, 'throw new Error("no DATABASE_URL for my handlers");\n');
+    const { code, stderr } = await startWith({ ATS_HANDLERS: file });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^ats: cannot start: ATS_HANDLERS \(--handlers\): .*throws\.mjs failed to load: no DATABASE_URL for my handlers$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-data-'));
+  try {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    const { code, stderr } = await startWith({ ATS_DATA_DIR: file });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /^ats: ATS_DATA_DIR \(--data-dir\): .*a-file cannot be made a folder: EEXIST/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('exits 1 saying "Kafka is not reachable", once, when the broker refuses connections', { timeout: 60_000 }, async () => {
+  const { code, stderr } = await startWith({ KAFKA_BROKERS: '127.0.0.1:1' });
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /^ats: cannot start: Kafka is not reachable at 127\.0\.0\.1:1: .*ECONNREFUSED 127\.0\.0\.1:1$/m);
+  assert.equal(stderr.split('ECONNREFUSED').length, 2, `the reason once: ${stderr}`);
+});
+
+it('exits 1 within seconds saying "Kafka is not reachable" when the broker accepts connections and never answers', { timeout: 60_000 }, async () => {
+  const accepted = new Set<Socket>();
+  const silent = createServer((socket) => {
+    accepted.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const port = (silent.address() as { port: number }).port;
+  try {
+    const started = Date.now();
+    const { code, stderr } = await startWith({ KAFKA_BROKERS: `127.0.0.1:${port}` });
+    assert.equal(code, 1, stderr);
+    // Bounded by the connect timeout (5 s), not kafkajs' 30 s request timeout.
+    assert.ok(Date.now() - started < 20_000, `exited after ${Date.now() - started} ms`);
+    assert.match(stderr, new RegExp(`^ats: cannot start: Kafka is not reachable at 127\\.0\\.0\\.1:${port}: no answer within 5000 ms$`, 'm'));
+  } finally {
+    for (const s of accepted) s.destroy();
+    silent.close();
+  }
 });

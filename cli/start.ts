@@ -96,11 +96,12 @@ async function stopWithin(system: System, deadlineMs: number): Promise<number> {
   }
 }
 
+/** The error's message, with its code and its cause's message unless it says them already (kafkajs repeats its cause's). */
 function describe(err: unknown): string {
   if (isAtsError(err)) return err.message;
   const e = err as Error & { code?: string };
   const cause = (e.cause as Error | undefined)?.message;
-  return [e.message, e.code && !e.message.includes(e.code) ? `(${e.code})` : '', cause ? `— ${cause}` : ''].filter(Boolean).join(' ');
+  return [e.message, e.code && !e.message.includes(e.code) ? `(${e.code})` : '', cause && !e.message.includes(cause) ? `— ${cause}` : ''].filter(Boolean).join(' ');
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {

@@ -46,6 +46,25 @@ describe('tracingSettings', () => {
     assert.throws(() => tracingSettings({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'not a url' }, roles), (e: Error & { code?: string }) => e.code === 'ATS_ERR_CONFIG');
   });
 
+  it('a protocol it cannot serve is refused naming the variable it came from', () => {
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' };
+    const refusal = (env: Record<string, string>): string => {
+      try {
+        tracingSettings({ ...endpoint, ...env }, roles);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    assert.equal(refusal({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }), 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc" is not served (http/protobuf, http/json)');
+    assert.equal(refusal({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), 'OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not served (http/protobuf, http/json)');
+    // The traces variable wins over the general one, in what is used and in what the error names.
+    assert.equal(
+      refusal({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }),
+      'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: "grpc" is not served (http/protobuf, http/json)',
+    );
+  });
+
   it('startTracing starts nothing when tracing is off', async () => {
     assert.equal(await startTracing({ OTEL_SERVICE_NAME: 'x' }, roles), null);
     assert.equal(await startTracing({ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }, roles), null);

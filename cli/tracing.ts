@@ -85,11 +85,11 @@ export function tracingSettings(env: Readonly<Record<string, string | undefined>
     return { enabled: false };
   }
   if (exporters.length === 0) return { enabled: false };
-  const rawProtocol = (set(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL : env.OTEL_EXPORTER_OTLP_PROTOCOL)
-    ?.trim().toLowerCase();
-  const protocol = !rawProtocol ? 'http/protobuf' : rawProtocol;
+  // The error names the variable the protocol came from: the traces one wins over the general one.
+  const protocolVar = set(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = env[protocolVar]?.trim().toLowerCase() || 'http/protobuf';
   if (exporters.includes('otlp') && protocol !== 'http/protobuf' && protocol !== 'http/json') {
-    throw new AtsError('ATS_ERR_CONFIG', `OTEL_EXPORTER_OTLP_PROTOCOL: "${protocol}" is not served (http/protobuf, http/json)`);
+    throw new AtsError('ATS_ERR_CONFIG', `${protocolVar}: "${protocol}" is not served (http/protobuf, http/json)`);
   }
   const serviceName = set(env.OTEL_SERVICE_NAME) ? env.OTEL_SERVICE_NAME!.trim() : `ats-${roles.join('-')}`;
   return { enabled: true, exporters, protocol: protocol as TraceProtocol, url: tracesUrl(env), serviceName };

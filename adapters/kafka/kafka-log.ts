@@ -64,6 +64,21 @@ function lazyConnect<T extends { connect(): Promise<void> }>(client: T): () => P
   }));
 }
 
+/**
+ * The admin's retry policy: few quick retries. kafkajs connects with the
+ * client's retry policy, and the default one keeps a ping to a dead broker
+ * retrying (and the process alive) for ~10 s after the ping gave up.
+ */
+const ADMIN_RETRY = Object.freeze({ retries: 2, initialRetryTime: 100, maxRetryTime: 1000 });
+
+/** The admin on connections of its own, so that giving up on it can cut them. */
+interface OwnAdmin {
+  readonly admin: Admin;
+  readonly connect: () => Promise<Admin>;
+  /** Ends its connections at once and fails every later one. */
+  readonly cut: () => void;
+}
+
 /** A producer on connections of its own, so that retiring it can cut them. */
 interface OwnProducer {
   readonly producer: Producer;
@@ -76,12 +91,10 @@ class KafkaEventLog implements EventLog {
   /** kafkajs settings all clients of this log share. */
   private readonly config: ConstructorParameters<typeof Kafka>[0];
   private current: OwnProducer;
-  private readonly admin: Admin;
-  /** Ends the admin's connections (see `close`). */
-  private readonly cutAdmin: () => void;
-  /** Disconnects of retired producers, awaited by `close`. */
+  /** Replaced when it is given up on (see `assertReachable`); its connections are cut by `close`. */
+  private admin: OwnAdmin;
+  /** Disconnects of retired producers and admins, awaited by `close`. */
   private readonly retiring = new Set<Promise<void>>();
-  private readonly connectAdmin: () => Promise<Admin>;
   /** Physical topics known to exist (created by us or found), with their partition counts. */
   private readonly knownTopics = new Map<string, Promise<number>>();
   /** Per physical topic: key → partition as the producer picks it. */
@@ -98,17 +111,13 @@ class KafkaEventLog implements EventLog {
       ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
     };
     this.current = this.newProducer();
-    // Its own client, with few quick retries: kafkajs connects with the client's
-    // retry policy, and the default one keeps a ping to a dead broker retrying
-    // (and the process alive) for ~10 s after the ping gave up.
-    const admin = this.cuttableClient({ retries: 2, initialRetryTime: 100, maxRetryTime: 1000 }, 'the log was closed');
-    this.admin = admin.kafka.admin();
-    this.cutAdmin = admin.cut;
-    this.connectAdmin = lazyConnect(this.admin);
+    this.admin = this.newAdmin();
   }
 
+  /** First checks that Kafka answers at all (see `assertReachable`): a start on an unreachable Kafka says so within seconds. */
   async ensureTopics(): Promise<void> {
     this.assertOpen();
+    await this.assertReachable();
     await settleAll(Object.values(TOPICS).map((topic) => this.ensureTopic(topic)));
   }
 
@@ -190,8 +199,48 @@ class KafkaEventLog implements EventLog {
     this.closed = true;
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
     this.current.cut();
-    this.cutAdmin();
-    await Promise.allSettled([this.current.producer.disconnect(), this.admin.disconnect(), ...this.retiring]);
+    this.admin.cut();
+    await Promise.allSettled([this.current.producer.disconnect(), this.admin.admin.disconnect(), ...this.retiring]);
+  }
+
+  private connectAdmin(): Promise<Admin> {
+    return this.admin.connect();
+  }
+
+  /**
+   * Rejects with "Kafka is not reachable at <brokers>: <why>" unless a broker
+   * answers a metadata request within the connect timeout. A refused
+   * connection fails within a second (the admin's few retries); a broker
+   * that accepts connections and never answers would hold each try for
+   * kafkajs' 30 s request timeout. Given up on, the admin's connections are
+   * cut (nothing of it goes on in the background) and a new admin takes its
+   * place for the next call.
+   */
+  private async assertReachable(): Promise<void> {
+    const own = this.admin;
+    const ms = this.opts.connectTimeoutMs;
+    try {
+      await withTimeout(own.connect().then((admin) => admin.describeCluster()), ms, () => new Error(`no answer within ${ms} ms`));
+    } catch (error) {
+      this.retireAdmin(own);
+      const why = error instanceof Error ? error.message : String(error);
+      throw new AtsError('ATS_ERR_NOT_READY', `Kafka is not reachable at ${this.opts.brokers.join(',')}: ${why}`, { cause: error });
+    }
+  }
+
+  private newAdmin(): OwnAdmin {
+    const { kafka, cut } = this.cuttableClient(ADMIN_RETRY, 'the admin was given up on or the log closed');
+    const admin = kafka.admin();
+    return { admin, connect: lazyConnect(admin), cut };
+  }
+
+  /** Cuts `own`'s connections; the next admin call goes through a new admin. */
+  private retireAdmin(own: OwnAdmin): void {
+    if (own !== this.admin || this.closed) return;
+    this.admin = this.newAdmin();
+    own.cut();
+    const done = own.admin.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
+    this.retiring.add(done);
   }
 
   /**
