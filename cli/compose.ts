@@ -398,6 +398,9 @@ function syntaxErrorLine(path: string): string | null {
   return first && /:\d+$/.test(first) ? first : null;
 }
 
+/** Jobs the restart's re-dispatch issues at once. */
+const REDISPATCH_BATCH = 500;
+
 /**
  * The in-process log forgets everything when the process ends, so after a
  * restart no dispatch message survives: issue them again now for every job
@@ -407,14 +410,15 @@ function syntaxErrorLine(path: string): string | null {
  * fence makes harmless. (Jobs that were running recover when their lease
  * expires; delayed jobs and retries are in the timers' due query.)
  */
-async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
+export async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
   // The timers' own query, without its timeout: every dispatch up to now is lost.
   const before = clock.now();
   const done = new Set<string>();
   let count = 0;
   for (;;) {
-    // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again.
-    const lost = (await store.findLostDispatches(before, 500)).filter((j) => !done.has(j.id));
+    // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again. One it could
+    // not move (a job of another job machine version) stays first: each read asks for as many rows more as were seen.
+    const lost = (await store.findLostDispatches(before, REDISPATCH_BATCH + done.size)).filter((j) => !done.has(j.id));
     if (lost.length === 0) break;
     for (const j of lost) done.add(j.id);
     count += await timers.redispatch(lost);

@@ -1,0 +1,51 @@
+/**
+ * The embedded default's re-dispatch at start (`redispatchAfterRestart`): the
+ * in-process log lost every dispatch, so each job dispatched and not started
+ * is dispatched again, also behind jobs it cannot move.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { monotonicFactory } from 'ulid';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { silentLogger } from '../engine/logger.js';
+import type { Clock, JobSpec } from '../engine/ports.js';
+import { Timers } from '../engine/timers.js';
+import { TransitionService } from '../engine/transitions.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
+import { writeMachineVersion } from '../tests/helpers/stores.js';
+import { redispatchAfterRestart } from './compose.js';
+
+const T0 = Date.UTC(2031, 0, 1);
+const spec: JobSpec = { type: 'demo.echo', payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
+
+describe('the re-dispatch after an embedded restart', () => {
+  it('reaches the jobs behind a full batch of jobs of another job machine version', async () => {
+    let t = T0;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const store = createSqliteStore({ file: ':memory:', clock });
+    try {
+      await store.migrate();
+      const nextId = monotonicFactory();
+      const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+      const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: 60_000 });
+      // 500 jobs a newer deployment wrote (this process cannot step them), dispatched first; one of this version after them.
+      const newer = await transitions.submitMany(Array.from({ length: 500 }, () => spec));
+      for (const r of newer) {
+        assert.ok(r.ok);
+        await writeMachineVersion(store, r.job.id, JOB_MACHINE_VERSION + 1);
+      }
+      t += 1;
+      const ours = await transitions.submit(spec);
+      assert.ok(ours.ok);
+      t += 1;
+      await redispatchAfterRestart(timers, store, clock, silentLogger);
+      assert.equal((await store.getJob(ours.job.id))!.snapshot.context.dispatches, 2, 'dispatched again');
+      const first = newer[0]!;
+      assert.ok(first.ok);
+      assert.equal((await store.getJob(first.job.id))!.version, first.job.version, 'a job of another version is left as it is');
+    } finally {
+      await store.close();
+    }
+  });
+});
