@@ -84,12 +84,35 @@ export function toErrorReply(err: unknown): ErrorReply {
 export const RETRY_AFTER_S = 5;
 
 /**
+ * The setting that raises a route's body limit, by route: the batch route has
+ * its own, every other the API's.
+ */
+const BODY_LIMIT_SETTINGS = new Map([['/v1/jobs/batch', 'ATS_BATCH_BODY_LIMIT_BYTES']]);
+const BODY_LIMIT_SETTING = 'ATS_BODY_LIMIT_BYTES';
+
+/**
+ * The 413 of a body over its route's limit, naming the limit, the body's
+ * size when the request declared it, and the setting: routes differ (a
+ * batch may be larger than one job), and the bare status says neither which
+ * limit nor by how much.
+ */
+export function bodyTooLargeReply(request: Pick<FastifyRequest, 'routeOptions' | 'headers'>): ErrorReply {
+  const { bodyLimit, url } = request.routeOptions;
+  const setting = BODY_LIMIT_SETTINGS.get(url ?? '') ?? BODY_LIMIT_SETTING;
+  const declared = Number(request.headers['content-length']);
+  const size = Number.isSafeInteger(declared) && declared > 0 ? ` of ${declared} bytes` : '';
+  return reply('ATS_ERR_PAYLOAD_TOO_LARGE', `The request body${size} is larger than the ${bodyLimit}-byte limit of this route (${setting})`);
+}
+
+const isBodyTooLarge = (err: unknown): boolean => (err as Partial<FastifyError> | null)?.code === 'FST_ERR_CTP_BODY_TOO_LARGE';
+
+/**
  * Send the error reply. Every 5xx is logged with the request id the response
  * carries (`x-request-id`): a 503 is an outage to watch (warn), a 500 a bug
  * to fix (error, with the internals the reply hides).
  */
 function sendError(logger: Logger, err: unknown, request: FastifyRequest, res: FastifyReply) {
-  const { status, body } = toErrorReply(err);
+  const { status, body } = isBodyTooLarge(err) ? bodyTooLargeReply(request) : toErrorReply(err);
   if (status >= 500) {
     const fields = { reqId: request.id, method: request.method, url: clip(request.url), status, code: body.code, ...errorFields(err) };
     if (status === 503) logger.warn('request failed: unavailable', fields);

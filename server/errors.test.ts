@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AtsError, ERRORS, type ErrorCode } from '../engine/errors.js';
+import { startSqliteTestApp } from '../tests/helpers/app.js';
 import { MAX_MESSAGE_CHARS, toErrorReply } from './error-handler.js';
 import { ErrorBody } from './schemas.js';
 
@@ -91,5 +92,27 @@ describe('toErrorReply', () => {
   test('a 401 or 403 of a plugin keeps its meaning', () => {
     assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 403 })).body.code, 'ATS_ERR_FORBIDDEN');
     assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 401 })).body.code, 'ATS_ERR_UNAUTHORIZED');
+  });
+});
+
+describe('a body over its route\'s limit', () => {
+  test('the 413 names the route\'s limit in bytes, the body\'s size and the setting: the batch\'s own, the API\'s elsewhere', async () => {
+    const t = await startSqliteTestApp({ limits: { bodyLimitBytes: 1024, batchBodyLimitBytes: 8 * 1024 } });
+    try {
+      const small = { type: 'demo.echo', payload: 'x' };
+      const batch = { jobs: Array.from({ length: 400 }, () => small) }; // about 14 KB
+      const overBatch = await t.app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: batch });
+      assert.equal(overBatch.statusCode, 413, overBatch.body.slice(0, 300));
+      assert.deepEqual(overBatch.json(), {
+        code: 'ATS_ERR_PAYLOAD_TOO_LARGE',
+        message: `The request body of ${Buffer.byteLength(JSON.stringify(batch))} bytes is larger than the 8192-byte limit of this route (ATS_BATCH_BODY_LIMIT_BYTES)`,
+      });
+      const job = { type: 'demo.echo', payload: 'y'.repeat(2000) };
+      const overJob = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: job });
+      assert.equal(overJob.statusCode, 413, overJob.body);
+      assert.equal(overJob.json().message, `The request body of ${Buffer.byteLength(JSON.stringify(job))} bytes is larger than the 1024-byte limit of this route (ATS_BODY_LIMIT_BYTES)`);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -17,6 +17,7 @@ import { AUDIT_SCHEMAS, KEY_SCHEMAS } from './key-schemas.js';
 import { LIMIT_SCHEMAS, PATH_NAME_PATTERN, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
 import { createMachine } from 'xstate';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { DEFAULT_BATCH_BODY_LIMIT_BYTES } from './deps.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -47,6 +48,10 @@ const COMPONENT = '#/components/schemas/';
 /** What the key, scope, Host, Origin and rate checks answer before any route runs. */
 const GUARDS = ['401', '403', '421', '429'];
 const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']);
+/** Methods whose body fastify parses, whether the route reads one or not. */
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** Over the body limit, not JSON. */
+const BODY_ERRORS = ['413', '415'];
 
 function operations(doc: Document): Array<[string, Operation]> {
   return Object.entries(doc.paths).flatMap(([path, item]) =>
@@ -301,6 +306,31 @@ describe('OpenAPI document', () => {
       assert.deepEqual(guarded, publicOp ? [] : GUARDS, name);
     }
     assert.deepEqual((doc as unknown as { security: unknown }).security, [{ apiKey: [] }]);
+  });
+
+  test('every operation documents 500 and 503: the shutdown gate answers 503 on every route, the key check reads the database', () => {
+    const missing = operations(doc).filter(([, op]) => !op.responses['500'] || !op.responses['503']).map(([name]) => name);
+    assert.deepEqual(missing, []);
+  });
+
+  test('every operation that takes a body documents 413 and 415, and what it answers to a body too large or not JSON is documented', async () => {
+    const missing = operations(doc)
+      .filter(([name, op]) => BODY_METHODS.has(name.split(' ')[0]!) && !BODY_ERRORS.every((s) => op.responses[s]))
+      .map(([name]) => name);
+    assert.deepEqual(missing, [], 'body-taking operations without 413 and 415');
+    // What the app does: every route of those methods answers both, before it runs. Over every route's limit, the batch's too.
+    const tooLarge = JSON.stringify({ reason: 'x'.repeat(DEFAULT_BATCH_BODY_LIMIT_BYTES + 1) });
+    const undocumented: string[] = [];
+    for (const [name, op] of operations(doc)) {
+      const [method, path] = name.split(' ') as [string, string];
+      const url = path.replace(/\{[^}]+\}/g, '01J00000000000000000000000');
+      for (const [why, headers, payload] of [['too large', 'application/json', tooLarge], ['not JSON', 'text/plain', 'x']] as const) {
+        const r = await t.app.inject({ method: method as 'GET', url, headers: { 'content-type': headers }, payload });
+        if (!op.responses[String(r.statusCode)]) undocumented.push(`${name} (${why}): ${r.statusCode}`);
+        if (BODY_METHODS.has(method) && r.statusCode !== (why === 'too large' ? 413 : 415)) undocumented.push(`${name} (${why}): ${r.statusCode}, not refused`);
+      }
+    }
+    assert.deepEqual(undocumented, []);
   });
 
   test('the backoff discriminator maps each kind to its schema', () => {

@@ -817,14 +817,28 @@ export const described = <T extends object>(schema: T, description: string): T =
 /**
  * What any route of the API can answer before it runs (server/auth.ts, server/security.ts): 401
  * without a working key, 403 without the scope (or from a foreign Origin), 421 for a Host it does
- * not answer, 429 over the rate limit.
+ * not answer, 429 over the rate limit. The key check reads the key from the database, so it
+ * answers 503 ATS_ERR_STORE_UNAVAILABLE when the database is down (see `ALWAYS_STATUSES` too).
  */
 const GUARD_STATUSES = [401, 403, 421, 429];
 
-const errorsOf = (statuses: number[]) =>
-  Object.fromEntries([...new Set([...statuses, 500])].sort((a, b) => a - b).map((s) => [s, described(ref(ErrorBody), `${STATUS_CODES[s]}: {code, message}`)]));
+/**
+ * What every route, public ones included, can answer: 500, and 503 ATS_ERR_NOT_READY on a
+ * connection kept open while the server shuts down (server/app.ts, the shutdown gate).
+ */
+const ALWAYS_STATUSES = [500, 503];
 
-/** `{code, message}` for the error statuses a route can answer, those of the guards every route has, and 500. */
+const errorsOf = (statuses: number[]) =>
+  Object.fromEntries([...new Set([...statuses, ...ALWAYS_STATUSES])].sort((a, b) => a - b).map((s) => [s, described(ref(ErrorBody), `${STATUS_CODES[s]}: {code, message}`)]));
+
+/**
+ * The error statuses a route that takes a body answers before it runs (fastify parses the body
+ * of every POST, PUT, PATCH and DELETE, whether the route reads one or not): 413 over the body
+ * limit, 415 for a body that is not JSON.
+ */
+export const BODY_STATUSES = [413, 415];
+
+/** `{code, message}` for the error statuses a route can answer, those of the guards every route has, 500 and 503. */
 export const errorResponses = (...statuses: number[]) => errorsOf([...statuses, ...GUARD_STATUSES]);
 
 /** The same for the public routes (health): no key, any Host, no rate limit. */

@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
-import { createProxiedTestStore, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
+import { createProxiedTestStore, createTestStore, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
 import type { TcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { VersionConflict } from '../sql/writes.js';
 import { createMysqlStore, type MysqlStore } from './index.js';
@@ -121,6 +122,70 @@ describe('MySQL store: the server stops answering', () => {
   });
 });
 
+describe('MySQL store: the server refuses statements for a while', () => {
+  // Real server errors, not look-alikes: what the server sends for a read-only
+  // primary, a statement killed or out of time (mysql2 names MariaDB's own
+  // numbers with no code at all).
+  let db: TestDatabase;
+  let store: MysqlStore;
+  let cleanup: (() => Promise<void>) | undefined;
+  let admin: Connection;
+  let mariadb: boolean;
+
+  before(async () => {
+    // One connection, so a session setting made through the pool is the store's.
+    ({ db, store, cleanup } = await createTestStore({ poolSize: 1 }));
+    admin = await createConnection(db.url);
+    const [[row]] = await admin.query<RowDataPacket[]>('SELECT VERSION() AS v');
+    mariadb = /mariadb/i.test(String(row!.v));
+  });
+
+  after(async () => {
+    await admin?.end();
+    await cleanup?.();
+  });
+
+  test('writes in a read-only session (a demoted primary) reject with ATS_ERR_STORE_UNAVAILABLE, and work once it is writable', async () => {
+    await store.pool.query('SET SESSION TRANSACTION READ ONLY');
+    try {
+      await assert.rejects(store.insert([newJobWrite()]), (e: Error) => unavailable(e) && (e.cause as { errno?: number }).errno === 1792);
+      await assert.rejects(store.deleteLimit('absent'), unavailable);
+    } finally {
+      await store.pool.query('SET SESSION TRANSACTION READ WRITE');
+    }
+    assert.equal((await store.insert([newJobWrite()]))[0]?.ok, true);
+  });
+
+  test("a statement over the server's own time bound is unavailable", async () => {
+    const sql = mariadb
+      ? 'SET STATEMENT max_statement_time = 0.05 FOR SELECT SLEEP(2)'
+      : 'SELECT /*+ MAX_EXECUTION_TIME(50) */ COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c';
+    const err = await store.pool.query(sql).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof Error, 'the statement was stopped');
+    assert.equal(isMysqlUnavailable(err), true, `errno ${(err as { errno?: number }).errno}`);
+  });
+
+  test('a statement stopped by KILL QUERY is unavailable', { timeout: 30_000 }, async () => {
+    const conn = await store.pool.getConnection();
+    try {
+      const running = conn.query('SELECT COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c')
+        .then(() => null, (e: unknown) => e);
+      // Kill it once the server runs it (polled: no timing is assumed).
+      for (;;) {
+        const [rows] = await admin.query<RowDataPacket[]>('SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ? AND INFO LIKE ?', [conn.threadId, 'SELECT COUNT(*)%']);
+        if (rows.length > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await admin.query(`KILL QUERY ${Number(conn.threadId)}`);
+      const err = await running;
+      assert.equal((err as { errno?: number }).errno, 1317);
+      assert.equal(isMysqlUnavailable(err), true);
+    } finally {
+      conn.release();
+    }
+  });
+});
+
 describe('isMysqlUnavailable', () => {
   const err = (fields: Record<string, unknown>, message = 'x') => Object.assign(new Error(message), fields);
   const yes: Array<[string, unknown]> = [
@@ -130,7 +195,18 @@ describe('isMysqlUnavailable', () => {
     ['too many connections', err({ code: 'ER_CON_COUNT_ERROR', errno: 1040 })],
     ['server shutting down', err({ code: 'ER_SERVER_SHUTDOWN', errno: 1053 })],
     ['server gone away', err({ code: 'CR_SERVER_GONE_ERROR', errno: 2006 })],
-    ['connection killed', err({ code: 'ER_CONNECTION_KILLED', errno: 1927 })],
+    // MariaDB's own numbers: mysql2 gives them no code.
+    ['connection killed (MariaDB)', err({ errno: 1927, sqlState: '70100' })],
+    ['statement timeout (MariaDB max_statement_time)', err({ errno: 1969, sqlState: '70100' })],
+    ['read-only server', err({ code: 'ER_OPTION_PREVENTS_STATEMENT', errno: 1290, sqlState: 'HY000' }, 'The MariaDB server is running with the --read-only option so it cannot execute this statement')],
+    ['read-only mode', err({ code: 'ER_READ_ONLY_MODE', errno: 1836 })],
+    ['InnoDB read-only', err({ code: 'ER_INNODB_READ_ONLY', errno: 1874 })],
+    ['read-only transaction', err({ code: 'ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION', errno: 1792, sqlState: '25006' })],
+    ['table full', err({ code: 'ER_RECORD_FILE_FULL', errno: 1114, sqlState: 'HY000' }, "The table 'outbox' is full")],
+    ['disk full', err({ code: 'ER_DISK_FULL', errno: 1021 })],
+    ['out of memory', err({ code: 'ER_OUTOFMEMORY', errno: 1037 })],
+    ['query killed', err({ code: 'ER_QUERY_INTERRUPTED', errno: 1317, sqlState: '70100' })],
+    ['statement timeout (MySQL max_execution_time)', err({ code: 'ER_QUERY_TIMEOUT', errno: 3024 })],
     ['any fatal driver error', err({ fatal: true }, "Can't add new command when connection is in closed state")],
     ['pool closed', new Error('Pool is closed.')],
     ['pool queue full', new Error('Queue limit reached.')],
@@ -139,6 +215,8 @@ describe('isMysqlUnavailable', () => {
   const no: Array<[string, unknown]> = [
     ['duplicate key', err({ code: 'ER_DUP_ENTRY', errno: 1062, sqlState: '23000' })],
     ['syntax error', err({ code: 'ER_PARSE_ERROR', errno: 1064 })],
+    ['no such table', err({ code: 'ER_NO_SUCH_TABLE', errno: 1146 })],
+    ['a socket error (negative errno)', err({ code: 'EACCES', errno: -13 })],
     ['row lock wait (retried as a lost race)', err({ code: 'ER_LOCK_WAIT_TIMEOUT', errno: 1205 })],
     ['version conflict', new VersionConflict('j', 'version moved')],
     ['an AtsError', new AtsError('ATS_ERR_CONCURRENT_UPDATE')],

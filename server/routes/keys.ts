@@ -18,7 +18,7 @@ import type { AuditEntry } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
 import { CreatedKeyView, CreateKeyBody, KeyList, KeyParams, MAX_KEYS_LISTED, type KeyView } from '../key-schemas.js';
-import { described, errorResponses, ref } from '../schemas.js';
+import { BODY_STATUSES, described, errorResponses, ref } from '../schemas.js';
 
 const createSchema = {
   operationId: 'createKey',
@@ -49,7 +49,7 @@ const revokeSchema = {
     'in the same transaction: a key whose entry cannot be written stays as it was.',
   tags: ['keys'],
   params: KeyParams,
-  response: { 204: { type: 'null', description: 'Revoked' }, ...errorResponses(400, 404) },
+  response: { 204: { type: 'null', description: 'Revoked' }, ...errorResponses(400, 404, ...BODY_STATUSES) },
 };
 
 export function toKeyView(k: ApiKeyRecord): KeyView {

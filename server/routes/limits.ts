@@ -18,7 +18,7 @@ import type { LimitStore } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { toLimitSpec, toLimitView } from '../limit-views.js';
 import {
-  described, errorResponses, LimitList, LimitParams, LimitView, MAX_LIMITS_LISTED, PutLimitBody, ref,
+  BODY_STATUSES, described, errorResponses, LimitList, LimitParams, LimitView, MAX_LIMITS_LISTED, PutLimitBody, ref,
 } from '../schemas.js';
 
 const putSchema = {
@@ -63,7 +63,7 @@ const deleteSchema = {
   description: 'Deletes the caller\'s tenant\'s limit: its jobs of the key are no longer limited (404 ATS_ERR_LIMIT_NOT_FOUND when it had none). The jobs keep their key.',
   tags: ['limits'],
   params: LimitParams,
-  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404) },
+  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, ...BODY_STATUSES) },
 };
 
 // The key matches NAME_PATTERN and is at most 200 characters: quoting it whole in a message or a path needs no escaping.

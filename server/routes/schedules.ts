@@ -16,7 +16,7 @@ import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
 import { toScheduleTickView, toScheduleView } from '../schedule-views.js';
 import {
-  CreateScheduleBody, described, errorResponses, ref, ScheduleDetail, ScheduleList, ScheduleParams, ScheduleView,
+  BODY_STATUSES, CreateScheduleBody, described, errorResponses, ref, ScheduleDetail, ScheduleList, ScheduleParams, ScheduleView,
   UpdateScheduleBody, type BackoffInput, type SubmitBody,
 } from '../schemas.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
@@ -78,7 +78,7 @@ const deleteSchema = {
   description: 'Deletes the schedule and its ticks; no tick fires after. The jobs it submitted stay.',
   tags: ['schedules'],
   params: ScheduleParams,
-  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404) },
+  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, ...BODY_STATUSES) },
 };
 
 /** The job fields of a schedule body (or a merged template) as the body of a submit. */

@@ -122,7 +122,7 @@ const cancelSchema = {
   'x-body-optional': true,
   response: {
     200: described(ref(WorkflowView), 'The instance, cancelled'),
-    ...errorResponses(400, 404, 409, 415, 503),
+    ...errorResponses(400, 404, 409, 413, 415, 503),
     ...refusal('The instance has ended: {code, message, accepts}'),
   },
 };

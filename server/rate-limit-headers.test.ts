@@ -1,0 +1,71 @@
+/**
+ * Which answers the request rate limit counts and marks with X-RateLimit-*
+ * (docs/security.md, "Rate limits, caps and timeouts"): a request the Host,
+ * Origin and key checks let through to a route; never what those checks
+ * refuse first, nor a 404 for a route that does not exist.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { InjectOptions } from 'fastify';
+import { startSqliteTestApp } from '../tests/helpers/app.js';
+import { makeKey } from '../tests/helpers/keys.js';
+
+const OPS = 'https://ops.example.com';
+const LIMIT = 3;
+
+describe('rate-limit headers', () => {
+  test('with keys required: answers that reach a route carry the headers and count; the guards\' refusals and 404s do neither', async () => {
+    const t = await startSqliteTestApp({ security: { rateLimitPerMinute: LIMIT, corsOrigins: [OPS] } }, { auth: 'on' });
+    try {
+      const admin = await makeKey(t.store, 'default');
+      const reader = await makeKey(t.store, 'default', ['read']);
+      const job = { type: 'demo.echo', payload: {} };
+      const uncounted: Array<[string, InjectOptions, number]> = [
+        ['an unknown route', { url: '/v1/nope', headers: admin.headers }, 404],
+        ['no key', { url: '/v1/jobs' }, 401],
+        ['a key that does not work', { url: '/v1/jobs', headers: { authorization: 'Bearer ats_not_a_key' } }, 401],
+        ['a foreign Host', { url: '/v1/jobs', headers: { ...admin.headers, host: 'rebound.example.com' } }, 421],
+        ['a foreign Origin', { method: 'POST', url: '/v1/jobs', headers: { ...admin.headers, origin: 'https://evil.example.com' }, payload: job }, 403],
+        ['a key without the scope', { method: 'POST', url: '/v1/jobs', headers: reader.headers, payload: job }, 403],
+      ];
+      // More of each than the limit: none is counted, so none turns into a 429.
+      for (const [why, req, status] of uncounted) {
+        for (let i = 0; i <= LIMIT; i++) {
+          const r = await t.app.inject(req);
+          assert.equal(r.statusCode, status, `${why}: ${r.body}`);
+          assert.equal(r.headers['x-ratelimit-limit'], undefined, why);
+        }
+      }
+      // The admin key's first counted request, though the route refuses it.
+      const refused = await t.app.inject({ method: 'POST', url: '/v1/jobs', headers: { ...admin.headers, 'content-type': 'text/plain' }, payload: 'x' });
+      assert.equal(refused.statusCode, 415);
+      assert.deepEqual([refused.headers['x-ratelimit-limit'], refused.headers['x-ratelimit-remaining']], [String(LIMIT), String(LIMIT - 1)]);
+      const statuses: number[] = [];
+      for (let i = 0; i < LIMIT; i++) {
+        const r = await t.app.inject({ url: '/v1/jobs', headers: admin.headers });
+        assert.equal(r.headers['x-ratelimit-limit'], String(LIMIT));
+        statuses.push(r.statusCode);
+      }
+      assert.deepEqual(statuses, [200, 200, 429]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('with ATS_AUTH=off: requests without a key are counted per address', async () => {
+    const t = await startSqliteTestApp({ security: { rateLimitPerMinute: LIMIT } }, { auth: 'off' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i <= LIMIT; i++) {
+        const r = await t.app.inject({ url: '/v1/jobs', remoteAddress: '10.1.2.3' } as InjectOptions);
+        assert.equal(r.headers['x-ratelimit-limit'], String(LIMIT));
+        statuses.push(r.statusCode);
+      }
+      assert.deepEqual(statuses, [200, 200, 200, 429]);
+      // Another address has its own count.
+      assert.equal((await t.app.inject({ url: '/v1/jobs', remoteAddress: '10.9.9.9' } as InjectOptions)).statusCode, 200);
+    } finally {
+      await t.close();
+    }
+  });
+});
