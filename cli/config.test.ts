@@ -169,6 +169,12 @@ describe('config', () => {
     rejects({ allowedHosts: '*.example.com' }, /^ATS_ALLOWED_HOSTS/);
   });
 
+  it('the batch body limit is at least the body limit: a batch of one job the API takes alone is never refused', () => {
+    const api = compileConfig({ bodyLimitBytes: '65536', batchBodyLimitBytes: '65536' }).api;
+    assert.deepEqual([api.bodyLimitBytes, api.batchBodyLimitBytes], [65_536, 65_536]);
+    rejects({ bodyLimitBytes: '1048576', batchBodyLimitBytes: '65536' }, /^ATS_BATCH_BODY_LIMIT_BYTES \(--batch-body-limit-bytes\): must be at least ATS_BODY_LIMIT_BYTES \(1048576 bytes\)/);
+  });
+
   it('split roles run on MySQL and Kafka', () => {
     const c = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'a:9092, b:9093' });
     assert.deepEqual(c.roles, ['worker']);

@@ -47,7 +47,7 @@ export const SETTINGS = {
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then), and for workflow instances ended in error or cancelled.' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job dispatched this long ago (published or still pending) and not started is dispatched again.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
-  batchBodyLimitBytes: { env: 'ATS_BATCH_BODY_LIMIT_BYTES', flag: '--batch-body-limit-bytes', default: '16777216', doc: 'Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs; each still within the body limit). A larger batch is a 413: split it.' },
+  batchBodyLimitBytes: { env: 'ATS_BATCH_BODY_LIMIT_BYTES', flag: '--batch-body-limit-bytes', default: '16777216', doc: 'Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs; each still within the body limit), at least ATS_BODY_LIMIT_BYTES. A larger batch is a 413: split it.' },
   httpHeadersTimeoutMs: { env: 'ATS_HTTP_HEADERS_TIMEOUT_MS', flag: '--http-headers-timeout-ms', default: '10000', doc: 'Time a client has to send the request line and headers; then 408 and the connection is closed. At most the request timeout.' },
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
   httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
@@ -239,6 +239,18 @@ function workerId(raw: RawConfig, host: { hostname: string; pid: number }): stri
 const list = (raw: RawConfig, name: SettingName): string[] => str(raw, name).split(',').map((x) => x.trim()).filter(Boolean);
 
 /**
+ * The body limits: a batch's at least one job's, or a batch of one job the
+ * API accepts alone would be refused (and the client, splitting a refused
+ * batch, would end at that job and fail).
+ */
+function bodyLimits(raw: RawConfig): { bodyLimitBytes: number; batchBodyLimitBytes: number } {
+  const bodyLimitBytes = int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024);
+  const batchBodyLimitBytes = int(raw, 'batchBodyLimitBytes', 1024, 256 * 1024 * 1024);
+  if (batchBodyLimitBytes < bodyLimitBytes) fail('batchBodyLimitBytes', `must be at least ${SETTINGS.bodyLimitBytes.env} (${bodyLimitBytes} bytes)`);
+  return { bodyLimitBytes, batchBodyLimitBytes };
+}
+
+/**
  * Each a Host header value as the API compares it (server/security.ts): a
  * name or address, port optional, IPv6 bare or in brackets. Anything else
  * (`http://localhost`, `*`) matches no request: every request would be 421.
@@ -313,8 +325,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs },
     retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
     api: {
-      bodyLimitBytes: int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024),
-      batchBodyLimitBytes: int(raw, 'batchBodyLimitBytes', 1024, 256 * 1024 * 1024), headersTimeoutMs, requestTimeoutMs,
+      ...bodyLimits(raw), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
     },
     security: {
