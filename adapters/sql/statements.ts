@@ -208,14 +208,14 @@ export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FRO
 
 /**
  * Delayed jobs and retries whose due time has come, the most overdue first
- * (index `state, due_at`; `due_at` is NULL unless the timers must act).
+ * (index `state, due_at, updated_at`; `due_at` is NULL unless the timers must act).
  * Params: now, limit
  */
 export const FIND_DUE = `SELECT id, state, attempt, version FROM jobs
   WHERE state IN ('pending', 'retrying') AND due_at <= ? ORDER BY due_at LIMIT ?`;
 
 /**
- * Running jobs whose lease ended, the oldest lease first (index `state, due_at`:
+ * Running jobs whose lease ended, the oldest lease first (index `state, due_at, updated_at`:
  * a running job's `due_at` is its lease end, see `project`). Also a running
  * job whose `due_at` is NULL, as a process from before migration 0004 writes
  * it during a rolling upgrade, by its `lease_until` (NULL sorts first: one
@@ -227,7 +227,7 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
 
 /**
  * Jobs whose dispatch went out (or may have) and that no worker started since
- * `before`, the oldest first (index `state, updated_at`): published ones, and
+ * `before`, the oldest first (index `state, due_at, updated_at`: the three conditions): published ones, and
  * pending ones whose dispatch was issued (`due_at` NULL: see `project`) but
  * whose PUBLISHED was never recorded (the relay's bookkeeping write failed,
  * or the relay died before it).
