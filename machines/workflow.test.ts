@@ -594,3 +594,64 @@ describe('workflow messages and delays', () => {
     assert.deepEqual(startWorkflow(df, null, at, ids('p')).next.timers.map((t) => t.dueAt), [at + 500]);
   });
 });
+
+describe('workflow job options', () => {
+  /** job(type, options) as a plain-JS module calls it: the options unchecked by the type system. */
+  const jobWith = (options: unknown) => job('w.run', options as never);
+  const refused = (says: RegExp) => (err: Error) => err instanceof WorkflowDefinitionError && says.test(err.message);
+  /** A workflow whose one fromPromise actor runs under `options` (defineWorkflow's `jobs`). */
+  const promised = (options: unknown) => defineWorkflow('w', setup({ actors: { work: fromPromise(async () => 1) } }).createMachine({
+    initial: 'a', states: { a: { invoke: { id: 'work', src: 'work' } } },
+  }), { jobs: new Map([['work', options as never]]) });
+
+  it('job(type, options) refuses attempts no job could make, naming the option and its bounds', () => {
+    for (const maxAttempts of [0, -1, 1.5, 101, Number.NaN, '3']) {
+      assert.throws(() => jobWith({ maxAttempts }), refused(/^job\(w\.run\): maxAttempts must be an integer from 1 to 100, got /), String(maxAttempts));
+    }
+  });
+
+  it('job(type, options) refuses a backoff missing a field, or out of its bounds', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ kind: 'fixed' }, /backoff\.delayMs must be an integer from 0 to 604800000, got undefined/],
+      [{ kind: 'exponential', maxMs: 5000, jitter: 'full' }, /backoff\.baseMs must be an integer from 1 to 86400000, got undefined/],
+      [{ kind: 'exponential', baseMs: 1000, jitter: 'none' }, /backoff\.maxMs must be an integer from 1 to 604800000, got undefined/],
+      [{ kind: 'exponential', baseMs: 5000, maxMs: 1000 }, /backoff\.maxMs must be at least backoff\.baseMs \(5000\), got 1000/],
+      [{ kind: 'exponential', baseMs: 1000, maxMs: 5000, jitter: 'some' }, /backoff\.jitter must be 'full', 'equal', 'none' or left out/],
+      [{ kind: 'linear', delayMs: 10 }, /backoff\.kind must be 'exponential' or 'fixed'/],
+      [{ kind: 'fixed', delayMs: 10, baseMs: 1 }, /backoff "baseMs" is not a field of a fixed backoff/],
+    ];
+    for (const [backoff, says] of cases) assert.throws(() => jobWith({ backoff }), refused(says), JSON.stringify(backoff));
+  });
+
+  it('job(type, options) refuses a timeout, priority or queue outside a submit\'s bounds, and an option that is not one', () => {
+    assert.throws(() => jobWith({ timeoutMs: 0 }), refused(/timeoutMs must be an integer from 1 to 86400000, got 0/));
+    assert.throws(() => jobWith({ priority: 1001 }), refused(/priority must be an integer from -1000 to 1000, got 1001/));
+    assert.throws(() => jobWith({ queue: 'two words' }), refused(/queue must be 1 to 200 of A-Z a-z 0-9 \. _ : -, got "two words"/));
+    assert.throws(() => jobWith({ maxAttempt: 3 }), refused(/"maxAttempt" is not a job option/));
+    assert.throws(() => jobWith(null), refused(/the options must be an object/));
+  });
+
+  it('defineWorkflow refuses the same in a fromPromise actor\'s jobs options, naming the actor', () => {
+    assert.throws(() => promised({ maxAttempts: 0 }), refused(/^workflow w, jobs work: maxAttempts must be an integer from 1 to 100, got 0$/));
+    assert.throws(() => promised({ backoff: { kind: 'fixed' } }), refused(/^workflow w, jobs work: backoff\.delayMs must be/));
+  });
+
+  it('accepts options at their bounds, and a job starts with them; an exponential backoff without jitter gets full, as a submit does', () => {
+    const edges = { queue: 'q.a:b-c_d', maxAttempts: 100, timeoutMs: 86_400_000, priority: -1000, backoff: { kind: 'fixed', delayMs: 0 } } as const;
+    const noJitter = { maxAttempts: 1, backoff: { kind: 'exponential', baseMs: 1000, maxMs: 5000 } };
+    const m = setup({ actors: { a: job('w.a', edges), b: jobWith(noJitter) } }).createMachine({
+      type: 'parallel', states: { x: { invoke: { id: 'a', src: 'a' } }, y: { invoke: { id: 'b', src: 'b' } } },
+    });
+    const started = startWorkflow(defineWorkflow('w', m), null, 1, ids('s')).effects.start;
+    assert.deepEqual(started.map((s) => s.options), [edges, { maxAttempts: 1, backoff: { kind: 'exponential', baseMs: 1000, maxMs: 5000, jitter: 'full' } }]);
+    assert.deepEqual(promised({ maxAttempts: 2 }).actors[0]!.options, { maxAttempts: 2 });
+  });
+
+  it('keeps the options as checked: changing the object given afterwards does not reach the jobs', () => {
+    const given = { maxAttempts: 3, backoff: { kind: 'fixed' as const, delayMs: 10 } };
+    const m = setup({ actors: { a: job('w.a', given) } }).createMachine({ initial: 'x', states: { x: { invoke: { id: 'a', src: 'a' } } } });
+    given.maxAttempts = 0;
+    given.backoff.delayMs = Number.NaN;
+    assert.deepEqual(startWorkflow(defineWorkflow('w', m), null, 1, ids('s')).effects.start[0]!.options, { maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10 } });
+  });
+});

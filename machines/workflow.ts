@@ -18,6 +18,7 @@
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
+import { completeBackoff, jobOptionsProblem } from './job-bounds.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
   type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
@@ -46,7 +47,8 @@ interface JobLogic {
  * `setup({ actors: { charge: job('payment.charge') } })`. Its input is the
  * job's payload; `onDone` gets the job's result, `onError` its last error.
  * It cannot run outside the scheduler: started by a plain XState actor, it
- * fails with an error saying so.
+ * fails with an error saying so. `options` outside a submit's bounds
+ * (machines/job-bounds.ts) throw a WorkflowDefinitionError.
  */
 export function job<TOutput = unknown, TInput = unknown>(type: string, options: WorkflowJobOptions = {}): PromiseActorLogic<TOutput, TInput> {
   if (typeof type !== 'string' || type.length === 0) throw new TypeError('job(type): the job type must be a non-empty string');
@@ -57,7 +59,7 @@ export function job<TOutput = unknown, TInput = unknown>(type: string, options: 
     getInitialSnapshot: (_scope: unknown, input: unknown) => ({ status: 'active', output: undefined, error: undefined, input }),
     getPersistedSnapshot: (s: unknown) => s,
     [JOB_TYPE]: type,
-    [JOB_OPTIONS]: Object.freeze({ ...options }),
+    [JOB_OPTIONS]: checkedJobOptions(`job(${type})`, options),
   };
   return logic as unknown as PromiseActorLogic<TOutput, TInput>;
 }
@@ -177,6 +179,20 @@ export class WorkflowDefinitionError extends Error {
   }
 }
 
+/**
+ * `options` as a job of a workflow runs under: held to a submit's bounds here,
+ * at definition, because the engine copies them into the child job's spec
+ * unchecked (maxAttempts 0 makes a job no worker can start; a backoff missing
+ * a field, a retry due at NaN). A frozen copy, so a later change to the
+ * object given does not reach the jobs.
+ */
+function checkedJobOptions(where: string, options: unknown): WorkflowJobOptions {
+  const problem = jobOptionsProblem(options);
+  if (problem !== null) throw new WorkflowDefinitionError(`${where}: ${problem}`);
+  const given = options as WorkflowJobOptions;
+  return Object.freeze({ ...given, ...(given.backoff ? { backoff: Object.freeze(completeBackoff(given.backoff)) } : {}) });
+}
+
 /** What the engine reads of an XState state node. */
 export interface StateNodeLike {
   id: string;
@@ -282,7 +298,8 @@ function* nodesOf(node: StateNodeLike): Generator<StateNodeLike> {
  * `job(type)`, or a `fromPromise` actor (which becomes the job type
  * `<name>.<actor name>`, its promise creator that type's handler). A callback,
  * observable or machine actor cannot be made durable and is refused, naming
- * its state.
+ * its state. `jobs` gives a `fromPromise` actor's job options, by its name,
+ * held to the bounds `job(type, options)` holds its options to.
  */
 export function defineWorkflow(
   name: string,
@@ -295,6 +312,7 @@ export function defineWorkflow(
   const version = options.version ?? 1;
   if (!Number.isSafeInteger(version) || version < 1) throw new WorkflowDefinitionError(`workflow ${name}: version must be a positive integer`);
   if (!given || typeof given !== 'object' || !('root' in given)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
+  const jobOptions = checkedJobsOptions(name, options.jobs);
   const machine = withDurableSends(name, given);
   const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
   const actors = new Map<unknown, WorkflowActor>();
@@ -313,7 +331,7 @@ export function defineWorkflow(
     }
     if (named === null) throw new WorkflowDefinitionError(`${where}: an inline fromPromise actor needs a name: declare it in setup({ actors })`);
     actors.set(logic, {
-      name: named, jobType: `${name}.${named}`, options: options.jobs?.get(named) ?? {},
+      name: named, jobType: `${name}.${named}`, options: jobOptions.get(named) ?? {},
       run: ({ input, signal }) => logic.config({ input, signal, self: undefined, system: undefined, emit: () => undefined }),
     });
   };
@@ -354,6 +372,13 @@ export function defineWorkflow(
     throw new WorkflowDefinitionError(`workflow ${name} version ${version}: migrate needs from (an earlier version) and a state function`);
   }
   return Object.freeze({ name, version, machine, actors: Object.freeze([...actors.values()]), invokeIds, ...(migrate ? { migrate } : {}) });
+}
+
+/** The `jobs` option of defineWorkflow, each actor's options checked as job(type, options) checks its own. */
+function checkedJobsOptions(name: string, jobs: ReadonlyMap<string, WorkflowJobOptions> | undefined): ReadonlyMap<string, WorkflowJobOptions> {
+  const checked = new Map<string, WorkflowJobOptions>();
+  for (const [actor, options] of jobs ?? []) checked.set(actor, checkedJobOptions(`workflow ${name}, jobs ${actor}`, options));
+  return checked;
 }
 
 // ---------------------------------------------------------------- state

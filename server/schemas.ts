@@ -18,10 +18,13 @@ import { ERRORS } from '../engine/errors.js';
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
+import {
+  JITTERS, MAX_ATTEMPTS, MAX_BACKOFF_BASE_MS, MAX_BACKOFF_MS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS, NAME_PATTERN,
+} from '../machines/job-bounds.js';
 import type { WorkflowEventType } from '../engine/ports.js';
 
-/** Job types and queue names: short, URL- and log-safe. */
-export const NAME_PATTERN = '^[A-Za-z0-9._:-]+$';
+// A job's policy bounds live in machines/: a workflow's jobs are held to them too, and never pass this schema.
+export { MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, NAME_PATTERN };
 /**
  * A name that is also a path segment (a schedule's name, a limit's key): as
  * NAME_PATTERN, but not `.` or `..`, which fetch, browsers and the CLI
@@ -36,15 +39,10 @@ export const ULID_PATTERN = '^[0-7][0-9A-HJKMNP-TV-Z]{25}$';
 export const IDEMPOTENCY_KEY_PATTERN = '^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$';
 /** The last representable instant we accept for `runAt` (9999-12-31T23:59:59.999Z). */
 export const MAX_EPOCH_MS = 253_402_300_799_999;
-export const DAY_MS = 86_400_000;
 
-export const MAX_ATTEMPTS = 100;
-export const MAX_PRIORITY = 1000;
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
 
-/** The longest job type or queue name. */
-export const MAX_NAME_CHARS = 200;
 const Name = (description: string) => Type.String({ minLength: 1, maxLength: MAX_NAME_CHARS, pattern: NAME_PATTERN, description });
 const PathName = (description: string) => Type.String({ minLength: 1, maxLength: MAX_NAME_CHARS, pattern: PATH_NAME_PATTERN, description });
 const Ms = (min: number, max: number, description: string) => Type.Integer({ minimum: min, maximum: max, description });
@@ -74,16 +72,16 @@ const ErrorCode = (description: string) => StringEnum(Object.keys(ERRORS), descr
 const ExponentialIn = Type.Object(
   {
     kind: Type.Literal('exponential', { description: 'Exponential backoff: the delay doubles with each attempt' }),
-    baseMs: Ms(1, DAY_MS, 'Delay before the first retry, in ms'),
-    maxMs: Ms(1, 7 * DAY_MS, 'Upper bound of any delay, in ms (≥ baseMs)'),
-    jitter: Type.Optional(StringEnum(['full', 'equal', 'none'] as const, 'Randomisation of each delay: full (0 to the delay), equal (half fixed, half random) or none; default full')),
+    baseMs: Ms(1, MAX_BACKOFF_BASE_MS, 'Delay before the first retry, in ms'),
+    maxMs: Ms(1, MAX_BACKOFF_MS, 'Upper bound of any delay, in ms (≥ baseMs)'),
+    jitter: Type.Optional(StringEnum(JITTERS, 'Randomisation of each delay: full (0 to the delay), equal (half fixed, half random) or none; default full')),
   },
   { $id: 'ExponentialBackoff', additionalProperties: false, description: 'Retry after baseMs, then twice as long each time, up to maxMs' },
 );
 const FixedIn = Type.Object(
   {
     kind: Type.Literal('fixed', { description: 'Fixed backoff: the same delay before every retry' }),
-    delayMs: Ms(0, 7 * DAY_MS, 'Delay before every retry, in ms'),
+    delayMs: Ms(0, MAX_BACKOFF_MS, 'Delay before every retry, in ms'),
   },
   { $id: 'FixedBackoff', additionalProperties: false, description: 'Retry after the same delay each time' },
 );
@@ -131,7 +129,7 @@ export const SubmitBody = Type.Object(
     ),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, description: 'Attempts before the job is dead; defaults to the server\'s' })),
     backoff: Type.Optional(ref(BackoffIn)),
-    timeoutMs: Type.Optional(Ms(1, DAY_MS, 'Per-attempt timeout, in ms; defaults to the server\'s')),
+    timeoutMs: Type.Optional(Ms(1, MAX_TIMEOUT_MS, 'Per-attempt timeout, in ms; defaults to the server\'s')),
     priority: Type.Optional(Type.Integer({
       minimum: -MAX_PRIORITY,
       maximum: MAX_PRIORITY,
