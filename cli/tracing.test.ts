@@ -2,8 +2,9 @@
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
+import { diag } from '@opentelemetry/api';
 import { startOtlpReceiver } from '../tests/helpers/otlp-receiver.js';
-import { FLUSH_LIMIT_MS, startTracing, tracingSettings } from './tracing.js';
+import { EARLY_DIAGNOSTICS_KEPT, FLUSH_LIMIT_MS, startTracing, tracingSettings } from './tracing.js';
 
 const roles = ['api', 'worker'];
 
@@ -133,6 +134,37 @@ describe('startTracing', () => {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
       }
+    }
+  });
+
+  it('a bad setting the SDK reports while it starts is a tracing: line once the process has a log', async () => {
+    // The SDK reads the sampler from process.env itself. "ratio" is a typo for traceidratio: the SDK
+    // falls back to sampling everything and says so while the provider is built, before compose()
+    // made the log that reportTo gets.
+    const saved = process.env.OTEL_TRACES_SAMPLER;
+    process.env.OTEL_TRACES_SAMPLER = 'ratio';
+    const lines: string[] = [];
+    const keep = (msg: string, fields?: Record<string, unknown>) => void lines.push(`${msg} ${JSON.stringify(fields ?? {})}`);
+    try {
+      const tracing = await startTracing({ OTEL_TRACES_EXPORTER: 'console' }, roles);
+      assert.ok(tracing);
+      // More than are kept arrive before the log: the first ones are written, the rest counted.
+      for (let i = 0; i < EARLY_DIAGNOSTICS_KEPT + 5; i++) diag.warn(`early ${i}`);
+      assert.equal(lines.length, 0, 'nothing is written before there is a log');
+      tracing.reportTo({ debug: () => {}, info: () => {}, warn: keep, error: keep });
+      diag.error('after the log');
+      await tracing.shutdown();
+      assert.match(lines[0] ?? '', /^tracing: OTEL_TRACES_SAMPLER value "ratio" invalid/);
+      // The SDK may say more while it starts (in this test process, that its globals were registered
+      // before): the first EARLY_DIAGNOSTICS_KEPT lines of all are kept, whatever said them.
+      const kept = lines.slice(0, EARLY_DIAGNOSTICS_KEPT);
+      const fromSdk = kept.filter((l) => !l.startsWith('tracing: early ')).length;
+      assert.deepEqual(kept.slice(fromSdk), Array.from({ length: EARLY_DIAGNOSTICS_KEPT - fromSdk }, (_, i) => `tracing: early ${i} {}`));
+      assert.equal(lines[EARLY_DIAGNOSTICS_KEPT], `tracing: ${fromSdk + 5} more SDK diagnostics before the log was ready were dropped {}`);
+      assert.equal(lines.at(-1), 'tracing: after the log {}');
+    } finally {
+      if (saved === undefined) delete process.env.OTEL_TRACES_SAMPLER;
+      else process.env.OTEL_TRACES_SAMPLER = saved;
     }
   });
 

@@ -23,21 +23,60 @@ export interface Tracing {
   tracer: Tracer;
   /**
    * Where the SDK's own errors and warnings go from now on (an export the collector refused or
-   * never answered, a bad setting), as `warn` lines: the process's log once it has one. Before,
-   * and without it, they are dropped, so a wrong endpoint would lose every span without a word.
+   * never answered, a bad setting), as `warn` lines: the process's log once it has one. Those
+   * from before (the first EARLY_DIAGNOSTICS_KEPT) are kept and written to it first, so a bad
+   * setting reported while the SDK started is not lost; a wrong endpoint does not lose every span
+   * without a word.
    */
   reportTo(logger: Logger): void;
   shutdown(): Promise<void>;
 }
 
-/** The SDK's diagnostics (errors and warnings only) as warn lines of `logger()`, when there is one. */
-function diagnosticsTo(logger: () => Logger | null): DiagLogger {
+/**
+ * The most SDK diagnostics kept until the process has a log (`reportTo`): the SDK reports bad
+ * settings (an unknown OTEL_TRACES_SAMPLER, a bad OTEL_BSP_*) while the provider is built, long
+ * before compose() made the logger; bounded, because an export failing every 50 ms before then
+ * would otherwise grow the buffer without end.
+ */
+export const EARLY_DIAGNOSTICS_KEPT = 100;
+
+interface Diagnostics {
+  /** What the SDK's `diag` calls. */
+  sink: DiagLogger;
+  /** The log from now on; the diagnostics kept until now are written to it first. */
+  reportTo(logger: Logger): void;
+  /** The log, once there is one. */
+  logger(): Logger | null;
+}
+
+/**
+ * The SDK's diagnostics (errors and warnings only) as `tracing:` warn lines: of the process's log
+ * once there is one; until then the first EARLY_DIAGNOSTICS_KEPT are kept, and the count of the
+ * rest is told when the log comes.
+ */
+function diagnostics(): Diagnostics {
+  let logger: Logger | null = null;
+  const early: Array<{ msg: string; fields: Record<string, unknown> }> = [];
+  let droppedEarly = 0;
   const line = (message: string, args: unknown[]) => {
     const detail = args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
-    logger()?.warn(`tracing: ${message}`, detail ? { detail: detail.slice(0, 2000) } : {});
+    const msg = `tracing: ${message}`;
+    const fields = detail ? { detail: detail.slice(0, 2000) } : {};
+    if (logger) logger.warn(msg, fields);
+    else if (early.length < EARLY_DIAGNOSTICS_KEPT) early.push({ msg, fields });
+    else droppedEarly++;
   };
   const none = () => {};
-  return { error: (m, ...a) => line(m, a), warn: (m, ...a) => line(m, a), info: none, debug: none, verbose: none };
+  return {
+    sink: { error: (m, ...a) => line(m, a), warn: (m, ...a) => line(m, a), info: none, debug: none, verbose: none },
+    reportTo(to) {
+      for (const { msg, fields } of early.splice(0)) to.warn(msg, fields);
+      if (droppedEarly > 0) to.warn(`tracing: ${droppedEarly} more SDK diagnostics before the log was ready were dropped`);
+      droppedEarly = 0;
+      logger = to;
+    },
+    logger: () => logger,
+  };
 }
 
 export type TraceProtocol = 'http/protobuf' | 'http/json';
@@ -130,6 +169,10 @@ function tracesUrl(env: Readonly<Record<string, string | undefined>>): string | 
 export async function startTracing(env: Readonly<Record<string, string | undefined>>, roles: readonly string[]): Promise<Tracing | null> {
   const settings = tracingSettings(env, roles);
   if (!settings.enabled) return null;
+  // Before anything of the SDK is built: it reports bad settings while the provider and its processors
+  // are made, and a failed export through its global error handler; both write to `diag`.
+  const diagnosed = diagnostics();
+  diag.setLogger(diagnosed.sink, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
   // Loaded only when tracing is on: a process without it never loads the SDK.
   const [{ NodeTracerProvider }, base, { resourceFromAttributes, defaultResource, detectResources, envDetector }, { ATTR_SERVICE_NAME }] = await Promise.all([
     import('@opentelemetry/sdk-trace-node'),
@@ -155,13 +198,10 @@ export async function startTracing(env: Readonly<Record<string, string | undefin
     .merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: processors });
   provider.register();
-  let reportTo: Logger | null = null;
-  // The SDK reports a failed export through its global error handler, which writes to `diag`.
-  diag.setLogger(diagnosticsTo(() => reportTo), { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
   return {
     tracer: provider.getTracer(TRACER_NAME),
     reportTo(logger) {
-      reportTo = logger;
+      diagnosed.reportTo(logger);
     },
     async shutdown() {
       let timer: NodeJS.Timeout | undefined;
@@ -172,7 +212,7 @@ export async function startTracing(env: Readonly<Record<string, string | undefin
       flushed.catch(() => {}); // a failure after the limit is nobody's to hear (a failure before it is thrown below)
       try {
         if ((await Promise.race([flushed, limit])) === 'late') {
-          reportTo?.warn(`tracing: the last spans were not sent within ${FLUSH_LIMIT_MS} ms of the shutdown; dropped`);
+          diagnosed.logger()?.warn(`tracing: the last spans were not sent within ${FLUSH_LIMIT_MS} ms of the shutdown; dropped`);
         }
       } finally {
         clearTimeout(timer);

@@ -4,8 +4,9 @@
  * (`fetchOffsets`). A group with no commit on a partition yet lags by every
  * message the partition still holds (end minus start offset).
  *
- * Its own admin client, connected on the first read: the lag is read when
- * Prometheus scrapes (and cached by the caller), never on the hot path.
+ * Its own admin client, connected on the first read (and again on the read
+ * after one that failed): the lag is read when Prometheus scrapes (and cached
+ * by the caller), never on the hot path.
  */
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import type { ConsumerLag } from './prometheus.js';
@@ -40,31 +41,48 @@ export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
   }).admin();
   let connecting: Promise<void> | null = null;
   let closed = false;
-  const connect = () => (connecting ??= admin.connect().catch((err: unknown) => {
+  const connect = () => (connecting ??= admin.connect());
+  /**
+   * After a failed read the admin starts over (disconnects, and connects on the next read): a broker
+   * that took the TCP connection but never answered makes kafkajs' `connect()` resolve anyway, and
+   * that admin then fails every request "Broker not connected", even once the broker answers again.
+   */
+  const startOver = async (connected: Promise<void>) => {
+    if (connecting !== connected) return; // another read already did
     connecting = null;
-    throw err;
-  }));
+    await admin.disconnect().catch(() => undefined);
+  };
 
   return {
     async read() {
       if (closed) return [];
-      await connect();
-      const out: ConsumerLag[] = [];
-      const groups = typeof opts.groups === 'function' ? opts.groups(await admin.listTopics()) : opts.groups;
-      for (const { group, topic } of groups) {
-        const [ends, committed] = await Promise.all([
-          admin.fetchTopicOffsets(topic),
-          admin.fetchOffsets({ groupId: group, topics: [topic] }),
-        ]);
-        for (const { partition, lag } of partitionLags(ends, committed)) out.push({ group, topic, partition, lag });
+      const connected = connect();
+      try {
+        await connected;
+        return await readLags(admin, opts.groups);
+      } catch (err) {
+        await startOver(connected);
+        throw err;
       }
-      return out;
     },
     async close() {
       closed = true;
       if (connecting) await connecting.then(() => admin.disconnect(), () => undefined);
     },
   };
+}
+
+async function readLags(admin: Admin, groupsOf: KafkaLagOptions['groups']): Promise<ConsumerLag[]> {
+  const out: ConsumerLag[] = [];
+  const groups = typeof groupsOf === 'function' ? groupsOf(await admin.listTopics()) : groupsOf;
+  for (const { group, topic } of groups) {
+    const [ends, committed] = await Promise.all([
+      admin.fetchTopicOffsets(topic),
+      admin.fetchOffsets({ groupId: group, topics: [topic] }),
+    ]);
+    for (const { partition, lag } of partitionLags(ends, committed)) out.push({ group, topic, partition, lag });
+  }
+  return out;
 }
 
 /**

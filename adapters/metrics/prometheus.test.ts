@@ -17,6 +17,8 @@ import { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import { job } from '../../machines/workflow.js';
 import { familyOf, parseExposition } from '../../tests/helpers/exposition.js';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { createProxiedTestStore, requireMysql } from '../../tests/helpers/mysql.js';
 import { LabelCap, OTHER } from './labels.js';
 import { PrometheusMetrics } from './prometheus.js';
 
@@ -282,6 +284,59 @@ test('a failed read is counted once per read, in the scrape it failed', async ()
   assert.equal(reads, 3, 'both outbox gauges share one read');
   assert.deepEqual(await errors(), ['job_counts=2', 'kafka_lag=2', 'outbox=2'], 'a failed read is not cached: the next scrape reads again');
   assert.equal(reads, 6);
+});
+
+test('a store that stops answering: the scrape waits SCRAPE_READ_WAIT_MS for it at most, counts the read as failed, and does not start it again while it runs', { timeout: 20_000 }, async (t) => {
+  if (!(await requireMysql())) return t.skip('no MariaDB');
+  // The store's query timeout is left as in production (60 s): only the scrape's own bound can answer in time.
+  const { store, proxy, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 5000 });
+  const m = new PrometheusMetrics({ refreshMs: 0, defaultMetrics: false });
+  let reads = 0;
+  m.watchStore({
+    jobCounts: () => (reads++, store.jobCounts()),
+    outboxBacklog: () => (reads++, store.outboxBacklog()),
+  }, { now: () => Date.now() });
+  m.watchWorker({ slotUsage: () => ({ busy: 1, free: 3 }) });
+  /** A scrape, or null when it has not answered within Prometheus' default scrape timeout (10 s). */
+  const scrape = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), 10_000);
+    });
+    try {
+      const text = await Promise.race([m.metrics(), late]);
+      return text === null ? null : parseExposition(text).samples;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const of = (samples: ReturnType<typeof parseExposition>['samples'], name: string) =>
+    samples.filter((s) => s.name === name).map((s) => `${s.labels.source ?? ''}=${s.value}`).sort();
+  try {
+    await store.insert([newJobWrite()]); // a job counted, and its dispatch in the outbox
+    const healthy = await scrape();
+    assert.ok(healthy);
+    const backlog = of(healthy, 'ats_outbox_backlog');
+    assert.notDeepEqual(backlog, ['=0']);
+    assert.equal(of(healthy, 'ats_jobs').length, 1);
+    assert.equal(reads, 2);
+
+    proxy.stall();
+    const stalled = await scrape();
+    assert.ok(stalled, 'the scrape answered within Prometheus\' scrape timeout, not after the store\'s query timeout');
+    assert.deepEqual(of(stalled, 'ats_metrics_collect_errors_total'), ['job_counts=1', 'outbox=1'], 'the reads over the bound are counted as failed');
+    assert.deepEqual(of(stalled, 'ats_worker_slots_busy'), ['=1'], 'the rest of the scrape is served');
+    assert.deepEqual(of(stalled, 'ats_outbox_backlog'), backlog, 'the outbox gauges keep their last values');
+    assert.deepEqual(of(stalled, 'ats_jobs'), [], 'no stale job counts: the series are left out, as for a failed read');
+
+    const again = await scrape();
+    assert.ok(again);
+    assert.deepEqual(of(again, 'ats_metrics_collect_errors_total'), ['job_counts=2', 'outbox=2'], 'each scrape it held up counts it');
+    assert.equal(reads, 4, 'the reads in flight were waited for again, not started again');
+  } finally {
+    proxy.unstall();
+    await cleanup();
+  }
 });
 
 test('two scrapes back to back both parse: an event-loop gauge with no sample since the last scrape is NaN, which prom-client writes "Nan"', async () => {

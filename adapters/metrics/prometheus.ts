@@ -89,12 +89,34 @@ interface Scope {
 }
 
 /**
+ * The longest a scrape waits for a scrape-time read (a store query, Kafka's admin API). A store
+ * that stopped answering (a frozen host, a partition) holds a query until the store's own query
+ * timeout (ATS_MYSQL_QUERY_TIMEOUT_MS, 60 s by default), while Prometheus gives up on a scrape
+ * after 10 s by default: waiting for the read would lose every metric of the process, the
+ * collect-errors counter that shows the outage included. Healthy reads take milliseconds.
+ */
+export const SCRAPE_READ_WAIT_MS = 2500;
+
+/** One read of a `Cached` value, and the wait of the scrape(s) asking for it. */
+interface Read<T> {
+  at: number;
+  value: Promise<T>;
+  settled: boolean;
+  /** What the scrape asking now waits on: the value, or a failure once the read has had SCRAPE_READ_WAIT_MS. */
+  wait: Promise<T> | null;
+}
+
+/**
  * A value read at most once per `ttlMs`. Readers share a read in flight
  * (whatever `ttlMs`: the collects of one scrape ask together), so a read that
- * fails is told to `failed` once however many asked; it is not kept.
+ * fails is told to `failed` once however many asked; it is not kept. A read
+ * still running after SCRAPE_READ_WAIT_MS is told to `failed` too, and the
+ * scrape goes on without it. It is not started again while it runs: the next
+ * scrape waits for it again (and, if it has still not answered, tells `failed`
+ * again).
  */
 class Cached<T> {
-  private last: { at: number; value: Promise<T>; settled: boolean } | null = null;
+  private last: Read<T> | null = null;
   constructor(
     private readonly read: () => Promise<T>, private readonly clock: Pick<Clock, 'now'>, private readonly ttlMs: number,
     private readonly failed: (err: unknown) => void,
@@ -102,20 +124,47 @@ class Cached<T> {
 
   get(): Promise<T> {
     const now = this.clock.now();
-    const last = this.last;
-    if (last && (!last.settled || now - last.at < this.ttlMs)) return last.value;
+    let last = this.last;
+    if (!last || (last.settled && now - last.at >= this.ttlMs)) last = this.start(now);
+    return last.settled ? last.value : (last.wait ??= this.waitFor(last));
+  }
+
+  private start(now: number): Read<T> {
     // A read that throws rather than rejects is a failed read too.
     const value = new Promise<T>((resolve) => resolve(this.read()));
-    const entry = { at: now, value, settled: false };
+    const entry: Read<T> = { at: now, value, settled: false, wait: null };
     this.last = entry;
     value.then(() => {
       entry.settled = true;
-    }, (err: unknown) => {
+    }, () => {
       entry.settled = true;
       if (this.last === entry) this.last = null;
-      this.failed(err);
     });
-    return value;
+    return entry;
+  }
+
+  /** The read's value, or its failure, or a failure once it has run SCRAPE_READ_WAIT_MS longer: told to `failed` once. */
+  private waitFor(entry: Read<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let over = false;
+      const timer = setTimeout(() => {
+        over = true;
+        entry.wait = null; // the next scrape waits again for the same read
+        const err = new Error(`no answer within ${SCRAPE_READ_WAIT_MS} ms (the read goes on; the scrape did not wait for it)`);
+        this.failed(err);
+        reject(err);
+      }, SCRAPE_READ_WAIT_MS);
+      timer.unref();
+      entry.value.then((v) => {
+        clearTimeout(timer);
+        resolve(v);
+      }, (err: unknown) => {
+        clearTimeout(timer);
+        if (over) return; // this scrape already counted it, as not answering
+        this.failed(err);
+        reject(err);
+      });
+    });
   }
 }
 
@@ -144,7 +193,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly dbConflictsBy = new Map<string, CounterChild>();
   private readonly slowConsumers: Counter;
   private readonly collectErrors: Counter<string>;
-  /** The scrape-time reads (`watch*`): the errors counter waits for them, to count the failures of its own scrape. */
+  /** The scrape-time reads (`watch*`): the errors counter waits for them (SCRAPE_READ_WAIT_MS at most), to count the failures of its own scrape. */
   private readonly reads: Cached<unknown>[] = [];
 
   constructor(opts: PrometheusOptions = {}) {
@@ -221,8 +270,9 @@ export class PrometheusMetrics implements Metrics {
     const reads = this.reads;
     this.collectErrors = counter({
       name: 'ats_metrics_collect_errors_total', labelNames: ['source'],
-      help: 'Reads for a scrape that failed, per source (ats_jobs and the consumer lag then export nothing, the outbox gauges their last values)',
-      // Collected before the gauges that read: it starts (or joins) their reads and waits, so a failure shows in the scrape it failed.
+      help: `Reads for a scrape that failed or did not answer within ${S(SCRAPE_READ_WAIT_MS)} s, per source (ats_jobs and the consumer lag then export nothing, the outbox gauges their last values)`,
+      // Collected before the gauges that read: it starts (or joins) their reads and waits (bounded, like theirs),
+      // so a failure shows in the scrape it failed.
       async collect() {
         await Promise.allSettled(reads.map((r) => r.get()));
       },
