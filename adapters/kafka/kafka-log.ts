@@ -16,6 +16,7 @@ import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocke
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
+import { withTimeout } from '../../engine/with-timeout.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { keyPartitioner, physicalName, produceChunks, toTopicMessages } from './kafka-records.js';
@@ -238,9 +239,7 @@ class KafkaEventLog implements EventLog {
   private retireAdmin(own: OwnAdmin): void {
     if (own !== this.admin || this.closed) return;
     this.admin = this.newAdmin();
-    own.cut();
-    const done = own.admin.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
-    this.retiring.add(done);
+    this.retire(own.cut, () => own.admin.disconnect());
   }
 
   /**
@@ -291,8 +290,13 @@ class KafkaEventLog implements EventLog {
   private retireProducer(own: OwnProducer): void {
     if (own !== this.current || this.closed) return;
     this.current = this.newProducer();
-    own.cut();
-    const done = own.producer.disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
+    this.retire(own.cut, () => own.producer.disconnect());
+  }
+
+  /** Cuts a replaced client's connections, then disconnects it; `close` awaits that disconnect. */
+  private retire(cut: () => void, disconnect: () => Promise<void>): void {
+    cut();
+    const done = disconnect().catch(() => {}).finally(() => { this.retiring.delete(done); });
     this.retiring.add(done);
   }
 
@@ -409,12 +413,3 @@ function debugOnceCut(logger: Logger, isCut: () => boolean): Logger {
 function unansweredAfter<T>(promise: Promise<T>, ms: number, step: string): Promise<T> {
   return withTimeout(promise, ms, () => new AtsError('ATS_ERR_NOT_READY', `Kafka left ${step} unanswered for ${ms} ms`));
 }
-
-function withTimeout<T>(promise: Promise<T>, ms: number, timedOut = () => new Error(`timed out after ${ms} ms`)): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-

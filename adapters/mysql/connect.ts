@@ -5,6 +5,7 @@
 import { createPool, type Pool, type PoolOptions as PoolOptionsOfDriver } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
+import { withTimeout } from '../../engine/with-timeout.js';
 import { logPoolEvents } from './pool-log.js';
 import { sqlText } from './sql-text.js';
 import { SESSION_SETTINGS } from './statements.js';
@@ -62,7 +63,7 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
   if (o.logger) logPoolEvents(pool, o.logger);
   let session: { sql_mode?: unknown; charset?: unknown };
   try {
-    const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs);
+    const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
     session = (rows as Array<typeof session>)[0] ?? {};
   } catch (err) {
     // Not awaited: ending a pool whose connect hangs would hang too.
@@ -87,13 +88,4 @@ export function unsupportedSession(sqlMode: string, charset: string): string | n
   if (/\bNO_BACKSLASH_ESCAPES\b/i.test(sqlMode)) return 'runs with sql_mode NO_BACKSLASH_ESCAPES';
   if (!/^utf8(mb4|mb3)?$/i.test(charset)) return `reads client text as ${charset || 'an unknown character set'}`;
   return null;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no connection within ${ms} ms`)), ms);
-  });
-  p.catch(() => {}); // the loser of the race must not become an unhandled rejection
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
