@@ -35,6 +35,18 @@ async function startWith(extra: Record<string, string>): Promise<{ code: number 
   }
 }
 
+/** `run` with the path of a file `name` holding `text`, in a folder of its own, removed after. */
+async function withFile(name: string, text: string, run: (file: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-start-file-'));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    await run(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 it('exits 1 with "cannot start" and no stack trace when the api port is taken', { timeout: 60_000 }, async () => {
   const taken = createServer();
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
@@ -59,16 +71,11 @@ it('exits 2 (a bad setting) naming ATS_HANDLERS when a handler module does not e
 });
 
 it('exits 2 naming ATS_HANDLERS when a handler module exports neither register(registry) nor handlers', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-'));
-  try {
-    const file = join(dir, 'no-register.mjs');
-    writeFileSync(file, 'export const somethingElse = 1;\n');
+  await withFile('no-register.mjs', 'export const somethingElse = 1;\n', async (file) => {
     const { code, stderr } = await startWith({ ATS_HANDLERS: file });
     assert.equal(code, 2, stderr);
     assert.match(stderr, /^ats: ATS_HANDLERS \(--handlers\): .*no-register\.mjs exports neither register\(registry\) nor handlers/m);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 it('exits 2 naming HOST and ATS_AUTH when bound to another interface than loopback with no API key', { timeout: 60_000 }, async () => {
@@ -79,44 +86,29 @@ it('exits 2 naming HOST and ATS_AUTH when bound to another interface than loopba
 });
 
 it('exits 1 naming ATS_HANDLERS, the module and the line when a handler module has a syntax error', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-'));
-  try {
-    const file = join(dir, 'broken.mjs');
-    writeFileSync(file, 'export const ok = 1;\nexport const handlers = [;\n');
+  await withFile('broken.mjs', 'export const ok = 1;\nexport const handlers = [;\n', async (file) => {
     const { code, stderr } = await startWith({ ATS_HANDLERS: file });
     assert.equal(code, 1, stderr);
     const at = file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
     assert.match(stderr, new RegExp(`^ats: cannot start: ATS_HANDLERS \\(--handlers\\): ${at} failed to load: ${at}:2: Unexpected token ';'$`, 'm'));
     assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 it('exits 1 naming ATS_HANDLERS and the module when a handler module throws while it loads', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-'));
-  try {
-    const file = join(dir, 'throws.mjs');
-    writeFileSync(file, 'throw new Error("no DATABASE_URL for my handlers");\n');
+  await withFile('throws.mjs', 'throw new Error("no DATABASE_URL for my handlers");\n', async (file) => {
     const { code, stderr } = await startWith({ ATS_HANDLERS: file });
     assert.equal(code, 1, stderr);
     assert.match(stderr, /^ats: cannot start: ATS_HANDLERS \(--handlers\): .*throws\.mjs failed to load: no DATABASE_URL for my handlers$/m);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-data-'));
-  try {
-    const file = join(dir, 'a-file');
-    writeFileSync(file, '');
+  await withFile('a-file', '', async (file) => {
     const { code, stderr } = await startWith({ ATS_DATA_DIR: file });
     assert.equal(code, 2, stderr);
     assert.match(stderr, /^ats: ATS_DATA_DIR \(--data-dir\): .*a-file cannot be made a folder: EEXIST/m);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 it('exits 1 saying "Kafka is not reachable", once, when the broker refuses connections', { timeout: 60_000 }, async () => {
