@@ -83,11 +83,14 @@ export function toErrorReply(err: unknown): ErrorReply {
  */
 export const RETRY_AFTER_S = 5;
 
-/**
- * The setting that raises a route's body limit, by route: the batch route has
- * its own, every other the API's.
- */
-const BODY_LIMIT_SETTINGS = new Map([['/v1/jobs/batch', 'ATS_BATCH_BODY_LIMIT_BYTES']]);
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The setting that raises this route's body limit, as its 413 names it: ATS_BODY_LIMIT_BYTES when not given. */
+    bodyLimitSetting?: string;
+  }
+}
+
+/** The setting that raises a route's body limit, unless the route names its own (the batch route does). */
 const BODY_LIMIT_SETTING = 'ATS_BODY_LIMIT_BYTES';
 
 /**
@@ -97,8 +100,8 @@ const BODY_LIMIT_SETTING = 'ATS_BODY_LIMIT_BYTES';
  * limit nor by how much.
  */
 export function bodyTooLargeReply(request: Pick<FastifyRequest, 'routeOptions' | 'headers'>): ErrorReply {
-  const { bodyLimit, url } = request.routeOptions;
-  const setting = BODY_LIMIT_SETTINGS.get(url ?? '') ?? BODY_LIMIT_SETTING;
+  const { bodyLimit, config } = request.routeOptions;
+  const setting = config?.bodyLimitSetting ?? BODY_LIMIT_SETTING;
   const declared = Number(request.headers['content-length']);
   const size = Number.isSafeInteger(declared) && declared > 0 ? ` of ${declared} bytes` : '';
   return reply('ATS_ERR_PAYLOAD_TOO_LARGE', `The request body${size} is larger than the ${bodyLimit}-byte limit of this route (${setting})`);

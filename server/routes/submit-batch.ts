@@ -98,6 +98,8 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     schema,
     validatorCompiler,
     bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
+    // What a 413 names as the setting that raises the limit (server/error-handler.ts).
+    config: { bodyLimitSetting: 'ATS_BATCH_BODY_LIMIT_BYTES' },
   }, async (request) => {
     // Traced: one span for the request (a child of the caller's `traceparent`); every job it creates keeps its context.
     // Every job (and idempotencyKey) is the caller's tenant's.
