@@ -10,8 +10,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { AtsError } from '../../engine/errors.js';
 import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
+import { groupSync, type GroupSync } from './group-sync.js';
 import { cannotUse, sqliteStore, type SqliteStore } from './sqlite-store.js';
+import { walFile } from './wal-file.js';
 
 export type { SqliteStore } from './sqlite-store.js';
 export type { StoreClock, StoreFaults } from '../sql/options.js';
@@ -28,6 +31,11 @@ export interface SqliteStoreOptions extends SqlStoreOptions {
    * the size of the table). @defaultValue 64 MiB
    */
   walSizeLimitBytes?: number;
+  /**
+   * Test-only: replaces the sync of the write-ahead log that every answer
+   * waits for (adapters/sqlite/group-sync.ts). @defaultValue an fdatasync of `<file>-wal`
+   */
+  walSync?: () => Promise<void>;
 }
 
 /** The default of `walSizeLimitBytes`: 64 checkpoints' worth of the usual 1,000 pages of 4 KiB, and then some. */
@@ -57,7 +65,30 @@ export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   if (!memory) mkdirSync(dirname(resolve(opts.file)), { recursive: true });
   const busyTimeoutMs = Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000));
   const walLimit = Math.max(0, Math.trunc(opts.walSizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES));
-  return sqliteStore(open(opts.file, memory, busyTimeoutMs, walLimit), opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics);
+  const db = open(opts.file, memory, busyTimeoutMs, walLimit);
+  const sync = memory ? undefined : walSync(db, resolve(opts.file), opts.walSync);
+  return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics, sync);
+}
+
+/**
+ * The group commit of a file's write-ahead log (group-sync.ts). A sync that
+ * fails closes the connection: every operation after it, and every one still
+ * waiting, fails with ATS_ERR_STORE_UNAVAILABLE until the process restarts and
+ * SQLite recovers from what is on disk.
+ */
+function walSync(db: Database.Database, file: string, sync: (() => Promise<void>) | undefined): GroupSync {
+  const wal = walFile(file);
+  return groupSync({
+    sync: async () => {
+      try {
+        await (sync ?? wal.sync)();
+      } catch (err) {
+        throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the write-ahead log of the SQLite database ${file} could not be synced to disk: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    release: () => wal.release(),
+    onFailure: () => db.close(),
+  });
 }
 
 /** The connection, set up; a file that cannot be opened (a folder, not a database, no permission) throws naming it. */
@@ -67,10 +98,11 @@ function open(file: string, memory: boolean, busyTimeoutMs: number, walLimit: nu
     db = new Database(file);
     // busy_timeout first: switching to WAL takes a lock another process may hold.
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-    // WAL: readers do not block the writer. synchronous stays FULL (the default):
-    // an accepted job must survive a power cut, not only a process crash.
+    // WAL: readers do not block the writer. An accepted job must survive a
+    // power cut, not only a process crash: a file's commits do not wait for the
+    // disk (NORMAL), its answers do, through one shared sync (group-sync.ts).
     if (!memory) retryWhileBusy(() => db!.pragma('journal_mode = WAL'), busyTimeoutMs);
-    db.pragma('synchronous = FULL');
+    db.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
     db.pragma(`journal_size_limit = ${walLimit}`);
     return db;
   } catch (err) {

@@ -32,6 +32,7 @@ import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js'
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
+import type { GroupSync } from './group-sync.js';
 
 export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore & { db: Database };
 
@@ -42,14 +43,35 @@ const CACHE_SIZE = 256;
 
 /**
  * The store; a file locked past busy_timeout, an I/O error, a full disk or a
- * closed connection rejects with ATS_ERR_STORE_UNAVAILABLE.
+ * closed connection rejects with ATS_ERR_STORE_UNAVAILABLE. With `sync` (a
+ * file opened with `synchronous = NORMAL`, see group-sync.ts) no operation
+ * answers before what it wrote or read is on disk.
  */
-export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): SqliteStore {
-  return guardStore(sqliteOperations(db, clock, faults, metrics), (err) => !db.open || isSqliteUnavailable(err));
+export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync): SqliteStore {
+  const operations = sqliteOperations(db, clock, faults, metrics, sync);
+  return guardStore(sync ? answerWhenDurable(operations, sync) : operations, (err) => !db.open || isSqliteUnavailable(err));
 }
 
-function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics): SqliteStore {
-  const exec = executor(db);
+/**
+ * `store` with every method's answer held until everything committed before it
+ * is on disk (`close` syncs what is left itself).
+ */
+function answerWhenDurable<S extends object>(store: S, sync: GroupSync): S {
+  const held = { ...store } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(store)) {
+    if (typeof value !== 'function' || key === 'close') continue;
+    const fn = value as (...args: unknown[]) => unknown;
+    held[key] = async (...args: unknown[]) => {
+      const result = await fn(...args);
+      await sync.durable();
+      return result;
+    };
+  }
+  return held as S;
+}
+
+function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync): SqliteStore {
+  const exec = executor(db, sync);
   const relayLock = new Mutex();
   const inTx = db.transaction(<T>(program: Program<T>): T => {
     const result = runSync(program, exec);
@@ -81,6 +103,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
     migrate: async (opts) => {
       try {
         await migrateSqlite(db, clock, undefined, { logger: opts?.logger });
+        sync?.wrote();
       } catch (err) {
         throw isSqliteUnavailable(err) ? cannotUse(db.memory ? db.name : resolve(db.name), err) : err;
       }
@@ -99,25 +122,30 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
      * caller would write inside it). So: claim without a lock, publish, then
      * delete the acked rows in one statement; the mutex keeps this process's relays off each
      * other's rows. Two processes on one file may publish a row twice, which
-     * the at-least-once contract allows.
+     * the at-least-once contract allows. A row is published only once it is
+     * on disk.
      */
     relayOutbox: (limit: number, publish: (rows: OutboxRow[]) => Promise<void>): Promise<number> =>
       relayLock.run(async () => {
         const picked = rowsToTake(exec({ sql: PEEK_OUTBOX_ROWS, params: [limit] }).rows, limit);
-        return picked.length === 0 ? 0 : publishPicked(D, picked, exec, publish);
+        if (picked.length === 0) return 0;
+        return publishPicked(D, picked, exec, sync ? async (rows) => { await sync.durable(); await publish(rows); } : publish);
       }),
 
     ping: async () => {
       db.prepare('SELECT 1').get();
     },
     close: async () => {
-      await relayLock.run(async () => db.close());
+      await relayLock.run(async () => {
+        if (sync) await sync.close(() => db.close());
+        else db.close();
+      });
     },
   };
 }
 
-/** Runs a statement, preparing it once (bounded cache). */
-function executor(db: Database): (s: Sql) => Outcome {
+/** Runs a statement, preparing it once (bounded cache); tells `sync` of each statement that may have written. */
+function executor(db: Database, sync?: GroupSync): (s: Sql) => Outcome {
   const cache = new Map<string, Statement>();
   const prepare = (sql: string): Statement => {
     let stmt = cache.get(sql);
@@ -132,7 +160,9 @@ function executor(db: Database): (s: Sql) => Outcome {
   // spread into the call, a multi-row insert's thousands of values cost a copy each time.
   return (s) => {
     const stmt = prepare(s.sql);
-    return stmt.reader ? { rows: stmt.all(s.params) as Row[], changes: 0 } : { rows: [], changes: stmt.run(s.params).changes };
+    const outcome = stmt.reader ? { rows: stmt.all(s.params) as Row[], changes: 0 } : { rows: [], changes: stmt.run(s.params).changes };
+    if (!stmt.readonly) sync?.wrote();
+    return outcome;
   };
 }
 

@@ -196,7 +196,7 @@ export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
   await system.start();
   const reads = new Database(join(dir, 'ats.sqlite'), { readonly: true });
   return {
-    settings: `one process, all roles, SQLite (WAL, synchronous=FULL) + in-process log; worker concurrency ${opts.concurrency}; bulk submit = submitMany (${opts.bulkSize} per call); scheduler defaults otherwise (Prometheus metrics on)${TRACING_NOTE()}`,
+    settings: `one process, all roles, SQLite (WAL, synchronous=NORMAL, answers after a shared fdatasync of the log) + in-process log; worker concurrency ${opts.concurrency}; bulk submit = submitMany (${opts.bulkSize} per call); scheduler defaults otherwise (Prometheus metrics on)${TRACING_NOTE()}`,
     servers: [],
     processes: () => ({}),
     submitBulk: async (jobs) => (await system.transitions.submitMany(jobs.map(benchSpec))).map((r) => r.job.id),

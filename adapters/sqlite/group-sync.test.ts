@@ -1,0 +1,120 @@
+/** The group commit's rules, over a sync the test holds and lets go. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { groupSync } from './group-sync.js';
+
+/** A sync the test ends by hand; `started` counts the syncs begun. */
+function heldSync() {
+  const pending: Array<{ resolve(): void; reject(err: unknown): void }> = [];
+  const held = {
+    started: 0,
+    sync: () => new Promise<void>((resolve, reject) => { held.started++; pending.push({ resolve, reject }); }),
+    /** Ends the oldest sync begun and not yet ended. */
+    finish: async (err?: unknown) => {
+      const p = pending.shift();
+      assert.ok(p, 'a sync is in flight');
+      if (err === undefined) p.resolve(); else p.reject(err);
+      await settled();
+    },
+  };
+  return held;
+}
+
+/** Lets every promise callback queued so far run. */
+const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Whether `p` has settled, after the callbacks queued so far. */
+async function isDone(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(() => { done = true; }, () => { done = true; });
+  await settled();
+  return done;
+}
+
+describe('group commit', () => {
+  it('answers at once, with no sync, when nothing was written', async () => {
+    const held = heldSync();
+    const g = groupSync({ sync: held.sync });
+    await g.durable();
+    assert.equal(held.started, 0);
+  });
+
+  it('holds an answer until a sync begun after its write has ended', async () => {
+    const held = heldSync();
+    const g = groupSync({ sync: held.sync });
+    g.wrote();
+    const first = g.durable();
+    await settled();
+    assert.equal(held.started, 1);
+    g.wrote(); // after the first sync began: it does not cover this write
+    const second = g.durable();
+    assert.equal(await isDone(first), false);
+    await held.finish();
+    assert.equal(await isDone(first), true);
+    assert.equal(await isDone(second), false, 'the first sync began before the second write');
+    assert.equal(held.started, 2);
+    await held.finish();
+    assert.equal(await isDone(second), true);
+  });
+
+  it('lets every answer waiting at once share one sync', async () => {
+    const held = heldSync();
+    const g = groupSync({ sync: held.sync });
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 50; i++) {
+      g.wrote();
+      waits.push(g.durable());
+    }
+    await settled();
+    assert.equal(held.started, 1, 'the first answer\'s sync began at its write');
+    await held.finish();
+    await settled();
+    assert.equal(held.started, 2, 'the 49 writes after it share the next');
+    await held.finish();
+    await Promise.all(waits);
+    await g.durable(); // nothing written since
+    assert.equal(held.started, 2);
+  });
+
+  it('fails every answer, then and after, once a sync failed, and tells of it once', async () => {
+    const held = heldSync();
+    const failures: unknown[] = [];
+    const g = groupSync({ sync: held.sync, onFailure: (err) => failures.push(err) });
+    g.wrote();
+    g.wrote();
+    const waiting = [g.durable(), g.durable()].map((p) => p.then(() => 'answered', (err: unknown) => err));
+    await settled();
+    const boom = new Error('EIO');
+    await held.finish(boom);
+    assert.deepEqual(await Promise.all(waiting), [boom, boom]);
+    g.wrote();
+    await assert.rejects(g.durable(), (err) => err === boom);
+    assert.equal(held.started, 1, 'no sync after the failure');
+    assert.deepEqual(failures, [boom]);
+  });
+
+  it('closes after syncing what is left, and lets go of the file after the close', async () => {
+    const held = heldSync();
+    const steps: string[] = [];
+    const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
+    g.wrote();
+    const closing = g.close(() => steps.push('close'));
+    await settled();
+    assert.deepEqual(steps, [], 'the database stays open while its last writes are synced');
+    await held.finish();
+    await closing;
+    assert.deepEqual(steps, ['close', 'release']);
+  });
+
+  it('closes after a failed sync too', async () => {
+    const held = heldSync();
+    const steps: string[] = [];
+    const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
+    g.wrote();
+    const closing = g.close(() => steps.push('close'));
+    await settled();
+    await held.finish(new Error('EIO'));
+    await closing;
+    assert.deepEqual(steps, ['close', 'release']);
+  });
+});
