@@ -2,7 +2,8 @@
  * Which answers the request rate limit counts and marks with X-RateLimit-*
  * (docs/security.md, "Rate limits, caps and timeouts"): a request the Host,
  * Origin and key checks let through to a route; never what those checks
- * refuse first, nor a 404 for a route that does not exist.
+ * refuse first, nor a 404 for a route that does not exist. A page of a CORS
+ * origin may read them (Access-Control-Expose-Headers).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -47,6 +48,33 @@ describe('rate-limit headers', () => {
         statuses.push(r.statusCode);
       }
       assert.deepEqual(statuses, [200, 200, 429]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a page of a listed origin may read them: CORS exposes X-RateLimit-*, Retry-After, Location and X-Request-Id', async () => {
+    const t = await startSqliteTestApp({ security: { rateLimitPerMinute: 2, corsOrigins: [OPS] } }, { auth: 'off' });
+    try {
+      const from = { origin: OPS, 'content-type': 'application/json' };
+      const answers = [
+        await t.app.inject({ method: 'POST', url: '/v1/jobs', headers: from, payload: { type: 'demo.echo', payload: {} } }),
+        await t.app.inject({ url: '/v1/jobs', headers: from }),
+        await t.app.inject({ url: '/v1/jobs', headers: from }),
+      ];
+      assert.deepEqual(answers.map((r) => r.statusCode), [201, 200, 429]);
+      // Every header the API sends a client to read, on each answer that carries it (the 429 has them all but Location).
+      const forClients = /^(x-ratelimit-limit|x-ratelimit-remaining|x-ratelimit-reset|retry-after|location|x-request-id)$/;
+      const seen = new Set<string>();
+      for (const r of answers) {
+        assert.equal(r.headers['access-control-allow-origin'], OPS);
+        const exposed = String(r.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/);
+        for (const name of Object.keys(r.headers).filter((h) => forClients.test(h))) {
+          seen.add(name);
+          assert.ok(exposed.includes(name), `${r.statusCode}: ${name} is sent but not in Access-Control-Expose-Headers (${exposed.join(', ')})`);
+        }
+      }
+      assert.equal(seen.size, 6, [...seen].join(', '));
     } finally {
       await t.close();
     }

@@ -13,7 +13,8 @@
  *   `fetch` nor read the stream. Clients that are not browsers send no
  *   Origin and are not affected.
  * - CORS (off unless `corsOrigins` names origins): their pages may call the
- *   API with an `Authorization` header (never cookies).
+ *   API with an `Authorization` header (never cookies), and read the headers
+ *   a client needs (Location, the rate limit's, Retry-After, X-Request-Id).
  * - Security headers (helmet) on every response: nosniff, no framing, no
  *   referrer, and a Content-Security-Policy that allows nothing on the JSON
  *   API (the console and the docs set their own).
@@ -173,7 +174,9 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
       origin: [...listed],
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
       allowedHeaders: ['Authorization', 'Content-Type', 'Idempotency-Key'],
-      exposedHeaders: ['Location', 'Retry-After', 'X-Request-Id'],
+      // What a page needs to read (a browser hides any other response header from it): where a created
+      // thing is, the rate limit's count and wait (server/rate-limit-headers.test.ts), the id a log line has.
+      exposedHeaders: ['Location', 'Retry-After', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'X-Request-Id'],
       // A key is a header the page sends, never a cookie.
       credentials: false,
       maxAge: 600,
