@@ -192,6 +192,37 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
         await app.close();
       }
     });
+
+    test('an item\'s idempotencyKey is not part of its job\'s size: an item answers as POST /v1/jobs answers its job with the key as the header', async () => {
+      const LIMIT = 1024;
+      const app = await buildApp({ ...t.deps, limits: { bodyLimitBytes: LIMIT } });
+      try {
+        const queue = randomQueue();
+        const key = (c: string) => `${c}-${randomQueue()}`.padEnd(255, c);
+        /** A job whose body (compact JSON, as inject sends it) is `bytes` long. */
+        const sized = (bytes: number): Record<string, unknown> => {
+          const job = { type: 'demo.echo', queue, payload: '' };
+          return { ...job, payload: 'x'.repeat(bytes - Buffer.byteLength(JSON.stringify(job))) };
+        };
+        const cases: Array<[string, Record<string, unknown>, ((c: string) => string) | undefined, number, string | undefined]> = [
+          ['a job of exactly the limit, with a 255-character key', sized(LIMIT), key, 201, undefined],
+          ['a job of exactly the limit', sized(LIMIT), undefined, 201, undefined],
+          ['a job one byte over the limit', sized(LIMIT + 1), undefined, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['a job one byte over the limit, with a key', sized(LIMIT + 1), key, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+        ];
+        for (const [what, job, keyOf, status, code] of cases) {
+          const single = await app.inject({ method: 'POST', url: '/v1/jobs', payload: job, headers: keyOf ? { 'idempotency-key': keyOf('s') } : {} });
+          const r = await app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs: [keyOf ? { ...job, idempotencyKey: keyOf('b') } : job] } });
+          assert.equal(r.statusCode, 200, `${what}: ${r.body.slice(0, 300)}`);
+          const [result] = (r.json() as { results: BatchResult[] }).results;
+          assert.deepEqual([single.statusCode, single.json().code], [status, code], `${what}, POST /v1/jobs: ${single.body.slice(0, 300)}`);
+          assert.deepEqual([result!.status, result!.code], [status, code], `${what}, in a batch: ${JSON.stringify(result).slice(0, 300)}`);
+        }
+        assert.equal(await rows(queue), 4, 'the two jobs of the limit, each sent alone and in a batch');
+      } finally {
+        await app.close();
+      }
+    });
   });
 }
 

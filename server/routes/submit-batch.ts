@@ -60,9 +60,10 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     // deep overflows the stack (a RangeError, which would fail the whole batch instead of this item).
     // Past this point nothing nests deeper than that bound (the item's other fields are typed by its schema).
     checkPayload(body.payload, rules.maxPayloadDepth, where);
-    // POST /v1/jobs holds a job to bodyLimitBytes; so does the batch, item by item.
-    if (Buffer.byteLength(JSON.stringify(raw)) > itemLimit) {
-      throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${where} is larger than the ${itemLimit}-byte limit of one job`);
+    // POST /v1/jobs holds a job to bodyLimitBytes; so does the batch, item by item. What is measured is the
+    // body that route would take for the item: its job as compact JSON, without the key (there a header).
+    if (Buffer.byteLength(JSON.stringify(body)) > itemLimit) {
+      throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${where} is larger than the ${itemLimit}-byte limit of one job (ATS_BODY_LIMIT_BYTES; its idempotencyKey not counted)`);
     }
     return toJobSpec(body, idempotencyKey, rules, where);
   };
