@@ -193,7 +193,7 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
       }
     });
 
-    test('an item\'s idempotencyKey is not part of its job\'s size: an item answers as POST /v1/jobs answers its job with the key as the header', async () => {
+    test('an item answers as POST /v1/jobs answers its job with its key as the header: its key is not part of the job\'s size, and a job over the limit is 413 first', async () => {
       const LIMIT = 1024;
       const app = await buildApp({ ...t.deps, limits: { bodyLimitBytes: LIMIT } });
       try {
@@ -204,19 +204,37 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
           const job = { type: 'demo.echo', queue, payload: '' };
           return { ...job, payload: 'x'.repeat(bytes - Buffer.byteLength(JSON.stringify(job))) };
         };
-        const cases: Array<[string, Record<string, unknown>, ((c: string) => string) | undefined, number, string | undefined]> = [
+        let deep: unknown = 1;
+        for (let i = 0; i < 40; i++) deep = [deep];
+        const nested = 200_000; // far deeper than JSON.stringify can recurse
+        const hugeDeep = `{"type":"demo.echo","queue":"${queue}","payload":${'['.repeat(nested)}${']'.repeat(nested)}}`;
+        const cases: Array<[string, Record<string, unknown> | string, ((c: string) => string) | undefined, number, string | undefined]> = [
           ['a job of exactly the limit, with a 255-character key', sized(LIMIT), key, 201, undefined],
           ['a job of exactly the limit', sized(LIMIT), undefined, 201, undefined],
           ['a job one byte over the limit', sized(LIMIT + 1), undefined, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
-          ['a job one byte over the limit, with a key', sized(LIMIT + 1), key, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['a job over the limit without a type', { queue, payload: 'y'.repeat(LIMIT) }, undefined, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['a job over the limit with a reserved key', sized(LIMIT + 1), () => 'ats:mine', 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['a job over the limit, nested too deep', { type: 'demo.echo', queue, payload: [deep, 'y'.repeat(LIMIT)] }, undefined, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['a job far over the limit, nested 200,000 deep', hugeDeep, undefined, 413, 'ATS_ERR_PAYLOAD_TOO_LARGE'],
+          ['an unknown type, nested too deep', { type: 'nope.type', queue, payload: deep }, undefined, 422, 'ATS_ERR_UNKNOWN_JOB_TYPE'],
+          ['a reserved key, nested too deep', { type: 'demo.echo', queue, payload: deep }, () => 'ats:mine', 400, 'ATS_ERR_VALIDATION'],
         ];
         for (const [what, job, keyOf, status, code] of cases) {
-          const single = await app.inject({ method: 'POST', url: '/v1/jobs', payload: job, headers: keyOf ? { 'idempotency-key': keyOf('s') } : {} });
-          const r = await app.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs: [keyOf ? { ...job, idempotencyKey: keyOf('b') } : job] } });
+          const raw = typeof job === 'string' ? job : JSON.stringify(job);
+          const single = await app.inject({
+            method: 'POST', url: '/v1/jobs', payload: raw,
+            headers: { 'content-type': 'application/json', ...(keyOf ? { 'idempotency-key': keyOf('s') } : {}) },
+          });
+          const item = keyOf ? `${raw.slice(0, -1)},"idempotencyKey":${JSON.stringify(keyOf('b'))}}` : raw;
+          const r = await app.inject({ method: 'POST', url: '/v1/jobs/batch', headers: { 'content-type': 'application/json' }, payload: `{"jobs":[${item}]}` });
           assert.equal(r.statusCode, 200, `${what}: ${r.body.slice(0, 300)}`);
           const [result] = (r.json() as { results: BatchResult[] }).results;
           assert.deepEqual([single.statusCode, single.json().code], [status, code], `${what}, POST /v1/jobs: ${single.body.slice(0, 300)}`);
           assert.deepEqual([result!.status, result!.code], [status, code], `${what}, in a batch: ${JSON.stringify(result).slice(0, 300)}`);
+          if (status === 400) {
+            assert.match(single.json().message, /^headers\/idempotency-key must not start with 'ats:'/);
+            assert.match(result!.message ?? '', /^body\/jobs\/0\/idempotencyKey must not start with 'ats:'/);
+          }
         }
         assert.equal(await rows(queue), 4, 'the two jobs of the limit, each sent alone and in a batch');
       } finally {

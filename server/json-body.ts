@@ -31,3 +31,31 @@ function classify(text: string): AtsError {
 }
 
 const ERR_JSON = 'The request body is not valid JSON';
+
+/**
+ * The bytes of `value` (a parsed JSON value) as compact JSON, what
+ * `Buffer.byteLength(JSON.stringify(value))` answers; counting stops once it
+ * passes `cap`. Iterative: JSON.stringify recurses, and a hostile body nested
+ * a hundred thousand deep (which JSON.parse takes) would overflow the stack.
+ */
+export function jsonByteLength(value: unknown, cap = Infinity): number {
+  let bytes = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0 && bytes <= cap) {
+    const v = pending.pop();
+    if (v === null || typeof v !== 'object') {
+      bytes += Buffer.byteLength(JSON.stringify(v));
+    } else if (Array.isArray(v)) {
+      // The brackets and the commas between the items.
+      bytes += 2 + Math.max(v.length - 1, 0);
+      for (const item of v) pending.push(item);
+    } else {
+      const keys = Object.keys(v);
+      // The braces, the commas between the members and a colon in each.
+      bytes += 2 + Math.max(keys.length - 1, 0) + keys.length;
+      for (const key of keys) bytes += Buffer.byteLength(JSON.stringify(key));
+      for (const member of Object.values(v)) pending.push(member);
+    }
+  }
+  return bytes;
+}

@@ -43,10 +43,10 @@ describe('job routes at their edges', () => {
     assert.match(refused.message, /^body\/jobs\/1\/payload nests deeper than 32 levels$/);
   });
 
-  test('an item both nested too deep and over the one-job size limit is its own 4xx, not the batch\'s 500', async () => {
+  test('an item both nested too deep and over the one-job size limit is its own 413, as POST /v1/jobs answers it, not the batch\'s 500', async () => {
     const deep = `${'['.repeat(20_000)}"${'x'.repeat(1024 * 1024)}"${']'.repeat(20_000)}`;
     const results = await batch(`{"jobs":[{"type":"demo.echo","payload":${deep}},{"type":"demo.echo","payload":2}]}`);
-    assert.equal(results[0]!.status, 400, JSON.stringify(results[0]).slice(0, 300));
+    assert.equal(results[0]!.status, 413, JSON.stringify(results[0]).slice(0, 300));
     assert.equal(results[1]!.status, 201);
   });
 

@@ -14,7 +14,8 @@ import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_P
 import {
   BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
 } from '../schemas.js';
-import { checkPayload, toJobSpec, type SpecRules } from '../submit-spec.js';
+import { jsonByteLength } from '../json-body.js';
+import { toJobSpec, type SpecRules } from '../submit-spec.js';
 import { compileBodySchema, formatValidationError } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
@@ -51,20 +52,20 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     return envelope;
   };
 
-  /** The item as a JobSpec, or throws the AtsError `POST /v1/jobs` would have answered for it. */
+  /**
+   * The item as a JobSpec, or throws the AtsError `POST /v1/jobs` would have answered for its job with
+   * its key as the header, checked in that route's order: the size, the schema, then toJobSpec's checks.
+   */
   const specOf = (raw: unknown, i: number): JobSpec => {
     const where = `body/jobs/${i}`;
-    if (!validItem(raw)) throw new AtsError('ATS_ERR_VALIDATION', formatValidationError(validItem.errors ?? [], where).message);
-    const { idempotencyKey, ...body } = raw as BatchItem;
-    // The depth first: the size check serialises the item, and JSON.stringify of a payload nested thousands
-    // deep overflows the stack (a RangeError, which would fail the whole batch instead of this item).
-    // Past this point nothing nests deeper than that bound (the item's other fields are typed by its schema).
-    checkPayload(body.payload, rules.maxPayloadDepth, where);
-    // POST /v1/jobs holds a job to bodyLimitBytes; so does the batch, item by item. What is measured is the
-    // body that route would take for the item: its job as compact JSON, without the key (there a header).
-    if (Buffer.byteLength(JSON.stringify(body)) > itemLimit) {
+    // POST /v1/jobs refuses a body over bodyLimitBytes before reading it; so does the batch, item by item.
+    // What is measured is the job that route would take, as compact JSON: without the key, which it takes
+    // as a header. Counted without JSON.stringify, which a payload nested thousands deep would overflow.
+    if (jsonByteLength(jobOf(raw), itemLimit) > itemLimit) {
       throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${where} is larger than the ${itemLimit}-byte limit of one job (ATS_BODY_LIMIT_BYTES; its idempotencyKey not counted)`);
     }
+    if (!validItem(raw)) throw new AtsError('ATS_ERR_VALIDATION', formatValidationError(validItem.errors ?? [], where).message);
+    const { idempotencyKey, ...body } = raw as BatchItem;
     return toJobSpec(body, idempotencyKey, rules, where);
   };
 
@@ -109,6 +110,13 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     return submitAll(tenant, request.body.jobs);
   });
 };
+
+/** An item as the body `POST /v1/jobs` would take for it: without its `idempotencyKey` (that route's header). */
+function jobOf(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || !Object.hasOwn(raw, 'idempotencyKey')) return raw;
+  const { idempotencyKey: _key, ...job } = raw as Record<string, unknown>;
+  return job;
+}
 
 /** An item that failed after the batch's transaction committed: its own error (an unexpected one as ATS_ERR_INTERNAL). */
 function failedItem(reason: unknown): BatchResult {
