@@ -53,8 +53,10 @@ export function jsonByteLength(value: unknown, cap = Infinity): number {
       const keys = Object.keys(v);
       // The braces, the commas between the members and a colon in each.
       bytes += 2 + Math.max(keys.length - 1, 0) + keys.length;
-      for (const key of keys) bytes += Buffer.byteLength(JSON.stringify(key));
-      for (const member of Object.values(v)) pending.push(member);
+      for (const key of keys) {
+        bytes += Buffer.byteLength(JSON.stringify(key));
+        pending.push((v as Record<string, unknown>)[key]);
+      }
     }
   }
   return bytes;
