@@ -59,8 +59,9 @@ export interface ComposeOptions {
   plugins?: Parameters<typeof buildApp>[0]['plugins'];
   /**
    * Traces jobs (submits, dispatches, attempts) with this tracer; shut down
-   * (flushed) last on stop. Omit for no tracing (cli/tracing.ts starts one
-   * from the OTEL_* variables).
+   * (flushed) on stop once the roles stopped, before the log and the store
+   * close. Omit for no tracing (cli/tracing.ts starts one from the OTEL_*
+   * variables).
    */
   tracing?: Tracing;
   /** The process's metrics. @defaultValue a new PrometheusMetrics */
@@ -311,11 +312,13 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['workflows', () => workflowDriver?.stop()],
         ['retention', () => retention?.stop()],
         ['advisor', () => advisor?.stop()],
+        // Once the roles that make spans stopped, and before the log and the store, whose close may wait
+        // on a dependency that stopped answering for longer than the process allows its shutdown.
+        ['tracing', () => opts.tracing?.shutdown()],
         ['clock', () => dbClock?.stop()],
         ['metrics', () => metricsWiring.stop()],
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
-        ['tracing', () => opts.tracing?.shutdown()],
       ];
       for (const [name, step] of steps) {
         try {

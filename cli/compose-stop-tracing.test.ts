@@ -1,0 +1,65 @@
+/**
+ * compose()'s stop flushes the spans once the roles stopped, before the log and
+ * the store close: the span of an attempt the shutdown interrupted reaches the
+ * exporter within the process's shutdown deadline (the grace plus
+ * SHUTDOWN_SLACK_MS, cli/start.ts), even when closing the store takes longer
+ * than that (a stalled MySQL: its pool ends only once the query in flight has
+ * timed out).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { compose } from './compose.js';
+import { compileConfig } from './config.js';
+import { SHUTDOWN_SLACK_MS } from './start.js';
+import { HandlerRegistry } from '../engine/handlers.js';
+import { silentLogger } from '../engine/logger.js';
+import { ATTR, TRACER_NAME } from '../engine/tracing.js';
+import { FAST, isState, waitForJob } from '../tests/helpers/system.js';
+
+test('an attempt interrupted at shutdown: its span is exported before the shutdown deadline, though the store takes longer to close', async () => {
+  // What reached the exporter (the SDK's in-memory exporter forgets its spans when shut down).
+  const exported: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (spans, done) => { exported.push(...spans); done({ code: 0 }); },
+    shutdown: async () => undefined,
+  };
+  // Spans wait in the batch until the shutdown flushes them, as with the SDK's 5 s default delay.
+  const provider = new NodeTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 60_000 })] });
+  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-spans-'));
+  const graceMs = 200;
+  const config = compileConfig({ ...FAST, dataDir: dir, shutdownGraceMs: graceMs }, { hostname: 'test', pid: process.pid });
+  // Runs until aborted: the shutdown interrupts it once the grace ran out.
+  const registry = new HandlerRegistry().register('s.long', (_p, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)));
+  const system = await compose(config, {
+    registry, logger: silentLogger,
+    tracing: { tracer: provider.getTracer(TRACER_NAME), reportTo: () => undefined, shutdown: () => provider.shutdown() },
+  });
+  const { url } = await system.start();
+  const r = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 's.long', payload: {} }) });
+  assert.equal(r.status, 201);
+  const { id } = (await r.json()) as { id: string };
+  await waitForJob(system.store, id, isState('running'));
+  // The store's close outlasts the process's deadline.
+  const close = system.store.close.bind(system.store);
+  let closeStore = () => {};
+  const storeClosable = new Promise<void>((resolve) => (closeStore = resolve));
+  system.store.close = () => storeClosable.then(close);
+  const stopped = system.stop();
+  try {
+    const attempt = () => exported.filter((s) => s.attributes[ATTR.jobId] === id && s.name === 'process s.long');
+    // The process exits at this deadline however far its stop got (cli/start.ts).
+    const deadline = Date.now() + graceMs + SHUTDOWN_SLACK_MS;
+    while (attempt().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(attempt().map((s) => s.attributes[ATTR.jobOutcome]), ['shutdown'], 'the attempt\'s span is exported before the process exits');
+  } finally {
+    closeStore();
+    await stopped;
+    await provider.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
