@@ -708,6 +708,38 @@ describe('worker: a failed attempt records the error\'s stack', () => {
   });
 });
 
+describe('worker: the job\'s own timeout is told apart from a handler\'s error of the same name', () => {
+  it('FAILED carries timedOut when the job\'s timeout ended the attempt, and not when the handler threw a TimeoutError of its own', async () => {
+    const registry = new HandlerRegistry()
+      // What a fetch given AbortSignal.timeout() rejects with, long before the job's timeout.
+      .register('test.own-timeout', async () => {
+        throw new DOMException('the request took too long', 'TimeoutError');
+      })
+      .register('test.overrun', (_p, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)));
+    const h = await harness(registry);
+    try {
+      const failed = async (type: string, timeoutMs: number) => {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1, timeoutMs }));
+        assert.ok(r.ok);
+        const job = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+        const event = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'FAILED');
+        assert.ok(event, `${type}: a FAILED event`);
+        return { job, error: (event.data as { error: { name?: string; stack?: string; timedOut?: true } }).error };
+      };
+      const own = await failed('test.own-timeout', 60_000);
+      assert.equal(own.error.name, 'TimeoutError', 'the handler\'s error keeps its name');
+      assert.equal(own.error.timedOut, undefined);
+      assert.ok(own.error.stack);
+      const overrun = await failed('test.overrun', 50);
+      assert.equal(overrun.error.name, 'TimeoutError');
+      assert.equal(overrun.error.timedOut, true);
+      assert.equal(overrun.job.snapshot.context.lastError?.timedOut, true, 'the job\'s lastError says so too');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 /**
  * The STARTED's lease is `ms` long: the worker reads the clock before the claim's transaction
  * stamps the event, so `leaseUntil - at` may fall short of it by the time in between.

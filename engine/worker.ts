@@ -940,14 +940,19 @@ export class Worker {
         log.info(`worker: attempt abandoned (${reason.kind})`, { reason: reason.message });
         return null; // cancelled, lease lost or crashed: nothing to record; the lease or the cancel covers it.
       } else {
-        const e = reason instanceof AbortReason ? reason : (err as Error);
-        const stack = reason instanceof AbortReason ? undefined : stackOf(e);
+        // The job's own timeout (the only abort left here), told apart from a handler's error of the same name.
+        const timedOut = reason instanceof AbortReason;
+        const e = timedOut ? reason : (err as Error);
+        const stack = timedOut ? undefined : stackOf(e);
         event = {
           type: 'FAILED', attempt,
-          error: { message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS), ...(stack ? { stack } : {}), retryable: !isNonRetryable(e) },
+          error: {
+            message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS),
+            ...(stack ? { stack } : {}), retryable: !isNonRetryable(e), ...(timedOut ? { timedOut: true as const } : {}),
+          },
         };
         if (event.error.retryable) event = this.advised(job, event, clock.now());
-        if (span) endAttemptSpan(span, reason instanceof AbortReason ? 'timeout' : 'failed', e);
+        if (span) endAttemptSpan(span, timedOut ? 'timeout' : 'failed', e);
       }
     }
     entry.settled = true;

@@ -47,6 +47,8 @@ export interface JobError {
   decidedBy?: 'advisor';
   /** The advisor's reason, in one line. */
   advice?: string;
+  /** Set when the job's own timeout (`timeoutMs`) ended the attempt: the worker aborted the handler (FAILED only). */
+  timedOut?: true;
   /** The attempt that failed. */
   attempt: number;
 }

@@ -235,6 +235,7 @@ const JobError = Type.Object({
   retryable: Type.Boolean({ description: 'false: the handler (or, with decidedBy, the advisor) said another attempt cannot succeed' }),
   decidedBy: Type.Optional(Type.Literal('advisor', { description: 'Present when the advisor (enforce mode) made the failure non-retryable: its signature had proven hopeless' })),
   advice: Type.Optional(Type.String({ description: 'The advisor\'s reason, when decidedBy is set' })),
+  timedOut: Type.Optional(Type.Literal(true, { description: 'Present when the job\'s own timeout (timeoutMs) ended the attempt, not an error the handler threw' })),
   attempt: Type.Integer({ description: 'The attempt that failed' }),
 }, { $id: 'JobError', description: 'How an attempt of the job failed' });
 

@@ -347,3 +347,44 @@ test('two scrapes back to back both parse: an event-loop gauge with no sample si
   assert.ok(mean, 'the default metrics are exported');
   assert.ok(Number.isNaN(mean.value), `no delay was sampled between the scrapes, so the mean is NaN (got ${mean.value})`);
 });
+
+test('ats_attempts_total outcome="timed_out" counts the job\'s own timeout, not a handler\'s error named TimeoutError', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-metrics-timeout-'));
+  const registry = new HandlerRegistry()
+    // A fetch given AbortSignal.timeout() rejects so, long before the job's timeout.
+    .register('t.own', async () => {
+      throw new DOMException('the request took too long', 'TimeoutError');
+    })
+    // Overruns the job's timeout: the worker's timeout ends it.
+    .register('t.overrun', (_p, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => setTimeout(resolve, 10))));
+  const config = compileConfig({ dataDir: dir, port: 0, logLevel: 'silent', timersPollMs: 20, relayPollMs: 20 });
+  const system = await compose(config, { registry, logger: silentLogger, metrics: new PrometheusMetrics({ refreshMs: 0, defaultMetrics: false }) });
+  try {
+    const { url } = (await system.start()) as { url: string };
+    const ids: string[] = [];
+    for (const [type, timeoutMs] of [['t.own', 60_000], ['t.overrun', 50]] as const) {
+      const r = await fetch(`${url}/v1/jobs`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type, payload: {}, maxAttempts: 1, timeoutMs }),
+      });
+      assert.equal(r.status, 201, await r.clone().text());
+      ids.push(((await r.json()) as { id: string }).id);
+    }
+    for (const id of ids) {
+      for (let i = 0; (await system.store.getJob(id))?.snapshot.value !== 'dead'; i++) {
+        assert.ok(i < 400, `job ${id} is dead`);
+        await sleep(25);
+      }
+    }
+    const own = (await system.store.getJob(ids[0]!))!.snapshot.context.lastError;
+    assert.equal(own?.name, 'TimeoutError', 'the handler\'s error keeps its name');
+    const parsed = parseExposition(await system.metrics.metrics());
+    const outcomes = (type: string) => parsed.samples
+      .filter((s) => s.name === 'ats_attempts_total' && s.labels.type === type && s.value > 0).map((s) => `${s.labels.outcome}=${s.value}`);
+    assert.deepEqual(outcomes('t.own'), ['failed=1'], 'the handler failed; the job\'s timeout did not fire');
+    assert.deepEqual(outcomes('t.overrun'), ['timed_out=1']);
+  } finally {
+    await system.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

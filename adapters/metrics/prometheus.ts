@@ -226,7 +226,7 @@ export class PrometheusMetrics implements Metrics {
     });
     counter({
       name: 'ats_attempts_total',
-      help: 'Attempts that ended, by outcome: succeeded, failed, timed_out, lease_lost, cancelled (counted where the outcome was committed)',
+      help: 'Attempts that ended, by outcome: succeeded, failed, timed_out (the job\'s timeout ended it), lease_lost, cancelled (counted where the outcome was committed)',
       labelNames: ['type', 'queue', 'outcome'],
       collect() {
         this.reset();
@@ -319,8 +319,9 @@ export class PrometheusMetrics implements Metrics {
           this.attempt(scope, 'succeeded');
           break;
         case 'FAILED': {
-          const error = (event.data as unknown as { error?: { name?: string } }).error;
-          this.attempt(scope, error?.name === 'TimeoutError' ? 'timed_out' : 'failed');
+          // timed_out: the job's own timeout ended it (the worker says so), not a handler's error named TimeoutError.
+          const error = (event.data as unknown as { error?: { timedOut?: unknown } }).error;
+          this.attempt(scope, error?.timedOut === true ? 'timed_out' : 'failed');
           break;
         }
         case 'LEASE_EXPIRED':
