@@ -54,6 +54,26 @@ function asset(name: string, body: Buffer | Uint8Array): Asset {
   return { body: bytes, contentType: TYPES[ext] ?? 'application/octet-stream', etag };
 }
 
+/**
+ * Whether an If-None-Match field matches an asset's ETag, so the answer is a
+ * 304: `*`, or a list of entity tags one of which has the same opaque tag, by
+ * the weak comparison RFC 9110 prescribes for this field (`W/"x"` matches
+ * `"x"`: a compressing proxy weakens the tag it passes on). A field that does
+ * not parse matches nothing from where it stops: the body is sent.
+ */
+export function noneMatch(field: string | undefined, etag: string): boolean {
+  if (field === undefined) return false;
+  if (field.trim() === '*') return true;
+  const opaque = etag.startsWith('W/') ? etag.slice(2) : etag;
+  // One element of the list (empty ones allowed), up to its comma or the end; a quoted tag may hold commas.
+  const element = /[ \t,]*(?:W\/)?("[^"]*")[ \t]*(?:,|$)/y;
+  for (let m = element.exec(field); m; m = element.exec(field)) {
+    if (m[1] === opaque) return true;
+    if (element.lastIndex >= field.length) break;
+  }
+  return false;
+}
+
 /** Bundle the browser code: `app.js` and its source map, by file name. */
 export async function bundleClient(opts: UiAssetOptions = {}): Promise<Map<string, Asset>> {
   const { build } = await import('esbuild');

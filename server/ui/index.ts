@@ -10,7 +10,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
-import { createUiAssets, type Asset, type UiAssetOptions } from './assets.js';
+import { createUiAssets, noneMatch, type Asset, type UiAssetOptions } from './assets.js';
 
 export { createUiAssets, type Asset, type UiAssets, type UiAssetOptions } from './assets.js';
 
@@ -32,9 +32,10 @@ const CSP = [
 const hidden = { schema: { hide: true } };
 
 function send(request: FastifyRequest, reply: FastifyReply, asset: Asset): FastifyReply {
-  // no-cache: the browser revalidates every time, and gets a 304 while the asset is unchanged.
+  // no-cache: the browser revalidates every time, and gets a 304 while the asset is unchanged
+  // (its tag weakened by a proxy, or in a list, matches too: noneMatch).
   reply.header('cache-control', 'no-cache').header('etag', asset.etag).header('x-content-type-options', 'nosniff').header('content-security-policy', CSP);
-  if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+  if (noneMatch(request.headers['if-none-match'], asset.etag)) return reply.code(304).send();
   return reply.type(asset.contentType).send(asset.body);
 }
 

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startUiServer, type UiServer } from '../../tests/helpers/ui-server.js';
+import { noneMatch } from './assets.js';
 
 describe('uiPlugin', () => {
   let server: UiServer;
@@ -167,6 +168,20 @@ describe('uiPlugin', () => {
     }
   });
 
+  test('If-None-Match compares weakly and takes a list or *: a weak tag (a compressing proxy\'s rewrite) or a list holding the tag revalidates to 304', async () => {
+    for (const url of ['/ui', '/ui/assets/app.css', '/ui/assets/app.js']) {
+      const etag = String((await get(url)).headers.etag);
+      for (const header of [`W/${etag}`, `"x", ${etag}`, `W/"x",W/${etag}`, '*']) {
+        const again = await get(url, { 'if-none-match': header });
+        assert.equal(again.statusCode, 304, `${url} ${header}`);
+        assert.equal(again.body, '');
+      }
+      for (const header of ['"x"', `"x", W/"y"`, etag.slice(0, -1), '']) {
+        assert.equal((await get(url, { 'if-none-match': header })).statusCode, 200, `${url} ${header}`);
+      }
+    }
+  });
+
   test('an unknown asset is a 404 with the registry code', async () => {
     const res = await get('/ui/assets/nope.js');
     assert.equal(res.statusCode, 404);
@@ -177,5 +192,23 @@ describe('uiPlugin', () => {
     const doc = (await get('/docs/json')).json() as { paths: Record<string, unknown> };
     assert.ok(doc.paths['/v1/machine'], 'the document lists the API');
     assert.deepEqual(Object.keys(doc.paths).filter((p) => p === '/' || p.startsWith('/ui')), []);
+  });
+});
+
+describe('noneMatch (If-None-Match against an asset\'s strong ETag, the weak comparison of RFC 9110)', () => {
+  const tag = '"abc-_1"';
+  test('the tag itself, weak or strong, alone or in a list, or *', () => {
+    for (const header of [tag, `W/${tag}`, `"x", ${tag}`, `"x",${tag}`, ` W/"x" ,  W/${tag} `, `, ,${tag},`, '*', ' * ']) {
+      assert.equal(noneMatch(header, tag), true, header);
+    }
+  });
+  test('another tag, a near miss, or a malformed field: no match (the body is sent)', () => {
+    for (const header of [undefined, '', '"x"', `"x", W/"y"`, 'abc-_1', '"abc-_1', `w/${tag}`, `W/ ${tag}`, `"abc-_12"`, `"x" ${tag}`, `"x"; ${tag}`, '*, "x"']) {
+      assert.equal(noneMatch(header, tag), false, String(header));
+    }
+  });
+  test('a comma inside a quoted tag belongs to the tag', () => {
+    assert.equal(noneMatch('"a,b"', '"a,b"'), true);
+    assert.equal(noneMatch('"a,b"', '"b"'), false);
   });
 });

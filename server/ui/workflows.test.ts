@@ -15,9 +15,9 @@ import { defineWorkflow } from '../../machines/workflow.js';
 import { dateTime } from './client/dom.js';
 import { COUNT_ROOM, countBadge, edgeText, layoutWorkflow, type WfBox, type WorkflowMeasure } from './client/workflow-layout.js';
 import {
-  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, eventSummary, highlighted, historyRows, holdAt,
-  isWorkflowGraph, isWorkflowPage, outcomeOf, stateCounts, stepShown, timerRows, valueText, workflowRows,
-  type Workflow, type WorkflowGraphAnswer, type WorkflowGraphStep,
+  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, eventSummary, highlighted, historyPatch, historyRows, historyShown, holdAt,
+  HISTORY_SHOWN, isWorkflowGraph, isWorkflowPage, outcomeOf, stateCounts, stepShown, timerRows, valueText, workflowRows,
+  type Workflow, type WorkflowEvent, type WorkflowGraphAnswer, type WorkflowGraphStep,
 } from './client/workflows.js';
 
 const NOW = 1_800_000_000_000;
@@ -201,6 +201,39 @@ describe('the workflows panel', () => {
     assert.equal(eventSummary({ type: 'CANCEL', data: { type: 'CANCEL', reason: 'by hand' } }), 'cancelled: by hand');
     assert.equal(eventSummary({ type: 'MIGRATE', data: { type: 'MIGRATE', from: 1, to: 2 } }), 'moved from version 1 to 2');
     assert.equal(eventSummary({ type: 'MESSAGE', data: { type: 'MESSAGE', from: 'W9', messageId: 'W9:3:0', event: { type: 'REPORT' } } }), 'message REPORT from workflow W9');
+  });
+
+  test('a long history: the last steps only, as many as the slider walks, and how many older ones are left out', () => {
+    const signal = (seq: number): WorkflowEvent => ({
+      seq, type: 'SIGNAL', at: iso(NOW - 100_000 + seq), data: { type: 'SIGNAL', event: { type: 'ADD' }, jobIds: [] }, status: 'active', value: 'counting',
+    });
+    const long = Array.from({ length: 10_000 }, (_, i) => signal(i + 1));
+    assert.equal(HISTORY_SHOWN, 500, 'the graph\'s steps: what the slider walks');
+    const shown = historyShown(long);
+    assert.equal(shown.rows.length, HISTORY_SHOWN);
+    assert.equal(shown.older, 10_000 - HISTORY_SHOWN);
+    assert.deepEqual([shown.rows[0]!.seq, shown.rows.at(-1)!.seq], [9501, 10_000]);
+    assert.equal(shown.rows[0]!.what, 'signal ADD');
+    const short = historyShown(long.slice(0, 3));
+    assert.deepEqual([short.rows.map((r) => r.seq), short.older], [[1, 2, 3], 0]);
+  });
+
+  test('a read that brings new steps adds their rows and drops those past the last 500; the rows drawn stay', () => {
+    const rows = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i }));
+    const seqs = (from: number, to: number) => rows(from, to).map((r) => r.seq);
+    // Nothing new: nothing to do.
+    assert.deepEqual(historyPatch(seqs(1, 3), rows(1, 3)), { drop: 0, append: [] });
+    // Two new steps under the cap.
+    assert.deepEqual(historyPatch(seqs(1, 3), rows(1, 5)), { drop: 0, append: rows(4, 5) });
+    // At the cap: three new steps, the three oldest rows go.
+    assert.deepEqual(historyPatch(seqs(1, 500), rows(4, 503)), { drop: 3, append: rows(501, 503) });
+    // More new steps than rows shown: all drawn again.
+    assert.equal(historyPatch(seqs(1, 500), rows(600, 1099)), null);
+    // Nothing drawn, or rows that do not follow on (another instance): drawn again.
+    assert.equal(historyPatch([], rows(1, 3)), null);
+    assert.equal(historyPatch(seqs(1, 3), rows(2, 2)), null, 'fewer steps than drawn');
+    assert.equal(historyPatch([1, 2, 4], rows(1, 5)), null, 'a gap');
+    assert.equal(historyPatch(seqs(5, 7), rows(1, 8)), null, 'older steps than drawn');
   });
 
   test('what makes the panel read the selected instance again: a step of it, a transition of one of its children', () => {

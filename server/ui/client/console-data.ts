@@ -16,6 +16,10 @@
  *   (STARTED carries `workerId`), with their last activity and the leases
  *   they lost (the registered workers, idle or not, are `GET /v1/workers`:
  *   workers-view.ts).
+ * - `countTable`, `CountsShown`: the "Jobs per type" and "Jobs per queue"
+ *   tables from the counts of `GET /v1/stats` or the stream's stats (once a
+ *   second, every name in each): at most `COUNT_ROWS` rows, those with the
+ *   most jobs past that, and a redraw only when what they show changed.
  */
 
 export const WINDOW_MS = 15 * 60_000;
@@ -231,4 +235,80 @@ export class WorkerSeen {
       .map(({ jobs, ...w }) => ({ ...w, running: jobs.size }))
       .sort((a, b) => b.lastSeen - a.lastSeen || a.workerId.localeCompare(b.workerId));
   }
+}
+
+/** The counts of `GET /v1/stats` per type or per queue: per name, per state. */
+export type CountsByName = Readonly<Record<string, Readonly<Record<string, number | undefined>> | null | undefined>>;
+
+/** Most rows a counts table shows, and most names the filter suggests: with more, those with the most jobs. */
+export const COUNT_ROWS = 200;
+
+export interface CountRow {
+  name: string;
+  /** Per state, in the order of the states given. */
+  counts: number[];
+  total: number;
+}
+
+export interface CountTable {
+  /** By name when every name fits; else the `COUNT_ROWS` with the most jobs, most first (a tie by name). */
+  rows: CountRow[];
+  /** Names left out. */
+  more: number;
+  /** Their jobs, together. */
+  moreJobs: number;
+}
+
+const own = (o: Readonly<Record<string, number | undefined>>, k: string): number => (Object.hasOwn(o, k) ? Number(o[k]) || 0 : 0);
+/** Names compare by code unit, as `Array.prototype.sort` does: the same order on every browser. */
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The indexes of the `max` names with the highest totals, highest first (a tie by name); all of them by name when they fit. */
+function pick(names: readonly string[], totals: readonly number[], max: number): { shown: number[]; left: number[] } {
+  const order = names.map((_, i) => i);
+  if (names.length <= max) return { shown: order.sort((a, b) => byCodeUnit(names[a]!, names[b]!)), left: [] };
+  order.sort((a, b) => totals[b]! - totals[a]! || byCodeUnit(names[a]!, names[b]!));
+  return { shown: order.slice(0, max), left: order.slice(max) };
+}
+
+/** One counts table: each name's count per state and its total; past `max` names, those with the most jobs. */
+export function countTable(byName: CountsByName, states: readonly string[], max = COUNT_ROWS): CountTable {
+  const names = Object.keys(byName);
+  const counts = names.map((name) => {
+    const c = byName[name] ?? {};
+    return states.map((st) => own(c, st));
+  });
+  const totals = counts.map((c) => c.reduce((a, n) => a + n, 0));
+  const { shown, left } = pick(names, totals, max);
+  return {
+    rows: shown.map((i) => ({ name: names[i]!, counts: counts[i]!, total: totals[i]! })),
+    more: left.length,
+    moreJobs: left.reduce((a, i) => a + totals[i]!, 0),
+  };
+}
+
+/**
+ * A counts table as last drawn: `update` gives the table for new counts, or
+ * null when it would show exactly what is on the page (the stats come once a
+ * second, mostly unchanged).
+ */
+export class CountsShown {
+  private drawn: string | null = null;
+
+  constructor(private readonly states: readonly string[], private readonly max = COUNT_ROWS) {}
+
+  update(byName: CountsByName): CountTable | null {
+    const table = countTable(byName, this.states, this.max);
+    const sig = JSON.stringify(table);
+    if (sig === this.drawn) return null;
+    this.drawn = sig;
+    return table;
+  }
+}
+
+/** The names the job list's filter suggests: at most `max`, those with the most jobs (any state), by name. */
+export function suggestNames(byName: CountsByName, max = COUNT_ROWS): string[] {
+  const names = Object.keys(byName);
+  const totals = names.map((name) => Object.values(byName[name] ?? {}).reduce<number>((a, n) => a + (Number(n) || 0), 0));
+  return pick(names, totals, max).shown.map((i) => names[i]!).sort(byCodeUnit);
 }

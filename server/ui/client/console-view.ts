@@ -8,7 +8,7 @@
 import { errorText, type Api, type CountStats, type EdgeStats, type OutboxStats } from './api.js';
 import { drawChart } from './charts.js';
 import {
-  BUCKET_MS, KINDS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, type Kind, type LiveEvent,
+  BUCKET_MS, CountsShown, KINDS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, type CountTable, type Kind, type LiveEvent,
 } from './console-data.js';
 import { byId, duration, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
@@ -28,22 +28,24 @@ const REDRAW_MS = 2000;
 const EDGES_MS = 10_000;
 
 const own = (o: Record<string, number | undefined>, k: string): number => (Object.hasOwn(o, k) ? Number(o[k]) || 0 : 0);
+const count = (n: number): string => n.toLocaleString('en-US');
 
-function countsTable(body: HTMLElement, rows: Record<string, Record<string, number | undefined>>, states: readonly string[], what: string): void {
-  const names = Object.keys(rows).sort();
-  if (!names.length) {
-    body.replaceChildren(h('tr', { class: 'empty-note' }, h('td', { colspan: states.length + 2 }, `No ${what} yet.`)));
+/** Draw a counts table (past COUNT_ROWS names, those with the most jobs and a line for the rest). */
+function countsTable(body: HTMLElement, table: CountTable, states: readonly string[], what: string): void {
+  const colspan = states.length + 2;
+  if (!table.rows.length) {
+    body.replaceChildren(h('tr', { class: 'empty-note' }, h('td', { colspan }, `No ${what} yet.`)));
     return;
   }
-  body.replaceChildren(...names.map((name) => {
-    const c = rows[name] ?? {};
-    const total = states.reduce((a, st) => a + own(c, st), 0);
-    return h('tr', { 'data-name': name },
-      h('th', { scope: 'row' }, name),
-      ...states.map((st) => h('td', { class: own(c, st) ? 'num' : 'num zero', 'data-state-count': st }, String(own(c, st)))),
-      h('td', { class: 'num total' }, String(total)),
-    );
-  }));
+  body.replaceChildren(
+    ...table.rows.map((r) => h('tr', { 'data-name': r.name },
+      h('th', { scope: 'row' }, r.name),
+      ...states.map((st, i) => h('td', { class: r.counts[i] ? 'num' : 'num zero', 'data-state-count': st }, String(r.counts[i] ?? 0))),
+      h('td', { class: 'num total' }, String(r.total)),
+    )),
+    ...(table.more > 0 ? [h('tr', { class: 'empty-note', 'data-more': table.more },
+      h('td', { colspan }, `… and ${count(table.more)} more ${what} (${count(table.moreJobs)} jobs): only the ${count(table.rows.length)} with the most jobs are listed, most first.`))] : []),
+  );
 }
 
 export function createConsoleView(api: Api, view: MachineView, states: readonly string[], now: () => number): ConsoleView {
@@ -54,6 +56,8 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
   /** undefined: not read yet; null: the server has no GET /v1/stats/outbox. */
   let outbox: OutboxStats | null | undefined;
   let lastStats: CountStats | null = null;
+  const typeCounts = new CountsShown(states);
+  const queueCounts = new CountsShown(states);
 
   const tChart = byId<SVGSVGElement>('throughput-chart');
   const wChart = byId<SVGSVGElement>('wait-chart');
@@ -205,8 +209,11 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     },
     onStats(stats) {
       lastStats = stats;
-      countsTable(byId('counts-type-rows'), stats.byType, states, 'job types');
-      countsTable(byId('counts-queue-rows'), stats.byQueue, states, 'queues');
+      // Once a second, each with every name: redrawn only when what they show changed.
+      const types = typeCounts.update(stats.byType);
+      if (types) countsTable(byId('counts-type-rows'), types, states, 'job types');
+      const queues = queueCounts.update(stats.byQueue);
+      if (queues) countsTable(byId('counts-queue-rows'), queues, states, 'queues');
       renderBacklog();
     },
     async start() {

@@ -8,6 +8,7 @@
  */
 import { api as serverApi, errorText, type MachineGraph } from './api.js';
 import { askForKey, bindForgetKey, guardKey, isKeyRefused, storedKey } from './key-gate.js';
+import { suggestNames } from './console-data.js';
 import { createConsoleView } from './console-view.js';
 import { byId, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
@@ -104,8 +105,8 @@ async function main(): Promise<void> {
       view.setCounts(stats.byState);
       panels.onStats(stats);
       workers.onStats(stats); // GET /v1/stats (polling) carries `unserved`; the stream's stats do not
-      insights.markTypes(); // the per-type table was redrawn
-      list.suggest(Object.keys(stats.byType).sort(), Object.keys(stats.byQueue).sort());
+      insights.markTypes(); // the per-type table may have been redrawn
+      list.suggest(suggestNames(stats.byType), suggestNames(stats.byQueue)); // at most COUNT_ROWS each, those with the most jobs
       const sum = Object.values(stats.byState).reduce((a, n) => a + n, 0);
       total.textContent = `${sum} job${sum === 1 ? '' : 's'}`;
       // Counts moved: some job changed state. Without the stream this is the only hint.

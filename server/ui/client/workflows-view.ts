@@ -23,7 +23,8 @@
  * (`data-active`, `data-type`), `[data-invoke]` lines (`data-job-state`),
  * `[data-wf-edge]`; `#workflow-children tr[data-job-id]` with its
  * `button[data-open-job]`; `#workflow-timers li`, `#workflow-outcome`,
- * `#workflow-history tr[data-seq]` (`aria-current="step"` on the step shown);
+ * `#workflow-history tr[data-seq]` (`aria-current="step"` on the step shown;
+ * its last 500 steps), `#workflow-history tr[data-older]` (how many older);
  * `#workflow-live[data-mode]`; `[data-wf-count]` in a state's group (its
  * number), `#workflow-counts[data-capped]`; `#workflow-travel[data-following]`
  * with `#workflow-step` (the slider) and `#workflow-step-label`.
@@ -35,8 +36,9 @@ import { relative } from './insights.js';
 import { panelRefresh, pollWhileVisible } from './panel.js';
 import { countBadge, layoutWorkflow, type WfBox, type WorkflowLayout, type WorkflowMeasure } from './workflow-layout.js';
 import {
-  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, highlighted, historyRows, holdAt, outcomeOf, stateCounts, stepShown,
-  timerRows, workflowRows, type TravelHold, type Workflow, type WorkflowEvent, type WorkflowGraphAnswer, type WorkflowPage,
+  childByInvoke, childRows, concernsChild, concernsWorkflow, countsNote, countTitle, highlighted, historyPatch, historyShown, holdAt, outcomeOf, stateCounts,
+  stepShown, timerRows, workflowRows, HISTORY_SHOWN, type HistoryRow, type TravelHold, type Workflow, type WorkflowEvent, type WorkflowGraphAnswer,
+  type WorkflowPage,
 } from './workflows.js';
 
 export interface WorkflowsView {
@@ -156,6 +158,9 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
   /** The last graph and history read of the selected instance: what the slider walks. */
   let graphRead: WorkflowGraphAnswer | null = null;
   let eventsRead: WorkflowEvent[] = [];
+  /** The history rows drawn (their seqs, in order), and of which instance. */
+  let historySeqs: number[] = [];
+  let historyOf = '';
   /** The step the slider holds, or null: at the last step, following the instance. */
   let hold: TravelHold = null;
   /** When the selected instance was last read (the page's clock). */
@@ -217,6 +222,42 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     listTimer = window.setTimeout(() => void refreshList(), 150);
   };
 
+  const historyRow = (r: HistoryRow) => h('tr', { 'data-seq': r.seq, 'data-type': r.type },
+    h('td', { class: 'num' }, String(r.seq)), h('td', {}, h('code', {}, r.type)), h('td', {}, r.what),
+    h('td', {}, h('span', { class: 'wf-status', 'data-status': r.status }, r.status)),
+    h('td', { title: r.at }, clockTime(r.at)));
+
+  /**
+   * The history's last HISTORY_SHOWN steps (the slider's), under a line
+   * counting the older ones: at each step of the instance, its new rows are
+   * appended and the oldest past the cap removed; the others stay as drawn.
+   */
+  const drawHistory = (id: string, events: readonly WorkflowEvent[]) => {
+    const shown = historyShown(events);
+    const patch = historyOf === id ? historyPatch(historySeqs, shown.rows) : null;
+    if (patch) {
+      const drawn = history.querySelectorAll('tr[data-seq]');
+      for (let i = 0; i < patch.drop; i++) drawn[i]?.remove();
+      history.append(...patch.append.map(historyRow));
+    } else {
+      history.replaceChildren(...shown.rows.map(historyRow));
+    }
+    historyOf = id;
+    historySeqs = shown.rows.map((r) => r.seq);
+    let older = history.querySelector('tr[data-older]');
+    if (shown.older === 0) {
+      older?.remove();
+      return;
+    }
+    if (!older) {
+      older = h('tr', { class: 'empty-note' }, h('td', { colspan: 5 }));
+      history.prepend(older);
+    }
+    older.setAttribute('data-older', String(shown.older));
+    older.firstElementChild!.textContent = `${shown.older.toLocaleString('en-US')} older step${shown.older === 1 ? '' : 's'} not shown: `
+      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events).`;
+  };
+
   const drawInstance = (w: Workflow, graph: WorkflowGraphAnswer, events: Awaited<ReturnType<Api['workflowEvents']>>) => {
     detail.hidden = false;
     detail.setAttribute('data-workflow-id', w.id);
@@ -259,10 +300,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     const out = outcomeOf(w);
     outcome.setAttribute('data-kind', out?.kind ?? 'running');
     outcome.textContent = out ? `${out.kind === 'output' ? 'Output' : out.kind === 'error' ? 'Error' : 'Cancelled'}: ${jsonText(out.value)}` : 'Running.';
-    history.replaceChildren(...historyRows(events).map((r) => h('tr', { 'data-seq': r.seq, 'data-type': r.type },
-      h('td', { class: 'num' }, String(r.seq)), h('td', {}, h('code', {}, r.type)), h('td', {}, r.what),
-      h('td', {}, h('span', { class: 'wf-status', 'data-status': r.status }, r.status)),
-      h('td', { title: r.at }, clockTime(r.at)))));
+    drawHistory(w.id, events);
     graphRead = graph;
     eventsRead = events;
     showStep();
@@ -335,6 +373,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     instance = null;
     graphRead = null;
     eventsRead = [];
+    historyOf = '';
     hold = null;
     for (const tr of Array.from(rows.querySelectorAll('tr[data-workflow-id]'))) tr.classList.toggle('selected', tr.getAttribute('data-workflow-id') === id);
     if (!id) {

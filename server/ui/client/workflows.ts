@@ -230,6 +230,32 @@ export function historyRows(events: readonly WorkflowEvent[]): HistoryRow[] {
   return events.map((e) => ({ seq: e.seq, type: e.type, at: e.at, atLocal: dateTime(e.at), status: e.status, what: eventSummary(e) }));
 }
 
+/** The history rows the panel shows at most: its last steps, as many as the slider walks (the graph's `steps`). */
+export const HISTORY_SHOWN = 500;
+
+/** The history as the panel shows it: its last `max` steps, and how many older ones it leaves out. */
+export function historyShown(events: readonly WorkflowEvent[], max = HISTORY_SHOWN): { rows: HistoryRow[]; older: number } {
+  const older = Math.max(0, events.length - max);
+  return { rows: historyRows(events.slice(older)), older };
+}
+
+/**
+ * How to turn the history rows drawn (their `seq`s, in order) into `next`
+ * without drawing again those that stay (a step never changes once taken):
+ * drop the first `drop`, append `append`. Null when `next` does not follow on
+ * from what is drawn (nothing drawn yet, another instance, all of it gone
+ * past the cap): draw it all.
+ */
+export function historyPatch<R extends { seq: number }>(drawn: readonly number[], next: readonly R[]): { drop: number; append: R[] } | null {
+  if (drawn.length === 0 || next.length === 0) return null;
+  const drop = drawn.indexOf(next[0]!.seq);
+  if (drop === -1) return null;
+  const kept = drawn.length - drop;
+  if (next.length < kept) return null;
+  for (let i = 0; i < kept; i++) if (next[i]!.seq !== drawn[drop + i]) return null;
+  return { drop, append: next.slice(kept) };
+}
+
 /** Whether a stream `workflow` message concerns the selected instance (read it again). */
 export const concernsWorkflow = (m: Pick<StreamWorkflowMessage, 'workflowId'>, selected: string | null): boolean => selected !== null && m.workflowId === selected;
 
