@@ -962,6 +962,28 @@ describe('retries never make a second job', () => {
     assert.deepEqual((await jobsOf(q)).sort(), results.map((r) => r.id!).sort());
   });
 
+  test('submitMany whose second request fails: the jobs the error carries, sent again, answer the first request\'s jobs, no job twice', async () => {
+    const q = queue();
+    let batches = 0;
+    const flaky = createClient({
+      url, retries: 0,
+      fetch: async (input, init) => {
+        if (String(input).endsWith('/v1/jobs/batch') && ++batches === 2) {
+          throw new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+        }
+        return fetch(input, init);
+      },
+    });
+    const err = await flaky.submitMany(Array.from({ length: 4 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i, runAt: later() })), { batchSize: 2 })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof UnreachableError && err.batch, String(err));
+    assert.deepEqual(err.batch.results.map((r) => r.status), [201, 201]);
+    const results = await flaky.submitMany(err.batch.jobs, { batchSize: 2 });
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 201, 201]);
+    assert.deepEqual(results.slice(0, 2).map((r) => r.id), err.batch.results.map((r) => r.id));
+    assert.deepEqual((await jobsOf(q)).sort(), results.map((r) => r.id!).sort());
+  });
+
   test('a signal ends a call and its retries; apiKey is sent as a bearer token', async () => {
     const q = queue();
     const proxy = await faultyProxy(url, ['stall', 'stall', 'stall']);

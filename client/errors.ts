@@ -3,9 +3,11 @@
  * and `message`. The server's answers carry a code of its registry
  * (`engine/errors.ts`); the client adds two codes of its own, for when no
  * answer came (`ATS_ERR_UNREACHABLE`, status 0) and for a server without the
- * stream (`ATS_ERR_STREAM_UNAVAILABLE`).
+ * stream (`ATS_ERR_STREAM_UNAVAILABLE`). A request the client cannot send (a
+ * header value fetch refuses) is the registry's `ATS_ERR_VALIDATION`, status 0.
  */
 import type { ErrorCode } from '../engine/errors.js';
+import type { BatchItem, BatchResult } from './types.js';
 
 /** What `ApiError.code` can be: a server code, a client code, or `HTTP_<status>` for a non-JSON error answer. */
 export type ApiErrorCode = ErrorCode | 'ATS_ERR_UNREACHABLE' | 'ATS_ERR_STREAM_UNAVAILABLE' | `HTTP_${number}`;
@@ -27,6 +29,11 @@ export class ApiError extends Error {
    * in ms), on a 429 (rate limited) or 503 (unavailable) that sent one. Absent otherwise.
    */
   readonly retryAfterMs?: number;
+  /**
+   * A `submitMany` that threw: what it had done, to send the rest again
+   * without making a job twice. Absent otherwise.
+   */
+  readonly batch?: BatchProgress;
 
   constructor(
     /** The HTTP status; 0 when no answer came. */
@@ -41,6 +48,27 @@ export class ApiError extends Error {
     if (options?.location) this.location = options.location;
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
+}
+
+/** What a `submitMany` that threw had done (`ApiError.batch`). */
+export interface BatchProgress {
+  /**
+   * The results of the first jobs, those of the requests answered in full
+   * before the one that failed: `results[i]` answers `jobs[i]`.
+   */
+  readonly results: readonly BatchResult[];
+  /**
+   * Every job of the call as it is sent, each with its `idempotencyKey` (the
+   * one it was given, or the one made for it). Sent again, the jobs already
+   * made are answered (200), not made twice.
+   */
+  readonly jobs: readonly BatchItem[];
+}
+
+/** `err` with `batch` set: the error a `submitMany` throws. */
+export function withBatch(err: ApiError, batch: BatchProgress): ApiError {
+  (err as { batch?: BatchProgress }).batch = batch;
+  return err;
 }
 
 /** No answer from the server, after the retries: refused, unknown host, reset, timed out. */

@@ -7,7 +7,8 @@
  * first attempt that may have taken effect. Such an attempt — a timeout, a
  * lost connection, or a 503 to a request that changes something (the server
  * may have lost its database during the commit) — marks the errors that follow
- * (`outcomeWasUnknown`).
+ * (`outcomeWasUnknown`). A header value fetch would refuse to send is
+ * refused before the first attempt (`unsendableHeader`), never retried.
  */
 import { ApiError, networkReason, toApiError, UnreachableError } from './errors.js';
 
@@ -44,7 +45,8 @@ export interface Answer<T> {
   body: T;
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+/** Resolves after `ms`; rejects with the signal's reason once it aborts. */
+export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
@@ -90,7 +92,31 @@ function withTimeout(ms: number, signal: AbortSignal | undefined): { signal: Abo
   return { signal: both.signal, done: () => signal.removeEventListener('abort', onAbort) };
 }
 
+/** `authorization` → `Authorization`, `idempotency-key` → `Idempotency-Key`. */
+const headerName = (name: string): string => name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+
+/**
+ * The first header of `headers` whose value fetch would refuse to send (it
+ * throws before sending: a character beyond U+00FF, or NUL, CR or LF), as an
+ * ApiError naming the header and the character, never the value (it may be a
+ * secret); null when every value can be sent.
+ */
+export function unsendableHeader(headers: Record<string, string>): ApiError | null {
+  for (const [name, value] of Object.entries(headers)) {
+    const bad = /[^\u0001-\u0009\u000b\u000c\u000e-\u00ff]/u.exec(value);
+    if (!bad) continue;
+    const cp = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    const what = name === 'authorization' ? 'Authorization header (the apiKey)' : `${headerName(name)} header`;
+    return new ApiError(0, 'ATS_ERR_VALIDATION',
+      `the ${what} cannot be sent: it has ${cp}, and a header value takes only characters up to U+00FF other than NUL, CR and LF; nothing was sent`);
+  }
+  return null;
+}
+
 export async function call<T>(http: HttpOptions, method: string, path: string, opts: CallOptions = {}): Promise<Answer<T>> {
+  // fetch would throw before sending anything: not a network failure, and never retried.
+  const unsendable = unsendableHeader({ ...http.headers, ...opts.headers });
+  if (unsendable) throw unsendable;
   const retries = opts.retry === false ? 0 : http.retries;
   const changes = method !== 'GET' && method !== 'HEAD';
   let unknown = 0;

@@ -16,8 +16,8 @@
  */
 import { ulid } from 'ulid';
 import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
-import { ApiError } from './errors.js';
-import { call, outcomeWasUnknown, type CallOptions, type HttpOptions } from './http.js';
+import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
+import { backoffMs, call, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
@@ -27,7 +27,7 @@ import type {
 } from './types.js';
 
 export * from './types.js';
-export { ApiError, StreamRefusedError, StreamUnavailableError, UnreachableError, type ApiErrorCode } from './errors.js';
+export { ApiError, StreamRefusedError, StreamUnavailableError, UnreachableError, type ApiErrorCode, type BatchProgress } from './errors.js';
 export type { Watch, WatchOptions, WebSocketConstructor, WebSocketLike } from './stream.js';
 export { KEY_REFUSED_CLOSE } from './stream.js';
 
@@ -161,19 +161,49 @@ export class AtsClient {
    * `POST /v1/jobs/batch`, MAX_BATCH items a request (one request after the
    * other; a request over the server's batch body limit is split until it
    * fits): one result per job, in the order given. An item the server
-   * refuses is its result (`status` 4xx, `code`, `message`), not a throw;
-   * a refused request (or one that failed after its retries) throws, and the
-   * requests before it stand — submitting the same items again with the same
-   * keys answers their jobs without making new ones.
+   * refuses is its result (`status` 4xx or 500, `code`, `message`), not a
+   * throw. An item answered 503 (its key was taken and its job could not be
+   * read back) is sent again with its key, up to `retries` times, with the
+   * retries' pauses; still 503, it is thrown. A request refused as a whole,
+   * or failed after its retries, throws too: the requests before it stand,
+   * and the error's `batch` holds their results and every job as sent, with
+   * its key — sending `batch.jobs` again answers the jobs already made
+   * without making them twice.
    */
   async submitMany(jobs: readonly BatchItem[], opts: SubmitManyOptions = {}): Promise<BatchResult[]> {
     const size = Math.min(MAX_BATCH, Math.max(1, opts.batchSize ?? MAX_BATCH));
     const keyed = opts.idempotencyKeys === false
-      ? jobs
+      ? [...jobs]
       : jobs.map((j) => (j.idempotencyKey === undefined ? { ...j, idempotencyKey: newIdempotencyKey() } : j));
     const results: BatchResult[] = [];
-    for (let from = 0; from < keyed.length; from += size) results.push(...(await this.submitBatch(keyed.slice(from, from + size), opts)));
+    try {
+      for (let from = 0; from < keyed.length; from += size) results.push(...(await this.submitPart(keyed.slice(from, from + size), from, opts)));
+    } catch (err) {
+      if (err instanceof ApiError) withBatch(err, { results: [...results], jobs: keyed });
+      throw err;
+    }
     return results;
+  }
+
+  /**
+   * One request's jobs (`from`: the first one's index in the call): sent,
+   * then those answered 503 that have a key sent again with it, up to
+   * `retries` times; still 503, the first of them is thrown.
+   */
+  private async submitPart(jobs: readonly BatchItem[], from: number, opts: RequestOptions): Promise<BatchResult[]> {
+    const results = await this.submitBatch(jobs, opts);
+    for (let attempt = 1; ; attempt++) {
+      const unanswered = results.flatMap((r, i) => (r.status === 503 && jobs[i]!.idempotencyKey !== undefined ? [i] : []));
+      if (unanswered.length === 0) return results;
+      const first = unanswered[0]!;
+      const r = results[first]!;
+      const failure = new ApiError(503, (r.code ?? 'HTTP_503') as ApiErrorCode, `jobs[${from + first}]: ${r.message ?? 'unavailable'}`);
+      if (attempt > this.http.retries) throw failure;
+      opts.onRetry?.(failure, attempt);
+      await sleep(backoffMs(attempt - 1, this.http.retryDelayMs), opts.signal);
+      const answers = await this.submitBatch(unanswered.map((i) => jobs[i]!), opts);
+      unanswered.forEach((i, k) => (results[i] = answers[k]!));
+    }
   }
 
   /**

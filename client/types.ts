@@ -35,7 +35,7 @@ export type {
 export type SubmitRequest = Static<typeof SubmitBodySchema>;
 /** One item of `POST /v1/jobs/batch`: a submit body with its own `idempotencyKey`. */
 export type BatchItem = Static<typeof BatchItemSchema>;
-/** One answer of `POST /v1/jobs/batch`: `201`/`200` with `id` and `state`, or the item's 4xx `code` and `message`. */
+/** One answer of `POST /v1/jobs/batch`: `201`/`200` with `id` and `state`, or the item's own `status` (4xx, 500, 503), `code` and `message`. */
 export type BatchResult = Static<typeof BatchResultSchema>;
 /** A job as the API shows it. */
 export type JobView = Static<typeof JobViewSchema>;

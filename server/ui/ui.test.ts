@@ -1278,6 +1278,14 @@ describe('the console on a scheduler that requires API keys', () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), null);
   });
 
+  test('a key pasted with a character no header takes (a zero-width space): the form says which, keeps nothing, stays', async () => {
+    await page.locator('#key-input').fill(`${key}\u200b`);
+    await page.locator('#key-form button[type=submit]').click();
+    await page.waitForFunction(() => /U\+200B/.test(document.querySelector('#key-gate-reason')?.textContent ?? ''), undefined, { timeout: WAIT_MS });
+    assert.equal(await page.locator('#key-gate').isVisible(), true);
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), null);
+  });
+
   test('a key revoked while the page is open: the stream stops, the page says the key is refused and asks for another', async () => {
     // Last: with its only key revoked, the server is open again (`auto`); "Forget key" would then ask for none.
     await page.locator('#key-input').fill(key);

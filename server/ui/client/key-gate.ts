@@ -9,13 +9,31 @@ import { byId } from './dom.js';
 
 const STORAGE = 'ats.apiKey';
 
-/** The key this tab was given, or null. */
+/** The key this tab was given, or null (also for one that cannot be sent, kept by an older page: the page asks again). */
 export function storedKey(): string | null {
+  let key: string | null;
   try {
-    return sessionStorage.getItem(STORAGE);
+    key = sessionStorage.getItem(STORAGE);
   } catch {
     return null; // storage disabled: the server must be open
   }
+  return key !== null && keyProblem(key) === null ? key : null;
+}
+
+/**
+ * Why `key` cannot be a key, or null. A key travels in the Authorization
+ * header and in the stream's subprotocol (`ats.key.<key>`), which take
+ * visible ASCII only; the server's keys are made of it (`ats_<id>_<secret>`).
+ * A key pasted with an invisible character (a zero-width space, say) would
+ * make every call fail before it is sent.
+ */
+export function keyProblem(key: string): string | null {
+  const chars = Array.from(key);
+  const at = chars.findIndex((c) => c < '!' || c > '~');
+  if (at < 0) return null;
+  const cp = `U+${chars[at]!.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+  return `This key has ${cp} at character ${at + 1}, which a key cannot have (only visible ASCII characters, no spaces): `
+    + 'was something pasted with it? Enter the key again.';
 }
 
 /** Shows the key form with why it is asked for; a key entered is kept and the page reloads with it. */
@@ -29,6 +47,12 @@ export function askForKey(reason: string): void {
       e.preventDefault();
       const key = input.value.trim();
       if (!key) return;
+      const problem = keyProblem(key);
+      if (problem) {
+        byId('key-gate-reason').textContent = problem;
+        input.focus();
+        return;
+      }
       try {
         sessionStorage.setItem(STORAGE, key);
       } catch {

@@ -1,0 +1,59 @@
+/**
+ * A header value fetch cannot send (a character beyond U+00FF, or NUL, CR or
+ * LF: an Idempotency-Key or an API key pasted with a zero-width space) is
+ * refused by the client before anything is sent: an ApiError naming the
+ * header, not retried, not "cannot reach the server".
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ApiError, createClient, UnreachableError } from './index.js';
+
+/** A fetch that answers every request 200 `{}`, counting them. */
+function answering() {
+  const calls: string[] = [];
+  const fetch = async (input: RequestInfo | URL): Promise<Response> => {
+    calls.push(String(input));
+    return new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } });
+  };
+  return { calls, fetch };
+}
+
+const refusedHeader = (header: RegExp) => (e: unknown) =>
+  e instanceof ApiError && !(e instanceof UnreachableError) && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && header.test(e.message);
+
+describe('a header value that cannot be sent', () => {
+  test('an Idempotency-Key with a character beyond U+00FF: refused at once, named, never sent nor retried', async () => {
+    for (const key of ['заказ-1', 'order-1\u200b', 'order\n1']) {
+      const { calls, fetch } = answering();
+      const retried: unknown[] = [];
+      const ats = createClient({ url: 'http://ats.invalid', fetch, retryDelayMs: { min: 1, max: 2 } });
+      await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: key, onRetry: (e) => retried.push(e) }), refusedHeader(/Idempotency-Key/));
+      await assert.rejects(ats.signalWorkflow('wf-1', { type: 'GO' }, { idempotencyKey: key }), refusedHeader(/Idempotency-Key/));
+      assert.deepEqual(calls, []);
+      assert.deepEqual(retried, []);
+    }
+  });
+
+  test('an API key with a zero-width space: every call refused naming the Authorization header (apiKey), without the key in the message', async () => {
+    const { calls, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch, apiKey: 'ats_secret\u200b' });
+    const err = await ats.stats().catch((e: unknown) => e);
+    assert.ok(refusedHeader(/Authorization/)(err), String(err));
+    assert.match((err as Error).message, /apiKey/);
+    assert.match((err as Error).message, /U\+200B/);
+    assert.doesNotMatch((err as Error).message, /ats_secret/);
+    assert.deepEqual(calls, []);
+  });
+
+  test('with the real fetch too: refused before a connection is tried', async () => {
+    const ats = createClient({ url: 'http://127.0.0.1:9', retryDelayMs: { min: 1, max: 2 } });
+    await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: 'ключ' }), refusedHeader(/Idempotency-Key/));
+  });
+
+  test('what fetch takes goes through: Latin-1, a tab, spaces', async () => {
+    const { calls, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch, apiKey: 'clé\tok' });
+    await ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: 'order 1 é' });
+    assert.equal(calls.length, 1);
+  });
+});
