@@ -509,6 +509,7 @@ describe('workflows', () => {
     const done = await ats.signalWorkflow(wf.id, { type: 'APPROVE', by: 'client' });
     assert.deepEqual([done.status, done.value, done.accepts], ['done', 'approved', []]);
     assert.deepEqual((await ats.workflowEvents(wf.id)).map((e) => e.type), ['START', 'CHILD', 'SIGNAL']);
+    assert.deepEqual((await ats.workflowEvents(wf.id, { last: 1 })).map((e) => [e.seq, e.type]), [[3, 'SIGNAL']]);
     assert.deepEqual(await ats.verifyWorkflow(wf.id), { ok: true, events: 3 });
     const page = await ats.listWorkflows({ name: 'client.approval', status: 'done', limit: 10 });
     assert.ok(page.workflows.some((w) => w.id === wf.id));

@@ -344,9 +344,11 @@ export class AtsClient {
     return (await call<WorkflowPage>(this.http, 'GET', `/v1/workflows${qs ? `?${qs}` : ''}`, opts)).body;
   }
 
-  /** `GET /v1/workflows/:id/events`: the instance's history, oldest first. */
-  async workflowEvents(id: string, opts: RequestOptions = {}): Promise<WorkflowEvent[]> {
-    return (await call<{ events: WorkflowEvent[] }>(this.http, 'GET', `${workflowPath(id)}/events`, opts)).body.events;
+  /** `GET /v1/workflows/:id/events`: the instance's history, oldest first; with `last`, only its newest `last` events (at most 10,000). */
+  async workflowEvents(id: string, opts: RequestOptions & { last?: number } = {}): Promise<WorkflowEvent[]> {
+    const { last, ...request } = opts;
+    const qs = last === undefined ? '' : `?last=${encodeURIComponent(String(last))}`;
+    return (await call<{ events: WorkflowEvent[] }>(this.http, 'GET', `${workflowPath(id)}/events${qs}`, request)).body.events;
   }
 
   /**

@@ -695,6 +695,20 @@ const WAIT_CONDITION_PATTERN = `^(done|tag:.{1,${MAX_TAG_CHARS}})$`;
 const WaitCondition = (description: string) => Type.String({ minLength: 4, maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
 const WaitTimeout = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description });
 
+/** The most events `GET /v1/workflows/:id/events?last=` answers. */
+export const MAX_WORKFLOW_EVENTS_LAST = 10_000;
+
+export const WorkflowEventsQuery = Type.Object(
+  {
+    last: Type.Optional(Type.Integer({
+      minimum: 1, maximum: MAX_WORKFLOW_EVENTS_LAST,
+      description: `Only the instance's last \`last\` events (still oldest first; their \`seq\` says how many came before). Without it, the whole history`,
+    })),
+  },
+  { additionalProperties: false },
+);
+export type WorkflowEventsQuery = Static<typeof WorkflowEventsQuery>;
+
 export const WorkflowWaitQuery = Type.Object(
   {
     until: Type.Optional(WaitCondition(

@@ -217,6 +217,15 @@ async function startSignalGet(t: TestApp): Promise<void> {
   assert.deepEqual(history[0]!.data.jobIds, [child!.jobId]);
   assert.deepEqual(history[2]!.data.event, { type: 'APPROVE', by: 'ann' });
   assert.ok(history.every((e) => !Number.isNaN(Date.parse(e.at))));
+  // Only the newest: a page following a long-lived instance need not read it all at every step.
+  const lastTwo = await t.app.inject({ url: `/v1/workflows/${wf.id}/events?last=2` });
+  assert.equal(lastTwo.statusCode, 200, lastTwo.body);
+  assert.deepEqual((lastTwo.json().events as Array<{ seq: number; type: string }>).map((e) => [e.seq, e.type]), [[2, 'CHILD'], [3, 'SIGNAL']]);
+  assert.equal((await t.app.inject({ url: `/v1/workflows/${wf.id}/events?last=10000` })).json().events.length, 3);
+  for (const bad of ['0', '-1', '10001', 'x']) {
+    const refused = await t.app.inject({ url: `/v1/workflows/${wf.id}/events?last=${bad}` });
+    assert.deepEqual([refused.statusCode, refused.json().code], [400, 'ATS_ERR_VALIDATION'], `last=${bad}`);
+  }
 
   const verified = await t.app.inject({ url: `/v1/workflows/${wf.id}/verify` });
   assert.equal(verified.statusCode, 200, verified.body);

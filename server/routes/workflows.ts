@@ -22,7 +22,7 @@ import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
   DEFAULT_PAGE, DEFAULT_WAIT_MS, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
-  WorkflowEventList, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
+  WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
@@ -81,9 +81,11 @@ const getSchema = {
 const eventsSchema = {
   operationId: 'listWorkflowEvents',
   summary: 'A workflow instance\'s history',
-  description: 'What entered the instance, oldest first: its start, each signal, child end, timer and cancel it took, with what replay needs.',
+  description: 'What entered the instance, oldest first: its start, each signal, child end, timer and cancel it took, with what replay needs. ' +
+    'With `last`, only the newest events (a page following a long-lived instance).',
   tags: TAGS,
   params: WorkflowParams,
+  querystring: WorkflowEventsQuery,
   response: { 200: described(ref(WorkflowEventList), 'The history'), ...errorResponses(400, 404) },
 };
 
@@ -275,9 +277,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.get<{ Params: WorkflowParams }>('/v1/workflows/:id', { schema: getSchema }, async (request) =>
     toWorkflowView(service, await tenantWorkflow(service, request.params.id, request.principal)));
 
-  app.get<{ Params: WorkflowParams }>('/v1/workflows/:id/events', { schema: eventsSchema }, async (request) => {
+  app.get<{ Params: WorkflowParams; Querystring: WorkflowEventsQuery }>('/v1/workflows/:id/events', { schema: eventsSchema }, async (request) => {
     const wf = await tenantWorkflow(service, request.params.id, request.principal);
-    return { events: (await service.events(wf)).map(toWorkflowEventView) };
+    return { events: (await service.events(wf, request.query.last)).map(toWorkflowEventView) };
   });
 
   app.post<{ Params: WorkflowParams; Body: SignalBody; Headers: SignalHeaders }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {

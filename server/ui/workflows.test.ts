@@ -216,6 +216,10 @@ describe('the workflows panel', () => {
     assert.equal(shown.rows[0]!.what, 'signal ADD');
     const short = historyShown(long.slice(0, 3));
     assert.deepEqual([short.rows.map((r) => r.seq), short.older], [[1, 2, 3], 0]);
+    // Read with ?last=500: the older steps were never fetched, and their count is still known.
+    const tail = historyShown(long.slice(-HISTORY_SHOWN));
+    assert.equal(tail.older, 10_000 - HISTORY_SHOWN);
+    assert.deepEqual([tail.rows[0]!.seq, tail.rows.length], [9501, HISTORY_SHOWN]);
   });
 
   test('a read that brings new steps adds their rows and drops those past the last 500; the rows drawn stay', () => {

@@ -126,7 +126,7 @@ export const api = {
   limits,
   workflows,
   workflow: (id: string) => client.getWorkflow(id),
-  workflowEvents: (id: string) => client.workflowEvents(id),
+  workflowEvents: (id: string, last?: number) => client.workflowEvents(id, { last }),
   workflowGraph,
   watch: (filter: StreamFilter, opts: WatchOptions) => client.watch(filter, opts),
 };

@@ -255,7 +255,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     }
     older.setAttribute('data-older', String(shown.older));
     older.firstElementChild!.textContent = `${shown.older.toLocaleString('en-US')} older step${shown.older === 1 ? '' : 's'} not shown: `
-      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events).`;
+      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events without ?last).`;
   };
 
   const drawInstance = (w: Workflow, graph: WorkflowGraphAnswer, events: Awaited<ReturnType<Api['workflowEvents']>>) => {
@@ -345,7 +345,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     if (!id) return;
     reading = true;
     try {
-      const [w, graph, events] = await Promise.all([api.workflow(id), api.workflowGraph(id), api.workflowEvents(id)]);
+      const [w, graph, events] = await Promise.all([api.workflow(id), api.workflowGraph(id), api.workflowEvents(id, HISTORY_SHOWN)]);
       if (id !== selected) return;
       if (!graph) throw new Error('the instance is gone');
       instance = w;

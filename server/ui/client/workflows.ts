@@ -235,8 +235,9 @@ export const HISTORY_SHOWN = 500;
 
 /** The history as the panel shows it: its last `max` steps, and how many older ones it leaves out. */
 export function historyShown(events: readonly WorkflowEvent[], max = HISTORY_SHOWN): { rows: HistoryRow[]; older: number } {
-  const older = Math.max(0, events.length - max);
-  return { rows: historyRows(events.slice(older)), older };
+  const shown = events.slice(Math.max(0, events.length - max));
+  // `seq` counts from 1 without gaps: the first shown tells how many came before, read or not (`?last=`).
+  return { rows: historyRows(shown), older: shown.length === 0 ? 0 : shown[0]!.seq - 1 };
 }
 
 /**
