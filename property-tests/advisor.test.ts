@@ -35,9 +35,11 @@
  *    without an advisor and once with `new Advisor(..., { mode: 'off' })`,
  *    gives identical event histories (and the advisor reads nothing).
  *
- * Environment, as run-property.ts: PROPERTY_RUNS (runs of each fast-speed
- * property; defaults 1000 / 300 / 150), PROPERTY_REAL_RUNS (real speed, default
- * 8), PROPERTY_SEED + PROPERTY_PATH to replay one failure (the report prints the
+ * Environment, as run-property.ts: PROPERTY_RUNS scales the runs of each
+ * fast-speed property from its default (1000 / 300 / 150) as it scales the
+ * delivery property's 1,000 (`PROPERTY_RUNS=20000`: 20,000 / 6,000 / 3,000),
+ * and each test's timeout with its runs; PROPERTY_REAL_RUNS (real speed,
+ * default 8), PROPERTY_SEED + PROPERTY_PATH to replay one failure (the report prints the
  * exact command, with the test name pattern that picks the property). At the real
  * speed a missing MariaDB or Kafka fails the test (skips only with
  * ATS_ALLOW_SKIP=1 outside CI), as in delivery-real.test.ts.
@@ -77,13 +79,41 @@ interface RunSettings {
   path?: string;
 }
 
+/** The delivery property's default runs (delivery.test.ts): PROPERTY_RUNS scales the fast properties here against it. */
+const DELIVERY_DEFAULT_RUNS = 1000;
+
+/**
+ * The runs of a property: PROPERTY_REAL_RUNS as given; PROPERTY_RUNS scales
+ * `defaultRuns` as it scales the delivery property's (each fast property here
+ * costs more per run, so its default is smaller).
+ */
+function runsOf(defaultRuns: number, runsEnv: 'PROPERTY_RUNS' | 'PROPERTY_REAL_RUNS'): number {
+  const raw = process.env[runsEnv];
+  if (raw === undefined) return defaultRuns;
+  const runs = Number(raw);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`${runsEnv} must be a positive integer, got ${raw}`);
+  return runsEnv === 'PROPERTY_RUNS' ? Math.max(1, Math.round((defaultRuns * runs) / DELIVERY_DEFAULT_RUNS)) : runs;
+}
+
+/**
+ * A fast property's test timeout: 10 minutes, or `msPerRun` for each of its
+ * runs when PROPERTY_RUNS asks for more (a bad value fails in `check`, with its message).
+ */
+function timeoutFor(defaultRuns: number, msPerRun: number): number {
+  let runs = defaultRuns;
+  try {
+    runs = runsOf(defaultRuns, 'PROPERTY_RUNS');
+  } catch {
+    // reported by the property's own check
+  }
+  return Math.max(600_000, runs * msPerRun);
+}
+
 /** PROPERTY_RUNS / PROPERTY_REAL_RUNS, PROPERTY_SEED, PROPERTY_PATH, as run-property.ts reads them. */
 function settings(defaultRuns: number, runsEnv: 'PROPERTY_RUNS' | 'PROPERTY_REAL_RUNS'): RunSettings {
   const env = process.env;
-  const runs = Number(env[runsEnv] ?? defaultRuns);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`${runsEnv} must be a positive integer, got ${env[runsEnv]}`);
   return {
-    numRuns: runs,
+    numRuns: runsOf(defaultRuns, runsEnv),
     ...(env.PROPERTY_SEED ? { seed: Number(env.PROPERTY_SEED) } : {}),
     ...(env.PROPERTY_PATH ? { path: env.PROPERTY_PATH } : {}),
   };
@@ -562,7 +592,8 @@ function checkHistory(h: History, stats: P1Stats): void {
   if (hopelessHere > 0) stats.runsWithHopeless++;
 }
 
-test('P1 model: no retry is stopped without job-specific evidence (AdvisorModel, generated histories)', async (t) => {
+// Per-run budgets of the test timeouts: about 20 times what a run takes (P1 2.5 ms, P2 fast 22 ms, P3 44 ms).
+test('P1 model: no retry is stopped without job-specific evidence (AdvisorModel, generated histories)', { timeout: timeoutFor(1000, 50) }, async (t) => {
   // The families are what the test says they are: one signature each, all distinct.
   const sigs = FAMILIES.map((f) => new Set([1, 22, 333_333, 4.5].map((n) => errorSignature(f(n)))));
   assert.ok(sigs.every((s) => s.size === 1), `one signature per family: ${sigs.map((s) => [...s].join(' | ')).join('; ')}`);
@@ -1070,7 +1101,7 @@ function p2Property(backend: Backend, stats: P2Stats) {
   );
 }
 
-test('P2 fast: replay with a chaotic advisor\'s decisions equals the stored state (SQLite + in-process log, simulated clock)', { timeout: 600_000 }, async (t) => {
+test('P2 fast: replay with a chaotic advisor\'s decisions equals the stored state (SQLite + in-process log, simulated clock)', { timeout: timeoutFor(300, 400) }, async (t) => {
   const stats = emptyP2();
   const r = await check(t.name, p2Property(fastBackend(), stats), { defaultRuns: 300, runsEnv: 'PROPERTY_RUNS', runTimeoutMs: 60_000 });
   t.diagnostic(`${r.runs} runs in ${(r.ms / 1000).toFixed(1)} s: ${JSON.stringify(stats)}`);
@@ -1162,7 +1193,7 @@ function firstDifference(a: History3, b: History3): string {
   return 'none';
 }
 
-test('P3 off: an advisor in mode `off` changes nothing (the same workload, identical event histories)', { timeout: 600_000 }, async (t) => {
+test('P3 off: an advisor in mode `off` changes nothing (the same workload, identical event histories)', { timeout: timeoutFor(150, 800) }, async (t) => {
   let events = 0;
   let jobs = 0;
   const r = await check(t.name, fc.asyncProperty(workloadArb(6), async (w) => {

@@ -8,9 +8,9 @@
 import fc from 'fast-check';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import { isTerminal } from '../machines/lifecycle.js';
-import type { JobSpec, LogMessage } from '../engine/ports.js';
+import type { JobRecord, JobSpec, LogMessage } from '../engine/ports.js';
 import type { EventInput } from '../engine/transitions.js';
-import { INVARIANTS, violated, type InvariantChecker } from './invariants.js';
+import { INVARIANTS, REDRIVABLE, violated, type InvariantChecker } from './invariants.js';
 import { InjectedFault } from './tracked-log.js';
 import { AWKWARD_NAMES, QUEUE, TASK_TYPE, type DeliveryFault, type Plan, type TaskPayload, type World } from './world.js';
 
@@ -172,19 +172,26 @@ class RunRelay extends Command {
   }
 }
 
-/** The real background loops (relay woken by commits, timers) while simulated time passes. */
+/**
+ * The real background loops (relay woken by commits, timers) while simulated
+ * time passes; `during`, a submit, cancel or redrive, commits halfway through
+ * (its commit alone must wake the relay).
+ */
 class RunLoops extends Command {
-  constructor(private readonly ms: number) {
+  constructor(private readonly ms: number, private readonly during: Submit | UserEvent | null) {
     super();
   }
 
-  async act(_m: Model, w: World): Promise<void> {
-    await w.runLoops(this.ms);
+  async act(m: Model, w: World): Promise<void> {
+    // Its own conditions, as when drawn on its own (no job to cancel yet: the loops run without it).
+    const during = this.during?.check(m) ? this.during : null;
+    await w.runLoops(this.ms, during && { what: during.toString(), commit: () => during.act(m, w) });
     w.stats.loopRuns++;
+    if (during) w.stats.loopCommits++;
   }
 
   toString(): string {
-    return `loops(${this.ms}ms)`;
+    return `loops(${this.ms}ms${this.during ? `, ${this.during.toString()} halfway` : ''})`;
   }
 }
 
@@ -304,7 +311,13 @@ class PauseWorker extends Command {
 
 type StaleType = 'SUCCEEDED' | 'FAILED' | 'LEASE_EXPIRED' | 'HEARTBEAT';
 
-/** A zombie reports on an attempt that is no longer current: rejected, nothing written. */
+/**
+ * A zombie reports on an attempt that is no longer current: rejected, nothing
+ * written. It reports for a job with an attempt that ran and ended when there
+ * is one (for an even pick, a job running a later attempt), on such an
+ * attempt (the newest most often): a worker that held it could still be
+ * around. A job without one gets attempt 0, which never ran.
+ */
 class Zombie extends Command {
   constructor(private readonly pick: number, private readonly type: StaleType) {
     super();
@@ -314,10 +327,20 @@ class Zombie extends Command {
     return true;
   }
 
+  private async target(w: World): Promise<JobRecord> {
+    const jobs = (await Promise.all(w.jobIds.map((id) => w.store.getJob(id)))).map((j) => j!);
+    const stale = jobs.filter((j) => endedAttempts(j) > 0);
+    const runningLater = stale.filter((j) => j.snapshot.value === 'running');
+    const pool = this.pick % 2 === 0 && runningLater.length > 0 ? runningLater : stale.length > 0 ? stale : jobs;
+    return pool[Math.floor(this.pick / 2) % pool.length]!;
+  }
+
   async act(_m: Model, w: World): Promise<void> {
-    const id = pickJob(w, this.pick);
-    const job = await w.store.getJob(id);
-    const attempt = Math.max(0, job!.snapshot.context.attempt - 1);
+    const job = await this.target(w);
+    const id = job.id;
+    const current = job.snapshot.context.attempt;
+    const ended = endedAttempts(job);
+    const attempt = ended > 0 ? ended - (Math.floor(this.pick / 8) % ended) : 0;
     const count = async () => (await w.store.getEvents(id))
       .filter((e) => e.type === this.type && (e.data as { attempt?: number }).attempt === attempt).length;
     const before = await count();
@@ -326,7 +349,8 @@ class Zombie extends Command {
       violated(INVARIANTS.stale, `${this.type}(${attempt}) on job ${id} (${job!.snapshot.value}, attempt ${job!.snapshot.context.attempt}) was accepted`);
     }
     w.stats.zombiesRejected++;
-    w.note(`zombie ${this.type}(${attempt}) on ${id}: rejected`);
+    if (attempt > 0) w.stats.staleZombiesRejected++;
+    w.note(`zombie ${this.type}(${attempt}) on ${id} (${job.snapshot.value}, attempt ${current}): rejected`);
   }
 
   private event(attempt: number, now: number): EventInput {
@@ -342,6 +366,10 @@ class Zombie extends Command {
     return `zombie(job ${this.pick}, stale ${this.type})`;
   }
 }
+
+/** The attempts of a job that ran and are over (1..this): all it started but the one it runs now. */
+const endedAttempts = (job: JobRecord): number =>
+  job.snapshot.value === 'running' ? job.snapshot.context.attempt - 1 : job.snapshot.context.attempt;
 
 // ------------------------------------------------------------------ time, timers, users
 
@@ -394,10 +422,15 @@ class UserEvent extends Command {
   async act(_m: Model, w: World): Promise<void> {
     const id = pickJob(w, this.pick);
     const r = await w.transitions.apply(id, this.type === 'CANCEL' ? { type: 'CANCEL', reason: 'property test' } : { type: 'REDRIVE' });
-    if (r.ok) return w.note(`${this.type} ${id}: ${r.event.from} → ${r.event.to}`);
+    if (r.ok) {
+      const from = r.event.from!;
+      const allowed = this.type === 'CANCEL' ? !isTerminal(from) : REDRIVABLE.has(from);
+      if (!allowed) violated(INVARIANTS.userEvents, `${this.type} of ${id} was accepted in state ${from} (→ ${r.event.to})`);
+      return w.note(`${this.type} ${id}: ${from} → ${r.event.to}`);
+    }
     if (r.reason === 'not-found') violated(INVARIANTS.lost, `job ${id} not found`);
     const state = r.job.snapshot.value;
-    const allowed = this.type === 'CANCEL' ? isTerminal(state) : !['dead', 'cancelled'].includes(state);
+    const allowed = this.type === 'CANCEL' ? isTerminal(state) : !REDRIVABLE.has(state);
     if (!allowed) violated(INVARIANTS.userEvents, `${this.type} of ${id} was rejected in state ${state}`);
     w.note(`${this.type} ${id}: rejected in ${state}`);
   }
@@ -447,8 +480,21 @@ const slotArb = fc.constantFrom(0, 1);
 const pickArb = fc.nat({ max: 63 });
 const msArb = fc.constantFrom(100, 1000, 2999, 3001, 5000, 10_000, 30_000);
 
+/**
+ * What commits while the loops run: mostly a submit, else a cancel or a
+ * redrive, of the kinds not `exclude`d (a quarter of the loops: nothing).
+ */
+function duringLoopsArb(exclude: ReadonlySet<string>): fc.Arbitrary<Submit | UserEvent | null> {
+  const commits = [
+    { kind: 'submit', weight: 3, arbitrary: submitArb.map((p): Submit | UserEvent => new Submit(p)) },
+    { kind: 'cancel', weight: 1, arbitrary: pickArb.map((n): Submit | UserEvent => new UserEvent(n, 'CANCEL')) },
+    { kind: 'redrive', weight: 1, arbitrary: pickArb.map((n): Submit | UserEvent => new UserEvent(n, 'REDRIVE')) },
+  ].filter((c) => !exclude.has(c.kind));
+  return commits.length === 0 ? fc.constant(null) : fc.option(fc.oneof(...commits), { nil: null, freq: 4 });
+}
+
 /** Every kind of command with its weight; PROPERTY_EXCLUDE may drop kinds by name. */
-const KINDS: Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }> = {
+const kinds = (exclude: ReadonlySet<string>): Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }> => ({
   submit: { weight: 10, arbitrary: submitArb.map((p) => new Submit(p)) },
   relay: { weight: 4, arbitrary: fc.constantFrom<RelayMode>('small', 'all', 'all').map((m) => new RunRelay(m)) },
   relayFault: {
@@ -461,7 +507,10 @@ const KINDS: Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }
     weight: 1,
     arbitrary: fc.constantFrom<RelayMode>('all', 'die-after-mark', 'published-fails').map((m) => new RunRelay(m, true)),
   },
-  loops: { weight: 2, arbitrary: fc.constantFrom(0, 250, 1000, 3001).map((ms) => new RunLoops(ms)) },
+  loops: {
+    weight: 2,
+    arbitrary: fc.tuple(fc.constantFrom(0, 250, 1000, 3001), duringLoopsArb(exclude)).map(([ms, during]) => new RunLoops(ms, during)),
+  },
   deliver: { weight: 4, arbitrary: fc.boolean().map((all) => new Deliver(all)) },
   duplicate: { weight: 1, arbitrary: pickArb.map((n) => new Duplicate(n)) },
   reorder: { weight: 1, arbitrary: pickArb.map((n) => new Reorder(n)) },
@@ -483,14 +532,15 @@ const KINDS: Record<string, { weight: number; arbitrary: fc.Arbitrary<Command> }
   redispatch: { weight: 1, arbitrary: fc.constant(new RepairStale()) },
   cancel: { weight: 2, arbitrary: pickArb.map((n) => new UserEvent(n, 'CANCEL')) },
   redrive: { weight: 1, arbitrary: pickArb.map((n) => new UserEvent(n, 'REDRIVE')) },
-};
+});
 
-export const COMMAND_KINDS = Object.keys(KINDS);
+export const COMMAND_KINDS = Object.keys(kinds(new Set()));
 
 /** Commands, weighted, without the `exclude`d kinds; `fc.commands` draws runs of them. */
 export function commandArb(exclude: ReadonlySet<string> = new Set()): fc.Arbitrary<fc.AsyncCommand<Model, Real>> {
-  for (const k of exclude) if (!KINDS[k]) throw new Error(`unknown command kind "${k}" (kinds: ${COMMAND_KINDS.join(', ')})`);
-  return fc.oneof(...Object.entries(KINDS).filter(([k]) => !exclude.has(k)).map(([, v]) => v));
+  const all = kinds(exclude);
+  for (const k of exclude) if (!Object.hasOwn(all, k)) throw new Error(`unknown command kind "${k}" (kinds: ${COMMAND_KINDS.join(', ')})`);
+  return fc.oneof(...Object.entries(all).filter(([k]) => !exclude.has(k)).map(([, v]) => v));
 }
 
 export const commandsArb = (opts: { replayPath?: string; exclude?: ReadonlySet<string> } = {}) =>

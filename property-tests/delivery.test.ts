@@ -14,11 +14,14 @@ test('at-least-once and idempotency under injected faults (SQLite + in-process l
     backend: fastBackend(), file: 'property-tests/delivery.test.ts', defaultRuns: 1000, runTimeoutMs: 60_000,
   });
   t.diagnostic(`${result.runs} runs in ${(result.ms / 1000).toFixed(1)} s: ${JSON.stringify(result.stats)}`);
-  // The runs must have exercised what they claim to: faults happened and jobs reached every end.
+  // The runs must have exercised what they claim to: faults happened and jobs reached every end; zombies
+  // reported real earlier attempts (not only attempt 0, which never ran), stalled workers heartbeated late,
+  // and commits of their own (not only the workers') landed while the loops ran.
   const s = result.stats;
   // (Not when PROPERTY_EXCLUDE left kinds out: their counters stay 0 on purpose.)
   if (result.runs >= 200 && !process.env.PROPERTY_EXCLUDE) {
-    for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected', 'relayFaults', 'dropped', 'loopRuns', 'lostDispatches', 'done', 'dead', 'cancelled'] as const) {
+    for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected',
+      'staleZombiesRejected', 'lateHeartbeats', 'relayFaults', 'dropped', 'loopRuns', 'loopCommits', 'lostDispatches', 'done', 'dead', 'cancelled'] as const) {
       assert.ok(s[k] > 0, `no run exercised ${k}: ${JSON.stringify(s)}`);
     }
   }

@@ -42,6 +42,10 @@ export function violated(invariant: string, detail: string): never {
 }
 
 const OUTCOMES = new Set(['SUCCEEDED', 'FAILED', 'LEASE_EXPIRED']);
+/** Events fenced by the attempt: accepted only for the attempt the job holds. */
+const FENCED = new Set(['HEARTBEAT', ...OUTCOMES]);
+/** The states a REDRIVE may leave (I12). */
+export const REDRIVABLE: ReadonlySet<string> = new Set(['dead', 'cancelled']);
 
 /** What the incremental check knows of one job. */
 interface Seen {
@@ -121,6 +125,7 @@ export class InvariantChecker {
       if (isTerminal(s.state.value) && e.type !== 'REDRIVE') {
         fail(INVARIANTS.terminal, `job ${jobId}: ${e.type} moved it out of terminal state ${s.state.value}`);
       }
+      this.checkAccepted(jobId, s.state, e, fail);
       const r = step(s.state, e.data as JobEvent);
       if (!r.ok) return fail(INVARIANTS.history, `job ${jobId}: the machine rejects seq ${e.seq} (${e.type}) in state ${s.state.value}`);
       s.state = r.next;
@@ -129,6 +134,21 @@ export class InvariantChecker {
     this.countAttempt(jobId, s, e, fail);
     s.seq = e.seq;
     s.at = e.at;
+  }
+
+  /**
+   * What the machine must never accept, checked against the state before the
+   * event rather than by the machine itself (a machine that wrongly accepts
+   * an event would also replay it): an attempt's heartbeat or outcome when
+   * the job holds another attempt (a zombie's), a REDRIVE from a state other
+   * than dead or cancelled.
+   */
+  private checkAccepted(jobId: string, before: PersistedJob, e: JobEventRecord, fail: (i: string, w: string) => never): void {
+    const attempt = (e.data as { attempt?: number }).attempt;
+    if (FENCED.has(e.type) && attempt !== before.context.attempt) {
+      fail(INVARIANTS.stale, `job ${jobId}: seq ${e.seq} ${e.type}(${attempt}) was accepted while the job held attempt ${before.context.attempt}`);
+    }
+    if (e.type === 'REDRIVE' && !REDRIVABLE.has(before.value)) fail(INVARIANTS.userEvents, `job ${jobId}: seq ${e.seq} REDRIVE was accepted in state ${before.value}`);
   }
 
   private countAttempt(jobId: string, s: Seen, e: JobEventRecord, fail: (i: string, w: string) => never): void {

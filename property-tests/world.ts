@@ -95,9 +95,15 @@ export interface WorldStats {
   lateOutcomes: number;
   duplicatesInjected: number;
   zombiesRejected: number;
+  /** Zombie outcomes and heartbeats on a real earlier attempt (not attempt 0, which never ran). */
+  staleZombiesRejected: number;
+  /** Heartbeats of stalled workers as they woke, their job gone on without them. */
+  lateHeartbeats: number;
   relayFaults: number;
   dropped: number;
   loopRuns: number;
+  /** Submits, cancels and redrives committed while the loops ran. */
+  loopCommits: number;
   lostDispatches: number;
   done: number;
   dead: number;
@@ -106,7 +112,8 @@ export interface WorldStats {
 
 export const emptyStats = (): WorldStats => ({
   commands: 0, jobs: 0, crashes: 0, invocations: 0, effectCalls: 0, effectsSuppressed: 0, skippedDispatches: 0,
-  lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, relayFaults: 0, dropped: 0, loopRuns: 0, lostDispatches: 0, done: 0, dead: 0, cancelled: 0,
+  lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, staleZombiesRejected: 0, lateHeartbeats: 0, relayFaults: 0, dropped: 0,
+  loopRuns: 0, loopCommits: 0, lostDispatches: 0, done: 0, dead: 0, cancelled: 0,
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -332,6 +339,7 @@ export class World {
         case 'stall':
           this.effect(ctx);
           await this.stallUntilMovedOn(run, ctx);
+          this.lateHeartbeat(ctx);
           inv.status = 'resolved';
           return { attempt: ctx.attempt, late: true };
         case 'crash':
@@ -350,6 +358,17 @@ export class World {
     await new Promise<void>((release) => this.lateGates.push({ jobId: ctx.jobId, attempt: ctx.attempt, release }));
     this.stall(run.id, -1);
     this.note(`${run.id} wakes up and reports ${ctx.jobId}#${ctx.attempt} done, late`);
+  }
+
+  /**
+   * A worker waking from a pause finds its heartbeat overdue: it sends one for
+   * its attempt, which the job has left (I11: rejected, nothing written),
+   * beside the late outcome. Not awaited: the two writes race, as they would.
+   */
+  private lateHeartbeat(ctx: HandlerContext): void {
+    this.stats.lateHeartbeats++;
+    this.note(`${ctx.jobId}#${ctx.attempt}: the woken worker heartbeats its stale attempt`);
+    ctx.heartbeat().catch(() => undefined);
   }
 
   private stall(workerId: string, delta: number): void {
@@ -457,15 +476,25 @@ export class World {
    * else runs the relay meanwhile, so whenever the system has settled, every
    * committed outbox row must have gone out without time passing: a commit's
    * wake-up that got lost leaves its rows waiting for the relay's poll.
+   * `during` commits halfway through (a submit, cancel or redrive: each
+   * commit must wake the relay itself, not only the workers' writes).
    */
-  async runLoops(ms: number): Promise<void> {
+  async runLoops(ms: number, during: { what: string; commit(): Promise<void> } | null = null): Promise<void> {
     const relay = this.relays.looping;
     relay.start();
     this.timers.start();
     try {
       await this.settle();
       await this.checkRelayCaughtUp('after the loops started');
-      await this.advance(ms);
+      const first = during ? Math.floor(ms / 2) : ms;
+      if (during) {
+        await this.advance(first);
+        this.note(`while the loops run: ${during.what}`);
+        await during.commit();
+        await this.settle();
+        await this.checkRelayCaughtUp(`after ${during.what} committed while the loops ran`);
+      }
+      await this.advance(ms - first);
       await this.checkRelayCaughtUp(`after ${ms} ms of loops`);
     } finally {
       await this.untilDone(Promise.all([relay.stop(), this.timers.stop()]));
