@@ -93,28 +93,18 @@ describe('group commit', () => {
     assert.deepEqual(failures, [boom]);
   });
 
-  it('closes after syncing what is left, and lets go of the file after the close', async () => {
-    const held = heldSync();
-    const steps: string[] = [];
-    const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
-    g.wrote();
-    const closing = g.close(() => steps.push('close'));
-    await settled();
-    assert.deepEqual(steps, [], 'the database stays open while its last writes are synced');
-    await held.finish();
-    await closing;
-    assert.deepEqual(steps, ['close', 'release']);
-  });
-
-  it('closes after a failed sync too', async () => {
-    const held = heldSync();
-    const steps: string[] = [];
-    const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
-    g.wrote();
-    const closing = g.close(() => steps.push('close'));
-    await settled();
-    await held.finish(new Error('EIO'));
-    await closing;
-    assert.deepEqual(steps, ['close', 'release']);
-  });
+  for (const [name, outcome] of [['ends', undefined], ['fails', new Error('EIO')]] as const) {
+    it(`closes after syncing what is left, and lets go of the file after the close (the last sync ${name})`, async () => {
+      const held = heldSync();
+      const steps: string[] = [];
+      const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
+      g.wrote();
+      const closing = g.close(() => steps.push('close'));
+      await settled();
+      assert.deepEqual(steps, [], 'the database stays open while its last writes are synced');
+      await held.finish(outcome);
+      await closing;
+      assert.deepEqual(steps, ['close', 'release']);
+    });
+  }
 });
