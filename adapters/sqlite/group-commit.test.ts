@@ -90,6 +90,28 @@ describe('SQLite group commit', () => {
     }
   });
 
+  it('holds an error too until what it may stem from is on disk', async () => {
+    const g = gate();
+    g.release();
+    const store = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
+    await store.migrate();
+    const held = gate();
+    const storeHeld = createSqliteStore({ file: store.db.name, walSync: () => held.sync() });
+    try {
+      const write = newJobWrite();
+      const inserting = storeHeld.insert([write]);
+      // The same job again: refused on a row committed, not yet on disk.
+      const again = storeHeld.insert([write]);
+      assert.equal(await isDone(again), false);
+      held.release();
+      await inserting;
+      await assert.rejects(again);
+    } finally {
+      await storeHeld.close();
+      await store.close();
+    }
+  });
+
   it('answers reads with no sync when nothing was written', async () => {
     const g = gate();
     g.release();

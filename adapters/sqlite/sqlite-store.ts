@@ -54,7 +54,8 @@ export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFault
 
 /**
  * `store` with every method's answer held until everything committed before it
- * is on disk (`close` syncs what is left itself).
+ * is on disk: its result, and its error too (a conflict may stem from a row
+ * not yet on disk). `close` syncs what is left itself.
  */
 function answerWhenDurable<S extends object>(store: S, sync: GroupSync): S {
   const held = { ...store } as Record<string, unknown>;
@@ -62,9 +63,11 @@ function answerWhenDurable<S extends object>(store: S, sync: GroupSync): S {
     if (typeof value !== 'function' || key === 'close') continue;
     const fn = value as (...args: unknown[]) => unknown;
     held[key] = async (...args: unknown[]) => {
-      const result = await fn(...args);
-      await sync.durable();
-      return result;
+      try {
+        return await fn(...args);
+      } finally {
+        await sync.durable();
+      }
     };
   }
   return held as S;
