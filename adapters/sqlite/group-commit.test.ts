@@ -112,6 +112,59 @@ describe('SQLite group commit', () => {
     }
   });
 
+  it('a read of another connection\'s commit waits for a sync of its own (the other may not have synced yet)', async () => {
+    const g = gate();
+    g.release();
+    const writer = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
+    await writer.migrate();
+    const writerHeld = gate();
+    const writing = createSqliteStore({ file: writer.db.name, walSync: () => writerHeld.sync() });
+    const readerHeld = gate();
+    const reader = createSqliteStore({ file: writer.db.name, walSync: () => readerHeld.sync() });
+    try {
+      const write = newJobWrite();
+      const inserting = writing.insert([write]);
+      assert.equal(await isDone(inserting), false);
+      const reading = reader.getJob(write.job.id);
+      assert.equal(await isDone(reading), false, 'the row is committed, not on disk: the reader syncs the log itself');
+      readerHeld.release();
+      assert.equal((await reading)?.id, write.job.id);
+      assert.ok(readerHeld.syncs >= 1);
+      writerHeld.release();
+      await inserting;
+    } finally {
+      await reader.close();
+      await writing.close();
+      await writer.close();
+    }
+  });
+
+  it('a write that changed no row, and the relay\'s delete of what it published, wait for no sync', async () => {
+    const g = gate();
+    g.release();
+    const store = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
+    await store.migrate();
+    await store.insert([newJobWrite()]);
+    const syncs = g.syncs;
+    assert.equal(await store.purgeWorkers(0), 0);
+    await store.deleteWorker('no-such-worker');
+    assert.equal(g.syncs, syncs, 'nothing changed: nothing to sync');
+    const held = gate();
+    const storeHeld = createSqliteStore({ file: store.db.name, walSync: () => held.sync() });
+    try {
+      // The rows are on disk already: published at once, and the answer does not wait for the delete's sync.
+      let published = 0;
+      const relaying = storeHeld.relayOutbox(10, async (rows) => { published += rows.length; });
+      assert.equal(await isDone(relaying), true);
+      assert.equal(await relaying, 2);
+      assert.equal(published, 2);
+    } finally {
+      held.release();
+      await storeHeld.close();
+      await store.close();
+    }
+  });
+
   it('answers reads with no sync when nothing was written', async () => {
     const g = gate();
     g.release();

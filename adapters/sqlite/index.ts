@@ -66,15 +66,19 @@ export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   const busyTimeoutMs = Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000));
   const walLimit = Math.max(0, Math.trunc(opts.walSizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES));
   const db = open(opts.file, memory, busyTimeoutMs, walLimit);
-  const sync = memory ? undefined : walSync(db, resolve(opts.file), opts.walSync);
+  const sync = inWal(db) ? walSync(db, resolve(opts.file), opts.walSync) : undefined;
   return sqliteStore(db, opts.clock ?? SYSTEM_CLOCK, opts.faults, opts.metrics, sync);
 }
+
+/** A file in WAL mode (not memory, and not a file system that refused WAL): its commits go to `<file>-wal`. */
+const inWal = (db: Database.Database): boolean => !db.memory && db.pragma('journal_mode', { simple: true }) === 'wal';
 
 /**
  * The group commit of a file's write-ahead log (group-sync.ts). A sync that
  * fails closes the connection: every operation after it, and every one still
- * waiting, fails with ATS_ERR_STORE_UNAVAILABLE until the process restarts and
- * SQLite recovers from what is on disk.
+ * waiting, fails with ATS_ERR_STORE_UNAVAILABLE. What reached the disk is then
+ * unknown (the kernel may still hold pages it failed to write, which a new
+ * process would read): the disk needs an operator's look before a restart.
  */
 function walSync(db: Database.Database, file: string, sync: (() => Promise<void>) | undefined): GroupSync {
   const wal = walFile(file);
@@ -102,7 +106,8 @@ function open(file: string, memory: boolean, busyTimeoutMs: number, walLimit: nu
     // power cut, not only a process crash: a file's commits do not wait for the
     // disk (NORMAL), its answers do, through one shared sync (group-sync.ts).
     if (!memory) retryWhileBusy(() => db!.pragma('journal_mode = WAL'), busyTimeoutMs);
-    db.pragma(memory ? 'synchronous = FULL' : 'synchronous = NORMAL');
+    // Without WAL (memory, or a file system that refused it) every commit syncs as before.
+    db.pragma(inWal(db) ? 'synchronous = NORMAL' : 'synchronous = FULL');
     db.pragma(`journal_size_limit = ${walLimit}`);
     return db;
   } catch (err) {

@@ -48,32 +48,59 @@ const CACHE_SIZE = 256;
  * answers before what it wrote or read is on disk.
  */
 export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync): SqliteStore {
-  const operations = sqliteOperations(db, clock, faults, metrics, sync);
-  return guardStore(sync ? answerWhenDurable(operations, sync) : operations, (err) => !db.open || isSqliteUnavailable(err));
+  const durable = sync ? whenDurable(db, sync) : undefined;
+  const operations = sqliteOperations(db, clock, faults, metrics, sync, durable);
+  return guardStore(durable ? answerWhenDurable(operations, durable) : operations, (err) => !db.open || isSqliteUnavailable(err));
 }
+
+/**
+ * Resolves once everything this connection may have seen is on disk: what it
+ * wrote, and what another connection on the file (another process: the CLI's
+ * key commands, a second role) committed since the last look, which this
+ * connection may have read before that connection's own sync (`data_version`
+ * moves on another connection's commit only).
+ */
+function whenDurable(db: Database, sync: GroupSync): () => Promise<void> {
+  let seen = db.pragma('data_version', { simple: true });
+  return () => {
+    if (db.open) {
+      const version = db.pragma('data_version', { simple: true });
+      if (version !== seen) {
+        sync.wrote();
+        seen = version;
+      }
+    }
+    return sync.durable();
+  };
+}
+
+/** Operations whose answer does not wait for the sync: `close` syncs what is left itself; the relay's publish waits for it (a delete lost to a power cut only publishes its rows again). */
+const NOT_HELD = new Set(['close', 'relayOutbox']);
 
 /**
  * `store` with every method's answer held until everything committed before it
  * is on disk: its result, and its error too (a conflict may stem from a row
- * not yet on disk). `close` syncs what is left itself.
+ * not yet on disk).
  */
-function answerWhenDurable<S extends object>(store: S, sync: GroupSync): S {
+function answerWhenDurable<S extends object>(store: S, durable: () => Promise<void>): S {
   const held = { ...store } as Record<string, unknown>;
   for (const [key, value] of Object.entries(store)) {
-    if (typeof value !== 'function' || key === 'close') continue;
+    if (typeof value !== 'function' || NOT_HELD.has(key)) continue;
     const fn = value as (...args: unknown[]) => unknown;
     held[key] = async (...args: unknown[]) => {
       try {
         return await fn(...args);
       } finally {
-        await sync.durable();
+        await durable();
       }
     };
   }
   return held as S;
 }
 
-function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync): SqliteStore {
+function sqliteOperations(
+  db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync, durable?: () => Promise<void>,
+): SqliteStore {
   const exec = executor(db, sync);
   const relayLock = new Mutex();
   const inTx = db.transaction(<T>(program: Program<T>): T => {
@@ -132,7 +159,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
       relayLock.run(async () => {
         const picked = rowsToTake(exec({ sql: PEEK_OUTBOX_ROWS, params: [limit] }).rows, limit);
         if (picked.length === 0) return 0;
-        return publishPicked(D, picked, exec, sync ? async (rows) => { await sync.durable(); await publish(rows); } : publish);
+        return publishPicked(D, picked, exec, durable ? async (rows) => { await durable(); await publish(rows); } : publish);
       }),
 
     ping: async () => {
@@ -147,7 +174,7 @@ function sqliteOperations(db: Database, clock: StoreClock, faults?: StoreFaults,
   };
 }
 
-/** Runs a statement, preparing it once (bounded cache); tells `sync` of each statement that may have written. */
+/** Runs a statement, preparing it once (bounded cache); tells `sync` of each statement that changed rows. */
 function executor(db: Database, sync?: GroupSync): (s: Sql) => Outcome {
   const cache = new Map<string, Statement>();
   const prepare = (sql: string): Statement => {
@@ -163,9 +190,15 @@ function executor(db: Database, sync?: GroupSync): (s: Sql) => Outcome {
   // spread into the call, a multi-row insert's thousands of values cost a copy each time.
   return (s) => {
     const stmt = prepare(s.sql);
-    const outcome = stmt.reader ? { rows: stmt.all(s.params) as Row[], changes: 0 } : { rows: [], changes: stmt.run(s.params).changes };
-    if (!stmt.readonly) sync?.wrote();
-    return outcome;
+    if (stmt.reader) {
+      const rows = stmt.all(s.params) as Row[];
+      if (!stmt.readonly) sync?.wrote(); // RETURNING
+      return { rows, changes: 0 };
+    }
+    const { changes } = stmt.run(s.params);
+    // A statement that changed no row dirtied no page: nothing to sync (a trigger fires only on a changed row).
+    if (changes > 0) sync?.wrote();
+    return { rows: [], changes };
   };
 }
 
