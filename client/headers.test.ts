@@ -50,6 +50,14 @@ describe('a header value that cannot be sent', () => {
     await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: 'ключ' }), refusedHeader(/Idempotency-Key/));
   });
 
+  test('an API key read from a file, ending in a newline: sent (fetch strips a value\'s leading and trailing whitespace)', async () => {
+    const { calls, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch, apiKey: 'ats_abc\n' });
+    await ats.stats();
+    await ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: ' order-1\r\n' });
+    assert.equal(calls.length, 2);
+  });
+
   test('what fetch takes goes through: Latin-1, a tab, spaces', async () => {
     const { calls, fetch } = answering();
     const ats = createClient({ url: 'http://ats.invalid', fetch, apiKey: 'clé\tok' });

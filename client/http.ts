@@ -103,7 +103,8 @@ const headerName = (name: string): string => name.replace(/(^|-)([a-z])/g, (_m, 
  */
 export function unsendableHeader(headers: Record<string, string>): ApiError | null {
   for (const [name, value] of Object.entries(headers)) {
-    const bad = /[^\u0001-\u0009\u000b\u000c\u000e-\u00ff]/u.exec(value);
+    // fetch strips leading and trailing tabs, spaces, CR and LF before it checks (a key read from a file ends in one).
+    const bad = /[^\u0001-\u0009\u000b\u000c\u000e-\u00ff]/u.exec(value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, ''));
     if (!bad) continue;
     const cp = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
     const what = name === 'authorization' ? 'Authorization header (the apiKey)' : `${headerName(name)} header`;
