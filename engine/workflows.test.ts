@@ -56,6 +56,20 @@ describe('workflow versions', () => {
     await store.close();
   });
 
+  it('the last events of an instance read before its next step: still only as many as asked', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+    const read = await service.get(started.workflow.id, 'default');
+    assert.ok(read);
+    assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+    const last = await service.events(read, 1);
+    assert.deepEqual(last.map((e) => e.seq), [3], 'the newest one, not the one the record knew and the one after');
+    assert.equal((await service.events(read)).length, 3);
+    await store.close();
+  });
+
   it('a version with a migration moves a live instance at its next step, keeping its job, and verify replays across the move', async () => {
     const { store, registry, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
     const started = await service.start({ tenant: 'default', name: 'counter', input: null });

@@ -535,8 +535,10 @@ export class WorkflowService {
   }
 
   /** The instance's history, oldest first (for the API); with `last`, only its last `last` events. */
-  events(wf: WorkflowRecord, last?: number): Promise<WorkflowEventRecord[]> {
-    return this.deps.store.getWorkflowEvents(wf.id, last === undefined ? 0 : Math.max(0, wf.version - last));
+  async events(wf: WorkflowRecord, last?: number): Promise<WorkflowEventRecord[]> {
+    const events = await this.deps.store.getWorkflowEvents(wf.id, last === undefined ? 0 : Math.max(0, wf.version - last));
+    // Steps taken since `wf` was read come too: still only the last `last`.
+    return last === undefined ? events : events.slice(-last);
   }
 
   /** The state values of the active instances of `wf`'s tenant, name and definition version, at most `limit` (the console's live counts). */
