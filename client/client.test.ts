@@ -886,8 +886,10 @@ describe('watch', () => {
  * step per request: `503` (answers it without asking the server), `stall`
  * (forwards it, never answers), `lose` (forwards it, then drops the
  * connection instead of answering), `late503` (forwards it, then answers 503
- * as a server whose connection to the database broke during the commit), or
- * `pass`.
+ * as a server whose connection to the database broke during the commit),
+ * `502` (answers a load balancer's page without asking the server), `late504`
+ * (forwards it, then answers a load balancer's 504 page: it gave up waiting),
+ * or `pass`.
  */
 async function faultyProxy(target: string, plan: string[]): Promise<{ url: string; keys: string[]; auth: string[]; requests: string[]; close(): Promise<void> }> {
   const keys: string[] = [];
@@ -902,6 +904,10 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
     const key = req.headers['idempotency-key'];
     keys.push(typeof key === 'string' ? key : body.length ? String((JSON.parse(body.toString()) as { jobs?: Array<{ idempotencyKey?: string }> }).jobs?.[0]?.idempotencyKey) : '');
     const step = plan.shift() ?? 'pass';
+    if (step === '502') {
+      res.writeHead(502, { 'content-type': 'text/html' }).end('<html><body>502 Bad Gateway</body></html>');
+      return;
+    }
     if (step === '503') {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
       res.end(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }));
@@ -916,6 +922,10 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
     if (step === 'late503') {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
       res.end(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }));
+      return;
+    }
+    if (step === 'late504') {
+      res.writeHead(504, { 'content-type': 'text/html' }).end('<html><body>504 Gateway Time-out</body></html>');
       return;
     }
     res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(text);
@@ -934,7 +944,7 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
 }
 
 describe('retries never make a second job', () => {
-  for (const plan of [['503', '503'], ['stall'], ['lose'], ['lose', '503', 'stall']]) {
+  for (const plan of [['503', '503'], ['stall'], ['lose'], ['lose', '503', 'stall'], ['502', 'late504']]) {
     test(`submit through ${plan.join(', ')}: retried with the same key, exactly one job`, async () => {
       const q = queue();
       const proxy = await faultyProxy(url, [...plan]);
@@ -1044,7 +1054,7 @@ describe('retries never make a second job', () => {
     const job = await ats.submit({ type: 'demo.sleep', queue: queue(), payload: { ms: 600_000 }, runAt: later() });
     await ats.cancel(job.id);
     const posts = (p: { requests: string[] }) => p.requests.filter((r) => r.startsWith('POST'));
-    for (const step of ['late503', 'lose']) {
+    for (const step of ['late503', 'lose', 'late504']) {
       const proxy = await faultyProxy(url, [step]);
       const redriven = await createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } }).redrive(job.id);
       await proxy.close();
@@ -1052,7 +1062,7 @@ describe('retries never make a second job', () => {
       assert.deepEqual(posts(proxy), [`POST /v1/jobs/${job.id}/redrive`], `${step}: sent once`);
       await ats.cancel(job.id);
     }
-    assert.equal((await ats.get(job.id)).events.filter((e) => e.type === 'REDRIVE').length, 2, 'one run per redrive');
+    assert.equal((await ats.get(job.id)).events.filter((e) => e.type === 'REDRIVE').length, 3, 'one run per redrive');
     // A 503 the server answered before doing anything: the job is still cancelled; the failure is thrown, not retried.
     const proxy = await faultyProxy(url, ['503']);
     await assert.rejects(createClient({ url: proxy.url, retryDelayMs: { min: 10, max: 50 } }).redrive(job.id),

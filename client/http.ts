@@ -69,9 +69,18 @@ const unknownBefore = new WeakSet<ApiError>();
 
 /**
  * Did the attempt that threw `err`, or an earlier one of its call, time out,
- * lose its connection, or get a 503 to a change (so it may have taken effect)?
+ * lose its connection, or get a 503 (or a proxy's 502 or 504) to a change (so
+ * it may have taken effect)?
  */
 export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(err);
+
+/**
+ * A 502 or 504 that is not the server's answer (the server sends neither; its
+ * errors are JSON with a code): a proxy in front of it lost the connection to
+ * it or gave up waiting. Like a lost connection: tried again, and its outcome
+ * unknown for a change.
+ */
+const fromProxy = (err: ApiError): boolean => (err.status === 502 || err.status === 504) && err.code === `HTTP_${err.status}`;
 
 /** Network failures that happen before a request is sent: its outcome is known (nothing happened). */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'fetch refuses to connect to this port']);
@@ -130,8 +139,9 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
       if (!(err instanceof ApiError)) throw err;
-      const retryable = err instanceof UnreachableError || err.status === 503;
-      // A 503 can come after the commit (the connection to the database lost during COMMIT).
+      const retryable = err instanceof UnreachableError || err.status === 503 || fromProxy(err);
+      // A 503 can come after the commit (the connection to the database lost during COMMIT); a proxy's 502 or 504
+      // after the request reached the server (it lost the connection to it, or gave up waiting for its answer).
       if (err instanceof UnreachableError ? !NOT_SENT.has(err.reason) : retryable && changes) unknown++;
       if (unknown > 0) unknownBefore.add(err);
       if (!retryable || (unknown > 0 && opts.retryUnknown === false)) throw err;
