@@ -848,11 +848,16 @@ describe('watch', () => {
     const unhandled: unknown[] = [];
     const record = (e: unknown) => unhandled.push(e);
     process.on('unhandledRejection', record);
+    const unsendable = (e: unknown) => e instanceof ApiError && !(e instanceof UnreachableError) && e.code === 'ATS_ERR_VALIDATION' && /Authorization/.test(e.message);
     try {
-      for (const options of [{ url: url.replace(/^http:\/\//, '') }, { url, apiKey: 'ats_key\n' }]) {
+      for (const [options, refused] of [
+        [{ url: url.replace(/^http:\/\//, '') }, (e: unknown) => e instanceof UnreachableError && e.status === 0],
+        [{ url, apiKey: 'ats_key\u200b' }, unsendable],
+        [{ url, apiKey: 'ats\nkey' }, unsendable],
+      ] as const) {
         const w = createClient({ ...options, WebSocket: WebSocket as unknown as WebSocketConstructor }).watch({}, { retryFirstConnect: true });
-        await assert.rejects(within(w.ready, `ready of ${JSON.stringify(options)}`), (e: unknown) => e instanceof UnreachableError && e.status === 0);
-        await assert.rejects(w.next(), (e: unknown) => e instanceof UnreachableError);
+        await assert.rejects(within(w.ready, `ready of ${JSON.stringify(options)}`), refused);
+        await assert.rejects(w.next(), refused);
       }
       await new Promise((r) => setImmediate(r));
       assert.deepEqual(unhandled.map(String), []);

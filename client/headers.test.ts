@@ -50,12 +50,17 @@ describe('a header value that cannot be sent', () => {
     await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: 'ключ' }), refusedHeader(/Idempotency-Key/));
   });
 
-  test('an API key read from a file, ending in a newline: sent (fetch strips a value\'s leading and trailing whitespace)', async () => {
+  test('an API key read from a file, ending in a newline: sent without it (on the stream too); an Idempotency-Key is checked as fetch sends it, stripped', async () => {
     const { calls, fetch } = answering();
-    const ats = createClient({ url: 'http://ats.invalid', fetch, apiKey: 'ats_abc\n' });
+    const sent: string[] = [];
+    const ats = createClient({
+      url: 'http://ats.invalid', apiKey: 'ats_abc\n',
+      fetch: async (input, init) => { sent.push(new Headers(init?.headers).get('authorization') ?? ''); return fetch(input); },
+    });
     await ats.stats();
     await ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: ' order-1\r\n' });
     assert.equal(calls.length, 2);
+    assert.deepEqual(sent, ['Bearer ats_abc', 'Bearer ats_abc']);
   });
 
   test('what fetch takes goes through: Latin-1, a tab, spaces', async () => {

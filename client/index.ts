@@ -40,8 +40,8 @@ export interface ClientOptions {
   /**
    * Sent as `Authorization: Bearer <apiKey>` on every request (and on the
    * stream's upgrade: as that header with `ws`, as the subprotocol
-   * `ats.key.<apiKey>` with a browser's socket). Required by the server once
-   * keys exist (docs/security.md).
+   * `ats.key.<apiKey>` with a browser's socket), without leading or trailing
+   * whitespace. Required by the server once keys exist (docs/security.md).
    */
   apiKey?: string | undefined;
   /** @defaultValue globalThis.fetch */
@@ -135,7 +135,8 @@ export class AtsClient {
     const fetchImpl = o.fetch ?? globalThis.fetch;
     this.http = {
       baseUrl: this.url,
-      headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {},
+      // Leading and trailing whitespace is no part of a key (a key read from a file ends in a newline): the socket would refuse it.
+      headers: o.apiKey?.trim() ? { authorization: `Bearer ${o.apiKey.trim()}` } : {},
       // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
       fetch: (input, init) => fetchImpl(input, init),
       timeoutMs: o.timeoutMs ?? 30_000,

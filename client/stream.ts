@@ -12,6 +12,7 @@
  * tells the HTTP status of a refused upgrade.
  */
 import { ApiError, networkReason, StreamRefusedError, StreamUnavailableError, toApiError, UnreachableError } from './errors.js';
+import { unsendableHeader } from './http.js';
 import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamWorkflowMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
@@ -333,14 +334,17 @@ class ResumingWatch implements Watch {
     const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
     const url = streamUrl(this.deps.baseUrl);
     const isWs = typeof (Ctor.prototype as { terminate?: unknown }).terminate === 'function';
+    // A key no header can carry: named, as a REST call names it, not "cannot reach the server".
+    const unsendable = unsendableHeader(this.deps.headers);
+    if (unsendable) return { kind: 'failed', error: unsendable, fatal: true };
     let ws: WebSocketLike;
     try {
       ws = isWs
         ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timeoutMs })
         : new (Ctor as unknown as new (u: string, p: string[]) => WebSocketLike)(url, browserProtocols(this.deps.headers));
     } catch (error) {
-      // The socket cannot be made at all (a URL without a scheme, a key that is no header value, a page
-      // on https opening ws:): every try would throw the same.
+      // The socket cannot be made at all (a URL without a scheme, a page on https opening ws:): every try
+      // would throw the same.
       return { kind: 'failed', error: new UnreachableError(this.deps.baseUrl, (error as Error)?.message ?? String(error), { cause: error }), fatal: true };
     }
     return new Promise((resolve) => {
