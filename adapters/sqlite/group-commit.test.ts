@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { AtsError } from '../../engine/errors.js';
-import { createSqliteStore } from './index.js';
+import { createSqliteStore, type SqliteStore } from './index.js';
 import { walFile } from './wal-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ats-group-commit-'));
@@ -35,6 +35,36 @@ function gate() {
   };
 }
 
+type Gate = ReturnType<typeof gate>;
+
+/**
+ * A migrated file (`first`, whose syncs end at once) and `open()`, which opens
+ * another connection on it whose syncs wait for the test's `held.release()`;
+ * all released and closed after `use`.
+ */
+async function onFile(use: (f: { first: SqliteStore; firstSyncs: Gate; open(): { store: SqliteStore; held: Gate } }) => Promise<void>): Promise<void> {
+  const firstSyncs = gate();
+  firstSyncs.release();
+  const first = createSqliteStore({ file: freshFile(), walSync: () => firstSyncs.sync() });
+  await first.migrate();
+  const opened: Array<{ store: SqliteStore; held: Gate }> = [];
+  const open = () => {
+    const held = gate();
+    const store = createSqliteStore({ file: first.db.name, walSync: () => held.sync() });
+    opened.push({ store, held });
+    return { store, held };
+  };
+  try {
+    await use({ first, firstSyncs, open });
+  } finally {
+    for (const { store, held } of opened.reverse()) {
+      held.release();
+      await store.close();
+    }
+    await first.close();
+  }
+}
+
 const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 async function isDone(p: Promise<unknown>): Promise<boolean> {
@@ -58,112 +88,68 @@ describe('SQLite group commit', () => {
     }
   });
 
-  it('answers a write, a read of it and a publish of its outbox only once the log is synced', async () => {
-    const g = gate();
-    const store = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
-    g.release();
-    await store.migrate();
-    const held = gate();
-    // From here on the log's syncs wait for the test.
-    const storeHeld = createSqliteStore({ file: store.db.name, walSync: () => held.sync() });
-    try {
-      const write = newJobWrite();
-      const inserting = storeHeld.insert([write]);
-      assert.equal(await isDone(inserting), false, 'the insert committed and waits for the sync');
-      // The row is committed: another connection reads it at once.
-      assert.equal((store.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n, 1);
-      const reading = storeHeld.getJob(write.job.id);
-      let published = 0;
-      const relaying = storeHeld.relayOutbox(10, async (rows) => { published += rows.length; });
-      assert.equal(await isDone(reading), false, 'a read of a write not yet on disk waits too');
-      assert.equal(await isDone(relaying), false);
-      assert.equal(published, 0, 'no outbox row is published before it is on disk');
-      held.release();
-      await inserting;
-      assert.equal((await reading)?.id, write.job.id);
-      assert.equal(await relaying, 2);
-      assert.equal(published, 2);
-      assert.ok(held.syncs >= 1);
-    } finally {
-      await storeHeld.close();
-      await store.close();
-    }
-  });
+  it('answers a write, a read of it and a publish of its outbox only once the log is synced', () => onFile(async ({ first, open }) => {
+    const { store, held } = open();
+    const write = newJobWrite();
+    const inserting = store.insert([write]);
+    assert.equal(await isDone(inserting), false, 'the insert committed and waits for the sync');
+    // The row is committed: another connection reads it at once.
+    assert.equal((first.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n, 1);
+    const reading = store.getJob(write.job.id);
+    let published = 0;
+    const relaying = store.relayOutbox(10, async (rows) => { published += rows.length; });
+    assert.equal(await isDone(reading), false, 'a read of a write not yet on disk waits too');
+    assert.equal(await isDone(relaying), false);
+    assert.equal(published, 0, 'no outbox row is published before it is on disk');
+    held.release();
+    await inserting;
+    assert.equal((await reading)?.id, write.job.id);
+    assert.equal(await relaying, 2);
+    assert.equal(published, 2);
+    assert.ok(held.syncs >= 1);
+  }));
 
-  it('holds an error too until what it may stem from is on disk', async () => {
-    const g = gate();
-    g.release();
-    const store = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
-    await store.migrate();
-    const held = gate();
-    const storeHeld = createSqliteStore({ file: store.db.name, walSync: () => held.sync() });
-    try {
-      const write = newJobWrite();
-      const inserting = storeHeld.insert([write]);
-      // The same job again: refused on a row committed, not yet on disk.
-      const again = storeHeld.insert([write]);
-      assert.equal(await isDone(again), false);
-      held.release();
-      await inserting;
-      await assert.rejects(again);
-    } finally {
-      await storeHeld.close();
-      await store.close();
-    }
-  });
+  it('holds an error too until what it may stem from is on disk', () => onFile(async ({ open }) => {
+    const { store, held } = open();
+    const write = newJobWrite();
+    const inserting = store.insert([write]);
+    // The same job again: refused on a row committed, not yet on disk.
+    const again = store.insert([write]);
+    assert.equal(await isDone(again), false);
+    held.release();
+    await inserting;
+    await assert.rejects(again);
+  }));
 
-  it('a read of another connection\'s commit waits for a sync of its own (the other may not have synced yet)', async () => {
-    const g = gate();
-    g.release();
-    const writer = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
-    await writer.migrate();
-    const writerHeld = gate();
-    const writing = createSqliteStore({ file: writer.db.name, walSync: () => writerHeld.sync() });
-    const readerHeld = gate();
-    const reader = createSqliteStore({ file: writer.db.name, walSync: () => readerHeld.sync() });
-    try {
-      const write = newJobWrite();
-      const inserting = writing.insert([write]);
-      assert.equal(await isDone(inserting), false);
-      const reading = reader.getJob(write.job.id);
-      assert.equal(await isDone(reading), false, 'the row is committed, not on disk: the reader syncs the log itself');
-      readerHeld.release();
-      assert.equal((await reading)?.id, write.job.id);
-      assert.ok(readerHeld.syncs >= 1);
-      writerHeld.release();
-      await inserting;
-    } finally {
-      await reader.close();
-      await writing.close();
-      await writer.close();
-    }
-  });
+  it('a read of another connection\'s commit waits for a sync of its own (the other may not have synced yet)', () => onFile(async ({ open }) => {
+    const writer = open();
+    const reader = open();
+    const write = newJobWrite();
+    const inserting = writer.store.insert([write]);
+    assert.equal(await isDone(inserting), false);
+    const reading = reader.store.getJob(write.job.id);
+    assert.equal(await isDone(reading), false, 'the row is committed, not on disk: the reader syncs the log itself');
+    reader.held.release();
+    assert.equal((await reading)?.id, write.job.id);
+    assert.ok(reader.held.syncs >= 1);
+    writer.held.release();
+    await inserting;
+  }));
 
-  it('a write that changed no row, and the relay\'s delete of what it published, wait for no sync', async () => {
-    const g = gate();
-    g.release();
-    const store = createSqliteStore({ file: freshFile(), walSync: () => g.sync() });
-    await store.migrate();
-    await store.insert([newJobWrite()]);
-    const syncs = g.syncs;
-    assert.equal(await store.purgeWorkers(0), 0);
-    await store.deleteWorker('no-such-worker');
-    assert.equal(g.syncs, syncs, 'nothing changed: nothing to sync');
-    const held = gate();
-    const storeHeld = createSqliteStore({ file: store.db.name, walSync: () => held.sync() });
-    try {
-      // The rows are on disk already: published at once, and the answer does not wait for the delete's sync.
-      let published = 0;
-      const relaying = storeHeld.relayOutbox(10, async (rows) => { published += rows.length; });
-      assert.equal(await isDone(relaying), true);
-      assert.equal(await relaying, 2);
-      assert.equal(published, 2);
-    } finally {
-      held.release();
-      await storeHeld.close();
-      await store.close();
-    }
-  });
+  it('a write that changed no row, and the relay\'s delete of what it published, wait for no sync', () => onFile(async ({ first, firstSyncs, open }) => {
+    await first.insert([newJobWrite()]);
+    const syncs = firstSyncs.syncs;
+    assert.equal(await first.purgeWorkers(0), 0);
+    await first.deleteWorker('no-such-worker');
+    assert.equal(firstSyncs.syncs, syncs, 'nothing changed: nothing to sync');
+    // The rows are on disk already: published at once, and the answer does not wait for the delete's sync.
+    const { store } = open();
+    let published = 0;
+    const relaying = store.relayOutbox(10, async (rows) => { published += rows.length; });
+    assert.equal(await isDone(relaying), true);
+    assert.equal(await relaying, 2);
+    assert.equal(published, 2);
+  }));
 
   it('answers reads with no sync when nothing was written', async () => {
     const g = gate();
