@@ -334,6 +334,33 @@ function eventMessage(jobId: string, type: string, from: string | null, to: stri
   });
 }
 
+describe('the visualizer when its first read of the machine is refused', () => {
+  test('it reads the machine again, saying so, and comes up by itself', async () => {
+    let refused = 0;
+    const refuseFirst: AppPlugin = async (app) => {
+      app.addHook('onRequest', async (request, reply) => {
+        if (request.url !== '/v1/machine' || refused >= 1) return;
+        refused++;
+        // 429: an answer the client does not retry itself, so the page's own reading again is what is tested.
+        await reply.code(429).send({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' });
+      });
+    };
+    (refuseFirst as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true; // the hook sees every route
+    const server = await startServer([refuseFirst]);
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(server.url + '/ui');
+      await page.waitForFunction(() => /trying again in \d+ s/.test(document.querySelector('#graph-error')?.textContent ?? ''), null, { timeout: WAIT_MS });
+      await page.locator('[data-edge="pending-PUBLISHED-published"]').waitFor({ state: 'attached', timeout: WAIT_MS });
+      assert.equal(await page.locator('#graph-error').textContent(), '');
+      assert.equal(refused, 1);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+});
+
 describe('the visualizer with the stream', () => {
   let server: Server;
   let page: Page;

@@ -35,15 +35,32 @@ const keyReason = (): string => (storedKey()
   ? 'The key this tab holds is not valid (revoked or mistyped): enter another.'
   : 'This server requires an API key (any key with the read scope shows the console).');
 
+/** Pause before reading the machine again after try `n` failed (the client's own retries came first): 2 s doubling, at most 30 s. */
+const machineRetryMs = (n: number): number => Math.min(30_000, 2000 * 2 ** n);
+
+/**
+ * The machine, drawn; read again until the server answers (a server starting,
+ * restarting or rate limiting this tab comes up on the page by itself). Null
+ * when the server refuses the tab's key: the key form takes over.
+ */
 async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph } | null> {
   const svg = byId<SVGSVGElement>('machine');
-  try {
-    const graph = await serverApi.machine();
-    return { view: renderMachine(svg, graph), graph };
-  } catch (err) {
-    if (isKeyRefused(err)) askForKey(keyReason());
-    byId('graph-error').textContent = `Could not load the machine: ${errorText(err)}`;
-    return null;
+  const note = byId('graph-error');
+  for (let n = 0; ; n++) {
+    try {
+      const graph = await serverApi.machine();
+      note.textContent = '';
+      return { view: renderMachine(svg, graph), graph };
+    } catch (err) {
+      if (isKeyRefused(err)) {
+        askForKey(keyReason());
+        note.textContent = `Could not load the machine: ${errorText(err)}`;
+        return null;
+      }
+      const waitMs = machineRetryMs(n);
+      note.textContent = `Could not load the machine: ${errorText(err)}; trying again in ${Math.round(waitMs / 1000)} s`;
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
   }
 }
 
