@@ -13,21 +13,26 @@ export function asUnavailable(err: unknown, isUnavailable: (err: unknown) => boo
   return isUnavailable(err) ? new AtsError('ATS_ERR_STORE_UNAVAILABLE', undefined, { cause: err }) : err;
 }
 
+type Method = (...args: unknown[]) => unknown;
+
+/** A copy of `store` whose methods are `wrap(name, method)` (those it answers `undefined` for stay as they are). */
+export function wrapMethods<S extends object>(store: S, wrap: (name: string, method: Method) => Method | undefined): S {
+  const wrapped = { ...store } as Record<string, unknown>;
+  for (const [name, value] of Object.entries(store)) {
+    if (typeof value === 'function') wrapped[name] = wrap(name, value as Method) ?? value;
+  }
+  return wrapped as S;
+}
+
 /** `store` with every method's outage errors mapped (sync throws and rejections alike). */
 export function guardStore<S extends JobStore>(store: S, isUnavailable: (err: unknown) => boolean): S {
-  const guarded = { ...store } as Record<string, unknown>;
-  for (const [key, value] of Object.entries(store)) {
-    if (typeof value !== 'function') continue;
-    const fn = value as (...args: unknown[]) => unknown;
-    guarded[key] = (...args: unknown[]) => {
-      let result: unknown;
-      try {
-        result = fn(...args);
-      } catch (err) {
-        throw asUnavailable(err, isUnavailable);
-      }
-      return result instanceof Promise ? result.catch((err: unknown) => { throw asUnavailable(err, isUnavailable); }) : result;
-    };
-  }
-  return guarded as S;
+  return wrapMethods(store, (_name, fn) => (...args: unknown[]) => {
+    let result: unknown;
+    try {
+      result = fn(...args);
+    } catch (err) {
+      throw asUnavailable(err, isUnavailable);
+    }
+    return result instanceof Promise ? result.catch((err: unknown) => { throw asUnavailable(err, isUnavailable); }) : result;
+  });
 }

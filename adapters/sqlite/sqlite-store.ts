@@ -23,7 +23,7 @@ import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
 import { createSqlKeys } from '../sql/keys.js';
 import { createSqlAudit } from '../sql/audit.js';
-import { guardStore } from '../sql/unavailable.js';
+import { guardStore, wrapMethods } from '../sql/unavailable.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
@@ -83,19 +83,13 @@ const NOT_HELD = new Set(['close', 'relayOutbox']);
  * not yet on disk).
  */
 function answerWhenDurable<S extends object>(store: S, durable: () => Promise<void>): S {
-  const held = { ...store } as Record<string, unknown>;
-  for (const [key, value] of Object.entries(store)) {
-    if (typeof value !== 'function' || NOT_HELD.has(key)) continue;
-    const fn = value as (...args: unknown[]) => unknown;
-    held[key] = async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } finally {
-        await durable();
-      }
-    };
-  }
-  return held as S;
+  return wrapMethods(store, (name, fn) => (NOT_HELD.has(name) ? undefined : async (...args: unknown[]) => {
+    try {
+      return await fn(...args);
+    } finally {
+      await durable();
+    }
+  }));
 }
 
 function sqliteOperations(
