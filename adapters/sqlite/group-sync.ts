@@ -51,10 +51,10 @@ export function groupSync(opts: GroupSyncOptions): GroupSync {
     // Everything written up to now is committed: a transaction runs to its end
     // synchronously, so no sync starts in the middle of one.
     const covers = written;
+    // One sync at a time, and none after a failure: each ends after the last, and the first failure is the only one.
     return opts.sync().then(
-      () => { synced = Math.max(synced, covers); },
+      () => { synced = covers; },
       (err: unknown) => {
-        if (failed) return;
         failed = { err };
         opts.onFailure?.(err);
       },
