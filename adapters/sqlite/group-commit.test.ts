@@ -11,6 +11,7 @@ import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { AtsError } from '../../engine/errors.js';
 import { createSqliteStore, type SqliteStore } from './index.js';
 import { walFile } from './wal-file.js';
+import { hasSettled, settle } from '../../tests/helpers/manual-clock.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ats-group-commit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -65,15 +66,7 @@ async function onFile(use: (f: { first: SqliteStore; firstSyncs: Gate; open(): {
   }
 }
 
-const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-async function isDone(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  p.then(() => { done = true; }, () => { done = true; });
-  await settled();
-  await settled();
-  return done;
-}
 
 describe('SQLite group commit', () => {
   it('runs a file with synchronous = NORMAL, and memory with FULL', async () => {
@@ -92,14 +85,14 @@ describe('SQLite group commit', () => {
     const { store, held } = open();
     const write = newJobWrite();
     const inserting = store.insert([write]);
-    assert.equal(await isDone(inserting), false, 'the insert committed and waits for the sync');
+    assert.equal(await hasSettled(inserting), false, 'the insert committed and waits for the sync');
     // The row is committed: another connection reads it at once.
     assert.equal((first.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n, 1);
     const reading = store.getJob(write.job.id);
     let published = 0;
     const relaying = store.relayOutbox(10, async (rows) => { published += rows.length; });
-    assert.equal(await isDone(reading), false, 'a read of a write not yet on disk waits too');
-    assert.equal(await isDone(relaying), false);
+    assert.equal(await hasSettled(reading), false, 'a read of a write not yet on disk waits too');
+    assert.equal(await hasSettled(relaying), false);
     assert.equal(published, 0, 'no outbox row is published before it is on disk');
     held.release();
     await inserting;
@@ -115,7 +108,7 @@ describe('SQLite group commit', () => {
     const inserting = store.insert([write]);
     // The same job again: refused on a row committed, not yet on disk.
     const again = store.insert([write]);
-    assert.equal(await isDone(again), false);
+    assert.equal(await hasSettled(again), false);
     held.release();
     await inserting;
     await assert.rejects(again);
@@ -126,9 +119,9 @@ describe('SQLite group commit', () => {
     const reader = open();
     const write = newJobWrite();
     const inserting = writer.store.insert([write]);
-    assert.equal(await isDone(inserting), false);
+    assert.equal(await hasSettled(inserting), false);
     const reading = reader.store.getJob(write.job.id);
-    assert.equal(await isDone(reading), false, 'the row is committed, not on disk: the reader syncs the log itself');
+    assert.equal(await hasSettled(reading), false, 'the row is committed, not on disk: the reader syncs the log itself');
     reader.held.release();
     assert.equal((await reading)?.id, write.job.id);
     assert.ok(reader.held.syncs >= 1);
@@ -146,7 +139,7 @@ describe('SQLite group commit', () => {
     const { store } = open();
     let published = 0;
     const relaying = store.relayOutbox(10, async (rows) => { published += rows.length; });
-    assert.equal(await isDone(relaying), true);
+    assert.equal(await hasSettled(relaying), true);
     assert.equal(await relaying, 2);
     assert.equal(published, 2);
   }));

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { groupSync } from './group-sync.js';
+import { hasSettled, settle } from '../../tests/helpers/manual-clock.js';
 
 /** A sync the test ends by hand; `started` counts the syncs begun. */
 function heldSync() {
@@ -14,22 +15,13 @@ function heldSync() {
       const p = pending.shift();
       assert.ok(p, 'a sync is in flight');
       if (err === undefined) p.resolve(); else p.reject(err);
-      await settled();
+      await settle();
     },
   };
   return held;
 }
 
-/** Lets every promise callback queued so far run. */
-const settled = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Whether `p` has settled, after the callbacks queued so far. */
-async function isDone(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  p.then(() => { done = true; }, () => { done = true; });
-  await settled();
-  return done;
-}
 
 describe('group commit', () => {
   it('answers at once, with no sync, when nothing was written', async () => {
@@ -44,17 +36,17 @@ describe('group commit', () => {
     const g = groupSync({ sync: held.sync });
     g.wrote();
     const first = g.durable();
-    await settled();
+    await settle();
     assert.equal(held.started, 1);
     g.wrote(); // after the first sync began: it does not cover this write
     const second = g.durable();
-    assert.equal(await isDone(first), false);
+    assert.equal(await hasSettled(first), false);
     await held.finish();
-    assert.equal(await isDone(first), true);
-    assert.equal(await isDone(second), false, 'the first sync began before the second write');
+    assert.equal(await hasSettled(first), true);
+    assert.equal(await hasSettled(second), false, 'the first sync began before the second write');
     assert.equal(held.started, 2);
     await held.finish();
-    assert.equal(await isDone(second), true);
+    assert.equal(await hasSettled(second), true);
   });
 
   it('lets every answer waiting at once share one sync', async () => {
@@ -65,10 +57,10 @@ describe('group commit', () => {
       g.wrote();
       waits.push(g.durable());
     }
-    await settled();
+    await settle();
     assert.equal(held.started, 1, 'the first answer\'s sync began at its write');
     await held.finish();
-    await settled();
+    await settle();
     assert.equal(held.started, 2, 'the 49 writes after it share the next');
     await held.finish();
     await Promise.all(waits);
@@ -83,7 +75,7 @@ describe('group commit', () => {
     g.wrote();
     g.wrote();
     const waiting = [g.durable(), g.durable()].map((p) => p.then(() => 'answered', (err: unknown) => err));
-    await settled();
+    await settle();
     const boom = new Error('EIO');
     await held.finish(boom);
     assert.deepEqual(await Promise.all(waiting), [boom, boom]);
@@ -100,7 +92,7 @@ describe('group commit', () => {
       const g = groupSync({ sync: held.sync, release: async () => { steps.push('release'); } });
       g.wrote();
       const closing = g.close(() => steps.push('close'));
-      await settled();
+      await settle();
       assert.deepEqual(steps, [], 'the database stays open while its last writes are synced');
       await held.finish(outcome);
       await closing;

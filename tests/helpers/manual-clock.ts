@@ -47,3 +47,12 @@ export class ManualClock implements Clock {
 /** Lets pending callbacks and microtasks run. */
 export const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+
+/** Whether `p` has settled once the callbacks queued so far (and those they queue) ran. */
+export async function hasSettled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(() => { done = true; }, () => { done = true; });
+  await settle();
+  await settle();
+  return done;
+}
