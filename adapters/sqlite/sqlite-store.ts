@@ -61,10 +61,12 @@ export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFault
  * moves on another connection's commit only).
  */
 function whenDurable(db: Database, sync: GroupSync): () => Promise<void> {
-  let seen = db.pragma('data_version', { simple: true });
+  // Prepared once: it runs before every answer (db.pragma() compiles the statement at each call, 3 µs against 1).
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  let seen: unknown = dataVersion.get();
   return () => {
     if (db.open) {
-      const version = db.pragma('data_version', { simple: true });
+      const version = dataVersion.get();
       if (version !== seen) {
         sync.wrote();
         seen = version;
