@@ -141,19 +141,21 @@ function makeDataDir(dir: string): void {
  */
 const KAFKA_LOG_LEVEL = { debug: 'info', info: 'warn', warn: 'warn', error: 'error', silent: 'nothing' } as const;
 
-function openLog(config: Config, logger: Logger): EventLog {
-  return logForFormat(openBaseLog(config, logger), config.eventsFormat);
+function openLog(config: Config, logger: Logger, clock: Clock): EventLog {
+  return logForFormat(openBaseLog(config, logger, clock), config.eventsFormat);
 }
 
-function openBaseLog(config: Config, logger: Logger): EventLog {
+/** Records are stamped with `clock`'s time, against which the timers ask what the workers have not read. */
+function openBaseLog(config: Config, logger: Logger, clock: Clock): EventLog {
+  const now = () => clock.now();
   if (config.kafkaBrokers) {
     return createKafkaLog({
       brokers: [...config.kafkaBrokers], topicPrefix: config.topicPrefix, partitions: config.kafkaPartitions,
       clientId: `ats-${config.worker.workerId}`, connectTimeoutMs: 5000,
-      logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger,
+      logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger, now,
     });
   }
-  return createMemoryLog({ retainUnconsumedByTopic: UNREAD_IN_PROCESS });
+  return createMemoryLog({ retainUnconsumedByTopic: UNREAD_IN_PROCESS, now });
 }
 
 /**
@@ -181,7 +183,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   try {
     await dbClock?.sync();
     await store.migrate({ logger });
-    log = openLog(config, logger);
+    log = openLog(config, logger, clock);
     await log.ensureTopics();
   } catch (err) {
     await log?.close().catch(() => undefined);
@@ -274,7 +276,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const scheduleRunner = new ScheduleRunner({
     store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}), ...(tracer ? { tracer } : {}),
   });
-  const timers = has('timers') ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner }, config.timers) : null;
+  const timers = has('timers')
+    ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner, dispatches: { log, groupId: config.worker.groupId } }, config.timers)
+    : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const workflowDriver = has('timers')
     // The in-process log forgets what it held at a restart: sweep every active instance before consuming.

@@ -269,6 +269,12 @@ export interface DueJob {
   version: number;
 }
 
+/** A job the lost-dispatch scan found: with what names the lane its dispatch travels on (engine/lanes.ts). */
+export interface LostDispatch extends DueJob {
+  queue: string;
+  priority: number;
+}
+
 // ---------------------------------------------------------------- store
 
 export type InsertResult = { ok: true } | { ok: false; reason: 'duplicate-key' };
@@ -419,7 +425,7 @@ export interface JobStore {
    * lost: published, or pending with their dispatch issued (PUBLISHED not
    * recorded). Delayed jobs and retries not yet due are not among them.
    */
-  findLostDispatches(before: number, limit: number): Promise<DueJob[]>;
+  findLostDispatches(before: number, limit: number): Promise<LostDispatch[]>;
   /**
    * A live worker still holds these jobs' dispatches (their limit refused
    * the claim; it claims them again when the limit allows): those still
@@ -916,6 +922,15 @@ export interface EventLog {
    */
   partitioner(topic: string): Promise<(key: string) => number>;
   consume(options: ConsumeOptions): Promise<Subscription>;
+  /**
+   * The partitions of `topic` (logical name) on which the consumer group
+   * `groupId` (logical name, as given to `consume`) has not yet read a message
+   * published at or before `before` (epoch ms): one the group has not
+   * committed past, counting from the oldest message the log still holds
+   * when the group committed nothing there (where a worker's group starts).
+   * Empty for a topic that does not exist; never creates one.
+   */
+  unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>>;
   /** The topics that exist (logical names: without the log's prefix, and only those under it). */
   listTopics(): Promise<string[]>;
   ping(): Promise<void>;

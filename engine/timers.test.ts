@@ -8,9 +8,11 @@ import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
+import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
+import { isLane, laneGroup } from './lanes.js';
 import { silentLogger } from './logger.js';
-import { TOPICS, type Clock, type DueJob, type JobSpec, type JobStore, type Logger, type OutboxRow } from './ports.js';
+import { TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow } from './ports.js';
 import { Timers } from './timers.js';
 import { TransitionService } from './transitions.js';
 
@@ -43,12 +45,41 @@ const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic 
 
 
 /** Timers (published timeout TIMEOUT_MS) and transitions over `store`, on a clock the test moves. */
-function timersOn(store: JobStore, batchSize = 100, logger: Logger = silentLogger) {
+function timersOn(store: JobStore, batchSize = 100, logger: Logger = silentLogger, log?: Pick<EventLog, 'unreadBefore' | 'partitioner'>) {
   const clock = manualClock();
   const nextId = monotonicFactory();
   const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-  const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 10, batchSize, publishedTimeoutMs: TIMEOUT_MS });
+  const dispatches = log ? { dispatches: { log, groupId: WORKERS } } : {};
+  const timers = new Timers({ store, transitions, clock, logger, ...dispatches }, { pollMs: 10, batchSize, publishedTimeoutMs: TIMEOUT_MS });
   return { clock, transitions, timers };
+}
+
+/** The workers' group id the timers are told. */
+const WORKERS = 'ats-workers';
+
+/** The relay's produce into `log`: each dispatch keyed by its job id, as the relay sends it; returns the job ids. */
+async function publishTo(store: JobStore, log: EventLog): Promise<string[]> {
+  const sent: string[] = [];
+  while ((await store.relayOutbox(100, async (rows) => {
+    const dispatches = rows.filter((r) => isLane(r.topic));
+    await log.publish(dispatches.map((r) => ({ topic: r.topic, key: (r.payload as { jobId: string }).jobId, value: '{}', headers: {} })));
+    sent.push(...dispatches.map((r) => (r.payload as { jobId: string }).jobId));
+  })) > 0);
+  return sent;
+}
+
+/** An in-process log that stamps what is published with the time of the clock it is given. */
+function logOnClock() {
+  let clock: Pick<Clock, 'now'> = { now: () => T0 };
+  const log = createMemoryLog({ now: () => clock.now() });
+  return { log, stampWith: (c: Pick<Clock, 'now'>) => { clock = c; } };
+}
+
+/** A worker of `lane` without the handler: reads every dispatch and commits past it, running none. */
+async function readPast(log: MemoryLog, lane: string): Promise<void> {
+  const sub = await log.consume({ topic: lane, groupId: laneGroup(WORKERS, lane), fromBeginning: true, handle: async () => {} });
+  await log.drain();
+  await sub.stop();
 }
 
 /** The warnings logged, as [message, fields]. */
@@ -131,6 +162,84 @@ for (const backend of STORE_BACKENDS) {
         await cleanup();
       }
     });
+  });
+}
+
+for (const backend of STORE_BACKENDS) {
+  describe(`Timers on ${backend.name}, beside a log whose workers lag`, () => {
+    it('leave a job alone while its dispatch waits unread in the log; dispatch it again once its lane\'s workers read past it', () => withMigratedStore(backend, async (store) => {
+      const { logger, seen } = warnings();
+      const { log, stampWith } = logOnClock();
+      const { clock, transitions, timers } = timersOn(store, 100, logger, log);
+      stampWith(clock);
+      const submit = async (s: Partial<JobSpec> = {}) => { const r = await transitions.submit(spec(s)); assert.ok(r.ok); return r.job.id; };
+      const inDefault = [await submit(), await submit()];
+      const inReports = await submit({ queue: 'reports' });
+      assert.equal((await publishTo(store, log)).length, 3);
+
+      for (let i = 0; i < 3; i++) {
+        clock.advance(TIMEOUT_MS);
+        assert.equal(await timers.runOnce(), 0, `timeout ${i + 1}: the dispatches are queued, not lost`);
+      }
+      assert.deepEqual(await publishTo(store, log), [], 'no dispatch was issued again');
+      const waiting = seen.filter(([m]) => m.includes('wait unread in the log'));
+      assert.equal(waiting.length, 1, 'said once');
+      assert.equal(waiting[0]![1]!.count, 3);
+
+      // A worker of the default queue without the handler reads past its dispatches: those are lost now, the other is not.
+      await readPast(log, TOPICS.dispatch);
+      clock.advance(TIMEOUT_MS / 10);
+      assert.equal(await timers.runOnce(), 2);
+      assert.deepEqual((await publishTo(store, log)).sort(), [...inDefault].sort());
+      assert.equal((await store.getJob(inReports))!.snapshot.context.dispatches, 1);
+      assert.deepEqual((await store.getEvents(inReports)).map((e) => e.type), ['SUBMITTED']);
+    }));
+
+    it('read past the jobs whose dispatch waits unread, so a lost dispatch behind them is repaired; scan once a tenth of the timeout meanwhile', () => withMigratedStore(backend, async (store) => {
+      const { log, stampWith } = logOnClock();
+      const { clock, transitions, timers } = timersOn(store, 2, silentLogger, log);
+      stampWith(clock);
+      const submit = async (s: Partial<JobSpec> = {}) => { const r = await transitions.submit(spec(s)); assert.ok(r.ok); return r.job.id; };
+      const queued = [await submit({ queue: 'reports' }), await submit({ queue: 'reports' }), await submit({ queue: 'reports' })];
+      clock.advance(1);
+      const lost = [await submit(), await submit()];
+      await publishTo(store, log);
+      await readPast(log, TOPICS.dispatch);
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 0, 'the first batch holds queued jobs only');
+      clock.advance(TIMEOUT_MS / 10 - 1);
+      assert.equal(await timers.runOnce(), 0, 'no scan within a tenth of the timeout');
+      let repaired = 0;
+      for (let pass = 0; pass < 3; pass++) {
+        clock.advance(TIMEOUT_MS / 10);
+        repaired += await timers.runOnce();
+      }
+      assert.equal(repaired, 2);
+      for (const id of lost) assert.equal((await store.getJob(id))!.snapshot.context.dispatches, 2);
+      for (const id of queued) assert.equal((await store.getJob(id))!.snapshot.context.dispatches, 1);
+    }));
+
+    it('dispatch nothing again while the log does not answer; once it does, repair', () => withMigratedStore(backend, async (store) => {
+      const { logger, seen } = warnings();
+      let down = true;
+      const log: Pick<EventLog, 'unreadBefore' | 'partitioner'> = {
+        unreadBefore: async () => { if (down) throw new Error('connect ECONNREFUSED'); return new Set(); },
+        partitioner: async () => () => 0,
+      };
+      const { clock, transitions, timers } = timersOn(store, 100, logger, log);
+      const r = await transitions.submit(spec());
+      assert.ok(r.ok);
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 0);
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 0);
+      assert.equal(seen.filter(([m]) => m.includes('the log did not say')).length, 1, 'said once');
+      down = false;
+      clock.advance(TIMEOUT_MS / 10);
+      assert.equal(await timers.runOnce(), 1);
+      assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2);
+    }));
   });
 }
 

@@ -9,6 +9,12 @@
  * published timeout: the log is down, say): a job's dispatch may still be in
  * the outbox then, not lost, and a new one would only wait behind it, one
  * more row and message per job at every timeout for as long as it lasts.
+ * Nor a job whose dispatch still waits in the log, unread by its lane's
+ * workers (a backlog longer than the timeout, or a queue no worker serves
+ * yet): it is queued, not lost, and a new dispatch would only queue behind it
+ * (`EventLog.unreadBefore`, asked of the lanes of the jobs the scan found).
+ * While the scan finds such jobs it reads past them, and runs at most once a
+ * tenth of the published timeout.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -21,7 +27,8 @@
  * scans read past such jobs (they stay at the head of their order, untouched)
  * so that they do not take the batch of every later pass.
  */
-import type { Clock, DueJob, JobRecord, JobStore, Logger } from './ports.js';
+import type { Clock, DueJob, EventLog, JobRecord, JobStore, Logger, LostDispatch } from './ports.js';
+import { laneGroup, laneTopic } from './lanes.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { settleAll } from './in-parallel.js';
@@ -43,6 +50,12 @@ export interface TimersDeps {
   logger: Logger;
   /** Fires the cron schedules' due ticks at each pass. @defaultValue none */
   schedules?: Pick<ScheduleRunner, 'runOnce'>;
+  /**
+   * The log the dispatches travel on and the workers' group id (`ATS_WORKER_GROUP`):
+   * a job whose dispatch its lane's workers have not read yet is not taken for lost.
+   * @defaultValue none: every job the scan finds is dispatched again
+   */
+  dispatches?: { log: Pick<EventLog, 'unreadBefore' | 'partitioner'>; groupId: string };
 }
 
 export interface TimersCounters {
@@ -81,9 +94,9 @@ class PassedOver {
   }
 
   /** The first `limit` of `rows` not passed over; forgets the ids not among `rows`. */
-  keep(rows: readonly DueJob[], limit: number): DueJob[] {
+  keep<J extends DueJob>(rows: readonly J[], limit: number): J[] {
     const still = new Set<string>();
-    const kept: DueJob[] = [];
+    const kept: J[] = [];
     for (const j of rows) {
       if (this.ids.has(j.id)) still.add(j.id);
       else if (kept.length < limit) kept.push(j);
@@ -107,6 +120,12 @@ export class Timers {
   readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
   /** The last pass found the relay stuck (its lost-dispatch repair skipped). */
   private relayStuck = false;
+  /** Jobs the last lost-dispatch scan found with their dispatch unread in the log: the next scan reads past as many. */
+  private queuedInLog = 0;
+  /** The last lost-dispatch scan could not ask the log (its repair skipped). */
+  private logUnanswered = false;
+  /** While the scan finds dispatches waiting in the log, or the log does not answer: not before this time. */
+  private lostScanNotBefore = -Infinity;
   /** Per scan, the jobs of another job machine version it reads past. */
   private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
   /** The job machine versions of the jobs passed over, for the log. */
@@ -125,7 +144,7 @@ export class Timers {
     const over = this.passedOver;
     const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
     const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
-    const stale = await this.lostDispatches(now - this.opts.publishedTimeoutMs);
+    const stale = await this.lostDispatches(now, now - this.opts.publishedTimeoutMs);
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
     // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
@@ -169,8 +188,9 @@ export class Timers {
    * still holds a row written by then: the relay has not published since, so
    * their dispatches may wait there (logged once as it starts and once as it ends).
    */
-  private async lostDispatches(before: number): Promise<DueJob[]> {
+  private async lostDispatches(now: number, before: number): Promise<LostDispatch[]> {
     const { store, logger } = this.deps;
+    if (now < this.lostScanNotBefore) return [];
     const oldest = await store.oldestOutboxAt();
     const stuck = oldest !== null && oldest <= before;
     if (stuck !== this.relayStuck) {
@@ -178,7 +198,52 @@ export class Timers {
       if (stuck) logger.warn('timers: the outbox holds rows older than the published timeout (the relay cannot publish); jobs not started are not dispatched again until it can', { oldestAt: oldest });
       else logger.info('timers: the relay publishes again; lost dispatches are repaired again');
     }
-    return stuck ? [] : this.scan(this.passedOver.lost, (limit) => store.findLostDispatches(before, limit));
+    if (stuck) return [];
+    const n = this.opts.batchSize;
+    const over = this.passedOver.lost;
+    const found = over.keep(await store.findLostDispatches(before, n + over.size + this.queuedInLog), n + this.queuedInLog);
+    const unread = await this.unreadInLog(found, before);
+    const lost = unread === null ? [] : found.filter((j) => !unread.has(j.id));
+    this.queuedInLog = unread === null ? 0 : Math.min(unread.size, n * PASSED_OVER_BATCHES);
+    if (unread === null || unread.size > 0) this.lostScanNotBefore = now + this.opts.publishedTimeoutMs / 10;
+    return lost.slice(0, n);
+  }
+
+  /**
+   * The ids of the jobs among `jobs` whose dispatch the workers of its lane
+   * have not read yet, by the log's partitions with a message published by
+   * `before` unread (a job's dispatch travels keyed by its id); null when the
+   * log did not answer (logged once as it starts and once as it ends).
+   */
+  private async unreadInLog(jobs: readonly LostDispatch[], before: number): Promise<Set<string> | null> {
+    const unread = new Set<string>();
+    const { dispatches, logger } = this.deps;
+    if (!dispatches || jobs.length === 0) return unread;
+    const byLane = new Map<string, LostDispatch[]>();
+    for (const j of jobs) {
+      const lane = laneTopic(j.queue, j.priority);
+      const of = byLane.get(lane);
+      if (of) of.push(j);
+      else byLane.set(lane, [j]);
+    }
+    try {
+      for (const [lane, of] of byLane) {
+        const partitions = await dispatches.log.unreadBefore(lane, laneGroup(dispatches.groupId, lane), before);
+        if (partitions.size === 0) continue;
+        const partitionOf = await dispatches.log.partitioner(lane);
+        for (const j of of) if (partitions.has(partitionOf(j.id))) unread.add(j.id);
+      }
+    } catch (error) {
+      if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; jobs not started are not dispatched again until it does', { error: String(error) });
+      this.logUnanswered = true;
+      return null;
+    }
+    if (this.logUnanswered) logger.info('timers: the log answers again; lost dispatches are repaired again');
+    this.logUnanswered = false;
+    if (unread.size > 0 && this.queuedInLog === 0) {
+      logger.warn('timers: dispatches older than the published timeout wait unread in the log (its workers lag behind, or none serves their queue); their jobs are not dispatched again', { count: unread.size, jobIds: [...unread].slice(0, PASSED_OVER_LOGGED_IDS) });
+    }
+    return unread;
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */

@@ -85,6 +85,7 @@ describe('PackingLog', () => {
         return base.partitioner(topic);
       },
       consume: (o) => base.consume(o),
+      unreadBefore: (topic, group, before) => base.unreadBefore(topic, group, before),
       listTopics: () => base.listTopics(),
       ping: () => base.ping(),
       close: () => base.close(),

@@ -121,6 +121,10 @@ export class PackingLog implements EventLog {
     return this.base.consume(options);
   }
 
+  unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
+    return this.base.unreadBefore(topic, groupId, before);
+  }
+
   listTopics(): Promise<string[]> {
     return this.base.listTopics();
   }

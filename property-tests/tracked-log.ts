@@ -109,6 +109,10 @@ export class TrackedLog implements EventLog {
     return this.base.consume(options);
   }
 
+  unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
+    return this.base.unreadBefore(topic, groupId, before);
+  }
+
   listTopics(): Promise<string[]> {
     return this.base.listTopics();
   }
@@ -119,6 +123,7 @@ export class TrackedLog implements EventLog {
       ensureTopics: () => this.ensureTopics(),
       publish: (m) => this.publish(m),
       partitioner: (topic) => this.partitioner(topic),
+      unreadBefore: (topic, group, before) => this.base.unreadBefore(topic, group, before),
       listTopics: () => this.base.listTopics(),
       ping: () => this.base.ping(),
       close: async () => undefined,

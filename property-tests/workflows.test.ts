@@ -452,6 +452,9 @@ class PlayedLog implements EventLog {
   async partitioner(): Promise<(key: string) => number> {
     return () => 0;
   }
+  async unreadBefore(): Promise<ReadonlySet<number>> {
+    return new Set();
+  }
   async listTopics(): Promise<string[]> {
     return [];
   }

@@ -225,6 +225,20 @@ if (kafkaUp) {
       }
     });
 
+    it('stamps each record with the time of its `now` option, which unreadBefore compares', async () => {
+      const at = Date.now() - 3_600_000;
+      const { log, cleanup } = freshLog({ now: () => at });
+      try {
+        const topic = `${TOPICS.dispatch}.stamped`;
+        const partition = (await log.partitioner(topic))('job-1');
+        await log.publish([{ topic, key: 'job-1', value: 'v', headers: {} }]);
+        assert.deepEqual([...await log.unreadBefore(topic, 'workers', at)], [partition]);
+        assert.deepEqual([...await log.unreadBefore(topic, 'workers', at - 1)], [], 'published an hour ago by its clock, not the host\'s');
+      } finally {
+        await cleanup();
+      }
+    });
+
     it('refuses to publish once closed', async () => {
       const { log, cleanup } = freshLog();
       await cleanup();

@@ -21,6 +21,7 @@ import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { keyPartitioner, physicalName, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
+import { unreadPartitions } from './unread.js';
 
 const LOG_LEVELS = {
   nothing: KafkaLogLevel.NOTHING,
@@ -133,7 +134,7 @@ class KafkaEventLog implements EventLog {
       // each key's messages keep their order and no partition's batch grows past what a broker takes.
       for (const chunk of produceChunks(messages)) {
         // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk), acks: -1 });
+        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk, this.opts.now?.()), acks: -1 });
         await unansweredAfter(sent, PUBLISH_STEP_TIMEOUT_MS, 'a produce request');
       }
     } catch (error) {
@@ -169,6 +170,29 @@ class KafkaEventLog implements EventLog {
     };
     this.subscriptions.add(tracked);
     return tracked;
+  }
+
+  /**
+   * Four admin requests: the topics (a missing one is not created), the
+   * partitions' oldest offsets, the first offset published after `before`
+   * (from the records' timestamps: the `now` option's time as they were
+   * sent), and the group's committed offsets.
+   */
+  async unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
+    this.assertOpen();
+    const { topicPrefix } = this.opts;
+    const name = physicalName(topicPrefix, topic);
+    const read = async () => {
+      const admin = await this.connectAdmin();
+      if (!(await admin.listTopics()).includes(name)) return new Set<number>();
+      const [starts, firstAfter, committed] = await Promise.all([
+        admin.fetchTopicOffsets(name),
+        admin.fetchTopicOffsetsByTimestamp(name, before + 1),
+        admin.fetchOffsets({ groupId: physicalName(topicPrefix, groupId), topics: [name] }),
+      ]);
+      return unreadPartitions(starts, firstAfter, committed);
+    };
+    return withTimeout(read(), this.opts.connectTimeoutMs);
   }
 
   async listTopics(): Promise<string[]> {

@@ -53,11 +53,19 @@ export interface KafkaLogOptions {
    * @defaultValue kafkajs's own console logger
    */
   logger?: Logger;
+  /**
+   * The time each record is stamped with as it is published (epoch ms): the
+   * scheduler's clock, which `unreadBefore`'s times come from.
+   * @defaultValue the host's clock (kafkajs stamps the record)
+   */
+  now?: () => number;
   consumer?: KafkaConsumerTuning;
 }
 
 export type CompiledKafkaLogOptions = Readonly<
-  Required<Omit<KafkaLogOptions, 'consumer' | 'logger'>> & { consumer: Readonly<Required<KafkaConsumerTuning>>; logger: Logger | null }
+  Required<Omit<KafkaLogOptions, 'consumer' | 'logger' | 'now'>> & {
+    consumer: Readonly<Required<KafkaConsumerTuning>>; logger: Logger | null; now: (() => number) | null;
+  }
 >;
 
 /** Applies defaults, validates, freezes. Throws `ATS_ERR_CONFIG` on a bad value. */
@@ -83,6 +91,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     connectTimeoutMs: raw.connectTimeoutMs ?? 3000,
     logLevel: raw.logLevel ?? 'warn',
     logger: raw.logger ?? null,
+    now: raw.now ?? null,
     consumer,
   });
   validate(opts);

@@ -45,13 +45,16 @@ function charsOf(m: LogMessage): number {
   return chars;
 }
 
-export function toTopicMessages(prefix: string, messages: readonly LogMessage[]): TopicMessages[] {
+export function toTopicMessages(prefix: string, messages: readonly LogMessage[], at?: number): TopicMessages[] {
   const byTopic = new Map<string, Message[]>();
+  const timestamp = at === undefined ? undefined : String(at);
   for (const m of messages) {
     const topic = physicalName(prefix, m.topic);
     let list = byTopic.get(topic);
     if (!list) byTopic.set(topic, (list = []));
-    list.push({ key: m.key, value: m.value, headers: { ...m.headers } });
+    const message: Message = { key: m.key, value: m.value, headers: { ...m.headers } };
+    if (timestamp !== undefined) message.timestamp = timestamp;
+    list.push(message);
   }
   return [...byTopic].map(([topic, list]) => ({ topic, messages: list }));
 }

@@ -59,6 +59,8 @@ export interface MemoryLogOptions {
   retainUnconsumedByTopic?: Readonly<Record<string, Partial<UnconsumedRetention>>>;
   /** Keep every record forever (tests that read the whole history with `messages`). @defaultValue false */
   retainAll?: boolean;
+  /** The time a record is published at (epoch ms), which `unreadBefore` compares. @defaultValue Date.now */
+  now?: () => number;
 }
 
 /** How much of a partition's records no group with members needs is kept (both bounds hold). */
@@ -106,6 +108,7 @@ interface CompiledOptions {
   readonly maxBatch: number;
   readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
   readonly retainAll: boolean;
+  readonly now: () => number;
   /** The bound of `topic`'s unconsumed records. */
   readonly retentionOf: (topic: string) => UnconsumedRetention;
 }
@@ -143,7 +146,7 @@ export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
 
 function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   const opts = {
-    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainAll: false,
+    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainAll: false, now: Date.now,
     retainUnconsumed: 10_000, retainUnconsumedBytes: 16 * 1024 * 1024, retainUnconsumedByTopic: {}, ...raw,
   };
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
@@ -157,9 +160,9 @@ function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   if (!valid) {
     throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
   }
-  const { partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll } = opts;
+  const { partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll, now } = opts;
   return Object.freeze({
-    partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll,
+    partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll, now,
     retentionOf: (topic: string) => byTopic.get(topic) ?? fallback,
   });
 }
@@ -212,6 +215,18 @@ class MemoryEventLog implements MemoryLog {
     this.kick();
     let stopped: Promise<void> | null = null;
     return { stop: () => (stopped ??= this.leave(cursor, member)) };
+  }
+
+  async unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
+    this.assertOpen();
+    const unread = new Set<number>();
+    const positions = this.groups.get(groupId)?.get(topic)?.positions;
+    // Records are pushed in time order per partition: the oldest one the group has not read tells.
+    this.topics.get(topic)?.forEach((log, p) => {
+      const at = log.publishedAt(Math.max(positions?.[p] ?? log.base, log.base));
+      if (at !== undefined && at <= before) unread.add(p);
+    });
+    return unread;
   }
 
   async listTopics(): Promise<string[]> {
@@ -287,7 +302,7 @@ class MemoryEventLog implements MemoryLog {
     const log = this.partitionsOf(m.topic)[partition];
     log.push(Object.freeze({
       topic: m.topic, partition, offset: String(log.end), key: m.key, value: m.value, headers: { ...m.headers },
-    }), sizeOf(m));
+    }), sizeOf(m), this.opts.now());
     // Cheap when nothing is due: a consumed partition is trimmed on commit, this catches the unconsumed tail.
     if (log.overRetention()) this.trim(m.topic, partition);
   }
@@ -471,6 +486,8 @@ class PartitionLog {
    * and the byte-bounded tail a binary search.
    */
   private sizesThrough: number[] = [];
+  /** Beside `records`: when each was published (epoch ms). */
+  private times: number[] = [];
   /** Index in `records` of the record at `base`. */
   private head = 0;
   /** Offset of the oldest retained record (= `end` when none is). */
@@ -495,9 +512,15 @@ class PartitionLog {
     return this.records.length - this.head;
   }
 
-  push(record: LogRecord, size: number): void {
+  push(record: LogRecord, size: number, at: number): void {
     this.records.push(record);
     this.sizesThrough.push((this.pushedBytes += size));
+    this.times.push(at);
+  }
+
+  /** When the record at `offset` was published; undefined when it is not retained. */
+  publishedAt(offset: number): number | undefined {
+    return offset >= this.base && offset < this.end ? this.times[this.head + offset - this.base] : undefined;
   }
 
   /** More is retained than the partition keeps of what no group with members needs. */
@@ -544,6 +567,7 @@ class PartitionLog {
     if (this.head >= 1024 && this.head * 2 >= this.records.length) {
       this.records = this.records.slice(this.head);
       this.sizesThrough = this.sizesThrough.slice(this.head);
+      this.times = this.times.slice(this.head);
       this.head = 0;
     }
   }

@@ -8,7 +8,7 @@ import { statsOf } from '../../engine/job-counts.js';
 import { bandOf } from '../../engine/lanes.js';
 import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
-import { rowToDue, rowToEvent, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
+import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs,
@@ -61,7 +61,7 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     edgeStats: (since, maxEvents, tenant) => readEdgeStats(query, since, maxEvents, tenant),
     findDue: (now, limit) => due(FIND_DUE, [now, limit]),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
-    findLostDispatches: (before, limit) => due(FIND_LOST_DISPATCHES, [before, limit]),
+    findLostDispatches: async (before, limit) => (await query(FIND_LOST_DISPATCHES, [before, limit])).map(rowToLostDispatch),
     oldestOutboxAt: async () => {
       const [row] = await query(SELECT_OLDEST_OUTBOX_AT, []);
       return row ? toNum(row.created_at) : null;

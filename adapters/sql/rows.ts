@@ -6,7 +6,7 @@
 import { fromStored, project } from '../../machines/lifecycle.js';
 import type { JobState } from '../../machines/job.machine.js';
 import type {
-  DueJob, JobEventRecord, JobParent, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
+  DueJob, LostDispatch, JobEventRecord, JobParent, JobRecord, OutboxRow, StoredEventType, StreamEventRecord, TraceContext,
 } from '../../engine/ports.js';
 
 /** A row as a driver returns it: column name to value. */
@@ -165,4 +165,8 @@ export function rowToOutbox(r: Row): OutboxRow {
 
 export function rowToDue(r: Row): DueJob {
   return { id: String(r.id), state: r.state as JobState, attempt: toNum(r.attempt), version: toNum(r.version) };
+}
+
+export function rowToLostDispatch(r: Row): LostDispatch {
+  return { ...rowToDue(r), queue: String(r.queue), priority: toNum(r.priority) };
 }

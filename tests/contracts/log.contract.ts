@@ -7,7 +7,7 @@
  * intact; per-key order; every group sees everything; members of one group
  * split the work; nothing is committed before `handle` resolved, so a throw or
  * a stop gets the records delivered again; `fromBeginning` picks where a new
- * group starts.
+ * group starts; `unreadBefore` tells what a group has not read by a time.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -53,6 +53,7 @@ export function logContract(
     it('gives a new group member what a stopped one did not commit', testOpts, () => withLog(env, stopWithoutCommit));
     it('commits on stop what was handled just before it: the next member gets nothing again', testOpts, () => withLog(env, stopRightAfterHandle));
     it('starts a new group at the beginning or at the end, per fromBeginning', testOpts, () => withLog(env, fromBeginning));
+    it('tells the partitions where a group has not read a message published by a time', testOpts, () => withLog(env, unreadBefore));
     it('carries the scheduler\'s messages so that every record read still matches docs/asyncapi.yaml', testOpts, () => withLog(env, schedulerMessages));
   });
 }
@@ -353,6 +354,43 @@ async function stopWithoutCommit(ctx: Ctx): Promise<void> {
   await waitFor(ctx, 'the 10 uncommitted records', () => second.handled.length >= 10);
   await settle(ctx);
   assert.deepEqual(second.values(), sent.slice(10).map((m) => m.value));
+}
+
+async function unreadBefore(ctx: Ctx): Promise<void> {
+  const topic = `${TOPICS.dispatch}.unread`;
+  const unread = async (group: string, before: number) => [...await ctx.log.unreadBefore(topic, group, before)].sort();
+  assert.deepEqual(await unread('readers', Date.now()), [], 'a topic that does not exist');
+  assert.ok(!(await ctx.log.listTopics()).includes(topic), 'asking created the topic');
+
+  const partitionOf = await ctx.log.partitioner(topic);
+  const first = numbered(topic, 30, 30, 'first-');
+  const partitions = [...new Set(first.map((m) => partitionOf(m.key)))].sort();
+  assert.ok(partitions.length > 1, 'the keys spread over more than one partition');
+  const beforeFirst = Date.now();
+  await sleep(5);
+  await ctx.log.publish(first);
+  await sleep(5);
+  const afterFirst = Date.now();
+  assert.deepEqual(await unread('readers', beforeFirst), [], 'nothing was published by then');
+  assert.deepEqual(await unread('readers', afterFirst), partitions, 'a group that committed nothing reads from the start');
+
+  const rec = new Recorder();
+  const sub = await ctx.consume({ topic, groupId: 'readers', fromBeginning: true, handle: rec.handle });
+  await waitFor(ctx, '30 records', () => rec.handled.length >= 30);
+  const deadline = Date.now() + ctx.timeoutMs;
+  while ((await unread('readers', afterFirst)).length > 0) {
+    if (Date.now() > deadline) assert.fail('the group\'s commits never showed');
+    await sleep(50);
+  }
+  await sub.stop();
+
+  // Published after the group stopped reading: unread, but only for a time after they went out.
+  const second = [message(topic, first[0]!.key, 'second-0')];
+  await sleep(5);
+  await ctx.log.publish(second);
+  await sleep(5);
+  assert.deepEqual(await unread('readers', afterFirst), [], 'a message published later is not counted for an earlier time');
+  assert.deepEqual(await unread('readers', Date.now()), [partitionOf(first[0]!.key)]);
 }
 
 async function fromBeginning(ctx: Ctx): Promise<void> {

@@ -3,7 +3,8 @@
  * (email, reports) each run only the jobs of their own queue, every band of
  * it; the registry shows each worker's queues; and jobs of a queue no live
  * worker serves wait, listed as unserved in `/v1/stats`, not failed or
- * claimed by a worker of another queue.
+ * claimed by a worker of another queue, nor dispatched again while their
+ * dispatches wait unread in Kafka.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +19,7 @@ import { kafkaBrokers } from '../helpers/kafka.js';
 import { FAST, isState, startTestSystem, waitForJob, type TestSystem } from '../helpers/system.js';
 
 const TYPE = 'test.queued';
+const PUBLISHED_TIMEOUT_MS = 1000;
 const registry = () => new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
 
 let t: TestSystem;
@@ -36,8 +38,8 @@ async function startWorker(workerId: string, queues: string): Promise<System> {
 }
 
 before(async () => {
-  // api, relay and timers here, with no worker: only the two below run jobs.
-  t = await startTestSystem({ roles: 'api,relay,timers', registry: registry(), raw: { advisor: 'off' } });
+  // api, relay and timers here, with no worker: only the workers below run jobs. A dispatch not started in 1 s is looked at.
+  t = await startTestSystem({ roles: 'api,relay,timers', registry: registry(), raw: { advisor: 'off', publishedTimeoutMs: PUBLISHED_TIMEOUT_MS } });
 });
 after(async () => {
   await Promise.all(workers.map((w) => w.stop()));
@@ -92,5 +94,22 @@ it('each job runs on a worker serving its queue; a queue no live worker serves w
     assert.ok(j && ['pending', 'published'].includes(j.snapshot.value), `a job of queue nobody waits: ${j?.snapshot.value}`);
     assert.equal(j.snapshot.context.attempt, 0, 'never claimed');
     assert.ok(!(await store.getEvents(id)).some((e) => e.type === 'STARTED' || e.type === 'FAILED'));
+  }
+});
+
+it('jobs of a queue no worker serves yet are not dispatched again while their dispatches wait unread; a worker that comes runs each once', { timeout: 60_000 }, async () => {
+  const { store, transitions, timers } = t.system;
+  const ids = [(await transitions.submit(spec('later', 0))).job.id, (await transitions.submit(spec('later', -1))).job.id];
+  const redispatchedBefore = timers!.counters.redispatched;
+  await sleep(4 * PUBLISHED_TIMEOUT_MS);
+  for (const id of ids) {
+    assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED'], `job ${id}: one dispatch, queued in its lane`);
+  }
+  assert.equal(timers!.counters.redispatched, redispatchedBefore);
+
+  await startWorker('w-later', 'later');
+  for (const id of ids) {
+    await waitForJob(store, id, isState('done'), 30_000, 'done once a worker serves its queue');
+    assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
   }
 });
