@@ -38,7 +38,7 @@ export const SETTINGS = {
   heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
   shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted (their attempts then count as failed).' },
   queues: { env: 'ATS_QUEUES', flag: '--queues', default: '', doc: 'Queues a worker serves (comma-separated names, e.g. email,reports): it receives only their jobs. Empty: every queue, including those that appear later. See docs/queues.md.' },
-  workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers (of the `ats.dispatch` lane; each other lane is read in `<group>.<lane>`).' },
+  workerGroup: { env: 'ATS_WORKER_GROUP', flag: '--worker-group', default: 'ats-workers', doc: 'Consumer group of the workers (of the `ats.dispatch` lane; each other lane is read in `<group>.<lane>`). Give the timers\' processes the same: they ask Kafka what this group has not read.' },
   relayBatch: { env: 'ATS_RELAY_BATCH', flag: '--relay-batch', default: '500', doc: 'Messages the relay publishes per batch (whole outbox rows until it has this many).' },
   relayPollMs: { env: 'ATS_RELAY_POLL_MS', flag: '--relay-poll-ms', default: '50', doc: 'Poll of the relay for commits of other processes (it is woken at once by commits in its own process).' },
   relayPublishedDelayMs: { env: 'ATS_RELAY_PUBLISHED_DELAY_MS', flag: '--relay-published-delay-ms', default: '200', doc: 'How long after a dispatch went out the relay records PUBLISHED (none for a job a worker started meanwhile); at most half of ATS_PUBLISHED_TIMEOUT_MS.' },

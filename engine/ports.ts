@@ -928,7 +928,9 @@ export interface EventLog {
    * published at or before `before` (epoch ms): one the group has not
    * committed past, counting from the oldest message the log still holds
    * when the group committed nothing there (where a worker's group starts).
-   * Empty for a topic that does not exist; never creates one.
+   * Empty for a topic that does not exist (never creates one), and when the
+   * group committed on no partition of it: the log cannot tell whether that
+   * group is the one that will read it.
    */
   unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>>;
   /** The topics that exist (logical names: without the log's prefix, and only those under it). */

@@ -10,11 +10,13 @@
  * the outbox then, not lost, and a new one would only wait behind it, one
  * more row and message per job at every timeout for as long as it lasts.
  * Nor a job whose dispatch still waits in the log, unread by its lane's
- * workers (a backlog longer than the timeout, or a queue no worker serves
- * yet): it is queued, not lost, and a new dispatch would only queue behind it
- * (`EventLog.unreadBefore`, asked of the lanes of the jobs the scan found).
- * While the scan finds such jobs it reads past them, and runs at most once a
- * tenth of the published timeout.
+ * workers (a backlog longer than the timeout, or every worker of its queue
+ * gone): it is queued, not lost, and a new dispatch, keyed by the job id,
+ * would only queue behind it on the same partition (`EventLog.unreadBefore`,
+ * asked of the lanes of the jobs the scan found). Such a job is kept as a
+ * worker keeps the dispatches it holds (`JobStore.keepDispatches`: its update
+ * time moves, no event), so the scan looks at it again a timeout later and
+ * the jobs behind it come to the head.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -63,6 +65,8 @@ export interface TimersCounters {
   retried: number;
   expired: number;
   redispatched: number;
+  /** Jobs the lost-dispatch scan found whose dispatch waited unread in the log: kept, not dispatched again. */
+  queued: number;
 }
 
 /** How many jobs of another job machine version each scan reads past, in batches: beyond, the repairs behind them wait. */
@@ -117,15 +121,15 @@ class PassedOver {
 
 export class Timers {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
-  readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0 };
+  readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0, queued: 0 };
   /** The last pass found the relay stuck (its lost-dispatch repair skipped). */
   private relayStuck = false;
-  /** Jobs the last lost-dispatch scan found with their dispatch unread in the log: the next scan reads past as many. */
-  private queuedInLog = 0;
   /** The last lost-dispatch scan could not ask the log (its repair skipped). */
   private logUnanswered = false;
-  /** While the scan finds dispatches waiting in the log, or the log does not answer: not before this time. */
+  /** While the log does not answer, the lost-dispatch scan runs at most once a tenth of the timeout: not before this time. */
   private lostScanNotBefore = -Infinity;
+  /** When the jobs kept for their dispatch waiting unread were last logged (at most once a minute). */
+  private queuedLoggedAt = -Infinity;
   /** Per scan, the jobs of another job machine version it reads past. */
   private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
   /** The job machine versions of the jobs passed over, for the log. */
@@ -144,16 +148,16 @@ export class Timers {
     const over = this.passedOver;
     const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
     const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
-    const stale = await this.lostDispatches(now, now - this.opts.publishedTimeoutMs);
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
     // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
+    // The lost dispatches' may wait on the log: the others do not wait for it.
     const [a, b, c] = await settleAll([
       this.applyAll(due, over.due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
-      this.redispatch(stale).then((all) => ({ all })),
+      this.repairLost(now),
     ]);
     this.logPassedOver(now);
     const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
@@ -164,7 +168,7 @@ export class Timers {
   }
 
   /** A batch of one scan, read past the jobs it passes over. */
-  private async scan(over: PassedOver, read: (limit: number) => Promise<DueJob[]>): Promise<DueJob[]> {
+  private async scan<J extends DueJob>(over: PassedOver, read: (limit: number) => Promise<J[]>): Promise<J[]> {
     const n = this.opts.batchSize;
     return over.keep(await read(n + over.size), n);
   }
@@ -198,24 +202,18 @@ export class Timers {
       if (stuck) logger.warn('timers: the outbox holds rows older than the published timeout (the relay cannot publish); jobs not started are not dispatched again until it can', { oldestAt: oldest });
       else logger.info('timers: the relay publishes again; lost dispatches are repaired again');
     }
-    if (stuck) return [];
-    const n = this.opts.batchSize;
-    const over = this.passedOver.lost;
-    const found = over.keep(await store.findLostDispatches(before, n + over.size + this.queuedInLog), n + this.queuedInLog);
-    const unread = await this.unreadInLog(found, before);
-    const lost = unread === null ? [] : found.filter((j) => !unread.has(j.id));
-    this.queuedInLog = unread === null ? 0 : Math.min(unread.size, n * PASSED_OVER_BATCHES);
-    if (unread === null || unread.size > 0) this.lostScanNotBefore = now + this.opts.publishedTimeoutMs / 10;
-    return lost.slice(0, n);
+    return stuck ? [] : this.scan(this.passedOver.lost, (limit) => store.findLostDispatches(before, limit));
   }
 
   /**
    * The ids of the jobs among `jobs` whose dispatch the workers of its lane
    * have not read yet, by the log's partitions with a message published by
-   * `before` unread (a job's dispatch travels keyed by its id); null when the
-   * log did not answer (logged once as it starts and once as it ends).
+   * `before` unread (a job's dispatch travels keyed by its id), the lanes
+   * asked at once; null when the log did not answer (logged once as it
+   * starts and once as it ends; meanwhile the scan runs once a tenth of the
+   * timeout).
    */
-  private async unreadInLog(jobs: readonly LostDispatch[], before: number): Promise<Set<string> | null> {
+  private async unreadInLog(jobs: readonly LostDispatch[], now: number, before: number): Promise<Set<string> | null> {
     const unread = new Set<string>();
     const { dispatches, logger } = this.deps;
     if (!dispatches || jobs.length === 0) return unread;
@@ -227,23 +225,36 @@ export class Timers {
       else byLane.set(lane, [j]);
     }
     try {
-      for (const [lane, of] of byLane) {
+      await settleAll([...byLane].map(async ([lane, of]) => {
         const partitions = await dispatches.log.unreadBefore(lane, laneGroup(dispatches.groupId, lane), before);
-        if (partitions.size === 0) continue;
+        if (partitions.size === 0) return;
         const partitionOf = await dispatches.log.partitioner(lane);
         for (const j of of) if (partitions.has(partitionOf(j.id))) unread.add(j.id);
-      }
+      }));
     } catch (error) {
       if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; jobs not started are not dispatched again until it does', { error: String(error) });
       this.logUnanswered = true;
+      this.lostScanNotBefore = now + this.opts.publishedTimeoutMs / 10;
       return null;
     }
     if (this.logUnanswered) logger.info('timers: the log answers again; lost dispatches are repaired again');
     this.logUnanswered = false;
-    if (unread.size > 0 && this.queuedInLog === 0) {
-      logger.warn('timers: dispatches older than the published timeout wait unread in the log (its workers lag behind, or none serves their queue); their jobs are not dispatched again', { count: unread.size, jobIds: [...unread].slice(0, PASSED_OVER_LOGGED_IDS) });
+    if (unread.size > 0 && now >= this.queuedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
+      this.queuedLoggedAt = now;
+      logger.warn('timers: dispatches older than the published timeout wait unread in the log (the workers of their lane lag behind, or none is running); their jobs are kept, not dispatched again', { count: unread.size, jobIds: [...unread].slice(0, PASSED_OVER_LOGGED_IDS) });
     }
     return unread;
+  }
+
+  /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (their dispatch waits unread), counted alike. */
+  private async repairLost(now: number): Promise<{ all: number }> {
+    const before = now - this.opts.publishedTimeoutMs;
+    const found = await this.lostDispatches(now, before);
+    const queued = await this.unreadInLog(found, now, before);
+    if (queued === null) return { all: 0 };
+    const kept = queued.size > 0 ? await this.deps.store.keepDispatches([...queued], now) : 0;
+    this.counters.queued += kept;
+    return { all: kept + (await this.redispatch(found.filter((j) => !queued.has(j.id)))) };
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */

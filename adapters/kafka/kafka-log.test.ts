@@ -227,11 +227,22 @@ if (kafkaUp) {
 
     it('stamps each record with the time of its `now` option, which unreadBefore compares', async () => {
       const at = Date.now() - 3_600_000;
-      const { log, cleanup } = freshLog({ now: () => at });
+      let now = at - 1000;
+      const { log, cleanup } = freshLog({ now: () => now });
       try {
         const topic = `${TOPICS.dispatch}.stamped`;
         const partition = (await log.partitioner(topic))('job-1');
-        await log.publish([{ topic, key: 'job-1', value: 'v', headers: {} }]);
+        await log.publish([{ topic, key: 'job-1', value: 'first', headers: {} }]);
+        let read = 0;
+        const sub = await log.consume({ topic, groupId: 'workers', fromBeginning: true, handle: async (records) => { read += records.length; } });
+        const deadline = Date.now() + 30_000;
+        while (read < 1) {
+          if (Date.now() > deadline) assert.fail('the first record never came');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await sub.stop(); // commits past it
+        now = at;
+        await log.publish([{ topic, key: 'job-1', value: 'second', headers: {} }]);
         assert.deepEqual([...await log.unreadBefore(topic, 'workers', at)], [partition]);
         assert.deepEqual([...await log.unreadBefore(topic, 'workers', at - 1)], [], 'published an hour ago by its clock, not the host\'s');
       } finally {

@@ -12,11 +12,16 @@ describe('unreadPartitions', () => {
     assert.deepEqual(sorted(unreadPartitions(starts, firstAfter, committedAt('7', '19', '12'))), [1]);
   });
 
-  it('a group that committed nothing counts from the oldest offset held; one that committed below it, likewise', () => {
+  it('a partition the group committed nothing on counts from the oldest offset held; one it committed below that, likewise', () => {
     const firstAfter = [{ partition: 0, offset: '0' }, { partition: 1, offset: '10' }, { partition: 2, offset: '6' }];
     // Nothing published by then on 0 (first after = 0), on 1 only what retention deleted (10 = low): both read.
     assert.deepEqual(sorted(unreadPartitions(starts, firstAfter, committedAt('-1', '3', '-1'))), [2]);
-    assert.deepEqual(sorted(unreadPartitions(starts, firstAfter, [])), [2]);
+  });
+
+  it('a group that committed on no partition tells nothing (it may not be the group that reads the topic)', () => {
+    const firstAfter = [{ partition: 0, offset: '7' }, { partition: 1, offset: '20' }, { partition: 2, offset: '9' }];
+    assert.deepEqual(sorted(unreadPartitions(starts, firstAfter, committedAt('-1', '-1', '-1'))), []);
+    assert.deepEqual(sorted(unreadPartitions(starts, firstAfter, [])), []);
   });
 
   it('leaves out a partition whose offsets are not numbers', () => {

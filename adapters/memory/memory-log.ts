@@ -137,6 +137,8 @@ interface Cursor {
   readonly lanes: Lane[];
   /** Per partition: the next offset to deliver = the committed position. */
   readonly positions: number[];
+  /** The group committed on some partition of the topic. */
+  committed: boolean;
 }
 
 /** Creates an empty in-process log. */
@@ -220,10 +222,12 @@ class MemoryEventLog implements MemoryLog {
   async unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
     this.assertOpen();
     const unread = new Set<number>();
-    const positions = this.groups.get(groupId)?.get(topic)?.positions;
+    const cursor = this.groups.get(groupId)?.get(topic);
+    // A group that committed nothing here tells nothing (as on Kafka).
+    if (!cursor?.committed) return unread;
     // Records are pushed in time order per partition: the oldest one the group has not read tells.
     this.topics.get(topic)?.forEach((log, p) => {
-      const at = log.publishedAt(Math.max(positions?.[p] ?? log.base, log.base));
+      const at = log.publishedAt(Math.max(cursor.positions[p], log.base));
       if (at !== undefined && at <= before) unread.add(p);
     });
     return unread;
@@ -342,6 +346,7 @@ class MemoryEventLog implements MemoryLog {
         members: [],
         lanes: logs.map(() => ({ owner: null, busy: false, retryTimer: null })),
         positions: logs.map((log) => (fromBeginning ? log.base : log.end)),
+        committed: false,
       };
       cursors.set(topic, cursor);
     }
@@ -413,6 +418,7 @@ class MemoryEventLog implements MemoryLog {
   private commit(cursor: Cursor, p: number, next: number): void {
     // Monotonic, like a Kafka commit that can only move forward for us here.
     cursor.positions[p] = Math.max(cursor.positions[p], next);
+    cursor.committed = true;
     this.trim(cursor.topic, p);
   }
 

@@ -33,6 +33,8 @@ export function childEnv(raw: RawConfig): Record<string, string> {
     mysqlUrl: 'MYSQL_URL', kafkaBrokers: 'KAFKA_BROKERS', topicPrefix: 'ATS_TOPIC_PREFIX', leaseMs: 'ATS_LEASE_MS',
     heartbeatMs: 'ATS_HEARTBEAT_MS', relayPollMs: 'ATS_RELAY_POLL_MS', timersPollMs: 'ATS_TIMERS_POLL_MS',
     publishedTimeoutMs: 'ATS_PUBLISHED_TIMEOUT_MS', shutdownGraceMs: 'ATS_SHUTDOWN_GRACE_MS', logLevel: 'LOG_LEVEL',
+    // The workers' group: the timers ask Kafka what it has not read, so every process names the same one.
+    workerGroup: 'ATS_WORKER_GROUP',
   };
   for (const [k, v] of Object.entries(raw)) if (names[k] && v !== undefined) env[names[k]!] = String(v);
   return env;

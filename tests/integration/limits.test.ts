@@ -87,7 +87,7 @@ before(async () => {
   t = await startTestSystem({ roles: 'api,relay,timers', raw: { publishedTimeoutMs: 5000 } });
   for (const sql of CREATE_LIMIT_TABLES) await pool().query(sql);
   // Short leases (t.env: ATS_LEASE_MS=2000, ATS_HEARTBEAT_MS=500): a dead worker's slot frees within 2 s.
-  const env: Record<string, string> = { ...t.env, ATS_WORKER_GROUP: 'workers', ATS_HANDLERS: HANDLERS, ATS_PUBLISHED_TIMEOUT_MS: '5000', LOG_LEVEL: 'info' };
+  const env: Record<string, string> = { ...t.env, ATS_HANDLERS: HANDLERS, ATS_PUBLISHED_TIMEOUT_MS: '5000', LOG_LEVEL: 'info' };
   assert.equal(env.ATS_LEASE_MS, '2000');
   assert.equal(env.ATS_HEARTBEAT_MS, '500');
   for (const name of WORKERS) procs.push(startRole(name, 'worker', env));
@@ -98,7 +98,7 @@ before(async () => {
   try {
     await waitFor('the three workers to join every lane\'s group', async () => {
       // The workers' lane groups (the timers role here has its own, `ats-workflows`, with one member).
-      const ids = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${t.prefix}workers`));
+      const ids = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${t.prefix}${t.prefix}workers`));
       if (ids.length < 3) return undefined;
       const { groups } = await admin.describeGroups(ids);
       return groups.every((g) => g.state === 'Stable' && g.members.length === WORKERS.length) ? true : undefined;
