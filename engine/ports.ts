@@ -273,6 +273,8 @@ export interface DueJob {
 export interface LostDispatch extends DueJob {
   queue: string;
   priority: number;
+  /** Its last transition (the snapshot's `updatedAt`: its dispatch, or PUBLISHED), which a keep does not move. */
+  lastTransitionAt: number;
 }
 
 // ---------------------------------------------------------------- store

@@ -13,7 +13,7 @@ import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests
 import { isLane, laneGroup, laneTopic } from './lanes.js';
 import { silentLogger } from './logger.js';
 import { TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow } from './ports.js';
-import { Timers } from './timers.js';
+import { MAX_QUEUED_TIMEOUTS, Timers } from './timers.js';
 import { TransitionService } from './transitions.js';
 
 const TIMEOUT_MS = 60_000;
@@ -203,6 +203,8 @@ for (const backend of STORE_BACKENDS) {
       assert.ok(waiting.length >= 1 && waiting.length <= 3, 'at most once a minute');
       assert.equal(waiting[0]![1]!.count, 3);
 
+      // After keeps, the last transition is still the dispatch: it is what a keep leaves alone.
+      assert.equal((await store.findLostDispatches(clock.now() + 1, 10)).find((j) => j.id === inReports)!.lastTransitionAt, T0);
       // A worker of the default queue without the handler reads past its dispatches: those are lost now, the other is not.
       await readPast(log, TOPICS.dispatch);
       clock.advance(TIMEOUT_MS);
@@ -229,6 +231,48 @@ for (const backend of STORE_BACKENDS) {
       for (const r of lost) { assert.ok(r.ok); assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2); }
       for (const r of queued) { assert.ok(r.ok); assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 1); }
       assert.equal(timers.counters.queued, 25);
+    }));
+
+    it(`dispatch a job again ${MAX_QUEUED_TIMEOUTS} timeouts after its last transition though its dispatch still waits unread (a lane that lags that long, a group that tells nothing true)`, () => withMigratedStore(backend, async (store) => {
+      const { log, stampWith } = logOnClock();
+      const { clock, transitions, timers } = timersOn(store, 100, silentLogger, log);
+      stampWith(clock);
+      await readSome(log, [TOPICS.dispatch]);
+      const r = await transitions.submit(spec());
+      assert.ok(r.ok);
+      await publishTo(store, log);
+      for (let i = 1; i < MAX_QUEUED_TIMEOUTS; i++) {
+        clock.advance(TIMEOUT_MS);
+        await timers.runOnce();
+      }
+      assert.deepEqual([timers.counters.queued, timers.counters.redispatched], [MAX_QUEUED_TIMEOUTS - 1, 0]);
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 1);
+      assert.deepEqual([timers.counters.queued, timers.counters.redispatched], [MAX_QUEUED_TIMEOUTS - 1, 1]);
+      // The new dispatch is a transition: kept again from there.
+      assert.deepEqual(await publishTo(store, log), [r.job.id]);
+      clock.advance(TIMEOUT_MS);
+      await timers.runOnce();
+      assert.deepEqual([timers.counters.queued, timers.counters.redispatched], [MAX_QUEUED_TIMEOUTS, 1]);
+    }));
+
+    it('repair the jobs of the lanes the log answers for while it fails for another', () => withMigratedStore(backend, async (store) => {
+      const { logger, seen } = warnings();
+      const log: Pick<EventLog, 'unreadBefore' | 'partitioner'> = {
+        unreadBefore: async (topic) => { if (topic !== TOPICS.dispatch) throw new Error('leader not available'); return new Set(); },
+        partitioner: async () => () => 0,
+      };
+      const { clock, transitions, timers } = timersOn(store, 100, logger, log);
+      const ok = await transitions.submit(spec());
+      const broken = await transitions.submit(spec({ queue: 'broken' }));
+      assert.ok(ok.ok && broken.ok);
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS);
+      assert.equal(await timers.runOnce(), 1);
+      assert.equal((await store.getJob(ok.job.id))!.snapshot.context.dispatches, 2);
+      assert.equal((await store.getJob(broken.job.id))!.snapshot.context.dispatches, 1, 'neither dispatched again nor kept');
+      assert.equal((await store.getJob(broken.job.id))!.updatedAt, T0);
+      assert.equal(seen.filter(([m]) => m.includes('the log did not say')).length, 1);
     }));
 
     it('dispatch nothing again while the log does not answer; once it does, repair', () => withMigratedStore(backend, async (store) => {

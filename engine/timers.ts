@@ -16,7 +16,8 @@
  * asked of the lanes of the jobs the scan found). Such a job is kept as a
  * worker keeps the dispatches it holds (`JobStore.keepDispatches`: its update
  * time moves, no event), so the scan looks at it again a timeout later and
- * the jobs behind it come to the head.
+ * the jobs behind it come to the head; for {@link MAX_QUEUED_TIMEOUTS}
+ * timeouts after its last transition at most.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -34,6 +35,7 @@ import { laneGroup, laneTopic } from './lanes.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { settleAll } from './in-parallel.js';
+import { withTimeout } from './with-timeout.js';
 import type { ScheduleRunner } from './schedules.js';
 
 export interface TimersOptions {
@@ -75,6 +77,10 @@ const PASSED_OVER_BATCHES = 10;
 const PASSED_OVER_LOG_EVERY_MS = 60_000;
 /** How many of their ids a log line names. */
 const PASSED_OVER_LOGGED_IDS = 10;
+/** Longest wait for the log's answer about one lane. */
+const LOG_ANSWER_TIMEOUT_MS = 10_000;
+/** A job queued this many published timeouts after its last transition is dispatched again all the same. */
+export const MAX_QUEUED_TIMEOUTS = 12;
 
 /**
  * The jobs a scan returned that this process cannot step (their snapshot is
@@ -206,55 +212,64 @@ export class Timers {
   }
 
   /**
-   * The ids of the jobs among `jobs` whose dispatch the workers of its lane
-   * have not read yet, by the log's partitions with a message published by
-   * `before` unread (a job's dispatch travels keyed by its id), the lanes
-   * asked at once; null when the log did not answer (logged once as it
+   * Of `jobs`, those whose dispatch the workers of its lane have not read
+   * yet (`queued`: the log's partition their id maps to holds a message
+   * published by `before` that the lane's group has not read), and those of
+   * the lanes the log did not answer for (`unanswered`: logged once as it
    * starts and once as it ends; meanwhile the scan runs once a tenth of the
-   * timeout).
+   * timeout). The lanes are asked at once. A job whose last transition is
+   * {@link MAX_QUEUED_TIMEOUTS} timeouts old or more is not asked about: its
+   * dispatch is issued again, queued or not, so that a group whose position
+   * tells nothing true (one the workers left for another name) or a lane that
+   * lags that long holds no job back for longer.
    */
-  private async unreadInLog(jobs: readonly LostDispatch[], now: number, before: number): Promise<Set<string> | null> {
-    const unread = new Set<string>();
+  private async unreadInLog(jobs: readonly LostDispatch[], now: number, before: number): Promise<{ queued: Set<string>; unanswered: Set<string> }> {
+    const queued = new Set<string>();
+    const unanswered = new Set<string>();
     const { dispatches, logger } = this.deps;
-    if (!dispatches || jobs.length === 0) return unread;
+    const oldest = now - MAX_QUEUED_TIMEOUTS * this.opts.publishedTimeoutMs;
+    const asked = dispatches ? jobs.filter((j) => j.lastTransitionAt > oldest) : [];
+    if (!dispatches || asked.length === 0) return { queued, unanswered };
     const byLane = new Map<string, LostDispatch[]>();
-    for (const j of jobs) {
+    for (const j of asked) {
       const lane = laneTopic(j.queue, j.priority);
       const of = byLane.get(lane);
       if (of) of.push(j);
       else byLane.set(lane, [j]);
     }
-    try {
-      await settleAll([...byLane].map(async ([lane, of]) => {
-        const partitions = await dispatches.log.unreadBefore(lane, laneGroup(dispatches.groupId, lane), before);
-        if (partitions.size === 0) return;
-        const partitionOf = await dispatches.log.partitioner(lane);
-        for (const j of of) if (partitions.has(partitionOf(j.id))) unread.add(j.id);
-      }));
-    } catch (error) {
-      if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; jobs not started are not dispatched again until it does', { error: String(error) });
+    const answers = await Promise.allSettled([...byLane].map(([lane, of]) => withTimeout((async () => {
+      const partitions = await dispatches.log.unreadBefore(lane, laneGroup(dispatches.groupId, lane), before);
+      if (partitions.size === 0) return [];
+      const partitionOf = await dispatches.log.partitioner(lane);
+      return of.filter((j) => partitions.has(partitionOf(j.id)));
+    })(), LOG_ANSWER_TIMEOUT_MS)));
+    for (const a of answers) if (a.status === 'fulfilled') for (const j of a.value) queued.add(j.id);
+    const failed = [...byLane.values()].filter((_, i) => answers[i]!.status === 'rejected');
+    if (failed.length > 0) {
+      for (const j of failed.flat()) unanswered.add(j.id);
+      const error = (answers.find((a) => a.status === 'rejected') as PromiseRejectedResult).reason;
+      if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; the jobs of those lanes are not dispatched again until it does', { lanes: failed.length, error: String(error) });
       this.logUnanswered = true;
       this.lostScanNotBefore = now + this.opts.publishedTimeoutMs / 10;
-      return null;
+    } else {
+      if (this.logUnanswered) logger.info('timers: the log answers again; lost dispatches are repaired again');
+      this.logUnanswered = false;
     }
-    if (this.logUnanswered) logger.info('timers: the log answers again; lost dispatches are repaired again');
-    this.logUnanswered = false;
-    if (unread.size > 0 && now >= this.queuedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
+    if (queued.size > 0 && now >= this.queuedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
       this.queuedLoggedAt = now;
-      logger.warn('timers: dispatches older than the published timeout wait unread in the log (the workers of their lane lag behind, or none is running); their jobs are kept, not dispatched again', { count: unread.size, jobIds: [...unread].slice(0, PASSED_OVER_LOGGED_IDS) });
+      logger.warn('timers: dispatches older than the published timeout wait unread in the log (the workers of their lane lag behind, or none is running); their jobs are kept, not dispatched again', { count: queued.size, jobIds: [...queued].slice(0, PASSED_OVER_LOGGED_IDS) });
     }
-    return unread;
+    return { queued, unanswered };
   }
 
   /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (their dispatch waits unread), counted alike. */
   private async repairLost(now: number): Promise<{ all: number }> {
     const before = now - this.opts.publishedTimeoutMs;
     const found = await this.lostDispatches(now, before);
-    const queued = await this.unreadInLog(found, now, before);
-    if (queued === null) return { all: 0 };
+    const { queued, unanswered } = await this.unreadInLog(found, now, before);
     const kept = queued.size > 0 ? await this.deps.store.keepDispatches([...queued], now) : 0;
     this.counters.queued += kept;
-    return { all: kept + (await this.redispatch(found.filter((j) => !queued.has(j.id)))) };
+    return { all: kept + (await this.redispatch(found.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)))) };
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */

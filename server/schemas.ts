@@ -259,7 +259,7 @@ export const JobView = Type.Object({
   concurrencyKey: Nullable(Type.String(), 'The key whose concurrency and rate limit the job\'s attempts count against (docs/limits.md); null when it was submitted without one'),
   version: Type.Integer({ description: 'The last event\'s seq' }),
   createdAt: IsoTime('Submit time'),
-  updatedAt: IsoTime('Last transition'),
+  updatedAt: IsoTime('Last transition; for a job waiting to start, when a worker holding its dispatch, or the timers finding it still queued, last kept it (docs/limits.md)'),
   allowed: Type.Array(UserEventSchema, { description: 'User events the machine accepts now' }),
 }, { $id: 'Job', description: 'A job: what was submitted, where it is in the job machine and what it may do next' });
 export type JobView = Static<typeof JobView>;

@@ -233,7 +233,8 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
  * or the relay died before it).
  * Params: before, limit
  */
-export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version, queue, priority FROM jobs
+export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version, queue, priority,
+  json_extract(snapshot, '$.context.updatedAt') AS last_transition_at FROM jobs
   WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 
 /** When the oldest row still in the outbox was written: the first entry of the primary key. */

@@ -358,8 +358,8 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.findLostDispatches(T0 + 9, 10), []);
       // c: pending, dispatched at submit, PUBLISHED never recorded; d: delayed, never dispatched.
       assert.deepEqual(await store.findLostDispatches(T0 + 10_000, 10), [
-        { id: a!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0 },
-        { id: c!.job.id, state: 'pending', attempt: 0, version: 1, queue: 'reports', priority: -2 },
+        { id: a!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0, lastTransitionAt: T0 + 10 },
+        { id: c!.job.id, state: 'pending', attempt: 0, version: 1, queue: 'reports', priority: -2, lastTransitionAt: T0 + 15 },
       ]);
       assert.ok(d);
     });
@@ -377,7 +377,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       // Nothing else of the job changes: no version, no snapshot, no event.
       assert.deepEqual(after.map((j) => [j!.version, j!.snapshot]), before.map((j) => [j!.version, j!.snapshot]));
       assert.equal((await store.getEvents(a!.job.id)).length, 2);
-      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0 }]);
+      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0, lastTransitionAt: T0 + 10 }]);
       // An earlier time changes nothing.
       assert.equal(await store.keepDispatches([a!.job.id], T0 + 100), 0);
       assert.equal((await store.getJob(a!.job.id))!.updatedAt, T0 + 5000);
