@@ -204,6 +204,38 @@ describe('startLive: a key the server stops taking', () => {
   });
 });
 
+describe('startLive: a slow server', () => {
+  before(() => {
+    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
+  });
+
+  test('polling asks for the counts once at a time: a read still unanswered is not joined by more each tick', async (t) => {
+    const s = { reads: 0, open: 0, most: 0 };
+    const server = createServer((req, res) => {
+      if (req.url !== '/v1/stats') return void res.writeHead(404).end();
+      s.reads++;
+      s.most = Math.max(s.most, ++s.open);
+      setTimeout(() => {
+        s.open--;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ byState: {}, byType: {}, byQueue: {} }));
+      }, 450);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const { port } = server.address() as AddressInfo;
+    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
+    const live = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: () => undefined }, { pollMs: 100, reconnectMs: { min: 5000, max: 5000 } });
+    t.after(() => live.stop());
+    await new Promise((r) => setTimeout(r, 1400));
+    assert.equal(s.most, 1, `at most one read at a time (${s.reads} reads)`);
+    assert.ok(s.reads >= 2, 'it goes on reading once each answer came');
+  });
+});
+
 describe('guardKey: once the key is refused, the page sends nothing more', () => {
   test('a 401 stops every call (answered with it, no request), tells once; other failures and the pass-through calls go on', async () => {
     const calls: string[] = [];

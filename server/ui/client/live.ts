@@ -66,7 +66,11 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     on.onMode('refused');
     on.onRefused?.(err);
   };
+  /** A read still waits for its answer: a slow server gets the next only after it, not one more each tick. */
+  let reading = false;
   const poll = async () => {
+    if (reading) return;
+    reading = true;
     try {
       const stats = await api.stats();
       if (streaming || stopped) return; // the stream took over while this was in flight
@@ -75,6 +79,8 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     } catch (err) {
       if (isKeyRefused(err)) refused(err);
       else if (!streaming && !stopped) on.onMode('offline');
+    } finally {
+      reading = false;
     }
   };
   const startPolling = () => {
