@@ -173,7 +173,7 @@ class KafkaEventLog implements EventLog {
   }
 
   /**
-   * Four admin requests: the topics (a missing one is not created), the
+   * A few admin requests: the topics (a missing one is not created), the
    * partitions' oldest offsets, the first offset published after `before`
    * (from the records' timestamps: the `now` option's time as they were
    * sent), and the group's committed offsets.
