@@ -198,9 +198,8 @@ export class Timers {
    * still holds a row written by then: the relay has not published since, so
    * their dispatches may wait there (logged once as it starts and once as it ends).
    */
-  private async lostDispatches(now: number, before: number): Promise<LostDispatch[]> {
+  private async lostDispatches(before: number): Promise<LostDispatch[]> {
     const { store, logger } = this.deps;
-    if (now < this.lostScanNotBefore) return [];
     const oldest = await store.oldestOutboxAt();
     const stuck = oldest !== null && oldest <= before;
     if (stuck !== this.relayStuck) {
@@ -264,8 +263,10 @@ export class Timers {
 
   /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (their dispatch waits unread), counted alike. */
   private async repairLost(now: number): Promise<{ all: number }> {
+    // While the log does not answer, once a tenth of the timeout.
+    if (now < this.lostScanNotBefore) return { all: 0 };
     const before = now - this.opts.publishedTimeoutMs;
-    const found = await this.lostDispatches(now, before);
+    const found = await this.lostDispatches(before);
     const { queued, unanswered } = await this.unreadInLog(found, now, before);
     const kept = queued.size > 0 ? await this.deps.store.keepDispatches([...queued], now) : 0;
     this.counters.queued += kept;
