@@ -10,7 +10,7 @@ import { drawChart } from './charts.js';
 import {
   BUCKET_MS, CountsShown, KINDS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, type CountTable, type Kind, type LiveEvent,
 } from './console-data.js';
-import { byId, duration, h } from './dom.js';
+import { byId, countText as count, duration, h } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 
@@ -28,7 +28,6 @@ const REDRAW_MS = 2000;
 const EDGES_MS = 10_000;
 
 const own = (o: Record<string, number | undefined>, k: string): number => (Object.hasOwn(o, k) ? Number(o[k]) || 0 : 0);
-const count = (n: number): string => n.toLocaleString('en-US');
 
 /** Draw a counts table (past COUNT_ROWS names, those with the most jobs and a line for the rest). */
 function countsTable(body: HTMLElement, table: CountTable, states: readonly string[], what: string): void {

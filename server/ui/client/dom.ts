@@ -79,6 +79,9 @@ export function dateTime(iso: string): string {
 /** A `<time>` showing the local date and time, the ISO instant in its tooltip. */
 export const timeEl = (iso: string): HTMLTimeElement => h('time', { datetime: iso, title: iso }, dateTime(iso));
 
+/** `12,345`: a count with thousands separators, the same in every browser's locale. */
+export const countText = (n: number): string => n.toLocaleString('en-US');
+
 /** `850 ms`, `4.2 s`, `3 min 5 s`, `2 h 10 min`. */
 export function duration(ms: number): string {
   if (!Number.isFinite(ms)) return '–';

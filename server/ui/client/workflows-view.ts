@@ -31,7 +31,7 @@
  */
 import type { Api } from './api.js';
 import { errorText } from './api.js';
-import { byId, clockTime, h, jsonText, s, stateBadge } from './dom.js';
+import { byId, clockTime, countText, h, jsonText, s, stateBadge } from './dom.js';
 import { relative } from './insights.js';
 import { panelRefresh, pollWhileVisible } from './panel.js';
 import { countBadge, layoutWorkflow, type WfBox, type WorkflowLayout, type WorkflowMeasure } from './workflow-layout.js';
@@ -100,7 +100,7 @@ function drawCounts(svg: SVGSVGElement, layout: WorkflowLayout, graph: WorkflowG
     const tip = el.querySelector(':scope > title');
     if (box && tip) tip.textContent = n ? `${stateTip(box)}\n${countTitle(id, n, graph)}` : stateTip(box);
     if (!box || n === 0) continue;
-    const text = n.toLocaleString('en-US');
+    const text = countText(n);
     const b = countBadge(box, text);
     el.append(s('g', { class: 'wf-count', 'data-wf-count': n },
       s('title', {}, countTitle(id, n, graph)),
@@ -254,7 +254,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       history.prepend(older);
     }
     older.setAttribute('data-older', String(shown.older));
-    older.firstElementChild!.textContent = `${shown.older.toLocaleString('en-US')} older step${shown.older === 1 ? '' : 's'} not shown: `
+    older.firstElementChild!.textContent = `${countText(shown.older)} older step${shown.older === 1 ? '' : 's'} not shown: `
       + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events without ?last).`;
   };
 

@@ -14,7 +14,7 @@
  */
 import type { StreamEventMessage, StreamWorkflowMessage, Workflow, WorkflowEvent, WorkflowPage } from '../../../client/index.js';
 import type { WorkflowGraphEdge, WorkflowGraphNode } from '../../../machines/workflow-graph.js';
-import { dateTime, jsonLine } from './dom.js';
+import { countText, dateTime, jsonLine } from './dom.js';
 import { relative } from './insights.js';
 
 export type { Workflow, WorkflowEvent, WorkflowPage };
@@ -270,7 +270,7 @@ export function highlighted(graph: Pick<WorkflowGraphAnswer, 'active' | 'status'
   return new Set(graph.status === 'active' || graph.status === 'done' ? graph.active : []);
 }
 
-const instances = (n: number): string => `${n.toLocaleString('en-US')} active instance${n === 1 ? '' : 's'}`;
+const instances = (n: number): string => `${countText(n)} active instance${n === 1 ? '' : 's'}`;
 
 /**
  * Each state node's live count, by id (a Map: the ids are the author's);
