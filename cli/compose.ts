@@ -277,7 +277,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     store, transitions, clock, logger, ...(has('timers') ? { onTicks: metrics.scheduleTicks() } : {}), ...(tracer ? { tracer } : {}),
   });
   const timers = has('timers')
-    ? new Timers({ store, transitions, clock, logger, schedules: scheduleRunner, dispatches: { log, groupId: config.worker.groupId } }, config.timers)
+    ? new Timers({
+        store, transitions, clock, logger, schedules: scheduleRunner, dispatches: { log, groupId: config.worker.groupId }, presence: store,
+      }, config.timers)
     : null;
   const retention = has('timers') ? new Retention({ store, clock, logger }, config.retention) : null;
   const workflowDriver = has('timers')
@@ -296,13 +298,14 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       await advisor?.start();
+      // Before the timers: their first pass must not take this process's own worker for missing.
+      await presence?.start();
       relay?.start();
       timers?.start();
       retention?.start();
       await workflowDriver?.start();
       await limitDirectory?.start();
       await worker?.start();
-      await presence?.start();
       return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
     },
     async stop() {

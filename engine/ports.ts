@@ -269,8 +269,9 @@ export interface DueJob {
   version: number;
 }
 
-/** A job the lost-dispatch scan found: with what names the lane its dispatch travels on (engine/lanes.ts). */
+/** A job the lost-dispatch scan found: with what names the lane its dispatch travels on (engine/lanes.ts), and its type. */
 export interface LostDispatch extends DueJob {
+  type: string;
   queue: string;
   priority: number;
   /** Its last transition (the snapshot's `updatedAt`: its dispatch, or PUBLISHED), which a keep does not move. */

@@ -12,8 +12,11 @@ import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
 import { isLane, laneGroup, laneTopic } from './lanes.js';
 import { silentLogger } from './logger.js';
-import { TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow } from './ports.js';
+import {
+  TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow, type WorkerRecord, type WorkerRegistryStore,
+} from './ports.js';
 import { MAX_QUEUED_TIMEOUTS, Timers } from './timers.js';
+import { MAX_WORKERS_LISTED, PRESENCE_TTL_MS } from './worker-presence.js';
 import { TransitionService } from './transitions.js';
 
 const TIMEOUT_MS = 60_000;
@@ -45,12 +48,15 @@ const dispatchesOf = (rows: readonly OutboxRow[]) => rows.filter((r) => r.topic 
 
 
 /** Timers (published timeout TIMEOUT_MS) and transitions over `store`, on a clock the test moves. */
-function timersOn(store: JobStore, batchSize = 100, logger: Logger = silentLogger, log?: Pick<EventLog, 'unreadBefore' | 'partitioner'>) {
+function timersOn(
+  store: JobStore, batchSize = 100, logger: Logger = silentLogger, log?: Pick<EventLog, 'unreadBefore' | 'partitioner'>,
+  presence?: Pick<WorkerRegistryStore, 'listWorkers'>,
+) {
   const clock = manualClock();
   const nextId = monotonicFactory();
   const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
   const dispatches = log ? { dispatches: { log, groupId: WORKERS } } : {};
-  const timers = new Timers({ store, transitions, clock, logger, ...dispatches }, { pollMs: 10, batchSize, publishedTimeoutMs: TIMEOUT_MS });
+  const timers = new Timers({ store, transitions, clock, logger, ...dispatches, ...(presence ? { presence } : {}) }, { pollMs: 10, batchSize, publishedTimeoutMs: TIMEOUT_MS });
   return { clock, transitions, timers };
 }
 
@@ -395,6 +401,98 @@ for (const backend of STORE_BACKENDS) {
     }));
   });
 }
+
+/** A worker's presence row, last seen at `lastSeenAt`. */
+const workerRow = (id: string, types: string[], queues: string[], lastSeenAt: number): WorkerRecord => ({
+  id, host: 'test', pid: 1, types, queues, concurrency: 10, startedAt: T0, lastSeenAt,
+});
+
+for (const backend of STORE_BACKENDS) {
+  describe(`Timers on ${backend.name}, with the workers' presence`, () => {
+    it('keep a job no live worker can run instead of dispatching it again each timeout; dispatch it again once a worker that can is up', () => withMigratedStore(backend, async (store) => {
+      const { logger, seen } = warnings();
+      const { log, stampWith } = logOnClock();
+      const { clock, transitions, timers } = timersOn(store, 100, logger, log, store);
+      stampWith(clock);
+      // A live worker serves the default queue with a handler for demo.echo only; one that could run demo.resize died.
+      await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], T0));
+      await store.upsertWorker(workerRow('w-dead', ['demo.resize'], ['*'], T0 - PRESENCE_TTL_MS - 1));
+      const submit = async (s: Partial<JobSpec> = {}) => { const r = await transitions.submit(spec(s)); assert.ok(r.ok); return r.job.id; };
+      const served = await submit();
+      const noHandler = await submit({ type: 'demo.resize' });
+      const noWorker = await submit({ queue: 'reports' });
+      assert.equal((await publishTo(store, log)).length, 3);
+      // The worker reads its lane and skips demo.resize; echo's dispatch is lost on the way.
+      await readPast(log, TOPICS.dispatch);
+
+      for (let i = 1; i <= 4; i++) {
+        clock.advance(TIMEOUT_MS);
+        await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], clock.now()));
+        assert.equal(await timers.runOnce(), 3, `timeout ${i}: two jobs kept, one dispatched again`);
+        assert.deepEqual(await publishTo(store, log), [served], `timeout ${i}: only the job a live worker can run is dispatched again`);
+        await readPast(log, TOPICS.dispatch);
+      }
+      assert.deepEqual([timers.counters.unserved, timers.counters.queued, timers.counters.redispatched], [8, 0, 4]);
+      for (const id of [noHandler, noWorker]) {
+        assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED'], 'no event');
+        assert.equal((await store.getJob(id))!.updatedAt, clock.now(), 'kept: the scan looks again a timeout later');
+      }
+      const told = seen.filter(([m]) => m.includes('no live worker can run'));
+      assert.ok(told.length >= 1 && told.length <= 4, 'at most once a minute');
+      assert.equal(told[0]![1]!.count, 2);
+      assert.deepEqual(told[0]![1]!.waiting, [{ type: 'demo.resize', queue: 'default' }, { type: 'demo.echo', queue: 'reports' }]);
+
+      // A worker with the resize handler, serving every queue, is up: a timeout after the last keep, the job is dispatched again.
+      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
+      clock.advance(TIMEOUT_MS - 1);
+      assert.equal(await timers.runOnce(), 0);
+      clock.advance(1);
+      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
+      await timers.runOnce();
+      const sent = await publishTo(store, log);
+      assert.ok(sent.includes(noHandler), 'dispatched again, to be run by the new worker');
+      assert.ok(!sent.includes(noWorker), 'no live worker serves reports with demo.echo yet');
+      assert.equal((await store.getJob(noHandler))!.snapshot.context.dispatches, 2);
+    }));
+  });
+}
+
+describe('Timers when the workers\' presence cannot tell', () => {
+  const lost = [
+    { id: 'a', state: 'published', attempt: 0, version: 2, type: 'demo.resize', queue: 'default', priority: 0, lastTransitionAt: T0 },
+  ];
+  const run = async (presence: Pick<WorkerRegistryStore, 'listWorkers'>, logger: Logger = silentLogger) => {
+    const store = {
+      findDue: async () => [], findExpiredLeases: async () => [], findLostDispatches: async () => lost, oldestOutboxAt: async () => null,
+      keepDispatches: async (ids: string[]) => ids.length,
+    } as unknown as JobStore;
+    const applied: string[] = [];
+    const transitions = {
+      applyMany: async (items: { jobId: string }[]) => items.map((i) => { applied.push(i.jobId); return { ok: true, job: { id: i.jobId, type: 'demo.resize' } }; }),
+    } as unknown as TransitionService;
+    const timers = new Timers({ store, transitions, clock: manualClock(), logger, presence }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: TIMEOUT_MS });
+    await timers.runOnce();
+    return { applied, counters: timers.counters };
+  };
+
+  it('keep the job while the rows say no live worker can run it (the control)', async () => {
+    const { applied, counters } = await run({ listWorkers: async () => [] });
+    assert.deepEqual([applied, counters.unserved], [[], 1]);
+  });
+
+  it('dispatch it again when the rows cannot be read, and say so once', async () => {
+    const { logger, seen } = warnings();
+    const { applied, counters } = await run({ listWorkers: async () => { throw new Error('connection lost'); } }, logger);
+    assert.deepEqual([applied, counters.unserved], [['a'], 0]);
+    assert.equal(seen.filter(([m]) => m.includes('presence could not be read')).length, 1);
+  });
+
+  it(`dispatch it again when the store lists ${MAX_WORKERS_LISTED} workers (it lists no more: one that can run it may be left out)`, async () => {
+    const rows = Array.from({ length: MAX_WORKERS_LISTED }, (_, i) => workerRow(`w-${i}`, ['demo.echo'], ['*'], T0));
+    const { applied, counters } = await run({ listWorkers: async () => rows });
+    assert.deepEqual([applied, counters.unserved], [['a'], 0]);
+  });
+});
 
 describe('Timers with the database down', () => {
   it('pause 1 s after a failed pass, doubling to 10 s, and poll normally again once a pass works', async () => {

@@ -17,7 +17,14 @@
  * worker keeps the dispatches it holds (`JobStore.keepDispatches`: its update
  * time moves, no event), so the scan looks at it again a timeout later and
  * the jobs behind it come to the head; for {@link MAX_QUEUED_TIMEOUTS}
- * timeouts after its last transition at most.
+ * timeouts after its last transition at most. Nor, kept alike and for as long
+ * as it lasts, a job that no live worker can run (none lists its type among
+ * its handlers and serves its queue: engine/worker-presence.ts): a new
+ * dispatch would only be read and skipped, or wait unread beside the first,
+ * one more event, outbox row and message at every timeout for as long as the
+ * job waits. Once a worker that can run it is up, the next scan a timeout
+ * after its last keep dispatches it again, if its lane's workers read past
+ * its dispatch.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -30,13 +37,15 @@
  * scans read past such jobs (they stay at the head of their order, untouched)
  * so that they do not take the batch of every later pass.
  */
-import type { Clock, DueJob, EventLog, JobRecord, JobStore, Logger, LostDispatch } from './ports.js';
+import type { Clock, DueJob, EventLog, JobRecord, JobStore, Logger, LostDispatch, WorkerRegistryStore } from './ports.js';
 import { laneGroup, laneTopic } from './lanes.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { settleAll } from './in-parallel.js';
 import { withTimeout } from './with-timeout.js';
 import type { ScheduleRunner } from './schedules.js';
+import { MAX_WORKERS_LISTED, servedBy } from './worker-presence.js';
+import { errorFields } from './logger.js';
 
 export interface TimersOptions {
   /** How often to look. @defaultValue 250 */
@@ -60,6 +69,13 @@ export interface TimersDeps {
    * @defaultValue none: every job the scan finds is dispatched again
    */
   dispatches?: { log: Pick<EventLog, 'unreadBefore' | 'partitioner'>; groupId: string };
+  /**
+   * The workers' presence rows (engine/worker-presence.ts): a job whose type and
+   * queue no live worker handles is kept, not dispatched again. Give it only
+   * where every worker keeps a presence row (each `ats start` worker does).
+   * @defaultValue none: every job the scan finds is dispatched again
+   */
+  presence?: Pick<WorkerRegistryStore, 'listWorkers'>;
 }
 
 export interface TimersCounters {
@@ -69,6 +85,8 @@ export interface TimersCounters {
   redispatched: number;
   /** Jobs the lost-dispatch scan found whose dispatch waited unread in the log: kept, not dispatched again. */
   queued: number;
+  /** Jobs the lost-dispatch scan found that no live worker can run: kept, not dispatched again. */
+  unserved: number;
 }
 
 /** How many jobs of another job machine version each scan reads past, in batches: beyond, the repairs behind them wait. */
@@ -127,7 +145,7 @@ class PassedOver {
 
 export class Timers {
   private readonly loop = new BackgroundLoop((signal) => this.run(signal));
-  readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0, queued: 0 };
+  readonly counters: TimersCounters = { dispatched: 0, retried: 0, expired: 0, redispatched: 0, queued: 0, unserved: 0 };
   /** The last pass found the relay stuck (its lost-dispatch repair skipped). */
   private relayStuck = false;
   /** The last lost-dispatch scan could not ask the log (its repair skipped). */
@@ -136,6 +154,10 @@ export class Timers {
   private lostScanNotBefore = -Infinity;
   /** When the jobs kept for their dispatch waiting unread were last logged (at most once a minute). */
   private queuedLoggedAt = -Infinity;
+  /** When the jobs kept for no live worker can run them were last logged (at most once a minute). */
+  private unservedLoggedAt = -Infinity;
+  /** The last read of the workers' presence failed (logged once as it starts and once as it ends). */
+  private presenceUnread = false;
   /** Per scan, the jobs of another job machine version it reads past. */
   private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
   /** The job machine versions of the jobs passed over, for the log. */
@@ -267,10 +289,48 @@ export class Timers {
     if (now < this.lostScanNotBefore) return { all: 0 };
     const before = now - this.opts.publishedTimeoutMs;
     const found = await this.lostDispatches(before);
-    const { queued, unanswered } = await this.unreadInLog(found, now, before);
-    const kept = queued.size > 0 ? await this.deps.store.keepDispatches([...queued], now) : 0;
-    this.counters.queued += kept;
-    return { all: kept + (await this.redispatch(found.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)))) };
+    const unserved = await this.unservedOf(found, now);
+    const kept = new Set(unserved);
+    const served = kept.size > 0 ? found.filter((j) => !kept.has(j)) : found;
+    const { queued, unanswered } = await this.unreadInLog(served, now, before);
+    const { store } = this.deps;
+    const keptUnserved = unserved.length > 0 ? await store.keepDispatches(unserved.map((j) => j.id), now) : 0;
+    const keptQueued = queued.size > 0 ? await store.keepDispatches([...queued], now) : 0;
+    this.counters.unserved += keptUnserved;
+    this.counters.queued += keptQueued;
+    return { all: keptUnserved + keptQueued + (await this.redispatch(served.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)))) };
+  }
+
+  /**
+   * Of `jobs`, those no live worker can run (their type and queue: see
+   * `presence`), logged at most once a minute. None when the presence rows
+   * cannot tell: not given, not read (logged once as it starts and once as it
+   * ends), or more of them than a store lists.
+   */
+  private async unservedOf(jobs: readonly LostDispatch[], now: number): Promise<LostDispatch[]> {
+    const { presence, logger } = this.deps;
+    if (!presence || jobs.length === 0) return [];
+    let workers;
+    try {
+      workers = await presence.listWorkers();
+      if (this.presenceUnread) logger.info('timers: the workers\' presence is read again; jobs no live worker can run are kept again');
+      this.presenceUnread = false;
+    } catch (err) {
+      if (!this.presenceUnread) logger.warn('timers: the workers\' presence could not be read; every lost dispatch found is dispatched again meanwhile', errorFields(err));
+      this.presenceUnread = true;
+      return [];
+    }
+    if (workers.length >= MAX_WORKERS_LISTED) return [];
+    const serves = servedBy(workers, now);
+    const unserved = jobs.filter((j) => !serves(j.type, j.queue));
+    if (unserved.length > 0 && now >= this.unservedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
+      this.unservedLoggedAt = now;
+      const pairs = new Map(unserved.map((j) => [JSON.stringify([j.type, j.queue]), { type: j.type, queue: j.queue }]));
+      logger.warn('timers: jobs wait that no live worker can run (none has a handler for their type and serves their queue); they are kept, not dispatched again, until one is up', {
+        count: unserved.length, waiting: [...pairs.values()].slice(0, PASSED_OVER_LOGGED_IDS), jobIds: unserved.slice(0, PASSED_OVER_LOGGED_IDS).map((j) => j.id),
+      });
+    }
+    return unserved;
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */

@@ -7,8 +7,9 @@
  * A row is replaced every PRESENCE_INTERVAL_MS and deleted on a graceful
  * stop; one not seen for PRESENCE_TTL_MS is not live (its process died or
  * lost the database), and one not seen for PRESENCE_PURGE_MS is deleted by
- * the next heartbeat of any worker. Presence is advisory: it decides nothing
- * about which worker gets which job.
+ * the next heartbeat of any worker. Presence decides nothing about which
+ * worker gets which job; the timers read it to leave alone a job no live
+ * worker can run (engine/timers.ts), instead of dispatching it again.
  */
 import { errorFields } from './logger.js';
 import { BackgroundLoop } from './loop.js';
@@ -19,6 +20,8 @@ export const PRESENCE_TTL_MS = 15_000;
 export const PRESENCE_PURGE_MS = 3_600_000;
 /** The queue list of a worker that serves every queue. */
 export const ALL_QUEUES = '*';
+/** Most workers a store lists (`WorkerRegistryStore.listWorkers`). */
+export const MAX_WORKERS_LISTED = 1000;
 
 export const isLive = (w: Pick<WorkerRecord, 'lastSeenAt'>, now: number): boolean => w.lastSeenAt >= now - PRESENCE_TTL_MS;
 
@@ -38,9 +41,7 @@ const WAITING = new Set(['pending', 'published']);
  * handles: none lists the type among its handlers and serves the queue.
  */
 export function unserved(counts: readonly JobCount[], workers: readonly WorkerRecord[], now: number): Unserved[] {
-  const live = workers.filter((w) => isLive(w, now));
-  const serves = (type: string, queue: string) =>
-    live.some((w) => w.types.includes(type) && (w.queues.includes(ALL_QUEUES) || w.queues.includes(queue)));
+  const serves = servedBy(workers, now);
   const waiting = new Map<string, Unserved>();
   for (const c of counts) {
     if (!WAITING.has(c.state) || c.n <= 0 || serves(c.type, c.queue)) continue;
@@ -50,6 +51,12 @@ export function unserved(counts: readonly JobCount[], workers: readonly WorkerRe
     else waiting.set(key, { type: c.type, queue: c.queue, waiting: c.n });
   }
   return [...waiting.values()].sort((a, b) => a.type.localeCompare(b.type) || a.queue.localeCompare(b.queue));
+}
+
+/** Whether a live worker of `workers` lists `type` among its handlers and serves `queue`. */
+export function servedBy(workers: readonly WorkerRecord[], now: number): (type: string, queue: string) => boolean {
+  const live = workers.filter((w) => isLive(w, now));
+  return (type, queue) => live.some((w) => w.types.includes(type) && (w.queues.includes(ALL_QUEUES) || w.queues.includes(queue)));
 }
 
 export interface WorkerPresenceDeps {

@@ -168,5 +168,5 @@ export function rowToDue(r: Row): DueJob {
 }
 
 export function rowToLostDispatch(r: Row): LostDispatch {
-  return { ...rowToDue(r), queue: String(r.queue), priority: toNum(r.priority), lastTransitionAt: toNum(r.last_transition_at) };
+  return { ...rowToDue(r), type: String(r.type), queue: String(r.queue), priority: toNum(r.priority), lastTransitionAt: toNum(r.last_transition_at) };
 }

@@ -233,7 +233,7 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
  * or the relay died before it).
  * Params: before, limit
  */
-export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version, queue, priority,
+export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version, type, queue, priority,
   json_extract(snapshot, '$.context.updatedAt') AS last_transition_at FROM jobs
   WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
 

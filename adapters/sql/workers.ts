@@ -1,12 +1,11 @@
 /** The WorkerRegistryStore port over one "run this statement" function, shared by both stores. */
 import type { WorkerRecord, WorkerRegistryStore } from '../../engine/ports.js';
+import { MAX_WORKERS_LISTED } from '../../engine/worker-presence.js';
 import type { Dialect } from './dialect.js';
 import { toNum, type Row } from './rows.js';
 import type { Exec } from './program.js';
 
 const COLUMNS = 'id, host, pid, queues, types, concurrency, started_at, last_seen_at';
-/** Most workers listed. */
-export const MAX_WORKERS_LISTED = 1000;
 
 function rowToWorker(r: Row): WorkerRecord {
   return {

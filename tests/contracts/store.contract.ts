@@ -351,15 +351,15 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual((await store.findExpiredLeases(T0 + 9000, 10)).map((j) => j.id), [b!.job.id]);
     });
 
-    test('findLostDispatches finds dispatched jobs not started since a time, published or not, with their lane', async (store) => {
-      const [a, b, c, d] = await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite({ at: T0 + 15, queue: 'reports', priority: -2 }), newJobWrite({ runAt: T0 + 50 })]);
+    test('findLostDispatches finds dispatched jobs not started since a time, published or not, with their type and lane', async (store) => {
+      const [a, b, c, d] = await insertAll(store, [newJobWrite(), newJobWrite(), newJobWrite({ at: T0 + 15, type: 'report.render', queue: 'reports', priority: -2 }), newJobWrite({ runAt: T0 + 50 })]);
       await drive(store, a!.job.id, [published(T0 + 10)]);
       await drive(store, b!.job.id, [published(T0 + 20), started(T0 + 30)]);
       assert.deepEqual(await store.findLostDispatches(T0 + 9, 10), []);
       // c: pending, dispatched at submit, PUBLISHED never recorded; d: delayed, never dispatched.
       assert.deepEqual(await store.findLostDispatches(T0 + 10_000, 10), [
-        { id: a!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0, lastTransitionAt: T0 + 10 },
-        { id: c!.job.id, state: 'pending', attempt: 0, version: 1, queue: 'reports', priority: -2, lastTransitionAt: T0 + 15 },
+        { id: a!.job.id, state: 'published', attempt: 0, version: 2, type: 'demo.echo', queue: 'default', priority: 0, lastTransitionAt: T0 + 10 },
+        { id: c!.job.id, state: 'pending', attempt: 0, version: 1, type: 'report.render', queue: 'reports', priority: -2, lastTransitionAt: T0 + 15 },
       ]);
       assert.ok(d);
     });
@@ -377,7 +377,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       // Nothing else of the job changes: no version, no snapshot, no event.
       assert.deepEqual(after.map((j) => [j!.version, j!.snapshot]), before.map((j) => [j!.version, j!.snapshot]));
       assert.equal((await store.getEvents(a!.job.id)).length, 2);
-      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0, version: 2, queue: 'default', priority: 0, lastTransitionAt: T0 + 10 }]);
+      assert.deepEqual(await store.findLostDispatches(T0 + 4999, 10), [{ id: e!.job.id, state: 'published', attempt: 0, version: 2, type: 'demo.echo', queue: 'default', priority: 0, lastTransitionAt: T0 + 10 }]);
       // An earlier time changes nothing.
       assert.equal(await store.keepDispatches([a!.job.id], T0 + 100), 0);
       assert.equal((await store.getJob(a!.job.id))!.updatedAt, T0 + 5000);

@@ -4,8 +4,9 @@
  * it; the registry shows each worker's queues; and jobs of a queue no live
  * worker serves wait, listed as unserved in `/v1/stats`, not failed or
  * claimed by a worker of another queue; jobs of a queue whose workers all
- * stopped are not dispatched again while their dispatches wait unread in
- * Kafka, and run once one comes back.
+ * stopped are not dispatched again while none is up, nor those whose
+ * dispatches wait unread in Kafka behind a live worker that reads nothing;
+ * each runs once a worker reads its lane.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -98,7 +99,7 @@ it('each job runs on a worker serving its queue; a queue no live worker serves w
   }
 });
 
-it('jobs of a queue whose workers are all gone are not dispatched again while their dispatches wait unread; a worker that comes runs each once', { timeout: 60_000 }, async () => {
+it('jobs of a queue whose workers are all gone are not dispatched again while none is up; a worker that comes runs each once', { timeout: 60_000 }, async () => {
   const { store, transitions, timers } = t.system;
   // The queue's workers have read its lanes (their group committed there), then stop.
   const first = await startWorker('w-later-1', 'later');
@@ -111,11 +112,45 @@ it('jobs of a queue whose workers are all gone are not dispatched again while th
   for (const id of ids) {
     assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED'], `job ${id}: one dispatch, queued in its lane`);
   }
-  assert.ok(timers!.counters.queued >= 2, 'kept by the timers');
+  assert.ok(timers!.counters.unserved >= 2, 'kept by the timers: no live worker serves the queue');
 
   await startWorker('w-later-2', 'later');
   for (const id of ids) {
     await waitForJob(store, id, isState('done'), 30_000, 'done once a worker serves its queue again');
     assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
+  }
+});
+
+it('jobs whose dispatches wait unread behind a live worker that reads nothing are not dispatched again; read, each runs once', { timeout: 60_000 }, async () => {
+  const { store, transitions, timers } = t.system;
+  // The queue's workers have read its lanes (their group committed there), then stop.
+  const first = await startWorker('w-stuck-1', 'stuck');
+  const warm = [(await transitions.submit(spec('stuck', 0))).job.id, (await transitions.submit(spec('stuck', -1))).job.id];
+  for (const id of warm) await waitForJob(store, id, isState('done'), 30_000, 'done while its worker runs');
+  await first.stop();
+  // A worker of the queue is live (its presence row is fresh) and reads nothing: a stuck process.
+  const stuck = (): Promise<void> => store.upsertWorker({
+    id: 'w-stuck-live', host: 'test', pid: 1, queues: ['stuck'], types: [TYPE], concurrency: 1, startedAt: Date.now(), lastSeenAt: Date.now(),
+  });
+  await stuck();
+  const beat = setInterval(() => void stuck().catch(() => undefined), 200);
+  try {
+    const queued = timers!.counters.queued;
+    const ids = [(await transitions.submit(spec('stuck', 0))).job.id, (await transitions.submit(spec('stuck', -1))).job.id];
+    await sleep(4 * PUBLISHED_TIMEOUT_MS);
+    for (const id of ids) {
+      assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED'], `job ${id}: one dispatch, queued in its lane`);
+    }
+    // Kept because the log says their dispatches wait unread (a queue no live worker served would count as unserved).
+    assert.ok(timers!.counters.queued - queued >= 2, 'kept by the timers: the log says the dispatches wait unread');
+
+    await startWorker('w-stuck-2', 'stuck');
+    for (const id of ids) {
+      await waitForJob(store, id, isState('done'), 30_000, 'done once a worker reads its lane');
+      assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
+    }
+  } finally {
+    clearInterval(beat);
+    await store.deleteWorker('w-stuck-live');
   }
 });
