@@ -430,8 +430,9 @@ export interface JobStore {
    */
   findLostDispatches(before: number, limit: number): Promise<LostDispatch[]>;
   /**
-   * A live worker still holds these jobs' dispatches (their limit refused
-   * the claim; it claims them again when the limit allows): those still
+   * These jobs' dispatches are not lost (a live worker holds them because
+   * their limit refused the claim; or the timers found them waiting unread in
+   * the log, or of a type and queue no live worker can run): those still
    * waiting for a worker (pending with the dispatch issued, or published)
    * get `at` as their update time, unless it is later already, so
    * `findLostDispatches` does not take them for lost. Answers how many

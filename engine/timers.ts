@@ -10,21 +10,23 @@
  * the outbox then, not lost, and a new one would only wait behind it, one
  * more row and message per job at every timeout for as long as it lasts.
  * Nor a job whose dispatch still waits in the log, unread by its lane's
- * workers (a backlog longer than the timeout, or every worker of its queue
- * gone): it is queued, not lost, and a new dispatch, keyed by the job id,
+ * workers (a backlog longer than the timeout, or a worker that reads
+ * nothing): it is queued, not lost, and a new dispatch, keyed by the job id,
  * would only queue behind it on the same partition (`EventLog.unreadBefore`,
  * asked of the lanes of the jobs the scan found). Such a job is kept as a
  * worker keeps the dispatches it holds (`JobStore.keepDispatches`: its update
  * time moves, no event), so the scan looks at it again a timeout later and
  * the jobs behind it come to the head; for {@link MAX_QUEUED_TIMEOUTS}
- * timeouts after its last transition at most. Nor, kept alike and for as long
- * as it lasts, a job that no live worker can run (none lists its type among
- * its handlers and serves its queue: engine/worker-presence.ts): a new
- * dispatch would only be read and skipped, or wait unread beside the first,
- * one more event, outbox row and message at every timeout for as long as the
- * job waits. Once a worker that can run it is up, the next scan a timeout
- * after its last keep dispatches it again, if its lane's workers read past
- * its dispatch.
+ * timeouts after its last transition at most. Nor, kept alike and as long, a
+ * job that no live worker can run (none lists its type among its handlers
+ * and serves its queue: engine/worker-presence.ts): a new dispatch would only
+ * be read and skipped, or wait unread beside the first, one more event,
+ * outbox row and message at every timeout for as long as the job waits. The
+ * bound holds for it too, because a presence row can be missing for a worker
+ * that runs (its writes fail): a lost dispatch is repaired within
+ * {@link MAX_QUEUED_TIMEOUTS} timeouts whatever the rows say. Once a worker
+ * that can run it is up, the next scan a timeout after its last keep at most
+ * treats it as any other job.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -248,8 +250,7 @@ export class Timers {
     const queued = new Set<string>();
     const unanswered = new Set<string>();
     const { dispatches, logger } = this.deps;
-    const oldest = now - MAX_QUEUED_TIMEOUTS * this.opts.publishedTimeoutMs;
-    const asked = dispatches ? jobs.filter((j) => j.lastTransitionAt > oldest) : [];
+    const asked = dispatches ? jobs.filter((j) => this.mayKeep(j, now)) : [];
     if (!dispatches || asked.length === 0) return { queued, unanswered };
     const byLane = new Map<string, LostDispatch[]>();
     for (const j of asked) {
@@ -278,18 +279,23 @@ export class Timers {
     }
     if (queued.size > 0 && now >= this.queuedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
       this.queuedLoggedAt = now;
-      logger.warn('timers: dispatches older than the published timeout wait unread in the log (the workers of their lane lag behind, or none is running); their jobs are kept, not dispatched again', { count: queued.size, jobIds: [...queued].slice(0, PASSED_OVER_LOGGED_IDS) });
+      logger.warn('timers: dispatches older than the published timeout wait unread in the log (the workers of their lane lag behind, or read nothing); their jobs are kept, not dispatched again', { count: queued.size, jobIds: [...queued].slice(0, PASSED_OVER_LOGGED_IDS) });
     }
     return { queued, unanswered };
   }
 
-  /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (their dispatch waits unread), counted alike. */
+  /** Whether a job the scan found may be kept (queued or unserved): its last transition is less than {@link MAX_QUEUED_TIMEOUTS} timeouts old. */
+  private mayKeep(j: LostDispatch, now: number): boolean {
+    return j.lastTransitionAt > now - MAX_QUEUED_TIMEOUTS * this.opts.publishedTimeoutMs;
+  }
+
+  /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (no live worker can run them, or their dispatch waits unread), counted alike. */
   private async repairLost(now: number): Promise<{ all: number }> {
     // While the log does not answer, once a tenth of the timeout.
     if (now < this.lostScanNotBefore) return { all: 0 };
     const before = now - this.opts.publishedTimeoutMs;
     const found = await this.lostDispatches(before);
-    const unserved = await this.unservedOf(found, now);
+    const unserved = await this.unservedOf(found.filter((j) => this.mayKeep(j, now)), now);
     const kept = new Set(unserved);
     const served = kept.size > 0 ? found.filter((j) => !kept.has(j)) : found;
     const { queued, unanswered } = await this.unreadInLog(served, now, before);
@@ -303,9 +309,10 @@ export class Timers {
 
   /**
    * Of `jobs`, those no live worker can run (their type and queue: see
-   * `presence`), logged at most once a minute. None when the presence rows
-   * cannot tell: not given, not read (logged once as it starts and once as it
-   * ends), or more of them than a store lists.
+   * `presence`), logged at most once a minute; the log is not asked about
+   * them. None when the presence rows cannot tell: not given, not read
+   * (logged once as it starts and once as it ends), or as many as a store
+   * lists at most (one that can run them may be left out).
    */
   private async unservedOf(jobs: readonly LostDispatch[], now: number): Promise<LostDispatch[]> {
     const { presence, logger } = this.deps;
@@ -326,7 +333,7 @@ export class Timers {
     if (unserved.length > 0 && now >= this.unservedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
       this.unservedLoggedAt = now;
       const pairs = new Map(unserved.map((j) => [JSON.stringify([j.type, j.queue]), { type: j.type, queue: j.queue }]));
-      logger.warn('timers: jobs wait that no live worker can run (none has a handler for their type and serves their queue); they are kept, not dispatched again, until one is up', {
+      logger.warn('timers: jobs wait that no live worker can run (none has a handler for their type and serves their queue); they are kept, not dispatched again meanwhile', {
         count: unserved.length, waiting: [...pairs.values()].slice(0, PASSED_OVER_LOGGED_IDS), jobIds: unserved.slice(0, PASSED_OVER_LOGGED_IDS).map((j) => j.id),
       });
     }

@@ -633,10 +633,9 @@ export class Worker {
   /**
    * A dispatch of a type this worker has no handler for: not claimed, so the
    * job is not failed for it. It stays dispatched; the timers dispatch it
-   * again after the published timeout (a worker deployed with the handler
-   * meanwhile runs it), and `/v1/stats` lists it as unserved while no live
-   * worker handles its type (engine/worker-presence.ts). Logged at most once
-   * a minute per type.
+   * again after the published timeout once a live worker has the handler
+   * (engine/timers.ts), and `/v1/stats` lists it as unserved while none
+   * does (engine/worker-presence.ts). Logged at most once a minute per type.
    */
   private unhandled(m: DispatchMessage): void {
     this.counters.unhandled++;
@@ -645,7 +644,7 @@ export class Worker {
     if (last !== undefined && now - last < UNHANDLED_LOG_EVERY_MS) return;
     if (this.unhandledLogged.size >= UNHANDLED_TYPES_TRACKED) this.unhandledLogged.clear();
     this.unhandledLogged.set(m.type, now);
-    this.deps.logger.warn('worker: dispatch skipped: no handler is registered here for its type (the job waits; it is dispatched again after the published timeout)', {
+    this.deps.logger.warn('worker: dispatch skipped: no handler is registered here for its type (the job waits; the timers dispatch it again once a live worker has the handler)', {
       jobId: m.jobId, type: m.type, queue: m.queue, attempt: m.attempt, skippedSoFar: this.counters.unhandled,
     });
   }

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, it } from 'node:test';
+import type { MysqlStore } from '../../adapters/mysql/index.js';
 import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
@@ -128,10 +129,11 @@ it('jobs whose dispatches wait unread behind a live worker that reads nothing ar
   const warm = [(await transitions.submit(spec('stuck', 0))).job.id, (await transitions.submit(spec('stuck', -1))).job.id];
   for (const id of warm) await waitForJob(store, id, isState('done'), 30_000, 'done while its worker runs');
   await first.stop();
-  // A worker of the queue is live (its presence row is fresh) and reads nothing: a stuck process.
-  const stuck = (): Promise<void> => store.upsertWorker({
-    id: 'w-stuck-live', host: 'test', pid: 1, queues: ['stuck'], types: [TYPE], concurrency: 1, startedAt: Date.now(), lastSeenAt: Date.now(),
-  });
+  // A worker of the queue is live (its presence row is fresh, on the database's clock, as every process's) and reads nothing: a stuck process.
+  const stuck = async (): Promise<void> => {
+    const now = await (store as MysqlStore).dbNow();
+    await store.upsertWorker({ id: 'w-stuck-live', host: 'test', pid: 1, queues: ['stuck'], types: [TYPE], concurrency: 1, startedAt: now, lastSeenAt: now });
+  };
   await stuck();
   const beat = setInterval(() => void stuck().catch(() => undefined), 200);
   try {

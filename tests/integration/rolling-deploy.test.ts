@@ -52,12 +52,13 @@ it('a job whose type only the next version of the workers handles waits, unserve
   const { job } = await transitions.submit({
     type: PROGRESS_JOB_TYPE, payload: { reports: [50], ms: 0 }, queue: 'default', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 10_000, priority: 0,
   });
-  // Long enough for the dispatch to reach the old worker and for the timers to send it again.
+  // Long enough for the dispatch to reach the old worker, which skips it; the timers keep it while no live worker can run it.
   await waitFor('the old worker to skip the dispatch', async () => (old.output().includes('dispatch skipped: no handler is registered here') ? true : undefined));
   await sleep(3_000);
   const waiting = await store.getJob(job.id);
   assert.ok(waiting && ['pending', 'published'].includes(waiting.snapshot.value), `the job waits: ${waiting?.snapshot.value}`);
   assert.equal(waiting.snapshot.context.attempt, 0, 'never claimed, so no attempt spent');
+  assert.deepEqual((await store.getEvents(job.id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED'], 'not dispatched again while no live worker can run it');
   assert.deepEqual(unserved(await store.jobCounts(), await store.listWorkers(), await now()), [{ type: PROGRESS_JOB_TYPE, queue: 'default', waiting: 1 }]);
 
   // The deploy: a worker with the handler starts, the old one stops.
