@@ -91,6 +91,21 @@ for (const backend of STORE_BACKENDS) {
     }
   });
 
+  it(`${backend.name}: a worker's row holds thousands of job types and queues`, async () => {
+    const { store, cleanup } = await backend.open();
+    try {
+      await store.migrate();
+      // 3,000 types of 40 characters: 129 KB of JSON, twice what a MySQL TEXT column holds.
+      const types = Array.from({ length: 3000 }, (_, i) => `billing.invoice.render.${String(i).padStart(17, '0')}`);
+      const queues = types.map((t) => `q.${t}`);
+      await store.upsertWorker(worker({ id: 'many', types, queues }));
+      const [row] = await store.listWorkers();
+      assert.deepEqual([row!.types.length, row!.queues.length, row!.types.at(-1), row!.queues[0]], [3000, 3000, types.at(-1), queues[0]]);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it(`${backend.name}: a worker's row lists the queues it serves, or '*' when it serves every queue`, async () => {
     const { store, cleanup } = await backend.open();
     try {
