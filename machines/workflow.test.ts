@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, spawnChild, stopChild } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, recordedJobIds, startWorkflow, stepWorkflow,
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, MAX_STORED_JSON_CHARS, MAX_TIMER_DUE_AT,
+  recordedJobIds, startWorkflow, stepWorkflow,
   sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
 import { replayHistory } from './workflow-migration.js';
@@ -518,6 +519,108 @@ describe('workflow steps that cannot be taken as written', () => {
     const many = ok(stepWorkflow(d, s0, { type: 'MANY' }, at, ids('x')));
     assert.equal(many.next.status, 'error');
     assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');
+  });
+});
+
+describe('workflow steps the stores could not keep', () => {
+  const at = 5_000_000;
+
+  it('an invocation started twice in one step (entered, left and entered again) starts one job, not an orphan beside the child', () => {
+    const m = setup({ types: { context: {} as { n: number } }, actors: { work: job('w.run') } }).createMachine({
+      initial: 'idle', context: { n: 0 },
+      states: {
+        idle: { on: { GO: 'a' } },
+        a: { invoke: { id: 'w', src: 'work' }, always: { target: 'b', guard: ({ context }) => context.n === 0, actions: assign({ n: 1 }) } },
+        b: { always: 'a' },
+      },
+    });
+    const d = defineWorkflow('twice', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const s1 = ok(stepWorkflow(d, s0, { type: 'GO' }, at, ids('x')));
+    assert.equal(s1.effects.start.length, 1);
+    assert.deepEqual(s1.effects.start.map((j) => j.jobId), s1.next.children.map((c) => c.jobId), 'every job started is a child of the instance');
+    assert.deepEqual(s1.effects.cancel, []);
+  });
+
+  it('a spawnChild id given twice in one step starts one job: the last', () => {
+    const m = setup({ actors: { work: job('w.run') } }).createMachine({
+      initial: 'a',
+      states: { a: { on: { GO: { actions: enqueueActions(({ enqueue }) => { for (const item of ['a', 'a', 'b']) enqueue.spawnChild('work', { id: item, input: { item } }); }) } } } },
+    });
+    const d = defineWorkflow('dupes', m);
+    const s1 = ok(stepWorkflow(d, startWorkflow(d, undefined, at, ids('t')).next, { type: 'GO' }, at, ids('x')));
+    assert.deepEqual(s1.effects.start.map((j) => j.invokeId), ['a', 'b']);
+    assert.deepEqual(s1.effects.start.map((j) => j.jobId).sort(), s1.next.children.map((c) => c.jobId).sort());
+    assert.deepEqual(s1.effects.cancel, []);
+  });
+
+  it('two delayed raises without an id falling due in the same millisecond are two timers, in two steps as in one', () => {
+    const m = setup({}).createMachine({
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            LONG: { actions: raise({ type: 'REMIND', note: 'rent' }, { delay: 1000 }) },
+            SHORT: { actions: raise({ type: 'REMIND', note: 'bins' }, { delay: 500 }) },
+          },
+        },
+      },
+    });
+    const d = defineWorkflow('reminders', m);
+    const s1 = ok(stepWorkflow(d, startWorkflow(d, undefined, at, ids('t')).next, { type: 'LONG' }, at, ids('x'))).next;
+    const s2 = ok(stepWorkflow(d, s1, { type: 'SHORT' }, at + 500, ids('y'))).next;
+    assert.deepEqual(s2.timers.map((t) => [t.dueAt, (t.event as unknown as { note: string }).note]).sort(), [[at + 1000, 'bins'], [at + 1000, 'rent']]);
+  });
+
+  it('a delay that is not a finite number of milliseconds, or falls due after a Date\'s last, ends the instance in error', () => {
+    const m = setup({ types: { context: {} as { ms: number } } }).createMachine({
+      initial: 'a', context: { ms: 0 },
+      states: { a: { on: { WAIT: { actions: raise({ type: 'LATER' }, { delay: ({ event }) => (event as unknown as { ms: number }).ms }) } } } },
+    });
+    const d = defineWorkflow('delays', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    for (const ms of [Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMER_DUE_AT]) {
+      const r = ok(stepWorkflow(d, s0, { type: 'WAIT', ms }, at, ids('x')));
+      assert.equal(r.next.status, 'error', String(ms));
+      assert.match(String((r.next.error as { message: string }).message), /a delay is a finite number of milliseconds/);
+      assert.deepEqual(r.next.timers, []);
+    }
+    // A fraction of a millisecond is kept as given (the stores round the due time up as they keep it).
+    const frac = ok(stepWorkflow(d, s0, { type: 'WAIT', ms: 2.5 }, at, ids('x')));
+    assert.deepEqual([frac.next.status, frac.next.timers.map((t) => t.dueAt)], ['active', [at + 2.5]]);
+  });
+
+  it('a context, a job input or a message longer than a store keeps ends the instance in error, before anything of the step is done', () => {
+    const huge = 'x'.repeat(MAX_STORED_JSON_CHARS);
+    const m = setup({ types: { context: {} as { notes: string } }, actors: { work: job('w.run') } }).createMachine({
+      initial: 'a', context: { notes: '' },
+      states: {
+        a: {
+          on: {
+            GROW: { actions: assign({ notes: () => huge }) },
+            SPAWN: { actions: spawnChild('work', { id: 'big', input: () => ({ huge }) }) },
+            SEND: { actions: sendToWorkflow('01TARGET', () => ({ type: 'NOTE', huge })) },
+          },
+        },
+      },
+    });
+    const d = defineWorkflow('huge', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    for (const [type, what] of [['GROW', /the context is \d+ characters of JSON/], ['SPAWN', /the input of big \(w\.run\) is \d+ characters/], ['SEND', /a message to 01TARGET is \d+ characters/]] as const) {
+      const r = ok(stepWorkflow(d, s0, { type }, at, ids('x')));
+      assert.equal(r.next.status, 'error', type);
+      assert.match(String((r.next.error as { message: string }).message), what);
+      assert.deepEqual([r.effects.start, r.effects.send], [[], []], `${type}: nothing of the refused step is done`);
+    }
+  });
+
+  it('a job type a submit would refuse is refused at registration: job(type), and a fromPromise actor\'s <workflow>.<actor>', () => {
+    assert.throws(() => job('x'.repeat(201)), /a job type is 1 to 200 of A-Z a-z 0-9/);
+    assert.throws(() => job('email send'), WorkflowDefinitionError);
+    assert.throws(() => job('a/b'), WorkflowDefinitionError);
+    assert.doesNotThrow(() => job('x'.repeat(200)));
+    const m = setup({ actors: { [`r${'x'.repeat(150)}`]: fromPromise(async () => 1) } }).createMachine({ initial: 'a', states: { a: {} } });
+    assert.throws(() => defineWorkflow(`w${'x'.repeat(60)}`, m), /its jobs' type .*\(<workflow>\.<actor>\): a job type is 1 to 200/);
   });
 });
 

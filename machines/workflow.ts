@@ -18,7 +18,7 @@
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
-import { completeBackoff, jobOptionsProblem } from './job-bounds.js';
+import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS, NAME_PATTERN } from './job-bounds.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
   type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
@@ -52,6 +52,8 @@ interface JobLogic {
  */
 export function job<TOutput = unknown, TInput = unknown>(type: string, options: WorkflowJobOptions = {}): PromiseActorLogic<TOutput, TInput> {
   if (typeof type !== 'string' || type.length === 0) throw new TypeError('job(type): the job type must be a non-empty string');
+  const problem = jobTypeProblem(type);
+  if (problem) throw new WorkflowDefinitionError(`job(${JSON.stringify(type)}): ${problem}`);
   const logic = {
     config: () => Promise.reject(new Error(`job(${type}) runs only as a job of the scheduler`)),
     transition: (state: unknown) => state,
@@ -65,6 +67,15 @@ export function job<TOutput = unknown, TInput = unknown>(type: string, options: 
 }
 
 const jobTypeOf = (logic: unknown): string | undefined => (logic as Partial<JobLogic> | null)?.[JOB_TYPE];
+
+const JOB_TYPE_NAME = new RegExp(NAME_PATTERN);
+
+/** Why a submit would refuse `type` as a job type (machines/job-bounds.ts), or null. */
+function jobTypeProblem(type: string): string | null {
+  return type.length <= MAX_NAME_CHARS && JOB_TYPE_NAME.test(type)
+    ? null
+    : `a job type is 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -, as a submit's is`;
+}
 
 /** The `emit`ted event type that carries a message to another instance (`sendToWorkflow`). */
 export const SEND_TO_WORKFLOW = 'ats.workflow.send';
@@ -330,6 +341,8 @@ export function defineWorkflow(
       );
     }
     if (named === null) throw new WorkflowDefinitionError(`${where}: an inline fromPromise actor needs a name: declare it in setup({ actors })`);
+    const problem = jobTypeProblem(`${name}.${named}`);
+    if (problem) throw new WorkflowDefinitionError(`${where}: its jobs' type ${JSON.stringify(`${name}.${named}`)} (<workflow>.<actor>): ${problem}`);
     actors.set(logic, {
       name: named, jobType: `${name}.${named}`, options: jobOptions.get(named) ?? {},
       run: ({ input, signal }) => logic.config({ input, signal, self: undefined, system: undefined, emit: () => undefined }),
@@ -585,7 +598,8 @@ function effectsOf(
       const invokeId = childIdOf(def, p);
       const old = live.get(invokeId);
       if (old) {
-        effects.cancel.push(old);
+        // Replaced: cancelled, or not started at all when this step started it (a child started twice in one step).
+        stopped(old);
         live.delete(invokeId);
       }
       const { jobType, options } = jobTypeFor(def, p.src, (p.actorRef as { logic?: unknown } | undefined)?.logic);
@@ -601,9 +615,18 @@ function effectsOf(
         stopped(child);
       }
     } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
-      // A delayed raise without an id gets one from its event, time and place in the step (XState's would be random).
-      const id = typeof p.id === 'string' ? p.id : `raise.${(p.event as AnyEventObject).type}.${at + p.delay}.${timerCount++}`;
-      const timer: WorkflowTimer = { id, dueAt: at + p.delay, event: p.event as AnyEventObject };
+      const dueAt = at + p.delay;
+      if (!Number.isFinite(dueAt) || dueAt > MAX_TIMER_DUE_AT) {
+        throw new WorkflowDefinitionError(`workflow ${def.name}: a delay of ${p.delay} ms (of ${(p.event as AnyEventObject).type}): a delay is a finite number of milliseconds, due by ${new Date(MAX_TIMER_DUE_AT).toISOString()}`);
+      }
+      // A delayed raise without an id gets one from its event, time and place in the step (XState's would be
+      // random), and never one a timer the instance holds has: two of them due at once are two timers.
+      let id = typeof p.id === 'string' ? p.id : '';
+      while (id === '' || (typeof p.id !== 'string' && timers.has(id))) id = `raise.${(p.event as AnyEventObject).type}.${dueAt}.${timerCount++}`;
+      if (id.length > MAX_TIMER_ID_CHARS) {
+        throw new WorkflowDefinitionError(`workflow ${def.name}: a timer id of ${id.length} characters (${JSON.stringify(id.slice(0, 80))}…): at most ${MAX_TIMER_ID_CHARS}`);
+      }
+      const timer: WorkflowTimer = { id, dueAt, event: p.event as AnyEventObject };
       timers.set(id, timer);
       effects.setTimers.push(timer);
     } else if (action.type === 'xstate.cancel') {
@@ -637,12 +660,19 @@ function effectsOf(
 
 /** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
+/** The longest a context, a job's input or a message may be as JSON (characters): what a store's row and statement hold. */
+export const MAX_STORED_JSON_CHARS = 4 * 1024 * 1024;
+/** The latest a timer may fall due: the last millisecond a Date holds. */
+export const MAX_TIMER_DUE_AT = 8_640_000_000_000_000;
+/** The longest timer id (a delayed event's: `xstate.after.<delay>.<state id>`, or a raise's own), as the stores keep it. */
+export const MAX_TIMER_ID_CHARS = 512;
 
 /**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
- * actor reference in the context, from `spawn` inside `assign`, is refused here too). Throws
- * otherwise; the step then ends the instance in error, and replay does the same.
+ * actor reference in the context, from `spawn` inside `assign`, is refused
+ * here too), each at most MAX_STORED_JSON_CHARS long. Throws otherwise; the
+ * step then ends the instance in error, and replay does the same.
  */
 function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
   if (effects.start.length > MAX_STARTS_PER_STEP) {
@@ -652,28 +682,24 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
     throw new WorkflowDefinitionError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
-  try {
-    JSON.stringify(next.context, (_k, v: unknown) => {
-      if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
-      return v;
-    });
-  } catch (err) {
-    throw new WorkflowDefinitionError(`workflow ${def.name}: the context cannot be stored as JSON: ${(err as Error).message}`);
-  }
-  for (const started of effects.start) {
+  /** Throws unless `value` (what `what` names) is JSON of at most MAX_STORED_JSON_CHARS. */
+  const storable = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): void => {
+    let json: string | undefined;
     try {
-      JSON.stringify(started.input);
+      json = JSON.stringify(value, replacer);
     } catch (err) {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: the input of ${started.invokeId} (${started.jobType}) cannot be stored as JSON: ${(err as Error).message}`);
+      throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${(err as Error).message}`);
     }
-  }
-  for (const m of effects.send) {
-    try {
-      JSON.stringify(m.event);
-    } catch (err) {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: a message to ${m.to} cannot be stored as JSON: ${(err as Error).message}`);
+    if (json !== undefined && json.length > MAX_STORED_JSON_CHARS) {
+      throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} is ${json.length} characters of JSON, more than ${MAX_STORED_JSON_CHARS} a store keeps`);
     }
-  }
+  };
+  storable('the context', next.context, (_k, v) => {
+    if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
+    return v;
+  });
+  for (const started of effects.start) storable(`the input of ${started.invokeId} (${started.jobType})`, started.input);
+  for (const m of effects.send) storable(`a message to ${m.to}`, m.event);
 }
 
 /** The instance's status for a snapshot of its machine. */
