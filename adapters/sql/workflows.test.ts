@@ -122,6 +122,14 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await store.dueWorkflowTimers(T + 1000, 1)).map((t) => t.timerId), ['soon']);
     }));
 
+    it('a timer due at a fraction of a millisecond (a computed delay) is kept, due at the next whole one', run(async (store) => {
+      const w = instance(wid(1), { state: state('active', [timer('frac', T + 2.5)]) });
+      assert.deepEqual(await store.insertWorkflow(startWrite(w)), { ok: true });
+      assert.deepEqual((await store.getWorkflow(w.id))!.state.timers, [timer('frac', T + 2.5)], 'the state as the machine gave it');
+      assert.deepEqual(await store.dueWorkflowTimers(T + 2, 10), [], 'not before its time');
+      assert.deepEqual(await store.dueWorkflowTimers(T + 3, 10), [{ workflowId: w.id, timerId: 'frac', dueAt: T + 3 }]);
+    }));
+
     it('due timers page on after a position: by due time, then instance, then timer id', run(async (store) => {
       const a = instance(wid(1), { state: state('active', [timer('x', T + 500), timer('y', T + 500), timer('z', T + 700)]) });
       const b = instance(wid(2), { state: state('active', [timer('a', T + 500)]) });

@@ -203,9 +203,14 @@ function insertMessages(rows: readonly WorkflowMessageRecord[]): Sql[] {
   }));
 }
 
-/** An instance's timer rows: one per timer of its state. Params: per timer, workflow_id, timer_id, due_at. */
+/**
+ * An instance's timer rows: one per timer of its state, due at its time
+ * rounded up to the millisecond (a delay the machine computed may hold a
+ * fraction; the column holds whole milliseconds, and the timer must not fire
+ * before its time). Params: per timer, workflow_id, timer_id, due_at.
+ */
 function insertTimers(w: WorkflowRecord): Sql[] {
-  return chunkRows(w.state.timers.map((t) => [w.id, t.id, t.dueAt])).map((rows) => ({
+  return chunkRows(w.state.timers.map((t) => [w.id, t.id, Math.ceil(t.dueAt)])).map((rows) => ({
     sql: `INSERT INTO workflow_timers (workflow_id, timer_id, due_at) VALUES ${rows.map(() => '(?, ?, ?)').join(', ')}`,
     params: rows.flat(),
   }));
