@@ -16,7 +16,9 @@ import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { job } from '../machines/workflow.js';
+import { AtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
+import { silentLogger } from './logger.js';
 import { mathRandom, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import type { Clock } from './ports.js';
@@ -198,6 +200,89 @@ describe('two processes firing the same due timers', () => {
       assert.equal((await store.getWorkflow(id))!.state.status, 'done');
       assert.deepEqual((await store.getWorkflowEvents(id)).map((e) => e.type), ['START', 'TIMER']);
     }
+    await store.close();
+  });
+});
+
+describe('an instance whose step the store refuses every time (its own data: a row too long, say)', () => {
+  const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
+  /** Three instances waiting on a timer; the store refuses every step of the first with `error`. */
+  async function threeWaiting(error: () => Error) {
+    let t = 1_900_000_000_000;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const definitions = new HandlerRegistry().workflow('waits', waits);
+    const plain = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await plain.start({ tenant: 'default', name: 'waits', input: null });
+      assert.ok(r.ok);
+      ids.push(r.workflow.id);
+    }
+    const refusing = intercept(store, (name) => name === 'updateWorkflow', async (call, args) => {
+      if (args[0] === ids[0]) throw error();
+      return call();
+    });
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (m: string) => void errors.push(m) };
+    const service = new WorkflowService({ store: refusing, clock, ids: ulidIds(), definitions, logger });
+    return { store, service, ids, errors, tick: (ms: number) => (t += ms) };
+  }
+
+  it('the timer pass fires the other instances\' timers, says which one failed, and tries it again a minute later', async () => {
+    const { store, service, ids, errors, tick } = await threeWaiting(() => new Error("Data too long for column 'state' at row 1"));
+    tick(5_000);
+    assert.equal(await service.fireDueTimers(10), 2);
+    for (const id of ids.slice(1)) assert.equal((await store.getWorkflow(id))!.state.status, 'done');
+    assert.equal((await store.getWorkflow(ids[0]!))!.state.status, 'active');
+    assert.equal(errors.filter((m) => m.includes('a due timer of an instance could not be fired')).length, 1);
+    assert.equal(await service.fireDueTimers(10), 0);
+    assert.equal(errors.length, 1, 'set aside: not tried at every pass');
+    tick(60_000);
+    assert.equal(await service.fireDueTimers(10), 0);
+    assert.equal(errors.length, 2, 'tried again a minute later');
+    await store.close();
+  });
+
+  it('the database unreachable is thrown as it was: the pass, or the log\'s records, are tried again as a whole', async () => {
+    const { store, service, tick } = await threeWaiting(() => new AtsError('ATS_ERR_STORE_UNAVAILABLE'));
+    tick(5_000);
+    await assert.rejects(service.fireDueTimers(10), (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_STORE_UNAVAILABLE');
+    await store.close();
+  });
+
+  it('the sweep delivers the other instances\' children\'s ends, and says which one failed', async () => {
+    let t = 1_900_000_000_000;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const one = setup({ actors: { work: job('sweep.work') } }).createMachine({
+      initial: 'working', states: { working: { invoke: { id: 'work', src: 'work', onDone: 'done' } }, done: { type: 'final' } },
+    });
+    const definitions = new HandlerRegistry().workflow('one', one);
+    const plain = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const transitions = new TransitionService({ store, clock, random: mathRandom, ids: ulidIds() });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await plain.start({ tenant: 'default', name: 'one', input: null });
+      assert.ok(r.ok);
+      ids.push(r.workflow.id);
+      // The child ends; its end's message is lost with the in-process log.
+      const jobId = r.workflow.state.children[0]!.jobId;
+      await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: t + 60_000, workerId: 'w' });
+      await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: i });
+    }
+    const refusing = intercept(store, (name) => name === 'updateWorkflow', async (call, args) => {
+      if (args[0] === ids[0]) throw new Error('ER_NET_PACKET_TOO_LARGE');
+      return call();
+    });
+    const errors: string[] = [];
+    const service = new WorkflowService({ store: refusing, clock, ids: ulidIds(), definitions, logger: { ...silentLogger, error: (m: string) => void errors.push(m) } });
+    t += 1000;
+    assert.deepEqual(await service.sweep(10), { applied: 2, last: null });
+    assert.deepEqual(await Promise.all(ids.map(async (id) => (await store.getWorkflow(id))!.state.status)), ['active', 'done', 'done']);
+    assert.equal(errors.filter((m) => m.includes('could not be delivered by the sweep')).length, 1);
     await store.close();
   });
 });

@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { job, sendToWorkflow } from '../machines/workflow.js';
+import { AtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
@@ -153,6 +154,48 @@ describe('the workflow driver', () => {
     assert.ok(overlapped, 'two instances were delivered to at once');
     assert.deepEqual(order.filter((o) => o.startsWith('a:')), ['a:1', 'a:messages', 'a:2', 'a:messages', 'a:3'], 'announcements in a row take the instance\'s messages once');
     assert.deepEqual(order.filter((o) => o.startsWith('b:')), ['b:1', 'b:2']);
+  });
+});
+
+describe('the workflow driver, when a delivery fails', () => {
+  const record = (workflowId: string, jobId: string): LogRecord => ({
+    topic: 'ats.workflows', partition: 0, offset: '0', key: workflowId,
+    value: JSON.stringify({ workflowId, invokeId: 'x', jobId, state: 'done', result: null, at: 1, tenant: 'default' }),
+    headers: { [KIND_HEADER]: CHILD_ENDED_KIND, 'ats-schema': '1' },
+  });
+  /** A driver whose service fails every delivery to instance `bad` with `error`; what it delivered, and what it logged. */
+  async function driverFailing(error: () => Error) {
+    let handle: ((records: LogRecord[], info: { behind: number }) => Promise<void>) | null = null;
+    const log = { consume: async (o: { handle: typeof handle }) => ((handle = o.handle), { stop: async () => undefined }) } as unknown as EventLog;
+    const delivered: string[] = [];
+    const service = {
+      deliver: async (m: ChildEndedMessage) => {
+        if (m.workflowId === 'bad') throw error();
+        delivered.push(`${m.workflowId}:${m.jobId}`);
+        return true;
+      },
+      receive: async () => 0,
+      fireDueTimers: async () => 0,
+    } as unknown as WorkflowService;
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (m: string) => void errors.push(m) };
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger }, { pollMs: 60_000, batchSize: 10 });
+    await driver.start();
+    return { handle: (records: LogRecord[]) => handle!(records, { behind: 0 }), delivered, errors, stop: () => driver.stop() };
+  }
+
+  it('an instance whose own step fails (a write the store refuses every time) is logged and left to the sweep; the others\' are delivered', async () => {
+    const d = await driverFailing(() => new Error("Data too long for column 'state' at row 1"));
+    await d.handle([record('good', '1'), record('bad', '1'), record('good', '2'), record('bad', '2')]);
+    assert.deepEqual(d.delivered, ['good:1', 'good:2']);
+    assert.equal(d.errors.filter((m) => m.includes('a delivery to an instance failed')).length, 1, 'once for the instance');
+    await d.stop();
+  });
+
+  it('the database unreachable fails the records, for the log to deliver them again', async () => {
+    const d = await driverFailing(() => new AtsError('ATS_ERR_STORE_UNAVAILABLE'));
+    await assert.rejects(d.handle([record('good', '1'), record('bad', '1')]), (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_STORE_UNAVAILABLE');
+    await d.stop();
   });
 });
 

@@ -32,6 +32,7 @@ import { migrateWorkflow, replayHistory, type HistoryInput } from '../machines/w
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import { isAtsError } from './errors.js';
 import { errorFields } from './logger.js';
 import type { Metrics } from './metrics.js';
 import {
@@ -232,7 +233,13 @@ export class WorkflowService {
       const due = await this.deps.store.dueWorkflowTimers(now, limit, after);
       for (const t of due) {
         if ((this.lacking.get(t.workflowId) ?? Number.NEGATIVE_INFINITY) > now) continue;
-        const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId });
+        const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId }).catch((err: unknown) => {
+          if (passing(err)) throw err;
+          // This instance's step cannot be written (its own data): the other instances' timers fire.
+          this.setAside(t.workflowId, now, 'a due timer of an instance could not be fired', { timerId: t.timerId }, err);
+          return null;
+        });
+        if (r === null) continue;
         if (!r.ok && r.reason === 'definition-missing') {
           if (this.lacking.size >= MAX_LACKING) this.lacking.clear();
           this.lacking.set(t.workflowId, now + LACKING_RECHECK_MS);
@@ -259,6 +266,18 @@ export class WorkflowService {
   }
 
   /**
+   * Sets instance `id` aside for LACKING_RECHECK_MS, as one lacking its
+   * definition version is: its step failed for a reason of its own (a write
+   * the store refuses every time), so the timer pass, the sweep and the log's
+   * deliveries go on with the other instances, and it is tried again later.
+   */
+  private setAside(id: string, now: number, what: string, fields: Record<string, unknown>, err: unknown): void {
+    if (this.lacking.size >= MAX_LACKING) this.lacking.clear();
+    this.lacking.set(id, now + LACKING_RECHECK_MS);
+    this.deps.logger?.error(`workflows: ${what}; it is tried again in ${LACKING_RECHECK_MS / 1000} s, the others go on`, { workflowId: id, ...fields, ...errorFields(err) });
+  }
+
+  /**
    * Delivers again the ends of children that ended while their instance did
    * not hear of it: the in-process log forgets what it held when the process
    * ends, and a Kafka topic may have dropped a message past its retention.
@@ -275,6 +294,7 @@ export class WorkflowService {
     const { store } = this.deps;
     let applied = 0;
     const page = await store.activeWorkflowIds(limit, after);
+    const now = this.deps.clock.now();
     for (const id of page) {
       if (signal?.aborted) return { applied, last: null };
       const wf = await store.getWorkflow(id);
@@ -287,7 +307,14 @@ export class WorkflowService {
         const job = state === undefined ? null : await store.getJob(child.jobId);
         if (job && job.updatedAt > endedBefore) continue;
         const msg = endedChild(wf, child.invokeId, child.jobId, job);
-        if (msg && (await this.deliver(msg))) applied++;
+        try {
+          if (msg && (await this.deliver(msg))) applied++;
+        } catch (err) {
+          if (passing(err)) throw err;
+          // This instance's step cannot be written: the sweep goes on with the others (and the next one tries it again).
+          this.setAside(id, now, 'a child\'s end could not be delivered by the sweep', { jobId: child.jobId }, err);
+          break;
+        }
       }
     }
     return { applied, last: page.length < limit ? null : page.at(-1)! };
@@ -308,7 +335,12 @@ export class WorkflowService {
       const targets = await this.deps.store.staleWorkflowMessageTargets(createdBefore, limit, after);
       for (const target of targets) {
         if (signal?.aborted) return applied;
-        applied += await this.receive(target);
+        try {
+          applied += await this.receive(target);
+        } catch (err) {
+          if (passing(err)) throw err;
+          this.setAside(target, this.deps.clock.now(), 'a message could not be delivered by the sweep', {}, err);
+        }
       }
       if (targets.length < limit) return applied;
       after = targets.at(-1);
@@ -643,6 +675,13 @@ const MAX_LACKING = 10_000;
 const TIMER_PAGES_PER_PASS = 10;
 
 /**
+ * A failure that says nothing about the instance stepped: the database or the
+ * log unreachable (503), or a race lost too often. The work it stopped is
+ * tried again as a whole (the pass, the sweep, the log's records).
+ */
+const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 503 || err.code === 'ATS_ERR_CONCURRENT_UPDATE');
+
+/**
  * The messages a step of `wf` (at `seq`) sends, with the outbox rows that
  * announce them. A message's id is its place: the sender, the step, its order in it.
  */
@@ -814,6 +853,7 @@ export class WorkflowDriver {
     this.stopping = new AbortController();
     if (this.opts.sweepAtStart) {
       this.lastSweep = this.deps.clock.now();
+      // One instance's failure is set aside by the sweep; the database unreachable fails the start.
       await this.sweep(this.lastSweep, this.stopping.signal);
     }
     this.subscription = await log.consume({
@@ -838,9 +878,16 @@ export class WorkflowDriver {
           else if (item !== null || list.at(-1) !== null) list.push(item);
         }
         await inParallel([...byInstance.entries()], this.opts.deliveryConcurrency ?? DELIVERY_CONCURRENCY, async ([workflowId, items]) => {
-          for (const item of items) {
-            if (item) await service.deliver(item);
-            else await service.receive(workflowId);
+          try {
+            for (const item of items) {
+              if (item) await service.deliver(item);
+              else await service.receive(workflowId);
+            }
+          } catch (err) {
+            // The database or the log: the records come again. This instance's own step failing (a write
+            // the store refuses every time): the others' go on, and the sweep delivers what still waits.
+            if (passing(err)) throw err;
+            logger.error('workflows: a delivery to an instance failed; the sweep tries it again, the other instances\' go on', { workflowId, ...errorFields(err) });
           }
         });
       },

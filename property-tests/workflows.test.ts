@@ -95,6 +95,7 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import type { StoreFaults } from '../adapters/sql/options.js';
 import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
+import { AtsError } from '../engine/errors.js';
 import { HandlerRegistry, registerModule } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage, type WorkflowMessageNotice } from '../engine/messages.js';
@@ -305,10 +306,15 @@ const KNOWN_PLANS: Plan[] = [
   },
 ];
 
-/** The process dies here: thrown inside a transaction just before COMMIT, which rolls it back. */
-class Crash extends Error {
+/**
+ * The process dies here: thrown inside a transaction just before COMMIT, which
+ * rolls it back. To the code around it, the database stopped answering (a
+ * 503): code that sets one instance's failure aside and goes on with the
+ * others throws this on, as a dead process would go no further.
+ */
+class Crash extends AtsError {
   constructor() {
-    super('crash before commit');
+    super('ATS_ERR_STORE_UNAVAILABLE', 'crash before commit');
   }
 }
 
