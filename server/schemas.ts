@@ -752,7 +752,7 @@ export const WorkflowView = Type.Object({
     id: Type.String({ description: 'The delayed event\'s id (xstate.after.<delay>.<state> for after)' }),
     dueAt: IsoTime('When it fires'),
   }, { description: 'A delayed event waiting to fire' }), { description: 'The pending timers, soonest first as set' }),
-  accepts: Type.Array(Type.String(), { description: 'The event types a signal may have now (POST /v1/workflows/{id}/events); empty once ended' }),
+  accepts: Type.Array(Type.String(), { description: 'The event types a transition of the states it is in names, for a signal (POST /v1/workflows/{id}/events): a guard may still refuse one; empty once ended' }),
   idempotencyKey: Nullable(Type.String(), 'The idempotencyKey the instance was started with, else null'),
   createdAt: IsoTime('Start time'),
   updatedAt: IsoTime('Last step'),
@@ -790,7 +790,7 @@ export type WorkflowVerifyView = Static<typeof WorkflowVerifyView>;
 export const WorkflowRefusal = Type.Object({
   code: ErrorCode('ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED or ATS_ERR_WORKFLOW_ENDED (or another 409)'),
   message: Type.String({ description: 'What went wrong, for a person; may change between versions' }),
-  accepts: Type.Optional(Type.Array(Type.String(), { description: 'The event types the instance takes now; empty once it ended' })),
+  accepts: Type.Optional(Type.Array(Type.String(), { description: 'The event types a transition of the states it is in names (a guard may still refuse one); empty once it ended' })),
 }, { $id: 'WorkflowRefusal', description: 'The error of a refused signal or cancel, with the event types the instance takes now' });
 
 /** The named schemas of the `/v1/workflows` routes: `app.ts` adds them only when it serves those routes. */

@@ -116,8 +116,8 @@ const cancelSchema = {
   summary: 'Cancel a workflow instance',
   description:
     'Ends an active instance as cancelled: its live children\'s jobs are cancelled and its timers dropped, in one transaction. An ended ' +
-    'instance answers 409 ATS_ERR_WORKFLOW_ENDED and nothing is written. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks the ' +
-    'definition version the instance runs.',
+    'instance answers 409 ATS_ERR_WORKFLOW_ENDED and nothing is written. A cancel needs no definition: it ends an instance of a definition ' +
+    'version this server lacks too.',
   tags: TAGS,
   params: WorkflowParams,
   body: WorkflowCancelBody,
@@ -260,7 +260,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (!r.ok) {
       if (r.reason === 'unknown-workflow') throw new AtsError('ATS_ERR_UNKNOWN_WORKFLOW', `No workflow is registered under the name '${name}'`);
       if (r.reason === 'invalid-input') throw new AtsError('ATS_ERR_INVALID_WORKFLOW_INPUT', r.message);
-      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different name or input`);
+      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different input`);
     }
     reply.header('location', `/v1/workflows/${r.workflow.id}`);
     const view = wait === undefined
