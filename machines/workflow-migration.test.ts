@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import * as saga from '../examples/order-saga.js';
 import { checkMigration, migrateWorkflow, replayHistory } from './workflow-migration.js';
-import { defineWorkflow, job, startWorkflow, stepWorkflow, type PersistedWorkflow } from './workflow.js';
+import { applyWorkflowEvent, defineWorkflow, job, startWorkflow, stepWorkflow, type PersistedWorkflow } from './workflow.js';
 
 const v1 = defineWorkflow('approval', setup({
   types: { context: {} as { asks: number } },
@@ -57,7 +57,7 @@ const v2 = defineWorkflow('approval', v2Machine, { version: 2, migrate: { from: 
 const ids = (p: string) => (invokeId: string, i: number) => `${p}-${invokeId}-${i}`;
 
 describe('moving an instance to the next version', () => {
-  it('keeps the timer of a state that stays only while its delay does: one the new machine lacks is dropped', () => {
+  it('keeps the timer of a state that stays; its delay changed, the timer becomes the new delay\'s, due when it was (not dropped: nothing else would move the instance on)', () => {
     const withDelay = (version: number, ms: number) => defineWorkflow('approval', setup({
       types: { context: {} as { asks: number } },
       actors: { notify: job('approval.notify'), archive: job('approval.archive') },
@@ -74,10 +74,14 @@ describe('moving an instance to the next version', () => {
     assert.ok(same.ok);
     assert.deepEqual(same.next.timers.map((t) => t.id), ['xstate.after.60000.approval.waiting'], 'the same delay: kept');
     assert.deepEqual(same.effects.dropTimers, []);
-    const changed = migrateWorkflow(1, withDelay(2, 120_000), s, ids('m'));
+    const v2 = withDelay(2, 120_000);
+    const changed = migrateWorkflow(1, v2, s, ids('m'));
     assert.ok(changed.ok);
-    assert.deepEqual(changed.next.timers, [], 'a delay the new machine lacks: its timer would fire an event nothing takes');
+    assert.deepEqual(changed.next.timers, [{ id: 'xstate.after.120000.approval.waiting', dueAt: 60_000, event: { type: 'xstate.after.120000.approval.waiting' } }]);
     assert.deepEqual(changed.effects.dropTimers, ['xstate.after.60000.approval.waiting']);
+    const fired = applyWorkflowEvent(v2, changed.next, { type: 'TIMER', timerId: 'xstate.after.120000.approval.waiting' }, 60_000, ids('t'));
+    assert.ok(fired.ok);
+    assert.equal(fired.next.value, 'expired', 'the timer moves it on');
   });
 
   it('keeps the running job of an invocation that stays, starts the new ones, drops the timer of a state left', () => {

@@ -22,7 +22,7 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
+  activeInvokeIds, afterStateId, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
   WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
@@ -83,11 +83,23 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
     }
   }
   // An `after` timer stays while its state and its delay do: one the new states lack would fire an event nothing takes.
+  // Its state kept with one `after` of another delay, it becomes that one's, due when it was: dropped, nothing would
+  // move the instance on where only the timer would (the new delay takes effect the next time the state is entered).
   const fits = timerFits(snapshot);
+  const afterOf = new Map(nodes.map((n) => [n.id, n.after]));
   const timers: WorkflowTimer[] = [];
   for (const t of current.timers) {
-    if (snapshot.status === 'active' && fits(t)) timers.push(t);
-    else effects.dropTimers.push(t.id);
+    if (snapshot.status === 'active' && fits(t)) {
+      timers.push(t);
+      continue;
+    }
+    effects.dropTimers.push(t.id);
+    const stateId = afterStateId(t.event.type);
+    const after = snapshot.status === 'active' && stateId !== null ? afterOf.get(stateId) : undefined;
+    if (after?.length === 1 && !timers.some((k) => k.event.type === after[0]!.eventType)) {
+      const type = after[0]!.eventType;
+      timers.push({ id: type, dueAt: t.dueAt, event: { type } });
+    }
   }
   return { ok: true, next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
 }

@@ -519,6 +519,14 @@ const AFTER_EVENT_PREFIX = 'xstate.after.';
  * (its state and its delay) they have. One they lack would fire an event
  * nothing takes.
  */
+/** The id of the state whose `after` transition sends `eventType` (`xstate.after.<delay>.<state id>`), or null for another event. */
+export function afterStateId(eventType: string): string | null {
+  if (!eventType.startsWith(AFTER_EVENT_PREFIX)) return null;
+  const rest = eventType.slice(AFTER_EVENT_PREFIX.length);
+  const dot = rest.indexOf('.');
+  return dot < 0 ? null : rest.slice(dot + 1);
+}
+
 export function timerFits(snapshot: Snapshot): (timer: WorkflowTimer) => boolean {
   const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   const delays = new Set(nodes.flatMap((n) => n.after.map((t) => t.eventType)));
