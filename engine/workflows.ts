@@ -492,7 +492,7 @@ export class WorkflowService {
     }
     if (next && moved) {
       r = moved;
-      recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version };
+      recordedInput = { type: 'MIGRATE', from: wf.definitionVersion, to: next.version, carryTimers: true };
     } else if (input?.type === 'CANCEL') {
       // A cancel needs no definition: an instance whose version is gone can still be ended.
       r = cancelWorkflow(wf.state);

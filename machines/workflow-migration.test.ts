@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import * as saga from '../examples/order-saga.js';
 import { checkMigration, migrateWorkflow, replayHistory } from './workflow-migration.js';
-import { applyWorkflowEvent, defineWorkflow, job, startWorkflow, stepWorkflow, type PersistedWorkflow } from './workflow.js';
+import { applyWorkflowEvent, defineWorkflow, job, startWorkflow, stepWorkflow, type PersistedWorkflow, type WorkflowDefinition } from './workflow.js';
 
 const v1 = defineWorkflow('approval', setup({
   types: { context: {} as { asks: number } },
@@ -82,6 +82,38 @@ describe('moving an instance to the next version', () => {
     const fired = applyWorkflowEvent(v2, changed.next, { type: 'TIMER', timerId: 'xstate.after.120000.approval.waiting' }, 60_000, ids('t'));
     assert.ok(fired.ok);
     assert.equal(fired.next.value, 'expired', 'the timer moves it on');
+  });
+
+  it('carries a timer over only where it is plain: never beside one kept, never early; one delay with guarded transitions; a named delay with a dot', () => {
+    const approval = (version: number, after: Record<string, unknown>, delays: Record<string, number> = {}) => defineWorkflow('approval', setup({ delays, guards: { never: () => false } }).createMachine({
+      id: 'approval', initial: 'waiting',
+      states: { waiting: { after: after as never, on: { APPROVE: 'a' } }, a: { type: 'final' }, b: { type: 'final' } },
+    }), version === 1 ? { version } : { version, migrate: { from: 1, state: (x) => x } });
+    const move = (v1: WorkflowDefinition, v2: WorkflowDefinition) => {
+      const r = migrateWorkflow(1, v2, startWorkflow(v1, undefined, 0, ids('a')).next, ids('m'));
+      assert.ok(r.ok);
+      return r.next.timers.map((t) => [t.id, t.dueAt]);
+    };
+    // Two delays, the later kept: kept as it was, the other dropped (not carried onto the kept one's id, due early).
+    assert.deepEqual(move(approval(1, { 1000: 'a', 2000: 'b' }), approval(2, { 2000: 'b' })), [['xstate.after.2000.approval.waiting', 2000]]);
+    // One delay, written as guarded transitions: one timer, carried.
+    assert.deepEqual(move(approval(1, { 1000: 'a' }), approval(2, { 2000: [{ guard: 'never', target: 'a' }, { target: 'b' }] })), [['xstate.after.2000.approval.waiting', 1000]]);
+    // Named delays whose names hold a dot.
+    assert.deepEqual(move(approval(1, { 'wait.long': 'a' }, { 'wait.long': 1000 }), approval(2, { 'wait.short': 'a' }, { 'wait.short': 500 })), [['xstate.after.wait.short.approval.waiting', 1000]]);
+    // Several delays now: which would it be? Dropped.
+    assert.deepEqual(move(approval(1, { 1000: 'a' }), approval(2, { 2000: 'a', 3000: 'b' })), []);
+  });
+
+  it('replays a move recorded before timers were carried over as it was taken: the timer dropped', () => {
+    const withDelay = (version: number, ms: number) => defineWorkflow('approval', setup({}).createMachine({
+      id: 'approval', initial: 'waiting', states: { waiting: { after: { [ms]: 'expired' } }, expired: { type: 'final' } },
+    }), version === 1 ? { version } : { version, migrate: { from: 1, state: (x) => x } });
+    const [v1, v2] = [withDelay(1, 60_000), withDelay(2, 120_000)];
+    const replay = (carryTimers?: true) => replayHistory((v) => (v === 1 ? v1 : v2), { version: 1, input: undefined, at: 0, jobIds: [] }, [
+      { input: { type: 'MIGRATE', from: 1, to: 2, ...(carryTimers ? { carryTimers } : {}) }, at: 10, jobIds: [] },
+    ]).state.timers.map((t) => t.id);
+    assert.deepEqual(replay(), []);
+    assert.deepEqual(replay(true), ['xstate.after.120000.approval.waiting']);
   });
 
   it('keeps the running job of an invocation that stays, starts the new ones, drops the timer of a state left', () => {

@@ -22,7 +22,7 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, afterStateId, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
+  activeInvokeIds, AFTER_EVENT_PREFIX, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
   WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
@@ -36,6 +36,7 @@ import {
 export function migrateWorkflow(
   fromVersion: number, to: WorkflowDefinition, current: PersistedWorkflow,
   newJobId: (invokeId: string, index: number) => string,
+  rules: { carryTimers: boolean } = { carryTimers: true },
 ): WorkflowStep {
   if (current.status !== 'active') return { ok: false };
   if (!to.migrate || to.migrate.from !== fromVersion) {
@@ -43,14 +44,16 @@ export function migrateWorkflow(
   }
   const where = `workflow ${to.name}: the migration from version ${fromVersion} to ${to.version}`;
   try {
-    return moveTo(to, current, newJobId, where);
+    return moveTo(to, current, newJobId, where, rules.carryTimers);
   } catch (err) {
     if (err instanceof WorkflowDefinitionError) throw err;
     throw new WorkflowDefinitionError(`${where} failed: ${(err as Error).message}`);
   }
 }
 
-function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (invokeId: string, index: number) => string, where: string): WorkflowStep {
+function moveTo(
+  to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (invokeId: string, index: number) => string, where: string, carryTimers: boolean,
+): WorkflowStep {
   const moved = to.migrate!.state({ value: current.value, context: structuredClone(current.context) });
   let snapshot: Snapshot;
   try {
@@ -83,25 +86,45 @@ function moveTo(to: WorkflowDefinition, current: PersistedWorkflow, newJobId: (i
     }
   }
   // An `after` timer stays while its state and its delay do: one the new states lack would fire an event nothing takes.
-  // Its state kept with one `after` of another delay, it becomes that one's, due when it was: dropped, nothing would
-  // move the instance on where only the timer would (the new delay takes effect the next time the state is entered).
   const fits = timerFits(snapshot);
-  const afterOf = new Map(nodes.map((n) => [n.id, n.after]));
-  const timers: WorkflowTimer[] = [];
-  for (const t of current.timers) {
-    if (snapshot.status === 'active' && fits(t)) {
-      timers.push(t);
-      continue;
-    }
-    effects.dropTimers.push(t.id);
-    const stateId = afterStateId(t.event.type);
-    const after = snapshot.status === 'active' && stateId !== null ? afterOf.get(stateId) : undefined;
-    if (after?.length === 1 && !timers.some((k) => k.event.type === after[0]!.eventType)) {
-      const type = after[0]!.eventType;
-      timers.push({ id: type, dueAt: t.dueAt, event: { type } });
-    }
-  }
+  const live = snapshot.status === 'active';
+  const timers: WorkflowTimer[] = current.timers.filter((t) => live && fits(t));
+  const dropped = current.timers.filter((t) => !timers.includes(t));
+  for (const t of dropped) effects.dropTimers.push(t.id);
+  if (live && carryTimers) timers.push(...carried(nodes, timers, dropped));
   return { ok: true, next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
+}
+
+/**
+ * The timers a move carries over from those it drops: a state kept with one
+ * `after` delay in place of the one its timer was set for takes that timer,
+ * as the new delay's, due when it was (dropped, nothing would move the
+ * instance on where only the timer would; the new delay takes effect the
+ * next time the state is entered). Only where it is plain: the state held one
+ * dropped timer, it has one `after` delay now (however many guarded
+ * transitions it has), and no timer kept is for it. A state is the active
+ * node whose id ends the timer's event type (`xstate.after.<delay>.<id>`):
+ * the longest such id, as a delay's name may hold a dot.
+ */
+function carried(nodes: readonly StateNodeLike[], kept: readonly WorkflowTimer[], dropped: readonly WorkflowTimer[]): WorkflowTimer[] {
+  const held = new Set(kept.map((t) => t.event.type));
+  const byNode = new Map<StateNodeLike, WorkflowTimer[]>();
+  for (const t of dropped) {
+    if (!t.event.type.startsWith(AFTER_EVENT_PREFIX)) continue;
+    let node: StateNodeLike | undefined;
+    for (const n of nodes) if (t.event.type.endsWith(`.${n.id}`) && (!node || n.id.length > node.id.length)) node = n;
+    if (!node) continue;
+    const of = byNode.get(node);
+    if (of) of.push(t);
+    else byNode.set(node, [t]);
+  }
+  const out: WorkflowTimer[] = [];
+  for (const [node, ts] of byNode) {
+    const delays = [...new Set(node.after.map((a) => a.eventType))];
+    if (ts.length !== 1 || delays.length !== 1 || held.has(delays[0]!)) continue;
+    out.push({ id: delays[0]!, dueAt: ts[0]!.dueAt, event: { type: delays[0]! } });
+  }
+  return out;
 }
 
 /** What `checkMigration` found. */
@@ -166,7 +189,11 @@ export function checkMigration(
 }
 
 /** A recorded step of an instance's history, MIGRATE included. */
-export type HistoryInput = WorkflowInputEvent | { type: 'MIGRATE'; from: number; to: number };
+export type HistoryInput = WorkflowInputEvent | {
+  type: 'MIGRATE'; from: number; to: number;
+  /** Timers were carried over to a changed delay (`carried`): recorded by the moves that did, so older ones replay as they were taken. */
+  carryTimers?: true;
+};
 
 /**
  * Replays a history that may cross versions: each event through the machine
@@ -190,7 +217,7 @@ export function replayHistory(
   let state = asStored(startWorkflow(need(version), start.input, start.at, recordedJobIds(start.jobIds)).next);
   for (const [i, e] of events.entries()) {
     const r = e.input.type === 'MIGRATE'
-      ? migrateWorkflow(e.input.from, need(e.input.to), state, recordedJobIds(e.jobIds))
+      ? migrateWorkflow(e.input.from, need(e.input.to), state, recordedJobIds(e.jobIds), { carryTimers: e.input.carryTimers === true })
       : applyWorkflowEvent(need(version), state, e.input, e.at, recordedJobIds(e.jobIds));
     if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
     if (e.input.type === 'MIGRATE') version = e.input.to;

@@ -18,7 +18,7 @@
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
-import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS, NAME_PATTERN } from './job-bounds.js';
+import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS } from './job-bounds.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
   type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
@@ -68,13 +68,9 @@ export function job<TOutput = unknown, TInput = unknown>(type: string, options: 
 
 const jobTypeOf = (logic: unknown): string | undefined => (logic as Partial<JobLogic> | null)?.[JOB_TYPE];
 
-const JOB_TYPE_NAME = new RegExp(NAME_PATTERN);
-
-/** Why a submit would refuse `type` as a job type (machines/job-bounds.ts), or null. */
+/** Why the stores could not keep `type` as a job type (a submit's bound, machines/job-bounds.ts), or null. */
 function jobTypeProblem(type: string): string | null {
-  return type.length <= MAX_NAME_CHARS && JOB_TYPE_NAME.test(type)
-    ? null
-    : `a job type is 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -, as a submit's is`;
+  return type.length <= MAX_NAME_CHARS ? null : `a job type is at most ${MAX_NAME_CHARS} characters, as a submit's is`;
 }
 
 /** The `emit`ted event type that carries a message to another instance (`sendToWorkflow`). */
@@ -351,6 +347,10 @@ export function defineWorkflow(
   const invokeIds = new Set<string>();
   const delays = (machine.implementations.delays ?? {}) as Record<string, unknown>;
   for (const node of nodesOf(machine.root as unknown as StateNodeLike)) {
+    const longId = node.after.find((a) => a.eventType.length > MAX_TIMER_ID_CHARS);
+    if (longId) {
+      throw new WorkflowDefinitionError(`workflow ${name}, state ${node.id}: its after timer's id is ${longId.eventType.length} characters, more than the ${MAX_TIMER_ID_CHARS} a store keeps: shorten the state's id or path`);
+    }
     for (const { fn, what } of delayFunctions(node, delays)) {
       if (typeof fn === 'function' && NONDETERMINISTIC.test(Function.prototype.toString.call(fn))) {
         throw new WorkflowDefinitionError(
@@ -511,7 +511,7 @@ export function activeInvokeIds(snapshot: Snapshot): Set<string> {
 }
 
 /** The event type XState gives an `after` transition's timer (`xstate.after.<delay>.<state node id>`). */
-const AFTER_EVENT_PREFIX = 'xstate.after.';
+export const AFTER_EVENT_PREFIX = 'xstate.after.';
 
 /**
  * Whether a stored timer is one the states a snapshot is in can still fire:
@@ -519,14 +519,6 @@ const AFTER_EVENT_PREFIX = 'xstate.after.';
  * (its state and its delay) they have. One they lack would fire an event
  * nothing takes.
  */
-/** The id of the state whose `after` transition sends `eventType` (`xstate.after.<delay>.<state id>`), or null for another event. */
-export function afterStateId(eventType: string): string | null {
-  if (!eventType.startsWith(AFTER_EVENT_PREFIX)) return null;
-  const rest = eventType.slice(AFTER_EVENT_PREFIX.length);
-  const dot = rest.indexOf('.');
-  return dot < 0 ? null : rest.slice(dot + 1);
-}
-
 export function timerFits(snapshot: Snapshot): (timer: WorkflowTimer) => boolean {
   const nodes = (snapshot as unknown as { _nodes: StateNodeLike[] })._nodes;
   const delays = new Set(nodes.flatMap((n) => n.after.map((t) => t.eventType)));
@@ -624,8 +616,8 @@ function effectsOf(
       }
     } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
       const dueAt = at + p.delay;
-      if (!Number.isFinite(dueAt) || dueAt > MAX_TIMER_DUE_AT) {
-        throw new WorkflowDefinitionError(`workflow ${def.name}: a delay of ${p.delay} ms (of ${(p.event as AnyEventObject).type}): a delay is a finite number of milliseconds, due by ${new Date(MAX_TIMER_DUE_AT).toISOString()}`);
+      if (!Number.isFinite(dueAt) || Math.abs(dueAt) > MAX_TIMER_DUE_AT) {
+        throw new WorkflowDefinitionError(`workflow ${def.name}: a delay of ${p.delay} ms (of ${(p.event as AnyEventObject).type}): a delay is a finite number of milliseconds, due within the dates JavaScript holds`);
       }
       // A delayed raise without an id gets one from its event, time and place in the step (XState's would be
       // random), and never one a timer the instance holds has: two of them due at once are two timers.
@@ -668,9 +660,7 @@ function effectsOf(
 
 /** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
-/** The longest a context, a job's input or a message may be as JSON (characters): what a store's row and statement hold. */
-export const MAX_STORED_JSON_CHARS = 4 * 1024 * 1024;
-/** The latest a timer may fall due: the last millisecond a Date holds. */
+/** The latest a timer may fall due (and, negated, the earliest): the last millisecond a Date holds. */
 export const MAX_TIMER_DUE_AT = 8_640_000_000_000_000;
 /** The longest timer id (a delayed event's: `xstate.after.<delay>.<state id>`, or a raise's own), as the stores keep it. */
 export const MAX_TIMER_ID_CHARS = 512;
@@ -678,9 +668,8 @@ export const MAX_TIMER_ID_CHARS = 512;
 /**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
- * actor reference in the context, from `spawn` inside `assign`, is refused
- * here too), each at most MAX_STORED_JSON_CHARS long. Throws otherwise; the
- * step then ends the instance in error, and replay does the same.
+ * actor reference in the context, from `spawn` inside `assign`, is refused here too). Throws
+ * otherwise; the step then ends the instance in error, and replay does the same.
  */
 function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
   if (effects.start.length > MAX_STARTS_PER_STEP) {
@@ -690,16 +679,12 @@ function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects
     throw new WorkflowDefinitionError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
-  /** Throws unless `value` (what `what` names) is JSON of at most MAX_STORED_JSON_CHARS. */
+  /** Throws unless JSON can write `value` (what `what` names). */
   const storable = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): void => {
-    let json: string | undefined;
     try {
-      json = JSON.stringify(value, replacer);
+      JSON.stringify(value, replacer);
     } catch (err) {
       throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${(err as Error).message}`);
-    }
-    if (json !== undefined && json.length > MAX_STORED_JSON_CHARS) {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} is ${json.length} characters of JSON, more than ${MAX_STORED_JSON_CHARS} a store keeps`);
     }
   };
   storable('the context', next.context, (_k, v) => {

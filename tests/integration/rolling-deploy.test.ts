@@ -13,7 +13,7 @@ import type { MysqlStore } from '../../adapters/mysql/index.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { unserved } from '../../engine/worker-presence.js';
 import { PROGRESS_JOB_TYPE } from '../helpers/progress-handlers.js';
-import { startRole, type RoleProcess } from '../helpers/processes.js';
+import { startRole, waitForReady, type RoleProcess } from '../helpers/processes.js';
 import { startTestSystem, waitForJob, type TestSystem } from '../helpers/system.js';
 
 const HANDLERS = fileURLToPath(new URL('../helpers/progress-handlers.ts', import.meta.url));
@@ -46,6 +46,7 @@ it('a job whose type only the next version of the workers handles waits, unserve
   const env = { ...t.env, ATS_PUBLISHED_TIMEOUT_MS: '2000', LOG_LEVEL: 'info' };
   const old = startRole('worker-old', 'worker', env); // the demo handlers only
   procs.push(old);
+  await waitForReady(old);
   await waitFor('the old worker to register', async () => ((await store.listWorkers()).some((w) => w.id === 'worker-old') ? true : undefined));
 
   // The api of the new version accepts the type (submitted here as its route would).
@@ -64,6 +65,8 @@ it('a job whose type only the next version of the workers handles waits, unserve
   // The deploy: a worker with the handler starts, the old one stops.
   const next = startRole('worker-new', 'worker', { ...env, ATS_HANDLERS: HANDLERS });
   procs.push(next);
+  // Ready: it has its signal handler, so the stop below is a graceful one (its row is written before it is ready).
+  await waitForReady(next);
   await waitFor('the new worker to register', async () => ((await store.listWorkers()).some((w) => w.id === 'worker-new' && w.types.includes(PROGRESS_JOB_TYPE)) ? true : undefined));
   assert.deepEqual(unserved(await store.jobCounts(), await store.listWorkers(), await now()), [], 'a live worker handles it now');
   assert.equal(await old.stop(), 0);
