@@ -100,13 +100,18 @@ it('each job runs on a worker serving its queue; a queue no live worker serves w
   }
 });
 
-it('jobs of a queue whose workers are all gone are not dispatched again while none is up; a worker that comes runs each once', { timeout: 60_000 }, async () => {
-  const { store, transitions, timers } = t.system;
-  // The queue's workers have read its lanes (their group committed there), then stop.
-  const first = await startWorker('w-later-1', 'later');
-  const warm = [(await transitions.submit(spec('later', 0))).job.id, (await transitions.submit(spec('later', -1))).job.id];
+/** A worker of `queue` reads its lanes (its group commits there: a job of each band runs), then stops. */
+async function lanesReadThenLeft(queue: string): Promise<void> {
+  const { store, transitions } = t.system;
+  const first = await startWorker(`w-${queue}-1`, queue);
+  const warm = [(await transitions.submit(spec(queue, 0))).job.id, (await transitions.submit(spec(queue, -1))).job.id];
   for (const id of warm) await waitForJob(store, id, isState('done'), 30_000, 'done while its worker runs');
   await first.stop();
+}
+
+it('jobs of a queue whose workers are all gone are not dispatched again while none is up; a worker that comes runs each once', { timeout: 60_000 }, async () => {
+  const { store, transitions, timers } = t.system;
+  await lanesReadThenLeft('later');
 
   const ids = [(await transitions.submit(spec('later', 0))).job.id, (await transitions.submit(spec('later', -1))).job.id];
   await sleep(4 * PUBLISHED_TIMEOUT_MS);
@@ -124,11 +129,7 @@ it('jobs of a queue whose workers are all gone are not dispatched again while no
 
 it('jobs whose dispatches wait unread behind a live worker that reads nothing are not dispatched again; read, each runs once', { timeout: 60_000 }, async () => {
   const { store, transitions, timers } = t.system;
-  // The queue's workers have read its lanes (their group committed there), then stop.
-  const first = await startWorker('w-stuck-1', 'stuck');
-  const warm = [(await transitions.submit(spec('stuck', 0))).job.id, (await transitions.submit(spec('stuck', -1))).job.id];
-  for (const id of warm) await waitForJob(store, id, isState('done'), 30_000, 'done while its worker runs');
-  await first.stop();
+  await lanesReadThenLeft('stuck');
   // A worker of the queue is live (its presence row is fresh, on the database's clock, as every process's) and reads nothing: a stuck process.
   const stuck = async (): Promise<void> => {
     const now = await (store as MysqlStore).dbNow();
