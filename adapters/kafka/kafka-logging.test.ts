@@ -49,6 +49,7 @@ describe('kafkaEntryLevel: known-normal events lowered', () => {
     ['the coordinator loading', entry(logLevel.ERROR, 'Connection', 'Response JoinGroup(key: 11, version: 5)', { ...broker, error: "The coordinator is loading and hence can't process requests for this group" }), 'info'],
     ['the coordinator moved', entry(logLevel.ERROR, 'Connection', 'Response OffsetCommit(key: 8, version: 5)', { ...broker, error: 'This is not the correct coordinator for this group' }), 'info'],
     ['a leader election on a new topic', entry(logLevel.ERROR, 'Connection', 'Response Metadata(key: 3, version: 6)', { ...broker, error: 'There is no leader for this topic-partition as we are in the middle of a leadership election' }), 'debug'],
+    ['a request to a broker that is no longer (or not yet) the leader', entry(logLevel.ERROR, 'Connection', 'Response ListOffsets(key: 2, version: 3)', { ...broker, error: 'This server is not the leader for that topic-partition' }), 'info'],
     ['kafkajs restarting the consumer', entry(logLevel.ERROR, 'Consumer', 'Restarting the consumer in 300ms', { retryCount: 0, retryTime: 300, groupId: 'ats-workers' }), 'info'],
     ['a member whose session lapsed re-joins', entry(logLevel.ERROR, 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g', memberId: 'm', error: 'The coordinator is not aware of this member' }), 'warn'],
   ];

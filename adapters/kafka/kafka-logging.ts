@@ -45,6 +45,9 @@ const NORMAL: ReadonlyArray<{ level: LineLevel; message?: RegExp; error?: RegExp
   { level: 'info', error: /^The coordinator is loading/, why: 'coordinator loading' },
   // Leaders of a topic just created are being elected: retried until there are leaders.
   { level: 'debug', error: /^There is no leader for this topic-partition as we are in the middle of a leadership election/, why: 'leader election' },
+  // A request reached a broker its metadata (just fetched, of a topic just created, or before a leader moved) named
+  // as leader: kafkajs refreshes the metadata and retries; a request that still fails is its caller's error.
+  { level: 'info', error: /^This server is not the leader for that topic-partition/, why: 'stale leader' },
   // kafkajs restarts the consumer after a retriable crash (the crash itself is logged as an error).
   { level: 'info', message: /^Restarting the consumer in /, why: 'consumer restart' },
   // Said at every start: the producer's retries are bounded on purpose (kafka-log.ts, RECONNECT); the
