@@ -170,22 +170,28 @@ describe('a child job redriven after its instance took its end', () => {
   });
 });
 
+/** Three instances of a workflow that waits 1 s, started by `service` on an SQLite store in memory, on a clock the test moves. */
+async function threeWaiting() {
+  let t = 1_900_000_000_000;
+  const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+  const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
+  const store = createSqliteStore({ file: ':memory:' });
+  await store.migrate();
+  const definitions = new HandlerRegistry().workflow('waits', waits);
+  const service = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await service.start({ tenant: 'default', name: 'waits', input: null });
+    assert.ok(r.ok);
+    ids.push(r.workflow.id);
+  }
+  return { store, clock, definitions, service, ids, tick: (ms: number) => (t += ms) };
+}
+
 describe('two processes firing the same due timers', () => {
   it('fire each once, and each pass counts only the timers it fired', async () => {
-    let t = 1_900_000_000_000;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
-    const definitions = new HandlerRegistry().workflow('waits', waits);
-    const a = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
-    const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      const r = await a.start({ tenant: 'default', name: 'waits', input: null });
-      assert.ok(r.ok);
-      ids.push(r.workflow.id);
-    }
-    t += 5_000;
+    const { store, clock, definitions, service: a, ids, tick } = await threeWaiting();
+    tick(5_000);
     // Process b reads the due timers; process a fires them all before b steps their instances.
     let firedByA = 0;
     const raced = intercept(store, (name) => name === 'dueWorkflowTimers', async (call) => {
@@ -205,21 +211,9 @@ describe('two processes firing the same due timers', () => {
 });
 
 describe('an instance whose step the store refuses every time (its own data: a row too long, say)', () => {
-  const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
   /** Three instances waiting on a timer; the store refuses every step of the first with `error`. */
-  async function threeWaiting(error: () => Error) {
-    let t = 1_900_000_000_000;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
-    const definitions = new HandlerRegistry().workflow('waits', waits);
-    const plain = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
-    const ids: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      const r = await plain.start({ tenant: 'default', name: 'waits', input: null });
-      assert.ok(r.ok);
-      ids.push(r.workflow.id);
-    }
+  async function threeWaitingOneRefused(error: () => Error) {
+    const { store, clock, definitions, ids, tick } = await threeWaiting();
     const refusing = intercept(store, (name) => name === 'updateWorkflow', async (call, args) => {
       if (args[0] === ids[0]) throw error();
       return call();
@@ -227,11 +221,11 @@ describe('an instance whose step the store refuses every time (its own data: a r
     const errors: string[] = [];
     const logger = { ...silentLogger, error: (m: string) => void errors.push(m) };
     const service = new WorkflowService({ store: refusing, clock, ids: ulidIds(), definitions, logger });
-    return { store, service, ids, errors, tick: (ms: number) => (t += ms) };
+    return { store, service, ids, errors, tick };
   }
 
   it('the timer pass fires the other instances\' timers, says which one failed, and tries it again a minute later', async () => {
-    const { store, service, ids, errors, tick } = await threeWaiting(() => new Error("Data too long for column 'state' at row 1"));
+    const { store, service, ids, errors, tick } = await threeWaitingOneRefused(() => new Error("Data too long for column 'state' at row 1"));
     tick(5_000);
     assert.equal(await service.fireDueTimers(10), 2);
     for (const id of ids.slice(1)) assert.equal((await store.getWorkflow(id))!.state.status, 'done');
@@ -246,7 +240,7 @@ describe('an instance whose step the store refuses every time (its own data: a r
   });
 
   it('the database unreachable is thrown as it was: the pass, or the log\'s records, are tried again as a whole', async () => {
-    const { store, service, tick } = await threeWaiting(() => new AtsError('ATS_ERR_STORE_UNAVAILABLE'));
+    const { store, service, tick } = await threeWaitingOneRefused(() => new AtsError('ATS_ERR_STORE_UNAVAILABLE'));
     tick(5_000);
     await assert.rejects(service.fireDueTimers(10), (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_STORE_UNAVAILABLE');
     await store.close();
