@@ -510,6 +510,10 @@ describe('workflows', () => {
     assert.deepEqual([done.status, done.value, done.accepts], ['done', 'approved', []]);
     assert.deepEqual((await ats.workflowEvents(wf.id)).map((e) => e.type), ['START', 'CHILD', 'SIGNAL']);
     assert.deepEqual((await ats.workflowEvents(wf.id, { last: 1 })).map((e) => [e.seq, e.type]), [[3, 'SIGNAL']]);
+    const firstTwo = await ats.workflowEventsPage(wf.id, { limit: 2 });
+    assert.deepEqual([firstTwo.events.map((e) => e.seq), firstTwo.next], [[1, 2], 2]);
+    const rest = await ats.workflowEventsPage(wf.id, { after: firstTwo.next!, limit: 2 });
+    assert.deepEqual([rest.events.map((e) => e.seq), rest.next], [[3], null]);
     assert.deepEqual(await ats.verifyWorkflow(wf.id), { ok: true, events: 3 });
     const page = await ats.listWorkflows({ name: 'client.approval', status: 'done', limit: 10 });
     assert.ok(page.workflows.some((w) => w.id === wf.id));

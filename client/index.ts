@@ -22,7 +22,7 @@ import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketC
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
-  StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
+  StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowEventPage, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
   WorkflowWaitCondition,
 } from './types.js';
 
@@ -345,11 +345,38 @@ export class AtsClient {
     return (await call<WorkflowPage>(this.http, 'GET', `/v1/workflows${qs ? `?${qs}` : ''}`, opts)).body;
   }
 
-  /** `GET /v1/workflows/:id/events`: the instance's history, oldest first; with `last`, only its newest `last` events (at most 10,000). */
+  /**
+   * The instance's history, oldest first: all of it, read a page at a time
+   * (`workflowEventsPage`); with `last`, only its newest `last` events (at
+   * most 10,000), in one request.
+   */
   async workflowEvents(id: string, opts: RequestOptions & { last?: number } = {}): Promise<WorkflowEvent[]> {
     const { last, ...request } = opts;
-    const qs = last === undefined ? '' : `?last=${encodeURIComponent(String(last))}`;
-    return (await call<{ events: WorkflowEvent[] }>(this.http, 'GET', `${workflowPath(id)}/events${qs}`, request)).body.events;
+    if (last !== undefined) {
+      return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events?last=${encodeURIComponent(String(last))}`, request)).body.events;
+    }
+    const events: WorkflowEvent[] = [];
+    for (let after: number | null = 0; after !== null;) {
+      const page = await this.workflowEventsPage(id, { ...request, after });
+      events.push(...page.events);
+      after = page.next;
+    }
+    return events;
+  }
+
+  /**
+   * `GET /v1/workflows/:id/events`: one page of the instance's history, oldest
+   * first: at most `limit` events (the server's default 1,000, at most 10,000)
+   * after seq `after` (0: from the start). Pass its `next` as `after` for the
+   * next page; null at the end.
+   */
+  async workflowEventsPage(id: string, opts: RequestOptions & { after?: number; limit?: number } = {}): Promise<WorkflowEventPage> {
+    const { after, limit, ...request } = opts;
+    const params = new URLSearchParams();
+    if (after !== undefined) params.set('after', String(after));
+    if (limit !== undefined) params.set('limit', String(limit));
+    const qs = params.toString();
+    return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events${qs ? `?${qs}` : ''}`, request)).body;
   }
 
   /**

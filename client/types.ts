@@ -14,7 +14,8 @@ import type {
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
   UpdateScheduleBody as UpdateScheduleBodySchema, WorkerList as WorkerListSchema, WorkerView as WorkerViewSchema,
-  StartWorkflowBody as StartWorkflowBodySchema, WorkflowEventView as WorkflowEventViewSchema, WorkflowListQuery as WorkflowListQuerySchema,
+  StartWorkflowBody as StartWorkflowBodySchema, WorkflowEventList as WorkflowEventListSchema, WorkflowEventView as WorkflowEventViewSchema,
+  WorkflowListQuery as WorkflowListQuerySchema,
   WorkflowPage as WorkflowPageSchema, WorkflowVerifyView as WorkflowVerifyViewSchema, WorkflowView as WorkflowViewSchema,
 } from '../server/schemas.js';
 import type {
@@ -132,6 +133,8 @@ export type Workflow = Static<typeof WorkflowViewSchema>;
 export type WorkflowStatus = Workflow['status'];
 /** One entry of an instance's history (`GET /v1/workflows/:id/events`). */
 export type WorkflowEvent = Static<typeof WorkflowEventViewSchema>;
+/** One page of an instance's history, oldest first; pass `next` as `after` for the next page (null at the end). */
+export type WorkflowEventPage = Static<typeof WorkflowEventListSchema>;
 /** One page of `GET /v1/workflows`, newest first. */
 export type WorkflowPage = Static<typeof WorkflowPageSchema>;
 /** The query of `GET /v1/workflows`: `name`, `status`, `limit`, `cursor`. */

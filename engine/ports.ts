@@ -775,8 +775,8 @@ export interface WorkflowStore {
   activeWorkflowValues(tenant: string, name: string, definitionVersion: number, limit: number): Promise<unknown[]>;
   getWorkflow(id: string): Promise<WorkflowRecord | null>;
   findWorkflowByIdempotencyKey(tenant: string, name: string, key: string): Promise<WorkflowRecord | null>;
-  /** An instance's events in seq order, from `afterSeq + 1`. */
-  getWorkflowEvents(id: string, afterSeq?: number): Promise<WorkflowEventRecord[]>;
+  /** An instance's events in seq order, from `afterSeq + 1`; at most `limit` when given. */
+  getWorkflowEvents(id: string, afterSeq?: number, limit?: number): Promise<WorkflowEventRecord[]>;
   /** Newest first. */
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
   /** Timers of every instance due at or before `now`, soonest first (by dueAt, workflowId, timerId), after the timer `after`. */

@@ -65,9 +65,46 @@ describe('workflow versions', () => {
     const read = await service.get(started.workflow.id, 'default');
     assert.ok(read);
     assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
-    const last = await service.events(read, 1);
-    assert.deepEqual(last.map((e) => e.seq), [3], 'the newest one, not the one the record knew and the one after');
-    assert.equal((await service.events(read)).length, 3);
+    const last = await service.events(read, { last: 1 });
+    assert.deepEqual(last.events.map((e) => e.seq), [3], 'the newest one, not the one the record knew and the one after');
+    assert.equal(last.next, null);
+    assert.equal((await service.events(read, { after: 0, limit: 10 })).events.length, 3);
+    await store.close();
+  });
+
+  it('a long history: pages of at most their limit, each naming the next until the end; verify replays it a page at a time, up to the version it read', async () => {
+    const { store, registry, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const id = started.workflow.id;
+    for (let i = 0; i < 2_100; i++) assert.ok((await service.signal(id, 'default', { type: 'ADD' })).ok);
+    const read = (await service.get(id, 'default'))!;
+    assert.equal(read.version, 2_101);
+
+    const seqs: number[] = [];
+    const nexts: Array<number | null> = [];
+    for (let after: number | null = 0; after !== null;) {
+      const page = await service.events(read, { after, limit: 1_000 });
+      assert.ok(page.events.length <= 1_000);
+      seqs.push(...page.events.map((e) => e.seq));
+      nexts.push(page.next);
+      after = page.next;
+    }
+    assert.deepEqual(nexts, [1_000, 2_000, null]);
+    assert.deepEqual(seqs, Array.from({ length: 2_101 }, (_, i) => i + 1), 'every event once, in order');
+
+    // A step taken after the read is not part of what the read instance holds: verify replays up to its version.
+    assert.ok((await service.signal(id, 'default', { type: 'ADD' })).ok);
+    assert.deepEqual(await service.verify(read), { ok: true, events: 2_101 });
+    assert.deepEqual(await service.verify((await service.get(id, 'default'))!), { ok: true, events: 2_102 });
+
+    // A history with an event missing on its second page (a store answers a full page across the gap).
+    const gapped = Object.assign(Object.create(store) as typeof store, {
+      getWorkflowEvents: async (wid: string, afterSeq?: number, limit?: number) =>
+        (await store.getWorkflowEvents(wid, afterSeq, limit === undefined ? undefined : limit + 1)).filter((e) => e.seq !== 1_500).slice(0, limit),
+    });
+    const tampered = new WorkflowService({ store: gapped, clock: systemClock, ids: ulidIds(), definitions: registry });
+    assert.deepEqual(await tampered.verify(read), { ok: false, events: 2_100, problem: 'the history has a gap before seq 1501' });
     await store.close();
   });
 

@@ -28,7 +28,7 @@ import {
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { isTerminal } from '../machines/lifecycle.js';
-import { migrateWorkflow, replayHistory, type HistoryInput } from '../machines/workflow-migration.js';
+import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay } from '../machines/workflow-migration.js';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
@@ -566,11 +566,23 @@ export class WorkflowService {
     return wf && wf.tenant === tenant ? wf : null;
   }
 
-  /** The instance's history, oldest first (for the API); with `last`, only its last `last` events. */
-  async events(wf: WorkflowRecord, last?: number): Promise<WorkflowEventRecord[]> {
-    const events = await this.deps.store.getWorkflowEvents(wf.id, last === undefined ? 0 : Math.max(0, wf.version - last));
-    // Steps taken since `wf` was read come too: still only the last `last`.
-    return last === undefined ? events : events.slice(-last);
+  /**
+   * One page of the instance's history, oldest first (for the API): the
+   * events after seq `after`, at most `limit`, and `next`, the seq to page on
+   * from (null once the history, as read, is all there). With `last`, only
+   * its last `last` events (`next` null).
+   */
+  async events(wf: WorkflowRecord, page: { last: number } | { after: number; limit: number }): Promise<{ events: WorkflowEventRecord[]; next: number | null }> {
+    if ('last' in page) {
+      const events = await this.deps.store.getWorkflowEvents(wf.id, Math.max(0, wf.version - page.last));
+      // Steps taken since `wf` was read come too: still only the last `last`.
+      return { events: events.slice(-page.last), next: null };
+    }
+    // One more than asked tells whether there is a next page.
+    const events = await this.deps.store.getWorkflowEvents(wf.id, page.after, page.limit + 1);
+    if (events.length <= page.limit) return { events, next: null };
+    events.length = page.limit;
+    return { events, next: events.at(-1)!.seq };
   }
 
   /** The state values of the active instances of `wf`'s tenant, name and definition version, at most `limit` (the console's live counts). */
@@ -600,33 +612,81 @@ export class WorkflowService {
   /**
    * Replays the instance's history through its definition and compares the
    * result with the stored state. `ok: false` names the first difference.
+   * The history up to `wf`'s version is read and replayed a page at a time
+   * (`VERIFY_PAGE` events), so a long one neither sits in memory whole nor
+   * holds the event loop; steps taken since `wf` was read are not replayed.
    */
   async verify(wf: WorkflowRecord): Promise<{ ok: true; events: number } | { ok: false; events: number; problem: string }> {
-    const events = await this.deps.store.getWorkflowEvents(wf.id);
     const def = this.definitionOf(wf);
-    if (!def) return { ok: false, events: events.length, problem: `definition ${wf.name} version ${wf.definitionVersion} is not registered` };
-    const [first, ...rest] = events;
-    if (!first || first.type !== 'START') return { ok: false, events: events.length, problem: 'the history does not begin with START' };
-    const gap = events.findIndex((e, i) => e.seq !== i + 1);
-    if (gap >= 0) return { ok: false, events: events.length, problem: `the history has a gap before seq ${events[gap]!.seq}` };
+    const pages = this.historyPages(wf.id, wf.version);
+    let count = 0;
+    /** The problem, with every event up to `wf`'s version counted. */
+    const fail = async (problem: string) => {
+      for await (const page of pages) count += page.length;
+      return { ok: false as const, events: count, problem };
+    };
+    const first = await pages.next();
+    if (!first.done) count += first.value.length;
+    const start = first.done ? undefined : first.value[0];
+    if (!def) return fail(`definition ${wf.name} version ${wf.definitionVersion} is not registered`);
+    if (!start || start.type !== 'START') return fail('the history does not begin with START');
+    const data = start.data as { input: unknown; jobIds: string[]; version?: number };
+    let replay: HistoryReplay;
     try {
-      const start = first.data as { input: unknown; jobIds: string[] };
-      const startVersion = (first.data as { version?: number }).version ?? firstVersion(events, wf.definitionVersion);
-      const replayed = replayHistory(
+      replay = historyReplay(
         (v) => this.deps.definitions.workflowDefinition(wf.name, v),
-        { version: startVersion, input: start.input, at: first.at, jobIds: start.jobIds },
-        rest.map(recorded),
+        { version: data.version ?? await this.firstVersion(wf), input: data.input, at: start.at, jobIds: data.jobIds },
       );
-      if (replayed.version !== wf.definitionVersion) {
-        return { ok: false, events: events.length, problem: `replaying the history ends at version ${replayed.version}, the instance is at ${wf.definitionVersion}` };
-      }
-      if (!isDeepStrictEqual(replayed.state, asStored(wf.state))) {
-        return { ok: false, events: events.length, problem: 'replaying the history gives a different state than the stored one' };
-      }
-      return { ok: true, events: events.length };
     } catch (err) {
-      return { ok: false, events: events.length, problem: (err as Error).message };
+      if (isAtsError(err)) throw err; // the store, not the history
+      return fail((err as Error).message);
     }
+    let page = first.value!;
+    for (let seq = 0, i = 0; ; i++) {
+      if (i === page.length) {
+        const next = await pages.next();
+        if (next.done) break;
+        page = next.value;
+        count += page.length;
+        i = 0;
+      }
+      const e = page[i]!;
+      if (e.seq !== ++seq) return fail(`the history has a gap before seq ${e.seq}`);
+      if (seq === 1) continue; // the START replay began with
+      try {
+        replay.feed(recorded(e));
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+    }
+    if (count !== wf.version) return fail(`the history holds ${count} events up to the instance's version ${wf.version}`);
+    const replayed = replay.result();
+    if (replayed.version !== wf.definitionVersion) {
+      return { ok: false, events: count, problem: `replaying the history ends at version ${replayed.version}, the instance is at ${wf.definitionVersion}` };
+    }
+    if (!isDeepStrictEqual(replayed.state, asStored(wf.state))) {
+      return { ok: false, events: count, problem: 'replaying the history gives a different state than the stored one' };
+    }
+    return { ok: true, events: count };
+  }
+
+  /** The instance's history up to seq `upTo`, in pages of `VERIFY_PAGE` events, oldest first. */
+  private async *historyPages(id: string, upTo: number): AsyncGenerator<WorkflowEventRecord[], void> {
+    for (let after = 0; after < upTo;) {
+      const page = (await this.deps.store.getWorkflowEvents(id, after, Math.min(VERIFY_PAGE, upTo - after))).filter((e) => e.seq <= upTo);
+      if (page.length > 0) yield page;
+      if (page.length < VERIFY_PAGE) return;
+      after = page.at(-1)!.seq;
+    }
+  }
+
+  /** The version an instance started at, for a START that did not record it: the first MIGRATE's `from`, or its version now when it never moved. */
+  private async firstVersion(wf: WorkflowRecord): Promise<number> {
+    for await (const page of this.historyPages(wf.id, wf.version)) {
+      const m = page.find((e) => e.type === 'MIGRATE');
+      if (m) return (m.data as { from: number }).from;
+    }
+    return wf.definitionVersion;
   }
 }
 
@@ -653,17 +713,14 @@ function unplaceable(def: WorkflowDefinition, state: WorkflowRecord['state']): s
   return stray ? `the states it is in have no after transition for its timer ${stray.event.type}` : null;
 }
 
-/** The version an instance started at: the first MIGRATE's `from`, or its version now when it never moved. */
-function firstVersion(events: readonly WorkflowEventRecord[], now: number): number {
-  const m = events.find((e) => e.type === 'MIGRATE');
-  return m ? (m.data as { from: number }).from : now;
-}
-
 /** A message to take, by id: the step reads it with the instance (`WorkflowService.receive`). */
 interface MessageInput {
   type: 'MESSAGE-ID';
   messageId: string;
 }
+
+/** Events `verify` reads and replays at a time. */
+const VERIFY_PAGE = 1_000;
 
 /** Messages one `receive` reads at a time. */
 const RECEIVE_BATCH = 100;

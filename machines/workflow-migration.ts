@@ -195,19 +195,28 @@ export type HistoryInput = WorkflowInputEvent | {
   carryTimers?: true;
 };
 
+/** A recorded step of a history, as replay takes it. */
+export interface RecordedStep { input: HistoryInput; at: number; jobIds: readonly string[] }
+
+/** Feeds a history to replay a step at a time (a long one in pages); `result` is where it ends. */
+export interface HistoryReplay {
+  /** Replays the next step; throws when it does not replay (or its version is not registered). */
+  feed(step: RecordedStep): void;
+  result(): { state: PersistedWorkflow; version: number };
+}
+
 /**
  * Replays a history that may cross versions: each event through the machine
  * of the version the instance was at, a MIGRATE through the new version's
  * migration. Each state goes through JSON, as the store keeps it between
- * steps, so replay sees what a live step saw. Returns the state and the
- * version it ends at; throws on a step that does not replay (or a version not
- * registered).
+ * steps, so replay sees what a live step saw. Starts from `start`, the
+ * history's START; each `feed` replays the next step, and throws on a step
+ * that does not replay (or a version not registered).
  */
-export function replayHistory(
+export function historyReplay(
   definitionOf: (version: number) => WorkflowDefinition | undefined,
   start: { version: number; input: unknown; at: number; jobIds: readonly string[] },
-  events: readonly { input: HistoryInput; at: number; jobIds: readonly string[] }[],
-): { state: PersistedWorkflow; version: number } {
+): HistoryReplay {
   const need = (v: number): WorkflowDefinition => {
     const def = definitionOf(v);
     if (!def) throw new Error(`replay: version ${v} of the workflow is not registered`);
@@ -215,13 +224,28 @@ export function replayHistory(
   };
   let version = start.version;
   let state = asStored(startWorkflow(need(version), start.input, start.at, recordedJobIds(start.jobIds)).next);
-  for (const [i, e] of events.entries()) {
-    const r = e.input.type === 'MIGRATE'
-      ? migrateWorkflow(e.input.from, need(e.input.to), state, recordedJobIds(e.jobIds), { carryTimers: e.input.carryTimers === true })
-      : applyWorkflowEvent(need(version), state, e.input, e.at, recordedJobIds(e.jobIds));
-    if (!r.ok) throw new Error(`event #${i + 2} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
-    if (e.input.type === 'MIGRATE') version = e.input.to;
-    state = asStored(r.next);
-  }
-  return { state, version };
+  let fed = 0;
+  return {
+    feed: (e) => {
+      fed++;
+      const r = e.input.type === 'MIGRATE'
+        ? migrateWorkflow(e.input.from, need(e.input.to), state, recordedJobIds(e.jobIds), { carryTimers: e.input.carryTimers === true })
+        : applyWorkflowEvent(need(version), state, e.input, e.at, recordedJobIds(e.jobIds));
+      if (!r.ok) throw new Error(`event #${fed + 1} (${e.input.type}) is not taken in state ${JSON.stringify(state.value)}`);
+      if (e.input.type === 'MIGRATE') version = e.input.to;
+      state = asStored(r.next);
+    },
+    result: () => ({ state, version }),
+  };
+}
+
+/** `historyReplay` of a whole history at once: the state and the version it ends at. */
+export function replayHistory(
+  definitionOf: (version: number) => WorkflowDefinition | undefined,
+  start: { version: number; input: unknown; at: number; jobIds: readonly string[] },
+  events: readonly RecordedStep[],
+): { state: PersistedWorkflow; version: number } {
+  const replay = historyReplay(definitionOf, start);
+  for (const e of events) replay.feed(e);
+  return replay.result();
 }

@@ -695,14 +695,24 @@ const WAIT_CONDITION_PATTERN = `^(done|tag:.{1,${MAX_TAG_CHARS}})$`;
 const WaitCondition = (description: string) => Type.String({ minLength: 4, maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
 const WaitTimeout = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description });
 
-/** The most events `GET /v1/workflows/:id/events?last=` answers. */
+/** The most events `GET /v1/workflows/:id/events` answers at once (`last`, `limit`). */
 export const MAX_WORKFLOW_EVENTS_LAST = 10_000;
+/** The events a page of `GET /v1/workflows/:id/events` holds without a `limit`. */
+export const DEFAULT_WORKFLOW_EVENTS_PAGE = 1_000;
 
 export const WorkflowEventsQuery = Type.Object(
   {
     last: Type.Optional(Type.Integer({
       minimum: 1, maximum: MAX_WORKFLOW_EVENTS_LAST,
-      description: `Only the instance's last \`last\` events (still oldest first; their \`seq\` says how many came before). Without it, the whole history`,
+      description: 'Only the instance\'s last `last` events (still oldest first; their `seq` says how many came before). Not with `after` or `limit`',
+    })),
+    after: Type.Optional(Type.Integer({
+      minimum: 0, maximum: Number.MAX_SAFE_INTEGER,
+      description: 'Only events after this seq: the `next` of the previous page (0, the default, from the start)',
+    })),
+    limit: Type.Optional(Type.Integer({
+      minimum: 1, maximum: MAX_WORKFLOW_EVENTS_LAST,
+      description: `Most events on one page (default ${DEFAULT_WORKFLOW_EVENTS_PAGE.toLocaleString('en-US')})`,
     })),
   },
   { additionalProperties: false },
@@ -776,8 +786,9 @@ export const WorkflowEventView = Type.Object({
 export type WorkflowEventView = Static<typeof WorkflowEventView>;
 
 export const WorkflowEventList = Type.Object({
-  events: Type.Array(ref(WorkflowEventView), { description: 'The history, oldest first' }),
-}, { $id: 'WorkflowEventList', description: 'A workflow instance\'s history' });
+  events: Type.Array(ref(WorkflowEventView), { description: 'A page of the history, oldest first' }),
+  next: Nullable(Type.Integer({ minimum: 1 }), 'Pass as `after` for the next page; null when the history, as read, ended on this one (and with `last`)'),
+}, { $id: 'WorkflowEventList', description: 'A workflow instance\'s history, a page at a time' });
 
 export const WorkflowVerifyView = Type.Object({
   ok: Type.Boolean({ description: 'true: replaying the history through the definition gives the stored state' }),

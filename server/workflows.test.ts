@@ -267,6 +267,27 @@ describe('/v1/workflows (SQLite)', () => {
     return body;
   };
 
+  test('a long history comes a page at a time: 1,000 events without a limit, `next` to page on, null at the end', async () => {
+    const wf = await started(t, { name: 'counter' });
+    for (let i = 0; i < 1_000; i++) assert.ok((await t.workflows!.signal(wf.id, 'default', { type: 'ADD' })).ok);
+    const page = async (query: string) => {
+      const r = await t.app.inject({ url: `/v1/workflows/${wf.id}/events${query}` });
+      assert.equal(r.statusCode, 200, r.body);
+      const body = r.json() as { events: Array<{ seq: number }>; next: number | null };
+      return { seqs: body.events.map((e) => e.seq), next: body.next };
+    };
+    const first = await page('');
+    assert.deepEqual([first.seqs.length, first.seqs[0], first.seqs.at(-1), first.next], [1_000, 1, 1_000, 1_000]);
+    assert.deepEqual(await page('?after=1000'), { seqs: [1_001], next: null });
+    assert.deepEqual(await page('?after=998&limit=2'), { seqs: [999, 1_000], next: 1_000 });
+    assert.deepEqual(await page('?after=1001'), { seqs: [], next: null });
+    assert.deepEqual(await page('?last=2'), { seqs: [1_000, 1_001], next: null });
+    for (const bad of ['?last=2&after=0', '?last=2&limit=5', '?after=-1', '?after=x', '?limit=0', '?limit=10001']) {
+      await refused({ url: `/v1/workflows/${wf.id}/events${bad}` }, 400, 'ATS_ERR_VALIDATION');
+    }
+    assert.deepEqual((await t.app.inject({ url: `/v1/workflows/${wf.id}/verify` })).json(), { ok: true, events: 1_001 });
+  });
+
   test('start, get, signal (taken and not), events, verify; an ended instance takes nothing', async () => {
     await startSignalGet(t);
   });

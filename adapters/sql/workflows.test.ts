@@ -219,6 +219,7 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual([after?.version, after?.state, after?.updatedAt], [2, next, T + 1000]);
       assert.deepEqual((await store.getWorkflowEvents(w.id)).map((e) => [e.seq, e.type, e.status]), [[1, 'START', 'active'], [2, 'SIGNAL', 'active']]);
       assert.deepEqual((await store.getWorkflowEvents(w.id, 1)).map((e) => e.data), [{ event: { type: 'GO' }, jobIds: [jid(1)] }]);
+      assert.deepEqual((await store.getWorkflowEvents(w.id, 0, 1)).map((e) => e.seq), [1], 'at most the limit, oldest first');
       assert.deepEqual(await timersOf(store, w.id), [['b', T + 200], ['c', T + 300]]);
       assert.deepEqual((await store.getJob(jid(1)))?.parent, parent);
       assert.deepEqual((await store.getEvents(jid(1))).map((e) => e.type), ['SUBMITTED']);

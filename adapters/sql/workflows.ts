@@ -509,7 +509,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
   return {
     getWorkflow: (id) => one(SELECT_WORKFLOW, [id]),
     findWorkflowByIdempotencyKey: (tenant, name, key) => one(SELECT_WORKFLOW_BY_KEY, [tenant, name, key]),
-    getWorkflowEvents: async (id, afterSeq = 0) => (await query(SELECT_WORKFLOW_EVENTS, [id, afterSeq])).map(rowToWorkflowEvent),
+    getWorkflowEvents: async (id, afterSeq = 0, limit) =>
+      (await (limit === undefined ? query(SELECT_WORKFLOW_EVENTS, [id, afterSeq]) : query(`${SELECT_WORKFLOW_EVENTS} LIMIT ?`, [id, afterSeq, limit]))).map(rowToWorkflowEvent),
     listWorkflows: async (filter) => {
       const { sql, params } = listWorkflows(d, filter);
       return (await query(sql, params)).map(rowToWorkflow);

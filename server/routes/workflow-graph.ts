@@ -60,7 +60,7 @@ export const workflowGraphRoute: FastifyPluginAsync<RouteOptions> = async (app, 
     const g = graphOf(def);
     const [values, events] = await Promise.all([
       service.activeValues(wf, COUNTED_INSTANCES + 1),
-      service.events(wf, HISTORY_STEPS),
+      service.events(wf, { last: HISTORY_STEPS }).then((page) => page.events),
     ]);
     const counted = values.slice(0, COUNTED_INSTANCES);
     return {

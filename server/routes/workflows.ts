@@ -21,7 +21,7 @@ import { isUserEventType } from '../../machines/workflow.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
-  DEFAULT_PAGE, DEFAULT_WAIT_MS, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
+  DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
@@ -82,7 +82,8 @@ const eventsSchema = {
   operationId: 'listWorkflowEvents',
   summary: 'A workflow instance\'s history',
   description: 'What entered the instance, oldest first: its start, each signal, child end, timer and cancel it took, with what replay needs. ' +
-    'With `last`, only the newest events (a page following a long-lived instance).',
+    `A page at a time: at most \`limit\` events (${DEFAULT_WORKFLOW_EVENTS_PAGE.toLocaleString('en-US')} by default) after seq \`after\`; \`next\` is the \`after\` of the next page, null at the end. ` +
+    'With `last`, only the newest events (a page following a long-lived instance); `last` with `after` or `limit` is a 400.',
   tags: TAGS,
   params: WorkflowParams,
   querystring: WorkflowEventsQuery,
@@ -279,7 +280,12 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
 
   app.get<{ Params: WorkflowParams; Querystring: WorkflowEventsQuery }>('/v1/workflows/:id/events', { schema: eventsSchema }, async (request) => {
     const wf = await tenantWorkflow(service, request.params.id, request.principal);
-    return { events: (await service.events(wf, request.query.last)).map(toWorkflowEventView) };
+    const { last, after, limit } = request.query;
+    if (last !== undefined && (after !== undefined || limit !== undefined)) {
+      throw new AtsError('ATS_ERR_VALIDATION', 'querystring: last takes the newest events; it does not go with after or limit');
+    }
+    const page = await service.events(wf, last !== undefined ? { last } : { after: after ?? 0, limit: limit ?? DEFAULT_WORKFLOW_EVENTS_PAGE });
+    return { events: page.events.map(toWorkflowEventView), next: page.next };
   });
 
   app.post<{ Params: WorkflowParams; Body: SignalBody; Headers: SignalHeaders }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
