@@ -108,6 +108,30 @@ describe('workflow versions', () => {
     await store.close();
   });
 
+  it('a start whose idempotency key\'s holder is purged between the insert and the lookup starts anew', async () => {
+    const { store, registry } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const held = await new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: registry })
+      .start({ tenant: 'default', name: 'counter', input: null, idempotencyKey: 'race' });
+    assert.ok(held.ok && held.created);
+    assert.ok((await new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: registry }).cancel(held.workflow.id, 'default')).ok);
+    // Retention purges the ended instance holding the key just after an insert found the key taken.
+    let once = true;
+    const racing = intercept(store, (name) => name === 'insertWorkflow', async (call) => {
+      const r = await call();
+      if (once) {
+        once = false;
+        assert.equal(await store.purgeWorkflows('cancelled', Date.now() + 1_000, 10), 1);
+      }
+      return r;
+    });
+    const service = new WorkflowService({ store: racing, clock: systemClock, ids: ulidIds(), definitions: registry });
+    const again = await service.start({ tenant: 'default', name: 'counter', input: null, idempotencyKey: 'race' });
+    assert.ok(again.ok && again.created, JSON.stringify(again));
+    assert.notEqual(again.workflow.id, held.workflow.id);
+    assert.equal((await store.findWorkflowByIdempotencyKey('default', 'counter', 'race'))?.id, again.workflow.id);
+    await store.close();
+  });
+
   it('a version with a migration moves a live instance at its next step, keeping its job, and verify replays across the move', async () => {
     const { store, registry, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
     const started = await service.start({ tenant: 'default', name: 'counter', input: null });

@@ -32,7 +32,7 @@ import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay }
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
-import { isAtsError } from './errors.js';
+import { AtsError, isAtsError } from './errors.js';
 import { errorFields } from './logger.js';
 import type { Metrics } from './metrics.js';
 import {
@@ -148,7 +148,14 @@ export class WorkflowService {
     return def && unplaceable(def, workflow.state) === null ? def : undefined;
   }
 
-  async start(spec: StartSpec): Promise<StartResult> {
+  /**
+   * Starts an instance. With an idempotency key another instance holds, it
+   * returns that instance, or a conflict. If that instance is gone by the
+   * time it is looked up (purged by retention just after the insert found the
+   * key taken), the key is free again: the start is tried anew, a few times at
+   * most.
+   */
+  async start(spec: StartSpec, tries = KEY_HOLDER_GONE_TRIES): Promise<StartResult> {
     const def = this.deps.definitions.workflowDefinition(spec.name);
     if (!def) return { ok: false, reason: 'unknown-workflow' };
     const { clock, ids, store } = this.deps;
@@ -185,7 +192,8 @@ export class WorkflowService {
       return { ok: true, workflow, created: true };
     }
     const existing = await store.findWorkflowByIdempotencyKey(spec.tenant, def.name, spec.idempotencyKey!);
-    if (!existing) throw new Error('workflow idempotency key reported taken but no instance holds it');
+    if (!existing && tries > 0) return this.start(spec, tries - 1);
+    if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'workflow idempotency key reported taken but no instance holds it');
     return existing.requestHash === workflow.requestHash
       ? { ok: true, workflow: existing, created: false }
       : { ok: false, reason: 'idempotency-conflict', workflow: existing };
@@ -718,6 +726,9 @@ interface MessageInput {
   type: 'MESSAGE-ID';
   messageId: string;
 }
+
+/** Starts tried again when the instance holding their idempotency key went between the insert and the lookup. */
+const KEY_HOLDER_GONE_TRIES = 3;
 
 /** Events `verify` reads and replays at a time. */
 const VERIFY_PAGE = 1_000;
