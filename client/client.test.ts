@@ -497,6 +497,29 @@ describe('limits', () => {
 describe('workflows', () => {
   const is = (status: number, code: string) => (e: unknown) => e instanceof ApiError && e.status === status && e.code === code;
 
+  test('workflowEvents without last reads every page, following next; an answer without next is the whole history', async () => {
+    const ev = (seq: number) => ({ seq, type: seq === 1 ? 'START' : 'SIGNAL', at: '2026-01-01T00:00:00.000Z', status: 'active', value: 'a', data: {} });
+    const paged = (pages: ReadonlyMap<string, object>) => {
+      const asked: string[] = [];
+      const client = createClient({
+        url: 'http://127.0.0.1:1',
+        fetch: async (input) => {
+          const u = new URL(String(input));
+          asked.push(u.search);
+          return new Response(JSON.stringify(pages.get(u.search)), { status: 200, headers: { 'content-type': 'application/json' } });
+        },
+      });
+      return { client, asked };
+    };
+    const id = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
+    const two = paged(new Map([['', { events: [ev(1), ev(2)], next: 2 }], ['?after=2', { events: [ev(3)], next: null }]]));
+    assert.deepEqual((await two.client.workflowEvents(id)).map((e) => e.seq), [1, 2, 3]);
+    assert.deepEqual(two.asked, ['', '?after=2']);
+    const whole = paged(new Map([['', { events: [ev(1), ev(2), ev(3)] }]]));
+    assert.deepEqual((await whole.client.workflowEvents(id)).map((e) => e.seq), [1, 2, 3]);
+    assert.deepEqual(whole.asked, [''], 'one request');
+  });
+
   test('start, get, signal, events, verify, list: the child job runs and its end moves the instance on', async () => {
     const wf = await ats.startWorkflow({ name: 'client.approval' });
     assert.deepEqual([wf.status, wf.value, wf.children.map((c) => c.jobType)], ['active', 'echoing', ['demo.echo']]);

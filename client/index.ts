@@ -356,10 +356,12 @@ export class AtsClient {
       return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events?last=${encodeURIComponent(String(last))}`, request)).body.events;
     }
     const events: WorkflowEvent[] = [];
-    for (let after: number | null = 0; after !== null;) {
+    for (let after: number | undefined, more = true; more;) {
       const page = await this.workflowEventsPage(id, { ...request, after });
       events.push(...page.events);
-      after = page.next;
+      // A server that answers the whole history at once sends no `next`.
+      more = typeof page.next === 'number';
+      after = page.next ?? undefined;
     }
     return events;
   }

@@ -95,7 +95,17 @@ describe('workflow versions', () => {
 
     // A step taken after the read is not part of what the read instance holds: verify replays up to its version.
     assert.ok((await service.signal(id, 'default', { type: 'ADD' })).ok);
+    // Between its pages, the event loop's other work runs (the embedded store reads synchronously).
+    let ticks = 0;
+    let ticking = true;
+    const tick = (): void => {
+      ticks++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
     assert.deepEqual(await service.verify(read), { ok: true, events: 2_101 });
+    ticking = false;
+    assert.ok(ticks >= 2, `the event loop turned ${ticks} times while 3 pages were replayed`);
     assert.deepEqual(await service.verify((await service.get(id, 'default'))!), { ok: true, events: 2_102 });
 
     // A history with an event missing on its second page (a store answers a full page across the gap).
@@ -151,6 +161,13 @@ describe('workflow versions', () => {
     const events = await store.getWorkflowEvents(started.workflow.id);
     assert.deepEqual(events.map((e) => e.type), ['START', 'SIGNAL', 'MIGRATE', 'SIGNAL']);
     assert.deepEqual(await service.verify(r.workflow), { ok: true, events: 4 });
+    // A START written before STARTs recorded their version: the first MIGRATE's `from` says it.
+    const unversioned = Object.assign(Object.create(store) as typeof store, {
+      getWorkflowEvents: async (wid: string, afterSeq?: number, limit?: number) => (await store.getWorkflowEvents(wid, afterSeq, limit))
+        .map((e) => (e.type === 'START' ? { ...e, data: { ...(e.data as object), version: undefined } } : e)),
+    });
+    const legacy = new WorkflowService({ store: unversioned, clock: systemClock, ids: ulidIds(), definitions: registry });
+    assert.deepEqual(await legacy.verify(r.workflow), { ok: true, events: 4 });
     const stored = (await store.getWorkflow(started.workflow.id))!;
     assert.equal(stored.definitionVersion, 2, 'the row says the version it runs now');
     await store.close();

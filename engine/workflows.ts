@@ -29,6 +29,7 @@ import {
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { isTerminal } from '../machines/lifecycle.js';
 import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay } from '../machines/workflow-migration.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
@@ -577,8 +578,8 @@ export class WorkflowService {
   /**
    * One page of the instance's history, oldest first (for the API): the
    * events after seq `after`, at most `limit`, and `next`, the seq to page on
-   * from (null once the history, as read, is all there). With `last`, only
-   * its last `last` events (`next` null).
+   * from (null when the store held no event after this page as it read it).
+   * With `last`, only its last `last` events (`next` null).
    */
   async events(wf: WorkflowRecord, page: { last: number } | { after: number; limit: number }): Promise<{ events: WorkflowEventRecord[]; next: number | null }> {
     if ('last' in page) {
@@ -639,14 +640,11 @@ export class WorkflowService {
     if (!def) return fail(`definition ${wf.name} version ${wf.definitionVersion} is not registered`);
     if (!start || start.type !== 'START') return fail('the history does not begin with START');
     const data = start.data as { input: unknown; jobIds: string[]; version?: number };
+    const startVersion = data.version ?? await this.firstVersion(wf);
     let replay: HistoryReplay;
     try {
-      replay = historyReplay(
-        (v) => this.deps.definitions.workflowDefinition(wf.name, v),
-        { version: data.version ?? await this.firstVersion(wf), input: data.input, at: start.at, jobIds: data.jobIds },
-      );
+      replay = historyReplay((v) => this.deps.definitions.workflowDefinition(wf.name, v), { version: startVersion, input: data.input, at: start.at, jobIds: data.jobIds });
     } catch (err) {
-      if (isAtsError(err)) throw err; // the store, not the history
       return fail((err as Error).message);
     }
     let page = first.value!;
@@ -678,9 +676,14 @@ export class WorkflowService {
     return { ok: true, events: count };
   }
 
-  /** The instance's history up to seq `upTo`, in pages of `VERIFY_PAGE` events, oldest first. */
+  /**
+   * The instance's history up to seq `upTo`, in pages of `VERIFY_PAGE` events,
+   * oldest first. Between pages it lets the event loop's other work run (an
+   * embedded store reads synchronously: an await alone would not).
+   */
   private async *historyPages(id: string, upTo: number): AsyncGenerator<WorkflowEventRecord[], void> {
     for (let after = 0; after < upTo;) {
+      if (after > 0) await yieldToEventLoop();
       const page = (await this.deps.store.getWorkflowEvents(id, after, Math.min(VERIFY_PAGE, upTo - after))).filter((e) => e.seq <= upTo);
       if (page.length > 0) yield page;
       if (page.length < VERIFY_PAGE) return;

@@ -255,7 +255,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     }
     older.setAttribute('data-older', String(shown.older));
     older.firstElementChild!.textContent = `${countText(shown.older)} older step${shown.older === 1 ? '' : 's'} not shown: `
-      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events without ?last).`;
+      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events a page at a time, or ats workflow history ${id}).`;
   };
 
   const drawInstance = (w: Workflow, graph: WorkflowGraphAnswer, events: Awaited<ReturnType<Api['workflowEvents']>>) => {
