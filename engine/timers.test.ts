@@ -15,7 +15,7 @@ import { silentLogger } from './logger.js';
 import {
   TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow, type WorkerRecord, type WorkerRegistryStore,
 } from './ports.js';
-import { MAX_QUEUED_TIMEOUTS, Timers } from './timers.js';
+import { MAX_QUEUED_TIMEOUTS, Timers, WAITING_RECHECK_MS } from './timers.js';
 import { MAX_WORKERS_LISTED, PRESENCE_TTL_MS } from './worker-presence.js';
 import { TransitionService } from './transitions.js';
 
@@ -448,17 +448,43 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(told()[0]![1]!.count, 2);
       assert.deepEqual(told()[0]![1]!.waiting, [{ type: 'demo.resize', queue: 'default' }, { type: 'demo.echo', queue: 'reports' }]);
 
-      // A worker with the resize handler, serving every queue, is up: a timeout after the last keep, the job is dispatched again.
+      // A worker with the resize handler, serving every queue, is up: the presence is read again within 5 s, and the job dispatched again at once.
       await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
-      clock.advance(TIMEOUT_MS - 1);
+      clock.advance(WAITING_RECHECK_MS - 1);
       assert.equal(await timers.runOnce(), 0);
       clock.advance(1);
-      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
-      await timers.runOnce();
+      assert.equal(await timers.runOnce(), 1);
       const sent = await publishTo(store, log);
-      assert.ok(sent.includes(noHandler), 'dispatched again, to be run by the new worker');
-      assert.ok(!sent.includes(noWorker), 'no live worker serves reports with demo.echo yet');
+      assert.deepEqual(sent, [noHandler], 'dispatched again, to be run by the new worker; no live worker serves reports with demo.echo yet');
       assert.equal((await store.getJob(noHandler))!.snapshot.context.dispatches, 2);
+      assert.deepEqual((await store.getEvents(noHandler)).map((e) => e.type), ['SUBMITTED', 'DISPATCH']);
+      clock.advance(WAITING_RECHECK_MS);
+      assert.equal(await timers.runOnce(), 0, 'once: it is forgotten');
+
+      // Now one serving reports: the other job too.
+      await store.upsertWorker(workerRow('w-reports', ['demo.echo'], ['reports'], clock.now()));
+      clock.advance(WAITING_RECHECK_MS);
+      assert.equal(await timers.runOnce(), 1);
+      assert.deepEqual(await publishTo(store, log), [noWorker]);
+      assert.equal(timers.counters.redispatched, 6);
+    }));
+
+    it('a kept job that moved on before a worker that can run it came (cancelled) is not dispatched again', () => withMigratedStore(backend, async (store) => {
+      const { clock, transitions, timers } = timersOn(store, 100, silentLogger, undefined, store);
+      await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], T0));
+      const r = await transitions.submit(spec({ type: 'demo.resize' }));
+      assert.ok(r.ok);
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS);
+      await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], clock.now()));
+      assert.equal(await timers.runOnce(), 1);
+      assert.equal(timers.counters.unserved, 1);
+      assert.ok((await transitions.apply(r.job.id, { type: 'CANCEL' })).ok);
+      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
+      clock.advance(WAITING_RECHECK_MS);
+      assert.equal(await timers.runOnce(), 0);
+      assert.deepEqual((await store.getEvents(r.job.id)).map((e) => e.type), ['SUBMITTED', 'CANCEL']);
+      assert.equal(timers.counters.redispatched, 0);
     }));
 
     it('say so at most once a minute', () => withMigratedStore(backend, async (store) => {

@@ -25,8 +25,11 @@
  * bound holds for it too, because a presence row can be missing for a worker
  * that runs (its writes fail): a lost dispatch is repaired within
  * {@link MAX_QUEUED_TIMEOUTS} timeouts whatever the rows say. Once a worker
- * that can run it is up, the next scan a timeout after its last keep at most
- * treats it as any other job.
+ * that can run it is up, it is dispatched again at once: the process that
+ * kept it reads the presence rows again every {@link WAITING_RECHECK_MS}
+ * while it remembers such jobs (up to {@link MAX_WAITING_REMEMBERED}). One it
+ * does not remember (kept by another process, before a restart, or past the
+ * bound) waits for the next scan, a timeout after its last keep at most.
  *
  * Safe with many instances: each step is a machine event applied under the
  * store's compare-and-set, and only to the job as the scan read it (its
@@ -101,6 +104,10 @@ const PASSED_OVER_LOGGED_IDS = 10;
 const LOG_ANSWER_TIMEOUT_MS = 10_000;
 /** A job queued this many published timeouts after its last transition is dispatched again all the same. */
 export const MAX_QUEUED_TIMEOUTS = 12;
+/** While jobs kept for want of a worker are remembered, the workers' presence is read again this often for one that can run them (a worker's presence is written every 5 s). */
+export const WAITING_RECHECK_MS = 5_000;
+/** Most jobs kept for want of a worker that a process remembers: beyond, one waits for the scan, a timeout after its keep. */
+export const MAX_WAITING_REMEMBERED = 10_000;
 
 /**
  * The jobs a scan returned that this process cannot step (their snapshot is
@@ -160,6 +167,15 @@ export class Timers {
   private unservedLoggedAt = -Infinity;
   /** The last read of the workers' presence failed (logged once as it starts and once as it ends). */
   private presenceUnread = false;
+  /**
+   * Jobs this process kept because no live worker could run them, as the scan
+   * read them, with when: dispatched again once one that can is up. Each is
+   * forgotten a timeout after its keep, when the scan finds it again if it
+   * still waits (one that moved on, cancelled say, is not found again).
+   */
+  private readonly waitingForWorker = new Map<string, { job: LostDispatch; keptAt: number }>();
+  /** When the presence was last read for them. */
+  private waitingCheckedAt = -Infinity;
   /** Per scan, the jobs of another job machine version it reads past. */
   private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
   /** The job machine versions of the jobs passed over, for the log. */
@@ -187,7 +203,7 @@ export class Timers {
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
-      this.repairLost(now),
+      this.repairLost(now).then(async (lost) => ({ all: lost.all + await this.dispatchNowServed(now) })),
     ]);
     this.logPassedOver(now);
     const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
@@ -301,6 +317,10 @@ export class Timers {
     const { queued, unanswered } = await this.unreadInLog(served, now, before);
     const { store } = this.deps;
     const keptUnserved = unserved.length > 0 ? await store.keepDispatches(unserved.map((j) => j.id), now) : 0;
+    for (const j of served) this.waitingForWorker.delete(j.id);
+    for (const j of unserved) {
+      if (this.waitingForWorker.size < MAX_WAITING_REMEMBERED || this.waitingForWorker.has(j.id)) this.waitingForWorker.set(j.id, { job: j, keptAt: now });
+    }
     const keptQueued = queued.size > 0 ? await store.keepDispatches([...queued], now) : 0;
     this.counters.unserved += keptUnserved;
     this.counters.queued += keptQueued;
@@ -338,6 +358,41 @@ export class Timers {
       });
     }
     return unserved;
+  }
+
+  /**
+   * The jobs this process kept for want of a worker, dispatched again as soon
+   * as the workers' presence (read every {@link WAITING_RECHECK_MS} while it
+   * remembers any) lists one that can run them, instead of a timeout after
+   * their keep: its dispatch was read and skipped by the workers before it,
+   * or waits unread (then the first of the two read is claimed, and the
+   * other skipped). Each only if still at the version the scan read (a keep
+   * leaves it): one that moved on meanwhile is refused, and forgotten.
+   */
+  private async dispatchNowServed(now: number): Promise<number> {
+    const { presence } = this.deps;
+    if (!presence || this.waitingForWorker.size === 0 || now < this.waitingCheckedAt + WAITING_RECHECK_MS) return 0;
+    this.waitingCheckedAt = now;
+    for (const [id, { keptAt }] of this.waitingForWorker) if (keptAt <= now - this.opts.publishedTimeoutMs) this.waitingForWorker.delete(id);
+    if (this.waitingForWorker.size === 0) return 0;
+    let workers;
+    try {
+      workers = await presence.listWorkers();
+    } catch {
+      return 0; // the scan's own read says so, and the scan repairs them meanwhile
+    }
+    if (workers.length >= MAX_WORKERS_LISTED) return 0;
+    const serves = servedBy(workers, now);
+    const ready = [...this.waitingForWorker.values()].map((w) => w.job).filter((j) => serves(j.type, j.queue));
+    if (ready.length === 0) return 0;
+    const batch = ready.slice(0, this.opts.batchSize);
+    for (const j of batch) this.waitingForWorker.delete(j.id);
+    // More than a batch: the rest at the next pass.
+    if (ready.length > batch.length) this.waitingCheckedAt = -Infinity;
+    this.deps.logger.info('timers: a worker that can run jobs kept for want of one is up; they are dispatched again now', {
+      count: batch.length, jobIds: batch.slice(0, PASSED_OVER_LOGGED_IDS).map((j) => j.id),
+    });
+    return this.redispatch(batch);
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */
