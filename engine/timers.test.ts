@@ -458,8 +458,12 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(sent, [noHandler], 'dispatched again, to be run by the new worker; no live worker serves reports with demo.echo yet');
       assert.equal((await store.getJob(noHandler))!.snapshot.context.dispatches, 2);
       assert.deepEqual((await store.getEvents(noHandler)).map((e) => e.type), ['SUBMITTED', 'DISPATCH']);
+      let applies = 0;
+      const applyMany = transitions.applyMany.bind(transitions);
+      transitions.applyMany = async (...args) => { applies++; return applyMany(...args); };
       clock.advance(WAITING_RECHECK_MS);
-      assert.equal(await timers.runOnce(), 0, 'once: it is forgotten');
+      assert.equal(await timers.runOnce(), 0);
+      assert.equal(applies, 0, 'once: it is forgotten, not asked for again');
 
       // Now one serving reports: the other job too.
       await store.upsertWorker(workerRow('w-reports', ['demo.echo'], ['reports'], clock.now()));
@@ -469,7 +473,7 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(timers.counters.redispatched, 6);
     }));
 
-    it('a kept job that moved on before a worker that can run it came (cancelled) is not dispatched again', () => withMigratedStore(backend, async (store) => {
+    it('a kept job that moved on before a worker that can run it came (cancelled and redriven) is not dispatched again', () => withMigratedStore(backend, async (store) => {
       const { clock, transitions, timers } = timersOn(store, 100, silentLogger, undefined, store);
       await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], T0));
       const r = await transitions.submit(spec({ type: 'demo.resize' }));
@@ -479,12 +483,40 @@ for (const backend of STORE_BACKENDS) {
       await store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], clock.now()));
       assert.equal(await timers.runOnce(), 1);
       assert.equal(timers.counters.unserved, 1);
+      // Cancelled and redriven: dispatchable again, at another version than the scan read.
       assert.ok((await transitions.apply(r.job.id, { type: 'CANCEL' })).ok);
+      assert.ok((await transitions.apply(r.job.id, { type: 'REDRIVE' })).ok);
       await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
       clock.advance(WAITING_RECHECK_MS);
-      assert.equal(await timers.runOnce(), 0);
-      assert.deepEqual((await store.getEvents(r.job.id)).map((e) => e.type), ['SUBMITTED', 'CANCEL']);
+      await timers.runOnce();
+      assert.ok(!(await store.getEvents(r.job.id)).some((e) => e.type === 'DISPATCH'), 'no dispatch from the keep before');
       assert.equal(timers.counters.redispatched, 0);
+    }));
+
+    it('not while the relay cannot publish (the outbox holds a row older than the timeout): then at once when it can', () => withMigratedStore(backend, async (store) => {
+      const { clock, transitions, timers } = timersOn(store, 100, silentLogger, undefined, store);
+      const seen = async (at: number) => store.upsertWorker(workerRow('w-echo', ['demo.echo'], ['default'], at));
+      await seen(T0);
+      const kept = await transitions.submit(spec({ type: 'demo.resize' }));
+      assert.ok(kept.ok);
+      await publishAndLose(store);
+      clock.advance(TIMEOUT_MS / 2);
+      assert.ok((await transitions.submit(spec())).ok); // its dispatch stays in the outbox
+      clock.advance(TIMEOUT_MS / 2);
+      await seen(clock.now());
+      assert.equal(await timers.runOnce(), 1);
+      assert.equal(timers.counters.unserved, 1);
+      clock.advance(TIMEOUT_MS / 2 + 1);
+      await seen(clock.now());
+      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
+      assert.equal(await timers.runOnce(), 0, 'the relay is stuck');
+      assert.deepEqual((await store.getEvents(kept.job.id)).map((e) => e.type), ['SUBMITTED']);
+      await publishAndLose(store);
+      clock.advance(WAITING_RECHECK_MS);
+      await seen(clock.now());
+      await store.upsertWorker(workerRow('w-resize', ['demo.resize'], ['*'], clock.now()));
+      await timers.runOnce();
+      assert.deepEqual((await store.getEvents(kept.job.id)).map((e) => e.type), ['SUBMITTED', 'DISPATCH']);
     }));
 
     it('say so at most once a minute', () => withMigratedStore(backend, async (store) => {

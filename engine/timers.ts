@@ -176,6 +176,10 @@ export class Timers {
   private readonly waitingForWorker = new Map<string, { job: LostDispatch; keptAt: number }>();
   /** When the presence was last read for them. */
   private waitingCheckedAt = -Infinity;
+  /** The passes run so far: the presence rows are read once a pass at most. */
+  private passes = 0;
+  /** The presence rows' answer, and the pass that read it. */
+  private presenceRead: { pass: number; serves: ((type: string, queue: string) => boolean) | null } | undefined;
   /** Per scan, the jobs of another job machine version it reads past. */
   private readonly passedOver: { due: PassedOver; expired: PassedOver; lost: PassedOver };
   /** The job machine versions of the jobs passed over, for the log. */
@@ -191,6 +195,7 @@ export class Timers {
   async runOnce(): Promise<number> {
     const { store, clock } = this.deps;
     const now = clock.now();
+    this.passes++;
     const over = this.passedOver;
     const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
     const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
@@ -318,9 +323,7 @@ export class Timers {
     const { store } = this.deps;
     const keptUnserved = unserved.length > 0 ? await store.keepDispatches(unserved.map((j) => j.id), now) : 0;
     for (const j of served) this.waitingForWorker.delete(j.id);
-    for (const j of unserved) {
-      if (this.waitingForWorker.size < MAX_WAITING_REMEMBERED || this.waitingForWorker.has(j.id)) this.waitingForWorker.set(j.id, { job: j, keptAt: now });
-    }
+    this.remember(unserved, now);
     const keptQueued = queued.size > 0 ? await store.keepDispatches([...queued], now) : 0;
     this.counters.unserved += keptUnserved;
     this.counters.queued += keptQueued;
@@ -335,20 +338,10 @@ export class Timers {
    * lists at most (one that can run them may be left out).
    */
   private async unservedOf(jobs: readonly LostDispatch[], now: number): Promise<LostDispatch[]> {
-    const { presence, logger } = this.deps;
-    if (!presence || jobs.length === 0) return [];
-    let workers;
-    try {
-      workers = await presence.listWorkers();
-      if (this.presenceUnread) logger.info('timers: the workers\' presence is read again; jobs no live worker can run are kept again');
-      this.presenceUnread = false;
-    } catch (err) {
-      if (!this.presenceUnread) logger.warn('timers: the workers\' presence could not be read; every lost dispatch found is dispatched again meanwhile', errorFields(err));
-      this.presenceUnread = true;
-      return [];
-    }
-    if (workers.length >= MAX_WORKERS_LISTED) return [];
-    const serves = servedBy(workers, now);
+    const { logger } = this.deps;
+    if (jobs.length === 0) return [];
+    const serves = await this.readPresence(now);
+    if (!serves) return [];
     const unserved = jobs.filter((j) => !serves(j.type, j.queue));
     if (unserved.length > 0 && now >= this.unservedLoggedAt + PASSED_OVER_LOG_EVERY_MS) {
       this.unservedLoggedAt = now;
@@ -361,38 +354,79 @@ export class Timers {
   }
 
   /**
+   * Whether a live worker can run a job of a type and queue, per the
+   * presence rows read once a pass at most; null when the rows cannot tell:
+   * not given, not read (logged once as it starts and once as it ends), or as
+   * many as a store lists at most (one that can run it may be left out).
+   */
+  private async readPresence(now: number): Promise<((type: string, queue: string) => boolean) | null> {
+    const { presence, logger } = this.deps;
+    if (!presence) return null;
+    if (this.presenceRead?.pass === this.passes) return this.presenceRead.serves;
+    let serves: ((type: string, queue: string) => boolean) | null;
+    try {
+      const workers = await presence.listWorkers();
+      if (this.presenceUnread) logger.info('timers: the workers\' presence is read again; jobs no live worker can run are kept again');
+      this.presenceUnread = false;
+      serves = workers.length >= MAX_WORKERS_LISTED ? null : servedBy(workers, now);
+    } catch (err) {
+      if (!this.presenceUnread) logger.warn('timers: the workers\' presence could not be read; every lost dispatch found is dispatched again meanwhile', errorFields(err));
+      this.presenceUnread = true;
+      serves = null;
+    }
+    this.presenceRead = { pass: this.passes, serves };
+    return serves;
+  }
+
+  /**
+   * Remembers jobs kept for want of a worker, with the time of their keep,
+   * in the order of their keeps: past {@link MAX_WAITING_REMEMBERED}, the one
+   * kept longest ago is forgotten (it waits for the scan).
+   */
+  private remember(jobs: readonly LostDispatch[], now: number): void {
+    for (const j of jobs) {
+      this.waitingForWorker.delete(j.id);
+      if (this.waitingForWorker.size >= MAX_WAITING_REMEMBERED) this.waitingForWorker.delete(this.waitingForWorker.keys().next().value!);
+      this.waitingForWorker.set(j.id, { job: j, keptAt: now });
+    }
+  }
+
+  /**
    * The jobs this process kept for want of a worker, dispatched again as soon
    * as the workers' presence (read every {@link WAITING_RECHECK_MS} while it
    * remembers any) lists one that can run them, instead of a timeout after
    * their keep: its dispatch was read and skipped by the workers before it,
    * or waits unread (then the first of the two read is claimed, and the
    * other skipped). Each only if still at the version the scan read (a keep
-   * leaves it): one that moved on meanwhile is refused, and forgotten.
+   * leaves it): one that moved on meanwhile is refused. Not while the lost
+   * dispatches are not repaired (the relay stuck, the log not answering):
+   * then they wait as the others do.
    */
   private async dispatchNowServed(now: number): Promise<number> {
-    const { presence } = this.deps;
-    if (!presence || this.waitingForWorker.size === 0 || now < this.waitingCheckedAt + WAITING_RECHECK_MS) return 0;
+    if (this.waitingForWorker.size === 0 || now < this.waitingCheckedAt + WAITING_RECHECK_MS) return 0;
+    if (this.relayStuck || now < this.lostScanNotBefore) return 0;
     this.waitingCheckedAt = now;
     for (const [id, { keptAt }] of this.waitingForWorker) if (keptAt <= now - this.opts.publishedTimeoutMs) this.waitingForWorker.delete(id);
     if (this.waitingForWorker.size === 0) return 0;
-    let workers;
-    try {
-      workers = await presence.listWorkers();
-    } catch {
-      return 0; // the scan's own read says so, and the scan repairs them meanwhile
-    }
-    if (workers.length >= MAX_WORKERS_LISTED) return 0;
-    const serves = servedBy(workers, now);
-    const ready = [...this.waitingForWorker.values()].map((w) => w.job).filter((j) => serves(j.type, j.queue));
+    const serves = await this.readPresence(now);
+    if (!serves) return 0;
+    const answers = new Map<string, boolean>();
+    const servedNow = (j: LostDispatch): boolean => {
+      const key = JSON.stringify([j.type, j.queue]);
+      let yes = answers.get(key);
+      if (yes === undefined) answers.set(key, (yes = serves(j.type, j.queue)));
+      return yes;
+    };
+    const ready = [...this.waitingForWorker.values()].map((w) => w.job).filter(servedNow);
     if (ready.length === 0) return 0;
     const batch = ready.slice(0, this.opts.batchSize);
-    for (const j of batch) this.waitingForWorker.delete(j.id);
     // More than a batch: the rest at the next pass.
     if (ready.length > batch.length) this.waitingCheckedAt = -Infinity;
-    this.deps.logger.info('timers: a worker that can run jobs kept for want of one is up; they are dispatched again now', {
-      count: batch.length, jobIds: batch.slice(0, PASSED_OVER_LOGGED_IDS).map((j) => j.id),
-    });
-    return this.redispatch(batch);
+    const dispatched = await this.redispatch(batch);
+    // Forgotten once written (dispatched, or refused: moved on); a write that failed is tried again at the next check.
+    for (const j of batch) this.waitingForWorker.delete(j.id);
+    if (dispatched > 0) this.deps.logger.info('timers: a worker that can run jobs kept for want of one is up; they were dispatched again at once', { count: dispatched });
+    return dispatched;
   }
 
   /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */

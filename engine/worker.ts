@@ -633,7 +633,7 @@ export class Worker {
   /**
    * A dispatch of a type this worker has no handler for: not claimed, so the
    * job is not failed for it. It stays dispatched; the timers dispatch it
-   * again after the published timeout once a live worker has the handler
+   * again once a live worker has the handler
    * (engine/timers.ts), and `/v1/stats` lists it as unserved while none
    * does (engine/worker-presence.ts). Logged at most once a minute per type.
    */
