@@ -479,10 +479,12 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
 
 describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   test('an unknown command exits 2 with the command list', async () => {
-    const r = await ats(['frobnicate']);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /unknown command "frobnicate"/);
-    assert.match(r.stderr, /ats submit TYPE/);
+    for (const name of ['frobnicate', 'constructor', '__proto__', 'toString']) {
+      const r = await ats([name]);
+      assert.equal(r.code, 2, `${name}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`unknown command "${name}"`));
+      assert.match(r.stderr, /ats submit TYPE/);
+    }
   });
 
   test('a wrong command line exits 2 with that command\'s usage', async () => {

@@ -32,25 +32,25 @@ const limitsCommand = lazy(() => import('./commands/limits.js'), 'limitsCommand'
 const keysCommand = lazy(() => import('./commands/keys.js'), 'keysCommand');
 const workflowCommand = lazy(() => import('./commands/workflows.js'), 'workflowCommand');
 
-export const COMMANDS: Record<string, { run: Command; help: string }> = {
-  start: { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' },
-  submit: { run: submitCommand, help: 'ats submit TYPE --payload JSON [--wait | --count N] ...      submit a job (or N)' },
-  get: { run: getCommand, help: 'ats get ID [--json]                                          a job and its events' },
-  ls: { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]         list jobs, newest first' },
-  watch: { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' },
-  cancel: { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' },
-  redrive: { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' },
-  insights: { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' },
-  schedule: { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' },
-  workflow: { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|verify ...  workflow instances ("ats workflow --help")' },
-  workers: { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' },
-  limits: { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' },
-  keys: { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' },
-};
+export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new Map([
+  ['start', { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' }],
+  ['submit', { run: submitCommand, help: 'ats submit TYPE --payload JSON [--wait | --count N] ...      submit a job (or N)' }],
+  ['get', { run: getCommand, help: 'ats get ID [--json]                                          a job and its events' }],
+  ['ls', { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]         list jobs, newest first' }],
+  ['watch', { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' }],
+  ['cancel', { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' }],
+  ['redrive', { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' }],
+  ['insights', { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' }],
+  ['schedule', { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' }],
+  ['workflow', { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|verify ...  workflow instances ("ats workflow --help")' }],
+  ['workers', { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' }],
+  ['limits', { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' }],
+  ['keys', { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' }],
+]);
 
 function usage(): string {
   return [
-    'usage: ats <command> [options]', '', ...Object.values(COMMANDS).map((c) => `  ${c.help}`), '',
+    'usage: ats <command> [options]', '', ...[...COMMANDS.values()].map((c) => `  ${c.help}`), '',
     'Client commands talk to --url or $ATS_URL (default http://localhost:3000). "ats <command> --help" for details.',
     '"ats keys" works on the database itself (MYSQL_URL or ATS_DATA_DIR, as "ats start"): it makes the first key before any exists.',
   ].join('\n');
@@ -62,7 +62,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(usage() + '\n');
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
+  const command = COMMANDS.get(name);
   if (!command) {
     process.stderr.write(`ats: unknown command "${name}"\n${usage()}\n`);
     return 2;
