@@ -50,7 +50,7 @@ describe('config', () => {
   });
 
   it('retention ages are durations: 7d, 12h, 30m, 60s, 500ms or plain ms', () => {
-    assert.deepEqual(compileConfig({}).retention, { doneMs: 7 * 86_400_000, deadMs: 30 * 86_400_000, batchSize: 500, pollMs: 60_000 });
+    assert.deepEqual(compileConfig({}).retention, { doneMs: 7 * 86_400_000, deadMs: 30 * 86_400_000, auditMs: 90 * 86_400_000, batchSize: 500, pollMs: 60_000 });
     const ms = (v: string) => compileConfig({ retentionDone: v }).retention.doneMs;
     assert.equal(ms('12h'), 12 * 3_600_000);
     assert.equal(ms('30m'), 1_800_000);
@@ -61,6 +61,8 @@ describe('config', () => {
     assert.equal(compileConfig(rawFromEnv({ ATS_RETENTION_DEAD: '90d' })).retention.deadMs, 90 * 86_400_000);
     for (const bad of ['7 days', '-1d', '1.5h', 'd', '7w', '1e3', '36501d']) rejects({ retentionDone: bad }, /ATS_RETENTION_DONE.*duration/);
     rejects({ retentionDead: 'soon' }, /ATS_RETENTION_DEAD \(--retention-dead\).*got "soon"/);
+    assert.equal(compileConfig(rawFromEnv({ ATS_RETENTION_AUDIT: '365d' })).retention.auditMs, 365 * 86_400_000);
+    rejects({ retentionAudit: 'never' }, /ATS_RETENTION_AUDIT \(--retention-audit\).*got "never"/);
   });
 
   it('HTTP timeouts: defaults, environment and flags, validated', () => {

@@ -45,6 +45,7 @@ export const SETTINGS = {
   timersPollMs: { env: 'ATS_TIMERS_POLL_MS', flag: '--timers-poll-ms', default: '250', doc: 'How often the timers look for due jobs, expired leases and stale dispatches.' },
   retentionDone: { env: 'ATS_RETENTION_DONE', flag: '--retention-done', default: '7d', doc: 'How long a done job (and its events and Idempotency-Key) is kept after its last transition, then the timers delete it; a done workflow instance likewise after its last step. A duration: 7d, 12h, 30m, 60s, 500ms or plain ms.' },
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then), and for workflow instances ended in error or cancelled.' },
+  retentionAudit: { env: 'ATS_RETENTION_AUDIT', flag: '--retention-audit', default: '90d', doc: 'How long an audit log entry (an operator\'s cancel, redrive, delete or key change) is kept after it was recorded, then the timers delete it. A duration, as above.' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job dispatched this long ago (published or still pending) and not started is dispatched again, unless its dispatch still waits unread by the workers of its lane or no live worker can run it.' },
   bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
   batchBodyLimitBytes: { env: 'ATS_BATCH_BODY_LIMIT_BYTES', flag: '--batch-body-limit-bytes', default: '16777216', doc: 'Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs; each still within the body limit), at least ATS_BODY_LIMIT_BYTES. A larger batch is a 413: split it.' },
@@ -99,7 +100,7 @@ export interface Config {
   relay: { batchSize: number; pollMs: number; errorBackoffMs: number; publishedDelayMs: number };
   timers: { pollMs: number; batchSize: number; publishedTimeoutMs: number };
   /** Run by the timers role: see engine/retention.ts. */
-  retention: { doneMs: number; deadMs: number; batchSize: number; pollMs: number };
+  retention: { doneMs: number; deadMs: number; auditMs: number; batchSize: number; pollMs: number };
   api: { bodyLimitBytes: number; batchBodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number };
   /** Who may call the API and how much (docs/security.md). */
   security: {
@@ -323,7 +324,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       publishedDelayMs,
     },
     timers: { pollMs: int(raw, 'timersPollMs', 5, 60_000), batchSize: 500, publishedTimeoutMs },
-    retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), batchSize: 500, pollMs: 60_000 },
+    retention: { doneMs: duration(raw, 'retentionDone'), deadMs: duration(raw, 'retentionDead'), auditMs: duration(raw, 'retentionAudit'), batchSize: 500, pollMs: 60_000 },
     api: {
       ...bodyLimits(raw), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),

@@ -571,6 +571,8 @@ export interface AuditStore {
   recordAudit(entry: AuditEntry): Promise<void>;
   /** The tenant's entries, newest first, at most `limit`. */
   listAudit(tenant: string, limit: number): Promise<AuditEntry[]>;
+  /** Deletes at most `limit` entries recorded before `before` (every tenant's), the oldest first; returns how many went. */
+  purgeAudit(before: number, limit: number): Promise<number>;
 }
 
 /** Schedules are keyed by (tenant, name): every read or change of one names its tenant. */

@@ -32,7 +32,7 @@ describe('retention', () => {
   };
   let store: SqliteStore;
   let svc: TransitionService;
-  const opts: RetentionOptions = { doneMs: 7 * DAY, deadMs: 30 * DAY, batchSize: 500, pollMs: 60_000 };
+  const opts: RetentionOptions = { doneMs: 7 * DAY, deadMs: 30 * DAY, auditMs: 90 * DAY, batchSize: 500, pollMs: 60_000 };
   const retention = (o: Partial<RetentionOptions> = {}) => new Retention({ store, clock, logger: createLogger('silent') }, { ...opts, ...o });
 
   beforeEach(async () => {
@@ -73,15 +73,15 @@ describe('retention', () => {
     const r = retention();
 
     now = T0 + DAY + 7 * DAY - 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, deletedAudit: 0, more: false });
     now += 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 0, deletedAudit: 0, more: false });
     assert.equal(await store.getJob(done), null);
     assert.deepEqual(await store.getEvents(done), []);
     assert.ok(await store.getJob(dead));
 
     now = T0 + DAY + 30 * DAY;
-    assert.deepEqual(await r.runOnce(), { deleted: 2, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 2, deletedWorkflows: 0, deletedAudit: 0, more: false });
     assert.equal(await store.getJob(dead), null);
     assert.equal(await store.getJob(cancelled), null);
     assert.equal((await store.getJob(live))!.snapshot.value, 'running', 'a live job is never deleted, however old');
@@ -110,7 +110,7 @@ describe('retention', () => {
     for (const id of ids) await apply(id, { type: 'CANCEL' });
     now += 30 * DAY;
     const r = retention({ batchSize: 3 });
-    assert.deepEqual(await r.runOnce(), { deleted: 3, deletedWorkflows: 0, more: true });
+    assert.deepEqual(await r.runOnce(), { deleted: 3, deletedWorkflows: 0, deletedAudit: 0, more: true });
     r.start();
     for (let i = 0; i < 200 && (await store.stats()).byState.cancelled > 0; i++) await delay(5);
     await r.stop();
@@ -172,9 +172,9 @@ describe('retention', () => {
     const r = retention();
 
     now = T0 + DAY + 7 * DAY - 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, deletedAudit: 0, more: false });
     now += 1;
-    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 1, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 1, deletedAudit: 0, more: false });
     assert.equal(await store.getWorkflow(wid(1)), null);
     assert.deepEqual(await store.getWorkflowEvents(wid(1)), []);
     assert.ok(await store.getWorkflow(wid(2)));
@@ -183,7 +183,7 @@ describe('retention', () => {
     await instance(wid(5), 'active', 'k');
 
     now = T0 + DAY + 30 * DAY;
-    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 2, more: false });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 2, deletedAudit: 0, more: false });
     assert.equal(await store.getWorkflow(wid(2)), null);
     assert.equal(await store.getWorkflow(wid(3)), null);
     now += 1000 * DAY;
@@ -209,13 +209,13 @@ describe('retention', () => {
     // Its end never reached the instance (the in-process log lost it) and it is older than doneMs
     // before the sweep delivers it.
     now += 7 * DAY;
-    assert.deepEqual(await retention().runOnce(), { deleted: 0, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await retention().runOnce(), { deleted: 0, deletedWorkflows: 0, deletedAudit: 0, more: false });
     assert.equal((await store.getJob(childId))?.snapshot.value, 'done');
     assert.equal((await workflows.sweep(10)).applied, 1);
     const wf = (await store.getWorkflow(started.workflow.id))!;
     assert.deepEqual([wf.state.status, wf.state.value], ['done', 'ok'], 'the child succeeded: onDone');
     // The end taken, the child goes by the jobs' limits; the instance by its own.
-    assert.deepEqual(await retention().runOnce(), { deleted: 1, deletedWorkflows: 0, more: false });
+    assert.deepEqual(await retention().runOnce(), { deleted: 1, deletedWorkflows: 0, deletedAudit: 0, more: false });
     assert.equal(await store.getJob(childId), null);
   });
 
@@ -224,12 +224,27 @@ describe('retention', () => {
     await apply(await submit(), { type: 'CANCEL' });
     now += 30 * DAY;
     const r = retention({ batchSize: 2 });
-    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 2, more: true });
+    assert.deepEqual(await r.runOnce(), { deleted: 1, deletedWorkflows: 2, deletedAudit: 0, more: true });
     r.start();
     for (let i = 0; i < 200 && (await store.listWorkflows({ tenant: 'default', limit: 10 })).length > 0; i++) await delay(5);
     await r.stop();
     assert.deepEqual(await store.listWorkflows({ tenant: 'default', limit: 10 }), []);
     assert.deepEqual([r.deleted, r.deletedWorkflows], [1, 5]);
+  });
+
+  it('deletes audit log entries auditMs after they were recorded, in batches, and the loop goes on at once after a full batch', async () => {
+    for (let i = 0; i < 5; i++) await store.recordAudit({ at: now + i, keyId: null, tenant: i % 2 ? 'acme' : 'default', action: 'job.cancel', target: String(i) });
+    now += 90 * DAY;
+    const r = retention({ batchSize: 2 });
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, deletedAudit: 0, more: false }, 'none is old enough yet');
+    now += 2;
+    assert.deepEqual(await r.runOnce(), { deleted: 0, deletedWorkflows: 0, deletedAudit: 2, more: true }, 'the two recorded first');
+    assert.deepEqual((await store.listAudit('default', 10)).map((e) => e.target), ['4', '2']);
+    now += 10;
+    r.start();
+    for (let i = 0; i < 200 && (await store.listAudit('default', 10)).length + (await store.listAudit('acme', 10)).length > 0; i++) await delay(5);
+    await r.stop();
+    assert.equal(r.deletedAudit, 5);
   });
 
   it('a store that fails mid-pass: the pass throws, what went before is counted, the loop logs it and goes on', async () => {

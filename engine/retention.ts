@@ -25,9 +25,12 @@
  * still terminal and old enough. Deleting a (tenant, queue, type)'s last jobs
  * also deletes its rows of the job counts, so those stay as many as the
  * kinds of jobs kept.
+ *
+ * The audit log's entries go after `auditMs` from when they were recorded,
+ * a batch of at most `batchSize` at a time, every tenant's alike.
  */
 import type { JobState } from '../machines/job.machine.js';
-import type { Clock, JobStore, Logger, WorkflowStore } from './ports.js';
+import type { AuditStore, Clock, JobStore, Logger, WorkflowStore } from './ports.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 
 /** The statuses of an ended workflow instance, which retention deletes. */
@@ -38,14 +41,16 @@ export interface RetentionOptions {
   doneMs: number;
   /** Age after which a dead or cancelled job, or an instance ended in error or cancelled, is deleted. @defaultValue 30 days */
   deadMs: number;
-  /** Jobs (or instances) deleted per transaction. @defaultValue 500 */
+  /** Age after which an audit log entry is deleted. @defaultValue 90 days */
+  auditMs: number;
+  /** Jobs (or instances, or audit entries) deleted per transaction. @defaultValue 500 */
   batchSize: number;
   /** Pause between passes that found nothing more to delete. @defaultValue 60000 */
   pollMs: number;
 }
 
 export interface RetentionDeps {
-  store: Pick<JobStore, 'purgeJobs'> & Pick<WorkflowStore, 'purgeWorkflows'>;
+  store: Pick<JobStore, 'purgeJobs'> & Pick<WorkflowStore, 'purgeWorkflows'> & Pick<AuditStore, 'purgeAudit'>;
   clock: Clock;
   logger: Logger;
 }
@@ -56,6 +61,8 @@ export class Retention {
   deleted = 0;
   /** Workflow instances deleted since start. */
   deletedWorkflows = 0;
+  /** Audit log entries deleted since start. */
+  deletedAudit = 0;
 
   constructor(private readonly deps: RetentionDeps, private readonly opts: RetentionOptions) {}
 
@@ -70,13 +77,13 @@ export class Retention {
   }
 
   /**
-   * One batch per terminal job state, then one per ended workflow status;
-   * returns how many of each went, and whether any batch was full (more may
-   * be waiting). A batch that fails throws: the ones before it stay
-   * counted in `deleted` and `deletedWorkflows`, and the loop tries again
-   * after a pause.
+   * One batch per terminal job state, then one per ended workflow status,
+   * then one of audit entries; returns how many of each went, and whether
+   * any batch was full (more may be waiting). A batch that fails throws: the
+   * ones before it stay counted in `deleted`, `deletedWorkflows` and
+   * `deletedAudit`, and the loop tries again after a pause.
    */
-  async runOnce(): Promise<{ deleted: number; deletedWorkflows: number; more: boolean }> {
+  async runOnce(): Promise<{ deleted: number; deletedWorkflows: number; deletedAudit: number; more: boolean }> {
     const now = this.deps.clock.now();
     const { store } = this.deps;
     let deleted = 0;
@@ -94,7 +101,10 @@ export class Retention {
       this.deletedWorkflows += n;
       more ||= n >= this.opts.batchSize;
     }
-    return { deleted, deletedWorkflows, more };
+    const deletedAudit = await store.purgeAudit(now - this.opts.auditMs, this.opts.batchSize);
+    this.deletedAudit += deletedAudit;
+    more ||= deletedAudit >= this.opts.batchSize;
+    return { deleted, deletedWorkflows, deletedAudit, more };
   }
 
   start(): void {
@@ -110,9 +120,10 @@ export class Retention {
     return pollUntilAborted(signal, {
       clock, logger, failure: 'retention: batch failed', pollMs: this.opts.pollMs,
       pass: async () => {
-        const { deleted, deletedWorkflows, more } = await this.runOnce();
+        const { deleted, deletedWorkflows, deletedAudit, more } = await this.runOnce();
         if (deleted > 0) logger.debug('retention: deleted finished jobs', { deleted });
         if (deletedWorkflows > 0) logger.debug('retention: deleted ended workflow instances', { deleted: deletedWorkflows });
+        if (deletedAudit > 0) logger.debug('retention: deleted old audit log entries', { deleted: deletedAudit });
         return more;
       },
     });

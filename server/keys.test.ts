@@ -285,6 +285,9 @@ describe('/v1/keys and /v1/audit when the database goes away in the middle of a 
       listAudit: async () => {
         throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
       },
+      purgeAudit: async () => {
+        throw new AtsError('ATS_ERR_STORE_UNAVAILABLE');
+      },
     };
     const open = await startSqliteTestApp({ audit: down }, { auth: 'auto' });
     try {

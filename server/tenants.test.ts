@@ -20,6 +20,9 @@ class MemoryAudit implements AuditStore {
   async listAudit(tenant: string, limit: number): Promise<AuditEntry[]> {
     return this.entries.filter((e) => e.tenant === tenant).reverse().slice(0, limit);
   }
+  async purgeAudit(): Promise<number> {
+    return 0;
+  }
 }
 
 type Key = Awaited<ReturnType<MemoryKeyStore['make']>>;

@@ -1,14 +1,16 @@
 /**
  * The AuditStore port over one "run this statement" function, shared by both
- * stores: one statement each. The log is kept (nothing prunes it); a read
- * takes one tenant's newest entries through the (tenant, at) index. A key
- * change writes its entry in its own transaction (`auditStep`, keys.ts).
+ * stores: one statement each, but a purge's two. Retention deletes the
+ * entries older than its limit (`purgeAudit`: the oldest first, by id, which
+ * grows with `at`); a read takes one tenant's newest entries through the
+ * (tenant, at) index. A key change writes its entry in its own transaction
+ * (`auditStep`, keys.ts).
  */
 import type { AuditEntry, AuditStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import type { Exec } from './program.js';
 import { toNum, type Row } from './rows.js';
-import type { Sql } from './statements.js';
+import { marks, type Sql } from './statements.js';
 
 /** Most entries one read returns. */
 export const MAX_AUDIT_LISTED = 1000;
@@ -37,5 +39,11 @@ export function createSqlAudit(exec: Exec, _d: Dialect): AuditStore {
       (await exec('SELECT at, key_id, tenant, action, target FROM audit_log WHERE tenant = ? ORDER BY at DESC, id DESC LIMIT ?', [
         tenant, Math.max(0, Math.min(limit, MAX_AUDIT_LISTED)),
       ])).rows.map(rowToEntry),
+    // The ids first, then those rows: one statement on both databases (MySQL takes no LIMIT in an IN subquery).
+    purgeAudit: async (before, limit) => {
+      const ids = (await exec('SELECT id FROM audit_log WHERE at < ? ORDER BY id LIMIT ?', [before, Math.max(0, limit)])).rows.map((r) => toNum(r.id));
+      if (ids.length === 0) return 0;
+      return (await exec(`DELETE FROM audit_log WHERE id IN (${marks(ids.length)})`, ids)).changes;
+    },
   };
 }

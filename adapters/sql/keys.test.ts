@@ -87,6 +87,16 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await store.listAudit('acme', 1), [entries[2]]);
     }));
 
+    it('purges the entries recorded before a time, every tenant\'s, the oldest first, at most the limit', () => withStore(async (store) => {
+      const at = [1_000, 1_500, 2_000, 2_500, 3_000];
+      for (const [i, t] of at.entries()) await store.recordAudit({ at: t, keyId: null, tenant: i % 2 ? 'other' : 'acme', action: 'job.cancel', target: String(t) });
+      assert.equal(await store.purgeAudit(2_500, 2), 2);
+      assert.deepEqual([...await store.listAudit('acme', 10), ...await store.listAudit('other', 10)].map((e) => e.target), ['3000', '2000', '2500']);
+      assert.equal(await store.purgeAudit(2_500, 10), 1);
+      assert.equal(await store.purgeAudit(2_500, 10), 0);
+      assert.deepEqual([...await store.listAudit('acme', 10), ...await store.listAudit('other', 10)].map((e) => e.target), ['3000', '2500']);
+    }));
+
     it(`reads at most ${MAX_AUDIT_LISTED} audit entries at once, and keeps every entry`, () => withStore(async (store) => {
       const n = MAX_AUDIT_LISTED + 5;
       for (let from = 0; from < n; from += 50) {
