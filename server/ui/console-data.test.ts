@@ -104,6 +104,27 @@ describe('WorkerSeen', () => {
       { workerId: 'w2', started: 1, running: 0, lastSeen: NOW - 7000, leasesLost: 1 },
     ]);
   });
+
+  test('forgets a worker that runs nothing and was last seen before the window; one still running a job stays', () => {
+    const w = new WorkerSeen();
+    w.addEvent(ev('a', 'STARTED', 'published', 'running', NOW - WINDOW_MS - 2000, { attempt: 1, workerId: 'old-host-1' }));
+    w.addEvent(ev('a', 'SUCCEEDED', 'running', 'done', NOW - WINDOW_MS - 1000, { attempt: 1 }));
+    w.addEvent(ev('b', 'STARTED', 'published', 'running', NOW - WINDOW_MS - 1000, { attempt: 1, workerId: 'old-host-2' }));
+    w.addEvent(ev('c', 'STARTED', 'published', 'running', NOW - 1000, { attempt: 1, workerId: 'new-host-3' }));
+    w.addEvent(ev('c', 'SUCCEEDED', 'running', 'done', NOW - 500, { attempt: 1 }));
+    w.prune(NOW);
+    assert.deepEqual(w.list().map((r) => [r.workerId, r.running]), [['new-host-3', 0], ['old-host-2', 1]]);
+  });
+
+  test('tracks at most 20,000 running attempts: an end the page missed does not keep one for ever', () => {
+    const w = new WorkerSeen();
+    for (let i = 0; i < 20_005; i++) w.addEvent(ev(`j${i}`, 'STARTED', 'published', 'running', NOW - 1000, { attempt: 1, workerId: 'w' }));
+    assert.equal(w.list()[0]!.running, 20_000);
+    w.addEvent(ev('j0', 'SUCCEEDED', 'running', 'done', NOW, { attempt: 1 }));
+    assert.equal(w.list()[0]!.running, 20_000, 'the oldest went: its end changes nothing');
+    w.addEvent(ev('j20004', 'SUCCEEDED', 'running', 'done', NOW, { attempt: 1 }));
+    assert.equal(w.list()[0]!.running, 19_999);
+  });
 });
 
 /**

@@ -14,7 +14,8 @@
  *   stream count: this chart starts empty when the page opens.
  * - `WorkerSeen`: the workers the page saw start attempts on the stream
  *   (STARTED carries `workerId`), with their last activity and the leases
- *   they lost (the registered workers, idle or not, are `GET /v1/workers`:
+ *   they lost, until one runs nothing and was last seen before the window
+ *   (the registered workers, idle or not, are `GET /v1/workers`:
  *   workers-view.ts).
  * - `countTable`, `CountsShown`: the "Jobs per type" and "Jobs per queue"
  *   tables from the counts of `GET /v1/stats` or the stream's stats (once a
@@ -194,6 +195,7 @@ export interface WorkerRow {
 }
 
 export class WorkerSeen {
+  /** The job each running attempt seen runs on, oldest start first: at most `MAX_TRACKED` (an end the page missed leaves one behind). */
   private readonly byJob = new Map<string, string>();
   private readonly rows = new Map<string, WorkerRow & { jobs: Set<string> }>();
 
@@ -206,7 +208,13 @@ export class WorkerSeen {
       w.started++;
       w.jobs.add(e.jobId);
       w.lastSeen = Math.max(w.lastSeen, t);
+      this.byJob.delete(e.jobId);
       this.byJob.set(e.jobId, d.workerId);
+      if (this.byJob.size > MAX_TRACKED) {
+        const [oldest, on] = this.byJob.entries().next().value!;
+        this.byJob.delete(oldest);
+        this.rows.get(on)?.jobs.delete(oldest);
+      }
       return;
     }
     const id = this.byJob.get(e.jobId);
@@ -227,6 +235,16 @@ export class WorkerSeen {
       this.rows.set(workerId, w);
     }
     return w;
+  }
+
+  /**
+   * Forget the workers that run nothing (as far as the events seen tell) and
+   * were last seen before the window: a worker restarted under a new id (by
+   * default its host and pid) leaves the list instead of staying for as long
+   * as the page is open.
+   */
+  prune(now: number): void {
+    for (const [id, w] of this.rows) if (w.jobs.size === 0 && w.lastSeen < now - WINDOW_MS) this.rows.delete(id);
   }
 
   /** The workers seen, most recently active first. */

@@ -82,6 +82,7 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     const t = now();
     throughput.prune(t);
     waits.prune(t);
+    workers.prune(t);
     const series = KINDS.map((k) => ({ key: k, label: `${KIND_LABEL[k]} per ${BUCKET_MS / 1000} s`, values: throughput.series(k, t) }));
     drawChart(tChart, { series, windowMs: WINDOW_MS, format: (v) => String(Math.round(v)) });
     tLegend.replaceChildren(...series.map((s) => h('span', { class: `legend series-${s.key}`, 'data-legend': s.key },
