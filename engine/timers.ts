@@ -410,14 +410,7 @@ export class Timers {
     if (this.waitingForWorker.size === 0) return 0;
     const serves = await this.readPresence(now);
     if (!serves) return 0;
-    const answers = new Map<string, boolean>();
-    const servedNow = (j: LostDispatch): boolean => {
-      const key = JSON.stringify([j.type, j.queue]);
-      let yes = answers.get(key);
-      if (yes === undefined) answers.set(key, (yes = serves(j.type, j.queue)));
-      return yes;
-    };
-    const ready = [...this.waitingForWorker.values()].map((w) => w.job).filter(servedNow);
+    const ready = [...this.waitingForWorker.values()].map((w) => w.job).filter((j) => serves(j.type, j.queue));
     if (ready.length === 0) return 0;
     const batch = ready.slice(0, this.opts.batchSize);
     // More than a batch: the rest at the next pass.

@@ -53,10 +53,23 @@ export function unserved(counts: readonly JobCount[], workers: readonly WorkerRe
   return [...waiting.values()].sort((a, b) => a.type.localeCompare(b.type) || a.queue.localeCompare(b.queue));
 }
 
-/** Whether a live worker of `workers` lists `type` among its handlers and serves `queue`. */
+/**
+ * Whether a live worker of `workers` lists `type` among its handlers and
+ * serves `queue`. Each (type, queue) is looked up once: many jobs ask about
+ * few pairs, and a lookup walks every live worker's lists.
+ */
 export function servedBy(workers: readonly WorkerRecord[], now: number): (type: string, queue: string) => boolean {
   const live = workers.filter((w) => isLive(w, now));
-  return (type, queue) => live.some((w) => w.types.includes(type) && (w.queues.includes(ALL_QUEUES) || w.queues.includes(queue)));
+  const answers = new Map<string, boolean>();
+  return (type, queue) => {
+    const key = JSON.stringify([type, queue]);
+    let yes = answers.get(key);
+    if (yes === undefined) {
+      yes = live.some((w) => w.types.includes(type) && (w.queues.includes(ALL_QUEUES) || w.queues.includes(queue)));
+      answers.set(key, yes);
+    }
+    return yes;
+  };
 }
 
 export interface WorkerPresenceDeps {

@@ -28,7 +28,7 @@ import {
 } from '../machines/workflow.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { isTerminal } from '../machines/lifecycle.js';
-import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay } from '../machines/workflow-migration.js';
+import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay, type RecordedStep } from '../machines/workflow-migration.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
@@ -777,7 +777,7 @@ function endedChild(wf: WorkflowRecord, invokeId: string, jobId: string, job: Jo
   return childEndedMessage(job, { workflowId: wf.id, invokeId }, state as ChildEndedMessage['state'], job.updatedAt);
 }
 
-function recorded(e: WorkflowEventRecord): { input: HistoryInput; at: number; jobIds: string[] } {
+function recorded(e: WorkflowEventRecord): RecordedStep {
   const { jobIds, ...input } = e.data as HistoryInput & { jobIds: string[] };
   return { input: input as HistoryInput, at: e.at, jobIds };
 }
