@@ -114,6 +114,14 @@ export interface WaitOptions {
   timeoutMs?: number | undefined;
 }
 
+/** `path` with the query's set, non-empty values as its query string. */
+function withQuery(path: string, query: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+  const qs = params.toString();
+  return qs ? `${path}?${qs}` : path;
+}
+
 /** The query of a wait, and its attempts' timeout (the wait's own, and slack). */
 function waitQuery(key: 'until' | 'wait', w: WaitOptions): { qs: string; timeoutMs: number } {
   const params = new URLSearchParams();
@@ -230,10 +238,7 @@ export class AtsClient {
 
   /** One page of `GET /v1/jobs` (newest first); pass its `nextCursor` as `cursor` for the next. */
   async listPage(query: ListQuery = {}, opts: RequestOptions = {}): Promise<JobPage> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
-    const qs = params.toString();
-    return (await call<JobPage>(this.http, 'GET', `/v1/jobs${qs ? `?${qs}` : ''}`, opts)).body;
+    return (await call<JobPage>(this.http, 'GET', withQuery('/v1/jobs', query), opts)).body;
   }
 
   /** Every page of `GET /v1/jobs` matching `filter`, newest first, following the cursors. */
@@ -339,10 +344,7 @@ export class AtsClient {
 
   /** One page of `GET /v1/workflows` (newest first); pass its `nextCursor` as `cursor` for the next. */
   async listWorkflows(query: WorkflowListQuery = {}, opts: RequestOptions = {}): Promise<WorkflowPage> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
-    const qs = params.toString();
-    return (await call<WorkflowPage>(this.http, 'GET', `/v1/workflows${qs ? `?${qs}` : ''}`, opts)).body;
+    return (await call<WorkflowPage>(this.http, 'GET', withQuery('/v1/workflows', query), opts)).body;
   }
 
   /**
@@ -374,11 +376,7 @@ export class AtsClient {
    */
   async workflowEventsPage(id: string, opts: RequestOptions & { after?: number; limit?: number } = {}): Promise<WorkflowEventPage> {
     const { after, limit, ...request } = opts;
-    const params = new URLSearchParams();
-    if (after !== undefined) params.set('after', String(after));
-    if (limit !== undefined) params.set('limit', String(limit));
-    const qs = params.toString();
-    return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events${qs ? `?${qs}` : ''}`, request)).body;
+    return (await call<WorkflowEventPage>(this.http, 'GET', withQuery(`${workflowPath(id)}/events`, { after, limit }), request)).body;
   }
 
   /**
