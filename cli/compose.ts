@@ -24,9 +24,10 @@ import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModu
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
 import type {
-  AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, Random, ScheduleStore, WorkerRegistryStore, WorkflowStore,
+  AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, QueueStore, Random, ScheduleStore, WorkerRegistryStore, WorkflowStore,
 } from '../engine/ports.js';
 import { TOPICS } from '../engine/ports.js';
+import { QueueRegistry } from '../engine/queue-registry.js';
 import { ScheduleRunner, ScheduleService } from '../engine/schedules.js';
 import { WorkerPresence } from '../engine/worker-presence.js';
 import { LimitDirectory } from '../engine/limit-directory.js';
@@ -69,7 +70,7 @@ export interface ComposeOptions {
 }
 
 /** What both SQL stores are: every port the roles and the API use. */
-export type SystemStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore;
+export type SystemStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore & WorkflowStore;
 
 export interface System {
   config: Config;
@@ -197,8 +198,10 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
   const ids = opts.ids ?? ulidIds();
+  // The queues jobs may name, for every path that makes jobs: submits, schedules, workflow steps.
+  const queues = new QueueRegistry({ store, clock, max: config.maxQueues, defaultQueue: config.defaults.queue });
   const transitions = new TransitionService({
-    store, clock, random: opts.random ?? mathRandom, ids, metrics, ...(limitDirectory ? { limits: limitDirectory } : {}),
+    store, clock, random: opts.random ?? mathRandom, ids, metrics, queues, ...(limitDirectory ? { limits: limitDirectory } : {}),
     onCommit: () => {
       waker.notify();
       stream?.wake();
@@ -224,10 +227,10 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       })
     : null;
 
-  const schedules = new ScheduleService({ store, clock });
+  const schedules = new ScheduleService({ store, clock, queues });
   // Workflows: started and signalled through the API; the timers role delivers children's ends and fires their timers.
   const workflows = new WorkflowService({
-    store, clock, ids, definitions: registry, logger, metrics,
+    store, clock, ids, definitions: registry, logger, metrics, queues,
     onCommit: () => {
       waker.notify();
       stream?.wake();

@@ -58,6 +58,7 @@ export const SETTINGS = {
   allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers (comma-separated names or addresses, port optional; not URLs), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host.' },
   rateLimit: { env: 'ATS_RATE_LIMIT', flag: '--rate-limit', default: '6000', doc: 'Requests per minute per API key (per client address without one); over it, 429 with Retry-After. 0: no limit.' },
   streamMaxPerKey: { env: 'ATS_STREAM_MAX_PER_KEY', flag: '--stream-max-per-key', default: '50', doc: 'WebSocket stream connections open at once per API key (per client address without one); one more is refused.' },
+  maxQueues: { env: 'ATS_MAX_QUEUES', flag: '--max-queues', default: '100', doc: 'Most queues jobs may name, over all tenants and for good (each keeps three lane topics): a job, schedule or workflow step naming a new queue beyond it is refused (409 ATS_ERR_QUEUE_LIMIT). The default queue and queues named before are always admitted. See docs/queues.md.' },
   defaultQueue: { env: 'ATS_DEFAULT_QUEUE', flag: '--default-queue', default: 'default', doc: 'Queue of a job submitted without one.' },
   defaultMaxAttempts: { env: 'ATS_DEFAULT_MAX_ATTEMPTS', flag: '--default-max-attempts', default: '3', doc: 'Attempts of a job submitted without maxAttempts.' },
   defaultTimeoutMs: { env: 'ATS_DEFAULT_TIMEOUT_MS', flag: '--default-timeout-ms', default: '60000', doc: 'Handler timeout of a job submitted without timeoutMs.' },
@@ -114,6 +115,8 @@ export interface Config {
     streamMaxPerKey: number;
   };
   defaults: { queue: string; maxAttempts: number; backoff: BackoffPolicy; timeoutMs: number; priority: number };
+  /** ATS_MAX_QUEUES (engine/queue-registry.ts). */
+  maxQueues: number;
   /** Run by the api and worker roles: see engine/advisor/advisor.ts. */
   advisor: { mode: AdvisorMode; pollMs: number; historyEvents: number };
 }
@@ -337,6 +340,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
       queue: queueName('defaultQueue', str(raw, 'defaultQueue')), maxAttempts: int(raw, 'defaultMaxAttempts', 1, 100), backoff: DEFAULT_BACKOFF,
       timeoutMs: int(raw, 'defaultTimeoutMs', 1, 86_400_000), priority: 0,
     },
+    maxQueues: int(raw, 'maxQueues', 1, 100_000),
     advisor: { mode: oneOf(raw, 'advisor', ADVISOR_MODES, 'mode'), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
   };
   const split = config.roles.length < ROLES.length;

@@ -43,6 +43,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_JOB_MACHINE_UNKNOWN: def(
     'ATS_ERR_JOB_MACHINE_UNKNOWN', 503, 'A job machine version this server does not run (a newer deployment) wrote the job; retry on a server that runs it',
   ),
+  ATS_ERR_QUEUE_LIMIT: def('ATS_ERR_QUEUE_LIMIT', 409, 'As many queues as ATS_MAX_QUEUES allows are in use: a job can name only one of them'),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
   ATS_ERR_JOB_AWAITED: def('ATS_ERR_JOB_AWAITED', 409, 'A workflow instance still waits on this job\'s end; it can be deleted once the instance has taken it'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'The job changed concurrently too many times; try again'),

@@ -575,6 +575,21 @@ export interface AuditStore {
   purgeAudit(before: number, limit: number): Promise<number>;
 }
 
+/**
+ * The queues jobs may name (engine/queue-registry.ts): each one named is
+ * listed for good, as its lane topics stay for good.
+ */
+export interface QueueStore {
+  /**
+   * Lists the queues of `names` not listed yet, in order, while fewer than
+   * `max` are listed (at `at`); returns those refused for want of a place.
+   * A queue listed already is never refused.
+   */
+  admitQueues(names: readonly string[], max: number, at: number): Promise<string[]>;
+  /** How many queues are listed. */
+  countQueues(): Promise<number>;
+}
+
 /** Schedules are keyed by (tenant, name): every read or change of one names its tenant. */
 export interface ScheduleStore {
   /** false when the tenant has a schedule of this name (nothing written). */

@@ -21,6 +21,7 @@
 import { Cron } from 'croner';
 import { isTerminal } from '../machines/lifecycle.js';
 import { AtsError, isAtsError } from './errors.js';
+import type { QueueRegistry } from './queue-registry.js';
 import { ErrorBackoff } from './error-backoff.js';
 import { POLLING_ERROR_BACKOFF } from './loop.js';
 import type {
@@ -186,6 +187,8 @@ export function tickJobSpec(s: ScheduleRecord, tickAt: number): JobSpec {
 export interface ScheduleServiceDeps {
   store: ScheduleStore;
   clock: Clock;
+  /** The queues jobs may name (engine/queue-registry.ts): a schedule's queue is admitted when it is set. @defaultValue none: any queue */
+  queues?: Pick<QueueRegistry, 'admit'>;
 }
 
 /** Compare-and-set tries of one change before ATS_ERR_CONCURRENT_UPDATE. */
@@ -199,12 +202,16 @@ const MAX_TRIES = 5;
 export class ScheduleService {
   constructor(private readonly deps: ScheduleServiceDeps) {}
 
-  /** 409 ATS_ERR_SCHEDULE_EXISTS when the tenant has a schedule of that name; 400 for a bad expression or time zone. */
+  /**
+   * 409 ATS_ERR_SCHEDULE_EXISTS when the tenant has a schedule of that name, ATS_ERR_QUEUE_LIMIT when its
+   * jobs' queue is new and no more may be; 400 for a bad expression or time zone.
+   */
   async create(tenant: string, input: ScheduleInput): Promise<ScheduleRecord> {
     const now = this.deps.clock.now();
     const timezone = input.timezone ?? 'UTC';
     const paused = input.paused ?? false;
     const cron = parseLiveCron(input.cron, timezone, now);
+    await this.deps.queues?.admit([input.job.queue]);
     const record: ScheduleRecord = {
       tenant, name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
       job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
@@ -245,6 +252,7 @@ export class ScheduleService {
     for (let i = 0; i < MAX_TRIES; i++) {
       const s = await this.get(tenant, name);
       const changes = typeof patch === 'function' ? patch(s) : patch;
+      if (changes.job) await this.deps.queues?.admit([changes.job.queue]);
       const next: ScheduleRecord = { ...s, ...definedOf(changes), version: s.version + 1, updatedAt: this.deps.clock.now() };
       const retimed = next.cron !== s.cron || next.timezone !== s.timezone || next.paused !== s.paused;
       const cron = next.cron !== s.cron || next.timezone !== s.timezone ? parseLiveCron(next.cron, next.timezone, next.updatedAt) : parseCron(next.cron, next.timezone);

@@ -14,6 +14,7 @@ import { valuesOrFirstFailure } from './in-parallel.js';
 import { outboxFor } from './messages.js';
 import { admit, limitKeyOf, type LimitState } from './limits.js';
 import type { Metrics } from './metrics.js';
+import type { QueueRegistry } from './queue-registry.js';
 import type {
   Clock, IdGenerator, InsertResult, JobEventRecord, JobRecord, JobSpec, JobStore, LimitClaim, Random, StoredEventType, TransitionWrite,
 } from './ports.js';
@@ -84,6 +85,8 @@ export interface TransitionDeps {
    * key (engine/limit-directory.ts). @defaultValue none: only jobs' own keys are limited
    */
   limits?: { has(key: string): boolean };
+  /** The queues jobs may name (engine/queue-registry.ts). @defaultValue none: any queue */
+  queues?: Pick<QueueRegistry, 'admit' | 'refused' | 'refusal'>;
 }
 
 /** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
@@ -117,7 +120,9 @@ export class TransitionService {
     this.limitExists = directory ? (key) => directory.has(key) : () => false;
   }
 
+  /** A job of a queue the registry refuses is ATS_ERR_QUEUE_LIMIT (409), and nothing is written. */
   async submit(spec: JobSpec): Promise<SubmitResult> {
+    await this.deps.queues?.admit([spec.queue]);
     const r = await this.submits.add(spec);
     if (r.status === 'rejected') throw r.reason;
     return r.value;
@@ -166,7 +171,14 @@ export class TransitionService {
    * nothing was written, or it is unknown whether it was: see `mayHaveCommitted`).
    */
   async submitManySettled(specs: readonly JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
-    return this.answerSubmits(await this.insertSubmits(specs), specs);
+    const { queues } = this.deps;
+    const refused = queues ? await queues.refused(specs.map((s) => s.queue)) : undefined;
+    if (!refused || refused.size === 0) return this.answerSubmits(await this.insertSubmits(specs), specs);
+    // An item of a queue refused is its own ATS_ERR_QUEUE_LIMIT; the others go in.
+    const kept = specs.filter((s) => !refused.has(s.queue));
+    const answers = kept.length > 0 ? await this.answerSubmits(await this.insertSubmits(kept), kept) : [];
+    let k = 0;
+    return specs.map((s) => (refused.has(s.queue) ? { status: 'rejected', reason: queues!.refusal(s.queue) } : answers[k++]!));
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {

@@ -40,6 +40,7 @@ import {
   CHILD_ENDED_KIND, childEndedMessage, KIND_HEADER, readableSchema, WORKFLOW_MESSAGE_KIND, workflowMessageNotice,
   type ChildEndedMessage, type WorkflowMessageNotice,
 } from './messages.js';
+import type { QueueRegistry } from './queue-registry.js';
 import { ATTR, submitterTrace, type Tracer } from './tracing.js';
 import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
@@ -85,6 +86,15 @@ export interface WorkflowServiceDeps {
    * @defaultValue none: no tracing
    */
   tracer?: Tracer;
+  /** The queues jobs may name (engine/queue-registry.ts): a step starting a job in a queue refused is ATS_ERR_QUEUE_LIMIT. @defaultValue none: any queue */
+  queues?: Pick<QueueRegistry, 'knows' | 'admit'>;
+}
+
+/** Thrown out of a step's transaction when it starts jobs in queues `names` not known admitted. */
+class UnknownQueues extends Error {
+  constructor(readonly names: readonly string[]) {
+    super(`queues not known admitted: ${names.join(', ')}`);
+  }
 }
 
 export interface StartSpec {
@@ -186,6 +196,7 @@ export class WorkflowService {
       cancel: null,
       ...messagesOf(workflow, 1, first.effects.send, at),
     };
+    await this.deps.queues?.admit(write.jobs.map((w) => w.job.queue));
     const inserted = await store.insertWorkflow(write);
     if (inserted.ok) {
       this.deps.onCommit?.();
@@ -433,7 +444,22 @@ export class WorkflowService {
    * again after a lost race. A signal with `signalKey` is recorded with it,
    * and one sent again with it is not applied again (`repeated`).
    */
-  private stepOnce(
+  private async stepOnce(
+    id: string, tenant: string | null, given: WorkflowInputEvent | MessageInput | null, migrateFirst: boolean, signalKey?: string,
+  ): Promise<StepResult | typeof MIGRATED> {
+    for (;;) {
+      try {
+        return await this.stepOnceIn(id, tenant, given, migrateFirst, signalKey);
+      } catch (err) {
+        // The step starts a job in a queue this process has not seen admitted: admitted (or ATS_ERR_QUEUE_LIMIT), it is decided again.
+        if (!(err instanceof UnknownQueues)) throw err;
+        await this.deps.queues!.admit(err.names);
+      }
+    }
+  }
+
+  /** `stepOnce`, once; throws UnknownQueues, having written nothing, for a step that starts a job in a queue not known admitted. */
+  private stepOnceIn(
     id: string, tenant: string | null, given: WorkflowInputEvent | MessageInput | null, migrateFirst: boolean, signalKey?: string,
   ): Promise<StepResult | typeof MIGRATED> {
     const at = this.deps.clock.now();
@@ -445,7 +471,7 @@ export class WorkflowService {
     return this.deps.store.updateWorkflow<StepResult | typeof MIGRATED>(id, (wf, message, signalled) => {
       if (messageId === undefined) {
         const input = given as WorkflowInputEvent | null;
-        return (last = this.decideStep(wf, tenant, input, migrateFirst, at, drawn, keyed && { ...keyed, signalled }));
+        return (last = this.admitted(this.decideStep(wf, tenant, input, migrateFirst, at, drawn, keyed && { ...keyed, signalled })));
       }
       // A message is read with its target, in the target's transaction: gone means taken already.
       if (!message) {
@@ -453,7 +479,7 @@ export class WorkflowService {
         return { write: null, result: { ok: false, reason: 'not-found' } };
       }
       const input: WorkflowInputEvent = { type: 'MESSAGE', from: message.senderId, messageId: message.messageId, event: message.event };
-      const d = (last = this.decideStep(wf, message.tenant, input, migrateFirst, at, drawn));
+      const d = (last = this.admitted(this.decideStep(wf, message.tenant, input, migrateFirst, at, drawn)));
       // Taken by the step, or dropped; kept for a migration first, or for a process that has the definition.
       const keep = d.result === MIGRATED || (!d.result.ok && d.result.reason === 'definition-missing');
       return { ...d, consumeMessage: !keep };
@@ -462,6 +488,14 @@ export class WorkflowService {
       if (this.deps.metrics && last.write) reportChildren(this.deps.metrics, last.write, last.cancelled);
       return r;
     });
+  }
+
+  /** `d`, unless it starts a job in a queue not known admitted: then UnknownQueues is thrown (in the store's transaction, which writes nothing). */
+  private admitted<D extends StepDecision>(d: D): D {
+    const { queues } = this.deps;
+    const unknown = queues && d.write ? d.write.jobs.filter((w) => !queues.knows(w.job.queue)) : [];
+    if (unknown.length > 0) throw new UnknownQueues(unknown.map((w) => w.job.queue));
+    return d;
   }
 
   /** The step `stepOnce` commits for instance `wf` as read (see there). */

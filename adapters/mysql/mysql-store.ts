@@ -4,11 +4,11 @@
  * here live the transactions, the row locks and the retries.
  */
 import type { Pool } from 'mysql2/promise';
-import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, QueueStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { MYSQL_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import type { StoreOp } from '../../engine/metrics.js';
-import { runAsync } from '../sql/program.js';
+import { runAsync, type Program } from '../sql/program.js';
 import { guardStore } from '../sql/unavailable.js';
 import { createSqlReads } from '../sql/reads.js';
 import { createSqlSchedules } from '../sql/schedules.js';
@@ -18,6 +18,7 @@ import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
 import { createSqlKeys } from '../sql/keys.js';
 import { createSqlAudit } from '../sql/audit.js';
+import { createSqlQueues } from '../sql/queues.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
@@ -30,7 +31,7 @@ import { DB_NOW, PING } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
-export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore & {
+export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore & WorkflowStore & {
   pool: Pool;
   /** The database server's clock, epoch ms: the one clock processes compare leases and due times by (engine/db-clock.ts). */
   dbNow(): Promise<number>;
@@ -65,6 +66,9 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     // Key changes are not a store operation the metrics know: no latency reported.
     keys: { tx: { beforeCommit, queryTimeoutMs } },
   };
+  // A key change, an admission of queues: one transaction, run again if it loses a race.
+  const smallTx = <T>(program: () => Program<T>): Promise<T> =>
+    withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES);
   const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };
 
   return {
@@ -76,9 +80,10 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     ...createSqlWorkers(statement, D),
     ...createSqlLimits(statement, D),
     // A key change and its audit entry: one transaction, run again if it loses a race (a deadlock on the audit log's index).
-    ...createSqlKeys(statement, D, (program) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES)),
+    ...createSqlKeys(statement, D, smallTx),
     ...createSqlAudit(statement, D),
+    // An admission of new queues: likewise (two on an empty list deadlock).
+    ...createSqlQueues(statement, D, smallTx),
     ...createSqlWorkflowReads(query, D),
     migrate: (opts) => migrateMysql(pool, clock, undefined, { logger: opts?.logger }),
 

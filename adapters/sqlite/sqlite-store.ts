@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
 import type { ConflictReason, StoreOp } from '../../engine/metrics.js';
-import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
+import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, QueueStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { SQLITE_DIALECT as D } from '../sql/dialect.js';
 import type { StoreClock, StoreFaults, StoreMetrics } from '../sql/options.js';
 import { runSync, type Outcome, type Program } from '../sql/program.js';
@@ -23,6 +23,7 @@ import { createSqlWorkers } from '../sql/workers.js';
 import { createSqlLimits } from '../sql/limits.js';
 import { createSqlKeys } from '../sql/keys.js';
 import { createSqlAudit } from '../sql/audit.js';
+import { createSqlQueues } from '../sql/queues.js';
 import { guardStore, wrapMethods } from '../sql/unavailable.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
@@ -34,7 +35,7 @@ import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 import type { GroupSync } from './group-sync.js';
 
-export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & WorkflowStore & { db: Database };
+export type SqliteStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore & WorkflowStore & { db: Database };
 
 /** Tries of a transaction whose compare-and-set keeps failing (another process wrote the file). */
 const MAX_TRIES = 8;
@@ -104,6 +105,8 @@ function sqliteOperations(
     faults?.beforeCommit?.();
     return result;
   });
+  // A key change, an admission of queues: one `BEGIN IMMEDIATE` transaction.
+  const smallTx = async <T>(program: () => Program<T>): Promise<T> => inTx.immediate(program()) as T;
   const write = <T>(op: StoreOp, program: () => Program<T>): T => {
     if (!metrics) return retrying(() => inTx.immediate(program()) as T);
     return retrying(() => {
@@ -123,8 +126,9 @@ function sqliteOperations(
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
     // A key change and its audit entry: one `BEGIN IMMEDIATE` transaction (no version to compare: nothing to retry).
-    ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, async <T>(program: () => Program<T>) => inTx.immediate(program()) as T),
+    ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, smallTx),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlQueues(async (sql, params) => exec({ sql, params: [...params] }), D, smallTx),
     ...createSqlWorkflowReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
     migrate: async (opts) => {
       try {

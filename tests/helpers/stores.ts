@@ -4,11 +4,11 @@
  */
 import { createMysqlStore, type MysqlStore } from '../../adapters/mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
-import type { AuditStore, JobStore, KeyStore, LimitStore, ProgressStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
+import type { AuditStore, JobStore, KeyStore, LimitStore, ProgressStore, QueueStore, ScheduleStore, WorkerRegistryStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql } from './mysql.js';
 
 /** What both SQL stores are. */
-export type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore;
+export type TestStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore;
 
 export interface StoreBackend {
   name: 'sqlite' | 'mysql';

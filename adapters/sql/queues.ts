@@ -1,0 +1,52 @@
+/**
+ * The QueueStore port in SQL, shared by both stores: the `queues` table lists
+ * every queue a job may name (engine/queue-registry.ts). An admission locks
+ * the whole list (MySQL: every row and the gap after the last, FOR UPDATE;
+ * SQLite: the write transaction holds the database), so two processes
+ * admitting new queues at once cannot both take the last place.
+ */
+import type { QueueStore } from '../../engine/ports.js';
+import type { Dialect } from './dialect.js';
+import type { Exec, Program } from './program.js';
+import { toNum } from './rows.js';
+import { marks } from './statements.js';
+import type { InTransaction } from './keys.js';
+
+/**
+ * Lists the `names` not listed yet, the first ones first, while fewer than
+ * `max` are listed; returns those that found no place.
+ */
+function* admitProgram(d: Dialect, names: readonly string[], max: number, at: number): Program<string[]> {
+  // The count first: its lock is what makes the check and the inserts one step for every other admission.
+  const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM queues ${d.forUpdate}`, params: [] };
+  let listed = toNum(count?.n ?? 0);
+  const { rows } = yield { sql: `SELECT name FROM queues WHERE name IN (${marks(names.length)})`, params: [...names] };
+  const known = new Set(rows.map((r) => String(r.name)));
+  const refused: string[] = [];
+  for (const name of names) {
+    if (known.has(name)) continue;
+    if (listed >= max) {
+      refused.push(name);
+      continue;
+    }
+    yield { sql: 'INSERT INTO queues (name, created_at) VALUES (?, ?)', params: [name, at] };
+    known.add(name);
+    listed++;
+  }
+  return refused;
+}
+
+export function createSqlQueues(exec: Exec, d: Dialect, inTransaction: InTransaction): QueueStore {
+  return {
+    admitQueues: async (names, max, at) => {
+      const distinct = [...new Set(names)];
+      if (distinct.length === 0) return [];
+      // Listed already (the usual case): no transaction, no lock.
+      const { rows } = await exec(`SELECT name FROM queues WHERE name IN (${marks(distinct.length)})`, distinct);
+      const listed = new Set(rows.map((r) => String(r.name)));
+      const rest = distinct.filter((n) => !listed.has(n));
+      return rest.length === 0 ? [] : inTransaction(() => admitProgram(d, rest, max, at));
+    },
+    countQueues: async () => toNum((await exec('SELECT COUNT(*) AS n FROM queues', [])).rows[0]?.n ?? 0),
+  };
+}

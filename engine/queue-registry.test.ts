@@ -1,0 +1,145 @@
+/**
+ * The queue registry (queue-registry.ts) on the embedded store, through each
+ * path that makes jobs: a submit, a batch, a schedule, a workflow's start and
+ * its steps. With ATS_MAX_QUEUES places taken, a job naming a new queue is
+ * ATS_ERR_QUEUE_LIMIT and nothing is written; a queue listed, and the
+ * default queue, are always admitted; a known queue costs no statement.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setup } from 'xstate';
+import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { job } from '../machines/workflow.js';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { isAtsError } from './errors.js';
+import { HandlerRegistry } from './handlers.js';
+import type { JobSpec } from './ports.js';
+import { QueueRegistry } from './queue-registry.js';
+import { ScheduleService } from './schedules.js';
+import { mathRandom, systemClock, ulidIds } from './system.js';
+import { TransitionService } from './transitions.js';
+import { WorkflowService } from './workflows.js';
+
+const spec = (queue: string): JobSpec => ({
+  type: 'demo.echo', payload: { queue }, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0,
+});
+const isQueueLimit = (queue: string) => (e: unknown) =>
+  isAtsError(e) && e.code === 'ATS_ERR_QUEUE_LIMIT' && e.status === 409 && e.message.includes(`'${queue}'`) && e.message.includes('ATS_MAX_QUEUES');
+
+/** A workflow that starts a job in `first` at once and, on GO, one in `then`. */
+const twoQueues = (first: string, then: string) => setup({
+  actors: { a: job('wf.a', { queue: first }), b: job('wf.b', { queue: then }) },
+}).createMachine({
+  id: 'two', initial: 'one',
+  states: {
+    one: { invoke: { id: 'a', src: 'a' }, on: { GO: 'two' } },
+    two: { invoke: { id: 'b', src: 'b' } },
+  },
+});
+
+/** The embedded store with a registry of `max` places, and the services that make jobs, all through it. */
+async function world(max: number) {
+  const store = createSqliteStore({ file: ':memory:' });
+  await store.migrate();
+  let admissions = 0;
+  const counted = { admitQueues: (...a: Parameters<typeof store.admitQueues>) => (admissions++, store.admitQueues(...a)) };
+  const queues = new QueueRegistry({ store: counted, clock: systemClock, max, defaultQueue: 'default' });
+  const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds(), queues });
+  const registry = new HandlerRegistry();
+  registry.workflow('two', twoQueues('wa', 'wb'), { version: 1 });
+  registry.workflow('full', twoQueues('a', 'late'), { version: 1 });
+  const workflows = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: registry, queues });
+  const schedules = new ScheduleService({ store, clock: systemClock, queues });
+  const jobsIn = async (queue: string) => (await store.listJobs({ queue, limit: 10 })).length;
+  return { store, queues, transitions, workflows, schedules, jobsIn, admissions: () => admissions };
+}
+
+describe('the queue registry', () => {
+  it('a submit naming a new queue beyond the limit is a 409 and writes nothing; listed queues go on', async () => {
+    const w = await world(2);
+    await w.transitions.submit(spec('a'));
+    await w.transitions.submit(spec('b'));
+    await assert.rejects(w.transitions.submit(spec('c')), isQueueLimit('c'));
+    assert.equal(await w.jobsIn('c'), 0);
+    await w.transitions.submit(spec('a'));
+    assert.equal(await w.jobsIn('a'), 2);
+    assert.equal(await w.store.countQueues(), 2);
+    await w.store.close();
+  });
+
+  it('the default queue is always admitted, and counted once named', async () => {
+    const w = await world(1);
+    await w.transitions.submit(spec('a'));
+    await w.transitions.submit(spec('default'));
+    assert.equal(await w.jobsIn('default'), 1);
+    assert.equal(await w.store.countQueues(), 2);
+    await assert.rejects(w.transitions.submit(spec('b')), isQueueLimit('b'));
+    await w.store.close();
+  });
+
+  it('a batch answers an item of a refused queue on its own; the others are written', async () => {
+    const w = await world(2);
+    // New queues take the places in the order the batch first names them.
+    const r = await w.transitions.submitManySettled([spec('a'), spec('c'), spec('b'), spec('d'), spec('a'), spec('b')]);
+    assert.deepEqual(r.map((x) => x.status), ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled', 'rejected']);
+    assert.ok(isQueueLimit('b')((r[2] as PromiseRejectedResult).reason));
+    assert.ok(isQueueLimit('d')((r[3] as PromiseRejectedResult).reason));
+    assert.deepEqual([await w.jobsIn('a'), await w.jobsIn('b'), await w.jobsIn('c'), await w.jobsIn('d')], [2, 0, 1, 0]);
+    const ids = r.flatMap((x) => (x.status === 'fulfilled' && x.value.ok ? [x.value.job.queue] : []));
+    assert.deepEqual(ids, ['a', 'c', 'a'], 'each written item answered with its own job');
+    await w.store.close();
+  });
+
+  it('a known queue costs no statement; a refused one is asked for again (the limit may have been raised)', async () => {
+    const w = await world(1);
+    await w.transitions.submit(spec('a'));
+    const after = w.admissions();
+    await w.transitions.submitMany([spec('a'), spec('a')]);
+    await w.transitions.submit(spec('a'));
+    assert.equal(w.admissions(), after);
+    await assert.rejects(w.transitions.submit(spec('b')), isQueueLimit('b'));
+    await assert.rejects(w.transitions.submit(spec('b')), isQueueLimit('b'));
+    assert.equal(w.admissions(), after + 2);
+    await w.store.close();
+  });
+
+  it('a schedule is refused when its jobs\' queue is new beyond the limit, at creation and at a change', async () => {
+    const w = await world(1);
+    const input = (name: string, queue: string) => ({
+      name, cron: '* * * * *', job: { type: 'demo.echo', payload: null, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0 },
+    });
+    await w.schedules.create('default', input('ok', 'a'));
+    await assert.rejects(w.schedules.create('default', input('new', 'b')), isQueueLimit('b'));
+    assert.equal(await w.store.getSchedule('default', 'new'), null);
+    await assert.rejects(w.schedules.update('default', 'ok', { job: input('ok', 'c').job }), isQueueLimit('c'));
+    assert.equal((await w.store.getSchedule('default', 'ok'))?.job.queue, 'a', 'the schedule is unchanged');
+    await w.store.close();
+  });
+
+  it('a workflow start or step that starts a job in a refused queue is a 409 and writes nothing; within the limit it admits the queue', async () => {
+    const w = await world(3);
+    const started = await w.workflows.start({ tenant: 'default', name: 'two', input: null });
+    assert.ok(started.ok);
+    assert.equal(await w.jobsIn('wa'), 1);
+    // A step into a new queue with room left: admitted, the job written.
+    assert.ok((await w.workflows.signal(started.workflow.id, 'default', { type: 'GO' })).ok);
+    assert.equal(await w.jobsIn('wb'), 1);
+    assert.equal(await w.store.countQueues(), 2);
+    // One place left: `full` starts in `a` (the last place), and its step into `late` is refused.
+    const full = await w.workflows.start({ tenant: 'default', name: 'full', input: null });
+    assert.ok(full.ok);
+    await assert.rejects(w.workflows.signal(full.workflow.id, 'default', { type: 'GO' }), isQueueLimit('late'));
+    assert.equal((await w.workflows.get(full.workflow.id, 'default'))?.version, 1, 'the instance did not move');
+    assert.equal(await w.jobsIn('late'), 0);
+    await w.store.close();
+  });
+
+  it('a workflow start whose first job is in a refused queue is a 409 and writes nothing', async () => {
+    const w = await world(1);
+    await w.transitions.submit(spec('x'));
+    await assert.rejects(w.workflows.start({ tenant: 'default', name: 'two', input: null }), isQueueLimit('wa'));
+    assert.deepEqual(await w.store.listWorkflows({ tenant: 'default', limit: 10 }), []);
+    assert.equal(await w.jobsIn('wa'), 0);
+    await w.store.close();
+  });
+});
