@@ -597,7 +597,10 @@ export interface ScheduleStore {
   getSchedule(tenant: string, name: string): Promise<ScheduleRecord | null>;
   /** The tenant's schedules, by name; absent: every tenant's, by tenant and name (engine-internal reads). */
   listSchedules(tenant?: string): Promise<ScheduleRecord[]>;
-  /** Replaces the schedule (`s.tenant`, `s.name`) if its version is still `expectedVersion`; false otherwise (or gone). */
+  /**
+   * Replaces the schedule (`s.tenant`, `s.name`) if its version is still `expectedVersion` and it is the one
+   * created at `s.createdAt`; false otherwise (or gone, or deleted and created again under its name).
+   */
   replaceSchedule(s: ScheduleRecord, expectedVersion: number): Promise<boolean>;
   /** Deletes the schedule and its ticks; false when there was none. */
   deleteSchedule(tenant: string, name: string): Promise<boolean>;

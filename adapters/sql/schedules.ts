@@ -96,8 +96,10 @@ export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
     replaceSchedule: async (s, expectedVersion) => {
       const v = values(s);
       // SETS skips tenant and name (the first two) and created_at (second last).
-      const params = [...v.slice(2, COLUMNS.length - 2), v[COLUMNS.length - 1], s.tenant, s.name, expectedVersion];
-      return (await exec(`UPDATE schedules SET ${SETS} WHERE tenant = ? AND name = ? AND version = ?`, params)).changes === 1;
+      // And only the schedule `s` was read from: one deleted and created again under its name starts again at version 1,
+      // and a change read before (a PATCH, the runner's pass) must not write the old one over it.
+      const params = [...v.slice(2, COLUMNS.length - 2), v[COLUMNS.length - 1], s.tenant, s.name, expectedVersion, s.createdAt];
+      return (await exec(`UPDATE schedules SET ${SETS} WHERE tenant = ? AND name = ? AND version = ? AND created_at = ?`, params)).changes === 1;
     },
     // The schedule first, then its ticks: a runner recording ticks meanwhile either finds the schedule
     // gone (and deletes what it recorded, below) or recorded them before this deletes them.
