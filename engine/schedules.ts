@@ -75,10 +75,18 @@ export function parseCron(cron: string, timezone: string): Cron {
   return c;
 }
 
-/** `parseCron`, and 400 too for an expression with no tick after `now` (February 30, a year gone by). */
+/** The last moment a tick may be at: a time the API's date-times (four-digit years) can write. */
+const LAST_TICK = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/**
+ * `parseCron`, and 400 too for an expression with no tick after `now` (February 30, a year gone by), or whose
+ * next tick is after the year 9999 (croner takes an ISO date as a one-off, `+200000-01-01T00:00:00Z` too).
+ */
 export function parseLiveCron(cron: string, timezone: string, now: number): Cron {
   const c = parseCron(cron, timezone);
-  if (nextTick(c, now) === null) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression never fires after now (a date that does not exist, or a year gone by)');
+  const next = nextTick(c, now);
+  if (next === null) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression never fires after now (a date that does not exist, or a year gone by)');
+  if (next > LAST_TICK) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression fires first after the year 9999');
   return c;
 }
 
@@ -154,8 +162,12 @@ function newestMissed(cron: Cron, from: number, now: number): number | null {
   return t !== undefined && t >= from && t <= now ? t : null;
 }
 
-/** Most ticks counted as missed in one pass (a per-second expression after a long downtime counts at least this many). */
-const MAX_COUNTED = 10_000;
+/**
+ * Most ticks counted as missed in one pass: past it the count is a lower bound (a per-second
+ * expression a day behind adds this many, not 86,400), and the pass's CPU stays short (each tick
+ * counted is a croner step, about 50 µs).
+ */
+export const MAX_COUNTED = 1_000;
 
 /** Ticks from `from` (a tick) up to before `to`, counted up to MAX_COUNTED. */
 function countTicks(cron: Cron, from: number, to: number): number {

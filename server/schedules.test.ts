@@ -121,6 +121,15 @@ describe('/v1/schedules', () => {
     }
   });
 
+  test('a one-off date after the year 9999 is ATS_ERR_INVALID_CRON, and the schedules still answer', async () => {
+    await refused(create({ name: 'far', cron: '+200000-01-01T00:00:00Z', ...job }), 400, 'ATS_ERR_INVALID_CRON', /9999/);
+    assert.equal((await t.app.inject({ url: '/v1/schedules/far' })).statusCode, 404);
+    assert.equal((await t.app.inject(create({ name: 'far-ok', cron: '0 0 1 1 *', ...job }))).statusCode, 201);
+    await refused(patch('far-ok', { cron: '+200000-01-01T00:00:00Z' }), 400, 'ATS_ERR_INVALID_CRON', /9999/);
+    assert.equal((await get('far-ok')).cron, '0 0 1 1 *');
+    assert.equal((await t.app.inject({ url: '/v1/schedules' })).statusCode, 200);
+  });
+
   test('create: an unknown time zone is ATS_ERR_INVALID_TIMEZONE', async () => {
     for (const timezone of ['Mars/Olympus_Mons', 'Europe/Berlinn', 'UTC+99', '../../etc/passwd', 'Europe/Berlin\u0000']) {
       await refused(create({ name: 'bad-tz', cron: '0 * * * *', timezone, ...job }), 400, 'ATS_ERR_INVALID_TIMEZONE', /IANA/);
