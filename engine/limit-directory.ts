@@ -12,8 +12,8 @@ import { errorFields } from './logger.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import type { Clock, LimitStore, Logger } from './ports.js';
 
-/** Most default limits read, of all tenants together; one beyond it is not seen. */
-export const LIMITS_READ = 100_000;
+/** Default limits read a statement (all of them are read, page by page: each tenant has at most MAX_LIMITS_PER_TENANT). */
+export const LIMITS_PAGE = 10_000;
 
 export class LimitDirectory {
   private names: ReadonlySet<string> = new Set();
@@ -43,6 +43,13 @@ export class LimitDirectory {
   }
 
   private async read(): Promise<void> {
-    this.names = new Set(await this.deps.store.defaultLimitKeys(LIMITS_READ));
+    const names = new Set<string>();
+    for (let after: string | undefined; ;) {
+      const page = await this.deps.store.defaultLimitKeys(LIMITS_PAGE, after);
+      for (const key of page) names.add(key);
+      if (page.length < LIMITS_PAGE) break;
+      after = page.at(-1);
+    }
+    this.names = names;
   }
 }

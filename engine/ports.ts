@@ -522,8 +522,10 @@ export interface LimitStore {
   getLimit(key: string): Promise<LimitRecord | null>;
   /** The limits by stored key, at most `limit`: only `tenant`'s when given, else every tenant's. */
   listLimits(limit: number, tenant?: string): Promise<LimitRecord[]>;
-  /** The stored keys of the default limits (`type:…`, `queue:…`) of every tenant, at most `limit`. */
-  defaultLimitKeys(limit: number): Promise<string[]>;
+  /** The stored keys of the default limits (`type:…`, `queue:…`) of every tenant, in key order after `after`, at most `limit`. */
+  defaultLimitKeys(limit: number, after?: string): Promise<string[]>;
+  /** How many limits `tenant` has. */
+  countLimits(tenant: string): Promise<number>;
   /** False when there was none. */
   deleteLimit(key: string): Promise<boolean>;
   /** Per key, its attempts running with a lease that holds at `now` (keys with none are absent). */

@@ -343,4 +343,18 @@ describe('/v1/limits: each tenant has its own', () => {
     assert.equal((await view(globex, 'email')).running, 2);
     assert.deepEqual(await listed(acme), [['email', 1, 1], ['smtp', 2, 0]]);
   });
+
+  test('a tenant has at most 1,000 limits: a new key beyond is 409 ATS_ERR_TOO_MANY_LIMITS, writing nothing; its own keys can still change, and other tenants\' are not counted', async () => {
+    // The default tenant's (key `other`), stored bare.
+    for (let i = 0; i < 1000; i++) await t.store.putLimit(`k${i}`, { concurrency: 1, rate: null }, t.clock.now());
+    const refused = await as(other, put('one-more', { concurrency: 2 }));
+    assert.equal(refused.statusCode, 409, refused.body);
+    assert.equal(refused.json().code, 'ATS_ERR_TOO_MANY_LIMITS');
+    assert.equal((await as(other, { url: '/v1/limits/one-more' })).statusCode, 404);
+    assert.equal((await as(other, put('k0', { concurrency: 3 }))).statusCode, 200, 'a key it has is replaced');
+    assert.equal((await listed(other)).length, 1000, 'every limit of the tenant is listed');
+    assert.equal((await as(acme, put('fresh', { concurrency: 1 }))).statusCode, 201, 'another tenant sets its own');
+    assert.equal((await as(other, { method: 'DELETE', url: '/v1/limits/k1' })).statusCode, 204);
+    assert.equal((await as(other, put('one-more', { concurrency: 2 }))).statusCode, 201, 'a place freed is taken');
+  });
 });

@@ -186,11 +186,17 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
       const where = tenantKeys(tenant);
       return (await rows(`SELECT ${COLUMNS} FROM limits ${where.sql} ORDER BY limit_key LIMIT ?`, [...where.params, Math.min(limit, MAX_LIMITS_LISTED)])).map(rowToLimit);
     },
-    // Only the default limits: a tenant's many keyed limits cannot crowd another's `type:`/`queue:` limit out of the read.
-    defaultLimitKeys: async (limit) => (await rows(
-      `SELECT limit_key FROM limits WHERE limit_key LIKE 'type:%' OR limit_key LIKE 'queue:%' OR limit_key LIKE '%/type:%' OR limit_key LIKE '%/queue:%' LIMIT ?`,
-      [limit],
+    // Only the default limits, a page at a time in key order (the primary key's).
+    defaultLimitKeys: async (limit, after) => (await rows(
+      `SELECT limit_key FROM limits WHERE limit_key > ?
+         AND (limit_key LIKE 'type:%' OR limit_key LIKE 'queue:%' OR limit_key LIKE '%/type:%' OR limit_key LIKE '%/queue:%')
+       ORDER BY limit_key LIMIT ?`,
+      [after ?? '', limit],
     )).map((r) => String(r.limit_key)),
+    countLimits: async (tenant) => {
+      const where = tenantKeys(tenant);
+      return toNum((await rows(`SELECT COUNT(*) AS n FROM limits ${where.sql}`, where.params))[0]?.n ?? 0);
+    },
     deleteLimit: async (key) => {
       await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
       return (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;

@@ -29,14 +29,15 @@ const putSchema = {
     'across all workers, `rate` caps their starts per interval (spaced evenly), and at least one of them must not be null. ' +
     'A field left out or null is no cap: the PUT replaces the whole limit. Jobs of the key over the limit wait (published), ' +
     'burning no attempt; jobs whose key has no limit are not limited. The limit belongs to the caller\'s tenant and holds only its jobs: ' +
-    'another tenant\'s jobs of the same key are not counted or held.',
+    'another tenant\'s jobs of the same key are not counted or held. A tenant has at most ' + `${MAX_LIMITS_LISTED}` + ' limits: a new key ' +
+    'beyond that is a 409 ATS_ERR_TOO_MANY_LIMITS, writing nothing (delete one first).',
   tags: ['limits'],
   params: LimitParams,
   body: ref(PutLimitBody),
   response: {
     201: described(ref(LimitView), 'Created'),
     200: described(ref(LimitView), 'Replaced'),
-    ...errorResponses(400, 413, 415),
+    ...errorResponses(400, 409, 413, 415),
   },
 };
 
@@ -78,7 +79,14 @@ export const limitRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps 
   app.put<{ Params: LimitParams; Body: PutLimitBody }>('/v1/limits/:key', { schema: putSchema }, async (request, reply) => {
     const { key } = request.params;
     const spec = toLimitSpec(request.body);
-    const { limit, created } = await store.putLimit(storedLimitKey(request.principal.tenant, key), spec, deps.clock.now());
+    const { tenant } = request.principal;
+    const stored = storedLimitKey(tenant, key);
+    // As many as the list shows: every limit of a tenant can be listed, and no tenant's many crowd another's
+    // out of what the workers read (engine/limit-directory.ts).
+    if (!(await store.getLimit(stored)) && (await store.countLimits(tenant)) >= MAX_LIMITS_LISTED) {
+      throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${MAX_LIMITS_LISTED} limits, the most it may: delete one before setting one on a new key`);
+    }
+    const { limit, created } = await store.putLimit(stored, spec, deps.clock.now());
     if (created) reply.header('location', `/v1/limits/${key}`);
     return reply.code(created ? 201 : 200).send(await withRunning(limit));
   });
