@@ -517,15 +517,16 @@ export interface ScheduleTick {
  * Every key here is a stored key: tenant-qualified (`storedLimitKey`), the default tenant's bare.
  */
 export interface LimitStore {
-  /** Creates or replaces the limit of `key` (its rate state kept, moved by a change of rate: engine/limits.ts `rateChangeShift`). */
-  putLimit(key: string, spec: LimitSpec, now: number): Promise<{ limit: LimitRecord; created: boolean }>;
+  /**
+   * Creates or replaces the limit of `key` (its rate state kept, moved by a change of rate: engine/limits.ts `rateChangeShift`).
+   * With `maxPerTenant`, a new key of a tenant that has that many limits is ATS_ERR_TOO_MANY_LIMITS, and nothing is written.
+   */
+  putLimit(key: string, spec: LimitSpec, now: number, maxPerTenant?: number): Promise<{ limit: LimitRecord; created: boolean }>;
   getLimit(key: string): Promise<LimitRecord | null>;
   /** The limits by stored key, at most `limit`: only `tenant`'s when given, else every tenant's. */
   listLimits(limit: number, tenant?: string): Promise<LimitRecord[]>;
   /** The stored keys of the default limits (`type:…`, `queue:…`) of every tenant, in key order after `after`, at most `limit`. */
   defaultLimitKeys(limit: number, after?: string): Promise<string[]>;
-  /** How many limits `tenant` has. */
-  countLimits(tenant: string): Promise<number>;
   /** False when there was none. */
   deleteLimit(key: string): Promise<boolean>;
   /** Per key, its attempts running with a lease that holds at `now` (keys with none are absent). */

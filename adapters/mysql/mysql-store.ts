@@ -66,7 +66,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     // Key changes are not a store operation the metrics know: no latency reported.
     keys: { tx: { beforeCommit, queryTimeoutMs } },
   };
-  // A key change, an admission of queues: one transaction, run again if it loses a race.
+  // A key change, an admission of queues, a new limit: one transaction, run again if it loses a race.
   const smallTx = <T>(program: () => Program<T>): Promise<T> =>
     withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES);
   const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };
@@ -78,7 +78,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     ...createSqlProgress(statement, D),
     ...createSqlKeptDispatches(statement),
     ...createSqlWorkers(statement, D),
-    ...createSqlLimits(statement, D),
+    ...createSqlLimits(statement, D, smallTx),
     // A key change and its audit entry: one transaction, run again if it loses a race (a deadlock on the audit log's index).
     ...createSqlKeys(statement, D, smallTx),
     ...createSqlAudit(statement, D),

@@ -18,9 +18,11 @@
  */
 import type { LimitClaim, LimitStore } from '../../engine/ports.js';
 import { DEFAULT_TENANT } from '../../engine/auth.js';
-import { rateChangeShift, type LimitRecord, type LimitSpec } from '../../engine/limits.js';
+import { AtsError } from '../../engine/errors.js';
+import { rateChangeShift, splitLimitKey, type LimitRecord, type LimitSpec } from '../../engine/limits.js';
 import type { Dialect } from './dialect.js';
-import type { Exec } from './program.js';
+import type { InTransaction } from './keys.js';
+import { runAsync, type Exec, type Program } from './program.js';
 import { toNum, type Row } from './rows.js';
 import { isDuplicateKey } from './schedules.js';
 import { marks, type Sql } from './statements.js';
@@ -121,8 +123,27 @@ function tatAfter(from: LimitSpec['rate'], to: LimitSpec['rate']): Sql {
   return { sql: 'CASE WHEN tat > 0 THEN tat + ? ELSE tat END', params: [rateChangeShift(from, to)] };
 }
 
-export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
+/**
+ * Inserts the limit of a new key while its tenant has fewer than `max`:
+ * 'full' otherwise. The count's lock (MySQL: the tenant's key range, FOR
+ * UPDATE; SQLite: the write transaction) makes two creations at once count
+ * one after the other. A key inserted meanwhile is a duplicate-key error.
+ */
+function* insertBoundedProgram(d: Dialect, insert: Sql, key: string, max: number): Program<'created' | 'full'> {
+  const where = tenantKeys(splitLimitKey(key).tenant);
+  const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
+  if (toNum(count?.n ?? 0) >= max) return 'full';
+  yield insert;
+  return 'created';
+}
+
+/**
+ * @param inTransaction runs a program as one transaction (the store's); without it, its
+ *   statements run one by one, with no lock between (for tests that interleave statements).
+ */
+export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransaction): LimitStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
+  const transact: InTransaction = inTransaction ?? ((program) => runAsync(program(), (step) => exec(step.sql, step.params)));
   const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
   const values = (spec: LimitSpec) => [spec.concurrency, spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
   /**
@@ -147,12 +168,19 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
       if (r.changes > 0 || !guarded) return r.changes;
     }
   };
-  /** Replaces the key's limit, or creates it: whether it created it. */
-  const write = async (key: string, spec: LimitSpec, now: number): Promise<boolean> => {
+  /** Replaces the key's limit, or creates it (while its tenant has fewer than `max`): whether it created it. */
+  const write = async (key: string, spec: LimitSpec, now: number, max?: number): Promise<boolean> => {
     // An update first: the common case.
     if ((await replace(key, spec, now)) > 0) return false;
+    const row = { sql: insert, params: [key, ...values(spec), now, now] };
     try {
-      await exec(insert, [key, ...values(spec), now, now]);
+      if (max === undefined) {
+        await exec(row.sql, row.params);
+        return true;
+      }
+      if ((await transact(() => insertBoundedProgram(d, row, key, max))) === 'full') {
+        throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${max} limits, the most it may: delete one before setting one on a new key`);
+      }
       return true;
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
@@ -173,9 +201,9 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
      * every write be deleted so, it answers the limit it wrote (the PUT before
      * the DELETE), as if created then: never an error for a limit it did set.
      */
-    putLimit: async (key, spec, now) => {
+    putLimit: async (key, spec, now, maxPerTenant) => {
       for (let tries = 1; ; tries++) {
-        const created = await write(key, spec, now);
+        const created = await write(key, spec, now, maxPerTenant);
         const limit = await getLimit(key);
         if (limit) return { limit, created };
         if (tries >= PUT_TRIES) return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created };
@@ -193,10 +221,7 @@ export function createSqlLimits(exec: Exec, d: Dialect): LimitStore {
        ORDER BY limit_key LIMIT ?`,
       [after ?? '', limit],
     )).map((r) => String(r.limit_key)),
-    countLimits: async (tenant) => {
-      const where = tenantKeys(tenant);
-      return toNum((await rows(`SELECT COUNT(*) AS n FROM limits ${where.sql}`, where.params))[0]?.n ?? 0);
-    },
+
     deleteLimit: async (key) => {
       await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
       return (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;

@@ -105,7 +105,7 @@ function sqliteOperations(
     faults?.beforeCommit?.();
     return result;
   });
-  // A key change, an admission of queues: one `BEGIN IMMEDIATE` transaction.
+  // A key change, an admission of queues, a new limit: one `BEGIN IMMEDIATE` transaction.
   const smallTx = async <T>(program: () => Program<T>): Promise<T> => inTx.immediate(program()) as T;
   const write = <T>(op: StoreOp, program: () => Program<T>): T => {
     if (!metrics) return retrying(() => inTx.immediate(program()) as T);
@@ -124,7 +124,7 @@ function sqliteOperations(
     ...createSqlProgress(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlKeptDispatches(async (sql, params) => exec({ sql, params: [...params] })),
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),
-    ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlLimits(async (sql, params) => exec({ sql, params: [...params] }), D, smallTx),
     // A key change and its audit entry: one `BEGIN IMMEDIATE` transaction (no version to compare: nothing to retry).
     ...createSqlKeys(async (sql, params) => exec({ sql, params: [...params] }), D, smallTx),
     ...createSqlAudit(async (sql, params) => exec({ sql, params: [...params] }), D),

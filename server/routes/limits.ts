@@ -79,14 +79,8 @@ export const limitRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps 
   app.put<{ Params: LimitParams; Body: PutLimitBody }>('/v1/limits/:key', { schema: putSchema }, async (request, reply) => {
     const { key } = request.params;
     const spec = toLimitSpec(request.body);
-    const { tenant } = request.principal;
-    const stored = storedLimitKey(tenant, key);
-    // As many as the list shows: every limit of a tenant can be listed, and no tenant's many crowd another's
-    // out of what the workers read (engine/limit-directory.ts).
-    if (!(await store.getLimit(stored)) && (await store.countLimits(tenant)) >= MAX_LIMITS_LISTED) {
-      throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${MAX_LIMITS_LISTED} limits, the most it may: delete one before setting one on a new key`);
-    }
-    const { limit, created } = await store.putLimit(stored, spec, deps.clock.now());
+    // At most as many a tenant as the list shows: every limit of a tenant can be listed.
+    const { limit, created } = await store.putLimit(storedLimitKey(request.principal.tenant, key), spec, deps.clock.now(), MAX_LIMITS_LISTED);
     if (created) reply.header('location', `/v1/limits/${key}`);
     return reply.code(created ? 201 : 200).send(await withRunning(limit));
   });
