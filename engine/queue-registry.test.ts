@@ -15,7 +15,8 @@ import { isAtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import type { JobSpec } from './ports.js';
 import { QueueRegistry } from './queue-registry.js';
-import { ScheduleService } from './schedules.js';
+import { silentLogger } from './logger.js';
+import { ScheduleRunner, ScheduleService } from './schedules.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { WorkflowService } from './workflows.js';
@@ -113,6 +114,34 @@ describe('the queue registry', () => {
     assert.equal(await w.store.getSchedule('default', 'new'), null);
     await assert.rejects(w.schedules.update('default', 'ok', { job: input('ok', 'c').job }), isQueueLimit('c'));
     assert.equal((await w.store.getSchedule('default', 'ok'))?.job.queue, 'a', 'the schedule is unchanged');
+    await w.store.close();
+  });
+
+  it('a schedule request refused for another reason lists no queue: a bad expression, a name in use', async () => {
+    const w = await world(100);
+    const template = (queue: string) => ({ type: 'demo.echo', payload: null, queue, maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0 });
+    await w.schedules.create('default', { name: 's', cron: '0 3 * * *', job: template('a') });
+    assert.equal(await w.store.countQueues(), 1);
+    await assert.rejects(w.schedules.update('default', 's', { cron: '61 * * * *', job: template('typo1') }), { code: 'ATS_ERR_INVALID_CRON' });
+    await assert.rejects(w.schedules.create('default', { name: 's', cron: '0 3 * * *', job: template('typo2') }), { code: 'ATS_ERR_SCHEDULE_EXISTS' });
+    await assert.rejects(w.schedules.create('default', { name: 't', cron: '61 * * * *', job: template('typo3') }), { code: 'ATS_ERR_INVALID_CRON' });
+    assert.equal(await w.store.countQueues(), 1, 'queues listed by requests that wrote nothing');
+    await w.store.close();
+  });
+
+  it('a stored schedule\'s tick is never refused for its queue (one written by a process without the list, in a rolling upgrade)', async () => {
+    const w = await world(1);
+    await w.transitions.submit(spec('a'));
+    const template = { type: 'demo.echo', payload: null, queue: 'r', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0 };
+    const now = Date.now();
+    await w.store.createSchedule({
+      tenant: 'default', name: 'old', cron: '* * * * *', timezone: 'UTC', overlap: 'allow', catchUp: 'none', paused: false, job: template,
+      nextAt: now - 1_000, lastTickAt: null, lastJobId: null, submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: now - 60_000, updatedAt: now - 60_000,
+    });
+    const runner = new ScheduleRunner({ store: w.store, transitions: w.transitions, clock: systemClock, logger: silentLogger });
+    assert.equal(await runner.runOnce(), 1);
+    assert.equal(await w.jobsIn('r'), 1);
+    await assert.rejects(w.transitions.submit(spec('b')), isQueueLimit('b'), 'new queues are still refused');
     await w.store.close();
   });
 

@@ -41,13 +41,22 @@ export class QueueRegistry {
     const { store, clock, max, defaultQueue } = this.deps;
     // The default queue is listed whatever the count: a job submitted without a queue is never refused.
     if (unknown.delete(defaultQueue)) {
-      await store.admitQueues([defaultQueue], Number.MAX_SAFE_INTEGER, clock.now());
-      this.known.add(defaultQueue);
+      await this.list(defaultQueue);
       if (unknown.size === 0) return NONE;
     }
     const refused = new Set(await store.admitQueues([...unknown], max, clock.now()));
     for (const n of unknown) if (!refused.has(n)) this.known.add(n);
     return refused;
+  }
+
+  /**
+   * Lists `name` whatever the count: for a queue admitted before (a stored
+   * schedule's, which was admitted when it was set or listed by the upgrade).
+   */
+  async list(name: string): Promise<void> {
+    if (this.known.has(name)) return;
+    await this.deps.store.admitQueues([name], Number.MAX_SAFE_INTEGER, this.deps.clock.now());
+    this.known.add(name);
   }
 
   /** Admits every name of `names`, or throws ATS_ERR_QUEUE_LIMIT (409) naming the first refused. */

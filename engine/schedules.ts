@@ -223,15 +223,17 @@ export class ScheduleService {
     const timezone = input.timezone ?? 'UTC';
     const paused = input.paused ?? false;
     const cron = parseLiveCron(input.cron, timezone, now);
-    await this.deps.queues?.admit([input.job.queue]);
+    // Only once nothing else refuses it: a queue admitted is listed for good.
+    if (this.deps.queues) {
+      if (await this.deps.store.getSchedule(tenant, input.name)) throw exists(input.name);
+      await this.deps.queues.admit([input.job.queue]);
+    }
     const record: ScheduleRecord = {
       tenant, name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
       job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
       submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: now, updatedAt: now,
     };
-    if (!(await this.deps.store.createSchedule(record))) {
-      throw new AtsError('ATS_ERR_SCHEDULE_EXISTS', `A schedule named '${input.name}' exists`);
-    }
+    if (!(await this.deps.store.createSchedule(record))) throw exists(input.name);
     return record;
   }
 
@@ -264,7 +266,6 @@ export class ScheduleService {
     for (let i = 0; i < MAX_TRIES; i++) {
       const s = await this.get(tenant, name);
       const changes = typeof patch === 'function' ? patch(s) : patch;
-      if (changes.job) await this.deps.queues?.admit([changes.job.queue]);
       const next: ScheduleRecord = { ...s, ...definedOf(changes), version: s.version + 1, updatedAt: this.deps.clock.now() };
       const retimed = next.cron !== s.cron || next.timezone !== s.timezone || next.paused !== s.paused;
       const cron = next.cron !== s.cron || next.timezone !== s.timezone ? parseLiveCron(next.cron, next.timezone, next.updatedAt) : parseCron(next.cron, next.timezone);
@@ -272,6 +273,8 @@ export class ScheduleService {
       else if (retimed) next.nextAt = nextTick(cron, next.updatedAt);
       // The ticks a pass pinned a queue for are all before now, and the next one is after it: none is pinned.
       if (retimed) delete next.firingQueue;
+      // A new queue once nothing else refuses the change (a queue admitted is listed for good).
+      if (next.job.queue !== s.job.queue) await this.deps.queues?.admit([next.job.queue]);
       if (await this.deps.store.replaceSchedule(next, s.version)) return next;
     }
     throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', `The schedule '${name}' changed concurrently too many times; try again`);
@@ -302,6 +305,7 @@ export class ScheduleService {
 }
 
 const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${name.slice(0, MAX_SCHEDULE_NAME)}'`);
+const exists = (name: string) => new AtsError('ATS_ERR_SCHEDULE_EXISTS', `A schedule named '${name}' exists`);
 
 function definedOf(patch: SchedulePatch): SchedulePatch {
   const out: SchedulePatch = {};
@@ -469,9 +473,11 @@ export class ScheduleRunner {
   private submitTick(s: ScheduleRecord, tickAt: number): ReturnType<TransitionService['submit']> {
     const { tracer, transitions } = this.deps;
     const spec = tickJobSpec(s, tickAt);
-    if (!tracer) return transitions.submit(spec);
+    // Its queue was admitted when the schedule was set (or listed by the upgrade): a tick is never refused for it.
+    const admitted = { queueAdmitted: true };
+    if (!tracer) return transitions.submit(spec, admitted);
     const attributes = { [ATTR.scheduleName]: s.name, [ATTR.jobType]: spec.type, [ATTR.jobQueue]: spec.queue };
-    return withSubmitterSpan(tracer, `schedule ${s.name}`, attributes, (traceContext) => transitions.submit(traceContext ? { ...spec, traceContext } : spec));
+    return withSubmitterSpan(tracer, `schedule ${s.name}`, attributes, (traceContext) => transitions.submit(traceContext ? { ...spec, traceContext } : spec, admitted));
   }
 
   private async fire(due: ScheduleRecord, now: number): Promise<number> {

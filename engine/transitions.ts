@@ -86,7 +86,7 @@ export interface TransitionDeps {
    */
   limits?: { has(key: string): boolean };
   /** The queues jobs may name (engine/queue-registry.ts). @defaultValue none: any queue */
-  queues?: Pick<QueueRegistry, 'admit' | 'refused' | 'refusal'>;
+  queues?: Pick<QueueRegistry, 'admit' | 'refused' | 'refusal' | 'list'>;
 }
 
 /** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
@@ -120,9 +120,14 @@ export class TransitionService {
     this.limitExists = directory ? (key) => directory.has(key) : () => false;
   }
 
-  /** A job of a queue the registry refuses is ATS_ERR_QUEUE_LIMIT (409), and nothing is written. */
-  async submit(spec: JobSpec): Promise<SubmitResult> {
-    await this.deps.queues?.admit([spec.queue]);
+  /**
+   * A job of a queue the registry refuses is ATS_ERR_QUEUE_LIMIT (409), and nothing is written; with
+   * `queueAdmitted` (a stored schedule's tick: its queue was admitted when the schedule was set), its queue
+   * is listed whatever the limit.
+   */
+  async submit(spec: JobSpec, options: { queueAdmitted?: boolean } = {}): Promise<SubmitResult> {
+    const { queues } = this.deps;
+    if (queues) await (options.queueAdmitted ? queues.list(spec.queue) : queues.admit([spec.queue]));
     const r = await this.submits.add(spec);
     if (r.status === 'rejected') throw r.reason;
     return r.value;

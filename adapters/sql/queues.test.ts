@@ -2,10 +2,12 @@
  * The QueueStore (queues.ts) and migration 0023 on both SQL stores: queues
  * are listed in order up to the limit and never refused once listed; many
  * admissions at once never list more than the limit; the queues of jobs
- * stored before the migration are listed by it.
+ * and schedules stored before the migration are listed by it.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
+import type { ScheduleRecord } from '../../engine/ports.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
 
@@ -13,7 +15,7 @@ import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/h
 async function listed(store: TestStore): Promise<string[]> {
   const names: string[] = [];
   // A name is listed when admitting it with no room left is not refused.
-  for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'x', 'y', 'default']) {
+  for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'x', 'y', 'default', '']) {
     if ((await store.admitQueues([n], 0, 1)).length === 0) names.push(n);
   }
   return names.sort();
@@ -49,17 +51,29 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(new Set(again).size, 1, 'exactly one name found no place');
     }));
 
-    it('migration 0023 lists the queues of the jobs stored before it', () => withStore(async (store) => {
+    it('migration 0023 lists the queues of the jobs and of the schedules stored before it', () => withStore(async (store) => {
       await store.insert([newJobWrite({ queue: 'x' }), newJobWrite({ queue: 'y' }), newJobWrite({ queue: 'x' })]);
+      // A schedule that has not ticked yet (no job of its queue), and one pinned to the queue its due ticks go to.
+      await store.createSchedule(schedule('nightly', 'a'));
+      await store.createSchedule({ ...schedule('hourly', 'b'), firingQueue: 'c' });
       assert.equal(await store.countQueues(), 0, 'an insert lists nothing (the engine admits queues before it)');
       await forgetMigration(store, 23);
       await store.migrate();
-      assert.deepEqual(await listed(store), ['x', 'y']);
+      assert.deepEqual(await listed(store), ['a', 'b', 'c', 'x', 'y']);
       await forgetMigration(store, 23);
       await store.migrate();
-      assert.equal(await store.countQueues(), 2, 'run again, it lists nothing twice');
+      assert.equal(await store.countQueues(), 5, 'run again, it lists nothing twice');
     }));
   });
+}
+
+/** A stored schedule whose jobs go to `queue`. */
+function schedule(name: string, queue: string): ScheduleRecord {
+  return {
+    tenant: 'default', name, cron: '0 3 * * *', timezone: 'UTC', overlap: 'skip', catchUp: 'none', paused: false,
+    job: { type: 'demo.echo', payload: null, queue, maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0 },
+    nextAt: 1_000, lastTickAt: null, lastJobId: null, submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: 1, updatedAt: 1,
+  };
 }
 
 /** Deletes migration `version` from the ledger, as if the process had died before recording it. */
