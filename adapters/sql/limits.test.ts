@@ -2,7 +2,8 @@
  * The LimitStore's PUT (limits.ts `putLimit`) racing a DELETE of its key, on
  * SQLite: the DELETE is run by the statement runner right after the PUT's
  * writes, where another request's would land. The PUT writes again, or
- * answers the limit it wrote; it never answers without one.
+ * answers the limit it wrote; it never answers without one. A DELETE that
+ * fails half way leaves no limit that lost the count of its running attempts.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -55,6 +56,32 @@ describe('putLimit racing a DELETE of its key', () => {
       assert.deepEqual(limit, { key: 'smtp', concurrency: 3, rate, tat: 0, createdAt: T, updatedAt: T });
       assert.equal(created, true);
       assert.equal(await store.getLimit('smtp'), null, 'the DELETE came last');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('deleteLimit failing half way', () => {
+  it('never leaves the limit without the attempts it counts: the limit goes first, then its running rows', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const { db } = store;
+    let statements = 0;
+    // The connection is lost after deleteLimit's first statement.
+    const exec: Exec = async (sql, params) => {
+      if (/^DELETE FROM/.test(sql) && ++statements > 1) throw new Error('connection lost');
+      const s = db.prepare(sql);
+      return s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
+    };
+    try {
+      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
+      db.prepare('INSERT INTO limit_running (limit_key, job_id, attempt) VALUES (?, ?, ?)').run('smtp', 'job-1', 1);
+      await assert.rejects(createSqlLimits(exec, SQLITE_DIALECT).deleteLimit('smtp'), /connection lost/);
+      const limit = await store.getLimit('smtp');
+      const running = db.prepare('SELECT COUNT(*) AS n FROM limit_running WHERE limit_key = ?').get('smtp') as { n: number };
+      assert.ok(limit === null || running.n === 1, 'a limit left in place still counts the attempt it admitted');
+      assert.equal(limit, null, 'the limit went first');
     } finally {
       await store.close();
     }

@@ -222,9 +222,13 @@ export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransa
       [after ?? '', limit],
     )).map((r) => String(r.limit_key)),
 
+    // The limit first: a claim after it finds the key unlimited and counts nothing, and should the second
+    // statement fail, what stays is running rows of no limit (a limit set on the key again counts them, rightly,
+    // while their attempts run), never a limit that lost the count of what it admitted.
     deleteLimit: async (key) => {
+      const deleted = (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;
       await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
-      return (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;
+      return deleted;
     },
     runningByKey: async (keys, now) => {
       const out = new Map<string, number>();
