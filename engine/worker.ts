@@ -154,7 +154,7 @@ export interface WorkerDeps {
    * Sizes leases and judges failures from each type's history (enforce mode;
    * in the others it answers null and the static settings hold). @defaultValue none
    */
-  advisor?: Pick<Advisor, 'adviseFailure' | 'leaseFor'>;
+  advisor?: Pick<Advisor, 'adviseFailure' | 'leaseFor'> & Partial<Pick<Advisor, 'claimed'>>;
   /** Stores handlers' progress (`ctx.progress`); without it progress is checked and dropped. @defaultValue none */
   progress?: Pick<ProgressStore, 'setProgress'>;
   /**
@@ -683,7 +683,9 @@ export class Worker {
         return;
       }
       this.counters.claimed++;
-      this.launch(r.job, messages[k]!.attempt, now, leases[k]!, records?.[k]);
+      const m = messages[k]!;
+      this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue));
+      this.launch(r.job, m.attempt, now, leases[k]!, records?.[k]);
     });
   }
 

@@ -158,6 +158,8 @@ describe('advisor service', () => {
     await advise.a.init();
     await advise.a.catchUp();
     assert.equal(advise.a.leaseFor('report.build', 'reports'), null, 'advise keeps the static lease');
+    assert.deepEqual(advise.decisions, [], 'asking is no decision: a claim is');
+    advise.a.claimed('report.build', 'reports');
     assert.deepEqual(advise.decisions, [['lease', false]]);
     await w.store.close();
   });

@@ -150,17 +150,29 @@ export class Advisor {
    * null: the static lease (also when the learned one would be no shorter).
    */
   leaseFor(type: string, queue: string): LeaseAdvice | null {
-    if (this.opts.mode === 'off') return null;
+    return this.opts.mode === 'enforce' ? this.learnedLease(type, queue) : null;
+  }
+
+  /**
+   * Tells the advisor a claim of this type and queue was made: counted as a
+   * lease decision (`onDecision`) when the learned lease is shorter than the
+   * static one (applied in `enforce`, only advised in `advise`). Called for
+   * claims made, not for each `leaseFor`: a claim a limit holds back is tried
+   * again and again.
+   */
+  claimed(type: string, queue: string): void {
+    if (this.opts.mode !== 'off' && this.learnedLease(type, queue)) this.deps.onDecision?.('lease', this.opts.mode === 'enforce');
+  }
+
+  /** The learned lease of the pair when shorter than the static one, else null. */
+  private learnedLease(type: string, queue: string): LeaseAdvice | null {
     const key = pairKey(type, queue);
     let lease = this.leases.get(key);
     if (lease === undefined) {
       if (this.leases.size >= MAX_CACHED_LEASES) this.leases.clear();
       this.leases.set(key, (lease = this.model.leaseFor(type, queue)));
     }
-    if (!lease || lease.leaseMs >= this.staticLeaseMs) return null;
-    const applied = this.opts.mode === 'enforce';
-    this.deps.onDecision?.('lease', applied);
-    return applied ? lease : null;
+    return lease && lease.leaseMs < this.staticLeaseMs ? lease : null;
   }
 
   /**
