@@ -31,7 +31,7 @@ describe('argument parsing', () => {
     assert.deepEqual(json({ p: '{"x":[1]}' }, 'p'), { x: [1] });
     assert.throws(() => json({ p: '{x:1}' }, 'p'), isUsage(/--p is not valid JSON/));
     assert.equal(isoTime({ t: '2030-01-01T12:00:00+02:00' }, 't'), '2030-01-01T10:00:00.000Z');
-    assert.throws(() => isoTime({ t: 'tomorrow' }, 't'), isUsage(/ISO 8601/));
+    assert.throws(() => isoTime({ t: 'tomorrow' }, 't'), isUsage(/--t must be a date-time with Z or an offset/));
     assert.deepEqual(oneOf({ s: 'done,dead' }, 's', ['done', 'dead'], { many: true }), ['done', 'dead']);
     assert.throws(() => oneOf({ s: 'done,dead' }, 's', ['done', 'dead']), isUsage(/needs one of/));
     assert.throws(() => oneOf({ s: 'later' }, 's', ['done']), isUsage(/unknown value "later"/));

@@ -59,7 +59,8 @@ function usage(): string {
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...args] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(usage() + '\n');
+    // Asked for, the usage is the answer (stdout, 0); with no command, a wrong command line (stderr, 2).
+    (name ? process.stdout : process.stderr).write(usage() + '\n');
     return name ? 0 : 2;
   }
   const command = COMMANDS.get(name);

@@ -4,6 +4,7 @@
  * readers that turn a bad value into a `UsageError` (exit 2 with the usage).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 
 export type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 export type Values = Record<string, string | boolean | string[] | undefined>;
@@ -25,7 +26,7 @@ export interface Parsed {
 export function parse(args: readonly string[], options: OptionsConfig, [min, max]: readonly [number, number]): Parsed {
   let parsed: Parsed;
   try {
-    const r = parseArgs({ args: [...args], options, strict: true, allowPositionals: true });
+    const r = parseArgs({ args: joinNegatives(args, options), options, strict: true, allowPositionals: true });
     parsed = { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
     // parseArgs messages are already good ("Unknown option '--x'", "Option '--limit <value>' argument missing").
@@ -35,6 +36,27 @@ export function parse(args: readonly string[], options: OptionsConfig, [min, max
   if (n < min) throw new UsageError(`missing argument${min - n > 1 ? 's' : ''}`);
   if (n > max) throw new UsageError(`unexpected argument "${parsed.positionals[max]}"`);
   return parsed;
+}
+
+/**
+ * `--priority -5` as `--priority=-5`: parseArgs takes a value that starts
+ * with `-` only in the `=` form, and a negative number is a value, not an option.
+ */
+function joinNegatives(args: readonly string[], options: OptionsConfig): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') return [...out, ...args.slice(i)];
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined;
+    const next = args[i + 1];
+    if (name !== undefined && Object.hasOwn(options, name) && options[name]!.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** A string option, or undefined when absent. */
@@ -65,15 +87,37 @@ export function json(values: Values, name: string): unknown {
   }
 }
 
-/** An ISO 8601 date-time option, returned as the canonical ISO string. */
+/** An RFC 3339 date-time: the date and time, and `Z` or an offset (`+02:00`). */
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/i;
+
+/**
+ * An RFC 3339 date-time option (as the API takes it), returned as the canonical ISO string. A date
+ * that does not exist (February 31) or a time without `Z` or an offset is refused: JavaScript would
+ * roll the one over to another day and read the other in this machine's time zone.
+ */
 export function isoTime(values: Values, name: string): string | undefined {
   const text = str(values, name);
   if (text === undefined) return undefined;
+  const m = DATE_TIME.exec(text);
+  const [y, mo, d, h, mi, se, oh, om] = (m ?? []).slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  const day = m ? new Date(Date.UTC(y!, mo! - 1, d!)) : null;
+  const real = day !== null && day.getUTCFullYear() === y && day.getUTCMonth() === mo! - 1 && day.getUTCDate() === d
+    && h! <= 23 && mi! <= 59 && se! <= 59 && oh! <= 23 && om! <= 59;
   const ms = Date.parse(text);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(ms)) {
-    throw new UsageError(`--${name} must be an ISO 8601 date-time such as 2030-01-01T12:00:00Z, got "${text}"`);
+  if (!real || Number.isNaN(ms)) {
+    throw new UsageError(`--${name} must be a date-time with Z or an offset, such as 2030-01-01T12:00:00Z, got "${text}"`);
   }
   return new Date(ms).toISOString();
+}
+
+/** A job's own policy options (`--max-attempts`, `--timeout-ms`, `--priority`), held to the bounds the API holds a submit to. */
+export function jobPolicy(values: Values): { maxAttempts?: number; timeoutMs?: number; priority?: number } {
+  const maxAttempts = int(values, 'max-attempts', 1, MAX_ATTEMPTS);
+  const timeoutMs = int(values, 'timeout-ms', 1, MAX_TIMEOUT_MS);
+  const priority = int(values, 'priority', -MAX_PRIORITY, MAX_PRIORITY);
+  return {
+    ...(maxAttempts !== undefined ? { maxAttempts } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(priority !== undefined ? { priority } : {}),
+  };
 }
 
 /** A comma-separated option checked against `allowed`. */

@@ -191,11 +191,13 @@ export async function runKeys(args: readonly string[], env: Record<string, strin
   let config: Config;
   let parsed: { values: Values; positionals: string[] };
   try {
-    parsed = parse(rest, { ...STORE_OPTIONS, ...sub.options }, sub.positionals);
+    // --help first, whatever the arguments: then their number.
+    parsed = parse(rest, { ...STORE_OPTIONS, ...sub.options }, [0, Infinity]);
     if (parsed.values.help) {
       io.out(usageOf(sub));
       return 0;
     }
+    parsed = parse(rest, { ...STORE_OPTIONS, ...sub.options }, sub.positionals);
     sub.check(parsed.values, parsed.positionals);
     config = configFrom(env, storeArgs(parsed.values));
   } catch (e) {

@@ -1,7 +1,7 @@
 /** `ats ls [--state S] [--type T] [--queue Q] [--limit N] [--cursor C] [--json]`: jobs, newest first, as a table. */
 import { JOB_STATES, type ListQuery } from '../client.js';
 import { int, oneOf, str } from './args.js';
-import { jobTable } from './output.js';
+import { jobTable, moreHint } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
 
 export const lsSpec: CommandSpec = {
@@ -30,6 +30,10 @@ export const lsCommand = clientCommand(lsSpec, async ({ client, values }) => {
   }
   if (page.jobs.length === 0) err('no jobs');
   else out(jobTable(page.jobs).join('\n'));
-  if (page.nextCursor) err(`more: ats ls --cursor ${page.nextCursor}${query.limit ? ` --limit ${query.limit}` : ''}`);
+  if (page.nextCursor) {
+    err(moreHint('ats ls', [
+      ['cursor', page.nextCursor], ['limit', query.limit], ['state', query.state], ['type', query.type], ['queue', query.queue], ['url', str(values, 'url')],
+    ]));
+  }
   return 0;
 });

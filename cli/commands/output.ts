@@ -225,3 +225,14 @@ export function limitLine(l: Limit): string {
   const parts = [...(l.concurrency === null ? [] : [`concurrency ${l.concurrency}`]), ...(l.rate ? [`rate ${rateText(l.rate)}`] : [])];
   return `${l.key}: ${parts.join(', ')}`;
 }
+
+/**
+ * The command that lists the next page: `command` with each option given
+ * (`--url` too: a cursor holds only where the last page ended, so a command
+ * without the filters would list other rows), each value quoted for a POSIX shell when needed.
+ */
+export function moreHint(command: string, options: ReadonlyArray<readonly [string, string | number | undefined]>): string {
+  const quoted = (v: string) => (/^[A-Za-z0-9._:/@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  const parts = options.filter(([, v]) => v !== undefined).map(([flag, v]) => `--${flag} ${quoted(String(v))}`);
+  return `more: ${[command, ...parts].join(' ')}`;
+}

@@ -33,6 +33,9 @@ const COMMON_HELP = '--url URL  the server (default: $ATS_URL or ' + DEFAULT_URL
 export const out = (text: string): void => void process.stdout.write(text + '\n');
 export const err = (text: string): void => void process.stderr.write(text + '\n');
 
+/** How often a command's request is tried again after a timeout, a network error or a 503. */
+const RETRIES = 3;
+
 /** The usage text of a command. */
 export function usageOf(spec: CommandSpec): string {
   const lines = spec.usage.split('\n').map((l, i) => (i === 0 ? `usage: ${l}` : `       ${l}`));
@@ -65,7 +68,15 @@ export function clientCommand(spec: CommandSpec, body: (ctx: Context) => Promise
       checkPositionals(parsed.positionals, spec.positionals);
       // The key only from the environment: a flag would land in the shell's history and the process list.
       const apiKey = env.ATS_API_KEY?.trim() || undefined;
-      ctx = { ...parsed, env, client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket, ...(apiKey ? { apiKey } : {}) }) };
+      // A retry after a timeout said on stderr: a server that does not answer is waited for (30 s an attempt, 3 retries),
+      // not in silence. Other failures (refused connections, 503s) are retried within seconds.
+      const onRetry = (e: ApiError, n: number) => {
+        if (e instanceof UnreachableError && e.reason === 'timed out') err(`ats: ${e.message}; trying again (${n} of ${RETRIES})`);
+      };
+      ctx = {
+        ...parsed, env,
+        client: new AtsClient({ url: serverUrl(parsed.values, env), WebSocket: NodeWebSocket, retries: RETRIES, onRetry, ...(apiKey ? { apiKey } : {}) }),
+      };
       return await body(ctx);
     } catch (e) {
       return report(e, spec, ctx?.client.url);

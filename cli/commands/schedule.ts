@@ -5,7 +5,7 @@
  * argument.
  */
 import type { Schedule, ScheduleRequest } from '../client.js';
-import { int, json, oneOf, str, UsageError, type Values } from './args.js';
+import { int, jobPolicy, json, oneOf, str, UsageError, type Values } from './args.js';
 import { scheduleDetail, scheduleTable } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec } from './run.js';
 
@@ -85,23 +85,17 @@ export function scheduleRequestFrom(name: string, values: Values): ScheduleReque
   const type = str(values, 'type');
   if (cron === undefined) throw new UsageError('--cron is required');
   if (type === undefined) throw new UsageError('--type is required');
-  const body: ScheduleRequest = { name, cron, type };
+  const body: ScheduleRequest = { name, cron, type, ...jobPolicy(values) };
   const timezone = str(values, 'tz');
   const queue = str(values, 'queue');
   const overlap = oneOf(values, 'overlap', OVERLAPS)?.[0] as ScheduleRequest['overlap'];
   const catchUp = oneOf(values, 'catch-up', CATCH_UPS)?.[0] as ScheduleRequest['catchUp'];
-  const maxAttempts = int(values, 'max-attempts', 1, 1000);
-  const timeoutMs = int(values, 'timeout-ms', 1, 2 ** 31);
-  const priority = int(values, 'priority', -1_000_000, 1_000_000);
   if (timezone !== undefined) body.timezone = timezone;
   if (values.payload !== undefined) body.payload = json(values, 'payload');
   if (queue !== undefined) body.queue = queue;
   if (overlap !== undefined) body.overlap = overlap;
   if (catchUp !== undefined) body.catchUp = catchUp;
   if (values.paused) body.paused = true;
-  if (maxAttempts !== undefined) body.maxAttempts = maxAttempts;
-  if (timeoutMs !== undefined) body.timeoutMs = timeoutMs;
-  if (priority !== undefined) body.priority = priority;
   return body;
 }
 

@@ -5,7 +5,7 @@
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
-import { int, isoTime, json, str, UsageError, type Values } from './args.js';
+import { int, isoTime, jobPolicy, json, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
@@ -43,18 +43,12 @@ export const submitSpec: CommandSpec = {
 
 /** The request body from the command line (throws UsageError on a bad value). */
 export function requestFrom(type: string, values: Values): SubmitRequest {
-  const body: SubmitRequest = { type, payload: values.payload === undefined ? null : json(values, 'payload') };
+  const body: SubmitRequest = { type, payload: values.payload === undefined ? null : json(values, 'payload'), ...jobPolicy(values) };
   const queue = str(values, 'queue');
-  const maxAttempts = int(values, 'max-attempts', 1, 1000);
   const runAt = isoTime(values, 'run-at');
-  const timeoutMs = int(values, 'timeout-ms', 1, 2 ** 31);
-  const priority = int(values, 'priority', -1_000_000, 1_000_000);
   const concurrencyKey = str(values, 'concurrency-key');
   if (queue !== undefined) body.queue = queue;
-  if (maxAttempts !== undefined) body.maxAttempts = maxAttempts;
   if (runAt !== undefined) body.runAt = runAt;
-  if (timeoutMs !== undefined) body.timeoutMs = timeoutMs;
-  if (priority !== undefined) body.priority = priority;
   if (concurrencyKey !== undefined) body.concurrencyKey = concurrencyKey;
   return body;
 }

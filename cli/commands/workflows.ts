@@ -8,7 +8,7 @@ import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, Workfl
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { ApiError } from '../client.js';
 import { int, json, oneOf, str, UsageError, type Values } from './args.js';
-import { table } from './output.js';
+import { moreHint, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
@@ -252,7 +252,11 @@ const lsCommand = clientCommand(workflowLsSpec, async ({ client, values }) => {
   }
   if (page.workflows.length === 0) err('no workflows');
   else out(workflowTable(page.workflows).join('\n'));
-  if (page.nextCursor) err(`more: ats workflow ls --cursor ${page.nextCursor}${query.limit ? ` --limit ${query.limit}` : ''}`);
+  if (page.nextCursor) {
+    err(moreHint('ats workflow ls', [
+      ['cursor', page.nextCursor], ['limit', query.limit], ['name', query.name], ['status', query.status], ['url', str(values, 'url')],
+    ]));
+  }
   return 0;
 });
 

@@ -1,0 +1,160 @@
+/**
+ * Command lines against a real scheduler (composed in this process, SQLite)
+ * and the CLI as child processes: a full page's "more:" hint keeps the
+ * filters; negative values after their option; the job policy held to the
+ * API's bounds (exit 2, not the server's refusal); `--help` of a command
+ * with arguments; `ats` alone; `--run-at` refusing a date that does not exist
+ * or has no offset; a server that accepts connections and never answers is
+ * told as unreachable by `watch`, not polled as one without a stream route.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { setup } from 'xstate';
+import { createClient, type AtsClient } from '../client/index.js';
+import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
+import { silentLogger } from '../engine/logger.js';
+import { isoTime, parse, UsageError } from './commands/args.js';
+import { requestFrom, submitSpec } from './commands/submit.js';
+import { compose, type System } from './compose.js';
+import { configFrom } from './start.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+interface Run { code: number | null; stdout: string; stderr: string }
+
+let system: System;
+let url = '';
+let client: AtsClient;
+const dataDir = mkdtempSync(join(tmpdir(), 'ats-command-lines-'));
+
+function ats(args: string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url, ...extraEnv };
+  delete env.ATS_API_KEY;
+  delete env.NODE_TEST_CONTEXT;
+  delete env.MYSQL_URL;
+  const child = spawn(process.execPath, ['cli/bin.mjs', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  return new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))).finally(() => clearTimeout(timer));
+}
+
+const waiting = (id: string) => setup({}).createMachine({ id, initial: 'waiting', states: { waiting: { on: { GO: 'done' } }, done: { type: 'final' } } });
+
+before(async () => {
+  const registry = registerDemoHandlers(new HandlerRegistry());
+  registry.workflow('rev.a', waiting('rev-a'));
+  registry.workflow('rev.b', waiting('rev-b'));
+  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' }, []);
+  system = await compose(config, { registry, logger: silentLogger });
+  url = (await system.start()).url!.replace('localhost', '127.0.0.1');
+  client = createClient({ url });
+});
+
+after(async () => {
+  await system?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const later = new Date(Date.now() + 86_400_000).toISOString();
+
+describe('command lines', { timeout: 120_000 }, () => {
+  test('ats ls: the "more:" hint keeps the filters (the cursor holds only the last id)', async () => {
+    await client.submit({ type: 'demo.echo', payload: null, runAt: later });
+    const b = await client.submit({ type: 'demo.fail', payload: null, runAt: later });
+    await client.submit({ type: 'demo.echo', payload: null, runAt: later });
+    const first = await ats(['ls', '--type', 'demo.echo', '--limit', '1']);
+    assert.equal(first.code, 0, first.stderr);
+    const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
+    assert.ok(hint, first.stderr);
+    const next = await ats(hint.split(' '));
+    assert.equal(next.code, 0, next.stderr);
+    assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a demo.fail job:\n${next.stdout}`);
+  });
+
+  test('ats workflow ls: the "more:" hint keeps --name / --status', async () => {
+    await client.startWorkflow({ name: 'rev.a' });
+    const b = await client.startWorkflow({ name: 'rev.b' });
+    await client.startWorkflow({ name: 'rev.a' });
+    const first = await ats(['workflow', 'ls', '--name', 'rev.a', '--limit', '1']);
+    assert.equal(first.code, 0, first.stderr);
+    const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
+    assert.ok(hint, first.stderr);
+    const next = await ats(hint.split(' '));
+    assert.equal(next.code, 0, next.stderr);
+    assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a rev.b instance:\n${next.stdout}`);
+  });
+
+  test('submit --priority -5 (a documented negative value) is taken, as --priority=-5 is', async () => {
+    const r = await ats(['submit', 'demo.echo', '--run-at', later, '--priority', '-5', '--json']);
+    assert.equal(r.code, 0, r.stderr.split('\n').slice(0, 3).join('\n'));
+  });
+
+  test('submit --max-attempts 500 / --priority=5000 / --timeout-ms 100000000: values the help calls valid are refused by the server (exit 1, not a usage error 2)', async () => {
+    for (const flag of ['--max-attempts=500', '--priority=5000', '--timeout-ms=100000000']) {
+      const r = await ats(['submit', 'demo.echo', '--run-at', later, flag]);
+      assert.equal(r.code, 2, `${flag}: exit ${r.code}: ${r.stderr.trim()}`);
+    }
+  });
+
+  test('ats keys revoke --help prints the usage, exit 0', async () => {
+    const r = await ats(['keys', 'revoke', '--help'], { ATS_DATA_DIR: dataDir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /usage: ats keys revoke ID/);
+  });
+
+  test('ats with no command: the usage goes to stderr when it exits 2', async () => {
+    const r = await ats([]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, '', 'usage printed on stdout for an exit-2 wrong command line');
+    assert.match(r.stderr, /usage/);
+  });
+
+  test('a server that accepts connections and never answers: watch says it cannot be reached, and does not poll', { timeout: 60_000 }, async () => {
+    const sockets = new Set<net.Socket>();
+    const hung = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    try {
+      const r = await ats(['watch', '--url', `http://127.0.0.1:${(hung.address() as net.AddressInfo).port}`], {}, 40_000);
+      assert.equal(r.code, 1, r.stderr);
+      assert.doesNotMatch(r.stderr, /has no stream route|polling/, r.stderr);
+      assert.match(r.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:\d+ \(timed out\)/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      hung.close();
+    }
+  });
+});
+
+describe('--run-at and the job policy', () => {
+  test('an impossible date (Feb 31) is a usage error, not silently another day', () => {
+    assert.throws(() => isoTime({ t: '2030-02-31T00:00:00Z' }, 't'), (e) => e instanceof UsageError, `got ${(() => { try { return isoTime({ t: '2030-02-31T00:00:00Z' }, 't'); } catch { return 'throw'; } })()}`);
+  });
+  test('a date-time without an offset (which the API refuses) is a usage error, not read in the local time zone', () => {
+    assert.throws(() => isoTime({ t: '2030-01-01T12:00:00' }, 't'), (e) => e instanceof UsageError);
+  });
+  test('requestFrom: --max-attempts beyond the server\'s 100 is a usage error; the bounds themselves are taken', () => {
+    const { values } = parse(['x', '--max-attempts', '500'], submitSpec.options, [1, 1]);
+    assert.throws(() => requestFrom('x', values), (e) => e instanceof UsageError);
+    const edge = parse(['x', '--max-attempts', '100', '--priority', '-1000', '--timeout-ms', '86400000'], submitSpec.options, [1, 1]).values;
+    assert.deepEqual(requestFrom('x', edge), { type: 'x', payload: null, maxAttempts: 100, timeoutMs: 86_400_000, priority: -1000 });
+  });
+  test('date-times with Z or an offset are taken as the instant they name', () => {
+    assert.equal(isoTime({ t: '2030-01-01T12:00:00+02:00' }, 't'), '2030-01-01T10:00:00.000Z');
+    assert.equal(isoTime({ t: '2030-02-28T23:59:59.5z' }, 't'), '2030-02-28T23:59:59.500Z');
+    assert.equal(isoTime({ t: '2032-02-29T00:00:00Z' }, 't'), '2032-02-29T00:00:00.000Z');
+    for (const bad of ['2031-02-29T00:00:00Z', '2030-01-01T24:00:00Z', '2030-01-01 12:00:00Z', '2030-01-01', 'tomorrow']) {
+      assert.throws(() => isoTime({ t: bad }, 't'), (e) => e instanceof UsageError, bad);
+    }
+  });
+});
