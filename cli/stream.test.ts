@@ -288,11 +288,11 @@ async function capturingStderr(fn: () => Promise<number>): Promise<{ code: numbe
   }
 }
 
-test('a stream that never confirms the subscribe counts as no stream', async () => {
+test('a stream that never confirms the subscribe is a server that does not answer (timed out), not one without a stream to poll instead', async () => {
   const fake = await fakeServer();
   fake.silent = true;
   const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined, connectTimeoutMs: 100 });
-  await assert.rejects(sub.ready, (e: unknown) => e instanceof StreamUnavailable && e.status === null);
+  await assert.rejects(sub.ready, (e: unknown) => e instanceof UnreachableError && e.reason === 'timed out');
 });
 
 describe('following a job', () => {

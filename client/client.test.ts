@@ -374,6 +374,19 @@ describe('REST calls', () => {
     assert.equal(retries, 2);
   });
 
+  test('the client\'s onRetry is told of each retry of every call, after the call\'s own', async () => {
+    const told: string[] = [];
+    const gone = createClient({
+      url: `http://127.0.0.1:${await freePort()}`, retries: 2, retryDelayMs: { min: 5, max: 10 },
+      onRetry: (e, n) => told.push(`client ${n} ${e.code}`),
+    });
+    await assert.rejects(gone.stats({ onRetry: (_e, n) => told.push(`call ${n}`) }), UnreachableError);
+    await assert.rejects(gone.get('01ARZ3NDEKTSV4RRFFQ69G5FAV'), UnreachableError);
+    assert.deepEqual(told, [
+      'call 1', 'client 1 ATS_ERR_UNREACHABLE', 'call 2', 'client 2 ATS_ERR_UNREACHABLE', 'client 1 ATS_ERR_UNREACHABLE', 'client 2 ATS_ERR_UNREACHABLE',
+    ]);
+  });
+
   test('a server that redirects (http to https, say): a change is refused with the redirect, never sent on as a GET; a read follows it', async () => {
     const requests: string[] = [];
     const redirector = createServer((req, res) => {

@@ -20,6 +20,8 @@ export interface HttpOptions {
   timeoutMs: number;
   retries: number;
   retryDelayMs: { min: number; max: number };
+  /** Called before each retry of any call, after the call's own `onRetry`. */
+  onRetry?: ((error: ApiError, attempt: number) => void) | undefined;
 }
 
 export interface CallOptions {
@@ -150,6 +152,7 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
     }
     if (attempt >= retries) throw failure;
     opts.onRetry?.(failure, attempt + 1);
+    http.onRetry?.(failure, attempt + 1);
     await sleep(pause, opts.signal);
   }
 }

@@ -54,6 +54,8 @@ export interface ClientOptions {
   retries?: number | undefined;
   /** Pause before retry n: random up to min·2^n, at most max. @defaultValue { min: 250, max: 5000 } */
   retryDelayMs?: { min: number; max: number } | undefined;
+  /** Called before each retry of any request (after the request's own `onRetry`): to tell a person the client waits. */
+  onRetry?: CallOptions['onRetry'];
 }
 
 export interface RequestOptions {
@@ -150,6 +152,7 @@ export class AtsClient {
       timeoutMs: o.timeoutMs ?? 30_000,
       retries: Math.max(0, o.retries ?? 3),
       retryDelayMs: o.retryDelayMs ?? { min: 250, max: 5000 },
+      onRetry: o.onRetry,
     };
     this.WebSocket = o.WebSocket;
   }
@@ -209,6 +212,7 @@ export class AtsClient {
       const failure = new ApiError(503, (r.code ?? 'HTTP_503') as ApiErrorCode, `jobs[${from + first}]: ${r.message ?? 'unavailable'}`);
       if (attempt > this.http.retries) throw failure;
       opts.onRetry?.(failure, attempt);
+      this.http.onRetry?.(failure, attempt);
       await sleep(backoffMs(attempt - 1, this.http.retryDelayMs), opts.signal);
       const answers = await this.submitBatch(unanswered.map((i) => jobs[i]!), opts);
       unanswered.forEach((i, k) => (results[i] = answers[k]!));

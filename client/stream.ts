@@ -371,7 +371,11 @@ class ResumingWatch implements Watch {
       };
       this.conn = handle;
       // The upgrade and the subscribe confirmation, together, within timeoutMs.
-      const deadline = setTimeout(() => drop(1006, 'not subscribed in time'), timeoutMs);
+      const deadline = setTimeout(() => {
+        // A server that does not answer in time is not one without a stream: told as unreachable (timed out), not to be polled instead.
+        conn.error ??= Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' });
+        drop(1006, 'not subscribed in time');
+      }, timeoutMs);
       const keepAlive = setInterval(() => {
         if (ws.readyState !== OPEN) return;
         if (!conn.heard) return drop(1006, 'no answer to a ping');
