@@ -43,6 +43,8 @@ interface Fake {
   failGets: { count: number; status: number; code: string };
   /** The next this many list requests are answered 429 ATS_ERR_RATE_LIMITED. */
   failLists: number;
+  /** The next this many stream upgrades are refused with a 503 (the server's database down). */
+  failUpgrades: number;
   close(): Promise<void>;
 }
 
@@ -80,7 +82,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true 
   let created = 0;
   const fake = {
     subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false, lists: [],
-    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0,
+    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0,
   } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
@@ -160,7 +162,8 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true 
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
   server.on('upgrade', (req, socket, head) => {
-    const status = upgradeStatus ?? (key !== undefined && req.headers.authorization !== `Bearer ${key}` ? 401 : undefined);
+    const status = fake.failUpgrades > 0 && fake.failUpgrades-- > 0 ? 503
+      : upgradeStatus ?? (key !== undefined && req.headers.authorization !== `Bearer ${key}` ? 401 : undefined);
     if (status !== undefined) {
       socket.end(`HTTP/1.1 ${status} Refused\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"code":"X","message":"refused"}`);
       return;
@@ -512,6 +515,18 @@ describe('submit --count', () => {
       (e: unknown) => e instanceof ApiError && e.status === 422 && e.code === 'ATS_ERR_UNKNOWN_JOB_TYPE',
     );
     assert.deepEqual(fake.batches, [3]);
+  });
+
+  test('a stream refused with 503 at the start (the server\'s database down) is waited out, saying so', async () => {
+    const fake = await fakeServer();
+    fake.failUpgrades = 2;
+    const notices: string[] = [];
+    const summary = await submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, 5, {
+      progress: new Progress(5, quiet), pollMs: 60_000, onNotice: (m) => notices.push(m),
+    });
+    assert.equal(summary.done, 5);
+    assert.equal(fake.failUpgrades, 0);
+    assert.equal(notices.filter((m) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(m)).length, 2, notices.join('\n'));
   });
 
   test('without a stream, the open jobs are read over REST', async () => {

@@ -80,9 +80,10 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
   const progress = opts.progress ?? new Progress(count);
   const started = performance.now();
   const filter: StreamFilter = { type: body.type, states: [...TERMINAL_STATES], ...(body.queue ? { queue: body.queue } : {}) };
+  // A server whose database is down (503) is waited out here too, as the submits and reads below wait it out.
   const sub = await trySubscribe(client, filter, (e) => {
     if (isTerminal(e.to)) tally.end(e.jobId, e.to);
-  }, opts);
+  }, { ...opts, untilAvailable: true });
   const tick = () => progress.update(tally.counts());
   const ticker = setInterval(tick, 100);
   try {
