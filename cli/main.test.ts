@@ -51,7 +51,11 @@ describe('an answer that is not the API\'s', () => {
     server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    for (const args of [['get', '01J00000000000000000000001'], ['ls'], ['workers']]) {
+    const ID = '01J00000000000000000000001';
+    for (const args of [
+      ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['workflow', 'start', 'w'],
+      ['limits', 'set', 'k', '--concurrency', '1'], ['schedule', 'add', 's', '--cron', '* * * * *', '--type', 'demo.echo'],
+    ]) {
       const r = await ats([...args, '--url', url]);
       assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`^ats: unexpected answer from ${url.replace(/\./g, '\\.')}: \\S`), args[0]);

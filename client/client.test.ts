@@ -374,6 +374,27 @@ describe('REST calls', () => {
     assert.equal(retries, 2);
   });
 
+  test('a 200 that is not an ats answer (a URL pointing at another service) is an error, not a job of undefined fields', async () => {
+    const other = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"hello":1}'));
+    other.listen(0, '127.0.0.1');
+    await once(other, 'listening');
+    try {
+      const c = createClient({ url: `http://127.0.0.1:${(other.address() as { port: number }).port}`, retries: 0 });
+      const notAts = (path: string, field: string) => (e: unknown) =>
+        e instanceof ApiError && e.status === 200 && e.code === 'HTTP_200' && e.message.includes(`${path} answered without a string "${field}"`);
+      const ID = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
+      await assert.rejects(c.submit({ type: 'demo.echo', payload: null }), notAts('POST /v1/jobs', 'id'));
+      await assert.rejects(c.get(ID), notAts(`GET /v1/jobs/${ID}`, 'id'));
+      await assert.rejects(c.cancel(ID), notAts(`POST /v1/jobs/${ID}/cancel`, 'id'));
+      await assert.rejects(c.redrive(ID), notAts(`POST /v1/jobs/${ID}/redrive`, 'id'));
+      await assert.rejects(c.startWorkflow({ name: 'w' }), notAts('POST /v1/workflows', 'id'));
+      await assert.rejects(c.createSchedule({ name: 's', cron: '* * * * *', type: 'demo.echo' }), notAts('POST /v1/schedules', 'name'));
+      await assert.rejects(c.putLimit('k', { concurrency: 1 }), notAts('PUT /v1/limits/k', 'key'));
+    } finally {
+      other.close();
+    }
+  });
+
   test('the client\'s onRetry is told of each retry of every call, after the call\'s own', async () => {
     const told: string[] = [];
     const gone = createClient({

@@ -13,7 +13,7 @@ function answering() {
   const calls: string[] = [];
   const fetch = async (input: RequestInfo | URL): Promise<Response> => {
     calls.push(String(input));
-    return new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } });
+    return new Response('{"id":"01J00000000000000000000001","state":"pending"}', { status: 200, headers: { 'content-type': 'application/json' } });
   };
   return { calls, fetch };
 }

@@ -40,6 +40,8 @@ export interface CallOptions {
   onRetry?: ((error: ApiError, attempt: number) => void) | undefined;
   /** This call's attempt timeout, when longer than the client's (a long-poll). @defaultValue the client's `timeoutMs` */
   timeoutMs?: number | undefined;
+  /** Fields a success's JSON object must hold as strings (an answer without them is not the server's: an error). @defaultValue none */
+  expect?: readonly string[] | undefined;
 }
 
 export interface Answer<T> {
@@ -184,11 +186,17 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
     throw toApiError(res.status, text, res.headers.get('location'), res.headers.get('retry-after'));
   }
   if (res.status === 204) return { status: res.status, body: undefined as T };
+  let body: unknown;
   try {
-    return { status: res.status, body: JSON.parse(text) as T };
+    body = JSON.parse(text);
   } catch {
     throw new ApiError(res.status, `HTTP_${res.status}`, `expected JSON from ${method} ${path}, got: ${text.slice(0, 200)}`);
   }
+  const missing = opts.expect?.find((f) => !(body !== null && typeof body === 'object' && typeof (body as Record<string, unknown>)[f] === 'string'));
+  if (missing !== undefined) {
+    throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered without a string "${missing}" (not an ats server?): ${text.slice(0, 200)}`);
+  }
+  return { status: res.status, body: body as T };
 }
 
 /** A redirect not followed: its 3xx (in Node), or the opaque answer a browser gives in its place (status 0). */

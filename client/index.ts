@@ -34,6 +34,12 @@ export { KEY_REFUSED_CLOSE } from './stream.js';
 /** Most jobs one `POST /v1/jobs/batch` takes; `submitMany` splits larger arrays. (Type-checked against the server's constant.) */
 export const MAX_BATCH: typeof SERVER_MAX_BATCH = 1000;
 
+/** The string fields every answer of its kind has: one without them is not the server's (a URL pointing elsewhere). */
+const JOB_FIELDS = ['id', 'state'] as const;
+const WORKFLOW_FIELDS = ['id', 'status'] as const;
+const SCHEDULE_FIELDS = ['name', 'cron'] as const;
+const LIMIT_FIELDS = ['key'] as const;
+
 export interface ClientOptions {
   /** The server, e.g. `http://localhost:3000` (a trailing slash is dropped). */
   url: string;
@@ -164,7 +170,7 @@ export class AtsClient {
   async submit(job: SubmitRequest, opts: SubmitOptions = {}): Promise<JobView> {
     const key = opts.idempotencyKey === undefined ? newIdempotencyKey() : opts.idempotencyKey;
     const r = await call<JobView>(this.http, 'POST', '/v1/jobs', {
-      ...opts, body: job, retry: key !== false, headers: key === false ? {} : { 'idempotency-key': key },
+      ...opts, body: job, expect: JOB_FIELDS, retry: key !== false, headers: key === false ? {} : { 'idempotency-key': key },
     });
     return r.body;
   }
@@ -237,7 +243,7 @@ export class AtsClient {
 
   /** `GET /v1/jobs/:id`: the job with its events and the actions it accepts now. */
   async get(id: string, opts: RequestOptions = {}): Promise<JobDetail> {
-    return (await call<JobDetail>(this.http, 'GET', jobPath(id), opts)).body;
+    return (await call<JobDetail>(this.http, 'GET', jobPath(id), { ...opts, expect: JOB_FIELDS })).body;
   }
 
   /** One page of `GET /v1/jobs` (newest first); pass its `nextCursor` as `cursor` for the next. */
@@ -262,7 +268,7 @@ export class AtsClient {
   async cancel(id: string, opts: RequestOptions & { reason?: string | undefined } = {}): Promise<JobView> {
     const { reason, ...rest } = opts;
     try {
-      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason } })).body;
+      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason }, expect: JOB_FIELDS })).body;
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_TRANSITION_NOT_ALLOWED' && outcomeWasUnknown(err)) {
         const job = await this.get(id, rest);
@@ -281,7 +287,7 @@ export class AtsClient {
    */
   async redrive(id: string, opts: RequestOptions = {}): Promise<JobView> {
     try {
-      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, { ...opts, retryUnknown: false })).body;
+      return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, { ...opts, retryUnknown: false, expect: JOB_FIELDS })).body;
     } catch (err) {
       if (!(err instanceof ApiError && outcomeWasUnknown(err))) throw err;
       const job = await this.get(id, opts).catch(() => null);
@@ -324,6 +330,7 @@ export class AtsClient {
     const w = wait ? waitQuery('wait', wait) : null;
     return (await call<Workflow>(this.http, 'POST', `/v1/workflows${w ? `?${w.qs}` : ''}`, {
       ...rest, body: key === false ? body : { ...body, idempotencyKey: key }, retry: key !== false, ...(w ? { timeoutMs: w.timeoutMs } : {}),
+      expect: WORKFLOW_FIELDS,
     })).body;
   }
 
@@ -343,7 +350,7 @@ export class AtsClient {
 
   /** `GET /v1/workflows/:id`: the instance, its live children and the event types it takes now (`accepts`). */
   async getWorkflow(id: string, opts: RequestOptions = {}): Promise<Workflow> {
-    return (await call<Workflow>(this.http, 'GET', workflowPath(id), opts)).body;
+    return (await call<Workflow>(this.http, 'GET', workflowPath(id), { ...opts, expect: WORKFLOW_FIELDS })).body;
   }
 
   /** One page of `GET /v1/workflows` (newest first); pass its `nextCursor` as `cursor` for the next. */
@@ -397,7 +404,7 @@ export class AtsClient {
     const { idempotencyKey, ...rest } = opts;
     const key = idempotencyKey === undefined ? newIdempotencyKey() : idempotencyKey;
     return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/events`, {
-      ...rest, body: event, ...(key === false ? { retryUnknown: false } : { headers: { 'idempotency-key': key } }),
+      ...rest, body: event, ...(key === false ? { retryUnknown: false } : { headers: { 'idempotency-key': key } }), expect: WORKFLOW_FIELDS,
     })).body;
   }
 
@@ -408,7 +415,7 @@ export class AtsClient {
   async cancelWorkflow(id: string, opts: RequestOptions & { reason?: string | undefined } = {}): Promise<Workflow> {
     const { reason, ...rest } = opts;
     try {
-      return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason } })).body;
+      return (await call<Workflow>(this.http, 'POST', `${workflowPath(id)}/cancel`, { ...rest, body: reason === undefined ? {} : { reason }, expect: WORKFLOW_FIELDS })).body;
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_WORKFLOW_ENDED' && outcomeWasUnknown(err)) {
         const wf = await this.getWorkflow(id, rest);
@@ -431,7 +438,7 @@ export class AtsClient {
    */
   async createSchedule(input: ScheduleRequest, opts: RequestOptions = {}): Promise<Schedule> {
     try {
-      return (await call<Schedule>(this.http, 'POST', '/v1/schedules', { ...opts, body: input })).body;
+      return (await call<Schedule>(this.http, 'POST', '/v1/schedules', { ...opts, body: input, expect: SCHEDULE_FIELDS })).body;
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_EXISTS' && outcomeWasUnknown(err))) throw err;
       const found = await this.getSchedule(input.name, opts).catch(() => null);
@@ -456,7 +463,7 @@ export class AtsClient {
    * template's. Retried as it is: the same patch twice leaves the same schedule.
    */
   async updateSchedule(name: string, patch: SchedulePatch, opts: RequestOptions = {}): Promise<Schedule> {
-    return (await call<Schedule>(this.http, 'PATCH', schedulePath(name), { ...opts, body: patch })).body;
+    return (await call<Schedule>(this.http, 'PATCH', schedulePath(name), { ...opts, body: patch, expect: SCHEDULE_FIELDS })).body;
   }
 
   /**
@@ -478,7 +485,7 @@ export class AtsClient {
    * whole. Retried as it is: the same limit twice leaves the same limit.
    */
   async putLimit(key: string, spec: LimitSpec, opts: RequestOptions = {}): Promise<Limit> {
-    return (await call<Limit>(this.http, 'PUT', limitPath(key), { ...opts, body: spec })).body;
+    return (await call<Limit>(this.http, 'PUT', limitPath(key), { ...opts, body: spec, expect: LIMIT_FIELDS })).body;
   }
 
   /** `GET /v1/limits`: every limit, by key (at most 1,000), each with the attempts of its key running now. */

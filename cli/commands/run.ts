@@ -105,7 +105,9 @@ export function report(e: unknown, spec: CommandSpec, url?: string): number {
       `Is it running? Start one with "npm start", or point --url / ATS_URL at it.`);
     return 1;
   }
-  if (e instanceof ApiError) {
+  // A success the client could not read (not JSON, or without the fields every answer of its kind has): not the API's.
+  const unread = e instanceof ApiError && e.status >= 200 && e.status < 300;
+  if (e instanceof ApiError && !unread) {
     err(`${e.code}: ${e.message}`);
     return 1;
   }
