@@ -87,6 +87,9 @@ describe('argument parsing', () => {
     assert.equal(serverUrl({}, { ATS_URL: 'http://other:2' }), 'http://other:2');
     assert.equal(serverUrl({}, {}), 'http://localhost:3000');
     assert.throws(() => serverUrl({ url: 'localhost:3000' }, {}), isUsage(/must be http/));
+    // fetch sends no credentials in a URL; the password is never echoed.
+    assert.throws(() => serverUrl({ url: 'http://ann:s3cret@h:1' }, {}), (e: unknown) => isUsage(/must not hold a user or password \(http:\/\/h:1 with credentials\)/)(e) && !(e as Error).message.includes('s3cret'));
+    assert.throws(() => serverUrl({}, { ATS_URL: 'ftp://ann:s3cret@h:1' }), (e: unknown) => !(e as Error).message.includes('s3cret'));
     assert.throws(() => serverUrl({ url: '::' }, {}), isUsage(/not a URL/));
   });
 });

@@ -51,6 +51,10 @@ export function serverUrl(values: Parsed['values'], env: Record<string, string |
   } catch {
     throw new UsageError(`the server URL "${text}" is not a URL (e.g. ${DEFAULT_URL})`);
   }
+  // Not echoed: a password would land in the terminal and the logs, and fetch refuses to send one in a URL anyway.
+  if (url.username || url.password) {
+    throw new UsageError(`the server URL must not hold a user or password (${url.protocol}//${url.host} with credentials): give the API key in ATS_API_KEY`);
+  }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`the server URL must be http:// or https://, got "${text}"`);
   return text.replace(/\/+$/, '');
 }
