@@ -10,9 +10,16 @@ import { describe, it } from 'node:test';
 import { createSqliteStore } from '../sqlite/index.js';
 import { SQLITE_DIALECT } from './dialect.js';
 import { createSqlLimits } from './limits.js';
-import type { Exec } from './program.js';
+import type { Database } from 'better-sqlite3';
+import { runSync, type Exec, type Outcome, type Program } from './program.js';
 
 const T = 1_900_000_000_000;
+
+/** One statement on `db`, as a store's runner answers it. */
+function runOn(db: Database, sql: string, params: readonly unknown[]): Outcome {
+  const s = db.prepare(sql);
+  return s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
+}
 
 /** A limit store whose writes matching `deletedAfter` are each followed by a DELETE of the key (up to `times`). */
 async function racedByDelete(deletedAfter: RegExp, times = Infinity) {
@@ -21,8 +28,7 @@ async function racedByDelete(deletedAfter: RegExp, times = Infinity) {
   const { db } = store;
   let deletes = 0;
   const exec: Exec = async (sql, params) => {
-    const s = db.prepare(sql);
-    const out = s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
+    const out = runOn(db, sql, params);
     if (deletedAfter.test(sql) && out.changes > 0 && deletes < times) {
       deletes++;
       db.prepare('DELETE FROM limits').run();
@@ -71,8 +77,7 @@ describe('deleteLimit failing half way', () => {
     // The connection is lost after deleteLimit's first statement.
     const exec: Exec = async (sql, params) => {
       if (/^DELETE FROM/.test(sql) && ++statements > 1) throw new Error('connection lost');
-      const s = db.prepare(sql);
-      return s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
+      return runOn(db, sql, params);
     };
     try {
       await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
@@ -82,6 +87,39 @@ describe('deleteLimit failing half way', () => {
       const running = db.prepare('SELECT COUNT(*) AS n FROM limit_running WHERE limit_key = ?').get('smtp') as { n: number };
       assert.ok(limit === null || running.n === 1, 'a limit left in place still counts the attempt it admitted');
       assert.equal(limit, null, 'the limit went first');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('deleteLimit', () => {
+  it('deletes the limit and its running rows in one transaction (a PUT and a claim of the key between them would lose their count)', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const { db } = store;
+    const outside: string[] = [];
+    const inside: string[][] = [];
+    const exec: Exec = async (sql, params) => {
+      outside.push(sql);
+      return runOn(db, sql, params);
+    };
+    const inTransaction = async <T>(program: () => Program<T>): Promise<T> => {
+      const steps: string[] = [];
+      inside.push(steps);
+      return db.transaction(() => runSync(program(), (step) => {
+        steps.push(step.sql);
+        return runOn(db, step.sql, step.params);
+      }))();
+    };
+    try {
+      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
+      db.prepare('INSERT INTO limit_running (limit_key, job_id, attempt) VALUES (?, ?, ?)').run('smtp', 'job-1', 1);
+      assert.equal(await createSqlLimits(exec, SQLITE_DIALECT, inTransaction).deleteLimit('smtp'), true);
+      assert.deepEqual(outside.filter((sql) => sql.startsWith('DELETE')), [], 'no delete outside the transaction');
+      assert.deepEqual(inside, [['DELETE FROM limits WHERE limit_key = ?', 'DELETE FROM limit_running WHERE limit_key = ?']]);
+      assert.equal(await store.getLimit('smtp'), null);
+      assert.equal((db.prepare('SELECT COUNT(*) AS n FROM limit_running').get() as { n: number }).n, 0);
     } finally {
       await store.close();
     }

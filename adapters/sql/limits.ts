@@ -222,14 +222,14 @@ export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransa
       [after ?? '', limit],
     )).map((r) => String(r.limit_key)),
 
-    // The limit first: a claim after it finds the key unlimited and counts nothing, and should the second
-    // statement fail, what stays is running rows of no limit (a limit set on the key again counts them, rightly,
-    // while their attempts run), never a limit that lost the count of what it admitted.
-    deleteLimit: async (key) => {
-      const deleted = (await exec('DELETE FROM limits WHERE limit_key = ?', [key])).changes === 1;
-      await exec('DELETE FROM limit_running WHERE limit_key = ?', [key]);
-      return deleted;
-    },
+    // One transaction: a limit set on the key again, and a claim under it, between the two deletes would
+    // have its running row deleted (the new limit then counting nothing), and a failure between them
+    // would leave a limit that lost the count of what it admitted. The limit first: a claim locks it.
+    deleteLimit: (key) => transact(function* (): Program<boolean> {
+      const { changes } = yield { sql: 'DELETE FROM limits WHERE limit_key = ?', params: [key] };
+      yield { sql: 'DELETE FROM limit_running WHERE limit_key = ?', params: [key] };
+      return changes === 1;
+    }),
     runningByKey: async (keys, now) => {
       const out = new Map<string, number>();
       if (keys.length === 0) return out;
