@@ -20,6 +20,8 @@ import { createClient, type AtsClient } from '../client/index.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { isoTime, parse, UsageError } from './commands/args.js';
+import { lsSpec } from './commands/ls.js';
+import { moreHint } from './commands/output.js';
 import { requestFrom, submitSpec } from './commands/submit.js';
 import { compose, type System } from './compose.js';
 import { configFrom } from './start.js';
@@ -66,6 +68,13 @@ after(async () => {
 const later = new Date(Date.now() + 86_400_000).toISOString();
 
 describe('command lines', { timeout: 120_000 }, () => {
+  test('the more: hint writes --flag=value: a name starting with - is read as the value', () => {
+    const hint = moreHint('ats ls', [['cursor', 'C1'], ['limit', 1], ['queue', '-x'], ['type', 'a b']]);
+    assert.equal(hint, "more: ats ls --cursor=C1 --limit=1 --queue=-x --type='a b'");
+    const { values } = parse(['--cursor=C1', '--limit=1', '--queue=-x'], lsSpec.options, [0, 0]);
+    assert.deepEqual([values.cursor, values.limit, values.queue], ['C1', '1', '-x']);
+  });
+
   test('ats ls: the "more:" hint keeps the filters (the cursor holds only the last id)', async () => {
     await client.submit({ type: 'demo.echo', payload: null, runAt: later });
     const b = await client.submit({ type: 'demo.fail', payload: null, runAt: later });
@@ -74,7 +83,7 @@ describe('command lines', { timeout: 120_000 }, () => {
     assert.equal(first.code, 0, first.stderr);
     const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
     assert.ok(hint, first.stderr);
-    const next = await ats(hint.split(' '));
+    const next = await ats(hint.split(' ').map((a) => a.replace(/^(--[a-z-]+=)'(.*)'$/, '$1$2')));
     assert.equal(next.code, 0, next.stderr);
     assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a demo.fail job:\n${next.stdout}`);
   });
@@ -87,7 +96,7 @@ describe('command lines', { timeout: 120_000 }, () => {
     assert.equal(first.code, 0, first.stderr);
     const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
     assert.ok(hint, first.stderr);
-    const next = await ats(hint.split(' '));
+    const next = await ats(hint.split(' ').map((a) => a.replace(/^(--[a-z-]+=)'(.*)'$/, '$1$2')));
     assert.equal(next.code, 0, next.stderr);
     assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a rev.b instance:\n${next.stdout}`);
   });
@@ -97,7 +106,7 @@ describe('command lines', { timeout: 120_000 }, () => {
     assert.equal(r.code, 0, r.stderr.split('\n').slice(0, 3).join('\n'));
   });
 
-  test('submit --max-attempts 500 / --priority=5000 / --timeout-ms 100000000: values the help calls valid are refused by the server (exit 1, not a usage error 2)', async () => {
+  test('submit --max-attempts 500 / --priority=5000 / --timeout-ms 100000000: beyond the API\'s bounds is a usage error (exit 2), not the server\'s refusal (exit 1)', async () => {
     for (const flag of ['--max-attempts=500', '--priority=5000', '--timeout-ms=100000000']) {
       const r = await ats(['submit', 'demo.echo', '--run-at', later, flag]);
       assert.equal(r.code, 2, `${flag}: exit ${r.code}: ${r.stderr.trim()}`);
@@ -149,8 +158,11 @@ describe('--run-at and the job policy', () => {
     const edge = parse(['x', '--max-attempts', '100', '--priority', '-1000', '--timeout-ms', '86400000'], submitSpec.options, [1, 1]).values;
     assert.deepEqual(requestFrom('x', edge), { type: 'x', payload: null, maxAttempts: 100, timeoutMs: 86_400_000, priority: -1000 });
   });
-  test('date-times with Z or an offset are taken as the instant they name', () => {
+  test('date-times with Z or an offset are taken as the instant they name, in each form the API takes', () => {
     assert.equal(isoTime({ t: '2030-01-01T12:00:00+02:00' }, 't'), '2030-01-01T10:00:00.000Z');
+    assert.equal(isoTime({ t: '2030-01-01T12:00:00+0200' }, 't'), '2030-01-01T10:00:00.000Z');
+    assert.equal(isoTime({ t: '2030-01-01T12:00:00-02' }, 't'), '2030-01-01T14:00:00.000Z');
+    assert.equal(isoTime({ t: '2030-01-01t12:00:00.1234567890z' }, 't'), '2030-01-01T12:00:00.123Z');
     assert.equal(isoTime({ t: '2030-02-28T23:59:59.5z' }, 't'), '2030-02-28T23:59:59.500Z');
     assert.equal(isoTime({ t: '2032-02-29T00:00:00Z' }, 't'), '2032-02-29T00:00:00.000Z');
     for (const bad of ['2031-02-29T00:00:00Z', '2030-01-01T24:00:00Z', '2030-01-01 12:00:00Z', '2030-01-01', 'tomorrow']) {

@@ -225,7 +225,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
     const page = await ats(['workflow', 'ls', '--limit', '1']);
     assert.equal(page.code, 0, page.stderr);
     assert.equal(page.stdout.trimEnd().split('\n').length, 2);
-    assert.match(page.stderr, /^more: ats workflow ls --cursor \S+ --limit 1$/m);
+    assert.match(page.stderr, /^more: ats workflow ls --cursor=\S+ --limit=1$/m);
     const none = await ats(['workflow', 'ls', '--status', 'error']);
     assert.deepEqual([none.code, none.stdout, none.stderr], [0, '', 'no workflows\n']);
   });

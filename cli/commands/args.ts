@@ -87,8 +87,8 @@ export function json(values: Values, name: string): unknown {
   }
 }
 
-/** An RFC 3339 date-time: the date and time, and `Z` or an offset (`+02:00`). */
-const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/i;
+/** A date-time as the API takes it: the date and time, and `Z` or an offset (`+02:00`, `+0200`, `+02`). */
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|([+-])(\d{2})(?::?(\d{2}))?)$/i;
 
 /**
  * An RFC 3339 date-time option (as the API takes it), returned as the canonical ISO string. A date
@@ -99,12 +99,14 @@ export function isoTime(values: Values, name: string): string | undefined {
   const text = str(values, name);
   if (text === undefined) return undefined;
   const m = DATE_TIME.exec(text);
-  const [y, mo, d, h, mi, se, oh, om] = (m ?? []).slice(1).map((v) => (v === undefined ? 0 : Number(v)));
+  const [y, mo, d, h, mi, se] = (m ?? []).slice(1, 7).map(Number);
+  const [fraction = '', sign, oh = '00', om = '00'] = (m ?? []).slice(7);
   const day = m ? new Date(Date.UTC(y!, mo! - 1, d!)) : null;
   const real = day !== null && day.getUTCFullYear() === y && day.getUTCMonth() === mo! - 1 && day.getUTCDate() === d
-    && h! <= 23 && mi! <= 59 && se! <= 59 && oh! <= 23 && om! <= 59;
-  const ms = Date.parse(text);
-  if (!real || Number.isNaN(ms)) {
+    && h! <= 23 && mi! <= 59 && se! <= 59 && Number(oh) <= 23 && Number(om) <= 59;
+  // Read in the one form Date.parse takes whole: milliseconds, and the offset as ±hh:mm.
+  const ms = real ? Date.parse(`${text.slice(0, 10)}T${text.slice(11, 19)}${fraction.slice(0, 4)}${sign ? `${sign}${oh}:${om}` : 'Z'}`) : Number.NaN;
+  if (Number.isNaN(ms)) {
     throw new UsageError(`--${name} must be a date-time with Z or an offset, such as 2030-01-01T12:00:00Z, got "${text}"`);
   }
   return new Date(ms).toISOString();

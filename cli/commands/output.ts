@@ -233,6 +233,7 @@ export function limitLine(l: Limit): string {
  */
 export function moreHint(command: string, options: ReadonlyArray<readonly [string, string | number | undefined]>): string {
   const quoted = (v: string) => (/^[A-Za-z0-9._:/@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
-  const parts = options.filter(([, v]) => v !== undefined).map(([flag, v]) => `--${flag} ${quoted(String(v))}`);
+  // `--flag=value`: a name may start with `-`, which after a space would be read as an option.
+  const parts = options.filter(([, v]) => v !== undefined).map(([flag, v]) => `--${flag}=${quoted(String(v))}`);
   return `more: ${[command, ...parts].join(' ')}`;
 }
