@@ -12,7 +12,7 @@ import { errorFields } from './logger.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import type { Clock, LimitStore, Logger } from './ports.js';
 
-/** Default limits read a statement (all of them are read, page by page: each tenant has at most MAX_LIMITS_PER_TENANT). */
+/** Default limits read a statement (all of them are read, page by page: a tenant has at most 1,000 limits, server/schemas.ts MAX_LIMITS_LISTED). */
 export const LIMITS_PAGE = 10_000;
 
 export class LimitDirectory {

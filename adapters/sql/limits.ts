@@ -221,7 +221,6 @@ export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransa
        ORDER BY limit_key LIMIT ?`,
       [after ?? '', limit],
     )).map((r) => String(r.limit_key)),
-
     // One transaction: a limit set on the key again, and a claim under it, between the two deletes would
     // have its running row deleted (the new limit then counting nothing), and a failure between them
     // would leave a limit that lost the count of what it admitted. The limit first: a claim locks it.

@@ -9,8 +9,11 @@ import type { QueueStore } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import type { Exec, Program } from './program.js';
 import { toNum } from './rows.js';
-import { marks } from './statements.js';
+import { marks, type Sql } from './statements.js';
 import type { InTransaction } from './keys.js';
+
+/** The statement that reads which of `names` are listed. */
+const listedOf = (names: readonly string[]): Sql => ({ sql: `SELECT name FROM queues WHERE name IN (${marks(names.length)})`, params: [...names] });
 
 /**
  * Lists the `names` not listed yet, the first ones first, while fewer than
@@ -20,7 +23,7 @@ function* admitProgram(d: Dialect, names: readonly string[], max: number, at: nu
   // The count first: its lock is what makes the check and the inserts one step for every other admission.
   const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM queues ${d.forUpdate}`, params: [] };
   let listed = toNum(count?.n ?? 0);
-  const { rows } = yield { sql: `SELECT name FROM queues WHERE name IN (${marks(names.length)})`, params: [...names] };
+  const { rows } = yield listedOf(names);
   const known = new Set(rows.map((r) => String(r.name)));
   const refused: string[] = [];
   for (const name of names) {
@@ -42,7 +45,8 @@ export function createSqlQueues(exec: Exec, d: Dialect, inTransaction: InTransac
       const distinct = [...new Set(names)];
       if (distinct.length === 0) return [];
       // Listed already (the usual case): no transaction, no lock.
-      const { rows } = await exec(`SELECT name FROM queues WHERE name IN (${marks(distinct.length)})`, distinct);
+      const read = listedOf(distinct);
+      const { rows } = await exec(read.sql, read.params);
       const listed = new Set(rows.map((r) => String(r.name)));
       const rest = distinct.filter((n) => !listed.has(n));
       return rest.length === 0 ? [] : inTransaction(() => admitProgram(d, rest, max, at));
