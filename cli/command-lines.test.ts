@@ -8,45 +8,23 @@
  * told as unreachable by `watch`, not polled as one without a stream route.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { setup } from 'xstate';
-import { createClient, type AtsClient } from '../client/index.js';
+import { type AtsClient } from '../client/index.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
-import { silentLogger } from '../engine/logger.js';
+import { runAts, startCliServer, type CliRun } from '../tests/helpers/cli.js';
 import { isoTime, parse, UsageError } from './commands/args.js';
 import { lsSpec } from './commands/ls.js';
 import { moreHint } from './commands/output.js';
 import { requestFrom, submitSpec } from './commands/submit.js';
-import { compose, type System } from './compose.js';
-import { configFrom } from './start.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-interface Run { code: number | null; stdout: string; stderr: string }
-
-let system: System;
+let server: Awaited<ReturnType<typeof startCliServer>> | undefined;
 let url = '';
 let client: AtsClient;
-const dataDir = mkdtempSync(join(tmpdir(), 'ats-command-lines-'));
 
-function ats(args: string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url, ...extraEnv };
-  delete env.ATS_API_KEY;
-  delete env.NODE_TEST_CONTEXT;
-  delete env.MYSQL_URL;
-  const child = spawn(process.execPath, ['cli/bin.mjs', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-  return new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))).finally(() => clearTimeout(timer));
-}
+/** `ats ARGS...` against the test server (`extraEnv` on top), killed after `killAfterMs`. */
+const ats = (args: string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): Promise<CliRun> => runAts(url, args, extraEnv, killAfterMs);
 
 const waiting = (id: string) => setup({}).createMachine({ id, initial: 'waiting', states: { waiting: { on: { GO: 'done' } }, done: { type: 'final' } } });
 
@@ -54,18 +32,24 @@ before(async () => {
   const registry = registerDemoHandlers(new HandlerRegistry());
   registry.workflow('rev.a', waiting('rev-a'));
   registry.workflow('rev.b', waiting('rev-b'));
-  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' }, []);
-  system = await compose(config, { registry, logger: silentLogger });
-  url = (await system.start()).url!.replace('localhost', '127.0.0.1');
-  client = createClient({ url });
+  server = await startCliServer(registry);
+  ({ url, client } = server);
 });
 
-after(async () => {
-  await system?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => server?.stop());
 
 const later = new Date(Date.now() + 86_400_000).toISOString();
+
+/** Runs `args` (a first page), then the command its `more:` hint names: that page must not list `foreign` (`what`), which the filters leave out. */
+async function followingTheHint(args: string[], foreign: string, what: string): Promise<void> {
+  const first = await ats(args);
+  assert.equal(first.code, 0, first.stderr);
+  const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
+  assert.ok(hint, first.stderr);
+  const next = await ats(hint.split(' ').map((a) => a.replace(/^(--[a-z-]+=)'(.*)'$/, '$1$2')));
+  assert.equal(next.code, 0, next.stderr);
+  assert.ok(!next.stdout.includes(foreign), `following the hint "${hint}" lists ${what}:\n${next.stdout}`);
+}
 
 describe('command lines', { timeout: 120_000 }, () => {
   test('the more: hint writes --flag=value: a name starting with - is read as the value', () => {
@@ -79,26 +63,14 @@ describe('command lines', { timeout: 120_000 }, () => {
     await client.submit({ type: 'demo.echo', payload: null, runAt: later });
     const b = await client.submit({ type: 'demo.fail', payload: null, runAt: later });
     await client.submit({ type: 'demo.echo', payload: null, runAt: later });
-    const first = await ats(['ls', '--type', 'demo.echo', '--limit', '1']);
-    assert.equal(first.code, 0, first.stderr);
-    const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
-    assert.ok(hint, first.stderr);
-    const next = await ats(hint.split(' ').map((a) => a.replace(/^(--[a-z-]+=)'(.*)'$/, '$1$2')));
-    assert.equal(next.code, 0, next.stderr);
-    assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a demo.fail job:\n${next.stdout}`);
+    await followingTheHint(['ls', '--type', 'demo.echo', '--limit', '1'], b.id, 'a demo.fail job');
   });
 
   test('ats workflow ls: the "more:" hint keeps --name / --status', async () => {
     await client.startWorkflow({ name: 'rev.a' });
     const b = await client.startWorkflow({ name: 'rev.b' });
     await client.startWorkflow({ name: 'rev.a' });
-    const first = await ats(['workflow', 'ls', '--name', 'rev.a', '--limit', '1']);
-    assert.equal(first.code, 0, first.stderr);
-    const hint = /^more: ats (.*)$/m.exec(first.stderr)?.[1];
-    assert.ok(hint, first.stderr);
-    const next = await ats(hint.split(' ').map((a) => a.replace(/^(--[a-z-]+=)'(.*)'$/, '$1$2')));
-    assert.equal(next.code, 0, next.stderr);
-    assert.ok(!next.stdout.includes(b.id), `following the hint "${hint}" lists a rev.b instance:\n${next.stdout}`);
+    await followingTheHint(['workflow', 'ls', '--name', 'rev.a', '--limit', '1'], b.id, 'a rev.b instance');
   });
 
   test('submit --priority -5 (a documented negative value) is taken, as --priority=-5 is', async () => {
@@ -114,7 +86,7 @@ describe('command lines', { timeout: 120_000 }, () => {
   });
 
   test('ats keys revoke --help prints the usage, exit 0', async () => {
-    const r = await ats(['keys', 'revoke', '--help'], { ATS_DATA_DIR: dataDir });
+    const r = await ats(['keys', 'revoke', '--help']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /usage: ats keys revoke ID/);
   });

@@ -7,48 +7,21 @@
  * (a dead child, a replay that does not match).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { assign, setup } from 'xstate';
-import { createClient, type AtsClient, type Workflow, type WorkflowEvent } from '../client/index.js';
+import { type AtsClient, type Workflow, type WorkflowEvent } from '../client/index.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
-import { silentLogger } from '../engine/logger.js';
+import { runAts, startCliServer, type CliRun } from '../tests/helpers/cli.js';
 import { job } from '../machines/workflow.js';
 import { UsageError } from './commands/args.js';
 import { signalFrom, stateText, verifyText, workflowDetail, workflowHistory } from './commands/workflows.js';
-import { compose, type System } from './compose.js';
-import { configFrom } from './start.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-let system: System;
+let server: Awaited<ReturnType<typeof startCliServer>> | undefined;
 let url = '';
 let client: AtsClient;
-const dataDir = mkdtempSync(join(tmpdir(), 'ats-cli-workflows-test-'));
 
-/** `ats ARGS...` against the test server, without this process's ATS_URL, ATS_API_KEY or test runner context. */
-function ats(args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url };
-  delete env.ATS_API_KEY;
-  delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, ['cli/bin.mjs', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))).finally(() => clearTimeout(timer));
-}
+/** `ats ARGS...` against the test server. */
+const ats = (args: string[]): Promise<CliRun> => runAts(url, args);
 
 const until = async (cond: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> => {
   const end = Date.now() + ms;
@@ -86,16 +59,11 @@ const review = setup({
 before(async () => {
   const registry = registerDemoHandlers(new HandlerRegistry());
   registry.workflow('cli.review', review);
-  const config = configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' }, []);
-  system = await compose(config, { registry, logger: silentLogger });
-  url = (await system.start()).url!.replace('localhost', '127.0.0.1');
-  client = createClient({ url });
+  server = await startCliServer(registry, { ATS_RELAY_POLL_MS: '20', ATS_TIMERS_POLL_MS: '100' });
+  ({ url, client } = server);
 });
 
-after(async () => {
-  await system?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-});
+after(() => server?.stop());
 
 const ULID = /^[0-9A-Z]{26}$/;
 

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createSqliteStore } from '../sqlite/index.js';
+import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
 import { SQLITE_DIALECT } from './dialect.js';
 import { createSqlLimits } from './limits.js';
 import type { Database } from 'better-sqlite3';
@@ -68,36 +68,37 @@ describe('putLimit racing a DELETE of its key', () => {
   });
 });
 
-describe('deleteLimit failing half way', () => {
-  it('never leaves the limit without the attempts it counts: the limit goes first, then its running rows', async () => {
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
+/** A store with limit `smtp` (concurrency 1) and one attempt it admitted, running. */
+async function withRunningLimit(fn: (store: SqliteStore) => Promise<void>): Promise<void> {
+  const store = createSqliteStore({ file: ':memory:' });
+  await store.migrate();
+  try {
+    await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
+    store.db.prepare('INSERT INTO limit_running (limit_key, job_id, attempt) VALUES (?, ?, ?)').run('smtp', 'job-1', 1);
+    await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+const runningOf = (db: Database) => (db.prepare('SELECT COUNT(*) AS n FROM limit_running WHERE limit_key = ?').get('smtp') as { n: number }).n;
+
+describe('deleteLimit', () => {
+  it('failing half way never leaves the limit without the attempts it counts: the limit goes first, then its running rows', () => withRunningLimit(async (store) => {
     const { db } = store;
     let statements = 0;
-    // The connection is lost after deleteLimit's first statement.
+    // The connection is lost after deleteLimit's first statement (statements run one by one: no transaction runner).
     const exec: Exec = async (sql, params) => {
       if (/^DELETE FROM/.test(sql) && ++statements > 1) throw new Error('connection lost');
       return runOn(db, sql, params);
     };
-    try {
-      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
-      db.prepare('INSERT INTO limit_running (limit_key, job_id, attempt) VALUES (?, ?, ?)').run('smtp', 'job-1', 1);
-      await assert.rejects(createSqlLimits(exec, SQLITE_DIALECT).deleteLimit('smtp'), /connection lost/);
-      const limit = await store.getLimit('smtp');
-      const running = db.prepare('SELECT COUNT(*) AS n FROM limit_running WHERE limit_key = ?').get('smtp') as { n: number };
-      assert.ok(limit === null || running.n === 1, 'a limit left in place still counts the attempt it admitted');
-      assert.equal(limit, null, 'the limit went first');
-    } finally {
-      await store.close();
-    }
-  });
-});
+    await assert.rejects(createSqlLimits(exec, SQLITE_DIALECT).deleteLimit('smtp'), /connection lost/);
+    const limit = await store.getLimit('smtp');
+    assert.ok(limit === null || runningOf(db) === 1, 'a limit left in place still counts the attempt it admitted');
+    assert.equal(limit, null, 'the limit went first');
+  }));
 
-describe('deleteLimit', () => {
-  it('deletes the limit and its running rows in one transaction (a PUT and a claim of the key between them would lose their count)', async () => {
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
-    const { db } = store;
+  it('deletes the limit and its running rows in one transaction (a PUT and a claim of the key between them would lose their count)', () => withRunningLimit(async ({ db }) => {
     const outside: string[] = [];
     const inside: string[][] = [];
     const exec: Exec = async (sql, params) => {
@@ -112,16 +113,11 @@ describe('deleteLimit', () => {
         return runOn(db, step.sql, step.params);
       }))();
     };
-    try {
-      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
-      db.prepare('INSERT INTO limit_running (limit_key, job_id, attempt) VALUES (?, ?, ?)').run('smtp', 'job-1', 1);
-      assert.equal(await createSqlLimits(exec, SQLITE_DIALECT, inTransaction).deleteLimit('smtp'), true);
-      assert.deepEqual(outside.filter((sql) => sql.startsWith('DELETE')), [], 'no delete outside the transaction');
-      assert.deepEqual(inside, [['DELETE FROM limits WHERE limit_key = ?', 'DELETE FROM limit_running WHERE limit_key = ?']]);
-      assert.equal(await store.getLimit('smtp'), null);
-      assert.equal((db.prepare('SELECT COUNT(*) AS n FROM limit_running').get() as { n: number }).n, 0);
-    } finally {
-      await store.close();
-    }
-  });
+    const limits = createSqlLimits(exec, SQLITE_DIALECT, inTransaction);
+    assert.equal(await limits.deleteLimit('smtp'), true);
+    assert.deepEqual(outside.filter((sql) => sql.startsWith('DELETE')), [], 'no delete outside the transaction');
+    assert.deepEqual(inside, [['DELETE FROM limits WHERE limit_key = ?', 'DELETE FROM limit_running WHERE limit_key = ?']]);
+    assert.equal(await limits.getLimit('smtp'), null);
+    assert.equal(runningOf(db), 0);
+  }));
 });
