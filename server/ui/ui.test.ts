@@ -276,6 +276,19 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a link with a stray % opens no job and the page starts; a job id put in the address then opens it', async () => {
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    await fresh.goto(`${server.url}/ui#%E0`);
+    await fresh.locator('#job-rows tr').first().waitFor({ timeout: WAIT_MS });
+    assert.equal(await fresh.locator('#job-detail').isHidden(), true);
+    await fresh.evaluate((id) => { location.hash = id; }, jobs[0]);
+    await fresh.locator(`#job-rows tr[data-job-id="${jobs[0]}"][aria-current="true"]`).waitFor({ timeout: WAIT_MS });
+    assert.equal(await fresh.locator('#job-facts [data-fact="id"] dd').textContent(), jobs[0]);
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('no console error and no script error happened on the pages', () => {
     assert.deepEqual([...consoleOf.errors, ...freshErrors], []);
   });

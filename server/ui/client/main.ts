@@ -16,6 +16,7 @@ import { renderMachine, type MachineView } from './graph-view.js';
 import { createInsightsView } from './insights-view.js';
 import { createInspector } from './inspector.js';
 import { createJobList } from './job-list.js';
+import { jobIdFromHash } from './job-link.js';
 import { createLimitsView } from './limits-view.js';
 import { startLive, type LiveMode } from './live.js';
 import { createSchedulesView } from './schedules-view.js';
@@ -64,12 +65,7 @@ async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph }
   }
 }
 
-/** `#<job id>` in the address opens that job, so a job's view can be shared (`#jobs-section` and the like are places on the page). */
-const JOB_ID = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
-const jobFromHash = (): string | null => {
-  const id = decodeURIComponent(location.hash.slice(1));
-  return JOB_ID.test(id) ? id : null;
-};
+const jobFromHash = (): string | null => jobIdFromHash(location.hash);
 
 async function main(): Promise<void> {
   bindForgetKey();
