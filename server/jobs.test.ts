@@ -102,6 +102,19 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.equal((await get(first.json().id)).version, 1);
   });
 
+  test('an Idempotency-Key is per queue: the same key in another queue makes another job', async () => {
+    const [q1, q2] = [randomQueue(), randomQueue()];
+    const headers = { 'idempotency-key': 'order-43' };
+    const first = await submit({ type: 'demo.echo', payload: 1, queue: q1 }, headers);
+    const second = await submit({ type: 'demo.echo', payload: 1, queue: q2 }, headers);
+    assert.equal(first.statusCode, 201);
+    assert.equal(second.statusCode, 201);
+    assert.notEqual(second.json().id, first.json().id);
+    const again = await submit({ type: 'demo.echo', payload: 1, queue: q2 }, headers);
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.json().id, second.json().id);
+  });
+
   test('cancel answers 200 cancelled; cancelling again is a 409 that writes no event', async () => {
     const job = await created({ type: 'demo.echo', payload: 1, queue: randomQueue() });
     const r = await action(job.id, 'cancel', { reason: 'not needed' });

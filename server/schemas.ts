@@ -149,7 +149,7 @@ const IdempotencyKey = (description: string) =>
 
 export const SubmitHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey(
-    'Makes the submit repeatable: the same key and body again answer 200 with the job the first call created; the same key with another body is a 409',
+    'Makes the submit repeatable within the job\'s queue (a key is per queue): the same key and body again answer 200 with the job the first call created; the same key with another body in that queue is a 409',
   )),
 });
 
