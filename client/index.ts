@@ -516,7 +516,8 @@ export class AtsClient {
    * `POST /v1/keys` (admin scope): a new key of the caller's tenant, with its
    * secret `key` — shown in this answer only. Never sent again after a try
    * whose outcome is unknown: a second key would be made whose secret nobody
-   * saw (list the keys to find out whether the first was made).
+   * saw (list the keys to find out whether the first was made). 409
+   * ATS_ERR_TOO_MANY_KEYS when the tenant has 1,000 keys not revoked.
    */
   async createKey(input: CreateKeyRequest, opts: RequestOptions = {}): Promise<CreatedApiKey> {
     return (await call<CreatedApiKey>(this.http, 'POST', '/v1/keys', { ...opts, body: input, retryUnknown: false })).body;

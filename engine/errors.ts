@@ -54,6 +54,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_UNAUTHORIZED: def('ATS_ERR_UNAUTHORIZED', 401, 'Send a valid API key: Authorization: Bearer <key>'),
   ATS_ERR_FORBIDDEN: def('ATS_ERR_FORBIDDEN', 403, 'The API key lacks the scope this route needs'),
   ATS_ERR_KEY_NOT_FOUND: def('ATS_ERR_KEY_NOT_FOUND', 404, 'No API key has this id'),
+  ATS_ERR_TOO_MANY_KEYS: def('ATS_ERR_TOO_MANY_KEYS', 409, 'The tenant has as many API keys that are not revoked as it may; revoke one first'),
   ATS_ERR_HOST_NOT_ALLOWED: def('ATS_ERR_HOST_NOT_ALLOWED', 421, 'This server does not answer for the Host the request names'),
   ATS_ERR_ORIGIN_NOT_ALLOWED: def('ATS_ERR_ORIGIN_NOT_ALLOWED', 403, 'Requests from this Origin are not allowed'),
   ATS_ERR_TOO_MANY_STREAMS: def('ATS_ERR_TOO_MANY_STREAMS', 429, 'Too many stream connections are open for this key or address'),

@@ -10,6 +10,12 @@ import { ref, ULID_PATTERN } from './schemas.js';
 
 /** Most keys `GET /v1/keys` lists (the store's cap, adapters/sql/keys.ts). */
 export const MAX_KEYS_LISTED = 1000;
+/**
+ * Most keys of a tenant `POST /v1/keys` lets it hold: at most that many not
+ * revoked, and at most that many with the revoked ones (a new key deletes the
+ * longest-revoked beyond), so that every key of a tenant is listed.
+ */
+export const MAX_KEYS_PER_TENANT = MAX_KEYS_LISTED;
 /** Most entries one `GET /v1/audit` answers (the store's cap, adapters/sql/audit.ts). */
 export const MAX_AUDIT_PAGE = 1000;
 export const DEFAULT_AUDIT_PAGE = 100;

@@ -381,6 +381,8 @@ describe('the key and audit routes in the OpenAPI document', () => {
     assert.equal(op('/v1/keys', 'post')!.requestBody!.content['application/json']!.schema.$ref, `${C}CreateApiKeyRequest`);
     assert.equal(json(op('/v1/keys', 'post'), '201'), `${C}CreatedApiKey`);
     assert.equal(json(op('/v1/keys', 'post'), '400'), `${C}Error`);
+    assert.equal(json(op('/v1/keys', 'post'), '409'), `${C}Error`, 'a tenant with as many keys as it may: ATS_ERR_TOO_MANY_KEYS');
+    assert.match(op('/v1/keys', 'post')!.description!, /409 ATS_ERR_TOO_MANY_KEYS/);
     assert.equal(json(op('/v1/keys', 'get'), '200'), `${C}ApiKeyList`);
     assert.equal(json(op('/v1/keys/{id}', 'delete'), '404'), `${C}Error`);
     assert.equal(json(op('/v1/audit', 'get'), '200'), `${C}AuditLog`);
@@ -393,6 +395,7 @@ describe('the key and audit routes in the OpenAPI document', () => {
     }
     const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
     assert.ok(codes.includes('ATS_ERR_KEY_NOT_FOUND'));
+    assert.ok(codes.includes('ATS_ERR_TOO_MANY_KEYS'));
   });
 
   test('redocly lint (redocly.yaml) finds no error and no warning in the document with these routes', async () => {

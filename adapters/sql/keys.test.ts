@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
 import { keyMatches, newApiKey, type StoredApiKey } from '../../engine/auth.js';
+import { isAtsError } from '../../engine/errors.js';
 import type { AuditEntry } from '../../engine/ports.js';
 import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
 import { MAX_AUDIT_LISTED } from './audit.js';
@@ -65,6 +66,63 @@ for (const backend of STORE_BACKENDS) {
       assert.equal((await store.getKey(b.id))!.revokedAt, null);
       assert.equal(await store.countActiveKeys(), 1);
       assert.deepEqual((await store.listKeys(10)).map((k) => [k.id, k.revokedAt]), [[b.id, null], [a.id, 5_000]]);
+    }));
+
+    const tooMany = (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_TOO_MANY_KEYS' && e.status === 409 && /3 API keys/.test(e.message);
+
+    it('with a cap, a tenant holds at most that many keys not revoked: one more is ATS_ERR_TOO_MANY_KEYS and writes nothing; other tenants, and a create without a cap, are not held', () => withStore(async (store) => {
+      const made = [stored(), stored(), stored()];
+      for (const k of made) await store.createKey(k, undefined, 3);
+      const refused = stored();
+      const audit: AuditEntry = { at: 2_000, keyId: null, tenant: 'acme', action: 'key.create', target: refused.id };
+      await assert.rejects(store.createKey(refused, audit, 3), tooMany);
+      assert.equal(await store.getKey(refused.id), null, 'no key');
+      assert.deepEqual(await store.listAudit('acme', 10), [], 'no audit entry');
+      assert.deepEqual((await store.listKeys(10, 'acme')).map((k) => k.id).sort(), made.map((k) => k.id).sort());
+      await store.createKey(stored({ tenant: 'other' }), undefined, 3);
+      // The operator's (ats keys create): no cap.
+      const unbounded = stored();
+      await store.createKey(unbounded);
+      assert.equal((await store.listKeys(10, 'acme')).length, 4);
+      // A revoked key frees a place.
+      await store.revokeKey(unbounded.id, 3_000);
+      await assert.rejects(store.createKey(stored(), undefined, 3), tooMany, 'still 3 not revoked');
+      await store.revokeKey(made[0]!.id, 3_000);
+      const next = stored();
+      await store.createKey(next, undefined, 3);
+      assert.ok(await store.getKey(next.id));
+    }));
+
+    it('with a cap, a tenant holds at most that many keys, revoked ones too: a new one deletes its longest-revoked keys beyond', () => withStore(async (store) => {
+      const [a, b, c, d] = [stored({ createdAt: 1 }), stored({ createdAt: 2 }), stored({ createdAt: 3 }), stored({ createdAt: 4 })];
+      for (const k of [a, b, c, d]) await store.createKey(k);
+      await store.revokeKey(c.id, 10);
+      await store.revokeKey(a.id, 20);
+      await store.revokeKey(b.id, 30);
+      const e = stored({ createdAt: 5 });
+      // 4 keys (1 not revoked), a cap of 3: c and a (revoked first) go to keep 3 with e.
+      await store.createKey(e, undefined, 3);
+      assert.deepEqual((await store.listKeys(10, 'acme')).map((k) => k.id), [e.id, d.id, b.id]);
+      assert.equal(await store.getKey(c.id), null);
+      assert.equal(await store.getKey(a.id), null);
+      await store.createKey(stored({ createdAt: 6 }), undefined, 3);
+      assert.equal((await store.listKeys(10, 'acme')).length, 3, 'b went');
+      assert.equal(await store.getKey(b.id), null);
+      await assert.rejects(store.createKey(stored({ createdAt: 7 }), undefined, 3), tooMany, 'none revoked left: full');
+    }));
+
+    it('with a cap, keys created at once with one place left: one is made, the others are ATS_ERR_TOO_MANY_KEYS; also on an empty tenant', () => withStore(async (store) => {
+      for (let i = 0; i < 2; i++) await store.createKey(stored(), undefined, 3);
+      const tries = Array.from({ length: 8 }, () => stored());
+      const settled = await Promise.allSettled(tries.map((k) => store.createKey(k, undefined, 3)));
+      assert.equal(settled.filter((s) => s.status === 'fulfilled').length, 1, JSON.stringify(settled.filter((s) => s.status === 'rejected').map((s) => String(s.reason))));
+      assert.ok(settled.every((s) => s.status === 'fulfilled' || tooMany(s.reason)));
+      assert.equal((await store.listKeys(10, 'acme')).length, 3);
+      const fresh = Array.from({ length: 8 }, () => stored({ tenant: 'empty' }));
+      const first = await Promise.allSettled(fresh.map((k) => store.createKey(k, undefined, 3)));
+      assert.equal(first.filter((s) => s.status === 'fulfilled').length, 3, JSON.stringify(first.filter((s) => s.status === 'rejected').map((s) => String(s.reason))));
+      assert.ok(first.every((s) => s.status === 'fulfilled' || tooMany(s.reason)));
+      assert.equal(await store.countActiveKeys(), 6);
     }));
 
     it('counts no active key in a fresh database', () => withStore(async (store) => {

@@ -3,15 +3,18 @@
  * are one statement each over a "run this statement" function; a create or
  * revoke is a program (program.ts) the store runs as one transaction, the
  * change and its audit entry together. Only a key's hash is stored; a
- * revoked key keeps its row (its id stays taken, its audit entries keep
- * naming it).
+ * revoked key keeps its row (listed as revoked; its audit entries keep
+ * naming it) until a create with a cap (`createBoundedKeyProgram`) needs
+ * its place.
  */
 import { SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
+import { AtsError } from '../../engine/errors.js';
 import type { AuditEntry, KeyStore } from '../../engine/ports.js';
 import { auditStep } from './audit.js';
 import type { Dialect } from './dialect.js';
 import type { Exec, Program } from './program.js';
 import { toNum, type Row } from './rows.js';
+import { marks } from './statements.js';
 
 /** Runs a program as one transaction (each store's own: `BEGIN IMMEDIATE` or a pooled connection's). */
 export type InTransaction = <T>(program: () => Program<T>) => Promise<T>;
@@ -47,6 +50,37 @@ export function* createKeyProgram(k: StoredApiKey, audit?: AuditEntry): Program<
   if (audit) yield auditStep(audit);
 }
 
+/**
+ * Inserts the key (and its audit entry) while its tenant has fewer than `max`
+ * keys not revoked: 'full' otherwise, writing nothing. Should the tenant's
+ * keys, revoked ones too, be more than `max` with the new one, those revoked
+ * longest ago are deleted first, to leave `max`: the rows of a tenant stay at
+ * most `max` however many keys it makes and revokes (more only when the
+ * operator made keys without a cap, `ats keys create`). The count's lock
+ * (MySQL: the tenant's range of its index, FOR UPDATE; SQLite: the write
+ * transaction) makes two creates at once count one after the other.
+ */
+export function* createBoundedKeyProgram(d: Dialect, k: StoredApiKey, max: number, audit?: AuditEntry): Program<'created' | 'full'> {
+  const { rows: [count] } = yield {
+    sql: `SELECT COUNT(*) AS n, COUNT(revoked_at) AS revoked FROM api_keys ${d.useIndex('ix_api_keys_tenant')} WHERE tenant = ? ${d.forUpdate}`,
+    params: [k.tenant],
+  };
+  const n = toNum(count?.n ?? 0);
+  const revoked = toNum(count?.revoked ?? 0);
+  if (n - revoked >= max) return 'full';
+  // Fewer than `max` not revoked: at least this many are revoked.
+  const over = n + 1 - max;
+  if (over > 0) {
+    const { rows } = yield {
+      sql: 'SELECT id FROM api_keys WHERE tenant = ? AND revoked_at IS NOT NULL ORDER BY revoked_at, id LIMIT ?', params: [k.tenant, over],
+    };
+    const ids = rows.map((r) => String(r.id));
+    if (ids.length > 0) yield { sql: `DELETE FROM api_keys WHERE id IN (${marks(ids.length)})`, params: ids };
+  }
+  yield* createKeyProgram(k, audit);
+  return 'created';
+}
+
 /** Revokes the key if it is not revoked, then records its audit entry when given; whether it did. */
 export function* revokeKeyProgram(id: string, now: number, audit?: AuditEntry): Program<boolean> {
   const { changes } = yield { sql: 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', params: [now, id] };
@@ -55,10 +89,15 @@ export function* revokeKeyProgram(id: string, now: number, audit?: AuditEntry): 
   return true;
 }
 
-export function createSqlKeys(exec: Exec, _d: Dialect, inTransaction: InTransaction): KeyStore {
+export function createSqlKeys(exec: Exec, d: Dialect, inTransaction: InTransaction): KeyStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   return {
-    createKey: (k, audit) => inTransaction(() => createKeyProgram(k, audit)),
+    createKey: async (k, audit, max) => {
+      if (max === undefined) return inTransaction(() => createKeyProgram(k, audit));
+      if ((await inTransaction(() => createBoundedKeyProgram(d, k, max, audit))) === 'full') {
+        throw new AtsError('ATS_ERR_TOO_MANY_KEYS', `The tenant has ${max} API keys that are not revoked, the most it may: revoke one before creating another`);
+      }
+    },
     getKey: async (id) => {
       const [r] = await rows(`SELECT ${RECORD}, hash FROM api_keys WHERE id = ?`, [id]);
       return r ? { ...rowToKey(r), hash: String(r.hash) } : null;

@@ -9,7 +9,10 @@
  * are one transaction of the key store (engine/ports.ts `KeyStore`): when the
  * entry cannot be written, nothing is (no key nobody was shown, no
  * revocation missing from the log, and the retry of a failed revoke records
- * it). Served only when the app is given keys (`deps.auth`).
+ * it). A tenant holds at most MAX_KEYS_PER_TENANT keys not revoked, and
+ * as many with its revoked ones: the store deletes those revoked longest
+ * ago to make room for a new key.
+ * Served only when the app is given keys (`deps.auth`).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { newApiKey, parseScopes, type ApiKeyRecord, type Principal } from '../../engine/auth.js';
@@ -17,7 +20,7 @@ import { AtsError } from '../../engine/errors.js';
 import type { AuditEntry } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
-import { CreatedKeyView, CreateKeyBody, KeyList, KeyParams, MAX_KEYS_LISTED, type KeyView } from '../key-schemas.js';
+import { CreatedKeyView, CreateKeyBody, KeyList, KeyParams, MAX_KEYS_LISTED, MAX_KEYS_PER_TENANT, type KeyView } from '../key-schemas.js';
 import { BODY_STATUSES, described, errorResponses, ref } from '../schemas.js';
 
 const createSchema = {
@@ -26,10 +29,13 @@ const createSchema = {
   description:
     'Creates a key of the caller\'s tenant with the scopes given and answers it with its secret (`key`), which is shown in this answer ' +
     'only: the server stores its hash. Send it as `Authorization: Bearer <key>`. Recorded in the audit log as `key.create`, ' +
-    'in the same transaction: a key whose entry cannot be written is not made.',
+    'in the same transaction: a key whose entry cannot be written is not made. ' +
+    `A tenant has at most ${MAX_KEYS_PER_TENANT} keys that are not revoked: one more is a 409 ATS_ERR_TOO_MANY_KEYS, writing nothing ` +
+    `(revoke one first). It keeps at most ${MAX_KEYS_PER_TENANT} keys, revoked ones too: a new key beyond that deletes the tenant's key ` +
+    'revoked longest ago (its audit entries stay).',
   tags: ['keys'],
   body: ref(CreateKeyBody),
-  response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 413, 415) },
+  response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 409, 413, 415) },
 };
 
 const listSchema = {
@@ -78,7 +84,8 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const { key, hash } = newApiKey(id, auth.randomBytes(32));
     const now = deps.clock.now();
     const record: ApiKeyRecord = { id, tenant: p.tenant, name: request.body.name, scopes, createdAt: now, revokedAt: null, createdBy: p.keyId };
-    await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now));
+    // At most as many a tenant as the list shows: every key of a tenant can be listed.
+    await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now), MAX_KEYS_PER_TENANT);
     const view: CreatedKeyView = { ...toKeyView(record), key };
     return reply.code(201).header('cache-control', 'no-store').send(view);
   });

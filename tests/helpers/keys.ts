@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 import { newApiKey, SCOPES, type ApiKeyRecord, type Scope, type StoredApiKey } from '../../engine/auth.js';
+import { AtsError } from '../../engine/errors.js';
 import type { AuditEntry, KeyStore } from '../../engine/ports.js';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { AuthDeps } from '../../server/deps.js';
@@ -20,7 +21,14 @@ export class MemoryKeyStore implements KeyStore {
   /** The audit entries key changes wrote with them (the port writes both or neither). */
   readonly audit: AuditEntry[] = [];
 
-  async createKey(key: StoredApiKey, audit?: AuditEntry): Promise<void> {
+  async createKey(key: StoredApiKey, audit?: AuditEntry, maxPerTenant?: number): Promise<void> {
+    if (maxPerTenant !== undefined) {
+      // As the SQL stores do: at most that many not revoked; the longest-revoked go beyond that many in all.
+      const mine = [...this.keys.values()].filter((k) => k.tenant === key.tenant);
+      if (mine.filter((k) => k.revokedAt === null).length >= maxPerTenant) throw new AtsError('ATS_ERR_TOO_MANY_KEYS');
+      const revoked = mine.filter((k) => k.revokedAt !== null).sort((a, b) => a.revokedAt! - b.revokedAt! || (a.id < b.id ? -1 : 1));
+      for (const k of revoked.slice(0, Math.max(0, mine.length + 1 - maxPerTenant))) this.keys.delete(k.id);
+    }
     this.keys.set(key.id, { ...key, scopes: [...key.scopes] });
     if (audit) this.audit.push(audit);
   }
