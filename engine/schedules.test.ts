@@ -14,7 +14,8 @@ import { isAtsError } from './errors.js';
 import { silentLogger } from './logger.js';
 import type { Clock, JobStore, JobTemplate, ScheduleRecord, ScheduleStore } from './ports.js';
 import {
-  DUE_BATCH, MAX_COUNTED, MAX_TICKS_PER_PASS, MISSED_AFTER_MS, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey, ticksToFire, TICKS_KEPT,
+  DUE_BATCH, MAX_COUNTED, MAX_TICKS_PER_PASS, MISSED_AFTER_MS, nextTick, parseCron, parseLiveCron, ScheduleRunner, ScheduleService, scheduleTickKey,
+  ticksToFire, TICKS_KEPT,
 } from './schedules.js';
 import { TransitionService } from './transitions.js';
 import { intercept } from '../tests/helpers/intercept.js';
@@ -197,6 +198,11 @@ describe('parseCron', () => {
     assert.equal(code(() => parseLiveCron('0 0 30 2 *', 'UTC', T0)), 'ATS_ERR_INVALID_CRON');
     assert.equal(code(() => parseLiveCron('0 0 0 1 1 * 2030', 'UTC', T0)), 'ATS_ERR_INVALID_CRON');
     assert.equal(code(() => parseLiveCron('0 0 0 1 1 * 2032', 'UTC', T0)), 'none');
+    // A one-off date after the year 9999: refused, and, stored before it was, it has no next tick.
+    assert.equal(code(() => parseLiveCron('+200000-01-01T00:00:00Z', 'UTC', T0)), 'ATS_ERR_INVALID_CRON');
+    assert.equal(nextTick(utc('+200000-01-01T00:00:00Z'), T0), null);
+    assert.deepEqual(ticksToFire(utc('+200000-01-01T00:00:00Z'), T0, 'none', T0 + 1), { fire: [T0], missed: 0, nextAt: null });
+    assert.equal(nextTick(utc('0 0 0 1 1 * 9999'), T0), Date.UTC(9999, 0, 1));
   });
 });
 
@@ -572,6 +578,46 @@ for (const backend of STORE_BACKENDS) {
         assert.ok(runner.counters.submitted - before <= MAX_TICKS_PER_PASS, `pass ${pass} fired ${runner.counters.submitted - before} ticks`);
       }
       assert.ok(runner.counters.submitted >= 3 * MAX_TICKS_PER_PASS, 'the backlog goes on firing');
+    }));
+
+    it('a schedule stored with its next tick after the year 9999 (a one-off date, before those were refused) fires no more: read without a next tick or run times, changed and resumed without one, passed over by the runner', () => withStore(async (store) => {
+      const { clock, service, runner } = world(store);
+      const FAR = '+200000-01-01T00:00:00Z';
+      const farAt = Date.parse(FAR);
+      assert.equal(farAt, 6_249_223_180_800_000, 'the tick croner computes for it');
+      const near = await service.create(D, { name: 'near', cron: '* * * * *', overlap: 'allow', job: template() });
+      // As the API stored them before: the one-off's tick as next, or paused (none).
+      for (const name of ['far', 'far-changed']) assert.ok(await store.createSchedule({ ...near, name, cron: FAR, nextAt: farAt }));
+      assert.ok(await store.createSchedule({ ...near, name: 'far-paused', cron: FAR, paused: true, nextAt: null }));
+
+      const far = await service.get(D, 'far');
+      assert.equal(far.nextAt, null);
+      assert.deepEqual(service.nextRuns(far, 5), []);
+      assert.deepEqual((await service.list(D)).map((s) => [s.name, s.paused, s.nextAt]), [
+        ['far', false, null], ['far-changed', false, null], ['far-paused', true, null], ['near', false, T0 + MIN],
+      ]);
+      const changed = await service.update(D, 'far-changed', { overlap: 'skip' });
+      assert.equal(changed.nextAt, null);
+      assert.equal((await store.getSchedule(D, 'far-changed'))!.nextAt, null, 'a change stores it as it reads');
+      const resumed = await service.update(D, 'far-paused', { paused: false });
+      assert.deepEqual([resumed.paused, resumed.nextAt], [false, null]);
+      assert.equal((await store.getSchedule(D, 'far-paused'))!.nextAt, null, 'a resume stores no tick after the year 9999');
+      assert.deepEqual(service.nextRuns(resumed, 5), []);
+
+      // The runner fires the schedules due and passes over these, pass after pass.
+      const r = runner();
+      for (let m = 1; m <= 3; m++) {
+        clock.set(T0 + m * MIN + 100);
+        assert.equal(await r.runOnce(), 1);
+      }
+      for (const name of ['far', 'far-changed', 'far-paused']) {
+        const s = (await store.getSchedule(D, name))!;
+        assert.deepEqual([s.submitted, s.skipped, s.missed, s.lastTickAt], [0, 0, 0, null], name);
+      }
+      assert.equal((await scheduledJobs(store)).length, 3);
+      // A new expression sets it right.
+      const fixed = await service.update(D, 'far', { cron: '0 * * * *' });
+      assert.equal(fixed.nextAt, T0 + 60 * MIN);
     }));
 
     const exists = (e: unknown) => isAtsError(e) && e.code === 'ATS_ERR_SCHEDULE_EXISTS';

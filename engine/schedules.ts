@@ -75,8 +75,13 @@ export function parseCron(cron: string, timezone: string): Cron {
   return c;
 }
 
-/** The last moment a tick may be at: a time the API's date-times (four-digit years) can write. */
-const LAST_TICK = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+/**
+ * The last moment a tick may be at: a time the API's date-times (four-digit years) can write. Only a
+ * one-off ISO date has a later tick (croner's year field stops at 9999): refused where a schedule is
+ * created or its expression changed (`parseLiveCron`), and no tick at all (`nextTick`) for one stored
+ * before it was, which so fires no more (`readable`).
+ */
+export const LAST_TICK = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /**
  * `parseCron`, and 400 too for an expression with no tick after `now` (February 30, a year gone by), or whose
@@ -84,7 +89,7 @@ const LAST_TICK = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
  */
 export function parseLiveCron(cron: string, timezone: string, now: number): Cron {
   const c = parseCron(cron, timezone);
-  const next = nextTick(c, now);
+  const next = c.nextRun(new Date(now))?.getTime() ?? null;
   if (next === null) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression never fires after now (a date that does not exist, or a year gone by)');
   if (next > LAST_TICK) throw new AtsError('ATS_ERR_INVALID_CRON', 'The cron expression fires first after the year 9999');
   return c;
@@ -100,15 +105,25 @@ export function checkTimezone(tz: string): void {
   }
 }
 
-/** The first tick after `after` (epoch ms), or null when the expression never fires again. */
+/** The first tick after `after` (epoch ms), or null when the expression never fires again (before the year 10000: LAST_TICK). */
 export function nextTick(cron: Cron, after: number): number | null {
-  const d = cron.nextRun(new Date(after));
-  return d ? d.getTime() : null;
+  const t = cron.nextRun(new Date(after))?.getTime();
+  return t === undefined || t > LAST_TICK ? null : t;
 }
 
-/** The next `n` ticks after `after`. */
+/** The next `n` ticks after `after` (those up to LAST_TICK). */
 export function nextTicks(cron: Cron, n: number, after: number): number[] {
-  return cron.nextRuns(n, new Date(after)).map((d) => d.getTime());
+  return cron.nextRuns(n, new Date(after)).map((d) => d.getTime()).filter((t) => t <= LAST_TICK);
+}
+
+/**
+ * A stored schedule as the service answers it: a next tick after LAST_TICK (a one-off date stored
+ * before those were refused) is none. It fires no more, as its expression has no tick the API can
+ * write, and it reads as a schedule whose expression fires no more (`nextAt` null), not as a time no
+ * answer can carry. A change stores it so; a new expression sets it right.
+ */
+export function readable(s: ScheduleRecord): ScheduleRecord {
+  return s.nextAt !== null && s.nextAt > LAST_TICK ? { ...s, nextAt: null } : s;
 }
 
 /** What one pass does with a due schedule. */
@@ -241,12 +256,12 @@ export class ScheduleService {
   async get(tenant: string, name: string): Promise<ScheduleRecord> {
     const s = await this.deps.store.getSchedule(tenant, name);
     if (!s) throw notFound(name);
-    return s;
+    return readable(s);
   }
 
   /** The tenant's schedules, by name. */
-  list(tenant: string): Promise<ScheduleRecord[]> {
-    return this.deps.store.listSchedules(tenant);
+  async list(tenant: string): Promise<ScheduleRecord[]> {
+    return (await this.deps.store.listSchedules(tenant)).map(readable);
   }
 
   /** The schedule's recent ticks, newest first. */

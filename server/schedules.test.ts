@@ -15,7 +15,7 @@ import { defineHandler, HandlerRegistry, registerDemoHandlers } from '../engine/
 import { silentLogger } from '../engine/logger.js';
 import { ScheduleRunner } from '../engine/schedules.js';
 import { buildApp } from './app.js';
-import { startSqliteTestApp, TEST_DEFAULTS, type TestApp } from '../tests/helpers/app.js';
+import { startSqliteTestApp, startTestApp, TEST_DEFAULTS, type TestApp } from '../tests/helpers/app.js';
 import { injectAs, startTenantApp, type MadeKey } from '../tests/helpers/keys.js';
 
 const MINUTE = 60_000;
@@ -477,3 +477,48 @@ describe('/v1/schedules: each tenant has its own', () => {
     assert.equal((await as(globex, patch('every-second', { paused: true }))).statusCode, 200);
   });
 });
+
+for (const [backend, start] of [['MariaDB', startTestApp], ['SQLite', startSqliteTestApp]] as const) {
+  describe(`a schedule stored with its next tick after the year 9999 (before such dates were refused), on ${backend}`, () => {
+    let t: TestApp;
+    before(async () => {
+      t = await start();
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    test('reads, lists, changes and deletes without a 500: it fires no more (nextRunAt null, no next runs); a new expression sets it right', async () => {
+      const FAR = '+200000-01-01T00:00:00Z';
+      const made = await t.app.inject(create({ name: 'near', cron: '0 0 1 1 *', ...job }));
+      assert.equal(made.statusCode, 201, made.body);
+      const near = (await t.store.getSchedule('default', 'near'))!;
+      // Written straight into the store, as the API stored such a one-off before.
+      assert.ok(await t.store.createSchedule({ ...near, name: 'far', cron: FAR, nextAt: Date.parse(FAR) }));
+      assert.ok(await t.store.createSchedule({ ...near, name: 'far-paused', cron: FAR, paused: true, nextAt: null }));
+
+      const listed = await t.app.inject({ url: '/v1/schedules' });
+      assert.equal(listed.statusCode, 200, listed.body);
+      assert.deepEqual(listed.json().schedules.map((s: Record<string, unknown>) => [s.name, s.paused, s.nextRunAt]), [
+        ['far', false, null], ['far-paused', true, null], ['near', false, made.json().nextRunAt],
+      ]);
+      const far = await t.app.inject({ url: '/v1/schedules/far' });
+      assert.equal(far.statusCode, 200, far.body);
+      assert.deepEqual([far.json().cron, far.json().nextRunAt, far.json().nextRuns], [FAR, null, []]);
+
+      const changed = await t.app.inject(patch('far', { overlap: 'allow' }));
+      assert.equal(changed.statusCode, 200, changed.body);
+      assert.deepEqual([changed.json().overlap, changed.json().nextRunAt], ['allow', null]);
+      const resumed = await t.app.inject(patch('far-paused', { paused: false }));
+      assert.equal(resumed.statusCode, 200, resumed.body);
+      assert.deepEqual([resumed.json().paused, resumed.json().nextRunAt], [false, null]);
+      assert.equal((await t.store.getSchedule('default', 'far-paused'))!.nextAt, null, 'the resume stored no tick after the year 9999');
+      assert.equal((await t.app.inject({ url: '/v1/schedules' })).statusCode, 200);
+
+      const fixed = await t.app.inject(patch('far', { cron: '0 0 1 1 *' }));
+      assert.equal(fixed.statusCode, 200, fixed.body);
+      assert.equal(fixed.json().nextRunAt, made.json().nextRunAt);
+      assert.equal((await t.app.inject({ method: 'DELETE', url: '/v1/schedules/far-paused' })).statusCode, 204);
+    });
+  });
+}

@@ -528,7 +528,7 @@ export const ScheduleView = Type.Object({
     timeoutMs: Type.Integer({ description: 'Per-attempt timeout, in ms' }),
     priority: Type.Integer({ description: 'Within the queue, a higher priority starts first: bands above 0, 0 and below 0, then the highest waiting for a worker\'s free slot (docs/queues.md)' }),
   }, { description: 'The job each tick submits (the server\'s defaults filled in)' }),
-  nextRunAt: Nullable(IsoTime('When the next tick fires'), 'When the next tick fires; null while paused, or when the expression fires no more'),
+  nextRunAt: Nullable(IsoTime('When the next tick fires'), 'When the next tick fires; null while paused, or when the expression fires no more (its last tick fired, or it has none before the year 10000)'),
   lastTickAt: Nullable(IsoTime('The time of the last tick fired'), 'The time of the last tick fired (submitted or skipped); null before the first'),
   lastJobId: Nullable(JobId, 'The job of the last tick that submitted one; null before the first'),
   submitted: Int('Ticks that submitted a job'),
