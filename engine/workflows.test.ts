@@ -187,6 +187,44 @@ describe('workflow versions', () => {
   });
 });
 
+describe('a migration that cannot move an instance', () => {
+  it('a context JSON cannot store: the instance stays on its version, the event goes to its own machine (logged), and verify replays it', async () => {
+    const warned: Array<{ message: string; fields: Record<string, unknown> | undefined }> = [];
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const registry = new HandlerRegistry().workflow('counter', machine(1), { version: 1 });
+    const logger = { ...silentLogger, warn: (message: string, fields?: Record<string, unknown>) => void warned.push({ message, fields }) };
+    const service = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: registry, logger });
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const id = started.workflow.id;
+    const work = started.workflow.state.children[0]!;
+    // Version 2 adds an invocation the move would start (a job id drawn), and gives a BigInt context.
+    const v2 = setup({ types: { context: {} as { n: number } }, actors: { work: job('w.v2'), audit: job('w.audit') } }).createMachine({
+      id: 'counter', initial: 'tallying', context: { n: 0 },
+      states: {
+        tallying: { invoke: [{ id: 'work', src: 'work' }, { id: 'audit', src: 'audit' }], on: { ADD: { actions: assign({ n: ({ context }) => context.n + 1 }) } } },
+      },
+    });
+    registry.workflow('counter', v2, { version: 2, migrate: { from: 1, state: () => ({ value: 'tallying', context: { n: 10n } }) } });
+    const r = await service.signal(id, 'default', { type: 'ADD' });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.workflow.definitionVersion, 1);
+    assert.equal(r.workflow.state.value, 'counting');
+    assert.deepEqual(r.workflow.state.context, { n: 1 }, 'version 1 took the signal');
+    assert.equal(warned.length, 1);
+    assert.match(warned[0]!.message, /a migration cannot move this instance/);
+    assert.match(String(warned[0]!.fields?.error), /the context cannot be stored as JSON/);
+    // A child's end, too, goes to version 1 (no transition takes it: the child is gone, the instance waits on).
+    assert.equal(await service.deliver({ workflowId: id, invokeId: 'work', jobId: work.jobId, state: 'done', result: null, at: Date.now(), tenant: 'default' }), true);
+    const events = await store.getWorkflowEvents(id);
+    assert.deepEqual(events.map((e) => e.type), ['START', 'SIGNAL', 'CHILD']);
+    assert.deepEqual((events[1]!.data as { jobIds: string[] }).jobIds, [], 'the refused move\'s drawn job id is not recorded with the signal');
+    assert.deepEqual(await service.verify((await store.getWorkflow(id))!), { ok: true, events: 3 });
+    await store.close();
+  });
+});
+
 describe('the workflow driver', () => {
   it('delivers one instance\'s ends in order, one at a time, and different instances\' at once', async () => {
     let handle: ((records: LogRecord[], info: { behind: number }) => Promise<void>) | null = null;

@@ -528,6 +528,8 @@ export class WorkflowService {
         // A migration that cannot move this instance leaves it on its version: the event still goes
         // to the machine it runs (on demand, `migrate` reports the failure).
         if (input === null) throw err;
+        // The ids the move drew before it was refused are not the step's: the step records only its own.
+        jobIds.length = 0;
         this.deps.logger?.warn('workflows: a migration cannot move this instance; it stays on its version', {
           workflowId: wf.id, name: wf.name, from: wf.definitionVersion, to: next.version, error: (err as Error).message,
         });

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import * as saga from '../examples/order-saga.js';
 import { checkMigration, migrateWorkflow, replayHistory } from './workflow-migration.js';
-import { applyWorkflowEvent, defineWorkflow, job, startWorkflow, stepWorkflow, type PersistedWorkflow, type WorkflowDefinition } from './workflow.js';
+import { applyWorkflowEvent, defineWorkflow, job, startWorkflow, stepWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition } from './workflow.js';
 
 const v1 = defineWorkflow('approval', setup({
   types: { context: {} as { asks: number } },
@@ -146,6 +146,27 @@ describe('moving an instance to the next version', () => {
     assert.deepEqual(r.effects.cancel.map((c) => c.jobId), ['j-archive']);
     const nowhere = defineWorkflow('approval', v2Machine, { version: 2, migrate: { from: 1, state: () => ({ value: 'limbo', context: {} }) } });
     assert.throws(() => migrateWorkflow(1, nowhere, archiving, ids('m')), /gives "limbo", not a state of version 2/);
+  });
+
+  it('refuses a move to a context or a job input JSON cannot store, as a step that leaves one is refused; the check names such states', () => {
+    const s0 = startWorkflow(v1, undefined, 0, ids('a')).next;
+    const bigContext = defineWorkflow('approval', v2Machine, {
+      version: 2, migrate: { from: 1, state: () => ({ value: { pending: { notifying: {}, auditing: {} } }, context: { asks: 0, reminders: 10n } }) },
+    });
+    assert.throws(() => migrateWorkflow(1, bigContext, s0, ids('m')), (err: Error) => err instanceof WorkflowDefinitionError && /the context cannot be stored as JSON/.test(err.message));
+    // The audit job's input is computed from the new context at the move: a BigInt there is refused too.
+    const bigAudit = setup({
+      types: { context: {} as { asks: number; reminders: number } },
+      actors: { notify: job('approval.notify'), audit: job<unknown, { big: bigint }>('approval.audit') },
+    }).createMachine({
+      id: 'approval', initial: 'pending', context: { asks: 0, reminders: 0 },
+      states: { pending: { invoke: [{ id: 'notify', src: 'notify' }, { id: 'audit', src: 'audit', input: () => ({ big: 1n }) }] } },
+    });
+    const toBigAudit = defineWorkflow('approval', bigAudit, { version: 2, migrate: { from: 1, state: ({ context }) => ({ value: 'pending', context: { ...(context as object), reminders: 0 } }) } });
+    assert.throws(() => migrateWorkflow(1, toBigAudit, s0, ids('m')), /the input of audit \(approval\.audit\) cannot be stored as JSON/);
+    const check = checkMigration(v1, bigContext, { input: undefined, signals: [{ type: 'REMIND' }], limit: 5 });
+    assert.ok(check.problems.length > 0 && check.problems.length === check.states, `every state reached is a problem: ${JSON.stringify(check)}`);
+    assert.ok(check.problems.every((p) => /cannot be stored as JSON/.test(p.problem)));
   });
 
   it('checks a migration against every state the old version reaches, and names those it cannot move', () => {

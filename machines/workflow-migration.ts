@@ -22,7 +22,7 @@
  */
 import type { AnyEventObject, StateValue } from 'xstate';
 import {
-  activeInvokeIds, AFTER_EVENT_PREFIX, applyWorkflowEvent, asStored, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
+  activeInvokeIds, AFTER_EVENT_PREFIX, applyWorkflowEvent, asStored, checkStorable, inlineLogic, jobTypeFor, NO_EFFECTS, persistSnapshot, recordedJobIds, startWorkflow, statusOf, timerFits,
   WorkflowDefinitionError,
   type JobStart, type PersistedWorkflow, type Snapshot, type StateNodeLike, type WorkflowChild, type WorkflowDefinition, type WorkflowEffects,
   type WorkflowInputEvent, type WorkflowStep, type WorkflowTimer,
@@ -31,7 +31,8 @@ import {
 /**
  * Moves an active instance of `from` to `to` (whose `migrate.from` must be
  * `from.version`). Throws WorkflowDefinitionError when the migration gives a
- * state value the new machine does not have.
+ * state value the new machine does not have, or a context or job input JSON
+ * cannot store.
  */
 export function migrateWorkflow(
   fromVersion: number, to: WorkflowDefinition, current: PersistedWorkflow,
@@ -92,7 +93,10 @@ function moveTo(
   const dropped = current.timers.filter((t) => !timers.includes(t));
   for (const t of dropped) effects.dropTimers.push(t.id);
   if (live && carryTimers) timers.push(...carried(nodes, timers, dropped));
-  return { ok: true, next: persistSnapshot(snapshot, statusOf(snapshot), children, timers), effects };
+  const next = persistSnapshot(snapshot, statusOf(snapshot), children, timers);
+  // As for a step: a context or a job input the store could not write is the migration's problem, found here, not in the store.
+  checkStorable(to, next, effects);
+  return { ok: true, next, effects };
 }
 
 /**

@@ -669,9 +669,10 @@ export const MAX_TIMER_ID_CHARS = 512;
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
  * actor reference in the context, from `spawn` inside `assign`, is refused here too). Throws
- * otherwise; the step then ends the instance in error, and replay does the same.
+ * otherwise; the step then ends the instance in error, and replay does the same
+ * (a migration's move, refused, leaves the instance on its version).
  */
-function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
+export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
   if (effects.start.length > MAX_STARTS_PER_STEP) {
     throw new WorkflowDefinitionError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
   }

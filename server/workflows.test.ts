@@ -421,6 +421,22 @@ describe('/v1/workflows (SQLite)', () => {
     }
   });
 
+  test('a signal to an instance a migration cannot move (its context a BigInt) is taken by the instance\'s own version: 200, not 500', async () => {
+    const versions = registry();
+    const p = await startSqliteTestApp({}, { workflows: versions });
+    try {
+      const wf = await started(p, { name: 'counter' });
+      versions.workflow('counter', counter, { version: 2, migrate: { from: 1, state: () => ({ value: 'counting', context: { count: 10n } }) } });
+      const r = await p.app.inject(signal(wf.id, { type: 'ADD' }));
+      assert.equal(r.statusCode, 200, r.body);
+      const body = r.json() as View;
+      assert.deepEqual([body.definitionVersion, body.context], [1, { count: 1 }]);
+      assert.deepEqual((await p.app.inject({ url: `/v1/workflows/${wf.id}/verify` })).json(), { ok: true, events: 2 });
+    } finally {
+      await p.close();
+    }
+  });
+
   test('a signal to an instance whose definition version this server lacks is a 503, never a 500; reads still answer; a cancel needs no definition', async () => {
     const wf = await started(t);
     const ulid = monotonicFactory();
