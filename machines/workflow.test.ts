@@ -490,6 +490,40 @@ describe('workflow steps that cannot be taken as written', () => {
     assert.doesNotThrow(() => defineWorkflow('apart', apart));
   });
 
+  it('a spawn registration cannot see (enqueueActions, an id a function gives) named as an invocation of a state the instance is not in fails the instance, not a job that never starts', () => {
+    const publisher = (spawn: unknown, initial: 'idle' | 'running') => setup({ actors: { work: job('w.run') } }).createMachine({
+      initial,
+      states: {
+        idle: { on: { GO: 'running' } },
+        running: { entry: spawn as never, on: { 'xstate.done.actor.publish': 'publishing' } },
+        publishing: { invoke: { id: 'publish', src: 'work' } },
+      },
+    });
+    const queued = enqueueActions(({ enqueue }) => enqueue.spawnChild('work', { id: 'publish' }));
+    const byFn = spawnChild('work', { id: () => 'publish' });
+    for (const [what, spawn] of [['enqueueActions', queued], ['an id a function gives', byFn]] as const) {
+      const d = defineWorkflow('publisher', publisher(spawn, 'idle'));
+      const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+      const drawn: string[] = [];
+      const r = ok(stepWorkflow(d, s0, { type: 'GO' }, at, (invokeId, i) => { drawn[i] = ids('x')(invokeId, i); return drawn[i]; }));
+      assert.equal(r.next.status, 'error', what);
+      assert.match(String((r.next.error as { message: string }).message), /workflow publisher: spawnChild id "publish" is the id of an invocation of a state the instance is not in/, what);
+      assert.deepEqual(r.effects.start, [], `${what}: no job started`);
+      assert.deepEqual(replayWorkflow(d, { input: undefined, at, jobIds: [] }, [{ input: { type: 'SIGNAL', event: { type: 'GO' } }, at, jobIds: drawn }]), JSON.parse(JSON.stringify(r.next)), `${what}: replay ends the same`);
+      // As the first step: the start is refused (the API answers 400).
+      assert.throws(() => startWorkflow(defineWorkflow('publisher', publisher(spawn, 'running')), undefined, at, ids('t')), (err: Error) => err instanceof WorkflowDefinitionError && /spawnChild id "publish"/.test(err.message), what);
+    }
+    // An invocation of a state a step enters and leaves (an eventless transition) is no such spawn: its job is not started, nothing fails.
+    const passing = defineWorkflow('passing', setup({ actors: { work: job('w.run') } }).createMachine({
+      initial: 'idle',
+      states: { idle: { on: { GO: 'through' } }, through: { invoke: { id: 'publish', src: 'work' }, always: 'after' }, after: { on: { BACK: 'idle' } } },
+    }));
+    const passed = ok(stepWorkflow(passing, startWorkflow(passing, undefined, at, ids('t')).next, { type: 'GO' }, at, ids('x')));
+    assert.equal(passed.next.status, 'active');
+    assert.equal(passed.next.value, 'after');
+    assert.deepEqual([passed.effects.start, passed.next.children], [[], []]);
+  });
+
   it('a context or a job input JSON cannot store, or a step starting more than MAX_STARTS_PER_STEP jobs, fails the instance', () => {
     const m = setup({ types: { context: {} as { big: unknown; items: number } }, actors: { work: job('w.run') } }).createMachine({
       initial: 'a', context: { big: null, items: 0 },

@@ -369,6 +369,7 @@ export function defineWorkflow(
     }
   }
   // A spawned child named as an invocation would be taken for it (and its end dropped once that state is left).
+  // Only actions written here with their id as text are seen; the others are refused when they run (effectsOf).
   const namedActions = Object.entries((machine.implementations.actions ?? {}) as Record<string, unknown>).map(([key, a]) => ({ where: `action ${key}`, list: [a] }));
   for (const { where, list } of [...namedActions, ...[...nodesOf(machine.root as unknown as StateNodeLike)].flatMap((node) => actionListsOf(node).map((l) => ({ where: `state ${node.id}`, list: l })))]) {
     for (const a of list) {
@@ -587,6 +588,9 @@ function effectsOf(
   const timers = new Map(before.timers.map((t) => [t.id, t]));
   let drawn = 0;
   let timerCount = 0;
+  // Invocation ids this step spawned and no stopChild has stopped since: each the invocation of a state
+  // the step entered (and, if it left it again, stopped), or a spawn named as one (checked below).
+  const unstopped = new Set<string>();
   const stopped = (child: WorkflowChild): void => {
     const started = effects.start.findIndex((x) => x.jobId === child.jobId);
     if (started >= 0) effects.start.splice(started, 1);
@@ -606,9 +610,11 @@ function effectsOf(
       const jobId = newJobId(invokeId, drawn++);
       effects.start.push({ invokeId, jobId, jobType, input: p.input, options });
       live.set(invokeId, def.invokeIds.has(invokeId) ? { invokeId, jobId, jobType } : { invokeId, jobId, jobType, spawned: true });
+      if (def.invokeIds.has(invokeId)) unstopped.add(invokeId);
     } else if (action.type === 'xstate.stopChild') {
       // An invocation stops when its state is left (below); a spawned child when an action names it.
       const id = (action.params as { id?: unknown } | undefined)?.id;
+      if (typeof id === 'string') unstopped.delete(id);
       const child = typeof id === 'string' ? live.get(id) : undefined;
       if (child?.spawned) {
         live.delete(id as string);
@@ -646,6 +652,15 @@ function effectsOf(
   // cancelled, or not started at all when the step entered and left the state (an eventless transition).
   const active = activeInvokeIds(snapshot);
   for (const [invokeId, child] of live) {
+    if (snapshot.status === 'active' && !child.spawned && !active.has(invokeId) && unstopped.has(invokeId)) {
+      // Started by this step, never stopped, yet of no state the instance is in: not an invocation XState
+      // started on entering its state (leaving it would have stopped it) but a spawn named as one, which
+      // registration could not see (queued by enqueueActions, or an id a function gives). Taken for that
+      // invocation, it would be dropped here, its job never started and the instance waiting for its end.
+      throw new WorkflowDefinitionError(
+        `workflow ${def.name}: spawnChild id ${JSON.stringify(invokeId)} is the id of an invocation of a state the instance is not in; give the spawned child an id of its own`,
+      );
+    }
     if (snapshot.status !== 'active' || (!child.spawned && !active.has(invokeId))) {
       stopped(child);
       live.delete(invokeId);
