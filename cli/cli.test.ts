@@ -459,13 +459,13 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
       assert.equal((await ats(['limits', 'ls'])).stderr.trim(), 'no limits');
     });
 
-    test('a value the server refuses: exit 1 with the API\'s code and message; a bad key or concurrency key likewise', async () => {
+    test('a rate beyond the API\'s bounds is a usage error (exit 2); a key or concurrency key the server refuses: exit 1 with the API\'s code and message', async () => {
       const big = await ats(['limits', 'set', 'email', '--rate', '2000000/1s']);
-      assert.equal(big.code, 1);
-      assert.match(big.stderr, /^ATS_ERR_VALIDATION: body\/rate\/max must be <= 1000000/);
+      assert.equal(big.code, 2);
+      assert.match(big.stderr, /^ats: --rate: MAX must be from 1 to 1000000/);
       const long = await ats(['limits', 'set', 'email', '--rate', '1/2d']);
-      assert.equal(long.code, 1);
-      assert.match(long.stderr, /^ATS_ERR_VALIDATION: body\/rate\/intervalMs/);
+      assert.equal(long.code, 2);
+      assert.match(long.stderr, /^ats: --rate: DURATION must be at most 1d/);
       const key = await ats(['limits', 'set', 'a b', '--concurrency', '1']);
       assert.equal(key.code, 1);
       assert.match(key.stderr, /^ATS_ERR_VALIDATION: params\/key/);

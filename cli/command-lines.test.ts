@@ -1,8 +1,8 @@
 /**
  * Command lines against a real scheduler (composed in this process, SQLite)
  * and the CLI as child processes: a full page's "more:" hint keeps the
- * filters; negative values after their option; the job policy held to the
- * API's bounds (exit 2, not the server's refusal); `--help` of a command
+ * filters; negative values after their option; the job policy and a limit's
+ * rate held to the API's bounds (exit 2, not the server's refusal); `--help` of a command
  * with arguments; `ats` alone; `--run-at` refusing a date that does not exist
  * or has no offset; a server that accepts connections and never answers is
  * told as unreachable by `watch`, not polled as one without a stream route.
@@ -83,6 +83,19 @@ describe('command lines', { timeout: 120_000 }, () => {
       const r = await ats(['submit', 'demo.echo', '--run-at', later, flag]);
       assert.equal(r.code, 2, `${flag}: exit ${r.code}: ${r.stderr.trim()}`);
     }
+  });
+
+  test('limits set --rate 1/2d / 0/1s / 2000000/1s, --concurrency 0: beyond the API\'s bounds is a usage error (exit 2), not the server\'s refusal (exit 1)', async () => {
+    for (const [flags, why] of [
+      [['--rate', '1/2d'], /--rate: DURATION must be at most 1d, got "1\/2d"/], [['--rate=0/1s'], /--rate: MAX must be from 1/],
+      [['--rate', '2000000/1s'], /--rate: MAX must be from 1 to 1000000/], [['--concurrency', '0'], /--concurrency must be an integer from 1 to 100000/],
+    ] as const) {
+      const r = await ats(['limits', 'set', 'email', ...flags]);
+      assert.equal(r.code, 2, `${flags.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
+      assert.match(r.stderr, why);
+      assert.match(r.stderr, /usage: ats limits set KEY/);
+    }
+    assert.deepEqual(await client.listLimits(), [], 'nothing was set');
   });
 
   test('ats keys revoke --help prints the usage, exit 0', async () => {

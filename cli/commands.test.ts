@@ -70,6 +70,13 @@ describe('argument parsing', () => {
     }
   });
 
+  test('--rate beyond the API\'s bounds (MAX 1 to 1000000, DURATION at most 1d) is a usage error, not a request the server refuses', () => {
+    assert.deepEqual(rateFrom('1000000/1d'), { max: 1_000_000, intervalMs: 86_400_000 });
+    assert.deepEqual(rateFrom('1/86400000'), { max: 1, intervalMs: 86_400_000 });
+    for (const bad of ['1/2d', '1/25h', '1/86400001', '1/1441m']) assert.throws(() => rateFrom(bad), isUsage(/--rate: DURATION must be at most 1d/), bad);
+    for (const bad of ['0/1s', '1000001/1s', '2000000/1m']) assert.throws(() => rateFrom(bad), isUsage(/--rate: MAX must be from 1 to 1000000/), bad);
+  });
+
   test('durations: what the settings read, and the shortest text of a number of ms', () => {
     assert.equal(parseDurationMs('7d'), 7 * 86_400_000);
     assert.equal(parseDurationMs('500ms'), 500);

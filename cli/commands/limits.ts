@@ -4,8 +4,9 @@
  * of its own (its usage, `--url`, `--help`, the exit codes of run.ts);
  * `ats limits` picks one by its first argument.
  */
+import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../../engine/limits.js';
 import type { LimitSpec } from '../client.js';
-import { DURATION_FORMS, parseDurationMs } from '../duration.js';
+import { DURATION_FORMS, durationText, parseDurationMs } from '../duration.js';
 import { int, str, UsageError, type Values } from './args.js';
 import { limitDetail, limitLine, limitTable } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec } from './run.js';
@@ -14,8 +15,8 @@ export const limitsSetSpec: CommandSpec = {
   usage: 'ats limits set KEY [--concurrency N] [--rate MAX/DURATION] [--json]',
   details: [
     'KEY                  the concurrency key: 1 to 200 of A-Z a-z 0-9 . _ : - (what jobs give as --concurrency-key)',
-    '--concurrency N      at most N attempts of the key run at once, across all workers (1 to 100000)',
-    '--rate MAX/DURATION  at most MAX starts per DURATION, spaced evenly: 100/1m, 5/1s, 1/500ms (DURATION: 1d at most)',
+    `--concurrency N      at most N attempts of the key run at once, across all workers (1 to ${MAX_LIMIT_CONCURRENCY})`,
+    `--rate MAX/DURATION  at most MAX starts per DURATION, spaced evenly: 100/1m, 5/1s, 1/500ms (MAX: 1 to ${MAX_RATE}; DURATION: ${durationText(MAX_RATE_INTERVAL_MS)} at most)`,
     'At least one of the two. The limit replaces the key\'s whole limit: the one not given is no cap.',
     'Jobs over the limit wait (published), burning no attempt.',
     '--json               print the limit as JSON',
@@ -52,19 +53,25 @@ export const limitsRmSpec: CommandSpec = {
   positionals: [1, 1],
 };
 
-/** `--rate MAX/DURATION`: `100/1m`, `5/1s`, `10/500ms` (a DURATION without a number is one of its unit: `5/s`). */
+/**
+ * `--rate MAX/DURATION`: `100/1m`, `5/1s`, `10/500ms` (a DURATION without a number is one of its unit: `5/s`),
+ * held to the bounds the API holds a limit to: a rate it would refuse is a usage error (exit 2), not its 400.
+ */
 export function rateFrom(text: string): { max: number; intervalMs: number } {
   const m = /^\s*(\d{1,15})\s*\/\s*(\S+)\s*$/.exec(text);
   const intervalMs = m ? parseDurationMs(/^\d/.test(m[2]!) ? m[2]! : `1${m[2]}`) : NaN;
   if (!m || !(intervalMs >= 1)) {
     throw new UsageError(`--rate must be MAX/DURATION, e.g. 100/1m or 5/1s (DURATION: ${DURATION_FORMS}), got "${text}"`);
   }
-  return { max: Number(m[1]), intervalMs };
+  const max = Number(m[1]);
+  if (max < 1 || max > MAX_RATE) throw new UsageError(`--rate: MAX must be from 1 to ${MAX_RATE}, got "${text}"`);
+  if (intervalMs > MAX_RATE_INTERVAL_MS) throw new UsageError(`--rate: DURATION must be at most ${durationText(MAX_RATE_INTERVAL_MS)}, got "${text}"`);
+  return { max, intervalMs };
 }
 
 /** The body of `PUT /v1/limits/:key` from the command line (throws UsageError on a bad value, or when it sets nothing). */
 export function limitSpecFrom(values: Values): LimitSpec {
-  const concurrency = int(values, 'concurrency', 1, 100_000);
+  const concurrency = int(values, 'concurrency', 1, MAX_LIMIT_CONCURRENCY);
   const rate = str(values, 'rate');
   if (concurrency === undefined && rate === undefined) throw new UsageError('--concurrency or --rate is required (or both)');
   return { concurrency: concurrency ?? null, rate: rate === undefined ? null : rateFrom(rate) };
