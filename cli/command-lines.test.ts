@@ -2,7 +2,8 @@
  * Command lines against a real scheduler (composed in this process, SQLite)
  * and the CLI as child processes: a full page's "more:" hint keeps the
  * filters; negative values after their option; the job policy and a limit's
- * rate held to the API's bounds (exit 2, not the server's refusal); `--help` of a command
+ * rate held to the API's bounds (exit 2, not the server's refusal); an empty
+ * value refused (exit 2), not read as the option left out; `--help` of a command
  * with arguments; `ats` alone; `--run-at` refusing a date that does not exist
  * or has no offset; a server that accepts connections and never answers is
  * told as unreachable by `watch`, not polled as one without a stream route.
@@ -96,6 +97,18 @@ describe('command lines', { timeout: 120_000 }, () => {
       assert.match(r.stderr, /usage: ats limits set KEY/);
     }
     assert.deepEqual(await client.listLimits(), [], 'nothing was set');
+  });
+
+  test('an option given an empty value (--job=, --type \'\', --limit=) is a usage error (exit 2), not the option left out; cancel --reason \'\' is taken', async () => {
+    for (const args of [['watch', '--job='], ['ls', '--type', ''], ['ls', '--limit='], ['submit', 'demo.echo', '--queue=', '--run-at', later]]) {
+      const r = await ats(args, {}, 20_000);
+      assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
+      assert.match(r.stderr, /^ats: --(job|type|limit|queue) needs a value, got an empty one/, args.join(' '));
+    }
+    const job = await client.submit({ type: 'demo.echo', payload: null, runAt: later });
+    const r = await ats(['cancel', job.id, '--reason', '']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await client.get(job.id)).state, 'cancelled');
   });
 
   test('ats keys revoke --help prints the usage, exit 0', async () => {

@@ -1,6 +1,7 @@
 /** The client commands' pure parts: argument readers, the request body, the progress line, the output. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { cancelSpec } from './commands/actions.js';
 import { int, isoTime, json, oneOf, parse, UsageError } from './commands/args.js';
 import { ProgressGate } from './commands/follow.js';
 import { AttemptTracker, insightsText, jobDetail, limitDetail, limitLine, limitTable, progressLine, rateText, stateLine, table } from './commands/output.js';
@@ -22,6 +23,15 @@ describe('argument parsing', () => {
     const { values, positionals } = parse(['x', '--limit=5'], { limit: { type: 'string' } }, [1, 1]);
     assert.deepEqual({ ...values }, { limit: '5' });
     assert.deepEqual(positionals, ['x']);
+  });
+
+  test('an empty value is a usage error naming the option, not the option left out; an option marked emptyOk takes one', () => {
+    const options = { limit: { type: 'string' }, job: { type: 'string' }, json: { type: 'boolean' } } as const;
+    for (const args of [['--limit='], ['--limit', ''], ['--job', ' '], ['--json', '--job=']]) {
+      assert.throws(() => parse(args, options, [0, 0]), isUsage(/^--(limit|job) needs a value, got an empty one/), JSON.stringify(args));
+    }
+    assert.deepEqual({ ...parse(['x', '--reason='], cancelSpec.options, [1, 1]).values }, { reason: '' }, 'a free-text reason may be empty');
+    assert.deepEqual({ ...parse(['--mysql-url', ''], { 'mysql-url': { type: 'string', emptyOk: true } }, [0, 0]).values }, { 'mysql-url': '' });
   });
 
   test('typed readers reject bad values and name the option', () => {

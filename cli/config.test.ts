@@ -143,6 +143,16 @@ describe('config', () => {
     assert.equal(compileConfig(rawFromArgs(['--rate-limit=0'])).security.rateLimitPerMinute, 0, 'an explicit 0 is still no limit');
   });
 
+  it('a flag given an empty value is an error, not the default; only a setting whose default is empty takes one, overriding its variable', () => {
+    for (const args of [['--port='], ['--port', ''], ['--port', ' '], ['--role='], ['--data-dir='], ['--rate-limit='], ['--log-level', '\t']]) {
+      assert.throws(() => rawFromArgs(args), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG'
+        && new RegExp(`^option ${args[0]!.replace(/=$/, '')} needs a value, got an empty one`).test(e.message), JSON.stringify(args));
+    }
+    const env = rawFromEnv({ MYSQL_URL: 'mysql://root@127.0.0.1:3306/ats', ATS_METRICS_PORT: '9464', KAFKA_BROKERS: 'k:9092', ATS_QUEUES: 'email' });
+    const c = compileConfig({ ...env, ...rawFromArgs(['--mysql-url=', '--metrics-port', '', '--kafka-brokers=', '--queues=']) });
+    assert.deepEqual([c.mysqlUrl, c.metricsPort, c.kafkaBrokers, c.worker.queues], [null, null, null, []]);
+  });
+
   it('ATS_DEFAULT_QUEUE must be a queue name the API takes', () => {
     assert.equal(compileConfig(rawFromEnv({ ATS_DEFAULT_QUEUE: 'mail.v2:eu_1' })).defaults.queue, 'mail.v2:eu_1');
     rejects(rawFromEnv({ ATS_DEFAULT_QUEUE: 'no such/queue!' }), /^ATS_DEFAULT_QUEUE \(--default-queue\): "no such\/queue!" is not a queue name/);

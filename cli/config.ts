@@ -374,13 +374,19 @@ export function startHelp(): string {
   return [
     'usage: ats start [--flag value | --flag=value] ...',
     'Runs the scheduler\'s roles in this process until SIGTERM or SIGINT. Each setting is a flag or an environment variable;',
-    'a flag wins over its variable. A bad setting exits 2.',
+    'a flag wins over its variable. A flag takes an empty value only when its default is empty (--mysql-url= : the embedded',
+    'store, whatever MYSQL_URL says). A bad setting, or an empty value for any other flag, exits 2.',
     '',
     ...lines,
   ].join('\n');
 }
 
-/** Raw config from `--flag value` / `--flag=value` arguments; unknown flags are errors. */
+/**
+ * Raw config from `--flag value` / `--flag=value` arguments; unknown flags are errors. So is an
+ * empty value (`--port=`), which the settings would read as unset, the default: a flag given
+ * means a value. Only a setting whose default is empty (`--mysql-url=`: the embedded store,
+ * `--metrics-port=`: off) takes one, to override its environment variable with that meaning.
+ */
 export function rawFromArgs(args: readonly string[]): RawConfig {
   const raw: RawConfig = {};
   const byFlag = new Map(Object.entries(SETTINGS).map(([name, s]) => [s.flag as string, name as SettingName]));
@@ -390,6 +396,9 @@ export function rawFromArgs(args: readonly string[]): RawConfig {
     if (!name) throw new AtsError('ATS_ERR_CONFIG', `unknown option ${flag} (options: ${[...byFlag.keys()].join(' ')})`);
     const value = inline ?? args[++i];
     if (value === undefined) throw new AtsError('ATS_ERR_CONFIG', `option ${flag} needs a value`);
+    if (value.trim() === '' && SETTINGS[name].default !== '') {
+      throw new AtsError('ATS_ERR_CONFIG', `option ${flag} needs a value, got an empty one (leave the option out for its default, ${SETTINGS[name].default})`);
+    }
     raw[name] = value;
   }
   return raw;

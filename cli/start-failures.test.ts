@@ -3,7 +3,7 @@
  * api's port is taken), Kafka unreachable, a handler module that does not
  * load: one clear line naming what failed and exit code 1 within seconds, like
  * an unreachable database, so a supervisor sees a failed start and retries. A
- * bad setting exits 2 naming it.
+ * bad setting, or an empty value for a flag that needs one, exits 2 naming it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,8 +16,8 @@ import { it } from 'node:test';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-/** `ats start` with these settings and no MySQL/Kafka unless they set them: its exit code and stderr. */
-async function startWith(extra: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+/** `ats start ARGS...` with these settings and no MySQL/Kafka unless they set them: its exit code and stderr (killed after 30 s: null). */
+async function startWith(extra: Record<string, string>, args: readonly string[] = []): Promise<{ code: number | null; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-start-fail-'));
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'error' };
@@ -25,10 +25,11 @@ async function startWith(extra: Record<string, string>): Promise<{ code: number 
     delete env.KAFKA_BROKERS;
     delete env.NODE_TEST_CONTEXT;
     Object.assign(env, extra);
-    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'start', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c))).finally(() => clearTimeout(timer));
     return { code, stderr };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -101,6 +102,14 @@ it('exits 1 naming ATS_HANDLERS and the module when a handler module throws whil
     assert.equal(code, 1, stderr);
     assert.match(stderr, /^ats: cannot start: ATS_HANDLERS \(--handlers\): .*throws\.mjs failed to load: no DATABASE_URL for my handlers$/m);
   });
+});
+
+it('exits 2 naming the flag when one that takes a value is given an empty one (--port=), not start on the default port', { timeout: 60_000 }, async () => {
+  for (const args of [['--port='], ['--port', ''], ['--role=']]) {
+    const { code, stderr } = await startWith({}, args);
+    assert.equal(code, 2, `${JSON.stringify(args)}: ${stderr}`);
+    assert.match(stderr, new RegExp(`^ats: option ${args[0]!.replace(/=$/, '')} needs a value, got an empty one`), stderr);
+  }
 });
 
 it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {

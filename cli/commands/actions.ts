@@ -11,7 +11,7 @@ const print = (job: Job, json: boolean): number => {
 export const cancelSpec: CommandSpec = {
   usage: 'ats cancel ID [--reason TEXT] [--json]',
   details: ['A running handler is told through its AbortSignal. Exit 1 with ATS_ERR_TRANSITION_NOT_ALLOWED when the job has ended.'],
-  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  options: { reason: { type: 'string', emptyOk: true }, json: { type: 'boolean' } },
   positionals: [1, 1],
 };
 

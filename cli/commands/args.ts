@@ -1,12 +1,20 @@
 /**
  * Argument parsing for the client commands: node's own `util.parseArgs`
- * (strict: an unknown option or a missing value is an error) plus typed
- * readers that turn a bad value into a `UsageError` (exit 2 with the usage).
+ * (strict: an unknown option or a missing value is an error; so is an empty
+ * value, here) plus typed readers that turn a bad value into a `UsageError`
+ * (exit 2 with the usage).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 
-export type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+/**
+ * The options of a command, as `util.parseArgs` takes them; `emptyOk` marks a
+ * string option whose empty value means something (a free-text `--reason ''`;
+ * `--mysql-url=`, the embedded store whatever MYSQL_URL says). Any other
+ * option given an empty value (`--job=`, `--limit ''`) is a usage error: a
+ * command would read it as absent, and do something else than asked.
+ */
+export type OptionsConfig = Record<string, NonNullable<ParseArgsConfig['options']>[string] & { emptyOk?: boolean }>;
 export type Values = Record<string, string | boolean | string[] | undefined>;
 
 /** Wrong command line: the command prints its usage and exits 2. */
@@ -26,11 +34,17 @@ export interface Parsed {
 export function parse(args: readonly string[], options: OptionsConfig, [min, max]: readonly [number, number]): Parsed {
   let parsed: Parsed;
   try {
-    const r = parseArgs({ args: joinNegatives(args, options), options, strict: true, allowPositionals: true });
+    const forParseArgs = Object.fromEntries(Object.entries(options).map(([name, { emptyOk: _, ...o }]) => [name, o]));
+    const r = parseArgs({ args: joinNegatives(args, options), options: forParseArgs, strict: true, allowPositionals: true });
     parsed = { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
     // parseArgs messages are already good ("Unknown option '--x'", "Option '--limit <value>' argument missing").
     throw new UsageError((err as Error).message);
+  }
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (typeof value === 'string' && value.trim() === '' && !options[name]?.emptyOk) {
+      throw new UsageError(`--${name} needs a value, got an empty one (leave the option out if you mean none)`);
+    }
   }
   const n = parsed.positionals.length;
   if (n < min) throw new UsageError(`missing argument${min - n > 1 ? 's' : ''}`);

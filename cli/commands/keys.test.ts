@@ -171,7 +171,8 @@ describe('ats keys: wrong command lines exit 2 with a clear message and open no 
     const env = { ATS_DATA_DIR: join(dir, 'data') };
     const cases: Array<[string[], RegExp]> = [
       [['create', '--scopes', 'read', '--name', 'x', '--tenant', 'Acme'], /--tenant must be/],
-      [['create', '--scopes', 'read', '--name', 'x', '--tenant', ''], /--tenant must be/],
+      [['create', '--scopes', 'read', '--name', 'x', '--tenant', ''], /--tenant needs a value/],
+      [['ls', '--data-dir='], /--data-dir needs a value/],
       [['create', '--scopes', 'read', '--name', 'a b'], /--name must be/],
       [['create', '--scopes', 'read,root', '--name', 'x'], /--scopes: unknown scope "root"/],
       [['create', '--scopes', ',', '--name', 'x'], /--scopes: name at least one scope/],
@@ -192,6 +193,12 @@ describe('ats keys: wrong command lines exit 2 with a clear message and open no 
       assert.equal(r.stdout, '');
     }
     assert.ok(!existsSync(join(dir, 'data')), 'no store was opened');
+  });
+
+  test('--mysql-url= (empty) is the embedded store, whatever MYSQL_URL says, as for ats start', async () => {
+    const r = await keys(['ls', '--mysql-url='], { MYSQL_URL: 'mysql://root@127.0.0.1:1/ats', ATS_DATA_DIR: join(dir, 'empty-url') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsSync(join(dir, 'empty-url', 'ats.sqlite')));
   });
 
   test('a database that cannot be reached exits 1, naming it', async () => {

@@ -40,8 +40,8 @@ const STDIO: KeysIo = {
   err: (text) => void process.stderr.write(text + '\n'),
 };
 
-/** The store settings, as `ats start` takes them. */
-const STORE_OPTIONS: OptionsConfig = { 'mysql-url': { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+/** The store settings, as `ats start` takes them (`--mysql-url=`: the embedded store, whatever MYSQL_URL says). */
+const STORE_OPTIONS: OptionsConfig = { 'mysql-url': { type: 'string', emptyOk: true }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } };
 const STORE_HELP = [
   '--mysql-url URL      the MySQL/MariaDB database (default: $MYSQL_URL); without one, the embedded SQLite store:',
   '--data-dir DIR       the folder of ats.sqlite (default: $ATS_DATA_DIR or ./data), as "ats start" uses it',

@@ -76,7 +76,7 @@ export const workflowSignalSpec: CommandSpec = {
 export const workflowCancelSpec: CommandSpec = {
   usage: 'ats workflow cancel ID [--reason TEXT] [--json]',
   details: ['Ends the instance as cancelled and cancels its live children\'s jobs. Exit 1 with ATS_ERR_WORKFLOW_ENDED when it has ended.'],
-  options: { reason: { type: 'string' }, json: { type: 'boolean' } },
+  options: { reason: { type: 'string', emptyOk: true }, json: { type: 'boolean' } },
   positionals: [1, 1],
 };
 
