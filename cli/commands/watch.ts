@@ -72,33 +72,86 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
 });
 
 /**
+ * The version of each job the poll last looked at, for as many jobs as `cap`
+ * (the 100 of a look, and those seen before): beyond it, the jobs with the
+ * lowest ids (the oldest) are forgotten first, never one of the last look.
+ * Job ids grow with time, and a list is the newest jobs, so a job forgotten
+ * had left the list; one that comes back into it (newer ones deleted) has an id
+ * at most `forgottenUpTo`, and is learned again without printing its past (it
+ * was printed, or happened while the job was not in the list). A job never seen
+ * is newer than every job forgotten: its whole history is new.
+ */
+export class JobVersions {
+  private readonly versions = new Map<string, number>();
+  /** The highest id forgotten; null before any. */
+  private forgottenUpTo: string | null = null;
+
+  constructor(readonly cap = 1000) {}
+
+  get size(): number {
+    return this.versions.size;
+  }
+
+  get(id: string): number | undefined {
+    return this.versions.get(id);
+  }
+
+  /** The job was seen (by this id) and then forgotten: its history is not new. */
+  forgot(id: string): boolean {
+    return !this.versions.has(id) && this.forgottenUpTo !== null && id <= this.forgottenUpTo;
+  }
+
+  set(id: string, version: number): void {
+    this.versions.set(id, version);
+  }
+
+  /** Forgets the oldest jobs beyond `cap`, except those of the last look (`keep`). */
+  trim(keep: ReadonlySet<string>): void {
+    if (this.versions.size <= this.cap) return;
+    const old = [...this.versions.keys()].filter((id) => !keep.has(id)).sort();
+    for (const id of old.slice(0, this.versions.size - this.cap)) {
+      this.versions.delete(id);
+      if (this.forgottenUpTo === null || id > this.forgottenUpTo) this.forgottenUpTo = id;
+    }
+  }
+}
+
+/**
  * The fallback: every second, list the newest jobs (or read the one job) and
  * print the events of those whose version moved since the last look. Jobs
- * older than the 100 newest are not seen: the stream is the real way.
+ * older than the 100 newest are not seen: the stream is the real way. What
+ * it remembers of the jobs it saw is bounded (`JobVersions`).
  */
-export async function pollTransitions(client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, until: Promise<void>): Promise<never> {
-  const versions = new Map<string, number>();
+export async function pollTransitions(
+  client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, until: Promise<void>,
+  { periodMs = 1000, versions = new JobVersions() }: { periodMs?: number; versions?: JobVersions } = {},
+): Promise<never> {
   let baseline = true;
   const look = async () => {
     const jobs = filter.jobId ? [await client.get(filter.jobId)] : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
     for (const job of jobs) await printNewEvents(client, job, versions, baseline ? null : print, filter.states);
+    versions.trim(new Set(jobs.map((j) => j.id)));
     baseline = false;
   };
   await look();
-  return repeat(look, 1000, until, err);
+  return repeat(look, periodMs, until, err);
 }
 
 async function printNewEvents(
-  client: AtsClient, job: Job, versions: Map<string, number>, print: ((t: Transition) => void) | null, states?: readonly string[],
+  client: AtsClient, job: Job, versions: JobVersions, print: ((t: Transition) => void) | null, states?: readonly string[],
 ): Promise<void> {
-  const known = versions.get(job.id) ?? 0;
+  const seen = versions.get(job.id);
   const version = job.version ?? 0;
-  if (version <= known && versions.has(job.id)) return;
-  versions.set(job.id, version);
-  if (!print) return; // the first look only learns where each job stands: watching is live from now
+  if (seen !== undefined && version <= seen) return;
+  // The first look only learns where each job stands: watching is live from now. A job forgotten is learned again.
+  if (!print || versions.forgot(job.id)) return versions.set(job.id, version);
   const events = 'events' in job ? (job as { events: JobEvent[] }).events : (await client.get(job.id)).events;
+  // Up to the last event printed: the read of the history may hold events newer than the list's version.
+  let last = version;
   for (const e of events) {
-    if (e.seq <= known || (states && !states.includes(e.to))) continue;
-    print({ ...e, jobId: job.id, jobType: job.type, queue: job.queue });
+    if (e.seq <= (seen ?? 0)) continue;
+    last = Math.max(last, e.seq);
+    if (!states || states.includes(e.to)) print({ ...e, jobId: job.id, jobType: job.type, queue: job.queue });
   }
+  versions.set(job.id, last);
 }
