@@ -1,12 +1,14 @@
 /**
  * The CLI's stream client and its REST fallback against a fake server that
  * speaks the stream protocol (docs/stream.md): resume from the last cursor
- * after a drop, 404 → polling, refused → unreachable, and the count mode's
- * race (a job ending before its submit is answered).
+ * after a drop, 404 → polling, refused → unreachable, an upgrade held
+ * unanswered while the API answers → polling (`ats watch`), and the count
+ * mode's race (a job ending before its submit is answered).
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { StreamProgressMessage } from '../client/index.js';
@@ -15,6 +17,7 @@ import { followJob, repeat, SeqGate, trySubscribe, waitOut } from './commands/fo
 import { StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
+import { spawnAts } from '../tests/helpers/cli.js';
 
 const ID = '01J00000000000000000000001';
 
@@ -57,6 +60,8 @@ interface FakeOptions {
   upgradeStatus?: number;
   /** A job submitted ends at once (its `done` on the stream before the submit's answer); else it stays pending. @defaultValue true */
   endAtOnce?: boolean;
+  /** Take every upgrade request and never answer it (a proxy that holds WebSocket upgrades); the REST API still answers. */
+  holdUpgrades?: boolean;
 }
 
 const fakes: Fake[] = [];
@@ -77,7 +82,8 @@ function jobDetail(id: string, events: JobEvent[]): JobDetail {
 }
 
 /** A fake API: GET /v1/jobs/:id, POST /v1/jobs (emits `done` on the stream BEFORE answering), and the stream. */
-async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true }: FakeOptions = {}): Promise<Fake> {
+async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true, holdUpgrades = false }: FakeOptions = {}): Promise<Fake> {
+  const held = new Set<Duplex>();
   let n = 0;
   let created = 0;
   const fake = {
@@ -162,6 +168,11 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true 
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
   server.on('upgrade', (req, socket, head) => {
+    if (holdUpgrades) {
+      held.add(socket);
+      socket.on('error', () => undefined);
+      return;
+    }
     const status = fake.failUpgrades > 0 && fake.failUpgrades-- > 0 ? 503
       : upgradeStatus ?? (key !== undefined && req.headers.authorization !== `Bearer ${key}` ? 401 : undefined);
     if (status !== undefined) {
@@ -177,6 +188,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   fake.close = async () => {
+    for (const socket of held) socket.destroy();
     for (const ws of fake.sockets) ws.terminate();
     wss.close();
     server.closeAllConnections();
@@ -296,6 +308,31 @@ test('a stream that never confirms the subscribe is a server that does not answe
   fake.silent = true;
   const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined, connectTimeoutMs: 100 });
   await assert.rejects(sub.ready, (e: unknown) => e instanceof UnreachableError && e.reason === 'timed out');
+});
+
+test('ats watch, when the stream\'s upgrade is never answered (a proxy that holds it) but the API answers: polls instead, until Ctrl-C (exit 0)', { timeout: 60_000 }, async () => {
+  const fake = await fakeServer({ holdUpgrades: true });
+  const watch = spawnAts(fake.url, ['watch'], {}, 50_000);
+  let code: number | null | undefined;
+  void watch.exited.then((r) => (code = r.code));
+  try {
+    // The subscribe times out after 10 s; then the first look learns where the jobs stand, and the next ones print.
+    await until(() => fake.lists.length >= 2 || code !== undefined, 'the watch to poll', 30_000);
+    assert.equal(code, undefined, `the watch ended (exit ${code}) instead of polling:\n${watch.stderr}`);
+    const id = '01J00000000000000000000099';
+    fake.jobs.set(id, jobDetail(id, [event(id, 1, null, 'pending', 'SUBMITTED'), event(id, 2, 'pending', 'published', 'PUBLISHED', { attempt: 1 })]));
+    await until(() => watch.stdout.includes(id) || code !== undefined, 'the job\'s transitions', 10_000);
+    watch.kill('SIGINT');
+    const r = await watch.exited;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /its stream did not confirm the subscribe in time .*; polling the 100 newest jobs every second/);
+    assert.doesNotMatch(r.stderr, /cannot reach|timed out/);
+    assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.echo\\s+default\\s+\\(new\\) -> pending\\s+SUBMITTED`));
+    assert.match(r.stdout, new RegExp(`${id}\\s+demo\\.echo\\s+default\\s+pending -> published\\s+PUBLISHED`));
+    assert.equal(fake.subscribes.length, 0, 'no subscribe was ever answered');
+  } finally {
+    watch.kill('SIGKILL');
+  }
 });
 
 describe('following a job', () => {

@@ -2,17 +2,20 @@
  * `ats watch [--job ID] [--type T] [--queue Q] [--state S,...]`: one line per
  * transition, live, until Ctrl-C. Over the stream a dropped connection is
  * resumed from the last cursor (no gap, no duplicate); a server without a
- * stream is polled instead (the newest jobs only — see `pollTransitions`).
+ * stream, or whose stream does not answer the subscribe in time while its
+ * REST API answers (a proxy that holds WebSocket upgrades), is polled instead
+ * (the newest jobs only — see `pollTransitions`). A server that answers
+ * neither is unreachable (timed out, exit 1).
  * A stream that ends by itself — its key refused (revoked: a close with
  * 4401; or a reconnect answered 401 or 403) — ends the command with that
  * error (exit 1).
  */
-import { JOB_STATES, type AtsClient, type Job, type JobEvent } from '../client.js';
+import { ApiError, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
 import { repeat, trySubscribe } from './follow.js';
 import { transitionLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
-import type { CommandFilter as StreamFilter } from './stream.js';
+import type { CommandFilter as StreamFilter, Subscription } from './stream.js';
 
 export const watchSpec: CommandSpec = {
   usage: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...] [--cursor C] [--json]',
@@ -20,7 +23,8 @@ export const watchSpec: CommandSpec = {
     `--state S,...  only transitions into these states (${JOB_STATES.join(', ')})`,
     '--cursor C     replay every matching transition after this stream cursor first',
     '--json         one JSON object per transition, with its cursor',
-    'Ctrl-C stops (exit 0). Without a stream route on the server, the newest jobs are polled every second.',
+    'Ctrl-C stops (exit 0). Without a stream route on the server, or when its stream does not answer within 10 s',
+    'while its API does (a proxy that holds WebSocket upgrades), the newest jobs are polled every second.',
     'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1.',
   ],
   options: {
@@ -56,20 +60,51 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
   const { stopped, dispose } = interrupted();
   try {
-    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor: str(values, 'cursor') });
-    if (sub) {
+    const sub = await subscribeOrPoll(client, filter, print, str(values, 'cursor'));
+    if (!('poll' in sub)) {
       const ended = await Promise.race([stopped.then(() => null), sub.ended]);
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
       return 0;
     }
-    err(`ats: ${client.url} has no stream route; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
+    err(`ats: ${client.url} ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
     await Promise.race([stopped, pollTransitions(client, filter, print, stopped)]);
     return 0;
   } finally {
     dispose();
   }
 });
+
+/**
+ * The subscription, or why to poll instead: the server has no stream route,
+ * or its stream did not answer the subscribe in time (UnreachableError, timed
+ * out) while its REST API answered a request sent beside the subscribe — a
+ * proxy that holds WebSocket upgrades, say. A server that answered neither
+ * does not answer at all: the timeout is the error (exit 1), as for any other
+ * command; so is any other failure to subscribe.
+ */
+export async function subscribeOrPoll(
+  client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, cursor: string | undefined,
+): Promise<Subscription | { poll: string }> {
+  const probe = new AbortController();
+  let answered = false;
+  // Any answer will do (a 401 too: polling then fails with it); a request that did not get one fails with status 0.
+  client.health({ signal: probe.signal }).then(
+    () => (answered = true),
+    (e: unknown) => (answered ||= e instanceof ApiError && e.status > 0),
+  );
+  try {
+    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor });
+    return sub ?? { poll: 'has no stream route' };
+  } catch (e) {
+    if (answered && e instanceof UnreachableError && e.reason === 'timed out') {
+      return { poll: 'answers, but its stream did not confirm the subscribe in time (a proxy that holds WebSocket upgrades?)' };
+    }
+    throw e;
+  } finally {
+    probe.abort();
+  }
+}
 
 /**
  * The version of each job the poll last looked at, for as many jobs as `cap`

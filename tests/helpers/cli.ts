@@ -23,11 +23,20 @@ export interface CliRun {
   stderr: string;
 }
 
+/** A running `ats`: what it wrote so far, a signal to send it, and its end. */
+export interface CliProcess {
+  readonly stdout: string;
+  readonly stderr: string;
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when it exits (null: killed by a signal it did not handle). */
+  readonly exited: Promise<CliRun>;
+}
+
 /**
- * `ats ARGS...` against `url`, without this process's ATS_API_KEY, MYSQL_URL
- * or test runner context; `extraEnv` on top; killed after `killAfterMs`.
+ * `ats ARGS...` started against `url`, without this process's ATS_API_KEY,
+ * MYSQL_URL or test runner context; `extraEnv` on top; killed after `killAfterMs`.
  */
-export function runAts(url: string, args: readonly string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): Promise<CliRun> {
+export function spawnAts(url: string, args: readonly string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): CliProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url, ...extraEnv };
   delete env.ATS_API_KEY;
   delete env.NODE_TEST_CONTEXT;
@@ -38,7 +47,22 @@ export function runAts(url: string, args: readonly string[], extraEnv: Record<st
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-  return new Promise<CliRun>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))).finally(() => clearTimeout(timer));
+  const exited = new Promise<CliRun>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))).finally(() => clearTimeout(timer));
+  return {
+    get stdout() {
+      return stdout;
+    },
+    get stderr() {
+      return stderr;
+    },
+    kill: (signal) => void child.kill(signal),
+    exited,
+  };
+}
+
+/** `ats ARGS...` run to its end (see `spawnAts`). */
+export function runAts(url: string, args: readonly string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): Promise<CliRun> {
+  return spawnAts(url, args, extraEnv, killAfterMs).exited;
 }
 
 /** A scheduler serving `registry` on a fresh data folder (`env`: settings on top), its URL and a client; `stop()` removes the folder. */
