@@ -754,6 +754,7 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
   function scripted(answers: { failure?: (message: string) => FailureAdvice | null; lease?: LeaseAdvice | null }) {
     const asked: Array<{ message: string; attempt: number; attemptBase: number }> = [];
     const leasesAsked: string[] = [];
+    const claims: Array<{ pair: string; lease: LeaseAdvice | null }> = [];
     const advisor: NonNullable<WorkerDeps['advisor']> = {
       adviseFailure: (job, error, attempt) => {
         asked.push({ message: error.message, attempt, attemptBase: job.snapshot.context.attemptBase });
@@ -763,8 +764,11 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
         leasesAsked.push(`${type}/${queue}`);
         return answers.lease ?? null;
       },
+      claimed: (type, queue, lease) => {
+        claims.push({ pair: `${type}/${queue}`, lease });
+      },
     };
-    return { advisor, asked, leasesAsked };
+    return { advisor, asked, leasesAsked, claims };
   }
 
   it('a hopeless failure is recorded as not retryable, decided by the advisor, with its reason: the job goes dead with attempts left', async () => {
@@ -856,6 +860,7 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
         const started = events.find((e) => e.type === 'STARTED')!;
         assertLease(started, 30_000, 'the static lease');
       }
+      assert.deepEqual(a.claims, bad.map(() => ({ pair: 'test.fails/default', lease: null })), 'each claim told to the advisor as made with the static lease');
     } finally {
       await h.stop();
     }
@@ -902,6 +907,7 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
       // A heartbeat at the advisor's 50 ms period extends the lease (the static period is 10 s).
       await waitFor(h.store, r.job.id, (j) => (j.snapshot.context.leaseUntil ?? 0) > (running.snapshot.context.leaseUntil ?? 0), 'a heartbeat', 2_000);
       assert.deepEqual(a.leasesAsked, ['test.slow/q1']);
+      assert.deepEqual(a.claims, [{ pair: 'test.slow/q1', lease: { leaseMs: 2_000, heartbeatMs: 50, p99Ms: 500, samples: 400 } }], 'the claim told to the advisor with its lease');
       release();
       await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
     } finally {

@@ -53,6 +53,7 @@
  */
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
+import { usableLease, type LeaseAdvice } from './advisor/types.js';
 import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
@@ -684,7 +685,8 @@ export class Worker {
       }
       this.counters.claimed++;
       const m = messages[k]!;
-      this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue));
+      // The lease this claim took: the advisor's, or null for the static one (its own was not usable).
+      this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, leases[k]!.advised));
       this.launch(r.job, m.attempt, now, leases[k]!, records?.[k]);
     });
   }
@@ -823,12 +825,16 @@ export class Worker {
     }
   }
 
-  /** The lease and heartbeat period to claim this dispatch with: the advisor's when it gives a sane one. */
-  private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number } {
+  /**
+   * The lease and heartbeat period to claim this dispatch with: the advisor's
+   * when it gives one the worker can use (`advised`), else the static ones
+   * (`advised` null).
+   */
+  private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number; advised: LeaseAdvice | null } {
     const lease = this.ask(() => this.deps.advisor?.leaseFor(m.type, m.queue));
-    const sane = lease && Number.isSafeInteger(lease.leaseMs) && Number.isSafeInteger(lease.heartbeatMs)
-      && lease.heartbeatMs >= 1 && lease.heartbeatMs < lease.leaseMs;
-    return sane ? lease : this.opts;
+    return lease && usableLease(lease)
+      ? { leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, advised: lease }
+      : { leaseMs: this.opts.leaseMs, heartbeatMs: this.opts.heartbeatMs, advised: null };
   }
 
   private launch(job: JobRecord, attempt: number, now: number, lease: { leaseMs: number; heartbeatMs: number }, record?: LogRecord): void {

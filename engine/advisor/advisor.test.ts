@@ -63,11 +63,11 @@ async function hopelessJob(w: World, message: string): Promise<void> {
   assert.equal(job.snapshot.value, 'dead');
 }
 
-function advisor(store: JobStore, clock: ManualClock, mode: AdvisorMode, extra: { historyEvents?: number } = {}) {
+function advisor(store: JobStore, clock: ManualClock, mode: AdvisorMode, extra: { historyEvents?: number; model?: Partial<ModelOptions> } = {}) {
   const decisions: Array<[DecisionKind, boolean]> = [];
   const a = new Advisor(
     { store, clock, logger: silentLogger, onDecision: (kind, applied) => decisions.push([kind, applied]) },
-    { mode, pollMs: 1000, historyEvents: extra.historyEvents ?? 100_000, model: SMALL },
+    { mode, pollMs: 1000, historyEvents: extra.historyEvents ?? 100_000, model: { ...SMALL, ...extra.model } },
   );
   return { a, decisions };
 }
@@ -159,8 +159,36 @@ describe('advisor service', () => {
     await advise.a.catchUp();
     assert.equal(advise.a.leaseFor('report.build', 'reports'), null, 'advise keeps the static lease');
     assert.deepEqual(advise.decisions, [], 'asking is no decision: a claim is');
-    advise.a.claimed('report.build', 'reports');
-    assert.deepEqual(advise.decisions, [['lease', false]]);
+    advise.a.claimed('report.build', 'reports', null);
+    assert.deepEqual(advise.decisions, [['lease', false]], 'advise: the learned lease would have been used');
+    await w.store.close();
+  });
+
+  it('enforce counts a lease decision for a claim made with its lease, none for one made with the static lease', async () => {
+    const w = await world();
+    for (let i = 0; i < 12; i++) {
+      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
+      assert.ok(s.ok);
+      await attempt(w, s.job, 1, 2_000, null);
+    }
+    const { a, decisions } = advisor(w.store, w.clock, 'enforce');
+    await a.init();
+    await a.catchUp();
+    const lease = a.leaseFor('report.build', 'reports');
+    assert.ok(lease);
+    a.claimed('report.build', 'reports', lease);
+    assert.deepEqual(decisions, [['lease', true]]);
+    a.claimed('report.build', 'reports', null);
+    assert.deepEqual(decisions, [['lease', true]], 'a claim made with the static lease (the worker could not use the advisor\'s) is no decision');
+
+    // advise: a learned lease the worker could not use (a heartbeat of 0 ms) would not have been used either.
+    const unusable = advisor(w.store, w.clock, 'advise', { model: { staticHeartbeatMs: 0 } });
+    await unusable.a.init();
+    await unusable.a.catchUp();
+    const learned = (await unusable.a.insights()).types.find((t) => t.type === 'report.build')?.lease;
+    assert.equal(learned?.heartbeatMs, 0, JSON.stringify(learned));
+    unusable.a.claimed('report.build', 'reports', null);
+    assert.deepEqual(unusable.decisions, []);
     await w.store.close();
   });
 });

@@ -17,7 +17,7 @@ import { TailReader, type TailOptions } from '../event-tail.js';
 import { isTerminal } from '../../machines/lifecycle.js';
 import type { Clock, JobRecord, JobStore, Logger } from '../ports.js';
 import { AdvisorModel, DEFAULT_MODEL_OPTIONS, pairKey } from './model.js';
-import type { AdvisorMode, Anomaly, Eta, FailureAdvice, Insights, LeaseAdvice, ModelOptions } from './types.js';
+import { usableLease, type AdvisorMode, type Anomaly, type Eta, type FailureAdvice, type Insights, type LeaseAdvice, type ModelOptions } from './types.js';
 
 export interface AdvisorOptions {
   mode: AdvisorMode;
@@ -154,14 +154,22 @@ export class Advisor {
   }
 
   /**
-   * Tells the advisor a claim of this type and queue was made: counted as a
-   * lease decision (`onDecision`) when the learned lease is shorter than the
-   * static one (applied in `enforce`, only advised in `advise`). Called for
-   * claims made, not for each `leaseFor`: a claim a limit holds back is tried
-   * again and again.
+   * Tells the advisor a claim of this type and queue was made, with `lease`:
+   * the advisor's lease the claim took (what `leaseFor` answered, when the
+   * worker could use it), or null when it took the static one. Counted as a
+   * lease decision (`onDecision`): in `enforce`, applied, when the claim took
+   * the advisor's lease; in `advise` (the claim always takes the static one),
+   * not applied, when the learned lease is shorter than the static one and
+   * the worker could have used it. Called for claims made, not for each
+   * `leaseFor`: a claim a limit holds back is tried again and again.
    */
-  claimed(type: string, queue: string): void {
-    if (this.opts.mode !== 'off' && this.learnedLease(type, queue)) this.deps.onDecision?.('lease', this.opts.mode === 'enforce');
+  claimed(type: string, queue: string, lease: LeaseAdvice | null): void {
+    if (this.opts.mode === 'enforce') {
+      if (lease) this.deps.onDecision?.('lease', true);
+    } else if (this.opts.mode === 'advise') {
+      const learned = this.learnedLease(type, queue);
+      if (learned && usableLease(learned)) this.deps.onDecision?.('lease', false);
+    }
   }
 
   /** The learned lease of the pair when shorter than the static one, else null. */

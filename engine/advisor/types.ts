@@ -48,6 +48,15 @@ export interface LeaseAdvice {
   samples: number;
 }
 
+/**
+ * A lease the worker can claim with: whole milliseconds, and a heartbeat of
+ * at least 1 ms that comes before the lease ends. The worker claims with the
+ * static lease instead of one that is not (engine/worker.ts).
+ */
+export function usableLease(lease: Pick<LeaseAdvice, 'leaseMs' | 'heartbeatMs'>): boolean {
+  return Number.isSafeInteger(lease.leaseMs) && Number.isSafeInteger(lease.heartbeatMs) && lease.heartbeatMs >= 1 && lease.heartbeatMs < lease.leaseMs;
+}
+
 /** What the ETA of one live job is computed from. */
 export interface EtaQuery {
   type: string;
