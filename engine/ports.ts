@@ -315,6 +315,14 @@ export interface LimitClaim {
   attempt: number;
 }
 
+/** What `countWaitingAhead` counted. */
+export interface WaitingAhead {
+  /** The jobs ahead found among those read. */
+  ahead: number;
+  /** Every waiting job that could be ahead was read: `ahead` is exact. Otherwise a read stopped at its bound: at least `ahead`. */
+  complete: boolean;
+}
+
 export interface JobStore {
   /**
    * Apply pending migrations; safe when several processes start at once (one
@@ -362,11 +370,12 @@ export interface JobStore {
    * Jobs of `queue` waiting to start ahead of job `id` of `priority` (pending
    * or published and due by `now`: a job scheduled for later is not ahead;
    * and of a higher priority band, or of its band and created before it, as
-   * workers start them: engine/lanes.ts), counting at most `limit` (the
-   * advisor's ETA). Its cost is bounded by the jobs waiting, never by the
-   * history kept.
+   * workers start them: engine/lanes.ts), for the advisor's ETA. Counted
+   * among at most `maxRead` waiting jobs (of every queue) per read, and two
+   * reads at most (the bands above, its own band before it): its cost is
+   * bounded by `maxRead`, never by the jobs waiting nor the history kept.
    */
-  countWaitingAhead(queue: string, id: string, priority: number, limit: number, now: number): Promise<number>;
+  countWaitingAhead(queue: string, id: string, priority: number, maxRead: number, now: number): Promise<WaitingAhead>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**

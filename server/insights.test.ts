@@ -39,6 +39,9 @@ for (const [name, start, skip] of backends) {
     after(async () => {
       await t?.close();
     });
+    /** The app's jobs waiting (pending or published), of every queue. */
+    const waitingJobs = async () =>
+      (await t.store.listJobs({ state: 'pending', limit: 1000 })).length + (await t.store.listJobs({ state: 'published', limit: 1000 })).length;
 
     test('GET /v1/insights and the ETA of a waiting job', async () => {
       for (let i = 0; i < 6; i++) {
@@ -64,9 +67,10 @@ for (const [name, start, skip] of backends) {
 
       const last = await t.app.inject({ method: 'GET', url: `/v1/jobs/${waiting[2]!.id}` });
       assert.equal(last.statusCode, 200);
-      const eta = (last.json() as { eta: { start: string; finish: string; basis: { ahead: number } } | null }).eta;
+      const eta = (last.json() as { eta: { start: string; finish: string; basis: { ahead: number }; lowerBound?: boolean } | null }).eta;
       assert.ok(eta, 'a waiting job of a type with history has an ETA');
       assert.equal(eta.basis.ahead, 2, 'two jobs of its queue wait ahead of it; the other queue\'s job does not count');
+      assert.equal(eta.lowerBound, false, 'every job ahead was counted');
       assert.ok(Date.parse(eta.finish) >= Date.parse(eta.start));
 
       const doneId = (await t.store.listJobs({ state: 'done', limit: 1 }))[0]!.id;
@@ -97,14 +101,29 @@ for (const [name, start, skip] of backends) {
       assert.deepEqual(reads, types.map(() => 'getJob'), 'one read by primary key per pair');
     });
 
-    test('the store counts at most `limit` waiting jobs ahead', async () => {
+    test('the store counts the waiting jobs ahead among at most `maxRead` it reads, and says whether it read them all', async () => {
       const now = t.clock.now();
+      const earlier = await waitingJobs(); // left waiting by the tests before: all created before these
       const last = (await t.transitions.submit(spec('q-limit'))).job;
       for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-limit'));
       const newest = (await t.transitions.submit(spec('q-limit'))).job;
-      assert.equal(await t.store.countWaitingAhead('q-limit', last.id, 0, 100, now), 0);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 0, 100, now), 4);
-      assert.equal(await t.store.countWaitingAhead('q-limit', newest.id, 0, 2, now), 2);
+      const all = earlier + 5;
+      assert.deepEqual(await t.store.countWaitingAhead('q-limit', last.id, 0, all + 1, now), { ahead: 0, complete: true });
+      assert.deepEqual(await t.store.countWaitingAhead('q-limit', newest.id, 0, all + 1, now), { ahead: 4, complete: true });
+      assert.deepEqual(await t.store.countWaitingAhead('q-limit', newest.id, 0, earlier + 2, now), { ahead: 2, complete: false });
+    });
+
+    test('the jobs of other queues waiting ahead count against `maxRead`: the count stops there, not at `maxRead` of its queue\'s', async () => {
+      const now = t.clock.now();
+      for (let i = 0; i < 8; i++) await t.transitions.submit(spec('q-busy'));
+      for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-quiet'));
+      const job = (await t.transitions.submit(spec('q-quiet'))).job;
+      // Every waiting job of the app: the 8 of q-busy, the 4 of q-quiet, and those the tests before left waiting.
+      const waiting = await waitingJobs();
+      assert.deepEqual(await t.store.countWaitingAhead('q-quiet', job.id, 0, waiting + 1, now), { ahead: 3, complete: true });
+      const read = await t.store.countWaitingAhead('q-quiet', job.id, 0, waiting - 4, now);
+      assert.equal(read.complete, false, 'not every waiting job before it was read');
+      assert.ok(read.ahead < 3, `a lower bound: ${read.ahead}`);
     });
 
     test('jobs of a higher priority band are ahead whenever they came, those of a lower one never', async () => {
@@ -117,13 +136,11 @@ for (const [name, start, skip] of backends) {
       const normal = await submit(0);
       const high = await submit(7);
       const low = await submit(-1);
-      const ahead = (j: { id: string; priority: number }, limit = 100) => t.store.countWaitingAhead('q-prio', j.id, j.priority, limit, now);
+      const ahead = async (j: { id: string; priority: number }, maxRead = 100) => (await t.store.countWaitingAhead('q-prio', j.id, j.priority, maxRead, now)).ahead;
       assert.equal(await ahead(high), 1, 'the high one before it; not the normal and low ones before it');
       assert.equal(await ahead(normal), 4, 'both high ones (one came after it) and the normal ones before it');
       assert.equal(await ahead(l1!), 5, 'every job of a higher band');
       assert.equal(await ahead(low), 8);
-      assert.equal(await ahead(low, 3), 3);
-      assert.equal(await ahead(low, 6), 6);
     });
 
     test('a job scheduled for later is not ahead of one due now, until it is due', async () => {
@@ -131,8 +148,8 @@ for (const [name, start, skip] of backends) {
       const day = 86_400_000;
       for (let i = 0; i < 5; i++) await t.transitions.submit({ ...spec('q-later'), runAt: now + day });
       const due = (await t.transitions.submit(spec('q-later'))).job;
-      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 0, 100, now), 0);
-      assert.equal(await t.store.countWaitingAhead('q-later', due.id, 0, 100, now + day), 5);
+      assert.equal((await t.store.countWaitingAhead('q-later', due.id, 0, 100, now)).ahead, 0);
+      assert.equal((await t.store.countWaitingAhead('q-later', due.id, 0, 100, now + day)).ahead, 5);
     });
   });
 }
@@ -200,6 +217,34 @@ describe('an app whose advisor cannot read the ETA', () => {
     assert.equal(res.statusCode, 200);
     assert.equal(res.json().eta, null);
     assert.equal(res.json().id, s.job.id);
+  });
+});
+
+describe('an app whose advisor answers an ETA that is a lower bound', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp({
+      advisor: {
+        eta: async () => ({
+          start: 2_000_000, finish: 2_001_000, lowerBound: true,
+          basis: { startsPerSecond: 2, medianRunMs: 1000, ahead: 1000, startLatencyMs: null },
+        }),
+        insights: async () => ({ mode: 'advise', events: 0, types: [] }),
+      },
+    });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('GET /v1/jobs/:id carries lowerBound with the ETA', async () => {
+    const s = await t.transitions.submit(spec('q'));
+    const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${s.job.id}` });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json().eta, {
+      start: new Date(2_000_000).toISOString(), finish: new Date(2_001_000).toISOString(), lowerBound: true,
+      basis: { startsPerSecond: 2, medianRunMs: 1000, ahead: 1000, startLatencyMs: null },
+    });
   });
 });
 

@@ -43,8 +43,8 @@ export function toEventView(e: JobEventRecord): EventView {
 }
 
 /** The advisor's ETA as the API shows it (ISO times). */
-export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis'] } {
-  return { start: iso(eta.start), finish: iso(eta.finish), basis: eta.basis };
+export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis']; lowerBound: boolean } {
+  return { start: iso(eta.start), finish: iso(eta.finish), basis: eta.basis, lowerBound: eta.lowerBound };
 }
 
 /** The job's latest progress as the API shows it (ISO time). */

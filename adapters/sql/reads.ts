@@ -2,7 +2,7 @@
  * The read side of the JobStore port, written once over a "run this SELECT"
  * function: plain reads, no locks, shared by both stores.
  */
-import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore } from '../../engine/ports.js';
+import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore, WaitingAhead } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
 import { statsOf } from '../../engine/job-counts.js';
 import { bandOf } from '../../engine/lanes.js';
@@ -27,7 +27,6 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
   const waitingAhead = new Map([...BAND_PRIORITIES].map(([band, p]) => [band, {
     same: countWaitingAhead(d, p.same, true), above: p.above === null ? null : countWaitingAhead(d, p.above, false),
   }]));
-  const count = async (sql: string, params: unknown[]) => toNum((await query(sql, params))[0]?.n ?? 0);
   const one = async (sql: string, params: unknown[]): Promise<JobRecord | null> => {
     const [row] = await query(sql, params);
     return row ? rowToJob(row) : null;
@@ -44,10 +43,15 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
     lastIssuedEventId: async () => toNum((await query(d.lastIssuedId('job_events'), []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, priority, limit, now) => {
+    countWaitingAhead: async (queue, id, priority, maxRead, now) => {
       const sql = waitingAhead.get(bandOf(priority))!;
-      const above = sql.above === null ? 0 : await count(sql.above, [queue, now, limit]);
-      return above >= limit ? above : above + await count(sql.same, [id, queue, now, limit - above]);
+      const read = async (statement: string, params: unknown[]): Promise<WaitingAhead> => {
+        const [row] = await query(statement, [...params, maxRead]);
+        return { ahead: toNum(row?.n ?? 0), complete: toNum(row?.n_read ?? 0) < maxRead };
+      };
+      const above = sql.above === null ? { ahead: 0, complete: true } : await read(sql.above, [queue, now]);
+      const same = await read(sql.same, [queue, now, id]);
+      return { ahead: above.ahead + same.ahead, complete: above.complete && same.complete };
     },
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(d, filter);

@@ -82,9 +82,9 @@ export interface SimOptions {
   drainMs?: number;
   /**
    * ETA at submit for every this-many-th job (by index). Each answer costs a
-   * count of the jobs waiting ahead, which on SQLite scans the queue's
-   * history (see bench/ADVISOR.md): asking it of every job would dominate
-   * the run. @defaultValue 10
+   * count of the jobs waiting ahead (up to two reads of AHEAD_READ_LIMIT
+   * waiting jobs, engine/advisor/advisor.ts): asking it of every job would
+   * slow the run. @defaultValue 10
    */
   etaSubmitEvery?: number;
   /** ETA samples of live jobs: every this many ms, up to `etaLivePerState` jobs of each live state. @defaultValue 60 s, 5 */

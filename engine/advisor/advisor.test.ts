@@ -11,7 +11,7 @@ import { silentLogger } from '../logger.js';
 import type { JobRecord, JobSpec, JobStore, StreamEventRecord } from '../ports.js';
 import { mathRandom, ulidIds } from '../system.js';
 import { TransitionService } from '../transitions.js';
-import { Advisor, type DecisionKind } from './advisor.js';
+import { Advisor, AHEAD_READ_LIMIT, type DecisionKind } from './advisor.js';
 import type { AdvisorMode, ModelOptions } from './types.js';
 
 const spec = (type: string, extra: Partial<JobSpec> = {}): JobSpec => ({
@@ -144,6 +144,7 @@ describe('advisor service', () => {
     const eta = await a.eta(waiting[3]!);
     assert.ok(eta, 'an ETA once the type has run times');
     assert.equal(eta.basis.ahead, 3, 'three jobs of its queue wait ahead of it (not the other queue\'s)');
+    assert.equal(eta.lowerBound, false, 'every job ahead counted');
     assert.ok(Math.abs(eta.basis.medianRunMs - 2_000) < 100, `median run time ${eta.basis.medianRunMs}`);
     assert.ok(eta.finish >= eta.start + 1_900);
     assert.equal(await a.eta((await w.store.getJob((await w.store.listJobs({ state: 'done', limit: 1 }))[0]!.id))!), null, 'none for a finished job');
@@ -161,6 +162,41 @@ describe('advisor service', () => {
     assert.deepEqual(advise.decisions, [], 'asking is no decision: a claim is');
     advise.a.claimed('report.build', 'reports', null);
     assert.deepEqual(advise.decisions, [['lease', false]], 'advise: the learned lease would have been used');
+    await w.store.close();
+  });
+
+  it('an ETA reads at most AHEAD_READ_LIMIT waiting jobs a read: past them, it is a lower bound', async () => {
+    const w = await world();
+    for (let i = 0; i < 12; i++) {
+      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
+      assert.ok(s.ok);
+      await w.clock.advance(500);
+      await attempt(w, s.job, 1, 2_000, null);
+    }
+    // More waiting jobs than one read takes: most of another queue's, then the job's own queue's.
+    for (let i = 0; i < AHEAD_READ_LIMIT; i++) assert.ok((await w.transitions.submit(spec('report.build', { queue: 'busy' }))).ok);
+    for (let i = 0; i < 20; i++) assert.ok((await w.transitions.submit(spec('report.build', { queue: 'reports' }))).ok);
+    const job = (await w.transitions.submit(spec('report.build', { queue: 'reports' }))).job;
+
+    const maxReads: number[] = [];
+    const store = new Proxy(w.store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'countWaitingAhead' || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          maxReads.push(args[3] as number);
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const a = new Advisor({ store, clock: w.clock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: SMALL });
+    await a.init();
+    await a.catchUp();
+    const eta = await a.eta(job);
+    assert.ok(eta);
+    assert.deepEqual(maxReads, [AHEAD_READ_LIMIT]);
+    assert.equal(eta.lowerBound, true, 'not every job ahead was read');
+    assert.ok(eta.basis.ahead < 20, `at least ${eta.basis.ahead} ahead: those found among the jobs read`);
     await w.store.close();
   });
 
@@ -273,7 +309,7 @@ describe('advisor service: anomalies', () => {
       visible: 0,
       readEventsAfter: async (afterId: number, limit: number) => all.slice(0, s.visible).filter((e) => e.id > afterId).slice(0, limit),
       lastEventId: async () => all[s.visible - 1]?.id ?? 0,
-      countWaitingAhead: async () => 0,
+      countWaitingAhead: async () => ({ ahead: 0, complete: true }),
       getJob: async () => null,
     };
     return s;

@@ -537,6 +537,16 @@ describe('AdvisorModel: ETA', () => {
     assert.deepEqual([later.start, later.finish], [now + 60_010, now + 60_110]);
   });
 
+  it('a count of the jobs ahead that stopped at its bound makes the ETA a lower bound, from the jobs counted', () => {
+    const { model, now } = busy();
+    const counted = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now - 1000, now })!;
+    const atLeast = model.eta({ ...base, state: 'pending', ahead: 10, aheadAtLeast: true, runAt: now - 1000, now })!;
+    assert.equal(counted.lowerBound, false);
+    assert.equal(atLeast.lowerBound, true);
+    assert.deepEqual([atLeast.start, atLeast.finish, atLeast.basis.ahead], [counted.start, counted.finish, 10]);
+    assert.equal(model.eta({ ...base, state: 'running', startedAt: now - 30, now })!.lowerBound, false);
+  });
+
   it('a job due after the jobs ahead of it can have started starts at its due time, not that long after it', () => {
     const { model, now } = busy(); // 2 starts a second: 10 jobs ahead start within 5 s
     const later = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now + 60_000, now })!;

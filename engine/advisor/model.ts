@@ -349,7 +349,7 @@ export class AdvisorModel {
     if (q.state === 'running') {
       const start = q.startedAt ?? q.now;
       // The median of the run times longer than what this attempt has run already.
-      return { start, finish: Math.max(q.now, Math.round(start + pair.runTimes.medianBeyond(q.now - start))), basis };
+      return { start, finish: Math.max(q.now, Math.round(start + pair.runTimes.medianBeyond(q.now - start))), basis, lowerBound: false };
     }
     if (!WAITING.has(q.state)) return null;
     // After the jobs ahead of it have started (at the queue's rate from now), and not before it is due.
@@ -361,7 +361,8 @@ export class AdvisorModel {
     // No sooner than the queue's usual wait from due to start (dispatch, a worker taking it): with
     // nothing ahead, that wait is most of a short job's time to finish.
     if (startLatencyMs !== null) start = Math.max(start, Math.round(q.runAt + startLatencyMs));
-    return { start, finish: Math.round(start + medianRunMs), basis };
+    // Jobs ahead not all counted: a start after those counted is the earliest.
+    return { start, finish: Math.round(start + medianRunMs), basis, lowerBound: q.aheadAtLeast === true };
   }
 
   /** Anomalies detected since the last call (each reported once). */

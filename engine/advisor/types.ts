@@ -68,6 +68,8 @@ export interface EtaQuery {
   runAt: number;
   /** Live jobs of its queue ahead of it (waiting to start before it). */
   ahead: number;
+  /** `ahead` is a lower bound: the count stopped at its bound (more may wait ahead). @defaultValue false */
+  aheadAtLeast?: boolean;
   now: number;
 }
 
@@ -82,6 +84,12 @@ export interface Eta {
    * due time to its first start lately (null before enough starts).
    */
   basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null };
+  /**
+   * The jobs ahead were not all counted (the count stops at a bound: the
+   * advisor's AHEAD_READ_LIMIT): at least `basis.ahead` wait ahead, and
+   * `start` and `finish` are the earliest the job can start and finish.
+   */
+  lowerBound: boolean;
 }
 
 export type AnomalyMetric = 'failure-rate' | 'duration';
