@@ -73,6 +73,14 @@ describe('etaShown', () => {
     assert.equal(shown.basis, '1 job ahead in the queue · no start in the queue lately · median run 850 ms');
   });
 
+  test('an ETA that is a lower bound (not every job ahead counted) shows the earliest start and finish, and at least the jobs counted', () => {
+    const shown = etaShown({ ...eta(NOW + 500_000, NOW + 501_000, { ahead: 1000 }), lowerBound: true }, 'pending', NOW)!;
+    assert.equal(shown.start.label, 'earliest start');
+    assert.equal(shown.finish.label, 'earliest finish');
+    assert.equal(shown.basis, 'at least 1000 jobs ahead in the queue · the queue starting 2 starts/s · median run 850 ms');
+    assert.equal(etaShown({ ...eta(NOW + 12_000, NOW + 13_000), lowerBound: false }, 'pending', NOW)!.start.label, 'predicted start');
+  });
+
   test('no ETA (finished job, advisor off, no history): nothing to show', () => {
     assert.equal(etaShown(null, 'done', NOW), null);
     assert.equal(etaShown(undefined, 'pending', NOW), null);

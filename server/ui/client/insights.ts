@@ -85,10 +85,14 @@ export interface EtaShown {
   basis: string;
 }
 
-/** The words for what an ETA rests on: jobs ahead, the queue's start rate and usual wait to start, the type's median run time. */
-export function basisText(basis: Eta['basis']): string {
+/**
+ * The words for what an ETA rests on: jobs ahead (`atLeast`: at least that
+ * many, the count stopped early), the queue's start rate and usual wait to
+ * start, the type's median run time.
+ */
+export function basisText(basis: Eta['basis'], atLeast = false): string {
   return [
-    `${plural(basis.ahead, 'job')} ahead in the queue`,
+    `${atLeast ? 'at least ' : ''}${plural(basis.ahead, 'job')} ahead in the queue`,
     basis.startsPerSecond === null ? 'no start in the queue lately' : `the queue starting ${rateText(basis.startsPerSecond)}`,
     ...(basis.startLatencyMs === null ? [] : [`usually started ${duration(basis.startLatencyMs)} after due`]),
     `median run ${duration(basis.medianRunMs)}`,
@@ -98,24 +102,27 @@ export function basisText(basis: Eta['basis']): string {
 /**
  * An ETA as the inspector shows it, or null when there is none (a finished
  * job, the advisor off, a type without history). A running job's start is
- * when its attempt started; a finish already past is overdue.
+ * when its attempt started; a finish already past is overdue. An ETA that is
+ * a lower bound (`lowerBound`: not every job ahead was counted) shows the
+ * earliest start and finish.
  */
 export function etaShown(eta: Eta | null | undefined, state: string, now: number): EtaShown | null {
   if (!eta) return null;
   const start = Date.parse(eta.start);
   const finish = Date.parse(eta.finish);
   const running = state === 'running';
+  const atLeast = eta.lowerBound === true;
   return {
     start: {
-      key: 'start', label: running ? 'started' : 'predicted start', at: start, iso: eta.start,
+      key: 'start', label: running ? 'started' : atLeast ? 'earliest start' : 'predicted start', at: start, iso: eta.start,
       // A waiting job predicted to have started already: the next start may be its.
       text: !running && start <= now ? 'any moment' : relative(start, now),
     },
     finish: {
-      key: 'finish', label: 'predicted finish', at: finish, iso: eta.finish,
+      key: 'finish', label: atLeast ? 'earliest finish' : 'predicted finish', at: finish, iso: eta.finish,
       text: finish < now - 1000 ? `${relative(finish, now)} (overdue)` : relative(finish, now),
     },
-    basis: basisText(eta.basis),
+    basis: basisText(eta.basis, atLeast),
   };
 }
 
