@@ -97,12 +97,16 @@ export function jobDetail(job: JobDetail): string {
   return [...head, '', 'events', ...events.map((l) => `  ${l}`)].join('\n');
 }
 
-/** `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`. */
+/**
+ * `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`; an ETA whose
+ * count of the jobs ahead stopped at its bound (`lowerBound`) says `earliest` and `at least`.
+ */
 function etaText(eta: NonNullable<JobDetail['eta']>): string {
   const { ahead, startsPerSecond, medianRunMs, startLatencyMs } = eta.basis;
   const rate = startsPerSecond === null ? 'no recent starts' : `${startsPerSecond.toFixed(1)} starts/s`;
   const wait = startLatencyMs === null || startLatencyMs === undefined ? '' : `, started ${Math.round(startLatencyMs)} ms after due`;
-  return `start ${eta.start}, finish ${eta.finish} (${ahead} ahead, ${rate}${wait}, median run ${Math.round(medianRunMs)} ms)`;
+  const [earliest, atLeast] = eta.lowerBound ? ['earliest ', 'at least '] : ['', ''];
+  return `${earliest}start ${eta.start}, finish ${eta.finish} (${atLeast}${ahead} ahead, ${rate}${wait}, median run ${Math.round(medianRunMs)} ms)`;
 }
 
 /** What the advisor learned, as `ats insights` prints it: a table per type and queue, then what it changes. */
