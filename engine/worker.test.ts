@@ -18,6 +18,7 @@ import {
 import { PROGRESS_INTERVAL_MS } from './progress.js';
 import { Relay } from './relay.js';
 import { mathRandom, systemClock, ulidIds } from './system.js';
+import { Timers } from './timers.js';
 import { TransitionService } from './transitions.js';
 import { writeMachineVersion } from '../tests/helpers/stores.js';
 import { Waker } from './wake.js';
@@ -43,6 +44,12 @@ async function harness(
   registry: HandlerRegistry,
   opts: {
     clock?: Clock; logger?: Logger; workerTransitions?: (t: TransitionService) => TransitionService; leaseMs?: number;
+    /** The worker's clock, when not the store's and the transitions' (`clock`). */
+    workerClock?: Clock;
+    /** @defaultValue 10000 */
+    heartbeatMs?: number;
+    /** Run the timers too (every 20 ms): leases expire, retries come due. */
+    timers?: boolean;
     advisor?: WorkerDeps['advisor'];
     /** The queues served. @defaultValue ['default'] (a worker serving every queue would also sleep between looks for new lanes) */
     queues?: string[];
@@ -62,20 +69,23 @@ async function harness(
   const relay = new Relay({ store, log, transitions, clock, logger: silentLogger, waker }, { batchSize: 100, pollMs: 20, errorBackoffMs: 50, publishedDelayMs: 0 });
   const worker = new Worker(
     {
-      log: opts.workerLog?.(log) ?? log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock, logger: opts.logger ?? silentLogger, registry,
+      log: opts.workerLog?.(log) ?? log, transitions: opts.workerTransitions?.(transitions) ?? transitions, clock: opts.workerClock ?? clock, logger: opts.logger ?? silentLogger, registry,
       ...(opts.advisor ? { advisor: opts.advisor } : {}), ...(opts.progress ? { progress: store } : {}),
     },
     {
-      workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: 10_000, shutdownGraceMs: 200,
+      workerId: 'w1', groupId: 'ats-workers', concurrency: 4, leaseMs: opts.leaseMs ?? 30_000, heartbeatMs: opts.heartbeatMs ?? 10_000, shutdownGraceMs: 200,
       queues: opts.queues ?? ['default'],
     },
   );
+  const timers = opts.timers ? new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 20, batchSize: 100, publishedTimeoutMs: 60_000 }) : null;
   relay.start();
+  timers?.start();
   await worker.start();
   return {
     store, log, transitions, worker,
     async stop() {
       await worker.stop();
+      await timers?.stop();
       await relay.stop();
       await log.close();
       await store.close();
@@ -1053,34 +1063,103 @@ describe('worker: what an outcome can hold', () => {
 });
 
 describe('worker: a heartbeat after the lease ended', () => {
-  it('is refused, and the attempt is abandoned as lease-lost (nothing recorded)', async () => {
-    // Heartbeats every 20 ms here; the job's 60 s timeout never comes.
-    const clock = recordingClock();
-    holdLongSleeps(clock);
-    const seen: { reason?: string } = {};
+  /** Runs a job whose handler moves `ahead` 40 s on (past its 30 s lease) and waits for its signal; what the abort said, and the job after. */
+  async function pastTheLease(clocks: { db: ReturnType<typeof recordingClock>; worker: ReturnType<typeof recordingClock> }, ahead: Array<{ ahead: number }>) {
+    for (const c of [clocks.db, clocks.worker]) holdLongSleeps(c);
+    const seen: { reason?: string; kind?: string } = {};
     const registry = new HandlerRegistry().register('test.slow', async (_p, ctx) => {
-      clock.ahead = 40_000; // the worker was stopped for longer than its 30 s lease
+      for (const c of ahead) c.ahead = 40_000;
       await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
-      seen.reason = String((ctx.signal.reason as Error | undefined)?.message);
+      const reason = ctx.signal.reason as { message?: string; kind?: string } | undefined;
+      Object.assign(seen, { reason: String(reason?.message), kind: reason?.kind });
     });
-    const h = await harness(registry, { clock });
+    // Heartbeats every 20 ms here (the recording clocks' sleeps); the job's 60 s timeout never comes.
+    const h = await harness(registry, { clock: clocks.db, workerClock: clocks.worker });
     try {
       const r = await h.transitions.submit(spec('test.slow', { maxAttempts: 1 }));
       assert.ok(r.ok);
       const deadline = Date.now() + 5000;
       while (seen.reason === undefined && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
-      assert.match(seen.reason ?? '', /heartbeat refused: the lease had already ended/);
       while (h.worker.activeCount > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
       assert.equal(h.worker.activeCount, 0);
-      const job = (await h.store.getJob(r.job.id))!;
-      assert.equal(job.snapshot.value, 'running', 'no outcome written: the timers take it back');
-      assert.ok(!(await h.store.getEvents(r.job.id)).some((e) => e.type === 'HEARTBEAT'), 'no heartbeat written');
+      return { seen, job: (await h.store.getJob(r.job.id))!, events: await h.store.getEvents(r.job.id) };
+    } finally {
+      await h.stop();
+    }
+  }
+
+  it('is refused when the database\'s clock says the lease ended, and the attempt is abandoned as lease-lost (nothing recorded)', async () => {
+    // Only the database's clock moves on: the worker still thinks the lease holds (skew, as the margin does not cover).
+    const db = recordingClock();
+    const { seen, job, events } = await pastTheLease({ db, worker: recordingClock() }, [db]);
+    assert.equal(seen.kind, 'lease-lost');
+    assert.match(seen.reason ?? '', /heartbeat refused: the lease had already ended/);
+    assert.equal(job.snapshot.value, 'running', 'no outcome written: the timers take it back');
+    assert.ok(!events.some((e) => e.type === 'HEARTBEAT'), 'no heartbeat written');
+  });
+
+  it('is not sent by a worker that was paused past its lease: it gives the attempt up itself, as lease-lost (nothing recorded)', async () => {
+    // The worker was stopped for longer than its 30 s lease: both clocks moved on.
+    const clock = recordingClock();
+    const { seen, job, events } = await pastTheLease({ db: clock, worker: clock }, [clock]);
+    assert.equal(seen.kind, 'lease-lost');
+    assert.match(seen.reason ?? '', /no heartbeat extended it/);
+    assert.equal(job.snapshot.value, 'running', 'no outcome written: the timers take it back');
+    assert.ok(!events.some((e) => e.type === 'HEARTBEAT'), 'no heartbeat written');
+  });
+});
+
+
+describe('worker: heartbeats that fail until the lease ends', () => {
+  it('give the attempt up (lease-lost) before its lease ends, so its retry never runs beside the handler', async () => {
+    const injected = Object.assign(new Error('database unavailable (injected)'), { code: 'ATS_ERR_STORE_UNAVAILABLE' });
+    const failingHeartbeats = beforeApplyMany((items) => {
+      if (items.some((it) => it.event.type === 'HEARTBEAT' && it.event.attempt === 1)) throw injected;
+    });
+    let active = 0;
+    let mostActive = 0;
+    const runs: Array<{ attempt: number; startedAt: number; endedAt?: number; abort?: string; leaseLost?: boolean }> = [];
+    const registry = new HandlerRegistry().register('test.long', async (_p, ctx) => {
+      const run: (typeof runs)[number] = { attempt: ctx.attempt, startedAt: Date.now() };
+      runs.push(run);
+      mostActive = Math.max(mostActive, ++active);
+      try {
+        if (ctx.attempt > 1) return { attempt: ctx.attempt };
+        // Up to 3 s, unless its signal aborts.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 3000);
+          ctx.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+        });
+        const reason = ctx.signal.reason as { kind?: string; message?: string } | undefined;
+        run.abort = reason?.kind;
+        throw reason ?? new Error('not aborted');
+      } finally {
+        active--;
+        run.endedAt = Date.now();
+      }
+    });
+    const h = await harness(registry, { leaseMs: 300, heartbeatMs: 100, timers: true, workerTransitions: failingHeartbeats });
+    try {
+      const r = await h.transitions.submit(spec('test.long', { maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0 } }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.equal(done.snapshot.context.attempt, 2);
+      const events = await h.store.getEvents(r.job.id);
+      assert.deepEqual(events.map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'LEASE_EXPIRED', 'RETRY_DUE', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
+      const [first, second] = runs;
+      assert.equal(runs.length, 2);
+      assert.equal(first!.abort, 'lease-lost', 'attempt 1 was given up as its lease ended');
+      assert.ok(first!.endedAt! <= second!.startedAt, 'attempt 1 ended before attempt 2 started');
+      assert.equal(mostActive, 1, 'never two handlers of the job at once');
+      const expired = events.find((e) => e.type === 'LEASE_EXPIRED')!;
+      const started = events.find((e) => e.type === 'STARTED')!.data as { leaseUntil: number };
+      assert.ok(expired.at >= started.leaseUntil, 'the timers expired the lease once it had ended');
+      assert.ok(first!.endedAt! <= started.leaseUntil, `attempt 1 was given up before its lease ended (${first!.endedAt! - started.leaseUntil} ms after)`);
     } finally {
       await h.stop();
     }
   });
 });
-
 
 /** Waits (polling) until `ok()` holds, failing after `timeoutMs` of real time. */
 async function until(ok: () => boolean, what: string, timeoutMs = 5000): Promise<void> {

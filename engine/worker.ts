@@ -31,6 +31,9 @@
  *
  * An outcome write that fails (a database blip) is retried with backoff while
  * the attempt's lease holds; once the lease is over the timers own the job.
+ * Heartbeats that fail are tried again as the lease runs out; should none
+ * extend it, the attempt is given up (its handler aborted, `lease-lost`)
+ * LEASE_MARGIN_MS before the lease ends, ahead of the timers' LEASE_EXPIRED.
  *
  * A worker that stops (`stop()`, on SIGTERM) lets its handlers finish for the
  * shutdown grace, then aborts those still running and, once each handler has
@@ -227,11 +230,24 @@ export const SHUTDOWN_IN_FLIGHT_MS = 250;
 export const OUTCOME_RETRY_FIRST_MS = 100;
 export const OUTCOME_RETRY_MAX_MS = 2000;
 
+/**
+ * How long before its lease ends an attempt whose lease no heartbeat extended
+ * is given up (its signal aborted, `lease-lost`): at most this, and a tenth of
+ * the lease (`giveUpAt`). The lease is written in the worker's clock and
+ * judged by the timers' (both the database's, read through a measured
+ * offset: engine/db-clock.ts), which agree within a few milliseconds; the
+ * margin covers that, so the handler is told before the timers can record
+ * LEASE_EXPIRED, and a retry never starts beside it.
+ */
+export const LEASE_MARGIN_MS = 1000;
+/** The shortest pause between heartbeat tries as the give-up time nears (see `heartbeatLoop`). */
+export const HEARTBEAT_MIN_PAUSE_MS = 10;
+
 interface Running {
   attempt: number;
   abort: AbortController;
   done: Promise<void>;
-  /** The lease as last written (claim or heartbeat), in the clock's time. */
+  /** The lease as last written (claim or heartbeat), in the clock's time; the attempt is given up a margin before it (`giveUpAt`). */
   leaseUntil: number;
   /** This attempt's lease length and heartbeat period (the advisor's, or the worker's settings). */
   leaseMs: number;
@@ -893,6 +909,7 @@ export class Worker {
       () => undefined,
     );
     void this.heartbeatLoop(job.id, entry);
+    void this.watchLease(entry);
     const handler = registry.get(job.type);
     const stored = this.deps.progress;
     const store: Pick<ProgressStore, 'setProgress'> | undefined = stored && {
@@ -1065,21 +1082,55 @@ export class Worker {
     }
   }
 
-  /** Heartbeats until the handler settles (the outcome write then has what is left of the lease). */
+  /**
+   * Heartbeats until the handler settles (the outcome write then has what is
+   * left of the lease). Each comes after the heartbeat period, or half the
+   * time left until the attempt is given up (`giveUpAt`), whichever is sooner
+   * (at least HEARTBEAT_MIN_PAUSE_MS): so after a failed one the tries come
+   * closer as the lease runs out, and one is made before the end.
+   */
   private async heartbeatLoop(jobId: string, entry: Running): Promise<void> {
+    const { clock } = this.deps;
     const { abort } = entry;
     while (!abort.signal.aborted && !entry.settled) {
       try {
-        await this.deps.clock.sleep(entry.heartbeatMs, abort.signal);
+        const left = giveUpAt(entry) - clock.now();
+        await clock.sleep(Math.max(HEARTBEAT_MIN_PAUSE_MS, Math.min(entry.heartbeatMs, Math.floor(left / 2))), abort.signal);
         if (entry.settled) return;
+        // Past it the lease is given up (watchLease), not extended.
+        if (clock.now() >= giveUpAt(entry)) continue;
         await this.heartbeat(jobId, entry);
       } catch (err) {
         if (abort.signal.aborted) return;
-        entry.log.warn('worker: heartbeat failed, will retry', errorFields(err));
+        entry.log.warn('worker: heartbeat failed, will retry', { ...errorFields(err), leaseUntil: entry.leaseUntil });
       }
     }
   }
+
+  /**
+   * Gives the attempt up, aborting its handler (`lease-lost`), once its lease
+   * as last written is about to end (`giveUpAt`) without a heartbeat having
+   * extended it: heartbeats failing (the store unreachable), or one not
+   * answered. Nothing is recorded; the timers take the job back when the
+   * lease ends, so a retry never starts beside a handler still told to run.
+   * Ends once the handler settled (the outcome write keeps to the lease itself).
+   */
+  private async watchLease(entry: Running): Promise<void> {
+    const { clock } = this.deps;
+    const { abort } = entry;
+    while (!abort.signal.aborted && !entry.settled) {
+      const left = giveUpAt(entry) - clock.now();
+      if (left <= 0) {
+        abort.abort(new AbortReason('lease-lost', `the lease (until ${new Date(entry.leaseUntil).toISOString()}) is ending and no heartbeat extended it: the attempt is given up before the timers take the job back`));
+        return;
+      }
+      await clock.sleep(left, abort.signal).catch(() => undefined);
+    }
+  }
 }
+
+/** When an attempt whose lease was last written until `leaseUntil` is given up: LEASE_MARGIN_MS before, or a tenth of the lease for a short one. */
+const giveUpAt = (entry: Pick<Running, 'leaseUntil' | 'leaseMs'>): number => entry.leaseUntil - Math.min(LEASE_MARGIN_MS, Math.floor(entry.leaseMs / 10));
 
 /** A dispatch's priority; 0 when it carries none that is a number. */
 const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);
