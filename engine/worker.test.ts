@@ -1161,6 +1161,92 @@ describe('worker: heartbeats that fail until the lease ends', () => {
   });
 });
 
+describe('worker: a claim that committed but whose answer was lost', () => {
+  /** The real service, except that the first STARTED write commits and then throws (its answer lost). */
+  function lostClaimAnswer() {
+    let lost = false;
+    return (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        const r = await real.applyMany(items);
+        if (!lost && items.some((it) => it.event.type === 'STARTED')) {
+          lost = true;
+          throw Object.assign(new Error('connection lost awaiting COMMIT (injected)'), { code: 'ATS_ERR_STORE_UNAVAILABLE' });
+        }
+        return r;
+      };
+      return fake;
+    };
+  }
+
+  it('runs its attempt once, when the dispatch is delivered again (and not again for a further delivery)', async () => {
+    const calls: number[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const registry = new HandlerRegistry().register('test.gate', async (_p, ctx) => {
+      calls.push(ctx.attempt);
+      await released;
+      return { attempt: ctx.attempt };
+    });
+    const h = await harness(registry, { workerTransitions: lostClaimAnswer() });
+    const published: LogMessage[] = [];
+    const publish = h.log.publish.bind(h.log);
+    h.log.publish = (messages) => (published.push(...messages), publish(messages));
+    try {
+      const r = await h.transitions.submit(spec('test.gate', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => calls.length > 0, 'the handler runs');
+      // The dispatch delivered once more while the adopted attempt runs: skipped, not run again.
+      const dispatches = published.filter((m) => m.key === r.job.id && m.topic === TOPICS.dispatch);
+      assert.equal(dispatches.length, 1);
+      const skipped = h.worker.counters.skipped;
+      await h.log.publish(dispatches);
+      await until(() => h.worker.counters.skipped === skipped + 1, 'the further delivery is skipped');
+      release();
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.deepEqual(done.snapshot.context.result, { attempt: 1 });
+      assert.deepEqual(calls, [1], 'the handler ran once');
+      assert.equal(h.worker.counters.claimed, 1);
+      assert.deepEqual((await h.store.getEvents(r.job.id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
+    } finally {
+      release();
+      await h.stop();
+    }
+  });
+
+  it('is adopted only as sent from this process: a claim under the same worker id with another lease is not run here', async () => {
+    // As if another process of the same id (a restarted one, or one misconfigured) had claimed the attempt:
+    // the first STARTED commits with another lease than this worker sent, and its answer is lost.
+    let first = true;
+    const otherProcess = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        if (!first || !items.some((it) => it.event.type === 'STARTED')) return real.applyMany(items);
+        first = false;
+        await real.applyMany(items.map((it) => (it.event.type === 'STARTED' ? { ...it, event: { ...it.event, leaseUntil: it.event.leaseUntil - 1 } } : it)));
+        throw Object.assign(new Error('connection lost awaiting COMMIT (injected)'), { code: 'ATS_ERR_STORE_UNAVAILABLE' });
+      };
+      return fake;
+    };
+    const calls: number[] = [];
+    const registry = new HandlerRegistry().register('test.count', async (_p, ctx) => void calls.push(ctx.attempt));
+    const h = await harness(registry, { workerTransitions: otherProcess });
+    try {
+      const r = await h.transitions.submit(spec('test.count', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => h.worker.counters.skipped === 1, 'the dispatch delivered again is skipped');
+      await h.log.drain();
+      assert.deepEqual(calls, [], 'not run here: the lease\'s expiry retries it');
+      assert.equal(h.worker.counters.claimed, 0);
+      const job = (await h.store.getJob(r.job.id))!;
+      assert.equal(job.snapshot.value, 'running');
+      assert.equal(job.snapshot.context.workerId, 'w1');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 /** Waits (polling) until `ok()` holds, failing after `timeoutMs` of real time. */
 async function until(ok: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

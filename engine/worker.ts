@@ -7,7 +7,9 @@
  * records it covers are durable (the handle callback resolves after them). A
  * claimed job whose worker dies is not lost: its lease expires and the timers
  * record LEASE_EXPIRED, which retries it. Duplicate and stale dispatch messages
- * fail the claim (the machine rejects STARTED) and are skipped.
+ * fail the claim (the machine rejects STARTED) and are skipped, except the
+ * dispatch of a claim sent from here that committed although its write seemed
+ * to fail (`adoptable`): its attempt runs then.
  *
  * Dispatches travel on lanes, a topic per (queue, priority band)
  * (engine/lanes.ts). A worker subscribes to the three lanes of each queue it
@@ -258,6 +260,24 @@ interface Running {
   log: Logger;
 }
 
+/** A lease an attempt is claimed with: its length and heartbeat period, and the advisor's advice it came from (null: the static one). */
+interface Lease {
+  leaseMs: number;
+  heartbeatMs: number;
+  advised: LeaseAdvice | null;
+}
+
+/** A claim this worker sent whose write failed: it may have committed all the same (its answer lost). */
+interface LostClaim {
+  jobId: string;
+  attempt: number;
+  leaseUntil: number;
+  lease: Lease;
+}
+
+/** Claims whose write failed a worker remembers (each for its lease at most); beyond, the oldest are forgotten. */
+export const LOST_CLAIMS_KEPT = 10_000;
+
 /** An attempt's progress reporting: its reporter (made at the first report), and whether the attempt is over here. */
 interface Progress {
   reporter: ProgressReporter | null;
@@ -267,6 +287,8 @@ interface Progress {
 export class Worker {
   private readonly slots: Semaphore;
   private readonly running = new Map<string, Running>();
+  /** Claims sent from here whose write failed, by job id and lease (`lostClaimKey`), oldest first: see `adoptable`. */
+  private readonly lostClaims = new Map<string, LostClaim>();
   private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, PromiseSettledResult<ApplyResult>>;
   private subscriptions: Subscription[] = [];
   /** The lanes subscribed to (or being subscribed to). */
@@ -680,12 +702,24 @@ export class Worker {
       }))));
     } catch (err) {
       for (const _ of messages) this.slots.release();
+      // Delivered again, since the batch is not handled; should this claim have committed, that dispatch adopts it.
+      this.rememberLostClaims(messages.map((m, k) => ({ jobId: m.jobId, attempt: m.attempt, leaseUntil: now + leases[k]!.leaseMs, lease: leases[k]! })), now);
       throw err;
     }
     results.forEach((r, k) => {
       if (!r.ok && r.reason === 'throttled') {
         this.slots.release();
         this.hold(messages[k]!, records?.[k], r.key, r.retryAfterMs, now);
+        return;
+      }
+      // Our own claim, committed although its write seemed to fail: run it (the slot stays the handler's).
+      const lost = !r.ok && r.reason === 'not-allowed' ? this.adoptable(messages[k]!, r.job, now) : null;
+      if (lost) {
+        const m = messages[k]!;
+        this.counters.claimed++;
+        logger.info('worker: a claim whose answer was lost had committed: its attempt runs', { jobId: m.jobId, type: m.type, attempt: m.attempt });
+        this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, lost.lease.advised));
+        this.launch(lost.job, m.attempt, lost.leaseUntil, lost.lease, records?.[k]);
         return;
       }
       if (!r.ok) {
@@ -703,8 +737,47 @@ export class Worker {
       const m = messages[k]!;
       // The lease this claim took: the advisor's, or null for the static one (its own was not usable).
       this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, leases[k]!.advised));
-      this.launch(r.job, m.attempt, now, leases[k]!, records?.[k]);
+      this.launch(r.job, m.attempt, now + leases[k]!.leaseMs, leases[k]!, records?.[k]);
     });
+  }
+
+  /**
+   * Remembers the claims of a write that failed: a transaction whose answer
+   * was lost may have committed (the job then runs the attempt under this
+   * worker's id, and nothing runs its handler). Each is kept until its lease
+   * ends; the expired ones are forgotten here.
+   */
+  private rememberLostClaims(claims: readonly LostClaim[], now: number): void {
+    for (const [key, c] of this.lostClaims) if (c.leaseUntil <= now) this.lostClaims.delete(key);
+    for (const c of claims) this.lostClaims.set(lostClaimKey(c.jobId, c.leaseUntil), c);
+    for (const key of this.lostClaims.keys()) {
+      if (this.lostClaims.size <= LOST_CLAIMS_KEPT) break;
+      this.lostClaims.delete(key);
+    }
+  }
+
+  /**
+   * The claim to adopt for a dispatch whose STARTED the machine rejected, or
+   * null (a duplicate or stale dispatch, skipped). One is adopted when the
+   * job runs the dispatch's attempt as this very claim left it: under this
+   * worker's id, with the lease a claim sent from here whose write failed
+   * asked for (so it committed, its answer lost, and no heartbeat moved it
+   * since). Only a claim this process sent and remembers is adopted: a
+   * process restarted with the same worker id (an id is the host name and
+   * the pid unless set), or another one given it, never runs an attempt it
+   * did not claim itself (the lease's expiry retries it). Each is adopted
+   * once, and not while the attempt runs here; nor when too little of its
+   * lease is left to run (`giveUpAt`): the timers take the job back.
+   */
+  private adoptable(m: DispatchMessage, job: JobRecord, now: number): (LostClaim & { job: JobRecord }) | null {
+    const { value, context } = job.snapshot;
+    if (value !== 'running' || context.attempt !== m.attempt || context.workerId !== this.opts.workerId || context.leaseUntil === null) return null;
+    const key = lostClaimKey(job.id, context.leaseUntil);
+    const lost = this.lostClaims.get(key);
+    if (!lost || lost.attempt !== m.attempt) return null;
+    this.lostClaims.delete(key);
+    if (this.running.has(job.id) || now >= giveUpAt({ leaseUntil: lost.leaseUntil, leaseMs: lost.lease.leaseMs })) return null;
+    return { ...lost, job };
   }
 
   /**
@@ -846,14 +919,15 @@ export class Worker {
    * when it gives one the worker can use (`advised`), else the static ones
    * (`advised` null).
    */
-  private leaseOf(m: DispatchMessage): { leaseMs: number; heartbeatMs: number; advised: LeaseAdvice | null } {
+  private leaseOf(m: DispatchMessage): Lease {
     const lease = this.ask(() => this.deps.advisor?.leaseFor(m.type, m.queue));
     return lease && usableLease(lease)
       ? { leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, advised: lease }
       : { leaseMs: this.opts.leaseMs, heartbeatMs: this.opts.heartbeatMs, advised: null };
   }
 
-  private launch(job: JobRecord, attempt: number, now: number, lease: { leaseMs: number; heartbeatMs: number }, record?: LogRecord): void {
+  /** Runs the claimed attempt, its lease (as the claim wrote it) until `leaseUntil`. */
+  private launch(job: JobRecord, attempt: number, leaseUntil: number, lease: Pick<Lease, 'leaseMs' | 'heartbeatMs'>, record?: LogRecord): void {
     if (this.crashed) {
       // Claimed as the worker crashed (the claim was in flight): a dead process starts nothing; the lease covers the job.
       this.slots.release();
@@ -871,7 +945,7 @@ export class Worker {
     };
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
-      attempt, abort, done: Promise.resolve(), leaseUntil: now + lease.leaseMs, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log,
+      attempt, abort, done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log,
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
@@ -1131,6 +1205,9 @@ export class Worker {
 
 /** When an attempt whose lease was last written until `leaseUntil` is given up: LEASE_MARGIN_MS before, or a tenth of the lease for a short one. */
 const giveUpAt = (entry: Pick<Running, 'leaseUntil' | 'leaseMs'>): number => entry.leaseUntil - Math.min(LEASE_MARGIN_MS, Math.floor(entry.leaseMs / 10));
+
+/** A lost claim's key: the job and the lease the claim asked for. */
+const lostClaimKey = (jobId: string, leaseUntil: number): string => `${jobId}@${leaseUntil}`;
 
 /** A dispatch's priority; 0 when it carries none that is a number. */
 const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);
