@@ -674,6 +674,53 @@ describe('worker: one outcome the store keeps refusing', () => {
   });
 });
 
+describe('worker: a batch of outcomes that committed but whose answer was lost', () => {
+  it('counts each outcome as written (succeeded), not as a late outcome', async () => {
+    const release: { go?: () => void } = {};
+    const gate = new Promise<void>((r) => (release.go = r));
+    let started = 0;
+    const registry = new HandlerRegistry().register('test.ok', async () => {
+      started++;
+      await gate; // both handlers end at once, so their outcomes go in one batch
+      return 'ok';
+    });
+    const batches: number[] = [];
+    let lost = false;
+    const lostAnswer = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        const r = await real.applyMany(items);
+        if (items.some((it) => it.event.type === 'SUCCEEDED')) {
+          batches.push(items.length);
+          if (!lost && items.length > 1) {
+            lost = true;
+            throw Object.assign(new Error('connection lost awaiting COMMIT (injected)'), { code: 'ATS_ERR_STORE_UNAVAILABLE' });
+          }
+        }
+        return r;
+      };
+      return fake;
+    };
+    const late: string[] = [];
+    const logger: Logger = { ...silentLogger, warn: (msg) => { if (/late outcome/.test(msg)) late.push(msg); } };
+    const h = await harness(registry, { workerTransitions: lostAnswer, logger });
+    try {
+      const [a, b] = await h.transitions.submitMany([spec('test.ok', { maxAttempts: 1 }), spec('test.ok', { maxAttempts: 1 })]);
+      assert.ok(a!.ok && b!.ok);
+      await until(() => started === 2, 'both handlers run');
+      release.go!();
+      for (const r of [a!, b!]) await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done', 2000);
+      await until(() => h.worker.activeCount === 0, 'both attempts end here');
+      assert.deepEqual(batches, [2, 1, 1], 'one batch (committed, its answer lost), then each alone (refused: already written)');
+      assert.equal(h.worker.counters.succeeded, 2);
+      assert.equal(h.worker.counters.lateOutcomes, 0);
+      assert.deepEqual(late, [], 'no late outcome logged');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: a failed attempt records the error\'s stack', () => {
   it('FAILED carries the thrown error\'s stack, cut to MAX_STACK_CHARS; a thrown non-Error has none', async () => {
     const registry = new HandlerRegistry()

@@ -289,7 +289,7 @@ export class Worker {
   private readonly running = new Map<string, Running>();
   /** Claims sent from here whose write failed, by job id and lease (`lostClaimKey`), oldest first: see `adoptable`. */
   private readonly lostClaims = new Map<string, LostClaim>();
-  private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, PromiseSettledResult<ApplyResult>>;
+  private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, Settled<ApplyResult>>;
   private subscriptions: Subscription[] = [];
   /** The lanes subscribed to (or being subscribed to). */
   private readonly lanes = new Set<string>();
@@ -1106,6 +1106,8 @@ export class Worker {
       let r: ApplyResult;
       try {
         const settled = await this.outcomes.add({ jobId, event });
+        // Written alone after its batch's write failed: that write may have committed it.
+        if (settled.afterFailure) tried = true;
         if (settled.status === 'rejected') throw settled.reason;
         r = settled.value;
         // Written by a newer machine version meanwhile: tried again as a failed write is.
@@ -1248,6 +1250,9 @@ function isDispatch(m: unknown): m is DispatchMessage {
 /** Longest stack trace a FAILED event keeps (it is stored in the event, the job and the Kafka messages). */
 export const MAX_STACK_CHARS = 4000;
 
+/** An item's result; `afterFailure` when it came from a call of the item alone, after the call of its batch failed (which may have committed). */
+type Settled<R> = PromiseSettledResult<R> & { afterFailure?: true };
+
 /**
  * `run` of the items in one call (one transaction); if that fails, of each
  * item alone, so one outcome the store keeps refusing (a write larger than
@@ -1255,12 +1260,13 @@ export const MAX_STACK_CHARS = 4000;
  * batched with it until their leases end. A failure of every call (the
  * database down) costs one call per item more, once.
  */
-async function eachAloneOnFailure<I, R>(items: I[], run: (items: I[]) => Promise<R[]>): Promise<PromiseSettledResult<R>[]> {
+async function eachAloneOnFailure<I, R>(items: I[], run: (items: I[]) => Promise<R[]>): Promise<Settled<R>[]> {
   try {
     return (await run(items)).map((value) => ({ status: 'fulfilled' as const, value }));
   } catch (err) {
     if (items.length === 1) return [{ status: 'rejected', reason: err }];
-    return Promise.allSettled(items.map(async (item) => (await run([item]))[0]!));
+    const alone = await Promise.allSettled(items.map(async (item) => (await run([item]))[0]!));
+    return alone.map((r) => ({ ...r, afterFailure: true as const }));
   }
 }
 
