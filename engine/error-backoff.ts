@@ -46,12 +46,12 @@ export class OutageLog {
     private readonly everyMs = OUTAGE_LOG_EVERY_MS,
   ) {}
 
-  /** A failed try at `now`. */
-  failed(err: unknown, now: number): void {
+  /** A failed try at `now`; `fields` (the pause before the next try, say) go on the line, if one is written. */
+  failed(err: unknown, now: number, fields?: Record<string, unknown>): void {
     this.failures++;
     if (this.failures > 1 && now - this.loggedAt < this.everyMs) return;
     this.loggedAt = now;
-    this.logger.error(`${this.what} failed, will retry`, { ...errorFields(err), failures: this.failures });
+    this.logger.error(`${this.what} failed, will retry`, { ...fields, ...errorFields(err), failures: this.failures });
   }
 
   /** A try that worked: logs the end of an outage, if there was one. */
