@@ -156,7 +156,7 @@ function openBaseLog(config: Config, logger: Logger, clock: Clock): EventLog {
       logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger, now,
     });
   }
-  return createMemoryLog({ retainUnconsumedByTopic: UNREAD_IN_PROCESS, now });
+  return createMemoryLog({ retainUnconsumedByTopic: UNREAD_IN_PROCESS, now, logger });
 }
 
 /**

@@ -284,3 +284,103 @@ describe('in-process log retention', () => {
     assert.throws(() => createMemoryLog({ retainUnconsumedByTopic: { t: { bytes: Number.NaN } } }), { code: 'ATS_ERR_CONFIG' });
   });
 });
+
+/** Lines a test logger got: level, message, fields. */
+function captureLog(): { logger: { error: (m: string, f?: Record<string, unknown>) => void; info: (m: string, f?: Record<string, unknown>) => void }; lines: Array<[string, string, Record<string, unknown> | undefined]> } {
+  const lines: Array<[string, string, Record<string, unknown> | undefined]> = [];
+  return {
+    logger: { error: (m, f) => void lines.push(['error', m, f]), info: (m, f) => void lines.push(['info', m, f]) },
+    lines,
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** A timer may fire up to a millisecond before its time (rounding): the lower bounds below allow that. */
+const EARLY_MS = 2;
+
+describe('in-process log redelivery pause', () => {
+  it('pauses longer after each failed handle of a partition in a row, doubling up to the cap, and logs the first failure only', async () => {
+    const { logger, lines } = captureLog();
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 5, maxRedeliveryDelayMs: 40, logger });
+    const calls: number[] = [];
+    await log.consume({ topic: 't', groupId: 'g', handle: async () => { calls.push(performance.now()); throw new Error('database down'); } });
+    await log.publish([msg('k', 'v', 't')]);
+    await sleep(1200);
+    await log.close();
+    const gaps = calls.slice(1).map((t, i) => t - calls[i]);
+    assert.ok(gaps.length >= 5, `only ${calls.length} handle calls`);
+    // Lower bounds only (a slow machine makes gaps longer, never shorter): 5, 10, 20, 40, then 40 each.
+    gaps.forEach((gap, i) => {
+      const pause = Math.min(5 * 2 ** i, 40);
+      assert.ok(gap >= pause - EARLY_MS, `gap ${i} was ${gap.toFixed(1)} ms, below the pause of ${pause} ms: ${gaps.map((g) => g.toFixed(0)).join(', ')}`);
+    });
+    // The cap holds: still doubling, 1.2 s would hold 8 calls (5 + 10 + ... + 640 ms); at 40 ms, about 30.
+    assert.ok(calls.length >= 16, `only ${calls.length} handle calls in 1.2 s: the pause did not stop growing at 40 ms`);
+    assert.deepEqual(lines.map(([level, m, f]) => [level, m, f?.failures, f?.err]), [
+      ['error', 'in-process log: handle of t partition 0 (group g) failed, will retry', 1, 'database down'],
+    ]);
+  });
+
+  it('pauses the base delay again after a handle that resolved: the next failure is redelivered promptly', async () => {
+    const { logger, lines } = captureLog();
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 5, maxRedeliveryDelayMs: 60_000, logger });
+    const calls: Array<{ at: number; value: string }> = [];
+    let bFailed = false;
+    await log.consume({
+      topic: 't', groupId: 'g',
+      handle: async (records) => {
+        calls.push({ at: performance.now(), value: records[0].value });
+        if (calls.length <= 8) throw new Error('database down');
+        if (records[0].value === 'b' && !bFailed) {
+          bFailed = true;
+          throw new Error('database down again');
+        }
+      },
+    });
+    await log.publish([msg('k', 'a', 't')]);
+    await log.drain();
+    await log.publish([msg('k', 'b', 't')]);
+    await log.drain();
+    await log.close();
+    assert.deepEqual(calls.map((c) => c.value), ['a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'a', 'b', 'b']);
+    // Eight failures in a row: the last pause was 5 × 2⁷ = 640 ms (and the next would have been 1280 ms).
+    const lastPause = calls[8].at - calls[7].at;
+    assert.ok(lastPause >= 640 - EARLY_MS, `the 8th pause was ${lastPause.toFixed(1)} ms`);
+    const afterReset = calls[10].at - calls[9].at;
+    assert.ok(afterReset < lastPause, `b's redelivery waited ${afterReset.toFixed(1)} ms after a handle that resolved (the pause did not reset)`);
+    assert.deepEqual(lines.map(([level, m, f]) => [level, m.replace(/^in-process log: handle of t partition 0 \(group g\) /, ''), f?.failures]), [
+      ['error', 'failed, will retry', 1],
+      ['info', 'works again', 8],
+      ['error', 'failed, will retry', 1],
+      ['info', 'works again', 1],
+    ]);
+  });
+
+  it('a partition that moves to another member is delivered to it without the pause left by the member before', async () => {
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 3000 });
+    let failed!: () => void;
+    const first = new Promise<void>((resolve) => { failed = resolve; });
+    const a = await log.consume({ topic: 't', groupId: 'g', handle: async () => { failed(); throw new Error('a is going away'); } });
+    const got: string[] = [];
+    await log.publish([msg('k', 'v', 't')]);
+    await first;
+    await a.stop();
+    await log.consume({ topic: 't', groupId: 'g', handle: async (records) => { got.push(...records.map((r) => r.value)); } });
+    // Within a third of the 3 s pause a's failure set: b's delivery did not wait it out.
+    await log.drain({ timeoutMs: 1000 });
+    assert.deepEqual(got, ['v']);
+    await log.close();
+  });
+
+  it('validates the cap, and never pauses less than the base', async () => {
+    assert.throws(() => createMemoryLog({ maxRedeliveryDelayMs: -1 }), { code: 'ATS_ERR_CONFIG' });
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 40, maxRedeliveryDelayMs: 10 });
+    const calls: number[] = [];
+    await log.consume({ topic: 't', groupId: 'g', handle: async () => { calls.push(performance.now()); throw new Error('down'); } });
+    await log.publish([msg('k', 'v', 't')]);
+    await sleep(150);
+    await log.close();
+    assert.ok(calls.length >= 2, `only ${calls.length} handle calls`);
+    calls.slice(1).forEach((t, i) => assert.ok(t - calls[i] >= 40 - EARLY_MS, `a pause of ${(t - calls[i]).toFixed(1)} ms, below the base`));
+  });
+});

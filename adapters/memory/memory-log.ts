@@ -28,9 +28,10 @@
  * at the oldest record still retained, as Kafka resets to "earliest" after its
  * retention deleted a segment.
  */
+import { ErrorBackoff, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
 import {
-  TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Subscription,
+  TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Logger, type Subscription,
 } from '../../engine/ports.js';
 import { partitionForKey } from './partition-for-key.js';
 
@@ -38,12 +39,26 @@ import { partitionForKey } from './partition-for-key.js';
 export interface MemoryLogOptions {
   /** Partitions of every topic. @defaultValue 3 */
   partitions?: number;
-  /** Pause before records whose `handle` threw are delivered again. @defaultValue 20 */
+  /**
+   * Pause before records whose `handle` threw are delivered again, after the
+   * first failure of a partition's `handle`; it doubles with each further
+   * failure in a row, up to `maxRedeliveryDelayMs`, and is back to this after
+   * a `handle` that resolved (or once the partition has a new member). 0: no
+   * pause, ever (the next turn of the event loop). @defaultValue 20
+   */
   redeliveryDelayMs?: number;
+  /** The longest that pause grows to (at least `redeliveryDelayMs`). @defaultValue 5000 */
+  maxRedeliveryDelayMs?: number;
   /** Most records given to one `handle` call. @defaultValue 500 */
   maxBatch?: number;
   /** Told about every `handle` that threw (the records go out again). @defaultValue ignore */
   onHandleError?: (error: unknown, records: readonly LogRecord[]) => void;
+  /**
+   * Where a partition whose `handle` throws is logged: its first failure,
+   * then at most one line a minute with the failures so far while they go
+   * on, and the first `handle` that resolved after them. @defaultValue none
+   */
+  logger?: Pick<Logger, 'error' | 'info'>;
   /** Records kept per partition of a topic no group with members consumes. @defaultValue 10000 */
   retainUnconsumed?: number;
   /**
@@ -105,8 +120,10 @@ export type MemoryLog = EventLog & MemoryLogHooks;
 interface CompiledOptions {
   readonly partitions: number;
   readonly redeliveryDelayMs: number;
+  readonly maxRedeliveryDelayMs: number;
   readonly maxBatch: number;
   readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
+  readonly logger: Pick<Logger, 'error' | 'info'> | null;
   readonly retainAll: boolean;
   readonly now: () => number;
   /** The bound of `topic`'s unconsumed records. */
@@ -127,6 +144,10 @@ interface Lane {
   busy: boolean;
   /** Waiting to redeliver after a failed `handle`: cancels that wait. */
   retryTimer: (() => void) | null;
+  /** The pause before the next redelivery: grows with the failed `handle` calls in a row. */
+  readonly backoff: ErrorBackoff;
+  /** Those failures, logged sparingly (null without a logger). */
+  readonly outage: OutageLog | null;
 }
 
 /** A group's view of one topic. */
@@ -148,7 +169,8 @@ export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
 
 function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   const opts = {
-    partitions: 3, redeliveryDelayMs: 20, maxBatch: 500, onHandleError: () => {}, retainAll: false, now: Date.now,
+    partitions: 3, redeliveryDelayMs: 20, maxRedeliveryDelayMs: 5000, maxBatch: 500, onHandleError: () => {},
+    logger: null as Pick<Logger, 'error' | 'info'> | null, retainAll: false, now: Date.now,
     retainUnconsumed: 10_000, retainUnconsumedBytes: 16 * 1024 * 1024, retainUnconsumedByTopic: {}, ...raw,
   };
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
@@ -158,13 +180,14 @@ function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   const fallback = retention({});
   const byTopic = new Map(Object.entries(opts.retainUnconsumedByTopic).map(([topic, r]) => [topic, retention(r)]));
   const valid = positiveInt(opts.partitions) && positiveInt(opts.maxBatch) && opts.redeliveryDelayMs >= 0
-    && [fallback, ...byTopic.values()].every(validRetention);
+    && opts.maxRedeliveryDelayMs >= 0 && [fallback, ...byTopic.values()].every(validRetention);
   if (!valid) {
     throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
   }
   const { partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll, now } = opts;
   return Object.freeze({
-    partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll, now,
+    partitions, redeliveryDelayMs, maxBatch, onHandleError, retainAll, now, logger: opts.logger ?? null,
+    maxRedeliveryDelayMs: Math.max(redeliveryDelayMs, opts.maxRedeliveryDelayMs),
     retentionOf: (topic: string) => byTopic.get(topic) ?? fallback,
   });
 }
@@ -344,7 +367,13 @@ class MemoryEventLog implements MemoryLog {
       cursor = {
         topic,
         members: [],
-        lanes: logs.map(() => ({ owner: null, busy: false, retryTimer: null })),
+        lanes: logs.map((_, p) => ({
+          owner: null, busy: false, retryTimer: null,
+          backoff: new ErrorBackoff(this.opts.redeliveryDelayMs, this.opts.maxRedeliveryDelayMs),
+          outage: this.opts.logger
+            ? new OutageLog(this.opts.logger, `in-process log: handle of ${topic} partition ${p} (group ${groupId})`)
+            : null,
+        })),
         positions: logs.map((log) => (fromBeginning ? log.base : log.end)),
         committed: false,
       };
@@ -353,10 +382,21 @@ class MemoryEventLog implements MemoryLog {
     return cursor;
   }
 
-  /** Round-robin partitions over the members; a lane mid-`handle` switches owner when that call ends. */
+  /**
+   * Round-robin partitions over the members; a lane mid-`handle` switches
+   * owner when that call ends. A lane with a new owner starts afresh, as a
+   * Kafka partition does after a rebalance: no pause left over from the
+   * failures of the member before (the caller kicks).
+   */
   private assign(cursor: Cursor): void {
     const { members } = cursor;
-    cursor.lanes.forEach((lane, p) => { lane.owner = members.length > 0 ? members[p % members.length] : null; });
+    cursor.lanes.forEach((lane, p) => {
+      const owner = members.length > 0 ? members[p % members.length] : null;
+      if (owner === lane.owner) return;
+      lane.owner = owner;
+      lane.backoff.succeeded();
+      this.clearRetry(lane);
+    });
   }
 
   private async leave(cursor: Cursor, member: Member): Promise<void> {
@@ -406,8 +446,15 @@ class MemoryEventLog implements MemoryLog {
     lane.busy = true;
     const run = runHandle(owner, batch, behind, this.opts.onHandleError).then((ok) => {
       lane.busy = false;
-      if (ok) this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
-      else this.scheduleRetry(lane);
+      if (ok === true) {
+        lane.backoff.succeeded();
+        lane.outage?.succeeded();
+        this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
+      } else {
+        const delayMs = lane.backoff.failed();
+        lane.outage?.failed(ok.error, Date.now(), { offset: batch[0].offset, redeliveryDelayMs: delayMs });
+        this.scheduleRetry(lane, delayMs);
+      }
       owner.running.delete(run);
       this.kick();
       this.notify();
@@ -422,8 +469,8 @@ class MemoryEventLog implements MemoryLog {
     this.trim(cursor.topic, p);
   }
 
-  /** Nothing was committed: the same records (from the committed position) go out again later. */
-  private scheduleRetry(lane: Lane): void {
+  /** Nothing was committed: the same records (from the committed position) go out again after `delayMs`. */
+  private scheduleRetry(lane: Lane, delayMs: number): void {
     if (this.closed) return;
     const retry = () => {
       lane.retryTimer = null;
@@ -431,11 +478,11 @@ class MemoryEventLog implements MemoryLog {
       this.notify();
     };
     // No delay: the next turn of the event loop, in order with everything else queued (tests stay deterministic).
-    if (this.opts.redeliveryDelayMs === 0) {
+    if (delayMs === 0) {
       const immediate = setImmediate(retry);
       lane.retryTimer = () => clearImmediate(immediate);
     } else {
-      const timer = setTimeout(retry, this.opts.redeliveryDelayMs);
+      const timer = setTimeout(retry, delayMs);
       lane.retryTimer = () => clearTimeout(timer);
     }
   }
@@ -579,8 +626,10 @@ class PartitionLog {
   }
 }
 
-/** True when `handle` resolved; a throw (sync or async) means "deliver again". */
-async function runHandle(owner: Member, batch: LogRecord[], behind: number, onError: CompiledOptions['onHandleError']): Promise<boolean> {
+/** True when `handle` resolved; a throw (sync or async) means "deliver again", and is returned. */
+async function runHandle(
+  owner: Member, batch: LogRecord[], behind: number, onError: CompiledOptions['onHandleError'],
+): Promise<true | { error: unknown }> {
   try {
     await owner.handle(batch.map(copyRecord), { behind });
     return true;
@@ -590,6 +639,6 @@ async function runHandle(owner: Member, batch: LogRecord[], behind: number, onEr
     } catch {
       // A throwing observer must not wedge the partition (it would stay busy forever).
     }
-    return false;
+    return { error };
   }
 }
