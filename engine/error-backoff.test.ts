@@ -30,6 +30,15 @@ describe('OutageLog', () => {
     assert.deepEqual(lines.slice(3).map((l) => [l.level, l.fields?.failures, l.fields?.err]), [['error', 1, 'down again']]);
   });
 
+  it('writes the given fields on its line, at the level it was made with', () => {
+    const { logger, lines } = capture();
+    const log = new OutageLog(logger, 'lane', OUTAGE_LOG_EVERY_MS, 'warn');
+    log.failed(new Error('down'), 0, { offset: '7', err: 'overridden by the error' });
+    assert.deepEqual(lines.map((l) => [l.level, l.msg, l.fields]), [
+      ['warn', 'lane failed, will retry', { offset: '7', err: 'down', errName: 'Error', failures: 1 }],
+    ]);
+  });
+
   it('keeps the stream tail\'s log short through an outage while it retries at its steady pace', async () => {
     const { logger, lines } = capture();
     let now = 0;

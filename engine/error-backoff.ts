@@ -41,9 +41,11 @@ export class OutageLog {
   private loggedAt = 0;
 
   constructor(
-    private readonly logger: Pick<Logger, 'error' | 'info'>,
+    private readonly logger: Pick<Logger, 'error' | 'warn' | 'info'>,
     private readonly what: string,
     private readonly everyMs = OUTAGE_LOG_EVERY_MS,
+    /** Of the failure lines: warn for a failure that loses nothing (records delivered again). */
+    private readonly level: 'error' | 'warn' = 'error',
   ) {}
 
   /** A failed try at `now`; `fields` (the pause before the next try, say) go on the line, if one is written. */
@@ -51,7 +53,7 @@ export class OutageLog {
     this.failures++;
     if (this.failures > 1 && now - this.loggedAt < this.everyMs) return;
     this.loggedAt = now;
-    this.logger.error(`${this.what} failed, will retry`, { ...fields, ...errorFields(err), failures: this.failures });
+    this.logger[this.level](`${this.what} failed, will retry`, { ...fields, ...errorFields(err), failures: this.failures });
   }
 
   /** A try that worked: logs the end of an outage, if there was one. */

@@ -286,10 +286,10 @@ describe('in-process log retention', () => {
 });
 
 /** Lines a test logger got: level, message, fields. */
-function captureLog(): { logger: { error: (m: string, f?: Record<string, unknown>) => void; info: (m: string, f?: Record<string, unknown>) => void }; lines: Array<[string, string, Record<string, unknown> | undefined]> } {
+function captureLog(): { logger: Record<'error' | 'warn' | 'info', (m: string, f?: Record<string, unknown>) => void>; lines: Array<[string, string, Record<string, unknown> | undefined]> } {
   const lines: Array<[string, string, Record<string, unknown> | undefined]> = [];
   return {
-    logger: { error: (m, f) => void lines.push(['error', m, f]), info: (m, f) => void lines.push(['info', m, f]) },
+    logger: { error: (m, f) => void lines.push(['error', m, f]), warn: (m, f) => void lines.push(['warn', m, f]), info: (m, f) => void lines.push(['info', m, f]) },
     lines,
   };
 }
@@ -317,7 +317,7 @@ describe('in-process log redelivery pause', () => {
     // The cap holds: still doubling, 1.2 s would hold 8 calls (5 + 10 + ... + 640 ms); at 40 ms, about 30.
     assert.ok(calls.length >= 16, `only ${calls.length} handle calls in 1.2 s: the pause did not stop growing at 40 ms`);
     assert.deepEqual(lines.map(([level, m, f]) => [level, m, f?.failures, f?.err]), [
-      ['error', 'in-process log: handle of t partition 0 (group g) failed, will retry', 1, 'database down'],
+      ['warn', 'in-process log: handle of t partition 0 (group g) failed, will retry', 1, 'database down'],
     ]);
   });
 
@@ -349,15 +349,16 @@ describe('in-process log redelivery pause', () => {
     const afterReset = calls[10].at - calls[9].at;
     assert.ok(afterReset < lastPause, `b's redelivery waited ${afterReset.toFixed(1)} ms after a handle that resolved (the pause did not reset)`);
     assert.deepEqual(lines.map(([level, m, f]) => [level, m.replace(/^in-process log: handle of t partition 0 \(group g\) /, ''), f?.failures]), [
-      ['error', 'failed, will retry', 1],
+      ['warn', 'failed, will retry', 1],
       ['info', 'works again', 8],
-      ['error', 'failed, will retry', 1],
+      ['warn', 'failed, will retry', 1],
       ['info', 'works again', 1],
     ]);
   });
 
   it('a partition that moves to another member is delivered to it without the pause left by the member before', async () => {
-    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 3000 });
+    const { logger, lines } = captureLog();
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 3000, logger });
     let failed!: () => void;
     const first = new Promise<void>((resolve) => { failed = resolve; });
     const a = await log.consume({ topic: 't', groupId: 'g', handle: async () => { failed(); throw new Error('a is going away'); } });
@@ -369,6 +370,7 @@ describe('in-process log redelivery pause', () => {
     // Within a third of the 3 s pause a's failure set: b's delivery did not wait it out.
     await log.drain({ timeoutMs: 1000 });
     assert.deepEqual(got, ['v']);
+    assert.deepEqual(lines, [], 'a failure broken off by a stop is not logged');
     await log.close();
   });
 

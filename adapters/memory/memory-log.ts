@@ -54,11 +54,14 @@ export interface MemoryLogOptions {
   /** Told about every `handle` that threw (the records go out again). @defaultValue ignore */
   onHandleError?: (error: unknown, records: readonly LogRecord[]) => void;
   /**
-   * Where a partition whose `handle` throws is logged: its first failure,
-   * then at most one line a minute with the failures so far while they go
-   * on, and the first `handle` that resolved after them. @defaultValue none
+   * Where a partition whose `handle` throws is logged (a warning): its first
+   * redelivery, then at most one line a minute with the failures so far while
+   * they go on, and the first `handle` that resolved after them. A failure
+   * whose records are not delivered again by the same member (it left, the
+   * log closed: a `handle` a stopping consumer broke off) is not logged.
+   * @defaultValue none
    */
-  logger?: Pick<Logger, 'error' | 'info'>;
+  logger?: Pick<Logger, 'error' | 'warn' | 'info'>;
   /** Records kept per partition of a topic no group with members consumes. @defaultValue 10000 */
   retainUnconsumed?: number;
   /**
@@ -123,7 +126,7 @@ interface CompiledOptions {
   readonly maxRedeliveryDelayMs: number;
   readonly maxBatch: number;
   readonly onHandleError: (error: unknown, records: readonly LogRecord[]) => void;
-  readonly logger: Pick<Logger, 'error' | 'info'> | null;
+  readonly logger: Pick<Logger, 'error' | 'warn' | 'info'> | null;
   readonly retainAll: boolean;
   readonly now: () => number;
   /** The bound of `topic`'s unconsumed records. */
@@ -170,7 +173,7 @@ export function createMemoryLog(options: MemoryLogOptions = {}): MemoryLog {
 function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   const opts = {
     partitions: 3, redeliveryDelayMs: 20, maxRedeliveryDelayMs: 5000, maxBatch: 500, onHandleError: () => {},
-    logger: null as Pick<Logger, 'error' | 'info'> | null, retainAll: false, now: Date.now,
+    logger: null as Pick<Logger, 'error' | 'warn' | 'info'> | null, retainAll: false, now: Date.now,
     retainUnconsumed: 10_000, retainUnconsumedBytes: 16 * 1024 * 1024, retainUnconsumedByTopic: {}, ...raw,
   };
   const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
@@ -371,7 +374,7 @@ class MemoryEventLog implements MemoryLog {
           owner: null, busy: false, retryTimer: null,
           backoff: new ErrorBackoff(this.opts.redeliveryDelayMs, this.opts.maxRedeliveryDelayMs),
           outage: this.opts.logger
-            ? new OutageLog(this.opts.logger, `in-process log: handle of ${topic} partition ${p} (group ${groupId})`)
+            ? new OutageLog(this.opts.logger, `in-process log: handle of ${topic} partition ${p} (group ${groupId})`, undefined, 'warn')
             : null,
         })),
         positions: logs.map((log) => (fromBeginning ? log.base : log.end)),
@@ -452,8 +455,9 @@ class MemoryEventLog implements MemoryLog {
         this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
       } else {
         const delayMs = lane.backoff.failed();
-        lane.outage?.failed(ok.error, Date.now(), { offset: batch[0].offset, redeliveryDelayMs: delayMs });
-        this.scheduleRetry(lane, delayMs);
+        // Logged as the records go out again: not when the member left meanwhile (a stop broke the handle off).
+        const logIt = () => lane.outage?.failed(ok.error, Date.now(), { offset: batch[0].offset, redeliveryDelayMs: delayMs });
+        this.scheduleRetry(lane, delayMs, logIt);
       }
       owner.running.delete(run);
       this.kick();
@@ -469,11 +473,12 @@ class MemoryEventLog implements MemoryLog {
     this.trim(cursor.topic, p);
   }
 
-  /** Nothing was committed: the same records (from the committed position) go out again after `delayMs`. */
-  private scheduleRetry(lane: Lane, delayMs: number): void {
+  /** Nothing was committed: the same records (from the committed position) go out again after `delayMs`, `then` first. */
+  private scheduleRetry(lane: Lane, delayMs: number, then: () => void): void {
     if (this.closed) return;
     const retry = () => {
       lane.retryTimer = null;
+      then();
       this.kick();
       this.notify();
     };
