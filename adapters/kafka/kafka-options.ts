@@ -17,8 +17,15 @@ export interface KafkaConsumerTuning {
   maxWaitTimeMs?: number;
   /** Most records per `handle` call (a bigger fetched batch is split). @defaultValue 500 */
   maxBatch?: number;
-  /** Pause before records whose `handle` threw are fetched and handled again. @defaultValue 200 */
+  /**
+   * Pause before records whose `handle` threw are fetched and handled again,
+   * after the first failure of a partition's `handle`; it doubles with each
+   * further failure in a row, up to `maxRedeliveryDelayMs`, and is back to
+   * this after a `handle` of the partition that resolved. @defaultValue 200
+   */
   redeliveryDelayMs?: number;
+  /** The longest that pause grows to (at least `redeliveryDelayMs`). @defaultValue 5000 */
+  maxRedeliveryDelayMs?: number;
   /** Partitions handled at once per consumer (each stays in order). @defaultValue `partitions` */
   partitionsConsumedConcurrently?: number;
   /** `consume()` rejects if the consumer has not joined and fetched by then. @defaultValue 30000 */
@@ -78,6 +85,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     maxWaitTimeMs: 100,
     maxBatch: 500,
     redeliveryDelayMs: 200,
+    maxRedeliveryDelayMs: 5000,
     partitionsConsumedConcurrently: partitions,
     readyTimeoutMs: 30_000,
     restartDelayMs: 1000,
@@ -103,8 +111,9 @@ function validate(opts: CompiledKafkaLogOptions): void {
   if (opts.brokers.length === 0) problems.push('brokers must not be empty');
   const positive = { partitions: opts.partitions, connectTimeoutMs: opts.connectTimeoutMs, ...opts.consumer };
   for (const [name, value] of Object.entries(positive)) {
-    const ok = name === 'redeliveryDelayMs' ? value >= 0 : Number.isInteger(value) && value > 0;
-    if (!ok) problems.push(`${name} must be a positive integer (got ${value})`);
+    const pause = name === 'redeliveryDelayMs' || name === 'maxRedeliveryDelayMs';
+    const ok = pause ? value >= 0 : Number.isInteger(value) && value > 0;
+    if (!ok) problems.push(`${name} must be ${pause ? 'at least 0' : 'a positive integer'} (got ${value})`);
   }
   if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {
     problems.push('heartbeatIntervalMs must be below sessionTimeoutMs');

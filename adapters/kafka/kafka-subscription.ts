@@ -8,8 +8,9 @@
  * connections (see `startSubscription`).
  */
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
+import { ErrorBackoff, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
-import type { BatchInfo, ConsumeOptions, LogRecord, Subscription } from '../../engine/ports.js';
+import type { BatchInfo, ConsumeOptions, Logger as EngineLogger, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
 import { offsetCommitter, type OffsetCommitter } from './offset-committer.js';
@@ -158,7 +159,8 @@ async function startConsumer(
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
   });
-  const handleBatch = batchHandler(options, opts.consumer, kafka.logger(), inFlight, committer);
+  // The log's own lines go to the process's logger as they are (kafkajs's INFO is logged at debug there).
+  const handleBatch = batchHandler(options, opts.consumer, opts.logger ?? kafka.logger(), inFlight, committer, topic);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
   try {
     await consumer.connect();
@@ -215,10 +217,36 @@ function waitUntilFetching(
   return { promise, cancel: () => settle() };
 }
 
-/** The `eachBatch` callback: hand records over in chunks, commit each chunk after `handle` resolved. */
+/** A partition's `handle` failures in a row, as this consumer saw them: the pause before the next try, and their log. */
+interface PartitionFailures {
+  readonly backoff: ErrorBackoff;
+  readonly outage: OutageLog;
+}
+
+/**
+ * The `eachBatch` callback: hand records over in chunks, commit each chunk
+ * after `handle` resolved. A chunk whose `handle` threw is fetched again
+ * after a pause that doubles with the partition's failures in a row (from
+ * `redeliveryDelayMs` up to `maxRedeliveryDelayMs`), and is back to the base
+ * after a `handle` that resolved. The failures are logged as warnings: the
+ * first, then at most one line a minute with the count, then the recovery.
+ */
 function batchHandler(
-  options: ConsumeOptions, tuning: Tuning, logger: Logger, inFlight: Set<Promise<unknown>>, committer: OffsetCommitter,
+  options: ConsumeOptions, tuning: Tuning, logger: Pick<EngineLogger, 'error' | 'warn' | 'info'>, inFlight: Set<Promise<unknown>>,
+  committer: OffsetCommitter, topic: string,
 ): (payload: EachBatchPayload) => Promise<void> {
+  const partitions = new Map<number, PartitionFailures>();
+  const failuresOf = (partition: number): PartitionFailures => {
+    let failures = partitions.get(partition);
+    if (!failures) {
+      failures = {
+        backoff: new ErrorBackoff(tuning.redeliveryDelayMs, Math.max(tuning.redeliveryDelayMs, tuning.maxRedeliveryDelayMs)),
+        outage: new OutageLog(logger, `kafka: handle of ${topic} partition ${partition} (group ${options.groupId})`, undefined, 'warn'),
+      };
+      partitions.set(partition, failures);
+    }
+    return failures;
+  };
   return async (payload) => {
     const { batch } = payload;
     try {
@@ -231,13 +259,17 @@ function batchHandler(
         handed += part.length;
         const info = { behind: batch.messages.length - handed + lag };
         const outcome = await track(inFlight, handleWithHeartbeats(options, records, info, payload.heartbeat, tuning));
+        const failures = failuresOf(batch.partition);
         if (!outcome.ok) {
-          logger.warn('handle threw; its records will be delivered again', {
-            topic: batch.topic, partition: batch.partition, offset: part[0].offset, error: String(outcome.error),
+          const delayMs = failures.backoff.failed();
+          // Logged once the pause is over and the records go out again: not when a stop broke the handle off.
+          pauseBeforeRedelivery(payload, delayMs, () => {
+            if (payload.isRunning()) failures.outage.failed(outcome.error, Date.now(), { offset: part[0].offset, redeliveryDelayMs: delayMs });
           });
-          await pauseBeforeRedelivery(payload, tuning);
           return;
         }
+        failures.backoff.succeeded();
+        failures.outage.succeeded();
         commit(payload, part, committer);
       }
     } finally {
@@ -251,16 +283,24 @@ function batchHandler(
  * Failure path: return without resolving. kafkajs fetches each partition from
  * its last *resolved* offset, so the next fetch starts at this chunk's first
  * record again; later records of the batch were not handed out, so none is skipped.
+ *
+ * The pause is kafkajs's pause of this one partition, not a wait in here: the
+ * consumer goes on fetching and handling its other partitions (a fetch waits
+ * for every batch of the one before), heartbeats and rebalances as usual, and
+ * a stop is not held up. Should the partition move to another member
+ * meanwhile, that member fetches it at once. `then` runs as the pause ends.
  */
-async function pauseBeforeRedelivery(payload: EachBatchPayload, tuning: Tuning): Promise<void> {
-  let left = tuning.redeliveryDelayMs;
-  while (left > 0 && payload.isRunning()) {
-    // Short steps so a stop() during the pause is not held up; kafkajs throttles the heartbeats.
-    const step = Math.min(left, 50);
-    await new Promise((r) => setTimeout(r, step));
-    left -= step;
-    await payload.heartbeat().catch(() => {});
+function pauseBeforeRedelivery(payload: EachBatchPayload, delayMs: number, then: () => void): void {
+  if (delayMs === 0) {
+    then();
+    return;
   }
+  const resume = payload.pause();
+  // Not cleared on stop: resuming a stopped consumer's partition changes nothing, and the timer does not hold the process.
+  setTimeout(() => {
+    resume();
+    then();
+  }, delayMs).unref();
 }
 
 /** Marks the chunk handled and hands its next offset to the committer (not awaited: see offset-committer.ts). */
