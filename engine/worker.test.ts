@@ -631,16 +631,22 @@ describe('relay loop (the harness\'s)', () => {
   });
 });
 
+/** `test.ok` handlers that wait until `release()` (so the outcomes of those started end at once, in one batch); `started()` counts them. */
+function heldHandlers(): { registry: HandlerRegistry; release: () => void; started: () => number } {
+  let go!: () => void;
+  const gate = new Promise<void>((r) => (go = r));
+  let started = 0;
+  const registry = new HandlerRegistry().register('test.ok', async () => {
+    started++;
+    await gate;
+    return 'ok';
+  });
+  return { registry, release: () => go(), started: () => started };
+}
+
 describe('worker: one outcome the store keeps refusing', () => {
   it('does not hold back the outcomes batched with it: a failed batch is tried item by item', async () => {
-    const release: { go?: () => void } = {};
-    const gate = new Promise<void>((r) => (release.go = r));
-    let started = 0;
-    const registry = new HandlerRegistry().register('test.ok', async () => {
-      started++;
-      await gate; // both handlers end at once, so their outcomes go in one batch
-      return 'ok';
-    });
+    const { registry, release, started } = heldHandlers();
     const poison: { id?: string } = {};
     const batches: number[] = [];
     const refusing = beforeApplyMany((items) => {
@@ -657,8 +663,8 @@ describe('worker: one outcome the store keeps refusing', () => {
       assert.ok(a!.ok && b!.ok);
       poison.id = a!.job.id;
       const deadline = Date.now() + 5000;
-      while (started < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
-      release.go!();
+      while (started() < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      release();
       const done = await waitFor(h.store, b!.job.id, (j) => j.snapshot.value === 'done', 'done', 2000);
       assert.equal(done.snapshot.context.result, 'ok');
       assert.equal(batches[0], 2, `the two outcomes went in one batch first: ${batches}`);
@@ -676,14 +682,7 @@ describe('worker: one outcome the store keeps refusing', () => {
 
 describe('worker: a batch of outcomes that committed but whose answer was lost', () => {
   it('counts each outcome as written (succeeded), not as a late outcome', async () => {
-    const release: { go?: () => void } = {};
-    const gate = new Promise<void>((r) => (release.go = r));
-    let started = 0;
-    const registry = new HandlerRegistry().register('test.ok', async () => {
-      started++;
-      await gate; // both handlers end at once, so their outcomes go in one batch
-      return 'ok';
-    });
+    const { registry, release, started } = heldHandlers();
     const batches: number[] = [];
     let lost = false;
     const lostAnswer = (real: TransitionService): TransitionService => {
@@ -707,8 +706,8 @@ describe('worker: a batch of outcomes that committed but whose answer was lost',
     try {
       const [a, b] = await h.transitions.submitMany([spec('test.ok', { maxAttempts: 1 }), spec('test.ok', { maxAttempts: 1 })]);
       assert.ok(a!.ok && b!.ok);
-      await until(() => started === 2, 'both handlers run');
-      release.go!();
+      await until(() => started() === 2, 'both handlers run');
+      release();
       for (const r of [a!, b!]) await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done', 2000);
       await until(() => h.worker.activeCount === 0, 'both attempts end here');
       assert.deepEqual(batches, [2, 1, 1], 'one batch (committed, its answer lost), then each alone (refused: already written)');

@@ -45,6 +45,16 @@ async function attempt(w: World, job: JobRecord, n: number, runMs: number, messa
   return ended.job;
 }
 
+/** Twelve report.build jobs of queue `reports`, submitted half a second apart, each done after a 2 s run: run times to learn from. */
+async function reportRuns(w: World): Promise<void> {
+  for (let i = 0; i < 12; i++) {
+    const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
+    assert.ok(s.ok);
+    await w.clock.advance(500);
+    await attempt(w, s.job, 1, 2_000, null);
+  }
+}
+
 /**
  * A job whose every attempt fails with `message` until it is dead (2 attempts), while another job of
  * its type succeeds: the failure is the job's own, not an outage of the type (which is no evidence).
@@ -128,12 +138,7 @@ describe('advisor service', () => {
 
   it('an ETA counts the waiting jobs of the queue ahead of the job; a lease is sized from run times (enforce only); a far timeout is flagged', async () => {
     const w = await world();
-    for (let i = 0; i < 12; i++) {
-      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
-      assert.ok(s.ok);
-      await w.clock.advance(500);
-      await attempt(w, s.job, 1, 2_000, null);
-    }
+    await reportRuns(w);
     const waiting: JobRecord[] = [];
     for (let i = 0; i < 4; i++) waiting.push((await w.transitions.submit(spec('report.build', { queue: 'reports' }))).job);
     await w.transitions.submit(spec('report.build', { queue: 'other' }));
@@ -167,12 +172,7 @@ describe('advisor service', () => {
 
   it('an ETA reads at most AHEAD_READ_LIMIT waiting jobs a read: past them, it is a lower bound', async () => {
     const w = await world();
-    for (let i = 0; i < 12; i++) {
-      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
-      assert.ok(s.ok);
-      await w.clock.advance(500);
-      await attempt(w, s.job, 1, 2_000, null);
-    }
+    await reportRuns(w);
     // More waiting jobs than one read takes: most of another queue's, then the job's own queue's.
     for (let i = 0; i < AHEAD_READ_LIMIT; i++) assert.ok((await w.transitions.submit(spec('report.build', { queue: 'busy' }))).ok);
     for (let i = 0; i < 20; i++) assert.ok((await w.transitions.submit(spec('report.build', { queue: 'reports' }))).ok);
