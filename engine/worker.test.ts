@@ -13,7 +13,7 @@ import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import {
-  TOPICS, type Clock, type EventLog, type JobRecord, type JobSpec, type JobStore, type LogMessage, type Logger, type ProgressStore, type Subscription,
+  TOPICS, type Clock, type EventLog, type Handler, type JobRecord, type JobSpec, type JobStore, type LogMessage, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { PROGRESS_INTERVAL_MS } from './progress.js';
 import { Relay } from './relay.js';
@@ -1155,6 +1155,69 @@ describe('worker: a heartbeat after the lease ended', () => {
   });
 });
 
+
+describe('worker: a claim whose lease ended before its handler could start', () => {
+  it('does not call the handler: the attempt is given up (lease-lost), nothing recorded', async () => {
+    // The worker's clock moves past the 30 s lease while the claim is written (a pause of the process).
+    const clock = recordingClock();
+    holdLongSleeps(clock);
+    const pausedInClaim = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.applyMany = async (items) => {
+        const r = await real.applyMany(items);
+        if (items.some((it) => it.event.type === 'STARTED')) clock.ahead = 40_000;
+        return r;
+      };
+      return fake;
+    };
+    const calls: number[] = [];
+    const registry = new HandlerRegistry().register('test.late', async (_p, ctx) => {
+      calls.push(ctx.attempt);
+      throw new Error('a handler that fails at once');
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    const h = await harness(registry, { workerClock: clock, workerTransitions: pausedInClaim });
+    try {
+      const r = await h.transitions.submit(spec('test.late', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => h.worker.counters.claimed === 1, 'the claim is written');
+      await until(() => h.worker.activeCount === 0, 'the attempt is over here');
+      await new Promise((res) => setTimeout(res, 50));
+      assert.deepEqual(calls, [], 'the handler was not called');
+      assert.deepEqual(unhandled, [], 'no unhandled rejection');
+      const job = (await h.store.getJob(r.job.id))!;
+      assert.equal(job.snapshot.value, 'running', 'no outcome written: the timers take it back');
+      assert.deepEqual((await h.store.getEvents(r.job.id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED']);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a handler that is not async', () => {
+  it('succeeds with the value it returns, and fails with the error it throws', async () => {
+    // As a JavaScript user may register one: no promise returned.
+    const plain = ((payload: unknown) => ({ echoed: payload })) as unknown as Handler;
+    const throwing = (() => { throw new NonRetryableError('thrown at once'); }) as unknown as Handler;
+    const registry = new HandlerRegistry().register('test.plain', plain).register('test.throwing', throwing);
+    const h = await harness(registry);
+    try {
+      const ok = await h.transitions.submit(spec('test.plain', { maxAttempts: 1, payload: { n: 1 } }));
+      const bad = await h.transitions.submit(spec('test.throwing', { maxAttempts: 1 }));
+      assert.ok(ok.ok && bad.ok);
+      const done = await waitFor(h.store, ok.job.id, (j) => j.snapshot.value === 'done' || j.snapshot.value === 'dead', 'over');
+      assert.equal(done.snapshot.value, 'done', JSON.stringify(done.snapshot.context.lastError));
+      assert.deepEqual(done.snapshot.context.result, { echoed: { n: 1 } });
+      const dead = await waitFor(h.store, bad.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.equal(dead.snapshot.context.lastError!.message, 'thrown at once');
+    } finally {
+      await h.stop();
+    }
+  });
+});
 
 describe('worker: heartbeats that fail until the lease ends', () => {
   it('give the attempt up (lease-lost) before its lease ends, so its retry never runs beside the handler', async () => {

@@ -1009,7 +1009,10 @@ export class Worker {
     let work: Promise<unknown> | undefined;
     try {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
-      work = span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx);
+      // Given up before it could start (its lease ended while the claim was written): the handler is not called.
+      if (abort.signal.aborted) throw abort.signal.reason;
+      // A handler that is not async (as JavaScript may register one) returns its value, not a promise.
+      work = Promise.resolve(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx));
       const result = await raceAbort(work, abort.signal);
       const unstorable = unstorableResult(result);
       if (unstorable !== null) throw new NonRetryableError(unstorable);
@@ -1322,7 +1325,11 @@ function safeParse<T>(value: string): T | null {
 
 /** Settles with the handler, or rejects as soon as the signal aborts (a handler may ignore its signal). */
 function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // The abort answers; whatever `p` ends in later is no one's unhandled rejection.
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
