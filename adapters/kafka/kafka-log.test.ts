@@ -269,6 +269,10 @@ describe('Kafka log options', () => {
     assert.ok(Object.isFrozen(opts) && Object.isFrozen(opts.consumer));
     assert.throws(() => compileKafkaLogOptions({ brokers: [] }), { code: 'ATS_ERR_CONFIG' });
     assert.throws(() => compileKafkaLogOptions({ brokers: ['b'], partitions: 0 }), { code: 'ATS_ERR_CONFIG' });
+    // Beyond a Node timer's longest pause, a timer fires after 1 ms: the pause would be none.
+    assert.throws(() => compileKafkaLogOptions({ brokers: ['b'], consumer: { maxRedeliveryDelayMs: 2 ** 31 } }), /maxRedeliveryDelayMs must be an integer from 0 to 2147483647/);
+    assert.throws(() => compileKafkaLogOptions({ brokers: ['b'], consumer: { redeliveryDelayMs: Number.NaN } }), { code: 'ATS_ERR_CONFIG' });
+    assert.equal(compileKafkaLogOptions({ brokers: ['b'], consumer: { maxRedeliveryDelayMs: 2 ** 31 - 1 } }).consumer.maxRedeliveryDelayMs, 2 ** 31 - 1);
     assert.throws(
       () => compileKafkaLogOptions({ brokers: ['b'], consumer: { heartbeatIntervalMs: 7000, sessionTimeoutMs: 6000 } }),
       { code: 'ATS_ERR_CONFIG' },

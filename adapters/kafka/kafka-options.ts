@@ -2,6 +2,7 @@
  * Options of the Kafka event log: raw in, defaults applied and checked once,
  * the result frozen (the adapter never reads `process.env`).
  */
+import { MAX_TIMER_MS } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 
@@ -112,8 +113,8 @@ function validate(opts: CompiledKafkaLogOptions): void {
   const positive = { partitions: opts.partitions, connectTimeoutMs: opts.connectTimeoutMs, ...opts.consumer };
   for (const [name, value] of Object.entries(positive)) {
     const pause = name === 'redeliveryDelayMs' || name === 'maxRedeliveryDelayMs';
-    const ok = pause ? value >= 0 : Number.isInteger(value) && value > 0;
-    if (!ok) problems.push(`${name} must be ${pause ? 'at least 0' : 'a positive integer'} (got ${value})`);
+    const ok = pause ? Number.isInteger(value) && value >= 0 && value <= MAX_TIMER_MS : Number.isInteger(value) && value > 0;
+    if (!ok) problems.push(`${name} must be ${pause ? `an integer from 0 to ${MAX_TIMER_MS}` : 'a positive integer'} (got ${value})`);
   }
   if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {
     problems.push('heartbeatIntervalMs must be below sessionTimeoutMs');
