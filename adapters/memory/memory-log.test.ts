@@ -374,6 +374,31 @@ describe('in-process log redelivery pause', () => {
     await log.close();
   });
 
+  it('a handle that fails after its member began to stop leaves no pause and no warning to the next member', async () => {
+    const { logger, lines } = captureLog();
+    const log = createMemoryLog({ partitions: 1, redeliveryDelayMs: 3000, logger });
+    let entered!: () => void;
+    const inHandle = new Promise<void>((resolve) => { entered = resolve; });
+    let breakOff!: () => void;
+    const brokenOff = new Promise<void>((resolve) => { breakOff = resolve; });
+    const a = await log.consume({
+      topic: 't', groupId: 'g',
+      handle: async () => { entered(); await brokenOff; throw new Error('a stopped mid-handle'); },
+    });
+    await log.publish([msg('k', 'v', 't')]);
+    await inHandle;
+    const stopped = a.stop();
+    const got: string[] = [];
+    await log.consume({ topic: 't', groupId: 'g', handle: async (records) => { got.push(...records.map((r) => r.value)); } });
+    breakOff();
+    await stopped;
+    // Within a third of the 3 s pause: the next member did not wait out a pause set by a's last handle.
+    await log.drain({ timeoutMs: 1000 });
+    assert.deepEqual(got, ['v']);
+    assert.deepEqual(lines, [], 'a failure broken off by a stop is not logged');
+    await log.close();
+  });
+
   it('validates the cap, and never pauses less than the base', async () => {
     assert.throws(() => createMemoryLog({ maxRedeliveryDelayMs: -1 }), { code: 'ATS_ERR_CONFIG' });
     // Beyond a Node timer's longest pause, a timer fires after 1 ms: the pause would be none.

@@ -454,12 +454,14 @@ class MemoryEventLog implements MemoryLog {
         lane.backoff.succeeded();
         lane.outage?.succeeded();
         this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
-      } else {
+      } else if (lane.owner === owner) {
         const delayMs = lane.backoff.failed();
         // Logged as the records go out again: not when the member left meanwhile (a stop broke the handle off).
         const logIt = () => lane.outage?.failed(ok.error, Date.now(), { offset: batch[0].offset, redeliveryDelayMs: delayMs });
         this.scheduleRetry(lane, delayMs, logIt);
       }
+      // Otherwise the member left while its handle ran (a stop broke it off): nothing is logged, and the
+      // lane's next owner, if any, gets the records at once, not after a pause of the member before.
       owner.running.delete(run);
       this.kick();
       this.notify();
