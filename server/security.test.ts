@@ -419,6 +419,28 @@ describe('stream: connection caps and subprotocols', () => {
     assert.ok(isOpen(await connect(url)), 'so does the address without a key');
   });
 
+  test('per tenant: the keys of one tenant together hold at most a quarter of the process\'s connections; another tenant still connects', async () => {
+    // Each key may hold 100 (more than its tenant's share): a tenant minting keys cannot take every slot.
+    const withTenants = (plugin: AppPlugin): AppPlugin => async (app) => {
+      app.addHook('onRequest', async (request) => {
+        const k = request.headers['x-test-key'];
+        if (typeof k === 'string') request.principal = { ...principal(k), tenant: k.split('/')[0]! };
+      });
+      await plugin(app);
+    };
+    const { url } = await listening({ security: { streamMaxPerKey: 100 } }, { maxConnections: 8 }, withTenants);
+    const as = (key: string) => connect(url, { headers: { 'x-test-key': key } });
+    assert.ok(isOpen(await as('acme/key-1')));
+    assert.ok(isOpen(await as('acme/key-2')));
+    const refused = await as('acme/key-3');
+    assert.ok(!isOpen(refused), 'a third key of the same tenant is refused (8 / 4 = 2)');
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.code, 'ATS_ERR_TOO_MANY_STREAMS');
+    assert.match(String(refused.body.message), /tenant/);
+    assert.ok(isOpen(await as('globex/key-1')), 'another tenant has its own count');
+    assert.ok(isOpen(await connect(url)), 'so does an address without a key');
+  });
+
   test('the process-wide cap refuses one more whoever asks', async () => {
     const { url } = await listening({ security: { streamMaxPerKey: 100 } }, { maxConnections: 2 });
     assert.ok(isOpen(await connect(url)));

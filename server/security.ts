@@ -126,6 +126,11 @@ export function holderOf(request: FastifyRequest): string {
   return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
 }
 
+/** The tenant a request with a key counts against (slots shared by a tenant's keys); null without a key. */
+export function tenantOfKey(request: FastifyRequest): string | null {
+  return request.principal?.keyId ? request.principal.tenant : null;
+}
+
 const isUpgrade = (request: FastifyRequest): boolean =>
   (request.raw as { upgrade?: boolean }).upgrade === true || request.headers.upgrade !== undefined;
 

@@ -12,8 +12,11 @@
  *
  * What one client can hold: at most `streamMaxPerKey` (server/deps.ts,
  * SecurityOptions) connections open at once per API key (per address
- * without one), and the process at most `maxConnections`. One more upgrade is
- * refused before it is accepted: an HTTP 429 ATS_ERR_TOO_MANY_STREAMS.
+ * without one), the keys of one tenant together a quarter of the process's
+ * `maxConnections`, and the process at most `maxConnections` (server/slots.ts).
+ * One more upgrade is refused before it is accepted: an HTTP 429
+ * ATS_ERR_TOO_MANY_STREAMS. A slot is given back when the connection's TCP
+ * socket closes: a handshake that fails after the check gives it back too.
  *
  * Subprotocols: a browser cannot set `Authorization` on a WebSocket, so it
  * offers its key as a subprotocol, `Sec-WebSocket-Protocol: ats.v1,
@@ -34,7 +37,8 @@ import type { Metrics } from '../../engine/metrics.js';
 import type { Anomaly } from '../../engine/advisor/types.js';
 import type { Clock, JobStore, Logger, WorkflowStore } from '../../engine/ports.js';
 import { DEFAULT_SECURITY } from '../deps.js';
-import { holderOf } from '../security.js';
+import { holderOf, tenantOfKey } from '../security.js';
+import { Slots, slotLimits, type SlotBound } from '../slots.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
 import { CLOSE } from './session.js';
@@ -67,45 +71,17 @@ export interface StreamDeps {
  */
 export const MAX_STREAM_CONNECTIONS = 1000;
 
+const streamRefusal = (bound: SlotBound, limit: number): AtsError => new AtsError('ATS_ERR_TOO_MANY_STREAMS', {
+  server: `This server has ${limit} stream connections open, its most; try again later`,
+  tenant: `This tenant's API keys hold ${limit} stream connections, the most one tenant may hold; close one first`,
+  holder: `At most ${limit} stream connections may be open at once per API key (per address without one); close one first`,
+}[bound]);
+
 /** The subprotocol of stream protocol v1: the one a client offering subprotocols gets. */
 export const STREAM_SUBPROTOCOL = 'ats.v1';
 
 /** ws's `handleProtocols`: `ats.v1` when offered; never another (an `ats.key.<key>` offer stays unanswered). */
 export const selectSubprotocol = (offered: Set<string>): string | false => (offered.has(STREAM_SUBPROTOCOL) ? STREAM_SUBPROTOCOL : false);
-
-/**
- * Open connections counted per holder (a key, or an address without one) and
- * in all. A slot is taken before the upgrade is accepted and given back when
- * the connection's TCP socket closes: a handshake that fails after the check
- * gives it back too.
- */
-class StreamSlots {
-  private readonly byHolder = new Map<string, number>();
-  private total = 0;
-  constructor(private readonly perHolder: number, private readonly max: number) {}
-
-  /** Takes a slot for `holder`, or throws ATS_ERR_TOO_MANY_STREAMS; the returned function gives it back (once). */
-  take(holder: string): () => void {
-    if (this.total >= this.max) {
-      throw new AtsError('ATS_ERR_TOO_MANY_STREAMS', `This server has ${this.max} stream connections open, its most; try again later`);
-    }
-    const held = this.byHolder.get(holder) ?? 0;
-    if (held >= this.perHolder) {
-      throw new AtsError('ATS_ERR_TOO_MANY_STREAMS', `At most ${this.perHolder} stream connections may be open at once per API key (per address without one); close one first`);
-    }
-    this.byHolder.set(holder, held + 1);
-    this.total++;
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      this.total--;
-      const left = (this.byHolder.get(holder) ?? 1) - 1;
-      if (left > 0) this.byHolder.set(holder, left);
-      else this.byHolder.delete(holder);
-    };
-  }
-}
 
 /** The plugin, plus `wake()`: call it after each commit of this process so live clients get it at once. */
 export interface StreamPlugin {
@@ -142,7 +118,7 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
     const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer, ...(standing ? { standing } : {}) }, opts);
     let unchecked = false;
     const perKey = app.hasDecorator('atsSecurity') ? app.atsSecurity.streamMaxPerKey : DEFAULT_SECURITY.streamMaxPerKey;
-    const slots = new StreamSlots(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS);
+    const slots = new Slots(slotLimits(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS), streamRefusal);
     const release = new WeakMap<object, () => void>();
     app.route({
       method: 'GET',
@@ -151,7 +127,7 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
       // After the auth hook (request.principal is known), before the upgrade is accepted.
       preHandler: async (request) => {
         if (!request.ws) return;
-        const giveBack = slots.take(holderOf(request));
+        const giveBack = slots.take(holderOf(request), tenantOfKey(request));
         release.set(request.raw, giveBack);
         const tcp = request.raw.socket as Socket | undefined;
         if (!tcp) return; // fastify's injectWS: the WebSocket's close gives it back

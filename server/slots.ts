@@ -1,0 +1,70 @@
+/**
+ * Long-lived requests (stream connections, workflow waits) counted per
+ * holder (an API key, or a client address without one), per tenant (the
+ * holders with a key: a tenant admin can mint many keys), and in all. A
+ * slot is taken before the request holds anything and given back once, when
+ * it ends.
+ */
+import { AtsError } from '../engine/errors.js';
+
+/** Which bound refused a slot. */
+export type SlotBound = 'server' | 'tenant' | 'holder';
+
+export interface SlotLimits {
+  /** Per key, or per address without one. */
+  readonly perHolder: number;
+  /** All the keys of one tenant together. */
+  readonly perTenant: number;
+  /** The process. */
+  readonly max: number;
+}
+
+/** A tenant's keys together may hold this share of the process's slots: one tenant never holds them all. */
+export const TENANT_SHARE = 4;
+
+/** Limits with a tenant's share of `max` (at least one slot). */
+export const slotLimits = (perHolder: number, max: number): SlotLimits => ({
+  perHolder, max, perTenant: Math.max(1, Math.floor(max / TENANT_SHARE)),
+});
+
+export class Slots {
+  private readonly byHolder = new Map<string, number>();
+  private readonly byTenant = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly limits: SlotLimits, private readonly refusal: (bound: SlotBound, limit: number) => AtsError) {}
+
+  /**
+   * Takes a slot for `holder` of `tenant` (null for a holder without a key:
+   * its address is its bound), or throws the refusal; the returned function
+   * gives it back (once).
+   */
+  take(holder: string, tenant: string | null): () => void {
+    const { perHolder, perTenant, max } = this.limits;
+    if (this.total >= max) throw this.refusal('server', max);
+    if ((this.byHolder.get(holder) ?? 0) >= perHolder) throw this.refusal('holder', perHolder);
+    if (tenant !== null && (this.byTenant.get(tenant) ?? 0) >= perTenant) throw this.refusal('tenant', perTenant);
+    bump(this.byHolder, holder, +1);
+    if (tenant !== null) bump(this.byTenant, tenant, +1);
+    this.total++;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.total--;
+      bump(this.byHolder, holder, -1);
+      if (tenant !== null) bump(this.byTenant, tenant, -1);
+    };
+  }
+
+  /** Slots held now (tests, metrics). */
+  get size(): number {
+    return this.total;
+  }
+}
+
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
