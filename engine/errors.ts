@@ -58,6 +58,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_HOST_NOT_ALLOWED: def('ATS_ERR_HOST_NOT_ALLOWED', 421, 'This server does not answer for the Host the request names'),
   ATS_ERR_ORIGIN_NOT_ALLOWED: def('ATS_ERR_ORIGIN_NOT_ALLOWED', 403, 'Requests from this Origin are not allowed'),
   ATS_ERR_TOO_MANY_STREAMS: def('ATS_ERR_TOO_MANY_STREAMS', 429, 'Too many stream connections are open for this key or address'),
+  ATS_ERR_TOO_MANY_WAITS: def('ATS_ERR_TOO_MANY_WAITS', 429, 'Too many workflow waits are open for this key, tenant or server'),
   ATS_ERR_NOT_READY: def('ATS_ERR_NOT_READY', 503, 'A dependency (database or log) is not reachable'),
   ATS_ERR_CONFIG: def('ATS_ERR_CONFIG', 500, 'The configuration is not valid'),
   ATS_ERR_STORE_UNAVAILABLE: def('ATS_ERR_STORE_UNAVAILABLE', 503, 'The database is not reachable'),

@@ -38,6 +38,13 @@ export interface AppLimits {
    * at 100. @defaultValue 32
    */
   maxPayloadDepth?: number;
+  /**
+   * Workflow waits (`/wait`, a start with `?wait=`) open at once per API key
+   * (per address without one), and in the process; a tenant's keys together
+   * hold at most a quarter of the process's. One more is a 429
+   * ATS_ERR_TOO_MANY_WAITS. @defaultValue MAX_WAITS_PER_KEY, MAX_WAITS (100, 1,000)
+   */
+  workflowWaits?: { perKey: number; max: number };
   /** How long /readyz waits for one check before calling it failed. @defaultValue 2000 */
   readyTimeoutMs?: number;
   /** Time to receive the request line and headers; then 408. @defaultValue 10000 */

@@ -767,6 +767,48 @@ describe('/v1/workflows with keys: each tenant sees only its own instances', () 
   });
 });
 
+describe('/v1/workflows waits are bounded per key, per tenant and in all', () => {
+  test('one more than its key\'s or its tenant\'s share is a 429 ATS_ERR_TOO_MANY_WAITS that starts nothing; an ended wait gives its slot back', async () => {
+    const keys = new MemoryKeyStore();
+    const [acme1, acme2, globex] = [await keys.make('acme'), await keys.make('acme'), await keys.make('globex')];
+    // 2 per key, 12 in all: a tenant's keys together 3.
+    const t = await startSqliteTestApp({ auth: authWith(keys), limits: { bodyLimitBytes: 1024 * 1024, workflowWaits: { perKey: 2, max: 12 } } }, { workflows: registry() });
+    try {
+      const gate = await injectAs(t, acme1, start({ name: 'gate' }));
+      assert.equal(gate.statusCode, 201, gate.body);
+      const id = (gate.json() as View).id;
+      const hold = (key: MadeKey) => injectAs(t, key, waitFor(id, 'timeoutMs=20000'));
+      const held = [hold(acme1), hold(acme1)];
+      await sleep(100);
+      const refusedKey = await injectAs(t, acme1, waitFor(id, 'timeoutMs=0'));
+      assert.equal(refusedKey.statusCode, 429, refusedKey.body);
+      assert.equal(refusedKey.json().code, 'ATS_ERR_TOO_MANY_WAITS');
+      assert.match(refusedKey.json().message, /per API key/);
+      held.push(hold(acme2));
+      await sleep(100);
+      const refusedTenant = await injectAs(t, acme2, waitFor(id, 'timeoutMs=0'));
+      assert.equal(refusedTenant.statusCode, 429, refusedTenant.body);
+      assert.match(refusedTenant.json().message, /tenant/);
+      // A start that would wait is refused before it starts anything.
+      const count = async () => (await injectAs(t, acme2, { url: '/v1/workflows?limit=500' })).json().workflows.length;
+      const before = await count();
+      const startRefused = await injectAs(t, acme2, { ...start({ name: 'instant' }), url: '/v1/workflows?wait=done' });
+      assert.equal(startRefused.statusCode, 429, startRefused.body);
+      assert.equal(await count(), before, 'the refused start started nothing');
+      // Another tenant has its own share.
+      const theirs = await injectAs(t, globex, { ...start({ name: 'instant' }), url: '/v1/workflows?wait=done' });
+      assert.equal(theirs.statusCode, 201, theirs.body);
+      // The instance ends: the waits answer and give their slots back.
+      assert.equal((await injectAs(t, acme1, cancel(id))).statusCode, 200);
+      for (const r of await Promise.all(held)) assert.equal(r.statusCode, 200, r.body);
+      const again = await injectAs(t, acme1, waitFor(id, 'timeoutMs=0'));
+      assert.equal(again.statusCode, 200, again.body);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('/v1/workflows on MariaDB', () => {
   let t: TestApp;
   before(async () => {

@@ -26,10 +26,27 @@ import {
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
+import { holderOf, tenantOfKey } from '../security.js';
+import { Slots, slotLimits, type SlotBound } from '../slots.js';
 import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
 
 const TAGS = ['workflows'];
 const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal), description) });
+
+/**
+ * Workflow waits open at once: per API key (per address without one), and in
+ * the process (a tenant's keys together a quarter of it). Each reads its
+ * instance every 500 ms at most, so the process's waits cost at most
+ * 2,000 reads a second.
+ */
+export const MAX_WAITS_PER_KEY = 100;
+export const MAX_WAITS = 1000;
+
+const waitRefusal = (bound: SlotBound, limit: number): AtsError => new AtsError('ATS_ERR_TOO_MANY_WAITS', {
+  server: `This server has ${limit} workflow waits open, its most; try again later`,
+  tenant: `This tenant's API keys hold ${limit} workflow waits, the most one tenant may hold; let one end first`,
+  holder: `At most ${limit} workflow waits may be open at once per API key (per address without one); let one end first`,
+}[bound]);
 
 const startSchema = {
   operationId: 'startWorkflow',
@@ -218,6 +235,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   const service = deps.workflows!;
   const maxDepth = deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
   const room = new WaitRoom();
+  // Each wait reads its instance up to twice a second: the slots bound what waits cost the database.
+  const cap = deps.limits.workflowWaits ?? { perKey: MAX_WAITS_PER_KEY, max: MAX_WAITS };
+  const waits = new Slots(slotLimits(cap.perKey, cap.max), waitRefusal);
   // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
   const closing = new AbortController();
   app.addHook('preClose', async () => {
@@ -228,6 +248,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
    * Waits for `first` to meet `c`, until `timeoutMs`, the client going away
    * or the app closing; answers the instance when met, else throws the wait's error.
    */
+  /** A wait slot for the request's key (or address) and tenant, or a 429 ATS_ERR_TOO_MANY_WAITS; taken before anything is written. */
+  const takeWait = (request: FastifyRequest): (() => void) => waits.take(holderOf(request), tenantOfKey(request));
+
   async function waitOn(
     request: FastifyRequest, reply: FastifyReply, first: WorkflowRecord, c: WaitCondition, timeoutMs: number, started: boolean,
   ): Promise<WorkflowView> {
@@ -259,22 +282,35 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
       throw new AtsError('ATS_ERR_VALIDATION', `body/idempotencyKey must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
     }
     if (timeoutMs !== undefined && wait === undefined) throw new AtsError('ATS_ERR_VALIDATION', 'querystring/timeoutMs is the timeout of wait: give wait too');
-    const r = await service.start({ tenant: request.principal.tenant, name, input: input ?? null, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) });
-    if (!r.ok) {
-      if (r.reason === 'unknown-workflow') throw new AtsError('ATS_ERR_UNKNOWN_WORKFLOW', `No workflow is registered under the name '${name}'`);
-      if (r.reason === 'invalid-input') throw new AtsError('ATS_ERR_INVALID_WORKFLOW_INPUT', r.message);
-      throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different input`);
+    const condition = wait === undefined ? undefined : parseCondition(wait);
+    // Refused before the start: a 429 starts nothing.
+    const giveBack = condition && takeWait(request);
+    try {
+      const r = await service.start({ tenant: request.principal.tenant, name, input: input ?? null, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) });
+      if (!r.ok) {
+        if (r.reason === 'unknown-workflow') throw new AtsError('ATS_ERR_UNKNOWN_WORKFLOW', `No workflow is registered under the name '${name}'`);
+        if (r.reason === 'invalid-input') throw new AtsError('ATS_ERR_INVALID_WORKFLOW_INPUT', r.message);
+        throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different input`);
+      }
+      reply.header('location', `/v1/workflows/${r.workflow.id}`);
+      const view = condition === undefined
+        ? await toWorkflowView(service, r.workflow)
+        : await waitOn(request, reply, r.workflow, condition, timeoutMs ?? DEFAULT_WAIT_MS, true);
+      return reply.code(r.created ? 201 : 200).send(view);
+    } finally {
+      giveBack?.();
     }
-    reply.header('location', `/v1/workflows/${r.workflow.id}`);
-    const view = wait === undefined
-      ? await toWorkflowView(service, r.workflow)
-      : await waitOn(request, reply, r.workflow, parseCondition(wait), timeoutMs ?? DEFAULT_WAIT_MS, true);
-    return reply.code(r.created ? 201 : 200).send(view);
   });
 
   app.get<{ Params: WorkflowParams; Querystring: WorkflowWaitQuery }>('/v1/workflows/:id/wait', { schema: waitSchema }, async (request, reply) => {
+    const condition = parseCondition(request.query.until);
     const wf = await tenantWorkflow(service, request.params.id, request.principal);
-    return waitOn(request, reply, wf, parseCondition(request.query.until), request.query.timeoutMs ?? DEFAULT_WAIT_MS, false);
+    const giveBack = takeWait(request);
+    try {
+      return await waitOn(request, reply, wf, condition, request.query.timeoutMs ?? DEFAULT_WAIT_MS, false);
+    } finally {
+      giveBack();
+    }
   });
 
   app.get<{ Params: WorkflowParams }>('/v1/workflows/:id', { schema: getSchema }, async (request) =>
