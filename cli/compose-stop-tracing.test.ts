@@ -63,3 +63,27 @@ test('an attempt interrupted at shutdown: its span is exported before the shutdo
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a step of the stop that fails: the later steps still run, and the stop rejects naming it (the process exits 1)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-failed-'));
+  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
+  const system = await compose(config, {
+    logger: silentLogger,
+    tracing: { tracer: new NodeTracerProvider().getTracer(TRACER_NAME), reportTo: () => undefined, shutdown: async () => { throw new Error('exporter unreachable'); } },
+  });
+  try {
+    await system.start();
+    const close = system.store.close.bind(system.store);
+    let storeClosed = false;
+    system.store.close = () => close().then(() => void (storeClosed = true));
+    await assert.rejects(system.stop(), (err: AggregateError) => {
+      assert.ok(err instanceof AggregateError);
+      assert.equal(err.message, 'stop: tracing failed');
+      assert.deepEqual(err.errors.map((e: Error) => e.message), ['exporter unreachable']);
+      return true;
+    });
+    assert.ok(storeClosed, 'the store was closed after the failed step');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

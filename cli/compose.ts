@@ -100,7 +100,11 @@ export interface System {
    * the metrics port's (`http://host:port`, serving /metrics) when ATS_METRICS_PORT is set.
    */
   start(): Promise<{ url: string | null; metricsUrl: string | null }>;
-  /** Graceful: stop taking work, finish or abandon running handlers, close connections. */
+  /**
+   * Graceful: stop taking work, finish or abandon running handlers, close
+   * connections. Every step runs, whatever failed before it; rejects (an
+   * AggregateError naming the steps) when any failed, each logged as it failed.
+   */
   stop(): Promise<void>;
 }
 
@@ -330,13 +334,17 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         ['log', () => eventLog.close()],
         ['store', () => store.close()],
       ];
+      const failed: Array<[string, unknown]> = [];
       for (const [name, step] of steps) {
         try {
           await step();
         } catch (err) {
           logger.error(`stop: ${name} failed`, errorFields(err));
+          failed.push([name, err]);
         }
       }
+      // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
+      if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
     },
   };
 }
