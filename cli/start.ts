@@ -38,6 +38,9 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
     return 1;
   }
+  // From here on a signal stops the roles gracefully (until now nothing ran: the default, an exit, was
+  // right); one that comes while they start is acted on once they have.
+  const signals = watchSignals();
   let url: string | null;
   try {
     ({ url } = await system.start());
@@ -46,18 +49,21 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     // them, but give up on a stop that hangs so the exit stays within seconds.
     process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
     await Promise.race([system.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+    signals.dispose();
     return 1;
   }
   const store = config.mysqlUrl ? 'MySQL' : `embedded SQLite (${config.dataDir}/ats.sqlite)`;
   const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
   const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';
-  // Listening for the signal before saying ready: a supervisor may stop the process as soon as it reads the line.
-  const signalled = waitForSignal();
   system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
   if (system.access) system.logger[system.access.level](system.access.message);
-  const signal = await signalled;
+  const signal = await signals.first;
   system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
-  return stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS);
+  try {
+    return await stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS, signals);
+  } finally {
+    signals.dispose();
+  }
 }
 
 /**
@@ -68,31 +74,37 @@ export async function startCommand(args: readonly string[], env: Record<string, 
 export const SHUTDOWN_SLACK_MS = 5000;
 
 /**
- * Stop the system; if that has not finished within `deadlineMs`, or a second
- * SIGTERM/SIGINT arrives, give up on it and exit 1: a shutdown never hangs on
- * a client, a broker or a handler that ignores its abort signal. (Anything
- * not committed is recovered like after a crash: leases expire, the outbox is
- * published again.)
+ * A signal this soon after the first is the same request delivered twice,
+ * not a second one: npm (`npm start`, `npx`) forwards to its child the
+ * SIGINT a terminal's Ctrl+C, or the SIGTERM a supervisor, already sent to
+ * the whole process group.
  */
-async function stopWithin(system: System, deadlineMs: number): Promise<number> {
+export const REPEAT_SIGNAL_MS = 1000;
+
+/**
+ * Stop the system; exit 0 when every step of the stop worked, 1 when one
+ * failed (each is logged). If the stop has not finished within `deadlineMs`,
+ * or a second SIGTERM/SIGINT arrives, give up on it and exit 1: a shutdown
+ * never hangs on a client, a broker or a handler that ignores its abort
+ * signal. (Anything not committed is recovered like after a crash: leases
+ * expire, the outbox is published again.)
+ */
+async function stopWithin(system: System, deadlineMs: number, signals: Signals): Promise<number> {
   let timer: NodeJS.Timeout | undefined;
-  let onSignal: (() => void) | undefined;
   const giveUp = new Promise<number>((resolve) => {
     timer = setTimeout(() => {
       system.logger.error('ats: shutdown did not finish in time; exiting', { deadlineMs });
       resolve(1);
     }, deadlineMs);
-    onSignal = () => {
+    signals.onSecond(() => {
       system.logger.warn('ats: second signal; exiting without finishing the shutdown');
       resolve(1);
-    };
-    process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
+    });
   });
   try {
-    return await Promise.race([system.stop().then(() => 0), giveUp]);
+    return await Promise.race([system.stop().then(() => 0, () => 1), giveUp]);
   } finally {
     clearTimeout(timer);
-    process.off('SIGTERM', onSignal!).off('SIGINT', onSignal!);
   }
 }
 
@@ -104,14 +116,35 @@ function describe(err: unknown): string {
   return [e.message, e.code && !e.message.includes(e.code) ? `(${e.code})` : '', cause && !e.message.includes(cause) ? `— ${cause}` : ''].filter(Boolean).join(' ');
 }
 
-function waitForSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onTerm = () => done('SIGTERM');
-    const onInt = () => done('SIGINT');
-    const done = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', onTerm).off('SIGINT', onInt);
-      resolve(signal);
-    };
-    process.once('SIGTERM', onTerm).once('SIGINT', onInt);
-  });
+interface Signals {
+  /** The first SIGTERM or SIGINT. */
+  readonly first: Promise<NodeJS.Signals>;
+  /** Calls `then` at a signal that comes REPEAT_SIGNAL_MS or more after the first. */
+  onSecond(then: () => void): void;
+  dispose(): void;
+}
+
+/** SIGTERM and SIGINT, listened for from now until `dispose()`: one pair of listeners all along, so no signal finds none. */
+function watchSignals(): Signals {
+  let firstAt: number | null = null;
+  let second: (() => void) | null = null;
+  let resolveFirst!: (signal: NodeJS.Signals) => void;
+  const first = new Promise<NodeJS.Signals>((resolve) => (resolveFirst = resolve));
+  const on = (signal: NodeJS.Signals) => {
+    const now = performance.now();
+    if (firstAt === null) {
+      firstAt = now;
+      resolveFirst(signal);
+    } else if (now - firstAt >= REPEAT_SIGNAL_MS) {
+      second?.();
+    }
+  };
+  const onTerm = () => on('SIGTERM');
+  const onInt = () => on('SIGINT');
+  process.on('SIGTERM', onTerm).on('SIGINT', onInt);
+  return {
+    first,
+    onSecond: (then) => void (second = then),
+    dispose: () => void process.off('SIGTERM', onTerm).off('SIGINT', onInt),
+  };
 }
