@@ -41,9 +41,18 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // From here on a signal stops the roles gracefully (until now nothing ran: the default, an exit, was
   // right); one that comes while they start is acted on once they have.
   const signals = watchSignals();
+  const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
+  // A start still under way when a signal came is waited for within the shutdown's own deadline, no longer.
+  const startOverdue = signals.first.then(() => new Promise<typeof OVERDUE>((resolve) => setTimeout(() => resolve(OVERDUE), deadlineMs).unref()));
   let url: string | null;
   try {
-    ({ url } = await system.start());
+    const started = await Promise.race([system.start(), startOverdue]);
+    if (started === OVERDUE) {
+      system.logger.error('ats: a signal came while the roles were starting, and the start did not finish in time; exiting', { deadlineMs });
+      signals.dispose();
+      return 1;
+    }
+    ({ url } = started);
   } catch (err) {
     // Roles may already run (a worker joined its group, the relay polls): stop
     // them, but give up on a stop that hangs so the exit stays within seconds.
@@ -60,7 +69,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   const signal = await signals.first;
   system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
   try {
-    return await stopWithin(system, config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS, signals);
+    return await stopWithin(system, deadlineMs, signals);
   } finally {
     signals.dispose();
   }
@@ -72,6 +81,8 @@ export async function startCommand(args: readonly string[], env: Record<string, 
  * waiting for them.
  */
 export const SHUTDOWN_SLACK_MS = 5000;
+
+const OVERDUE = Symbol('overdue');
 
 /**
  * A signal this soon after the first is the same request delivered twice,
