@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { loadMigrations, pending } from '../sql/migrations.js';
+import { loadMigrations, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 import type { StoreClock } from '../sql/options.js';
@@ -60,7 +60,9 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
     try {
       await conn.query(CREATE_SCHEMA_MIGRATIONS);
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
-      for (const m of pending(migrations, applied.map((r) => Number(r.version)))) {
+      const versions = applied.map((r) => Number(r.version));
+      warnOfNewerSchema(migrations, unknownApplied(migrations, versions), wait.logger);
+      for (const m of pending(migrations, versions)) {
         for (const statement of m.statements) {
           await conn.query(statement).catch((err: unknown) => {
             if (!alreadyDropped(statement, err)) throw err;

@@ -21,12 +21,14 @@ import { createSqliteStore } from '../sqlite/index.js';
 import { migrateSqlite, SQLITE_MIGRATIONS_DIR } from '../sqlite/migrate.js';
 import { loadMigrations } from './migrations.js';
 import { SYSTEM_CLOCK } from './options.js';
+import { INSERT_MIGRATION } from './statements.js';
 
 /** A logger that keeps each line's message. */
-function recordingLogger(): Logger & { lines: string[] } {
+function recordingLogger(): Logger & { lines: string[]; fields: unknown[] } {
   const lines: string[] = [];
-  const keep = (msg: string) => void lines.push(msg);
-  return { lines, debug: keep, info: keep, warn: keep, error: keep };
+  const fields: unknown[] = [];
+  const keep = (msg: string, f?: unknown) => void (lines.push(msg), fields.push(f));
+  return { lines, fields, debug: keep, info: keep, warn: keep, error: keep };
 }
 
 const WAITING = "waiting for another process's migration";
@@ -36,6 +38,8 @@ interface Held {
   release(): Promise<void>;
   migrate(wait: { timeoutMs: number; attemptMs: number; logger: Logger }): Promise<void>;
   applied(): Promise<number[]>;
+  /** Records `version` as applied, as a newer build's migration would. */
+  record(version: number): Promise<void>;
 }
 
 /** A fresh SQLite file whose write lock another connection holds (as a migrating process does). */
@@ -50,6 +54,7 @@ async function heldSqlite(attemptMs: number, fn: (h: Held) => Promise<void>): Pr
       release: async () => void other.exec('COMMIT'),
       migrate: (wait) => Promise.resolve().then(() => migrateSqlite(store.db, SYSTEM_CLOCK, SQLITE_MIGRATIONS_DIR, wait)),
       applied: async () => (store.db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as { version: number }[]).map((r) => r.version),
+      record: async (version) => void store.db.prepare(INSERT_MIGRATION).run(version, 'from_a_newer_build', Date.now()),
     });
   } finally {
     if (other.inTransaction) other.exec('ROLLBACK');
@@ -72,6 +77,7 @@ async function heldMysql(fn: (h: Held) => Promise<void>): Promise<void> {
       release: async () => void (await other.query("SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migrate:', DATABASE()), 64))")),
       migrate: (wait) => migrateMysql(store.pool, SYSTEM_CLOCK, MYSQL_MIGRATIONS_DIR, wait),
       applied: async () => ((await store.pool.query('SELECT version FROM schema_migrations ORDER BY version'))[0] as { version: number }[]).map((r) => Number(r.version)),
+      record: async (version) => void (await store.pool.query(INSERT_MIGRATION, [version, 'from_a_newer_build', Date.now()])),
     });
   } finally {
     await other.end();
@@ -97,6 +103,19 @@ for (const c of cases) {
       assert.equal(await outcome, 'migrated');
       assert.ok(logger.lines.includes(WAITING), logger.lines.join(' | '));
       assert.deepEqual(await h.applied(), loadMigrations(c.dir).map((m) => m.version));
+    }));
+
+    it('a database a newer build migrated: warned of, naming the versions this build does not know, and still used', () => c.with(async (h) => {
+      await h.release();
+      const quiet = recordingLogger();
+      await h.migrate({ timeoutMs: 60_000, attemptMs: c.attemptMs, logger: quiet });
+      assert.deepEqual(quiet.lines, [], 'nothing to say of a database this build migrated');
+      const newest = loadMigrations(c.dir).at(-1)!.version;
+      await h.record(newest + 1);
+      const logger = recordingLogger();
+      await h.migrate({ timeoutMs: 60_000, attemptMs: c.attemptMs, logger });
+      assert.deepEqual(logger.lines, ['the database holds migrations this build does not know (a newer build migrated it); this build runs on it as it is']);
+      assert.deepEqual(logger.fields, [{ newestKnown: newest, unknownApplied: [newest + 1] }]);
     }));
 
     it('gives up with ATS_ERR_STORE_UNAVAILABLE once the whole wait is over', () => c.with(async (h) => {

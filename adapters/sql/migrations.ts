@@ -5,6 +5,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createLogger } from '../../engine/logger.js';
+import type { Logger } from '../../engine/ports.js';
 
 export interface Migration {
   version: number;
@@ -53,3 +55,23 @@ export const pending = (all: readonly Migration[], applied: Iterable<number>): M
   const done = new Set(applied);
   return all.filter((m) => !done.has(m.version));
 };
+
+/**
+ * Applied migrations this code does not have: the database was migrated by a
+ * newer build (a rollback, or an older process of a rolling deployment). It
+ * still starts, as additive migrations leave the older code working, but
+ * says so: a failure that follows is then no mystery.
+ */
+export const unknownApplied = (all: readonly Migration[], applied: Iterable<number>): number[] => {
+  const known = new Set(all.map((m) => m.version));
+  return [...applied].filter((v) => !known.has(v)).sort((a, b) => a - b);
+};
+
+/** Logs (a warning) the `unknownApplied` versions, if any. */
+export function warnOfNewerSchema(all: readonly Migration[], unknown: readonly number[], logger: Logger | undefined): void {
+  if (unknown.length === 0) return;
+  (logger ?? createLogger('info')).warn(
+    'the database holds migrations this build does not know (a newer build migrated it); this build runs on it as it is',
+    { newestKnown: all.length > 0 ? all[all.length - 1]!.version : 0, unknownApplied: unknown },
+  );
+}

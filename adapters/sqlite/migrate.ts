@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Database } from 'better-sqlite3';
-import { loadMigrations, pending } from '../sql/migrations.js';
+import { loadMigrations, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import type { StoreClock } from '../sql/options.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
@@ -42,10 +42,11 @@ export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGR
       db.exec(m.sql);
       db.prepare(INSERT_MIGRATION).run(m.version, m.name, clock.now());
     }
+    return unknownApplied(migrations, applied);
   });
   return whileMigrating(() => {
     try {
-      apply.immediate();
+      warnOfNewerSchema(migrations, apply.immediate(), wait.logger);
       return undefined;
     } catch (err) {
       // Another process holds the write lock past busy_timeout (SQLITE_BUSY and its variants): most likely its migration.
