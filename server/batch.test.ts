@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp, type AppDeps } from './app.js';
+import { failedItem } from './routes/submit-batch.js';
 import type { BatchResult, JobDetail } from './schemas.js';
 import { monotonicFactory } from 'ulid';
 import { AtsError } from '../engine/errors.js';
@@ -246,3 +247,15 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
 
 batchSuite('SQLite', startSqliteTestApp, false);
 batchSuite('MariaDB', startTestApp, mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)');
+
+describe('POST /v1/jobs/batch: an item that failed after the commit', () => {
+  test('answers as the error handler would alone: a 5xx with its registry message, never the words of what went wrong inside', () => {
+    const inside = new AtsError('ATS_ERR_INTERNAL', 'ER_LOCK_DEADLOCK at /var/lib/ats/ats.sqlite (SELECT * FROM jobs ...)');
+    assert.deepEqual(failedItem(inside), { status: 500, code: 'ATS_ERR_INTERNAL', message: 'Internal error' });
+    assert.deepEqual(failedItem(new Error('a TypeError of a bug')), { status: 500, code: 'ATS_ERR_INTERNAL', message: 'Internal error' });
+    const down = new AtsError('ATS_ERR_NOT_READY', 'The database is not reachable');
+    assert.deepEqual(failedItem(down), { status: 503, code: 'ATS_ERR_NOT_READY', message: 'The database is not reachable' });
+    const conflict = new AtsError('ATS_ERR_VALIDATION', 'body/jobs/3/type must be a string');
+    assert.deepEqual(failedItem(conflict), { status: 400, code: 'ATS_ERR_VALIDATION', message: 'body/jobs/3/type must be a string' });
+  });
+});

@@ -14,6 +14,7 @@ import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_P
 import {
   BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
 } from '../schemas.js';
+import { toErrorReply } from '../error-handler.js';
 import { jsonByteLength } from '../json-body.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
 import { compileBodySchema, formatValidationError } from '../validation.js';
@@ -118,10 +119,14 @@ function jobOf(raw: unknown): unknown {
   return job;
 }
 
-/** An item that failed after the batch's transaction committed: its own error (an unexpected one as ATS_ERR_INTERNAL). */
-function failedItem(reason: unknown): BatchResult {
-  const e = isAtsError(reason) ? reason : new AtsError('ATS_ERR_INTERNAL', 'Internal error');
-  return { status: e.status, code: e.code, message: e.message };
+/**
+ * An item that failed after the batch's transaction committed: its own error,
+ * as the error handler would answer it alone (an unexpected one as
+ * ATS_ERR_INTERNAL; a 5xx with its registry message, never what went wrong inside).
+ */
+export function failedItem(reason: unknown): BatchResult {
+  const { status, body } = toErrorReply(reason);
+  return { status, code: body.code, message: body.message };
 }
 
 function toResult(r: SubmitResult, i: number): BatchResult {
