@@ -42,34 +42,31 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // right); one that comes while they start is acted on once they have.
   const signals = watchSignals();
   const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
-  // A start still under way when a signal came is waited for within the shutdown's own deadline, no longer.
-  const startOverdue = signals.first.then(() => new Promise<typeof OVERDUE>((resolve) => setTimeout(() => resolve(OVERDUE), deadlineMs).unref()));
-  let url: string | null;
+  const giveUp = givingUp(signals, deadlineMs, system.logger);
   try {
-    const started = await Promise.race([system.start(), startOverdue]);
-    if (started === OVERDUE) {
-      system.logger.error('ats: a signal came while the roles were starting, and the start did not finish in time; exiting', { deadlineMs });
-      signals.dispose();
+    let url: string | null;
+    try {
+      const started = await Promise.race([system.start(), giveUp]);
+      if (typeof started === 'number') return started; // given up while the roles were starting
+      ({ url } = started);
+    } catch (err) {
+      // Roles may already run (a worker joined its group, the relay polls): stop
+      // them, but give up on a stop that hangs so the exit stays within seconds.
+      process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
+      await Promise.race([system.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
       return 1;
     }
-    ({ url } = started);
-  } catch (err) {
-    // Roles may already run (a worker joined its group, the relay polls): stop
-    // them, but give up on a stop that hangs so the exit stays within seconds.
-    process.stderr.write(`ats: cannot start: ${describe(err)}\n`);
-    await Promise.race([system.stop().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
-    signals.dispose();
-    return 1;
-  }
-  const store = config.mysqlUrl ? 'MySQL' : `embedded SQLite (${config.dataDir}/ats.sqlite)`;
-  const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
-  const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';
-  system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
-  if (system.access) system.logger[system.access.level](system.access.message);
-  const signal = await signals.first;
-  system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
-  try {
-    return await stopWithin(system, deadlineMs, signals);
+    if (!signals.signalled) {
+      const store = config.mysqlUrl ? 'MySQL' : `embedded SQLite (${config.dataDir}/ats.sqlite)`;
+      const log = config.kafkaBrokers ? `Kafka ${config.kafkaBrokers.join(',')}` : 'in-process log';
+      const where = url ? `open ${url}/ui — API ${url}/v1/jobs, docs ${url}/docs` : 'no api role in this process';
+      system.logger.info(`ats ready: ${where}`, { roles: config.roles, store, log });
+      if (system.access) system.logger[system.access.level](system.access.message);
+    }
+    const signal = await signals.first;
+    system.logger.info('ats: shutting down', { signal, graceMs: config.worker.shutdownGraceMs });
+    // Exit 0 when every step of the stop worked, 1 when one failed (each is logged) or the stop was given up.
+    return await Promise.race([system.stop().then(() => 0, () => 1), giveUp]);
   } finally {
     signals.dispose();
   }
@@ -82,41 +79,34 @@ export async function startCommand(args: readonly string[], env: Record<string, 
  */
 export const SHUTDOWN_SLACK_MS = 5000;
 
-const OVERDUE = Symbol('overdue');
 
 /**
- * A signal this soon after the first is the same request delivered twice,
- * not a second one: npm (`npm start`, `npx`) forwards to its child the
+ * Any signal this soon after the first counts as the first: the same request
+ * delivered twice, not a second one. npm (`npm start`, `npx`) forwards to its child the
  * SIGINT a terminal's Ctrl+C, or the SIGTERM a supervisor, already sent to
  * the whole process group.
  */
 export const REPEAT_SIGNAL_MS = 1000;
 
 /**
- * Stop the system; exit 0 when every step of the stop worked, 1 when one
- * failed (each is logged). If the stop has not finished within `deadlineMs`,
- * or a second SIGTERM/SIGINT arrives, give up on it and exit 1: a shutdown
- * never hangs on a client, a broker or a handler that ignores its abort
- * signal. (Anything not committed is recovered like after a crash: leases
- * expire, the outbox is published again.)
+ * Resolves 1 (exit) when the process gives up: `deadlineMs` after the first
+ * SIGTERM/SIGINT, whether the roles were still starting or stopping, or at
+ * a second signal. A shutdown never hangs on a client, a broker or a handler
+ * that ignores its abort signal. (Anything not committed is recovered like
+ * after a crash: leases expire, the outbox is published again.)
  */
-async function stopWithin(system: System, deadlineMs: number, signals: Signals): Promise<number> {
-  let timer: NodeJS.Timeout | undefined;
-  const giveUp = new Promise<number>((resolve) => {
-    timer = setTimeout(() => {
-      system.logger.error('ats: shutdown did not finish in time; exiting', { deadlineMs });
-      resolve(1);
-    }, deadlineMs);
-    signals.onSecond(() => {
-      system.logger.warn('ats: second signal; exiting without finishing the shutdown');
-      resolve(1);
+function givingUp(signals: Signals, deadlineMs: number, logger: System['logger']): Promise<number> {
+  const late = signals.first
+    .then(() => new Promise((resolve) => setTimeout(resolve, deadlineMs).unref()))
+    .then(() => {
+      logger.error('ats: shutdown did not finish in time; exiting', { deadlineMs });
+      return 1;
     });
+  const second = signals.second.then(() => {
+    logger.warn('ats: second signal; exiting without finishing the shutdown');
+    return 1;
   });
-  try {
-    return await Promise.race([system.stop().then(() => 0, () => 1), giveUp]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return Promise.race([late, second]);
 }
 
 /** The error's message, with its code and its cause's message unless it says them already (kafkajs repeats its cause's). */
@@ -130,32 +120,38 @@ function describe(err: unknown): string {
 interface Signals {
   /** The first SIGTERM or SIGINT. */
   readonly first: Promise<NodeJS.Signals>;
-  /** Calls `then` at a signal that comes REPEAT_SIGNAL_MS or more after the first. */
-  onSecond(then: () => void): void;
+  /** Whether it came. */
+  readonly signalled: boolean;
+  /** A signal REPEAT_SIGNAL_MS or more after the first. */
+  readonly second: Promise<void>;
   dispose(): void;
 }
 
 /** SIGTERM and SIGINT, listened for from now until `dispose()`: one pair of listeners all along, so no signal finds none. */
 function watchSignals(): Signals {
   let firstAt: number | null = null;
-  let second: (() => void) | null = null;
   let resolveFirst!: (signal: NodeJS.Signals) => void;
+  let resolveSecond!: () => void;
   const first = new Promise<NodeJS.Signals>((resolve) => (resolveFirst = resolve));
+  const second = new Promise<void>((resolve) => (resolveSecond = resolve));
+  // Any signal within REPEAT_SIGNAL_MS of the first counts as the first.
   const on = (signal: NodeJS.Signals) => {
     const now = performance.now();
     if (firstAt === null) {
       firstAt = now;
       resolveFirst(signal);
     } else if (now - firstAt >= REPEAT_SIGNAL_MS) {
-      second?.();
+      resolveSecond();
     }
   };
   const onTerm = () => on('SIGTERM');
   const onInt = () => on('SIGINT');
   process.on('SIGTERM', onTerm).on('SIGINT', onInt);
   return {
-    first,
-    onSecond: (then) => void (second = then),
+    first, second,
+    get signalled() {
+      return firstAt !== null;
+    },
     dispose: () => void process.off('SIGTERM', onTerm).off('SIGINT', onInt),
   };
 }
