@@ -40,7 +40,7 @@ export interface AppLimits {
   maxPayloadDepth?: number;
   /**
    * Workflow waits (`/wait`, a start with `?wait=`) open at once per API key
-   * (per address without one), and in the process; a tenant's keys together
+   * (per address without one), and in the process; the keys of a tenant other than the default together
    * hold at most a quarter of the process's. One more is a 429
    * ATS_ERR_TOO_MANY_WAITS. @defaultValue MAX_WAITS_PER_KEY, MAX_WAITS (100, 1,000)
    */

@@ -419,7 +419,7 @@ describe('stream: connection caps and subprotocols', () => {
     assert.ok(isOpen(await connect(url)), 'so does the address without a key');
   });
 
-  test('per tenant: the keys of one tenant together hold at most a quarter of the process\'s connections; another tenant still connects', async () => {
+  test('per tenant: the keys of one tenant other than the default together hold at most a quarter of the process\'s connections; another tenant still connects', async () => {
     // Each key may hold 100 (more than its tenant's share): a tenant minting keys cannot take every slot.
     const withTenants = (plugin: AppPlugin): AppPlugin => async (app) => {
       app.addHook('onRequest', async (request) => {
@@ -439,6 +439,8 @@ describe('stream: connection caps and subprotocols', () => {
     assert.match(String(refused.body.message), /tenant/);
     assert.ok(isOpen(await as('globex/key-1')), 'another tenant has its own count');
     assert.ok(isOpen(await connect(url)), 'so does an address without a key');
+    // The default tenant (a deployment without tenants has no other) is held to the process's cap only.
+    for (const k of [1, 2, 3]) assert.ok(isOpen(await as(`default/key-${k}`)), `default/key-${k}`);
   });
 
   test('the process-wide cap refuses one more whoever asks', async () => {

@@ -24,7 +24,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isLoopbackHost } from '../engine/auth.js';
+import { DEFAULT_TENANT, isLoopbackHost } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
 import { DEFAULT_SECURITY, type AppDeps, type SecurityOptions } from './deps.js';
 
@@ -126,9 +126,14 @@ export function holderOf(request: FastifyRequest): string {
   return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
 }
 
-/** The tenant a request with a key counts against (slots shared by a tenant's keys); null without a key. */
+/**
+ * The tenant whose share of the slots a request counts against (server/slots.ts):
+ * its key's, unless that is the default tenant (the operator's own, and the only
+ * one of a deployment without tenants, which may use every slot); null without a key.
+ */
 export function tenantOfKey(request: FastifyRequest): string | null {
-  return request.principal?.keyId ? request.principal.tenant : null;
+  const p = request.principal;
+  return p?.keyId && p.tenant !== DEFAULT_TENANT ? p.tenant : null;
 }
 
 const isUpgrade = (request: FastifyRequest): boolean =>

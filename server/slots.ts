@@ -1,7 +1,8 @@
 /**
  * Long-lived requests (stream connections, workflow waits) counted per
  * holder (an API key, or a client address without one), per tenant (the
- * holders with a key: a tenant admin can mint many keys), and in all. A
+ * keys of a tenant other than the default: a tenant admin can mint many
+ * keys), and in all. A
  * slot is taken before the request holds anything and given back once, when
  * it ends.
  */

@@ -703,6 +703,32 @@ describe('/v1/workflows waits (SQLite)', () => {
     }
   });
 
+  test('a wait whose client went away while the instance was read does not start reading', async () => {
+    const wf = await gateStarted();
+    const service = t.workflows!;
+    const get = service.get;
+    let reads = 0;
+    service.get = async (id, tenant) => {
+      // The first read (the route's own) outlasts the client.
+      if (reads++ === 0) await sleep(400);
+      return get.call(service, id, tenant);
+    };
+    const other = await buildApp({ ...t.deps });
+    try {
+      await other.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = other.server.address() as AddressInfo;
+      const req = httpGet(`http://127.0.0.1:${port}/v1/workflows/${wf.id}/wait?timeoutMs=60000`);
+      req.on('error', () => undefined);
+      await sleep(100);
+      req.destroy();
+      await sleep(1500); // the route's read, then more than two of the wait's pauses
+      assert.equal(reads, 1, 'the wait read the instance after its client had gone');
+    } finally {
+      service.get = get;
+      await other.close();
+    }
+  });
+
   test('closing the app ends its waits at once: 503 ATS_ERR_NOT_READY', async () => {
     const wf = await gateStarted();
     const other = await buildApp({ ...t.deps });
@@ -778,15 +804,21 @@ describe('/v1/workflows waits are bounded per key, per tenant and in all', () =>
       assert.equal(gate.statusCode, 201, gate.body);
       const id = (gate.json() as View).id;
       const hold = (key: MadeKey) => injectAs(t, key, waitFor(id, 'timeoutMs=20000'));
+      /** A check that waits no time: 408 while `key` may still wait, 429 once the held waits took their slots. */
+      const probe = async (key: MadeKey) => {
+        for (const deadline = Date.now() + 5000; ;) {
+          const r = await injectAs(t, key, waitFor(id, 'timeoutMs=0'));
+          if (r.statusCode !== 408 || Date.now() > deadline) return r;
+          await sleep(20);
+        }
+      };
       const held = [hold(acme1), hold(acme1)];
-      await sleep(100);
-      const refusedKey = await injectAs(t, acme1, waitFor(id, 'timeoutMs=0'));
+      const refusedKey = await probe(acme1);
       assert.equal(refusedKey.statusCode, 429, refusedKey.body);
       assert.equal(refusedKey.json().code, 'ATS_ERR_TOO_MANY_WAITS');
       assert.match(refusedKey.json().message, /per API key/);
       held.push(hold(acme2));
-      await sleep(100);
-      const refusedTenant = await injectAs(t, acme2, waitFor(id, 'timeoutMs=0'));
+      const refusedTenant = await probe(acme2);
       assert.equal(refusedTenant.statusCode, 429, refusedTenant.body);
       assert.match(refusedTenant.json().message, /tenant/);
       // A start that would wait is refused before it starts anything.

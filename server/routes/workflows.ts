@@ -35,7 +35,7 @@ const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal),
 
 /**
  * Workflow waits open at once: per API key (per address without one), and in
- * the process (a tenant's keys together a quarter of it). Each reads its
+ * the process (the keys of a tenant other than the default together a quarter of it). Each reads its
  * instance every 500 ms at most, so the process's waits cost at most
  * 2,000 reads a second.
  */
@@ -263,6 +263,8 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (closing.signal.aborted) onClosing();
     closing.signal.addEventListener('abort', onClosing, { once: true });
     reply.raw.once('close', onGone);
+    // Gone already, while the instance was read or started: its 'close' came before anyone listened.
+    if (request.raw.socket?.destroyed) onGone();
     try {
       const outcome = await waitFor({ service, clock: deps.clock, room }, first, request.principal.tenant, c, timeoutMs, stop.signal);
       if (outcome.kind === 'met') return toWorkflowView(service, outcome.workflow);

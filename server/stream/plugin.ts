@@ -12,7 +12,7 @@
  *
  * What one client can hold: at most `streamMaxPerKey` (server/deps.ts,
  * SecurityOptions) connections open at once per API key (per address
- * without one), the keys of one tenant together a quarter of the process's
+ * without one), the keys of a tenant other than the default together a quarter of the process's
  * `maxConnections`, and the process at most `maxConnections` (server/slots.ts).
  * One more upgrade is refused before it is accepted: an HTTP 429
  * ATS_ERR_TOO_MANY_STREAMS. A slot is given back when the connection's TCP

@@ -700,8 +700,11 @@ async function startScheduler(registry?: HandlerRegistry): Promise<{ system: Sys
     return {
       system, url, workerId: config.worker.workerId,
       async close() {
-        await system.stop();
-        rmSync(dataDir, { recursive: true, force: true });
+        try {
+          await system.stop();
+        } finally {
+          rmSync(dataDir, { recursive: true, force: true });
+        }
       },
     };
   } catch (err) {
