@@ -454,7 +454,7 @@ class MemoryEventLog implements MemoryLog {
         lane.backoff.succeeded();
         lane.outage?.succeeded();
         this.commit(cursor, p, Number(batch[batch.length - 1].offset) + 1);
-      } else if (lane.owner === owner) {
+      } else if (cursor.members.includes(owner)) {
         const delayMs = lane.backoff.failed();
         // Logged as the records go out again: not when the member left meanwhile (a stop broke the handle off).
         const logIt = () => lane.outage?.failed(ok.error, Date.now(), { offset: batch[0].offset, redeliveryDelayMs: delayMs });
