@@ -135,9 +135,12 @@ async function openMysql(concurrency: number): Promise<WorkflowBenchSystem> {
     query: async <T>(sql: string, params: readonly unknown[] = []) => (await reads.query(sql, params as unknown[]))[0] as T[],
     async stop() {
       await reads.end();
-      await system.stop();
-      await db.drop();
-      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      try {
+        await system.stop();
+      } finally {
+        await db.drop();
+        await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      }
     },
   };
 }
@@ -159,8 +162,11 @@ async function openEmbedded(concurrency: number): Promise<WorkflowBenchSystem> {
     query: async <T>(sql: string, params: readonly unknown[] = []) => reads.prepare(sql).all(...params) as T[],
     async stop() {
       reads.close();
-      await system.stop();
-      rmSync(dir, { recursive: true, force: true });
+      try {
+        await system.stop();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -91,10 +91,13 @@ export async function atsMysql(opts: CaseOptions): Promise<Driver> {
     times: async () => foldTimes((await reads.query(TIMES))[0] as never),
     async stop() {
       await reads.end();
-      await system.stop();
-      await traced?.stop();
-      await db.drop();
-      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      try {
+        await system.stop();
+      } finally {
+        await traced?.stop();
+        await db.drop();
+        await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      }
     },
   };
 }
@@ -205,9 +208,12 @@ export async function atsEmbedded(opts: CaseOptions): Promise<Driver> {
     times: async () => foldTimes(reads.prepare(TIMES).all() as never),
     async stop() {
       reads.close();
-      await system.stop();
-      await traced?.stop();
-      rmSync(dir, { recursive: true, force: true });
+      try {
+        await system.stop();
+      } finally {
+        await traced?.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -70,8 +70,11 @@ export async function startCliServer(registry: HandlerRegistry, env: Record<stri
   const dataDir = mkdtempSync(join(tmpdir(), 'ats-cli-'));
   const system = await compose(configFrom({ ATS_DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ...env }, []), { registry, logger: silentLogger });
   const stop = async () => {
-    await system.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    try {
+      await system.stop();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   };
   try {
     const url = (await system.start()).url!.replace('localhost', '127.0.0.1');

@@ -63,9 +63,12 @@ export async function startTestSystem(
   return {
     system, env: childEnv(raw), mysqlUrl: db.url, prefix,
     async stop() {
-      await system.stop();
-      await db.drop();
-      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      try {
+        await system.stop();
+      } finally {
+        await db.drop();
+        await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+      }
     },
   };
 }
