@@ -675,42 +675,17 @@ describe('/v1/workflows waits (SQLite)', () => {
     assert.match(unmet.json().message, /was started but ended done in state "finished" without reaching a state tagged paid$/);
   });
 
-  test('a wait stops reading when its client goes away', async () => {
-    const wf = await gateStarted();
-    const service = t.workflows!;
-    const get = service.get;
-    let reads = 0;
-    service.get = (id, tenant) => {
-      reads++;
-      return get.call(service, id, tenant);
-    };
-    const other = await buildApp({ ...t.deps });
-    try {
-      await other.listen({ port: 0, host: '127.0.0.1' });
-      const { port } = other.server.address() as AddressInfo;
-      const req = httpGet(`http://127.0.0.1:${port}/v1/workflows/${wf.id}/wait?timeoutMs=60000`);
-      req.on('error', () => undefined);
-      await sleep(700);
-      assert.ok(reads >= 3, `the wait polls: ${reads} reads`);
-      req.destroy();
-      await sleep(200);
-      const seen = reads;
-      await sleep(1200); // more than two of the longest pauses
-      assert.equal(reads, seen, 'the wait went on reading after its client went away');
-    } finally {
-      service.get = get;
-      await other.close();
-    }
-  });
-
-  test('a wait whose client went away while the instance was read does not start reading', async () => {
-    const wf = await gateStarted();
+  /**
+   * A wait of `wf` over real HTTP on a second app, its client's request, and
+   * the instance reads (`service.get`) counted; `firstReadMs` delays the first
+   * (the route's own). Runs `fn`, then puts everything back.
+   */
+  async function overHttp(wf: View, firstReadMs: number, fn: (w: { reads: () => number; destroy: () => void }) => Promise<void>): Promise<void> {
     const service = t.workflows!;
     const get = service.get;
     let reads = 0;
     service.get = async (id, tenant) => {
-      // The first read (the route's own) outlasts the client.
-      if (reads++ === 0) await sleep(400);
+      if (reads++ === 0 && firstReadMs > 0) await sleep(firstReadMs);
       return get.call(service, id, tenant);
     };
     const other = await buildApp({ ...t.deps });
@@ -719,14 +694,33 @@ describe('/v1/workflows waits (SQLite)', () => {
       const { port } = other.server.address() as AddressInfo;
       const req = httpGet(`http://127.0.0.1:${port}/v1/workflows/${wf.id}/wait?timeoutMs=60000`);
       req.on('error', () => undefined);
-      await sleep(100);
-      req.destroy();
-      await sleep(1500); // the route's read, then more than two of the wait's pauses
-      assert.equal(reads, 1, 'the wait read the instance after its client had gone');
+      await fn({ reads: () => reads, destroy: () => req.destroy() });
     } finally {
       service.get = get;
       await other.close();
     }
+  }
+
+  test('a wait stops reading when its client goes away', async () => {
+    await overHttp(await gateStarted(), 0, async (w) => {
+      await sleep(700);
+      assert.ok(w.reads() >= 3, `the wait polls: ${w.reads()} reads`);
+      w.destroy();
+      await sleep(200);
+      const seen = w.reads();
+      await sleep(1200); // more than two of the longest pauses
+      assert.equal(w.reads(), seen, 'the wait went on reading after its client went away');
+    });
+  });
+
+  test('a wait whose client went away while the instance was read does not start reading', async () => {
+    // The first read (the route's own) outlasts the client.
+    await overHttp(await gateStarted(), 400, async (w) => {
+      await sleep(100);
+      w.destroy();
+      await sleep(1500); // the route's read, then more than two of the wait's pauses
+      assert.equal(w.reads(), 1, 'the wait read the instance after its client had gone');
+    });
   });
 
   test('closing the app ends its waits at once: 503 ATS_ERR_NOT_READY', async () => {
