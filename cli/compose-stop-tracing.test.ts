@@ -87,3 +87,20 @@ test('a step of the stop that fails: the later steps still run, and the stop rej
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a second stop gets the first one\'s outcome: nothing is closed twice', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-twice-'));
+  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
+  const system = await compose(config, { logger: silentLogger });
+  try {
+    await system.start();
+    const close = system.store.close.bind(system.store);
+    let closes = 0;
+    system.store.close = () => (closes++, close());
+    await system.stop();
+    await system.stop();
+    assert.equal(closes, 1, 'the store was closed once');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -295,6 +295,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     : null;
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
 
+  let stopping: Promise<void> | null = null;
   return {
     config, store, schedules, workflows, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
@@ -315,38 +316,44 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       await worker?.start();
       return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
     },
-    async stop() {
-      const steps: Array<[string, () => Promise<unknown> | undefined]> = [
-        ['api', () => app?.close()],
-        ['worker', () => worker?.stop()],
-        ['limits', () => limitDirectory?.stop()],
-        ['presence', () => presence?.stop()],
-        ['relay', () => relay?.stop()],
-        ['timers', () => timers?.stop()],
-        ['workflows', () => workflowDriver?.stop()],
-        ['retention', () => retention?.stop()],
-        ['advisor', () => advisor?.stop()],
-        // Once the roles that make spans stopped, and before the log and the store, whose close may wait
-        // on a dependency that stopped answering for longer than the process allows its shutdown.
-        ['tracing', () => opts.tracing?.shutdown()],
-        ['clock', () => dbClock?.stop()],
-        ['metrics', () => metricsWiring.stop()],
-        ['log', () => eventLog.close()],
-        ['store', () => store.close()],
-      ];
-      const failed: Array<[string, unknown]> = [];
-      for (const [name, step] of steps) {
-        try {
-          await step();
-        } catch (err) {
-          logger.error(`stop: ${name} failed`, errorFields(err));
-          failed.push([name, err]);
-        }
-      }
-      // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
-      if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
+    stop() {
+      // Once: a second call (a test's cleanup after its own stop) gets the first one's outcome, not a second close.
+      stopping ??= stopAll();
+      return stopping;
     },
   };
+
+  async function stopAll(): Promise<void> {
+    const steps: Array<[string, () => Promise<unknown> | undefined]> = [
+      ['api', () => app?.close()],
+      ['worker', () => worker?.stop()],
+      ['limits', () => limitDirectory?.stop()],
+      ['presence', () => presence?.stop()],
+      ['relay', () => relay?.stop()],
+      ['timers', () => timers?.stop()],
+      ['workflows', () => workflowDriver?.stop()],
+      ['retention', () => retention?.stop()],
+      ['advisor', () => advisor?.stop()],
+      // Once the roles that make spans stopped, and before the log and the store, whose close may wait
+      // on a dependency that stopped answering for longer than the process allows its shutdown.
+      ['tracing', () => opts.tracing?.shutdown()],
+      ['clock', () => dbClock?.stop()],
+      ['metrics', () => metricsWiring.stop()],
+      ['log', () => eventLog.close()],
+      ['store', () => store.close()],
+    ];
+    const failed: Array<[string, unknown]> = [];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        logger.error(`stop: ${name} failed`, errorFields(err));
+        failed.push([name, err]);
+      }
+    }
+    // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
+    if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
+  }
 }
 
 /** The pino behind a logger made by `createLogger`, for fastify; none for another Logger. */
