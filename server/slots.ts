@@ -2,9 +2,8 @@
  * Long-lived requests (stream connections, workflow waits) counted per
  * holder (an API key, or a client address without one), per tenant (the
  * keys of a tenant other than the default: a tenant admin can mint many
- * keys), and in all. A
- * slot is taken before the request holds anything and given back once, when
- * it ends.
+ * keys), and in all. A slot is taken before the request holds anything and
+ * given back once, when it ends.
  */
 import { AtsError } from '../engine/errors.js';
 
@@ -14,7 +13,7 @@ export type SlotBound = 'server' | 'tenant' | 'holder';
 export interface SlotLimits {
   /** Per key, or per address without one. */
   readonly perHolder: number;
-  /** All the keys of one tenant together. */
+  /** All the keys of one tenant (other than the default) together. */
   readonly perTenant: number;
   /** The process. */
   readonly max: number;
@@ -56,11 +55,6 @@ export class Slots {
       bump(this.byHolder, holder, -1);
       if (tenant !== null) bump(this.byTenant, tenant, -1);
     };
-  }
-
-  /** Slots held now (tests, metrics). */
-  get size(): number {
-    return this.total;
   }
 }
 
