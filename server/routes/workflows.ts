@@ -35,9 +35,9 @@ const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal),
 
 /**
  * Workflow waits open at once: per API key (per address without one), and in
- * the process (the keys of a tenant other than the default together a quarter of it). Each reads its
- * instance every 500 ms at most, so the process's waits cost at most
- * 2,000 reads a second.
+ * the process (the keys of a tenant other than the default together a
+ * quarter of it). A wait reads its instance after pauses growing from 50 ms
+ * to 500 ms, so a full process's waits cost about 2,000 reads a second.
  */
 export const MAX_WAITS_PER_KEY = 100;
 export const MAX_WAITS = 1000;
@@ -235,7 +235,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   const service = deps.workflows!;
   const maxDepth = deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
   const room = new WaitRoom();
-  // Each wait reads its instance up to twice a second: the slots bound what waits cost the database.
+  // The slots bound what waits cost the database (MAX_WAITS).
   const cap = deps.limits.workflowWaits ?? { perKey: MAX_WAITS_PER_KEY, max: MAX_WAITS };
   const waits = new Slots(slotLimits(cap.perKey, cap.max), waitRefusal);
   // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
@@ -244,13 +244,13 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
   });
 
+  /** A wait slot for the request's key (or address) and tenant, or a 429 ATS_ERR_TOO_MANY_WAITS; taken before anything is written. */
+  const takeWait = (request: FastifyRequest): (() => void) => waits.take(holderOf(request), tenantOfKey(request));
+
   /**
    * Waits for `first` to meet `c`, until `timeoutMs`, the client going away
    * or the app closing; answers the instance when met, else throws the wait's error.
    */
-  /** A wait slot for the request's key (or address) and tenant, or a 429 ATS_ERR_TOO_MANY_WAITS; taken before anything is written. */
-  const takeWait = (request: FastifyRequest): (() => void) => waits.take(holderOf(request), tenantOfKey(request));
-
   async function waitOn(
     request: FastifyRequest, reply: FastifyReply, first: WorkflowRecord, c: WaitCondition, timeoutMs: number, started: boolean,
   ): Promise<WorkflowView> {
