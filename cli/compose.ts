@@ -104,6 +104,7 @@ export interface System {
    * Graceful: stop taking work, finish or abandon running handlers, close
    * connections. Every step runs, whatever failed before it; rejects (an
    * AggregateError naming the steps) when any failed, each logged as it failed.
+   * A second call gets the first one's outcome.
    */
   stop(): Promise<void>;
 }
