@@ -79,7 +79,6 @@ export async function startCommand(args: readonly string[], env: Record<string, 
  */
 export const SHUTDOWN_SLACK_MS = 5000;
 
-
 /**
  * Any signal this soon after the first counts as the first: the same request
  * delivered twice, not a second one. npm (`npm start`, `npx`) forwards to its child the

@@ -4,6 +4,9 @@ import { errorFields } from './logger.js';
 /** The longest pause a Node timer keeps (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;
 
+/** Whether `ms` is a pause a timer keeps: an integer from 0 to MAX_TIMER_MS. */
+export const isTimerPause = (ms: number): boolean => Number.isInteger(ms) && ms >= 0 && ms <= MAX_TIMER_MS;
+
 /**
  * The pause of a background loop after consecutive failed passes: `baseMs`,
  * doubling with each further failure up to `maxMs`, back to nothing after a

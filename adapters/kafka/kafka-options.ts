@@ -2,7 +2,7 @@
  * Options of the Kafka event log: raw in, defaults applied and checked once,
  * the result frozen (the adapter never reads `process.env`).
  */
-import { MAX_TIMER_MS } from '../../engine/error-backoff.js';
+import { isTimerPause, MAX_TIMER_MS } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 
@@ -113,7 +113,7 @@ function validate(opts: CompiledKafkaLogOptions): void {
   const positive = { partitions: opts.partitions, connectTimeoutMs: opts.connectTimeoutMs, ...opts.consumer };
   for (const [name, value] of Object.entries(positive)) {
     const pause = name === 'redeliveryDelayMs' || name === 'maxRedeliveryDelayMs';
-    const ok = pause ? Number.isInteger(value) && value >= 0 && value <= MAX_TIMER_MS : Number.isInteger(value) && value > 0;
+    const ok = pause ? isTimerPause(value) : Number.isInteger(value) && value > 0;
     if (!ok) problems.push(`${name} must be ${pause ? `an integer from 0 to ${MAX_TIMER_MS}` : 'a positive integer'} (got ${value})`);
   }
   if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {

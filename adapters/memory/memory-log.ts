@@ -28,7 +28,7 @@
  * at the oldest record still retained, as Kafka resets to "earliest" after its
  * retention deleted a segment.
  */
-import { ErrorBackoff, MAX_TIMER_MS, OutageLog } from '../../engine/error-backoff.js';
+import { ErrorBackoff, isTimerPause, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
 import {
   TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type LogRecord, type Logger, type Subscription,
@@ -182,9 +182,8 @@ function compileOptions(raw: MemoryLogOptions): CompiledOptions {
   });
   const fallback = retention({});
   const byTopic = new Map(Object.entries(opts.retainUnconsumedByTopic).map(([topic, r]) => [topic, retention(r)]));
-  const pause = (n: number) => Number.isInteger(n) && n >= 0 && n <= MAX_TIMER_MS;
-  const valid = positiveInt(opts.partitions) && positiveInt(opts.maxBatch) && pause(opts.redeliveryDelayMs)
-    && pause(opts.maxRedeliveryDelayMs) && [fallback, ...byTopic.values()].every(validRetention);
+  const valid = positiveInt(opts.partitions) && positiveInt(opts.maxBatch) && isTimerPause(opts.redeliveryDelayMs)
+    && isTimerPause(opts.maxRedeliveryDelayMs) && [fallback, ...byTopic.values()].every(validRetention);
   if (!valid) {
     throw new AtsError('ATS_ERR_CONFIG', `invalid memory log options: ${JSON.stringify(raw)}`);
   }

@@ -27,7 +27,7 @@ import {
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
 import { holderOf, tenantOfKey } from '../security.js';
-import { Slots, slotLimits, type SlotBound } from '../slots.js';
+import { Slots, slotLimits } from '../slots.js';
 import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
 
 const TAGS = ['workflows'];
@@ -41,12 +41,6 @@ const refusal = (description: string) => ({ 409: described(ref(WorkflowRefusal),
  */
 export const MAX_WAITS_PER_KEY = 100;
 export const MAX_WAITS = 1000;
-
-const waitRefusal = (bound: SlotBound, limit: number): AtsError => new AtsError('ATS_ERR_TOO_MANY_WAITS', {
-  server: `This server has ${limit} workflow waits open, its most; try again later`,
-  tenant: `This tenant's API keys hold ${limit} workflow waits, the most one tenant may hold; let one end first`,
-  holder: `At most ${limit} workflow waits may be open at once per API key (per address without one); let one end first`,
-}[bound]);
 
 const startSchema = {
   operationId: 'startWorkflow',
@@ -237,7 +231,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   const room = new WaitRoom();
   // The slots bound what waits cost the database (MAX_WAITS).
   const cap = deps.limits.workflowWaits ?? { perKey: MAX_WAITS_PER_KEY, max: MAX_WAITS };
-  const waits = new Slots(slotLimits(cap.perKey, cap.max), waitRefusal);
+  const waits = new Slots(slotLimits(cap.perKey, cap.max), { code: 'ATS_ERR_TOO_MANY_WAITS', what: 'workflow waits', free: 'let one end first' });
   // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
   const closing = new AbortController();
   app.addHook('preClose', async () => {

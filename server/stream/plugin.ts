@@ -38,7 +38,7 @@ import type { Anomaly } from '../../engine/advisor/types.js';
 import type { Clock, JobStore, Logger, WorkflowStore } from '../../engine/ports.js';
 import { DEFAULT_SECURITY } from '../deps.js';
 import { holderOf, tenantOfKey } from '../security.js';
-import { Slots, slotLimits, type SlotBound } from '../slots.js';
+import { Slots, slotLimits } from '../slots.js';
 import { StreamHub } from './hub.js';
 import { compileStreamOptions, type StreamOptions } from './options.js';
 import { CLOSE } from './session.js';
@@ -70,12 +70,6 @@ export interface StreamDeps {
  * what a flood of upgrades can hold.
  */
 export const MAX_STREAM_CONNECTIONS = 1000;
-
-const streamRefusal = (bound: SlotBound, limit: number): AtsError => new AtsError('ATS_ERR_TOO_MANY_STREAMS', {
-  server: `This server has ${limit} stream connections open, its most; try again later`,
-  tenant: `This tenant's API keys hold ${limit} stream connections, the most one tenant may hold; close one first`,
-  holder: `At most ${limit} stream connections may be open at once per API key (per address without one); close one first`,
-}[bound]);
 
 /** The subprotocol of stream protocol v1: the one a client offering subprotocols gets. */
 export const STREAM_SUBPROTOCOL = 'ats.v1';
@@ -118,7 +112,7 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
     const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer, ...(standing ? { standing } : {}) }, opts);
     let unchecked = false;
     const perKey = app.hasDecorator('atsSecurity') ? app.atsSecurity.streamMaxPerKey : DEFAULT_SECURITY.streamMaxPerKey;
-    const slots = new Slots(slotLimits(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS), streamRefusal);
+    const slots = new Slots(slotLimits(perKey, deps.maxConnections ?? MAX_STREAM_CONNECTIONS), { code: 'ATS_ERR_TOO_MANY_STREAMS', what: 'stream connections', free: 'close one first' });
     const release = new WeakMap<object, () => void>();
     app.route({
       method: 'GET',
