@@ -31,23 +31,36 @@ export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306}
 run() {
   node --conditions=ats-source --import tsx --test --test-force-exit --test-concurrency="$1" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${@:2}"
 }
-if [ "$#" -gt 0 ]; then
-  echo "test: $# test files"
-  run "${TEST_CONCURRENCY:-2}" "$@"
-  exit
-fi
-# The tests that load the machine with many processes and measure recovery
-# times (the crash test, the fault-injection test) run after the others, one
-# at a time: beside each other or beside the property tests, a starved machine
-# makes their time bounds measure the load, not the scheduler.
-heavy=(./tests/integration/crash.test.ts ./tests/integration/faults.test.ts)
-mapfile -t files < <(find . -name '*.test.ts' -not -path './node_modules/*' -not -path './.cache/*' | sort | grep -vxF -f <(printf '%s\n' "${heavy[@]}"))
-echo "test: ${#files[@]} test files, then ${#heavy[@]} alone"
 log=$(mktemp)
 trap 'rm -f "$log"; cleanup' EXIT
 status=0
-run "${TEST_CONCURRENCY:-2}" "${files[@]}" | tee "$log" || status=1
-run 1 "${heavy[@]}" | tee -a "$log" || status=1
+if [ "$#" -gt 0 ]; then
+  echo "test: $# test files"
+  run "${TEST_CONCURRENCY:-2}" "$@" | tee "$log" || status=1
+else
+  # The tests that load the machine with many processes and measure recovery
+  # times (the crash test, the fault-injection test) run after the others, one
+  # at a time: beside each other or beside the property tests, a starved machine
+  # makes their time bounds measure the load, not the scheduler.
+  heavy=(./tests/integration/crash.test.ts ./tests/integration/faults.test.ts)
+  mapfile -t files < <(find . -name '*.test.ts' -not -path './node_modules/*' -not -path './.cache/*' | sort | grep -vxF -f <(printf '%s\n' "${heavy[@]}"))
+  echo "test: ${#files[@]} test files, then ${#heavy[@]} alone"
+  run "${TEST_CONCURRENCY:-2}" "${files[@]}" | tee "$log" || status=1
+  run 1 "${heavy[@]}" | tee -a "$log" || status=1
+fi
 sum() { grep -E "^# $1 [0-9]+$" "$log" | awk '{n += $3} END {print n + 0}'; }
+# The failures again, last: a long run's output is often read from its end. Each
+# `not ok` line with its YAML block (the error, where it was thrown), cut at 40 lines.
+failures() {
+  awk '
+    /^ *not ok / { show = 1; n = 0; print; next }
+    show && /^ *\.\.\.$/ { show = 0; print; next }
+    show { n++; if (n <= 40) print; else if (n == 41) print "      (cut)" }
+  ' "$log" | head -n 400
+}
+if [ "$(sum fail)" != 0 ]; then
+  echo "test: the failures"
+  failures
+fi
 echo "test: $(sum pass) passed, $(sum fail) failed"
 exit "$status"
