@@ -199,6 +199,16 @@ export interface JobFilter {
   createdBefore?: number;
 }
 
+/** One page of `JobStore.listJobPage`. */
+export interface JobRecordPage {
+  jobs: JobRecord[];
+  /**
+   * The next page's `afterId`, or null when no matching job follows. (Not
+   * always the last job's id: a job deleted while the page was read is missing.)
+   */
+  nextAfterId: string | null;
+}
+
 export interface Stats {
   byState: Record<JobState, number>;
   byType: Record<string, Partial<Record<JobState, number>>>;
@@ -378,6 +388,14 @@ export interface JobStore {
   countWaitingAhead(queue: string, id: string, priority: number, maxRead: number, now: number): Promise<WaitingAhead>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
+  /**
+   * `listJobs`, bounded in bytes too (the API's pages): the jobs stop before
+   * the one whose stored payload and snapshot (result, last error) would take
+   * the page past `maxBytes`; the first job always comes, whatever its size.
+   * The sizes are read first, so a page never loads more than about
+   * `maxBytes` of rows.
+   */
+  listJobPage(filter: JobFilter, maxBytes: number): Promise<JobRecordPage>;
   /**
    * Counts per state, type and queue, from counters every insert, transition
    * and delete maintains in its own transaction (its cost does not grow with
@@ -763,6 +781,13 @@ export interface WorkflowDecision<T> {
   consumeMessage?: boolean;
 }
 
+/** One page of `WorkflowStore.listWorkflowPage`. */
+export interface WorkflowRecordPage {
+  workflows: WorkflowRecord[];
+  /** The next page's `afterId`, or null when no matching instance follows. */
+  nextAfterId: string | null;
+}
+
 export interface WorkflowFilter {
   tenant: string;
   name?: string;
@@ -816,6 +841,12 @@ export interface WorkflowStore {
   getWorkflowEvents(id: string, afterSeq?: number, limit?: number): Promise<WorkflowEventRecord[]>;
   /** Newest first. */
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
+  /**
+   * `listWorkflows`, bounded in bytes too (the API's pages), as
+   * `JobStore.listJobPage`: the instances stop before the one whose stored
+   * input and state would take the page past `maxBytes`, the first always comes.
+   */
+  listWorkflowPage(filter: WorkflowFilter, maxBytes: number): Promise<WorkflowRecordPage>;
   /** Timers of every instance due at or before `now`, soonest first (by dueAt, workflowId, timerId), after the timer `after`. */
   dueWorkflowTimers(now: number, limit: number, after?: DueWorkflowTimer): Promise<DueWorkflowTimer[]>;
   /** The ids of every tenant's active instances in id order, after `afterId`, at most `limit`. */

@@ -46,7 +46,7 @@ import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
   type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
-  type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStore,
+  type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowRecordPage, type WorkflowStore,
   type WorkflowWrite,
 } from './ports.js';
 
@@ -635,9 +635,9 @@ export class WorkflowService {
     return this.deps.store.activeWorkflowValues(wf.tenant, wf.name, wf.definitionVersion, limit);
   }
 
-  /** One tenant's instances, newest first (for the API; `filter.tenant` says whose). */
-  list(filter: WorkflowFilter): Promise<WorkflowRecord[]> {
-    return this.deps.store.listWorkflows(filter);
+  /** One page of a tenant's instances, newest first, of at most about `maxBytes` (for the API; `filter.tenant` says whose). */
+  list(filter: WorkflowFilter, maxBytes: number): Promise<WorkflowRecordPage> {
+    return this.deps.store.listWorkflowPage(filter, maxBytes);
   }
 
   /** The live children with their jobs' states now. */

@@ -45,6 +45,14 @@ export interface AppLimits {
    * ATS_ERR_TOO_MANY_WAITS. @defaultValue MAX_WAITS_PER_KEY, MAX_WAITS (100, 1,000)
    */
   workflowWaits?: { perKey: number; max: number };
+  /**
+   * Most bytes of stored payloads and snapshots (results, last errors) on one
+   * page of `GET /v1/jobs`: a page stops before the job that would pass it
+   * (the first job always comes) and gives a `nextCursor`. 500 jobs of 1 MiB
+   * payloads would be half a gigabyte in memory and past the longest string
+   * JSON can be written to. @defaultValue DEFAULT_LIST_PAGE_BYTES (8 MiB)
+   */
+  listPageBytes?: number;
   /** How long /readyz waits for one check before calling it failed. @defaultValue 2000 */
   readyTimeoutMs?: number;
   /** Time to receive the request line and headers; then 408. @defaultValue 10000 */
@@ -154,6 +162,7 @@ export interface AppDeps {
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export const DEFAULT_BATCH_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PAYLOAD_DEPTH = 32;
+export const DEFAULT_LIST_PAGE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_READY_TIMEOUT_MS = 2000;
 
 /** Route plugins receive the deps as their options. */

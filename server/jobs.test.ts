@@ -225,6 +225,36 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.equal(pending.jobs.length, 5);
   });
 
+  test('a page ends where its payloads pass the page\'s bytes, with a cursor to the rest; a job larger than that comes alone', async () => {
+    const small = await startTestApp({ limits: { bodyLimitBytes: 1024 * 1024, listPageBytes: 30_000 } });
+    try {
+      const queue = randomQueue();
+      const ids: string[] = [];
+      const submitOne = async (payloadBytes: number) => {
+        const r = await small.app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: 'x'.repeat(payloadBytes), queue } });
+        assert.equal(r.statusCode, 201, r.body);
+        ids.push((r.json() as JobView).id);
+      };
+      for (let i = 0; i < 5; i++) await submitOne(10_000);
+      await submitOne(50_000); // the newest
+      const pages: string[][] = [];
+      let cursor: string | null = null;
+      do {
+        const url: string = `/v1/jobs?queue=${queue}&limit=500${cursor ? `&cursor=${cursor}` : ''}`;
+        const r = await small.app.inject({ url });
+        assert.equal(r.statusCode, 200, r.body);
+        const page = r.json() as { jobs: JobView[]; nextCursor: string | null };
+        pages.push(page.jobs.map((j) => j.id));
+        cursor = page.nextCursor;
+      } while (cursor && pages.length < 10);
+      // Two jobs of 10 KB (and their snapshots) fit in 30,000 bytes, three do not.
+      const [j0, j1, j2, j3, j4, big] = ids;
+      assert.deepEqual(pages, [[big], [j4, j3], [j2, j1], [j0]]);
+    } finally {
+      await small.close();
+    }
+  });
+
   test('list filters by submit time: createdAfter inclusive, createdBefore exclusive; a bad time is a 400', async () => {
     const queue = randomQueue();
     const jobs: JobView[] = [];

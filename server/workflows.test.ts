@@ -241,6 +241,37 @@ async function startSignalGet(t: TestApp): Promise<void> {
   assert.equal((await view(t, wf.id)).version, 3);
 }
 
+/** A page's bytes in the tests of pages cut by size: two instances of 10 KB inputs fit, three do not. */
+const PAGE_LIMITS = { bodyLimitBytes: 1024 * 1024, listPageBytes: 30_000 };
+
+/**
+ * Five instances of 10 KB inputs, then one of 50 KB, listed on `p` (whose
+ * pages hold PAGE_LIMITS' bytes): the big one alone, then two a page. Closes `p`.
+ */
+async function pagedByBytes(p: TestApp): Promise<void> {
+  try {
+    const ids: string[] = [];
+    for (const bytes of [10_000, 10_000, 10_000, 10_000, 10_000, 50_000]) {
+      const r = await p.app.inject(start({ name: 'approval', input: { amount: 1, note: 'x'.repeat(bytes) } }));
+      assert.equal(r.statusCode, 201, r.body);
+      ids.push(r.json().id);
+    }
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    do {
+      const r: { statusCode: number; body: string; json(): unknown } = await p.app.inject({ url: `/v1/workflows?limit=500${cursor ? `&cursor=${cursor}` : ''}` });
+      assert.equal(r.statusCode, 200, r.body);
+      const page = r.json() as { workflows: View[]; nextCursor: string | null };
+      pages.push(page.workflows.map((w) => w.id));
+      cursor = page.nextCursor;
+    } while (cursor && pages.length < 10);
+    const [w0, w1, w2, w3, w4, big] = ids;
+    assert.deepEqual(pages, [[big], [w4, w3], [w2, w1], [w0]]);
+  } finally {
+    await p.close();
+  }
+}
+
 describe('/v1/workflows (SQLite)', () => {
   let t: TestApp;
   before(async () => {
@@ -419,6 +450,10 @@ describe('/v1/workflows (SQLite)', () => {
     } finally {
       await p.close();
     }
+  });
+
+  test('list: a page ends where the instances\' inputs and states pass the page\'s bytes, with a cursor to the rest', async () => {
+    await pagedByBytes(await startSqliteTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
   });
 
   test('a signal to an instance a migration cannot move (its context a BigInt) is taken by the instance\'s own version: 200, not 500', async () => {
@@ -865,6 +900,10 @@ describe('/v1/workflows on MariaDB', () => {
     assert.equal(r.statusCode, 200, r.body);
     assert.equal(r.json().value, 'asking');
     assert.equal((await t.app.inject(waitFor(wf.id, 'timeoutMs=50'))).statusCode, 408);
+  });
+
+  test('list: a page ends where the instances\' inputs and states pass the page\'s bytes', async () => {
+    await pagedByBytes(await startTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
   });
 
   test('cancel cancels the child job', async () => {

@@ -11,15 +11,16 @@ import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
-  SELECT_JOB_BY_KEY, listJobs,
+  SELECT_JOB_BY_KEY, listJobs, listJobSizes, selectJobs,
 } from './statements.js';
+import { readPage } from './pages.js';
 
 /** Runs one SELECT and returns its rows. */
 export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches' | 'oldestOutboxAt'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'listJobPage' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches' | 'oldestOutboxAt'
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
@@ -56,6 +57,10 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     listJobs: async (filter: JobFilter) => {
       const { sql, params } = listJobs(d, filter);
       return (await query(sql, params)).map(rowToJob);
+    },
+    listJobPage: async (filter: JobFilter, maxBytes: number) => {
+      const { records, nextAfterId } = await readPage(query, listJobSizes(d, { ...filter, limit: filter.limit + 1 }), filter.limit, maxBytes, selectJobs, rowToJob);
+      return { jobs: records, nextAfterId };
     },
     stats: async (tenant) => statsOf(await counts(tenant)),
     jobCounts: counts,

@@ -165,14 +165,8 @@ function tenantListIndex(f: JobFilter): string {
   return 'ix_jobs_tenant_id';
 }
 
-/**
- * A page of jobs, newest first (ids are ULIDs: they sort by creation time),
- * optionally filtered by tenant, state, type, queue and creation time, after
- * the previous page's last id. With a tenant (every API list), through the
- * index `tenantListIndex` names.
- * Params: [tenant], [state], [type], [queue], [after_id], [created_after], [created_before], limit
- */
-export function listJobs(d: Dialect, f: JobFilter): Sql {
+/** The FROM and WHERE of a page of jobs (`listJobs`, `listJobSizes`), and their params. */
+function jobPageFilter(d: Dialect, f: JobFilter): Sql {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (clause: string, v: unknown) => {
@@ -186,9 +180,39 @@ export function listJobs(d: Dialect, f: JobFilter): Sql {
   if (f.afterId !== undefined) add('id < ?', f.afterId);
   if (f.createdAfter !== undefined) add('created_at >= ?', f.createdAfter);
   if (f.createdBefore !== undefined) add('created_at < ?', f.createdBefore);
-  const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   const index = f.tenant === undefined ? '' : ` ${d.useIndex(tenantListIndex(f))}`;
-  return { sql: `SELECT ${JOB_SELECT} FROM jobs${index} ${filter} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+  return { sql: `FROM jobs${index}${filter}`, params };
+}
+
+/**
+ * A page of jobs, newest first (ids are ULIDs: they sort by creation time),
+ * optionally filtered by tenant, state, type, queue and creation time, after
+ * the previous page's last id. With a tenant (every API list), through the
+ * index `tenantListIndex` names.
+ * Params: [tenant], [state], [type], [queue], [after_id], [created_after], [created_before], limit
+ */
+export function listJobs(d: Dialect, f: JobFilter): Sql {
+  const { sql, params } = jobPageFilter(d, f);
+  return { sql: `SELECT ${JOB_SELECT} ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/**
+ * The ids of `listJobs`'s page and the bytes each job's payload and snapshot
+ * (which holds its result and last error) take: the page is cut by size
+ * before those rows are read. Params: as `listJobs`.
+ */
+export function listJobSizes(d: Dialect, f: JobFilter): Sql {
+  const { sql, params } = jobPageFilter(d, f);
+  const bytes = 'COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot)';
+  return { sql: `SELECT id, ${bytes} AS bytes ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/**
+ * Jobs by id, newest first. Params: the ids.
+ */
+export function selectJobs(ids: readonly string[]): Sql {
+  return { sql: `SELECT ${JOB_SELECT} FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id DESC`, params: [...ids] };
 }
 
 /**

@@ -22,6 +22,7 @@ import {
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
 import type { JobState } from '../../machines/job.machine.js';
 import { chunkRows, slices } from './batches.js';
+import { readPage } from './pages.js';
 import { insertOutboxSteps } from './outbox.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
@@ -228,12 +229,8 @@ function listIndex(f: WorkflowFilter): string {
   return 'ix_workflows_tenant_id';
 }
 
-/**
- * A tenant's page of instances, newest first (ids are ULIDs), optionally of
- * one name and status, after the previous page's last id.
- * Params: tenant, [name], [status], [after_id], limit
- */
-function listWorkflows(d: Dialect, f: WorkflowFilter): Sql {
+/** The FROM and WHERE of a tenant's page of instances, and their params. */
+function workflowPageFilter(d: Dialect, f: WorkflowFilter): Sql {
   const where: string[] = [];
   const params: unknown[] = [];
   const add = (clause: string, v: unknown) => {
@@ -244,10 +241,31 @@ function listWorkflows(d: Dialect, f: WorkflowFilter): Sql {
   if (f.name !== undefined) add('name = ?', f.name);
   if (f.status !== undefined) add('status = ?', f.status);
   if (f.afterId !== undefined) add('id < ?', f.afterId);
-  return {
-    sql: `${SELECT_WORKFLOWS} ${d.useIndex(listIndex(f))} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
-    params: [...params, f.limit],
-  };
+  return { sql: `FROM workflows ${d.useIndex(listIndex(f))} WHERE ${where.join(' AND ')}`, params };
+}
+
+/**
+ * A tenant's page of instances, newest first (ids are ULIDs), optionally of
+ * one name and status, after the previous page's last id.
+ * Params: tenant, [name], [status], [after_id], limit
+ */
+function listWorkflows(d: Dialect, f: WorkflowFilter): Sql {
+  const { sql, params } = workflowPageFilter(d, f);
+  return { sql: `SELECT ${WORKFLOW_COLUMNS.join(', ')} ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/**
+ * The ids of `listWorkflows`'s page and the bytes each instance's input and
+ * state (its context) take. Params: as `listWorkflows`.
+ */
+function listWorkflowSizes(d: Dialect, f: WorkflowFilter): Sql {
+  const { sql, params } = workflowPageFilter(d, f);
+  return { sql: `SELECT id, COALESCE(OCTET_LENGTH(input), 0) + OCTET_LENGTH(state) AS bytes ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/** Instances by id, newest first. Params: the ids. */
+function selectWorkflows(ids: readonly string[]): Sql {
+  return { sql: `${SELECT_WORKFLOWS} WHERE id IN (${marks(ids.length)}) ORDER BY id DESC`, params: [...ids] };
 }
 
 // ---------------------------------------------------------------- programs
@@ -496,7 +514,7 @@ export async function purgeWorkflowsInSteps(
 
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
-  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
   | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
@@ -514,6 +532,11 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
     listWorkflows: async (filter) => {
       const { sql, params } = listWorkflows(d, filter);
       return (await query(sql, params)).map(rowToWorkflow);
+    },
+    listWorkflowPage: async (filter, maxBytes) => {
+      const sizes = listWorkflowSizes(d, { ...filter, limit: filter.limit + 1 });
+      const { records, nextAfterId } = await readPage(query, sizes, filter.limit, maxBytes, selectWorkflows, rowToWorkflow);
+      return { workflows: records, nextAfterId };
     },
     dueWorkflowTimers: async (now, limit, after = { dueAt: Number.MIN_SAFE_INTEGER, workflowId: '', timerId: '' }): Promise<DueWorkflowTimer[]> =>
       (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, after.dueAt, after.dueAt, after.workflowId, after.workflowId, after.timerId, limit])).map((r) => ({

@@ -9,7 +9,7 @@ import type { Eta } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
-import type { RouteOptions } from '../deps.js';
+import { DEFAULT_LIST_PAGE_BYTES, type RouteOptions } from '../deps.js';
 import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
 import { tenantJob } from '../tenant-jobs.js';
 import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
@@ -26,7 +26,7 @@ const getSchema = {
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
-  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). Pass the answer\'s `nextCursor` as `cursor` for the next page.',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). A page holds at most `limit` jobs and about 8 MiB of their payloads and results: it may end before `limit` with a `nextCursor`. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
   tags: ['jobs'],
   querystring: ListQuery,
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },
@@ -86,19 +86,18 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.get<{ Querystring: ListQuery }>('/v1/jobs', { schema: listSchema }, async (request) => {
     const { state, type, queue, cursor, createdAfter, createdBefore } = request.query;
     const limit = request.query.limit ?? DEFAULT_PAGE;
-    const filter: JobFilter = { tenant: request.principal.tenant, limit: limit + 1 }; // one more tells whether a next page exists
+    const filter: JobFilter = { tenant: request.principal.tenant, limit };
     if (state) filter.state = state;
     if (type) filter.type = type;
     if (queue) filter.queue = queue;
     if (cursor) filter.afterId = decodeCursor(cursor);
     if (createdAfter) filter.createdAfter = instant(createdAfter, 'createdAfter');
     if (createdBefore) filter.createdBefore = instant(createdBefore, 'createdBefore');
-    const found = await deps.store.listJobs(filter);
-    const page = found.slice(0, limit);
+    const page = await deps.store.listJobPage(filter, deps.limits.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES);
     const now = deps.clock.now();
     return {
-      jobs: page.map((j) => toJobView(j, now)),
-      nextCursor: found.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+      jobs: page.jobs.map((j) => toJobView(j, now)),
+      nextCursor: page.nextAfterId === null ? null : encodeCursor(page.nextAfterId),
     };
   });
 };

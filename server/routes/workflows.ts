@@ -19,7 +19,7 @@ import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
 import type { StepResult, WorkflowService } from '../../engine/workflows.js';
 import { isUserEventType } from '../../machines/workflow.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
-import { DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
+import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
   DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
@@ -146,7 +146,7 @@ const cancelSchema = {
 const listSchema = {
   operationId: 'listWorkflows',
   summary: 'Workflow instances, newest first',
-  description: 'One page of instances, newest first, optionally only of one workflow or status. Pass the answer\'s `nextCursor` as `cursor` for the next page.',
+  description: 'One page of instances, newest first, optionally only of one workflow or status. A page holds at most `limit` instances and about 8 MiB of their inputs and states: it may end before `limit` with a `nextCursor`. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
   tags: TAGS,
   querystring: WorkflowListQuery,
   response: { 200: described(ref(WorkflowPage), 'One page of instances'), ...errorResponses(400) },
@@ -354,15 +354,14 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.get<{ Querystring: WorkflowListQuery }>('/v1/workflows', { schema: listSchema }, async (request) => {
     const { name, status, cursor } = request.query;
     const limit = request.query.limit ?? DEFAULT_PAGE;
-    const filter: WorkflowFilter = { tenant: request.principal.tenant, limit: limit + 1 }; // one more tells whether a next page exists
+    const filter: WorkflowFilter = { tenant: request.principal.tenant, limit };
     if (name) filter.name = name;
     if (status) filter.status = status;
     if (cursor) filter.afterId = decodeCursor(cursor);
-    const found = await service.list(filter);
-    const page = found.slice(0, limit);
+    const page = await service.list(filter, deps.limits.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES);
     return {
-      workflows: await Promise.all(page.map((wf) => toWorkflowView(service, wf))),
-      nextCursor: found.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+      workflows: await Promise.all(page.workflows.map((wf) => toWorkflowView(service, wf))),
+      nextCursor: page.nextAfterId === null ? null : encodeCursor(page.nextAfterId),
     };
   });
 

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
 import { outboxFor } from '../../engine/messages.js';
-import type { JobCount, JobRecord, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
+import type { JobCount, JobFilter, JobRecord, JobRecordPage, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { TERMINAL_STATES, type JobEvent, type JobState } from '../../machines/job.machine.js';
@@ -408,6 +408,38 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(idsOf(await store.listJobs({ limit: 10, state: 'pending', type: 't2', queue: 'q2' })), [ids[3]]);
       assert.deepEqual(idsOf(await store.listJobs({ limit: 10, type: 't1', afterId: ids[4] })), [ids[2], ids[0]]);
       assert.equal((await store.listJobs({ limit: 1, state: 'published' }))[0]!.version, 2);
+    });
+
+    test('listJobPage cuts a page by the bytes of payloads and snapshots: the first job always, nextAfterId where the next page starts', async (store) => {
+      const text = (n: number) => 'x'.repeat(n);
+      // Oldest first: four jobs of about 10 KB, one of about 30 KB (of another type) among them.
+      const writes = await insertAll(store, [
+        newJobWrite({ payload: text(10_000) }), newJobWrite({ payload: text(10_000) }), newJobWrite({ payload: text(10_000) }),
+        newJobWrite({ payload: text(30_000), type: 't2' }), newJobWrite({ payload: text(10_000) }),
+      ]);
+      const [j0, j1, j2, j3, j4] = writes.map((w) => w.job.id);
+      const pages = async (filter: JobFilter, maxBytes: number) => {
+        const seen: string[][] = [];
+        let afterId: string | null = null;
+        do {
+          const page: JobRecordPage = await store.listJobPage({ ...filter, ...(afterId ? { afterId } : {}) }, maxBytes);
+          seen.push(page.jobs.map((j) => j.id));
+          afterId = page.nextAfterId;
+          if (afterId !== null) assert.equal(afterId, page.jobs.at(-1)!.id);
+        } while (afterId !== null && seen.length < 10);
+        return seen;
+      };
+      // 25,000 bytes: two small jobs fit, a small one and the big one do not; the big one comes alone.
+      assert.deepEqual(await pages({ limit: 10 }, 25_000), [[j4], [j3], [j2, j1], [j0]]);
+      assert.deepEqual(await pages({ limit: 10, type: 'demo.echo' }, 25_000), [[j4, j2], [j1, j0]]);
+      // The rows bound still holds; a budget that fits all leaves only it.
+      assert.deepEqual(await pages({ limit: 4 }, 1 << 30), [[j4, j3, j2, j1], [j0]]);
+      assert.deepEqual(await pages({ limit: 5 }, 1 << 30), [[j4, j3, j2, j1, j0]]);
+      // Smaller than any job: a job per page.
+      assert.deepEqual(await pages({ limit: 10 }, 1), [[j4], [j3], [j2], [j1], [j0]]);
+      assert.deepEqual(await store.listJobPage({ limit: 10, tenant: 'nobody' }, 25_000), { jobs: [], nextAfterId: null });
+      const [big] = (await store.listJobPage({ limit: 10, afterId: j4! }, 25_000)).jobs;
+      assert.deepEqual(big, (await store.getJob(j3!))!, 'a page holds the whole job');
     });
 
     test('listJobs filters by creation time: createdAfter inclusive, createdBefore exclusive, with the other filters and paging', async (store) => {
