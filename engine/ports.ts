@@ -614,13 +614,20 @@ export interface AuditStore {
  * The queues jobs may name (engine/queue-registry.ts): each one named is
  * listed for good, as its lane topics stay for good.
  */
+/** A tenant's part of the queue list: at most `max` of the queues listed may be its own. */
+export interface QueueShare {
+  tenant: string;
+  max: number;
+}
+
 export interface QueueStore {
   /**
    * Lists the queues of `names` not listed yet, in order, while fewer than
-   * `max` are listed (at `at`); returns those refused for want of a place.
-   * A queue listed already is never refused.
+   * `max` are listed (at `at`), and, with `share`, fewer than `share.max` by
+   * `share.tenant` (each queue keeps the tenant that listed it); returns those
+   * refused for want of a place. A queue listed already is never refused.
    */
-  admitQueues(names: readonly string[], max: number, at: number): Promise<string[]>;
+  admitQueues(names: readonly string[], max: number, at: number, share?: QueueShare): Promise<string[]>;
   /** How many queues are listed. */
   countQueues(): Promise<number>;
 }

@@ -171,4 +171,42 @@ describe('the queue registry', () => {
     assert.equal(await w.jobsIn('wa'), 0);
     await w.store.close();
   });
+
+  it('a tenant other than the default lists at most a quarter of the places: each path refuses its jobs beyond, others go on', async () => {
+    const w = await world(8); // a tenant's share: 2
+    const of = (tenant: string, queue: string): JobSpec => ({ ...spec(queue), tenant });
+    const isShare = (queue: string) => (e: unknown) => isQueueLimit(queue)(e) && (e as Error).message.includes('2 of them, a tenant\'s most, were named first by your tenant');
+    await w.transitions.submit(of('acme', 'a1'));
+    await w.transitions.submit(of('acme', 'default')); // the default queue takes no share
+    await w.transitions.submit(of('acme', 'a2'));
+    await assert.rejects(w.transitions.submit(of('acme', 'a3')), isShare('a3'));
+    assert.equal(await w.jobsIn('a3'), 0);
+    // A batch of two tenants: each item is judged by its own tenant's share.
+    const r = await w.transitions.submitManySettled([of('acme', 'a4'), of('globex', 'a4'), of('acme', 'a1'), of('acme', 'a5')]);
+    assert.deepEqual(r.map((x) => x.status), ['rejected', 'fulfilled', 'fulfilled', 'rejected']);
+    assert.ok(isShare('a4')((r[0] as PromiseRejectedResult).reason));
+    assert.ok(isShare('a5')((r[3] as PromiseRejectedResult).reason));
+    // a4 was listed by globex's job: acme's jobs may name it now.
+    await w.transitions.submit(of('acme', 'a4'));
+    assert.equal(await w.jobsIn('a4'), 2);
+    // The default tenant's jobs have no share, only the limit.
+    for (const q of ['d1', 'd2', 'd3']) await w.transitions.submit(spec(q));
+    const template = { type: 'demo.echo', payload: null, queue: 's1', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1_000, priority: 0 };
+    await assert.rejects(w.schedules.create('acme', { name: 'n', cron: '0 3 * * *', job: template }), isShare('s1'));
+    await assert.rejects(w.workflows.start({ tenant: 'acme', name: 'two', input: null }), isShare('wa'));
+    assert.deepEqual(await w.store.listWorkflows({ tenant: 'acme', limit: 10 }), []);
+    assert.equal(await w.store.countQueues(), 7, 'a1, a2 (acme), a4 (globex), default, d1-d3');
+    await w.store.close();
+  });
+
+  it('a workflow step of a tenant\'s instance into a new queue counts against that tenant\'s share', async () => {
+    const w = await world(4); // a tenant's share: 1
+    const started = await w.workflows.start({ tenant: 'acme', name: 'two', input: null });
+    assert.ok(started.ok, 'wa is acme\'s one queue');
+    await assert.rejects(w.workflows.signal(started.workflow.id, 'acme', { type: 'GO' }), (e: unknown) => isQueueLimit('wb')(e) && (e as Error).message.includes('your tenant'));
+    assert.equal(await w.jobsIn('wb'), 0);
+    await w.transitions.submit(spec('wb'));
+    assert.ok((await w.workflows.signal(started.workflow.id, 'acme', { type: 'GO' })).ok, 'listed by the default tenant\'s job: admitted');
+    await w.store.close();
+  });
 });

@@ -241,7 +241,7 @@ export class ScheduleService {
     // Only once nothing else refuses it: a queue admitted is listed for good.
     if (this.deps.queues) {
       if (await this.deps.store.getSchedule(tenant, input.name)) throw exists(input.name);
-      await this.deps.queues.admit([input.job.queue]);
+      await this.deps.queues.admit([input.job.queue], tenant);
     }
     const record: ScheduleRecord = {
       tenant, name: input.name, cron: input.cron, timezone, overlap: input.overlap ?? 'skip', catchUp: input.catchUp ?? 'none', paused,
@@ -289,7 +289,7 @@ export class ScheduleService {
       // The ticks a pass pinned a queue for are all before now, and the next one is after it: none is pinned.
       if (retimed) delete next.firingQueue;
       // A new queue once nothing else refuses the change (a queue admitted is listed for good).
-      if (next.job.queue !== s.job.queue) await this.deps.queues?.admit([next.job.queue]);
+      if (next.job.queue !== s.job.queue) await this.deps.queues?.admit([next.job.queue], next.tenant);
       if (await this.deps.store.replaceSchedule(next, s.version)) return next;
     }
     throw new AtsError('ATS_ERR_CONCURRENT_UPDATE', `The schedule '${name}' changed concurrently too many times; try again`);

@@ -127,7 +127,7 @@ export class TransitionService {
    */
   async submit(spec: JobSpec, options: { queueAdmitted?: boolean } = {}): Promise<SubmitResult> {
     const { queues } = this.deps;
-    if (queues) await (options.queueAdmitted ? queues.list(spec.queue) : queues.admit([spec.queue]));
+    if (queues) await (options.queueAdmitted ? queues.list(spec.queue) : queues.admit([spec.queue], spec.tenant));
     const r = await this.submits.add(spec);
     if (r.status === 'rejected') throw r.reason;
     return r.value;
@@ -177,13 +177,13 @@ export class TransitionService {
    */
   async submitManySettled(specs: readonly JobSpec[]): Promise<PromiseSettledResult<SubmitResult>[]> {
     const { queues } = this.deps;
-    const refused = queues ? await queues.refused(specs.map((s) => s.queue)) : undefined;
+    const refused = queues ? await refusedSpecs(queues, specs) : undefined;
     if (!refused || refused.size === 0) return this.answerSubmits(await this.insertSubmits(specs), specs);
     // An item of a queue refused is its own ATS_ERR_QUEUE_LIMIT; the others go in.
-    const kept = specs.filter((s) => !refused.has(s.queue));
+    const kept = specs.filter((s) => !refused.has(s));
     const answers = kept.length > 0 ? await this.answerSubmits(await this.insertSubmits(kept), kept) : [];
     let k = 0;
-    return specs.map((s) => (refused.has(s.queue) ? { status: 'rejected', reason: queues!.refusal(s.queue) } : answers[k++]!));
+    return specs.map((s) => (refused.has(s) ? { status: 'rejected', reason: queues!.refusal(s.queue, s.tenant) } : answers[k++]!));
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
@@ -421,4 +421,21 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
   if (spec.parent) job.parent = spec.parent;
   const event: JobEventRecord = { jobId: id, seq: 1, type: 'SUBMITTED', from: null, to: next.value, at, data: input };
   return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
+}
+
+/** The items of `specs` whose queue the registry refuses for their tenant (asked once per tenant). */
+async function refusedSpecs(queues: Pick<QueueRegistry, 'refused'>, specs: readonly JobSpec[]): Promise<ReadonlySet<JobSpec>> {
+  const byTenant = new Map<string, JobSpec[]>();
+  for (const spec of specs) {
+    const tenant = spec.tenant ?? DEFAULT_TENANT;
+    const group = byTenant.get(tenant);
+    if (group) group.push(spec);
+    else byTenant.set(tenant, [spec]);
+  }
+  const refused = new Set<JobSpec>();
+  for (const [tenant, group] of byTenant) {
+    const names = await queues.refused(group.map((s) => s.queue), tenant);
+    for (const spec of group) if (names.has(spec.queue)) refused.add(spec);
+  }
+  return refused;
 }

@@ -92,7 +92,8 @@ export interface WorkflowServiceDeps {
 
 /** Thrown out of a step's transaction when it starts jobs in queues `names` not known admitted. */
 class UnknownQueues extends Error {
-  constructor(readonly names: readonly string[]) {
+  /** `tenant`: the instance's, whose jobs name the queues. */
+  constructor(readonly names: readonly string[], readonly tenant: string) {
     super(`queues not known admitted: ${names.join(', ')}`);
   }
 }
@@ -196,7 +197,7 @@ export class WorkflowService {
       cancel: null,
       ...messagesOf(workflow, 1, first.effects.send, at),
     };
-    await this.deps.queues?.admit(write.jobs.map((w) => w.job.queue));
+    await this.deps.queues?.admit(write.jobs.map((w) => w.job.queue), workflow.tenant);
     const inserted = await store.insertWorkflow(write);
     if (inserted.ok) {
       this.deps.onCommit?.();
@@ -453,7 +454,7 @@ export class WorkflowService {
       } catch (err) {
         // The step starts a job in a queue this process has not seen admitted: admitted (or ATS_ERR_QUEUE_LIMIT), it is decided again.
         if (!(err instanceof UnknownQueues)) throw err;
-        await this.deps.queues!.admit(err.names);
+        await this.deps.queues!.admit(err.names, err.tenant);
       }
     }
   }
@@ -494,7 +495,7 @@ export class WorkflowService {
   private admitted<D extends StepDecision>(d: D): D {
     const { queues } = this.deps;
     const unknown = queues && d.write ? d.write.jobs.filter((w) => !queues.knows(w.job.queue)) : [];
-    if (unknown.length > 0) throw new UnknownQueues(unknown.map((w) => w.job.queue));
+    if (unknown.length > 0) throw new UnknownQueues(unknown.map((w) => w.job.queue), unknown[0]!.job.tenant);
     return d;
   }
 

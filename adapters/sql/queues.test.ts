@@ -1,8 +1,9 @@
 /**
  * The QueueStore (queues.ts) and migration 0023 on both SQL stores: queues
- * are listed in order up to the limit and never refused once listed; many
- * admissions at once never list more than the limit; the queues of jobs
- * and schedules stored before the migration are listed by it.
+ * are listed in order up to the limit, and a tenant's share of it, and never
+ * refused once listed; many admissions at once never list more than the
+ * limit or the share; the queues of jobs and schedules stored before the
+ * migration are listed by it.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -49,6 +50,29 @@ for (const backend of STORE_BACKENDS) {
       const again = (await Promise.all(names.map((n, i) => store.admitQueues([n, names[(i + 1) % names.length]!], 7, 2_000)))).flat();
       assert.equal(await store.countQueues(), 7);
       assert.equal(new Set(again).size, 1, 'exactly one name found no place');
+    }));
+
+    it('a tenant\'s share: its jobs list at most share.max new queues, others\' and listed ones are not counted, the limit still holds', () => withStore(async (store) => {
+      const acme = { tenant: 'acme', max: 2 };
+      assert.deepEqual(await store.admitQueues(['d1'], 10, 1_000), [], 'the default tenant\'s jobs (no share)');
+      assert.deepEqual(await store.admitQueues(['a1', 'd1', 'a2', 'a3'], 10, 2_000, acme), ['a3'], 'd1 is listed: it takes none of acme\'s places');
+      assert.deepEqual(await store.admitQueues(['a3'], 10, 3_000, acme), ['a3']);
+      assert.deepEqual(await store.admitQueues(['a1', 'a2', 'd1'], 10, 3_000, acme), [], 'listed queues are admitted with the share full');
+      assert.deepEqual(await store.admitQueues(['g1', 'g2', 'g3'], 10, 4_000, { tenant: 'globex', max: 2 }), ['g3'], 'another tenant has its own share');
+      assert.deepEqual(await store.admitQueues(['a3'], 10, 5_000), [], 'the same queue named by the default tenant\'s jobs');
+      assert.equal(await store.countQueues(), 6);
+      assert.deepEqual(await store.admitQueues(['a4'], 6, 6_000, { tenant: 'acme', max: 3 }), ['a4'], 'within its share, not within the limit');
+      assert.deepEqual(await store.admitQueues(['a4'], 20, 6_000, { tenant: 'acme', max: 3 }), [], 'a3 is not acme\'s: a4 is its third');
+      assert.deepEqual(await store.admitQueues(['a5'], 20, 6_000, { tenant: 'acme', max: 3 }), ['a5'], 'three are acme\'s now');
+      assert.deepEqual(await store.admitQueues(['a5'], 7, 6_000), ['a5'], 'the limit holds for the default tenant\'s jobs too');
+      assert.deepEqual(await store.admitQueues(['a5'], 8, 6_000), [], 'which have no share');
+    }));
+
+    it('many admissions of one tenant at once list no more than its share', () => withStore(async (store) => {
+      const names = ['a', 'b', 'c', 'd', 'e', 'f'];
+      const refused = (await Promise.all(names.map((n) => store.admitQueues([n], 100, 1_000, { tenant: 'acme', max: 2 })))).flat();
+      assert.equal(refused.length, 4, `refused: ${refused.join(', ')}`);
+      assert.equal(await store.countQueues(), 2);
     }));
 
     it('migration 0023 lists the queues of the jobs and of the schedules stored before it', () => withStore(async (store) => {
