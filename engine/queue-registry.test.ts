@@ -43,7 +43,7 @@ async function world(max: number) {
   const store = createSqliteStore({ file: ':memory:' });
   await store.migrate();
   let admissions = 0;
-  const counted = { admitQueues: (...a: Parameters<typeof store.admitQueues>) => (admissions++, store.admitQueues(...a)) };
+  const counted = { admitQueues: (...a: Parameters<typeof store.admitQueues>) => (admissions++, store.admitQueues(...a)), countQueues: () => store.countQueues() };
   const queues = new QueueRegistry({ store: counted, clock: systemClock, max, defaultQueue: 'default' });
   const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds(), queues });
   const registry = new HandlerRegistry();
@@ -175,7 +175,7 @@ describe('the queue registry', () => {
   it('a tenant other than the default lists at most a quarter of the places: each path refuses its jobs beyond, others go on', async () => {
     const w = await world(8); // a tenant's share: 2
     const of = (tenant: string, queue: string): JobSpec => ({ ...spec(queue), tenant });
-    const isShare = (queue: string) => (e: unknown) => isQueueLimit(queue)(e) && (e as Error).message.includes('2 of them, a tenant\'s most, were named first by your tenant');
+    const isShare = (queue: string) => (e: unknown) => isQueueLimit(queue)(e) && (e as Error).message.includes('your tenant named 2 of the 8 queues (ATS_MAX_QUEUES) first');
     await w.transitions.submit(of('acme', 'a1'));
     await w.transitions.submit(of('acme', 'default')); // the default queue takes no share
     await w.transitions.submit(of('acme', 'a2'));
@@ -203,10 +203,20 @@ describe('the queue registry', () => {
     const w = await world(4); // a tenant's share: 1
     const started = await w.workflows.start({ tenant: 'acme', name: 'two', input: null });
     assert.ok(started.ok, 'wa is acme\'s one queue');
-    await assert.rejects(w.workflows.signal(started.workflow.id, 'acme', { type: 'GO' }), (e: unknown) => isQueueLimit('wb')(e) && (e as Error).message.includes('your tenant'));
+    await assert.rejects(w.workflows.signal(started.workflow.id, 'acme', { type: 'GO' }), (e: unknown) => isQueueLimit('wb')(e) && (e as Error).message.includes('your tenant named 1 of the 4 queues'));
     assert.equal(await w.jobsIn('wb'), 0);
     await w.transitions.submit(spec('wb'));
     assert.ok((await w.workflows.signal(started.workflow.id, 'acme', { type: 'GO' })).ok, 'listed by the default tenant\'s job: admitted');
+    await w.store.close();
+  });
+
+  it('a tenant\'s job refused because the whole list is full says so, not that its share is', async () => {
+    const w = await world(3); // a tenant's share: 1, none of it used
+    for (const q of ['d1', 'd2', 'd3']) await w.transitions.submit(spec(q));
+    const refused = (e: unknown) => isQueueLimit('a1')(e) && (e as Error).message.includes('3 queues are in use') && !(e as Error).message.includes('your tenant');
+    await assert.rejects(w.transitions.submit({ ...spec('a1'), tenant: 'acme' }), refused);
+    const [r] = await w.transitions.submitManySettled([{ ...spec('a1'), tenant: 'acme' }]);
+    assert.ok(r!.status === 'rejected' && refused(r.reason));
     await w.store.close();
   });
 });

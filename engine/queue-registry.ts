@@ -15,7 +15,7 @@ import { AtsError } from './errors.js';
 import type { Clock, QueueShare, QueueStore } from './ports.js';
 
 export interface QueueRegistryDeps {
-  store: Pick<QueueStore, 'admitQueues'>;
+  store: Pick<QueueStore, 'admitQueues' | 'countQueues'>;
   clock: Pick<Clock, 'now'>;
   /** Most queues listed (ATS_MAX_QUEUES). */
   max: number;
@@ -23,7 +23,7 @@ export interface QueueRegistryDeps {
   defaultQueue: string;
 }
 
-const NONE: ReadonlySet<string> = new Set();
+const NONE: ReadonlyMap<string, AtsError> = new Map();
 
 /** The queues the jobs of one tenant other than the default may list, of `max` in all: a quarter, at least one. */
 export function tenantShare(max: number): number {
@@ -43,9 +43,10 @@ export class QueueRegistry {
 
   /**
    * The names of `names` refused (the list is full, or `tenant`'s share of
-   * it); the others are admitted. `tenant`: whose jobs name them (default: the default tenant).
+   * it), each with the error its job is answered; the others are admitted.
+   * `tenant`: whose jobs name them (default: the default tenant).
    */
-  async refused(names: Iterable<string>, tenant: string = DEFAULT_TENANT): Promise<ReadonlySet<string>> {
+  async refused(names: Iterable<string>, tenant: string = DEFAULT_TENANT): Promise<ReadonlyMap<string, AtsError>> {
     let unknown: Set<string> | undefined;
     for (const n of names) if (!this.known.has(n)) (unknown ??= new Set()).add(n);
     if (!unknown) return NONE;
@@ -55,9 +56,13 @@ export class QueueRegistry {
       await this.list(defaultQueue);
       if (unknown.size === 0) return NONE;
     }
-    const refused = new Set(await store.admitQueues([...unknown], max, clock.now(), this.shareOf(tenant)));
-    for (const n of unknown) if (!refused.has(n)) this.known.add(n);
-    return refused;
+    const share = this.shareOf(tenant);
+    const refused = await store.admitQueues([...unknown], max, clock.now(), share);
+    for (const n of unknown) if (!refused.includes(n)) this.known.add(n);
+    if (refused.length === 0) return NONE;
+    // Which bound refused them, for the message: the whole list, or the tenant's part of it.
+    const byShare = share !== undefined && (await store.countQueues()) < max;
+    return new Map(refused.map((n) => [n, this.refusal(n, byShare ? share : undefined)]));
   }
 
   /**
@@ -72,20 +77,17 @@ export class QueueRegistry {
 
   /** Admits every name of `names` for `tenant`'s jobs, or throws ATS_ERR_QUEUE_LIMIT (409) naming the first refused. */
   async admit(names: Iterable<string>, tenant: string = DEFAULT_TENANT): Promise<void> {
-    const [first] = await this.refused(names, tenant);
-    if (first !== undefined) throw this.refusal(first, tenant);
+    for (const error of (await this.refused(names, tenant)).values()) throw error;
   }
 
-  /** The error of a job of `tenant` naming queue `name`, refused. */
-  refusal(name: string, tenant: string = DEFAULT_TENANT): AtsError {
+  /** The error of a job naming queue `name`, refused for the whole list, or for `share` (its tenant's part of it). */
+  private refusal(name: string, share: QueueShare | undefined): AtsError {
     const { max } = this.deps;
-    const share = this.shareOf(tenant);
-    const full = `${max} queues are in use (ATS_MAX_QUEUES)`;
     return new AtsError(
       'ATS_ERR_QUEUE_LIMIT',
       share
-        ? `queue '${name}' is new, and no place is left for it: ${full}, or ${share.max} of them, a tenant's most, were named first by your tenant: name a queue in use, or ask the operator to raise the limit (docs/queues.md)`
-        : `queue '${name}' is new, and ${full}: name one of them, or raise the limit (docs/queues.md)`,
+        ? `queue '${name}' is new, and your tenant named ${share.max} of the ${max} queues (ATS_MAX_QUEUES) first, a tenant's most: name a queue in use, or ask the operator to raise the limit (docs/queues.md)`
+        : `queue '${name}' is new, and ${max} queues are in use (ATS_MAX_QUEUES): name one of them, or raise the limit (docs/queues.md)`,
     );
   }
 

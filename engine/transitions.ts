@@ -86,7 +86,7 @@ export interface TransitionDeps {
    */
   limits?: { has(key: string): boolean };
   /** The queues jobs may name (engine/queue-registry.ts). @defaultValue none: any queue */
-  queues?: Pick<QueueRegistry, 'admit' | 'refused' | 'refusal' | 'list'>;
+  queues?: Pick<QueueRegistry, 'admit' | 'refused' | 'list'>;
 }
 
 /** sha256 of the submit as given, to tell a repeated submit from a conflicting one. */
@@ -183,7 +183,10 @@ export class TransitionService {
     const kept = specs.filter((s) => !refused.has(s));
     const answers = kept.length > 0 ? await this.answerSubmits(await this.insertSubmits(kept), kept) : [];
     let k = 0;
-    return specs.map((s) => (refused.has(s) ? { status: 'rejected', reason: queues!.refusal(s.queue, s.tenant) } : answers[k++]!));
+    return specs.map((s) => {
+      const reason = refused.get(s);
+      return reason ? { status: 'rejected', reason } : answers[k++]!;
+    });
   }
 
   private async insertSubmits(specs: readonly JobSpec[]): Promise<{ writes: TransitionWrite[]; inserted: InsertResult[] }> {
@@ -423,8 +426,8 @@ function newJobWrite(spec: JobSpec, id: string, at: number, first: (input: JobIn
   return { job, expectedVersion: null, event, outbox: outboxFor(job, event, effects) };
 }
 
-/** The items of `specs` whose queue the registry refuses for their tenant (asked once per tenant). */
-async function refusedSpecs(queues: Pick<QueueRegistry, 'refused'>, specs: readonly JobSpec[]): Promise<ReadonlySet<JobSpec>> {
+/** The items of `specs` whose queue the registry refuses for their tenant, with the error each is answered (asked once per tenant). */
+async function refusedSpecs(queues: Pick<QueueRegistry, 'refused'>, specs: readonly JobSpec[]): Promise<ReadonlyMap<JobSpec, AtsError>> {
   const byTenant = new Map<string, JobSpec[]>();
   for (const spec of specs) {
     const tenant = spec.tenant ?? DEFAULT_TENANT;
@@ -432,10 +435,13 @@ async function refusedSpecs(queues: Pick<QueueRegistry, 'refused'>, specs: reado
     if (group) group.push(spec);
     else byTenant.set(tenant, [spec]);
   }
-  const refused = new Set<JobSpec>();
+  const refused = new Map<JobSpec, AtsError>();
   for (const [tenant, group] of byTenant) {
     const names = await queues.refused(group.map((s) => s.queue), tenant);
-    for (const spec of group) if (names.has(spec.queue)) refused.add(spec);
+    for (const spec of group) {
+      const error = names.get(spec.queue);
+      if (error) refused.set(spec, error);
+    }
   }
   return refused;
 }

@@ -512,7 +512,7 @@ describe('error messages stay small and hide internals', () => {
     const SQL = "You have an error in your SQL syntax near 'SELECT * FROM jobs WHERE id = ?' at /work/main/adapters/mysql/mysql-store.ts:120:7";
     for (const leaky of [new Error(`ER_PARSE_ERROR: ${SQL}`), new AtsError('ATS_ERR_INTERNAL', `a statement failed: ${SQL}`)]) {
       const failing = new Proxy(store, {
-        get: (target, prop, receiver) => (prop === 'getJob' || prop === 'listJobs' ? async () => { throw leaky; } : Reflect.get(target, prop, receiver)),
+        get: (target, prop, receiver) => (prop === 'getJob' || prop === 'listJobs' || prop === 'listJobPage' ? async () => { throw leaky; } : Reflect.get(target, prop, receiver)),
       });
       const app = await build({ store: failing });
       for (const url of ['/v1/jobs/01J00000000000000000000000', '/v1/jobs']) {

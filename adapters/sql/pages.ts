@@ -31,18 +31,38 @@ export function cutPage(sizes: readonly RowSize[], limit: number, maxBytes: numb
   return { ids, more: sizes.length > ids.length };
 }
 
+/** How one kind of row is read a page at a time. */
+export interface PageReads<T> {
+  /** `id` and `bytes` of up to `limit` matching rows after `afterId` (from the filter's start when undefined), in page order. */
+  sizes(afterId: string | undefined, limit: number): Sql;
+  /** The rows of `ids`, in page order. */
+  rows(ids: readonly string[]): Sql;
+  toRecord(row: Row): T;
+  /** Whether a row read still matches the filter: a job's state, an instance's status may move between the two reads. */
+  matches(record: T): boolean;
+}
+
+/** Reads on past a page left empty by rows that went or moved between its two reads, this many times at most. */
+const EMPTY_PAGE_READS = 5;
+
 /**
- * Reads one page: `sizes` selects `id` and `bytes` of up to `limit + 1`
- * matching rows in page order; `rows(ids)` selects the rows of the ids that
- * fit, in the same order. A row deleted between the two reads is missing from
- * the page; the next page (`nextAfterId`) still starts after the ids read.
+ * One page after `afterId`: the sizes of `limit + 1` rows, then the rows of
+ * the ids that fit. A row deleted or moved out of the filter between the two
+ * reads is missing from the page; the next page (`nextAfterId`, null at the
+ * end) still starts after the ids read, so nothing is skipped or shown twice.
  */
 export async function readPage<T>(
-  query: Query, sizes: Sql, limit: number, maxBytes: number, rows: (ids: readonly string[]) => Sql, toRecord: (row: Row) => T,
+  query: Query, reads: PageReads<T>, afterId: string | undefined, limit: number, maxBytes: number,
 ): Promise<{ records: T[]; nextAfterId: string | null }> {
-  const found = (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) }));
-  const { ids, more } = cutPage(found, limit, maxBytes);
-  if (ids.length === 0) return { records: [], nextAfterId: null };
-  const page = rows(ids);
-  return { records: (await query(page.sql, page.params)).map(toRecord), nextAfterId: more ? ids.at(-1)! : null };
+  for (let read = 1; ; read++) {
+    const sizes = reads.sizes(afterId, limit + 1);
+    const found = (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) }));
+    const { ids, more } = cutPage(found, limit, maxBytes);
+    if (ids.length === 0) return { records: [], nextAfterId: null };
+    const rows = reads.rows(ids);
+    const records = (await query(rows.sql, rows.params)).map(reads.toRecord).filter(reads.matches);
+    const nextAfterId = more ? ids.at(-1)! : null;
+    if (records.length > 0 || nextAfterId === null || read === EMPTY_PAGE_READS) return { records, nextAfterId };
+    afterId = nextAfterId;
+  }
 }

@@ -59,7 +59,13 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       return (await query(sql, params)).map(rowToJob);
     },
     listJobPage: async (filter: JobFilter, maxBytes: number) => {
-      const { records, nextAfterId } = await readPage(query, listJobSizes(d, { ...filter, limit: filter.limit + 1 }), filter.limit, maxBytes, selectJobs, rowToJob);
+      const { records, nextAfterId } = await readPage(query, {
+        sizes: (afterId, limit) => listJobSizes(d, { ...filter, limit, ...(afterId === undefined ? {} : { afterId }) }),
+        rows: selectJobs,
+        toRecord: rowToJob,
+        // The other filters are fixed for a job's life; its state is not.
+        matches: (job) => filter.state === undefined || job.snapshot.value === filter.state,
+      }, filter.afterId, filter.limit, maxBytes);
       return { jobs: records, nextAfterId };
     },
     stats: async (tenant) => statsOf(await counts(tenant)),

@@ -534,8 +534,13 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       return (await query(sql, params)).map(rowToWorkflow);
     },
     listWorkflowPage: async (filter, maxBytes) => {
-      const sizes = listWorkflowSizes(d, { ...filter, limit: filter.limit + 1 });
-      const { records, nextAfterId } = await readPage(query, sizes, filter.limit, maxBytes, selectWorkflows, rowToWorkflow);
+      const { records, nextAfterId } = await readPage(query, {
+        sizes: (afterId, limit) => listWorkflowSizes(d, { ...filter, limit, ...(afterId === undefined ? {} : { afterId }) }),
+        rows: selectWorkflows,
+        toRecord: rowToWorkflow,
+        // The other filters are fixed for an instance's life; its status is not.
+        matches: (wf) => filter.status === undefined || wf.state.status === filter.status,
+      }, filter.afterId, filter.limit, maxBytes);
       return { workflows: records, nextAfterId };
     },
     dueWorkflowTimers: async (now, limit, after = { dueAt: Number.MIN_SAFE_INTEGER, workflowId: '', timerId: '' }): Promise<DueWorkflowTimer[]> =>

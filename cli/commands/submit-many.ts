@@ -224,8 +224,9 @@ async function readOpenJobs(client: AtsClient, body: SubmitRequest, tally: Tally
   const oldest = open.reduce((a, b) => (b < a ? b : a));
   for await (const page of client.list({ type: body.type, ...(body.queue ? { queue: body.queue } : {}), limit: PAGE })) {
     for (const job of page.jobs) if (tally.ours.has(job.id) && isTerminal(job.state)) tally.end(job.id, job.state);
+    // A page may be empty and not the last (its jobs went while it was read): the list goes on.
     const last = page.jobs[page.jobs.length - 1];
-    if (!last || last.id <= oldest) return;
+    if (last && last.id <= oldest) return;
   }
 }
 

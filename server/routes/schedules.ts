@@ -33,7 +33,7 @@ const createSchema = {
     'whose idempotency key `ats:schedule:<name>:<createdAtMs>:<tickMs>` makes a tick fired twice (two timers instances, a restart) ' +
     'find the job the first one created. The schedule belongs to the caller\'s tenant, and its ticks submit their jobs there; ' +
     'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict), a queue not ' +
-    'named before, once ATS_MAX_QUEUES queues are, a 409 ATS_ERR_QUEUE_LIMIT; a bad expression 400 ATS_ERR_INVALID_CRON; ' +
+    'named before, once ATS_MAX_QUEUES queues are (or the tenant\'s quarter of them), a 409 ATS_ERR_QUEUE_LIMIT; a bad expression 400 ATS_ERR_INVALID_CRON; ' +
     'an unknown time zone 400 ATS_ERR_INVALID_TIMEZONE; a type no handler serves 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['schedules'],
   body: ref(CreateScheduleBody),
@@ -65,7 +65,7 @@ const updateSchema = {
   summary: 'Change, pause or resume a schedule',
   description:
     'Changes the fields given (at least one). Job fields replace the template\'s, and the merged template is checked as a submit ' +
-    'would be (422 for a type no handler serves; 409 ATS_ERR_QUEUE_LIMIT for a queue not named before, once ATS_MAX_QUEUES queues are). A new expression or time zone, or a resume (paused: false), computes the next run ' +
+    'would be (422 for a type no handler serves; 409 ATS_ERR_QUEUE_LIMIT for a queue not named before, once ATS_MAX_QUEUES queues are, or the tenant\'s quarter of them). A new expression or time zone, or a resume (paused: false), computes the next run ' +
     'from now: the ticks of a pause are not caught up. Jobs already submitted are not changed.',
   tags: ['schedules'],
   params: ScheduleParams,

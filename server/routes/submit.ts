@@ -20,7 +20,7 @@ const schema = {
   description:
     'Creates a job in pending (201, with its Location). With an Idempotency-Key (per queue), the same key and body again answer 200 with the job ' +
     'the first call created, and the same key with another body in that queue 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. ' +
-    'A queue not named before, once ATS_MAX_QUEUES queues are, is a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. ' +
+    'A queue not named before, once ATS_MAX_QUEUES queues are (or a quarter of them by the tenant, for a tenant other than the default), is a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. ' +
     'A type no handler serves is a 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['jobs'],
   body: ref(SubmitBody),

@@ -50,7 +50,7 @@ const startSchema = {
     'transaction. With an idempotencyKey, the same key, name and input again answer 200 with the instance the first call started, and the ' +
     'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. A name no workflow is registered under is a 422 ' +
     'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT; a first ' +
-    'step that starts a job in a new queue beyond ATS_MAX_QUEUES a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. With `wait` ' +
+    'step that starts a job in a new queue beyond ATS_MAX_QUEUES (or the tenant\'s quarter of it) a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. With `wait` ' +
     '(done or tag:NAME), it answers only once the instance meets that condition, as GET /v1/workflows/{id}/wait; a 408 ATS_ERR_WAIT_TIMEOUT or ' +
     '412 ATS_ERR_WAIT_UNMET then says the condition was not met, and the instance was started all the same: its Location names it.',
   tags: TAGS,
@@ -110,7 +110,7 @@ const signalSchema = {
     'Idempotency-Key, the same key and event again answer 200 with the instance as it is, and the event is not applied twice; the same key ' +
     'with another event is a 409 ATS_ERR_IDEMPOTENCY_CONFLICT (a key is the instance\'s: another instance may take it). An ' +
     'event no transition takes now (or sent to an ended instance) answers 409 ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED with `accepts`, and ' +
-    'nothing is written; so does a step that would start a job in a new queue beyond ATS_MAX_QUEUES (409 ATS_ERR_QUEUE_LIMIT). ' +
+    'nothing is written; so does a step that would start a job in a new queue beyond ATS_MAX_QUEUES or the tenant\'s quarter of it (409 ATS_ERR_QUEUE_LIMIT). ' +
     'Types starting with xstate. are the engine\'s: a 400. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
     'the definition version the instance runs.',
   tags: TAGS,
