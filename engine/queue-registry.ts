@@ -26,7 +26,7 @@ export interface QueueRegistryDeps {
 const NONE: ReadonlyMap<string, AtsError> = new Map();
 
 /** The queues the jobs of one tenant other than the default may list, of `max` in all: a quarter, at least one. */
-export function tenantShare(max: number): number {
+function tenantShare(max: number): number {
   return Math.max(1, Math.floor(max / 4));
 }
 

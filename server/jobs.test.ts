@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import type { EventView, JobDetail, JobView } from './schemas.js';
-import { randomQueue, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { pageIds, randomQueue, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -198,20 +198,9 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     for (let i = 0; i < 7; i++) ids.push((await created({ type: i % 2 ? 'demo.odd' : 'demo.even', payload: i, queue })).id);
     const newestFirst = [...ids].reverse();
 
-    const seen: string[] = [];
-    const sizes: number[] = [];
-    let cursor: string | null = null;
-    do {
-      const url: string = `/v1/jobs?queue=${queue}&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
-      const r = await t.app.inject({ url });
-      assert.equal(r.statusCode, 200, r.body);
-      const page = r.json() as { jobs: JobView[]; nextCursor: string | null };
-      sizes.push(page.jobs.length);
-      seen.push(...page.jobs.map((j) => j.id));
-      cursor = page.nextCursor;
-    } while (cursor && sizes.length < 10);
-    assert.deepEqual(sizes, [3, 3, 1]);
-    assert.deepEqual(seen, newestFirst);
+    const pages = await pageIds(t.app, `/v1/jobs?queue=${queue}&limit=3`, 'jobs');
+    assert.deepEqual(pages.map((page) => page.length), [3, 3, 1]);
+    assert.deepEqual(pages.flat(), newestFirst);
 
     const odd = (await t.app.inject({ url: `/v1/jobs?queue=${queue}&type=demo.odd` })).json();
     assert.deepEqual(odd.jobs.map((j: JobView) => j.id), newestFirst.filter((id) => ids.indexOf(id) % 2 === 1));
@@ -237,16 +226,7 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
       };
       for (let i = 0; i < 5; i++) await submitOne(10_000);
       await submitOne(50_000); // the newest
-      const pages: string[][] = [];
-      let cursor: string | null = null;
-      do {
-        const url: string = `/v1/jobs?queue=${queue}&limit=500${cursor ? `&cursor=${cursor}` : ''}`;
-        const r = await small.app.inject({ url });
-        assert.equal(r.statusCode, 200, r.body);
-        const page = r.json() as { jobs: JobView[]; nextCursor: string | null };
-        pages.push(page.jobs.map((j) => j.id));
-        cursor = page.nextCursor;
-      } while (cursor && pages.length < 10);
+      const pages = await pageIds(small.app, `/v1/jobs?queue=${queue}&limit=500`, 'jobs');
       // Two jobs of 10 KB (and their snapshots) fit in 30,000 bytes, three do not.
       const [j0, j1, j2, j3, j4, big] = ids;
       assert.deepEqual(pages, [[big], [j4, j3], [j2, j1], [j0]]);

@@ -26,7 +26,7 @@ import { job } from '../machines/workflow.js';
 import { monotonicFactory } from 'ulid';
 import { buildApp } from './app.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
-import { startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
+import { pageIds, startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 import { authWith, injectAs, MemoryKeyStore, type MadeKey } from '../tests/helpers/keys.js';
 
 const mysqlReady = await requireMysql();
@@ -256,15 +256,7 @@ async function pagedByBytes(p: TestApp): Promise<void> {
       assert.equal(r.statusCode, 201, r.body);
       ids.push(r.json().id);
     }
-    const pages: string[][] = [];
-    let cursor: string | null = null;
-    do {
-      const r: { statusCode: number; body: string; json(): unknown } = await p.app.inject({ url: `/v1/workflows?limit=500${cursor ? `&cursor=${cursor}` : ''}` });
-      assert.equal(r.statusCode, 200, r.body);
-      const page = r.json() as { workflows: View[]; nextCursor: string | null };
-      pages.push(page.workflows.map((w) => w.id));
-      cursor = page.nextCursor;
-    } while (cursor && pages.length < 10);
+    const pages = await pageIds(p.app, '/v1/workflows?limit=500', 'workflows');
     const [w0, w1, w2, w3, w4, big] = ids;
     assert.deepEqual(pages, [[big], [w4, w3], [w2, w1], [w0]]);
   } finally {
@@ -424,20 +416,10 @@ describe('/v1/workflows (SQLite)', () => {
         ids.push(r.json().id);
       }
       assert.equal((await p.app.inject(cancel(ids[4]!))).statusCode, 200);
-      const seen: string[] = [];
-      let cursor: string | null = null;
-      let pages = 0;
-      do {
-        const r: { statusCode: number; body: string; json(): unknown } = await p.app.inject({ url: `/v1/workflows?limit=2${cursor ? `&cursor=${cursor}` : ''}` });
-        assert.equal(r.statusCode, 200, r.body);
-        const page = r.json() as { workflows: View[]; nextCursor: string | null };
-        assert.ok(page.workflows.length <= 2);
-        seen.push(...page.workflows.map((w) => w.id));
-        cursor = page.nextCursor;
-        pages++;
-      } while (cursor);
-      assert.deepEqual(seen, [...ids].reverse());
-      assert.equal(pages, 3);
+      const pages = await pageIds(p.app, '/v1/workflows?limit=2', 'workflows');
+      for (const page of pages) assert.ok(page.length <= 2);
+      assert.deepEqual(pages.flat(), [...ids].reverse());
+      assert.equal(pages.length, 3);
       const paged = (await p.app.inject({ url: '/v1/workflows?name=paged' })).json();
       assert.deepEqual(paged.workflows.map((w: View) => w.id), [ids[3], ids[1]]);
       assert.equal(paged.nextCursor, null);

@@ -3,6 +3,7 @@
  * `close()` drops (or, `startSqliteTestApp`, on a fresh SQLite file that
  * `close()` removes). Used by `server/*.test.ts` only.
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,3 +117,21 @@ async function startOn(store: TestStore, cleanup: () => Promise<void>, overrides
 
 /** A random queue name: tests sharing a database stay apart. */
 export const randomQueue = (): string => `q-${Math.random().toString(36).slice(2, 10)}`;
+
+/**
+ * Follows `nextCursor` from `url` (a list route: `GET /v1/jobs` or `GET /v1/workflows`, with its
+ * query) and returns the ids of each page's `items` (`jobs` or `workflows`); at most 10 pages.
+ */
+export async function pageIds(app: FastifyInstance, url: string, items: 'jobs' | 'workflows'): Promise<string[][]> {
+  const pages: string[][] = [];
+  let cursor: string | null = null;
+  do {
+    const next: string = cursor ? `${url}&cursor=${cursor}` : url;
+    const r = await app.inject({ url: next });
+    assert.equal(r.statusCode, 200, r.body);
+    const page = r.json() as { jobs?: Array<{ id: string }>; workflows?: Array<{ id: string }>; nextCursor: string | null };
+    pages.push(page[items]!.map((item) => item.id));
+    cursor = page.nextCursor;
+  } while (cursor && pages.length < 10);
+  return pages;
+}
