@@ -15,6 +15,12 @@ export type Scope = (typeof SCOPES)[number];
 
 /** The tenant of data made before tenants existed, and of every request in the open mode. */
 export const DEFAULT_TENANT = 'default';
+/**
+ * A tenant other than the default may hold at most this part of a shared,
+ * bounded resource (queues, stream connections, workflow waits): a quarter of
+ * `max`, at least one, so one tenant's keys never take it all.
+ */
+export const tenantShare = (max: number): number => Math.max(1, Math.floor(max / 4));
 /** A tenant name: what a key is created with. */
 export const TENANT_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** A key's name: a label for people (`ci-bot`). */

@@ -10,7 +10,7 @@
  * (QueueStore), shared by every process; each process remembers the names it
  * saw admitted, so a job of a known queue costs no statement.
  */
-import { DEFAULT_TENANT } from './auth.js';
+import { DEFAULT_TENANT, tenantShare } from './auth.js';
 import { AtsError } from './errors.js';
 import type { Clock, QueueShare, QueueStore } from './ports.js';
 
@@ -24,11 +24,6 @@ export interface QueueRegistryDeps {
 }
 
 const NONE: ReadonlyMap<string, AtsError> = new Map();
-
-/** The queues the jobs of one tenant other than the default may list, of `max` in all: a quarter, at least one. */
-function tenantShare(max: number): number {
-  return Math.max(1, Math.floor(max / 4));
-}
 
 export class QueueRegistry {
   /** Names admitted, as this process saw them: at most what the store lists. */

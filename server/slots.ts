@@ -5,6 +5,7 @@
  * keys), and in all. A slot is taken before the request holds anything and
  * given back once, when it ends.
  */
+import { tenantShare } from '../engine/auth.js';
 import { AtsError, type ErrorCode } from '../engine/errors.js';
 
 /** Which bound refused a slot. */
@@ -26,12 +27,9 @@ export interface SlotLimits {
   readonly max: number;
 }
 
-/** A tenant's keys together may hold this share of the process's slots: one tenant never holds them all. */
-export const TENANT_SHARE = 4;
-
-/** Limits with a tenant's share of `max` (at least one slot). */
+/** Limits with a tenant's share of `max` (a quarter, at least one slot: `tenantShare`). */
 export const slotLimits = (perHolder: number, max: number): SlotLimits => ({
-  perHolder, max, perTenant: Math.max(1, Math.floor(max / TENANT_SHARE)),
+  perHolder, max, perTenant: tenantShare(max),
 });
 
 export class Slots {
