@@ -28,8 +28,11 @@ export MYSQL_URL=${MYSQL_URL:-mysql://root@127.0.0.1:3306}
 # --test-force-exit: a file whose tests have all ended exits even if a client library left a
 # timer behind (a kafkajs reconnect to a broker the file stopped, now and then): its results are
 # in, and waiting for the file timeout would only fail it after ten minutes.
+# tests/helpers/blocking-stdout.ts: each process then writes its report whole before that exit
+# (written to a full pipe, the rest was lost: tests missing, a failure without its name).
 run() {
-  node --conditions=ats-source --import tsx --test --test-force-exit --test-concurrency="$1" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${@:2}"
+  node --conditions=ats-source --import tsx --import ./tests/helpers/blocking-stdout.ts --test --test-force-exit \
+    --test-concurrency="$1" --test-timeout="${TEST_TIMEOUT_MS:-600000}" "${@:2}"
 }
 log=$(mktemp)
 trap 'rm -f "$log"; cleanup' EXIT

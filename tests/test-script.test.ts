@@ -1,7 +1,9 @@
 /**
  * `npm test` (scripts/test.sh) ends with its failures: a long run is often
  * read from its end, and the failing test's name and error must be there, not
- * only somewhere in thousands of lines above.
+ * only somewhere in thousands of lines above. And a file's whole report
+ * arrives, however long: a report cut short at the file's exit lost tests from
+ * the counts and the name of a failure.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -56,4 +58,34 @@ it('a passing run prints no failures section', { timeout: 150_000 }, async () =>
   assert.equal(code, 0, stdout);
   assert.doesNotMatch(stdout, /test: the failures/);
   assert.match(stdout, /\ntest: 1 passed, 0 failed\n$/);
+});
+
+it('a process given the preload of every test process writes all it wrote before it exits, while nobody reads its pipe yet', { timeout: 60_000 }, async () => {
+  // What a test file's process does at its end under --test-force-exit: write its report, then exit at once.
+  const bytesRead = (preload: string) => new Promise<number>((resolve, reject) => {
+    const writeThenExit = `node --import tsx ${preload} -e "process.stdout.write('x'.repeat(4 << 20)); process.exit(0)"`;
+    execFile('bash', ['-c', `${writeThenExit} | (sleep 1; wc -c)`], { cwd: root }, (err, stdout) => (err ? reject(err) : resolve(Number(stdout.trim()))));
+  });
+  assert.ok(await bytesRead('') < 4 << 20, 'without it, what the pipe did not take is lost at the exit');
+  assert.equal(await bytesRead('--import ./tests/helpers/blocking-stdout.ts'), 4 << 20);
+});
+
+it('a long report arrives whole: every test counted, and a failure at its end named', { timeout: 150_000 }, async () => {
+  // One suite: its tests are reported together when it ends, right before the file's process exits.
+  const file = join(dir, 'long.test.ts');
+  const n = 6000;
+  writeFileSync(file, [
+    "import assert from 'node:assert/strict';",
+    "import { describe, it } from 'node:test';",
+    "describe('one suite whose report comes at once, at the end', () => {",
+    `  for (let t = 0; t < ${n}; t++) it(\`test \${t}, with a name long enough to fill the pipe to the runner${"-".repeat(150)}\`, () => {});`,
+    "  it('breaks at the end marker-9c1d', () => assert.fail('the last marker-9c1d'));",
+    '});',
+    '',
+  ].join('\n'));
+  const { code, stdout } = await testSh([file]);
+  assert.equal(code, 1, stdout.slice(-3000));
+  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
+  assert.match(tail, /not ok \d+ - breaks at the end marker-9c1d/, stdout.slice(-3000));
+  assert.match(tail, new RegExp(`\ntest: ${n} passed, 1 failed\n$`));
 });
