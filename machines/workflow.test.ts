@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, spawnChild, stopChild } from 'xstate';
 import {
   acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, MAX_TIMER_DUE_AT, MAX_TIMER_ID_CHARS,
+  MAX_WORKFLOW_ERROR_JSON_CHARS, MAX_WORKFLOW_ERROR_MESSAGE_CHARS, MAX_WORKFLOW_STEP_BYTES, MAX_WORKFLOW_VALUE_BYTES,
   recordedJobIds, startWorkflow, stepWorkflow,
   sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
@@ -434,6 +435,34 @@ describe('workflow steps that cannot be taken as written', () => {
     }
   });
 
+  it('a thrown value JSON cannot store, or too long to keep, ends the instance in error with one it can (a thrown value it can keeps)', () => {
+    const m = setup({ types: { context: {} as { n: number } } }).createMachine({
+      initial: 'a', context: { n: 0 },
+      states: {
+        a: {
+          on: {
+            BIGINT: { actions: assign({ n: () => { throw 10n; } }) },
+            HUGE: { actions: assign({ n: () => { throw { blob: 'x'.repeat(MAX_WORKFLOW_ERROR_JSON_CHARS) }; } }) },
+            LONG: { actions: assign({ n: () => { throw new Error('y'.repeat(MAX_WORKFLOW_ERROR_MESSAGE_CHARS * 2)); } }) },
+            PLAIN: { actions: assign({ n: () => { throw { code: 'E42' }; } }) },
+          },
+        },
+      },
+    });
+    const d = defineWorkflow('thrown', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const errorOf = (type: string) => {
+      const r = ok(stepWorkflow(d, s0, { type }, at, ids('x')));
+      assert.equal(r.next.status, 'error', type);
+      assert.ok(JSON.stringify(r.next).length < MAX_WORKFLOW_ERROR_JSON_CHARS + 1000, `${type}: the state JSON can write, within bounds`);
+      return r.next.error as { name?: string; message?: string; code?: string };
+    };
+    assert.equal(errorOf('BIGINT').message, 'a thrown value JSON cannot store: 10');
+    assert.match(errorOf('HUGE').message!, /^a thrown value JSON cannot store: \[object Object\]$/);
+    assert.equal(errorOf('LONG').message!.length, MAX_WORKFLOW_ERROR_MESSAGE_CHARS);
+    assert.deepEqual(errorOf('PLAIN'), { code: 'E42' });
+  });
+
   it('a timer fires only once its time has come (one set again under the same id waits for its own)', () => {
     const m = setup({}).createMachine({ initial: 'a', states: { a: { after: { 1000: 'b' } }, b: { type: 'final' } } });
     const d = defineWorkflow('early', m);
@@ -553,6 +582,53 @@ describe('workflow steps that cannot be taken as written', () => {
     const many = ok(stepWorkflow(d, s0, { type: 'MANY' }, at, ids('x')));
     assert.equal(many.next.status, 'error');
     assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');
+  });
+
+  it('an output JSON cannot store, or a state, a job input or a message past MAX_WORKFLOW_VALUE_BYTES, or a step past MAX_WORKFLOW_STEP_BYTES, fails the instance, naming it', () => {
+    const size = (bytes: number) => 'x'.repeat(bytes);
+    const m = setup({
+      types: { context: {} as { blob: string }, events: {} as { type: 'KEEP' | 'INPUT' | 'FAN' | 'SEND'; bytes: number } | { type: 'END' } },
+      actors: { work: job('w.size') },
+    }).createMachine({
+      initial: 'a', context: { blob: '' },
+      states: {
+        a: {
+          on: {
+            KEEP: { actions: assign({ blob: ({ event }) => size(event.bytes) }) },
+            INPUT: { actions: enqueueActions(({ enqueue, event }) => void enqueue.spawnChild('work', { id: 'one', input: size(event.bytes) })) },
+            FAN: {
+              actions: enqueueActions(({ enqueue, event }) => {
+                for (let i = 0; i < 5; i++) enqueue.spawnChild('work', { id: `f${i}`, input: size(event.bytes) });
+              }),
+            },
+            SEND: { actions: sendToWorkflow('01HXPEER', ({ event }) => ({ type: 'PING', blob: size(event.bytes) })) },
+            END: 'end',
+          },
+        },
+        end: { type: 'final' },
+      },
+      output: () => ({ n: 10n }),
+    });
+    const d = defineWorkflow('sizes', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const failed = (event: Parameters<typeof stepWorkflow>[2], message: RegExp) => {
+      const r = ok(stepWorkflow(d, s0, event, at, ids('x')));
+      assert.equal(r.next.status, 'error', event.type);
+      assert.match(String((r.next.error as { message: string }).message), message);
+      assert.deepEqual([r.effects.start, r.effects.send], [[], []], `${event.type}: nothing of the refused step is started or sent`);
+    };
+    failed({ type: 'END' }, /the output cannot be stored as JSON/);
+    const over = MAX_WORKFLOW_VALUE_BYTES + 1;
+    failed({ type: 'KEEP', bytes: over }, new RegExp(`the context is ${over + 11} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES}`));
+    failed({ type: 'INPUT', bytes: over }, new RegExp(`the input of one \\(w\\.size\\) is ${over + 2} bytes of JSON`));
+    failed({ type: 'SEND', bytes: over }, /a message to 01HXPEER is \d+ bytes of JSON/);
+    const fifth = Math.ceil(MAX_WORKFLOW_STEP_BYTES / 5);
+    failed({ type: 'FAN', bytes: fifth }, new RegExp(`one step writes \\d+ bytes of JSON \\(its state, 5 job inputs and 0 messages\\), more than the ${MAX_WORKFLOW_STEP_BYTES}`));
+    // Within the bounds, the same steps are taken.
+    const kept = ok(stepWorkflow(d, s0, { type: 'KEEP', bytes: MAX_WORKFLOW_VALUE_BYTES - 200 }, at, ids('x')));
+    assert.equal(kept.next.status, 'active');
+    const fan = ok(stepWorkflow(d, s0, { type: 'FAN', bytes: fifth - 200_000 }, at, ids('x')));
+    assert.equal(fan.effects.start.length, 5);
   });
 });
 

@@ -488,8 +488,37 @@ export function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, chil
   return p;
 }
 
-/** An error as JSON keeps it: an Error's name and message (JSON.stringify would give `{}`). */
-const errorValue = (e: unknown): unknown => (e instanceof Error ? { name: e.name, message: e.message } : e);
+/** Longest message of an Error an instance's `error` keeps (as a job's last error keeps its own). */
+export const MAX_WORKFLOW_ERROR_MESSAGE_CHARS = 8000;
+/** Most characters of JSON a thrown value that is no Error may take as an instance's `error`. */
+export const MAX_WORKFLOW_ERROR_JSON_CHARS = 64 * 1024;
+
+const cutText = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
+/**
+ * An error as JSON keeps it: an Error's name and message (JSON.stringify would
+ * give `{}`), the message cut to MAX_WORKFLOW_ERROR_MESSAGE_CHARS. A thrown value
+ * that is no Error is kept as it is when JSON writes it within
+ * MAX_WORKFLOW_ERROR_JSON_CHARS; otherwise (a BigInt, a cycle, a huge object)
+ * as an Error of its text: stored as it was, the instance's last write would fail.
+ */
+function errorValue(e: unknown): unknown {
+  if (e instanceof Error) return { name: cutText(String(e.name), 200), message: cutText(String(e.message), MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(e);
+  } catch {
+    json = undefined;
+  }
+  if (json !== undefined && json.length <= MAX_WORKFLOW_ERROR_JSON_CHARS) return e;
+  let text: string;
+  try {
+    text = String(e);
+  } catch {
+    text = typeof e;
+  }
+  return { name: 'Error', message: cutText(`a thrown value JSON cannot store: ${text}`, MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
+}
 
 export function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): Snapshot {
   const historyValue = Object.fromEntries(p.history.map((h) => [h.node, h.states.map((id) => def.machine.getStateNodeById(id))]));
@@ -681,9 +710,22 @@ export const MAX_TIMER_DUE_AT = 8_640_000_000_000_000;
 export const MAX_TIMER_ID_CHARS = 512;
 
 /**
+ * The most bytes of JSON an instance's state (its context, output, error, live
+ * children and timers) may take, and one input of a job it starts or one
+ * message it sends: a step past it ends the instance in error. Larger rows
+ * would not fit one statement on MariaDB (`max_allowed_packet`, 16 MiB, with the
+ * text escaped), and an instance that rewrites megabytes at every step is one
+ * to keep its data elsewhere and a reference in the context.
+ */
+export const MAX_WORKFLOW_VALUE_BYTES = 4 * 1024 * 1024;
+/** The most bytes of JSON one step writes in all (its state, its jobs' inputs, its messages): a fan-out of 1,000 jobs of 4 MiB each would be 4 GB in one transaction. */
+export const MAX_WORKFLOW_STEP_BYTES = 16 * 1024 * 1024;
+
+/**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
- * actor reference in the context, from `spawn` inside `assign`, is refused here too). Throws
+ * actor reference in the context, from `spawn` inside `assign`, is refused here too),
+ * each within MAX_WORKFLOW_VALUE_BYTES and all within MAX_WORKFLOW_STEP_BYTES. Throws
  * otherwise; the step then ends the instance in error, and replay does the same
  * (a migration's move, refused, leaves the instance on its version).
  */
@@ -695,20 +737,42 @@ export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, 
     throw new WorkflowDefinitionError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
-  /** Throws unless JSON can write `value` (what `what` names). */
-  const storable = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): void => {
+  const noRefs = (_k: string, v: unknown): unknown => {
+    if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
+    return v;
+  };
+  /** The bytes of JSON of `value` (what `what` names); throws unless JSON can write it within MAX_WORKFLOW_VALUE_BYTES. */
+  const bytesOf = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): number => {
+    let json: string | undefined;
     try {
-      JSON.stringify(value, replacer);
+      json = JSON.stringify(value, replacer);
     } catch (err) {
       throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${(err as Error).message}`);
     }
+    const bytes = Buffer.byteLength(json ?? 'null');
+    if (bytes > MAX_WORKFLOW_VALUE_BYTES) {
+      throw new WorkflowDefinitionError(
+        `workflow ${def.name}: ${what} is ${bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow may store there: keep large data elsewhere and a reference in the context`,
+      );
+    }
+    return bytes;
   };
-  storable('the context', next.context, (_k, v) => {
-    if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
-    return v;
-  });
-  for (const started of effects.start) storable(`the input of ${started.invokeId} (${started.jobType})`, started.input);
-  for (const m of effects.send) storable(`a message to ${m.to}`, m.event);
+  let total: number;
+  try {
+    total = bytesOf('the state (context, output, live children and timers)', next, noRefs);
+  } catch (err) {
+    // Named by its part where one is the cause: the context (what a machine most often fills), the output.
+    bytesOf('the context', next.context, noRefs);
+    if (next.output !== undefined) bytesOf('the output', next.output);
+    throw err;
+  }
+  for (const started of effects.start) total += bytesOf(`the input of ${started.invokeId} (${started.jobType})`, started.input);
+  for (const m of effects.send) total += bytesOf(`a message to ${m.to}`, m.event);
+  if (total > MAX_WORKFLOW_STEP_BYTES) {
+    throw new WorkflowDefinitionError(
+      `workflow ${def.name}: one step writes ${total} bytes of JSON (its state, ${effects.start.length} job inputs and ${effects.send.length} messages), more than the ${MAX_WORKFLOW_STEP_BYTES} a step may`,
+    );
+  }
 }
 
 /** The instance's status for a snapshot of its machine. */

@@ -1,0 +1,72 @@
+/**
+ * What an instance may store, on both SQL stores: a step whose state would
+ * pass MAX_WORKFLOW_VALUE_BYTES (past what one MariaDB statement carries, at
+ * 20 MiB), or whose final output JSON cannot write, ends the instance in
+ * error with the reason, recorded and replayable, instead of a write the
+ * store refuses at every try (the instance then stuck, a signal answered with
+ * the store's error). A start that would pass it is refused, writing nothing.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { assign, setup } from 'xstate';
+import { MAX_WORKFLOW_VALUE_BYTES } from '../machines/workflow.js';
+import { STORE_BACKENDS, withMigratedStore } from '../tests/helpers/stores.js';
+import { HandlerRegistry } from './handlers.js';
+import type { JobStore, WorkflowStore } from './ports.js';
+import { systemClock, ulidIds } from './system.js';
+import { WorkflowService } from './workflows.js';
+
+/** KEEP stores `bytes` characters in the context; END ends it with an output of a BigInt. */
+const keeper = setup({
+  types: { context: {} as { blob: string }, input: {} as { bytes: number } | null, events: {} as { type: 'KEEP'; bytes: number } | { type: 'END' } },
+}).createMachine({
+  id: 'keeper', initial: 'open', context: ({ input }) => ({ blob: 'x'.repeat(input?.bytes ?? 0) }),
+  states: {
+    open: { on: { KEEP: { actions: assign({ blob: ({ event }) => 'x'.repeat(event.bytes) }) }, END: 'closed' } },
+    closed: { type: 'final' },
+  },
+  output: () => ({ n: 10n }),
+});
+
+for (const backend of STORE_BACKENDS) {
+  describe(`a workflow step past what an instance may store (${backend.name})`, () => {
+    const run = (fn: (store: JobStore & WorkflowStore, service: WorkflowService) => Promise<void>) => withMigratedStore(backend, async (s) => {
+      const store = s as unknown as JobStore & WorkflowStore;
+      const service = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('keeper', keeper) });
+      await fn(store, service);
+    });
+
+    it('a context of 20 MiB ends the instance in error, naming the context and its size; the step is recorded and replays', () => run(async (store, service) => {
+      const started = await service.start({ tenant: 'default', name: 'keeper', input: null });
+      assert.ok(started.ok);
+      const kept = await service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 1000 });
+      assert.ok(kept.ok && kept.workflow.state.status === 'active');
+      const big = await service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 20 * 1024 * 1024 });
+      assert.ok(big.ok, JSON.stringify(big));
+      const stored = (await store.getWorkflow(started.workflow.id))!;
+      assert.equal(stored.state.status, 'error');
+      assert.match(String((stored.state.error as { message: string }).message), new RegExp(`the context is ${20 * 1024 * 1024 + 11} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES}`));
+      assert.equal((stored.state.context as { blob: string }).blob.length, 1000, 'the context before the step is kept');
+      assert.deepEqual((await store.getWorkflowEvents(started.workflow.id)).map((e) => e.type), ['START', 'SIGNAL', 'SIGNAL']);
+      assert.deepEqual(await service.verify(stored), { ok: true, events: 3 });
+    }));
+
+    it('a final output JSON cannot store ends the instance in error, naming the output', () => run(async (store, service) => {
+      const started = await service.start({ tenant: 'default', name: 'keeper', input: null });
+      assert.ok(started.ok);
+      const end = await service.signal(started.workflow.id, 'default', { type: 'END' });
+      assert.ok(end.ok, JSON.stringify(end));
+      const stored = (await store.getWorkflow(started.workflow.id))!;
+      assert.equal(stored.state.status, 'error');
+      assert.match(String((stored.state.error as { message: string }).message), /the output cannot be stored as JSON/);
+      assert.deepEqual(await service.verify(stored), { ok: true, events: 2 });
+    }));
+
+    it('a start whose first context would pass the bound is refused and writes nothing', () => run(async (store, service) => {
+      const refused = await service.start({ tenant: 'default', name: 'keeper', input: { bytes: MAX_WORKFLOW_VALUE_BYTES } });
+      assert.ok(!refused.ok && refused.reason === 'invalid-input', JSON.stringify(refused).slice(0, 300));
+      assert.match(refused.message, /the context is \d+ bytes of JSON/);
+      assert.deepEqual((await store.listWorkflowPage({ tenant: 'default', limit: 10 }, 1 << 20)).workflows, []);
+    }));
+  });
+}
