@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { configTable } from '../scripts/config-table.js';
 import { compileConfig, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
 import { AtsError } from '../engine/errors.js';
+import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 
 const rejects = (raw: Parameters<typeof compileConfig>[0], pattern: RegExp) =>
   assert.throws(() => compileConfig(raw), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && pattern.test(e.message));
@@ -185,6 +186,11 @@ describe('config', () => {
     const api = compileConfig({ bodyLimitBytes: '65536', batchBodyLimitBytes: '65536' }).api;
     assert.deepEqual([api.bodyLimitBytes, api.batchBodyLimitBytes], [65_536, 65_536]);
     rejects({ bodyLimitBytes: '1048576', batchBodyLimitBytes: '65536' }, /^ATS_BATCH_BODY_LIMIT_BYTES \(--batch-body-limit-bytes\): must be at least ATS_BODY_LIMIT_BYTES \(1048576 bytes\)/);
+  });
+
+  it('the body limit is at most what one MariaDB statement holds of a payload (4 MiB)', () => {
+    assert.equal(compileConfig({ bodyLimitBytes: String(MAX_BODY_LIMIT_BYTES) }).api.bodyLimitBytes, 4 * 1024 * 1024);
+    rejects({ bodyLimitBytes: String(MAX_BODY_LIMIT_BYTES + 1) }, /^ATS_BODY_LIMIT_BYTES \(--body-limit-bytes\): must be an integer from 1024 to 4194304/);
   });
 
   it('split roles run on MySQL and Kafka', () => {

@@ -11,6 +11,7 @@ import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.
 import { AtsError } from '../engine/errors.js';
 import { AUTH_MODES, type AuthMode } from '../engine/auth.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
+import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 import { hostNameOf } from '../server/security.js';
 import { parseDurationMs } from './duration.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
@@ -47,7 +48,7 @@ export const SETTINGS = {
   retentionDead: { env: 'ATS_RETENTION_DEAD', flag: '--retention-dead', default: '30d', doc: 'The same for dead and cancelled jobs (they can be redriven until then), and for workflow instances ended in error or cancelled.' },
   retentionAudit: { env: 'ATS_RETENTION_AUDIT', flag: '--retention-audit', default: '90d', doc: 'How long an audit log entry (an operator\'s cancel, redrive, delete or key change) is kept after it was recorded, then the timers delete it. A duration, as above.' },
   publishedTimeoutMs: { env: 'ATS_PUBLISHED_TIMEOUT_MS', flag: '--published-timeout-ms', default: '300000', doc: 'A job dispatched this long ago (published or still pending) and not started is dispatched again, unless its dispatch still waits unread by the workers of its lane or no live worker can run it.' },
-  bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts.' },
+  bodyLimitBytes: { env: 'ATS_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', default: '1048576', doc: 'Largest request body the API accepts: at most 4 MiB (4194304), what one MariaDB statement holds of a payload at its default `max_allowed_packet`.' },
   batchBodyLimitBytes: { env: 'ATS_BATCH_BODY_LIMIT_BYTES', flag: '--batch-body-limit-bytes', default: '16777216', doc: 'Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs; each still within the body limit), at least ATS_BODY_LIMIT_BYTES. A larger batch is a 413: split it.' },
   httpHeadersTimeoutMs: { env: 'ATS_HTTP_HEADERS_TIMEOUT_MS', flag: '--http-headers-timeout-ms', default: '10000', doc: 'Time a client has to send the request line and headers; then 408 and the connection is closed. At most the request timeout.' },
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
@@ -248,7 +249,7 @@ const list = (raw: RawConfig, name: SettingName): string[] => str(raw, name).spl
  * batch, would end at that job and fail).
  */
 function bodyLimits(raw: RawConfig): { bodyLimitBytes: number; batchBodyLimitBytes: number } {
-  const bodyLimitBytes = int(raw, 'bodyLimitBytes', 1024, 64 * 1024 * 1024);
+  const bodyLimitBytes = int(raw, 'bodyLimitBytes', 1024, MAX_BODY_LIMIT_BYTES);
   const batchBodyLimitBytes = int(raw, 'batchBodyLimitBytes', 1024, 256 * 1024 * 1024);
   if (batchBodyLimitBytes < bodyLimitBytes) fail('batchBodyLimitBytes', `must be at least ${SETTINGS.bodyLimitBytes.env} (${bodyLimitBytes} bytes)`);
   return { bodyLimitBytes, batchBodyLimitBytes };

@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
-import { DEFAULT_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
+import { DEFAULT_BODY_LIMIT_BYTES, MAX_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { installAuth } from './auth.js';
 import { installJsonParser } from './json-body.js';
@@ -40,6 +40,9 @@ export type { AppDeps, AppLimits, AppPlugin, AuthDeps, ReadinessChecks, Security
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const logger = deps.logger ?? silentLogger;
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(deps.limits) };
+  if ((deps.limits.bodyLimitBytes ?? 0) > MAX_BODY_LIMIT_BYTES) {
+    throw new RangeError(`limits.bodyLimitBytes is ${deps.limits.bodyLimitBytes}: at most ${MAX_BODY_LIMIT_BYTES}, what one MariaDB statement holds of a payload`);
+  }
   const app = Fastify({
     ...serverTimeouts(limits),
     // One log per process: fastify logs through the engine's pino (request ids

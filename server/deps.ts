@@ -161,6 +161,14 @@ export interface AppDeps {
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+/**
+ * The largest `ATS_BODY_LIMIT_BYTES`: a job's payload is stored in one row, and
+ * on MariaDB one statement holds at most `max_allowed_packet` (16 MiB by
+ * default). A payload's JSON can double when escaped into SQL (a string of
+ * backslashes), so 4 MiB leaves room; a larger body than the database can take
+ * was a 500 at submit.
+ */
+export const MAX_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_BATCH_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_PAYLOAD_DEPTH = 32;
 export const DEFAULT_LIST_PAGE_BYTES = 8 * 1024 * 1024;
