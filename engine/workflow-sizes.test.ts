@@ -4,13 +4,16 @@
  * 20 MiB), or whose final output JSON cannot write, ends the instance in
  * error with the reason, recorded and replayable, instead of a write the
  * store refuses at every try (the instance then stuck, a signal answered with
- * the store's error). A start that would pass it is refused, writing nothing.
+ * the store's error). A start that would pass it is refused, writing nothing,
+ * and so is a start's input or a signal's event past it (the in-process API:
+ * over HTTP the body limit comes first).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assign, setup } from 'xstate';
 import { MAX_WORKFLOW_VALUE_BYTES } from '../machines/workflow.js';
 import { STORE_BACKENDS, withMigratedStore } from '../tests/helpers/stores.js';
+import { AtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import type { JobStore, WorkflowStore } from './ports.js';
 import { systemClock, ulidIds } from './system.js';
@@ -60,6 +63,17 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(stored.state.status, 'error');
       assert.match(String((stored.state.error as { message: string }).message), /the output cannot be stored as JSON/);
       assert.deepEqual(await service.verify(stored), { ok: true, events: 2 });
+    }));
+
+    it('a start\'s input or a signal\'s event past the bound is refused (413) and writes nothing', () => run(async (store, service) => {
+      const over = 'x'.repeat(MAX_WORKFLOW_VALUE_BYTES);
+      await assert.rejects(service.start({ tenant: 'default', name: 'keeper', input: { over } }), (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_PAYLOAD_TOO_LARGE' && /the input is \d+ bytes of JSON/.test(err.message));
+      assert.deepEqual((await store.listWorkflowPage({ tenant: 'default', limit: 10 }, 1 << 20)).workflows, []);
+      const started = await service.start({ tenant: 'default', name: 'keeper', input: null });
+      assert.ok(started.ok);
+      await assert.rejects(service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 1, over }), (err: unknown) => err instanceof AtsError && err.code === 'ATS_ERR_PAYLOAD_TOO_LARGE' && /the event is \d+ bytes of JSON/.test(err.message));
+      assert.equal((await store.getWorkflow(started.workflow.id))!.version, 1);
+      await assert.rejects(service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 1, n: 10n }), /the event cannot be stored as JSON/);
     }));
 
     it('a start whose first context would pass the bound is refused and writes nothing', () => run(async (store, service) => {

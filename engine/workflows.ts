@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, activeInvokeIds, applyWorkflowEvent, asStored, cancelWorkflow, restoreSnapshot, startWorkflow, isUserEventType, timerFits,
+  acceptedEvents, activeInvokeIds, applyWorkflowEvent, asStored, cancelWorkflow, restoreSnapshot, startWorkflow, isUserEventType, MAX_WORKFLOW_VALUE_BYTES, timerFits,
   type ChildOutcome, type JobStart, type WorkflowDefinition, type WorkflowSend,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
@@ -176,6 +176,7 @@ export class WorkflowService {
     const jobIds: string[] = [];
     // As stored and replayed: JSON has no undefined.
     const input = spec.input === undefined ? null : spec.input;
+    checkRecorded('the input', input);
     let first: ReturnType<typeof startWorkflow>;
     try {
       first = startWorkflow(def, input, at, () => {
@@ -213,8 +214,9 @@ export class WorkflowService {
   }
 
   /** A signal from outside (the API): the machine takes it or nothing changes. */
-  signal(id: string, tenant: string, event: AnyEventObject, idempotencyKey?: string): Promise<StepResult> {
+  async signal(id: string, tenant: string, event: AnyEventObject, idempotencyKey?: string): Promise<StepResult> {
     if (!isUserEventType(event.type)) throw new TypeError(`event type ${JSON.stringify(event.type)} is the engine's`);
+    checkRecorded('the event', event);
     return this.step(id, tenant, { type: 'SIGNAL', event }, idempotencyKey);
   }
 
@@ -793,6 +795,25 @@ const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 50
  * The messages a step of `wf` (at `seq`) sends, with the outbox rows that
  * announce them. A message's id is its place: the sender, the step, its order in it.
  */
+/**
+ * Refuses a start's input or a signal's event that the instance's history
+ * could not keep: one JSON cannot write (a TypeError: the caller's mistake),
+ * or one past MAX_WORKFLOW_VALUE_BYTES of JSON (413; over HTTP the body limit
+ * comes first). Recorded as it came, such a value would fail the write.
+ */
+function checkRecorded(what: string, value: unknown): void {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    throw new TypeError(`${what} cannot be stored as JSON: ${(err as Error).message}`);
+  }
+  const bytes = Buffer.byteLength(json ?? 'null');
+  if (bytes > MAX_WORKFLOW_VALUE_BYTES) {
+    throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow keeps`);
+  }
+}
+
 function messagesOf(wf: WorkflowRecord, seq: number, sends: readonly WorkflowSend[], at: number): Pick<WorkflowWrite, 'messages'> {
   if (sends.length === 0) return {};
   const rows: WorkflowMessageRecord[] = sends.map((m, n) => ({

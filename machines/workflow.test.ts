@@ -445,6 +445,7 @@ describe('workflow steps that cannot be taken as written', () => {
             HUGE: { actions: assign({ n: () => { throw { blob: 'x'.repeat(MAX_WORKFLOW_ERROR_JSON_CHARS) }; } }) },
             LONG: { actions: assign({ n: () => { throw new Error('y'.repeat(MAX_WORKFLOW_ERROR_MESSAGE_CHARS * 2)); } }) },
             PLAIN: { actions: assign({ n: () => { throw { code: 'E42' }; } }) },
+            UNREADABLE: { actions: assign({ n: () => { const e = new Error(); (e as { message: unknown }).message = Object.create(null); throw e; } }) },
           },
         },
       },
@@ -457,8 +458,9 @@ describe('workflow steps that cannot be taken as written', () => {
       assert.ok(JSON.stringify(r.next).length < MAX_WORKFLOW_ERROR_JSON_CHARS + 1000, `${type}: the state JSON can write, within bounds`);
       return r.next.error as { name?: string; message?: string; code?: string };
     };
-    assert.equal(errorOf('BIGINT').message, 'a thrown value JSON cannot store: 10');
-    assert.match(errorOf('HUGE').message!, /^a thrown value JSON cannot store: \[object Object\]$/);
+    assert.equal(errorOf('BIGINT').message, 'a thrown value too large to keep, or that JSON cannot store: 10');
+    assert.match(errorOf('HUGE').message!, /^a thrown value too large to keep, or that JSON cannot store: \[object Object\]$/);
+    assert.deepEqual(errorOf('UNREADABLE'), { name: 'Error', message: 'an Error whose message cannot be read as text' });
     assert.equal(errorOf('LONG').message!.length, MAX_WORKFLOW_ERROR_MESSAGE_CHARS);
     assert.deepEqual(errorOf('PLAIN'), { code: 'E42' });
   });

@@ -490,7 +490,7 @@ export function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, chil
 
 /** Longest message of an Error an instance's `error` keeps (as a job's last error keeps its own). */
 export const MAX_WORKFLOW_ERROR_MESSAGE_CHARS = 8000;
-/** Most characters of JSON a thrown value that is no Error may take as an instance's `error`. */
+/** Most characters (UTF-16 code units) of JSON a thrown value that is no Error may take as an instance's `error`. */
 export const MAX_WORKFLOW_ERROR_JSON_CHARS = 64 * 1024;
 
 const cutText = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
@@ -503,7 +503,14 @@ const cutText = (text: string, max: number): string => (text.length > max ? `${t
  * as an Error of its text: stored as it was, the instance's last write would fail.
  */
 function errorValue(e: unknown): unknown {
-  if (e instanceof Error) return { name: cutText(String(e.name), 200), message: cutText(String(e.message), MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
+  if (e instanceof Error) {
+    try {
+      return { name: cutText(String(e.name), 200), message: cutText(String(e.message), MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
+    } catch {
+      // A name or message that is no string and cannot become one (an object without a prototype).
+      return { name: 'Error', message: 'an Error whose message cannot be read as text' };
+    }
+  }
   let json: string | undefined;
   try {
     json = JSON.stringify(e);
@@ -517,7 +524,7 @@ function errorValue(e: unknown): unknown {
   } catch {
     text = typeof e;
   }
-  return { name: 'Error', message: cutText(`a thrown value JSON cannot store: ${text}`, MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
+  return { name: 'Error', message: cutText(`a thrown value too large to keep, or that JSON cannot store: ${text}`, MAX_WORKFLOW_ERROR_MESSAGE_CHARS) };
 }
 
 export function restoreSnapshot(def: WorkflowDefinition, p: PersistedWorkflow): Snapshot {
@@ -718,7 +725,7 @@ export const MAX_TIMER_ID_CHARS = 512;
  * to keep its data elsewhere and a reference in the context.
  */
 export const MAX_WORKFLOW_VALUE_BYTES = 4 * 1024 * 1024;
-/** The most bytes of JSON one step writes in all (its state, its jobs' inputs, its messages): a fan-out of 1,000 jobs of 4 MiB each would be 4 GB in one transaction. */
+/** The most bytes of JSON one step writes in all (its state, its jobs' inputs, its messages): a fan-out of 1,000 jobs of 4 MiB each would be 4 GiB in one transaction. */
 export const MAX_WORKFLOW_STEP_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -738,7 +745,7 @@ export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, 
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
   const noRefs = (_k: string, v: unknown): unknown => {
-    if (refs(v)) throw new Error('an actor reference (spawn inside assign) is in the context: use the spawnChild action');
+    if (refs(v)) throw new Error('it holds an actor reference (from spawn inside assign): use the spawnChild action');
     return v;
   };
   /** The bytes of JSON of `value` (what `what` names); throws unless JSON can write it within MAX_WORKFLOW_VALUE_BYTES. */

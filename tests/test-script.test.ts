@@ -70,22 +70,26 @@ it('a process given the preload of every test process writes all it wrote before
   assert.equal(await bytesRead('--import ./tests/helpers/blocking-stdout.ts'), 4 << 20);
 });
 
-it('a long report arrives whole: every test counted, and a failure at its end named', { timeout: 150_000 }, async () => {
-  // One suite: its tests are reported together when it ends, right before the file's process exits.
-  const file = join(dir, 'long.test.ts');
+it('long reports arrive whole: every test counted, and a failure at the end of each file named', { timeout: 150_000 }, async () => {
+  // Each file one suite, whose tests are reported together when it ends, right before its process exits;
+  // three at once (two run side by side), as the files of the whole suite run.
   const n = 6000;
-  writeFileSync(file, [
-    "import assert from 'node:assert/strict';",
-    "import { describe, it } from 'node:test';",
-    "describe('one suite whose report comes at once, at the end', () => {",
-    `  for (let t = 0; t < ${n}; t++) it(\`test \${t}, with a name long enough to fill the pipe to the runner${"-".repeat(150)}\`, () => {});`,
-    "  it('breaks at the end marker-9c1d', () => assert.fail('the last marker-9c1d'));",
-    '});',
-    '',
-  ].join('\n'));
-  const { code, stdout } = await testSh([file]);
+  const files = ['long-a', 'long-b', 'long-c'].map((name) => {
+    const file = join(dir, `${name}.test.ts`);
+    writeFileSync(file, [
+      "import assert from 'node:assert/strict';",
+      "import { describe, it } from 'node:test';",
+      "describe('one suite whose report comes at once, at the end', () => {",
+      `  for (let t = 0; t < ${n}; t++) it(\`test \${t}, with a name long enough to fill the pipe to the runner${'-'.repeat(150)}\`, () => {});`,
+      `  it('breaks at the end of ${name}', () => assert.fail('the last one'));`,
+      '});',
+      '',
+    ].join('\n'));
+    return file;
+  });
+  const { code, stdout } = await testSh(files);
   assert.equal(code, 1, stdout.slice(-3000));
   const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
-  assert.match(tail, /not ok \d+ - breaks at the end marker-9c1d/, stdout.slice(-3000));
-  assert.match(tail, new RegExp(`\ntest: ${n} passed, 1 failed\n$`));
+  for (const name of ['long-a', 'long-b', 'long-c']) assert.match(tail, new RegExp(`not ok \\d+ - breaks at the end of ${name}`), stdout.slice(-3000));
+  assert.match(tail, new RegExp(`\ntest: ${3 * n} passed, 3 failed\n$`));
 });
