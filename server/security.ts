@@ -23,7 +23,7 @@
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DEFAULT_TENANT, isLoopbackHost } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
 import { DEFAULT_SECURITY, type AppDeps, type SecurityOptions } from './deps.js';
@@ -196,7 +196,17 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
   }
 }
 
-/** Registered after the auth hook: the limits count per `request.principal.keyId`, or per address. */
+/**
+ * The keys of one tenant other than the default together make at most this
+ * many times one key's requests (`ATS_RATE_LIMIT`): a tenant admin minting keys
+ * does not multiply the tenant's rate (up to 1,000 keys of 6,000 a minute each).
+ */
+export const TENANT_RATE_KEYS = 4;
+
+/**
+ * Registered after the auth hook: the limits count per `request.principal.keyId`, or per address;
+ * and, for a tenant other than the default, its keys' requests together (TENANT_RATE_KEYS).
+ */
 export async function installRateLimit(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const perMinute = securityOptionsOf(deps).rateLimitPerMinute;
   if (!(perMinute > 0)) return;
@@ -209,5 +219,24 @@ export async function installRateLimit(app: FastifyInstance, deps: AppDeps): Pro
     // Thrown: the error handler answers it as every error, {code, message}, with the Retry-After set here.
     errorResponseBuilder: (_request, context) =>
       new AtsError('ATS_ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute per API key (per address without one); retry in ${context.after}`),
+  });
+  // The plugin's own store, another count: the tenant's. Same window, same exempt routes.
+  const tenantMax = perMinute * TENANT_RATE_KEYS;
+  const tenantCount = app.createRateLimit({ max: tenantMax, timeWindow: 60_000, keyGenerator: (request) => `tenant:${request.principal.tenant}` });
+  const perTenant = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (request.principal.tenant === DEFAULT_TENANT) return;
+    const count = await tenantCount(request);
+    if (count.isAllowed || !count.isExceeded) return;
+    reply.header('retry-after', count.ttlInSeconds);
+    throw new AtsError(
+      'ATS_ERR_RATE_LIMITED',
+      `Too many requests: at most ${tenantMax} a minute for the keys of one tenant together (${TENANT_RATE_KEYS} times ATS_RATE_LIMIT); retry in ${count.ttlInSeconds} s`,
+    );
+  };
+  // After the per-key count of each route (the plugin adds its hook to each route as it is declared, first):
+  // a request that one refuses is not counted against the tenant.
+  app.addHook('onRoute', (route) => {
+    const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    route.onRequest = [...hooks, perTenant];
   });
 }

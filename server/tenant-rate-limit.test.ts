@@ -1,0 +1,46 @@
+/**
+ * The request rate of one tenant other than the default is bounded however
+ * many keys it mints: its keys together make at most TENANT_RATE_KEYS times
+ * one key's requests a minute (ATS_RATE_LIMIT), each key still within its
+ * own. Another tenant, the default tenant and the exempt routes keep their
+ * own counts. Before, each of a tenant's up to 1,000 keys had a full limit.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startSqliteTestApp } from '../tests/helpers/app.js';
+import { makeKey } from '../tests/helpers/keys.js';
+import { TENANT_RATE_KEYS } from './security.js';
+
+const LIMIT = 3;
+
+test(`a tenant's keys together make at most ${TENANT_RATE_KEYS} times one key's requests; other tenants and the default keep theirs`, async () => {
+  const t = await startSqliteTestApp({ security: { rateLimitPerMinute: LIMIT } }, { auth: 'on' });
+  try {
+    const admin = await makeKey(t.store, 'default');
+    const acme = await Promise.all(Array.from({ length: TENANT_RATE_KEYS + 2 }, () => makeKey(t.store, 'acme')));
+    const beta = await makeKey(t.store, 'beta');
+    const list = (headers: Record<string, string>) => t.app.inject({ url: '/v1/jobs', headers });
+    // Each of the first TENANT_RATE_KEYS keys up to its own limit: all taken.
+    for (const key of acme.slice(0, TENANT_RATE_KEYS)) {
+      for (let i = 0; i < LIMIT; i++) assert.equal((await list(key.headers)).statusCode, 200);
+    }
+    // A fresh key of the same tenant, within its own limit, is refused: the tenant's count is full.
+    const refused = await list(acme[TENANT_RATE_KEYS]!.headers);
+    assert.equal(refused.statusCode, 429, refused.body);
+    assert.equal(refused.json().code, 'ATS_ERR_RATE_LIMITED');
+    assert.match(refused.json().message, new RegExp(`at most ${LIMIT * TENANT_RATE_KEYS} a minute for the keys of one tenant together`));
+    assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After');
+    assert.deepEqual([refused.headers['x-ratelimit-limit'], refused.headers['x-ratelimit-remaining']], [String(LIMIT), String(LIMIT - 1)], 'the key\'s own count');
+    assert.equal((await list(acme[TENANT_RATE_KEYS + 1]!.headers)).statusCode, 429);
+    // The exempt routes, another tenant and the default tenant are not held by it.
+    assert.equal((await t.app.inject({ url: '/healthz', headers: acme[TENANT_RATE_KEYS]!.headers })).statusCode, 200);
+    assert.equal((await list(beta.headers)).statusCode, 200);
+    for (let i = 0; i < LIMIT; i++) assert.equal((await list(admin.headers)).statusCode, 200);
+    // A key's own limit still comes first: its fourth request is refused by it, with its own message.
+    const own = await list(beta.headers).then(() => list(beta.headers)).then(() => list(beta.headers));
+    assert.equal(own.statusCode, 429);
+    assert.match(own.json().message, /per API key/);
+  } finally {
+    await t.close();
+  }
+});
