@@ -197,8 +197,6 @@ export interface JobFilter {
   createdAfter?: number;
   /** Only jobs created before this time (epoch ms). */
   createdBefore?: number;
-  /** Only jobs of this id or a later one (a page's floor: `listJobPage` reads a window of ids at a time). */
-  atLeastId?: string;
 }
 
 /** One page of `JobStore.listJobPage`. */
@@ -395,14 +393,9 @@ export interface JobStore {
    * the one whose stored payload and snapshot (result, last error) would take
    * the page past `maxBytes`; the first job always comes, whatever its size.
    * The sizes are read first, so a page never loads more than about
-   * `maxBytes` of rows. A tenant's page by state alone (read through the
-   * state's index, every tenant's jobs in it) looks at `scanRows` jobs of
-   * that state at most per read (@defaultValue LIST_SCAN_ROWS, 10,000): fewer
-   * of the tenant's than `limit` among them ends the page there, with a
-   * `nextAfterId` (the page may be short, or empty), so one tenant's list
-   * never walks another's history.
+   * `maxBytes` of rows.
    */
-  listJobPage(filter: JobFilter, maxBytes: number, scanRows?: number): Promise<JobRecordPage>;
+  listJobPage(filter: JobFilter, maxBytes: number): Promise<JobRecordPage>;
   /**
    * Counts per state, type and queue, from counters every insert, transition
    * and delete maintains in its own transaction (its cost does not grow with

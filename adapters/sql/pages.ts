@@ -33,20 +33,13 @@ export function cutPage(sizes: readonly RowSize[], limit: number, maxBytes: numb
 
 /** How one kind of row is read a page at a time. */
 export interface PageReads<T> {
-  /** `id` and `bytes` of up to `limit` matching rows after `afterId` (from the filter's start when undefined) and at or above `floor`, in page order. */
-  sizes(afterId: string | undefined, limit: number, floor?: string): Sql;
+  /** `id` and `bytes` of up to `limit` matching rows after `afterId` (from the filter's start when undefined), in page order. */
+  sizes(afterId: string | undefined, limit: number): Sql;
   /** The rows of `ids`, in page order. */
   rows(ids: readonly string[]): Sql;
   toRecord(row: Row): T;
   /** Whether a row read still matches the filter: a job's state, an instance's status may move between the two reads. */
   matches(record: T): boolean;
-  /**
-   * The lowest id the page after `afterId` may read (it reads `id >= floor`),
-   * or null for none: a window that bounds what one read walks of rows that
-   * match the index but not the filter. A page whose window ends before it
-   * is full ends there, its `nextAfterId` the floor.
-   */
-  floor?(afterId: string | undefined): Promise<string | null>;
 }
 
 /** Reads on past a page left empty by rows that went or moved between its two reads, this many times at most. */
@@ -62,18 +55,13 @@ export async function readPage<T>(
   query: Query, reads: PageReads<T>, afterId: string | undefined, limit: number, maxBytes: number,
 ): Promise<{ records: T[]; nextAfterId: string | null }> {
   for (let read = 1; ; read++) {
-    const floor = (await reads.floor?.(afterId)) ?? null;
-    const sizes = reads.sizes(afterId, limit + 1, floor ?? undefined);
+    const sizes = reads.sizes(afterId, limit + 1);
     const found = (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) }));
     const { ids, more } = cutPage(found, limit, maxBytes);
-    // The window read to its floor without filling the page: the next page starts below the floor.
-    const windowEnd = !more && floor !== null ? floor : null;
-    let records: T[] = [];
-    if (ids.length > 0) {
-      const rows = reads.rows(ids);
-      records = (await query(rows.sql, rows.params)).map(reads.toRecord).filter(reads.matches);
-    }
-    const nextAfterId = more ? ids.at(-1)! : windowEnd;
+    if (ids.length === 0) return { records: [], nextAfterId: null };
+    const rows = reads.rows(ids);
+    const records = (await query(rows.sql, rows.params)).map(reads.toRecord).filter(reads.matches);
+    const nextAfterId = more ? ids.at(-1)! : null;
     if (records.length > 0 || nextAfterId === null || read === EMPTY_PAGE_READS) return { records, nextAfterId };
     afterId = nextAfterId;
   }

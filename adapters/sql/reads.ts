@@ -11,7 +11,7 @@ import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
-  SELECT_JOB_BY_KEY, jobScanFloor, LIST_SCAN_ROWS, listJobs, listJobSizes, listsAcrossTenants, selectJobs,
+  SELECT_JOB_BY_KEY, listJobs, listJobSizes, selectJobs,
 } from './statements.js';
 import { readPage } from './pages.js';
 
@@ -58,24 +58,13 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       const { sql, params } = listJobs(d, filter);
       return (await query(sql, params)).map(rowToJob);
     },
-    listJobPage: async (filter: JobFilter, maxBytes: number, scanRows = LIST_SCAN_ROWS) => {
-      const { state } = filter;
-      const acrossTenants = listsAcrossTenants(filter) && state !== undefined;
+    listJobPage: async (filter: JobFilter, maxBytes: number) => {
       const { records, nextAfterId } = await readPage(query, {
-        sizes: (afterId, limit, floor) => listJobSizes(d, {
-          ...filter, limit, ...(afterId === undefined ? {} : { afterId }), ...(floor === undefined ? {} : { atLeastId: floor }),
-        }),
+        sizes: (afterId, limit) => listJobSizes(d, { ...filter, limit, ...(afterId === undefined ? {} : { afterId }) }),
         rows: selectJobs,
         toRecord: rowToJob,
         // The other filters are fixed for a job's life; its state is not.
-        matches: (job) => state === undefined || job.snapshot.value === state,
-        ...(acrossTenants ? {
-          floor: async (afterId: string | undefined) => {
-            const q = jobScanFloor(d, { ...filter, state, ...(afterId === undefined ? {} : { afterId }) }, scanRows);
-            const [row] = await query(q.sql, q.params);
-            return row ? String(row.id) : null;
-          },
-        } : {}),
+        matches: (job) => filter.state === undefined || job.snapshot.value === filter.state,
       }, filter.afterId, filter.limit, maxBytes);
       return { jobs: records, nextAfterId };
     },

@@ -6,7 +6,6 @@
  */
 import type { Band } from '../../engine/lanes.js';
 import type { JobFilter } from '../../engine/ports.js';
-import type { JobState } from '../../machines/job.machine.js';
 import type { Dialect } from './dialect.js';
 import { EVENT_COLUMNS, EVENT_SELECT, JOB_COLUMNS, JOB_SELECT } from './rows.js';
 
@@ -181,32 +180,9 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
   if (f.afterId !== undefined) add('id < ?', f.afterId);
   if (f.createdAfter !== undefined) add('created_at >= ?', f.createdAfter);
   if (f.createdBefore !== undefined) add('created_at < ?', f.createdBefore);
-  if (f.atLeastId !== undefined) add('id >= ?', f.atLeastId);
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   const index = f.tenant === undefined ? '' : ` ${d.useIndex(tenantListIndex(f))}`;
   return { sql: `FROM jobs${index}${filter}`, params };
-}
-
-/** Jobs of a state a tenant's page by state looks at, at most, per read (`JobStore.listJobPage`). */
-export const LIST_SCAN_ROWS = 10_000;
-
-/** Whether a tenant's page is read through `ix_jobs_state_id`, which holds every tenant's jobs (see `tenantListIndex`). */
-export const listsAcrossTenants = (f: JobFilter): boolean =>
-  f.tenant !== undefined && f.queue === undefined && f.type === undefined && f.state !== undefined;
-
-/**
- * The id `scanRows` jobs of `f.state` below `f.afterId` (every tenant's, newest
- * first), read from the index alone: the floor of the window a tenant's page
- * by state reads (`id >= ?`), so that it never walks another tenant's jobs
- * further. No row: fewer are left, the window goes to the end.
- * Params: state, [after_id], scanRows - 1
- */
-export function jobScanFloor(d: Dialect, f: JobFilter & { state: JobState }, scanRows: number): Sql {
-  const below = f.afterId === undefined ? '' : ' AND id < ?';
-  return {
-    sql: `SELECT id FROM jobs ${d.useIndex('ix_jobs_state_id')} WHERE state = ?${below} ORDER BY id DESC LIMIT 1 OFFSET ?`,
-    params: [f.state, ...(f.afterId === undefined ? [] : [f.afterId]), scanRows - 1],
-  };
 }
 
 /**

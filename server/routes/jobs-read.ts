@@ -26,7 +26,7 @@ const getSchema = {
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
-  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). A page holds at most `limit` jobs and about 8 MiB of their payloads and results: it may end before `limit` with a `nextCursor`. A page by `state` alone looks at 50,000 jobs of that state at most (every tenant\'s), so it may end short, even empty, with a `nextCursor`. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). A page holds at most `limit` jobs and about 8 MiB of their payloads and results: it may end before `limit` with a `nextCursor`. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
   tags: ['jobs'],
   querystring: ListQuery,
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },

@@ -442,32 +442,6 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(big, (await store.getJob(j3!))!, 'a page holds the whole job');
     });
 
-    test('listJobPage by state for a tenant looks at scanRows jobs of that state at most per read: a page may end short (or empty) with a cursor, and the pages still hold all of the tenant\'s, once', async (store) => {
-      // Oldest first: two of acme's pending jobs, then 30 of another tenant's, then one more of acme's.
-      const acme = (await insertAll(store, [newJobWrite({ tenant: 'acme' }), newJobWrite({ tenant: 'acme' })])).map((w) => w.job.id);
-      await insertAll(store, Array.from({ length: 30 }, () => newJobWrite({ tenant: 'other' })));
-      const [newest] = (await insertAll(store, [newJobWrite({ tenant: 'acme' })])).map((w) => w.job.id);
-      const pages = async (filter: JobFilter, scanRows?: number) => {
-        const seen: string[][] = [];
-        let afterId: string | null = null;
-        do {
-          const page: JobRecordPage = await store.listJobPage({ ...filter, ...(afterId ? { afterId } : {}) }, 1 << 20, scanRows);
-          seen.push(page.jobs.map((j) => j.id));
-          afterId = page.nextAfterId;
-        } while (afterId !== null && seen.length < 20);
-        return seen;
-      };
-      // A window of 5 jobs of the state, five reads a page at most: acme's newest, then four windows of the
-      // other tenant's (a page that read 25 of them, empty, with its cursor), then the rest of them and acme's two.
-      assert.deepEqual(await pages({ limit: 10, tenant: 'acme', state: 'pending' }, 5), [[newest], [], [acme[1], acme[0]]]);
-      // The default window is far larger: one page.
-      assert.deepEqual(await pages({ limit: 10, tenant: 'acme', state: 'pending' }), [[newest, acme[1], acme[0]]]);
-      // Only a page by state alone has a window: by type or queue the index is the tenant's own.
-      assert.deepEqual(await pages({ limit: 10, tenant: 'acme', type: 'demo.echo' }, 5), [[newest, acme[1], acme[0]]]);
-      // A full page ends where it is full, as before.
-      assert.deepEqual(await pages({ limit: 2, tenant: 'acme', state: 'pending' }, 40), [[newest, acme[1]], [acme[0]]]);
-    });
-
     test('listJobs filters by creation time: createdAfter inclusive, createdBefore exclusive, with the other filters and paging', async (store) => {
       const writes = await insertAll(store, [
         newJobWrite({ at: T0 }), newJobWrite({ at: T0 + 1000, type: 't1' }), newJobWrite({ at: T0 + 2000 }), newJobWrite({ at: T0 + 3000, type: 't1' }),

@@ -117,8 +117,7 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   const render = () => {
     body.replaceChildren(...(jobs.length
       ? jobs.map(row)
-      // A page may end empty with more after it (the server bounds what one page reads): say so.
-      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, nextCursor === null ? 'No job matches these filters.' : 'None on this page: older jobs may match (Older →).'))]));
+      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, 'No job matches these filters.'))]));
     pageLabel.textContent = `page ${cursors.length}`;
     newer.disabled = cursors.length <= 1;
     older.disabled = nextCursor === null;
