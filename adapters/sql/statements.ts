@@ -153,15 +153,15 @@ export const SELECT_JOB_BY_KEY = `SELECT ${JOB_SELECT} FROM jobs WHERE tenant = 
 
 /**
  * The index a tenant's page of jobs is read through, newest first with no
- * sort: its queue's or type's `(tenant, …, id)`, else, by state, `(state, id)`
- * (the tenant filtered on the way: no `(tenant, state, id)` to update at every
- * transition), else `(tenant, id)`. Named, because MariaDB otherwise
+ * sort: its queue's or type's `(tenant, …, id)`, else, by state, `(state,
+ * tenant, id)`, else `(tenant, id)`: each holds just the tenant's jobs in id
+ * order, so a page reads no other tenant's. Named, because MariaDB otherwise
  * intersects two of them and sorts every matching job to return a page.
  */
 function tenantListIndex(f: JobFilter): string {
   if (f.queue !== undefined) return 'ix_jobs_tenant_queue_id';
   if (f.type !== undefined) return 'ix_jobs_tenant_type_id';
-  if (f.state !== undefined) return 'ix_jobs_state_id';
+  if (f.state !== undefined) return 'ix_jobs_state_tenant_id';
   return 'ix_jobs_tenant_id';
 }
 
@@ -320,8 +320,9 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  * published, due by now (a pending job's `due_at` is its run time until its
  * dispatch is issued, then NULL), in `priorities`, and with `below` created
  * before it (ids sort by creation). Reads at most `limit` waiting jobs of
- * every queue (with `below`, those created before it), through
- * `ix_jobs_state_id`, and counts those of the queue among them: `n_read` is
+ * every queue (with `below`, those created before it), through the state's
+ * index (`ix_jobs_state_tenant_id`; the id is in it), and counts those of the
+ * queue among them: `n_read` is
  * how many were read, so fewer than `limit` means every one was. The limit
  * is on the rows read, not on those counted: the index has no queue, so a
  * limit on the count alone would still read every other queue's waiting
@@ -332,7 +333,7 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  */
 export const countWaitingAhead = (d: Dialect, priorities: string, below: boolean): string =>
   `SELECT COUNT(*) AS n_read, COALESCE(SUM(CASE WHEN queue = ? AND (due_at IS NULL OR due_at <= ?) AND ${priorities} THEN 1 ELSE 0 END), 0) AS n
-  FROM (SELECT queue, due_at, priority FROM jobs ${d.useIndex('ix_jobs_state_id')}
+  FROM (SELECT queue, due_at, priority FROM jobs ${d.useIndex('ix_jobs_state_tenant_id')}
   WHERE state IN ('pending', 'published')${below ? ' AND id < ?' : ''} LIMIT ?) waiting`;
 
 /** The newest event id (NULL for an empty table): one index read. */

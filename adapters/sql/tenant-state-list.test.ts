@@ -1,0 +1,59 @@
+/**
+ * A tenant's page of jobs by state alone (`GET /v1/jobs?state=…`, no type or
+ * queue) reads that tenant's jobs of the state only, however many another
+ * tenant has (migration 0025: the index `(state, tenant, id)`). Through
+ * `(state, id)` it walked every other tenant's jobs of the state to fill its
+ * page: a small tenant's list cost as much as the largest tenant's history.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { MysqlStore } from '../mysql/index.js';
+import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
+import { createTestStore } from '../../tests/helpers/mysql.js';
+import { newJobWrite } from '../../tests/contracts/store.contract.js';
+import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
+import { listJobSizes } from './statements.js';
+
+const N = 20_000;
+const COLUMNS = 'type, queue, state, version, attempt, due_at, lease_until, priority, timeout_ms, payload, snapshot, created_at, updated_at, tenant';
+
+describe('a tenant\'s page of jobs by state', () => {
+  it('on SQLite, the query plan holds the state, the tenant and the cursor in the index', async () => {
+    const store = createSqliteStore({ file: ':memory:' }) as SqliteStore;
+    try {
+      await store.migrate();
+      const q = listJobSizes(SQLITE_DIALECT, { tenant: 'acme', state: 'pending', afterId: '01ZZ', limit: 501 });
+      const plan = store.db.prepare(`EXPLAIN QUERY PLAN ${q.sql}`).all(...q.params) as { detail: string }[];
+      const details = plan.map((p) => p.detail).join(' | ');
+      assert.match(details, /USING INDEX ix_jobs_state_tenant_id \(state=\? AND tenant=\? AND id<\?\)/, details);
+      assert.doesNotMatch(details, /TEMP B-TREE/, 'no sort');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it(`on MariaDB, reads none of another tenant's ${N} jobs of that state`, async () => {
+    const { store, cleanup } = await createTestStore();
+    const { pool } = store as unknown as MysqlStore;
+    try {
+      const [own] = await store.insert([newJobWrite({ tenant: 'acme' })]);
+      const [other] = await store.insert([newJobWrite({ tenant: 'other' })]);
+      assert.ok(own!.ok && other!.ok);
+      const source = (await store.listJobs({ limit: 1, tenant: 'other' }))[0]!.id;
+      // Newer than acme's job: a page of acme's, newest first, meets them first through (state, id).
+      await pool.query(`INSERT INTO jobs (id, ${COLUMNS}) SELECT CONCAT('7Z', LPAD(s.seq, 24, '0')), ${COLUMNS} FROM jobs j JOIN seq_1_to_${N} s WHERE j.id = ?`, [source]);
+      await pool.query('ANALYZE TABLE jobs');
+      const page = await store.listJobPage({ tenant: 'acme', state: 'pending', limit: 500 }, 1 << 20);
+      assert.equal(page.jobs.length, 1);
+      const q = listJobSizes(MYSQL_DIALECT, { tenant: 'acme', state: 'pending', limit: 501 });
+      let sql = q.sql;
+      for (const p of q.params) sql = sql.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
+      const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${sql}`);
+      const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
+      const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
+      assert.ok(read.length > 0 && read.every((n) => n <= 1), `rows read: ${read.join(', ')} (${analyzed.slice(0, 600)})`);
+    } finally {
+      await cleanup();
+    }
+  });
+});
