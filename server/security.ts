@@ -218,7 +218,7 @@ export async function installRateLimit(app: FastifyInstance, deps: AppDeps): Pro
     allowList: (request) => RATE_EXEMPT_ROUTES.has(request.routeOptions.url ?? ''),
     // Thrown: the error handler answers it as every error, {code, message}, with the Retry-After set here.
     errorResponseBuilder: (_request, context) =>
-      new AtsError('ATS_ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute per API key (per address without one); retry in ${context.after}`),
+      new AtsError('ATS_ERR_RATE_LIMITED', `Too many requests: at most ${context.max} a minute per API key (per address without one); retry in ${Math.ceil(context.ttl / 1000)} s`),
   });
   // The plugin's own store, another count: the tenant's. Same window, same exempt routes.
   const tenantMax = perMinute * TENANT_RATE_KEYS;

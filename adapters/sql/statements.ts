@@ -320,9 +320,8 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  * published, due by now (a pending job's `due_at` is its run time until its
  * dispatch is issued, then NULL), in `priorities`, and with `below` created
  * before it (ids sort by creation). Reads at most `limit` waiting jobs of
- * every queue (with `below`, those created before it), through the state's
- * index (`ix_jobs_state_tenant_id`; the id is in it), and counts those of the
- * queue among them: `n_read` is
+ * every queue (with `below`, those created before it), through
+ * `ix_jobs_state_id` (a range on the id), and counts those of the queue among them: `n_read` is
  * how many were read, so fewer than `limit` means every one was. The limit
  * is on the rows read, not on those counted: the index has no queue, so a
  * limit on the count alone would still read every other queue's waiting
@@ -333,7 +332,7 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  */
 export const countWaitingAhead = (d: Dialect, priorities: string, below: boolean): string =>
   `SELECT COUNT(*) AS n_read, COALESCE(SUM(CASE WHEN queue = ? AND (due_at IS NULL OR due_at <= ?) AND ${priorities} THEN 1 ELSE 0 END), 0) AS n
-  FROM (SELECT queue, due_at, priority FROM jobs ${d.useIndex('ix_jobs_state_tenant_id')}
+  FROM (SELECT queue, due_at, priority FROM jobs ${d.useIndex('ix_jobs_state_id')}
   WHERE state IN ('pending', 'published')${below ? ' AND id < ?' : ''} LIMIT ?) waiting`;
 
 /** The newest event id (NULL for an empty table): one index read. */

@@ -4,6 +4,9 @@
  * tenant has (migration 0025: the index `(state, tenant, id)`). Through
  * `(state, id)` it walked every other tenant's jobs of the state to fill its
  * page: a small tenant's list cost as much as the largest tenant's history.
+ * `(state, id)` stays for the advisor's count of the jobs waiting ahead of
+ * one (created before it, every tenant's): through the new index its range
+ * on the id would be lost, and the count would walk every waiting job.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -12,10 +15,22 @@ import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
 import { createTestStore } from '../../tests/helpers/mysql.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
-import { listJobSizes } from './statements.js';
+import { BAND_PRIORITIES, countWaitingAhead, listJobSizes } from './statements.js';
 
 const N = 20_000;
 const COLUMNS = 'type, queue, state, version, attempt, due_at, lease_until, priority, timeout_ms, payload, snapshot, created_at, updated_at, tenant';
+
+/** MariaDB's ANALYZE of `sql` with `params` written into it: the rows each step read, and the index parts each range used. */
+async function analyze(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<{ read: number[]; keyParts: string[][] }> {
+  let text = sql;
+  for (const p of params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
+  const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
+  const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
+  return {
+    read: [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1])),
+    keyParts: [...analyzed.matchAll(/"used_key_parts":(\[[^\]]*\])/g)].map((m) => JSON.parse(m[1]!) as string[]),
+  };
+}
 
 describe('a tenant\'s page of jobs by state', () => {
   it('on SQLite, the query plan holds the state, the tenant and the cursor in the index', async () => {
@@ -32,11 +47,13 @@ describe('a tenant\'s page of jobs by state', () => {
     }
   });
 
-  it(`on MariaDB, reads none of another tenant's ${N} jobs of that state`, async () => {
+  it(`on MariaDB, reads none of another tenant's ${N} jobs of that state, nor does the count of the jobs waiting ahead of the oldest`, async () => {
     const { store, cleanup } = await createTestStore();
     const { pool } = store as unknown as MysqlStore;
     try {
-      const [own] = await store.insert([newJobWrite({ tenant: 'acme' })]);
+      const acmeWrite = newJobWrite({ tenant: 'acme' });
+      const acmeId = acmeWrite.job.id;
+      const [own] = await store.insert([acmeWrite]);
       const [other] = await store.insert([newJobWrite({ tenant: 'other' })]);
       assert.ok(own!.ok && other!.ok);
       const source = (await store.listJobs({ limit: 1, tenant: 'other' }))[0]!.id;
@@ -46,12 +63,14 @@ describe('a tenant\'s page of jobs by state', () => {
       const page = await store.listJobPage({ tenant: 'acme', state: 'pending', limit: 500 }, 1 << 20);
       assert.equal(page.jobs.length, 1);
       const q = listJobSizes(MYSQL_DIALECT, { tenant: 'acme', state: 'pending', limit: 501 });
-      let sql = q.sql;
-      for (const p of q.params) sql = sql.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
-      const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${sql}`);
-      const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-      const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
-      assert.ok(read.length > 0 && read.every((n) => n <= 1), `rows read: ${read.join(', ')} (${analyzed.slice(0, 600)})`);
+      const list = await analyze(pool, q.sql, q.params);
+      assert.ok(list.read.length > 0 && list.read.every((n) => n <= 1), `rows read: ${list.read.join(', ')}`);
+      assert.deepEqual(list.keyParts, [['state', 'tenant']]);
+      // The count of the jobs waiting ahead of acme's (older than all the others): none.
+      assert.equal((await store.countWaitingAhead('default', acmeId, 0, 1000, Date.now())).ahead, 0);
+      // Its own band's count (created before it) reads by a range on the id; the bands' above read any 1,000.
+      const ahead = await analyze(pool, countWaitingAhead(MYSQL_DIALECT, BAND_PRIORITIES.get('normal')!.same, true), ['default', Date.now(), acmeId, 1000]);
+      assert.deepEqual(ahead.keyParts, [['state', 'id']], 'a range on the state and the id: no walk over the waiting jobs created after it');
     } finally {
       await cleanup();
     }
