@@ -792,10 +792,6 @@ const TIMER_PAGES_PER_PASS = 10;
 const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 503 || err.code === 'ATS_ERR_CONCURRENT_UPDATE');
 
 /**
- * The messages a step of `wf` (at `seq`) sends, with the outbox rows that
- * announce them. A message's id is its place: the sender, the step, its order in it.
- */
-/**
  * Refuses a start's input or a signal's event that the instance's history
  * could not keep: one JSON cannot write (a TypeError: the caller's mistake),
  * or one past MAX_WORKFLOW_VALUE_BYTES of JSON (413; over HTTP the body limit
@@ -814,6 +810,10 @@ function checkRecorded(what: string, value: unknown): void {
   }
 }
 
+/**
+ * The messages a step of `wf` (at `seq`) sends, with the outbox rows that
+ * announce them. A message's id is its place: the sender, the step, its order in it.
+ */
 function messagesOf(wf: WorkflowRecord, seq: number, sends: readonly WorkflowSend[], at: number): Pick<WorkflowWrite, 'messages'> {
   if (sends.length === 0) return {};
   const rows: WorkflowMessageRecord[] = sends.map((m, n) => ({
