@@ -227,7 +227,8 @@ export async function installRateLimit(app: FastifyInstance, deps: AppDeps): Pro
     if (request.principal.tenant === DEFAULT_TENANT) return;
     const count = await tenantCount(request);
     if (count.isAllowed || !count.isExceeded) return;
-    reply.header('retry-after', count.ttlInSeconds);
+    // A client pacing on the headers waits too: none left now, until the tenant's window resets.
+    reply.header('retry-after', count.ttlInSeconds).header('x-ratelimit-remaining', 0).header('x-ratelimit-reset', count.ttlInSeconds);
     throw new AtsError(
       'ATS_ERR_RATE_LIMITED',
       `Too many requests: at most ${tenantMax} a minute for the keys of one tenant together (${TENANT_RATE_KEYS} times ATS_RATE_LIMIT); retry in ${count.ttlInSeconds} s`,

@@ -33,7 +33,11 @@ test(`a tenant's keys together make at most ${TENANT_RATE_KEYS} times one key's 
     assert.equal(refused.json().code, 'ATS_ERR_RATE_LIMITED');
     assert.match(refused.json().message, new RegExp(`at most ${LIMIT * TENANT_RATE_KEYS} a minute for the keys of one tenant together`));
     assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After');
-    assert.deepEqual([refused.headers['x-ratelimit-limit'], refused.headers['x-ratelimit-remaining']], [String(LIMIT), String(LIMIT - 1)], 'the key\'s own count');
+    assert.deepEqual(
+      [refused.headers['x-ratelimit-limit'], refused.headers['x-ratelimit-remaining'], refused.headers['x-ratelimit-reset']],
+      [String(LIMIT), '0', refused.headers['retry-after']],
+      'the key\'s limit, and nothing left until the tenant\'s window resets',
+    );
     assert.equal((await list(acme[TENANT_RATE_KEYS + 1]!.headers)).statusCode, 429);
     // Another tenant and the default tenant are not held by it.
     assert.equal((await list(beta.headers)).statusCode, 200);
