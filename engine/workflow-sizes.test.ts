@@ -31,11 +31,16 @@ const keeper = setup({
   output: () => ({ n: 10n }),
 });
 
+/** Keeps its input in its context. */
+const holder = setup({ types: { context: {} as { kept: unknown }, input: {} as unknown } }).createMachine({
+  id: 'holder', initial: 'open', context: ({ input }) => ({ kept: input }), states: { open: {} },
+});
+
 for (const backend of STORE_BACKENDS) {
   describe(`a workflow step past what an instance may store (${backend.name})`, () => {
     const run = (fn: (store: JobStore & WorkflowStore, service: WorkflowService) => Promise<void>) => withMigratedStore(backend, async (s) => {
       const store = s as unknown as JobStore & WorkflowStore;
-      const service = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('keeper', keeper) });
+      const service = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('keeper', keeper).workflow('holder', holder) });
       await fn(store, service);
     });
 
@@ -76,10 +81,26 @@ for (const backend of STORE_BACKENDS) {
       await assert.rejects(service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 1, n: 10n }), /the event cannot be stored as JSON/);
     }));
 
+    it('a start whose input and first state are each within the bound, but not together as one row\'s SQL text, is refused and writes nothing', () => run(async (store, service) => {
+      // A quote is one byte of JSON and two of SQL text: a state of exactly MAX_WORKFLOW_VALUE_BYTES of JSON, its
+      // input a little less, twice that as SQL text in one INSERT (past MariaDB's 16 MiB max_allowed_packet).
+      const emptyState = JSON.stringify({ value: 'open', context: { kept: '' }, history: [], status: 'active', children: [], timers: [] });
+      const input = "'".repeat(MAX_WORKFLOW_VALUE_BYTES - emptyState.length);
+      const refused = await service.start({ tenant: 'default', name: 'holder', input });
+      assert.ok(!refused.ok && refused.reason === 'invalid-input', JSON.stringify(refused).slice(0, 300));
+      assert.match(refused.message, /^workflow holder refused its input: its input and first state together are \d+ bytes as SQL text, more than the 15728640/);
+      assert.deepEqual((await store.listWorkflowPage({ tenant: 'default', limit: 10 }, 1 << 20)).workflows, []);
+      // Half of it fits.
+      const half = input.slice(Math.floor(input.length / 2));
+      const kept = await service.start({ tenant: 'default', name: 'holder', input: half });
+      assert.ok(kept.ok);
+      assert.equal(((await store.getWorkflow(kept.workflow.id))!.state.context as { kept: string }).kept, half);
+    }));
+
     it('a start whose first context would pass the bound is refused and writes nothing', () => run(async (store, service) => {
       const refused = await service.start({ tenant: 'default', name: 'keeper', input: { bytes: MAX_WORKFLOW_VALUE_BYTES } });
       assert.ok(!refused.ok && refused.reason === 'invalid-input', JSON.stringify(refused).slice(0, 300));
-      assert.match(refused.message, /the context is \d+ bytes of JSON/);
+      assert.match(refused.message, /^workflow keeper refused its input: the context is \d+ bytes of JSON/, 'named once');
       assert.deepEqual((await store.listWorkflowPage({ tenant: 'default', limit: 10 }, 1 << 20)).workflows, []);
     }));
   });

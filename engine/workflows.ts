@@ -176,8 +176,9 @@ export class WorkflowService {
     const jobIds: string[] = [];
     // As stored and replayed: JSON has no undefined.
     const input = spec.input === undefined ? null : spec.input;
-    checkRecorded('the input', input);
+    const inputJson = checkRecorded('the input', input);
     let first: ReturnType<typeof startWorkflow>;
+    const refused = (why: string): StartResult => ({ ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${why}` });
     try {
       first = startWorkflow(def, input, at, () => {
         const jobId = ids.jobId();
@@ -185,7 +186,14 @@ export class WorkflowService {
         return jobId;
       });
     } catch (err) {
-      return { ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${(err as Error).message}` };
+      const message = (err as Error).message;
+      const own = `workflow ${def.name}: `;
+      return refused(message.startsWith(own) ? message.slice(own.length) : message);
+    }
+    // The instance's row holds its input and its state: each within its bound, the two may not fit one statement.
+    const rowBytes = sqlTextBytes(inputJson) + sqlTextBytes(JSON.stringify(first.next));
+    if (rowBytes > MAX_START_ROW_SQL_BYTES) {
+      return refused(`its input and first state together are ${rowBytes} bytes as SQL text, more than the ${MAX_START_ROW_SQL_BYTES} one row of an instance may take: keep large data elsewhere and a reference in the input`);
     }
     const workflow: WorkflowRecord = {
       id, tenant: spec.tenant, name: def.name, definitionVersion: def.version, input, state: first.next, version: 1,
@@ -797,17 +805,37 @@ const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 50
  * or one past MAX_WORKFLOW_VALUE_BYTES of JSON (413; over HTTP the body limit
  * comes first). Recorded as it came, such a value would fail the write.
  */
-function checkRecorded(what: string, value: unknown): void {
+function checkRecorded(what: string, value: unknown): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
   } catch (err) {
     throw new TypeError(`${what} cannot be stored as JSON: ${(err as Error).message}`);
   }
-  const bytes = Buffer.byteLength(json ?? 'null');
+  const text = json ?? 'null';
+  const bytes = Buffer.byteLength(text);
   if (bytes > MAX_WORKFLOW_VALUE_BYTES) {
     throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow keeps`);
   }
+  return text;
+}
+
+/**
+ * The most bytes of SQL text a new instance's input and first state may take
+ * together: both go in one row, one statement, and MariaDB takes at most
+ * `max_allowed_packet` (16 MiB by default) in one; a megabyte is left for the
+ * rest of it.
+ */
+export const MAX_START_ROW_SQL_BYTES = 15 * 1024 * 1024;
+
+/** The bytes `json` takes as a quoted SQL literal: its own, and one more for each backslash and quote escaped. */
+function sqlTextBytes(json: string): number {
+  let escaped = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c === 92 || c === 39) escaped++;
+  }
+  return Buffer.byteLength(json) + escaped;
 }
 
 /**

@@ -23,7 +23,7 @@ export interface SubmitDefaults {
 }
 
 export interface AppLimits {
-  /** Largest request body; a larger one is answered 413. @defaultValue 1 MiB */
+  /** Largest request body; a larger one is answered 413. At most MAX_BODY_LIMIT_BYTES (4 MiB): `buildApp` throws above. @defaultValue 1 MiB */
   bodyLimitBytes: number;
   /**
    * Largest body of `POST /v1/jobs/batch` (up to 1,000 jobs); each job in it
@@ -95,7 +95,7 @@ export interface SecurityOptions {
   allowedHosts: readonly string[];
   /** Whether the API is bound to loopback only. @defaultValue true */
   loopback: boolean;
-  /** Requests per minute per key (per address without one); 0: none. @defaultValue 6000 */
+  /** Requests per minute per key (per address without one), and TENANT_RATE_KEYS times that per tenant other than the default (server/security.ts); 0: none. @defaultValue 6000 */
   rateLimitPerMinute: number;
   /** WebSocket stream connections open at once per key (per address without one). @defaultValue 50 */
   streamMaxPerKey: number;

@@ -18,7 +18,8 @@
  * - Security headers (helmet) on every response: nosniff, no framing, no
  *   referrer, and a Content-Security-Policy that allows nothing on the JSON
  *   API (the console and the docs set their own).
- * - Rate limits per key (per client address without one).
+ * - Rate limits per key (per client address without one), and per tenant
+ *   other than the default (TENANT_RATE_KEYS times a key's).
  */
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';

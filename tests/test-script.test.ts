@@ -60,13 +60,14 @@ it('a passing run prints no failures section', { timeout: 150_000 }, async () =>
   assert.match(stdout, /\ntest: 1 passed, 0 failed\n$/);
 });
 
-it('a process given the preload of every test process writes all it wrote before it exits, while nobody reads its pipe yet', { timeout: 60_000 }, async () => {
+it('a process given the preload of every test process writes all it wrote before it exits, while nobody reads its pipe yet', { timeout: 60_000 }, async (t) => {
   // What a test file's process does at its end under --test-force-exit: write its report, then exit at once.
   const bytesRead = (preload: string) => new Promise<number>((resolve, reject) => {
     const writeThenExit = `node --import tsx ${preload} -e "process.stdout.write('x'.repeat(4 << 20)); process.exit(0)"`;
     execFile('bash', ['-c', `${writeThenExit} | (sleep 1; wc -c)`], { cwd: root }, (err, stdout) => (err ? reject(err) : resolve(Number(stdout.trim()))));
   });
-  assert.ok(await bytesRead('') < 4 << 20, 'without it, what the pipe did not take is lost at the exit');
+  // Without it, on Node 20, what the pipe did not take is lost at the exit (65,536 bytes arrive): Node's doing, not asserted.
+  t.diagnostic(`without the preload: ${await bytesRead('')} of ${4 << 20} bytes`);
   assert.equal(await bytesRead('--import ./tests/helpers/blocking-stdout.ts'), 4 << 20);
 });
 

@@ -47,7 +47,7 @@ describe('a tenant\'s page of jobs by state', () => {
     }
   });
 
-  it(`on MariaDB, reads none of another tenant's ${N} jobs of that state, nor does the count of the jobs waiting ahead of the oldest`, async () => {
+  it(`on MariaDB, reads none of another tenant's ${N} jobs of that state, nor does the count of the jobs of its band waiting ahead of the oldest`, async () => {
     const { store, cleanup } = await createTestStore();
     const { pool } = store as unknown as MysqlStore;
     try {

@@ -49,7 +49,7 @@ const startSchema = {
     'Starts an instance of a registered workflow (201, with its Location): its machine\'s first step, and the jobs it invokes, in one ' +
     'transaction. With an idempotencyKey, the same key, name and input again answer 200 with the instance the first call started, and the ' +
     'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. A name no workflow is registered under is a 422 ' +
-    'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT; a first ' +
+    'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw, or its first step or the instance\'s row would be larger than a workflow may store) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT; a first ' +
     'step that starts a job in a new queue beyond ATS_MAX_QUEUES (or the tenant\'s quarter of it) a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. With `wait` ' +
     '(done or tag:NAME), it answers only once the instance meets that condition, as GET /v1/workflows/{id}/wait; a 408 ATS_ERR_WAIT_TIMEOUT or ' +
     '412 ATS_ERR_WAIT_UNMET then says the condition was not met, and the instance was started all the same: its Location names it.',
