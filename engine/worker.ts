@@ -56,6 +56,7 @@
  * here reaches the handler through its next heartbeat. A message without the
  * header (an older producer) is version 1.
  */
+import { jsonSize } from '../machines/json-size.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { usableLease, type LeaseAdvice } from './advisor/types.js';
@@ -1297,15 +1298,10 @@ function stackOf(e: unknown): string | undefined {
 
 /** Why a handler's result cannot be recorded (not JSON, or over MAX_RESULT_BYTES); null when it can. */
 function unstorableResult(result: unknown): string | null {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(result ?? null);
-  } catch (err) {
-    return `the handler's result cannot be stored as JSON: ${(err as Error).message}`;
-  }
-  const bytes = Buffer.byteLength(text ?? 'null');
-  return bytes > MAX_RESULT_BYTES
-    ? `the handler's result is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`
+  const json = jsonSize(result ?? null);
+  if ('error' in json) return `the handler's result cannot be stored as JSON: ${json.error}`;
+  return json.bytes > MAX_RESULT_BYTES
+    ? `the handler's result is ${json.bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`
     : null;
 }
 

@@ -29,6 +29,7 @@ import {
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { isTerminal } from '../machines/lifecycle.js';
 import { historyReplay, migrateWorkflow, type HistoryInput, type HistoryReplay, type RecordedStep } from '../machines/workflow-migration.js';
+import { jsonSize } from '../machines/json-size.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
@@ -191,9 +192,13 @@ export class WorkflowService {
       return refused(message.startsWith(own) ? message.slice(own.length) : message);
     }
     // The instance's row holds its input and its state: each within its bound, the two may not fit one statement.
-    const rowBytes = sqlTextBytes(inputJson) + sqlTextBytes(JSON.stringify(first.next));
-    if (rowBytes > MAX_START_ROW_SQL_BYTES) {
-      return refused(`its input and first state together are ${rowBytes} bytes as SQL text, more than the ${MAX_START_ROW_SQL_BYTES} one row of an instance may take: keep large data elsewhere and a reference in the input`);
+    // The state is at most twice MAX_WORKFLOW_VALUE_BYTES as SQL text: only a large input needs it measured again.
+    const inputSqlBytes = sqlTextBytes(inputJson);
+    if (inputSqlBytes + 2 * MAX_WORKFLOW_VALUE_BYTES > MAX_START_ROW_SQL_BYTES) {
+      const rowBytes = inputSqlBytes + sqlTextBytes(JSON.stringify(first.next));
+      if (rowBytes > MAX_START_ROW_SQL_BYTES) {
+        return refused(`its input and first state together are ${rowBytes} bytes as SQL text, more than the ${MAX_START_ROW_SQL_BYTES} one row of an instance may take: keep large data elsewhere and a reference in the input`);
+      }
     }
     const workflow: WorkflowRecord = {
       id, tenant: spec.tenant, name: def.name, definitionVersion: def.version, input, state: first.next, version: 1,
@@ -806,18 +811,12 @@ const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 50
  * comes first). Recorded as it came, such a value would fail the write.
  */
 function checkRecorded(what: string, value: unknown): string {
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(value);
-  } catch (err) {
-    throw new TypeError(`${what} cannot be stored as JSON: ${(err as Error).message}`);
+  const json = jsonSize(value);
+  if ('error' in json) throw new TypeError(`${what} cannot be stored as JSON: ${json.error}`);
+  if (json.bytes > MAX_WORKFLOW_VALUE_BYTES) {
+    throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${what} is ${json.bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow keeps`);
   }
-  const text = json ?? 'null';
-  const bytes = Buffer.byteLength(text);
-  if (bytes > MAX_WORKFLOW_VALUE_BYTES) {
-    throw new AtsError('ATS_ERR_PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow keeps`);
-  }
-  return text;
+  return json.text;
 }
 
 /**

@@ -19,6 +19,7 @@
  */
 import type { BackoffPolicy } from './backoff.js';
 import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS } from './job-bounds.js';
+import { jsonSize } from './json-size.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
   type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
@@ -750,19 +751,14 @@ export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, 
   };
   /** The bytes of JSON of `value` (what `what` names); throws unless JSON can write it within MAX_WORKFLOW_VALUE_BYTES. */
   const bytesOf = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): number => {
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(value, replacer);
-    } catch (err) {
-      throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${(err as Error).message}`);
-    }
-    const bytes = Buffer.byteLength(json ?? 'null');
-    if (bytes > MAX_WORKFLOW_VALUE_BYTES) {
+    const json = jsonSize(value, replacer);
+    if ('error' in json) throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${json.error}`);
+    if (json.bytes > MAX_WORKFLOW_VALUE_BYTES) {
       throw new WorkflowDefinitionError(
-        `workflow ${def.name}: ${what} is ${bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow may store there: keep large data elsewhere and a reference in the context`,
+        `workflow ${def.name}: ${what} is ${json.bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow may store there: keep large data elsewhere and a reference in the context`,
       );
     }
-    return bytes;
+    return json.bytes;
   };
   let total: number;
   try {
