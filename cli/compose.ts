@@ -202,7 +202,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth } }) : null;
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
-  const ids = opts.ids ?? ulidIds();
+  const ids = opts.ids ?? ulidIds(clock);
   // The queues jobs may name, for every path that makes jobs: submits, schedules, workflow steps.
   const queues = new QueueRegistry({ store, clock, max: config.maxQueues, defaultQueue: config.defaults.queue });
   const transitions = new TransitionService({

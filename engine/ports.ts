@@ -42,7 +42,11 @@ export interface Random {
 }
 
 export interface IdGenerator {
-  /** A new job id (ULID: sortable by creation time). */
+  /**
+   * A new job id: a ULID of the clock's time when drawn, which is at or after
+   * the job's creation time (job-ids.ts: a page by `createdAfter` reads from
+   * that time's first id).
+   */
   jobId(): string;
 }
 
@@ -193,7 +197,7 @@ export interface JobFilter {
   limit: number;
   /** Opaque to callers: the id of the last job of the previous page. */
   afterId?: string;
-  /** Only jobs created at or after this time (epoch ms). */
+  /** Only jobs created at or after this time (epoch ms); read from that time's first id (job-ids.ts `firstJobIdAt`). */
   createdAfter?: number;
   /** Only jobs created before this time (epoch ms). */
   createdBefore?: number;

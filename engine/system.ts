@@ -1,6 +1,7 @@
 /** The real clock, random source and id generator, for production wiring. */
-import { monotonicFactory } from 'ulid';
-import type { Clock, IdGenerator, Random } from './ports.js';
+import type { Clock, Random } from './ports.js';
+
+export { ulidIds } from './job-ids.js';
 
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
@@ -30,9 +31,3 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 export const mathRandom: Random = Object.freeze({ next: () => Math.random() });
-
-/** ULIDs, monotonic within this process (ids created in one ms still sort). */
-export function ulidIds(): IdGenerator {
-  const next = monotonicFactory();
-  return { jobId: () => next() };
-}

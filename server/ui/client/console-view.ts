@@ -182,8 +182,7 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     try {
       for (let page = 0; page < BACKFILL_PAGES; page++) {
         // Newest first, stopping at the first job older than the window: the
-        // pages read are those of the window (plus one), never the whole table
-        // (a createdAfter filter has no index to stop the scan at).
+        // pages read are those of the window (plus one), never the whole table.
         const res = await api.listJobs({ limit: 500, ...(cursor ? { cursor } : {}) });
         const inWindow = res.jobs.filter((j) => j.createdAt >= since);
         for (const j of inWindow) throughput.addJob(j, t0);

@@ -1,0 +1,40 @@
+/**
+ * Job ids: ULIDs whose first ten characters are the time they were drawn,
+ * read from the scheduler's clock, so a job's id sorts with its creation
+ * time. A job's row is written with a creation time read before its id is
+ * drawn (a submit's batch, a workflow step), so its id's time is at or after
+ * its `created_at`. A page of jobs created after some time
+ * (`createdAfter`) reads its index from the first id of that time, less
+ * `JOB_ID_CLOCK_MARGIN_MS`, instead of walking the tenant's whole history
+ * down to its first job.
+ */
+import { encodeTime, monotonicFactory } from 'ulid';
+import type { Clock, IdGenerator } from './ports.js';
+
+/**
+ * How far a job's id may be older than its creation time and still be listed
+ * by `createdAfter`: a step of the clock back between the two reads.
+ */
+export const JOB_ID_CLOCK_MARGIN_MS = 60_000;
+
+/** The largest time a ULID holds (48 bits of milliseconds). */
+const MAX_ULID_TIME = 2 ** 48 - 1;
+
+/**
+ * ULIDs at `clock`'s time (the scheduler's, where it is wired), monotonic
+ * within this process: ids drawn in one ms still sort, and a clock stepped
+ * back keeps the last id's time until it catches up.
+ */
+export function ulidIds(clock: Pick<Clock, 'now'> = { now: () => Date.now() }): IdGenerator {
+  const next = monotonicFactory();
+  return { jobId: () => next(Math.min(Math.max(clock.now(), 0), MAX_ULID_TIME)) };
+}
+
+/**
+ * The lowest job id of a job created at or after `at`: the first id of
+ * `at - JOB_ID_CLOCK_MARGIN_MS` (every id sorts at or above it).
+ */
+export function firstJobIdAt(at: number): string {
+  const t = Math.min(Math.max(Math.floor(at - JOB_ID_CLOCK_MARGIN_MS), 0), MAX_ULID_TIME);
+  return `${encodeTime(t, 10)}${'0'.repeat(16)}`;
+}
