@@ -57,6 +57,7 @@
  * header (an older producer) is version 1.
  */
 import { jsonSize } from '../machines/json-size.js';
+import { cutText } from '../machines/text.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { usableLease, type LeaseAdvice } from './advisor/types.js';
@@ -1049,7 +1050,7 @@ export class Worker {
         event = {
           type: 'FAILED', attempt,
           error: {
-            message: cut(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cut(String(e.name), MAX_ERROR_NAME_CHARS),
+            message: cutText(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cutText(String(e.name), MAX_ERROR_NAME_CHARS),
             ...(stack ? { stack } : {}), retryable: !isNonRetryable(e), ...(timedOut ? { timedOut: true as const } : {}),
           },
         };
@@ -1286,14 +1287,11 @@ const MAX_ERROR_NAME_CHARS = 200;
  */
 export const MAX_RESULT_BYTES = 256 * 1024;
 
-/** `text` cut to `max` characters (the last one an ellipsis). */
-const cut = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
-
 /** The thrown error's stack trace, cut to MAX_STACK_CHARS; undefined when it has none. */
 function stackOf(e: unknown): string | undefined {
   const stack = (e as { stack?: unknown } | null | undefined)?.stack;
   if (typeof stack !== 'string' || !stack) return undefined;
-  return cut(stack, MAX_STACK_CHARS);
+  return cutText(stack, MAX_STACK_CHARS);
 }
 
 /** Why a handler's result cannot be recorded (not JSON, or over MAX_RESULT_BYTES); null when it can. */

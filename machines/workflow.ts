@@ -20,6 +20,7 @@
 import type { BackoffPolicy } from './backoff.js';
 import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS } from './job-bounds.js';
 import { jsonSize } from './json-size.js';
+import { cutText } from './text.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
   type MachineContext, type ParameterizedObject, type PromiseActorLogic, type StateValue,
@@ -493,8 +494,6 @@ export function persistSnapshot(snapshot: Snapshot, status: WorkflowStatus, chil
 export const MAX_WORKFLOW_ERROR_MESSAGE_CHARS = 8000;
 /** Most characters (UTF-16 code units) of JSON a thrown value that is no Error may take as an instance's `error`. */
 export const MAX_WORKFLOW_ERROR_JSON_CHARS = 64 * 1024;
-
-const cutText = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
 /**
  * An error as JSON keeps it: an Error's name and message (JSON.stringify would
