@@ -188,6 +188,12 @@ class ResumingWatch implements Watch {
   private closed = false;
   /** The queue reached `maxQueued`: no connection until the reader has drained it. */
   private paused = false;
+  /**
+   * Reconnects in a row that did not hold: the next pause doubles with each.
+   * A subscription confirmed and then dropped at once (a replay whose read
+   * fails: 1011) counts as one; one that got a transition, or stayed up for
+   * `reconnect.maxMs`, ends the run.
+   */
   private failures = 0;
   private conn: Connection | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -296,7 +302,6 @@ class ResumingWatch implements Watch {
   private settled(o: Outcome): void {
     if (this.closed) return;
     if (o.kind === 'subscribed') {
-      this.failures = 0;
       this.subscribedOnce = true;
       this.resolveReady(this.received ?? '');
       return;
@@ -348,7 +353,9 @@ class ResumingWatch implements Watch {
       return { kind: 'failed', error: new UnreachableError(this.deps.baseUrl, (error as Error)?.message ?? String(error), { cause: error }), fatal: true };
     }
     return new Promise((resolve) => {
-      const conn = { opened: false, settled: false, subscribed: false, ended: false, status: 0, answer: null as ApiError | null, error: null as unknown, heard: true };
+      const conn = {
+        opened: false, settled: false, subscribed: false, subscribedAt: 0, ended: false, status: 0, answer: null as ApiError | null, error: null as unknown, heard: true,
+      };
       const settle = (o: Outcome) => {
         if (conn.settled) return;
         conn.settled = true;
@@ -392,7 +399,11 @@ class ResumingWatch implements Watch {
         if (!conn.settled) {
           return settle({ kind: 'failed', error: this.failure(conn.status, conn.answer, conn.error, code), fatal: false, unexplained: !isWs && !conn.status && !conn.opened });
         }
-        if (conn.subscribed) this.onDropped(code, reason);
+        if (conn.subscribed) {
+          // Up for as long as the longest pause: it held, and the next drop's pause starts from minMs again.
+          if (Date.now() - conn.subscribedAt >= this.reconnectPauses().maxMs) this.failures = 0;
+          this.onDropped(code, reason);
+        }
       };
       /** Give up on this socket now (no close handshake to wait for). */
       const drop = (code: number, reason: string) => {
@@ -440,16 +451,19 @@ class ResumingWatch implements Watch {
           return;
         }
         if (msg.kind === 'event' && typeof msg.cursor === 'string') {
+          this.failures = 0;
           this.received = msg.cursor;
           this.deliver(msg as StreamEventMessage);
         } else if (msg.kind === 'workflow' && typeof msg.cursor === 'string') {
           if (this.closed) return;
+          this.failures = 0;
           this.received = msg.cursor;
           if (this.queue.length === 0) this.handed = msg.cursor;
           this.opts.onWorkflow?.(msg as StreamWorkflowMessage);
         } else if (msg.kind === 'subscribed' && typeof msg.cursor === 'string') {
           if (conn.subscribed) return;
           conn.subscribed = true;
+          conn.subscribedAt = Date.now();
           this.received = msg.cursor;
           if (this.queue.length === 0) this.handed = msg.cursor;
           if (this.opts.statsEveryMs !== undefined) ws.send(JSON.stringify({ op: 'stats', everyMs: this.opts.statsEveryMs }));
@@ -522,8 +536,12 @@ class ResumingWatch implements Watch {
     this.scheduleReconnect();
   }
 
+  private reconnectPauses(): { minMs: number; maxMs: number } {
+    return this.opts.reconnect ?? { minMs: 250, maxMs: 5000 };
+  }
+
   private scheduleReconnect(): void {
-    const { minMs, maxMs } = this.opts.reconnect ?? { minMs: 250, maxMs: 5000 };
+    const { minMs, maxMs } = this.reconnectPauses();
     const pause = Math.min(maxMs, minMs * 2 ** this.failures);
     this.failures++;
     clearTimeout(this.timer);
