@@ -290,7 +290,7 @@ export class AtsClient {
       return (await call<JobView>(this.http, 'POST', `${jobPath(id)}/redrive`, { ...opts, retryUnknown: false, expect: JOB_FIELDS })).body;
     } catch (err) {
       if (!(err instanceof ApiError && outcomeWasUnknown(err))) throw err;
-      const job = await this.get(id, opts).catch(() => null);
+      const job = await this.get(id, opts).catch(unlessAborted(opts.signal));
       if (job && job.state !== 'dead' && job.state !== 'cancelled') return withoutEvents(job);
       throw err;
     }
@@ -441,7 +441,7 @@ export class AtsClient {
       return (await call<Schedule>(this.http, 'POST', '/v1/schedules', { ...opts, body: input, expect: SCHEDULE_FIELDS })).body;
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_EXISTS' && outcomeWasUnknown(err))) throw err;
-      const found = await this.getSchedule(input.name, opts).catch(() => null);
+      const found = await this.getSchedule(input.name, opts).catch(unlessAborted(opts.signal));
       if (found && isScheduleOf(found, input)) return withoutHistory(found);
       throw err;
     }
@@ -593,6 +593,15 @@ export class AtsClient {
     return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket), keyRefusal }, filter, opts);
   }
 }
+
+/**
+ * A read-back's failure as null (the call then throws its own failure), but
+ * an abort as the signal's reason: an aborted call rejects with it.
+ */
+const unlessAborted = (signal: AbortSignal | undefined) => (): null => {
+  if (signal?.aborted) throw signal.reason;
+  return null;
+};
 
 /** The job view of a job detail (without its history). */
 function withoutEvents(job: JobDetail): JobView {
