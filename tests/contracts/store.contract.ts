@@ -324,6 +324,40 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.equal(await store.countUnpublished(), 0);
     });
 
+    test('a relay deletes only the rows it published: rows another relay held and failed to publish come again', async (store) => {
+      // Two transactions: two rows of two messages.
+      await insertAll(store, [newJobWrite()]);
+      await insertAll(store, [newJobWrite()]);
+      const published: number[] = [];
+      let entered!: () => void;
+      const holding = new Promise<void>((r) => (entered = r));
+      let fail!: () => void;
+      const failing = new Promise<void>((r) => (fail = r));
+      // The first relay claims the first row and holds it, its publish pending.
+      const first = store.relayOutbox(1, async () => {
+        entered();
+        await failing;
+        throw new Error('broker down');
+      });
+      await holding;
+      // The second peeks both rows while the first holds one (on SQLite it waits for the first to finish).
+      let secondPublished = false;
+      const second = store.relayOutbox(3, async (rows) => {
+        secondPublished = true;
+        published.push(...rows.map((r) => r.id));
+      });
+      for (let i = 0; i < 20 && !secondPublished; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 100));
+      // The first relay's publish fails: its row was not published, and must stay.
+      fail();
+      await assert.rejects(first, /broker down/);
+      await second;
+      published.push(...(await drain(store)).map((r) => r.id));
+      assert.equal(await store.countUnpublished(), 0);
+      assert.equal(published.length, 4, `every message is published by a publish that succeeded (got ids ${published.join(', ')})`);
+      assert.equal(new Set(published).size, 4);
+    });
+
     test('findDue finds delayed jobs and retries once due, most overdue first', async (store) => {
       const [late, now] = await insertAll(store, [newJobWrite({ runAt: T0 + 1000 }), newJobWrite()]);
       const earlier = await insertAll(store, [newJobWrite({ runAt: T0 + 500 })]);
