@@ -175,6 +175,26 @@ for (const backend of [mysql, sqlite]) {
       assert.equal(await store.countUnpublished(), 2);
     });
 
+    withStore('a submit with the key and any one field of its body changed conflicts, and writes nothing', async ({ store, svc }) => {
+      const body = spec({ idempotencyKey: 'order-43', runAt: Date.now() + 60_000, concurrencyKey: 'k1' });
+      const first = await svc.submit(body);
+      assert.ok(first.ok && first.created);
+      const unpublished = await store.countUnpublished();
+      const changed: Partial<JobSpec>[] = [
+        { type: 'demo.other' }, { payload: { hello: 'mars' } }, { runAt: body.runAt! + 1 }, { runAt: undefined },
+        { maxAttempts: body.maxAttempts + 1 }, { backoff: { kind: 'fixed', delayMs: 10 } }, { timeoutMs: body.timeoutMs + 1 },
+        { priority: body.priority + 1 }, { concurrencyKey: 'k2' }, { concurrencyKey: undefined },
+      ];
+      for (const change of changed) {
+        const other = await svc.submit({ ...body, ...change });
+        assert.ok(!other.ok && other.reason === 'idempotency-conflict' && other.job.id === first.job.id, `${JSON.stringify(change)}: ${JSON.stringify(other)}`);
+      }
+      const again = await svc.submit({ ...body });
+      assert.ok(again.ok && !again.created && again.job.id === first.job.id);
+      assert.equal((await store.listJobs({ limit: 10 })).length, 1);
+      assert.equal(await store.countUnpublished(), unpublished);
+    });
+
     withStore('an event the machine rejects writes nothing', async ({ store, svc }) => {
       const r = await svc.submit(spec());
       assert.ok(r.ok);
