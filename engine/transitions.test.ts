@@ -12,8 +12,9 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import type { StoreFaults } from '../adapters/sql/options.js';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
+import { JOB_EVENT_TYPES, JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import { AtsError, isAtsError } from './errors.js';
+import type { TransitionMessage } from './messages.js';
 import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 import type { Clock, JobSpec, JobStore, OutboxRow } from './ports.js';
 import { TransitionService, type EventInput } from './transitions.js';
@@ -193,6 +194,29 @@ for (const backend of [mysql, sqlite]) {
       assert.ok(again.ok && !again.created && again.job.id === first.job.id);
       assert.equal((await store.listJobs({ limit: 10 })).length, 1);
       assert.equal(await store.countUnpublished(), unpublished);
+    });
+
+    withStore('every event of every kind is written to the outbox for ats.events, with its seq and states', async ({ store, svc }) => {
+      const r = await svc.submit(spec({ runAt: Date.now() + 30, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 0 } }));
+      assert.ok(r.ok);
+      const id = r.job.id;
+      await new Promise((res) => setTimeout(res, 40));
+      const lease = () => Date.now() + 60_000;
+      const boom = (retryable: boolean) => ({ message: 'boom', retryable });
+      await applyAll(svc, id, [
+        { type: 'DISPATCH' }, { type: 'PUBLISHED', attempt: 1 }, { type: 'STARTED', attempt: 1, leaseUntil: lease(), workerId: 'w1' },
+        { type: 'HEARTBEAT', attempt: 1, leaseUntil: lease() }, { type: 'FAILED', attempt: 1, error: boom(true) }, { type: 'RETRY_DUE' },
+        { type: 'STARTED', attempt: 2, leaseUntil: Date.now() - 1, workerId: 'w1' }, { type: 'LEASE_EXPIRED', attempt: 2 }, { type: 'RETRY_DUE' },
+        { type: 'STARTED', attempt: 3, leaseUntil: lease(), workerId: 'w2' }, { type: 'FAILED', attempt: 3, error: boom(false) },
+        { type: 'REDRIVE' }, { type: 'CANCEL' }, { type: 'REDRIVE' }, { type: 'STARTED', attempt: 4, leaseUntil: lease(), workerId: 'w2' },
+        { type: 'HEARTBEAT', attempt: 4, leaseUntil: lease() }, { type: 'HEARTBEAT', attempt: 4, leaseUntil: lease() + 1 },
+        { type: 'SUCCEEDED', attempt: 4 },
+      ]);
+      const events = await store.getEvents(id);
+      const kinds = new Set(events.map((e) => e.type));
+      for (const type of ['SUBMITTED', ...JOB_EVENT_TYPES]) assert.ok(kinds.has(type as (typeof events)[number]['type']), `the history holds no ${type}`);
+      const sent = (await drain(store)).filter((m) => m.topic === 'ats.events').map((m) => m.payload as TransitionMessage);
+      assert.deepEqual(sent.map((m) => [m.jobId, m.seq, m.type, m.from, m.to]), events.map((e) => [id, e.seq, e.type, e.from, e.to]));
     });
 
     withStore('an event the machine rejects writes nothing', async ({ store, svc }) => {
