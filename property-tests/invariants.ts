@@ -13,6 +13,7 @@ import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import type { JobEventRecord } from '../engine/ports.js';
 import { verifyJob } from '../engine/verify.js';
 import type { World } from './world.js';
+import { describeTransition } from './tracked-log.js';
 
 export const INVARIANTS = Object.freeze({
   lost: 'I1 nothing accepted is lost (every job ends done, dead or cancelled)',
@@ -28,6 +29,7 @@ export const INVARIANTS = Object.freeze({
   stale: 'I11 a stale outcome (zombie worker) is rejected and writes nothing',
   userEvents: 'I12 CANCEL is accepted in every non-terminal state; REDRIVE only from dead or cancelled',
   wakeUps: 'I13 the relay\'s loop publishes every commit without waiting for its poll, and keeps no stale wake-ups',
+  announced: 'I14 every recorded transition went out on ats.events, acknowledged by the log',
 });
 
 export class InvariantViolation extends Error {
@@ -206,6 +208,18 @@ export class InvariantChecker {
     this.checkAtLeastOnce(jobs.filter((j) => j!.snapshot.value === 'done').map((j) => j!.id));
     this.checkLedger(true, new Set(jobs.filter((j) => j!.snapshot.value === 'done').map((j) => j!.id)));
     await this.checkOutbox();
+    await this.checkAnnounced();
+  }
+
+  /** Each job's history, row by row, among the transitions the log acknowledged on `ats.events`. */
+  private async checkAnnounced(): Promise<void> {
+    const acked = this.world.log.ackedTransitions;
+    for (const id of this.world.jobIds) {
+      const missing = (await this.world.store.getEvents(id)).filter((e) => !acked.has(describeTransition({ ...e, jobId: id })));
+      if (missing.length > 0) {
+        violated(INVARIANTS.announced, `job ${id}: ${missing.map((e) => `seq ${e.seq} ${e.type}`).join(', ')} never acknowledged on ats.events\n  history ${this.history(id)}`);
+      }
+    }
   }
 
   private async checkJobCount(): Promise<void> {

@@ -5,9 +5,11 @@
  * produce failures, and lets each worker's deliveries be gated and faulted.
  */
 import { isLane } from '../engine/lanes.js';
+import type { TransitionMessage } from '../engine/messages.js';
 import {
-  OUTBOX_ID_HEADER, type ConsumeOptions, type EventLog, type JobStore, type LogMessage, type LogRecord,
+  OUTBOX_ID_HEADER, TOPICS, type ConsumeOptions, type EventLog, type JobStore, type LogMessage, type LogRecord,
 } from '../engine/ports.js';
+import { transitionsOf } from '../engine/transition-records.js';
 
 /** A header our log adds to every message: which `publish` copy it is (settling tracks it). */
 export const NONCE_HEADER = 'x-prop-nonce';
@@ -59,6 +61,8 @@ export class TrackedLog implements EventLog {
   readonly dispatches: LogMessage[] = [];
   /** Outbox ids of every message the log acknowledged. */
   readonly ackedOutboxIds = new Set<string>();
+  /** The transitions the log acknowledged on `ats.events`, as `describeTransition` writes them. */
+  readonly ackedTransitions = new Set<string>();
   /** Dispatch messages published but not yet handled successfully by any worker: nonce → `job#attempt`, since when. */
   readonly unhandled = new Map<string, { what: string; since: number }>();
   publishFault: PublishFault = 'none';
@@ -95,6 +99,7 @@ export class TrackedLog implements EventLog {
     this.lostDispatches += lost.length;
     for (const m of [...sent, ...lost]) {
       if (m.headers[OUTBOX_ID_HEADER] !== undefined) this.ackedOutboxIds.add(m.headers[OUTBOX_ID_HEADER]);
+      if (m.topic === TOPICS.events) for (const t of transitionsOf(m)) this.ackedTransitions.add(describeTransition(t));
       // A lost message is not there to be duplicated or re-sent.
       if (isDispatch(m) && !lost.includes(m)) this.dispatches.push(m);
     }
@@ -160,6 +165,11 @@ export class InjectedFault extends Error {
 }
 
 const isDispatch = (m: { topic: string }): boolean => isLane(m.topic);
+
+/** `j001 seq 3 STARTED published→running`: a transition, as its history row or its message on `ats.events` tells it. */
+export function describeTransition(t: Pick<TransitionMessage, 'jobId' | 'seq' | 'type' | 'from' | 'to'>): string {
+  return `${t.jobId} seq ${t.seq} ${t.type} ${t.from ?? '∅'}→${t.to}`;
+}
 
 /** `j001#2` for a dispatch message's value. */
 export function describeDispatch(value: string): string {
