@@ -7,6 +7,7 @@
  * is destroyed, never returned to the pool.
  */
 import type { Pool, PoolConnection } from 'mysql2/promise';
+import { isMysqlUnavailable } from './unavailable.js';
 
 /**
  * Above InnoDB's default lock wait (`innodb_lock_wait_timeout`, 50 s), so a
@@ -29,13 +30,24 @@ export async function queryOn(conn: PoolConnection, sql: string, timeoutMs: numb
   }
 }
 
-/** One round trip on a pooled connection, as `queryOn`. */
+/**
+ * One round trip on a pooled connection, as `queryOn`. A connection whose
+ * server refused the statement as unavailable (read only, out of space, going
+ * away: `isMysqlUnavailable`) is destroyed, not returned to the pool: after a
+ * failover it still leads to the demoted server, and the pool, which keeps its
+ * idle connections, would hand it out again for as long as traffic keeps it busy.
+ */
 export async function queryPool(pool: Pool, sql: string, timeoutMs: number): Promise<unknown> {
   const conn = await pool.getConnection();
+  let unusable = false;
   try {
     return await queryOn(conn, sql, timeoutMs);
+  } catch (err) {
+    unusable = isMysqlUnavailable(err);
+    throw err;
   } finally {
-    // A no-op for a connection `queryOn` destroyed.
-    conn.release();
+    // Either is a no-op for a connection `queryOn` destroyed.
+    if (unusable) conn.destroy();
+    else conn.release();
   }
 }

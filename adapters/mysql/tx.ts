@@ -12,6 +12,7 @@ import type { Sql } from '../sql/statements.js';
 import { VersionConflict } from '../sql/writes.js';
 import { sqlText } from './sql-text.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, queryOn } from './timed-query.js';
+import { isMysqlUnavailable } from './unavailable.js';
 
 /** InnoDB chose this transaction as a deadlock victim (it was rolled back). */
 const ER_LOCK_DEADLOCK = 1213;
@@ -98,7 +99,8 @@ export interface TxOptions {
  * ROLLBACK fails is destroyed, not returned to the pool, so no later caller
  * inherits an open transaction; so is one whose server did not answer in
  * time (the transaction is then rolled back by the server, unless its COMMIT
- * was what went unanswered).
+ * was what went unanswered), and one whose server refused a statement as
+ * unavailable (`isMysqlUnavailable`: read only after a failover, say).
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
   const { beforeCommit, readCommitted = false, observe, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS } = opts;
@@ -131,7 +133,11 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
       return result;
     } catch (err) {
       if (committed) throw new CommittedThenFailed(err);
-      if (begun) await queryOn(conn, 'ROLLBACK', queryTimeoutMs).catch(() => { broken = true; });
+      // A server that refused the statement as unavailable (read only after a failover, out of space, going away) is
+      // not one to hand this connection back to: it is destroyed, which rolls the transaction back, and the pool opens
+      // a new one, to wherever the database's address leads now.
+      if (isMysqlUnavailable(err)) broken = true;
+      else if (begun) await queryOn(conn, 'ROLLBACK', queryTimeoutMs).catch(() => { broken = true; });
       throw err;
     }
   } finally {

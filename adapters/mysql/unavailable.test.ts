@@ -146,9 +146,12 @@ describe('MySQL store: the server refuses statements for a while', () => {
   });
 
   test('writes in a read-only session (a demoted primary) reject with ATS_ERR_STORE_UNAVAILABLE, and work once it is writable', async () => {
+    // A connection refused so is destroyed, not pooled again (after a failover it leads to the demoted server): each
+    // session is made read-only anew, and the pool's next connection is a new session.
     await store.pool.query('SET SESSION TRANSACTION READ ONLY');
     try {
       await assert.rejects(store.insert([newJobWrite()]), (e: Error) => unavailable(e) && (e.cause as { errno?: number }).errno === 1792);
+      await store.pool.query('SET SESSION TRANSACTION READ ONLY');
       await assert.rejects(store.deleteLimit('absent'), unavailable);
     } finally {
       await store.pool.query('SET SESSION TRANSACTION READ WRITE');
