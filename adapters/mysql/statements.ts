@@ -17,8 +17,13 @@ export const GET_MIGRATION_LOCK =
  */
 export const RELEASE_MIGRATION_LOCK = "SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migrate:', DATABASE()), 64)) AS released";
 
-/** Reachability check. Params: none */
-export const PING = 'SELECT 1 AS ok';
+/**
+ * Readiness (`/readyz`): a write that changes nothing, so a server that still
+ * answers reads but refuses this user's writes (read only, as a primary
+ * demoted by a failover) fails the check as it fails every submit. A user
+ * the server lets write past `read_only` passes, as its writes do. Params: none
+ */
+export const PING = 'UPDATE schema_migrations SET version = version WHERE 1 = 0';
 
 /** The session settings the store's literals rely on (sql-text.ts), checked at connect. Params: none. */
 export const SESSION_SETTINGS = 'SELECT @@SESSION.sql_mode AS sql_mode, @@SESSION.character_set_client AS charset';
