@@ -54,6 +54,8 @@ export class StreamHub {
   private keyCheckLoop: Promise<void> | null = null;
   /** The last key re-check failed: logged once per outage, not at every tick. */
   private keyCheckFailing = false;
+  /** The last stats read failed: logged once as reads start failing and once as one answers again, not per client. */
+  private statsFailing = false;
   /** Per tenant, its last stats read and when. */
   private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
   /** The tails whose last read failed (the database unreachable): their live sessions have been told. */
@@ -254,8 +256,15 @@ export class StreamHub {
     // Stale entries of tenants no longer asking go when the map grows.
     if (!cached && this.statsCache.size >= STATS_TENANTS_MAX) this.statsCache.clear();
     this.statsCache.set(tenant, { at: now, value });
-    value.catch(() => {
+    value.then(() => {
+      if (!this.statsFailing) return;
+      this.statsFailing = false;
+      this.deps.logger.info('stream: job counts are read again');
+    }, (err: unknown) => {
       if (this.statsCache.get(tenant)?.value === value) this.statsCache.delete(tenant);
+      if (this.statsFailing) return;
+      this.statsFailing = true;
+      this.deps.logger.warn('stream: cannot read job counts; clients asking for stats are told ATS_ERR_STORE_UNAVAILABLE until it can', errorFields(err));
     });
     return value;
   }

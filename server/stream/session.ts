@@ -450,8 +450,8 @@ export class StreamSession {
     try {
       const stats = await this.ctx.stats(this.tenant);
       this.send(statsMessage(stats, this.ctx.clock.now()));
-    } catch (err) {
-      this.ctx.logger.warn('stream: stats failed', errorFields(err));
+    } catch {
+      // Logged by the hub, once an outage (not once per client and tick).
       this.send(serverErrorMessage('ATS_ERR_STORE_UNAVAILABLE'));
     }
   }

@@ -1,0 +1,72 @@
+/**
+ * Job counts that cannot be read (the database away) while many clients ask
+ * for periodic stats: each client is told ATS_ERR_STORE_UNAVAILABLE at each
+ * tick, and the log says so once as the reads start failing and once as one
+ * answers again (it said so once per client and tick: hundreds of lines a
+ * second during an outage with a few hundred clients).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
+import type { JobStore, Logger } from '../../engine/ports.js';
+import { startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
+
+const CLIENTS = 8;
+
+describe('stream stats while the job counts cannot be read', () => {
+  let store: SqliteStore;
+  let instance: StreamInstance;
+  const clients: TestClient[] = [];
+  let down = false;
+  const lines: Array<{ level: string; msg: string }> = [];
+  const logger: Logger = {
+    debug: () => undefined,
+    info: (msg) => void lines.push({ level: 'info', msg }),
+    warn: (msg) => void lines.push({ level: 'warn', msg }),
+    error: (msg) => void lines.push({ level: 'error', msg }),
+  };
+
+  before(async () => {
+    store = createSqliteStore({ file: ':memory:' }) as SqliteStore;
+    await store.migrate();
+    const flaky = Object.create(store) as JobStore;
+    flaky.stats = (tenant) => (down ? Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:3306')) : store.stats(tenant));
+    instance = await startStreamInstance({ store: flaky, logger, options: { statsCacheMs: 0 } });
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await instance?.close();
+    await store?.close();
+  });
+
+  const statsLines = () => lines.filter((l) => l.msg.includes('job counts') || l.msg.includes('stats'));
+
+  it(`tells each of ${CLIENTS} clients at each tick, and logs once as it starts and once as it ends`, async () => {
+    for (let i = 0; i < CLIENTS; i++) {
+      const c = await TestClient.connect(instance.url);
+      clients.push(c);
+      await c.subscribe({});
+    }
+    down = true;
+    for (const c of clients) c.send({ op: 'stats', everyMs: 250 });
+    // Three ticks of each client, each told.
+    for (const c of clients) await c.waitFor((ms) => ms.filter((m) => m.kind === 'error' && m.code === 'ATS_ERR_STORE_UNAVAILABLE').length >= 3 || undefined);
+    assert.deepEqual(statsLines().map((l) => l.level), ['warn'], JSON.stringify(statsLines()));
+
+    down = false;
+    for (const c of clients) {
+      const seen = c.messages.length;
+      await c.waitFor((ms) => ms.slice(seen).some((m) => m.kind === 'stats') || undefined);
+    }
+    assert.deepEqual(statsLines().map((l) => l.level), ['warn', 'info'], JSON.stringify(statsLines()));
+
+    // A second outage is logged again.
+    down = true;
+    for (const c of clients) {
+      const seen = c.messages.length;
+      await c.waitFor((ms) => ms.slice(seen).some((m) => m.kind === 'error') || undefined);
+    }
+    assert.deepEqual(statsLines().map((l) => l.level), ['warn', 'info', 'warn']);
+    for (const c of clients) c.send({ op: 'stats', everyMs: 0 });
+  });
+});
