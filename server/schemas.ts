@@ -404,8 +404,10 @@ export const HealthView = Type.Object(
 );
 export const ReadyView = Type.Object({
   database: Type.Literal('ok', { description: 'The database answered' }),
-  log: Type.Union([Type.Literal('ok'), Type.Literal('absent')], { description: 'The log (Kafka) answered; absent: this process has no log check' }),
-}, { $id: 'Readiness', description: 'The process and its dependencies answer' });
+  log: Type.Union([Type.Literal('ok'), Type.Literal('unreachable'), Type.Literal('absent')], {
+    description: 'The log (Kafka) answered; unreachable: it failed or did not answer within the readiness timeout (the process stays ready: submits and reads do not need it; the detail goes to the log); absent: this process has no log check',
+  }),
+}, { $id: 'Readiness', description: 'The process and its database answer' });
 
 /**
  * One answer per batch item, in order: `status` is what `POST /v1/jobs` would
