@@ -9,6 +9,7 @@
 import { OPEN_PRINCIPAL, type Principal } from '../../engine/auth.js';
 import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
+import { Semaphore } from '../../engine/semaphore.js';
 import type {
   Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord, WorkflowStore, WorkflowStreamEventRecord,
 } from '../../engine/ports.js';
@@ -83,15 +84,25 @@ export class StreamHub {
           busy: () => this.sessions.size > 0, onProgress: (p) => this.fanOutProgress(p),
         }, opts.pollMs)
       : null;
+    // The clients' own reads share `clientReadsInFlight` slots; the tails read outside them.
+    const slots = new Semaphore(opts.clientReadsInFlight);
+    const inTurn = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      await slots.acquire();
+      try {
+        return await fn(...args);
+      } finally {
+        slots.release();
+      }
+    };
     this.context = {
-      opts, read, clock: deps.clock, logger: deps.logger,
+      opts, read: inTurn(read), clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
       ...(store.lastIssuedEventId ? { issued: store.lastIssuedEventId.bind(store) } : {}),
       ...(readWorkflows && workflowTail
         ? {
             workflows: {
-              read: readWorkflows, horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
+              read: inTurn(readWorkflows), horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
               ...(store.lastIssuedWorkflowEventId ? { issued: store.lastIssuedWorkflowEventId.bind(store) } : {}),
             },
           }

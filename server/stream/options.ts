@@ -34,6 +34,14 @@ export interface StreamOptions {
   /** Rows per read of a client's replay. @defaultValue 500 */
   replayPageSize?: number;
   /**
+   * Reads of the clients' own (pages of a replay, cursor checks) under way at
+   * once, over every client of this process; others wait their turn, in
+   * order. Keeps clients replaying from old cursors (each pages through every
+   * tenant's events after it) from taking the database pool the API's
+   * requests share (10 connections on MySQL). @defaultValue 2
+   */
+  clientReadsInFlight?: number;
+  /**
    * While clients are connected, the tail reads the table this often (one
    * primary-key read): the most a commit of another process waits before
    * live clients get it. Commits of this process wake it at once.
@@ -90,6 +98,7 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   pingIntervalMs: 30_000,
   tailBatchSize: 500,
   replayPageSize: 500,
+  clientReadsInFlight: 2,
   pollMs: 200,
   idlePollMs: 1000,
   gapTimeoutMs: 3000,
