@@ -199,7 +199,7 @@ export interface JobFilter {
   afterId?: string;
   /** Only jobs created at or after this time (epoch ms); read from that time's first id (job-ids.ts `firstJobIdAt`). */
   createdAfter?: number;
-  /** Only jobs created before this time (epoch ms). */
+  /** Only jobs created before this time (epoch ms); read from below an id above that time's (job-ids.ts `jobIdAbove`). */
   createdBefore?: number;
 }
 

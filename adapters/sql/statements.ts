@@ -4,7 +4,7 @@
  * MySQL 8.0, MariaDB 10.11 and SQLite 3.4x; the few dialect words come from
  * `Dialect`.
  */
-import { firstJobIdAt } from '../../engine/job-ids.js';
+import { firstJobIdAt, jobIdAbove } from '../../engine/job-ids.js';
 import type { Band } from '../../engine/lanes.js';
 import type { JobFilter } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
@@ -184,7 +184,11 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
     add('id >= ?', firstJobIdAt(f.createdAfter));
     add('created_at >= ?', f.createdAfter);
   }
-  if (f.createdBefore !== undefined) add('created_at < ?', f.createdBefore);
+  if (f.createdBefore !== undefined) {
+    // Likewise from above: without it the first page walks every newer job of the tenant down to that time.
+    add('id < ?', jobIdAbove(f.createdBefore));
+    add('created_at < ?', f.createdBefore);
+  }
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   const index = f.tenant === undefined ? '' : ` ${d.useIndex(tenantListIndex(f))}`;
   return { sql: `FROM jobs${index}${filter}`, params };
@@ -195,7 +199,7 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
  * optionally filtered by tenant, state, type, queue and creation time, after
  * the previous page's last id. With a tenant (every API list), through the
  * index `tenantListIndex` names.
- * Params: [tenant], [state], [type], [queue], [after_id], [created_after's first id, created_after], [created_before], limit
+ * Params: [tenant], [state], [type], [queue], [after_id], [created_after's first id, created_after], [an id above created_before's, created_before], limit
  */
 export function listJobs(d: Dialect, f: JobFilter): Sql {
   const { sql, params } = jobPageFilter(d, f);
