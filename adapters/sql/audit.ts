@@ -1,8 +1,8 @@
 /**
  * The AuditStore port over one "run this statement" function, shared by both
  * stores: one statement each, but a purge's two. Retention deletes the
- * entries older than its limit (`purgeAudit`: the oldest first, by id, which
- * grows with `at`); a read takes one tenant's newest entries through the
+ * entries older than its limit (`purgeAudit`: the oldest first, through the
+ * index (at)); a read takes one tenant's newest entries through the
  * (tenant, at) index. A key change writes its entry in its own transaction
  * (`auditStep`, keys.ts).
  */
@@ -14,6 +14,13 @@ import { marks, type Sql } from './statements.js';
 
 /** Most entries one read returns. */
 export const MAX_AUDIT_LISTED = 1000;
+
+/**
+ * The oldest entries recorded before a time, at most a batch: a range of the
+ * index (at) (migration 0026), which reads no entry still kept.
+ * Params: before, limit
+ */
+export const PURGEABLE_AUDIT = 'SELECT id FROM audit_log WHERE at < ? ORDER BY at, id LIMIT ?';
 
 /** The statement that records `e`. */
 export const auditStep = (e: AuditEntry): Sql => ({
@@ -41,7 +48,7 @@ export function createSqlAudit(exec: Exec, _d: Dialect): AuditStore {
       ])).rows.map(rowToEntry),
     // The ids first, then those rows: one statement on both databases (MySQL takes no LIMIT in an IN subquery).
     purgeAudit: async (before, limit) => {
-      const ids = (await exec('SELECT id FROM audit_log WHERE at < ? ORDER BY id LIMIT ?', [before, Math.max(0, limit)])).rows.map((r) => toNum(r.id));
+      const ids = (await exec(PURGEABLE_AUDIT, [before, Math.max(0, limit)])).rows.map((r) => toNum(r.id));
       if (ids.length === 0) return 0;
       return (await exec(`DELETE FROM audit_log WHERE id IN (${marks(ids.length)})`, ids)).changes;
     },
