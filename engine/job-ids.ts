@@ -3,10 +3,12 @@
  * read from the scheduler's clock, so a job's id sorts with its creation
  * time. A job's row is written with a creation time read before its id is
  * drawn (a submit's batch, a workflow step), so its id's time is at or after
- * its `created_at`. A page of jobs created after some time
- * (`createdAfter`) reads its index from the first id of that time, less
- * `JOB_ID_CLOCK_MARGIN_MS`, instead of walking the tenant's whole history
- * down to its first job.
+ * its `created_at`, and at most `JOB_ID_LATE_MARGIN_MS` after it. A page of
+ * jobs created after some time (`createdAfter`) reads its index from the
+ * first id of that time, less `JOB_ID_CLOCK_MARGIN_MS`, instead of walking the
+ * tenant's whole history down to its first job; one created before a time
+ * (`createdBefore`) from below the first id of that time plus
+ * `JOB_ID_LATE_MARGIN_MS`, instead of from the tenant's newest job.
  */
 import { encodeTime, monotonicFactory } from 'ulid';
 import type { Clock, IdGenerator } from './ports.js';
