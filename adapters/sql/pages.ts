@@ -40,6 +40,47 @@ export interface PageReads<T> {
   toRecord(row: Row): T;
   /** Whether a row read still matches the filter: a job's state, an instance's status may move between the two reads. */
   matches(record: T): boolean;
+  /**
+   * For a filter the index does not hold (tested on each row it reads):
+   * `take` index entries after `afterId` in page order, each one's `id` and
+   * the `bytes` of those that match (null for the others). A page then reads
+   * at most `maxScan` entries, in growing steps, and ends where it stopped.
+   * Absent: `sizes`, which reads until `limit + 1` rows match.
+   */
+  scan?: { sql(afterId: string | undefined, take: number): Sql; maxScan: number };
+}
+
+/** The first step of a `scan`, as a multiple of the rows a page wants; each next step is four times the last. */
+const FIRST_SCAN_STEP = 2;
+
+/**
+ * Up to `want` matching rows after `afterId`, and, when the page's scan
+ * stopped at its bound before that many matched, the last id it read
+ * (`scannedTo`: the next page starts after it; every row above was read).
+ */
+async function matchingSizes<T>(query: Query, reads: PageReads<T>, afterId: string | undefined, want: number): Promise<{ found: RowSize[]; scannedTo: string | null }> {
+  const { scan } = reads;
+  if (!scan) {
+    const sizes = reads.sizes(afterId, want);
+    return { found: (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) })), scannedTo: null };
+  }
+  const found: RowSize[] = [];
+  let scanned = 0;
+  let last = afterId;
+  for (let step = want * FIRST_SCAN_STEP; ; step *= 4) {
+    const take = Math.min(step, scan.maxScan - scanned);
+    const { sql, params } = scan.sql(last, take);
+    const rows = await query(sql, params);
+    for (const r of rows) {
+      last = String(r.id);
+      if (r.bytes !== null && r.bytes !== undefined) found.push({ id: last, bytes: toNum(r.bytes) });
+      if (found.length === want) return { found, scannedTo: null };
+    }
+    scanned += rows.length;
+    // The index's range ended: every row of it was read.
+    if (rows.length < take) return { found, scannedTo: null };
+    if (scanned >= scan.maxScan) return { found, scannedTo: last ?? null };
+  }
 }
 
 /** Reads on past a page left empty by rows that went or moved between its two reads, this many times at most. */
@@ -55,14 +96,15 @@ export async function readPage<T>(
   query: Query, reads: PageReads<T>, afterId: string | undefined, limit: number, maxBytes: number,
 ): Promise<{ records: T[]; nextAfterId: string | null }> {
   for (let read = 1; ; read++) {
-    const sizes = reads.sizes(afterId, limit + 1);
-    const found = (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) }));
+    const { found, scannedTo } = await matchingSizes(query, reads, afterId, limit + 1);
     const { ids, more } = cutPage(found, limit, maxBytes);
-    if (ids.length === 0) return { records: [], nextAfterId: null };
-    const rows = reads.rows(ids);
-    const records = (await query(rows.sql, rows.params)).map(reads.toRecord).filter(reads.matches);
-    const nextAfterId = more ? ids.at(-1)! : null;
-    if (records.length > 0 || nextAfterId === null || read === EMPTY_PAGE_READS) return { records, nextAfterId };
+    const nextAfterId = more ? ids.at(-1)! : scannedTo;
+    const records = ids.length === 0 ? [] : await (async () => {
+      const rows = reads.rows(ids);
+      return (await query(rows.sql, rows.params)).map(reads.toRecord).filter(reads.matches);
+    })();
+    // A scan that stopped at its bound ends the page too: one request reads at most its bound.
+    if (records.length > 0 || nextAfterId === null || scannedTo !== null || read === EMPTY_PAGE_READS) return { records, nextAfterId };
     afterId = nextAfterId;
   }
 }

@@ -11,7 +11,7 @@ import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
-  SELECT_JOB_BY_KEY, listJobs, listJobSizes, selectJobs,
+  SELECT_JOB_BY_KEY, listJobs, listJobSizes, MAX_PAGE_SCAN, scanJobSizes, selectJobs, testsRows,
 } from './statements.js';
 import { readPage } from './pages.js';
 
@@ -65,6 +65,9 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
         toRecord: rowToJob,
         // The other filters are fixed for a job's life; its state is not.
         matches: (job) => filter.state === undefined || job.snapshot.value === filter.state,
+        ...(testsRows(filter)
+          ? { scan: { sql: (afterId: string | undefined, take: number) => scanJobSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }), maxScan: MAX_PAGE_SCAN } }
+          : {}),
       }, filter.afterId, filter.limit, maxBytes);
       return { jobs: records, nextAfterId };
     },

@@ -166,32 +166,85 @@ function tenantListIndex(f: JobFilter): string {
   return 'ix_jobs_tenant_id';
 }
 
-/** The FROM and WHERE of a page of jobs (`listJobs`, `listJobSizes`), and their params. */
-function jobPageFilter(d: Dialect, f: JobFilter): Sql {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  const add = (clause: string, v: unknown) => {
-    where.push(clause);
-    params.push(v);
+/** Conditions joined by AND, and their params. */
+interface Conditions {
+  where: string[];
+  params: unknown[];
+}
+
+/**
+ * A page's conditions, in two parts: those the index `tenantListIndex` names
+ * holds (the tenant, its column, the id's bounds: a range of the index), and
+ * those tested on each row it reads (a state over a type's or queue's index,
+ * a type over a queue's, the creation time within the id's bounds).
+ */
+function jobPageConditions(f: JobFilter): { ranged: Conditions; tested: Conditions } {
+  const ranged: Conditions = { where: [], params: [] };
+  const tested: Conditions = { where: [], params: [] };
+  const add = (into: Conditions, clause: string, v: unknown) => {
+    into.where.push(clause);
+    into.params.push(v);
   };
-  if (f.tenant !== undefined) add('tenant = ?', f.tenant);
-  if (f.state !== undefined) add('state = ?', f.state);
-  if (f.type !== undefined) add('type = ?', f.type);
-  if (f.queue !== undefined) add('queue = ?', f.queue);
-  if (f.afterId !== undefined) add('id < ?', f.afterId);
+  const index = f.tenant === undefined ? null : tenantListIndex(f);
+  if (f.tenant !== undefined) add(ranged, 'tenant = ?', f.tenant);
+  if (f.state !== undefined) add(index === 'ix_jobs_state_tenant_id' ? ranged : tested, 'state = ?', f.state);
+  if (f.type !== undefined) add(index === 'ix_jobs_tenant_type_id' ? ranged : tested, 'type = ?', f.type);
+  if (f.queue !== undefined) add(ranged, 'queue = ?', f.queue);
+  if (f.afterId !== undefined) add(ranged, 'id < ?', f.afterId);
   if (f.createdAfter !== undefined) {
     // The id bounds the index's range: without it the page's last read walks the tenant's history to its first job.
-    add('id >= ?', firstJobIdAt(f.createdAfter));
-    add('created_at >= ?', f.createdAfter);
+    add(ranged, 'id >= ?', firstJobIdAt(f.createdAfter));
+    add(tested, 'created_at >= ?', f.createdAfter);
   }
   if (f.createdBefore !== undefined) {
     // Likewise from above: without it the first page walks every newer job of the tenant down to that time.
-    add('id < ?', jobIdAbove(f.createdBefore));
-    add('created_at < ?', f.createdBefore);
+    add(ranged, 'id < ?', jobIdAbove(f.createdBefore));
+    add(tested, 'created_at < ?', f.createdBefore);
   }
+  return { ranged, tested };
+}
+
+/** The FROM and WHERE of a page of jobs (`listJobs`, `listJobSizes`), and their params. */
+function jobPageFilter(d: Dialect, f: JobFilter): Sql {
+  const { ranged, tested } = jobPageConditions(f);
+  const where = [...ranged.where, ...tested.where];
   const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
   const index = f.tenant === undefined ? '' : ` ${d.useIndex(tenantListIndex(f))}`;
-  return { sql: `FROM jobs${index}${filter}`, params };
+  return { sql: `FROM jobs${index}${filter}`, params: [...ranged.params, ...tested.params] };
+}
+
+/**
+ * Whether a tenant's page of `f` tests a state or a type on each row its
+ * index reads (`jobPageConditions`): a state or type the tenant's jobs of that
+ * type or queue seldom have would walk all of them to fill a page (a million
+ * rows for none found), so such a page is read by `scanJobSizes`, at most
+ * `MAX_PAGE_SCAN` index entries a read.
+ */
+export function testsRows(f: JobFilter): boolean {
+  if (f.tenant === undefined) return false;
+  const index = tenantListIndex(f);
+  return (f.state !== undefined && index !== 'ix_jobs_state_tenant_id') || (f.type !== undefined && index === 'ix_jobs_tenant_queue_id');
+}
+
+/** Index entries one read of a page that `testsRows` reads at most; a page may then end short, or empty, with a cursor to go on. */
+export const MAX_PAGE_SCAN = 5000;
+
+/** The bytes a job's payload and snapshot (which holds its result and last error) take. */
+const JOB_BYTES = 'COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot)';
+
+/**
+ * `limit` index entries of a page that `testsRows` after the previous one's
+ * last id, newest first: each one's id, and the bytes of those that match
+ * every filter (null for the others, whose large columns are not read).
+ * Params: [the tested conditions'], tenant, [its column], [after_id], [id bounds], limit
+ */
+export function scanJobSizes(d: Dialect, f: JobFilter): Sql {
+  const { ranged, tested } = jobPageConditions(f);
+  return {
+    sql: `SELECT id, CASE WHEN ${tested.where.join(' AND ')} THEN ${JOB_BYTES} END AS bytes FROM jobs ${d.useIndex(tenantListIndex(f))}`
+      + ` WHERE ${ranged.where.join(' AND ')} ORDER BY id DESC LIMIT ?`,
+    params: [...tested.params, ...ranged.params, f.limit],
+  };
 }
 
 /**
@@ -199,7 +252,7 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
  * optionally filtered by tenant, state, type, queue and creation time, after
  * the previous page's last id. With a tenant (every API list), through the
  * index `tenantListIndex` names.
- * Params: [tenant], [state], [type], [queue], [after_id], [created_after's first id, created_after], [an id above created_before's, created_before], limit
+ * Params: those of the index's range ([tenant], [its column], [after_id], [the ids' bounds]), then those tested on each row it reads ([state], [type], [created times]) (`jobPageConditions`), limit
  */
 export function listJobs(d: Dialect, f: JobFilter): Sql {
   const { sql, params } = jobPageFilter(d, f);
@@ -213,8 +266,7 @@ export function listJobs(d: Dialect, f: JobFilter): Sql {
  */
 export function listJobSizes(d: Dialect, f: JobFilter): Sql {
   const { sql, params } = jobPageFilter(d, f);
-  const bytes = 'COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot)';
-  return { sql: `SELECT id, ${bytes} AS bytes ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+  return { sql: `SELECT id, ${JOB_BYTES} AS bytes ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
 }
 
 /**

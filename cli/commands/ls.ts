@@ -28,7 +28,7 @@ export const lsCommand = clientCommand(lsSpec, async ({ client, values }) => {
     out(JSON.stringify(page));
     return 0;
   }
-  if (page.jobs.length === 0) err('no jobs');
+  if (page.jobs.length === 0) err(page.nextCursor ? 'no jobs on this page (it stopped at its read bound; older jobs may match)' : 'no jobs');
   else out(jobTable(page.jobs).join('\n'));
   if (page.nextCursor) {
     err(moreHint('ats ls', [

@@ -117,7 +117,9 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   const render = () => {
     body.replaceChildren(...(jobs.length
       ? jobs.map(row)
-      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, 'No job matches these filters.'))]));
+      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, nextCursor
+        ? 'No job on this page matches these filters (the page stopped at its read bound): older ones may, on the next page.'
+        : 'No job matches these filters.'))]));
     pageLabel.textContent = `page ${cursors.length}`;
     newer.disabled = cursors.length <= 1;
     older.disabled = nextCursor === null;
