@@ -42,11 +42,7 @@ export interface Random {
 }
 
 export interface IdGenerator {
-  /**
-   * A new job id: a ULID of the clock's time when drawn, which is at or after
-   * the job's creation time (job-ids.ts: a page by `createdAfter` reads from
-   * that time's first id).
-   */
+  /** A new job id: a ULID of the clock's time when drawn (job-ids.ts), sorting by creation time. */
   jobId(): string;
 }
 
@@ -197,9 +193,9 @@ export interface JobFilter {
   limit: number;
   /** Opaque to callers: the id of the last job of the previous page. */
   afterId?: string;
-  /** Only jobs created at or after this time (epoch ms); read from that time's first id (job-ids.ts `firstJobIdAt`). */
+  /** Only jobs created at or after this time (epoch ms). */
   createdAfter?: number;
-  /** Only jobs created before this time (epoch ms); read from below an id above that time's (job-ids.ts `jobIdAbove`). */
+  /** Only jobs created before this time (epoch ms). */
   createdBefore?: number;
 }
 

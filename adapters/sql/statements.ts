@@ -4,7 +4,6 @@
  * MySQL 8.0, MariaDB 10.11 and SQLite 3.4x; the few dialect words come from
  * `Dialect`.
  */
-import { firstJobIdAt, jobIdAbove } from '../../engine/job-ids.js';
 import type { Band } from '../../engine/lanes.js';
 import type { JobFilter } from '../../engine/ports.js';
 import type { Dialect } from './dialect.js';
@@ -174,9 +173,9 @@ interface Conditions {
 
 /**
  * A page's conditions, in two parts: those the index `tenantListIndex` names
- * holds (the tenant, its column, the id's bounds: a range of the index), and
+ * holds (the tenant, its column, the cursor: a range of the index), and
  * those tested on each row it reads (a state over a type's or queue's index,
- * a type over a queue's, the creation time within the id's bounds).
+ * a type over a queue's, the creation time).
  */
 function jobPageConditions(f: JobFilter): { ranged: Conditions; tested: Conditions } {
   const ranged: Conditions = { where: [], params: [] };
@@ -191,16 +190,10 @@ function jobPageConditions(f: JobFilter): { ranged: Conditions; tested: Conditio
   if (f.type !== undefined) add(index === 'ix_jobs_tenant_type_id' ? ranged : tested, 'type = ?', f.type);
   if (f.queue !== undefined) add(ranged, 'queue = ?', f.queue);
   if (f.afterId !== undefined) add(ranged, 'id < ?', f.afterId);
-  if (f.createdAfter !== undefined) {
-    // The id bounds the index's range: without it the page's last read walks the tenant's history to its first job.
-    add(ranged, 'id >= ?', firstJobIdAt(f.createdAfter));
-    add(tested, 'created_at >= ?', f.createdAfter);
-  }
-  if (f.createdBefore !== undefined) {
-    // Likewise from above: without it the first page walks every newer job of the tenant down to that time.
-    add(ranged, 'id < ?', jobIdAbove(f.createdBefore));
-    add(tested, 'created_at < ?', f.createdBefore);
-  }
+  // Not bounds of the id: rows of earlier releases on MySQL hold ids of their host's clock and
+  // creation times of the database's, which may be apart by any amount (README, clock skew).
+  if (f.createdAfter !== undefined) add(tested, 'created_at >= ?', f.createdAfter);
+  if (f.createdBefore !== undefined) add(tested, 'created_at < ?', f.createdBefore);
   return { ranged, tested };
 }
 
@@ -236,7 +229,7 @@ const JOB_BYTES = 'COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot)';
  * `limit` index entries of a page that `testsRows` after the previous one's
  * last id, newest first: each one's id, and the bytes of those that match
  * every filter (null for the others, whose large columns are not read).
- * Params: [the tested conditions'], tenant, [its column], [after_id], [id bounds], limit
+ * Params: [the tested conditions'], tenant, [its column], [after_id], limit
  */
 export function scanJobSizes(d: Dialect, f: JobFilter): Sql {
   const { ranged, tested } = jobPageConditions(f);
@@ -252,7 +245,7 @@ export function scanJobSizes(d: Dialect, f: JobFilter): Sql {
  * optionally filtered by tenant, state, type, queue and creation time, after
  * the previous page's last id. With a tenant (every API list), through the
  * index `tenantListIndex` names.
- * Params: those of the index's range ([tenant], [its column], [after_id], [the ids' bounds]), then those tested on each row it reads ([state], [type], [created times]) (`jobPageConditions`), limit
+ * Params: those of the index's range ([tenant], [its column], [after_id]), then those tested on each row it reads ([state], [type], [created times]) (`jobPageConditions`), limit
  */
 export function listJobs(d: Dialect, f: JobFilter): Sql {
   const { sql, params } = jobPageFilter(d, f);
