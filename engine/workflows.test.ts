@@ -400,6 +400,28 @@ describe('workflows the log or the registry failed', () => {
     await store.close();
   });
 
+  it('sweep delivers the end of a child whose job is gone (deleted) as cancelled: the instance does not wait for it for ever', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    const jobId = started.workflow.state.children[0]!.jobId;
+    // The row went by a way the API refuses (a child still awaited is not deleted through it).
+    store.db.prepare('DELETE FROM jobs WHERE id = ?').run(jobId);
+    assert.equal(await store.getJob(jobId), null);
+    assert.equal((await service.sweep(10)).applied, 1);
+    const after = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual(after.state.children, [], 'the instance no longer waits for the job');
+    // The counter has no onError: a cancelled child fails it.
+    assert.equal(after.state.status, 'error');
+    const events = await store.getWorkflowEvents(after.id);
+    assert.deepEqual(events.map((e) => e.type), ['START', 'CHILD']);
+    const child = events[1]!.data as { jobId: string; outcome: { state: string } };
+    assert.deepEqual([child.jobId, child.outcome.state], [jobId, 'cancelled'], 'its end is delivered as the job stands: gone, so cancelled');
+    assert.equal((await service.sweep(10)).applied, 0);
+    assert.deepEqual(await service.verify(after), { ok: true, events: 2 });
+    await store.close();
+  });
+
   it('the sweep delivers a lost end to an instance stepped while the sweep reads: it keeps its place', async () => {
     const { store, service, started, jobId } = await counterWithEndedChild();
     // Each page the sweep reads, the instance has just taken a signal (a busy instance, a long sweep).
