@@ -8,8 +8,10 @@
  * and its children keep running, until the old definition is registered again
  * or a migration moves it. A child job redriven after its instance took its
  * end, or after its instance was cancelled, changes nothing when it ends
- * again. Two processes firing the same due timers at once: each fires once,
- * and each process counts only what it fired.
+ * again. A child job a user cancels ends its invocation as cancelled (its
+ * onError), from the log's message and from the sweep. Two processes firing
+ * the same due timers at once: each fires once, and each process counts only
+ * what it fired.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -166,6 +168,35 @@ describe('a child job redriven after its instance took its end', () => {
     const wf = (await store.getWorkflow(id))!;
     assert.equal(wf.state.status, 'cancelled');
     assert.equal(wf.version, cancelled.workflow.version);
+    await store.close();
+  });
+});
+
+describe('a child job a user cancels (not its instance)', () => {
+  it('ends its invocation as cancelled: the instance takes onError, not onDone, and replays', async () => {
+    const { store, old, transitions, id, jobId, tick } = await world();
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: tick(0) + 60_000, workerId: 'w' });
+    assert.ok((await transitions.apply(jobId, { type: 'CANCEL', reason: 'by hand' })).ok);
+    assert.equal((await store.getJob(jobId))?.snapshot.value, 'cancelled');
+    // As the log's child-ended message says it, and as the sweep reads the job.
+    assert.ok(await old.deliver({ workflowId: id, invokeId: 'work', jobId, tenant: 'default', state: 'cancelled', error: { message: 'by hand', name: 'Cancelled' }, at: tick(0) }));
+    assert.equal((await old.sweep(10)).applied, 0, 'applied once');
+    const wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.state.value, 'undoing', 'onError took the cancelled end');
+    const child = (await store.getWorkflowEvents(id))[1]!;
+    assert.equal(child.type, 'CHILD');
+    assert.equal((child.data as { outcome: { state: string } }).outcome.state, 'cancelled', 'recorded as the job ended');
+    assert.deepEqual(await old.verify(wf), { ok: true, events: 2 });
+    await store.close();
+  });
+
+  it('found by the sweep (its end lost by the log), ends its invocation as cancelled too', async () => {
+    const { store, old, transitions, id, jobId, tick } = await world();
+    assert.ok((await transitions.apply(jobId, { type: 'CANCEL', reason: 'by hand' })).ok);
+    assert.equal((await old.sweep(10)).applied, 1);
+    const wf = (await store.getWorkflow(id))!;
+    assert.equal(wf.state.value, 'undoing', 'onError took the cancelled end');
+    assert.equal(((await store.getWorkflowEvents(id))[1]!.data as { outcome: { state: string } }).outcome.state, 'cancelled');
     await store.close();
   });
 });
