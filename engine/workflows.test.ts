@@ -553,6 +553,47 @@ describe('timers of instances whose definition version this process lacks', () =
   });
 });
 
+describe('an instance that ends while it holds a timer', () => {
+  /** Waits a minute for its job: the job's end moves on, and so does the timer; POKE's guard throws, which fails it. */
+  const waiting = setup({ actors: { work: job('w.wait') } }).createMachine({
+    id: 'waiting', initial: 'working',
+    states: {
+      working: {
+        invoke: { id: 'work', src: 'work', onDone: 'done' },
+        after: { 60_000: 'late' },
+        on: { POKE: { guard: () => { throw new Error('a broken guard'); }, target: 'done' } },
+      },
+      late: { type: 'final' },
+      done: { type: 'final' },
+    },
+  });
+
+  for (const end of ['cancelled', 'error'] as const) {
+    it(`ended ${end === 'error' ? 'in error (its machine threw)' : 'by a cancel'}, drops its timer: nothing is left to fire, and none fires`, async () => {
+      let t = 1_900_000_000_000;
+      const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+      const store = createSqliteStore({ file: ':memory:' });
+      await store.migrate();
+      const service = new WorkflowService({ store, clock, ids: ulidIds(), definitions: new HandlerRegistry().workflow('waiting', waiting) });
+      const started = await service.start({ tenant: 'default', name: 'waiting', input: null });
+      assert.ok(started.ok);
+      assert.equal(started.workflow.state.timers.length, 1);
+      t += 1_000;
+      const r = end === 'cancelled' ? await service.cancel(started.workflow.id, 'default') : await service.signal(started.workflow.id, 'default', { type: 'POKE' });
+      assert.ok(r.ok);
+      const ended = (await store.getWorkflow(started.workflow.id))!;
+      assert.equal(ended.state.status, end);
+      assert.deepEqual(ended.state.timers, [], 'the ended instance holds no timer');
+      assert.deepEqual(await store.dueWorkflowTimers(Number.MAX_SAFE_INTEGER, 10), [], 'its timer row is gone');
+      t += 120_000;
+      assert.equal(await service.fireDueTimers(10), 0);
+      assert.equal((await store.getWorkflow(started.workflow.id))!.version, ended.version, 'nothing was written after its end');
+      assert.deepEqual(await service.verify(ended), { ok: true, events: 2 });
+      await store.close();
+    });
+  }
+});
+
 describe('a job input JSON cannot store', () => {
   const bigInput = (initial: 'idle' | 'run') => setup({ actors: { work: job('w.big') } }).createMachine({
     initial,
