@@ -586,6 +586,34 @@ describe('workflow steps that cannot be taken as written', () => {
     assert.deepEqual(many.effects.start, [], 'nothing of the refused step is started');
   });
 
+  it(`a step may start ${MAX_STARTS_PER_STEP} jobs and send as many messages; one more of either fails the instance`, () => {
+    const m = setup({ types: { events: {} as { type: 'SPAWN' | 'SEND'; n: number } }, actors: { work: job('w.many') } }).createMachine({
+      initial: 'a',
+      states: {
+        a: {
+          on: {
+            SPAWN: { actions: enqueueActions(({ enqueue, event }) => { for (let i = 0; i < event.n; i++) enqueue.spawnChild('work', { id: `i${i}` }); }) },
+            SEND: { actions: enqueueActions(({ enqueue, event }) => { for (let i = 0; i < event.n; i++) enqueue(sendToWorkflow('01HXPEER', { type: 'PING', i })); }) },
+          },
+        },
+      },
+    });
+    const d = defineWorkflow('many', m);
+    const s0 = startWorkflow(d, undefined, at, ids('t')).next;
+    const spawned = ok(stepWorkflow(d, s0, { type: 'SPAWN', n: MAX_STARTS_PER_STEP }, at, ids('x')));
+    assert.equal(spawned.next.status, 'active');
+    assert.equal(spawned.effects.start.length, MAX_STARTS_PER_STEP);
+    const sent = ok(stepWorkflow(d, s0, { type: 'SEND', n: MAX_STARTS_PER_STEP }, at, ids('x')));
+    assert.equal(sent.next.status, 'active');
+    assert.equal(sent.effects.send.length, MAX_STARTS_PER_STEP);
+    for (const [type, what] of [['SPAWN', /starts 1001 jobs, more than 1000/], ['SEND', /sends 1001 messages, more than 1000/]] as const) {
+      const r = ok(stepWorkflow(d, s0, { type, n: MAX_STARTS_PER_STEP + 1 }, at, ids('x')));
+      assert.equal(r.next.status, 'error', type);
+      assert.match(String((r.next.error as { message: string }).message), what);
+      assert.deepEqual([r.effects.start, r.effects.send], [[], []], `${type}: nothing of the refused step is started or sent`);
+    }
+  });
+
   it('an output JSON cannot store, or a state, a job input or a message past MAX_WORKFLOW_VALUE_BYTES, or a step past MAX_WORKFLOW_STEP_BYTES, fails the instance, naming it', () => {
     const size = (bytes: number) => 'x'.repeat(bytes);
     const m = setup({
