@@ -553,6 +553,41 @@ describe('timers of instances whose definition version this process lacks', () =
   });
 });
 
+describe('a step decided again after a lost race', () => {
+  it('starts its jobs under the ids it drew the first time: one id drawn per job, the same in both decisions', async () => {
+    const go = setup({ actors: { work: job('w.go') } }).createMachine({
+      id: 'go', initial: 'idle', states: { idle: { on: { GO: 'run' } }, run: { invoke: { id: 'work', src: 'work' } } },
+    });
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const ulids = ulidIds();
+    const drawn: string[] = [];
+    const ids = { ...ulids, jobId: () => { const id = ulids.jobId(); drawn.push(id); return id; } };
+    // Two decisions dropped, as after lost compare-and-sets, then the one committed: each on the same read.
+    const decided: string[][] = [];
+    const racing = intercept(store, (name) => name === 'updateWorkflow', async (_call, args) => {
+      const [id, decide, read] = args as Parameters<typeof store.updateWorkflow>;
+      const twice: typeof decide = (wf, message, signalled) => {
+        for (let i = 0; i < 2; i++) decided.push(decide(wf, message, signalled).write?.jobs.map((w) => w.job.id) ?? []);
+        return decide(wf, message, signalled);
+      };
+      return store.updateWorkflow(id, twice, read);
+    });
+    const service = new WorkflowService({ store: racing, clock: systemClock, ids, definitions: new HandlerRegistry().workflow('go', go) });
+    const started = await service.start({ tenant: 'default', name: 'go', input: null });
+    assert.ok(started.ok);
+    drawn.length = 0;
+    const r = await service.signal(started.workflow.id, 'default', { type: 'GO' });
+    assert.ok(r.ok);
+    const jobId = r.workflow.state.children[0]!.jobId;
+    assert.deepEqual(drawn, [jobId], 'one id drawn for the one job, however often the step is decided');
+    assert.deepEqual(decided, [[jobId], [jobId]], 'each dropped decision started the job committed');
+    assert.equal((await store.getJob(jobId))?.idempotencyKey, `ats:workflow:${started.workflow.id}:2:0`);
+    assert.deepEqual(await service.verify(r.workflow), { ok: true, events: 2 });
+    await store.close();
+  });
+});
+
 describe('an instance that ends while it holds a timer', () => {
   /** Waits a minute for its job: the job's end moves on, and so does the timer; POKE's guard throws, which fails it. */
   const waiting = setup({ actors: { work: job('w.wait') } }).createMachine({
