@@ -15,7 +15,7 @@ import { mathRandom, systemClock, ulidIds } from './system.js';
 import { TransitionService } from './transitions.js';
 import { silentLogger } from './logger.js';
 import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMessage } from './messages.js';
-import type { Clock, EventLog, LogRecord } from './ports.js';
+import type { Clock, EventLog, LogRecord, WorkflowRecord } from './ports.js';
 import { WorkflowDriver, WorkflowService } from './workflows.js';
 import { intercept } from '../tests/helpers/intercept.js';
 
@@ -183,6 +183,30 @@ describe('workflow versions', () => {
     assert.ok(moved.ok && moved.workflow.definitionVersion === 2);
     assert.equal((await service.migrate(a.workflow.id, 'default')).ok, false, 'already on the newest');
     assert.equal((await service.migrate(a.workflow.id, 'other-tenant')).ok, false);
+    await store.close();
+  });
+});
+
+describe('verify', () => {
+  it('compares the whole stored state with the replay: a context, a child or a status the history does not give is reported', async () => {
+    const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const started = await service.start({ tenant: 'default', name: 'counter', input: null });
+    assert.ok(started.ok);
+    for (let i = 0; i < 2; i++) assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
+    const wf = (await store.getWorkflow(started.workflow.id))!;
+    assert.deepEqual(await service.verify(wf), { ok: true, events: 3 });
+    const different = { ok: false, events: 3, problem: 'replaying the history gives a different state than the stored one' };
+    // The same state value each time: only what else the instance stores differs.
+    const child = wf.state.children[0]!;
+    const changed: [string, WorkflowRecord['state']][] = [
+      ['a context', { ...wf.state, context: { n: 5 } }],
+      ['a child', { ...wf.state, children: [{ ...child, jobId: `${child.jobId}X` }] }],
+      ['no child', { ...wf.state, children: [] }],
+      ['a status', { ...wf.state, status: 'cancelled' }],
+    ];
+    for (const [what, state] of changed) {
+      assert.deepEqual(await service.verify({ ...wf, state }), different, what);
+    }
     await store.close();
   });
 });
