@@ -55,8 +55,12 @@ export class StreamHub {
   private keyCheckLoop: Promise<void> | null = null;
   /** The last key re-check failed: logged once per outage, not at every tick. */
   private keyCheckFailing = false;
-  /** The last stats read failed: logged once as reads start failing and once as one answers again, not per client. */
-  private statsFailing = false;
+  /**
+   * Tenants whose last stats read failed: logged once as the first starts
+   * failing and once as the last answers again, not per client or tick (nor
+   * per tenant: one tenant's reads failing while the others' answer logs once).
+   */
+  private readonly statsFailing = new Set<string>();
   /** Per tenant, its last stats read and when. */
   private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
   /** The tails whose last read failed (the database unreachable): their live sessions have been told. */
@@ -268,13 +272,15 @@ export class StreamHub {
     if (!cached && this.statsCache.size >= STATS_TENANTS_MAX) this.statsCache.clear();
     this.statsCache.set(tenant, { at: now, value });
     value.then(() => {
-      if (!this.statsFailing) return;
-      this.statsFailing = false;
+      if (!this.statsFailing.delete(tenant) || this.statsFailing.size > 0) return;
       this.deps.logger.info('stream: job counts are read again');
     }, (err: unknown) => {
       if (this.statsCache.get(tenant)?.value === value) this.statsCache.delete(tenant);
-      if (this.statsFailing) return;
-      this.statsFailing = true;
+      if (this.statsFailing.has(tenant)) return;
+      // Bounded as the cache is: a tenant's entry goes at its next answer; past the bound, they start over (logged again at most).
+      if (this.statsFailing.size >= STATS_TENANTS_MAX) this.statsFailing.clear();
+      this.statsFailing.add(tenant);
+      if (this.statsFailing.size > 1) return;
       this.deps.logger.warn('stream: cannot read job counts; clients asking for stats are told ATS_ERR_STORE_UNAVAILABLE until it can', errorFields(err));
     });
     return value;

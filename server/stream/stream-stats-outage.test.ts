@@ -9,6 +9,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
 import type { JobStore, Logger } from '../../engine/ports.js';
+import { systemClock } from '../../engine/system.js';
+import { StreamHub, type HubDeps } from './hub.js';
+import { compileStreamOptions } from './options.js';
 import { startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
 
 const CLIENTS = 8;
@@ -68,5 +71,32 @@ describe('stream stats while the job counts cannot be read', () => {
     }
     assert.deepEqual(statsLines().map((l) => l.level), ['warn', 'info', 'warn']);
     for (const c of clients) c.send({ op: 'stats', everyMs: 0 });
+  });
+
+  it('one tenant\'s reads failing while another\'s answer: logged once as it starts and once as it ends, not at each read', async () => {
+    const logged: string[] = [];
+    const hubLogger: Logger = {
+      debug: () => undefined, info: (m) => void logged.push(`info ${m}`), warn: (m) => void logged.push(`warn ${m}`), error: () => undefined,
+    };
+    const big = { failing: true };
+    const counts = {
+      readEventsAfter: async () => [], lastEventId: async () => 0,
+      stats: async (tenant: string) => {
+        if (tenant === 'big' && big.failing) throw new Error('Query execution was interrupted, maximum statement execution time exceeded');
+        return store.stats(tenant);
+      },
+    };
+    const hub = new StreamHub({ store: counts, clock: systemClock, logger: hubLogger } as unknown as HubDeps, compileStreamOptions({ statsCacheMs: 0 }));
+    const stats = (t: string) => (hub as unknown as { stats(t: string): Promise<unknown> }).stats(t);
+    const tick = async () => {
+      await stats('big').catch(() => undefined);
+      await stats('small');
+      await new Promise((r) => setImmediate(r));
+    };
+    for (let i = 0; i < 10; i++) await tick();
+    assert.deepEqual(logged.map((l) => l.split(' ')[0]), ['warn'], logged.join('\n'));
+    big.failing = false;
+    for (let i = 0; i < 3; i++) await tick();
+    assert.deepEqual(logged.map((l) => l.split(' ')[0]), ['warn', 'info'], logged.join('\n'));
   });
 });
