@@ -27,7 +27,7 @@ import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, u
 import { DEFAULT_QUERY_TIMEOUT_MS, queryPool } from './timed-query.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
-import { DB_NOW, PING } from './statements.js';
+import { DB_NOW, PING, PING_TIMEOUT_MS } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
@@ -142,7 +142,9 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     dbNow: async () => Number(((await send(DB_NOW)) as Array<{ now: number | string }>)[0]!.now),
 
     ping: async () => {
-      await send(PING);
+      // Its own short bound: a write that waits on a lock (a backup's global read lock, a LOCK TABLES) must not hold
+      // a connection of the pool for the whole query timeout at each probe; a connection given up on is destroyed.
+      await queryPool(pool, PING, Math.min(queryTimeoutMs, PING_TIMEOUT_MS));
     },
     close: () => pool.end(),
   };

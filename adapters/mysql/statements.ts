@@ -25,6 +25,13 @@ export const RELEASE_MIGRATION_LOCK = "SELECT RELEASE_LOCK(LEFT(CONCAT('ats_migr
  */
 export const PING = 'UPDATE schema_migrations SET version = version WHERE 1 = 0';
 
+/**
+ * How long `PING` may wait for the server: a write can wait on a lock (a
+ * backup's global read lock) where a read would not, and each readiness probe
+ * would hold a connection of the pool until its query timeout (60 s).
+ */
+export const PING_TIMEOUT_MS = 5000;
+
 /** The session settings the store's literals rely on (sql-text.ts), checked at connect. Params: none. */
 export const SESSION_SETTINGS = 'SELECT @@SESSION.sql_mode AS sql_mode, @@SESSION.character_set_client AS charset';
 
