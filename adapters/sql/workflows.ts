@@ -28,7 +28,7 @@ import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import type { Query } from './reads.js';
 import { toJson, toNum, type Row } from './rows.js';
-import { marks, type Sql } from './statements.js';
+import { marks, MAX_PAGE_SCAN, type Sql } from './statements.js';
 import { insertProgram, updateProgram, VersionConflict } from './writes.js';
 
 const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
@@ -261,6 +261,27 @@ function listWorkflows(d: Dialect, f: WorkflowFilter): Sql {
 function listWorkflowSizes(d: Dialect, f: WorkflowFilter): Sql {
   const { sql, params } = workflowPageFilter(d, f);
   return { sql: `SELECT id, COALESCE(OCTET_LENGTH(input), 0) + OCTET_LENGTH(state) AS bytes ${sql} ORDER BY id DESC LIMIT ?`, params: [...params, f.limit] };
+}
+
+/**
+ * `limit` index entries of a tenant's page of one name and status (through
+ * the name's index, the status tested on each row) after the previous one's
+ * last id, newest first: each one's id, and the bytes of those of the status
+ * (null for the others, whose large columns are not read). Read at most
+ * `MAX_PAGE_SCAN` a page (pages.ts `scan`): a status the name's instances
+ * seldom have walked them all to fill a page. Params: status, tenant, name, [after_id], limit
+ */
+function scanWorkflowSizes(d: Dialect, f: WorkflowFilter): Sql {
+  const params: unknown[] = [f.status, f.tenant, f.name];
+  let where = 'tenant = ? AND name = ?';
+  if (f.afterId !== undefined) {
+    where += ' AND id < ?';
+    params.push(f.afterId);
+  }
+  return {
+    sql: `SELECT id, CASE WHEN status = ? THEN COALESCE(OCTET_LENGTH(input), 0) + OCTET_LENGTH(state) END AS bytes FROM workflows ${d.useIndex(listIndex(f))} WHERE ${where} ORDER BY id DESC LIMIT ?`,
+    params: [...params, f.limit],
+  };
 }
 
 /** Instances by id, newest first. Params: the ids. */
@@ -540,6 +561,9 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
         toRecord: rowToWorkflow,
         // The other filters are fixed for an instance's life; its status is not.
         matches: (wf) => filter.status === undefined || wf.state.status === filter.status,
+        ...(filter.name !== undefined && filter.status !== undefined
+          ? { scan: { sql: (afterId: string | undefined, take: number) => scanWorkflowSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }), maxScan: MAX_PAGE_SCAN } }
+          : {}),
       }, filter.afterId, filter.limit, maxBytes);
       return { workflows: records, nextAfterId };
     },

@@ -146,7 +146,7 @@ const cancelSchema = {
 const listSchema = {
   operationId: 'listWorkflows',
   summary: 'Workflow instances, newest first',
-  description: 'One page of instances, newest first, optionally only of one workflow or status. A page holds at most `limit` instances and about 8 MiB of their inputs and states: it may end before `limit` with a `nextCursor`. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
+  description: 'One page of instances, newest first, optionally only of one workflow or status. A page holds at most `limit` instances and about 8 MiB of their inputs and states: it may end before `limit` with a `nextCursor`. A name with a status reads at most 5,000 of the tenant\'s instances of that name: such a page may end short, or empty, with a `nextCursor` from where it stopped. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
   tags: TAGS,
   querystring: WorkflowListQuery,
   response: { 200: described(ref(WorkflowPage), 'One page of instances'), ...errorResponses(400) },
