@@ -13,7 +13,8 @@ import { createTestStore } from '../../tests/helpers/mysql.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import type { Clock, JobSpec, JobStore } from '../../engine/ports.js';
 import { TransitionService } from '../../engine/transitions.js';
-import { FIND_LOST_DISPATCHES } from './statements.js';
+import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
+import { findLostDispatches } from './statements.js';
 
 const T0 = Date.UTC(2031, 0, 1);
 const TIMEOUT_MS = 300_000;
@@ -37,7 +38,7 @@ describe('the lost-dispatch scan beside large backlogs', () => {
     const store = createSqliteStore({ file: ':memory:', clock: { now: () => clock.t } }) as SqliteStore;
     try {
       await store.migrate();
-      const plan = store.db.prepare(`EXPLAIN QUERY PLAN ${FIND_LOST_DISPATCHES}`).all(T0, 500) as { detail: string }[];
+      const plan = store.db.prepare(`EXPLAIN QUERY PLAN ${findLostDispatches(SQLITE_DIALECT)}`).all(T0, 500, T0, 500, 500) as { detail: string }[];
       const details = plan.map((p) => p.detail).join(' | ');
       assert.match(details, /USING INDEX ix_jobs_state_due_updated \(state=\? AND due_at=\? AND updated_at<\?\)/, details);
     } finally {
@@ -59,7 +60,8 @@ describe('the lost-dispatch scan beside large backlogs', () => {
       await pool.query('ANALYZE TABLE jobs');
       const before = clock.t - TIMEOUT_MS;
       assert.deepEqual(await store.findLostDispatches(before, 500), []);
-      const sql = FIND_LOST_DISPATCHES.replace('?', String(before)).replace('?', '500');
+      let sql = findLostDispatches(MYSQL_DIALECT);
+      for (const p of [before, 500, before, 500, 500]) sql = sql.replace('?', String(p));
       const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${sql}`);
       const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
       const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));

@@ -10,7 +10,7 @@ import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, FIND_DUE, FIND_EXPIRED_LEASES, FIND_LOST_DISPATCHES, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, findDue, FIND_EXPIRED_LEASES, findLostDispatches, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs, listJobSizes, MAX_PAGE_SCAN, scanJobSizes, selectJobs, testsRows,
 } from './statements.js';
 import { readPage } from './pages.js';
@@ -24,6 +24,8 @@ export type SqlReads = Pick<
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
+  const dueSql = findDue(d);
+  const lostSql = findLostDispatches(d);
   // Per band: the statements counting the jobs of the bands above (any id) and of its own (created before).
   const waitingAhead = new Map([...BAND_PRIORITIES].map(([band, p]) => [band, {
     same: countWaitingAhead(d, p.same, true), above: p.above === null ? null : countWaitingAhead(d, p.above, false),
@@ -77,9 +79,9 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     outboxBacklog: () => readOutboxBacklog(query),
     edgeStats: (since, maxEvents, tenant) => readEdgeStats(query, since, maxEvents, tenant),
-    findDue: (now, limit) => due(FIND_DUE, [now, limit]),
+    findDue: (now, limit) => due(dueSql, [now, limit, now, limit, limit]),
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
-    findLostDispatches: async (before, limit) => (await query(FIND_LOST_DISPATCHES, [before, limit])).map(rowToLostDispatch),
+    findLostDispatches: async (before, limit) => (await query(lostSql, [before, limit, before, limit, limit])).map(rowToLostDispatch),
     oldestOutboxAt: async () => {
       const [row] = await query(SELECT_OLDEST_OUTBOX_AT, []);
       return row ? toNum(row.created_at) : null;

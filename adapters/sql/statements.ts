@@ -285,12 +285,26 @@ export const COUNT_BY_TYPE_STATE = 'SELECT type AS k, state, COUNT(*) AS n FROM 
 export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FROM jobs GROUP BY queue, state';
 
 /**
- * Delayed jobs and retries whose due time has come, the most overdue first
- * (index `state, due_at, updated_at`; `due_at` is NULL unless the timers must act).
- * Params: now, limit
+ * The first `limit` rows of two ranges of one index, one per state, merged in
+ * the order of `order`: each range is read in the index's order and stops at
+ * `limit` rows, where `state IN (a, b) … ORDER BY` sorted every row of both
+ * (a backlog of a million due jobs, sorted at each pass of the timers).
+ * Params: per state, `where`'s; then limit, limit (after each state's), limit
  */
-export const FIND_DUE = `SELECT id, state, attempt, version FROM jobs
-  WHERE state IN ('pending', 'retrying') AND due_at <= ? ORDER BY due_at LIMIT ?`;
+function firstOfTwoStates(d: Dialect, columns: string, states: readonly [string, string], where: string, order: string): string {
+  // Named: MariaDB otherwise may read `(state, updated_at)` in order, testing `due_at` on every row of a backlog.
+  const range = (state: string) => `SELECT * FROM (SELECT ${columns}, ${order} AS sort_key FROM jobs ${d.useIndex('ix_jobs_state_due_updated')}`
+    + ` WHERE state = '${state}' AND ${where} ORDER BY ${order} LIMIT ?) AS s_${state}`;
+  return `SELECT * FROM (${range(states[0])} UNION ALL ${range(states[1])}) AS firsts ORDER BY sort_key LIMIT ?`;
+}
+
+/**
+ * Delayed jobs and retries whose due time has come, the most overdue first
+ * (index `state, due_at, updated_at`, a range of each state; `due_at` is NULL
+ * unless the timers must act).
+ * Params: now, limit, now, limit, limit
+ */
+export const findDue = (d: Dialect): string => firstOfTwoStates(d, 'id, state, attempt, version', ['pending', 'retrying'], 'due_at <= ?', 'due_at');
 
 /**
  * Running jobs whose lease ended, the oldest lease first (index `state, due_at, updated_at`:
@@ -305,22 +319,23 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
 
 /**
  * Jobs whose dispatch went out (or may have) and that no worker started since
- * `before`, the oldest first (index `state, due_at, updated_at`: the three conditions): published ones, and
+ * `before`, the oldest first (index `state, due_at, updated_at`: the three conditions, a range of each state): published ones, and
  * pending ones whose dispatch was issued (`due_at` NULL: see `project`) but
  * whose PUBLISHED was never recorded (the relay's bookkeeping write failed,
  * or the relay died before it).
- * Params: before, limit
+ * Params: before, limit, before, limit, limit
  */
-export const FIND_LOST_DISPATCHES = `SELECT id, state, attempt, version, type, queue, priority,
-  json_extract(snapshot, '$.context.updatedAt') AS last_transition_at FROM jobs
-  WHERE state IN ('pending', 'published') AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at LIMIT ?`;
+export const findLostDispatches = (d: Dialect): string => firstOfTwoStates(
+  d, "id, state, attempt, version, type, queue, priority, json_extract(snapshot, '$.context.updatedAt') AS last_transition_at",
+  ['pending', 'published'], 'due_at IS NULL AND updated_at <= ?', 'updated_at',
+);
 
 /** When the oldest row still in the outbox was written: the first entry of the primary key. */
 export const SELECT_OLDEST_OUTBOX_AT = 'SELECT created_at FROM outbox ORDER BY id LIMIT 1';
 
 /**
  * Dispatches a live worker holds (`keepDispatches`): the jobs among `n` ids
- * still waiting for a worker, as `FIND_LOST_DISPATCHES` sees them, get a later
+ * still waiting for a worker, as `findLostDispatches` sees them, get a later
  * update time. Primary-key lookups; never moves the time back.
  * Params: at, the ids, at
  */
