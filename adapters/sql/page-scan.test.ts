@@ -29,16 +29,18 @@ async function fill(store: JobStore, copy: (sql: string, params: unknown[]) => P
   assert.ok((await store.insert([source]))[0]!.ok);
   const now = Date.now();
   const [oldest, newest] = [`${encodeTime(now - 3000, 10)}${'0'.repeat(16)}`, `${encodeTime(now + 60_000, 10)}${'0'.repeat(16)}`];
-  for (const id of [oldest, newest]) {
+  // Each created when its id says (the copies' ids and creation times of one moment).
+  const created = (at: number) => COLUMNS.replace('created_at', String(at));
+  for (const [id, at] of [[oldest, now - 3000], [newest, now + 60_000]] as const) {
     // Dead, as far as a page reads: the state column and the snapshot's value.
-    await copy(`INSERT INTO jobs (id, ${COLUMNS}) SELECT ?, ${COLUMNS.replace('state, ', "'dead', ").replace('snapshot', `REPLACE(snapshot, '"value":"pending"', '"value":"dead"')`)} FROM jobs WHERE id = ?`, [id, source.job.id]);
+    await copy(`INSERT INTO jobs (id, ${COLUMNS}) SELECT ?, ${created(at).replace('state, ', "'dead', ").replace('snapshot', `REPLACE(snapshot, '"value":"pending"', '"value":"dead"')`)} FROM jobs WHERE id = ?`, [id, source.job.id]);
   }
-  await copy(`INSERT INTO jobs (id, ${COLUMNS}) SELECT ? || printf('%016d', s.n), ${COLUMNS} FROM jobs j JOIN seq s WHERE j.id = ?`, [encodeTime(now - 2000, 10), source.job.id]);
+  await copy(`INSERT INTO jobs (id, ${COLUMNS}) SELECT ? || printf('%016d', s.n), ${created(now - 2000)} FROM jobs j JOIN seq s WHERE j.id = ?`, [encodeTime(now - 2000, 10), source.job.id]);
   return { oldest, newest };
 }
 
 /** Every page of `filter`, following the cursors: the ids of each. */
-async function allPages(store: JobStore, filter: { tenant: string; state?: 'dead'; type?: string; queue?: string }): Promise<string[][]> {
+async function allPages(store: JobStore, filter: { tenant: string; state?: 'dead'; type?: string; queue?: string; createdAfter?: number }): Promise<string[][]> {
   const pages: string[][] = [];
   let page: JobRecordPage = { jobs: [], nextAfterId: null };
   do {
@@ -57,6 +59,11 @@ async function checkPages(store: JobStore, ids: { oldest: string; newest: string
     assert.deepEqual(pages.flat(), [ids.newest, ids.oldest], JSON.stringify(filter));
     assert.ok(pages.length >= 2 && pages.slice(1, -1).every((p) => p.length === 0), `pages: ${pages.map((p) => p.length).join(', ')}`);
   }
+  // By creation time: the jobs after a time, the tenant's history before it read a bound at a time.
+  const recent = await allPages(store, { tenant: 'acme', createdAfter: Date.now() + 30_000 });
+  assert.deepEqual(recent.flat(), [ids.newest]);
+  assert.deepEqual(recent[0], [ids.newest]);
+  assert.ok(recent.length >= 2, `pages: ${recent.map((p) => p.length).join(', ')}`);
   // A page with a matching job on every row still ends at `limit`, as before.
   const pending = await store.listJobPage({ tenant: 'acme', state: 'pending', type: 't.rare', limit: 50 }, 1 << 20);
   assert.equal(pending.jobs.length, 50);
@@ -71,6 +78,8 @@ describe('a page filtered on what its index does not hold', () => {
     assert.equal(testsRows({ tenant: 'a', state: 'dead', limit: 1 }), false);
     assert.equal(testsRows({ tenant: 'a', type: 't', limit: 1 }), false);
     assert.equal(testsRows({ state: 'dead', type: 't', limit: 1 }), false, 'engine reads of every tenant are not pages of the API');
+    assert.equal(testsRows({ tenant: 'a', createdAfter: 1, limit: 1 }), true);
+    assert.equal(testsRows({ tenant: 'a', state: 'dead', createdBefore: 1, limit: 1 }), true);
     const q = scanJobSizes(SQLITE_DIALECT, { tenant: 'acme', state: 'dead', type: 't.rare', afterId: '01ZZ', limit: 7 });
     assert.equal(q.sql, 'SELECT id, CASE WHEN state = ? THEN COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot) END AS bytes FROM jobs INDEXED BY ix_jobs_tenant_type_id WHERE tenant = ? AND type = ? AND id < ? ORDER BY id DESC LIMIT ?');
     assert.deepEqual(q.params, ['dead', 'acme', 't.rare', '01ZZ', 7]);

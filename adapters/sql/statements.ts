@@ -207,14 +207,17 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
 }
 
 /**
- * Whether a tenant's page of `f` tests a state or a type on each row its
- * index reads (`jobPageConditions`): a state or type the tenant's jobs of that
- * type or queue seldom have would walk all of them to fill a page (a million
- * rows for none found), so such a page is read by `scanJobSizes`, at most
+ * Whether a tenant's page of `f` tests a state, a type or a creation time on
+ * each row its index reads (`jobPageConditions`): what the tenant's jobs
+ * seldom match would walk all of them to fill a page (a million rows for none
+ * found; a list by `createdAfter` walked the tenant's history to its first
+ * job on its last page), so such a page is read by `scanJobSizes`, at most
  * `MAX_PAGE_SCAN` index entries a read.
  */
 export function testsRows(f: JobFilter): boolean {
   if (f.tenant === undefined) return false;
+  // A creation time is always tested on each row (the id cannot bound it: `jobPageConditions`).
+  if (f.createdAfter !== undefined || f.createdBefore !== undefined) return true;
   const index = tenantListIndex(f);
   return (f.state !== undefined && index !== 'ix_jobs_state_tenant_id') || (f.type !== undefined && index === 'ix_jobs_tenant_queue_id');
 }

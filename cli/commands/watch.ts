@@ -154,8 +154,9 @@ export class JobVersions {
 /**
  * The fallback: every second, list the newest jobs (or read the one job) and
  * print the events of those whose version moved since the last look. Jobs
- * older than the newest page (100, fewer when their payloads are large) are
- * not seen: the stream is the real way. What
+ * older than the newest page (100, fewer when their payloads are large, or,
+ * with both a type and a queue, when the type is rare among the queue's
+ * newest 5,000 jobs) are not seen: the stream is the real way. What
  * it remembers of the jobs it saw is bounded (`JobVersions`).
  */
 export async function pollTransitions(

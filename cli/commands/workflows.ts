@@ -250,7 +250,7 @@ const lsCommand = clientCommand(workflowLsSpec, async ({ client, values }) => {
     out(JSON.stringify(page));
     return 0;
   }
-  if (page.workflows.length === 0) err('no workflows');
+  if (page.workflows.length === 0) err(page.nextCursor ? 'no workflows on this page (it stopped at its read bound; older ones may match)' : 'no workflows');
   else out(workflowTable(page.workflows).join('\n'));
   if (page.nextCursor) {
     err(moreHint('ats workflow ls', [

@@ -26,7 +26,7 @@ const getSchema = {
 const listSchema = {
   operationId: 'listJobs',
   summary: 'Jobs, newest first',
-  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). A page holds at most `limit` jobs and about 8 MiB of their payloads and results: it may end before `limit` with a `nextCursor`. A state with a type or queue (or a type with a queue) reads at most 5,000 of the tenant\'s jobs of that type or queue: such a page may end short, or empty, with a `nextCursor` from where it stopped. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
+  description: 'One page of jobs, newest first, optionally only of one state, type or queue, or submitted in a time range (`createdAfter` inclusive, `createdBefore` exclusive). A page holds at most `limit` jobs and about 8 MiB of their payloads and results: it may end before `limit` with a `nextCursor`. A creation time, or a state with a type or queue (or a type with a queue), is tested on each job read: such a page reads about 5,000 of the tenant\'s jobs at most, and may end short, or empty, with a `nextCursor` from where it stopped. Pass the answer\'s `nextCursor` as `cursor` for the next page; none means no more.',
   tags: ['jobs'],
   querystring: ListQuery,
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },

@@ -38,6 +38,9 @@ export interface HubDeps {
   standing?: (principal: Principal) => Promise<Standing>;
 }
 
+/** A stats outage ends at a read that answers this long after the last failure, even if a tenant that failed never asked again. */
+export const STATS_OUTAGE_QUIET_MS = 60_000;
+
 /** Tenants whose stats the hub keeps at most; beyond, it starts over. */
 const STATS_TENANTS_MAX = 1000;
 
@@ -56,11 +59,12 @@ export class StreamHub {
   /** The last key re-check failed: logged once per outage, not at every tick. */
   private keyCheckFailing = false;
   /**
-   * Tenants whose last stats read failed: logged once as the first starts
-   * failing and once as the last answers again, not per client or tick (nor
-   * per tenant: one tenant's reads failing while the others' answer logs once).
+   * Stats reads failing: logged once as the first fails and once as it ends,
+   * not per client, tick or tenant. It ends when every tenant that failed has
+   * answered since, or, as a tenant that failed may never ask again, when any
+   * read answers `STATS_OUTAGE_QUIET_MS` after the last failure.
    */
-  private readonly statsFailing = new Set<string>();
+  private statsOutage: { failing: Set<string>; lastFailureAt: number } | null = null;
   /** Per tenant, its last stats read and when. */
   private readonly statsCache = new Map<string, { at: number; value: Promise<Stats> }>();
   /** The tails whose last read failed (the database unreachable): their live sessions have been told. */
@@ -272,15 +276,22 @@ export class StreamHub {
     if (!cached && this.statsCache.size >= STATS_TENANTS_MAX) this.statsCache.clear();
     this.statsCache.set(tenant, { at: now, value });
     value.then(() => {
-      if (!this.statsFailing.delete(tenant) || this.statsFailing.size > 0) return;
+      const outage = this.statsOutage;
+      if (!outage) return;
+      outage.failing.delete(tenant);
+      if (outage.failing.size > 0 && this.deps.clock.now() - outage.lastFailureAt < STATS_OUTAGE_QUIET_MS) return;
+      this.statsOutage = null;
       this.deps.logger.info('stream: job counts are read again');
     }, (err: unknown) => {
       if (this.statsCache.get(tenant)?.value === value) this.statsCache.delete(tenant);
-      if (this.statsFailing.has(tenant)) return;
-      // Bounded as the cache is: a tenant's entry goes at its next answer; past the bound, they start over (logged again at most).
-      if (this.statsFailing.size >= STATS_TENANTS_MAX) this.statsFailing.clear();
-      this.statsFailing.add(tenant);
-      if (this.statsFailing.size > 1) return;
+      const at = this.deps.clock.now();
+      if (this.statsOutage) {
+        // Bounded as the cache is; past the bound, only the quiet time ends the outage.
+        if (this.statsOutage.failing.size < STATS_TENANTS_MAX) this.statsOutage.failing.add(tenant);
+        this.statsOutage.lastFailureAt = at;
+        return;
+      }
+      this.statsOutage = { failing: new Set([tenant]), lastFailureAt: at };
       this.deps.logger.warn('stream: cannot read job counts; clients asking for stats are told ATS_ERR_STORE_UNAVAILABLE until it can', errorFields(err));
     });
     return value;

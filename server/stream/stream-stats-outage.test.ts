@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
 import type { JobStore, Logger } from '../../engine/ports.js';
 import { systemClock } from '../../engine/system.js';
-import { StreamHub, type HubDeps } from './hub.js';
+import { STATS_OUTAGE_QUIET_MS, StreamHub, type HubDeps } from './hub.js';
 import { compileStreamOptions } from './options.js';
 import { startStreamInstance, TestClient, type StreamInstance } from '../../tests/helpers/stream.js';
 
@@ -98,5 +98,41 @@ describe('stream stats while the job counts cannot be read', () => {
     big.failing = false;
     for (let i = 0; i < 3; i++) await tick();
     assert.deepEqual(logged.map((l) => l.split(' ')[0]), ['warn', 'info'], logged.join('\n'));
+  });
+
+  it('a tenant that failed and never asks again: the outage ends at a read that answers a quiet while after the last failure, and the next one is logged', async () => {
+    const logged: string[] = [];
+    const hubLogger: Logger = {
+      debug: () => undefined, info: (m) => void logged.push('info'), warn: (m) => void logged.push('warn'), error: () => undefined,
+    };
+    const down = { on: true };
+    const counts = {
+      readEventsAfter: async () => [], lastEventId: async () => 0,
+      stats: async (tenant: string) => {
+        if (down.on) throw new Error('connect ECONNREFUSED 127.0.0.1:3306');
+        return store.stats(tenant);
+      },
+    };
+    let now = 1_000_000;
+    const clock = { now: () => now, sleep: systemClock.sleep };
+    const hub = new StreamHub({ store: counts, clock, logger: hubLogger } as unknown as HubDeps, compileStreamOptions({ statsCacheMs: 0 }));
+    const stats = (t: string) => (hub as unknown as { stats(t: string): Promise<unknown> }).stats(t).catch(() => undefined);
+    const settle = () => new Promise((r) => setImmediate(r));
+    await stats('a');
+    await stats('b');
+    await settle();
+    down.on = false;
+    // Only b asks again: a's clients left during the outage.
+    await stats('b');
+    await settle();
+    assert.deepEqual(logged, ['warn'], 'a has not answered, and it failed just now');
+    now += STATS_OUTAGE_QUIET_MS;
+    await stats('b');
+    await settle();
+    assert.deepEqual(logged, ['warn', 'info']);
+    down.on = true;
+    await stats('b');
+    await settle();
+    assert.deepEqual(logged, ['warn', 'info', 'warn'], 'the next outage is logged');
   });
 });
