@@ -14,7 +14,7 @@ import { encodeTime } from 'ulid';
 import type { JobRecordPage, JobStore } from '../../engine/ports.js';
 import type { MysqlStore } from '../mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
-import { createTestStore } from '../../tests/helpers/mysql.js';
+import { createTestStore, rowsReadBy } from '../../tests/helpers/mysql.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
 import { MAX_PAGE_SCAN, scanJobSizes, testsRows } from './statements.js';
@@ -108,11 +108,7 @@ describe('a page filtered on what its index does not hold', () => {
       await pool.query('ANALYZE TABLE jobs');
       await checkPages(store, ids);
       const q = scanJobSizes(MYSQL_DIALECT, { tenant: 'acme', state: 'dead', type: 't.rare', limit: 1000 });
-      let text = q.sql;
-      for (const p of q.params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
-      const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
-      const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-      const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
+      const read = await rowsReadBy(pool, q.sql, q.params);
       assert.ok(read.length > 0 && read.every((n) => n <= 1000), `rows read: ${read.join(', ')}`);
     } finally {
       await cleanup();

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MysqlStore } from '../mysql/index.js';
-import { createTestStore } from '../../tests/helpers/mysql.js';
+import { createTestStore, rowsReadBy } from '../../tests/helpers/mysql.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { MYSQL_DIALECT } from './dialect.js';
 import { findDue, findLostDispatches } from './statements.js';
@@ -45,11 +45,7 @@ describe('the timers\' scans over two states', () => {
       assert.deepEqual(lost.slice(0, 5).map((j) => j.id.slice(0, 2)), [w.job.id.slice(0, 2), '0L', '0U', '0L', '0U']);
       assert.equal(lost.length, 100);
       for (const [sql, params] of [[findDue(MYSQL_DIALECT), [now, 100, now, 100, 100]], [findLostDispatches(MYSQL_DIALECT), [now, 100, now, 100, 100]]] as const) {
-        let text: string = sql;
-        for (const p of params) text = text.replace('?', String(p));
-        const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
-        const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-        const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
+        const read = await rowsReadBy(pool, sql, params);
         assert.ok(read.length > 0 && read.every((n) => n <= 200), `rows read: ${read.join(', ')}`);
       }
     } finally {

@@ -98,3 +98,15 @@ export async function createProxiedTestStore(
     throw err;
   }
 }
+
+/**
+ * The rows each step of `sql` read on MariaDB (`ANALYZE FORMAT=JSON`'s
+ * `r_rows`), its params written into it (numbers as they are, the rest quoted).
+ */
+export async function rowsReadBy(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<number[]> {
+  let text = sql;
+  for (const p of params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
+  const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
+  const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
+  return [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
+}
