@@ -38,7 +38,7 @@ describe('the lost-dispatch scan beside large backlogs', () => {
     const store = createSqliteStore({ file: ':memory:', clock: { now: () => clock.t } }) as SqliteStore;
     try {
       await store.migrate();
-      const plan = store.db.prepare(`EXPLAIN QUERY PLAN ${findLostDispatches(SQLITE_DIALECT)}`).all(T0, 500, T0, 500, 500) as { detail: string }[];
+      const plan = (({ sql, params }) => store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params))(findLostDispatches(SQLITE_DIALECT)(T0, 500)) as { detail: string }[];
       const details = plan.map((p) => p.detail).join(' | ');
       assert.match(details, /USING INDEX ix_jobs_state_due_updated \(state=\? AND due_at=\? AND updated_at<\?\)/, details);
     } finally {
@@ -60,8 +60,9 @@ describe('the lost-dispatch scan beside large backlogs', () => {
       await pool.query('ANALYZE TABLE jobs');
       const before = clock.t - TIMEOUT_MS;
       assert.deepEqual(await store.findLostDispatches(before, 500), []);
-      let sql = findLostDispatches(MYSQL_DIALECT);
-      for (const p of [before, 500, before, 500, 500]) sql = sql.replace('?', String(p));
+      const q = findLostDispatches(MYSQL_DIALECT)(before, 500);
+      let sql = q.sql;
+      for (const p of q.params) sql = sql.replace('?', String(p));
       const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${sql}`);
       const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
       const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));

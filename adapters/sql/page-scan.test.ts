@@ -17,7 +17,8 @@ import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
 import { createTestStore, rowsReadBy } from '../../tests/helpers/mysql.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
-import { MAX_PAGE_SCAN, scanJobSizes, testsRows } from './statements.js';
+import { MAX_PAGE_SCAN } from './pages.js';
+import { scanJobSizes, testsRows } from './statements.js';
 
 const COLUMNS = 'tenant, type, queue, state, version, attempt, due_at, lease_until, priority, timeout_ms, payload, snapshot, updated_at, created_at';
 /** More than a page reads (MAX_PAGE_SCAN): pages stop at their bound, empty, with a cursor. */

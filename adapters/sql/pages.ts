@@ -44,11 +44,14 @@ export interface PageReads<T> {
    * For a filter the index does not hold (tested on each row it reads):
    * `take` index entries after `afterId` in page order, each one's `id` and
    * the `bytes` of those that match (null for the others). A page then reads
-   * at most `maxScan` entries, in growing steps, and ends where it stopped.
-   * Absent: `sizes`, which reads until `limit + 1` rows match.
+   * at most `MAX_PAGE_SCAN` entries, in growing steps, and ends where it
+   * stopped. Absent: `sizes`, which reads until `limit + 1` rows match.
    */
-  scan?: { sql(afterId: string | undefined, take: number): Sql; maxScan: number };
+  scan?(afterId: string | undefined, take: number): Sql;
 }
+
+/** Index entries a page read by `scan` reads at most; it may then end short, or empty, with a cursor to go on. */
+export const MAX_PAGE_SCAN = 5000;
 
 /** The first step of a `scan`, as a multiple of the rows a page wants; each next step is four times the last. */
 const FIRST_SCAN_STEP = 2;
@@ -59,8 +62,7 @@ const FIRST_SCAN_STEP = 2;
  * (`scannedTo`: the next page starts after it; every row above was read).
  */
 async function matchingSizes<T>(query: Query, reads: PageReads<T>, afterId: string | undefined, want: number): Promise<{ found: RowSize[]; scannedTo: string | null }> {
-  const { scan } = reads;
-  if (!scan) {
+  if (!reads.scan) {
     const sizes = reads.sizes(afterId, want);
     return { found: (await query(sizes.sql, sizes.params)).map((r) => ({ id: String(r.id), bytes: toNum(r.bytes) })), scannedTo: null };
   }
@@ -68,8 +70,8 @@ async function matchingSizes<T>(query: Query, reads: PageReads<T>, afterId: stri
   let scanned = 0;
   let last = afterId;
   for (let step = want * FIRST_SCAN_STEP; ; step *= 4) {
-    const take = Math.min(step, scan.maxScan - scanned);
-    const { sql, params } = scan.sql(last, take);
+    const take = Math.min(step, MAX_PAGE_SCAN - scanned);
+    const { sql, params } = reads.scan(last, take);
     const rows = await query(sql, params);
     for (const r of rows) {
       last = String(r.id);
@@ -79,7 +81,7 @@ async function matchingSizes<T>(query: Query, reads: PageReads<T>, afterId: stri
     scanned += rows.length;
     // The index's range ended: every row of it was read.
     if (rows.length < take) return { found, scannedTo: null };
-    if (scanned >= scan.maxScan) return { found, scannedTo: last ?? null };
+    if (scanned >= MAX_PAGE_SCAN) return { found, scannedTo: last ?? null };
   }
 }
 

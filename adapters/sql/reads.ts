@@ -11,7 +11,7 @@ import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
   BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, findDue, FIND_EXPIRED_LEASES, findLostDispatches, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
-  SELECT_JOB_BY_KEY, listJobs, listJobSizes, MAX_PAGE_SCAN, scanJobSizes, selectJobs, testsRows,
+  SELECT_JOB_BY_KEY, listJobs, listJobSizes, scanJobSizes, selectJobs, testsRows,
 } from './statements.js';
 import { readPage } from './pages.js';
 
@@ -68,7 +68,7 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
         // The other filters are fixed for a job's life; its state is not.
         matches: (job) => filter.state === undefined || job.snapshot.value === filter.state,
         ...(testsRows(filter)
-          ? { scan: { sql: (afterId: string | undefined, take: number) => scanJobSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }), maxScan: MAX_PAGE_SCAN } }
+          ? { scan: (afterId: string | undefined, take: number) => scanJobSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }) }
           : {}),
       }, filter.afterId, filter.limit, maxBytes);
       return { jobs: records, nextAfterId };
@@ -79,9 +79,15 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     outboxBacklog: () => readOutboxBacklog(query),
     edgeStats: (since, maxEvents, tenant) => readEdgeStats(query, since, maxEvents, tenant),
-    findDue: (now, limit) => due(dueSql, [now, limit, now, limit, limit]),
+    findDue: (now, limit) => {
+      const { sql, params } = dueSql(now, limit);
+      return due(sql, params);
+    },
     findExpiredLeases: (now, limit) => due(FIND_EXPIRED_LEASES, [now, now, limit]),
-    findLostDispatches: async (before, limit) => (await query(lostSql, [before, limit, before, limit, limit])).map(rowToLostDispatch),
+    findLostDispatches: async (before, limit) => {
+      const { sql, params } = lostSql(before, limit);
+      return (await query(sql, params)).map(rowToLostDispatch);
+    },
     oldestOutboxAt: async () => {
       const [row] = await query(SELECT_OLDEST_OUTBOX_AT, []);
       return row ? toNum(row.created_at) : null;

@@ -212,18 +212,11 @@ function jobPageFilter(d: Dialect, f: JobFilter): Sql {
  * seldom match would walk all of them to fill a page (a million rows for none
  * found; a list by `createdAfter` walked the tenant's history to its first
  * job on its last page), so such a page is read by `scanJobSizes`, at most
- * `MAX_PAGE_SCAN` index entries a read.
+ * `MAX_PAGE_SCAN` index entries a read (pages.ts).
  */
 export function testsRows(f: JobFilter): boolean {
-  if (f.tenant === undefined) return false;
-  // A creation time is always tested on each row (the id cannot bound it: `jobPageConditions`).
-  if (f.createdAfter !== undefined || f.createdBefore !== undefined) return true;
-  const index = tenantListIndex(f);
-  return (f.state !== undefined && index !== 'ix_jobs_state_tenant_id') || (f.type !== undefined && index === 'ix_jobs_tenant_queue_id');
+  return f.tenant !== undefined && jobPageConditions(f).tested.where.length > 0;
 }
-
-/** Index entries one read of a page that `testsRows` reads at most; a page may then end short, or empty, with a cursor to go on. */
-export const MAX_PAGE_SCAN = 5000;
 
 /** The bytes a job's payload and snapshot (which holds its result and last error) take. */
 const JOB_BYTES = 'COALESCE(OCTET_LENGTH(payload), 0) + OCTET_LENGTH(snapshot)';
@@ -292,22 +285,24 @@ export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FRO
  * the order of `order`: each range is read in the index's order and stops at
  * `limit` rows, where `state IN (a, b) … ORDER BY` sorted every row of both
  * (a backlog of a million due jobs, sorted at each pass of the timers).
- * Params: per state, `where`'s; then limit, limit (after each state's), limit
+ * `where` takes one param, `value`.
  */
-function firstOfTwoStates(d: Dialect, columns: string, states: readonly [string, string], where: string, order: string): string {
+function firstOfTwoStates(
+  d: Dialect, columns: string, states: readonly [string, string], where: string, order: string,
+): (value: number, limit: number) => Sql {
   // Named: MariaDB otherwise may read `(state, updated_at)` in order, testing `due_at` on every row of a backlog.
   const range = (state: string) => `SELECT * FROM (SELECT ${columns}, ${order} AS sort_key FROM jobs ${d.useIndex('ix_jobs_state_due_updated')}`
     + ` WHERE state = '${state}' AND ${where} ORDER BY ${order} LIMIT ?) AS s_${state}`;
-  return `SELECT * FROM (${range(states[0])} UNION ALL ${range(states[1])}) AS firsts ORDER BY sort_key LIMIT ?`;
+  const sql = `SELECT * FROM (${range(states[0])} UNION ALL ${range(states[1])}) AS firsts ORDER BY sort_key LIMIT ?`;
+  return (value, limit) => ({ sql, params: [value, limit, value, limit, limit] });
 }
 
 /**
  * Delayed jobs and retries whose due time has come, the most overdue first
  * (index `state, due_at, updated_at`, a range of each state; `due_at` is NULL
- * unless the timers must act).
- * Params: now, limit, now, limit, limit
+ * unless the timers must act), as a statement of (now, limit).
  */
-export const findDue = (d: Dialect): string => firstOfTwoStates(d, 'id, state, attempt, version', ['pending', 'retrying'], 'due_at <= ?', 'due_at');
+export const findDue = (d: Dialect): ((now: number, limit: number) => Sql) => firstOfTwoStates(d, 'id, state, attempt, version', ['pending', 'retrying'], 'due_at <= ?', 'due_at');
 
 /**
  * Running jobs whose lease ended, the oldest lease first (index `state, due_at, updated_at`:
@@ -325,10 +320,9 @@ export const FIND_EXPIRED_LEASES = `SELECT id, state, attempt, version FROM jobs
  * `before`, the oldest first (index `state, due_at, updated_at`: the three conditions, a range of each state): published ones, and
  * pending ones whose dispatch was issued (`due_at` NULL: see `project`) but
  * whose PUBLISHED was never recorded (the relay's bookkeeping write failed,
- * or the relay died before it).
- * Params: before, limit, before, limit, limit
+ * or the relay died before it). As a statement of (before, limit).
  */
-export const findLostDispatches = (d: Dialect): string => firstOfTwoStates(
+export const findLostDispatches = (d: Dialect): ((before: number, limit: number) => Sql) => firstOfTwoStates(
   d, "id, state, attempt, version, type, queue, priority, json_extract(snapshot, '$.context.updatedAt') AS last_transition_at",
   ['pending', 'published'], 'due_at IS NULL AND updated_at <= ?', 'updated_at',
 );

@@ -44,7 +44,7 @@ describe('the timers\' scans over two states', () => {
       // The submitted source job (updated at T0) first, then the two states' candidates in turn.
       assert.deepEqual(lost.slice(0, 5).map((j) => j.id.slice(0, 2)), [w.job.id.slice(0, 2), '0L', '0U', '0L', '0U']);
       assert.equal(lost.length, 100);
-      for (const [sql, params] of [[findDue(MYSQL_DIALECT), [now, 100, now, 100, 100]], [findLostDispatches(MYSQL_DIALECT), [now, 100, now, 100, 100]]] as const) {
+      for (const { sql, params } of [findDue(MYSQL_DIALECT)(now, 100), findLostDispatches(MYSQL_DIALECT)(now, 100)]) {
         const read = await rowsReadBy(pool, sql, params);
         assert.ok(read.length > 0 && read.every((n) => n <= 200), `rows read: ${read.join(', ')}`);
       }

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { WorkflowRecord } from '../../engine/ports.js';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
-import { MAX_PAGE_SCAN } from './statements.js';
+import { MAX_PAGE_SCAN } from './pages.js';
 
 const MANY = Math.ceil(2.5 * MAX_PAGE_SCAN);
 const T = 1_900_000_000_000;

@@ -28,7 +28,7 @@ import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import type { Query } from './reads.js';
 import { toJson, toNum, type Row } from './rows.js';
-import { marks, MAX_PAGE_SCAN, type Sql } from './statements.js';
+import { marks, type Sql } from './statements.js';
 import { insertProgram, updateProgram, VersionConflict } from './writes.js';
 
 const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
@@ -268,7 +268,7 @@ function listWorkflowSizes(d: Dialect, f: WorkflowFilter): Sql {
  * the name's index, the status tested on each row) after the previous one's
  * last id, newest first: each one's id, and the bytes of those of the status
  * (null for the others, whose large columns are not read). Read at most
- * `MAX_PAGE_SCAN` a page (pages.ts `scan`): a status the name's instances
+ * pages.ts `MAX_PAGE_SCAN` a page (`scan`): a status the name's instances
  * seldom have walked them all to fill a page. Params: status, tenant, name, [after_id], limit
  */
 function scanWorkflowSizes(d: Dialect, f: WorkflowFilter): Sql {
@@ -562,7 +562,7 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
         // The other filters are fixed for an instance's life; its status is not.
         matches: (wf) => filter.status === undefined || wf.state.status === filter.status,
         ...(filter.name !== undefined && filter.status !== undefined
-          ? { scan: { sql: (afterId: string | undefined, take: number) => scanWorkflowSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }), maxScan: MAX_PAGE_SCAN } }
+          ? { scan: (afterId: string | undefined, take: number) => scanWorkflowSizes(d, { ...filter, limit: take, ...(afterId === undefined ? {} : { afterId }) }) }
           : {}),
       }, filter.afterId, filter.limit, maxBytes);
       return { workflows: records, nextAfterId };
