@@ -30,11 +30,13 @@ const TERMINAL_LIST = TERMINAL_STATES.map((s) => `'${s}'`).join(', ');
 /**
  * Jobs in one (terminal) state whose last transition is at or before a time,
  * the oldest first (then by id), with their parent: a range of index
- * `state, updated_at` (whose entries end with the id), read without locks.
+ * `state, due_at, updated_at` (whose entries end with the id) where `due_at`
+ * is NULL, as it is for every terminal job (machines/lifecycle.ts `project`;
+ * migration 0027 made sure of older rows), read without locks.
  * Params: state, updated_before, limit
  */
 export const FIND_EXPIRED_JOBS =
-  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
+  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
 
 /**
  * The same, after a position (updated_at, id): the next page. `updated_at >= ?`
@@ -42,7 +44,7 @@ export const FIND_EXPIRED_JOBS =
  * Params: state, updated_at, updated_before, updated_at, updated_at, id, limit
  */
 export const FIND_EXPIRED_JOBS_AFTER =
-  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
+  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
 
 /**
  * The active instances among some ids, with their states: the children each

@@ -80,7 +80,7 @@ describe('migration 0013: jobs made before tenants are the default tenant\'s', (
       await assertMigrated(store, old);
       const indexes = store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' AND name LIKE 'ix_%' ORDER BY name").all();
       assert.deepEqual(indexes.map((r) => (r as { name: string }).name), [
-        'ix_jobs_state_due_updated', 'ix_jobs_state_id', 'ix_jobs_state_tenant_id', 'ix_jobs_state_updated', 'ix_jobs_tenant_id', 'ix_jobs_tenant_queue_id', 'ix_jobs_tenant_type_id',
+        'ix_jobs_state_due_updated', 'ix_jobs_state_id', 'ix_jobs_state_tenant_id', 'ix_jobs_tenant_id', 'ix_jobs_tenant_queue_id', 'ix_jobs_tenant_type_id',
       ], 'the indexes of jobs are made again with the table');
     } finally {
       await store.close();
@@ -105,7 +105,7 @@ describe('migration 0013: jobs made before tenants are the default tenant\'s', (
       const [indexes] = await store.pool.query(
         "SELECT DISTINCT index_name AS i FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'jobs'");
       assert.deepEqual((indexes as { i: string }[]).map((r) => r.i).sort(), [
-        'PRIMARY', 'ix_jobs_state_due_updated', 'ix_jobs_state_id', 'ix_jobs_state_tenant_id', 'ix_jobs_state_updated', 'ix_jobs_tenant_id', 'ix_jobs_tenant_queue_id', 'ix_jobs_tenant_type_id',
+        'PRIMARY', 'ix_jobs_state_due_updated', 'ix_jobs_state_id', 'ix_jobs_state_tenant_id', 'ix_jobs_tenant_id', 'ix_jobs_tenant_queue_id', 'ix_jobs_tenant_type_id',
         'uq_jobs_tenant_queue_key',
       ]);
     } finally {
