@@ -237,6 +237,19 @@ test('`ats keys create` through cli/bin.mjs: the key alone on stdout, the note o
       await store.close();
     }
     assert.match((await run(['--help'])).stdout, /ats keys create\|ls\|revoke/);
+    // The database migrated by a newer build (an upgrade rolled back, or this
+    // CLI older than the servers): the migration's warning goes to stderr, and
+    // stdout still holds the key alone, so `$(ats keys create ...)` captures it.
+    const db = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+    try {
+      db.db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'newer', 0)").run();
+    } finally {
+      await db.close();
+    }
+    const newer = await run(['keys', 'create', '--scopes', 'read', '--name', 'reader']);
+    assert.equal(newer.code, 0, newer.stderr);
+    assert.match(newer.stdout, /^ats_[0-9A-Z]{26}_[A-Za-z0-9_-]{43}\n$/);
+    assert.match(newer.stderr, /migrations this build does not know/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

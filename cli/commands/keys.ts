@@ -7,8 +7,8 @@
  * the change's own transaction: a change that cannot be recorded is not made.
  *
  * A key is printed once, by `create`, on a line of its own on stdout (the
- * note that it will not be shown again goes to stderr, so `$(ats keys
- * create ...)` captures the key alone). Only its hash is stored.
+ * note that it will not be shown again goes to stderr, as does what the
+ * migration logs, so `$(ats keys create ...)` captures the key alone). Only its hash is stored.
  *
  * Exit codes: 0 done, 1 the store failed or has no such key, 2 a wrong
  * command line or setting.
@@ -19,7 +19,7 @@ import {
   DEFAULT_TENANT, KEY_NAME_PATTERN, newApiKey, parseScopes, TENANT_PATTERN, type ApiKeyRecord, type Scope,
 } from '../../engine/auth.js';
 import { isAtsError } from '../../engine/errors.js';
-import { silentLogger } from '../../engine/logger.js';
+import { createLogger, silentLogger } from '../../engine/logger.js';
 import type { AuditStore, KeyStore } from '../../engine/ports.js';
 import { systemClock, ulidIds } from '../../engine/system.js';
 import { toKeyView } from '../../server/routes/keys.js';
@@ -215,7 +215,9 @@ export async function runKeys(args: readonly string[], env: Record<string, strin
   let store: Awaited<ReturnType<typeof openStore>> | null = null;
   try {
     store = await openStore(config, systemClock, silentLogger);
-    await store.migrate();
+    // What the migration logs (it waits for another process's; the database
+    // holds a newer build's) goes to stderr: stdout holds only what is asked.
+    await store.migrate({ logger: createLogger('info', {}, (line) => io.err(line)) });
     return await sub.run({ store, values: parsed.values, positionals: parsed.positionals, io, newId: () => IDS.jobId() });
   } catch (e) {
     const reason = isAtsError(e) && (e.cause as Error | undefined)?.message ? `${e.message} (${(e.cause as Error).message})` : (e as Error).message;
