@@ -290,7 +290,8 @@ export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FRO
 function firstOfTwoStates(
   d: Dialect, columns: string, states: readonly [string, string], where: string, order: string,
 ): (value: number, limit: number) => Sql {
-  // Named: MariaDB otherwise may read `(state, updated_at)` in order, testing `due_at` on every row of a backlog.
+  // Named: MariaDB may otherwise read another index of the state in order, testing `due_at` on every row of a
+  // backlog (it chose `(state, updated_at)` before migration 0027 dropped it).
   const range = (state: string) => `SELECT * FROM (SELECT ${columns}, ${order} AS sort_key FROM jobs ${d.useIndex('ix_jobs_state_due_updated')}`
     + ` WHERE state = '${state}' AND ${where} ORDER BY ${order} LIMIT ?) AS s_${state}`;
   const sql = `SELECT * FROM (${range(states[0])} UNION ALL ${range(states[1])}) AS firsts ORDER BY sort_key LIMIT ?`;
