@@ -380,17 +380,25 @@ async function listenQuietly(app: FastifyInstance, config: Config): Promise<stri
  * Each module exports `handlers` (defineHandler results) and/or
  * `register(registry)` (sync or async). A path that names no file, or a module
  * that exports neither, is a bad setting (ATS_ERR_CONFIG, exit 2); an error
- * thrown by the module's own code is not, but it too names the setting and
- * the module (exit 1).
+ * thrown by the module's own code (while it loads, or by its `register`), or
+ * `handlers` that are not defineHandler results, is not, but it too names the
+ * setting and the module (exit 1): with several modules, the bare message
+ * (`a handler for email.send is already registered`) would not say whose.
  */
 async function loadHandlers(modules: readonly string[], registry: HandlerRegistry): Promise<HandlerRegistry> {
-  const bad = (m: string, why: string) => new AtsError('ATS_ERR_CONFIG', `${SETTINGS.handlers.env} (${SETTINGS.handlers.flag}): ${m} ${why}`);
+  const { env, flag } = SETTINGS.handlers;
+  const bad = (m: string, why: string) => new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${m} ${why}`);
   for (const m of modules) {
     const path = resolve(m);
     if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
     const mod = await importHandlerModule(m, path);
     if (mod.handlers === undefined && typeof mod.register !== 'function') throw bad(m, 'exports neither register(registry) nor handlers');
-    await registerModule(mod, registry, m);
+    try {
+      await registerModule(mod, registry, m);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${message}`, { cause: err });
+    }
   }
   return registry;
 }

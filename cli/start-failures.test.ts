@@ -104,6 +104,24 @@ it('exits 1 naming ATS_HANDLERS and the module when a handler module throws whil
   });
 });
 
+it('exits 1 naming ATS_HANDLERS and the module when its register(registry) throws or its handlers are not defineHandler results', { timeout: 60_000 }, async () => {
+  const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
+    ['register-throws.mjs', 'export function register() { throw new Error("no SMTP_URL for my handlers"); }\n', /no SMTP_URL for my handlers$/m],
+    ['twice.mjs', 'export function register(r) { r.register("demo.echo", async () => 1); }\n', /a handler for demo\.echo is already registered$/m],
+    ['not-an-array.mjs', 'export const handlers = 5;\n', /handlers must be an array of defineHandler\(\.\.\.\) results$/m],
+  ];
+  for (const [name, text, why] of cases) {
+    await withFile(name, text, async (file) => {
+      const { code, stderr } = await startWith({ ATS_HANDLERS: file });
+      assert.equal(code, 1, `${name}: ${stderr}`);
+      const at = file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      assert.match(stderr, new RegExp(`^ats: cannot start: ATS_HANDLERS \\(--handlers\\): ${at} failed to register its handlers: `, 'm'), `${name}: ${stderr}`);
+      assert.match(stderr, why, `${name}: ${stderr}`);
+      assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+    });
+  }
+});
+
 it('exits 2 naming the flag when one that takes a value is given an empty one (--port=), not start on the default port', { timeout: 60_000 }, async () => {
   for (const args of [['--port='], ['--port', ''], ['--role=']]) {
     const { code, stderr } = await startWith({}, args);
