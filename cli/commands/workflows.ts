@@ -51,7 +51,7 @@ export const workflowShowSpec: CommandSpec = {
 export const workflowHistorySpec: CommandSpec = {
   usage: 'ats workflow history ID [--json]',
   details: [
-    'One line per event, oldest first: what entered the instance (START, SIGNAL, CHILD, TIMER, CANCEL, MIGRATE), its status',
+    'One line per event, oldest first: what entered the instance (START, SIGNAL, MESSAGE, CHILD, TIMER, CANCEL, MIGRATE), its status',
     'after it, and the jobs the step started (with their types)',
     '--json  print the API\'s JSON ({events})',
   ],
