@@ -29,7 +29,7 @@ const createSchema = {
   summary: 'Create a cron schedule',
   description:
     'Creates a schedule (201, with its Location) that submits its job at each tick of the cron expression, read in its time zone. ' +
-    'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults. Each tick submits exactly one job, ' +
+    'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults, but for payload, which a schedule may leave out (null). Each tick submits exactly one job, ' +
     'whose idempotency key `ats:schedule:<name>:<createdAtMs>:<tickMs>` makes a tick fired twice (two timers instances, a restart) ' +
     'find the job the first one created. The schedule belongs to the caller\'s tenant, and its ticks submit their jobs there; ' +
     'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict), a queue not ' +

@@ -93,7 +93,7 @@ const getSchema = {
 const eventsSchema = {
   operationId: 'listWorkflowEvents',
   summary: 'A workflow instance\'s history',
-  description: 'What entered the instance, oldest first: its start, each signal, child end, timer and cancel it took, with what replay needs. ' +
+  description: 'What entered the instance, oldest first: its start, each signal, message from another instance, child end, timer, cancel and migration it took, with what replay needs. ' +
     `A page at a time: at most \`limit\` events (${DEFAULT_WORKFLOW_EVENTS_PAGE.toLocaleString('en-US')} by default) after seq \`after\`; \`next\` is the \`after\` of the next page, null at the end. ` +
     'With `last`, only the newest events (a page following a long-lived instance); `last` with `after` or `limit` is a 400.',
   tags: TAGS,
