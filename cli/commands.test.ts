@@ -109,6 +109,15 @@ describe('argument parsing', () => {
     assert.throws(() => serverUrl({}, { ATS_URL: 'ftp://ann:s3cret@h:1' }), (e: unknown) => !(e as Error).message.includes('s3cret'));
     assert.throws(() => serverUrl({ url: '::' }, {}), isUsage(/not a URL/));
   });
+
+  test('the server URL without the spaces around it (a URL read from a file ends in a newline); ATS_URL of only spaces is unset', () => {
+    // new URL() drops them, fetch does not: `http://h:1 /v1/jobs` is no URL, reported as an unreachable server.
+    assert.equal(serverUrl({}, { ATS_URL: 'http://other:2 ' }), 'http://other:2');
+    assert.equal(serverUrl({}, { ATS_URL: ' http://other:2/\n' }), 'http://other:2');
+    assert.equal(serverUrl({ url: ' http://h:1 ' }, {}), 'http://h:1');
+    assert.equal(serverUrl({}, { ATS_URL: '  ' }), 'http://localhost:3000');
+    assert.throws(() => serverUrl({ url: '  ' }, {}), isUsage(/not a URL/));
+  });
 });
 
 describe('progress', () => {

@@ -42,9 +42,14 @@ export function usageOf(spec: CommandSpec): string {
   return [...lines, ...(spec.details ?? []).map((d) => `  ${d}`), `  ${COMMON_HELP}`].join('\n');
 }
 
-/** The server URL from `--url`, else `ATS_URL`, else the default; must be http(s). */
+/**
+ * The server URL from `--url`, else `ATS_URL` (only spaces: unset, as for the
+ * API key), else the default; must be http(s). The spaces around it are no
+ * part of it: `new URL()` drops them but fetch does not, so a URL read from a
+ * file (ending in a newline) was reported as an unreachable server.
+ */
 export function serverUrl(values: Parsed['values'], env: Record<string, string | undefined>): string {
-  const text = str(values, 'url') ?? (env.ATS_URL || DEFAULT_URL);
+  const text = (str(values, 'url') ?? (env.ATS_URL?.trim() || DEFAULT_URL)).trim();
   let url: URL;
   try {
     url = new URL(text);
