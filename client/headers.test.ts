@@ -70,3 +70,15 @@ describe('a header value that cannot be sent', () => {
     assert.equal(calls.length, 1);
   });
 });
+
+describe('the server URL', () => {
+  test('read from a file or pasted with spaces around it: requests go to the URL without them', async () => {
+    // new URL() would drop them, fetch does not: `http://ats.invalid /v1/stats` is no URL, and the call would fail as unreachable.
+    for (const url of ['http://ats.invalid \n', ' http://ats.invalid/ ', 'http://ats.invalid//\n']) {
+      const { calls, fetch } = answering();
+      const ats = createClient({ url, fetch });
+      await ats.stats();
+      assert.deepEqual(calls, ['http://ats.invalid/v1/stats'], JSON.stringify(url));
+    }
+  });
+});

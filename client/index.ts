@@ -147,7 +147,8 @@ export class AtsClient {
   /** A URL string is `{ url }`. */
   constructor(options: ClientOptions | string) {
     const o: ClientOptions = typeof options === 'string' ? { url: options } : options;
-    this.url = o.url.replace(/\/+$/, '');
+    // Spaces around the URL are no part of it (one read from a file ends in a newline): fetch would refuse `http://h:1 /v1/jobs`.
+    this.url = o.url.trim().replace(/\/+$/, '');
     const fetchImpl = o.fetch ?? globalThis.fetch;
     this.http = {
       baseUrl: this.url,
