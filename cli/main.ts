@@ -34,7 +34,7 @@ const workflowCommand = lazy(() => import('./commands/workflows.js'), 'workflowC
 
 export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new Map([
   ['start', { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' }],
-  ['submit', { run: submitCommand, help: 'ats submit TYPE --payload JSON [--wait | --count N] ...      submit a job (or N)' }],
+  ['submit', { run: submitCommand, help: 'ats submit TYPE [--payload JSON] [--wait | --count N] ...    submit a job (or N)' }],
   ['get', { run: getCommand, help: 'ats get ID [--json]                                          a job and its events' }],
   ['ls', { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]         list jobs, newest first' }],
   ['watch', { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' }],

@@ -1,5 +1,5 @@
 /**
- * `ats submit TYPE --payload JSON [...]`: submit one job and print its id;
+ * `ats submit TYPE [--payload JSON] [...]`: submit one job and print its id;
  * `--wait` follows it to its end, with the progress its handler reports
  * (exit 0 done, 1 dead or cancelled);
  * `--count N` submits N and waits for all (see submit-many.ts).
@@ -12,7 +12,7 @@ import { clientCommand, err, out, type CommandSpec, type Context } from './run.j
 import { submitMany } from './submit-many.js';
 
 export const submitSpec: CommandSpec = {
-  usage: 'ats submit TYPE --payload JSON [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
+  usage: 'ats submit TYPE [--payload JSON] [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
     '           [--timeout-ms N] [--priority N] [--concurrency-key K] [--wait | --count N] [--json]',
   details: [
     '--payload JSON         the handler\'s input (default null)',
