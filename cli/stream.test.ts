@@ -48,6 +48,8 @@ interface Fake {
   failLists: number;
   /** The next this many stream upgrades are refused with a 503 (the server's database down). */
   failUpgrades: number;
+  /** The next this many stream upgrades are refused with a 429 and `Retry-After: 1` (the key's request budget spent). */
+  limitUpgrades: number;
   close(): Promise<void>;
 }
 
@@ -88,7 +90,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
   let created = 0;
   const fake = {
     subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false, lists: [],
-    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0,
+    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0, limitUpgrades: 0,
   } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
@@ -171,6 +173,12 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
     if (holdUpgrades) {
       held.add(socket);
       socket.on('error', () => undefined);
+      return;
+    }
+    if (fake.limitUpgrades > 0) {
+      fake.limitUpgrades--;
+      socket.end('HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\r\n'
+        + '{"code":"ATS_ERR_RATE_LIMITED","message":"Too many requests"}');
       return;
     }
     const status = fake.failUpgrades > 0 && fake.failUpgrades-- > 0 ? 503
@@ -454,6 +462,20 @@ describe('waiting out an unavailable or busy server', () => {
     assert.match(notices.join('\n'), /^stream: ATS_ERR_STORE_UNAVAILABLE: .*; trying again in 250 ms$/m);
   });
 
+  test('a subscribe refused 429 (rate limited) is waited out for its Retry-After with untilAvailable, as README promises of --wait and --count; else it is the error', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.limitUpgrades = 1;
+    await assert.rejects(trySubscribe(new AtsClient(fake.url), {}, () => undefined), (e: unknown) => e instanceof ApiError && e.status === 429);
+    fake.limitUpgrades = 1;
+    const notices: string[] = [];
+    const started = Date.now();
+    const sub = await trySubscribe(new AtsClient(fake.url), { jobId: ID }, () => undefined, { untilAvailable: true, onNotice: (m) => notices.push(m) });
+    assert.ok(sub);
+    sub.close();
+    assert.ok(Date.now() - started >= 1000, 'waited for the Retry-After');
+    assert.match(notices.join('\n'), /^stream: ATS_ERR_RATE_LIMITED: .*; waiting 1 s$/m);
+  });
+
   test('the first read of the job waits out a 503 too', async () => {
     const fake = await fakeServer({ stream: false });
     fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'done', 'SUBMITTED')]));
@@ -564,6 +586,18 @@ describe('submit --count', () => {
     assert.equal(summary.done, 5);
     assert.equal(fake.failUpgrades, 0);
     assert.equal(notices.filter((m) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(m)).length, 2, notices.join('\n'));
+  });
+
+  test('submit --count whose stream is refused 429 at the start waits it out and ends with its summary', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.limitUpgrades = 2;
+    const notices: string[] = [];
+    const summary = await submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, 5, {
+      progress: new Progress(5, quiet), pollMs: 60_000, onNotice: (m) => notices.push(m),
+    });
+    assert.equal(summary.done, 5);
+    assert.equal(fake.limitUpgrades, 0);
+    assert.equal(notices.filter((m) => /^stream: ATS_ERR_RATE_LIMITED: .*; waiting \d+ s$/.test(m)).length, 2, notices.join('\n'));
   });
 
   test('without a stream, the open jobs are read over REST', async () => {

@@ -211,14 +211,17 @@ const SUBSCRIBE_RETRY_MS = { min: 250, max: 5000 };
 /**
  * A subscription once it holds, or null when the server has no stream (fall
  * back to polling). A refused upgrade (401, 403, 429) rejects with its error;
- * so does a 503, unless `untilAvailable`: then it is tried again, with a notice,
- * until the server can subscribe.
+ * so does a 503, unless `untilAvailable`: then a 503 or a 429 is tried again,
+ * with a notice, until the server can subscribe (a 429 after its Retry-After,
+ * as `waitOut` waits: `--wait` and `--count` wait out a rate limit).
  */
 export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
   opts: { onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress']; untilAvailable?: boolean } = {},
 ): Promise<Subscription | null> {
-  for (let tries = 0; ; tries++) {
+  let limited = 0;
+  let unavailable = 0;
+  for (;;) {
     const sub = subscribe({
       client, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
     });
@@ -228,8 +231,15 @@ export async function trySubscribe(
     } catch (err) {
       sub.close();
       if (err instanceof StreamUnavailable) return null;
-      if (!(opts.untilAvailable && err instanceof ApiError && err.status === 503)) throw err;
-      const ms = Math.min(SUBSCRIBE_RETRY_MS.max, SUBSCRIBE_RETRY_MS.min * 2 ** tries);
+      if (!(opts.untilAvailable && err instanceof ApiError && (err.status === 503 || err.status === 429))) throw err;
+      if (err.status === 429) {
+        const wait = waitOut(err, LIMITED_MS.min, limited++)!;
+        opts.onNotice?.(`stream: ${wait.notice}`);
+        await new Promise((resolve) => setTimeout(resolve, wait.ms));
+        continue;
+      }
+      limited = 0;
+      const ms = Math.min(SUBSCRIBE_RETRY_MS.max, SUBSCRIBE_RETRY_MS.min * 2 ** unavailable++);
       opts.onNotice?.(`stream: ${err.code}: ${err.message}; trying again in ${ms} ms`);
       await new Promise((resolve) => setTimeout(resolve, ms));
     }

@@ -83,7 +83,11 @@ const REFUSALS = new Map<number, { code: ApiErrorCode; why: string }>([
 export function subscribeFailure(err: unknown): unknown {
   if (!(err instanceof StreamUnavailableError || err instanceof StreamRefusedError)) return err;
   const refusal = REFUSALS.get(err.status);
-  if (refusal) return new ApiError(err.status, refusal.code, `${refusal.why} (HTTP ${err.status} on /v1/stream)`);
+  if (refusal) {
+    // A 429's Retry-After stays: what waits it out (`--wait`, `--count`) waits that long.
+    const retryAfter = err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : undefined;
+    return new ApiError(err.status, refusal.code, `${refusal.why} (HTTP ${err.status} on /v1/stream)`, retryAfter);
+  }
   // Refused with another error of the server's: that error, not a reason to poll.
   if (err instanceof StreamRefusedError) return err;
   return new StreamUnavailable(err.status || null, err.message);
