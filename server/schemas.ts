@@ -119,7 +119,7 @@ const BackoffOut = Type.Union([
 export const SubmitBody = Type.Object(
   {
     type: Name('Handler type, e.g. demo.echo'),
-    payload: Type.Unknown({ description: 'Any JSON value, given to the handler' }),
+    payload: Type.Unknown({ description: 'Any JSON value, given to the handler; arrays and objects nested at most 32 levels deep' }),
     queue: Type.Optional(Name('Queue; defaults to the server\'s default queue')),
     runAt: Type.Optional(
       Type.Union([
