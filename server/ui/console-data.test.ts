@@ -295,3 +295,80 @@ describe('guardKey: once the key is refused, the page sends nothing more', () =>
     assert.equal(told.length, 1, 'told once');
   });
 });
+
+/**
+ * The database gone while the page is open: the stream keeps its connection
+ * and answers each stats tick with an `ATS_ERR_STORE_UNAVAILABLE` error
+ * message in place of the counts (docs/stream.md); `GET /v1/stats` answers 503
+ * with that code. The page must say the counts are no longer live, not "live
+ * (stream)" over counts that stopped moving, nor "server not answering".
+ */
+describe('startLive: the database unreachable', () => {
+  const STATS = { byState: { pending: 1 }, byType: {}, byQueue: {} };
+  const DOWN = { code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' };
+
+  async function standIn(withStream: boolean) {
+    const s = { down: false };
+    const server = createServer((req, res) => {
+      if (req.url !== '/v1/stats') return void res.writeHead(404).end();
+      res.writeHead(s.down ? 503 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(s.down ? DOWN : STATS));
+    });
+    const wss = withStream ? new WebSocketServer({ server, path: '/v1/stream' }) : null;
+    const timers = new Set<NodeJS.Timeout>();
+    wss?.on('connection', (ws) => {
+      ws.on('message', (raw) => {
+        const m = JSON.parse(String(raw)) as { op: string };
+        if (m.op === 'subscribe') ws.send(JSON.stringify({ kind: 'subscribed', cursor: 'c0' }));
+        if (m.op !== 'stats') return;
+        // As the server's session does: a stats message each tick, or the error in its place.
+        const tick = setInterval(() => ws.send(JSON.stringify(s.down
+          ? { kind: 'error', ...DOWN }
+          : { kind: 'stats', ...STATS, at: new Date().toISOString() })), 50);
+        timers.add(tick);
+        ws.on('close', () => clearInterval(tick));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
+    const close = async () => {
+      for (const t of timers) clearInterval(t);
+      for (const ws of wss?.clients ?? []) ws.terminate();
+      wss?.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    };
+    return { s, api, close };
+  }
+
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!cond()) {
+      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  before(() => {
+    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
+  });
+
+  for (const withStream of [true, false]) {
+    const live = withStream ? 'stream' : 'polling';
+    test(`${withStream ? 'the stream sends errors in place of stats' : 'polling answered 503'}: the page says the database is not answering, then ${live} again`, async (t) => {
+      const { s, api, close } = await standIn(withStream);
+      t.after(close);
+      const modes: LiveMode[] = [];
+      const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m) => void modes.push(m) },
+        { pollMs: 50, reconnectMs: { min: 5000, max: 5000 } });
+      t.after(() => l.stop());
+      await until(() => modes.at(-1) === live, live);
+      s.down = true;
+      await until(() => modes.at(-1) !== live, `the mode to leave ${live}`);
+      assert.equal(modes.at(-1), 'unavailable', `modes: ${modes.join(', ')}`);
+      s.down = false;
+      await until(() => modes.at(-1) === live, `${live} again (modes: ${modes.join(', ')})`);
+    });
+  }
+});

@@ -3,7 +3,11 @@
  * docs/stream.md, through the client's `watch()`): stats every
  * second, every transition as it happens, the advisor's anomalies
  * (`insight` messages) and running jobs' progress (`progress` messages),
- * neither of which polling gets. Whenever the stream is not
+ * neither of which polling gets. While the server says its database is
+ * not reachable (the stream's `ATS_ERR_STORE_UNAVAILABLE` error messages in
+ * place of the counts, or `GET /v1/stats` answering 503 with that code), the
+ * counts shown are the last read and the page says so, until counts come
+ * again. Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
  * reconnect, backing off, so the counts never freeze. When the server
@@ -11,7 +15,7 @@
  * closes with 4401, `GET /v1/stats` answers 401), it stops and says so:
  * no request with that key can succeed.
  */
-import type { ApiError, StreamEventMessage, StreamInsightMessage, StreamProgressMessage } from '../../../client/index.js';
+import { ApiError, type StreamEventMessage, type StreamInsightMessage, type StreamProgressMessage } from '../../../client/index.js';
 import type { Api, CountStats } from './api.js';
 import { isKeyRefused } from './key-gate.js';
 
@@ -20,9 +24,14 @@ export type StreamEvent = StreamEventMessage;
 
 /**
  * `stream`: counts and transitions pushed; `polling`: counts only; `offline`: the server does not answer;
+ * `unavailable`: the server answers that its database is not reachable (the counts are the last read);
  * `refused`: the server refuses the page's API key, and nothing is read any more.
  */
-export type LiveMode = 'stream' | 'polling' | 'offline' | 'refused';
+export type LiveMode = 'stream' | 'polling' | 'offline' | 'unavailable' | 'refused';
+
+/** The server's code for its database not reachable: a 503, or the stream's `error` message (docs/stream.md#errors). */
+const STORE_UNAVAILABLE = 'ATS_ERR_STORE_UNAVAILABLE';
+const storeUnavailable = (err: unknown): boolean => err instanceof ApiError && err.code === STORE_UNAVAILABLE;
 
 export interface LiveHandlers {
   onStats(stats: CountStats): void;
@@ -51,6 +60,8 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
   const pollMs = opts.pollMs ?? 1000;
   const { min, max } = opts.reconnectMs ?? { min: 2000, max: 30_000 };
   let streaming = false;
+  /** The stream said the database is not reachable, and no counts came since. */
+  let storeDown = false;
   let stopped = false;
   let pollTimer: number | undefined;
 
@@ -78,7 +89,7 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
       on.onMode('polling');
     } catch (err) {
       if (isKeyRefused(err)) refused(err);
-      else if (!streaming && !stopped) on.onMode('offline');
+      else if (!streaming && !stopped) on.onMode(storeUnavailable(err) ? 'unavailable' : 'offline');
     } finally {
       reading = false;
     }
@@ -107,17 +118,26 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     },
     onStats(stats) {
       if (stopped) return;
-      if (!streaming) {
+      if (!streaming || storeDown) {
         // Only a stats message proves the stream works end to end: stop polling then, not on open.
         streaming = true;
+        storeDown = false;
         stopPolling();
         on.onMode('stream');
       }
       on.onStats(stats);
     },
+    onNotice(text) {
+      // The client passes the server's `error` messages on as `stream: <code>: <message>`. The session stays
+      // (docs/stream.md#errors), and a stats tick that fails sends this instead of the counts: they stop moving.
+      if (stopped || !streaming || storeDown || !text.includes(STORE_UNAVAILABLE)) return;
+      storeDown = true;
+      on.onMode('unavailable');
+    },
     onConnection(state) {
       if (state !== 'disconnected' || stopped) return;
       streaming = false;
+      storeDown = false;
       startPolling();
     },
   });
@@ -128,6 +148,7 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     if (stopped) return;
     if (isKeyRefused(err)) return refused(err);
     streaming = false;
+    storeDown = false;
     startPolling();
   };
   watch.next().then(() => watchEnded(null), watchEnded);

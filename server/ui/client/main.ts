@@ -28,6 +28,7 @@ const MODE_TEXT: Record<LiveMode, string> = {
   stream: 'live (stream)',
   polling: 'live (polling every second; charts need the stream)',
   offline: 'server not answering',
+  unavailable: 'database not answering: counts as last read',
   refused: 'stopped: the server refuses this tab\'s API key',
 };
 
