@@ -255,6 +255,46 @@ describe('the visualizer at /ui, in Chromium', () => {
     assert.equal(await page.locator('#job-detail').isHidden(), true);
   });
 
+  test('a job list that cannot be read says so in place of the rows of other filters, and comes back by itself', async () => {
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    freshConsole.allow(/400 \(Bad Request\) @ \S+\/v1\/jobs\?/);
+    freshConsole.allow(/503 \(Service Unavailable\) @ \S+\/v1\/jobs\?/);
+    await fresh.goto(`${server.url}/ui`);
+    await fresh.locator('#job-rows tr[data-job-id]').first().waitFor({ timeout: WAIT_MS });
+    const shown = () => fresh.evaluate(() => ({
+      rows: document.querySelectorAll('#job-rows tr[data-job-id]').length,
+      note: document.querySelector('#job-rows .empty-note')?.textContent ?? '',
+      status: document.querySelector('#job-list-status')?.textContent ?? '',
+    }));
+
+    // Filters the server refuses (400): the rows of the filters before are not left under them.
+    await fresh.locator('#filter-type').fill('a b');
+    await fresh.locator('#job-filters button[type=submit]').click();
+    await fresh.locator('#job-list-status').getByText('ATS_ERR_VALIDATION').waitFor({ timeout: WAIT_MS });
+    let now = await shown();
+    assert.equal(now.rows, 0, 'no row of the filters before');
+    assert.doesNotMatch(now.note, /No job matches/, 'a list not read is not said empty');
+
+    // The database gone (503) when the filters are cleared; then back: the list is read again without a click.
+    let down = true;
+    await fresh.route((url) => url.pathname === '/v1/jobs', (route) => (down
+      ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }) })
+      : route.continue()));
+    await fresh.locator('#filter-type').fill('');
+    await fresh.locator('#job-filters button[type=submit]').click();
+    await fresh.locator('#job-list-status').getByText('ATS_ERR_STORE_UNAVAILABLE').waitFor({ timeout: WAIT_MS });
+    now = await shown();
+    assert.equal(now.rows, 0);
+    down = false;
+    await fresh.locator('#job-rows tr[data-job-id]').first().waitFor({ timeout: WAIT_MS });
+    now = await shown();
+    assert.equal(now.status, '', 'the error goes once the list is read');
+    assert.ok(now.rows >= 4);
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

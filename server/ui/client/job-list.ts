@@ -8,6 +8,7 @@
  */
 import { errorText, type Api, type JobView, type ListQuery } from './api.js';
 import { byId, h, stateBadge, timeEl } from './dom.js';
+import { isKeyRefused } from './key-gate.js';
 
 export interface JobList {
   refresh(): Promise<void>;
@@ -22,6 +23,8 @@ export interface JobList {
 type BulkAction = 'redrive' | 'cancel';
 
 const SOON_MS = 400;
+/** A list that could not be read is read again after this long (a server or database back from an outage). */
+const RETRY_MS = 5000;
 /** Jobs acted on at once by a bulk action. */
 const BULK_CONCURRENCY = 4;
 
@@ -73,7 +76,12 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   let open: string | null = null;
   const selected = new Set<string>();
   let soon: number | undefined;
+  let retry: number | undefined;
   let busy = false;
+  /** The query and page of the rows shown (null: none read yet, or the last read failed for another). */
+  let shownView: string | null = null;
+  /** Why the rows of the query and page asked for could not be read, said in the table (empty: they were). */
+  let failed = '';
 
   const readFilters = (): ListQuery => {
     const q: ListQuery = { limit: Number(limit.value) || 50 };
@@ -117,9 +125,11 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   const render = () => {
     body.replaceChildren(...(jobs.length
       ? jobs.map(row)
-      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, nextCursor
-        ? 'No job on this page matches these filters (the page stopped at its read bound): older ones may, on the next page.'
-        : 'No job matches these filters.'))]));
+      : [h('tr', { class: 'empty-note' }, h('td', { colspan: 8 }, failed
+        ? `This page could not be read: ${failed}`
+        : nextCursor
+          ? 'No job on this page matches these filters (the page stopped at its read bound): older ones may, on the next page.'
+          : 'No job matches these filters.'))]));
     pageLabel.textContent = `page ${cursors.length}`;
     newer.disabled = cursors.length <= 1;
     older.disabled = nextCursor === null;
@@ -129,16 +139,32 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   let loads = 0;
   const load = async () => {
     const cursor = cursors[cursors.length - 1];
+    const view = JSON.stringify([query, cursors.length, cursor ?? null]);
     const mine = ++loads;
+    window.clearTimeout(retry);
+    retry = undefined;
     try {
       const page = await api.listJobs({ ...query, ...(cursor ? { cursor } : {}) });
       if (mine !== loads) return; // a later load (new filters, another page) is the one to show
       jobs = page.jobs;
       nextCursor = page.nextCursor;
+      shownView = view;
+      failed = '';
       status.textContent = '';
       render();
     } catch (err) {
-      if (mine === loads) status.textContent = `Could not list jobs: ${errorText(err)}`;
+      if (mine !== loads) return;
+      status.textContent = `Could not list jobs: ${errorText(err)}`;
+      if (view !== shownView) {
+        // Other filters or another page: the rows shown are not theirs. Keep the pages already seen ("Newer").
+        jobs = [];
+        nextCursor = null;
+        shownView = null;
+        failed = errorText(err);
+        render();
+      }
+      // A refused key stops the page (key-gate.ts); anything else may pass: read again, without waiting for counts to move.
+      if (!isKeyRefused(err)) retry = window.setTimeout(() => void load(), RETRY_MS);
     }
   };
 
