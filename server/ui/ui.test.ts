@@ -295,6 +295,27 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('the relay backlog says a failed read of GET /v1/stats/outbox as such, not as a server without it', async () => {
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    freshConsole.allow(/503 \(Service Unavailable\) @ \S+\/v1\/stats\/outbox$/);
+    let down = true;
+    await fresh.route((url) => url.pathname === '/v1/stats/outbox', (route) => (down
+      ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }) })
+      : route.continue()));
+    await fresh.goto(`${server.url}/ui`);
+    // The first read failed: the rows stay unknown, and the error says why.
+    await fresh.waitForFunction(() => document.querySelector('[data-backlog="outbox"]')?.textContent !== '…'
+      || document.querySelector('[data-backlog="outbox-error"]'), null, { timeout: WAIT_MS });
+    assert.equal(await fresh.locator('[data-backlog="outbox"]').textContent(), '…', 'not "not available"');
+    assert.match((await fresh.locator('[data-backlog="outbox-error"]').textContent()) ?? '', /ATS_ERR_STORE_UNAVAILABLE/);
+    down = false;
+    await fresh.waitForFunction(() => /^\d+$/.test(document.querySelector('[data-backlog="outbox"]')?.textContent ?? ''), null, { timeout: 15_000 });
+    assert.equal(await fresh.locator('[data-backlog="outbox-error"]').count(), 0, 'the error goes at the next read that answers');
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

@@ -54,6 +54,8 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
   let edges: EdgeStats | null = null;
   /** undefined: not read yet; null: the server has no GET /v1/stats/outbox. */
   let outbox: OutboxStats | null | undefined;
+  /** Why the last read of GET /v1/stats/outbox failed ('' when it answered): the last answer stays shown. */
+  let outboxError = '';
   let lastStats: CountStats | null = null;
   const typeCounts = new CountsShown(states);
   const queueCounts = new CountsShown(states);
@@ -132,6 +134,8 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
       h('div', {}, h('dt', {}, 'pending'), h('dd', { 'data-backlog': 'pending' }, String(own(c, 'pending')))),
       h('div', {}, h('dt', {}, 'published'), h('dd', { 'data-backlog': 'published' }, String(own(c, 'published')))),
       h('div', {}, h('dt', {}, 'retrying'), h('dd', { 'data-backlog': 'retrying' }, String(own(c, 'retrying')))),
+      outboxError && h('div', {}, h('dt', {}, 'outbox read'),
+        h('dd', { class: 'error-text', 'data-backlog': 'outbox-error' }, `Could not read GET /v1/stats/outbox: ${outboxError}`)),
     );
   };
 
@@ -168,8 +172,10 @@ export function createConsoleView(api: Api, view: MachineView, states: readonly 
     }
     try {
       outbox = await api.outbox();
-    } catch {
-      outbox = null;
+      outboxError = '';
+    } catch (err) {
+      // Not "not available" (that is a server without the route): the server or its database did not answer.
+      outboxError = errorText(err);
     }
     renderBacklog();
   };
