@@ -316,6 +316,33 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a workflow instance that waits: its row\'s "last step" moves on every second, though the list is the same', async () => {
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    const at = (ms: number) => new Date(Date.now() - ms).toISOString();
+    const instance = {
+      id: '01M91YEDV5XZ8B9B6M9ED4MZKN', name: 'order.fulfil', definitionVersion: 1, version: 2, status: 'active', value: { fulfilling: { stock: 'reserving' } },
+      context: {}, input: {}, output: null, error: null, children: [], timers: [], accepts: [], idempotencyKey: null,
+      createdAt: at(4000), updatedAt: at(3000),
+    };
+    // GET /v1/workflows answering the same page at each read (the stand-in's; this app has no workflows).
+    await fresh.route((url) => url.pathname === '/v1/workflows', (route) => route.fulfill({
+      status: 200, contentType: 'application/json', body: JSON.stringify({ workflows: [instance], nextCursor: null }),
+    }));
+    await fresh.goto(`${server.url}/ui`);
+    const time = fresh.locator(`#workflow-rows tr[data-workflow-id="${instance.id}"] time`);
+    await time.waitFor({ timeout: WAIT_MS });
+    const first = (await time.textContent()) ?? '';
+    assert.match(first, /^\d(\.\d)? s ago$/);
+    const seconds = (text: string) => Number(/^([\d.]+) s ago$/.exec(text)?.[1]);
+    await fresh.waitForFunction(([sel, was]) => {
+      const m = /^([\d.]+) s ago$/.exec(document.querySelector(sel)?.textContent ?? '');
+      return m !== null && Number(m[1]) >= was + 2;
+    }, [`#workflow-rows tr[data-workflow-id="${instance.id}"] time`, seconds(first)] as const, { timeout: WAIT_MS });
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

@@ -52,6 +52,8 @@ export interface WorkflowsView {
 }
 
 const LIST_POLL_MS = 5000;
+/** The relative times ("3 s ago", "in 12 s") move on this often, in place. */
+const TICK_MS = 1000;
 const POLL_MS = 1000;
 const LIST_LIMIT = 30;
 const COLUMNS = 6;
@@ -192,7 +194,9 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
         h('td', {}, h('span', { class: 'wf-status', 'data-status': r.status }, r.status)),
         h('td', { class: 'wf-value' }, r.state),
         h('td', { class: 'num' }, r.children),
-        h('td', {}, h('time', { datetime: r.updatedAt, title: `${r.updatedLocal} (${r.updatedAt})` }, r.updatedRelative)),
+        h('td', {}, h('time', {
+          datetime: r.updatedAt, title: `${r.updatedLocal} (${r.updatedAt})`, 'data-relative-at': Date.parse(r.updatedAt),
+        }, r.updatedRelative)),
       );
       tr.addEventListener('click', () => void select(r.id));
       return tr;
@@ -266,7 +270,8 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     facts.replaceChildren(
       h('dt', {}, 'Id'), h('dd', {}, h('code', {}, w.id)),
       h('dt', {}, 'Started'), h('dd', { title: w.createdAt }, clockTime(w.createdAt)),
-      h('dt', {}, 'Last step'), h('dd', { title: w.updatedAt }, `${clockTime(w.updatedAt)} (${relative(Date.parse(w.updatedAt), now())})`),
+      h('dt', {}, 'Last step'), h('dd', { title: w.updatedAt }, `${clockTime(w.updatedAt)} (`,
+        h('span', { 'data-relative-at': Date.parse(w.updatedAt) }, relative(Date.parse(w.updatedAt), now())), ')'),
       h('dt', {}, 'Takes now'), h('dd', {}, w.accepts.length ? w.accepts.join(', ') : h('span', { class: 'muted' }, 'no signal')),
     );
     const sig = `${graph.name}\u0000${graph.definitionVersion}`;
@@ -295,7 +300,8 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     }) : [h('tr', { class: 'empty-note' }, h('td', { colspan: 4 }, w.status === 'active' ? 'No job running for it now.' : 'It has ended: no live child.'))]));
     const t = timerRows(w, now());
     timers.replaceChildren(...(t.length
-      ? t.map((r) => h('li', { 'data-timer-id': r.id }, r.text, ' · due ', h('time', { datetime: r.dueAt, title: `${r.dueLocal} (${r.dueAt})` }, r.dueRelative)))
+      ? t.map((r) => h('li', { 'data-timer-id': r.id }, r.text, ' · due ',
+        h('time', { datetime: r.dueAt, title: `${r.dueLocal} (${r.dueAt})`, 'data-relative-at': Date.parse(r.dueAt) }, r.dueRelative)))
       : [h('li', { class: 'muted' }, 'none')]));
     const out = outcomeOf(w);
     outcome.setAttribute('data-kind', out?.kind ?? 'running');
@@ -416,6 +422,16 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       setLive('off');
       await refreshList();
       pollWhileVisible(refreshList, LIST_POLL_MS);
+      // The list is redrawn only when an instance changed: its "last step" times (and the selected one's, and its
+      // timers' due times) are moved on here, or a quiet instance would say "3 s ago" for as long as it waits.
+      const section = byId('workflows-section');
+      window.setInterval(() => {
+        const t = now();
+        for (const el of Array.from(section.querySelectorAll('[data-relative-at]'))) {
+          const text = relative(Number(el.getAttribute('data-relative-at')), t);
+          if (el.textContent !== text) el.textContent = text;
+        }
+      }, TICK_MS);
       // Without the workflow stream: the selected instance, every second while it is active and the page visible.
       window.setInterval(() => {
         if (streaming || !selected || document.visibilityState !== 'visible') return;
