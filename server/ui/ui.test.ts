@@ -343,6 +343,25 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a delayed job\'s due time counts down in the inspector, though the job does not change', async () => {
+    const delayed = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {}, runAt: new Date(Date.now() + 30_000).toISOString() });
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    await fresh.goto(`${server.url}/ui#${delayed.id}`);
+    const due = fresh.locator('#job-facts [data-fact="due"] dd');
+    await due.waitFor({ timeout: WAIT_MS });
+    const left = async () => Number(/\(in ([\d.]+) s\)$/.exec((await due.textContent()) ?? '')?.[1]);
+    const first = await left();
+    assert.ok(first > 20 && first <= 30, `due in ${first} s`);
+    await fresh.waitForFunction((was) => {
+      const m = /\(in ([\d.]+) s\)$/.exec(document.querySelector('#job-facts [data-fact="due"] dd')?.textContent ?? '');
+      return m !== null && Number(m[1]) <= was - 2;
+    }, first, { timeout: WAIT_MS });
+    await rest(server, 'POST', `/v1/jobs/${delayed.id}/cancel`); // out of the later tests' counts
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

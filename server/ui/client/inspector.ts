@@ -40,7 +40,7 @@ export interface InspectorDeps {
 }
 
 const SOON_MS = 250;
-/** How often the ETA's "in 12 s" moves on between reloads. */
+/** How often the ETA's and the due time's "in 12 s" move on between reloads. */
 const TICK_MS = 1000;
 /** States in which `runAt` is the time the job is waiting for. */
 const WAITING = new Set(['pending', 'retrying']);
@@ -132,11 +132,22 @@ function fact(name: string, value: Node | string, key = name): HTMLElement {
   return h('div', { 'data-fact': key }, h('dt', {}, name), h('dd', {}, value));
 }
 
+/** ` (in 12 s)` or ` (now)`: how long until `due`. */
+const dueIn = (due: number, now: number): string => (due - now > 0 ? ` (in ${duration(due - now)})` : ' (now)');
+
 function dueFact(job: JobDetail, now: number): HTMLElement | null {
   if (!WAITING.has(job.state)) return null;
   const due = Date.parse(job.runAt);
-  const wait = due - now;
-  return fact('due', h('span', {}, timeEl(job.runAt), wait > 0 ? ` (in ${duration(wait)})` : ' (now)'));
+  // The wait is moved on every second (tickDue): the job is read again only when it changes.
+  return fact('due', h('span', {}, timeEl(job.runAt), h('span', { 'data-due-at': due }, dueIn(due, now))));
+}
+
+/** Move the due fact's "in 12 s" on, in place. */
+function tickDue(el: Elements, now: number): void {
+  const t = el.facts.querySelector('[data-due-at]');
+  if (!t) return;
+  const text = dueIn(Number(t.getAttribute('data-due-at')), now);
+  if (t.textContent !== text) t.textContent = text;
 }
 
 /** A predicted time: relative ("in 12 s"), the local date and time in its tooltip. */
@@ -332,7 +343,10 @@ export function createInspector(deps: InspectorDeps): Inspector {
   el.cancel.addEventListener('click', () => void act('cancel'));
   el.redrive.addEventListener('click', () => void act('redrive'));
   el.close.addEventListener('click', close);
-  window.setInterval(() => tickEta(el, job, deps.now()), TICK_MS);
+  window.setInterval(() => {
+    tickEta(el, job, deps.now());
+    tickDue(el, deps.now());
+  }, TICK_MS);
 
   return {
     get jobId() {
