@@ -6,9 +6,8 @@
  * Test ids: `tr[data-job-id]` per job (its checkbox `input[data-select]`),
  * `#bulk-results li[data-job-id][data-outcome="ok"|"error"]` per job acted on.
  */
-import { errorText, type Api, type JobView, type ListQuery } from './api.js';
+import { ApiError, errorText, type Api, type JobView, type ListQuery } from './api.js';
 import { byId, h, stateBadge, timeEl } from './dom.js';
-import { isKeyRefused } from './key-gate.js';
 
 export interface JobList {
   refresh(): Promise<void>;
@@ -34,6 +33,10 @@ function isoOf(local: string): string | undefined {
   const d = new Date(local);
   return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
+
+/** Whether reading again may answer otherwise: not for a 4xx (a refused key, filters the server refuses), except a 408 or 429. */
+const mayPass = (err: unknown): boolean =>
+  !(err instanceof ApiError) || err.status < 400 || err.status >= 500 || err.status === 408 || err.status === 429;
 
 /** Run `fn` over `items`, at most `n` at once, keeping the order of the results. */
 async function mapLimit<T, R>(items: readonly T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -163,8 +166,9 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
         failed = errorText(err);
         render();
       }
-      // A refused key stops the page (key-gate.ts); anything else may pass: read again, without waiting for counts to move.
-      if (!isKeyRefused(err)) retry = window.setTimeout(() => void load(), RETRY_MS);
+      // An outage (a 5xx, 429, no answer) passes: read again, without waiting for the counts to move. A refused key
+      // stops the page (key-gate.ts), and filters the server refuses (a 400) are refused again until they change.
+      if (mayPass(err)) retry = window.setTimeout(() => void load(), RETRY_MS);
     }
   };
 
