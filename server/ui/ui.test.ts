@@ -1238,6 +1238,8 @@ describe('the workflows panel follows a running order saga, live', () => {
     input.dispatchEvent(new Event('input', { bubbles: true }));
   }, step);
   const markedRow = () => page.locator('#workflow-history tr[aria-current="step"]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-seq')));
+  /** The two orders of the first test. */
+  const orders: string[] = [];
 
   before(async () => {
     const registry = registerDemoHandlers(new HandlerRegistry());
@@ -1264,6 +1266,7 @@ describe('the workflows panel follows a running order saga, live', () => {
     const wf = await rest<WorkflowView>(server, 'POST', '/v1/workflows', { name: 'order.fulfil', input: { orderId: 'o-ui', amount: 30 } });
     // A second order waits for its shipping too: the counts are of every active instance of the version.
     const other = await rest<WorkflowView>(server, 'POST', '/v1/workflows', { name: 'order.fulfil', input: { orderId: 'o-ui-2', amount: 12 } });
+    orders.push(wf.id, other.id);
     const running = await until(wf.id, waiting, 'wait for its shipping job, running');
     await until(other.id, waiting, 'wait for its shipping job, running');
     const shipJob = running.children.find((c) => c.invokeId === 'ship')!.jobId;
@@ -1359,6 +1362,34 @@ describe('the workflows panel follows a running order saga, live', () => {
     assert.equal(await page.locator('#workflow-children tr[data-job-id]').count(), 0);
     await page.locator(`#workflow-rows tr[data-workflow-id="${wf.id}"][data-status="done"]`).waitFor({ timeout: WAIT_MS });
     await screenshot(page, 'workflows-done', { selector: '#workflows-section' });
+  });
+
+  test('an instance selected that cannot be read: the error stands under its id, not under the last one\'s picture; it shows once read', async () => {
+    const [first, second] = orders as [string, string];
+    consoleOf.allow(/503 \(Service Unavailable\) @ \S+\/v1\/workflows\/\w+\/graph$/);
+    let down = true;
+    await page.route((url) => url.pathname === `/v1/workflows/${second}/graph`, (route) => (down
+      ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }) })
+      : route.continue()));
+    await page.locator(`#workflow-rows tr[data-workflow-id="${first}"]`).click();
+    await page.locator(`#workflow-facts`).getByText(first).waitFor({ timeout: WAIT_MS });
+    await page.locator(`#workflow-rows tr[data-workflow-id="${second}"]`).click();
+    await page.locator('#workflow-error').getByText('ATS_ERR_STORE_UNAVAILABLE').waitFor({ timeout: WAIT_MS });
+    const shown = await page.evaluate(() => ({
+      of: document.querySelector('#workflow-detail')?.getAttribute('data-workflow-id'),
+      facts: document.querySelector('#workflow-facts')?.textContent ?? '',
+      states: document.querySelectorAll('#workflow-graph [data-wf-state]').length,
+      history: document.querySelectorAll('#workflow-history tr[data-seq]').length,
+      outcome: document.querySelector('#workflow-outcome')?.textContent ?? '',
+    }));
+    assert.equal(shown.of, second);
+    assert.ok(!shown.facts.includes(first), `the facts of ${first} under the error of ${second}: ${shown.facts}`);
+    assert.deepEqual([shown.states, shown.history, shown.outcome], [0, 0, ''], 'nothing of the other instance');
+    down = false;
+    await page.locator('#workflow-facts').getByText(second).waitFor({ timeout: 15_000 });
+    await page.locator('#workflow-graph [data-wf-state="order.confirmed"][data-active="true"]').waitFor({ timeout: WAIT_MS });
+    assert.equal(await page.locator('#workflow-error').textContent(), '');
+    await page.unroute((url) => url.pathname === `/v1/workflows/${second}/graph`);
   });
 
   test('no console error and no script error happened on the page', () => {

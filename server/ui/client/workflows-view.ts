@@ -341,6 +341,33 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     }
   };
 
+  /**
+   * Nothing of the selected instance could be read yet: take down what the
+   * detail shows of the one selected before (its facts, machine, children,
+   * timers, outcome and history), so the error stands under this one's id.
+   */
+  const drawUnread = (id: string) => {
+    detail.hidden = false;
+    detail.setAttribute('data-workflow-id', id);
+    detail.removeAttribute('data-status');
+    title.replaceChildren(h('code', {}, id));
+    facts.replaceChildren();
+    svg.replaceChildren();
+    svg.removeAttribute('data-status');
+    drawnGraph = '';
+    layout = null;
+    countsLine.hidden = true;
+    countsLine.textContent = '';
+    travel.hidden = true;
+    children.replaceChildren();
+    timers.replaceChildren();
+    outcome.removeAttribute('data-kind');
+    outcome.textContent = '';
+    history.replaceChildren();
+    historyOf = '';
+    historySeqs = [];
+  };
+
   /** Read the selected instance, its graph and its history; one read at a time, a call during one asks for another after it. */
   const refreshSelected = async (): Promise<void> => {
     if (reading) {
@@ -359,7 +386,10 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       error.textContent = '';
       drawInstance(w, graph, events);
     } catch (err) {
-      if (id === selected) error.textContent = `Could not read workflow instance ${id}: ${errorText(err)}`;
+      if (id === selected) {
+        if (instance === null) drawUnread(id);
+        error.textContent = `Could not read workflow instance ${id}: ${errorText(err)}`;
+      }
     } finally {
       reading = false;
       if (again) {
