@@ -362,6 +362,24 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a job deleted while it is open: the inspector says it is gone and offers no action on it', async () => {
+    const gone = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    await rest(server, 'POST', `/v1/jobs/${gone.id}/cancel`);
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    freshConsole.allow(new RegExp(`404 \\(Not Found\\) @ \\S+/v1/jobs/${gone.id}$`));
+    await fresh.goto(`${server.url}/ui#${gone.id}`);
+    await fresh.locator('#redrive-btn:enabled').waitFor({ timeout: WAIT_MS });
+    const res = await fetch(`${server.url}/v1/jobs/${gone.id}`, { method: 'DELETE' });
+    assert.equal(res.status, 204);
+    // The counts move (polling): the job is read again, and is not found.
+    await fresh.locator('#inspector-error').getByText('ATS_ERR_JOB_NOT_FOUND').waitFor({ timeout: WAIT_MS });
+    assert.equal(await fresh.locator('#job-detail').isHidden(), true, 'no picture of a job that is gone, nor its Redrive button');
+    assert.equal(await fresh.locator('[data-state].is-current').count(), 0, 'nor its step on the machine');
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

@@ -9,7 +9,7 @@
  * step, and Cancel / Redrive buttons enabled only when the job's `allowed`
  * list (from the machine) says so.
  */
-import { errorText, type Api, type EventView, type JobDetail } from './api.js';
+import { ApiError, errorText, type Api, type EventView, type JobDetail } from './api.js';
 import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, stateBadge, timeEl } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
@@ -297,6 +297,8 @@ export function createInspector(deps: InspectorDeps): Inspector {
     } catch (err) {
       if (openId !== id) return;
       el.error.textContent = errorText(err);
+      // A 404 of a job shown: gone (deleted, or removed by retention), its picture and buttons with it.
+      if (err instanceof ApiError && err.status === 404) job = null;
       if (!job) {
         // Nothing of this job to show (a mistyped id, say): hide the last job's picture too.
         el.detail.hidden = true;
