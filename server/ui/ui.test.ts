@@ -380,6 +380,21 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a panel\'s failed read says the server\'s message with its code (a 429: when to retry)', async () => {
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    freshConsole.allow(/429 \(Too Many Requests\) @ \S+\/v1\/schedules$/);
+    const message = 'Too many requests: at most 6000 a minute per API key (per address without one); retry in 30 s';
+    await fresh.route((url) => url.pathname === '/v1/schedules', (route) => route.fulfill({
+      status: 429, contentType: 'application/json', body: JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message }),
+    }));
+    await fresh.goto(`${server.url}/ui`);
+    await fresh.locator('#schedules-note').getByText('ATS_ERR_RATE_LIMITED').waitFor({ timeout: WAIT_MS });
+    assert.equal(await fresh.locator('#schedules-note').textContent(), `Could not read GET /v1/schedules: ${message} (ATS_ERR_RATE_LIMITED)`);
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a link to /ui#<id> opens that job (screenshot: stepped back one step)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

@@ -68,7 +68,9 @@ async function optionalGet<T>(path: string, accept: (body: unknown) => body is T
   if (!res.ok) {
     // An ApiError, as the client's calls throw: a 401 is the key refused (key-gate.ts stops the page's calls then).
     const code = isObject(body) && typeof body.code === 'string' ? (body.code as ApiError['code']) : `HTTP_${res.status}` as const;
-    throw new ApiError(res.status, code, `GET ${path} answered ${res.status}`);
+    // The server's message says what to do (a 429: when to retry); an answer without one (a proxy's) is named by its status.
+    const message = isObject(body) && typeof body.message === 'string' && body.message ? body.message : `GET ${path} answered ${res.status}`;
+    throw new ApiError(res.status, code, message);
   }
   if (!accept(body)) throw new Error(`GET ${path} answered ${res.status} (not ${what})`);
   return body;
