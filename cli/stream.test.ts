@@ -50,6 +50,8 @@ interface Fake {
   failUpgrades: number;
   /** The next this many stream upgrades are refused with a 429 and `Retry-After: 1` (the key's request budget spent). */
   limitUpgrades: number;
+  /** The next this many stream upgrades are refused with a 429 ATS_ERR_TOO_MANY_STREAMS, without Retry-After (the key holds its most streams). */
+  crowdUpgrades: number;
   close(): Promise<void>;
 }
 
@@ -90,7 +92,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
   let created = 0;
   const fake = {
     subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false, lists: [],
-    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0, limitUpgrades: 0,
+    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0, limitUpgrades: 0, crowdUpgrades: 0,
   } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
@@ -179,6 +181,12 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
       fake.limitUpgrades--;
       socket.end('HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\r\n'
         + '{"code":"ATS_ERR_RATE_LIMITED","message":"Too many requests"}');
+      return;
+    }
+    if (fake.crowdUpgrades > 0) {
+      fake.crowdUpgrades--;
+      socket.end('HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n'
+        + '{"code":"ATS_ERR_TOO_MANY_STREAMS","message":"At most 8 stream connections may be open at once per API key (per address without one); close one first"}');
       return;
     }
     const status = fake.failUpgrades > 0 && fake.failUpgrades-- > 0 ? 503
@@ -474,6 +482,26 @@ describe('waiting out an unavailable or busy server', () => {
     sub.close();
     assert.ok(Date.now() - started >= 1000, 'waited for the Retry-After');
     assert.match(notices.join('\n'), /^stream: ATS_ERR_RATE_LIMITED: .*; waiting 1 s$/m);
+  });
+
+  test('a subscribe refused 429 without a Retry-After (too many streams open for the key) is the error, even with untilAvailable', { timeout: 20_000 }, async () => {
+    // It passes only once another stream of the key closes, maybe never; waiting for it, --wait read
+    // nothing of its job (it hung on past its end) and --count submitted nothing.
+    const fake = await fakeServer();
+    fake.crowdUpgrades = 1;
+    const notices: string[] = [];
+    await assert.rejects(
+      trySubscribe(new AtsClient(fake.url), { jobId: ID }, () => undefined, { untilAvailable: true, onNotice: (m) => notices.push(m) }),
+      (e: unknown) => e instanceof ApiError && e.status === 429,
+    );
+    assert.deepEqual(notices, []);
+    fake.crowdUpgrades = 1;
+    const quiet = { write: () => true, isTTY: false };
+    await assert.rejects(
+      submitMany(new AtsClient(fake.url), { type: 'demo.echo', payload: null }, 5, { progress: new Progress(5, quiet), pollMs: 60_000 }),
+      (e: unknown) => e instanceof ApiError && e.status === 429,
+    );
+    assert.deepEqual(fake.batches, [], 'nothing submitted');
   });
 
   test('the first read of the job waits out a 503 too', async () => {

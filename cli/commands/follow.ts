@@ -211,9 +211,13 @@ const SUBSCRIBE_RETRY_MS = { min: 250, max: 5000 };
 /**
  * A subscription once it holds, or null when the server has no stream (fall
  * back to polling). A refused upgrade (401, 403, 429) rejects with its error;
- * so does a 503, unless `untilAvailable`: then a 503 or a 429 is tried again,
- * with a notice, until the server can subscribe (a 429 after its Retry-After,
- * as `waitOut` waits: `--wait` and `--count` wait out a rate limit).
+ * so does a 503, unless `untilAvailable`: then a 503, or a 429 that gives a
+ * Retry-After (the rate limit), is tried again, with a notice, until the
+ * server can subscribe (the 429 after its Retry-After, as `waitOut` waits:
+ * `--wait` and `--count` wait out a rate limit). A 429 without one (the key
+ * holds the most streams it may, ATS_ERR_TOO_MANY_STREAMS) is the error: it
+ * passes only once another stream of the key closes, maybe never, and
+ * nothing else is read meanwhile.
  */
 export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
@@ -231,7 +235,8 @@ export async function trySubscribe(
     } catch (err) {
       sub.close();
       if (err instanceof StreamUnavailable) return null;
-      if (!(opts.untilAvailable && err instanceof ApiError && (err.status === 503 || err.status === 429))) throw err;
+      const rateLimited = err instanceof ApiError && err.status === 429 && err.retryAfterMs !== undefined;
+      if (!(opts.untilAvailable && err instanceof ApiError && (err.status === 503 || rateLimited))) throw err;
       if (err.status === 429) {
         const wait = waitOut(err, LIMITED_MS.min, limited++)!;
         opts.onNotice?.(`stream: ${wait.notice}`);
