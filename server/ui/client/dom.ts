@@ -79,6 +79,17 @@ export function dateTime(iso: string): string {
 /** A `<time>` showing the local date and time, the ISO instant in its tooltip. */
 export const timeEl = (iso: string): HTMLTimeElement => h('time', { datetime: iso, title: iso }, dateTime(iso));
 
+/**
+ * Move relative times on in place: each element under `root` carrying `attr`
+ * (a time in ms) gets `text(time, now)`, written only when it changed.
+ */
+export function moveOn(root: ParentNode, attr: string, text: (at: number, now: number) => string, now: number): void {
+  for (const el of Array.from(root.querySelectorAll(`[${attr}]`))) {
+    const t = text(Number(el.getAttribute(attr)), now);
+    if (el.textContent !== t) el.textContent = t;
+  }
+}
+
 /** `12,345`: a count with thousands separators, the same in every browser's locale. */
 export const countText = (n: number): string => n.toLocaleString('en-US');
 

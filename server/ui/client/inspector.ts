@@ -10,7 +10,7 @@
  * list (from the machine) says so.
  */
 import { ApiError, errorText, type Api, type EventView, type JobDetail } from './api.js';
-import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, stateBadge, timeEl } from './dom.js';
+import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, moveOn, stateBadge, timeEl } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 import { etaShown, type EtaPoint } from './insights.js';
@@ -138,17 +138,10 @@ const dueIn = (due: number, now: number): string => (due - now > 0 ? ` (in ${dur
 function dueFact(job: JobDetail, now: number): HTMLElement | null {
   if (!WAITING.has(job.state)) return null;
   const due = Date.parse(job.runAt);
-  // The wait is moved on every second (tickDue): the job is read again only when it changes.
+  // The wait is moved on every second (moveOn): the job is read again only when it changes.
   return fact('due', h('span', {}, timeEl(job.runAt), h('span', { 'data-due-at': due }, dueIn(due, now))));
 }
 
-/** Move the due fact's "in 12 s" on, in place. */
-function tickDue(el: Elements, now: number): void {
-  const t = el.facts.querySelector('[data-due-at]');
-  if (!t) return;
-  const text = dueIn(Number(t.getAttribute('data-due-at')), now);
-  if (t.textContent !== text) t.textContent = text;
-}
 
 /** A predicted time: relative ("in 12 s"), the local date and time in its tooltip. */
 const etaTime = (p: EtaPoint): HTMLTimeElement =>
@@ -347,7 +340,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
   el.close.addEventListener('click', close);
   window.setInterval(() => {
     tickEta(el, job, deps.now());
-    tickDue(el, deps.now());
+    moveOn(el.facts, 'data-due-at', dueIn, deps.now());
   }, TICK_MS);
 
   return {

@@ -31,7 +31,7 @@
  */
 import type { Api } from './api.js';
 import { errorText } from './api.js';
-import { byId, clockTime, countText, h, jsonText, s, stateBadge } from './dom.js';
+import { byId, clockTime, countText, h, jsonText, moveOn, s, stateBadge } from './dom.js';
 import { relative } from './insights.js';
 import { panelRefresh, pollWhileVisible } from './panel.js';
 import { countBadge, layoutWorkflow, type WfBox, type WorkflowLayout, type WorkflowMeasure } from './workflow-layout.js';
@@ -455,13 +455,7 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
       // The list is redrawn only when an instance changed: its "last step" times (and the selected one's, and its
       // timers' due times) are moved on here, or a quiet instance would say "3 s ago" for as long as it waits.
       const section = byId('workflows-section');
-      window.setInterval(() => {
-        const t = now();
-        for (const el of Array.from(section.querySelectorAll('[data-relative-at]'))) {
-          const text = relative(Number(el.getAttribute('data-relative-at')), t);
-          if (el.textContent !== text) el.textContent = text;
-        }
-      }, TICK_MS);
+      window.setInterval(() => moveOn(section, 'data-relative-at', relative, now()), TICK_MS);
       // Without the workflow stream: the selected instance, every second while it is active and the page visible.
       window.setInterval(() => {
         if (streaming || !selected || document.visibilityState !== 'visible') return;
