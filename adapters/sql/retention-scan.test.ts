@@ -14,6 +14,7 @@ import type { MysqlStore } from '../mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestStore, rowsReadBy } from '../../tests/helpers/mysql.js';
+import { runSql, STORE_BACKENDS, withMigratedStore } from '../../tests/helpers/stores.js';
 import { FIND_EXPIRED_JOBS, FIND_EXPIRED_JOBS_AFTER } from './deletes.js';
 
 const N = 20_000;
@@ -22,10 +23,10 @@ const COLUMNS = 'tenant, type, queue, version, attempt, lease_until, priority, t
 const DAY = 86_400_000;
 
 /** A job done at `at`: its row as the store writes it, then its state and time set (the snapshot is not read here). */
-async function doneJob(store: JobStore, run: (sql: string, params: unknown[]) => Promise<unknown>, at: number, dueAt: number | null = null): Promise<string> {
+async function doneJob(store: JobStore, at: number, dueAt: number | null = null): Promise<string> {
   const w = newJobWrite({ at });
   assert.ok((await store.insert([w]))[0]!.ok);
-  await run("UPDATE jobs SET state = 'done', due_at = ?, updated_at = ? WHERE id = ?", [dueAt, at, w.job.id]);
+  await runSql(store, "UPDATE jobs SET state = 'done', due_at = ?, updated_at = ? WHERE id = ?", [dueAt, at, w.job.id]);
   return w.job.id;
 }
 
@@ -51,9 +52,8 @@ describe('retention\'s scan of a terminal state', () => {
     const { store, cleanup } = await createTestStore();
     const { pool } = store as unknown as MysqlStore;
     try {
-      const run = (sql: string, params: unknown[]) => pool.query(sql, params);
-      const expired = [await doneJob(store, run, T0), await doneJob(store, run, T0 + 1)];
-      const source = await doneJob(store, run, T0 + 2 * DAY);
+      const expired = [await doneJob(store, T0), await doneJob(store, T0 + 1)];
+      const source = await doneJob(store, T0 + 2 * DAY);
       await pool.query(
         `INSERT INTO jobs (id, state, due_at, updated_at, ${COLUMNS}) SELECT CONCAT('0K', LPAD(s.seq, 24, '0')), 'done', NULL, ? + s.seq, ${COLUMNS} FROM jobs j JOIN seq_1_to_${N} s WHERE j.id = ?`,
         [T0 + DAY, source],
@@ -71,26 +71,17 @@ describe('retention\'s scan of a terminal state', () => {
     }
   });
 
-  for (const db of ['SQLite', 'MariaDB'] as const) {
-    it(`on ${db}, migration 0027 clears a terminal job's due time, so retention finds it`, async () => {
-      const made = db === 'SQLite'
-        ? (() => { const s = createSqliteStore({ file: ':memory:' }) as SqliteStore; return { store: s as JobStore, run: async (sql: string, p: unknown[]) => s.db.prepare(sql).run(...p), cleanup: () => s.close() }; })()
-        : await (async () => { const t = await createTestStore(); const { pool } = t.store as unknown as MysqlStore; return { store: t.store, run: (sql: string, p: unknown[]) => pool.query(sql, p), cleanup: t.cleanup }; })();
-      const { store, run } = made;
-      try {
-        await store.migrate();
-        const odd = await doneJob(store, run, T0, T0 + 5);
-        const plain = await doneJob(store, run, T0 + 1);
-        assert.equal(await store.purgeJobs('done', T0 + 1000, 100), 1, 'the job holding a due time is not found');
-        assert.ok(await store.getJob(odd));
-        assert.equal(await store.getJob(plain), null);
-        await run('DELETE FROM schema_migrations WHERE version = ?', [27]);
-        await store.migrate();
-        assert.equal(await store.purgeJobs('done', T0 + 1000, 100), 1);
-        assert.equal(await store.getJob(odd), null);
-      } finally {
-        await made.cleanup();
-      }
-    });
+  for (const backend of STORE_BACKENDS) {
+    it(`on ${backend.name}, migration 0027 clears a terminal job's due time, so retention finds it`, () => withMigratedStore(backend, async (store) => {
+      const odd = await doneJob(store, T0, T0 + 5);
+      const plain = await doneJob(store, T0 + 1);
+      assert.equal(await store.purgeJobs('done', T0 + 1000, 100), 1, 'the job holding a due time is not found');
+      assert.ok(await store.getJob(odd));
+      assert.equal(await store.getJob(plain), null);
+      await runSql(store, 'DELETE FROM schema_migrations WHERE version = ?', [27]);
+      await store.migrate();
+      assert.equal(await store.purgeJobs('done', T0 + 1000, 100), 1);
+      assert.equal(await store.getJob(odd), null);
+    }));
   }
 });

@@ -46,6 +46,12 @@ export const STORE_BACKENDS: readonly StoreBackend[] = [
   },
 ];
 
+/** Runs one write statement on either SQL store, as a test sets rows up that the store's own calls would not write. */
+export async function runSql(store: JobStore, sql: string, params: readonly (string | number | null)[]): Promise<void> {
+  if ('db' in store) (store as SqliteStore).db.prepare(sql).run(...params);
+  else await (store as MysqlStore).pool.query(sql, [...params]);
+}
+
 /** Rewrites a job's stored snapshot as a deployment of another job machine version would have written it. */
 export async function writeMachineVersion(store: JobStore, id: string, machine: number): Promise<void> {
   const read = (text: unknown) => JSON.stringify({ ...JSON.parse(String(text)), machine });
