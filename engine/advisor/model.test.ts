@@ -188,6 +188,20 @@ describe('AdvisorModel: hopeless retries', () => {
     }
   });
 
+  it('calls a signature transient only once a retry after it recovered: enough failed retries short of the bar are still learning', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    const verdicts = new Set<string>();
+    for (let run = 1; run <= 28; run++) {
+      feed.job({ id: `j${run}`, at: run * 10_000, maxAttempts: 2, attempts: [{ ms: 5, error: BAD }, { ms: 5, error: BAD }] });
+      const sig = model.insights('advise').types[0].signatures[0];
+      assert.equal(sig.recovered, 0);
+      assert.equal(sig.verdict, run < 28 ? 'learning' : 'hopeless', `run ${run}: ${sig.hopeless} failed retries`);
+      verdicts.add(sig.verdict);
+    }
+    assert.deepEqual([...verdicts], ['learning', 'hopeless']);
+  });
+
   it('never judges hopeless a failure whose retries recover a few percent each, while its runs still end done', () => {
     // 5% of retries recover: the next retry rarely helps, but over seven retries a quarter of the runs end done.
     const model = new AdvisorModel();

@@ -595,7 +595,11 @@ export class AdvisorModel {
         ? 'learning'
         : !this.recoveredLately(stats, at) && betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
           ? 'hopeless'
-          : 'transient';
+          // Transient says retries help: not before one did (as counted for people). Short of the
+          // bar with none recovered, the evidence is still out.
+          : count(recovered) > 0
+            ? 'transient'
+            : 'learning';
     return { recovered, hopeless, pRecover, verdict };
   }
 
