@@ -551,6 +551,29 @@ describe('AdvisorModel: ETA', () => {
     assert.deepEqual([later.start, later.finish], [now + 60_010, now + 60_110]);
   });
 
+  it('a burst on a quiet queue: jobs ahead start as the running ones free their slots, not at the quiet minute\'s rate', () => {
+    // A job of 2 s every 5 minutes for a day: the type's run time is known, the queue's start rate is low.
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    let t = 0;
+    for (let i = 0; i < 288; i++) t = feed.job({ id: `quiet${i}`, type: 'render', queue: 'r', at: i * 300_000, attempts: [{ ms: 2000 }] });
+    // Then 60 at once on 10 slots: 10 start, 50 wait. Slots free every 2 s: 5 starts a second.
+    const burstAt = t + 300_000;
+    for (let i = 0; i < 60; i++) feed.emit({ id: `b${i}`, type: 'render', queue: 'r' }, 'pending', burstAt, { at: burstAt, maxAttempts: 3, backoff: EXP }, 'SUBMITTED');
+    for (let i = 0; i < 10; i++) {
+      feed.emit({ id: `b${i}`, type: 'render', queue: 'r' }, 'running', burstAt + 20, { type: 'STARTED', at: burstAt + 20, attempt: 1, leaseUntil: burstAt + 30_020, workerId: 'w1' });
+    }
+    const now = burstAt + 100;
+    const last = model.eta({ type: 'render', queue: 'r', state: 'pending', startedAt: null, runAt: burstAt, ahead: 49, now })!;
+    const rate = last.basis.startsPerSecond!;
+    assert.ok(Math.abs(rate - 5) < 0.1, `5 starts a second from 10 slots of 2 s, got ${rate}`);
+    assert.ok(Math.abs(last.start - (now + 9800)) < 200, `the 50th waiting job starts in about 10 s, got ${last.start - now} ms`);
+    // As the attempts end, their slots no longer count: an idle queue is back to its recent rate.
+    for (let i = 0; i < 10; i++) feed.emit({ id: `b${i}`, type: 'render', queue: 'r' }, 'done', burstAt + 2020, { type: 'SUCCEEDED', at: burstAt + 2020, attempt: 1 });
+    const after = model.eta({ type: 'render', queue: 'r', state: 'pending', startedAt: null, runAt: burstAt, ahead: 49, now: burstAt + 2100 })!;
+    assert.ok(after.basis.startsPerSecond! < 0.5, `no slot held: the recent rate, got ${after.basis.startsPerSecond}`);
+  });
+
   it('a count of the jobs ahead that stopped at its bound makes the ETA a lower bound, from the jobs counted', () => {
     const { model, now } = busy();
     const counted = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now - 1000, now })!;

@@ -39,8 +39,9 @@
  *   t-digest whose weights halve every `RUN_WINDOW`
  *   samples (recent attempts count most), compressed deterministically (the
  *   library's own compression shuffles with Math.random).
- * - Per queue, an exponentially weighted rate of STARTED events (time constant
- *   60 s of event time), for ETAs.
+ * - Per queue, for ETAs: an exponentially weighted rate of STARTED events
+ *   (time constant 60 s of event time), and the attempts running with the
+ *   rate they free their slots (each one start per mean run time of its pair).
  * - Anomalies: failure-rate and run-time change detectors (anomaly.ts).
  *
  * The retry-delay rule (`adviseFailure`), for a `transient` signature with at
@@ -191,6 +192,8 @@ interface TrackedJob {
   awaiting: { signature: string; at: number } | null;
   /** When its run became due (submitted, or its runAt), until its first start: the start latency's sample. */
   dueAt: number | null;
+  /** While an attempt runs: the starts a second its slot gives its queue (1 / its pair's mean run time), else 0. */
+  slotRate: number;
 }
 
 interface StartRate {
@@ -199,6 +202,12 @@ interface StartRate {
   /** The last `START_LATENCY_SAMPLES` waits from a run's due time to its first start, a ring. */
   latencies: number[];
   latencyNext: number;
+  /**
+   * The queue's running attempts tracked, and the starts a second they give it as they end (the
+   * sum of their `slotRate`s): Little's law, for a backlog that formed faster than `weight` follows.
+   */
+  running: number;
+  slotsPerSecond: number;
 }
 
 export class AdvisorModel {
@@ -237,6 +246,7 @@ export class AdvisorModel {
     const pair = this.pairOf(e.jobType, e.queue, e.at);
     if (job && job.pair !== pair) {
       // Its pair, idle, gave its place to another meanwhile: what was tracked of the job went with it.
+      this.release(job);
       this.jobs.delete(e.jobId);
       job = undefined;
     }
@@ -247,10 +257,11 @@ export class AdvisorModel {
       const input = e.type === 'SUBMITTED' ? (e.data as JobInput) : null;
       if (input) pair.backoff = input.backoff ?? null;
       const dueAt = input ? Math.max(e.at, input.runAt ?? e.at) : null;
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false, awaiting: null, dueAt };
+      if (job) this.release(job);
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false, awaiting: null, dueAt, slotRate: 0 };
     } else if (!job && !TERMINAL.has(e.to)) {
       // Tracked from the middle of a run (evicted, or before the history read).
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true, awaiting: null, dueAt: null };
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true, awaiting: null, dueAt: null, slotRate: 0 };
     }
 
     const data = e.data as JobEvent;
@@ -261,6 +272,7 @@ export class AdvisorModel {
           job.startedAt = e.at;
           if (job.dueAt !== null) this.countStartLatency(e.queue, Math.max(0, e.at - job.dueAt));
           job.dueAt = null;
+          this.hold(job);
         }
         break;
       case 'SUCCEEDED':
@@ -283,6 +295,7 @@ export class AdvisorModel {
         break;
     }
 
+    if (job && e.to !== 'running') this.release(job);
     if (TERMINAL.has(e.to)) {
       if (job) this.runEnded(job, e);
       this.jobs.delete(e.jobId);
@@ -294,8 +307,34 @@ export class AdvisorModel {
       job.seq = e.seq;
       this.jobs.delete(e.jobId); // re-inserted last: the map's order is least recently seen first
       this.jobs.set(e.jobId, job);
-      if (this.jobs.size > this.opts.maxTrackedJobs) this.jobs.delete(this.jobs.keys().next().value!);
+      if (this.jobs.size > this.opts.maxTrackedJobs) {
+        const [oldest, evicted] = this.jobs.entries().next().value!;
+        this.release(evicted);
+        this.jobs.delete(oldest);
+      }
     }
+  }
+
+  /** A started attempt takes a slot of its queue: its turnover, from its pair's mean run time. */
+  private hold(job: TrackedJob): void {
+    this.release(job);
+    const r = this.startRates.get(job.pair.queue);
+    const meanMs = job.pair.runTimes.mean();
+    if (!r || !(meanMs > 0)) return;
+    job.slotRate = 1000 / Math.max(meanMs, 1);
+    r.running += 1;
+    r.slotsPerSecond += job.slotRate;
+  }
+
+  /** The attempt ended (or the job is no longer tracked): its slot is free. */
+  private release(job: TrackedJob): void {
+    const rate = job.slotRate;
+    if (rate === 0) return;
+    job.slotRate = 0;
+    const r = this.startRates.get(job.pair.queue);
+    if (!r || r.running === 0) return; // the queue's rate was pushed out and made again meanwhile
+    r.running -= 1;
+    r.slotsPerSecond = r.running === 0 ? 0 : Math.max(0, r.slotsPerSecond - rate);
   }
 
   /** Advice for a failure about to be recorded (does not change the model). */
@@ -424,7 +463,7 @@ export class AdvisorModel {
     const r = this.startRates.get(queue);
     if (!r) {
       if (this.startRates.size < this.opts.maxKeys || evictIdle(this.startRates, at, (q) => q.last) !== undefined) {
-        this.startRates.set(queue, { weight: 1, last: at, latencies: [], latencyNext: 0 });
+        this.startRates.set(queue, { weight: 1, last: at, latencies: [], latencyNext: 0, running: 0, slotsPerSecond: 0 });
       }
       return;
     }
@@ -451,11 +490,17 @@ export class AdvisorModel {
     return r && r.latencies.length >= MIN_START_LATENCY_SAMPLES ? quantile(r.latencies, 0.5) : null;
   }
 
-  /** Starts per second at `now`; null for a queue never seen starting. */
+  /**
+   * Starts per second at `now`; null for a queue never seen starting. The larger of two: the
+   * queue's recent start rate (an average over about a minute, which a backlog that just formed,
+   * a burst submitted at once, has not reached yet), and the rate its running attempts free their
+   * slots (each one start per mean run time of its type), which a backlog's starts follow.
+   */
   private startRate(queue: string, now: number): number | null {
     const r = this.startRates.get(queue);
     if (!r) return null;
-    const rate = (r.weight * Math.exp(-Math.max(0, now - r.last) / START_RATE_TAU_MS)) / (START_RATE_TAU_MS / 1000);
+    const recent = (r.weight * Math.exp(-Math.max(0, now - r.last) / START_RATE_TAU_MS)) / (START_RATE_TAU_MS / 1000);
+    const rate = Math.max(recent, r.slotsPerSecond);
     return rate < 1e-6 ? 0 : rate;
   }
 
@@ -690,12 +735,14 @@ class RunTimes {
   private digest = new TDigest(DIGEST_DELTA, 0);
   private sinceHalving = 0;
   private sinceRebuild = 0;
-  /** The (decayed) weight of the samples. */
+  /** The (decayed) weight of the samples, and their weighted sum. */
   count = 0;
+  private sum = 0;
 
   push(ms: number): void {
     this.digest.push(ms);
     this.count += 1;
+    this.sum += ms;
     this.sinceHalving += 1;
     this.sinceRebuild += 1;
     if (this.sinceHalving >= RUN_WINDOW) {
@@ -708,6 +755,11 @@ class RunTimes {
 
   quantile(p: number): number {
     return this.digest.percentile(p) ?? 0;
+  }
+
+  /** The (decayed) mean; 0 before any sample. */
+  mean(): number {
+    return this.count > 0 ? this.sum / this.count : 0;
   }
 
   /** The median of the run times longer than `elapsedMs` (the conditional median of a running attempt). */
@@ -729,6 +781,7 @@ class RunTimes {
     const n = centroids.length;
     this.digest = new TDigest(DIGEST_DELTA, 0);
     this.count *= factor;
+    this.sum *= factor;
     this.sinceRebuild = 0;
     let stride = Math.max(1, Math.round(n * 0.618));
     while (gcd(stride, n) !== 1) stride += 1;

@@ -79,7 +79,8 @@ export interface Eta {
   /** Predicted finish, epoch ms. */
   finish: number;
   /**
-   * What it rests on: the queue's recent start rate (jobs/s), the type's
+   * What it rests on: the queue's start rate (jobs/s: its recent rate, or the rate its running
+   * attempts free their slots when that is higher), the type's
    * median run time, the jobs ahead, and the queue's median wait from a job's
    * due time to its first start lately (null before enough starts).
    */
