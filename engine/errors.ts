@@ -23,6 +23,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_JOB_NOT_FOUND: def('ATS_ERR_JOB_NOT_FOUND', 404, 'No job has this id'),
   ATS_ERR_SCHEDULE_NOT_FOUND: def('ATS_ERR_SCHEDULE_NOT_FOUND', 404, 'No schedule has this name'),
   ATS_ERR_SCHEDULE_EXISTS: def('ATS_ERR_SCHEDULE_EXISTS', 409, 'A schedule of this name exists'),
+  ATS_ERR_TOO_MANY_SCHEDULES: def('ATS_ERR_TOO_MANY_SCHEDULES', 409, 'The tenant has as many schedules as it may; delete one first'),
   ATS_ERR_TOO_MANY_LIMITS: def('ATS_ERR_TOO_MANY_LIMITS', 409, 'The tenant has as many limits as it may; delete one first'),
   ATS_ERR_LIMIT_NOT_FOUND: def('ATS_ERR_LIMIT_NOT_FOUND', 404, 'No limit is set on this key'),
   ATS_ERR_INVALID_CRON: def('ATS_ERR_INVALID_CRON', 400, 'The cron expression is not valid'),

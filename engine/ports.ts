@@ -634,8 +634,12 @@ export interface QueueStore {
 
 /** Schedules are keyed by (tenant, name): every read or change of one names its tenant. */
 export interface ScheduleStore {
-  /** false when the tenant has a schedule of this name (nothing written). */
-  createSchedule(s: ScheduleRecord): Promise<boolean>;
+  /**
+   * false when the tenant has a schedule of this name (nothing written). With `maxPerTenant`, a tenant that
+   * has that many schedules is ATS_ERR_TOO_MANY_SCHEDULES, and nothing is written: the count and the insert
+   * are one transaction, so creations at once never pass it.
+   */
+  createSchedule(s: ScheduleRecord, maxPerTenant?: number): Promise<boolean>;
   getSchedule(tenant: string, name: string): Promise<ScheduleRecord | null>;
   /** The tenant's schedules, by name; absent: every tenant's, by tenant and name (engine-internal reads). */
   listSchedules(tenant?: string): Promise<ScheduleRecord[]>;

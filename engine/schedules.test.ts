@@ -227,7 +227,7 @@ function world(store: Store) {
 const scheduledJobs = async (store: Store) => (await store.listJobs({ limit: 500 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:'));
 
 for (const backend of STORE_BACKENDS) {
-  describe(`schedules on ${backend.name}`, { timeout: 60_000 }, () => {
+  describe(`schedules on ${backend.name}`, { timeout: 180_000 }, () => {
     const withStore = (fn: (store: TestStore) => Promise<void>) => withMigratedStore(backend, fn);
 
     it('one job per tick, with its key, through two runners and a pass repeated after a crash', () => withStore(async (store) => {

@@ -43,6 +43,11 @@ export const MAX_CRON_CHARS = 200;
 export const MISSED_AFTER_MS = 60_000;
 /** Most ticks of one schedule a pass fires (`catchUp: all` after a long downtime continues at the next pass). */
 export const MAX_TICKS_PER_PASS = 100;
+/**
+ * Most schedules of one tenant, as many as `GET /v1/schedules` lists: a creation beyond is
+ * ATS_ERR_TOO_MANY_SCHEDULES (409), so no schedule fires unseen past the end of the list.
+ */
+export const MAX_SCHEDULES = 1000;
 /** Ticks kept per schedule (older ones are deleted as new ones are recorded). */
 export const TICKS_KEPT = 50;
 
@@ -230,8 +235,9 @@ export class ScheduleService {
   constructor(private readonly deps: ScheduleServiceDeps) {}
 
   /**
-   * 409 ATS_ERR_SCHEDULE_EXISTS when the tenant has a schedule of that name, ATS_ERR_QUEUE_LIMIT when its
-   * jobs' queue is new and no more may be; 400 for a bad expression or time zone.
+   * 409 ATS_ERR_SCHEDULE_EXISTS when the tenant has a schedule of that name, ATS_ERR_TOO_MANY_SCHEDULES when it
+   * has MAX_SCHEDULES, ATS_ERR_QUEUE_LIMIT when its jobs' queue is new and no more may be; 400 for a bad
+   * expression or time zone.
    */
   async create(tenant: string, input: ScheduleInput): Promise<ScheduleRecord> {
     const now = this.deps.clock.now();
@@ -248,7 +254,7 @@ export class ScheduleService {
       job: input.job, nextAt: paused ? null : nextTick(cron, now), lastTickAt: null, lastJobId: null,
       submitted: 0, skipped: 0, missed: 0, version: 1, createdAt: now, updatedAt: now,
     };
-    if (!(await this.deps.store.createSchedule(record))) throw exists(input.name);
+    if (!(await this.deps.store.createSchedule(record, MAX_SCHEDULES))) throw exists(input.name);
     return record;
   }
 

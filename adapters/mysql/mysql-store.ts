@@ -74,7 +74,8 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
   return {
     pool,
     ...createSqlReads(query, D),
-    ...createSqlSchedules(statement, D),
+    // A new schedule: the tenant's count and the insert in one transaction, run again if it loses a race.
+    ...createSqlSchedules(statement, D, smallTx),
     ...createSqlProgress(statement, D),
     ...createSqlKeptDispatches(statement),
     ...createSqlWorkers(statement, D),

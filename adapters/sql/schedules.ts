@@ -6,9 +6,13 @@
  * A schedule is keyed by (tenant, name), and so are its ticks: every
  * statement on one names both, so no tenant reaches another's.
  */
+import { AtsError } from '../../engine/errors.js';
 import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
+import { MAX_SCHEDULES } from '../../engine/schedules.js';
 import type { Dialect } from './dialect.js';
-import type { Exec } from './program.js';
+import type { InTransaction } from './keys.js';
+import { runAsync, type Exec, type Program } from './program.js';
+import type { Sql } from './statements.js';
 import { toJson, toNum, type Row } from './rows.js';
 
 const COLUMNS = [
@@ -62,8 +66,25 @@ const SELECT_DUE_AFTER_ROW = `${SELECT} WHERE next_at <= ? AND paused = 0 AND (n
 const SELECT_DUE_AFTER_SPELLED = `${SELECT} WHERE next_at <= ? AND paused = 0 AND next_at >= ?
   AND (next_at > ? OR (next_at = ? AND (tenant > ? OR (tenant = ? AND name > ?)))) ORDER BY next_at, tenant, name LIMIT ?`;
 
-/** Most schedules listed. */
-export const MAX_SCHEDULES_LISTED = 1000;
+/** Most schedules listed: as many as a tenant may have (engine/schedules.ts MAX_SCHEDULES). */
+export const MAX_SCHEDULES_LISTED = MAX_SCHEDULES;
+
+/**
+ * Inserts a schedule while its tenant has fewer than `max`: 'full' otherwise. The count's lock
+ * (MySQL: the tenant's range of the primary key, FOR UPDATE; SQLite: the write transaction) makes
+ * two creations at once count one after the other. A name inserted meanwhile is a duplicate-key error;
+ * one in use is 'exists', also at the cap.
+ */
+function* insertBoundedProgram(d: Dialect, insert: Sql, tenant: string, name: string, max: number): Program<'created' | 'exists' | 'full'> {
+  const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM schedules WHERE tenant = ? ${d.forUpdate}`, params: [tenant] };
+  if (toNum(count?.n ?? 0) >= max) {
+    // A name in use is that conflict, whatever the count.
+    const { rows: [taken] } = yield { sql: 'SELECT 1 AS n FROM schedules WHERE tenant = ? AND name = ?', params: [tenant, name] };
+    return taken ? 'exists' : 'full';
+  }
+  yield insert;
+  return 'created';
+}
 
 /** A driver error that says the primary key is taken (MySQL ER_DUP_ENTRY, SQLite's constraint codes). */
 export function isDuplicateKey(err: unknown): boolean {
@@ -71,16 +92,28 @@ export function isDuplicateKey(err: unknown): boolean {
   return e?.errno === 1062 || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || e?.code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-export function createSqlSchedules(exec: Exec, d: Dialect): ScheduleStore {
+/**
+ * @param inTransaction runs a program as one transaction (the store's); without it, its
+ *   statements run one by one, with no lock between (for tests that interleave statements).
+ */
+export function createSqlSchedules(exec: Exec, d: Dialect, inTransaction?: InTransaction): ScheduleStore {
   const keepDuplicate = d.name === 'mysql' ? 'ON DUPLICATE KEY UPDATE tick_at = tick_at' : 'ON CONFLICT DO NOTHING';
   // A plain INSERT: with FOUND_ROWS (mysql2's default) a duplicate left as it is by ON DUPLICATE KEY counts as a changed row.
   const insertSchedule = `INSERT INTO schedules (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
+  const transact: InTransaction = inTransaction ?? ((program) => runAsync(program(), (step) => exec(step.sql, step.params)));
   return {
-    createSchedule: async (s) => {
+    createSchedule: async (s, max) => {
       try {
-        await exec(insertSchedule, values(s));
-        return true;
+        if (max === undefined) {
+          await exec(insertSchedule, values(s));
+          return true;
+        }
+        const outcome = await transact(() => insertBoundedProgram(d, { sql: insertSchedule, params: values(s) }, s.tenant, s.name, max));
+        if (outcome === 'full') {
+          throw new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${max} schedules, the most it may: delete one before creating another`);
+        }
+        return outcome === 'created';
       } catch (err) {
         if (isDuplicateKey(err)) return false;
         throw err;

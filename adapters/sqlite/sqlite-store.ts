@@ -120,7 +120,7 @@ function sqliteOperations(
   return {
     db,
     ...createSqlReads(async (sql, params) => exec({ sql, params: [...params] }).rows, D),
-    ...createSqlSchedules(async (sql, params) => exec({ sql, params: [...params] }), D),
+    ...createSqlSchedules(async (sql, params) => exec({ sql, params: [...params] }), D, smallTx),
     ...createSqlProgress(async (sql, params) => exec({ sql, params: [...params] }), D),
     ...createSqlKeptDispatches(async (sql, params) => exec({ sql, params: [...params] })),
     ...createSqlWorkers(async (sql, params) => exec({ sql, params: [...params] }), D),

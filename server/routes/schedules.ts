@@ -32,7 +32,8 @@ const createSchema = {
     'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults, but for payload, which a schedule may leave out (null). Each tick submits exactly one job, ' +
     'whose idempotency key `ats:schedule:<name>:<createdAtMs>:<tickMs>` makes a tick fired twice (two timers instances, a restart) ' +
     'find the job the first one created. The schedule belongs to the caller\'s tenant, and its ticks submit their jobs there; ' +
-    'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict), a queue not ' +
+    'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict), a tenant that has 1000 ' +
+    'schedules (as many as the list shows) a 409 ATS_ERR_TOO_MANY_SCHEDULES, writing nothing (delete one first), a queue not ' +
     'named before, once ATS_MAX_QUEUES queues are (or the tenant\'s quarter of them), a 409 ATS_ERR_QUEUE_LIMIT; a bad expression 400 ATS_ERR_INVALID_CRON; ' +
     'an unknown time zone 400 ATS_ERR_INVALID_TIMEZONE; a type no handler serves 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['schedules'],
@@ -43,7 +44,7 @@ const createSchema = {
 const listSchema = {
   operationId: 'listSchedules',
   summary: 'Every schedule, by name',
-  description: 'The schedules of the caller\'s tenant (at most 1000), ordered by name, each with its next run time and the counts of its ticks.',
+  description: 'The schedules of the caller\'s tenant (every one: a tenant has at most 1000), ordered by name, each with its next run time and the counts of its ticks.',
   tags: ['schedules'],
   response: { 200: described(ref(ScheduleList), 'The schedules'), ...errorResponses() },
 };
