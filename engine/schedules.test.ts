@@ -119,6 +119,21 @@ describe('daylight saving time, as docs/scheduling.md says', () => {
       { fired: ['2026-11-01T07:30:00.000Z', '2026-11-02T07:30:00.000Z'], missed: 0 });
   });
 
+  it('an expression that is not a fixed time follows the real clock: none of a gap fires, a repeated time fires at each occurrence', () => {
+    // Two minutes in the skipped hour: not a fixed time, so nothing fires on 29 March (every time named is in the gap).
+    assert.deepEqual(passes('0,30 2 * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-30T12:00:00Z'),
+      { fired: ['2026-03-30T00:00:00.000Z', '2026-03-30T00:30:00.000Z'], missed: 0 });
+    assert.deepEqual(passes('*/15 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', '2026-03-08T23:00:00Z'), { fired: [], missed: 0 });
+    assert.deepEqual(passes('*/30 * * * *', 'Europe/Berlin', '2026-03-29T00:10:00Z', '2026-03-29T01:40:00Z').fired,
+      ['2026-03-29T00:30:00.000Z', '2026-03-29T01:00:00.000Z', '2026-03-29T01:30:00.000Z']);
+    assert.deepEqual(passes('30 2,3 * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-29T12:00:00Z').fired, ['2026-03-29T01:30:00.000Z']);
+    // The repeated hour: each of its times twice, where a fixed time (30 1 * * *, above) fires once.
+    assert.deepEqual(passes('0,30 2 * * *', 'Europe/Berlin', '2026-10-24T12:00:00Z', '2026-10-25T12:00:00Z').fired,
+      ['2026-10-25T00:00:00.000Z', '2026-10-25T00:30:00.000Z', '2026-10-25T01:00:00.000Z', '2026-10-25T01:30:00.000Z']);
+    assert.deepEqual(passes('0,30 1 * * *', 'America/New_York', '2026-10-31T12:00:00Z', '2026-11-01T12:00:00Z').fired,
+      ['2026-11-01T05:00:00.000Z', '2026-11-01T05:30:00.000Z', '2026-11-01T06:00:00.000Z', '2026-11-01T06:30:00.000Z']);
+  });
+
   it('an hourly expression follows the real hours: 23 ticks on the spring-forward day, 25 on the fall-back day', () => {
     const local = (r: { fired: string[] }, day: string) => r.fired.filter((t) => new Date(t).toLocaleDateString('sv', { timeZone: 'Europe/Berlin' }) === day).length;
     assert.equal(local(passes('0 * * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-30T12:00:00Z'), '2026-03-29'), 23);
