@@ -641,6 +641,8 @@ export interface ScheduleStore {
    */
   createSchedule(s: ScheduleRecord, maxPerTenant?: number): Promise<boolean>;
   getSchedule(tenant: string, name: string): Promise<ScheduleRecord | null>;
+  /** How many schedules the tenant has. */
+  countSchedules(tenant: string): Promise<number>;
   /** The tenant's schedules, by name; absent: every tenant's, by tenant and name (engine-internal reads). */
   listSchedules(tenant?: string): Promise<ScheduleRecord[]>;
   /**

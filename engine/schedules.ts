@@ -247,6 +247,8 @@ export class ScheduleService {
     // Only once nothing else refuses it: a queue admitted is listed for good.
     if (this.deps.queues) {
       if (await this.deps.store.getSchedule(tenant, input.name)) throw exists(input.name);
+      // The store checks the cap again as it inserts (creations at once); this is so a refusal lists no queue.
+      if ((await this.deps.store.countSchedules(tenant)) >= MAX_SCHEDULES) throw tooMany();
       await this.deps.queues.admit([input.job.queue], tenant);
     }
     const record: ScheduleRecord = {
@@ -326,6 +328,7 @@ export class ScheduleService {
 }
 
 const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${name.slice(0, MAX_SCHEDULE_NAME)}'`);
+const tooMany = () => new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${MAX_SCHEDULES} schedules, the most it may: delete one before creating another`);
 const exists = (name: string) => new AtsError('ATS_ERR_SCHEDULE_EXISTS', `A schedule named '${name}' exists`);
 
 function definedOf(patch: SchedulePatch): SchedulePatch {

@@ -4,12 +4,13 @@
  * transaction, so POSTs racing at 999 schedules create one and the others are
  * 409 ATS_ERR_TOO_MANY_SCHEDULES, writing nothing; every schedule stays
  * listed. Another tenant's schedules do not count, a schedule at the cap can
- * still be changed, and a delete frees a place.
+ * still be changed, a delete frees a place, and a creation refused at the cap
+ * lists no new queue.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ScheduleRecord } from '../engine/ports.js';
-import { MAX_SCHEDULES } from '../engine/schedules.js';
+import { MAX_SCHEDULES, ScheduleService } from '../engine/schedules.js';
 import { startSqliteTestApp, startTestApp, TEST_DEFAULTS } from '../tests/helpers/app.js';
 
 const record = (tenant: string, name: string, now: number): ScheduleRecord => ({
@@ -48,6 +49,12 @@ for (const [name, start] of [['MariaDB', startTestApp], ['SQLite', startSqliteTe
       const taken = await t.app.inject({ method: 'POST', url: '/v1/schedules', payload: { name: 'late', cron: '0 3 * * *', type: 'demo.echo' } });
       assert.equal(taken.json().code, 'ATS_ERR_SCHEDULE_EXISTS');
       assert.equal((await t.store.listSchedules('acme')).length, 3);
+      // Refused at the cap, a schedule in a new queue lists no queue (a queue admitted is listed for good).
+      const admitted: string[] = [];
+      const service = new ScheduleService({ store: t.store, clock: t.clock, queues: { admit: async (names) => { admitted.push(...names); } } });
+      await assert.rejects(service.create('default', { name: 'in-new-queue', cron: '0 3 * * *', job: { ...record('default', 'x', now).job, queue: 'fresh' } }),
+        (e: Error & { code?: string }) => e.code === 'ATS_ERR_TOO_MANY_SCHEDULES');
+      assert.deepEqual(admitted, []);
     } finally {
       await t.close();
     }

@@ -123,6 +123,7 @@ export function createSqlSchedules(exec: Exec, d: Dialect, inTransaction?: InTra
       const [r] = await rows(`${SELECT} WHERE tenant = ? AND name = ?`, [tenant, name]);
       return r ? rowToSchedule(r) : null;
     },
+    countSchedules: async (tenant) => toNum((await rows('SELECT COUNT(*) AS n FROM schedules WHERE tenant = ?', [tenant]))[0]?.n ?? 0),
     listSchedules: async (tenant) => (tenant === undefined
       ? await rows(`${SELECT} ORDER BY tenant, name LIMIT ?`, [MAX_SCHEDULES_LISTED])
       : await rows(`${SELECT} WHERE tenant = ? ORDER BY name LIMIT ?`, [tenant, MAX_SCHEDULES_LISTED])).map(rowToSchedule),
