@@ -17,6 +17,7 @@ import {
 } from '@opentelemetry/api';
 import { OUTBOX_ID_HEADER, type LogMessage, type LogRecord, type TraceContext } from './ports.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './messages.js';
+import { textOf } from './thrown.js';
 
 export type { Span, Tracer } from '@opentelemetry/api';
 
@@ -107,7 +108,8 @@ export function inSpan<T>(span: Span, fn: () => T): T {
 
 /** Marks the span failed with the error (an exception event and an ERROR status). */
 export function recordError(span: Span, err: unknown): void {
-  const e = err instanceof Error ? err : new Error(String(err));
+  // A thrown value that is no Error (a string, an object without a prototype) as its text; reading it never throws.
+  const e = err instanceof Error ? err : new Error(textOf(err, 8000));
   span.recordException(e);
   span.setAttribute(ATTR.errorType, e.name || 'Error');
   span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });

@@ -764,6 +764,73 @@ describe('worker: a failed attempt records the error\'s stack', () => {
   });
 });
 
+describe('worker: whatever a handler throws is recorded as its failure', () => {
+  it('a value without a prototype, an unreadable name or message, a plain or cyclic object: the attempt fails with the value as text, at once', async () => {
+    const cyclic: Record<string, unknown> = { code: 'E_LOOP' };
+    cyclic.self = cyclic;
+    const badName = new Error('named oddly');
+    (badName as { name: unknown }).name = { toString() { throw new Error('no text'); } };
+    const badMessage = new Error('x');
+    (badMessage as { message: unknown }).message = Object.create(null);
+    const registry = new HandlerRegistry()
+      .register('test.nullproto', async () => { throw Object.create(null); })
+      .register('test.badname', async () => { throw badName; })
+      .register('test.badmessage', async () => { throw badMessage; })
+      .register('test.plain', async () => { throw { code: 'E_RATE', status: 429 }; })
+      .register('test.cyclic', async () => { throw cyclic; });
+    const h = await harness(registry);
+    try {
+      const lastError = async (type: string) => {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1 }));
+        assert.ok(r.ok);
+        // Recorded at once, not left running until its lease expires.
+        const job = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', `${type} dead`);
+        assert.equal(job.snapshot.context.lastError?.attempt, 1);
+        return job.snapshot.context.lastError!;
+      };
+      assert.equal((await lastError('test.nullproto')).message, '[Object: null prototype] {}');
+      const named = await lastError('test.badname');
+      assert.equal(named.message, 'named oddly');
+      assert.match(named.name ?? '', /toString/);
+      assert.equal((await lastError('test.badmessage')).message, '[Object: null prototype] {}');
+      assert.equal((await lastError('test.plain')).message, "{ code: 'E_RATE', status: 429 }");
+      assert.equal((await lastError('test.cyclic')).message, "<ref *1> { code: 'E_LOOP', self: [Circular *1] }");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('the causes of the thrown error follow its stack, so "fetch failed" keeps why', async () => {
+    const registry = new HandlerRegistry()
+      .register('test.fetch', async () => {
+        const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+        throw new TypeError('fetch failed', { cause: refused });
+      })
+      .register('test.self', async () => {
+        const e = new Error('its own cause');
+        (e as { cause?: unknown }).cause = e;
+        throw e;
+      })
+      .register('test.text', async () => { throw new Error('wrapped', { cause: 'a plain reason' }); });
+    const h = await harness(registry);
+    try {
+      const lastError = async (type: string) => {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1 }));
+        assert.ok(r.ok);
+        return (await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', `${type} dead`)).snapshot.context.lastError!;
+      };
+      const fetch = await lastError('test.fetch');
+      assert.equal(fetch.message, 'fetch failed');
+      assert.match(fetch.stack ?? '', /^TypeError: fetch failed\n\s+at [^]*\nCaused by: Error: connect ECONNREFUSED 127\.0\.0\.1:9\n\s+at /);
+      const self = await lastError('test.self');
+      assert.equal(self.stack?.includes('Caused by'), false, 'a cause that is the error itself is not followed');
+      assert.match((await lastError('test.text')).stack ?? '', /\nCaused by: a plain reason$/);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: the job\'s own timeout is told apart from a handler\'s error of the same name', () => {
   it('FAILED carries timedOut when the job\'s timeout ended the attempt, and not when the handler threw a TimeoutError of its own', async () => {
     const registry = new HandlerRegistry()

@@ -57,7 +57,6 @@
  * header (an older producer) is version 1.
  */
 import { jsonSize } from '../machines/json-size.js';
-import { cutText } from '../machines/text.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { usableLease, type LeaseAdvice } from './advisor/types.js';
@@ -75,6 +74,7 @@ import {
 import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
 import { Semaphore } from './semaphore.js';
+import { describeThrown } from './thrown.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 
@@ -1045,13 +1045,14 @@ export class Worker {
       } else {
         // The job's own timeout (the only abort left here), told apart from a handler's error of the same name.
         const timedOut = reason instanceof AbortReason;
-        const e = timedOut ? reason : (err as Error);
-        const stack = timedOut ? undefined : stackOf(e);
+        const e: unknown = timedOut ? reason : err;
+        // Whatever was thrown (a string, undefined, an object with cycles or without a prototype), read without throwing.
+        const { message, name, stack } = describeThrown(e, { message: MAX_ERROR_MESSAGE_CHARS, name: MAX_ERROR_NAME_CHARS, stack: MAX_STACK_CHARS });
         event = {
           type: 'FAILED', attempt,
           error: {
-            message: cutText(String(e?.message ?? e), MAX_ERROR_MESSAGE_CHARS), name: e?.name === undefined ? undefined : cutText(String(e.name), MAX_ERROR_NAME_CHARS),
-            ...(stack ? { stack } : {}), retryable: !isNonRetryable(e), ...(timedOut ? { timedOut: true as const } : {}),
+            message, name,
+            ...(stack && !timedOut ? { stack } : {}), retryable: !isNonRetryable(e), ...(timedOut ? { timedOut: true as const } : {}),
           },
         };
         if (event.error.retryable) event = this.advised(job, event, clock.now());
@@ -1237,7 +1238,12 @@ function highestFirst(messages: DispatchMessage[], read: LogRecord[] | null): { 
 }
 
 function isNonRetryable(e: unknown): boolean {
-  return e instanceof NonRetryableError || (e as Error | undefined)?.name === 'NonRetryableError';
+  if (e instanceof NonRetryableError) return true;
+  try {
+    return (e as Error | undefined)?.name === 'NonRetryableError';
+  } catch {
+    return false; // a name that throws when read
+  }
 }
 
 /** The job shows this outcome of this attempt (an earlier try committed after all). */
@@ -1286,13 +1292,6 @@ const MAX_ERROR_NAME_CHARS = 200;
  * one would stop the relay at that message.
  */
 export const MAX_RESULT_BYTES = 256 * 1024;
-
-/** The thrown error's stack trace, cut to MAX_STACK_CHARS; undefined when it has none. */
-function stackOf(e: unknown): string | undefined {
-  const stack = (e as { stack?: unknown } | null | undefined)?.stack;
-  if (typeof stack !== 'string' || !stack) return undefined;
-  return cutText(stack, MAX_STACK_CHARS);
-}
 
 /** Why a handler's result cannot be recorded (not JSON, or over MAX_RESULT_BYTES); null when it can. */
 function unstorableResult(result: unknown): string | null {

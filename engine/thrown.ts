@@ -1,0 +1,63 @@
+/**
+ * What a handler threw, as a failed attempt records it: its message, name and
+ * stack as text, within their bounds, whatever was thrown (an Error, a string,
+ * `undefined`, a plain object, one with cycles or without a prototype, one
+ * whose fields throw when read). Reading the thrown value never throws here.
+ */
+import { inspect } from 'node:util';
+import { cutText } from '../machines/text.js';
+
+/** Causes (`err.cause`, its cause, ...) a stack shows at most. */
+const MAX_CAUSES = 4;
+
+/**
+ * `value` as text: a string as it is, anything else as Node shows it
+ * (`{ code: 'E_RATE', status: 429 }`, cycles marked `[Circular *1]`), with
+ * its strings, arrays and depth bounded so that a huge value costs little.
+ */
+export function textOf(value: unknown, max: number): string {
+  if (typeof value === 'string') return cutText(value, max);
+  try {
+    return cutText(inspect(value, { depth: 4, breakLength: Infinity, maxArrayLength: 20, maxStringLength: max, compact: true }), max);
+  } catch {
+    return `a thrown ${typeof value} that cannot be shown as text`;
+  }
+}
+
+/** `value[key]`, or undefined when reading it throws (a getter, a revoked proxy). */
+function field(value: unknown, key: 'message' | 'name' | 'stack' | 'cause'): unknown {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The thrown value's message (its `message` when it has one, else the value
+ * itself as text), its name (when it has one), and its stack followed by the
+ * stacks of its causes (`Caused by: ...`, as `new Error(msg, { cause })`
+ * and Node's `fetch failed` carry the reason), each cut to its bound.
+ */
+export function describeThrown(e: unknown, max: { message: number; name: number; stack: number }): { message: string; name?: string; stack?: string } {
+  const message = field(e, 'message');
+  const name = field(e, 'name');
+  const out: { message: string; name?: string; stack?: string } = {
+    message: textOf(message ?? e, max.message),
+  };
+  if (name !== undefined) out.name = textOf(name, max.name);
+  let stack = field(e, 'stack');
+  let text = typeof stack === 'string' && stack ? stack : '';
+  const seen = new Set<unknown>([e]);
+  let cause = field(e, 'cause');
+  for (let n = 0; n < MAX_CAUSES && cause !== undefined && !seen.has(cause) && text.length < max.stack; n++) {
+    seen.add(cause);
+    stack = field(cause, 'stack');
+    const causeText = typeof stack === 'string' && stack ? stack : textOf(field(cause, 'message') ?? cause, max.message);
+    text = `${text || `${out.name ?? 'Error'}: ${out.message}`}\nCaused by: ${causeText}`;
+    cause = field(cause, 'cause');
+  }
+  if (text) out.stack = cutText(text, max.stack);
+  return out;
+}
