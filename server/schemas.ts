@@ -231,7 +231,7 @@ export const ErrorBody = Type.Object({
 const JobError = Type.Object({
   message: Type.String({ description: 'The error\'s message' }),
   name: Type.Optional(Type.String({ description: 'The error\'s class name, e.g. LeaseExpired' })),
-  stack: Type.Optional(Type.String({ description: 'The stack trace the handler\'s error carried, shortened to its first 4,000 characters' })),
+  stack: Type.Optional(Type.String({ description: 'The stack trace the handler\'s error carried, followed by those of its causes (`Caused by: ...`), shortened to its first 4,000 characters' })),
   retryable: Type.Boolean({ description: 'false: the handler (or, with decidedBy, the advisor) said another attempt cannot succeed' }),
   decidedBy: Type.Optional(Type.Literal('advisor', { description: 'Present when the advisor (enforce mode) made the failure non-retryable: its signature had proven hopeless' })),
   advice: Type.Optional(Type.String({ description: 'The advisor\'s reason, when decidedBy is set' })),
