@@ -161,10 +161,17 @@ export async function registerModule(mod: HandlerModule, registry: HandlerRegist
   }
   if (handlers !== undefined) {
     if (!Array.isArray(handlers)) throw new Error(`handler module ${name}: handlers must be an array of defineHandler(...) results`);
-    for (const h of handlers) registry.register(h);
+    handlers.forEach((h, i) => {
+      // Named by its place: `undefined` from an import cycle, or a run function not wrapped in defineHandler.
+      if (!isDefinition(h)) throw new Error(`handler module ${name}: handlers[${i}] is ${kindOf(h)}, not a defineHandler(...) result`);
+      registry.register(h);
+    });
   }
   if (typeof register === 'function') await register(registry);
 }
+
+const kindOf = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : typeof v === 'function' ? 'a function' : typeof v === 'undefined' ? 'undefined' : `a ${typeof v}`;
 
 const obj = (p: unknown): Record<string, unknown> => (p && typeof p === 'object' ? (p as Record<string, unknown>) : {});
 
