@@ -45,7 +45,10 @@ const twoSteps = setup({ actors: { echo: job('demo.echo') } }).createMachine({
   },
 });
 
-const registry = registerDemoHandlers(new HandlerRegistry()).workflow('traced.flow', twoSteps).register('test.child', async (_p, ctx) => {
+const registry = registerDemoHandlers(new HandlerRegistry()).workflow('traced.flow', twoSteps)
+  // Throws what has no text of its own: the attempt's span still records it.
+  .register('test.nullproto', async () => { throw Object.assign(Object.create(null) as object, { code: 'E_BARE' }); })
+  .register('test.child', async (_p, ctx) => {
   const active = trace.getActiveSpan()?.spanContext().spanId;
   return trace.getTracer('test-handler').startActiveSpan('handler.work', async (span) => {
     try {
@@ -183,6 +186,16 @@ describe('tracing on', () => {
     assert.equal(second!.attributes[ATTR.jobAttempt], 2);
     assert.equal(second!.attributes[ATTR.jobOutcome], 'succeeded');
     assert.notEqual(parentOf(first!), parentOf(second!), 'each attempt continues its own dispatch');
+  });
+
+  it('a handler that throws a value without a prototype: its attempt fails, and its span records the value as text', async () => {
+    const id = await submit({ type: 'test.nullproto', payload: null, maxAttempts: 1 });
+    const job = await waitForJob(system.store, id, isState('dead'));
+    assert.equal(job.snapshot.context.lastError?.message, "[Object: null prototype] { code: 'E_BARE' }");
+    const [attempt] = await spansWhere((s) => ofJob(id)(s) && s.kind === SpanKind.CONSUMER, 1, 'attempt span');
+    assert.equal(attempt!.attributes[ATTR.jobOutcome], 'failed');
+    assert.equal(attempt!.status.code, SpanStatusCode.ERROR);
+    assert.equal(attempt!.status.message, "[Object: null prototype] { code: 'E_BARE' }");
   });
 
   it('a submit carrying a traceparent joins the caller’s trace', async () => {
