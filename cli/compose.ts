@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createKafkaLog } from '../adapters/kafka/index.js';
 import { createMemoryLog } from '../adapters/memory/index.js';
@@ -397,7 +397,7 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
       await registerModule(mod, registry, m);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${message}`, { cause: err });
+      throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${message}${thrownAt(err)}`, { cause: err });
     }
   }
   return registry;
@@ -416,8 +416,35 @@ async function importHandlerModule(m: string, path: string): Promise<HandlerModu
     const message = err instanceof Error ? err.message : String(err);
     const at = err instanceof SyntaxError ? syntaxErrorLine(path) : null;
     const { env, flag } = SETTINGS.handlers;
-    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${message}`, { cause: err });
+    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${message}${at ? '' : thrownAt(err)}`, { cause: err });
   }
+}
+
+/** The scheduler's own code (its sources, or its build): a frame there is not the handler module's. */
+const OWN_DIRS = ['adapters', 'cli', 'client', 'dist', 'engine', 'machines', 'server'].map((d) => join(fileURLToPath(new URL('..', import.meta.url)), d, '/'));
+
+/**
+ * ` (at file:line:col)`: the first frame of `err`'s stack in code of the
+ * user's (neither node's, nor a dependency's, nor the scheduler's own), so a
+ * handler module that throws while it loads or registers says where without
+ * a stack trace; '' when it has none.
+ */
+function thrownAt(err: unknown): string {
+  let stack: unknown;
+  try {
+    stack = (err as { stack?: unknown } | null)?.stack;
+  } catch {
+    return '';
+  }
+  if (typeof stack !== 'string') return '';
+  for (const line of stack.split('\n')) {
+    const frame = /^\s+at (?:.*? \()?(.+?:\d+:\d+)\)?$/.exec(line)?.[1];
+    if (!frame) continue;
+    const file = frame.startsWith('file://') ? fileURLToPath(frame.replace(/:\d+:\d+$/, '')) : frame.replace(/:\d+:\d+$/, '');
+    if (frame.startsWith('node:') || file.includes('/node_modules/') || OWN_DIRS.some((d) => file.startsWith(d))) continue;
+    return ` (at ${frame.startsWith('file://') ? `${file}${frame.slice(frame.search(/:\d+:\d+$/))}` : frame})`;
+  }
+  return '';
 }
 
 /**
