@@ -41,6 +41,7 @@ import { Waker } from '../engine/wake.js';
 import { Worker } from '../engine/worker.js';
 import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
+import { serveWhileStarting } from '../server/starting.js';
 import type { Tracing } from './tracing.js';
 import { metricsRoute } from '../server/routes/metrics.js';
 import { streamPlugin } from '../server/stream/index.js';
@@ -181,22 +182,28 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const registry = opts.registry ?? (await loadHandlers(config.handlers, registerDemoHandlers(new HandlerRegistry())));
   // Processes on one MySQL database judge each other's leases and due times:
   // all read the database's clock. SQLite is one process: its own clock.
-  const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (store as MysqlStore).dbNow() }) : null;
+  const dbClock = config.mysqlUrl ? new DbClock({ base, logger, dbNow: () => (opened as MysqlStore).dbNow() }) : null;
   const clock: Clock = dbClock ?? base;
   const metrics = opts.metrics ?? new PrometheusMetrics({ logger });
-  const store = await openStore(config, clock, logger, metrics);
+  const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
+  // The api's port, from now until the API listens on it: /healthz 200 (alive, starting: a liveness
+  // probe must not restart a process during a long migration, or its wait for another's), the rest 503.
+  const starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
+  let opened: SystemStore | null = null;
   let log: EventLog | null = null;
   try {
+    opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
-    await store.migrate({ logger });
+    await opened.migrate({ logger });
     log = openLog(config, logger, clock);
     await log.ensureTopics();
   } catch (err) {
     await log?.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
+    await opened?.close().catch(() => undefined);
+    await starting?.close();
     throw err;
   }
-  const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
+  const store = opened;
   const waker = new Waker();
   // With the keys, open streams are checked again: a revoked key's are closed (4401).
   const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth } }) : null;
@@ -250,6 +257,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   } catch (err) {
     await log.close().catch(() => undefined);
     await store.close().catch(() => undefined);
+    await starting?.close();
     throw err;
   }
   const app = has('api')
@@ -303,7 +311,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       // First: a port that cannot be bound (metrics, then the API) fails the start before any role
       // runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
       const metricsUrl = await metricsWiring.start();
-      const address = app ? await listenQuietly(app, config) : null;
+      // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
+      await starting?.close();
+      const address = app ? await listenQuietly(app, config, starting?.port ?? config.port) : null;
       dbClock?.start();
       if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
       await advisor?.start();
@@ -326,6 +336,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
 
   async function stopAll(): Promise<void> {
     const steps: Array<[string, () => Promise<unknown> | undefined]> = [
+      ['starting', () => starting?.close()],
       ['api', () => app?.close()],
       ['worker', () => worker?.stop()],
       ['limits', () => limitDirectory?.stop()],
@@ -366,11 +377,11 @@ function pinoOf(logger: Logger): AppLogger['pino'] | undefined {
  * Listen without fastify's "Server listening at" info line: `ats ready`, the
  * first line of a started process, says the URL with the roles.
  */
-async function listenQuietly(app: FastifyInstance, config: Config): Promise<string> {
+async function listenQuietly(app: FastifyInstance, config: Config, port: number): Promise<string> {
   const level = app.log.level;
   if (level === 'debug' || level === 'info') app.log.level = 'warn';
   try {
-    return await app.listen({ port: config.port, host: config.host });
+    return await app.listen({ port, host: config.host });
   } finally {
     app.log.level = level;
   }

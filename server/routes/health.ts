@@ -47,7 +47,7 @@ export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps
 
   app.get(
     '/healthz',
-    { schema: { operationId: 'healthz', security: [], summary: 'Liveness', description: 'Answers 200 while the process serves requests; it checks nothing else. Like every route, 503 ATS_ERR_NOT_READY once the server is shutting down.', tags: ['health'], response: { 200: described(ref(HealthView), 'Alive'), ...publicErrorResponses() } } },
+    { schema: { operationId: 'healthz', security: [], summary: 'Liveness', description: 'Answers 200 while the process serves requests, and already while it starts (migrating the database: /readyz and the rest answer 503 ATS_ERR_NOT_READY then); it checks nothing else. Like every route, 503 ATS_ERR_NOT_READY once the server is shutting down.', tags: ['health'], response: { 200: described(ref(HealthView), 'Alive'), ...publicErrorResponses() } } },
     async () => ({ status: 'ok' as const }),
   );
 
