@@ -227,6 +227,32 @@ describe('worker: outcome writes are retried while the lease holds', () => {
     }
   });
 
+  it('logs a write that keeps failing once, not each try, and says once that it was written', async () => {
+    const clock = recordingClock();
+    const tries = { outcome: 0 };
+    const lines: Array<[string, string, unknown]> = [];
+    const logger: Logger = {
+      ...silentLogger,
+      warn: (msg, fields) => void lines.push(['warn', msg, fields?.jobId]),
+      info: (msg, fields) => void lines.push(['info', msg, fields?.jobId]),
+      error: (msg, fields) => void lines.push(['error', msg, fields?.jobId]),
+    };
+    const h = await harness(registry(), { clock, logger, workerTransitions: failingOutcomes(() => tries.outcome <= 8, tries) });
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.ok(h.worker.counters.outcomeRetries >= 4, `retries: ${h.worker.counters.outcomeRetries}`);
+      const outcomeLines = lines.filter(([, msg]) => /outcome/.test(msg));
+      assert.deepEqual(outcomeLines, [
+        ['warn', 'worker: outcome write failed, will retry', r.job.id],
+        ['info', 'worker: outcome written after failed tries', r.job.id],
+      ]);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('stops retrying once the lease is over (the timers own the job then)', async () => {
     const clock = recordingClock();
     const tries = { outcome: 0 };

@@ -1107,6 +1107,8 @@ export class Worker {
     const { log } = entry;
     let pause = OUTCOME_RETRY_FIRST_MS;
     let tried = false;
+    // Tries that failed: the first is a warning, the others debug lines, and a write that then lands says so once.
+    let failures = 0;
     for (;;) {
       if (this.crashed) return;
       let r: ApplyResult;
@@ -1129,7 +1131,9 @@ export class Worker {
           log.warn('worker: outcome not written before the lease ended; the timers take the job over', fields);
           return;
         }
-        log.warn('worker: outcome write failed, will retry', { ...fields, retryInMs: pause });
+        failures++;
+        if (failures === 1) log.warn('worker: outcome write failed, will retry', { ...fields, retryInMs: pause });
+        else log.debug('worker: outcome write failed again, will retry', { ...fields, failures, retryInMs: pause });
         if (!(await clock.sleep(pause, this.abandon.signal).then(() => true, () => false))) return;
         this.counters.outcomeRetries++;
         pause = Math.min(pause * 2, OUTCOME_RETRY_MAX_MS);
@@ -1137,6 +1141,7 @@ export class Worker {
         continue;
       }
       if (r.ok || (tried && r.reason === 'not-allowed' && recorded(r.job, event))) {
+        if (failures > 0) log.info('worker: outcome written after failed tries', { event: event.type, failures });
         if (event.type === 'SUCCEEDED') this.counters.succeeded++;
         else this.counters.failed++;
         return;
