@@ -18,7 +18,7 @@ export const LIMITS_PAGE = 10_000;
 export class LimitDirectory {
   private names: ReadonlySet<string> = new Set();
   private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
-    clock: this.deps.clock, logger: this.deps.logger, failure: 'limits: reading the limits failed', pollMs: this.pollMs,
+    clock: this.deps.clock, logger: this.deps.logger, failure: 'limits: read failed', pollMs: this.pollMs,
     pass: async () => {
       await this.read();
       return false;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BackgroundLoop } from './loop.js';
+import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import { silentLogger } from './logger.js';
+import type { Logger } from './ports.js';
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -66,5 +68,33 @@ describe('BackgroundLoop', () => {
     assert.equal(st.maxLive, 1);
     await loop.stop();
     assert.equal(st.live, 0);
+  });
+});
+
+describe('pollUntilAborted', () => {
+  it('logs each failed pass, and once, when a pass works again, that the loop works again', async () => {
+    const lines: Array<[string, string, unknown]> = [];
+    const logger: Logger = {
+      ...silentLogger,
+      info: (msg, fields) => void lines.push(['info', msg, fields?.failures]),
+      error: (msg, fields) => void lines.push(['error', msg, fields?.failures]),
+    };
+    const controller = new AbortController();
+    let passes = 0;
+    await pollUntilAborted(controller.signal, {
+      clock: { now: () => 0, sleep: async () => {} },
+      logger, failure: 'timers: pass failed', pollMs: 1,
+      async pass() {
+        passes++;
+        if (passes <= 2) throw new Error('The database is not reachable');
+        if (passes === 5) controller.abort();
+        return false;
+      },
+    });
+    assert.deepEqual(lines, [
+      ['error', 'timers: pass failed, will retry', 1],
+      ['error', 'timers: pass failed, will retry', 2],
+      ['info', 'timers: pass works again', 2],
+    ]);
   });
 });

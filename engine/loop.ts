@@ -48,7 +48,7 @@ export class BackgroundLoop {
 export interface Polling {
   clock: Clock;
   logger: Logger;
-  /** Names the loop in its error log lines, e.g. 'timers: pass failed'. */
+  /** Names the loop in its error log lines, e.g. 'timers: pass failed' (and, without ' failed', in the line saying it works again). */
   failure: string;
   /** The pause after a pass that left nothing more to do. */
   pollMs: number;
@@ -63,7 +63,8 @@ export const POLLING_ERROR_BACKOFF = Object.freeze({ baseMs: 1000, maxMs: 10_000
  * The body of a polling loop (the timers, retention): runs `pass` until the
  * signal aborts, again at once when it says there is more, after `pollMs`
  * otherwise, and while it throws after a pause that grows (so a database
- * outage costs a few log lines a minute, not one per poll).
+ * outage costs a few log lines a minute, not one per poll); the first pass
+ * that works after failures says so (`... works again`, info).
  */
 export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise<void> {
   const backoff = new ErrorBackoff(POLLING_ERROR_BACKOFF.baseMs, POLLING_ERROR_BACKOFF.maxMs);
@@ -71,6 +72,8 @@ export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise
     let pauseMs = p.pollMs;
     try {
       const more = await p.pass();
+      const failures = backoff.consecutiveFailures;
+      if (failures > 0) p.logger.info(`${p.failure.replace(/ failed$/, '')} works again`, { failures });
       backoff.succeeded();
       if (more) continue;
     } catch (err) {
