@@ -131,3 +131,33 @@ for (const backend of STORE_BACKENDS) {
     }
   });
 }
+
+describe('WorkerPresence: a heartbeat failing while the database is down', () => {
+  it('logs the first failure, not every beat, then once that it works again', async () => {
+    const lines: Array<[string, string, unknown]> = [];
+    const logger = {
+      ...silentLogger,
+      warn: (msg: string, fields?: Record<string, unknown>) => void lines.push(['warn', msg, fields?.failures]),
+      info: (msg: string, fields?: Record<string, unknown>) => void lines.push(['info', msg, fields?.failures]),
+    };
+    let now = 1_000_000;
+    let down = true;
+    const fail = async () => {
+      if (down) throw new Error('The database is not reachable');
+    };
+    const store = { upsertWorker: fail, purgeWorkers: fail, deleteWorker: fail, listWorkers: async () => [] } as unknown as ConstructorParameters<typeof WorkerPresence>[0]['store'];
+    const clock: Clock = { now: () => now, sleep: () => new Promise(() => {}) };
+    const presence = new WorkerPresence({ store, clock, logger }, { id: 'w', host: 'h', pid: 1, concurrency: 1, types: () => [] });
+    for (let i = 0; i < 6; i++) {
+      await presence.beat();
+      now += PRESENCE_INTERVAL_MS;
+    }
+    down = false;
+    await presence.beat();
+    await presence.beat();
+    assert.deepEqual(lines, [
+      ['warn', 'workers: presence heartbeat failed, will retry', 1],
+      ['info', 'workers: presence heartbeat works again', 6],
+    ]);
+  });
+});

@@ -13,6 +13,7 @@
  */
 import { errorFields } from './logger.js';
 import { BackgroundLoop } from './loop.js';
+import { OutageLog } from './error-backoff.js';
 import type { Clock, JobCount, Logger, WorkerRecord, WorkerRegistryStore } from './ports.js';
 
 export const PRESENCE_INTERVAL_MS = 5_000;
@@ -85,6 +86,8 @@ export class WorkerPresence {
     while (await this.deps.clock.sleep(PRESENCE_INTERVAL_MS, signal).then(() => true, () => false)) await this.beat();
   });
   private startedAt = 0;
+  /** A heartbeat failing while the database is down: the first failure, one line a minute, then the recovery. */
+  private readonly outage: OutageLog;
 
   constructor(
     private readonly deps: WorkerPresenceDeps,
@@ -93,7 +96,9 @@ export class WorkerPresence {
       /** The queues served; none (or empty) for every queue. */
       queues?: readonly string[];
     },
-  ) {}
+  ) {
+    this.outage = new OutageLog(deps.logger, 'workers: presence heartbeat', undefined, 'warn');
+  }
 
   /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh. */
   async start(): Promise<void> {
@@ -110,7 +115,7 @@ export class WorkerPresence {
 
   /** One heartbeat: the row, then rows unseen for PRESENCE_PURGE_MS deleted. */
   async beat(): Promise<void> {
-    const { store, clock, logger } = this.deps;
+    const { store, clock } = this.deps;
     const now = clock.now();
     try {
       await store.upsertWorker({
@@ -118,8 +123,9 @@ export class WorkerPresence {
         concurrency: this.me.concurrency, startedAt: this.startedAt, lastSeenAt: now,
       });
       await store.purgeWorkers(now - PRESENCE_PURGE_MS);
+      this.outage.succeeded();
     } catch (err) {
-      logger.warn('workers: presence heartbeat failed; tried again', errorFields(err));
+      this.outage.failed(err, now);
     }
   }
 }
