@@ -1,6 +1,6 @@
 /**
  * The ATS_METRICS_PORT server alone (node:http): /metrics with the source's
- * content type, 404 elsewhere, 405 for other methods, 500 when rendering
+ * content type, /healthz, 404 elsewhere, 405 for other methods, 500 when rendering
  * fails; and the setting itself: empty is off, a port is a port, junk is
  * ATS_ERR_CONFIG.
  */
@@ -24,6 +24,10 @@ test('serves GET /metrics and nothing else', async () => {
     assert.equal(ok.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
     assert.equal(await ok.text(), 'ats_up 1\n');
     assert.equal((await fetch(`${server.url}/`)).status, 404);
+    // A liveness probe's answer for processes without the API (relay, worker, timers).
+    const alive = await fetch(`${server.url}/healthz`);
+    assert.deepEqual([alive.status, await alive.json()], [200, { status: 'ok' }]);
+    assert.equal((await fetch(`${server.url}/healthz`, { method: 'POST' })).status, 405);
     assert.equal((await fetch(`${server.url}/metrics`, { method: 'DELETE' })).status, 405);
     fail = true;
     const broken = await fetch(`${server.url}/metrics`);

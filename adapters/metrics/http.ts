@@ -1,7 +1,8 @@
 /**
  * `ATS_METRICS_PORT`: `/metrics` on a port of its own, with node:http, for
- * processes whose roles serve no HTTP (relay, worker, timers). An api process
- * serves `/metrics` on its API port too.
+ * processes whose roles serve no HTTP (relay, worker, timers), and `/healthz`
+ * (200 while the process answers: a liveness probe for those processes). An
+ * api process serves both on its API port too.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,16 +19,22 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves `GET /metrics` (and nothing else: 404) on `host:port`. Resolves once listening. */
+const ROUTES: ReadonlySet<string> = new Set(['/metrics', '/healthz']);
+
+/** Serves `GET /metrics` and `GET /healthz` (and nothing else: 404) on `host:port`. Resolves once listening. */
 export async function serveMetrics(source: MetricsText, port: number, host: string): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: this port serves GET /metrics\n');
+    if (!ROUTES.has(path)) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: this port serves GET /metrics and GET /healthz\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(req.method === 'HEAD' ? undefined : JSON.stringify({ status: 'ok' }));
       return;
     }
     source.metrics().then(
