@@ -24,6 +24,18 @@ export function textOf(value: unknown, max: number): string {
   }
 }
 
+/**
+ * `value instanceof ctor`, false when the check throws (a revoked proxy, or
+ * one whose `getPrototypeOf` trap throws, makes `instanceof` throw).
+ */
+export function isInstance(value: unknown, ctor: abstract new (...args: never[]) => unknown): boolean {
+  try {
+    return value instanceof ctor;
+  } catch {
+    return false;
+  }
+}
+
 /** `value[key]`, or undefined when reading it throws (a getter, a revoked proxy). */
 function field(value: unknown, key: 'message' | 'name' | 'stack' | 'cause'): unknown {
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;

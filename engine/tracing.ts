@@ -17,7 +17,7 @@ import {
 } from '@opentelemetry/api';
 import { OUTBOX_ID_HEADER, type LogMessage, type LogRecord, type TraceContext } from './ports.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './messages.js';
-import { textOf } from './thrown.js';
+import { describeThrown } from './thrown.js';
 
 export type { Span, Tracer } from '@opentelemetry/api';
 
@@ -108,11 +108,13 @@ export function inSpan<T>(span: Span, fn: () => T): T {
 
 /** Marks the span failed with the error (an exception event and an ERROR status). */
 export function recordError(span: Span, err: unknown): void {
-  // A thrown value that is no Error (a string, an object without a prototype) as its text; reading it never throws.
-  const e = err instanceof Error ? err : new Error(textOf(err, 8000));
-  span.recordException(e);
-  span.setAttribute(ATTR.errorType, e.name || 'Error');
-  span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+  // Whatever was thrown (a string, an object without a prototype, a revoked proxy, an Error whose
+  // message or name throws when read) as its text: the exporter is given plain strings, read once here.
+  const { message, name, stack } = describeThrown(err, { message: 8000, name: 200, stack: 8000 });
+  const type = name || 'Error';
+  span.recordException({ name: type, message, ...(stack ? { stack } : {}) });
+  span.setAttribute(ATTR.errorType, type);
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
 }
 
 /**

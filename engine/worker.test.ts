@@ -826,6 +826,28 @@ describe('worker: whatever a handler throws is recorded as its failure', () => {
     }
   });
 
+  it('a revoked proxy, or one whose prototype cannot be read: the attempt fails with the value as text, at once', async () => {
+    const revocable = Proxy.revocable({}, {});
+    revocable.revoke();
+    const noPrototype = new Proxy({}, { getPrototypeOf() { throw new Error('no prototype here'); } });
+    const registry = new HandlerRegistry()
+      .register('test.revoked', async () => { throw revocable.proxy; })
+      .register('test.noproto', async () => { throw noPrototype; });
+    const h = await harness(registry);
+    try {
+      for (const [type, message] of [['test.revoked', '<Revoked Proxy>'], ['test.noproto', '{}']] as const) {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1 }));
+        assert.ok(r.ok);
+        // Recorded at once, not left running until its lease expires.
+        const job = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', `${type} dead`);
+        assert.equal(job.snapshot.context.lastError?.message, message, type);
+        assert.equal(job.snapshot.context.lastError?.retryable, true, type);
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('the causes of the thrown error follow its stack, so "fetch failed" keeps why', async () => {
     const registry = new HandlerRegistry()
       .register('test.fetch', async () => {

@@ -74,7 +74,7 @@ import {
 import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
 import { Semaphore } from './semaphore.js';
-import { describeThrown } from './thrown.js';
+import { describeThrown, isInstance } from './thrown.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 
@@ -1243,7 +1243,7 @@ function highestFirst(messages: DispatchMessage[], read: LogRecord[] | null): { 
 }
 
 function isNonRetryable(e: unknown): boolean {
-  if (e instanceof NonRetryableError) return true;
+  if (isInstance(e, NonRetryableError)) return true;
   try {
     return (e as Error | undefined)?.name === 'NonRetryableError';
   } catch {

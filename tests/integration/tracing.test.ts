@@ -48,6 +48,17 @@ const twoSteps = setup({ actors: { echo: job('demo.echo') } }).createMachine({
 const registry = registerDemoHandlers(new HandlerRegistry()).workflow('traced.flow', twoSteps)
   // Throws what has no text of its own: the attempt's span still records it.
   .register('test.nullproto', async () => { throw Object.assign(Object.create(null) as object, { code: 'E_BARE' }); })
+  // Throws what cannot be asked whether it is an Error (instanceof throws), or an Error whose fields throw when read.
+  .register('test.revoked', async () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    throw proxy;
+  })
+  .register('test.getters', async () => {
+    const e = new Error('hidden');
+    for (const field of ['message', 'name', 'stack']) Object.defineProperty(e, field, { get() { throw new Error(`no ${field}`); } });
+    throw e;
+  })
   .register('test.child', async (_p, ctx) => {
   const active = trace.getActiveSpan()?.spanContext().spanId;
   return trace.getTracer('test-handler').startActiveSpan('handler.work', async (span) => {
@@ -196,6 +207,20 @@ describe('tracing on', () => {
     assert.equal(attempt!.attributes[ATTR.jobOutcome], 'failed');
     assert.equal(attempt!.status.code, SpanStatusCode.ERROR);
     assert.equal(attempt!.status.message, "[Object: null prototype] { code: 'E_BARE' }");
+  });
+
+  it('a handler that throws a revoked proxy, or an Error whose fields throw when read: its attempt fails, and its span records it', async () => {
+    for (const [type, message] of [['test.revoked', '<Revoked Proxy>'], ['test.getters', null]] as const) {
+      const id = await submit({ type, payload: null, maxAttempts: 1 });
+      const job = await waitForJob(system.store, id, isState('dead'));
+      const recorded = job.snapshot.context.lastError?.message;
+      if (message !== null) assert.equal(recorded, message, type);
+      const [attempt] = await spansWhere((s) => ofJob(id)(s) && s.kind === SpanKind.CONSUMER, 1, 'attempt span');
+      assert.equal(attempt!.attributes[ATTR.jobOutcome], 'failed', type);
+      assert.equal(attempt!.status.code, SpanStatusCode.ERROR, type);
+      assert.equal(attempt!.status.message, recorded, type);
+      assert.ok(attempt!.events.some((e) => e.name === 'exception'), `${type}: an exception event`);
+    }
   });
 
   it('a submit carrying a traceparent joins the caller’s trace', async () => {
