@@ -325,7 +325,7 @@ const SignatureView = Type.Object({
   hopeless: Int('Retries after this failure that failed again while other jobs of the type succeeded (decayed count)'),
   pRecover: Num('Posterior mean chance that a retry after this failure succeeds'),
   verdict: Type.Union([Type.Literal('learning'), Type.Literal('hopeless'), Type.Literal('transient')], {
-    description: 'learning: too little evidence (fewer than 20 retries counted, or none of them recovered yet the bar of hopeless not reached); hopeless: retries credibly never help (enforce stops them); transient: they do (at least one recovered)',
+    description: 'learning: too little evidence (fewer than 20 retries counted, or none of them recovered yet the bar of hopeless not reached); hopeless: retries credibly never help (enforce stops them); transient: they do (at least one recovered, counted or within the evidence half-life)',
   }),
   recoveryMs: Nullable(Type.Object({
     count: Int('Recovered runs timed'),

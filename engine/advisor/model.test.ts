@@ -386,6 +386,20 @@ describe('AdvisorModel: retry delay from recovery times', () => {
     assert.equal(model.adviseFailure(query({ jobId: 'live', at: first + 23_000, error: FLAKY, attemptInRun: 2 })).delayMs, undefined);
   });
 
+  it('keeps timing retries through a long run of failed ones, while a retry recovered within one half-life', () => {
+    // The cap on counted retries scales the 40 recoveries down with every failed retry, below one
+    // counted; the recovery is not forgotten for that (it keeps the signature from being hopeless),
+    // nor are its recovery times: the signature is still transient, and its retries still timed.
+    const { model, t: recoveredAt } = recovering({ evidenceHalfLifeMs: DEFAULT_MODEL_OPTIONS.evidenceHalfLifeMs });
+    const feed = new Feed(model, { neighbours: true });
+    let t = recoveredAt;
+    for (let run = 1; run <= 600; run++) t = feed.job({ id: `down${run}`, at: t + 1000, maxAttempts: 2, attempts: [{ ms: 5, error: FLAKY }, { ms: 5, error: FLAKY }] });
+    assert.ok(t - recoveredAt < DEFAULT_MODEL_OPTIONS.evidenceHalfLifeMs);
+    const sig = model.insights('advise').types[0].signatures[0];
+    assert.deepEqual([sig.recovered, sig.verdict], [0, 'transient']);
+    assert.equal(model.adviseFailure(query({ at: t, error: FLAKY })).delayMs, P75);
+  });
+
   it('needs minRecoveries recovered runs and a transient verdict', () => {
     assert.equal(recovering({ minRecoveries: 41 }).model.adviseFailure(query({ error: FLAKY })).delayMs, undefined);
     assert.equal(recovering({ minEvidence: 41 }).model.adviseFailure(query({ error: FLAKY })).delayMs, undefined);

@@ -640,9 +640,11 @@ export class AdvisorModel {
         ? 'learning'
         : !this.recoveredLately(stats, at) && betaCdf(this.opts.hopelessBelow, 1 + recovered, 1 + hopeless) >= this.opts.credibility
           ? 'hopeless'
-          // Transient says retries help: not before one did (as counted for people). Short of the
-          // bar with none recovered, the evidence is still out.
-          : count(recovered) > 0
+          // Transient says retries help: not before one did (as counted for people, or lately: the
+          // cap on counted retries scales a recovery below one with every failed retry, and a
+          // recovery within one half-life keeps its recovery times in use). Short of the bar with
+          // none recovered, the evidence is still out.
+          : count(recovered) > 0 || this.recoveredLately(stats, at)
             ? 'transient'
             : 'learning';
     return { recovered, hopeless, pRecover, verdict };
