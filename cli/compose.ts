@@ -38,6 +38,7 @@ import { Timers } from '../engine/timers.js';
 import { logForFormat } from '../engine/transition-records.js';
 import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
+import { describeThrown, isInstance } from '../engine/thrown.js';
 import { Worker } from '../engine/worker.js';
 import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
@@ -407,8 +408,7 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
     try {
       await registerModule(mod, registry, m);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${message}${thrownAt(err)}`, { cause: err });
+      throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${thrownMessage(err)}${thrownAt(err)}`, { cause: err });
     }
   }
   return registry;
@@ -424,11 +424,15 @@ async function importHandlerModule(m: string, path: string): Promise<HandlerModu
   try {
     return (await import(pathToFileURL(path).href)) as HandlerModule;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const at = err instanceof SyntaxError ? syntaxErrorLine(path) : null;
+    const at = isInstance(err, SyntaxError) ? syntaxErrorLine(path) : null;
     const { env, flag } = SETTINGS.handlers;
-    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${message}${at ? '' : thrownAt(err)}`, { cause: err });
+    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${thrownMessage(err)}${at ? '' : thrownAt(err)}`, { cause: err });
   }
+}
+
+/** What a handler module threw, as text: an Error's message, anything else as node prints it (never throws). */
+function thrownMessage(err: unknown): string {
+  return describeThrown(err, { message: 8000, name: 200, stack: 0 }).message;
 }
 
 /** The scheduler's own code (its sources, or its build): a frame there is not the handler module's. */

@@ -107,6 +107,21 @@ it('exits 1 naming ATS_HANDLERS and the module when a handler module throws whil
   });
 });
 
+it('exits 1 naming ATS_HANDLERS and the module when a handler module throws a value that is no Error, shown as node prints it', { timeout: 60_000 }, async () => {
+  for (const [name, text, shown] of [
+    ['throws-bare.mjs', 'throw Object.assign(Object.create(null), { code: "E_CONFIG" });\n', "[Object: null prototype] { code: 'E_CONFIG' }"],
+    ['register-throws-bare.mjs', 'export function register() { throw Object.create(null); }\n', '[Object: null prototype] {}'],
+  ] as const) {
+    await withFile(name, text, async (file) => {
+      const { code, stderr } = await startWith({ ATS_HANDLERS: file });
+      assert.equal(code, 1, stderr);
+      const at = file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      const shownAt = shown.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      assert.match(stderr, new RegExp(`^ats: cannot start: ATS_HANDLERS \\(--handlers\\): ${at} failed to (load|register its handlers): ${shownAt}$`, 'm'), stderr);
+    });
+  }
+});
+
 it('exits 1 naming ATS_HANDLERS and the module when its register(registry) throws or its handlers are not defineHandler results', { timeout: 60_000 }, async () => {
   const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
     // Where the module's own code threw, or called what threw; nothing for a fault found in what it exports.
