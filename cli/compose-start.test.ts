@@ -12,6 +12,7 @@ import { compose } from './compose.js';
 import { compileConfig } from './config.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
+import { freePort } from '../tests/helpers/ports.js';
 
 test('a second start on a taken port fails before it writes: no re-dispatch, no claim of the running process\'s jobs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-second-start-'));
@@ -40,6 +41,28 @@ test('a second start on a taken port fails before it writes: no re-dispatch, no 
     assert.equal(await events(), before, 'the failed start wrote events into the running process\'s jobs');
   } finally {
     await first.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a composition that fails after the api port was bound (a plugin that throws) frees the port: a second one starts on it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-failed-compose-'));
+  try {
+    const port = await freePort();
+    const config = compileConfig({ dataDir: dir, port, logLevel: 'silent', advisor: 'off' }, { hostname: 't', pid: 1 });
+    const broken = async () => {
+      throw new Error('the plugin cannot register');
+    };
+    await assert.rejects(compose(config, { registry: new HandlerRegistry(), logger: silentLogger, plugins: [broken] }), /the plugin cannot register/);
+    // Nothing holds the port: a second composition on it starts.
+    const again = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
+    try {
+      const { url } = await again.start();
+      assert.equal(new URL(url!).port, String(port));
+    } finally {
+      await again.stop();
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

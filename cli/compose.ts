@@ -251,34 +251,36 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     defaults: config.defaults,
     ...(tracer ? { tracer } : {}),
   });
-  // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.
   let access: AccessLine | null = null;
+  let app: FastifyInstance | null = null;
   try {
+    // Refuses (ATS_ERR_CONFIG) to serve without keys on an interface other than loopback.
     access = has('api') ? await checkAccess(config, store) : null;
+    app = has('api')
+      ? await buildApp({
+          transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
+          auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
+          audit: store,
+          security: { ...config.security, loopback: isLoopbackHost(config.host) },
+          knownTypes: () => registry.types(),
+          checkPayload: (type, payload) => registry.checkPayload(type, payload),
+          checks: { database: () => store.ping(), log: () => eventLog.ping() },
+          limits: config.api, defaults: config.defaults, tracer, progress: store, ...(advisor ? { advisor } : {}),
+          plugins: [
+            ...(stream ? [stream] : []),
+            uiPlugin,
+            metricsRoute(metrics),
+            ...(opts.plugins ?? []),
+          ],
+        })
+      : null;
   } catch (err) {
+    // A plugin that fails to register, say: nothing of the start is left open, its port least of all.
     await log.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     await starting?.close();
     throw err;
   }
-  const app = has('api')
-    ? await buildApp({
-        transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
-        auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
-        audit: store,
-        security: { ...config.security, loopback: isLoopbackHost(config.host) },
-        knownTypes: () => registry.types(),
-        checkPayload: (type, payload) => registry.checkPayload(type, payload),
-        checks: { database: () => store.ping(), log: () => eventLog.ping() },
-        limits: config.api, defaults: config.defaults, tracer, progress: store, ...(advisor ? { advisor } : {}),
-        plugins: [
-          ...(stream ? [stream] : []),
-          uiPlugin,
-          metricsRoute(metrics),
-          ...(opts.plugins ?? []),
-        ],
-      })
-    : null;
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
   const worker = has('worker')
     ? new Worker({ log, transitions, clock, logger, registry, tracer, metrics, progress: store, store, ...(advisor ? { advisor } : {}) }, config.worker)
