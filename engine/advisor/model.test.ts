@@ -588,6 +588,29 @@ describe('AdvisorModel: ETA', () => {
     assert.ok(after.basis.startsPerSecond! < 0.5, `no slot held: the recent rate, got ${after.basis.startsPerSecond}`);
   });
 
+  it('a running attempt\'s slot is freed from the queue rate it was counted in, not from one made again for the queue meanwhile', () => {
+    // Two places for queues: a queue idle for an hour gives its place to a new one and takes another's back.
+    const model = new AdvisorModel({ maxKeys: 2 });
+    const feed = new Feed(model);
+    let t = 0;
+    for (let i = 0; i < 10; i++) t = feed.job({ id: `learn${i}`, type: 'render', queue: 'r', at: t + 10_000, attempts: [{ ms: 2000 }] });
+    const T0 = t + 10_000;
+    const start = (id: string, type: string, queue: string, at: number) => {
+      feed.emit({ id, type, queue }, 'pending', at, { at, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+      feed.emit({ id, type, queue }, 'running', at, { type: 'STARTED', at, attempt: 1, leaseUntil: at + 30_000, workerId: 'w1' });
+    };
+    start('long', 'render', 'r', T0); // runs over an hour: its slot counts in r's rate
+    start('q2-job', 'other', 'q2', T0 + 1);
+    const later = T0 + PAIR_IDLE_MS + 1;
+    feed.emit({ id: 'next', type: 'render', queue: 'r' }, 'pending', later, { at: later, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+    start('q3-job', 'other', 'q3', later + 1); // r, idle for an hour, gives its place to q3
+    feed.emit({ id: 'next', type: 'render', queue: 'r' }, 'running', later + 2, { type: 'STARTED', at: later + 2, attempt: 1, leaseUntil: later + 30_002, workerId: 'w1' }); // r again, in q2's place
+    feed.emit({ id: 'long', type: 'render', queue: 'r' }, 'done', later + 3, { type: 'SUCCEEDED', at: later + 3, attempt: 1 });
+    // 'next' still runs: its slot (one start per 2 s) is r's rate, whatever 'long' freed.
+    const eta = model.eta({ type: 'render', queue: 'r', state: 'pending', startedAt: null, runAt: later, ahead: 5, now: later + 4 })!;
+    assert.ok(Math.abs(eta.basis.startsPerSecond! - 0.5) < 0.01, `one slot of 2 s: 0.5 starts a second, got ${eta.basis.startsPerSecond}`);
+  });
+
   it('a count of the jobs ahead that stopped at its bound makes the ETA a lower bound, from the jobs counted', () => {
     const { model, now } = busy();
     const counted = model.eta({ ...base, state: 'pending', ahead: 10, runAt: now - 1000, now })!;

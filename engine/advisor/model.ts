@@ -194,6 +194,8 @@ interface TrackedJob {
   dueAt: number | null;
   /** While an attempt runs: the starts a second its slot gives its queue (1 / its pair's mean run time), else 0. */
   slotRate: number;
+  /** The queue rate that counts its slot (the one of when it started, made again since if idle), else null. */
+  slotOf: StartRate | null;
 }
 
 interface StartRate {
@@ -258,10 +260,10 @@ export class AdvisorModel {
       if (input) pair.backoff = input.backoff ?? null;
       const dueAt = input ? Math.max(e.at, input.runAt ?? e.at) : null;
       if (job) this.release(job);
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false, awaiting: null, dueAt, slotRate: 0 };
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: false, awaiting: null, dueAt, slotRate: 0, slotOf: null };
     } else if (!job && !TERMINAL.has(e.to)) {
       // Tracked from the middle of a run (evicted, or before the history read).
-      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true, awaiting: null, dueAt: null, slotRate: 0 };
+      job = { pair, seq: e.seq, attempt: 0, startedAt: null, firstFailureAt: null, retried: null, untimed: true, awaiting: null, dueAt: null, slotRate: 0, slotOf: null };
     }
 
     const data = e.data as JobEvent;
@@ -322,6 +324,7 @@ export class AdvisorModel {
     const meanMs = job.pair.runTimes.mean();
     if (!r || !(meanMs > 0)) return;
     job.slotRate = 1000 / Math.max(meanMs, 1);
+    job.slotOf = r;
     r.running += 1;
     r.slotsPerSecond += job.slotRate;
   }
@@ -329,10 +332,12 @@ export class AdvisorModel {
   /** The attempt ended (or the job is no longer tracked): its slot is free. */
   private release(job: TrackedJob): void {
     const rate = job.slotRate;
-    if (rate === 0) return;
+    const r = job.slotOf;
+    if (r === null) return;
     job.slotRate = 0;
-    const r = this.startRates.get(job.pair.queue);
-    if (!r || r.running === 0) return; // the queue's rate was pushed out and made again meanwhile
+    job.slotOf = null;
+    // Freed where it was counted: a rate pushed out meanwhile is no longer read, one made again for
+    // the queue since counts only the attempts started after.
     r.running -= 1;
     r.slotsPerSecond = r.running === 0 ? 0 : Math.max(0, r.slotsPerSecond - rate);
   }
