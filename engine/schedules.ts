@@ -248,7 +248,7 @@ export class ScheduleService {
     if (this.deps.queues) {
       if (await this.deps.store.getSchedule(tenant, input.name)) throw exists(input.name);
       // The store checks the cap again as it inserts (creations at once); this is so a refusal lists no queue.
-      if ((await this.deps.store.countSchedules(tenant)) >= MAX_SCHEDULES) throw tooMany();
+      if ((await this.deps.store.countSchedules(tenant)) >= MAX_SCHEDULES) throw tooManySchedules();
       await this.deps.queues.admit([input.job.queue], tenant);
     }
     const record: ScheduleRecord = {
@@ -328,7 +328,9 @@ export class ScheduleService {
 }
 
 const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${name.slice(0, MAX_SCHEDULE_NAME)}'`);
-const tooMany = () => new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${MAX_SCHEDULES} schedules, the most it may: delete one before creating another`);
+/** A tenant's schedules at their cap (`max`, MAX_SCHEDULES): the service's refusal, and the store's. */
+export const tooManySchedules = (max = MAX_SCHEDULES) =>
+  new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${max} schedules, the most it may: delete one before creating another`);
 const exists = (name: string) => new AtsError('ATS_ERR_SCHEDULE_EXISTS', `A schedule named '${name}' exists`);
 
 function definedOf(patch: SchedulePatch): SchedulePatch {

@@ -6,9 +6,8 @@
  * A schedule is keyed by (tenant, name), and so are its ticks: every
  * statement on one names both, so no tenant reaches another's.
  */
-import { AtsError } from '../../engine/errors.js';
 import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
-import { MAX_SCHEDULES } from '../../engine/schedules.js';
+import { MAX_SCHEDULES, tooManySchedules } from '../../engine/schedules.js';
 import type { Dialect } from './dialect.js';
 import type { InTransaction } from './keys.js';
 import { runAsync, type Exec, type Program } from './program.js';
@@ -111,7 +110,7 @@ export function createSqlSchedules(exec: Exec, d: Dialect, inTransaction?: InTra
         }
         const outcome = await transact(() => insertBoundedProgram(d, { sql: insertSchedule, params: values(s) }, s.tenant, s.name, max));
         if (outcome === 'full') {
-          throw new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${max} schedules, the most it may: delete one before creating another`);
+          throw tooManySchedules(max);
         }
         return outcome === 'created';
       } catch (err) {
