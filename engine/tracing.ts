@@ -112,7 +112,16 @@ export function recordError(span: Span, err: unknown): void {
   // message or name throws when read) as its text: the exporter is given plain strings, read once here.
   const { message, name, stack } = describeThrown(err, { message: 8000, name: 200, stack: 8000 });
   const type = name || 'Error';
-  span.recordException({ name: type, message, ...(stack ? { stack } : {}) });
+  // Its code (ECONNREFUSED, ATS_ERR_...), which the exception event takes as its type, as for an Error.
+  let code: unknown;
+  try {
+    code = (err as { code?: unknown } | null | undefined)?.code;
+  } catch {
+    code = undefined;
+  }
+  span.recordException({
+    name: type, message, ...(stack ? { stack } : {}), ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+  });
   span.setAttribute(ATTR.errorType, type);
   span.setStatus({ code: SpanStatusCode.ERROR, message });
 }

@@ -54,6 +54,7 @@ const registry = registerDemoHandlers(new HandlerRegistry()).workflow('traced.fl
     revoke();
     throw proxy;
   })
+  .register('test.coded', async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' }); })
   .register('test.getters', async () => {
     const e = new Error('hidden');
     for (const field of ['message', 'name', 'stack']) Object.defineProperty(e, field, { get() { throw new Error(`no ${field}`); } });
@@ -221,6 +222,16 @@ describe('tracing on', () => {
       assert.equal(attempt!.status.message, recorded, type);
       assert.ok(attempt!.events.some((e) => e.name === 'exception'), `${type}: an exception event`);
     }
+  });
+
+  it('the exception event of an error with a code has the code as its type', async () => {
+    const id = await submit({ type: 'test.coded', payload: null, maxAttempts: 1 });
+    await waitForJob(system.store, id, isState('dead'));
+    const [attempt] = await spansWhere((s) => ofJob(id)(s) && s.kind === SpanKind.CONSUMER, 1, 'attempt span');
+    const exception = attempt!.events.find((e) => e.name === 'exception');
+    assert.equal(exception?.attributes?.['exception.type'], 'ECONNREFUSED');
+    assert.equal(exception?.attributes?.['exception.message'], 'connect ECONNREFUSED 127.0.0.1:9');
+    assert.match(String(exception?.attributes?.['exception.stacktrace']), /^Error: connect ECONNREFUSED 127\.0\.0\.1:9\n\s+at /);
   });
 
   it('a submit carrying a traceparent joins the caller’s trace', async () => {
