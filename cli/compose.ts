@@ -20,7 +20,7 @@ import { isLoopbackHost } from '../engine/auth.js';
 import { wireMetrics } from './metrics.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
-import { HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
+import { HandlerModuleError, HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { AtsError } from '../engine/errors.js';
 import type {
@@ -410,6 +410,9 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
     try {
       await registerModule(mod, registry, m);
     } catch (err) {
+      // A fault of what the module exports is said once, after the module's name (no cause: the
+      // start's message would name the module again with it).
+      if (err instanceof HandlerModuleError) throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${err.problem}`);
       throw new Error(`${env} (${flag}): ${m} failed to register its handlers: ${thrownMessage(err)}${thrownAt(err)}`, { cause: err });
     }
   }

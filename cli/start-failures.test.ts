@@ -127,7 +127,9 @@ it('exits 1 naming ATS_HANDLERS and the module when its register(registry) throw
     // Where the module's own code threw, or called what threw; nothing for a fault found in what it exports.
     ['register-throws.mjs', 'export function register() { throw new Error("no SMTP_URL for my handlers"); }\n', /no SMTP_URL for my handlers \(at \/.*register-throws\.mjs:1:36\)$/m],
     ['twice.mjs', 'export function register(r) { r.register("demo.echo", async () => 1); }\n', /a handler for demo\.echo is already registered \(at \/.*twice\.mjs:1:33\)$/m],
-    ['not-an-array.mjs', 'export const handlers = 5;\n', /handlers must be an array of defineHandler\(\.\.\.\) results$/m],
+    // A fault of what it exports: said once, after the module's name (not the module named twice).
+    ['not-an-array.mjs', 'export const handlers = 5;\n', /failed to register its handlers: handlers must be an array of defineHandler\(\.\.\.\) results$/m],
+    ['undefined-item.mjs', 'export const handlers = [undefined];\n', /failed to register its handlers: handlers\[0\] is undefined, not a defineHandler\(\.\.\.\) result$/m],
   ];
   for (const [name, text, why] of cases) {
     await withFile(name, text, async (file) => {

@@ -58,11 +58,15 @@ describe('defineHandler and the registry', () => {
     await registerModule({ register: (r) => r.register('b', async () => null) }, registry, 'b.ts');
     await registerModule({ handlers: [defineHandler('c', { payload: Type.Null(), run: () => null })], register: async (r) => void r.register('d', async () => null) }, registry, 'cd.ts');
     assert.deepEqual(registry.types(), ['b', 'c', 'd', 'math.double']);
-    await assert.rejects(registerModule({}, registry, 'empty.ts'), /empty\.ts exports neither register\(registry\) nor handlers/);
+    await assert.rejects(registerModule({}, registry, 'empty.ts'), /empty\.ts: exports neither register\(registry\) nor handlers/);
     await assert.rejects(registerModule({ handlers: double as never }, registry, 'one.ts'), /handlers must be an array/);
     // An item that is not a definition is named by its place, and nothing of the module is registered after it.
     await assert.rejects(registerModule({ handlers: [defineHandler('e', { payload: Type.Null(), run: () => null }), undefined as never] }, registry, 'cycle.ts'),
-      /^Error: handler module cycle\.ts: handlers\[1\] is undefined, not a defineHandler\(\.\.\.\) result$/);
+      /^HandlerModuleError: handler module cycle\.ts: handlers\[1\] is undefined, not a defineHandler\(\.\.\.\) result$/);
     await assert.rejects(registerModule({ handlers: [(async () => null) as never] }, registry, 'bare.ts'), /handlers\[0\] is a function, not a defineHandler/);
+    // A hole of a sparse array is an item too.
+    // eslint-disable-next-line no-sparse-arrays
+    await assert.rejects(registerModule({ handlers: [, defineHandler('f', { payload: Type.Null(), run: () => null })] as never }, registry, 'sparse.ts'),
+      /^HandlerModuleError: handler module sparse\.ts: handlers\[0\] is undefined, not a defineHandler/);
   });
 });

@@ -153,19 +153,29 @@ export interface HandlerModule {
   register?: (registry: HandlerRegistry) => unknown;
 }
 
+/** What a handler module exports is not what it must be: `problem` says what, without the module's name. */
+export class HandlerModuleError extends Error {
+  constructor(readonly module: string, readonly problem: string) {
+    super(`handler module ${module}: ${problem}`);
+    this.name = 'HandlerModuleError';
+  }
+}
+
 /** Adds a loaded handler module's handlers to `registry`; `name` is for errors. */
 export async function registerModule(mod: HandlerModule, registry: HandlerRegistry, name: string): Promise<void> {
   const { handlers, register } = mod;
   if (handlers === undefined && typeof register !== 'function') {
-    throw new Error(`handler module ${name} exports neither register(registry) nor handlers`);
+    throw new HandlerModuleError(name, 'exports neither register(registry) nor handlers');
   }
   if (handlers !== undefined) {
-    if (!Array.isArray(handlers)) throw new Error(`handler module ${name}: handlers must be an array of defineHandler(...) results`);
-    handlers.forEach((h, i) => {
+    if (!Array.isArray(handlers)) throw new HandlerModuleError(name, 'handlers must be an array of defineHandler(...) results');
+    // Every index, holes of a sparse array too (forEach skips them).
+    for (let i = 0; i < handlers.length; i++) {
+      const h: unknown = handlers[i];
       // Named by its place: `undefined` from an import cycle, or a run function not wrapped in defineHandler.
-      if (!isDefinition(h)) throw new Error(`handler module ${name}: handlers[${i}] is ${kindOf(h)}, not a defineHandler(...) result`);
+      if (!isDefinition(h)) throw new HandlerModuleError(name, `handlers[${i}] is ${kindOf(h)}, not a defineHandler(...) result`);
       registry.register(h);
-    });
+    }
   }
   if (typeof register === 'function') await register(registry);
 }
