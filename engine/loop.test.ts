@@ -72,7 +72,7 @@ describe('BackgroundLoop', () => {
 });
 
 describe('pollUntilAborted', () => {
-  it('logs each failed pass, and once, when a pass works again, that the loop works again', async () => {
+  it('logs the first failed pass, then one line a minute while passes fail, and once, when a pass works again, that the loop works again', async () => {
     const lines: Array<[string, string, unknown]> = [];
     const logger: Logger = {
       ...silentLogger,
@@ -81,20 +81,23 @@ describe('pollUntilAborted', () => {
     };
     const controller = new AbortController();
     let passes = 0;
+    let now = 0;
     await pollUntilAborted(controller.signal, {
-      clock: { now: () => 0, sleep: async () => {} },
+      // Each pause moves the clock on by itself: 1 s doubling to 10 s.
+      clock: { now: () => now, sleep: async (ms) => void (now += ms) },
       logger, failure: 'timers: pass failed', pollMs: 1,
       async pass() {
         passes++;
-        if (passes <= 2) throw new Error('The database is not reachable');
-        if (passes === 5) controller.abort();
+        // A database down for about two minutes: 14 failed passes, at 0, 1, 3, 7, 15, 25, ... 105 s.
+        if (passes <= 14) throw new Error('The database is not reachable');
+        if (passes === 17) controller.abort();
         return false;
       },
     });
     assert.deepEqual(lines, [
-      ['error', 'timers: pass failed, will retry', 1],
-      ['error', 'timers: pass failed, will retry', 2],
-      ['info', 'timers: pass works again', 2],
+      ['error', 'timers: pass failed, will retry', 1], // at 0 s
+      ['error', 'timers: pass failed, will retry', 10], // at 65 s: a minute on (the 9th came at 55 s)
+      ['info', 'timers: pass works again', 14],
     ]);
   });
 });

@@ -1,5 +1,4 @@
-import { ErrorBackoff } from './error-backoff.js';
-import { errorFields } from './logger.js';
+import { ErrorBackoff, OutageLog } from './error-backoff.js';
 import type { Clock, Logger } from './ports.js';
 
 /**
@@ -62,24 +61,25 @@ export const POLLING_ERROR_BACKOFF = Object.freeze({ baseMs: 1000, maxMs: 10_000
 /**
  * The body of a polling loop (the timers, retention): runs `pass` until the
  * signal aborts, again at once when it says there is more, after `pollMs`
- * otherwise, and while it throws after a pause that grows (so a database
- * outage costs a few log lines a minute, not one per poll); the first pass
- * that works after failures says so (`... works again`, info).
+ * otherwise, and while it throws after a pause that grows; logged as the
+ * relay's outages are (OutageLog): the first failed pass, then one line a
+ * minute with the failures so far, and the first pass that works after them
+ * (`... works again`, info).
  */
 export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise<void> {
   const backoff = new ErrorBackoff(POLLING_ERROR_BACKOFF.baseMs, POLLING_ERROR_BACKOFF.maxMs);
+  const outage = new OutageLog(p.logger, p.failure.replace(/ failed$/, ''));
   while (!signal.aborted) {
     let pauseMs = p.pollMs;
     try {
       const more = await p.pass();
-      const failures = backoff.consecutiveFailures;
-      if (failures > 0) p.logger.info(`${p.failure.replace(/ failed$/, '')} works again`, { failures });
+      outage.succeeded();
       backoff.succeeded();
       if (more) continue;
     } catch (err) {
       if (signal.aborted) break;
       pauseMs = Math.max(pauseMs, backoff.failed());
-      p.logger.error(`${p.failure}, will retry`, { ...errorFields(err), retryInMs: pauseMs, failures: backoff.consecutiveFailures });
+      outage.failed(err, p.clock.now(), { retryInMs: pauseMs });
     }
     await p.clock.sleep(pauseMs, signal).catch(() => undefined);
   }
