@@ -96,6 +96,32 @@ describe('kafkaLogCreator', () => {
     ]);
   });
 
+  it('a warning or error said again within a minute is written at debug; the next one after it carries how many were lowered', () => {
+    const { logger, calls } = recorder();
+    let now = 0;
+    const log = kafkaLogCreator(logger, () => now)(logLevel.INFO);
+    const refused = () => entry(logLevel.ERROR, 'Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', { ...broker });
+    const crash = () => entry(logLevel.ERROR, 'Consumer', 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED', { groupId: 'g' });
+    for (let i = 0; i < 5; i++, now += 100) log(refused()); // kafkajs retrying a broker out of reach
+    log(crash()); // another line: its own level
+    now = 59_000;
+    log(refused());
+    now = 60_500;
+    log(refused());
+    log(entry(logLevel.INFO, 'Consumer', 'Starting')); // debug anyway: not counted
+    assert.deepEqual(calls.map((c) => [c.level, c.msg.slice(0, 16), c.fields?.repeated, c.fields?.kafkaLevel]), [
+      ['error', 'Connection error', undefined, undefined],
+      ['debug', 'Connection error', undefined, 'ERROR'],
+      ['debug', 'Connection error', undefined, 'ERROR'],
+      ['debug', 'Connection error', undefined, 'ERROR'],
+      ['debug', 'Connection error', undefined, 'ERROR'],
+      ['error', 'Crash: KafkaJSNu', undefined, undefined],
+      ['debug', 'Connection error', undefined, 'ERROR'],
+      ['error', 'Connection error', 5, undefined],
+      ['debug', 'Starting', undefined, undefined],
+    ]);
+  });
+
   it('a message kafkajs gives as an Error is written as its text', () => {
     const { logger, calls } = recorder();
     const e = entry(logLevel.ERROR, 'BrokerPool', 'x');

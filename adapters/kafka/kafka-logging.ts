@@ -73,17 +73,55 @@ const RANK: Readonly<Record<LineLevel, number>> = Object.freeze({ debug: 0, info
 /** Never raises: a rule only lowers an entry kafkajs logged higher. */
 const lower = (own: LineLevel, to: LineLevel): LineLevel => (RANK[to] < RANK[own] ? to : own);
 
+/** A warning or error line said again within this is written at debug (kafkajs retrying says the same several times a second). */
+export const REPEAT_WINDOW_MS = 60_000;
+/** Distinct lines remembered per client (the least recently said forgotten first). */
+const REPEAT_KEYS = 200;
+
+/** Which warning and error lines were said within the last minute, and how many like them were lowered since. */
+class RepeatedLines {
+  private readonly seen = new Map<string, { at: number; lowered: number }>();
+  constructor(private readonly now: () => number) {}
+
+  /** `lower`: said within the window, write it at debug; else `repeated` lines like it were lowered since it was last written. */
+  check(key: string): { lower: boolean; repeated: number } {
+    const t = this.now();
+    const s = this.seen.get(key);
+    if (s && t - s.at < REPEAT_WINDOW_MS) {
+      s.lowered += 1;
+      return { lower: true, repeated: 0 };
+    }
+    this.seen.delete(key); // re-inserted last: the least recently written first
+    this.seen.set(key, { at: t, lowered: 0 });
+    if (this.seen.size > REPEAT_KEYS) this.seen.delete(this.seen.keys().next().value!);
+    return { lower: false, repeated: s?.lowered ?? 0 };
+  }
+}
+
 /**
  * A kafkajs `logCreator` writing to `logger`: the message as the line's
  * message, kafkajs's namespace and extra fields as fields (`component:
- * 'kafkajs'`), at `kafkaEntryLevel`.
+ * 'kafkajs'`), at `kafkaEntryLevel`. While a broker is out of reach kafkajs
+ * says the same few errors several times a second (each connection retry,
+ * each request given up): a warning or error line said again within a minute
+ * (same namespace, message and broker error) is written at debug, and the next
+ * one written at its level after that minute carries `repeated`, how many like
+ * it were lowered meanwhile. `now` is the clock of that minute.
  */
-export function kafkaLogCreator(logger: Logger): logCreator {
+export function kafkaLogCreator(logger: Logger, now: () => number = Date.now): logCreator {
+  const repeats = new RepeatedLines(now);
   return () => (entry) => {
-    const level = kafkaEntryLevel(entry);
+    let level = kafkaEntryLevel(entry);
     const { timestamp: _t, logger: _l, message, ...extra } = entry.log;
+    const text = String(message);
     const fields: Record<string, unknown> = { component: 'kafkajs', ...(entry.namespace ? { namespace: entry.namespace } : {}), ...extra };
+    if (level === 'warn' || level === 'error') {
+      const error = typeof extra.error === 'string' ? extra.error : '';
+      const said = repeats.check(`${entry.namespace}\u0000${text}\u0000${error}`);
+      if (said.lower) level = 'debug';
+      else if (said.repeated > 0) fields.repeated = said.repeated;
+    }
     if (level !== BY_KAFKA_LEVEL[entry.level]) fields.kafkaLevel = entry.label;
-    logger[level](String(message), fields);
+    logger[level](text, fields);
   };
 }
