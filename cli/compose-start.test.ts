@@ -49,16 +49,18 @@ test('a composition that fails after the api port was bound (a plugin that throw
   const dir = mkdtempSync(join(tmpdir(), 'ats-failed-compose-'));
   try {
     const port = await freePort();
-    const config = compileConfig({ dataDir: dir, port, logLevel: 'silent', advisor: 'off' }, { hostname: 't', pid: 1 });
+    const metricsPort = await freePort();
+    const config = compileConfig({ dataDir: dir, port, metricsPort, logLevel: 'silent', advisor: 'off' }, { hostname: 't', pid: 1 });
     const broken = async () => {
       throw new Error('the plugin cannot register');
     };
     await assert.rejects(compose(config, { registry: new HandlerRegistry(), logger: silentLogger, plugins: [broken] }), /the plugin cannot register/);
-    // Nothing holds the port: a second composition on it starts.
+    // Nothing holds the port (nor ATS_METRICS_PORT's, bound before it): a second composition on them starts.
     const again = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
     try {
-      const { url } = await again.start();
+      const { url, metricsUrl } = await again.start();
       assert.equal(new URL(url!).port, String(port));
+      assert.equal(new URL(metricsUrl!).port, String(metricsPort));
     } finally {
       await again.stop();
     }

@@ -4,7 +4,8 @@
  * 200, so an orchestrator's liveness probe does not restart the process and
  * cut the migration again and again, while `/readyz` and the API answer 503
  * ATS_ERR_NOT_READY, so no traffic is sent to it; once started, the API serves
- * on that same port.
+ * on that same port. A process without the api role answers `/healthz` on
+ * ATS_METRICS_PORT from the same moment.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -89,6 +90,36 @@ describe('the api port while the store migrates (MariaDB, Kafka)', () => {
       await (system ?? (await composing.catch(() => null)))?.stop();
     }
     assert.equal(await get(port, '/healthz'), 'refused', 'the port is closed once the process stopped');
+  });
+
+  test('a process without the api role answers /healthz on ATS_METRICS_PORT while it waits for another process\'s migration', { timeout: 120_000 }, async () => {
+    const [[took]] = await other.query<RowDataPacket[]>(`SELECT GET_LOCK(${LOCK}, 0) AS locked`);
+    assert.equal(Number(took?.locked), 1);
+    const metricsPort = await freePort();
+    const waits: string[] = [];
+    const logger: Logger = { ...silentLogger, info: (msg) => void waits.push(msg) };
+    const config = compileConfig({
+      mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix, roles: 'relay', metricsPort, logLevel: 'silent', advisor: 'off',
+    }, { hostname: 't', pid: 1 });
+    const composing = compose(config, { registry: new HandlerRegistry(), logger });
+    let system: System | null = null;
+    try {
+      for (let i = 0; i < 200 && !waits.includes("waiting for another process's migration"); i++) await sleep(50);
+      assert.ok(waits.includes("waiting for another process's migration"), waits.join(' | '));
+      // A liveness probe of the relay during the wait: alive (a restart would cut the migration's wait again).
+      const live = await get(metricsPort, '/healthz');
+      assert.notEqual(live, 'refused', 'nothing answered /healthz on the metrics port during the migration');
+      assert.deepEqual(live !== 'refused' && [live.status, live.body], [200, { status: 'ok' }]);
+
+      await other.query(`SELECT RELEASE_LOCK(${LOCK})`);
+      system = await composing;
+      const { metricsUrl } = await system.start();
+      assert.equal(new URL(metricsUrl!).port, String(metricsPort));
+    } finally {
+      await other.query(`SELECT RELEASE_LOCK(${LOCK})`).catch(() => undefined);
+      await (system ?? (await composing.catch(() => null)))?.stop();
+    }
+    assert.equal(await get(metricsPort, '/healthz'), 'refused', 'the metrics port is closed once the process stopped');
   });
 
   test('a process without the api role binds no port while it starts', { timeout: 60_000 }, async () => {

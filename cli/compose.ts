@@ -17,7 +17,7 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, type Config } from './config.js';
 import { isLoopbackHost } from '../engine/auth.js';
-import { wireMetrics } from './metrics.js';
+import { bindMetricsPort, wireMetrics } from './metrics.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerModuleError, HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
@@ -42,7 +42,7 @@ import { describeThrown, isInstance } from '../engine/thrown.js';
 import { Worker } from '../engine/worker.js';
 import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
-import { serveWhileStarting } from '../server/starting.js';
+import { serveWhileStarting, type StartingServer } from '../server/starting.js';
 import type { Tracing } from './tracing.js';
 import { metricsRoute } from '../server/routes/metrics.js';
 import { streamPlugin } from '../server/stream/index.js';
@@ -189,7 +189,15 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
   // The api's port, from now until the API listens on it: /healthz 200 (alive, starting: a liveness
   // probe must not restart a process during a long migration, or its wait for another's), the rest 503.
-  const starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
+  // ATS_METRICS_PORT, from now on too: its /healthz is the liveness probe of a process without the api.
+  const metricsServer = await bindMetricsPort(metrics, config);
+  let starting: StartingServer | null = null;
+  try {
+    starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
+  } catch (err) {
+    await metricsServer?.close();
+    throw err;
+  }
   let opened: SystemStore | null = null;
   let log: EventLog | null = null;
   try {
@@ -202,6 +210,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     await log?.close().catch(() => undefined);
     await opened?.close().catch(() => undefined);
     await starting?.close();
+    await metricsServer?.close();
     throw err;
   }
   const store = opened;
@@ -279,6 +288,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     await log.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     await starting?.close();
+    await metricsServer?.close();
     throw err;
   }
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
@@ -305,14 +315,14 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     // The in-process log forgets what it held at a restart: sweep every active instance before consuming.
     ? new WorkflowDriver({ log, service: workflows, clock, logger }, { pollMs: config.timers.pollMs, batchSize: 100, sweepAtStart: !config.kafkaBrokers })
     : null;
-  const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream });
+  const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream }, metricsServer);
 
   let stopping: Promise<void> | null = null;
   return {
     config, store, schedules, workflows, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
-      // First: a port that cannot be bound (metrics, then the API) fails the start before any role
-      // runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
+      // First: a port that cannot be bound (the API's; the metrics port was bound by compose) fails the start
+      // before any role runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
       const metricsUrl = await metricsWiring.start();
       // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
       await starting?.close();

@@ -1,7 +1,9 @@
 /**
  * The metrics' share of the composition root: which scrape-time sources a
  * process's roles give its PrometheusMetrics, and the ATS_METRICS_PORT
- * server. `compose.ts` calls it once the roles are built.
+ * server. `compose.ts` binds that port as the process starts (before the
+ * store opens: `/healthz` answers during a long migration, or the wait for
+ * another process's) and wires the sources once the roles are built.
  */
 import { serveMetrics, type MetricsServer } from '../adapters/metrics/http.js';
 import { kafkaLag, type GroupTopic, type KafkaLag } from '../adapters/metrics/kafka-lag.js';
@@ -13,7 +15,7 @@ import type { StreamPlugin } from '../server/stream/index.js';
 import type { Config } from './config.js';
 
 export interface MetricsWiring {
-  /** Serves ATS_METRICS_PORT when set; resolves with its URL (null when off). */
+  /** Logs the ATS_METRICS_PORT server's URL and resolves with it (null when off). */
   start(): Promise<string | null>;
   stop(): Promise<void>;
 }
@@ -33,9 +35,21 @@ export function laneGroups(topics: readonly string[], prefix: string, groupId: s
   return lanes.map((lane) => ({ group: prefix + laneGroup(groupId, lane), topic: prefix + lane }));
 }
 
+/**
+ * The ATS_METRICS_PORT server (null when off), bound before the store opens:
+ * a relay, worker or timers process has no other port, and a liveness probe
+ * on its `/healthz` must not restart it while it waits up to 15 minutes for
+ * another process's migration. Rejects (EADDRINUSE, ...) when the port cannot be bound.
+ */
+export async function bindMetricsPort(metrics: PrometheusMetrics, config: Config): Promise<MetricsServer | null> {
+  return config.metricsPort === null ? null : serveMetrics(metrics, config.metricsPort, config.host);
+}
+
+/** `server`: the one {@link bindMetricsPort} bound; closed by `stop()`. */
 export function wireMetrics(
   metrics: PrometheusMetrics, config: Config,
   parts: { store: JobStore; clock: Clock; logger: Logger; worker: Worker | null; stream: StreamPlugin | null },
+  server: MetricsServer | null,
 ): MetricsWiring {
   const { store, clock, logger, worker, stream } = parts;
   const api = config.roles.includes('api');
@@ -51,11 +65,9 @@ export function wireMetrics(
       })
     : null;
   if (lag) metrics.watchConsumerLag(() => lag.read(), clock);
-  let server: MetricsServer | null = null;
   return {
     async start() {
-      if (config.metricsPort === null) return null;
-      server = await serveMetrics(metrics, config.metricsPort, config.host);
+      if (server === null) return null;
       logger.info(`metrics: ${server.url}/metrics`);
       return server.url;
     },
