@@ -10,8 +10,8 @@ export const isTimerPause = (ms: number): boolean => Number.isInteger(ms) && ms 
 /**
  * The pause of a background loop after consecutive failed passes: `baseMs`,
  * doubling with each further failure up to `maxMs`, back to nothing after a
- * pass that worked. A loop whose database is down then retries (and logs)
- * a few times a minute instead of at every poll.
+ * pass that worked. A loop whose database is down then retries a few times
+ * a minute instead of at every poll (and logs as {@link OutageLog} says).
  */
 export class ErrorBackoff {
   private failures = 0;
