@@ -122,6 +122,21 @@ describe('kafkaLogCreator', () => {
     ]);
   });
 
+  it('the same text of another broker or another group is another line: its first one keeps its level', () => {
+    const { logger, calls } = recorder();
+    const log = kafkaLogCreator(logger, () => 0)(logLevel.INFO);
+    // kafkajs names the broker (or the consumer's group) in a field, not in these messages.
+    for (const b of ['10.0.0.1:9092', '10.0.0.2:9092', '10.0.0.1:9092']) log(entry(logLevel.ERROR, 'Connection', 'Connection timeout', { broker: b, clientId: 'ats-test' }));
+    for (const groupId of ['ats-workers', 'ats-workers.lane.q1']) log(entry(logLevel.ERROR, 'Consumer', 'Crash: KafkaJSConnectionError: Connection timeout', { groupId, retryCount: 5 }));
+    assert.deepEqual(calls.map((c) => [c.level, c.fields?.broker ?? c.fields?.groupId]), [
+      ['error', '10.0.0.1:9092'],
+      ['error', '10.0.0.2:9092'],
+      ['debug', '10.0.0.1:9092'],
+      ['error', 'ats-workers'],
+      ['error', 'ats-workers.lane.q1'],
+    ]);
+  });
+
   it('a message kafkajs gives as an Error is written as its text', () => {
     const { logger, calls } = recorder();
     const e = entry(logLevel.ERROR, 'BrokerPool', 'x');

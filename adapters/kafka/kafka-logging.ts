@@ -104,7 +104,7 @@ class RepeatedLines {
  * 'kafkajs'`), at `kafkaEntryLevel`. While a broker is out of reach kafkajs
  * says the same few errors several times a second (each connection retry,
  * each request given up): a warning or error line said again within a minute
- * (same namespace, message and broker error) is written at debug, and the next
+ * (same namespace, message, broker error, broker and group) is written at debug, and the next
  * one written at its level after that minute carries `repeated`, how many like
  * it were lowered meanwhile. `now` is the clock of that minute.
  */
@@ -116,8 +116,9 @@ export function kafkaLogCreator(logger: Logger, now: () => number = Date.now): l
     const text = String(message);
     const fields: Record<string, unknown> = { component: 'kafkajs', ...(entry.namespace ? { namespace: entry.namespace } : {}), ...extra };
     if (level === 'warn' || level === 'error') {
-      const error = typeof extra.error === 'string' ? extra.error : '';
-      const said = repeats.check(`${entry.namespace}\u0000${text}\u0000${error}`);
+      // The broker and the group are fields, not in the text ('Connection timeout', 'Crash: ...'): another's is another line.
+      const key = [entry.namespace, text, extra.error, extra.broker, extra.groupId].map((v) => (typeof v === 'string' ? v : '')).join('\u0000');
+      const said = repeats.check(key);
       if (said.lower) level = 'debug';
       else if (said.repeated > 0) fields.repeated = said.repeated;
     }
