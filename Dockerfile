@@ -58,13 +58,15 @@ RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 3000
 
-# Liveness of the api role, with node's fetch (slim has no curl). A container
-# without the api role (ATS_ROLES=worker, ...) serves no HTTP: it reports
-# healthy instead of failing forever; compose disables the check there anyway.
-# The check reads the roles and the port from ATS_ROLES and PORT only: set them
-# in the environment, not as `--role` / `--port` flags, or it checks the wrong thing.
+# Liveness, with node's fetch (slim has no curl): /healthz on the API port for
+# a container with the api role, else on ATS_METRICS_PORT (the relay, worker
+# and timers serve it there). A container with neither serves no HTTP: it
+# reports healthy instead of failing forever.
+# The check reads the roles and the ports from ATS_ROLES, PORT and
+# ATS_METRICS_PORT only: set them in the environment, not as `--role` /
+# `--port` / `--metrics-port` flags, or it checks the wrong thing.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "const roles = (process.env.ATS_ROLES || 'api').split(',').map((r) => r.trim()); if (!roles.includes('api') && !roles.includes('all')) process.exit(0); fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1));"]
+  CMD ["node", "-e", "const roles = (process.env.ATS_ROLES || 'api').split(',').map((r) => r.trim()); const port = roles.includes('api') || roles.includes('all') ? (process.env.PORT || 3000) : process.env.ATS_METRICS_PORT; if (!port) process.exit(0); fetch('http://127.0.0.1:' + port + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1));"]
 
 # The node flags are cli/node-flags.ts's.
 # node is PID 1 here: `ats start` handles SIGTERM itself (drains, then exits),

@@ -11,9 +11,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { NODE_FLAGS } from '../cli/node-flags.js';
+import { serveMetrics } from '../adapters/metrics/http.js';
 import { compileConfig, rawFromEnv, ROLES, SETTINGS } from '../cli/config.js';
 
 const root = new URL('../', import.meta.url);
@@ -204,6 +206,13 @@ test('the worker can scale: no container_name, no fixed host port', () => {
   assert.deepEqual(service('api').ports?.map(fixedHostPort), ['3000'], 'the api is on localhost:3000');
 });
 
+test('relay, worker and timers keep the image\'s healthcheck, on the metrics port they set', () => {
+  for (const name of ['relay', 'worker', 'timers']) {
+    assert.equal(service(name).healthcheck?.disable, undefined, `${name}'s healthcheck is disabled`);
+    assert.ok(envOf(service(name)).ATS_METRICS_PORT, `${name} sets ATS_METRICS_PORT, where the image's healthcheck asks /healthz`);
+  }
+});
+
 test('mysql, kafka and api have healthchecks; the api one asks /readyz', () => {
   for (const name of ['mysql', 'kafka', 'api']) {
     assert.ok(healthTest(service(name)), `${name} has a healthcheck test`);
@@ -304,6 +313,30 @@ test('the runtime stage runs as a non-root user and starts dist/cli/main.js star
   assert.match(env, /NODE_ENV=production/);
   assert.ok(last('EXPOSE')?.args.split(/\s+/).includes(SETTINGS.port.default), 'EXPOSE the default PORT');
   assert.match(last('HEALTHCHECK')?.args ?? '', /fetch\(.*\/healthz/);
+});
+
+test('the image\'s healthcheck asks /healthz on the API port with the api role, else on ATS_METRICS_PORT, and passes with neither', async () => {
+  const args = last('HEALTHCHECK')!.args;
+  const argv = execForm(args.slice(args.indexOf('CMD ') + 4));
+  assert.deepEqual(argv.slice(0, 2), ['node', '-e']);
+  const check = (env: Record<string, string>) => new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, ['-e', argv[2]!], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'ignore' });
+    child.on('exit', (code) => resolve(code));
+  });
+  const server = await serveMetrics({ contentType: 'text/plain', metrics: async () => '' }, 0, '127.0.0.1');
+  try {
+    const port = new URL(server.url).port;
+    assert.equal(await check({ ATS_ROLES: 'worker', ATS_METRICS_PORT: port }), 0, 'a worker answering on its metrics port');
+    assert.equal(await check({ ATS_ROLES: 'relay,timers', ATS_METRICS_PORT: port }), 0);
+    assert.equal(await check({ ATS_ROLES: 'api', PORT: port }), 0, 'the api port');
+    assert.equal(await check({ ATS_ROLES: 'worker' }), 0, 'no port to ask: healthy');
+  } finally {
+    await server.close();
+  }
+  // Nothing answers there any more.
+  const closed = new URL(server.url).port;
+  assert.equal(await check({ ATS_ROLES: 'worker', ATS_METRICS_PORT: closed }), 1, 'a worker whose metrics port does not answer');
+  assert.equal(await check({ ATS_ROLES: 'api,worker', PORT: closed, ATS_METRICS_PORT: '1' }), 1, 'the api role: its port, not the metrics one');
 });
 
 test('npm start runs the sources (no build step) with the same node flags as the image', () => {
