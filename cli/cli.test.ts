@@ -60,11 +60,12 @@ async function waitForHealth(deadlineMs: number): Promise<void> {
   for (;;) {
     if (server?.exitCode !== null) assert.fail(`the server exited early:\n${serverOut}`);
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
+      // Ready, not only alive: /healthz answers 200 already while the process starts.
+      if ((await fetch(`${url}/readyz`)).ok) return;
     } catch {
-      // not listening yet
+      // not listening yet (or handing its port over to the API)
     }
-    if (Date.now() > end) assert.fail(`the server did not answer /healthz within ${deadlineMs} ms:\n${serverOut}`);
+    if (Date.now() > end) assert.fail(`the server did not answer /readyz within ${deadlineMs} ms:\n${serverOut}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

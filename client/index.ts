@@ -572,7 +572,7 @@ export class AtsClient {
     return (await call<MachineView>(this.http, 'GET', '/v1/machine', opts)).body;
   }
 
-  /** `GET /healthz`: resolves when the server answers. */
+  /** `GET /healthz`: resolves when the server answers (alive: already while it starts, before its API serves). */
   async health(opts: RequestOptions = {}): Promise<void> {
     await call<unknown>(this.http, 'GET', '/healthz', opts);
   }

@@ -75,7 +75,8 @@ describe('the examples run', { timeout: 180_000 }, () => {
     const end = Date.now() + 60_000;
     for (;;) {
       if (server.exitCode !== null) assert.fail(`the server exited early:\n${serverOut}`);
-      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+      // Ready, not only alive: /healthz answers 200 already while the process starts.
+      if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break;
       if (Date.now() > end) assert.fail(`the server did not start:\n${serverOut}`);
       await new Promise((r) => setTimeout(r, 200));
     }

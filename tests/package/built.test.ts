@@ -71,9 +71,10 @@ before(async () => {
   const end = Date.now() + 60_000;
   for (;;) {
     if (server.exitCode !== null) assert.fail(`dist/cli/main.js exited ${server.exitCode}:\n${stdout}\n${stderr}`);
-    const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+    // Ready, not only alive: /healthz answers 200 already while the process starts.
+    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
     if (ok) break;
-    if (Date.now() > end) assert.fail(`not healthy within 60 s:\n${stdout}\n${stderr}`);
+    if (Date.now() > end) assert.fail(`not ready within 60 s:\n${stdout}\n${stderr}`);
     await sleep(100);
   }
 });
