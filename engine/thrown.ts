@@ -36,8 +36,8 @@ export function isInstance(value: unknown, ctor: abstract new (...args: never[])
   }
 }
 
-/** `value[key]`, or undefined when reading it throws (a getter, a revoked proxy). */
-function field(value: unknown, key: 'message' | 'name' | 'stack' | 'cause'): unknown {
+/** `value[key]` of a thrown value, or undefined when it has no fields or reading one throws (a getter, a revoked proxy). */
+export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 'cause' | 'code'): unknown {
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;
   try {
     return (value as Record<string, unknown>)[key];
@@ -53,22 +53,22 @@ function field(value: unknown, key: 'message' | 'name' | 'stack' | 'cause'): unk
  * and Node's `fetch failed` carry the reason), each cut to its bound.
  */
 export function describeThrown(e: unknown, max: { message: number; name: number; stack: number }): { message: string; name?: string; stack?: string } {
-  const message = field(e, 'message');
-  const name = field(e, 'name');
+  const message = thrownField(e, 'message');
+  const name = thrownField(e, 'name');
   const out: { message: string; name?: string; stack?: string } = {
     message: textOf(message ?? e, max.message),
   };
   if (name !== undefined) out.name = textOf(name, max.name);
-  let stack = field(e, 'stack');
+  let stack = thrownField(e, 'stack');
   let text = typeof stack === 'string' && stack ? stack : '';
   const seen = new Set<unknown>([e]);
-  let cause = field(e, 'cause');
+  let cause = thrownField(e, 'cause');
   for (let n = 0; n < MAX_CAUSES && cause !== undefined && !seen.has(cause) && text.length < max.stack; n++) {
     seen.add(cause);
-    stack = field(cause, 'stack');
-    const causeText = typeof stack === 'string' && stack ? stack : textOf(field(cause, 'message') ?? cause, max.message);
+    stack = thrownField(cause, 'stack');
+    const causeText = typeof stack === 'string' && stack ? stack : textOf(thrownField(cause, 'message') ?? cause, max.message);
     text = `${text || `${out.name ?? 'Error'}: ${out.message}`}\nCaused by: ${causeText}`;
-    cause = field(cause, 'cause');
+    cause = thrownField(cause, 'cause');
   }
   if (text) out.stack = cutText(text, max.stack);
   return out;

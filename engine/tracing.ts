@@ -17,7 +17,7 @@ import {
 } from '@opentelemetry/api';
 import { OUTBOX_ID_HEADER, type LogMessage, type LogRecord, type TraceContext } from './ports.js';
 import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from './messages.js';
-import { describeThrown } from './thrown.js';
+import { describeThrown, thrownField } from './thrown.js';
 
 export type { Span, Tracer } from '@opentelemetry/api';
 
@@ -113,12 +113,7 @@ export function recordError(span: Span, err: unknown): void {
   const { message, name, stack } = describeThrown(err, { message: 8000, name: 200, stack: 8000 });
   const type = name || 'Error';
   // Its code (ECONNREFUSED, ATS_ERR_...), which the exception event takes as its type, as for an Error.
-  let code: unknown;
-  try {
-    code = (err as { code?: unknown } | null | undefined)?.code;
-  } catch {
-    code = undefined;
-  }
+  const code = thrownField(err, 'code');
   span.recordException({
     name: type, message, ...(stack ? { stack } : {}), ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
   });

@@ -74,7 +74,7 @@ import {
 import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
 import { Semaphore } from './semaphore.js';
-import { describeThrown, isInstance } from './thrown.js';
+import { describeThrown, isInstance, thrownField } from './thrown.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 
@@ -1243,12 +1243,8 @@ function highestFirst(messages: DispatchMessage[], read: LogRecord[] | null): { 
 }
 
 function isNonRetryable(e: unknown): boolean {
-  if (isInstance(e, NonRetryableError)) return true;
-  try {
-    return (e as Error | undefined)?.name === 'NonRetryableError';
-  } catch {
-    return false; // a name that throws when read
-  }
+  // A name that throws when read is undefined here.
+  return isInstance(e, NonRetryableError) || thrownField(e, 'name') === 'NonRetryableError';
 }
 
 /** The job shows this outcome of this attempt (an earlier try committed after all). */
