@@ -38,7 +38,7 @@ import { Timers } from '../engine/timers.js';
 import { logForFormat } from '../engine/transition-records.js';
 import { TransitionService } from '../engine/transitions.js';
 import { Waker } from '../engine/wake.js';
-import { describeThrown, isInstance } from '../engine/thrown.js';
+import { describeThrown, isInstance, thrownField } from '../engine/thrown.js';
 import { Worker } from '../engine/worker.js';
 import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
@@ -192,26 +192,25 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // ATS_METRICS_PORT, from now on too: its /healthz is the liveness probe of a process without the api.
   const metricsServer = await bindMetricsPort(metrics, config);
   let starting: StartingServer | null = null;
-  try {
-    starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
-  } catch (err) {
-    await metricsServer?.close();
-    throw err;
-  }
   let opened: SystemStore | null = null;
   let log: EventLog | null = null;
+  // A composition that fails leaves nothing of its start open, its ports least of all.
+  const abandon = async (err: unknown): Promise<never> => {
+    await log?.close().catch(() => undefined);
+    await opened?.close().catch(() => undefined);
+    await starting?.close();
+    await metricsServer?.close();
+    throw err;
+  };
   try {
+    starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
     opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
     await opened.migrate({ logger });
     log = openLog(config, logger, clock);
     await log.ensureTopics();
   } catch (err) {
-    await log?.close().catch(() => undefined);
-    await opened?.close().catch(() => undefined);
-    await starting?.close();
-    await metricsServer?.close();
-    throw err;
+    return abandon(err);
   }
   const store = opened;
   const waker = new Waker();
@@ -284,12 +283,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         })
       : null;
   } catch (err) {
-    // A plugin that fails to register, say: nothing of the start is left open, its port least of all.
-    await log.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    await starting?.close();
-    await metricsServer?.close();
-    throw err;
+    return abandon(err); // a plugin that fails to register, say
   }
   const relay = has('relay') ? new Relay({ store, log, transitions, clock, logger, waker, tracer, metrics }, config.relay) : null;
   const worker = has('worker')
@@ -460,12 +454,7 @@ const OWN_DIRS = ['adapters', 'cli', 'client', 'dist', 'engine', 'machines', 'se
  * a stack trace; '' when it has none.
  */
 function thrownAt(err: unknown): string {
-  let stack: unknown;
-  try {
-    stack = (err as { stack?: unknown } | null)?.stack;
-  } catch {
-    return '';
-  }
+  const stack = thrownField(err, 'stack');
   if (typeof stack !== 'string') return '';
   for (const line of stack.split('\n')) {
     const frame = /^\s+at (?:.*? \()?(.+?:\d+:\d+)\)?$/.exec(line)?.[1];
