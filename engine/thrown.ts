@@ -10,6 +10,9 @@ import { cutText } from '../machines/text.js';
 /** Causes (`err.cause`, its cause, ...) a stack shows at most. */
 const MAX_CAUSES = 4;
 
+/** Inner errors of an AggregateError (`err.errors`) a message and a stack show at most. */
+const MAX_INNER = 4;
+
 /**
  * `value` as text: a string as it is, anything else as Node shows it
  * (`{ code: 'E_RATE', status: 429 }`, cycles marked `[Circular *1]`), with
@@ -37,7 +40,7 @@ export function isInstance(value: unknown, ctor: abstract new (...args: never[])
 }
 
 /** `value[key]` of a thrown value, or undefined when it has no fields or reading one throws (a getter, a revoked proxy). */
-export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 'cause' | 'code'): unknown {
+export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 'cause' | 'code' | 'errors'): unknown {
   if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;
   try {
     return (value as Record<string, unknown>)[key];
@@ -47,27 +50,57 @@ export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 
 }
 
 /**
+ * The inner errors of an AggregateError (what `Promise.any` and
+ * `Promise.allSettled`-style helpers reject with, and Node's connect when it
+ * tried every address of a host: `AggregateError [ECONNREFUSED]` with an
+ * empty message), the first `MAX_INNER` of them; none for anything else.
+ */
+function innerErrors(e: unknown): unknown[] {
+  const errors = thrownField(e, 'errors');
+  try {
+    return Array.isArray(errors) ? errors.slice(0, MAX_INNER) : [];
+  } catch {
+    return []; // a proxy whose traps throw
+  }
+}
+
+/** One inner error's message, as text within `max`. */
+function innerMessage(inner: unknown, max: number): string {
+  return textOf(thrownField(inner, 'message') ?? inner, max);
+}
+
+/**
  * The thrown value's message (its `message` when it has one, else the value
  * itself as text), its name (when it has one), and its stack followed by the
  * stacks of its causes (`Caused by: ...`, as `new Error(msg, { cause })`
- * and Node's `fetch failed` carry the reason), each cut to its bound.
+ * and Node's `fetch failed` carry the reason), each cut to its bound. An
+ * AggregateError's inner errors follow its stack (`[errors[0]] ...`), and
+ * their messages make its message when it has none of its own.
  */
 export function describeThrown(e: unknown, max: { message: number; name: number; stack: number }): { message: string; name?: string; stack?: string } {
   const message = thrownField(e, 'message');
   const name = thrownField(e, 'name');
+  const inner = innerErrors(e);
+  const own = message === '' && inner.length > 0 ? inner.map((i) => innerMessage(i, max.message)).join('; ') : message;
   const out: { message: string; name?: string; stack?: string } = {
-    message: textOf(message ?? e, max.message),
+    message: textOf(own ?? e, max.message),
   };
   if (name !== undefined) out.name = textOf(name, max.name);
   let stack = thrownField(e, 'stack');
   let text = typeof stack === 'string' && stack ? stack : '';
+  const heading = () => text || `${out.name ?? 'Error'}: ${out.message}`;
+  for (const [i, error] of inner.entries()) {
+    if (text.length >= max.stack) break;
+    const innerStack = thrownField(error, 'stack');
+    text = `${heading()}\n[errors[${i}]] ${typeof innerStack === 'string' && innerStack ? innerStack : innerMessage(error, max.message)}`;
+  }
   const seen = new Set<unknown>([e]);
   let cause = thrownField(e, 'cause');
   for (let n = 0; n < MAX_CAUSES && cause !== undefined && !seen.has(cause) && text.length < max.stack; n++) {
     seen.add(cause);
     stack = thrownField(cause, 'stack');
     const causeText = typeof stack === 'string' && stack ? stack : textOf(thrownField(cause, 'message') ?? cause, max.message);
-    text = `${text || `${out.name ?? 'Error'}: ${out.message}`}\nCaused by: ${causeText}`;
+    text = `${heading()}\nCaused by: ${causeText}`;
     cause = thrownField(cause, 'cause');
   }
   if (text) out.stack = cutText(text, max.stack);

@@ -1,0 +1,52 @@
+/**
+ * What a failed attempt records of a thrown value (engine/thrown.ts): here,
+ * an AggregateError's inner errors, which its own message and stack lack.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { describeThrown } from './thrown.js';
+
+const MAX = { message: 1000, name: 100, stack: 4000 };
+
+/** What Node's connect rejects with when every address of a host refused: an empty message, the reasons inside. */
+function refusedEverywhere(): AggregateError {
+  const v6 = Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' });
+  const v4 = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  return Object.assign(new AggregateError([v6, v4]), { code: 'ECONNREFUSED' });
+}
+
+describe('describeThrown: an AggregateError', () => {
+  it('without a message of its own: its inner errors\' messages make it, and their stacks follow its own', () => {
+    const d = describeThrown(refusedEverywhere(), MAX);
+    assert.equal(d.name, 'AggregateError');
+    assert.equal(d.message, 'connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432');
+    assert.match(d.stack ?? '', /^AggregateError\n\s+at [^]*\n\[errors\[0\]\] Error: connect ECONNREFUSED ::1:5432\n\s+at [^]*\n\[errors\[1\]\] Error: connect ECONNREFUSED 127\.0\.0\.1:5432\n\s+at /);
+  });
+
+  it('with a message of its own (Promise.any): the message stays, the inner errors are in the stack, at most four, thrown values shown as text', async () => {
+    const rejected = await Promise.any([1, 2, 3, 4, 5].map((n) => Promise.reject(n === 2 ? 'a plain reason' : new Error(`mirror ${n} down`)))).catch((e: unknown) => e);
+    const d = describeThrown(rejected, MAX);
+    assert.equal(d.message, 'All promises were rejected');
+    const stack = d.stack ?? '';
+    assert.match(stack, /\n\[errors\[0\]\] Error: mirror 1 down\n/);
+    assert.match(stack, /\n\[errors\[1\]\] a plain reason\n/);
+    assert.match(stack, /\n\[errors\[3\]\] Error: mirror 4 down\n/);
+    assert.equal(stack.includes('mirror 5'), false, 'a fifth inner error is left out');
+  });
+
+  it('inner errors and a cause both shown; an `errors` field that is not an array, or that throws when read, is ignored', () => {
+    const both = new AggregateError([new Error('inner')], 'outer', { cause: new Error('the cause') });
+    assert.match(describeThrown(both, MAX).stack ?? '', /\n\[errors\[0\]\] Error: inner\n[^]*\nCaused by: Error: the cause\n/);
+    const odd = Object.assign(new Error(''), { errors: 'not a list' });
+    assert.equal(describeThrown(odd, MAX).message, '');
+    const hostile = new Error('hostile');
+    Object.defineProperty(hostile, 'errors', { get() { throw new Error('no'); } });
+    assert.equal(describeThrown(hostile, MAX).message, 'hostile');
+    assert.equal(describeThrown(hostile, MAX).stack?.includes('[errors['), false);
+  });
+
+  it('the stack stays within its bound', () => {
+    const d = describeThrown(refusedEverywhere(), { ...MAX, stack: 120 });
+    assert.ok((d.stack ?? '').length <= 120);
+  });
+});
