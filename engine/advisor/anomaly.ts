@@ -8,7 +8,9 @@
  *
  * - `FailureRateDetector`: the fraction of attempts ending failed.
  * - `DurationDetector`: the fraction of timed attempts longer than a
- *   threshold fixed at the end of its warm-up (the warm-up's p75 run time).
+ *   threshold fixed at the end of its warm-up (the warm-up's p75 run time,
+ *   plus `MIN_DURATION_RISE_MS`: a type of a few ms whose runs take a few ms
+ *   more, a GC pause or a busier machine, is no anomaly worth an insight).
  *   Counting exceedances instead of averaging run times makes it blind to the
  *   shape of the distribution (heavy tails, several modes, whole ms): under a
  *   steady workload the exceedance fraction is a steady Bernoulli rate, so
@@ -42,8 +44,10 @@ export const ALPHA = 1 / 1000;
 export const H = 13;
 /** p0 is never taken below this (a type that never fails still needs several failures close together to alarm). */
 export const MIN_RATE = 0.005;
-/** The run-time threshold is this quantile of the warm-up's run times. */
+/** The run-time threshold is this quantile of the warm-up's run times ... */
 export const DURATION_QUANTILE = 0.75;
+/** ... plus this many ms: a run that is longer by less is not counted as long, however short the type's runs. */
+export const MIN_DURATION_RISE_MS = 10;
 
 /** A detected rise: the level before, and the level since the change began. */
 export interface Change {
@@ -117,7 +121,7 @@ export class DurationDetector {
       this.warmup.push(ms);
       if (this.warmup.length === WARMUP) {
         const sorted = this.warmup.sort((a, b) => a - b);
-        this.threshold = sorted[Math.floor(DURATION_QUANTILE * (WARMUP - 1))];
+        this.threshold = sorted[Math.floor(DURATION_QUANTILE * (WARMUP - 1))] + MIN_DURATION_RISE_MS;
         // The exceedance fraction starts from the warm-up's own.
         for (const x of sorted) this.cusum.step(x > this.threshold, 0, 0);
       }

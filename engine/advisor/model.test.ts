@@ -701,6 +701,20 @@ describe('AdvisorModel: anomalies', () => {
     assert.ok(anomalies[0].observed > 1.5 * anomalies[0].baseline, JSON.stringify(anomalies[0]));
   });
 
+  it('raises none when a type of a few ms takes a few ms more, and one when it takes tens of ms more', () => {
+    // 1-3 ms runs (p75 about 2 ms), then 5-8 ms: four times as long, and nothing a user would look into.
+    const fast = (i: number, r: number) => (i < 3000 ? 1 + 2 * r : 5 + 3 * r);
+    const few = new AdvisorModel();
+    stream(few, 6000, () => 0.02, fast, 3);
+    assert.deepEqual(few.takeAnomalies().filter((a) => a.metric === 'duration'), []);
+    // The same type, then 20-30 ms: an anomaly.
+    const tens = new AdvisorModel();
+    stream(tens, 6000, () => 0.02, (i, r) => (i < 3000 ? 1 + 2 * r : 20 + 10 * r), 3);
+    const anomalies = tens.takeAnomalies().filter((a) => a.metric === 'duration');
+    assert.equal(anomalies.length, 1, JSON.stringify(anomalies));
+    assert.ok(anomalies[0].observed >= 20, JSON.stringify(anomalies[0]));
+  });
+
   it('raises none over a long steady stream', () => {
     const model = new AdvisorModel();
     // 100,000 attempts: 2 a second for 14 hours, 2% failing, log-normal run times.
