@@ -36,6 +36,10 @@ describe('ERRORS registry', () => {
     assert.equal(e.message, ERRORS.ATS_ERR_JOB_NOT_FOUND.message);
   });
 
+  test('ATS_ERR_CONCURRENT_UPDATE\'s own message names no kind of thing: any store transaction (a job, a schedule, a key, a limit) throws it', () => {
+    assert.doesNotMatch(new AtsError('ATS_ERR_CONCURRENT_UPDATE').message, /\b(job|schedule|key|limit|workflow)\b/i);
+  });
+
   test('the OpenAPI error schema lists every code', () => {
     const codes = (ErrorBody.properties.code as unknown as { enum: string[] }).enum;
     assert.deepEqual([...codes].sort(), Object.keys(ERRORS).sort());
