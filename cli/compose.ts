@@ -177,6 +177,22 @@ function openBaseLog(config: Config, logger: Logger, clock: Clock): EventLog {
  */
 const UNREAD_IN_PROCESS = { [TOPICS.events]: { records: 0 }, [TOPICS.dlq]: { records: 0 } };
 
+/**
+ * Whether any of `roles` reads or writes the log: the relay publishes the
+ * outbox, the worker consumes the dispatch lanes, the timers ask the lanes
+ * what the workers have not read and drive the workflows from
+ * `ats.workflows`.
+ * The api does neither: submits go to the outbox, the stream tails
+ * `job_events` in the store, and /readyz only reports the log's state. So a
+ * process of the api role alone does not ensure the topics at start (which
+ * fails the start when Kafka cannot be reached): restarted during a Kafka
+ * outage, it serves, and the outbox keeps what it accepts until the relay
+ * can publish it.
+ */
+function rolesUseLog(roles: Config['roles']): boolean {
+  return roles.some((r) => r !== 'api');
+}
+
 export async function compose(config: Config, opts: ComposeOptions = {}): Promise<System> {
   const logger = opts.logger ?? (await openLogger(config));
   const base = opts.clock ?? systemClock;
@@ -208,7 +224,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     await dbClock?.sync();
     await opened.migrate({ logger });
     log = openLog(config, logger, clock);
-    await log.ensureTopics();
+    if (rolesUseLog(config.roles)) await log.ensureTopics();
   } catch (err) {
     return abandon(err);
   }
