@@ -37,6 +37,13 @@
  * extend it, the attempt is given up (its handler aborted, `lease-lost`)
  * LEASE_MARGIN_MS before the lease ends, ahead of the timers' LEASE_EXPIRED.
  *
+ * An attempt ends as soon as its handler's signal aborts (its timeout, a
+ * cancel, a lost lease), but its handler's slot is given back only once the
+ * handler itself returns: one that ignores its signal runs on, and holds its
+ * slot meanwhile, so no more handlers run at once than `concurrency`. Such a
+ * handler counts as lingering (`slotUsage`), and is logged once it still runs
+ * LINGERING_WARN_MS after its abort.
+ *
  * A worker that stops (`stop()`, on SIGTERM) lets its handlers finish for the
  * shutdown grace, then aborts those still running and, once each handler has
  * stopped, records its attempt as a retryable failure of its own
@@ -247,6 +254,16 @@ export const LEASE_MARGIN_MS = 1000;
 /** The shortest pause between heartbeat tries as the give-up time nears (see `heartbeatLoop`). */
 export const HEARTBEAT_MIN_PAUSE_MS = 10;
 
+/**
+ * How long a handler may go on after its attempt was given up (a timeout, a
+ * cancel, a lost lease) before the worker warns that it ignores its abort
+ * signal: its slot stays taken until it returns (`holdSlot`). A handler that
+ * heeds its signal stops within milliseconds, or cleans up for a moment; a
+ * few seconds tell those apart from one that waits on what the abort cannot
+ * end (a dead connection without a timeout of its own).
+ */
+export const LINGERING_WARN_MS = 5000;
+
 interface Running {
   attempt: number;
   abort: AbortController;
@@ -260,6 +277,16 @@ interface Running {
   settled: boolean;
   /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
   log: Logger;
+  /** The handler was called: its slot is given back once its own promise settles (`holdSlot`), not before. */
+  handlerCalled: boolean;
+}
+
+/** A handler still running after its attempt was given up: it holds its slot until it settles. */
+interface Lingering {
+  /** Ends the wait before the warning (the handler settled, or the worker crashed). */
+  watch: AbortController;
+  /** The warning was logged (once per attempt). */
+  warned: boolean;
 }
 
 /** A lease an attempt is claimed with: its length and heartbeat period, and the advisor's advice it came from (null: the static one). */
@@ -289,6 +316,8 @@ interface Progress {
 export class Worker {
   private readonly slots: Semaphore;
   private readonly running = new Map<string, Running>();
+  /** Handlers still running after their attempts were given up (`holdSlot`): each holds its slot. */
+  private readonly lingering = new Set<Lingering>();
   /** Claims sent from here whose write failed, by job id and lease (`lostClaimKey`), oldest first: see `adoptable`. */
   private readonly lostClaims = new Map<string, LostClaim>();
   private readonly outcomes: Batcher<{ jobId: string; event: EventInput }, Settled<ApplyResult>>;
@@ -481,6 +510,8 @@ export class Worker {
     this.stopping.abort(reason);
     this.abandon.abort(reason);
     for (const r of this.running.values()) r.abort.abort(reason);
+    // A dead process says nothing more of the handlers that outlived their attempts.
+    for (const l of this.lingering) l.watch.abort();
     try {
       await this.discovery;
       await settleAll(this.subscriptions.map((s) => s.stop()));
@@ -540,12 +571,15 @@ export class Worker {
 
   /**
    * Handler slots taken and free now (a slot is given back once its handler
-   * settled), and dispatches read here waiting for one (one per lane
-   * partition at most: a batch asks for its next slot once it got the last).
+   * settled, even one that went on after its attempt was given up), of the
+   * busy ones those whose handler still runs after its attempt was given up
+   * (`lingering`: see `holdSlot`), and dispatches read here waiting for one
+   * (one per lane partition at most: a batch asks for its next slot once it
+   * got the last).
    */
-  slotUsage(): { busy: number; free: number; waiting: number } {
+  slotUsage(): { busy: number; free: number; lingering: number; waiting: number } {
     const free = this.slots.available;
-    return { busy: this.opts.concurrency - free, free, waiting: this.slots.waiting };
+    return { busy: this.opts.concurrency - free, free, lingering: this.lingering.size, waiting: this.slots.waiting };
   }
 
   /** Abort the handler of the cancelled attempt, if it runs here; any other attempt is left alone. */
@@ -936,9 +970,11 @@ export class Worker {
       return;
     }
     const abort = new AbortController();
-    // The slot is the handler's: it is given back once the handler settled, so the
-    // next claims need not wait for this outcome's write (the outcome batcher
-    // groups those). The attempt stays in `running` until its outcome is durable.
+    // The slot is the handler's: it is given back once the handler's own promise
+    // settled (`holdSlot`), so the next claims need not wait for this outcome's
+    // write (the outcome batcher groups those), and a handler that goes on after
+    // its attempt was given up keeps it. The attempt stays in `running` until its
+    // outcome is durable.
     let holding = true;
     const releaseSlot = () => {
       if (!holding) return;
@@ -947,7 +983,7 @@ export class Worker {
     };
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
-      attempt, abort, done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log,
+      attempt, abort, done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
@@ -955,19 +991,20 @@ export class Worker {
         abort.abort(ATTEMPT_FINISHED);
         // A late attempt n must not drop the entry of attempt n+1 of the same job.
         if (this.running.get(job.id)?.attempt === attempt) this.running.delete(job.id);
-        releaseSlot();
+        // A handler that was called gives its slot back itself, once it settled (it may still run).
+        if (!entry.handlerCalled) releaseSlot();
         // Its outcome is written: a dispatch held back here by the limit it counted against may start now.
         if (this.held.size > 0) this.keysFreed(job);
       });
     this.running.set(job.id, entry);
   }
 
-  private async execute(job: JobRecord, entry: Running, handlerSettled: () => void, record?: LogRecord): Promise<void> {
+  private async execute(job: JobRecord, entry: Running, releaseSlot: () => void, record?: LogRecord): Promise<void> {
     // The reporter is made at the first report (most handlers report none), and closed once the attempt is over here.
     const progress: Progress = { reporter: null, over: false };
     let event: Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }> | null;
     try {
-      event = await this.runHandler(job, entry, handlerSettled, progress, record);
+      event = await this.runHandler(job, entry, releaseSlot, progress, record);
     } finally {
       // Over here (recorded next, or given up: crashed, cancelled, lease lost, left to its lease): later reports are dropped.
       progress.over = true;
@@ -976,8 +1013,12 @@ export class Worker {
     if (event) await this.recordOutcome(job.id, entry, event);
   }
 
-  /** Runs the handler; the outcome to record, or null when the attempt is given up (nothing to record). */
-  private async runHandler(job: JobRecord, entry: Running, handlerSettled: () => void, progress: Progress, record?: LogRecord): Promise<Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }> | null> {
+  /**
+   * Runs the handler; the outcome to record, or null when the attempt is
+   * given up (nothing to record). The slot is given back once the handler
+   * settled (`holdSlot`), or here when it was not called.
+   */
+  private async runHandler(job: JobRecord, entry: Running, releaseSlot: () => void, progress: Progress, record?: LogRecord): Promise<Extract<EventInput, { type: 'SUCCEEDED' | 'FAILED' }> | null> {
     const { clock, registry, tracer } = this.deps;
     const { attempt, abort, log } = entry;
     void clock.sleep(job.timeoutMs, abort.signal).then(
@@ -1015,6 +1056,10 @@ export class Worker {
       if (abort.signal.aborted) throw abort.signal.reason;
       // A handler that is not async (as JavaScript may register one) returns its value, not a promise.
       work = Promise.resolve(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx));
+      // It returned (one that threw instead runs no more: its slot is given back below, as when none is called).
+      entry.handlerCalled = true;
+      // Before the race is set up, so the slot's bookkeeping sees the handler settle first.
+      this.holdSlot(entry, work, releaseSlot);
       const result = await raceAbort(work, abort.signal);
       const unstorable = unstorableResult(result);
       if (unstorable !== null) throw new NonRetryableError(unstorable);
@@ -1060,10 +1105,58 @@ export class Worker {
       }
     }
     entry.settled = true;
-    handlerSettled();
+    if (!entry.handlerCalled) releaseSlot();
     // The last progress reported is written while the attempt still runs (the outcome ends its right to write).
     await progress.reporter?.flush();
     return event;
+  }
+
+  /**
+   * Gives the handler's slot back once its own promise (`work`) settled,
+   * whatever ended its attempt: the attempt's outcome is decided as soon as
+   * its signal aborts (a timeout's FAILED, a cancel, a lost lease), but a
+   * handler that ignores its signal runs on, and one started in its slot
+   * meanwhile would run beside it, more than `concurrency` at once. From the
+   * abort until it settles the handler counts as lingering (`slotUsage`); one
+   * still running LINGERING_WARN_MS after the abort is logged, once.
+   */
+  private holdSlot(entry: Running, work: Promise<unknown>, releaseSlot: () => void): void {
+    const { signal } = entry.abort;
+    let lingering: Lingering | null = null;
+    const onAbort = () => {
+      // The attempt's own end (its outcome written) comes after the handler settled.
+      if (signal.reason === ATTEMPT_FINISHED) return;
+      lingering = { watch: new AbortController(), warned: false };
+      this.lingering.add(lingering);
+      void this.warnIfLingering(entry, lingering, signal.reason);
+    };
+    const settled = () => {
+      signal.removeEventListener('abort', onAbort);
+      if (lingering) {
+        this.lingering.delete(lingering);
+        lingering.watch.abort();
+        if (lingering.warned) entry.log.info('worker: a handler that went on after its attempt was given up has returned; its slot is free again');
+      }
+      releaseSlot();
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(settled, settled);
+  }
+
+  /**
+   * Warns once that a handler given up `reason` ago still runs, if it does
+   * after LINGERING_WARN_MS. Not for the shutdown's aborts: a stop says of
+   * each handler that did not stop in time itself, and a crashed worker says
+   * nothing.
+   */
+  private async warnIfLingering(entry: Running, lingering: Lingering, reason: unknown): Promise<void> {
+    if (!(reason instanceof AbortReason) || reason.kind === 'shutdown') return;
+    if (!(await this.deps.clock.sleep(LINGERING_WARN_MS, lingering.watch.signal).then(() => true, () => false))) return;
+    lingering.warned = true;
+    entry.log.warn('worker: a handler ignores its abort signal: it still runs after its attempt was given up, and holds its handler slot until it returns', {
+      abortedBy: reason.kind, reason: reason.message, abortedMsAgo: LINGERING_WARN_MS, lingering: this.lingering.size, concurrency: this.opts.concurrency,
+    });
   }
 
   /** Whether `work` settles before the worker gives up its last writes at shutdown (`abandon`). */

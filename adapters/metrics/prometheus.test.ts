@@ -108,7 +108,7 @@ describe('/metrics of an embedded scheduler', () => {
       ['ats_outbox_backlog', 'gauge'], ['ats_outbox_oldest_age_seconds', 'gauge'],
       ['ats_relay_publish_seconds', 'histogram'], ['ats_relay_batch_size', 'histogram'],
       ['ats_db_transaction_seconds', 'histogram'], ['ats_db_conflicts_total', 'counter'],
-      ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'],
+      ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'], ['ats_worker_handlers_lingering', 'gauge'],
       ['ats_stream_clients', 'gauge'], ['ats_stream_slow_consumers_total', 'counter'],
       ['ats_label_values', 'gauge'], ['ats_metrics_collect_errors_total', 'counter'],
       ['ats_advisor_anomalies_total', 'counter'], ['ats_advisor_decisions_total', 'counter'], ['ats_schedule_ticks_total', 'counter'],
@@ -296,7 +296,7 @@ test('a store that stops answering: the scrape waits SCRAPE_READ_WAIT_MS for it 
     jobCounts: () => (reads++, store.jobCounts()),
     outboxBacklog: () => (reads++, store.outboxBacklog()),
   }, { now: () => Date.now() });
-  m.watchWorker({ slotUsage: () => ({ busy: 1, free: 3 }) });
+  m.watchWorker({ slotUsage: () => ({ busy: 1, free: 3, lingering: 0 }) });
   /** A scrape, or null when it has not answered within Prometheus' default scrape timeout (10 s). */
   const scrape = async () => {
     let timer: NodeJS.Timeout | undefined;

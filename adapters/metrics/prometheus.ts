@@ -496,8 +496,8 @@ export class PrometheusMetrics implements Metrics {
     });
   }
 
-  /** Handler slots of this process's worker, busy and free. */
-  watchWorker(worker: { slotUsage(): { busy: number; free: number } }): void {
+  /** Handler slots of this process's worker, busy and free, and the handlers that hold theirs past their attempt's end. */
+  watchWorker(worker: { slotUsage(): { busy: number; free: number; lingering: number } }): void {
     const registers = [this.registry];
     new Gauge({
       name: 'ats_worker_slots_busy', registers, help: 'Handler slots running a handler now',
@@ -509,6 +509,13 @@ export class PrometheusMetrics implements Metrics {
       name: 'ats_worker_slots_free', registers, help: 'Handler slots free now',
       collect() {
         this.set(worker.slotUsage().free);
+      },
+    });
+    new Gauge({
+      name: 'ats_worker_handlers_lingering', registers,
+      help: 'Handlers still running after their attempt was given up (timeout, cancel, lost lease, shutdown): each holds its slot until it returns',
+      collect() {
+        this.set(worker.slotUsage().lingering);
       },
     });
   }

@@ -14,14 +14,14 @@ import { Relay } from '../../engine/relay.js';
 import { mathRandom, systemClock, ulidIds } from '../../engine/system.js';
 import { TransitionService } from '../../engine/transitions.js';
 import { Waker } from '../../engine/wake.js';
-import { Worker, type WorkerOptions } from '../../engine/worker.js';
+import { Worker, type WorkerDeps, type WorkerOptions } from '../../engine/worker.js';
 
 export interface WorkerHarness {
   store: SqliteStore;
   log: MemoryLog;
   transitions: TransitionService;
-  /** Starts a worker on the shared store and log (stopped by `stop`). */
-  worker(workerId: string, opts?: Partial<WorkerOptions>): Promise<Worker>;
+  /** Starts a worker on the shared store and log (stopped by `stop`); `deps` replaces its clock or logger. */
+  worker(workerId: string, opts?: Partial<WorkerOptions>, deps?: Partial<Pick<WorkerDeps, 'clock' | 'logger'>>): Promise<Worker>;
   submit(s: JobSpec): Promise<string>;
   stop(): Promise<void>;
 }
@@ -40,9 +40,9 @@ export async function workerHarness(registry: HandlerRegistry, logOptions: Memor
   const workers: Worker[] = [];
   return {
     store, log, transitions,
-    async worker(workerId, opts = {}) {
+    async worker(workerId, opts = {}, deps = {}) {
       const w = new Worker(
-        { log, transitions, clock, logger: silentLogger, registry, store },
+        { log, transitions, clock, logger: silentLogger, registry, store, ...deps },
         { workerId, groupId: 'ats-workers', concurrency: 4, leaseMs: 120_000, heartbeatMs: 60_000, shutdownGraceMs: 200, ...opts },
       );
       await w.start();
