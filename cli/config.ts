@@ -34,7 +34,7 @@ export const SETTINGS = {
   dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
   logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
   logFormat: { env: 'LOG_FORMAT', flag: '--log-format', default: 'json', doc: 'json (one JSON object a line) or pretty (readable lines, for development).' },
-  concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once.' },
+  concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once (a handler still running after its attempt was given up keeps its slot).' },
   leaseMs: { env: 'ATS_LEASE_MS', flag: '--lease-ms', default: '30000', doc: 'How long a claimed attempt holds without a heartbeat.' },
   heartbeatMs: { env: 'ATS_HEARTBEAT_MS', flag: '--heartbeat-ms', default: '10000', doc: 'Automatic heartbeat period (must be below the lease).' },
   shutdownGraceMs: { env: 'ATS_SHUTDOWN_GRACE_MS', flag: '--shutdown-grace-ms', default: '10000', doc: 'On SIGTERM, how long running handlers may finish before they are aborted (their attempts then count as failed).' },

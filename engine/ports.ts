@@ -1050,7 +1050,12 @@ export interface HandlerContext {
   attempt: number;
   /** Stable across attempts and redrives of one job: key idempotent effects by it. */
   idempotencyKey: string;
-  /** Aborted on timeout, cancel, a lost lease (heartbeats refused, or none getting through before the lease ends) and shutdown; `signal.reason` says which. */
+  /**
+   * Aborted on timeout, cancel, a lost lease (heartbeats refused, or none
+   * getting through before the lease ends) and shutdown; `signal.reason` says
+   * which. The attempt ends then; a handler that ignores it runs on, and
+   * keeps its worker's handler slot until it returns.
+   */
   signal: AbortSignal;
   /** Extends the lease; rejects if the attempt is no longer this worker's. */
   heartbeat(): Promise<void>;
