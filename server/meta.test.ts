@@ -156,6 +156,31 @@ describe('app variants: readiness checks and limits', { skip }, () => {
     assert.equal(logged.filter((m) => m.startsWith('readyz: the log check')).length, 3, 'each failure logged with its detail');
   });
 
+  test('a check failing probe after probe is logged as an outage: its first failure, then its recovery, not a line per probe', async () => {
+    const logged: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void logged.push({ level, msg, fields });
+    const logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    let up = false;
+    const app = await buildApp({
+      ...t.deps, logger,
+      checks: { database: async () => {}, log: async () => { if (!up) throw new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'); } },
+    });
+    try {
+      for (let i = 0; i < 6; i++) assert.deepEqual((await app.inject({ url: '/readyz' })).json(), { database: 'ok', log: 'unreachable' });
+      up = true;
+      for (let i = 0; i < 2; i++) assert.deepEqual((await app.inject({ url: '/readyz' })).json(), { database: 'ok', log: 'ok' });
+    } finally {
+      await app.close();
+    }
+    const lines = logged.filter((l) => l.msg.startsWith('readyz: the log check'));
+    assert.deepEqual(lines.map((l) => [l.level, l.msg]), [
+      ['warn', 'readyz: the log check failed, will retry'],
+      ['info', 'readyz: the log check works again'],
+    ]);
+    assert.match(String(lines[0].fields?.err ?? JSON.stringify(lines[0].fields)), /ECONNREFUSED 127\.0\.0\.1:9092/);
+    assert.equal(lines[1].fields?.failures, 6);
+  });
+
   test('a hung check times out: 503', async () => {
     const r = await readyz({
       checks: { database: () => new Promise<void>(() => {}) },
