@@ -32,10 +32,28 @@ describe('OutageLog', () => {
 
   it('writes the given fields on its line, at the level it was made with', () => {
     const { logger, lines } = capture();
-    const log = new OutageLog(logger, 'lane', OUTAGE_LOG_EVERY_MS, 'warn');
+    const log = new OutageLog(logger, 'lane', { level: 'warn' });
     log.failed(new Error('down'), 0, { offset: '7', err: 'overridden by the error' });
     assert.deepEqual(lines.map((l) => [l.level, l.msg, l.fields]), [
       ['warn', 'lane failed, will retry', { offset: '7', err: 'down', errName: 'Error', failures: 1 }],
+    ]);
+  });
+
+  it('with repeats at debug: each failure not written at its level is at debug with its fields; its own text; fields on the recovery', () => {
+    const { logger, lines } = capture();
+    const log = new OutageLog(logger, 'api: request', { level: 'warn', failedMessage: 'request failed: unavailable', repeats: 'debug' });
+    assert.equal(log.failing, false);
+    log.failed(new Error('down'), 0, { reqId: 'a' });
+    log.failed(new Error('down'), 1000, { reqId: 'b' });
+    assert.equal(log.failing, true);
+    log.failed(new Error('down'), OUTAGE_LOG_EVERY_MS, { reqId: 'c' });
+    log.succeeded({ code: 'X' });
+    assert.equal(log.failing, false);
+    assert.deepEqual(lines.map((l) => [l.level, l.msg, l.fields?.reqId ?? l.fields?.code, l.fields?.failures]), [
+      ['warn', 'request failed: unavailable', 'a', 1],
+      ['debug', 'request failed: unavailable', 'b', 2],
+      ['warn', 'request failed: unavailable', 'c', 3],
+      ['info', 'api: request works again', 'X', 3],
     ]);
   });
 

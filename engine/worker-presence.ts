@@ -97,7 +97,7 @@ export class WorkerPresence {
       queues?: readonly string[];
     },
   ) {
-    this.outage = new OutageLog(deps.logger, 'workers: presence heartbeat', undefined, 'warn');
+    this.outage = new OutageLog(deps.logger, 'workers: presence heartbeat', { level: 'warn' });
   }
 
   /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh. */

@@ -241,7 +241,7 @@ function batchHandler(
     if (!failures) {
       failures = {
         backoff: new ErrorBackoff(tuning.redeliveryDelayMs, Math.max(tuning.redeliveryDelayMs, tuning.maxRedeliveryDelayMs)),
-        outage: new OutageLog(logger, `kafka: handle of ${topic} partition ${partition} (group ${options.groupId})`, undefined, 'warn'),
+        outage: new OutageLog(logger, `kafka: handle of ${topic} partition ${partition} (group ${options.groupId})`, { level: 'warn' }),
       };
       partitions.set(partition, failures);
     }

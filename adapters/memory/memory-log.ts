@@ -374,7 +374,7 @@ class MemoryEventLog implements MemoryLog {
           owner: null, busy: false, retryTimer: null,
           backoff: new ErrorBackoff(this.opts.redeliveryDelayMs, this.opts.maxRedeliveryDelayMs),
           outage: this.opts.logger
-            ? new OutageLog(this.opts.logger, `in-process log: handle of ${topic} partition ${p} (group ${groupId})`, undefined, 'warn')
+            ? new OutageLog(this.opts.logger, `in-process log: handle of ${topic} partition ${p} (group ${groupId})`, { level: 'warn' })
             : null,
         })),
         positions: logs.map((log) => (fromBeginning ? log.base : log.end)),
