@@ -282,7 +282,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     access = has('api') ? await checkAccess(config, store) : null;
     app = has('api')
       ? await buildApp({
-          transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger),
+          transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger), metrics,
           auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
           audit: store,
           security: { ...config.security, loopback: isLoopbackHost(config.host) },

@@ -34,12 +34,20 @@ export interface Metrics {
   attemptRan(type: string, queue: string, ms: number): void;
   /** The relay published a batch of `rows` outbox rows; the log took `ms` to acknowledge it. */
   relayPublished(rows: number, ms: number): void;
+  /** A relay batch did not go out: the log refused it or had not acknowledged it when the relay gave up (its rows are published again). */
+  relayPublishFailed(): void;
   /** A store transaction committed after `ms` (from its first statement to its COMMIT). */
   dbTransaction(op: StoreOp, ms: number): void;
   /** A store transaction lost a race and is run again (or given up after the last try). */
   dbConflict(op: StoreOp, reason: ConflictReason): void;
   /** The stream closed a client that fell too far behind (close code 4000). */
   streamSlowConsumer(): void;
+  /**
+   * The API answered a request: `route` is the template of the route that
+   * answered (`/v1/jobs/:id`), null when none matched (never the URL, which
+   * the caller chooses).
+   */
+  httpResponded(method: string, route: string | null, status: number): void;
 }
 
 const nothing = (): void => undefined;
@@ -49,7 +57,9 @@ export const NO_METRICS: Metrics = Object.freeze({
   transitionsCommitted: nothing,
   attemptRan: nothing,
   relayPublished: nothing,
+  relayPublishFailed: nothing,
   dbTransaction: nothing,
   dbConflict: nothing,
   streamSlowConsumer: nothing,
+  httpResponded: nothing,
 });

@@ -2,7 +2,8 @@
  * The relay's stop while a publish is in progress: a publish the log acks
  * within the grace completes (rows deleted, PUBLISHED recorded); one it does
  * not is given up on after the grace, its claim rolled back, and nothing is
- * written when it settles later.
+ * written when it settles later. And a publish the log refuses is counted
+ * (`relayPublishFailed`), not reported as published.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -17,11 +18,12 @@ import { Waker } from './wake.js';
 const GRACE_MS = 300;
 
 /** A relay on one outbox row (a dispatch), whose log acks a publish when the test says so. */
+const row: OutboxRow = {
+  id: 1, topic: TOPICS.dispatch, key: 'job-1', payload: { jobId: 'job-1', attempt: 1 }, value: '{"jobId":"job-1","attempt":1}',
+  headers: { [KIND_HEADER]: 'dispatch' }, createdAt: 0, publishedAt: null,
+};
+
 function relayWithSlowLog() {
-  const row: OutboxRow = {
-    id: 1, topic: TOPICS.dispatch, key: 'job-1', payload: { jobId: 'job-1', attempt: 1 }, value: '{"jobId":"job-1","attempt":1}',
-    headers: { [KIND_HEADER]: 'dispatch' }, createdAt: 0, publishedAt: null,
-  };
   const seen = { claims: 0, rolledBack: 0, deleted: 0, published: 0 };
   let ack!: () => void;
   let publishing!: () => void;
@@ -80,5 +82,29 @@ describe('Relay stop with a publish in progress', () => {
     ack();
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.deepEqual(seen, { claims: 1, rolledBack: 1, deleted: 0, published: 0 }, 'nothing written after stop() resolved');
+  });
+});
+
+describe('Relay metrics', () => {
+  it('counts a publish the log refused as failed, and only one it acked as published', async () => {
+    let refusing = true;
+    const log = { publish: async () => { if (refusing) throw new Error('broker not available'); } } as unknown as EventLog;
+    // The store's claim of one row, rolled back when the publish throws.
+    const store = { relayOutbox: async (_limit: number, publish: (rows: OutboxRow[]) => Promise<void>) => (await publish([row]), 1) } as unknown as JobStore;
+    const transitions = { applyMany: async () => [] } as unknown as TransitionService;
+    const counted = { failed: 0, published: [] as number[] };
+    const relay = new Relay(
+      {
+        store, log, transitions, clock: systemClock, logger: silentLogger, waker: new Waker(),
+        metrics: { relayPublished: (rows) => void counted.published.push(rows), relayPublishFailed: () => void counted.failed++ },
+      },
+      { batchSize: 100, pollMs: 10_000, errorBackoffMs: 10_000 },
+    );
+    await assert.rejects(relay.runOnce(), /broker not available/);
+    await assert.rejects(relay.runOnce(), /broker not available/);
+    assert.deepEqual(counted, { failed: 2, published: [] });
+    refusing = false;
+    assert.equal(await relay.runOnce(), 1);
+    assert.deepEqual(counted, { failed: 2, published: [1] });
   });
 });

@@ -65,8 +65,8 @@ export interface RelayDeps {
   tracer?: Tracer;
   /** Test-only fault injection: runs after the log acked, before the rows are deleted. */
   afterPublish?: (rows: readonly OutboxRow[]) => void | Promise<void>;
-  /** Told each batch's size and how long the log took to ack it (engine/metrics.ts). @defaultValue none */
-  metrics?: Pick<Metrics, 'relayPublished'>;
+  /** Told each batch's size and how long the log took to ack it, and each batch that did not go out (engine/metrics.ts). @defaultValue none */
+  metrics?: Pick<Metrics, 'relayPublished' | 'relayPublishFailed'>;
 }
 
 /**
@@ -136,6 +136,7 @@ export class Relay {
       try {
         await unlessStopped(log.publish(messages), signal, this.opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
       } catch (err) {
+        metrics?.relayPublishFailed();
         if (spans) endSpans(spans, err);
         throw err;
       }

@@ -5,9 +5,11 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
+import { NO_METRICS, type Metrics } from '../engine/metrics.js';
 import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, installBodyTimeout, installCloseDrain, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, MAX_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
+import { routeOf, ServerErrorLog } from './error-log.js';
 import { installAuth } from './auth.js';
 import { installJsonParser } from './json-body.js';
 import { installRateLimit, installSecurity } from './security.js';
@@ -39,6 +41,7 @@ export type { AppDeps, AppLimits, AppPlugin, AuthDeps, ReadinessChecks, Security
 /** Build the app from its deps; resolves once every plugin is loaded. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const logger = deps.logger ?? silentLogger;
+  const errors = new ServerErrorLog(logger, deps.clock);
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(deps.limits) };
   if ((deps.limits.bodyLimitBytes ?? 0) > MAX_BODY_LIMIT_BYTES) {
     throw new RangeError(`limits.bodyLimitBytes is ${deps.limits.bodyLimitBytes}: at most ${MAX_BODY_LIMIT_BYTES}, what one MariaDB statement holds of a payload`);
@@ -51,7 +54,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance, logController: new RequestLog() } : { logger: false }),
     bodyLimit: deps.limits.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     schemaErrorFormatter: formatValidationError,
-    frameworkErrors: frameworkErrorHandler(logger),
+    frameworkErrors: frameworkErrorHandler(errors),
     clientErrorHandler: onClientError,
     // The longest parameter of ours is a limit's key (a name: at most 200 chars, as decoded); anything longer
     // is a 400 without being matched (a job id is 26 chars, a schedule name at most 100).
@@ -69,13 +72,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   ];
   for (const schema of shared) app.addSchema(schema);
   app.setValidatorCompiler(createValidatorCompiler(shared));
-  installErrorHandlers(app, logger);
+  installErrorHandlers(app, errors);
   // First of all hooks: it must see a connection's requests in the order they came (see it).
   installPipelineGate(app);
   // A client quoting this id (and our log lines carrying it) points at one request.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  installResponseHook(app, errors, deps.metrics ?? NO_METRICS);
   installShutdownGate(app);
   // In this order: Host/Origin/CORS first, then who calls (request.principal), then how often they may.
   await installSecurity(app, deps);
@@ -121,6 +125,20 @@ const keysServed = (deps: AppDeps): boolean => deps.auth !== undefined && deps.a
 /** `o` without its undefined fields, so they do not hide defaults in a spread. */
 function definedOnly<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Every response, once sent: counted (`ats_http_responses_total`), and shown
+ * to the error log, for which a 2xx may end an outage (server/error-log.ts).
+ * Added on the root before any route, so every plugin's routes, and the
+ * not-found handler's answers, pass here; what fastify answers before routing
+ * (frameworkErrors, a request Node could not parse) runs no hook.
+ */
+function installResponseHook(app: FastifyInstance, errors: ServerErrorLog, metrics: Pick<Metrics, 'httpResponded'>): void {
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpResponded(request.method, routeOf(request), reply.statusCode);
+    errors.responded(request, reply.statusCode);
+  });
 }
 
 /** Once `close()` starts, requests on kept-alive connections get 503 ATS_ERR_NOT_READY. */

@@ -5,6 +5,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
+import type { Metrics } from '../engine/metrics.js';
 import type { AuthMode } from '../engine/auth.js';
 import type { AuditStore, Clock, KeyStore, JobStore, LimitStore, Logger, ProgressStore, WorkerRegistryStore } from '../engine/ports.js';
 import type { Tracer } from '../engine/tracing.js';
@@ -144,9 +145,12 @@ export interface AppDeps {
   defaults: SubmitDefaults;
   /**
    * Where the API logs (the engine's logger: one log for the whole process).
-   * Every 5xx is logged here with its request id. @defaultValue silent
+   * Every 5xx is logged here with its request id (a 503 at debug while its
+   * outage's warning is less than a minute old: server/error-log.ts). @defaultValue silent
    */
   logger?: Logger;
+  /** Where each response is counted (`httpResponded`: `ats_http_responses_total`). @defaultValue none */
+  metrics?: Pick<Metrics, 'httpResponded'>;
   /**
    * fastify's own logger: the pino instance behind `logger`, so request lines
    * (with fastify's `reqId`) and the engine's are one stream. @defaultValue off

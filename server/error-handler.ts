@@ -7,9 +7,8 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
-import { errorFields } from '../engine/logger.js';
 import { responseStarted } from './connections.js';
-import type { Logger } from '../engine/ports.js';
+import { clip, type ServerErrorLog } from './error-log.js';
 import { MAX_NAME_CHARS } from './schemas.js';
 
 export interface ErrorReply {
@@ -111,21 +110,16 @@ const isBodyTooLarge = (err: unknown): boolean => (err as Partial<FastifyError> 
 
 /**
  * Send the error reply. Every 5xx is logged with the request id the response
- * carries (`x-request-id`): a 503 is an outage to watch (warn), a 500 a bug
- * to fix (error, with the internals the reply hides).
+ * carries (`x-request-id`), as `ServerErrorLog` says: a 500 is a bug to fix
+ * (error, with the internals the reply hides, every time), a 503 an outage to
+ * watch (warn, once a minute while it lasts).
  */
-function sendError(logger: Logger, err: unknown, request: FastifyRequest, res: FastifyReply) {
+function sendError(errors: ServerErrorLog, err: unknown, request: FastifyRequest, res: FastifyReply) {
   const { status, body } = isBodyTooLarge(err) ? bodyTooLargeReply(request) : toErrorReply(err);
-  if (status >= 500) {
-    const fields = { reqId: request.id, method: request.method, url: clip(request.url), status, code: body.code, ...errorFields(err) };
-    if (status === 503) logger.warn('request failed: unavailable', fields);
-    else logger.error('request failed', fields);
-  }
+  if (status >= 500) errors.failed(request, status, body.code, err);
   if (status === 503) res.header('retry-after', String(RETRY_AFTER_S));
   return res.code(status).send(body);
 }
-
-const clip = (url: string) => (url.length > 200 ? `${url.slice(0, 200)}...` : url);
 
 function onNotFound(request: FastifyRequest, res: FastifyReply) {
   const { status, body } = reply('ATS_ERR_ROUTE_NOT_FOUND', `No route ${request.method} ${clip(request.url)}`);
@@ -133,7 +127,7 @@ function onNotFound(request: FastifyRequest, res: FastifyReply) {
 }
 
 /** fastify's `frameworkErrors` option: errors raised before routing (bad URL encoding, long params). */
-export function frameworkErrorHandler(logger: Logger) {
+export function frameworkErrorHandler(errors: ServerErrorLog) {
   return (err: FastifyError, request: FastifyRequest, res: FastifyReply) => {
     // No hook runs for these, the upgrade guard's neither (server/connections.ts): an upgrade's
     // socket has left Node's HTTP server, and nothing else would ever close it.
@@ -141,7 +135,7 @@ export function frameworkErrorHandler(logger: Logger) {
       res.header('connection', 'close');
       res.raw.once('finish', () => request.raw.socket.destroySoon());
     }
-    return sendError(logger, err, request, res);
+    return sendError(errors, err, request, res);
   };
 }
 
@@ -172,7 +166,7 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
 }
 
 /** Install the error and not-found handlers on the root, so every plugin inherits them. */
-export function installErrorHandlers(app: FastifyInstance, logger: Logger): void {
-  app.setErrorHandler((err, request, res) => sendError(logger, err, request, res));
+export function installErrorHandlers(app: FastifyInstance, errors: ServerErrorLog): void {
+  app.setErrorHandler((err, request, res) => sendError(errors, err, request, res));
   app.setNotFoundHandler(onNotFound);
 }

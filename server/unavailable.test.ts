@@ -2,8 +2,9 @@
  * The database goes away under a running API (MariaDB behind a TCP proxy the
  * test cuts): every route that touches the store answers 503
  * ATS_ERR_STORE_UNAVAILABLE with a Retry-After header, never a 500; /readyz
- * says 503 too; each 5xx is logged with its request id; and the API serves
- * again once the database is back.
+ * says 503 too; each 5xx is logged with its request id (the outage's first
+ * 503 as a warning, the next ones at debug); and the API serves again once
+ * the database is back, which the log says once.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -39,7 +40,7 @@ describe('the database becomes unreachable under a running API', () => {
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024, readyTimeoutMs: 1000 },
       defaults: TEST_DEFAULTS,
-      logger: createLogger('info', {}, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
+      logger: createLogger('debug', {}, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
     });
     const created = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: { a: 1 } } });
     assert.equal(created.statusCode, 201, created.body);
@@ -74,6 +75,8 @@ describe('the database becomes unreachable under a running API', () => {
     return lines.filter((l) => l.reqId === id);
   };
 
+  const warnings = (code: string) => lines.filter((l) => l.msg === 'request failed: unavailable' && l.level === 'warn' && l.code === code);
+
   for (const [name, req] of routes) {
     test(`${name}: 503 ATS_ERR_STORE_UNAVAILABLE with Retry-After, logged with its request id`, async () => {
       const r = await app.inject(req());
@@ -83,6 +86,9 @@ describe('the database becomes unreachable under a running API', () => {
       assert.match(String(r.headers['retry-after']), /^\d+$/);
       const logged = loggedFor(r);
       assert.equal(logged.length, 1, `one log line for the request: ${JSON.stringify(lines.slice(-3))}`);
+      // The outage's first 503 is the warning; the ones after it within the minute are at debug.
+      assert.equal(logged[0]!.level, name === routes[0]![0] ? 'warn' : 'debug');
+      assert.equal(logged[0]!.msg, 'request failed: unavailable');
       assert.equal(logged[0]!.status, 503);
       assert.equal(logged[0]!.code, 'ATS_ERR_STORE_UNAVAILABLE');
       assert.match(String(logged[0]!.cause ?? logged[0]!.err), /ECONN|closed|lost|Pool/i, 'the log names the driver error');
@@ -96,6 +102,10 @@ describe('the database becomes unreachable under a running API', () => {
     assert.equal(r.json().code, 'ATS_ERR_NOT_READY');
     assert.match(r.json().message, /database/);
     assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+  });
+
+  test('the outage is one warning, however many requests it failed', () => {
+    assert.equal(warnings('ATS_ERR_STORE_UNAVAILABLE').length, 1, JSON.stringify(warnings('ATS_ERR_STORE_UNAVAILABLE')));
   });
 
   test('a plain bug is still a 500 ATS_ERR_INTERNAL, logged with its request id and the error', async () => {
@@ -118,10 +128,12 @@ describe('the database becomes unreachable under a running API', () => {
     }
   });
 
-  test('the database back: the same app serves again', async () => {
+  test('the database back: the same app serves again, and says so once', async () => {
     await proxy.restore();
     const r = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}` });
     assert.equal(r.statusCode, 200, r.body);
+    const again = lines.filter((l) => l.msg === 'api: request works again' && l.code === 'ATS_ERR_STORE_UNAVAILABLE');
+    assert.deepEqual(again.map((l) => [l.level, l.route, l.failures]), [['info', '/v1/jobs/:id', routes.length]]);
     const ready = await app.inject({ method: 'GET', url: '/readyz' });
     assert.equal(ready.statusCode, 200, ready.body);
   });

@@ -106,7 +106,8 @@ describe('/metrics of an embedded scheduler', () => {
       ['ats_transitions_total', 'counter'], ['ats_attempts_total', 'counter'], ['ats_jobs', 'gauge'],
       ['ats_job_queue_wait_seconds', 'histogram'], ['ats_job_run_seconds', 'histogram'], ['ats_job_retry_delay_seconds', 'histogram'],
       ['ats_outbox_backlog', 'gauge'], ['ats_outbox_oldest_age_seconds', 'gauge'],
-      ['ats_relay_publish_seconds', 'histogram'], ['ats_relay_batch_size', 'histogram'],
+      ['ats_relay_publish_seconds', 'histogram'], ['ats_relay_batch_size', 'histogram'], ['ats_relay_publish_failures_total', 'counter'],
+      ['ats_http_responses_total', 'counter'],
       ['ats_db_transaction_seconds', 'histogram'], ['ats_db_conflicts_total', 'counter'],
       ['ats_worker_slots_busy', 'gauge'], ['ats_worker_slots_free', 'gauge'], ['ats_worker_handlers_lingering', 'gauge'],
       ['ats_stream_clients', 'gauge'], ['ats_stream_slow_consumers_total', 'counter'],
@@ -118,7 +119,8 @@ describe('/metrics of an embedded scheduler', () => {
     for (const [name, type] of expected) assert.equal(parsed.types.get(name), type, `# TYPE ${name} ${type}`);
     // Those the jobs fed have samples (conflicts and slow consumers need races and slow clients).
     for (const name of ['ats_transitions_total', 'ats_attempts_total', 'ats_jobs', 'ats_job_queue_wait_seconds_count', 'ats_job_run_seconds_count',
-      'ats_job_retry_delay_seconds_count', 'ats_relay_publish_seconds_count', 'ats_relay_batch_size_count', 'ats_db_transaction_seconds_count']) {
+      'ats_job_retry_delay_seconds_count', 'ats_relay_publish_seconds_count', 'ats_relay_batch_size_count', 'ats_db_transaction_seconds_count',
+      'ats_http_responses_total']) {
       assert.ok(sum(name) > 0, `${name} has samples: ${samples(name).length}`);
     }
   });
@@ -155,6 +157,16 @@ describe('/metrics of an embedded scheduler', () => {
       assert.ok(types.has(s.labels.type!) || s.labels.type === OTHER, `ats_jobs type ${s.labels.type}`);
     }
   });
+});
+
+test('relay publishes that failed: counted, apart from those that went out', async () => {
+  const m = new PrometheusMetrics({ defaultMetrics: false });
+  m.relayPublishFailed();
+  m.relayPublishFailed();
+  m.relayPublished(3, 5);
+  const { samples } = parseExposition(await m.metrics());
+  const value = (name: string) => samples.find((s) => s.name === name)?.value;
+  assert.deepEqual([value('ats_relay_publish_failures_total'), value('ats_relay_batch_size_count')], [2, 1]);
 });
 
 test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled (other, other)', async () => {

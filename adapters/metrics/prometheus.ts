@@ -15,7 +15,8 @@
  * then `other`), and every metric with both labels (`ats_jobs` too) labels a
  * pair through one table: the first `pairCap` pairs, then (other, other).
  * Every other label has a fixed set of values (states, events, outcomes,
- * store operations, partitions of our topics).
+ * store operations, partitions of our topics; the API's route templates,
+ * methods and statuses: see `httpResponded`).
  *
  * Point-in-time values (jobs per state, the outbox, consumer lag, worker
  * slots, stream clients) are read when Prometheus scrapes, through `watch*`
@@ -26,7 +27,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Counte
 import type { AdvisorDeps } from '../../engine/advisor/advisor.js';
 import type { ConflictReason, Metrics, StoreOp } from '../../engine/metrics.js';
 import type { Clock, JobCount, JobRecord, JobStore, Logger, OutboxBacklog, TransitionWrite } from '../../engine/ports.js';
-import { LabelCap, OTHER } from './labels.js';
+import { getOrMake, LabelCap, OTHER } from './labels.js';
 
 /** Lag of one consumer group on one partition. */
 export interface ConsumerLag {
@@ -54,6 +55,11 @@ export interface PrometheusOptions {
 export type AttemptOutcome = 'succeeded' | 'failed' | 'timed_out' | 'lease_lost' | 'cancelled';
 
 const S = (ms: number): number => ms / 1000;
+
+/** The `route` of `ats_http_responses_total` for requests no route matched (their URL is the caller's to choose). */
+export const UNMATCHED_ROUTE = 'unmatched';
+/** The `method` values of `ats_http_responses_total`; any other is `other`. */
+const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 /** Seconds: 5 ms up to an hour (a queue can back up for long). */
 const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
@@ -187,6 +193,10 @@ export class PrometheusMetrics implements Metrics {
   private readonly retryDelay: Histogram<string>;
   private readonly relayPublish: Histogram;
   private readonly relayBatch: Histogram;
+  private readonly relayFailures: Counter;
+  private readonly httpResponses: Counter<string>;
+  /** route → method → status → child: found without building a key string. */
+  private readonly httpBy = new Map<string, Map<string, Map<number, CounterChild>>>();
   private readonly dbTx: Histogram<string>;
   private readonly dbTxByOp = new Map<StoreOp, HistogramChild>();
   private readonly dbConflicts: Counter<string>;
@@ -256,6 +266,14 @@ export class PrometheusMetrics implements Metrics {
     this.relayBatch = new Histogram({
       name: 'ats_relay_batch_size', registers, buckets: BATCH_BUCKETS,
       help: 'Outbox rows per batch the relay published',
+    });
+    this.relayFailures = counter({
+      name: 'ats_relay_publish_failures_total',
+      help: 'Relay batches that did not go out: the log refused them, or had not acknowledged them when the relay gave up at stop (their rows stay in the outbox and are published again)',
+    });
+    this.httpResponses = counter({
+      name: 'ats_http_responses_total', labelNames: ['method', 'route', 'status'],
+      help: 'Responses of the API, per method, route template (route="unmatched" when no route matched) and status code',
     });
     this.dbTx = new Histogram({
       name: 'ats_db_transaction_seconds', registers, buckets: TX_BUCKETS, labelNames: ['op'],
@@ -344,6 +362,25 @@ export class PrometheusMetrics implements Metrics {
   relayPublished(rows: number, ms: number): void {
     this.relayBatch.observe(rows);
     this.relayPublish.observe(S(Math.max(0, ms)));
+  }
+
+  relayPublishFailed(): void {
+    this.relayFailures.inc();
+  }
+
+  /**
+   * Bounded labels: a route is one of the app's templates (fixed when it is
+   * built; `unmatched` for every URL that matched none, whatever the URL), a
+   * method one of HTTP_METHODS or `other` (Node's parser passes some thirty
+   * others, WebDAV's among them), a status an integer from 100 to 599
+   * (fastify refuses any other), in practice the dozen the error registry
+   * and the routes answer.
+   */
+  httpResponded(method: string, route: string | null, status: number): void {
+    const byMethod = getOrMake(this.httpBy, route ?? UNMATCHED_ROUTE, () => new Map<string, Map<number, CounterChild>>());
+    const m = HTTP_METHODS.has(method) ? method : OTHER;
+    const byStatus = getOrMake(byMethod, m, () => new Map<number, CounterChild>());
+    getOrMake(byStatus, status, () => this.httpResponses.labels(m, route ?? UNMATCHED_ROUTE, String(status))).inc();
   }
 
   dbTransaction(op: StoreOp, ms: number): void {

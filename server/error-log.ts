@@ -1,0 +1,75 @@
+/**
+ * The log of the API's 5xx answers. A 500 is a bug: each is logged at
+ * `error`, with the internals its answer hides. A 503 is an outage (the
+ * database down, the server shutting down, a deployment that lacks a
+ * machine or workflow version): every request that needs the dependency
+ * answers it, so a busy API cut from its database for 30 s would write
+ * thousands of identical warnings. Each 503 code is logged as the loops log
+ * their outages (engine/error-backoff.ts, OutageLog): the first 503 at
+ * `warn` with its request's fields, the next ones within a minute at
+ * `debug` (each still with its request id), then one `warn` a minute with
+ * the count so far, and an `info` line once it works again.
+ *
+ * Works again: a 2xx from a route (method and route template) that answered
+ * that 503 during the outage. Only such a route tells: a route that needs no
+ * dependency (/healthz, /metrics, the console's files) answers 200 through
+ * an outage, and a 4xx may have been decided before the store was asked (a
+ * body that fails its schema).
+ */
+import type { FastifyRequest } from 'fastify';
+import type { ErrorCode } from '../engine/errors.js';
+import { OutageLog } from '../engine/error-backoff.js';
+import { errorFields } from '../engine/logger.js';
+import type { Clock, Logger } from '../engine/ports.js';
+
+/** A request's route for the log and the metrics: its template (`/v1/jobs/:id`), null when no route matched. */
+export const routeOf = (request: FastifyRequest): string | null => request.routeOptions.url ?? null;
+
+/** The routes (`METHOD template`) that answered one 503 code during its outage, and the outage's log. */
+interface Outage {
+  log: OutageLog;
+  routes: Set<string>;
+}
+
+export class ServerErrorLog {
+  /** By 503 code (a fixed set: the registry's); an entry stays once made, its routes emptied when the outage ends. */
+  private readonly outages = new Map<ErrorCode, Outage>();
+  /** Outages under way: a response needs looking at only while one is. */
+  private failing = 0;
+
+  constructor(private readonly logger: Logger, private readonly clock: Pick<Clock, 'now'>) {}
+
+  /** A request answered a 5xx: `code` and `err` as the error reply says them. */
+  failed(request: FastifyRequest, status: number, code: ErrorCode, err: unknown): void {
+    const fields = { reqId: request.id, method: request.method, url: clip(request.url), status, code };
+    if (status !== 503) {
+      this.logger.error('request failed', { ...fields, ...errorFields(err) });
+      return;
+    }
+    let outage = this.outages.get(code);
+    if (!outage) {
+      outage = { log: new OutageLog(this.logger, 'api: request', { level: 'warn', failedMessage: 'request failed: unavailable', repeats: 'debug' }), routes: new Set() };
+      this.outages.set(code, outage);
+    }
+    if (!outage.log.failing) this.failing++;
+    outage.routes.add(routeKey(request));
+    outage.log.failed(err, this.clock.now(), fields);
+  }
+
+  /** A request was answered `status` (every request, in onResponse): a 2xx may end an outage. */
+  responded(request: FastifyRequest, status: number): void {
+    if (this.failing === 0 || status < 200 || status >= 300) return;
+    const key = routeKey(request);
+    for (const [code, outage] of this.outages) {
+      if (!outage.routes.has(key)) continue;
+      outage.log.succeeded({ code, method: request.method, route: routeOf(request), reqId: request.id });
+      outage.routes.clear();
+      this.failing--;
+    }
+  }
+}
+
+const routeKey = (request: FastifyRequest): string => `${request.method} ${routeOf(request) ?? ''}`;
+
+/** A URL as a log line quotes it: at most 200 characters. */
+export const clip = (url: string) => (url.length > 200 ? `${url.slice(0, 200)}...` : url);
