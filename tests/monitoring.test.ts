@@ -117,7 +117,7 @@ test('grafana provisions the Prometheus data source the dashboard names, and the
   assert.ok(mounted.some(([from, to]) => from === './monitoring/grafana/dashboards' && to === providers.providers[0]!.options.path), 'the provider reads the mounted dashboards');
   assert.ok(exprs.length >= 20, `${exprs.length} expressions`);
   const panels = dashboard.panels.map((p) => p.title.toLowerCase()).join(' | ');
-  for (const topic of ['edge', 'queue wait', 'run time', 'outcome', 'per state', 'outbox', 'lag', 'event loop']) assert.ok(panels.includes(topic), `a panel on ${topic}: ${panels}`);
+  for (const topic of ['edge', 'queue wait', 'run time', 'outcome', 'per state', 'outbox', 'lag', 'event loop', 'api responses', 'api 5xx', 'relay publish failures']) assert.ok(panels.includes(topic), `a panel on ${topic}: ${panels}`);
 });
 
 const ready = (await requireMysql()) && (await requireKafka());
