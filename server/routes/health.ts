@@ -49,7 +49,7 @@ async function probe(name: string, check: () => Promise<void>, clock: Clock, tim
 
 /** The outage log of one readiness check (warn: a probe's failure loses nothing). */
 function checkOutage(logger: Logger, name: string): OutageLog {
-  return new OutageLog(logger, `readyz: the ${name} check`, undefined, 'warn');
+  return new OutageLog(logger, `readyz: the ${name} check`, { level: 'warn', failedMessage: `readyz: the ${name} check failed` });
 }
 
 export const healthRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
