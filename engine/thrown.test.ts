@@ -50,3 +50,14 @@ describe('describeThrown: an AggregateError', () => {
     assert.ok((d.stack ?? '').length <= 120);
   });
 });
+
+describe('describeThrown: an `errors` array of a hostile kind', () => {
+  it('whose copy by `slice` would be no array (its species): the inner errors are read all the same, and nothing throws', () => {
+    const errors = [new Error('inner one')];
+    // `slice` makes its copy with `errors.constructor[Symbol.species]`: here a plain object, without `map` or `entries`.
+    Object.defineProperty(errors, 'constructor', { value: { [Symbol.species]: function NoArray() { return {}; } } });
+    const d = describeThrown(Object.assign(new Error(''), { errors }), MAX);
+    assert.equal(d.message, 'inner one');
+    assert.match(d.stack ?? '', /\n\[errors\[0\]\] Error: inner one\n/);
+  });
+});

@@ -58,9 +58,13 @@ export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 
 function innerErrors(e: unknown): unknown[] {
   const errors = thrownField(e, 'errors');
   try {
-    return Array.isArray(errors) ? errors.slice(0, MAX_INNER) : [];
+    if (!Array.isArray(errors)) return [];
+    // Copied by hand into an array of ours: `slice` copies with the array's own species, which may make no array.
+    const inner: unknown[] = [];
+    for (let i = 0; i < Math.min(errors.length, MAX_INNER); i++) inner.push(errors[i]);
+    return inner;
   } catch {
-    return []; // a proxy whose traps throw
+    return []; // a proxy whose traps throw, an element whose getter throws
   }
 }
 
