@@ -527,6 +527,12 @@ export interface ScheduleRecord {
   firingQueue?: string;
 }
 
+/** A tick's job, found by its tick key. */
+export interface TickJob {
+  tickAt: number;
+  job: JobRecord;
+}
+
 /** One fired tick. */
 export interface ScheduleTick {
   /** The schedule's tenant. */
@@ -659,6 +665,13 @@ export interface ScheduleStore {
    * the (nextAt, tenant, name) of the last row of the page before (`after`).
    */
   dueSchedules(now: number, limit: number, after?: Pick<ScheduleRecord, 'tenant' | 'name'> & { nextAt: number }): Promise<ScheduleRecord[]>;
+  /**
+   * The jobs in `queue` of the schedule's ticks at or after `from` and before `to` (epoch ms), found by
+   * their tick keys (engine/schedules.ts `scheduleTickKey`): newest tick first, at most `limit`. One
+   * range of the jobs' unique key (tenant, queue, idempotency key), read where a pass that submitted
+   * ticks' jobs may have ended before it recorded them.
+   */
+  tickJobs(s: Pick<ScheduleRecord, 'tenant' | 'name' | 'createdAt'>, queue: string, from: number, to: number, limit: number): Promise<TickJob[]>;
   /** Records fired ticks (a tick recorded already is left as it is), keeping the newest `keep` per schedule. */
   recordTicks(ticks: readonly ScheduleTick[], keep: number): Promise<void>;
   /** A schedule's ticks, newest first. */

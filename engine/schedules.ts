@@ -202,7 +202,12 @@ function countTicks(cron: Cron, from: number, to: number): number {
  * find the old one's jobs.
  */
 export function scheduleTickKey(s: Pick<ScheduleRecord, 'name' | 'createdAt'>, tickAt: number): string {
-  return `ats:schedule:${s.name}:${s.createdAt}:${tickAt}`;
+  return `${scheduleTickKeyPrefix(s)}${tickAt}`;
+}
+
+/** What the keys of a schedule incarnation's ticks begin with: the tick's time follows. */
+export function scheduleTickKeyPrefix(s: Pick<ScheduleRecord, 'name' | 'createdAt'>): string {
+  return `ats:schedule:${s.name}:${s.createdAt}:`;
 }
 
 /** The spec of a tick's job: in the schedule's tenant, and in the queue its due ticks were pinned to (`firingQueue`). */

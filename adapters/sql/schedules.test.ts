@@ -4,19 +4,24 @@
  * pages each after the last row of the one before, so a reader pages through
  * rows that share a next_at without losing or repeating one. On SQLite and on
  * MariaDB; and migration 0019, which gives that order its index, on both (on
- * MariaDB a rerun after a crash before its ledger row completes).
+ * MariaDB a rerun after a crash before its ledger row completes). And the
+ * jobs of a schedule's ticks, read by their keys (`tickJobs`).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RowDataPacket } from 'mysql2/promise';
 import { DEFAULT_TENANT as D } from '../../engine/auth.js';
 import type { ScheduleRecord } from '../../engine/ports.js';
+import { scheduleTickKey } from '../../engine/schedules.js';
+import { TransitionService } from '../../engine/transitions.js';
 import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
 import { STORE_BACKENDS, withMigratedStore } from '../../tests/helpers/stores.js';
 import { createMysqlStore } from '../mysql/index.js';
 import { createSqliteStore } from '../sqlite/index.js';
+import { sameDigitRanges } from './schedules.js';
 
 const NOW = 1_900_000_000_000;
+const MIN = 60_000;
 
 const schedule = (tenant: string, name: string, nextAt: number | null, paused = false): ScheduleRecord => ({
   tenant, name, cron: '* * * * *', timezone: 'UTC', overlap: 'skip', catchUp: 'none', paused,
@@ -60,8 +65,45 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await store.dueSchedules(NOW, 10, { nextAt: NOW, tenant: 'acme', name: 'zz' }), []);
       assert.deepEqual((await store.dueSchedules(NOW - 2, 10, { nextAt: NOW - 5, tenant: D, name: 'a' })).map(key), [`${NOW - 5} ${D}/a-1`]);
     }));
+
+    it('tick jobs: those of the schedule\'s ticks in a time range and a queue, newest first, also across a change of the number of digits', () => withMigratedStore(backend, async (store) => {
+      let id = 0;
+      const transitions = new TransitionService({ store, clock: { now: () => NOW, sleep: async () => {} }, random: { next: () => 0.5 }, ids: { jobId: () => `job-${++id}` } });
+      const s = schedule(D, 'nightly', NOW);
+      const submit = async (tickAt: number, o: { tenant?: string; queue?: string; of?: Pick<ScheduleRecord, 'name' | 'createdAt'> } = {}) => (await transitions.submit({
+        ...s.job, tenant: o.tenant ?? D, queue: o.queue ?? 'default', idempotencyKey: scheduleTickKey(o.of ?? s, tickAt),
+      })).job.id;
+      const DIGITS = 10_000_000_000_000; // 2286-11-20: a tick's time gets a fourteenth digit
+      const mine = new Map([NOW, NOW + MIN, NOW + 2 * MIN, DIGITS - MIN, DIGITS, DIGITS + MIN].map((t) => [t, '']));
+      for (const t of mine.keys()) mine.set(t, await submit(t));
+      // Not the schedule's ticks in its queue: another queue, tenant, incarnation; a schedule whose name ends as this one's key begins.
+      const elsewhere = await submit(NOW + MIN, { queue: 'other' });
+      await submit(NOW + MIN, { tenant: 'acme' });
+      await submit(NOW + MIN, { of: { name: 'nightly', createdAt: s.createdAt + 1 } });
+      await submit(NOW + MIN, { of: { name: `nightly:${s.createdAt}`, createdAt: NOW + 30_000 } });
+      // A tick of fourteen digits whose key sorts between those of thirteen.
+      await submit(Number(`${NOW}0`));
+      const read = async (from: number, to: number, limit = 100, queue = 'default') =>
+        (await store.tickJobs(s, queue, from, to, limit)).map(({ tickAt, job }) => [tickAt, job.id]);
+      const jobsOf = (...ticks: number[]) => ticks.map((t) => [t, mine.get(t)]);
+      assert.deepEqual(await read(NOW, NOW + 2 * MIN), jobsOf(NOW + MIN, NOW), 'from included, to not');
+      assert.deepEqual(await read(NOW, NOW + 2 * MIN, 1), jobsOf(NOW + MIN), 'the newest first');
+      assert.deepEqual(await read(NOW + 1, NOW + MIN), []);
+      assert.deepEqual(await read(NOW, NOW + 3 * MIN, 100, 'other'), [[NOW + MIN, elsewhere]]);
+      assert.deepEqual(await read(NOW, DIGITS + 2 * MIN), jobsOf(DIGITS + MIN, DIGITS, DIGITS - MIN, NOW + 2 * MIN, NOW + MIN, NOW));
+      assert.deepEqual(await read(NOW, DIGITS + 2 * MIN, 4), jobsOf(DIGITS + MIN, DIGITS, DIGITS - MIN, NOW + 2 * MIN));
+    }));
   });
 }
+
+describe('sameDigitRanges', () => {
+  it('splits a range of times where their number of digits changes, the highest first', () => {
+    assert.deepEqual(sameDigitRanges(5, 5), []);
+    assert.deepEqual(sameDigitRanges(5, 6), [[5, 5]]);
+    assert.deepEqual(sameDigitRanges(95, 1001), [[1000, 1000], [100, 999], [95, 99]]);
+    assert.deepEqual(sameDigitRanges(NOW, NOW + 60_000), [[NOW, NOW + 59_999]]);
+  });
+});
 
 describe('migration 0019: the due order\'s index', () => {
   it('on SQLite: ix_schedules_due (next_at, tenant, name) replaces ix_schedules_next', async () => {

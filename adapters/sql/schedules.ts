@@ -1,18 +1,19 @@
 /**
  * The ScheduleStore port over one "run this statement" function, shared by
  * both stores. Each operation is one statement (or, for ticks, an insert and
- * a prune that need not be atomic): a schedule's row moves on by
- * compare-and-set on its version, so no transaction spans statements.
+ * a prune that need not be atomic; for the jobs of ticks, a read per number of
+ * digits of their times): a schedule's row moves on by compare-and-set on its
+ * version, so no transaction spans statements.
  * A schedule is keyed by (tenant, name), and so are its ticks: every
  * statement on one names both, so no tenant reaches another's.
  */
-import type { ScheduleRecord, ScheduleStore, ScheduleTick } from '../../engine/ports.js';
-import { MAX_SCHEDULES, tooManySchedules } from '../../engine/schedules.js';
+import type { ScheduleRecord, ScheduleStore, ScheduleTick, TickJob } from '../../engine/ports.js';
+import { MAX_SCHEDULES, scheduleTickKeyPrefix, tooManySchedules } from '../../engine/schedules.js';
 import type { Dialect } from './dialect.js';
 import type { InTransaction } from './keys.js';
 import { runAsync, type Exec, type Program } from './program.js';
 import type { Sql } from './statements.js';
-import { toJson, toNum, type Row } from './rows.js';
+import { JOB_SELECT, rowToJob, toJson, toNum, type Row } from './rows.js';
 
 const COLUMNS = [
   'tenant', 'name', 'cron', 'timezone', 'overlap', 'catch_up', 'paused', 'job', 'next_at', 'last_tick_at', 'last_job_id',
@@ -64,6 +65,25 @@ const SELECT_DUE_AFTER_ROW = `${SELECT} WHERE next_at <= ? AND paused = 0 AND (n
   ORDER BY next_at, tenant, name LIMIT ?`;
 const SELECT_DUE_AFTER_SPELLED = `${SELECT} WHERE next_at <= ? AND paused = 0 AND next_at >= ?
   AND (next_at > ? OR (next_at = ? AND (tenant > ? OR (tenant = ? AND name > ?)))) ORDER BY next_at, tenant, name LIMIT ?`;
+
+/**
+ * A tenant's jobs in a queue whose idempotency keys are in a range (both ends in it), greatest first,
+ * through the unique key (tenant, queue, idempotency_key); keys compare bytewise (utf8mb4_bin, SQLite's BINARY).
+ * Params: tenant, queue, lowest key, highest key, limit
+ */
+const SELECT_JOBS_BY_KEY_RANGE = `SELECT ${JOB_SELECT} FROM jobs WHERE tenant = ? AND queue = ? AND idempotency_key >= ? AND idempotency_key <= ?
+  ORDER BY idempotency_key DESC LIMIT ?`;
+
+/**
+ * The ticks from `from` to before `to` as ranges of times of as many digits each, the highest first:
+ * the keys of ticks of one number of digits sort as their times do (a tick key ends with its time),
+ * those of more or fewer digits do not (`…:999` sorts after `…:1000`).
+ */
+export function sameDigitRanges(from: number, to: number): Array<[lowest: number, highest: number]> {
+  const out: Array<[number, number]> = [];
+  for (let lo = from; lo < to; lo = 10 ** String(lo).length) out.unshift([lo, Math.min(to, 10 ** String(lo).length) - 1]);
+  return out;
+}
 
 /** Most schedules listed: as many as a tenant may have (engine/schedules.ts MAX_SCHEDULES). */
 export const MAX_SCHEDULES_LISTED = MAX_SCHEDULES;
@@ -146,6 +166,21 @@ export function createSqlSchedules(exec: Exec, d: Dialect, inTransaction?: InTra
       : d.name === 'sqlite'
         ? await rows(SELECT_DUE_AFTER_ROW, [now, after.nextAt, after.tenant, after.name, limit])
         : await rows(SELECT_DUE_AFTER_SPELLED, [now, after.nextAt, after.nextAt, after.nextAt, after.tenant, after.tenant, after.name, limit])).map(rowToSchedule),
+    tickJobs: async (s, queue, from, to, limit) => {
+      const prefix = scheduleTickKeyPrefix(s);
+      const found: TickJob[] = [];
+      for (const [lowest, highest] of sameDigitRanges(from, to)) {
+        if (found.length >= limit) break;
+        const range = await rows(SELECT_JOBS_BY_KEY_RANGE, [s.tenant, queue, prefix + lowest, prefix + highest, limit - found.length]);
+        for (const job of range.map(rowToJob)) {
+          // A key of a tick of more digits sorts inside the range too (as may one of a schedule named as this
+          // key begins, `nightly:<createdAt>`, whose remainder is no number): only its own times are in it.
+          const tickAt = Number(job.idempotencyKey!.slice(prefix.length));
+          if (tickAt >= lowest && tickAt <= highest) found.push({ tickAt, job });
+        }
+      }
+      return found;
+    },
     recordTicks: async (ticks, keep) => {
       if (ticks.length === 0) return;
       const params = ticks.flatMap((t) => [t.tenant, t.schedule, t.tickAt, t.outcome, t.jobId, t.at]);
