@@ -391,6 +391,72 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual([...told].sort(), ['missed=10', 'missed=9', 'submitted=1', 'submitted=10']);
     }));
 
+    /** A runner that crashes where it would move a schedule on: its ticks' jobs submitted, the ticks not recorded. */
+    const crashing = (store: Store, { transitions, clock }: ReturnType<typeof world>) => new ScheduleRunner({
+      store: intercept(store, (name) => name === 'replaceSchedule', async (call, [next]) => {
+        if ((next as ScheduleRecord).firingQueue === undefined) throw new Error('the timers process crashed');
+        return call();
+      }),
+      transitions, clock, logger: silentLogger,
+    });
+
+    it('a pass that crashed after submitting a tick\'s job, with no timers back within MISSED_AFTER_MS: catchUp none records that tick submitted with its job, and overlap skip sees the job', () => withStore(async (store) => {
+      const w = world(store);
+      const { clock, service, runner } = w;
+      await service.create(D, { name: 'hourly', cron: '0 * * * *', job: template() });
+      clock.set(T0 + 60 * MIN + 100);
+      await crashing(store, w).runOnce();
+      const [job] = await scheduledJobs(store);
+      assert.ok(job, 'the crashed pass submitted the tick\'s job');
+      // Its queue pinned, the template's queue changed meanwhile: the tick's job is looked for where it went.
+      await service.update(D, 'hourly', { job: template({ queue: 'other' }) });
+      // No timers for an hour: the next pass comes long after that tick's MISSED_AFTER_MS.
+      let lookups = 0;
+      const counted = intercept(store, (name) => name === 'tickJobs', (call) => { lookups++; return call(); });
+      const next = new ScheduleRunner({ store: counted, transitions: w.transitions, clock, logger: silentLogger });
+      clock.set(T0 + 120 * MIN + 5);
+      await next.runOnce();
+      assert.equal(lookups, 1);
+      const s = await service.get(D, 'hourly');
+      assert.deepEqual([s.submitted, s.skipped, s.missed], [1, 1, 0], 'the tick whose job exists is submitted, not missed');
+      assert.equal(s.lastJobId, job.id);
+      assert.equal(s.lastTickAt, T0 + 120 * MIN);
+      assert.equal(s.firingQueue, undefined);
+      assert.deepEqual((await scheduledJobs(store)).map((j) => j.id), [job.id], 'its job still live, the next tick is skipped: no job beside it');
+      assert.deepEqual((await service.ticks(D, 'hourly')).map((t) => [t.tickAt, t.outcome, t.jobId, t.at]), [
+        [T0 + 120 * MIN, 'skipped', null, T0 + 120 * MIN + 5],
+        [T0 + 60 * MIN, 'submitted', job.id, job.createdAt],
+      ]);
+      // A pass that began on a row with no queue pinned (none crashed before it) looks for no job, missing ticks or not.
+      clock.set(T0 + 240 * MIN + 5);
+      await next.runOnce();
+      assert.equal(lookups, 1);
+      assert.equal((await service.get(D, 'hourly')).missed, 1);
+    }));
+
+    it('a pass that crashed after submitting a tick\'s job since ended: catchUp latest records that tick submitted, misses only the ticks with no job, and overlap skip fires the next', () => withStore(async (store) => {
+      const w = world(store);
+      const { clock, service, runner } = w;
+      await service.create(D, { name: 'latest', cron: '0 * * * *', catchUp: 'latest', job: template() });
+      clock.set(T0 + 60 * MIN + 100);
+      await crashing(store, w).runOnce();
+      // That tick's job ended: overlap skip lets the next tick submit.
+      const [crashed] = await scheduledJobs(store);
+      assert.ok((await w.transitions.apply(crashed!.id, { type: 'CANCEL', reason: 'test' })).ok);
+      // Down for two hours: the 02:00 tick fires, the 01:00 one has no job.
+      clock.set(T0 + 180 * MIN + 5);
+      await runner().runOnce();
+      const jobs = await scheduledJobs(store);
+      const tickOf = (id: string | null) => Number(jobs.find((j) => j.id === id)?.idempotencyKey?.split(':').at(-1));
+      const s = await service.get(D, 'latest');
+      assert.deepEqual([s.submitted, s.skipped, s.missed], [2, 0, 1]);
+      assert.equal(tickOf(s.lastJobId), T0 + 180 * MIN);
+      assert.deepEqual((await service.ticks(D, 'latest')).map((t) => [t.tickAt, t.outcome, tickOf(t.jobId)]), [
+        [T0 + 180 * MIN, 'submitted', T0 + 180 * MIN],
+        [T0 + 60 * MIN, 'submitted', T0 + 60 * MIN],
+      ]);
+    }));
+
     it('paused: no ticks; resumed: from the next tick after now, the pause not caught up', () => withStore(async (store) => {
       const { clock, service, runner } = world(store);
       await service.create(D, { name: 'p', cron: '*/10 * * * *', overlap: 'allow', catchUp: 'all', job: template() });

@@ -7,7 +7,9 @@
  * (`scheduleTickKey`), and the store inserts a job only where its (queue,
  * idempotency key) is free, in the job's own transaction. Two timers
  * instances firing the same tick, or one firing it again after a crash before
- * it recorded the tick, get the job the first one created.
+ * it recorded the tick, get the job the first one created. A tick such a crash
+ * left unrecorded until it is too late to fire (catch-up) is not missed: the
+ * next pass finds its job by its key and records it (`ScheduleRunner.fire`).
  *
  * A schedule belongs to a tenant (engine/auth.ts): it is named within it
  * (two tenants may each have a `nightly`), read, changed and deleted only by
@@ -515,6 +517,13 @@ export class ScheduleRunner {
     const { store, transitions, logger } = this.deps;
     if (due.nextAt === null) return 0;
     const plan = ticksToFire(parseCron(due.cron, due.timezone), due.nextAt, due.catchUp, now);
+    // A pinned queue says a pass began to fire these ticks and never moved the schedule on (it crashed, or a
+    // write failed): the jobs it submitted for ticks this plan takes for missed (too late now) are theirs all the
+    // same, found by their keys where it submitted them; the newest MAX_TICKS_PER_PASS, as a pass fires no more.
+    // Unpinned, no pass left a job unrecorded: a normal pass does not look.
+    const found = due.firingQueue !== undefined && plan.missed > 0
+      ? (await store.tickJobs(due, due.firingQueue, due.nextAt, missedBefore(plan, now), MAX_TICKS_PER_PASS)).reverse()
+      : [];
     let s = due;
     if (plan.fire.length > 0 && s.firingQueue === undefined) {
       // The queue first: a tick's job is unique by its key within a queue, so one submitted here and then
@@ -524,10 +533,12 @@ export class ScheduleRunner {
       if (!(await store.replaceSchedule(pinned, s.version))) return 0; // changed meanwhile: a later pass reads it again
       s = pinned;
     }
-    const ticks: ScheduleTick[] = [];
-    let lastJobId = s.lastJobId;
-    // Whether the last job is live, read once a pass (a job this pass submitted is known without a read).
-    let lastLive: boolean | null = null;
+    // The ticks found with their jobs come before those the plan fires, and are recorded as the pass that submitted them would have.
+    const ticks: ScheduleTick[] = found.map(({ tickAt, job }) => ({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'submitted', jobId: job.id, at: job.createdAt }));
+    const newestFound = found.at(-1)?.job;
+    let lastJobId = newestFound?.id ?? s.lastJobId;
+    // Whether the last job is live, read once a pass (a job this pass submitted or found is known without a read).
+    let lastLive: boolean | null = newestFound ? !isTerminal(newestFound.snapshot.value) : null;
     for (const tickAt of plan.fire) {
       if (s.overlap === 'skip' && lastJobId && (lastLive ??= await isLive(store, lastJobId))) {
         ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
@@ -541,23 +552,33 @@ export class ScheduleRunner {
     }
     const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
     const skipped = ticks.length - submitted;
+    // Past MAX_COUNTED the plan's count is a lower bound, and the ticks found may be beyond those it counted: so it stays one.
+    const missed = Math.max(0, plan.missed - found.length);
     const { firingQueue: _, ...moved } = s;
     const next: ScheduleRecord = {
       ...moved, nextAt: plan.nextAt, lastTickAt: ticks.at(-1)?.tickAt ?? s.lastTickAt, lastJobId,
-      submitted: s.submitted + submitted, skipped: s.skipped + skipped, missed: s.missed + plan.missed, version: s.version + 1,
+      submitted: s.submitted + submitted, skipped: s.skipped + skipped, missed: s.missed + missed, version: s.version + 1,
     };
     if (!(await store.replaceSchedule(next, s.version))) return 0; // another instance moved it on (its jobs are these same ones)
     if (ticks.length > 0) await store.recordTicks(ticks, TICKS_KEPT);
     this.count('submitted', submitted);
     this.count('skipped', skipped);
-    this.count('missed', plan.missed);
-    if (plan.missed > 0) logger.info('schedules: ticks missed (catchUp)', { tenant: s.tenant, schedule: s.name, missed: plan.missed, catchUp: s.catchUp });
+    this.count('missed', missed);
+    if (missed > 0) logger.info('schedules: ticks missed (catchUp)', { tenant: s.tenant, schedule: s.name, missed, catchUp: s.catchUp });
     if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { tenant: s.tenant, schedule: s.name });
     return ticks.length;
   }
 }
 
 function noop(): void {}
+
+/**
+ * The ticks a plan takes for missed are at or after the schedule's next tick and before this: the first
+ * tick it fires, or, firing none, its next tick (none: any after now).
+ */
+function missedBefore(plan: TickPlan, now: number): number {
+  return plan.fire[0] ?? plan.nextAt ?? now + 1;
+}
 
 async function isLive(store: Pick<JobStore, 'getJob'>, id: string): Promise<boolean> {
   const job = await store.getJob(id);
