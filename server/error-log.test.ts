@@ -23,6 +23,7 @@ import { parseExposition } from '../tests/helpers/exposition.js';
 import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { TEST_DEFAULTS } from '../tests/helpers/app.js';
 import { buildApp } from './app.js';
+import { OUTAGE_QUIET_MS } from './error-log.js';
 import { metricsRoute } from './routes/metrics.js';
 
 describe('the API through a database outage', () => {
@@ -118,6 +119,25 @@ describe('the API through a database outage', () => {
     await getJob(200);
     assert.deepEqual(failedLines().filter((l) => l.level === 'warn').map((l) => l.failures), [1, 52, 1]);
     assert.equal(worksAgain().length, 2);
+  });
+
+  test('a 503 long after the last of its code, whose route never answered 2xx since, is warned of as a new outage', async () => {
+    // A route answers 503 once and is not asked again: the outage's end is never seen.
+    mode = 'down';
+    await app.inject({ method: 'GET', url: '/v1/stats' });
+    mode = 'up';
+    const warnedBefore = failedLines().filter((l) => l.level === 'warn').length;
+    await clock.advance(OUTAGE_QUIET_MS + 1);
+    mode = 'down';
+    try {
+      await getJob(503);
+    } finally {
+      mode = 'up';
+    }
+    const warned = failedLines().filter((l) => l.level === 'warn').slice(warnedBefore);
+    assert.deepEqual(warned.map((l) => [l.url, l.failures]), [[`/v1/jobs/${jobId}`, 1]], 'the first of a new outage, not the second of the old one');
+    await getJob(200);
+    assert.equal(worksAgain().at(-1)?.failures, 1);
   });
 
   test('a 500 (a bug) is logged at error every time', async () => {

@@ -14,7 +14,10 @@
  * that 503 during the outage. Only such a route tells: a route that needs no
  * dependency (/healthz, /metrics, the console's files) answers 200 through
  * an outage, and a 4xx may have been decided before the store was asked (a
- * body that fails its schema).
+ * body that fails its schema). A route that answered it may not be asked
+ * again for long (a rare route, a client that gave up): a 503 of the code
+ * after OUTAGE_QUIET_MS without one is a new outage, warned of as the first,
+ * not a line of one that ended unseen.
  */
 import type { FastifyRequest } from 'fastify';
 import type { ErrorCode } from '../engine/errors.js';
@@ -29,7 +32,12 @@ export const routeOf = (request: FastifyRequest): string | null => request.route
 interface Outage {
   log: OutageLog;
   routes: Set<string>;
+  /** When it last answered this 503. */
+  lastAt: number;
 }
+
+/** A 503 this long after the last of its code, with no sign between that the outage ended, starts a new one. */
+export const OUTAGE_QUIET_MS = 5 * 60_000;
 
 export class ServerErrorLog {
   /** By 503 code (a fixed set: the registry's); an entry stays once made, its routes emptied when the outage ends. */
@@ -46,14 +54,23 @@ export class ServerErrorLog {
       this.logger.error('request failed', { ...fields, ...errorFields(err) });
       return;
     }
+    const now = this.clock.now();
     let outage = this.outages.get(code);
+    if (outage?.log.failing && now - outage.lastAt > OUTAGE_QUIET_MS) {
+      // Its end went unseen (no route that answered it answered 2xx since): this 503 is of a new outage.
+      this.failing--;
+      outage = undefined;
+    }
     if (!outage) {
-      outage = { log: new OutageLog(this.logger, 'api: request', { level: 'warn', failedMessage: 'request failed: unavailable', repeats: 'debug' }), routes: new Set() };
+      outage = {
+        log: new OutageLog(this.logger, 'api: request', { level: 'warn', failedMessage: 'request failed: unavailable', repeats: 'debug' }), routes: new Set(), lastAt: now,
+      };
       this.outages.set(code, outage);
     }
     if (!outage.log.failing) this.failing++;
     outage.routes.add(routeKey(request));
-    outage.log.failed(err, this.clock.now(), fields);
+    outage.lastAt = now;
+    outage.log.failed(err, now, fields);
   }
 
   /** A request was answered `status` (every request, in onResponse): a 2xx may end an outage. */
