@@ -93,6 +93,24 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await read(NOW, DIGITS + 2 * MIN), jobsOf(DIGITS + MIN, DIGITS, DIGITS - MIN, NOW + 2 * MIN, NOW + MIN, NOW));
       assert.deepEqual(await read(NOW, DIGITS + 2 * MIN, 4), jobsOf(DIGITS + MIN, DIGITS, DIGITS - MIN, NOW + 2 * MIN));
     }));
+
+    it('tick jobs: as many as the limit where keys that are not the schedule\'s ticks sort between them (a schedule named as its keys begin, a tick of more digits)', () => withMigratedStore(backend, async (store) => {
+      let id = 0;
+      const transitions = new TransitionService({ store, clock: { now: () => NOW, sleep: async () => {} }, random: { next: () => 0.5 }, ids: { jobId: () => `job-${++id}` } });
+      const s = schedule(D, 'nightly', NOW);
+      const submit = async (tickAt: number, of: Pick<ScheduleRecord, 'name' | 'createdAt'> = s) =>
+        (await transitions.submit({ ...s.job, tenant: D, idempotencyKey: scheduleTickKey(of, tickAt) })).job.id;
+      const mine = [NOW, NOW + MIN, NOW + 2 * MIN];
+      const ids = new Map<number, string>();
+      for (const t of mine) ids.set(t, await submit(t));
+      // Created between the first two ticks, named as this schedule's keys begin: its keys sort after the first tick's.
+      const other = { name: `nightly:${s.createdAt}`, createdAt: NOW + 30_000 };
+      for (let i = 1; i <= 3; i++) await submit(NOW + i * MIN, other);
+      // A tick of fourteen digits, whose key sorts between those of the first two.
+      await submit(Number(`${NOW}0`));
+      const found = await store.tickJobs(s, 'default', NOW, NOW + 3 * MIN, 3);
+      assert.deepEqual(found.map(({ tickAt, job }) => [tickAt, job.id]), [...mine].reverse().map((t) => [t, ids.get(t)]));
+    }));
   });
 }
 

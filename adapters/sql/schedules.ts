@@ -67,12 +67,16 @@ const SELECT_DUE_AFTER_SPELLED = `${SELECT} WHERE next_at <= ? AND paused = 0 AN
   AND (next_at > ? OR (next_at = ? AND (tenant > ? OR (tenant = ? AND name > ?)))) ORDER BY next_at, tenant, name LIMIT ?`;
 
 /**
- * A tenant's jobs in a queue whose idempotency keys are in a range (both ends in it), greatest first,
- * through the unique key (tenant, queue, idempotency_key); keys compare bytewise (utf8mb4_bin, SQLite's BINARY).
- * Params: tenant, queue, lowest key, highest key, limit
+ * A tenant's jobs in a queue whose idempotency keys are in a range (both ends in it) and of a length in bytes,
+ * greatest first, through the unique key (tenant, queue, idempotency_key); keys compare bytewise (utf8mb4_bin,
+ * SQLite's BINARY). The length is checked in SQL, before the limit: keys of another length sort inside the
+ * range too (`…:19000000000000`, a tick of more digits; `…:1900000030000:1900000060000`, of a schedule named
+ * as this one's keys begin, `nightly:<createdAt>`), and as many of those as the limit would leave none for
+ * the ticks' own.
+ * Params: tenant, queue, lowest key, highest key, the keys' length in bytes, limit
  */
 const SELECT_JOBS_BY_KEY_RANGE = `SELECT ${JOB_SELECT} FROM jobs WHERE tenant = ? AND queue = ? AND idempotency_key >= ? AND idempotency_key <= ?
-  ORDER BY idempotency_key DESC LIMIT ?`;
+  AND OCTET_LENGTH(idempotency_key) = ? ORDER BY idempotency_key DESC LIMIT ?`;
 
 /**
  * The ticks from `from` to before `to` as ranges of times of as many digits each, the highest first:
@@ -171,10 +175,10 @@ export function createSqlSchedules(exec: Exec, d: Dialect, inTransaction?: InTra
       const found: TickJob[] = [];
       for (const [lowest, highest] of sameDigitRanges(from, to)) {
         if (found.length >= limit) break;
-        const range = await rows(SELECT_JOBS_BY_KEY_RANGE, [s.tenant, queue, prefix + lowest, prefix + highest, limit - found.length]);
+        const bytes = Buffer.byteLength(prefix + lowest);
+        const range = await rows(SELECT_JOBS_BY_KEY_RANGE, [s.tenant, queue, prefix + lowest, prefix + highest, bytes, limit - found.length]);
         for (const job of range.map(rowToJob)) {
-          // A key of a tick of more digits sorts inside the range too (as may one of a schedule named as this
-          // key begins, `nightly:<createdAt>`, whose remainder is no number): only its own times are in it.
+          // Of its length and in its range, a key is of one of its ticks' times (only the scheduler makes `ats:` keys); checked all the same.
           const tickAt = Number(job.idempotencyKey!.slice(prefix.length));
           if (tickAt >= lowest && tickAt <= highest) found.push({ tickAt, job });
         }
