@@ -668,7 +668,8 @@ export interface ScheduleStore {
   /**
    * The jobs in `queue` of the schedule's ticks at or after `from` and before `to` (epoch ms), found by
    * their tick keys (engine/schedules.ts `scheduleTickKey`): newest tick first, at most `limit`. One
-   * range of the jobs' unique key (tenant, queue, idempotency key), read where a pass that submitted
+   * range of the jobs' unique key (tenant, queue, idempotency key) per number of digits of the
+   * ticks' times (one until the year 2286), read where a pass that submitted
    * ticks' jobs may have ended before it recorded them.
    */
   tickJobs(s: Pick<ScheduleRecord, 'tenant' | 'name' | 'createdAt'>, queue: string, from: number, to: number, limit: number): Promise<TickJob[]>;
