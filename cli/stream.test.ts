@@ -14,7 +14,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { StreamProgressMessage } from '../client/index.js';
 import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent, type JobProgress } from './client.js';
 import { followJob, repeat, SeqGate, trySubscribe, waitOut } from './commands/follow.js';
-import { StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
+import { NodeWebSocket, StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
+import { subscribeOrPoll } from './commands/watch.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
 import { spawnAts } from '../tests/helpers/cli.js';
@@ -301,6 +302,54 @@ describe('the stream and API keys', () => {
     assert.equal(stderr.code, 1);
     assert.match(stderr.text, /^ATS_ERR_UNAUTHORIZED: .*ATS_API_KEY/m);
     assert.doesNotMatch(stderr.text, /polling/);
+  });
+});
+
+describe('ats watch and the rate limit', () => {
+  test('a stream refused 429 with Retry-After at the start is asked again after it, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.limitUpgrades = 1;
+    const started = Date.now();
+    let sub: Awaited<ReturnType<typeof subscribeOrPoll>> | undefined;
+    const stderr = await capturingStderr(async () => {
+      sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), { queue: 'q' }, () => undefined, undefined);
+      return 0;
+    });
+    assert.ok(sub && !('poll' in sub), `subscribed, not polling: ${JSON.stringify(sub)}`);
+    sub.close();
+    assert.ok(Date.now() - started >= 1000, 'waited for the Retry-After');
+    assert.equal(fake.limitUpgrades, 0);
+    assert.deepEqual(fake.subscribes.map((s) => s.filter), [{ queue: 'q' }]);
+    assert.match(stderr.text, /^stream: ATS_ERR_RATE_LIMITED: .*HTTP 429 on \/v1\/stream.*; waiting 1 s$/m);
+  });
+
+  test('Ctrl-C while the rate limit is waited out ends the wait: no stream asked again', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.limitUpgrades = 1;
+    const stop = new AbortController();
+    const stderr = await capturingStderr(async () => {
+      const subscribing = subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), {}, () => undefined, undefined, stop.signal);
+      await until(() => fake.limitUpgrades === 0, 'the refused upgrade');
+      stop.abort();
+      await assert.rejects(subscribing, (e: unknown) => e instanceof Error && e.name === 'AbortError');
+      return 0;
+    });
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(fake.sockets.length, 0, 'no upgrade after the abort');
+    assert.match(stderr.text, /waiting 1 s/);
+  });
+
+  test('a stream refused 429 without Retry-After (too many streams of the key) is still the error', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.crowdUpgrades = 1;
+    const stderr = await capturingStderr(() => subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), {}, () => undefined, undefined).then(
+      () => assert.fail('subscribed'),
+      (e: unknown) => {
+        assert.ok(e instanceof ApiError && e.status === 429, String(e));
+        return 1;
+      },
+    ));
+    assert.equal(stderr.text, '');
   });
 });
 

@@ -3,6 +3,7 @@
  * by polling the REST API when it does not. Either way the caller sees each
  * job's history in seq order, once.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, compareProgress, isTerminal, UnreachableError, type AtsClient, type JobEvent, type JobProgress } from '../client.js';
 import {
   StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type SubscribeOptions, type Subscription,
@@ -214,18 +215,24 @@ const SUBSCRIBE_RETRY_MS = { min: 250, max: 5000 };
  * so does a 503, unless `untilAvailable`: then a 503, or a 429 that gives a
  * Retry-After (the rate limit), is tried again, with a notice, until the
  * server can subscribe (the 429 after its Retry-After, as `waitOut` waits:
- * `--wait` and `--count` wait out a rate limit). A 429 without one (the key
- * holds the most streams it may, ATS_ERR_TOO_MANY_STREAMS) is the error: it
- * passes only once another stream of the key closes, maybe never, and
- * nothing else is read meanwhile.
+ * `--wait` and `--count` wait out a rate limit). `untilNotLimited` waits out
+ * that 429 alone (`ats watch`: a 503 stays the error). A 429 without one (the
+ * key holds the most streams it may, ATS_ERR_TOO_MANY_STREAMS) is the error:
+ * it passes only once another stream of the key closes, maybe never, and
+ * nothing else is read meanwhile. `signal` ends a wait early (Ctrl-C): the
+ * call then rejects with its reason.
  */
 export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
-  opts: { onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress']; untilAvailable?: boolean } = {},
+  opts: {
+    onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress'];
+    untilAvailable?: boolean; untilNotLimited?: boolean; signal?: AbortSignal;
+  } = {},
 ): Promise<Subscription | null> {
   let limited = 0;
   let unavailable = 0;
   for (;;) {
+    opts.signal?.throwIfAborted();
     const sub = subscribe({
       client, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
     });
@@ -236,17 +243,17 @@ export async function trySubscribe(
       sub.close();
       if (err instanceof StreamUnavailable) return null;
       const rateLimited = err instanceof ApiError && err.status === 429 && err.retryAfterMs !== undefined;
-      if (!(opts.untilAvailable && err instanceof ApiError && (err.status === 503 || rateLimited))) throw err;
-      if (err.status === 429) {
+      if (rateLimited && (opts.untilAvailable || opts.untilNotLimited)) {
         const wait = waitOut(err, LIMITED_MS.min, limited++)!;
         opts.onNotice?.(`stream: ${wait.notice}`);
-        await new Promise((resolve) => setTimeout(resolve, wait.ms));
+        await sleep(wait.ms, undefined, { signal: opts.signal });
         continue;
       }
+      if (!(opts.untilAvailable && err instanceof ApiError && err.status === 503)) throw err;
       limited = 0;
       const ms = Math.min(SUBSCRIBE_RETRY_MS.max, SUBSCRIBE_RETRY_MS.min * 2 ** unavailable++);
       opts.onNotice?.(`stream: ${err.code}: ${err.message}; trying again in ${ms} ms`);
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await sleep(ms, undefined, { signal: opts.signal });
     }
   }
 }
