@@ -40,6 +40,7 @@ export type RouteAccess = Scope | typeof PUBLIC;
  * schedules and limits is `read`; changing them, keys and the audit log is
  * `admin`; cancel, redrive and delete are `operate`. Starting and signalling
  * a workflow instance is `submit` (as submitting a job), cancelling it `operate`.
+ * A key's own scopes (`GET /v1/keys/self`) are `read`, what the console needs.
  */
 export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
   ['POST /v1/jobs', 'submit'],
@@ -74,6 +75,7 @@ export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, Ro
   ['GET /v1/limits/:key', 'read'],
   ['PUT /v1/limits/:key', 'admin'],
   ['DELETE /v1/limits/:key', 'admin'],
+  ['GET /v1/keys/self', 'read'],
   ['GET /v1/keys', 'admin'],
   ['POST /v1/keys', 'admin'],
   ['DELETE /v1/keys/:id', 'admin'],

@@ -158,6 +158,7 @@ const CASES = new Map<string, RouteCase>([
     prepare: async (f, owner) => ({ method: 'PUT', url: `/v1/limits/${await newLimit(f, owner)}`, payload: { concurrency: 9 } }), allowed: [200], ofOther: 'created-own',
   }],
   ['DELETE /v1/limits/:key', { prepare: async (f, owner) => ({ method: 'DELETE', url: `/v1/limits/${await newLimit(f, owner)}` }), allowed: [204], ofOther: 'not-found' }],
+  ['GET /v1/keys/self', { prepare: async () => ({ method: 'GET', url: '/v1/keys/self' }), allowed: [200], ofOther: 'own-only' }],
   ['GET /v1/keys', {
     prepare: async (f, owner) => ({ method: 'GET', url: '/v1/keys', marker: await newKeyId(f, owner) }), allowed: [200], ofOther: 'own-only', mentions: mentionsText,
   }],

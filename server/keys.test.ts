@@ -237,6 +237,38 @@ describe('/v1/keys in the open mode (no key yet, loopback)', () => {
   });
 });
 
+describe('GET /v1/keys/self: the caller\'s own key, tenant and scopes (what the console disables actions by)', () => {
+  test('a key with the read scope learns its id, tenant and scopes, never its secret; one without read is a 403', async () => {
+    const t = await startSqliteTestApp({}, { auth: 'on' });
+    try {
+      const reader = await bootstrap(t, 'acme', ['read']);
+      const r = await t.app.inject({ url: '/v1/keys/self', headers: reader.headers });
+      assert.equal(r.statusCode, 200, r.body);
+      assert.deepEqual(r.json(), { keyId: reader.id, tenant: 'acme', scopes: ['read'] });
+      const all = await bootstrap(t, 'acme', ['admin', 'read', 'submit', 'operate']);
+      assert.deepEqual((await t.app.inject({ url: '/v1/keys/self', headers: all.headers })).json().scopes, [...SCOPES], 'in the order of SCOPES');
+      const submitter = await bootstrap(t, 'acme', ['submit']);
+      assert.equal((await t.app.inject({ url: '/v1/keys/self', headers: submitter.headers })).statusCode, 403);
+      assert.equal((await t.app.inject({ url: '/v1/keys/self' })).statusCode, 401);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('without keys (the open mode, or no key store at all) the caller is the default tenant with every scope, and no key', async () => {
+    for (const auth of ['auto', 'off', undefined] as const) {
+      const t = await startSqliteTestApp({}, auth ? { auth } : {});
+      try {
+        const r = await t.app.inject({ url: '/v1/keys/self' });
+        assert.equal(r.statusCode, 200, `${auth}: ${r.body}`);
+        assert.deepEqual(r.json(), { keyId: null, tenant: 'default', scopes: [...SCOPES] }, String(auth));
+      } finally {
+        await t.close();
+      }
+    }
+  });
+});
+
 describe('/v1/keys and /v1/audit when the database goes away in the middle of a change', () => {
   let t: TestApp;
   let dir: string;

@@ -109,7 +109,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'meta', description: 'The job machine and counts' },
         { name: 'workers', description: 'The worker processes: what each handles and whether it is live' },
         { name: 'limits', description: 'Concurrency and rate limits: how many jobs of a concurrency key run at once, and start per interval' },
-        { name: 'keys', description: 'API keys of the caller\'s tenant: create, list, revoke (admin scope)' },
+        { name: 'keys', description: 'API keys of the caller\'s tenant: create, list, revoke (admin scope); the caller\'s own key and scopes (read scope)' },
         { name: 'audit', description: 'What operators did, and with which key (admin scope)' },
         { name: 'health', description: 'Liveness and readiness' },
       ],

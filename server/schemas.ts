@@ -16,6 +16,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
+import { SCOPES, type Scope } from '../engine/auth.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
 import {
@@ -381,6 +382,14 @@ export const StatsView = Type.Object({
       'Empty when every waiting job has a live worker for its type; absent when this server does not read the worker registry',
   })),
 }, { $id: 'Stats', description: 'Job counts' });
+
+export const CallerView = Type.Object({
+  keyId: Nullable(Type.String({ description: 'A key id' }), 'The id of the key the request was made with; null when the server runs without keys'),
+  tenant: Type.String({ description: 'The tenant the caller acts for' }),
+  scopes: Type.Array(Type.Unsafe<Scope>({ type: 'string', enum: [...SCOPES], description: 'A scope' }), {
+    description: `What the caller may do: one or more of ${SCOPES.join(', ')} (every scope when the server runs without keys)`,
+  }),
+}, { $id: 'Caller', description: 'Who the caller is: its key, its tenant and its scopes' });
 
 export const MachineView = Type.Object({
   id: Type.String({ description: 'The machine\'s id' }),
@@ -834,7 +843,7 @@ export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
  */
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
-  JobView, EventView, JobDetail, JobPage, StatsView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
+  JobView, EventView, JobDetail, JobPage, StatsView, CallerView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
   EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView,
 ]);
 

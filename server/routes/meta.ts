@@ -1,15 +1,19 @@
 /**
- * `GET /v1/machine` (the job machine as JSON, for the visualizer) and
+ * `GET /v1/machine` (the job machine as JSON, for the visualizer),
  * `GET /v1/stats` (with `unserved` when the app reads the worker registry,
- * `deps.workers`): the counts of the caller's tenant's jobs only.
+ * `deps.workers`): the counts of the caller's tenant's jobs only, and
+ * `GET /v1/keys/self`: who the caller is (its key's id, tenant and scopes),
+ * so that the console can leave out what the key may not do. Served with or
+ * without keys: without, the caller has every scope.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { SCOPES } from '../../engine/auth.js';
 import type { Stats } from '../../engine/ports.js';
 import { statsOf } from '../../engine/job-counts.js';
 import { unserved } from '../../engine/worker-presence.js';
 import { machineGraph } from '../../machines/lifecycle.js';
 import type { RouteOptions } from '../deps.js';
-import { described, errorResponses, MachineView, ref, StatsView } from '../schemas.js';
+import { CallerView, described, errorResponses, MachineView, ref, StatsView } from '../schemas.js';
 
 export const metaRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   // The machine never changes while the process runs.
@@ -18,6 +22,23 @@ export const metaRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }
     '/v1/machine',
     { schema: { operationId: 'getMachine', summary: 'The job machine: states and transitions', description: 'Every state of the job machine and every transition between them, with its event and guard: what the visualizer draws.', tags: ['meta'], response: { 200: described(ref(MachineView), 'States and edges'), ...errorResponses() } } },
     async () => graph,
+  );
+
+  app.get(
+    '/v1/keys/self',
+    {
+      schema: {
+        operationId: 'getCaller', summary: 'The caller: its key, tenant and scopes',
+        description: 'The id, tenant and scopes of the key the request is made with (any key with the read scope may ask; never the key\'s secret): '
+          + 'what the console reads to disable the actions the key may not take. Without keys (the open mode) the key id is null and the caller '
+          + 'has every scope.',
+        tags: ['keys'], response: { 200: described(ref(CallerView), 'The caller'), ...errorResponses() },
+      },
+    },
+    async (request) => {
+      const { keyId, tenant, scopes } = request.principal;
+      return { keyId, tenant, scopes: SCOPES.filter((s) => scopes.has(s)) };
+    },
   );
 
   app.get(
