@@ -1500,6 +1500,41 @@ describe('the console on a scheduler that requires API keys', () => {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('ats.apiKey')), null);
   });
 
+  test('a read-only key: Submit, Cancel and Redrive are disabled, each saying which scope it needs, and the header says so', async () => {
+    const id = ulid();
+    const made = newApiKey(id, randomBytes(32));
+    await sched.system.store.createKey({ id, tenant: 'default', name: 'viewer', scopes: ['read'], createdAt: Date.now(), revokedAt: null, createdBy: null, hash: made.hash });
+    // A job that runs for a while: Cancel is among what it allows, so only the key's scope can disable the button.
+    const res = await fetch(`${sched.url}/v1/jobs`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ type: 'demo.sleep', payload: { ms: 60_000 } }),
+    });
+    assert.equal(res.status, 201);
+    const job = (await res.json()) as { id: string };
+    await page.locator('#key-input').fill(made.key);
+    await page.locator('#key-form button[type=submit]').click();
+    await page.waitForLoadState('load');
+    await page.locator('#live-mode[data-mode="stream"]').waitFor({ timeout: WAIT_MS });
+    await page.locator('#key-scopes:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.match(await page.locator('#key-scopes').textContent() ?? '', /^Key scopes: read\. Submit, Cancel, Redrive are disabled \(submit, operate scope needed\)\.$/);
+    const submit = page.locator('#submit-form button[type=submit]');
+    assert.equal(await submit.isDisabled(), true, 'Submit');
+    assert.match(await submit.getAttribute('title') ?? '', /may not submit jobs: that needs the submit scope, and the key has read/);
+    assert.match(await page.locator('#submit-status').textContent() ?? '', /needs the submit scope/);
+
+    await page.locator('#job-search').fill(job.id);
+    await page.locator('#search-form button[type=submit]').click();
+    await page.locator('#job-detail:not([hidden])').waitFor({ timeout: WAIT_MS });
+    await page.locator('#job-rows').locator(`tr[data-job-id="${job.id}"] input[data-select]`).check({ timeout: WAIT_MS });
+    for (const sel of ['#cancel-btn', '#redrive-btn', '#bulk-cancel', '#bulk-redrive']) {
+      assert.equal(await page.locator(sel).isDisabled(), true, sel);
+      assert.match(await page.locator(sel).getAttribute('title') ?? '', /needs the operate scope, and the key has read/, sel);
+    }
+    await screenshot(page, 'read-only-key', { selector: 'header' });
+    await page.locator('#key-forget').click();
+    await page.waitForLoadState('load');
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+  });
+
   test('a key revoked while the page is open: the stream stops, the page says the key is refused and asks for another', async () => {
     // Last: with its only key revoked, the server is open again (`auto`); "Forget key" would then ask for none.
     await page.locator('#key-input').fill(key);

@@ -87,6 +87,10 @@ const outbox = (): Promise<OutboxStats | null> =>
 /** `GET /v1/schedules`, or null while the server does not have it. */
 const schedules = (): Promise<ScheduleList | null> => optionalGet('/v1/schedules', isScheduleList, 'a list of schedules');
 
+/** `GET /v1/keys/self`: the tab's key's scopes (permissions.ts reads them), or null while the server does not have it (an older one). */
+const caller = (): Promise<{ scopes: string[] } | null> =>
+  optionalGet('/v1/keys/self', (b): b is { scopes: string[] } => isObject(b) && Array.isArray(b.scopes), 'the caller\'s key and scopes');
+
 /** `GET /v1/workers`, or null while the server does not have it (an app not given the worker registry, or an older server). */
 const workers = (): Promise<WorkerList | null> => optionalGet('/v1/workers', isWorkerList, 'a list of workers');
 
@@ -122,6 +126,7 @@ export const api = {
   redrive: (id: string) => client.redrive(id),
   edges,
   outbox,
+  caller,
   insights,
   schedules,
   workers,

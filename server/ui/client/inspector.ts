@@ -14,6 +14,7 @@ import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, moveOn, sta
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 import { etaShown, type EtaPoint } from './insights.js';
+import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 import {
   newerProgress, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
 } from './progress.js';
@@ -37,6 +38,8 @@ export interface InspectorDeps {
   onTimeTravel(active: boolean): void;
   /** The time now (ms), for "due in ..."; the page's clock. */
   now(): number;
+  /** What the tab's key may do: Cancel and Redrive stay disabled, saying why, for a key without the operate scope. */
+  permissions?: Permissions;
 }
 
 const SOON_MS = 250;
@@ -194,7 +197,7 @@ function renderProgress(el: Elements, job: JobDetail, p: Progress | null): void 
     : h('pre', { 'data-progress': 'json' }, shown.text));
 }
 
-function renderFacts(el: Elements, job: JobDetail, now: number): void {
+function renderFacts(el: Elements, job: JobDetail, now: number, permissions: Permissions): void {
   el.title.replaceChildren(h('span', { class: 'job-type' }, job.type), ' ', stateBadge(job.state));
   const cur = currentRun(job.events, job.attempt);
   const attemptText = cur.run > 1
@@ -226,12 +229,15 @@ function renderFacts(el: Elements, job: JobDetail, now: number): void {
     );
     el.stack.textContent = err.stack ?? '(no stack trace recorded)';
   }
-  el.cancel.disabled = !job.allowed.includes('CANCEL');
-  el.redrive.disabled = !job.allowed.includes('REDRIVE');
+  el.cancel.disabled = !job.allowed.includes('CANCEL') || permissions.denied('cancel') !== null;
+  el.redrive.disabled = !job.allowed.includes('REDRIVE') || permissions.denied('redrive') !== null;
 }
 
 export function createInspector(deps: InspectorDeps): Inspector {
   const el = elements();
+  const permissions = deps.permissions ?? UNKNOWN_PERMISSIONS;
+  explain(el.cancel, permissions.denied('cancel'));
+  explain(el.redrive, permissions.denied('redrive'));
   let job: JobDetail | null = null;
   let openId: string | null = null;
   /** The open job's progress shown (or received before the job loaded). */
@@ -266,7 +272,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
     const following = !job || job.id !== next.id || Number(el.slider.value) >= job.events.length;
     job = next;
     progress = newerProgress(progress, progressOfJob(next));
-    renderFacts(el, next, deps.now());
+    renderFacts(el, next, deps.now(), permissions);
     renderEta(el, next, deps.now());
     renderProgress(el, next, progress);
     const runs = runsOf(next.events);

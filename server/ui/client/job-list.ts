@@ -8,6 +8,7 @@
  */
 import { ApiError, errorText, type Api, type JobView, type ListQuery } from './api.js';
 import { byId, h, stateBadge, timeEl } from './dom.js';
+import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 
 export interface JobList {
   refresh(): Promise<void>;
@@ -52,7 +53,7 @@ async function mapLimit<T, R>(items: readonly T[], n: number, fn: (item: T) => P
   return out;
 }
 
-export function createJobList(api: Api, onPick: (id: string) => void): JobList {
+export function createJobList(api: Api, onPick: (id: string) => void, permissions: Permissions = UNKNOWN_PERMISSIONS): JobList {
   const form = byId<HTMLFormElement>('job-filters');
   const state = byId<HTMLSelectElement>('filter-state');
   const type = byId<HTMLInputElement>('filter-type');
@@ -70,6 +71,8 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
   const bulkCancel = byId<HTMLButtonElement>('bulk-cancel');
   const bulkCount = byId('bulk-count');
   const results = byId('bulk-results');
+  explain(bulkRedrive, permissions.denied('redrive'));
+  explain(bulkCancel, permissions.denied('cancel'));
 
   let query: ListQuery = {};
   /** Cursors of the pages shown so far: cursors[i] opens page i + 1 (undefined: the first). */
@@ -103,8 +106,9 @@ export function createJobList(api: Api, onPick: (id: string) => void): JobList {
     bulkCount.textContent = n ? `${n} selected` : 'none selected';
     const chosen = jobs.filter((j) => selected.has(j.id));
     // A button is enabled when some selected job (on this page) accepts the action; the others answer 409.
-    bulkRedrive.disabled = busy || !chosen.some((j) => j.allowed.includes('REDRIVE'));
-    bulkCancel.disabled = busy || !chosen.some((j) => j.allowed.includes('CANCEL'));
+    // A key without the scope of an action has it disabled whatever is selected (permissions.ts).
+    bulkRedrive.disabled = busy || !chosen.some((j) => j.allowed.includes('REDRIVE')) || permissions.denied('redrive') !== null;
+    bulkCancel.disabled = busy || !chosen.some((j) => j.allowed.includes('CANCEL')) || permissions.denied('cancel') !== null;
     const onPage = jobs.filter((j) => selected.has(j.id)).length;
     all.checked = jobs.length > 0 && onPage === jobs.length;
     all.indeterminate = onPage > 0 && onPage < jobs.length;

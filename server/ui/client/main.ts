@@ -6,7 +6,7 @@
  * concurrency and rate limits, the workflow instances, the
  * advisor's insights and anomalies, and the submit form together.
  */
-import { api as serverApi, errorText, type MachineGraph } from './api.js';
+import { api as serverApi, errorText, type Api, type MachineGraph } from './api.js';
 import { askForKey, bindForgetKey, guardKey, isKeyRefused, storedKey } from './key-gate.js';
 import { suggestNames } from './console-data.js';
 import { createConsoleView } from './console-view.js';
@@ -18,6 +18,7 @@ import { createInspector } from './inspector.js';
 import { createJobList } from './job-list.js';
 import { jobIdFromHash } from './job-link.js';
 import { createLimitsView } from './limits-view.js';
+import { permissionsOf, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 import { startLive, type LiveMode } from './live.js';
 import { createSchedulesView } from './schedules-view.js';
 import { bindSubmitForm } from './submit-form.js';
@@ -68,6 +69,19 @@ async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph }
 
 const jobFromHash = (): string | null => jobIdFromHash(location.hash);
 
+/**
+ * What the tab's key may do (`GET /v1/keys/self`). A server without the
+ * route, or that cannot answer it now, leaves every action enabled: its
+ * answers to them then tell (a 403 says which scope is missing).
+ */
+async function readPermissions(api: Api): Promise<Permissions> {
+  try {
+    return permissionsOf(await api.caller());
+  } catch {
+    return UNKNOWN_PERMISSIONS;
+  }
+}
+
 async function main(): Promise<void> {
   bindForgetKey();
   const drawn = await drawMachine();
@@ -80,9 +94,13 @@ async function main(): Promise<void> {
   // The key revoked (or keys required) while the page is open: ask for one, and send nothing more until then.
   const guard = guardKey(serverApi, () => askForKey(keyReason()), ['watch']);
   const api = guard.api;
+  const permissions = await readPermissions(api);
+  const scopesNote = byId('key-scopes');
+  scopesNote.textContent = permissions.summary();
+  scopesNote.hidden = !scopesNote.textContent;
   const states = graph.states.map((st) => st.id);
   byId('filter-state').append(...states.map((st) => h('option', { value: st }, st)));
-  const list = createJobList(api, (id) => void inspector.open(id));
+  const list = createJobList(api, (id) => void inspector.open(id), permissions);
   const panels = createConsoleView(api, view, states, () => Date.now());
   const insights = createInsightsView(api, () => Date.now());
   const schedules = createSchedulesView(api, () => Date.now());
@@ -93,6 +111,7 @@ async function main(): Promise<void> {
     api,
     view,
     now: () => Date.now(),
+    permissions,
     onOpen(id) {
       list.select(id);
       history.replaceState(null, '', id ? `#${encodeURIComponent(id)}` : location.pathname + location.search);
@@ -106,7 +125,7 @@ async function main(): Promise<void> {
   bindSubmitForm(api, (job) => {
     list.refreshSoon();
     void inspector.open(job.id);
-  });
+  }, permissions);
   byId<HTMLFormElement>('search-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const id = byId<HTMLInputElement>('job-search').value.trim();

@@ -4,6 +4,7 @@
  */
 import { errorText, type Api, type JobView } from './api.js';
 import { byId, h } from './dom.js';
+import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 
 interface Example {
   label: string;
@@ -30,12 +31,20 @@ function parsePayload(text: string): unknown {
   }
 }
 
-export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void): void {
+export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, permissions: Permissions = UNKNOWN_PERMISSIONS): void {
   const form = byId<HTMLFormElement>('submit-form');
   const type = byId<HTMLInputElement>('submit-type');
   const payload = byId<HTMLTextAreaElement>('submit-payload');
   const status = byId('submit-status');
   const button = form.querySelector('button[type=submit]') as HTMLButtonElement;
+  // A key without the submit scope: the button stays disabled, and the status line says why.
+  const denied = permissions.denied('submit');
+  explain(button, denied);
+  if (denied) {
+    button.disabled = true;
+    status.className = 'status muted';
+    status.textContent = denied;
+  }
 
   byId('submit-examples').replaceChildren(...EXAMPLES.map((ex) => {
     const b = h('button', { type: 'button', class: 'chip', title: `${ex.type} ${JSON.stringify(ex.payload)}` }, ex.label);
@@ -49,6 +58,7 @@ export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void): v
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (denied) return; // Enter in a field submits a form whose button is disabled
     status.className = 'status';
     button.disabled = true;
     try {
