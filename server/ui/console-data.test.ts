@@ -257,6 +257,73 @@ describe('startLive: a slow server', () => {
   });
 });
 
+/**
+ * `GET /v1/stats` answered 429 (the key's requests over the rate limit): the
+ * page says it is rate limited, not that the server does not answer, and
+ * reads again only once the Retry-After has passed (or its own pause without
+ * one), not every second meanwhile.
+ */
+describe('startLive: rate limited', () => {
+  const STATS = { byState: { pending: 1 }, byType: {}, byQueue: {} };
+  const LIMITED = { code: 'ATS_ERR_RATE_LIMITED', message: 'Rate limit exceeded, retry in 1 second' };
+
+  async function standIn() {
+    const s = { limited: 0, retryAfter: '1' as string | null, reads: [] as number[] };
+    const server = createServer((req, res) => {
+      if (req.url !== '/v1/stats') return void res.writeHead(404).end();
+      s.reads.push(Date.now());
+      if (s.limited > 0) {
+        s.limited--;
+        return void res.writeHead(429, { 'content-type': 'application/json', ...(s.retryAfter ? { 'retry-after': s.retryAfter } : {}) }).end(JSON.stringify(LIMITED));
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(STATS));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
+    const close = async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    };
+    return { s, api, close };
+  }
+
+  const until = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!cond()) {
+      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  before(() => {
+    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
+  });
+
+  for (const retryAfter of ['1', null]) {
+    test(`polling answered 429 ${retryAfter ? 'with Retry-After: 1' : 'without Retry-After'}: "rate limited", no read until the wait is over, then polling again`, async (t) => {
+      const { s, api, close } = await standIn();
+      t.after(close);
+      s.retryAfter = retryAfter;
+      const modes: Array<[LiveMode, number | undefined]> = [];
+      const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m, ms) => void modes.push([m, ms]) },
+        { pollMs: 100, reconnectMs: { min: 60_000, max: 60_000 } });
+      t.after(() => l.stop());
+      await until(() => modes.at(-1)?.[0] === 'polling', 'polling');
+      s.limited = 1;
+      await until(() => modes.at(-1)?.[0] !== 'polling', 'the mode to leave polling');
+      const wait = retryAfter ? 1000 : 200; // the server's word; else two polls
+      assert.deepEqual(modes.at(-1), ['limited', wait], `modes: ${modes.join(' ')}`);
+      assert.ok(!modes.some(([m]) => m === 'offline'), 'a 429 is not a server that does not answer');
+      const limitedAt = s.reads.at(-1)!;
+      await until(() => modes.at(-1)?.[0] === 'polling', `polling again (modes: ${modes.join(' ')})`);
+      const next = s.reads.find((at) => at > limitedAt)!;
+      assert.ok(next - limitedAt >= wait - 20, `read again ${next - limitedAt} ms after the 429, before the ${wait} ms wait was over`);
+    });
+  }
+});
+
 describe('guardKey: once the key is refused, the page sends nothing more', () => {
   test('a 401 stops every call (answered with it, no request), tells once; other failures and the pass-through calls go on', async () => {
     const calls: string[] = [];

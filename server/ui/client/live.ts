@@ -10,7 +10,12 @@
  * again. Whenever the stream is not
  * delivering (not deployed, not yet connected, dropped), it polls
  * `GET /v1/stats` every second instead while the watch keeps trying to
- * reconnect, backing off, so the counts never freeze. When the server
+ * reconnect, backing off, so the counts never freeze. A poll answered 429
+ * (the key's, or the address's, requests over the rate limit) is not a
+ * server that stopped answering: the page says it is rate limited and reads
+ * again once the server's `Retry-After` has passed (without one, after a
+ * pause doubling from two polls up to the reconnect's longest), not every
+ * second meanwhile, which would only extend the limit. When the server
  * refuses the page's API key (revoked, or keys now required: the stream
  * closes with 4401, `GET /v1/stats` answers 401), it stops and says so:
  * no request with that key can succeed.
@@ -25,18 +30,21 @@ export type StreamEvent = StreamEventMessage;
 /**
  * `stream`: counts and transitions pushed; `polling`: counts only; `offline`: the server does not answer;
  * `unavailable`: the server answers that its database is not reachable (the counts are the last read);
+ * `limited`: the server answers 429 (rate limited): the counts are the last read, and the next read waits;
  * `refused`: the server refuses the page's API key, and nothing is read any more.
  */
-export type LiveMode = 'stream' | 'polling' | 'offline' | 'unavailable' | 'refused';
+export type LiveMode = 'stream' | 'polling' | 'offline' | 'unavailable' | 'limited' | 'refused';
 
 /** The server's code for its database not reachable: a 503, or the stream's `error` message (docs/stream.md#errors). */
 const STORE_UNAVAILABLE = 'ATS_ERR_STORE_UNAVAILABLE';
 const storeUnavailable = (err: unknown): boolean => err instanceof ApiError && err.code === STORE_UNAVAILABLE;
+const rateLimited = (err: unknown): err is ApiError => err instanceof ApiError && err.status === 429;
 
 export interface LiveHandlers {
   onStats(stats: CountStats): void;
   onEvent(event: StreamEvent): void;
-  onMode(mode: LiveMode): void;
+  /** How the counts come now; with `limited`, `retryInMs` is how long until the next read. */
+  onMode(mode: LiveMode, retryInMs?: number): void;
   /** An `insight` message of the stream: an anomaly the advisor detected (docs/stream.md). */
   onInsight?(message: StreamInsightMessage): void;
   /** A `progress` message of the stream: a running job's latest progress (docs/stream.md). */
@@ -64,6 +72,10 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
   let storeDown = false;
   let stopped = false;
   let pollTimer: number | undefined;
+  /** While rate limited: the timer that starts polling again once the wait is over. */
+  let resumeTimer: number | undefined;
+  /** Polls answered 429 in a row. */
+  let limited = 0;
 
   const stopAll = () => {
     stopped = true;
@@ -84,24 +96,40 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     reading = true;
     try {
       const stats = await api.stats();
+      limited = 0;
       if (streaming || stopped) return; // the stream took over while this was in flight
       on.onStats(stats);
       on.onMode('polling');
     } catch (err) {
       if (isKeyRefused(err)) refused(err);
-      else if (!streaming && !stopped) on.onMode(storeUnavailable(err) ? 'unavailable' : 'offline');
+      else if (streaming || stopped) return;
+      else if (rateLimited(err)) waitOutLimit(err);
+      else on.onMode(storeUnavailable(err) ? 'unavailable' : 'offline');
     } finally {
       reading = false;
     }
   };
   const startPolling = () => {
-    if (pollTimer !== undefined || stopped) return;
+    if (pollTimer !== undefined || resumeTimer !== undefined || stopped) return;
     void poll();
     pollTimer = window.setInterval(() => void poll(), pollMs);
   };
   const stopPolling = () => {
     window.clearInterval(pollTimer);
     pollTimer = undefined;
+    window.clearTimeout(resumeTimer);
+    resumeTimer = undefined;
+  };
+  /** A 429: no read until the server's Retry-After (else a pause doubling from two polls) has passed. */
+  const waitOutLimit = (err: ApiError) => {
+    const ms = err.retryAfterMs ?? Math.min(max, 2 * pollMs * 2 ** limited);
+    limited++;
+    stopPolling();
+    on.onMode('limited', ms);
+    resumeTimer = window.setTimeout(() => {
+      resumeTimer = undefined;
+      if (!streaming) startPolling();
+    }, ms);
   };
 
   // The client's watch reconnects by itself (resuming from its last cursor), also when the first try fails.

@@ -30,6 +30,7 @@ const MODE_TEXT: Record<LiveMode, string> = {
   polling: 'live (polling every second; charts need the stream)',
   offline: 'server not answering',
   unavailable: 'database not answering: counts as last read',
+  limited: 'rate limited: counts as last read',
   refused: 'stopped: the server refuses this tab\'s API key',
 };
 
@@ -167,8 +168,9 @@ async function main(): Promise<void> {
     onRefused(err) {
       guard.refuse(err); // the stream closed with 4401, or a poll answered 401
     },
-    onMode(m) {
-      mode.textContent = MODE_TEXT[m];
+    onMode(m, retryInMs) {
+      // Rate limited: when the next read goes, as the server's Retry-After (or the page's own pause) says.
+      mode.textContent = m === 'limited' && retryInMs !== undefined ? `${MODE_TEXT[m]}; reading again in ${Math.ceil(retryInMs / 1000)} s` : MODE_TEXT[m];
       mode.setAttribute('data-mode', m);
     },
   });
