@@ -20,7 +20,7 @@ import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
 import { backoffMs, call, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
 import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
+  ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
   StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowEventPage, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
   WorkflowWaitCondition,
@@ -527,6 +527,15 @@ export class AtsClient {
   /** `GET /v1/keys` (admin scope): the caller's tenant's keys, revoked ones too, newest first (at most 1,000); never a secret. */
   async listKeys(opts: RequestOptions = {}): Promise<ApiKey[]> {
     return (await call<ApiKeyList>(this.http, 'GET', '/v1/keys', opts)).body.keys;
+  }
+
+  /**
+   * `GET /v1/keys/self` (read scope): who the client is: its key's id (null
+   * when the server runs without keys), tenant and scopes, to tell before a
+   * call whether the key may make it.
+   */
+  async whoAmI(opts: RequestOptions = {}): Promise<Caller> {
+    return (await call<Caller>(this.http, 'GET', '/v1/keys/self', opts)).body;
   }
 
   /**

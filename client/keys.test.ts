@@ -89,6 +89,7 @@ describe('keys and audit through the client', () => {
     const asBot = createClient({ url, apiKey: made.key, retries: 0 });
     assert.ok(Array.isArray((await asBot.listPage()).jobs), 'the new key works');
     await assert.rejects(asBot.listKeys(), is(403, 'ATS_ERR_FORBIDDEN'));
+    assert.deepEqual(await asBot.whoAmI(), { keyId: made.id, tenant: 'acme', scopes: ['submit', 'read'] }, 'whoAmI: the key\'s own id, tenant and scopes');
 
     await admin.revokeKey(made.id);
     await admin.revokeKey(made.id);

@@ -8,7 +8,7 @@ import type { Static } from '@sinclair/typebox';
 import type { ErrorCode } from '../engine/errors.js';
 import type { JobState } from '../machines/job.machine.js';
 import type {
-  BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
+  BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CallerView as CallerViewSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
   InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, LimitList as LimitListSchema, LimitView as LimitViewSchema,
   PutLimitBody as PutLimitBodySchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
@@ -116,6 +116,8 @@ export type ApiKey = Static<typeof KeyViewSchema>;
 export type CreatedApiKey = CreatedKeyViewType;
 /** `GET /v1/keys`: the caller's tenant's keys, newest first (at most 1,000). */
 export type ApiKeyList = Static<typeof KeyListSchema>;
+/** `GET /v1/keys/self`: the key the request was made with (null without keys), its tenant and its scopes. */
+export type Caller = Static<typeof CallerViewSchema>;
 /** One entry of the audit log: when (ISO), which key (null: the open mode), the tenant, the action (`job.cancel`, `key.create`...) and its target (a job, workflow instance or key id). */
 export type AuditEntry = Static<typeof AuditEntryViewSchema>;
 /** `GET /v1/audit`: the caller's tenant's entries, newest first. */
