@@ -16,6 +16,19 @@ const ev = (jobId: string, type: string, from: string | null, to: string, t: num
   ({ jobId, type, from, to, at: iso(t), data });
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 
+/** Waits (5 s at most) until `cond` holds. */
+const until = async (cond: () => boolean, what: string) => {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+before(() => {
+  (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
+});
+
 describe('Throughput', () => {
   test('counts submits, done and dead per 30 s bucket over the last 15 minutes, oldest first', () => {
     const t = new Throughput();
@@ -178,18 +191,7 @@ describe('startLive: a key the server stops taking', () => {
     return { live, modes, refused, mode: () => modes.at(-1) };
   }
 
-  const until = async (cond: () => boolean, what: string) => {
-    const deadline = Date.now() + 5000;
-    while (!cond()) {
-      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-  before(() => {
-    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
-  });
 
   test('the stream closed with 4401 (key revoked): the page says the key is refused, stops polling and does not reconnect', async (t) => {
     const { s, api, close } = await standIn(true);
@@ -226,9 +228,6 @@ describe('startLive: a key the server stops taking', () => {
 });
 
 describe('startLive: a slow server', () => {
-  before(() => {
-    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
-  });
 
   test('polling asks for the counts once at a time: a read still unanswered is not joined by more each tick', async (t) => {
     const s = { reads: 0, open: 0, most: 0 };
@@ -288,18 +287,6 @@ describe('startLive: rate limited', () => {
     };
     return { s, api, close };
   }
-
-  const until = async (cond: () => boolean, what: string) => {
-    const deadline = Date.now() + 5000;
-    while (!cond()) {
-      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-
-  before(() => {
-    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
-  });
 
   for (const retryAfter of ['1', null]) {
     test(`polling answered 429 ${retryAfter ? 'with Retry-After: 1' : 'without Retry-After'}: "rate limited", no read until the wait is over, then polling again`, async (t) => {
@@ -408,18 +395,6 @@ describe('startLive: the database unreachable', () => {
     };
     return { s, api, close };
   }
-
-  const until = async (cond: () => boolean, what: string) => {
-    const deadline = Date.now() + 5000;
-    while (!cond()) {
-      assert.ok(Date.now() < deadline, `waited 5 s for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-
-  before(() => {
-    (globalThis as { window?: unknown }).window ??= globalThis; // live.ts uses window.setInterval
-  });
 
   for (const withStream of [true, false]) {
     const live = withStream ? 'stream' : 'polling';
