@@ -228,7 +228,6 @@ describe('startLive: a key the server stops taking', () => {
 });
 
 describe('startLive: a slow server', () => {
-
   test('polling asks for the counts once at a time: a read still unanswered is not joined by more each tick', async (t) => {
     const s = { reads: 0, open: 0, most: 0 };
     const server = createServer((req, res) => {
