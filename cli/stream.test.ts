@@ -305,7 +305,7 @@ describe('the stream and API keys', () => {
   });
 });
 
-describe('ats watch and the rate limit', () => {
+describe('ats watch and the rate limit or an outage at its start', () => {
   test('a stream refused 429 with Retry-After at the start is asked again after it, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
     const fake = await fakeServer();
     fake.limitUpgrades = 1;
@@ -337,6 +337,20 @@ describe('ats watch and the rate limit', () => {
     await new Promise((r) => setTimeout(r, 1200));
     assert.equal(fake.sockets.length, 0, 'no upgrade after the abort');
     assert.match(stderr.text, /waiting 1 s/);
+  });
+
+  test('a stream refused 503 at the start (the server\'s database down) is asked again, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.failUpgrades = 2;
+    let sub: Awaited<ReturnType<typeof subscribeOrPoll>> | undefined;
+    const stderr = await capturingStderr(async () => {
+      sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), { queue: 'q' }, () => undefined, undefined);
+      return 0;
+    });
+    assert.ok(sub && !('poll' in sub), `subscribed, not polling: ${JSON.stringify(sub)}`);
+    sub.close();
+    assert.equal(fake.failUpgrades, 0);
+    assert.equal(stderr.text.split('\n').filter((l) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(l)).length, 2, stderr.text);
   });
 
   test('a stream refused 429 without Retry-After (too many streams of the key) is still the error', { timeout: 20_000 }, async () => {

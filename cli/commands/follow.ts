@@ -215,8 +215,7 @@ const SUBSCRIBE_RETRY_MS = { min: 250, max: 5000 };
  * so does a 503, unless `untilAvailable`: then a 503, or a 429 that gives a
  * Retry-After (the rate limit), is tried again, with a notice, until the
  * server can subscribe (the 429 after its Retry-After, as `waitOut` waits:
- * `--wait` and `--count` wait out a rate limit). `untilNotLimited` waits out
- * that 429 alone (`ats watch`: a 503 stays the error). A 429 without one (the
+ * `--wait`, `--count` and `ats watch` wait out a rate limit). A 429 without one (the
  * key holds the most streams it may, ATS_ERR_TOO_MANY_STREAMS) is the error:
  * it passes only once another stream of the key closes, maybe never, and
  * nothing else is read meanwhile. `signal` ends a wait early (Ctrl-C): the
@@ -226,7 +225,7 @@ export async function trySubscribe(
   client: AtsClient, filter: StreamFilter, onEvent: (e: StreamEvent) => void,
   opts: {
     onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress'];
-    untilAvailable?: boolean; untilNotLimited?: boolean; signal?: AbortSignal;
+    untilAvailable?: boolean; signal?: AbortSignal;
   } = {},
 ): Promise<Subscription | null> {
   let limited = 0;
@@ -243,7 +242,7 @@ export async function trySubscribe(
       sub.close();
       if (err instanceof StreamUnavailable) return null;
       const rateLimited = err instanceof ApiError && err.status === 429 && err.retryAfterMs !== undefined;
-      if (rateLimited && (opts.untilAvailable || opts.untilNotLimited)) {
+      if (rateLimited && opts.untilAvailable) {
         const wait = waitOut(err, LIMITED_MS.min, limited++)!;
         opts.onNotice?.(`stream: ${wait.notice}`);
         await sleep(wait.ms, undefined, { signal: opts.signal });

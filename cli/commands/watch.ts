@@ -6,8 +6,9 @@
  * REST API answers (a proxy that holds WebSocket upgrades), is polled instead
  * (the newest jobs only — see `pollTransitions`). A server that answers
  * neither is unreachable (timed out, exit 1). A stream refused for the rate
- * limit (429 with Retry-After) is asked again after it, with a line on stderr,
- * as `--wait` and `--count` do; one refused for too many streams of the key
+ * limit (429 with Retry-After) is asked again after it, and one refused 503
+ * (the server's database down) every few seconds, with a line on stderr, as
+ * `--wait` and `--count` do; one refused for too many streams of the key
  * (429 without Retry-After), or for its key, is the error (exit 1).
  * A stream that ends by itself — its key refused (revoked: a close with
  * 4401; or a reconnect answered 401 or 403) — ends the command with that
@@ -28,7 +29,8 @@ export const watchSpec: CommandSpec = {
     '--json         one JSON object per transition, with its cursor',
     'Ctrl-C stops (exit 0). Without a stream route on the server, or when its stream does not answer within 10 s',
     'while its API does (a proxy that holds WebSocket upgrades), the newest jobs are polled every second.',
-    'A stream refused 429 for the rate limit is asked again after its Retry-After (at most a minute), saying so on stderr.',
+    'A stream refused 429 for the rate limit is asked again after its Retry-After (at most a minute), one refused 503 (the server\'s',
+    'database down) every few seconds, saying so on stderr.',
     'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1.',
   ],
   options: {
@@ -63,7 +65,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (states) filter.states = states;
   const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
   const { stopped, dispose } = interrupted();
-  // Ctrl-C while a rate limit is waited out, before the stream holds, ends the wait: exit 0 at once.
+  // Ctrl-C while a rate limit or an outage is waited out, before the stream holds, ends the wait: exit 0 at once.
   const stop = new AbortController();
   void stopped.then(() => stop.abort());
   try {
@@ -94,8 +96,8 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
  * out) while its REST API answered a request sent beside the subscribe — a
  * proxy that holds WebSocket upgrades, say. A server that answered neither
  * does not answer at all: the timeout is the error (exit 1), as for any other
- * command; so is any other failure to subscribe but the rate limit, which is
- * waited out (`trySubscribe`'s `untilNotLimited`) until `signal` aborts.
+ * command; so is any other failure to subscribe but the rate limit and a 503,
+ * which are waited out (`trySubscribe`'s `untilAvailable`) until `signal` aborts.
  */
 export async function subscribeOrPoll(
   client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, cursor: string | undefined, signal?: AbortSignal,
@@ -108,8 +110,9 @@ export async function subscribeOrPoll(
     (e: unknown) => (answered ||= e instanceof ApiError && e.status > 0),
   );
   try {
-    // A rate limit (a 429 with Retry-After) is waited out, as --wait and --count wait it out, saying so on stderr.
-    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor, untilNotLimited: true, signal });
+    // A rate limit (a 429 with Retry-After) and a 503 (the server's database down) are waited out, as
+    // --wait and --count wait them out, saying so on stderr.
+    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor, untilAvailable: true, signal });
     return sub ?? { poll: 'has no stream route' };
   } catch (e) {
     if (answered && e instanceof UnreachableError && e.reason === 'timed out') {
