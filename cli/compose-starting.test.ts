@@ -44,6 +44,27 @@ describe('the api port while the store migrates (MariaDB, Kafka)', () => {
     db = await createTestDatabase();
     other = await createConnection({ uri: db.url });
   });
+  /**
+   * `config` composed while `other` holds the migration lock: `composing` once the composition
+   * says it waits for another process's migration (the probes are asked then).
+   */
+  const composeInMigrationWait = async (config: ReturnType<typeof compileConfig>): Promise<{ composing: Promise<System> }> => {
+    const [[took]] = await other.query<RowDataPacket[]>(`SELECT GET_LOCK(${LOCK}, 0) AS locked`);
+    assert.equal(Number(took?.locked), 1);
+    const waits: string[] = [];
+    const logger: Logger = { ...silentLogger, info: (msg) => void waits.push(msg) };
+    const composing = compose(config, { registry: new HandlerRegistry(), logger });
+    composing.catch(() => undefined); // the caller awaits it; a failure while this waits is not unhandled
+    try {
+      for (let i = 0; i < 200 && !waits.includes("waiting for another process's migration"); i++) await sleep(50);
+      assert.ok(waits.includes("waiting for another process's migration"), waits.join(' | '));
+    } catch (err) {
+      await other.query(`SELECT RELEASE_LOCK(${LOCK})`).catch(() => undefined);
+      await (await composing.catch(() => null))?.stop();
+      throw err;
+    }
+    return { composing };
+  };
   after(async () => {
     await other?.end();
     await db?.drop();
@@ -51,20 +72,12 @@ describe('the api port while the store migrates (MariaDB, Kafka)', () => {
   });
 
   test('/healthz 200, /readyz and the API 503 ATS_ERR_NOT_READY while it waits for another process\'s migration; then the API on the same port', { timeout: 120_000 }, async () => {
-    const [[took]] = await other.query<RowDataPacket[]>(`SELECT GET_LOCK(${LOCK}, 0) AS locked`);
-    assert.equal(Number(took?.locked), 1);
     const port = await freePort();
-    const waits: string[] = [];
-    const logger: Logger = { ...silentLogger, info: (msg) => void waits.push(msg) };
-    const config = settings('api', port);
-    const composing = compose(config, { registry: new HandlerRegistry(), logger });
+    // The process is in its migration's wait (it logs that it waits) before the probes are asked.
+    const { composing } = await composeInMigrationWait(settings('api', port));
     const outcome = composing.then(() => 'composed', (err: unknown) => err);
     let system: System | null = null;
     try {
-      // The process is in its migration's wait (it logs that it waits) before the probes are asked.
-      for (let i = 0; i < 200 && !waits.includes("waiting for another process's migration"); i++) await sleep(50);
-      assert.ok(waits.includes("waiting for another process's migration"), waits.join(' | '));
-
       const live = await get(port, '/healthz');
       assert.notEqual(live, 'refused', 'nothing answered /healthz during the migration');
       assert.equal(live !== 'refused' && live.status, 200);
@@ -93,19 +106,12 @@ describe('the api port while the store migrates (MariaDB, Kafka)', () => {
   });
 
   test('a process without the api role answers /healthz on ATS_METRICS_PORT while it waits for another process\'s migration', { timeout: 120_000 }, async () => {
-    const [[took]] = await other.query<RowDataPacket[]>(`SELECT GET_LOCK(${LOCK}, 0) AS locked`);
-    assert.equal(Number(took?.locked), 1);
     const metricsPort = await freePort();
-    const waits: string[] = [];
-    const logger: Logger = { ...silentLogger, info: (msg) => void waits.push(msg) };
-    const config = compileConfig({
+    const { composing } = await composeInMigrationWait(compileConfig({
       mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','), topicPrefix, roles: 'relay', metricsPort, logLevel: 'silent', advisor: 'off',
-    }, { hostname: 't', pid: 1 });
-    const composing = compose(config, { registry: new HandlerRegistry(), logger });
+    }, { hostname: 't', pid: 1 }));
     let system: System | null = null;
     try {
-      for (let i = 0; i < 200 && !waits.includes("waiting for another process's migration"); i++) await sleep(50);
-      assert.ok(waits.includes("waiting for another process's migration"), waits.join(' | '));
       // A liveness probe of the relay during the wait: alive (a restart would cut the migration's wait again).
       const live = await get(metricsPort, '/healthz');
       assert.notEqual(live, 'refused', 'nothing answered /healthz on the metrics port during the migration');

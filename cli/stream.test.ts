@@ -306,10 +306,8 @@ describe('the stream and API keys', () => {
 });
 
 describe('ats watch and the rate limit or an outage at its start', () => {
-  test('a stream refused 429 with Retry-After at the start is asked again after it, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
-    const fake = await fakeServer();
-    fake.limitUpgrades = 1;
-    const started = Date.now();
+  /** `ats watch`'s start on `fake` (filter: queue q) once it subscribed (not polling; closed again), and what it wrote on stderr. */
+  const subscribedStart = async (fake: Fake): Promise<string> => {
     let sub: Awaited<ReturnType<typeof subscribeOrPoll>> | undefined;
     const stderr = await capturingStderr(async () => {
       sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), { queue: 'q' }, () => undefined, undefined);
@@ -317,10 +315,18 @@ describe('ats watch and the rate limit or an outage at its start', () => {
     });
     assert.ok(sub && !('poll' in sub), `subscribed, not polling: ${JSON.stringify(sub)}`);
     sub.close();
+    return stderr.text;
+  };
+
+  test('a stream refused 429 with Retry-After at the start is asked again after it, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer();
+    fake.limitUpgrades = 1;
+    const started = Date.now();
+    const stderr = await subscribedStart(fake);
     assert.ok(Date.now() - started >= 1000, 'waited for the Retry-After');
     assert.equal(fake.limitUpgrades, 0);
     assert.deepEqual(fake.subscribes.map((s) => s.filter), [{ queue: 'q' }]);
-    assert.match(stderr.text, /^stream: ATS_ERR_RATE_LIMITED: .*HTTP 429 on \/v1\/stream.*; waiting 1 s$/m);
+    assert.match(stderr, /^stream: ATS_ERR_RATE_LIMITED: .*HTTP 429 on \/v1\/stream.*; waiting 1 s$/m);
   });
 
   test('Ctrl-C while the rate limit is waited out ends the wait: no stream asked again', { timeout: 20_000 }, async () => {
@@ -342,15 +348,9 @@ describe('ats watch and the rate limit or an outage at its start', () => {
   test('a stream refused 503 at the start (the server\'s database down) is asked again, saying so on stderr, not exit 1', { timeout: 20_000 }, async () => {
     const fake = await fakeServer();
     fake.failUpgrades = 2;
-    let sub: Awaited<ReturnType<typeof subscribeOrPoll>> | undefined;
-    const stderr = await capturingStderr(async () => {
-      sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), { queue: 'q' }, () => undefined, undefined);
-      return 0;
-    });
-    assert.ok(sub && !('poll' in sub), `subscribed, not polling: ${JSON.stringify(sub)}`);
-    sub.close();
+    const stderr = await subscribedStart(fake);
     assert.equal(fake.failUpgrades, 0);
-    assert.equal(stderr.text.split('\n').filter((l) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(l)).length, 2, stderr.text);
+    assert.equal(stderr.split('\n').filter((l) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(l)).length, 2, stderr);
   });
 
   test('a stream refused 429 without Retry-After (too many streams of the key) is still the error', { timeout: 20_000 }, async () => {
