@@ -377,10 +377,11 @@ export class PrometheusMetrics implements Metrics {
    * and the routes answer.
    */
   httpResponded(method: string, route: string | null, status: number): void {
-    const byMethod = getOrMake(this.httpBy, route ?? UNMATCHED_ROUTE, () => new Map<string, Map<number, CounterChild>>());
+    const r = route ?? UNMATCHED_ROUTE;
     const m = HTTP_METHODS.has(method) ? method : OTHER;
+    const byMethod = getOrMake(this.httpBy, r, () => new Map<string, Map<number, CounterChild>>());
     const byStatus = getOrMake(byMethod, m, () => new Map<number, CounterChild>());
-    getOrMake(byStatus, status, () => this.httpResponses.labels(m, route ?? UNMATCHED_ROUTE, String(status))).inc();
+    getOrMake(byStatus, status, () => this.httpResponses.labels(m, r, String(status))).inc();
   }
 
   dbTransaction(op: StoreOp, ms: number): void {

@@ -10,6 +10,7 @@ import {
 import type { MachineGraph } from '../../../machines/lifecycle.js';
 import { storedKey } from './key-gate.js';
 import { isLimitList, type LimitList } from './limits.js';
+import { isCaller } from './permissions.js';
 import { isScheduleList, type ScheduleList } from './schedules.js';
 import { isWorkerList, type WorkerList } from './workers.js';
 import { isWorkflowGraph, isWorkflowPage, type WorkflowGraphAnswer, type WorkflowPage } from './workflows.js';
@@ -88,8 +89,7 @@ const outbox = (): Promise<OutboxStats | null> =>
 const schedules = (): Promise<ScheduleList | null> => optionalGet('/v1/schedules', isScheduleList, 'a list of schedules');
 
 /** `GET /v1/keys/self`: the tab's key's scopes (permissions.ts reads them), or null while the server does not have it (an older one). */
-const caller = (): Promise<{ scopes: string[] } | null> =>
-  optionalGet('/v1/keys/self', (b): b is { scopes: string[] } => isObject(b) && Array.isArray(b.scopes), 'the caller\'s key and scopes');
+const caller = (): Promise<{ scopes: string[] } | null> => optionalGet('/v1/keys/self', isCaller, 'the caller\'s key and scopes');
 
 /** `GET /v1/workers`, or null while the server does not have it (an app not given the worker registry, or an older server). */
 const workers = (): Promise<WorkerList | null> => optionalGet('/v1/workers', isWorkerList, 'a list of workers');

@@ -23,7 +23,8 @@ export interface Permissions {
 /** The scopes are not known: every action stays enabled. */
 export const UNKNOWN_PERMISSIONS: Permissions = { denied: () => null, summary: () => '' };
 
-const isCaller = (v: unknown): v is { scopes: string[] } =>
+/** `GET /v1/keys/self`'s answer as far as the console reads it: its scopes, each a string. */
+export const isCaller = (v: unknown): v is { scopes: string[] } =>
   typeof v === 'object' && v !== null && Array.isArray((v as { scopes?: unknown }).scopes)
   && (v as { scopes: unknown[] }).scopes.every((s) => typeof s === 'string');
 
