@@ -38,3 +38,22 @@ it('now() is the host clock plus the offset; a failed re-sync keeps the last off
   await assert.rejects(clock.sync(), /database down/);
   assert.equal(clock.now(), 6_000 - 60_000, 'the last offset stays');
 });
+
+it('a step of the host time of day between measurements does not move now(): the offset is of the host clock that does not step', async () => {
+  // `now` is the host's time of day, `elapsed` its clock that steps do not move.
+  const host = { day: 1_000_000, up: 5_000, now: () => host.day, elapsed: () => host.up, sleep: async () => undefined };
+  const db = { t: 2_000_000 };
+  const clock = new DbClock({ base: host, dbNow: async () => db.t, samples: 1 });
+  await clock.sync();
+  assert.equal(clock.now(), 2_000_000);
+  host.day += 1000;
+  host.up += 1000;
+  db.t += 1000;
+  assert.equal(clock.now(), 2_001_000, 'both host clocks ran on');
+  host.day += 600_000; // an NTP correction, a resumed VM
+  assert.equal(clock.now(), 2_001_000, 'the time of day stepped: the database time did not');
+  host.day -= 1_200_000;
+  assert.equal(clock.now(), 2_001_000);
+  await clock.sync();
+  assert.equal(clock.now(), 2_001_000, 'measured again: the same');
+});

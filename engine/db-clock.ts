@@ -7,8 +7,12 @@
  * already consider expired, or the reverse. So every role reads time as the
  * database's: the offset of the database's clock from this host's is measured
  * at start and re-measured periodically, and `now()` is the host clock plus
- * that offset. Sleeps stay on the host clock (durations do not care about
- * offsets).
+ * that offset. The host clock read is the one the time of day does not move
+ * (the base's `elapsed`, `performance.now()` in production): a step of the
+ * host's time (an NTP correction, a resumed VM) between two measurements
+ * would otherwise move `now()` with it until the next, judging live leases
+ * expired or firing schedules early. Sleeps stay on the host clock (durations
+ * do not care about offsets).
  *
  * A measurement takes the database time halfway through the round trip, and
  * keeps the sample with the shortest round trip: its error is at most half
@@ -32,7 +36,7 @@ export interface DbClockOptions {
   logger?: Logger;
 }
 
-/** One measurement: the database's clock minus the host's, and how precise it is. */
+/** One measurement: the database's clock minus the host's (its `elapsed` when it has one), and how precise it is. */
 export interface ClockOffset {
   offsetMs: number;
   /** The round trip of the sample kept: the offset is right within half of it. */
@@ -41,26 +45,36 @@ export interface ClockOffset {
 
 /** Measures the offset of `dbNow` from `base`: the sample with the shortest round trip wins. */
 export async function measureOffset(base: Clock, dbNow: () => Promise<number>, samples = 3): Promise<ClockOffset> {
+  const read = hostReading(base);
   let best: ClockOffset | null = null;
   for (let i = 0; i < Math.max(1, samples); i++) {
-    const sent = base.now();
+    const sent = read();
     const db = await dbNow();
-    const received = base.now();
+    const received = read();
     const rttMs = received - sent;
     if (!best || rttMs < best.rttMs) best = { offsetMs: db - (sent + received) / 2, rttMs };
   }
   return best!;
 }
 
+/** The host clock as the offset is measured against: its `elapsed`, else its `now`. */
+function hostReading(base: Clock): () => number {
+  return base.elapsed ? () => base.elapsed!() : () => base.now();
+}
+
 /** The database's time, read through the host clock plus a measured offset. */
 export class DbClock implements Clock {
   private offset: ClockOffset | null = null;
   private readonly loop = new BackgroundLoop((signal) => this.resyncLoop(signal));
+  private readonly read: () => number;
 
-  constructor(private readonly opts: DbClockOptions) {}
+  constructor(private readonly opts: DbClockOptions) {
+    this.read = hostReading(opts.base);
+  }
 
+  /** The database's time; before the first `sync`, the host's time of day. */
   now(): number {
-    return Math.round(this.opts.base.now() + (this.offset?.offsetMs ?? 0));
+    return this.offset ? Math.round(this.read() + this.offset.offsetMs) : this.opts.base.now();
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -32,6 +32,12 @@ import type { PersistedWorkflow, WorkflowStatus } from '../machines/workflow.js'
 export interface Clock {
   /** Epoch milliseconds. */
   now(): number;
+  /**
+   * Milliseconds from an arbitrary origin, on a clock that a change of the host's time (an NTP
+   * step, a resumed VM) does not move: what the database clock's offset is measured against
+   * (engine/db-clock.ts). A clock without it is read through `now()` there.
+   */
+  elapsed?(): number;
   /** Resolves after `ms` (or rejects with the signal's reason when aborted). */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }

@@ -5,6 +5,7 @@ export { ulidIds } from './job-ids.js';
 
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
+  elapsed: () => performance.now(),
   sleep,
 });
 

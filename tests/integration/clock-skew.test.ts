@@ -4,6 +4,8 @@
  * ahead (and the reverse), on one MariaDB database. A lease kept by heartbeats
  * is never judged expired, and an abandoned lease expires about `leaseMs` of
  * database time after the worker's last heartbeat: not 120 s early or late.
+ * And host clocks that step (an NTP correction, a resumed VM) while the
+ * processes run: the database's time read through them does not step.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +25,14 @@ const HEARTBEAT_MS = 500;
 
 /** The host clock moved by `offsetMs` (a host whose clock is wrong). */
 const skewed = (offsetMs: number): Clock => ({ now: () => Date.now() + offsetMs, sleep: systemClock.sleep });
+
+/**
+ * A host clock that steps by `step.ms` when told (`step.ms` changed while the processes run),
+ * as an NTP correction or a resumed VM moves the time of day; its `elapsed` does not step.
+ */
+const stepping = (step: { ms: number }): Clock => ({
+  now: () => Date.now() + step.ms, elapsed: () => performance.now(), sleep: systemClock.sleep,
+});
 
 const spec = (type: string, payload: unknown = {}): JobSpec => ({
   type, payload, queue: 'default', maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 100 }, timeoutMs: 60_000, priority: 0,
@@ -94,3 +104,52 @@ for (const [workerSkew, timersSkew] of [[-60_000, 60_000], [60_000, -60_000]] as
     });
   });
 }
+
+describe('host clocks that step while the processes run: worker 10 min back, timers 10 min ahead (MariaDB + Kafka)', () => {
+  let db: TestDatabase;
+  const prefix = randomTopicPrefix();
+  const workerStep = { ms: 0 };
+  const timersStep = { ms: 0 };
+  let workers: System;
+  let timers: System;
+
+  before(async () => {
+    await requireMysql();
+    await requireKafka();
+    db = await createTestDatabase();
+    const raw = (roles: string, workerId: string): RawConfig => ({
+      ...FAST, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','),
+      topicPrefix: prefix, roles, workerGroup: 'workers', workerId,
+    });
+    const open = (roles: string, id: string, step: { ms: number }) =>
+      compose(compileConfig(raw(roles, id), { hostname: 'test', pid: process.pid }), { registry: registry(), logger: silentLogger, clock: stepping(step) });
+    workers = await open('relay,worker', 'stepping-worker', workerStep);
+    timers = await open('timers', 'stepping-timers', timersStep);
+    await workers.start();
+    await timers.start();
+  });
+  after(async () => {
+    await workers?.stop();
+    await timers?.stop();
+    await db?.drop();
+    await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+  });
+
+  it('a lease kept by heartbeats is not judged expired, and the history keeps the database time', async () => {
+    const dbNow = () => (workers.store as MysqlStore).dbNow();
+    const r = await workers.transitions.submit(spec('test.hold', { ms: 2 * LEASE_MS }));
+    assert.ok(r.ok);
+    await waitForJob(workers.store, r.job.id, isState('running'), 20_000);
+    // Between two measurements of the database's clock (every 60 s): the steps are not measured yet.
+    workerStep.ms = -600_000;
+    timersStep.ms = 600_000;
+    const job = await waitForJob(workers.store, r.job.id, isState('done', 'dead'), 20_000);
+    const doneAt = await dbNow();
+    const events = await workers.store.getEvents(r.job.id);
+    const history = events.map((e) => e.type);
+    assert.equal(job.snapshot.value, 'done', `history: ${history}`);
+    assert.ok(!history.includes('LEASE_EXPIRED'), `history: ${history}`);
+    const last = events[events.length - 1];
+    assert.ok(Math.abs(last.at - doneAt) < 1500, `${last.type} stamped at ${last.at}, database time ${doneAt}`);
+  });
+});
