@@ -1,0 +1,55 @@
+/**
+ * Time review: the client's durations go to setTimeout / AbortSignal.timeout
+ * unchecked. Past 2^31-1 ms (about 24.8 days) Node fires such a timer after
+ * 1 ms (TimeoutOverflowWarning). A caller who means "wait as long as it
+ * takes" with a month (`timeoutMs`), or a watch's reconnect pauses without a
+ * practical cap (`reconnect.maxMs`), gets the opposite: every request times
+ * out at once; the watch reconnects without pausing once its doubling pause
+ * passes 2^31 ms. Expected: a long timeout waits (or the option is refused
+ * as out of range), and a reconnect pause never drops back to nothing.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, test } from 'node:test';
+import type { AddressInfo } from 'node:net';
+import { createClient } from '../../client/index.js';
+
+let server: Server;
+let url: string;
+let upgrades = 0;
+before(async () => {
+  server = createServer((req, res) => {
+    // Answers after 100 ms, as a busy server does.
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ total: 0, byState: {}, byType: {}, byQueue: {} })), 100);
+  });
+  // The stream: every upgrade is refused (503), as while the server's database is down.
+  server.on('upgrade', (_req, socket) => {
+    upgrades++;
+    socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+test('a client with a 30-day request timeout waits for a 100 ms answer', async () => {
+  const client = createClient({ url, timeoutMs: 30 * 86_400_000, retries: 0 });
+  const stats = await client.stats();
+  assert.equal(stats.total, 0);
+});
+
+test('a watch whose reconnect pauses are 25 days or more keeps pausing between tries', async () => {
+  // Pauses from 2^31 ms (24.9 days) up to a month: each overflows setTimeout. With { minMs: 1000,
+  // maxMs: a month } the same happens after 21 failed tries in a row (the pause doubles past 2^31 ms).
+  const client = createClient({ url, retries: 0 });
+  upgrades = 0;
+  const w = client.watch({}, { retryFirstConnect: true, reconnect: { minMs: 2 ** 31, maxMs: 30 * 86_400_000 }, onNotice: () => undefined });
+  void w.ready?.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 500));
+  w.close();
+  // One try at once; the next after 2^31 ms: nothing more in half a second.
+  assert.ok(upgrades <= 2, `${upgrades} connection tries in 500 ms`);
+});
