@@ -77,6 +77,28 @@ for (const [name, start, skip] of backends) {
       assert.equal((await t.app.inject({ method: 'GET', url: `/v1/jobs/${doneId}` })).json().eta, null, 'no ETA for a finished job');
     });
 
+    test('a job due at the very end of the year 9999 answers 200 without an ETA, which would end after it', async () => {
+      for (let i = 0; i < 6; i++) {
+        const s = await t.transitions.submit(spec('q-far'));
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' })).ok);
+        await new Promise((r) => setTimeout(r, 5)); // a run time above 0
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      }
+      const last = '9999-12-31T23:59:59.999Z';
+      const far = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: {}, queue: 'q-far', runAt: last } });
+      assert.equal(far.statusCode, 201, far.body);
+      const near = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: {}, queue: 'q-far', runAt: '9999-12-30T00:00:00.000Z' } });
+      await advisor.init();
+      await advisor.catchUp();
+      const got = await t.app.inject({ url: `/v1/jobs/${(far.json() as { id: string }).id}` });
+      assert.equal(got.statusCode, 200, got.body);
+      const view = got.json() as { runAt: string; eta: unknown };
+      assert.equal(view.runAt, last);
+      assert.equal(view.eta, null);
+      const nearEta = (await t.app.inject({ url: `/v1/jobs/${(near.json() as { id: string }).id}` })).json().eta as { start: string } | null;
+      assert.equal(nearEta?.start.slice(0, 10), '9999-12-30', 'a job due a day earlier has its ETA');
+    });
+
     test('the insights read each pair\'s handler timeout by its newest job\'s id: no list of the jobs, which scans them', async () => {
       await t.transitions.submit({ ...spec('q-timeout'), timeoutMs: 4_000 });
       await t.transitions.submit({ ...spec('q-timeout'), timeoutMs: 6_000 });

@@ -6,7 +6,7 @@
 import type { Eta } from '../engine/advisor/types.js';
 import { allowedActions } from '../machines/lifecycle.js';
 import type { JobEventRecord, JobProgress, JobRecord } from '../engine/ports.js';
-import type { EventView, JobView, ProgressView } from './schemas.js';
+import { MAX_EPOCH_MS, type EventView, type JobView, type ProgressView } from './schemas.js';
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -42,8 +42,12 @@ export function toEventView(e: JobEventRecord): EventView {
   return { seq: e.seq, type: e.type, from: e.from, to: e.to, at: iso(e.at), data: e.data };
 }
 
-/** The advisor's ETA as the API shows it (ISO times). */
-export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis']; lowerBound: boolean } {
+/**
+ * The advisor's ETA as the API shows it (ISO times); none when it finishes after the last instant
+ * the API's date-times write (9999-12-31T23:59:59.999Z: a job due at the end of the year 9999).
+ */
+export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta['basis']; lowerBound: boolean } | null {
+  if (eta.finish > MAX_EPOCH_MS) return null;
   return { start: iso(eta.start), finish: iso(eta.finish), basis: eta.basis, lowerBound: eta.lowerBound };
 }
 
