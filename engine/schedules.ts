@@ -22,6 +22,7 @@
  */
 import { Cron } from 'croner';
 import { isTerminal } from '../machines/lifecycle.js';
+import { LAST_INSTANT_MS } from '../machines/job-bounds.js';
 import { AtsError, isAtsError } from './errors.js';
 import type { QueueRegistry } from './queue-registry.js';
 import { ErrorBackoff } from './error-backoff.js';
@@ -88,7 +89,7 @@ export function parseCron(cron: string, timezone: string): Cron {
  * created or its expression changed (`parseLiveCron`), and no tick at all (`nextTick`) for one stored
  * before it was, which so fires no more (`readable`).
  */
-export const LAST_TICK = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+export const LAST_TICK = LAST_INSTANT_MS;
 
 /**
  * `parseCron`, and 400 too for an expression with no tick after `now` (February 30, a year gone by), or whose

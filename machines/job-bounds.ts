@@ -9,6 +9,12 @@ import type { BackoffPolicy, ExponentialBackoff } from './backoff.js';
 
 export const DAY_MS = 86_400_000;
 
+/**
+ * The last instant the API's date-times write (RFC 3339, four-digit years): 9999-12-31T23:59:59.999Z.
+ * No job is due, no schedule ticks and no workflow timer falls due after it.
+ */
+export const LAST_INSTANT_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 /** Job types and queue names: short, URL- and log-safe. */
 export const NAME_PATTERN = '^[A-Za-z0-9._:-]+$';
 /** The longest job type or queue name. */

@@ -712,14 +712,14 @@ describe('workflow steps the stores could not keep', () => {
     assert.deepEqual(s2.timers.map((t) => [t.dueAt, (t.event as unknown as { note: string }).note]).sort(), [[at + 1000, 'bins'], [at + 1000, 'rent']]);
   });
 
-  it('a delay that is not a finite number of milliseconds, or falls due after a Date\'s last, ends the instance in error', () => {
+  it('a delay that is not a finite number of milliseconds, or falls due before 1970 or after the year 9999, ends the instance in error', () => {
     const m = setup({ types: { context: {} as { ms: number } } }).createMachine({
       initial: 'a', context: { ms: 0 },
       states: { a: { on: { WAIT: { actions: raise({ type: 'LATER' }, { delay: ({ event }) => (event as unknown as { ms: number }).ms }) } } } },
     });
     const d = defineWorkflow('delays', m);
     const s0 = startWorkflow(d, undefined, at, ids('t')).next;
-    for (const ms of [Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMER_DUE_AT, -1e20]) {
+    for (const ms of [Number.NaN, Number.POSITIVE_INFINITY, MAX_TIMER_DUE_AT - at + 1, 10_000 * 365 * 86_400_000, -at - 1, -1e20]) {
       const r = ok(stepWorkflow(d, s0, { type: 'WAIT', ms }, at, ids('x')));
       assert.equal(r.next.status, 'error', String(ms));
       assert.match(String((r.next.error as { message: string }).message), /a delay is a finite number of milliseconds/);

@@ -18,7 +18,7 @@
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
-import { completeBackoff, jobOptionsProblem, MAX_NAME_CHARS } from './job-bounds.js';
+import { completeBackoff, jobOptionsProblem, LAST_INSTANT_MS, MAX_NAME_CHARS } from './job-bounds.js';
 import { jsonSize } from './json-size.js';
 import { cutText } from './text.js';
 import {
@@ -658,8 +658,8 @@ function effectsOf(
       }
     } else if (action.type === 'xstate.raise' && typeof p.delay === 'number') {
       const dueAt = at + p.delay;
-      if (!Number.isFinite(dueAt) || Math.abs(dueAt) > MAX_TIMER_DUE_AT) {
-        throw new WorkflowDefinitionError(`workflow ${def.name}: a delay of ${p.delay} ms (of ${(p.event as AnyEventObject).type}): a delay is a finite number of milliseconds, due within the dates JavaScript holds`);
+      if (!Number.isFinite(dueAt) || dueAt < 0 || dueAt > MAX_TIMER_DUE_AT) {
+        throw new WorkflowDefinitionError(`workflow ${def.name}: a delay of ${p.delay} ms (of ${(p.event as AnyEventObject).type}): a delay is a finite number of milliseconds, due from 1970 to 9999-12-31T23:59:59.999Z`);
       }
       // A delayed raise without an id gets one from its event, time and place in the step (XState's would be
       // random), and never one a timer the instance holds has: two of them due at once are two timers.
@@ -711,8 +711,8 @@ function effectsOf(
 
 /** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
-/** The latest a timer may fall due (and, negated, the earliest): the last millisecond a Date holds. */
-export const MAX_TIMER_DUE_AT = 8_640_000_000_000_000;
+/** The latest a timer may fall due: the last instant the API's date-times write (its view shows `dueAt`). */
+export const MAX_TIMER_DUE_AT = LAST_INSTANT_MS;
 /** The longest timer id (a delayed event's: `xstate.after.<delay>.<state id>`, or a raise's own), as the stores keep it. */
 export const MAX_TIMER_ID_CHARS = 512;
 

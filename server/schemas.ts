@@ -20,7 +20,7 @@ import { SCOPES, type Scope } from '../engine/auth.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
 import {
-  JITTERS, MAX_ATTEMPTS, MAX_BACKOFF_BASE_MS, MAX_BACKOFF_MS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS, NAME_PATTERN,
+  JITTERS, LAST_INSTANT_MS, MAX_ATTEMPTS, MAX_BACKOFF_BASE_MS, MAX_BACKOFF_MS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS, NAME_PATTERN,
 } from '../machines/job-bounds.js';
 import type { WorkflowEventType } from '../engine/ports.js';
 
@@ -39,7 +39,7 @@ export const ULID_PATTERN = '^[0-7][0-9A-HJKMNP-TV-Z]{25}$';
 /** Printable ASCII, no leading or trailing space. */
 export const IDEMPOTENCY_KEY_PATTERN = '^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$';
 /** The last representable instant we accept for `runAt` (9999-12-31T23:59:59.999Z). */
-export const MAX_EPOCH_MS = 253_402_300_799_999;
+export const MAX_EPOCH_MS = LAST_INSTANT_MS;
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
