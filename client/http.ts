@@ -49,6 +49,12 @@ export interface Answer<T> {
   body: T;
 }
 
+/** The longest delay a timer holds (about 24.8 days): a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `ms` as a timer's delay: a longer duration (a month, Infinity) waits the longest a timer holds, not 1 ms. */
+export const timerMs = (ms: number): number => Math.min(ms, MAX_TIMER_MS);
+
 /** Resolves after `ms`; rejects with the signal's reason once it aborts. */
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -60,7 +66,7 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
-    }, ms);
+    }, timerMs(ms));
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
@@ -95,7 +101,7 @@ const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'fetch refus
  * older browsers), and a `done()` that detaches it from `signal`.
  */
 function withTimeout(ms: number, signal: AbortSignal | undefined): { signal: AbortSignal; done(): void } {
-  const timeout = AbortSignal.timeout(ms);
+  const timeout = AbortSignal.timeout(timerMs(ms));
   if (!signal) return { signal: timeout, done: () => undefined };
   const both = new AbortController();
   const onAbort = () => both.abort(signal.reason);

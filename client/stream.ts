@@ -12,7 +12,7 @@
  * tells the HTTP status of a refused upgrade.
  */
 import { ApiError, networkReason, StreamRefusedError, StreamUnavailableError, toApiError, UnreachableError } from './errors.js';
-import { unsendableHeader } from './http.js';
+import { timerMs, unsendableHeader } from './http.js';
 import type { StreamEventMessage, StreamFilter, StreamInsightMessage, StreamProgressMessage, StreamStatsMessage, StreamWorkflowMessage } from './types.js';
 
 /** The part of the standard WebSocket API the client uses. */
@@ -382,13 +382,13 @@ class ResumingWatch implements Watch {
         // A server that does not answer in time is not one without a stream: told as unreachable (timed out), not to be polled instead.
         conn.error ??= Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError' });
         drop(1006, 'not subscribed in time');
-      }, timeoutMs);
+      }, timerMs(timeoutMs));
       const keepAlive = setInterval(() => {
         if (ws.readyState !== OPEN) return;
         if (!conn.heard) return drop(1006, 'no answer to a ping');
         conn.heard = false;
         ws.send(JSON.stringify({ op: 'ping' }));
-      }, this.opts.keepAliveMs ?? 15_000);
+      }, timerMs(this.opts.keepAliveMs ?? 15_000));
       (keepAlive as { unref?(): void }).unref?.();
 
       const onClosed = (code: number, reason: string) => {
@@ -548,7 +548,7 @@ class ResumingWatch implements Watch {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.closed && !this.paused) this.open();
-    }, pause);
+    }, timerMs(pause));
   }
 }
 

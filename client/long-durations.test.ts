@@ -1,18 +1,15 @@
 /**
- * Time review: the client's durations go to setTimeout / AbortSignal.timeout
- * unchecked. Past 2^31-1 ms (about 24.8 days) Node fires such a timer after
- * 1 ms (TimeoutOverflowWarning). A caller who means "wait as long as it
- * takes" with a month (`timeoutMs`), or a watch's reconnect pauses without a
- * practical cap (`reconnect.maxMs`), gets the opposite: every request times
- * out at once; the watch reconnects without pausing once its doubling pause
- * passes 2^31 ms. Expected: a long timeout waits (or the option is refused
- * as out of range), and a reconnect pause never drops back to nothing.
+ * The client's durations longer than a timer holds (2^31-1 ms, about 24.8
+ * days: Node fires a longer one after 1 ms). A month's request timeout
+ * waits for the answer instead of timing out at once, and a watch whose
+ * reconnect pause doubles past 2^31 ms keeps pausing between tries instead of
+ * reconnecting without a pause.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
 import type { AddressInfo } from 'node:net';
-import { createClient } from '../../client/index.js';
+import { createClient } from './index.js';
 
 let server: Server;
 let url: string;
