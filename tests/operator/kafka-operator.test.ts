@@ -86,6 +86,31 @@ async function readAll(topic: string, count: number): Promise<Array<{ partition:
   return out;
 }
 
+/** Every record of a one-partition `topic` still held, up to its end. */
+async function readToEnd(topic: string): Promise<Array<{ value: string; headers: Record<string, string> }>> {
+  const high = Number((await admin.fetchTopicOffsets(topic))[0]!.high);
+  const consumer = kafka.consumer({ groupId: `reader-${Math.random()}`, maxWaitTimeInMs: 100 });
+  const out: Array<{ value: string; headers: Record<string, string> }> = [];
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${topic} not read to ${high}`)), 30_000);
+    void consumer.run({
+      eachMessage: async ({ message }) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+        out.push({ value: message.value!.toString(), headers });
+        if (Number(message.offset) >= high - 1) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.disconnect();
+  return out;
+}
+
 /**
  * A publish that fails retires the producer (kafka-log.ts `retireProducer`),
  * and the new one reads fresh metadata: what happens anyway once kafkajs's
@@ -196,5 +221,84 @@ describe('a Kafka operator deletes a topic while the scheduler runs', () => {
     }
     const exists = (await admin.listTopics()).includes(prefix + TOPICS.dispatch);
     assert.equal(error, undefined, `every publish fails (topic exists: ${exists}): ${String((error as Error | undefined)?.message)}`);
+  });
+});
+
+describe('a Kafka operator deletes and recreates a topic while workers run', () => {
+  it('a running subscription to ats.dispatch reads the dispatches published after the topic was made again (fails: kafkajs fetches on from its old in-memory position, past the new records)', async () => {
+    const { log, prefix } = freshLog();
+    await log.ensureTopics();
+    const name = prefix + TOPICS.dispatch;
+    const seen: string[] = [];
+    const sub = await log.consume({
+      topic: TOPICS.dispatch, groupId: 'ats-workers', fromBeginning: true,
+      handle: async (records) => { for (const r of records) seen.push(r.key); },
+    });
+    const ids = Array.from({ length: 12 }, (_, i) => `JOB-OLD-${String(i).padStart(18, '0')}`);
+    await log.publish(ids.map(dispatch));
+    for (let i = 0; i < 100 && seen.length < ids.length; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(seen.length, ids.length);
+    await admin.deleteTopics({ topics: [name], timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 3000));
+    // The operator (or a process started meanwhile: ensureTopics) makes it again; a fresh relay publishes to it.
+    await admin.createTopics({ topics: [{ topic: name, numPartitions: 3 }] });
+    const relay = createKafkaLog({ brokers, topicPrefix: prefix, clientId: 'ats-operator-relay', logLevel: 'nothing' });
+    logs.push(relay);
+    const fresh = Array.from({ length: 6 }, (_, i) => `JOB-NEW-${String(i).padStart(18, '0')}`);
+    await relay.publish(fresh.map(dispatch));
+    for (let i = 0; i < 300 && !fresh.every((id) => seen.includes(id)); i++) await new Promise((r) => setTimeout(r, 100));
+    const committed = await admin.fetchOffsets({ groupId: prefix + 'ats-workers', topics: [name] });
+    const ends = await admin.fetchTopicOffsets(name);
+    await sub.stop();
+    assert.deepEqual(fresh.filter((id) => !seen.includes(id)), [],
+      `dispatches published to the topic made again that the running worker never read; group committed ${JSON.stringify(committed[0]!.partitions.map((p) => [p.partition, p.offset]))}, topic ends ${JSON.stringify(ends.map((p) => [p.partition, p.high]))}`);
+  });
+});
+
+describe('a Kafka operator resets the workers\' group while they are stopped', () => {
+  it('--to-latest (unread dispatches skipped): none is reported unread, so the repair dispatches their jobs again', async () => {
+    const { log, prefix } = freshLog();
+    await log.ensureTopics();
+    const name = prefix + TOPICS.dispatch;
+    const ids = Array.from({ length: 30 }, (_, i) => `JOB-${String(i).padStart(22, '0')}`);
+    await log.publish(ids.map(dispatch));
+    await admin.setOffsets({ groupId: prefix + 'ats-workers', topic: name, partitions: [0, 1, 2].map((partition) => ({ partition, offset: '0' })) });
+    await new Promise((r) => setTimeout(r, 50));
+    const before = Date.now();
+    assert.equal((await log.unreadBefore(TOPICS.dispatch, 'ats-workers', before)).size, 3);
+    await admin.resetOffsets({ groupId: prefix + 'ats-workers', topic: name, earliest: false });
+    assert.deepEqual([...await log.unreadBefore(TOPICS.dispatch, 'ats-workers', before)], []);
+    await admin.deleteGroups([prefix + 'ats-workers']);
+    assert.deepEqual([...await log.unreadBefore(TOPICS.dispatch, 'ats-workers', before)], []);
+  });
+});
+
+describe('a Kafka operator creates ats.events compacted (cleanup.policy=compact)', () => {
+  it('compaction keeps each job\'s last transition (fails: a packed record keyed by another job goes with that job\'s next record)', async () => {
+    const { log, prefix } = freshLog();
+    const name = prefix + TOPICS.events;
+    await admin.createTopics({
+      topics: [{
+        topic: name, numPartitions: 1, configEntries: [
+          { name: 'cleanup.policy', value: 'compact' }, { name: 'segment.ms', value: '100' },
+          { name: 'min.cleanable.dirty.ratio', value: '0.001' }, { name: 'min.compaction.lag.ms', value: '0' }, { name: 'delete.retention.ms', value: '0' },
+        ],
+      }],
+    });
+    await log.ensureTopics();
+    const events = logForFormat(log, 'batch');
+    await events.publish([transition('JOB-A', 1), transition('JOB-B', 1)]); // one record, keyed JOB-A
+    await events.publish([transition('JOB-A', 2)]); // keyed JOB-A: compaction keeps this one only
+    // Roll segments so the cleaner may run (it skips the active one), and wait for it.
+    let last: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      await log.publish([{ ...transition(`JOB-FILL-${i}`, 1), headers: { [KIND_HEADER]: 'filler' } }]);
+      const records = await readToEnd(name);
+      last = records.flatMap((r) => transitionsOf({ value: r.value, headers: r.headers }).map((t) => `${t.jobId}#${t.seq}`));
+      if (!last.includes('JOB-A#1')) break; // compacted
+    }
+    assert.ok(!last.includes('JOB-A#1'), 'the cleaner did not run within a minute');
+    assert.ok(last.includes('JOB-B#1'), `after compaction ats.events holds ${JSON.stringify(last)}: job JOB-B's only transition is gone`);
   });
 });
