@@ -12,14 +12,14 @@
  * for kafkajs' 30 s request timeout to close.
  */
 import net from 'node:net';
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { withTimeout } from '../../engine/with-timeout.js';
 import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
-import { keyPartitioner, physicalName, produceChunks, toTopicMessages } from './kafka-records.js';
+import { keyPartitioner, physicalName, placingPartitioner, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
 import { unreadPartitions } from './unread.js';
 
@@ -97,10 +97,10 @@ class KafkaEventLog implements EventLog {
   private admin: OwnAdmin;
   /** Disconnects of retired producers and admins, awaited by `close`. */
   private readonly retiring = new Set<Promise<void>>();
-  /** Physical topics known to exist (created by us or found), with their partition counts. */
-  private readonly knownTopics = new Map<string, Promise<number>>();
-  /** Per physical topic: key → partition as the producer picks it. */
-  private readonly partitioners = new Map<string, (key: string) => number>();
+  /** Physical topics known to exist (created by us or found): their partition counts, and when each was read (see `ensureTopic`). */
+  private readonly knownTopics = new Map<string, { count: Promise<number>; readAt: number }>();
+  /** Per physical topic: key → partition at the count it was made for. */
+  private readonly partitioners = new Map<string, { count: number; pick: (key: string) => number }>();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
 
@@ -126,7 +126,11 @@ class KafkaEventLog implements EventLog {
   async publish(messages: LogMessage[]): Promise<void> {
     this.assertOpen();
     if (messages.length === 0) return;
-    await settleAll([...new Set(messages.map((m) => m.topic))].map((t) => this.ensureTopic(t)));
+    const topics = [...new Set(messages.map((m) => m.topic))];
+    // Each message goes to the partition `partitioner` names (not kafkajs's own pick, on metadata it
+    // refreshes on its own schedule): what the engine packed by, and the timers map by, is where it is.
+    const picks = new Map((await settleAll(topics.map(async (t) => [physicalName(this.opts.topicPrefix, t), await this.partitioner(t)] as const))));
+    const partitionOf = (topic: string, key: string) => picks.get(topic)!(key);
     const own = this.current;
     try {
       const producer = await unansweredAfter(own.connect(), PUBLISH_STEP_TIMEOUT_MS, 'connecting the producer');
@@ -134,28 +138,38 @@ class KafkaEventLog implements EventLog {
       // each key's messages keep their order and no partition's batch grows past what a broker takes.
       for (const chunk of produceChunks(messages)) {
         // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk, this.opts.now?.()), acks: -1 });
+        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk, this.opts.now?.(), partitionOf), acks: -1 });
         await unansweredAfter(sent, PUBLISH_STEP_TIMEOUT_MS, 'a produce request');
       }
     } catch (error) {
       this.retireProducer(own);
+      // A topic deleted under the scheduler (or fewer partitions than it was read with): read, and made, again.
+      if (isUnknownTopic(error)) {
+        this.opts.logger?.warn('kafka: a topic is gone or has fewer partitions; it is read again, and made again if gone, at the next publish', { topics: topics.map((t) => physicalName(this.opts.topicPrefix, t)) });
+        for (const t of topics) this.knownTopics.delete(physicalName(this.opts.topicPrefix, t));
+      }
       throw error;
     }
   }
 
   /**
-   * The producer's own partitioner (Java-compatible murmur2 of the key, modulo
-   * the partition count found when the topic was first seen), so it agrees
-   * with where `publish` puts a keyed message. Partitions added to the topic
-   * later are not seen until the process restarts.
+   * Where `publish` puts a keyed message: Java-compatible murmur2 of the key
+   * (kafkajs's and Kafka's own default), modulo the topic's partition count
+   * as last read (`topicRecheckMs`). Partitions an operator adds are used
+   * from the next read on: a key then maps to another partition, so a job
+   * whose messages straddle that read has them on two partitions.
    */
   async partitioner(topic: string): Promise<(key: string) => number> {
     this.assertOpen();
     const name = physicalName(this.opts.topicPrefix, topic);
     const count = await this.ensureTopic(topic);
-    let pick = this.partitioners.get(name);
-    if (!pick) this.partitioners.set(name, (pick = keyPartitioner(name, count)));
-    return pick;
+    let made = this.partitioners.get(name);
+    if (made?.count !== count) {
+      // The producer's metadata may not know partitions added since: a new producer reads it afresh.
+      if (made) this.retireProducer(this.current);
+      this.partitioners.set(name, (made = { count, pick: keyPartitioner(name, count) }));
+    }
+    return made.pick;
   }
 
   async consume(options: ConsumeOptions): Promise<Subscription> {
@@ -275,7 +289,7 @@ class KafkaEventLog implements EventLog {
     const producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: placingPartitioner,
       allowAutoTopicCreation: false,
     });
     return { producer, connect: lazyConnect(producer), cut };
@@ -324,18 +338,31 @@ class KafkaEventLog implements EventLog {
     this.retiring.add(done);
   }
 
-  /** Creates `topic` (logical name) with our partition count unless it exists; once per topic. Resolves its partition count. */
+  /**
+   * Creates `topic` (logical name) with our partition count unless it exists, and resolves its
+   * partition count: once, then again when the count read is `topicRecheckMs` old (a read that
+   * fails then keeps the count read before).
+   */
   private ensureTopic(topic: string): Promise<number> {
     const name = physicalName(this.opts.topicPrefix, topic);
-    let known = this.knownTopics.get(name);
-    if (!known) {
-      known = this.createTopic(name).catch((error: unknown) => {
-        this.knownTopics.delete(name);
-        throw error;
-      });
-      this.knownTopics.set(name, known);
-    }
-    return known;
+    const known = this.knownTopics.get(name);
+    const now = performance.now();
+    if (known && now - known.readAt < this.opts.topicRecheckMs) return known.count;
+    const count = this.createTopic(name).then((read) => {
+      if (known) void known.count.then((was) => {
+        if (was !== read) this.opts.logger?.info('kafka: a topic\'s partition count changed; keys map to its partitions anew from now on', { topic: name, partitions: read, was });
+      }, () => undefined);
+      return read;
+    }, (error: unknown) => {
+      if (known) {
+        this.knownTopics.set(name, { count: known.count, readAt: now });
+        return known.count;
+      }
+      this.knownTopics.delete(name);
+      throw error;
+    });
+    this.knownTopics.set(name, { count, readAt: now });
+    return count;
   }
 
   private async createTopic(name: string): Promise<number> {
@@ -387,6 +414,15 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): P
 }
 
 /** kafkajs's error of a createTopics, with each topic's own error (its message only says "Topic creation errors"). */
+/** Whether kafkajs's `error` (or an error it wraps) is UNKNOWN_TOPIC_OR_PARTITION. */
+function isUnknownTopic(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 4) return false;
+  const e = error as { type?: unknown; originalError?: unknown; cause?: unknown; errors?: unknown };
+  if (e.type === 'UNKNOWN_TOPIC_OR_PARTITION') return true;
+  const inner = [e.originalError, e.cause, ...(Array.isArray(e.errors) ? e.errors.slice(0, 16) : [])];
+  return inner.some((i) => isUnknownTopic(i, depth + 1));
+}
+
 function topicErrors(error: unknown): string {
   const e = error as { message?: string; errors?: Array<{ topic?: string; type?: string; message?: string }> };
   const each = (e.errors ?? []).map((t) => `${t.topic ?? '?'}: ${t.type ?? t.message}`);

@@ -54,6 +54,13 @@ export interface KafkaLogOptions {
   partitions?: number;
   /** TCP connect timeout; also bounds `ping()`. @defaultValue 3000 */
   connectTimeoutMs?: number;
+  /**
+   * How long a topic's partition count is taken as read before a publish (or
+   * `partitioner`) reads it again: partitions an operator adds are used, and
+   * a topic deleted is made again, within this time. 0 reads it every time.
+   * @defaultValue 300000 (kafkajs's own metadata age)
+   */
+  topicRecheckMs?: number;
   /** kafkajs log level: entries below it are not even made. @defaultValue 'warn' */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info';
   /**
@@ -98,6 +105,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     topicPrefix: raw.topicPrefix ?? '',
     partitions,
     connectTimeoutMs: raw.connectTimeoutMs ?? 3000,
+    topicRecheckMs: raw.topicRecheckMs ?? 300_000,
     logLevel: raw.logLevel ?? 'warn',
     logger: raw.logger ?? null,
     now: raw.now ?? null,
@@ -116,6 +124,7 @@ function validate(opts: CompiledKafkaLogOptions): void {
     const ok = pause ? isTimerPause(value) : Number.isInteger(value) && value > 0;
     if (!ok) problems.push(`${name} must be ${pause ? `an integer from 0 to ${MAX_TIMER_MS}` : 'a positive integer'} (got ${value})`);
   }
+  if (!Number.isInteger(opts.topicRecheckMs) || opts.topicRecheckMs < 0) problems.push(`topicRecheckMs must be an integer from 0 (got ${opts.topicRecheckMs})`);
   if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {
     problems.push('heartbeatIntervalMs must be below sessionTimeoutMs');
   }

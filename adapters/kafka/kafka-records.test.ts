@@ -1,9 +1,9 @@
 /** Kafka messages into log records: header names are whatever a producer chose, `__proto__` included. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { KafkaMessage } from 'kafkajs';
+import type { KafkaMessage, PartitionMetadata } from 'kafkajs';
 import type { LogMessage } from '../../engine/ports.js';
-import { MAX_REQUEST_CHARS, produceChunks, toLogRecord } from './kafka-records.js';
+import { keyPartitioner, MAX_REQUEST_CHARS, placingPartitioner, produceChunks, toLogRecord } from './kafka-records.js';
 
 const message = (headers: NonNullable<KafkaMessage['headers']>): KafkaMessage => ({
   key: Buffer.from('k'), value: Buffer.from('v'), timestamp: '0', attributes: 0, offset: '7', headers,
@@ -46,3 +46,26 @@ describe('produceChunks', () => {
   });
 });
 
+
+describe('placingPartitioner', () => {
+  const metadata = (count: number): PartitionMetadata[] =>
+    Array.from({ length: count }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0] }));
+
+  it('sends a message the log placed where it placed it, and one without a place by its key as kafkajs does', () => {
+    const pick = placingPartitioner();
+    const topic = 'ats.events';
+    assert.equal(pick({ topic, partitionMetadata: metadata(6), message: { key: 'job-1', value: null, partition: 4 } }), 4);
+    for (const key of ['job-1', 'job-2', 'job-3']) {
+      assert.equal(pick({ topic, partitionMetadata: metadata(6), message: { key, value: null } }), keyPartitioner(topic, 6)(key));
+    }
+  });
+
+  it('a place on a partition the producer\'s metadata does not know yet (added since it was read) goes by the key over the partitions it knows, not unsent', () => {
+    const pick = placingPartitioner();
+    const topic = 'ats.dispatch';
+    for (const key of ['job-1', 'job-2', 'job-3', 'job-4']) {
+      const p = pick({ topic, partitionMetadata: metadata(3), message: { key, value: null, partition: 5 } });
+      assert.equal(p, keyPartitioner(topic, 3)(key));
+    }
+  });
+});

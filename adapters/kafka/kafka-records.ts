@@ -2,7 +2,7 @@
  * Conversions between the port's records (strings) and kafkajs messages
  * (Buffers), and the topic-prefix mapping.
  */
-import { Partitioners, type IHeaders, type KafkaMessage, type Message, type PartitionMetadata, type TopicMessages } from 'kafkajs';
+import { Partitioners, type ICustomPartitioner, type IHeaders, type KafkaMessage, type Message, type PartitionMetadata, type TopicMessages } from 'kafkajs';
 import { pack } from '../../engine/pack.js';
 import type { LogMessage, LogRecord } from '../../engine/ports.js';
 
@@ -21,6 +21,22 @@ export function keyPartitioner(topic: string, count: number): (key: string) => n
   }));
   return (key) => partition({ topic, partitionMetadata, message: { key, value: null } });
 }
+
+/**
+ * The producer's partitioner: kafkajs's default (Java-compatible murmur2 of the key, modulo the
+ * partitions its metadata knows), except that a message the log placed itself (`partition`, from
+ * `EventLog.partitioner`) goes there whenever kafkajs's metadata knows that partition. kafkajs
+ * drops a message for a partition its metadata lacks, unsent and unreported: one the log placed on
+ * partitions an operator added, read by the log before kafkajs's metadata had them.
+ */
+export const placingPartitioner: ICustomPartitioner = () => {
+  const byKey = Partitioners.DefaultPartitioner();
+  return (args) => {
+    const placed = args.message.partition;
+    if (placed !== undefined && placed !== null && args.partitionMetadata.some((p) => p.partitionId === placed)) return placed;
+    return byKey({ ...args, message: { ...args.message, partition: undefined } });
+  };
+};
 
 /** Groups messages by topic for one `sendBatch`, keeping their order within each topic. */
 /**
@@ -45,7 +61,7 @@ function charsOf(m: LogMessage): number {
   return chars;
 }
 
-export function toTopicMessages(prefix: string, messages: readonly LogMessage[], at?: number): TopicMessages[] {
+export function toTopicMessages(prefix: string, messages: readonly LogMessage[], at?: number, partitionOf?: (topic: string, key: string) => number): TopicMessages[] {
   const byTopic = new Map<string, Message[]>();
   const timestamp = at === undefined ? undefined : String(at);
   for (const m of messages) {
@@ -54,6 +70,7 @@ export function toTopicMessages(prefix: string, messages: readonly LogMessage[],
     if (!list) byTopic.set(topic, (list = []));
     const message: Message = { key: m.key, value: m.value, headers: { ...m.headers } };
     if (timestamp !== undefined) message.timestamp = timestamp;
+    if (partitionOf) message.partition = partitionOf(topic, m.key);
     list.push(message);
   }
   return [...byTopic].map(([topic, list]) => ({ topic, messages: list }));
