@@ -45,34 +45,42 @@ const registry = () => new HandlerRegistry()
   })
   .register('test.hang', (_p, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
 
+/**
+ * A relay+worker process and a timers process on a database and topics of their own, on the host
+ * clocks given, started; `stop` stops them and drops the database and topics.
+ */
+async function startPair(workerClock: Clock, timersClock: Clock): Promise<{ workers: System; timers: System; stop(): Promise<void> }> {
+  await requireMysql();
+  await requireKafka();
+  const db: TestDatabase = await createTestDatabase();
+  const prefix = randomTopicPrefix();
+  const raw = (roles: string, workerId: string): RawConfig => ({
+    ...FAST, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','),
+    topicPrefix: prefix, roles, workerGroup: 'workers', workerId,
+  });
+  const open = (roles: string, id: string, clock: Clock) =>
+    compose(compileConfig(raw(roles, id), { hostname: 'test', pid: process.pid }), { registry: registry(), logger: silentLogger, clock });
+  const workers = await open('relay,worker', 'worker', workerClock);
+  const timers = await open('timers', 'timers', timersClock);
+  const stop = async () => {
+    await workers.stop();
+    await timers.stop();
+    await db.drop();
+    await deleteTopicsWithPrefix(prefix).catch(() => undefined);
+  };
+  await workers.start();
+  await timers.start();
+  return { workers, timers, stop };
+}
+
 for (const [workerSkew, timersSkew] of [[-60_000, 60_000], [60_000, -60_000]] as const) {
   describe(`worker clock ${workerSkew / 1000} s, timers clock ${timersSkew / 1000} s (MariaDB + Kafka)`, () => {
-    let db: TestDatabase;
-    const prefix = randomTopicPrefix();
     let workers: System;
-    let timers: System;
-
+    let stop: (() => Promise<void>) | undefined;
     before(async () => {
-      await requireMysql();
-      await requireKafka();
-      db = await createTestDatabase();
-      const raw = (roles: string, workerId: string): RawConfig => ({
-        ...FAST, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','),
-        topicPrefix: prefix, roles, workerGroup: 'workers', workerId,
-      });
-      const open = (roles: string, id: string, skew: number) =>
-        compose(compileConfig(raw(roles, id), { hostname: 'test', pid: process.pid }), { registry: registry(), logger: silentLogger, clock: skewed(skew) });
-      workers = await open('relay,worker', 'skewed-worker', workerSkew);
-      timers = await open('timers', 'skewed-timers', timersSkew);
-      await workers.start();
-      await timers.start();
+      ({ workers, stop } = await startPair(skewed(workerSkew), skewed(timersSkew)));
     });
-    after(async () => {
-      await workers?.stop();
-      await timers?.stop();
-      await db?.drop();
-      await deleteTopicsWithPrefix(prefix).catch(() => undefined);
-    });
+    after(() => stop?.());
 
     it('a lease kept by heartbeats is not judged expired', async () => {
       const r = await workers.transitions.submit(spec('test.hold', { ms: 2 * LEASE_MS }));
@@ -106,34 +114,14 @@ for (const [workerSkew, timersSkew] of [[-60_000, 60_000], [60_000, -60_000]] as
 }
 
 describe('host clocks that step while the processes run: worker 10 min back, timers 10 min ahead (MariaDB + Kafka)', () => {
-  let db: TestDatabase;
-  const prefix = randomTopicPrefix();
   const workerStep = { ms: 0 };
   const timersStep = { ms: 0 };
   let workers: System;
-  let timers: System;
-
+  let stop: (() => Promise<void>) | undefined;
   before(async () => {
-    await requireMysql();
-    await requireKafka();
-    db = await createTestDatabase();
-    const raw = (roles: string, workerId: string): RawConfig => ({
-      ...FAST, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, mysqlUrl: db.url, kafkaBrokers: kafkaBrokers().join(','),
-      topicPrefix: prefix, roles, workerGroup: 'workers', workerId,
-    });
-    const open = (roles: string, id: string, step: { ms: number }) =>
-      compose(compileConfig(raw(roles, id), { hostname: 'test', pid: process.pid }), { registry: registry(), logger: silentLogger, clock: stepping(step) });
-    workers = await open('relay,worker', 'stepping-worker', workerStep);
-    timers = await open('timers', 'stepping-timers', timersStep);
-    await workers.start();
-    await timers.start();
+    ({ workers, stop } = await startPair(stepping(workerStep), stepping(timersStep)));
   });
-  after(async () => {
-    await workers?.stop();
-    await timers?.stop();
-    await db?.drop();
-    await deleteTopicsWithPrefix(prefix).catch(() => undefined);
-  });
+  after(() => stop?.());
 
   it('a lease kept by heartbeats is not judged expired, and the history keeps the database time', async () => {
     const dbNow = () => (workers.store as MysqlStore).dbNow();
