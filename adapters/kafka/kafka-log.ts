@@ -12,7 +12,7 @@
  * for kafkajs' 30 s request timeout to close.
  */
 import net from 'node:net';
-import { Kafka, logLevel as KafkaLogLevel, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
@@ -51,6 +51,12 @@ const RECONNECT = Object.freeze({ initialRetryTime: 200, maxRetryTime: 2000, ret
  * still fails with kafkajs' own error; a healthy broker acks in milliseconds.
  */
 const PUBLISH_STEP_TIMEOUT_MS = 15_000;
+
+/** kafkajs's `ConfigResourceTypes.TOPIC` (its enum is not a named export node's ESM loader sees in kafkajs's CommonJS). */
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+
+/** The broker's default `max.message.bytes`: the largest record batch the relay's publishes are sized for. */
+const MIN_MESSAGE_BYTES = 1_048_588;
 
 /** Creates the Kafka event log. Connects lazily: nothing happens until the first call. */
 export function createKafkaLog(options: KafkaLogOptions): EventLog {
@@ -99,6 +105,8 @@ class KafkaEventLog implements EventLog {
   private readonly retiring = new Set<Promise<void>>();
   /** Physical topics known to exist (created by us or found): their partition counts, and when each was read (see `ensureTopic`). */
   private readonly knownTopics = new Map<string, { count: Promise<number>; readAt: number }>();
+  /** Physical topics found made beforehand whose settings were read (`warnOfSettings`). */
+  private readonly settingsRead = new Set<string>();
   /** Per physical topic: key → partition at the count it was made for. */
   private readonly partitioners = new Map<string, { count: number; pick: (key: string) => number }>();
   private readonly subscriptions = new Set<Subscription>();
@@ -380,8 +388,42 @@ class KafkaEventLog implements EventLog {
       throw error;
     });
     if (created) log?.info('kafka: topic created', { topic: name, partitions: this.opts.partitions });
-    else log?.debug('kafka: topic exists', { topic: name });
+    else {
+      log?.debug('kafka: topic exists', { topic: name });
+      if (!this.settingsRead.has(name)) {
+        this.settingsRead.add(name);
+        await this.warnOfSettings(admin, name);
+      }
+    }
     return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
+  }
+
+  /**
+   * A topic made beforehand with settings the scheduler cannot work with is said once (a warning),
+   * as it is first found: compacted (it keeps only the newest record of each key, and a packed
+   * transitions record, or a workflow child's end, shares its key with others), or taking records
+   * smaller than the broker's default (a publish over it is refused every time, and the relay stops
+   * at it). A broker that does not answer the question (an ACL) is let be.
+   */
+  private async warnOfSettings(admin: Admin, name: string): Promise<void> {
+    const log = this.opts.logger;
+    if (!log) return;
+    const answer = await admin.describeConfigs({
+      resources: [{ type: TOPIC_RESOURCE, name, configNames: ['cleanup.policy', 'max.message.bytes'] }], includeSynonyms: false,
+    }).catch((error: unknown) => {
+      log.debug('kafka: reading a topic\'s settings failed', { topic: name, error: String((error as Error)?.message ?? error) });
+      return null;
+    });
+    const entries = answer?.resources[0]?.configEntries ?? [];
+    const setting = (n: string) => entries.find((e) => e.configName === n)?.configValue;
+    const policy = setting('cleanup.policy');
+    if (policy?.split(',').some((p) => p.trim() === 'compact')) {
+      log.warn('kafka: a topic is compacted (cleanup.policy=compact): compaction deletes records the scheduler\'s readers need; set cleanup.policy=delete', { topic: name, cleanupPolicy: policy });
+    }
+    const maxBytes = Number(setting('max.message.bytes'));
+    if (Number.isFinite(maxBytes) && maxBytes < MIN_MESSAGE_BYTES) {
+      log.warn(`kafka: a topic takes record batches of at most ${maxBytes} bytes (max.message.bytes): the relay sends record batches of up to 768 KiB, and stops at a publish the topic refuses; set it to at least ${MIN_MESSAGE_BYTES}`, { topic: name, maxMessageBytes: maxBytes });
+    }
   }
 
   private assertOpen(): void {

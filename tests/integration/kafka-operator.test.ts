@@ -14,7 +14,7 @@ import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { createKafkaLog } from '../../adapters/kafka/index.js';
 import { keyPartitioner } from '../../adapters/kafka/kafka-records.js';
 import { CONTENT_TYPE, KIND_HEADER, SCHEMA_HEADER, TRANSITION_KIND } from '../../engine/messages.js';
-import { TOPICS, type EventLog, type LogMessage } from '../../engine/ports.js';
+import { TOPICS, type EventLog, type LogMessage, type Logger } from '../../engine/ports.js';
 import { logForFormat, transitionsOf } from '../../engine/transition-records.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
 
@@ -89,6 +89,18 @@ async function readAll(topic: string, count: number): Promise<Array<{ partition:
   return out;
 }
 
+/** Adds partitions to `topic` up to `count`, and waits until the broker's metadata shows them all led. */
+async function addPartitions(topic: string, count: number): Promise<void> {
+  await admin.createPartitions({ topicPartitions: [{ topic, count }] });
+  for (let i = 0; i < 100; i++) {
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    const partitions = topics[0]?.partitions ?? [];
+    if (partitions.length === count && partitions.every((p) => p.leader >= 0)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${topic}: ${count} partitions not all led within 10 s`);
+}
+
 describe('a Kafka operator adds partitions to a running scheduler\'s topics', () => {
   it('ats.events: every transition of a job lands on the partition of its own id, packed by the count read again', async () => {
     const { log, prefix } = freshLog(0);
@@ -97,11 +109,12 @@ describe('a Kafka operator adds partitions to a running scheduler\'s topics', ()
     const name = prefix + TOPICS.events;
     const [a, b] = idsSplitBy(name);
     await events.publish([transition('warm-up', 1)]); // the relay's partitioner is taken now, at 3 partitions
-    await admin.createPartitions({ topicPartitions: [{ topic: name, count: 6 }] });
+    await addPartitions(name, 6);
     // One relay batch holding a transition of a and then one of b; then b alone.
     await events.publish([transition(a, 1), transition(b, 1)]);
     await events.publish([transition(b, 2)]);
-    const records = await readAll(name, 3);
+    // The warm-up, then a and b apart (their ids map to two partitions of 6), then b again.
+    const records = await readAll(name, 4);
     const ofB = records.flatMap((r) => transitionsOf({ value: r.value, headers: r.headers }).filter((t) => t.jobId === b).map((t) => ({ seq: t.seq, partition: r.partition })));
     const want = keyPartitioner(name, 6)(b);
     assert.deepEqual(ofB, [{ seq: 1, partition: want }, { seq: 2, partition: want }], `job b's transitions on partitions ${JSON.stringify(ofB)}; its id maps to ${want}`);
@@ -113,7 +126,7 @@ describe('a Kafka operator adds partitions to a running scheduler\'s topics', ()
     const name = prefix + TOPICS.dispatch;
     const [, b] = idsSplitBy(name);
     const before = (await log.partitioner(TOPICS.dispatch))(b); // as the timers' first pass takes it
-    await admin.createPartitions({ topicPartitions: [{ topic: name, count: 6 }] });
+    await addPartitions(name, 6);
     await log.publish([dispatch(b)]);
     const [record] = await readAll(name, 1);
     const now = (await log.partitioner(TOPICS.dispatch))(b);
@@ -179,5 +192,29 @@ describe('a Kafka operator resets the workers\' group while they are stopped', (
     assert.deepEqual([...await log.unreadBefore(TOPICS.dispatch, 'ats-workers', before)], []);
     await admin.deleteGroups([prefix + 'ats-workers']);
     assert.deepEqual([...await log.unreadBefore(TOPICS.dispatch, 'ats-workers', before)], []);
+  });
+});
+
+describe('topics made beforehand with settings the scheduler cannot work with', () => {
+  it('a compacted topic, and one taking smaller record batches than the broker\'s default, are each warned of once as they are found', async () => {
+    const prefix = randomTopicPrefix();
+    prefixes.push(prefix);
+    await admin.createTopics({
+      topics: [
+        { topic: prefix + TOPICS.events, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+        { topic: prefix + TOPICS.dispatch, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '100000' }] },
+      ],
+    });
+    const warnings: Array<{ msg: string; topic: unknown }> = [];
+    const noop = () => undefined;
+    const logger: Logger = { debug: noop, info: noop, error: noop, warn: (msg, fields) => void warnings.push({ msg, topic: fields?.topic }) };
+    const log = createKafkaLog({ brokers, topicPrefix: prefix, clientId: 'ats-operator', logLevel: 'nothing', logger, topicRecheckMs: 0 });
+    logs.push(log);
+    await log.ensureTopics();
+    await log.publish([dispatch('JOB-1')]); // the settings are read again: not said again
+    assert.deepEqual(warnings.map((w) => [w.topic, /cleanup\.policy=delete/.test(w.msg), /max\.message\.bytes/.test(w.msg)]).sort(), [
+      [prefix + TOPICS.dispatch, false, true],
+      [prefix + TOPICS.events, true, false],
+    ]);
   });
 });
