@@ -746,21 +746,26 @@ function queryValueArb(param: Parameter, op: Operation, world: World): fc.Arbitr
 
 function queryArb(op: Operation, world: World): fc.Arbitrary<QueryPair[]> {
   const timeout = op.queryParams.find((p) => p.name === 'timeoutMs');
-  const waits = op.queryParams.some((p) => p.name === 'until' || p.name === 'wait');
   const others = op.queryParams.filter((p) => p !== timeout);
+  const timeoutPair = waitTimeoutArb.map((text) => [{ name: 'timeoutMs', text }]);
   return fc.tuple(
-    fc.subarray(others).chain((picked) => picked.length
-      ? fc.tuple(...picked.map((p) => queryValueArb(p, op, world).map((text) => ({ name: p.name, text }))))
-      : fc.constant([] as QueryPair[])),
-    // A wait always sends a short timeoutMs: its default (30 s) would hold the run.
-    timeout ? (waits ? waitTimeoutArb.map((text) => [{ name: 'timeoutMs', text }]) : fc.constant([] as QueryPair[])) : fc.constant([] as QueryPair[]),
+    fc.subarray(others).chain((picked) => {
+      const pairs = picked.length
+        ? fc.tuple(...picked.map((p) => queryValueArb(p, op, world).map((text) => ({ name: p.name, text }))))
+        : fc.constant([] as QueryPair[]);
+      if (!timeout) return pairs;
+      // A wait (`until`, or `wait` given) always sends a short timeoutMs: its default (30 s) would hold the run.
+      const waits = op.queryParams.some((p) => p.name === 'until') || picked.some((p) => p.name === 'wait');
+      return fc.tuple(pairs, waits ? timeoutPair : fc.oneof({ weight: 4, arbitrary: fc.constant([] as QueryPair[]) }, { weight: 1, arbitrary: timeoutPair }))
+        .map(([a, b]) => [...a, ...b]);
+    }),
     fc.oneof(
       { weight: 10, arbitrary: fc.constant([] as QueryPair[]) },
       { weight: 1, arbitrary: fc.constantFrom('extra', '__proto__', 'tenant', 'constructor').map((name) => [{ name, text: '1' }]) },
       // A parameter twice (a list where the schema says one value).
       ...(others.length ? [{ weight: 1, arbitrary: fc.constantFrom(...others).chain((p) => queryValueArb(p, op, world).map((text) => [{ name: p.name, text }, { name: p.name, text }])) }] : []),
     ),
-  ).map(([a, b, c]) => [...a, ...b, ...c]);
+  ).map(([a, c]) => [...a, ...c]);
 }
 
 function headerArb(op: Operation): fc.Arbitrary<Record<string, string>> {
