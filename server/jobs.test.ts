@@ -139,6 +139,14 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.equal(r.json().cancelReason, 'cancelled');
   });
 
+  test('a cancel whose body is the JSON null (not an object, not no body) is refused 400 and cancels nothing', async () => {
+    const job = await created({ type: 'demo.echo', payload: 1, queue: randomQueue() });
+    const r = await t.app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel`, headers: { 'content-type': 'application/json' }, payload: 'null' });
+    assert.equal(r.statusCode, 400, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    assert.equal((await get(job.id)).state, 'pending');
+  });
+
   test('a done job cannot be cancelled or redriven, and nothing is written', async () => {
     const job = await created({ type: 'demo.echo', payload: 1, queue: randomQueue() });
     const now = t.clock.now();

@@ -3,7 +3,8 @@
  * stays in charge of prototype poisoning: a `__proto__` key, or a
  * `constructor.prototype`, anywhere in the body is an error, never an object
  * that later pollutes a prototype. This wrapper only tells the two failures
- * apart, so a caller learns whether the JSON was broken or a key was refused.
+ * apart, so a caller learns whether the JSON was broken or a key was refused,
+ * and refuses a body that is the JSON null.
  */
 import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
@@ -15,7 +16,13 @@ export function installJsonParser(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = body as string;
     if (text.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
-    secureParse(request, text, (err, value) => (err ? done(classify(text), undefined) : done(null, value)));
+    secureParse(request, text, (err, value) => {
+      if (err) return done(classify(text), undefined);
+      // Every body the API reads is an object (or its items'); fastify hands a route whose body is
+      // optional the JSON null as if no body had been sent: refused here, where the two differ.
+      if (value === null) return done(new AtsError('ATS_ERR_VALIDATION', 'The request body is null: send an object, or no body where the body is optional'), undefined);
+      return done(null, value);
+    });
   });
 }
 
