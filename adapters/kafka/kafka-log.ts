@@ -348,29 +348,40 @@ class KafkaEventLog implements EventLog {
 
   /**
    * Creates `topic` (logical name) with our partition count unless it exists, and resolves its
-   * partition count: once, then again when the count read is `topicRecheckMs` old (a read that
-   * fails then keeps the count read before).
+   * partition count: once, then again (`recount`) when the count read is `topicRecheckMs` old.
    */
   private ensureTopic(topic: string): Promise<number> {
     const name = physicalName(this.opts.topicPrefix, topic);
     const known = this.knownTopics.get(name);
     const now = performance.now();
     if (known && now - known.readAt < this.opts.topicRecheckMs) return known.count;
-    const count = this.createTopic(name).then((read) => {
-      if (known) void known.count.then((was) => {
-        if (was !== read) this.opts.logger?.info('kafka: a topic\'s partition count changed; keys map to its partitions anew from now on', { topic: name, partitions: read, was });
-      }, () => undefined);
-      return read;
-    }, (error: unknown) => {
-      if (known) {
-        this.knownTopics.set(name, { count: known.count, readAt: now });
-        return known.count;
-      }
+    const count = (known ? this.recount(name, known.count) : this.createTopic(name)).catch((error: unknown) => {
       this.knownTopics.delete(name);
       throw error;
     });
     this.knownTopics.set(name, { count, readAt: now });
     return count;
+  }
+
+  /**
+   * A topic's partition count read again: the partitions its metadata lists now. A read that fails
+   * or takes longer than `connectTimeoutMs` (Kafka down: the publish that waits on it fails anyway)
+   * keeps the count read before; a topic the broker no longer knows is made again.
+   */
+  private async recount(name: string, before: Promise<number>): Promise<number> {
+    const was = await before.catch(() => null);
+    if (was === null) return this.createTopic(name);
+    let read: number;
+    try {
+      const { topics } = await withTimeout(this.connectAdmin().then((admin) => admin.fetchTopicMetadata({ topics: [name] })), this.opts.connectTimeoutMs);
+      read = topics.find((t) => t.name === name)?.partitions.length ?? 0;
+    } catch (error) {
+      if (isUnknownTopic(error)) return this.createTopic(name);
+      return was;
+    }
+    if (read === 0) return was;
+    if (read !== was) this.opts.logger?.info('kafka: a topic\'s partition count changed; keys map to its partitions anew from now on', { topic: name, partitions: read, was });
+    return read;
   }
 
   private async createTopic(name: string): Promise<number> {
@@ -455,7 +466,6 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): P
   }
 }
 
-/** kafkajs's error of a createTopics, with each topic's own error (its message only says "Topic creation errors"). */
 /** Whether kafkajs's `error` (or an error it wraps) is UNKNOWN_TOPIC_OR_PARTITION. */
 function isUnknownTopic(error: unknown, depth = 0): boolean {
   if (typeof error !== 'object' || error === null || depth > 4) return false;
@@ -465,6 +475,7 @@ function isUnknownTopic(error: unknown, depth = 0): boolean {
   return inner.some((i) => isUnknownTopic(i, depth + 1));
 }
 
+/** kafkajs's error of a createTopics, with each topic's own error (its message only says "Topic creation errors"). */
 function topicErrors(error: unknown): string {
   const e = error as { message?: string; errors?: Array<{ topic?: string; type?: string; message?: string }> };
   const each = (e.errors ?? []).map((t) => `${t.topic ?? '?'}: ${t.type ?? t.message}`);

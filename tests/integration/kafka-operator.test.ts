@@ -177,6 +177,29 @@ describe('a Kafka operator deletes a topic while the scheduler runs', () => {
   });
 });
 
+describe('a topic deleted, found by the count read again', () => {
+  it('a publish after the count is read again makes the topic again and goes out', async () => {
+    const { log, prefix } = freshLog(0);
+    await log.ensureTopics();
+    await log.publish([dispatch('JOB-BEFORE')]);
+    await admin.deleteTopics({ topics: [prefix + TOPICS.dispatch], timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    let tries = 0;
+    for (;;) {
+      tries++;
+      try {
+        await log.publish([dispatch('JOB-AFTER')]);
+        break;
+      } catch (e) {
+        if (tries >= 3) throw e;
+      }
+    }
+    assert.ok((await admin.listTopics()).includes(prefix + TOPICS.dispatch));
+    const [record] = await readAll(prefix + TOPICS.dispatch, 1);
+    assert.equal(record!.key, 'JOB-AFTER');
+  });
+});
+
 describe('a Kafka operator resets the workers\' group while they are stopped', () => {
   it('--to-latest (unread dispatches skipped): none is reported unread, so the repair dispatches their jobs again', async () => {
     const { log, prefix } = freshLog();
