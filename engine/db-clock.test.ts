@@ -57,3 +57,39 @@ it('a step of the host time of day between measurements does not move now(): the
   await clock.sync();
   assert.equal(clock.now(), 2_001_000, 'measured again: the same');
 });
+
+it('after a suspend (the time of day and the database ran on, the monotonic clock did not), the offset is measured again at once', async () => {
+  const host = { day: 1_000_000, up: 5_000, now: () => host.day, elapsed: () => host.up, sleep: async () => undefined };
+  const db = { t: 2_000_000 };
+  let measured = 0;
+  const clock = new DbClock({ base: host, dbNow: async () => { measured++; return db.t; }, samples: 1 });
+  await clock.sync();
+  host.day += 500;
+  host.up += 500;
+  db.t += 500;
+  assert.equal(clock.now(), 2_000_500);
+  assert.equal(measured, 1, 'clocks that ran alike: no measurement out of turn');
+  // Suspended 10 minutes (Linux's monotonic clock does not count it).
+  host.day += 600_000;
+  db.t += 600_000;
+  clock.now(); // sees the host clocks 10 minutes apart: measures again
+  await new Promise((r) => setImmediate(r));
+  assert.equal(measured, 2);
+  assert.equal(clock.now(), 2_600_500, 'the database time again');
+  assert.equal(measured, 2, 'measured once');
+});
+
+it('a measurement out of turn that fails keeps the offset, and is not tried again at every read', async () => {
+  const host = { day: 1_000_000, up: 5_000, now: () => host.day, elapsed: () => host.up, sleep: async () => undefined };
+  let answer: () => Promise<number> = async () => 2_000_000;
+  let tries = 0;
+  const clock = new DbClock({ base: host, dbNow: () => { tries++; return answer(); }, samples: 1 });
+  await clock.sync();
+  answer = async () => { throw new Error('database down'); };
+  host.day += 600_000;
+  clock.now();
+  await new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 5; i++) assert.equal(clock.now(), 2_000_000);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(tries, 2, 'the first sync and one try out of turn');
+});

@@ -9,10 +9,15 @@
  * at start and re-measured periodically, and `now()` is the host clock plus
  * that offset. The host clock read is the one the time of day does not move
  * (the base's `elapsed`, `performance.now()` in production): a step of the
- * host's time (an NTP correction, a resumed VM) between two measurements
- * would otherwise move `now()` with it until the next, judging live leases
- * expired or firing schedules early. Sleeps stay on the host clock (durations
- * do not care about offsets).
+ * host's time (an NTP correction) between two measurements would otherwise
+ * move `now()` with it until the next, judging live leases expired or firing
+ * schedules early. The monotonic clock has its own gap: Linux's does not
+ * count a suspend (a laptop's sleep, a paused VM), after which it reads
+ * behind. Either way the two host clocks move apart, which only the database
+ * can settle: once they are more than CLOCKS_APART_MS apart since the last
+ * measurement, `now()` has the offset measured again at once (its answer
+ * stands until then). Sleeps stay on the host clock (durations do not care
+ * about offsets).
  *
  * A measurement takes the database time halfway through the round trip, and
  * keeps the sample with the shortest round trip: its error is at most half
@@ -57,6 +62,13 @@ export async function measureOffset(base: Clock, dbNow: () => Promise<number>, s
   return best!;
 }
 
+/**
+ * How far the host's time of day and its monotonic clock may move apart since the last measurement
+ * before the offset is measured again out of turn: NTP slews both alike, so only a step of the time
+ * of day or a suspend moves them apart.
+ */
+export const CLOCKS_APART_MS = 1000;
+
 /** The host clock as the offset is measured against: its `elapsed`, else its `now`. */
 function hostReading(base: Clock): () => number {
   return base.elapsed ? () => base.elapsed!() : () => base.now();
@@ -67,6 +79,10 @@ export class DbClock implements Clock {
   private offset: ClockOffset | null = null;
   private readonly loop = new BackgroundLoop((signal) => this.resyncLoop(signal));
   private readonly read: () => number;
+  /** Both host clocks as read at the last measurement (only when they differ: the base has `elapsed`). */
+  private anchor: { day: number; read: number } | null = null;
+  /** A measurement out of turn, in flight. */
+  private measuring: Promise<void> | null = null;
 
   constructor(private readonly opts: DbClockOptions) {
     this.read = hostReading(opts.base);
@@ -74,7 +90,28 @@ export class DbClock implements Clock {
 
   /** The database's time; before the first `sync`, the host's time of day. */
   now(): number {
-    return this.offset ? Math.round(this.read() + this.offset.offsetMs) : this.opts.base.now();
+    if (!this.offset) return this.opts.base.now();
+    const read = this.read();
+    if (this.anchor && !this.measuring) {
+      const apart = (this.opts.base.now() - this.anchor.day) - (read - this.anchor.read);
+      if (Math.abs(apart) > CLOCKS_APART_MS) this.measureOutOfTurn(apart);
+    }
+    return Math.round(read + this.offset.offsetMs);
+  }
+
+  /** The host's clocks moved `apart` ms apart: a step of its time of day, or a suspend. Measured again; a failure waits for the next turn. */
+  private measureOutOfTurn(apart: number): void {
+    this.opts.logger?.info('clock: the host\'s time of day and its monotonic clock moved apart (a step of the time, a suspend); measuring the database clock again', { apartMs: Math.round(apart) });
+    this.measuring = this.sync().then(() => undefined, (err: unknown) => {
+      this.anchor = this.anchorNow(); // not again at every read: the next measurement in turn settles it
+      this.opts.logger?.warn('clock: measuring the database clock failed, keeping the last offset', errorFields(err));
+    }).finally(() => {
+      this.measuring = null;
+    });
+  }
+
+  private anchorNow(): { day: number; read: number } | null {
+    return this.opts.base.elapsed ? { day: this.opts.base.now(), read: this.read() } : null;
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -89,6 +126,7 @@ export class DbClock implements Clock {
   /** Measure the offset now; rejects when the database does not answer (the last offset stays). */
   async sync(): Promise<ClockOffset> {
     this.offset = await measureOffset(this.opts.base, this.opts.dbNow, this.opts.samples ?? 3);
+    this.anchor = this.anchorNow();
     return this.offset;
   }
 
