@@ -111,6 +111,10 @@ class KafkaEventLog implements EventLog {
   private readonly partitioners = new Map<string, { count: number; pick: (key: string) => number }>();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
+  /** A partition count changed since the producer read its metadata: replaced at the next publish that starts alone. */
+  private producerStale = false;
+  /** Publishes in flight (a producer is not replaced under one). */
+  private publishing = 0;
 
   constructor(private readonly opts: CompiledKafkaLogOptions) {
     this.config = {
@@ -139,7 +143,13 @@ class KafkaEventLog implements EventLog {
     // refreshes on its own schedule): what the engine packed by, and the timers map by, is where it is.
     const picks = new Map((await settleAll(topics.map(async (t) => [physicalName(this.opts.topicPrefix, t), await this.partitioner(t)] as const))));
     const partitionOf = (topic: string, key: string) => picks.get(topic)!(key);
+    if (this.producerStale && this.publishing === 0) {
+      // The producer's metadata may not know partitions added since: a new producer reads it afresh.
+      this.producerStale = false;
+      this.retireProducer(this.current);
+    }
     const own = this.current;
+    this.publishing++;
     try {
       const producer = await unansweredAfter(own.connect(), PUBLISH_STEP_TIMEOUT_MS, 'connecting the producer');
       // One request, unless the messages are large: then consecutive requests, one after the other, so
@@ -157,6 +167,8 @@ class KafkaEventLog implements EventLog {
         for (const t of topics) this.knownTopics.delete(physicalName(this.opts.topicPrefix, t));
       }
       throw error;
+    } finally {
+      this.publishing--;
     }
   }
 
@@ -173,8 +185,7 @@ class KafkaEventLog implements EventLog {
     const count = await this.ensureTopic(topic);
     let made = this.partitioners.get(name);
     if (made?.count !== count) {
-      // The producer's metadata may not know partitions added since: a new producer reads it afresh.
-      if (made) this.retireProducer(this.current);
+      if (made) this.producerStale = true;
       this.partitioners.set(name, (made = { count, pick: keyPartitioner(name, count) }));
     }
     return made.pick;

@@ -135,6 +135,26 @@ describe('a Kafka operator adds partitions to a running scheduler\'s topics', ()
   });
 });
 
+describe('a partition count read anew while a publish is in flight', () => {
+  it('does not fail that publish (the producer is replaced at the next publish, not under this one)', async () => {
+    const { log, prefix } = freshLog(0);
+    await log.ensureTopics();
+    const lane = `${TOPICS.dispatch}.p1`;
+    await log.partitioner(lane); // as the timers' lost-dispatch pass takes it, at 3
+    await log.publish([dispatch('warm')]);
+    await addPartitions(prefix + lane, 6);
+    // The relay publishes a large batch (a produce request per message, one after the other)...
+    const big = Array.from({ length: 60 }, (_, i) => ({ ...dispatch(`JOB-${i}`), value: JSON.stringify({ jobId: `JOB-${i}`, pad: 'x'.repeat(200_000) }) }));
+    const publishing = log.publish(big).then(() => null, (e: unknown) => e as Error);
+    await new Promise((r) => setTimeout(r, 300));
+    // ...while the timers' pass reads the lane's partition count, now 6.
+    assert.equal((await log.partitioner(lane))('JOB-1'), keyPartitioner(prefix + lane, 6)('JOB-1'));
+    const error = await publishing;
+    assert.equal(error, null, `the relay's publish failed: ${error?.message}`);
+    await log.publish([dispatch('after')]);
+  });
+});
+
 describe('retention deletes unread dispatches', () => {
   it('a dispatch deleted by retention before any worker read it is not reported as unread (the repair dispatches its job again)', async () => {
     const { log, prefix } = freshLog();
