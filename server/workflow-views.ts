@@ -4,6 +4,7 @@
  * children's states come from WorkflowService, never from a list kept here,
  * so the API cannot offer a signal the engine would refuse.
  */
+import { LAST_INSTANT_MS } from '../machines/job-bounds.js';
 import type { WorkflowEventRecord, WorkflowRecord } from '../engine/ports.js';
 import type { WorkflowService } from '../engine/workflows.js';
 import { iso } from './job-views.js';
@@ -24,7 +25,8 @@ export async function toWorkflowView(service: WorkflowService, wf: WorkflowRecor
     output: s.output ?? null,
     error: s.error ?? null,
     children: (await service.children(wf)) as WorkflowView['children'],
-    timers: s.timers.map((t) => ({ id: t.id, dueAt: iso(t.dueAt) })),
+    // A timer stored before timers were held to 1970..9999 shows at the nearer end: a date-time here has four digits.
+    timers: s.timers.map((t) => ({ id: t.id, dueAt: iso(Math.min(Math.max(t.dueAt, 0), LAST_INSTANT_MS)) })),
     accepts: service.accepts(wf),
     idempotencyKey: wf.idempotencyKey,
     createdAt: iso(wf.createdAt),
