@@ -345,7 +345,7 @@ class ResumingWatch implements Watch {
     let ws: WebSocketLike;
     try {
       ws = isWs
-        ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timeoutMs })
+        ? new (Ctor as unknown as new (u: string, o: object) => WebSocketLike)(url, { headers: this.deps.headers, handshakeTimeout: timerMs(timeoutMs) })
         : new (Ctor as unknown as new (u: string, p: string[]) => WebSocketLike)(url, browserProtocols(this.deps.headers));
     } catch (error) {
       // The socket cannot be made at all (a URL without a scheme, a page on https opening ws:): every try
