@@ -50,7 +50,7 @@ it('a step of the host time of day between measurements does not move now(): the
   host.up += 1000;
   db.t += 1000;
   assert.equal(clock.now(), 2_001_000, 'both host clocks ran on');
-  host.day += 600_000; // an NTP correction, a resumed VM
+  host.day += 600_000; // an NTP correction
   assert.equal(clock.now(), 2_001_000, 'the time of day stepped: the database time did not');
   host.day -= 1_200_000;
   assert.equal(clock.now(), 2_001_000);
