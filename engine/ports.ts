@@ -33,8 +33,8 @@ export interface Clock {
   /** Epoch milliseconds. */
   now(): number;
   /**
-   * Milliseconds from an arbitrary origin, on a clock that a change of the host's time (an NTP
-   * step, a resumed VM) does not move: what the database clock's offset is measured against
+   * Milliseconds from an arbitrary origin, on a clock that a change of the host's time of day (an
+   * NTP step) does not move: what the database clock's offset is measured against
    * (engine/db-clock.ts). A clock without it is read through `now()` there.
    */
   elapsed?(): number;
