@@ -59,17 +59,10 @@ import { job } from '../machines/workflow.js';
 import { ROUTE_SCOPES, PUBLIC } from './auth.js';
 import { MAX_NAME_CHARS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+import { positiveInt } from '../tests/helpers/fuzz-requests.js';
 import { makeKey, type MadeKey } from '../tests/helpers/keys.js';
 
 // ---------------------------------------------------------------- settings
-
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
 
 const RUNS = positiveInt('ATS_CONTRACT_FUZZ_RUNS', 250);
 const SEED = process.env.ATS_CONTRACT_FUZZ_SEED ? Number(process.env.ATS_CONTRACT_FUZZ_SEED) : randomBytes(4).readInt32LE();

@@ -31,6 +31,15 @@ import fc from 'fast-check';
 
 // ---------------------------------------------------------------- the world the generator aims at
 
+/** A fuzz run's size from the environment (`name`), else `fallback`; anything but a positive integer is refused. */
+export function positiveInt(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
+  return n;
+}
+
 export type Tenant = 'acme' | 'globex';
 
 /** A key the generator may present. `working` false: revoked, or not a key at all. */

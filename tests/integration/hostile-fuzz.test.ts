@@ -50,7 +50,7 @@ import { job } from '../../machines/workflow.js';
 import { silentLogger } from '../../engine/logger.js';
 import type { Logger } from '../../engine/ports.js';
 import {
-  describeRequest, fuzzRequestArb, printable, rawCases, WireClient, type FuzzKey, type FuzzRequest, type FuzzWorld, type Tenant, type WireResponse,
+  describeRequest, fuzzRequestArb, positiveInt, printable, rawCases, WireClient, type FuzzKey, type FuzzRequest, type FuzzWorld, type Tenant, type WireResponse,
   type WireResult,
 } from '../helpers/fuzz-requests.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../helpers/kafka.js';
@@ -58,14 +58,6 @@ import { createTestDatabase, type TestDatabase } from '../helpers/mysql.js';
 import { FAST } from '../helpers/system.js';
 
 // ---------------------------------------------------------------- settings
-
-function positiveInt(name: string, fallback: number): number {
-  const text = process.env[name];
-  if (text === undefined || text === '') return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${text}`);
-  return n;
-}
 
 const REQUESTS = positiveInt('ATS_FUZZ_REQUESTS', 10_000);
 const SEED = process.env.ATS_FUZZ_SEED ? Number(process.env.ATS_FUZZ_SEED) : randomBytes(4).readInt32LE();
