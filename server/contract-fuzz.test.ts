@@ -50,7 +50,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Ajv, type ValidateFunction } from 'ajv';
 import formats from 'ajv-formats';
 import fc from 'fast-check';
-import { assign, createMachine, setup } from 'xstate';
+import { assign, setup } from 'xstate';
 import type { SqliteStore } from '../adapters/sqlite/index.js';
 import { SCOPES, type Scope } from '../engine/auth.js';
 import { ERRORS } from '../engine/errors.js';
@@ -61,6 +61,7 @@ import { MAX_NAME_CHARS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
 import { positiveInt } from '../tests/helpers/fuzz-requests.js';
 import { makeKey, type MadeKey } from '../tests/helpers/keys.js';
+import { gate, instant } from '../tests/helpers/workflow-machines.js';
 
 // ---------------------------------------------------------------- settings
 
@@ -96,18 +97,6 @@ const approval = setup({
     expired: { type: 'final' },
   },
 });
-/** Idle until ASK or FINISH; APPROVE ends it in a final state tagged paid. */
-const gate = createMachine({
-  id: 'gate', initial: 'idle',
-  states: {
-    idle: { on: { ASK: 'asking', FINISH: 'finished' } },
-    asking: { tags: ['approval'], on: { APPROVE: 'approved', FINISH: 'finished' } },
-    approved: { type: 'final', tags: ['paid'] },
-    finished: { type: 'final' },
-  },
-});
-/** Ends as it starts. */
-const instant = createMachine({ id: 'instant', initial: 'over', states: { over: { type: 'final' } }, output: () => ({ ok: true }) });
 /** Counts each ADD, for ever. */
 const counter = setup({ types: { context: {} as { count: number } } }).createMachine({
   id: 'counter', context: { count: 0 }, initial: 'counting',

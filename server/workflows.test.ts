@@ -28,6 +28,7 @@ import { buildApp } from './app.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { pageIds, startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 import { authWith, injectAs, MemoryKeyStore, type MadeKey } from '../tests/helpers/keys.js';
+import { gate, instant } from '../tests/helpers/workflow-machines.js';
 
 const mysqlReady = await requireMysql();
 
@@ -65,20 +66,6 @@ const approval = setup({
   },
   output: ({ context }) => ({ amount: context.amount, approvedBy: context.approvedBy }),
 });
-
-/** Idle until ASK (then in a state tagged approval) or FINISH; APPROVE ends it in a final state tagged paid. No jobs. */
-const gate = createMachine({
-  id: 'gate', initial: 'idle',
-  states: {
-    idle: { on: { ASK: 'asking', FINISH: 'finished' } },
-    asking: { tags: ['approval'], on: { APPROVE: 'approved', FINISH: 'finished' } },
-    approved: { type: 'final', tags: ['paid'] },
-    finished: { type: 'final' },
-  },
-});
-
-/** Ends as it starts: its first state is final. */
-const instant = createMachine({ id: 'instant', initial: 'over', states: { over: { type: 'final' } }, output: () => ({ ok: true }) });
 
 /** Counts each ADD it takes (by `n`, else 1), for ever: a signal applied twice shows. */
 const counter = setup({ types: { context: {} as { count: number } } }).createMachine({
