@@ -38,7 +38,6 @@ export const placingPartitioner: ICustomPartitioner = () => {
   };
 };
 
-/** Groups messages by topic for one `sendBatch`, keeping their order within each topic. */
 /**
  * Characters of keys, values and headers one produce request carries at most
  * (a message larger than that goes alone). A broker refuses a partition's
@@ -61,6 +60,10 @@ function charsOf(m: LogMessage): number {
   return chars;
 }
 
+/**
+ * Groups messages by topic for one `sendBatch`, keeping their order within each topic; each stamped
+ * `at` and, with `partitionOf` (physical topic, key), placed on its partition.
+ */
 export function toTopicMessages(prefix: string, messages: readonly LogMessage[], at?: number, partitionOf?: (topic: string, key: string) => number): TopicMessages[] {
   const byTopic = new Map<string, Message[]>();
   const timestamp = at === undefined ? undefined : String(at);
