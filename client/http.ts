@@ -49,7 +49,10 @@ export interface Answer<T> {
   body: T;
 }
 
-/** The longest delay a timer holds (about 24.8 days): a longer one fires at once. */
+/**
+ * The longest delay a timer holds (about 24.8 days): a longer one fires at once. The engine's
+ * MAX_TIMER_MS (engine/error-backoff.ts) again: the client imports no server module at run time.
+ */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** `ms` as a timer's delay: a longer duration (a month, Infinity) waits the longest a timer holds, not 1 ms. */
