@@ -59,7 +59,7 @@ import { job } from '../machines/workflow.js';
 import { ROUTE_SCOPES, PUBLIC } from './auth.js';
 import { MAX_NAME_CHARS } from './schemas.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
-import { positiveInt } from '../tests/helpers/fuzz-requests.js';
+import { operationsOf as documentOperations, positiveInt, type Operation as DocumentOperation, type Parameter } from '../tests/helpers/fuzz-requests.js';
 import { makeKey, type MadeKey } from '../tests/helpers/keys.js';
 import { gate, instant } from '../tests/helpers/workflow-machines.js';
 
@@ -120,69 +120,30 @@ const startApp = (): Promise<TestApp> => {
 // ---------------------------------------------------------------- the document
 
 type Schema = Record<string, unknown>;
-interface Parameter { name: string; in: string; required?: boolean; schema: Schema }
-interface Media { schema: Schema }
-interface DocOperation {
-  security?: unknown[];
-  parameters?: Parameter[];
-  requestBody?: { required?: boolean; content: Record<string, Media> };
-  responses: Record<string, { content?: Record<string, Media> }>;
-}
 interface Document {
-  security?: unknown[];
-  paths: Record<string, Record<string, DocOperation>>;
   components: { schemas: Record<string, Schema> };
 }
 
-interface Operation {
+interface Operation extends DocumentOperation {
   /** `POST /v1/jobs/{id}/cancel` */
   name: string;
-  method: string;
-  path: string;
-  pathParams: Parameter[];
-  queryParams: Parameter[];
-  headerParams: Parameter[];
-  body: Schema | null;
-  bodyRequired: boolean;
-  responses: DocOperation['responses'];
   /** The scope a key needs; null: public. */
   scope: Scope | null;
 }
 
 const COMPONENT = '#/components/schemas/';
-const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch']);
 
 const probe = await startApp();
 const doc = (await probe.app.inject({ url: '/docs/json' })).json() as Document;
 await probe.close();
 
-function operationsOf(d: Document): Operation[] {
-  const ops: Operation[] = [];
-  for (const [path, item] of Object.entries(d.paths)) {
-    for (const [m, op] of Object.entries(item)) {
-      if (!HTTP_METHODS.has(m)) continue;
-      const params = op.parameters ?? [];
-      const method = m.toUpperCase();
-      const security = op.security ?? d.security ?? [];
-      const route = `${method} ${path.replace(/\{([^}]+)\}/g, ':$1')}`;
-      const access = ROUTE_SCOPES.get(route);
-      if (security.length > 0 && (access === undefined || access === PUBLIC)) throw new Error(`${route} is secured in the document, but ROUTE_SCOPES says ${access}`);
-      ops.push({
-        name: `${method} ${path}`, method, path,
-        pathParams: params.filter((p) => p.in === 'path'),
-        queryParams: params.filter((p) => p.in === 'query'),
-        headerParams: params.filter((p) => p.in === 'header'),
-        body: op.requestBody?.content['application/json']?.schema ?? null,
-        bodyRequired: op.requestBody?.required === true,
-        responses: op.responses,
-        scope: security.length === 0 ? null : (access as Scope),
-      });
-    }
-  }
-  return ops;
-}
-
-const OPERATIONS = operationsOf(doc);
+/** The document's operations (tests/helpers/fuzz-requests.ts), each with its name and the scope ROUTE_SCOPES gives it. */
+const OPERATIONS: Operation[] = documentOperations(doc).map((op) => {
+  const route = `${op.method} ${op.path.replace(/\{([^}]+)\}/g, ':$1')}`;
+  const access = ROUTE_SCOPES.get(route);
+  if (op.security.length > 0 && (access === undefined || access === PUBLIC)) throw new Error(`${route} is secured in the document, but ROUTE_SCOPES says ${access}`);
+  return { ...op, name: `${op.method} ${op.path}`, scope: op.security.length === 0 ? null : (access as Scope) };
+});
 const components = doc.components.schemas;
 
 const resolve = (schema: Schema): Schema => {

@@ -72,22 +72,36 @@ export interface FuzzWorld {
 
 export type Schema = Record<string, unknown>;
 
+export interface Parameter {
+  name: string;
+  schema: Schema;
+}
+
+/** An operation's answers by status: each one's media types and schemas. */
+export type Responses = Record<string, { content?: Record<string, { schema: Schema }> }>;
+
 export interface Operation {
   method: string;
   /** The path template, `/v1/jobs/{id}`. */
   path: string;
-  pathParams: Array<{ name: string; schema: Schema }>;
-  queryParams: Array<{ name: string; schema: Schema }>;
-  headerParams: Array<{ name: string; schema: Schema }>;
+  pathParams: Parameter[];
+  queryParams: Parameter[];
+  headerParams: Parameter[];
   /** The JSON body's schema; null: the route takes none. */
   body: Schema | null;
   bodyRequired: boolean;
+  responses: Responses;
+  /** The operation's security requirements (the document's when it names none); empty: public. */
+  security: unknown[];
 }
 
 interface OpenApiDoc {
+  security?: unknown[];
   paths: Record<string, Record<string, {
+    security?: unknown[];
     parameters?: Array<{ in: string; name: string; required?: boolean; schema: Schema }>;
     requestBody?: { required?: boolean; content: Record<string, { schema: Schema }> };
+    responses?: Responses;
   }>>;
   components?: { schemas?: Record<string, Schema> };
 }
@@ -106,6 +120,7 @@ export function operationsOf(doc: unknown): Operation[] {
       ops.push({
         method: m.toUpperCase(), path, pathParams: pick('path'), queryParams: pick('query'), headerParams: pick('header'),
         body: op.requestBody?.content['application/json']?.schema ?? null, bodyRequired: op.requestBody?.required === true,
+        responses: op.responses ?? {}, security: op.security ?? d.security ?? [],
       });
     }
   }
@@ -116,7 +131,7 @@ export function operationsOf(doc: unknown): Operation[] {
 export const UNDOCUMENTED: readonly Operation[] = [
   '/metrics', '/', '/ui', '/ui/', '/ui/assets/app.js', '/ui/assets/..%2f..%2fpackage.json', '/v1/stream', '/docs', '/docs/json', '/docs/static/index.html',
   '/favicon.ico', '/v1', '/v2/jobs',
-].map((path) => ({ method: 'GET', path, pathParams: [], queryParams: [], headerParams: [], body: null, bodyRequired: false }));
+].map((path) => ({ method: 'GET', path, pathParams: [], queryParams: [], headerParams: [], body: null, bodyRequired: false, responses: {}, security: [] }));
 
 // ---------------------------------------------------------------- bytes
 
