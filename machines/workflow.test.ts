@@ -171,6 +171,31 @@ describe('workflow steps', () => {
     assert.equal(deliverChild(def, s0, jobOf(s0, 'ship'), { state: 'done', result: 1 }, at, ids('b')).ok, false);
   });
 
+  it('an event a transition takes is taken though it leaves the state as it was (a target it is in); a forbidden or guarded-off one is not', () => {
+    const m = setup({ guards: { never: () => false } }).createMachine({
+      initial: 'a',
+      states: {
+        a: {
+          initial: 'x', states: { x: {}, y: {} },
+          on: { SELF: 'a', CHILD: '.x', FORBIDDEN: {}, GUARDED: { target: '.y', guard: 'never' } },
+          after: { 5000: 'b' },
+        },
+        b: {},
+      },
+    });
+    const d = defineWorkflow('noop', m);
+    const s0 = startWorkflow(d, null, at, ids('s')).next;
+    assert.deepEqual(acceptedEvents(d, s0), ['CHILD', 'GUARDED', 'SELF']);
+    for (const type of ['SELF', 'CHILD']) {
+      const r = ok(stepWorkflow(d, s0, { type }, at + 1, ids('n')));
+      assert.deepEqual(r.next, s0, `${type}: the state as it was, its timer too`);
+      assert.deepEqual(r.effects.dropTimers, [], `${type}: its timer kept`);
+      assert.deepEqual(replayWorkflow(d, { input: null, at, jobIds: [] }, [{ input: { type: 'SIGNAL', event: { type } }, at: at + 1, jobIds: [] }]), JSON.parse(JSON.stringify(r.next)));
+    }
+    assert.deepEqual(stepWorkflow(d, s0, { type: 'FORBIDDEN' }, at, ids('n')), { ok: false });
+    assert.deepEqual(stepWorkflow(d, s0, { type: 'GUARDED' }, at, ids('n')), { ok: false });
+  });
+
   it('an error child with onError takes it; one without fails the instance and cancels the rest', () => {
     const s0 = begin().next;
     const failed = ok(deliverChild(def, s0, jobOf(s0, 'charge'), { state: 'dead', error: { message: 'card declined' } }, at, ids('b')));

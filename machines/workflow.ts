@@ -817,9 +817,11 @@ export function stepWorkflow(
   try {
     const snapshot = restoreSnapshot(def, current);
     const [next, actions] = transition(def.machine, snapshot, event);
-    // No transition took the event. (XState hands back the same snapshot also for one whose only
-    // action leaves the state as it was, a send: that one has its action.)
-    if (next === snapshot && actions.length === 0) return { ok: false };
+    // No transition took the event. XState hands back the same snapshot also for a transition that
+    // leaves the state as it was: one whose only action is a send (it has its action), and one that
+    // targets a state the instance is in already (no action at all). That one took the event, as
+    // XState's `can` says (a transition with neither target nor action is forbidden: it takes nothing).
+    if (next === snapshot && actions.length === 0 && !snapshot.can(event)) return { ok: false };
     const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
     const persisted = persistSnapshot(next, statusOf(next), children, timers);
     checkStorable(def, persisted, effects);

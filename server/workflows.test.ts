@@ -73,8 +73,14 @@ const counter = setup({ types: { context: {} as { count: number } } }).createMac
   states: { counting: { on: { ADD: { actions: assign({ count: ({ context, event }) => context.count + ((event as { n?: number }).n ?? 1) }) } } } },
 });
 
+/** Waits an hour for DONE; POKE targets the state it is in (XState takes it, and nothing changes). */
+const poke = createMachine({
+  id: 'poke', initial: 'waiting',
+  states: { waiting: { on: { POKE: 'waiting', DONE: 'over' }, after: { [HOUR]: 'over' } }, over: { type: 'final' } },
+});
+
 const registry = () => registerDemoHandlers(new HandlerRegistry())
-  .workflow('approval', approval).workflow('gate', gate).workflow('instant', instant).workflow('counter', counter);
+  .workflow('approval', approval).workflow('gate', gate).workflow('instant', instant).workflow('counter', counter).workflow('poke', poke);
 const waitFor = (id: string, query = ''): InjectOptions => ({ url: `/v1/workflows/${id}/wait${query ? `?${query}` : ''}` });
 
 const start = (body: unknown): InjectOptions => ({ method: 'POST', url: '/v1/workflows', payload: body as object });
@@ -325,6 +331,18 @@ describe('/v1/workflows (SQLite)', () => {
     const again = await t.app.inject(cancel(other.id));
     assert.equal(again.statusCode, 409);
     assert.equal(again.json().code, 'ATS_ERR_WORKFLOW_ENDED');
+  });
+
+  test('a signal a transition takes though it leaves the state as it was (it targets the state the instance is in) is a 200 and a step, not a 409', async () => {
+    const wf = await started(t, { name: 'poke' });
+    assert.deepEqual(wf.accepts, ['DONE', 'POKE']);
+    const r = await t.app.inject(signal(wf.id, { type: 'POKE' }));
+    assert.equal(r.statusCode, 200, r.body);
+    const v = r.json() as View;
+    assert.deepEqual([v.status, v.value, v.version, v.timers], ['active', 'waiting', 2, wf.timers]);
+    const history = (await t.app.inject({ url: `/v1/workflows/${wf.id}/events` })).json().events as Array<{ type: string }>;
+    assert.deepEqual(history.map((e) => e.type), ['START', 'SIGNAL']);
+    assert.deepEqual((await t.app.inject({ url: `/v1/workflows/${wf.id}/verify` })).json(), { ok: true, events: 2 });
   });
 
   test('a signal\'s other fields reach the machine; SKIP leaves the invocation and cancels its job', async () => {
