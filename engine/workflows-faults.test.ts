@@ -6,7 +6,8 @@
  * as one whose version this process lacks: its signals answer
  * definition-missing, its children's ends and timers wait, nothing is written
  * and its children keep running, until the old definition is registered again
- * or a migration moves it. A child job redriven after its instance took its
+ * or a migration moves it. An invocation added to the state an instance is
+ * in is not started for it (verify says so), until a migration moves it. A child job redriven after its instance took its
  * end, or after its instance was cancelled, changes nothing when it ends
  * again. A child job a user cancels ends its invocation as cancelled (its
  * onError), from the log's message and from the sweep. Two processes firing
@@ -131,6 +132,42 @@ for (const change of ['a state renamed', 'an invocation renamed', 'a delay chang
     const r = await redeployed.cancel(id, 'default', 'retired');
     assert.ok(r.ok && r.workflow.state.status === 'cancelled');
     assert.equal((await store.getJob(jobId))?.snapshot.value, 'cancelled');
+    await store.close();
+  });
+});
+
+describe('an invocation added under the same version to the state an instance is in', () => {
+  /** The saga with a second invocation in `working`, which its running instances entered without. */
+  const watched = () => setup({
+    actors: { work: job('saga.work', { maxAttempts: 1 }), undo: job('saga.undo'), watch: job('saga.watch') },
+  }).createMachine({
+    id: 'saga', initial: 'working', context: { n: 0 },
+    states: {
+      working: {
+        invoke: [{ id: 'work', src: 'work', onDone: 'ok', onError: 'undoing' }, { id: 'watch', src: 'watch' }],
+        on: { PING: { actions: assign({ n: ({ context }) => context.n + 1 }) } },
+        after: { 60_000: 'undoing' },
+      },
+      undoing: { invoke: { id: 'undo', src: 'undo', onDone: 'undone' } },
+      ok: { type: 'final' },
+      undone: { type: 'final' },
+    },
+  });
+
+  it('is not started for it, and verify says its replay differs; a migration to a new version starts its job', async () => {
+    const { store, service, id } = await world();
+    const redeployed = service(new HandlerRegistry().workflow('saga', watched(), { version: 1 }));
+    const r = await redeployed.signal(id, 'default', { type: 'PING' });
+    assert.ok(r.ok);
+    assert.deepEqual(r.workflow.state.children.map((c) => c.invokeId), ['work'], 'no job for the added invocation');
+    const v = await redeployed.verify(r.workflow);
+    assert.equal(v.ok, false);
+    const migrated = service(new HandlerRegistry()
+      .workflow('saga', saga(), { version: 1 })
+      .workflow('saga', watched(), { version: 2, migrate: { from: 1, state: (old) => old } }));
+    const m = await migrated.signal(id, 'default', { type: 'PING' });
+    assert.ok(m.ok);
+    assert.deepEqual(m.workflow.state.children.map((c) => c.invokeId).sort(), ['watch', 'work']);
     await store.close();
   });
 });
