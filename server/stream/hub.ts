@@ -18,7 +18,7 @@ import type { Anomaly } from '../../engine/advisor/types.js';
 import type { CursorSource } from './cursor.js';
 import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, serverErrorMessage, workflowMessage } from './protocol.js';
 import { ProgressTail } from './progress-tail.js';
-import { CLOSE, StreamSession, type SessionContext } from './session.js';
+import { CLOSE, ReadNotWanted, StreamSession, type SessionContext } from './session.js';
 import { TailReader, type TailDeps } from '../../engine/event-tail.js';
 import type { Standing } from './key-check.js';
 
@@ -92,26 +92,33 @@ export class StreamHub {
           busy: () => this.sessions.size > 0, onProgress: (p) => this.fanOutProgress(p),
         }, opts.pollMs)
       : null;
-    // The clients' own reads share `clientReadsInFlight` slots; the tails read outside them.
+    // The clients' own reads (pages, and both reads of a cursor check) share `clientReadsInFlight` slots; the
+    // tails read outside them. A read its session no longer wants once its turn comes (the client gone, or its
+    // subscription replaced) gives its slot on without reading: reads queued by connections that churn must
+    // not hold up those of the clients still there.
     const slots = new Semaphore(opts.clientReadsInFlight);
-    const inTurn = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    const inTurn = async <R>(wanted: (() => boolean) | undefined, fn: () => Promise<R>): Promise<R> => {
       await slots.acquire();
       try {
-        return await fn(...args);
+        if (wanted && !wanted()) throw new ReadNotWanted();
+        return await fn();
       } finally {
         slots.release();
       }
     };
+    const issued = store.lastIssuedEventId?.bind(store);
+    const issuedWorkflows = store.lastIssuedWorkflowEventId?.bind(store);
     this.context = {
-      opts, read: inTurn(read), clock: deps.clock, logger: deps.logger,
+      opts, read: (afterId, limit, wanted) => inTurn(wanted, () => read(afterId, limit)), clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
-      ...(store.lastIssuedEventId ? { issued: store.lastIssuedEventId.bind(store) } : {}),
+      ...(issued ? { issued: (wanted?: () => boolean) => inTurn(wanted, issued) } : {}),
       ...(readWorkflows && workflowTail
         ? {
             workflows: {
-              read: inTurn(readWorkflows), horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
-              ...(store.lastIssuedWorkflowEventId ? { issued: store.lastIssuedWorkflowEventId.bind(store) } : {}),
+              read: (afterId, limit, wanted) => inTurn(wanted, () => readWorkflows(afterId, limit)),
+              horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
+              ...(issuedWorkflows ? { issued: (wanted?: () => boolean) => inTurn(wanted, issuedWorkflows) } : {}),
             },
           }
         : {}),

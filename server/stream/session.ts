@@ -20,7 +20,7 @@
  */
 import { DEFAULT_TENANT } from '../../engine/auth.js';
 import { errorFields } from '../../engine/logger.js';
-import type { Clock, JobProgress, JobStore, Logger, Stats, StreamEventRecord, WorkflowStore, WorkflowStreamEventRecord } from '../../engine/ports.js';
+import type { Clock, JobProgress, Logger, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
 import type { CursorSource } from './cursor.js';
 import type { CompiledStreamOptions } from './options.js';
 import {
@@ -45,15 +45,21 @@ export interface SessionContext {
   horizon(): number;
   /** The tail is still reading rows of before its start (TailReader.starting); absent: never. */
   starting?(): boolean;
-  read: JobStore['readEventsAfter'];
-  /** The highest event id ever handed out (JobStore.lastIssuedEventId); absent: a cursor is checked by its row alone. */
-  issued?(): Promise<number>;
+  /**
+   * The events after `afterId` (JobStore.readEventsAfter), read in the
+   * session's turn among every client's reads (hub.ts). `wanted` is asked
+   * when the turn comes: false (the client gone, or its subscription
+   * replaced), the read rejects with ReadNotWanted without reaching the store.
+   */
+  read(afterId: number, limit: number, wanted?: () => boolean): Promise<StreamEventRecord[]>;
+  /** The highest event id ever handed out (JobStore.lastIssuedEventId), read in turn as `read`; absent: a cursor is checked by its row alone. */
+  issued?(wanted?: () => boolean): Promise<number>;
   /** The workflow events' tail horizon and reads; absent where the store keeps no workflows (a workflow filter is then refused). */
   workflows?: {
     horizon(): number;
     starting?(): boolean;
-    read: WorkflowStore['readWorkflowEventsAfter'];
-    issued?(): Promise<number>;
+    read(afterId: number, limit: number, wanted?: () => boolean): Promise<WorkflowStreamEventRecord[]>;
+    issued?(wanted?: () => boolean): Promise<number>;
   };
   /** The tenant's counts per state/type/queue (shared per tenant and briefly cached by the hub). */
   stats(tenant: string): Promise<Stats>;
@@ -63,6 +69,14 @@ export interface SessionContext {
   onSlowConsumer?: () => void;
   /** The tail of `source` cannot read the database now (hub.ts); absent: never. */
   unavailable?(source: CursorSource): boolean;
+}
+
+/** A session's read whose turn came after the session stopped wanting it (SessionContext.read): it was not made. */
+export class ReadNotWanted extends Error {
+  constructor() {
+    super('stream: a client read no longer wanted was not made');
+    this.name = 'ReadNotWanted';
+  }
 }
 
 /** Close codes of protocol v1. */
@@ -91,10 +105,13 @@ interface Feed {
   horizon(): number;
   /** Its tail is still reading rows of before its start: a subscribe without a cursor waits (see `subscribe`). */
   starting(): boolean;
-  /** The rows after `afterId` in id order, each with its message if the subscription in force wants it (tenant and filter), else null. */
-  read(afterId: number, limit: number): Promise<Array<{ id: number; text: string | null }>>;
-  /** The highest id ever handed out in its table (deletes do not lower it); absent where the store cannot tell. */
-  issued?(): Promise<number>;
+  /**
+   * The rows after `afterId` in id order, each with its message if the subscription in force wants it (tenant and
+   * filter), else null; rejects with ReadNotWanted, without reading, if `wanted` says no when the read's turn comes.
+   */
+  read(afterId: number, limit: number, wanted: () => boolean): Promise<Array<{ id: number; text: string | null }>>;
+  /** The highest id ever handed out in its table (deletes do not lower it), as `read`; absent where the store cannot tell. */
+  issued?(wanted: () => boolean): Promise<number>;
 }
 
 export class StreamSession {
@@ -142,7 +159,7 @@ export class StreamSession {
       source: 'jobs',
       horizon: () => ctx.horizon(),
       starting: () => ctx.starting?.() ?? false,
-      read: async (afterId, limit) => (await ctx.read(afterId, limit)).map((e) => ({
+      read: async (afterId, limit, wanted) => (await ctx.read(afterId, limit, wanted)).map((e) => ({
         id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
       })),
       ...(ctx.issued ? { issued: ctx.issued } : {}),
@@ -153,7 +170,7 @@ export class StreamSession {
           source: 'workflows',
           horizon: () => wf.horizon(),
           starting: () => wf.starting?.() ?? false,
-          read: async (afterId, limit) => (await wf.read(afterId, limit)).map((e) => ({
+          read: async (afterId, limit, wanted) => (await wf.read(afterId, limit, wanted)).map((e) => ({
             id: e.id, text: e.tenant === this.tenant && matchesWorkflow(this.filter, e) ? workflowMessage(e) : null,
           })),
           ...(wf.issued ? { issued: wf.issued } : {}),
@@ -241,10 +258,12 @@ export class StreamSession {
   /** Tells a cursor above our horizon that another instance issued from one no server issued (see `subscribe`). */
   private async checkCursor(request: number, filter: StreamFilter, feed: Feed, after: number): Promise<void> {
     if (request !== this.requests) return; // a newer subscribe came while this one waited its turn
+    // Neither read is made once a newer subscribe came, or the client went, while it waited its turn.
+    const wanted = () => request === this.requests && this.mode !== 'closed';
     let issued: boolean;
     try {
       // The cursor's row, or (its job deleted since, or purged) an id at or below the highest ever handed out.
-      issued = (await feed.read(after - 1, 1)).length > 0 || (feed.issued !== undefined && after <= (await feed.issued()));
+      issued = (await feed.read(after - 1, 1, wanted)).length > 0 || (feed.issued !== undefined && after <= (await feed.issued(wanted)));
     } catch (err) {
       if (request !== this.requests || this.mode === 'closed') return;
       this.ctx.logger.warn('stream: cursor check failed; closing the client so it resumes', errorFields(err));
@@ -327,7 +346,8 @@ export class StreamSession {
       this.toldIfUnavailable(feed);
       return;
     }
-    const rows = await feed.read(this.position, opts.replayPageSize);
+    // Not read once the subscription was replaced, or the client went, while the page waited its turn.
+    const rows = await feed.read(this.position, opts.replayPageSize, () => this.generation === generation);
     if (this.generation !== generation) return;
     this.tcp?.cork();
     try {
