@@ -79,3 +79,19 @@ it('reads nothing while no client listens, and what was stored then is not news 
   w.put('b', 2);
   assert.equal(await w.tail.readOnce(), 1);
 });
+
+it('a value stamped ahead of this process\'s clock (its worker\'s clock runs fast) does not hold back the other jobs\' values', async () => {
+  const w = world();
+  await w.tail.readOnce();
+  w.put('fast-clock', 1, w.clock.now() + 60_000);
+  assert.equal(await w.tail.readOnce(), 1);
+  for (let i = 0; i < 10; i++) {
+    w.clock.advance(500);
+    w.put(`on-time-${i}`, i);
+    assert.equal(await w.tail.readOnce(), 1, `the value reported ${(i + 1) * 500} ms later`);
+  }
+  w.clock.advance(500);
+  w.put('fast-clock', 2, w.clock.now() + 60_000);
+  assert.equal(await w.tail.readOnce(), 1, 'the fast one\'s next value');
+  assert.equal(w.delivered.filter((p) => p.jobId === 'fast-clock').length, 2, 'each of its values once');
+});

@@ -8,7 +8,10 @@
  * later one was read. So each read goes back LOOK_BACK_MS before the newest
  * `at` seen, and a value already delivered (same job, same `at`) is not
  * delivered again. A value committed more than LOOK_BACK_MS after its stamp
- * is not sent; the job's next report, or its outcome, is.
+ * is not sent; the job's next report, or its outcome, is. The stamps are the
+ * writers' clocks: one ahead of this process's counts as now (it is read again
+ * at each read until this clock passes it, and sent once), so a worker whose
+ * clock runs fast holds back no other job's values.
  */
 import { BackgroundLoop, pollUntilAborted } from '../../engine/loop.js';
 import type { Clock, JobProgress, Logger, ProgressStore } from '../../engine/ports.js';
@@ -71,10 +74,14 @@ export class ProgressTail {
     }
     let since = this.horizon - LOOK_BACK_MS;
     let n = 0;
+    // A stamp ahead of this clock (a worker whose clock runs fast) moves the horizon only up to now: else every
+    // other worker's values, stamped on time, would fall below the look-back until this clock caught up.
+    const now = clock.now();
     for (;;) {
       const rows = await store.readProgressSince(since, BATCH);
       for (const p of rows) {
-        if (p.at > this.horizon) this.horizon = p.at;
+        const seen = Math.min(p.at, now);
+        if (seen > this.horizon) this.horizon = seen;
         if (this.delivered.get(p.jobId) === p.at) continue;
         this.delivered.set(p.jobId, p.at);
         this.deps.onProgress(p);
