@@ -109,6 +109,7 @@ describe('the clients\' reads of a stream hub', () => {
     }
     // Its 10 pages, and at most the one read already under way when the others dropped.
     assert.ok(counts.reads <= 11, `${counts.reads} reads for one client's 10 pages`);
+    kept!.drop();
   });
 
   it('a cursor check reads within the slots, the highest-id-issued read included', async () => {
