@@ -1223,6 +1223,74 @@ describe('worker: what an outcome can hold', () => {
   });
 });
 
+describe('worker: the result is kept as it was when the handler returned', () => {
+  it('an object the handler changes after returning is stored as returned, even when its write is tried again', async () => {
+    const tries = { outcome: 0 };
+    const kept: { value?: Record<string, unknown> } = {};
+    // The handler keeps its result object and goes on changing it (a cache, a live tally) once it returned.
+    const registry = new HandlerRegistry().register('test.live', async () => {
+      const value: Record<string, unknown> = { n: 1 };
+      kept.value = value;
+      setTimeout(() => Object.assign(value, { n: 2, late: 10n }), 20);
+      return value;
+    });
+    // The first outcome write fails; the next try comes OUTCOME_RETRY_FIRST_MS later, after the change.
+    const h = await harness(registry, { workerTransitions: failingOutcomes(() => tries.outcome <= 1, tries) });
+    try {
+      const r = await h.transitions.submit(spec('test.live', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.deepEqual(done.snapshot.context.result, { n: 1 });
+      assert.equal(kept.value?.n, 2, 'the handler did change its object');
+      assert.ok(tries.outcome >= 2, `the write was tried again: ${tries.outcome}`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a result whose getter fails when read a second time is read once: the job is done, not left running until its lease', async () => {
+    let reads = 0;
+    const registry = new HandlerRegistry().register('test.once', async () => ({
+      get token() {
+        if (++reads > 1) throw new Error('the token was already taken');
+        return 'abc';
+      },
+    }));
+    const h = await harness(registry);
+    try {
+      const r = await h.transitions.submit(spec('test.once', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.deepEqual(done.snapshot.context.result, { token: 'abc' });
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a function, a symbol or a toJSON that writes nothing is stored as null, in the job and in its SUCCEEDED event, as undefined is', async () => {
+    const registry = new HandlerRegistry()
+      .register('test.fn', async () => () => 1)
+      .register('test.symbol', async () => Symbol('s'))
+      .register('test.nothing', async () => ({ toJSON: () => undefined }))
+      .register('test.undefined', async () => undefined);
+    const h = await harness(registry);
+    try {
+      for (const type of registry.types()) {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 1 }));
+        assert.ok(r.ok);
+        const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+        assert.ok(Object.hasOwn(done.snapshot.context, 'result'), `${type}: the job has a result`);
+        assert.equal(done.snapshot.context.result, null, type);
+        const succeeded = (await h.store.getEvents(r.job.id)).find((e) => e.type === 'SUCCEEDED');
+        assert.ok(succeeded && Object.hasOwn(succeeded.data as object, 'result'), `${type}: SUCCEEDED carries result: ${JSON.stringify(succeeded?.data)}`);
+        assert.equal((succeeded.data as { result: unknown }).result, null, type);
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: a heartbeat after the lease ended', () => {
   /** Runs a job whose handler moves `ahead` 40 s on (past its 30 s lease) and waits for its signal; what the abort said, and the job after. */
   async function pastTheLease(clocks: { db: ReturnType<typeof recordingClock>; worker: ReturnType<typeof recordingClock> }, ahead: Array<{ ahead: number }>) {

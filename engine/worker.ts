@@ -1060,11 +1060,10 @@ export class Worker {
       entry.handlerCalled = true;
       // Before the race is set up, so the slot's bookkeeping sees the handler settle first.
       this.holdSlot(entry, work, releaseSlot);
-      const result = await raceAbort(work, abort.signal);
-      const unstorable = unstorableResult(result);
-      if (unstorable !== null) throw new NonRetryableError(unstorable);
+      const stored = storedResult(await raceAbort(work, abort.signal));
+      if ('unstorable' in stored) throw new NonRetryableError(stored.unstorable);
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
-      event = { type: 'SUCCEEDED', attempt, result: result ?? null };
+      event = { type: 'SUCCEEDED', attempt, result: stored.result };
       if (span) endAttemptSpan(span, 'succeeded');
     } catch (err) {
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
@@ -1387,13 +1386,21 @@ const MAX_ERROR_NAME_CHARS = 200;
  */
 export const MAX_RESULT_BYTES = 256 * 1024;
 
-/** Why a handler's result cannot be recorded (not JSON, or over MAX_RESULT_BYTES); null when it can. */
-function unstorableResult(result: unknown): string | null {
+/**
+ * The handler's result as the job keeps it: its JSON text, written once as
+ * the handler returned and read back (so the outcome's writes, tried again
+ * or not, store what it was then, whatever the handler does with its object
+ * later, and however its getters or `toJSON` answer a second time; and what
+ * JSON writes nothing for, a function or a symbol, is `null`, as `undefined`
+ * is). Or why it cannot be kept: not JSON, or over MAX_RESULT_BYTES.
+ */
+function storedResult(result: unknown): { result: unknown } | { unstorable: string } {
   const json = jsonSize(result ?? null);
-  if ('error' in json) return `the handler's result cannot be stored as JSON: ${json.error}`;
-  return json.bytes > MAX_RESULT_BYTES
-    ? `the handler's result is ${json.bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`
-    : null;
+  if ('error' in json) return { unstorable: `the handler's result cannot be stored as JSON: ${json.error}` };
+  if (json.bytes > MAX_RESULT_BYTES) {
+    return { unstorable: `the handler's result is ${json.bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference` };
+  }
+  return { result: JSON.parse(json.text) as unknown };
 }
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
