@@ -1074,7 +1074,8 @@ export interface HandlerContext {
    * Aborted on timeout, cancel, a lost lease (heartbeats refused, or none
    * getting through before the lease ends) and shutdown; `signal.reason` says
    * which. The attempt ends then; a handler that ignores it runs on, and
-   * keeps its worker's handler slot until it returns.
+   * keeps its worker's handler slot until it returns. It is not aborted
+   * when the attempt ends otherwise (the handler returned or threw).
    */
   signal: AbortSignal;
   /** Extends the lease; rejects if the attempt is no longer this worker's. */

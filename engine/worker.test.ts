@@ -1291,6 +1291,66 @@ describe('worker: the result is kept as it was when the handler returned', () =>
   });
 });
 
+describe('worker: a handler\'s signal once its attempt ended', () => {
+  it('is not aborted when the handler returned or threw: abort listeners it leaves (a cleanup, a compensation) do not run, and no shutdown is claimed', async () => {
+    const aborted: string[] = [];
+    // Each handler leaves a listener behind: "on abort, undo what was started", as a handler would for a cancel.
+    const listen = (ctx: Parameters<Handler>[1]) => ctx.signal.addEventListener('abort', () => {
+      aborted.push(`${ctx.type}: ${String((ctx.signal.reason as { kind?: string })?.kind)} ${String((ctx.signal.reason as Error)?.message)}`);
+    });
+    const registry = new HandlerRegistry()
+      .register('test.ok', async (_p, ctx) => { listen(ctx); return 'ok'; })
+      .register('test.throws', async (_p, ctx) => { listen(ctx); throw new NonRetryableError('no'); });
+    const h = await harness(registry);
+    try {
+      const ok = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      const throws = await h.transitions.submit(spec('test.throws', { maxAttempts: 1 }));
+      assert.ok(ok.ok && throws.ok);
+      await waitFor(h.store, ok.job.id, (j) => j.snapshot.value === 'done', 'done');
+      await waitFor(h.store, throws.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      // The attempts' bookkeeping ends once their outcomes are written.
+      const deadline = Date.now() + 2000;
+      while (h.worker.activeCount > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+      assert.equal(h.worker.activeCount, 0);
+      await new Promise((res) => setTimeout(res, 50));
+      assert.deepEqual(aborted, []);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('is not aborted by a shutdown that comes while the outcome of a handler that returned is written', async () => {
+    const aborted: string[] = [];
+    const gate: { open?: () => void; held?: () => void } = {};
+    const held = new Promise<void>((resolve) => (gate.held = resolve));
+    const registry = new HandlerRegistry().register('test.ok', async (_p, ctx) => {
+      ctx.signal.addEventListener('abort', () => aborted.push(String((ctx.signal.reason as Error)?.message)));
+      return 'ok';
+    });
+    // The outcome's write waits until the test opens it (a slow database).
+    const slowOutcome = beforeApplyMany(async (items) => {
+      if (!items.some((it) => it.event.type === 'SUCCEEDED')) return;
+      gate.held!();
+      await new Promise<void>((resolve) => (gate.open = resolve));
+    });
+    const h = await harness(registry, { workerTransitions: slowOutcome });
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await held;
+      // Past its 200 ms grace, stop() aborts the attempts still running here: this one is only being written.
+      const stopped = h.worker.stop();
+      await new Promise((res) => setTimeout(res, 400));
+      gate.open!();
+      await stopped;
+      assert.deepEqual(aborted, []);
+    } finally {
+      gate.open?.();
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: a heartbeat after the lease ended', () => {
   /** Runs a job whose handler moves `ahead` 40 s on (past its 30 s lease) and waits for its signal; what the abort said, and the job after. */
   async function pastTheLease(clocks: { db: ReturnType<typeof recordingClock>; worker: ReturnType<typeof recordingClock> }, ahead: Array<{ ahead: number }>) {

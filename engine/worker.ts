@@ -214,7 +214,11 @@ const UNHANDLED_LOG_EVERY_MS = 60_000;
 /** Types whose last log time is kept (a bound, should a producer send endless types). */
 const UNHANDLED_TYPES_TRACKED = 1000;
 
-/** The reason an attempt's signal aborts once the attempt is over (one shared, frozen value: no stack built per job). */
+/**
+ * The reason an attempt's signal aborts once the attempt is over, ending the
+ * worker's waits (one shared, frozen value: no stack built per job). The
+ * handler's signal is not aborted for it (`handlerSignal`).
+ */
 const ATTEMPT_FINISHED = Object.freeze(new AbortReason('shutdown', 'attempt finished'));
 
 /**
@@ -266,7 +270,10 @@ export const LINGERING_WARN_MS = 5000;
 
 interface Running {
   attempt: number;
+  /** Aborted when the attempt is given up (its timeout, a cancel, a lost lease, the shutdown, a crash), and once it is over (ATTEMPT_FINISHED): ends the worker's own waits. */
   abort: AbortController;
+  /** The handler's `ctx.signal` (see `handlerSignal`), and what stops it following `abort` once the handler returned or threw. */
+  handler: { signal: AbortSignal; ended: () => void };
   done: Promise<void>;
   /** The lease as last written (claim or heartbeat), in the clock's time; the attempt is given up a margin before it (`giveUpAt`). */
   leaseUntil: number;
@@ -983,7 +990,7 @@ export class Worker {
     };
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
-      attempt, abort, done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
+      attempt, abort, handler: handlerSignal(abort.signal), done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
@@ -1034,7 +1041,7 @@ export class Worker {
     };
     const ctx: HandlerContext = {
       jobId: job.id, tenant: job.tenant, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
-      signal: abort.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
+      signal: entry.handler.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
       progress: (value) => {
         // Checked, and dropped once the attempt is over here (a handler going on after it was given up).
         if (!store || progress.over) return Promise.resolve(void progressJson(value));
@@ -1056,6 +1063,8 @@ export class Worker {
       if (abort.signal.aborted) throw abort.signal.reason;
       // A handler that is not async (as JavaScript may register one) returns its value, not a promise.
       work = Promise.resolve(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx));
+      // Its signal follows the attempt's until it settled.
+      work.then(entry.handler.ended, entry.handler.ended);
       // It returned (one that threw instead runs no more: its slot is given back below, as when none is called).
       entry.handlerCalled = true;
       // Before the race is set up, so the slot's bookkeeping sees the handler settle first.
@@ -1104,6 +1113,8 @@ export class Worker {
       }
     }
     entry.settled = true;
+    // Not called, or it threw instead of returning a promise: it runs no more.
+    if (!work) entry.handler.ended();
     if (!entry.handlerCalled) releaseSlot();
     // The last progress reported is written while the attempt still runs (the outcome ends its right to write).
     await progress.reporter?.flush();
@@ -1306,6 +1317,24 @@ export class Worker {
       await clock.sleep(left, abort.signal).catch(() => undefined);
     }
   }
+}
+
+/**
+ * The signal a handler is given: aborted, with the same reason, when the
+ * attempt's own signal is (its timeout, a cancel, a lost lease, the shutdown,
+ * a crash) while the handler runs; not once it returned or threw (`ended`),
+ * and never by the attempt's end (ATTEMPT_FINISHED, which ends the worker's
+ * own waits). So an abort listener a handler leaves behind (a cleanup, a
+ * compensation) does not run after it finished: not when its outcome has been
+ * written, nor for a cancel or a shutdown that comes while it is written.
+ */
+function handlerSignal(attempt: AbortSignal): { signal: AbortSignal; ended: () => void } {
+  const told = new AbortController();
+  const follow = () => {
+    if (attempt.reason !== ATTEMPT_FINISHED) told.abort(attempt.reason);
+  };
+  attempt.addEventListener('abort', follow, { once: true });
+  return { signal: told.signal, ended: () => attempt.removeEventListener('abort', follow) };
 }
 
 /** When an attempt whose lease was last written until `leaseUntil` is given up: LEASE_MARGIN_MS before, or a tenth of the lease for a short one. */
