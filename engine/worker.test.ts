@@ -1267,6 +1267,38 @@ describe('worker: the result is kept as it was when the handler returned', () =>
     }
   });
 
+  it('a result far over MAX_RESULT_BYTES is refused without writing all its JSON: a large Buffer is not turned into an array of its bytes, a long list not written to its end', async () => {
+    const written = { buffer: 0, items: 0 };
+    // 8 MiB: Buffer's own toJSON makes an array of its 8 million bytes first (seconds of a blocked worker, and its heap; a few hundred MiB end the process).
+    const file = Buffer.alloc(32 * MAX_RESULT_BYTES, 7);
+    Object.defineProperty(file, 'toJSON', { value: () => { written.buffer++; return Buffer.prototype.toJSON.call(file); } });
+    // 100,000 rows of 100 characters: 10 MB of JSON.
+    const rows = Array.from({ length: 100_000 }, (_, i) => ({ toJSON: () => { written.items++; return { i, text: 'x'.repeat(100) }; } }));
+    // What JSON leaves out does not count: 100,000 fields of 16 characters whose values are undefined are `{}`.
+    const sparse = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`field-${String(i).padStart(10, '0')}`, undefined]));
+    const registry = new HandlerRegistry()
+      .register('test.file', async () => file)
+      .register('test.rows', async () => rows)
+      .register('test.sparse', async () => sparse);
+    const h = await harness(registry);
+    try {
+      for (const type of ['test.file', 'test.rows']) {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 3 }));
+        assert.ok(r.ok);
+        const dead = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+        assert.equal(dead.snapshot.context.attempt, 1, `${type}: not retried`);
+        assert.match(dead.snapshot.context.lastError!.message, new RegExp(`more than the ${MAX_RESULT_BYTES} a job keeps`), type);
+      }
+      const r = await h.transitions.submit(spec('test.sparse', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      assert.deepEqual((await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, {});
+      assert.equal(written.buffer, 0, 'the Buffer is not written');
+      assert.ok(written.items < 20_000, `the rows are written only until the JSON is past the bound: ${written.items} of 100000`);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('a function, a symbol or a toJSON that writes nothing is stored as null, in the job and in its SUCCEEDED event, as undefined is', async () => {
     const registry = new HandlerRegistry()
       .register('test.fn', async () => () => 1)

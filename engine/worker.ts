@@ -1424,13 +1424,42 @@ export const MAX_RESULT_BYTES = 256 * 1024;
  * is). Or why it cannot be kept: not JSON, or over MAX_RESULT_BYTES.
  */
 function storedResult(result: unknown): { result: unknown } | { unstorable: string } {
-  const json = jsonSize(result ?? null);
-  if ('error' in json) return { unstorable: `the handler's result cannot be stored as JSON: ${json.error}` };
-  if (json.bytes > MAX_RESULT_BYTES) {
-    return { unstorable: `the handler's result is ${json.bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference` };
+  const tooBig = (bytes: string) => ({
+    unstorable: `the handler's result is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`,
+  });
+  // Each element takes two characters of JSON at least (a digit and a comma); a Buffer's own toJSON would first make an array of them all.
+  if (isElementView(result) && result.length * 2 > RESULT_WRITTEN_CHARS) return tooBig(`over ${RESULT_WRITTEN_CHARS}`);
+  let written = 0;
+  let stopped = false;
+  const json = jsonSize(result ?? null, function bounded(this: unknown, key, value) {
+    // Characters this value takes at least (its key, in an object; a string's characters; one for anything else;
+    // none for what JSON leaves out), each at least a byte: once past the bound, the rest is not written.
+    if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return value;
+    written += (Array.isArray(this) ? 0 : key.length) + (typeof value === 'string' ? value.length : 1);
+    if (written > RESULT_WRITTEN_CHARS) {
+      stopped = true;
+      throw OVER_WRITTEN;
+    }
+    return value;
+  });
+  if ('error' in json) {
+    return stopped ? tooBig(`over ${RESULT_WRITTEN_CHARS}`) : { unstorable: `the handler's result cannot be stored as JSON: ${json.error}` };
   }
+  if (json.bytes > MAX_RESULT_BYTES) return tooBig(String(json.bytes));
   return { result: JSON.parse(json.text) as unknown };
 }
+
+/**
+ * How much of a result's JSON is written before it is refused as over
+ * MAX_RESULT_BYTES without writing the rest: a few times the bound, so one
+ * a little over it is told its size, and one of megabytes costs no more.
+ */
+const RESULT_WRITTEN_CHARS = 4 * MAX_RESULT_BYTES;
+/** Stops the writing of a result's JSON past RESULT_WRITTEN_CHARS (one value: no stack built per result). */
+const OVER_WRITTEN = new Error(`a result's JSON was written past ${RESULT_WRITTEN_CHARS} characters`);
+
+/** A Buffer or typed array (a DataView's JSON is `{}`), whose JSON has an entry per element. */
+const isElementView = (v: unknown): v is ArrayLike<unknown> => ArrayBuffer.isView(v) && !(v instanceof DataView);
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
 function isCancel(r: LogRecord, m: unknown): m is CancelMessage {
