@@ -140,7 +140,8 @@ test('a module outside the package imports its entries by name: dist/ JavaScript
   writeFileSync(
     join(consumer, 'main.ts'),
     [
-      "import { defineHandler, NonRetryableError, Type, type HandlerContext } from 'ai-task-scheduler/handlers';",
+      "import { defineHandler, NonRetryableError, Type, type AbortKind, type AbortReason, type HandlerContext } from 'ai-task-scheduler/handlers';",
+      "export const why = (ctx: HandlerContext): AbortKind | null => (ctx.signal.aborted ? (ctx.signal.reason as AbortReason).kind : null);",
       "import { createClient, type ApiError } from 'ai-task-scheduler/client';",
       "export const handlers = [defineHandler('x.y', { payload: Type.Object({ n: Type.Integer() }), run: async (p, ctx: HandlerContext) => p.n + ctx.attempt })];",
       "const client = createClient({ url: 'http://127.0.0.1:1' });",
