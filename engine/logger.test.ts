@@ -78,6 +78,20 @@ describe('createLogger: JSON lines', () => {
     const [line] = parsed();
     assert.deepEqual([line!.level, line!.reqId, line!.statusCode, line!.role, line!.msg], ['info', 'req-1', 200, 'api', 'request completed']);
   });
+  it('fields that cannot be written (a getter that throws) do not throw into the caller: the line is written without them, saying why', () => {
+    const { logger, parsed } = capture('info');
+    const hostile = { get total(): number { throw new Error('getter failed'); } };
+    assert.doesNotThrow(() => logger.info('handler line', hostile));
+    assert.doesNotThrow(() => logger.child({ jobId: 'j1' }).warn('child line', { ok: 1, get total(): number { throw new Error('getter failed'); } }));
+    const [first, second] = parsed();
+    assert.equal(first!.msg, 'handler line');
+    assert.equal(first!.total, undefined);
+    assert.match(String(first!.logFieldsError), /getter failed/);
+    assert.equal(second!.msg, 'child line');
+    assert.equal(second!.jobId, 'j1');
+    assert.equal(second!.ok, undefined);
+    assert.match(String(second!.logFieldsError), /getter failed/);
+  });
 });
 
 describe('withFields', () => {

@@ -42,17 +42,38 @@ export function createLogger(level: LogLevel = 'info', base: Record<string, unkn
   return fromPino(stream ? pino(options, stream) : pino(options));
 }
 
-/** The port on an existing pino logger. */
+/**
+ * The port on an existing pino logger. A call never throws into its caller
+ * (a handler's `ctx.log` with a getter that throws, a BigInt): fields JSON
+ * cannot write leave the line, which says why in `logFieldsError`.
+ */
 export function fromPino(p: pino.Logger): AppLogger {
+  const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
+    if (!fields) return p[level](msg);
+    try {
+      p[level](fields, msg);
+    } catch (err) {
+      p[level]({ logFieldsError: unwritable(err) }, msg);
+    }
+  };
   return {
-    debug: (msg, fields) => (fields ? p.debug(fields, msg) : p.debug(msg)),
-    info: (msg, fields) => (fields ? p.info(fields, msg) : p.info(msg)),
-    warn: (msg, fields) => (fields ? p.warn(fields, msg) : p.warn(msg)),
-    error: (msg, fields) => (fields ? p.error(fields, msg) : p.error(msg)),
+    debug: (msg, fields) => write('debug', msg, fields),
+    info: (msg, fields) => write('info', msg, fields),
+    warn: (msg, fields) => write('warn', msg, fields),
+    error: (msg, fields) => write('error', msg, fields),
     child: (fields) => fromPino(p.child(fields)),
     isLevelEnabled: (level) => p.isLevelEnabled(level),
     pino: p,
   };
+}
+
+/** Why a line's fields could not be written: the thrown value's message, read without throwing again. */
+function unwritable(err: unknown): string {
+  try {
+    return `the fields could not be written: ${err instanceof Error ? err.message : String(err)}`;
+  } catch {
+    return 'the fields could not be written';
+  }
 }
 
 /**
