@@ -3,7 +3,8 @@
  * the in-process log): a worker receives only the jobs of the queues it
  * serves; one serving every queue finds a queue's lanes as they appear; a
  * cancel reaches the handler on the job's lane; a freed handler slot goes to
- * the highest priority dispatch waiting for one.
+ * the highest priority dispatch waiting for one; many lanes wait for a slot
+ * without Node warning of a leak.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -212,6 +213,33 @@ describe('worker lanes: a freed slot goes to the highest priority waiting', () =
       await waitFor(h.store, after, isState('done'), 'done');
       assert.equal(w.counters.claimed, 5);
     } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker lanes: many lanes waiting for a slot', () => {
+  it('a dispatch of each of twelve lanes waiting for the one slot raises no "possible memory leak" warning (the waits share the stop signal)', async () => {
+    const g = gatedRegistry(({ name }) => name === 'blocker');
+    const h = await workerHarness(g.registry);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const queues = Array.from({ length: 12 }, (_, k) => `many${k}`);
+      const w = await h.worker('w-many', { concurrency: 1, queues: ['q', ...queues] });
+      const blocker = await h.submit(spec('q', { payload: { name: 'blocker' } }));
+      await waitFor(h.store, blocker, isState('running'), 'running');
+      const ids = [];
+      for (const q of queues) ids.push(await h.submit(spec(q, { payload: { name: q } })));
+      await until('a dispatch of each lane waiting for the slot', () => waitingForSlot(w) === queues.length);
+      // Node emits its warning on the next tick.
+      await sleep(20);
+      g.release('blocker');
+      for (const id of [blocker, ...ids]) await waitFor(h.store, id, isState('done'), 'done');
+      assert.deepEqual(warnings.filter((x) => x.name === 'MaxListenersExceededWarning').map((x) => x.message), []);
+    } finally {
+      process.off('warning', onWarning);
       await h.stop();
     }
   });

@@ -63,6 +63,7 @@
  * here reaches the handler through its next heartbeat. A message without the
  * header (an older producer) is version 1.
  */
+import { setMaxListeners } from 'node:events';
 import { jsonSize } from '../machines/json-size.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
@@ -367,6 +368,10 @@ export class Worker {
   /** Subscribes to the lanes of the queues served (those found in the log, when it serves every queue). */
   async start(): Promise<void> {
     this.stopping = new AbortController();
+    // Every batch waiting for a handler slot listens on it (one per lane partition read here, and the
+    // held dispatches' loop), each listener gone once its wait ends: no leak, only more than Node's 10
+    // with a dozen lane partitions, which would print a "possible memory leak" warning.
+    setMaxListeners(0, this.stopping.signal);
     this.abandon = new AbortController();
     if (!this.crashed) this.writesClosed = null;
     this.lanes.clear();
