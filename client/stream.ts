@@ -179,7 +179,7 @@ function closedBeforeSubscribed(): Error {
 class ResumingWatch implements Watch {
   readonly ready: Promise<string>;
   private settleReady: { resolve(cursor: string): void; reject(e: unknown): void } | null = null;
-  /** Has a connection ever been subscribed? From then on every failure is retried. */
+  /** Has a connection ever been subscribed? From then on every failure is retried but a refused key or cursor. */
   private subscribedOnce = false;
   /** The cursor of the last event received (or of the subscription): where the next connection resumes. */
   private received: string | undefined;
@@ -481,10 +481,16 @@ class ResumingWatch implements Watch {
           if (conn.subscribed) return this.opts.onNotice?.(`stream: ${error.code}: ${error.message}`);
           // Before the subscription holds, an error is the subscribe refused. Once the watch has been
           // subscribed it is tried again (the server said so for a cursor it could not check, and a watch
-          // keeps going for as long as it runs); before that only a store that is unavailable is.
+          // keeps going for as long as it runs); before that only a store that is unavailable is. A cursor
+          // refused (beyond every event the server issued: its database reset, or restored from an older
+          // backup) is refused again on every try: it ends the watch, resumed or not.
           abandon(ws, 1000);
           end();
-          settle({ kind: 'failed', error, fatal: !this.subscribedOnce && code !== 'ATS_ERR_STORE_UNAVAILABLE' });
+          const badCursor = code === 'ATS_ERR_BAD_CURSOR';
+          const ending = badCursor && this.subscribedOnce
+            ? new ApiError(error.status, code, `${error.message}: the watch cannot resume from its last cursor (the server's events were reset or restored from an older backup?); start a new watch without a cursor`)
+            : error;
+          settle({ kind: 'failed', error: ending, fatal: badCursor || (!this.subscribedOnce && code !== 'ATS_ERR_STORE_UNAVAILABLE') });
         }
       };
     });

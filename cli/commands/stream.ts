@@ -57,7 +57,7 @@ export interface Subscription {
   /**
    * Settles when the subscription ends by itself after `ready`: with the error
    * that ended it (its key refused: a close with 4401, or a reconnect answered
-   * 401 or 403), or null once closed.
+   * 401 or 403; its cursor refused on a reconnect: ATS_ERR_BAD_CURSOR), or null once closed.
    */
   readonly ended: Promise<unknown>;
   close(): void;

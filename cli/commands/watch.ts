@@ -11,8 +11,9 @@
  * `--wait` and `--count` do; one refused for too many streams of the key
  * (429 without Retry-After), or for its key, is the error (exit 1).
  * A stream that ends by itself — its key refused (revoked: a close with
- * 4401; or a reconnect answered 401 or 403) — ends the command with that
- * error (exit 1).
+ * 4401; or a reconnect answered 401 or 403), or its cursor refused on a
+ * reconnect (ATS_ERR_BAD_CURSOR: the server's database reset or restored
+ * from an older backup) — ends the command with that error (exit 1).
  */
 import { ApiError, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
@@ -31,7 +32,8 @@ export const watchSpec: CommandSpec = {
     'while its API does (a proxy that holds WebSocket upgrades), the newest jobs are polled every second.',
     'A stream refused 429 for the rate limit is asked again after its Retry-After (at most a minute), one refused 503 (the server\'s',
     'database down) every few seconds, saying so on stderr.',
-    'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1.',
+    'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1; so does a resume whose',
+    'cursor the server refuses (its database reset or restored from a backup): ATS_ERR_BAD_CURSOR, exit 1.',
   ],
   options: {
     job: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
