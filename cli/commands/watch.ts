@@ -4,7 +4,8 @@
  * resumed from the last cursor (no gap, no duplicate); a server without a
  * stream, or whose stream does not answer the subscribe in time while its
  * REST API answers (a proxy that holds WebSocket upgrades), is polled instead
- * (the newest jobs only — see `pollTransitions`). A server that answers
+ * (the newest jobs only — see `pollTransitions`), unless `--cursor` asks for
+ * a replay, which polling cannot give: then that is the error (exit 1). A server that answers
  * neither is unreachable (timed out, exit 1). A stream refused for the rate
  * limit (429 with Retry-After) is asked again after it, and one refused 503
  * (the server's database down) every few seconds, with a line on stderr, as
@@ -26,7 +27,8 @@ export const watchSpec: CommandSpec = {
   usage: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...] [--cursor C] [--json]',
   details: [
     `--state S,...  only transitions into these states (${JOB_STATES.join(', ')})`,
-    '--cursor C     replay every matching transition after this stream cursor first',
+    '--cursor C     replay every matching transition after this stream cursor first (needs the stream: where the watch',
+    '               would poll instead, it is an error, ATS_ERR_STREAM_UNAVAILABLE, exit 1)',
     '--json         one JSON object per transition, with its cursor',
     'Ctrl-C stops (exit 0). Without a stream route on the server, or when its stream does not answer within 10 s',
     'while its API does (a proxy that holds WebSocket upgrades), the newest jobs are polled every second.',
@@ -71,9 +73,10 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   const stop = new AbortController();
   void stopped.then(() => stop.abort());
   try {
+    const cursor = str(values, 'cursor');
     let sub: Awaited<ReturnType<typeof subscribeOrPoll>>;
     try {
-      sub = await subscribeOrPoll(client, filter, print, str(values, 'cursor'), stop.signal);
+      sub = await subscribeOrPoll(client, filter, print, cursor, stop.signal);
     } catch (e) {
       if (stop.signal.aborted) return 0;
       throw e;
@@ -83,6 +86,12 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
       return 0;
+    }
+    if (cursor !== undefined) {
+      // Polling sees the jobs as they stand, not the stream's positions: it cannot replay from a cursor, and what
+      // it prints carries none to resume from. An error, not a watch with a gap the caller asked not to have.
+      throw new ApiError(0, 'ATS_ERR_STREAM_UNAVAILABLE',
+        `${client.url} ${sub.poll}: --cursor needs the stream to replay the transitions after it (polling cannot); run without --cursor to poll the newest jobs from now`);
     }
     err(`ats: ${client.url} ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
     await Promise.race([stopped, pollTransitions(client, filter, print, stopped)]);
