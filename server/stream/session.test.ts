@@ -144,3 +144,27 @@ describe('a session sent oversize frames', () => {
     assert.deepEqual(closed, []);
   });
 });
+
+describe('a session asked for stats', () => {
+  const statsFrame = (everyMs?: number) => Buffer.from(JSON.stringify({ op: 'stats', ...(everyMs === undefined ? {} : { everyMs }) }));
+  const statsSent = (sent: Array<Record<string, unknown>>) => sent.filter((m) => m.kind === 'stats').length;
+
+  it('each stats request replaces the one in force: a one-shot sends the counts once and stops the periodic ones (docs/stream.md)', async () => {
+    const { ctx } = slowTable(0, 0, 0);
+    const { socket, sent } = fakeSocket();
+    const session = new StreamSession(socket, ctx);
+    try {
+      session.onFrame(statsFrame(250), false);
+      await sleep(600); // now, then at 250 and 500 ms
+      const periodic = statsSent(sent);
+      assert.ok(periodic >= 2, `${periodic} stats from everyMs 250 in 600 ms`);
+      session.onFrame(statsFrame(), false);
+      await sleep(50);
+      assert.equal(statsSent(sent), periodic + 1, 'the one-shot is answered at once');
+      await sleep(700);
+      assert.equal(statsSent(sent), periodic + 1, 'no periodic stats after the one-shot');
+    } finally {
+      session.dispose();
+    }
+  });
+});

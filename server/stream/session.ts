@@ -445,6 +445,7 @@ export class StreamSession {
 
   // ------------------------------------------------------------ stats
 
+  /** Replaces the stats request in force (docs/stream.md): once (the period stops), every `everyMs`, or 0: none. */
   private statsEvery(everyMs: number | undefined): void {
     this.statsTimer?.abort();
     this.statsTimer = null;
