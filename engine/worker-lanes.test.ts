@@ -13,8 +13,8 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { waitForJob } from '../tests/helpers/system.js';
 import { workerHarness } from '../tests/helpers/worker-harness.js';
 import { HandlerRegistry } from './handlers.js';
-import { laneTopic } from './lanes.js';
-import type { JobRecord, JobSpec, JobStore } from './ports.js';
+import { laneOf, laneTopic } from './lanes.js';
+import type { ConsumeOptions, EventLog, JobRecord, JobSpec, JobStore } from './ports.js';
 import { AbortReason, type Worker } from './worker.js';
 
 const TYPE = 'test.lane';
@@ -120,6 +120,33 @@ describe('worker lanes: routing by queue', () => {
         assert.equal(await startedBy(h.store, id), 'w-all');
       }
       assert.equal(all.counters.claimed, 4);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+/** `log`, except that subscribing to a lane `refused` names fails, every time. */
+function refusing(log: EventLog, refused: (topic: string) => boolean): EventLog {
+  return new Proxy(log, {
+    get(target, prop) {
+      if (prop === 'consume') {
+        return (o: ConsumeOptions) => (refused(o.topic) ? Promise.reject(new Error(`subscribing ${o.topic} refused`)) : target.consume(o));
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+describe('worker lanes: a lane that fails to subscribe', () => {
+  it('a worker serving every queue still reads the normal and low lanes of a new queue whose high lane it never manages to subscribe to', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
+    const h = await workerHarness(registry);
+    try {
+      await h.worker('w-all', { laneDiscoveryMs: 20 }, { log: refusing(h.log, (t) => t === laneOf('late', 'high')) });
+      const ids = [await h.submit(spec('late')), await h.submit(spec('late', { priority: -3 }))];
+      for (const id of ids) await waitFor(h.store, id, isState('done'), 'done (its lane subscribed though the queue\'s high lane is not)', 3000);
     } finally {
       await h.stop();
     }

@@ -415,11 +415,14 @@ export class Worker {
    * Subscribes to the lanes not read yet, band by band (high first: a band's
    * lanes are joined before the next band's, so the high ones run first at
    * start). A lane that fails to subscribe is left for the next discovery
-   * (or, with a fixed queue list, fails the start).
+   * (or, with a fixed queue list, fails the start); the lanes of the next
+   * bands are subscribed all the same, so a lane that always fails holds no
+   * other lane back. Throws the first failure, once every band was tried.
    */
   private async subscribe(topics: readonly string[]): Promise<void> {
     const { log } = this.deps;
     const fresh = [...new Set(topics)].filter((t) => !this.lanes.has(t));
+    let firstFailure: PromiseRejectedResult | undefined;
     for (const band of BANDS) {
       const ofBand = fresh.filter((t) => (parseLane(t)?.band ?? 'normal') === band);
       const results = await Promise.allSettled(ofBand.map(async (topic) => {
@@ -436,9 +439,9 @@ export class Worker {
           throw err;
         }
       }));
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
+      firstFailure ??= results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     }
+    if (firstFailure) throw firstFailure.reason;
   }
 
   /**

@@ -20,8 +20,8 @@ export interface WorkerHarness {
   store: SqliteStore;
   log: MemoryLog;
   transitions: TransitionService;
-  /** Starts a worker on the shared store and log (stopped by `stop`); `deps` replaces its clock or logger. */
-  worker(workerId: string, opts?: Partial<WorkerOptions>, deps?: Partial<Pick<WorkerDeps, 'clock' | 'logger'>>): Promise<Worker>;
+  /** Starts a worker on the shared store and log (stopped by `stop`); `deps` replaces its clock or logger, or the log it reads (one over the shared log). */
+  worker(workerId: string, opts?: Partial<WorkerOptions>, deps?: Partial<Pick<WorkerDeps, 'clock' | 'logger' | 'log'>>): Promise<Worker>;
   submit(s: JobSpec): Promise<string>;
   stop(): Promise<void>;
 }
