@@ -151,6 +151,19 @@ describe('worker lanes: a lane that fails to subscribe', () => {
       await h.stop();
     }
   });
+
+  it('a worker serving every queue starts, and runs the jobs of a queue in the log, though that queue\'s high lane fails to subscribe', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => ({ queue: ctx.queue }));
+    const h = await workerHarness(registry);
+    try {
+      const early = await h.submit(spec('early'));
+      await waitFor(h.store, early, isState('published'), 'published');
+      await h.worker('w-all', { laneDiscoveryMs: 20 }, { log: refusing(h.log, (t) => t === laneOf('early', 'high')) });
+      await waitFor(h.store, early, isState('done'), 'done', 3000);
+    } finally {
+      await h.stop();
+    }
+  });
 });
 
 describe('worker lanes: cancels travel on the job\'s lane', () => {

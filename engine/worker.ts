@@ -381,23 +381,32 @@ export class Worker {
       await this.subscribe(queues.flatMap(lanesOf));
       return;
     }
-    await this.discoverLanes();
+    // A log that cannot list its topics fails the start; a lane that fails to subscribe is left for the next discovery.
+    const found = await this.lanesInLog();
+    await this.subscribe(found).catch((err: unknown) => {
+      this.deps.logger.warn('worker: subscribing to dispatch lanes failed; will try again', errorFields(err));
+    });
     const signal = this.stopping.signal;
     this.discovery = this.discoverUntil(signal);
   }
 
   /**
-   * Subscribes to the lanes of every queue with a lane in the log (and of
-   * the default queue): all three lanes of each, so a queue's first high
-   * job finds its lane read.
+   * The lanes of every queue with a lane in the log (and of the default
+   * queue): all three lanes of each, so a queue's first high job finds its
+   * lane read.
    */
-  private async discoverLanes(): Promise<void> {
+  private async lanesInLog(): Promise<string[]> {
     const found = new Set(lanesOf(LEGACY_QUEUE));
     for (const topic of await this.deps.log.listTopics()) {
       const lane = parseLane(topic);
       if (lane) for (const t of lanesOfSegment(lane.segment)) found.add(t);
     }
-    await this.subscribe([...found]);
+    return [...found];
+  }
+
+  /** Subscribes to the lanes in the log not read yet (see `lanesInLog`). */
+  private async discoverLanes(): Promise<void> {
+    await this.subscribe(await this.lanesInLog());
   }
 
   private async discoverUntil(signal: AbortSignal): Promise<void> {
