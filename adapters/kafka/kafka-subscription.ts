@@ -69,8 +69,8 @@ export async function startSubscription(
   let wake = () => {};
   let restarting: Promise<void> | null = null;
   const committer = offsetCommitter((error) => {
-    // Refused after a rebalance, or the coordinator away: the records come again, and claims fence them.
-    logger.warn('an offset commit failed; a later one covers it', { topic, error: String(error) });
+    // The coordinator away: tried again. Refused after a rebalance: dropped at the rejoin, the records come again, and claims fence them.
+    logger.warn('an offset commit failed; it is tried again (records not committed are delivered again)', { topic, error: String(error) });
   });
 
   const restartLoop = async (): Promise<void> => {
@@ -124,6 +124,8 @@ export async function startSubscription(
       // Should the disconnect fail, stop() still returns only once no handle
       // runs: the caller goes on to end the work those calls started.
       await noHandleRunning(inFlight);
+      // A commit that failed is not tried again on a consumer that left.
+      committer.clear();
     }
   };
   return { stop: () => (stopping ??= stop()) };

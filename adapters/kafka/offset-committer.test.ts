@@ -13,6 +13,14 @@ function gate() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
+async function until(what: string, ok: () => boolean, timeoutMs = 1000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('offsetCommitter', () => {
   it('keeps one commit in flight and coalesces what comes meanwhile, the latest offset of each partition', async () => {
     const { calls, commit } = gate();
@@ -67,4 +75,31 @@ describe('offsetCommitter', () => {
     calls[2]!.release();
     await c.settled();
   });
+
+  it('tries a failed commit again after a pause, though no later offset of its partition comes (a coordinator blip, no rebalance)', async () => {
+    const { calls, commit } = gate();
+    const errors: unknown[] = [];
+    const c = offsetCommitter((e) => errors.push(e), { retryDelayMs: 10 });
+    c.add(commit, 3, '42');
+    calls[0]!.release(new Error('NOT_COORDINATOR'));
+    await until('the commit tried again', () => calls.length === 2);
+    assert.equal(errors.length, 1);
+    assert.deepEqual(calls[1]!.partitions, [{ partition: 3, offset: '42' }]);
+    calls[1]!.release();
+    await c.settled();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls.length, 2, 'nothing more once it landed');
+  });
+
+  it('does not try a failed commit again once the consumer rejoined its group (clear)', async () => {
+    const { calls, commit } = gate();
+    const c = offsetCommitter(() => {}, { retryDelayMs: 10 });
+    c.add(commit, 3, '42');
+    calls[0]!.release(new Error('REBALANCE_IN_PROGRESS'));
+    await tick();
+    c.clear();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls.length, 1, 'the offset of the old generation is not committed in the new one');
+  });
 });
+
