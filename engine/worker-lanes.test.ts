@@ -14,7 +14,7 @@ import { waitForJob } from '../tests/helpers/system.js';
 import { workerHarness } from '../tests/helpers/worker-harness.js';
 import { HandlerRegistry } from './handlers.js';
 import { laneOf, laneTopic } from './lanes.js';
-import type { ConsumeOptions, EventLog, JobRecord, JobSpec, JobStore } from './ports.js';
+import type { ConsumeOptions, EventLog, JobRecord, JobSpec, JobStore, Subscription } from './ports.js';
 import { AbortReason, type Worker } from './worker.js';
 
 const TYPE = 'test.lane';
@@ -126,18 +126,20 @@ describe('worker lanes: routing by queue', () => {
   });
 });
 
-/** `log`, except that subscribing to a lane `refused` names fails, every time. */
-function refusing(log: EventLog, refused: (topic: string) => boolean): EventLog {
+/** `log`, with its `consume` replaced by `consume` (which may call the log's own). */
+function withConsume(log: EventLog, consume: (o: ConsumeOptions, own: EventLog['consume']) => Promise<Subscription>): EventLog {
   return new Proxy(log, {
     get(target, prop) {
-      if (prop === 'consume') {
-        return (o: ConsumeOptions) => (refused(o.topic) ? Promise.reject(new Error(`subscribing ${o.topic} refused`)) : target.consume(o));
-      }
+      if (prop === 'consume') return (o: ConsumeOptions) => consume(o, (x) => target.consume(x));
       const v: unknown = Reflect.get(target, prop, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },
   });
 }
+
+/** `log`, except that subscribing to a lane `refused` names fails, every time. */
+const refusing = (log: EventLog, refused: (topic: string) => boolean): EventLog =>
+  withConsume(log, (o, own) => (refused(o.topic) ? Promise.reject(new Error(`subscribing ${o.topic} refused`)) : own(o)));
 
 describe('worker lanes: a lane that fails to subscribe', () => {
   it('a worker serving every queue still reads the normal and low lanes of a new queue whose high lane it never manages to subscribe to', async () => {
@@ -161,6 +163,48 @@ describe('worker lanes: a lane that fails to subscribe', () => {
       await h.worker('w-all', { laneDiscoveryMs: 20 }, { log: refusing(h.log, (t) => t === laneOf('early', 'high')) });
       await waitFor(h.store, early, isState('done'), 'done', 3000);
     } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker lanes: stopping while a lane is being joined', () => {
+  it('a stop during a discovery round still joining a lane aborts the running handler after its grace, not after the join', async () => {
+    let aborted = false;
+    const registry = new HandlerRegistry().register(TYPE, async (_p, ctx) => {
+      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+      aborted = true;
+      throw ctx.signal.reason;
+    });
+    const h = await workerHarness(registry);
+    let joinStarted = false;
+    let joined!: () => void;
+    const join = new Promise<void>((resolve) => { joined = resolve; });
+    const log = withConsume(h.log, async (o, own) => {
+      // The lanes of queue "joining" take as long as a group join the test ends.
+      if (o.topic.startsWith(laneOf('joining', 'normal'))) {
+        joinStarted = true;
+        await join;
+      }
+      return own(o);
+    });
+    try {
+      const w = await h.worker('w-all', { laneDiscoveryMs: 20, shutdownGraceMs: 100 }, { log });
+      const running = await h.submit(spec('default'));
+      await waitFor(h.store, running, isState('running'), 'running');
+      const waiting = await h.submit(spec('joining'));
+      await until('a discovery round joining the new lane', () => joinStarted);
+      const stopped = w.stop();
+      try {
+        await until('the handler aborted once the grace is over', () => aborted, 1500);
+        await waitFor(h.store, running, isState('retrying', 'dead'), 'its attempt ended by the stop', 1500);
+      } finally {
+        joined();
+      }
+      await stopped;
+      assert.equal((await h.store.getJob(waiting))?.snapshot.value, 'published', 'the lane joined after the stop claimed nothing');
+    } finally {
+      joined();
       await h.stop();
     }
   });

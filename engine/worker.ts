@@ -476,11 +476,19 @@ export class Worker {
   async stop(): Promise<void> {
     this.stopping.abort(new AbortReason('shutdown', 'worker shutting down'));
     try {
-      await this.discovery;
+      // Not the discovery round in progress first: a lane it is still joining (seconds on Kafka) would
+      // hold back the grace, and the process's deadline does not wait. Once joined, that lane is
+      // stopped at once (`subscribe`), and claims nothing meanwhile (no slot is given after the stop).
       await settleAll(this.subscriptions.map((s) => s.stop()));
     } finally {
       this.subscriptions = [];
-      await this.endWork();
+      try {
+        await this.endWork();
+      } finally {
+        await this.discovery;
+        // What a lane joined after the stop noted of its partitions' backlog.
+        this.dropBacklogs();
+      }
     }
   }
 
