@@ -150,7 +150,7 @@ describe('startLive: a key the server stops taking', () => {
   const REFUSED = { code: 'ATS_ERR_UNAUTHORIZED', message: 'API key revoked' };
 
   async function standIn(withStream: boolean) {
-    const s = { statsStatus: 200, statsReads: 0, connections: 0, sockets: new Set<WebSocket>() };
+    const s = { statsStatus: 200, statsReads: 0, connections: 0, sockets: new Set<WebSocket>(), refuseCursors: false, subscribes: [] as Array<string | null> };
     const server = createServer((req, res) => {
       if (req.url !== '/v1/stats') return void res.writeHead(404).end();
       s.statsReads++;
@@ -162,8 +162,11 @@ describe('startLive: a key the server stops taking', () => {
       s.sockets.add(ws);
       ws.on('close', () => s.sockets.delete(ws));
       ws.on('message', (raw) => {
-        const m = JSON.parse(String(raw)) as { op: string };
-        if (m.op === 'subscribe') ws.send(JSON.stringify({ kind: 'subscribed', cursor: 'c0' }));
+        const m = JSON.parse(String(raw)) as { op: string; cursor?: string };
+        if (m.op === 'subscribe') s.subscribes.push(m.cursor ?? null);
+        if (m.op === 'subscribe' && m.cursor !== undefined && s.refuseCursors) {
+          ws.send(JSON.stringify({ kind: 'error', code: 'ATS_ERR_BAD_CURSOR', message: 'The stream cursor is beyond every event this server has issued' }));
+        } else if (m.op === 'subscribe') ws.send(JSON.stringify({ kind: 'subscribed', cursor: 'c0' }));
         if (m.op === 'stats') ws.send(JSON.stringify({ kind: 'stats', ...STATS, at: new Date().toISOString() }));
       });
     });
@@ -209,6 +212,19 @@ describe('startLive: a key the server stops taking', () => {
     assert.equal(s.statsReads, reads, 'no more polling with a refused key');
     assert.equal(s.connections, 1, 'no reconnect with a refused key');
     assert.equal(f.mode(), 'refused');
+  });
+
+  test('a resume whose cursor the server refuses (its events reset): the page watches again from now, not polls for good', async (t) => {
+    const { s, api, close } = await standIn(true);
+    t.after(close);
+    const f = follow(api);
+    t.after(() => f.live.stop());
+    await until(() => f.mode() === 'stream', 'the stream');
+    s.refuseCursors = true;
+    for (const ws of s.sockets) ws.terminate();
+    await until(() => s.subscribes.includes('c0'), 'a resume from the last cursor');
+    await until(() => f.mode() === 'stream' && s.subscribes.at(-1) === null && s.sockets.size === 1, `the stream again, from now (modes: ${f.modes.join(', ')}; subscribes: ${s.subscribes.join(', ')})`);
+    assert.deepEqual(f.refused, []);
   });
 
   test('polling (no stream) answered 401: the page says the key is refused and stops polling, rather than "server not answering" each second', async (t) => {

@@ -133,7 +133,7 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
   };
 
   // The client's watch reconnects by itself (resuming from its last cursor), also when the first try fails.
-  const watch = api.watch({}, {
+  const openWatch = () => api.watch({}, {
     statsEveryMs: pollMs,
     reconnect: { minMs: min, maxMs: max },
     retryFirstConnect: true,
@@ -170,16 +170,24 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     },
   });
   // The watch ends by itself, without a `disconnected`, only when it cannot go on: the key refused (a close
-  // with 4401, a reconnect answered 401) or a failure it does not retry. Its iterator, which yields nothing
-  // here (onEvent takes the events), settles then: stop on a refused key, else go back to polling.
+  // with 4401, a reconnect answered 401), its cursor refused on a resume, or a failure it does not retry. Its
+  // iterator, which yields nothing here (onEvent takes the events), settles then: stop on a refused key, else
+  // go back to polling; and for a refused cursor (the server's events reset, or restored from an older
+  // backup: no resume can be taken) watch again, from now.
   const watchEnded = (err: unknown) => {
     if (stopped) return;
     if (isKeyRefused(err)) return refused(err);
     streaming = false;
     storeDown = false;
     startPolling();
+    if (err instanceof ApiError && err.code === 'ATS_ERR_BAD_CURSOR') watch = follow();
   };
-  watch.next().then(() => watchEnded(null), watchEnded);
+  const follow = () => {
+    const w = openWatch();
+    w.next().then(() => watchEnded(null), watchEnded);
+    return w;
+  };
+  let watch = follow();
   startPolling();
   return { stop: stopAll };
 }
