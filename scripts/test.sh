@@ -61,9 +61,11 @@ failures() {
     show { n++; if (n <= 40) print; else if (n == 41) print "      (cut)" }
   ' "$log" | head -n 400
 }
-if [ "$(sum fail)" != 0 ]; then
+# A test cancelled (its suite's timeout ran out, its file ended early) fails the run as well, though the
+# runner counts it apart from the failed ones.
+if [ "$(sum fail)" != 0 ] || [ "$(sum cancelled)" != 0 ]; then
   echo "test: the failures"
   failures
 fi
-echo "test: $(sum pass) passed, $(sum fail) failed"
+echo "test: $(sum pass) passed, $(sum fail) failed, $(sum cancelled) cancelled"
 exit "$status"
