@@ -328,3 +328,38 @@ describe('worker lanes: many lanes waiting for a slot', () => {
     }
   });
 });
+
+describe('worker lanes: a stop during a discovery round', () => {
+  it('joins no lane of the next bands once stopped (each would be a group join, and a rebalance of the other members, for nothing)', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async () => null);
+    const h = await workerHarness(registry);
+    let joinStarted = false;
+    let joined!: () => void;
+    const join = new Promise<void>((resolve) => { joined = resolve; });
+    let stoppedAt: number | null = null;
+    const afterStop: string[] = [];
+    const log = withConsume(h.log, async (o, own) => {
+      if (stoppedAt !== null) afterStop.push(o.topic);
+      // The high lane of the new queue takes as long as a group join the test ends.
+      if (o.topic === laneOf('fresh', 'high')) {
+        joinStarted = true;
+        await join;
+      }
+      return own(o);
+    });
+    try {
+      const w = await h.worker('w-all', { laneDiscoveryMs: 20 }, { log });
+      await h.submit(spec('fresh'));
+      await until('a discovery round joining the new high lane', () => joinStarted);
+      stoppedAt = Date.now();
+      const stopped = w.stop();
+      await sleep(50);
+      joined();
+      await stopped;
+      assert.deepEqual(afterStop, [], 'lanes subscribed after the stop');
+    } finally {
+      joined();
+      await h.stop();
+    }
+  });
+});

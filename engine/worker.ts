@@ -427,12 +427,15 @@ export class Worker {
    * (or, with a fixed queue list, fails the start); the lanes of the next
    * bands are subscribed all the same, so a lane that always fails holds no
    * other lane back. Throws the first failure, once every band was tried.
+   * Once the worker stops, the bands not begun yet are not joined.
    */
   private async subscribe(topics: readonly string[]): Promise<void> {
     const { log } = this.deps;
     const fresh = [...new Set(topics)].filter((t) => !this.lanes.has(t));
     let firstFailure: PromiseRejectedResult | undefined;
     for (const band of BANDS) {
+      // Stopped meanwhile (a stop no longer waits for this round first): no more lanes joined only to be left.
+      if (this.stopping.signal.aborted) break;
       const ofBand = fresh.filter((t) => (parseLane(t)?.band ?? 'normal') === band);
       const results = await Promise.allSettled(ofBand.map(async (topic) => {
         this.lanes.add(topic);
