@@ -103,3 +103,16 @@ describe('offsetCommitter', () => {
   });
 });
 
+
+describe('offsetCommitter: a commit that fails across a rejoin', () => {
+  it('is not tried again when the consumer rejoined while it was in flight (its generation is gone)', async () => {
+    const { calls, commit } = gate();
+    const c = offsetCommitter(() => {}, { retryDelayMs: 10 });
+    c.add(commit, 3, '42');
+    c.clear();
+    calls[0]!.release(new Error('REBALANCE_IN_PROGRESS'));
+    await c.settled();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls.length, 1, 'the offset of the old generation is not committed in the new one');
+  });
+});
