@@ -1267,8 +1267,8 @@ describe('worker: the result is kept as it was when the handler returned', () =>
     }
   });
 
-  it('a result far over MAX_RESULT_BYTES is refused without writing all its JSON: a large Buffer is not turned into an array of its bytes, a long list not written to its end', async () => {
-    const written = { buffer: 0, items: 0 };
+  it('a result far over MAX_RESULT_BYTES is refused without writing all its JSON: a large Buffer (returned, or held in an object or a list) is not turned into an array of its bytes, a long list not written to its end', async () => {
+    const written = { buffer: 0, items: 0, inObject: 0, inList: 0 };
     // 8 MiB: Buffer's own toJSON makes an array of its 8 million bytes first (seconds of a blocked worker, and its heap; a few hundred MiB end the process).
     const file = Buffer.alloc(32 * MAX_RESULT_BYTES, 7);
     Object.defineProperty(file, 'toJSON', { value: () => { written.buffer++; return Buffer.prototype.toJSON.call(file); } });
@@ -1276,13 +1276,23 @@ describe('worker: the result is kept as it was when the handler returned', () =>
     const rows = Array.from({ length: 100_000 }, (_, i) => ({ toJSON: () => { written.items++; return { i, text: 'x'.repeat(100) }; } }));
     // What JSON leaves out does not count: 100,000 fields of 16 characters whose values are undefined are `{}`.
     const sparse = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`field-${String(i).padStart(10, '0')}`, undefined]));
+    // The same, held in an object or a list (the Buffer's toJSON runs before JSON asks about it by its key).
+    const held = (n: 'inObject' | 'inList') => {
+      const b = Buffer.alloc(32 * MAX_RESULT_BYTES, 7);
+      Object.defineProperty(b, 'toJSON', { value: () => { written[n]++; return Buffer.prototype.toJSON.call(b); } });
+      return b;
+    };
+    const inObject = { name: 'report.pdf', file: held('inObject') };
+    const inList = ['report.pdf', held('inList')];
     const registry = new HandlerRegistry()
       .register('test.file', async () => file)
+      .register('test.in-object', async () => inObject)
+      .register('test.in-list', async () => inList)
       .register('test.rows', async () => rows)
       .register('test.sparse', async () => sparse);
     const h = await harness(registry);
     try {
-      for (const type of ['test.file', 'test.rows']) {
+      for (const type of ['test.file', 'test.in-object', 'test.in-list', 'test.rows']) {
         const r = await h.transitions.submit(spec(type, { maxAttempts: 3 }));
         assert.ok(r.ok);
         const dead = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
@@ -1292,7 +1302,7 @@ describe('worker: the result is kept as it was when the handler returned', () =>
       const r = await h.transitions.submit(spec('test.sparse', { maxAttempts: 1 }));
       assert.ok(r.ok);
       assert.deepEqual((await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, {});
-      assert.equal(written.buffer, 0, 'the Buffer is not written');
+      assert.deepEqual([written.buffer, written.inObject, written.inList], [0, 0, 0], 'no Buffer is written, at the top or held');
       assert.ok(written.items < 20_000, `the rows are written only until the JSON is past the bound: ${written.items} of 100000`);
     } finally {
       await h.stop();

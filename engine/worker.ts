@@ -1464,7 +1464,7 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
     // none for what JSON leaves out), each at least a byte: once past the bound, the rest is not written.
     if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return value;
     written += (Array.isArray(this) ? 0 : key.length) + (typeof value === 'string' ? value.length : 1);
-    if (written > RESULT_WRITTEN_CHARS) {
+    if (written > RESULT_WRITTEN_CHARS || holdsLargeView(value)) {
       stopped = true;
       throw OVER_WRITTEN;
     }
@@ -1488,6 +1488,29 @@ const OVER_WRITTEN = new Error(`a result's JSON was written past ${RESULT_WRITTE
 
 /** A Buffer or typed array (a DataView's JSON is `{}`), whose JSON has an entry per element. */
 const isElementView = (v: unknown): v is ArrayLike<unknown> => ArrayBuffer.isView(v) && !(v instanceof DataView);
+
+/** A Buffer or typed array whose JSON alone would be past RESULT_WRITTEN_CHARS (two characters an element at least). */
+const isLargeView = (v: unknown): boolean => isElementView(v) && v.length * 2 > RESULT_WRITTEN_CHARS;
+
+/**
+ * Does this array or object hold such a view as an element or a data
+ * property? Asked as JSON comes to the holder, before it writes the view,
+ * whose own toJSON would first make an array of every byte (`{ file: buf }`,
+ * `[buf]`). A property's value is read from its descriptor, so no getter
+ * runs more often than JSON runs it.
+ */
+function holdsLargeView(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || isElementView(value)) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (isLargeView(value[i])) return true;
+    return false;
+  }
+  for (const key of Object.keys(value)) {
+    const d = Object.getOwnPropertyDescriptor(value, key);
+    if (d && 'value' in d && isLargeView(d.value)) return true;
+  }
+  return false;
+}
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
 function isCancel(r: LogRecord, m: unknown): m is CancelMessage {
