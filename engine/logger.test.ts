@@ -92,6 +92,17 @@ describe('createLogger: JSON lines', () => {
     assert.equal(second!.ok, undefined);
     assert.match(String(second!.logFieldsError), /getter failed/);
   });
+
+  it('a child whose fields cannot be written is made all the same: its lines say why, without them', () => {
+    const { logger, parsed } = capture('info');
+    let child: ReturnType<typeof logger.child> | undefined;
+    assert.doesNotThrow(() => (child = logger.child({ get jobId(): string { throw new Error('binding failed'); } })));
+    child!.info('child line', { n: 1 });
+    const [line] = parsed();
+    assert.equal(line!.msg, 'child line');
+    assert.equal(line!.n, 1);
+    assert.match(String(line!.logFieldsError), /binding failed/);
+  });
 });
 
 describe('withFields', () => {

@@ -44,8 +44,8 @@ export function createLogger(level: LogLevel = 'info', base: Record<string, unkn
 
 /**
  * The port on an existing pino logger. A call never throws into its caller
- * (a handler's `ctx.log` with a getter that throws, a BigInt): fields JSON
- * cannot write leave the line, which says why in `logFieldsError`.
+ * (a handler's `ctx.log` with a getter that throws): fields JSON cannot
+ * write leave the line (or the child), which says why in `logFieldsError`.
  */
 export function fromPino(p: pino.Logger): AppLogger {
   const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
@@ -53,7 +53,11 @@ export function fromPino(p: pino.Logger): AppLogger {
     try {
       p[level](fields, msg);
     } catch (err) {
-      p[level]({ logFieldsError: unwritable(err) }, msg);
+      try {
+        p[level]({ logFieldsError: unwritable(err) }, msg);
+      } catch {
+        // The destination itself throws: the line is lost, not the caller's work.
+      }
     }
   };
   return {
@@ -61,7 +65,13 @@ export function fromPino(p: pino.Logger): AppLogger {
     info: (msg, fields) => write('info', msg, fields),
     warn: (msg, fields) => write('warn', msg, fields),
     error: (msg, fields) => write('error', msg, fields),
-    child: (fields) => fromPino(p.child(fields)),
+    child: (fields) => {
+      try {
+        return fromPino(p.child(fields));
+      } catch (err) {
+        return fromPino(p.child({ logFieldsError: unwritable(err) }));
+      }
+    },
     isLevelEnabled: (level) => p.isLevelEnabled(level),
     pino: p,
   };
