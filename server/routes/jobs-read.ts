@@ -17,7 +17,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -76,7 +76,12 @@ function instant(iso: string, name: string): number {
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
     const job = await tenantJob(deps, request.params.id, request.principal);
-    const [events, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
+    const [read, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
+    // The events are read after the job: those a transition committed in between are past the job shown, and left
+    // out, so that the history ends where the job's state and version are. Fewer than its version: the job was
+    // deleted in between (its events go with it), which a second read tells.
+    const events = read.filter((e) => e.seq <= job.version);
+    if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
     const eta = deps.advisor ? await etaOf(deps, job, lastStart(events)) : null;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
