@@ -136,6 +136,52 @@ describe('advisor service', () => {
     await w.store.close();
   });
 
+  it('decides nothing from a half-read history: until the events up to the newest at start are read, the static policy stands', async () => {
+    const w = await world();
+    // Earlier: a signature whose retries failed while others of its type succeeded (hopeless on that evidence)...
+    for (let i = 0; i < 14; i++) await hopelessJob(w, `order ${i} not found`);
+    await w.clock.advance(600_000);
+    // ...then, lately, its retries recover: the whole history says transient (a retry recovered within a half-life).
+    for (let i = 0; i < 2; i++) {
+      const s = await w.transitions.submit(spec('orders.sync'));
+      assert.ok(s.ok);
+      const failed = await attempt(w, s.job, 1, 100, `order ${100 + i} not found`);
+      await w.clock.advance(failed.snapshot.context.runAt - w.clock.now());
+      const due = await w.transitions.apply(failed.id, { type: 'RETRY_DUE' });
+      assert.ok(due.ok);
+      assert.equal((await attempt(w, due.job, 2, 100, null)).snapshot.value, 'done');
+    }
+    const fresh = (await w.transitions.submit(spec('orders.sync'))).job;
+    const total = await w.store.lastEventId();
+    const oldPart = total - 14;
+
+    // The history read at start comes in slowly (a large history, a gap waited for): a read brings the old part first.
+    let perRead = oldPart;
+    const slow = { ...w.store, readEventsAfter: (afterId: number, limit: number) => w.store.readEventsAfter(afterId, Math.min(limit, perRead)) } as JobStore;
+    const { a, decisions } = advisor(slow, w.clock, 'enforce');
+    await a.init();
+    await a.catchUp();
+    assert.equal((await a.insights()).events, oldPart, 'only the old part is read yet');
+    const error = { name: 'Error', message: 'order 5 not found' };
+    assert.equal(a.adviseFailure(fresh, error, 1, w.clock.now()), null, 'no stop decided from a half-read history');
+    assert.deepEqual(decisions, [], 'nor counted');
+
+    perRead = 1000;
+    await a.catchUp();
+    assert.equal((await a.insights()).events, total);
+    assert.equal(a.adviseFailure(fresh, error, 1, w.clock.now())?.retryable, undefined, 'the whole history: its retries recover lately, not hopeless');
+
+    // A control: with the whole history the old part alone (no recoveries yet) is judged hopeless.
+    const w2 = await world();
+    for (let i = 0; i < 14; i++) await hopelessJob(w2, `order ${i} not found`);
+    const control = advisor(w2.store, w2.clock, 'enforce');
+    await control.a.init();
+    await control.a.catchUp();
+    assert.equal(control.a.adviseFailure((await w2.transitions.submit(spec('orders.sync'))).job, error, 1, w2.clock.now())?.retryable, false);
+    await w.store.close();
+    await w2.store.close();
+  });
+
   it('an ETA counts the waiting jobs of the queue ahead of the job; a lease is sized from run times (enforce only); a far timeout is flagged', async () => {
     const w = await world();
     await reportRuns(w);

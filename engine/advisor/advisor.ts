@@ -138,7 +138,7 @@ export class Advisor {
    * policy stands (always in `off` and `advise`).
    */
   adviseFailure(job: JobRecord, error: { name?: string; message: string }, attempt: number, at: number): FailureAdvice | null {
-    if (this.opts.mode === 'off') return null;
+    if (this.opts.mode === 'off' || !this.historyRead()) return null;
     const { context } = job.snapshot;
     const advice = this.model.adviseFailure({
       jobId: job.id, type: job.type, queue: job.queue, error, at,
@@ -156,7 +156,20 @@ export class Advisor {
    * null: the static lease (also when the learned one would be no shorter).
    */
   leaseFor(type: string, queue: string): LeaseAdvice | null {
-    return this.opts.mode === 'enforce' ? this.learnedLease(type, queue) : null;
+    return this.opts.mode === 'enforce' && this.historyRead() ? this.learnedLease(type, queue) : null;
+  }
+
+  /**
+   * The history re-read at start has been read, up to the newest event of the
+   * start. Before, the model knows a part of it only (the oldest part: a
+   * large history takes many reads, and a gap in the ids a wait), and a
+   * verdict from that part may be one the rest overturns (a signature hopeless
+   * on old evidence whose retries recover lately): no decision is made from
+   * it, the static policy stands. Should the newest event of the start be
+   * deleted before it is read, the first newer event ends the wait.
+   */
+  private historyRead(): boolean {
+    return this.tail.horizon >= this.historyUntil;
   }
 
   /**
@@ -172,7 +185,7 @@ export class Advisor {
   claimed(type: string, queue: string, lease: LeaseAdvice | null): void {
     if (this.opts.mode === 'enforce') {
       if (lease) this.deps.onDecision?.('lease', true);
-    } else if (this.opts.mode === 'advise') {
+    } else if (this.opts.mode === 'advise' && this.historyRead()) {
       const learned = this.learnedLease(type, queue);
       if (learned && usableLease(learned)) this.deps.onDecision?.('lease', false);
     }
