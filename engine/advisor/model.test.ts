@@ -325,6 +325,16 @@ describe('AdvisorModel: hopeless retries', () => {
     assert.equal(model.adviseFailure(query({ at: recoveredAt + halfLife + 60_000 })).retryable, false, 'no retry recovered for over a half-life: hopeless again');
   });
 
+  it('a 404 learned hopeless does not stop the 503 of the same client, which recovers', () => {
+    const model = new AdvisorModel();
+    const feed = new Feed(model, { neighbours: true });
+    const status = (code: number) => ({ name: 'AxiosError', message: `Request failed with status code ${code}` });
+    let t = 0;
+    for (let run = 1; run <= 20; run++) t = feed.job({ id: `gone${run}`, at: t + 1000, attempts: [{ ms: 5, error: status(404) }, { ms: 5, error: status(404) }, { ms: 5, error: status(404) }] });
+    assert.equal(model.adviseFailure(query({ at: t, error: status(404) })).retryable, false, 'the 404 never recovers');
+    assert.equal(model.adviseFailure(query({ at: t, error: status(503) })).retryable, undefined, 'a 503 was never seen: the static policy');
+  });
+
   it('does not advise when no retry would follow anyway', () => {
     const model = new AdvisorModel({ evidenceHalfLifeMs: Infinity });
     const feed = new Feed(model, { neighbours: true });

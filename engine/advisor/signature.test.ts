@@ -40,10 +40,23 @@ describe('errorSignature', () => {
 
   it('gives failures differing only by ids, numbers and quoted values one signature', () => {
     const a = errorSignature({ name: 'HttpError', message: 'GET /jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV: status 503 after 3 tries ("upstream A")' });
-    const b = errorSignature({ name: 'HttpError', message: 'GET /jobs/01BX5ZZKBKACTAV9WEVGEMMVRY:  status 504 after 12 tries ("upstream B")' });
+    const b = errorSignature({ name: 'HttpError', message: 'GET /jobs/01BX5ZZKBKACTAV9WEVGEMMVRY:  status 503 after 12 tries ("upstream B")' });
     assert.equal(a, b);
     assert.notEqual(a, errorSignature({ name: 'HttpError', message: 'POST /jobs/01BX5ZZKBKACTAV9WEVGEMMVRY: status 503 after 3 tries ("x")' }));
     assert.notEqual(a, errorSignature({ name: 'Other', message: 'GET /jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV: status 503 after 3 tries ("upstream A")' }));
+  });
+
+  it('keeps an HTTP status after `status` or `HTTP`: a 404 that never recovers is not the 503 that does', () => {
+    const axios = (code: number) => errorSignature({ name: 'AxiosError', message: `Request failed with status code ${code}` });
+    assert.equal(axios(404), 'AxiosError: Request failed with status code 404');
+    assert.notEqual(axios(404), axios(503));
+    assert.notEqual(axios(404), axios(429));
+    assert.equal(errorSignature({ message: 'GET /orders/42: HTTP/1.1 503 after 1500 ms' }), 'Error: GET /orders/#: HTTP/# 503 after # ms');
+    assert.equal(errorSignature({ message: 'upstream statusCode=502, status: 404' }), 'Error: upstream statusCode=502, status: 404');
+    assert.equal(errorSignature({ name: 'HttpError', message: 'HTTP 429 Too Many Requests' }), 'HttpError: HTTP 429 Too Many Requests');
+    // Only a status: other numbers after those words, and numbers elsewhere, are still numbers.
+    assert.equal(errorSignature({ message: 'status 7 of 12, http 80000' }), 'Error: status # of #, http #');
+    assert.equal(errorSignature({ message: 'order 404 not found after 503 ms' }), 'Error: order # not found after # ms');
   });
 
   it('is cut to 200 characters, however long the message', () => {

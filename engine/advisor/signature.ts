@@ -5,7 +5,8 @@
  * that vary from one failure to the next replaced: quoted values by `?`, ids
  * (ULIDs, UUIDs, hex runs of 8+ characters with a digit) and numbers (ints,
  * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`) by
- * `#`. Whitespace is collapsed and the result cut to 200 characters.
+ * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
+ * `status code 503` are two causes: one never recovers, the other does). Whitespace is collapsed and the result cut to 200 characters.
  */
 
 /** The signature of a lease that expired (the worker stopped heartbeating): it has no error of its own. */
@@ -31,6 +32,16 @@ const HEX = /(?<![0-9A-Za-z])(?:0x)?(?=[a-f]*[0-9])[0-9a-f]{8,}(?![0-9A-Za-z])/g
 /** A number not after a letter: `-12`, `3.5`, `1e-3`, `10ms` (→ `#ms`), `job_42` (→ `job_#`); `utf8` stays. */
 const NUMBER = /(?<![\p{L}\p{N}])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?/giu;
 const SPACE = /\s+/g;
+/**
+ * What comes right before an HTTP status (`status 404`, `status code: 503`,
+ * `HTTP 429`, `HTTP/1.1 500`, `statusCode=502`): the status is kept, not a
+ * number like any other. It tells causes apart (a 404 does not recover, a 503
+ * or a 429 does), and has few values.
+ */
+const STATUS_BEFORE = /(?:\bstatus(?:[ _-]?code)?|\bhttp(?:\/[\d.]+)?)\s*[:=]?\s*$/i;
+const STATUS = /^[1-5]\d\d$/;
+/** How far back `STATUS_BEFORE` is looked for. */
+const STATUS_LOOKBACK = 24;
 
 /** The signature of a failure: `Name: normalised message`, at most 200 characters. */
 export function errorSignature(error: { name?: string; message: string }): string {
@@ -41,7 +52,7 @@ export function errorSignature(error: { name?: string; message: string }): strin
     .replace(UUID, '#')
     .replace(ULID, '#')
     .replace(HEX, '#')
-    .replace(NUMBER, '#')
+    .replace(NUMBER, (n: string, at: number, text: string) => (STATUS.test(n) && STATUS_BEFORE.test(text.slice(Math.max(0, at - STATUS_LOOKBACK), at)) ? n : '#'))
     .replace(SPACE, ' ')
     .trim();
   return cut(`${name.replace(SPACE, ' ')}: ${message}`, MAX_SIGNATURE_LENGTH);
