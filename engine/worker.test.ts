@@ -1037,6 +1037,37 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
     }
   });
 
+  it('a retry after a lease expiry runs on the configured lease, extended before its handler starts: a run grown past the learned lease is not expired again and again', async () => {
+    // The type ran in milliseconds, so the advisor's lease is short; now a synchronous step (a bigger
+    // input parsed) blocks the event loop longer than it, and no heartbeat can be sent meanwhile.
+    const blockMs = 700;
+    const registry = new HandlerRegistry().register('test.grown', async (_p, ctx) => {
+      const until = Date.now() + blockMs;
+      while (Date.now() < until) { /* blocks the event loop: an async handler runs synchronously up to its first await */ }
+      return { attempt: ctx.attempt };
+    });
+    const a = scripted({ lease: { leaseMs: 300, heartbeatMs: 100, p99Ms: 3, samples: 500 } });
+    const h = await harness(registry, { advisor: a.advisor, timers: true, leaseMs: 5_000, heartbeatMs: 1_000 });
+    try {
+      const r = await h.transitions.submit(spec('test.grown', { maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10 } }));
+      assert.ok(r.ok);
+      const done = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done' || j.snapshot.value === 'dead', 'an end', 10_000);
+      const events = await h.store.getEvents(r.job.id);
+      assert.deepEqual(events.map((e) => e.type).filter((t) => t === 'LEASE_EXPIRED' || t === 'SUCCEEDED'), ['LEASE_EXPIRED', 'SUCCEEDED'],
+        'the first attempt (the learned lease) expired, the retry did not');
+      assert.equal(done.snapshot.value, 'done');
+      assert.deepEqual(done.snapshot.context.result, { attempt: 2 });
+      // Its claim still took the advisor's lease; a heartbeat moved it to the configured one before the handler ran.
+      const second = events.filter((e) => e.type === 'STARTED')[1]!;
+      assertLease(second, 300, 'the claim of the retry');
+      const beat = events.find((e) => e.type === 'HEARTBEAT' && (e.data as { attempt: number }).attempt === 2);
+      assert.ok(beat, 'a heartbeat before the handler');
+      assert.ok((beat.data as { leaseUntil: number }).leaseUntil - beat.at >= 5_000 - 50, 'to the configured lease');
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('an advisor that throws costs nothing: the claim holds with the static lease and the outcome is written', async () => {
     const registry = new HandlerRegistry().register('test.fails', async () => {
       throw new Error('boom');

@@ -1060,6 +1060,7 @@ export class Worker {
       () => abort.abort(new AbortReason('timeout', `timed out after ${job.timeoutMs} ms`)),
       () => undefined,
     );
+    await this.leaseAfterExpiry(job, entry);
     void this.heartbeatLoop(job.id, entry);
     void this.watchLease(entry);
     const handler = registry.get(job.type);
@@ -1280,6 +1281,29 @@ export class Worker {
       this.counters.lateOutcomes++;
       log.warn('worker: late outcome ignored (the attempt is no longer current)', { event: event.type, reason: r.reason });
       return;
+    }
+  }
+
+  /**
+   * The retry of an attempt whose lease expired runs on the configured lease,
+   * not on a shorter one the advisor learned: the expiry may have been no
+   * crash but a run that outgrew the learned lease (a synchronous step
+   * blocking the event loop, so that no heartbeat went out), and the advisor
+   * never learns that run time (a lease expiry is none): on the learned lease
+   * each retry would expire the same way until the job is dead. The claim
+   * took the learned lease (a dispatch does not tell why the attempt before
+   * ended), so it is extended by a heartbeat before the handler starts. A
+   * heartbeat that fails leaves the claim's lease, as the heartbeat loop would.
+   */
+  private async leaseAfterExpiry(job: JobRecord, entry: Running): Promise<void> {
+    const last = job.snapshot.context.lastError;
+    if (entry.leaseMs >= this.opts.leaseMs || last?.name !== 'LeaseExpired' || last.attempt !== entry.attempt - 1) return;
+    entry.leaseMs = this.opts.leaseMs;
+    entry.heartbeatMs = this.opts.heartbeatMs;
+    try {
+      await this.heartbeat(job.id, entry);
+    } catch (err) {
+      if (!entry.abort.signal.aborted) entry.log.warn('worker: heartbeat failed, will retry', { ...errorFields(err), leaseUntil: entry.leaseUntil });
     }
   }
 
