@@ -166,6 +166,14 @@ describe('config', () => {
     assert.deepEqual(compileConfig({ kafkaBrokers: 'a:1,b:65535' }).kafkaBrokers, ['a:1', 'b:65535']);
   });
 
+  it('KAFKA_BROKERS of only commas names no broker: a bad setting naming it, not the embedded log nor a Kafka log with none', () => {
+    rejects({ kafkaBrokers: ',' }, /^KAFKA_BROKERS \(--kafka-brokers\): names no broker/);
+    rejects({ kafkaBrokers: ' , ,' }, /^KAFKA_BROKERS \(--kafka-brokers\): names no broker/);
+    // With split roles it would also pass the "needs KAFKA_BROKERS" check, an empty list being a list.
+    rejects({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: ',' }, /^KAFKA_BROKERS \(--kafka-brokers\): names no broker/);
+    assert.deepEqual(compileConfig({ kafkaBrokers: 'a:1,,b:2' }).kafkaBrokers, ['a:1', 'b:2']);
+  });
+
   it('ATS_WORKER_ID fits the workers.id column (255 characters) and holds no control character', () => {
     assert.equal(compileConfig({ workerId: 'w'.repeat(255) }).worker.workerId, 'w'.repeat(255));
     assert.equal(compileConfig({ workerId: 'é'.repeat(255) }).worker.workerId.length, 255, 'characters, not bytes');

@@ -215,6 +215,8 @@ function brokers(raw: RawConfig): string[] | null {
   const text = str(raw, 'kafkaBrokers');
   if (!text) return null;
   const list = text.split(',').map((b) => b.trim()).filter(Boolean);
+  // `,` is set, not empty: neither the embedded log nor a Kafka log of no broker (which fails naming nothing).
+  if (list.length === 0) fail('kafkaBrokers', `names no broker, got "${text}" (expected host:port,host:port)`);
   for (const b of list) {
     const port = /^[A-Za-z0-9.\-_[\]:]+:(\d{1,5})$/.exec(b)?.[1];
     // A port out of range would pass here and fail only at connect, as an unreachable Kafka (exit 1).
