@@ -174,6 +174,14 @@ describe('config', () => {
     assert.deepEqual(compileConfig({ kafkaBrokers: 'a:1,,b:2' }).kafkaBrokers, ['a:1', 'b:2']);
   });
 
+  it('ATS_METRICS_PORT is not the api role\'s PORT (both would bind it: the start would fail on EADDRINUSE naming neither)', () => {
+    rejects({ port: '9100', metricsPort: '9100' }, /^ATS_METRICS_PORT \(--metrics-port\): 9100 is PORT's too \(the api role serves \/metrics there already\)/);
+    assert.equal(compileConfig({ port: '0', metricsPort: '0' }).metricsPort, 0, 'two random ports');
+    assert.equal(compileConfig({ port: '9100', metricsPort: '9101' }).metricsPort, 9101);
+    const noApi = compileConfig({ roles: 'worker', mysqlUrl: 'mysql://root@127.0.0.1:3306/ats', kafkaBrokers: 'k:9092', port: '9100', metricsPort: '9100' });
+    assert.equal(noApi.metricsPort, 9100, 'without the api role, PORT is bound by nothing');
+  });
+
   it('ATS_WORKER_ID fits the workers.id column (255 characters) and holds no control character', () => {
     assert.equal(compileConfig({ workerId: 'w'.repeat(255) }).worker.workerId, 'w'.repeat(255));
     assert.equal(compileConfig({ workerId: 'é'.repeat(255) }).worker.workerId.length, 255, 'characters, not bytes');

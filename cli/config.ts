@@ -24,7 +24,7 @@ export const SETTINGS = {
   roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers, or all.' },
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
   host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers).' },
-  metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles, and /healthz (a liveness probe): for processes without the api role, whose API port serves both already. Empty: off.' },
+  metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles, and /healthz (a liveness probe): for processes without the api role, whose API port serves both already (with the api role, a port other than PORT). Empty: off.' },
   mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
   mysqlQueryTimeoutMs: { env: 'ATS_MYSQL_QUERY_TIMEOUT_MS', flag: '--mysql-query-timeout-ms', default: '60000', doc: 'Longest wait for MySQL to answer one statement; then the operation fails as the store being unavailable (the API answers 503) and the connection is dropped, so a server that stops answering (a network partition) holds nothing for ever. Keep it above innodb_lock_wait_timeout (50 s by default). Migrations are not bounded by it.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
@@ -346,6 +346,10 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     maxQueues: int(raw, 'maxQueues', 1, 100_000),
     advisor: { mode: oneOf(raw, 'advisor', ADVISOR_MODES, 'mode'), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
   };
+  // The api role binds PORT and serves /metrics there: binding it twice fails the start on EADDRINUSE naming neither setting.
+  if (config.metricsPort !== null && config.metricsPort !== 0 && config.metricsPort === config.port && config.roles.includes('api')) {
+    fail('metricsPort', `${config.metricsPort} is ${SETTINGS.port.env}'s too (the api role serves /metrics there already): leave it empty, or give another port`);
+  }
   const split = config.roles.length < ROLES.length;
   if (split && !config.kafkaBrokers) {
     fail('roles', `running only ${config.roles.join(',')} needs KAFKA_BROKERS (the in-process log cannot reach other processes)`);
