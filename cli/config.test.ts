@@ -182,6 +182,14 @@ describe('config', () => {
     assert.equal(noApi.metricsPort, 9100, 'without the api role, PORT is bound by nothing');
   });
 
+  it('HOST is a host name or address to listen on, without a port or scheme (else exit 2 naming it, not a start that fails on getaddrinfo)', () => {
+    for (const h of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'api.internal', 'my_host-1']) assert.equal(compileConfig({ host: h }).host, h);
+    rejects({ host: 'localhost:3000' }, /^HOST \(--host\): "localhost:3000" is not a host name or address to listen on \(like 127\.0\.0\.1, 0\.0\.0\.0, :: or localhost; no port: PORT sets it\)/);
+    rejects({ host: 'http://0.0.0.0' }, /^HOST \(--host\): "http:\/\/0\.0\.0\.0" is not a host name or address/);
+    rejects({ host: '[::1]' }, /^HOST \(--host\): "\[::1\]" is not a host name or address/);
+    rejects({ host: 'a b' }, /^HOST \(--host\)/);
+  });
+
   it('ATS_WORKER_ID fits the workers.id column (255 characters) and holds no control character', () => {
     assert.equal(compileConfig({ workerId: 'w'.repeat(255) }).worker.workerId, 'w'.repeat(255));
     assert.equal(compileConfig({ workerId: 'é'.repeat(255) }).worker.workerId.length, 255, 'characters, not bytes');

@@ -4,7 +4,7 @@
  * result frozen. Only the entry point reads `process.env`; it hands the raw
  * values here.
  */
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
@@ -178,6 +178,20 @@ function topicPrefix(raw: RawConfig): string {
   return p;
 }
 
+/**
+ * HOST: an address or a name to resolve, as `listen` takes it. A port or a
+ * scheme (`localhost:3000`, `http://0.0.0.0`) would fail the start on
+ * getaddrinfo as if the name did not resolve (exit 1, which a supervisor
+ * retries for ever), naming no setting.
+ */
+function listenHost(raw: RawConfig): string {
+  const h = str(raw, 'host');
+  if (isIP(h) === 0 && !(h.length <= 253 && /^[A-Za-z0-9_.-]+$/.test(h))) {
+    fail('host', `"${h.slice(0, 100)}" is not a host name or address to listen on (like 127.0.0.1, 0.0.0.0, :: or localhost; no port: PORT sets it)`);
+  }
+  return h;
+}
+
 /** `q`, when the API takes it as a queue name (its pattern and length); else fails naming the setting. */
 function queueName(name: SettingName, q: string): string {
   if (q.length > MAX_NAME_CHARS || !QUEUE_NAME.test(q)) {
@@ -307,7 +321,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
   const config: Config = {
     roles: roles(raw),
     port: int(raw, 'port', 0, 65535),
-    host: str(raw, 'host'),
+    host: listenHost(raw),
     metricsPort: str(raw, 'metricsPort') === '' ? null : int(raw, 'metricsPort', 0, 65535),
     mysqlUrl: mysqlUrl(raw),
     mysqlQueryTimeoutMs: int(raw, 'mysqlQueryTimeoutMs', 100, 3_600_000),
