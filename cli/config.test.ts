@@ -186,7 +186,9 @@ describe('config', () => {
     for (const h of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'api.internal', 'my_host-1']) assert.equal(compileConfig({ host: h }).host, h);
     rejects({ host: 'localhost:3000' }, /^HOST \(--host\): "localhost:3000" is not a host name or address to listen on \(like 127\.0\.0\.1, 0\.0\.0\.0, :: or localhost; no port: PORT sets it\)/);
     rejects({ host: 'http://0.0.0.0' }, /^HOST \(--host\): "http:\/\/0\.0\.0\.0" is not a host name or address/);
-    rejects({ host: '[::1]' }, /^HOST \(--host\): "\[::1\]" is not a host name or address/);
+    assert.equal(compileConfig({ host: '[::1]' }).host, '::1', 'an IPv6 address in brackets, as in a URL: listen takes it bare');
+    rejects({ host: '[::1]:3000' }, /^HOST \(--host\): "\[::1\]:3000" is not a host name or address/);
+    rejects({ host: '[localhost]' }, /^HOST \(--host\): "\[localhost\]" is not a host name or address/);
     rejects({ host: 'a b' }, /^HOST \(--host\)/);
   });
 

@@ -23,7 +23,7 @@ export type Role = (typeof ROLES)[number];
 export const SETTINGS = {
   roles: { env: 'ATS_ROLES', flag: '--role', default: 'api,relay,worker,timers', doc: 'Roles this process runs, comma-separated: api, relay, worker, timers, or all.' },
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
-  host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers).' },
+  host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers): an address (an IPv6 one bare or in brackets) or a name, without a port.' },
   metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles, and /healthz (a liveness probe): for processes without the api role, whose API port serves both already (with the api role, a port other than PORT). Empty: off.' },
   mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
   mysqlQueryTimeoutMs: { env: 'ATS_MYSQL_QUERY_TIMEOUT_MS', flag: '--mysql-query-timeout-ms', default: '60000', doc: 'Longest wait for MySQL to answer one statement; then the operation fails as the store being unavailable (the API answers 503) and the connection is dropped, so a server that stops answering (a network partition) holds nothing for ever. Keep it above innodb_lock_wait_timeout (50 s by default). Migrations are not bounded by it.' },
@@ -182,12 +182,17 @@ function topicPrefix(raw: RawConfig): string {
  * HOST: an address or a name to resolve, as `listen` takes it. A port or a
  * scheme (`localhost:3000`, `http://0.0.0.0`) would fail the start on
  * getaddrinfo as if the name did not resolve (exit 1, which a supervisor
- * retries for ever), naming no setting.
+ * retries for ever), naming no setting. An IPv6 address may be given in
+ * brackets.
  */
 function listenHost(raw: RawConfig): string {
-  const h = str(raw, 'host');
-  if (isIP(h) === 0 && !(h.length <= 253 && /^[A-Za-z0-9_.-]+$/.test(h))) {
-    fail('host', `"${h.slice(0, 100)}" is not a host name or address to listen on (like 127.0.0.1, 0.0.0.0, :: or localhost; no port: PORT sets it)`);
+  const text = str(raw, 'host');
+  // `[::1]`, as in a URL: `listen` takes the address without its brackets.
+  const bracketed = /^\[(.*)\]$/.exec(text)?.[1];
+  const h = bracketed ?? text;
+  const ok = bracketed !== undefined ? isIPv6(h) : isIP(h) !== 0 || (h.length <= 253 && /^[A-Za-z0-9_.-]+$/.test(h));
+  if (!ok) {
+    fail('host', `"${text.slice(0, 100)}" is not a host name or address to listen on (like 127.0.0.1, 0.0.0.0, :: or localhost; no port: PORT sets it)`);
   }
   return h;
 }
