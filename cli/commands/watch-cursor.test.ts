@@ -10,6 +10,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { WebSocketServer } from 'ws';
+import { capturing } from '../../tests/helpers/capture-output.js';
 import { watchCommand } from './watch.js';
 
 const JOB = '01J0000000000000000000CUR1';
@@ -68,29 +69,13 @@ after(async () => {
 });
 
 /** Runs the command with stderr captured, and stdout lines naming JOB; 'running' if it has not ended after `ms`. */
-async function run(args: string[], url: string, ms: number): Promise<{ code: number | 'running'; stdout: string; stderr: string }> {
-  const seen = { stdout: '', stderr: '' };
-  const { stdout, stderr } = process;
-  const writeOut = stdout.write;
-  const writeErr = stderr.write;
-  stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
-    if (!String(chunk).includes(JOB)) return writeOut.call(stdout, chunk, ...rest);
-    seen.stdout += String(chunk);
-    return true;
-  }) as typeof stdout.write;
-  stderr.write = ((chunk: string | Uint8Array) => {
-    seen.stderr += String(chunk);
-    return true;
-  }) as typeof stderr.write;
-  try {
+function run(args: string[], url: string, ms: number): Promise<{ code: number | 'running'; stdout: string; stderr: string }> {
+  return capturing(JOB, async () => {
     const running = new Promise<'running'>((r) => setTimeout(() => r('running'), ms).unref());
     const code = await Promise.race([watchCommand(args, { ATS_URL: url }), running]);
     if (code === 'running') process.emit('SIGINT'); // ends a watch that went on (exit 0)
-    return { code, ...seen };
-  } finally {
-    stdout.write = writeOut;
-    stderr.write = writeErr;
-  }
+    return code;
+  });
 }
 
 test('a reconnect refused ATS_ERR_BAD_CURSOR ends ats watch: the error on stderr, exit 1, no endless retries', async () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
+import { capturing } from '../../tests/helpers/capture-output.js';
 import { makeKey, type MadeKey } from '../../tests/helpers/keys.js';
 import { AtsClient } from '../client.js';
 import { compose, type System } from '../compose.js';
@@ -34,33 +35,6 @@ after(async () => {
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
-
-/**
- * Runs `fn` with what it writes captured: stdout lines naming `marker` (the
- * watch's transitions) and all of stderr; anything else on stdout goes on
- * (the test runner's own output).
- */
-async function capturing(marker: string, fn: (seen: { stdout: string; stderr: string }) => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const seen = { stdout: '', stderr: '' };
-  const { stdout, stderr } = process;
-  const writeOut = stdout.write;
-  const writeErr = stderr.write;
-  stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
-    if (!String(chunk).includes(marker)) return writeOut.call(stdout, chunk, ...rest);
-    seen.stdout += String(chunk);
-    return true;
-  }) as typeof stdout.write;
-  stderr.write = ((chunk: string | Uint8Array) => {
-    seen.stderr += String(chunk);
-    return true;
-  }) as typeof stderr.write;
-  try {
-    return { code: await fn(seen), ...seen };
-  } finally {
-    stdout.write = writeOut;
-    stderr.write = writeErr;
-  }
-}
 
 describe('ats watch and a revoked key', { timeout: 60_000 }, () => {
   test('the stream closed with 4401 ends the command: ATS_ERR_UNAUTHORIZED on stderr, exit 1, no polling', async () => {
