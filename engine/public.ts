@@ -14,7 +14,7 @@ export { NonRetryableError } from './errors.js';
 export { job, sendToWorkflow, type WorkflowJobOptions } from '../machines/workflow.js';
 export type { Handler, HandlerContext, Logger } from './ports.js';
 /** What `ctx.signal.reason` is once the signal aborts: `kind` says why (timeout, cancelled, lease-lost, shutdown). */
-export type { AbortReason, AbortKind } from './worker.js';
+export type { AbortReason, AbortKind } from './abort-reason.js';
 export type { PayloadCheck } from './payload-schema.js';
 /** TypeBox, the schema builder payload schemas are written with (the same copy the scheduler compiles). */
 export { Type, type Static, type TSchema } from '@sinclair/typebox';

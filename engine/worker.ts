@@ -64,6 +64,7 @@
  * header (an older producer) is version 1.
  */
 import { setMaxListeners } from 'node:events';
+import { AbortReason } from './abort-reason.js';
 import { jsonSize } from '../machines/json-size.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
@@ -181,14 +182,7 @@ export interface WorkerDeps {
   store?: Pick<JobStore, 'keepDispatches'>;
 }
 
-/** Why a handler's signal was aborted. */
-export type AbortKind = 'timeout' | 'cancelled' | 'lease-lost' | 'shutdown';
-export class AbortReason extends Error {
-  constructor(readonly kind: AbortKind, message: string) {
-    super(message);
-    this.name = kind === 'timeout' ? 'TimeoutError' : 'AbortError';
-  }
-}
+export { AbortReason, type AbortKind } from './abort-reason.js';
 
 export interface WorkerCounters {
   claimed: number;
