@@ -48,7 +48,7 @@ it('a failing run ends with each failing test, its error and where it was thrown
   assert.match(tail, /the sum marker-7f3a/);
   assert.match(tail, /sample\.test\.ts:5/);
   assert.doesNotMatch(tail, /passes/);
-  assert.match(tail, /\ntest: 2 passed, 1 failed\n$/);
+  assert.match(tail, /\ntest: 2 passed, 1 failed, 0 cancelled\n$/);
 });
 
 it('a passing run prints no failures section', { timeout: 150_000 }, async () => {
@@ -57,7 +57,25 @@ it('a passing run prints no failures section', { timeout: 150_000 }, async () =>
   const { code, stdout } = await testSh([file]);
   assert.equal(code, 0, stdout);
   assert.doesNotMatch(stdout, /test: the failures/);
-  assert.match(stdout, /\ntest: 1 passed, 0 failed\n$/);
+  assert.match(stdout, /\ntest: 1 passed, 0 failed, 0 cancelled\n$/);
+});
+
+it('a run whose suite ran out of time ends with that test and counts it cancelled, not "0 failed"', { timeout: 150_000 }, async () => {
+  const file = join(dir, 'slow.test.ts');
+  writeFileSync(file, [
+    "import { describe, it } from 'node:test';",
+    "describe('a suite out of time', { timeout: 200 }, () => {",
+    "  it('passes', () => {});",
+    "  it('waits past the suite marker-c4e1', () => new Promise((r) => setTimeout(r, 2000)));",
+    '});',
+    '',
+  ].join('\n'));
+  const { code, stdout } = await testSh([file]);
+  assert.equal(code, 1, stdout);
+  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
+  assert.ok(tail.startsWith('test: the failures'), stdout);
+  assert.match(tail, /not ok \d+ - waits past the suite marker-c4e1/);
+  assert.match(tail, /\ntest: 1 passed, 0 failed, 1 cancelled\n$/);
 });
 
 it('a process given the preload of every test process writes all it wrote before it exits, while nobody reads its pipe yet', { timeout: 60_000 }, async (t) => {
@@ -92,5 +110,5 @@ it('long reports arrive whole: every test counted, and a failure at the end of e
   assert.equal(code, 1, stdout.slice(-3000));
   const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
   for (const name of ['long-a', 'long-b', 'long-c']) assert.match(tail, new RegExp(`not ok \\d+ - breaks at the end of ${name}`), stdout.slice(-3000));
-  assert.match(tail, new RegExp(`\ntest: ${3 * n} passed, 3 failed\n$`));
+  assert.match(tail, new RegExp(`\ntest: ${3 * n} passed, 3 failed, 0 cancelled\n$`));
 });
