@@ -1473,8 +1473,8 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
   const tooBig = (bytes: string) => ({
     unstorable: `the handler's result is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`,
   });
-  // Each element takes two characters of JSON at least (a digit and a comma); a Buffer's own toJSON would first make an array of them all.
-  if (isElementView(result) && result.length * 2 > RESULT_WRITTEN_CHARS) return tooBig(`over ${RESULT_WRITTEN_CHARS}`);
+  // Returned alone, a Buffer's own toJSON would run before JSON asks the replacer about it (held, `holdsLargeView` sees it first).
+  if (isLargeView(result)) return tooBig(`over ${RESULT_WRITTEN_CHARS}`);
   let written = 0;
   let stopped = false;
   const json = jsonSize(result ?? null, function bounded(this: unknown, key, value) {
