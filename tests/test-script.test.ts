@@ -28,9 +28,24 @@ function testSh(files: string[]): Promise<{ code: number; stdout: string }> {
   });
 }
 
+/** The failures section a failing run ends with (asserted to be there), to its last line. */
+function failuresSection(stdout: string): string {
+  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
+  assert.ok(tail.startsWith('test: the failures'), stdout.slice(-3000));
+  return tail;
+}
+
+/** Writes `name` in the scratch folder with `lines`, runs scripts/test.sh on it, asserts it failed (exit 1): its failures section. */
+async function failingRun(name: string, lines: string[]): Promise<string> {
+  const file = join(dir, name);
+  writeFileSync(file, [...lines, ''].join('\n'));
+  const { code, stdout } = await testSh([file]);
+  assert.equal(code, 1, stdout);
+  return failuresSection(stdout);
+}
+
 it('a failing run ends with each failing test, its error and where it was thrown, then the counts', { timeout: 150_000 }, async () => {
-  const file = join(dir, 'sample.test.ts');
-  writeFileSync(file, [
+  const tail = await failingRun('sample.test.ts', [
     "import assert from 'node:assert/strict';",
     "import { describe, it } from 'node:test';",
     "describe('a suite', () => {",
@@ -38,12 +53,7 @@ it('a failing run ends with each failing test, its error and where it was thrown
     "  it('breaks on purpose', () => assert.equal(1 + 1, 3, 'the sum marker-7f3a'));",
     "  it('passes after it', () => {});",
     '});',
-    '',
-  ].join('\n'));
-  const { code, stdout } = await testSh([file]);
-  assert.equal(code, 1, stdout);
-  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
-  assert.ok(tail.startsWith('test: the failures'), stdout);
+  ]);
   assert.match(tail, /not ok \d+ - breaks on purpose/);
   assert.match(tail, /the sum marker-7f3a/);
   assert.match(tail, /sample\.test\.ts:5/);
@@ -61,19 +71,13 @@ it('a passing run prints no failures section', { timeout: 150_000 }, async () =>
 });
 
 it('a run whose suite ran out of time ends with that test and counts it cancelled, not "0 failed"', { timeout: 150_000 }, async () => {
-  const file = join(dir, 'slow.test.ts');
-  writeFileSync(file, [
+  const tail = await failingRun('slow.test.ts', [
     "import { describe, it } from 'node:test';",
     "describe('a suite out of time', { timeout: 200 }, () => {",
     "  it('passes', () => {});",
     "  it('waits past the suite marker-c4e1', () => new Promise((r) => setTimeout(r, 2000)));",
     '});',
-    '',
-  ].join('\n'));
-  const { code, stdout } = await testSh([file]);
-  assert.equal(code, 1, stdout);
-  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
-  assert.ok(tail.startsWith('test: the failures'), stdout);
+  ]);
   assert.match(tail, /not ok \d+ - waits past the suite marker-c4e1/);
   assert.match(tail, /\ntest: 1 passed, 0 failed, 1 cancelled\n$/);
 });
@@ -108,7 +112,7 @@ it('long reports arrive whole: every test counted, and a failure at the end of e
   });
   const { code, stdout } = await testSh(files);
   assert.equal(code, 1, stdout.slice(-3000));
-  const tail = stdout.slice(stdout.lastIndexOf('test: the failures'));
+  const tail = failuresSection(stdout);
   for (const name of ['long-a', 'long-b', 'long-c']) assert.match(tail, new RegExp(`not ok \\d+ - breaks at the end of ${name}`), stdout.slice(-3000));
   assert.match(tail, new RegExp(`\ntest: ${3 * n} passed, 3 failed, 0 cancelled\n$`));
 });
