@@ -4,10 +4,12 @@
  * per edge of the job machine with their median dwell time.
  *
  * Neither scans a table that grows with the history: the outbox holds only
- * rows the relay has not sent yet, and the edge figures read a range of
- * `job_events`' primary key bounded by a row cap (ids are allocated in commit
- * order, roughly the order of `at`), plus one lookup of each event's
- * predecessor through the unique key `(job_id, seq)`.
+ * rows the relay has not sent yet, and the edge figures read the newest
+ * events up to a row cap (ids are allocated in commit order, roughly the
+ * order of `at`), plus one lookup of each event's predecessor through the
+ * unique key `(job_id, seq)`. A tenant's are its own newest events, through
+ * `(tenant, id)` (migration 0028): another tenant's events are never read, so
+ * they change neither its figures nor whether its window was cut.
  */
 import type { JobState } from '../../machines/job.machine.js';
 import type { EdgeStat, EdgeStats, OutboxBacklog, StoredEventType } from '../../engine/ports.js';
@@ -35,14 +37,22 @@ export const EDGE_EVENTS = `SELECT e.type, e.from_state, e.to_state, e.at, p.at 
   WHERE e.id > ? AND e.at >= ?`;
 
 /**
- * EDGE_EVENTS of one tenant's jobs: one more primary-key lookup per event
- * (its job's tenant); the range read is the same.
+ * The id of a tenant's event at `offset` from its newest (0: the newest),
+ * read in `(tenant, id)` alone. Params: tenant, offset
+ */
+export const TENANT_EVENT_ID_AT_OFFSET = 'SELECT id FROM job_events WHERE tenant = ? ORDER BY id DESC LIMIT 1 OFFSET ?';
+
+/**
+ * EDGE_EVENTS of one tenant: its events after an id (a range of `(tenant, id)`)
+ * and at or after a time.
  * Params: tenant, after_id, since
  */
 export const TENANT_EDGE_EVENTS = `SELECT e.type, e.from_state, e.to_state, e.at, p.at AS prev_at
-  FROM job_events e JOIN jobs j ON j.id = e.job_id AND j.tenant = ?
-  LEFT JOIN job_events p ON p.job_id = e.job_id AND p.seq = e.seq - 1
-  WHERE e.id > ? AND e.at >= ?`;
+  FROM job_events e LEFT JOIN job_events p ON p.job_id = e.job_id AND p.seq = e.seq - 1
+  WHERE e.tenant = ? AND e.id > ? AND e.at >= ?`;
+
+/** The `at` of an event. Params: id */
+export const EVENT_AT = 'SELECT at FROM job_events WHERE id = ?';
 
 /** The `at` of the newest event at or below an id. Params: id */
 export const EVENT_AT_OR_BELOW = 'SELECT at FROM job_events WHERE id <= ? ORDER BY id DESC LIMIT 1';
@@ -52,16 +62,29 @@ export async function readOutboxBacklog(query: Query): Promise<OutboxBacklog> {
   return { rows: toNum(row?.n ?? 0), messages: toNum(row?.messages ?? 0), oldestAt: row?.oldest == null ? null : toNum(row.oldest) };
 }
 
-/** Every tenant's edges, or only `tenant`'s (the range and the cap are the same: they bound the read, not the answer). */
+/**
+ * Every tenant's edges, or only `tenant`'s: from the newest `maxEvents`
+ * events (of `tenant`'s when given) those at or after `since`; `truncated`
+ * when an older one of those events is in the window too.
+ */
 export async function readEdgeStats(query: Query, since: number, maxEvents: number, tenant?: string): Promise<EdgeStats> {
+  if (tenant !== undefined) {
+    // The tenant's event just older than its newest maxEvents, if it has one: the range starts after it.
+    const below = toNumOrNull((await query(TENANT_EVENT_ID_AT_OFFSET, [tenant, maxEvents]))[0]?.id);
+    const rows = await query(TENANT_EDGE_EVENTS, [tenant, below ?? 0, since]);
+    const belowAt = below === null ? undefined : (await query(EVENT_AT, [below]))[0]?.at;
+    return { edges: edgesOf(rows), truncated: belowAt != null && toNum(belowAt) >= since };
+  }
   const last = toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0);
   const after = Math.max(0, last - maxEvents);
-  const rows = tenant === undefined ? await query(EDGE_EVENTS, [after, since]) : await query(TENANT_EDGE_EVENTS, [tenant, after, since]);
+  const rows = await query(EDGE_EVENTS, [after, since]);
   // Events below the range may still be in the window: then it was cut.
   const below = after > 0 ? (await query(EVENT_AT_OR_BELOW, [after]))[0] : undefined;
   const truncated = below !== undefined && toNum(below.at) >= since;
   return { edges: edgesOf(rows), truncated };
 }
+
+const toNumOrNull = (v: unknown): number | null => (v == null ? null : toNum(v));
 
 /** Rows of EDGE_EVENTS grouped per (from, to, event), by count (then name) descending. */
 export function edgesOf(rows: readonly Row[]): EdgeStat[] {

@@ -28,7 +28,8 @@ export const JOB_COLUMNS = [
 export const JOB_SELECT =
   'id, tenant, type, queue, version, priority, timeout_ms, idempotency_key, request_hash, payload, snapshot, created_at, updated_at, trace_context, concurrency_key, parent';
 
-export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data'] as const;
+/** Columns of `job_events` an event writes, in the order `eventValues` gives them (`tenant`, its job's: migration 0028). */
+export const EVENT_COLUMNS = ['job_id', 'seq', 'type', 'from_state', 'to_state', 'at', 'data', 'tenant'] as const;
 export const EVENT_SELECT = 'job_id, seq, type, from_state, to_state, at, data';
 
 /** JSON text of a value; `undefined` is stored as `null` (it has no JSON form). */
@@ -102,8 +103,9 @@ export function toParent(text: string): JobParent {
   return { workflowId: String(v.workflowId), invokeId: String(v.invokeId) };
 }
 
-export function eventValues(e: JobEventRecord): unknown[] {
-  return [e.jobId, e.seq, e.type, e.from, e.to, e.at, toJson(e.data)];
+/** The `EVENT_COLUMNS` values of an event of a job of `tenant`. */
+export function eventValues(e: JobEventRecord, tenant: string): unknown[] {
+  return [e.jobId, e.seq, e.type, e.from, e.to, e.at, toJson(e.data), tenant];
 }
 
 export function rowToEvent(r: Row): JobEventRecord {

@@ -36,7 +36,7 @@ function oldInserts(w: TransitionWrite, shard: number): { sql: string; params: u
   const values = jobValues(w.job).slice(0, columns.length);
   return [
     { sql: `INSERT INTO jobs (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`, params: values },
-    { sql: 'INSERT INTO job_events (job_id, seq, type, from_state, to_state, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)', params: eventValues(w.event) },
+    { sql: 'INSERT INTO job_events (job_id, seq, type, from_state, to_state, at, data) VALUES (?, ?, ?, ?, ?, ?, ?)', params: eventValues(w.event, 'default').slice(0, 7) },
     { sql: 'INSERT INTO job_counts (queue, type, state, shard, n) VALUES (?, ?, ?, ?, 1)', params: [w.job.queue, w.job.type, w.job.snapshot.value, shard] },
   ];
 }

@@ -161,7 +161,7 @@ export function collapseChains(writes: readonly TransitionWrite[]): Map<string, 
 function logSteps(writes: readonly TransitionWrite[]): Sql[] {
   const appended = writes.filter((w) => !w.coalesce);
   const outbox = appended.flatMap((w) => w.outbox.map((message) => ({ message, at: w.event.at })));
-  return [...chunkRows(appended.map((w) => eventValues(w.event))).map(insertEvents), ...insertOutboxSteps(outbox)];
+  return [...chunkRows(appended.map((w) => eventValues(w.event, w.job.tenant))).map(insertEvents), ...insertOutboxSteps(outbox)];
 }
 
 /** A statement of a write group, with the changed rows it must report, if any. */

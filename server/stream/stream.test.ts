@@ -214,7 +214,7 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
       await conn.beginTransaction();
       const job = insertJobs(MYSQL_DIALECT, [jobValues(held.job)], false);
       await conn.query(job.sql, job.params);
-      const event = insertEvents([eventValues(held.event)]);
+      const event = insertEvents([eventValues(held.event, held.job.tenant)]);
       await conn.query(event.sql, event.params);
       const later = await main.transitions.submit(spec('t.gap', q));
       assert.ok(later.ok);
@@ -238,7 +238,7 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     try {
       const doomed = newJobWrite({ queue: q, type: 't.gap', at: Date.now() });
       await conn.beginTransaction();
-      for (const s of [insertJobs(MYSQL_DIALECT, [jobValues(doomed.job)], false), insertEvents([eventValues(doomed.event)])]) await conn.query(s.sql, s.params);
+      for (const s of [insertJobs(MYSQL_DIALECT, [jobValues(doomed.job)], false), insertEvents([eventValues(doomed.event, doomed.job.tenant)])]) await conn.query(s.sql, s.params);
       const later = await fast.transitions.submit(spec('t.gap', q));
       const committedAt = Date.now();
       await sleep(300);
