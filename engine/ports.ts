@@ -447,8 +447,10 @@ export interface JobStore {
   /**
    * Per edge (from, to, event), the transitions of `job_events` at or after
    * `since` (epoch ms), from the newest `maxEvents` events at most (a bounded
-   * range of the primary key, never a scan of the history). Only the events
-   * of `tenant`'s jobs when given.
+   * range of an index, never a scan of the history); `truncated` when an
+   * older one of them is in the window too. With `tenant`, its newest events
+   * only: the cap and `truncated` are of its events, and no other tenant's
+   * event is read.
    */
   edgeStats(since: number, maxEvents: number, tenant?: string): Promise<EdgeStats>;
 

@@ -443,8 +443,8 @@ export const EDGE_STATS_MAX_EVENTS = 50_000;
 
 export const EdgeStatsView = Type.Object({
   windowMs: Type.Integer({ description: 'The window the figures cover: transitions of the last windowMs milliseconds' }),
-  maxEvents: Type.Integer({ description: 'At most this many of the newest events are read' }),
-  truncated: Type.Boolean({ description: 'true: more events than maxEvents fell in the window, so only the newest maxEvents were counted' }),
+  maxEvents: Type.Integer({ description: 'At most this many of the newest events of the caller\'s tenant are read' }),
+  truncated: Type.Boolean({ description: 'true: more of the caller\'s tenant\'s events than maxEvents fell in the window, so only its newest maxEvents were counted' }),
   edges: Type.Array(Type.Object({
     from: Nullable(ref(JobStateSchema), 'The state the job left (null for the submit)'),
     to: ref(JobStateSchema),

@@ -4,11 +4,10 @@
  * before (from `job_events`: this event's `at` minus the job's previous
  * event's). What the visualizer shows on each edge.
  *
- * The store reads at most the newest 50,000 events (a bounded range of the
- * primary key) and says when the window held more (`truncated`). Answers are
- * shared for a second: several open visualizers cost one read. Only the
- * events of the caller's tenant's jobs count, but the window is every
- * tenant's (job_events has no tenant column to bound a read by).
+ * The store reads at most the caller's tenant's newest 50,000 events (a
+ * range of `job_events (tenant, id)`: no other tenant's event is read) and
+ * says when the tenant's window held more (`truncated`). Answers are shared
+ * for a second per tenant: several open visualizers cost one read.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { EdgeStats } from '../../engine/ports.js';
@@ -34,8 +33,8 @@ export const edgeStatsRoute: FastifyPluginAsync<RouteOptions> = async (app, { de
         description:
           'For each edge of the job machine (from, to, event) taken in the last 15 minutes: how many transitions took it and the ' +
           'median time the jobs (of the caller\'s tenant) had spent in `from` before (dwell: the event\'s time minus the job\'s previous event\'s). ' +
-          `Read from the newest ${EDGE_STATS_MAX_EVENTS.toLocaleString('en-US')} events at most, of every tenant (\`truncated\` says when the window held more): ` +
-          'beside a much busier tenant, a tenant\'s edges can be few or none.',
+          `Read from the caller's tenant's newest ${EDGE_STATS_MAX_EVENTS.toLocaleString('en-US')} events at most (\`truncated\` says when its window held more): ` +
+          'other tenants\' events are not read, and change neither the figures nor `truncated`.',
         tags: ['meta'],
         response: { 200: described(ref(EdgeStatsView), 'Edges with their counts and median dwell times'), ...errorResponses() },
       },
