@@ -15,6 +15,7 @@ import { compileConfig } from '../../cli/config.js';
 import { NonRetryableError } from '../../engine/errors.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
+import { NAME_PATTERN } from '../../machines/job-bounds.js';
 import { job } from '../../machines/workflow.js';
 import { familyOf, parseExposition } from '../../tests/helpers/exposition.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
@@ -24,7 +25,7 @@ import { PrometheusMetrics } from './prometheus.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('LabelCap: the first values pass, later ones are other, seen ones stay themselves', () => {
+test('LabelCap: the first values pass, later ones are (other), seen ones stay themselves', () => {
   const cap = new LabelCap(2);
   assert.equal(cap.value('a'), 'a');
   assert.equal(cap.value('b'), 'b');
@@ -144,7 +145,7 @@ describe('/metrics of an embedded scheduler', () => {
     assert.equal(sum('ats_worker_slots_busy') + sum('ats_worker_slots_free'), system.config.worker.concurrency);
   });
 
-  test('type and queue labels stop at the cap: the rest is "other"', () => {
+  test('type and queue labels stop at the cap: the rest is "(other)"', () => {
     const types = new Set(samples('ats_transitions_total').map((s) => s.labels.type));
     const queues = new Set(samples('ats_transitions_total').map((s) => s.labels.queue));
     assert.equal(types.size, 3, `types: ${[...types]}`);
@@ -159,6 +160,18 @@ describe('/metrics of an embedded scheduler', () => {
   });
 });
 
+test('a type or queue named "other" keeps its own label: the overflow label is none a type or queue can be', async () => {
+  assert.ok(!new RegExp(NAME_PATTERN).test(OTHER), `${OTHER} is not a valid type or queue name`);
+  const m = new PrometheusMetrics({ labelCap: 1, pairCap: 10, defaultMetrics: false });
+  m.attemptRan('other', 'other', 5); // the first type and queue: labelled by name
+  m.attemptRan('b', 'q', 5); // past both caps
+  const counts = parseExposition(await m.metrics()).samples
+    .filter((s) => s.name === 'ats_job_run_seconds_count')
+    .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
+    .sort();
+  assert.deepEqual(counts, [`${OTHER}/${OTHER}=1`, 'other/other=1'].sort());
+});
+
 test('relay publishes that failed: counted, apart from those that went out', async () => {
   const m = new PrometheusMetrics({ defaultMetrics: false });
   m.relayPublishFailed();
@@ -169,7 +182,7 @@ test('relay publishes that failed: counted, apart from those that went out', asy
   assert.deepEqual([value('ats_relay_publish_failures_total'), value('ats_relay_batch_size_count')], [2, 1]);
 });
 
-test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled (other, other)', async () => {
+test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled ((other), (other))', async () => {
   const m = new PrometheusMetrics({ labelCap: 10, pairCap: 2, defaultMetrics: false });
   m.attemptRan('a', 'q1', 5);
   m.attemptRan('a', 'q2', 5);
@@ -179,7 +192,7 @@ test('(type, queue) pairs are capped too: beyond pairCap a new pair is labelled 
     .filter((s) => s.name === 'ats_job_run_seconds_count')
     .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
     .sort();
-  assert.deepEqual(counts, ['a/q1=2', 'a/q2=1', `${OTHER}/${OTHER}=1`]);
+  assert.deepEqual(counts, ['a/q1=2', 'a/q2=1', `${OTHER}/${OTHER}=1`].sort());
 });
 
 test('the advisor\'s anomalies and decisions: counted by type, queue and metric (types capped), and by decision and whether applied', async () => {
@@ -201,7 +214,7 @@ test('the advisor\'s anomalies and decisions: counted by type, queue and metric 
   assert.deepEqual(of('ats_advisor_decisions_total', (l) => `${l.decision}/${l.applied}`), ['lease/false=2', 'no-retry/true=1']);
 });
 
-test('the advisor\'s anomalies label (type, queue) through the pair table: beyond pairCap a new pair is (other, other)', async () => {
+test('the advisor\'s anomalies label (type, queue) through the pair table: beyond pairCap a new pair is ((other), (other))', async () => {
   const m = new PrometheusMetrics({ labelCap: 10, pairCap: 2, defaultMetrics: false });
   const hooks = m.advisorHooks();
   const anomaly = (type: string, queue: string) => hooks.onAnomaly({ type, queue, metric: 'failure-rate', baseline: 0.02, observed: 0.3, at: 1 });
@@ -214,7 +227,7 @@ test('the advisor\'s anomalies label (type, queue) through the pair table: beyon
     .filter((s) => s.name === 'ats_advisor_anomalies_total')
     .map((s) => `${s.labels.type}/${s.labels.queue}=${s.value}`)
     .sort();
-  assert.deepEqual(counts, ['a/q1=1', 'a/q2=1', `${OTHER}/${OTHER}=2`]);
+  assert.deepEqual(counts, ['a/q1=1', 'a/q2=1', `${OTHER}/${OTHER}=2`].sort());
 });
 
 test('schedule ticks: counted by outcome as a pass fires them', async () => {
@@ -275,10 +288,10 @@ test('ats_jobs obeys the (type, queue) pair cap, through the same pairs as the o
   m.watchStore({ jobCounts: async () => rows, outboxBacklog: async () => ({ rows: 0, messages: 0, oldestAt: null }) }, { now: () => Date.now() });
   const of = (text: string, name: string) => parseExposition(text).samples.filter((s) => s.name === name)
     .map((s) => `${s.labels.state ? `${s.labels.state} ` : ''}${s.labels.type}/${s.labels.queue}=${s.value}`).sort();
-  assert.deepEqual(of(await m.metrics(), 'ats_jobs'), ['done b/q2=5', `done ${OTHER}/${OTHER}=7`, 'pending a/q1=1', 'pending b/q2=2']);
+  assert.deepEqual(of(await m.metrics(), 'ats_jobs'), ['done b/q2=5', `done ${OTHER}/${OTHER}=7`, 'pending a/q1=1', 'pending b/q2=2'].sort());
   m.attemptRan('a', 'q2', 5); // a pair ats_jobs folded is folded here too
   m.attemptRan('b', 'q2', 5); // and one it labelled is labelled
-  assert.deepEqual(of(await m.metrics(), 'ats_job_run_seconds_count'), ['a/q1=1', 'b/q2=1', `${OTHER}/${OTHER}=1`]);
+  assert.deepEqual(of(await m.metrics(), 'ats_job_run_seconds_count'), ['a/q1=1', 'b/q2=1', `${OTHER}/${OTHER}=1`].sort());
 });
 
 test('a failed read is counted once per read, in the scrape it failed', async () => {

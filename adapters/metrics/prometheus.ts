@@ -12,8 +12,8 @@
  *
  * Label cardinality: no job ids anywhere. `type` and `queue` come from users,
  * so each passes through a `LabelCap` (the first `labelCap` distinct values,
- * then `other`), and every metric with both labels (`ats_jobs` too) labels a
- * pair through one table: the first `pairCap` pairs, then (other, other).
+ * then `(other)`), and every metric with both labels (`ats_jobs` too) labels a
+ * pair through one table: the first `pairCap` pairs, then ((other), (other)).
  * Every other label has a fixed set of values (states, events, outcomes,
  * store operations, partitions of our topics; the API's route templates,
  * methods and statuses: see `httpResponded`).
@@ -39,9 +39,9 @@ export interface ConsumerLag {
 }
 
 export interface PrometheusOptions {
-  /** Distinct values of the `type` label, and of the `queue` label, before `other`. @defaultValue 100 */
+  /** Distinct values of the `type` label, and of the `queue` label, before `(other)`. @defaultValue 100 */
   labelCap?: number;
-  /** Distinct (type, queue) pairs labelled by name before a new pair is (other, other). @defaultValue 2 × labelCap */
+  /** Distinct (type, queue) pairs labelled by name before a new pair is ((other), (other)). @defaultValue 2 × labelCap */
   pairCap?: number;
   /** How long a queried value (job counts, outbox, consumer lag) is served from cache. @defaultValue 5000 */
   refreshMs?: number;
@@ -58,8 +58,10 @@ const S = (ms: number): number => ms / 1000;
 
 /** The `route` of `ats_http_responses_total` for requests no route matched (their URL is the caller's to choose). */
 export const UNMATCHED_ROUTE = 'unmatched';
-/** The `method` values of `ats_http_responses_total`; any other is `other`. */
+/** The `method` values of `ats_http_responses_total`; any other is OTHER_METHOD. */
 const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+/** The `method` of a request whose method is not one of HTTP_METHODS (methods are upper case: none is this). */
+const OTHER_METHOD = 'other';
 
 /** Seconds: 5 ms up to an hour (a queue can back up for long). */
 const WAIT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
@@ -184,7 +186,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly refreshMs: number;
   private readonly logger: Logger | undefined;
   private readonly scopes = new Map<string, Map<string, Scope>>();
-  /** (type, queue) pairs labelled by name so far; beyond `pairCap`, a new pair is (other, other). */
+  /** (type, queue) pairs labelled by name so far; beyond `pairCap`, a new pair is (OTHER, OTHER). */
   private pairs = 0;
   private readonly pairCap: number;
 
@@ -299,7 +301,7 @@ export class PrometheusMetrics implements Metrics {
     const queues = this.queues;
     new Gauge({
       name: 'ats_label_values', registers, labelNames: ['label'],
-      help: 'Distinct values of the user-chosen labels seen so far (values past the cap are exported as "other")',
+      help: 'Distinct values of the user-chosen labels seen so far (values past the cap are exported as "(other)")',
       collect() {
         this.set({ label: 'type' }, types.size);
         this.set({ label: 'queue' }, queues.size);
@@ -378,7 +380,7 @@ export class PrometheusMetrics implements Metrics {
    */
   httpResponded(method: string, route: string | null, status: number): void {
     const r = route ?? UNMATCHED_ROUTE;
-    const m = HTTP_METHODS.has(method) ? method : OTHER;
+    const m = HTTP_METHODS.has(method) ? method : OTHER_METHOD;
     const byMethod = getOrMake(this.httpBy, r, () => new Map<string, Map<number, CounterChild>>());
     const byStatus = getOrMake(byMethod, m, () => new Map<number, CounterChild>());
     getOrMake(byStatus, status, () => this.httpResponses.labels(m, r, String(status))).inc();
@@ -475,7 +477,7 @@ export class PrometheusMetrics implements Metrics {
           return; // counted by the read
         }
         // Summed per (type, queue) label pair, as the hooks label them: values past the label cap, and
-        // pairs past the pair cap, fold into "other".
+        // pairs past the pair cap, fold into OTHER.
         const sums = new Map<string, Map<Scope, number>>();
         for (const c of rows) {
           const scope = self.scope(c.type, c.queue);
