@@ -762,6 +762,15 @@ describe('workflow steps the stores could not keep', () => {
     assert.throws(() => defineWorkflow(`w${'x'.repeat(60)}`, m), /its jobs' type .*\(<workflow>\.<actor>\): a job type is at most 200/);
   });
 
+  it('a job type a submit refuses (outside A-Z a-z 0-9 . _ : -) is refused at registration: job(type), and a fromPromise actor\'s <workflow>.<actor>', () => {
+    for (const type of ['send email', '(other)', 'mail/send', 'é']) {
+      assert.throws(() => job(type), WorkflowDefinitionError, type);
+    }
+    assert.doesNotThrow(() => job('mail.send:v2_x-y'));
+    const m = setup({ actors: { 'send email': fromPromise(async () => 1) } }).createMachine({ initial: 'a', states: { a: {} } });
+    assert.throws(() => defineWorkflow('w', m), /its jobs' type "w\.send email" \(<workflow>\.<actor>\): a job type is 1 to 200 of A-Z a-z 0-9/);
+  });
+
   it(`an after timer whose id would be longer than ${MAX_TIMER_ID_CHARS} characters is refused at registration, naming the state`, () => {
     const deep = 's'.repeat(MAX_TIMER_ID_CHARS);
     const m = setup({}).createMachine({ id: 'w', initial: deep, states: { [deep]: { after: { 1000: 'done' } }, done: { type: 'final' } } });
