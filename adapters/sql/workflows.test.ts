@@ -4,7 +4,7 @@
  * does to jobs (child jobs inserted, children cancelled), all in one
  * transaction or not at all; messages between instances, stored with the
  * sender's step and taken once by the target's; retention's purge of ended
- * instances; and migration 0015 over a database before it.
+ * instances; migration 0015 over a database before it, and 0028 (timer ids byte for byte) on MariaDB.
  */
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -141,6 +141,17 @@ for (const backend of STORE_BACKENDS) {
       for (let after: (typeof all)[number] | undefined, page; (page = await store.dueWorkflowTimers(T + 1000, 2, after)).length > 0; after = page.at(-1)) pages.push(order(page));
       assert.deepEqual(pages, [['a.x', 'a.y'], ['b.a', 'a.z']]);
       assert.deepEqual(order(await store.dueWorkflowTimers(T + 600, 10, all[1])), ['b.a'], 'not past now');
+    }));
+
+    it('timer ids that differ only by trailing spaces (a delayed raise\'s own id: `tick` and `tick `) are two timers, paged apart', run(async (store) => {
+      const w = instance(wid(1), { state: state('active', [timer('tick', T + 500), timer('tick ', T + 500), timer('tick  ', T + 500)]) });
+      assert.deepEqual(await store.insertWorkflow(startWrite(w)), { ok: true });
+      assert.deepEqual(await timersOf(store, w.id), [['tick', T + 500], ['tick ', T + 500], ['tick  ', T + 500]]);
+      const first = (await store.dueWorkflowTimers(T + 500, 1))[0]!;
+      assert.deepEqual((await store.dueWorkflowTimers(T + 500, 10, first)).map((t) => t.timerId), ['tick ', 'tick  '], 'after `tick` come the others');
+      // A step that keeps one of them keeps that one.
+      await store.updateWorkflow(w.id, (current) => ({ write: stepWrite(current!, state('active', [timer('tick ', T + 500)])), result: null }));
+      assert.deepEqual(await timersOf(store, w.id), [['tick ', T + 500]]);
     }));
 
     it('a start with its child jobs: each readable with its parent, its SUBMITTED event, its dispatch and its count', run(async (store) => {
@@ -529,10 +540,10 @@ for (const backend of STORE_BACKENDS) {
   });
 }
 
-/** A folder holding the dialect's migrations before 0015. */
-function migrationsBefore15(dir: string): { dir: string; remove(): void } {
+/** A folder holding the dialect's migrations before `version`. */
+function migrationsBefore(dir: string, version: number): { dir: string; remove(): void } {
   const to = mkdtempSync(join(tmpdir(), 'ats-migrations-'));
-  for (const file of readdirSync(dir)) if (/^\d{4}_/.test(file) && Number(file.slice(0, 4)) < 15) cpSync(join(dir, file), join(to, file));
+  for (const file of readdirSync(dir)) if (/^\d{4}_/.test(file) && Number(file.slice(0, 4)) < version) cpSync(join(dir, file), join(to, file));
   return { dir: to, remove: () => rmSync(to, { recursive: true, force: true }) };
 }
 
@@ -548,7 +559,7 @@ async function checkMigrated(store: Store, old: TransitionWrite): Promise<void> 
 describe('migration 0015: workflows', () => {
   it('on SQLite: jobs before it have no parent', async () => {
     const store = createSqliteStore({ file: ':memory:' });
-    const old = migrationsBefore15(SQLITE_MIGRATIONS_DIR);
+    const old = migrationsBefore(SQLITE_MIGRATIONS_DIR, 15);
     try {
       await migrateSqlite(store.db, SYSTEM_CLOCK, old.dir);
       const job = childWrite(jid(1), undefined);
@@ -568,7 +579,7 @@ describe('migration 0015: workflows', () => {
     await requireMysql();
     const db = await createTestDatabase();
     const store = await createMysqlStore({ url: db.url, poolSize: 2 });
-    const old = migrationsBefore15(MYSQL_MIGRATIONS_DIR);
+    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 15);
     try {
       await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
       const job = childWrite(jid(1), undefined);
@@ -589,6 +600,33 @@ describe('migration 0015: workflows', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 17');
       await store.migrate();
       assert.deepEqual(await store.activeWorkflowIds(10), [wid(1)]);
+    } finally {
+      old.remove();
+      await store.close();
+      await db.drop();
+    }
+  });
+});
+
+describe('migration 0028: timer ids compared byte for byte on MariaDB', () => {
+  it('timers written before it are kept and read back; then `t` and `t ` are two timers; a rerun completes', async () => {
+    await requireMysql();
+    const db = await createTestDatabase();
+    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
+    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 28);
+    try {
+      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+      const before = instance(wid(1), { state: state('active', [timer('xstate.after.1000.w.é', T + 5), timer('t', T + 10)]) });
+      assert.deepEqual(await store.insertWorkflow(startWrite(before)), { ok: true });
+      await store.migrate();
+      assert.deepEqual(await timersOf(store, wid(1)), [['xstate.after.1000.w.é', T + 5], ['t', T + 10]]);
+      const after = instance(wid(2), { state: state('active', [timer('t', T + 10), timer('t ', T + 10)]) });
+      assert.deepEqual(await store.insertWorkflow(startWrite(after)), { ok: true });
+      assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
+      // Died after its statement, before its ledger row: run again.
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 28');
+      await store.migrate();
+      assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
     } finally {
       old.remove();
       await store.close();
