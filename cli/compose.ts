@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -14,6 +14,7 @@ import { createMemoryLog } from '../adapters/memory/index.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { makeFolder } from '../adapters/sqlite/make-folder.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, type Config } from './config.js';
 import { isLoopbackHost } from '../engine/auth.js';
@@ -132,10 +133,14 @@ export async function openStore(config: Config, clock: Clock, logger: Logger, me
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
 }
 
-/** The data dir, made if missing; a path that cannot be a folder (a file, a folder not writable) is a bad setting naming ATS_DATA_DIR. */
+/**
+ * The data dir, made if missing; a path that cannot be a folder (a file, a
+ * folder not writable, a place such as /proc where none can be made) is a bad
+ * setting naming ATS_DATA_DIR.
+ */
 function makeDataDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeFolder(dir);
   } catch (err) {
     const { env, flag } = SETTINGS.dataDir;
     throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} cannot be made a folder: ${(err as Error).message}`, { cause: err });

@@ -159,6 +159,14 @@ it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, asyn
   });
 });
 
+it('exits 2 naming ATS_DATA_DIR when it is under /proc, where no folder can be made (a recursive mkdir there never returns)', { timeout: 60_000 }, async () => {
+  for (const dir of ['/proc/ats-no-such-folder', '/proc/ats-no-such-folder/data']) {
+    const { code, stderr } = await startWith({ ATS_DATA_DIR: dir });
+    assert.equal(code, 2, `${dir}: ${stderr}`); // not null: killed after 30 s, still making the folder
+    assert.match(stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): ${dir} cannot be made a folder: `, 'm'));
+  }
+});
+
 it('exits 1 saying "Kafka is not reachable", once, when the broker refuses connections', { timeout: 60_000 }, async () => {
   const { code, stderr } = await startWith({ KAFKA_BROKERS: '127.0.0.1:1' });
   assert.equal(code, 1, stderr);

@@ -7,12 +7,12 @@
  * await store.migrate();
  * ```
  */
-import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { AtsError } from '../../engine/errors.js';
 import { SYSTEM_CLOCK, type SqlStoreOptions } from '../sql/options.js';
 import { groupSync, type GroupSync } from './group-sync.js';
+import { makeFolder } from './make-folder.js';
 import { cannotUse, sqliteStore, type SqliteStore } from './sqlite-store.js';
 import { walFile } from './wal-file.js';
 
@@ -62,7 +62,7 @@ function retryWhileBusy<T>(step: () => T, timeoutMs: number): T {
 /** Open (or create) the database in WAL mode. Does not migrate: call `migrate()`. */
 export function createSqliteStore(opts: SqliteStoreOptions): SqliteStore {
   const memory = opts.file === ':memory:' || opts.file === '';
-  if (!memory) mkdirSync(dirname(resolve(opts.file)), { recursive: true });
+  if (!memory) makeFolder(dirname(resolve(opts.file)));
   const busyTimeoutMs = Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000));
   const walLimit = Math.max(0, Math.trunc(opts.walSizeLimitBytes ?? WAL_SIZE_LIMIT_BYTES));
   const db = open(opts.file, memory, busyTimeoutMs, walLimit);
