@@ -4,7 +4,7 @@
  * does to jobs (child jobs inserted, children cancelled), all in one
  * transaction or not at all; messages between instances, stored with the
  * sender's step and taken once by the target's; retention's purge of ended
- * instances; migration 0015 over a database before it, and 0028 (timer ids byte for byte) on MariaDB.
+ * instances; migration 0015 over a database before it, and 0029 (timer ids byte for byte) on MariaDB.
  */
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -608,12 +608,12 @@ describe('migration 0015: workflows', () => {
   });
 });
 
-describe('migration 0028: timer ids compared byte for byte on MariaDB', () => {
+describe('migration 0029: timer ids compared byte for byte on MariaDB', () => {
   it('timers written before it are kept and read back; then `t` and `t ` are two timers; a rerun completes', async () => {
     await requireMysql();
     const db = await createTestDatabase();
     const store = await createMysqlStore({ url: db.url, poolSize: 2 });
-    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 28);
+    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 29);
     try {
       await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
       const before = instance(wid(1), { state: state('active', [timer('xstate.after.1000.w.é', T + 5), timer('t', T + 10)]) });
@@ -624,7 +624,7 @@ describe('migration 0028: timer ids compared byte for byte on MariaDB', () => {
       assert.deepEqual(await store.insertWorkflow(startWrite(after)), { ok: true });
       assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
       // Died after its statement, before its ledger row: run again.
-      await store.pool.query('DELETE FROM schema_migrations WHERE version = 28');
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 29');
       await store.migrate();
       assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
     } finally {

@@ -1,4 +1,4 @@
--- 0028: a timer id is compared byte for byte, as SQLite compares it. The
+-- 0029: a timer id is compared byte for byte, as SQLite compares it. The
 -- ids come from the user's machine (a delayed raise's own `id`, a state's
 -- name in an `after`'s `xstate.after.<delay>.<state id>`), and utf8mb4_bin,
 -- like every _bin collation of MySQL 8 and MariaDB, pads with spaces: `tick`
