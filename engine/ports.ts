@@ -999,6 +999,15 @@ export interface ConsumeOptions {
    * delivered again (at-least-once). `batch` says what is left behind them.
    */
   handle(records: LogRecord[], batch: BatchInfo): Promise<void>;
+  /**
+   * Gives up the subscribing: aborted before `consume()` resolved (a group
+   * join still in progress), the consumer is dropped without waiting for the
+   * join to end, and `consume()` rejects with the signal's reason. Nothing
+   * is lost: a record it may have been handed is not committed, and comes
+   * again. Once `consume()` resolved it changes nothing (`stop()` ends the
+   * subscription).
+   */
+  signal?: AbortSignal;
 }
 
 /** What a `handle` call is told beside its records. */

@@ -56,6 +56,13 @@ export interface ConsumerClient {
  * `stop()` returns once no `handle` runs, and once the consumer left its
  * group, or Kafka left that unanswered for `LEAVE_TIMEOUT_MS` after the last
  * `handle` returned and the client's connections were cut.
+ *
+ * A join can take long: a rebalance waits up to its timeout for the members
+ * that are busy handling a batch, and a consumer not ready within
+ * `readyTimeoutMs` (30 s by default) is given up only then. Neither the
+ * caller's `signal` (while this has not resolved) nor a `stop()` (while a new
+ * consumer joins after a crash) waits for that: the joining consumer is given
+ * up at once (see `startConsumer`).
  */
 export async function startSubscription(
   client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
@@ -68,6 +75,8 @@ export async function startSubscription(
   let timer: NodeJS.Timeout | undefined;
   let wake = () => {};
   let restarting: Promise<void> | null = null;
+  /** Aborted by `stop()`: a new consumer still joining after a crash is given up. */
+  const giveUpJoin = new AbortController();
   const committer = offsetCommitter((error) => {
     // The coordinator away: tried again. Refused after a rebalance: dropped at the rejoin, the records come again, and claims fence them.
     logger.warn('an offset commit failed; it is tried again (records not committed are delivered again)', { topic, error: String(error) });
@@ -81,9 +90,10 @@ export async function startSubscription(
       });
       if (stopped) return;
       try {
-        consumer = await startConsumer(kafka, opts, options, inFlight, committer, onDeadCrash);
+        consumer = await startConsumer(client, opts, options, inFlight, committer, onDeadCrash, giveUpJoin.signal);
         return;
       } catch (error) {
+        if (stopped) return; // given up by the stop
         logger.error('starting a new consumer failed; will try again', { topic, error: String(error) });
       }
     }
@@ -93,7 +103,13 @@ export async function startSubscription(
     logger.error('consumer crashed and kafkajs will not restart it; starting a new one', { topic, error: String(error) });
     restarting = restartLoop().finally(() => { restarting = null; });
   }
-  let consumer = await startConsumer(kafka, opts, options, inFlight, committer, onDeadCrash);
+  let consumer: Consumer;
+  try {
+    consumer = await startConsumer(client, opts, options, inFlight, committer, onDeadCrash, options.signal);
+  } catch (error) {
+    committer.clear(); // the commits of a batch handled meanwhile fail on the connections cut: its records come again
+    throw error;
+  }
 
   const leave = async () => {
     await restarting;
@@ -108,6 +124,7 @@ export async function startSubscription(
     stopped = true;
     clearTimeout(timer);
     wake(); // a restart waiting out its delay gives up now
+    giveUpJoin.abort(new Error('the subscription stopped')); // and one still joining, at once
     const leaving = leave();
     leaving.catch(() => {}); // thrown by `await leaving` below, once no handle runs
     try {
@@ -136,6 +153,18 @@ async function noHandleRunning(inFlight: Set<Promise<unknown>>): Promise<void> {
   while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
 }
 
+/** `promise`, or a rejection with the signal's reason as soon as it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
 /** Whether `promise` settled (either way) within `ms`. */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -147,12 +176,28 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   }
 }
 
-/** One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later crash kafkajs does not restart from. */
+/**
+ * One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later
+ * crash kafkajs does not restart from.
+ *
+ * Should `signal` abort before then, the consumer is given up at once, and
+ * this rejects with the signal's reason: the client's connections are cut
+ * (a disconnect alone does not end a join in progress: kafkajs goes on with
+ * it in the background, reconnecting, and would start fetching once joined),
+ * kafkajs restarts it no more, and this returns once no `handle` runs. A
+ * record handed meanwhile is not committed and comes again. The group hears
+ * nothing of the member that went away mid-join: should the broker have
+ * taken it in, the group drops it after the session timeout, and its
+ * partitions then move to the other members.
+ */
 async function startConsumer(
-  kafka: Kafka, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
-  committer: OffsetCommitter, onDeadCrash: (error: Error) => void,
+  client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
+  committer: OffsetCommitter, onDeadCrash: (error: Error) => void, signal?: AbortSignal,
 ): Promise<Consumer> {
+  signal?.throwIfAborted();
+  const { kafka } = client;
   const topic = physicalName(opts.topicPrefix, options.topic);
+  let givenUp = false;
   const consumer = kafka.consumer({
     groupId: physicalName(opts.topicPrefix, options.groupId),
     sessionTimeout: opts.consumer.sessionTimeoutMs,
@@ -160,13 +205,18 @@ async function startConsumer(
     rebalanceTimeout: opts.consumer.rebalanceTimeoutMs,
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
+    // kafkajs's own default tries; a consumer given up while it joined is not restarted when its join fails.
+    retry: { retries: 5, restartOnFailure: async () => !givenUp },
   });
   // The log's own lines go to the process's logger as they are (kafkajs's INFO is logged at debug there).
   const handleBatch = batchHandler(options, opts.consumer, opts.logger ?? kafka.logger(), inFlight, committer, topic);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
-  try {
+  const step = () => { if (givenUp) throw signal?.reason; };
+  const joining = (async () => {
     await consumer.connect();
+    step();
     await consumer.subscribe({ topics: [topic], fromBeginning: options.fromBeginning ?? false });
+    step();
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -174,8 +224,20 @@ async function startConsumer(
       eachBatch: handleBatch,
     });
     await ready.promise;
+  })();
+  joining.catch(() => {}); // awaited below, unless given up (its failure is then the cut's)
+  try {
+    await untilAborted(joining, signal);
   } catch (error) {
     ready.cancel();
+    if (signal?.aborted) {
+      givenUp = true;
+      client.cut();
+      // Quick once cut (a disconnect mid-join has no group to leave), bounded all the same.
+      await settlesWithin(consumer.disconnect(), LEAVE_TIMEOUT_MS);
+      await noHandleRunning(inFlight);
+      throw signal.reason;
+    }
     await consumer.disconnect().catch(() => {});
     throw error;
   }

@@ -236,6 +236,8 @@ class MemoryEventLog implements MemoryLog {
 
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
+    // Joining takes no time here: only a subscribing given up before it began is refused.
+    options.signal?.throwIfAborted();
     const cursor = this.cursorOf(options.groupId, options.topic, options.fromBeginning ?? false);
     const member: Member = { handle: options.handle, running: new Set() };
     cursor.members.push(member);

@@ -1,0 +1,127 @@
+/**
+ * A consumer's join can wait on the group for long: a rebalance waits up to
+ * its timeout for the members busy handling a batch, and `consume()` gives
+ * up only after `readyTimeoutMs` (30 s). A worker that stops does not wait
+ * for that: its signal gives the join up at once, the consumer's connections
+ * are cut and kafkajs neither rejoins nor restarts it in the background, and
+ * the group goes on without it (nothing it was handed is lost). The broker is
+ * real; the subscription's client is the test's, so that its connections can
+ * be counted.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, it } from 'node:test';
+import { Kafka, logLevel, type Consumer, type ConsumerConfig, type ISocketFactory } from 'kafkajs';
+import { TOPICS } from '../../engine/ports.js';
+import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../../tests/helpers/kafka.js';
+import { createKafkaLog } from './kafka-log.js';
+import { compileKafkaLogOptions } from './kafka-options.js';
+import { startSubscription, type ConsumerClient } from './kafka-subscription.js';
+
+const brokers = kafkaBrokers();
+const prefix = randomTopicPrefix();
+after(() => deleteTopicsWithPrefix(prefix, brokers));
+
+/** A client on sockets the test sees, cut as the log's own are (every later one fails at once); its consumers' crashes are kept. */
+function countedClient() {
+  const open = new Set<net.Socket>();
+  let made = 0;
+  let cut = false;
+  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+    if (cut) return new net.Socket().destroy(new Error('connection cut'));
+    made++;
+    const socket = net.connect({ host, port }, onConnect);
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    return socket;
+  };
+  const kafka = new Kafka({ brokers, clientId: 'ats-test-join', logLevel: logLevel.NOTHING, socketFactory: factory, retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 8 } });
+  const crashes: Array<{ restart: boolean }> = [];
+  const wrapped = Object.create(kafka) as Kafka;
+  wrapped.consumer = (config: ConsumerConfig): Consumer => {
+    const consumer = kafka.consumer(config);
+    consumer.on(consumer.events.CRASH, ({ payload }) => { crashes.push({ restart: payload.restart }); });
+    return consumer;
+  };
+  const client: ConsumerClient = {
+    kafka: wrapped,
+    cut: () => {
+      cut = true;
+      for (const s of open) s.destroy(new Error('connection cut'));
+    },
+  };
+  return { client, open: () => open.size, made: () => made, isCut: () => cut, crashes };
+}
+
+async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await ok());) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+it('a consume() whose join waits on a busy member is given up at once by its signal: cut, not restarted, and the group goes on without it', { timeout: 60_000 }, async () => {
+  await requireKafka();
+  // The member holding the group waits for its rebalance as long as a consume() waits to be ready.
+  const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000 } } as const;
+  const log = createKafkaLog(config);
+  await log.ensureTopics();
+  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
+  process.on('unhandledRejection', onUnhandled);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const busy: string[] = [];
+  const joiner = countedClient();
+  const joinerSaw: string[] = [];
+  try {
+    // A member busy with a batch: it rejoins only once that batch is handled.
+    const holder = await log.consume({
+      topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true,
+      handle: async (records) => {
+        busy.push(...records.map((r) => r.value));
+        if (records.some((r) => r.value === 'busy')) await held;
+      },
+    });
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+    await until('the holder busy with its batch', () => busy.includes('busy'));
+
+    const giveUp = new AbortController();
+    const joining = startSubscription(joiner.client, compileKafkaLogOptions(config), {
+      topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true, signal: giveUp.signal,
+      handle: async (records) => { joinerSaw.push(...records.map((r) => r.value)); },
+    });
+    const outcome = joining.then(() => 'joined', (error: unknown) => error);
+    const group = `${prefix}held`;
+    await until('the group rebalancing for the new member', async () => (await admin.describeGroups([group])).groups[0]?.state === 'PreparingRebalance');
+
+    const reason = new Error('the worker stopped');
+    const started = Date.now();
+    giveUp.abort(reason);
+    const settled = await Promise.race([outcome, new Promise((r) => setTimeout(r, 5000, 'still joining'))]);
+    assert.equal(settled, reason, 'consume() rejects with the signal\'s reason, without waiting for the join');
+    assert.ok(Date.now() - started < 3000, `given up after ${Date.now() - started} ms`);
+    assert.ok(joiner.isCut(), 'the joining consumer\'s connections were cut');
+    await until('its connections closed', () => joiner.open() === 0, 2000);
+
+    // The holder's batch ends: the group rebalances without the member given up, and goes on.
+    release();
+    const madeBefore = joiner.made();
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'after', headers: {} }]);
+    await until('the holder handling the next record', () => busy.includes('after'), 30_000);
+    // kafkajs's join, failing on the cut connections, ends in a crash it does not restart from.
+    await until('the given-up consumer\'s last crash', () => joiner.crashes.length > 0, 30_000);
+    assert.deepEqual(joiner.crashes, [{ restart: false }], 'kafkajs does not restart a consumer given up');
+    assert.equal(joiner.made(), madeBefore, 'no connection made once cut');
+    assert.deepEqual(joinerSaw, [], 'the consumer given up was handed nothing');
+    await holder.stop();
+    assert.deepEqual(unhandled, []);
+  } finally {
+    release();
+    process.off('unhandledRejection', onUnhandled);
+    await admin.disconnect();
+    await log.close();
+  }
+});
