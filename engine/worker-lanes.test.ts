@@ -208,6 +208,45 @@ describe('worker lanes: stopping while a lane is being joined', () => {
       await h.stop();
     }
   });
+
+  it('a stop does not wait for a join that does not end: the join is given up, and the stop ends within its grace and the last writes\' bound', async () => {
+    const registry = new HandlerRegistry().register(TYPE, async () => null);
+    const h = await workerHarness(registry);
+    let joinStarted = false;
+    let givenUp: unknown = null;
+    let unblock!: () => void;
+    const test = new Promise<void>((resolve) => { unblock = resolve; });
+    const log = withConsume(h.log, async (o, own) => {
+      // The lane of queue "stuck" joins a group whose rebalance does not end (a member that never rejoins):
+      // consume() settles only when its signal gives the join up (or the test ends).
+      if (o.topic === laneOf('stuck', 'normal')) {
+        joinStarted = true;
+        await new Promise<void>((resolve, reject) => {
+          o.signal?.addEventListener('abort', () => {
+            givenUp = o.signal?.reason;
+            reject(o.signal?.reason);
+          });
+          void test.then(resolve);
+        });
+      }
+      return own(o);
+    });
+    try {
+      const w = await h.worker('w-all', { laneDiscoveryMs: 20, shutdownGraceMs: 100 }, { log });
+      const waiting = await h.submit(spec('stuck'));
+      await until('a discovery round joining the new lane', () => joinStarted);
+      const started = Date.now();
+      const stopped = w.stop().then(() => Date.now() - started);
+      // The grace (100 ms), the last writes' bound (1 s) and their in-flight wait (0.25 s), with room: not the join's 30 s.
+      const tookMs = await Promise.race([stopped, sleep(3000).then(() => 'still waiting' as const)]);
+      assert.notEqual(tookMs, 'still waiting', 'stop() waited for the join in progress');
+      assert.ok(givenUp instanceof AbortReason && givenUp.kind === 'shutdown', `the join was given up by the stop: ${String(givenUp)}`);
+      assert.equal((await h.store.getJob(waiting))?.snapshot.value, 'published', 'the job of the lane given up waits, published, for another worker');
+    } finally {
+      unblock();
+      await h.stop();
+    }
+  });
 });
 
 describe('worker lanes: cancels travel on the job\'s lane', () => {

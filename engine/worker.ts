@@ -437,6 +437,8 @@ export class Worker {
           const sub = await log.consume({
             topic, groupId: laneGroup(this.opts.groupId, topic), fromBeginning: true,
             handle: (records, batch) => this.handleDispatches(records, batch, topic),
+            // A stop gives up a join still in progress (up to the log's ready timeout, 30 s on Kafka).
+            signal: this.stopping.signal,
           });
           if (this.stopping.signal.aborted) await sub.stop();
           else this.subscriptions.push(sub);
@@ -474,8 +476,9 @@ export class Worker {
     this.stopping.abort(new AbortReason('shutdown', 'worker shutting down'));
     try {
       // Not the discovery round in progress first: a lane it is still joining (seconds on Kafka) would
-      // hold back the grace, and the process's deadline does not wait. Once joined, that lane is
-      // stopped at once (`subscribe`), and claims nothing meanwhile (no slot is given after the stop).
+      // hold back the grace, and the process's deadline does not wait. That join is given up (the stop
+      // signal aborts its `consume`); one that ended meanwhile is stopped at once (`subscribe`), and
+      // claims nothing meanwhile (no slot is given after the stop).
       await settleAll(this.subscriptions.map((s) => s.stop()));
     } finally {
       this.subscriptions = [];
