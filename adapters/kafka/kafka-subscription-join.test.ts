@@ -4,7 +4,9 @@
  * up only after `readyTimeoutMs` (30 s). A worker that stops does not wait
  * for that: its signal gives the join up at once, the consumer's connections
  * are cut and kafkajs neither rejoins nor restarts it in the background, and
- * the group goes on without it (nothing it was handed is lost). The broker is
+ * the group goes on without it (nothing it was handed is lost). A stop does
+ * not wait either for a consumer started again after a crash that is still
+ * joining. The broker is
  * real; the subscription's client is the test's, so that its connections can
  * be counted.
  */
@@ -121,6 +123,66 @@ it('a consume() whose join waits on a busy member is given up at once by its sig
   } finally {
     release();
     process.off('unhandledRejection', onUnhandled);
+    await admin.disconnect();
+    await log.close();
+  }
+});
+
+it('a stop does not wait for a consumer started again after a crash that is still joining: it is given up at once', { timeout: 60_000 }, async () => {
+  await requireKafka();
+  const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000, restartDelayMs: 50 } } as const;
+  const log = createKafkaLog(config);
+  await log.ensureTopics();
+  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  // The subscription's consumers, and the listeners each was given for its crashes.
+  const consumers: Array<{ consumer: Consumer; onCrash: Array<(event: unknown) => void> }> = [];
+  const client = countedClient();
+  const consumer = client.client.kafka.consumer.bind(client.client.kafka);
+  client.client.kafka.consumer = (cfg: ConsumerConfig): Consumer => {
+    const made = { consumer: consumer(cfg), onCrash: [] as Array<(event: unknown) => void> };
+    const on = made.consumer.on.bind(made.consumer);
+    made.consumer.on = ((name: string, listener: (event: unknown) => void) => {
+      if (name === made.consumer.events.CRASH) made.onCrash.push(listener);
+      return on(name as never, listener as never);
+    }) as Consumer['on'];
+    consumers.push(made);
+    return made.consumer;
+  };
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const busy: string[] = [];
+  try {
+    const sub = await startSubscription(client.client, compileKafkaLogOptions(config), {
+      topic: TOPICS.dispatch, groupId: 'held-again', fromBeginning: true, handle: async () => {},
+    });
+    // Its consumer dies for good (as after a crash kafkajs does not restart from): it leaves, then says so.
+    const first = consumers[0]!;
+    await first.consumer.disconnect();
+    // Meanwhile a member busy with a batch holds the group: the new consumer's join waits on its rebalance.
+    const holder = await log.consume({
+      topic: TOPICS.dispatch, groupId: 'held-again', fromBeginning: true,
+      handle: async (records) => {
+        busy.push(...records.map((r) => r.value));
+        await held;
+      },
+    });
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+    await until('the holder busy with its batch', () => busy.includes('busy'));
+    for (const listener of first.onCrash) listener({ payload: { error: new Error('dead (injected)'), groupId: 'held-again', restart: false } });
+    const group = `${prefix}held-again`;
+    await until('the group rebalancing for the new consumer', async () => consumers.length === 2 && (await admin.describeGroups([group])).groups[0]?.state === 'PreparingRebalance');
+
+    const started = Date.now();
+    const stopped = sub.stop().then(() => Date.now() - started, (error: unknown) => error);
+    const outcome = await Promise.race([stopped, new Promise((r) => setTimeout(r, 6000, 'still stopping'))]);
+    assert.equal(typeof outcome, 'number', `stop(): ${String(outcome)}`);
+    assert.ok((outcome as number) < 3000, `stopped after ${String(outcome)} ms`);
+    await until('its connections closed', () => client.open() === 0, 2000);
+    release();
+    await holder.stop();
+  } finally {
+    release();
     await admin.disconnect();
     await log.close();
   }
