@@ -143,6 +143,24 @@ it('exits 1 naming ATS_HANDLERS and the module when its register(registry) throw
   }
 });
 
+it('exits 1 naming ATS_HANDLERS, the module and the name pattern when it registers a handler for a job type no submit could name', { timeout: 60_000 }, async () => {
+  const cases: ReadonlyArray<readonly [string, string, RegExp]> = [
+    ['register-spaced.mjs', 'export function register(r) { r.register("send email", async () => 1); }\n', / \(at \/.*register-spaced\.mjs:1:33\)$/m],
+    // A definition made by hand rather than by defineHandler: held to the same names.
+    ['handlers-spaced.mjs', 'export const handlers = [{ type: "send email", run: () => 1, check: () => null }];\n', /as a submit's is$/m],
+  ];
+  for (const [name, text, end] of cases) {
+    await withFile(name, text, async (file) => {
+      const { code, stderr } = await startWith({ ATS_HANDLERS: file });
+      assert.equal(code, 1, `${name}: ${stderr}`);
+      const at = file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      assert.match(stderr, new RegExp(`^ats: cannot start: ATS_HANDLERS \\(--handlers\\): ${at} failed to register its handlers: register\\("send email"\\): a job type is 1 to 200 of A-Z a-z 0-9 \\. _ : - \\(\\^\\[A-Za-z0-9\\._:-\\]\\+\\$\\)`, 'm'), `${name}: ${stderr}`);
+      assert.match(stderr, end, `${name}: ${stderr}`);
+      assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+    });
+  }
+});
+
 it('exits 2 naming the flag when one that takes a value is given an empty one (--port=), not start on the default port', { timeout: 60_000 }, async () => {
   for (const args of [['--port='], ['--port', ''], ['--role=']]) {
     const { code, stderr } = await startWith({}, args);

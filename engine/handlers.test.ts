@@ -48,6 +48,19 @@ describe('defineHandler and the registry', () => {
     assert.throws(() => new HandlerRegistry().register({ type: 'x' } as never), /defineHandler/);
   });
 
+  test('a job type no submit could name (outside ^[A-Za-z0-9._:-]+$, or over 200 characters) is refused at definition and at registration', () => {
+    for (const type of ['send email', 'mail/send', 'é', '(other)', 'x'.repeat(201)]) {
+      assert.throws(() => defineHandler(type, { payload: Type.Null(), run: () => null }),
+        (e: unknown) => e instanceof TypeError && e.message.startsWith(`defineHandler(${JSON.stringify(type)}): a job type is`), type);
+      assert.throws(() => new HandlerRegistry().register(type, async () => null),
+        (e: unknown) => e instanceof TypeError && e.message.startsWith(`register(${JSON.stringify(type)}): a job type is`), type);
+      // A definition made by hand (not by defineHandler) is held to it as well.
+      assert.throws(() => new HandlerRegistry().register({ ...double, type }), /a job type is/, type);
+    }
+    assert.throws(() => defineHandler('send email', { payload: Type.Null(), run: () => null }), /\^\[A-Za-z0-9\._:-\]\+\$/, 'the message names the pattern');
+    assert.doesNotThrow(() => new HandlerRegistry().register(defineHandler('mail.send:v2_x-y', { payload: Type.Null(), run: () => null })).register('x'.repeat(200), async () => null));
+  });
+
   test('a schema Ajv cannot compile fails at definition, naming the type', () => {
     assert.throws(() => defineHandler('bad.schema', { payload: Type.Date(), run: () => null }), /defineHandler\(bad\.schema\): the payload schema does not compile/);
   });

@@ -8,6 +8,7 @@ import type { Static, TSchema } from '@sinclair/typebox';
 import { NonRetryableError } from './errors.js';
 import { compilePayloadSchema, type PayloadCheck } from './payload-schema.js';
 import type { Handler, HandlerContext } from './ports.js';
+import { jobTypeProblem } from '../machines/job-bounds.js';
 import { defineWorkflow, type WorkflowDefinition, type WorkflowJobOptions, type WorkflowMigration } from '../machines/workflow.js';
 import type { AnyStateMachine } from 'xstate';
 
@@ -32,6 +33,8 @@ export function defineHandler<S extends TSchema, R>(
   spec: { payload: S; run: (payload: Static<S>, ctx: HandlerContext) => Promise<R> | R },
 ): HandlerDefinition<S, R> {
   if (typeof type !== 'string' || type.length === 0) throw new TypeError('defineHandler: the job type must be a non-empty string');
+  const problem = jobTypeProblem(type);
+  if (problem) throw new TypeError(`defineHandler(${JSON.stringify(type)}): ${problem}`);
   if (typeof spec?.run !== 'function') throw new TypeError(`defineHandler(${type}): run must be a function`);
   let check: PayloadCheck;
   try {
@@ -123,7 +126,10 @@ export class HandlerRegistry {
     });
   }
 
+  /** A type no submit could name (NAME_PATTERN, MAX_NAME_CHARS) is refused: its handler would never get a job. */
   private add(type: string, entry: Entry): this {
+    const problem = jobTypeProblem(type);
+    if (problem) throw new TypeError(`register(${JSON.stringify(type)}): ${problem}`);
     if (this.handlers.has(type)) throw new Error(`a handler for ${type} is already registered`);
     this.handlers.set(type, entry);
     return this;

@@ -33,7 +33,19 @@ export const JITTERS: readonly ExponentialBackoff['jitter'][] = Object.freeze(['
 /** What a submit without a jitter gets. */
 export const DEFAULT_JITTER: ExponentialBackoff['jitter'] = 'full';
 
-const QUEUE_NAME = new RegExp(NAME_PATTERN);
+/** A job type or queue name. */
+const A_NAME = new RegExp(NAME_PATTERN);
+
+/**
+ * Why `type` could not be a job type, or null: the stores keep at most
+ * MAX_NAME_CHARS, and a submit, the API's filters, the metrics' labels and
+ * the CLI take only names of NAME_PATTERN. A handler or workflow actor
+ * registered for another name would never get a job.
+ */
+export function jobTypeProblem(type: string): string | null {
+  if (type.length > MAX_NAME_CHARS) return `a job type is at most ${MAX_NAME_CHARS} characters, as a submit's is`;
+  return A_NAME.test(type) ? null : `a job type is 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : - (${NAME_PATTERN}), as a submit's is`;
+}
 const OPTION_NAMES: readonly string[] = ['queue', 'maxAttempts', 'backoff', 'timeoutMs', 'priority'];
 const BACKOFF_FIELDS: ReadonlyMap<string, readonly string[]> = new Map([
   ['exponential', ['kind', 'baseMs', 'maxMs', 'jitter']],
@@ -87,7 +99,7 @@ export function jobOptionsProblem(o: unknown): string | null {
   if (!isRecord(o)) return `the options must be an object, got ${shown(o)}`;
   const stray = strayField(o, OPTION_NAMES);
   if (stray !== undefined) return `${shown(stray)} is not a job option (${OPTION_NAMES.join(', ')})`;
-  if (o.queue !== undefined && !(typeof o.queue === 'string' && o.queue.length <= MAX_NAME_CHARS && QUEUE_NAME.test(o.queue))) {
+  if (o.queue !== undefined && !(typeof o.queue === 'string' && o.queue.length <= MAX_NAME_CHARS && A_NAME.test(o.queue))) {
     return `queue must be 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -, got ${shown(o.queue)}`;
   }
   const checks: [string, number, number][] = [['maxAttempts', 1, MAX_ATTEMPTS], ['timeoutMs', 1, MAX_TIMEOUT_MS], ['priority', -MAX_PRIORITY, MAX_PRIORITY]];

@@ -18,7 +18,7 @@
  * takes its time (`at`), so replaying an instance's events gives its state.
  */
 import type { BackoffPolicy } from './backoff.js';
-import { completeBackoff, jobOptionsProblem, LAST_INSTANT_MS, MAX_NAME_CHARS, NAME_PATTERN } from './job-bounds.js';
+import { completeBackoff, jobOptionsProblem, jobTypeProblem, LAST_INSTANT_MS } from './job-bounds.js';
 import { jsonSize } from './json-size.js';
 import { cutText } from './text.js';
 import {
@@ -69,18 +69,6 @@ export function job<TOutput = unknown, TInput = unknown>(type: string, options: 
 }
 
 const jobTypeOf = (logic: unknown): string | undefined => (logic as Partial<JobLogic> | null)?.[JOB_TYPE];
-
-const JOB_TYPE_NAME = new RegExp(NAME_PATTERN);
-
-/**
- * Why `type` could not be a job type (a submit's bounds, machines/job-bounds.ts),
- * or null: the stores keep at most MAX_NAME_CHARS, and the API's filters, the
- * metrics' labels and the CLI take only names of NAME_PATTERN.
- */
-function jobTypeProblem(type: string): string | null {
-  if (type.length > MAX_NAME_CHARS) return `a job type is at most ${MAX_NAME_CHARS} characters, as a submit's is`;
-  return JOB_TYPE_NAME.test(type) ? null : `a job type is 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -, as a submit's is`;
-}
 
 /** The `emit`ted event type that carries a message to another instance (`sendToWorkflow`). */
 export const SEND_TO_WORKFLOW = 'ats.workflow.send';
