@@ -1,9 +1,18 @@
-/** `verifyCounts` on the embedded store: quiet when the counters are right, precise when they drift. */
+/**
+ * `verifyCounts` on the embedded store: quiet when the counters are right,
+ * precise when they drift; `verifyJob` while a transition or a delete lands
+ * between its reads.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { monotonicFactory } from 'ulid';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { newJobWrite } from '../tests/contracts/store.contract.js';
-import { verifyCounts } from './verify.js';
+import { intercept } from '../tests/helpers/intercept.js';
+import type { Clock, JobEventRecord, JobSpec, JobStore } from './ports.js';
+import { TransitionService } from './transitions.js';
+import { verifyCounts, verifyJob } from './verify.js';
 
 describe('verifyCounts', () => {
   it('passes on maintained counters and names each key that drifted', async () => {
@@ -27,5 +36,66 @@ describe('verifyCounts', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('verifyJob while the job moves on', () => {
+  const clock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+  const nextId = monotonicFactory();
+  const spec: JobSpec = { type: 'demo.echo', payload: 1, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
+
+  /** A store on which `between` runs once, after verifyJob read the job and before it reads the events. */
+  async function withStore(run: (s: { store: JobStore; svc: TransitionService; id: string; between: (step: () => Promise<void>) => JobStore }) => Promise<void>) {
+    const store = createSqliteStore({ file: ':memory:' });
+    try {
+      await store.migrate();
+      const svc = new TransitionService({ store, clock, random: { next: Math.random }, ids: { jobId: () => nextId() } });
+      const r = await svc.submit(spec);
+      assert.ok(r.ok);
+      const between = (step: () => Promise<void>) => {
+        let once: (() => Promise<void>) | null = step;
+        return intercept(store, (name) => name === 'getEvents', async (call) => {
+          const s = once;
+          once = null;
+          if (s) await s();
+          return call();
+        });
+      };
+      await run({ store, svc, id: r.job.id, between });
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('a transition committed between its reads of the job and of the events is no problem: the history checked ends at the job\'s version', async () => {
+    await withStore(async ({ svc, id, between }) => {
+      let made = false;
+      const racing = between(async () => {
+        assert.equal((await svc.apply(id, { type: 'CANCEL' })).ok, true);
+        made = true;
+      });
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, problems: [] });
+      assert.ok(made, 'the cancel was made between the reads');
+    });
+  });
+
+  it('a job deleted between its reads is not found, not a job with no history', async () => {
+    await withStore(async ({ store, svc, id, between }) => {
+      assert.equal((await svc.apply(id, { type: 'CANCEL' })).ok, true);
+      const racing = between(async () => assert.equal((await store.deleteJob(id)).ok, true));
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: false, problems: ['job not found'] });
+    });
+  });
+
+  it('an event past the job\'s version that the job never reaches is still a problem', async () => {
+    await withStore(async ({ store, id }) => {
+      const [first] = await store.getEvents(id);
+      const stray = intercept(store, (name) => name === 'getEvents', async (call) => [
+        ...(await call()) as JobEventRecord[], { ...first!, seq: 2, type: 'CANCEL', from: 'pending', to: 'cancelled', data: { type: 'CANCEL' } },
+      ]);
+      const report = await verifyJob(stray, id);
+      assert.equal(report.ok, false);
+      assert.deepEqual(report.problems, ['version 1 but events up to seq 2']);
+    });
   });
 });
