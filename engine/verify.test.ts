@@ -79,6 +79,36 @@ describe('verifyJob while the job moves on', () => {
     });
   });
 
+  it('a heartbeat that updates the attempt\'s heartbeat event in place between its reads is no problem', async () => {
+    await withStore(async ({ svc, id, between }) => {
+      const lease = Date.now() + 60_000;
+      for (const e of [
+        { type: 'PUBLISHED', attempt: 1 }, { type: 'STARTED', attempt: 1, leaseUntil: lease, workerId: 'w1' }, { type: 'HEARTBEAT', attempt: 1, leaseUntil: lease + 1 },
+      ] as const) assert.equal((await svc.apply(id, e)).ok, true);
+      let made = false;
+      const racing = between(async () => {
+        // Same version: the heartbeat row of the attempt now holds the later lease, and so does the job.
+        assert.equal((await svc.apply(id, { type: 'HEARTBEAT', attempt: 1, leaseUntil: lease + 2 })).ok, true);
+        made = true;
+      });
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, problems: [] });
+      assert.ok(made, 'the heartbeat was made between the reads');
+    });
+  });
+
+  it('a stored job its events do not replay to is still a problem', async () => {
+    await withStore(async ({ store, id }) => {
+      const db = (store as ReturnType<typeof createSqliteStore>).db;
+      const text = String((db.prepare('SELECT snapshot FROM jobs WHERE id = ?').get(id) as { snapshot: unknown }).snapshot);
+      const snapshot = JSON.parse(text) as { context: { maxAttempts: number } };
+      snapshot.context.maxAttempts += 1;
+      db.prepare('UPDATE jobs SET snapshot = ? WHERE id = ?').run(JSON.stringify(snapshot), id);
+      const report = await verifyJob(store, id);
+      assert.equal(report.ok, false);
+      assert.match(report.problems.join('\n'), /^replay gives pending .*"maxAttempts":3.*, stored pending .*"maxAttempts":4/);
+    });
+  });
+
   it('a job deleted between its reads is not found, not a job with no history', async () => {
     await withStore(async ({ store, svc, id, between }) => {
       assert.equal((await svc.apply(id, { type: 'CANCEL' })).ok, true);
