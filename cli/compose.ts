@@ -101,13 +101,16 @@ export interface System {
   /**
    * Starts the roles; resolves with the API's URL when the api role runs, and
    * the metrics port's (`http://host:port`, serving /metrics) when ATS_METRICS_PORT is set.
+   * A `stop()` while it is under way ends it: no more roles start, and it rejects with StartGivenUp.
    */
   start(): Promise<{ url: string | null; metricsUrl: string | null }>;
   /**
    * Graceful: stop taking work, finish or abandon running handlers, close
    * connections. Every step runs, whatever failed before it; rejects (an
    * AggregateError naming the steps) when any failed, each logged as it failed.
-   * A second call gets the first one's outcome.
+   * A second call gets the first one's outcome. During a start, it first waits
+   * for the role starting then, except the worker, whose join of its lanes
+   * still in progress it gives up.
    */
   stop(): Promise<void>;
 }
@@ -333,31 +336,56 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream }, metricsServer);
 
   let stopping: Promise<void> | null = null;
+  /**
+   * The step of a start under way, which a stop waits for before it stops the roles (a role started after
+   * its stop would run on): settled when none is. Not the worker's start: its stop gives up a lane's
+   * join in progress (up to the log's ready timeout, 30 s on Kafka), which the start then ends with.
+   */
+  let startStep: Promise<unknown> = Promise.resolve();
+  /** Runs one step of the start unless a stop came: then no more roles start, and the start rejects. */
+  const step = async <T>(run: () => Promise<T> | T, awaitedByStop = true): Promise<T> => {
+    if (stopping) throw new StartGivenUp();
+    const done = (async () => run())();
+    if (awaitedByStop) startStep = done.catch(() => undefined);
+    return done;
+  };
   return {
     config, store, schedules, workflows, log, transitions, registry, logger, app, relay, worker, timers, retention, advisor, metrics, access,
     async start() {
-      // First: a port that cannot be bound (the API's; the metrics port was bound by compose) fails the start
-      // before any role runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
-      const metricsUrl = await metricsWiring.start();
-      // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
-      await starting?.close();
-      const address = app ? await listenQuietly(app, config, starting?.port ?? config.port) : null;
-      dbClock?.start();
-      if (!config.kafkaBrokers && timers) await redispatchAfterRestart(timers, store, clock, logger);
-      await advisor?.start();
-      // Before the timers: their first pass must not take this process's own worker for missing.
-      await presence?.start();
-      relay?.start();
-      timers?.start();
-      retention?.start();
-      await workflowDriver?.start();
-      await limitDirectory?.start();
-      await worker?.start();
-      return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
+      try {
+        // First: a port that cannot be bound (the API's; the metrics port was bound by compose) fails the start
+        // before any role runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
+        const metricsUrl = await step(() => metricsWiring.start());
+        // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
+        await step(() => starting?.close());
+        const address = app ? await step(() => listenQuietly(app!, config, starting?.port ?? config.port)) : null;
+        await step(() => dbClock?.start());
+        if (!config.kafkaBrokers && timers) await step(() => redispatchAfterRestart(timers, store, clock, logger));
+        await step(() => advisor?.start());
+        // Before the timers: their first pass must not take this process's own worker for missing.
+        await step(() => presence?.start());
+        await step(() => {
+          relay?.start();
+          timers?.start();
+          retention?.start();
+        });
+        await step(() => workflowDriver?.start());
+        await step(() => limitDirectory?.start());
+        await step(() => worker?.start(), false);
+        // Stopped while the worker joined its lanes (the stop gave the joins up): not a started system.
+        if (stopping) throw new StartGivenUp();
+        return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
+      } catch (err) {
+        throw stopping && !(err instanceof StartGivenUp) ? new StartGivenUp(err) : err;
+      }
     },
     stop() {
       // Once: a second call (a test's cleanup after its own stop) gets the first one's outcome, not a second close.
-      stopping ??= stopAll();
+      // A start under way starts no more roles from now on; the step it is at ends first (see startStep).
+      stopping ??= (async () => {
+        await startStep;
+        return stopAll();
+      })();
       return stopping;
     },
   };
@@ -393,6 +421,14 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     }
     // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
     if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
+  }
+}
+
+/** What `System.start()` rejects with when a stop came while it was under way: the roles not started yet were not. */
+export class StartGivenUp extends Error {
+  constructor(cause?: unknown) {
+    super('the start was given up: the process is stopping', cause === undefined ? undefined : { cause });
+    this.name = 'StartGivenUp';
   }
 }
 

@@ -10,7 +10,12 @@ export function configFrom(env: Record<string, string | undefined>, args: readon
   return compileConfig({ ...rawFromEnv(env), ...rawFromArgs(args) }, { hostname: hostname(), pid: process.pid });
 }
 
-export async function startCommand(args: readonly string[], env: Record<string, string | undefined>): Promise<number> {
+/** What `startCommand` composes the roles with (tests wrap it). */
+export interface StartDeps {
+  compose: typeof compose;
+}
+
+export async function startCommand(args: readonly string[], env: Record<string, string | undefined>, deps: StartDeps = { compose }): Promise<number> {
   let config: Config;
   try {
     config = configFrom(env, args);
@@ -27,7 +32,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   }
   let system: System;
   try {
-    system = await compose(config, tracing ? { tracing } : {});
+    system = await deps.compose(config, tracing ? { tracing } : {});
     tracing?.reportTo(system.logger);
   } catch (err) {
     await tracing?.shutdown().catch(() => undefined);
@@ -39,15 +44,22 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     return 1;
   }
   // From here on a signal stops the roles gracefully (until now nothing ran: the default, an exit, was
-  // right); one that comes while they start is acted on once they have.
+  // right); one that comes while they start stops the start too: the roles not started yet are not, and a
+  // worker's join of its lanes still in progress is given up (system.stop()).
   const signals = watchSignals();
   const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
   const giveUp = givingUp(signals, deadlineMs, system.logger);
   try {
     let url: string | null;
     try {
-      const started = await Promise.race([system.start(), giveUp]);
-      if (typeof started === 'number') return started; // given up while the roles were starting
+      const starting = system.start();
+      const started = await Promise.race([starting, signals.first.then((signal) => ({ signal }))]);
+      if ('signal' in started) {
+        // What the start ends with is the stop's doing (StartGivenUp, or a join given up): the stop's outcome says it.
+        starting.catch(() => undefined);
+        system.logger.info('ats: shutting down while starting', { signal: started.signal, graceMs: config.worker.shutdownGraceMs });
+        return await Promise.race([system.stop().then(() => 0, () => 1), giveUp]);
+      }
       ({ url } = started);
     } catch (err) {
       // Roles may already run (a worker joined its group, the relay polls): stop
