@@ -92,6 +92,9 @@ const cases: Case[] = [
   { name: 'payload number out of range', req: json('{"type":"demo.echo","payload":{"n":1e400}}'), status: 400, code: 'ATS_ERR_VALIDATION', says: /out of range/ },
   { name: 'Idempotency-Key too long', req: post(ok, { 'idempotency-key': 'k'.repeat(256) }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key not printable ASCII', req: post(ok, { 'idempotency-key': 'ключ' }), status: 400, code: 'ATS_ERR_VALIDATION' },
+  // Node joins a header sent twice with ", ": the two keys would act as the one key `a, b`.
+  { name: 'Idempotency-Key given twice', req: post(ok, { 'idempotency-key': ['a', 'b'] as unknown as string }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key is given more than once/ },
+  { name: 'Idempotency-Key given twice, the same', req: post(ok, { 'idempotency-key': ['a', 'a'] as unknown as string }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key of the server\'s own (ats:)', req: post(ok, { 'idempotency-key': 'ats:schedule:nightly:0:0' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /ats:/ },
   // ------------------------------------------------------------ batch envelope (a bad item is its own result: batch.test.ts)
   { name: 'batch: no body', req: { method: 'POST', url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION' },

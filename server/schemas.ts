@@ -150,13 +150,13 @@ const IdempotencyKey = (description: string) =>
 
 export const SubmitHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey(
-    'Makes the submit repeatable within the job\'s queue (a key is per queue): the same key and body again answer 200 with the job the first call created; the same key with another body in that queue is a 409',
+    'Makes the submit repeatable within the job\'s queue (a key is per queue): the same key and body again answer 200 with the job the first call created; the same key with another body in that queue is a 409. Sent at most once: the header twice is a 400',
   )),
 });
 
 export const SignalHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey(
-    'Makes the signal repeatable: the same key and event again answer 200 and apply nothing; the same key with another event is a 409',
+    'Makes the signal repeatable: the same key and event again answer 200 and apply nothing; the same key with another event is a 409. Sent at most once: the header twice is a 400',
   )),
 });
 export type SignalHeaders = Static<typeof SignalHeaders>;

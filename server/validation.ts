@@ -12,7 +12,8 @@
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import formats from 'ajv-formats';
 import { OptionalKind } from '@sinclair/typebox';
-import type { FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import type { FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import { AtsError } from '../engine/errors.js';
 
 const common: Options = {
   allErrors: false, // allErrors on hostile input is a known DoS vector
@@ -97,4 +98,24 @@ export function formatValidationError(errors: FastifySchemaValidationError[], da
     return new Error(`${where} must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
   }
   return new Error(`${where} ${e.message ?? 'is not valid'}`);
+}
+
+/**
+ * The value of a header that names one thing (an Idempotency-Key), or a 400
+ * when the request sends it more than once. Node joins the lines of a header
+ * it does not know with ", ", and the result may well pass the header's
+ * pattern: `Idempotency-Key: a` and `Idempotency-Key: b` would act as the one
+ * key `a, b`, a key the caller never chose. `name` is in lower case.
+ */
+export function singleHeader(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  if (value === undefined) return undefined;
+  const raw = request.raw.rawHeaders;
+  let lines = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === name && ++lines > 1) {
+      throw new AtsError('ATS_ERR_VALIDATION', `headers/${name} is given more than once: send one`);
+    }
+  }
+  return Array.isArray(value) ? value[0] : value;
 }

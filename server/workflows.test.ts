@@ -375,6 +375,7 @@ describe('/v1/workflows (SQLite)', () => {
     await refused(signal(wf.id, { type: '' }), 400, 'ATS_ERR_VALIDATION');
     await refused(signal(wf.id, { type: 'xstate.done.actor.echo', output: 1 }), 400, 'ATS_ERR_VALIDATION', /xstate\./);
     await refused(signal(wf.id, { type: 'SKIP', deep }), 400, 'ATS_ERR_VALIDATION', /event nests deeper/);
+    await refused({ ...signal(wf.id, { type: 'SKIP' }), headers: { 'idempotency-key': ['a', 'b'] as unknown as string } }, 400, 'ATS_ERR_VALIDATION', /idempotency-key is given more than once/);
     await refused({ method: 'POST', url: `/v1/workflows/${wf.id}/events`, payload: '[1]', headers: { 'content-type': 'application/json' } }, 400, 'ATS_ERR_VALIDATION');
     await refused(cancel(wf.id, { reason: 5 }), 400, 'ATS_ERR_VALIDATION');
     await refused(cancel(wf.id, { why: 'x' }), 400, 'ATS_ERR_VALIDATION');

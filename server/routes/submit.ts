@@ -12,6 +12,7 @@ import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
 import { described, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
 import { toJobSpec } from '../submit-spec.js';
+import { singleHeader } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
 const schema = {
@@ -38,7 +39,7 @@ export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps 
   const { tracer } = deps;
   app.post<{ Body: SubmitBody; Headers: { 'idempotency-key'?: string } }>('/v1/jobs', { schema }, async (request, reply) => {
     const submit = async (span?: Span) => {
-      const spec = toJobSpec(request.body, request.headers['idempotency-key'], rules);
+      const spec = toJobSpec(request.body, singleHeader(request, 'idempotency-key'), rules);
       // The job, and its Idempotency-Key, are the caller's tenant's.
       spec.tenant = request.principal.tenant;
       if (span) spec.traceContext = traceContextOf();

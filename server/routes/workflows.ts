@@ -28,6 +28,7 @@ import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
 import { holderOf, tenantOfKey } from '../security.js';
 import { Slots, slotLimits } from '../slots.js';
+import { singleHeader } from '../validation.js';
 import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
 
 const TAGS = ['workflows'];
@@ -327,7 +328,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (!isUserEventType(event.type)) throw new AtsError('ATS_ERR_VALIDATION', 'body/type: event types starting with xstate. are the engine\'s');
     checkPayload(event, maxDepth, 'body', 'event');
     const { id } = request.params;
-    const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, request.headers['idempotency-key']);
+    const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, singleHeader(request, 'idempotency-key'));
     if (r.ok) {
       room.wake(id);
       return toWorkflowView(service, r.workflow);
