@@ -16,7 +16,7 @@ import { startTestApp, type TestApp } from '../tests/helpers/app.js';
 const mysqlReady = await requireMysql();
 
 const ok = { type: 'demo.echo', payload: { a: 1 } };
-const json = (body: string): InjectOptions => ({
+const json = (body: string | Buffer): InjectOptions => ({
   method: 'POST', url: '/v1/jobs', payload: body, headers: { 'content-type': 'application/json' },
 });
 const post = (body: unknown, headers: Record<string, string> = {}): InjectOptions => ({
@@ -48,6 +48,10 @@ const cases: Case[] = [
   { name: 'malformed JSON', req: json('{"type":'), status: 400, code: 'ATS_ERR_MALFORMED_JSON' },
   { name: 'trailing garbage', req: json(`${JSON.stringify(ok)}x`), status: 400, code: 'ATS_ERR_MALFORMED_JSON' },
   { name: 'empty JSON body', req: json(''), status: 400, code: 'ATS_ERR_MALFORMED_JSON' },
+  // Decoded loosely, each bad byte became U+FFFD: a payload stored unlike the one sent.
+  { name: 'body not UTF-8 (a 0xFF byte in a string)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"a'), Buffer.from([0xff]), Buffer.from('b"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
+  { name: 'body not UTF-8 (a surrogate encoded as bytes)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
+  { name: 'body not UTF-8 (cut inside a character)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xe2, 0x82]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
   { name: 'text/plain body', req: { ...post(JSON.stringify(ok)), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
   { name: 'form body', req: { ...post('type=demo.echo'), headers: { 'content-type': 'application/x-www-form-urlencoded' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
   { name: 'no body', req: { method: 'POST', url: '/v1/jobs' }, status: 400, code: 'ATS_ERR_VALIDATION' },

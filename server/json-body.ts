@@ -4,7 +4,7 @@
  * `constructor.prototype`, anywhere in the body is an error, never an object
  * that later pollutes a prototype. This wrapper only tells the two failures
  * apart, so a caller learns whether the JSON was broken or a key was refused,
- * and refuses a body that is the JSON null.
+ * and refuses a body that is not UTF-8 or is the JSON null.
  */
 import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
@@ -13,9 +13,16 @@ import { AtsError } from '../engine/errors.js';
 export function installJsonParser(app: FastifyInstance): void {
   const secureParse = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body as string;
-    if (text.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const bytes = body as Buffer;
+    if (bytes.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
+    // JSON is UTF-8 (RFC 8259). Decoded loosely, each bad byte would become U+FFFD: a body kept unlike the one sent.
+    let text: string;
+    try {
+      text = UTF8.decode(bytes);
+    } catch (cause) {
+      return done(new AtsError('ATS_ERR_MALFORMED_JSON', `${ERR_JSON}: it is not UTF-8`, { cause }), undefined);
+    }
     secureParse(request, text, (err, value) => {
       if (err) return done(classify(text), undefined);
       // Every body the API reads is an object (or its items'); fastify hands a route whose body is
@@ -38,6 +45,8 @@ function classify(text: string): AtsError {
 }
 
 const ERR_JSON = 'The request body is not valid JSON';
+/** Strict: a byte sequence that is not UTF-8 throws. A leading byte order mark is dropped, as before. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * The bytes of `value` (a parsed JSON value) as compact JSON, what
