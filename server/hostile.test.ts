@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import type { ErrorCode } from '../engine/errors.js';
@@ -53,6 +54,9 @@ const cases: Case[] = [
   { name: 'body not UTF-8 (a surrogate encoded as bytes)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
   { name: 'body not UTF-8 (cut inside a character)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xe2, 0x82]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
   { name: 'text/plain body', req: { ...post(JSON.stringify(ok)), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  // The body is read as sent: a compressed one was refused as broken JSON, which it is not.
+  { name: 'gzip body', req: { ...json(gzipSync(JSON.stringify(ok))), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /Content-Encoding gzip/ },
+  { name: 'br body', req: { ...json(JSON.stringify(ok)), headers: { 'content-type': 'application/json', 'content-encoding': 'br' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /Content-Encoding br/ },
   { name: 'form body', req: { ...post('type=demo.echo'), headers: { 'content-type': 'application/x-www-form-urlencoded' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
   { name: 'no body', req: { method: 'POST', url: '/v1/jobs' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'body is an array', req: json('[]'), status: 400, code: 'ATS_ERR_VALIDATION', says: /must be object/ },

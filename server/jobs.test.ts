@@ -82,6 +82,19 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.deepEqual((await get(job.id)).payload, payload);
   });
 
+  test('a body sent as is (Content-Encoding identity) is read; one with a byte order mark too', async () => {
+    const body = JSON.stringify({ type: 'demo.echo', payload: { é: '€' }, queue: randomQueue() });
+    for (const [payload, headers] of [
+      [body, { 'content-type': 'application/json', 'content-encoding': 'identity' }],
+      [body, { 'content-type': 'application/json', 'content-encoding': 'Identity' }],
+      [Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]), { 'content-type': 'application/json' }],
+    ] as const) {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload, headers });
+      assert.equal(r.statusCode, 201, r.body);
+      assert.deepEqual(r.json().payload, { é: '€' });
+    }
+  });
+
   test('the same Idempotency-Key and body answer 200 with the same job; another body is a 409 and writes nothing', async () => {
     const queue = randomQueue();
     const body = { type: 'demo.echo', payload: { n: 1 }, queue };

@@ -4,7 +4,8 @@
  * `constructor.prototype`, anywhere in the body is an error, never an object
  * that later pollutes a prototype. This wrapper only tells the two failures
  * apart, so a caller learns whether the JSON was broken or a key was refused,
- * and refuses a body that is not UTF-8 or is the JSON null.
+ * and refuses a body that is compressed (Content-Encoding), not UTF-8, or the
+ * JSON null.
  */
 import type { FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
@@ -15,6 +16,11 @@ export function installJsonParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const bytes = body as Buffer;
+    // Compressed bodies are not read: as they are, they would be refused as broken JSON, which they are not.
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 50)} is not supported: send the body uncompressed`), undefined);
+    }
     if (bytes.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
     // JSON is UTF-8 (RFC 8259). Decoded loosely, each bad byte would become U+FFFD: a body kept unlike the one sent.
     let text: string;

@@ -88,7 +88,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         version: '1',
         description:
           'Submit, inspect, cancel, redrive and delete jobs; submit them on cron schedules; read the job machine and the counts. ' +
-          'Every error is {code, message} with a stable ATS_ERR_* code.',
+          'Every error is {code, message} with a stable ATS_ERR_* code. A request body is JSON (application/json), UTF-8 and uncompressed: ' +
+          'another type or a Content-Encoding other than identity is a 415 ATS_ERR_UNSUPPORTED_MEDIA_TYPE, bytes that are not UTF-8 a 400 ATS_ERR_MALFORMED_JSON.',
       },
       // The server that serves this document (relative: the same origin).
       servers: [{ url: '/', description: 'This server' }],

@@ -870,7 +870,7 @@ const errorsOf = (statuses: number[]) =>
 /**
  * The error statuses a route that takes a body answers before it runs (fastify parses the body
  * of every POST, PUT, PATCH and DELETE, whether the route reads one or not): 413 over the body
- * limit, 415 for a body that is not JSON.
+ * limit, 415 for a body that is not JSON (or is compressed).
  */
 export const BODY_STATUSES = [413, 415];
 
