@@ -111,6 +111,8 @@ const cases: Case[] = [
   { name: 'batch: no jobs', req: { ...post({ jobs: [] }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /jobs/ },
   { name: 'batch: 1,001 jobs', req: { ...post({ jobs: Array(1001).fill(ok) }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /1000/ },
   { name: 'batch: __proto__ in one item', req: { ...json(`{"jobs":[${JSON.stringify(ok)},{"type":"demo.echo","payload":1,"__proto__":{"polluted":true}}]}`), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /forbidden key/ },
+  // The batch takes each item's idempotencyKey: the header was ignored, and a batch sent again made its jobs again.
+  { name: 'batch: an Idempotency-Key header', req: { ...post({ jobs: [ok] }, { 'idempotency-key': 'k-1' }), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key.*body\/jobs\/N\/idempotencyKey/ },
   { name: 'batch: text/plain body', req: { ...post(JSON.stringify({ jobs: [ok] })), url: '/v1/jobs/batch', headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
   { name: 'batch: over the 16 MiB batch limit', req: { ...post({ jobs: [{ ...ok, payload: 'x'.repeat(16 * 1024 * 1024) }] }), url: '/v1/jobs/batch' }, status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
   // ------------------------------------------------------------ schedules (each would write a schedule if it got through)

@@ -119,3 +119,13 @@ export function singleHeader(request: FastifyRequest, name: string): string | un
   }
   return Array.isArray(value) ? value[0] : value;
 }
+
+/**
+ * A 400 when the request sends an Idempotency-Key header to a route that
+ * takes its key in the body (`field`): ignored, the header would make a retry
+ * look safe while each one started or submitted again.
+ */
+export function refuseKeyHeader(request: FastifyRequest, field: string): void {
+  if (request.headers['idempotency-key'] === undefined) return;
+  throw new AtsError('ATS_ERR_VALIDATION', `headers/idempotency-key is not read here: send the key as ${field}`);
+}

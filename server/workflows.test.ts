@@ -369,6 +369,8 @@ describe('/v1/workflows (SQLite)', () => {
     await refused(start({ name: 'approval', input: { amount: 1, deep } }), 400, 'ATS_ERR_VALIDATION', /input nests deeper/);
     await refused(start({ name: 'approval', input: { amount: 1 }, idempotencyKey: 'ats:mine' }), 400, 'ATS_ERR_VALIDATION');
     await refused({ method: 'POST', url: '/v1/workflows', payload: 'x', headers: { 'content-type': 'text/plain' } }, 415, 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE');
+    // A start takes its key as body/idempotencyKey: the header was ignored, and a start sent again started another instance.
+    await refused({ ...start({ name: 'approval', input: { amount: 1 } }), headers: { 'idempotency-key': 'k-1' } }, 400, 'ATS_ERR_VALIDATION', /idempotency-key.*body\/idempotencyKey/);
 
     await refused(signal(wf.id, {}), 400, 'ATS_ERR_VALIDATION', /type/);
     await refused(signal(wf.id, { type: 7 }), 400, 'ATS_ERR_VALIDATION');

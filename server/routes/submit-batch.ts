@@ -17,7 +17,7 @@ import {
 import { toErrorReply } from '../error-handler.js';
 import { jsonByteLength } from '../json-body.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
-import { compileBodySchema, formatValidationError } from '../validation.js';
+import { compileBodySchema, formatValidationError, refuseKeyHeader } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
 const schema = {
@@ -25,7 +25,7 @@ const schema = {
   summary: 'Submit up to 1,000 jobs at once',
   description:
     'All valid items are written in one transaction. `results[i]` answers `jobs[i]`: `{status: 201, id, state}` created, ' +
-    '`{status: 200, id, state}` the job an earlier submit with this idempotencyKey created, or the item\'s own ' +
+    '`{status: 200, id, state}` the job an earlier submit with this idempotencyKey created (the key is each item\'s: an Idempotency-Key header is a 400), or the item\'s own ' +
     '`{status, code, message}` (400, 409, 413, 422), which does not fail the other items; an item whose ' +
     'idempotencyKey was taken and whose holder could not be read once the others were written is its own 503 ' +
     '(send it again with its key). The whole request fails only when the envelope is wrong (400) or the body is ' +
@@ -107,6 +107,7 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     // Traced: one span for the request (a child of the caller's `traceparent`); every job it creates keeps its context.
     // Every job (and idempotencyKey) is the caller's tenant's.
     const { tenant } = request.principal;
+    refuseKeyHeader(request, 'body/jobs/N/idempotencyKey, one for each job');
     if (deps.tracer) return withRequestSpan(deps.tracer, { method: 'POST', route: '/v1/jobs/batch', headers: request.headers }, (span) => submitAll(tenant, request.body.jobs, span));
     return submitAll(tenant, request.body.jobs);
   });
