@@ -200,6 +200,21 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.deepEqual((await get(job.id)).events.map((e) => e.type), ['SUBMITTED', 'CANCEL', 'REDRIVE']);
   });
 
+  test('a redrive takes no fields: an empty body is one, a field (new attempts, a reason) is a 400 that redrives nothing', async () => {
+    const job = await created({ type: 'demo.echo', payload: 1, queue: randomQueue() });
+    assert.equal((await action(job.id, 'cancel')).statusCode, 200);
+    for (const body of [{ maxAttempts: 10 }, { reason: 'again' }]) {
+      const r = await action(job.id, 'redrive', body);
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+      assert.match(r.json().message, new RegExp(Object.keys(body)[0]!));
+    }
+    assert.deepEqual((await get(job.id)).events.map((e) => e.type), ['SUBMITTED', 'CANCEL']);
+    const r = await action(job.id, 'redrive', {});
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal(r.json().state, 'pending');
+  });
+
   test('an unknown id is a 404 for GET, cancel and redrive', async () => {
     const unknown = '01ARZ3NDEKTSV4RRFFQ69G5FAV';
     for (const r of [

@@ -36,7 +36,7 @@ type Document = { paths: Record<string, Record<string, Operation>>; components: 
 /** The names a client sees: what the routes take and answer. */
 const NAMED = [
   'Job', 'JobDetail', 'JobEvent', 'JobError', 'JobPage', 'JobProgress', 'JobState', 'BackoffPolicy', 'Error', 'Stats', 'Machine',
-  'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
+  'Health', 'Readiness', 'SubmitRequest', 'CancelRequest', 'RedriveRequest', 'Backoff', 'ExponentialBackoff', 'FixedBackoff',
   'BatchResult', 'BatchResponse', 'Schedule', 'ScheduleDetail', 'ScheduleTick', 'ScheduleList', 'CreateScheduleRequest',
   'UpdateScheduleRequest', 'Worker', 'WorkerList', 'Limit', 'LimitList', 'LimitRate', 'PutLimitRequest',
   'ApiKey', 'ApiKeyList', 'CreatedApiKey', 'CreateApiKeyRequest', 'AuditEntry', 'AuditLog',

@@ -204,6 +204,13 @@ const CancelRequest = Type.Object(
 export const CancelBody = Type.Optional(ref(CancelRequest));
 export type CancelBody = Static<typeof CancelBody>;
 
+/** A redrive takes nothing: a field sent with it (attempts, a reason) would be ignored, so it is refused. */
+const RedriveRequest = Type.Object(
+  {},
+  { $id: 'RedriveRequest', additionalProperties: false, description: 'A redrive takes no fields: the body is optional, and when sent it is {}' },
+);
+export const RedriveBody = Type.Optional(ref(RedriveRequest));
+
 export const ListQuery = Type.Object(
   {
     state: Type.Optional(JobStateParam),
@@ -842,7 +849,7 @@ export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
  * schema's `$ref`s resolve through this list).
  */
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
-  JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, ErrorBody, JobError,
+  JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, RedriveRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, CallerView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
   EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView,
 ]);

@@ -13,7 +13,7 @@ import type { Principal } from '../../engine/auth.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
 import { auditJob, jobNotFound, tenantJob, type JobAuditAction } from '../tenant-jobs.js';
 import { toJobView } from '../job-views.js';
-import { CancelBody, described, errorResponses, JobParams, JobView, ref, type JobView as JobViewT } from '../schemas.js';
+import { CancelBody, described, errorResponses, JobParams, JobView, RedriveBody, ref, type JobView as JobViewT } from '../schemas.js';
 
 /** What either action answers when it cannot run the event: the store unreachable, or a job written by a machine this server lacks. */
 const UNAVAILABLE =
@@ -41,12 +41,17 @@ const cancelSchema = {
   'x-body-optional': true,
 };
 
-const redriveSchema = actionSchema(
-  'redriveJob',
-  'Start a new run of a dead or cancelled job',
-  'Sends REDRIVE through the job machine: a dead or cancelled job goes back to pending with a fresh set of attempts, due ' +
-    'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written.',
-);
+const redriveSchema = {
+  ...actionSchema(
+    'redriveJob',
+    'Start a new run of a dead or cancelled job',
+    'Sends REDRIVE through the job machine: a dead or cancelled job goes back to pending with a fresh set of attempts, due ' +
+      'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written. It takes no fields: ' +
+      'a body other than {} is a 400.',
+  ),
+  body: RedriveBody,
+  'x-body-optional': true,
+};
 
 async function applyUserEvent(deps: AppDeps, principal: Principal, id: string, event: EventInput, action: JobAuditAction): Promise<JobViewT> {
   // The tenant first: another tenant's job is not found, and nothing is written.
