@@ -277,6 +277,17 @@ describe('OpenAPI document', () => {
     }
   });
 
+  test('the document states the limits a body is held to: its size, encoding and forbidden keys; the depth of every free JSON value', () => {
+    const info = (doc as unknown as { info: { description: string } }).info.description;
+    for (const says of [/1 MiB by default \(ATS_BODY_LIMIT_BYTES/, /16 MiB, ATS_BATCH_BODY_LIMIT_BYTES/, /UTF-8/, /Content-Encoding/, /__proto__/]) assert.match(info, says);
+    const schemas = doc.components.schemas as Record<string, Schema & { description?: string }>;
+    const free = [
+      schemas.SubmitRequest!.properties!.payload!, schemas.CreateScheduleRequest!.properties!.payload!, schemas.UpdateScheduleRequest!.properties!.payload!,
+      schemas.StartWorkflowRequest!.properties!.input!, schemas.WorkflowSignal!,
+    ];
+    for (const s of free) assert.match(s.description ?? '', /32 levels deep.*numbers finite/, JSON.stringify(s).slice(0, 200));
+  });
+
   test('every parameter and every field of every schema is described', () => {
     for (const [name, op] of operations(doc)) {
       for (const p of op.parameters ?? []) assert.ok(p.description, `${name}: ${p.in} parameter ${p.name} has no description`);

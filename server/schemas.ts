@@ -120,7 +120,7 @@ const BackoffOut = Type.Union([
 export const SubmitBody = Type.Object(
   {
     type: Name('Handler type, e.g. demo.echo'),
-    payload: Type.Unknown({ description: 'Any JSON value, given to the handler; arrays and objects nested at most 32 levels deep' }),
+    payload: Type.Unknown({ description: 'Any JSON value, given to the handler; arrays and objects nested at most 32 levels deep, numbers finite (1e400 is a 400)' }),
     queue: Type.Optional(Name('Queue; defaults to the server\'s default queue')),
     runAt: Type.Optional(
       Type.Union([
@@ -485,7 +485,7 @@ const CatchUpIn = (suffix = '') => StringEnum<CatchUp>(CATCH_UPS, CATCH_UP_DOC +
 
 /** The job fields of a schedule body: the pieces of `POST /v1/jobs`'s body (runAt aside: the tick is the run time). */
 const templateFields = {
-  payload: Type.Optional(Type.Unknown({ description: 'Any JSON value, given to the handler of each tick\'s job; default null' })),
+  payload: Type.Optional(Type.Unknown({ description: 'Any JSON value, given to the handler of each tick\'s job, nested at most 32 levels deep, numbers finite; default null' })),
   queue: SubmitBody.properties.queue,
   maxAttempts: SubmitBody.properties.maxAttempts,
   backoff: SubmitBody.properties.backoff,
@@ -665,7 +665,7 @@ const WORKFLOW_EVENT_TYPES: readonly WorkflowEventType[] = ['START', 'SIGNAL', '
 export const StartWorkflowBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: MAX_WORKFLOW_NAME, pattern: NAME_PATTERN, description: 'The registered workflow\'s name' }),
-    input: Type.Optional(Type.Unknown({ description: 'Any JSON value: the machine\'s input (its context factory gets it); default null' })),
+    input: Type.Optional(Type.Unknown({ description: 'Any JSON value: the machine\'s input (its context factory gets it), nested at most 32 levels deep, numbers finite; default null' })),
     idempotencyKey: Type.Optional(IdempotencyKey(
       'Makes the start repeatable: the same key, name and input again answer 200 with the instance the first call started; the same key with another input is a 409',
     )),
@@ -680,7 +680,7 @@ export type StartWorkflowBody = Static<typeof StartWorkflowBody>;
  */
 export const SignalBody = Type.Object(
   { type: Type.String({ minLength: 1, maxLength: MAX_EVENT_TYPE_CHARS, description: 'The event type, e.g. APPROVE; types starting with xstate. are the engine\'s and refused' }) },
-  { $id: 'WorkflowSignal', additionalProperties: true, description: 'An event for the instance\'s machine: its type and any other fields, sent as they are' },
+  { $id: 'WorkflowSignal', additionalProperties: true, description: 'An event for the instance\'s machine: its type and any other fields, sent as they are (nested at most 32 levels deep, numbers finite)' },
 );
 export type SignalBody = Static<typeof SignalBody> & Record<string, unknown>;
 
