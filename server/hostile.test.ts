@@ -104,6 +104,13 @@ const cases: Case[] = [
   { name: 'Idempotency-Key given twice', req: post(ok, { 'idempotency-key': ['a', 'b'] as unknown as string }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key is given more than once/ },
   { name: 'Idempotency-Key given twice, the same', req: post(ok, { 'idempotency-key': ['a', 'a'] as unknown as string }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key of the server\'s own (ats:)', req: post(ok, { 'idempotency-key': 'ats:schedule:nightly:0:0' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /ats:/ },
+  // A route that reads no query string dropped one without a word: the job went to the default queue.
+  { name: 'a query parameter on a submit (?queue=)', req: { ...post(ok), url: '/v1/jobs?queue=email' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /querystring has an unknown field 'queue'/ },
+  { name: 'a query parameter on a batch', req: { ...post({ jobs: [ok] }), url: '/v1/jobs/batch?queue=email' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /queue/ },
+  { name: 'a query parameter on a cancel', req: { method: 'POST', url: `/v1/jobs/${JOB_ID}/cancel?reason=x` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /reason/ },
+  { name: 'a query parameter on a schedule', req: { ...createSchedule(schedule), url: '/v1/schedules?paused=true' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /paused/ },
+  { name: 'a query parameter on a limit', req: { ...putLimit({ concurrency: 1 }), url: '/v1/limits/email?rate=5' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /rate/ },
+  { name: 'an empty query parameter on a submit', req: { ...post(ok), url: '/v1/jobs?x' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /'x'/ },
   // ------------------------------------------------------------ batch envelope (a bad item is its own result: batch.test.ts)
   { name: 'batch: no body', req: { method: 'POST', url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'batch: body is an array of jobs', req: { ...json(JSON.stringify([ok])), url: '/v1/jobs/batch' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /must be object/ },

@@ -12,7 +12,7 @@
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import formats from 'ajv-formats';
 import { OptionalKind } from '@sinclair/typebox';
-import type { FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 
 const common: Options = {
@@ -128,4 +128,22 @@ export function singleHeader(request: FastifyRequest, name: string): string | un
 export function refuseKeyHeader(request: FastifyRequest, field: string): void {
   if (request.headers['idempotency-key'] === undefined) return;
   throw new AtsError('ATS_ERR_VALIDATION', `headers/idempotency-key is not read here: send the key as ${field}`);
+}
+
+/** Methods whose routes change something: what they are sent is never dropped unread. */
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * A write route of `/v1` that declares no query string refuses one, as the
+ * routes that declare theirs refuse a parameter they do not know: a field
+ * sent there by mistake (`POST /v1/jobs?queue=email`) was dropped, and the
+ * write done without it. Reads that take no input still ignore a query.
+ */
+export function refuseUndeclaredQuery(app: FastifyInstance): void {
+  app.addHook('preValidation', async (request) => {
+    if (!WRITES.has(request.method) || (request.routeOptions.schema as FastifySchema | undefined)?.querystring !== undefined) return;
+    if (!request.routeOptions.url?.startsWith('/v1/')) return;
+    const first = Object.keys(request.query as object)[0];
+    if (first !== undefined) throw new AtsError('ATS_ERR_VALIDATION', `querystring has an unknown field '${first.slice(0, 100)}'`);
+  });
 }
