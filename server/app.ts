@@ -34,7 +34,7 @@ import { submitBatchRoute } from './routes/submit-batch.js';
 import { workersRoute } from './routes/workers.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { workflowGraphRoute } from './routes/workflow-graph.js';
-import { createValidatorCompiler, formatValidationError, refuseUndeclaredQuery } from './validation.js';
+import { createValidatorCompiler, formatValidationError, refuseUndeclaredInput } from './validation.js';
 
 export type { AppDeps, AppLimits, AppPlugin, AuthDeps, ReadinessChecks, SecurityOptions, SubmitDefaults } from './deps.js';
 
@@ -89,7 +89,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installBodyTimeout(app, limits.bodyTimeoutMs);
   installCloseDrain(app, CLOSE_DRAIN_MS);
   installJsonParser(app);
-  refuseUndeclaredQuery(app);
+  refuseUndeclaredInput(app);
   await registerOpenApi(app);
 
   const opts = { deps };

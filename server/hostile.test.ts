@@ -262,6 +262,11 @@ const cases: Case[] = [
   { name: 'unknown route', req: { url: '/v2/jobs' }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
   { name: 'wrong method', req: { method: 'PUT', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
   { name: 'delete: unknown job', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_JOB_NOT_FOUND' },
+  // A route that reads no body dropped one without a word.
+  { name: 'delete: a body (force)', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}`, payload: { force: true } }, status: 400, code: 'ATS_ERR_VALIDATION', says: /takes no body/ },
+  { name: 'delete a schedule: a body', req: { method: 'DELETE', url: '/v1/schedules/nightly', payload: { cascade: true } }, status: 400, code: 'ATS_ERR_VALIDATION', says: /takes no body/ },
+  { name: 'delete a limit: an array as the body', req: { method: 'DELETE', url: '/v1/limits/email', payload: '[]', headers: { 'content-type': 'application/json' } }, status: 400, code: 'ATS_ERR_VALIDATION', says: /takes no body/ },
+  { name: 'delete a limit: {} as the body, which says nothing (an unknown limit)', req: { method: 'DELETE', url: '/v1/limits/email', payload: {} }, status: 404, code: 'ATS_ERR_LIMIT_NOT_FOUND' },
   { name: 'delete: __proto__ as the id', req: { method: 'DELETE', url: '/v1/jobs/__proto__' }, status: 400, code: 'ATS_ERR_VALIDATION' },
 ];
 

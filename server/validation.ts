@@ -137,13 +137,23 @@ const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * A write route of `/v1` that declares no query string refuses one, as the
  * routes that declare theirs refuse a parameter they do not know: a field
  * sent there by mistake (`POST /v1/jobs?queue=email`) was dropped, and the
- * write done without it. Reads that take no input still ignore a query.
+ * write done without it. Likewise one that declares no body (a DELETE)
+ * refuses a body that says anything (`{}` says nothing). Reads that take no
+ * input still ignore a query.
  */
-export function refuseUndeclaredQuery(app: FastifyInstance): void {
+export function refuseUndeclaredInput(app: FastifyInstance): void {
   app.addHook('preValidation', async (request) => {
-    if (!WRITES.has(request.method) || (request.routeOptions.schema as FastifySchema | undefined)?.querystring !== undefined) return;
-    if (!request.routeOptions.url?.startsWith('/v1/')) return;
-    const first = Object.keys(request.query as object)[0];
-    if (first !== undefined) throw new AtsError('ATS_ERR_VALIDATION', `querystring has an unknown field '${first.slice(0, 100)}'`);
+    if (!WRITES.has(request.method) || !request.routeOptions.url?.startsWith('/v1/')) return;
+    const schema = request.routeOptions.schema as FastifySchema | undefined;
+    if (schema?.querystring === undefined) {
+      const first = Object.keys(request.query as object)[0];
+      if (first !== undefined) throw new AtsError('ATS_ERR_VALIDATION', `querystring has an unknown field '${first.slice(0, 100)}'`);
+    }
+    if (schema?.body === undefined && request.body !== undefined && !isEmptyObject(request.body)) {
+      throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${request.routeOptions.url} takes no body`);
+    }
   });
 }
+
+const isEmptyObject = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
