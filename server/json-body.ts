@@ -17,8 +17,10 @@ export function installJsonParser(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const bytes = body as Buffer;
     // Compressed bodies are not read: as they are, they would be refused as broken JSON, which they are not.
+    // An empty header names no coding: the body is as sent, as with identity.
     const encoding = request.headers['content-encoding'];
-    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    const coding = encoding?.trim().toLowerCase();
+    if (encoding !== undefined && coding !== '' && coding !== 'identity') {
       return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 50)} is not supported: send the body uncompressed`), undefined);
     }
     if (bytes.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
