@@ -194,7 +194,7 @@ class KafkaEventLog implements EventLog {
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     await this.ensureTopic(options.topic);
-    const sub = await startSubscription(this.cuttableClient(RECONNECT, 'the consumer stopped'), this.opts, options);
+    const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, options);
     const tracked: Subscription = {
       stop: async () => {
         this.subscriptions.delete(tracked);

@@ -29,7 +29,11 @@ export interface KafkaConsumerTuning {
   maxRedeliveryDelayMs?: number;
   /** Partitions handled at once per consumer (each stays in order). @defaultValue `partitions` */
   partitionsConsumedConcurrently?: number;
-  /** `consume()` rejects if the consumer has not joined and fetched by then. @defaultValue 30000 */
+  /**
+   * `consume()` rejects if the consumer has not joined and fetched by then
+   * (and a consumer started again after a crash is given up): its join does
+   * not go on, its connections are cut. @defaultValue 30000
+   */
   readyTimeoutMs?: number;
   /**
    * After a crash kafkajs does not restart from, wait this long before a new

@@ -6,7 +6,8 @@
  * are cut and kafkajs neither rejoins nor restarts it in the background, and
  * the group goes on without it (nothing it was handed is lost). A stop does
  * not wait either for a consumer started again after a crash that is still
- * joining. The broker is
+ * joining. A join not done within `readyTimeoutMs` is given up the same way,
+ * on the client of that one consumer, so the next one started joins. The broker is
  * real; the subscription's client is the test's, so that its connections can
  * be counted.
  */
@@ -39,10 +40,12 @@ function countedClient() {
   };
   const kafka = new Kafka({ brokers, clientId: 'ats-test-join', logLevel: logLevel.NOTHING, socketFactory: factory, retry: { initialRetryTime: 200, maxRetryTime: 2000, retries: 8 } });
   const crashes: Array<{ restart: boolean }> = [];
+  let joins = 0;
   const wrapped = Object.create(kafka) as Kafka;
   wrapped.consumer = (config: ConsumerConfig): Consumer => {
     const consumer = kafka.consumer(config);
     consumer.on(consumer.events.CRASH, ({ payload }) => { crashes.push({ restart: payload.restart }); });
+    consumer.on(consumer.events.GROUP_JOIN, () => { joins++; });
     return consumer;
   };
   const client: ConsumerClient = {
@@ -52,7 +55,7 @@ function countedClient() {
       for (const s of open) s.destroy(new Error('connection cut'));
     },
   };
-  return { client, open: () => open.size, made: () => made, isCut: () => cut, crashes };
+  return { client, open: () => open.size, made: () => made, isCut: () => cut, crashes, joins: () => joins };
 }
 
 async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
@@ -91,7 +94,7 @@ it('a consume() whose join waits on a busy member is given up at once by its sig
     await until('the holder busy with its batch', () => busy.includes('busy'));
 
     const giveUp = new AbortController();
-    const joining = startSubscription(joiner.client, compileKafkaLogOptions(config), {
+    const joining = startSubscription(() => joiner.client, compileKafkaLogOptions(config), {
       topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true, signal: giveUp.signal,
       handle: async (records) => { joinerSaw.push(...records.map((r) => r.value)); },
     });
@@ -153,7 +156,7 @@ it('a stop does not wait for a consumer started again after a crash that is stil
   const held = new Promise<void>((resolve) => (release = resolve));
   const busy: string[] = [];
   try {
-    const sub = await startSubscription(client.client, compileKafkaLogOptions(config), {
+    const sub = await startSubscription(() => client.client, compileKafkaLogOptions(config), {
       topic: TOPICS.dispatch, groupId: 'held-again', fromBeginning: true, handle: async () => {},
     });
     // Its consumer dies for good (as after a crash kafkajs does not restart from): it leaves, then says so.
@@ -181,6 +184,138 @@ it('a stop does not wait for a consumer started again after a crash that is stil
     await until('its connections closed', () => client.open() === 0, 2000);
     release();
     await holder.stop();
+  } finally {
+    release();
+    await admin.disconnect();
+    await log.close();
+  }
+});
+
+it('a consume() not ready within readyTimeoutMs rejects, and the consumer it gave up never joins later nor opens a connection', { timeout: 60_000 }, async () => {
+  await requireKafka();
+  const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000 } } as const;
+  const log = createKafkaLog(config);
+  await log.ensureTopics();
+  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const busy: string[] = [];
+  const joiner = countedClient();
+  const joinerSaw: string[] = [];
+  try {
+    const holder = await log.consume({
+      topic: TOPICS.dispatch, groupId: 'timed-out', fromBeginning: true,
+      handle: async (records) => {
+        busy.push(...records.map((r) => r.value));
+        if (records.some((r) => r.value === 'busy')) await held;
+      },
+    });
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+    await until('the holder busy with its batch', () => busy.includes('busy'));
+
+    // The join waits on the busy member's rebalance (30 s) longer than this consume() waits to be ready.
+    const joining = startSubscription(() => joiner.client, compileKafkaLogOptions({ ...config, consumer: { rebalanceTimeoutMs: 30_000, readyTimeoutMs: 2000 } }), {
+      topic: TOPICS.dispatch, groupId: 'timed-out', fromBeginning: true,
+      handle: async (records) => { joinerSaw.push(...records.map((r) => r.value)); },
+    });
+    const outcome = await joining.then(() => null, (error: unknown) => error);
+    assert.equal((outcome as { code?: string } | null)?.code, 'ATS_ERR_NOT_READY', `consume(): ${String(outcome)}`);
+    await until('its connections closed', () => joiner.open() === 0, 2000);
+    const madeBefore = joiner.made();
+
+    // The holder's batch ends: the group rebalances, and goes on without the consumer given up.
+    release();
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'after', headers: {} }]);
+    await until('the holder handling the next record', () => busy.includes('after'), 30_000);
+    // Watched a while longer: a consumer left joining in the background would join by now (it reconnects within 2 s).
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.equal(joiner.joins(), 0, 'the consumer given up never joined the group');
+    assert.deepEqual(joinerSaw, [], 'it was handed nothing');
+    assert.equal(joiner.made(), madeBefore, 'it made no connection once given up');
+    assert.equal(joiner.open(), 0);
+    assert.ok(joiner.crashes.every((c) => !c.restart), 'kafkajs does not restart it');
+    // Should the broker have taken it in before it was given up, the group drops it after the session timeout.
+    await until('the holder alone in the group', async () => (await admin.describeGroups([`${prefix}timed-out`])).groups[0]?.members.length === 1, 20_000);
+    assert.equal(joiner.joins(), 0);
+    await holder.stop();
+  } finally {
+    release();
+    await admin.disconnect();
+    await log.close();
+  }
+});
+
+it('a consumer started again after a crash that is not ready in time is given up on its own client, and the next one joins', { timeout: 90_000 }, async () => {
+  await requireKafka();
+  const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000, restartDelayMs: 50, readyTimeoutMs: 2000 } } as const;
+  const log = createKafkaLog({ ...config, consumer: { rebalanceTimeoutMs: 30_000 } });
+  await log.ensureTopics();
+  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  // Each consumer the subscription starts, on the client it was made on, with the listeners it was given for its crashes.
+  const clients: Array<ReturnType<typeof countedClient>> = [];
+  const consumers: Array<{ client: ReturnType<typeof countedClient>; consumer: Consumer; onCrash: Array<(event: unknown) => void> }> = [];
+  const newClient = (): ConsumerClient => {
+    const client = countedClient();
+    clients.push(client);
+    const consumer = client.client.kafka.consumer.bind(client.client.kafka);
+    client.client.kafka.consumer = (cfg: ConsumerConfig): Consumer => {
+      const made = { client, consumer: consumer(cfg), onCrash: [] as Array<(event: unknown) => void> };
+      const on = made.consumer.on.bind(made.consumer);
+      made.consumer.on = ((name: string, listener: (event: unknown) => void) => {
+        if (name === made.consumer.events.CRASH) made.onCrash.push(listener);
+        return on(name as never, listener as never);
+      }) as Consumer['on'];
+      consumers.push(made);
+      return made.consumer;
+    };
+    return client.client;
+  };
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const busy: string[] = [];
+  const seen: string[] = [];
+  try {
+    const sub = await startSubscription(newClient, compileKafkaLogOptions(config), {
+      topic: TOPICS.dispatch, groupId: 'restart-late', fromBeginning: true,
+      handle: async (records) => { seen.push(...records.map((r) => r.value)); },
+    });
+    // Its consumer dies for good (as after a crash kafkajs does not restart from): it leaves, then says so.
+    const first = consumers[0]!;
+    await first.consumer.disconnect();
+    // Meanwhile a member busy with a batch holds the group: the new consumers' joins wait on its rebalance (30 s).
+    const holder = await log.consume({
+      topic: TOPICS.dispatch, groupId: 'restart-late', fromBeginning: true,
+      handle: async (records) => {
+        busy.push(...records.map((r) => r.value));
+        if (records.some((r) => r.value === 'busy')) await held;
+      },
+    });
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+    await until('the holder busy with its batch', () => busy.includes('busy'));
+    for (const listener of first.onCrash) listener({ payload: { error: new Error('dead (injected)'), groupId: 'restart-late', restart: false } });
+    // The first new consumer is not ready within 2 s: given up, then another one is started.
+    await until('a second new consumer', () => consumers.length >= 3, 20_000);
+    const late = consumers[1]!;
+    assert.ok(late.client.isCut(), 'the consumer not ready in time had its connections cut');
+    assert.notEqual(consumers[2]!.client, late.client, 'the next consumer has a client of its own');
+
+    release();
+    await holder.stop(); // the partition goes to the subscription's consumer that joined
+    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'after', headers: {} }]);
+    await until('the subscription handling a record again', () => seen.includes('after'), 30_000);
+    const joined = consumers.slice(1).filter((c) => c.client.joins() > 0);
+    assert.equal(joined.length, 1, 'one new consumer joined');
+    assert.equal(joined[0], consumers.at(-1), 'the last one started');
+    for (const given of consumers.slice(1, -1)) {
+      assert.ok(given.client.isCut(), 'every consumer given up was cut');
+      assert.equal(given.client.open(), 0);
+      assert.ok(given.client.crashes.every((c) => !c.restart), 'kafkajs does not restart a consumer given up');
+    }
+    await until('it alone in the group', async () => (await admin.describeGroups([`${prefix}restart-late`])).groups[0]?.members.length === 1, 20_000);
+    assert.equal(consumers.slice(1).filter((c) => c.client.joins() > 0).length, 1);
+    await sub.stop();
   } finally {
     release();
     await admin.disconnect();

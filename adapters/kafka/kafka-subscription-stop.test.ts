@@ -45,7 +45,7 @@ it('stop() waits for the batch being handled even when the disconnect fails, the
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   const handling = { entered: false, done: false };
-  const sub = await startSubscription({ kafka, cut: () => {} }, options, {
+  const sub = await startSubscription(() => ({ kafka, cut: () => {} }), options, {
     topic: TOPICS.dispatch, groupId: 'stop-fails', fromBeginning: true,
     handle: async () => {
       handling.entered = true;

@@ -53,7 +53,7 @@ it('starts a new consumer after kafkajs gave up on one, and delivery resumes', {
   await log.ensureTopics();
   const { kafka, arm, created } = faultyKafka();
   const seen = new Set<string>();
-  const sub = await startSubscription({ kafka, cut: () => {} }, options, {
+  const sub = await startSubscription(() => ({ kafka, cut: () => {} }), options, {
     topic: TOPICS.dispatch, groupId: 'restart', fromBeginning: true,
     handle: async (records: readonly LogRecord[]) => { for (const r of records) seen.add(r.value); },
   });

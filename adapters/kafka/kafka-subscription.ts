@@ -34,9 +34,10 @@ const MAX_RESTART_DELAY_MS = 5000;
 const LEAVE_TIMEOUT_MS = 2000;
 
 /**
- * The kafkajs client of one subscription, on connections of its own: `cut`
- * ends them at once and fails every later one (what is in flight fails, as
- * on a refused connection).
+ * A kafkajs client on connections of its own: `cut` ends them at once and
+ * fails every later one (what is in flight fails, as on a refused
+ * connection). Each consumer of a subscription has one, so that giving up a
+ * consumer's join cuts that consumer alone, not the one started after it.
  */
 export interface ConsumerClient {
   readonly kafka: Kafka;
@@ -59,17 +60,20 @@ export interface ConsumerClient {
  *
  * A join can take long: a rebalance waits up to its timeout for the members
  * that are busy handling a batch, and a consumer not ready within
- * `readyTimeoutMs` (30 s by default) is given up only then. Neither the
- * caller's `signal` (while this has not resolved) nor a `stop()` (while a new
- * consumer joins after a crash) waits for that: the joining consumer is given
- * up at once (see `startConsumer`).
+ * `readyTimeoutMs` (30 s by default) is given up then, as is one whose join
+ * failed otherwise (see `startConsumer`). Neither the caller's `signal`
+ * (while this has not resolved) nor a `stop()` (while a new consumer joins
+ * after a crash) waits for that: the joining consumer is given up at once.
+ *
+ * `newClient` makes each consumer's client (see `ConsumerClient`).
  */
 export async function startSubscription(
-  client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
+  newClient: () => ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
 ): Promise<Subscription> {
-  const { kafka } = client;
+  /** The client of the consumer that joined last (a stop cuts it should Kafka not answer). */
+  let client = newClient();
   const inFlight = new Set<Promise<unknown>>();
-  const logger = kafka.logger();
+  const logger = client.kafka.logger();
   const topic = physicalName(opts.topicPrefix, options.topic);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -90,7 +94,9 @@ export async function startSubscription(
       });
       if (stopped) return;
       try {
-        consumer = await startConsumer(client, opts, options, inFlight, committer, onDeadCrash, giveUpJoin.signal);
+        const next = newClient();
+        consumer = await startConsumer(next, opts, options, inFlight, committer, onDeadCrash, giveUpJoin.signal);
+        client = next;
         return;
       } catch (error) {
         if (stopped) return; // given up by the stop
@@ -177,18 +183,19 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 }
 
 /**
- * One kafkajs consumer, joined and fetching; `onDeadCrash` hears of a later
- * crash kafkajs does not restart from.
+ * One kafkajs consumer on `client` (its own), joined and fetching;
+ * `onDeadCrash` hears of a later crash kafkajs does not restart from.
  *
- * Should `signal` abort before then, the consumer is given up at once, and
- * this rejects with the signal's reason: the client's connections are cut
- * (a disconnect alone does not end a join in progress: kafkajs goes on with
- * it in the background, reconnecting, and would start fetching once joined),
- * kafkajs restarts it no more, and this returns once no `handle` runs. A
- * record handed meanwhile is not committed and comes again. The group hears
- * nothing of the member that went away mid-join: should the broker have
- * taken it in, the group drops it after the session timeout, and its
- * partitions then move to the other members.
+ * Should the join fail (not ready within `readyTimeoutMs`, a crash, a
+ * connection refused), or `signal` abort before then (at once), the consumer
+ * is given up and this rejects, with the signal's reason when it aborted:
+ * the client's connections are cut (a disconnect alone does not end a join
+ * in progress: kafkajs goes on with it in the background, reconnecting, and
+ * would start fetching once joined), kafkajs restarts it no more, and this
+ * returns once no `handle` runs. A record handed meanwhile is not committed
+ * and comes again. The group hears nothing of the member that went away
+ * mid-join: should the broker have taken it in, the group drops it after the
+ * session timeout, and its partitions then move to the other members.
  */
 async function startConsumer(
   client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
@@ -211,7 +218,7 @@ async function startConsumer(
   // The log's own lines go to the process's logger as they are (kafkajs's INFO is logged at debug there).
   const handleBatch = batchHandler(options, opts.consumer, opts.logger ?? kafka.logger(), inFlight, committer, topic);
   const ready = waitUntilFetching(consumer, topic, opts.consumer.readyTimeoutMs);
-  const step = () => { if (givenUp) throw signal?.reason; };
+  const step = () => { if (givenUp) throw new Error('the consumer was given up while it joined'); };
   const joining = (async () => {
     await consumer.connect();
     step();
@@ -226,20 +233,19 @@ async function startConsumer(
     await ready.promise;
   })();
   joining.catch(() => {}); // awaited below, unless given up (its failure is then the cut's)
+  // `run()` returns only once joined: the ready timeout (or a crash) ends the wait for the join too.
+  const notReady = new Promise<never>((_, reject) => { ready.promise.catch(reject); });
+  notReady.catch(() => {});
   try {
-    await untilAborted(joining, signal);
+    await untilAborted(Promise.race([joining, notReady]), signal);
   } catch (error) {
     ready.cancel();
-    if (signal?.aborted) {
-      givenUp = true;
-      client.cut();
-      // Quick once cut (a disconnect mid-join has no group to leave), bounded all the same.
-      await settlesWithin(consumer.disconnect(), LEAVE_TIMEOUT_MS);
-      await noHandleRunning(inFlight);
-      throw signal.reason;
-    }
-    await consumer.disconnect().catch(() => {});
-    throw error;
+    givenUp = true;
+    client.cut();
+    // Quick once cut (a disconnect mid-join has no group to leave), bounded all the same.
+    await settlesWithin(consumer.disconnect(), LEAVE_TIMEOUT_MS);
+    await noHandleRunning(inFlight);
+    throw signal?.aborted ? signal.reason : error;
   }
   consumer.on(consumer.events.CRASH, ({ payload }) => { if (!payload.restart) onDeadCrash(payload.error); });
   // Offsets of the generation before a rebalance are not committed in the new one.
