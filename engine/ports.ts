@@ -1017,6 +1017,16 @@ export interface BatchInfo {
    * fetched them (0: these were the last); newer records are not counted.
    */
   behind: number;
+  /**
+   * Aborted when the consumer's group rebalances while `handle` runs: the
+   * log can hand the partitions over (and the new member join) only once
+   * `handle` returned. A `handle` waiting on something of its own (a free
+   * handler slot) stops waiting and throws; the records it did not finish
+   * are not committed and come again after the rejoin, to whichever member
+   * then holds the partition, without the pause that follows a failed
+   * `handle`. Absent on a log with no rebalance to tell of.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Subscription {

@@ -21,7 +21,10 @@
  * batch of a partition read here, no dispatch of a lower priority gets a
  * slot; so a `high` lane's job starts ahead of the `normal` ones, and a
  * `low` one waits for them. The lanes of a band are joined before those of the
- * next band, so at start too the high ones go first.
+ * next band, so at start too the high ones go first. A batch waiting for a
+ * slot stops waiting when its group rebalances (`BatchInfo.signal`): the
+ * group would wait for it up to its rebalance timeout, and a worker joining
+ * with it; the dispatches not claimed come again after the rejoin.
  *
  * Cancels arrive on the job's lane, keyed by job id (see `CancelMessage`), and
  * are fenced like every other event: only the running entry of the cancelled
@@ -637,7 +640,8 @@ export class Worker {
     // Announced before the partition's previous backlog figure goes, so no lower waiter slips through in between.
     const backlogHeld = lane !== undefined && records.length > 0 ? this.noteBacklog(lane, records[0]!.partition, batch?.behind ?? 0) : null;
     try {
-      await this.claimDispatches(messages, read, priorities);
+      // A rebalance ends the wait for slots: the dispatches not claimed come again after the rejoin (see BatchInfo.signal).
+      await this.claimDispatches(messages, read, priorities, batch?.signal);
     } finally {
       backlogHeld?.();
     }
@@ -716,13 +720,18 @@ export class Worker {
   /**
    * Claims the announced dispatches, each once a slot is free for it, several
    * in one transaction when several slots are; each is settled once its
-   * claim is written or given up.
+   * claim is written or given up. Throws, the rest not claimed, should the
+   * worker stop or `giveUp` abort while it waits for a slot.
    */
-  private async claimDispatches(messages: readonly DispatchMessage[], read: readonly LogRecord[] | null, priorities: readonly number[]): Promise<void> {
+  private async claimDispatches(
+    messages: readonly DispatchMessage[], read: readonly LogRecord[] | null, priorities: readonly number[], giveUp?: AbortSignal,
+  ): Promise<void> {
+    const either = giveUp ? eitherAborted(this.stopping.signal, giveUp) : null;
+    const waits = either?.signal ?? this.stopping.signal;
     let i = 0;
     try {
       while (i < messages.length) {
-        await this.slots.acquire(this.stopping.signal, priorities[i]!);
+        await this.slots.acquire(waits, priorities[i]!);
         let n = 1;
         while (i + n < messages.length && this.slots.tryAcquire(priorities[i + n])) n++;
         try {
@@ -733,6 +742,7 @@ export class Worker {
         }
       }
     } finally {
+      either?.dispose();
       for (let k = i; k < messages.length; k++) this.slots.settle(priorities[k]!);
     }
   }
@@ -1391,6 +1401,28 @@ const giveUpAt = (entry: Pick<Running, 'leaseUntil' | 'leaseMs'>): number => ent
 
 /** A lost claim's key: the job and the lease the claim asked for. */
 const lostClaimKey = (jobId: string, leaseUntil: number): string => `${jobId}@${leaseUntil}`;
+
+/**
+ * A signal aborted (with its reason) once `a` or `b` is, until `dispose`
+ * takes its listeners off them (the worker's stop signal lives as long as
+ * the worker, and a batch's wait does not).
+ */
+function eitherAborted(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const either = new AbortController();
+  const first = [a, b].find((s) => s.aborted);
+  if (first) either.abort(first.reason);
+  const onA = () => either.abort(a.reason);
+  const onB = () => either.abort(b.reason);
+  a.addEventListener('abort', onA, { once: true });
+  b.addEventListener('abort', onB, { once: true });
+  return {
+    signal: either.signal,
+    dispose: () => {
+      a.removeEventListener('abort', onA);
+      b.removeEventListener('abort', onB);
+    },
+  };
+}
 
 /** A dispatch's priority; 0 when it carries none that is a number. */
 const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);

@@ -300,6 +300,12 @@ interface PartitionFailures {
  * `redeliveryDelayMs` up to `maxRedeliveryDelayMs`), and is back to the base
  * after a `handle` that resolved. The failures are logged as warnings: the
  * first, then at most one line a minute with the count, then the recovery.
+ *
+ * Once the group rebalances (see `handleWithHeartbeats`), the batch ends
+ * without handing out more: kafkajs rejoins only after this returns, and the
+ * rebalance waits for this member up to its timeout. A chunk whose `handle`
+ * threw then is not committed, with no pause and no warning: its records
+ * come again after the rejoin, to whichever member holds the partition.
  */
 function batchHandler(
   options: ConsumeOptions, tuning: Tuning, logger: Pick<EngineLogger, 'error' | 'warn' | 'info'>, inFlight: Set<Promise<unknown>>,
@@ -319,18 +325,20 @@ function batchHandler(
   };
   return async (payload) => {
     const { batch } = payload;
+    const rebalance = new AbortController();
     try {
       // Records of the partition after the batch that were in Kafka when it was fetched.
       const lag = Math.max(0, Number(batch.offsetLag()) || 0);
       let handed = 0;
       for (const part of chunk(batch.messages, tuning.maxBatch)) {
-        if (!payload.isRunning() || payload.isStale()) return;
+        if (!payload.isRunning() || payload.isStale() || rebalance.signal.aborted) return;
         const records = part.map((m) => toLogRecord(options.topic, batch.partition, m));
         handed += part.length;
-        const info = { behind: batch.messages.length - handed + lag };
-        const outcome = await track(inFlight, handleWithHeartbeats(options, records, info, payload.heartbeat, tuning));
+        const info: BatchInfo = { behind: batch.messages.length - handed + lag, signal: rebalance.signal };
+        const outcome = await track(inFlight, handleWithHeartbeats(options, records, info, payload, rebalance, tuning));
         const failures = failuresOf(batch.partition);
         if (!outcome.ok) {
+          if (rebalance.signal.aborted) return; // broken off for the rejoin: not a failure of the partition
           const delayMs = failures.backoff.failed();
           // Logged once the pause is over and the records go out again: not when a stop broke the handle off.
           pauseBeforeRedelivery(payload, delayMs, () => {
@@ -384,12 +392,22 @@ function commit(payload: EachBatchPayload, part: KafkaMessage[], committer: Offs
   committer.add((partitions) => payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions }] }), partition, nextOffset(last));
 }
 
-/** Runs `handle`, heartbeating meanwhile so a long handle does not cost the partitions. */
+/**
+ * Runs `handle`, heartbeating meanwhile so a long handle does not cost the
+ * partitions. A heartbeat the coordinator answers with a rebalance (or with
+ * this member's generation over), or the partition's position moved
+ * (`isStale`), aborts `rebalance`, which `handle` sees as `info.signal`.
+ */
 async function handleWithHeartbeats(
-  options: ConsumeOptions, records: LogRecord[], info: BatchInfo, heartbeat: () => Promise<void>, tuning: Tuning,
+  options: ConsumeOptions, records: LogRecord[], info: BatchInfo,
+  payload: Pick<EachBatchPayload, 'heartbeat' | 'isStale'>, rebalance: AbortController, tuning: Tuning,
 ): Promise<{ ok: true } | { ok: false; error: unknown }> {
-  // A heartbeat refused during a rebalance is fine to ignore: the commit that follows tells.
-  const timer = setInterval(() => { heartbeat().catch(() => {}); }, tuning.heartbeatIntervalMs);
+  const rejoin = () => rebalance.abort(new Error('the consumer group is rebalancing: the records not handled come again after the rejoin'));
+  const timer = setInterval(() => {
+    if (payload.isStale()) rejoin();
+    // Any other failure is fine to ignore here: the commit that follows tells.
+    payload.heartbeat().catch((error: unknown) => { if (endsGeneration(error)) rejoin(); });
+  }, tuning.heartbeatIntervalMs);
   try {
     await options.handle(records, info);
     return { ok: true };
@@ -398,6 +416,12 @@ async function handleWithHeartbeats(
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A heartbeat's error saying this member must rejoin its group (kafkajs's error `type`s, as the coordinator names them). */
+function endsGeneration(error: unknown): boolean {
+  const type = (error as { type?: unknown } | null)?.type;
+  return type === 'REBALANCE_IN_PROGRESS' || type === 'ILLEGAL_GENERATION' || type === 'UNKNOWN_MEMBER_ID';
 }
 
 function track<T>(set: Set<Promise<unknown>>, promise: Promise<T>): Promise<T> {
