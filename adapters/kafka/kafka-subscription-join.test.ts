@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, it } from 'node:test';
 import { Kafka, logLevel, type Consumer, type ConsumerConfig, type ISocketFactory } from 'kafkajs';
-import { TOPICS } from '../../engine/ports.js';
+import { TOPICS, type EventLog } from '../../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../../tests/helpers/kafka.js';
 import { createKafkaLog } from './kafka-log.js';
 import { compileKafkaLogOptions } from './kafka-options.js';
@@ -65,33 +65,73 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15
   }
 }
 
+/** An admin client, connected, to watch the groups. */
+async function groupAdmin() {
+  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  return admin;
+}
+
+/**
+ * A member of `groupId` busy with a batch (the record 'busy') until
+ * `release()`: a rebalance of the group waits up to its timeout for it.
+ * `seen` holds every record it was handed.
+ */
+async function busyMember(log: EventLog, groupId: string) {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const seen: string[] = [];
+  const holder = await log.consume({
+    topic: TOPICS.dispatch, groupId, fromBeginning: true,
+    handle: async (records) => {
+      seen.push(...records.map((r) => r.value));
+      if (records.some((r) => r.value === 'busy')) await held;
+    },
+  });
+  await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+  await until('the holder busy with its batch', () => seen.includes('busy'));
+  return { holder, release, seen };
+}
+
+/** A consumer made on a counted client, with the listeners it was given for its crashes (to report one by hand). */
+interface MadeConsumer {
+  client: ReturnType<typeof countedClient>;
+  consumer: Consumer;
+  onCrash: Array<(event: unknown) => void>;
+}
+
+/** Keeps in `made` each consumer `client` makes from now on, with its crash listeners. */
+function keepConsumers(client: ReturnType<typeof countedClient>, made: MadeConsumer[]): void {
+  const consumer = client.client.kafka.consumer.bind(client.client.kafka);
+  client.client.kafka.consumer = (cfg: ConsumerConfig): Consumer => {
+    const one: MadeConsumer = { client, consumer: consumer(cfg), onCrash: [] };
+    const on = one.consumer.on.bind(one.consumer);
+    one.consumer.on = ((name: string, listener: (event: unknown) => void) => {
+      if (name === one.consumer.events.CRASH) one.onCrash.push(listener);
+      return on(name as never, listener as never);
+    }) as Consumer['on'];
+    made.push(one);
+    return one.consumer;
+  };
+}
+
 it('a consume() whose join waits on a busy member is given up at once by its signal: cut, not restarted, and the group goes on without it', { timeout: 60_000 }, async () => {
   await requireKafka();
   // The member holding the group waits for its rebalance as long as a consume() waits to be ready.
   const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000 } } as const;
   const log = createKafkaLog(config);
   await log.ensureTopics();
-  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const admin = await groupAdmin();
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => { unhandled.push(reason); };
   process.on('unhandledRejection', onUnhandled);
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const busy: string[] = [];
+  let member: Awaited<ReturnType<typeof busyMember>> | undefined;
   const joiner = countedClient();
   const joinerSaw: string[] = [];
   try {
     // A member busy with a batch: it rejoins only once that batch is handled.
-    const holder = await log.consume({
-      topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true,
-      handle: async (records) => {
-        busy.push(...records.map((r) => r.value));
-        if (records.some((r) => r.value === 'busy')) await held;
-      },
-    });
-    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
-    await until('the holder busy with its batch', () => busy.includes('busy'));
+    member = await busyMember(log, 'held');
+    const { holder, release, seen: busy } = member;
 
     const giveUp = new AbortController();
     const joining = startSubscription(() => joiner.client, compileKafkaLogOptions(config), {
@@ -124,7 +164,7 @@ it('a consume() whose join waits on a busy member is given up at once by its sig
     await holder.stop();
     assert.deepEqual(unhandled, []);
   } finally {
-    release();
+    member?.release();
     process.off('unhandledRejection', onUnhandled);
     await admin.disconnect();
     await log.close();
@@ -136,25 +176,12 @@ it('a stop does not wait for a consumer started again after a crash that is stil
   const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000, restartDelayMs: 50 } } as const;
   const log = createKafkaLog(config);
   await log.ensureTopics();
-  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const admin = await groupAdmin();
   // The subscription's consumers, and the listeners each was given for its crashes.
-  const consumers: Array<{ consumer: Consumer; onCrash: Array<(event: unknown) => void> }> = [];
+  const consumers: MadeConsumer[] = [];
   const client = countedClient();
-  const consumer = client.client.kafka.consumer.bind(client.client.kafka);
-  client.client.kafka.consumer = (cfg: ConsumerConfig): Consumer => {
-    const made = { consumer: consumer(cfg), onCrash: [] as Array<(event: unknown) => void> };
-    const on = made.consumer.on.bind(made.consumer);
-    made.consumer.on = ((name: string, listener: (event: unknown) => void) => {
-      if (name === made.consumer.events.CRASH) made.onCrash.push(listener);
-      return on(name as never, listener as never);
-    }) as Consumer['on'];
-    consumers.push(made);
-    return made.consumer;
-  };
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const busy: string[] = [];
+  keepConsumers(client, consumers);
+  let member: Awaited<ReturnType<typeof busyMember>> | undefined;
   try {
     const sub = await startSubscription(() => client.client, compileKafkaLogOptions(config), {
       topic: TOPICS.dispatch, groupId: 'held-again', fromBeginning: true, handle: async () => {},
@@ -163,15 +190,8 @@ it('a stop does not wait for a consumer started again after a crash that is stil
     const first = consumers[0]!;
     await first.consumer.disconnect();
     // Meanwhile a member busy with a batch holds the group: the new consumer's join waits on its rebalance.
-    const holder = await log.consume({
-      topic: TOPICS.dispatch, groupId: 'held-again', fromBeginning: true,
-      handle: async (records) => {
-        busy.push(...records.map((r) => r.value));
-        await held;
-      },
-    });
-    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
-    await until('the holder busy with its batch', () => busy.includes('busy'));
+    member = await busyMember(log, 'held-again');
+    const { holder, release } = member;
     for (const listener of first.onCrash) listener({ payload: { error: new Error('dead (injected)'), groupId: 'held-again', restart: false } });
     const group = `${prefix}held-again`;
     await until('the group rebalancing for the new consumer', async () => consumers.length === 2 && (await admin.describeGroups([group])).groups[0]?.state === 'PreparingRebalance');
@@ -185,7 +205,7 @@ it('a stop does not wait for a consumer started again after a crash that is stil
     release();
     await holder.stop();
   } finally {
-    release();
+    member?.release();
     await admin.disconnect();
     await log.close();
   }
@@ -196,23 +216,13 @@ it('a consume() not ready within readyTimeoutMs rejects, and the consumer it gav
   const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000 } } as const;
   const log = createKafkaLog(config);
   await log.ensureTopics();
-  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const busy: string[] = [];
+  const admin = await groupAdmin();
+  let member: Awaited<ReturnType<typeof busyMember>> | undefined;
   const joiner = countedClient();
   const joinerSaw: string[] = [];
   try {
-    const holder = await log.consume({
-      topic: TOPICS.dispatch, groupId: 'timed-out', fromBeginning: true,
-      handle: async (records) => {
-        busy.push(...records.map((r) => r.value));
-        if (records.some((r) => r.value === 'busy')) await held;
-      },
-    });
-    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
-    await until('the holder busy with its batch', () => busy.includes('busy'));
+    member = await busyMember(log, 'timed-out');
+    const { holder, release, seen: busy } = member;
 
     // The join waits on the busy member's rebalance (30 s) longer than this consume() waits to be ready.
     const joining = startSubscription(() => joiner.client, compileKafkaLogOptions({ ...config, consumer: { rebalanceTimeoutMs: 30_000, readyTimeoutMs: 2000 } }), {
@@ -240,7 +250,7 @@ it('a consume() not ready within readyTimeoutMs rejects, and the consumer it gav
     assert.equal(joiner.joins(), 0);
     await holder.stop();
   } finally {
-    release();
+    member?.release();
     await admin.disconnect();
     await log.close();
   }
@@ -251,30 +261,15 @@ it('a consumer started again after a crash that is not ready in time is given up
   const config = { brokers, topicPrefix: prefix, partitions: 1, logLevel: 'nothing', consumer: { rebalanceTimeoutMs: 30_000, restartDelayMs: 50, readyTimeoutMs: 2000 } } as const;
   const log = createKafkaLog({ ...config, consumer: { rebalanceTimeoutMs: 30_000 } });
   await log.ensureTopics();
-  const admin = new Kafka({ brokers, clientId: 'ats-test-join-admin', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const admin = await groupAdmin();
   // Each consumer the subscription starts, on the client it was made on, with the listeners it was given for its crashes.
-  const clients: Array<ReturnType<typeof countedClient>> = [];
-  const consumers: Array<{ client: ReturnType<typeof countedClient>; consumer: Consumer; onCrash: Array<(event: unknown) => void> }> = [];
+  const consumers: MadeConsumer[] = [];
   const newClient = (): ConsumerClient => {
     const client = countedClient();
-    clients.push(client);
-    const consumer = client.client.kafka.consumer.bind(client.client.kafka);
-    client.client.kafka.consumer = (cfg: ConsumerConfig): Consumer => {
-      const made = { client, consumer: consumer(cfg), onCrash: [] as Array<(event: unknown) => void> };
-      const on = made.consumer.on.bind(made.consumer);
-      made.consumer.on = ((name: string, listener: (event: unknown) => void) => {
-        if (name === made.consumer.events.CRASH) made.onCrash.push(listener);
-        return on(name as never, listener as never);
-      }) as Consumer['on'];
-      consumers.push(made);
-      return made.consumer;
-    };
+    keepConsumers(client, consumers);
     return client.client;
   };
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  const busy: string[] = [];
+  let member: Awaited<ReturnType<typeof busyMember>> | undefined;
   const seen: string[] = [];
   try {
     const sub = await startSubscription(newClient, compileKafkaLogOptions(config), {
@@ -285,15 +280,8 @@ it('a consumer started again after a crash that is not ready in time is given up
     const first = consumers[0]!;
     await first.consumer.disconnect();
     // Meanwhile a member busy with a batch holds the group: the new consumers' joins wait on its rebalance (30 s).
-    const holder = await log.consume({
-      topic: TOPICS.dispatch, groupId: 'restart-late', fromBeginning: true,
-      handle: async (records) => {
-        busy.push(...records.map((r) => r.value));
-        if (records.some((r) => r.value === 'busy')) await held;
-      },
-    });
-    await log.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
-    await until('the holder busy with its batch', () => busy.includes('busy'));
+    member = await busyMember(log, 'restart-late');
+    const { holder, release } = member;
     for (const listener of first.onCrash) listener({ payload: { error: new Error('dead (injected)'), groupId: 'restart-late', restart: false } });
     // The first new consumer is not ready within 2 s: given up, then another one is started.
     await until('a second new consumer', () => consumers.length >= 3, 20_000);
@@ -317,7 +305,7 @@ it('a consumer started again after a crash that is not ready in time is given up
     assert.equal(consumers.slice(1).filter((c) => c.client.joins() > 0).length, 1);
     await sub.stop();
   } finally {
-    release();
+    member?.release();
     await admin.disconnect();
     await log.close();
   }
