@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import type { SqliteStore } from '../sqlite/index.js';
 import type { MysqlStore } from '../mysql/index.js';
 import { createSqliteStore } from '../sqlite/index.js';
-import { createTestStore } from '../../tests/helpers/mysql.js';
+import { analyzeOn, createTestStore } from '../../tests/helpers/mysql.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import type { Clock, JobSpec, JobStore } from '../../engine/ports.js';
 import { TransitionService } from '../../engine/transitions.js';
@@ -61,12 +61,8 @@ describe('the lost-dispatch scan beside large backlogs', () => {
       const before = clock.t - TIMEOUT_MS;
       assert.deepEqual(await store.findLostDispatches(before, 500), []);
       const q = findLostDispatches(MYSQL_DIALECT)(before, 500);
-      let sql = q.sql;
-      for (const p of q.params) sql = sql.replace('?', String(p));
-      const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${sql}`);
-      const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-      const read = [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
-      assert.ok(read.length > 0 && read.every((n) => n <= 1), `rows read: ${read.join(', ')} (${analyzed.slice(0, 600)})`);
+      const { read, json } = await analyzeOn(pool, q.sql, q.params);
+      assert.ok(read.length > 0 && read.every((n) => n <= 1), `rows read: ${read.join(', ')} (${json.slice(0, 600)})`);
     } finally {
       await cleanup();
     }

@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import type { EdgeStat, JobStore } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
-import { createTestStore } from '../../tests/helpers/mysql.js';
+import { analyzeOn as analyze, createTestStore } from '../../tests/helpers/mysql.js';
 import { runSql, STORE_BACKENDS, withMigratedStore } from '../../tests/helpers/stores.js';
 import type { MysqlStore } from '../mysql/index.js';
 import { migrateMysql, MYSQL_MIGRATIONS_DIR } from '../mysql/migrate.js';
@@ -184,14 +184,3 @@ describe('a tenant\'s edge read is bounded by its own newest events', () => {
   });
 });
 
-/** MariaDB's ANALYZE of `sql` with `params` written into it: the rows each step read, and the keys used. */
-async function analyze(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<{ read: number[]; keys: string[] }> {
-  let text = sql;
-  for (const p of params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
-  const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
-  const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-  return {
-    read: [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1])),
-    keys: [...analyzed.matchAll(/"key":"(\w+)"/g)].map((m) => m[1]!),
-  };
-}

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MysqlStore } from '../mysql/index.js';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
-import { createTestStore } from '../../tests/helpers/mysql.js';
+import { analyzeOn as analyze, createTestStore } from '../../tests/helpers/mysql.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
 import { BAND_PRIORITIES, countWaitingAhead, listJobSizes } from './statements.js';
@@ -20,17 +20,6 @@ import { BAND_PRIORITIES, countWaitingAhead, listJobSizes } from './statements.j
 const N = 20_000;
 const COLUMNS = 'type, queue, state, version, attempt, due_at, lease_until, priority, timeout_ms, payload, snapshot, created_at, updated_at, tenant';
 
-/** MariaDB's ANALYZE of `sql` with `params` written into it: the rows each step read, and the index parts each range used. */
-async function analyze(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<{ read: number[]; keyParts: string[][] }> {
-  let text = sql;
-  for (const p of params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
-  const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
-  const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-  return {
-    read: [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1])),
-    keyParts: [...analyzed.matchAll(/"used_key_parts":(\[[^\]]*\])/g)].map((m) => JSON.parse(m[1]!) as string[]),
-  };
-}
 
 describe('a tenant\'s page of jobs by state', () => {
   it('on SQLite, the query plan holds the state, the tenant and the cursor in the index', async () => {

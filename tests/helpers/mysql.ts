@@ -99,14 +99,33 @@ export async function createProxiedTestStore(
   }
 }
 
-/**
- * The rows each step of `sql` read on MariaDB (`ANALYZE FORMAT=JSON`'s
- * `r_rows`), its params written into it (numbers as they are, the rest quoted).
- */
-export async function rowsReadBy(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<number[]> {
+/** What MariaDB's `ANALYZE FORMAT=JSON` of a statement says it did. */
+export interface Analyzed {
+  /** The rows each step read (`r_rows`). */
+  read: number[];
+  /** The index each step used (`key`). */
+  keys: string[];
+  /** The index parts each range used (`used_key_parts`). */
+  keyParts: string[][];
+  /** The whole analysis, compact, for a failure's message. */
+  json: string;
+}
+
+/** MariaDB's `ANALYZE FORMAT=JSON` of `sql`, its params written into it (numbers as they are, the rest quoted). */
+export async function analyzeOn(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<Analyzed> {
   let text = sql;
   for (const p of params) text = text.replace('?', typeof p === 'number' ? String(p) : `'${String(p)}'`);
   const [rows] = await pool.query(`ANALYZE FORMAT=JSON ${text}`);
-  const analyzed = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
-  return [...analyzed.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1]));
+  const json = JSON.stringify(JSON.parse((rows as { ANALYZE: string }[])[0]!.ANALYZE));
+  return {
+    read: [...json.matchAll(/"r_rows":\s*([\d.]+)/g)].map((m) => Number(m[1])),
+    keys: [...json.matchAll(/"key":"(\w+)"/g)].map((m) => m[1]!),
+    keyParts: [...json.matchAll(/"used_key_parts":(\[[^\]]*\])/g)].map((m) => JSON.parse(m[1]!) as string[]),
+    json,
+  };
+}
+
+/** The rows each step of `sql` read on MariaDB (`analyzeOn`'s `read`). */
+export async function rowsReadBy(pool: MysqlStore['pool'], sql: string, params: readonly unknown[]): Promise<number[]> {
+  return (await analyzeOn(pool, sql, params)).read;
 }
