@@ -205,6 +205,11 @@ describe('/v1/keys in the open mode (no key yet, loopback)', () => {
       assert.equal(r.statusCode, 400, `${JSON.stringify(body)}: ${r.body}`);
       assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
     }
+    // A create is not made repeatable by a key: a client retrying it with one made a second key.
+    const keyed = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: { 'idempotency-key': 'k-1' }, payload: { name: 'x', scopes: ['read'] } });
+    assert.equal(keyed.statusCode, 400, keyed.body);
+    assert.equal(keyed.json().code, 'ATS_ERR_VALIDATION');
+    assert.match(keyed.json().message, /idempotency-key is not read by POST \/v1\/keys/);
     for (const url of ['/v1/keys/abc', `/v1/keys/${'I'.repeat(26)}`]) {
       const r = await t.app.inject({ method: 'DELETE', url });
       assert.equal(r.statusCode, 400, url);

@@ -357,6 +357,26 @@ describe('OpenAPI document', () => {
     assert.deepEqual(undocumented, []);
   });
 
+  test('every write operation that reads no Idempotency-Key header refuses one, with its documented 400; those that read it declare it', async () => {
+    const undocumented: string[] = [];
+    const reading: string[] = [];
+    for (const [name, op] of operations(doc)) {
+      const [method, path] = name.split(' ') as [string, string];
+      if (!BODY_METHODS.has(method)) continue;
+      if (op.parameters?.some((p) => p.in === 'header' && p.name === 'idempotency-key')) {
+        reading.push(name);
+        continue;
+      }
+      const url = path.replace(/\{[^}]+\}/g, '01J00000000000000000000000');
+      const r = await t.app.inject({ method: method as 'POST', url, headers: { 'idempotency-key': 'k-1' }, payload: {} });
+      if (r.statusCode !== 400 || !op.responses['400'] || !/idempotency-key/.test(r.json().message)) undocumented.push(`${name}: ${r.statusCode} ${r.body.slice(0, 100)}`);
+    }
+    assert.deepEqual(undocumented, []);
+    assert.deepEqual(reading.sort(), ['POST /v1/jobs', 'POST /v1/workflows/{id}/events']);
+    const info = (doc as unknown as { info: { description: string } }).info.description;
+    assert.match(info, /Idempotency-Key header.*400/);
+  });
+
   test('the backoff discriminator maps each kind to its schema', () => {
     const backoff = doc.components.schemas.Backoff as { discriminator: { propertyName: string; mapping: Record<string, string> } };
     assert.deepEqual(backoff.discriminator, {

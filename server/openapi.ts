@@ -91,7 +91,9 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           'Every error is {code, message} with a stable ATS_ERR_* code. A request body is JSON (application/json), UTF-8 and uncompressed: ' +
           'another type or a Content-Encoding other than identity is a 415 ATS_ERR_UNSUPPORTED_MEDIA_TYPE, bytes that are not UTF-8 a 400 ATS_ERR_MALFORMED_JSON. ' +
           'A body is at most 1 MiB by default (ATS_BODY_LIMIT_BYTES; POST /v1/jobs/batch 16 MiB, ATS_BATCH_BODY_LIMIT_BYTES): a larger one is a 413 ' +
-          'ATS_ERR_PAYLOAD_TOO_LARGE. A key __proto__, or constructor holding prototype, anywhere in a body is a 400 ATS_ERR_VALIDATION.',
+          'ATS_ERR_PAYLOAD_TOO_LARGE. A key __proto__, or constructor holding prototype, anywhere in a body is a 400 ATS_ERR_VALIDATION. ' +
+          'An Idempotency-Key header is read only by the operations that declare it (POST /v1/jobs, POST /v1/workflows/{id}/events): ' +
+          'any other write operation refuses one with a 400 ATS_ERR_VALIDATION rather than do a request sent again twice.',
       },
       // The server that serves this document (relative: the same origin).
       servers: [{ url: '/', description: 'This server' }],

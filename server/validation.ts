@@ -120,14 +120,29 @@ export function singleHeader(request: FastifyRequest, name: string): string | un
   return Array.isArray(value) ? value[0] : value;
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Where a route that takes its idempotency key in the body reads it, as its refusal of the Idempotency-Key header names it. */
+    idempotencyKeyField?: string;
+  }
+}
+
+/** Whether a route's headers schema declares an Idempotency-Key: the routes that read one (a submit, a signal). */
+const readsKeyHeader = (schema: FastifySchema | undefined): boolean =>
+  Object.hasOwn((schema?.headers as { properties?: object } | undefined)?.properties ?? {}, 'idempotency-key');
+
 /**
- * A 400 when the request sends an Idempotency-Key header to a route that
- * takes its key in the body (`field`): ignored, the header would make a retry
- * look safe while each one started or submitted again.
+ * A 400 when a write route that does not read an Idempotency-Key header is
+ * sent one: ignored, the header would make a retry look safe while each one
+ * was done again (a second key made, a second instance started). A route
+ * that takes its key in the body names that field (`idempotencyKeyField`).
  */
-export function refuseKeyHeader(request: FastifyRequest, field: string): void {
-  if (request.headers['idempotency-key'] === undefined) return;
-  throw new AtsError('ATS_ERR_VALIDATION', `headers/idempotency-key is not read here: send the key as ${field}`);
+function refuseKeyHeader(request: FastifyRequest): void {
+  if (request.headers['idempotency-key'] === undefined || readsKeyHeader(request.routeOptions.schema)) return;
+  const field = request.routeOptions.config?.idempotencyKeyField;
+  throw new AtsError('ATS_ERR_VALIDATION', field === undefined
+    ? `headers/idempotency-key is not read by ${request.method} ${request.routeOptions.url}: it takes no idempotency key, and a request sent again is done again`
+    : `headers/idempotency-key is not read here: send the key as ${field}`);
 }
 
 /** Methods whose routes change something: what they are sent is never dropped unread. */
@@ -138,8 +153,9 @@ const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * routes that declare theirs refuse a parameter they do not know: a field
  * sent there by mistake (`POST /v1/jobs?queue=email`) was dropped, and the
  * write done without it. Likewise one that declares no body (a DELETE)
- * refuses a body that says anything (`{}` says nothing). Reads that take no
- * input still ignore a query.
+ * refuses a body that says anything (`{}` says nothing), and one that reads
+ * no Idempotency-Key header refuses that (`refuseKeyHeader`). Reads that take
+ * no input still ignore a query.
  */
 export function refuseUndeclaredInput(app: FastifyInstance): void {
   app.addHook('preValidation', async (request) => {
@@ -152,6 +168,7 @@ export function refuseUndeclaredInput(app: FastifyInstance): void {
     if (schema?.body === undefined && request.body !== undefined && !isEmptyObject(request.body)) {
       throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${request.routeOptions.url} takes no body`);
     }
+    refuseKeyHeader(request);
   });
 }
 

@@ -32,7 +32,7 @@ const createSchema = {
     'in the same transaction: a key whose entry cannot be written is not made. ' +
     `A tenant has at most ${MAX_KEYS_PER_TENANT} keys that are not revoked: one more is a 409 ATS_ERR_TOO_MANY_KEYS, writing nothing ` +
     `(revoke one first). It keeps at most ${MAX_KEYS_PER_TENANT} keys, revoked ones too: a new key beyond that deletes the tenant's key ` +
-    'revoked longest ago (its audit entries stay).',
+    'revoked longest ago (its audit entries stay). A create is not repeatable: an Idempotency-Key header is a 400, and a create sent again makes another key.',
   tags: ['keys'],
   body: ref(CreateKeyBody),
   response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 409, 413, 415) },

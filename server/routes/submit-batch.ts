@@ -17,7 +17,7 @@ import {
 import { toErrorReply } from '../error-handler.js';
 import { jsonByteLength } from '../json-body.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
-import { compileBodySchema, formatValidationError, refuseKeyHeader } from '../validation.js';
+import { compileBodySchema, formatValidationError } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
 
 const schema = {
@@ -102,12 +102,12 @@ export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { 
     validatorCompiler,
     bodyLimit: deps.limits.batchBodyLimitBytes ?? DEFAULT_BATCH_BODY_LIMIT_BYTES,
     // What a 413 names as the setting that raises the limit (server/error-handler.ts).
-    config: { bodyLimitSetting: 'ATS_BATCH_BODY_LIMIT_BYTES' },
+    // And the field its 400 to an Idempotency-Key header names (server/validation.ts).
+    config: { bodyLimitSetting: 'ATS_BATCH_BODY_LIMIT_BYTES', idempotencyKeyField: 'body/jobs/N/idempotencyKey, one for each job' },
   }, async (request) => {
     // Traced: one span for the request (a child of the caller's `traceparent`); every job it creates keeps its context.
     // Every job (and idempotencyKey) is the caller's tenant's.
     const { tenant } = request.principal;
-    refuseKeyHeader(request, 'body/jobs/N/idempotencyKey, one for each job');
     if (deps.tracer) return withRequestSpan(deps.tracer, { method: 'POST', route: '/v1/jobs/batch', headers: request.headers }, (span) => submitAll(tenant, request.body.jobs, span));
     return submitAll(tenant, request.body.jobs);
   });

@@ -28,7 +28,7 @@ import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
 import { holderOf, tenantOfKey } from '../security.js';
 import { Slots, slotLimits } from '../slots.js';
-import { refuseKeyHeader, singleHeader } from '../validation.js';
+import { singleHeader } from '../validation.js';
 import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
 
 const TAGS = ['workflows'];
@@ -271,10 +271,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     }
   }
 
-  app.post<{ Body: StartWorkflowBody; Querystring: StartWorkflowQuery }>('/v1/workflows', { schema: startSchema }, async (request, reply) => {
+  app.post<{ Body: StartWorkflowBody; Querystring: StartWorkflowQuery }>('/v1/workflows', { schema: startSchema, config: { idempotencyKeyField: 'body/idempotencyKey' } }, async (request, reply) => {
     const { name, input, idempotencyKey } = request.body;
     const { wait, timeoutMs } = request.query;
-    refuseKeyHeader(request, 'body/idempotencyKey');
     checkPayload(input, maxDepth, 'body', 'input');
     if (idempotencyKey?.startsWith(RESERVED_KEY_PREFIX)) {
       throw new AtsError('ATS_ERR_VALIDATION', `body/idempotencyKey must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
