@@ -255,6 +255,9 @@ const cases: Case[] = [
   { name: 'list: limit 0', req: { url: '/v1/jobs?limit=0' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'list: limit 501', req: { url: '/v1/jobs?limit=501' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'list: limit not a number', req: { url: '/v1/jobs?limit=ten' }, status: 400, code: 'ATS_ERR_VALIDATION' },
+  // A query integer is decimal digits: each of these was read as a number by coercion and a page answered.
+  ...['0x10', '0b1', '1e2', '%205', '5%20', '%2B5', '5.0'].map((q): Case => (
+    { name: `list: limit=${q}`, req: { url: `/v1/jobs?limit=${q}` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /querystring\/limit must be an integer in decimal digits/ })),
   { name: 'list: state given twice', req: { url: '/v1/jobs?state=pending&state=done' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'list: unknown parameter', req: { url: '/v1/jobs?sort=asc' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /sort/ },
   { name: 'list: __proto__ parameter', req: { url: '/v1/jobs?__proto__=x' }, status: 400, code: 'ATS_ERR_VALIDATION' },

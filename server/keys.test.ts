@@ -215,7 +215,7 @@ describe('/v1/keys in the open mode (no key yet, loopback)', () => {
       assert.equal(r.statusCode, 400, url);
       assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
     }
-    for (const q of ['?limit=0', '?limit=1001', '?limit=x', '?since=1']) {
+    for (const q of ['?limit=0', '?limit=1001', '?limit=x', '?since=1', '?limit=0x10', '?limit=1e2']) {
       const r = await t.app.inject({ url: `/v1/audit${q}` });
       assert.equal(r.statusCode, 400, q);
       assert.equal(r.json().code, 'ATS_ERR_VALIDATION');

@@ -7,7 +7,8 @@
  * no removal, no defaults (the route applies defaults, so the idempotency hash
  * sees what the caller sent plus what the server chose, never a guess by Ajv).
  * Query strings, params and headers are text on the wire, so their Ajv coerces
- * scalars (never arrays: `?state=a&state=b` is an error) and fills defaults.
+ * scalars (never arrays: `?state=a&state=b` is an error) and fills defaults;
+ * a number among them must be written in decimal digits (`decimalNumbers`).
  */
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import formats from 'ajv-formats';
@@ -36,7 +37,7 @@ export function createValidatorCompiler(shared: readonly object[] = []): Fastify
   const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false }, shared);
   const textAjv = makeAjv({ coerceTypes: true, useDefaults: true }, shared);
   return ({ schema, httpPart }) => {
-    if (httpPart !== 'body') return finiteNumbers(textAjv.compile(schema as object));
+    if (httpPart !== 'body') return decimalNumbers(schema, finiteNumbers(textAjv.compile(schema as object)));
     const validate = bodyAjv.compile(schema as object);
     return isOptional(schema) ? optionalBody(validate) : validate;
   };
@@ -68,6 +69,40 @@ function finiteNumbers(validate: ValidateFunction): ValidateFunction {
       }
     }
     return true;
+  }) as ValidateFunction;
+  return wrapped;
+}
+
+/** How a number is written in a query, param or header: decimal digits, a minus before them where negatives are allowed (the schema's minimum says). */
+const DECIMAL: Record<'integer' | 'number', RegExp> = { integer: /^-?\d+$/, number: /^-?\d+(?:\.\d+)?$/ };
+
+/**
+ * Ajv's coercion reads text as JavaScript's Number does: `0x10` is 16, `1e2`
+ * is 100, ` 5` and `+5` are 5, `5.0` an integer. A number in a query string,
+ * param or header is refused unless it is written in decimal digits, before
+ * coercion reads it (the value is text until then).
+ */
+function decimalNumbers(schema: unknown, validate: ValidateFunction): ValidateFunction {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  const numeric = new Map<string, RegExp>();
+  for (const [key, s] of Object.entries(properties)) {
+    if (s.type === 'integer' || s.type === 'number') numeric.set(key, DECIMAL[s.type]);
+  }
+  if (numeric.size === 0) return validate;
+  const wrapped = ((data: unknown) => {
+    if (typeof data === 'object' && data !== null) {
+      for (const [key, decimal] of numeric) {
+        const value = (data as Record<string, unknown>)[key];
+        if (typeof value === 'string' && !decimal.test(value)) {
+          const message = `must be ${numeric.get(key) === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`;
+          wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message }];
+          return false;
+        }
+      }
+    }
+    const ok = validate(data);
+    wrapped.errors = validate.errors;
+    return ok;
   }) as ValidateFunction;
   return wrapped;
 }

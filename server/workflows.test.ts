@@ -298,7 +298,7 @@ describe('/v1/workflows (SQLite)', () => {
     assert.deepEqual(await page('?after=998&limit=2'), { seqs: [999, 1_000], next: 1_000 });
     assert.deepEqual(await page('?after=1001'), { seqs: [], next: null });
     assert.deepEqual(await page('?last=2'), { seqs: [1_000, 1_001], next: null });
-    for (const bad of ['?last=2&after=0', '?last=2&limit=5', '?after=-1', '?after=x', '?limit=0', '?limit=10001']) {
+    for (const bad of ['?last=2&after=0', '?last=2&limit=5', '?after=-1', '?after=x', '?limit=0', '?limit=10001', '?after=0x10', '?limit=1e1', '?last=%202']) {
       await refused({ url: `/v1/workflows/${wf.id}/events${bad}` }, 400, 'ATS_ERR_VALIDATION');
     }
     assert.deepEqual((await t.app.inject({ url: `/v1/workflows/${wf.id}/verify` })).json(), { ok: true, events: 1_001 });
