@@ -9,6 +9,7 @@
  * default tenant with every scope.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { cutText } from './errors.js';
 
 export const SCOPES = ['submit', 'read', 'operate', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -90,7 +91,7 @@ export function bearerOf(header: string | undefined): string | null {
 export function parseScopes(text: string): Scope[] {
   const list = text.split(',').map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new Error(`name at least one scope (${SCOPES.join(', ')})`);
-  for (const s of list) if (!(SCOPES as readonly string[]).includes(s)) throw new Error(`unknown scope "${s.slice(0, 40)}" (scopes: ${SCOPES.join(', ')})`);
+  for (const s of list) if (!(SCOPES as readonly string[]).includes(s)) throw new Error(`unknown scope "${cutText(s, 40)}" (scopes: ${SCOPES.join(', ')})`);
   return [...new Set(list as Scope[])].sort((a, b) => SCOPES.indexOf(a) - SCOPES.indexOf(b));
 }
 

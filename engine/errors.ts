@@ -94,3 +94,15 @@ export class NonRetryableError extends Error {
     this.name = 'NonRetryableError';
   }
 }
+
+/**
+ * `text` cut to at most `max` UTF-16 units, never between the two halves of
+ * a surrogate pair: a character the cut would halve is left out whole. What
+ * an error message quotes of a request is cut with this, so an answer never
+ * carries a lone surrogate (JSON would send it as an escape of no character).
+ */
+export function cutText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const last = text.charCodeAt(max - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+}

@@ -12,6 +12,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import formats from 'ajv-formats';
 import type { TSchema } from '@sinclair/typebox';
+import { cutText } from './errors.js';
 
 /** null when `payload` fits, else the first problem as `<path> <what>`, e.g. `/to must be string`. */
 export type PayloadCheck = (payload: unknown) => string | null;
@@ -40,7 +41,7 @@ export function compilePayloadSchema(schema: TSchema): PayloadCheck {
   return (payload) => (validate(payload) ? null : describe(validate.errors?.[0]));
 }
 
-const cut = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}...` : text);
+const cut = (text: string, max: number): string => (text.length > max ? `${cutText(text, max)}...` : text);
 
 function describe(e: ErrorObject | undefined): string {
   if (!e) return 'is not valid';

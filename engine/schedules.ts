@@ -23,7 +23,7 @@
 import { Cron } from 'croner';
 import { isTerminal } from '../machines/lifecycle.js';
 import { LAST_INSTANT_MS } from '../machines/job-bounds.js';
-import { AtsError, isAtsError } from './errors.js';
+import { AtsError, cutText, isAtsError } from './errors.js';
 import type { QueueRegistry } from './queue-registry.js';
 import { ErrorBackoff } from './error-backoff.js';
 import { POLLING_ERROR_BACKOFF } from './loop.js';
@@ -78,7 +78,7 @@ export function parseCron(cron: string, timezone: string): Cron {
   try {
     c = new Cron(cron, { timezone, paused: true });
   } catch (err) {
-    throw new AtsError('ATS_ERR_INVALID_CRON', `The cron expression is not valid: ${String((err as Error).message).slice(0, 200)}`);
+    throw new AtsError('ATS_ERR_INVALID_CRON', `The cron expression is not valid: ${cutText(String((err as Error).message), 200)}`);
   }
   return c;
 }
@@ -109,7 +109,7 @@ export function checkTimezone(tz: string): void {
     if (tz.length === 0 || tz.length > 64) throw new RangeError('length');
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
   } catch {
-    throw new AtsError('ATS_ERR_INVALID_TIMEZONE', `'${tz.slice(0, 64)}' is not an IANA time zone (for example UTC or Europe/Berlin)`);
+    throw new AtsError('ATS_ERR_INVALID_TIMEZONE', `'${cutText(tz, 64)}' is not an IANA time zone (for example UTC or Europe/Berlin)`);
   }
 }
 
@@ -335,7 +335,7 @@ export class ScheduleService {
   }
 }
 
-const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${name.slice(0, MAX_SCHEDULE_NAME)}'`);
+const notFound = (name: string) => new AtsError('ATS_ERR_SCHEDULE_NOT_FOUND', `No schedule is named '${cutText(name, MAX_SCHEDULE_NAME)}'`);
 /** A tenant's schedules at their cap (`max`, MAX_SCHEDULES): the service's refusal, and the store's. */
 export const tooManySchedules = (max = MAX_SCHEDULES) =>
   new AtsError('ATS_ERR_TOO_MANY_SCHEDULES', `The tenant has ${max} schedules, the most it may: delete one before creating another`);

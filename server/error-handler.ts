@@ -6,7 +6,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
+import { cutText, ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
 import { responseStarted } from './connections.js';
 import { clip, type ServerErrorLog } from './error-log.js';
 import { MAX_NAME_CHARS } from './schemas.js';
@@ -23,7 +23,7 @@ export interface ErrorReply {
  */
 export const MAX_MESSAGE_CHARS = 300;
 
-const bounded = (m: string): string => (m.length > MAX_MESSAGE_CHARS ? `${m.slice(0, MAX_MESSAGE_CHARS - 3)}...` : m);
+const bounded = (m: string): string => (m.length > MAX_MESSAGE_CHARS ? `${cutText(m, MAX_MESSAGE_CHARS - 3)}...` : m);
 
 const reply = (code: ErrorCode, message?: string): ErrorReply => ({
   status: ERRORS[code].status,

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AtsError, ERRORS, type ErrorCode } from '../engine/errors.js';
+import { AtsError, cutText, ERRORS, type ErrorCode } from '../engine/errors.js';
 import { startSqliteTestApp } from '../tests/helpers/app.js';
 import { MAX_MESSAGE_CHARS, toErrorReply } from './error-handler.js';
 import { ErrorBody } from './schemas.js';
@@ -43,6 +43,19 @@ describe('ERRORS registry', () => {
   test('the OpenAPI error schema lists every code', () => {
     const codes = (ErrorBody.properties.code as unknown as { enum: string[] }).enum;
     assert.deepEqual([...codes].sort(), Object.keys(ERRORS).sort());
+  });
+});
+
+/** Half of a surrogate pair, without the other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+describe('cutText', () => {
+  test('cuts to at most max UTF-16 units, leaving out a character the cut would halve', () => {
+    assert.equal(cutText('abc', 5), 'abc');
+    assert.equal(cutText('abcdef', 3), 'abc');
+    assert.equal(cutText('ab\u{1F600}c', 3), 'ab', 'the emoji takes units 2 and 3: left out whole');
+    assert.equal(cutText('ab\u{1F600}c', 4), 'ab\u{1F600}');
+    assert.equal(cutText('\u{1F600}', 1), '');
   });
 });
 
@@ -93,9 +106,38 @@ describe('toErrorReply', () => {
     assert.equal(toErrorReply(new AtsError('ATS_ERR_VALIDATION', 'short')).body.message, 'short');
   });
 
+  test('a message is cut between characters: an emoji across the cut is left out whole, never half of it sent as a lone surrogate', () => {
+    for (let n = 290; n < 300; n++) {
+      const { message } = toErrorReply(new AtsError('ATS_ERR_VALIDATION', `${'x'.repeat(n)}${'\u{1F600}'.repeat(20)}`)).body;
+      assert.ok(message.length <= MAX_MESSAGE_CHARS && message.endsWith('...'), `${n}: ${message.length}`);
+      assert.doesNotMatch(message, LONE_SURROGATE, `${n}`);
+    }
+  });
+
   test('a 401 or 403 of a plugin keeps its meaning', () => {
     assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 403 })).body.code, 'ATS_ERR_FORBIDDEN');
     assert.equal(toErrorReply(Object.assign(new Error('x'), { statusCode: 401 })).body.code, 'ATS_ERR_UNAUTHORIZED');
+  });
+});
+
+describe('an answer quoting the request', () => {
+  test('cuts what it quotes between characters: a field, a query parameter or a time zone with an emoji across the cut', async () => {
+    const t = await startSqliteTestApp();
+    try {
+      const name = `${'a'.repeat(99)}\u{1F600}`;
+      const answers = [
+        await t.app.inject({ method: 'POST', url: '/v1/jobs', payload: { type: 'demo.echo', payload: 1, [name]: 1 } }),
+        await t.app.inject({ method: 'POST', url: `/v1/jobs?${encodeURIComponent(name)}=1`, payload: { type: 'demo.echo', payload: 1 } }),
+        await t.app.inject({ method: 'POST', url: '/v1/schedules', payload: { name: 'n', cron: '0 3 * * *', type: 'demo.echo', timezone: `${'a'.repeat(63)}\u{1F600}` } }),
+      ];
+      for (const r of answers) {
+        assert.equal(r.statusCode, 400, r.body);
+        assert.match(r.json().message, /a{60}/, 'it quotes the start of what was sent');
+        assert.doesNotMatch(r.json().message, LONE_SURROGATE, r.body);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -8,7 +8,7 @@
  * JSON null.
  */
 import type { FastifyInstance } from 'fastify';
-import { AtsError } from '../engine/errors.js';
+import { AtsError, cutText } from '../engine/errors.js';
 
 /** Replace every content-type parser by a JSON one: any other content type is a 415. */
 export function installJsonParser(app: FastifyInstance): void {
@@ -21,7 +21,7 @@ export function installJsonParser(app: FastifyInstance): void {
     const encoding = request.headers['content-encoding'];
     const coding = encoding?.trim().toLowerCase();
     if (encoding !== undefined && coding !== '' && coding !== 'identity') {
-      return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding.slice(0, 50)} is not supported: send the body uncompressed`), undefined);
+      return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${cutText(encoding, 50)} is not supported: send the body uncompressed`), undefined);
     }
     if (bytes.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
     // JSON is UTF-8 (RFC 8259). Decoded loosely, each bad byte would become U+FFFD: a body kept unlike the one sent.
@@ -45,7 +45,7 @@ function classify(text: string): AtsError {
   try {
     JSON.parse(text);
   } catch (cause) {
-    const detail = cause instanceof Error ? `: ${cause.message.slice(0, 200)}` : '';
+    const detail = cause instanceof Error ? `: ${cutText(cause.message, 200)}` : '';
     return new AtsError('ATS_ERR_MALFORMED_JSON', `${ERR_JSON}${detail}`, { cause });
   }
   // Plain JSON.parse accepted it, so secure-json-parse refused a key.

@@ -13,6 +13,7 @@
  */
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import { errorFields } from '../engine/logger.js';
+import { clip } from './error-log.js';
 
 export class RequestLog extends LogController {
   override incomingRequest(): void {}
@@ -34,5 +35,3 @@ export class RequestLog extends LogController {
     else super.streamError(error, request, reply);
   }
 }
-
-const clip = (url: string) => (url.length > 200 ? `${url.slice(0, 200)}...` : url);

@@ -14,7 +14,7 @@ import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import formats from 'ajv-formats';
 import { OptionalKind } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
-import { AtsError } from '../engine/errors.js';
+import { AtsError, cutText } from '../engine/errors.js';
 
 const common: Options = {
   allErrors: false, // allErrors on hostile input is a known DoS vector
@@ -127,7 +127,7 @@ export function formatValidationError(errors: FastifySchemaValidationError[], da
   if (!e) return new Error(`${dataVar} is not valid`);
   const where = `${dataVar}${e.instancePath}`;
   if (e.keyword === 'additionalProperties') {
-    return new Error(`${where} has an unknown field '${String(e.params.additionalProperty).slice(0, 100)}'`);
+    return new Error(`${where} has an unknown field '${cutText(String(e.params.additionalProperty), 100)}'`);
   }
   if (e.keyword === 'enum') {
     return new Error(`${where} must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
@@ -198,7 +198,7 @@ export function refuseUndeclaredInput(app: FastifyInstance): void {
     const schema = request.routeOptions.schema as FastifySchema | undefined;
     if (schema?.querystring === undefined) {
       const first = Object.keys(request.query as object)[0];
-      if (first !== undefined) throw new AtsError('ATS_ERR_VALIDATION', `querystring has an unknown field '${first.slice(0, 100)}'`);
+      if (first !== undefined) throw new AtsError('ATS_ERR_VALIDATION', `querystring has an unknown field '${cutText(first, 100)}'`);
     }
     if (schema?.body === undefined && request.body !== undefined && !isEmptyObject(request.body)) {
       throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${request.routeOptions.url} takes no body`);

@@ -9,6 +9,8 @@
  * `status code 503` are two causes: one never recovers, the other does). Whitespace is collapsed and the result cut to 200 characters.
  */
 
+import { cutText } from '../errors.js';
+
 /** The signature of a lease that expired (the worker stopped heartbeating): it has no error of its own. */
 export const LEASE_EXPIRED_SIGNATURE = 'LeaseExpired: lease expired';
 
@@ -55,12 +57,6 @@ export function errorSignature(error: { name?: string; message: string }): strin
     .replace(NUMBER, (n: string, at: number, text: string) => (STATUS.test(n) && STATUS_BEFORE.test(text.slice(Math.max(0, at - STATUS_LOOKBACK), at)) ? n : '#'))
     .replace(SPACE, ' ')
     .trim();
-  return cut(`${name.replace(SPACE, ' ')}: ${message}`, MAX_SIGNATURE_LENGTH);
+  return cutText(`${name.replace(SPACE, ' ')}: ${message}`, MAX_SIGNATURE_LENGTH);
 }
 
-/** `s` cut to `n` UTF-16 units, without leaving half a surrogate pair. */
-function cut(s: string, n: number): string {
-  if (s.length <= n) return s;
-  const code = s.charCodeAt(n - 1);
-  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? n - 1 : n);
-}
