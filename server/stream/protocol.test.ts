@@ -117,6 +117,17 @@ describe('client messages', () => {
     assert.equal((parseQuerySubscribe({ workflowName: 'w', type: 't' }) as { ok: boolean }).ok, false);
   });
 
+  it('quotes at most 50 characters of an unknown op or of unknown fields, cut between characters', () => {
+    const op = parse({ op: `${'x'.repeat(48)}\u{1F600}${'y'.repeat(10_000)}` });
+    assert.ok(!op.ok);
+    assert.equal(op.error.message, `unknown op "${'x'.repeat(48)}...: expected subscribe, stats or ping`);
+    const fields = parse({ op: 'ping', ...Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`field${i}`, 1])) });
+    assert.ok(!fields.ok && fields.error.message.length < 200, fields.ok ? '' : fields.error.message.slice(0, 300));
+    assert.match(fields.error.message, /^unknown message field\(s\) field0, field1, .*\.\.\.; allowed: op$/);
+    const filter = parse({ op: 'subscribe', filter: { [`f${'z'.repeat(5000)}`]: 1 } });
+    assert.ok(!filter.ok && filter.error.message.length < 200, filter.ok ? '' : filter.error.message.slice(0, 300));
+  });
+
   it('refuses a message over the size limit by its byte length', () => {
     const big = JSON.stringify({ op: 'subscribe', filter: { type: 'é'.repeat(6000) } }); // 6000 chars, 12000+ bytes
     const r = parseClientMessage(big, Buffer.byteLength(big), 10_000);

@@ -4,7 +4,7 @@
  * becomes an `error` message for that client, never a crash.
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
-import { ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
+import { cutText, ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
 import type { JobProgress, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
 import type { WorkflowStatus } from '../../machines/workflow.js';
 import { ULID_PATTERN } from '../schemas.js';
@@ -168,6 +168,9 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; error: ProtocolErr
 export const MIN_STATS_EVERY_MS = 250;
 const MAX_STATS_EVERY_MS = 3_600_000;
 const MAX_NAME = 255;
+/** The most of a message's own text an error quotes: a frame may hold 16 KiB of it. */
+const MAX_QUOTED = 50;
+const quoted = (text: string): string => (text.length > MAX_QUOTED ? `${cutText(text, MAX_QUOTED)}...` : text);
 const ULID = new RegExp(ULID_PATTERN);
 
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
@@ -192,7 +195,7 @@ export function parseClientMessage(text: string, bytes: number, maxBytes: number
     case 'ping':
       return onlyKeys(raw, ['op']) ?? ok({ op: 'ping' });
     default:
-      return fail('ATS_ERR_VALIDATION', `unknown op ${JSON.stringify(raw.op)}: expected subscribe, stats or ping`);
+      return fail('ATS_ERR_VALIDATION', `unknown op ${quoted(String(JSON.stringify(raw.op)))}: expected subscribe, stats or ping`);
   }
 }
 
@@ -316,7 +319,7 @@ function decodeCursor(cursor: string, source: CursorSource): Parsed<number> {
 
 function onlyKeys(raw: Record<string, unknown>, allowed: readonly string[], where = 'message'): { ok: false; error: ProtocolError } | null {
   const extra = Object.keys(raw).filter((k) => !allowed.includes(k));
-  return extra.length === 0 ? null : fail('ATS_ERR_VALIDATION', `unknown ${where} field(s) ${extra.join(', ')}; allowed: ${allowed.join(', ')}`);
+  return extra.length === 0 ? null : fail('ATS_ERR_VALIDATION', `unknown ${where} field(s) ${quoted(extra.join(', '))}; allowed: ${allowed.join(', ')}`);
 }
 
 /** Does the job event pass the filter? Never for a filter of workflow transitions. */
