@@ -109,8 +109,9 @@ export interface System {
    * connections. Every step runs, whatever failed before it; rejects (an
    * AggregateError naming the steps) when any failed, each logged as it failed.
    * A second call gets the first one's outcome. During a start, it first waits
-   * for the role starting then, except the worker, whose join of its lanes
-   * still in progress it gives up.
+   * for the role starting then, STARTING_ROLE_WAIT_MS at most (what that
+   * role's start still starts once it ends is stopped then), except the
+   * worker, whose join of its lanes still in progress it gives up.
    */
   stop(): Promise<void>;
 }
@@ -336,17 +337,57 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const metricsWiring = wireMetrics(metrics, config, { store, clock, logger, worker, stream }, metricsServer);
 
   let stopping: Promise<void> | null = null;
+  /** Aborted by a stop: a step of the start that reads in batches (the re-dispatch) ends between two. */
+  const startAbort = new AbortController();
+  // Each part's stop, in the order a stop runs them (stopAll), by name.
+  const stopSteps: Array<[string, () => Promise<unknown> | undefined]> = [
+    ['starting', () => starting?.close()],
+    ['api', () => app?.close()],
+    ['worker', () => worker?.stop()],
+    ['limits', () => limitDirectory?.stop()],
+    ['presence', () => presence?.stop()],
+    ['relay', () => relay?.stop()],
+    ['timers', () => timers?.stop()],
+    ['workflows', () => workflowDriver?.stop()],
+    ['retention', () => retention?.stop()],
+    ['advisor', () => advisor?.stop()],
+    // Once the roles that make spans stopped, and before the log and the store, whose close may wait
+    // on a dependency that stopped answering for longer than the process allows its shutdown.
+    ['tracing', () => opts.tracing?.shutdown()],
+    ['clock', () => dbClock?.stop()],
+    ['metrics', () => metricsWiring.stop()],
+    ['log', () => eventLog.close()],
+    ['store', () => store.close()],
+  ];
+  /** The parts whose stop a stop has begun (stopAll). */
+  const stopsBegun = new Set<string>();
   /**
-   * The step of a start under way, which a stop waits for before it stops the roles (a role started after
-   * its stop would run on): settled when none is. Not the worker's start: its stop gives up a lane's
-   * join in progress (up to the log's ready timeout, 30 s on Kafka), which the start then ends with.
+   * The step of a start under way, which a stop waits for, STARTING_ROLE_WAIT_MS at most, before it stops
+   * the roles: null when none is. Not the worker's start: its stop gives up a lane's join in progress
+   * (up to the log's ready timeout, 30 s on Kafka), which the start then ends with.
    */
-  let startStep: Promise<unknown> = Promise.resolve();
-  /** Runs one step of the start unless a stop came: then no more roles start, and the start rejects. */
-  const step = async <T>(run: () => Promise<T> | T, awaitedByStop = true): Promise<T> => {
+  let startStep: { part: string; done: Promise<unknown> } | null = null;
+  /** Rejects (StartGivenUp) once a stop gave up waiting for the step of the start under way: the start then ends. */
+  let giveUpStart!: () => void;
+  const startGivenUp = new Promise<never>((_resolve, reject) => (giveUpStart = () => reject(new StartGivenUp())));
+  startGivenUp.catch(() => undefined);
+  /**
+   * Runs one step of the start (starting `part`, a name of stopSteps) unless a stop came: then no more
+   * roles start, and the start rejects. A step that ends once the stop of its part began (a start that
+   * waited on a store or a broker not answering, given up by the stop) has its part stopped again: what it
+   * started then (a loop, a subscription) does not run on.
+   */
+  const step = async <T>(part: string, run: () => Promise<T> | T, awaitedByStop = true): Promise<T> => {
     if (stopping) throw new StartGivenUp();
     const done = (async () => run())();
-    if (awaitedByStop) startStep = done.catch(() => undefined);
+    if (awaitedByStop) {
+      const settled = done.then(() => undefined, () => undefined);
+      startStep = { part, done: settled };
+      void settled.then(() => {
+        if (stopsBegun.has(part)) void stopPart(part);
+      });
+      return Promise.race([done, startGivenUp]);
+    }
     return done;
   };
   return {
@@ -355,23 +396,23 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       try {
         // First: a port that cannot be bound (the API's; the metrics port was bound by compose) fails the start
         // before any role runs, so a second start on a taken port writes nothing (no re-dispatch into another process's jobs).
-        const metricsUrl = await step(() => metricsWiring.start());
+        const metricsUrl = await step('metrics', () => metricsWiring.start());
         // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
-        await step(() => starting?.close());
-        const address = app ? await step(() => listenQuietly(app!, config, starting?.port ?? config.port)) : null;
-        await step(() => dbClock?.start());
-        if (!config.kafkaBrokers && timers) await step(() => redispatchAfterRestart(timers, store, clock, logger));
-        await step(() => advisor?.start());
+        await step('starting', () => starting?.close());
+        const address = app ? await step('api', () => listenQuietly(app!, config, starting?.port ?? config.port)) : null;
+        await step('clock', () => dbClock?.start());
+        if (!config.kafkaBrokers && timers) await step('redispatch', () => redispatchAfterRestart(timers, store, clock, logger, startAbort.signal));
+        await step('advisor', () => advisor?.start());
         // Before the timers: their first pass must not take this process's own worker for missing.
-        await step(() => presence?.start());
-        await step(() => {
+        await step('presence', () => presence?.start());
+        await step('relay, timers, retention', () => {
           relay?.start();
           timers?.start();
           retention?.start();
         });
-        await step(() => workflowDriver?.start());
-        await step(() => limitDirectory?.start());
-        await step(() => worker?.start(), false);
+        await step('workflows', () => workflowDriver?.start());
+        await step('limits', () => limitDirectory?.start());
+        await step('worker', () => worker?.start(), false);
         // Stopped while the worker joined its lanes (the stop gave the joins up): not a started system.
         if (stopping) throw new StartGivenUp();
         return { url: address?.replace('127.0.0.1', 'localhost').replace('[::1]', 'localhost') ?? null, metricsUrl };
@@ -381,9 +422,15 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     },
     stop() {
       // Once: a second call (a test's cleanup after its own stop) gets the first one's outcome, not a second close.
-      // A start under way starts no more roles from now on; the step it is at ends first (see startStep).
+      // A start under way starts no more roles from now on; the step it is at ends first, or is given up
+      // after STARTING_ROLE_WAIT_MS (see startStep and step).
       stopping ??= (async () => {
-        await startStep;
+        startAbort.abort();
+        const current = startStep;
+        if (current && !(await settlesWithin(current.done, STARTING_ROLE_WAIT_MS))) {
+          logger.warn(`stop: the start of ${current.part} did not end within ${STARTING_ROLE_WAIT_MS} ms; given up`, { part: current.part });
+          giveUpStart();
+        }
         return stopAll();
       })();
       return stopping;
@@ -391,27 +438,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   };
 
   async function stopAll(): Promise<void> {
-    const steps: Array<[string, () => Promise<unknown> | undefined]> = [
-      ['starting', () => starting?.close()],
-      ['api', () => app?.close()],
-      ['worker', () => worker?.stop()],
-      ['limits', () => limitDirectory?.stop()],
-      ['presence', () => presence?.stop()],
-      ['relay', () => relay?.stop()],
-      ['timers', () => timers?.stop()],
-      ['workflows', () => workflowDriver?.stop()],
-      ['retention', () => retention?.stop()],
-      ['advisor', () => advisor?.stop()],
-      // Once the roles that make spans stopped, and before the log and the store, whose close may wait
-      // on a dependency that stopped answering for longer than the process allows its shutdown.
-      ['tracing', () => opts.tracing?.shutdown()],
-      ['clock', () => dbClock?.stop()],
-      ['metrics', () => metricsWiring.stop()],
-      ['log', () => eventLog.close()],
-      ['store', () => store.close()],
-    ];
     const failed: Array<[string, unknown]> = [];
-    for (const [name, step] of steps) {
+    for (const [name, step] of stopSteps) {
+      stopsBegun.add(name);
       try {
         await step();
       } catch (err) {
@@ -421,6 +450,35 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     }
     // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
     if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
+  }
+
+  /** Stops `part` again, its start having ended after its stop (see step); a failure is logged. */
+  async function stopPart(part: string): Promise<void> {
+    try {
+      await stopSteps.find(([name]) => name === part)?.[1]();
+    } catch (err) {
+      logger.warn(`stop: ${part}, whose start ended after the stop, failed to stop`, errorFields(err));
+    }
+  }
+}
+
+/**
+ * How long a stop during the start waits for the role starting then to finish starting (a store read,
+ * a worker's row, the workflows' subscription, the API's listen) before it gives that start up and stops
+ * the roles: a store or a broker that stops answering then would hold the stop until the process's
+ * deadline. What that start still starts once it ends is stopped then. Within the 5 s a stop has beyond
+ * the handlers' grace (SHUTDOWN_SLACK_MS in cli/start.ts); no handler runs yet at a stop during the start.
+ */
+export const STARTING_ROLE_WAIT_MS = 2000;
+
+/** Whether `promise` settles within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -550,12 +608,13 @@ const REDISPATCH_BATCH = 500;
  * fence makes harmless. (Jobs that were running recover when their lease
  * expires; delayed jobs and retries are in the timers' due query.)
  */
-export async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger): Promise<void> {
+export async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger, signal?: AbortSignal): Promise<void> {
   // The timers' own query, without its timeout: every dispatch up to now is lost.
   const before = clock.now();
   const done = new Set<string>();
   let count = 0;
-  for (;;) {
+  // A stop during the start ends it between two batches: the timers' stale-dispatch pass recovers the rest.
+  while (!signal?.aborted) {
     // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again. One it could
     // not move (a job of another job machine version) stays first: each read asks for as many rows more as were seen.
     const lost = (await store.findLostDispatches(before, REDISPATCH_BATCH + done.size)).filter((j) => !done.has(j.id));

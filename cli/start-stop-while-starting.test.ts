@@ -1,9 +1,11 @@
 /**
  * A stop while the roles start: `ats start` taking SIGTERM while its worker
  * still joins its lanes (a Kafka group join held by a busy member can take
- * the consumer's ready timeout, 30 s) gives the join up and exits 0 as after
- * any stop, keeping what the API took meanwhile; and `System.stop()` during
- * `start()` lets the role starting then finish, then starts no other.
+ * the consumer's ready timeout, 30 s), or while another role's start waits on
+ * a store that does not answer, gives that start up and exits 0 as after any
+ * stop, keeping what the API took meanwhile; and `System.stop()` during
+ * `start()` lets the role starting then finish (for STARTING_ROLE_WAIT_MS at
+ * most), then starts no other, and stops one whose start ends later.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,7 +18,7 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { verifyJob } from '../engine/verify.js';
-import { compose, StartGivenUp } from './compose.js';
+import { compose, StartGivenUp, STARTING_ROLE_WAIT_MS } from './compose.js';
 import { compileConfig } from './config.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -91,6 +93,139 @@ test('SIGTERM while the worker still joins its lanes (a fixed queue list): the j
     } finally {
       await store.close();
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * `ats start` whose store never answers `STUCK` (a store method a role's start awaits: the advisor's
+ * `lastEventId`, the worker presence's `upsertWorker`, the limit directory's `defaultLimitKeys`) when
+ * called from `STUCK_IN` (that role's source file), as a database that stops answering: it says
+ * `stuck <api port>` at the first such call. (Other callers, such as the stream's tail, are answered.)
+ */
+const STUCK_STORE_START = `
+import { compose } from ${source('cli/compose.ts')};
+import { startCommand } from ${source('cli/start.ts')};
+const code = await startCommand([], process.env, {
+  compose: async (config, opts) => {
+    const system = await compose(config, opts);
+    const method = process.env.STUCK;
+    const own = system.store[method].bind(system.store);
+    system.store[method] = (...args) => {
+      if (!new Error().stack.includes(process.env.STUCK_IN)) return own(...args);
+      process.stdout.write('stuck ' + system.app.server.address().port + '\\n');
+      return new Promise(() => {});
+    };
+    return system;
+  },
+});
+process.exit(code);
+`;
+
+const STUCK_STARTS = [
+  ['lastEventId', 'the advisor', 'engine/advisor/advisor.ts'],
+  ['upsertWorker', 'the worker presence', 'engine/worker-presence.ts'],
+  ['defaultLimitKeys', 'the limit directory', 'engine/limit-directory.ts'],
+] as const;
+
+for (const [stuck, role, file] of STUCK_STARTS) {
+  test(`SIGTERM while ${role}'s start waits on a store that does not answer (${stuck}): the start is given up, the process exits 0 well before the deadline, and a job submitted meanwhile is kept`, { timeout: 90_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-stop-while-stuck-'));
+    try {
+      const script = join(dir, 'start.mts');
+      writeFileSync(script, STUCK_STORE_START);
+      const env: NodeJS.ProcessEnv = {
+        ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'info', ATS_ADVISOR: 'advise',
+        // The deadline (the grace plus 5 s) is far beyond the wait for the role starting: an exit 0 is not the deadline's.
+        ATS_SHUTDOWN_GRACE_MS: '20000', STUCK: stuck, STUCK_IN: join(root, file),
+      };
+      delete env.MYSQL_URL;
+      delete env.KAFKA_BROKERS;
+      delete env.NODE_TEST_CONTEXT;
+      const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', script], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
+      let port: string | undefined;
+      for (const deadline = Date.now() + 45_000; !(port = /^stuck (\d+)$/m.exec(out)?.[1]);) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `no start got stuck: ${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The API already answers while the role starts: what it takes then is kept.
+      const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: 1 }) });
+      assert.equal(r.status, 201);
+      const { id } = (await r.json()) as { id: string };
+      child.kill('SIGTERM');
+      // Well before the deadline (25 s from the signal): the stop waited for the role starting only STARTING_ROLE_WAIT_MS.
+      const early = setTimeout(() => child.kill('SIGKILL'), STARTING_ROLE_WAIT_MS + 15_000).unref();
+      const code = await exited.finally(() => clearTimeout(early));
+      assert.equal(code, 0, out);
+      assert.match(out, /start of .* given up/);
+      assert.doesNotMatch(out, /ats ready/, 'not ready after the signal');
+      assert.doesNotMatch(out, /shutdown did not finish in time/);
+      const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+      try {
+        const job = await store.getJob(id);
+        assert.ok(job && ['pending', 'published'].includes(job.snapshot.value), `the job is ${job?.snapshot.value}`);
+        assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('System.stop() during a start that does not end: the stop waits for the role starting STARTING_ROLE_WAIT_MS at most, starts no other role, and stops that one once its start ends', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-stop-during-stuck-start-'));
+  try {
+    const config = compileConfig({ dataDir: dir, port: 0, host: '127.0.0.1', logLevel: 'silent', advisor: 'advise' }, { hostname: 't', pid: 1 });
+    const system = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
+    const advisor = system.advisor!;
+    const seen: string[] = [];
+    let releaseAdvisor!: () => void;
+    const advisorGate = new Promise<void>((resolve) => (releaseAdvisor = resolve));
+    const ownAdvisorStart = advisor.start.bind(advisor);
+    advisor.start = async () => {
+      seen.push('advisor start');
+      await advisorGate;
+      try {
+        await ownAdvisorStart();
+      } finally {
+        // Started, or failed on the store the stop closed meanwhile: either way its part is stopped again.
+        seen.push('advisor start ended');
+      }
+    };
+    const ownAdvisorStop = advisor.stop.bind(advisor);
+    advisor.stop = async () => {
+      seen.push('advisor stop');
+      await ownAdvisorStop();
+    };
+    for (const [name, role] of [['relay', system.relay!], ['timers', system.timers!], ['worker', system.worker!]] as const) {
+      const own = role.start.bind(role) as () => unknown;
+      (role as { start: () => unknown }).start = () => {
+        seen.push(`${name} start`);
+        return own();
+      };
+    }
+    const starting = system.start();
+    void starting.catch(() => undefined);
+    for (let i = 0; i < 200 && !seen.includes('advisor start'); i++) await new Promise((r) => setTimeout(r, 10));
+    const t0 = performance.now();
+    // Ends though the advisor's start does not.
+    await system.stop();
+    const took = performance.now() - t0;
+    assert.ok(took >= STARTING_ROLE_WAIT_MS - 50, `the stop waited ${took} ms for the role starting`);
+    assert.deepEqual(seen, ['advisor start', 'advisor stop']);
+    await assert.rejects(starting, StartGivenUp);
+    // The start ends late: the advisor it started is stopped again, nothing of it runs on.
+    releaseAdvisor();
+    for (let i = 0; i < 200 && seen.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen, ['advisor start', 'advisor stop', 'advisor start ended', 'advisor stop'], 'no role started after the stop; the advisor is stopped once its start ended');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
