@@ -17,6 +17,7 @@ import { test } from 'node:test';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
+import { TOPICS } from '../engine/ports.js';
 import { verifyJob } from '../engine/verify.js';
 import { compose, StartGivenUp, STARTING_ROLE_WAIT_MS } from './compose.js';
 import { compileConfig } from './config.js';
@@ -226,6 +227,35 @@ test('System.stop() during a start that does not end: the stop waits for the rol
     releaseAdvisor();
     for (let i = 0; i < 200 && seen.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(seen, ['advisor start', 'advisor stop', 'advisor start ended', 'advisor stop'], 'no role started after the stop; the advisor is stopped once its start ended');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('System.stop() while the workflows join their topic: the stop gives the join up instead of leaving it joining after the stop', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-stop-during-workflows-join-'));
+  try {
+    const config = compileConfig({ dataDir: dir, port: 0, host: '127.0.0.1', logLevel: 'silent' }, { hostname: 't', pid: 1 });
+    const system = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
+    // A join that ends only when its signal gives it up, as a Kafka group join held by a busy member.
+    let joining = false;
+    let givenUp = false;
+    const own = system.log.consume.bind(system.log);
+    system.log.consume = (o) => {
+      if (o.topic !== TOPICS.workflows) return own(o);
+      joining = true;
+      return new Promise((_resolve, reject) => o.signal?.addEventListener('abort', () => {
+        givenUp = true;
+        reject(o.signal!.reason);
+      }));
+    };
+    const starting = system.start();
+    void starting.catch(() => undefined);
+    for (let i = 0; i < 200 && !joining; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(joining, 'the workflows began their join');
+    await system.stop();
+    assert.equal(givenUp, true, 'the stop gave the join up');
+    await assert.rejects(starting, StartGivenUp);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1014,6 +1014,8 @@ export class WorkflowDriver {
     }
     this.subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
+      // A stop gives up a join still in progress (up to the log's ready timeout, 30 s on Kafka).
+      signal: this.stopping.signal,
       handle: async (records) => {
         // One instance's ends and messages in order; different instances' at once (each is its own transaction).
         const byInstance = new Map<string, (ChildEndedMessage | null)[]>();
