@@ -181,38 +181,48 @@ for (const [stuck, role, file] of STUCK_STARTS) {
   });
 }
 
+/**
+ * A composition on SQLite in `dir` whose advisor's start waits for
+ * `releaseAdvisor()`; `seen` records in order each role's start, the end of
+ * the advisor's start (started, or failed on the store a stop closed
+ * meanwhile) and the advisor's stops.
+ */
+async function composeWithAdvisorHeld(dir: string) {
+  const config = compileConfig({ dataDir: dir, port: 0, host: '127.0.0.1', logLevel: 'silent', advisor: 'advise' }, { hostname: 't', pid: 1 });
+  const system = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
+  const advisor = system.advisor!;
+  const seen: string[] = [];
+  let releaseAdvisor!: () => void;
+  const advisorGate = new Promise<void>((resolve) => (releaseAdvisor = resolve));
+  const ownAdvisorStart = advisor.start.bind(advisor);
+  advisor.start = async () => {
+    seen.push('advisor start');
+    await advisorGate;
+    try {
+      await ownAdvisorStart();
+    } finally {
+      seen.push('advisor start ended');
+    }
+  };
+  const ownAdvisorStop = advisor.stop.bind(advisor);
+  advisor.stop = async () => {
+    seen.push('advisor stop');
+    await ownAdvisorStop();
+  };
+  for (const [name, role] of [['relay', system.relay!], ['timers', system.timers!], ['worker', system.worker!]] as const) {
+    const own = role.start.bind(role) as () => unknown;
+    (role as { start: () => unknown }).start = () => {
+      seen.push(`${name} start`);
+      return own();
+    };
+  }
+  return { system, seen, releaseAdvisor };
+}
+
 test('System.stop() during a start that does not end: the stop waits for the role starting STARTING_ROLE_WAIT_MS at most, starts no other role, and stops that one once its start ends', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stop-during-stuck-start-'));
   try {
-    const config = compileConfig({ dataDir: dir, port: 0, host: '127.0.0.1', logLevel: 'silent', advisor: 'advise' }, { hostname: 't', pid: 1 });
-    const system = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
-    const advisor = system.advisor!;
-    const seen: string[] = [];
-    let releaseAdvisor!: () => void;
-    const advisorGate = new Promise<void>((resolve) => (releaseAdvisor = resolve));
-    const ownAdvisorStart = advisor.start.bind(advisor);
-    advisor.start = async () => {
-      seen.push('advisor start');
-      await advisorGate;
-      try {
-        await ownAdvisorStart();
-      } finally {
-        // Started, or failed on the store the stop closed meanwhile: either way its part is stopped again.
-        seen.push('advisor start ended');
-      }
-    };
-    const ownAdvisorStop = advisor.stop.bind(advisor);
-    advisor.stop = async () => {
-      seen.push('advisor stop');
-      await ownAdvisorStop();
-    };
-    for (const [name, role] of [['relay', system.relay!], ['timers', system.timers!], ['worker', system.worker!]] as const) {
-      const own = role.start.bind(role) as () => unknown;
-      (role as { start: () => unknown }).start = () => {
-        seen.push(`${name} start`);
-        return own();
-      };
-    }
+    const { system, seen, releaseAdvisor } = await composeWithAdvisorHeld(dir);
     const starting = system.start();
     void starting.catch(() => undefined);
     for (let i = 0; i < 200 && !seen.includes('advisor start'); i++) await new Promise((r) => setTimeout(r, 10));
@@ -264,28 +274,10 @@ test('System.stop() while the workflows join their topic: the stop gives the joi
 test('System.stop() during start(): the role starting then finishes first, no role starts after it, and start() rejects with StartGivenUp', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stop-during-start-'));
   try {
-    const config = compileConfig({ dataDir: dir, port: 0, host: '127.0.0.1', logLevel: 'silent', advisor: 'advise' }, { hostname: 't', pid: 1 });
-    const system = await compose(config, { registry: new HandlerRegistry(), logger: silentLogger });
-    const advisor = system.advisor!;
-    const started: string[] = [];
-    let releaseAdvisor!: () => void;
-    const advisorGate = new Promise<void>((resolve) => (releaseAdvisor = resolve));
-    const ownAdvisorStart = advisor.start.bind(advisor);
-    advisor.start = async () => {
-      started.push('advisor');
-      await advisorGate;
-      await ownAdvisorStart();
-    };
-    for (const [name, role] of [['relay', system.relay!], ['timers', system.timers!], ['worker', system.worker!]] as const) {
-      const own = role.start.bind(role) as () => unknown;
-      (role as { start: () => unknown }).start = () => {
-        started.push(name);
-        return own();
-      };
-    }
+    const { system, seen, releaseAdvisor } = await composeWithAdvisorHeld(dir);
     const starting = system.start();
-    for (let i = 0; i < 200 && !started.includes('advisor'); i++) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(started, ['advisor']);
+    for (let i = 0; i < 200 && !seen.includes('advisor start'); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(seen, ['advisor start']);
     const stopping = system.stop();
     let stopEnded = false;
     void stopping.finally(() => (stopEnded = true));
@@ -294,7 +286,7 @@ test('System.stop() during start(): the role starting then finishes first, no ro
     releaseAdvisor();
     await assert.rejects(starting, StartGivenUp);
     await stopping;
-    assert.deepEqual(started, ['advisor'], 'no role started after the stop');
+    assert.deepEqual(seen.filter((s) => s.endsWith(' start')), ['advisor start'], 'no role started after the stop');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
