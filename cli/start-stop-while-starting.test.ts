@@ -26,6 +26,55 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const source = (path: string) => JSON.stringify(pathToFileURL(join(root, path)).href);
 
 /**
+ * `ats start` through `script` (written to `dir`), on SQLite in `dir` with
+ * `env` added; its stdout and stderr joined in `output()`. Killed after 60 s.
+ */
+function startScript(dir: string, script: string, env: NodeJS.ProcessEnv) {
+  const file = join(dir, 'start.mts');
+  writeFileSync(file, script);
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'info', ...env };
+  delete childEnv.MYSQL_URL;
+  delete childEnv.KAFKA_BROKERS;
+  delete childEnv.NODE_TEST_CONTEXT;
+  const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', file], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
+  return { child, exited, output: () => out };
+}
+
+/** The API port a started script says in the line `line` matches (its first group), within 45 s. */
+async function portSaid(started: ReturnType<typeof startScript>, line: RegExp, missing: string): Promise<string> {
+  let port: string | undefined;
+  for (const deadline = Date.now() + 45_000; !(port = line.exec(started.output())?.[1]);) {
+    assert.ok(Date.now() < deadline && started.child.exitCode === null, `${missing}: ${started.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return port;
+}
+
+/** A job submitted to the API at `port`: its id. */
+async function submitOne(port: string): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: 1 }) });
+  assert.equal(r.status, 201);
+  return ((await r.json()) as { id: string }).id;
+}
+
+/** The job is kept in the SQLite store in `dir`, waiting to run, and its history replays to it. */
+async function assertKept(dir: string, id: string): Promise<void> {
+  const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+  try {
+    const job = await store.getJob(id);
+    assert.ok(job && ['pending', 'published'].includes(job.snapshot.value), `the job is ${job?.snapshot.value}`);
+    assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+  } finally {
+    await store.close();
+  }
+}
+
+/**
  * `ats start` (startCommand) whose log's consume() of a dispatch lane never
  * ends a join unless its signal gives it up, as a Kafka group join held by a
  * busy member: it says `joining <api port>` at the first lane's join, and
@@ -58,42 +107,16 @@ process.exit(code);
 test('SIGTERM while the worker still joins its lanes (a fixed queue list): the join is given up, the process exits 0, and a job submitted meanwhile is kept', { timeout: 90_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stop-while-starting-'));
   try {
-    const script = join(dir, 'start.mts');
-    writeFileSync(script, STUCK_JOIN_START);
-    const env: NodeJS.ProcessEnv = {
-      ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'info', ATS_QUEUES: 'default', ATS_SHUTDOWN_GRACE_MS: '3000',
-    };
-    delete env.MYSQL_URL;
-    delete env.KAFKA_BROKERS;
-    delete env.NODE_TEST_CONTEXT;
-    const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', script], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
-    let port: string | undefined;
-    for (const deadline = Date.now() + 45_000; !(port = /^joining (\d+)$/m.exec(out)?.[1]);) {
-      assert.ok(Date.now() < deadline && child.exitCode === null, `no join began: ${out}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const started = startScript(dir, STUCK_JOIN_START, { ATS_QUEUES: 'default', ATS_SHUTDOWN_GRACE_MS: '3000' });
+    const port = await portSaid(started, /^joining (\d+)$/m, 'no join began');
     // The API already answers while the worker joins: what it takes then is kept.
-    const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: 1 }) });
-    assert.equal(r.status, 201);
-    const { id } = (await r.json()) as { id: string };
-    child.kill('SIGTERM');
-    assert.equal(await exited, 0, out);
-    assert.match(out, /^join given up: shutdown$/m);
-    assert.doesNotMatch(out, /ats ready/, 'not ready after the signal');
-    assert.doesNotMatch(out, /shutdown did not finish in time/);
-    const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
-    try {
-      const job = await store.getJob(id);
-      assert.ok(job && ['pending', 'published'].includes(job.snapshot.value), `the job is ${job?.snapshot.value}`);
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
-    } finally {
-      await store.close();
-    }
+    const id = await submitOne(port);
+    started.child.kill('SIGTERM');
+    assert.equal(await started.exited, 0, started.output());
+    assert.match(started.output(), /^join given up: shutdown$/m);
+    assert.doesNotMatch(started.output(), /ats ready/, 'not ready after the signal');
+    assert.doesNotMatch(started.output(), /shutdown did not finish in time/);
+    await assertKept(dir, id);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -134,47 +157,23 @@ for (const [stuck, role, file] of STUCK_STARTS) {
   test(`SIGTERM while ${role}'s start waits on a store that does not answer (${stuck}): the start is given up, the process exits 0 well before the deadline, and a job submitted meanwhile is kept`, { timeout: 90_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ats-stop-while-stuck-'));
     try {
-      const script = join(dir, 'start.mts');
-      writeFileSync(script, STUCK_STORE_START);
-      const env: NodeJS.ProcessEnv = {
-        ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, LOG_LEVEL: 'info', ATS_ADVISOR: 'advise',
+      const started = startScript(dir, STUCK_STORE_START, {
+        ATS_ADVISOR: 'advise',
         // The deadline (the grace plus 5 s) is far beyond the wait for the role starting: an exit 0 is not the deadline's.
         ATS_SHUTDOWN_GRACE_MS: '20000', STUCK: stuck, STUCK_IN: join(root, file),
-      };
-      delete env.MYSQL_URL;
-      delete env.KAFKA_BROKERS;
-      delete env.NODE_TEST_CONTEXT;
-      const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', script], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
-      let port: string | undefined;
-      for (const deadline = Date.now() + 45_000; !(port = /^stuck (\d+)$/m.exec(out)?.[1]);) {
-        assert.ok(Date.now() < deadline && child.exitCode === null, `no start got stuck: ${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      });
+      const port = await portSaid(started, /^stuck (\d+)$/m, 'no start got stuck');
       // The API already answers while the role starts: what it takes then is kept.
-      const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: 1 }) });
-      assert.equal(r.status, 201);
-      const { id } = (await r.json()) as { id: string };
-      child.kill('SIGTERM');
+      const id = await submitOne(port);
+      started.child.kill('SIGTERM');
       // Well before the deadline (25 s from the signal): the stop waited for the role starting only STARTING_ROLE_WAIT_MS.
-      const early = setTimeout(() => child.kill('SIGKILL'), STARTING_ROLE_WAIT_MS + 15_000).unref();
-      const code = await exited.finally(() => clearTimeout(early));
-      assert.equal(code, 0, out);
-      assert.match(out, /start of .* given up/);
-      assert.doesNotMatch(out, /ats ready/, 'not ready after the signal');
-      assert.doesNotMatch(out, /shutdown did not finish in time/);
-      const store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
-      try {
-        const job = await store.getJob(id);
-        assert.ok(job && ['pending', 'published'].includes(job.snapshot.value), `the job is ${job?.snapshot.value}`);
-        assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
-      } finally {
-        await store.close();
-      }
+      const early = setTimeout(() => started.child.kill('SIGKILL'), STARTING_ROLE_WAIT_MS + 15_000).unref();
+      const code = await started.exited.finally(() => clearTimeout(early));
+      assert.equal(code, 0, started.output());
+      assert.match(started.output(), /start of .* given up/);
+      assert.doesNotMatch(started.output(), /ats ready/, 'not ready after the signal');
+      assert.doesNotMatch(started.output(), /shutdown did not finish in time/);
+      await assertKept(dir, id);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
