@@ -94,7 +94,7 @@ function decimalNumbers(schema: unknown, validate: ValidateFunction): ValidateFu
       for (const [key, decimal] of numeric) {
         const value = (data as Record<string, unknown>)[key];
         if (typeof value === 'string' && !decimal.test(value)) {
-          const message = `must be ${numeric.get(key) === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`;
+          const message = `must be ${decimal === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`;
           wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message }];
           return false;
         }
