@@ -261,3 +261,41 @@ describe('TailReader with no client connected', () => {
     await reader.stop();
   });
 });
+
+describe('TailReader over a store that stops answering', () => {
+  /** Whether `p` settles within `ms` (a stop that hangs fails the test instead of the run). */
+  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
+  });
+  const never = <T>() => new Promise<T>(() => undefined);
+
+  it('stops without waiting for a read of rows in flight, and hands nothing on after', async () => {
+    let answer: ((rows: StreamEventRecord[]) => void) | null = null;
+    const got: number[] = [];
+    const reader = new TailReader({
+      read: () => new Promise((resolve) => { answer = resolve; }), last: async () => 0,
+      clock: manualClock(), logger: silentLogger, onEvents: (es) => got.push(...es.map((e) => e.id)),
+    }, OPTS);
+    await reader.start();
+    for (let i = 0; i < 20 && !answer; i++) await new Promise((r) => setImmediate(r));
+    assert.ok(answer, 'a read is in flight');
+    assert.equal(await settles(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
+    answer!([{ ...(await table([1]).read(0, 1))[0]! }]);
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(got, [], 'the late answer is dropped');
+    assert.equal(reader.horizon, 0);
+  });
+
+  it('stops without waiting for an idle newest-id read in flight', async () => {
+    let calls = 0;
+    const reader = new TailReader({
+      read: () => never(), last: () => (++calls === 1 ? Promise.resolve(7) : never()), busy: () => false,
+      clock: manualClock(), logger: silentLogger, onEvents: () => undefined,
+    }, OPTS);
+    await reader.start();
+    for (let i = 0; i < 20 && calls < 2; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(calls, 2, 'the idle newest-id read is in flight');
+    assert.equal(await settles(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
+  });
+});

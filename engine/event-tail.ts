@@ -263,7 +263,7 @@ export class TailReader {
    */
   async skipAhead(): Promise<void> {
     const { clock } = this.deps;
-    const last = await this.lastId();
+    const last = await this.unlessStopped(this.lastId());
     const now = clock.now();
     if (last > 0) this.seen.saw(last, now);
     const final = this.seen.finalAt(now - this.opts.gapTimeoutMs);
@@ -273,10 +273,30 @@ export class TailReader {
     }
   }
 
+  /**
+   * Ends the reading loop. A read in flight is not waited for: a store that
+   * does not answer (MySQL waits up to its query timeout) must not hold the
+   * process's shutdown. Its late answer is dropped, which loses nothing: the
+   * rows stay in the table, and nothing reads them after the stop.
+   */
   async stop(): Promise<void> {
     this.stopping.abort();
     this.waker.notify();
     await this.loop;
+  }
+
+  /** `read`, or a rejection as soon as the reader stops (the read's late result, or failure, is dropped). */
+  private unlessStopped<T>(read: Promise<T>): Promise<T> {
+    const signal = this.stopping.signal;
+    if (signal.aborted) {
+      read.catch(() => undefined);
+      return Promise.reject(signal.reason);
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onStop = () => reject(signal.reason);
+      signal.addEventListener('abort', onStop, { once: true });
+      read.then(resolve, reject).finally(() => signal.removeEventListener('abort', onStop));
+    });
   }
 
   /**
@@ -286,7 +306,7 @@ export class TailReader {
    */
   async step(): Promise<{ again: boolean; gapUntil: number | null }> {
     const { read, clock, logger, onEvents } = this.deps;
-    const rows = await read(this.position, this.opts.tailBatchSize);
+    const rows = await this.unlessStopped(read(this.position, this.opts.tailBatchSize));
     const safe = safePrefix(this.position, rows, this.seen, clock.now(), this.opts.gapTimeoutMs);
     if (safe.skipped.length > 0) {
       // Rolled back, deleted by retention (routine: one line, not one per run), or committed later than gapTimeoutMs.

@@ -1,0 +1,49 @@
+/**
+ * The API's close while the store stops answering (a MySQL read then waits
+ * up to its query timeout, longer than the shutdown deadline): the stream's
+ * tail read in flight is not waited for, so app.close() resolves.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
+import type { JobStore } from '../../engine/ports.js';
+import { startStreamInstance } from '../../tests/helpers/stream.js';
+
+/** Whether `p` settles within `ms` (a close that hangs fails the test instead of the run). */
+const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
+  const timer = setTimeout(() => resolve(false), ms);
+  p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
+});
+
+describe('the stream over a store that stops answering', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-stream-stuck-'));
+  let store: SqliteStore | undefined;
+  after(async () => {
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets app.close() resolve while a tail read never answers', async () => {
+    store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
+    await store.migrate();
+    const real = store;
+    let stuck = false;
+    let hung = 0;
+    const hang = <T>(fn: () => Promise<T>): Promise<T> => {
+      if (!stuck) return fn();
+      hung++;
+      return new Promise<T>(() => undefined);
+    };
+    const double = Object.create(real) as JobStore;
+    double.lastEventId = () => hang(() => real.lastEventId());
+    double.readEventsAfter = (afterId, limit) => hang(() => real.readEventsAfter(afterId, limit));
+    const instance = await startStreamInstance({ store: double, options: { idlePollMs: 20 } });
+    stuck = true;
+    for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(hung > 0, 'a tail read is in flight and never answers');
+    assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
+  });
+});
