@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
+import { systemClock } from './system.js';
 import type { Clock, JobCount, WorkerRecord } from './ports.js';
 import { ALL_QUEUES, isLive, PRESENCE_INTERVAL_MS, PRESENCE_PURGE_MS, PRESENCE_TTL_MS, unserved, WorkerPresence } from './worker-presence.js';
 
@@ -159,5 +160,59 @@ describe('WorkerPresence: a heartbeat failing while the database is down', () =>
       ['warn', 'workers: presence heartbeat failed, will retry', 1],
       ['info', 'workers: presence heartbeat works again', 6],
     ]);
+  });
+});
+
+describe('WorkerPresence over a store that stops answering', () => {
+  /** Whether `p` settles within `ms` (a stop that hangs fails the test instead of the run). */
+  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
+  });
+  /** Rows by id; each call of a method in `held` waits until the test lets it go (`release`), or forever. */
+  function heldStore() {
+    const rows = new Map<string, WorkerRecord>();
+    const held = new Set<'upsertWorker' | 'deleteWorker'>();
+    const waiting: Array<() => void> = [];
+    const hold = async () => new Promise<void>((resolve) => waiting.push(resolve));
+    const store = {
+      upsertWorker: async (w: WorkerRecord) => {
+        if (held.has('upsertWorker')) await hold();
+        rows.set(w.id, w);
+      },
+      deleteWorker: async (id: string) => {
+        if (held.has('deleteWorker')) await hold();
+        rows.delete(id);
+      },
+      purgeWorkers: async () => 0,
+      listWorkers: async () => [...rows.values()],
+    };
+    return { store, rows, held, release: () => waiting.splice(0).forEach((r) => r()) };
+  }
+  const me = { id: 'w', host: 'h', pid: 1, concurrency: 1, types: () => ['t'] };
+
+  it('stops without waiting for a row delete the store never answers', async () => {
+    const s = heldStore();
+    const presence = new WorkerPresence({ store: s.store, clock: systemClock, logger: silentLogger }, me);
+    await presence.start();
+    assert.equal(s.rows.size, 1);
+    s.held.add('deleteWorker');
+    assert.equal(await settles(presence.stop(), 5000), true, 'stop() resolves');
+  });
+
+  it('stops while the first write hangs, and deletes the row that write leaves once it lands', async () => {
+    const s = heldStore();
+    const presence = new WorkerPresence({ store: s.store, clock: systemClock, logger: silentLogger }, me);
+    s.held.add('upsertWorker');
+    const starting = presence.start();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await settles(presence.stop(), 5000), true, 'stop() resolves');
+    assert.equal(s.rows.size, 0);
+    // The store answers late: the write lands after the stop's delete.
+    s.held.clear();
+    s.release();
+    await starting;
+    for (let i = 0; i < 50 && s.rows.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.rows.size, 0, 'the row written after the stop is deleted');
   });
 });

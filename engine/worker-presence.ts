@@ -19,6 +19,8 @@ import type { Clock, JobCount, Logger, WorkerRecord, WorkerRegistryStore } from 
 export const PRESENCE_INTERVAL_MS = 5_000;
 export const PRESENCE_TTL_MS = 15_000;
 export const PRESENCE_PURGE_MS = 3_600_000;
+/** How long a stop waits for the store to delete the row. */
+export const PRESENCE_STOP_WAIT_MS = 1_000;
 /** The queue list of a worker that serves every queue. */
 export const ALL_QUEUES = '*';
 /** Most workers a store lists (`WorkerRegistryStore.listWorkers`). */
@@ -86,6 +88,8 @@ export class WorkerPresence {
     while (await this.deps.clock.sleep(PRESENCE_INTERVAL_MS, signal).then(() => true, () => false)) await this.beat();
   });
   private startedAt = 0;
+  /** Aborted by stop(): a beat in flight returns at once, and none begins. */
+  private readonly stopping = new AbortController();
   /** A heartbeat failing while the database is down: the first failure, one line a minute, then the recovery. */
   private readonly outage: OutageLog;
 
@@ -100,32 +104,65 @@ export class WorkerPresence {
     this.outage = new OutageLog(deps.logger, 'workers: presence heartbeat', { level: 'warn' });
   }
 
-  /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh. */
+  /** Writes the row once (a failure is logged; the heartbeat tries again) and keeps it fresh, unless stopped meanwhile. */
   async start(): Promise<void> {
     this.startedAt = this.deps.clock.now();
     await this.beat();
-    this.loop.start();
+    if (!this.stopping.signal.aborted) this.loop.start();
   }
 
-  /** Stops the heartbeat and deletes the row (best effort: a row left behind stops being live after the TTL). */
+  /**
+   * Stops the heartbeat and deletes the row (best effort: a row left behind stops being live after the TTL).
+   * Waits for no store call beyond PRESENCE_STOP_WAIT_MS: a store that does not answer must not hold the
+   * process's shutdown. A write still in flight that lands later deletes its row again (see `beat`).
+   * A stopped presence does not start again.
+   */
   async stop(): Promise<void> {
+    this.stopping.abort();
     await this.loop.stop();
-    await this.deps.store.deleteWorker(this.me.id).catch((err: unknown) => this.deps.logger.warn('workers: presence row not deleted', errorFields(err)));
+    const waited = new AbortController();
+    const gaveUp = this.deps.clock.sleep(PRESENCE_STOP_WAIT_MS, waited.signal).then(() => true, () => false);
+    const late = await Promise.race([this.deleteRow().then(() => false), gaveUp]);
+    waited.abort();
+    if (late) this.deps.logger.warn(`workers: presence row delete did not answer within ${PRESENCE_STOP_WAIT_MS} ms; left to go stale`, { id: this.me.id });
+  }
+
+  private deleteRow(): Promise<void> {
+    return this.deps.store.deleteWorker(this.me.id).catch((err: unknown) => this.deps.logger.warn('workers: presence row not deleted', errorFields(err)));
   }
 
   /** One heartbeat: the row, then rows unseen for PRESENCE_PURGE_MS deleted. */
   async beat(): Promise<void> {
     const { store, clock } = this.deps;
     const now = clock.now();
+    const stopped = this.stopping.signal;
+    if (stopped.aborted) return;
+    const write = store.upsertWorker({
+      id: this.me.id, host: this.me.host, pid: this.me.pid, queues: this.me.queues?.length ? [...this.me.queues] : [ALL_QUEUES], types: [...this.me.types()].sort(),
+      concurrency: this.me.concurrency, startedAt: this.startedAt, lastSeenAt: now,
+    });
+    // A write that lands after the stop (the store answered late) left a row the stop's delete may have missed.
+    void write.then(() => (stopped.aborted ? this.deleteRow() : undefined), () => undefined);
     try {
-      await store.upsertWorker({
-        id: this.me.id, host: this.me.host, pid: this.me.pid, queues: this.me.queues?.length ? [...this.me.queues] : [ALL_QUEUES], types: [...this.me.types()].sort(),
-        concurrency: this.me.concurrency, startedAt: this.startedAt, lastSeenAt: now,
-      });
-      await store.purgeWorkers(now - PRESENCE_PURGE_MS);
+      await unlessAborted(write, stopped);
+      await unlessAborted(store.purgeWorkers(now - PRESENCE_PURGE_MS), stopped);
       this.outage.succeeded();
     } catch (err) {
+      if (stopped.aborted) return;
       this.outage.failed(err, now);
     }
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts (what `p` ends in later is dropped). */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
