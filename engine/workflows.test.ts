@@ -339,6 +339,32 @@ describe('the workflow driver, when a delivery fails', () => {
   });
 });
 
+describe('the workflow driver stopped while it joins', () => {
+  it('stops the subscription a join that ended after the stop returned, and runs no timer pass', async () => {
+    let joined!: () => void;
+    const join = new Promise<void>((r) => (joined = r));
+    let stops = 0;
+    let timerPasses = 0;
+    const service = { sweepMessages: async () => 0, fireDueTimers: async () => (timerPasses++, 0) } as unknown as WorkflowService;
+    // A join that ends once the test says, whatever the signal (the stop came as it completed).
+    const log = {
+      consume: async () => {
+        await join;
+        return { stop: async () => void stops++ };
+      },
+    } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger: silentLogger }, { pollMs: 5, batchSize: 10, sweepMs: 60_000 });
+    const starting = driver.start();
+    await new Promise((r) => setImmediate(r));
+    await driver.stop();
+    joined();
+    await starting;
+    assert.equal(stops, 1, 'the subscription is stopped as soon as the join ends');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(timerPasses, 0, 'no timer pass after the stop');
+  });
+});
+
 describe('the workflow driver\'s sweep', () => {
   it('stops with the driver: a stop during a long sweep does not wait for the rest of it', async () => {
     let pages = 0;

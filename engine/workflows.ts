@@ -1006,16 +1006,17 @@ export class WorkflowDriver {
 
   async start(): Promise<void> {
     const { log, service, logger } = this.deps;
-    this.stopping = new AbortController();
+    const stopping = new AbortController();
+    this.stopping = stopping;
     if (this.opts.sweepAtStart) {
       this.lastSweep = this.deps.clock.now();
       // One instance's failure is set aside by the sweep; the database unreachable fails the start.
-      await this.sweep(this.lastSweep, this.stopping.signal);
+      await this.sweep(this.lastSweep, stopping.signal);
     }
-    this.subscription = await log.consume({
+    const subscription = await log.consume({
       topic: TOPICS.workflows, groupId: 'ats-workflows', fromBeginning: true,
       // A stop gives up a join still in progress (up to the log's ready timeout, 30 s on Kafka).
-      signal: this.stopping.signal,
+      signal: stopping.signal,
       handle: async (records) => {
         // One instance's ends and messages in order; different instances' at once (each is its own transaction).
         const byInstance = new Map<string, (ChildEndedMessage | null)[]>();
@@ -1050,6 +1051,12 @@ export class WorkflowDriver {
         });
       },
     });
+    // Stopped while it joined (the join ended anyway): the stop found no subscription to stop, so this one stops here.
+    if (stopping.signal.aborted) {
+      await subscription.stop();
+      return;
+    }
+    this.subscription = subscription;
     this.loop.start();
   }
 
