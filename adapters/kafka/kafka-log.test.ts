@@ -25,6 +25,13 @@ function freshLog(extra: Partial<KafkaLogOptions> = {}) {
   };
 }
 
+async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await ok());) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /**
  * Sends a record with a header whose value is null (length -1), as a Java
  * producer may. kafkajs encodes a null header value so, but measures its
@@ -254,6 +261,48 @@ if (kafkaUp) {
       const { log, cleanup } = freshLog();
       await cleanup();
       await assert.rejects(log.publish([{ topic: TOPICS.events, key: 'k', value: 'v', headers: {} }]), { code: 'ATS_ERR_NOT_READY' });
+    });
+
+    it('close() gives up a consume() whose join is in progress: it rejects, and is handed nothing', { timeout: 60_000 }, async () => {
+      const { log: holderLog, topicPrefix, cleanup } = freshLog();
+      const log = createKafkaLog({ brokers, topicPrefix, clientId: 'ats-contract', logLevel: 'error' });
+      const group = `${topicPrefix}held`;
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const busy: string[] = [];
+      const joinerSaw: string[] = [];
+      try {
+        // A member busy with a batch: it rejoins only once that batch is handled, so a new member's join waits.
+        await holderLog.consume({
+          topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true,
+          handle: async (records) => {
+            busy.push(...records.map((r) => r.value));
+            if (records.some((r) => r.value === 'busy')) await held;
+          },
+        });
+        await holderLog.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'busy', headers: {} }]);
+        await until('the holder busy with its batch', () => busy.includes('busy'));
+        const joining = log.consume({
+          topic: TOPICS.dispatch, groupId: 'held', fromBeginning: true,
+          handle: async (records) => void joinerSaw.push(...records.map((r) => r.value)),
+        });
+        const outcome = joining.then(() => 'joined', (error: unknown) => error);
+        await admin.connect();
+        await until('the group rebalancing for the new member', async () => (await admin.describeGroups([group])).groups[0]?.state === 'PreparingRebalance');
+
+        await log.close();
+        const settled = await Promise.race([outcome, new Promise((r) => setTimeout(r, 5000, 'still joining'))]);
+        assert.equal((settled as { code?: string }).code, 'ATS_ERR_NOT_READY', `consume(): ${String(settled)}`);
+        // The holder's batch ends: the group goes on without the member given up.
+        release();
+        await holderLog.publish([{ topic: TOPICS.dispatch, key: 'a', value: 'after', headers: {} }]);
+        await until('the holder handling the next record', () => busy.includes('after'), 30_000);
+        assert.deepEqual(joinerSaw, [], 'the consume() given up was handed nothing');
+      } finally {
+        release();
+        await log.close();
+        await cleanup();
+      }
     });
   });
 } else {

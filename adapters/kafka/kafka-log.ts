@@ -111,6 +111,8 @@ class KafkaEventLog implements EventLog {
   private readonly partitioners = new Map<string, { count: number; pick: (key: string) => number }>();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
+  /** Aborted by close(): gives up the joins of consume() calls still in progress. */
+  private readonly closing = new AbortController();
   /** A partition count changed since the producer read its metadata: replaced at the next publish that starts alone. */
   private producerStale = false;
   /** Publishes in flight (a producer is not replaced under one). */
@@ -194,7 +196,14 @@ class KafkaEventLog implements EventLog {
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
     await this.ensureTopic(options.topic);
-    const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, options);
+    // A join in progress is not a tracked subscription yet: close() gives it up as the caller's signal does.
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
+    const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, { ...options, signal });
+    if (this.closed) {
+      // Joined as the log closed: stopped, not handed on.
+      await sub.stop();
+      this.assertOpen();
+    }
     const tracked: Subscription = {
       stop: async () => {
         this.subscriptions.delete(tracked);
@@ -246,7 +255,8 @@ class KafkaEventLog implements EventLog {
 
   /**
    * The subscriptions stop (each waits on Kafka for a bounded time, then cuts
-   * its connections). The producer's and the admin's connections are cut,
+   * its connections), and a `consume()` whose join is still in progress is
+   * given up at once (it rejects with ATS_ERR_NOT_READY). The producer's and the admin's connections are cut,
    * not drained: a publish still in flight is one its caller gave up on (a
    * relay that stopped), as is an admin request still pending (a `ping` or
    * `listTopics` that timed out), and a graceful disconnect would wait for a
@@ -255,6 +265,7 @@ class KafkaEventLog implements EventLog {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort(closedError());
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
     this.current.cut();
     this.admin.cut();
@@ -449,7 +460,7 @@ class KafkaEventLog implements EventLog {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new AtsError('ATS_ERR_NOT_READY', 'The Kafka event log is closed');
+    if (this.closed) throw closedError();
   }
 }
 
@@ -537,3 +548,5 @@ function debugOnceCut(logger: Logger, isCut: () => boolean): Logger {
 function unansweredAfter<T>(promise: Promise<T>, ms: number, step: string): Promise<T> {
   return withTimeout(promise, ms, () => new AtsError('ATS_ERR_NOT_READY', `Kafka left ${step} unanswered for ${ms} ms`));
 }
+
+const closedError = (): AtsError => new AtsError('ATS_ERR_NOT_READY', 'The Kafka event log is closed');
