@@ -20,6 +20,7 @@
  * client to arrive wakes it, and it reads on from there.
  */
 import { OutageLog } from './error-backoff.js';
+import { unlessStopped } from './loop.js';
 import type { Clock, JobStore, Logger, StreamEventRecord } from './ports.js';
 import { Waker } from './wake.js';
 
@@ -287,16 +288,7 @@ export class TailReader {
 
   /** `read`, or a rejection as soon as the reader stops (the read's late result, or failure, is dropped). */
   private unlessStopped<T>(read: Promise<T>): Promise<T> {
-    const signal = this.stopping.signal;
-    if (signal.aborted) {
-      read.catch(() => undefined);
-      return Promise.reject(signal.reason);
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onStop = () => reject(signal.reason);
-      signal.addEventListener('abort', onStop, { once: true });
-      read.then(resolve, reject).finally(() => signal.removeEventListener('abort', onStop));
-    });
+    return unlessStopped(read, this.stopping.signal);
   }
 
   /**

@@ -84,3 +84,20 @@ export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise
     await p.clock.sleep(pauseMs, signal).catch(() => undefined);
   }
 }
+
+/**
+ * `read`, or a rejection with the signal's reason as soon as it aborts: a
+ * loop's stop does not wait for a store that stopped answering (MySQL waits
+ * up to its query timeout). The read's late result, or failure, is dropped.
+ */
+export function unlessStopped<T>(read: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    read.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onStop = () => reject(signal.reason);
+    signal.addEventListener('abort', onStop, { once: true });
+    read.then(resolve, reject).finally(() => signal.removeEventListener('abort', onStop));
+  });
+}

@@ -95,3 +95,24 @@ it('a value stamped ahead of this process\'s clock (its worker\'s clock runs fas
   assert.equal(await w.tail.readOnce(), 1, 'the fast one\'s next value');
   assert.equal(w.delivered.filter((p) => p.jobId === 'fast-clock').length, 2, 'each of its values once');
 });
+
+it('stops without waiting for a read in flight, and delivers nothing of its late answer', async () => {
+  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
+  });
+  const clock: Clock = { now: () => 1_000_000, sleep: () => new Promise(() => undefined) };
+  let answer: ((rows: JobProgress[]) => void) | null = null;
+  const delivered: JobProgress[] = [];
+  const tail = new ProgressTail({
+    store: { readProgressSince: () => new Promise((resolve) => { answer = resolve; }) },
+    clock, logger: silentLogger, busy: () => true, onProgress: (p) => void delivered.push(p),
+  }, 200);
+  tail.start();
+  for (let i = 0; i < 20 && !answer; i++) await new Promise((r) => setImmediate(r));
+  assert.ok(answer, 'a read is in flight');
+  assert.equal(await settles(tail.stop(), 2000), true, 'stop() resolves while the read does not answer');
+  answer!([{ jobId: 'a', type: 't', queue: 'q', attempt: 1, value: 1, at: 1_000_000 }]);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(delivered, [], 'the late answer is dropped');
+});

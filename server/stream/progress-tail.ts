@@ -13,7 +13,7 @@
  * at each read until this clock passes it, and sent once), so a worker whose
  * clock runs fast holds back no other job's values.
  */
-import { BackgroundLoop, pollUntilAborted } from '../../engine/loop.js';
+import { BackgroundLoop, pollUntilAborted, unlessStopped } from '../../engine/loop.js';
 import type { Clock, JobProgress, Logger, ProgressStore } from '../../engine/ports.js';
 
 /** How far before the newest progress seen each read starts again. */
@@ -41,7 +41,7 @@ export class ProgressTail {
   private readonly loop = new BackgroundLoop((signal) => pollUntilAborted(signal, {
     clock: this.deps.clock, logger: this.deps.logger, failure: 'stream: progress read failed', pollMs: this.pollMs,
     pass: async () => {
-      await this.readOnce();
+      await this.readOnce(signal);
       return false;
     },
   }));
@@ -58,8 +58,13 @@ export class ProgressTail {
     return this.loop.stop();
   }
 
-  /** One read: returns how many values it delivered. */
-  async readOnce(): Promise<number> {
+  /**
+   * One read: returns how many values it delivered. Given the loop's signal,
+   * a page read in flight when it aborts is not waited for (a store that does
+   * not answer must not hold the stop) and its late answer is dropped, so
+   * nothing is delivered after the stop; the values stay stored.
+   */
+  async readOnce(signal?: AbortSignal): Promise<number> {
     const { store, clock } = this.deps;
     if (!this.deps.busy()) {
       // No one listens: nothing stored now is news later.
@@ -78,7 +83,8 @@ export class ProgressTail {
     // other worker's values, stamped on time, would fall below the look-back until this clock caught up.
     const now = clock.now();
     for (;;) {
-      const rows = await store.readProgressSince(since, BATCH);
+      const read = store.readProgressSince(since, BATCH);
+      const rows = await (signal ? unlessStopped(read, signal) : read);
       for (const p of rows) {
         const seen = Math.min(p.at, now);
         if (seen > this.horizon) this.horizon = seen;

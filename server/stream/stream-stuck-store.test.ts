@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
 import type { JobStore } from '../../engine/ports.js';
-import { startStreamInstance } from '../../tests/helpers/stream.js';
+import { startStreamInstance, TestClient } from '../../tests/helpers/stream.js';
 
 /** Whether `p` settles within `ms` (a close that hangs fails the test instead of the run). */
 const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
@@ -21,7 +21,9 @@ const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resol
 describe('the stream over a store that stops answering', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stream-stuck-'));
   let store: SqliteStore | undefined;
+  const clients: TestClient[] = [];
   after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
     await store?.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -44,6 +46,27 @@ describe('the stream over a store that stops answering', () => {
     stuck = true;
     for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(hung > 0, 'a tail read is in flight and never answers');
+    assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
+  });
+
+  it('lets app.close() resolve while a progress read, with a client connected, never answers', async () => {
+    await store?.close();
+    store = createSqliteStore({ file: join(dir, 'ats-progress.sqlite') });
+    await store.migrate();
+    const real = store;
+    let stuck = false;
+    let hung = 0;
+    const double = Object.create(real) as SqliteStore;
+    double.readProgressSince = (since, limit) => {
+      if (!stuck) return real.readProgressSince(since, limit);
+      hung++;
+      return new Promise(() => undefined);
+    };
+    const instance = await startStreamInstance({ store: double, options: { pollMs: 20 } });
+    clients.push(await TestClient.connect(instance.url));
+    stuck = true;
+    for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(hung > 0, 'a progress read is in flight and never answers');
     assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
   });
 });
