@@ -9,6 +9,7 @@
 import { OPEN_PRINCIPAL, type Principal } from '../../engine/auth.js';
 import type { WebSocket } from 'ws';
 import { errorFields } from '../../engine/logger.js';
+import { unlessStopped } from '../../engine/loop.js';
 import { Semaphore } from '../../engine/semaphore.js';
 import type {
   Clock, JobProgress, JobStore, Logger, ProgressStore, Stats, StreamEventRecord, WorkflowStore, WorkflowStreamEventRecord,
@@ -186,9 +187,11 @@ export class StreamHub {
    * whether it still holds, and closes with 4401 the sessions of one that
    * does not. A read that fails closes nothing and ends this round (the
    * store is down: the other keys' reads would fail too); the next round
-   * asks again.
+   * asks again. A read in flight at the hub's stop is not waited for (a key
+   * store that does not answer must not hold the stop): the round ends there,
+   * its late answer dropped, and closes nothing.
    */
-  private async recheckKeys(standing: (principal: Principal) => Promise<Standing>): Promise<void> {
+  private async recheckKeys(standing: (principal: Principal) => Promise<Standing>, signal: AbortSignal): Promise<void> {
     const groups = new Map<string | null, { principal: Principal; sessions: StreamSession[] }>();
     for (const [session, principal] of this.sessions) {
       const group = groups.get(principal.keyId);
@@ -198,8 +201,9 @@ export class StreamHub {
     for (const { principal, sessions } of groups.values()) {
       let now: Standing;
       try {
-        now = await standing(principal);
+        now = await unlessStopped(standing(principal), signal);
       } catch (err) {
+        if (signal.aborted) return;
         if (!this.keyCheckFailing) this.deps.logger.warn('stream: cannot re-check the keys of open connections; they stay open until it can', errorFields(err));
         this.keyCheckFailing = true;
         return;
@@ -331,7 +335,7 @@ export class StreamHub {
       }
       if (this.sessions.size === 0) continue;
       try {
-        await this.recheckKeys(standing);
+        await this.recheckKeys(standing, signal);
       } catch (err) {
         // recheckKeys catches the reads; this is a bug, and must not end the loop (or leave the promise rejected for stop()).
         this.deps.logger.error('stream: key re-check failed', errorFields(err));
