@@ -88,7 +88,8 @@ export async function pollUntilAborted(signal: AbortSignal, p: Polling): Promise
 /**
  * `read`, or a rejection with the signal's reason as soon as it aborts: a
  * loop's stop does not wait for a store that stopped answering (MySQL waits
- * up to its query timeout). The read's late result, or failure, is dropped.
+ * up to its query timeout), nor a worker for a handler that ignores its
+ * signal. The read's late result, or failure, is dropped.
  */
 export function unlessStopped<T>(read: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {

@@ -12,7 +12,7 @@
  * worker can run (engine/timers.ts), instead of dispatching it again.
  */
 import { errorFields } from './logger.js';
-import { BackgroundLoop } from './loop.js';
+import { BackgroundLoop, unlessStopped } from './loop.js';
 import { OutageLog } from './error-backoff.js';
 import type { Clock, JobCount, Logger, WorkerRecord, WorkerRegistryStore } from './ports.js';
 
@@ -144,8 +144,8 @@ export class WorkerPresence {
     // A write that lands after the stop (the store answered late) left a row the stop's delete may have missed.
     void write.then(() => (stopped.aborted ? this.deleteRow() : undefined), () => undefined);
     try {
-      await unlessAborted(write, stopped);
-      await unlessAborted(store.purgeWorkers(now - PRESENCE_PURGE_MS), stopped);
+      await unlessStopped(write, stopped);
+      await unlessStopped(store.purgeWorkers(now - PRESENCE_PURGE_MS), stopped);
       this.outage.succeeded();
     } catch (err) {
       if (stopped.aborted) return;
@@ -154,15 +154,3 @@ export class WorkerPresence {
   }
 }
 
-/** `p`, or a rejection with the signal's reason as soon as it aborts (what `p` ends in later is dropped). */
-function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    p.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}

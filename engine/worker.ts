@@ -85,6 +85,7 @@ import {
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
+import { unlessStopped } from './loop.js';
 import { Semaphore } from './semaphore.js';
 import { describeThrown, isInstance, thrownField } from './thrown.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
@@ -1105,7 +1106,7 @@ export class Worker {
       entry.handlerCalled = true;
       // Before the race is set up, so the slot's bookkeeping sees the handler settle first.
       this.holdSlot(entry, work, releaseSlot);
-      const stored = storedResult(await raceAbort(work, abort.signal));
+      const stored = storedResult(await unlessStopped(work, abort.signal));
       if ('unstorable' in stored) throw new NonRetryableError(stored.unstorable);
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
       event = { type: 'SUCCEEDED', attempt, result: stored.result };
@@ -1208,7 +1209,7 @@ export class Worker {
   /** Whether `work` settles before the worker gives up its last writes at shutdown (`abandon`). */
   private stoppedBeforeAbandon(work: Promise<unknown>): Promise<boolean> {
     const settled = work.then(() => undefined, () => undefined);
-    return raceAbort(settled, this.abandon.signal).then(() => true, () => false);
+    return unlessStopped(settled, this.abandon.signal).then(() => true, () => false);
   }
 
   /** A retryable failure as the advisor would have it recorded (enforce): not retried, or retried after its delay. */
@@ -1579,16 +1580,3 @@ function safeParse<T>(value: string): T | null {
   }
 }
 
-/** Settles with the handler, or rejects as soon as the signal aborts (a handler may ignore its signal). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    // The abort answers; whatever `p` ends in later is no one's unhandled rejection.
-    p.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
