@@ -23,6 +23,7 @@ import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
 import { HandlerModuleError, HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
+import { settlesWithin } from '../engine/loop.js';
 import { AtsError } from '../engine/errors.js';
 import type {
   AuditStore, Clock, EventLog, IdGenerator, JobStore, KeyStore, LimitStore, Logger, ProgressStore, QueueStore, Random, ScheduleStore, WorkerRegistryStore, WorkflowStore,
@@ -471,16 +472,6 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
  */
 export const STARTING_ROLE_WAIT_MS = 2000;
 
-/** Whether `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** What `System.start()` rejects with when a stop came while it was under way: the roles not started yet were not. */
 export class StartGivenUp extends Error {

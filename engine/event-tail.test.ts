@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { silentLogger } from './logger.js';
 import type { Clock, StreamEventRecord } from './ports.js';
+import { settlesWithin } from './loop.js';
 import { findLastId, safePrefix, SeenMarks, TailReader, type TailOptions } from './event-tail.js';
 
 /** A table of committed events; `read` is `readEventsAfter`. */
@@ -263,11 +264,6 @@ describe('TailReader with no client connected', () => {
 });
 
 describe('TailReader over a store that stops answering', () => {
-  /** Whether `p` settles within `ms` (a stop that hangs fails the test instead of the run). */
-  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-  });
   const never = <T>() => new Promise<T>(() => undefined);
 
   it('stops without waiting for a read of rows in flight, and hands nothing on after', async () => {
@@ -280,7 +276,7 @@ describe('TailReader over a store that stops answering', () => {
     await reader.start();
     for (let i = 0; i < 20 && !answer; i++) await new Promise((r) => setImmediate(r));
     assert.ok(answer, 'a read is in flight');
-    assert.equal(await settles(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
+    assert.equal(await settlesWithin(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
     answer!([{ ...(await table([1]).read(0, 1))[0]! }]);
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
     assert.deepEqual(got, [], 'the late answer is dropped');
@@ -296,6 +292,6 @@ describe('TailReader over a store that stops answering', () => {
     await reader.start();
     for (let i = 0; i < 20 && calls < 2; i++) await new Promise((r) => setImmediate(r));
     assert.equal(calls, 2, 'the idle newest-id read is in flight');
-    assert.equal(await settles(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
+    assert.equal(await settlesWithin(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
   });
 });

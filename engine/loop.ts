@@ -102,3 +102,14 @@ export function unlessStopped<T>(read: Promise<T>, signal: AbortSignal): Promise
     read.then(resolve, reject).finally(() => signal.removeEventListener('abort', onStop));
   });
 }
+
+/** Whether `promise` settles, either way, within `ms` (it is left to settle later otherwise). */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -8,6 +8,7 @@ import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { silentLogger } from './logger.js';
 import { systemClock } from './system.js';
 import type { Clock, JobCount, WorkerRecord } from './ports.js';
+import { settlesWithin } from './loop.js';
 import { ALL_QUEUES, isLive, PRESENCE_INTERVAL_MS, PRESENCE_PURGE_MS, PRESENCE_TTL_MS, unserved, WorkerPresence } from './worker-presence.js';
 
 const NOW = 10_000_000;
@@ -164,11 +165,6 @@ describe('WorkerPresence: a heartbeat failing while the database is down', () =>
 });
 
 describe('WorkerPresence over a store that stops answering', () => {
-  /** Whether `p` settles within `ms` (a stop that hangs fails the test instead of the run). */
-  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-  });
   /** Rows by id; each call of a method in `held` waits until the test lets it go (`release`), or forever. */
   function heldStore() {
     const rows = new Map<string, WorkerRecord>();
@@ -197,7 +193,7 @@ describe('WorkerPresence over a store that stops answering', () => {
     await presence.start();
     assert.equal(s.rows.size, 1);
     s.held.add('deleteWorker');
-    assert.equal(await settles(presence.stop(), 5000), true, 'stop() resolves');
+    assert.equal(await settlesWithin(presence.stop(), 5000), true, 'stop() resolves');
   });
 
   it('stops while the first write hangs, and deletes the row that write leaves once it lands', async () => {
@@ -206,7 +202,7 @@ describe('WorkerPresence over a store that stops answering', () => {
     s.held.add('upsertWorker');
     const starting = presence.start();
     await new Promise((r) => setImmediate(r));
-    assert.equal(await settles(presence.stop(), 5000), true, 'stop() resolves');
+    assert.equal(await settlesWithin(presence.stop(), 5000), true, 'stop() resolves');
     assert.equal(s.rows.size, 0);
     // The store answers late: the write lands after the stop's delete.
     s.held.clear();

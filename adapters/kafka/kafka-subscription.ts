@@ -10,6 +10,7 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { ErrorBackoff, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
+import { settlesWithin } from '../../engine/loop.js';
 import type { BatchInfo, ConsumeOptions, Logger as EngineLogger, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
@@ -169,17 +170,6 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
     signal.addEventListener('abort', onAbort, { once: true });
   });
   return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
-}
-
-/** Whether `promise` settled (either way) within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

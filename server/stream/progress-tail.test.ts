@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { silentLogger } from '../../engine/logger.js';
+import { settlesWithin } from '../../engine/loop.js';
 import type { Clock, JobProgress } from '../../engine/ports.js';
 import { LOOK_BACK_MS, ProgressTail } from './progress-tail.js';
 
@@ -97,10 +98,6 @@ it('a value stamped ahead of this process\'s clock (its worker\'s clock runs fas
 });
 
 it('stops without waiting for a read in flight, and delivers nothing of its late answer', async () => {
-  const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-  });
   const clock: Clock = { now: () => 1_000_000, sleep: () => new Promise(() => undefined) };
   let answer: ((rows: JobProgress[]) => void) | null = null;
   const delivered: JobProgress[] = [];
@@ -111,7 +108,7 @@ it('stops without waiting for a read in flight, and delivers nothing of its late
   tail.start();
   for (let i = 0; i < 20 && !answer; i++) await new Promise((r) => setImmediate(r));
   assert.ok(answer, 'a read is in flight');
-  assert.equal(await settles(tail.stop(), 2000), true, 'stop() resolves while the read does not answer');
+  assert.equal(await settlesWithin(tail.stop(), 2000), true, 'stop() resolves while the read does not answer');
   answer!([{ jobId: 'a', type: 't', queue: 'q', attempt: 1, value: 1, at: 1_000_000 }]);
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
   assert.deepEqual(delivered, [], 'the late answer is dropped');

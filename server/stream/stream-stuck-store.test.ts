@@ -12,14 +12,9 @@ import { after, describe, it } from 'node:test';
 import { createSqliteStore, type SqliteStore } from '../../adapters/sqlite/index.js';
 import type { JobStore } from '../../engine/ports.js';
 import { silentLogger } from '../../engine/logger.js';
+import { settlesWithin } from '../../engine/loop.js';
 import { authWith, makeKey, MemoryKeyStore } from '../../tests/helpers/keys.js';
 import { startStreamInstance, TestClient } from '../../tests/helpers/stream.js';
-
-/** Whether `p` settles within `ms` (a close that hangs fails the test instead of the run). */
-const settles = (p: Promise<unknown>, ms: number) => new Promise<boolean>((resolve) => {
-  const timer = setTimeout(() => resolve(false), ms);
-  p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-});
 
 describe('the stream over a store that stops answering', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stream-stuck-'));
@@ -49,7 +44,7 @@ describe('the stream over a store that stops answering', () => {
     stuck = true;
     for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(hung > 0, 'a tail read is in flight and never answers');
-    assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
+    assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
   });
 
   it('lets app.close() resolve while a progress read, with a client connected, never answers', async () => {
@@ -70,7 +65,7 @@ describe('the stream over a store that stops answering', () => {
     stuck = true;
     for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(hung > 0, 'a progress read is in flight and never answers');
-    assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
+    assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
   });
 
   it('lets app.close() resolve while a key re-check read never answers, and logs no key store outage for it', async () => {
@@ -94,7 +89,7 @@ describe('the stream over a store that stops answering', () => {
     stuck = true;
     for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(hung > 0, 'a key re-check read is in flight and never answers');
-    assert.equal(await settles(instance.app.close(), 5000), true, 'app.close() resolves');
+    assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
     assert.deepEqual(warned.filter((m) => m.includes('re-check')), [], 'the stop is no key store outage');
   });
 });
