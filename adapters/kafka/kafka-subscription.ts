@@ -10,7 +10,7 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { ErrorBackoff, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
-import { settlesWithin } from '../../engine/loop.js';
+import { settlesWithin, unlessStopped } from '../../engine/loop.js';
 import type { BatchInfo, ConsumeOptions, Logger as EngineLogger, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
@@ -160,18 +160,6 @@ async function noHandleRunning(inFlight: Set<Promise<unknown>>): Promise<void> {
   while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
 }
 
-/** `promise`, or a rejection with the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  signal.throwIfAborted();
-  let onAbort!: () => void;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
-}
-
 /**
  * One kafkajs consumer on `client` (its own), joined and fetching;
  * `onDeadCrash` hears of a later crash kafkajs does not restart from.
@@ -227,7 +215,8 @@ async function startConsumer(
   const notReady = new Promise<never>((_, reject) => { ready.promise.catch(reject); });
   notReady.catch(() => {});
   try {
-    await untilAborted(Promise.race([joining, notReady]), signal);
+    const joined = Promise.race([joining, notReady]);
+    await (signal ? unlessStopped(joined, signal) : joined);
   } catch (error) {
     ready.cancel();
     givenUp = true;
