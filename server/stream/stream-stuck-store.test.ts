@@ -16,6 +16,27 @@ import { settlesWithin } from '../../engine/loop.js';
 import { authWith, makeKey, MemoryKeyStore } from '../../tests/helpers/keys.js';
 import { startStreamInstance, TestClient } from '../../tests/helpers/stream.js';
 
+/**
+ * The calls of a double: `call(answer)` answers through `answer` until
+ * `stick()`, and never after; `stick()` returns once such a call is in flight.
+ */
+function answersUntilStuck() {
+  let stuck = false;
+  let hung = 0;
+  return {
+    call<T>(answer: () => Promise<T>): Promise<T> {
+      if (!stuck) return answer();
+      hung++;
+      return new Promise<T>(() => undefined);
+    },
+    async stick(what: string): Promise<void> {
+      stuck = true;
+      for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(hung > 0, `${what} is in flight and never answers`);
+    },
+  };
+}
+
 describe('the stream over a store that stops answering', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-stream-stuck-'));
   let store: SqliteStore | undefined;
@@ -30,20 +51,12 @@ describe('the stream over a store that stops answering', () => {
     store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
     await store.migrate();
     const real = store;
-    let stuck = false;
-    let hung = 0;
-    const hang = <T>(fn: () => Promise<T>): Promise<T> => {
-      if (!stuck) return fn();
-      hung++;
-      return new Promise<T>(() => undefined);
-    };
+    const reads = answersUntilStuck();
     const double = Object.create(real) as JobStore;
-    double.lastEventId = () => hang(() => real.lastEventId());
-    double.readEventsAfter = (afterId, limit) => hang(() => real.readEventsAfter(afterId, limit));
+    double.lastEventId = () => reads.call(() => real.lastEventId());
+    double.readEventsAfter = (afterId, limit) => reads.call(() => real.readEventsAfter(afterId, limit));
     const instance = await startStreamInstance({ store: double, options: { idlePollMs: 20 } });
-    stuck = true;
-    for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(hung > 0, 'a tail read is in flight and never answers');
+    await reads.stick('a tail read');
     assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
   });
 
@@ -52,19 +65,12 @@ describe('the stream over a store that stops answering', () => {
     store = createSqliteStore({ file: join(dir, 'ats-progress.sqlite') });
     await store.migrate();
     const real = store;
-    let stuck = false;
-    let hung = 0;
+    const reads = answersUntilStuck();
     const double = Object.create(real) as SqliteStore;
-    double.readProgressSince = (since, limit) => {
-      if (!stuck) return real.readProgressSince(since, limit);
-      hung++;
-      return new Promise(() => undefined);
-    };
+    double.readProgressSince = (since, limit) => reads.call(() => real.readProgressSince(since, limit));
     const instance = await startStreamInstance({ store: double, options: { pollMs: 20 } });
     clients.push(await TestClient.connect(instance.url));
-    stuck = true;
-    for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(hung > 0, 'a progress read is in flight and never answers');
+    await reads.stick('a progress read');
     assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
   });
 
@@ -72,23 +78,16 @@ describe('the stream over a store that stops answering', () => {
     await store?.close();
     store = createSqliteStore({ file: join(dir, 'ats-keys.sqlite') });
     await store.migrate();
-    let stuck = false;
-    let hung = 0;
+    const reads = answersUntilStuck();
     const keys = new MemoryKeyStore();
     const getKey = keys.getKey.bind(keys);
-    keys.getKey = (id) => {
-      if (!stuck) return getKey(id);
-      hung++;
-      return new Promise(() => undefined);
-    };
+    keys.getKey = (id) => reads.call(() => getKey(id));
     const key = await makeKey(keys, 'default');
     const warned: string[] = [];
     const logger = { ...silentLogger, warn: (msg: string) => void warned.push(msg) };
     const instance = await startStreamInstance({ store, auth: authWith(keys), logger, options: { keyCheckMs: 20 } });
     clients.push(await TestClient.connect(instance.url, { headers: key.headers }));
-    stuck = true;
-    for (let i = 0; i < 200 && hung === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(hung > 0, 'a key re-check read is in flight and never answers');
+    await reads.stick('a key re-check read');
     assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
     assert.deepEqual(warned.filter((m) => m.includes('re-check')), [], 'the stop is no key store outage');
   });
