@@ -53,13 +53,20 @@ else
 fi
 sum() { grep -E "^# $1 [0-9]+$" "$log" | awk '{n += $3} END {print n + 0}'; }
 # The failures again, last: a long run's output is often read from its end. Each
-# `not ok` line with its YAML block (the error, where it was thrown), cut at 40 lines.
+# `not ok` line with its YAML block (the error, where it was thrown), cut at 40 lines,
+# the section at 400. awk cuts it itself: under pipefail, a `| head` would end the
+# script with the writer's SIGPIPE (141) before the counts below.
 failures() {
   awk '
-    /^ *not ok / { show = 1; n = 0; print; next }
-    show && /^ *\.\.\.$/ { show = 0; print; next }
-    show { n++; if (n <= 40) print; else if (n == 41) print "      (cut)" }
-  ' "$log" | head -n 400
+    function say(line) {
+      if (out < 400) print line
+      else if (out == 400) print "(the failures section is cut at 400 lines; the whole report is above it)"
+      out++
+    }
+    /^ *not ok / { show = 1; n = 0; say($0); next }
+    show && /^ *\.\.\.$/ { show = 0; say($0); next }
+    show { n++; if (n <= 40) say($0); else if (n == 41) say("      (cut)") }
+  ' "$log"
 }
 # A test cancelled (its suite's timeout ran out, its file ended early) fails the run as well, though the
 # runner counts it apart from the failed ones.

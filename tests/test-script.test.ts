@@ -61,6 +61,20 @@ it('a failing run ends with each failing test, its error and where it was thrown
   assert.match(tail, /\ntest: 2 passed, 1 failed, 0 cancelled\n$/);
 });
 
+it('a run with more failures than the section shows ends with the counts and exits 1, not cut off by its own cut', { timeout: 150_000 }, async () => {
+  // 200 failures, each with its error block: far past the section's 400 lines. The section was cut by a
+  // pipe to `head`, and under pipefail the writer's SIGPIPE ended the script (exit 141) before the counts.
+  const tail = await failingRun('many.test.ts', [
+    "import assert from 'node:assert/strict';",
+    "import { it } from 'node:test';",
+    "for (let i = 0; i < 200; i++) it(`breaks ${i} marker-9b2d`, () => assert.deepEqual({ i, list: [1, 2, 3] }, { i: -1, list: [3, 2, 1] }));",
+  ]);
+  assert.match(tail, /not ok \d+ - breaks 0 marker-9b2d/);
+  assert.ok(tail.split('\n').length < 420, `the section is cut: ${tail.split('\n').length} lines`);
+  assert.match(tail, /\(the failures section is cut at 400 lines; the whole report is above it\)\n/);
+  assert.match(tail, /\ntest: 0 passed, 200 failed, 0 cancelled\n$/);
+});
+
 it('a passing run prints no failures section', { timeout: 150_000 }, async () => {
   const file = join(dir, 'fine.test.ts');
   writeFileSync(file, "import { it } from 'node:test';\nit('passes', () => {});\n");
