@@ -4,11 +4,13 @@
  * `constructor.prototype`, anywhere in the body is an error, never an object
  * that later pollutes a prototype. This wrapper only tells the two failures
  * apart, so a caller learns whether the JSON was broken or a key was refused,
- * and refuses a body that is compressed (Content-Encoding), not UTF-8, or the
- * JSON null.
+ * and refuses a body that is compressed (Content-Encoding), not UTF-8, the
+ * JSON null, or one holding an integer a JSON number cannot keep exactly
+ * (machines/json-integers.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { AtsError, cutText } from '../engine/errors.js';
+import { inexactIntegerIn, inexactIntegerProblem } from '../machines/json-integers.js';
 
 /** Replace every content-type parser by a JSON one: any other content type is a 415. */
 export function installJsonParser(app: FastifyInstance): void {
@@ -36,6 +38,9 @@ export function installJsonParser(app: FastifyInstance): void {
       // Every body the API reads is an object (or its items'); fastify hands a route whose body is
       // optional the JSON null as if no body had been sent: refused here, where the two differ.
       if (value === null) return done(new AtsError('ATS_ERR_VALIDATION', 'The request body is null: send an object, or no body where the body is optional'), undefined);
+      // JSON.parse rounded such an integer without a word; stored, it would be another number than the one sent.
+      const inexact = inexactIntegerIn(text);
+      if (inexact) return done(new AtsError('ATS_ERR_VALIDATION', `In the request body, ${inexactIntegerProblem(inexact)}`), undefined);
       return done(null, value);
     });
   });

@@ -6,6 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
+import { inexactIntegerIn, inexactIntegerProblem } from '../../machines/json-integers.js';
 
 /**
  * The options of a command, as `util.parseArgs` takes them; `emptyOk` marks a
@@ -94,11 +95,16 @@ export function int(values: Values, name: string, min: number, max: number): num
 export function json(values: Values, name: string): unknown {
   const text = str(values, name);
   if (text === undefined) return undefined;
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text);
   } catch (err) {
     throw new UsageError(`--${name} is not valid JSON (${(err as Error).message}): ${text.length > 80 ? text.slice(0, 80) + '...' : text}`);
   }
+  // Sent on, JSON.parse's rounding would be what the server stores; the server refuses such a body itself.
+  const inexact = inexactIntegerIn(text);
+  if (inexact) throw new UsageError(`--${name}: ${inexactIntegerProblem(inexact)}`);
+  return value;
 }
 
 /** A date-time as the API takes it: the date and time, and `Z` or an offset (`+02:00`, `+0200`, `+02`). */

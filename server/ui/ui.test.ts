@@ -240,6 +240,13 @@ describe('the visualizer at /ui, in Chromium', () => {
     await page.locator('#submit-form button[type=submit]').click();
     await page.locator('#submit-status.error-note').waitFor({ timeout: WAIT_MS });
     assert.match((await page.locator('#submit-status').textContent()) ?? '', /not valid JSON/);
+
+    // JSON.parse would have sent 9007199254740992: the form refuses it before sending ("In the payload";
+    // the server's refusal would say "In the request body"), naming the number.
+    await page.locator('#submit-payload').fill('{"orderId": 9007199254740993}');
+    await page.locator('#submit-form button[type=submit]').click();
+    await page.waitForFunction(() => document.querySelector('#submit-status')?.textContent?.includes('9007199254740993'), null, { timeout: WAIT_MS });
+    assert.match((await page.locator('#submit-status').textContent()) ?? '', /^In the payload, the integer 9007199254740993 .*Send it as a string$/);
   });
 
   test('a job can be found by id; an unknown id says so', async () => {

@@ -5,6 +5,7 @@
 import { errorText, type Api, type JobView } from './api.js';
 import { byId, h } from './dom.js';
 import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
+import { inexactIntegerIn, inexactIntegerProblem } from '../../../machines/json-integers.js';
 
 interface Example {
   label: string;
@@ -24,11 +25,16 @@ const EXAMPLES: readonly Example[] = [
 /** Parse the payload field; an empty field means `{}`. */
 function parsePayload(text: string): unknown {
   if (!text.trim()) return {};
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw new Error(`The payload is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
+  // Sent on, JSON.parse's rounding would be the payload stored.
+  const inexact = inexactIntegerIn(text);
+  if (inexact) throw new Error(`In the payload, ${inexactIntegerProblem(inexact)}`);
+  return value;
 }
 
 export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, permissions: Permissions = UNKNOWN_PERMISSIONS): void {

@@ -1,0 +1,57 @@
+/**
+ * `inexactIntegerIn` finds the integer literals JSON.parse would change, and
+ * only those: never a number that is kept, nor digits inside a string.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { inexactIntegerIn, inexactIntegerProblem } from './json-integers.js';
+
+test('an integer literal JSON.parse would change is found, with where it starts; integers it keeps as written are not', () => {
+  assert.equal(inexactIntegerIn('{"n":9007199254740991,"m":-9007199254740991,"z":-0,"s":"9007199254740993"}'), undefined);
+  assert.deepEqual(inexactIntegerIn('{"n":9007199254740993}'), { literal: '9007199254740993', at: 5 });
+  assert.deepEqual(inexactIntegerIn('[1, -9007199254740993]'), { literal: '-9007199254740993', at: 4 });
+  assert.deepEqual(inexactIntegerIn(`{"a":[0,{"b":${'9'.repeat(400)}}]}`), { literal: '9'.repeat(400), at: 13 });
+  // What JSON.stringify writes of a double past 2^53 reads back as that double, written the same.
+  for (const v of [2 ** 53, 2 ** 60, 1.5e20, -(2 ** 70), 9.99e20]) assert.equal(inexactIntegerIn(JSON.stringify({ v })), undefined, String(v));
+  // The same numbers written out exactly (as another language's JSON would) read back otherwise.
+  assert.deepEqual(inexactIntegerIn('[1152921504606846976]'), { literal: '1152921504606846976', at: 1 });
+  assert.deepEqual(inexactIntegerIn('[1000000000000000000000]'), { literal: '1000000000000000000000', at: 1 });
+  assert.match(inexactIntegerProblem({ literal: '9007199254740993', at: 5 }),
+    /^the integer 9007199254740993 \(at position 5, as JSON.parse counts\) would be read as 9007199254740992: .*9007199254740991\. Send it as a string$/);
+  assert.match(inexactIntegerProblem({ literal: '9'.repeat(400), at: 13 }), /^the integer 9{40}\.\.\. \(at position 13, as JSON.parse counts\) would be read as Infinity/);
+});
+
+test('fractions and exponents read as doubles, as JSON numbers do: not refused', () => {
+  for (const text of ['12345678901234567890.5', '1e400', '12345678901234567890e0', '-0.12345678901234567890', '[1.0000000000000000001]']) {
+    assert.equal(inexactIntegerIn(text), undefined, text);
+  }
+});
+
+test('digits inside strings, escaped quotes and backslashes included, are not numbers', () => {
+  const strings = ['"12345678901234567890"', '"\\"12345678901234567890"', '"a\\\\"', '"\\\\\\"12345678901234567890\\\\"'];
+  for (const s of strings) {
+    assert.doesNotThrow(() => JSON.parse(s), s);
+    assert.equal(inexactIntegerIn(s), undefined, s);
+    assert.equal(inexactIntegerIn(`{${s}:${s}}`), undefined, s);
+  }
+  // After such strings, a number is still seen.
+  for (const text of ['["a\\\\",12345678901234567890]', '{"\\"":"\\\\\\"",  "k":-12345678901234567890}']) {
+    const literal = /-?\d{20}/.exec(text)![0];
+    assert.deepEqual(inexactIntegerIn(text), { literal, at: text.indexOf(literal) }, text);
+  }
+});
+
+test('for any JSON text, an integer literal is found exactly when JSON.parse would not give it back as written', () => {
+  // A value with integers, strings of digits and doubles, and somewhere in it an integer of any size.
+  const integer = fc.oneof(fc.bigInt({ min: -(1n << 70n), max: 1n << 70n }), fc.bigInt({ min: -(1n << 54n), max: 1n << 54n }));
+  fc.assert(fc.property(fc.jsonValue(), integer, fc.stringMatching(/^[0-9"\\]{0,30}$/), (value, big, digits) => {
+    const literal = big.toString();
+    const text = JSON.stringify({ before: digits, value, it: '__the_integer__', after: [digits] }).replace('"__the_integer__"', literal);
+    // Every number JSON.stringify wrote reads back as written; the integer put in does when its double is written the same.
+    const parsed = JSON.parse(text) as { it: number };
+    const found = inexactIntegerIn(text);
+    if (JSON.stringify(parsed.it) === literal) assert.equal(found, undefined, text);
+    else assert.deepEqual(found, { literal, at: text.indexOf(`"it":${literal}`) + 5 }, text);
+  }), { numRuns: 3000 });
+});
