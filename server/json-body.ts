@@ -5,8 +5,8 @@
  * that later pollutes a prototype. This wrapper only tells the two failures
  * apart, so a caller learns whether the JSON was broken or a key was refused,
  * and refuses a body that is compressed (Content-Encoding), not UTF-8, the
- * JSON null, or one holding an integer a JSON number cannot keep exactly
- * (machines/json-integers.ts).
+ * JSON null, or one holding an integer JSON.parse would not give back as
+ * written (machines/json-integers.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { AtsError, cutText } from '../engine/errors.js';
