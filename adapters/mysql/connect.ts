@@ -6,6 +6,7 @@ import { createPool, type Pool, type PoolOptions as PoolOptionsOfDriver } from '
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
 import { withTimeout } from '../../engine/with-timeout.js';
+import { trackConnections } from './demoted.js';
 import { logPoolEvents } from './pool-log.js';
 import { sqlText } from './sql-text.js';
 import { SESSION_SETTINGS } from './statements.js';
@@ -60,6 +61,7 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     // with values (migrations, tests) is formatted by the same sqlText.
     queryFormat: formatQuery as unknown as PoolOptionsOfDriver['queryFormat'],
   });
+  trackConnections(pool);
   if (o.logger) logPoolEvents(pool, o.logger);
   let session: { sql_mode?: unknown; charset?: unknown };
   try {

@@ -7,6 +7,7 @@
  * is destroyed, never returned to the pool.
  */
 import type { Pool, PoolConnection } from 'mysql2/promise';
+import { noteFailure, takeConnection } from './demoted.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
 /**
@@ -35,15 +36,17 @@ export async function queryOn(conn: PoolConnection, sql: string, timeoutMs: numb
  * server refused the statement as unavailable (read only, out of space, going
  * away: `isMysqlUnavailable`) is destroyed, not returned to the pool: after a
  * failover it still leads to the demoted server, and the pool, which keeps its
- * idle connections, would hand it out again for as long as traffic keeps it busy.
+ * idle connections, would hand it out again for as long as traffic keeps it busy;
+ * a read-only refusal retires the pool's older connections too (demoted.ts).
  */
 export async function queryPool(pool: Pool, sql: string, timeoutMs: number): Promise<unknown> {
-  const conn = await pool.getConnection();
+  const conn = await takeConnection(pool);
   let unusable = false;
   try {
     return await queryOn(conn, sql, timeoutMs);
   } catch (err) {
     unusable = isMysqlUnavailable(err);
+    noteFailure(pool, err);
     throw err;
   } finally {
     // Either is a no-op for a connection `queryOn` destroyed.

@@ -10,6 +10,7 @@ import type { Outcome } from '../sql/program.js';
 import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { VersionConflict } from '../sql/writes.js';
+import { noteFailure, takeConnection } from './demoted.js';
 import { sqlText } from './sql-text.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, queryOn } from './timed-query.js';
 import { isMysqlUnavailable } from './unavailable.js';
@@ -104,7 +105,7 @@ export interface TxOptions {
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
   const { beforeCommit, readCommitted = false, observe, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS } = opts;
-  const conn = await pool.getConnection();
+  const conn = await takeConnection(pool);
   const began = observe ? performance.now() : 0;
   let broken = false;
   let begun = false;
@@ -136,6 +137,7 @@ export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>,
       // A server that refused the statement as unavailable (read only after a failover, out of space, going away) is
       // not one to hand this connection back to: it is destroyed, which rolls the transaction back, and the pool opens
       // a new one, to wherever the database's address leads now.
+      noteFailure(pool, err);
       if (isMysqlUnavailable(err)) broken = true;
       else if (begun) await queryOn(conn, 'ROLLBACK', queryTimeoutMs).catch(() => { broken = true; });
       throw err;

@@ -1,0 +1,51 @@
+/**
+ * Connections opened before the server refused a write as read only. After a
+ * failover the database's address leads to the new primary, but a connection
+ * opened before it still leads to the demoted server. One that refuses a
+ * statement is destroyed (timed-query.ts, tx.ts), but the pool hands its idle
+ * connections out last in, first out: one left idle beneath the few in use
+ * met its first statement seconds or minutes later, when traffic grew, and
+ * failed it. Once any connection reports the server read only, every
+ * connection opened before that moment is destroyed when next taken from the
+ * pool instead of used, and the pool opens a new one, to wherever the address
+ * leads now.
+ */
+import type { Pool, PoolConnection } from 'mysql2/promise';
+
+/** The errors that say the server behind a connection takes no writes: the ones of a failover (unavailable.ts). */
+const READ_ONLY_ERRNOS = new Set([
+  1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only / super_read_only
+  1836, // ER_READ_ONLY_MODE
+  1874, // ER_INNODB_READ_ONLY
+  1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+]);
+
+/** Per pool: how many read-only refusals it has met; each connection is stamped with that count when opened. */
+const refusals = new WeakMap<Pool, { seen: number }>();
+/** The refusals its pool had met when each (driver-level) connection opened. */
+const openedAfter = new WeakMap<object, number>();
+
+/** Stamps each connection `pool` opens from now on; call it before the pool's first statement. */
+export function trackConnections(pool: Pool): void {
+  const state = { seen: 0 };
+  refusals.set(pool, state);
+  pool.on('connection', (conn: object) => openedAfter.set(conn, state.seen));
+}
+
+/** Call with every error a pooled statement failed with: a read-only refusal retires the connections opened before it. */
+export function noteFailure(pool: Pool, err: unknown): void {
+  const errno = (err as { errno?: unknown } | null)?.errno;
+  const state = refusals.get(pool);
+  if (state && typeof errno === 'number' && READ_ONLY_ERRNOS.has(errno)) state.seen++;
+}
+
+/** A connection of `pool` opened since its last read-only refusal; older ones met on the way are destroyed. */
+export async function takeConnection(pool: Pool): Promise<PoolConnection> {
+  const state = refusals.get(pool);
+  for (;;) {
+    const conn = await pool.getConnection();
+    const opened = openedAfter.get(conn.connection);
+    if (state === undefined || opened === undefined || opened === state.seen) return conn;
+    conn.destroy();
+  }
+}
