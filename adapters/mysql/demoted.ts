@@ -11,14 +11,7 @@
  * leads now.
  */
 import type { Pool, PoolConnection } from 'mysql2/promise';
-
-/** The errors that say the server behind a connection takes no writes: the ones of a failover (unavailable.ts). */
-const READ_ONLY_ERRNOS = new Set([
-  1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only / super_read_only
-  1836, // ER_READ_ONLY_MODE
-  1874, // ER_INNODB_READ_ONLY
-  1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
-]);
+import { READ_ONLY_ERRNOS } from './unavailable.js';
 
 /** Per pool: how many read-only refusals it has met; each connection is stamped with that count when opened. */
 const refusals = new WeakMap<Pool, { seen: number }>();

@@ -18,6 +18,15 @@ const CONNECTION_CODES = new Set([
   'CR_CONNECTION_ERROR', 'CR_CONN_HOST_ERROR',
 ]);
 
+/** The server errors that say it takes no writes now: a failover's (demoted.ts retires the pool's older connections on one). */
+export const READ_ONLY_ERRNOS: ReadonlySet<number> = new Set([
+  // Read-only: a failover in progress (the old primary demoted, the replica not yet promoted).
+  1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only / super_read_only
+  1836, // ER_READ_ONLY_MODE
+  1874, // ER_INNODB_READ_ONLY
+  1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: transaction_read_only set on the server or by a proxy (the store never asks for it)
+]);
+
 /**
  * Server error packets that say the server cannot take the statement now,
  * whatever it is: the same statement succeeds once the server is back to
@@ -34,11 +43,7 @@ const UNAVAILABLE_ERRNOS = new Set([
   1927, // ER_CONNECTION_KILLED (MariaDB)
   1129, // ER_HOST_IS_BLOCKED
   1158, 1159, 1160, 1161, // ER_NET_READ_ERROR, ER_NET_READ_INTERRUPTED, ER_NET_ERROR_ON_WRITE, ER_NET_WRITE_INTERRUPTED
-  // Read-only: a failover in progress (the old primary demoted, the replica not yet promoted).
-  1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only / super_read_only
-  1836, // ER_READ_ONLY_MODE
-  1874, // ER_INNODB_READ_ONLY
-  1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: transaction_read_only set on the server or by a proxy (the store never asks for it)
+  ...READ_ONLY_ERRNOS,
   // Out of space or memory.
   1021, // ER_DISK_FULL
   1114, // ER_RECORD_FILE_FULL: the table is full (disk or tablespace)
