@@ -106,3 +106,8 @@ export function cutText(text: string, max: number): string {
   const last = text.charCodeAt(max - 1);
   return text.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
 }
+
+/** `text` as a message quotes it: cut as `cutText` does past `max` UTF-16 units, then `...` to say so. */
+export function quoteCut(text: string, max: number): string {
+  return text.length > max ? `${cutText(text, max)}...` : text;
+}

@@ -12,7 +12,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import formats from 'ajv-formats';
 import type { TSchema } from '@sinclair/typebox';
-import { cutText } from './errors.js';
+import { quoteCut } from './errors.js';
 
 /** null when `payload` fits, else the first problem as `<path> <what>`, e.g. `/to must be string`. */
 export type PayloadCheck = (payload: unknown) => string | null;
@@ -41,14 +41,12 @@ export function compilePayloadSchema(schema: TSchema): PayloadCheck {
   return (payload) => (validate(payload) ? null : describe(validate.errors?.[0]));
 }
 
-const cut = (text: string, max: number): string => (text.length > max ? `${cutText(text, max)}...` : text);
-
 function describe(e: ErrorObject | undefined): string {
   if (!e) return 'is not valid';
-  const path = cut(e.instancePath, MAX_NAME);
+  const path = quoteCut(e.instancePath, MAX_NAME);
   let what: string;
-  if (e.keyword === 'additionalProperties') what = `has an unknown field '${cut(String(e.params.additionalProperty), MAX_NAME)}'`;
+  if (e.keyword === 'additionalProperties') what = `has an unknown field '${quoteCut(String(e.params.additionalProperty), MAX_NAME)}'`;
   else if (e.keyword === 'enum') what = `must be one of: ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   else what = e.message ?? 'is not valid';
-  return cut(path ? `${path} ${what}` : what, MAX_PROBLEM);
+  return quoteCut(path ? `${path} ${what}` : what, MAX_PROBLEM);
 }

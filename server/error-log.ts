@@ -20,7 +20,7 @@
  * not a line of one that ended unseen.
  */
 import type { FastifyRequest } from 'fastify';
-import { cutText, type ErrorCode } from '../engine/errors.js';
+import { quoteCut, type ErrorCode } from '../engine/errors.js';
 import { OutageLog } from '../engine/error-backoff.js';
 import { errorFields } from '../engine/logger.js';
 import type { Clock, Logger } from '../engine/ports.js';
@@ -89,4 +89,4 @@ export class ServerErrorLog {
 const routeKey = (request: FastifyRequest): string => `${request.method} ${routeOf(request) ?? ''}`;
 
 /** A URL as a log line quotes it: at most 200 characters. */
-export const clip = (url: string) => (url.length > 200 ? `${cutText(url, 200)}...` : url);
+export const clip = (url: string) => quoteCut(url, 200);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AtsError, cutText, ERRORS, type ErrorCode } from '../engine/errors.js';
+import { AtsError, cutText, ERRORS, quoteCut, type ErrorCode } from '../engine/errors.js';
 import { startSqliteTestApp } from '../tests/helpers/app.js';
 import { MAX_MESSAGE_CHARS, toErrorReply } from './error-handler.js';
 import { ErrorBody } from './schemas.js';
@@ -56,6 +56,11 @@ describe('cutText', () => {
     assert.equal(cutText('ab\u{1F600}c', 3), 'ab', 'the emoji takes units 2 and 3: left out whole');
     assert.equal(cutText('ab\u{1F600}c', 4), 'ab\u{1F600}');
     assert.equal(cutText('\u{1F600}', 1), '');
+  });
+
+  test('quoteCut says where it cut, and leaves text within max as it is', () => {
+    assert.equal(quoteCut('abc', 3), 'abc');
+    assert.equal(quoteCut('ab\u{1F600}c', 3), 'ab...');
   });
 });
 

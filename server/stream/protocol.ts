@@ -4,7 +4,7 @@
  * becomes an `error` message for that client, never a crash.
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
-import { cutText, ERRORS, isAtsError, type ErrorCode } from '../../engine/errors.js';
+import { ERRORS, isAtsError, quoteCut, type ErrorCode } from '../../engine/errors.js';
 import type { JobProgress, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
 import type { WorkflowStatus } from '../../machines/workflow.js';
 import { ULID_PATTERN } from '../schemas.js';
@@ -170,7 +170,7 @@ const MAX_STATS_EVERY_MS = 3_600_000;
 const MAX_NAME = 255;
 /** The most of a message's own text an error quotes: a frame may hold 16 KiB of it. */
 const MAX_QUOTED = 50;
-const quoted = (text: string): string => (text.length > MAX_QUOTED ? `${cutText(text, MAX_QUOTED)}...` : text);
+const quoted = (text: string): string => quoteCut(text, MAX_QUOTED);
 const ULID = new RegExp(ULID_PATTERN);
 
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
