@@ -46,11 +46,16 @@ describe('the stream over a store that stops answering', () => {
     await store?.close();
     rmSync(dir, { recursive: true, force: true });
   });
+  /** A migrated store in `file` of the scratch folder, in place of the last test's (closed). */
+  async function freshStore(file: string): Promise<SqliteStore> {
+    await store?.close();
+    store = createSqliteStore({ file: join(dir, file) });
+    await store.migrate();
+    return store;
+  }
 
   it('lets app.close() resolve while a tail read never answers', async () => {
-    store = createSqliteStore({ file: join(dir, 'ats.sqlite') });
-    await store.migrate();
-    const real = store;
+    const real = await freshStore('ats.sqlite');
     const reads = answersUntilStuck();
     const double = Object.create(real) as JobStore;
     double.lastEventId = () => reads.call(() => real.lastEventId());
@@ -61,10 +66,7 @@ describe('the stream over a store that stops answering', () => {
   });
 
   it('lets app.close() resolve while a progress read, with a client connected, never answers', async () => {
-    await store?.close();
-    store = createSqliteStore({ file: join(dir, 'ats-progress.sqlite') });
-    await store.migrate();
-    const real = store;
+    const real = await freshStore('ats-progress.sqlite');
     const reads = answersUntilStuck();
     const double = Object.create(real) as SqliteStore;
     double.readProgressSince = (since, limit) => reads.call(() => real.readProgressSince(since, limit));
@@ -75,9 +77,7 @@ describe('the stream over a store that stops answering', () => {
   });
 
   it('lets app.close() resolve while a key re-check read never answers, and logs no key store outage for it', async () => {
-    await store?.close();
-    store = createSqliteStore({ file: join(dir, 'ats-keys.sqlite') });
-    await store.migrate();
+    const own = await freshStore('ats-keys.sqlite');
     const reads = answersUntilStuck();
     const keys = new MemoryKeyStore();
     const getKey = keys.getKey.bind(keys);
@@ -85,7 +85,7 @@ describe('the stream over a store that stops answering', () => {
     const key = await makeKey(keys, 'default');
     const warned: string[] = [];
     const logger = { ...silentLogger, warn: (msg: string) => void warned.push(msg) };
-    const instance = await startStreamInstance({ store, auth: authWith(keys), logger, options: { keyCheckMs: 20 } });
+    const instance = await startStreamInstance({ store: own, auth: authWith(keys), logger, options: { keyCheckMs: 20 } });
     clients.push(await TestClient.connect(instance.url, { headers: key.headers }));
     await reads.stick('a key re-check read');
     assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
