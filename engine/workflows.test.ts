@@ -187,6 +187,68 @@ describe('workflow versions', () => {
   });
 });
 
+/** A version 2 of 'counter' that refuses an input `{ n }` over `max`, and starts its job in queue `queue`. */
+const stricter = (max: number, queue = 'default') => setup({
+  types: { context: {} as { n: number }, input: {} as { n: number } | null },
+  actors: { work: job('w.v2', { queue }) },
+}).createMachine({
+  id: 'counter', initial: 'counting',
+  context: ({ input }) => {
+    if ((input?.n ?? 0) > max) throw new Error(`n is over ${max}`);
+    return { n: input?.n ?? 0 };
+  },
+  states: { counting: { invoke: { id: 'work', src: 'work' } } },
+});
+
+describe('a start sent again with its idempotency key', () => {
+  it('after a deploy whose machine refuses that input, answers the instance the first start made, not a 400, and writes nothing', async () => {
+    const { store, registry, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const first = await service.start({ tenant: 'default', name: 'counter', input: { n: 5 }, idempotencyKey: 'order-1' });
+    assert.ok(first.ok && first.created);
+    registry.workflow('counter', stricter(1), { version: 2 });
+    const again = await service.start({ tenant: 'default', name: 'counter', input: { n: 5 }, idempotencyKey: 'order-1' });
+    assert.ok(again.ok, JSON.stringify(again));
+    assert.equal(again.created, false);
+    assert.equal(again.workflow.id, first.workflow.id);
+    assert.equal(again.workflow.definitionVersion, 1);
+    // The key with another input is still a conflict, not the new machine's refusal.
+    const other = await service.start({ tenant: 'default', name: 'counter', input: { n: 6 }, idempotencyKey: 'order-1' });
+    assert.equal(other.ok === false && other.reason, 'idempotency-conflict');
+    // Without the key, the new machine's refusal stands.
+    const fresh = await service.start({ tenant: 'default', name: 'counter', input: { n: 5 } });
+    assert.equal(fresh.ok === false && fresh.reason, 'invalid-input');
+    // A deploy without the workflow at all: the instance it started is still the answer.
+    const without = new WorkflowService({ store, clock: systemClock, ids: ulidIds(), definitions: new HandlerRegistry() });
+    const gone = await without.start({ tenant: 'default', name: 'counter', input: { n: 5 }, idempotencyKey: 'order-1' });
+    assert.ok(gone.ok && !gone.created && gone.workflow.id === first.workflow.id, JSON.stringify(gone));
+    assert.equal((await without.start({ tenant: 'default', name: 'counter', input: { n: 5 } })).ok === false, true);
+    assert.equal((await service.list({ tenant: 'default', limit: 10 }, Number.MAX_SAFE_INTEGER)).workflows.length, 1, 'nothing written');
+    await store.close();
+  });
+
+  it('when its first step would now name a queue past the limit, answers the instance the first start made, not a 409', async () => {
+    const { store, registry, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));
+    const first = await service.start({ tenant: 'default', name: 'counter', input: null, idempotencyKey: 'order-2' });
+    assert.ok(first.ok && first.created);
+    registry.workflow('counter', stricter(10, 'elsewhere'), { version: 2 });
+    const full = new WorkflowService({
+      store, clock: systemClock, ids: ulidIds(), definitions: registry,
+      queues: {
+        knows: (q) => q === 'default',
+        admit: async (names) => {
+          for (const q of names) if (q !== 'default') throw new AtsError('ATS_ERR_QUEUE_LIMIT', `queue '${q}' is new, and the list is full`);
+        },
+      },
+    });
+    assert.equal(await full.start({ tenant: 'default', name: 'counter', input: null }).catch((err: AtsError) => err.code), 'ATS_ERR_QUEUE_LIMIT');
+    const again = await full.start({ tenant: 'default', name: 'counter', input: null, idempotencyKey: 'order-2' });
+    assert.ok(again.ok, JSON.stringify(again));
+    assert.equal(again.created, false);
+    assert.equal(again.workflow.id, first.workflow.id);
+    await store.close();
+  });
+});
+
 describe('verify', () => {
   it('compares the whole stored state with the replay: a context, a child or a status the history does not give is reported', async () => {
     const { store, service } = await world((r) => r.workflow('counter', machine(1), { version: 1 }));

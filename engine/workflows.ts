@@ -166,11 +166,14 @@ export class WorkflowService {
    * returns that instance, or a conflict. If that instance is gone by the
    * time it is looked up (purged by retention just after the insert found the
    * key taken), the key is free again: the start is tried anew, a few times at
-   * most.
+   * most. A start refused (its name unknown, its input refused by the
+   * machine, its first step in a queue past the limit) whose key an instance
+   * holds answers as a start sent again: a retry after a lost answer, across
+   * a deploy that changed the machine, still finds the instance it started.
    */
   async start(spec: StartSpec, tries = KEY_HOLDER_GONE_TRIES): Promise<StartResult> {
     const def = this.deps.definitions.workflowDefinition(spec.name);
-    if (!def) return { ok: false, reason: 'unknown-workflow' };
+    if (!def) return (await this.heldKey(spec)) ?? { ok: false, reason: 'unknown-workflow' };
     const { clock, ids, store } = this.deps;
     const at = clock.now();
     const id = ids.jobId();
@@ -179,7 +182,8 @@ export class WorkflowService {
     const input = spec.input === undefined ? null : spec.input;
     const inputJson = checkRecorded('the input', input);
     let first: ReturnType<typeof startWorkflow>;
-    const refused = (why: string): StartResult => ({ ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${why}` });
+    const refused = async (why: string): Promise<StartResult> =>
+      (await this.heldKey(spec)) ?? { ok: false, reason: 'invalid-input', message: `workflow ${def.name} refused its input: ${why}` };
     try {
       first = startWorkflow(def, input, at, () => {
         const jobId = ids.jobId();
@@ -211,7 +215,13 @@ export class WorkflowService {
       cancel: null,
       ...messagesOf(workflow, 1, first.effects.send, at),
     };
-    await this.deps.queues?.admit(write.jobs.map((w) => w.job.queue), workflow.tenant);
+    try {
+      await this.deps.queues?.admit(write.jobs.map((w) => w.job.queue), workflow.tenant);
+    } catch (err) {
+      const held = isAtsError(err) && err.code === 'ATS_ERR_QUEUE_LIMIT' ? await this.heldKey(spec) : null;
+      if (held) return held;
+      throw err;
+    }
     const inserted = await store.insertWorkflow(write);
     if (inserted.ok) {
       this.deps.onCommit?.();
@@ -221,9 +231,14 @@ export class WorkflowService {
     const existing = await store.findWorkflowByIdempotencyKey(spec.tenant, def.name, spec.idempotencyKey!);
     if (!existing && tries > 0) return this.start(spec, tries - 1);
     if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'workflow idempotency key reported taken but no instance holds it');
-    return existing.requestHash === workflow.requestHash
-      ? { ok: true, workflow: existing, created: false }
-      : { ok: false, reason: 'idempotency-conflict', workflow: existing };
+    return asRepeated(existing, workflow.requestHash!);
+  }
+
+  /** What a start with an idempotency key an instance holds answers (`asRepeated`); null without a key, or with one no instance holds. */
+  private async heldKey(spec: StartSpec): Promise<StartResult | null> {
+    if (spec.idempotencyKey === undefined) return null;
+    const existing = await this.deps.store.findWorkflowByIdempotencyKey(spec.tenant, spec.name, spec.idempotencyKey);
+    return existing && asRepeated(existing, startHash(spec));
   }
 
   /** A signal from outside (the API): the machine takes it or nothing changes. */
@@ -917,6 +932,11 @@ function reportChildren(metrics: Pick<Metrics, 'transitionsCommitted'>, write: W
   const cancels = cancelled?.writes ?? [];
   if (cancels.length === 0 && write.jobs.length === 0) return;
   metrics.transitionsCommitted([...cancels, ...write.jobs], [...(cancelled?.before ?? []), ...write.jobs.map(() => null)]);
+}
+
+/** A start whose key instance `existing` holds: that instance when the start is the same (`hash`), else a conflict. */
+function asRepeated(existing: WorkflowRecord, hash: string): StartResult {
+  return existing.requestHash === hash ? { ok: true, workflow: existing, created: false } : { ok: false, reason: 'idempotency-conflict', workflow: existing };
 }
 
 /** sha256 of a start as given, to tell a repeated start from a conflicting one. */

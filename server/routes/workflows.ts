@@ -49,7 +49,7 @@ const startSchema = {
   description:
     'Starts an instance of a registered workflow (201, with its Location): its machine\'s first step, and the jobs it invokes, in one ' +
     'transaction. With an idempotencyKey, the same key, name and input again answer 200 with the instance the first call started, and the ' +
-    'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything (the key goes in the body: an Idempotency-Key header is a 400). A name no workflow is registered under is a 422 ' +
+    'same key with another input 409 ATS_ERR_IDEMPOTENCY_CONFLICT, even when the machine registered now would refuse the start; neither writes anything (the key goes in the body: an Idempotency-Key header is a 400). A name no workflow is registered under is a 422 ' +
     'ATS_ERR_UNKNOWN_WORKFLOW; an input the machine refuses (its context factory threw, or its first step or the instance\'s row would be larger than a workflow may store) a 400 ATS_ERR_INVALID_WORKFLOW_INPUT; a first ' +
     'step that starts a job in a new queue beyond ATS_MAX_QUEUES (or the tenant\'s quarter of it) a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. With `wait` ' +
     '(done or tag:NAME), it answers only once the instance meets that condition, as GET /v1/workflows/{id}/wait; a 408 ATS_ERR_WAIT_TIMEOUT or ' +
