@@ -874,6 +874,8 @@ export interface WorkflowStore {
   findWorkflowByIdempotencyKey(tenant: string, name: string, key: string): Promise<WorkflowRecord | null>;
   /** An instance's events in seq order, from `afterSeq + 1`; at most `limit` when given. */
   getWorkflowEvents(id: string, afterSeq?: number, limit?: number): Promise<WorkflowEventRecord[]>;
+  /** The seq of each of an instance's events from `afterSeq + 1`, in seq order, with the bytes its data and state value take; at most `limit` when given. */
+  workflowEventSizes(id: string, afterSeq: number, limit?: number): Promise<{ seq: number; bytes: number }[]>;
   /** Newest first. */
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
   /**

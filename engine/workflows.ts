@@ -646,9 +646,17 @@ export class WorkflowService {
    * One page of the instance's history, oldest first (for the API): the
    * events after seq `after`, at most `limit`, and `next`, the seq to page on
    * from (null when the store held no event after this page as it read it).
-   * With `last`, only its last `last` events (`next` null).
+   * With `last`, only its last `last` events (`next` null). With `maxBytes`,
+   * a page also holds no more events than their data and state values fit
+   * in it (the first always comes): the sizes are read first, then only the
+   * events that fit, and `next` goes on after them; with `last`, the newest
+   * that fit. A signal may carry a megabyte: a thousand of them in one
+   * answer would be past the longest string JSON can be written to.
    */
-  async events(wf: WorkflowRecord, page: { last: number } | { after: number; limit: number }): Promise<{ events: WorkflowEventRecord[]; next: number | null }> {
+  async events(
+    wf: WorkflowRecord, page: { last: number } | { after: number; limit: number }, maxBytes = Number.POSITIVE_INFINITY,
+  ): Promise<{ events: WorkflowEventRecord[]; next: number | null }> {
+    if (Number.isFinite(maxBytes)) return this.eventsWithin(wf, page, maxBytes);
     if ('last' in page) {
       const events = await this.deps.store.getWorkflowEvents(wf.id, Math.max(0, wf.version - page.last));
       // Steps taken since `wf` was read come too: still only the last `last`.
@@ -659,6 +667,35 @@ export class WorkflowService {
     if (events.length <= page.limit) return { events, next: null };
     events.length = page.limit;
     return { events, next: events.at(-1)!.seq };
+  }
+
+  /** `events`, bounded in bytes: the sizes first, then the events that fit. */
+  private async eventsWithin(
+    wf: WorkflowRecord, page: { last: number } | { after: number; limit: number }, maxBytes: number,
+  ): Promise<{ events: WorkflowEventRecord[]; next: number | null }> {
+    const { store } = this.deps;
+    if ('last' in page) {
+      // Steps taken since `wf` was read come too: still only the last `last`, the newest that fit.
+      const sizes = (await store.workflowEventSizes(wf.id, Math.max(0, wf.version - page.last))).slice(-page.last);
+      let taken = 0;
+      for (let bytes = 0; taken < sizes.length; taken++) {
+        bytes += sizes[sizes.length - 1 - taken]!.bytes;
+        if (taken > 0 && bytes > maxBytes) break;
+      }
+      if (taken === 0) return { events: [], next: null };
+      const from = sizes[sizes.length - taken]!.seq;
+      return { events: await store.getWorkflowEvents(wf.id, from - 1, taken), next: null };
+    }
+    // One more than asked tells whether there is a next page.
+    const sizes = await store.workflowEventSizes(wf.id, page.after, page.limit + 1);
+    let taken = 0;
+    for (let bytes = 0; taken < sizes.length && taken < page.limit; taken++) {
+      bytes += sizes[taken]!.bytes;
+      if (taken > 0 && bytes > maxBytes) break;
+    }
+    if (taken === 0) return { events: [], next: null };
+    const events = await store.getWorkflowEvents(wf.id, page.after, taken);
+    return { events, next: sizes.length > taken && events.length === taken ? events.at(-1)!.seq : null };
   }
 
   /** The state values of the active instances of `wf`'s tenant, name and definition version, at most `limit` (the console's live counts). */

@@ -49,8 +49,9 @@ export interface AppLimits {
   /**
    * Most bytes of stored payloads and snapshots (results, last errors) on one
    * page of `GET /v1/jobs`, and of inputs and states on one of `GET
-   * /v1/workflows`: a page stops before the item that would pass it (the
-   * first always comes) and gives a `nextCursor`. 500 jobs of 1 MiB
+   * /v1/workflows`, and of events' data on one of `GET
+   * /v1/workflows/:id/events`: a page stops before the item that would pass
+   * it (the first always comes) and gives a `nextCursor` (`next`). 500 jobs of 1 MiB
    * payloads would be half a gigabyte in memory and past the longest string
    * JSON can be written to. @defaultValue DEFAULT_LIST_PAGE_BYTES (8 MiB)
    */

@@ -257,6 +257,36 @@ async function pagedByBytes(p: TestApp): Promise<void> {
   }
 }
 
+/**
+ * An instance's history of a small START and five signals of 10 KB each, read on `p` (whose pages hold
+ * PAGE_LIMITS' bytes): pages of `limit` 500 end where the events' data pass the bytes, `next` to the
+ * rest; `last` gives the newest events that fit. Closes `p`.
+ */
+async function historyPagedByBytes(p: TestApp): Promise<void> {
+  try {
+    const wf = await started(p, { name: 'counter' });
+    for (let i = 0; i < 5; i++) {
+      const r = await p.app.inject(signal(wf.id, { type: 'ADD', note: 'x'.repeat(10_000) }));
+      assert.equal(r.statusCode, 200, r.body);
+    }
+    const pages: number[][] = [];
+    for (let after = 0, i = 0; i < 10; i++) {
+      const r = await p.app.inject({ url: `/v1/workflows/${wf.id}/events?after=${after}&limit=500` });
+      assert.equal(r.statusCode, 200, r.body);
+      const body = r.json() as { events: Array<{ seq: number }>; next: number | null };
+      pages.push(body.events.map((e) => e.seq));
+      if (body.next === null) break;
+      after = body.next;
+    }
+    assert.deepEqual(pages, [[1, 2, 3], [4, 5], [6]]);
+    const last = await p.app.inject({ url: `/v1/workflows/${wf.id}/events?last=10` });
+    assert.equal(last.statusCode, 200, last.body);
+    assert.deepEqual([(last.json() as { events: Array<{ seq: number }> }).events.map((e) => e.seq), last.json().next], [[5, 6], null]);
+  } finally {
+    await p.close();
+  }
+}
+
 describe('/v1/workflows (SQLite)', () => {
   let t: TestApp;
   before(async () => {
@@ -444,6 +474,10 @@ describe('/v1/workflows (SQLite)', () => {
 
   test('list: a page ends where the instances\' inputs and states pass the page\'s bytes, with a cursor to the rest', async () => {
     await pagedByBytes(await startSqliteTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
+  });
+
+  test('history: a page ends where its events\' data pass the page\'s bytes, with next to the rest; last gives the newest that fit', async () => {
+    await historyPagedByBytes(await startSqliteTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
   });
 
   test('a signal to an instance a migration cannot move (its context a BigInt) is taken by the instance\'s own version: 200, not 500', async () => {
@@ -894,6 +928,10 @@ describe('/v1/workflows on MariaDB', () => {
 
   test('list: a page ends where the instances\' inputs and states pass the page\'s bytes', async () => {
     await pagedByBytes(await startTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
+  });
+
+  test('history: a page ends where its events\' data pass the page\'s bytes', async () => {
+    await historyPagedByBytes(await startTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
   });
 
   test('cancel cancels the child job', async () => {

@@ -128,6 +128,10 @@ const SELECT_SIGNALLED = `SELECT ${EVENT_COLUMNS} FROM workflow_events WHERE wor
 /** An instance's events in seq order, from `after_seq + 1`, with the state value after each. Params: workflow_id, after_seq */
 const SELECT_WORKFLOW_EVENTS = `SELECT ${EVENT_COLUMNS} FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq`;
 
+/** The bytes of an instance's events after a seq, as a history page counts them (`getWorkflowEvents` reads them). Params: workflow_id, after_seq */
+const SELECT_WORKFLOW_EVENT_SIZES =
+  'SELECT seq, COALESCE(OCTET_LENGTH(data), 0) + COALESCE(OCTET_LENGTH(state_value), 0) AS bytes FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+
 /**
  * The state values of one definition version's active instances (of a
  * tenant): each instance's last event's `state_value`, not its whole state,
@@ -535,7 +539,7 @@ export async function purgeWorkflowsInSteps(
 
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
-  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'workflowEventSizes' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
   | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
@@ -550,6 +554,9 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
     findWorkflowByIdempotencyKey: (tenant, name, key) => one(SELECT_WORKFLOW_BY_KEY, [tenant, name, key]),
     getWorkflowEvents: async (id, afterSeq = 0, limit) =>
       (await (limit === undefined ? query(SELECT_WORKFLOW_EVENTS, [id, afterSeq]) : query(`${SELECT_WORKFLOW_EVENTS} LIMIT ?`, [id, afterSeq, limit]))).map(rowToWorkflowEvent),
+    workflowEventSizes: async (id, afterSeq, limit) =>
+      (await (limit === undefined ? query(SELECT_WORKFLOW_EVENT_SIZES, [id, afterSeq]) : query(`${SELECT_WORKFLOW_EVENT_SIZES} LIMIT ?`, [id, afterSeq, limit])))
+        .map((r) => ({ seq: toNum(r.seq), bytes: toNum(r.bytes) })),
     listWorkflows: async (filter) => {
       const { sql, params } = listWorkflows(d, filter);
       return (await query(sql, params)).map(rowToWorkflow);

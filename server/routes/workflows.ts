@@ -95,8 +95,9 @@ const eventsSchema = {
   operationId: 'listWorkflowEvents',
   summary: 'A workflow instance\'s history',
   description: 'What entered the instance, oldest first: its start, each signal, message from another instance, child end, timer, cancel and migration it took, with what replay needs. ' +
-    `A page at a time: at most \`limit\` events (${DEFAULT_WORKFLOW_EVENTS_PAGE.toLocaleString('en-US')} by default) after seq \`after\`; \`next\` is the \`after\` of the next page, null at the end. ` +
-    'With `last`, only the newest events (a page following a long-lived instance); `last` with `after` or `limit` is a 400.',
+    `A page at a time: at most \`limit\` events (${DEFAULT_WORKFLOW_EVENTS_PAGE.toLocaleString('en-US')} by default) after seq \`after\`, and about 8 MiB of their data: a page may end before \`limit\`; ` +
+    '`next` is the `after` of the next page, null at the end. ' +
+    'With `last`, only the newest events (a page following a long-lived instance), as many of them as fit in those bytes; `last` with `after` or `limit` is a 400.',
   tags: TAGS,
   params: WorkflowParams,
   querystring: WorkflowEventsQuery,
@@ -319,7 +320,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (last !== undefined && (after !== undefined || limit !== undefined)) {
       throw new AtsError('ATS_ERR_VALIDATION', 'querystring: last takes the newest events; it does not go with after or limit');
     }
-    const page = await service.events(wf, last !== undefined ? { last } : { after: after ?? 0, limit: limit ?? DEFAULT_WORKFLOW_EVENTS_PAGE });
+    const page = await service.events(
+      wf, last !== undefined ? { last } : { after: after ?? 0, limit: limit ?? DEFAULT_WORKFLOW_EVENTS_PAGE }, deps.limits.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES,
+    );
     return { events: page.events.map(toWorkflowEventView), next: page.next };
   });
 
