@@ -618,17 +618,22 @@ for (const backend of STORE_BACKENDS) {
         reads = 0;
         await r.runOnce();
         assert.ok(reads <= limits.pagesPerPass, `${reads} reads in a pass`);
+        return r.leftDue;
       };
 
       const a = new ScheduleRunner({ store: counted, transitions, clock, logger }, limits);
-      for (let i = 1; i <= 5; i++) await pass(a);
+      const leftDue: boolean[] = [];
+      for (let i = 1; i <= 5; i++) leftDue.push(await pass(a));
       assert.equal((await service.get(D, 'fine')).submitted, 1, 'two tries a pass: the ten due ones in five passes');
+      // Each stopped at its two tries with (maybe) more due behind: the timers pass again at once.
+      assert.deepEqual(leftDue, [true, true, true, true, true]);
       assert.deepEqual(failures.map(([name]) => name), Array.from({ length: FAILING }, (_, i) => `broken-${i}`));
       // Due behind the held ones, and before where the scan is: the next pass reaches the end, the one after
       // starts again and reads its three pages of held ones, the one after that reads on to it.
       assert.ok(await store.createSchedule({ ...fine, name: 'another', nextAt: T0 + MIN }));
-      await pass(a);
-      await pass(a);
+      assert.equal(await pass(a), false, 'reached the end');
+      // Only held ones read, its pages spent: nothing tried, so not again at once (a poll later, as their pauses go).
+      assert.equal(await pass(a), false);
       assert.equal(reads, limits.pagesPerPass);
       assert.equal((await service.get(D, 'another')).submitted, 0);
       await pass(a);

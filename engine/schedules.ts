@@ -422,6 +422,12 @@ export class ScheduleRunner {
   private readonly failing = new Map<string, Failing>();
   /** Where the next pass reads on from: the last due schedule a pass looked at; undefined: from the soonest. */
   private scan: DueKey | undefined;
+  /**
+   * The last pass stopped at its cap of schedules tried (`batchSize`) with more due ones possibly
+   * behind them: the timers run the next pass at once, not a poll later (engine/timers.ts), so a
+   * burst of schedules due at once (1000 at the top of an hour) is reached in passes back to back.
+   */
+  leftDue = false;
 
   private readonly opts: Required<ScheduleRunnerOptions>;
 
@@ -444,6 +450,7 @@ export class ScheduleRunner {
    */
   async runOnce(): Promise<number> {
     const now = this.deps.clock.now();
+    this.leftDue = false;
     for (const [key, f] of this.failing) if (f.until + MISSED_AFTER_MS < now) this.failing.delete(key); // deleted, paused or moved on elsewhere
     const { batchSize, pagesPerPass } = this.opts;
     let n = 0;
@@ -455,8 +462,9 @@ export class ScheduleRunner {
       const due = await this.deps.store.dueSchedules(now, batchSize, after);
       for (const s of due) {
         if (tried >= batchSize) {
-          // Its tries spent: the next pass goes on from the last one looked at (those tried are gone or held).
+          // Its tries spent: the next pass goes on from the last one looked at (those tried are gone or held), at once.
           this.scan = after;
+          this.leftDue = true;
           return n;
         }
         after = { nextAt: s.nextAt!, tenant: s.tenant, name: s.name };
@@ -483,7 +491,10 @@ export class ScheduleRunner {
         this.scan = undefined;
         return n;
       }
-      if (tried >= batchSize) break;
+      if (tried >= batchSize) {
+        this.leftDue = true;
+        break;
+      }
     }
     // Its pages read or its tries spent: the next pass goes on from the last one looked at.
     this.scan = after;

@@ -16,6 +16,8 @@ import {
   TOPICS, type Clock, type DueJob, type EventLog, type JobSpec, type JobStore, type Logger, type OutboxRow, type WorkerRecord, type WorkerRegistryStore,
 } from './ports.js';
 import { MAX_QUEUED_TIMEOUTS, Timers, WAITING_RECHECK_MS } from './timers.js';
+import { DEFAULT_TENANT } from './auth.js';
+import { ScheduleRunner, ScheduleService } from './schedules.js';
 import { MAX_WORKERS_LISTED, PRESENCE_TTL_MS } from './worker-presence.js';
 import { TransitionService } from './transitions.js';
 
@@ -604,6 +606,42 @@ describe('Timers when the workers\' presence cannot tell', () => {
     const { applied, counters } = await run({ listWorkers: async () => rows });
     assert.deepEqual([applied, counters.unserved], [['a'], 0]);
   });
+});
+
+for (const backend of STORE_BACKENDS) describe(`Timers on ${backend.name}, with more schedules due at once than a schedules' pass tries`, () => {
+  it('pass again at once, not a poll later, while the schedules\' pass stopped at its cap with schedules still due: none is missed for the wait', () => withMigratedStore(backend, async (store) => {
+    // Seven schedules due at T0, two tried a pass (as 1000 due at once are, 100 a pass); a poll of 30 s
+    // (ATS_TIMERS_POLL_MS goes up to 60 s): a pass a poll after the other would reach the last ones over 60 s late.
+    let t = T0 - 1000;
+    // At each poll: how many of the seven ticks the passes had handled (submitted or missed).
+    let handled = () => 0;
+    const polledAt: number[] = [];
+    const clock: Clock = {
+      now: () => t,
+      sleep: async (ms) => {
+        polledAt.push(handled());
+        t += ms;
+        await new Promise((r) => setImmediate(r));
+      },
+    };
+    const nextId = monotonicFactory();
+    const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+    const service = new ScheduleService({ store, clock });
+    const template = { type: 'demo.echo', payload: null, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
+    for (let i = 0; i < 7; i++) await service.create(DEFAULT_TENANT, { name: `nightly-${i}`, cron: '0 0 * * *', job: template });
+    t = T0 + 100;
+    const runner = new ScheduleRunner({ store, transitions, clock, logger: silentLogger }, { batchSize: 2 });
+    const timers = new Timers({ store, transitions, clock, logger: silentLogger, schedules: runner }, { pollMs: 30_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    const c = runner.counters;
+    handled = () => c.submitted + c.missed;
+    timers.start();
+    for (const until = Date.now() + 30_000; handled() < 7 && Date.now() < until;) await new Promise((r) => setTimeout(r, 5));
+    await timers.stop();
+    assert.deepEqual({ ...c }, { submitted: 7, skipped: 0, missed: 0 }, `polls with the ticks handled so far: ${JSON.stringify(polledAt)}`);
+    assert.deepEqual(polledAt.filter((n) => n < 7), [], 'no poll before every due schedule was reached');
+    const jobs = (await store.listJobs({ limit: 100 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:'));
+    assert.equal(jobs.length, 7);
+  }));
 });
 
 describe('Timers with the database down', () => {

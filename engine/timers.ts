@@ -66,8 +66,11 @@ export interface TimersDeps {
   transitions: TransitionService;
   clock: Clock;
   logger: Logger;
-  /** Fires the cron schedules' due ticks at each pass. @defaultValue none */
-  schedules?: Pick<ScheduleRunner, 'runOnce'>;
+  /**
+   * Fires the cron schedules' due ticks at each pass; a pass that stopped at its cap with schedules
+   * still due (`leftDue`) is followed by the next at once. @defaultValue none
+   */
+  schedules?: Pick<ScheduleRunner, 'runOnce'> & Partial<Pick<ScheduleRunner, 'leftDue'>>;
   /**
    * The log the dispatches travel on and the workers' group id (`ATS_WORKER_GROUP`):
    * a job whose dispatch its lane's workers have not read yet is not taken for lost.
@@ -176,6 +179,8 @@ export class Timers {
   private readonly waitingForWorker = new Map<string, { job: LostDispatch; keptAt: number }>();
   /** When the presence was last read for them. */
   private waitingCheckedAt = -Infinity;
+  /** The last pass's schedules' pass stopped at its cap with schedules still due: the next pass runs at once. */
+  private schedulesLeftDue = false;
   /** The passes run so far: the presence rows are read once a pass at most. */
   private passes = 0;
   /** The presence rows' answer, and the pass that read it. */
@@ -196,6 +201,7 @@ export class Timers {
     const { store, clock } = this.deps;
     const now = clock.now();
     this.passes++;
+    this.schedulesLeftDue = false;
     const over = this.passedOver;
     const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
     const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
@@ -212,6 +218,7 @@ export class Timers {
     ]);
     this.logPassedOver(now);
     const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
+    this.schedulesLeftDue = this.deps.schedules?.leftDue === true;
     this.counters.dispatched += a.pending;
     this.counters.retried += a.retrying;
     this.counters.expired += b.all;
@@ -469,7 +476,9 @@ export class Timers {
     const { clock, logger } = this.deps;
     return pollUntilAborted(signal, {
       clock, logger, failure: 'timers: pass failed', pollMs: this.opts.pollMs,
-      pass: async () => (await this.runOnce()) >= this.opts.batchSize,
+      // Again at once after a full batch, or while schedules due wait behind the schedules' cap (a poll later, the last of
+      // a burst of them, 1000 due at the top of an hour with 100 tried a pass, would be reached ten polls late, or missed).
+      pass: async () => (await this.runOnce()) >= this.opts.batchSize || this.schedulesLeftDue,
     });
   }
 }
