@@ -427,7 +427,10 @@ export class ScheduleRunner {
    * behind them: the timers run the next pass at once, not a poll later (engine/timers.ts), so a
    * burst of schedules due at once (1000 at the top of an hour) is reached in passes back to back.
    */
-  leftDue = false;
+  get leftDue(): boolean {
+    return this.stoppedAtCap;
+  }
+  private stoppedAtCap = false;
 
   private readonly opts: Required<ScheduleRunnerOptions>;
 
@@ -450,7 +453,7 @@ export class ScheduleRunner {
    */
   async runOnce(): Promise<number> {
     const now = this.deps.clock.now();
-    this.leftDue = false;
+    this.stoppedAtCap = false;
     for (const [key, f] of this.failing) if (f.until + MISSED_AFTER_MS < now) this.failing.delete(key); // deleted, paused or moved on elsewhere
     const { batchSize, pagesPerPass } = this.opts;
     let n = 0;
@@ -464,7 +467,7 @@ export class ScheduleRunner {
         if (tried >= batchSize) {
           // Its tries spent: the next pass goes on from the last one looked at (those tried are gone or held), at once.
           this.scan = after;
-          this.leftDue = true;
+          this.stoppedAtCap = true;
           return n;
         }
         after = { nextAt: s.nextAt!, tenant: s.tenant, name: s.name };
@@ -492,7 +495,7 @@ export class ScheduleRunner {
         return n;
       }
       if (tried >= batchSize) {
-        this.leftDue = true;
+        this.stoppedAtCap = true;
         break;
       }
     }
