@@ -370,6 +370,72 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await service.ticks(D, 'backlog')).map((t) => t.outcome), ['skipped', 'skipped', 'skipped', 'skipped', 'submitted']);
     }));
 
+    /**
+     * What a schedule's row and tick list say agrees with the jobs its ticks made: a tick recorded skipped has no
+     * job, each tick's job is recorded submitted with it, and lastJobId is the newest tick's job.
+     */
+    const assertRecordsMatchJobs = async (store: Store, service: ScheduleService, name: string) => {
+      const s = await service.get(D, name);
+      const jobs = (await scheduledJobs(store)).filter((j) => j.idempotencyKey!.startsWith(`ats:schedule:${name}:`));
+      const tickOf = (key: string) => Number(key.split(':').at(-1));
+      const byTick = new Map(jobs.map((j) => [tickOf(j.idempotencyKey!), j.id]));
+      const ticks = await service.ticks(D, name);
+      assert.deepEqual(ticks.map((t) => [t.tickAt, t.outcome, t.jobId]), ticks.map((t) => {
+        const job = byTick.get(t.tickAt) ?? null;
+        return [t.tickAt, job === null ? 'skipped' : 'submitted', job];
+      }), 'each tick recorded as the jobs that exist say');
+      assert.deepEqual([...byTick.keys()].filter((t) => !ticks.some((k) => k.tickAt === t)), [], 'no tick\'s job goes unrecorded');
+      const newest = Math.max(...byTick.keys());
+      assert.equal(s.lastJobId, byTick.get(newest), 'lastJobId is the newest tick\'s job');
+      assert.equal(s.submitted, byTick.size);
+    };
+
+    it('overlap skip, two instances at one tick while the last job ends: the instance whose pass is recorded is the one that saw it ended, and its job is recorded', () => withStore(async (store) => {
+      const { clock, service, runner, transitions } = world(store);
+      await service.create(D, { name: 'racing', cron: '0 * * * *', job: template() });
+      clock.set(T0 + 60 * MIN + 5);
+      await runner().runOnce();
+      const [first] = await scheduledJobs(store);
+      assert.ok(first);
+      clock.set(T0 + 120 * MIN + 5);
+      // A reads the last job live (it would skip the tick); then, before A writes, the job is cancelled and B runs
+      // the same pass up to its last write, which waits for A's last write (A writes first).
+      let aWrote!: () => void;
+      const aWritten = new Promise<void>((resolve) => { aWrote = resolve; });
+      let bWaits!: () => void;
+      const bWaiting = new Promise<void>((resolve) => { bWaits = resolve; });
+      let b: Promise<number> | undefined;
+      const storeB = intercept(store, (name) => name === 'replaceSchedule', async (call, [next]) => {
+        if ((next as ScheduleRecord).firingQueue === undefined) {
+          bWaits();
+          await aWritten;
+        }
+        return call();
+      });
+      const storeA = intercept(store, (name) => name === 'getJob' || name === 'replaceSchedule', async (call, [arg], name) => {
+        const out = await call();
+        if (name === 'getJob' && arg === first.id && b === undefined) {
+          assert.ok((await transitions.apply(first.id, { type: 'CANCEL', reason: 'test' })).ok);
+          b = new ScheduleRunner({ store: storeB, transitions, clock, logger: silentLogger }).runOnce();
+          // B has read the row and the job, and waits at its last write (or has given up).
+          await Promise.race([bWaiting, b]);
+        }
+        if (name === 'replaceSchedule' && (arg as ScheduleRecord).firingQueue === undefined) aWrote();
+        return out;
+      });
+      await new ScheduleRunner({ store: storeA, transitions, clock, logger: silentLogger }).runOnce();
+      assert.ok(b, 'A read the last job');
+      await b;
+      const jobs = await scheduledJobs(store);
+      assert.equal(jobs.length, 2, 'the job ended: the tick submitted its job');
+      await assertRecordsMatchJobs(store, service, 'racing');
+      // The tick's job is live: the next tick is skipped.
+      clock.set(T0 + 180 * MIN + 5);
+      await runner().runOnce();
+      assert.equal((await scheduledJobs(store)).length, 2, 'no job beside the live one');
+      await assertRecordsMatchJobs(store, service, 'racing');
+    }));
+
     it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       const told: string[] = [];

@@ -410,7 +410,10 @@ type DueKey = Pick<ScheduleRecord, 'tenant' | 'name'> & { nextAt: number };
 /**
  * Fires due ticks; runs in the timers role. Safe with many instances: a tick's
  * job is unique by its idempotency key, and the schedule's row moves on by
- * compare-and-set, so the instance that loses the race writes nothing more.
+ * compare-and-set, so the instance that loses the race writes nothing more. A
+ * pass that submits claims the row (a compare-and-set) before its first submit
+ * and after deciding what its ticks do (`overlap: skip`), so the pass recorded
+ * is one that submitted every job the others did (`fire`).
  */
 export class ScheduleRunner {
   readonly counters: ScheduleCounters = { submitted: 0, skipped: 0, missed: 0 };
@@ -539,30 +542,37 @@ export class ScheduleRunner {
     const found = due.firingQueue !== undefined && plan.missed > 0
       ? (await store.tickJobs(due, due.firingQueue, due.nextAt, missedBefore(plan, now), MAX_TICKS_PER_PASS)).reverse()
       : [];
+    // What each tick does is decided before the row is claimed (below), from what was read before it. The last
+    // job's state only moves one way (a live job ends, an ended one stays so): of two instances firing the same
+    // pass, the one whose claim comes later read later, so it submits every tick's job the other submitted,
+    // and it is the one whose pass is recorded (the other's last write fails on the claim). With `skip`, the first
+    // tick submits unless the last job is live, and the job it submits is live for the rest of the pass.
+    const newestFound = found.at(-1)?.job;
+    const lastLive = due.overlap === 'skip' && plan.fire.length > 0
+      && (newestFound ? !isTerminal(newestFound.snapshot.value) : due.lastJobId !== null && await isLive(store, due.lastJobId));
+    const submitting = due.overlap === 'allow' ? plan.fire.length : lastLive ? 0 : Math.min(1, plan.fire.length);
     let s = due;
-    if (plan.fire.length > 0 && s.firingQueue === undefined) {
-      // The queue first: a tick's job is unique by its key within a queue, so one submitted here and then
-      // (a crash, or the template's queue changed before this pass moves the schedule on) submitted again
-      // into another queue would be a second job. Pinned, the ticks go where their first try went.
-      const pinned: ScheduleRecord = { ...s, firingQueue: s.job.queue, version: s.version + 1 };
-      if (!(await store.replaceSchedule(pinned, s.version))) return 0; // changed meanwhile: a later pass reads it again
-      s = pinned;
+    if (submitting > 0) {
+      // The claim: the row moves on by compare-and-set before any job is submitted, so a pass that read it before
+      // (and decided on older reads) cannot record its own outcome over this one's. Unpinned, it pins the queue
+      // first: a tick's job is unique by its key within a queue, so one submitted here and then (a crash, or the
+      // template's queue changed before this pass moves the schedule on) submitted again into another queue would
+      // be a second job. Pinned, the ticks go where their first try went.
+      const claimed: ScheduleRecord = { ...s, firingQueue: s.firingQueue ?? s.job.queue, version: s.version + 1 };
+      if (!(await store.replaceSchedule(claimed, s.version))) return 0; // changed meanwhile: a later pass reads it again
+      s = claimed;
     }
     // The ticks found with their jobs come before those the plan fires, and are recorded as the pass that submitted them would have.
     const ticks: ScheduleTick[] = found.map(({ tickAt, job }) => ({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'submitted', jobId: job.id, at: job.createdAt }));
-    const newestFound = found.at(-1)?.job;
     let lastJobId = newestFound?.id ?? s.lastJobId;
-    // Whether the last job is live, read once a pass (a job this pass submitted or found is known without a read).
-    let lastLive: boolean | null = newestFound ? !isTerminal(newestFound.snapshot.value) : null;
-    for (const tickAt of plan.fire) {
-      if (s.overlap === 'skip' && lastJobId && (lastLive ??= await isLive(store, lastJobId))) {
+    for (const [i, tickAt] of plan.fire.entries()) {
+      if (i >= submitting) {
         ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
         continue;
       }
       const r = await this.submitTick(s, tickAt);
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
-      lastLive = !isTerminal(r.job.snapshot.value);
       ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'submitted', jobId: r.job.id, at: now });
     }
     const submitted = ticks.filter((t) => t.outcome === 'submitted').length;
