@@ -337,6 +337,32 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await service.ticks(D, 'gone'), [], 'the new schedule of that name has no ticks of the old one');
     }));
 
+    it('the tick list failing to be written after the pass moved the schedule on: the pass is not a failure (counted, not held back, not logged as a failed tick)', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      await service.create(D, { name: 'per-second', cron: '* * * * * *', overlap: 'allow', job: template() });
+      let failures = 1;
+      const flaky = intercept(store, (name) => name === 'recordTicks', async (call) => {
+        if (failures-- > 0) throw new Error('the database went away for a moment');
+        return call();
+      });
+      const warned: string[] = [];
+      const told: string[] = [];
+      const logger = { ...silentLogger, warn: (msg: string) => void warned.push(msg) };
+      const runner = new ScheduleRunner({ store: flaky, transitions, clock, logger, onTicks: (outcome, n) => void told.push(`${outcome}=${n}`) });
+      clock.set(T0 + 1_000 + 5);
+      assert.equal(await runner.runOnce(), 1, 'the tick fired');
+      assert.deepEqual(told, ['submitted=1'], 'and is counted (ats_schedule_ticks_total)');
+      assert.deepEqual(warned, ['schedules: ticks not recorded in the tick list']);
+      const s = await service.get(D, 'per-second');
+      assert.deepEqual([s.submitted, s.nextAt], [1, T0 + 2_000]);
+      // The next tick, under a second later: the schedule is not held back as a failing one.
+      clock.set(T0 + 2_000 + 1);
+      assert.equal(await runner.runOnce(), 1);
+      assert.deepEqual(told, ['submitted=1', 'submitted=1']);
+      assert.deepEqual((await service.ticks(D, 'per-second')).map((t) => t.tickAt), [T0 + 2_000]);
+      assert.equal((await scheduledJobs(store)).length, 2);
+    }));
+
     it('overlap skip: a tick whose last job is live is recorded skipped; once it ended, the next tick submits', () => withStore(async (store) => {
       const { clock, service, runner, transitions } = world(store);
       await service.create(D, { name: 'nightly', cron: '0 * * * *', job: template() });
