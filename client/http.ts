@@ -89,11 +89,13 @@ export const outcomeWasUnknown = (err: ApiError): boolean => unknownBefore.has(e
 
 /**
  * A 502 or 504 that is not the server's answer (the server sends neither; its
- * errors are JSON with a code): a proxy in front of it lost the connection to
- * it or gave up waiting. Like a lost connection: tried again, and its outcome
- * unknown for a change.
+ * errors carry a code of its registry, `ATS_ERR_...`): a proxy in front of it
+ * lost the connection to it or gave up waiting — whether its page is HTML or
+ * JSON with a code of the proxy's own (a fastify proxy's
+ * `FST_REPLY_FROM_GATEWAY_TIMEOUT`). Like a lost connection: tried again, and
+ * its outcome unknown for a change.
  */
-const fromProxy = (err: ApiError): boolean => (err.status === 502 || err.status === 504) && err.code === `HTTP_${err.status}`;
+const fromProxy = (err: ApiError): boolean => (err.status === 502 || err.status === 504) && !err.code.startsWith('ATS_ERR_');
 
 /** Network failures that happen before a request is sent: its outcome is known (nothing happened). */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'fetch refuses to connect to this port']);
