@@ -19,6 +19,7 @@ import { subscribeOrPoll } from './commands/watch.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
 import { spawnAts } from '../tests/helpers/cli.js';
+import { startTcpProxy } from '../tests/helpers/tcp-proxy.js';
 
 const ID = '01J00000000000000000000001';
 
@@ -574,6 +575,34 @@ describe('waiting out an unavailable or busy server', () => {
     const notices: string[] = [];
     assert.equal(await followJob(new AtsClient({ url: fake.url, retries: 0 }), ID, () => undefined, { pollMs: 10, onNotice: (m) => notices.push(m) }), 'done');
     assert.equal(notices.length, 2);
+  });
+
+  test('submit --wait: a server that stops answering once the job is submitted, before the stream holds, is waited for and the job followed to its end', async () => {
+    const fake = await fakeServer();
+    const events = [event(ID, 1, null, 'pending', 'SUBMITTED')];
+    fake.jobs.set(ID, jobDetail(ID, events));
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(fake.url).port) });
+    try {
+      await proxy.cut(); // a restart, right after the submit was answered
+      const notices: string[] = [];
+      const seen: string[] = [];
+      const modes: string[] = [];
+      const client = new AtsClient({ url: `http://127.0.0.1:${proxy.port}`, retries: 0 });
+      const state = followJob(client, ID, (e) => seen.push(e.to), { pollMs: 10, onNotice: (m) => notices.push(m), onMode: (m) => modes.push(m) });
+      let failure: unknown = null;
+      state.catch((e: unknown) => (failure = e));
+      await until(() => notices.filter((m) => /ECONNREFUSED/.test(m)).length >= 3 || failure !== null, 'notices of the outage');
+      assert.equal(failure, null, `the follow gave up on a server that went away: ${String(failure)}`);
+      fake.jobs.set(ID, jobDetail(ID, [...events, event(ID, 2, 'pending', 'cancelled', 'CANCEL')]));
+      await proxy.restore();
+      assert.equal(await state, 'cancelled');
+      assert.deepEqual(seen, ['pending', 'cancelled']);
+      assert.deepEqual(modes, ['poll']);
+      assert.match(notices[0]!, /^stream: cannot reach the ats server at .*ECONNREFUSED.*following the job by polling/);
+      assert.ok(notices.slice(1).every((m) => /^cannot reach the ats server at .*ECONNREFUSED.*; still trying$/.test(m)), notices.join('\n'));
+    } finally {
+      await proxy.close();
+    }
   });
 });
 

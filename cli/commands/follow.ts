@@ -92,7 +92,9 @@ export interface FollowOptions {
 
 /**
  * Calls `onEvent` for every event of job `id` (its whole history first), in
- * order, until the job is in a terminal state; resolves with that state.
+ * order, until the job is in a terminal state; resolves with that state. A
+ * server that does not answer, or is unavailable or rate limits, is waited
+ * for: through the stream's reconnects once it holds, else by polling.
  */
 export async function followJob(client: AtsClient, id: string, onEvent: (e: JobEvent) => void, opts: FollowOptions = {}): Promise<string> {
   let finish!: (state: string) => void;
@@ -131,6 +133,13 @@ export async function followJob(client: AtsClient, id: string, onEvent: (e: JobE
     onProgress: progress ? (m) => progress.push({ value: m.progress, attempt: m.attempt, at: m.at }) : undefined,
     // The job exists: an outage of the server's database is waited out, as by the reads below.
     untilAvailable: true,
+  }).catch((err: unknown) => {
+    // The job exists, but the stream does not answer: the server stopped answering since (a restart), or a proxy
+    // holds its upgrades. The job is polled instead: the reads wait out a server that does not answer, as they
+    // wait out its outages, instead of ending the follow of a job that was submitted.
+    if (!(err instanceof UnreachableError)) throw err;
+    opts.onNotice?.(`stream: ${err.message}; following the job by polling`);
+    return null;
   });
   opts.onMode?.(sub ? 'stream' : 'poll');
   const period = sub ? (opts.recheckMs ?? 5000) : (opts.pollMs ?? 250);
