@@ -68,6 +68,11 @@ interface FakeOptions {
   endAtOnce?: boolean;
   /** Take every upgrade request and never answer it (a proxy that holds WebSocket upgrades); the REST API still answers. */
   holdUpgrades?: boolean;
+  /**
+   * Answer every upgrade as the server answers a GET of /v1/stream that reached it without its Upgrade (through a
+   * proxy that does not pass WebSocket upgrades on): 400 ATS_ERR_VALIDATION.
+   */
+  plainUpgrades?: boolean;
 }
 
 const fakes: Fake[] = [];
@@ -88,7 +93,7 @@ function jobDetail(id: string, events: JobEvent[]): JobDetail {
 }
 
 /** A fake API: GET /v1/jobs/:id, POST /v1/jobs (emits `done` on the stream BEFORE answering), and the stream. */
-async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true, holdUpgrades = false }: FakeOptions = {}): Promise<Fake> {
+async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true, holdUpgrades = false, plainUpgrades = false }: FakeOptions = {}): Promise<Fake> {
   const held = new Set<Duplex>();
   let n = 0;
   let created = 0;
@@ -177,6 +182,11 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
     if (holdUpgrades) {
       held.add(socket);
       socket.on('error', () => undefined);
+      return;
+    }
+    if (plainUpgrades) {
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n'
+        + '{"code":"ATS_ERR_VALIDATION","message":"GET /v1/stream is a WebSocket endpoint: connect with an Upgrade: websocket request"}');
       return;
     }
     if (fake.limitUpgrades > 0) {
@@ -446,6 +456,23 @@ describe('following a job', () => {
     assert.deepEqual(seen, ['1:pending', '2:published', '3:running', '4:done']);
     assert.deepEqual(modes, ['stream']);
     assert.deepEqual(fake.subscribes[0]!.filter, { jobId: ID });
+  });
+
+  test('through a proxy that does not pass WebSocket upgrades on (the server answers the plain GET 400): polls the job until it is terminal', async () => {
+    const fake = await fakeServer({ plainUpgrades: true });
+    const events = [event(ID, 1, null, 'pending', 'SUBMITTED')];
+    fake.jobs.set(ID, jobDetail(ID, events));
+    const seen: string[] = [];
+    const modes: string[] = [];
+    const state = followJob(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), ID, (e) => seen.push(e.to), { pollMs: 10, onMode: (m) => modes.push(m) });
+    let failure: unknown = null;
+    state.catch((e: unknown) => (failure = e));
+    await until(() => fake.gets >= 2 || failure !== null, 'a second poll');
+    assert.equal(failure, null, `the follow of a submitted job ended: ${String(failure)}`);
+    fake.jobs.set(ID, jobDetail(ID, [...events, event(ID, 2, 'pending', 'cancelled', 'CANCEL')]));
+    assert.equal(await state, 'cancelled');
+    assert.deepEqual(seen, ['pending', 'cancelled']);
+    assert.deepEqual(modes, ['poll']);
   });
 
   test('without a stream: polls the job until it is terminal', async () => {

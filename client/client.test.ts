@@ -743,6 +743,26 @@ describe('watch', () => {
     await new Promise((r) => plain.close(r));
   });
 
+  test('through a proxy that does not pass WebSocket upgrades on (nginx without its WebSocket settings): StreamUnavailableError 400, not a refused subscribe', async () => {
+    // The upgrade reaches the server as a plain GET of /v1/stream, which it answers 400 ATS_ERR_VALIDATION.
+    const proxy = createServer(async (req, res) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'upgrade'].includes(k)) headers[k] = v;
+      const upstream = await fetch(url + req.url, { method: req.method, headers });
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'text/plain' }).end(await upstream.text());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const w = createClient({ url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, WebSocket: WebSocket as unknown as WebSocketConstructor }).watch({});
+      const err = await w.ready.then(() => null, (e: unknown) => e);
+      assert.ok(err instanceof ApiError && err.code === 'ATS_ERR_STREAM_UNAVAILABLE' && err.status === 400, `${(err as ApiError)?.code}: ${String(err)}`);
+      assert.match(err.message, /proxy/);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+
   test('a closed watch leaves no timer and no open socket behind: after break, close() and the signal', async () => {
     const sockets: WebSocket[] = [];
     class Recording extends WebSocket {

@@ -524,6 +524,12 @@ class ResumingWatch implements Watch {
 
   private failure(status: number, answer: ApiError | null, error: unknown, code: number): Error {
     if (status === 404) return new StreamUnavailableError(status, `the server has no stream (HTTP ${status} on /v1/stream)`);
+    // The server's answer to a GET of /v1/stream without its Upgrade: a proxy in front of it does not pass WebSocket
+    // upgrades on (nginx without its WebSocket settings). No stream this way, as without the route; not a refused subscribe.
+    if (status === 400 && answer?.code === 'ATS_ERR_VALIDATION') {
+      return new StreamUnavailableError(status, `the stream's upgrade reached the server as a plain GET (HTTP 400 on /v1/stream: ${answer.message}): `
+        + 'a proxy in front of it does not pass WebSocket upgrades on');
+    }
     // The server's own error (a refused key, too many streams, not ready); a proxy's page says nothing more than its status.
     if (answer && !answer.code.startsWith('HTTP_')) return new StreamRefusedError(answer);
     if (status) return new StreamUnavailableError(status, `the stream's upgrade was refused (HTTP ${status} on /v1/stream)`);

@@ -2,7 +2,7 @@
  * `ats watch [--job ID] [--type T] [--queue Q] [--state S,...]`: one line per
  * transition, live, until Ctrl-C. Over the stream a dropped connection is
  * resumed from the last cursor (no gap, no duplicate); a server without a
- * stream, or whose stream does not answer the subscribe in time while its
+ * stream (or behind a proxy that does not pass WebSocket upgrades on), or whose stream does not answer the subscribe in time while its
  * REST API answers (a proxy that holds WebSocket upgrades), is polled instead
  * (the newest jobs only — see `pollTransitions`), unless `--cursor` asks for
  * a replay, which polling cannot give: then that is the error (exit 1). A server that answers
