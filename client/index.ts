@@ -101,6 +101,16 @@ export function compareProgress(a: { attempt: number; at: string }, b: { attempt
   return Number.isNaN(d) ? 0 : d;
 }
 
+/**
+ * A number option as given (undefined: its default), refused when it is not a
+ * number: NaN (`Number()` of an unset environment variable) would retry for
+ * ever (no attempt count is `>= NaN`), pause 1 ms, or throw from a call.
+ */
+function aNumber(name: string, value: number | undefined): number | undefined {
+  if (value === undefined || (typeof value === 'number' && !Number.isNaN(value))) return value;
+  throw new ApiError(0, 'ATS_ERR_VALIDATION', `createClient: ${name} must be a number, got ${String(value)}`);
+}
+
 /** A new ULID: the default Idempotency-Key. */
 export const newIdempotencyKey = (): string => ulid();
 
@@ -156,9 +166,11 @@ export class AtsClient {
       headers: o.apiKey?.trim() ? { authorization: `Bearer ${o.apiKey.trim()}` } : {},
       // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
       fetch: (input, init) => fetchImpl(input, init),
-      timeoutMs: o.timeoutMs ?? 30_000,
-      retries: Math.max(0, o.retries ?? 3),
-      retryDelayMs: o.retryDelayMs ?? { min: 250, max: 5000 },
+      timeoutMs: aNumber('timeoutMs', o.timeoutMs) ?? 30_000,
+      retries: Math.max(0, aNumber('retries', o.retries) ?? 3),
+      retryDelayMs: o.retryDelayMs
+        ? { min: aNumber('retryDelayMs.min', o.retryDelayMs.min)!, max: aNumber('retryDelayMs.max', o.retryDelayMs.max)! }
+        : { min: 250, max: 5000 },
       onRetry: o.onRetry,
     };
     this.WebSocket = o.WebSocket;
