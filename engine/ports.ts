@@ -739,6 +739,13 @@ export interface WorkflowEventRecord {
 }
 
 /**
+ * One step of an instance's history as the console's graph draws it: the
+ * event without its data, except a MIGRATE's (`{type, from, to, ...}`, a few
+ * numbers), which says the version before it; any other event's `data` is null.
+ */
+export type WorkflowHistoryStep = Pick<WorkflowEventRecord, 'seq' | 'type' | 'status' | 'data' | 'value'>;
+
+/**
  * A workflow event with its global position, as the WebSocket stream reads
  * it: `id` is `workflow_events.id`, allocated when the row is inserted but
  * visible only once its transaction commits (as `StreamEventRecord.id`; see
@@ -876,6 +883,11 @@ export interface WorkflowStore {
   getWorkflowEvents(id: string, afterSeq?: number, limit?: number): Promise<WorkflowEventRecord[]>;
   /** The seq of each of an instance's events from `afterSeq + 1`, in seq order, with the bytes its data and state value take; at most `limit` when given. */
   workflowEventSizes(id: string, afterSeq: number, limit?: number): Promise<{ seq: number; bytes: number }[]>;
+  /**
+   * The steps of an instance's history from `afterSeq + 1`, in seq order: each event's seq, type, status and the
+   * state value after it, without its data (a signal's may be a megabyte) but a MIGRATE's; at most `limit` when given.
+   */
+  workflowEventSteps(id: string, afterSeq: number, limit?: number): Promise<WorkflowHistoryStep[]>;
   /** Newest first. */
   listWorkflows(filter: WorkflowFilter): Promise<WorkflowRecord[]>;
   /**

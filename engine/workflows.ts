@@ -47,7 +47,7 @@ import { canonicalJson, submitWrite, transitionWrite } from './transitions.js';
 import {
   TOPICS,
   type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
-  type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowRecordPage, type WorkflowStore,
+  type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowHistoryStep, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowRecordPage, type WorkflowStore,
   type WorkflowWrite,
 } from './ports.js';
 
@@ -667,6 +667,18 @@ export class WorkflowService {
     if (events.length <= page.limit) return { events, next: null };
     events.length = page.limit;
     return { events, next: events.at(-1)!.seq };
+  }
+
+  /**
+   * The last `last` steps of the instance's history, oldest first, without
+   * their data (but a MIGRATE's): what the console's graph draws of each
+   * step. A signal may carry a megabyte; 500 steps read whole could be half
+   * a gigabyte for their states alone.
+   */
+  async steps(wf: WorkflowRecord, last: number): Promise<WorkflowHistoryStep[]> {
+    const steps = await this.deps.store.workflowEventSteps(wf.id, Math.max(0, wf.version - last));
+    // Steps taken since `wf` was read come too: still only the last `last`.
+    return steps.slice(-last);
   }
 
   /** `events`, bounded in bytes: the sizes first, then the events that fit. */

@@ -5,20 +5,25 @@
  * with live counts per state and the states of each step of its history; an
  * unknown id and another tenant's instance are the same 404; an instance
  * whose definition version this process lacks is a 503; the route needs the
- * read scope.
+ * read scope. The steps are read without the events' data (a signal's may be
+ * a megabyte, and the last 500 steps are drawn), on either store.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ulid } from 'ulid';
+import { assign, setup } from 'xstate';
 import * as saga from '../examples/order-saga.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import type { WorkflowDefinitions } from '../engine/workflows.js';
-import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+import { startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { requireMysql } from '../tests/helpers/mysql.js';
 import { authWith, injectAs, MemoryKeyStore, type MadeKey } from '../tests/helpers/keys.js';
 import type { WorkflowGraphView, WorkflowView } from './schemas.js';
 import { stepsOf } from './routes/workflow-graph.js';
 import { workflowGraph } from '../machines/workflow-graph.js';
 import type { WorkflowEventRecord, WorkflowEventType, WorkflowRecord } from '../engine/ports.js';
+
+const mysqlReady = await requireMysql();
 
 /** The saga's definitions, with a switch that makes this process lack them (as one without the module). */
 function sagaDefinitions(): WorkflowDefinitions & { missing: boolean } {
@@ -180,5 +185,78 @@ describe('GET /v1/workflows/:id/graph with keys', () => {
     assert.equal(theirs.json().code, unknown.json().code);
     assert.doesNotMatch(theirs.body, /order\.charging/);
     assert.equal((await injectAs(t, acmeSubmitOnly, { url: `/v1/workflows/${wf.id}/graph` })).statusCode, 403);
+  });
+});
+
+/** Counts each ADD (by `n`, else 1) in `counting`; STOP ends it: its states are what its steps draw, the signals' notes are data. */
+const counter = setup({ types: { context: {} as { count: number } } }).createMachine({
+  id: 'counter', context: { count: 0 }, initial: 'counting',
+  states: {
+    counting: { on: { ADD: { actions: assign({ count: ({ context, event }) => context.count + ((event as { n?: number }).n ?? 1) }) }, STOP: 'stopped' } },
+    stopped: { type: 'final' },
+  },
+});
+
+/**
+ * An instance's graph on `p`, after signals that carry 100 KB each and a
+ * migration to version 2: its steps are those of its history (each step's
+ * states, the versions either side of the MIGRATE), and the history's
+ * events whole (their data) are not read for them. Closes `p`.
+ */
+async function stepsWithoutData(p: TestApp, versions: HandlerRegistry): Promise<void> {
+  try {
+    const started = await p.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'g.counter' } });
+    assert.equal(started.statusCode, 201, started.body);
+    const id = (started.json() as WorkflowView).id;
+    const send = async (body: object) => {
+      const r = await p.app.inject({ method: 'POST', url: `/v1/workflows/${id}/events`, payload: body });
+      assert.equal(r.statusCode, 200, r.body);
+    };
+    for (let i = 0; i < 3; i++) await send({ type: 'ADD', note: 'x'.repeat(100_000) });
+    versions.workflow('g.counter', counter, { version: 2, migrate: { from: 1, state: ({ context }) => ({ value: 'counting', context }) } });
+    await send({ type: 'ADD', note: 'y'.repeat(100_000) });
+    await send({ type: 'STOP' });
+
+    const wf = (await p.store.getWorkflow(id))!;
+    assert.equal(wf.definitionVersion, 2);
+    const expected = stepsOf(workflowGraph(versions.workflowDefinition('g.counter', 2)!), wf, await p.store.getWorkflowEvents(id));
+    assert.deepEqual(expected.map((s) => [s.seq, s.type, s.definitionVersion, s.active.at(-1) ?? null]), [
+      [1, 'START', 1, null], [2, 'SIGNAL', 1, null], [3, 'SIGNAL', 1, null], [4, 'SIGNAL', 1, null],
+      [5, 'MIGRATE', 2, 'counter.counting'], [6, 'SIGNAL', 2, 'counter.counting'], [7, 'SIGNAL', 2, 'counter.stopped'],
+    ]);
+
+    const whole: number[] = [];
+    const read = p.store.getWorkflowEvents;
+    p.store.getWorkflowEvents = async (wid, afterSeq, limit) => {
+      whole.push(afterSeq ?? 0);
+      return read.call(p.store, wid, afterSeq, limit);
+    };
+    try {
+      const r = await p.app.inject({ url: `/v1/workflows/${id}/graph` });
+      assert.equal(r.statusCode, 200, r.body);
+      const g = r.json() as WorkflowGraphView;
+      assert.deepEqual([g.status, g.definitionVersion, g.active], ['done', 2, ['counter', 'counter.stopped']]);
+      assert.deepEqual(g.steps, expected);
+    } finally {
+      p.store.getWorkflowEvents = read;
+    }
+    assert.deepEqual(whole, [], 'the graph read no event whole (with its data)');
+  } finally {
+    await p.close();
+  }
+}
+
+const counterDefinitions = (): HandlerRegistry => registerDemoHandlers(new HandlerRegistry()).workflow('g.counter', counter);
+
+describe('the graph\'s steps are read without the events\' data', () => {
+  test('on SQLite', async () => {
+    const versions = counterDefinitions();
+    await stepsWithoutData(await startSqliteTestApp({}, { workflows: versions }), versions);
+  });
+
+  test('on MariaDB', async () => {
+    assert.ok(mysqlReady);
+    const versions = counterDefinitions();
+    await stepsWithoutData(await startTestApp({}, { workflows: versions }), versions);
   });
 });

@@ -247,6 +247,38 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await store.listWorkflows({ tenant: 'default', status: 'active', limit: 10 }), []);
     }));
 
+    it('the steps of a history read without their data but a MIGRATE\'s: seq, type, status, the state value after each', run(async (store) => {
+      const w = instance(wid(1));
+      await store.insertWorkflow(startWrite(w));
+      const big = (current: WorkflowRecord, next: PersistedWorkflow, type: WorkflowEventType): WorkflowWrite => {
+        const write = stepWrite(current, next, { type });
+        return { ...write, event: { ...write.event, data: { event: { type: 'GO', note: 'x'.repeat(50_000) }, jobIds: [] } } };
+      };
+      await store.updateWorkflow(w.id, (current) => ({ write: big(current!, state('active', [], 'b'), 'SIGNAL'), result: null }));
+      const migrated = (current: WorkflowRecord): WorkflowWrite => {
+        const write = stepWrite(current, state('active', [], 'b'), { type: 'MIGRATE' });
+        return { ...write, event: { ...write.event, data: { type: 'MIGRATE', from: 2, to: 3, carryTimers: true, jobIds: [] } } };
+      };
+      await store.updateWorkflow(w.id, (current) => ({ write: migrated(current!), result: null }));
+      const parallel = { ...state('done'), value: { fulfil: { stock: 'reserved', ship: 'booked' } } } as PersistedWorkflow;
+      await store.updateWorkflow(w.id, (current) => ({ write: big(current!, parallel, 'CHILD'), result: null }));
+
+      assert.deepEqual(await store.workflowEventSteps(w.id, 0), [
+        { seq: 1, type: 'START', status: 'active', data: null, value: 'a' },
+        { seq: 2, type: 'SIGNAL', status: 'active', data: null, value: 'b' },
+        { seq: 3, type: 'MIGRATE', status: 'active', data: { type: 'MIGRATE', from: 2, to: 3, carryTimers: true, jobIds: [] }, value: 'b' },
+        { seq: 4, type: 'CHILD', status: 'done', data: null, value: { fulfil: { stock: 'reserved', ship: 'booked' } } },
+      ]);
+      // The same steps as the events read whole say, but their data.
+      assert.deepEqual(
+        (await store.workflowEventSteps(w.id, 0)).map(({ data: _d, ...step }) => step),
+        (await store.getWorkflowEvents(w.id)).map(({ seq, type, status, value }) => ({ seq, type, status, value })),
+      );
+      assert.deepEqual((await store.workflowEventSteps(w.id, 2)).map((s) => s.seq), [3, 4], 'after a seq');
+      assert.deepEqual((await store.workflowEventSteps(w.id, 1, 2)).map((s) => s.seq), [2, 3], 'at most the limit, oldest first');
+      assert.deepEqual(await store.workflowEventSteps(wid(9), 0), [], 'no such instance');
+    }));
+
     it('a step cancels children through the decide given, and starts others, in the same transaction', run(async (store) => {
       const w = instance(wid(1));
       const children = [childWrite(jid(1), { workflowId: w.id, invokeId: 'a' }), childWrite(jid(2), { workflowId: w.id, invokeId: 'b' })];

@@ -16,7 +16,7 @@
 import { AtsError } from '../../engine/errors.js';
 import {
   signalKeyOf, type DueWorkflowTimer, type InsertResult, type TransitionWrite, type WorkflowDecide, type WorkflowEventRecord, type WorkflowEventType,
-  type WorkflowFilter, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStepRead, type WorkflowStore, type WorkflowStreamEventRecord,
+  type WorkflowFilter, type WorkflowHistoryStep, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStepRead, type WorkflowStore, type WorkflowStreamEventRecord,
   type WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
@@ -77,6 +77,17 @@ function rowToWorkflowEvent(r: Row): WorkflowEventRecord {
   };
 }
 
+/** A row of `SELECT_WORKFLOW_EVENT_STEPS`: a step without its data, but a MIGRATE's. */
+function rowToWorkflowStep(r: Row): WorkflowHistoryStep {
+  return {
+    seq: toNum(r.seq),
+    type: r.type as WorkflowEventType,
+    status: r.status as WorkflowStatus,
+    data: r.data === null || r.data === undefined ? null : JSON.parse(String(r.data)),
+    value: JSON.parse(String(r.state_value)),
+  };
+}
+
 /** A row of `SELECT_WORKFLOW_EVENTS_AFTER`: the event, its position, its instance's name and tenant, the state value after it. */
 function rowToWorkflowStreamEvent(r: Row): WorkflowStreamEventRecord {
   const e = rowToWorkflowEvent(r);
@@ -131,6 +142,14 @@ const SELECT_WORKFLOW_EVENTS = `SELECT ${EVENT_COLUMNS} FROM workflow_events WHE
 /** The bytes of an instance's events after a seq, as a history page counts them (`getWorkflowEvents` reads them). Params: workflow_id, after_seq */
 const SELECT_WORKFLOW_EVENT_SIZES =
   'SELECT seq, COALESCE(OCTET_LENGTH(data), 0) + COALESCE(OCTET_LENGTH(state_value), 0) AS bytes FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq';
+
+/**
+ * An instance's steps after a seq, without their data (a signal's may be a
+ * megabyte): seq, type, status and the state value after each, and the data
+ * of a MIGRATE only (the version before it). Params: workflow_id, after_seq
+ */
+const SELECT_WORKFLOW_EVENT_STEPS =
+  "SELECT seq, type, status, state_value, CASE WHEN type = 'MIGRATE' THEN data END AS data FROM workflow_events WHERE workflow_id = ? AND seq > ? ORDER BY seq";
 
 /**
  * The state values of one definition version's active instances (of a
@@ -539,7 +558,7 @@ export async function purgeWorkflowsInSteps(
 
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
-  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'workflowEventSizes' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'workflowEventSizes' | 'workflowEventSteps' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
   | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
@@ -557,6 +576,9 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
     workflowEventSizes: async (id, afterSeq, limit) =>
       (await (limit === undefined ? query(SELECT_WORKFLOW_EVENT_SIZES, [id, afterSeq]) : query(`${SELECT_WORKFLOW_EVENT_SIZES} LIMIT ?`, [id, afterSeq, limit])))
         .map((r) => ({ seq: toNum(r.seq), bytes: toNum(r.bytes) })),
+    workflowEventSteps: async (id, afterSeq, limit) =>
+      (await (limit === undefined ? query(SELECT_WORKFLOW_EVENT_STEPS, [id, afterSeq]) : query(`${SELECT_WORKFLOW_EVENT_STEPS} LIMIT ?`, [id, afterSeq, limit])))
+        .map(rowToWorkflowStep),
     listWorkflows: async (filter) => {
       const { sql, params } = listWorkflows(d, filter);
       return (await query(sql, params)).map(rowToWorkflow);

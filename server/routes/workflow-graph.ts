@@ -13,7 +13,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { activeNodeIds, workflowGraph, type WorkflowGraph } from '../../machines/workflow-graph.js';
 import type { WorkflowDefinition } from '../../machines/workflow.js';
-import type { WorkflowEventRecord, WorkflowRecord } from '../../engine/ports.js';
+import type { WorkflowHistoryStep, WorkflowRecord } from '../../engine/ports.js';
 import type { StateValue } from 'xstate';
 import type { RouteOptions } from '../deps.js';
 import { described, errorResponses, ref, WorkflowGraphView, WorkflowParams } from '../schemas.js';
@@ -58,17 +58,15 @@ export const workflowGraphRoute: FastifyPluginAsync<RouteOptions> = async (app, 
       });
     }
     const g = graphOf(def);
-    const [values, events] = await Promise.all([
-      service.activeValues(wf, COUNTED_INSTANCES + 1),
-      service.events(wf, { last: HISTORY_STEPS }).then((page) => page.events),
-    ]);
+    // The steps without their data: a signal's may be a megabyte, and only their states are drawn.
+    const [values, history] = await Promise.all([service.activeValues(wf, COUNTED_INSTANCES + 1), service.steps(wf, HISTORY_STEPS)]);
     const counted = values.slice(0, COUNTED_INSTANCES);
     return {
       id: wf.id, name: wf.name, definitionVersion: wf.definitionVersion, status: wf.state.status, value: wf.state.value,
       active: activeNodeIds(g, wf.state.value),
       root: g.root, nodes: g.nodes, edges: g.edges, actors: g.actors,
       counts: { instances: counted.length, capped: values.length > COUNTED_INSTANCES, nodes: countByNode(g, counted) },
-      steps: stepsOf(g, wf, events),
+      steps: stepsOf(g, wf, history),
     };
   });
 };
@@ -85,7 +83,7 @@ function countByNode(g: WorkflowGraph, values: readonly unknown[]): { id: string
  * before a migration ran another version's machine: its states are not
  * drawn on this one (none active), and it says which version it ran.
  */
-export function stepsOf(g: WorkflowGraph, wf: WorkflowRecord, events: readonly WorkflowEventRecord[]): WorkflowGraphView['steps'] {
+export function stepsOf(g: WorkflowGraph, wf: WorkflowRecord, events: readonly WorkflowHistoryStep[]): WorkflowGraphView['steps'] {
   // Walking back from now: the version changes at each MIGRATE, to its `from` before it.
   let version = wf.definitionVersion;
   const versions = events.map(() => 0);
