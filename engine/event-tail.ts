@@ -40,6 +40,11 @@ export interface TailDeps {
   busy?(): boolean;
   /** The newest committed id (`JobStore.lastEventId`); without it, found by bisection over `read`. */
   last?(): Promise<number>;
+  /**
+   * The id and bytes of each row `read` would read (`WorkflowStore.workflowEventSizesAfter`): with it and
+   * `readBytes`, each read takes only the rows that fit (see `readWithin`). Without it, reads are bounded in rows only.
+   */
+  sizes?: Sizes;
   /** Who reads, for its log lines. @defaultValue 'stream' */
   name?: string;
 }
@@ -60,6 +65,32 @@ export interface TailOptions {
   startupRewindIds: number;
   /** Pause after a failed read. */
   errorBackoffMs: number;
+  /** Bytes of the rows' data one read takes at most (the first row always comes), where the deps give `sizes`. */
+  readBytes?: number;
+}
+
+/** The id and bytes of each row a read after a position would read, in id order, at most `limit`. */
+export type Sizes = (afterId: number, limit: number) => Promise<{ id: number; bytes: number }[]>;
+
+/**
+ * A read of at most `limit` rows after `afterId` that takes no more rows than
+ * fit in `maxBytes` (the first always comes): the sizes first, then the rows
+ * that fit. `cut` when it stopped at its bytes with rows after it there: read
+ * on at once (a short read otherwise means the end of the table). Rows that
+ * committed between the two reads (below ids seen) may take the place of the
+ * last ones counted, as any read may see them.
+ */
+export async function readWithin<R>(
+  sizes: Sizes, read: (afterId: number, limit: number) => Promise<R[]>, afterId: number, limit: number, maxBytes: number,
+): Promise<{ rows: R[]; cut: boolean }> {
+  const counted = await sizes(afterId, limit);
+  let taken = 0;
+  for (let bytes = 0; taken < counted.length; taken++) {
+    bytes += counted[taken]!.bytes;
+    if (taken > 0 && bytes > maxBytes) break;
+  }
+  if (taken === 0) return { rows: [], cut: false };
+  return { rows: await read(afterId, taken), cut: taken < counted.length };
 }
 
 /** What the reader may deliver from one read. */
@@ -293,12 +324,16 @@ export class TailReader {
 
   /**
    * One read: delivers the safe prefix and moves the horizon past it. Returns
-   * whether to read again at once (a full batch went out) and, when blocked
+   * whether to read again at once (a full batch went out, or one cut at its bytes) and, when blocked
    * by a gap, until when the gap is waited for.
    */
   async step(): Promise<{ again: boolean; gapUntil: number | null }> {
     const { read, clock, logger, onEvents } = this.deps;
-    const rows = await this.unlessStopped(read(this.position, this.opts.tailBatchSize));
+    const { sizes } = this.deps;
+    const { tailBatchSize, readBytes } = this.opts;
+    const { rows, cut } = sizes && readBytes !== undefined
+      ? await this.unlessStopped(readWithin(sizes, read, this.position, tailBatchSize, readBytes))
+      : { rows: await this.unlessStopped(read(this.position, tailBatchSize)), cut: false };
     const safe = safePrefix(this.position, rows, this.seen, clock.now(), this.opts.gapTimeoutMs);
     if (safe.skipped.length > 0) {
       // Rolled back, deleted by retention (routine: one line, not one per run), or committed later than gapTimeoutMs.
@@ -314,7 +349,7 @@ export class TailReader {
       this.delivered += batch.length;
       onEvents(batch);
     }
-    return { again: safe.waiting === null && rows.length === this.opts.tailBatchSize, gapUntil: safe.waiting?.until ?? null };
+    return { again: safe.waiting === null && (rows.length === tailBatchSize || cut), gapUntil: safe.waiting?.until ?? null };
   }
 
   private async run(signal: AbortSignal): Promise<void> {

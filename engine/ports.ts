@@ -909,6 +909,13 @@ export interface WorkflowStore {
    * have gaps, as `JobStore.readEventsAfter`'s.
    */
   readWorkflowEventsAfter(afterId: number, limit: number): Promise<WorkflowStreamEventRecord[]>;
+  /**
+   * The id of each row `readWorkflowEventsAfter` would read, with the bytes
+   * its data and state value take, without reading them: the stream reads
+   * these first, then only the rows that fit its bytes (a signal's data may
+   * be a megabyte).
+   */
+  workflowEventSizesAfter(afterId: number, limit: number): Promise<{ id: number; bytes: number }[]>;
   /** The highest committed `workflow_events.id` (0 for none). Lower ids may still be committing. */
   lastWorkflowEventId(): Promise<number>;
   /** The highest `workflow_events.id` ever handed out (0 for none), as `JobStore.lastIssuedEventId`. */

@@ -463,6 +463,10 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual((await store.getWorkflowEvents(a.id)).map((e) => e.value), ['a', { fulfil: { stock: 'reserving', ship: 'booking' } }, 'confirmed']);
       // Pages: after a position, at most `limit`.
       assert.deepEqual((await store.readWorkflowEventsAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
+      // Their sizes, read without them: the same rows, each with the bytes of its data and state value as stored.
+      const stored = (r: (typeof rows)[number]) => Buffer.byteLength(JSON.stringify(r.data)) + Buffer.byteLength(JSON.stringify(r.value));
+      assert.deepEqual(await store.workflowEventSizesAfter(0, 10), rows.map((r) => ({ id: r.id, bytes: stored(r) })));
+      assert.deepEqual((await store.workflowEventSizesAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
       assert.deepEqual(await store.readWorkflowEventsAfter(ids.at(-1)!, 10), []);
 
       // Retention takes an instance's events with it; ids are never reused, so a cursor past them stays past.

@@ -173,6 +173,15 @@ const SELECT_WORKFLOW_EVENTS_AFTER = `SELECT e.id, e.workflow_id, e.seq, e.type,
   FROM workflow_events e JOIN workflows w ON w.id = e.workflow_id
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
+/**
+ * The bytes of every instance's events after a global position, in id order
+ * (the rows `SELECT_WORKFLOW_EVENTS_AFTER` would read, without reading their
+ * data): the stream reads first these, then only the rows that fit its bytes.
+ * Params: after_id, limit
+ */
+const SELECT_WORKFLOW_EVENT_SIZES_AFTER =
+  'SELECT id, COALESCE(OCTET_LENGTH(data), 0) + COALESCE(OCTET_LENGTH(state_value), 0) AS bytes FROM workflow_events WHERE id > ? ORDER BY id LIMIT ?';
+
 /** The newest workflow event id (NULL for an empty table): one index read. */
 const SELECT_LAST_WORKFLOW_EVENT_ID = 'SELECT MAX(id) AS id FROM workflow_events';
 
@@ -558,7 +567,7 @@ export async function purgeWorkflowsInSteps(
 
 export type SqlWorkflowReads = Pick<
   WorkflowStore,
-  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'workflowEventSizes' | 'workflowEventSteps' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
+  'getWorkflow' | 'findWorkflowByIdempotencyKey' | 'getWorkflowEvents' | 'workflowEventSizes' | 'workflowEventSteps' | 'listWorkflows' | 'listWorkflowPage' | 'dueWorkflowTimers' | 'readWorkflowEventsAfter' | 'workflowEventSizesAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'
   | 'activeWorkflowIds' | 'jobStates' | 'pendingWorkflowMessages' | 'staleWorkflowMessageTargets' | 'activeWorkflowValues'
 >;
 
@@ -601,6 +610,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
         workflowId: String(r.workflow_id), timerId: String(r.timer_id), dueAt: toNum(r.due_at),
       })),
     readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
+    workflowEventSizesAfter: async (afterId, limit) =>
+      (await query(SELECT_WORKFLOW_EVENT_SIZES_AFTER, [afterId, limit])).map((r) => ({ id: toNum(r.id), bytes: toNum(r.bytes) })),
     lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),
     lastIssuedWorkflowEventId: async () => toNum((await query(d.lastIssuedId('workflow_events'), []))[0]?.id ?? 0),
     jobStates: async (ids) => {

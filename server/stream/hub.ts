@@ -20,13 +20,13 @@ import type { CursorSource } from './cursor.js';
 import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, serverErrorMessage, workflowMessage } from './protocol.js';
 import { ProgressTail } from './progress-tail.js';
 import { CLOSE, ReadNotWanted, StreamSession, type SessionContext } from './session.js';
-import { TailReader, type TailDeps } from '../../engine/event-tail.js';
+import { readWithin, TailReader, type TailDeps, type TailOptions } from '../../engine/event-tail.js';
 import type { Standing } from './key-check.js';
 
 export interface HubDeps {
   store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'lastIssuedEventId'>>
     & Partial<Pick<ProgressStore, 'readProgressSince'>>
-    & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
+    & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'workflowEventSizesAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
   clock: Clock;
   logger: Logger;
   /** Called when a client is closed as a slow consumer (metrics). */
@@ -80,12 +80,21 @@ export class StreamHub {
     const { store } = deps;
     const readWorkflows = store.readWorkflowEventsAfter?.bind(store);
     const lastWorkflow = store.lastWorkflowEventId?.bind(store);
+    // A workflow event's data may be a megabyte (a signal's body): reads of them, the tail's and the replays' pages,
+    // take the sizes first, then only the rows that fit `workflowReadBytes`.
+    const sizesAfter = store.workflowEventSizesAfter?.bind(store);
+    const workflowSizes = sizesAfter ? this.watched('workflows', sizesAfter) : undefined;
     const workflowTail = readWorkflows && lastWorkflow
       ? workflowTailReader({
           read: this.watched('workflows', readWorkflows), clock: deps.clock, logger: deps.logger, name: 'stream workflows',
           onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: this.watched('workflows', lastWorkflow),
-        }, opts)
+          ...(workflowSizes ? { sizes: workflowSizes } : {}),
+        }, { ...opts, readBytes: opts.workflowReadBytes })
       : null;
+    // The clients' own reads are not the tail's: their failures are theirs (session.ts), not told to every session.
+    const readWorkflowsWithin = readWorkflows && sizesAfter
+      ? async (afterId: number, limit: number) => (await readWithin(sizesAfter, readWorkflows, afterId, limit, opts.workflowReadBytes)).rows
+      : readWorkflows;
     this.workflowTail = workflowTail;
     this.progress = store.readProgressSince
       ? new ProgressTail({
@@ -114,10 +123,10 @@ export class StreamHub {
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
       ...(issued ? { issued: (wanted?: () => boolean) => inTurn(wanted, issued) } : {}),
-      ...(readWorkflows && workflowTail
+      ...(readWorkflowsWithin && workflowTail
         ? {
             workflows: {
-              read: (afterId, limit, wanted) => inTurn(wanted, () => readWorkflows(afterId, limit)),
+              read: (afterId, limit, wanted) => inTurn(wanted, () => readWorkflowsWithin(afterId, limit)),
               horizon: () => workflowTail.horizon, starting: () => workflowTail.starting(deps.clock.now()),
               ...(issuedWorkflows ? { issued: (wanted?: () => boolean) => inTurn(wanted, issuedWorkflows) } : {}),
             },
@@ -355,7 +364,7 @@ function workflowTailReader(
     read: WorkflowStore['readWorkflowEventsAfter'];
     onEvents(events: readonly WorkflowStreamEventRecord[]): void;
   },
-  opts: CompiledStreamOptions,
+  opts: TailOptions,
 ): TailReader {
   const { read, onEvents, ...rest } = deps;
   return new TailReader({

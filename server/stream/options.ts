@@ -34,6 +34,14 @@ export interface StreamOptions {
   /** Rows per read of a client's replay. @defaultValue 500 */
   replayPageSize?: number;
   /**
+   * Bytes of workflow events' data and state values one read of them takes
+   * at most, the tail's or a replay's page (the first row always comes): a
+   * signal's data may be as large as a request body, and 500 of them in one
+   * read would be half a gigabyte. The sizes are read first, then only the
+   * rows that fit; the next read follows at once. @defaultValue 8388608 (8 MiB)
+   */
+  workflowReadBytes?: number;
+  /**
    * Reads of the clients' own (pages of a replay, cursor checks) under way at
    * once, over every client of this process; others wait their turn, in
    * order. Keeps clients replaying from old cursors (each pages through every
@@ -98,6 +106,7 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   pingIntervalMs: 30_000,
   tailBatchSize: 500,
   replayPageSize: 500,
+  workflowReadBytes: 8 * 1024 * 1024,
   clientReadsInFlight: 2,
   pollMs: 200,
   idlePollMs: 1000,

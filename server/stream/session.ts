@@ -361,8 +361,9 @@ export class StreamSession {
     } finally {
       this.tcp?.uncork();
     }
-    // Every id up to `target` is committed (or never will be), so a short page means all of them were read.
-    const sawAll = rows.length < opts.replayPageSize || rows[rows.length - 1]!.id >= target;
+    // Every id up to `target` is committed (or never will be), so an empty page means all of them were read. A
+    // short one does not: a page of workflow events ends where their bytes do (hub.ts), with rows after it.
+    const sawAll = rows.length === 0 || rows[rows.length - 1]!.id >= target;
     if (sawAll) this.position = target;
     this.replayInTurn(generation, feed);
   }
