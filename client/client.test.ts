@@ -366,6 +366,32 @@ describe('REST calls', () => {
     assert.equal((await jobsOf(q)).length, 40);
   });
 
+  test('submitMany with a job over the batch limit on its own: that job is its 413 result, the others are submitted once each, in order', async () => {
+    const q = queue();
+    const sent: Array<Array<string | undefined>> = [];
+    const counting = createClient({
+      url,
+      fetch: async (input, init) => {
+        if (String(input).endsWith('/v1/jobs/batch')) sent.push((JSON.parse(String(init?.body)) as { jobs: Array<{ idempotencyKey?: string }> }).jobs.map((j) => j.idempotencyKey));
+        return fetch(input, init);
+      },
+    });
+    // Job 2 alone is over the batch body limit (and over the limit of one job): no request holding it is taken.
+    const huge = 'x'.repeat(BATCH_BODY_LIMIT + 1024);
+    const jobs = Array.from({ length: 5 }, (_, i) => ({ type: 'demo.echo', queue: q, payload: i === 2 ? { i, huge } : { i }, runAt: later() }));
+    const results = await counting.submitMany(jobs);
+    assert.deepEqual(results.map((r) => r.status), [201, 201, 413, 201, 201]);
+    assert.equal(results[2]!.code, 'ATS_ERR_PAYLOAD_TOO_LARGE');
+    assert.equal(results[2]!.id, undefined);
+    assert.match(results[2]!.message ?? '', /ATS_BATCH_BODY_LIMIT_BYTES/);
+    for (const i of [0, 1, 3, 4]) assert.equal(((await ats.get(results[i]!.id!)).payload as { i: number }).i, i);
+    assert.equal((await jobsOf(q)).length, 4);
+    // Every job that went in was sent with one key (the one made for it), in no request answered but the one that took it.
+    const keys = sent.flat();
+    assert.equal(new Set(keys).size, 5, 'one key per job, kept across the halving');
+    assert.ok(keys.every((k) => typeof k === 'string'));
+  });
+
   test('no server: UnreachableError (an ApiError with status 0) after the retries', async () => {
     const gone = createClient({ url: `http://127.0.0.1:${await freePort()}`, retries: 2, retryDelayMs: { min: 5, max: 10 } });
     let retries = 0;

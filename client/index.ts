@@ -191,7 +191,8 @@ export class AtsClient {
   /**
    * `POST /v1/jobs/batch`, MAX_BATCH items a request (one request after the
    * other; a request over the server's batch body limit is split until it
-   * fits): one result per job, in the order given. An item the server
+   * fits; a job over that limit alone is its 413 result): one result per
+   * job, in the order given. An item the server
    * refuses is its result (`status` 4xx or 500, `code`, `message`), not a
    * throw. An item answered 503 (its key was taken and its job could not be
    * read back) is sent again with its key, up to `retries` times, with the
@@ -240,7 +241,10 @@ export class AtsClient {
 
   /**
    * One `POST /v1/jobs/batch` of `jobs`; a body over the server's batch limit
-   * (413, refused before anything is written) is sent again in halves.
+   * (413, refused before anything is written) is sent again in halves. A job
+   * over it alone is its own 413 result, as an item over the limit of one job
+   * is (the server's limit of one job is at most its batch limit), and the
+   * others go in.
    */
   private async submitBatch(jobs: readonly BatchItem[], opts: RequestOptions): Promise<BatchResult[]> {
     try {
@@ -248,7 +252,8 @@ export class AtsClient {
         ...opts, body: { jobs }, retry: jobs.every((j) => j.idempotencyKey !== undefined),
       })).body.results;
     } catch (err) {
-      if (!(err instanceof ApiError && err.status === 413 && jobs.length > 1)) throw err;
+      if (!(err instanceof ApiError && err.status === 413)) throw err;
+      if (jobs.length === 1) return [{ status: 413, code: err.code, message: `The job alone is too large for a batch: ${err.message}` }];
       const half = Math.ceil(jobs.length / 2);
       return [...(await this.submitBatch(jobs.slice(0, half), opts)), ...(await this.submitBatch(jobs.slice(half), opts))];
     }
