@@ -102,13 +102,14 @@ export function compareProgress(a: { attempt: number; at: string }, b: { attempt
 }
 
 /**
- * A number option as given (undefined: its default), refused when it is not a
- * number: NaN (`Number()` of an unset environment variable) would retry for
- * ever (no attempt count is `>= NaN`), pause 1 ms, or throw from a call.
+ * A number option of `where` (createClient, watch) as given (undefined: its
+ * default), refused when it is not a number: NaN (`Number()` of an unset
+ * environment variable) would retry for ever (no attempt count is `>= NaN`),
+ * pause or time out after 1 ms, or throw from a call.
  */
-function aNumber(name: string, value: number | undefined): number | undefined {
+function aNumber(where: string, name: string, value: number | undefined): number | undefined {
   if (value === undefined || (typeof value === 'number' && !Number.isNaN(value))) return value;
-  throw new ApiError(0, 'ATS_ERR_VALIDATION', `createClient: ${name} must be a number, got ${String(value)}`);
+  throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where}: ${name} must be a number, got ${String(value)}`);
 }
 
 /** A new ULID: the default Idempotency-Key. */
@@ -166,10 +167,10 @@ export class AtsClient {
       headers: o.apiKey?.trim() ? { authorization: `Bearer ${o.apiKey.trim()}` } : {},
       // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
       fetch: (input, init) => fetchImpl(input, init),
-      timeoutMs: aNumber('timeoutMs', o.timeoutMs) ?? 30_000,
-      retries: Math.max(0, aNumber('retries', o.retries) ?? 3),
+      timeoutMs: aNumber('createClient', 'timeoutMs', o.timeoutMs) ?? 30_000,
+      retries: Math.max(0, aNumber('createClient', 'retries', o.retries) ?? 3),
       retryDelayMs: o.retryDelayMs
-        ? { min: aNumber('retryDelayMs.min', o.retryDelayMs.min)!, max: aNumber('retryDelayMs.max', o.retryDelayMs.max)! }
+        ? { min: aNumber('createClient', 'retryDelayMs.min', o.retryDelayMs.min)!, max: aNumber('createClient', 'retryDelayMs.max', o.retryDelayMs.max)! }
         : { min: 250, max: 5000 },
       onRetry: o.onRetry,
     };
@@ -607,8 +608,16 @@ export class AtsClient {
    * The transitions matching `filter`, live (or from `opts.cursor` on), as an
    * async iterator over the stream; a dropped connection is resumed from the
    * last cursor, so no event is missed or repeated. `break` or `close()` ends it.
+   * A number option that is NaN is refused here (an ApiError
+   * `ATS_ERR_VALIDATION` naming it): its pauses and timers would be 1 ms, a
+   * reconnect loop that never rests.
    */
   watch(filter: StreamFilter = {}, opts: WatchOptions = {}): Watch {
+    for (const name of ['keepAliveMs', 'connectTimeoutMs', 'maxQueued', 'statsEveryMs'] as const) aNumber('watch', name, opts[name]);
+    if (opts.reconnect) {
+      aNumber('watch', 'reconnect.minMs', opts.reconnect.minMs);
+      aNumber('watch', 'reconnect.maxMs', opts.reconnect.maxMs);
+    }
     const keyRefusal = async (): Promise<ApiError | null> => {
       try {
         await call<unknown>({ ...this.http, retries: 0 }, 'GET', '/v1/machine', {});
