@@ -34,6 +34,18 @@ describe('errorSignature', () => {
     assert.equal(errorSignature({ message: 'E11000 duplicate key in utf8 column, order-42' }), 'Error: E11000 duplicate key in utf8 column, order-#');
   });
 
+  it('takes the hour after an ISO 8601 date\'s `T` for a number like the others: a time in a message is not one signature an hour', () => {
+    const at = (iso: string) => errorSignature({ name: 'TokenExpired', message: `token expired at ${iso}, now ${iso}` });
+    assert.equal(at('2026-12-05T22:11:06.123Z'), 'TokenExpired: token expired at #-#-#T#:#:#Z, now #-#-#T#:#:#Z');
+    assert.equal(at('2026-12-05T13:45:00Z'), at('2026-12-05T22:11:06.123Z'));
+    assert.equal(at('2027-01-31T00:00:00Z'), at('2026-12-05T09:59:59Z'));
+    // Basic format and lower case, and with an offset.
+    assert.equal(errorSignature({ message: 'since 20261205T221106Z' }), errorSignature({ message: 'since 20261206T031106Z' }));
+    assert.equal(errorSignature({ message: 'at 2026-12-05t08:00:00+01:00' }), 'Error: at #-#-#t#:#:#+#:#');
+    // A `T` after a letter or alone is no time's: `T1` and `HTTP2` stay.
+    assert.equal(errorSignature({ message: 'tier T1 over HTTP2' }), 'Error: tier T1 over HTTP2');
+  });
+
   it('collapses whitespace', () => {
     assert.equal(errorSignature({ name: 'Bad  Thing', message: '  a \n\t b   c ' }), 'Bad Thing: a b c');
   });

@@ -4,7 +4,8 @@
  * `errorSignature` keeps the error's name and its message with the parts
  * that vary from one failure to the next replaced: quoted values by `?`, ids
  * (ULIDs, UUIDs, hex runs of 8+ characters with a digit) and numbers (ints,
- * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`) by
+ * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`,
+ * save the hour after an ISO 8601 date's `T`) by
  * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
  * `status code 503` are two causes: one never recovers, the other does). Whitespace is collapsed and the result cut to 200 characters.
  */
@@ -31,8 +32,14 @@ const UUID = /(?<![0-9A-Za-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 const ULID = /(?<![0-9A-Za-z])[0-7][0-9A-HJKMNP-TV-Z]{25}(?![0-9A-Za-z])/gi;
 /** A hex run of 8+ with at least one digit (`deadbeef` alone stays a word). */
 const HEX = /(?<![0-9A-Za-z])(?:0x)?(?=[a-f]*[0-9])[0-9a-f]{8,}(?![0-9A-Za-z])/gi;
-/** A number not after a letter: `-12`, `3.5`, `1e-3`, `10ms` (→ `#ms`), `job_42` (→ `job_#`); `utf8` stays. */
-const NUMBER = /(?<![\p{L}\p{N}])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?/giu;
+/**
+ * A number not after a letter: `-12`, `3.5`, `1e-3`, `10ms` (→ `#ms`), `job_42` (→ `job_#`); `utf8` stays.
+ * The one letter a number may follow is the `T` of an ISO 8601 date-time, after a digit
+ * (`2026-12-05T22:11:06Z` → `#-#-#T#:#:#Z`, `20261205T221106Z` → `#T#Z`): its hour is a number like
+ * its minutes, and kept, a message with the time of its failure would be a new signature every hour,
+ * its evidence split 24 ways.
+ */
+const NUMBER = /(?:(?<![\p{L}\p{N}])|(?<=\dT))-?\d+(?:\.\d+)?(?:e[+-]?\d+)?/giu;
 const SPACE = /\s+/g;
 /**
  * What comes right before an HTTP status (`status 404`, `status code: 503`,
