@@ -10,7 +10,7 @@ import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { silentLogger } from '../engine/logger.js';
 import type { Insights } from '../engine/advisor/types.js';
-import type { JobSpec } from '../engine/ports.js';
+import type { JobSpec, WorkerRecord } from '../engine/ports.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 import { INSIGHTS_CACHE_MS } from './routes/insights.js';
@@ -18,6 +18,11 @@ import type { AppDeps } from './deps.js';
 
 const mysqlReady = await requireMysql();
 const spec = (queue: string): JobSpec => ({ type: 'demo.echo', payload: {}, queue, maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0 });
+
+/** A worker's presence row, seen an hour ahead of now (live for the whole test). */
+const worker = (id: string, types: string[], queues: string[]): WorkerRecord => ({
+  id, host: 'test', pid: 1, queues, types, concurrency: 1, startedAt: Date.now(), lastSeenAt: Date.now() + 3_600_000,
+});
 
 const backends: Array<[string, (o: Partial<AppDeps>) => Promise<TestApp>, string | false]> = [
   ['SQLite', (o) => startSqliteTestApp(o), false],
@@ -35,6 +40,8 @@ for (const [name, start, skip] of backends) {
         { store: t.store, clock: t.clock, logger: silentLogger },
         { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: { minRunSamples: 5 } },
       );
+      // A live worker runs demo.echo in every queue (seen an hour ahead: live for the whole test).
+      await t.store.upsertWorker(worker('w-echo', ['demo.echo'], ['*']));
     });
     after(async () => {
       await t?.close();
@@ -165,6 +172,25 @@ for (const [name, start, skip] of backends) {
       assert.equal(await ahead(low), 8);
     });
 
+    test('a waiting job of a type no live worker runs in its queue has no ETA (it would not start), until one does', async () => {
+      const job = (type: string) => ({ ...spec('q-unserved'), type });
+      for (let i = 0; i < 6; i++) {
+        const s = await t.transitions.submit(job('demo.unserved'));
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' })).ok);
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      }
+      // Its workers stopped since (the last one seen long ago), or one runs the type in other queues only.
+      await t.store.upsertWorker({ ...worker('w-gone', ['demo.unserved'], ['*']), lastSeenAt: Date.now() - 3_600_000 });
+      await t.store.upsertWorker(worker('w-elsewhere', ['demo.unserved'], ['q-other']));
+      const waiting = (await t.transitions.submit(job('demo.unserved'))).job;
+      await advisor.init();
+      await advisor.catchUp();
+      const etaOf = async () => (await t.app.inject({ url: `/v1/jobs/${waiting.id}` })).json().eta as { start: string } | null;
+      assert.equal(await etaOf(), null, 'no live worker runs demo.unserved in q-unserved: no start to predict');
+      await t.store.upsertWorker(worker('w-back', ['demo.unserved'], ['q-unserved']));
+      assert.ok(await etaOf(), 'a live worker runs it again: the ETA is back');
+    });
+
     test('a job scheduled for later is not ahead of one due now, until it is due', async () => {
       const now = t.clock.now();
       const day = 86_400_000;
@@ -254,6 +280,7 @@ describe('an app whose advisor answers an ETA that is a lower bound', () => {
         insights: async () => ({ mode: 'advise', events: 0, types: [] }),
       },
     });
+    await t.store.upsertWorker(worker('w-echo', ['demo.echo'], ['q']));
   });
   after(async () => {
     await t?.close();

@@ -7,6 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { Eta } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
+import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord } from '../../engine/ports.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, type RouteOptions } from '../deps.js';
@@ -17,7 +18,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -32,14 +33,25 @@ const listSchema = {
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },
 };
 
+/** States of a job waiting for a worker to start it (its retry, when retrying). */
+const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying']);
+
 /**
  * The advisor's ETA, or null when it cannot be had: an optional field whose
  * read failed (the store blinked after the job was read) must not turn the
- * job's answer into an error.
+ * job's answer into an error. Null too for a waiting job that no live worker
+ * can run (none lists its type and serves its queue, as `unserved` of
+ * `GET /v1/stats` says, on a server that reads the worker registry): it does
+ * not start until one does, and a start predicted from the queue's past
+ * would slide forward at every read. A registry listing its most workers
+ * (MAX_WORKERS_LISTED) may have left the one out: the ETA stands.
  */
 async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
   try {
-    return (await deps.advisor?.eta(job, startedAt)) ?? null;
+    const registry = WAITING.has(job.snapshot.value) ? deps.workers : undefined;
+    const [eta, workers] = await Promise.all([deps.advisor?.eta(job, startedAt), registry?.listWorkers()]);
+    if (workers && workers.length < MAX_WORKERS_LISTED && !servedBy(workers, deps.clock.now())(job.type, job.queue)) return null;
+    return eta ?? null;
   } catch (err) {
     deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
     return null;
