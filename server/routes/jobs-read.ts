@@ -48,7 +48,8 @@ const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying'
  */
 async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
   try {
-    const registry = WAITING.has(job.snapshot.value) ? deps.workers : undefined;
+    // Without an advisor there is no ETA to withhold: the registry is not read.
+    const registry = deps.advisor && WAITING.has(job.snapshot.value) ? deps.workers : undefined;
     const [eta, workers] = await Promise.all([deps.advisor?.eta(job, startedAt), registry?.listWorkers()]);
     if (workers && workers.length < MAX_WORKERS_LISTED && !servedBy(workers, deps.clock.now())(job.type, job.queue)) return null;
     return eta ?? null;
