@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { silentLogger } from './logger.js';
 import type { Clock, StreamEventRecord } from './ports.js';
 import { settlesWithin } from './loop.js';
-import { findLastId, safePrefix, SeenMarks, TailReader, type TailOptions } from './event-tail.js';
+import { findLastId, readWithin, safePrefix, SeenMarks, TailReader, type TailOptions } from './event-tail.js';
 
 /** A table of committed events; `read` is `readEventsAfter`. */
 function table(ids: number[] = []) {
@@ -293,5 +293,39 @@ describe('TailReader over a store that stops answering', () => {
     for (let i = 0; i < 20 && calls < 2; i++) await new Promise((r) => setImmediate(r));
     assert.equal(calls, 2, 'the idle newest-id read is in flight');
     assert.equal(await settlesWithin(reader.stop(), 2000), true, 'stop() resolves while the read does not answer');
+  });
+});
+
+describe('readWithin', () => {
+  /** Rows 1..6 of these sizes, and the calls made of each read. */
+  const sized = (bytes: number[]) => {
+    const calls: string[] = [];
+    return {
+      calls,
+      sizes: async (afterId: number, limit: number) => {
+        calls.push(`sizes ${afterId} ${limit}`);
+        return bytes.map((b, i) => ({ id: i + 1, bytes: b })).filter((r) => r.id > afterId).slice(0, limit);
+      },
+      read: async (afterId: number, limit: number) => {
+        calls.push(`read ${afterId} ${limit}`);
+        return bytes.map((_, i) => i + 1).filter((id) => id > afterId).slice(0, limit);
+      },
+    };
+  };
+
+  it('takes the rows that fit, the first whatever its size, and says when it stopped at its bytes', async () => {
+    const t = sized([40, 40, 40, 200, 10, 10]);
+    assert.deepEqual(await readWithin(t.sizes, t.read, 0, 10, 100), { rows: [1, 2], cut: true });
+    assert.deepEqual(await readWithin(t.sizes, t.read, 3, 10, 100), { rows: [4], cut: true }, 'the first comes over the bytes');
+    assert.deepEqual(await readWithin(t.sizes, t.read, 4, 10, 100), { rows: [5, 6], cut: false }, 'the end of the table');
+    assert.deepEqual(await readWithin(t.sizes, t.read, 0, 2, 1000), { rows: [1, 2], cut: false }, 'the limit, not the bytes');
+    assert.deepEqual(await readWithin(t.sizes, t.read, 6, 10, 100), { rows: [], cut: false });
+    assert.deepEqual(t.calls.filter((c) => c.startsWith('read')), ['read 0 2', 'read 3 1', 'read 4 2', 'read 0 2'], 'no read of nothing');
+  });
+
+  it('reads one row (a cursor check) at once, without its size', async () => {
+    const t = sized([500, 10]);
+    assert.deepEqual(await readWithin(t.sizes, t.read, 0, 1, 100), { rows: [1], cut: false });
+    assert.deepEqual(t.calls, ['read 0 1']);
   });
 });

@@ -41,8 +41,9 @@ export interface TailDeps {
   /** The newest committed id (`JobStore.lastEventId`); without it, found by bisection over `read`. */
   last?(): Promise<number>;
   /**
-   * The id and bytes of each row `read` would read (`WorkflowStore.workflowEventSizesAfter`): with it and
-   * `readBytes`, each read takes only the rows that fit (see `readWithin`). Without it, reads are bounded in rows only.
+   * The id and bytes of each row `read` would read (`JobStore.eventSizesAfter`, `WorkflowStore.workflowEventSizesAfter`):
+   * with it and `readBytes`, each read takes only the rows that fit (see `readWithin`). Without it, reads are bounded
+   * in rows only.
    */
   sizes?: Sizes;
   /** Who reads, for its log lines. @defaultValue 'stream' */
@@ -78,11 +79,13 @@ export type Sizes = (afterId: number, limit: number) => Promise<{ id: number; by
  * that fit. `cut` when it stopped at its bytes with rows after it there: read
  * on at once (a short read otherwise means the end of the table). Rows that
  * committed between the two reads (below ids seen) may take the place of the
- * last ones counted, as any read may see them.
+ * last ones counted, as any read may see them. A read of one row (a cursor
+ * check) is made at once: it comes whatever its size.
  */
 export async function readWithin<R>(
   sizes: Sizes, read: (afterId: number, limit: number) => Promise<R[]>, afterId: number, limit: number, maxBytes: number,
 ): Promise<{ rows: R[]; cut: boolean }> {
+  if (limit <= 1) return { rows: await read(afterId, limit), cut: false };
   const counted = await sizes(afterId, limit);
   let taken = 0;
   for (let bytes = 0; taken < counted.length; taken++) {

@@ -374,6 +374,13 @@ export interface JobStore {
    * gaps: a transaction still committing, or one rolled back.
    */
   readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
+  /**
+   * The id of each row `readEventsAfter` would read, with the bytes its data
+   * takes, without reading it (the primary key range of `job_events` alone):
+   * the stream reads these first, then only the rows that fit its bytes (a
+   * SUCCEEDED event carries the handler's result, up to 256 KiB).
+   */
+  eventSizesAfter(afterId: number, limit: number): Promise<{ id: number; bytes: number }[]>;
   /** The highest committed `job_events.id` (0 for none). Lower ids may still be committing. */
   lastEventId(): Promise<number>;
   /**

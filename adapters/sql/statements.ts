@@ -372,6 +372,14 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
   WHERE e.id > ? ORDER BY e.id LIMIT ?`;
 
 /**
+ * The bytes of every job's events after a global position, in id order (the
+ * rows `SELECT_EVENTS_AFTER` would read, without reading their data, nor their
+ * jobs: the PK range alone): the stream reads first these, then only the rows
+ * that fit its bytes. Params: after_id, limit
+ */
+export const SELECT_EVENT_SIZES_AFTER = 'SELECT id, OCTET_LENGTH(data) AS bytes FROM job_events WHERE id > ? ORDER BY id LIMIT ?';
+
+/**
  * The priority bands of engine/lanes.ts (`bandOf`) as conditions on the
  * `priority` column: a band's own jobs, and those of the bands above it
  * (null: none is above).

@@ -20,11 +20,11 @@ import type { CursorSource } from './cursor.js';
 import { eventMessage, insightMessage, parseQuerySubscribe, progressMessage, serverErrorMessage, workflowMessage } from './protocol.js';
 import { ProgressTail } from './progress-tail.js';
 import { CLOSE, ReadNotWanted, StreamSession, type SessionContext } from './session.js';
-import { readWithin, TailReader, type TailDeps, type TailOptions } from '../../engine/event-tail.js';
+import { readWithin, TailReader, type Sizes, type TailDeps, type TailOptions } from '../../engine/event-tail.js';
 import type { Standing } from './key-check.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'lastIssuedEventId'>>
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'eventSizesAfter' | 'lastIssuedEventId'>>
     & Partial<Pick<ProgressStore, 'readProgressSince'>>
     & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'workflowEventSizesAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
   clock: Clock;
@@ -72,29 +72,33 @@ export class StreamHub {
   private readonly failing = new Set<CursorSource>();
 
   constructor(private readonly deps: HubDeps, private readonly opts: CompiledStreamOptions) {
-    const read = deps.store.readEventsAfter.bind(deps.store);
-    this.tail = new TailReader({
-      read: this.watched('jobs', read), clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
-      last: this.watched('jobs', () => deps.store.lastEventId()),
-    }, opts);
     const { store } = deps;
+    // An event's data may be large (a job's result, up to 256 KiB; a workflow signal's body, up to the body limit):
+    // every read of either table, the tails' and the replays' pages, takes the sizes first, then only the rows that
+    // fit `readBytes` (readWithin). The clients' own reads are not the tails': their failures are theirs
+    // (session.ts), not told to every session, so they are not `watched`.
+    const within = <R>(sizes: Sizes | undefined, read: (afterId: number, limit: number) => Promise<R[]>) => sizes
+      ? async (afterId: number, limit: number) => (await readWithin(sizes, read, afterId, limit, opts.readBytes)).rows
+      : read;
+    const readJobs = store.readEventsAfter.bind(store);
+    const jobSizes = store.eventSizesAfter?.bind(store);
+    this.tail = new TailReader({
+      read: this.watched('jobs', readJobs), clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
+      last: this.watched('jobs', () => store.lastEventId()),
+      ...(jobSizes ? { sizes: this.watched('jobs', jobSizes) } : {}),
+    }, opts);
+    const readJobsWithin = within(jobSizes, readJobs);
     const readWorkflows = store.readWorkflowEventsAfter?.bind(store);
     const lastWorkflow = store.lastWorkflowEventId?.bind(store);
-    // A workflow event's data may be a megabyte (a signal's body): reads of them, the tail's and the replays' pages,
-    // take the sizes first, then only the rows that fit `workflowReadBytes`.
-    const sizesAfter = store.workflowEventSizesAfter?.bind(store);
-    const workflowSizes = sizesAfter ? this.watched('workflows', sizesAfter) : undefined;
+    const workflowSizes = store.workflowEventSizesAfter?.bind(store);
     const workflowTail = readWorkflows && lastWorkflow
       ? workflowTailReader({
           read: this.watched('workflows', readWorkflows), clock: deps.clock, logger: deps.logger, name: 'stream workflows',
           onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: this.watched('workflows', lastWorkflow),
-          ...(workflowSizes ? { sizes: workflowSizes } : {}),
-        }, { ...opts, readBytes: opts.workflowReadBytes })
+          ...(workflowSizes ? { sizes: this.watched('workflows', workflowSizes) } : {}),
+        }, opts)
       : null;
-    // The clients' own reads are not the tail's: their failures are theirs (session.ts), not told to every session.
-    const readWorkflowsWithin = readWorkflows && sizesAfter
-      ? async (afterId: number, limit: number) => (await readWithin(sizesAfter, readWorkflows, afterId, limit, opts.workflowReadBytes)).rows
-      : readWorkflows;
+    const readWorkflowsWithin = readWorkflows ? within(workflowSizes, readWorkflows) : undefined;
     this.workflowTail = workflowTail;
     this.progress = store.readProgressSince
       ? new ProgressTail({
@@ -119,7 +123,7 @@ export class StreamHub {
     const issued = store.lastIssuedEventId?.bind(store);
     const issuedWorkflows = store.lastIssuedWorkflowEventId?.bind(store);
     this.context = {
-      opts, read: (afterId, limit, wanted) => inTurn(wanted, () => read(afterId, limit)), clock: deps.clock, logger: deps.logger,
+      opts, read: (afterId, limit, wanted) => inTurn(wanted, () => readJobsWithin(afterId, limit)), clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
       ...(issued ? { issued: (wanted?: () => boolean) => inTurn(wanted, issued) } : {}),

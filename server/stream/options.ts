@@ -34,13 +34,16 @@ export interface StreamOptions {
   /** Rows per read of a client's replay. @defaultValue 500 */
   replayPageSize?: number;
   /**
-   * Bytes of workflow events' data and state values one read of them takes
-   * at most, the tail's or a replay's page (the first row always comes): a
-   * signal's data may be as large as a request body, and 500 of them in one
-   * read would be half a gigabyte. The sizes are read first, then only the
-   * rows that fit; the next read follows at once. @defaultValue 8388608 (8 MiB)
+   * Bytes of events' data one read of them takes at most, of either table
+   * (a tail's read or a replay's page; for workflow transitions, their state
+   * values too), the first row always coming whatever its size: a job's
+   * SUCCEEDED event carries its result (up to 256 KiB) and a workflow
+   * signal's data may be as large as a request body, so 500 of them in one
+   * read would be a hundred megabytes or more. The sizes are read first (the
+   * primary key range alone), then only the rows that fit; the next read
+   * follows at once. @defaultValue 8388608 (8 MiB)
    */
-  workflowReadBytes?: number;
+  readBytes?: number;
   /**
    * Reads of the clients' own (pages of a replay, cursor checks) under way at
    * once, over every client of this process; others wait their turn, in
@@ -106,7 +109,7 @@ export const STREAM_DEFAULTS: CompiledStreamOptions = Object.freeze({
   pingIntervalMs: 30_000,
   tailBatchSize: 500,
   replayPageSize: 500,
-  workflowReadBytes: 8 * 1024 * 1024,
+  readBytes: 8 * 1024 * 1024,
   clientReadsInFlight: 2,
   pollMs: 200,
   idlePollMs: 1000,

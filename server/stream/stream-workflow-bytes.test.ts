@@ -1,8 +1,8 @@
 /**
- * The stream's reads of `workflow_events` are bounded in bytes (`workflowReadBytes`),
+ * The stream's reads of `workflow_events` are bounded in bytes (`readBytes`),
  * on both stores: a signal's data may be a megabyte, and the tail and a
  * replay read up to 500 rows at a time, so each read takes no more rows than
- * their data and state values fit in `workflowReadBytes` (the first always comes),
+ * their data and state values fit in `readBytes` (the first always comes),
  * and reads on at once after. Nothing is lost by it: a live client and one
  * replaying from a cursor get every step, in order, with its data whole.
  */
@@ -51,7 +51,7 @@ for (const backend of STORE_BACKENDS) {
         return rows;
       };
       // The tail reads when woken only (a poll of a minute): each read is one the test asked for.
-      instance = await startStreamInstance({ store, options: { pollMs: 60_000, workflowReadBytes: READ_BYTES } });
+      instance = await startStreamInstance({ store, options: { pollMs: 60_000, readBytes: READ_BYTES } });
     });
     after(async () => {
       await Promise.all(clients.map((c) => c.close()));
@@ -59,7 +59,7 @@ for (const backend of STORE_BACKENDS) {
       await cleanup?.();
     });
 
-    it('the tail and a replay read no more than workflowReadBytes at once, and deliver every step whole', async () => {
+    it('the tail and a replay read no more than readBytes at once, and deliver every step whole', async () => {
       const live = await TestClient.connect(instance.url);
       clients.push(live);
       const start = await live.subscribe({ workflows: true });

@@ -515,6 +515,10 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(paged, all);
       assert.deepEqual(await store.readEventsAfter(ids.at(-1)!, 10), []);
       assert.deepEqual((await store.readEventsAfter(ids[2]!, 10)).map((e) => e.id), ids.slice(3));
+      // Their sizes, read without them: the same rows, each with the bytes of its data as stored.
+      assert.deepEqual(await store.eventSizesAfter(0, 100), all.map((e) => ({ id: e.id, bytes: Buffer.byteLength(JSON.stringify(e.data)) })));
+      assert.deepEqual((await store.eventSizesAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
+      assert.deepEqual(await store.eventSizesAfter(ids.at(-1)!, 10), []);
     });
 
     test('lastEventId is 0 on an empty table, then the newest committed event id, and ignores a rollback', async (store) => {
