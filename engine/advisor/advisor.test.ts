@@ -136,6 +136,37 @@ describe('advisor service', () => {
     await w.store.close();
   });
 
+  it('reads the history about 8 MiB of event data at a time, not 1,000 rows whole, and learns from every event', async () => {
+    const w = await world();
+    // Forty runs, each with a result of 250 KB (a handler may return up to 256 KiB): 10 MB of SUCCEEDED events.
+    for (let i = 0; i < 40; i++) {
+      const s = await w.transitions.submit(spec('report.build', { queue: 'reports' }));
+      assert.ok(s.ok);
+      const started = await w.transitions.apply(s.job.id, { type: 'STARTED', attempt: 1, leaseUntil: w.clock.now() + 30_000, workerId: 'w' });
+      assert.ok(started.ok);
+      await w.clock.advance(2_000);
+      assert.ok((await w.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: String(i % 10).repeat(250_000) })).ok);
+    }
+    const total = await w.store.lastEventId();
+    const reads: number[][] = [];
+    const read = w.store.readEventsAfter.bind(w.store);
+    const counted: JobStore = Object.assign(Object.create(w.store) as JobStore, {
+      readEventsAfter: async (afterId: number, limit: number) => {
+        const rows = await read(afterId, limit);
+        reads.push(rows.map((e: StreamEventRecord) => Buffer.byteLength(JSON.stringify(e.data))));
+        return rows;
+      },
+    });
+    const restarted = advisor(counted, w.clock, 'advise');
+    await restarted.a.init();
+    await restarted.a.catchUp();
+    assert.equal((await restarted.a.insights()).events, total, 'every event learned from');
+    const budget = 8 * 1024 * 1024;
+    const over = reads.filter((r) => r.length > 1 && r.reduce((a, b) => a + b, 0) > budget);
+    assert.deepEqual(over.map((r) => `${r.length} rows, ${r.reduce((a, b) => a + b, 0)} bytes`), [], `reads past ${budget} bytes`);
+    await w.store.close();
+  });
+
   it('decides nothing from a half-read history: until the events up to the newest at start are read, the static policy stands', async () => {
     const w = await world();
     // Earlier: a signature whose retries failed while others of its type succeeded (hopeless on that evidence)...

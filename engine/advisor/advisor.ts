@@ -33,7 +33,7 @@ export interface AdvisorOptions {
 export type DecisionKind = 'no-retry' | 'retry-delay' | 'lease';
 
 export interface AdvisorDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'getJob'>;
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'getJob'> & Partial<Pick<JobStore, 'eventSizesAfter'>>;
   clock: Clock;
   logger: Logger;
   /**
@@ -57,6 +57,15 @@ export const AHEAD_READ_LIMIT = 1_000;
 /** How long a pair's handler timeout, read for the insights, is kept at least (even when a newer job of the pair was seen). */
 const TIMEOUT_CACHE_MS = 60_000;
 
+/**
+ * Bytes of events' data one read of them takes at most (the first always
+ * comes): a SUCCEEDED event carries its job's result (up to 256 KiB), and
+ * the advisor reads up to 1,000 rows at a time (its history at start, and any
+ * backlog after) in every api and worker process. The sizes are read first,
+ * then only the rows that fit (engine/event-tail.ts `readWithin`).
+ */
+export const ADVISOR_READ_BYTES = 8 * 1024 * 1024;
+
 /** Leases cached between reads, at most (one per type and queue pair). */
 const MAX_CACHED_LEASES = 10_000;
 
@@ -74,12 +83,14 @@ export class Advisor {
     this.model = new AdvisorModel(opts.model);
     const tailOpts: TailOptions = {
       tailBatchSize: 1000, pollMs: opts.pollMs, idlePollMs: opts.pollMs, gapTimeoutMs: 3000, gapPollMs: 50,
-      startupRewindIds: opts.historyEvents, errorBackoffMs: 1000,
+      startupRewindIds: opts.historyEvents, errorBackoffMs: 1000, readBytes: ADVISOR_READ_BYTES,
     };
+    const { store } = deps;
     this.tail = new TailReader({
       name: 'advisor',
-      read: (afterId, limit) => deps.store.readEventsAfter(afterId, limit),
-      last: () => deps.store.lastEventId(),
+      read: (afterId, limit) => store.readEventsAfter(afterId, limit),
+      last: () => store.lastEventId(),
+      ...(store.eventSizesAfter ? { sizes: store.eventSizesAfter.bind(store) } : {}),
       clock: deps.clock,
       logger: deps.logger,
       onEvents: (events) => {
