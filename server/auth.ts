@@ -217,8 +217,11 @@ export function presentedKey(request: FastifyRequest, url: string | undefined): 
 /** The prefix of the subprotocol that carries a key on the stream. */
 export const STREAM_KEY_PROTOCOL = 'ats.key.';
 
+/** The challenge every 401 carries. */
+export const WWW_AUTHENTICATE = 'Bearer realm="ats"';
+
 const unauthorized = (reply: FastifyReply, why?: string): never => {
-  reply.header('www-authenticate', 'Bearer realm="ats"');
+  reply.header('www-authenticate', WWW_AUTHENTICATE);
   throw new AtsError('ATS_ERR_UNAUTHORIZED', why);
 };
 

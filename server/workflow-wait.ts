@@ -9,8 +9,10 @@
  * once (`WaitRoom.wake`); steps taken elsewhere (a child's end or a timer,
  * applied by the timers role, maybe in another process) are seen at the next
  * read. A wait stops when its condition is met, when the instance ended
- * without meeting it, at its timeout, when the client goes away and when the
- * app closes.
+ * without meeting it, at its timeout, when the client goes away, when the
+ * app closes, and when its caller may no longer wait (`holds`: its API key
+ * revoked, or keys required now), asked before each read: a revoked key is
+ * not answered the instance as it is after its revocation.
  */
 import type { Clock, WorkflowRecord } from '../engine/ports.js';
 import type { WorkflowService } from '../engine/workflows.js';
@@ -40,7 +42,9 @@ export type WaitOutcome =
   /** A tag wait on an instance whose definition version this process lacks (its tags are unknown here). */
   | { kind: 'definition-missing'; workflow: WorkflowRecord }
   /** The client went away or the app is closing (`signal` aborted). */
-  | { kind: 'aborted'; reason: unknown };
+  | { kind: 'aborted'; reason: unknown }
+  /** The caller may no longer wait: its key stopped working while it waited (`holds` said no). */
+  | { kind: 'refused' };
 
 /** Where the waiters of each instance wait to be woken. */
 export class WaitRoom {
@@ -97,10 +101,11 @@ function settle(service: WorkflowService, wf: WorkflowRecord, c: WaitCondition):
 /**
  * Waits until `first` (the instance as the caller read it, of `tenant`) meets
  * `condition`, for at most `timeoutMs`, reading it again after each pause or
- * wake-up. Never throws for an abort: it ends `aborted`.
+ * wake-up, once `holds` (when given) says the caller may still read it.
+ * Never throws for an abort: it ends `aborted`.
  */
 export async function waitFor(
-  deps: { service: WorkflowService; clock: Clock; room: WaitRoom },
+  deps: { service: WorkflowService; clock: Clock; room: WaitRoom; holds?: (() => Promise<boolean>) | undefined },
   first: WorkflowRecord,
   tenant: string,
   condition: WaitCondition,
@@ -125,6 +130,7 @@ export async function waitFor(
       pauseMs = Math.min(MAX_POLL_MS, pauseMs * 2);
       waiter.cancel();
       waiter = room.next(wf.id);
+      if (deps.holds && !(await deps.holds())) return { kind: 'refused' };
       const now = await service.get(wf.id, tenant);
       if (!now) return { kind: 'gone' };
       wf = now;

@@ -29,6 +29,8 @@ import { requireMysql } from '../tests/helpers/mysql.js';
 import { pageIds, startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 import { authWith, injectAs, MemoryKeyStore, type MadeKey } from '../tests/helpers/keys.js';
 import { gate, instant } from '../tests/helpers/workflow-machines.js';
+import { KEY_CACHE_MS } from './auth.js';
+import { MAX_POLL_MS } from './workflow-wait.js';
 
 const mysqlReady = await requireMysql();
 
@@ -888,6 +890,77 @@ describe('/v1/workflows waits are bounded per key, per tenant and in all', () =>
       for (const r of await Promise.all(held)) assert.equal(r.statusCode, 200, r.body);
       const again = await injectAs(t, acme1, waitFor(id, 'timeoutMs=0'));
       assert.equal(again.statusCode, 200, again.body);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('/v1/workflows waits end when the key stops working, as its streams do', () => {
+  // The key is trusted for KEY_CACHE_MS after a read: a wait sees the revocation within that and one poll.
+  const PAST_THE_CACHE_MS = KEY_CACHE_MS + 2 * MAX_POLL_MS;
+
+  test('a wait (and a start that waits) whose key is revoked answers 401 ATS_ERR_UNAUTHORIZED, never the instance after the revocation', async () => {
+    const keys = new MemoryKeyStore();
+    const [waiter, starter, operator] = [await keys.make('acme'), await keys.make('acme'), await keys.make('acme')];
+    const t = await startSqliteTestApp({ auth: authWith(keys) }, { workflows: registry() });
+    try {
+      const made = await injectAs(t, operator, start({ name: 'gate' }));
+      assert.equal(made.statusCode, 201, made.body);
+      const id = (made.json() as View).id;
+      const waiting = injectAs(t, waiter, waitFor(id, 'until=done&timeoutMs=60000'));
+      const startWaiting = injectAs(t, starter, { ...start({ name: 'gate', idempotencyKey: 'held' }), url: '/v1/workflows?wait=done&timeoutMs=60000' });
+      await sleep(200);
+      await keys.revokeKey(waiter.record.id, Date.now());
+      await keys.revokeKey(starter.record.id, Date.now());
+      await sleep(PAST_THE_CACHE_MS);
+      // The instances end after the revocation: what they ended with is not the revoked keys' to read.
+      assert.equal((await injectAs(t, operator, cancel(id))).statusCode, 200);
+      const second = (await injectAs(t, operator, { url: '/v1/workflows?limit=10' })).json().workflows.find((w: View) => w.id !== id) as View | undefined;
+      if (second) assert.equal((await injectAs(t, operator, cancel(second.id))).statusCode, 200);
+      for (const r of [await waiting, await startWaiting]) {
+        assert.equal(r.statusCode, 401, r.body);
+        assert.equal(r.json().code, 'ATS_ERR_UNAUTHORIZED');
+        assert.equal(r.headers['www-authenticate'], 'Bearer realm="ats"');
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a wait made without a key while the API was open answers 401 once keys are required', async () => {
+    const keys = new MemoryKeyStore();
+    const t = await startSqliteTestApp({ auth: authWith(keys) }, { workflows: registry() });
+    try {
+      const made = await t.app.inject(start({ name: 'gate' }));
+      assert.equal(made.statusCode, 201, made.body);
+      const id = (made.json() as View).id;
+      const waiting = t.app.inject(waitFor(id, 'until=done&timeoutMs=60000'));
+      await sleep(200);
+      const admin = await keys.make('default');
+      await sleep(PAST_THE_CACHE_MS);
+      assert.equal((await injectAs(t, admin, cancel(id))).statusCode, 200);
+      const r = await waiting;
+      assert.equal(r.statusCode, 401, r.body);
+      assert.equal(r.json().code, 'ATS_ERR_UNAUTHORIZED');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a wait whose key still works is answered as ever', async () => {
+    const keys = new MemoryKeyStore();
+    const [waiter, operator] = [await keys.make('acme', ['read']), await keys.make('acme')];
+    const t = await startSqliteTestApp({ auth: authWith(keys) }, { workflows: registry() });
+    try {
+      const made = await injectAs(t, operator, start({ name: 'gate' }));
+      const id = (made.json() as View).id;
+      const waiting = injectAs(t, waiter, waitFor(id, 'until=done&timeoutMs=60000'));
+      await sleep(PAST_THE_CACHE_MS);
+      assert.equal((await injectAs(t, operator, cancel(id))).statusCode, 200);
+      const r = await waiting;
+      assert.equal(r.statusCode, 200, r.body);
+      assert.deepEqual([r.json().id, r.json().status], [id, 'cancelled']);
     } finally {
       await t.close();
     }

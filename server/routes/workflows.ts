@@ -26,7 +26,9 @@ import {
 } from '../schemas.js';
 import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
+import { WWW_AUTHENTICATE } from '../auth.js';
 import { holderOf, tenantOfKey } from '../security.js';
+import { keyChecker } from '../stream/key-check.js';
 import { Slots, slotLimits } from '../slots.js';
 import { singleHeader } from '../validation.js';
 import { conditionText, parseCondition, WaitRoom, waitFor, type WaitCondition, type WaitOutcome } from '../workflow-wait.js';
@@ -72,7 +74,8 @@ const waitSchema = {
     '`tag:NAME`: it is in a state tagged NAME (`tags` on a state node; an instance that ended error or cancelled is in no state). At once ' +
     'when it meets it already. 408 ATS_ERR_WAIT_TIMEOUT once timeoutMs passed; 412 ATS_ERR_WAIT_UNMET when the instance ended without ' +
     'meeting it (a tag wait), so that waiting longer cannot help. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: a tag wait on a server that lacks ' +
-    'the definition version the instance runs (it knows its tags); 503 ATS_ERR_NOT_READY: the server is shutting down.',
+    'the definition version the instance runs (it knows its tags); 503 ATS_ERR_NOT_READY: the server is shutting down; 401 ATS_ERR_UNAUTHORIZED: ' +
+    'the key was revoked while it waited (or, made without a key, keys are required now).',
   tags: TAGS,
   params: WorkflowParams,
   querystring: WorkflowWaitQuery,
@@ -211,6 +214,9 @@ function waitFailure(outcome: Exclude<WaitOutcome, { kind: 'met' }>, id: string,
       return definitionMissing(outcome.workflow);
     case 'aborted':
       return outcome.reason instanceof AtsError ? outcome.reason : new AtsError('ATS_ERR_WAIT_TIMEOUT', 'The client closed the connection while waiting');
+    case 'refused':
+      // Nothing about the instance: the key may not read it any more.
+      return new AtsError('ATS_ERR_UNAUTHORIZED', 'The API key stopped working while the request waited (revoked, or keys are required now): the wait ended');
   }
 }
 
@@ -240,6 +246,10 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
   });
 
+  // Whether a waiting caller's key still works (read as the auth hook reads keys, at most once per KEY_CACHE_MS a key):
+  // a wait lasts up to MAX_WAIT_MS, and a key revoked meanwhile (or keys required since an open one began) ends it with 401.
+  const standing = deps.auth ? keyChecker(deps.auth, deps.clock) : null;
+
   /** A wait slot for the request's key (or address) and tenant, or a 429 ATS_ERR_TOO_MANY_WAITS; taken before anything is written. */
   const takeWait = (request: FastifyRequest): (() => void) => waits.take(holderOf(request), tenantOfKey(request));
 
@@ -262,9 +272,12 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     // Gone already, while the instance was read or started: its 'close' came before anyone listened.
     if (request.raw.socket?.destroyed) onGone();
     try {
-      const outcome = await waitFor({ service, clock: deps.clock, room }, first, request.principal.tenant, c, timeoutMs, stop.signal);
+      const { principal } = request;
+      const holds = standing ? async () => (await standing(principal)) === 'valid' : undefined;
+      const outcome = await waitFor({ service, clock: deps.clock, room, holds }, first, principal.tenant, c, timeoutMs, stop.signal);
       if (outcome.kind === 'met') return toWorkflowView(service, outcome.workflow);
       if (outcome.kind === 'aborted' && outcome.reason instanceof AtsError) reply.header('connection', 'close');
+      if (outcome.kind === 'refused') reply.header('www-authenticate', WWW_AUTHENTICATE);
       throw waitFailure(outcome, first.id, c, timeoutMs, started);
     } finally {
       closing.signal.removeEventListener('abort', onClosing);

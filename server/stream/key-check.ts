@@ -10,6 +10,9 @@
  *
  * A read that fails throws: an unavailable key store is not a revocation,
  * and the hub closes nothing then.
+ *
+ * The workflow waits (server/routes/workflows.ts), long polls of up to two
+ * minutes, ask it too before each read of their instance, and end with 401.
  */
 import type { Principal, StoredApiKey } from '../../engine/auth.js';
 import type { Clock } from '../../engine/ports.js';
