@@ -46,6 +46,22 @@ describe('errorSignature', () => {
     assert.equal(errorSignature({ message: 'tier T1 over HTTP2' }), 'Error: tier T1 over HTTP2');
   });
 
+  // Words with digits after a letter are names, not values: whatever else is taken for a number, these stay.
+  const KEPT = 'utf8 E11000 HTTP2 sha256 T1 ipv6 base64 x86 cus_NffrFeUfNV2Hib';
+  const keepsWords = () => {
+    assert.equal(errorSignature({ message: KEPT }), `Error: ${KEPT}`);
+    assert.equal(errorSignature({ message: 'status code 404, HTTP/1.1 503, HTTP 429' }), 'Error: status code 404, HTTP/# 503, HTTP 429');
+  };
+
+  it('takes a 0x hex value of any length for a number: `0x1f` is not one signature a value', () => {
+    const value = (hex: string) => errorSignature({ message: `register value ${hex} out of range` });
+    assert.equal(value('0x1f'), 'Error: register value # out of range');
+    assert.equal(value('0x1f'), value('0x7'));
+    assert.equal(value('0XFF'), value('0x0'));
+    assert.equal(value('0xdead'), value('0x1f'));
+    keepsWords();
+  });
+
   it('collapses whitespace', () => {
     assert.equal(errorSignature({ name: 'Bad  Thing', message: '  a \n\t b   c ' }), 'Bad Thing: a b c');
   });

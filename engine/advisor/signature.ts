@@ -3,7 +3,7 @@
  *
  * `errorSignature` keeps the error's name and its message with the parts
  * that vary from one failure to the next replaced: quoted values by `?`, ids
- * (ULIDs, UUIDs, hex runs of 8+ characters with a digit) and numbers (ints,
+ * (ULIDs, UUIDs, `0x` hex values, hex runs of 8+ characters with a digit) and numbers (ints,
  * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`,
  * save the hour after an ISO 8601 date's `T`) by
  * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
@@ -30,8 +30,11 @@ const QUOTED = /(?<![\p{L}\p{N}_])(?:'[^'\n]*'|"[^"\n]*"|`[^`\n]*`)(?![\p{L}\p{N
 const UUID = /(?<![0-9A-Za-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9A-Za-z])/gi;
 /** A ULID: 26 Crockford base-32 characters, the first one 0-7 (the time part). */
 const ULID = /(?<![0-9A-Za-z])[0-7][0-9A-HJKMNP-TV-Z]{25}(?![0-9A-Za-z])/gi;
-/** A hex run of 8+ with at least one digit (`deadbeef` alone stays a word). */
-const HEX = /(?<![0-9A-Za-z])(?:0x)?(?=[a-f]*[0-9])[0-9a-f]{8,}(?![0-9A-Za-z])/gi;
+/**
+ * A `0x` hex value of any length (`0x1f`, `0xdead`), or a hex run of 8+ with at least one digit
+ * (`deadbeef` alone stays a word). Short, `0x1f` was `#x1f`: one signature a value.
+ */
+const HEX = /(?<![0-9A-Za-z])(?:0x[0-9a-f]+|(?=[a-f]*[0-9])[0-9a-f]{8,})(?![0-9A-Za-z])/gi;
 /**
  * A number not after a letter: `-12`, `3.5`, `1e-3`, `10ms` (→ `#ms`), `job_42` (→ `job_#`); `utf8` stays.
  * The one letter a number may follow is the `T` of an ISO 8601 date-time, after a digit
