@@ -62,6 +62,15 @@ describe('errorSignature', () => {
     keepsWords();
   });
 
+  it('takes digits of any script for a number (Arabic-Indic, full-width), not ASCII digits alone', () => {
+    const retry = (n: string) => errorSignature({ message: `retry in ${n} seconds` });
+    assert.equal(retry('٣٠'), 'Error: retry in # seconds');
+    assert.equal(retry('٣٠'), retry('٤٥'));
+    assert.equal(retry('３０'), retry('３'));
+    assert.equal(retry('١.٥'), retry('30'));
+    keepsWords();
+  });
+
   it('collapses whitespace', () => {
     assert.equal(errorSignature({ name: 'Bad  Thing', message: '  a \n\t b   c ' }), 'Bad Thing: a b c');
   });

@@ -4,7 +4,7 @@
  * `errorSignature` keeps the error's name and its message with the parts
  * that vary from one failure to the next replaced: quoted values by `?`, ids
  * (ULIDs, UUIDs, `0x` hex values, hex runs of 8+ characters with a digit) and numbers (ints,
- * decimals, negatives; not digits after a letter, as in `utf8` or `E11000`,
+ * decimals, negatives, in the digits of any script; not digits after a letter, as in `utf8` or `E11000`,
  * save the hour after an ISO 8601 date's `T`) by
  * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
  * `status code 503` are two causes: one never recovers, the other does). Whitespace is collapsed and the result cut to 200 characters.
@@ -40,9 +40,9 @@ const HEX = /(?<![0-9A-Za-z])(?:0x[0-9a-f]+|(?=[a-f]*[0-9])[0-9a-f]{8,})(?![0-9A
  * The one letter a number may follow is the `T` of an ISO 8601 date-time, after a digit
  * (`2026-12-05T22:11:06Z` → `#-#-#T#:#:#Z`, `20261205T221106Z` → `#T#Z`): its hour is a number like
  * its minutes, and kept, a message with the time of its failure would be a new signature every hour,
- * its evidence split 24 ways.
+ * its evidence split 24 ways. Digits are those of any script (`\p{Nd}`: `٣٠` and `３０` too; `\d` is ASCII's alone).
  */
-const NUMBER = /(?:(?<![\p{L}\p{N}])|(?<=\dT))-?\d+(?:\.\d+)?(?:e[+-]?\d+)?/giu;
+const NUMBER = /(?:(?<![\p{L}\p{N}])|(?<=\p{Nd}T))-?\p{Nd}+(?:\.\p{Nd}+)?(?:e[+-]?\p{Nd}+)?/giu;
 const SPACE = /\s+/g;
 /**
  * What comes right before an HTTP status (`status 404`, `status code: 503`,
