@@ -71,6 +71,18 @@ describe('errorSignature', () => {
     keepsWords();
   });
 
+  it('takes a number after a duration\'s unit for a number: `1h30m` and `2h5m` are one signature', () => {
+    const took = (d: string) => errorSignature({ message: `deadline exceeded after ${d}` });
+    assert.equal(took('1h30m'), 'Error: deadline exceeded after #h#m');
+    assert.equal(took('1h30m'), took('2h5m'));
+    assert.equal(took('2m5.5s'), took('1m30s'));
+    assert.equal(took('1s500ms'), took('2s20ms'));
+    assert.equal(took('1h2m3.5s'), 'Error: deadline exceeded after #h#m#s');
+    assert.equal(took('1d2h3m4s5ms6us7ns'), 'Error: deadline exceeded after #d#h#m#s#ms#us#ns');
+    assert.equal(took('1920x1080'), 'Error: deadline exceeded after #x#');
+    keepsWords();
+  });
+
   it('collapses whitespace', () => {
     assert.equal(errorSignature({ name: 'Bad  Thing', message: '  a \n\t b   c ' }), 'Bad Thing: a b c');
   });

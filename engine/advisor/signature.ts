@@ -5,7 +5,7 @@
  * that vary from one failure to the next replaced: quoted values by `?`, ids
  * (ULIDs, UUIDs, `0x` hex values, hex runs of 8+ characters with a digit) and numbers (ints,
  * decimals, negatives, in the digits of any script; not digits after a letter, as in `utf8` or `E11000`,
- * save the hour after an ISO 8601 date's `T`) by
+ * save the hour after an ISO 8601 date's `T` and the parts of a duration after the first, `1h30m` → `#h#m`) by
  * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
  * `status code 503` are two causes: one never recovers, the other does). Whitespace is collapsed and the result cut to 200 characters.
  */
@@ -41,8 +41,14 @@ const HEX = /(?<![0-9A-Za-z])(?:0x[0-9a-f]+|(?=[a-f]*[0-9])[0-9a-f]{8,})(?![0-9A
  * (`2026-12-05T22:11:06Z` → `#-#-#T#:#:#Z`, `20261205T221106Z` → `#T#Z`): its hour is a number like
  * its minutes, and kept, a message with the time of its failure would be a new signature every hour,
  * its evidence split 24 ways. Digits are those of any script (`\p{Nd}`: `٣٠` and `３０` too; `\d` is ASCII's alone).
+ * And a number after a unit of one or two letters that itself follows a number is a number: the
+ * parts of a duration (`1h30m` → `#h#m`, `2m5.5s` → `#m#s`, `1s500ms` → `#s#ms`), kept, were one
+ * signature a duration. The chain starts at a number not after a letter, so ids and names that start
+ * with a letter (`utf8`, `HTTP2`, `T1`, `cus_NffrFeUfNV2Hib`) stay, and is looked back along for seven
+ * parts at most (`1d2h3m4s5ms6us7ns`), so the look back is short whatever the message.
  */
-const NUMBER = /(?:(?<![\p{L}\p{N}])|(?<=\p{Nd}T))-?\p{Nd}+(?:\.\p{Nd}+)?(?:e[+-]?\p{Nd}+)?/giu;
+const NUMBER =
+  /(?:(?<![\p{L}\p{N}])|(?<=\p{Nd}T)|(?<=(?<![\p{L}\p{N}])\p{Nd}+(?:\.\p{Nd}+)?(?:\p{L}{1,2}\p{Nd}+(?:\.\p{Nd}+)?){0,6}\p{L}{1,2}))-?\p{Nd}+(?:\.\p{Nd}+)?(?:e[+-]?\p{Nd}+)?/giu;
 const SPACE = /\s+/g;
 /**
  * What comes right before an HTTP status (`status 404`, `status code: 503`,
