@@ -385,6 +385,8 @@ describe('advisor service: anomalies', () => {
     const s = {
       visible: 0,
       readEventsAfter: async (afterId: number, limit: number) => all.slice(0, s.visible).filter((e) => e.id > afterId).slice(0, limit),
+      eventSizesAfter: async (afterId: number, limit: number) =>
+        (await s.readEventsAfter(afterId, limit)).map((e) => ({ id: e.id, bytes: JSON.stringify(e.data).length })),
       lastEventId: async () => all[s.visible - 1]?.id ?? 0,
       countWaitingAhead: async () => ({ ahead: 0, complete: true }),
       getJob: async () => null,

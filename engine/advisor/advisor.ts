@@ -33,7 +33,7 @@ export interface AdvisorOptions {
 export type DecisionKind = 'no-retry' | 'retry-delay' | 'lease';
 
 export interface AdvisorDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'countWaitingAhead' | 'getJob'> & Partial<Pick<JobStore, 'eventSizesAfter'>>;
+  store: Pick<JobStore, 'readEventsAfter' | 'eventSizesAfter' | 'lastEventId' | 'countWaitingAhead' | 'getJob'>;
   clock: Clock;
   logger: Logger;
   /**
@@ -90,7 +90,8 @@ export class Advisor {
       name: 'advisor',
       read: (afterId, limit) => store.readEventsAfter(afterId, limit),
       last: () => store.lastEventId(),
-      ...(store.eventSizesAfter ? { sizes: store.eventSizesAfter.bind(store) } : {}),
+      // Read only when the tail runs: an advisor `off` touches nothing of the store.
+      sizes: (afterId, limit) => store.eventSizesAfter(afterId, limit),
       clock: deps.clock,
       logger: deps.logger,
       onEvents: (events) => {
