@@ -383,7 +383,7 @@ describe('REST calls', () => {
     assert.deepEqual(results.map((r) => r.status), [201, 201, 413, 201, 201]);
     assert.equal(results[2]!.code, 'ATS_ERR_PAYLOAD_TOO_LARGE');
     assert.equal(results[2]!.id, undefined);
-    assert.match(results[2]!.message ?? '', /ATS_BATCH_BODY_LIMIT_BYTES/);
+    assert.match(results[2]!.message ?? '', /ATS_BODY_LIMIT_BYTES/, 'over the limit of one job too: sent alone, refused by it');
     for (const i of [0, 1, 3, 4]) assert.equal(((await ats.get(results[i]!.id!)).payload as { i: number }).i, i);
     assert.equal((await jobsOf(q)).length, 4);
     // Every job that went in was sent with one key (the one made for it), in no request answered but the one that took it.

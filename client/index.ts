@@ -115,6 +115,9 @@ function aNumber(where: string, name: string, value: number | undefined): number
 /** A new ULID: the default Idempotency-Key. */
 export const newIdempotencyKey = (): string => ulid();
 
+/** The statuses `POST /v1/jobs` refuses a job with that `POST /v1/jobs/batch` answers as the item's result. */
+const ITEM_REFUSALS: ReadonlySet<number> = new Set([400, 409, 413, 422]);
+
 const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
 const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
 const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
@@ -192,7 +195,9 @@ export class AtsClient {
   /**
    * `POST /v1/jobs/batch`, MAX_BATCH items a request (one request after the
    * other; a request over the server's batch body limit is split until it
-   * fits; a job over that limit alone is its 413 result): one result per
+   * fits; a job over that limit in a batch of its own is sent alone to
+   * `POST /v1/jobs`, its answer its result, a 413 when over the limit of
+   * one job too): one result per
    * job, in the order given. An item the server
    * refuses is its result (`status` 4xx or 500, `code`, `message`), not a
    * throw. An item answered 503 (its key was taken and its job could not be
@@ -243,9 +248,9 @@ export class AtsClient {
   /**
    * One `POST /v1/jobs/batch` of `jobs`; a body over the server's batch limit
    * (413, refused before anything is written) is sent again in halves. A job
-   * over it alone is its own 413 result, as an item over the limit of one job
-   * is (the server's limit of one job is at most its batch limit), and the
-   * others go in.
+   * over it in a batch of its own is sent alone to `POST /v1/jobs`
+   * (submitAlone): the batch limit may equal the limit of one job, which does
+   * not count the batch's envelope nor the item's key.
    */
   private async submitBatch(jobs: readonly BatchItem[], opts: RequestOptions): Promise<BatchResult[]> {
     try {
@@ -254,9 +259,33 @@ export class AtsClient {
       })).body.results;
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 413)) throw err;
-      if (jobs.length === 1) return [{ status: 413, code: err.code, message: `The job alone is too large for a batch: ${err.message}` }];
+      if (jobs.length === 1) return [await this.submitAlone(jobs[0]!, opts)];
       const half = Math.ceil(jobs.length / 2);
       return [...(await this.submitBatch(jobs.slice(0, half), opts)), ...(await this.submitBatch(jobs.slice(half), opts))];
+    }
+  }
+
+  /**
+   * `POST /v1/jobs` of one item, its `idempotencyKey` as the header (none:
+   * sent once), answered as the batch would have: the job (201, or 200 for
+   * the job its key made before), or the item's own refusal (400, 409, 413,
+   * 422) as its result. Any other failure (no answer, 401, 429, 503 after the
+   * retries…) is thrown, as a batch request's is.
+   */
+  private async submitAlone(item: BatchItem, opts: RequestOptions): Promise<BatchResult> {
+    const { idempotencyKey, ...job } = item;
+    try {
+      const r = await call<JobView>(this.http, 'POST', '/v1/jobs', {
+        ...opts, body: job, expect: JOB_FIELDS, retry: idempotencyKey !== undefined,
+        headers: idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey },
+      });
+      return { status: r.status, id: r.body.id, state: r.body.state };
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (ITEM_REFUSALS.has(err.status)) return { status: err.status, code: err.code, message: err.message };
+      // A key fetch cannot send as a header (refused before sending): one the batch would have refused as the item's 400.
+      if (err.status === 0 && err.code === 'ATS_ERR_VALIDATION') return { status: 400, code: err.code, message: err.message };
+      throw err;
     }
   }
 
