@@ -425,6 +425,34 @@ test('ats watch, when the stream\'s upgrade is never answered (a proxy that hold
   }
 });
 
+describe('ats watch says why it polls', () => {
+  test('a server without the stream route: "has no stream route"', async () => {
+    const fake = await fakeServer({ stream: false });
+    const sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), {}, () => undefined, undefined);
+    assert.ok('poll' in sub);
+    assert.match(sub.poll, /^http:\/\/127\.0\.0\.1:\d+ has no stream route$/);
+  });
+
+  test('through a proxy that does not pass WebSocket upgrades on: the upgrade did not reach the server, not "no stream route"', { timeout: 20_000 }, async () => {
+    const fake = await fakeServer({ plainUpgrades: true });
+    const sub = await subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), {}, () => undefined, undefined);
+    assert.ok('poll' in sub);
+    assert.doesNotMatch(sub.poll, /no stream route/);
+    assert.match(sub.poll, /upgrade reached the server as a plain GET .*a proxy in front of it does not pass WebSocket upgrades on/);
+    const watch = spawnAts(fake.url, ['watch'], {}, 15_000);
+    try {
+      await until(() => fake.lists.length >= 1, 'the watch to poll', 10_000);
+      watch.kill('SIGINT');
+      const r = await watch.exited;
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /no stream route/);
+      assert.match(r.stderr, /^ats: http:\/\/127\.0\.0\.1:\d+: its stream is unavailable: the stream's upgrade reached the server as a plain GET .*; polling the 100 newest jobs every second$/m);
+    } finally {
+      watch.kill('SIGKILL');
+    }
+  });
+});
+
 describe('following a job', () => {
   test('SeqGate emits each seq once, in order, whatever the arrival order', () => {
     const seen: number[] = [];

@@ -235,6 +235,8 @@ export async function trySubscribe(
   opts: {
     onNotice?(m: string): void; cursor?: string | undefined; onProgress?: SubscribeOptions['onProgress'];
     untilAvailable?: boolean; signal?: AbortSignal;
+    /** Told why the server's stream cannot be had, before the call resolves with null. */
+    onUnavailable?(why: StreamUnavailable): void;
   } = {},
 ): Promise<Subscription | null> {
   let limited = 0;
@@ -249,7 +251,10 @@ export async function trySubscribe(
       return sub;
     } catch (err) {
       sub.close();
-      if (err instanceof StreamUnavailable) return null;
+      if (err instanceof StreamUnavailable) {
+        opts.onUnavailable?.(err);
+        return null;
+      }
       const rateLimited = err instanceof ApiError && err.status === 429 && err.retryAfterMs !== undefined;
       if (rateLimited && opts.untilAvailable) {
         const wait = waitOut(err, LIMITED_MS.min, limited++)!;

@@ -19,7 +19,7 @@ export type CommandFilter = Omit<StreamFilter, 'states'> & { states?: readonly s
 /** One transition as the stream sends it. */
 export type StreamEvent = StreamEventMessage;
 
-/** The server has no stream route (or refused the upgrade, or never confirmed the subscribe): poll instead. */
+/** The server has no stream route, or its stream cannot be had this way (the upgrade refused, or reaching it as a plain GET through a proxy; the socket closed before subscribing): poll instead. */
 export class StreamUnavailable extends Error {
   constructor(readonly status: number | null, message: string) {
     super(message);

@@ -21,7 +21,7 @@ import { oneOf, str } from './args.js';
 import { repeat, trySubscribe } from './follow.js';
 import { transitionLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
-import type { CommandFilter as StreamFilter, Subscription } from './stream.js';
+import type { CommandFilter as StreamFilter, StreamUnavailable, Subscription } from './stream.js';
 
 export const watchSpec: CommandSpec = {
   usage: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...] [--cursor C] [--json]',
@@ -30,8 +30,9 @@ export const watchSpec: CommandSpec = {
     '--cursor C     replay every matching transition after this stream cursor first (needs the stream: where the watch',
     '               would poll instead, it is an error, ATS_ERR_STREAM_UNAVAILABLE, exit 1)',
     '--json         one JSON object per transition, with its cursor',
-    'Ctrl-C stops (exit 0). Without a stream route on the server, or when its stream does not answer within 10 s',
-    'while its API does (a proxy that holds WebSocket upgrades), the newest jobs are polled every second.',
+    'Ctrl-C stops (exit 0). Without a stream route on the server, when the stream\'s upgrade does not reach it (a proxy',
+    'that does not pass WebSocket upgrades on), or when its stream does not answer within 10 s while its API does (a proxy',
+    'that holds WebSocket upgrades), the newest jobs are polled every second, saying why on stderr.',
     'A stream refused 429 for the rate limit is asked again after its Retry-After (at most a minute), one refused 503 (the server\'s',
     'database down) every few seconds, saying so on stderr.',
     'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1; so does a resume whose',
@@ -91,9 +92,9 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       // Polling sees the jobs as they stand, not the stream's positions: it cannot replay from a cursor, and what
       // it prints carries none to resume from. An error, not a watch with a gap the caller asked not to have.
       throw new ApiError(0, 'ATS_ERR_STREAM_UNAVAILABLE',
-        `${client.url} ${sub.poll}: --cursor needs the stream to replay the transitions after it (polling cannot); run without --cursor to poll the newest jobs from now`);
+        `${sub.poll}: --cursor needs the stream to replay the transitions after it (polling cannot); run without --cursor to poll the newest jobs from now`);
     }
-    err(`ats: ${client.url} ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
+    err(`ats: ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
     await Promise.race([stopped, pollTransitions(client, filter, print, stopped)]);
     return 0;
   } finally {
@@ -102,10 +103,13 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
 });
 
 /**
- * The subscription, or why to poll instead: the server has no stream route,
- * or its stream did not answer the subscribe in time (UnreachableError, timed
- * out) while its REST API answered a request sent beside the subscribe — a
- * proxy that holds WebSocket upgrades, say. A server that answered neither
+ * The subscription, or why to poll instead, as a clause naming the server:
+ * it has no stream route (404), or its stream is unavailable otherwise (the
+ * upgrade reached it as a plain GET through a proxy that does not pass
+ * WebSocket upgrades on, or was refused with another status, or the socket
+ * closed before subscribing), or its stream did not answer the subscribe in
+ * time (UnreachableError, timed out) while its REST API answered a request
+ * sent beside the subscribe — a proxy that holds WebSocket upgrades, say. A server that answered neither
  * does not answer at all: the timeout is the error (exit 1), as for any other
  * command; so is any other failure to subscribe but the rate limit and a 503,
  * which are waited out (`trySubscribe`'s `untilAvailable`) until `signal` aborts.
@@ -123,11 +127,17 @@ export async function subscribeOrPoll(
   try {
     // A rate limit (a 429 with Retry-After) and a 503 (the server's database down) are waited out, as
     // --wait and --count wait them out, saying so on stderr.
-    const sub = await trySubscribe(client, filter, print, { onNotice: err, cursor, untilAvailable: true, signal });
-    return sub ?? { poll: 'has no stream route' };
+    let unavailable: StreamUnavailable | undefined;
+    const sub = await trySubscribe(client, filter, print, {
+      onNotice: err, cursor, untilAvailable: true, signal, onUnavailable: (why) => (unavailable = why),
+    });
+    if (sub) return sub;
+    // Only a 404 says the server has no stream route; any other answer (a proxy's among them) says only that it cannot be had this way.
+    if (unavailable?.status === 404) return { poll: `${client.url} has no stream route` };
+    return { poll: `${client.url}: its stream is unavailable: ${unavailable?.message ?? 'no reason given'}` };
   } catch (e) {
     if (answered && e instanceof UnreachableError && e.reason === 'timed out') {
-      return { poll: 'answers, but its stream did not confirm the subscribe in time (a proxy that holds WebSocket upgrades?)' };
+      return { poll: `${client.url} answers, but its stream did not confirm the subscribe in time (a proxy that holds WebSocket upgrades?)` };
     }
     throw e;
   } finally {
