@@ -89,3 +89,22 @@ describe('submitMany: a request that fails as a whole', () => {
     assert.deepEqual(sent.slice(2).flatMap((s) => s.jobs), jobs, 'sent again with the same keys');
   });
 });
+
+describe('submitMany: batchSize', () => {
+  test('not a number (NaN: Number() of an unset variable) is refused before anything is sent, naming it', async () => {
+    const { sent, fetch } = fakeBatches(created);
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const err = await ats.submitMany(items(3), { batchSize: Number.NaN }).catch((e: unknown) => e);
+    assert.ok(err instanceof ApiError && err.status === 0 && err.code === 'ATS_ERR_VALIDATION', String(err));
+    assert.match(err.message, /^submitMany: batchSize must be a number, got NaN/);
+    assert.equal(sent.length, 0, 'no request sent');
+  });
+
+  test('a fraction is rounded down: every job sent once, in order', async () => {
+    const { sent, fetch } = fakeBatches(created);
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const results = await ats.submitMany(items(5), { batchSize: 2.5 });
+    assert.deepEqual(results.map((r) => r.id), ['job-0', 'job-1', 'job-2', 'job-3', 'job-4']);
+    assert.deepEqual(sent.map((s) => s.jobs.length), [2, 2, 1]);
+  });
+});
