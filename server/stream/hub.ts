@@ -85,7 +85,7 @@ export class StreamHub {
     this.tail = new TailReader({
       read: this.watched('jobs', readJobs), clock: deps.clock, logger: deps.logger, onEvents: (events) => this.fanOut(events), busy: () => this.sessions.size > 0,
       last: this.watched('jobs', () => store.lastEventId()),
-      ...(jobSizes ? { sizes: this.watched('jobs', jobSizes) } : {}),
+      ...(jobSizes ? { sizes: this.watched('jobs', jobSizes, nothingToRead) } : {}),
     }, opts);
     const readJobsWithin = within(jobSizes, readJobs);
     const readWorkflows = store.readWorkflowEventsAfter?.bind(store);
@@ -95,7 +95,7 @@ export class StreamHub {
       ? workflowTailReader({
           read: this.watched('workflows', readWorkflows), clock: deps.clock, logger: deps.logger, name: 'stream workflows',
           onEvents: (events) => this.fanOutWorkflows(events), busy: () => this.sessions.size > 0, last: this.watched('workflows', lastWorkflow),
-          ...(workflowSizes ? { sizes: this.watched('workflows', workflowSizes) } : {}),
+          ...(workflowSizes ? { sizes: this.watched('workflows', workflowSizes, nothingToRead) } : {}),
         }, opts)
       : null;
     const readWorkflowsWithin = readWorkflows ? within(workflowSizes, readWorkflows) : undefined;
@@ -234,9 +234,14 @@ export class StreamHub {
    * tells that tail's live sessions, once per outage (`StreamSession.unavailable`);
    * the tail retries at its error backoff, and the first read that succeeds
    * ends the outage: the tail reads on from its horizon, so the live sessions
-   * get what was committed meanwhile, nothing lost.
+   * get what was committed meanwhile, nothing lost. A read that answers ends
+   * it only where `ends` says so: the sizes read before the rows (readWithin)
+   * only when it leaves no rows to read, for the rows' read may fail on its
+   * own, and each of its failures would otherwise tell the sessions again.
    */
-  private watched<A extends unknown[], R>(source: CursorSource, read: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  private watched<A extends unknown[], R>(
+    source: CursorSource, read: (...args: A) => Promise<R>, ends: (answer: R) => boolean = () => true,
+  ): (...args: A) => Promise<R> {
     return async (...args) => {
       let rows: R;
       try {
@@ -249,7 +254,7 @@ export class StreamHub {
         }
         throw err;
       }
-      this.failing.delete(source);
+      if (ends(rows)) this.failing.delete(source);
       return rows;
     };
   }
@@ -356,6 +361,9 @@ export class StreamHub {
     }
   }
 }
+
+/** A sizes read that leaves no rows to read (nothing new): the read of the rows is not made, so the sizes' answer is the tail's. */
+const nothingToRead = (sizes: readonly unknown[]): boolean => sizes.length === 0;
 
 /**
  * A TailReader over `workflow_events`. The reader is written for job events
