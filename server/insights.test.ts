@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { silentLogger } from '../engine/logger.js';
@@ -14,6 +15,7 @@ import type { JobSpec, WorkerRecord } from '../engine/ports.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { startSqliteTestApp, startTestApp, testClock, type TestApp } from '../tests/helpers/app.js';
 import { INSIGHTS_CACHE_MS } from './routes/insights.js';
+import { ETA_WORKERS_CACHE_MS } from './routes/jobs-read.js';
 import type { AppDeps } from './deps.js';
 
 const mysqlReady = await requireMysql();
@@ -33,9 +35,15 @@ for (const [name, start, skip] of backends) {
   describe(`the advisor's insights and ETAs over HTTP on ${name}`, { skip }, () => {
     let t: TestApp;
     let advisor: Advisor;
+    /** How many times the app read the worker registry. */
+    let registryReads = 0;
     before(async () => {
-      // The app is built before the store exists for the advisor: it reaches the advisor through this late binding.
-      t = await start({ advisor: { eta: (job, s) => advisor.eta(job, s), insights: () => advisor.insights() } });
+      // The app is built before the store exists for the advisor: it reaches the advisor (and the registry) through
+      // this late binding.
+      t = await start({
+        advisor: { eta: (job, s) => advisor.eta(job, s), insights: () => advisor.insights() },
+        workers: { listWorkers: () => ((registryReads += 1), t.store.listWorkers()) },
+      });
       advisor = new Advisor(
         { store: t.store, clock: t.clock, logger: silentLogger },
         { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: { minRunSamples: 5 } },
@@ -188,7 +196,21 @@ for (const [name, start, skip] of backends) {
       const etaOf = async () => (await t.app.inject({ url: `/v1/jobs/${waiting.id}` })).json().eta as { start: string } | null;
       assert.equal(await etaOf(), null, 'no live worker runs demo.unserved in q-unserved: no start to predict');
       await t.store.upsertWorker(worker('w-back', ['demo.unserved'], ['q-unserved']));
-      assert.ok(await etaOf(), 'a live worker runs it again: the ETA is back');
+      await sleep(ETA_WORKERS_CACHE_MS + 50);
+      assert.ok(await etaOf(), 'a live worker runs it again: the ETA is back (once the registry read before is past)');
+    });
+
+    test('the ETAs of waiting jobs read the worker registry once a second, however often they are asked', async () => {
+      const waiting = (await t.transitions.submit(spec('q-polled'))).job;
+      await sleep(ETA_WORKERS_CACHE_MS + 50);
+      const before = registryReads;
+      const polls = await Promise.all(Array.from({ length: 5 }, () => t.app.inject({ url: `/v1/jobs/${waiting.id}` })));
+      for (let i = 0; i < 5; i++) polls.push(await t.app.inject({ url: `/v1/jobs/${waiting.id}` }));
+      assert.deepEqual(polls.map((r) => r.statusCode), Array(10).fill(200));
+      assert.equal(registryReads - before, 1, 'ten reads of a waiting job within a second: one read of the registry');
+      await sleep(ETA_WORKERS_CACHE_MS + 50);
+      assert.equal((await t.app.inject({ url: `/v1/jobs/${waiting.id}` })).statusCode, 200);
+      assert.equal(registryReads - before, 2, 'a second later, read again');
     });
 
     test('a job scheduled for later is not ahead of one due now, until it is due', async () => {

@@ -8,7 +8,8 @@ import { AtsError } from '../../engine/errors.js';
 import type { Eta } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
-import type { JobEventRecord, JobFilter, JobProgress, JobRecord } from '../../engine/ports.js';
+import type { JobEventRecord, JobFilter, JobProgress, JobRecord, WorkerRecord } from '../../engine/ports.js';
+import { sharedFor } from '../answer-cache.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, type RouteOptions } from '../deps.js';
 import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
@@ -33,6 +34,13 @@ const listSchema = {
   response: { 200: described(ref(JobPage), 'One page of jobs'), ...errorResponses(400, 503) },
 };
 
+/**
+ * How long one read of the worker registry serves the ETAs of every job read
+ * (a client polling a waiting job four times a second, or many at once, cost
+ * one read of up to MAX_WORKERS_LISTED rows a second, not one a read).
+ */
+export const ETA_WORKERS_CACHE_MS = 1000;
+
 /** States of a job waiting for a worker to start it (its retry, when retrying). */
 const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying']);
 
@@ -44,13 +52,16 @@ const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying'
  * `GET /v1/stats` says, on a server that reads the worker registry): it does
  * not start until one does, and a start predicted from the queue's past
  * would slide forward at every read. A registry listing its most workers
- * (MAX_WORKERS_LISTED) may have left the one out: the ETA stands.
+ * (MAX_WORKERS_LISTED) may have left the one out: the ETA stands. The
+ * registry is read at most once each ETA_WORKERS_CACHE_MS (`listWorkers`).
  */
-async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
+async function etaOf(
+  deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord, startedAt: number | null,
+): Promise<Eta | null> {
   try {
     // Without an advisor there is no ETA to withhold: the registry is not read.
-    const registry = deps.advisor && WAITING.has(job.snapshot.value) ? deps.workers : undefined;
-    const [eta, workers] = await Promise.all([deps.advisor?.eta(job, startedAt), registry?.listWorkers()]);
+    const registry = deps.advisor && WAITING.has(job.snapshot.value) ? listWorkers : undefined;
+    const [eta, workers] = await Promise.all([deps.advisor?.eta(job, startedAt), registry?.()]);
     if (workers && workers.length < MAX_WORKERS_LISTED && !servedBy(workers, deps.clock.now())(job.type, job.queue)) return null;
     return eta ?? null;
   } catch (err) {
@@ -87,6 +98,8 @@ function instant(iso: string, name: string): number {
 }
 
 export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
+  const registry = deps.workers;
+  const listWorkers = registry && sharedFor(ETA_WORKERS_CACHE_MS, deps.clock, () => registry.listWorkers());
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
     const job = await tenantJob(deps, request.params.id, request.principal);
     const [read, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
@@ -95,7 +108,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     // deleted in between (its events go with it), which a second read tells.
     const events = read.filter((e) => e.seq <= job.version);
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
-    const eta = deps.advisor ? await etaOf(deps, job, lastStart(events)) : null;
+    const eta = deps.advisor ? await etaOf(deps, listWorkers, job, lastStart(events)) : null;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
     };
