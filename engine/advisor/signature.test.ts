@@ -47,7 +47,9 @@ describe('errorSignature', () => {
   });
 
   // Words with digits after a letter are names, not values: whatever else is taken for a number, these stay.
-  const KEPT = 'utf8 E11000 HTTP2 sha256 T1 ipv6 base64 x86 cus_NffrFeUfNV2Hib';
+  // So do names in code and error codes (`user_id`, `getUser2`, `ERR_SOCKET_TIMEOUT`), and a word with a
+  // number at its end after a prefix (`db-replica12`, a host): a prefixed id has a digit before a letter.
+  const KEPT = 'utf8 E11000 HTTP2 sha256 T1 ipv6 base64 x86 user_id getUser2 ERR_SOCKET_TIMEOUT ECONNREFUSED EAI_AGAIN db-replica12 worker-node3 api_v2beta';
   const keepsWords = () => {
     assert.equal(errorSignature({ message: KEPT }), `Error: ${KEPT}`);
     assert.equal(errorSignature({ message: 'status code 404, HTTP/1.1 503, HTTP 429' }), 'Error: status code 404, HTTP/# 503, HTTP 429');
@@ -80,6 +82,31 @@ describe('errorSignature', () => {
     assert.equal(took('1h2m3.5s'), 'Error: deadline exceeded after #h#m#s');
     assert.equal(took('1d2h3m4s5ms6us7ns'), 'Error: deadline exceeded after #d#h#m#s#ms#us#ns');
     assert.equal(took('1920x1080'), 'Error: deadline exceeded after #x#');
+    keepsWords();
+  });
+
+  it('replaces the id after a short lowercase prefix (payment and cloud APIs\' ids) with #, keeping the prefix', () => {
+    const missing = (id: string) => errorSignature({ name: 'StripeInvalidRequestError', message: `No such object: ${id}` });
+    assert.equal(missing('cus_NffrFeUfNV2Hib'), 'StripeInvalidRequestError: No such object: cus_#');
+    assert.equal(missing('cus_NffrFeUfNV2Hib'), missing('cus_Q8xLmT3pRb0aZk'));
+    assert.equal(missing('pi_3MtwBwLkdIwHu7ix28a3tqPa'), missing('pi_1NbqWcLkdIwHu7ixZ5a9PqRt'));
+    assert.equal(missing('pi_3MtwBwLkdIwHu7ix28a3tqPa'), 'StripeInvalidRequestError: No such object: pi_#');
+    assert.equal(missing('sub_1MowQVLkdIwHu7ixeRlqHVzs'), 'StripeInvalidRequestError: No such object: sub_#');
+    assert.equal(errorSignature({ message: 'request req_8a7Hq2LmZ failed' }), 'Error: request req_# failed');
+    assert.equal(errorSignature({ message: 'instance i-0abcd1234efgh5678 not found' }), 'Error: instance i-# not found');
+    assert.equal(errorSignature({ message: 'instance i-0abcd1234efgh5678 not found' }), errorSignature({ message: 'instance i-9zzkq77x1a2b3c4d5 not found' }));
+    // Prefixes in a row (a key's mode, a secret after its id): each id goes.
+    assert.equal(errorSignature({ message: 'key sk_live_51HxYzAbC2dEf revoked' }), 'Error: key sk_live_# revoked');
+    assert.equal(errorSignature({ message: 'pi_3MtwBwLkdIwHu7ix28a3tqPa_secret_YrKJUKribcBjcG8HVhfZluoGH' }), 'Error: pi_#_secret_#');
+    // The prefix tells the ids apart: a missing customer is not a missing subscription.
+    assert.notEqual(missing('cus_NffrFeUfNV2Hib'), missing('sub_1MowQVLkdIwHu7ixeRlqHVzs'));
+    // Not ids: fewer than 8 characters after the prefix, no digit before a letter (a word and its number), an
+    // upper-case or too long prefix, a prefix that is the end of a word. A version after a name's digits
+    // is a number, as `HTTP/1.1`'s: `TLSv1_2` and `TLSv1.3` are `TLSv1_#` and `TLSv1.#`.
+    for (const word of ['job_a1b2c3', 'db-replica12', 'cache-shard2b', 'ERR_K1L2M3N4P5', 'exception_k1m2n3p4q5', 'x9_k1m2n3p4q5']) {
+      assert.equal(errorSignature({ message: word }), `Error: ${word}`, word);
+    }
+    assert.equal(errorSignature({ message: 'no TLSv1_2 nor TLSv1.3' }), 'Error: no TLSv1_# nor TLSv1.#');
     keepsWords();
   });
 

@@ -3,7 +3,9 @@
  *
  * `errorSignature` keeps the error's name and its message with the parts
  * that vary from one failure to the next replaced: quoted values by `?`, ids
- * (ULIDs, UUIDs, `0x` hex values, hex runs of 8+ characters with a digit) and numbers (ints,
+ * (ULIDs, UUIDs, `0x` hex values, hex runs of 8+ characters with a digit, and the ids payment
+ * and cloud APIs make, a short lowercase prefix and a run of 8+ letters and digits with a digit
+ * before a letter: `cus_NffrFeUfNV2Hib` → `cus_#`, `i-0abcd1234efgh5678` → `i-#`) and numbers (ints,
  * decimals, negatives, in the digits of any script; not digits after a letter, as in `utf8` or `E11000`,
  * save the hour after an ISO 8601 date's `T` and the parts of a duration after the first, `1h30m` → `#h#m`) by
  * `#`, except an HTTP status after `status` or `HTTP` (`status code 404` and
@@ -44,11 +46,28 @@ const HEX = /(?<![0-9A-Za-z])(?:0x[0-9a-f]+|(?=[a-f]*[0-9])[0-9a-f]{8,})(?![0-9A
  * And a number after a unit of one or two letters that itself follows a number is a number: the
  * parts of a duration (`1h30m` → `#h#m`, `2m5.5s` → `#m#s`, `1s500ms` → `#s#ms`), kept, were one
  * signature a duration. The chain starts at a number not after a letter, so ids and names that start
- * with a letter (`utf8`, `HTTP2`, `T1`, `cus_NffrFeUfNV2Hib`) stay, and is looked back along for seven
+ * with a letter (`utf8`, `HTTP2`, `T1`) stay, and is looked back along for seven
  * parts at most (`1d2h3m4s5ms6us7ns`), so the look back is short whatever the message.
+ * (A letter-first id after a prefix, `cus_NffrFeUfNV2Hib`, is taken before: `PREFIXED_ID`.)
  */
 const NUMBER =
   /(?:(?<![\p{L}\p{N}])|(?<=\p{Nd}T)|(?<=(?<![\p{L}\p{N}])\p{Nd}+(?:\.\p{Nd}+)?(?:\p{L}{1,2}\p{Nd}+(?:\.\p{Nd}+)?){0,6}\p{L}{1,2}))-?\p{Nd}+(?:\.\p{Nd}+)?(?:e[+-]?\p{Nd}+)?/giu;
+/**
+ * An id as payment and cloud APIs make them: a lowercase prefix of 1 to 8 letters that starts a word
+ * (or follows another prefix: `sk_live_…`), `_` or `-`, then a run of 8+ ASCII letters and digits
+ * (`cus_NffrFeUfNV2Hib`, `pi_3MtwBwLkdIwHu7ix28a3tqPa`, `req_8a7Hq2LmZ`, `i-0abcd1234efgh5678`).
+ * The run is taken for an id only with a digit before a letter (`ID_RUN`), which a random run of
+ * that length nearly always has and a word with its number does not: `db-replica12` and
+ * `worker-node3` (hosts, maybe two causes) stay, as do names in code (`user_id`, `getUser2`) and
+ * error codes (`ERR_SOCKET_TIMEOUT`, `EAI_AGAIN`: no lowercase prefix, no digit). The prefix is
+ * kept (`cus_#`): it says what kind of thing was missing, and has few values. An id without a
+ * digit (one in twelve of 14 random letters and digits) still splits: a word cannot be told from it,
+ * and two causes taken for one (a transient one with a permanent one, whose retries would then stop)
+ * cost more than one cause split in two.
+ */
+const PREFIXED_ID = /(?<![\p{L}\p{N}])([a-z]{1,8}[_-])([0-9A-Za-z]{8,})(?![\p{L}\p{N}])/gu;
+/** A digit before a letter (in a run of letters and digits, one right before one). */
+const ID_RUN = /[0-9][A-Za-z]/;
 const SPACE = /\s+/g;
 /**
  * What comes right before an HTTP status (`status 404`, `status code: 503`,
@@ -70,6 +89,7 @@ export function errorSignature(error: { name?: string; message: string }): strin
     .replace(UUID, '#')
     .replace(ULID, '#')
     .replace(HEX, '#')
+    .replace(PREFIXED_ID, (id: string, prefix: string, run: string) => (ID_RUN.test(run) ? `${prefix}#` : id))
     .replace(NUMBER, (n: string, at: number, text: string) => (STATUS.test(n) && STATUS_BEFORE.test(text.slice(Math.max(0, at - STATUS_LOOKBACK), at)) ? n : '#'))
     .replace(SPACE, ' ')
     .trim();
