@@ -397,8 +397,12 @@ export interface JobStore {
    * among at most `maxRead` waiting jobs (of every queue) per read, and two
    * reads at most (the bands above, its own band before it): its cost is
    * bounded by `maxRead`, never by the jobs waiting nor the history kept.
+   * `joining`: the job has no place in its lane yet (a retry, or a delayed
+   * job whose dispatch is not issued): it joins the end of its lane when due,
+   * behind every job of its band waiting then, so those of its band count
+   * whenever created (all but the job itself). @defaultValue false
    */
-  countWaitingAhead(queue: string, id: string, priority: number, maxRead: number, now: number): Promise<WaitingAhead>;
+  countWaitingAhead(queue: string, id: string, priority: number, maxRead: number, now: number, joining?: boolean): Promise<WaitingAhead>;
   /** Newest first (by id, which sorts by creation time). */
   listJobs(filter: JobFilter): Promise<JobRecord[]>;
   /**

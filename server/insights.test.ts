@@ -221,6 +221,21 @@ for (const [name, start, skip] of backends) {
       assert.equal((await t.store.countWaitingAhead('q-later', due.id, 0, 100, now)).ahead, 0);
       assert.equal((await t.store.countWaitingAhead('q-later', due.id, 0, 100, now + day)).ahead, 5);
     });
+
+    test('a job that joins its lane when due (a retry, a delayed job) has the jobs of its band waiting now ahead, whenever they came, never itself', async () => {
+      const now = t.clock.now();
+      const delayed = (await t.transitions.submit({ ...spec('q-joins'), runAt: now + 60_000 })).job;
+      for (let i = 0; i < 3; i++) await t.transitions.submit(spec('q-joins'));
+      await t.transitions.submit({ ...spec('q-joins'), runAt: now + 120_000 }); // not waiting now
+      await t.transitions.submit({ ...spec('q-joins'), priority: -1 }); // a band below
+      await t.transitions.submit({ ...spec('q-joins'), priority: 2 }); // a band above
+      const count = (at: number, joining: boolean) => t.store.countWaitingAhead('q-joins', delayed.id, 0, 100, at, joining);
+      assert.deepEqual(await count(now, false), { ahead: 1, complete: true }, 'by its place: the job above alone');
+      assert.deepEqual(await count(now, true), { ahead: 4, complete: true }, 'joining: the three of its band created after it too');
+      // Due and not yet dispatched: still not ahead of itself.
+      assert.deepEqual(await count(now + 60_000, true), { ahead: 4, complete: true });
+      assert.deepEqual(await count(now + 120_000, true), { ahead: 5, complete: true });
+    });
   });
 }
 

@@ -26,9 +26,11 @@ export type SqlReads = Pick<
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
   const dueSql = findDue(d);
   const lostSql = findLostDispatches(d);
-  // Per band: the statements counting the jobs of the bands above (any id) and of its own (created before).
+  // Per band: the statements counting the jobs of the bands above (any id) and of its own (created
+  // before it; for a job joining its lane when due, `joining`, any but it).
   const waitingAhead = new Map([...BAND_PRIORITIES].map(([band, p]) => [band, {
-    same: countWaitingAhead(d, p.same, true), above: p.above === null ? null : countWaitingAhead(d, p.above, false),
+    same: countWaitingAhead(d, p.same, true), joining: countWaitingAhead(d, p.same, true, true),
+    above: p.above === null ? null : countWaitingAhead(d, p.above, false),
   }]));
   const one = async (sql: string, params: unknown[]): Promise<JobRecord | null> => {
     const [row] = await query(sql, params);
@@ -48,14 +50,14 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       (await query(SELECT_EVENT_SIZES_AFTER, [afterId, limit])).map((r) => ({ id: toNum(r.id), bytes: toNum(r.bytes) })),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),
     lastIssuedEventId: async () => toNum((await query(d.lastIssuedId('job_events'), []))[0]?.id ?? 0),
-    countWaitingAhead: async (queue, id, priority, maxRead, now) => {
+    countWaitingAhead: async (queue, id, priority, maxRead, now, joining = false) => {
       const sql = waitingAhead.get(bandOf(priority))!;
       const read = async (statement: string, params: unknown[]): Promise<WaitingAhead> => {
         const [row] = await query(statement, [...params, maxRead]);
         return { ahead: toNum(row?.n ?? 0), complete: toNum(row?.n_read ?? 0) < maxRead };
       };
       const above = sql.above === null ? { ahead: 0, complete: true } : await read(sql.above, [queue, now]);
-      const same = await read(sql.same, [queue, now, id]);
+      const same = await read(joining ? sql.joining : sql.same, [queue, now, id]);
       return { ahead: above.ahead + same.ahead, complete: above.complete && same.complete };
     },
     listJobs: async (filter: JobFilter) => {

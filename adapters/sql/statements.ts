@@ -394,8 +394,9 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  * How many jobs of a queue wait ahead of one (the advisor's ETA): pending or
  * published, due by now (a pending job's `due_at` is its run time until its
  * dispatch is issued, then NULL), in `priorities`, and with `below` created
- * before it (ids sort by creation). Reads at most `limit` waiting jobs of
- * every queue (with `below`, those created before it), through
+ * before it (ids sort by creation), or with `below` and `joining` any but it
+ * (a job that joins the end of its lane when due: engine/ports.ts). Reads at most `limit` waiting jobs of
+ * every queue (with `below`, those created before it, or any but it), through
  * `ix_jobs_state_id` (a range on the id), and counts those of the queue among them: `n_read` is
  * how many were read, so fewer than `limit` means every one was. The limit
  * is on the rows read, not on those counted: the index has no queue, so a
@@ -405,10 +406,10 @@ export const BAND_PRIORITIES: ReadonlyMap<Band, { same: string; above: string | 
  * walk on an index of the queue (SQLite, without statistics, picks one).
  * Params: queue, now, [id,] limit
  */
-export const countWaitingAhead = (d: Dialect, priorities: string, below: boolean): string =>
+export const countWaitingAhead = (d: Dialect, priorities: string, below: boolean, joining = false): string =>
   `SELECT COUNT(*) AS n_read, COALESCE(SUM(CASE WHEN queue = ? AND (due_at IS NULL OR due_at <= ?) AND ${priorities} THEN 1 ELSE 0 END), 0) AS n
   FROM (SELECT queue, due_at, priority FROM jobs ${d.useIndex('ix_jobs_state_id')}
-  WHERE state IN ('pending', 'published')${below ? ' AND id < ?' : ''} LIMIT ?) waiting`;
+  WHERE state IN ('pending', 'published')${below ? (joining ? ' AND id <> ?' : ' AND id < ?') : ''} LIMIT ?) waiting`;
 
 /** The newest event id (NULL for an empty table): one index read. */
 export const SELECT_LAST_EVENT_ID = 'SELECT MAX(id) AS id FROM job_events';

@@ -60,6 +60,11 @@ describe('a tenant\'s page of jobs by state', () => {
       // Its own band's count (created before it) reads by a range on the id; the bands' above read any 1,000.
       const ahead = await analyze(pool, countWaitingAhead(MYSQL_DIALECT, BAND_PRIORITIES.get('normal')!.same, true), ['default', Date.now(), acmeId, 1000]);
       assert.deepEqual(ahead.keyParts, [['state', 'id']], 'a range on the state and the id: no walk over the waiting jobs created after it');
+      // A job joining its lane when due (a retry, a delayed job) counts its band's jobs of any age but
+      // its own: a range on the state of the same index, stopped at the limit.
+      const joining = await analyze(pool, countWaitingAhead(MYSQL_DIALECT, BAND_PRIORITIES.get('normal')!.same, true, true), ['default', Date.now(), acmeId, 1000]);
+      assert.deepEqual([joining.keys, joining.keyParts], [['ix_jobs_state_id'], [['state']]]);
+      assert.ok(joining.read.every((n) => n <= 1000), `rows read: ${joining.read.join(', ')}`);
     } finally {
       await cleanup();
     }

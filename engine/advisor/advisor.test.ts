@@ -247,6 +247,38 @@ describe('advisor service', () => {
     await w.store.close();
   });
 
+  it('a retry or a delayed job joins the end of its lane when due: its ETA counts the jobs waiting there now, whenever they came, less those started by then', async () => {
+    const w = await world();
+    await reportRuns(w);
+    const fixed = (delayMs: number) => spec('report.build', { queue: 'reports', backoff: { kind: 'fixed', delayMs } });
+    // A retry due in 1 s and a job delayed by a minute, both created before the jobs that wait now.
+    const retry = await attempt(w, (await w.transitions.submit(fixed(1_000))).job, 1, 2_000, 'upstream 503');
+    assert.equal(retry.snapshot.value, 'retrying');
+    const delayed = (await w.transitions.submit({ ...fixed(1_000), runAt: w.clock.now() + 60_000 })).job;
+    for (let i = 0; i < 4; i++) assert.ok((await w.transitions.submit(spec('report.build', { queue: 'reports' }))).ok);
+    assert.ok((await w.transitions.submit(spec('report.build', { queue: 'other' }))).ok);
+    // Due after the retry: not ahead of the jobs waiting now, not counted by them.
+    const later = (await w.transitions.submit({ ...fixed(1_000), runAt: w.clock.now() + 30_000 })).job;
+
+    const { a } = advisor(w.store, w.clock, 'advise');
+    await a.init();
+    await a.catchUp();
+    const now = w.clock.now();
+    const ofRetry = (await a.eta(retry))!;
+    assert.equal(ofRetry.basis.ahead, 4, 'the four jobs of its queue waiting now (created after it), not the other queue\'s, not the delayed ones');
+    assert.equal(ofRetry.lowerBound, false);
+    // The queue starts about 0.15 jobs a second: the four take about 25 s, far past its due time.
+    const rate = ofRetry.basis.startsPerSecond!;
+    assert.ok(rate > 0.05 && rate < 0.5, `rate ${rate}`);
+    assert.ok(Math.abs(ofRetry.start - (now + (4 / rate) * 1000)) < 50, `starts after the four: in ${ofRetry.start - now} ms, due in ${retry.snapshot.context.runAt - now}`);
+    // Due in a minute: the four have started by then, it starts when due (and the queue's usual wait).
+    const ofDelayed = (await a.eta(delayed))!;
+    assert.equal(ofDelayed.basis.ahead, 4, 'the four created after it are ahead of it once it is dispatched');
+    assert.equal(ofDelayed.start, delayed.snapshot.context.runAt + ofDelayed.basis.startLatencyMs!);
+    assert.equal((await a.eta(later))!.basis.ahead, 4);
+    await w.store.close();
+  });
+
   it('an ETA reads at most AHEAD_READ_LIMIT waiting jobs a read: past them, it is a lower bound', async () => {
     const w = await world();
     await reportRuns(w);

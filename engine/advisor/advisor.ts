@@ -218,15 +218,24 @@ export class Advisor {
    * A live job's predicted start and finish; null for a finished job or
    * without enough history. `startedAt`: when its running attempt started
    * (its last STARTED event), if the caller has it.
+   *
+   * The jobs ahead of a waiting job: those of its lane waiting now (due by
+   * now). A job already dispatched (or due now at its submit) has its place
+   * in the lane: those of its band created before it. A retry, or a delayed
+   * job whose dispatch is not issued yet, has none: its dispatch is issued
+   * when it is due and joins the end of the lane, behind every job of its
+   * band waiting then, whenever created; so all of them count (`joining`),
+   * and the model takes off those the queue starts by its due time.
    */
   async eta(job: JobRecord, startedAt: number | null = null): Promise<Eta | null> {
     if (this.opts.mode === 'off') return null;
     const { value: state, context } = job.snapshot;
     if (isTerminal(state)) return null;
-    const waiting = state === 'pending' || state === 'published';
+    const joining = state === 'retrying' || (state === 'pending' && context.dispatchedFor !== context.attempt + 1);
+    const waiting = joining || state === 'pending' || state === 'published';
     const now = this.deps.clock.now();
     const { ahead, complete } = waiting
-      ? await this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, AHEAD_READ_LIMIT, now)
+      ? await this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, AHEAD_READ_LIMIT, now, joining)
       : { ahead: 0, complete: true };
     return this.model.eta({
       type: job.type, queue: job.queue, state, ahead, aheadAtLeast: !complete, now, runAt: context.runAt,

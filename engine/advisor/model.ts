@@ -397,6 +397,11 @@ export class AdvisorModel {
     }
     if (!WAITING.has(q.state)) return null;
     // After the jobs ahead of it have started (at the queue's rate from now), and not before it is due.
+    // For a job due later (a retry, a delayed job) whose `ahead` are the jobs it will find in its lane
+    // when due, the same: the backlog it meets is those less the ones started by its due time, never
+    // below zero, max(0, ahead - rate × (runAt - now)), which take (that / rate) after it:
+    // runAt + max(0, ahead / rate - (runAt - now)) = max(runAt, now + ahead / rate). Jobs that come
+    // meanwhile (submitted, or due before it) are not foreseen, as for a job due now.
     let start = Math.max(q.runAt, q.now);
     if (q.ahead > 0) {
       if (!startsPerSecond) return null;

@@ -66,7 +66,11 @@ export interface EtaQuery {
   startedAt: number | null;
   /** When it is due (pending, retrying). */
   runAt: number;
-  /** Live jobs of its queue ahead of it (waiting to start before it). */
+  /**
+   * Live jobs of its queue ahead of it (waiting to start before it). For a job due later that joins
+   * its lane when due (a retry, a delayed job), those waiting now that it will find there if none
+   * started meanwhile: the model takes off those the queue starts by its due time.
+   */
   ahead: number;
   /** `ahead` is a lower bound: the count stopped at its bound (more may wait ahead). @defaultValue false */
   aheadAtLeast?: boolean;
