@@ -259,7 +259,8 @@ export function createWorkflowsView(api: Pick<Api, 'workflows' | 'workflow' | 'w
     }
     older.setAttribute('data-older', String(shown.older));
     older.firstElementChild!.textContent = `${countText(shown.older)} older step${shown.older === 1 ? '' : 's'} not shown: `
-      + `the history lists the last ${HISTORY_SHOWN}, the steps the slider walks (all of them: GET /v1/workflows/${id}/events a page at a time, or ats workflow history ${id}).`;
+      + `the history lists the last ${countText(shown.rows.length)}${shown.rows.length < HISTORY_SHOWN ? ` (at most ${HISTORY_SHOWN}: their data fill a page)` : ''}, `
+      + `the slider walks the last ${HISTORY_SHOWN} (all of them: GET /v1/workflows/${id}/events a page at a time, or ats workflow history ${id}).`;
   };
 
   const drawInstance = (w: Workflow, graph: WorkflowGraphAnswer, events: Awaited<ReturnType<Api['workflowEvents']>>) => {
