@@ -21,6 +21,7 @@
  */
 import { OutageLog } from './error-backoff.js';
 import { unlessStopped } from './loop.js';
+import { fitting } from './pack.js';
 import type { Clock, JobStore, Logger, StreamEventRecord } from './ports.js';
 import { Waker } from './wake.js';
 
@@ -87,11 +88,7 @@ export async function readWithin<R>(
 ): Promise<{ rows: R[]; cut: boolean }> {
   if (limit <= 1) return { rows: await read(afterId, limit), cut: false };
   const counted = await sizes(afterId, limit);
-  let taken = 0;
-  for (let bytes = 0; taken < counted.length; taken++) {
-    bytes += counted[taken]!.bytes;
-    if (taken > 0 && bytes > maxBytes) break;
-  }
+  const taken = fitting(counted.map((c) => c.bytes), maxBytes);
   if (taken === 0) return { rows: [], cut: false };
   return { rows: await read(afterId, taken), cut: taken < counted.length };
 }

@@ -21,3 +21,19 @@ export function pack<T>(items: readonly T[], sizeOf: (item: T) => number, maxIte
   if (current.length > 0) groups.push(current);
   return groups;
 }
+
+/**
+ * How many of the first of `sizes`, in order, fit together in `maxSize`: at
+ * least one when there is any (an item alone over the limit still comes), as
+ * the first group of `pack` holds. A page bounded in bytes takes that many
+ * (the stream's reads, engine/event-tail.ts; a workflow's history pages,
+ * engine/workflows.ts).
+ */
+export function fitting(sizes: readonly number[], maxSize: number): number {
+  let taken = 0;
+  for (let size = 0; taken < sizes.length; taken++) {
+    size += sizes[taken]!;
+    if (taken > 0 && size > maxSize) break;
+  }
+  return taken;
+}

@@ -33,6 +33,7 @@ import { jsonSize } from '../machines/json-size.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
+import { fitting } from './pack.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { AtsError, isAtsError } from './errors.js';
 import { errorFields } from './logger.js';
@@ -689,22 +690,14 @@ export class WorkflowService {
     if ('last' in page) {
       // Steps taken since `wf` was read come too: still only the last `last`, the newest that fit.
       const sizes = (await store.workflowEventSizes(wf.id, Math.max(0, wf.version - page.last))).slice(-page.last);
-      let taken = 0;
-      for (let bytes = 0; taken < sizes.length; taken++) {
-        bytes += sizes[sizes.length - 1 - taken]!.bytes;
-        if (taken > 0 && bytes > maxBytes) break;
-      }
+      const taken = fitting(sizes.map((s) => s.bytes).reverse(), maxBytes);
       if (taken === 0) return { events: [], next: null };
       const from = sizes[sizes.length - taken]!.seq;
       return { events: await store.getWorkflowEvents(wf.id, from - 1, taken), next: null };
     }
     // One more than asked tells whether there is a next page.
     const sizes = await store.workflowEventSizes(wf.id, page.after, page.limit + 1);
-    let taken = 0;
-    for (let bytes = 0; taken < sizes.length && taken < page.limit; taken++) {
-      bytes += sizes[taken]!.bytes;
-      if (taken > 0 && bytes > maxBytes) break;
-    }
+    const taken = fitting(sizes.slice(0, page.limit).map((s) => s.bytes), maxBytes);
     if (taken === 0) return { events: [], next: null };
     const events = await store.getWorkflowEvents(wf.id, page.after, taken);
     return { events, next: sizes.length > taken && events.length === taken ? events.at(-1)!.seq : null };
