@@ -323,6 +323,45 @@ describe('readWithin', () => {
     assert.deepEqual(t.calls.filter((c) => c.startsWith('read')), ['read 0 2', 'read 3 1', 'read 4 2', 'read 0 2'], 'no read of nothing');
   });
 
+  /**
+   * A table of rows (id → bytes) that `between` changes after the sizes are read and before the rows are: retention
+   * deleting events, or a lower id committing. `read` honours its `throughId`, as the stores do.
+   */
+  const racing = (rows: Array<[number, number]>, between: (table: Map<number, number>) => void) => {
+    const table = new Map(rows);
+    const ids = () => [...table.keys()].sort((a, b) => a - b);
+    return {
+      table,
+      sizes: async (afterId: number, limit: number) => {
+        const counted = ids().filter((id) => id > afterId).slice(0, limit).map((id) => ({ id, bytes: table.get(id)! }));
+        between(table);
+        return counted;
+      },
+      read: async (afterId: number, limit: number, throughId = Number.MAX_SAFE_INTEGER) =>
+        ids().filter((id) => id > afterId && id <= throughId).slice(0, limit),
+    };
+  };
+
+  it('reads no row past the last it sized when sized rows are deleted between its two reads', async () => {
+    // 1 and 2 fit in 100 bytes, 3 does not; 1 is deleted before the rows are read: 3 must not take its place.
+    const one = racing([[1, 40], [2, 40], [3, 500], [4, 500]], (t) => t.delete(1));
+    assert.deepEqual(await readWithin(one.sizes, one.read, 0, 10, 100), { rows: [2], cut: true }, 'a short page, and more to read');
+    // Every row sized is gone: the next row comes alone, whatever its size (as a first row always does), not nothing.
+    const both = racing([[1, 40], [2, 40], [3, 500], [4, 500]], (t) => { t.delete(1); t.delete(2); });
+    assert.deepEqual(await readWithin(both.sizes, both.read, 0, 10, 100), { rows: [3], cut: true }, 'an empty page would say the table ended');
+    // A full read counted, one of it gone: short of the limit, but rows may follow (as after a full read).
+    const full = racing([[1, 10], [2, 10], [3, 10], [4, 10]], (t) => t.delete(2));
+    assert.deepEqual(await readWithin(full.sizes, full.read, 0, 3, 100), { rows: [1, 3], cut: true });
+    const last = racing([[1, 10], [2, 10], [3, 10]], (t) => t.delete(2));
+    assert.deepEqual(await readWithin(last.sizes, last.read, 0, 10, 100), { rows: [1, 3], cut: false }, 'fewer than the limit counted: the end');
+    // Nothing after them: the end of the table.
+    const all = racing([[1, 40], [2, 40]], (t) => t.clear());
+    assert.deepEqual(await readWithin(all.sizes, all.read, 0, 10, 100), { rows: [], cut: false });
+    // A lower id committed meanwhile: it takes the place of a row counted (as any read may see it), nothing past them comes.
+    const late = racing([[2, 40], [3, 40], [4, 500]], (t) => t.set(1, 40));
+    assert.deepEqual(await readWithin(late.sizes, late.read, 0, 10, 100), { rows: [1, 2], cut: true });
+  });
+
   it('reads one row (a cursor check) at once, without its size', async () => {
     const t = sized([500, 10]);
     assert.deepEqual(await readWithin(t.sizes, t.read, 0, 1, 100), { rows: [1], cut: false });

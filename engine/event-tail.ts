@@ -77,20 +77,33 @@ export type Sizes = (afterId: number, limit: number) => Promise<{ id: number; by
 /**
  * A read of at most `limit` rows after `afterId` that takes no more rows than
  * fit in `maxBytes` (the first always comes): the sizes first, then the rows
- * that fit. `cut` when it stopped at its bytes with rows after it there: read
- * on at once (a short read otherwise means the end of the table). Rows that
- * committed between the two reads (below ids seen) may take the place of the
- * last ones counted, as any read may see them. A read of one row (a cursor
- * check) is made at once: it comes whatever its size.
+ * that fit, up to the last of them counted (`throughId`), so no row that was
+ * not counted past it comes, whatever happened between the two reads.
+ *
+ * `cut` when it stopped at its bytes with rows after it there: read on at
+ * once (a short read otherwise means the end of the table). Rows counted may
+ * be gone by the time the rows are read (retention deleted them): the read is
+ * then short of what was counted, and `cut` too if `limit` rows were counted
+ * (rows may follow them, as after a full read). Rows that committed between the two reads
+ * (below ids seen) may take the place of the last ones counted, as any read
+ * may see them. If every row counted was gone, the next row comes alone,
+ * whatever its size (as a first row always does), and `cut`: an empty read
+ * means that no row after `afterId` was there, never that those counted went
+ * (the stream's replay takes an empty page for its end,
+ * server/stream/session.ts). A read of one row (a cursor check) is made at
+ * once: it comes whatever its size.
  */
 export async function readWithin<R>(
-  sizes: Sizes, read: (afterId: number, limit: number) => Promise<R[]>, afterId: number, limit: number, maxBytes: number,
+  sizes: Sizes, read: (afterId: number, limit: number, throughId?: number) => Promise<R[]>, afterId: number, limit: number, maxBytes: number,
 ): Promise<{ rows: R[]; cut: boolean }> {
   if (limit <= 1) return { rows: await read(afterId, limit), cut: false };
   const counted = await sizes(afterId, limit);
   const taken = fitting(counted.map((c) => c.bytes), maxBytes);
   if (taken === 0) return { rows: [], cut: false };
-  return { rows: await read(afterId, taken), cut: taken < counted.length };
+  const rows = await read(afterId, taken, counted[taken - 1]!.id);
+  if (rows.length > 0) return { rows, cut: taken < counted.length || (counted.length === limit && rows.length < taken) };
+  const next = await read(afterId, 1);
+  return { rows: next, cut: next.length > 0 };
 }
 
 /** What the reader may deliver from one read. */

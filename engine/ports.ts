@@ -371,9 +371,11 @@ export interface JobStore {
   /**
    * Events of every job with `id > afterId`, in id order, at most `limit`
    * (the stream's tail and replay). Committed rows only, so ids may have
-   * gaps: a transaction still committing, or one rolled back.
+   * gaps: a transaction still committing, or one rolled back. With
+   * `throughId`, none with `id > throughId`: the stream reads no row past
+   * the last whose size it read (engine/event-tail.ts `readWithin`).
    */
-  readEventsAfter(afterId: number, limit: number): Promise<StreamEventRecord[]>;
+  readEventsAfter(afterId: number, limit: number, throughId?: number): Promise<StreamEventRecord[]>;
   /**
    * The id of each row `readEventsAfter` would read, with the bytes its data
    * takes, without reading it (the primary key range of `job_events` alone):
@@ -917,9 +919,10 @@ export interface WorkflowStore {
    * Every instance's events after a global position (`workflow_events.id`),
    * in id order, with their instance's name and tenant (the WebSocket
    * stream's tail and replay). Only committed rows are seen, so the ids may
-   * have gaps, as `JobStore.readEventsAfter`'s.
+   * have gaps, as `JobStore.readEventsAfter`'s; with `throughId`, none
+   * with `id > throughId`, as its.
    */
-  readWorkflowEventsAfter(afterId: number, limit: number): Promise<WorkflowStreamEventRecord[]>;
+  readWorkflowEventsAfter(afterId: number, limit: number, throughId?: number): Promise<WorkflowStreamEventRecord[]>;
   /**
    * The id of each row `readWorkflowEventsAfter` would read, with the bytes
    * its data and state value take, without reading them: the stream reads

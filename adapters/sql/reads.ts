@@ -45,7 +45,8 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     findByIdempotencyKey: (queue, key, tenant) => one(SELECT_JOB_BY_KEY, [tenant, queue, key]),
     getEvents: async (jobId, afterSeq = 0): Promise<JobEventRecord[]> =>
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
-    readEventsAfter: async (afterId, limit) => (await query(SELECT_EVENTS_AFTER, [afterId, limit])).map(rowToStreamEvent),
+    readEventsAfter: async (afterId, limit, throughId = Number.MAX_SAFE_INTEGER) =>
+      (await query(SELECT_EVENTS_AFTER, [afterId, throughId, limit])).map(rowToStreamEvent),
     eventSizesAfter: async (afterId, limit) =>
       (await query(SELECT_EVENT_SIZES_AFTER, [afterId, limit])).map((r) => ({ id: toNum(r.id), bytes: toNum(r.bytes) })),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),

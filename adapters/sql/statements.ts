@@ -364,12 +364,12 @@ export const SELECT_EVENTS = `SELECT ${EVENT_SELECT} FROM job_events WHERE job_i
  * queue and tenant of their job (the WebSocket stream's tail and replay; the PK range
  * scan plus one PK lookup per row). Only committed rows are seen, so the ids
  * returned may have gaps: the stream's tail handles those (engine/event-tail.ts).
- * Params: after_id, limit
+ * Params: after_id, through_id (the highest id to read), limit
  */
 export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from_state, e.to_state, e.at, e.data,
     j.type AS job_type, j.queue AS job_queue, j.tenant AS job_tenant
   FROM job_events e JOIN jobs j ON j.id = e.job_id
-  WHERE e.id > ? ORDER BY e.id LIMIT ?`;
+  WHERE e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?`;
 
 /**
  * The bytes of every job's events after a global position, in id order (the

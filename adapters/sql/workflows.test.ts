@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { AtsError } from '../../engine/errors.js';
+import { readWithin } from '../../engine/event-tail.js';
 import { outboxFor, workflowMessageNotice, WORKFLOW_MESSAGE_KIND } from '../../engine/messages.js';
 import type {
   Decide, JobEventRecord, JobParent, JobRecord, OutboxRow, TransitionWrite, WorkflowEventType, WorkflowMessageRecord, WorkflowRecord, WorkflowStore,
@@ -476,6 +477,35 @@ for (const backend of STORE_BACKENDS) {
       const [fresh] = await store.readWorkflowEventsAfter(ids.at(-1)!, 10);
       assert.ok(fresh && fresh.workflowId === wid(3) && fresh.id > ids.at(-1)!, `a new event after a purge gets a new id (${fresh?.id})`);
       assert.equal(await store.lastWorkflowEventId(), fresh.id);
+    }));
+
+    it('the stream\'s read with throughId reads no row past it; readWithin on it reads no row it did not size, whatever retention deletes meanwhile', run(async (store) => {
+      // Ids in this order: A's START and end (A purgeable), B's START, B's large step, C's START.
+      const a = instance(wid(1));
+      const b = instance(wid(2));
+      await store.insertWorkflow(startWrite(a));
+      await store.updateWorkflow(a.id, (current) => ({ write: stepWrite(current!, state('done', [], 'confirmed'), { type: 'CHILD' }), result: null }));
+      await store.insertWorkflow(startWrite(b));
+      await store.updateWorkflow(b.id, (current) => ({ write: stepWrite(current!, state('active', [], 'v'.repeat(20_000))), result: null }));
+      await store.insertWorkflow(startWrite(instance(wid(3))));
+      const ids = (await store.readWorkflowEventsAfter(0, 10)).map((r) => r.id);
+      const bytes = (await store.workflowEventSizesAfter(0, 10)).map((r) => r.bytes);
+      assert.equal(ids.length, 5);
+
+      assert.deepEqual((await store.readWorkflowEventsAfter(0, 10, ids[2]!)).map((r) => r.id), ids.slice(0, 3));
+      assert.deepEqual((await store.readWorkflowEventsAfter(ids[0]!, 1, ids[3]!)).map((r) => r.id), [ids[1]], 'and at most limit');
+
+      // A's two and B's START fit; retention takes A before the rows are read: B's large step must not take A's places.
+      const page = await readWithin(
+        async (after, limit) => {
+          const sizes = await store.workflowEventSizesAfter(after, limit);
+          assert.equal(await store.purgeWorkflows('done', T + 10_000, 10), 1);
+          return sizes;
+        },
+        (after, limit, throughId) => store.readWorkflowEventsAfter(after, limit, throughId), 0, 10, bytes[0]! + bytes[1]! + bytes[2]!,
+      );
+      assert.deepEqual(page.rows.map((r) => r.id), [ids[2]]);
+      assert.equal(page.cut, true);
     }));
 
     it('a step\'s messages are stored with it and announced in the outbox; the target\'s step takes one once, read and deleted with it', run(async (store) => {

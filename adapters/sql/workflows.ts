@@ -166,12 +166,12 @@ const selectActiveValues = (d: Dialect): string => `SELECT e.state_value FROM wo
  * name and tenant of their instance (the WebSocket stream's tail and replay:
  * the PK range scan plus one PK lookup per row). Only committed rows are
  * seen, so the ids returned may have gaps (engine/event-tail.ts handles them).
- * Params: after_id, limit
+ * Params: after_id, through_id (the highest id to read), limit
  */
 const SELECT_WORKFLOW_EVENTS_AFTER = `SELECT e.id, e.workflow_id, e.seq, e.type, e.at, e.data, e.status, e.state_value,
     w.name AS workflow_name, w.tenant AS workflow_tenant
   FROM workflow_events e JOIN workflows w ON w.id = e.workflow_id
-  WHERE e.id > ? ORDER BY e.id LIMIT ?`;
+  WHERE e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?`;
 
 /**
  * The bytes of every instance's events after a global position, in id order
@@ -609,7 +609,8 @@ export function createSqlWorkflowReads(query: Query, d: Dialect): SqlWorkflowRea
       (await query(SELECT_DUE_WORKFLOW_TIMERS, [now, after.dueAt, after.dueAt, after.workflowId, after.workflowId, after.timerId, limit])).map((r) => ({
         workflowId: String(r.workflow_id), timerId: String(r.timer_id), dueAt: toNum(r.due_at),
       })),
-    readWorkflowEventsAfter: async (afterId, limit) => (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, limit])).map(rowToWorkflowStreamEvent),
+    readWorkflowEventsAfter: async (afterId, limit, throughId = Number.MAX_SAFE_INTEGER) =>
+      (await query(SELECT_WORKFLOW_EVENTS_AFTER, [afterId, throughId, limit])).map(rowToWorkflowStreamEvent),
     workflowEventSizesAfter: async (afterId, limit) =>
       (await query(SELECT_WORKFLOW_EVENT_SIZES_AFTER, [afterId, limit])).map((r) => ({ id: toNum(r.id), bytes: toNum(r.bytes) })),
     lastWorkflowEventId: async () => toNum((await query(SELECT_LAST_WORKFLOW_EVENT_ID, []))[0]?.id ?? 0),

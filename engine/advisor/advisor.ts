@@ -88,7 +88,7 @@ export class Advisor {
     const { store } = deps;
     this.tail = new TailReader({
       name: 'advisor',
-      read: (afterId, limit) => store.readEventsAfter(afterId, limit),
+      read: (afterId, limit, throughId) => store.readEventsAfter(afterId, limit, throughId),
       last: () => store.lastEventId(),
       // Read only when the tail runs: an advisor `off` touches nothing of the store.
       sizes: (afterId, limit) => store.eventSizesAfter(afterId, limit),

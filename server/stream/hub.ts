@@ -77,7 +77,7 @@ export class StreamHub {
     // every read of either table, the tails' and the replays' pages, takes the sizes first, then only the rows that
     // fit `readBytes` (readWithin). The clients' own reads are not the tails': their failures are theirs
     // (session.ts), not told to every session, so they are not `watched`.
-    const within = <R>(sizes: Sizes | undefined, read: (afterId: number, limit: number) => Promise<R[]>) => sizes
+    const within = <R>(sizes: Sizes | undefined, read: (afterId: number, limit: number, throughId?: number) => Promise<R[]>) => sizes
       ? async (afterId: number, limit: number) => (await readWithin(sizes, read, afterId, limit, opts.readBytes)).rows
       : read;
     const readJobs = store.readEventsAfter.bind(store);

@@ -37,8 +37,8 @@ for (const backend of STORE_BACKENDS) {
       cleanup = opened.cleanup;
       await store.migrate();
       readAll = store.readEventsAfter.bind(store);
-      store.readEventsAfter = async (afterId, limit) => {
-        const rows = await readAll(afterId, limit);
+      store.readEventsAfter = async (afterId, limit, throughId) => {
+        const rows = await readAll(afterId, limit, throughId);
         reads.push(rows.map(bytesOf));
         return rows;
       };

@@ -45,8 +45,8 @@ for (const backend of STORE_BACKENDS) {
       cleanup = opened.cleanup;
       await store.migrate();
       const read = store.readWorkflowEventsAfter.bind(store);
-      store.readWorkflowEventsAfter = async (afterId, limit) => {
-        const rows = await read(afterId, limit);
+      store.readWorkflowEventsAfter = async (afterId, limit, throughId) => {
+        const rows = await read(afterId, limit, throughId);
         reads.push(rows.map(bytesOf));
         return rows;
       };

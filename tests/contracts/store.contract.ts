@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { monotonicFactory } from 'ulid';
+import { readWithin } from '../../engine/event-tail.js';
 import { outboxFor } from '../../engine/messages.js';
 import type { JobCount, JobFilter, JobRecord, JobRecordPage, JobStore, OutboxRow, TransitionWrite } from '../../engine/ports.js';
 import { transitionWrite } from '../../engine/transitions.js';
@@ -519,6 +520,47 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.eventSizesAfter(0, 100), all.map((e) => ({ id: e.id, bytes: Buffer.byteLength(JSON.stringify(e.data)) })));
       assert.deepEqual((await store.eventSizesAfter(ids[1]!, 2)).map((r) => r.id), [ids[2], ids[3]]);
       assert.deepEqual(await store.eventSizesAfter(ids.at(-1)!, 10), []);
+    });
+
+    test('readEventsAfter with throughId reads no row past it; readWithin on it reads no row it did not size, whatever is deleted meanwhile', async (store) => {
+      // Ids in this order: A's two, B's three, D's two, B's large SUCCEEDED, C's one. A and D end cancelled (deletable).
+      const [a] = await insertAll(store, [newJobWrite()]);
+      await drive(store, a!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      const [b] = await insertAll(store, [newJobWrite()]);
+      await drive(store, b!.job.id, [published(T0 + 1), started(T0 + 2)]);
+      const [d] = await insertAll(store, [newJobWrite()]);
+      await drive(store, d!.job.id, [{ type: 'CANCEL', at: T0 + 3 }]);
+      await drive(store, b!.job.id, [{ type: 'SUCCEEDED', at: T0 + 4, attempt: 1, result: 'r'.repeat(20_000) }]);
+      await insertAll(store, [newJobWrite()]);
+      const all = await store.readEventsAfter(0, 100);
+      const ids = all.map((e) => e.id);
+      const bytes = (await store.eventSizesAfter(0, 100)).map((r) => r.bytes);
+      const jobOf = all.map((e) => (e.jobId === a!.job.id ? 'A' : e.jobId === b!.job.id ? 'B' : e.jobId === d!.job.id ? 'D' : 'C'));
+      assert.deepEqual(jobOf, ['A', 'A', 'B', 'B', 'B', 'D', 'D', 'B', 'C']);
+
+      assert.deepEqual((await store.readEventsAfter(ids[0]!, 10, ids[3]!)).map((e) => e.id), ids.slice(1, 4));
+      assert.deepEqual((await store.readEventsAfter(ids[0]!, 2, ids[5]!)).map((e) => e.id), ids.slice(1, 3), 'and at most limit');
+      assert.deepEqual(await store.readEventsAfter(ids[3]!, 10, ids[3]!), []);
+
+      /** readWithin over the store, with `meanwhile` run between its sizes read and its rows read. */
+      const within = (afterId: number, maxBytes: number, meanwhile: () => Promise<unknown>) => readWithin(
+        async (after, limit) => {
+          const sizes = await store.eventSizesAfter(after, limit);
+          await meanwhile();
+          return sizes;
+        },
+        (after, limit, throughId) => store.readEventsAfter(after, limit, throughId), afterId, 100, maxBytes,
+      );
+      const sum = (from: number, to: number) => bytes.slice(from, to).reduce((n, b) => n + b, 0);
+      // The seven small rows fit; A is deleted before they are read: the large row must not take A's places.
+      const page = await within(0, sum(0, 7), () => store.deleteJob(a!.job.id));
+      assert.deepEqual(page.rows.map((e) => e.id), ids.slice(2, 7));
+      assert.equal(page.cut, true);
+      // After B's three, D's two fit; D is deleted meanwhile: the large row comes alone (a first row comes whatever
+      // its size), not the rows after it too, and not nothing (an empty page would say the table ended).
+      const next = await within(ids[4]!, sum(5, 7), () => store.deleteJob(d!.job.id));
+      assert.deepEqual(next.rows.map((e) => e.id), [ids[7]]);
+      assert.equal(next.cut, true);
     });
 
     test('lastEventId is 0 on an empty table, then the newest committed event id, and ignores a rollback', async (store) => {
