@@ -158,3 +158,42 @@ test('polling: a job forgotten that comes back among the newest (newer ones dele
   assert.deepEqual(new Set(printed), api.expected);
   assert.ok(printed.includes(`${first[99]}#2`) && printed.includes(`${first[1]}#2`) && printed.includes(`${first[1]}#3`), printed.slice(100).join(' '));
 });
+
+test('polling one job (--job) with --type or --queue: its transitions only when the job is of that type and queue, as over the stream (the filters ANDed)', async () => {
+  const id = '01J0000000000000000000JOB1';
+  const events: JobEvent[] = [];
+  const step = (to: string) => {
+    const seq = events.length + 1;
+    events.push({ seq, type: to.toUpperCase(), from: events.at(-1)?.to ?? null, to, at: new Date(1_700_000_000_000 + seq).toISOString(), data: {} });
+  };
+  step('pending');
+  let gets = 0;
+  const client = {
+    async get(jobId: string) {
+      assert.equal(jobId, id);
+      // Every read after the first finds the job a step further.
+      if (gets++ > 0 && events.length < 4) step(['published', 'running', 'done'][events.length - 1]!);
+      const last = events.at(-1)!;
+      return { id, type: 'demo.echo', queue: 'default', state: last.to, version: last.seq, attempt: 1, maxAttempts: 3, payload: null, result: null, lastError: null, runAt: last.at, createdAt: events[0]!.at, updatedAt: last.at, events: [...events] };
+    },
+    async listPage() {
+      throw new Error('one job is read, not listed');
+    },
+  } as unknown as AtsClient;
+  const watch = async (filter: { type?: string; queue?: string }) => {
+    events.length = 0;
+    step('pending');
+    gets = 0;
+    const printed: string[] = [];
+    let stop!: () => void;
+    const until = new Promise<void>((resolve) => (stop = resolve));
+    void pollTransitions(client, { jobId: id, ...filter }, (t) => printed.push(`${t.to}`), until, { periodMs: 1 });
+    while (gets < 6) await new Promise((r) => setTimeout(r, 2));
+    stop();
+    return printed;
+  };
+  assert.deepEqual(await watch({ type: 'demo.echo', queue: 'default' }), ['published', 'running', 'done'], 'the job of that type and queue');
+  assert.deepEqual(await watch({ type: 'demo.other' }), [], 'a job of another type: none of its transitions');
+  assert.deepEqual(await watch({ queue: 'other' }), [], 'a job in another queue: none of its transitions');
+  assert.deepEqual(await watch({ type: 'demo.echo', queue: 'other' }), [], 'both must match');
+});

@@ -26,6 +26,8 @@ import type { CommandFilter as StreamFilter, StreamUnavailable, Subscription } f
 export const watchSpec: CommandSpec = {
   usage: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...] [--cursor C] [--json]',
   details: [
+    'The filters combine: a transition is printed when it matches all of them (--job with --type prints nothing for a job',
+    'of another type), over the stream and when polling alike.',
     `--state S,...  only transitions into these states (${JOB_STATES.join(', ')})`,
     '--cursor C     replay every matching transition after this stream cursor first (needs the stream: where the watch',
     '               would poll instead, it is an error, ATS_ERR_STREAM_UNAVAILABLE, exit 1)',
@@ -196,7 +198,10 @@ export class JobVersions {
  * older than the newest page (100, fewer when their payloads are large, or,
  * with both a type and a queue, when the type is rare among the queue's
  * newest 5,000 jobs) are not seen: the stream is the real way. What
- * it remembers of the jobs it saw is bounded (`JobVersions`).
+ * it remembers of the jobs it saw is bounded (`JobVersions`). The filters
+ * combine as the stream combines them (all must match): `--job` with
+ * `--type` or `--queue` prints the job's transitions only if it is of that
+ * type and queue.
  */
 export async function pollTransitions(
   client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, until: Promise<void>,
@@ -204,7 +209,11 @@ export async function pollTransitions(
 ): Promise<never> {
   let baseline = true;
   const look = async () => {
-    const jobs = filter.jobId ? [await client.get(filter.jobId)] : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
+    // The one job is read whatever its type and queue: as over the stream, the filters are ANDed, so a job of
+    // another type or queue than asked has none of its transitions printed.
+    const jobs = filter.jobId
+      ? [await client.get(filter.jobId)].filter((j) => (filter.type === undefined || j.type === filter.type) && (filter.queue === undefined || j.queue === filter.queue))
+      : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
     for (const job of jobs) await printNewEvents(client, job, versions, baseline ? null : print, filter.states);
     versions.trim(new Set(jobs.map((j) => j.id)));
     baseline = false;
