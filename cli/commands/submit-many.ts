@@ -98,6 +98,12 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
   return summarize(counts, count, performance.now() - started);
 }
 
+/** The longest idempotency key the API takes (its schema's `maxLength`; a test holds the two equal). */
+export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
+
+/** The idempotency key of the `i`th job (from 0) of a run whose key is `run`. */
+export const itemKey = (run: string, i: number): string => `${run}-${i}`;
+
 /** The pause before sending a batch again that the API could not take (unreachable, 503); a 429 waits its own. */
 const RESEND_MS = 1000;
 
@@ -115,7 +121,7 @@ const RESEND_MS = 1000;
 async function submitAll(client: AtsClient, body: SubmitRequest, count: number, tally: Tally, opts: SubmitManyOptions, tick: () => void): Promise<void> {
   const size = Math.min(Math.max(1, opts.batchSize ?? MAX_BATCH), MAX_BATCH);
   const run = opts.idempotencyKey ?? newIdempotencyKey();
-  const item = (i: number): BatchItem => ({ ...body, idempotencyKey: `${run}-${i}` });
+  const item = (i: number): BatchItem => ({ ...body, idempotencyKey: itemKey(run, i) });
   let next = 0;
   /** What stopped the run (the first failure only). */
   const failures: unknown[] = [];

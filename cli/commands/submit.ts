@@ -9,7 +9,7 @@ import { int, isoTime, jobPolicy, json, str, UsageError, type Values } from './a
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
-import { submitMany } from './submit-many.js';
+import { itemKey, MAX_IDEMPOTENCY_KEY_CHARS, submitMany } from './submit-many.js';
 
 export const submitSpec: CommandSpec = {
   usage: 'ats submit TYPE [--payload JSON] [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
@@ -22,7 +22,8 @@ export const submitSpec: CommandSpec = {
     '                       as it arrives; exit 0 when done, 1 when dead or cancelled',
     '--count N              submit N copies in batches of up to 1000 (POST /v1/jobs/batch), show progress on',
     '                       stderr, then a summary; exit 1 if any ends dead or cancelled (with --idempotency-key K,',
-    '                       job i gets K-i)',
+    `                       job i, from 0, gets K-i: K may be as long as leaves K-(N-1) within the API's ${MAX_IDEMPOTENCY_KEY_CHARS}`,
+    '                       characters, else exit 2)',
     '--json                 print the job (or the summary) as JSON',
   ],
   options: {
@@ -71,13 +72,28 @@ async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
   return state === 'done' ? 0 : 1;
 }
 
+/**
+ * With `--count N` each job's key is `K-i`: one over the API's limit would be refused with its whole batch (400), and
+ * the run stop having submitted nothing. Refused up front instead, as a usage error, saying how long K may be.
+ */
+function checkItemKeys(key: string, count: number): void {
+  const longest = itemKey(key, count - 1).length;
+  if (longest <= MAX_IDEMPOTENCY_KEY_CHARS) return;
+  throw new UsageError(
+    `--idempotency-key: with --count ${count} each job's key is K-0 to K-${count - 1}, up to ${longest} characters; ` +
+    `the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}: give a key of at most ${MAX_IDEMPOTENCY_KEY_CHARS - (longest - key.length)} characters`,
+  );
+}
+
 export const submitCommand = clientCommand(submitSpec, async (ctx) => {
   const { values, positionals } = ctx;
   const body = requestFrom(positionals[0]!, values);
   const count = int(values, 'count', 1, 1_000_000);
   if (count !== undefined && values.wait) throw new UsageError('--count already waits for every job; drop --wait');
   if (count === undefined) return submitOne(ctx, body);
-  const summary = await submitMany(ctx.client, body, count, { idempotencyKey: str(values, 'idempotency-key'), onNotice: err });
+  const key = str(values, 'idempotency-key');
+  if (key !== undefined) checkItemKeys(key, count);
+  const summary = await submitMany(ctx.client, body, count, { idempotencyKey: key, onNotice: err });
   out(values.json ? JSON.stringify(summary) : summary.text);
   return summary.dead + summary.cancelled === 0 ? 0 : 1;
 });

@@ -1,0 +1,78 @@
+/**
+ * `ats submit --count N --idempotency-key K` gives each job the key `K-i`
+ * (i from 0 to N-1): a K whose longest such key is over the API's 255
+ * characters is a usage error (exit 2) before any request goes, instead of a
+ * run whose every item the server refuses 400. Against a small fake server
+ * that counts what it is sent and takes every job of a batch as done (a
+ * batch with a key over 255 characters it refuses 400, as the API does).
+ */
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { SubmitHeaders } from '../../server/schemas.js';
+import { capturing } from '../../tests/helpers/capture-output.js';
+import { MAX_IDEMPOTENCY_KEY_CHARS } from './submit-many.js';
+import { submitCommand } from './submit.js';
+
+const seen = { requests: 0, keys: [] as string[] };
+let url = '';
+const server = createServer((req, res) => {
+  seen.requests++;
+  const json = (r: ServerResponse, status: number, body: unknown) => r.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  let text = '';
+  req.on('data', (d) => (text += d));
+  req.on('end', () => {
+    if (req.method === 'POST' && req.url === '/v1/jobs/batch') {
+      const { jobs } = JSON.parse(text) as { jobs: Array<{ idempotencyKey: string }> };
+      seen.keys.push(...jobs.map((j) => j.idempotencyKey));
+      // As the API's schema refuses it: the whole request.
+      const long = jobs.findIndex((j) => j.idempotencyKey.length > 255);
+      if (long >= 0) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: `body/jobs/${long}/idempotencyKey must NOT have more than 255 characters` });
+      return json(res, 200, { results: jobs.map((_, i) => ({ status: 201, id: `01J${String(seen.keys.length + i).padStart(23, '0')}`, state: 'done' })) });
+    }
+    json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
+  });
+});
+
+before(async () => {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+const submit = (key: string, count: number) => {
+  seen.requests = 0;
+  seen.keys = [];
+  return capturing('jobs:', () => submitCommand(['demo.echo', '--count', String(count), '--idempotency-key', key], { ATS_URL: url }));
+};
+
+test('the longest key the CLI allows is the API\'s', () => {
+  assert.equal(SubmitHeaders.properties['idempotency-key'].maxLength, MAX_IDEMPOTENCY_KEY_CHARS);
+});
+
+test('--count 1000 with a key whose K-999 is over 255 characters: exit 2 with the usage, saying how long K may be, nothing sent', async () => {
+  const r = await submit('k'.repeat(252), 1000);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--idempotency-key: with --count 1000 each job's key is K-0 to K-999, up to 256 characters; the API takes at most 255: give a key of at most 251 characters/);
+  assert.match(r.stderr, /usage: ats submit/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+});
+
+test('the longest key that fits: sent, every job its K-i', async () => {
+  const key = 'k'.repeat(251);
+  const r = await submit(key, 1000);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(seen.keys.length, 1000);
+  assert.equal(seen.keys[999], `${key}-999`);
+  assert.equal(seen.keys[999]!.length, 255);
+});
+
+test('one job: K-0 may be 255 characters (K of 253)', async () => {
+  assert.equal((await submit('k'.repeat(253), 1)).code, 0);
+  assert.equal((await submit('k'.repeat(254), 1)).code, 2);
+  assert.equal(seen.requests, 0);
+});
