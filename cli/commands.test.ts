@@ -121,6 +121,14 @@ describe('argument parsing', () => {
     assert.equal(serverUrl({}, { ATS_URL: '  ' }), 'http://localhost:3000');
     assert.throws(() => serverUrl({ url: '  ' }, {}), isUsage(/not a URL/));
   });
+
+  test('the server URL with a query or a fragment is a usage error: the API\'s paths would be sent after it (GET /?x=1/v1/jobs)', () => {
+    assert.throws(() => serverUrl({ url: 'http://h:1/?x=1' }, {}), isUsage(/must not hold a query or a fragment \(\?x=1\)/));
+    assert.throws(() => serverUrl({}, { ATS_URL: 'http://h:1/ats#top' }), isUsage(/must not hold a query or a fragment \(#top\)/));
+    assert.throws(() => serverUrl({ url: 'http://h:1?' }, {}), isUsage(/must not hold a query or a fragment/));
+    // A path is the server's prefix (behind a proxy): kept.
+    assert.equal(serverUrl({ url: 'http://h:1/ats/' }, {}), 'http://h:1/ats');
+  });
 });
 
 describe('progress', () => {

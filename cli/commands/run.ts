@@ -46,7 +46,8 @@ export function usageOf(spec: CommandSpec): string {
  * The server URL from `--url`, else `ATS_URL` (only spaces: unset, as for the
  * API key), else the default; must be http(s). The spaces around it are no
  * part of it: `new URL()` drops them but fetch does not, so a URL read from a
- * file (ending in a newline) was reported as an unreachable server.
+ * file (ending in a newline) was reported as an unreachable server. A query
+ * or a fragment is refused: the API's paths are added after the URL.
  */
 export function serverUrl(values: Parsed['values'], env: Record<string, string | undefined>): string {
   const text = (str(values, 'url') ?? (env.ATS_URL?.trim() || DEFAULT_URL)).trim();
@@ -61,6 +62,11 @@ export function serverUrl(values: Parsed['values'], env: Record<string, string |
     throw new UsageError(`the server URL must not hold a user or password (${url.protocol}//${url.host} with credentials): give the API key in ATS_API_KEY`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`the server URL must be http:// or https://, got "${text}"`);
+  // The API's paths go after the URL: `http://h/?x=1` would send `GET /?x=1/v1/jobs` (a page that is not the API's).
+  const extra = text.search(/[?#]/);
+  if (extra >= 0) {
+    throw new UsageError(`the server URL must not hold a query or a fragment (${text.slice(extra)}): give its scheme, host, port and path only, e.g. ${DEFAULT_URL}`);
+  }
   return text.replace(/\/+$/, '');
 }
 
