@@ -63,3 +63,48 @@ describe('an answer that is not the API\'s', () => {
     }
   });
 });
+
+describe('a reader that stops reading', () => {
+  let server: Server;
+  after(() => server?.close());
+
+  test('ats watch | head -1: the pipe closed, the watch ends quietly (exit 0), not with an EPIPE stack trace', async () => {
+    // No stream route (the watch polls); every list of the jobs holds one job more, each with its history.
+    let made = 0;
+    const job = (n: number) => {
+      const id = `01J${String(n).padStart(23, '0')}`;
+      const at = new Date(1_700_000_000_000 + n).toISOString();
+      return {
+        id, type: 'demo.echo', queue: 'default', state: 'pending', version: 1, attempt: 0, maxAttempts: 3, payload: null, result: null,
+        lastError: null, runAt: at, createdAt: at, updatedAt: at,
+        events: [{ seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} }],
+      };
+    };
+    server = createServer((req, res) => {
+      const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      if (req.url === '/healthz') return json(200, { status: 'ok' });
+      if (req.url?.startsWith('/v1/jobs?')) {
+        made++;
+        return json(200, { jobs: Array.from({ length: made }, (_, i) => job(made - i)).map(({ events: _, ...j }) => j), nextCursor: null });
+      }
+      const one = /^\/v1\/jobs\/01J0*(\d+)$/.exec(req.url ?? '');
+      if (one) return json(200, job(Number(one[1])));
+      json(404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, ['cli/bin.mjs', 'watch', '--url', url], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    // The first line read, the reader goes (as `head -1` does).
+    await new Promise<void>((r) => child.stdout.once('data', () => r()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    clearTimeout(timer);
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, /EPIPE|^\s+at /m, 'no stack trace');
+  });
+});

@@ -56,6 +56,18 @@ function usage(): string {
   ].join('\n');
 }
 
+/**
+ * A client command whose reader stops reading (`ats watch | head -1`) ends there, quietly, exit 0: what it writes
+ * next has nowhere to go. Without this, the write's EPIPE was an uncaught error (a stack trace, exit 1). Not for
+ * `ats start`, whose logs go to stdout: a server stops by its signals, with its grace, not by a closed pipe.
+ */
+function endWhenReaderGoes(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   const [name, ...args] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -68,6 +80,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`ats: unknown command "${name}"\n${usage()}\n`);
     return 2;
   }
+  if (name !== 'start') endWhenReaderGoes();
   return command.run(args, process.env);
 }
 
