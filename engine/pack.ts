@@ -27,7 +27,7 @@ export function pack<T>(items: readonly T[], sizeOf: (item: T) => number, maxIte
  * least one when there is any (an item alone over the limit still comes), as
  * the first group of `pack` holds. A page bounded in bytes takes that many
  * (the stream's reads, engine/event-tail.ts; a workflow's history pages,
- * engine/workflows.ts).
+ * engine/workflows.ts; the list pages, adapters/sql/pages.ts).
  */
 export function fitting(sizes: readonly number[], maxSize: number): number {
   let taken = 0;

@@ -3,6 +3,7 @@
  * `WorkflowStore.listWorkflowPage`): the sizes of the rows are read first,
  * then only the rows that fit, so a page never loads much more than its bytes.
  */
+import { fitting } from '../../engine/pack.js';
 import type { Query } from './reads.js';
 import { toNum, type Row } from './rows.js';
 import type { Sql } from './statements.js';
@@ -20,15 +21,8 @@ export interface RowSize {
  * whether a matching row follows the page.
  */
 export function cutPage(sizes: readonly RowSize[], limit: number, maxBytes: number): { ids: string[]; more: boolean } {
-  const ids: string[] = [];
-  let bytes = 0;
-  for (const size of sizes) {
-    if (ids.length === limit) break;
-    if (ids.length > 0 && bytes + size.bytes > maxBytes) break;
-    ids.push(size.id);
-    bytes += size.bytes;
-  }
-  return { ids, more: sizes.length > ids.length };
+  const taken = fitting(sizes.slice(0, limit).map((s) => s.bytes), maxBytes);
+  return { ids: sizes.slice(0, taken).map((s) => s.id), more: sizes.length > taken };
 }
 
 /** How one kind of row is read a page at a time. */
