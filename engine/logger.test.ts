@@ -103,6 +103,15 @@ describe('createLogger: JSON lines', () => {
     assert.equal(line!.n, 1);
     assert.match(String(line!.logFieldsError), /binding failed/);
   });
+
+  it('a destination that throws loses the line, not the caller\'s work: with fields or without', () => {
+    const logger = createLogger('info', {}, () => {
+      throw new Error('destination failed');
+    });
+    assert.doesNotThrow(() => logger.info('with fields', { n: 1 }));
+    assert.doesNotThrow(() => logger.warn('without fields'));
+    assert.doesNotThrow(() => withFields(logger, { jobId: 'j1' }).error('a handler line'));
+  });
 });
 
 describe('withFields', () => {

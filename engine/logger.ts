@@ -45,14 +45,17 @@ export function createLogger(level: LogLevel = 'info', base: Record<string, unkn
 /**
  * The port on an existing pino logger. A call never throws into its caller
  * (a handler's `ctx.log` with a getter that throws): fields JSON cannot
- * write leave the line (or the child), which says why in `logFieldsError`.
+ * write leave the line (or the child), which says why in `logFieldsError`;
+ * a line the destination throws on is lost, with fields or without.
  */
 export function fromPino(p: pino.Logger): AppLogger {
   const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
-    if (!fields) return p[level](msg);
     try {
-      p[level](fields, msg);
+      if (fields) p[level](fields, msg);
+      else p[level](msg);
     } catch (err) {
+      // Without fields, only the destination can have thrown: the line is lost, not the caller's work.
+      if (!fields) return;
       try {
         p[level]({ logFieldsError: unwritable(err) }, msg);
       } catch {
