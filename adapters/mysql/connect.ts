@@ -63,15 +63,26 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
   });
   trackConnections(pool);
   if (o.logger) logPoolEvents(pool, o.logger);
-  let session: { sql_mode?: unknown; charset?: unknown };
+  let session: { sql_mode?: unknown; charset?: unknown; version?: unknown };
+  let setup: string[] = [];
   try {
     const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
     session = (rows as Array<typeof session>)[0] ?? {};
+    setup = sessionSetup(String(session.version ?? ''));
+    if (setup.length > 0) {
+      // Every later connection runs them before its first statement (a connection's commands go in order); the one
+      // open now (the pool's only one) runs them here.
+      pool.on('connection', (connection) => {
+        // The driver hands its callback-style connection to this event (as pool-log.ts reads it too).
+        const conn = connection as unknown as { query(sql: string, done: (err: unknown) => void): unknown };
+        for (const sql of setup) conn.query(sql, () => {});
+      });
+      for (const sql of setup) await pool.query(sql);
+    }
   } catch (err) {
     // Not awaited: ending a pool whose connect hangs would hang too.
     pool.end().catch(() => {});
-    const why = err instanceof Error ? err.message : String(err);
-    throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', `MySQL is not reachable at ${redactUrl(o.url)}: ${why}`, { cause: err });
+    throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', unreachable(o.url, err), { cause: err });
   }
   const problem = unsupportedSession(String(session.sql_mode ?? ''), String(session.charset ?? ''));
   if (problem) {
@@ -79,6 +90,36 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
   }
   return pool;
+}
+
+/**
+ * Why the first statement failed, for people: a server that answered with an
+ * error (an unknown database, a refused user: the driver's error has the
+ * server's `sqlState`) was reached, and is not called unreachable.
+ */
+function unreachable(url: string, err: unknown): string {
+  const why = err instanceof Error ? err.message : String(err);
+  const answered = typeof (err as { sqlState?: unknown } | null)?.sqlState === 'string';
+  return answered ? `MySQL at ${redactUrl(url)} refused the session: ${why}` : `MySQL is not reachable at ${redactUrl(url)}: ${why}`;
+}
+
+/**
+ * What each connection sets first on the server of `version` (`VERSION()`).
+ * MySQL from 8.0.3 on answers `information_schema.TABLES.AUTO_INCREMENT` from
+ * a cache of up to `information_schema_stats_expiry` seconds (a day by
+ * default), which the highest event id ever issued is read from
+ * (`Dialect.lastIssuedId`, for the stream's cursor check): a stale value would
+ * refuse a real cursor whose event was deleted since. A session with the
+ * expiry at 0 reads the table's counter itself. MariaDB (no such cache, no
+ * such variable) and older MySQL set nothing.
+ */
+export function sessionSetup(version: string): string[] {
+  if (/mariadb/i.test(version)) return [];
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!m) return [];
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const cached = major > 8 || (major === 8 && (minor > 0 || patch >= 3));
+  return cached ? ['SET SESSION information_schema_stats_expiry = 0'] : [];
 }
 
 /**

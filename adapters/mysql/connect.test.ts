@@ -1,0 +1,60 @@
+/**
+ * Opening the store's pool: what each session sets first, by the server's
+ * version, and what a server that answers with an error is called.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { RowDataPacket } from 'mysql2/promise';
+import { AtsError } from '../../engine/errors.js';
+import { mysqlUrl, requireMysql, withDatabase } from '../../tests/helpers/mysql.js';
+import { openPool, sessionSetup } from './connect.js';
+
+describe('sessionSetup', () => {
+  it('MySQL 8.0.3 and later read AUTO_INCREMENT live (no cache of information_schema statistics); MariaDB and older MySQL set nothing', () => {
+    const live = ['SET SESSION information_schema_stats_expiry = 0'];
+    assert.deepEqual(sessionSetup('8.0.36'), live);
+    assert.deepEqual(sessionSetup('8.0.3-rc-log'), live);
+    assert.deepEqual(sessionSetup('8.4.2'), live);
+    assert.deepEqual(sessionSetup('9.1.0-commercial'), live);
+    assert.deepEqual(sessionSetup('8.0.2-dmr'), [], 'the variable came with 8.0.3');
+    assert.deepEqual(sessionSetup('5.7.44-log'), []);
+    assert.deepEqual(sessionSetup('10.11.19-MariaDB-0+deb12u1'), []);
+    assert.deepEqual(sessionSetup('11.4.2-MariaDB'), []);
+    assert.deepEqual(sessionSetup(''), [], 'an unknown version: nothing it might refuse');
+  });
+});
+
+describe('openPool on MariaDB', async () => {
+  const up = await requireMysql();
+
+  it('sets nothing MariaDB lacks: the pool opens and its sessions work', { skip: !up }, async () => {
+    const pool = await openPool({ url: mysqlUrl(), poolSize: 2, connectTimeoutMs: 5000 });
+    try {
+      const [rows] = await pool.query<RowDataPacket[]>('SELECT VERSION() AS v');
+      assert.deepEqual(sessionSetup(String(rows[0]!.v)), []);
+      // Two connections at once: the second one opened after the first statement.
+      const answers = await Promise.all([pool.query('SELECT SLEEP(0.05) AS s'), pool.query('SELECT 1 AS one')]);
+      assert.equal(answers.length, 2);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a database that does not exist: the server was reached and refused the session, not "not reachable"', { skip: !up }, async () => {
+    const url = withDatabase(mysqlUrl(), 'ats_no_such_database_here');
+    await assert.rejects(openPool({ url, poolSize: 1, connectTimeoutMs: 5000 }), (err: unknown) => {
+      assert.ok(err instanceof AtsError);
+      assert.equal(err.code, 'ATS_ERR_STORE_UNAVAILABLE');
+      assert.match(err.message, /^MySQL at mysql:\/\/\S+\/ats_no_such_database_here refused the session: Unknown database 'ats_no_such_database_here'$/);
+      return true;
+    });
+  });
+
+  it('nothing listening: "not reachable"', async () => {
+    await assert.rejects(openPool({ url: 'mysql://root@127.0.0.1:1/ats', poolSize: 1, connectTimeoutMs: 2000 }), (err: unknown) => {
+      assert.ok(err instanceof AtsError);
+      assert.match(err.message, /^MySQL is not reachable at mysql:\/\/root@127\.0\.0\.1:1\/ats: /);
+      return true;
+    });
+  });
+});
