@@ -135,6 +135,17 @@ describe('errorSignature', () => {
     assert.equal(errorSignature({ message: 'order 404 not found after 503 ms' }), 'Error: order # not found after # ms');
   });
 
+  it('keeps the status of an answer written as JSON: its quoted key is no quoted value', () => {
+    const answered = (body: string) => errorSignature({ message: `upstream answered ${body}` });
+    assert.equal(answered('{"status":503}'), 'Error: upstream answered {status:503}');
+    assert.notEqual(answered('{"status":404}'), answered('{"status":503}'));
+    assert.equal(answered(`{"statusCode": 429, "error": "Too Many Requests"}`), 'Error: upstream answered {statusCode: 429, ?: ?}');
+    assert.equal(answered(`{'status_code':500,'id':'a1'}`), 'Error: upstream answered {status_code:500,?:?}');
+    // Only a status: a quoted status word before anything else stays a quoted value.
+    assert.equal(answered('{"status":"failed","code":7}'), 'Error: upstream answered {?:?,?:#}');
+    assert.equal(answered('{"status":5031}'), 'Error: upstream answered {?:#}');
+  });
+
   it('is cut to 200 characters, however long the message', () => {
     const s = errorSignature({ message: 'word '.repeat(1_000_000) });
     assert.equal(s.length, MAX_SIGNATURE_LENGTH);

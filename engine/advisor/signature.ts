@@ -77,6 +77,12 @@ const SPACE = /\s+/g;
  */
 const STATUS_BEFORE = /(?:\bstatus(?:[ _-]?code)?|\bhttp(?:\/[\d.]+)?)\s*[:=]?\s*$/i;
 const STATUS = /^[1-5]\d\d$/;
+/**
+ * A quoted status key before its value, as JSON writes one (`{"status":503}`, `"statusCode": 404`):
+ * unquoted first, so that the quotes rule does not make it `?` and its status is kept as above
+ * (`{status:503}`); kept quoted, a 404 and a 503 answered as JSON were one signature.
+ */
+const QUOTED_STATUS_KEY = /(["'`])(status(?:[ _-]?code)?)\1(?=\s*[:=]\s*[1-5]\d\d(?!\d))/gi;
 /** How far back `STATUS_BEFORE` is looked for. */
 const STATUS_LOOKBACK = 24;
 
@@ -85,6 +91,7 @@ export function errorSignature(error: { name?: string; message: string }): strin
   const name = typeof error.name === 'string' && error.name.trim() !== '' ? error.name.trim() : 'Error';
   const message = String(error.message ?? '')
     .slice(0, MAX_INPUT)
+    .replace(QUOTED_STATUS_KEY, '$2')
     .replace(QUOTED, '?')
     .replace(UUID, '#')
     .replace(ULID, '#')
