@@ -159,6 +159,7 @@ function batchSuite(name: string, start: (o: Partial<AppDeps>) => Promise<TestAp
       ['1,001 jobs', { payload: JSON.stringify({ jobs: Array.from({ length: 1001 }, () => ({ type: 'demo.echo', payload: 1 })) }) }, 400, 'ATS_ERR_VALIDATION'],
       ['a field beside jobs', { payload: '{"jobs":[{"type":"demo.echo","payload":1}],"atomic":true}' }, 400, 'ATS_ERR_VALIDATION'],
       ['a __proto__ key in an item', { payload: '{"jobs":[{"type":"demo.echo","payload":1},{"type":"demo.echo","payload":{"__proto__":{"x":1}}}]}' }, 400, 'ATS_ERR_VALIDATION'],
+      ['an integer a JSON number does not keep in an item', { payload: '{"jobs":[{"type":"demo.echo","payload":1},{"type":"demo.echo","payload":{"n":9007199254740993}}]}' }, 400, 'ATS_ERR_VALIDATION'],
       ['broken JSON', { payload: '{"jobs":[{"type":"demo.echo","payload":1}' }, 400, 'ATS_ERR_MALFORMED_JSON'],
     ];
     for (const [what, req, status, code] of malformed) {

@@ -28,7 +28,8 @@ const schema = {
     '`{status: 200, id, state}` the job an earlier submit with this idempotencyKey created (the key is each item\'s: an Idempotency-Key header is a 400), or the item\'s own ' +
     '`{status, code, message}` (400, 409, 413, 422), which does not fail the other items; an item whose ' +
     'idempotencyKey was taken and whose holder could not be read once the others were written is its own 503 ' +
-    '(send it again with its key). The whole request fails only when the envelope is wrong (400) or the body is ' +
+    '(send it again with its key). The whole request fails only when the envelope is wrong (400; so is a body holding, in any item too, a __proto__ key or ' +
+    'an integer a JSON number would not keep, as every body is), or the body is ' +
     'over the batch limit (413), writing nothing, or when the database is unreachable (503): nothing was written, ' +
     'unless the connection was lost as the transaction committed, which a client cannot tell; items sent again ' +
     'with their idempotencyKey are then answered with the jobs written.',
