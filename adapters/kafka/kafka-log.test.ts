@@ -304,6 +304,61 @@ if (kafkaUp) {
         await cleanup();
       }
     });
+
+    /**
+     * A log whose admin never sees a leader for the topics it creates: a consume() of a new topic
+     * then waits for them (up to readyTimeoutMs) before it joins. `restore` puts kafkajs back.
+     */
+    function leaderlessLog(readyTimeoutMs: number) {
+      const admin0 = Kafka.prototype.admin;
+      let polls = 0;
+      Kafka.prototype.admin = function (this: Kafka, ...args: Parameters<Kafka['admin']>) {
+        const made = admin0.apply(this, args);
+        const fetch = made.fetchTopicMetadata.bind(made);
+        // The all-topics read is the wait for leaders: it answers no topic, as a broker that has elected none yet.
+        made.fetchTopicMetadata = async (o) => (o?.topics ? fetch(o) : (polls++, { topics: [] }));
+        return made;
+      };
+      const made = freshLog({ consumer: { readyTimeoutMs } });
+      return { ...made, polls: () => polls, restore: () => { Kafka.prototype.admin = admin0; } };
+    }
+
+    it('close() gives up a consume() still waiting for its new topic\'s leaders: it rejects with ATS_ERR_NOT_READY at once, and the wait ends', { timeout: 60_000 }, async () => {
+      const { log, polls, restore, cleanup } = leaderlessLog(20_000);
+      try {
+        const outcome = log.consume({ topic: `${TOPICS.dispatch}.leaderless` as Topic, groupId: 'g', handle: async () => {} })
+          .then(() => 'joined', (error: unknown) => error);
+        await until('the wait for leaders', () => polls() > 0);
+        const closedAt = Date.now();
+        await log.close();
+        const settled = await Promise.race([outcome, new Promise((r) => setTimeout(r, 3000, 'still waiting'))]);
+        assert.equal((settled as { code?: string }).code, 'ATS_ERR_NOT_READY', `consume(): ${String(settled)}`);
+        assert.ok(Date.now() - closedAt < 3000);
+        const after = polls();
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(polls(), after, 'the wait for leaders goes on after the close');
+      } finally {
+        restore();
+        await cleanup();
+      }
+    });
+
+    it('a consume() still waiting for its new topic\'s leaders is given up at once by its signal, with its reason', { timeout: 60_000 }, async () => {
+      const { log, polls, restore, cleanup } = leaderlessLog(20_000);
+      try {
+        const stop = new AbortController();
+        const outcome = log.consume({ topic: `${TOPICS.dispatch}.leaderless` as Topic, groupId: 'g', handle: async () => {}, signal: stop.signal })
+          .then(() => 'joined', (error: unknown) => error);
+        await until('the wait for leaders', () => polls() > 0);
+        const reason = new Error('the worker stopped');
+        stop.abort(reason);
+        const settled = await Promise.race([outcome, new Promise((r) => setTimeout(r, 3000, 'still waiting'))]);
+        assert.equal(settled, reason);
+      } finally {
+        restore();
+        await cleanup();
+      }
+    });
   });
 } else {
   it('Kafka event log', { skip: 'no Kafka broker reachable and ATS_ALLOW_SKIP=1' }, () => {});

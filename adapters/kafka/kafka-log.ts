@@ -12,9 +12,11 @@
  * for kafkajs' 30 s request timeout to close.
  */
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
+import { unlessStopped } from '../../engine/loop.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { withTimeout } from '../../engine/with-timeout.js';
 import { kafkaLogCreator } from './kafka-logging.js';
@@ -195,9 +197,10 @@ class KafkaEventLog implements EventLog {
 
   async consume(options: ConsumeOptions): Promise<Subscription> {
     this.assertOpen();
-    await this.ensureTopic(options.topic);
-    // A join in progress is not a tracked subscription yet: close() gives it up as the caller's signal does.
+    // A join in progress is not a tracked subscription yet: close() gives it up as the caller's signal does,
+    // and so is the wait for its topic before it (a new topic's leaders, up to the ready timeout).
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
+    await unlessStopped(this.ensureTopic(options.topic), signal);
     const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, { ...options, signal });
     if (this.closed) {
       // Joined as the log closed: stopped, not handed on.
@@ -255,8 +258,9 @@ class KafkaEventLog implements EventLog {
 
   /**
    * The subscriptions stop (each waits on Kafka for a bounded time, then cuts
-   * its connections), and a `consume()` whose join is still in progress is
-   * given up at once (it rejects with ATS_ERR_NOT_READY). The producer's and the admin's connections are cut,
+   * its connections), and a `consume()` whose join is still in progress, or
+   * which still waits for its topic (a new topic's leaders), is given up at
+   * once (it rejects with ATS_ERR_NOT_READY). The producer's and the admin's connections are cut,
    * not drained: a publish still in flight is one its caller gave up on (a
    * relay that stopped), as is an admin request still pending (a `ping` or
    * `listTopics` that timed out), and a graceful disconnect would wait for a
@@ -428,7 +432,7 @@ class KafkaEventLog implements EventLog {
         await this.warnOfSettings(admin, name);
       }
     }
-    return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs);
+    return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal);
   }
 
   /**
@@ -469,11 +473,14 @@ class KafkaEventLog implements EventLog {
  * UNKNOWN_TOPIC_OR_PARTITION for a moment; kafkajs' own `waitForLeaders` only
  * retries LEADER_NOT_AVAILABLE and fails the create. So: poll until every
  * partition has a leader, so a publish right after finds one. Resolves the
- * topic's partition count.
+ * topic's partition count. Ends, with the signal's reason, once `closing`
+ * aborts: the log's admin is cut then, and polling it on would fail until the
+ * deadline.
  */
-async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): Promise<number> {
+async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number, closing: AbortSignal): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    closing.throwIfAborted();
     // All topics: asking for one the broker does not know yet logs an error.
     const ready = await admin.fetchTopicMetadata().then(
       ({ topics }) => topics.find((t) => t.name === topic && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))?.partitions.length ?? 0,
@@ -484,7 +491,7 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number): P
     );
     if (ready > 0) return ready;
     if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50, undefined, { signal: closing }).catch(() => undefined);
   }
 }
 
