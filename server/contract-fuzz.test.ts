@@ -28,8 +28,11 @@
  *    table log each row written (but a workflow start that waited and
  *    answers 408 or 412 has started its instance, as it says).
  *
- * Each operation runs on a fresh app and database, seeded with jobs,
- * schedules, limits, workflow instances and keys of two tenants.
+ * The operations run one after the other on one app and database, seeded
+ * once with jobs, schedules, limits, workflow instances and keys of two
+ * tenants, and topped up before each operation (`topUp`: what the earlier
+ * operations' requests cancelled, deleted or ended); a request that needs an
+ * object in a given state has it made just before (`makeFresh`).
  * Streaming routes are not in the document; waits (`GET
  * /v1/workflows/{id}/wait`, a start with `wait`) always send a `timeoutMs` of
  * at most WAIT_MAX_MS.

@@ -128,7 +128,8 @@ describe('host clocks that step while the processes run: worker 10 min back, tim
     const r = await workers.transitions.submit(spec('test.hold', { ms: 2 * LEASE_MS }));
     assert.ok(r.ok);
     await waitForJob(workers.store, r.job.id, isState('running'), 20_000);
-    // Between two measurements of the database's clock (every 60 s): the steps are not measured yet.
+    // Between two measurements in turn (every 60 s). Each process sees its two host clocks move apart and
+    // measures again out of turn; meanwhile, and after, the monotonic clock keeps the database's time.
     workerStep.ms = -600_000;
     timersStep.ms = 600_000;
     const job = await waitForJob(workers.store, r.job.id, isState('done', 'dead'), 20_000);
