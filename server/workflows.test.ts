@@ -365,6 +365,15 @@ describe('/v1/workflows (SQLite)', () => {
     assert.equal(again.json().code, 'ATS_ERR_WORKFLOW_ENDED');
   });
 
+  test('a cancel whose body is the JSON null (not an object, not no body) is refused 400 and cancels nothing', async () => {
+    const wf = await started(t);
+    const r = await t.app.inject({ method: 'POST', url: `/v1/workflows/${wf.id}/cancel`, headers: { 'content-type': 'application/json' }, payload: 'null' });
+    assert.equal(r.statusCode, 400, r.body);
+    assert.equal(r.json().code, 'ATS_ERR_VALIDATION');
+    const after = (await t.app.inject({ url: `/v1/workflows/${wf.id}` })).json() as View;
+    assert.deepEqual([after.status, after.version], ['active', wf.version]);
+  });
+
   test('a signal a transition takes though it leaves the state as it was (it targets the state the instance is in) is a 200 and a step, not a 409', async () => {
     const wf = await started(t, { name: 'poke' });
     assert.deepEqual(wf.accepts, ['DONE', 'POKE']);
