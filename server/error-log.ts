@@ -11,7 +11,10 @@
  * the count so far, and an `info` line once it works again.
  *
  * Works again: a 2xx from a route (method and route template) that answered
- * that 503 during the outage. Only such a route tells: a route that needs no
+ * that 503 during the outage, OUTAGE_SETTLE_MS or more after the last 503 of
+ * the code (a route may answer the 503 to some requests and 2xx to others:
+ * a job a newer deployment wrote; that is one outage, not a warning and a
+ * works-again line per 503). Only such a route tells: a route that needs no
  * dependency (/healthz, /metrics, the console's files) answers 200 through
  * an outage, and a 4xx may have been decided before the store was asked (a
  * body that fails its schema). A route that answered it may not be asked
@@ -38,6 +41,12 @@ interface Outage {
 
 /** A 503 this long after the last of its code, with no sign between that the outage ended, starts a new one. */
 export const OUTAGE_QUIET_MS = 5 * 60_000;
+/**
+ * An outage ends at a 2xx of a route that answered its 503 only this long after the last 503 of its code:
+ * a route that answers the 503 to some requests and 2xx to others (a job a newer deployment wrote, a pool
+ * with dead connections among good ones) is one outage, not a warning and a works-again line per 503.
+ */
+export const OUTAGE_SETTLE_MS = 60_000;
 
 export class ServerErrorLog {
   /** By 503 code (a fixed set: the registry's); an entry stays once made, its routes emptied when the outage ends. */
@@ -77,8 +86,10 @@ export class ServerErrorLog {
   responded(request: FastifyRequest, status: number): void {
     if (this.failing === 0 || status < 200 || status >= 300) return;
     const key = routeKey(request);
+    const now = this.clock.now();
     for (const [code, outage] of this.outages) {
-      if (!outage.routes.has(key)) continue;
+      // Still answering this 503 to other requests of the route a moment ago: the outage goes on.
+      if (!outage.routes.has(key) || now - outage.lastAt < OUTAGE_SETTLE_MS) continue;
       outage.log.succeeded({ code, method: request.method, route: routeOf(request), reqId: request.id });
       outage.routes.clear();
       this.failing--;

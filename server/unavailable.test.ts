@@ -14,9 +14,11 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { createLogger, silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
+import type { Clock } from '../engine/ports.js';
 import { createProxiedTestStore, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
 import type { TcpProxy } from '../tests/helpers/tcp-proxy.js';
 import { buildApp } from './app.js';
+import { OUTAGE_SETTLE_MS } from './error-log.js';
 import { TEST_DEFAULTS, testClock } from '../tests/helpers/app.js';
 
 await requireMysql();
@@ -29,6 +31,9 @@ describe('the database becomes unreachable under a running API', () => {
   let app: Awaited<ReturnType<typeof buildApp>>;
   let jobId = '';
   const lines: Array<Record<string, unknown>> = [];
+  /** The app's clock, moved on past OUTAGE_SETTLE_MS once the database is back (its 503s then are a while ago). */
+  let shift = 0;
+  const appClock: Clock = { now: () => testClock.now() + shift, sleep: (ms, signal) => testClock.sleep(ms, signal) };
 
   before(async () => {
     ({ db, proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000 }));
@@ -36,7 +41,7 @@ describe('the database becomes unreachable under a running API', () => {
     const transitions = new TransitionService({ store, clock: testClock, random: { next: Math.random }, ids: { jobId: () => ulid() } });
     const advisor = new Advisor({ store, clock: testClock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 1000 });
     app = await buildApp({
-      transitions, store, clock: testClock, advisor,
+      transitions, store, clock: appClock, advisor,
       checks: { database: () => store.ping() },
       limits: { bodyLimitBytes: 1024 * 1024, readyTimeoutMs: 1000 },
       defaults: TEST_DEFAULTS,
@@ -130,6 +135,7 @@ describe('the database becomes unreachable under a running API', () => {
 
   test('the database back: the same app serves again, and says so once', async () => {
     await proxy.restore();
+    shift = OUTAGE_SETTLE_MS;
     const r = await app.inject({ method: 'GET', url: `/v1/jobs/${jobId}` });
     assert.equal(r.statusCode, 200, r.body);
     const again = lines.filter((l) => l.msg === 'api: request works again' && l.code === 'ATS_ERR_STORE_UNAVAILABLE');
