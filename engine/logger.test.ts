@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { createLogger, prettyDestination, silentLogger, withFields } from './logger.js';
+import { createLogger, errorFields, prettyDestination, silentLogger, withFields } from './logger.js';
 import type { Logger } from './ports.js';
 
 function capture(level: Parameters<typeof createLogger>[0], base: Record<string, unknown> = {}) {
@@ -160,5 +160,27 @@ describe('pretty output (LOG_FORMAT=pretty)', () => {
     assert.match(out, /role: "worker"/);
     assert.doesNotMatch(out, /not shown/);
     assert.doesNotMatch(out, /hostname|pid/, 'pid and hostname are left out of pretty lines');
+  });
+});
+
+describe('errorFields', () => {
+  /** What Node's connect throws when every address of a host refused (localhost: ::1 and 127.0.0.1): an empty message. */
+  const refusedEverywhere = () => Object.assign(new AggregateError([
+    Object.assign(new Error('connect ECONNREFUSED ::1:3306'), { code: 'ECONNREFUSED' }),
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:3306'), { code: 'ECONNREFUSED' }),
+  ], ''), { code: 'ECONNREFUSED' });
+
+  it('an AggregateError without a message of its own is named by its inner errors\' messages, as its error and as a cause', () => {
+    assert.deepEqual(errorFields(refusedEverywhere()), {
+      err: 'connect ECONNREFUSED ::1:3306; connect ECONNREFUSED 127.0.0.1:3306', errName: 'AggregateError',
+    });
+    const wrapped = new Error('The database is not reachable', { cause: refusedEverywhere() });
+    assert.equal(errorFields(wrapped).cause, 'connect ECONNREFUSED ::1:3306; connect ECONNREFUSED 127.0.0.1:3306');
+  });
+
+  it('any other error as before: its message, its name, its cause\'s message', () => {
+    assert.deepEqual(errorFields(new TypeError('x', { cause: new Error('y') })), { err: 'x', errName: 'TypeError', cause: 'y' });
+    assert.deepEqual(errorFields(new AggregateError([new Error('a')], 'all failed')), { err: 'all failed', errName: 'AggregateError' });
+    assert.deepEqual(errorFields('a string'), { err: 'a string' });
   });
 });

@@ -9,6 +9,7 @@
 import { hostname } from 'node:os';
 import pino from 'pino';
 import type { Logger } from './ports.js';
+import { messageOf } from './thrown.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -145,6 +146,10 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
 
 /** The fields worth logging of an unknown thrown value. */
 export function errorFields(err: unknown): Record<string, unknown> {
-  if (err instanceof Error) return { err: err.message, errName: err.name, ...(err.cause ? { cause: String((err.cause as Error).message ?? err.cause) } : {}) };
+  // An AggregateError without a message of its own (Node's connect, every address refused) is named by its inner errors.
+  if (err instanceof Error) {
+    const { cause } = err;
+    return { err: messageOf(err), errName: err.name, ...(cause ? { cause: cause instanceof Error ? messageOf(cause) : String((cause as Error).message ?? cause) } : {}) };
+  }
   return { err: String(err) };
 }

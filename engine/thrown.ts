@@ -74,6 +74,18 @@ function innerMessage(inner: unknown, max: number): string {
 }
 
 /**
+ * An error's message for a log line: its own, or, for an AggregateError
+ * without one (Node's connect to a host whose every address refused), its
+ * first inner errors' messages, `; `-joined. Never throws.
+ */
+export function messageOf(e: Error, max = Infinity): string {
+  const message = thrownField(e, 'message');
+  const inner = message === '' ? innerErrors(e) : [];
+  if (inner.length > 0) return inner.map((i) => innerMessage(i, max)).join('; ');
+  return typeof message === 'string' ? message : textOf(message, max);
+}
+
+/**
  * The thrown value's message (its `message` when it has one, else the value
  * itself as text), its name (when it has one), and its stack followed by the
  * stacks of its causes (`Caused by: ...`, as `new Error(msg, { cause })`
