@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import type { RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import { mysqlUrl, requireMysql, withDatabase } from '../../tests/helpers/mysql.js';
-import { openPool, sessionSetup } from './connect.js';
+import { openPool, sessionSetup, unreachable } from './connect.js';
 
 describe('sessionSetup', () => {
   it('MySQL 8.0.3 and later read AUTO_INCREMENT live (no cache of information_schema statistics); MariaDB and older MySQL set nothing', () => {
@@ -21,6 +21,15 @@ describe('sessionSetup', () => {
     assert.deepEqual(sessionSetup('10.11.19-MariaDB-0+deb12u1'), []);
     assert.deepEqual(sessionSetup('11.4.2-MariaDB'), []);
     assert.deepEqual(sessionSetup(''), [], 'an unknown version: nothing it might refuse');
+  });
+});
+
+describe('unreachable', () => {
+  it('names every address that refused when the connect failed as an AggregateError without a message', () => {
+    const refused = (address: string) => Object.assign(new Error(`connect ECONNREFUSED ${address}`), { code: 'ECONNREFUSED' });
+    const all = new AggregateError([refused('::1:3306'), refused('127.0.0.1:3306')]);
+    assert.equal(unreachable('mysql://ats:secret@localhost:3306/ats', all),
+      'MySQL is not reachable at mysql://ats:***@localhost:3306/ats: connect ECONNREFUSED ::1:3306; connect ECONNREFUSED 127.0.0.1:3306');
   });
 });
 

@@ -5,6 +5,7 @@
 import { createPool, type Pool, type PoolOptions as PoolOptionsOfDriver } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
 import type { Logger } from '../../engine/ports.js';
+import { messageOf } from '../../engine/thrown.js';
 import { withTimeout } from '../../engine/with-timeout.js';
 import { trackConnections } from './demoted.js';
 import { logPoolEvents } from './pool-log.js';
@@ -97,8 +98,9 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
  * error (an unknown database, a refused user: the driver's error has the
  * server's `sqlState`) was reached, and is not called unreachable.
  */
-function unreachable(url: string, err: unknown): string {
-  const why = err instanceof Error ? err.message : String(err);
+export function unreachable(url: string, err: unknown): string {
+  // Node's connect throws an AggregateError without a message of its own when every address of the host refused.
+  const why = err instanceof Error ? messageOf(err) : String(err);
   const answered = typeof (err as { sqlState?: unknown } | null)?.sqlState === 'string';
   return answered ? `MySQL at ${redactUrl(url)} refused the session: ${why}` : `MySQL is not reachable at ${redactUrl(url)}: ${why}`;
 }
