@@ -18,7 +18,7 @@ import { ulid } from 'ulid';
 import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
 import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
 import { backoffMs, call, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
-import { resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
+import { RECONNECT_MS, resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
@@ -54,11 +54,11 @@ export interface ClientOptions {
   fetch?: typeof fetch | undefined;
   /** @defaultValue globalThis.WebSocket, else the `ws` package */
   WebSocket?: WebSocketConstructor | undefined;
-  /** Per attempt of a request. @defaultValue 30000 */
+  /** Per attempt of a request: a finite number above 0 (else ATS_ERR_VALIDATION). @defaultValue 30000 */
   timeoutMs?: number | undefined;
-  /** Retries after a timeout, a network error or a 503. @defaultValue 3 */
+  /** Retries after a timeout, a network error or a 503: a finite number, 0 or more. @defaultValue 3 */
   retries?: number | undefined;
-  /** Pause before retry n: random up to min·2^n, at most max. @defaultValue { min: 250, max: 5000 } */
+  /** Pause before retry n: random up to min·2^n, at most max; each finite, 0 or more. @defaultValue { min: 250, max: 5000 } */
   retryDelayMs?: { min: number; max: number } | undefined;
   /** Called before each retry of any request (after the request's own `onRetry`): to tell a person the client waits. */
   onRetry?: CallOptions['onRetry'];
@@ -102,15 +102,54 @@ export function compareProgress(a: { attempt: number; at: string }, b: { attempt
 }
 
 /**
- * A number option of `where` (createClient, watch) as given (undefined: its
- * default), refused when it is not a number: NaN (`Number()` of an unset
- * environment variable) would retry for ever (no attempt count is `>= NaN`),
- * pause or time out after 1 ms, or throw from a call.
+ * A number option of `where` (submitMany's batchSize) as given (undefined: its
+ * default), refused when it is not a number: NaN would make every request empty.
  */
 function aNumber(where: string, name: string, value: number | undefined): number | undefined {
   if (value === undefined || (typeof value === 'number' && !Number.isNaN(value))) return value;
-  throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where}: ${name} must be a number, got ${String(value)}`);
+  throw badOption(where, name, 'a number', value);
 }
+
+/** What a number option of createClient or watch may be: more than 0 (a timeout, a period), or 0 too (a count, a pause that may be none). */
+type Range = 'positive' | 'zeroOrMore';
+
+/** The client's error for an option it cannot take (nothing sent): ATS_ERR_VALIDATION naming it, what it must be, and what it got. */
+function badOption(where: string, name: string, must: string, value: unknown): ApiError {
+  const got = typeof value === 'string' ? JSON.stringify(value) : value !== null && typeof value === 'object' ? JSON.stringify(value) ?? String(value) : String(value);
+  return new ApiError(0, 'ATS_ERR_VALIDATION', `${where}: ${name} must be ${must}, got ${got}`);
+}
+
+/**
+ * A number option of `where` (createClient, watch) as given (undefined: its
+ * default), refused unless a finite number in `range`. NaN (`Number()` of an
+ * unset environment variable) or Infinity retries never stop (no attempt count
+ * is `>=` either): a server answering 503 was asked again for ever. A NaN
+ * pause or timer is 1 ms (a reconnect loop that never rests), a timeout of 0
+ * aborts every attempt at once, and a negative or NaN one threw from a call.
+ */
+function option(where: string, name: string, value: unknown, range: Range): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'number' && Number.isFinite(value) && (range === 'positive' ? value > 0 : value >= 0)) return value;
+  throw badOption(where, name, range === 'positive' ? 'a finite number above 0' : 'a finite number of 0 or more', value);
+}
+
+/**
+ * A pair of pauses (`retryDelayMs`, a watch's `reconnect`) as given, each
+ * checked by `option`; a bound left out (a JavaScript caller's `{ max: 1000 }`)
+ * is its default, not undefined (NaN pauses); undefined: the defaults.
+ */
+function pauses<K extends string>(where: string, name: string, value: unknown, defaults: Readonly<Record<K, number>>, range: Range): Record<K, number> {
+  if (value === undefined) return { ...defaults };
+  const keys = Object.keys(defaults) as K[];
+  if (value === null || typeof value !== 'object') throw badOption(where, name, `an object { ${keys.join(', ')} }`, value);
+  const given = value as Partial<Record<K, unknown>>;
+  const out: Record<K, number> = { ...defaults };
+  for (const k of keys) out[k] = option(where, `${name}.${k}`, given[k], range) ?? defaults[k];
+  return out;
+}
+
+/** The default pauses between a request's retries. */
+const RETRY_DELAY_MS: Readonly<{ min: number; max: number }> = { min: 250, max: 5000 };
 
 /** A new ULID: the default Idempotency-Key. */
 export const newIdempotencyKey = (): string => ulid();
@@ -170,11 +209,10 @@ export class AtsClient {
       headers: o.apiKey?.trim() ? { authorization: `Bearer ${o.apiKey.trim()}` } : {},
       // Called unbound: a browser's fetch throws "Illegal invocation" when called as a method of another object.
       fetch: (input, init) => fetchImpl(input, init),
-      timeoutMs: aNumber('createClient', 'timeoutMs', o.timeoutMs) ?? 30_000,
-      retries: Math.max(0, aNumber('createClient', 'retries', o.retries) ?? 3),
-      retryDelayMs: o.retryDelayMs
-        ? { min: aNumber('createClient', 'retryDelayMs.min', o.retryDelayMs.min)!, max: aNumber('createClient', 'retryDelayMs.max', o.retryDelayMs.max)! }
-        : { min: 250, max: 5000 },
+      timeoutMs: option('createClient', 'timeoutMs', o.timeoutMs, 'positive') ?? 30_000,
+      retries: option('createClient', 'retries', o.retries, 'zeroOrMore') ?? 3,
+      // 0 pauses are allowed: the retries are counted, so they end.
+      retryDelayMs: pauses('createClient', 'retryDelayMs', o.retryDelayMs, RETRY_DELAY_MS, 'zeroOrMore'),
       onRetry: o.onRetry,
     };
     this.WebSocket = o.WebSocket;
@@ -638,16 +676,18 @@ export class AtsClient {
    * The transitions matching `filter`, live (or from `opts.cursor` on), as an
    * async iterator over the stream; a dropped connection is resumed from the
    * last cursor, so no event is missed or repeated. `break` or `close()` ends it.
-   * A number option that is NaN is refused here (an ApiError
-   * `ATS_ERR_VALIDATION` naming it): its pauses and timers would be 1 ms, a
-   * reconnect loop that never rests.
+   * A number option that is not finite, or out of its range (0 for a pause
+   * or a timeout), is refused here (an ApiError `ATS_ERR_VALIDATION` naming
+   * it): its pauses and timers would be 1 ms or none, a reconnect loop that
+   * never rests.
    */
   watch(filter: StreamFilter = {}, opts: WatchOptions = {}): Watch {
-    for (const name of ['keepAliveMs', 'connectTimeoutMs', 'maxQueued', 'statsEveryMs'] as const) aNumber('watch', name, opts[name]);
-    if (opts.reconnect) {
-      aNumber('watch', 'reconnect.minMs', opts.reconnect.minMs);
-      aNumber('watch', 'reconnect.maxMs', opts.reconnect.maxMs);
-    }
+    // A keep-alive or connect timeout of 0 drops every connection at once; at most 0 queued events, nothing is read.
+    for (const name of ['keepAliveMs', 'connectTimeoutMs', 'maxQueued'] as const) option('watch', name, opts[name], 'positive');
+    // 0 stops the server's periodic stats.
+    option('watch', 'statsEveryMs', opts.statsEveryMs, 'zeroOrMore');
+    // Reconnect pauses of 0 reconnect without rest, for ever.
+    const reconnect = pauses('watch', 'reconnect', opts.reconnect, RECONNECT_MS, 'positive');
     const keyRefusal = async (): Promise<ApiError | null> => {
       try {
         await call<unknown>({ ...this.http, retries: 0 }, 'GET', '/v1/machine', {});
@@ -656,7 +696,7 @@ export class AtsClient {
         return error instanceof ApiError && (error.status === 401 || error.status === 403) ? error : null;
       }
     };
-    return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket), keyRefusal }, filter, opts);
+    return watch({ baseUrl: this.url, headers: this.http.headers, webSocket: () => resolveWebSocket(this.WebSocket), keyRefusal }, filter, { ...opts, reconnect });
   }
 }
 

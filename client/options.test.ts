@@ -7,14 +7,23 @@
  * from inside a call. So is a watch's, when the watch is made: a NaN reconnect
  * pause, keep-alive or connect timeout is a 1 ms timer (a reconnect loop that
  * never rests), and a NaN `maxQueued` never pauses a watch whose reader
- * falls behind.
+ * falls behind. The same for a number out of range: `retries: Infinity`
+ * retried for ever as NaN did; a timeout of 0 aborts every attempt, a
+ * reconnect pause of 0 never rests; and a pair of pauses given without one
+ * of its bounds (a JavaScript caller) takes its default, not NaN.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { ApiError, createClient, type WatchOptions } from './index.js';
 
 const refused = (option: string) => (e: unknown) =>
   e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && e.message.includes(option) && /NaN/.test(e.message);
+
+/** Refused as a bad option: ATS_ERR_VALIDATION (status 0) naming it and the value given. */
+const refusedAs = (option: string, got: string) => (e: unknown) =>
+  e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && e.message.includes(`${option} must be`) && e.message.includes(`got ${got}`);
 
 test('retries, timeoutMs or retryDelayMs that is NaN is refused when the client is made, naming the option', () => {
   const unset = Number(undefined);
@@ -24,16 +33,61 @@ test('retries, timeoutMs or retryDelayMs that is NaN is refused when the client 
   assert.throws(() => createClient({ url: 'http://ats.test', retryDelayMs: { min: 250, max: unset } }), refused('retryDelayMs.max'));
 });
 
-test('numbers are taken as before: a negative retries sends once, Infinity timeouts and retries are allowed', async () => {
+test('retries, timeoutMs or retryDelayMs that is negative, Infinity or not a number is refused when the client is made, naming the option', () => {
+  const made = (o: object) => () => createClient({ url: 'http://ats.test', ...o });
+  // Infinity retries: no attempt count is `>= Infinity`, so a 503 was asked again for ever (as NaN was).
+  assert.throws(made({ retries: Infinity }), refusedAs('retries', 'Infinity'));
+  assert.throws(made({ retries: -1 }), refusedAs('retries', '-1'));
+  assert.throws(made({ retries: '3' }), refusedAs('retries', '"3"'));
+  // A timeout of 0 aborts every attempt at once; a negative one throws from inside a call.
+  for (const t of [0, -1, Infinity, -Infinity]) assert.throws(made({ timeoutMs: t }), refusedAs('timeoutMs', String(t)));
+  assert.throws(made({ retryDelayMs: { min: -1, max: 5000 } }), refusedAs('retryDelayMs.min', '-1'));
+  assert.throws(made({ retryDelayMs: { min: 250, max: Infinity } }), refusedAs('retryDelayMs.max', 'Infinity'));
+  assert.throws(made({ retryDelayMs: { min: 250, max: null } }), refusedAs('retryDelayMs.max', 'null'));
+  assert.throws(made({ retryDelayMs: 1000 }), refusedAs('retryDelayMs', '1000'));
+});
+
+test('retries: Infinity against a server answering 503: refused before anything is sent, not a call retried for ever', async () => {
   let sent = 0;
   const fetch = async (): Promise<Response> => {
     sent++;
     return new Response(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }), { status: 503 });
   };
-  const once = createClient({ url: 'http://ats.test', fetch, retries: -1, timeoutMs: Infinity, retryDelayMs: { min: 0, max: 0 } });
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(new Error('still retrying after 500 ms')), 500);
+  try {
+    await assert.rejects((async () => createClient({ url: 'http://ats.test', fetch, retries: Infinity, retryDelayMs: { min: 0, max: 0 } }).stats({ signal: ac.signal }))(),
+      refusedAs('retries', 'Infinity'));
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(sent, 0);
+});
+
+test('a retryDelayMs without its min (a JavaScript caller) takes the default min: a 503\'s Retry-After is waited, not a NaN pause of 1 ms', async () => {
+  let sent = 0;
+  const fetch = async (): Promise<Response> => {
+    sent++;
+    return new Response(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }), { status: 503, headers: { 'retry-after': '1' } });
+  };
+  const ats = createClient({ url: 'http://ats.test', fetch, retries: 1, retryDelayMs: { max: 1000 } as { min: number; max: number } });
+  const started = Date.now();
+  await assert.rejects(ats.stats(), (e: unknown) => e instanceof ApiError && e.status === 503);
+  assert.equal(sent, 2);
+  assert.ok(Date.now() - started >= 900, `paused ${Date.now() - started} ms`);
+});
+
+test('numbers in range are taken: 0 retries sends once, 0 pauses, a 30-day timeout, fractions', async () => {
+  let sent = 0;
+  const fetch = async (): Promise<Response> => {
+    sent++;
+    return new Response(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }), { status: 503 });
+  };
+  const once = createClient({ url: 'http://ats.test', fetch, retries: 0, timeoutMs: 30 * 86_400_000, retryDelayMs: { min: 0, max: 0 } });
   await assert.rejects(once.stats(), (e: unknown) => e instanceof ApiError && e.status === 503);
   assert.equal(sent, 1);
-  assert.ok(createClient({ url: 'http://ats.test', retries: Infinity }));
+  assert.ok(createClient({ url: 'http://ats.test', retries: 2.5, timeoutMs: 0.5, retryDelayMs: { min: 0.5, max: 10.5 } }));
+  assert.ok(createClient({ url: 'http://ats.test', retries: undefined, timeoutMs: undefined, retryDelayMs: undefined }));
 });
 
 test('a watch option that takes a number and is NaN is refused when the watch is made, naming it', () => {
@@ -46,7 +100,51 @@ test('a watch option that takes a number and is NaN is refused when the watch is
   assert.throws(watching({ reconnect: { minMs: 250, maxMs: unset } }), refused('reconnect.maxMs'));
   assert.throws(watching({ maxQueued: unset }), refused('maxQueued'));
   assert.throws(watching({ statsEveryMs: unset }), refused('statsEveryMs'));
-  // Numbers, and options left out, are taken as before.
-  assert.doesNotThrow(watching({ keepAliveMs: 1000, connectTimeoutMs: Infinity, reconnect: { minMs: 0, maxMs: 10 }, maxQueued: 1, statsEveryMs: 250 }));
+  // Numbers in range, and options left out, are taken as before.
+  assert.doesNotThrow(watching({ keepAliveMs: 1000, connectTimeoutMs: 30 * 86_400_000, reconnect: { minMs: 1, maxMs: 10 }, maxQueued: 1, statsEveryMs: 250 }));
+  assert.doesNotThrow(watching({ statsEveryMs: 0, reconnect: { minMs: 2 ** 31, maxMs: 30 * 86_400_000 } }));
   assert.doesNotThrow(watching({}));
+});
+
+test('a watch option out of range is refused when the watch is made, naming it: pauses and timers of 0, negative or Infinity', () => {
+  const ats = createClient({ url: 'http://ats.test' });
+  const watching = (opts: object) => () => ats.watch({}, opts as WatchOptions).close();
+  // A keep-alive or connect timeout of 0 drops every connection at once; Infinity is no timeout at all.
+  for (const name of ['keepAliveMs', 'connectTimeoutMs'] as const) {
+    for (const v of [0, -1, Infinity]) assert.throws(watching({ [name]: v }), refusedAs(name, String(v)), `${name}: ${v}`);
+  }
+  // Reconnect pauses of 0 reconnect without rest, for ever.
+  for (const v of [0, -5, Infinity]) {
+    assert.throws(watching({ reconnect: { minMs: v, maxMs: 5000 } }), refusedAs('reconnect.minMs', String(v)));
+    assert.throws(watching({ reconnect: { minMs: 250, maxMs: v } }), refusedAs('reconnect.maxMs', String(v)));
+  }
+  assert.throws(watching({ reconnect: 1000 }), refusedAs('reconnect', '1000'));
+  for (const v of [0, -1, Infinity]) assert.throws(watching({ maxQueued: v }), refusedAs('maxQueued', String(v)));
+  for (const v of [-250, Infinity]) assert.throws(watching({ statsEveryMs: v }), refusedAs('statsEveryMs', String(v)));
+  assert.throws(watching({ keepAliveMs: '1000' }), refusedAs('keepAliveMs', '"1000"'));
+});
+
+test('a watch whose reconnect gives only maxMs (a JavaScript caller) pauses from the default minMs, not NaN ms (1 ms timers)', async () => {
+  // Every upgrade is refused 503, as while the server's database is down.
+  let upgrades = 0;
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  server.on('upgrade', (_req, socket) => {
+    upgrades++;
+    socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const w = createClient({ url, retries: 0 }).watch({}, {
+    retryFirstConnect: true, reconnect: { maxMs: 5000 } as { minMs: number; maxMs: number }, onNotice: () => undefined,
+  });
+  void w.ready?.catch(() => undefined);
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    w.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+  // Pauses of 250 and 500 ms: at most 3 tries in half a second; 1 ms pauses made dozens.
+  assert.ok(upgrades <= 3, `${upgrades} connection tries in 500 ms`);
 });

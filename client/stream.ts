@@ -45,7 +45,7 @@ export interface WatchOptions {
    * then yields nothing).
    */
   onWorkflow?: ((message: StreamWorkflowMessage) => void) | undefined;
-  /** Ask for job counts every `statsEveryMs` (≥ 250) and receive them here. */
+  /** Ask for job counts every `statsEveryMs` (≥ 250; 0 stops them) and receive them here. */
   statsEveryMs?: number | undefined;
   onStats?: ((stats: StreamStatsMessage) => void) | undefined;
   /** The advisor's anomalies of the types and queues the filter wants, live (docs/advisor.md). */
@@ -61,21 +61,21 @@ export interface WatchOptions {
   onConnection?: ((state: 'subscribed' | 'disconnected') => void) | undefined;
   /** Reconnects and the server's `error` messages, as text. */
   onNotice?: ((message: string) => void) | undefined;
-  /** Reconnect pause, doubling from min to max. @defaultValue { minMs: 250, maxMs: 5000 } */
+  /** Reconnect pause, doubling from min to max; each finite, above 0. @defaultValue { minMs: 250, maxMs: 5000 } */
   reconnect?: { minMs: number; maxMs: number } | undefined;
   /**
    * Keep trying when the first connection fails too (else `ready` rejects and
    * the iterator throws). @defaultValue false
    */
   retryFirstConnect?: boolean | undefined;
-  /** Ping period; a connection silent for a whole period is dropped and resumed. @defaultValue 15000 */
+  /** Ping period (finite, above 0); a connection silent for a whole period is dropped and resumed. @defaultValue 15000 */
   keepAliveMs?: number | undefined;
-  /** How long a connection may take to be subscribed. @defaultValue 10000 */
+  /** How long a connection may take to be subscribed (finite, above 0). @defaultValue 10000 */
   connectTimeoutMs?: number | undefined;
   /**
    * Most events waiting in the iterator: at this many the watch closes its
    * connection and, once they are read, resubscribes from the last one read
-   * (nothing missed or repeated). @defaultValue 10000
+   * (nothing missed or repeated). Finite, above 0. @defaultValue 10000
    */
   maxQueued?: number | undefined;
 }
@@ -165,6 +165,9 @@ export function watch(deps: StreamDeps, filter: StreamFilter, opts: WatchOptions
 
 /** The close code of a stream whose key no longer works (revoked, or keys became required): docs/stream.md. */
 export const KEY_REFUSED_CLOSE = 4401;
+
+/** The default reconnect pauses (`reconnect`). */
+export const RECONNECT_MS: Readonly<{ minMs: number; maxMs: number }> = { minMs: 250, maxMs: 5000 };
 
 /** What a close with KEY_REFUSED_CLOSE ends the watch with. */
 const keyRefused = (reason: string): ApiError => new ApiError(401, 'ATS_ERR_UNAUTHORIZED', reason || 'the API key no longer works');
@@ -549,7 +552,7 @@ class ResumingWatch implements Watch {
   }
 
   private reconnectPauses(): { minMs: number; maxMs: number } {
-    return this.opts.reconnect ?? { minMs: 250, maxMs: 5000 };
+    return this.opts.reconnect ?? RECONNECT_MS;
   }
 
   private scheduleReconnect(): void {
