@@ -232,11 +232,12 @@ async function jobsOf(q: string): Promise<string[]> {
   return ids;
 }
 
-test('an error answer keeps its Retry-After in seconds, on a 429 or a 503 only', () => {
+test('an error answer keeps its Retry-After in seconds (or as the time until its HTTP date: retry-after.test.ts), on a 429 or a 503 only', () => {
   const body = JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' });
   assert.equal(toApiError(429, body, null, '7').retryAfterMs, 7000);
   assert.equal(toApiError(503, 'upstream down', null, ' 2 ').retryAfterMs, 2000, 'an answer that is not ours too');
-  assert.equal(toApiError(429, body, null, 'Wed, 21 Oct 2099 07:28:00 GMT').retryAfterMs, undefined, 'an HTTP date is left out');
+  assert.equal(toApiError(429, body, null, 'Wed, 21 Oct 2099 07:28:00 GMT', Date.UTC(2099, 9, 21, 7, 27, 0)).retryAfterMs, 60_000, 'an HTTP date: the time until it');
+  assert.equal(toApiError(429, body, null, '7 s').retryAfterMs, undefined, 'junk is left out');
   assert.equal(toApiError(429, body, null, null).retryAfterMs, undefined);
   assert.equal(toApiError(404, body, null, '7').retryAfterMs, undefined, 'only where the server asks to wait');
 });

@@ -26,7 +26,8 @@ export class ApiError extends Error {
   readonly location?: string;
   /**
    * How long the server asked to wait before trying again (its `Retry-After`,
-   * in ms), on a 429 (rate limited) or 503 (unavailable) that sent one. Absent otherwise.
+   * in ms: its seconds, or the time until its HTTP date, 0 for a date past), on
+   * a 429 (rate limited) or 503 (unavailable) that sent one. Absent otherwise.
    */
   readonly retryAfterMs?: number;
   /**
@@ -105,11 +106,60 @@ export function networkReason(err: unknown): string {
   return e?.cause?.code ?? e?.code ?? e?.cause?.message ?? e?.message ?? String(err);
 }
 
-/** An error answer (`{code, message}`, or any other body) as an ApiError; `location`: its Location header, if any. */
-export function toApiError(status: number, text: string, location?: string | null, retryAfter?: string | null): ApiError {
-  // Seconds (the form the server sends); an HTTP date or junk is left out.
-  const seconds = retryAfter != null && /^\s*\d+\s*$/.test(retryAfter) ? Number(retryAfter) : null;
-  const retryAfterMs = seconds !== null && (status === 429 || status === 503) ? seconds * 1000 : undefined;
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const DAY = '(?:mon|tue|wed|thu|fri|sat|sun)';
+const MONTH = '(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)';
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})';
+/** `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate, what senders send). */
+const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`, 'i');
+/** `Sunday, 06-Nov-94 08:49:37 GMT` (RFC 850, obsolete: a two-digit year). */
+const RFC_850 = new RegExp(`^(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`, 'i');
+/** `Sun Nov  6 08:49:37 1994` (asctime, obsolete). */
+const ASCTIME = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`, 'i');
+
+/**
+ * An HTTP date in any of the three forms a recipient must read, as ms since
+ * the epoch; null for anything else (a date that does not exist, 31 Feb, too).
+ * A two-digit year is the latest such year not over 50 years after `now`.
+ */
+function httpDate(text: string, now: number): number | null {
+  let parts: { day: string; month: string; year: number; h: string; m: string; s: string } | null = null;
+  let match: RegExpExecArray | null;
+  if ((match = IMF_FIXDATE.exec(text))) parts = { day: match[1]!, month: match[2]!, year: Number(match[3]), h: match[4]!, m: match[5]!, s: match[6]! };
+  else if ((match = ASCTIME.exec(text))) parts = { month: match[1]!, day: match[2]!, h: match[3]!, m: match[4]!, s: match[5]!, year: Number(match[6]) };
+  else if ((match = RFC_850.exec(text))) {
+    const thisYear = new Date(now).getUTCFullYear();
+    let year = thisYear - (thisYear % 100) + Number(match[3]);
+    if (year > thisYear + 50) year -= 100;
+    parts = { day: match[1]!, month: match[2]!, year, h: match[4]!, m: match[5]!, s: match[6]! };
+  }
+  if (!parts) return null;
+  const [month, day, h, m, s] = [MONTHS.indexOf(parts.month.toLowerCase()), Number(parts.day), Number(parts.h), Number(parts.m), Number(parts.s)];
+  if (h > 23 || m > 59 || s > 60) return null;
+  const at = new Date(Date.UTC(parts.year, month, day, h, m, Math.min(s, 59)));
+  // Date.UTC rolls 31 Feb over into March: such a date is no date.
+  return at.getUTCMonth() === month && at.getUTCDate() === day ? at.getTime() : null;
+}
+
+/**
+ * A `Retry-After` as ms to wait: whole seconds (the form the server sends),
+ * or an HTTP date (a proxy's), the time until it (0 when past); null for junk.
+ * Unbounded here: who waits bounds it (a 503's retry by `retryDelayMs.max`).
+ */
+function retryAfterWait(value: string, now: number): number | null {
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = httpDate(text, now);
+  return at === null ? null : Math.max(0, at - now);
+}
+
+/**
+ * An error answer (`{code, message}`, or any other body) as an ApiError;
+ * `location`: its Location header, if any; `retryAfter`: its Retry-After,
+ * read on a 429 or 503 (a date as the time from `now` until it).
+ */
+export function toApiError(status: number, text: string, location?: string | null, retryAfter?: string | null, now: number = Date.now()): ApiError {
+  const retryAfterMs = retryAfter != null && (status === 429 || status === 503) ? retryAfterWait(retryAfter, now) ?? undefined : undefined;
   let parsed: { code?: unknown; message?: unknown; accepts?: unknown } | undefined;
   try {
     parsed = JSON.parse(text) as typeof parsed;

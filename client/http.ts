@@ -1,7 +1,7 @@
 /**
  * One REST call with a per-attempt timeout and retries: a timeout, a network
  * error or a 503 is tried again after an exponential, jittered pause (a 503's
- * `Retry-After` is honoured up to the longest pause). What the caller must
+ * `Retry-After`, seconds or an HTTP date, is honoured up to the longest pause). What the caller must
  * know to retry safely — that the request is idempotent — is the caller's
  * business: `retry: false` sends it once, `retryUnknown: false` stops at the
  * first attempt that may have taken effect. Such an attempt — a timeout, a
