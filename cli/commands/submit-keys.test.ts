@@ -4,7 +4,8 @@
  * characters is a usage error (exit 2) before any request goes, instead of a
  * run whose every item the server refuses 400. Against a small fake server
  * that counts what it is sent and takes every job of a batch as done (a
- * batch with a key over 255 characters it refuses 400, as the API does).
+ * batch with a key over 255 characters it refuses 400, as the API does). So
+ * is one job's key over 255 characters, without `--count`.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
@@ -30,6 +31,15 @@ const server = createServer((req, res) => {
       const long = jobs.findIndex((j) => j.idempotencyKey.length > 255);
       if (long >= 0) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: `body/jobs/${long}/idempotencyKey must NOT have more than 255 characters` });
       return json(res, 200, { results: jobs.map((_, i) => ({ status: 201, id: `01J${String(seen.keys.length + i).padStart(23, '0')}`, state: 'done' })) });
+    }
+    if (req.method === 'POST' && req.url === '/v1/jobs') {
+      const key = String(req.headers['idempotency-key']);
+      seen.keys.push(key);
+      if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must NOT have more than 255 characters' });
+      return json(res, 201, {
+        id: '01J00000000000000000000001', type: 'demo.echo', queue: 'default', state: 'pending', attempt: 0, maxAttempts: 3, payload: null, result: null,
+        lastError: null, runAt: '2030-01-01T00:00:00.000Z', createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z',
+      });
     }
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
@@ -75,4 +85,20 @@ test('one job: K-0 may be 255 characters (K of 253)', async () => {
   assert.equal((await submit('k'.repeat(253), 1)).code, 0);
   assert.equal((await submit('k'.repeat(254), 1)).code, 2);
   assert.equal(seen.requests, 0);
+});
+
+test('one job without --count: a key over 255 characters is exit 2 with the usage, nothing sent; one of 255 is sent', async () => {
+  const one = (key: string) => {
+    seen.requests = 0;
+    seen.keys = [];
+    return capturing('01J00000000000000000000001', () => submitCommand(['demo.echo', '--idempotency-key', key], { ATS_URL: url }));
+  };
+  const long = await one('k'.repeat(256));
+  assert.equal(long.code, 2, long.stderr);
+  assert.match(long.stderr, /--idempotency-key: the key is 256 characters; the API takes at most 255/);
+  assert.match(long.stderr, /usage: ats submit/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+  const longest = await one('k'.repeat(255));
+  assert.equal(longest.code, 0, longest.stderr);
+  assert.deepEqual(seen.keys, ['k'.repeat(255)]);
 });

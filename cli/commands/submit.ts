@@ -16,6 +16,7 @@ export const submitSpec: CommandSpec = {
     '           [--timeout-ms N] [--priority N] [--concurrency-key K] [--wait | --count N] [--json]',
   details: [
     '--payload JSON         the handler\'s input (default null)',
+    `--idempotency-key K    a repeat with the same K and job answers the job the first made (at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters)`,
     '--concurrency-key K    count the job\'s attempts against the limit of K ("ats limits set K ..."): over it, the job',
     '                       waits; a key without a limit is unlimited',
     '--wait                 print each state as it happens, and the progress the handler reports (ctx.progress)',
@@ -54,9 +55,8 @@ export function requestFrom(type: string, values: Values): SubmitRequest {
   return body;
 }
 
-async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
+async function submitOne(ctx: Context, body: SubmitRequest, key: string | undefined): Promise<number> {
   const { client, values } = ctx;
-  const key = str(values, 'idempotency-key');
   const job = await client.submit(body, key === undefined ? {} : { idempotencyKey: key });
   if (!values.wait) {
     out(values.json ? JSON.stringify(job) : job.id);
@@ -70,6 +70,12 @@ async function submitOne(ctx: Context, body: SubmitRequest): Promise<number> {
   }, { onNotice: err, ...(values.json ? {} : { onProgress: (p) => out(progressLine(p, job.maxAttempts)) }) });
   if (values.json) out(JSON.stringify(await client.get(job.id)));
   return state === 'done' ? 0 : 1;
+}
+
+/** One job's key over the API's limit would be sent and refused (400, exit 1): refused up front instead, as a usage error. */
+function checkKey(key: string): void {
+  if (key.length <= MAX_IDEMPOTENCY_KEY_CHARS) return;
+  throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
 }
 
 /**
@@ -90,8 +96,11 @@ export const submitCommand = clientCommand(submitSpec, async (ctx) => {
   const body = requestFrom(positionals[0]!, values);
   const count = int(values, 'count', 1, 1_000_000);
   if (count !== undefined && values.wait) throw new UsageError('--count already waits for every job; drop --wait');
-  if (count === undefined) return submitOne(ctx, body);
   const key = str(values, 'idempotency-key');
+  if (count === undefined) {
+    if (key !== undefined) checkKey(key);
+    return submitOne(ctx, body, key);
+  }
   if (key !== undefined) checkItemKeys(key, count);
   const summary = await submitMany(ctx.client, body, count, { idempotencyKey: key, onNotice: err });
   out(values.json ? JSON.stringify(summary) : summary.text);
