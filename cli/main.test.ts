@@ -1,6 +1,7 @@
 /**
  * `ats` as a child process where no scheduler is needed: `ats start --help`,
- * and a client command against a server whose answers are not the API's.
+ * a client command against a server whose answers are not the API's, and one
+ * whose stdout or stderr reader goes.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -106,5 +107,84 @@ describe('a reader that stops reading', () => {
     clearTimeout(timer);
     assert.equal(code, 0, stderr);
     assert.doesNotMatch(stderr, /EPIPE|^\s+at /m, 'no stack trace');
+  });
+});
+
+describe('a reader of stderr that stops reading', () => {
+  const servers: Server[] = [];
+  after(() => servers.forEach((s) => s.close()));
+
+  /**
+   * A server without a stream route (the watch polls, saying so on stderr) whose list of the jobs answers the
+   * `n`th time (from 1) as `answer(n)` says: 200 with n jobs (a new one each time, each with its history), or 429
+   * with Retry-After: 1 (the watch waits it out, saying so on stderr).
+   */
+  async function polled(answer: (n: number) => 'jobs' | 'limited'): Promise<string> {
+    let lists = 0;
+    const job = (n: number) => {
+      const id = `01J${String(n).padStart(23, '0')}`;
+      const at = new Date(1_700_000_000_000 + n).toISOString();
+      return {
+        id, type: 'demo.echo', queue: 'default', state: 'pending', version: 1, attempt: 0, maxAttempts: 3, payload: null, result: null,
+        lastError: null, runAt: at, createdAt: at, updatedAt: at,
+        events: [{ seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} }],
+      };
+    };
+    const server = createServer((req, res) => {
+      const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+        res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+      if (req.url === '/healthz') return json(200, { status: 'ok' });
+      if (req.url?.startsWith('/v1/jobs?')) {
+        lists++;
+        if (answer(lists) === 'limited') return json(429, { code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' }, { 'retry-after': '1' });
+        return json(200, { jobs: Array.from({ length: lists }, (_, i) => job(lists - i)).map(({ events: _, ...j }) => j), nextCursor: null });
+      }
+      const one = /^\/v1\/jobs\/01J0*(\d+)$/.exec(req.url ?? '');
+      if (one) return json(200, job(Number(one[1])));
+      json(404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  const childEnv = (): NodeJS.ProcessEnv => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    return env;
+  };
+
+  test('ats watch 2>&1 | head -1: the pipe of both closed, the next line on stderr ends the watch quietly (exit 0), not an uncaught EPIPE (exit 1)', async () => {
+    // The first line is the watch's "polling" on stderr; then only stderr lines (a rate limit waited out every second).
+    const url = await polled((n) => (n === 1 ? 'jobs' : 'limited'));
+    const child = spawn('bash', ['-c', `"${process.execPath}" cli/bin.mjs watch --url "$0" 2>&1 | head -1; exit "\${PIPESTATUS[0]}"`, url], {
+      cwd: root, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    clearTimeout(timer);
+    assert.match(out, /polling/);
+    assert.equal(code, 0, 'the exit code of ats');
+  });
+
+  test('stderr\'s reader gone but stdout\'s still reading: its lines are dropped, the watch goes on printing (Ctrl-C: exit 0)', async () => {
+    // The first line on stderr ("polling"); then a rate limit waited out (a line on stderr), then a new job (a line on stdout).
+    const url = await polled((n) => (n === 2 ? 'limited' : 'jobs'));
+    const child = spawn(process.execPath, ['cli/bin.mjs', 'watch', '--url', url], { cwd: root, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const exit = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    await new Promise<void>((r) => child.stderr.once('data', () => r()));
+    child.stderr.destroy();
+    const first = await Promise.race([
+      new Promise<string>((r) => child.stdout.once('data', (d) => r(String(d)))),
+      exit.then((c) => `exited ${c} before printing a transition`),
+    ]);
+    assert.match(first, /01J0+\d+/, `a transition, printed after the line on stderr that found no reader; got: ${first}`);
+    child.kill('SIGINT');
+    const code = await exit;
+    clearTimeout(timer);
+    assert.equal(code, 0);
   });
 });

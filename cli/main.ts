@@ -2,6 +2,8 @@
  * The command-line entry: `ats <command> [options]`. The only module that
  * reads `process.env` and `process.argv`.
  */
+import { fstatSync } from 'node:fs';
+
 type Command = (args: readonly string[], env: Record<string, string | undefined>) => Promise<number>;
 
 /**
@@ -66,6 +68,23 @@ function endWhenReaderGoes(): void {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
+  // So does one whose stderr shares that reader (`ats watch 2>&1 | head -1`): its next notice finds it gone. A reader
+  // of stderr alone gone (stdout still read), what goes to stderr is dropped and the command goes on.
+  const sharesStdout = samePipe(1, 2);
+  process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (sharesStdout) process.exit(0);
+  });
+}
+
+/** Are the two descriptors the same pipe, file or socket (`2>&1`)? */
+function samePipe(a: number, b: number): boolean {
+  try {
+    const [x, y] = [fstatSync(a), fstatSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 async function main(argv: readonly string[]): Promise<number> {
