@@ -43,6 +43,34 @@ describe('ats start --help', () => {
   });
 });
 
+describe('ats help', () => {
+  test('ats help COMMAND prints that command\'s help, as ats COMMAND --help does (stdout, exit 0)', async () => {
+    for (const [name, usage] of [['submit', /^usage: ats submit TYPE /], ['watch', /^usage: ats watch \[--job ID\]/], ['schedule', /^usage: ats schedule add /m]] as const) {
+      const help = await ats(['help', name]);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, usage, name);
+      assert.equal(help.stdout, (await ats([name, '--help'])).stdout, name);
+    }
+    const start = await ats(['help', 'start']);
+    assert.equal(start.code, 0, start.stderr);
+    assert.match(start.stdout, /^usage: ats start /);
+  });
+
+  test('ats help of a command that does not exist: the usage on stderr, exit 2; ats help alone: the usage, exit 0', async () => {
+    const bogus = await ats(['help', 'frobnicate']);
+    assert.equal(bogus.code, 2);
+    assert.match(bogus.stderr, /unknown command "frobnicate"/);
+    const alone = await ats(['help']);
+    assert.equal(alone.code, 0);
+    assert.match(alone.stdout, /^usage: ats <command> \[options\]/);
+  });
+
+  test('the usage\'s line for watch names each of its filters', async () => {
+    const top = await ats(['--help']);
+    assert.match(top.stdout, /^ {2}ats watch \[--job ID\] \[--type T\] \[--queue Q\] \[--state S,\.\.\.\]/m);
+  });
+});
+
 describe('an answer that is not the API\'s', () => {
   let server: Server;
   let url = '';

@@ -38,8 +38,8 @@ export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new
   ['start', { run: startCommand, help: 'ats start [--role api,relay,worker,timers] [--port 3000] ...  run the scheduler' }],
   ['submit', { run: submitCommand, help: 'ats submit TYPE [--payload JSON] [--wait | --count N] ...    submit a job (or N)' }],
   ['get', { run: getCommand, help: 'ats get ID [--json]                                          a job and its events' }],
-  ['ls', { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]         list jobs, newest first' }],
-  ['watch', { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--state S,...]              follow transitions live' }],
+  ['ls', { run: lsCommand, help: 'ats ls [--state S] [--type T] [--queue Q] [--limit N]        list jobs, newest first' }],
+  ['watch', { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...]  follow transitions live' }],
   ['cancel', { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' }],
   ['redrive', { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' }],
   ['insights', { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' }],
@@ -53,7 +53,7 @@ export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new
 function usage(): string {
   return [
     'usage: ats <command> [options]', '', ...[...COMMANDS.values()].map((c) => `  ${c.help}`), '',
-    'Client commands talk to --url or $ATS_URL (default http://localhost:3000). "ats <command> --help" for details.',
+    'Client commands talk to --url or $ATS_URL (default http://localhost:3000). "ats <command> --help" (or "ats help <command>") for details.',
     '"ats keys" works on the database itself (MYSQL_URL or ATS_DATA_DIR, as "ats start"): it makes the first key before any exists.',
   ].join('\n');
 }
@@ -88,7 +88,9 @@ function samePipe(a: number, b: number): boolean {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  const [name, ...args] = argv;
+  const [first, ...rest] = argv;
+  // `ats help COMMAND [SUB]` is `ats COMMAND [SUB] --help`.
+  const [name, ...args] = first === 'help' && rest.length > 0 ? [...rest, '--help'] : argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     // Asked for, the usage is the answer (stdout, 0); with no command, a wrong command line (stderr, 2).
     (name ? process.stdout : process.stderr).write(usage() + '\n');
