@@ -55,8 +55,11 @@ export interface Answer<T> {
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** `ms` as a timer's delay: a longer duration (a month, Infinity) waits the longest a timer holds, not 1 ms. */
-export const timerMs = (ms: number): number => Math.min(ms, MAX_TIMER_MS);
+/**
+ * `ms` as a timer's delay: a longer duration (a month, Infinity) waits the longest a timer holds, not 1 ms;
+ * a fraction, the next whole ms (`AbortSignal.timeout` takes whole ms only, and throws on a fraction).
+ */
+export const timerMs = (ms: number): number => Math.min(Math.ceil(ms), MAX_TIMER_MS);
 
 /** Resolves after `ms`; rejects with the signal's reason once it aborts. */
 export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>

@@ -90,6 +90,13 @@ test('numbers in range are taken: 0 retries sends once, 0 pauses, a 30-day timeo
   assert.ok(createClient({ url: 'http://ats.test', retries: undefined, timeoutMs: undefined, retryDelayMs: undefined }));
 });
 
+test('a timeoutMs with a fraction times calls as its next whole ms: the call is answered, not a RangeError of the timer', async () => {
+  const fetch = async (): Promise<Response> =>
+    new Response(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }), { status: 503 });
+  const ats = createClient({ url: 'http://ats.test', fetch, retries: 0, timeoutMs: 1500.5 });
+  await assert.rejects(ats.stats(), (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === 'ATS_ERR_STORE_UNAVAILABLE');
+});
+
 test('a watch option that takes a number and is NaN is refused when the watch is made, naming it', () => {
   const unset = Number(undefined);
   const ats = createClient({ url: 'http://ats.test' });

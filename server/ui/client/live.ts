@@ -21,6 +21,7 @@
  * no request with that key can succeed.
  */
 import { ApiError, type StreamEventMessage, type StreamInsightMessage, type StreamProgressMessage } from '../../../client/index.js';
+import { timerMs } from '../../../client/http.js';
 import type { Api, CountStats } from './api.js';
 import { isKeyRefused } from './key-gate.js';
 
@@ -122,7 +123,8 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
   };
   /** A 429: no read until the server's Retry-After (else a pause doubling from two polls) has passed. */
   const waitOutLimit = (err: ApiError) => {
-    const ms = err.retryAfterMs ?? Math.min(max, 2 * pollMs * 2 ** limited);
+    // A Retry-After over the longest a timer holds (a date far ahead) would fire at once: it waits that longest.
+    const ms = timerMs(err.retryAfterMs ?? Math.min(max, 2 * pollMs * 2 ** limited));
     limited++;
     stopPolling();
     on.onMode('limited', ms);
