@@ -40,6 +40,9 @@ describe('argument parsing', () => {
     for (const bad of ['0', '11', '1.5', 'x', '']) assert.throws(() => int({ n: bad }, 'n', 1, 10), isUsage(/--n must be an integer from 1 to 10/));
     assert.deepEqual(json({ p: '{"x":[1]}' }, 'p'), { x: [1] });
     assert.throws(() => json({ p: '{x:1}' }, 'p'), isUsage(/--p is not valid JSON/));
+    // A long value is quoted cut, never through the middle of a character (an emoji is two UTF-16 units).
+    assert.throws(() => json({ p: `{${'x'.repeat(78)}\u{1F600}}` }, 'p'), (e: unknown) =>
+      e instanceof Error && e.message.endsWith(`: {${'x'.repeat(78)}...`) && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(e.message));
     // JSON.parse would send 9007199254740992 on: the id the handler got would not be the one typed.
     assert.throws(() => json({ p: '{"id":9007199254740993}' }, 'p'), isUsage(/--p: the integer 9007199254740993 \(at position 6, as JSON.parse counts\) .*Send it as a string/));
     assert.deepEqual(json({ p: '{"id":"9007199254740993","n":9007199254740991}' }, 'p'), { id: '9007199254740993', n: 9007199254740991 });

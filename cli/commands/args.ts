@@ -5,6 +5,7 @@
  * (exit 2 with the usage).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { quoteCut } from '../../engine/errors.js';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 import { inexactIntegerIn, inexactIntegerProblem } from '../../machines/json-integers.js';
 
@@ -99,7 +100,7 @@ export function json(values: Values, name: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`--${name} is not valid JSON (${(err as Error).message}): ${text.length > 80 ? text.slice(0, 80) + '...' : text}`);
+    throw new UsageError(`--${name} is not valid JSON (${(err as Error).message}): ${quoteCut(text, 80)}`);
   }
   // Sent on, JSON.parse's rounding would be what the server stores; the server refuses such a body itself.
   const inexact = inexactIntegerIn(text);
