@@ -93,6 +93,17 @@ describe('an answer that is not the API\'s', () => {
   });
 });
 
+/** The `n`th job a stand-in server lists (from 1), with its history: ids and times grow with `n`. */
+const job = (n: number) => {
+  const id = `01J${String(n).padStart(23, '0')}`;
+  const at = new Date(1_700_000_000_000 + n).toISOString();
+  return {
+    id, type: 'demo.echo', queue: 'default', state: 'pending', version: 1, attempt: 0, maxAttempts: 3, payload: null, result: null,
+    lastError: null, runAt: at, createdAt: at, updatedAt: at,
+    events: [{ seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} }],
+  };
+};
+
 describe('a reader that stops reading', () => {
   let server: Server;
   after(() => server?.close());
@@ -100,15 +111,6 @@ describe('a reader that stops reading', () => {
   test('ats watch | head -1: the pipe closed, the watch ends quietly (exit 0), not with an EPIPE stack trace', async () => {
     // No stream route (the watch polls); every list of the jobs holds one job more, each with its history.
     let made = 0;
-    const job = (n: number) => {
-      const id = `01J${String(n).padStart(23, '0')}`;
-      const at = new Date(1_700_000_000_000 + n).toISOString();
-      return {
-        id, type: 'demo.echo', queue: 'default', state: 'pending', version: 1, attempt: 0, maxAttempts: 3, payload: null, result: null,
-        lastError: null, runAt: at, createdAt: at, updatedAt: at,
-        events: [{ seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} }],
-      };
-    };
     server = createServer((req, res) => {
       const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       if (req.url === '/healthz') return json(200, { status: 'ok' });
@@ -149,15 +151,6 @@ describe('a reader of stderr that stops reading', () => {
    */
   async function polled(answer: (n: number) => 'jobs' | 'limited'): Promise<string> {
     let lists = 0;
-    const job = (n: number) => {
-      const id = `01J${String(n).padStart(23, '0')}`;
-      const at = new Date(1_700_000_000_000 + n).toISOString();
-      return {
-        id, type: 'demo.echo', queue: 'default', state: 'pending', version: 1, attempt: 0, maxAttempts: 3, payload: null, result: null,
-        lastError: null, runAt: at, createdAt: at, updatedAt: at,
-        events: [{ seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} }],
-      };
-    };
     const server = createServer((req, res) => {
       const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
         res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
