@@ -27,13 +27,13 @@ describe('clients replaying at once', () => {
     store = createSqliteStore({ file: ':memory:' }) as SqliteStore;
     await store.migrate();
     const counted = Object.create(store) as JobStore;
-    counted.readEventsAfter = async (afterId, limit) => {
+    counted.readEventsAfter = async (afterId, limit, throughId) => {
       // A replay's page (the tail reads pages of its own size): held a moment, as a database read over the network is.
-      if (limit !== PAGE) return store.readEventsAfter(afterId, limit);
+      if (limit !== PAGE) return store.readEventsAfter(afterId, limit, throughId);
       most = Math.max(most, ++inFlight);
       try {
         await new Promise((r) => setTimeout(r, 3));
-        return await store.readEventsAfter(afterId, limit);
+        return await store.readEventsAfter(afterId, limit, throughId);
       } finally {
         inFlight--;
       }

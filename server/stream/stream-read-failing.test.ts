@@ -28,12 +28,12 @@ describe(`the stream while its rows cannot be read but their sizes can (${backen
     cleanup = opened.cleanup;
     await store.migrate();
     const readAll = store.readEventsAfter.bind(store);
-    store.readEventsAfter = async (afterId, limit) => {
+    store.readEventsAfter = async (afterId, limit, throughId) => {
       if (failing) {
         failedReads++;
         throw new Error('the read timed out');
       }
-      return readAll(afterId, limit);
+      return readAll(afterId, limit, throughId);
     };
     instance = await startStreamInstance({ store, options: { errorBackoffMs: ERROR_BACKOFF_MS } });
   });
