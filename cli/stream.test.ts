@@ -54,6 +54,10 @@ interface Fake {
   limitUpgrades: number;
   /** The next this many stream upgrades are refused with a 429 ATS_ERR_TOO_MANY_STREAMS, without Retry-After (the key holds its most streams). */
   crowdUpgrades: number;
+  /** Answers nothing from now on: every request and upgrade is held (a server that stopped answering). */
+  hang: boolean;
+  /** The GET /healthz received (answered 404, as any route the fake lacks). */
+  healths: number;
   close(): Promise<void>;
 }
 
@@ -99,7 +103,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
   let created = 0;
   const fake = {
     subscribes: [], sockets: [], jobs: new Map(), gets: 0, batches: [], refuseNext: false, silent: false, lists: [],
-    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0, limitUpgrades: 0, crowdUpgrades: 0,
+    failGets: { count: 0, status: 503, code: 'ATS_ERR_STORE_UNAVAILABLE' }, failLists: 0, failUpgrades: 0, limitUpgrades: 0, crowdUpgrades: 0, hang: false, healths: 0,
   } as unknown as Fake;
   const wss = new WebSocketServer({ noServer: true });
   fake.emit = (e) => {
@@ -123,6 +127,8 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
   });
   const json = (res: ServerResponse, status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   const server: Server = createServer((req: IncomingMessage, res) => {
+    if (fake.hang) return;
+    if (req.url === '/healthz') fake.healths++;
     const m = /^\/v1\/jobs\/([^/]+)$/.exec(req.url ?? '');
     if (req.method === 'GET' && m) {
       fake.gets++;
@@ -179,7 +185,7 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
   server.on('upgrade', (req, socket, head) => {
-    if (holdUpgrades) {
+    if (holdUpgrades || fake.hang) {
       held.add(socket);
       socket.on('error', () => undefined);
       return;
@@ -362,6 +368,22 @@ describe('ats watch and the rate limit or an outage at its start', () => {
     const stderr = await subscribedStart(fake);
     assert.equal(fake.failUpgrades, 0);
     assert.equal(stderr.split('\n').filter((l) => /^stream: HTTP_503: .*trying again in \d+ ms$/.test(l)).length, 2, stderr);
+  });
+
+  test('a server that stops answering after its stream was refused 503 is the timeout (exit 1), not a proxy to poll through: the API is asked again beside each subscribe', { timeout: 30_000 }, async () => {
+    const fake = await fakeServer();
+    fake.failUpgrades = 1;
+    const subscribing = capturingStderr(() => subscribeOrPoll(new AtsClient({ url: fake.url, WebSocket: NodeWebSocket }), {}, () => undefined, undefined).then(
+      (sub) => assert.fail(`not the timeout: ${JSON.stringify(sub)}`),
+      (e: unknown) => {
+        assert.ok(e instanceof UnreachableError && e.reason === 'timed out', String(e));
+        return 1;
+      },
+    ));
+    // The first subscribe's probe was answered (a 404 for /healthz is an answer); from the 503 on, nothing is.
+    await until(() => fake.failUpgrades === 0 && fake.healths === 1, 'the refused upgrade and the answered probe');
+    fake.hang = true;
+    assert.equal((await subscribing).code, 1);
   });
 
   test('a stream refused 429 without Retry-After (too many streams of the key) is still the error', { timeout: 20_000 }, async () => {

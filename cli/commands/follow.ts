@@ -237,12 +237,15 @@ export async function trySubscribe(
     untilAvailable?: boolean; signal?: AbortSignal;
     /** Told why the server's stream cannot be had, before the call resolves with null. */
     onUnavailable?(why: StreamUnavailable): void;
+    /** Told as each subscribe is sent (the first, and each after a 503 or a rate limit waited out). */
+    onAttempt?(): void;
   } = {},
 ): Promise<Subscription | null> {
   let limited = 0;
   let unavailable = 0;
   for (;;) {
     opts.signal?.throwIfAborted();
+    opts.onAttempt?.();
     const sub = subscribe({
       client, filter, onEvent, onNotice: opts.onNotice, onProgress: opts.onProgress, ...(opts.cursor ? { cursor: opts.cursor } : {}),
     });

@@ -111,7 +111,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
  * WebSocket upgrades on, or was refused with another status, or the socket
  * closed before subscribing), or its stream did not answer the subscribe in
  * time (UnreachableError, timed out) while its REST API answered a request
- * sent beside the subscribe — a proxy that holds WebSocket upgrades, say. A server that answered neither
+ * sent beside that subscribe — a proxy that holds WebSocket upgrades, say. A server that answered neither
  * does not answer at all: the timeout is the error (exit 1), as for any other
  * command; so is any other failure to subscribe but the rate limit and a 503,
  * which are waited out (`trySubscribe`'s `untilAvailable`) until `signal` aborts.
@@ -119,19 +119,27 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
 export async function subscribeOrPoll(
   client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, cursor: string | undefined, signal?: AbortSignal,
 ): Promise<Subscription | { poll: string }> {
-  const probe = new AbortController();
+  // The API is asked beside each subscribe (a fresh probe each time, the one before dropped): a server that
+  // answered at the start but stopped answering while a 503 or a rate limit was waited out does not answer.
+  let probe: AbortController | undefined;
   let answered = false;
-  // Any answer will do (a 401 too: polling then fails with it); a request that did not get one fails with status 0.
-  client.health({ signal: probe.signal }).then(
-    () => (answered = true),
-    (e: unknown) => (answered ||= e instanceof ApiError && e.status > 0),
-  );
+  const probeBeside = () => {
+    probe?.abort();
+    const mine = new AbortController();
+    probe = mine;
+    answered = false;
+    // Any answer will do (a 401 too: polling then fails with it); a request that did not get one fails with status 0.
+    client.health({ signal: mine.signal }).then(
+      () => (answered ||= probe === mine),
+      (e: unknown) => (answered ||= probe === mine && e instanceof ApiError && e.status > 0),
+    );
+  };
   try {
     // A rate limit (a 429 with Retry-After) and a 503 (the server's database down) are waited out, as
     // --wait and --count wait them out, saying so on stderr.
     let unavailable: StreamUnavailable | undefined;
     const sub = await trySubscribe(client, filter, print, {
-      onNotice: err, cursor, untilAvailable: true, signal, onUnavailable: (why) => (unavailable = why),
+      onNotice: err, cursor, untilAvailable: true, signal, onUnavailable: (why) => (unavailable = why), onAttempt: probeBeside,
     });
     if (sub) return sub;
     // Only a 404 says the server has no stream route; any other answer (a proxy's among them) says only that it cannot be had this way.
@@ -143,7 +151,7 @@ export async function subscribeOrPoll(
     }
     throw e;
   } finally {
-    probe.abort();
+    probe?.abort();
   }
 }
 
