@@ -18,7 +18,8 @@ export const scheduleAddSpec: CommandSpec = {
     '                 [--timeout-ms N] [--priority N] [--json]',
   details: [
     'NAME                 1 to 100 of A-Z a-z 0-9 . _ : -',
-    '--cron EXPR          5 fields (minute hour day-of-month month day-of-week), 6 with seconds first',
+    '--cron EXPR          5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, 7 with seconds',
+    '                     first and a year last; names (MON-FRI) and nicknames (@daily, @hourly) too',
     '--type TYPE          the handler of the job each tick submits',
     '--tz IANA            the time zone the expression is read in, e.g. Europe/Berlin (default UTC)',
     '--payload JSON       the job\'s input (default null)',
