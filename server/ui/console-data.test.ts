@@ -324,6 +324,25 @@ describe('startLive: rate limited', () => {
       assert.ok(next - limitedAt >= wait - 20, `read again ${next - limitedAt} ms after the 429, before the ${wait} ms wait was over`);
     });
   }
+
+  test('a 429 whose Retry-After is a date already past (a proxy\'s clock behind, a cached answer) is not read again at once: the page waits a poll at least', async (t) => {
+    const { s, api, close } = await standIn();
+    t.after(close);
+    s.retryAfter = 'Sun, 06 Nov 1994 08:49:37 GMT';
+    const modes: Array<[LiveMode, number | undefined]> = [];
+    const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m, ms) => void modes.push([m, ms]) },
+      { pollMs: 100, reconnectMs: { min: 60_000, max: 60_000 } });
+    t.after(() => l.stop());
+    await until(() => modes.at(-1)?.[0] === 'polling', 'polling');
+    s.limited = 1_000_000;
+    await until(() => modes.at(-1)?.[0] === 'limited', 'limited');
+    const from = s.reads.length;
+    await new Promise((r) => setTimeout(r, 500));
+    const reads = s.reads.length - from;
+    // One read a poll (100 ms) at most: 5 in 500 ms, give or take one; read again at once, it was 22.
+    assert.ok(reads <= 6, `${reads} reads in 500 ms while every answer is a 429`);
+    assert.ok(modes.filter(([m]) => m === 'limited').every(([, ms]) => ms === 100), `modes: ${modes.join(' ')}`);
+  });
 });
 
 describe('guardKey: once the key is refused, the page sends nothing more', () => {

@@ -13,7 +13,7 @@
  * reconnect, backing off, so the counts never freeze. A poll answered 429
  * (the key's, or the address's, requests over the rate limit) is not a
  * server that stopped answering: the page says it is rate limited and reads
- * again once the server's `Retry-After` has passed (without one, after a
+ * again once the server's `Retry-After` has passed (a poll's time at least; without one, after a
  * pause doubling from two polls up to the reconnect's longest), not every
  * second meanwhile, which would only extend the limit. When the server
  * refuses the page's API key (revoked, or keys now required: the stream
@@ -121,10 +121,14 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
     window.clearTimeout(resumeTimer);
     resumeTimer = undefined;
   };
-  /** A 429: no read until the server's Retry-After (else a pause doubling from two polls) has passed. */
+  /**
+   * A 429: no read until the server's Retry-After (else a pause doubling from two polls) has passed, and
+   * never before a poll's time: a Retry-After of 0 (an HTTP date already past: a proxy's clock behind, a
+   * cached answer) would read again at once, for as long as the 429s go on.
+   */
   const waitOutLimit = (err: ApiError) => {
     // A Retry-After over the longest a timer holds (a date far ahead) would fire at once: it waits that longest.
-    const ms = timerMs(err.retryAfterMs ?? Math.min(max, 2 * pollMs * 2 ** limited));
+    const ms = timerMs(err.retryAfterMs !== undefined ? Math.max(pollMs, err.retryAfterMs) : Math.min(max, 2 * pollMs * 2 ** limited));
     limited++;
     stopPolling();
     on.onMode('limited', ms);
