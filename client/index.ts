@@ -16,6 +16,7 @@
  */
 import { ulid } from 'ulid';
 import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
+import type { MAX_STATS_EVERY_MS as SERVER_MAX_STATS_EVERY_MS, MIN_STATS_EVERY_MS as SERVER_MIN_STATS_EVERY_MS } from '../server/stream/protocol.js';
 import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
 import { backoffMs, call, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
 import { RECONNECT_MS, resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
@@ -146,6 +147,16 @@ function pauses<K extends string>(where: string, name: string, value: unknown, d
   const out: Record<K, number> = { ...defaults };
   for (const k of keys) out[k] = option(where, `${name}.${k}`, given[k], range) ?? defaults[k];
   return out;
+}
+
+/** A watch's `statsEveryMs` as the server takes it (server/stream/protocol.ts): 0 (none), or whole ms from the shortest to the longest. */
+const STATS_EVERY_MS: { readonly min: typeof SERVER_MIN_STATS_EVERY_MS; readonly max: typeof SERVER_MAX_STATS_EVERY_MS } = { min: 250, max: 3_600_000 };
+
+/** `statsEveryMs` as given (undefined: none asked for), refused unless the server would take it: it would answer an error message on every connection, and no counts. */
+function statsEvery(value: unknown): number | undefined {
+  if (value === undefined || value === 0) return value;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= STATS_EVERY_MS.min && value <= STATS_EVERY_MS.max) return value;
+  throw badOption('watch', 'statsEveryMs', `0 (none) or a whole number of ms from ${STATS_EVERY_MS.min} to ${STATS_EVERY_MS.max}`, value);
 }
 
 /** The default pauses between a request's retries. */
@@ -685,7 +696,7 @@ export class AtsClient {
     // A keep-alive or connect timeout of 0 drops every connection at once; at most 0 queued events, nothing is read.
     for (const name of ['keepAliveMs', 'connectTimeoutMs', 'maxQueued'] as const) option('watch', name, opts[name], 'positive');
     // 0 stops the server's periodic stats.
-    option('watch', 'statsEveryMs', opts.statsEveryMs, 'zeroOrMore');
+    statsEvery(opts.statsEveryMs);
     // Reconnect pauses of 0 reconnect without rest, for ever.
     const reconnect = pauses('watch', 'reconnect', opts.reconnect, RECONNECT_MS, 'positive');
     const keyRefusal = async (): Promise<ApiError | null> => {

@@ -128,6 +128,10 @@ test('a watch option out of range is refused when the watch is made, naming it: 
   assert.throws(watching({ reconnect: 1000 }), refusedAs('reconnect', '1000'));
   for (const v of [0, -1, Infinity]) assert.throws(watching({ maxQueued: v }), refusedAs('maxQueued', String(v)));
   for (const v of [-250, Infinity]) assert.throws(watching({ statsEveryMs: v }), refusedAs('statsEveryMs', String(v)));
+  // The server takes 0 or a whole number of ms from 250 to an hour (docs/stream.md): another would be refused
+  // by an error message on every connection, and no counts ever come.
+  for (const v of [1, 249, 250.5, 3_600_001]) assert.throws(watching({ statsEveryMs: v }), refusedAs('statsEveryMs', String(v)), `statsEveryMs: ${v}`);
+  for (const v of [0, 250, 3_600_000]) assert.doesNotThrow(watching({ statsEveryMs: v }), `statsEveryMs: ${v}`);
   assert.throws(watching({ keepAliveMs: '1000' }), refusedAs('keepAliveMs', '"1000"'));
 });
 

@@ -45,7 +45,7 @@ export interface WatchOptions {
    * then yields nothing).
    */
   onWorkflow?: ((message: StreamWorkflowMessage) => void) | undefined;
-  /** Ask for job counts every `statsEveryMs` (≥ 250; 0 stops them) and receive them here. */
+  /** Ask for job counts every `statsEveryMs` (whole ms, 250 to 3,600,000; 0 stops them) and receive them here. */
   statsEveryMs?: number | undefined;
   onStats?: ((stats: StreamStatsMessage) => void) | undefined;
   /** The advisor's anomalies of the types and queues the filter wants, live (docs/advisor.md). */

@@ -166,7 +166,8 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; error: ProtocolErr
 
 /** Shortest `everyMs` for periodic stats; 0 stops them. */
 export const MIN_STATS_EVERY_MS = 250;
-const MAX_STATS_EVERY_MS = 3_600_000;
+/** Longest `everyMs` for periodic stats (an hour). */
+export const MAX_STATS_EVERY_MS = 3_600_000;
 const MAX_NAME = 255;
 /** The most of a message's own text an error quotes: a frame may hold 16 KiB of it. */
 const MAX_QUOTED = 50;

@@ -36,6 +36,9 @@ export type StreamEvent = StreamEventMessage;
  */
 export type LiveMode = 'stream' | 'polling' | 'offline' | 'unavailable' | 'limited' | 'refused';
 
+/** The shortest period of the stream's stats (docs/stream.md): a shorter one is refused. */
+const STATS_EVERY_MIN_MS = 250;
+
 /** The server's code for its database not reachable: a 503, or the stream's `error` message (docs/stream.md#errors). */
 const STORE_UNAVAILABLE = 'ATS_ERR_STORE_UNAVAILABLE';
 const storeUnavailable = (err: unknown): boolean => err instanceof ApiError && err.code === STORE_UNAVAILABLE;
@@ -140,7 +143,8 @@ export function startLive(api: Api, on: LiveHandlers, opts: LiveOptions = {}): L
 
   // The client's watch reconnects by itself (resuming from its last cursor), also when the first try fails.
   const openWatch = () => api.watch({}, {
-    statsEveryMs: pollMs,
+    // The stream sends stats every 250 ms at the most often (a page polling faster, a test's, asks for that).
+    statsEveryMs: Math.max(STATS_EVERY_MIN_MS, Math.round(pollMs)),
     reconnect: { minMs: min, maxMs: max },
     retryFirstConnect: true,
     onEvent: (e) => on.onEvent(e),
