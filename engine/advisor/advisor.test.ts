@@ -151,8 +151,8 @@ describe('advisor service', () => {
     const reads: number[][] = [];
     const read = w.store.readEventsAfter.bind(w.store);
     const counted: JobStore = Object.assign(Object.create(w.store) as JobStore, {
-      readEventsAfter: async (afterId: number, limit: number) => {
-        const rows = await read(afterId, limit);
+      readEventsAfter: async (afterId: number, limit: number, throughId?: number) => {
+        const rows = await read(afterId, limit, throughId);
         reads.push(rows.map((e: StreamEventRecord) => Buffer.byteLength(JSON.stringify(e.data))));
         return rows;
       },
@@ -188,7 +188,7 @@ describe('advisor service', () => {
 
     // The history read at start comes in slowly (a large history, a gap waited for): a read brings the old part first.
     let perRead = oldPart;
-    const slow = { ...w.store, readEventsAfter: (afterId: number, limit: number) => w.store.readEventsAfter(afterId, Math.min(limit, perRead)) } as JobStore;
+    const slow = { ...w.store, readEventsAfter: (afterId: number, limit: number, throughId?: number) => w.store.readEventsAfter(afterId, Math.min(limit, perRead), throughId) } as JobStore;
     const { a, decisions } = advisor(slow, w.clock, 'enforce');
     await a.init();
     await a.catchUp();

@@ -40,9 +40,9 @@ describe('the stream while its database is unreachable (MariaDB)', { skip: !mysq
     cleanup = t.cleanup;
     const proxied = t.store;
     const counted = Object.create(proxied) as JobStore;
-    counted.readEventsAfter = (afterId, limit) => {
+    counted.readEventsAfter = (afterId, limit, throughId) => {
       reads++;
-      return proxied.readEventsAfter(afterId, limit);
+      return proxied.readEventsAfter(afterId, limit, throughId);
     };
     direct = await createMysqlStore({ url: t.db.url, poolSize: 2 });
     const ulid = monotonicFactory();

@@ -59,7 +59,7 @@ describe('the stream over a store that stops answering', () => {
     const reads = answersUntilStuck();
     const double = Object.create(real) as JobStore;
     double.lastEventId = () => reads.call(() => real.lastEventId());
-    double.readEventsAfter = (afterId, limit) => reads.call(() => real.readEventsAfter(afterId, limit));
+    double.readEventsAfter = (afterId, limit, throughId) => reads.call(() => real.readEventsAfter(afterId, limit, throughId));
     const instance = await startStreamInstance({ store: double, options: { idlePollMs: 20 } });
     await reads.stick('a tail read');
     assert.equal(await settlesWithin(instance.app.close(), 5000), true, 'app.close() resolves');
