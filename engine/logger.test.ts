@@ -136,6 +136,36 @@ describe('withFields', () => {
     ]);
   });
 
+  it('a Logger without children: fields that cannot be read (a getter that throws) do not throw into the caller, the line goes out with the attempt\'s fields, saying why', () => {
+    const calls: Array<[string, Record<string, unknown> | undefined]> = [];
+    const plain: Logger = {
+      debug: (m, f) => calls.push([m, f]), info: (m, f) => calls.push([m, f]),
+      warn: (m, f) => calls.push([m, f]), error: (m, f) => calls.push([m, f]),
+    };
+    const log = withFields(plain, { jobId: 'j1', attempt: 1 });
+    assert.doesNotThrow(() => log.info('handler line', { ok: 1, get total(): number { throw new Error('getter failed'); } }));
+    assert.equal(calls.length, 1);
+    const [msg, f] = calls[0]!;
+    assert.equal(msg, 'handler line');
+    assert.equal(f!.jobId, 'j1');
+    assert.equal(f!.attempt, 1);
+    assert.equal(f!.ok, undefined);
+    assert.match(String(f!.logFieldsError), /getter failed/);
+  });
+
+  it('a Logger that throws itself (with or without children) loses the line, not the caller\'s work', () => {
+    const boom = () => {
+      throw new Error('logger failed');
+    };
+    const plain: Logger = { debug: boom, info: boom, warn: boom, error: boom };
+    assert.doesNotThrow(() => withFields(plain, { jobId: 'j1' }).warn('w'));
+    assert.doesNotThrow(() => withFields(plain, { jobId: 'j1' }).error('e', { n: 1 }));
+    const withChild = { ...plain, child: boom };
+    assert.doesNotThrow(() => withFields(withChild, { jobId: 'j1' }).info('i', { n: 1 }));
+    const childLinesThrow = { ...plain, child: () => plain };
+    assert.doesNotThrow(() => withFields(childLinesThrow, { jobId: 'j1' }).debug('d'));
+  });
+
   it('a test logger spread from silentLogger hears the lines of its children', () => {
     const warnings: Array<Record<string, unknown> | undefined> = [];
     const logger: Logger = { ...silentLogger, warn: (_m, f) => void warnings.push(f) };

@@ -117,31 +117,64 @@ const noop = () => {};
  */
 export const silentLogger: Logger = Object.freeze({ debug: noop, info: noop, warn: noop, error: noop });
 
+type Level = 'debug' | 'info' | 'warn' | 'error';
+
 /**
  * A logger whose lines carry `fields` too: the logger's own child when it has
  * one (pino serializes the fields once), else a wrapper adding them to each call.
+ * A line never throws into its caller (a handler's `ctx.log`), whatever the
+ * logger: a call's fields that cannot be read (a getter that throws) leave the
+ * line, which says why in `logFieldsError`; a logger (or its child) that throws
+ * loses the line.
  */
 export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  const merged = mergedLines(logger, fields);
   const child = (logger as Partial<AppLogger>).child;
-  if (typeof child === 'function') {
-    // Made on the first line only: most attempts log nothing, and a pino child is not free.
-    let made: Logger | null = null;
-    const get = () => (made ??= child.call(logger, fields));
-    return {
-      debug: (msg, f) => get().debug(msg, f),
-      info: (msg, f) => get().info(msg, f),
-      warn: (msg, f) => get().warn(msg, f),
-      error: (msg, f) => get().error(msg, f),
-      isLevelEnabled: (level) => logger.isLevelEnabled?.(level) ?? true,
-    };
-  }
-  const merged = (f?: Record<string, unknown>) => (f ? { ...fields, ...f } : fields);
-  return {
-    debug: (msg, f) => logger.debug(msg, merged(f)),
-    info: (msg, f) => logger.info(msg, merged(f)),
-    warn: (msg, f) => logger.warn(msg, merged(f)),
-    error: (msg, f) => logger.error(msg, merged(f)),
+  if (typeof child !== 'function') return merged;
+  // Made on the first line only: most attempts log nothing, and a pino child is not free.
+  // A child that cannot be made leaves the lines to the wrapper that adds the fields to each.
+  let made: Logger | null = null;
+  const get = (): Logger => {
+    if (made) return made;
+    try {
+      made = child.call(logger, fields);
+    } catch {
+      made = merged;
+    }
+    return made;
   };
+  const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
+    try {
+      get()[level](msg, f);
+    } catch {
+      // The logger's own child threw: the line is lost, not the caller's work.
+    }
+  };
+  return {
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+    error: line('error'),
+    isLevelEnabled: (level) => logger.isLevelEnabled?.(level) ?? true,
+  };
+}
+
+/** Lines of `logger` with `fields` added to each call's (the call's own win); never throwing into the caller. */
+function mergedLines(logger: Logger, fields: Record<string, unknown>): Logger {
+  const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
+    try {
+      logger[level](msg, f ? { ...fields, ...f } : fields);
+    } catch (err) {
+      // Without the call's fields, only the logger itself can have thrown: the line is lost.
+      if (!f) return;
+      try {
+        logger[level](msg, { ...fields, logFieldsError: unwritable(err) });
+      } catch {
+        // The logger itself throws: the line is lost, not the caller's work.
+      }
+    }
+  };
+  return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
 }
 
 /** The fields worth logging of an unknown thrown value. */
