@@ -1299,7 +1299,7 @@ describe('worker: the result is kept as it was when the handler returned', () =>
   });
 
   it('a result far over MAX_RESULT_BYTES is refused without writing all its JSON: a large Buffer (returned, or held in an object or a list) is not turned into an array of its bytes, a long list not written to its end', async () => {
-    const written = { buffer: 0, items: 0, inObject: 0, inList: 0 };
+    const written = { buffer: 0, items: 0, inObject: 0, inList: 0, behindGetter: 0, getterReads: 0 };
     // 8 MiB: Buffer's own toJSON makes an array of its 8 million bytes first (seconds of a blocked worker, and its heap; a few hundred MiB end the process).
     const file = Buffer.alloc(32 * MAX_RESULT_BYTES, 7);
     Object.defineProperty(file, 'toJSON', { value: () => { written.buffer++; return Buffer.prototype.toJSON.call(file); } });
@@ -1308,22 +1308,26 @@ describe('worker: the result is kept as it was when the handler returned', () =>
     // What JSON leaves out does not count: 100,000 fields of 16 characters whose values are undefined are `{}`.
     const sparse = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`field-${String(i).padStart(10, '0')}`, undefined]));
     // The same, held in an object or a list (the Buffer's toJSON runs before JSON asks about it by its key).
-    const held = (n: 'inObject' | 'inList') => {
+    const held = (n: 'inObject' | 'inList' | 'behindGetter') => {
       const b = Buffer.alloc(32 * MAX_RESULT_BYTES, 7);
       Object.defineProperty(b, 'toJSON', { value: () => { written[n]++; return Buffer.prototype.toJSON.call(b); } });
       return b;
     };
     const inObject = { name: 'report.pdf', file: held('inObject') };
     const inList = ['report.pdf', held('inList')];
+    // Or behind a getter (JSON runs it, then the Buffer's toJSON, before it asks about the value by its key): the getter runs once, as JSON alone runs it.
+    const behind = held('behindGetter');
+    const behindGetter = { name: 'report.pdf', get file() { written.getterReads++; return behind; } };
     const registry = new HandlerRegistry()
       .register('test.file', async () => file)
       .register('test.in-object', async () => inObject)
       .register('test.in-list', async () => inList)
+      .register('test.behind-getter', async () => behindGetter)
       .register('test.rows', async () => rows)
       .register('test.sparse', async () => sparse);
     const h = await harness(registry);
     try {
-      for (const type of ['test.file', 'test.in-object', 'test.in-list', 'test.rows']) {
+      for (const type of ['test.file', 'test.in-object', 'test.in-list', 'test.behind-getter', 'test.rows']) {
         const r = await h.transitions.submit(spec(type, { maxAttempts: 3 }));
         assert.ok(r.ok);
         const dead = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
@@ -1333,8 +1337,29 @@ describe('worker: the result is kept as it was when the handler returned', () =>
       const r = await h.transitions.submit(spec('test.sparse', { maxAttempts: 1 }));
       assert.ok(r.ok);
       assert.deepEqual((await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, {});
-      assert.deepEqual([written.buffer, written.inObject, written.inList], [0, 0, 0], 'no Buffer is written, at the top or held');
+      assert.deepEqual([written.buffer, written.inObject, written.inList, written.behindGetter], [0, 0, 0, 0], 'no Buffer is written, at the top, held or behind a getter');
+      assert.equal(written.getterReads, 1, 'the getter runs once');
       assert.ok(written.items < 20_000, `the rows are written only until the JSON is past the bound: ${written.items} of 100000`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a result with getters is stored as JSON writes it: a small Buffer behind a getter as its bytes; a cycle through a getter is refused as JSON cannot store it', async () => {
+    const small = { get file() { return Buffer.from([1, 2]); }, get nested() { return { get n() { return 3; } }; } };
+    const cyclic: Record<string, unknown> = { get self() { return cyclic; } };
+    const registry = new HandlerRegistry()
+      .register('test.small', async () => small)
+      .register('test.cyclic', async () => cyclic);
+    const h = await harness(registry);
+    try {
+      const s = await h.transitions.submit(spec('test.small', { maxAttempts: 1 }));
+      const c = await h.transitions.submit(spec('test.cyclic', { maxAttempts: 1 }));
+      assert.ok(s.ok && c.ok);
+      const done = await waitFor(h.store, s.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.deepEqual(done.snapshot.context.result, { file: { type: 'Buffer', data: [1, 2] }, nested: { n: 3 } });
+      const dead = await waitFor(h.store, c.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+      assert.match(dead.snapshot.context.lastError!.message, /result cannot be stored as JSON: .*circular/i);
     } finally {
       await h.stop();
     }

@@ -1509,20 +1509,22 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
   const tooBig = (bytes: string) => ({
     unstorable: `the handler's result is ${bytes} bytes of JSON, more than the ${MAX_RESULT_BYTES} a job keeps: store it elsewhere and return a reference`,
   });
-  // Returned alone, a Buffer's own toJSON would run before JSON asks the replacer about it (held, `holdsLargeView` sees it first).
+  // Returned alone, a Buffer's own toJSON would run before JSON asks the replacer about it (held, `heldValues` sees it first).
   if (isLargeView(result)) return tooBig(`over ${RESULT_WRITTEN_CHARS}`);
   let written = 0;
   let stopped = false;
+  const guarded = new WeakMap<object, object>();
   const json = jsonSize(result ?? null, function bounded(this: unknown, key, value) {
     // Characters this value takes at least (its key, in an object; a string's characters; one for anything else;
     // none for what JSON leaves out), each at least a byte: once past the bound, the rest is not written.
     if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return value;
     written += (Array.isArray(this) ? 0 : key.length) + (typeof value === 'string' ? value.length : 1);
-    if (written > RESULT_WRITTEN_CHARS || holdsLargeView(value)) {
+    const held = heldValues(value);
+    if (written > RESULT_WRITTEN_CHARS || held === 'large view') {
       stopped = true;
       throw OVER_WRITTEN;
     }
-    return value;
+    return held === 'getters' ? guardedGetters(value as object, guarded, () => (stopped = true)) : value;
   });
   if ('error' in json) {
     return stopped ? tooBig(`over ${RESULT_WRITTEN_CHARS}`) : { unstorable: `the handler's result cannot be stored as JSON: ${json.error}` };
@@ -1547,23 +1549,51 @@ const isElementView = (v: unknown): v is ArrayLike<unknown> => ArrayBuffer.isVie
 const isLargeView = (v: unknown): boolean => isElementView(v) && v.length * 2 > RESULT_WRITTEN_CHARS;
 
 /**
- * Does this array or object hold such a view as an element or a data
- * property? Asked as JSON comes to the holder, before it writes the view,
- * whose own toJSON would first make an array of every byte (`{ file: buf }`,
- * `[buf]`). A property's value is read from its descriptor, so no getter
- * runs more often than JSON runs it.
+ * What this array or object holds that JSON is not to write blindly: a large
+ * view as an element or a data property (`large view`), or else a getter of
+ * its own, which could return one (`getters`). Asked as JSON comes to the
+ * holder, before it writes the view, whose own toJSON would first make an
+ * array of every byte (`{ file: buf }`, `[buf]`). A property's value is read
+ * from its descriptor, so no getter runs more often than JSON runs it.
  */
-function holdsLargeView(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null || isElementView(value)) return false;
+function heldValues(value: unknown): 'large view' | 'getters' | null {
+  if (typeof value !== 'object' || value === null || isElementView(value)) return null;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (isLargeView(value[i])) return true;
-    return false;
+    for (let i = 0; i < value.length; i++) if (isLargeView(value[i])) return 'large view';
+    return null;
   }
+  let getters = false;
   for (const key of Object.keys(value)) {
     const d = Object.getOwnPropertyDescriptor(value, key);
-    if (d && 'value' in d && isLargeView(d.value)) return true;
+    if (!d) continue;
+    if (!('value' in d)) getters = true;
+    else if (isLargeView(d.value)) return 'large view';
   }
-  return false;
+  return getters ? 'getters' : null;
+}
+
+/**
+ * `value` as JSON is to write it when it has getters of its own: each
+ * property read once, when JSON reads it, and a large view a getter returns
+ * refused before JSON runs the view's toJSON (`{ get file() { return buf } }`).
+ * One stand-in per object (`guarded`), so JSON still finds a cycle through it.
+ */
+function guardedGetters(value: object, guarded: WeakMap<object, object>, onStop: () => void): object {
+  let proxy = guarded.get(value);
+  if (!proxy) {
+    proxy = new Proxy(value, {
+      get(target, key) {
+        const v: unknown = Reflect.get(target, key, target);
+        if (isLargeView(v)) {
+          onStop();
+          throw OVER_WRITTEN;
+        }
+        return v;
+      },
+    });
+    guarded.set(value, proxy);
+  }
+  return proxy;
 }
 
 /** A cancel control message: `ats-kind: cancel`, or a payload of kind cancel. */
