@@ -665,6 +665,57 @@ describe('timers of instances whose definition version this process lacks', () =
   });
 });
 
+describe('the workflow driver stopped during a timer pass', () => {
+  it('the pass gives up at its next step: stop() waits for the step in flight only; what it fired stays fired, the rest is fired by the next pass', async () => {
+    let t = 1_900_000_000_000;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
+    const store = createSqliteStore({ file: ':memory:' });
+    await store.migrate();
+    const definitions = new HandlerRegistry().workflow('waits', waits);
+    const starter = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await starter.start({ tenant: 'default', name: 'waits', input: null });
+      assert.ok(r.ok);
+      ids.push(r.workflow.id);
+    }
+    t += 5_000;
+    // The second timer's step is held in flight until the test lets it write.
+    let steps = 0;
+    let inSecond!: () => void;
+    const secondInFlight = new Promise<void>((r) => (inSecond = r));
+    let letWrite!: () => void;
+    const written = new Promise<void>((r) => (letWrite = r));
+    const held = intercept(store, (name) => name === 'updateWorkflow', async (call) => {
+      if (++steps === 2) {
+        inSecond();
+        await written;
+      }
+      return call();
+    });
+    const service = new WorkflowService({ store: held, clock, ids: ulidIds(), definitions });
+    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+    const driver = new WorkflowDriver({ log, service, clock: systemClock, logger: silentLogger }, { pollMs: 60_000, batchSize: 100, sweepMs: 60_000 });
+    await driver.start();
+    await secondInFlight;
+    let stopped = false;
+    const stopping = driver.stop().then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stopped, false, 'stop() waits for the step in flight');
+    letWrite();
+    await stopping;
+    assert.equal(steps, 2, 'no step after the stop');
+    const states = await Promise.all(ids.map(async (id) => (await store.getWorkflow(id))!.state.status));
+    assert.deepEqual(states.filter((s) => s === 'done').length, 2, 'the step in flight wrote, as the one before');
+    assert.equal((await store.dueWorkflowTimers(t, 100)).length, 8, 'the others wait');
+    // The next pass (this process started again, or another) fires them.
+    assert.equal(await service.fireDueTimers(100), 8);
+    for (const id of ids) assert.equal((await store.getWorkflow(id))!.state.status, 'done');
+    await store.close();
+  });
+});
+
 describe('a step decided again after a lost race', () => {
   it('starts its jobs under the ids it drew the first time: one id drawn per job, the same in both decisions', async () => {
     const go = setup({ actors: { work: job('w.go') } }).createMachine({

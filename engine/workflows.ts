@@ -276,14 +276,19 @@ export class WorkflowService {
    * the pass reads on past it, so however many of them are due, the other
    * instances' timers fire. A pass reads at most TIMER_PAGES_PER_PASS pages;
    * the next one goes on from there, and from the start once it reached the end.
+   * `signal` aborted (the driver stopping), it gives up before its next read
+   * or step: what it fired stays fired (each step is its own transaction), the
+   * timers it had not reached stay due, for the next pass here or elsewhere.
    */
-  async fireDueTimers(limit: number): Promise<number> {
+  async fireDueTimers(limit: number, signal?: AbortSignal): Promise<number> {
     const now = this.deps.clock.now();
     let fired = 0;
     let after = this.timerScan;
     for (let page = 0; page < TIMER_PAGES_PER_PASS; page++) {
+      if (signal?.aborted) return this.stoppedAt(after, fired);
       const due = await this.deps.store.dueWorkflowTimers(now, limit, after);
       for (const t of due) {
+        if (signal?.aborted) return this.stoppedAt(after, fired);
         if ((this.lacking.get(t.workflowId) ?? Number.NEGATIVE_INFINITY) > now) continue;
         const r = await this.step(t.workflowId, null, { type: 'TIMER', timerId: t.timerId }).catch((err: unknown) => {
           if (passing(err)) throw err;
@@ -314,6 +319,12 @@ export class WorkflowService {
     // Stopped before the end: having fired its limit, the next pass starts again from the soonest (what fired is
     // gone); having read its pages past timers that wait, it goes on from here.
     this.timerScan = fired >= limit ? undefined : after;
+    return fired;
+  }
+
+  /** A timer pass given up with its page read after `after` not all fired: the next pass reads that page again. */
+  private stoppedAt(after: DueWorkflowTimer | undefined, fired: number): number {
+    this.timerScan = after;
     return fired;
   }
 
@@ -1029,7 +1040,8 @@ export class WorkflowDriver {
           .catch((err: unknown) => this.deps.logger.error('workflows: sweep failed, will run again', errorFields(err)))
           .finally(() => (this.sweeping = null));
       }
-      return (await this.deps.service.fireDueTimers(this.opts.batchSize)) >= this.opts.batchSize;
+      // A stop tells the pass: it gives up at its next step, and the stop waits only for the step in flight.
+      return (await this.deps.service.fireDueTimers(this.opts.batchSize, signal)) >= this.opts.batchSize;
     },
   }));
   private lastSweep = 0;
