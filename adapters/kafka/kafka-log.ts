@@ -381,12 +381,17 @@ class KafkaEventLog implements EventLog {
     const known = this.knownTopics.get(name);
     const now = performance.now();
     if (known && now - known.readAt < this.opts.topicRecheckMs) return known.count;
-    const count = (known ? this.recount(name, known.count) : this.createTopic(name)).catch((error: unknown) => {
-      this.knownTopics.delete(name);
-      throw error;
-    });
-    this.knownTopics.set(name, { count, readAt: now });
-    return count;
+    const entry = {
+      count: (known ? this.recount(name, known.count) : this.createTopic(name)).catch((error: unknown) => {
+        // Forgotten only if still this read's: a newer read that took its place (this one outlived the
+        // recheck interval, a create waiting for leaders) stays, and does its own create-or-find.
+        if (this.knownTopics.get(name) === entry) this.knownTopics.delete(name);
+        throw error;
+      }),
+      readAt: now,
+    };
+    this.knownTopics.set(name, entry);
+    return entry.count;
   }
 
   /**
