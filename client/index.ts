@@ -84,7 +84,7 @@ export interface SubmitOptions extends RequestOptions {
 export interface SubmitManyOptions extends RequestOptions {
   /** Give each item without an `idempotencyKey` a new one (else it is sent without, and not retried). @defaultValue true */
   idempotencyKeys?: boolean | undefined;
-  /** Items per request, 1 to MAX_BATCH (a fraction rounded down; NaN is refused: ATS_ERR_VALIDATION). @defaultValue MAX_BATCH */
+  /** Items per request, 1 to MAX_BATCH (a fraction rounded down, more taken as MAX_BATCH; NaN or under 1 is refused: ATS_ERR_VALIDATION). @defaultValue MAX_BATCH */
   batchSize?: number | undefined;
 }
 
@@ -259,7 +259,9 @@ export class AtsClient {
    */
   async submitMany(jobs: readonly BatchItem[], opts: SubmitManyOptions = {}): Promise<BatchResult[]> {
     // NaN would make every request empty (each refused 400, or no job sent at all); a fraction is rounded down.
-    const size = Math.min(MAX_BATCH, Math.max(1, Math.floor(aNumber('submitMany', 'batchSize', opts.batchSize) ?? MAX_BATCH)));
+    const given = aNumber('submitMany', 'batchSize', opts.batchSize);
+    if (given !== undefined && !(given >= 1)) throw badOption('submitMany', 'batchSize', '1 or more', given);
+    const size = Math.min(MAX_BATCH, Math.floor(given ?? MAX_BATCH));
     const keyed = opts.idempotencyKeys === false
       ? [...jobs]
       : jobs.map((j) => (j.idempotencyKey === undefined ? { ...j, idempotencyKey: newIdempotencyKey() } : j));

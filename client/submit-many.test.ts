@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApiError, createClient, UnreachableError, type BatchItem, type BatchResult } from './index.js';
+import { ApiError, createClient, MAX_BATCH, UnreachableError, type BatchItem, type BatchResult } from './index.js';
 
 type Sent = { jobs: BatchItem[] };
 
@@ -98,6 +98,25 @@ describe('submitMany: batchSize', () => {
     assert.ok(err instanceof ApiError && err.status === 0 && err.code === 'ATS_ERR_VALIDATION', String(err));
     assert.match(err.message, /^submitMany: batchSize must be a number, got NaN/);
     assert.equal(sent.length, 0, 'no request sent');
+  });
+
+  test('under 1 (0, a negative, a fraction under 1) is refused before anything is sent, naming it: not one job a request', async () => {
+    for (const batchSize of [0, -5, 0.5, -Infinity]) {
+      const { sent, fetch } = fakeBatches(created);
+      const ats = createClient({ url: 'http://ats.invalid', fetch });
+      const err = await ats.submitMany(items(3), { batchSize }).catch((e: unknown) => e);
+      assert.ok(err instanceof ApiError && err.status === 0 && err.code === 'ATS_ERR_VALIDATION', `${batchSize}: ${String(err)}`);
+      assert.match(err.message, /^submitMany: batchSize must be 1 or more, got /);
+      assert.equal(sent.length, 0, `${batchSize}: no request sent`);
+    }
+  });
+
+  test('over MAX_BATCH (Infinity too) is MAX_BATCH a request', async () => {
+    const { sent, fetch } = fakeBatches(created);
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const results = await ats.submitMany(items(MAX_BATCH + 1), { batchSize: Infinity });
+    assert.equal(results.length, MAX_BATCH + 1);
+    assert.deepEqual(sent.map((s) => s.jobs.length), [MAX_BATCH, 1]);
   });
 
   test('a fraction is rounded down: every job sent once, in order', async () => {
