@@ -81,6 +81,20 @@ export function str(values: Values, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** The longest idempotency key the API takes (its schemas' `maxLength`; tests hold them equal). */
+export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
+
+/**
+ * `--idempotency-key`, or undefined when absent. A key over the API's limit
+ * would be sent and refused (400, exit 1): refused up front instead, as a
+ * usage error, with nothing sent.
+ */
+export function idempotencyKey(values: Values): string | undefined {
+  const key = str(values, 'idempotency-key');
+  if (key === undefined || key.length <= MAX_IDEMPOTENCY_KEY_CHARS) return key;
+  throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
+}
+
 /** An integer option within [min, max]. */
 export function int(values: Values, name: string, min: number, max: number): number | undefined {
   const text = str(values, name);

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { SubmitHeaders } from '../../server/schemas.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
-import { MAX_IDEMPOTENCY_KEY_CHARS } from './submit-many.js';
+import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
 import { submitCommand } from './submit.js';
 
 const seen = { requests: 0, keys: [] as string[] };

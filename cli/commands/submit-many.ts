@@ -98,9 +98,6 @@ export async function submitMany(client: AtsClient, body: SubmitRequest, count: 
   return summarize(counts, count, performance.now() - started);
 }
 
-/** The longest idempotency key the API takes (its schema's `maxLength`; a test holds the two equal). */
-export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
-
 /** The idempotency key of the `i`th job (from 0) of a run whose key is `run`. */
 export const itemKey = (run: string, i: number): string => `${run}-${i}`;
 

@@ -5,11 +5,11 @@
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
-import { int, isoTime, jobPolicy, json, str, UsageError, type Values } from './args.js';
+import { idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
-import { itemKey, MAX_IDEMPOTENCY_KEY_CHARS, submitMany } from './submit-many.js';
+import { itemKey, submitMany } from './submit-many.js';
 
 export const submitSpec: CommandSpec = {
   usage: 'ats submit TYPE [--payload JSON] [--queue Q] [--max-attempts N] [--run-at ISO] [--idempotency-key K]\n' +
@@ -72,12 +72,6 @@ async function submitOne(ctx: Context, body: SubmitRequest, key: string | undefi
   return state === 'done' ? 0 : 1;
 }
 
-/** One job's key over the API's limit would be sent and refused (400, exit 1): refused up front instead, as a usage error. */
-function checkKey(key: string): void {
-  if (key.length <= MAX_IDEMPOTENCY_KEY_CHARS) return;
-  throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
-}
-
 /**
  * With `--count N` each job's key is `K-i`: one over the API's limit would be refused with its whole batch (400), and
  * the run stop having submitted nothing. Refused up front instead, as a usage error, saying how long K may be.
@@ -96,11 +90,8 @@ export const submitCommand = clientCommand(submitSpec, async (ctx) => {
   const body = requestFrom(positionals[0]!, values);
   const count = int(values, 'count', 1, 1_000_000);
   if (count !== undefined && values.wait) throw new UsageError('--count already waits for every job; drop --wait');
+  if (count === undefined) return submitOne(ctx, body, idempotencyKey(values));
   const key = str(values, 'idempotency-key');
-  if (count === undefined) {
-    if (key !== undefined) checkKey(key);
-    return submitOne(ctx, body, key);
-  }
   if (key !== undefined) checkItemKeys(key, count);
   const summary = await submitMany(ctx.client, body, count, { idempotencyKey: key, onNotice: err });
   out(values.json ? JSON.stringify(summary) : summary.text);

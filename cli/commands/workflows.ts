@@ -7,7 +7,7 @@
 import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, WorkflowVerification } from '../../client/index.js';
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { ApiError } from '../client.js';
-import { int, json, oneOf, str, UsageError, type Values } from './args.js';
+import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, oneOf, str, UsageError, type Values } from './args.js';
 import { moreHint, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
@@ -17,7 +17,7 @@ export const workflowStartSpec: CommandSpec = {
     'NAME                   a registered workflow (registry.workflow in an ATS_HANDLERS module)',
     '--input JSON           the machine\'s input (default null)',
     '--idempotency-key K    the same key, name and input again print the instance the first start started;',
-    '                       the key with another input is refused (ATS_ERR_IDEMPOTENCY_CONFLICT)',
+    `                       the key with another input is refused (ATS_ERR_IDEMPOTENCY_CONFLICT); at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`,
     '--json                 print the instance as JSON (else its id)',
   ],
   options: { input: { type: 'string' }, 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
@@ -67,6 +67,7 @@ export const workflowSignalSpec: CommandSpec = {
     'so a retry after a lost answer is taken once.',
     '--data JSON            the event\'s other fields: a JSON object without "type"',
     '--idempotency-key K    the key (default: a new one): the same key and event again take nothing more',
+    `                       (at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters)`,
     '--json                 print the instance after the step as JSON; a refusal as {code, message, accepts}',
   ],
   options: { data: { type: 'string' }, 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
@@ -234,7 +235,7 @@ const stepLine = (w: Workflow): string => `${w.id} ${w.status} ${stateText(w.val
 
 const startCommand = clientCommand(workflowStartSpec, async ({ client, values, positionals }) => {
   const input = json(values, 'input');
-  const key = str(values, 'idempotency-key');
+  const key = idempotencyKey(values);
   const wf = await client.startWorkflow({ name: positionals[0]!, ...(input === undefined ? {} : { input }) }, key === undefined ? {} : { idempotencyKey: key });
   out(values.json ? JSON.stringify(wf) : wf.id);
   return 0;
@@ -276,7 +277,7 @@ const historyCommand = clientCommand(workflowHistorySpec, async (ctx) => {
 const signalCommand = clientCommand(workflowSignalSpec, async ({ client, values, positionals }) => {
   const [id, type] = positionals as [string, string];
   try {
-    const key = str(values, 'idempotency-key');
+    const key = idempotencyKey(values);
     const wf = await client.signalWorkflow(id, signalFrom(type, values), key === undefined ? {} : { idempotencyKey: key });
     out(values.json ? JSON.stringify(wf) : stepLine(wf));
     return 0;

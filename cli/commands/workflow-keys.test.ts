@@ -1,0 +1,85 @@
+/**
+ * `ats workflow start` and `ats workflow signal` with `--idempotency-key K`:
+ * a K over the API's 255 characters is a usage error (exit 2 with the usage)
+ * before any request goes, as `ats submit` refuses it, instead of a request
+ * the server refuses 400. A key of 255 characters is sent. Against a small
+ * fake server that counts what it is sent and refuses a key over 255
+ * characters 400, as the API's schema does.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { SignalHeaders, StartWorkflowBody } from '../../server/schemas.js';
+import { capturing } from '../../tests/helpers/capture-output.js';
+import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
+import { workflowCommand, workflowSignalSpec, workflowStartSpec } from './workflows.js';
+
+const ID = '01J00000000000000000000001';
+const seen = { requests: 0, keys: [] as string[] };
+let url = '';
+
+const instance = {
+  id: ID, name: 'cli.review', definitionVersion: 1, status: 'active', value: 'review', context: {}, input: null, output: null, error: null,
+  children: [], timers: [], accepts: ['APPROVE'], version: 1, idempotencyKey: null, createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z',
+};
+
+const server = createServer((req, res) => {
+  seen.requests++;
+  const json = (r: ServerResponse, status: number, body: unknown) => r.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  let text = '';
+  req.on('data', (d) => (text += d));
+  req.on('end', () => {
+    const key = req.method === 'POST' && req.url?.startsWith('/v1/workflows/') ? String(req.headers['idempotency-key'])
+      : req.method === 'POST' && req.url?.startsWith('/v1/workflows') ? (JSON.parse(text) as { idempotencyKey?: string }).idempotencyKey ?? ''
+        : undefined;
+    if (key === undefined) return json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
+    seen.keys.push(key);
+    if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'idempotency-key must NOT have more than 255 characters' });
+    return json(res, req.url!.startsWith('/v1/workflows/') ? 200 : 201, instance);
+  });
+});
+
+before(async () => {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+const run = (args: string[]) => {
+  seen.requests = 0;
+  seen.keys = [];
+  return capturing(ID, () => workflowCommand(args, { ATS_URL: url }));
+};
+
+test('the longest key the CLI allows is the API\'s, for a start and a signal', () => {
+  assert.equal(StartWorkflowBody.properties.idempotencyKey.maxLength, MAX_IDEMPOTENCY_KEY_CHARS);
+  assert.equal(SignalHeaders.properties['idempotency-key'].maxLength, MAX_IDEMPOTENCY_KEY_CHARS);
+});
+
+for (const [name, args] of [
+  ['start', ['start', 'cli.review']],
+  ['signal', ['signal', ID, 'APPROVE']],
+] as const) {
+  test(`ats workflow ${name}: a key over 255 characters is exit 2 with the usage, nothing sent; one of 255 is sent`, async () => {
+    const long = await run([...args, '--idempotency-key', 'k'.repeat(256)]);
+    assert.equal(long.code, 2, long.stderr);
+    assert.match(long.stderr, /--idempotency-key: the key is 256 characters; the API takes at most 255/);
+    assert.match(long.stderr, new RegExp(`usage: ats workflow ${name}`));
+    assert.equal(seen.requests, 0, 'nothing sent');
+    const longest = await run([...args, '--idempotency-key', 'k'.repeat(255)]);
+    assert.equal(longest.code, 0, longest.stderr);
+    assert.deepEqual(seen.keys, ['k'.repeat(255)]);
+  });
+}
+
+test('the help of both says the limit, under --idempotency-key', () => {
+  for (const spec of [workflowStartSpec, workflowSignalSpec]) {
+    const text = (spec.details ?? []).join('\n');
+    const option = text.slice(text.indexOf('--idempotency-key K'), text.indexOf('--json'));
+    assert.match(option, new RegExp(`at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`), spec.usage);
+  }
+});
