@@ -15,7 +15,7 @@ import type { StreamProgressMessage } from '../client/index.js';
 import { ApiError, AtsClient, UnreachableError, type JobDetail, type JobEvent, type JobProgress } from './client.js';
 import { followJob, repeat, SeqGate, trySubscribe, waitOut } from './commands/follow.js';
 import { NodeWebSocket, StreamUnavailable, subscribe, type StreamEvent } from './commands/stream.js';
-import { subscribeOrPoll } from './commands/watch.js';
+import { missingJob, subscribeOrPoll } from './commands/watch.js';
 import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
 import { spawnAts } from '../tests/helpers/cli.js';
@@ -652,6 +652,22 @@ describe('waiting out an unavailable or busy server', () => {
     const notices: string[] = [];
     assert.equal(await followJob(new AtsClient({ url: fake.url, retries: 0 }), ID, () => undefined, { pollMs: 10, onNotice: (m) => notices.push(m) }), 'done');
     assert.equal(notices.length, 2);
+  });
+
+  test('ats watch --job over the stream reads the job: one that does not exist is the error, after an outage waited out; one that exists ends nothing', async () => {
+    const fake = await fakeServer();
+    const client = new AtsClient({ url: fake.url, retries: 0 });
+    const never = new Promise<void>(() => undefined);
+    fake.failGets.count = 2;
+    const notices: string[] = [];
+    const missing = await missingJob(client, ID, never, { periodMs: 10, onNotice: (m) => notices.push(m) });
+    assert.ok(missing instanceof ApiError && missing.status === 404 && missing.code === 'ATS_ERR_JOB_NOT_FOUND', String(missing));
+    assert.equal(notices.filter((m) => /^ATS_ERR_STORE_UNAVAILABLE: .*; still trying$/.test(m)).length, 2, notices.join('\n'));
+    fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED')]));
+    const gets = fake.gets;
+    const found = await Promise.race([missingJob(client, ID, never, { periodMs: 10 }), new Promise((r) => setTimeout(() => r('still watching'), 300))]);
+    assert.equal(found, 'still watching');
+    assert.equal(fake.gets, gets + 1, 'read once, not again');
   });
 
   test('submit --wait: a server that stops answering once the job is submitted, before the stream holds, is waited for and the job followed to its end', async () => {

@@ -3,7 +3,10 @@
  * on a fresh SQLite file, the demo handlers) that requires API keys: the
  * key the watch runs with is revoked while it watches, the server closes its
  * stream with 4401, and the command ends with ATS_ERR_UNAUTHORIZED and exit 1
- * (README: a key the server refuses is an error, exit 1).
+ * (README: a key the server refuses is an error, exit 1). And `--job ID` over
+ * the stream: a job that does not exist ends the watch with
+ * ATS_ERR_JOB_NOT_FOUND, exit 1, as polling ends it; one that exists is
+ * watched until Ctrl-C.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { HandlerRegistry, registerDemoHandlers } from '../../engine/handlers.js';
 import { silentLogger } from '../../engine/logger.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
+import { spawnAts } from '../../tests/helpers/cli.js';
 import { makeKey, type MadeKey } from '../../tests/helpers/keys.js';
 import { AtsClient } from '../client.js';
 import { compose, type System } from '../compose.js';
@@ -34,6 +38,50 @@ before(async () => {
 after(async () => {
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('ats watch --job over the stream', { timeout: 60_000 }, () => {
+  test('a job that does not exist: ATS_ERR_JOB_NOT_FOUND on stderr, exit 1, as when polling (not a silent wait for ever)', async () => {
+    const mine = await makeKey(system.store, 'default');
+    const missing = '01J00000000000000000000999';
+    const r = await capturing(missing, async () => {
+      const gaveUp = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000).unref());
+      const code = await Promise.race([watchCommand(['--job', missing], { ATS_URL: url, ATS_API_KEY: mine.key }), gaveUp]);
+      assert.notEqual(code, 'hung', 'the watch of a job that does not exist went on');
+      return code as number;
+    });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^ATS_ERR_JOB_NOT_FOUND: /m);
+    assert.doesNotMatch(r.stderr, /polling/, 'over the stream, not polling');
+  });
+
+  test('a job that exists: its transitions print, and the watch goes on until Ctrl-C (exit 0)', async () => {
+    const mine = await makeKey(system.store, 'default');
+    const client = new AtsClient({ url, apiKey: mine.key });
+    // Dead after its one attempt, and again after each redrive: transitions for as long as the test asks.
+    const job = await client.submit({ type: 'demo.fail', payload: { always: true }, maxAttempts: 1 });
+    const watch = spawnAts(url, ['watch', '--job', job.id], { ATS_API_KEY: mine.key }, 50_000);
+    let code: number | null | undefined;
+    void watch.exited.then((e) => (code = e.code));
+    try {
+      // Live from its subscribe: redrive the job each time it is dead until a transition shows.
+      const deadline = Date.now() + 30_000;
+      while (!watch.stdout.includes(job.id) && code === undefined) {
+        if (Date.now() > deadline) assert.fail(`the watch printed no transition:\n${watch.stderr}`);
+        if ((await client.get(job.id)).state === 'dead') await client.redrive(job.id);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(code, undefined, `the watch of a job that exists ended (exit ${code}):\n${watch.stderr}`);
+      watch.kill('SIGINT');
+      const r = await watch.exited;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, '');
+      assert.match(r.stdout, new RegExp(`${job.id}\\s+demo\\.fail\\s+default\\s+`));
+    } finally {
+      watch.kill('SIGKILL');
+    }
+  });
 });
 
 describe('ats watch and a revoked key', { timeout: 60_000 }, () => {

@@ -15,6 +15,10 @@
  * 4401; or a reconnect answered 401 or 403), or its cursor refused on a
  * reconnect (ATS_ERR_BAD_CURSOR: the server's database reset or restored
  * from an older backup) — ends the command with that error (exit 1).
+ * `--job ID` of a job that does not exist ends it with ATS_ERR_JOB_NOT_FOUND
+ * (exit 1) either way: polling's first read finds none, and over the stream,
+ * where a filter on an unknown id is simply never matched, the job is read
+ * once the subscription holds (`missingJob`).
  */
 import { ApiError, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
@@ -39,6 +43,7 @@ export const watchSpec: CommandSpec = {
     'database down) every few seconds, saying so on stderr.',
     'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1; so does a resume whose',
     'cursor the server refuses (its database reset or restored from a backup): ATS_ERR_BAD_CURSOR, exit 1.',
+    '--job ID of a job that does not exist (or of another tenant) ends the watch: ATS_ERR_JOB_NOT_FOUND, exit 1.',
   ],
   options: {
     job: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
@@ -85,7 +90,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       throw e;
     }
     if (!('poll' in sub)) {
-      const ended = await Promise.race([stopped.then(() => null), sub.ended]);
+      const ended = await Promise.race([stopped.then(() => null), sub.ended, ...(job ? [missingJob(client, job, stopped)] : [])]);
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
       return 0;
@@ -103,6 +108,32 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
     dispose();
   }
 });
+
+/**
+ * With `--job` over the stream: the error that ends the watch when the job
+ * does not exist (ATS_ERR_JOB_NOT_FOUND, as polling's first read ends it);
+ * pending for ever once it is read. Read after the subscription holds, so a
+ * job read is one whose every later transition comes (and a job's id exists
+ * only once the server made the job: a watch cannot start before its job).
+ * An outage (unreachable, 503, 429) is waited out, with a line on stderr, as
+ * polling waits it out; any other failure (the key refused) ends the watch
+ * too. Stops reading when `until` settles (Ctrl-C).
+ */
+export async function missingJob(
+  client: AtsClient, id: string, until: Promise<unknown>, { periodMs = 1000, onNotice = err }: { periodMs?: number; onNotice?: (m: string) => void } = {},
+): Promise<unknown> {
+  let found!: () => void;
+  const read = new Promise<void>((resolve) => (found = resolve));
+  try {
+    await Promise.race([read, repeat(async () => {
+      await client.get(id);
+      found();
+    }, periodMs, Promise.race([read, until]), onNotice, { now: true })]);
+  } catch (e) {
+    return e;
+  }
+  return new Promise<never>(() => undefined);
+}
 
 /**
  * The subscription, or why to poll instead, as a clause naming the server:

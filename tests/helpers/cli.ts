@@ -37,10 +37,11 @@ export interface CliProcess {
  * MYSQL_URL or test runner context; `extraEnv` on top; killed after `killAfterMs`.
  */
 export function spawnAts(url: string, args: readonly string[], extraEnv: Record<string, string> = {}, killAfterMs = 60_000): CliProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url, ...extraEnv };
+  const env: NodeJS.ProcessEnv = { ...process.env, ATS_URL: url };
   delete env.ATS_API_KEY;
   delete env.NODE_TEST_CONTEXT;
   delete env.MYSQL_URL;
+  Object.assign(env, extraEnv); // on top: a key given here is sent
   const child = spawn(process.execPath, ['cli/bin.mjs', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
