@@ -453,8 +453,13 @@ export class ScheduleRunner {
    * one goes on from where it stopped, and from the soonest once it reached
    * the end. So however many schedules fail, a due one is tried within a round
    * of passes over the due ones ahead of it.
+   *
+   * `signal` aborted (the timers stopping), it gives up before its next read
+   * or schedule: the schedules it fired stay fired (each moved on in writes of
+   * its own), those it had not reached stay due, and the next pass here goes
+   * on from the last one it looked at (another process finds them as due anyway).
    */
-  async runOnce(): Promise<number> {
+  async runOnce(signal?: AbortSignal): Promise<number> {
     const now = this.deps.clock.now();
     this.stoppedAtCap = false;
     for (const [key, f] of this.failing) if (f.until + MISSED_AFTER_MS < now) this.failing.delete(key); // deleted, paused or moved on elsewhere
@@ -465,8 +470,10 @@ export class ScheduleRunner {
     const seen = new Set<string>();
     let after = this.scan;
     for (let page = 0; page < pagesPerPass; page++) {
+      if (signal?.aborted) return this.stoppedAt(after, n);
       const due = await this.deps.store.dueSchedules(now, batchSize, after);
       for (const s of due) {
+        if (signal?.aborted) return this.stoppedAt(after, n);
         if (tried >= batchSize) {
           // Its tries spent: the next pass goes on from the last one looked at (those tried are gone or held), at once.
           this.scan = after;
@@ -503,6 +510,12 @@ export class ScheduleRunner {
       }
     }
     // Its pages read or its tries spent: the next pass goes on from the last one looked at.
+    this.scan = after;
+    return n;
+  }
+
+  /** A pass given up after the schedule `after` (undefined: before any): the next pass reads on from there. */
+  private stoppedAt(after: DueKey | undefined, n: number): number {
     this.scan = after;
     return n;
   }

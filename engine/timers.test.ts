@@ -9,6 +9,7 @@ import { monotonicFactory } from 'ulid';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
+import { intercept } from '../tests/helpers/intercept.js';
 import { STORE_BACKENDS, withMigratedStore, writeMachineVersion } from '../tests/helpers/stores.js';
 import { isLane, laneGroup, laneTopic } from './lanes.js';
 import { silentLogger } from './logger.js';
@@ -641,6 +642,98 @@ for (const backend of STORE_BACKENDS) describe(`Timers on ${backend.name}, with 
     assert.deepEqual(polledAt.filter((n) => n < 7), [], 'no poll before every due schedule was reached');
     const jobs = (await store.listJobs({ limit: 100 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:'));
     assert.equal(jobs.length, 7);
+  }));
+});
+
+/** A clock the test moves (`t`), whose sleeps last until the loop stops: a loop makes one pass only. */
+function heldClock(at: number) {
+  const clock: Clock & { t: number } = {
+    t: at,
+    now: () => clock.t,
+    sleep: (_ms, signal) => new Promise<void>((resolve) => {
+      if (signal?.aborted) resolve();
+      else signal?.addEventListener('abort', () => resolve(), { once: true });
+    }),
+  };
+  return clock;
+}
+
+/** A gate: `reached` resolves once the held call is in flight, and it goes on at `release()`. */
+function gate() {
+  let reach!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((r) => (reach = r));
+  const released = new Promise<void>((r) => (release = r));
+  return { reached, release, hold: async () => { reach(); await released; } };
+}
+
+/** Stops `timers` while a call is held; returns whether stop() had resolved before the release, and waits for it. */
+async function stopWhileHeld(timers: Timers, g: ReturnType<typeof gate>): Promise<boolean> {
+  await g.reached;
+  let stopped = false;
+  const stopping = timers.stop().then(() => (stopped = true));
+  await new Promise((r) => setTimeout(r, 20));
+  const early = stopped;
+  g.release();
+  await stopping;
+  return early;
+}
+
+for (const backend of STORE_BACKENDS) describe(`Timers on ${backend.name} stopped during a pass`, () => {
+  it('the schedules\' pass gives up at its next schedule: stop() waits for the schedule in flight only; the ticks fired stay, the rest fire at the next pass', () => withMigratedStore(backend, async (store) => {
+    const clock = heldClock(T0 - 1000);
+    const nextId = monotonicFactory();
+    const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+    const service = new ScheduleService({ store, clock });
+    const template = { type: 'demo.echo', payload: null, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
+    for (let i = 0; i < 6; i++) await service.create(DEFAULT_TENANT, { name: `nightly-${i}`, cron: '0 0 * * *', job: template });
+    clock.t = T0 + 100;
+    // The second schedule's tick is held in flight until the test lets it submit.
+    let submits = 0;
+    const g = gate();
+    const held = intercept(transitions, (name) => name === 'submit', async (call) => {
+      if (++submits === 2) await g.hold();
+      return call();
+    });
+    const runner = new ScheduleRunner({ store, transitions: held, clock, logger: silentLogger });
+    const timers = new Timers({ store, transitions, clock, logger: silentLogger, schedules: runner }, { pollMs: 60_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    timers.start();
+    assert.equal(await stopWhileHeld(timers, g), false, 'stop() waits for the schedule in flight');
+    assert.equal(submits, 2, 'no tick after the stop');
+    const ticked = async () => (await store.listJobs({ limit: 100 })).filter((j) => j.idempotencyKey?.startsWith('ats:schedule:')).length;
+    assert.equal(await ticked(), 2, 'the schedule in flight submitted, as the one before');
+    assert.equal((await store.dueSchedules(clock.now(), 100)).length, 4, 'the others are still due');
+    // The next pass (this process started again, or another) fires them.
+    assert.equal(await runner.runOnce(), 4);
+    assert.equal(await ticked(), 6);
+    assert.equal((await store.dueSchedules(clock.now(), 100)).length, 0);
+  }));
+
+  it('a stop during the scans: the pass repairs nothing after it; the jobs it read are repaired by the next pass', () => withMigratedStore(backend, async (store) => {
+    const clock = heldClock(T0);
+    const nextId = monotonicFactory();
+    const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+    const r = await transitions.submit(spec({ runAt: T0 + 1000 }));
+    assert.ok(r.ok);
+    clock.t = T0 + 2000;
+    const g = gate();
+    const scanHeld = intercept(store, (name) => name === 'findExpiredLeases', async (call) => {
+      await g.hold();
+      return call();
+    });
+    let writes = 0;
+    const counted = intercept(transitions, (name) => name === 'applyMany', async (call) => {
+      writes++;
+      return call();
+    });
+    const timers = new Timers({ store: scanHeld, transitions: counted, clock, logger: silentLogger }, { pollMs: 60_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    timers.start();
+    assert.equal(await stopWhileHeld(timers, g), false, 'stop() waits for the read in flight');
+    assert.equal(writes, 0, 'no repair after the stop');
+    assert.deepEqual((await store.findDue(clock.now(), 10)).map((j) => j.id), [r.job.id], 'the delayed job is still due');
+    const next = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 60_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    assert.equal(await next.runOnce(), 1);
+    assert.deepEqual(await store.findDue(clock.now(), 10), []);
   }));
 });
 

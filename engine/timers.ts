@@ -196,15 +196,23 @@ export class Timers {
     this.passedOver = { due: new PassedOver(max), expired: new PassedOver(max), lost: new PassedOver(max) };
   }
 
-  /** One pass over the three queries; returns how many events were accepted. */
-  async runOnce(): Promise<number> {
+  /**
+   * One pass over the three queries, then the schedules'; returns how many events were accepted.
+   * `signal` aborted (the timers stopping), it gives up before its next read or step: what it wrote
+   * stays (each repair is its own transaction, each schedule's tick a job of its own), and the jobs
+   * and schedules it had not reached are still due, for the next pass here or in another process.
+   */
+  async runOnce(signal?: AbortSignal): Promise<number> {
     const { store, clock } = this.deps;
     const now = clock.now();
     this.passes++;
     this.schedulesLeftDue = false;
     const over = this.passedOver;
     const due = await this.scan(over.due, (limit) => store.findDue(now, limit));
+    if (signal?.aborted) return 0;
     const expired = await this.scan(over.expired, (limit) => store.findExpiredLeases(now, limit));
+    // Stopped during the scans: what they read is repaired by the next pass.
+    if (signal?.aborted) return 0;
     const { logger } = this.deps;
     const debug = logger.isLevelEnabled?.('debug') ?? true;
     // Every repair of the pass ends before the pass does, also when one fails: no write lands after it.
@@ -217,12 +225,15 @@ export class Timers {
       this.repairLost(now).then(async (lost) => ({ all: lost.all + await this.dispatchNowServed(now) })),
     ]);
     this.logPassedOver(now);
-    const ticks = (await this.deps.schedules?.runOnce()) ?? 0;
-    this.schedulesLeftDue = this.deps.schedules?.leftDue === true;
     this.counters.dispatched += a.pending;
     this.counters.retried += a.retrying;
     this.counters.expired += b.all;
-    return a.all + b.all + c.all + ticks;
+    const repaired = a.all + b.all + c.all;
+    if (signal?.aborted) return repaired;
+    // A stop tells the schedules' pass too: it gives up at its next schedule.
+    const ticks = (await this.deps.schedules?.runOnce(signal)) ?? 0;
+    this.schedulesLeftDue = this.deps.schedules?.leftDue === true;
+    return repaired + ticks;
   }
 
   /** A batch of one scan, read past the jobs it passes over. */
@@ -478,7 +489,8 @@ export class Timers {
       clock, logger, failure: 'timers: pass failed', pollMs: this.opts.pollMs,
       // Again at once after a full batch, or while schedules due wait behind the schedules' cap (a poll later, the last of
       // a burst of them, 1000 due at the top of an hour with 100 tried a pass, would be reached ten polls late, or missed).
-      pass: async () => (await this.runOnce()) >= this.opts.batchSize || this.schedulesLeftDue,
+      // A stop tells the pass: it gives up at its next step, and the stop waits only for the step in flight.
+      pass: async () => (await this.runOnce(signal)) >= this.opts.batchSize || this.schedulesLeftDue,
     });
   }
 }
