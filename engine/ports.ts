@@ -939,9 +939,11 @@ export interface WorkflowStore {
    * step is at or before `updatedBefore`, oldest first, with their events and
    * timer rows, in one short transaction; their idempotency keys are free
    * afterwards. Their child jobs stay (jobs have their own retention).
-   * Returns how many were deleted. Rejects `active`.
+   * Returns how many were deleted. Rejects `active`. A batch whose histories
+   * take several transactions gives up before the next one once `signal`
+   * aborts (retention stopping): what went stays gone, the rest waits.
    */
-  purgeWorkflows(status: 'done' | 'error' | 'cancelled', updatedBefore: number, limit: number): Promise<number>;
+  purgeWorkflows(status: 'done' | 'error' | 'cancelled', updatedBefore: number, limit: number, signal?: AbortSignal): Promise<number>;
 }
 
 // ---------------------------------------------------------------- progress

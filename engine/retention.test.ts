@@ -247,6 +247,57 @@ describe('retention', () => {
     assert.equal(r.deletedAudit, 5);
   });
 
+  it('stopped during a pass, gives up at its next batch: stop() waits for the batch in flight only; the rest go at the next pass', async () => {
+    const done = await submit();
+    await toDone(done);
+    const cancelled = await submit();
+    await apply(cancelled, { type: 'CANCEL' });
+    await instance(wid(1), 'done');
+    now += 30 * DAY;
+    // The batch of cancelled jobs, the third of the pass, is held in flight until the test lets it go on.
+    const calls: string[] = [];
+    let inFlight!: () => void;
+    const held = new Promise<void>((r) => (inFlight = r));
+    let letGo!: () => void;
+    const released = new Promise<void>((r) => (letGo = r));
+    const holding = intercept(store, (name) => name.startsWith('purge'), async (call, args, name) => {
+      calls.push(`${name} ${String(args[0])}`);
+      if (calls.length === 3) {
+        inFlight();
+        await released;
+      }
+      return call();
+    });
+    const r = new Retention({ store: holding, clock, logger: createLogger('silent') }, opts);
+    r.start();
+    await held;
+    let stopped = false;
+    const stopping = r.stop().then(() => (stopped = true));
+    await delay(20);
+    assert.equal(stopped, false, 'stop() waits for the batch in flight');
+    letGo();
+    await stopping;
+    assert.deepEqual(calls, ['purgeJobs done', 'purgeJobs dead', 'purgeJobs cancelled'], 'no batch after the stop');
+    assert.equal(await store.getJob(done), null);
+    assert.equal(await store.getJob(cancelled), null, 'the batch in flight deleted, as the ones before');
+    assert.ok(await store.getWorkflow(wid(1)), 'the next batches wait');
+    // The next pass (this process started again, or another) deletes it.
+    assert.deepEqual(await retention().runOnce(), { deleted: 0, deletedWorkflows: 1, deletedAudit: 0, more: false });
+    assert.equal(await store.getWorkflow(wid(1)), null);
+  });
+
+  it('a batch of instances is given the pass\'s signal: one whose histories take several transactions gives up between them at a stop', async () => {
+    const given: unknown[] = [];
+    const watching = intercept(store, (name) => name === 'purgeWorkflows', async (call, args) => {
+      given.push(args[3]);
+      return call();
+    });
+    const stop = new AbortController();
+    await new Retention({ store: watching, clock, logger: createLogger('silent') }, opts).runOnce(stop.signal);
+    assert.equal(given.length, 3);
+    for (const signal of given) assert.equal(signal, stop.signal);
+  });
+
   it('a store that fails mid-pass: the pass throws, what went before is counted, the loop logs it and goes on', async () => {
     await apply(await submit(), { type: 'CANCEL' });
     for (let n = 1; n <= 2; n++) await instance(wid(n), 'cancelled');

@@ -82,29 +82,38 @@ export class Retention {
    * any batch was full (more may be waiting). A batch that fails throws: the
    * ones before it stay counted in `deleted`, `deletedWorkflows` and
    * `deletedAudit`, and the loop tries again after a pause.
+   * `signal` aborted (retention stopping), it gives up before its next batch,
+   * and a batch of instances before its next transaction: what went stays
+   * gone (each transaction commits on its own), the rest waits for the next
+   * pass here or in another process.
    */
-  async runOnce(): Promise<{ deleted: number; deletedWorkflows: number; deletedAudit: number; more: boolean }> {
+  async runOnce(signal?: AbortSignal): Promise<{ deleted: number; deletedWorkflows: number; deletedAudit: number; more: boolean }> {
     const now = this.deps.clock.now();
     const { store } = this.deps;
     let deleted = 0;
     let deletedWorkflows = 0;
+    let deletedAudit = 0;
     let more = false;
+    const done = () => ({ deleted, deletedWorkflows, deletedAudit, more });
     for (const [state, ageMs] of this.limits()) {
+      if (signal?.aborted) return done();
       const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize);
       deleted += n;
       this.deleted += n;
       more ||= n >= this.opts.batchSize;
     }
     for (const [status, ageMs] of this.workflowLimits()) {
-      const n = await store.purgeWorkflows(status, now - ageMs, this.opts.batchSize);
+      if (signal?.aborted) return done();
+      const n = await store.purgeWorkflows(status, now - ageMs, this.opts.batchSize, signal);
       deletedWorkflows += n;
       this.deletedWorkflows += n;
       more ||= n >= this.opts.batchSize;
     }
-    const deletedAudit = await store.purgeAudit(now - this.opts.auditMs, this.opts.batchSize);
+    if (signal?.aborted) return done();
+    deletedAudit = await store.purgeAudit(now - this.opts.auditMs, this.opts.batchSize);
     this.deletedAudit += deletedAudit;
     more ||= deletedAudit >= this.opts.batchSize;
-    return { deleted, deletedWorkflows, deletedAudit, more };
+    return done();
   }
 
   start(): void {
@@ -120,7 +129,8 @@ export class Retention {
     return pollUntilAborted(signal, {
       clock, logger, failure: 'retention: batch failed', pollMs: this.opts.pollMs,
       pass: async () => {
-        const { deleted, deletedWorkflows, deletedAudit, more } = await this.runOnce();
+        // A stop tells the pass: it gives up at its next batch, and the stop waits only for the one in flight.
+        const { deleted, deletedWorkflows, deletedAudit, more } = await this.runOnce(signal);
         if (deleted > 0) logger.debug('retention: deleted finished jobs', { deleted });
         if (deletedWorkflows > 0) logger.debug('retention: deleted ended workflow instances', { deleted: deletedWorkflows });
         if (deletedAudit > 0) logger.debug('retention: deleted old audit log entries', { deleted: deletedAudit });

@@ -119,9 +119,9 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     purgeJobs: (state, updatedBefore, limit) =>
       withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
     /** As `purgeJobs`: candidates read without locks, then locked by id and checked again. */
-    purgeWorkflows: (status, updatedBefore, limit) => purgeWorkflowsInSteps(
+    purgeWorkflows: (status, updatedBefore, limit, signal) => purgeWorkflowsInSteps(
       (program) => withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
-      D, status, updatedBefore, limit,
+      D, status, updatedBefore, limit, undefined, signal,
     ),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks

@@ -139,5 +139,34 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await purgeWorkflowsInSteps(tx, a.d, 'done', T + 10, 4, 10), 0);
       assert.equal(await countEvents(a), 0);
     }));
+
+    it('purgeWorkflowsInSteps stopped (its signal aborted) gives up before its next transaction: what went stays gone, the rest waits for the next purge', run(async (store) => {
+      const a = access(store);
+      await endedWith(store, a, 1, 25);
+      for (const n of [2, 3]) await endedWith(store, a, n, 4);
+      const stop = new AbortController();
+      const deleted: number[] = [];
+      const tx = bounded(a, 10, deleted);
+      // The second transaction is in flight when the stop comes.
+      const stopping: Access['transaction'] = async (program) => {
+        if (deleted.length === 1) stop.abort();
+        return tx(program);
+      };
+      assert.equal(await purgeWorkflowsInSteps(stopping, a.d, 'done', T + 10, 4, 10, stop.signal), 0);
+      assert.deepEqual(deleted, [10, 10], 'the transaction in flight committed; none after it');
+      assert.equal((await store.getWorkflowEvents(wid(1))).length, 5, 'the long history is left whole from its 21st event, its row kept');
+      assert.equal(await purgeWorkflowsInSteps(tx, a.d, 'done', T + 10, 4, 10), 3, 'the next purge goes on from there');
+      assert.equal(await countEvents(a), 0);
+    }));
+
+    it('the store\'s purgeWorkflows takes the signal: stopped before it begins, it deletes nothing', run(async (store) => {
+      const a = access(store);
+      await endedWith(store, a, 1, 4);
+      const stop = new AbortController();
+      stop.abort();
+      assert.equal(await store.purgeWorkflows('done', T + 10, 10, stop.signal), 0);
+      assert.ok(await store.getWorkflow(wid(1)));
+      assert.equal(await store.purgeWorkflows('done', T + 10, 10), 1);
+    }));
   });
 }

@@ -545,16 +545,20 @@ export function* purgeWorkflowsStep(
  * Retention's batch of instances (`WorkflowStore.purgeWorkflows`): up to
  * `limit` of them, in as many `purgeWorkflowsStep` transactions as their
  * histories need, each run by `transaction` (the store's, with its retries).
- * It stops at `limit` instances, or at a transaction that deleted nothing.
- * Between two, the event loop runs: a SQLite store's transactions block it
- * while they last. Returns how many instances went.
+ * It stops at `limit` instances, or at a transaction that deleted nothing,
+ * and gives up before its next transaction once `signal` aborts (retention
+ * stopping): what went stays gone (each transaction commits on its own), and
+ * the next purge goes on from there. Between two, the event loop runs: a
+ * SQLite store's transactions block it while they last. Returns how many
+ * instances went.
  */
 export async function purgeWorkflowsInSteps(
   transaction: (program: () => Program<PurgeStep>) => Promise<PurgeStep>,
-  d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_EVENTS,
+  d: Dialect, status: WorkflowStatus, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_EVENTS, signal?: AbortSignal,
 ): Promise<number> {
   let instances = 0;
   while (instances < limit) {
+    if (signal?.aborted) break;
     const step = await transaction(() => purgeWorkflowsStep(d, status, updatedBefore, limit - instances, maxEvents));
     instances += step.instances;
     if (step.instances === 0 && step.events === 0) break;

@@ -145,7 +145,7 @@ function sqliteOperations(
     updateWorkflow: async (id, decide, read) => write('update', () => updateWorkflowProgram(D, id, decide, read)),
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
     purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
-    purgeWorkflows: (status, updatedBefore, limit) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit),
+    purgeWorkflows: (status, updatedBefore, limit, signal) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit, undefined, signal),
 
     /**
      * One connection cannot hold a transaction across an await (every other
