@@ -27,6 +27,7 @@ import { TransitionService } from './transitions.js';
 import type { Clock } from './ports.js';
 import { WorkflowService } from './workflows.js';
 import { intercept } from '../tests/helpers/intercept.js';
+import { waitingWorkflows } from '../tests/helpers/waiting-workflows.js';
 
 /** How a redeploy changed the saga under the same version. */
 type Change = 'none' | 'a state renamed' | 'an invocation renamed' | 'a delay changed';
@@ -238,23 +239,7 @@ describe('a child job a user cancels (not its instance)', () => {
   });
 });
 
-/** Three instances of a workflow that waits 1 s, started by `service` on an SQLite store in memory, on a clock the test moves. */
-async function threeWaiting() {
-  let t = 1_900_000_000_000;
-  const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-  const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
-  const store = createSqliteStore({ file: ':memory:' });
-  await store.migrate();
-  const definitions = new HandlerRegistry().workflow('waits', waits);
-  const service = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
-  const ids: string[] = [];
-  for (let i = 0; i < 3; i++) {
-    const r = await service.start({ tenant: 'default', name: 'waits', input: null });
-    assert.ok(r.ok);
-    ids.push(r.workflow.id);
-  }
-  return { store, clock, definitions, service, ids, tick: (ms: number) => (t += ms) };
-}
+const threeWaiting = () => waitingWorkflows(3);
 
 describe('two processes firing the same due timers', () => {
   it('fire each once, and each pass counts only the timers it fired', async () => {

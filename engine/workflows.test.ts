@@ -18,6 +18,7 @@ import { CHILD_ENDED_KIND, KIND_HEADER, WORKFLOW_MESSAGE_KIND, type ChildEndedMe
 import type { Clock, EventLog, LogRecord, WorkflowRecord } from './ports.js';
 import { WorkflowDriver, WorkflowService } from './workflows.js';
 import { intercept } from '../tests/helpers/intercept.js';
+import { waitingWorkflows } from '../tests/helpers/waiting-workflows.js';
 
 const machine = (version: number) => setup({
   types: { context: {} as { n: number } },
@@ -667,20 +668,8 @@ describe('timers of instances whose definition version this process lacks', () =
 
 describe('the workflow driver stopped during a timer pass', () => {
   it('the pass gives up at its next step: stop() waits for the step in flight only; what it fired stays fired, the rest is fired by the next pass', async () => {
-    let t = 1_900_000_000_000;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const waits = setup({}).createMachine({ initial: 'wait', states: { wait: { after: { 1000: 'done' } }, done: { type: 'final' } } });
-    const store = createSqliteStore({ file: ':memory:' });
-    await store.migrate();
-    const definitions = new HandlerRegistry().workflow('waits', waits);
-    const starter = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
-    const ids: string[] = [];
-    for (let i = 0; i < 10; i++) {
-      const r = await starter.start({ tenant: 'default', name: 'waits', input: null });
-      assert.ok(r.ok);
-      ids.push(r.workflow.id);
-    }
-    t += 5_000;
+    const { store, clock, definitions, ids, tick } = await waitingWorkflows(10);
+    const t = tick(5_000);
     // The second timer's step is held in flight until the test lets it write.
     let steps = 0;
     let inSecond!: () => void;
