@@ -13,7 +13,7 @@ import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import { systemClock } from './system.js';
 import { Timers } from './timers.js';
-import type { JobSpec } from './ports.js';
+import type { Clock, JobSpec, JobStore } from './ports.js';
 
 const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
   type: 'test.limited', payload: {}, queue: 'default', maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 60_000, priority: 0, ...o,
@@ -163,6 +163,52 @@ describe('workers under concurrency and rate limits', () => {
       await h.stop();
     }
   });
+
+  // Found by the delivery property (property-tests: a worker crashed just after a claim its key's rate refused).
+  for (const end of ['crash', 'stop'] as const) {
+    it(`a worker's ${end} that lands while it keeps its held dispatches does not wait for their next claim`, async () => {
+      const registry = new HandlerRegistry().register('test.limited', async () => null);
+      const h = await workerHarness(registry);
+      // Sleeps that end only when aborted (or the test ends them): a wait the worker does not cut short when it stops never ends.
+      const sleeping = new Set<() => void>();
+      const clock: Clock = {
+        now: () => Date.now(),
+        sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
+          if (signal?.aborted) return reject(signal.reason);
+          sleeping.add(resolve);
+          signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+        }),
+      };
+      let keeping!: () => void;
+      const kept = new Promise<void>((resolve) => { keeping = resolve; });
+      let letKeep!: () => void;
+      const keepGate = new Promise<void>((resolve) => { letKeep = resolve; });
+      const store: Pick<JobStore, 'keepDispatches'> = {
+        keepDispatches: async (jobIds, at) => {
+          keeping();
+          await keepGate;
+          return h.store.keepDispatches(jobIds, at);
+        },
+      };
+      try {
+        // One start an hour: the second job's claim is refused, held (its next claim a second away), and kept at once.
+        await h.store.putLimit('hourly', { concurrency: null, rate: { max: 1, intervalMs: 3_600_000 } }, Date.now());
+        const w = await h.worker('w1', {}, { clock, store });
+        await waitForJob(h.store, await h.submit(spec({ concurrencyKey: 'hourly' })), (j) => j.snapshot.value === 'done', 5000, 'done');
+        await h.submit(spec({ concurrencyKey: 'hourly' }));
+        await kept;
+        assert.equal(w.counters.throttled, 1, 'the second job was held back by the rate');
+        const ended = end === 'crash' ? w.crash() : w.stop();
+        letKeep();
+        const outcome = await Promise.race([ended.then(() => 'ended'), sleep(2000).then(() => 'still waiting after 2 s')]);
+        assert.equal(outcome, 'ended', `the worker's ${end}() returns once its keep is written`);
+      } finally {
+        letKeep();
+        for (const wake of sleeping) wake();
+        await h.stop();
+      }
+    });
+  }
 
   it('keeps a dispatch it holds from the timers\' re-dispatch past the published timeout; once the worker is gone, the timers dispatch it again', async () => {
     const h = await workerHarness(new HandlerRegistry().register('test.limited', async () => null));

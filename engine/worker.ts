@@ -945,6 +945,8 @@ export class Worker {
       const wake = new AbortController();
       const onAbort = () => wake.abort();
       signal.addEventListener('abort', onAbort, { once: true });
+      // A stop that came while this pass kept or claimed: its abort fired before the listener, so the wait ends now.
+      if (signal.aborted) wake.abort();
       this.wakeHeld = () => wake.abort();
       await clock.sleep(next === Infinity ? HELD_IDLE_MS : Math.max(1, next - now), wake.signal).catch(() => undefined);
       signal.removeEventListener('abort', onAbort);

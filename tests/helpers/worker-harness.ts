@@ -20,8 +20,11 @@ export interface WorkerHarness {
   store: SqliteStore;
   log: MemoryLog;
   transitions: TransitionService;
-  /** Starts a worker on the shared store and log (stopped by `stop`); `deps` replaces its clock or logger, or the log it reads (one over the shared log). */
-  worker(workerId: string, opts?: Partial<WorkerOptions>, deps?: Partial<Pick<WorkerDeps, 'clock' | 'logger' | 'log'>>): Promise<Worker>;
+  /**
+   * Starts a worker on the shared store and log (stopped by `stop`); `deps` replaces its clock or logger, the log it
+   * reads (one over the shared log), or the store it keeps its held dispatches in (one over the shared store).
+   */
+  worker(workerId: string, opts?: Partial<WorkerOptions>, deps?: Partial<Pick<WorkerDeps, 'clock' | 'logger' | 'log' | 'store'>>): Promise<Worker>;
   submit(s: JobSpec): Promise<string>;
   stop(): Promise<void>;
 }
