@@ -8,7 +8,7 @@ import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { MESSAGE_ID_FACTOR } from '../adapters/sql/outbox.js';
-import type { Clock, EventLog, JobStore } from '../engine/ports.js';
+import type { Clock, EventLog, JobStore, LimitStore } from '../engine/ports.js';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../tests/helpers/kafka.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../tests/helpers/mysql.js';
 
@@ -34,6 +34,38 @@ const LEDGER_TRIGGER = (body: string) =>
 const LEDGER_INSERT = `INSERT INTO ${PUBLISHED_LEDGER} (id, topic, message_count) VALUES (OLD.id, OLD.topic, OLD.message_count)`;
 const SELECT_OUTBOX_STATES = `SELECT id, topic, message_count, 0 AS published FROM outbox
   UNION ALL SELECT id, topic, message_count, 1 AS published FROM ${PUBLISHED_LEDGER} ORDER BY id`;
+
+/**
+ * Every write of `job_events` (an insert, and a heartbeat coalesced into its
+ * row by an update), copied in write order by test-only triggers: the limits'
+ * checks (invariants.ts) replay the leases each claim saw from it, heartbeats
+ * the final history no longer shows included.
+ */
+const EVENT_LEDGER = 'prop_event_ledger';
+const LEDGER_COLUMNS = 'job_id, seq, type, to_state, at, data';
+const EVENT_LEDGER_TABLE = (autoKey: string) => `CREATE TABLE IF NOT EXISTS ${EVENT_LEDGER} (n ${autoKey}, job_id VARCHAR(64) NOT NULL,
+  seq INT NOT NULL, type VARCHAR(32) NOT NULL, to_state VARCHAR(16) NOT NULL, at BIGINT NOT NULL, data LONGTEXT NOT NULL)`;
+const EVENT_TRIGGERS = (wrap: (sql: string) => string) => (['INSERT', 'UPDATE'] as const).map((op) =>
+  `CREATE TRIGGER IF NOT EXISTS prop_event_${op.toLowerCase()} AFTER ${op} ON job_events FOR EACH ROW ${wrap(
+    `INSERT INTO ${EVENT_LEDGER} (${LEDGER_COLUMNS}) VALUES (NEW.job_id, NEW.seq, NEW.type, NEW.to_state, NEW.at, NEW.data)`)}`);
+const SELECT_LEDGER = `SELECT n, ${LEDGER_COLUMNS} FROM ${EVENT_LEDGER} WHERE n > ? ORDER BY n`;
+
+/** One write of an event row, as the ledger copied it. */
+export interface LedgerRow {
+  n: number;
+  jobId: string;
+  seq: number;
+  type: string;
+  to: string;
+  at: number;
+  data: Record<string, unknown>;
+}
+
+const toLedger = (rows: Array<Record<string, unknown>>): LedgerRow[] => rows.map((r) => ({
+  n: Number(r.n), jobId: String(r.job_id), seq: Number(r.seq), type: String(r.type), to: String(r.to_state), at: Number(r.at),
+  data: JSON.parse(String(r.data)) as Record<string, unknown>,
+}));
+
 const toStates = (rows: Array<Record<string, unknown>>): OutboxState[] =>
   rows.map((r) => {
     const id = Number(r.id);
@@ -45,7 +77,7 @@ const toStates = (rows: Array<Record<string, unknown>>): OutboxState[] =>
 
 /** The adapters of one run. */
 export interface RunBackend {
-  store: JobStore;
+  store: JobStore & LimitStore;
   log: EventLog;
   /** The in-process log's hooks (fast speed only). */
   memory: MemoryLog | null;
@@ -56,6 +88,8 @@ export interface RunBackend {
   /** Real time after which a dispatch no worker handled, with nothing else in flight, counts as lost. */
   lostAfterMs: number;
   outbox(): Promise<OutboxState[]>;
+  /** The event ledger's writes after the `after`th, in write order. */
+  eventLedger(after: number): Promise<LedgerRow[]>;
   close(): Promise<void>;
 }
 
@@ -77,11 +111,15 @@ export function fastBackend(): Backend {
       await store.migrate();
       store.db.exec(CREATE_LEDGER);
       store.db.exec(LEDGER_TRIGGER(`BEGIN ${LEDGER_INSERT}; END`));
+      store.db.exec(EVENT_LEDGER_TABLE('INTEGER PRIMARY KEY AUTOINCREMENT'));
+      for (const trigger of EVENT_TRIGGERS((sql) => `BEGIN ${sql}; END`)) store.db.exec(trigger);
+      const ledger = store.db.prepare(SELECT_LEDGER);
       const memory = createMemoryLog({ partitions: 3, redeliveryDelayMs: 0 });
       await memory.ensureTopics();
       return {
         store, log: memory, memory, idPrefix: '', settleTimeoutMs: 10_000, lostAfterMs: 0,
         outbox: async () => toStates(store.db.prepare(SELECT_OUTBOX_STATES).all() as Array<Record<string, unknown>>),
+        eventLedger: async (after) => toLedger(ledger.all(after) as Array<Record<string, unknown>>),
         close: async () => {
           await memory.close();
           await store.close();
@@ -113,6 +151,8 @@ export function realBackend(): Backend {
       await store.migrate();
       await store.pool.query(CREATE_LEDGER);
       await store.pool.query(LEDGER_TRIGGER(LEDGER_INSERT));
+      await store.pool.query(EVENT_LEDGER_TABLE('BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY'));
+      for (const trigger of EVENT_TRIGGERS((sql) => sql)) await store.pool.query(trigger);
       await emptyTables(store);
       const log = createKafkaLog({
         brokers: kafkaBrokers(), topicPrefix: `${suitePrefix}r${n}.`, partitions: 3, clientId: `prop-r${n}`, logLevel: 'nothing',
@@ -122,6 +162,7 @@ export function realBackend(): Backend {
       return {
         store, log, memory: null, idPrefix: `r${n}-`, settleTimeoutMs: 60_000, lostAfterMs: 20_000,
         outbox: async () => toStates((await store.pool.query(SELECT_OUTBOX_STATES))[0] as Array<Record<string, unknown>>),
+        eventLedger: async (after) => toLedger((await store.pool.query(SELECT_LEDGER, [after]))[0] as Array<Record<string, unknown>>),
         close: async () => {
           await log.close();
           await store.close();
@@ -137,5 +178,5 @@ export function realBackend(): Backend {
 
 /** Each run starts from empty tables (the schema stays). */
 async function emptyTables(store: MysqlStore): Promise<void> {
-  for (const table of ['job_events', 'outbox', 'jobs', PUBLISHED_LEDGER]) await store.pool.query(`DELETE FROM ${table}`);
+  for (const table of ['job_events', 'outbox', 'jobs', 'limit_running', 'limits', PUBLISHED_LEDGER, EVENT_LEDGER]) await store.pool.query(`DELETE FROM ${table}`);
 }

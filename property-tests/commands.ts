@@ -12,7 +12,7 @@ import type { JobRecord, JobSpec, LogMessage } from '../engine/ports.js';
 import type { EventInput } from '../engine/transitions.js';
 import { INVARIANTS, REDRIVABLE, violated, type InvariantChecker } from './invariants.js';
 import { InjectedFault } from './tracked-log.js';
-import { AWKWARD_NAMES, QUEUE, TASK_TYPE, type DeliveryFault, type Plan, type TaskPayload, type World } from './world.js';
+import { AWKWARD_NAMES, LIMIT_KEYS, QUEUE, TASK_TYPE, type DeliveryFault, type LimitPlan, type Plan, type TaskPayload, type World } from './world.js';
 
 /** Jobs per run: small runs shrink to readable counterexamples and keep 1,000 runs fast. */
 export const MAX_JOBS = 8;
@@ -61,6 +61,8 @@ export interface SubmitParams {
   queue: string;
   type: string;
   key: string | null;
+  /** One of `LIMIT_KEYS` (each limited), or none. */
+  concurrencyKey: string | null;
   variant: number;
   delayMs: number;
   maxAttempts: number;
@@ -97,6 +99,7 @@ class Submit extends Command {
     }
     w.jobIds.push(first!.job.id);
     m.jobs++;
+    if (this.p.concurrencyKey !== null) w.stats.limitedJobs++;
     if (this.p.key !== null) m.keys.set(this.modelKey, { variant: this.p.variant, spec, jobIndex: w.jobIds.length - 1 });
     w.note(`submitted ${first!.job.id} (${first!.job.snapshot.value})`);
   }
@@ -120,7 +123,7 @@ class Submit extends Command {
 
   toString(): string {
     const p = this.p;
-    const key = p.key === null ? 'no key' : `key ${p.key}${p.twice ? ' twice' : ''}`;
+    const key = `${p.key === null ? 'no key' : `key ${p.key}${p.twice ? ' twice' : ''}`}${p.concurrencyKey === null ? '' : `, limited by ${p.concurrencyKey}`}`;
     const names = `${p.queue === QUEUE ? '' : `queue ${p.queue}, `}${p.type === TASK_TYPE ? '' : `type ${p.type}, `}`;
     const backoff = p.backoff.kind === 'fixed' ? `fixed ${p.backoff.delayMs}` : `exp ${p.backoff.baseMs}..${p.backoff.maxMs}`;
     return `submit(${names}${key}, body ${p.variant}, plan [${p.plan.join(',')}], max ${p.maxAttempts}, ${p.delayMs ? `runAt +${p.delayMs}ms, ` : ''}${backoff}, timeout ${p.timeoutMs})`;
@@ -467,6 +470,8 @@ const submitArb: fc.Arbitrary<SubmitParams> = fc.record({
   queue: nameArb(QUEUE),
   type: nameArb(TASK_TYPE),
   key: fc.option(fc.oneof({ weight: 3, arbitrary: fc.constant('k0') }, { weight: 1, arbitrary: fc.constantFrom(...AWKWARD_NAMES) }), { nil: null, freq: 2 }),
+  // Mostly the first key, so that a run's limited jobs meet on one key often.
+  concurrencyKey: fc.option(fc.oneof({ weight: 4, arbitrary: fc.constant(LIMIT_KEYS[0]!) }, { weight: 1, arbitrary: fc.constantFrom(...LIMIT_KEYS.slice(1)) }), { nil: null, freq: 2 }),
   variant: fc.constantFrom(0, 1),
   delayMs: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 20_000 }) }),
   maxAttempts: fc.integer({ min: 1, max: 5 }),
@@ -542,6 +547,16 @@ export function commandArb(exclude: ReadonlySet<string> = new Set()): fc.Arbitra
   for (const k of exclude) if (!Object.hasOwn(all, k)) throw new Error(`unknown command kind "${k}" (kinds: ${COMMAND_KINDS.join(', ')})`);
   return fc.oneof(...Object.entries(all).filter(([k]) => !exclude.has(k)).map(([, v]) => v));
 }
+
+/**
+ * Each key's limit for one run: a concurrency of 1 to 3, and for about half
+ * the keys a rate too, its step (docs/limits.md: one start every
+ * ⌈intervalMs / max⌉ ms) from a fraction of a lease to most of one.
+ */
+export const limitPlanArb: fc.Arbitrary<LimitPlan> = fc.tuple(...LIMIT_KEYS.map(() => fc.record({
+  concurrency: fc.integer({ min: 1, max: 3 }),
+  rate: fc.option(fc.record({ max: fc.integer({ min: 1, max: 3 }), intervalMs: fc.constantFrom(300, 1000, 2500) }), { nil: null, freq: 2 }),
+}))).map((specs) => new Map(specs.map((spec, i) => [LIMIT_KEYS[i]!, spec])));
 
 export const commandsArb = (opts: { replayPath?: string; exclude?: ReadonlySet<string> } = {}) =>
   fc.commands([commandArb(opts.exclude)], { maxCommands: MAX_COMMANDS, size: 'max', ...(opts.replayPath ? { replayPath: opts.replayPath } : {}) });

@@ -21,7 +21,9 @@ test('at-least-once and idempotency under injected faults (SQLite + in-process l
   // (Not when PROPERTY_EXCLUDE left kinds out: their counters stay 0 on purpose.)
   if (result.runs >= 200 && !process.env.PROPERTY_EXCLUDE) {
     for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected',
-      'staleZombiesRejected', 'lateHeartbeats', 'relayFaults', 'dropped', 'loopRuns', 'loopCommits', 'lostDispatches', 'done', 'dead', 'cancelled'] as const) {
+      'staleZombiesRejected', 'lateHeartbeats', 'relayFaults', 'dropped', 'loopRuns', 'loopCommits', 'lostDispatches', 'done', 'dead', 'cancelled',
+      // Limits: claims were refused and held, keys with a cap of 2 or 3 reached it, rates held starts back to the ms.
+      'limitedJobs', 'throttled', 'limitedStarts', 'capReached', 'rateSpacedStarts'] as const) {
       assert.ok(s[k] > 0, `no run exercised ${k}: ${JSON.stringify(s)}`);
     }
   }

@@ -12,7 +12,10 @@ import { isTerminal, start, step, type PersistedJob } from '../machines/lifecycl
 import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import type { JobEventRecord } from '../engine/ports.js';
 import { verifyJob } from '../engine/verify.js';
-import type { World } from './world.js';
+import type { LedgerRow } from './backends.js';
+import { rateStep } from '../engine/limits.js';
+import { SIM_EPOCH as SIM_EPOCH_MS } from './sim-clock.js';
+import { describeLimit, type World } from './world.js';
 import { describeTransition } from './tracked-log.js';
 
 export const INVARIANTS = Object.freeze({
@@ -30,6 +33,9 @@ export const INVARIANTS = Object.freeze({
   userEvents: 'I12 CANCEL is accepted in every non-terminal state; REDRIVE only from dead or cancelled',
   wakeUps: 'I13 the relay\'s loop publishes every commit without waiting for its poll, and keeps no stale wake-ups',
   announced: 'I14 every recorded transition went out on ats.events, acknowledged by the log',
+  limitConcurrency: 'I15 no claim starts an attempt of a key while as many attempts of it as its concurrency hold a lease that has not expired',
+  limitRate: 'I16 the starts of a rate-limited key are at least one step (ceil(intervalMs / max) ms) apart',
+  limitLiveness: 'I17 a limit leaks no slot: every job of a limited key ends, and a new one then starts at once (within one rate step)',
 });
 
 export class InvariantViolation extends Error {
@@ -71,8 +77,23 @@ export function describeEvent(e: JobEventRecord): string {
   return `${e.seq}:${e.type}${args ? `(${args})` : ''} ${e.from ?? '∅'}→${e.to}`;
 }
 
+/** A job as the event ledger has shown it so far: the lease its attempt holds, per the store's writes. */
+interface LeaseView {
+  key: string | null;
+  state: string;
+  attempt: number;
+  leaseUntil: number;
+}
+
 export class InvariantChecker {
   private readonly seen = new Map<string, Seen>();
+  /** The event ledger's writes read so far. */
+  private ledgerRead = 0;
+  private readonly leases = new Map<string, LeaseView>();
+  /** Per rate-limited key, its STARTED times. */
+  private readonly starts = new Map<string, number[]>();
+  /** The probes' claims (`checkSlotsFree`) are checked, not counted in the stats. */
+  private probing = false;
 
   constructor(private readonly world: World) {}
 
@@ -90,6 +111,71 @@ export class InvariantChecker {
     }
     for (const id of world.jobIds) await this.checkNewEvents(id);
     this.checkLedger(false);
+    await this.checkLimits();
+  }
+
+  /**
+   * I15 and I16 over the store's writes of events since the last look, in
+   * the order it made them (the event ledger: backends.ts): at each STARTED of
+   * a limited key (a claim, at its stamp, the time the store counts leases
+   * at), the key's other attempts running with a lease (their STARTED's, or
+   * their last heartbeat's) beyond that time must number fewer than its
+   * concurrency; the STARTED times of a rate-limited key are one step apart at least.
+   */
+  private async checkLimits(): Promise<void> {
+    const { world } = this;
+    if (world.limits.size === 0) return;
+    const rows = await world.backend.eventLedger(this.ledgerRead);
+    for (const row of rows) {
+      this.ledgerRead = row.n;
+      let view = this.leases.get(row.jobId);
+      if (!view) {
+        const key = (await world.store.getJob(row.jobId))?.concurrencyKey ?? null;
+        this.leases.set(row.jobId, (view = { key, state: row.to, attempt: 0, leaseUntil: 0 }));
+      }
+      if (row.type === 'STARTED' && view.key !== null) this.checkClaim(row, view);
+      view.state = row.to;
+      if (row.type === 'STARTED') view.attempt = Number(row.data.attempt);
+      if (row.type === 'STARTED' || row.type === 'HEARTBEAT') view.leaseUntil = Number(row.data.leaseUntil);
+    }
+    if (rows.length > 0) this.checkRates();
+  }
+
+  private checkClaim(row: LedgerRow, view: LeaseView): void {
+    const { world } = this;
+    const key = view.key!;
+    const limit = world.limits.get(key);
+    if (!limit) return;
+    const count = (stat: 'limitedStarts' | 'leaseFreedClaims' | 'capReached') => { if (!this.probing) world.stats[stat]++; };
+    count('limitedStarts');
+    const others = [...this.leases].filter(([id, v]) => id !== row.jobId && v.key === key && v.state === 'running');
+    const holding = others.filter(([, v]) => v.leaseUntil > row.at);
+    if (others.length > holding.length) count('leaseFreedClaims');
+    if (limit.concurrency !== null) {
+      if (holding.length >= limit.concurrency) {
+        const at = (t: number) => `t+${t - SIM_EPOCH_MS}ms`;
+        violated(INVARIANTS.limitConcurrency, `${row.jobId} attempt ${String(row.data.attempt)} of key ${key} (${describeLimit(limit)}) STARTED at ${at(row.at)} `
+          + `while ${holding.length} of its attempts held a lease beyond it: ${holding.map(([id, v]) => `${id}#${v.attempt} until ${at(v.leaseUntil)}`).join(', ')}\n  `
+          + [row.jobId, ...holding.map(([id]) => id)].map((id) => `history ${this.history(id)}`).join('\n  '));
+      }
+      if (limit.concurrency >= 2 && holding.length + 1 === limit.concurrency) count('capReached');
+    }
+    if (limit.rate) this.starts.set(key, [...(this.starts.get(key) ?? []), row.at]);
+  }
+
+  private checkRates(): void {
+    for (const [key, times] of this.starts) {
+      const rate = this.world.limits.get(key)!.rate!;
+      const step = rateStep(rate);
+      const sorted = [...times].sort((a, b) => a - b);
+      for (let i = 1; i < sorted.length; i++) {
+        const gap = sorted[i]! - sorted[i - 1]!;
+        if (gap < step) {
+          violated(INVARIANTS.limitRate, `key ${key} (${describeLimit(this.world.limits.get(key)!)}): two starts ${gap} ms apart, at t+${sorted[i - 1]! - SIM_EPOCH_MS}ms `
+            + `and t+${sorted[i]! - SIM_EPOCH_MS}ms; every start of the key: ${sorted.map((t) => `t+${t - SIM_EPOCH_MS}`).join(', ')}`);
+        }
+      }
+    }
   }
 
   private async checkNewEvents(jobId: string): Promise<void> {
@@ -192,6 +278,12 @@ export class InvariantChecker {
     // The cause before the symptom: a row marked published that the log never acknowledged is a lost message.
     await this.checkOutboxAcked();
     const open = jobs.filter((j) => !j || !isTerminal(j.snapshot.value));
+    const limitedOpen = open.filter((j) => j?.concurrencyKey !== undefined && world.limits.has(j.concurrencyKey));
+    if (limitedOpen.length > 0) {
+      const limit = (key: string) => `${key}: ${describeLimit(world.limits.get(key)!)}`;
+      violated(INVARIANTS.limitLiveness, `after ${TIMING_NOTE}: ${limitedOpen.map((j) => `${j!.id} (limited by ${limit(j!.concurrencyKey!)}) is ${j!.snapshot.value} `
+        + `(attempt ${j!.snapshot.context.attempt})`).join('; ')}\n  ${limitedOpen.map((j) => `history ${this.history(j!.id)}`).join('\n  ')}`);
+    }
     if (open.length > 0) {
       violated(INVARIANTS.lost, `after ${TIMING_NOTE}: ${open.map((j) => `${j?.id} is ${j?.snapshot.value} (attempt ${j?.snapshot.context.attempt})`).join('; ')}\n  `
         + open.map((j) => `history ${this.history(j!.id)}`).join('\n  '));
@@ -209,6 +301,36 @@ export class InvariantChecker {
     this.checkLedger(true, new Set(jobs.filter((j) => j!.snapshot.value === 'done').map((j) => j!.id)));
     await this.checkOutbox();
     await this.checkAnnounced();
+    await this.checkSlotsFree();
+    this.countRateSpaced();
+  }
+
+  /**
+   * I17, the slots: with every job ended, a new job of each limited key must
+   * start at its first claim, or, held back by its rate, within one step:
+   * a slot still counted for an attempt that ended would refuse it.
+   */
+  private async checkSlotsFree(): Promise<void> {
+    const { world } = this;
+    if (world.limits.size === 0) return;
+    const probes = await world.probeLimits();
+    this.probing = true;
+    await this.checkLimits();
+    for (const [key, id] of probes) {
+      const job = await world.store.getJob(id);
+      if (job?.snapshot.value === 'done') continue;
+      const keyJobs = [...this.leases].filter(([, v]) => v.key === key).map(([jobId]) => jobId).filter((jobId) => jobId !== id);
+      violated(INVARIANTS.limitLiveness, `every job had ended, yet a new job of key ${key} (${describeLimit(world.limits.get(key)!)}), ${id}, is ${job?.snapshot.value} `
+        + `after its first claims and one rate step; the key's jobs:\n  ${keyJobs.map((jobId) => `history ${this.history(jobId)}`).join('\n  ')}`);
+    }
+  }
+
+  private countRateSpaced(): void {
+    for (const [key, times] of this.starts) {
+      const step = rateStep(this.world.limits.get(key)!.rate!);
+      const sorted = [...times].sort((a, b) => a - b);
+      for (let i = 1; i < sorted.length; i++) if (sorted[i]! - sorted[i - 1]! === step) this.world.stats.rateSpacedStarts++;
+    }
   }
 
   /** Each job's history, row by row, among the transitions the log acknowledged on `ats.events`. */

@@ -9,9 +9,9 @@
  */
 import fc from 'fast-check';
 import type { Backend } from './backends.js';
-import { commandsArb, newModel, type Real } from './commands.js';
+import { commandsArb, limitPlanArb, newModel, type Real } from './commands.js';
 import { InvariantChecker } from './invariants.js';
-import { emptyStats, World, type WorldStats } from './world.js';
+import { emptyStats, World, type LimitPlan, type WorldStats } from './world.js';
 
 export interface PropertyOptions {
   backend: Backend;
@@ -52,8 +52,10 @@ function settingsFromEnv(defaultRuns: number, runsEnv: string): ReplaySettings {
 }
 
 /** One run: build the world, run the commands under the scheduler, quiesce, check everything. */
-async function oneRun(backend: Backend, s: fc.Scheduler, cmds: Iterable<fc.AsyncCommand<ReturnType<typeof newModel>, Real>>, randomSeed: number, totals: WorldStats): Promise<void> {
-  const world = await World.create(backend, s, randomSeed);
+async function oneRun(
+  backend: Backend, s: fc.Scheduler, cmds: Iterable<fc.AsyncCommand<ReturnType<typeof newModel>, Real>>, randomSeed: number, limits: LimitPlan, totals: WorldStats,
+): Promise<void> {
+  const world = await World.create(backend, s, randomSeed, limits);
   const checker = new InvariantChecker(world);
   try {
     await fc.scheduledModelRun(s, () => ({ model: newModel(), real: { world, checker } }), cmds);
@@ -80,8 +82,8 @@ export async function checkDeliveryProperty(opts: PropertyOptions): Promise<Prop
   const totals = emptyStats();
   const started = Date.now();
   const property = fc.asyncProperty(
-    fc.scheduler(), commandsArb(settings), fc.nat(),
-    (s, cmds, randomSeed) => oneRun(opts.backend, s, cmds, randomSeed, totals),
+    fc.scheduler(), commandsArb(settings), fc.nat(), limitPlanArb,
+    (s, cmds, randomSeed, limits) => oneRun(opts.backend, s, cmds, randomSeed, limits, totals),
   );
   const details = await fc.check(property, {
     numRuns: settings.numRuns,

@@ -20,6 +20,7 @@ import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
 import { isLane } from '../engine/lanes.js';
+import { rateStep, type LimitSpec } from '../engine/limits.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
 import { PackingLog } from '../engine/transition-records.js';
@@ -47,6 +48,14 @@ export const AWKWARD_NAMES = Object.freeze(['__proto__', 'constructor', 'toStrin
 /** The job types the workers handle (the test handler under each). */
 export const TASK_TYPES = Object.freeze([TASK_TYPE, ...AWKWARD_NAMES]);
 
+/**
+ * The concurrency keys some jobs carry (docs/limits.md); each run sets a limit
+ * on each before it starts (`LimitPlan`). One is a name that breaks a plain object used as a map.
+ */
+export const LIMIT_KEYS = Object.freeze(['lk-a', 'lk-b', 'constructor']);
+/** Each key's limit in one run, set through the store's `putLimit` (as `PUT /v1/limits/{key}` does). */
+export type LimitPlan = ReadonlyMap<string, LimitSpec>;
+
 /** Engine timings of every run (simulated ms). */
 export const TIMING = Object.freeze({
   leaseMs: 3000,
@@ -73,6 +82,11 @@ export interface WorkerRun {
   ready: Promise<void>;
   crashed: boolean;
   fault: DeliveryFault | null;
+  /**
+   * Jobs whose last claim here its limit refused: the worker holds their
+   * dispatch to claim it again (engine/worker.ts), its offset committed.
+   */
+  held: Set<string>;
 }
 
 export interface Invocation {
@@ -105,6 +119,20 @@ export interface WorldStats {
   /** Submits, cancels and redrives committed while the loops ran. */
   loopCommits: number;
   lostDispatches: number;
+  /** Jobs submitted with a concurrency key (every key has a limit). */
+  limitedJobs: number;
+  /** Claims a limit refused (the workers' `throttled`). */
+  throttled: number;
+  /** Claims of a limited key (STARTED in the event ledger). */
+  limitedStarts: number;
+  /** Claims that took a key with a cap of 2 or 3 to its cap. */
+  capReached: number;
+  /** Claims admitted beside an attempt of their key still running in the store, its lease over (a dead or stalled worker's slot). */
+  leaseFreedClaims: number;
+  /** Consecutive starts of a rate-limited key exactly one step apart (the rate held them back to the ms). */
+  rateSpacedStarts: number;
+  /** Dispatches held back by limits in a worker that crashed (only the timers' lost-dispatch repair brings them back). */
+  orphanedHolds: number;
   done: number;
   dead: number;
   cancelled: number;
@@ -113,7 +141,8 @@ export interface WorldStats {
 export const emptyStats = (): WorldStats => ({
   commands: 0, jobs: 0, crashes: 0, invocations: 0, effectCalls: 0, effectsSuppressed: 0, skippedDispatches: 0,
   lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, staleZombiesRejected: 0, lateHeartbeats: 0, relayFaults: 0, dropped: 0,
-  loopRuns: 0, loopCommits: 0, lostDispatches: 0, done: 0, dead: 0, cancelled: 0,
+  loopRuns: 0, loopCommits: 0, lostDispatches: 0, limitedJobs: 0, throttled: 0, limitedStarts: 0, capReached: 0, leaseFreedClaims: 0,
+  rateSpacedStarts: 0, orphanedHolds: 0, done: 0, dead: 0, cancelled: 0,
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -187,12 +216,16 @@ export class World {
   private gen = 0;
   /** Batches of the loop's relay between their claim and their return (settling waits for them). */
   private heldRelayBatches = 0;
+  /** Jobs whose dispatch a worker held back for its limit when it crashed (see `WorkerRun.held`). */
+  readonly orphanedHolds = new Set<string>();
 
   private constructor(
     readonly clock: SimClock,
     readonly backend: RunBackend,
     readonly scheduler: Scheduler | null,
     randomSeed: number,
+    /** The limit of each key in `LIMIT_KEYS` for this run. */
+    readonly limits: LimitPlan,
   ) {
     this.store = countingStore(backend.store);
     // Below what the test tracks, transitions are packed, as `npm start` publishes them (ATS_EVENTS_FORMAT=batch).
@@ -224,11 +257,19 @@ export class World {
     );
   }
 
-  static async create(backend: Backend, scheduler: Scheduler | null, randomSeed: number): Promise<World> {
+  static async create(backend: Backend, scheduler: Scheduler | null, randomSeed: number, limits: LimitPlan = new Map()): Promise<World> {
     const clock = new SimClock();
     const run = await backend.open(clock);
+    // Before anything runs, through the store's own API for limits (what PUT /v1/limits/{key} calls).
+    try {
+      for (const [key, spec] of limits) await run.store.putLimit(key, spec, clock.now());
+    } catch (err) {
+      await run.close();
+      throw err;
+    }
     // The store stamps published_at with the run's clock too.
-    const world = new World(clock, run, scheduler, randomSeed);
+    const world = new World(clock, run, scheduler, randomSeed, limits);
+    for (const [key, spec] of limits) world.note(`limit ${key}: ${describeLimit(spec)}`);
     return withTwoWorkers(world, (slot) => world.startWorker(slot));
   }
 
@@ -241,7 +282,7 @@ export class World {
   private async startWorker(slot: number): Promise<void> {
     const id = `w${slot}.${++this.gen}`;
     const registry = new HandlerRegistry();
-    const run: WorkerRun = { id, slot, worker: null as unknown as Worker, ready: Promise.resolve(), crashed: false, fault: null };
+    const run: WorkerRun = { id, slot, worker: null as unknown as Worker, ready: Promise.resolve(), crashed: false, fault: null, held: new Set() };
     for (const type of TASK_TYPES) registry.register(type, this.handlerFor(run));
     const opts: WorkerOptions = {
       workerId: id, groupId: 'prop-workers', concurrency: 1000,
@@ -249,12 +290,16 @@ export class World {
       // Every queue the jobs use, named: a worker serving every queue finds a new queue's lane on
       // its next look (a sleep on the simulated clock), which a settle, advancing no time, never reaches.
       queues: [QUEUE, ...AWKWARD_NAMES],
+      // As `ats start` does (cli/config.ts): a third of the timers' published timeout.
+      keepHeldMs: Math.floor(TIMING.publishedTimeoutMs / 3),
     };
     const log = this.log.forWorker({
       before: (records) => this.beforeDelivery(run, records),
       after: () => this.afterDelivery(run),
     });
-    run.worker = new Worker({ log, transitions: this.transitions, clock: this.clock.view(id), logger: silentLogger, registry }, opts);
+    run.worker = new Worker({
+      log, transitions: this.watchHolds(run), clock: this.clock.view(id), logger: silentLogger, registry, store: this.store,
+    }, opts);
     this.workers[slot] = run;
     this.allWorkers.push(run);
     run.ready = run.worker.start();
@@ -272,11 +317,39 @@ export class World {
     run.crashed = true;
     this.stats.crashes++;
     this.note(`worker ${run.id} crashed (${why})`);
+    if (run.held.size > 0) this.note(`${run.id} held ${[...run.held].join(',')} back for their limits: only the lost-dispatch repair dispatches them again`);
+    for (const jobId of run.held) this.orphanedHolds.add(jobId);
     const restart = run.ready.catch(() => undefined)
       .then(() => run.worker.crash())
       .then(() => this.startWorker(run.slot));
     const tracked = restart.finally(() => this.restarts.delete(tracked));
     this.restarts.add(tracked);
+  }
+
+  /**
+   * The worker's transitions, watched for the claims its limits refuse: it
+   * holds those dispatches (their offsets committed), until a later claim of
+   * the job, its own or another worker's, is answered.
+   */
+  private watchHolds(run: WorkerRun): TransitionService {
+    return new Proxy(this.transitions, {
+      get: (target, prop, receiver) => {
+        if (prop !== 'applyMany') return Reflect.get(target, prop, receiver) as unknown;
+        return async (items: Parameters<TransitionService['applyMany']>[0]) => {
+          const results = await target.applyMany(items);
+          results.forEach((r, k) => {
+            if (items[k]!.event.type !== 'STARTED') return;
+            if (!r.ok && r.reason === 'throttled') {
+              run.held.add(items[k]!.jobId);
+              this.note(`${run.id}: the limit of ${r.key} refused the claim of ${items[k]!.jobId} (retry after ${r.retryAfterMs ?? 'an attempt ends'})`);
+            } else {
+              run.held.delete(items[k]!.jobId);
+            }
+          });
+          return results;
+        };
+      },
+    });
   }
 
   private async beforeDelivery(run: WorkerRun, records: readonly LogRecord[]): Promise<void> {
@@ -453,7 +526,12 @@ export class World {
       const job = await this.store.getJob(gate.jobId);
       const s = job?.snapshot;
       const movedOn = !s || isTerminal(s.value) || (s.value === 'running' && s.context.attempt > gate.attempt);
-      if (!movedOn) continue;
+      // Its attempt over (a published job runs none), the next one's claim, refused by the job's limit, is held by a
+      // frozen worker (its retry is a sleep, frozen too): a pause that lasted until the job ran that attempt would
+      // last for ever. Once faults stop, it ends.
+      const heldFrozen = this.phase === 'quiesce' && s?.value === 'published'
+        && this.workers.some((r) => r.held.has(gate.jobId) && this.clock.isPaused(r.id));
+      if (!movedOn && !heldFrozen) continue;
       this.lateGates.splice(this.lateGates.indexOf(gate), 1);
       gate.release();
     }
@@ -544,6 +622,7 @@ export class World {
 
   spec(p: {
     payload: TaskPayload; type: string; queue: string; delayMs: number; maxAttempts: number; backoff: JobSpec['backoff']; timeoutMs: number; key: string | null;
+    concurrencyKey: string | null;
   }): JobSpec {
     const spec: JobSpec = {
       type: p.type, payload: p.payload, queue: p.queue, maxAttempts: p.maxAttempts, backoff: p.backoff,
@@ -551,6 +630,7 @@ export class World {
     };
     if (p.delayMs > 0) spec.runAt = this.clock.now() + p.delayMs;
     if (p.key !== null) spec.idempotencyKey = p.key;
+    if (p.concurrencyKey !== null) spec.concurrencyKey = p.concurrencyKey;
     return spec;
   }
 
@@ -583,9 +663,51 @@ export class World {
       await this.settle();
       await this.drainOutbox();
       if ((await this.allTerminal()) && (await this.store.countUnpublished()) === 0) return true;
-      // A dispatch the log lost on purpose is repaired only after the lost-dispatch timeout: let it pass now and then.
-      const repair = this.log.lostDispatches > 0 && round % 10 === 9;
+      // A dispatch the log lost on purpose, or one a crashed worker held back for its limit (its offset committed), is
+      // repaired only after the lost-dispatch timeout: let it pass now and then.
+      const repair = round % 10 === 9 && (this.log.lostDispatches > 0 || (await this.orphanStillWaits()));
       await this.advance(repair ? TIMING.publishedTimeoutMs + TIMING.quiesceStepMs : TIMING.quiesceStepMs);
+    }
+    return false;
+  }
+
+  /**
+   * Once every job has ended: a new job on each limited key the run's jobs used (the plan: ok),
+   * published, delivered, and time moved on by the longest rate step, the
+   * longest a key with no attempt running may hold a claim back. The probes'
+   * ids by key (not among `jobIds`: the run's checks are over).
+   */
+  async probeLimits(): Promise<Map<string, string>> {
+    const probes = new Map<string, string>();
+    let wait = 0;
+    const used = new Set((await Promise.all(this.jobIds.map((id) => this.store.getJob(id)))).map((j) => j?.concurrencyKey));
+    for (const [key, limit] of this.limits) {
+      // A key no job carried has no slot to leak.
+      if (!used.has(key)) continue;
+      const spec: JobSpec = {
+        type: TASK_TYPE, queue: QUEUE, payload: { plan: [], variant: 0 } satisfies TaskPayload, maxAttempts: 1,
+        backoff: { kind: 'fixed', delayMs: 0 }, timeoutMs: 5000, priority: 0, concurrencyKey: key,
+      };
+      const r = await this.transitions.submit(spec);
+      if (!r.ok) throw new Error(`the probe of ${key} was not submitted: ${r.reason}`);
+      probes.set(key, r.job.id);
+      this.note(`probe ${r.job.id} of key ${key}`);
+      if (limit.rate) wait = Math.max(wait, rateStep(limit.rate));
+    }
+    await this.drainOutbox();
+    await this.advance(wait);
+    await this.drainOutbox();
+    return probes;
+  }
+
+  /**
+   * A job a crashed worker held back for its limit still waits for its dispatch: published, or pending when the relay
+   * died after sending it and before recording PUBLISHED (the lost-dispatch repair takes both).
+   */
+  private async orphanStillWaits(): Promise<boolean> {
+    for (const id of this.orphanedHolds) {
+      const state = (await this.store.getJob(id))?.snapshot.value;
+      if (state === 'published' || state === 'pending') return true;
     }
     return false;
   }
@@ -609,6 +731,8 @@ export class World {
     this.stats.lostDispatches = this.log.lostDispatches;
     this.stats.skippedDispatches = this.allWorkers.reduce((n, r) => n + r.worker.counters.skipped, 0);
     this.stats.lateOutcomes = this.allWorkers.reduce((n, r) => n + r.worker.counters.lateOutcomes, 0);
+    this.stats.throttled = this.allWorkers.reduce((n, r) => n + r.worker.counters.throttled, 0);
+    this.stats.orphanedHolds = this.orphanedHolds.size;
     return this.stats;
   }
 
@@ -622,6 +746,11 @@ export class World {
     await Promise.allSettled(this.workers.filter(Boolean).map((r) => r.ready.then(() => r.worker.crash())));
     await this.backend.close();
   }
+}
+
+export function describeLimit(spec: LimitSpec): string {
+  const rate = spec.rate ? `, rate ${spec.rate.max}/${spec.rate.intervalMs}ms (one start every ${rateStep(spec.rate)} ms)` : '';
+  return `concurrency ${spec.concurrency ?? 'none'}${rate}`;
 }
 
 /** `j001#1` per dispatch record, for traces and scheduler labels. */
