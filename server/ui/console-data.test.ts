@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { before, describe, test } from 'node:test';
+import { before, describe, test, type TestContext } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, createClient, type StreamFilter, type WatchOptions } from '../../client/index.js';
 import type { Api } from './client/api.js';
@@ -303,16 +303,22 @@ describe('startLive: rate limited', () => {
     return { s, api, close };
   }
 
+  /** The page on a stand-in, polling every 100 ms (its stream reconnects a minute later), each mode it takes recorded with its wait. */
+  const pollingPage = async (t: TestContext) => {
+    const { s, api, close } = await standIn();
+    t.after(close);
+    const modes: Array<[LiveMode, number | undefined]> = [];
+    const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m, ms) => void modes.push([m, ms]) },
+      { pollMs: 100, reconnectMs: { min: 60_000, max: 60_000 } });
+    t.after(() => l.stop());
+    await until(() => modes.at(-1)?.[0] === 'polling', 'polling');
+    return { s, modes };
+  };
+
   for (const retryAfter of ['1', null]) {
     test(`polling answered 429 ${retryAfter ? 'with Retry-After: 1' : 'without Retry-After'}: "rate limited", no read until the wait is over, then polling again`, async (t) => {
-      const { s, api, close } = await standIn();
-      t.after(close);
+      const { s, modes } = await pollingPage(t);
       s.retryAfter = retryAfter;
-      const modes: Array<[LiveMode, number | undefined]> = [];
-      const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m, ms) => void modes.push([m, ms]) },
-        { pollMs: 100, reconnectMs: { min: 60_000, max: 60_000 } });
-      t.after(() => l.stop());
-      await until(() => modes.at(-1)?.[0] === 'polling', 'polling');
       s.limited = 1;
       await until(() => modes.at(-1)?.[0] !== 'polling', 'the mode to leave polling');
       const wait = retryAfter ? 1000 : 200; // the server's word; else two polls
@@ -326,14 +332,8 @@ describe('startLive: rate limited', () => {
   }
 
   test('a 429 whose Retry-After is a date already past (a proxy\'s clock behind, a cached answer) is not read again at once: the page waits a poll at least', async (t) => {
-    const { s, api, close } = await standIn();
-    t.after(close);
+    const { s, modes } = await pollingPage(t);
     s.retryAfter = 'Sun, 06 Nov 1994 08:49:37 GMT';
-    const modes: Array<[LiveMode, number | undefined]> = [];
-    const l = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: (m, ms) => void modes.push([m, ms]) },
-      { pollMs: 100, reconnectMs: { min: 60_000, max: 60_000 } });
-    t.after(() => l.stop());
-    await until(() => modes.at(-1)?.[0] === 'polling', 'polling');
     s.limited = 1_000_000;
     await until(() => modes.at(-1)?.[0] === 'limited', 'limited');
     const from = s.reads.length;
