@@ -735,6 +735,36 @@ for (const backend of STORE_BACKENDS) describe(`Timers on ${backend.name} stoppe
     assert.equal(await next.runOnce(), 1);
     assert.deepEqual(await store.findDue(clock.now(), 10), []);
   }));
+
+  it('a stop while the log is asked which dispatches are unread: stop() does not wait for its answer; nothing is dispatched again after it', () => withMigratedStore(backend, async (store) => {
+    const clock = heldClock(T0);
+    const nextId = monotonicFactory();
+    const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+    const r = await transitions.submit(spec());
+    assert.ok(r.ok);
+    await publishAndLose(store);
+    clock.t = T0 + TIMEOUT_MS;
+    // The log answers only when the test lets it (a broker that does not answer, for up to the answer's timeout).
+    const g = gate();
+    const log: Pick<EventLog, 'unreadBefore' | 'partitioner'> = {
+      unreadBefore: async () => { await g.hold(); return new Set(); },
+      partitioner: async () => () => 0,
+    };
+    let writes = 0;
+    const counted = intercept(transitions, (name) => name === 'applyMany', async (call) => {
+      writes++;
+      return call();
+    });
+    const timers = new Timers({ store, transitions: counted, clock, logger: silentLogger, dispatches: { log, groupId: WORKERS } }, { pollMs: 60_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    timers.start();
+    assert.equal(await stopWhileHeld(timers, g), true, 'stop() ended before the log answered');
+    assert.equal(writes, 0, 'no dispatch again after the stop');
+    assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 1);
+    // The next pass repairs it.
+    const next = new Timers({ store, transitions, clock, logger: silentLogger, dispatches: { log: { ...log, unreadBefore: async () => new Set() }, groupId: WORKERS } }, { pollMs: 60_000, batchSize: 500, publishedTimeoutMs: TIMEOUT_MS });
+    assert.equal(await next.runOnce(), 1);
+    assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2);
+  }));
 });
 
 describe('Timers with the database down', () => {

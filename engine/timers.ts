@@ -47,7 +47,7 @@ import { laneGroup, laneTopic } from './lanes.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
 import { settleAll } from './in-parallel.js';
-import { withTimeout } from './with-timeout.js';
+import { untilAborted, withTimeout } from './with-timeout.js';
 import type { ScheduleRunner } from './schedules.js';
 import { MAX_WORKERS_LISTED, servedBy } from './worker-presence.js';
 import { errorFields } from './logger.js';
@@ -222,7 +222,7 @@ export class Timers {
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
-      this.repairLost(now).then(async (lost) => ({ all: lost.all + await this.dispatchNowServed(now) })),
+      this.repairLost(now, signal).then(async (lost) => ({ all: lost.all + (signal?.aborted ? 0 : await this.dispatchNowServed(now)) })),
     ]);
     this.logPassedOver(now);
     this.counters.dispatched += a.pending;
@@ -283,9 +283,10 @@ export class Timers {
    * {@link MAX_QUEUED_TIMEOUTS} timeouts old or more is not asked about: its
    * dispatch is issued again, queued or not, so that a group whose position
    * tells nothing true (one the workers left for another name) or a lane that
-   * lags that long holds no job back for longer.
+   * lags that long holds no job back for longer. Null once `signal` is
+   * aborted (the timers stopping): the stop does not wait for the log's answer.
    */
-  private async unreadInLog(jobs: readonly LostDispatch[], now: number, before: number): Promise<{ queued: Set<string>; unanswered: Set<string> }> {
+  private async unreadInLog(jobs: readonly LostDispatch[], now: number, before: number, signal?: AbortSignal): Promise<{ queued: Set<string>; unanswered: Set<string> } | null> {
     const queued = new Set<string>();
     const unanswered = new Set<string>();
     const { dispatches, logger } = this.deps;
@@ -298,12 +299,13 @@ export class Timers {
       if (of) of.push(j);
       else byLane.set(lane, [j]);
     }
-    const answers = await Promise.allSettled([...byLane].map(([lane, of]) => withTimeout((async () => {
+    const answers = await untilAborted(Promise.allSettled([...byLane].map(([lane, of]) => withTimeout((async () => {
       const partitions = await dispatches.log.unreadBefore(lane, laneGroup(dispatches.groupId, lane), before);
       if (partitions.size === 0) return [];
       const partitionOf = await dispatches.log.partitioner(lane);
       return of.filter((j) => partitions.has(partitionOf(j.id)));
-    })(), LOG_ANSWER_TIMEOUT_MS)));
+    })(), LOG_ANSWER_TIMEOUT_MS))), signal);
+    if (!answers) return null;
     for (const a of answers) if (a.status === 'fulfilled') for (const j of a.value) queued.add(j.id);
     const failed = [...byLane.values()].filter((_, i) => answers[i]!.status === 'rejected');
     if (failed.length > 0) {
@@ -329,7 +331,7 @@ export class Timers {
   }
 
   /** The lost-dispatch scan's repairs: jobs dispatched again, and jobs kept (no live worker can run them, or their dispatch waits unread), counted alike. */
-  private async repairLost(now: number): Promise<{ all: number }> {
+  private async repairLost(now: number, signal?: AbortSignal): Promise<{ all: number }> {
     // While the log does not answer, once a tenth of the timeout.
     if (now < this.lostScanNotBefore) return { all: 0 };
     const before = now - this.opts.publishedTimeoutMs;
@@ -337,7 +339,10 @@ export class Timers {
     const unserved = await this.unservedOf(found.filter((j) => this.mayKeep(j, now)), now);
     const kept = new Set(unserved);
     const served = kept.size > 0 ? found.filter((j) => !kept.has(j)) : found;
-    const { queued, unanswered } = await this.unreadInLog(served, now, before);
+    const unread = await this.unreadInLog(served, now, before, signal);
+    // Stopped while the log was asked: what was found is repaired by the next pass.
+    if (!unread) return { all: 0 };
+    const { queued, unanswered } = unread;
     const { store } = this.deps;
     const keptUnserved = unserved.length > 0 ? await store.keepDispatches(unserved.map((j) => j.id), now) : 0;
     for (const j of served) this.waitingForWorker.delete(j.id);
