@@ -153,6 +153,22 @@ describe('withFields', () => {
     assert.match(String(f!.logFieldsError), /getter failed/);
   });
 
+  it('a Logger with children of its own: fields that cannot be read leave the line, which still goes out through the child, saying why', () => {
+    const calls: Array<[string, Record<string, unknown>]> = [];
+    // A child that reads the call's fields as it writes the line (spreads them), as a logger of one's own may.
+    const write = (base: Record<string, unknown>) => (m: string, f?: Record<string, unknown>) => void calls.push([m, { ...base, ...f }]);
+    const child = (base: Record<string, unknown>): Logger => ({ debug: write(base), info: write(base), warn: write(base), error: write(base) });
+    const own = { ...child({}), child };
+    const log = withFields(own, { jobId: 'j1', attempt: 1 });
+    assert.doesNotThrow(() => log.info('handler line', { ok: 1, get total(): number { throw new Error('getter failed'); } }));
+    assert.equal(calls.length, 1, 'the line goes out');
+    const [msg, f] = calls[0]!;
+    assert.equal(msg, 'handler line');
+    assert.equal(f.jobId, 'j1');
+    assert.equal(f.attempt, 1);
+    assert.match(String(f.logFieldsError), /getter failed/);
+  });
+
   it('a Logger that throws itself (with or without children) loses the line, not the caller\'s work', () => {
     const boom = () => {
       throw new Error('logger failed');

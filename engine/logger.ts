@@ -146,8 +146,14 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
   const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
     try {
       get()[level](msg, f);
-    } catch {
-      // The logger's own child threw: the line is lost, not the caller's work.
+    } catch (err) {
+      // Without the call's fields, only the logger's own child can have thrown: the line is lost.
+      if (!f) return;
+      try {
+        get()[level](msg, { logFieldsError: unwritable(err) });
+      } catch {
+        // The logger's own child throws: the line is lost, not the caller's work.
+      }
     }
   };
   return {
