@@ -654,7 +654,7 @@ describe('waiting out an unavailable or busy server', () => {
     assert.equal(notices.length, 2);
   });
 
-  test('ats watch --job over the stream reads the job: one that does not exist is the error, after an outage waited out; one that exists ends nothing', async () => {
+  test('ats watch --job over the stream reads the job: one that does not exist is the error, after an outage waited out; one that exists ends nothing, and is read again until it is gone', async () => {
     const fake = await fakeServer();
     const client = new AtsClient({ url: fake.url, retries: 0 });
     const never = new Promise<void>(() => undefined);
@@ -665,9 +665,15 @@ describe('waiting out an unavailable or busy server', () => {
     assert.equal(notices.filter((m) => /^ATS_ERR_STORE_UNAVAILABLE: .*; still trying$/.test(m)).length, 2, notices.join('\n'));
     fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED')]));
     const gets = fake.gets;
-    const found = await Promise.race([missingJob(client, ID, never, { periodMs: 10 }), new Promise((r) => setTimeout(() => r('still watching'), 300))]);
+    const reads: string[] = [];
+    const watching = missingJob(client, ID, never, { periodMs: 10, onRead: (j) => reads.push(j.state) });
+    const found = await Promise.race([watching, new Promise((r) => setTimeout(() => r('still watching'), 300))]);
     assert.equal(found, 'still watching');
-    assert.equal(fake.gets, gets + 1, 'read once, not again');
+    assert.ok(fake.gets > gets + 1, 'read again');
+    assert.deepEqual(reads, ['pending'], 'the first read passed on, the others not');
+    fake.jobs.delete(ID); // deleted while watched (retention, a DELETE)
+    const gone = await Promise.race([watching, new Promise((r) => setTimeout(() => r('still watching'), 2000))]);
+    assert.ok(gone instanceof ApiError && gone.status === 404 && gone.code === 'ATS_ERR_JOB_NOT_FOUND', String(gone));
   });
 
   test('submit --wait: a server that stops answering once the job is submitted, before the stream holds, is waited for and the job followed to its end', async () => {

@@ -3,11 +3,12 @@
  * jobs change between looks: what it remembers of the jobs it saw stays
  * within its cap however long it runs, and each transition that happens
  * while its job is among the newest is printed once, none twice, none missed.
+ * And what `--job` prints at once of a job that had already ended (`endedAtStart`).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AtsClient, JobEvent } from '../client.js';
-import { JobVersions, pollTransitions, type Transition } from './watch.js';
+import type { AtsClient, JobDetail, JobEvent } from '../client.js';
+import { endedAtStart, JobVersions, pollTransitions, type Transition } from './watch.js';
 
 interface FakeJob {
   id: string;
@@ -196,4 +197,20 @@ test('polling one job (--job) with --type or --queue: its transitions only when 
   assert.deepEqual(await watch({ type: 'demo.other' }), [], 'a job of another type: none of its transitions');
   assert.deepEqual(await watch({ queue: 'other' }), [], 'a job in another queue: none of its transitions');
   assert.deepEqual(await watch({ type: 'demo.echo', queue: 'other' }), [], 'both must match');
+});
+
+test('--job of a job that had already ended: its last transition, as it would have printed; none for a job not ended, or one the filters leave out', () => {
+  const at = (seq: number) => new Date(1_700_000_000_000 + seq).toISOString();
+  const job = (...moves: Array<[string, string]>): JobDetail => {
+    const events: JobEvent[] = moves.map(([type, to], i) => ({ seq: i + 1, type, from: i === 0 ? null : moves[i - 1]![1], to, at: at(i + 1), data: {} }));
+    const last = events.at(-1)!;
+    return { id: 'J', type: 'demo.echo', queue: 'default', state: last.to, version: last.seq, attempt: 1, maxAttempts: 3, payload: null, result: null, lastError: null, runAt: last.at, createdAt: at(1), updatedAt: last.at, events } as JobDetail;
+  };
+  const cancelled = job(['SUBMITTED', 'pending'], ['CANCEL', 'cancelled']);
+  assert.deepEqual(endedAtStart(cancelled, { jobId: 'J' }), { ...cancelled.events[1]!, jobId: 'J', jobType: 'demo.echo', queue: 'default' });
+  assert.equal(endedAtStart(job(['SUBMITTED', 'pending'], ['DISPATCH', 'published']), { jobId: 'J' }), null, 'not ended');
+  assert.equal(endedAtStart(cancelled, { jobId: 'J', states: ['pending', 'done'] }), null, '--state not naming its end');
+  assert.equal(endedAtStart(cancelled, { jobId: 'J', states: ['cancelled'] })?.to, 'cancelled');
+  assert.equal(endedAtStart(cancelled, { jobId: 'J', type: 'demo.other' }), null, 'another type');
+  assert.equal(endedAtStart(cancelled, { jobId: 'J', queue: 'other' }), null, 'another queue');
 });

@@ -6,10 +6,16 @@
  * (README: a key the server refuses is an error, exit 1). And `--job ID` over
  * the stream: a job that does not exist ends the watch with
  * ATS_ERR_JOB_NOT_FOUND, exit 1, as polling ends it; one that exists is
- * watched until Ctrl-C.
+ * watched until Ctrl-C. A job that had already ended when the watch started
+ * has its end printed at once, over the stream and when polling (through a
+ * proxy that refuses the stream's upgrade), and is watched on as after an end
+ * seen live; deleted while watched, it ends the watch with
+ * ATS_ERR_JOB_NOT_FOUND, exit 1, either way.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -35,7 +41,28 @@ before(async () => {
   key = await makeKey(system.store, 'default'); // a key exists: from now on the API requires one
 });
 
+/** The API at `target` without its stream: requests are passed on, every WebSocket upgrade answered 404 (`ats watch` polls). */
+async function withoutStream(target: string): Promise<string> {
+  const server = createServer((req, res) => {
+    const on = request(new URL(req.url ?? '/', target), { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    on.on('error', () => res.destroy());
+    req.pipe(on);
+  });
+  server.on('upgrade', (_req, socket) => void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxies.push(server);
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+const proxies: Array<ReturnType<typeof createServer>> = [];
+
 after(async () => {
+  for (const p of proxies) {
+    p.closeAllConnections();
+    await new Promise((resolve) => p.close(resolve));
+  }
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
@@ -82,6 +109,50 @@ describe('ats watch --job over the stream', { timeout: 60_000 }, () => {
       watch.kill('SIGKILL');
     }
   });
+});
+
+describe('ats watch --job of a job that has already ended, and of one deleted while watched', { timeout: 60_000 }, () => {
+  for (const way of ['stream', 'polling'] as const) {
+    test(`${way}: its end is printed at once and it is watched on, as after an end seen live; its DELETE then ends the watch with ATS_ERR_JOB_NOT_FOUND, exit 1`, async () => {
+      const mine = await makeKey(system.store, 'default');
+      const client = new AtsClient({ url, apiKey: mine.key });
+      const job = await client.submit({ type: 'demo.echo', payload: { way } });
+      for (const deadline = Date.now() + 20_000; (await client.get(job.id)).state !== 'done';) {
+        if (Date.now() > deadline) assert.fail('the job did not end');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const watchUrl = way === 'stream' ? url : await withoutStream(url);
+      const r = await capturing(job.id, async (seen) => {
+        const watching = watchCommand(['--job', job.id], { ATS_URL: watchUrl, ATS_API_KEY: mine.key });
+        let ended: number | false = false;
+        void watching.then((code) => (ended = code), () => (ended = -1));
+        try {
+          for (const deadline = Date.now() + 20_000; !seen.stdout.includes('-> done') && !ended;) {
+            if (Date.now() > deadline) assert.fail(`the watch of a job that had already ended printed nothing:\n${seen.stderr}`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          // Watched on, as a job whose end the watch saw live is (a dead or cancelled one can be redriven).
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+          assert.equal(ended, false, `the watch ended (exit ${ended}):\n${seen.stderr}`);
+          await client.delete(job.id);
+          const gaveUp = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000).unref());
+          const code = await Promise.race([watching, gaveUp]);
+          assert.notEqual(code, 'hung', `the watch of a deleted job went on:\n${seen.stderr}`);
+          return code as number;
+        } finally {
+          if (ended === false) process.emit('SIGINT');
+        }
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^ATS_ERR_JOB_NOT_FOUND: /m);
+      if (way === 'stream') assert.doesNotMatch(r.stderr, /polling/, 'over the stream, not polling');
+      else assert.match(r.stderr, /polling the job every second/);
+      // Its end, once, as the watch prints a transition.
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines.length, 1, r.stdout);
+      assert.match(lines[0]!, new RegExp(`^\\S+  ${job.id}  demo\\.echo  default  running -> done\\s+SUCCEEDED`));
+    });
+  }
 });
 
 describe('ats watch and a revoked key', { timeout: 60_000 }, () => {

@@ -15,12 +15,18 @@
  * 4401; or a reconnect answered 401 or 403), or its cursor refused on a
  * reconnect (ATS_ERR_BAD_CURSOR: the server's database reset or restored
  * from an older backup) — ends the command with that error (exit 1).
- * `--job ID` of a job that does not exist ends it with ATS_ERR_JOB_NOT_FOUND
- * (exit 1) either way: polling's first read finds none, and over the stream,
- * where a filter on an unknown id is simply never matched, the job is read
- * once the subscription holds (`missingJob`).
+ * `--job ID` of a job that does not exist, or no longer does (deleted while
+ * watched: by retention, a purge or a DELETE), ends it with
+ * ATS_ERR_JOB_NOT_FOUND (exit 1) either way: polling's reads find none, and
+ * over the stream, where a filter on an unknown id is simply never matched
+ * and a deletion is no transition, the job is read once the subscription
+ * holds and again every few seconds (`missingJob`). A job that had already
+ * ended (done, dead, cancelled) when the watch started has that end printed
+ * at once, from that first read (`endedAtStart`), then is watched on as a job
+ * whose end the watch saw live is: until Ctrl-C (a dead or cancelled job can be
+ * redriven) or its deletion.
  */
-import { ApiError, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobEvent } from '../client.js';
+import { ApiError, isTerminal, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobDetail, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
 import { repeat, trySubscribe } from './follow.js';
 import { transitionLine } from './output.js';
@@ -43,7 +49,9 @@ export const watchSpec: CommandSpec = {
     'database down) every few seconds, saying so on stderr.',
     'A key the server stops taking (revoked) ends the watch: ATS_ERR_UNAUTHORIZED on stderr, exit 1; so does a resume whose',
     'cursor the server refuses (its database reset or restored from a backup): ATS_ERR_BAD_CURSOR, exit 1.',
-    '--job ID of a job that does not exist (or of another tenant) ends the watch: ATS_ERR_JOB_NOT_FOUND, exit 1.',
+    '--job ID of a job that does not exist (or of another tenant), or that is deleted while watched, ends the watch:',
+    'ATS_ERR_JOB_NOT_FOUND, exit 1. A job that has already ended (done, dead, cancelled) has that end printed at once, as its',
+    'transition would have been (unless --cursor replays), and is watched on as after an end seen live (it can be redriven).',
   ],
   options: {
     job: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
@@ -75,13 +83,26 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (type) filter.type = type;
   if (queue) filter.queue = queue;
   if (states) filter.states = states;
-  const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
+  // With --job, each transition of the job once: the end read at the start (`endedAtStart`) may also come over the stream.
+  let printedUpTo = 0;
+  const print = (t: Transition) => {
+    if (job) {
+      if (t.seq <= printedUpTo) return;
+      printedUpTo = t.seq;
+    }
+    out(values.json ? JSON.stringify(t) : transitionLine(t));
+  };
+  const cursor = str(values, 'cursor');
+  // A --cursor replays the job's transitions after it instead (printing its end first would drop those before it).
+  const onStart = cursor === undefined ? (j: JobDetail) => {
+    const end = endedAtStart(j, filter);
+    if (end) print(end);
+  } : undefined;
   const { stopped, dispose } = interrupted();
   // Ctrl-C while a rate limit or an outage is waited out, before the stream holds, ends the wait: exit 0 at once.
   const stop = new AbortController();
   void stopped.then(() => stop.abort());
   try {
-    const cursor = str(values, 'cursor');
     let sub: Awaited<ReturnType<typeof subscribeOrPoll>>;
     try {
       sub = await subscribeOrPoll(client, filter, print, cursor, stop.signal);
@@ -90,7 +111,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       throw e;
     }
     if (!('poll' in sub)) {
-      const ended = await Promise.race([stopped.then(() => null), sub.ended, ...(job ? [missingJob(client, job, stopped)] : [])]);
+      const ended = await Promise.race([stopped.then(() => null), sub.ended, ...(job ? [missingJob(client, job, stopped, { onRead: onStart })] : [])]);
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
       return 0;
@@ -102,7 +123,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
         `${sub.poll}: --cursor needs the stream to replay the transitions after it (polling cannot); run without --cursor to poll the newest jobs from now`);
     }
     err(`ats: ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
-    await Promise.race([stopped, pollTransitions(client, filter, print, stopped)]);
+    await Promise.race([stopped, pollTransitions(client, filter, print, stopped, { onStart })]);
     return 0;
   } finally {
     dispose();
@@ -111,28 +132,48 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
 
 /**
  * With `--job` over the stream: the error that ends the watch when the job
- * does not exist (ATS_ERR_JOB_NOT_FOUND, as polling's first read ends it);
- * pending for ever once it is read. Read after the subscription holds, so a
- * job read is one whose every later transition comes (and a job's id exists
- * only once the server made the job: a watch cannot start before its job).
- * An outage (unreachable, 503, 429) is waited out, with a line on stderr, as
- * polling waits it out; any other failure (the key refused) ends the watch
- * too. Stops reading when `until` settles (Ctrl-C).
+ * does not exist (ATS_ERR_JOB_NOT_FOUND, as polling's first read ends it), or
+ * no longer does: the job is read once the subscription holds, and again every
+ * `periodMs`, as the stream says nothing of a deletion (retention, a purge, a
+ * DELETE; only an ended job is deleted, and one the filters leave out ends
+ * without a transition printed). Pending for as long as the job is read.
+ * The first read is after the subscription holds, so a job read is one whose
+ * every later transition comes (and a job's id exists only once the server
+ * made the job: a watch cannot start before its job); it is passed to
+ * `onRead`. An outage (unreachable, 503, 429) is waited out, with a line on
+ * stderr, as polling waits it out; any other failure (the key refused) ends
+ * the watch too. Stops reading when `until` settles (Ctrl-C).
  */
 export async function missingJob(
-  client: AtsClient, id: string, until: Promise<unknown>, { periodMs = 1000, onNotice = err }: { periodMs?: number; onNotice?: (m: string) => void } = {},
+  client: AtsClient, id: string, until: Promise<unknown>,
+  { periodMs = 5000, onNotice = err, onRead }: { periodMs?: number; onNotice?: (m: string) => void; onRead?: (job: JobDetail) => void } = {},
 ): Promise<unknown> {
-  let found!: () => void;
-  const read = new Promise<void>((resolve) => (found = resolve));
+  let first = onRead;
   try {
-    await Promise.race([read, repeat(async () => {
-      await client.get(id);
-      found();
-    }, periodMs, Promise.race([read, until]), onNotice, { now: true })]);
+    await repeat(async () => {
+      const job = await client.get(id);
+      first?.(job);
+      first = undefined;
+    }, periodMs, until, onNotice, { now: true });
   } catch (e) {
     return e;
   }
   return new Promise<never>(() => undefined);
+}
+
+/**
+ * With `--job`: the transition a job that had already ended (done, dead,
+ * cancelled) when the watch started ended with, its last, printed at once as
+ * the watch would have printed it live (the filters combine: none for a job
+ * of another type or queue, or with `--state` not naming its end); null for a
+ * job not ended.
+ */
+export function endedAtStart(job: JobDetail, filter: StreamFilter): Transition | null {
+  const last = job.events.at(-1);
+  if (!last || !isTerminal(job.state) || last.to !== job.state) return null;
+  if ((filter.type !== undefined && job.type !== filter.type) || (filter.queue !== undefined && job.queue !== filter.queue)) return null;
+  if (filter.states && !filter.states.includes(last.to)) return null;
+  return { ...last, jobId: job.id, jobType: job.type, queue: job.queue };
 }
 
 /**
@@ -244,14 +285,20 @@ export class JobVersions {
  */
 export async function pollTransitions(
   client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, until: Promise<void>,
-  { periodMs = 1000, versions = new JobVersions() }: { periodMs?: number; versions?: JobVersions } = {},
+  { periodMs = 1000, versions = new JobVersions(), onStart }: {
+    periodMs?: number; versions?: JobVersions;
+    /** With `filter.jobId`: the job as the first look read it (`endedAtStart` prints its end). */
+    onStart?: (job: JobDetail) => void;
+  } = {},
 ): Promise<never> {
   let baseline = true;
   const look = async () => {
     // The one job is read whatever its type and queue: as over the stream, the filters are ANDed, so a job of
     // another type or queue than asked has none of its transitions printed.
-    const jobs = filter.jobId
-      ? [await client.get(filter.jobId)].filter((j) => (filter.type === undefined || j.type === filter.type) && (filter.queue === undefined || j.queue === filter.queue))
+    const one = filter.jobId ? await client.get(filter.jobId) : null;
+    if (one && baseline) onStart?.(one);
+    const jobs = one
+      ? [one].filter((j) => (filter.type === undefined || j.type === filter.type) && (filter.queue === undefined || j.queue === filter.queue))
       : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;
     for (const job of jobs) await printNewEvents(client, job, versions, baseline ? null : print, filter.states);
     versions.trim(new Set(jobs.map((j) => j.id)));
