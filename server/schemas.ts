@@ -36,8 +36,10 @@ export { MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, NAME_PATTERN };
 export const PATH_NAME_PATTERN = '^([A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*|[.][.][.]+)$';
 /** A ULID as the engine issues it (canonical upper case; the first char ≤ 7 or it overflows 48 bits). */
 export const ULID_PATTERN = '^[0-7][0-9A-HJKMNP-TV-Z]{25}$';
-/** Printable ASCII, no leading or trailing space. */
+/** An idempotency key (the Idempotency-Key header, or a body's idempotencyKey): printable ASCII, no leading or trailing space. */
 export const IDEMPOTENCY_KEY_PATTERN = '^[\\x21-\\x7E]([\\x20-\\x7E]*[\\x21-\\x7E])?$';
+/** The longest idempotency key the API takes. */
+export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
 /** The last representable instant we accept for `runAt` (9999-12-31T23:59:59.999Z). */
 export const MAX_EPOCH_MS = LAST_INSTANT_MS;
 
@@ -146,7 +148,7 @@ export const SubmitBody = Type.Object(
 export type SubmitBody = Static<typeof SubmitBody>;
 
 const IdempotencyKey = (description: string) =>
-  Type.String({ minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN, description });
+  Type.String({ minLength: 1, maxLength: MAX_IDEMPOTENCY_KEY_CHARS, pattern: IDEMPOTENCY_KEY_PATTERN, description });
 
 export const SubmitHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey(

@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { quoteCut } from '../../engine/errors.js';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 import { inexactIntegerIn, inexactIntegerProblem } from '../../machines/json-integers.js';
+import { IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS } from '../../server/schemas.js';
 
 /**
  * The options of a command, as `util.parseArgs` takes them; `emptyOk` marks a
@@ -81,18 +82,50 @@ export function str(values: Values, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** The longest idempotency key the API takes (its schemas' `maxLength`; tests hold them equal). */
-export const MAX_IDEMPOTENCY_KEY_CHARS = 255;
+/** The longest idempotency key the API takes (its schemas' `maxLength`). */
+export { MAX_IDEMPOTENCY_KEY_CHARS };
+
+const idempotencyKeyPattern = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
 /**
- * `--idempotency-key`, or undefined when absent. A key over the API's limit
- * would be sent and refused (400, exit 1): refused up front instead, as a
- * usage error, with nothing sent.
+ * What in `key` the API's idempotency key pattern (printable ASCII, no space
+ * at either end) refuses, or undefined when it takes it. Its length is not
+ * looked at here.
+ */
+export function idempotencyKeyProblem(key: string): string | undefined {
+  if (idempotencyKeyPattern.test(key)) return undefined;
+  const chars = [...key];
+  const other = chars.findIndex((c) => !/^[\x20-\x7E]$/.test(c));
+  if (other >= 0) {
+    const c = chars[other]!;
+    return `has ${JSON.stringify(c)} (U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}) at character ${other + 1}`;
+  }
+  if (key === '') return 'is empty';
+  return key.startsWith(' ') ? 'starts with a space' : 'ends with a space';
+}
+
+/**
+ * A usage error when the API's pattern refuses `key`, an idempotency key made
+ * from `--idempotency-key` (`what` names it in the message: "the key").
+ */
+export function checkIdempotencyKeyPattern(key: string, what: string): void {
+  const problem = idempotencyKeyProblem(key);
+  if (problem !== undefined) throw new UsageError(`--idempotency-key: ${what} ${problem}; the API takes printable ASCII, without a space at either end`);
+}
+
+/**
+ * `--idempotency-key`, or undefined when absent. A key the API's schema
+ * refuses (over its limit, or outside its pattern) would be sent and refused
+ * (400, exit 1): refused up front instead, as a usage error, with nothing sent.
  */
 export function idempotencyKey(values: Values): string | undefined {
   const key = str(values, 'idempotency-key');
-  if (key === undefined || key.length <= MAX_IDEMPOTENCY_KEY_CHARS) return key;
-  throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
+  if (key === undefined) return key;
+  if (key.length > MAX_IDEMPOTENCY_KEY_CHARS) {
+    throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
+  }
+  checkIdempotencyKeyPattern(key, 'the key');
+  return key;
 }
 
 /** An integer option within [min, max]. */

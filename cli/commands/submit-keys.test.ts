@@ -5,18 +5,21 @@
  * run whose every item the server refuses 400. Against a small fake server
  * that counts what it is sent and takes every job of a batch as done (a
  * batch with a key over 255 characters it refuses 400, as the API does). So
- * is one job's key over 255 characters, without `--count`.
+ * is one job's key over 255 characters, without `--count`. So is a key the
+ * API's pattern refuses (printable ASCII, no space at either end), which the
+ * fake server, as the API, refuses 400.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { SubmitHeaders } from '../../server/schemas.js';
+import { IDEMPOTENCY_KEY_PATTERN, SubmitHeaders } from '../../server/schemas.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
 import { submitCommand } from './submit.js';
 
 const seen = { requests: 0, keys: [] as string[] };
+const keyPattern = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 let url = '';
 const server = createServer((req, res) => {
   seen.requests++;
@@ -28,7 +31,7 @@ const server = createServer((req, res) => {
       const { jobs } = JSON.parse(text) as { jobs: Array<{ idempotencyKey: string }> };
       seen.keys.push(...jobs.map((j) => j.idempotencyKey));
       // As the API's schema refuses it: the whole request.
-      const long = jobs.findIndex((j) => j.idempotencyKey.length > 255);
+      const long = jobs.findIndex((j) => j.idempotencyKey.length > 255 || !keyPattern.test(j.idempotencyKey));
       if (long >= 0) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: `body/jobs/${long}/idempotencyKey must NOT have more than 255 characters` });
       return json(res, 200, { results: jobs.map((_, i) => ({ status: 201, id: `01J${String(seen.keys.length + i).padStart(23, '0')}`, state: 'done' })) });
     }
@@ -36,6 +39,7 @@ const server = createServer((req, res) => {
       const key = String(req.headers['idempotency-key']);
       seen.keys.push(key);
       if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must NOT have more than 255 characters' });
+      if (!keyPattern.test(key)) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must match pattern' });
       return json(res, 201, {
         id: '01J00000000000000000000001', type: 'demo.echo', queue: 'default', state: 'pending', attempt: 0, maxAttempts: 3, payload: null, result: null,
         lastError: null, runAt: '2030-01-01T00:00:00.000Z', createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z',
@@ -101,4 +105,30 @@ test('one job without --count: a key over 255 characters is exit 2 with the usag
   const longest = await one('k'.repeat(255));
   assert.equal(longest.code, 0, longest.stderr);
   assert.deepEqual(seen.keys, ['k'.repeat(255)]);
+});
+
+test('one job without --count: a key the API\'s pattern refuses is exit 2 with the usage saying what in it, nothing sent', async () => {
+  for (const [key, what] of [
+    [' k', 'starts with a space'],
+    ['k ', 'ends with a space'],
+    ['cl\u00e9', 'has "\u00e9" \\(U\\+00E9\\) at character 3'],
+    ['a\tb', 'has "\\\\t" \\(U\\+0009\\) at character 2'],
+  ] as const) {
+    seen.requests = 0;
+    const r = await capturing('01J00000000000000000000001', () => submitCommand(['demo.echo', '--idempotency-key', key], { ATS_URL: url }));
+    assert.equal(r.code, 2, `${JSON.stringify(key)}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`--idempotency-key: the key ${what}; the API takes printable ASCII, without a space at either end`));
+    assert.match(r.stderr, /usage: ats submit/);
+    assert.equal(seen.requests, 0, `${JSON.stringify(key)}: nothing sent`);
+  }
+});
+
+test('--count: a K whose K-i the API\'s pattern refuses is exit 2, nothing sent; a K ending in a space makes keys it takes', async () => {
+  const bad = await submit(' k', 3);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /--idempotency-key: with --count 3 each job's key K-i starts with a space; the API takes printable ASCII/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+  const trailing = await submit('k ', 3);
+  assert.equal(trailing.code, 0, trailing.stderr);
+  assert.deepEqual(seen.keys, ['k -0', 'k -1', 'k -2']);
 });

@@ -5,7 +5,7 @@
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
-import { idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, str, UsageError, type Values } from './args.js';
+import { checkIdempotencyKeyPattern, idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
@@ -16,7 +16,8 @@ export const submitSpec: CommandSpec = {
     '           [--timeout-ms N] [--priority N] [--concurrency-key K] [--wait | --count N] [--json]',
   details: [
     '--payload JSON         the handler\'s input (default null)',
-    `--idempotency-key K    a repeat with the same K and job answers the job the first made (at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters)`,
+    '--idempotency-key K    a repeat with the same K and job answers the job the first made (printable ASCII, no',
+    `                       space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters)`,
     '--concurrency-key K    count the job\'s attempts against the limit of K ("ats limits set K ..."): over it, the job',
     '                       waits; a key without a limit is unlimited',
     '--wait                 print each state as it happens, and the progress the handler reports (ctx.progress)',
@@ -73,16 +74,20 @@ async function submitOne(ctx: Context, body: SubmitRequest, key: string | undefi
 }
 
 /**
- * With `--count N` each job's key is `K-i`: one over the API's limit would be refused with its whole batch (400), and
- * the run stop having submitted nothing. Refused up front instead, as a usage error, saying how long K may be.
+ * With `--count N` each job's key is `K-i`: one over the API's limit, or outside its pattern, would be refused with its
+ * whole batch (400), and the run stop having submitted nothing. Refused up front instead, as a usage error, saying how
+ * long K may be, or what in it the API refuses.
  */
 function checkItemKeys(key: string, count: number): void {
   const longest = itemKey(key, count - 1).length;
-  if (longest <= MAX_IDEMPOTENCY_KEY_CHARS) return;
-  throw new UsageError(
-    `--idempotency-key: with --count ${count} each job's key is K-0 to K-${count - 1}, up to ${longest} characters; ` +
-    `the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}: give a key of at most ${MAX_IDEMPOTENCY_KEY_CHARS - (longest - key.length)} characters`,
-  );
+  if (longest > MAX_IDEMPOTENCY_KEY_CHARS) {
+    throw new UsageError(
+      `--idempotency-key: with --count ${count} each job's key is K-0 to K-${count - 1}, up to ${longest} characters; ` +
+      `the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}: give a key of at most ${MAX_IDEMPOTENCY_KEY_CHARS - (longest - key.length)} characters`,
+    );
+  }
+  // Every K-i ends in a digit, so the API's pattern takes all of them or none: K-0 stands for them.
+  checkIdempotencyKeyPattern(itemKey(key, 0), `with --count ${count} each job's key K-i`);
 }
 
 export const submitCommand = clientCommand(submitSpec, async (ctx) => {

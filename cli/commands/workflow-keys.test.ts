@@ -4,13 +4,14 @@
  * before any request goes, as `ats submit` refuses it, instead of a request
  * the server refuses 400. A key of 255 characters is sent. Against a small
  * fake server that counts what it is sent and refuses a key over 255
- * characters 400, as the API's schema does.
+ * characters 400, as the API's schema does. So is a key the API's pattern
+ * refuses (printable ASCII, no space at either end).
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import { SignalHeaders, StartWorkflowBody } from '../../server/schemas.js';
+import { IDEMPOTENCY_KEY_PATTERN, SignalHeaders, StartWorkflowBody } from '../../server/schemas.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
 import { workflowCommand, workflowSignalSpec, workflowStartSpec } from './workflows.js';
@@ -36,6 +37,7 @@ const server = createServer((req, res) => {
     if (key === undefined) return json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
     seen.keys.push(key);
     if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'idempotency-key must NOT have more than 255 characters' });
+    if (!new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'idempotency-key must match pattern' });
     return json(res, req.url!.startsWith('/v1/workflows/') ? 200 : 201, instance);
   });
 });
@@ -74,12 +76,21 @@ for (const [name, args] of [
     assert.equal(longest.code, 0, longest.stderr);
     assert.deepEqual(seen.keys, ['k'.repeat(255)]);
   });
+  test(`ats workflow ${name}: a key the API's pattern refuses is exit 2 with the usage, nothing sent`, async () => {
+    for (const [key, what] of [[' k', 'starts with a space'], ['k ', 'ends with a space'], ['cl\u00e9', 'has "\u00e9" \\(U\\+00E9\\) at character 3']] as const) {
+      const r = await run([...args, '--idempotency-key', key]);
+      assert.equal(r.code, 2, `${JSON.stringify(key)}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`--idempotency-key: the key ${what}; the API takes printable ASCII, without a space at either end`));
+      assert.match(r.stderr, new RegExp(`usage: ats workflow ${name}`));
+      assert.equal(seen.requests, 0, `${JSON.stringify(key)}: nothing sent`);
+    }
+  });
 }
 
-test('the help of both says the limit, under --idempotency-key', () => {
+test('the help of both says the limit and the characters, under --idempotency-key', () => {
   for (const spec of [workflowStartSpec, workflowSignalSpec]) {
     const text = (spec.details ?? []).join('\n');
     const option = text.slice(text.indexOf('--idempotency-key K'), text.indexOf('--json'));
-    assert.match(option, new RegExp(`at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`), spec.usage);
+    assert.match(option, new RegExp(`printable ASCII,\\s+no space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`), spec.usage);
   }
 });
