@@ -16,7 +16,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
-import { isInstance, messageOf } from '../../engine/thrown.js';
 import { unlessStopped } from '../../engine/loop.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { withTimeout } from '../../engine/with-timeout.js';
@@ -24,6 +23,7 @@ import { kafkaLogCreator } from './kafka-logging.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { keyPartitioner, physicalName, placingPartitioner, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
+import { plainSockets } from './sockets.js';
 import { unreadPartitions } from './unread.js';
 
 const LOG_LEVELS = {
@@ -518,7 +518,7 @@ function topicErrors(error: unknown): string {
 }
 
 /**
- * kafkajs' own socket factory (plain TCP: the log sets no TLS), keeping the
+ * `plainSockets` (kafkajs' own factory: the log sets no TLS), keeping the
  * sockets it made so that `cut` can destroy them. After `cut`, every socket
  * it makes fails at once, as a refused connection would: kafkajs' retries of
  * a request it was given up on end within seconds, without reaching a broker.
@@ -527,13 +527,9 @@ function cuttableSockets(why: string): { factory: ISocketFactory; cut: () => voi
   const open = new Set<net.Socket>();
   let cut = false;
   const refused = () => new Error(`connection cut: ${why}`);
-  const factory: ISocketFactory = ({ host, port, onConnect }) => {
+  const factory: ISocketFactory = (args) => {
     if (cut) return new net.Socket().destroy(refused()); // kafkajs hears the error after it listened: it is emitted on the next tick
-    // `net.connect` looked up at each call, as kafkajs's factory does (tests redirect it).
-    const socket = net.connect({ host, port }, onConnect);
-    socket.setKeepAlive(true, 60_000);
-    // Heard before kafkajs's own listener, which is added after this returns.
-    socket.on('error', nameAggregate);
+    const socket = plainSockets(args);
     open.add(socket);
     socket.once('close', () => open.delete(socket));
     return socket;
@@ -547,24 +543,6 @@ function cuttableSockets(why: string): { factory: ISocketFactory; cut: () => voi
     },
     isCut: () => cut,
   };
-}
-
-/**
- * Gives an AggregateError without a message of its own (Node's connect to a
- * host name whose every address refused: `AggregateError [ECONNREFUSED]`)
- * its inner errors' messages as its message. kafkajs keeps nothing of a
- * socket's error but its message and code (`Connection error: ${e.message}`),
- * which would otherwise say "Connection error: " and nothing after, in its
- * log lines and in the "Kafka is not reachable" of a start.
- */
-function nameAggregate(err: unknown): void {
-  if (!isInstance(err, AggregateError) || (err as AggregateError).message !== '') return;
-  const named = messageOf(err as AggregateError);
-  try {
-    if (named !== '') Object.defineProperty(err, 'message', { value: named, writable: true, configurable: true, enumerable: false });
-  } catch {
-    // A frozen error keeps its message: a listener that threw would end the process.
-  }
 }
 
 /** `logger`, but every line at debug once `isCut()` holds. */

@@ -9,6 +9,7 @@
  * by the caller), never on the hot path.
  */
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { plainSockets } from '../kafka/sockets.js';
 import type { ConsumerLag } from './prometheus.js';
 
 export interface KafkaLagOptions {
@@ -37,6 +38,8 @@ export function kafkaLag(opts: KafkaLagOptions): KafkaLag {
   const timeout = opts.connectTimeoutMs ?? 3000;
   const admin: Admin = new Kafka({
     clientId: opts.clientId, brokers: opts.brokers, connectionTimeout: timeout, requestTimeout: timeout,
+    // The event log's sockets: a refusal at every address of a host name names each, not an empty "Connection error: ".
+    socketFactory: plainSockets,
     retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 }, logLevel: logLevel.NOTHING,
   }).admin();
   let connecting: Promise<void> | null = null;
