@@ -1,12 +1,15 @@
 /**
  * Opening the store's pool: what each session sets first, by the server's
- * version, and what a server that answers with an error is called.
+ * version (and what happens when the server does not know a setting, or a
+ * later connection refuses one), and what a server that answers with an error
+ * is called.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { mysqlUrl, requireMysql, withDatabase } from '../../tests/helpers/mysql.js';
+import type { Logger } from '../../engine/ports.js';
+import { createTestDatabase, mysqlUrl, requireMysql, withDatabase } from '../../tests/helpers/mysql.js';
 import { openPool, sessionSetup, unreachable } from './connect.js';
 
 describe('sessionSetup', () => {
@@ -46,6 +49,63 @@ describe('openPool on MariaDB', async () => {
       assert.equal(answers.length, 2);
     } finally {
       await pool.end();
+    }
+  });
+
+  /** A logger keeping each line but debug as `level: message [sql] code`, with its fields' `sql` and `code`, if any. */
+  const recording = () => {
+    const lines: string[] = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+      lines.push(`${level}: ${msg}${fields?.sql ? ` [${String(fields.sql)}]` : ''}${fields?.code ? ` ${String(fields.code)}` : ''}`);
+    const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    return { logger, lines: () => lines.filter((l) => !l.startsWith('debug')) };
+  };
+  /** The answers of two queries at once: the second goes on a connection opened for it. */
+  const twoConnections = async (pool: Awaited<ReturnType<typeof openPool>>, sql: string) => {
+    const [[a], [b]] = await Promise.all([
+      pool.query<RowDataPacket[]>(`SELECT SLEEP(0.2) AS s, CONNECTION_ID() AS id, ${sql}`),
+      pool.query<RowDataPacket[]>(`SELECT CONNECTION_ID() AS id, ${sql}`),
+    ]);
+    assert.notEqual(a[0]!.id, b[0]!.id, 'two connections');
+    return [a[0]!, b[0]!];
+  };
+
+  it('a setting the server does not know (as a MySQL 8 without information_schema_stats_expiry): left unset on every connection, said once; the others set, the pool works', { skip: !up }, async () => {
+    const log = recording();
+    const pool = await openPool({
+      url: mysqlUrl(), poolSize: 2, connectTimeoutMs: 5000, logger: log.logger,
+      sessionSetup: () => ['SET SESSION ats_no_such_variable = 0', 'SET @ats_setup = 1'],
+    });
+    try {
+      const [first, later] = await twoConnections(pool, '@ats_setup AS setup');
+      assert.equal(first!.setup, 1);
+      assert.equal(later!.setup, 1, 'the setting the server knows: set on the later connection too');
+      // Said once, at the open; the later connection was not sent it (else it would have said so too).
+      assert.deepEqual(log.lines(), [
+        'info: mysql: the server does not know a session setting: left unset on every connection [SET SESSION ats_no_such_variable = 0] ER_UNKNOWN_SYSTEM_VARIABLE',
+      ]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a setting a later connection refuses: said (warn), not swallowed; the connection still answers', { skip: !up }, async () => {
+    const db = await createTestDatabase();
+    const log = recording();
+    const plain = await openPool({ url: db.url, poolSize: 1, connectTimeoutMs: 5000 });
+    await plain.query('CREATE TABLE ats_probe (n INT)').finally(() => plain.end());
+    const setting = 'SET @ats_setup = (SELECT COUNT(*) + 1 FROM ats_probe)';
+    const pool = await openPool({ url: db.url, poolSize: 2, connectTimeoutMs: 5000, logger: log.logger, sessionSetup: () => [setting] });
+    try {
+      // Taken by the first connection; a later one's fails.
+      await pool.query('DROP TABLE ats_probe');
+      const [first, later] = await twoConnections(pool, '@ats_setup AS setup');
+      assert.equal(first!.setup, 1);
+      assert.equal(later!.setup, null, 'the later connection is without the setting');
+      assert.deepEqual(log.lines(), [`warn: mysql: a new connection refused a session setting; it goes on without it [${setting}] ER_NO_SUCH_TABLE`]);
+    } finally {
+      await pool.end();
+      await db.drop();
     }
   });
 

@@ -4,6 +4,7 @@
  */
 import { createPool, type Pool, type PoolOptions as PoolOptionsOfDriver } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
+import { errorFields } from '../../engine/logger.js';
 import type { Logger } from '../../engine/ports.js';
 import { messageOf } from '../../engine/thrown.js';
 import { withTimeout } from '../../engine/with-timeout.js';
@@ -18,6 +19,8 @@ export interface PoolOptions {
   connectTimeoutMs: number;
   /** Where the pool's connection failures and driver warnings go. @defaultValue nowhere */
   logger?: Logger;
+  /** What each connection runs first, by the server's `VERSION()`. @defaultValue {@link sessionSetup} (tests name others) */
+  sessionSetup?: (version: string) => readonly string[];
 }
 
 /** The URL with its password masked, for messages and logs. */
@@ -65,21 +68,12 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
   trackConnections(pool);
   if (o.logger) logPoolEvents(pool, o.logger);
   let session: { sql_mode?: unknown; charset?: unknown; version?: unknown };
-  let setup: string[] = [];
   try {
     const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
     session = (rows as Array<typeof session>)[0] ?? {};
-    setup = sessionSetup(String(session.version ?? ''));
-    if (setup.length > 0) {
-      // Every later connection runs them before its first statement (a connection's commands go in order); the one
-      // open now (the pool's only one) runs them here.
-      pool.on('connection', (connection) => {
-        // The driver hands its callback-style connection to this event (as pool-log.ts reads it too).
-        const conn = connection as unknown as { query(sql: string, done: (err: unknown) => void): unknown };
-        for (const sql of setup) conn.query(sql, () => {});
-      });
-      for (const sql of setup) await pool.query(sql);
-    }
+    // The connection open now (the pool's only one) runs them here; every later one before its first statement.
+    const setup = await setUpFirst(pool, (o.sessionSetup ?? sessionSetup)(String(session.version ?? '')), o.logger);
+    if (setup.length > 0) setUpLater(pool, setup, o.logger);
   } catch (err) {
     // Not awaited: ending a pool whose connect hangs would hang too.
     pool.end().catch(() => {});
@@ -91,6 +85,54 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
   }
   return pool;
+}
+
+/** mysql2's code for a SET of a variable the server does not have. */
+const UNKNOWN_VARIABLE = 'ER_UNKNOWN_SYSTEM_VARIABLE';
+
+/**
+ * Runs `setup` on the pool's one connection, and answers the statements every
+ * later connection runs too. A setting the server does not know (a MySQL 8
+ * build or look-alike without `information_schema_stats_expiry`) is left unset
+ * on every connection, said once: the cache such a variable turns off is one
+ * such a server does not have (see `sessionSetup`). Any other refusal is the
+ * caller's to throw: the session is refused.
+ */
+async function setUpFirst(pool: Pool, setup: readonly string[], logger: Logger | undefined): Promise<string[]> {
+  const kept: string[] = [];
+  for (const sql of setup) {
+    try {
+      await pool.query(sql);
+      kept.push(sql);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== UNKNOWN_VARIABLE) throw err;
+      logger?.info('mysql: the server does not know a session setting: left unset on every connection', { sql, code: UNKNOWN_VARIABLE, ...errorFields(err) });
+    }
+  }
+  return kept;
+}
+
+/**
+ * Each connection the pool opens later runs `setup` before its first
+ * statement (a connection's commands go in order). One it refuses (the
+ * server behind the URL changed since the first, or the connection failed) is
+ * said, not swallowed; the connection goes on without it: its caller's
+ * statement is queued behind the setting already, and a connection that
+ * failed fails that statement too.
+ */
+function setUpLater(pool: Pool, setup: readonly string[], logger: Logger | undefined): void {
+  pool.on('connection', (connection) => {
+    // The driver hands its callback-style connection to this event (as pool-log.ts reads it too).
+    const conn = connection as unknown as { threadId?: number | null; query(sql: string, done: (err: unknown) => void): unknown };
+    for (const sql of setup) {
+      conn.query(sql, (err) => {
+        if (err === null || err === undefined) return;
+        logger?.warn('mysql: a new connection refused a session setting; it goes on without it', {
+          sql, threadId: conn.threadId ?? null, code: (err as { code?: unknown }).code, ...errorFields(err),
+        });
+      });
+    }
+  });
 }
 
 /**
@@ -113,7 +155,8 @@ export function unreachable(url: string, err: unknown): string {
  * (`Dialect.lastIssuedId`, for the stream's cursor check): a stale value would
  * refuse a real cursor whose event was deleted since. A session with the
  * expiry at 0 reads the table's counter itself. MariaDB (no such cache, no
- * such variable) and older MySQL set nothing.
+ * such variable) and older MySQL set nothing; a server that gives such a
+ * version yet does not know the variable has it left unset (`setUpFirst`).
  */
 export function sessionSetup(version: string): string[] {
   if (/mariadb/i.test(version)) return [];
