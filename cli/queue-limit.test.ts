@@ -39,7 +39,7 @@ test('a new queue beyond ATS_MAX_QUEUES is a 409 ATS_ERR_QUEUE_LIMIT on each rou
       const refused = await post('/v1/jobs', job('b'));
       assert.equal(refused.statusCode, 409, refused.body);
       assert.equal(refused.json().code, 'ATS_ERR_QUEUE_LIMIT');
-      assert.match(refused.json().message, /queue 'b' is new, and 2 queues are in use \(ATS_MAX_QUEUES\)/);
+      assert.match(refused.json().message, /queue 'b' is new, and the queue list is full \(ATS_MAX_QUEUES = 2\)/);
       assert.equal(await jobsIn('b'), 0);
 
       const batch = await post('/v1/jobs/batch', { jobs: [job('a'), job('c'), job()] });

@@ -210,10 +210,25 @@ describe('the queue registry', () => {
     await w.store.close();
   });
 
+  it('a limit lowered below the queues already listed: the refusal names the limit, not a count of the queues in use', async () => {
+    const w = await world(4);
+    for (const q of ['d1', 'd2', 'd3']) await w.transitions.submit(spec(q));
+    const lowered = new QueueRegistry({ store: w.store, clock: systemClock, max: 1, defaultQueue: 'default' });
+    const transitions = new TransitionService({ store: w.store, clock: systemClock, random: mathRandom, ids: ulidIds(), queues: lowered });
+    await assert.rejects(transitions.submit(spec('e')), (e: unknown) => {
+      assert.ok(isQueueLimit('e')(e));
+      const { message } = e as Error;
+      assert.doesNotMatch(message, /1 queues are in use/);
+      assert.match(message, /the queue list is full \(ATS_MAX_QUEUES = 1\)/);
+      return true;
+    });
+    await w.store.close();
+  });
+
   it('a tenant\'s job refused because the whole list is full says so, not that its share is', async () => {
     const w = await world(3); // a tenant's share: 1, none of it used
     for (const q of ['d1', 'd2', 'd3']) await w.transitions.submit(spec(q));
-    const refused = (e: unknown) => isQueueLimit('a1')(e) && (e as Error).message.includes('3 queues are in use') && !(e as Error).message.includes('your tenant');
+    const refused = (e: unknown) => isQueueLimit('a1')(e) && (e as Error).message.includes('the queue list is full (ATS_MAX_QUEUES = 3)') && !(e as Error).message.includes('your tenant');
     await assert.rejects(w.transitions.submit({ ...spec('a1'), tenant: 'acme' }), refused);
     const [r] = await w.transitions.submitManySettled([{ ...spec('a1'), tenant: 'acme' }]);
     assert.ok(r!.status === 'rejected' && refused(r.reason));

@@ -82,7 +82,7 @@ export class QueueRegistry {
       'ATS_ERR_QUEUE_LIMIT',
       share
         ? `queue '${name}' is new, and your tenant named ${share.max} of the ${max} queues (ATS_MAX_QUEUES) first, a tenant's most: name a queue in use, or ask the operator to raise the limit (docs/queues.md)`
-        : `queue '${name}' is new, and ${max} queues are in use (ATS_MAX_QUEUES): name one of them, or raise the limit (docs/queues.md)`,
+        : `queue '${name}' is new, and the queue list is full (ATS_MAX_QUEUES = ${max}): name a queue in use, or raise the limit (docs/queues.md)`,
     );
   }
 
