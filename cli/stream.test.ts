@@ -447,6 +447,33 @@ test('ats watch, when the stream\'s upgrade is never answered (a proxy that hold
   }
 });
 
+describe('ats watch --job of a job that ends as the watch starts', () => {
+  test('its end read at the start and its transitions the stream delivers after that read: each printed once, none dropped', { timeout: 30_000 }, async () => {
+    const fake = await fakeServer();
+    // Pending when the subscription held; started and failed (dead) before the job's first read answered, and the
+    // stream, which delivers other processes' commits within its poll, has delivered neither yet.
+    const started = { ...event(ID, 2, 'pending', 'running', 'STARTED', { attempt: 1 }), jobType: 'demo.echo', queue: 'default' };
+    const died = { ...event(ID, 3, 'running', 'dead', 'FAILED', { attempt: 1 }), jobType: 'demo.echo', queue: 'default' };
+    fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED'), started, died]));
+    const watch = spawnAts(fake.url, ['watch', '--job', ID, '--json'], {}, 25_000);
+    try {
+      await until(() => fake.gets >= 1 && watch.stdout.includes('"seq":3'), 'the end read at the start printed', 15_000);
+      fake.emit(started);
+      fake.emit(died);
+      // A redrive after them, so that the watch is known to have heard both.
+      fake.emit({ ...event(ID, 4, 'dead', 'pending', 'REDRIVE'), jobType: 'demo.echo', queue: 'default' });
+      await until(() => watch.stdout.includes('"seq":4'), 'the redrive printed', 10_000);
+      watch.kill('SIGINT');
+      const r = await watch.exited;
+      assert.equal(r.code, 0, r.stderr);
+      const seqs = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq).sort((a, b) => a - b);
+      assert.deepEqual(seqs, [2, 3, 4], `each transition after the subscribe once:\n${r.stdout}`);
+    } finally {
+      watch.kill('SIGKILL');
+    }
+  });
+});
+
 describe('ats watch says why it polls', () => {
   test('a server without the stream route: "has no stream route"', async () => {
     const fake = await fakeServer({ stream: false });

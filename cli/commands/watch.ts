@@ -84,11 +84,13 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (queue) filter.queue = queue;
   if (states) filter.states = states;
   // With --job, each transition of the job once: the end read at the start (`endedAtStart`) may also come over the stream.
-  let printedUpTo = 0;
+  // By seq, not up to the highest printed: that read may answer before the stream delivers the transitions that led
+  // to the end (the job ended just after the subscribe held), and those are still the watch's to print.
+  const printed = new Set<number>();
   const print = (t: Transition) => {
     if (job) {
-      if (t.seq <= printedUpTo) return;
-      printedUpTo = t.seq;
+      if (printed.has(t.seq)) return;
+      printed.add(t.seq);
     }
     out(values.json ? JSON.stringify(t) : transitionLine(t));
   };
