@@ -447,7 +447,7 @@ test('ats watch, when the stream\'s upgrade is never answered (a proxy that hold
   }
 });
 
-describe('ats watch --job of a job that ends as the watch starts', () => {
+describe('ats watch --job over the stream: the job\'s reads beside it', () => {
   test('its end read at the start and its transitions the stream delivers after that read: each printed once, none dropped', { timeout: 30_000 }, async () => {
     const fake = await fakeServer();
     // Pending when the subscription held; started and failed (dead) before the job's first read answered, and the
@@ -471,6 +471,24 @@ describe('ats watch --job of a job that ends as the watch starts', () => {
     } finally {
       watch.kill('SIGKILL');
     }
+  });
+
+  test('a stream that ends with an error (its key refused) ends the job\'s reads too: none after the command ended', { timeout: 30_000 }, async () => {
+    const fake = await fakeServer();
+    fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED')]));
+    const { watchCommand } = await import('./commands/watch.js');
+    const r = await capturingStderr(async () => {
+      const watching = watchCommand(['--job', ID], { ATS_URL: fake.url });
+      await until(() => fake.gets >= 1 && fake.sockets.length === 1, 'the subscribe and the job\'s first read', 10_000);
+      fake.sockets[0]!.close(4401, 'API key revoked');
+      return watching;
+    });
+    assert.equal(r.code, 1, r.text);
+    assert.match(r.text, /^ATS_ERR_UNAUTHORIZED: /m);
+    const gets = fake.gets;
+    // missingJob reads the job every 5 s while the watch runs.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    assert.equal(fake.gets, gets, 'the job read again after the watch ended');
   });
 });
 

@@ -113,7 +113,11 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       throw e;
     }
     if (!('poll' in sub)) {
-      const ended = await Promise.race([stopped.then(() => null), sub.ended, ...(job ? [missingJob(client, job, stopped, { onRead: onStart })] : [])]);
+      // The job's reads end with the watch, also when the stream ends it (a refused key, a refused cursor).
+      let over!: () => void;
+      const watched = new Promise<void>((resolve) => (over = resolve));
+      const reads = job ? [missingJob(client, job, Promise.race([stopped, watched]), { onRead: onStart })] : [];
+      const ended = await Promise.race([stopped.then(() => null), sub.ended, ...reads]).finally(over);
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
       return 0;
