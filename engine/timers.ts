@@ -292,6 +292,7 @@ export class Timers {
     const { dispatches, logger } = this.deps;
     const asked = dispatches ? jobs.filter((j) => this.mayKeep(j, now)) : [];
     if (!dispatches || asked.length === 0) return { queued, unanswered };
+    if (signal?.aborted) return null;
     const byLane = new Map<string, LostDispatch[]>();
     for (const j of asked) {
       const lane = laneTopic(j.queue, j.priority);
