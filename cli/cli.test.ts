@@ -55,6 +55,39 @@ function ats(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return collect(child).finally(() => clearTimeout(timer));
 }
 
+/**
+ * `ats` once per command line, a few at a time (each is a process that mostly
+ * loads code: run one after the other, they left a core idle), the runs in the
+ * order of the command lines. For command lines that do not depend on each other.
+ */
+async function atsEach(lines: readonly string[][], env: Record<string, string> = {}): Promise<Run[]> {
+  const runs: Run[] = new Array(lines.length);
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < lines.length; i = next++) runs[i] = await ats(lines[i]!, env);
+  };
+  await Promise.all(Array.from({ length: Math.min(4, lines.length) }, lane));
+  return runs;
+}
+
+/** The server's `ats_stream_clients` gauge: WebSocket stream clients connected now. */
+async function streamClients(): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = /^ats_stream_clients (\d+)$/m.exec(text) ?? assert.fail(`no ats_stream_clients in /metrics:\n${text.slice(0, 2000)}`);
+  return Number(line[1]);
+}
+
+/** Polls the gauge until `ok` holds of it (30 s at most). */
+async function untilStreamClients(ok: (n: number) => boolean, what: string): Promise<void> {
+  const end = Date.now() + 30_000;
+  let n = await streamClients();
+  while (!ok(n)) {
+    if (Date.now() > end) assert.fail(`${what}: ats_stream_clients is still ${n} after 30 s`);
+    await new Promise((r) => setTimeout(r, 50));
+    n = await streamClients();
+  }
+}
+
 async function waitForHealth(deadlineMs: number): Promise<void> {
   const end = Date.now() + deadlineMs;
   for (;;) {
@@ -122,12 +155,11 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
   });
 
   test('get prints the job and its history; --json the API\'s JSON', async () => {
-    const text = await ats(['get', echoId]);
+    const [text, json] = await atsEach([['get', echoId], ['get', echoId, '--json']]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, new RegExp(`^id\\s+${echoId}$`, 'm'));
     assert.match(text.stdout, /^state\s+done$/m);
     assert.match(text.stdout, /SUCCEEDED\s+running\s+done/);
-    const json = await ats(['get', echoId, '--json']);
     const job = JSON.parse(json.stdout);
     assert.equal(job.id, echoId);
     assert.deepEqual(job.result, { x: 1 });
@@ -155,19 +187,22 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.ok(isLifecycle(states.slice(1).filter((s) => s !== 'progress')), r.stdout);
 
     // get shows the latest progress, whole, with its attempt and time; --json the API's.
-    const got = await ats(['get', id]);
+    // With them, two more jobs of their own: a last report just before the handler returns; --wait --json.
+    const [got, gotJson, quick, quiet] = await atsEach([
+      ['get', id], ['get', id, '--json'],
+      ['submit', 'test.progress', '--payload', JSON.stringify({ reports: [30, 100], ms: 1 }), '--wait'],
+      ['submit', 'test.progress', '--payload', JSON.stringify({ reports: [5], ms: 1 }), '--wait', '--json'],
+    ]);
     assert.equal(got.code, 0, got.stderr);
     assert.match(got.stdout, /^progress {5}\{"step":"upload","done":1,"of":2\} \(attempt 1, \d{4}-[\d-]+T[\d:.]+Z\)$/m);
-    const json = JSON.parse((await ats(['get', id, '--json'])).stdout);
+    const json = JSON.parse(gotJson.stdout);
     assert.deepEqual({ ...json.progress, at: null }, { value: upload, attempt: 1, at: null });
     // A last report just before the handler returns is shown, before the end.
-    const quick = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [30, 100], ms: 1 }), '--wait']);
     assert.equal(quick.code, 0, quick.stderr);
     const tail = quick.stdout.trim().split('\n').slice(-2);
     assert.match(tail[0]!, /progress {3}attempt 1\/3 {3}100%$/, quick.stdout);
     assert.match(tail[1]!, /done {7}attempt 1\/3 {3}SUCCEEDED$/, quick.stdout);
     // --wait --json prints the job at its end, progress and all, and no progress lines.
-    const quiet = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [5], ms: 1 }), '--wait', '--json']);
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.deepEqual(JSON.parse(quiet.stdout).progress.value, 5);
   });
@@ -176,22 +211,22 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     const submitted = await ats(['submit', 'test.progress', '--payload', JSON.stringify({ reports: [40], ms: 60_000 })]);
     assert.equal(submitted.code, 0, submitted.stderr);
     const id = submitted.stdout.trim();
+    // Waited for through the API (a process a look would cost more than the wait), then looked at with `ats get`.
     const end = Date.now() + 30_000;
-    let text = '';
-    while (!/^progress /m.test(text) && Date.now() < end) {
-      text = (await ats(['get', id])).stdout;
-      if (!/^progress /m.test(text)) await new Promise((r) => setTimeout(r, 200));
+    while (((await (await fetch(`${url}/v1/jobs/${id}`)).json()) as { progress: unknown }).progress == null && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
     }
+    const text = (await ats(['get', id])).stdout;
     assert.match(text, /^state\s+running$/m);
     assert.match(text, /^progress {5}40% \(attempt 1, \S+Z\)$/m);
-    assert.equal((await ats(['cancel', id, '--reason', 'test over'])).code, 0);
-    const echo = await ats(['get', echoId]);
+    const [cancelled, echo, echoJson] = await atsEach([['cancel', id, '--reason', 'test over'], ['get', echoId], ['get', echoId, '--json']]);
+    assert.equal(cancelled.code, 0);
     assert.doesNotMatch(echo.stdout, /^progress/m);
-    assert.equal(JSON.parse((await ats(['get', echoId, '--json'])).stdout).progress, null);
+    assert.equal(JSON.parse(echoJson.stdout).progress, null);
   });
 
   test('workers: the server\'s own worker, live, serving every queue, with the types it handles; --json the API\'s JSON', async () => {
-    const r = await ats(['workers']);
+    const [r, json] = await atsEach([['workers'], ['workers', '--json']]);
     assert.equal(r.code, 0, r.stderr);
     const [header, ...rows] = r.stdout.trim().split('\n');
     assert.match(header!, /^ID\s+HOST\s+PID\s+QUEUES\s+TYPES\s+CONCURRENCY\s+LAST SEEN\s+LIVE$/);
@@ -203,7 +238,6 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     assert.match(concurrency!, /^\d+$/);
     assert.match(lastSeen!, /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/);
     assert.equal(live, 'yes');
-    const json = await ats(['workers', '--json']);
     assert.equal(json.code, 0, json.stderr);
     const { workers } = JSON.parse(json.stdout) as { workers: Array<{ pid: number; types: string[]; queues: string[]; live: boolean }> };
     assert.equal(workers.length, 1);
@@ -255,12 +289,15 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
   });
 
   test('watch prints transitions live and stops on Ctrl-C with exit 0', async () => {
+    // The earlier tests' streams (of --wait) closed, the watcher's connection is then the one the gauge counts.
+    await untilStreamClients((n) => n === 0, 'before the watch');
     const child = spawnAts(['watch', '--type', 'demo.sleep']);
     const run = collect(child);
     let seen = '';
     child.stdout!.on('data', (d) => (seen += d));
-    // Give the watcher time to subscribe (or take its first look) before the job exists.
-    await new Promise((r) => setTimeout(r, 4000));
+    // The watcher holds its stream before the job exists (its subscribe goes as the connection opens; the
+    // submit below is a process that starts first).
+    await untilStreamClients((n) => n >= 1, 'the watch did not connect to the stream');
     const submitted = await ats(['submit', 'demo.sleep', '--payload', '{"ms":10}', '--wait']);
     assert.equal(submitted.code, 0, submitted.stderr);
     const id = submitted.stdout.split('\n')[0]!;
@@ -277,11 +314,13 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     const nightly = `nightly-${process.pid}`;
 
     test('add prints the next run (or paused); --json the schedule as the API shows it', async () => {
-      const r = await ats(['schedule', 'add', name, '--cron', '* * * * * *', '--type', 'demo.echo', '--payload', '{"n":1}', '--queue', 'sched']);
+      const [r, json] = await atsEach([
+        ['schedule', 'add', name, '--cron', '* * * * * *', '--type', 'demo.echo', '--payload', '{"n":1}', '--queue', 'sched'],
+        ['schedule', 'add', nightly, '--cron', '0 3 * * *', '--type', 'demo.echo', '--tz', 'Europe/Berlin',
+          '--overlap', 'allow', '--catch-up', 'latest', '--paused', '--json'],
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout.trim(), new RegExp(`^${name} created, next run \\d{4}-\\d{2}-\\d{2}T[\\d:.]+Z$`));
-      const json = await ats(['schedule', 'add', nightly, '--cron', '0 3 * * *', '--type', 'demo.echo', '--tz', 'Europe/Berlin',
-        '--overlap', 'allow', '--catch-up', 'latest', '--paused', '--json']);
       assert.equal(json.code, 0, json.stderr);
       const s = JSON.parse(json.stdout);
       assert.deepEqual(
@@ -291,17 +330,18 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     });
 
     test('get shows the schedule, its next runs and its ticks once they fire', async () => {
+      type Detail = { ticks: Array<{ outcome: string; jobId: string | null }>; nextRuns: string[] };
+      // Waited for through the API (a process a look would cost more than the wait), then read with `ats schedule get --json`.
       const end = Date.now() + 30_000;
-      let detail: { ticks: Array<{ outcome: string; jobId: string | null }>; nextRuns: string[] } = { ticks: [], nextRuns: [] };
-      while (!detail.ticks.some((t) => t.outcome === 'submitted') && Date.now() < end) {
-        const j = await ats(['schedule', 'get', name, '--json']);
-        assert.equal(j.code, 0, j.stderr);
-        detail = JSON.parse(j.stdout);
-        await new Promise((r) => setTimeout(r, 500));
-      }
+      const ticked = (d: Detail) => d.ticks.some((t) => t.outcome === 'submitted');
+      while (!ticked(await (await fetch(`${url}/v1/schedules/${name}`)).json() as Detail) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      const j = await ats(['schedule', 'get', name, '--json']);
+      assert.equal(j.code, 0, j.stderr);
+      const detail = JSON.parse(j.stdout) as Detail;
+      assert.ok(ticked(detail), j.stdout);
       assert.equal(detail.nextRuns.length, 5);
       const jobId = detail.ticks.find((t) => t.outcome === 'submitted')!.jobId!;
-      const r = await ats(['schedule', 'get', name]);
+      const [r, job] = await atsEach([['schedule', 'get', name], ['get', jobId, '--json']]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`^name\\s+${name}$`, 'm'));
       assert.match(r.stdout, /^cron\s+\* \* \* \* \* \*$/m);
@@ -315,32 +355,32 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
       assert.match(r.stdout, /^ {2}TICK\s+OUTCOME\s+JOB\s+FIRED$/m);
       assert.match(r.stdout, new RegExp(`^ {2}\\S+Z\\s+submitted\\s+${jobId}\\s+\\S+Z$`, 'm'));
       // The tick's job is a job like any other.
-      const job = await ats(['get', jobId, '--json']);
       assert.equal(JSON.parse(job.stdout).queue, 'sched');
     });
 
     test('ls: one row per schedule with its cron, time zone, next run, paused, last tick and tick counts', async () => {
-      const r = await ats(['schedule', 'ls']);
+      const [r, json] = await atsEach([['schedule', 'ls'], ['schedule', 'ls', '--json']]);
       assert.equal(r.code, 0, r.stderr);
       const [header, ...rows] = r.stdout.trim().split('\n');
       assert.match(header!, /^NAME\s+CRON\s+TZ\s+NEXT RUN\s+PAUSED\s+LAST TICK\s+SUBMITTED\/SKIPPED\/MISSED$/);
       const row = (n: string) => rows.find((l) => l.startsWith(`${n} `)) ?? assert.fail(`no row for ${n}:\n${r.stdout}`);
       assert.match(row(name), /^\S+\s+\* \* \* \* \* \*\s+UTC\s+\S+Z\s+no\s+\S+Z\s+[1-9]\d*\/\d+\/\d+$/);
       assert.match(row(nightly), /^\S+\s+0 3 \* \* \*\s+Europe\/Berlin\s+-\s+yes\s+-\s+0\/0\/0$/);
-      const json = await ats(['schedule', 'ls', '--json']);
       const names = (JSON.parse(json.stdout) as { schedules: Array<{ name: string }> }).schedules.map((s) => s.name);
       assert.ok(names.includes(name) && names.includes(nightly), json.stdout);
     });
 
     test('pause and resume print the change; a paused schedule has no next run', async () => {
-      const paused = await ats(['schedule', 'pause', name]);
+      // The two schedules' changes, side by side.
+      const [[paused, got], resumed] = await Promise.all([
+        ats(['schedule', 'pause', name]).then(async (p) => [p, await ats(['schedule', 'get', name])] as const),
+        ats(['schedule', 'resume', nightly]),
+      ]);
       assert.equal(paused.code, 0, paused.stderr);
       assert.equal(paused.stdout.trim(), `${name} paused`);
-      const got = await ats(['schedule', 'get', name]);
       assert.match(got.stdout, /^paused\s+yes$/m);
       assert.match(got.stdout, /^nextRunAt\s+-$/m);
       assert.match(got.stdout, /^next runs\n {2}none \(paused\)$/m);
-      const resumed = await ats(['schedule', 'resume', nightly]);
       assert.equal(resumed.code, 0, resumed.stderr);
       assert.match(resumed.stdout.trim(), new RegExp(`^${nightly} resumed, next run \\S+Z$`));
       const json = await ats(['schedule', 'resume', name, '--json']);
@@ -348,14 +388,14 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     });
 
     test('rm deletes; then get and rm exit 1 with ATS_ERR_SCHEDULE_NOT_FOUND', async () => {
-      for (const n of [name, nightly]) {
-        const r = await ats(['schedule', 'rm', n]);
+      const names = [name, nightly];
+      for (const [i, r] of (await atsEach(names.map((n) => ['schedule', 'rm', n]))).entries()) {
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout.trim(), `${n} deleted`);
+        assert.equal(r.stdout.trim(), `${names[i]} deleted`);
       }
-      for (const args of [['get', name], ['rm', name], ['pause', nightly]]) {
-        const r = await ats(['schedule', ...args]);
-        assert.equal(r.code, 1, args.join(' '));
+      const gone = [['get', name], ['rm', name], ['pause', nightly]];
+      for (const [i, r] of (await atsEach(gone.map((args) => ['schedule', ...args]))).entries()) {
+        assert.equal(r.code, 1, gone[i]!.join(' '));
         assert.match(r.stderr, /^ATS_ERR_SCHEDULE_NOT_FOUND: /);
       }
       const ls = await ats(['schedule', 'ls']);
@@ -366,16 +406,19 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
       const api = async (body: unknown) => (await fetch(`${url}/v1/schedules`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
       }).then((r) => r.json())) as { code: string; message: string };
-      const bad = await ats(['schedule', 'add', 'bad-cron', '--cron', '61 * * * *', '--type', 'demo.echo']);
+      const taken = `taken-${process.pid}`;
+      const [bad, tz, made] = await atsEach([
+        ['schedule', 'add', 'bad-cron', '--cron', '61 * * * *', '--type', 'demo.echo'],
+        ['schedule', 'add', 'bad-tz', '--cron', '* * * * *', '--type', 'demo.echo', '--tz', 'Mars/Base'],
+        ['schedule', 'add', taken, '--cron', '0 0 1 1 *', '--type', 'demo.echo', '--paused'],
+      ]);
       assert.equal(bad.code, 1);
       const expected = await api({ name: 'bad-cron', cron: '61 * * * *', type: 'demo.echo' });
       assert.equal(expected.code, 'ATS_ERR_INVALID_CRON');
       assert.equal(bad.stderr.trim(), `ATS_ERR_INVALID_CRON: ${expected.message}`);
-      const tz = await ats(['schedule', 'add', 'bad-tz', '--cron', '* * * * *', '--type', 'demo.echo', '--tz', 'Mars/Base']);
       assert.equal(tz.code, 1);
       assert.match(tz.stderr, /^ATS_ERR_INVALID_TIMEZONE: 'Mars\/Base' is not an IANA time zone/);
-      const taken = `taken-${process.pid}`;
-      assert.equal((await ats(['schedule', 'add', taken, '--cron', '0 0 1 1 *', '--type', 'demo.echo', '--paused'])).code, 0);
+      assert.equal(made.code, 0);
       const again = await ats(['schedule', 'add', taken, '--cron', '0 0 1 1 *', '--type', 'demo.echo']);
       assert.equal(again.code, 1);
       assert.match(again.stderr, /^ATS_ERR_SCHEDULE_EXISTS: /);
@@ -385,15 +428,16 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
 
   describe('ats limits', () => {
     test('ls with no limit: "no limits" on stderr, exit 0; --json an empty list', async () => {
-      const r = await ats(['limits', 'ls']);
+      const [r, json] = await atsEach([['limits', 'ls'], ['limits', 'ls', '--json']]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, '');
       assert.equal(r.stderr.trim(), 'no limits');
-      assert.deepEqual(JSON.parse((await ats(['limits', 'ls', '--json'])).stdout), { limits: [] });
+      assert.deepEqual(JSON.parse(json.stdout), { limits: [] });
     });
 
     test('set prints the limit; a second set replaces it whole; --json the limit as the API shows it', async () => {
-      const r = await ats(['limits', 'set', 'email', '--concurrency', '5', '--rate', '100/1m']);
+      // tenant:42's limit is set beside email's two.
+      const [r, other] = await atsEach([['limits', 'set', 'email', '--concurrency', '5', '--rate', '100/1m'], ['limits', 'set', 'tenant:42', '--concurrency', '2']]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), 'email: concurrency 5, rate 100/1m');
       const api = await fetch(`${url}/v1/limits/email`).then((x) => x.json());
@@ -405,72 +449,75 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
       assert.deepEqual({ key: json.key, concurrency: json.concurrency, rate: json.rate, running: json.running }, {
         key: 'email', concurrency: null, rate: { max: 5, intervalMs: 1000 }, running: 0,
       });
-      const other = await ats(['limits', 'set', 'tenant:42', '--concurrency', '2']);
       assert.equal(other.code, 0, other.stderr);
       assert.equal(other.stdout.trim(), 'tenant:42: concurrency 2');
     });
 
     test('ls: one row per limit by key, KEY CONCURRENCY RUNNING RATE UPDATED (- for no cap); --json the API\'s JSON', async () => {
-      const r = await ats(['limits', 'ls']);
+      const [r, jsonRun] = await atsEach([['limits', 'ls'], ['limits', 'ls', '--json']]);
       assert.equal(r.code, 0, r.stderr);
       const [header, ...rows] = r.stdout.trim().split('\n');
       assert.match(header!, /^KEY\s+CONCURRENCY\s+RUNNING\s+RATE\s+UPDATED$/);
       assert.equal(rows.length, 2, r.stdout);
       assert.match(rows[0]!, /^email\s+-\s+0\s+5\/1s\s+\d{4}-\d\d-\d\dT\S+Z$/);
       assert.match(rows[1]!, /^tenant:42\s+2\s+0\s+-\s+\d{4}-\d\d-\d\dT\S+Z$/);
-      const json = JSON.parse((await ats(['limits', 'ls', '--json'])).stdout) as { limits: Array<{ key: string }> };
+      const json = JSON.parse(jsonRun.stdout) as { limits: Array<{ key: string }> };
       assert.deepEqual(json.limits.map((l) => l.key), ['email', 'tenant:42']);
     });
 
     test('get shows the limit, its running attempts and its rate\'s spacing; --json the API\'s JSON', async () => {
-      const r = await ats(['limits', 'get', 'email']);
+      const [r, tenant] = await atsEach([['limits', 'get', 'email'], ['limits', 'get', 'tenant:42', '--json']]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /^key\s+email$/m);
       assert.match(r.stdout, /^concurrency\s+- \(no cap\)$/m);
       assert.match(r.stdout, /^running\s+0$/m);
       assert.match(r.stdout, /^rate\s+5\/1s \(one start every 200 ms at most\)$/m);
       assert.match(r.stdout, /^updatedAt\s+\S+Z$/m);
-      const json = JSON.parse((await ats(['limits', 'get', 'tenant:42', '--json'])).stdout);
+      const json = JSON.parse(tenant.stdout);
       assert.equal(json.concurrency, 2);
       assert.equal(json.rate, null);
     });
 
     test('submit --concurrency-key: the job carries the key, and runs under its limit', async () => {
-      const r = await ats(['submit', 'demo.echo', '--payload', '{"x":1}', '--concurrency-key', 'tenant:42', '--wait']);
+      const [[r, got], plainRun] = await Promise.all([
+        ats(['submit', 'demo.echo', '--payload', '{"x":1}', '--concurrency-key', 'tenant:42', '--wait'])
+          .then(async (w) => [w, await ats(['get', w.stdout.trim().split('\n')[0]!, '--json'])] as const),
+        ats(['submit', 'demo.echo', '--json']),
+      ]);
       assert.equal(r.code, 0, r.stderr);
-      const id = r.stdout.trim().split('\n')[0]!;
-      const job = JSON.parse((await ats(['get', id, '--json'])).stdout);
+      const job = JSON.parse(got.stdout);
+      assert.equal(job.id, r.stdout.trim().split('\n')[0]);
       assert.equal(job.concurrencyKey, 'tenant:42');
       assert.equal(job.state, 'done');
-      const plain = JSON.parse((await ats(['submit', 'demo.echo', '--json'])).stdout);
+      const plain = JSON.parse(plainRun.stdout);
       assert.equal(plain.concurrencyKey, null);
     });
 
     test('rm deletes; then get and rm exit 1 with ATS_ERR_LIMIT_NOT_FOUND', async () => {
-      for (const key of ['email', 'tenant:42']) {
-        const r = await ats(['limits', 'rm', key]);
+      const keys = ['email', 'tenant:42'];
+      for (const [i, r] of (await atsEach(keys.map((key) => ['limits', 'rm', key]))).entries()) {
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(r.stdout.trim(), `${key} deleted`);
+        assert.equal(r.stdout.trim(), `${keys[i]} deleted`);
       }
-      for (const args of [['get', 'email'], ['rm', 'email']]) {
-        const r = await ats(['limits', ...args]);
-        assert.equal(r.code, 1, args.join(' '));
+      const gone = [['get', 'email'], ['rm', 'email']];
+      for (const [i, r] of (await atsEach(gone.map((args) => ['limits', ...args]))).entries()) {
+        assert.equal(r.code, 1, gone[i]!.join(' '));
         assert.match(r.stderr, /^ATS_ERR_LIMIT_NOT_FOUND: .*email/);
       }
       assert.equal((await ats(['limits', 'ls'])).stderr.trim(), 'no limits');
     });
 
     test('a rate beyond the API\'s bounds is a usage error (exit 2); a key or concurrency key the server refuses: exit 1 with the API\'s code and message', async () => {
-      const big = await ats(['limits', 'set', 'email', '--rate', '2000000/1s']);
+      const [big, long, key, job] = await atsEach([
+        ['limits', 'set', 'email', '--rate', '2000000/1s'], ['limits', 'set', 'email', '--rate', '1/2d'],
+        ['limits', 'set', 'a b', '--concurrency', '1'], ['submit', 'demo.echo', '--concurrency-key', 'a/b'],
+      ]);
       assert.equal(big.code, 2);
       assert.match(big.stderr, /^ats: --rate: MAX must be from 1 to 1000000/);
-      const long = await ats(['limits', 'set', 'email', '--rate', '1/2d']);
       assert.equal(long.code, 2);
       assert.match(long.stderr, /^ats: --rate: DURATION must be at most 1d/);
-      const key = await ats(['limits', 'set', 'a b', '--concurrency', '1']);
       assert.equal(key.code, 1);
       assert.match(key.stderr, /^ATS_ERR_VALIDATION: params\/key/);
-      const job = await ats(['submit', 'demo.echo', '--concurrency-key', 'a/b']);
       assert.equal(job.code, 1);
       assert.match(job.stderr, /^ATS_ERR_VALIDATION: body\/concurrencyKey/);
       assert.equal((await ats(['limits', 'ls'])).stderr.trim(), 'no limits');
@@ -480,8 +527,9 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
 
 describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   test('an unknown command exits 2 with the command list', async () => {
-    for (const name of ['frobnicate', 'constructor', '__proto__', 'toString']) {
-      const r = await ats([name]);
+    const names = ['frobnicate', 'constructor', '__proto__', 'toString'];
+    for (const [i, r] of (await atsEach(names.map((n) => [n]))).entries()) {
+      const name = names[i]!;
       assert.equal(r.code, 2, `${name}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`unknown command "${name}"`));
       assert.match(r.stderr, /ats submit TYPE/);
@@ -489,64 +537,70 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   });
 
   test('a wrong command line exits 2 with that command\'s usage', async () => {
-    for (const args of [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus'], ['workers', 'extra']]) {
-      const r = await ats(args);
+    const lines = [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus'], ['workers', 'extra']];
+    for (const [i, r] of (await atsEach(lines)).entries()) {
+      const args = lines[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`usage: ats ${args[0]}`), args.join(' '));
     }
   });
 
   test('ats schedule: a wrong command line exits 2 with the sub-command\'s usage; no sub-command or an unknown one, every usage', async () => {
-    for (const args of [['add', 'x', '--type', 'demo.echo'], ['add', 'x', '--cron', '* * * * *'], ['add', 'x', '--cron', '* * * * *', '--type', 'demo.echo', '--overlap', 'never'],
-      ['add', '--cron', '* * * * *', '--type', 'demo.echo'], ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']]) {
-      const r = await ats(['schedule', ...args]);
+    const wrong = [['add', 'x', '--type', 'demo.echo'], ['add', 'x', '--cron', '* * * * *'], ['add', 'x', '--cron', '* * * * *', '--type', 'demo.echo', '--overlap', 'never'],
+      ['add', '--cron', '* * * * *', '--type', 'demo.echo'], ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']];
+    const none = [[], ['frobnicate']];
+    const runs = await atsEach([...wrong.map((args) => ['schedule', ...args]), ...none.map((args) => ['schedule', ...args]), ['schedule', '--help'], ['--help']]);
+    for (const [i, args] of wrong.entries()) {
+      const r = runs[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`usage: ats schedule ${args[0]}`), args.join(' '));
     }
-    for (const args of [[], ['frobnicate']]) {
-      const r = await ats(['schedule', ...args]);
+    for (const r of runs.slice(wrong.length, wrong.length + none.length)) {
       assert.equal(r.code, 2);
       for (const sub of ['add', 'ls', 'get', 'pause', 'resume', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats schedule ${sub}`));
     }
-    const help = await ats(['schedule', '--help']);
+    const [help, top] = runs.slice(-2) as [Run, Run];
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^usage: ats schedule add NAME --cron EXPR --type TYPE/m);
-    const top = await ats(['--help']);
     assert.match(top.stdout, /^ {2}ats schedule add\|ls\|get\|pause\|resume\|rm/m);
     assert.match(top.stdout, /^ {2}ats workers \[--json\]/m);
   });
 
   test('ats limits: a wrong command line exits 2 with the sub-command\'s usage; no sub-command or an unknown one, every usage', async () => {
-    for (const args of [['set', 'email'], ['set', 'email', '--concurrency', '0'], ['set', 'email', '--concurrency', '1.5'],
+    const wrong = [['set', 'email'], ['set', 'email', '--concurrency', '0'], ['set', 'email', '--concurrency', '1.5'],
       ['set', 'email', '--rate', '100'], ['set', 'email', '--rate', '100/1y'], ['set', 'email', '--rate', 'x/1s'], ['set', '--concurrency', '1'],
-      ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']]) {
-      const r = await ats(['limits', ...args]);
+      ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']];
+    const none = [[], ['frobnicate']];
+    const runs = await atsEach([...wrong.map((args) => ['limits', ...args]), ...none.map((args) => ['limits', ...args]),
+      ['limits', '--help'], ['--help'], ['submit', '--help']]);
+    for (const [i, args] of wrong.entries()) {
+      const r = runs[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`usage: ats limits ${args[0]}`), args.join(' '));
     }
-    const neither = await ats(['limits', 'set', 'email']);
+    // `limits set email` and `limits set email --rate 100/1y` (above) say what is wrong.
+    const neither = runs[wrong.findIndex((a) => a.join(' ') === 'set email')]!;
     assert.match(neither.stderr, /--concurrency or --rate is required/);
-    const badRate = await ats(['limits', 'set', 'email', '--rate', '100/1y']);
+    const badRate = runs[wrong.findIndex((a) => a.join(' ') === 'set email --rate 100/1y')]!;
     assert.match(badRate.stderr, /--rate must be MAX\/DURATION, e\.g\. 100\/1m/);
-    for (const args of [[], ['frobnicate']]) {
-      const r = await ats(['limits', ...args]);
+    for (const r of runs.slice(wrong.length, wrong.length + none.length)) {
       assert.equal(r.code, 2);
       for (const sub of ['set', 'ls', 'get', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats limits ${sub}`));
     }
-    const help = await ats(['limits', '--help']);
+    const [help, top, submitHelp] = runs.slice(-3) as [Run, Run, Run];
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^usage: ats limits set KEY \[--concurrency N\] \[--rate MAX\/DURATION\]/m);
-    const top = await ats(['--help']);
     assert.match(top.stdout, /^ {2}ats limits set\|ls\|get\|rm/m);
-    const submitHelp = await ats(['submit', '--help']);
     assert.match(submitHelp.stdout, /--concurrency-key K/);
   });
 
   test('no server at the URL: exit 1 with a message naming it', async () => {
-    const r = await ats(['ls'], { ATS_URL: 'http://127.0.0.1:1' });
+    const [r, refused] = await Promise.all([
+      ats(['ls'], { ATS_URL: 'http://127.0.0.1:1' }),
+      freePort().then((port) => ats(['submit', 'demo.echo', '--url', `http://127.0.0.1:${port}`])),
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:1/);
-    const refused = await ats(['submit', 'demo.echo', '--url', `http://127.0.0.1:${await freePort()}`]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
   });
