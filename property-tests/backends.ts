@@ -48,9 +48,25 @@ const EVENT_LEDGER_TABLE = (autoKey: string) => `CREATE TABLE IF NOT EXISTS ${EV
 const EVENT_TRIGGERS = (wrap: (sql: string) => string) => (['INSERT', 'UPDATE'] as const).map((op) =>
   `CREATE TRIGGER IF NOT EXISTS prop_event_${op.toLowerCase()} AFTER ${op} ON job_events FOR EACH ROW ${wrap(
     `INSERT INTO ${EVENT_LEDGER} (${LEDGER_COLUMNS}) VALUES (NEW.job_id, NEW.seq, NEW.type, NEW.to_state, NEW.at, NEW.data)`)}`);
+/**
+ * Every write of `limits` too, into the same ledger (so in one order with the
+ * claims, which lock the limit row they count under): `LIMIT_PUT` with the
+ * key (in `job_id`), its concurrency and rate, and the write's time (a claim's
+ * move of the rate state writes one too, its limit unchanged); `LIMIT_DELETE`.
+ * `json` builds the row's data (SQLite and MariaDB spell it alike).
+ */
+const LIMIT_TRIGGERS = (wrap: (sql: string) => string) => [
+  ...(['INSERT', 'UPDATE'] as const).map((op) =>
+    `CREATE TRIGGER IF NOT EXISTS prop_limit_${op.toLowerCase()} AFTER ${op} ON limits FOR EACH ROW ${wrap(
+      `INSERT INTO ${EVENT_LEDGER} (${LEDGER_COLUMNS}) VALUES (NEW.limit_key, 0, 'LIMIT_PUT', '', NEW.updated_at,
+        JSON_OBJECT('concurrency', NEW.concurrency, 'max', NEW.rate_max, 'intervalMs', NEW.rate_interval_ms))`)}`),
+  `CREATE TRIGGER IF NOT EXISTS prop_limit_delete AFTER DELETE ON limits FOR EACH ROW ${wrap(
+    `INSERT INTO ${EVENT_LEDGER} (${LEDGER_COLUMNS}) VALUES (OLD.limit_key, 0, 'LIMIT_DELETE', '', OLD.updated_at, '{}')`)}`,
+];
 const SELECT_LEDGER = `SELECT n, ${LEDGER_COLUMNS} FROM ${EVENT_LEDGER} WHERE n > ? ORDER BY n`;
+const LEDGER_HEAD = `SELECT COALESCE(MAX(n), 0) AS n FROM ${EVENT_LEDGER}`;
 
-/** One write of an event row, as the ledger copied it. */
+/** One write of an event row (or of a limit: `LIMIT_PUT`, `LIMIT_DELETE`, the key in `jobId`), as the ledger copied it. */
 export interface LedgerRow {
   n: number;
   jobId: string;
@@ -90,6 +106,14 @@ export interface RunBackend {
   outbox(): Promise<OutboxState[]>;
   /** The event ledger's writes after the `after`th, in write order. */
   eventLedger(after: number): Promise<LedgerRow[]>;
+  /**
+   * The event ledger's last write so far, where the store runs one transaction
+   * at a time and whole (SQLite: a transaction is one synchronous call), so
+   * that a call's transactions fall between its heads before and after; null on
+   * a store whose transactions overlap (MariaDB), whose ledger order a refused
+   * claim cannot be placed in.
+   */
+  ledgerHead: (() => number) | null;
   close(): Promise<void>;
 }
 
@@ -112,14 +136,16 @@ export function fastBackend(): Backend {
       store.db.exec(CREATE_LEDGER);
       store.db.exec(LEDGER_TRIGGER(`BEGIN ${LEDGER_INSERT}; END`));
       store.db.exec(EVENT_LEDGER_TABLE('INTEGER PRIMARY KEY AUTOINCREMENT'));
-      for (const trigger of EVENT_TRIGGERS((sql) => `BEGIN ${sql}; END`)) store.db.exec(trigger);
+      for (const trigger of [...EVENT_TRIGGERS((sql) => `BEGIN ${sql}; END`), ...LIMIT_TRIGGERS((sql) => `BEGIN ${sql}; END`)]) store.db.exec(trigger);
       const ledger = store.db.prepare(SELECT_LEDGER);
+      const head = store.db.prepare(LEDGER_HEAD);
       const memory = createMemoryLog({ partitions: 3, redeliveryDelayMs: 0 });
       await memory.ensureTopics();
       return {
         store, log: memory, memory, idPrefix: '', settleTimeoutMs: 10_000, lostAfterMs: 0,
         outbox: async () => toStates(store.db.prepare(SELECT_OUTBOX_STATES).all() as Array<Record<string, unknown>>),
         eventLedger: async (after) => toLedger(ledger.all(after) as Array<Record<string, unknown>>),
+        ledgerHead: () => Number((head.get() as { n: number }).n),
         close: async () => {
           await memory.close();
           await store.close();
@@ -152,7 +178,7 @@ export function realBackend(): Backend {
       await store.pool.query(CREATE_LEDGER);
       await store.pool.query(LEDGER_TRIGGER(LEDGER_INSERT));
       await store.pool.query(EVENT_LEDGER_TABLE('BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY'));
-      for (const trigger of EVENT_TRIGGERS((sql) => sql)) await store.pool.query(trigger);
+      for (const trigger of [...EVENT_TRIGGERS((sql) => sql), ...LIMIT_TRIGGERS((sql) => sql)]) await store.pool.query(trigger);
       await emptyTables(store);
       const log = createKafkaLog({
         brokers: kafkaBrokers(), topicPrefix: `${suitePrefix}r${n}.`, partitions: 3, clientId: `prop-r${n}`, logLevel: 'nothing',
@@ -163,6 +189,7 @@ export function realBackend(): Backend {
         store, log, memory: null, idPrefix: `r${n}-`, settleTimeoutMs: 60_000, lostAfterMs: 20_000,
         outbox: async () => toStates((await store.pool.query(SELECT_OUTBOX_STATES))[0] as Array<Record<string, unknown>>),
         eventLedger: async (after) => toLedger((await store.pool.query(SELECT_LEDGER, [after]))[0] as Array<Record<string, unknown>>),
+        ledgerHead: null,
         close: async () => {
           await log.close();
           await store.close();

@@ -12,7 +12,9 @@ import type { JobRecord, JobSpec, LogMessage } from '../engine/ports.js';
 import type { EventInput } from '../engine/transitions.js';
 import { INVARIANTS, REDRIVABLE, violated, type InvariantChecker } from './invariants.js';
 import { InjectedFault } from './tracked-log.js';
-import { AWKWARD_NAMES, LIMIT_KEYS, QUEUE, TASK_TYPE, type DeliveryFault, type LimitPlan, type Plan, type TaskPayload, type World } from './world.js';
+import { MAX_LIMITS_LISTED } from '../adapters/sql/limits.js';
+import type { LimitSpec } from '../engine/limits.js';
+import { AWKWARD_NAMES, LIMIT_KEYS, QUEUE, TASK_TYPE, describeLimit, type DeliveryFault, type LimitPlan, type Plan, type TaskPayload, type World } from './world.js';
 
 /** Jobs per run: small runs shrink to readable counterexamples and keep 1,000 runs fast. */
 export const MAX_JOBS = 8;
@@ -443,6 +445,90 @@ class UserEvent extends Command {
   }
 }
 
+// ------------------------------------------------------------------ limits
+
+/**
+ * How a limit change moves a key's limit, applied to the limit the key has
+ * when it runs (so that most changes move one field and keep the other, a
+ * rate's state with it): its concurrency set (raised or lowered, maybe below
+ * the attempts it counts) or lifted, its rate set (or changed) or lifted, the
+ * whole limit replaced (set again, after a delete), or deleted.
+ */
+export type LimitChange =
+  | { kind: 'cap'; concurrency: number }
+  /** The cap set to the attempts the key runs now (as `GET /v1/limits` shows them), 1 at least. */
+  | { kind: 'cap-to-running' }
+  | { kind: 'lift-cap' }
+  | { kind: 'rate'; rate: { max: number; intervalMs: number } }
+  | { kind: 'lift-rate' }
+  | { kind: 'put'; spec: LimitSpec }
+  | { kind: 'delete' }
+  /** Deleted, then set again as it was (the attempts running are no longer counted). */
+  | { kind: 'reset' };
+
+/** The key's limit after `change` (null: deleted); a limit needs one of the two caps, as the API requires (a lift of the only one sets a cap of 1). */
+function changed(current: LimitSpec | undefined, change: LimitChange, running: number): LimitSpec | null {
+  const base: LimitSpec = current ?? { concurrency: null, rate: null };
+  const spec = ((): LimitSpec | null => {
+    switch (change.kind) {
+      case 'cap': return { ...base, concurrency: change.concurrency };
+      case 'cap-to-running': return { ...base, concurrency: Math.max(1, running) };
+      case 'reset': return current ?? null;
+      case 'lift-cap': return { ...base, concurrency: null };
+      case 'rate': return { ...base, rate: change.rate };
+      case 'lift-rate': return { ...base, rate: null };
+      case 'put': return change.spec;
+      case 'delete': return null;
+    }
+  })();
+  return spec && spec.concurrency === null && spec.rate === null ? { ...spec, concurrency: 1 } : spec;
+}
+
+/**
+ * A key's limit changed while the run goes on, as `PUT /v1/limits/{key}` and
+ * `DELETE /v1/limits/{key}` change it (the store calls those routes make).
+ */
+class ChangeLimit extends Command {
+  /** @param atNextStart made just after the key's next admitted claim commits (before its handler runs), not now */
+  constructor(private readonly key: string, private readonly change: LimitChange, private readonly atNextStart: boolean) {
+    super();
+  }
+
+  async act(_m: Model, w: World): Promise<void> {
+    if (!this.atNextStart) return this.apply(w);
+    w.armedLimitChange = { key: this.key, apply: () => this.apply(w) };
+    w.note(`${this.toString()} armed`);
+  }
+
+  private async apply(w: World): Promise<void> {
+    w.stats.limitChanges++;
+    const running = this.change.kind === 'cap-to-running' ? (await w.backend.store.runningByKey([this.key], w.clock.now())).get(this.key) ?? 0 : 0;
+    const spec = changed(w.currentLimits.get(this.key), this.change, running);
+    if (this.change.kind === 'reset' && spec !== null) {
+      await w.backend.store.deleteLimit(this.key);
+      w.note(`limit of ${this.key} deleted, to be set again`);
+    }
+    if (spec === null) {
+      const deleted = await w.backend.store.deleteLimit(this.key);
+      w.currentLimits.delete(this.key);
+      return w.note(`limit of ${this.key} ${deleted ? 'deleted' : 'not there to delete'}`);
+    }
+    const { limit } = await w.backend.store.putLimit(this.key, spec, w.clock.now(), MAX_LIMITS_LISTED);
+    if (limit.concurrency !== spec.concurrency || limit.rate?.max !== spec.rate?.max || limit.rate?.intervalMs !== spec.rate?.intervalMs) {
+      throw new Error(`PUT of ${this.key} (${describeLimit(spec)}) answered ${describeLimit(limit)}`);
+    }
+    w.currentLimits.set(this.key, spec);
+    w.note(`limit of ${this.key} now ${describeLimit(spec)}`);
+  }
+
+  toString(): string {
+    const c = this.change;
+    const what = c.kind === 'cap' ? `concurrency ${c.concurrency}` : c.kind === 'rate' ? `rate ${c.rate.max}/${c.rate.intervalMs}ms`
+      : c.kind === 'put' ? `put ${describeLimit(c.spec)}` : c.kind;
+    return `limit(${this.key}, ${what}${this.atNextStart ? ', at its next start' : ''})`;
+  }
+}
+
 // ------------------------------------------------------------------ arbitraries
 
 const planArb: fc.Arbitrary<Plan> = fc.oneof(
@@ -484,6 +570,28 @@ const submitArb: fc.Arbitrary<SubmitParams> = fc.record({
 const slotArb = fc.constantFrom(0, 1);
 const pickArb = fc.nat({ max: 63 });
 const msArb = fc.constantFrom(100, 1000, 2999, 3001, 5000, 10_000, 30_000);
+
+/** A rate whose step (docs/limits.md: one start every ⌈intervalMs / max⌉ ms) is a fraction of a lease to most of one. */
+const rateArb = fc.record({ max: fc.integer({ min: 1, max: 3 }), intervalMs: fc.constantFrom(300, 1000, 2500) });
+
+/** A limit change (`LimitChange`), mostly of the first key's, which most limited jobs carry. */
+const limitChangeArb: fc.Arbitrary<ChangeLimit> = fc.tuple(
+  fc.oneof({ weight: 3, arbitrary: fc.constant(LIMIT_KEYS[0]!) }, { weight: 1, arbitrary: fc.constantFrom(...LIMIT_KEYS.slice(1)) }),
+  fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: 3 }).map((concurrency): LimitChange => ({ kind: 'cap', concurrency })) },
+    { weight: 2, arbitrary: fc.constant<LimitChange>({ kind: 'cap-to-running' }) },
+    { weight: 1, arbitrary: fc.constant<LimitChange>({ kind: 'lift-cap' }) },
+    { weight: 3, arbitrary: rateArb.map((rate): LimitChange => ({ kind: 'rate', rate })) },
+    { weight: 1, arbitrary: fc.constant<LimitChange>({ kind: 'lift-rate' }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ concurrency: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null, freq: 3 }), rate: fc.option(rateArb, { nil: null, freq: 2 }) })
+        .map((spec): LimitChange => ({ kind: 'put', spec })),
+    },
+    { weight: 1, arbitrary: fc.constant<LimitChange>({ kind: 'delete' }) },
+    { weight: 1, arbitrary: fc.constant<LimitChange>({ kind: 'reset' }) },
+  ),
+).chain(([key, change]) => fc.boolean().map((atNextStart) => new ChangeLimit(key, change, atNextStart)));
 
 /**
  * What commits while the loops run: mostly a submit, else a cancel or a
@@ -537,6 +645,7 @@ const kinds = (exclude: ReadonlySet<string>): Record<string, { weight: number; a
   redispatch: { weight: 1, arbitrary: fc.constant(new RepairStale()) },
   cancel: { weight: 2, arbitrary: pickArb.map((n) => new UserEvent(n, 'CANCEL')) },
   redrive: { weight: 1, arbitrary: pickArb.map((n) => new UserEvent(n, 'REDRIVE')) },
+  limit: { weight: 5, arbitrary: limitChangeArb },
 });
 
 export const COMMAND_KINDS = Object.keys(kinds(new Set()));
@@ -555,7 +664,7 @@ export function commandArb(exclude: ReadonlySet<string> = new Set()): fc.Arbitra
  */
 export const limitPlanArb: fc.Arbitrary<LimitPlan> = fc.tuple(...LIMIT_KEYS.map(() => fc.record({
   concurrency: fc.integer({ min: 1, max: 3 }),
-  rate: fc.option(fc.record({ max: fc.integer({ min: 1, max: 3 }), intervalMs: fc.constantFrom(300, 1000, 2500) }), { nil: null, freq: 2 }),
+  rate: fc.option(rateArb, { nil: null, freq: 2 }),
 }))).map((specs) => new Map(specs.map((spec, i) => [LIMIT_KEYS[i]!, spec])));
 
 export const commandsArb = (opts: { replayPath?: string; exclude?: ReadonlySet<string> } = {}) =>

@@ -13,9 +13,9 @@ import type { JobEvent, JobInput } from '../machines/job.machine.js';
 import type { JobEventRecord } from '../engine/ports.js';
 import { verifyJob } from '../engine/verify.js';
 import type { LedgerRow } from './backends.js';
-import { rateStep } from '../engine/limits.js';
+import { rateStep, type LimitSpec } from '../engine/limits.js';
 import { SIM_EPOCH as SIM_EPOCH_MS } from './sim-clock.js';
-import { describeLimit, type World } from './world.js';
+import { describeLimit, type ClaimWindow, type World } from './world.js';
 import { describeTransition } from './tracked-log.js';
 
 export const INVARIANTS = Object.freeze({
@@ -33,9 +33,9 @@ export const INVARIANTS = Object.freeze({
   userEvents: 'I12 CANCEL is accepted in every non-terminal state; REDRIVE only from dead or cancelled',
   wakeUps: 'I13 the relay\'s loop publishes every commit without waiting for its poll, and keeps no stale wake-ups',
   announced: 'I14 every recorded transition went out on ats.events, acknowledged by the log',
-  limitConcurrency: 'I15 no claim starts an attempt of a key while as many attempts of it as its concurrency hold a lease that has not expired',
-  limitRate: 'I16 the starts of a rate-limited key are at least one step (ceil(intervalMs / max) ms) apart',
-  limitLiveness: 'I17 a limit leaks no slot: every job of a limited key ends, and a new one then starts at once (within one rate step)',
+  limitConcurrency: 'I15 no claim starts an attempt of a key while as many attempts of it as its concurrency then, admitted by its limit, hold a lease that has not expired',
+  limitRate: 'I16 each start of a rate-limited key is at least one step (ceil(intervalMs / max) ms, of the rate then) after the key\'s last start under a rate',
+  limitLiveness: 'I17 a limit leaks no slot: a claim it refuses is over it (an attempt stops counting when its lease ends); every job of a limited key ends, and a new one then starts at once (within one rate step)',
 });
 
 export class InvariantViolation extends Error {
@@ -83,15 +83,41 @@ interface LeaseView {
   state: string;
   attempt: number;
   leaseUntil: number;
+  /** The attempt its key's limit admitted (a start while the key had one), until that limit is deleted. */
+  admitted: number | null;
 }
+
+/** A key's limit as the ledger has shown it so far, and its last start under a rate that still spaces the next one. */
+interface KeyLimit {
+  spec: LimitSpec;
+  /** Null when no start since the rate was set (or since it was lifted and set again): the next may go at once. */
+  lastStart: { at: number; step: number } | null;
+}
+
+/** What the ledger showed of a key between a claim call's heads (`ClaimWindow`). */
+interface WindowSeen {
+  /** Attempts counted at some point of the window (admitted, running, a lease beyond the stamp). */
+  counted: Set<string>;
+  /** The lowest cap in force at a point of the window (Infinity: none had one). */
+  cap: number;
+  /** At some point the rate did not allow a start at the stamp yet. */
+  rateWaits: boolean;
+}
+
+const sameSpec = (a: LimitSpec, b: LimitSpec) =>
+  a.concurrency === b.concurrency && a.rate?.max === b.rate?.max && a.rate?.intervalMs === b.rate?.intervalMs;
 
 export class InvariantChecker {
   private readonly seen = new Map<string, Seen>();
   /** The event ledger's writes read so far. */
   private ledgerRead = 0;
   private readonly leases = new Map<string, LeaseView>();
-  /** Per rate-limited key, its STARTED times. */
-  private readonly starts = new Map<string, number[]>();
+  /** Each key's limit, as the ledger replays the writes of `limits` (absent: the key has none). */
+  private readonly keyLimits = new Map<string, KeyLimit>();
+  /** Keys whose limit was deleted since an attempt of theirs started, which is not counted if a limit is set again. */
+  private readonly deletedBeside = new Set<string>();
+  /** The workers' claim calls still open (`World.claimWindows`), with what each saw per key. */
+  private readonly windows: Array<{ w: ClaimWindow; seen: Map<string, WindowSeen> }> = [];
   /** The probes' claims (`checkSlotsFree`) are checked, not counted in the stats. */
   private probing = false;
 
@@ -115,65 +141,166 @@ export class InvariantChecker {
   }
 
   /**
-   * I15 and I16 over the store's writes of events since the last look, in
-   * the order it made them (the event ledger: backends.ts): at each STARTED of
-   * a limited key (a claim, at its stamp, the time the store counts leases
-   * at), the key's other attempts running with a lease (their STARTED's, or
-   * their last heartbeat's) beyond that time must number fewer than its
-   * concurrency; the STARTED times of a rate-limited key are one step apart at least.
+   * I15, I16 and the refusals of I17 over the store's writes of events and of
+   * limits since the last look, in the order it made them (the event ledger:
+   * backends.ts; a claim locks its key's limit row, so its STARTED falls in
+   * one order with the limit's changes). At each STARTED of a key with a
+   * limit (a claim, at its stamp, the time the store counts leases at): the
+   * attempts its limit admitted (started while it had one, since it was last
+   * deleted: docs/limits.md, "What it does not do") that still run with a lease
+   * (their STARTED's, or their last heartbeat's) beyond that time must number
+   * fewer than the concurrency in force; a rated key's start must come at least
+   * the rate's step (the rate's now) after its last start under a rate, unless
+   * the rate was set anew since (docs/limits.md: a PUT that changes the rate
+   * spaces the next start by the new rate from the last start; one without a
+   * rate keeps no state).
    */
   private async checkLimits(): Promise<void> {
     const { world } = this;
     if (world.limits.size === 0) return;
     const rows = await world.backend.eventLedger(this.ledgerRead);
+    this.observeWindows();
     for (const row of rows) {
       this.ledgerRead = row.n;
-      let view = this.leases.get(row.jobId);
-      if (!view) {
-        const key = (await world.store.getJob(row.jobId))?.concurrencyKey ?? null;
-        this.leases.set(row.jobId, (view = { key, state: row.to, attempt: 0, leaseUntil: 0 }));
+      if (row.type === 'LIMIT_PUT' || row.type === 'LIMIT_DELETE') {
+        this.limitWritten(row);
+      } else {
+        let view = this.leases.get(row.jobId);
+        if (!view) {
+          const key = (await world.store.getJob(row.jobId))?.concurrencyKey ?? null;
+          this.leases.set(row.jobId, (view = { key, state: row.to, attempt: 0, leaseUntil: 0, admitted: null }));
+        }
+        if (row.type === 'STARTED' && view.key !== null) this.checkClaim(row, view);
+        view.state = row.to;
+        if (row.type === 'STARTED') view.attempt = Number(row.data.attempt);
+        if (row.type === 'STARTED' || row.type === 'HEARTBEAT') view.leaseUntil = Number(row.data.leaseUntil);
       }
-      if (row.type === 'STARTED' && view.key !== null) this.checkClaim(row, view);
-      view.state = row.to;
-      if (row.type === 'STARTED') view.attempt = Number(row.data.attempt);
-      if (row.type === 'STARTED' || row.type === 'HEARTBEAT') view.leaseUntil = Number(row.data.leaseUntil);
+      this.observeWindows();
     }
-    if (rows.length > 0) this.checkRates();
+    this.closeWindows();
+  }
+
+  /** A key's limit set (created, or replaced: a claim's move of its rate state writes it unchanged) or deleted. */
+  private limitWritten(row: LedgerRow): void {
+    const key = row.jobId;
+    const old = this.keyLimits.get(key);
+    if (row.type === 'LIMIT_DELETE') {
+      this.keyLimits.delete(key);
+      // Its admitted attempts' rows go with it: a limit set again counts none of them.
+      for (const v of this.leases.values()) {
+        if (v.key !== key) continue;
+        if (v.admitted !== null && v.state === 'running' && v.admitted === v.attempt) this.deletedBeside.add(key);
+        v.admitted = null;
+      }
+      return;
+    }
+    const d = row.data as { concurrency: number | null; max: number | null; intervalMs: number | null };
+    const spec: LimitSpec = { concurrency: d.concurrency, rate: d.max !== null && d.intervalMs !== null ? { max: d.max, intervalMs: d.intervalMs } : null };
+    if (old && sameSpec(old.spec, spec)) return;
+    const stats = this.probing ? null : this.world.stats;
+    if (!old) {
+      if (stats && this.deletedBeside.has(key) && [...this.leases.values()].some((v) => v.key === key && v.state === 'running' && v.leaseUntil > row.at)) {
+        stats.limitsRecreatedBesideRunning++;
+      }
+      this.deletedBeside.delete(key);
+      this.keyLimits.set(key, { spec, lastStart: null });
+      return;
+    }
+    const lowered = spec.concurrency !== null && (old.spec.concurrency === null || spec.concurrency < old.spec.concurrency);
+    if (stats && lowered && this.holding(key, null, row.at).length >= spec.concurrency!) stats.capsLoweredBelowRunning++;
+    // A rate changed keeps the key's last start (the next waits the new step from it); set or lifted, no state.
+    this.keyLimits.set(key, { spec, lastStart: old.spec.rate && spec.rate ? old.lastStart : null });
+  }
+
+  /** The attempts of `key` its limit counts at `at`: admitted, running that attempt, their lease beyond `at`. */
+  private holding(key: string, except: string | null, at: number): Array<[string, LeaseView]> {
+    return [...this.leases].filter(([id, v]) => id !== except && v.key === key && v.state === 'running' && v.admitted === v.attempt && v.leaseUntil > at);
   }
 
   private checkClaim(row: LedgerRow, view: LeaseView): void {
     const { world } = this;
     const key = view.key!;
-    const limit = world.limits.get(key);
+    const attempt = Number(row.data.attempt);
+    const limit = this.keyLimits.get(key);
+    view.admitted = limit ? attempt : null;
     if (!limit) return;
-    const count = (stat: 'limitedStarts' | 'leaseFreedClaims' | 'capReached') => { if (!this.probing) world.stats[stat]++; };
+    const spec = limit.spec;
+    const count = (stat: 'limitedStarts' | 'leaseFreedClaims' | 'capReached' | 'rateSpacedStarts' | 'rateChangedStarts') => { if (!this.probing) world.stats[stat]++; };
     count('limitedStarts');
-    const others = [...this.leases].filter(([id, v]) => id !== row.jobId && v.key === key && v.state === 'running');
-    const holding = others.filter(([, v]) => v.leaseUntil > row.at);
+    const at = (t: number) => `t+${t - SIM_EPOCH_MS}ms`;
+    const others = [...this.leases].filter(([id, v]) => id !== row.jobId && v.key === key && v.state === 'running' && v.admitted === v.attempt);
+    const holding = this.holding(key, row.jobId, row.at);
     if (others.length > holding.length) count('leaseFreedClaims');
-    if (limit.concurrency !== null) {
-      if (holding.length >= limit.concurrency) {
-        const at = (t: number) => `t+${t - SIM_EPOCH_MS}ms`;
-        violated(INVARIANTS.limitConcurrency, `${row.jobId} attempt ${String(row.data.attempt)} of key ${key} (${describeLimit(limit)}) STARTED at ${at(row.at)} `
-          + `while ${holding.length} of its attempts held a lease beyond it: ${holding.map(([id, v]) => `${id}#${v.attempt} until ${at(v.leaseUntil)}`).join(', ')}\n  `
+    if (spec.concurrency !== null) {
+      if (holding.length >= spec.concurrency) {
+        violated(INVARIANTS.limitConcurrency, `${row.jobId} attempt ${attempt} of key ${key} (${describeLimit(spec)}) STARTED at ${at(row.at)} `
+          + `while ${holding.length} of its attempts its limit admitted held a lease beyond it: ${holding.map(([id, v]) => `${id}#${v.attempt} until ${at(v.leaseUntil)}`).join(', ')}\n  `
           + [row.jobId, ...holding.map(([id]) => id)].map((id) => `history ${this.history(id)}`).join('\n  '));
       }
-      if (limit.concurrency >= 2 && holding.length + 1 === limit.concurrency) count('capReached');
+      if (spec.concurrency >= 2 && holding.length + 1 === spec.concurrency) count('capReached');
     }
-    if (limit.rate) this.starts.set(key, [...(this.starts.get(key) ?? []), row.at]);
+    if (!spec.rate) return;
+    const step = rateStep(spec.rate);
+    const last = limit.lastStart;
+    if (last) {
+      const gap = row.at - last.at;
+      if (gap < step) {
+        violated(INVARIANTS.limitRate, `key ${key} (${describeLimit(spec)}): ${row.jobId} attempt ${attempt} STARTED at ${at(row.at)}, ${gap} ms after the key's last start `
+          + `(at ${at(last.at)}${last.step === step ? '' : `, under a rate of a ${last.step} ms step`}), less than its step of ${step} ms\n  history ${this.history(row.jobId)}`);
+      }
+      if (gap === step) count('rateSpacedStarts');
+      if (last.step !== step) count('rateChangedStarts');
+    }
+    limit.lastStart = { at: row.at, step };
   }
 
-  private checkRates(): void {
-    for (const [key, times] of this.starts) {
-      const rate = this.world.limits.get(key)!.rate!;
-      const step = rateStep(rate);
-      const sorted = [...times].sort((a, b) => a - b);
-      for (let i = 1; i < sorted.length; i++) {
-        const gap = sorted[i]! - sorted[i - 1]!;
-        if (gap < step) {
-          violated(INVARIANTS.limitRate, `key ${key} (${describeLimit(this.world.limits.get(key)!)}): two starts ${gap} ms apart, at t+${sorted[i - 1]! - SIM_EPOCH_MS}ms `
-            + `and t+${sorted[i]! - SIM_EPOCH_MS}ms; every start of the key: ${sorted.map((t) => `t+${t - SIM_EPOCH_MS}`).join(', ')}`);
-        }
+  /** The workers' claim calls the world placed since the last look (fast speed), each to be watched from its head before on. */
+  private openWindows(): void {
+    for (const w of this.world.claimWindows.splice(0)) this.windows.push({ w, seen: new Map() });
+  }
+
+  /** At the ledger's current point: what each open window's keys look like (a point its claims may have been decided at). */
+  private observeWindows(): void {
+    // A call that started meanwhile (even during this look's awaits) has its head before at or after every row read.
+    this.openWindows();
+    for (const { w, seen } of this.windows) {
+      if (w.from > this.ledgerRead || (w.done && w.done.to < this.ledgerRead)) continue;
+      for (const key of this.world.limits.keys()) {
+        let s = seen.get(key);
+        if (!s) seen.set(key, (s = { counted: new Set(), cap: Infinity, rateWaits: false }));
+        const limit = this.keyLimits.get(key);
+        if (!limit) continue;
+        for (const [id] of this.holding(key, null, w.at)) s.counted.add(id);
+        if (limit.spec.concurrency !== null) s.cap = Math.min(s.cap, limit.spec.concurrency);
+        if (limit.spec.rate && limit.lastStart && limit.lastStart.at + rateStep(limit.spec.rate) > w.at) s.rateWaits = true;
+      }
+    }
+  }
+
+  /**
+   * I17, the refusals: a claim the limit refused for concurrency had, at some
+   * point of its call, as many attempts counted as the cap then (an attempt
+   * whose lease is over counts no more: docs/limits.md, "Crashes and leases",
+   * a dead worker's slot is free again within one lease); one refused for the
+   * rate came, at some point of its call, before the rate allowed a start.
+   */
+  private closeWindows(): void {
+    for (let i = this.windows.length - 1; i >= 0; i--) {
+      const { w, seen } = this.windows[i]!;
+      if (!w.done || w.done.to > this.ledgerRead) continue;
+      this.windows.splice(i, 1);
+      for (const r of w.done.refused) {
+        if (!this.probing) this.world.stats.refusalsChecked++;
+        const s = seen.get(r.key) ?? { counted: new Set<string>(), cap: Infinity, rateWaits: false };
+        const over = r.why === 'concurrency' ? s.counted.size >= s.cap : s.rateWaits;
+        if (over) continue;
+        const limit = this.keyLimits.get(r.key);
+        const why = r.why === 'concurrency'
+          ? `its concurrency (lowest cap during the call: ${s.cap === Infinity ? 'none' : s.cap}), while it counted at most ${s.counted.size} attempts with a lease beyond the stamp (${[...s.counted].join(', ') || 'none'})`
+          : 'its rate, while the rate allowed a start at the stamp';
+        const key = [...this.leases].filter(([, v]) => v.key === r.key).map(([id]) => id);
+        violated(INVARIANTS.limitLiveness, `the limit of ${r.key} (now ${limit ? describeLimit(limit.spec) : 'none'}) refused the claim of ${r.jobId} at t+${w.at - SIM_EPOCH_MS}ms for ${why}\n  `
+          + key.map((id) => `history ${this.history(id)}`).join('\n  '));
       }
     }
   }
@@ -280,7 +407,7 @@ export class InvariantChecker {
     const open = jobs.filter((j) => !j || !isTerminal(j.snapshot.value));
     const limitedOpen = open.filter((j) => j?.concurrencyKey !== undefined && world.limits.has(j.concurrencyKey));
     if (limitedOpen.length > 0) {
-      const limit = (key: string) => `${key}: ${describeLimit(world.limits.get(key)!)}`;
+      const limit = (key: string) => `${key}: ${world.currentLimits.has(key) ? describeLimit(world.currentLimits.get(key)!) : 'no limit now'}`;
       violated(INVARIANTS.limitLiveness, `after ${TIMING_NOTE}: ${limitedOpen.map((j) => `${j!.id} (limited by ${limit(j!.concurrencyKey!)}) is ${j!.snapshot.value} `
         + `(attempt ${j!.snapshot.context.attempt})`).join('; ')}\n  ${limitedOpen.map((j) => `history ${this.history(j!.id)}`).join('\n  ')}`);
     }
@@ -302,7 +429,6 @@ export class InvariantChecker {
     await this.checkOutbox();
     await this.checkAnnounced();
     await this.checkSlotsFree();
-    this.countRateSpaced();
   }
 
   /**
@@ -320,16 +446,9 @@ export class InvariantChecker {
       const job = await world.store.getJob(id);
       if (job?.snapshot.value === 'done') continue;
       const keyJobs = [...this.leases].filter(([, v]) => v.key === key).map(([jobId]) => jobId).filter((jobId) => jobId !== id);
-      violated(INVARIANTS.limitLiveness, `every job had ended, yet a new job of key ${key} (${describeLimit(world.limits.get(key)!)}), ${id}, is ${job?.snapshot.value} `
+      const limit = world.currentLimits.get(key);
+      violated(INVARIANTS.limitLiveness, `every job had ended, yet a new job of key ${key} (${limit ? describeLimit(limit) : 'no limit'}), ${id}, is ${job?.snapshot.value} `
         + `after its first claims and one rate step; the key's jobs:\n  ${keyJobs.map((jobId) => `history ${this.history(jobId)}`).join('\n  ')}`);
-    }
-  }
-
-  private countRateSpaced(): void {
-    for (const [key, times] of this.starts) {
-      const step = rateStep(this.world.limits.get(key)!.rate!);
-      const sorted = [...times].sort((a, b) => a - b);
-      for (let i = 1; i < sorted.length; i++) if (sorted[i]! - sorted[i - 1]! === step) this.world.stats.rateSpacedStarts++;
     }
   }
 

@@ -56,6 +56,22 @@ export const LIMIT_KEYS = Object.freeze(['lk-a', 'lk-b', 'constructor']);
 /** Each key's limit in one run, set through the store's `putLimit` (as `PUT /v1/limits/{key}` does). */
 export type LimitPlan = ReadonlyMap<string, LimitSpec>;
 
+/**
+ * One call of a worker's claims (`applyMany` with a STARTED), where the store
+ * runs its transactions whole and one at a time (`RunBackend.ledgerHead`): the
+ * event ledger's heads before and after it bound where its transaction fell,
+ * and the claims its limits refused are checked against every point between
+ * (invariants.ts, I17).
+ */
+export interface ClaimWindow {
+  /** The ledger's head before the call. */
+  from: number;
+  /** Its stamp (the claims' `at`: the time the store counts leases and the rate at). */
+  at: number;
+  /** Once it returned: the ledger's head then, and the claims refused, with their key and why. */
+  done: { to: number; refused: Array<{ jobId: string; key: string; why: 'concurrency' | 'rate' }> } | null;
+}
+
 /** Engine timings of every run (simulated ms). */
 export const TIMING = Object.freeze({
   leaseMs: 3000,
@@ -131,6 +147,16 @@ export interface WorldStats {
   leaseFreedClaims: number;
   /** Consecutive starts of a rate-limited key exactly one step apart (the rate held them back to the ms). */
   rateSpacedStarts: number;
+  /** Limits changed during the run (`PUT` of a key's new limit, or `DELETE`). */
+  limitChanges: number;
+  /** Concurrency caps lowered to no more than the attempts the key's limit counted then. */
+  capsLoweredBelowRunning: number;
+  /** Starts of a key spaced by a rate that changed since the key's last start (its new step). */
+  rateChangedStarts: number;
+  /** Limits set on a key again after a `DELETE`, with an attempt started before still running. */
+  limitsRecreatedBesideRunning: number;
+  /** Claims a limit refused, checked against the leases and rate state of the ledger (fast speed). */
+  refusalsChecked: number;
   /** Dispatches held back by limits in a worker that crashed (only the timers' lost-dispatch repair brings them back). */
   orphanedHolds: number;
   done: number;
@@ -142,7 +168,8 @@ export const emptyStats = (): WorldStats => ({
   commands: 0, jobs: 0, crashes: 0, invocations: 0, effectCalls: 0, effectsSuppressed: 0, skippedDispatches: 0,
   lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, staleZombiesRejected: 0, lateHeartbeats: 0, relayFaults: 0, dropped: 0,
   loopRuns: 0, loopCommits: 0, lostDispatches: 0, limitedJobs: 0, throttled: 0, limitedStarts: 0, capReached: 0, leaseFreedClaims: 0,
-  rateSpacedStarts: 0, orphanedHolds: 0, done: 0, dead: 0, cancelled: 0,
+  rateSpacedStarts: 0, limitChanges: 0, capsLoweredBelowRunning: 0, rateChangedStarts: 0, limitsRecreatedBesideRunning: 0, refusalsChecked: 0,
+  orphanedHolds: 0, done: 0, dead: 0, cancelled: 0,
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -218,6 +245,12 @@ export class World {
   private heldRelayBatches = 0;
   /** Jobs whose dispatch a worker held back for its limit when it crashed (see `WorkerRun.held`). */
   readonly orphanedHolds = new Set<string>();
+  /** The limit of each key now: the plan's, as the run's limit changes left it (a deleted one is absent). */
+  readonly currentLimits: Map<string, LimitSpec>;
+  /** A limit change to make just after the next admitted claim of its key commits (the `limit` command's, at its next start). */
+  armedLimitChange: { key: string; apply(): Promise<void> } | null = null;
+  /** The workers' claim calls, where the backend places them in the ledger (`ClaimWindow`); the checker takes them. */
+  readonly claimWindows: ClaimWindow[] = [];
 
   private constructor(
     readonly clock: SimClock,
@@ -228,6 +261,7 @@ export class World {
     readonly limits: LimitPlan,
   ) {
     this.store = countingStore(backend.store);
+    this.currentLimits = new Map(limits);
     // Below what the test tracks, transitions are packed, as `npm start` publishes them (ATS_EVENTS_FORMAT=batch).
     this.log = new TrackedLog(new PackingLog(backend.log));
     let n = 0;
@@ -336,7 +370,24 @@ export class World {
       get: (target, prop, receiver) => {
         if (prop !== 'applyMany') return Reflect.get(target, prop, receiver) as unknown;
         return async (items: Parameters<TransitionService['applyMany']>[0]) => {
+          const head = this.backend.ledgerHead;
+          // The head and the stamp in one turn with the call's start (its transaction cannot fall before).
+          const window: ClaimWindow | null = head && items.some((it) => it.event.type === 'STARTED')
+            ? { from: head(), at: this.clock.now(), done: null } : null;
+          if (window) this.claimWindows.push(window);
           const results = await target.applyMany(items);
+          if (window) {
+            window.done = { to: head!(), refused: [] };
+            results.forEach((r, k) => {
+              if (!r.ok && r.reason === 'throttled') window.done!.refused.push({ jobId: items[k]!.jobId, key: r.key, why: r.retryAfterMs === null ? 'concurrency' : 'rate' });
+            });
+          }
+          const armed = this.armedLimitChange;
+          if (armed && this.phase === 'faults' && results.some((r, k) => r.ok && items[k]!.event.type === 'STARTED' && r.job.concurrencyKey === armed.key)) {
+            // Its attempt runs in the store, holding a slot: the PUT or DELETE lands beside it.
+            this.armedLimitChange = null;
+            await armed.apply();
+          }
           results.forEach((r, k) => {
             if (items[k]!.event.type !== 'STARTED') return;
             if (!r.ok && r.reason === 'throttled') {
@@ -681,9 +732,10 @@ export class World {
     const probes = new Map<string, string>();
     let wait = 0;
     const used = new Set((await Promise.all(this.jobIds.map((id) => this.store.getJob(id)))).map((j) => j?.concurrencyKey));
-    for (const [key, limit] of this.limits) {
+    for (const key of this.limits.keys()) {
       // A key no job carried has no slot to leak.
       if (!used.has(key)) continue;
+      const limit = this.currentLimits.get(key);
       const spec: JobSpec = {
         type: TASK_TYPE, queue: QUEUE, payload: { plan: [], variant: 0 } satisfies TaskPayload, maxAttempts: 1,
         backoff: { kind: 'fixed', delayMs: 0 }, timeoutMs: 5000, priority: 0, concurrencyKey: key,
@@ -692,7 +744,7 @@ export class World {
       if (!r.ok) throw new Error(`the probe of ${key} was not submitted: ${r.reason}`);
       probes.set(key, r.job.id);
       this.note(`probe ${r.job.id} of key ${key}`);
-      if (limit.rate) wait = Math.max(wait, rateStep(limit.rate));
+      if (limit?.rate) wait = Math.max(wait, rateStep(limit.rate));
     }
     await this.drainOutbox();
     await this.advance(wait);
