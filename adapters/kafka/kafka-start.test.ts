@@ -5,9 +5,10 @@
  * accepts them and never answers, and leave no connection of its own open.
  */
 import assert from 'node:assert/strict';
-import net, { createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { deleteTopicsWithPrefix, kafkaBrokers, randomTopicPrefix, requireKafka } from '../../tests/helpers/kafka.js';
+import { refuseEveryAddress } from '../../tests/helpers/refused-everywhere.js';
 import { startTcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { createKafkaLog } from './index.js';
 
@@ -67,24 +68,14 @@ describe('ensureTopics on a Kafka it cannot reach', () => {
   });
 
   it('refused at every address of its host name: the reason names each address, not an empty "Connection error: "', async () => {
-    // What Node's connect fails with when it tried every address of a host name and each refused (autoSelectFamily):
-    // an AggregateError without a message of its own, its code the first inner error's. kafkajs keeps only the message.
-    const refusedAt = (address: string) => Object.assign(new Error(`connect ECONNREFUSED ${address}:9092`), {
-      errno: -111, code: 'ECONNREFUSED', syscall: 'connect', address, port: 9092,
-    });
-    const connect = net.connect;
-    net.connect = (() => {
-      const socket = new net.Socket();
-      socket.destroy(Object.assign(new AggregateError([refusedAt('::1'), refusedAt('127.0.0.1')]), { code: 'ECONNREFUSED' }));
-      return socket;
-    }) as unknown as typeof net.connect;
+    const restore = refuseEveryAddress();
     const log = createKafkaLog({ brokers: ['kafka.test:9092'], connectTimeoutMs: 1000, logLevel: 'nothing' });
     try {
       const error = await rejection(log.ensureTopics(), GIVE_UP_BOUND_MS);
       assert.equal(error.code, 'ATS_ERR_NOT_READY');
       assert.equal(error.message, 'Kafka is not reachable at kafka.test:9092: Connection error: connect ECONNREFUSED ::1:9092; connect ECONNREFUSED 127.0.0.1:9092');
     } finally {
-      net.connect = connect;
+      restore();
       await log.close();
     }
   });

@@ -4,9 +4,9 @@
  * the broker's host name refused.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { test } from 'node:test';
 import { kafkaBrokers, requireKafka } from '../../tests/helpers/kafka.js';
+import { refuseEveryAddress } from '../../tests/helpers/refused-everywhere.js';
 import { startTcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { kafkaLag, partitionLags } from './kafka-lag.js';
 
@@ -50,23 +50,13 @@ test('a broker that stopped answering and answers again: the next read reads aga
 });
 
 test('refused at every address of its host name: the read\'s error names each address, not an empty "Connection error: "', { timeout: 20_000 }, async () => {
-  // What Node's connect fails with when it tried every address of a host name and each refused (autoSelectFamily):
-  // an AggregateError without a message of its own, its code the first inner error's. kafkajs keeps only the message.
-  const refusedAt = (address: string) => Object.assign(new Error(`connect ECONNREFUSED ${address}:9092`), {
-    errno: -111, code: 'ECONNREFUSED', syscall: 'connect', address, port: 9092,
-  });
-  const connect = net.connect;
-  net.connect = (() => {
-    const socket = new net.Socket();
-    socket.destroy(Object.assign(new AggregateError([refusedAt('::1'), refusedAt('127.0.0.1')]), { code: 'ECONNREFUSED' }));
-    return socket;
-  }) as unknown as typeof net.connect;
+  const restore = refuseEveryAddress();
   const lag = kafkaLag({ brokers: ['kafka.test:9092'], clientId: 'ats-test-lag-refused', connectTimeoutMs: 1000, groups: [] });
   try {
     const error = await lag.read().then(() => assert.fail('read while every address refuses'), (e: unknown) => e as Error);
     assert.match(error.message, /Connection error: connect ECONNREFUSED ::1:9092; connect ECONNREFUSED 127\.0\.0\.1:9092$/);
   } finally {
-    net.connect = connect;
+    restore();
     await lag.close();
   }
 });
