@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { SETTINGS } from './config.js';
+import { listenLocal } from '../tests/helpers/local-server.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -78,8 +78,7 @@ describe('an answer that is not the API\'s', () => {
 
   test('a JSON answer of the wrong shape: "unexpected answer from <url>", exit 1, no stack trace', async () => {
     server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    url = await listenLocal(server);
     const ID = '01J00000000000000000000001';
     for (const args of [
       ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['workflow', 'start', 'w'],
@@ -122,8 +121,7 @@ describe('a reader that stops reading', () => {
       if (one) return json(200, job(Number(one[1])));
       json(404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = await listenLocal(server);
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env.NODE_TEST_CONTEXT;
     const child = spawn(process.execPath, ['cli/bin.mjs', 'watch', '--url', url], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -165,8 +163,7 @@ describe('a reader of stderr that stops reading', () => {
       json(404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
     });
     servers.push(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return listenLocal(server);
   }
 
   const childEnv = (): NodeJS.ProcessEnv => {

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -20,6 +19,7 @@ import { submitMany } from './commands/submit-many.js';
 import { Progress } from './commands/progress.js';
 import { spawnAts } from '../tests/helpers/cli.js';
 import { startTcpProxy } from '../tests/helpers/tcp-proxy.js';
+import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 const ID = '01J00000000000000000000001';
 
@@ -219,14 +219,12 @@ async function fakeServer({ stream = true, key, upgradeStatus, endAtOnce = true,
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  fake.url = await listenLocal(server);
   fake.close = async () => {
     for (const socket of held) socket.destroy();
     for (const ws of fake.sockets) ws.terminate();
     wss.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await closeLocal(server);
   };
   fakes.push(fake);
   return fake;

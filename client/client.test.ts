@@ -30,6 +30,7 @@ import {
   type StreamProgressMessage, type WebSocketConstructor,
 } from './index.js';
 import { toApiError } from './errors.js';
+import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 const TERMINAL: JobState[] = ['done', 'dead', 'cancelled'];
 /** The last progress `test.progress` reports. */
@@ -1043,15 +1044,14 @@ async function faultyProxy(target: string, plan: string[]): Promise<{ url: strin
     }
     res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(text);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    url,
     keys,
     auth,
     requests,
     close: async () => {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeLocal(server);
     },
   };
 }

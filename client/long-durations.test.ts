@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, test } from 'node:test';
-import type { AddressInfo } from 'node:net';
 import { createClient } from './index.js';
+import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 let server: Server;
 let url: string;
@@ -24,13 +24,9 @@ before(async () => {
     upgrades++;
     socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = await listenLocal(server);
 });
-after(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+after(() => closeLocal(server));
 
 test('a client with a 30-day request timeout waits for a 100 ms answer', async () => {
   const client = createClient({ url, timeoutMs: 30 * 86_400_000, retries: 0 });

@@ -14,9 +14,9 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { ApiError, createClient, type WatchOptions } from './index.js';
+import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 const refused = (option: string) => (e: unknown) =>
   e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && e.message.includes(option) && /NaN/.test(e.message);
@@ -143,8 +143,7 @@ test('a watch whose reconnect gives only maxMs (a JavaScript caller) pauses from
     upgrades++;
     socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await listenLocal(server);
   const w = createClient({ url, retries: 0 }).watch({}, {
     retryFirstConnect: true, reconnect: { maxMs: 5000 } as { minMs: number; maxMs: number }, onNotice: () => undefined,
   });
@@ -153,8 +152,7 @@ test('a watch whose reconnect gives only maxMs (a JavaScript caller) pauses from
     await new Promise((r) => setTimeout(r, 500));
   } finally {
     w.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await closeLocal(server);
   }
   // Pauses of 250 and 500 ms: at most 3 tries in half a second; 1 ms pauses made dozens.
   assert.ok(upgrades <= 3, `${upgrades} connection tries in 500 ms`);

@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { toApiError } from './errors.js';
 import { ApiError, createClient } from './index.js';
+import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 const NOW = Date.UTC(2026, 9, 21, 7, 27, 30);
 const body = JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' });
@@ -38,13 +38,9 @@ before(async () => {
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': retryAfter() });
     res.end(JSON.stringify({ code: 'ATS_ERR_STORE_UNAVAILABLE', message: 'The database is not reachable' }));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = await listenLocal(server);
 });
-after(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+after(() => closeLocal(server));
 
 /** One call retried once against the server: how long it took. */
 async function timed(max: number): Promise<number> {

@@ -11,12 +11,12 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { IDEMPOTENCY_KEY_PATTERN, SubmitHeaders } from '../../server/schemas.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
 import { submitCommand } from './submit.js';
+import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
 
 const seen = { requests: 0, keys: [] as string[] };
 const keyPattern = new RegExp(IDEMPOTENCY_KEY_PATTERN);
@@ -50,13 +50,9 @@ const server = createServer((req, res) => {
 });
 
 before(async () => {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = await listenLocal(server);
 });
-after(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+after(() => closeLocal(server));
 
 const submit = (key: string, count: number) => {
   seen.requests = 0;

@@ -7,11 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { watchCommand } from './watch.js';
+import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
 
 const JOB = '01J0000000000000000000CUR1';
 const cursor = (id: number) => Buffer.from(`v1:${id}`, 'utf8').toString('base64url');
@@ -53,14 +53,13 @@ async function fakeServer({ stream }: { stream: boolean }) {
     if (!stream || req.url !== '/v1/stream') return void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = await listenLocal(server);
   closers.push(async () => {
     for (const c of wss.clients) c.terminate();
     wss.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await closeLocal(server);
   });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  return { url, seen };
 }
 
 const closers: Array<() => Promise<void>> = [];

@@ -15,7 +15,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -28,6 +27,7 @@ import { AtsClient } from '../client.js';
 import { compose, type System } from '../compose.js';
 import { configFrom } from '../start.js';
 import { watchCommand } from './watch.js';
+import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
 
 let system: System;
 let url = '';
@@ -52,17 +52,13 @@ async function withoutStream(target: string): Promise<string> {
     req.pipe(on);
   });
   server.on('upgrade', (_req, socket) => void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   proxies.push(server);
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return listenLocal(server);
 }
 const proxies: Array<ReturnType<typeof createServer>> = [];
 
 after(async () => {
-  for (const p of proxies) {
-    p.closeAllConnections();
-    await new Promise((resolve) => p.close(resolve));
-  }
+  for (const p of proxies) await closeLocal(p);
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });

@@ -9,12 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { IDEMPOTENCY_KEY_PATTERN, SignalHeaders, StartWorkflowBody } from '../../server/schemas.js';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { MAX_IDEMPOTENCY_KEY_CHARS } from './args.js';
 import { workflowCommand, workflowSignalSpec, workflowStartSpec } from './workflows.js';
+import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
 
 const ID = '01J00000000000000000000001';
 const seen = { requests: 0, keys: [] as string[] };
@@ -43,13 +43,9 @@ const server = createServer((req, res) => {
 });
 
 before(async () => {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = await listenLocal(server);
 });
-after(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+after(() => closeLocal(server));
 
 const run = (args: string[]) => {
   seen.requests = 0;

@@ -1,7 +1,6 @@
 /** The console's in-memory series (server/ui/client/console-data.ts), and how the page stays live (live.ts) and stops once its key is refused (key-gate.ts), under node. */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { before, describe, test, type TestContext } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, createClient, type StreamFilter, type WatchOptions } from '../../client/index.js';
@@ -9,6 +8,7 @@ import type { Api } from './client/api.js';
 import { guardKey } from './client/key-gate.js';
 import { startLive, type LiveMode } from './client/live.js';
 import { BUCKETS, BUCKET_MS, QueueWait, Throughput, WINDOW_MS, WorkerSeen, median, type LiveEvent } from './client/console-data.js';
+import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
 
 const NOW = 1_800_000_000_000 - 1; // the last ms of a bucket
 const iso = (t: number) => new Date(t).toISOString();
@@ -170,15 +170,13 @@ describe('startLive: a key the server stops taking', () => {
         if (m.op === 'stats') ws.send(JSON.stringify({ kind: 'stats', ...STATS, at: new Date().toISOString() }));
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as AddressInfo;
-    const client = createClient({ url: `http://127.0.0.1:${port}`, apiKey: 'ats_test', retries: 0 });
+    const url = await listenLocal(server);
+    const client = createClient({ url, apiKey: 'ats_test', retries: 0 });
     const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
     const close = async () => {
       for (const ws of s.sockets) ws.terminate();
       wss?.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeLocal(server);
     };
     return { s, api, close };
   }
@@ -255,13 +253,9 @@ describe('startLive: a slow server', () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ byState: {}, byType: {}, byQueue: {} }));
       }, 450);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    t.after(async () => {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
-    const { port } = server.address() as AddressInfo;
-    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const url = await listenLocal(server);
+    t.after(() => closeLocal(server));
+    const client = createClient({ url, retries: 0 });
     const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
     const live = startLive(api, { onStats: () => undefined, onEvent: () => undefined, onMode: () => undefined }, { pollMs: 100, reconnectMs: { min: 5000, max: 5000 } });
     t.after(() => live.stop());
@@ -292,13 +286,11 @@ describe('startLive: rate limited', () => {
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(STATS));
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as AddressInfo;
-    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const url = await listenLocal(server);
+    const client = createClient({ url, retries: 0 });
     const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
     const close = async () => {
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeLocal(server);
     };
     return { s, api, close };
   }
@@ -416,16 +408,14 @@ describe('startLive: the database unreachable', () => {
         ws.on('close', () => clearInterval(tick));
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as AddressInfo;
-    const client = createClient({ url: `http://127.0.0.1:${port}`, retries: 0 });
+    const url = await listenLocal(server);
+    const client = createClient({ url, retries: 0 });
     const api = { stats: () => client.stats(), watch: (f: StreamFilter, o: WatchOptions) => client.watch(f, o) } as unknown as Api;
     const close = async () => {
       for (const t of timers) clearInterval(t);
       for (const ws of wss?.clients ?? []) ws.terminate();
       wss?.close();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await closeLocal(server);
     };
     return { s, api, close };
   }
