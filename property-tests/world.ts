@@ -577,10 +577,10 @@ export class World {
       const job = await this.store.getJob(gate.jobId);
       const s = job?.snapshot;
       const movedOn = !s || isTerminal(s.value) || (s.value === 'running' && s.context.attempt > gate.attempt);
-      // Its attempt over (a published job runs none), the next one's claim, refused by the job's limit, is held by a
-      // frozen worker (its retry is a sleep, frozen too): a pause that lasted until the job ran that attempt would
-      // last for ever. Once faults stop, it ends.
-      const heldFrozen = this.phase === 'quiesce' && s?.value === 'published'
+      // Its attempt over (a published job runs none, nor one whose PUBLISHED a dying relay did not record: still
+      // pending), the next one's claim, refused by the job's limit, is held by a frozen worker (its retry is a sleep,
+      // frozen too): a pause that lasted until the job ran that attempt would last for ever. Once faults stop, it ends.
+      const heldFrozen = this.phase === 'quiesce' && (s?.value === 'published' || s?.value === 'pending')
         && this.workers.some((r) => r.held.has(gate.jobId) && this.clock.isPaused(r.id));
       if (!movedOn && !heldFrozen) continue;
       this.lateGates.splice(this.lateGates.indexOf(gate), 1);
