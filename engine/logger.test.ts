@@ -112,6 +112,22 @@ describe('createLogger: JSON lines', () => {
     assert.doesNotThrow(() => logger.warn('without fields'));
     assert.doesNotThrow(() => withFields(logger, { jobId: 'j1' }).error('a handler line'));
   });
+
+  it('a destination that writes the line and then throws has written it once: the line is not written again without the fields (also fields pino writes but JSON cannot: a BigInt, a cycle)', () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', {}, (line) => {
+      lines.push(line);
+      throw new Error('destination failed after writing');
+    });
+    const cycle: Record<string, unknown> = { k: 1 };
+    cycle.self = cycle;
+    assert.doesNotThrow(() => logger.info('with fields', { n: 1 }));
+    assert.doesNotThrow(() => logger.info('a BigInt', { n: 10n }));
+    assert.doesNotThrow(() => logger.info('a cycle', { n: 2, cycle }));
+    assert.deepEqual(lines.map((l) => JSON.parse(l) as Record<string, unknown>).map((l) => [l.msg, l.n, l.logFieldsError]), [
+      ['with fields', 1, undefined], ['a BigInt', 10, undefined], ['a cycle', 2, undefined],
+    ]);
+  });
 });
 
 describe('withFields', () => {
@@ -180,6 +196,34 @@ describe('withFields', () => {
     assert.doesNotThrow(() => withFields(withChild, { jobId: 'j1' }).info('i', { n: 1 }));
     const childLinesThrow = { ...plain, child: () => plain };
     assert.doesNotThrow(() => withFields(childLinesThrow, { jobId: 'j1' }).debug('d'));
+  });
+
+  it('a Logger (its own child, or one without children) that writes a line and then throws has written it once: the line is not written again without the fields', () => {
+    const calls: Array<[string, Record<string, unknown> | undefined]> = [];
+    const writeThenThrow = (m: string, f?: Record<string, unknown>) => {
+      calls.push([m, f]);
+      throw new Error('logger failed after writing');
+    };
+    const plain: Logger = { debug: writeThenThrow, info: writeThenThrow, warn: writeThenThrow, error: writeThenThrow };
+    assert.doesNotThrow(() => withFields(plain, { jobId: 'j1' }).info('plain line', { n: 1 }));
+    assert.deepEqual(calls, [['plain line', { jobId: 'j1', n: 1 }]]);
+    calls.length = 0;
+    const withChild = { ...plain, child: () => plain };
+    assert.doesNotThrow(() => withFields(withChild, { jobId: 'j1' }).warn('child line', { n: 1 }));
+    assert.deepEqual(calls, [['child line', { n: 1 }]]);
+  });
+
+  it('a Logger that cannot write the fields as JSON (a BigInt) throws before writing: the line goes out once, without them, saying why', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const json = (m: string, f?: Record<string, unknown>) => void lines.push(JSON.parse(JSON.stringify({ ...f, msg: m })) as Record<string, unknown>);
+    const plain: Logger = { debug: json, info: json, warn: json, error: json };
+    assert.doesNotThrow(() => withFields(plain, { jobId: 'j1' }).info('plain line', { n: 10n }));
+    const withChild = { ...plain, child: () => plain };
+    assert.doesNotThrow(() => withFields(withChild, { jobId: 'j1' }).info('child line', { n: 10n }));
+    assert.equal(lines.length, 2);
+    assert.deepEqual(lines.map((l) => [l.msg, l.n]), [['plain line', undefined], ['child line', undefined]]);
+    assert.equal(lines[0]!.jobId, 'j1');
+    for (const l of lines) assert.match(String(l.logFieldsError), /BigInt/);
   });
 
   it('a test logger spread from silentLogger hears the lines of its children', () => {

@@ -47,18 +47,21 @@ export function createLogger(level: LogLevel = 'info', base: Record<string, unkn
  * The port on an existing pino logger. A call never throws into its caller
  * (a handler's `ctx.log` with a getter that throws): fields JSON cannot
  * write leave the line (or the child), which says why in `logFieldsError`;
- * a line the destination throws on is lost, with fields or without.
+ * a line the destination throws on is lost, with fields or without (and is
+ * never written twice: a destination that wrote it, then threw, has it once).
  */
 export function fromPino(p: pino.Logger): AppLogger {
   const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
     try {
       if (fields) p[level](fields, msg);
       else p[level](msg);
-    } catch (err) {
-      // Without fields, only the destination can have thrown: the line is lost, not the caller's work.
-      if (!fields) return;
+    } catch {
+      // Without fields, or with fields pino can write, only the destination can have thrown
+      // (maybe after writing the line): the line is lost, not the caller's work.
+      const why = fields && unreadable(fields, 'as-pino');
+      if (!why) return;
       try {
-        p[level]({ logFieldsError: unwritable(err) }, msg);
+        p[level]({ logFieldsError: why }, msg);
       } catch {
         // The destination itself throws: the line is lost, not the caller's work.
       }
@@ -79,6 +82,30 @@ export function fromPino(p: pino.Logger): AppLogger {
     isLevelEnabled: (level) => p.isLevelEnabled(level),
     pino: p,
   };
+}
+
+/**
+ * Why `fields` cannot be written, or undefined when they can. Asked only once a
+ * line threw: fields that can be written mean the logger threw on its own, maybe
+ * after writing the line, which is then not written again. As JSON writes them
+ * (a BigInt or a cycle cannot be), or `as-pino` (pino writes those; only a getter,
+ * a `toJSON` or a proxy that throws fails).
+ */
+function unreadable(fields: Record<string, unknown>, as: 'as-json' | 'as-pino' = 'as-json'): string | undefined {
+  const seen = new WeakSet<object>();
+  const asPino = (_key: string, v: unknown): unknown => {
+    if (typeof v === 'bigint') return 0;
+    if (typeof v !== 'object' || v === null) return v;
+    if (seen.has(v)) return null;
+    seen.add(v);
+    return v;
+  };
+  try {
+    JSON.stringify(fields, as === 'as-pino' ? asPino : undefined);
+    return undefined;
+  } catch (err) {
+    return unwritable(err);
+  }
 }
 
 /** Why a line's fields could not be written: the thrown value's message, read without throwing again. */
@@ -125,7 +152,7 @@ type Level = 'debug' | 'info' | 'warn' | 'error';
  * A line never throws into its caller (a handler's `ctx.log`), whatever the
  * logger: a call's fields that cannot be read (a getter that throws) leave the
  * line, which says why in `logFieldsError`; a logger (or its child) that throws
- * loses the line.
+ * on its own loses the line, or has it once when it wrote it before throwing.
  */
 export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
   const merged = mergedLines(logger, fields);
@@ -146,11 +173,13 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
   const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
     try {
       get()[level](msg, f);
-    } catch (err) {
-      // Without the call's fields, only the logger's own child can have thrown: the line is lost.
-      if (!f) return;
+    } catch {
+      // Without the call's fields, or with fields JSON can write, only the logger's own child
+      // can have thrown (maybe after writing the line): the line is lost, or written once.
+      const why = f && unreadable(f);
+      if (!why) return;
       try {
-        get()[level](msg, { logFieldsError: unwritable(err) });
+        get()[level](msg, { logFieldsError: why });
       } catch {
         // The logger's own child throws: the line is lost, not the caller's work.
       }
@@ -167,17 +196,28 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
 
 /** Lines of `logger` with `fields` added to each call's (the call's own win); never throwing into the caller. */
 function mergedLines(logger: Logger, fields: Record<string, unknown>): Logger {
-  const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
+  const once = (level: Level, msg: string, f: Record<string, unknown>): void => {
     try {
-      logger[level](msg, f ? { ...fields, ...f } : fields);
+      logger[level](msg, f);
+    } catch {
+      // The logger itself throws: the line is lost, not the caller's work.
+    }
+  };
+  const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
+    let all: Record<string, unknown>;
+    try {
+      all = f ? { ...fields, ...f } : fields;
     } catch (err) {
-      // Without the call's fields, only the logger itself can have thrown: the line is lost.
-      if (!f) return;
-      try {
-        logger[level](msg, { ...fields, logFieldsError: unwritable(err) });
-      } catch {
-        // The logger itself throws: the line is lost, not the caller's work.
-      }
+      // A getter of the call's fields threw before anything was written.
+      return once(level, msg, { ...fields, logFieldsError: unwritable(err) });
+    }
+    try {
+      logger[level](msg, all);
+    } catch {
+      // Without the call's fields, or with fields JSON can write, only the logger itself can
+      // have thrown (maybe after writing the line): the line is lost, or written once.
+      const why = f && unreadable(all);
+      if (why) once(level, msg, { ...fields, logFieldsError: why });
     }
   };
   return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
