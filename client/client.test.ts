@@ -418,6 +418,11 @@ describe('REST calls', () => {
       await assert.rejects(c.startWorkflow({ name: 'w' }), notAts('POST /v1/workflows', 'id'));
       await assert.rejects(c.createSchedule({ name: 's', cron: '* * * * *', type: 'demo.echo' }), notAts('POST /v1/schedules', 'name'));
       await assert.rejects(c.putLimit('k', { concurrency: 1 }), notAts('PUT /v1/limits/k', 'key'));
+      // The reads of one schedule, limit or instance, and a wait for one, as well.
+      await assert.rejects(c.getSchedule('s'), notAts('GET /v1/schedules/s', 'name'));
+      await assert.rejects(c.getLimit('k'), notAts('GET /v1/limits/k', 'key'));
+      await assert.rejects(c.getWorkflow(ID), notAts(`GET /v1/workflows/${ID}`, 'id'));
+      await assert.rejects(c.waitWorkflow(ID), notAts(`GET /v1/workflows/${ID}/wait?until=done`, 'id'));
     } finally {
       other.close();
     }

@@ -445,7 +445,7 @@ export class AtsClient {
   async waitWorkflow(id: string, opts: RequestOptions & WaitOptions = {}): Promise<Workflow> {
     const { until, timeoutMs, ...rest } = opts;
     const w = waitQuery('until', { until, timeoutMs });
-    return (await call<Workflow>(this.http, 'GET', `${workflowPath(id)}/wait?${w.qs}`, { ...rest, timeoutMs: w.timeoutMs })).body;
+    return (await call<Workflow>(this.http, 'GET', `${workflowPath(id)}/wait?${w.qs}`, { ...rest, timeoutMs: w.timeoutMs, expect: WORKFLOW_FIELDS })).body;
   }
 
   /** `GET /v1/workflows/:id`: the instance, its live children and the event types it takes now (`accepts`). */
@@ -554,7 +554,7 @@ export class AtsClient {
 
   /** `GET /v1/schedules/:name`: the schedule with its next run times (none while paused) and its recent ticks, newest first. */
   async getSchedule(name: string, opts: RequestOptions = {}): Promise<ScheduleDetail> {
-    return (await call<ScheduleDetail>(this.http, 'GET', schedulePath(name), opts)).body;
+    return (await call<ScheduleDetail>(this.http, 'GET', schedulePath(name), { ...opts, expect: SCHEDULE_FIELDS })).body;
   }
 
   /**
@@ -595,7 +595,7 @@ export class AtsClient {
 
   /** `GET /v1/limits/:key`: the key's limit and its attempts running now; 404 ATS_ERR_LIMIT_NOT_FOUND when it has none. */
   async getLimit(key: string, opts: RequestOptions = {}): Promise<Limit> {
-    return (await call<Limit>(this.http, 'GET', limitPath(key), opts)).body;
+    return (await call<Limit>(this.http, 'GET', limitPath(key), { ...opts, expect: LIMIT_FIELDS })).body;
   }
 
   /**
