@@ -48,9 +48,19 @@ export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, 
  */
 export const RESERVED_KEY_PREFIX = 'ats:';
 
+/**
+ * Whether `key` is one of the server's own: a job submit (the header, a batch
+ * item's idempotencyKey) and a workflow start refuse it 400; a signal's key
+ * is the instance's alone, and may. The CLI refuses it up front on those
+ * commands with this rule.
+ */
+export function isReservedKey(key: string): boolean {
+  return key.startsWith(RESERVED_KEY_PREFIX);
+}
+
 /** A user's Idempotency-Key (the header, or a batch item's idempotencyKey) may not take a reserved key. */
 function checkUserKey(key: string, where: string): void {
-  if (!key.startsWith(RESERVED_KEY_PREFIX)) return;
+  if (!isReservedKey(key)) return;
   const field = where === 'body' ? 'headers/idempotency-key' : `${where}/idempotencyKey`;
   throw new AtsError('ATS_ERR_VALIDATION', `${field} must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
 }

@@ -9,6 +9,7 @@ import { quoteCut } from '../../engine/errors.js';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 import { inexactIntegerIn, inexactIntegerProblem } from '../../machines/json-integers.js';
 import { IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS } from '../../server/schemas.js';
+import { isReservedKey, RESERVED_KEY_PREFIX } from '../../server/submit-spec.js';
 
 /**
  * The options of a command, as `util.parseArgs` takes them; `emptyOk` marks a
@@ -82,8 +83,8 @@ export function str(values: Values, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** The longest idempotency key the API takes (its schemas' `maxLength`). */
-export { MAX_IDEMPOTENCY_KEY_CHARS };
+/** The longest idempotency key the API takes (its schemas' `maxLength`); the prefix of the server's own keys. */
+export { MAX_IDEMPOTENCY_KEY_CHARS, RESERVED_KEY_PREFIX };
 
 const idempotencyKeyPattern = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
@@ -114,17 +115,28 @@ export function checkIdempotencyKeyPattern(key: string, what: string): void {
 }
 
 /**
- * `--idempotency-key`, or undefined when absent. A key the API's schema
- * refuses (over its limit, or outside its pattern) would be sent and refused
- * (400, exit 1): refused up front instead, as a usage error, with nothing sent.
+ * A usage error when `key` is one the server keeps for its own (`ats:...`):
+ * a job submit and a workflow start refuse it (400), with the rule the server
+ * uses (isReservedKey); a signal takes it.
  */
-export function idempotencyKey(values: Values): string | undefined {
+export function checkIdempotencyKeyNotReserved(key: string, what: string): void {
+  if (isReservedKey(key)) throw new UsageError(`--idempotency-key: ${what} starts with '${RESERVED_KEY_PREFIX}', the prefix of the server's own keys; the API refuses it`);
+}
+
+/**
+ * `--idempotency-key`, or undefined when absent. A key the API refuses (over
+ * its limit, outside its pattern, or, where `reservedRefused` says the route
+ * refuses them, one of the server's own) would be sent and refused (400,
+ * exit 1): refused up front instead, as a usage error, with nothing sent.
+ */
+export function idempotencyKey(values: Values, { reservedRefused }: { reservedRefused: boolean }): string | undefined {
   const key = str(values, 'idempotency-key');
   if (key === undefined) return key;
   if (key.length > MAX_IDEMPOTENCY_KEY_CHARS) {
     throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
   }
   checkIdempotencyKeyPattern(key, 'the key');
+  if (reservedRefused) checkIdempotencyKeyNotReserved(key, 'the key');
   return key;
 }
 

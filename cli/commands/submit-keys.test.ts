@@ -7,7 +7,9 @@
  * batch with a key over 255 characters it refuses 400, as the API does). So
  * is one job's key over 255 characters, without `--count`. So is a key the
  * API's pattern refuses (printable ASCII, no space at either end), which the
- * fake server, as the API, refuses 400.
+ * fake server, as the API, refuses 400. So is a key starting with the
+ * server's own prefix (`ats:`), which the API refuses 400 on a submit and on
+ * each batch item (server/submit-spec.ts), as the fake server does.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
@@ -33,6 +35,12 @@ const server = createServer((req, res) => {
       // As the API's schema refuses it: the whole request.
       const long = jobs.findIndex((j) => j.idempotencyKey.length > 255 || !keyPattern.test(j.idempotencyKey));
       if (long >= 0) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: `body/jobs/${long}/idempotencyKey must NOT have more than 255 characters` });
+      // As the API refuses it, item by item.
+      if (jobs.some((j) => j.idempotencyKey.startsWith('ats:'))) {
+        return json(res, 200, { results: jobs.map((j, i) => j.idempotencyKey.startsWith('ats:')
+          ? { status: 400, code: 'ATS_ERR_VALIDATION', message: `body/jobs/${i}/idempotencyKey must not start with 'ats:'` }
+          : { status: 201, id: `01J${String(i).padStart(23, '0')}`, state: 'done' }) });
+      }
       return json(res, 200, { results: jobs.map((_, i) => ({ status: 201, id: `01J${String(seen.keys.length + i).padStart(23, '0')}`, state: 'done' })) });
     }
     if (req.method === 'POST' && req.url === '/v1/jobs') {
@@ -40,6 +48,7 @@ const server = createServer((req, res) => {
       seen.keys.push(key);
       if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must NOT have more than 255 characters' });
       if (!keyPattern.test(key)) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must match pattern' });
+      if (key.startsWith('ats:')) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'headers/idempotency-key must not start with \'ats:\'' });
       return json(res, 201, {
         id: '01J00000000000000000000001', type: 'demo.echo', queue: 'default', state: 'pending', attempt: 0, maxAttempts: 3, payload: null, result: null,
         lastError: null, runAt: '2030-01-01T00:00:00.000Z', createdAt: '2030-01-01T00:00:00.000Z', updatedAt: '2030-01-01T00:00:00.000Z',
@@ -127,4 +136,31 @@ test('--count: a K whose K-i the API\'s pattern refuses is exit 2, nothing sent;
   const trailing = await submit('k ', 3);
   assert.equal(trailing.code, 0, trailing.stderr);
   assert.deepEqual(seen.keys, ['k -0', 'k -1', 'k -2']);
+});
+
+test('a key starting with the server\'s own ats: is exit 2 with the usage, nothing sent, with and without --count', async () => {
+  seen.requests = 0;
+  const one = await capturing('01J00000000000000000000001', () => submitCommand(['demo.echo', '--idempotency-key', 'ats:schedule:nightly:1:2'], { ATS_URL: url }));
+  assert.equal(one.code, 2, one.stderr);
+  assert.match(one.stderr, /--idempotency-key: the key starts with 'ats:', the prefix of the server's own keys; the API refuses it/);
+  assert.match(one.stderr, /usage: ats submit/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+  const many = await submit('ats:mine', 3);
+  assert.equal(many.code, 2, many.stderr);
+  assert.match(many.stderr, /--idempotency-key: with --count 3 each job's key K-i starts with 'ats:', the prefix of the server's own keys; the API refuses it/);
+  assert.match(many.stderr, /usage: ats submit/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+});
+
+test('keys that only look like the server\'s own (other case, ats: not at the start) are sent, with and without --count', async () => {
+  for (const key of ['ATS:1', 'Ats:1', 'x-ats:1', 'ats', 'ats-1']) {
+    seen.requests = 0;
+    seen.keys = [];
+    const r = await capturing('01J00000000000000000000001', () => submitCommand(['demo.echo', '--idempotency-key', key], { ATS_URL: url }));
+    assert.equal(r.code, 0, `${key}: ${r.stderr}`);
+    assert.deepEqual(seen.keys, [key]);
+    const many = await submit(key, 2);
+    assert.equal(many.code, 0, `${key}: ${many.stderr}`);
+    assert.deepEqual(seen.keys, [`${key}-0`, `${key}-1`]);
+  }
 });

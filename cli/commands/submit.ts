@@ -5,7 +5,7 @@
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
-import { checkIdempotencyKeyPattern, idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, str, UsageError, type Values } from './args.js';
+import { checkIdempotencyKeyNotReserved, checkIdempotencyKeyPattern, idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
@@ -17,7 +17,7 @@ export const submitSpec: CommandSpec = {
   details: [
     '--payload JSON         the handler\'s input (default null)',
     '--idempotency-key K    a repeat with the same K and job answers the job the first made (printable ASCII, no',
-    `                       space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters)`,
+    `                       space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters, not starting with ${RESERVED_KEY_PREFIX}, the server's own)`,
     '--concurrency-key K    count the job\'s attempts against the limit of K ("ats limits set K ..."): over it, the job',
     '                       waits; a key without a limit is unlimited',
     '--wait                 print each state as it happens, and the progress the handler reports (ctx.progress)',
@@ -75,8 +75,8 @@ async function submitOne(ctx: Context, body: SubmitRequest, key: string | undefi
 
 /**
  * With `--count N` each job's key is `K-i`: one over the API's limit, or outside its pattern, would be refused with its
- * whole batch (400), and the run stop having submitted nothing. Refused up front instead, as a usage error, saying how
- * long K may be, or what in it the API refuses.
+ * whole batch (400), and the run stop having submitted nothing; one starting with the server's own prefix, each item
+ * 400. Refused up front instead, as a usage error, saying how long K may be, or what in it the API refuses.
  */
 function checkItemKeys(key: string, count: number): void {
   const longest = itemKey(key, count - 1).length;
@@ -88,6 +88,8 @@ function checkItemKeys(key: string, count: number): void {
   }
   // Every K-i ends in a digit, so the API's pattern takes all of them or none: K-0 stands for them.
   checkIdempotencyKeyPattern(itemKey(key, 0), `with --count ${count} each job's key K-i`);
+  // Every K-i starts with K: the server's own prefix in K is in all of them (each item refused 400).
+  checkIdempotencyKeyNotReserved(itemKey(key, 0), `with --count ${count} each job's key K-i`);
 }
 
 export const submitCommand = clientCommand(submitSpec, async (ctx) => {
@@ -95,7 +97,7 @@ export const submitCommand = clientCommand(submitSpec, async (ctx) => {
   const body = requestFrom(positionals[0]!, values);
   const count = int(values, 'count', 1, 1_000_000);
   if (count !== undefined && values.wait) throw new UsageError('--count already waits for every job; drop --wait');
-  if (count === undefined) return submitOne(ctx, body, idempotencyKey(values));
+  if (count === undefined) return submitOne(ctx, body, idempotencyKey(values, { reservedRefused: true }));
   const key = str(values, 'idempotency-key');
   if (key !== undefined) checkItemKeys(key, count);
   const summary = await submitMany(ctx.client, body, count, { idempotencyKey: key, onNotice: err });

@@ -5,7 +5,10 @@
  * the server refuses 400. A key of 255 characters is sent. Against a small
  * fake server that counts what it is sent and refuses a key over 255
  * characters 400, as the API's schema does. So is a key the API's pattern
- * refuses (printable ASCII, no space at either end).
+ * refuses (printable ASCII, no space at either end). A start's key starting
+ * with the server's own prefix (`ats:`), which the API refuses 400 on a start
+ * (server/routes/workflows.ts), is refused up front too; a signal's is sent,
+ * as the API takes it there.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
@@ -38,6 +41,8 @@ const server = createServer((req, res) => {
     seen.keys.push(key);
     if (key.length > 255) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'idempotency-key must NOT have more than 255 characters' });
     if (!new RegExp(IDEMPOTENCY_KEY_PATTERN).test(key)) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'idempotency-key must match pattern' });
+    // As the API: a start's key may not start with ats:, a signal's may.
+    if (req.url === '/v1/workflows' && key.startsWith('ats:')) return json(res, 400, { code: 'ATS_ERR_VALIDATION', message: 'body/idempotencyKey must not start with \'ats:\'' });
     return json(res, req.url!.startsWith('/v1/workflows/') ? 200 : 201, instance);
   });
 });
@@ -83,10 +88,30 @@ for (const [name, args] of [
   });
 }
 
+test('ats workflow start: a key starting with the server\'s own ats: is exit 2 with the usage, nothing sent; ATS:1 is sent', async () => {
+  const r = await run(['start', 'cli.review', '--idempotency-key', 'ats:mine']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--idempotency-key: the key starts with 'ats:', the prefix of the server's own keys; the API refuses it/);
+  assert.match(r.stderr, /usage: ats workflow start/);
+  assert.equal(seen.requests, 0, 'nothing sent');
+  const other = await run(['start', 'cli.review', '--idempotency-key', 'ATS:1']);
+  assert.equal(other.code, 0, other.stderr);
+  assert.deepEqual(seen.keys, ['ATS:1']);
+});
+
+test('ats workflow signal: a key starting with ats: is sent, as the API takes it for a signal', async () => {
+  const r = await run(['signal', ID, 'APPROVE', '--idempotency-key', 'ats:mine']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(seen.keys, ['ats:mine']);
+});
+
 test('the help of both says the limit and the characters, under --idempotency-key', () => {
   for (const spec of [workflowStartSpec, workflowSignalSpec]) {
     const text = (spec.details ?? []).join('\n');
     const option = text.slice(text.indexOf('--idempotency-key K'), text.indexOf('--json'));
     assert.match(option, new RegExp(`printable ASCII,\\s+no space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`), spec.usage);
   }
+  const start = (workflowStartSpec.details ?? []).join('\n');
+  assert.match(start, /not starting with ats:\s+\(the server's own; a signal's key may\)/);
+  assert.doesNotMatch((workflowSignalSpec.details ?? []).join('\n'), /not starting with/);
 });

@@ -7,7 +7,7 @@
 import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, WorkflowVerification } from '../../client/index.js';
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { ApiError } from '../client.js';
-import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, oneOf, str, UsageError, type Values } from './args.js';
+import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { moreHint, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
@@ -18,7 +18,8 @@ export const workflowStartSpec: CommandSpec = {
     '--input JSON           the machine\'s input (default null)',
     '--idempotency-key K    the same key, name and input again print the instance the first start started;',
     '                       the key with another input is refused (ATS_ERR_IDEMPOTENCY_CONFLICT); printable ASCII,',
-    `                       no space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters`,
+    `                       no space at either end, at most ${MAX_IDEMPOTENCY_KEY_CHARS} characters, not starting with ${RESERVED_KEY_PREFIX}`,
+    '                       (the server\'s own; a signal\'s key may)',
     '--json                 print the instance as JSON (else its id)',
   ],
   options: { input: { type: 'string' }, 'idempotency-key': { type: 'string' }, json: { type: 'boolean' } },
@@ -236,7 +237,7 @@ const stepLine = (w: Workflow): string => `${w.id} ${w.status} ${stateText(w.val
 
 const startCommand = clientCommand(workflowStartSpec, async ({ client, values, positionals }) => {
   const input = json(values, 'input');
-  const key = idempotencyKey(values);
+  const key = idempotencyKey(values, { reservedRefused: true });
   const wf = await client.startWorkflow({ name: positionals[0]!, ...(input === undefined ? {} : { input }) }, key === undefined ? {} : { idempotencyKey: key });
   out(values.json ? JSON.stringify(wf) : wf.id);
   return 0;
@@ -278,7 +279,8 @@ const historyCommand = clientCommand(workflowHistorySpec, async (ctx) => {
 const signalCommand = clientCommand(workflowSignalSpec, async ({ client, values, positionals }) => {
   const [id, type] = positionals as [string, string];
   try {
-    const key = idempotencyKey(values);
+    // A signal's key is the instance's alone: the API takes one starting with ats:.
+    const key = idempotencyKey(values, { reservedRefused: false });
     const wf = await client.signalWorkflow(id, signalFrom(type, values), key === undefined ? {} : { idempotencyKey: key });
     out(values.json ? JSON.stringify(wf) : stepLine(wf));
     return 0;

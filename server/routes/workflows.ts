@@ -24,7 +24,7 @@ import {
   DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
-import { checkPayload, RESERVED_KEY_PREFIX } from '../submit-spec.js';
+import { checkPayload, isReservedKey, RESERVED_KEY_PREFIX } from '../submit-spec.js';
 import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
 import { WWW_AUTHENTICATE } from '../auth.js';
 import { holderOf, tenantOfKey } from '../security.js';
@@ -289,7 +289,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const { name, input, idempotencyKey } = request.body;
     const { wait, timeoutMs } = request.query;
     checkPayload(input, maxDepth, 'body', 'input');
-    if (idempotencyKey?.startsWith(RESERVED_KEY_PREFIX)) {
+    if (idempotencyKey !== undefined && isReservedKey(idempotencyKey)) {
       throw new AtsError('ATS_ERR_VALIDATION', `body/idempotencyKey must not start with '${RESERVED_KEY_PREFIX}' (the server's own keys start so)`);
     }
     if (timeoutMs !== undefined && wait === undefined) throw new AtsError('ATS_ERR_VALIDATION', 'querystring/timeoutMs is the timeout of wait: give wait too');
