@@ -24,7 +24,8 @@
  * ended (done, dead, cancelled) when the watch started has that end printed
  * at once, from that first read (`endedAtStart`), then is watched on as a job
  * whose end the watch saw live is: until Ctrl-C (a dead or cancelled job can be
- * redriven) or its deletion.
+ * redriven) or its deletion. That line carries no cursor: the read
+ * (`GET /v1/jobs/:id`) gives no event's stream position.
  */
 import { ApiError, isTerminal, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobDetail, type JobEvent } from '../client.js';
 import { oneOf, str } from './args.js';
@@ -96,9 +97,12 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   };
   const cursor = str(values, 'cursor');
   // A --cursor replays the job's transitions after it instead (printing its end first would drop those before it).
+  // Once the stream has printed a transition of the job, it delivers every later one, in order, its end too (one job's
+  // events are numbered in seq order: server/stream/cursor.ts): the end the read found is then left to it, not
+  // printed ahead of the transitions between.
   const onStart = cursor === undefined ? (j: JobDetail) => {
     const end = endedAtStart(j, filter);
-    if (end) print(end);
+    if (end && printed.size === 0) print(end);
   } : undefined;
   const { stopped, dispose } = interrupted();
   // Ctrl-C while a rate limit or an outage is waited out, before the stream holds, ends the wait: exit 0 at once.
