@@ -168,11 +168,24 @@ export const newIdempotencyKey = (): string => ulid();
 /** The statuses `POST /v1/jobs` refuses a job with that `POST /v1/jobs/batch` answers as the item's result. */
 const ITEM_REFUSALS: ReadonlySet<number> = new Set([400, 409, 413, 422]);
 
-const jobPath = (id: string) => `/v1/jobs/${encodeURIComponent(id)}`;
-const schedulePath = (name: string) => `/v1/schedules/${encodeURIComponent(name)}`;
-const limitPath = (key: string) => `/v1/limits/${encodeURIComponent(key)}`;
-const keyPath = (id: string) => `/v1/keys/${encodeURIComponent(id)}`;
-const workflowPath = (id: string) => `/v1/workflows/${encodeURIComponent(id)}`;
+/**
+ * `value` as one segment of a path. `.` and `..` cannot be: fetch resolves
+ * them (`/v1/limits/..` is `/v1/`), and the request would reach another route
+ * and come back as its answer. The server takes neither as a name or an id:
+ * refused here as the 400 it would answer, nothing sent.
+ */
+function segment(what: string, value: string): string {
+  if (value === '.' || value === '..') {
+    throw new ApiError(0, 'ATS_ERR_VALIDATION', `'${value}' is not a ${what}: a path segment cannot be . or .. (nothing was sent)`);
+  }
+  return encodeURIComponent(value);
+}
+
+const jobPath = (id: string) => `/v1/jobs/${segment('job id', id)}`;
+const schedulePath = (name: string) => `/v1/schedules/${segment('schedule name', name)}`;
+const limitPath = (key: string) => `/v1/limits/${segment('concurrency key', key)}`;
+const keyPath = (id: string) => `/v1/keys/${segment('key id', id)}`;
+const workflowPath = (id: string) => `/v1/workflows/${segment('workflow id', id)}`;
 
 /** The server's default and longest wait (`timeoutMs` of the wait routes). */
 const DEFAULT_WAIT_MS = 30_000;
