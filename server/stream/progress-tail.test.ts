@@ -68,6 +68,17 @@ it('reads on past a full page', async () => {
   assert.equal(new Set(w.delivered.map((p) => p.jobId)).size, 1200);
 });
 
+it('delivers every value of one millisecond, also more of them than a page holds', async () => {
+  const w = world();
+  // 600 jobs reporting stamped in the same millisecond (many workers): pages by `at` alone cannot step past it.
+  for (let i = 0; i < 600; i++) w.put(`job-${String(i).padStart(4, '0')}`, i % 101);
+  w.clock.advance(1);
+  w.put('after', 1);
+  assert.equal(await w.tail.readOnce(), 601);
+  assert.equal(new Set(w.delivered.map((p) => p.jobId)).size, 601);
+  assert.equal(await w.tail.readOnce(), 0, 'each once');
+});
+
 it('reads nothing while no client listens, and what was stored then is not news to the next client', async () => {
   const w = world();
   w.listen(false);

@@ -82,8 +82,9 @@ export class ProgressTail {
     // A stamp ahead of this clock (a worker whose clock runs fast) moves the horizon only up to now: else every
     // other worker's values, stamped on time, would fall below the look-back until this clock caught up.
     const now = clock.now();
+    let limit = BATCH;
     for (;;) {
-      const read = store.readProgressSince(since, BATCH);
+      const read = store.readProgressSince(since, limit);
       const rows = await (signal ? unlessStopped(read, signal) : read);
       for (const p of rows) {
         const seen = Math.min(p.at, now);
@@ -93,9 +94,15 @@ export class ProgressTail {
         this.deps.onProgress(p);
         n++;
       }
-      // A full page: read on from its last `at` (more than BATCH values of one millisecond wait for the next read).
-      if (rows.length < BATCH || rows.at(-1)!.at === since) break;
-      since = rows.at(-1)!.at;
+      if (rows.length < limit) break;
+      // A full page: read on from its last `at`. A page all of one millisecond (`at` alone cannot step past it)
+      // is read again whole, with a larger limit, else its values past the page, and every later one, never come.
+      const last = rows.at(-1)!.at;
+      if (last === since) limit *= 2;
+      else {
+        since = last;
+        limit = BATCH;
+      }
     }
     for (const [jobId, at] of this.delivered) if (at < this.horizon - 2 * LOOK_BACK_MS) this.delivered.delete(jobId);
     return n;
