@@ -16,8 +16,7 @@ import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { makeFolder } from '../adapters/sqlite/make-folder.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
-import { SETTINGS, type Config } from './config.js';
-import { isLoopbackHost } from '../engine/auth.js';
+import { SETTINGS, apiSecurity, type Config } from './config.js';
 import { bindMetricsPort, wireMetrics } from './metrics.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
@@ -295,7 +294,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
           transitions, store, schedules, workflows, workers: store, limitStore: store, clock, logger, loggerInstance: pinoOf(logger), metrics,
           auth: { keys: store, mode: config.security.auth, newKeyId: () => ids.jobId(), randomBytes: (n) => randomBytes(n) },
           audit: store,
-          security: { ...config.security, loopback: isLoopbackHost(config.host) },
+          security: apiSecurity(config),
           knownTypes: () => registry.types(),
           checkPayload: (type, payload) => registry.checkPayload(type, payload),
           checks: { database: () => store.ping(), log: () => eventLog.ping() },

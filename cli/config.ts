@@ -9,7 +9,7 @@ import { DEFAULT_BACKOFF, type BackoffPolicy } from '../machines/backoff.js';
 import { ADVISOR_MODES, type AdvisorMode } from '../engine/advisor/types.js';
 import { EVENTS_FORMATS, type EventsFormat } from '../engine/transition-records.js';
 import { AtsError } from '../engine/errors.js';
-import { AUTH_MODES, type AuthMode } from '../engine/auth.js';
+import { AUTH_MODES, isLoopbackHost, type AuthMode } from '../engine/auth.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
 import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 import { hostNameOf } from '../server/security.js';
@@ -383,6 +383,15 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/**
+ * The API's security options (server/deps.ts) of `config`: its settings, and
+ * whether HOST is loopback. The ATS_METRICS_PORT server's Host check reads
+ * the same (cli/metrics.ts): both ports answer `/metrics` to the same names.
+ */
+export function apiSecurity(config: Pick<Config, 'security' | 'host'>): Config['security'] & { loopback: boolean } {
+  return { ...config.security, loopback: isLoopbackHost(config.host) };
 }
 
 /** Raw config from an environment (the entry point passes process.env). */

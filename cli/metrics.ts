@@ -11,8 +11,9 @@ import type { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { isLane, laneGroup } from '../engine/lanes.js';
 import { TOPICS, type Clock, type JobStore, type Logger } from '../engine/ports.js';
 import type { Worker } from '../engine/worker.js';
+import { hostRefusal } from '../server/security.js';
 import type { StreamPlugin } from '../server/stream/index.js';
-import type { Config } from './config.js';
+import { apiSecurity, type Config } from './config.js';
 
 export interface MetricsWiring {
   /** Logs the ATS_METRICS_PORT server's URL and resolves with it (null when off). */
@@ -39,10 +40,13 @@ export function laneGroups(topics: readonly string[], prefix: string, groupId: s
  * The ATS_METRICS_PORT server (null when off), bound before the store opens:
  * a relay, worker or timers process has no other port, and a liveness probe
  * on its `/healthz` must not restart it while it waits up to 15 minutes for
- * another process's migration. Rejects (EADDRINUSE, ...) when the port cannot be bound.
+ * another process's migration. Its `/metrics` answers the Host names the
+ * API port answers (ATS_ALLOWED_HOSTS; on loopback without them, the loopback
+ * names), against DNS rebinding; `/healthz` any. Rejects (EADDRINUSE, ...)
+ * when the port cannot be bound.
  */
 export async function bindMetricsPort(metrics: PrometheusMetrics, config: Config): Promise<MetricsServer | null> {
-  return config.metricsPort === null ? null : serveMetrics(metrics, config.metricsPort, config.host);
+  return config.metricsPort === null ? null : serveMetrics(metrics, config.metricsPort, config.host, hostRefusal(apiSecurity(config)));
 }
 
 /** `server`: the one {@link bindMetricsPort} bound; closed by `stop()`. */

@@ -5,7 +5,8 @@
  *   resolves to 127.0.0.1 reaches a loopback-bound server from the victim's
  *   browser, but its requests name the attacker's Host. A server answers only
  *   the names it is reached by (`allowedHosts`; on loopback without them,
- *   localhost and the loopback addresses); anything else is 421.
+ *   localhost and the loopback addresses); anything else is 421. The
+ *   ATS_METRICS_PORT server's `/metrics` keeps the same rule (`hostRefusal`).
  * - The Origin check, against cross-site requests: a browser sends `Origin`
  *   on every POST/PUT/PATCH/DELETE and WebSocket handshake. One from a page
  *   of another origin (not this server's, not in `corsOrigins`) is 403 before
@@ -90,6 +91,22 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
 /** An allowed-hosts entry as compared: its name (a bare IPv6 address as is). */
 const allowedHostName = (entry: string): string => hostNameOf(entry) ?? entry.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
 
+/**
+ * The Host check of these options, against DNS rebinding: null when a
+ * request naming `host` (its Host header) is answered, else the message of
+ * its 421 ATS_ERR_HOST_NOT_ALLOWED. The one rule of both ports that serve
+ * `/metrics`: the API's (its hook below) and ATS_METRICS_PORT's
+ * (cli/metrics.ts), each leaving its `/healthz` out of it.
+ */
+export function hostRefusal(options: Pick<SecurityOptions, 'allowedHosts' | 'loopback'>): (host: string | undefined) => string | null {
+  const allowed: ReadonlySet<string> = new Set(options.allowedHosts.map(allowedHostName));
+  // The message does not quote the Host: whatever a client sends is not echoed.
+  const message = allowed.size
+    ? 'This server answers only the host names in ATS_ALLOWED_HOSTS'
+    : 'This server is bound to loopback: it answers only localhost, 127.0.0.1 and [::1] (list other names in ATS_ALLOWED_HOSTS)';
+  return (host) => (hostAllowed(host, allowed, options.loopback) ? null : message);
+}
+
 /** An origin as compared (`https://Ops.Example.com:443` → `https://ops.example.com`), or null when it is none. */
 function originOf(value: string): string | null {
   try {
@@ -160,15 +177,11 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
     done();
   });
 
-  const allowed: ReadonlySet<string> = new Set(options.allowedHosts.map(allowedHostName));
+  const refusal = hostRefusal(options);
   app.addHook('onRequest', async (request) => {
     if (ANY_HOST_ROUTES.has(request.routeOptions.url ?? '')) return;
-    if (!hostAllowed(request.headers.host, allowed, options.loopback)) {
-      // The message does not quote the Host: whatever a client sends is not echoed.
-      throw new AtsError('ATS_ERR_HOST_NOT_ALLOWED', allowed.size
-        ? 'This server answers only the host names in ATS_ALLOWED_HOSTS'
-        : 'This server is bound to loopback: it answers only localhost, 127.0.0.1 and [::1] (list other names in ATS_ALLOWED_HOSTS)');
-    }
+    const refused = refusal(request.headers.host);
+    if (refused !== null) throw new AtsError('ATS_ERR_HOST_NOT_ALLOWED', refused);
   });
 
   const listed: ReadonlySet<string> = new Set(options.corsOrigins.map((o) => originOf(o) ?? o));

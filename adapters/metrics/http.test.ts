@@ -1,10 +1,11 @@
 /**
  * The ATS_METRICS_PORT server alone (node:http): /metrics with the source's
  * content type, /healthz, 404 elsewhere, 405 for other methods, 500 when rendering
- * fails; and the setting itself: empty is off, a port is a port, junk is
- * ATS_ERR_CONFIG.
+ * fails, 421 to a Host its check refuses (on every path but /healthz); and the
+ * setting itself: empty is off, a port is a port, junk is ATS_ERR_CONFIG.
  */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { test } from 'node:test';
 import { compileConfig } from '../../cli/config.js';
 import { serveMetrics } from './http.js';
@@ -37,6 +38,32 @@ test('serves GET /metrics and nothing else', async () => {
     await server.close();
   }
   await assert.rejects(fetch(`${server.url}/metrics`), 'closed');
+});
+
+test('a Host the check refuses gets 421 ATS_ERR_HOST_NOT_ALLOWED on every path but /healthz (GET and HEAD), and no metric', async () => {
+  const seen: (string | undefined)[] = [];
+  const server = await serveMetrics({ contentType: 'text/plain', metrics: async () => 'ats_up 1\n' }, 0, '127.0.0.1', (host) => {
+    seen.push(host);
+    return host === 'good.example' ? null : 'not this host';
+  });
+  const as = (host: string, path: string, method = 'GET') => new Promise<{ status: number; type: string | undefined; body: string }>((resolve, reject) => {
+    request(`${server.url}${path}`, { method, headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c)).on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body }));
+    }).on('error', reject).end();
+  });
+  try {
+    assert.deepEqual(await as('good.example', '/metrics'), { status: 200, type: 'text/plain', body: 'ats_up 1\n' });
+    const refused = await as('evil.example', '/metrics');
+    assert.deepEqual([refused.status, refused.type, JSON.parse(refused.body)], [421, 'application/json; charset=utf-8', { code: 'ATS_ERR_HOST_NOT_ALLOWED', message: 'not this host' }]);
+    assert.deepEqual(await as('evil.example', '/metrics', 'HEAD'), { status: 421, type: 'application/json; charset=utf-8', body: '' });
+    assert.equal((await as('evil.example', '/other')).status, 421);
+    assert.equal((await as('evil.example', '/metrics', 'DELETE')).status, 421);
+    assert.deepEqual(await as('10.0.0.7:9464', '/healthz'), { status: 200, type: 'application/json; charset=utf-8', body: '{"status":"ok"}' });
+    assert.equal(seen.includes('10.0.0.7:9464'), false, '/healthz is not checked');
+  } finally {
+    await server.close();
+  }
 });
 
 test('a port taken by another server fails the start', async () => {

@@ -2,10 +2,13 @@
  * `ATS_METRICS_PORT`: `/metrics` on a port of its own, with node:http, for
  * processes whose roles serve no HTTP (relay, worker, timers), and `/healthz`
  * (200 while the process answers: a liveness probe for those processes). An
- * api process serves both on its API port too.
+ * api process serves both on its API port too. Every path but `/healthz`
+ * answers only the Host names the given check lets through (the API's rule,
+ * passed in by cli/metrics.ts), else 421 ATS_ERR_HOST_NOT_ALLOWED.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ERRORS } from '../../engine/errors.js';
 
 /** What renders the metrics text (PrometheusMetrics). */
 export interface MetricsText {
@@ -19,12 +22,28 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/**
+ * The Host check: null when a request naming `host` (its Host header) is
+ * answered, else why not (the message of its 421). Without one, every Host is.
+ */
+export type HostRefusal = (host: string | undefined) => string | null;
+
 const ROUTES: ReadonlySet<string> = new Set(['/metrics', '/healthz']);
 
-/** Serves `GET /metrics` and `GET /healthz` (and nothing else: 404) on `host:port`. Resolves once listening. */
-export async function serveMetrics(source: MetricsText, port: number, host: string): Promise<MetricsServer> {
+/**
+ * Serves `GET /metrics` and `GET /healthz` (and nothing else: 404) on
+ * `host:port`; `refuseHost` guards every path but `/healthz` (a liveness
+ * probe names the pod's address). Resolves once listening.
+ */
+export async function serveMetrics(source: MetricsText, port: number, host: string, refuseHost: HostRefusal = () => null): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    const refused = path === '/healthz' ? null : refuseHost(req.headers.host);
+    if (refused !== null) {
+      const { code, status } = ERRORS.ATS_ERR_HOST_NOT_ALLOWED;
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(req.method === 'HEAD' ? undefined : JSON.stringify({ code, message: refused }));
+      return;
+    }
     if (!ROUTES.has(path)) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found: this port serves GET /metrics and GET /healthz\n');
       return;
