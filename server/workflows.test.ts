@@ -158,6 +158,41 @@ async function keyedSignals(t: TestApp): Promise<void> {
   assert.equal((await view(t, wf.id)).version, 5);
 }
 
+/**
+ * A signal's Idempotency-Key may start with `ats:`, the prefix a job submit,
+ * a batch item and a workflow start refuse (the server's own keys): a
+ * signal's key is kept with the instance's events, apart from the jobs'
+ * keys, so it is taken and deduplicated like any other. Even one spelled as
+ * the key of the instance's own child job (`ats:workflow:ID:SEQ:I`, made by
+ * the engine) stands only for the signal: the child job is untouched.
+ */
+async function reservedPrefixSignals(t: TestApp): Promise<void> {
+  const keyed = (id: string, body: unknown, key: string): InjectOptions => ({ ...signal(id, body), headers: { 'idempotency-key': key } });
+  const counting = await started(t, { name: 'counter' });
+  for (let i = 0; i < 2; i++) {
+    const r = await t.app.inject(keyed(counting.id, { type: 'ADD' }, 'ats:mine'));
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual([r.json().context, r.json().version], [{ count: 1 }, 2], 'sent again with its ats: key: not applied twice');
+  }
+  const other = await t.app.inject(keyed(counting.id, { type: 'ADD', n: 5 }, 'ats:mine'));
+  assert.equal(other.statusCode, 409, other.body);
+  assert.equal(other.json().code, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+  // The key the engine gave the instance's child job (its start is step 1, invocation 0).
+  const wf = await started(t);
+  const child = wf.children.find((c) => c.invokeId === 'echo')!;
+  const engineKey = `ats:workflow:${wf.id}:1:0`;
+  for (let i = 0; i < 2; i++) {
+    const r = await t.app.inject(keyed(wf.id, { type: 'SKIP' }, engineKey));
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual([r.json().value, r.json().version], ['waiting', 2]);
+  }
+  const history = (await t.app.inject({ url: `/v1/workflows/${wf.id}/events` })).json().events as Array<{ type: string; data: any }>;
+  assert.deepEqual(history.map((e) => [e.type, e.data.idempotencyKey]), [['START', undefined], ['SIGNAL', engineKey]]);
+  // The child job still holds its key, alone; SKIP left the invocation and cancelled that job.
+  const jobs = (await t.app.inject({ url: '/v1/jobs?limit=500' })).json().jobs as Array<{ id: string; idempotencyKey: string | null; state: string }>;
+  assert.deepEqual(jobs.filter((j) => j.idempotencyKey === engineKey).map((j) => [j.id, j.state]), [[child.jobId, 'cancelled']]);
+}
+
 /** The start, signal and read path: the same on either store. */
 async function startSignalGet(t: TestApp): Promise<void> {
   const before = Date.now();
@@ -342,6 +377,10 @@ describe('/v1/workflows (SQLite)', () => {
 
   test('a signal with an Idempotency-Key is taken once, also when sent again or several at once', async () => {
     await keyedSignals(t);
+  });
+
+  test('a signal\'s Idempotency-Key may start with ats: (a job\'s or a start\'s may not), and is taken once like any other', async () => {
+    await reservedPrefixSignals(t);
   });
 
   test('cancel: the instance ends cancelled, its child job is cancelled, its timers dropped', async () => {
@@ -992,6 +1031,10 @@ describe('/v1/workflows on MariaDB', () => {
 
   test('a signal with an Idempotency-Key is taken once, also when sent again or several at once', async () => {
     await keyedSignals(t);
+  });
+
+  test('a signal\'s Idempotency-Key may start with ats: (a job\'s or a start\'s may not), and is taken once like any other', async () => {
+    await reservedPrefixSignals(t);
   });
 
   test('waits: a start that waits for its end, a wait woken by a signal, a 408', async () => {
