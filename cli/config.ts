@@ -66,7 +66,7 @@ export const SETTINGS = {
   handlers: { env: 'ATS_HANDLERS', flag: '--handlers', default: '', doc: 'Modules (comma-separated paths) exporting `handlers` (defineHandler results) and/or `register(registry)` to add your job handlers beside the demo ones.' },
   advisor: { env: 'ATS_ADVISOR', flag: '--advisor', default: 'advise', doc: 'The advisor (docs/advisor.md): off; advise (learns from each job type\'s history and shows insights, ETAs and anomalies, changing nothing); enforce (also stops hopeless retries, times retries from observed recovery and sizes leases from observed run times).' },
   advisorPollMs: { env: 'ATS_ADVISOR_POLL_MS', flag: '--advisor-poll-ms', default: '1000', doc: 'How often the advisor reads new job events (in the api and worker roles).' },
-  advisorHistory: { env: 'ATS_ADVISOR_HISTORY', flag: '--advisor-history', default: '100000', doc: 'How many of the newest job events the advisor re-reads at start to rebuild what it learned.' },
+  advisorHistory: { env: 'ATS_ADVISOR_HISTORY', flag: '--advisor-history', default: '100000', doc: 'The advisor re-reads at start the job events among this many of the newest event ids (at most that many events) to rebuild what it learned.' },
   workerId: { env: 'ATS_WORKER_ID', flag: '--worker-id', default: '', doc: 'Name of this worker (default: hostname-pid): at most 255 characters, no control characters.' },
 } as const;
 

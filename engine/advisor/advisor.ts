@@ -5,7 +5,7 @@
  *
  * - Where it learns from: `job_events`, the source of truth, so every process
  *   that runs an advisor (api, worker) learns the same thing whatever process
- *   recorded an event. At start it re-reads the newest `historyEvents` events:
+ *   recorded an event. At start it re-reads the events among the newest `historyEvents` ids:
  *   what was learned is rebuilt after a restart, and bounded by that window.
  * - What it changes, by mode: `off` reads nothing and decides nothing;
  *   `advise` learns, shows (`insights`, `eta`, anomalies) and counts what it
@@ -23,7 +23,7 @@ export interface AdvisorOptions {
   mode: AdvisorMode;
   /** How often new committed events are read (ATS_ADVISOR_POLL_MS). */
   pollMs: number;
-  /** The newest events re-read at start, to rebuild what was learned (ATS_ADVISOR_HISTORY). */
+  /** The newest event ids whose events are re-read at start (that many events at most), to rebuild what was learned (ATS_ADVISOR_HISTORY). */
   historyEvents: number;
   /** The learning settings (model.ts has the defaults). */
   model?: Partial<ModelOptions>;
@@ -114,7 +114,7 @@ export class Advisor {
     return this.opts.mode;
   }
 
-  /** Rebuilds from the newest `historyEvents` events, then follows new ones. */
+  /** Rebuilds from the events among the newest `historyEvents` ids, then follows new ones. */
   async start(): Promise<void> {
     if (this.opts.mode === 'off') return;
     this.historyUntil = await this.deps.store.lastEventId();
