@@ -128,6 +128,31 @@ describe('createLogger: JSON lines', () => {
       ['with fields', 1, undefined], ['a BigInt', 10, undefined], ['a cycle', 2, undefined],
     ]);
   });
+
+  it('an error pino\'s err serializer cannot read (its stack, message or cause a getter that throws) leaves the line, which goes out once without the fields, saying why', () => {
+    const { logger, parsed } = capture('info');
+    const throwing = (prop: 'stack' | 'message' | 'cause') => {
+      const e = new Error('x');
+      Object.defineProperty(e, prop, { get() { throw new Error(`${prop} getter failed`); } });
+      return e;
+    };
+    for (const prop of ['stack', 'message', 'cause'] as const) assert.doesNotThrow(() => logger.error(`${prop} line`, { n: 1, err: throwing(prop) }));
+    assert.deepEqual(parsed().map((l) => [l.msg, l.n, l.err, l.logFieldsError]), [
+      ['stack line', undefined, undefined, 'the fields could not be written: stack getter failed'],
+      ['message line', undefined, undefined, 'the fields could not be written: message getter failed'],
+      ['cause line', undefined, undefined, 'the fields could not be written: cause getter failed'],
+    ]);
+  });
+
+  it('a destination that writes a line with an error and then throws has written it once', () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', {}, (line) => {
+      lines.push(line);
+      throw new Error('destination failed after writing');
+    });
+    assert.doesNotThrow(() => logger.error('an error', { err: new Error('boom') }));
+    assert.deepEqual(lines.map((l) => JSON.parse(l) as { msg: string; err: { message: string } }).map((l) => [l.msg, l.err.message]), [['an error', 'boom']]);
+  });
 });
 
 describe('withFields', () => {

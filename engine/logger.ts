@@ -58,7 +58,7 @@ export function fromPino(p: pino.Logger): AppLogger {
     } catch {
       // Without fields, or with fields pino can write, only the destination can have thrown
       // (maybe after writing the line): the line is lost, not the caller's work.
-      const why = fields && unreadable(fields, 'as-pino');
+      const why = fields && unreadable(fields, p);
       if (!why) return;
       try {
         p[level]({ logFieldsError: why }, msg);
@@ -88,20 +88,34 @@ export function fromPino(p: pino.Logger): AppLogger {
  * Why `fields` cannot be written, or undefined when they can. Asked only once a
  * line threw: fields that can be written mean the logger threw on its own, maybe
  * after writing the line, which is then not written again. As JSON writes them
- * (a BigInt or a cycle cannot be), or `as-pino` (pino writes those; only a getter,
- * a `toJSON` or a proxy that throws fails).
+ * (a BigInt or a cycle cannot be), or as pino `p` does: each field through its
+ * serializer first (`err`'s reads an error's message, stack and cause), then
+ * written with BigInts and cycles (only a getter, a `toJSON` or a proxy that
+ * throws fails).
  */
-function unreadable(fields: Record<string, unknown>, as: 'as-json' | 'as-pino' = 'as-json'): string | undefined {
-  const seen = new WeakSet<object>();
-  const asPino = (_key: string, v: unknown): unknown => {
-    if (typeof v === 'bigint') return 0;
-    if (typeof v !== 'object' || v === null) return v;
-    if (seen.has(v)) return null;
-    seen.add(v);
-    return v;
-  };
+function unreadable(fields: Record<string, unknown>, p?: pino.Logger): string | undefined {
   try {
-    JSON.stringify(fields, as === 'as-pino' ? asPino : undefined);
+    if (!p) {
+      JSON.stringify(fields);
+      return undefined;
+    }
+    const seen = new WeakSet<object>();
+    const asPino = (_key: string, v: unknown): unknown => {
+      if (typeof v === 'bigint') return 0;
+      if (typeof v !== 'object' || v === null) return v;
+      if (seen.has(v)) return null;
+      seen.add(v);
+      return v;
+    };
+    const serializers = (p as unknown as Record<symbol, Record<string, ((v: unknown) => unknown) | undefined>>)[pino.symbols.serializersSym] ?? Object.create(null) as Record<string, undefined>;
+    const errorKey = (p as unknown as Record<symbol, string | undefined>)[pino.symbols.errorKeySym] ?? 'err';
+    // As pino's asJson: every key `for...in` gives, its value read, serialized when the key has a serializer, written.
+    for (const key in fields) {
+      const value = fields[key];
+      if (!Object.prototype.hasOwnProperty.call(fields, key) || value === undefined) continue;
+      const serializer = serializers[key] ?? (key === errorKey ? serializers.err : undefined);
+      JSON.stringify(serializer ? serializer(value) : value, asPino);
+    }
     return undefined;
   } catch (err) {
     return unwritable(err);
