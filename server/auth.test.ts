@@ -20,7 +20,9 @@ import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { startSqliteTestApp, TEST_DEFAULTS, testClock, type TestApp } from '../tests/helpers/app.js';
 import { buildApp } from './app.js';
 import { streamPlugin } from './stream/plugin.js';
-import { accessOf, AUTH_FAILURES_PER_MINUTE, AUTH_FAILURES_TRACKED_MAX, AuthFailures, KEY_CACHE_MS, presentedKey, PUBLIC, ROUTE_SCOPES } from './auth.js';
+import {
+  accessOf, AUTH_FAILURES_PER_MINUTE, AUTH_FAILURES_TRACKED_MAX, AuthFailures, KEY_CACHE_MS, KeyCaches, presentedKey, PUBLIC, ROUTE_SCOPES,
+} from './auth.js';
 import type { AppDeps } from './deps.js';
 
 const job = { type: 'demo.echo', payload: { n: 1 } };
@@ -99,6 +101,68 @@ describe('auth: keys required once a key exists', () => {
     const before = keys.reads;
     for (let i = 0; i < 20; i++) await t.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers });
     assert.equal(keys.reads - before, 1);
+  });
+});
+
+describe('auth: a key revoked through this instance', () => {
+  test('is refused at once, however recently it was read: its cached entry is dropped', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    const admin = await keys.make('acme');
+    const reader = await keys.make('acme', ['read']);
+    const t = await appWith({ auth: authWith(keys), clock: clock as Clock });
+    try {
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers })).statusCode, 200);
+      const del = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${reader.record.id}`, headers: admin.headers });
+      assert.equal(del.statusCode, 204, del.body);
+      // The clock has not moved: a cached entry would still be trusted.
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers })).statusCode, 401);
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs', headers: admin.headers })).statusCode, 200, 'another key stays');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('every cache of the instance drops it, and a read in flight when it is revoked is not kept', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    const k = await keys.make('acme', ['read']);
+    const caches = new KeyCaches();
+    const [a, b] = [caches.cache(keys, clock), caches.cache(keys, clock)];
+    assert.equal((await a.get(k.record.id))?.revokedAt, null);
+    assert.equal((await b.get(k.record.id))?.revokedAt, null);
+    // A read that began before the revoke and answers after it: the key as it was.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = Object.assign(new MemoryKeyStore(), { getKey: async (id: string) => {
+      const before = await keys.getKey(id);
+      await gate;
+      return before;
+    } });
+    const c = caches.cache(slow, clock);
+    const inFlight = c.get(k.record.id);
+    await keys.revokeKey(k.record.id, clock.now());
+    caches.revoked(k.record.id);
+    release();
+    assert.equal((await inFlight)?.revokedAt, null, 'the read answers what it read');
+    for (const cache of [a, b]) assert.notEqual((await cache.get(k.record.id))?.revokedAt, null, 'read again, revoked');
+    slow.getKey = (id: string) => keys.getKey(id);
+    assert.notEqual((await c.get(k.record.id))?.revokedAt, null, 'the stale answer was not kept');
+  });
+
+  test('the last key revoked on loopback (auto) opens the API at once', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    const admin = await keys.make('default');
+    const t = await appWith({ auth: authWith(keys), clock: clock as Clock });
+    try {
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 401);
+      const del = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${admin.record.id}`, headers: admin.headers });
+      assert.equal(del.statusCode, 204, del.body);
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 200);
+    } finally {
+      await t.close();
+    }
   });
 });
 

@@ -13,7 +13,8 @@
  * lands in access logs).
  *
  * Keys are read by id and cached for `KEY_CACHE_MS`: a revoked key stops
- * working on every api instance within that time.
+ * working on every api instance within that time, and at once on the
+ * instance that revoked it (`KeyCaches`).
  */
 import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -28,6 +29,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who makes the request: set by the auth hook before any handler runs. */
     principal: Principal;
+  }
+  interface FastifyInstance {
+    /** This instance's key caches (the auth hook's, the stream's, the workflow waits'): a revoke here drops the key from all. */
+    atsKeyCaches: KeyCaches;
   }
 }
 
@@ -114,6 +119,8 @@ export class KeyCache {
   private readonly byId = new Map<string, { key: StoredApiKey; at: number }>();
   private readonly misses = new Map<string, number>();
   private active: { n: number; at: number } | null = null;
+  /** Counts `forget`s: a read that began before one may have read the key as it was, and is not kept. */
+  private forgets = 0;
 
   constructor(private readonly keys: KeyStore, private readonly clock: Clock) {}
 
@@ -123,7 +130,9 @@ export class KeyCache {
     if (hit && now - hit.at < KEY_CACHE_MS) return hit.key;
     const missedAt = this.misses.get(id);
     if (missedAt !== undefined && now - missedAt < KEY_CACHE_MS) return null;
+    const forgets = this.forgets;
     const key = await this.keys.getKey(id);
+    if (forgets !== this.forgets) return key;
     if (key) {
       if (this.byId.size >= KEY_CACHE_MAX) this.byId.clear();
       this.byId.set(id, { key, at: now });
@@ -139,8 +148,41 @@ export class KeyCache {
   /** Whether some key is not revoked (read at most once per `KEY_CACHE_MS`). */
   async anyActive(): Promise<boolean> {
     const now = this.clock.now();
-    if (!this.active || now - this.active.at >= KEY_CACHE_MS) this.active = { n: await this.keys.countActiveKeys(), at: now };
-    return this.active.n > 0;
+    if (this.active && now - this.active.at < KEY_CACHE_MS) return this.active.n > 0;
+    const forgets = this.forgets;
+    const n = await this.keys.countActiveKeys();
+    if (forgets === this.forgets) this.active = { n, at: now };
+    return n > 0;
+  }
+
+  /** Drops what is known of key `id`, and the count of keys: both are read again at their next use. */
+  forget(id: string): void {
+    this.forgets++;
+    this.byId.delete(id);
+    this.misses.delete(id);
+    this.active = null;
+  }
+}
+
+/**
+ * The key caches of one api instance: the auth hook's, the stream's
+ * re-check's and the workflow waits' (each made here, `cache`). A key
+ * revoked through this instance (`DELETE /v1/keys/:id`) is dropped from
+ * every one (`revoked`), so the request after the 204, a stream upgrade
+ * included, reads it again and is refused. Other instances, and a revoke
+ * written to the database by `ats keys revoke`, wait out `KEY_CACHE_MS`.
+ */
+export class KeyCaches {
+  private readonly caches = new Set<KeyCache>();
+
+  cache(keys: KeyStore, clock: Clock): KeyCache {
+    const c = new KeyCache(keys, clock);
+    this.caches.add(c);
+    return c;
+  }
+
+  revoked(id: string): void {
+    for (const c of this.caches) c.forget(id);
   }
 }
 
@@ -240,7 +282,9 @@ async function isOpen(auth: AuthDeps | undefined, cache: KeyCache | null, local:
 
 export function installAuth(app: FastifyInstance, deps: AppDeps): void {
   const auth = deps.auth;
-  const cache = auth ? new KeyCache(auth.keys, deps.clock) : null;
+  const caches = new KeyCaches();
+  app.decorate('atsKeyCaches', caches);
+  const cache = auth ? caches.cache(auth.keys, deps.clock) : null;
   const failures = new AuthFailures(deps.clock);
   const local = (deps.security?.loopback ?? DEFAULT_SECURITY.loopback) && (deps.security?.allowedHosts ?? []).length === 0;
   app.decorateRequest('principal', null as unknown as Principal);

@@ -101,13 +101,9 @@ for (const [name, start] of BACKENDS) {
       const again = await t.app.inject({ method: 'DELETE', url: `/v1/keys/${body.id}`, headers: admin.headers });
       assert.equal(again.statusCode, 204, 'revoking a revoked key of the tenant is a no-op');
 
-      // Keys are cached for KEY_CACHE_MS: the revocation holds within it.
-      const end = Date.now() + KEY_CACHE_MS + 2000;
-      let status = 0;
-      while (Date.now() < end && (status = (await t.app.inject({ url: '/v1/jobs', headers: bearer(body.key) })).statusCode) !== 401) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.equal(status, 401, 'a revoked key is refused');
+      // Revoked through this instance: refused at once here, though the key was read a moment ago.
+      const refused = await t.app.inject({ url: '/v1/jobs', headers: bearer(body.key) });
+      assert.equal(refused.statusCode, 401, 'a revoked key is refused');
 
       const entries = await auditOf(t, admin.headers);
       assert.deepEqual(entries.map((e) => [e.action, e.keyId, e.tenant, e.target]), [

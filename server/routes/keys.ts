@@ -50,7 +50,7 @@ const revokeSchema = {
   operationId: 'revokeKey',
   summary: 'Revoke an API key',
   description:
-    'Revokes the key of the caller\'s tenant: from now on it is refused (401). Revoking a revoked key is a no-op (204). ' +
+    'Revokes the key of the caller\'s tenant: from now on it is refused (401) by this api instance, and by the others within 2 s. Revoking a revoked key is a no-op (204). ' +
     '404 ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id (a key of another tenant included). Recorded as `key.revoke`, ' +
     'in the same transaction: a key whose entry cannot be written stays as it was.',
   tags: ['keys'],
@@ -101,6 +101,8 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     if (!found || found.tenant !== p.tenant) throw notFound(id);
     const now = deps.clock.now();
     await keys.revokeKey(id, now, entry(p, 'key.revoke', id, now));
+    // Refused on this instance from the 204 on: its caches (the auth hook's, the stream's) read the key again.
+    app.atsKeyCaches.revoked(id);
     return reply.code(204).send();
   });
 };

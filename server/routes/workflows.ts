@@ -246,9 +246,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
   });
 
-  // Whether a waiting caller's key still works (read as the auth hook reads keys, at most once per KEY_CACHE_MS a key):
+  // Whether a waiting caller's key still works (read as the auth hook reads keys, at most once per KEY_CACHE_MS a key, at once after a revoke here):
   // a wait lasts up to MAX_WAIT_MS, and a key revoked meanwhile (or keys required since an open one began) ends it with 401.
-  const standing = deps.auth ? keyChecker(deps.auth, deps.clock) : null;
+  const standing = deps.auth ? keyChecker(deps.auth, deps.clock, app.atsKeyCaches) : null;
 
   /** A wait slot for the request's key (or address) and tenant, or a 429 ATS_ERR_TOO_MANY_WAITS; taken before anything is written. */
   const takeWait = (request: FastifyRequest): (() => void) => waits.take(holderOf(request), tenantOfKey(request));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OPEN_PRINCIPAL, principalOf } from '../../engine/auth.js';
 import type { Clock } from '../../engine/ports.js';
-import { KEY_CACHE_MS } from '../auth.js';
+import { KEY_CACHE_MS, KeyCaches } from '../auth.js';
 import { MemoryKeyStore } from '../../tests/helpers/keys.js';
 import { keyChecker, keyStanding, openStanding } from './key-check.js';
 
@@ -42,6 +42,20 @@ describe('stream key check', () => {
 
     const broken = keyChecker({ keys: Object.assign(new MemoryKeyStore(), { getKey: async () => { throw new Error('down'); } }), mode: 'on' }, clock);
     await assert.rejects(broken(principal), /down/, 'an unavailable store is no answer (the hub closes nothing)');
+  });
+
+  it('with the instance\'s caches, a key revoked through the instance is read again at once', async () => {
+    const keys = new MemoryKeyStore();
+    const made = await keys.make('acme', ['read']);
+    const clock = manualClock();
+    const caches = new KeyCaches();
+    const standing = keyChecker({ keys, mode: 'on' }, clock, caches);
+    const principal = principalOf(made.record);
+    assert.equal(await standing(principal), 'valid');
+    await keys.revokeKey(made.record.id, clock.now());
+    assert.equal(await standing(principal), 'valid', 'revoked elsewhere: the cached key until KEY_CACHE_MS');
+    caches.revoked(made.record.id);
+    assert.equal(await standing(principal), 'revoked', 'revoked here: no wait');
   });
 
   it('asks the store whether any key works only for an open connection under `auto`', async () => {

@@ -6,7 +6,9 @@
  * refused now: a key revoked (or gone), or, opened while the API was open
  * (`auto` with no key), keys required since. Keys are read as REST reads
  * them (a `KeyCache` of its own: at most once per `KEY_CACHE_MS`), so a
- * revocation reaches open streams about when it reaches new requests.
+ * revocation reaches open streams about when it reaches new requests. Made
+ * among the instance's `KeyCaches` (server/auth.ts), the cache drops a key
+ * revoked through the instance at once, as the auth hook's does.
  *
  * A read that fails throws: an unavailable key store is not a revocation,
  * and the hub closes nothing then.
@@ -16,7 +18,7 @@
  */
 import type { Principal, StoredApiKey } from '../../engine/auth.js';
 import type { Clock } from '../../engine/ports.js';
-import { KeyCache } from '../auth.js';
+import { KeyCache, type KeyCaches } from '../auth.js';
 import type { AuthDeps } from '../deps.js';
 
 /** What the stream needs of the API's keys: the same store and mode as `buildApp`'s `auth`. */
@@ -39,9 +41,12 @@ export function openStanding(mode: StreamAuth['mode'], anyActive: boolean): Stan
   return mode === 'auto' && !anyActive ? 'valid' : 'keyRequired';
 }
 
-/** The standing of `principal` now: at most one key-store read per key (or one count) per `KEY_CACHE_MS`; throws when the read fails. */
-export function keyChecker(auth: StreamAuth, clock: Clock): (principal: Principal) => Promise<Standing> {
-  const cache = new KeyCache(auth.keys, clock);
+/**
+ * The standing of `principal` now: at most one key-store read per key (or one count) per `KEY_CACHE_MS`; throws when the read fails.
+ * `caches`: the instance's (`app.atsKeyCaches`), so that a key revoked through it is read again at once. @defaultValue a cache of its own
+ */
+export function keyChecker(auth: StreamAuth, clock: Clock, caches?: KeyCaches): (principal: Principal) => Promise<Standing> {
+  const cache = caches ? caches.cache(auth.keys, clock) : new KeyCache(auth.keys, clock);
   return async (principal) => {
     if (principal.keyId !== null) return keyStanding(await cache.get(principal.keyId));
     // Only `auto` can change its mind without a restart: no read otherwise.

@@ -108,7 +108,8 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
     });
     const metrics = deps.metrics;
     const onSlowConsumer = metrics && (() => metrics.streamSlowConsumer());
-    const standing = deps.auth && keyChecker(deps.auth, deps.clock);
+    // Among the app's key caches: a key revoked through this app is read again at once (server/auth.ts KeyCaches).
+    const standing = deps.auth && keyChecker(deps.auth, deps.clock, app.hasDecorator('atsKeyCaches') ? app.atsKeyCaches : undefined);
     const hub = new StreamHub({ store: deps.store, clock: deps.clock, logger: deps.logger, onSlowConsumer, ...(standing ? { standing } : {}) }, opts);
     let unchecked = false;
     const perKey = app.hasDecorator('atsSecurity') ? app.atsSecurity.streamMaxPerKey : DEFAULT_SECURITY.streamMaxPerKey;

@@ -2,7 +2,8 @@
  * The stream re-checks the key each connection was opened with, on both
  * stores (the keys in the store itself, as `ats start` keeps them): a key
  * revoked (`DELETE /v1/keys/:id`) closes its open streams with 4401 within
- * about `KEY_CACHE_MS`, as REST refuses it; a stream opened while the API was
+ * about `KEY_CACHE_MS`, and the instance that revoked it refuses it at once
+ * (REST and a stream upgrade: 401); a stream opened while the API was
  * open (`auto`, no key yet) is closed once a key makes keys required; a key
  * store that fails meanwhile closes nothing.
  */
@@ -11,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { monotonicFactory } from 'ulid';
+import { WebSocket } from 'ws';
 import { silentLogger } from '../../engine/logger.js';
 import { systemClock } from '../../engine/system.js';
 import type { KeyStore } from '../../engine/ports.js';
@@ -73,6 +75,23 @@ const authOf = (keys: KeyStore, mode: AuthDeps['mode']): AuthDeps => ({ keys, mo
 /** Long enough for the stream's re-check to have run after a change of keys, with room for a slow machine. */
 const RECHECK_WAIT_MS = 3 * KEY_CACHE_MS;
 
+/** A stream upgrade's outcome: the HTTP status of a refusal, or that it opened (then closed at once). */
+function upgrade(url: string, headers: Record<string, string>): Promise<{ status: number } | { opened: true }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve({ status: res.statusCode ?? 0 });
+      res.resume();
+      ws.terminate();
+    });
+    ws.once('open', () => {
+      resolve({ opened: true });
+      ws.close();
+    });
+    ws.on('error', reject); // after a refusal, terminate() errors too: the promise is settled by then
+  });
+}
+
 for (const backend of STORE_BACKENDS) {
   describe(`stream key re-check (${backend.name})`, () => {
     let store: TestStore;
@@ -113,7 +132,6 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(del.statusCode, 204);
       const closed = await revoked.waitClosed(RECHECK_WAIT_MS);
       assert.deepEqual(closed, CLOSE.keyRevoked);
-      await sleep(KEY_CACHE_MS); // REST's own cache may still hold the key read at the upgrade
       const rest = await instance.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers });
       assert.equal(rest.statusCode, 401, 'REST refuses the key too');
 
@@ -122,6 +140,23 @@ for (const backend of STORE_BACKENDS) {
       await kept.waitFor(() => kept.events().length >= 2 || undefined);
       assert.equal(kept.closed, null, 'a key still valid keeps its stream');
       assert.deepEqual(revoked.events(), [], 'the revoked key got no event');
+    });
+
+    it('a key revoked on this instance is refused there at once: a request right after the 204 is a 401, and so is a stream upgrade', async () => {
+      const reader = await makeKey(store, 'acme', ['read']);
+      const admin = await makeKey(store, 'acme', ['read', 'admin']);
+      const instance = await start(authOf(store, 'on'));
+      const open = await connect(instance, reader); // the upgrade read the key: this instance holds it now
+      await open.subscribe({});
+      assert.equal((await instance.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers })).statusCode, 200);
+
+      const del = await instance.app.inject({ method: 'DELETE', url: `/v1/keys/${reader.record.id}`, headers: admin.headers });
+      assert.equal(del.statusCode, 204);
+      const rest = await instance.app.inject({ method: 'GET', url: '/v1/jobs', headers: reader.headers });
+      assert.equal(rest.statusCode, 401, rest.body);
+      assert.deepEqual(await upgrade(instance.url, reader.headers), { status: 401 }, 'a reconnect is refused, not let in to be closed with 4401');
+      assert.deepEqual(await open.waitClosed(RECHECK_WAIT_MS), CLOSE.keyRevoked, 'the open stream is closed');
+      assert.deepEqual(await upgrade(instance.url, admin.headers), { opened: true }, 'another key still gets in');
     });
 
     it('a stream opened while the API was open (auto, no key) is closed once a key exists', async () => {
