@@ -4,8 +4,10 @@
  * names the API port answers (ATS_ALLOWED_HOSTS; on loopback without them,
  * localhost and the loopback addresses), anything else is 421
  * ATS_ERR_HOST_NOT_ALLOWED, so a page rebinding its name to 127.0.0.1 reads
- * the queue names and counts on neither port. `/healthz` answers any Host on
- * both (orchestrators probe a pod by its IP).
+ * the queue names and counts on neither port. `/metrics` answers an IP-literal
+ * Host too (Prometheus scrapes a pod by its IP; rebinding always names a
+ * host name). `/healthz` answers any Host on both (orchestrators probe a pod
+ * by its IP).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -52,7 +54,7 @@ async function both(api: string, metrics: string, path: string, host: string): P
   return [a.status, m.status, m.body];
 }
 
-test('on loopback without ATS_ALLOWED_HOSTS: the metrics port answers /metrics to localhost and the loopback addresses only, as the API port; /healthz to any Host', async () => {
+test('on loopback without ATS_ALLOWED_HOSTS: the metrics port answers /metrics to localhost and IP addresses only, as the API port; /healthz to any Host', async () => {
   await withPorts({}, async (api, metrics) => {
     const port = new URL(metrics).port;
     for (const host of ['localhost', `localhost:${port}`, `127.0.0.1:${port}`, '[::1]']) {
@@ -66,6 +68,8 @@ test('on loopback without ATS_ALLOWED_HOSTS: the metrics port answers /metrics t
       assert.equal(JSON.parse(body).code, 'ATS_ERR_HOST_NOT_ALLOWED', host);
       assert.doesNotMatch(body, /ats_|evil/, `${host}: no metric, and the Host is not echoed`);
     }
+    // An IP-literal Host is a scrape by address, which rebinding cannot produce.
+    assert.deepEqual((await both(api, metrics, '/metrics', '10.1.2.3:9464')).slice(0, 2), [200, 200]);
     // Any path but /healthz: a foreign Host learns nothing of what this port serves.
     assert.equal((await getAs(metrics, '/nothing', 'evil.example')).status, 421);
     const alive = await getAs(metrics, '/healthz', '10.1.2.3:9464');
@@ -79,9 +83,27 @@ test('with ATS_ALLOWED_HOSTS: the metrics port answers /metrics to the listed na
     for (const host of ['ats.example.com', 'ATS.example.com:9464', '[::1]:80']) {
       assert.deepEqual((await both(api, metrics, '/metrics', host)).slice(0, 2), [200, 200], host);
     }
-    for (const host of ['localhost', '127.0.0.1', 'evil.example']) {
+    for (const host of ['localhost', 'evil.example']) {
       assert.deepEqual((await both(api, metrics, '/metrics', host)).slice(0, 2), [421, 421], host);
     }
     assert.deepEqual((await both(api, metrics, '/healthz', 'evil.example')).slice(0, 2), [200, 200]);
+  });
+});
+
+test('with ATS_ALLOWED_HOSTS: /metrics on both ports answers any IP-literal Host too (Prometheus scrapes a pod by its IP); a name that is not listed, or only looks like an address, is still 421', async () => {
+  await withPorts({ allowedHosts: 'ats.example.com', auth: 'off' }, async (api, metrics) => {
+    for (const host of ['10.1.2.3:9464', '10.1.2.3', '[fd00::1]:9464', '[FD00::1]', '127.0.0.1']) {
+      const [onApi, onMetrics, text] = await both(api, metrics, '/metrics', host);
+      assert.deepEqual([onApi, onMetrics], [200, 200], host);
+      assert.match(text, /^ats_/m, host);
+    }
+    for (const host of ['evil.example', 'evil.example:9464', '10.1.2.3.evil.example', '10.1.2.3.evil.example:9464', '1.2.3', '1.2.3:9464', '010.1.2.3', '256.1.2.3', '[10.1.2.3]:9464', 'fd00::1', '[fd00::g]']) {
+      const [onApi, onMetrics, body] = await both(api, metrics, '/metrics', host);
+      assert.deepEqual([onApi, onMetrics], [421, 421], host);
+      assert.equal(JSON.parse(body).code, 'ATS_ERR_HOST_NOT_ALLOWED', host);
+    }
+    // The API's other routes keep their rule: an address that is not listed is refused there.
+    assert.equal((await getAs(api, '/v1/jobs', '10.1.2.3:3000')).status, 421);
+    assert.equal((await getAs(api, '/v1/jobs', '[fd00::1]:3000')).status, 421);
   });
 });

@@ -11,7 +11,7 @@ import type { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { isLane, laneGroup } from '../engine/lanes.js';
 import { TOPICS, type Clock, type JobStore, type Logger } from '../engine/ports.js';
 import type { Worker } from '../engine/worker.js';
-import { hostRefusal } from '../server/security.js';
+import { metricsHostRefusal } from '../server/security.js';
 import type { StreamPlugin } from '../server/stream/index.js';
 import { apiSecurity, type Config } from './config.js';
 
@@ -42,11 +42,12 @@ export function laneGroups(topics: readonly string[], prefix: string, groupId: s
  * on its `/healthz` must not restart it while it waits up to 15 minutes for
  * another process's migration. Its `/metrics` answers the Host names the
  * API port answers (ATS_ALLOWED_HOSTS; on loopback without them, the loopback
- * names), against DNS rebinding; `/healthz` any. Rejects (EADDRINUSE, ...)
- * when the port cannot be bound.
+ * names), against DNS rebinding, and any IP-literal Host (a scrape by pod IP,
+ * which rebinding cannot produce), as the API port's `/metrics` does;
+ * `/healthz` any. Rejects (EADDRINUSE, ...) when the port cannot be bound.
  */
 export async function bindMetricsPort(metrics: PrometheusMetrics, config: Config): Promise<MetricsServer | null> {
-  return config.metricsPort === null ? null : serveMetrics(metrics, config.metricsPort, config.host, hostRefusal(apiSecurity(config)));
+  return config.metricsPort === null ? null : serveMetrics(metrics, config.metricsPort, config.host, metricsHostRefusal(apiSecurity(config)));
 }
 
 /** `server`: the one {@link bindMetricsPort} bound; closed by `stop()`. */

@@ -5,8 +5,9 @@
  *   resolves to 127.0.0.1 reaches a loopback-bound server from the victim's
  *   browser, but its requests name the attacker's Host. A server answers only
  *   the names it is reached by (`allowedHosts`; on loopback without them,
- *   localhost and the loopback addresses); anything else is 421. The
- *   ATS_METRICS_PORT server's `/metrics` keeps the same rule (`hostRefusal`).
+ *   localhost and the loopback addresses); anything else is 421. `/metrics`,
+ *   on the API port and on ATS_METRICS_PORT, keeps that rule and answers
+ *   any IP-literal Host too (`metricsHostRefusal`).
  * - The Origin check, against cross-site requests: a browser sends `Origin`
  *   on every POST/PUT/PATCH/DELETE and WebSocket handshake. One from a page
  *   of another origin (not this server's, not in `corsOrigins`) is 403 before
@@ -26,6 +27,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isIP } from 'node:net';
 import { DEFAULT_TENANT, isLoopbackHost } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
 import { DEFAULT_SECURITY, type AppDeps, type SecurityOptions } from './deps.js';
@@ -49,7 +51,8 @@ export function securityOptionsOf(deps: Pick<AppDeps, 'security'>): Readonly<Sec
  * `Host: <pod IP>:<port>`), which no `allowedHosts` lists, and what they
  * answer (ok, or which dependency is down) is nothing a rebinding page could
  * use. `/metrics` is rate-limit exempt (Prometheus scrapes on a fixed
- * schedule) but keeps the Host check: it tells queue names and counts.
+ * schedule) but keeps the Host check: it tells queue names and counts. It
+ * answers an IP-literal Host too (`metricsHostRefusal`).
  */
 const ANY_HOST_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 const RATE_EXEMPT_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
@@ -88,15 +91,26 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
   return allowed.size > 0 ? allowed.has(name) : isLoopbackHost(name);
 }
 
+/**
+ * Whether `value` (a Host header value) names an IP address, not a host
+ * name: a dotted-quad IPv4 address or a bracketed IPv6 one, each with an
+ * optional port (`10.1.2.3:9464`, `[fd00::1]:9464`). `1.2.3`,
+ * `10.1.2.3.evil.example`, `[10.1.2.3]` and a bare `fd00::1` are not.
+ */
+export function isAddressHost(value: string | undefined): boolean {
+  const name = hostNameOf(value);
+  return name !== null && isIP(name) === (value!.trim().startsWith('[') ? 6 : 4);
+}
+
 /** An allowed-hosts entry as compared: its name (a bare IPv6 address as is). */
 const allowedHostName = (entry: string): string => hostNameOf(entry) ?? entry.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
 
 /**
  * The Host check of these options, against DNS rebinding: null when a
  * request naming `host` (its Host header) is answered, else the message of
- * its 421 ATS_ERR_HOST_NOT_ALLOWED. The one rule of both ports that serve
- * `/metrics`: the API's (its hook below) and ATS_METRICS_PORT's
- * (cli/metrics.ts), each leaving its `/healthz` out of it.
+ * its 421 ATS_ERR_HOST_NOT_ALLOWED. The API port's rule (its hook below),
+ * which leaves the probes out of it; `/metrics` adds IP-literal Hosts
+ * ({@link metricsHostRefusal}).
  */
 export function hostRefusal(options: Pick<SecurityOptions, 'allowedHosts' | 'loopback'>): (host: string | undefined) => string | null {
   const allowed: ReadonlySet<string> = new Set(options.allowedHosts.map(allowedHostName));
@@ -105,6 +119,23 @@ export function hostRefusal(options: Pick<SecurityOptions, 'allowedHosts' | 'loo
     ? 'This server answers only the host names in ATS_ALLOWED_HOSTS'
     : 'This server is bound to loopback: it answers only localhost, 127.0.0.1 and [::1] (list other names in ATS_ALLOWED_HOSTS)';
   return (host) => (hostAllowed(host, allowed, options.loopback) ? null : message);
+}
+
+/**
+ * The Host check of `/metrics` on both ports that serve it (the API's hook
+ * below, ATS_METRICS_PORT's in cli/metrics.ts): {@link hostRefusal}'s names,
+ * and any IP-literal Host ({@link isAddressHost}), as Prometheus scrapes a
+ * pod by its IP, which no list can name in advance. Rebinding cannot make
+ * such a request: a rebinding page is reached through a host name, so its
+ * requests name that Host; a Host that is an address means the page's own
+ * origin is that address, whose responses it may read anyway.
+ */
+export function metricsHostRefusal(options: Pick<SecurityOptions, 'allowedHosts' | 'loopback'>): (host: string | undefined) => string | null {
+  const byName = hostRefusal(options);
+  const message = options.allowedHosts.length
+    ? 'This server answers /metrics only to the host names in ATS_ALLOWED_HOSTS and to IP addresses'
+    : 'This server is bound to loopback: it answers /metrics only to localhost and IP addresses (list other names in ATS_ALLOWED_HOSTS)';
+  return (host) => (byName(host) === null || isAddressHost(host) ? null : message);
 }
 
 /** An origin as compared (`https://Ops.Example.com:443` → `https://ops.example.com`), or null when it is none. */
@@ -178,9 +209,11 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
   });
 
   const refusal = hostRefusal(options);
+  const metricsRefusal = metricsHostRefusal(options);
   app.addHook('onRequest', async (request) => {
-    if (ANY_HOST_ROUTES.has(request.routeOptions.url ?? '')) return;
-    const refused = refusal(request.headers.host);
+    const route = request.routeOptions.url ?? '';
+    if (ANY_HOST_ROUTES.has(route)) return;
+    const refused = (route === '/metrics' ? metricsRefusal : refusal)(request.headers.host);
     if (refused !== null) throw new AtsError('ATS_ERR_HOST_NOT_ALLOWED', refused);
   });
 

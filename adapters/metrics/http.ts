@@ -3,8 +3,9 @@
  * processes whose roles serve no HTTP (relay, worker, timers), and `/healthz`
  * (200 while the process answers: a liveness probe for those processes). An
  * api process serves both on its API port too. Every path but `/healthz`
- * answers only the Host names the given check lets through (the API's rule,
- * passed in by cli/metrics.ts), else 421 ATS_ERR_HOST_NOT_ALLOWED.
+ * answers only the Host names the given check lets through (the API port's
+ * rule for `/metrics`, passed in by cli/metrics.ts), else 421
+ * ATS_ERR_HOST_NOT_ALLOWED.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
