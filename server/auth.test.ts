@@ -166,6 +166,51 @@ describe('auth: a key revoked through this instance', () => {
   });
 });
 
+describe('auth: a key created through this instance', () => {
+  test('the first one closes the open mode (auto, loopback) at once, though no key was counted a moment ago', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    const t = await appWith({ auth: authWith(keys), clock: clock as Clock });
+    try {
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 200, 'open: no key yet');
+      const made = await t.app.inject({ method: 'POST', url: '/v1/keys', payload: { name: 'first', scopes: ['admin', 'read'] } });
+      assert.equal(made.statusCode, 201, made.body);
+      // The clock has not moved: a cached count (no key) would still be trusted.
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 401);
+      const withKey = { authorization: `Bearer ${made.json().key as string}` };
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs', headers: withKey })).statusCode, 200);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('every cache of the instance counts keys again, and a count read in flight while it is made is not kept', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = new ManualClock();
+    const caches = new KeyCaches();
+    const [a, b] = [caches.cache(keys, clock), caches.cache(keys, clock)];
+    assert.equal(await a.anyActive(), false);
+    assert.equal(await b.anyActive(), false);
+    // A count that began before the create and answers after it: no key, as it was.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = Object.assign(new MemoryKeyStore(), { countActiveKeys: async () => {
+      const before = await keys.countActiveKeys();
+      await gate;
+      return before;
+    } });
+    const c = caches.cache(slow, clock);
+    const inFlight = c.anyActive();
+    await keys.make('default');
+    caches.created();
+    release();
+    assert.equal(await inFlight, false, 'the read answers what it read');
+    for (const cache of [a, b]) assert.equal(await cache.anyActive(), true, 'counted again: a key exists');
+    slow.countActiveKeys = () => keys.countActiveKeys();
+    assert.equal(await c.anyActive(), true, 'the stale count was not kept');
+  });
+});
+
 describe('auth: when the API is open', () => {
   test('no auth deps: every request is the default tenant with every scope', async () => {
     const t = await appWith({});

@@ -14,7 +14,9 @@
  *
  * Keys are read by id and cached for `KEY_CACHE_MS`: a revoked key stops
  * working on every api instance within that time, and at once on the
- * instance that revoked it (`KeyCaches`).
+ * instance that revoked it (`KeyCaches`). So does the count of keys that
+ * holds `auto` open: the first key made ends it on every instance within
+ * that time, at once on the one that made it.
  */
 import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -119,7 +121,7 @@ export class KeyCache {
   private readonly byId = new Map<string, { key: StoredApiKey; at: number }>();
   private readonly misses = new Map<string, number>();
   private active: { n: number; at: number } | null = null;
-  /** Counts `forget`s: a read that began before one may have read the key as it was, and is not kept. */
+  /** Counts drops (`forget`, `forgetCount`): a read that began before one may have read the key or count as it was, and is not kept. */
   private forgets = 0;
 
   constructor(private readonly keys: KeyStore, private readonly clock: Clock) {}
@@ -155,12 +157,17 @@ export class KeyCache {
     return n > 0;
   }
 
+  /** Drops the count of keys: it is read again at its next use. */
+  forgetCount(): void {
+    this.forgets++;
+    this.active = null;
+  }
+
   /** Drops what is known of key `id`, and the count of keys: both are read again at their next use. */
   forget(id: string): void {
-    this.forgets++;
+    this.forgetCount();
     this.byId.delete(id);
     this.misses.delete(id);
-    this.active = null;
   }
 }
 
@@ -169,8 +176,11 @@ export class KeyCache {
  * re-check's and the workflow waits' (each made here, `cache`). A key
  * revoked through this instance (`DELETE /v1/keys/:id`) is dropped from
  * every one (`revoked`), so the request after the 204, a stream upgrade
- * included, reads it again and is refused. Other instances, and a revoke
- * written to the database by `ats keys revoke`, wait out `KEY_CACHE_MS`.
+ * included, reads it again and is refused. A key made through it
+ * (`POST /v1/keys`) makes every one count keys again (`created`), so the
+ * first key ends the open mode of `auto` there from the 201 on. Other
+ * instances, and a change written to the database by `ats keys create` or
+ * `ats keys revoke`, wait out `KEY_CACHE_MS`.
  */
 export class KeyCaches {
   private readonly caches = new Set<KeyCache>();
@@ -183,6 +193,10 @@ export class KeyCaches {
 
   revoked(id: string): void {
     for (const c of this.caches) c.forget(id);
+  }
+
+  created(): void {
+    for (const c of this.caches) c.forgetCount();
   }
 }
 

@@ -86,6 +86,8 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const record: ApiKeyRecord = { id, tenant: p.tenant, name: request.body.name, scopes, createdAt: now, revokedAt: null, createdBy: p.keyId };
     // At most as many a tenant as the list shows: every key of a tenant can be listed.
     await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now), MAX_KEYS_PER_TENANT);
+    // Counted on this instance from the 201 on: the first key ends the open mode of `auto` here at once.
+    app.atsKeyCaches.created();
     const view: CreatedKeyView = { ...toKeyView(record), key };
     return reply.code(201).header('cache-control', 'no-store').send(view);
   });

@@ -58,6 +58,18 @@ describe('stream key check', () => {
     assert.equal(await standing(principal), 'revoked', 'revoked here: no wait');
   });
 
+  it('with the instance\'s caches, a key made through the instance makes an open connection under `auto` need a key at once', async () => {
+    const keys = new MemoryKeyStore();
+    const clock = manualClock();
+    const caches = new KeyCaches();
+    const standing = keyChecker({ keys, mode: 'auto' }, clock, caches);
+    assert.equal(await standing(OPEN_PRINCIPAL), 'valid', 'no key yet');
+    await keys.make('default');
+    assert.equal(await standing(OPEN_PRINCIPAL), 'valid', 'made elsewhere: the cached count until KEY_CACHE_MS');
+    caches.created();
+    assert.equal(await standing(OPEN_PRINCIPAL), 'keyRequired', 'made here: no wait');
+  });
+
   it('asks the store whether any key works only for an open connection under `auto`', async () => {
     const keys = new MemoryKeyStore();
     let counts = 0;
