@@ -438,7 +438,21 @@ class KafkaEventLog implements EventLog {
         await this.warnOfSettings(admin, name);
       }
     }
-    return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal);
+    if (!created) return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal);
+    // A topic just made: its leaders are asked until they serve it (see `waitForLeaders`), on an admin of
+    // its own. kafkajs's offsets request adds the topic to the admin's metadata for good; the log's admin
+    // would then fail every later createTopics, and so never make the topic again, once an operator deleted it.
+    const asker = this.newAdmin();
+    const cutOnClose = () => asker.cut();
+    this.closing.signal.addEventListener('abort', cutOnClose, { once: true });
+    try {
+      // A leader answers a partition's offsets only once it serves the partition, as it takes a produce.
+      const served = () => asker.connect().then((a) => a.fetchTopicOffsets(name)).then(() => true, () => false);
+      return await waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal, served);
+    } finally {
+      this.closing.signal.removeEventListener('abort', cutOnClose);
+      this.retire(asker.cut, () => asker.admin.disconnect());
+    }
   }
 
   /**
@@ -478,12 +492,16 @@ class KafkaEventLog implements EventLog {
  * Right after a create, KRaft brokers may answer metadata with
  * UNKNOWN_TOPIC_OR_PARTITION for a moment; kafkajs' own `waitForLeaders` only
  * retries LEADER_NOT_AVAILABLE and fails the create. So: poll until every
- * partition has a leader, so a publish right after finds one. Resolves the
- * topic's partition count. Ends, with the signal's reason, once `closing`
- * aborts: the log's admin is cut then, and polling it on would fail until the
- * deadline.
+ * partition has a leader, so a publish right after finds one. Then, for a
+ * topic just made, until `served` holds: a KRaft broker names a new
+ * partition's leader in its metadata before that leader serves it (it makes
+ * the partition's log after, some milliseconds per partition), and a produce
+ * in between is answered "not the leader", which kafkajs logs at error
+ * ("Failed to send messages") as it tries again. Resolves the topic's
+ * partition count. Ends, with the signal's reason, once `closing` aborts: the
+ * log's admin is cut then, and polling it on would fail until the deadline.
  */
-async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number, closing: AbortSignal): Promise<number> {
+async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number, closing: AbortSignal, served: () => Promise<boolean> = async () => true): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     closing.throwIfAborted();
@@ -495,7 +513,7 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number, cl
         return 0;
       },
     );
-    if (ready > 0) return ready;
+    if (ready > 0 && (await served())) return ready;
     if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
     await sleep(50, undefined, { signal: closing }).catch(() => undefined);
   }
