@@ -7,9 +7,10 @@
  * producer whose send failed or went unanswered too long is replaced (see
  * `retireProducer`), its connections cut.
  * Consumers: see `kafka-subscription.ts` (manual commits after `handle`).
- * Every producer, every subscription and the admin have a kafkajs client of
- * their own, whose connections can be cut: nothing waits on a silent broker
- * for kafkajs' 30 s request timeout to close.
+ * Every producer, every subscription, the admin and the admin that asks
+ * topics' offsets (`askOffsets`) have a kafkajs client of their own, whose
+ * connections can be cut: nothing waits on a silent broker for kafkajs' 30 s
+ * request timeout to close.
  */
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -104,6 +105,8 @@ class KafkaEventLog implements EventLog {
   private current: OwnProducer;
   /** Replaced when it is given up on (see `assertReachable`); its connections are cut by `close`. */
   private admin: OwnAdmin;
+  /** The admin that asks topics' offsets (`askOffsets`), made at its first ask, with the topics it asked about. */
+  private offsets: { own: OwnAdmin; asked: Set<string> } | null = null;
   /** Disconnects of retired producers and admins, awaited by `close`. */
   private readonly retiring = new Set<Promise<void>>();
   /** Physical topics known to exist (created by us or found): their partition counts, and when each was read (see `ensureTopic`). */
@@ -222,20 +225,23 @@ class KafkaEventLog implements EventLog {
    * A few admin requests: the topics (a missing one is not created), the
    * partitions' oldest offsets, the first offset published after `before`
    * (from the records' timestamps: the `now` option's time as they were
-   * sent), and the group's committed offsets.
+   * sent), and the group's committed offsets. The offsets are asked on the
+   * offsets admin (`askOffsets`), which the topics listed first tell whether
+   * to replace.
    */
   async unreadBefore(topic: string, groupId: string, before: number): Promise<ReadonlySet<number>> {
     this.assertOpen();
     const { topicPrefix } = this.opts;
     const name = physicalName(topicPrefix, topic);
     const read = async () => {
-      const admin = await this.connectAdmin();
-      if (!(await admin.listTopics()).includes(name)) return new Set<number>();
-      const [starts, firstAfter, committed] = await Promise.all([
+      const topics = await this.connectAdmin().then((admin) => admin.listTopics());
+      this.replaceOffsetsAdminIfGone(topics);
+      if (!topics.includes(name)) return new Set<number>();
+      const [starts, firstAfter, committed] = await this.askOffsets(name, (admin) => Promise.all([
         admin.fetchTopicOffsets(name),
         admin.fetchTopicOffsetsByTimestamp(name, before + 1),
         admin.fetchOffsets({ groupId: physicalName(topicPrefix, groupId), topics: [name] }),
-      ]);
+      ]));
       return unreadPartitions(starts, firstAfter, committed);
     };
     return withTimeout(read(), this.opts.connectTimeoutMs);
@@ -274,6 +280,7 @@ class KafkaEventLog implements EventLog {
     await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
     this.current.cut();
     this.admin.cut();
+    if (this.offsets) this.retireOffsetsAdmin(this.offsets);
     await Promise.allSettled([this.current.producer.disconnect(), this.admin.admin.disconnect(), ...this.retiring]);
   }
 
@@ -313,6 +320,46 @@ class KafkaEventLog implements EventLog {
     if (own !== this.admin || this.closed) return;
     this.admin = this.newAdmin();
     this.retire(own.cut, () => own.admin.disconnect());
+  }
+
+  /**
+   * `ask` about topic `name`'s offsets (or a group's offsets on it), on an
+   * admin client kept for such asks, not the log's admin: kafkajs keeps a
+   * topic whose offsets were asked in its client's metadata for good, and
+   * every metadata refresh of that client fails once an operator deleted the
+   * topic. The log's admin refreshes before each createTopics, and could then
+   * never make the topic again; so the offsets admin is the one replaced,
+   * once a topic it asked about is found gone: by an ask that fails with
+   * UNKNOWN_TOPIC_OR_PARTITION (the topics are then listed on the log's
+   * admin, which asks no topic's offsets), or by `unreadBefore`'s list.
+   */
+  private async askOffsets<T>(name: string, ask: (admin: Admin) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    const offsets = (this.offsets ??= { own: this.newAdmin(), asked: new Set() });
+    offsets.asked.add(name);
+    try {
+      return await ask(await offsets.own.connect());
+    } catch (error) {
+      if (isUnknownTopic(error) && this.offsets === offsets) {
+        const topics = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs).catch(() => null);
+        if (topics) this.replaceOffsetsAdminIfGone(topics);
+      }
+      throw error;
+    }
+  }
+
+  /** Retires the offsets admin if a topic it asked about is not among `topics` (all that exist): the next ask makes a new one. */
+  private replaceOffsetsAdminIfGone(topics: readonly string[]): void {
+    const offsets = this.offsets;
+    if (!offsets) return;
+    const present = new Set(topics);
+    if ([...offsets.asked].some((t) => !present.has(t))) this.retireOffsetsAdmin(offsets);
+  }
+
+  private retireOffsetsAdmin(offsets: NonNullable<KafkaEventLog['offsets']>): void {
+    if (this.offsets !== offsets) return;
+    this.offsets = null;
+    this.retire(offsets.own.cut, () => offsets.own.admin.disconnect());
   }
 
   /**
@@ -439,20 +486,10 @@ class KafkaEventLog implements EventLog {
       }
     }
     if (!created) return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal);
-    // A topic just made: its leaders are asked until they serve it (see `waitForLeaders`), on an admin of
-    // its own. kafkajs's offsets request adds the topic to the admin's metadata for good; the log's admin
-    // would then fail every later createTopics, and so never make the topic again, once an operator deleted it.
-    const asker = this.newAdmin();
-    const cutOnClose = () => asker.cut();
-    this.closing.signal.addEventListener('abort', cutOnClose, { once: true });
-    try {
-      // A leader answers a partition's offsets only once it serves the partition, as it takes a produce.
-      const served = () => asker.connect().then((a) => a.fetchTopicOffsets(name)).then(() => true, () => false);
-      return await waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal, served);
-    } finally {
-      this.closing.signal.removeEventListener('abort', cutOnClose);
-      this.retire(asker.cut, () => asker.admin.disconnect());
-    }
+    // A topic just made: its leaders are asked until they serve it (see `waitForLeaders`), on the offsets
+    // admin (see `askOffsets`). A leader answers a partition's offsets only once it serves the partition, as it takes a produce.
+    const served = () => this.askOffsets(name, (a) => a.fetchTopicOffsets(name)).then(() => true, () => false);
+    return waitForLeaders(admin, name, this.opts.consumer.readyTimeoutMs, this.closing.signal, served);
   }
 
   /**
