@@ -215,7 +215,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // The api's port, from now until the API listens on it: /healthz 200 (alive, starting: a liveness
   // probe must not restart a process during a long migration, or its wait for another's), the rest 503.
   // ATS_METRICS_PORT, from now on too: its /healthz is the liveness probe of a process without the api.
-  const metricsServer = await bindMetricsPort(metrics, config);
+  const metricsServer = config.metricsPort === null ? null : await bindingPort('metricsPort', config.metricsPort, config.host, () => bindMetricsPort(metrics, config));
   let starting: StartingServer | null = null;
   let opened: SystemStore | null = null;
   let log: EventLog | null = null;
@@ -228,7 +228,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     throw err;
   };
   try {
-    starting = has('api') ? await serveWhileStarting(config.port, config.host) : null;
+    starting = has('api') ? await bindingPort('port', config.port, config.host, () => serveWhileStarting(config.port, config.host)) : null;
     opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
     await opened.migrate({ logger });
@@ -399,7 +399,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         const metricsUrl = await step('metrics', () => metricsWiring.start());
         // The port the starting answers were served on (the one bound when 0 was asked), handed over to the API.
         await step('starting', () => starting?.close());
-        const address = app ? await step('api', () => listenQuietly(app!, config, starting?.port ?? config.port)) : null;
+        const apiPort = starting?.port ?? config.port;
+        const address = app ? await step('api', () => bindingPort('port', apiPort, config.host, () => listenQuietly(app!, config, apiPort))) : null;
         await step('clock', () => dbClock?.start());
         if (!config.kafkaBrokers && timers) await step('redispatch', () => redispatchAfterRestart(timers, store, clock, logger, startAbort.signal));
         await step('advisor', () => advisor?.start());
@@ -483,6 +484,24 @@ export class StartGivenUp extends Error {
 /** The pino behind a logger made by `createLogger`, for fastify; none for another Logger. */
 function pinoOf(logger: Logger): AppLogger['pino'] | undefined {
   return (logger as Partial<AppLogger>).pino;
+}
+
+/**
+ * Binds a port of a setting (PORT, ATS_METRICS_PORT): one in use fails with a
+ * message naming the setting and the port, so the user knows what to change
+ * (node's own says only `listen EADDRINUSE: address already in use
+ * 127.0.0.1:3000`); its code stays EADDRINUSE. Other errors pass as they are.
+ */
+async function bindingPort<T>(setting: 'port' | 'metricsPort', port: number, host: string, bind: () => Promise<T>): Promise<T> {
+  try {
+    return await bind();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code !== 'EADDRINUSE') throw err;
+    const { env, flag } = SETTINGS[setting];
+    const named = new Error(`${env} (${flag}) ${port} is in use on ${host} (${e.message}): stop what listens there, or set ${env} to another port`, { cause: err });
+    throw Object.assign(named, { code: e.code });
+  }
 }
 
 /**

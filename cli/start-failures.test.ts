@@ -58,6 +58,22 @@ it('exits 1 with "cannot start" and no stack trace when the api port is taken', 
     assert.equal(code, 1, stderr);
     assert.ok(Date.now() - started < 30_000, `exited after ${Date.now() - started} ms`);
     assert.match(stderr, /^ats: cannot start: .*EADDRINUSE/m);
+    // It names the setting and the port, so the user knows what to change.
+    assert.match(stderr, new RegExp(`^ats: cannot start: PORT \\(--port\\) ${port} is in use on 127\\.0\\.0\\.1 .*: stop what listens there, or set PORT to another port$`, 'm'), stderr);
+    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  } finally {
+    taken.close();
+  }
+});
+
+it('exits 1 naming ATS_METRICS_PORT when the metrics port is taken', { timeout: 60_000 }, async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  try {
+    const { code, stderr } = await startWith({ ATS_METRICS_PORT: String(port) });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, new RegExp(`^ats: cannot start: ATS_METRICS_PORT \\(--metrics-port\\) ${port} is in use on 127\\.0\\.0\\.1 .*EADDRINUSE.*: stop what listens there, or set ATS_METRICS_PORT to another port$`, 'm'), stderr);
     assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
   } finally {
     taken.close();
