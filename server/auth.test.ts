@@ -184,6 +184,26 @@ describe('auth: a key created through this instance', () => {
     }
   });
 
+  test('a create whose answer was lost after the key was written (the store throws after its commit) still ends the open mode here', async () => {
+    const keys = new MemoryKeyStore();
+    const createKey = keys.createKey.bind(keys);
+    keys.createKey = async (...args: Parameters<MemoryKeyStore['createKey']>) => {
+      await createKey(...args);
+      throw new Error('the connection closed before the commit was acknowledged');
+    };
+    const clock = new ManualClock();
+    const t = await appWith({ auth: authWith(keys), clock: clock as Clock });
+    try {
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 200, 'open: no key yet');
+      const made = await t.app.inject({ method: 'POST', url: '/v1/keys', payload: { name: 'first', scopes: ['admin', 'read'] } });
+      assert.notEqual(made.statusCode, 201, made.body);
+      // The key exists although its maker never got it: keys are required from now on, here at once.
+      assert.equal((await t.app.inject({ method: 'GET', url: '/v1/jobs' })).statusCode, 401);
+    } finally {
+      await t.close();
+    }
+  });
+
   test('every cache of the instance counts keys again, and a count read in flight while it is made is not kept', async () => {
     const keys = new MemoryKeyStore();
     const clock = new ManualClock();

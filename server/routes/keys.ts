@@ -85,9 +85,13 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const now = deps.clock.now();
     const record: ApiKeyRecord = { id, tenant: p.tenant, name: request.body.name, scopes, createdAt: now, revokedAt: null, createdBy: p.keyId };
     // At most as many a tenant as the list shows: every key of a tenant can be listed.
-    await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now), MAX_KEYS_PER_TENANT);
-    // Counted on this instance from the 201 on: the first key ends the open mode of `auto` here at once.
-    app.atsKeyCaches.created();
+    try {
+      await keys.createKey({ ...record, hash }, entry(p, 'key.create', id, now), MAX_KEYS_PER_TENANT);
+    } finally {
+      // Counted on this instance from the 201 on (and after a failure, which may have written the key):
+      // the first key ends the open mode of `auto` here at once.
+      app.atsKeyCaches.created();
+    }
     const view: CreatedKeyView = { ...toKeyView(record), key };
     return reply.code(201).header('cache-control', 'no-store').send(view);
   });
@@ -102,9 +106,13 @@ export const keyRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps })
     const found = await keys.getKey(id);
     if (!found || found.tenant !== p.tenant) throw notFound(id);
     const now = deps.clock.now();
-    await keys.revokeKey(id, now, entry(p, 'key.revoke', id, now));
-    // Refused on this instance from the 204 on: its caches (the auth hook's, the stream's) read the key again.
-    app.atsKeyCaches.revoked(id);
+    try {
+      await keys.revokeKey(id, now, entry(p, 'key.revoke', id, now));
+    } finally {
+      // Refused on this instance from the 204 on (and after a failure, which may have revoked it): its
+      // caches (the auth hook's, the stream's) read the key again.
+      app.atsKeyCaches.revoked(id);
+    }
     return reply.code(204).send();
   });
 };
