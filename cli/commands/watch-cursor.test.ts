@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { watchCommand } from './watch.js';
-import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
+import { listenLocalStream } from '../../tests/helpers/local-server.js';
 
 const JOB = '01J0000000000000000000CUR1';
 const cursor = (id: number) => Buffer.from(`v1:${id}`, 'utf8').toString('base64url');
@@ -49,16 +49,8 @@ async function fakeServer({ stream }: { stream: boolean }) {
     }
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
-  server.on('upgrade', (req, socket, head) => {
-    if (!stream || req.url !== '/v1/stream') return void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-  });
-  const url = await listenLocal(server);
-  closers.push(async () => {
-    for (const c of wss.clients) c.terminate();
-    wss.close();
-    await closeLocal(server);
-  });
+  const { url, close } = await listenLocalStream(server, wss, () => stream);
+  closers.push(close);
   return { url, seen };
 }
 

@@ -14,7 +14,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { after, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { capturing } from '../../tests/helpers/capture-output.js';
-import { closeLocal, listenLocal } from '../../tests/helpers/local-server.js';
+import { listenLocalStream } from '../../tests/helpers/local-server.js';
 import { watchCommand } from './watch.js';
 
 const JOB = '01J0000000000000000000END1';
@@ -70,16 +70,8 @@ async function fakeServer({ early, late, firstRead }: { early: number[]; late: n
     }
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
-  server.on('upgrade', (req, socket, head) => {
-    if (req.url !== '/v1/stream') return void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
-  });
-  const url = await listenLocal(server);
-  closers.push(async () => {
-    for (const c of wss.clients) c.terminate();
-    wss.close();
-    await closeLocal(server);
-  });
+  const { url, close } = await listenLocalStream(server, wss);
+  closers.push(close);
   return { url, seen };
 }
 
