@@ -106,21 +106,18 @@ export function idempotencyKeyProblem(key: string): string | undefined {
 }
 
 /**
- * A usage error when the API's pattern refuses `key`, an idempotency key made
- * from `--idempotency-key` (`what` names it in the message: "the key").
+ * A usage error when the API refuses `key`, an idempotency key made from
+ * `--idempotency-key` (`what` names it in the message: "the key"): outside its
+ * pattern, or, where `reservedRefused` says the route refuses them, one the
+ * server keeps for its own (`ats:...`, the rule the server uses: isReservedKey;
+ * a job submit and a workflow start refuse it, a signal takes it).
  */
-export function checkIdempotencyKeyPattern(key: string, what: string): void {
+export function checkIdempotencyKeyText(key: string, what: string, { reservedRefused }: { reservedRefused: boolean }): void {
   const problem = idempotencyKeyProblem(key);
   if (problem !== undefined) throw new UsageError(`--idempotency-key: ${what} ${problem}; the API takes printable ASCII, without a space at either end`);
-}
-
-/**
- * A usage error when `key` is one the server keeps for its own (`ats:...`):
- * a job submit and a workflow start refuse it (400), with the rule the server
- * uses (isReservedKey); a signal takes it.
- */
-export function checkIdempotencyKeyNotReserved(key: string, what: string): void {
-  if (isReservedKey(key)) throw new UsageError(`--idempotency-key: ${what} starts with '${RESERVED_KEY_PREFIX}', the prefix of the server's own keys; the API refuses it`);
+  if (reservedRefused && isReservedKey(key)) {
+    throw new UsageError(`--idempotency-key: ${what} starts with '${RESERVED_KEY_PREFIX}', the prefix of the server's own keys; the API refuses it`);
+  }
 }
 
 /**
@@ -135,8 +132,7 @@ export function idempotencyKey(values: Values, { reservedRefused }: { reservedRe
   if (key.length > MAX_IDEMPOTENCY_KEY_CHARS) {
     throw new UsageError(`--idempotency-key: the key is ${key.length} characters; the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}`);
   }
-  checkIdempotencyKeyPattern(key, 'the key');
-  if (reservedRefused) checkIdempotencyKeyNotReserved(key, 'the key');
+  checkIdempotencyKeyText(key, 'the key', { reservedRefused });
   return key;
 }
 

@@ -5,7 +5,7 @@
  * `--count N` submits N and waits for all (see submit-many.ts).
  */
 import type { SubmitRequest } from '../client.js';
-import { checkIdempotencyKeyNotReserved, checkIdempotencyKeyPattern, idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
+import { checkIdempotencyKeyText, idempotencyKey, int, isoTime, jobPolicy, json, MAX_IDEMPOTENCY_KEY_CHARS, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { followJob } from './follow.js';
 import { AttemptTracker, progressLine, stateLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
@@ -86,10 +86,9 @@ function checkItemKeys(key: string, count: number): void {
       `the API takes at most ${MAX_IDEMPOTENCY_KEY_CHARS}: give a key of at most ${MAX_IDEMPOTENCY_KEY_CHARS - (longest - key.length)} characters`,
     );
   }
-  // Every K-i ends in a digit, so the API's pattern takes all of them or none: K-0 stands for them.
-  checkIdempotencyKeyPattern(itemKey(key, 0), `with --count ${count} each job's key K-i`);
-  // Every K-i starts with K: the server's own prefix in K is in all of them (each item refused 400).
-  checkIdempotencyKeyNotReserved(itemKey(key, 0), `with --count ${count} each job's key K-i`);
+  // Every K-i ends in a digit, so the API's pattern takes all of them or none, and starts with K, so the server's own
+  // prefix is in all of them or none (each item refused 400): K-0 stands for them.
+  checkIdempotencyKeyText(itemKey(key, 0), `with --count ${count} each job's key K-i`, { reservedRefused: true });
 }
 
 export const submitCommand = clientCommand(submitSpec, async (ctx) => {
