@@ -223,6 +223,8 @@ function parseStats(raw: Record<string, unknown>): Parsed<ClientMessage> {
 
 const JOB_FIELDS = ['jobId', 'type', 'queue', 'states'] as const;
 const WORKFLOW_FIELDS = ['workflows', 'workflowId', 'workflowName'] as const;
+/** What the stream's query string takes: a subscribe's fields. */
+const QUERY_KEYS = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
 
 /** A filter object as sent in a subscribe message. */
 export function parseFilter(raw: unknown): Parsed<StreamFilter> {
@@ -280,10 +282,17 @@ function parseWorkflowFilter(raw: Record<string, unknown>): Parsed<StreamFilter>
  * A subscription in the query string (`?jobId=&type=&queue=&states=a,b&cursor=`,
  * or `?workflows=true&workflowId=&workflowName=&cursor=`):
  * null when none of those keys is there with a value (then the client
- * subscribes by message). Empty values count as absent; other keys are ignored.
+ * subscribes by message). Empty values count as absent; any other key is
+ * refused, as REST refuses an unknown query parameter (a misspelt `state`
+ * would otherwise widen the subscription unseen).
  */
 export function parseQuerySubscribe(query: Record<string, unknown>): Parsed<Extract<ClientMessage, { op: 'subscribe' }>> | null {
-  const keys = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
+  const keys = QUERY_KEYS;
+  const unknown = Object.keys(query).find((k) => !(keys as readonly string[]).includes(k));
+  if (unknown !== undefined) {
+    const name = unknown.length > 64 ? `${unknown.slice(0, 64)}…` : unknown;
+    return fail('ATS_ERR_VALIDATION', `unknown query parameter ${JSON.stringify(name)}: the stream takes ${keys.slice(0, -1).join(', ')} and ${keys.at(-1)}`);
+  }
   const given: Record<string, unknown> = {};
   for (const k of keys) {
     const v = query[k];

@@ -286,6 +286,11 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     await bad.waitFor(() => bad.of('pong').length === 1 || undefined);
     const badQuery = await connect(main, '?states=bogus');
     await badQuery.waitFor(() => badQuery.of('error')[0]);
+    // A misspelt parameter is refused, not dropped: `state` would otherwise leave every state subscribed.
+    const misspelt = await connect(main, `?queue=${q}&state=done`);
+    const refused = await misspelt.waitFor(() => misspelt.of('error')[0]) as { code?: string; message?: string };
+    assert.equal(refused.code, 'ATS_ERR_VALIDATION');
+    assert.match(refused.message ?? '', /unknown query parameter "state"/);
 
     const first = await main.transitions.submit(spec('t.bad', q));
     await waitForCount(good, [first.job.id], 1);
@@ -293,6 +298,8 @@ describe('WebSocket stream (MariaDB + in-process log)', { skip: !mysqlUp && 'Mar
     const second = await main.transitions.submit(spec('t.bad', q));
     await waitForCount(bad, [second.job.id], 1);
     assert.equal(bad.events().length, 1, 'nothing before its (valid) subscribe');
+    assert.equal(misspelt.events().length, 0, 'a refused query string subscribes to nothing');
+    assert.equal(misspelt.closed, null, 'the connection stays open');
 
     // Repeated oversize messages: closed with 1008. A frame above the hard limit: closed by ws with 1009.
     for (let i = 0; i < 10 && !bad.closed; i++) {
