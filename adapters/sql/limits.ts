@@ -25,7 +25,7 @@ import type { InTransaction } from './keys.js';
 import { runAsync, type Exec, type Program } from './program.js';
 import { toNum, type Row } from './rows.js';
 import { isDuplicateKey } from './schedules.js';
-import { marks, type Sql } from './statements.js';
+import { marks, tuples, type Sql } from './statements.js';
 
 const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, created_at, updated_at';
 /** Most limits listed. */
@@ -103,7 +103,7 @@ export function limitWriteSteps(d: Dialect, claims: readonly LimitClaim[]): Sql[
   return [
     ...[...tat].map(([key, t]): Sql => ({ sql: 'UPDATE limits SET tat = ? WHERE limit_key = ?', params: [t, key] })),
     {
-      sql: `INSERT INTO limit_running (limit_key, job_id, attempt) VALUES ${claims.map(() => '(?, ?, ?)').join(', ')} ${keep}`,
+      sql: `INSERT INTO limit_running (limit_key, job_id, attempt) VALUES ${tuples(claims.length, 3)} ${keep}`,
       params: claims.flatMap((c) => [c.key, c.jobId, c.attempt]),
     },
   ];

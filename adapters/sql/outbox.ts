@@ -29,7 +29,7 @@ import { chunkRows } from './batches.js';
 import type { Dialect } from './dialect.js';
 import { StoredOutboxRow, parseHeaders, rowToOutbox, toJson, toNum, type Row } from './rows.js';
 import type { Outcome } from './program.js';
-import { deleteOutbox, marks, type Sql } from './statements.js';
+import { deleteOutbox, marks, tuples, type Sql } from './statements.js';
 
 /**
  * The `topic` column of a row of many messages: no Kafka topic may have this
@@ -85,7 +85,7 @@ export function insertOutboxSteps(messages: readonly { message: OutboxMessage; a
     return [BATCH_TOPIC, '', payload, '{}', at, chunk.length];
   });
   return chunkRows(rows, MESSAGES_PER_ROW).map((part) => ({
-    sql: `INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ${part.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+    sql: `INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ${tuples(part.length, 6)}`,
     params: part.flat(),
   }));
 }

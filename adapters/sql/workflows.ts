@@ -28,7 +28,7 @@ import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
 import type { Query } from './reads.js';
 import { toJson, toNum, type Row } from './rows.js';
-import { marks, type Sql } from './statements.js';
+import { marks, tuples, type Sql } from './statements.js';
 import { insertProgram, updateProgram, VersionConflict } from './writes.js';
 
 const DUPLICATE: InsertResult = Object.freeze({ ok: false, reason: 'duplicate-key' });
@@ -231,7 +231,7 @@ function rowToMessage(r: Row): WorkflowMessageRecord {
 /** A step's messages: multi-row INSERTs. */
 function insertMessages(rows: readonly WorkflowMessageRecord[]): Sql[] {
   return chunkRows(rows.map((m) => [m.messageId, m.targetId, m.tenant, m.senderId, JSON.stringify(m.event), m.createdAt])).map((part) => ({
-    sql: `INSERT INTO workflow_messages (${MESSAGE_COLUMNS.join(', ')}) VALUES ${part.map(() => `(${marks(MESSAGE_COLUMNS.length)})`).join(', ')}`,
+    sql: `INSERT INTO workflow_messages (${MESSAGE_COLUMNS.join(', ')}) VALUES ${tuples(part.length, MESSAGE_COLUMNS.length)}`,
     params: part.flat(),
   }));
 }
@@ -244,7 +244,7 @@ function insertMessages(rows: readonly WorkflowMessageRecord[]): Sql[] {
  */
 function insertTimers(w: WorkflowRecord): Sql[] {
   return chunkRows(w.state.timers.map((t) => [w.id, t.id, Math.ceil(t.dueAt)])).map((rows) => ({
-    sql: `INSERT INTO workflow_timers (workflow_id, timer_id, due_at) VALUES ${rows.map(() => '(?, ?, ?)').join(', ')}`,
+    sql: `INSERT INTO workflow_timers (workflow_id, timer_id, due_at) VALUES ${tuples(rows.length, 3)}`,
     params: rows.flat(),
   }));
 }
