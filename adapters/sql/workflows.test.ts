@@ -4,7 +4,8 @@
  * does to jobs (child jobs inserted, children cancelled), all in one
  * transaction or not at all; messages between instances, stored with the
  * sender's step and taken once by the target's; retention's purge of ended
- * instances; migration 0015 over a database before it, and 0029 (timer ids byte for byte) on MariaDB.
+ * instances; migration 0015 over a database before it, and 0029 (timer ids byte for byte) and 0030
+ * (definition versions past 32 bits) on MariaDB.
  */
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -594,6 +595,21 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(await store.activeWorkflowValues('default', 'order', 9, 10), []);
     }));
 
+    it('a definition version past 32 bits (registration takes any positive safe integer: a timestamp) is kept, as a migration to another', run(async (store) => {
+      const big = Number.MAX_SAFE_INTEGER - 1;
+      const w = instance(wid(1), { definitionVersion: 2 ** 31 });
+      assert.deepEqual(await store.insertWorkflow(startWrite(w)), { ok: true });
+      assert.deepEqual(await store.getWorkflow(w.id), w);
+      assert.deepEqual(await store.activeWorkflowValues('default', 'order', 2 ** 31, 10), ['a']);
+      // A migration's step moves it to another version.
+      await store.updateWorkflow(w.id, (current) => {
+        const write = stepWrite(current!, state('active'), { type: 'MIGRATE' });
+        return { write: { ...write, workflow: { ...write.workflow, definitionVersion: big } }, result: null };
+      });
+      assert.equal((await store.getWorkflow(w.id))!.definitionVersion, big);
+      assert.deepEqual(await store.activeWorkflowValues('default', 'order', big, 10), ['a']);
+    }));
+
     it('purges racing each other delete each instance once', run(async (store) => {
       for (let n = 1; n <= 7; n++) await store.insertWorkflow(startWrite(instance(wid(n), { state: state('done'), updatedAt: T + n })));
       const counts = await Promise.all([1, 2, 3].map(() => store.purgeWorkflows('done', T + 6, 3)));
@@ -693,6 +709,33 @@ describe('migration 0029: timer ids compared byte for byte on MariaDB', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 29');
       await store.migrate();
       assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
+    } finally {
+      old.remove();
+      await store.close();
+      await db.drop();
+    }
+  });
+});
+
+describe('migration 0030: definition versions past 32 bits on MariaDB', () => {
+  it('instances written before it are kept; then a version past INT is kept; a rerun completes', async () => {
+    await requireMysql();
+    const db = await createTestDatabase();
+    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
+    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 30);
+    try {
+      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+      const before = instance(wid(1), { definitionVersion: 2 ** 31 - 1 });
+      assert.deepEqual(await store.insertWorkflow(startWrite(before)), { ok: true });
+      await store.migrate();
+      assert.deepEqual(await store.getWorkflow(wid(1)), before);
+      const after = instance(wid(2), { definitionVersion: 2 ** 31 });
+      assert.deepEqual(await store.insertWorkflow(startWrite(after)), { ok: true });
+      assert.deepEqual(await store.getWorkflow(wid(2)), after);
+      // Died after its statement, before its ledger row: run again.
+      await store.pool.query('DELETE FROM schema_migrations WHERE version = 30');
+      await store.migrate();
+      assert.deepEqual(await store.activeWorkflowValues('default', 'order', 2 ** 31, 10), ['a']);
     } finally {
       old.remove();
       await store.close();
