@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
+import { fromPromise, setup } from 'xstate';
 import { NonRetryableError } from './errors.js';
 import { defineHandler, HandlerRegistry, registerModule } from './handlers.js';
 import { silentLogger } from './logger.js';
@@ -46,6 +47,28 @@ describe('defineHandler and the registry', () => {
   test('a type is registered once, in either form', () => {
     assert.throws(() => new HandlerRegistry().register(double).register('math.double', async () => 1), /already registered/);
     assert.throws(() => new HandlerRegistry().register({ type: 'x' } as never), /defineHandler/);
+  });
+
+  test('a fromPromise actor\'s job type is its workflow\'s alone: versions of one workflow share it, another workflow whose actor makes the same type is refused', async () => {
+    /** A machine whose one state invokes the fromPromise actor `actor`, which answers `answer`. */
+    const machine = (actor: string, answer: string) => setup({ actors: { [actor]: fromPromise(async () => answer) } }).createMachine({
+      initial: 'run', states: { run: { invoke: { src: actor, onDone: 'done' } }, done: { type: 'final' } },
+    });
+    const registry = new HandlerRegistry().workflow('a', machine('b.c', 'a v1'));
+    // Workflow a.b's actor c would be job type a.b.c too: its promise creator would run a's jobs (and a's, its).
+    assert.throws(() => registry.workflow('a.b', machine('c', 'a.b')), /workflow a\.b: its actor c runs as job type a\.b\.c, which is already the job type of workflow a's actor b\.c/);
+    assert.equal(registry.workflowDefinition('a.b'), undefined, 'not registered');
+    assert.equal(await registry.get('a.b.c')!({}, ctx), 'a v1');
+    // A later version of the same workflow takes it over, for both.
+    registry.workflow('a', machine('b.c', 'a v2'), { version: 2 });
+    assert.equal(await registry.get('a.b.c')!({}, ctx), 'a v2');
+    // A refused registration leaves nothing behind: not its other actors' handlers either.
+    const two = setup({ actors: { x: fromPromise(async () => 'x'), c: fromPromise(async () => 'c') } }).createMachine({
+      initial: 'run', states: { run: { invoke: [{ src: 'x' }, { src: 'c' }] } },
+    });
+    assert.throws(() => registry.workflow('a.b', two), /already the job type of workflow a's actor/);
+    assert.equal(registry.get('a.b.x'), undefined);
+    assert.throws(() => new HandlerRegistry().register('w.p', async () => 1).workflow('w', machine('p', 'w')), /a handler for w\.p is already registered/);
   });
 
   test('a job type no submit could name (outside ^[A-Za-z0-9._:-]+$, or over 200 characters) is refused at definition and at registration', () => {

@@ -60,6 +60,8 @@ export class HandlerRegistry {
   private readonly workflows = new Map<string, Map<number, WorkflowDefinition>>();
   /** The promise creators of workflows' fromPromise actors, by job type: the newest version's runs. */
   private readonly actorRuns = new Map<string, NonNullable<WorkflowDefinition['actors'][number]['run']>>();
+  /** Whose fromPromise actor each of those job types is: the workflow's name and the actor's. */
+  private readonly actorOwners = new Map<string, { workflow: string; actor: string }>();
 
   /**
    * Registers a workflow: `registry.workflow('order.fulfil', machine, { version: 3 })`
@@ -67,8 +69,8 @@ export class HandlerRegistry {
    * may be registered: new instances start on the highest, running ones keep
    * theirs. Each `fromPromise` actor of the machine becomes the job type
    * `<name>.<actor>`, its promise creator that type's handler (the highest
-   * version's when versions share an actor); `job(type)` actors need a
-   * handler of their own. `migrate: { from, state }` moves live instances of
+   * version's when versions share an actor; another workflow's actor of the
+   * same job type is refused); `job(type)` actors need a handler of their own. `migrate: { from, state }` moves live instances of
    * version `from` to this one at their next step (machines/workflow-migration.ts).
    */
   workflow(
@@ -78,15 +80,27 @@ export class HandlerRegistry {
     const def = defineWorkflow(name, machine, options);
     let versions = this.workflows.get(name);
     if (versions?.has(def.version)) throw new Error(`workflow ${name} version ${def.version} is already registered`);
-    for (const actor of def.actors) {
-      if (!actor.run) continue;
-      const ownedByWorkflow = this.actorRuns.has(actor.jobType);
-      if (!ownedByWorkflow && this.handlers.has(actor.jobType)) throw new Error(`a handler for ${actor.jobType} is already registered`);
-      const newest = !versions || def.version > Math.max(...versions.keys());
-      if (!ownedByWorkflow || newest) this.actorRuns.set(actor.jobType, actor.run);
+    const runs = def.actors.filter((a) => a.run !== undefined);
+    // Checked before anything is registered: a refused workflow leaves no handler of its actors behind.
+    for (const actor of runs) {
+      const owner = this.actorOwners.get(actor.jobType);
+      // Another workflow's actor of the same job type (workflow `a`'s actor `b.c`, workflow `a.b`'s `c`): one
+      // handler would run both's jobs, with the promise creator of whichever registered last.
+      if (owner && owner.workflow !== name) {
+        throw new Error(
+          `workflow ${name}: its actor ${actor.name} runs as job type ${actor.jobType}, which is already the job type of workflow ${owner.workflow}'s actor ${owner.actor}; rename one of them`,
+        );
+      }
+      if (!owner && this.handlers.has(actor.jobType)) throw new Error(`a handler for ${actor.jobType} is already registered`);
+    }
+    const newest = !versions || def.version > Math.max(...versions.keys());
+    for (const actor of runs) {
+      const ownedByWorkflow = this.actorOwners.has(actor.jobType);
+      if (!ownedByWorkflow || newest) this.actorRuns.set(actor.jobType, actor.run!);
       if (!ownedByWorkflow) {
         const type = actor.jobType;
         this.add(type, { check: null, handler: async (payload, ctx) => this.actorRuns.get(type)!({ input: payload, signal: ctx.signal }) });
+        this.actorOwners.set(type, { workflow: name, actor: actor.name! });
       }
     }
     if (!versions) this.workflows.set(name, (versions = new Map()));
