@@ -435,10 +435,13 @@ export interface JobStore {
   /**
    * Retention: delete up to `limit` jobs in the terminal `state` whose last
    * transition is at or before `updatedBefore`, oldest first, with their
-   * events, in one short transaction. Returns how many were deleted. Rejects
-   * a state that is not terminal.
+   * events, in short transactions of at most 10,000 events each (a single
+   * job with a longer history goes whole, in one). Returns how many were
+   * deleted. Rejects a state that is not terminal. A batch whose histories
+   * take several transactions gives up after the one in flight once `signal`
+   * aborts (retention stopping): what went stays gone, the rest waits.
    */
-  purgeJobs(state: JobState, updatedBefore: number, limit: number): Promise<number>;
+  purgeJobs(state: JobState, updatedBefore: number, limit: number, signal?: AbortSignal): Promise<number>;
 
   /**
    * Relay step: pick unpublished outbox rows, oldest first, until they hold

@@ -16,10 +16,11 @@
  * delivers the end reads it from the job. Such kept jobs are passed over, not
  * counted: the jobs behind them still go, and they never make a batch full.
  *
- * Each batch is one short store transaction of at most `batchSize` jobs, the
- * oldest first; a batch of instances is at most `batchSize` of them in short
- * transactions of at most 10,000 history events each (a longer history goes
- * over several, the instance's row last). So retention never holds many
+ * A batch is at most `batchSize` jobs, the oldest first, in short store
+ * transactions of at most 10,000 job events each (a single job with a longer
+ * history goes whole, in one); a batch of instances is at most `batchSize` of
+ * them in short transactions of at most 10,000 history events each (a
+ * longer history goes over several, the instance's row last). So retention never holds many
  * locks for long, however much history has piled up; a full batch is followed at once by the next one.
  * Safe with many instances: the store deletes only what it locked and found
  * still terminal and old enough. Deleting a (tenant, queue, type)'s last jobs
@@ -97,7 +98,7 @@ export class Retention {
     const done = () => ({ deleted, deletedWorkflows, deletedAudit, more });
     for (const [state, ageMs] of this.limits()) {
       if (signal?.aborted) return done();
-      const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize);
+      const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize, signal);
       deleted += n;
       this.deleted += n;
       more ||= n >= this.opts.batchSize;

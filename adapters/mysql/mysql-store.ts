@@ -21,7 +21,7 @@ import { createSqlAudit } from '../sql/audit.js';
 import { createSqlQueues } from '../sql/queues.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
-import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
+import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, queryPool } from './timed-query.js';
@@ -115,9 +115,11 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     /** Row-locks the job (as updates do), so a job redriven meanwhile is seen live and kept. */
     deleteJob: async (id: string) =>
       deleteResult(await withRetry(() => inTransaction(pool, (run) => runAsync(deleteProgram(D, [id]), run), OPS.delete.tx), MAX_TRIES, OPS.delete.lost), id),
-    /** The candidates are read without locks, then locked by id: the transaction holds only the rows it deletes. */
-    purgeJobs: (state, updatedBefore, limit) =>
-      withRetry(() => inTransaction(pool, (run) => runAsync(purgeProgram(D, state, updatedBefore, limit), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
+    /** The candidates are read without locks, then locked by id: each transaction holds only the rows it deletes. */
+    purgeJobs: (state, updatedBefore, limit, signal) => purgeJobsInSteps(
+      (program) => withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
+      D, state, updatedBefore, limit, undefined, signal,
+    ),
     /** As `purgeJobs`: candidates read without locks, then locked by id and checked again. */
     purgeWorkflows: (status, updatedBefore, limit, signal) => purgeWorkflowsInSteps(
       (program) => withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),

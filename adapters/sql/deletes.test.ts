@@ -19,8 +19,13 @@ import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
 import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
 import { createMysqlStore, type MysqlStore } from '../mysql/index.js';
+import { inTransaction } from '../mysql/tx.js';
 import type { SqliteStore } from '../sqlite/index.js';
+import { PURGE_MAX_JOB_EVENTS, purgeProgram, type JobPurgeStep } from './deletes.js';
+import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
 import type { StoreMetrics } from './options.js';
+import { runAsync, runSync, type Program } from './program.js';
+import type { Row } from './rows.js';
 
 type Store = TestStore & WorkflowStore;
 
@@ -105,6 +110,61 @@ async function countRows(store: Store, where = 'TRUE'): Promise<number> {
   return Number(rows[0]!.n);
 }
 
+/** A plain statement on the store's database: its rows (none for DML). */
+async function sql(store: Store, text: string, params: readonly unknown[] = []): Promise<Row[]> {
+  if ('db' in store) {
+    const stmt = (store as unknown as SqliteStore).db.prepare(text);
+    if (stmt.reader) return stmt.all([...params]) as Row[];
+    stmt.run([...params]);
+    return [];
+  }
+  const [res] = await (store as unknown as MysqlStore).pool.query(text, [...params] as (string | number | null)[]);
+  return Array.isArray(res) ? (res as Row[]) : [];
+}
+
+/** One retention transaction of `purgeProgram`, run on the store's database as the store runs it. */
+async function purgeTransaction(store: Store, state: 'done', updatedBefore: number, limit: number, maxEvents?: number): Promise<JobPurgeStep> {
+  if ('db' in store) {
+    const { db } = store as unknown as SqliteStore;
+    const program = (): Program<JobPurgeStep> => purgeProgram(SQLITE_DIALECT, state, updatedBefore, limit, maxEvents);
+    const exec = (s: { sql: string; params: readonly unknown[] }) => {
+      const stmt = db.prepare(s.sql);
+      return stmt.reader ? { rows: stmt.all([...s.params]) as Row[], changes: 0 } : { rows: [], changes: stmt.run([...s.params]).changes };
+    };
+    return db.transaction(() => runSync(program(), exec)).immediate();
+  }
+  const { pool } = store as unknown as MysqlStore;
+  return inTransaction(pool, (run) => runAsync(purgeProgram(MYSQL_DIALECT, state, updatedBefore, limit, maxEvents), run));
+}
+
+const countEvents = async (store: Store): Promise<number> => Number((await sql(store, 'SELECT COUNT(*) AS n FROM job_events'))[0]!.n);
+
+/** `n` done jobs last changed at `at`, each with a history of `events` rows (padded straight into the table, its version with it). */
+async function doneWithHistories(store: Store, n: number, events: number, at: number): Promise<string[]> {
+  const writes = Array.from({ length: n }, () => newJobWrite({ at: T }));
+  await store.insert(writes);
+  const ids = writes.map((w) => w.job.id);
+  for (const type of ['STARTED', 'SUCCEEDED']) {
+    await store.update(ids, (jobs) => ({
+      writes: ids.map((id) => {
+        const job = jobs.get(id)!;
+        const w = transitionWrite(job, eventOf(type, at, job.snapshot.context.attempt));
+        assert.ok(w);
+        return w;
+      }),
+      result: null,
+    }));
+  }
+  const rows = ids.flatMap((id) => Array.from({ length: events - 3 }, (_, i) => [id, 4 + i]));
+  for (let i = 0; i < rows.length; i += 1000) {
+    const part = rows.slice(i, i + 1000);
+    await sql(store, `INSERT INTO job_events (job_id, seq, type, from_state, to_state, at, data) VALUES ${part.map(() => "(?, ?, 'HEARTBEAT', 'done', 'done', ?, '{}')").join(', ')}`,
+      part.flatMap(([id, seq]) => [id, seq, at]));
+  }
+  await sql(store, `UPDATE jobs SET version = ? WHERE id IN (${ids.map(() => '?').join(', ')})`, [events, ...ids]);
+  return ids;
+}
+
 const key = (c: { queue: string; type: string; state: string; n: number }) => JSON.stringify([c.queue, c.type, c.state, c.n]);
 async function assertCountsExact(store: Store): Promise<void> {
   assert.deepEqual((await store.jobCounts()).map(key).sort(), (await store.recountJobs()).map(key).sort(), 'counters equal a recount');
@@ -171,6 +231,31 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await store.purgeJobs('done', T + 10, 2), 0);
       for (const w of own) assert.equal(await store.getJob(w.job.id), null);
       for (const id of kept) assert.equal((await store.getJob(id))?.snapshot.value, 'done');
+      await assertCountsExact(store);
+    }));
+
+    it(`one retention transaction deletes at most PURGE_MAX_JOB_EVENTS (${PURGE_MAX_JOB_EVENTS}) job events, however long the histories; purgeJobs still deletes its \`limit\`, over several`, run(async (store) => {
+      // 400 done jobs of 30 events each (a job that failed ten attempts): 12,000 events in one batch of 500.
+      await doneWithHistories(store, 400, 30, T + 1);
+      assert.equal(await countEvents(store), 12_000);
+
+      const step = await purgeTransaction(store, 'done', T + 10, 500);
+      const deleted = 12_000 - (await countEvents(store));
+      assert.ok(deleted <= PURGE_MAX_JOB_EVENTS, `one transaction deleted ${deleted} job events, over ${PURGE_MAX_JOB_EVENTS}`);
+      assert.deepEqual(step, { deleted: Math.floor(PURGE_MAX_JOB_EVENTS / 30), full: true }, 'the oldest jobs whose histories fit, whole');
+      assert.equal(deleted, step.deleted * 30, 'each job with all its events');
+
+      assert.equal(await store.purgeJobs('done', T + 10, 500), 400 - step.deleted, 'the rest, in as many transactions as they need');
+      assert.equal(await countEvents(store), 0);
+      assert.deepEqual(await store.recountJobs(), []);
+      await assertCountsExact(store);
+    }));
+
+    it('a job whose history alone is longer than the bound goes whole, in a transaction of its own', run(async (store) => {
+      await doneWithHistories(store, 3, 30, T + 1);
+      assert.deepEqual(await purgeTransaction(store, 'done', T + 10, 500, 10), { deleted: 1, full: true });
+      assert.equal(await countEvents(store), 60, 'the first job with its 30 events; the others untouched');
+      assert.deepEqual(await purgeTransaction(store, 'done', T + 10, 500, 100), { deleted: 2, full: false });
       await assertCountsExact(store);
     }));
 

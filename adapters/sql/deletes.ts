@@ -29,14 +29,16 @@ const TERMINAL_LIST = TERMINAL_STATES.map((s) => `'${s}'`).join(', ');
 
 /**
  * Jobs in one (terminal) state whose last transition is at or before a time,
- * the oldest first (then by id), with their parent: a range of index
+ * the oldest first (then by id), with their parent and event count
+ * (`version`, the last event's seq: a later heartbeat of an attempt changes
+ * its event in place): a range of index
  * `state, due_at, updated_at` (whose entries end with the id) where `due_at`
  * is NULL, as it is for every terminal job (machines/lifecycle.ts `project`;
  * migration 0027 made sure of older rows), read without locks.
  * Params: state, updated_before, limit
  */
 export const FIND_EXPIRED_JOBS =
-  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
+  'SELECT id, updated_at, parent, version FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at <= ? ORDER BY updated_at, id LIMIT ?';
 
 /**
  * The same, after a position (updated_at, id): the next page. `updated_at >= ?`
@@ -44,7 +46,7 @@ export const FIND_EXPIRED_JOBS =
  * Params: state, updated_at, updated_before, updated_at, updated_at, id, limit
  */
 export const FIND_EXPIRED_JOBS_AFTER =
-  'SELECT id, updated_at, parent FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
+  'SELECT id, updated_at, parent, version FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
 
 /**
  * The active instances among some ids, with their states: the children each
@@ -141,9 +143,30 @@ function* waitedOn(candidates: readonly Row[]): Program<Map<string, string>> {
 }
 
 /**
- * Retention's batch: up to `limit` jobs in terminal `state` last changed at or
- * before `updatedBefore`, oldest first, deleted in one transaction. Returns
- * how many went. A workflow's child its instance still waits on is kept: the
+ * Job events one retention transaction deletes at most, as for workflow
+ * instances (`PURGE_MAX_EVENTS`, workflows.ts). A job's history has no cap
+ * (up to 100 attempts a run, each of a few events with its error, and a
+ * redrive starts another run; a dispatch the timers repair adds one), so a
+ * batch of `limit` jobs is bounded by their events too: jobs are taken,
+ * oldest first, while their histories fit, and always the first (a job goes
+ * whole, in one transaction, however long its own history: a part of it
+ * deleted could not be told from a job a redrive made live again).
+ */
+export const PURGE_MAX_JOB_EVENTS = 10_000;
+
+/** What one purge transaction of jobs did: jobs deleted, and whether it left candidates for want of room (`maxEvents`). */
+export interface JobPurgeStep {
+  deleted: number;
+  full: boolean;
+}
+
+/**
+ * Retention's transaction: up to `limit` jobs in terminal `state` last changed
+ * at or before `updatedBefore`, oldest first, holding at most `maxEvents`
+ * events between them (always the first), deleted in one transaction.
+ * Returns how many went, and `full` when the events bound left candidates
+ * (`purgeJobsInSteps` goes on with another transaction). A workflow's child
+ * its instance still waits on is kept: the
  * instance may not have heard of its end yet (the end's message lost, the
  * instance's definition version not deployed here), and the sweep that tells
  * it reads the job (engine/workflows.ts). The candidates are read a page at a
@@ -152,25 +175,62 @@ function* waitedOn(candidates: readonly Row[]): Program<Map<string, string>> {
  * them from going, and are counted nowhere (a batch of only kept jobs deletes
  * nothing and does not make retention go on at once).
  */
-export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number, limit: number): Program<number> {
+export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_JOB_EVENTS): Program<JobPurgeStep> {
   if (!TERMINAL_STATES.includes(state)) throw new Error(`retention deletes terminal jobs only, not ${state}`);
   const doomed: string[] = [];
   const at = (r: Row): number => toNum(r.updated_at);
   let last: Row | undefined;
+  let events = 0;
+  let full = false;
   // Pages of `limit` however few are still wanted: a page past many kept jobs costs one query per `limit` of them.
   for (;;) {
     const { rows } = yield last
       ? { sql: FIND_EXPIRED_JOBS_AFTER, params: [state, at(last), updatedBefore, at(last), at(last), String(last.id), limit] }
       : { sql: FIND_EXPIRED_JOBS, params: [state, updatedBefore, limit] };
     const waited = yield* waitedOn(rows);
-    for (const r of rows) if (doomed.length < limit && !waited.has(String(r.id))) doomed.push(String(r.id));
-    if (rows.length < limit || doomed.length >= limit) break;
+    for (const r of rows) {
+      if (doomed.length >= limit) break;
+      if (waited.has(String(r.id))) continue;
+      const n = toNum(r.version);
+      if (doomed.length > 0 && events + n > maxEvents) {
+        full = true;
+        break;
+      }
+      doomed.push(String(r.id));
+      events += n;
+    }
+    if (full || rows.length < limit || doomed.length >= limit) break;
     last = rows.at(-1);
   }
   const found = yield* deleteProgram(d, doomed, updatedBefore);
-  let n = 0;
-  for (const f of found.values()) if (f.deleted) n++;
-  return n;
+  let deleted = 0;
+  for (const f of found.values()) if (f.deleted) deleted++;
+  return { deleted, full };
+}
+
+/**
+ * Retention's batch of jobs (`JobStore.purgeJobs`): up to `limit` of them, in
+ * as many `purgeProgram` transactions as their histories need (each at most
+ * `maxEvents` events, but for a single longer job), each run by `transaction`
+ * (the store's, with its retries). It stops at `limit` jobs, at a transaction
+ * that left nothing for want of room or deleted nothing, and gives up after
+ * the transaction in flight once `signal` aborts (retention stopping): what
+ * went stays gone. Between two, the event loop runs: a SQLite store's transactions
+ * block it while they last. Returns how many jobs went.
+ */
+export async function purgeJobsInSteps(
+  transaction: (program: () => Program<JobPurgeStep>) => Promise<JobPurgeStep>,
+  d: Dialect, state: JobState, updatedBefore: number, limit: number, maxEvents = PURGE_MAX_JOB_EVENTS, signal?: AbortSignal,
+): Promise<number> {
+  let deleted = 0;
+  while (deleted < limit) {
+    // The first transaction goes whatever the signal: a batch begun is a batch in flight.
+    const step = await transaction(() => purgeProgram(d, state, updatedBefore, limit - deleted, maxEvents));
+    deleted += step.deleted;
+    if (!step.full || step.deleted === 0 || signal?.aborted) break;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return deleted;
 }
 
 /** `deleteJob`'s answer from what `deleteProgram` found of one id. */

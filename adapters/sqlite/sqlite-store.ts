@@ -28,7 +28,7 @@ import { guardStore, wrapMethods } from '../sql/unavailable.js';
 import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
-import { deleteProgram, deleteResult, purgeProgram } from '../sql/deletes.js';
+import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { migrateSqlite } from './migrate.js';
@@ -144,7 +144,7 @@ function sqliteOperations(
     insertWorkflow: async (w) => write('insert', () => insertWorkflowProgram(D, w)),
     updateWorkflow: async (id, decide, read) => write('update', () => updateWorkflowProgram(D, id, decide, read)),
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
-    purgeJobs: async (state, updatedBefore, limit) => write('purge', () => purgeProgram(D, state, updatedBefore, limit)),
+    purgeJobs: (state, updatedBefore, limit, signal) => purgeJobsInSteps(async (program) => write('purge', program), D, state, updatedBefore, limit, undefined, signal),
     purgeWorkflows: (status, updatedBefore, limit, signal) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit, undefined, signal),
 
     /**
