@@ -26,7 +26,9 @@
  * request's.
  *
  * Environment: ATS_FUZZ_REQUESTS (generated requests; default 10,000, a
- * nightly run e.g. 200,000 with TEST_TIMEOUT_MS=7200000), ATS_FUZZ_SEED and
+ * nightly run e.g. 200,000 with TEST_TIMEOUT_MS=9000000: the runner's bound
+ * on the file must exceed this test's own, TEST_TIMEOUT_MS below, or the file
+ * is cancelled before fast-check's report), ATS_FUZZ_SEED and
  * ATS_FUZZ_PATH to replay a failing run exactly (a failure prints both and
  * the command). fast-check shrinks a failing request before reporting it;
  * the report prints it in full (long bodies cut in the middle).
