@@ -199,6 +199,14 @@ test('the api is published on the host\'s loopback only, and only there runs wit
   assert.equal(envOf(service('api')).ATS_AUTH, 'off');
 });
 
+test('every port a service publishes, the monitoring profile\'s too, is on the host\'s loopback', () => {
+  // Prometheus answers any query of every role's metrics, and Grafana has an anonymous viewer and
+  // the admin password `admin` by default: on the network they would show what the api keeps on loopback.
+  const published = Object.entries(loadCompose().services).flatMap(([name, s]) => (s.ports ?? []).map((p) => [name, p] as const));
+  assert.ok(published.some(([name]) => name === 'grafana'), 'grafana publishes its port');
+  for (const [name, p] of published) assert.match(String(p), /^127\.0\.0\.1:/, `${name} publishes ${JSON.stringify(p)}`);
+});
+
 test('the worker can scale: no container_name, no fixed host port', () => {
   const worker = service('worker');
   assert.equal(worker.container_name, undefined);
