@@ -1,7 +1,9 @@
 /**
- * How a composed process starts: a port that cannot be bound fails the start
- * before any role runs (the api's, before the store is even migrated), so a second `npm start` on a data folder a running
- * process serves writes nothing into its jobs.
+ * How a composed process starts: a data folder another process holds, or a
+ * port that cannot be bound, fails the start before any role runs (the
+ * folder before any port is bound, the api's port before the store is even
+ * migrated), so a second `npm start` on a data folder a running process
+ * serves writes nothing into its jobs.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,11 +12,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { compose } from './compose.js';
 import { compileConfig } from './config.js';
+import type { AtsError } from '../engine/errors.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { freePort } from '../tests/helpers/ports.js';
 
-test('a second start on a taken port fails before it writes: no re-dispatch, no claim of the running process\'s jobs', async () => {
+test('a second start on the data folder a running process holds (and on its port) fails before it writes: no re-dispatch, no claim of the running process\'s jobs', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-second-start-'));
   const config = (workerId: string, port: number) =>
     compileConfig({ dataDir: dir, port, logLevel: 'silent', advisor: 'off', concurrency: 1, workerId, shutdownGraceMs: 300 }, { hostname: 't', pid: 1 });
@@ -36,8 +39,9 @@ test('a second start on a taken port fails before it writes: no re-dispatch, no 
     const events = async () => (await Promise.all(ids.map((id) => first.store.getEvents(id, 0)))).flat().length;
     const before = await events();
 
-    // The api's port is bound before the store is migrated (it answers /healthz while the process starts).
-    await assert.rejects(compose(config('second', Number(new URL(url!).port)), { registry: holding, logger: silentLogger }), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE');
+    // The folder is refused before the api's port is bound, and that before the store is migrated.
+    await assert.rejects(compose(config('second', Number(new URL(url!).port)), { registry: holding, logger: silentLogger }), (e: AtsError) =>
+      e.code === 'ATS_ERR_CONFIG' && e.message.startsWith(`ATS_DATA_DIR (--data-dir): ${dir} is in use by another scheduler (pid ${process.pid} `));
     assert.equal(await events(), before, 'the failed start wrote events into the running process\'s jobs');
   } finally {
     await first.stop();

@@ -14,6 +14,7 @@ import { createMemoryLog } from '../adapters/memory/index.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { describeHolder, lockFolder, LOCK_FILE, type FolderLock } from '../adapters/sqlite/folder-lock.js';
 import { makeFolder } from '../adapters/sqlite/make-folder.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, apiSecurity, type Config } from './config.js';
@@ -152,6 +153,30 @@ function makeDataDir(dir: string): void {
 }
 
 /**
+ * The data dir, taken for this process (adapters/sqlite/folder-lock.ts): the
+ * embedded store is one scheduler's. One a live scheduler holds is a bad
+ * setting naming ATS_DATA_DIR, the folder and the holder; one whose holder
+ * ended without releasing it (a crash, SIGKILL) is taken over, and said so.
+ * `ats keys` opens the store beside a running scheduler without it.
+ */
+function lockDataDir(dir: string, logger: Logger): FolderLock {
+  makeDataDir(dir);
+  const { env, flag } = SETTINGS.dataDir;
+  let taken;
+  try {
+    taken = lockFolder(dir, { pid: process.pid, host: hostname() });
+  } catch (err) {
+    throw new Error(`${env} (${flag}): cannot lock ${join(dir, LOCK_FILE)}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!taken.ok) {
+    throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} is in use by another scheduler (${describeHolder(taken.holder)}): stop it, or set ${env} to another folder`);
+  }
+  const gone = taken.lock.tookOverFrom;
+  if (gone) logger.warn(`data folder: took over ${dir} from ${describeHolder(gone)}, which ended without releasing it`, { dataDir: dir, previousPid: gone.pid });
+  return taken.lock;
+}
+
+/**
  * kafkajs makes no entry below this; the process's logger filters the rest.
  * Its INFO lines are logged at debug (adapters/kafka/kafka-logging.ts); its
  * DEBUG is the wire protocol, never wanted here.
@@ -212,22 +237,29 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const clock: Clock = dbClock ?? base;
   const metrics = opts.metrics ?? new PrometheusMetrics({ logger });
   const has = (r: string) => config.roles.includes(r as Config['roles'][number]);
-  // The api's port, from now until the API listens on it: /healthz 200 (alive, starting: a liveness
-  // probe must not restart a process during a long migration, or its wait for another's), the rest 503.
-  // ATS_METRICS_PORT, from now on too: its /healthz is the liveness probe of a process without the api.
-  const metricsServer = config.metricsPort === null ? null : await bindingPort('metricsPort', config.metricsPort, config.host, () => bindMetricsPort(metrics, config));
+  // First, the embedded store's folder: a second scheduler on it is refused before it binds a port or opens the store.
+  const folderLock = config.mysqlUrl ? null : lockDataDir(config.dataDir, logger);
+  let metricsServer: Awaited<ReturnType<typeof bindMetricsPort>> | null = null;
   let starting: StartingServer | null = null;
   let opened: SystemStore | null = null;
   let log: EventLog | null = null;
-  // A composition that fails leaves nothing of its start open, its ports least of all.
+  // A composition that fails leaves nothing of its start open, its ports least of all, nor the data folder held.
   const abandon = async (err: unknown): Promise<never> => {
-    await log?.close().catch(() => undefined);
-    await opened?.close().catch(() => undefined);
-    await starting?.close();
-    await metricsServer?.close();
+    try {
+      await log?.close().catch(() => undefined);
+      await opened?.close().catch(() => undefined);
+      await starting?.close();
+      await metricsServer?.close();
+    } finally {
+      folderLock?.release();
+    }
     throw err;
   };
   try {
+    // The api's port, from now until the API listens on it: /healthz 200 (alive, starting: a liveness
+    // probe must not restart a process during a long migration, or its wait for another's), the rest 503.
+    // ATS_METRICS_PORT, from now on too: its /healthz is the liveness probe of a process without the api.
+    metricsServer = config.metricsPort === null ? null : await bindingPort('metricsPort', config.metricsPort, config.host, () => bindMetricsPort(metrics, config));
     starting = has('api') ? await bindingPort('port', config.port, config.host, () => serveWhileStarting(config.port, config.host)) : null;
     opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
@@ -358,6 +390,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     ['metrics', () => metricsWiring.stop()],
     ['log', () => eventLog.close()],
     ['store', () => store.close()],
+    // Last: no other scheduler opens the store before this one closed it.
+    ['data folder', async () => folderLock?.release()],
   ];
   /** The parts whose stop a stop has begun (stopAll). */
   const stopsBegun = new Set<string>();

@@ -31,7 +31,7 @@ export const SETTINGS = {
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch and its lanes, ats.events, ats.dlq, ats.workflows) and of the scheduler\'s consumer groups.' },
   eventsFormat: { env: 'ATS_EVENTS_FORMAT', flag: '--events-format', default: 'batch', doc: 'How transitions go to ats.events: batch (those of one publish whose jobs map to one partition as one record, `ats-kind: transitions`) or single (a record each, `ats-kind: transition`). See docs/kafka-messages.md.' },
   kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
-  dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite).' },
+  dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite); one scheduler at a time (a start on a folder a running one holds exits 2).' },
   logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
   logFormat: { env: 'LOG_FORMAT', flag: '--log-format', default: 'json', doc: 'json (one JSON object a line) or pretty (readable lines, for development).' },
   concurrency: { env: 'ATS_WORKER_CONCURRENCY', flag: '--concurrency', default: '10', doc: 'Handlers a worker runs at once (a handler still running after its attempt was given up keeps its slot).' },
