@@ -47,7 +47,7 @@ export const ERRORS = Object.freeze({
   ),
   ATS_ERR_QUEUE_LIMIT: def('ATS_ERR_QUEUE_LIMIT', 409, 'As many queues as ATS_MAX_QUEUES allows are in use: a job can name only one of them'),
   ATS_ERR_JOB_LIVE: def('ATS_ERR_JOB_LIVE', 409, 'Only a done, dead or cancelled job can be deleted'),
-  ATS_ERR_JOB_AWAITED: def('ATS_ERR_JOB_AWAITED', 409, 'A workflow instance still waits on this job\'s end; it can be deleted once the instance has taken it'),
+  ATS_ERR_JOB_AWAITED: def('ATS_ERR_JOB_AWAITED', 409, 'A workflow instance still waits on this job\'s end; it can be deleted or redriven once the instance has taken it'),
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'What the request changes was changed by others too many times while it tried; nothing was written: try again'),
   ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),
   ATS_ERR_HEADERS_TOO_LARGE: def('ATS_ERR_HEADERS_TOO_LARGE', 431, 'The request headers are larger than the limit'),

@@ -81,10 +81,10 @@ test('a store that decided twice (a lost race) is reported once, with the decisi
         const d = typeof decision === 'function' ? { decide: decision, now: 0 } : decision;
         return store.update(ids, {
           ...d,
-          decide: (jobs, last, limits) => {
-            d.decide(jobs, last, limits);
+          decide: (jobs, last, limits, awaited) => {
+            d.decide(jobs, last, limits, awaited);
             decisions++;
-            return d.decide(jobs, last, limits);
+            return d.decide(jobs, last, limits, awaited);
           },
         });
       },

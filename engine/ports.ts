@@ -308,6 +308,11 @@ export type Decide<T> = (
   lastEventTypes: ReadonlyMap<string, StoredEventType>,
   /** The limits of the keys `limitKeys` asked for (keys without a limit are absent). */
   limits: ReadonlyMap<string, LimitState>,
+  /**
+   * With `Decision.awaited`: the finished jobs read that a workflow instance
+   * still waits on (it has not taken their end), each with the instance's id.
+   */
+  awaited: ReadonlyMap<string, string>,
 ) => { writes: TransitionWrite[]; result: T; claims?: LimitClaim[] };
 
 /**
@@ -319,6 +324,12 @@ export type Decide<T> = (
 export interface Decision<T> {
   decide: Decide<T>;
   limitKeys?: (jobs: ReadonlyMap<string, JobRecord>) => readonly string[];
+  /**
+   * Read which finished jobs among those read a workflow instance still waits
+   * on (the rule that keeps such a child from being deleted too), for `decide`
+   * to refuse their redrive. @defaultValue false: `awaited` is empty
+   */
+  awaited?: boolean;
   /** When the leases of the keys' running attempts are judged (the events' time). */
   now: number;
 }

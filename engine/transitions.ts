@@ -58,7 +58,15 @@ export type ApplyResult =
    * it did not see: two timers that read one due job would otherwise both
    * dispatch it, as the machine accepts a DISPATCH on any due job.
    */
-  | { ok: false; reason: 'moved-on'; job: JobRecord };
+  | { ok: false; reason: 'moved-on'; job: JobRecord }
+  /**
+   * A REDRIVE of a workflow's finished child whose instance (`workflowId`)
+   * has not taken its end yet: nothing was written. Redriven, the instance
+   * would still take the end it missed (and run its onError for a dead
+   * child), while the new run's end would be dropped. The rule is the one
+   * that keeps such a child from being deleted (adapters/sql/awaited.ts).
+   */
+  | { ok: false; reason: 'awaited'; job: JobRecord; workflowId: string };
 
 /**
  * One event for one job; with `ifVersion`, applied only while the job is at
@@ -243,11 +251,14 @@ export class TransitionService {
     const last: { decision?: Decision } = {};
     // Claims of jobs with a concurrency key need the keys' limits, read and locked with the jobs.
     const claims = items.some((it) => it.event.type === 'STARTED');
+    // A redrive needs to know whether a workflow instance still waits on the job's end.
+    const awaited = items.some((it) => it.event.type === 'REDRIVE');
     const keyOf = (job: JobRecord) => limitKeyOf(job, this.limitExists);
     const results = await this.deps.store.update(ids, {
       now: at,
-      decide: (jobs, lastEventTypes, limits) => (last.decision = decideMany(jobs, lastEventTypes, items, events, limits, keyOf)),
+      decide: (jobs, lastEventTypes, limits, waited) => (last.decision = decideMany(jobs, lastEventTypes, items, events, limits, keyOf, waited)),
       ...(claims ? { limitKeys: (jobs: ReadonlyMap<string, JobRecord>) => startedKeys(jobs, items, events, keyOf) } : {}),
+      ...(awaited ? { awaited } : {}),
     });
     if (results.some((r) => r.ok)) this.deps.onCommit?.();
     if (this.deps.metrics && last.decision && last.decision.writes.length > 0) {
@@ -301,6 +312,7 @@ function decideMany(
   events: readonly JobEvent[],
   limits: ReadonlyMap<string, LimitState> = new Map(),
   keyOf: (job: JobRecord) => string | undefined = (job) => limitKeyOf(job, () => false),
+  awaited: ReadonlyMap<string, string> = new Map(),
 ): Decision {
   const current = new Map(jobs);
   const last = new Map(lastEventTypes);
@@ -318,6 +330,10 @@ function decideMany(
     if (event.type === 'HEARTBEAT' && job.snapshot.value === 'running' && leaseOver(job.snapshot.context, event.at)) {
       return { ok: false, reason: 'lease-ended', job };
     }
+    // Only a REDRIVE leaves a finished state, and `awaited` holds finished jobs only (as read: an earlier
+    // item can have moved a job only if it was a REDRIVE, itself refused then).
+    const waitedBy = event.type === 'REDRIVE' ? awaited.get(job.id) : undefined;
+    if (waitedBy !== undefined) return { ok: false, reason: 'awaited', job, workflowId: waitedBy };
     const write = transitionWrite(job, event, last.get(job.id));
     if (!write) return { ok: false, reason: 'not-allowed', job };
     const key = event.type === 'STARTED' && limits.size > 0 ? keyOf(job) : undefined;

@@ -13,7 +13,8 @@ import type { DeleteResult } from '../../engine/ports.js';
 import { CountDeltas, shardOf, uncountProgram } from './counts.js';
 import type { Dialect } from './dialect.js';
 import type { Program } from './program.js';
-import { toNum, toParent, type Row } from './rows.js';
+import { awaitedBy, candidateOfRow } from './awaited.js';
+import { toNum, type Row } from './rows.js';
 import { marks, type Sql } from './statements.js';
 import { VersionConflict } from './writes.js';
 
@@ -48,15 +49,6 @@ export const FIND_EXPIRED_JOBS =
 export const FIND_EXPIRED_JOBS_AFTER =
   'SELECT id, updated_at, parent, version FROM jobs WHERE state = ? AND due_at IS NULL AND updated_at >= ? AND updated_at <= ? AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?';
 
-/**
- * The active instances among some ids, with their states: the children each
- * still waits on are in it (`state.children`). Params: the instance ids.
- */
-const selectActiveParents = (ids: readonly string[]): Sql => ({
-  sql: `SELECT id, state FROM workflows WHERE id IN (${marks(ids.length)}) AND status = 'active'`,
-  params: [...ids],
-});
-
 /** Lock the jobs to delete, in id order (as updates lock them), with their parent. Params: the ids, sorted. */
 const selectForDelete = (d: Dialect, ids: readonly string[]): Sql => ({
   sql: `SELECT id, tenant, type, queue, state, updated_at, parent FROM jobs WHERE id IN (${marks(ids.length)}) ORDER BY id ${d.forUpdate}`,
@@ -82,7 +74,7 @@ const deleteJobs = (ids: readonly string[], updatedBefore: number): Sql => ({
 /**
  * Delete the terminal jobs among `ids` whose last transition is at or before
  * `updatedBefore`, with their events and progress, and uncount them; but not a
- * workflow's child its instance still waits on (`waitedOn`): the sweep that
+ * workflow's child its instance still waits on (awaited.ts): the sweep that
  * would tell the instance the child's end reads the job, and would find it
  * gone. Returns what it found of each id that exists. Throws `VersionConflict`
  * if the DELETE removed other rows than the locked read promised (the caller
@@ -93,17 +85,16 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   if (ids.length === 0) return found;
   const sorted = [...new Set(ids)].sort();
   const { rows } = yield selectForDelete(d, sorted);
-  const ended = rows.filter((r) => TERMINAL_STATES.includes(String(r.state) as JobState));
   // Retention passed over such children as it read its candidates: this is for a delete of one job
   // (no query unless a finished job has a parent).
-  const waited = yield* waitedOn(ended);
+  const waited = yield* awaitedBy(rows.map(candidateOfRow));
   const doomed: string[] = [];
   const deltas = new CountDeltas();
   for (const r of rows) {
     const state = String(r.state) as JobState;
-    const awaitedBy = TERMINAL_STATES.includes(state) ? waited.get(String(r.id)) ?? null : null;
-    const deleted = TERMINAL_STATES.includes(state) && toNum(r.updated_at) <= updatedBefore && awaitedBy === null;
-    found.set(String(r.id), { state, deleted, awaitedBy });
+    const awaited = waited.get(String(r.id)) ?? null;
+    const deleted = TERMINAL_STATES.includes(state) && toNum(r.updated_at) <= updatedBefore && awaited === null;
+    found.set(String(r.id), { state, deleted, awaitedBy: awaited });
     if (!deleted) continue;
     doomed.push(String(r.id));
     deltas.add(String(r.tenant), String(r.queue), String(r.type), state, -1);
@@ -117,29 +108,6 @@ export function* deleteProgram(d: Dialect, ids: readonly string[], updatedBefore
   if (changes !== doomed.length) throw new VersionConflict(doomed[0]!, `deleted ${changes} of ${doomed.length} locked jobs`);
   yield* uncountProgram(d, deltas, shardOf(doomed[0]!));
   return found;
-}
-
-/** The instance a job's `parent` column names (as `rowToJob` reads it), or null for a job of its own. */
-const parentOf = (r: Row): string | null => (r.parent === null || r.parent === undefined ? null : toParent(String(r.parent)).workflowId);
-
-/**
- * The jobs the candidates' instances still wait on, each with its instance:
- * an instance is active and its state lists the job among its children (it
- * has not taken the job's end). Read without locks, which is enough: an
- * instance stops waiting on a job once and never waits on it again (a new
- * invocation gets a new job), so a job seen not waited on may go, and one
- * seen waited on is only kept (for a later batch, or a later delete).
- */
-function* waitedOn(candidates: readonly Row[]): Program<Map<string, string>> {
-  const parents = [...new Set(candidates.map(parentOf).filter((p): p is string => p !== null))].sort();
-  const waited = new Map<string, string>();
-  if (parents.length === 0) return waited;
-  const { rows } = yield selectActiveParents(parents);
-  for (const r of rows) {
-    const { children } = JSON.parse(String(r.state)) as { children: { jobId: string }[] };
-    for (const c of children) waited.set(c.jobId, String(r.id));
-  }
-  return waited;
 }
 
 /**
@@ -187,7 +155,8 @@ export function* purgeProgram(d: Dialect, state: JobState, updatedBefore: number
     const { rows } = yield last
       ? { sql: FIND_EXPIRED_JOBS_AFTER, params: [state, at(last), updatedBefore, at(last), at(last), String(last.id), limit] }
       : { sql: FIND_EXPIRED_JOBS, params: [state, updatedBefore, limit] };
-    const waited = yield* waitedOn(rows);
+    // The rows are of the terminal `state`, their own state column not read: `state` is theirs.
+    const waited = yield* awaitedBy(rows.map((r) => candidateOfRow({ ...r, state })));
     for (const r of rows) {
       if (doomed.length >= limit) break;
       if (waited.has(String(r.id))) continue;

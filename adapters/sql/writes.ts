@@ -7,6 +7,7 @@
  */
 import type { LimitState } from '../../engine/limits.js';
 import type { Decide, Decision, InsertResult, JobRecord, StoredEventType, TransitionWrite } from '../../engine/ports.js';
+import { awaitedBy, candidateOfJob } from './awaited.js';
 import { chunkRows, groupBySize, slices } from './batches.js';
 import { countStepsOf } from './counts.js';
 import type { Dialect } from './dialect.js';
@@ -82,11 +83,13 @@ export function* insertProgram(d: Dialect, writes: readonly TransitionWrite[]): 
  * compare-and-set each job once (a chain of writes on one job collapses into
  * its last; where the dialect allows, all of them in one statement), append
  * events and outbox rows, and add the state changes to the job counts
- * (counts.ts). Throws `VersionConflict` when a job moved underneath, so the
- * caller rolls back and retries.
+ * (counts.ts). With `awaited`, `decide` is also told which finished jobs read
+ * a workflow instance still waits on (awaited.ts), read once they are locked.
+ * Throws `VersionConflict` when a job moved underneath, so the caller rolls
+ * back and retries.
  */
 export function* updateProgram<T>(d: Dialect, ids: readonly string[], decision: Decide<T> | Decision<T>): Program<T> {
-  const { decide, limitKeys, now } = typeof decision === 'function' ? { decide: decision, limitKeys: undefined, now: 0 } : decision;
+  const { decide, limitKeys, awaited, now } = typeof decision === 'function' ? { decide: decision, limitKeys: undefined, awaited: false, now: 0 } : decision;
   const jobs = new Map<string, JobRecord>();
   const lastEventTypes = new Map<string, StoredEventType>();
   const sorted = [...new Set(ids)].sort();
@@ -108,7 +111,9 @@ export function* updateProgram<T>(d: Dialect, ids: readonly string[], decision: 
       for (const limit of locked) limits.set(limit.key, { limit, running: running.get(limit.key) ?? 0 });
     }
   }
-  const { writes, result, claims = [] } = decide(jobs, lastEventTypes, limits);
+  // Read after the job rows are locked: a finished job stays finished until this transaction commits.
+  const waited = awaited ? yield* awaitedBy([...jobs.values()].map(candidateOfJob)) : new Map<string, string>();
+  const { writes, result, claims = [] } = decide(jobs, lastEventTypes, limits, waited);
   const updates = [...collapseChains(writes)].map(([id, { job, expectedVersion }]) => ({
     id, expectedVersion, params: [...projectionValues(job), JSON.stringify(job.snapshot), job.updatedAt, id, expectedVersion],
   }));

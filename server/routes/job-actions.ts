@@ -1,7 +1,10 @@
 /**
  * `POST /v1/jobs/:id/cancel` and `POST /v1/jobs/:id/redrive`: user events sent
  * through the machine. A rejected event writes nothing and answers 409 naming
- * the state and what the machine would accept. Only the caller's tenant's
+ * the state and what the machine would accept. A redrive of a workflow's
+ * finished child whose instance has not taken its end yet is refused too (409
+ * ATS_ERR_JOB_AWAITED, decided in the store's transaction: see
+ * adapters/sql/awaited.ts), as a delete of it is. Only the caller's tenant's
  * jobs: another's is a 404 before anything is written. A done action is
  * recorded in the audit log with the key that did it.
  */
@@ -46,7 +49,9 @@ const redriveSchema = {
     'redriveJob',
     'Start a new run of a dead or cancelled job',
     'Sends REDRIVE through the job machine: a dead or cancelled job goes back to pending with a fresh set of attempts, due ' +
-      'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written. It takes no fields: ' +
+      'at once. In any other state it answers 409 ATS_ERR_TRANSITION_NOT_ALLOWED and nothing is written. A workflow\'s finished ' +
+      'child whose instance has not taken its end yet answers 409 ATS_ERR_JOB_AWAITED and nothing is written (redriven, the ' +
+      'instance would still take that end, and drop the new run\'s); it can be redriven once the instance has taken it or ended. It takes no fields: ' +
       'a body other than {} is a 400.',
   ),
   body: RedriveBody,
@@ -62,6 +67,13 @@ async function applyUserEvent(deps: AppDeps, principal: Principal, id: string, e
     return toJobView(r.job, deps.clock.now());
   }
   if (r.reason === 'not-found') throw jobNotFound(id);
+  if (r.reason === 'awaited') {
+    throw new AtsError(
+      'ATS_ERR_JOB_AWAITED',
+      `Job ${id} is ${r.job.snapshot.value}, but its workflow instance ${r.workflowId} has not taken its end yet; ` +
+        'it can be redriven once the instance has (redriven now, the instance would still take this end, and not the new run\'s)',
+    );
+  }
   const state = r.job.snapshot.value;
   const allowed = allowedActions(r.job.snapshot, deps.clock.now());
   throw new AtsError(
