@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import type { AnyEventObject } from 'xstate';
 import {
-  acceptedEvents, activeInvokeIds, applyWorkflowEvent, asStored, cancelWorkflow, restoreSnapshot, startWorkflow, isUserEventType, MAX_WORKFLOW_VALUE_BYTES, timerFits,
+  acceptedEvents, activeInvokeIds, applyWorkflowEvent, asStored, cancelWorkflow, restoreSnapshot, startWorkflow, isUserEventType, MAX_WORKFLOW_VALUE_BYTES, timerFits, WILDCARD_EVENT_TYPE,
   type ChildOutcome, type JobStart, type WorkflowDefinition, type WorkflowSend,
   type WorkflowInputEvent, type WorkflowStep,
 } from '../machines/workflow.js';
@@ -242,9 +242,14 @@ export class WorkflowService {
     return existing && asRepeated(existing, startHash(spec));
   }
 
-  /** A signal from outside (the API): the machine takes it or nothing changes. */
+  /**
+   * A signal from outside (the API): the machine takes it or nothing changes.
+   * A type of the engine's (`xstate.*`) throws a TypeError; `*`, XState's
+   * wildcard, a 400 ATS_ERR_VALIDATION (`wildcardSignal`); nothing is written.
+   */
   async signal(id: string, tenant: string, event: AnyEventObject, idempotencyKey?: string): Promise<StepResult> {
     if (!isUserEventType(event.type)) throw new TypeError(`event type ${JSON.stringify(event.type)} is the engine's`);
+    if (event.type === WILDCARD_EVENT_TYPE) throw wildcardSignal('the event\'s type');
     checkRecorded('the event', event);
     return this.step(id, tenant, { type: 'SIGNAL', event }, idempotencyKey);
   }
@@ -871,6 +876,13 @@ const TIMER_PAGES_PER_PASS = 10;
  * tried again as a whole (the pass, the sweep, the log's records).
  */
 const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 503 || err.code === 'ATS_ERR_CONCURRENT_UPDATE');
+
+/**
+ * The 400 a signal of type `*` (XState's wildcard, machines/workflow.ts
+ * `WILDCARD_EVENT_TYPE`) is refused with; `where` names the type's place.
+ */
+export const wildcardSignal = (where: string): AtsError =>
+  new AtsError('ATS_ERR_VALIDATION', `${where}: * is XState's wildcard (any event, in a machine's on), not an event's type; a signal cannot have it`);
 
 /**
  * Refuses a start's input or a signal's event that the instance's history

@@ -878,6 +878,17 @@ export function acceptedEvents(def: WorkflowDefinition, current: PersistedWorkfl
 /** Whether a user may send an event of this type (built-in events are the engine's). */
 export const isUserEventType = (type: string): boolean => type.length > 0 && type.length <= 200 && !type.startsWith('xstate.');
 
+/**
+ * XState's wildcard: in a machine's `on`, any event; never an event's own
+ * type. XState's development build (Node's `--conditions=development`)
+ * throws on an event of this type, which would end the instance in error;
+ * its default build takes no transition for it. A signal of this type is
+ * refused before anything is written (the signal route, `WorkflowService.signal`).
+ * Not part of `isUserEventType`, which `sendToWorkflow` and the replay of
+ * recorded histories also check: they stay as they were.
+ */
+export const WILDCARD_EVENT_TYPE = '*';
+
 // ---------------------------------------------------------------- recorded events
 
 /** What entered an instance, as its history records it (the engine's `workflow_events`). */

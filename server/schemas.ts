@@ -678,10 +678,11 @@ export type StartWorkflowBody = Static<typeof StartWorkflowBody>;
 
 /**
  * A signal: the body is the XState event the machine is sent. Only `type` is
- * checked here; the route refuses the engine's own types (`xstate.*`).
+ * checked here; the route refuses the engine's own types (`xstate.*`) and
+ * XState's wildcard (`*`).
  */
 export const SignalBody = Type.Object(
-  { type: Type.String({ minLength: 1, maxLength: MAX_EVENT_TYPE_CHARS, description: 'The event type, e.g. APPROVE; types starting with xstate. are the engine\'s and refused' }) },
+  { type: Type.String({ minLength: 1, maxLength: MAX_EVENT_TYPE_CHARS, description: 'The event type, e.g. APPROVE; types starting with xstate. are the engine\'s, and * is XState\'s wildcard: both refused' }) },
   { $id: 'WorkflowSignal', additionalProperties: true, description: 'An event for the instance\'s machine: its type and any other fields, sent as they are (nested at most 32 levels deep, numbers finite)' },
 );
 export type SignalBody = Static<typeof SignalBody> & Record<string, unknown>;

@@ -16,8 +16,8 @@ import type { Principal } from '../../engine/auth.js';
 import { AtsError, ERRORS } from '../../engine/errors.js';
 import { errorFields } from '../../engine/logger.js';
 import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
-import type { StepResult, WorkflowService } from '../../engine/workflows.js';
-import { isUserEventType } from '../../machines/workflow.js';
+import { wildcardSignal, type StepResult, type WorkflowService } from '../../engine/workflows.js';
+import { isUserEventType, WILDCARD_EVENT_TYPE } from '../../machines/workflow.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
@@ -116,7 +116,7 @@ const signalSchema = {
     'with another event is a 409 ATS_ERR_IDEMPOTENCY_CONFLICT (a key is the instance\'s: another instance may take it). An ' +
     'event no transition takes now (or sent to an ended instance) answers 409 ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED with `accepts`, and ' +
     'nothing is written; so does a step that would start a job in a new queue beyond ATS_MAX_QUEUES or the tenant\'s quarter of it (409 ATS_ERR_QUEUE_LIMIT). ' +
-    'Types starting with xstate. are the engine\'s: a 400. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
+    'Types starting with xstate. are the engine\'s, and * is XState\'s wildcard (any event, in a machine\'s on), not an event\'s type: each a 400 ATS_ERR_VALIDATION, and nothing is written. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
     'the definition version the instance runs.',
   tags: TAGS,
   params: WorkflowParams,
@@ -342,6 +342,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   app.post<{ Params: WorkflowParams; Body: SignalBody; Headers: SignalHeaders }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
     const event = request.body;
     if (!isUserEventType(event.type)) throw new AtsError('ATS_ERR_VALIDATION', 'body/type: event types starting with xstate. are the engine\'s');
+    if (event.type === WILDCARD_EVENT_TYPE) throw wildcardSignal('body/type');
     checkPayload(event, maxDepth, 'body', 'event');
     const { id } = request.params;
     const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, singleHeader(request, 'idempotency-key'));
