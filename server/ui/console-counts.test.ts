@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { COUNT_ROWS, CountsShown, countTable, suggestNames } from './client/console-data.js';
+import { COUNT_ROWS, CountsShown, countTable, submitTypeNames, suggestNames } from './client/console-data.js';
 
 const STATES = ['pending', 'running', 'done'] as const;
 type Counts = Record<string, Record<string, number>>;
@@ -72,5 +72,13 @@ describe('the counts tables', () => {
     assert.deepEqual(names, [...names].sort());
     assert.ok(names.every((n) => Number(n.slice(1)) % 10 === 0), 'the queues with 100 done');
     assert.deepEqual(suggestNames(JSON.parse('{"b":{"x":1},"__proto__":{},"a":{"done":2}}') as Counts), ['__proto__', 'a', 'b']);
+  });
+
+  test('the submit form suggests the types the server has seen as well as the demo handlers\', each once, by name', () => {
+    const demo = ['demo.echo', 'demo.sleep', 'demo.fail'];
+    // A fresh server: the demo handlers' types only.
+    assert.deepEqual(submitTypeNames(demo, []), ['demo.echo', 'demo.fail', 'demo.sleep']);
+    const seen = suggestNames(JSON.parse('{"email.send":{"pending":3},"demo.echo":{"done":2},"__proto__":{"done":1}}') as Counts);
+    assert.deepEqual(submitTypeNames(demo, seen), ['__proto__', 'demo.echo', 'demo.fail', 'demo.sleep', 'email.send']);
   });
 });

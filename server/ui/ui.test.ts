@@ -815,6 +815,9 @@ describe('the visualizer with queues and types named after Object.prototype memb
       await waitForCount(page, 'pending', 5);
       assert.match((await page.locator('#submit-status').textContent()) ?? '', /^Submitted [0-9A-Z]{26}$/);
       assert.equal(await page.locator('#total-jobs').textContent(), '5 jobs');
+      // The submit form's type field suggests the types the server has seen, beside the demo handlers'.
+      const typeOptions = await page.locator('#job-types option').evaluateAll((os) => os.map((o) => o.getAttribute('value')));
+      assert.deepEqual(typeOptions, ['__proto__', 'constructor', 'demo.echo', 'demo.fail', 'demo.sleep', 'hasOwnProperty', 'toString']);
       // The per-type and per-queue tables list each name once, with its own count.
       for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
         for (const table of ['#counts-type-rows', '#counts-queue-rows']) {

@@ -330,3 +330,11 @@ export function suggestNames(byName: CountsByName, max = COUNT_ROWS): string[] {
   const totals = names.map((name) => Object.values(byName[name] ?? {}).reduce<number>((a, n) => a + (Number(n) || 0), 0));
   return pick(names, totals, max).shown.map((i) => names[i]!).sort(byCodeUnit);
 }
+
+/**
+ * The job types the submit form suggests: the demo handlers' (so a newcomer has something to run on a
+ * fresh server) and those the server has seen (`suggestNames` of the counts per type), each once, by name.
+ */
+export function submitTypeNames(demoTypes: readonly string[], seenTypes: readonly string[]): string[] {
+  return [...new Set([...demoTypes, ...seenTypes])].sort(byCodeUnit);
+}

@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       flashNote.textContent = active ? 'Live flashes of other jobs are held while you time-travel.' : '';
     },
   });
-  bindSubmitForm(api, (job) => {
+  const submitForm = bindSubmitForm(api, (job) => {
     list.refreshSoon();
     void inspector.open(job.id);
   }, permissions);
@@ -140,7 +140,9 @@ async function main(): Promise<void> {
       panels.onStats(stats);
       workers.onStats(stats); // GET /v1/stats (polling) carries `unserved`; the stream's stats do not
       insights.markTypes(); // the per-type table may have been redrawn
-      list.suggest(suggestNames(stats.byType), suggestNames(stats.byQueue)); // at most COUNT_ROWS each, those with the most jobs
+      const types = suggestNames(stats.byType); // at most COUNT_ROWS, those with the most jobs
+      list.suggest(types, suggestNames(stats.byQueue));
+      submitForm.suggest(types);
       const sum = Object.values(stats.byState).reduce((a, n) => a + n, 0);
       total.textContent = `${sum} job${sum === 1 ? '' : 's'}`;
       // Counts moved: some job changed state. Without the stream this is the only hint.

@@ -4,6 +4,7 @@
  */
 import { errorText, type Api, type JobView } from './api.js';
 import { byId, h } from './dom.js';
+import { submitTypeNames } from './console-data.js';
 import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 import { inexactIntegerIn, inexactIntegerProblem } from '../../../machines/json-integers.js';
 
@@ -37,7 +38,12 @@ function parsePayload(text: string): unknown {
   return value;
 }
 
-export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, permissions: Permissions = UNKNOWN_PERMISSIONS): void {
+export interface SubmitForm {
+  /** Suggest these job types (those the server has seen, from the stats) in the type field, beside the demo handlers'. */
+  suggest(types: readonly string[]): void;
+}
+
+export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, permissions: Permissions = UNKNOWN_PERMISSIONS): SubmitForm {
   const form = byId<HTMLFormElement>('submit-form');
   const type = byId<HTMLInputElement>('submit-type');
   const payload = byId<HTMLTextAreaElement>('submit-payload');
@@ -60,7 +66,17 @@ export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, pe
     });
     return b;
   }));
-  byId('job-types').replaceChildren(...[...new Set(EXAMPLES.map((e) => e.type))].map((t) => h('option', { value: t })));
+  const typeList = byId('job-types');
+  const demoTypes = EXAMPLES.map((e) => e.type);
+  let suggested = '';
+  const suggest = (seen: readonly string[]) => {
+    const names = submitTypeNames(demoTypes, seen);
+    const sig = names.join('\n');
+    if (sig === suggested) return; // the stats come once a second, mostly with the same types
+    suggested = sig;
+    typeList.replaceChildren(...names.map((t) => h('option', { value: t })));
+  };
+  suggest([]);
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -78,4 +94,5 @@ export function bindSubmitForm(api: Api, onSubmitted: (job: JobView) => void, pe
       button.disabled = false;
     }
   });
+  return { suggest };
 }
