@@ -1034,6 +1034,7 @@ describe('the operator console on a running scheduler', () => {
     assert.equal(await page.locator('#job-facts [data-fact="attempt"] dd').textContent(), '2 of 2');
     assert.match((await page.locator('#job-error-text').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2 — run 1 · attempt 2$/);
     assert.match((await page.locator('#job-stack').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2\n\s+at /);
+    assert.equal(await page.locator('#job-outcome').textContent(), '(none)', 'a dead job waits for no result');
     await screenshot(page, 'inspector-failed', { selector: '.inspector' });
 
     await page.locator('#job-search').fill(ids.delayed);
@@ -1041,6 +1042,7 @@ describe('the operator console on a running scheduler', () => {
     await page.locator('#job-facts').getByText(ids.delayed).waitFor({ timeout: WAIT_MS });
     assert.match((await page.locator('#job-facts [data-fact="due"] dd').textContent()) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(in (59|60) min \d+ s\)$/);
     assert.equal(await page.locator('#job-error').isHidden(), true, 'no error to show');
+    assert.equal(await page.locator('#job-outcome').textContent(), '(none yet)');
     await page.locator('#job-search').fill(ids.sleeper);
     await page.locator('#job-search').press('Enter');
     await page.locator('#job-facts').getByText(ids.sleeper).waitFor({ timeout: WAIT_MS });

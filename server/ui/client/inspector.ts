@@ -14,6 +14,7 @@ import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, moveOn, sta
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 import { etaShown, type EtaPoint } from './insights.js';
+import { outcomeText } from './outcome.js';
 import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 import {
   newerProgress, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
@@ -216,8 +217,7 @@ function renderFacts(el: Elements, job: JobDetail, now: number, permissions: Per
     fact('allowed', job.allowed.length ? job.allowed.join(', ') : 'none'),
   );
   el.payload.textContent = jsonText(job.payload);
-  const outcome = job.result ?? (job.cancelReason ? { cancelReason: job.cancelReason } : null);
-  el.outcome.textContent = outcome === null ? '(none yet)' : jsonText(outcome);
+  el.outcome.textContent = outcomeText(job);
 
   const err = job.lastError;
   el.jobError.hidden = !err;
