@@ -33,9 +33,11 @@ export interface JobProgress {
   at: string;
 }
 
-/** A job with its history (`GET /v1/jobs/:id`), the advisor's ETA and the job's progress when the server sent them. */
+/** A job with its history (`GET /v1/jobs/:id`), its stream cursor, the advisor's ETA and the job's progress when the server sent them. */
 export interface JobDetail extends Job {
   events: JobEvent[];
+  /** The stream position of the newest event in `events` (absent from a server older than the field). */
+  streamCursor?: WireJobDetail['streamCursor'];
   eta?: WireJobDetail['eta'];
   progress?: JobProgress | null;
 }

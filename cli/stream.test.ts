@@ -92,7 +92,7 @@ function jobDetail(id: string, events: JobEvent[]): JobDetail {
   const last = events[events.length - 1]!;
   return {
     id, type: 'demo.echo', queue: 'default', state: last.to, attempt: 1, maxAttempts: 3, payload: null, result: null,
-    lastError: null, runAt: last.at, createdAt: last.at, updatedAt: last.at, version: last.seq, events,
+    lastError: null, runAt: last.at, createdAt: last.at, updatedAt: last.at, version: last.seq, events, streamCursor: `c${last.seq}`,
   };
 }
 
@@ -446,26 +446,24 @@ test('ats watch, when the stream\'s upgrade is never answered (a proxy that hold
 });
 
 describe('ats watch --job over the stream: the job\'s reads beside it', () => {
-  test('its end read at the start and its transitions the stream delivers after that read: each printed once, none dropped', { timeout: 30_000 }, async () => {
+  test('its end read at the start, with its cursor, then the transitions after it: the stream subscribed from the cursor the read gave', { timeout: 30_000 }, async () => {
     const fake = await fakeServer();
-    // Pending when the subscription held; started and failed (dead) before the job's first read answered, and the
-    // stream, which delivers other processes' commits within its poll, has delivered neither yet.
+    // Started and failed (dead) before the watch: the read shows the end, and its stream cursor.
     const started = { ...event(ID, 2, 'pending', 'running', 'STARTED', { attempt: 1 }), jobType: 'demo.echo', queue: 'default' };
     const died = { ...event(ID, 3, 'running', 'dead', 'FAILED', { attempt: 1 }), jobType: 'demo.echo', queue: 'default' };
     fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED'), started, died]));
     const watch = spawnAts(fake.url, ['watch', '--job', ID, '--json'], {}, 25_000);
     try {
-      await until(() => fake.gets >= 1 && watch.stdout.includes('"seq":3'), 'the end read at the start printed', 15_000);
-      fake.emit(started);
-      fake.emit(died);
-      // A redrive after them, so that the watch is known to have heard both.
+      await until(() => fake.subscribes.length === 1 && watch.stdout.includes('"seq":3'), 'the end read at the start printed, and the subscribe', 15_000);
+      assert.equal(fake.subscribes[0]!.cursor, 'c3', 'subscribed from the read\'s streamCursor');
+      // What a server sends after that cursor: the redrive.
       fake.emit({ ...event(ID, 4, 'dead', 'pending', 'REDRIVE'), jobType: 'demo.echo', queue: 'default' });
       await until(() => watch.stdout.includes('"seq":4'), 'the redrive printed', 10_000);
       watch.kill('SIGINT');
       const r = await watch.exited;
       assert.equal(r.code, 0, r.stderr);
-      const seqs = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq).sort((a, b) => a - b);
-      assert.deepEqual(seqs, [2, 3, 4], `each transition after the subscribe once:\n${r.stdout}`);
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; cursor?: string });
+      assert.deepEqual(lines.map((l) => [l.seq, l.cursor]), [[3, 'c3'], [4, 'c1']], `in order, each once, each with its cursor:\n${r.stdout}`);
     } finally {
       watch.kill('SIGKILL');
     }
@@ -708,12 +706,10 @@ describe('waiting out an unavailable or busy server', () => {
     assert.equal(notices.filter((m) => /^ATS_ERR_STORE_UNAVAILABLE: .*; still trying$/.test(m)).length, 2, notices.join('\n'));
     fake.jobs.set(ID, jobDetail(ID, [event(ID, 1, null, 'pending', 'SUBMITTED')]));
     const gets = fake.gets;
-    const reads: string[] = [];
-    const watching = missingJob(client, ID, never, { periodMs: 10, onRead: (j) => reads.push(j.state) });
+    const watching = missingJob(client, ID, never, { periodMs: 10 });
     const found = await Promise.race([watching, new Promise((r) => setTimeout(() => r('still watching'), 300))]);
     assert.equal(found, 'still watching');
     assert.ok(fake.gets > gets + 1, 'read again');
-    assert.deepEqual(reads, ['pending'], 'the first read passed on, the others not');
     fake.jobs.delete(ID); // deleted while watched (retention, a DELETE)
     const gone = await Promise.race([watching, new Promise((r) => setTimeout(() => r('still watching'), 2000))]);
     assert.ok(gone instanceof ApiError && gone.status === 404 && gone.code === 'ATS_ERR_JOB_NOT_FOUND', String(gone));

@@ -388,6 +388,13 @@ export interface JobStore {
    */
   readEventsAfter(afterId: number, limit: number, throughId?: number): Promise<StreamEventRecord[]>;
   /**
+   * One job's events with `id > afterId` (and, with `throughId`, none above
+   * it), in id order, at most `limit`: `readEventsAfter` of that job alone.
+   * A job's events are numbered in seq order (server/stream/cursor.ts), so
+   * this is its history from some seq on, each event with its stream position.
+   */
+  readJobEventsAfter(jobId: string, afterId: number, limit: number, throughId?: number): Promise<StreamEventRecord[]>;
+  /**
    * The id of each row `readEventsAfter` would read, with the bytes its data
    * takes, without reading it (the primary key range of `job_events` alone):
    * the stream reads these first, then only the rows that fit its bytes (a

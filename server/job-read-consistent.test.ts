@@ -2,7 +2,7 @@
  * `GET /v1/jobs/:id` reads the job, then its events: a transition or a
  * delete that commits between the two reads must not show a history that
  * disagrees with the job beside it. On MariaDB and SQLite, the write is made
- * to land exactly between the reads (the store's `getEvents` makes it first).
+ * to land exactly between the reads (the store's `readJobEventsAfter` makes it first).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { JobStore } from '../engine/ports.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import { buildApp } from './app.js';
+import { encodeStreamCursor } from './stream/cursor.js';
 import type { JobDetail, JobView } from './schemas.js';
 import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
@@ -25,12 +26,12 @@ for (const [name, start] of [['SQLite', startSqliteTestApp], ['MariaDB', startTe
       t = await start();
       const store = new Proxy(t.store, {
         get(target, prop) {
-          if (prop !== 'getEvents') return Reflect.get(target, prop) as unknown;
-          return async (...args: Parameters<JobStore['getEvents']>) => {
+          if (prop !== 'readJobEventsAfter') return Reflect.get(target, prop) as unknown;
+          return async (...args: Parameters<JobStore['readJobEventsAfter']>) => {
             const step = between;
             between = null;
             if (step) await step();
-            return target.getEvents(...args);
+            return target.readJobEventsAfter(...args);
           };
         },
       });
@@ -57,10 +58,13 @@ for (const [name, start] of [['SQLite', startSqliteTestApp], ['MariaDB', startTe
       assert.equal(shown.state, 'pending');
       assert.deepEqual(shown.allowed, ['CANCEL']);
       assert.deepEqual(shown.events.map((e) => [e.seq, e.to]), [[1, 'pending']], 'no event past the version shown');
+      const [submitted, cancelled] = await t.store.readJobEventsAfter(job.id, 0, 10);
+      assert.equal(shown.streamCursor, encodeStreamCursor(submitted!.id), 'the stream cursor of the newest event shown, not of the cancel');
       // Read again, both agree on the cancel.
       const again = (await app.inject({ url: `/v1/jobs/${job.id}` })).json() as JobDetail;
       assert.equal(again.state, 'cancelled');
       assert.deepEqual(again.events.map((e) => [e.seq, e.to]), [[1, 'pending'], [2, 'cancelled']]);
+      assert.equal(again.streamCursor, encodeStreamCursor(cancelled!.id));
     });
 
     test('a delete committed between the reads: 404, not the job with no history', async () => {

@@ -310,11 +310,14 @@ export const JobDetail = Type.Intersect([
   ref(JobView),
   Type.Object({
     events: Type.Array(ref(EventView), { description: 'The job\'s history, oldest first' }),
+    streamCursor: Type.String({
+      description: 'The stream cursor (opaque) of the newest event in `events`: a stream subscription to this job (`filter.jobId`) from it is sent every later transition of the job, each once, in order, and none of those shown (docs/stream.md)',
+    }),
     eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, or before its type has history'),
     progress: Nullable(ref(ProgressView), 'The latest progress its handler reported (kept after the attempt ends, replaced by the next attempt\'s first report); null when none did'),
   }),
 ], { $id: 'JobDetail', description: 'A job with its history' });
-export type JobDetail = JobView & { events: EventView[]; progress: ProgressView | null };
+export type JobDetail = JobView & { events: EventView[]; streamCursor: string; progress: ProgressView | null };
 
 const Int = (description: string) => Type.Integer({ minimum: 0, description });
 const Num = (description: string) => Type.Number({ description });

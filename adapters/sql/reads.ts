@@ -10,7 +10,7 @@ import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
-  BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, findDue, FIND_EXPIRED_LEASES, findLostDispatches, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_EVENT_SIZES_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
+  BAND_PRIORITIES, COUNT_UNPUBLISHED, countWaitingAhead, findDue, FIND_EXPIRED_LEASES, findLostDispatches, SELECT_EVENTS, SELECT_OLDEST_OUTBOX_AT, SELECT_EVENTS_AFTER, SELECT_JOB_EVENTS_AFTER, SELECT_EVENT_SIZES_AFTER, SELECT_LAST_EVENT_ID, SELECT_JOB,
   SELECT_JOB_BY_KEY, listJobs, listJobSizes, scanJobSizes, selectJobs, testsRows,
 } from './statements.js';
 import { readPage } from './pages.js';
@@ -20,7 +20,7 @@ export type Query = (sql: string, params: readonly unknown[]) => Promise<Row[]>;
 
 export type SqlReads = Pick<
   JobStore,
-  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'eventSizesAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'listJobPage' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches' | 'oldestOutboxAt'
+  'getJob' | 'findByIdempotencyKey' | 'getEvents' | 'readEventsAfter' | 'readJobEventsAfter' | 'eventSizesAfter' | 'lastEventId' | 'lastIssuedEventId' | 'countWaitingAhead' | 'listJobs' | 'listJobPage' | 'stats' | 'jobCounts' | 'recountJobs' | 'countUnpublished' | 'outboxBacklog' | 'edgeStats' | 'findDue' | 'findExpiredLeases' | 'findLostDispatches' | 'oldestOutboxAt'
 >;
 
 export function createSqlReads(query: Query, d: Dialect): SqlReads {
@@ -47,6 +47,8 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       (await query(SELECT_EVENTS, [jobId, afterSeq])).map(rowToEvent),
     readEventsAfter: async (afterId, limit, throughId = Number.MAX_SAFE_INTEGER) =>
       (await query(SELECT_EVENTS_AFTER, [afterId, throughId, limit])).map(rowToStreamEvent),
+    readJobEventsAfter: async (jobId, afterId, limit, throughId = Number.MAX_SAFE_INTEGER) =>
+      (await query(SELECT_JOB_EVENTS_AFTER, [jobId, afterId, throughId, limit])).map(rowToStreamEvent),
     eventSizesAfter: async (afterId, limit) =>
       (await query(SELECT_EVENT_SIZES_AFTER, [afterId, limit])).map((r) => ({ id: toNum(r.id), bytes: toNum(r.bytes) })),
     lastEventId: async () => toNum((await query(SELECT_LAST_EVENT_ID, []))[0]?.id ?? 0),

@@ -379,6 +379,16 @@ export const SELECT_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from
   WHERE e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?`;
 
 /**
+ * One job's events after a global position, in id order, as `SELECT_EVENTS_AFTER` reads them (the unique
+ * (job_id, seq) index, then a PK lookup per row; a job's ids grow with its seq: server/stream/cursor.ts). The job
+ * view's history with its stream cursor, and a stream replay for one job. Params: job_id, after_id, through_id, limit
+ */
+export const SELECT_JOB_EVENTS_AFTER = `SELECT e.id, e.job_id, e.seq, e.type, e.from_state, e.to_state, e.at, e.data,
+    j.type AS job_type, j.queue AS job_queue, j.tenant AS job_tenant
+  FROM job_events e JOIN jobs j ON j.id = e.job_id
+  WHERE e.job_id = ? AND e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?`;
+
+/**
  * The bytes of every job's events after a global position, in id order (the
  * rows `SELECT_EVENTS_AFTER` would read, without reading their data, nor their
  * jobs: the PK range alone): the stream reads first these, then only the rows

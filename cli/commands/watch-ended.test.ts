@@ -1,78 +1,92 @@
 /**
- * `ats watch --job ID` over the stream, of a job whose end the first read of
- * the job (`endedAtStart`) finds, against a small fake server that says when
- * each transition comes. A job whose first transition the stream delivered
- * before that read is followed by the stream to its end (it delivers one
- * job's transitions in order, none skipped): the read prints nothing, and the
- * job's lines come in its order, each once, the end after the transitions
- * that led to it. (A job none of whose transitions the stream delivered
- * before the read has its end printed from it, then what the stream delivers
- * after, each once: cli/stream.test.ts.)
+ * `ats watch --job ID` over the stream, of a job that moves and ends right
+ * around the start of the watch, against a small fake server that keeps the
+ * job's events with their stream positions and serves them as the real one
+ * does: `GET /v1/jobs/:id` answers the job with its history and the stream
+ * cursor of its newest event (`streamCursor`), a subscribe with a cursor is
+ * sent every event of the job after it, and one without is live from the
+ * position its stream has delivered up to, which lags the commits (the real
+ * stream delivers another process's commit within its poll). The watch must
+ * print the job's transitions in their order, each once, each with its
+ * cursor in --json, the end it read at the start first.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import { after, test } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { capturing } from '../../tests/helpers/capture-output.js';
 import { listenLocalStream } from '../../tests/helpers/local-server.js';
 import { watchCommand } from './watch.js';
 
-const JOB = '01J0000000000000000000END1';
 const cursor = (id: number) => Buffer.from(`v1:${id}`, 'utf8').toString('base64url');
+const position = (c: string) => Number(Buffer.from(c, 'base64url').toString('utf8').slice(3));
 const at = (seq: number) => new Date(Date.UTC(2030, 0, 1, 0, 0, seq)).toISOString();
 
-/** The job's history: submitted, run, dead, then redriven (seq 4). */
+/** The job's history: submitted, run, dead, then redriven (seq 4); seq n is the stream's event 10 + n. */
 const HISTORY = [
   { seq: 1, type: 'SUBMITTED', from: null, to: 'pending' },
   { seq: 2, type: 'STARTED', from: 'pending', to: 'running' },
   { seq: 3, type: 'FAILED', from: 'running', to: 'dead' },
   { seq: 4, type: 'REDRIVE', from: 'dead', to: 'pending' },
 ].map((e) => ({ ...e, at: at(e.seq), data: {} }));
-
-/** The job as `GET /v1/jobs/:id` answers it, ended dead (seq 1 to 3). */
-const deadJob = {
-  id: JOB, type: 'demo.echo', queue: 'default', state: 'dead', attempt: 1, maxAttempts: 1, payload: null, result: null, lastError: null,
-  runAt: at(0), createdAt: at(1), updatedAt: at(3), version: 3, events: HISTORY.slice(0, 3),
-};
+const idOf = (seq: number) => 10 + seq;
 
 /**
- * The API and its stream. The subscription holds from cursor 10; `early`
- * seqs are sent right after it, `late` ones when the job is read the second
- * time (the watch reads it again every 5 s): by then the first read has been
- * taken in. The first read is answered once `firstRead` resolves.
+ * The API and its stream. `committed` seqs are in the table; the stream has
+ * delivered up to `delivered` (an event id). On the first read of the job,
+ * `onFirstRead` runs before the answer (a transition committing around the
+ * subscribe).
  */
-async function fakeServer({ early, late, firstRead }: { early: number[]; late: number[]; firstRead: Promise<void> }) {
-  const seen = { reads: 0 };
-  const sockets: WebSocket[] = [];
-  const send = (seqs: number[]) => {
-    for (const seq of seqs) {
-      const e = HISTORY[seq - 1]!;
-      for (const ws of sockets) ws.send(JSON.stringify({ kind: 'event', cursor: cursor(10 + seq), jobId: JOB, jobType: 'demo.echo', queue: 'default', ...e }));
+async function fakeServer({ job: JOB, committed, onFirstRead }: { job: string; committed: number; onFirstRead: (fake: { commit(seq: number): void }) => void }) {
+  const state = { committed, delivered: idOf(committed), reads: 0, subscribes: [] as Array<string | undefined> };
+  const subs: Array<{ ws: WebSocket; position: number }> = [];
+  const message = (seq: number) => JSON.stringify({ kind: 'event', cursor: cursor(idOf(seq)), jobId: JOB, jobType: 'demo.echo', queue: 'default', ...HISTORY[seq - 1]! });
+  /** The stream delivers what is committed up to its newest event, to each subscription past its position. */
+  const deliver = () => {
+    state.delivered = idOf(state.committed);
+    for (const s of subs) {
+      for (let seq = 1; seq <= state.committed; seq++) if (idOf(seq) > s.position) s.ws.send(message(seq));
+      s.position = Math.max(s.position, state.delivered);
     }
   };
+  const fake = { commit: (seq: number) => void (state.committed = seq) };
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data) => {
-      if ((JSON.parse(String(data)) as { op: string }).op !== 'subscribe') return;
-      sockets.push(ws);
-      ws.send(JSON.stringify({ kind: 'subscribed', cursor: cursor(10) }));
-      send(early);
+      const msg = JSON.parse(String(data)) as { op: string; cursor?: string };
+      if (msg.op !== 'subscribe') return;
+      state.subscribes.push(msg.cursor);
+      const from = msg.cursor === undefined ? state.delivered : position(msg.cursor);
+      ws.send(JSON.stringify({ kind: 'subscribed', cursor: cursor(from) }));
+      // A replay: every committed event after the cursor; then live.
+      const sub = { ws, position: from };
+      if (msg.cursor !== undefined) {
+        for (let seq = 1; seq <= state.committed; seq++) if (idOf(seq) > sub.position) ws.send(message(seq));
+        sub.position = Math.max(sub.position, idOf(state.committed));
+      }
+      subs.push(sub);
     });
   });
   const json = (res: ServerResponse, status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   const server = createServer((req, res) => {
     if (req.url === '/healthz') return json(res, 200, { status: 'ok' });
     if (req.url === `/v1/jobs/${JOB}`) {
-      seen.reads++;
-      if (seen.reads === 2) send(late);
-      if (seen.reads === 1) return void firstRead.then(() => json(res, 200, deadJob));
-      return json(res, 200, deadJob);
+      if (++state.reads === 1) onFirstRead(fake);
+      const events = HISTORY.slice(0, state.committed);
+      const last = events.at(-1)!;
+      json(res, 200, {
+        id: JOB, type: 'demo.echo', queue: 'default', state: last.to, attempt: 1, maxAttempts: 1, payload: null, result: null, lastError: null,
+        runAt: at(0), createdAt: at(1), updatedAt: last.at, version: last.seq, events, streamCursor: cursor(idOf(last.seq)),
+      });
+      // The stream catches up a moment after the read was answered.
+      setTimeout(deliver, 100);
+      return;
     }
     json(res, 404, { code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'No route' });
   });
   const { url, close } = await listenLocalStream(server, wss);
   closers.push(close);
-  return { url, seen };
+  return { url, state, fake, deliver };
 }
 
 const closers: Array<() => Promise<void>> = [];
@@ -80,32 +94,61 @@ after(async () => {
   for (const close of closers) await close();
 });
 
-/** Runs `ats watch --job JOB` until its stdout has `until` (then Ctrl-C); the lines it printed, as `from -> to`. */
-async function watch(url: string, until: RegExp, whenPrinted: [RegExp, () => void]) {
+type Line = { seq: number; to: string; cursor?: string };
+/** The command's JSON lines. (Each test watches a job of its own: the runner's report of an earlier one may come while a later one captures.) */
+const printed = (stdout: string): Line[] => stdout.split('\n').filter((l) => l.startsWith('{"')).map((l) => JSON.parse(l) as Line);
+
+/** Runs `ats watch --job JOB --json` until it printed seq `until` (then Ctrl-C), calling `tick` as it waits; the lines it printed. */
+async function watch(url: string, JOB: string, until: number, tick: (seqs: number[]) => void) {
   const r = await capturing(JOB, async (seen) => {
-    const watching = watchCommand(['--job', JOB], { ATS_URL: url });
+    const watching = watchCommand(['--job', JOB, '--json'], { ATS_URL: url });
     let ended: number | undefined;
     void watching.then((code) => (ended = code), () => (ended = -1));
     try {
-      for (const deadline = Date.now() + 20_000; !until.test(seen.stdout) && ended === undefined;) {
-        if (Date.now() > deadline) assert.fail(`the watch did not print ${until}:\n${seen.stdout}\n${seen.stderr}`);
-        if (whenPrinted[0].test(seen.stdout)) whenPrinted[1]();
+      const seqs = () => printed(seen.stdout).map((l) => l.seq);
+      for (const deadline = Date.now() + 20_000; !seqs().includes(until) && ended === undefined;) {
+        if (Date.now() > deadline) assert.fail(`the watch did not print seq ${until}:\n${seen.stdout}\n${seen.stderr}`);
+        tick(seqs());
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
+      // Long enough for a late duplicate to come.
+      await new Promise((resolve) => setTimeout(resolve, 300));
     } finally {
       if (ended === undefined) process.emit('SIGINT');
     }
     return watching;
   });
   assert.equal(r.code, 0, r.stderr);
-  return r.stdout.trim().split('\n').map((l) => /(\S+ -> \S+)/.exec(l.replace('(new)', 'new'))![1]);
+  return printed(r.stdout);
 }
 
-test('a job whose first transition the stream delivered before the job was read: every transition, in order, once', async () => {
-  let answer!: () => void;
-  const firstRead = new Promise<void>((resolve) => (answer = resolve));
-  const fake = await fakeServer({ early: [1], late: [2, 3, 4], firstRead });
-  const lines = await watch(fake.url, /dead -> pending/, [/\(new\) -> pending/, answer]);
-  assert.deepEqual(lines, ['new -> pending', 'pending -> running', 'running -> dead', 'dead -> pending']);
-  assert.ok(fake.seen.reads >= 2, 'the transitions after the first were sent once the first read was taken in');
+test('a job that ran and died around the subscribe: its end read at the start first, with its cursor, then each later transition once, in order', async () => {
+  // Pending (seq 1) when the watch starts; started and died (seq 2, 3) just as it starts, before the job's first read
+  // answered and before the stream delivered them; redriven (seq 4) once the watch has printed the end.
+  const server = await fakeServer({ job: '01J0000000000000000000END1', committed: 1, onFirstRead: (f) => (f.commit(2), f.commit(3)) });
+  let redriven = false;
+  const lines = await watch(server.url, '01J0000000000000000000END1', 4, (seqs) => {
+    if (!redriven && seqs.includes(3) && server.state.subscribes.length > 0) {
+      redriven = true;
+      setTimeout(() => (server.fake.commit(4), server.deliver()), 200);
+    }
+  });
+  assert.deepEqual(lines.map((l) => `${l.seq} ${l.to}`), ['3 dead', '4 pending'], `in order, each once:\n${JSON.stringify(lines)}`);
+  assert.deepEqual(lines.map((l) => l.cursor), [cursor(idOf(3)), cursor(idOf(4))], 'every line with its cursor, the end read at the start too');
+  assert.deepEqual(server.state.subscribes, [cursor(idOf(3))], 'subscribed from the cursor the read gave');
+});
+
+test('a job not ended at the start: each transition after the read once, in order, none the read already held', async () => {
+  // Pending when read; started (seq 2) between the read and the subscribe, and the stream has not delivered it yet.
+  const server = await fakeServer({ job: '01J0000000000000000000END2', committed: 1, onFirstRead: (f) => setTimeout(() => f.commit(2), 0) });
+  let died = false;
+  const lines = await watch(server.url, '01J0000000000000000000END2', 3, (seqs) => {
+    if (!died && seqs.includes(2)) {
+      died = true;
+      server.fake.commit(3);
+      server.deliver();
+    }
+  });
+  assert.deepEqual(lines.map((l) => `${l.seq} ${l.to}`), ['2 running', '3 dead'], JSON.stringify(lines));
+  assert.ok(lines.every((l) => typeof l.cursor === 'string'));
 });

@@ -15,21 +15,25 @@
  * 4401; or a reconnect answered 401 or 403), or its cursor refused on a
  * reconnect (ATS_ERR_BAD_CURSOR: the server's database reset or restored
  * from an older backup) — ends the command with that error (exit 1).
- * `--job ID` of a job that does not exist, or no longer does (deleted while
- * watched: by retention, a purge or a DELETE), ends it with
- * ATS_ERR_JOB_NOT_FOUND (exit 1) either way: polling's reads find none, and
- * over the stream, where a filter on an unknown id is simply never matched
- * and a deletion is no transition, the job is read once the subscription
- * holds and again every few seconds (`missingJob`). A job that had already
- * ended (done, dead, cancelled) when the watch started has that end printed
- * at once, from that first read (`endedAtStart`), then is watched on as a job
- * whose end the watch saw live is: until Ctrl-C (a dead or cancelled job can be
- * redriven) or its deletion. That line carries no cursor: the read
- * (`GET /v1/jobs/:id`) gives no event's stream position.
+ * `--job ID` (without `--cursor`) reads the job first (`readJob`): a job
+ * that had already ended (done, dead, cancelled) has that end printed at once
+ * (`endedAtStart`), with its cursor, then is watched on as a job whose end the
+ * watch saw live is: until Ctrl-C (a dead or cancelled job can be redriven)
+ * or its deletion. The stream is subscribed from that read's `streamCursor`,
+ * the stream position of the newest event it showed: the stream sends every
+ * later transition of the job, each once, in order, and none the read held
+ * (docs/stream.md), so a job that moves or ends right around the start is
+ * printed in its order, each transition once. A job that does not exist, or
+ * no longer does (deleted while watched: by retention, a purge or a DELETE),
+ * ends the watch with ATS_ERR_JOB_NOT_FOUND (exit 1) either way: polling's
+ * reads find none, and over the stream, where a filter on an unknown id is
+ * simply never matched and a deletion is no transition, the job is read again
+ * once the subscription holds and every few seconds after (`missingJob`).
  */
 import { ApiError, isTerminal, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobDetail, type JobEvent } from '../client.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { oneOf, str } from './args.js';
-import { repeat, trySubscribe } from './follow.js';
+import { repeat, trySubscribe, waitOut } from './follow.js';
 import { transitionLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
 import type { CommandFilter as StreamFilter, StreamUnavailable, Subscription } from './stream.js';
@@ -53,6 +57,7 @@ export const watchSpec: CommandSpec = {
     '--job ID of a job that does not exist (or of another tenant), or that is deleted while watched, ends the watch:',
     'ATS_ERR_JOB_NOT_FOUND, exit 1. A job that has already ended (done, dead, cancelled) has that end printed at once, as its',
     'transition would have been (unless --cursor replays), and is watched on as after an end seen live (it can be redriven).',
+    'The job is read first and the stream followed from the newest event that read showed: each later transition once, in order.',
   ],
   options: {
     job: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
@@ -84,34 +89,33 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (type) filter.type = type;
   if (queue) filter.queue = queue;
   if (states) filter.states = states;
-  // With --job, each transition of the job once: the end read at the start (`endedAtStart`) may also come over the stream.
-  // By seq, not up to the highest printed: that read may answer before the stream delivers the transitions that led
-  // to the end (the job ended just after the subscribe held), and those are still the watch's to print.
-  const printed = new Set<number>();
-  const print = (t: Transition) => {
-    if (job) {
-      if (printed.has(t.seq)) return;
-      printed.add(t.seq);
-    }
-    out(values.json ? JSON.stringify(t) : transitionLine(t));
-  };
+  const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
   const cursor = str(values, 'cursor');
-  // A --cursor replays the job's transitions after it instead (printing its end first would drop those before it).
-  // Once the stream has printed a transition of the job, it delivers every later one, in order, its end too (one job's
-  // events are numbered in seq order: server/stream/cursor.ts): the end the read found is then left to it, not
-  // printed ahead of the transitions between.
-  const onStart = cursor === undefined ? (j: JobDetail) => {
-    const end = endedAtStart(j, filter);
-    if (end && printed.size === 0) print(end);
-  } : undefined;
   const { stopped, dispose } = interrupted();
   // Ctrl-C while a rate limit or an outage is waited out, before the stream holds, ends the wait: exit 0 at once.
   const stop = new AbortController();
   void stopped.then(() => stop.abort());
   try {
+    // With --job (and no --cursor to replay from): the job is read first, its end printed if it had already ended,
+    // and the stream subscribed from the position of the newest event that read showed (`streamCursor`): it sends
+    // every later transition of the job, each once, in order, none that read held (docs/stream.md).
+    let read: JobDetail | undefined;
+    if (job && cursor === undefined) {
+      try {
+        read = await readJob(client, job, stop.signal);
+      } catch (e) {
+        if (stop.signal.aborted) return 0;
+        throw e;
+      }
+      const end = endedAtStart(read, filter);
+      if (end) print(end);
+    }
+    // A server whose job view has no stream cursor (one older than it): live from the subscribe, and none of the
+    // job's transitions up to the version read printed again; those between the read and the subscribe are missed.
+    const printing = read && read.streamCursor === undefined ? after(read.version ?? 0, print) : print;
     let sub: Awaited<ReturnType<typeof subscribeOrPoll>>;
     try {
-      sub = await subscribeOrPoll(client, filter, print, cursor, stop.signal);
+      sub = await subscribeOrPoll(client, filter, printing, cursor ?? read?.streamCursor, stop.signal);
     } catch (e) {
       if (stop.signal.aborted) return 0;
       throw e;
@@ -120,7 +124,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
       // The job's reads end with the watch, also when the stream ends it (a refused key, a refused cursor).
       let over!: () => void;
       const watched = new Promise<void>((resolve) => (over = resolve));
-      const reads = job ? [missingJob(client, job, Promise.race([stopped, watched]), { onRead: onStart })] : [];
+      const reads = job ? [missingJob(client, job, Promise.race([stopped, watched]))] : [];
       const ended = await Promise.race([stopped.then(() => null), sub.ended, ...reads]).finally(over);
       sub.close();
       if (ended !== null) throw ended; // told as any error: `code: message` on stderr, exit 1
@@ -133,7 +137,7 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
         `${sub.poll}: --cursor needs the stream to replay the transitions after it (polling cannot); run without --cursor to poll the newest jobs from now`);
     }
     err(`ats: ${sub.poll}; polling ${job ? 'the job' : 'the 100 newest jobs'} every second`);
-    await Promise.race([stopped, pollTransitions(client, filter, print, stopped, { onStart })]);
+    await Promise.race([stopped, pollTransitions(client, filter, print, stopped, read ? { from: read } : {})]);
     return 0;
   } finally {
     dispose();
@@ -155,16 +159,10 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
  * the watch too. Stops reading when `until` settles (Ctrl-C).
  */
 export async function missingJob(
-  client: AtsClient, id: string, until: Promise<unknown>,
-  { periodMs = 5000, onNotice = err, onRead }: { periodMs?: number; onNotice?: (m: string) => void; onRead?: (job: JobDetail) => void } = {},
+  client: AtsClient, id: string, until: Promise<unknown>, { periodMs = 5000, onNotice = err }: { periodMs?: number; onNotice?: (m: string) => void } = {},
 ): Promise<unknown> {
-  let first = onRead;
   try {
-    await repeat(async () => {
-      const job = await client.get(id);
-      first?.(job);
-      first = undefined;
-    }, periodMs, until, onNotice, { now: true });
+    await repeat(async () => void (await client.get(id)), periodMs, until, onNotice, { now: true });
   } catch (e) {
     return e;
   }
@@ -172,18 +170,51 @@ export async function missingJob(
 }
 
 /**
+ * With `--job`: the job's first read, before the watch subscribes (its
+ * `streamCursor` is where the subscription starts). A 503 (the server's
+ * database down) and a 429 are waited out, with a line on stderr, as the
+ * subscribe waits them out, until `signal` aborts (Ctrl-C); any other failure
+ * is the error: ATS_ERR_JOB_NOT_FOUND for a job that does not exist, the
+ * timeout for a server that does not answer (exit 1).
+ */
+export async function readJob(
+  client: AtsClient, id: string, signal?: AbortSignal, { periodMs = 1000, onNotice = err }: { periodMs?: number; onNotice?: (m: string) => void } = {},
+): Promise<JobDetail> {
+  for (let limited = 0; ;) {
+    signal?.throwIfAborted();
+    try {
+      return await client.get(id, { signal });
+    } catch (e) {
+      const wait = e instanceof UnreachableError ? null : waitOut(e, periodMs, limited);
+      if (!wait || signal?.aborted) throw e;
+      limited = e instanceof ApiError && e.status === 429 ? limited + 1 : 0;
+      onNotice(wait.notice);
+      await sleep(wait.ms, undefined, { signal });
+    }
+  }
+}
+
+/** `print` for the transitions of a job past `version` only (a server whose job view gives no stream cursor). */
+function after(version: number, print: (t: Transition) => void): (t: Transition) => void {
+  return (t) => {
+    if (t.seq > version) print(t);
+  };
+}
+
+/**
  * With `--job`: the transition a job that had already ended (done, dead,
  * cancelled) when the watch started ended with, its last, printed at once as
- * the watch would have printed it live (the filters combine: none for a job
- * of another type or queue, or with `--state` not naming its end); null for a
- * job not ended.
+ * the watch would have printed it live, with its stream cursor (the job
+ * view's `streamCursor`: the newest event it shows is this one), and only if
+ * the filters want it (they combine: none for a job of another type or
+ * queue, or with `--state` not naming its end); null for a job not ended.
  */
 export function endedAtStart(job: JobDetail, filter: StreamFilter): Transition | null {
   const last = job.events.at(-1);
   if (!last || !isTerminal(job.state) || last.to !== job.state) return null;
   if ((filter.type !== undefined && job.type !== filter.type) || (filter.queue !== undefined && job.queue !== filter.queue)) return null;
   if (filter.states && !filter.states.includes(last.to)) return null;
-  return { ...last, jobId: job.id, jobType: job.type, queue: job.queue };
+  return { ...last, jobId: job.id, jobType: job.type, queue: job.queue, ...(typeof job.streamCursor === 'string' ? { cursor: job.streamCursor } : {}) };
 }
 
 /**
@@ -295,18 +326,18 @@ export class JobVersions {
  */
 export async function pollTransitions(
   client: AtsClient, filter: StreamFilter, print: (t: Transition) => void, until: Promise<void>,
-  { periodMs = 1000, versions = new JobVersions(), onStart }: {
+  { periodMs = 1000, versions = new JobVersions(), from }: {
     periodMs?: number; versions?: JobVersions;
-    /** With `filter.jobId`: the job as the first look read it (`endedAtStart` prints its end). */
-    onStart?: (job: JobDetail) => void;
+    /** With `filter.jobId`: the job as the watch read it before (its end printed): the first look prints what came after it. */
+    from?: JobDetail;
   } = {},
 ): Promise<never> {
-  let baseline = true;
+  let baseline = from === undefined;
+  if (from) versions.set(from.id, from.version ?? 0);
   const look = async () => {
     // The one job is read whatever its type and queue: as over the stream, the filters are ANDed, so a job of
     // another type or queue than asked has none of its transitions printed.
     const one = filter.jobId ? await client.get(filter.jobId) : null;
-    if (one && baseline) onStart?.(one);
     const jobs = one
       ? [one].filter((j) => (filter.type === undefined || j.type === filter.type) && (filter.queue === undefined || j.queue === filter.queue))
       : (await client.listPage({ type: filter.type, queue: filter.queue, limit: 100 })).jobs;

@@ -11,6 +11,7 @@ import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord, WorkerRecord } from '../../engine/ports.js';
 import { sharedFor } from '../answer-cache.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
+import { encodeStreamCursor } from '../stream/cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, type RouteOptions } from '../deps.js';
 import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
 import { tenantJob } from '../tenant-jobs.js';
@@ -19,7 +20,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -102,7 +103,8 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   const listWorkers = registry && sharedFor(ETA_WORKERS_CACHE_MS, deps.clock, () => registry.listWorkers());
   app.get<{ Params: JobParams }>('/v1/jobs/:id', { schema: getSchema }, async (request) => {
     const job = await tenantJob(deps, request.params.id, request.principal);
-    const [read, progress] = await Promise.all([deps.store.getEvents(job.id), progressOf(deps, job.id)]);
+    // A job's events are numbered (job_events.id) in seq order: its first `version` by id are seq 1 to `version`.
+    const [read, progress] = await Promise.all([deps.store.readJobEventsAfter(job.id, 0, job.version), progressOf(deps, job.id)]);
     // The events are read after the job: those a transition committed in between are past the job shown, and left
     // out, so that the history ends where the job's state and version are. Fewer than its version: the job was
     // deleted in between (its events go with it), which a second read tells.
@@ -111,6 +113,8 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const eta = deps.advisor ? await etaOf(deps, listWorkers, job, lastStart(events)) : null;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
+      // The stream position of the newest event shown: every later event of the job is after it (docs/stream.md).
+      streamCursor: encodeStreamCursor(events.at(-1)!.id),
     };
   });
 

@@ -32,6 +32,12 @@
  * reads the committed version), and a chain of events on one job in one
  * transaction is inserted in seq order by one multi-row INSERT. So for one
  * job, id order is seq order, and delivering in id order delivers in seq order.
+ * It is also why the job view's `streamCursor` (GET /v1/jobs/:id: the id of
+ * the newest event it shows) is gap-free for a subscription to that job: each
+ * of the job's events the read did not see was inserted after the newest one
+ * it saw had committed, so got a higher id (AUTO_INCREMENT on MySQL/MariaDB,
+ * AUTOINCREMENT on SQLite: never lower, never reused), while other jobs'
+ * events below it may still be committing: a one-job filter only.
  *
  * `workflow_events.id` is allocated the same way and followed by a tail
  * reader of its own, so all of the above holds for workflow cursors too. Per

@@ -522,6 +522,25 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.eventSizesAfter(ids.at(-1)!, 10), []);
     });
 
+    test('readJobEventsAfter is readEventsAfter of one job: its events after a position (and up to throughId), in id order, which is seq order', async (store) => {
+      const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2', tenant: 'acme' })]);
+      await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
+      await store.update([a!.job.id], (jobs) => {
+        const p = writeOf(jobs.get(a!.job.id)!, published(T0 + 2));
+        return { writes: [p, writeOf(p.job, started(T0 + 3))], result: null };
+      });
+      const all = await store.readEventsAfter(0, 100);
+      const mine = all.filter((e) => e.jobId === a!.job.id);
+      assert.deepEqual(mine.map((e) => e.seq), [1, 2, 3]);
+      assert.deepEqual(await store.readJobEventsAfter(a!.job.id, 0, 100), mine);
+      assert.deepEqual(await store.readJobEventsAfter(a!.job.id, 0, 2), mine.slice(0, 2), 'at most limit');
+      assert.deepEqual(await store.readJobEventsAfter(a!.job.id, mine[0]!.id, 100), mine.slice(1));
+      assert.deepEqual(await store.readJobEventsAfter(a!.job.id, 0, 100, mine[1]!.id), mine.slice(0, 2), 'none past throughId');
+      assert.deepEqual(await store.readJobEventsAfter(a!.job.id, mine[2]!.id, 100), []);
+      assert.deepEqual(await store.readJobEventsAfter(b!.job.id, 0, 100), all.filter((e) => e.jobId === b!.job.id));
+      assert.deepEqual(await store.readJobEventsAfter('01J00000000000000000000000', 0, 100), []);
+    });
+
     test('readEventsAfter with throughId reads no row past it; readWithin on it reads no row it did not size, whatever is deleted meanwhile', async (store) => {
       // Ids in this order: A's two, B's three, D's two, B's large SUCCEEDED, C's one. A and D end cancelled (deletable).
       const [a] = await insertAll(store, [newJobWrite()]);
