@@ -24,7 +24,7 @@ import { readWithin, TailReader, type Sizes, type TailDeps, type TailOptions } f
 import type { Standing } from './key-check.js';
 
 export interface HubDeps {
-  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'eventSizesAfter' | 'lastIssuedEventId'>>
+  store: Pick<JobStore, 'readEventsAfter' | 'lastEventId' | 'stats'> & Partial<Pick<JobStore, 'eventSizesAfter' | 'lastIssuedEventId' | 'readJobEventsAfter'>>
     & Partial<Pick<ProgressStore, 'readProgressSince'>>
     & Partial<Pick<WorkflowStore, 'readWorkflowEventsAfter' | 'workflowEventSizesAfter' | 'lastWorkflowEventId' | 'lastIssuedWorkflowEventId'>>;
   clock: Clock;
@@ -121,12 +121,15 @@ export class StreamHub {
       }
     };
     const issued = store.lastIssuedEventId?.bind(store);
+    const readJob = store.readJobEventsAfter?.bind(store);
     const issuedWorkflows = store.lastIssuedWorkflowEventId?.bind(store);
     this.context = {
       opts, read: (afterId, limit, wanted) => inTurn(wanted, () => readJobsWithin(afterId, limit)), clock: deps.clock, logger: deps.logger,
       horizon: () => this.tail.horizon,
       starting: () => this.tail.starting(deps.clock.now()),
       ...(issued ? { issued: (wanted?: () => boolean) => inTurn(wanted, issued) } : {}),
+      // One job's events are few (and one of them at most carries a result), so they are not sized first.
+      ...(readJob ? { readJob: (jobId, afterId, throughId, limit, wanted) => inTurn(wanted, () => readJob(jobId, afterId, limit, throughId)) } : {}),
       ...(readWorkflowsWithin && workflowTail
         ? {
             workflows: {

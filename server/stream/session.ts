@@ -54,6 +54,11 @@ export interface SessionContext {
   read(afterId: number, limit: number, wanted?: () => boolean): Promise<StreamEventRecord[]>;
   /** The highest event id ever handed out (JobStore.lastIssuedEventId), read in turn as `read`; absent: a cursor is checked by its row alone. */
   issued?(wanted?: () => boolean): Promise<number>;
+  /**
+   * One job's events in `(afterId, throughId]` (JobStore.readJobEventsAfter), read in turn as `read`: the pages of
+   * a replay of a subscription to one job. Absent: that replay reads every job's events, as any other.
+   */
+  readJob?(jobId: string, afterId: number, throughId: number, limit: number, wanted?: () => boolean): Promise<StreamEventRecord[]>;
   /** The workflow events' tail horizon and reads; absent where the store keeps no workflows (a workflow filter is then refused). */
   workflows?: {
     horizon(): number;
@@ -112,6 +117,8 @@ interface Feed {
   read(afterId: number, limit: number, wanted: () => boolean): Promise<Array<{ id: number; text: string | null }>>;
   /** The highest id ever handed out in its table (deletes do not lower it), as `read`; absent where the store cannot tell. */
   issued?(wanted: () => boolean): Promise<number>;
+  /** As `read`, of one job's rows up to `throughId` only (a replay of a subscription to one job); absent: `read`. */
+  readJob?(jobId: string, afterId: number, throughId: number, limit: number, wanted: () => boolean): Promise<Array<{ id: number; text: string | null }>>;
 }
 
 export class StreamSession {
@@ -163,6 +170,12 @@ export class StreamSession {
         id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
       })),
       ...(ctx.issued ? { issued: ctx.issued } : {}),
+      ...(ctx.readJob ? {
+        readJob: async (jobId: string, afterId: number, throughId: number, limit: number, wanted: () => boolean) =>
+          (await ctx.readJob!(jobId, afterId, throughId, limit, wanted)).map((e) => ({
+            id: e.id, text: e.tenant === this.tenant && matches(this.filter, e) ? eventMessage(e) : null,
+          })),
+      } : {}),
     };
     const wf = ctx.workflows;
     this.workflows = wf
@@ -347,7 +360,14 @@ export class StreamSession {
       return;
     }
     // Not read once the subscription was replaced, or the client went, while the page waited its turn.
-    const rows = await feed.read(this.position, opts.replayPageSize, () => this.generation === generation);
+    const wanted = () => this.generation === generation;
+    // A subscription to one job reads that job's rows only (an index range, not every job's events since its cursor:
+    // a watch of a job from its view's `streamCursor`, which may be old). Every id up to `target` is committed or
+    // never will be, so the job's rows up to it are all there to read, and a page that ends short has read them all.
+    const jobId = this.filter.jobId;
+    const rows = jobId !== undefined && feed.readJob
+      ? await feed.readJob(jobId, this.position, target, opts.replayPageSize, wanted)
+      : await feed.read(this.position, opts.replayPageSize, wanted);
     if (this.generation !== generation) return;
     this.tcp?.cork();
     try {
@@ -363,7 +383,7 @@ export class StreamSession {
     }
     // Every id up to `target` is committed (or never will be), so an empty page means all of them were read. A
     // short one does not: a page of workflow events ends where their bytes do (hub.ts), with rows after it.
-    const sawAll = rows.length === 0 || rows[rows.length - 1]!.id >= target;
+    const sawAll = rows.length === 0 || rows[rows.length - 1]!.id >= target || (jobId !== undefined && feed.readJob !== undefined && rows.length < opts.replayPageSize);
     if (sawAll) this.position = target;
     this.replayInTurn(generation, feed);
   }

@@ -20,6 +20,7 @@ import type { JobDetail } from '../schemas.js';
 import { encodeStreamCursor } from './cursor.js';
 
 const mysqlUp = await requireMysql();
+const PAGE = 3;
 
 async function sqlite(): Promise<{ store: JobStore; cleanup: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'ats-job-cursor-'));
@@ -38,10 +39,17 @@ for (const [name, open] of [['SQLite', sqlite], ['MariaDB', mariadb]] as const) 
     let db: { store: JobStore; cleanup: () => Promise<void> };
     let instance: StreamInstance;
     const clients: TestClient[] = [];
+    /** Reads of every job's events a replay page's size (PAGE) asks for: pages of a replay through the whole table. */
+    let tablePages = 0;
     before(async () => {
       db = await open();
+      const counted = Object.create(db.store) as JobStore;
+      counted.readEventsAfter = (afterId, limit, throughId) => {
+        if (limit === PAGE) tablePages++;
+        return db.store.readEventsAfter(afterId, limit, throughId);
+      };
       // Small pages: a replay of more than one page.
-      instance = await startStreamInstance({ store: db.store, options: { replayPageSize: 3 } });
+      instance = await startStreamInstance({ store: counted, options: { replayPageSize: PAGE } });
     });
     after(async () => {
       await Promise.all(clients.map((c) => c.close()));
@@ -89,6 +97,19 @@ for (const [name, open] of [['SQLite', sqlite], ['MariaDB', mariadb]] as const) 
       const later = await replayed(job!, shown.streamCursor, 4);
       assert.deepEqual(later.map((e) => e.seq), [6, 7, 8, 9], 'every later event of the job, none shown, in order');
       assert.ok(later.every((e) => e.jobId === job), 'the job\'s only');
+    });
+
+    it('a replay of one job from an old cursor reads that job\'s events, not every job\'s since', async () => {
+      const [job] = await submit(1);
+      const shown = await view(job!);
+      // Many other jobs' events after the cursor (well over ten pages of them), then the job's.
+      const others = await submit(20);
+      for (const o of others) await churn(o, 1);
+      await churn(job!, 1);
+      tablePages = 0;
+      const later = await replayed(job!, shown.streamCursor, 2);
+      assert.deepEqual(later.map((e) => [e.seq, e.type]), [[2, 'CANCEL'], [3, 'REDRIVE']]);
+      assert.ok(tablePages <= 1, `pages of every job's events read for the replay: ${tablePages}`);
     });
 
     it('a read while the job and others keep moving: the view\'s history and the replay from its cursor are the job\'s history, no gap, no duplicate', async () => {
