@@ -1157,7 +1157,11 @@ export interface HandlerContext {
    * when the attempt ends otherwise (the handler returned or threw).
    */
   signal: AbortSignal;
-  /** Extends the lease; rejects if the attempt is no longer this worker's. */
+  /**
+   * Extends the lease; rejects if the attempt is no longer this worker's (or
+   * the write failed). Not awaited, its rejection is dropped: it does not
+   * end the process as an unhandled rejection would.
+   */
   heartbeat(): Promise<void>;
   /** The attempt's logger: each line carries `jobId`, `type` and `attempt`. */
   log: Logger;

@@ -1992,3 +1992,42 @@ describe('worker: past the bound of its last writes, stop() leaves nothing to la
     }
   });
 });
+
+describe('worker: a handler\'s heartbeat after its attempt ended', () => {
+  it('rejects for a handler that awaits it, and is no unhandled rejection (which ends the process) for one that does not', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    let go!: () => void;
+    const late = new Promise<void>((resolve) => { go = resolve; });
+    const awaited: unknown[] = [];
+    let returned!: () => void;
+    const handlerReturned = new Promise<void>((resolve) => { returned = resolve; });
+    const registry = new HandlerRegistry().register('test.late', async (_p, ctx) => {
+      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await late;
+      void ctx.heartbeat(); // not awaited, as a handler keeping its lease in the background might
+      try {
+        await ctx.heartbeat();
+      } catch (err) {
+        awaited.push(err);
+      }
+      returned();
+      return 'late';
+    });
+    const h = await harness(registry);
+    try {
+      const r = await h.transitions.submit(spec('test.late', { maxAttempts: 1, timeoutMs: 100 }));
+      assert.ok(r.ok);
+      await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead (timed out)');
+      go();
+      await handlerReturned;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(awaited.length, 1, 'the awaited heartbeat rejects: the attempt is no longer this worker\'s');
+      assert.deepEqual(unhandled, [], 'the heartbeat not awaited left no unhandled rejection');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await h.stop();
+    }
+  });
+});

@@ -1080,7 +1080,7 @@ export class Worker {
     };
     const ctx: HandlerContext = {
       jobId: job.id, tenant: job.tenant, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
-      signal: entry.handler.signal, heartbeat: () => this.heartbeat(job.id, entry), log,
+      signal: entry.handler.signal, heartbeat: () => handledRejection(this.heartbeat(job.id, entry)), log,
       progress: (value) => {
         // Checked, and dropped once the attempt is over here (a handler going on after it was given up).
         if (!store || progress.over) return Promise.resolve(void progressJson(value));
@@ -1612,3 +1612,14 @@ function safeParse<T>(value: string): T | null {
   }
 }
 
+
+/**
+ * `promise`, its rejection marked handled: a handler that awaits it still
+ * gets the rejection, while one that does not (a heartbeat fired and
+ * forgotten, rejected once its attempt has ended) leaves no unhandled
+ * rejection, which would end the whole process (every role in it).
+ */
+function handledRejection<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
