@@ -98,9 +98,12 @@ export function duration(ms: number): string {
   if (!Number.isFinite(ms)) return '–';
   const abs = Math.abs(ms);
   const sign = ms < 0 ? '−' : '';
-  if (abs < 1000) return `${sign}${Math.round(abs)} ms`;
-  if (abs < 60_000) return `${sign}${(abs / 1000).toFixed(abs < 10_000 ? 1 : 0)} s`;
+  // Each unit compared as it will be written: 999.6 ms is "1.0 s", 59,950 ms "1 min", not "1000 ms" or "60 s".
+  if (Math.round(abs) < 1000) return `${sign}${Math.round(abs)} ms`;
+  const tenths = Math.round(abs / 100);
+  if (tenths < 100) return `${sign}${(tenths / 10).toFixed(1)} s`;
   const secs = Math.round(abs / 1000);
+  if (secs < 60) return `${sign}${secs} s`;
   if (secs < 3600) return `${sign}${Math.floor(secs / 60)} min${secs % 60 ? ` ${secs % 60} s` : ''}`;
   const mins = Math.round(secs / 60);
   return `${sign}${Math.floor(mins / 60)} h${mins % 60 ? ` ${mins % 60} min` : ''}`;
