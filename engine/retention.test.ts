@@ -247,6 +247,28 @@ describe('retention', () => {
     assert.equal(r.deletedAudit, 5);
   });
 
+  it('a batch that keeps failing holds back none of the others: the rest of the pass runs, then the failure is thrown', async () => {
+    const done = await submit();
+    await toDone(done);
+    const dead = await submit();
+    await toDead(dead);
+    await instance(wid(1), 'done');
+    await store.recordAudit({ at: now, keyId: null, tenant: 'default', action: 'job.cancel', target: 'x' });
+    now += 100 * DAY;
+    const broken = new Error('a purge of done jobs that keeps failing');
+    const failing = intercept(store, (name) => name === 'purgeJobs', async (call, args) => {
+      if (args[0] === 'done') throw broken;
+      return call();
+    });
+    const r = new Retention({ store: failing, clock, logger: createLogger('silent') }, opts);
+    await assert.rejects(r.runOnce(), broken);
+    assert.ok(await store.getJob(done), 'the failing batch deleted nothing');
+    assert.equal(await store.getJob(dead), null, 'the batches after it ran');
+    assert.equal(await store.getWorkflow(wid(1)), null);
+    assert.deepEqual(await store.listAudit('default', 10), []);
+    assert.deepEqual([r.deleted, r.deletedWorkflows, r.deletedAudit], [1, 1, 1], 'what went is counted');
+  });
+
   it('stopped during a pass, gives up at its next batch: stop() waits for the batch in flight only; the rest go at the next pass', async () => {
     const done = await submit();
     await toDone(done);
@@ -302,7 +324,8 @@ describe('retention', () => {
     await apply(await submit(), { type: 'CANCEL' });
     for (let n = 1; n <= 2; n++) await instance(wid(n), 'cancelled');
     now += 30 * DAY;
-    let down = 2;
+    // Each pass tries all three statuses' batches: the first pass's three fail, and the loop's first pass's first.
+    let down = 4;
     const unavailable = () => new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'The database is not reachable');
     const flaky = intercept(store, (name) => name === 'purgeWorkflows', async (call) => {
       if (down-- > 0) throw unavailable();

@@ -80,9 +80,11 @@ export class Retention {
   /**
    * One batch per terminal job state, then one per ended workflow status,
    * then one of audit entries; returns how many of each went, and whether
-   * any batch was full (more may be waiting). A batch that fails throws: the
-   * ones before it stay counted in `deleted`, `deletedWorkflows` and
-   * `deletedAudit`, and the loop tries again after a pause.
+   * any batch was full (more may be waiting). A batch that fails holds back
+   * none of the others (one that keeps failing would otherwise stop every
+   * purge after it for good): the rest still run, then the first failure is
+   * thrown, and the loop tries again after a pause; what went stays counted
+   * in `deleted`, `deletedWorkflows` and `deletedAudit`.
    * `signal` aborted (retention stopping), it gives up before its next batch,
    * and a batch of instances before its next transaction: what went stays
    * gone (each transaction commits on its own), the rest waits for the next
@@ -95,25 +97,37 @@ export class Retention {
     let deletedWorkflows = 0;
     let deletedAudit = 0;
     let more = false;
-    const done = () => ({ deleted, deletedWorkflows, deletedAudit, more });
+    let failed: { error: unknown } | null = null;
+    const done = () => {
+      if (failed) throw failed.error;
+      return { deleted, deletedWorkflows, deletedAudit, more };
+    };
+    /** One batch: how many went, 0 for one that failed (the pass goes on without it). */
+    const batch = async (purge: () => Promise<number>): Promise<number> => {
+      try {
+        const n = await purge();
+        more ||= n >= this.opts.batchSize;
+        return n;
+      } catch (error) {
+        failed ??= { error };
+        return 0;
+      }
+    };
     for (const [state, ageMs] of this.limits()) {
       if (signal?.aborted) return done();
-      const n = await store.purgeJobs(state, now - ageMs, this.opts.batchSize, signal);
+      const n = await batch(() => store.purgeJobs(state, now - ageMs, this.opts.batchSize, signal));
       deleted += n;
       this.deleted += n;
-      more ||= n >= this.opts.batchSize;
     }
     for (const [status, ageMs] of this.workflowLimits()) {
       if (signal?.aborted) return done();
-      const n = await store.purgeWorkflows(status, now - ageMs, this.opts.batchSize, signal);
+      const n = await batch(() => store.purgeWorkflows(status, now - ageMs, this.opts.batchSize, signal));
       deletedWorkflows += n;
       this.deletedWorkflows += n;
-      more ||= n >= this.opts.batchSize;
     }
     if (signal?.aborted) return done();
-    deletedAudit = await store.purgeAudit(now - this.opts.auditMs, this.opts.batchSize);
+    deletedAudit = await batch(() => store.purgeAudit(now - this.opts.auditMs, this.opts.batchSize));
     this.deletedAudit += deletedAudit;
-    more ||= deletedAudit >= this.opts.batchSize;
     return done();
   }
 
