@@ -244,12 +244,12 @@ export class WorkflowService {
 
   /**
    * A signal from outside (the API): the machine takes it or nothing changes.
-   * A type of the engine's (`xstate.*`) throws a TypeError; `*`, XState's
-   * wildcard, a 400 ATS_ERR_VALIDATION (`wildcardSignal`); nothing is written.
+   * A type of the engine's (`xstate.*`) or `*`, XState's wildcard, is a 400
+   * ATS_ERR_VALIDATION (`signalTypeRefusal`, the API's own check); nothing is written.
    */
   async signal(id: string, tenant: string, event: AnyEventObject, idempotencyKey?: string): Promise<StepResult> {
-    if (!isUserEventType(event.type)) throw new TypeError(`event type ${JSON.stringify(event.type)} is the engine's`);
-    if (event.type === WILDCARD_EVENT_TYPE) throw wildcardSignal('the event\'s type');
+    const refused = signalTypeRefusal(event.type, 'the event\'s type');
+    if (refused) throw refused;
     checkRecorded('the event', event);
     return this.step(id, tenant, { type: 'SIGNAL', event }, idempotencyKey);
   }
@@ -878,11 +878,17 @@ const TIMER_PAGES_PER_PASS = 10;
 const passing = (err: unknown): boolean => isAtsError(err) && (err.status === 503 || err.code === 'ATS_ERR_CONCURRENT_UPDATE');
 
 /**
- * The 400 a signal of type `*` (XState's wildcard, machines/workflow.ts
- * `WILDCARD_EVENT_TYPE`) is refused with; `where` names the type's place.
+ * The 400 a signal's type is refused with, or null for a type a signal may
+ * have: one of the engine's (`xstate.*`), or `*` (XState's wildcard,
+ * machines/workflow.ts `WILDCARD_EVENT_TYPE`). `where` names the type's place.
  */
-export const wildcardSignal = (where: string): AtsError =>
-  new AtsError('ATS_ERR_VALIDATION', `${where}: * is XState's wildcard (any event, in a machine's on), not an event's type; a signal cannot have it`);
+export function signalTypeRefusal(type: string, where: string): AtsError | null {
+  if (!isUserEventType(type)) return new AtsError('ATS_ERR_VALIDATION', `${where}: event types starting with xstate. are the engine's`);
+  if (type === WILDCARD_EVENT_TYPE) {
+    return new AtsError('ATS_ERR_VALIDATION', `${where}: * is XState's wildcard (any event, in a machine's on), not an event's type; a signal cannot have it`);
+  }
+  return null;
+}
 
 /**
  * Refuses a start's input or a signal's event that the instance's history

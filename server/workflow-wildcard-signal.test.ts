@@ -51,6 +51,9 @@ for (const [name, start, skip] of backends) {
 
         await assert.rejects(t.workflows!.signal(id, 'default', { type: '*' }), (err) => isAtsError(err) && err.code === 'ATS_ERR_VALIDATION' && err.status === 400);
         assert.deepEqual(await read(), before, 'nothing written');
+        // An engine's type, in process as over HTTP: the same 400.
+        await assert.rejects(t.workflows!.signal(id, 'default', { type: 'xstate.init' }), (err) => isAtsError(err) && err.code === 'ATS_ERR_VALIDATION' && /xstate\. are the engine's/.test(err.message));
+        assert.deepEqual(await read(), before, 'nothing written');
 
         // Any other type goes on as before.
         const taken = await t.app.inject({ method: 'POST', url: `/v1/workflows/${id}/events`, payload: { type: 'GO' } });

@@ -16,8 +16,7 @@ import type { Principal } from '../../engine/auth.js';
 import { AtsError, ERRORS } from '../../engine/errors.js';
 import { errorFields } from '../../engine/logger.js';
 import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
-import { wildcardSignal, type StepResult, type WorkflowService } from '../../engine/workflows.js';
-import { isUserEventType, WILDCARD_EVENT_TYPE } from '../../machines/workflow.js';
+import { signalTypeRefusal, type StepResult, type WorkflowService } from '../../engine/workflows.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
@@ -341,8 +340,8 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
 
   app.post<{ Params: WorkflowParams; Body: SignalBody; Headers: SignalHeaders }>('/v1/workflows/:id/events', { schema: signalSchema }, async (request, reply) => {
     const event = request.body;
-    if (!isUserEventType(event.type)) throw new AtsError('ATS_ERR_VALIDATION', 'body/type: event types starting with xstate. are the engine\'s');
-    if (event.type === WILDCARD_EVENT_TYPE) throw wildcardSignal('body/type');
+    const refused = signalTypeRefusal(event.type, 'body/type');
+    if (refused) throw refused;
     checkPayload(event, maxDepth, 'body', 'event');
     const { id } = request.params;
     const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, singleHeader(request, 'idempotency-key'));
