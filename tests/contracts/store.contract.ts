@@ -492,13 +492,19 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.deepEqual(await store.listJobs({ limit: 10, createdAfter: T0 + 2000, createdBefore: T0 + 2000 }), []);
     });
 
-    test('readEventsAfter returns every job\'s events in id order, with the job\'s type, queue and tenant, paged by id', async (store) => {
+    /** Two jobs of two types, queues and tenants: b cancelled, then a published and started in one update (five events). */
+    const twoJobsMoved = async (store: JobStore) => {
       const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2', tenant: 'acme' })]);
       await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
       await store.update([a!.job.id], (jobs) => {
         const p = writeOf(jobs.get(a!.job.id)!, published(T0 + 2));
         return { writes: [p, writeOf(p.job, started(T0 + 3))], result: null };
       });
+      return [a!, b!] as const;
+    };
+
+    test('readEventsAfter returns every job\'s events in id order, with the job\'s type, queue and tenant, paged by id', async (store) => {
+      const [a, b] = await twoJobsMoved(store);
       const all = await store.readEventsAfter(0, 100);
       assert.equal(all.length, 5);
       const ids = all.map((e) => e.id);
@@ -523,12 +529,7 @@ export function storeContract(name: string, makeStore: MakeStore): void {
     });
 
     test('readJobEventsAfter is readEventsAfter of one job: its events after a position (and up to throughId), in id order, which is seq order', async (store) => {
-      const [a, b] = await insertAll(store, [newJobWrite({ type: 't1', queue: 'q1' }), newJobWrite({ type: 't2', queue: 'q2', tenant: 'acme' })]);
-      await drive(store, b!.job.id, [{ type: 'CANCEL', at: T0 + 1 }]);
-      await store.update([a!.job.id], (jobs) => {
-        const p = writeOf(jobs.get(a!.job.id)!, published(T0 + 2));
-        return { writes: [p, writeOf(p.job, started(T0 + 3))], result: null };
-      });
+      const [a, b] = await twoJobsMoved(store);
       const all = await store.readEventsAfter(0, 100);
       const mine = all.filter((e) => e.jobId === a!.job.id);
       assert.deepEqual(mine.map((e) => e.seq), [1, 2, 3]);
