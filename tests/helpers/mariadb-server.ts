@@ -6,7 +6,7 @@
  * datadir, so what was committed is still there.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
@@ -36,9 +36,13 @@ export interface PrivateMariadb {
 export function createPrivateMariadb(port: number): PrivateMariadb {
   const base = mkdtempSync(join(tmpdir(), `ats-mariadb-${port}-`));
   const datadir = join(base, 'data');
+  // Its own temp dir, not the machine's /tmp: once a bootstrap's temp table there was gone before
+  // mariadbd deleted it ("Error on delete of '/tmp/#sql-temptable-…'") and the test failed in its hook.
+  const tmp = join(base, 'tmp');
+  mkdirSync(tmp);
   const install = spawnSync(INSTALL_DB, [
     '--no-defaults', `--datadir=${datadir}`, '--user=root', '--auth-root-authentication-method=normal',
-    '--skip-test-db', '--skip-name-resolve',
+    '--skip-test-db', '--skip-name-resolve', `--tmpdir=${tmp}`,
   ], { encoding: 'utf8', timeout: 120_000 });
   if (install.status !== 0) {
     rmSync(base, { recursive: true, force: true });
@@ -62,7 +66,7 @@ export function createPrivateMariadb(port: number): PrivateMariadb {
     async start() {
       if (this.running()) return;
       child = spawn(MARIADBD, [
-        '--no-defaults', `--datadir=${datadir}`, `--port=${port}`, '--bind-address=127.0.0.1',
+        '--no-defaults', `--datadir=${datadir}`, `--tmpdir=${tmp}`, `--port=${port}`, '--bind-address=127.0.0.1',
         `--socket=${join(base, 'mysqld.sock')}`, `--pid-file=${join(base, 'mysqld.pid')}`, '--user=root',
         '--skip-grant-tables', '--skip-name-resolve', '--skip-log-bin', '--innodb-buffer-pool-size=128M',
         // Survives a kill of the process (the OS keeps what was written), not of the machine: enough here.
