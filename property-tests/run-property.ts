@@ -5,7 +5,8 @@
  *
  * Environment: PROPERTY_RUNS (runs of the fast speed; PROPERTY_REAL_RUNS for
  * the real one), PROPERTY_SEED + PROPERTY_PATH (+ PROPERTY_REPLAY_PATH) to
- * replay one failing run, PROPERTY_EXCLUDE=kind,... to leave command kinds out.
+ * replay one failing run, PROPERTY_EXCLUDE=kind,... to leave command kinds out,
+ * TEST_TIMEOUT_MS (the file timeout) for the time the whole check may take.
  */
 import fc from 'fast-check';
 import type { Backend } from './backends.js';
@@ -22,6 +23,18 @@ export interface PropertyOptions {
   runsEnv?: string;
   /** Real-time cap of one run, ms. */
   runTimeoutMs: number;
+}
+
+/**
+ * Real-time cap of the whole check, shrinking included: a minute less than the test runner's file
+ * timeout (`TEST_TIMEOUT_MS`, 600,000 by default, as `npm test` passes it). Past it no run starts and
+ * the check fails with what it has (a failure shrunk so far, or the runs it reached), with its replay
+ * command, instead of the runner ending the file with nothing to replay.
+ */
+export function checkBudgetMs(env: NodeJS.ProcessEnv = process.env): number {
+  const fileTimeout = Number(env.TEST_TIMEOUT_MS ?? 600_000);
+  if (!Number.isInteger(fileTimeout) || fileTimeout <= 120_000) throw new Error(`TEST_TIMEOUT_MS must be an integer above 120000, got ${env.TEST_TIMEOUT_MS}`);
+  return fileTimeout - 60_000;
 }
 
 export interface PropertyResult {
@@ -81,15 +94,31 @@ export async function checkDeliveryProperty(opts: PropertyOptions): Promise<Prop
   const settings = settingsFromEnv(opts.defaultRuns, opts.runsEnv ?? 'PROPERTY_RUNS');
   const totals = emptyStats();
   const started = Date.now();
+  // Chosen here, not by fast-check, so that it is known before the first run: written at once, it
+  // replays a check that the test runner ended (its file timeout) before any report.
+  const seed = settings.seed ?? (Date.now() ^ (Math.random() * 0x1_0000_0000));
+  process.stderr.write(`${opts.backend.name} delivery property: seed ${seed} (PROPERTY_SEED=${seed} replays it)\n`);
+  let firstFailure = true;
   const property = fc.asyncProperty(
     fc.scheduler(), commandsArb(settings), fc.nat(), limitPlanArb,
-    (s, cmds, randomSeed, limits) => oneRun(opts.backend, s, cmds, randomSeed, limits, totals),
+    async (s, cmds, randomSeed, limits) => {
+      try {
+        await oneRun(opts.backend, s, cmds, randomSeed, limits, totals);
+      } catch (err) {
+        // The first failure, before shrinking starts: shrinking a real run can take longer than is left.
+        if (firstFailure) process.stderr.write(`${opts.backend.name} delivery property: the first failure (seed ${seed}), shrinking next:\n${errorText(err)}\n`);
+        firstFailure = false;
+        throw err;
+      }
+    },
   );
   const details = await fc.check(property, {
     numRuns: settings.numRuns,
     timeout: opts.runTimeoutMs,
-    ...(settings.seed !== undefined ? { seed: settings.seed } : {}),
+    seed,
     ...(settings.path !== undefined ? { path: settings.path } : {}),
+    interruptAfterTimeLimit: checkBudgetMs(),
+    markInterruptAsFailure: true,
   });
   if (details.failed) throw new Error(failureReport(details, opts, settings));
   return { runs: details.numRuns, ms: Date.now() - started, stats: totals };

@@ -243,7 +243,7 @@ export class World {
   private gen = 0;
   /** Batches of the loop's relay between their claim and their return (settling waits for them). */
   private heldRelayBatches = 0;
-  /** Jobs whose dispatch a worker held back for its limit when it crashed (see `WorkerRun.held`). */
+  /** Jobs whose dispatch a worker held back for its limit when it crashed, or as it crashed (see `WorkerRun.held`). */
   readonly orphanedHolds = new Set<string>();
   /** The limit of each key now: the plan's, as the run's limit changes left it (a deleted one is absent). */
   readonly currentLimits: Map<string, LimitSpec>;
@@ -393,6 +393,12 @@ export class World {
             if (!r.ok && r.reason === 'throttled') {
               run.held.add(items[k]!.jobId);
               this.note(`${run.id}: the limit of ${r.key} refused the claim of ${items[k]!.jobId} (retry after ${r.retryAfterMs ?? 'an attempt ends'})`);
+              // A crash waits for the delivery in progress: a claim of it refused after the crash was called is
+              // held by a worker about to die, as those it held before.
+              if (run.crashed) {
+                this.orphanedHolds.add(items[k]!.jobId);
+                this.note(`${run.id} is crashing: only the lost-dispatch repair dispatches ${items[k]!.jobId} again`);
+              }
             } else {
               run.held.delete(items[k]!.jobId);
             }
