@@ -7,13 +7,12 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { monotonicFactory } from 'ulid';
-import { setup } from 'xstate';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
-import { job, type WorkflowStatus } from '../machines/workflow.js';
+import type { WorkflowStatus } from '../machines/workflow.js';
 import { intercept } from '../tests/helpers/intercept.js';
+import { oneStepWorkflow } from '../tests/helpers/workflow-machines.js';
 import { AtsError, isAtsError } from './errors.js';
-import { HandlerRegistry } from './handlers.js';
 import { createLogger } from './logger.js';
 import type { Clock, JobSpec, WorkflowRecord } from './ports.js';
 import { Retention, type RetentionOptions } from './retention.js';
@@ -195,13 +194,7 @@ describe('retention', () => {
   });
 
   it('keeps a workflow\'s finished child until its instance took the end: a lost end delivered late still carries the result', async () => {
-    const machine = setup({ actors: { work: job('w') } }).createMachine({
-      id: 'm', initial: 'working',
-      states: { working: { invoke: { id: 'work', src: 'work', onDone: 'ok', onError: 'failed' } }, ok: { type: 'final' }, failed: { type: 'final' } },
-    });
-    const definitions = new HandlerRegistry();
-    definitions.workflow('m', machine, { version: 1 });
-    const workflows = new WorkflowService({ store, clock, ids: ulidIds(), definitions });
+    const workflows = new WorkflowService({ store, clock, ids: ulidIds(), definitions: oneStepWorkflow('m', 'w') });
     const started = await workflows.start({ tenant: 'default', name: 'm', input: null });
     assert.ok(started.ok);
     const childId = started.workflow.state.children[0]!.jobId;

@@ -8,10 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setup } from 'xstate';
-import { HandlerRegistry } from '../engine/handlers.js';
-import { job } from '../machines/workflow.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
+import { oneStepWorkflow } from '../tests/helpers/workflow-machines.js';
 import type { JobView } from './schemas.js';
 import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
@@ -99,20 +97,6 @@ describe('DELETE /v1/jobs/:id and stats', { skip: mysqlReady ? false : 'MariaDB 
   });
 });
 
-/** One child job (`wf.step`): done on its end, failed on its error. */
-function oneStep(): HandlerRegistry {
-  const machine = setup({ actors: { step: job('wf.step') } }).createMachine({
-    id: 'one-step', initial: 'working',
-    states: {
-      working: { invoke: { id: 'step', src: 'step', onDone: 'ok', onError: 'failed' } },
-      ok: { type: 'final' },
-      failed: { type: 'final' },
-    },
-  });
-  const definitions = new HandlerRegistry();
-  definitions.workflow('one-step', machine, { version: 1 });
-  return definitions;
-}
 
 const backends: [string, typeof startTestApp, string | false][] = [
   ['MariaDB', startTestApp, mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)'],
@@ -122,7 +106,7 @@ const backends: [string, typeof startTestApp, string | false][] = [
 for (const [name, start, skip] of backends) {
   describe(`DELETE /v1/jobs/:id of a workflow's child (${name})`, { skip }, () => {
     test('a finished child its instance still waits on is a 409 ATS_ERR_JOB_AWAITED and stays; once the instance took its end, it goes', async () => {
-      const t = await start({}, { workflows: oneStep() });
+      const t = await start({}, { workflows: oneStepWorkflow('one-step', 'wf.step') });
       try {
         const r = await t.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'one-step', input: null } });
         assert.equal(r.statusCode, 201, r.body);

@@ -9,50 +9,42 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { setup } from 'xstate';
-import { HandlerRegistry } from '../engine/handlers.js';
-import { job } from '../machines/workflow.js';
 import { requireMysql } from '../tests/helpers/mysql.js';
+import { oneStepWorkflow } from '../tests/helpers/workflow-machines.js';
 import { startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
 
 const mysqlReady = await requireMysql();
 
-/** One child job (`wf.redrive`, one attempt): `ok` on its end, `failed` on its error. */
-function oneStep(): HandlerRegistry {
-  const machine = setup({ actors: { step: job('wf.redrive', { maxAttempts: 1 }) } }).createMachine({
-    id: 'redrive-step', initial: 'working',
-    states: {
-      working: { invoke: { id: 'step', src: 'step', onDone: 'ok', onError: 'failed' } },
-      ok: { type: 'final' },
-      failed: { type: 'final' },
-    },
-  });
-  const definitions = new HandlerRegistry();
-  definitions.workflow('redrive-step', machine, { version: 1 });
-  return definitions;
-}
 
 const backends: [string, typeof startTestApp, string | false][] = [
   ['MariaDB', startTestApp, mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)'],
   ['SQLite', startSqliteTestApp, false],
 ];
 
-/** Starts an instance and kills its child (one failed attempt); returns their ids. No log runs: the end has not reached the instance. */
-async function deadChild(t: TestApp): Promise<{ wfId: string; childId: string }> {
+/** One child job (`wf.redrive`, one attempt): `ok` on its end, `failed` on its error. */
+const redriveStep = () => oneStepWorkflow('redrive-step', 'wf.redrive', { maxAttempts: 1 });
+
+/** Starts an instance; returns its id and its child's. */
+async function startInstance(t: TestApp): Promise<{ wfId: string; childId: string }> {
   const r = await t.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'redrive-step', input: null } });
   assert.equal(r.statusCode, 201, r.body);
   const wf = r.json() as { id: string; children: { jobId: string }[] };
-  const childId = wf.children[0]!.jobId;
+  return { wfId: wf.id, childId: wf.children[0]!.jobId };
+}
+
+/** Starts an instance and kills its child (one failed attempt); returns their ids. No log runs: the end has not reached the instance. */
+async function deadChild(t: TestApp): Promise<{ wfId: string; childId: string }> {
+  const { wfId, childId } = await startInstance(t);
   assert.ok((await t.transitions.apply(childId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 30_000, workerId: 'w' })).ok);
   const failed = await t.transitions.apply(childId, { type: 'FAILED', attempt: 1, error: { message: 'boom', name: 'Error', retryable: false } });
   assert.ok(failed.ok && failed.job.snapshot.value === 'dead', 'the child is dead');
-  return { wfId: wf.id, childId };
+  return { wfId, childId };
 }
 
 for (const [name, start, skip] of backends) {
   describe(`POST /v1/jobs/:id/redrive of a workflow's child (${name})`, { skip }, () => {
     test('a dead child its instance still waits on is a 409 ATS_ERR_JOB_AWAITED, and nothing is written', async () => {
-      const t = await start({}, { workflows: oneStep() });
+      const t = await start({}, { workflows: redriveStep() });
       try {
         const { wfId, childId } = await deadChild(t);
         const before = await t.store.getJob(childId);
@@ -89,12 +81,10 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a cancelled child of an instance cancelled with it is not awaited: it redrives', async () => {
-      const t = await start({}, { workflows: oneStep() });
+      const t = await start({}, { workflows: redriveStep() });
       try {
-        const r = await t.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'redrive-step', input: null } });
-        const wf = r.json() as { id: string; children: { jobId: string }[] };
-        const childId = wf.children[0]!.jobId;
-        const cancelled = await t.app.inject({ method: 'POST', url: `/v1/workflows/${wf.id}/cancel` });
+        const { wfId, childId } = await startInstance(t);
+        const cancelled = await t.app.inject({ method: 'POST', url: `/v1/workflows/${wfId}/cancel` });
         assert.equal(cancelled.statusCode, 200, cancelled.body);
         assert.equal((await t.store.getJob(childId))!.snapshot.value, 'cancelled');
         const redriven = await t.app.inject({ method: 'POST', url: `/v1/jobs/${childId}/redrive` });
@@ -106,10 +96,9 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a live child is refused as any live job (409 ATS_ERR_TRANSITION_NOT_ALLOWED), awaited or not', async () => {
-      const t = await start({}, { workflows: oneStep() });
+      const t = await start({}, { workflows: redriveStep() });
       try {
-        const r = await t.app.inject({ method: 'POST', url: '/v1/workflows', payload: { name: 'redrive-step', input: null } });
-        const childId = (r.json() as { children: { jobId: string }[] }).children[0]!.jobId;
+        const { childId } = await startInstance(t);
         const refused = await t.app.inject({ method: 'POST', url: `/v1/jobs/${childId}/redrive` });
         assert.equal(refused.statusCode, 409, refused.body);
         assert.equal(refused.json().code, 'ATS_ERR_TRANSITION_NOT_ALLOWED');
