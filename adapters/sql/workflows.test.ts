@@ -24,7 +24,7 @@ import { start } from '../../machines/lifecycle.js';
 import type { PersistedWorkflow, WorkflowStatus, WorkflowTimer } from '../../machines/workflow.js';
 import { createTestDatabase, requireMysql } from '../../tests/helpers/mysql.js';
 import { STORE_BACKENDS, withMigratedStore, type TestStore } from '../../tests/helpers/stores.js';
-import { createMysqlStore } from '../mysql/index.js';
+import { createMysqlStore, type MysqlStore } from '../mysql/index.js';
 import { migrateMysql, MYSQL_MIGRATIONS_DIR } from '../mysql/migrate.js';
 import { createSqliteStore } from '../sqlite/index.js';
 import { migrateSqlite, SQLITE_MIGRATIONS_DIR } from '../sqlite/migrate.js';
@@ -629,6 +629,22 @@ function migrationsBefore(dir: string, version: number): { dir: string; remove()
   return { dir: to, remove: () => rmSync(to, { recursive: true, force: true }) };
 }
 
+/** A MariaDB store of a database of its own, migrated up to `version` (not included); dropped after `body`. */
+async function onMariadbBefore(version: number, body: (store: MysqlStore) => Promise<void>): Promise<void> {
+  await requireMysql();
+  const db = await createTestDatabase();
+  const store = await createMysqlStore({ url: db.url, poolSize: 2 });
+  const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, version);
+  try {
+    await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+    await body(store);
+  } finally {
+    old.remove();
+    await store.close();
+    await db.drop();
+  }
+}
+
 /** A job written before 0015 reads back without a parent; workflows and children work after it. */
 async function checkMigrated(store: Store, old: TransitionWrite): Promise<void> {
   assert.deepEqual(await store.getJob(old.job.id), old.job);
@@ -658,12 +674,7 @@ describe('migration 0015: workflows', () => {
   });
 
   it('on MariaDB: jobs before it have no parent, and a rerun completes', async () => {
-    await requireMysql();
-    const db = await createTestDatabase();
-    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
-    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 15);
-    try {
-      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+    await onMariadbBefore(15, async (store) => {
       const job = childWrite(jid(1), undefined);
       const cols = ['id', 'tenant', 'type', 'queue', 'state', 'version', 'attempt', 'priority', 'timeout_ms', 'payload', 'snapshot', 'created_at', 'updated_at'];
       await store.pool.query(`INSERT INTO jobs (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
@@ -682,22 +693,13 @@ describe('migration 0015: workflows', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 17');
       await store.migrate();
       assert.deepEqual(await store.activeWorkflowIds(10), [wid(1)]);
-    } finally {
-      old.remove();
-      await store.close();
-      await db.drop();
-    }
+    });
   });
 });
 
 describe('migration 0029: timer ids compared byte for byte on MariaDB', () => {
   it('timers written before it are kept and read back; then `t` and `t ` are two timers; a rerun completes', async () => {
-    await requireMysql();
-    const db = await createTestDatabase();
-    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
-    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 29);
-    try {
-      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+    await onMariadbBefore(29, async (store) => {
       const before = instance(wid(1), { state: state('active', [timer('xstate.after.1000.w.é', T + 5), timer('t', T + 10)]) });
       assert.deepEqual(await store.insertWorkflow(startWrite(before)), { ok: true });
       await store.migrate();
@@ -709,22 +711,13 @@ describe('migration 0029: timer ids compared byte for byte on MariaDB', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 29');
       await store.migrate();
       assert.deepEqual(await timersOf(store, wid(2)), [['t', T + 10], ['t ', T + 10]]);
-    } finally {
-      old.remove();
-      await store.close();
-      await db.drop();
-    }
+    });
   });
 });
 
 describe('migration 0030: definition versions past 32 bits on MariaDB', () => {
   it('instances written before it are kept; then a version past INT is kept; a rerun completes', async () => {
-    await requireMysql();
-    const db = await createTestDatabase();
-    const store = await createMysqlStore({ url: db.url, poolSize: 2 });
-    const old = migrationsBefore(MYSQL_MIGRATIONS_DIR, 30);
-    try {
-      await migrateMysql(store.pool, SYSTEM_CLOCK, old.dir);
+    await onMariadbBefore(30, async (store) => {
       const before = instance(wid(1), { definitionVersion: 2 ** 31 - 1 });
       assert.deepEqual(await store.insertWorkflow(startWrite(before)), { ok: true });
       await store.migrate();
@@ -736,10 +729,6 @@ describe('migration 0030: definition versions past 32 bits on MariaDB', () => {
       await store.pool.query('DELETE FROM schema_migrations WHERE version = 30');
       await store.migrate();
       assert.deepEqual(await store.activeWorkflowValues('default', 'order', 2 ** 31, 10), ['a']);
-    } finally {
-      old.remove();
-      await store.close();
-      await db.drop();
-    }
+    });
   });
 });
