@@ -50,6 +50,7 @@ describe('kafkaEntryLevel: known-normal events lowered', () => {
     ['the coordinator moved', entry(logLevel.ERROR, 'Connection', 'Response OffsetCommit(key: 8, version: 5)', { ...broker, error: 'This is not the correct coordinator for this group' }), 'info'],
     ['a leader election on a new topic', entry(logLevel.ERROR, 'Connection', 'Response Metadata(key: 3, version: 6)', { ...broker, error: 'There is no leader for this topic-partition as we are in the middle of a leadership election' }), 'debug'],
     ['a request to a broker that is no longer (or not yet) the leader', entry(logLevel.ERROR, 'Connection', 'Response ListOffsets(key: 2, version: 3)', { ...broker, error: 'This server is not the leader for that topic-partition' }), 'info'],
+    ['a broker answering about a topic it has not loaded yet', entry(logLevel.ERROR, 'Connection', 'Response Fetch(key: 1, version: 11)', { ...broker, error: 'This server does not host this topic-partition' }), 'info'],
     ['kafkajs restarting the consumer', entry(logLevel.ERROR, 'Consumer', 'Restarting the consumer in 300ms', { retryCount: 0, retryTime: 300, groupId: 'ats-workers' }), 'info'],
     ['a member whose session lapsed re-joins', entry(logLevel.ERROR, 'Runner', 'The coordinator is not aware of this member, re-joining the group', { groupId: 'g', memberId: 'm', error: 'The coordinator is not aware of this member' }), 'warn'],
   ];
@@ -64,6 +65,7 @@ describe('kafkaEntryLevel: real failures keep their level', () => {
     ['a connection error', entry(logLevel.ERROR, 'Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', { ...broker, stack: 'Error: ...' }), 'error'],
     ['a consumer crash', entry(logLevel.ERROR, 'Consumer', 'Crash: KafkaJSNumberOfRetriesExceeded: Connection error: connect ECONNREFUSED', { groupId: 'g', retryCount: 5, stack: '...' }), 'error'],
     ['a send that failed', entry(logLevel.ERROR, 'Producer', 'Failed to send messages: This server is not the leader for that topic-partition', { retryCount: 0, retryTime: 300 }), 'error'],
+    ['a send that failed on a topic the broker does not host', entry(logLevel.ERROR, 'Producer', 'Failed to send messages: This server does not host this topic-partition', { retryCount: 5, retryTime: 300 }), 'error'],
     ['another broker error', entry(logLevel.ERROR, 'Connection', 'Response CreateTopics(key: 19, version: 3)', { ...broker, error: 'Replication-factor is invalid' }), 'error'],
     ['"Topic creation errors" for another request', entry(logLevel.ERROR, 'Connection', 'Response Produce(key: 0, version: 7)', { ...broker, error: 'Topic creation errors' }), 'error'],
     ['a warning', entry(logLevel.WARN, 'Admin', 'Could not create topics', { error: 'This is not the correct controller for this cluster', retryCount: 0 }), 'warn'],

@@ -48,6 +48,10 @@ const NORMAL: ReadonlyArray<{ level: LineLevel; message?: RegExp; error?: RegExp
   // A request reached a broker its metadata (just fetched, of a topic just created, or before a leader moved) named
   // as leader: kafkajs refreshes the metadata and retries; a request that still fails is its caller's error.
   { level: 'info', error: /^This server is not the leader for that topic-partition/, why: 'stale leader' },
+  // A broker's answer about a topic just created, before the broker has loaded its partitions (on a fresh
+  // broker, at the first start): kafkajs refreshes the metadata and retries. A topic really missing still
+  // shows, in the caller's error (a send that failed, a consumer crash) and the repeated answers.
+  { level: 'info', message: /^Response /, error: /^This server does not host this topic-partition/, why: 'topic not loaded yet' },
   // kafkajs restarts the consumer after a retriable crash (the crash itself is logged as an error).
   { level: 'info', message: /^Restarting the consumer in /, why: 'consumer restart' },
   // Said at every start: the producer's retries are bounded on purpose (kafka-log.ts, RECONNECT); the
