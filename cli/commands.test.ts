@@ -46,6 +46,11 @@ describe('argument parsing', () => {
     // JSON.parse would send 9007199254740992 on: the id the handler got would not be the one typed.
     assert.throws(() => json({ p: '{"id":9007199254740993}' }, 'p'), isUsage(/--p: the integer 9007199254740993 \(at position 6, as JSON.parse counts\) .*Send it as a string/));
     assert.deepEqual(json({ p: '{"id":"9007199254740993","n":9007199254740991}' }, 'p'), { id: '9007199254740993', n: 9007199254740991 });
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would send as null: the server refuses 1e400 itself.
+    for (const text of ['1e400', '{"a":[1,-1e400]}', '[{"b":{"c":1.8e308}}]']) {
+      assert.throws(() => json({ p: text }, 'p'), isUsage(/^--p holds a number out of range: JSON\.parse reads it as -?Infinity/), text);
+    }
+    assert.deepEqual(json({ p: '[1e308,-1e-400]' }, 'p'), [1e308, -0]);
     assert.equal(isoTime({ t: '2030-01-01T12:00:00+02:00' }, 't'), '2030-01-01T10:00:00.000Z');
     assert.throws(() => isoTime({ t: 'tomorrow' }, 't'), isUsage(/--t must be a date-time with Z or an offset/));
     assert.deepEqual(oneOf({ s: 'done,dead' }, 's', ['done', 'dead'], { many: true }), ['done', 'dead']);

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { inexactIntegerIn, inexactIntegerProblem } from './json-integers.js';
+import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from './json-integers.js';
 
 test('an integer literal JSON.parse would change is found, with where it starts; integers it keeps as written are not', () => {
   assert.equal(inexactIntegerIn('{"n":9007199254740991,"m":-9007199254740991,"z":-0,"s":"9007199254740993"}'), undefined);
@@ -26,6 +26,17 @@ test('fractions and exponents read as doubles, as JSON numbers do: not refused',
   for (const text of ['12345678901234567890.5', '1e400', '12345678901234567890e0', '-0.12345678901234567890', '[1.0000000000000000001]']) {
     assert.equal(inexactIntegerIn(text), undefined, text);
   }
+});
+
+test('a number JSON.parse reads as Infinity (1e400) is found anywhere in the value; every finite one passes', () => {
+  assert.equal(numberOutOfRangeIn(JSON.parse('1e400')), Infinity);
+  assert.equal(numberOutOfRangeIn(JSON.parse('{"a":[1,{"b":-1e400}]}')), -Infinity);
+  for (const text of ['1e308', '-1e-400', '[1.7976931348623157e308]', '{"s":"1e400"}', 'null', '[[[[]]]]']) {
+    assert.equal(numberOutOfRangeIn(JSON.parse(text)), undefined, text);
+  }
+  // Nested past any recursion limit: walked without overflowing the stack.
+  assert.equal(numberOutOfRangeIn(JSON.parse(`${'['.repeat(100_000)}1e999${']'.repeat(100_000)}`)), Infinity);
+  assert.match(numberOutOfRangeProblem(-Infinity), /^JSON\.parse reads it as -Infinity, which JSON cannot carry \(it would be sent as null\)/);
 });
 
 test('digits inside strings, escaped quotes and backslashes included, are not numbers', () => {

@@ -62,6 +62,28 @@ export function inexactIntegerProblem(found: InexactInteger): string {
     + `a JSON number keeps integers exactly up to ±${LARGEST_EXACT_INTEGER}. Send it as a string`;
 }
 
+/**
+ * The first number in `value` (what JSON.parse gave) that JSON cannot carry, or undefined:
+ * JSON.parse reads a literal past the double range (`1e400`) as ±Infinity, which
+ * JSON.stringify writes as null, so it would be sent on as null; the API refuses such a body
+ * itself ("holds a number out of range"). Iterative: a deeply nested text must not overflow the stack.
+ */
+export function numberOutOfRangeIn(value: unknown): number | undefined {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (typeof v === 'number' && !Number.isFinite(v)) return v;
+    if (v === null || typeof v !== 'object') continue;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) pending.push(child);
+  }
+  return undefined;
+}
+
+/** What a refusal says of `found` (from numberOutOfRangeIn), after "holds a number out of range". */
+export function numberOutOfRangeProblem(found: number): string {
+  return `JSON.parse reads it as ${String(found)}, which JSON cannot carry (it would be sent as null); the largest a JSON number holds is about 1.8e308`;
+}
+
 /** The index after the string whose content starts at `i` (past its closing quote). */
 function afterString(text: string, i: number): number {
   for (;;) {

@@ -7,7 +7,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { quoteCut } from '../../engine/errors.js';
 import { MAX_ATTEMPTS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
-import { inexactIntegerIn, inexactIntegerProblem } from '../../machines/json-integers.js';
+import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from '../../machines/json-integers.js';
 import { IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS } from '../../server/schemas.js';
 import { isReservedKey, RESERVED_KEY_PREFIX } from '../../server/submit-spec.js';
 
@@ -160,6 +160,9 @@ export function json(values: Values, name: string): unknown {
   // Sent on, JSON.parse's rounding would be what the server stores; the server refuses such a body itself.
   const inexact = inexactIntegerIn(text);
   if (inexact) throw new UsageError(`--${name}: ${inexactIntegerProblem(inexact)}`);
+  // 1e400 parses to Infinity, which would be sent as null: the server refuses 1e400 itself.
+  const outOfRange = numberOutOfRangeIn(value);
+  if (outOfRange !== undefined) throw new UsageError(`--${name} holds a number out of range: ${numberOutOfRangeProblem(outOfRange)}`);
   return value;
 }
 

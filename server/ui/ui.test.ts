@@ -247,6 +247,14 @@ describe('the visualizer at /ui, in Chromium', () => {
     await page.locator('#submit-form button[type=submit]').click();
     await page.waitForFunction(() => document.querySelector('#submit-status')?.textContent?.includes('9007199254740993'), null, { timeout: WAIT_MS });
     assert.match((await page.locator('#submit-status').textContent()) ?? '', /^In the payload, the integer 9007199254740993 .*Send it as a string$/);
+
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would send as null: refused before sending too.
+    const before = (await rest<{ total: number }>(server, 'GET', '/v1/stats')).total;
+    await page.locator('#submit-payload').fill('{"amount": 1e400}');
+    await page.locator('#submit-form button[type=submit]').click();
+    await page.waitForFunction(() => document.querySelector('#submit-status')?.textContent?.includes('out of range'), null, { timeout: WAIT_MS });
+    assert.match((await page.locator('#submit-status').textContent()) ?? '', /^The payload holds a number out of range: JSON\.parse reads it as Infinity/);
+    assert.equal((await rest<{ total: number }>(server, 'GET', '/v1/stats')).total, before, 'no job written');
   });
 
   test('a job can be found by id; an unknown id says so', async () => {

@@ -6,7 +6,7 @@ import { errorText, type Api, type JobView } from './api.js';
 import { byId, h } from './dom.js';
 import { submitTypeNames } from './console-data.js';
 import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
-import { inexactIntegerIn, inexactIntegerProblem } from '../../../machines/json-integers.js';
+import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from '../../../machines/json-integers.js';
 
 interface Example {
   label: string;
@@ -35,6 +35,9 @@ function parsePayload(text: string): unknown {
   // Sent on, JSON.parse's rounding would be the payload stored.
   const inexact = inexactIntegerIn(text);
   if (inexact) throw new Error(`In the payload, ${inexactIntegerProblem(inexact)}`);
+  // 1e400 parses to Infinity, which would be sent as null.
+  const outOfRange = numberOutOfRangeIn(value);
+  if (outOfRange !== undefined) throw new Error(`The payload holds a number out of range: ${numberOutOfRangeProblem(outOfRange)}`);
   return value;
 }
 
