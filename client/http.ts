@@ -145,6 +145,7 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
   // fetch would throw before sending anything: not a network failure, and never retried.
   const unsendable = unsendableHeader({ ...http.headers, ...opts.headers });
   if (unsendable) throw unsendable;
+  const body = opts.body === undefined ? undefined : bodyText(opts.body);
   const retries = opts.retry === false ? 0 : http.retries;
   const changes = method !== 'GET' && method !== 'HEAD';
   let unknown = 0;
@@ -152,7 +153,7 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
     let failure: ApiError;
     let pause = backoffMs(attempt, http.retryDelayMs);
     try {
-      const r = await once<T>(http, method, path, opts);
+      const r = await once<T>(http, method, path, opts, body);
       return r;
     } catch (err) {
       if (opts.signal?.aborted) throw opts.signal.reason;
@@ -173,15 +174,35 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
   }
 }
 
-async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions): Promise<{ status: number; body: T }> {
+/**
+ * A request body as JSON text. JSON.stringify writes NaN and ±Infinity as
+ * null: sent, the server would store null where the caller gave a number
+ * (it refuses 1e400 in a body itself), so such a body is refused, its place
+ * named, before anything is sent.
+ */
+export function bodyText(body: unknown): string {
+  let bad: { at: string; value: number } | null = null;
+  const text = JSON.stringify(body, function (this: unknown, key: string, value: unknown) {
+    if (bad === null && typeof value === 'number' && !Number.isFinite(value)) bad = { at: key, value };
+    return value;
+  });
+  if (bad !== null) {
+    const { at, value } = bad as { at: string; value: number };
+    const where = at === '' ? 'the request body is' : `the request body holds, at ${JSON.stringify(at)},`;
+    throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where} ${String(value)}, which JSON cannot carry (JSON.stringify would send null); nothing was sent`);
+  }
+  return text;
+}
+
+async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions, sent: string | undefined): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = { accept: 'application/json', ...http.headers, ...opts.headers };
   const abort = withTimeout(Math.max(http.timeoutMs, opts.timeoutMs ?? 0), opts.signal);
   // fetch follows a 301, 302 or 303 to a change as a GET (and drops its body): a request that changes
   // something is not followed, so it cannot come back as the answer of another call, and nothing done.
   const changes = method !== 'GET' && method !== 'HEAD';
   const init: RequestInit = { method, headers, signal: abort.signal, ...(changes ? { redirect: 'manual' as const } : {}) };
-  if (opts.body !== undefined) {
-    init.body = JSON.stringify(opts.body);
+  if (sent !== undefined) {
+    init.body = sent;
     headers['content-type'] = 'application/json';
   }
   let res: Response;

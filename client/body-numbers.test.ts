@@ -1,0 +1,55 @@
+/**
+ * A body with a number JSON cannot carry (NaN, ±Infinity) is refused by the
+ * client before anything is sent: JSON.stringify would write null, and the
+ * server would store null where the caller gave a number.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { bodyText } from './http.js';
+import { ApiError, createClient, UnreachableError } from './index.js';
+
+/** A fetch that answers every request 201 with a job, keeping the bodies sent. */
+function answering() {
+  const bodies: string[] = [];
+  const fetch = async (_input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    bodies.push(String(init?.body));
+    return new Response('{"id":"01J00000000000000000000001","state":"pending"}', { status: 201, headers: { 'content-type': 'application/json' } });
+  };
+  return { bodies, fetch };
+}
+
+const refusedNumber = (text: RegExp) => (e: unknown) =>
+  e instanceof ApiError && !(e instanceof UnreachableError) && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && text.test(e.message);
+
+describe('a request body with a number JSON cannot carry', () => {
+  test('a payload holding Infinity, -Infinity or NaN: refused, its place named, nothing sent', async () => {
+    for (const [value, shown] of [[Infinity, 'Infinity'], [-Infinity, '-Infinity'], [Number.NaN, 'NaN']] as const) {
+      const { bodies, fetch } = answering();
+      const ats = createClient({ url: 'http://ats.invalid', fetch });
+      await assert.rejects(ats.submit({ type: 'demo.echo', payload: { order: { amount: value } } }), refusedNumber(new RegExp(`at "amount", ${shown},`)));
+      assert.deepEqual(bodies, []);
+    }
+  });
+
+  test('a batch with one such item: refused whole, nothing sent', async () => {
+    const { bodies, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const jobs = [{ type: 'demo.echo', payload: 1 }, { type: 'demo.echo', payload: [1, Infinity] }];
+    await assert.rejects(ats.submitMany(jobs), refusedNumber(/Infinity/));
+    assert.deepEqual(bodies, []);
+  });
+
+  test('finite numbers, and what toJSON gives, go as JSON.stringify writes them', async () => {
+    const { bodies, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const payload = { n: 1.5e308, small: -0, at: new Date(0), hidden: { toJSON: () => 'shown' } };
+    await ats.submit({ type: 'demo.echo', payload });
+    assert.equal(bodies.length, 1);
+    assert.deepEqual(JSON.parse(bodies[0]!).payload, JSON.parse(JSON.stringify(payload)));
+  });
+
+  test('bodyText: a top-level non-finite number is named as the body itself', () => {
+    assert.throws(() => bodyText(Infinity), refusedNumber(/^the request body is Infinity,/));
+    assert.equal(bodyText({ a: [1, 'x', null] }), '{"a":[1,"x",null]}');
+  });
+});
