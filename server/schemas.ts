@@ -75,11 +75,11 @@ const ErrorCode = (description: string) => StringEnum(Object.keys(ERRORS), descr
 const ExponentialIn = Type.Object(
   {
     kind: Type.Literal('exponential', { description: 'Exponential backoff: the delay doubles with each attempt' }),
-    baseMs: Ms(1, MAX_BACKOFF_BASE_MS, 'Delay before the first retry, in ms'),
+    baseMs: Ms(1, MAX_BACKOFF_BASE_MS, 'Delay before the first retry, in ms, before jitter (with the default full jitter the delay is random, from 0 to it)'),
     maxMs: Ms(1, MAX_BACKOFF_MS, 'Upper bound of any delay, in ms (≥ baseMs)'),
     jitter: Type.Optional(StringEnum(JITTERS, 'Randomisation of each delay: full (0 to the delay), equal (half fixed, half random) or none; default full')),
   },
-  { $id: 'ExponentialBackoff', additionalProperties: false, description: 'Retry after baseMs, then twice as long each time, up to maxMs' },
+  { $id: 'ExponentialBackoff', additionalProperties: false, description: 'Retry after baseMs, then twice as long each time, up to maxMs; jitter draws each delay at random below that (full, the default: from 0 to it)' },
 );
 const FixedIn = Type.Object(
   {
@@ -107,7 +107,7 @@ export const BackoffIn = Type.Unsafe<BackoffInput>({
 const BackoffOut = Type.Union([
   Type.Object({
     kind: Type.Literal('exponential', { description: 'Exponential backoff' }),
-    baseMs: Type.Integer({ description: 'Delay before the first retry, in ms' }),
+    baseMs: Type.Integer({ description: 'Delay before the first retry, in ms, before jitter' }),
     maxMs: Type.Integer({ description: 'Upper bound of any delay, in ms' }),
     jitter: Type.String({ description: 'full, equal or none' }),
   }),
@@ -259,7 +259,7 @@ export const JobView = Type.Object({
   attemptBase: Type.Integer({ description: 'The attempt the job had reached when it was last redriven (0 if never): a redrive starts a new run of maxAttempts, and attempts keep counting, so this run\'s attempt is attempt - attemptBase' }),
   payload: Type.Unknown({ description: 'The payload as submitted' }),
   result: Type.Unknown({ description: 'What the handler returned (null until the job is done)' }),
-  lastError: Nullable(ref(JobError), 'The last failure; null if no attempt failed'),
+  lastError: Nullable(ref(JobError), 'The last failure; null if no attempt failed, and once the job is done (a redrive keeps the previous run\'s until an attempt of the new run fails or succeeds)'),
   cancelReason: Nullable(Type.String(), 'The reason given when the job was cancelled, else null'),
   runAt: IsoTime('When the job is (or was) next due'),
   priority: Type.Integer({ description: 'Within the queue, a higher priority starts first: bands above 0, 0 and below 0, then the highest waiting for a worker\'s free slot (docs/queues.md)' }),
