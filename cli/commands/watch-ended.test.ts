@@ -94,7 +94,7 @@ after(async () => {
   for (const close of closers) await close();
 });
 
-type Line = { seq: number; to: string; cursor?: string };
+type Line = { kind?: string; seq: number; to: string; cursor?: string };
 /** The command's JSON lines. (Each test watches a job of its own: the runner's report of an earlier one may come while a later one captures.) */
 const printed = (stdout: string): Line[] => stdout.split('\n').filter((l) => l.startsWith('{"')).map((l) => JSON.parse(l) as Line);
 
@@ -135,6 +135,9 @@ test('a job that ran and died around the subscribe: its end read at the start fi
   });
   assert.deepEqual(lines.map((l) => `${l.seq} ${l.to}`), ['3 dead', '4 pending'], `in order, each once:\n${JSON.stringify(lines)}`);
   assert.deepEqual(lines.map((l) => l.cursor), [cursor(idOf(3)), cursor(idOf(4))], 'every line with its cursor, the end read at the start too');
+  // One shape for every line: the end read at the start is a stream event's line too (`kind: "event"`), so a reader
+  // that picks the events (`jq 'select(.kind == "event")'`) does not drop it.
+  assert.deepEqual(lines.map((l) => l.kind), ['event', 'event'], `every line a stream event's, the end read at the start too:\n${JSON.stringify(lines)}`);
   assert.deepEqual(server.state.subscribes, [cursor(idOf(3))], 'subscribed from the cursor the read gave');
 });
 

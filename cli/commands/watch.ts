@@ -89,7 +89,9 @@ export const watchCommand = clientCommand(watchSpec, async ({ client, values }) 
   if (type) filter.type = type;
   if (queue) filter.queue = queue;
   if (states) filter.states = states;
-  const print = (t: Transition) => out(values.json ? JSON.stringify(t) : transitionLine(t));
+  // With --json every line is a stream event's (`kind: "event"`): a stream message as it came, and the end a job had
+  // already reached at the start, or a transition polling found, as the stream would have sent it.
+  const print = (t: Transition) => out(values.json ? JSON.stringify({ kind: 'event', ...t }) : transitionLine(t));
   const cursor = str(values, 'cursor');
   const { stopped, dispose } = interrupted();
   // Ctrl-C while a rate limit or an outage is waited out, before the stream holds, ends the wait: exit 0 at once.
