@@ -305,6 +305,10 @@ export function verifyText(v: WorkflowVerification): string {
 
 const verifyCommand = clientCommand(workflowVerifySpec, async ({ client, values, positionals }) => {
   const v = await client.verifyWorkflow(positionals[0]!);
+  // Not the API's answer (a --url that is not ats): told as that, never as a replay that did not match ("not ok").
+  if (typeof v?.ok !== 'boolean' || typeof v.events !== 'number') {
+    throw new Error(`GET /v1/workflows/${positionals[0]!}/verify answered without a boolean "ok" and a number "events" (not an ats server?)`);
+  }
   out(values.json ? JSON.stringify(v) : verifyText(v));
   return v.ok ? 0 : 1;
 });
