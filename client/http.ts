@@ -181,15 +181,15 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
  * named, before anything is sent.
  */
 export function bodyText(body: unknown): string {
-  let bad: { at: string; value: number } | null = null;
-  const text = JSON.stringify(body, function (this: unknown, key: string, value: unknown) {
-    if (bad === null && typeof value === 'number' && !Number.isFinite(value)) bad = { at: key, value };
+  const bad: { at: string; value: number }[] = [];
+  const text = JSON.stringify(body, (key: string, value: unknown) => {
+    if (bad.length === 0 && typeof value === 'number' && !Number.isFinite(value)) bad.push({ at: key, value });
     return value;
   });
-  if (bad !== null) {
-    const { at, value } = bad as { at: string; value: number };
-    const where = at === '' ? 'the request body is' : `the request body holds, at ${JSON.stringify(at)},`;
-    throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where} ${String(value)}, which JSON cannot carry (JSON.stringify would send null); nothing was sent`);
+  const [first] = bad;
+  if (first) {
+    const where = first.at === '' ? 'the request body is' : `the request body holds, at ${JSON.stringify(first.at)},`;
+    throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where} ${String(first.value)}, which JSON cannot carry (JSON.stringify would send null); nothing was sent`);
   }
   return text;
 }
