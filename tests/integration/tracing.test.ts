@@ -284,10 +284,12 @@ describe('tracing on', () => {
 
   it('a cron schedule’s tick job is one trace too: schedule → send → process', async () => {
     const schedule = await system.schedules.create('default', {
-      name: 'traced-tick', cron: '* * * * *', overlap: 'allow',
+      // Once a year: the process's own schedule runner, on the real clock, does not reach this tick while the
+      // test runs (an every-minute schedule made just before a minute's end it would fire first).
+      name: 'traced-tick', cron: '0 0 1 1 *', timezone: 'UTC', overlap: 'allow',
       job: { type: 'demo.echo', payload: { tick: true }, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 },
     });
-    // This pass runs at the schedule's first tick (the process's own timers would only at the next minute).
+    // This pass runs at the schedule's first tick, on a clock of its own.
     const tickAt = schedule.nextAt!;
     const clock = { ...systemClock, now: () => tickAt + 1 };
     const runner = new ScheduleRunner({ store: system.store, transitions: system.transitions, clock, logger: silentLogger, tracer: provider.getTracer(TRACER_NAME) });
