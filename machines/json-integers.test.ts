@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from './json-integers.js';
+import { inexactIntegerIn, inexactIntegerProblem, jsonValueFault, numberOutOfRangeIn, numberOutOfRangeProblem } from './json-integers.js';
 
 test('an integer literal JSON.parse would change is found, with where it starts; integers it keeps as written are not', () => {
   assert.equal(inexactIntegerIn('{"n":9007199254740991,"m":-9007199254740991,"z":-0,"s":"9007199254740993"}'), undefined);
@@ -37,6 +37,24 @@ test('a number JSON.parse reads as Infinity (1e400) is found anywhere in the val
   // Nested past any recursion limit: walked without overflowing the stack.
   assert.equal(numberOutOfRangeIn(JSON.parse(`${'['.repeat(100_000)}1e999${']'.repeat(100_000)}`)), Infinity);
   assert.match(numberOutOfRangeProblem(-Infinity), /^JSON\.parse reads it as -Infinity, which JSON cannot carry \(it would be sent as null\)/);
+});
+
+test('a bound on nesting: a container deeper than it is a fault, scalars are at depth 0, the shallower fault is the one named', () => {
+  /** How deep `v` nests, as the API counts it (a scalar 0, `[]` 1). */
+  const depthOf = (v: unknown): number => (v === null || typeof v !== 'object' ? 0 : 1 + Math.max(0, ...(Array.isArray(v) ? v : Object.values(v)).map(depthOf)));
+  fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), fc.nat(8), (v, max) => {
+    const found = jsonValueFault(v, max);
+    if (depthOf(v) > max) assert.deepEqual(found, { fault: 'too-deep', maxDepth: max });
+    else assert.equal(found, undefined);
+  }));
+  assert.equal(jsonValueFault('x', 0), undefined);
+  assert.deepEqual(jsonValueFault([], 0), { fault: 'too-deep', maxDepth: 0 });
+  // Level by level: what is found first is the fault nearest the top.
+  assert.deepEqual(jsonValueFault({ deep: [[[1e999]]], shallow: -1e999 }, 8), { fault: 'out-of-range', number: -Infinity });
+  assert.deepEqual(jsonValueFault({ deep: [[[1e999]]] }, 2), { fault: 'too-deep', maxDepth: 2 });
+  assert.deepEqual(jsonValueFault([Infinity, [[[]]]], 2), { fault: 'out-of-range', number: Infinity });
+  // No bound given: only numbers are faults, however deep.
+  assert.equal(jsonValueFault(JSON.parse(`${'['.repeat(100_000)}1${']'.repeat(100_000)}`)), undefined);
 });
 
 test('digits inside strings, escaped quotes and backslashes included, are not numbers', () => {

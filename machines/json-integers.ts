@@ -62,21 +62,40 @@ export function inexactIntegerProblem(found: InexactInteger): string {
     + `a JSON number keeps integers exactly up to ±${LARGEST_EXACT_INTEGER}. Send it as a string`;
 }
 
+/** What makes a value JSON.parse gave unfit to pass on, found by jsonValueFault. */
+export type JsonValueFault =
+  /** A literal past the double range (`1e400`): JSON.parse reads it as ±Infinity, which JSON.stringify writes as null. */
+  | { fault: 'out-of-range'; number: number }
+  /** Objects or arrays nested deeper than the bound given. */
+  | { fault: 'too-deep'; maxDepth: number };
+
 /**
- * The first number in `value` (what JSON.parse gave) that JSON cannot carry, or undefined:
- * JSON.parse reads a literal past the double range (`1e400`) as ±Infinity, which
- * JSON.stringify writes as null, so it would be sent on as null; the API refuses such a body
- * itself ("holds a number out of range"). Iterative: a deeply nested text must not overflow the stack.
+ * The first fault of `value` (what JSON.parse gave), level by level, or undefined: a number
+ * JSON cannot carry, or a container deeper than `maxDepth` levels (a scalar is at depth 0, the
+ * values of a top-level object or array at 1). The API refuses both; the CLI and the console
+ * refuse the first before sending. Iterative on purpose: a recursive walk of a hostile 1 MiB
+ * `[[[[...` text would overflow the stack.
  */
-export function numberOutOfRangeIn(value: unknown): number | undefined {
-  const pending: unknown[] = [value];
-  while (pending.length > 0) {
-    const v = pending.pop();
-    if (typeof v === 'number' && !Number.isFinite(v)) return v;
-    if (v === null || typeof v !== 'object') continue;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) pending.push(child);
+export function jsonValueFault(value: unknown, maxDepth = Number.POSITIVE_INFINITY): JsonValueFault | undefined {
+  let level: unknown[] = [value];
+  for (let depth = 0; level.length > 0; depth++) {
+    const next: unknown[] = [];
+    for (const v of level) {
+      if (typeof v === 'number' && !Number.isFinite(v)) return { fault: 'out-of-range', number: v };
+      if (v === null || typeof v !== 'object') continue;
+      if (depth >= maxDepth) return { fault: 'too-deep', maxDepth };
+      // A loop, not push(...children): a 100k-element array would overflow the argument stack.
+      for (const child of Array.isArray(v) ? v : Object.values(v)) next.push(child);
+    }
+    level = next;
   }
   return undefined;
+}
+
+/** The first number in `value` (what JSON.parse gave) that JSON cannot carry, or undefined (see jsonValueFault). */
+export function numberOutOfRangeIn(value: unknown): number | undefined {
+  const found = jsonValueFault(value);
+  return found?.fault === 'out-of-range' ? found.number : undefined;
 }
 
 /** What a refusal says of `found` (from numberOutOfRangeIn), after "holds a number out of range". */

@@ -8,6 +8,7 @@
 import { AtsError } from '../engine/errors.js';
 import type { JobSpec } from '../engine/ports.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
+import { jsonValueFault } from '../machines/json-integers.js';
 import type { SubmitDefaults } from './deps.js';
 import { MAX_EPOCH_MS, type BackoffInput, type SubmitBody } from './schemas.js';
 
@@ -102,23 +103,12 @@ function toEpochMs(runAt: string | number, where: string): number {
 
 /**
  * Throws if `value` nests deeper than `max`, or holds a number JSON cannot
- * carry (`1e400` parses to Infinity and would be stored as null). Iterative
- * on purpose: a recursive walk of a hostile 1 MiB `[[[[...` body would
- * overflow the stack.
+ * carry (`1e400` parses to Infinity and would be stored as null).
  */
 export function checkPayload(value: unknown, max: number, where = 'body', field = 'payload'): void {
-  let level: unknown[] = [value];
-  for (let depth = 0; level.length > 0; depth++) {
-    const next: unknown[] = [];
-    for (const v of level) {
-      if (typeof v === 'number' && !Number.isFinite(v)) {
-        throw new AtsError('ATS_ERR_VALIDATION', `${where}/${field} holds a number out of range`);
-      }
-      if (v === null || typeof v !== 'object') continue;
-      if (depth >= max) throw new AtsError('ATS_ERR_VALIDATION', `${where}/${field} nests deeper than ${max} levels`);
-      // A loop, not push(...children): a 100k-element array would overflow the argument stack.
-      for (const child of Array.isArray(v) ? v : Object.values(v)) next.push(child);
-    }
-    level = next;
-  }
+  const found = jsonValueFault(value, max);
+  if (found === undefined) return;
+  throw new AtsError('ATS_ERR_VALIDATION', found.fault === 'out-of-range'
+    ? `${where}/${field} holds a number out of range`
+    : `${where}/${field} nests deeper than ${found.maxDepth} levels`);
 }
