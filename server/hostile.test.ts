@@ -54,6 +54,9 @@ const cases: Case[] = [
   { name: 'body not UTF-8 (a surrogate encoded as bytes)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
   { name: 'body not UTF-8 (cut inside a character)', req: json(Buffer.concat([Buffer.from('{"type":"demo.echo","payload":"'), Buffer.from([0xe2, 0x82]), Buffer.from('"}')])), status: 400, code: 'ATS_ERR_MALFORMED_JSON', says: /UTF-8/ },
   { name: 'text/plain body', req: { ...post(JSON.stringify(ok)), headers: { 'content-type': 'text/plain' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+  // Read as UTF-8 whatever the header said, a body in another charset would be broken JSON, or stored unlike the one sent.
+  { name: 'body in UTF-16, said so', req: { ...json(Buffer.from(JSON.stringify(ok), 'utf16le')), headers: { 'content-type': 'application/json; charset=utf-16' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /charset utf-16 .*UTF-8/ },
+  { name: 'body said to be Latin-1', req: { ...json(JSON.stringify(ok)), headers: { 'content-type': 'application/json; charset="ISO-8859-1"' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /charset ISO-8859-1 / },
   // The body is read as sent: a compressed one was refused as broken JSON, which it is not.
   { name: 'gzip body', req: { ...json(gzipSync(JSON.stringify(ok))), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /Content-Encoding gzip/ },
   { name: 'br body', req: { ...json(JSON.stringify(ok)), headers: { 'content-type': 'application/json', 'content-encoding': 'br' } }, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE', says: /Content-Encoding br/ },

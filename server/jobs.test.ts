@@ -82,13 +82,16 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     assert.deepEqual((await get(job.id)).payload, payload);
   });
 
-  test('a body sent as is (Content-Encoding identity, or the header empty) is read; one with a byte order mark too', async () => {
+  test('a body sent as is (Content-Encoding identity, or the header empty) is read; one with a byte order mark, or said to be UTF-8, too', async () => {
     const body = JSON.stringify({ type: 'demo.echo', payload: { é: '€' }, queue: randomQueue() });
     for (const [payload, headers] of [
       [body, { 'content-type': 'application/json', 'content-encoding': 'identity' }],
       [body, { 'content-type': 'application/json', 'content-encoding': 'Identity' }],
       [body, { 'content-type': 'application/json', 'content-encoding': '' }],
       [Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]), { 'content-type': 'application/json' }],
+      [body, { 'content-type': 'application/json; charset=utf-8' }],
+      [body, { 'content-type': 'application/json;charset="UTF-8"' }],
+      [body, { 'content-type': 'application/json; charset=utf8' }],
     ] as const) {
       const r = await t.app.inject({ method: 'POST', url: '/v1/jobs', payload, headers });
       assert.equal(r.statusCode, 201, r.body);

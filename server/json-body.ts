@@ -4,7 +4,8 @@
  * `constructor.prototype`, anywhere in the body is an error, never an object
  * that later pollutes a prototype. This wrapper only tells the two failures
  * apart, so a caller learns whether the JSON was broken or a key was refused,
- * and refuses a body that is compressed (Content-Encoding), not UTF-8, the
+ * and refuses a body that is compressed (Content-Encoding) or said to be in
+ * another charset than UTF-8 (both a 415), one whose bytes are not UTF-8, the
  * JSON null, or one holding an integer JSON.parse would not give back as
  * written (machines/json-integers.ts).
  */
@@ -24,6 +25,11 @@ export function installJsonParser(app: FastifyInstance): void {
     const coding = encoding?.trim().toLowerCase();
     if (encoding !== undefined && coding !== '' && coding !== 'identity') {
       return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${cutText(encoding, 50)} is not supported: send the body uncompressed`), undefined);
+    }
+    // Read as UTF-8 whatever the header said, a body in another charset would be broken JSON, or stored unlike the one sent.
+    const charset = charsetOf(request.headers['content-type']);
+    if (charset !== undefined && !UTF8_NAMES.has(charset.toLowerCase())) {
+      return done(new AtsError('ATS_ERR_UNSUPPORTED_MEDIA_TYPE', `A body in charset ${cutText(charset, 50)} is not read: send it as UTF-8 (charset=utf-8, or none)`), undefined);
     }
     if (bytes.length === 0) return done(new AtsError('ATS_ERR_MALFORMED_JSON', 'The request body is empty'), undefined);
     // JSON is UTF-8 (RFC 8259). Decoded loosely, each bad byte would become U+FFFD: a body kept unlike the one sent.
@@ -57,6 +63,19 @@ function classify(text: string): AtsError {
   return new AtsError('ATS_ERR_VALIDATION', 'The request body holds a forbidden key (__proto__ or constructor.prototype)');
 }
 
+/** The charset parameter of a Content-Type header, unquoted, or undefined when it has none. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  for (const param of (contentType ?? '').split(';').slice(1)) {
+    const eq = param.indexOf('=');
+    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const value = param.slice(eq + 1).trim();
+    return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+  }
+  return undefined;
+}
+
+/** The names of UTF-8 a Content-Type may give (lowercased). */
+const UTF8_NAMES = new Set(['utf-8', 'utf8']);
 const ERR_JSON = 'The request body is not valid JSON';
 /** Strict: a byte sequence that is not UTF-8 throws. A leading byte order mark is dropped, as before. */
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
