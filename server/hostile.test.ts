@@ -88,8 +88,10 @@ const cases: Case[] = [
   { name: 'timeoutMs as a boolean', req: post({ ...ok, timeoutMs: true }), status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'runAt not a date', req: post({ ...ok, runAt: 'tomorrow' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /runAt/ },
   { name: 'runAt without a time zone', req: post({ ...ok, runAt: '2030-01-01T00:00:00' }), status: 400, code: 'ATS_ERR_VALIDATION' },
-  { name: 'runAt negative', req: post({ ...ok, runAt: -1 }), status: 400, code: 'ATS_ERR_VALIDATION' },
-  { name: 'runAt beyond year 9999', req: post({ ...ok, runAt: 1e16 }), status: 400, code: 'ATS_ERR_VALIDATION' },
+  // runAt is one of two shapes: the refusal names both, not only the first ("must be string" of a number).
+  { name: 'runAt negative', req: post({ ...ok, runAt: -1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /^body\/runAt must be string or must be >= 0$/ },
+  { name: 'runAt a fraction of a millisecond', req: post({ ...ok, runAt: 1.5 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /^body\/runAt must be string or must be integer$/ },
+  { name: 'runAt beyond year 9999', req: post({ ...ok, runAt: 1e16 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /^body\/runAt must be string or must be <= 253402300799999$/ },
   { name: 'backoff of an unknown kind', req: post({ ...ok, backoff: { kind: 'linear', delayMs: 5 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /backoff/ },
   { name: 'backoff missing maxMs', req: post({ ...ok, backoff: { kind: 'exponential', baseMs: 10 } }), status: 400, code: 'ATS_ERR_VALIDATION', says: /maxMs/ },
   { name: 'backoff maxMs < baseMs', req: post({ ...ok, backoff: { kind: 'exponential', baseMs: 100, maxMs: 10 } }), status: 400, code: 'ATS_ERR_VALIDATION' },

@@ -132,6 +132,12 @@ export function formatValidationError(errors: FastifySchemaValidationError[], da
   if (e.keyword === 'enum') {
     return new Error(`${where} must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
   }
+  // A value of one of several shapes (anyOf: runAt is a date-time or epoch ms) failed each: name what each
+  // asked, not only the first ("must be string" of a number that was out of range).
+  const alternatives = errors.some((o) => o.keyword === 'anyOf' && o.instancePath === e.instancePath)
+    ? [...new Set(errors.filter((o) => o.keyword !== 'anyOf' && o.instancePath === e.instancePath).map((o) => o.message ?? 'is not valid'))]
+    : [];
+  if (alternatives.length > 1) return new Error(`${where} ${alternatives.join(' or ')}`);
   return new Error(`${where} ${e.message ?? 'is not valid'}`);
 }
 
