@@ -28,7 +28,7 @@ import { OUTBOX_ID_HEADER, TOPICS, type JobProgress, type LogMessage } from '../
 import { progressJson } from '../engine/progress.js';
 import { toLogMessage } from '../engine/relay.js';
 import { transitionsOf } from '../engine/transition-records.js';
-import { progressMessage } from '../server/stream/protocol.js';
+import { QUERY_KEYS, progressMessage } from '../server/stream/protocol.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi, assertRefused, editRecord } from './helpers/asyncapi.js';
 import { NO_SUCH_INSTANCE, SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages, workflowMessageSamples } from './helpers/sample-messages.js';
 
@@ -200,6 +200,16 @@ describe('the messages the engine builds match docs/asyncapi.yaml', () => {
     const one = packedSampleMessages(() => 0);
     assert.equal(asyncApi().assertRecords(one).get('transitions'), 1);
     assert.equal(jobsOf(one.find(isPacked)!).size, 5);
+  });
+});
+
+describe('the stream\'s subscription in docs/asyncapi.yaml is the one the server takes', () => {
+  it('the query binding names every parameter the stream takes, and no other is let through', () => {
+    const query = asyncApi().at('#/channels/stream/bindings/ws/query') as { properties: Record<string, unknown>; additionalProperties?: unknown; description: string };
+    assert.deepEqual(Object.keys(query.properties).sort(), [...QUERY_KEYS].sort());
+    // The server refuses any other parameter (ATS_ERR_VALIDATION): a misspelt `state` must not widen a subscription unseen.
+    assert.equal(query.additionalProperties, false);
+    assert.doesNotMatch(query.description, /ignored/);
   });
 });
 

@@ -223,8 +223,8 @@ function parseStats(raw: Record<string, unknown>): Parsed<ClientMessage> {
 
 const JOB_FIELDS = ['jobId', 'type', 'queue', 'states'] as const;
 const WORKFLOW_FIELDS = ['workflows', 'workflowId', 'workflowName'] as const;
-/** What the stream's query string takes: a subscribe's fields. */
-const QUERY_KEYS = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
+/** What the stream's query string takes: a subscribe's fields (docs/asyncapi.yaml names them too). */
+export const QUERY_KEYS = [...JOB_FIELDS, ...WORKFLOW_FIELDS, 'cursor'] as const;
 
 /** A filter object as sent in a subscribe message. */
 export function parseFilter(raw: unknown): Parsed<StreamFilter> {
