@@ -28,7 +28,7 @@ import { OUTBOX_ID_HEADER, TOPICS, type JobProgress, type LogMessage } from '../
 import { progressJson } from '../engine/progress.js';
 import { toLogMessage } from '../engine/relay.js';
 import { transitionsOf } from '../engine/transition-records.js';
-import { QUERY_KEYS, progressMessage } from '../server/stream/protocol.js';
+import { QUERY_KEYS, parseClientMessage, progressMessage } from '../server/stream/protocol.js';
 import { ASYNCAPI_PATH, AsyncApiContract, CODE_TOPICS, asyncApi, assertRefused, editRecord } from './helpers/asyncapi.js';
 import { NO_SUCH_INSTANCE, SAMPLE_PARTITIONS, packedSampleMessages, sampleMessages, workflowMessageSamples } from './helpers/sample-messages.js';
 
@@ -210,6 +210,21 @@ describe('the stream\'s subscription in docs/asyncapi.yaml is the one the server
     // The server refuses any other parameter (ATS_ERR_VALIDATION): a misspelt `state` must not widen a subscription unseen.
     assert.equal(query.additionalProperties, false);
     assert.doesNotMatch(query.description, /ignored/);
+  });
+
+  it('a filter the document allows is one the server takes, and one it refuses the server refuses', () => {
+    const contract = asyncApi();
+    const filters: Array<Record<string, unknown>> = [
+      {}, { type: 'email.send' }, { queue: 'default' }, { type: 'a'.repeat(200) }, { workflowName: 'order.fulfil' }, { workflowName: 'w'.repeat(100) },
+      { type: 'email send' }, { queue: 'caf\u00e9' }, { type: '\u2713' }, { queue: 'a/b' }, { type: 'a'.repeat(201) }, { queue: '' },
+      { workflowName: 'w'.repeat(101) }, { workflowName: 'a b' },
+    ];
+    for (const filter of filters) {
+      const message = { op: 'subscribe', filter };
+      const text = JSON.stringify(message);
+      const server = parseClientMessage(text, Buffer.byteLength(text), 16_384).ok;
+      assert.equal(contract.checkStreamMessage(message, 'receive').ok, server, `${text.slice(0, 120)}: the server ${server ? 'takes' : 'refuses'} it`);
+    }
   });
 });
 

@@ -83,6 +83,24 @@ describe('client messages', () => {
     assert.equal(codeOf({ op: 'subscribe', cursor: 'garbage' }), 'ATS_ERR_BAD_CURSOR');
   });
 
+  it('refuses a type, queue or workflow name no job or instance can have, as REST\'s filters do, by message and in the query string', () => {
+    // Each of these would subscribe to nothing, for ever: a typo the client is never told of.
+    const names = ['email send', 'caf\u00e9', '\u2713', 'a\u0000b', 'a/b', 'a'.repeat(201)];
+    for (const name of names) {
+      for (const filter of [{ type: name }, { queue: name }, { workflowName: name }]) {
+        assert.equal(codeOf({ op: 'subscribe', filter }), 'ATS_ERR_VALIDATION', JSON.stringify(filter));
+        const q = parseQuerySubscribe(filter);
+        assert.ok(q && !q.ok && q.error.code === 'ATS_ERR_VALIDATION', `query ${JSON.stringify(filter)}`);
+      }
+    }
+    // A workflow's name is at most 100 characters (defineWorkflow, GET /v1/workflows?name=).
+    assert.equal(codeOf({ op: 'subscribe', filter: { workflowName: 'w'.repeat(101) } }), 'ATS_ERR_VALIDATION');
+    // The longest names that can exist are taken.
+    for (const filter of [{ type: 'a'.repeat(200) }, { queue: 'q.Z_9:-'.repeat(28) }, { workflowName: 'w'.repeat(100) }]) {
+      assert.equal(codeOf({ op: 'subscribe', filter }), 'ok', JSON.stringify(filter));
+    }
+  });
+
   it('parses workflow filters: workflowId and workflowName imply workflows, with a workflow cursor', () => {
     const cursor = encodeStreamCursor(4, 'workflows');
     assert.deepEqual(parse({ op: 'subscribe', filter: { workflows: true } }), { ok: true, value: { op: 'subscribe', filter: { workflows: true } } });

@@ -4,6 +4,7 @@
  * becomes an `error` message for that client, never a crash.
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
+import { MAX_NAME_CHARS, NAME_PATTERN } from '../../machines/job-bounds.js';
 import { ERRORS, isAtsError, quoteCut, type ErrorCode } from '../../engine/errors.js';
 import type { JobProgress, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
 import type { WorkflowStatus } from '../../machines/workflow.js';
@@ -168,7 +169,16 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; error: ProtocolErr
 export const MIN_STATS_EVERY_MS = 250;
 /** Longest `everyMs` for periodic stats (an hour). */
 export const MAX_STATS_EVERY_MS = 3_600_000;
-const MAX_NAME = 255;
+/**
+ * A type or queue is 1 to MAX_NAME_CHARS of NAME_PATTERN, a workflow's name 1 to
+ * MAX_WORKFLOW_NAME of it, as REST's filters take them (server/schemas.ts): a
+ * name no job or instance can have would subscribe to nothing, unseen.
+ */
+const NAME = new RegExp(NAME_PATTERN);
+/** The longest workflow name (defineWorkflow; `GET /v1/workflows?name=`). */
+const MAX_WORKFLOW_NAME = 100;
+const nameProblem = (field: string, what: string, v: unknown, max: number): string | null =>
+  typeof v === 'string' && v.length >= 1 && v.length <= max && NAME.test(v) ? null : `${field} must be ${what}: 1 to ${max} of A-Z a-z 0-9 . _ : -`;
 /** The most of a message's own text an error quotes: a frame may hold 16 KiB of it. */
 const MAX_QUOTED = 50;
 const quoted = (text: string): string => quoteCut(text, MAX_QUOTED);
@@ -246,8 +256,9 @@ export function parseFilter(raw: unknown): Parsed<StreamFilter> {
   for (const key of ['type', 'queue'] as const) {
     const v = raw[key];
     if (v === undefined) continue;
-    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_NAME) return fail('ATS_ERR_VALIDATION', `filter.${key} must be a string of 1 to ${MAX_NAME} characters`);
-    filter[key] = v;
+    const problem = nameProblem(`filter.${key}`, key === 'type' ? 'a job type' : 'a queue name', v, MAX_NAME_CHARS);
+    if (problem !== null) return fail('ATS_ERR_VALIDATION', problem);
+    filter[key] = v as string;
   }
   if (raw.states !== undefined) {
     const states = raw.states;
@@ -272,8 +283,9 @@ function parseWorkflowFilter(raw: Record<string, unknown>): Parsed<StreamFilter>
   }
   const name = raw.workflowName;
   if (name !== undefined) {
-    if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME) return fail('ATS_ERR_VALIDATION', `filter.workflowName must be a string of 1 to ${MAX_NAME} characters`);
-    filter.workflowName = name;
+    const problem = nameProblem('filter.workflowName', 'a workflow name', name, MAX_WORKFLOW_NAME);
+    if (problem !== null) return fail('ATS_ERR_VALIDATION', problem);
+    filter.workflowName = name as string;
   }
   return ok(filter);
 }
