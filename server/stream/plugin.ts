@@ -120,8 +120,15 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
       url: '/v1/stream',
       schema: { hide: true },
       // After the auth hook (request.principal is known), before the upgrade is accepted.
-      preHandler: async (request) => {
+      preHandler: async (request, reply) => {
         if (!request.ws) return;
+        // ws would refuse these itself, with a bare text/html 400 and no code: refused here as the API refuses bad input.
+        const problem = handshakeProblem(request.headers);
+        if (problem) {
+          if (problem.header === 'Sec-WebSocket-Version') reply.header('sec-websocket-version', '13, 8');
+          reply.header('connection', 'close');
+          throw new AtsError('ATS_ERR_VALIDATION', problem.message);
+        }
         const giveBack = slots.take(holderOf(request), tenantOfKey(request));
         release.set(request.raw, giveBack);
         const tcp = request.raw.socket as Socket | undefined;
@@ -164,6 +171,40 @@ export function streamPlugin(deps: StreamDeps): StreamPlugin {
       return n;
     },
   });
+}
+
+/** A subprotocol's name: an HTTP token (RFC 7230). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** ws's key check: 16 bytes in base64. */
+const HANDSHAKE_KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+/**
+ * What is wrong with an upgrade request's WebSocket headers, or null: the
+ * checks ws's `handleUpgrade` makes before it accepts one (which it answers
+ * with a bare text/html 400, no error code), made before the upgrade so that
+ * the client gets the API's JSON error (a 400 ATS_ERR_VALIDATION) instead.
+ */
+export function handshakeProblem(headers: Readonly<Record<string, string | string[] | undefined>>): { header: string; message: string } | null {
+  const one = (name: string): string | undefined => {
+    const v = headers[name];
+    return Array.isArray(v) ? v.join(', ') : v;
+  };
+  if (one('upgrade')?.toLowerCase() !== 'websocket') return { header: 'Upgrade', message: 'The stream takes an Upgrade: websocket request' };
+  if (!HANDSHAKE_KEY.test(one('sec-websocket-key') ?? '')) {
+    return { header: 'Sec-WebSocket-Key', message: 'A WebSocket upgrade needs a Sec-WebSocket-Key header of 16 bytes in base64' };
+  }
+  const version = one('sec-websocket-version');
+  if (version !== '13' && version !== '8') {
+    return { header: 'Sec-WebSocket-Version', message: 'A WebSocket upgrade needs a Sec-WebSocket-Version header of 13 (or 8)' };
+  }
+  const offered = one('sec-websocket-protocol');
+  if (offered !== undefined) {
+    const names = offered.split(',').map((p) => p.replace(/^[ \t]+|[ \t]+$/g, ''));
+    if (!names.every((p) => TOKEN.test(p)) || new Set(names).size !== names.length) {
+      return { header: 'Sec-WebSocket-Protocol', message: 'The Sec-WebSocket-Protocol header must be a comma-separated list of distinct subprotocol names' };
+    }
+  }
+  return null;
 }
 
 /** How long clients get to answer the 1001 close before their sockets are cut. */
