@@ -90,6 +90,30 @@ describe('an answer that is not the API\'s', () => {
       assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
     }
   });
+
+  test('a read or a delete answered 200 with JSON of another shape: "unexpected answer from <url>" naming what is missing, exit 1, --json too', async () => {
+    // Lists that are no lists, of items that are not the API's; a 200 with a body where a delete is answered 204.
+    const bodies = ['{}', '[]', 'null', '{"items":"x"}',
+      JSON.stringify(Object.fromEntries(['jobs', 'workflows', 'events', 'schedules', 'limits', 'workers', 'types'].map((k) => [k, 'x']))),
+      JSON.stringify({ ...Object.fromEntries(['jobs', 'workflows', 'events', 'schedules', 'limits', 'workers', 'types'].map((k) => [k, [{}]])), mode: 'off' })];
+    let body = '';
+    const local = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+    const at = await listenLocal(local);
+    after(() => local.close());
+    const ID = '01J00000000000000000000001';
+    const reads = [['ls'], ['workers'], ['insights'], ['schedule', 'ls'], ['limits', 'ls'], ['workflow', 'ls'], ['workflow', 'history', ID]];
+    const commands = [...reads, ...reads.map((a) => [...a, '--json']), ['schedule', 'rm', 's'], ['limits', 'rm', 'k']];
+    for (body of bodies) {
+      const results = await Promise.all(commands.map((args) => ats([...args, '--url', at])));
+      results.forEach((r, i) => {
+        const what = `${commands[i]!.join(' ')} answered ${body}: ${r.stderr}`;
+        assert.equal(r.code, 1, what);
+        assert.equal(r.stdout, '', what);
+        assert.match(r.stderr, new RegExp(`^ats: unexpected answer from ${at.replace(/\./g, '\\.')}: .*\\(not an ats server\\?\\)`), what);
+        assert.doesNotMatch(r.stderr, /Cannot read|is not a function|is not iterable|undefined|^\s+at /m, what);
+      });
+    }
+  });
 });
 
 /** The `n`th job a stand-in server lists (from 1), with its history: ids and times grow with `n`. */

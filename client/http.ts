@@ -42,6 +42,13 @@ export interface CallOptions {
   timeoutMs?: number | undefined;
   /** Fields a success's JSON object must hold as strings (an answer without them is not the server's: an error). @defaultValue none */
   expect?: readonly string[] | undefined;
+  /**
+   * A list a success's JSON object must hold (`jobs` of a page), each item an object holding `fields` as strings
+   * (an answer without it is not the server's: an error). @defaultValue none
+   */
+  expectList?: { name: string; fields: readonly string[] } | undefined;
+  /** A success must be 204 without a body, as the API answers a delete (any other is not the server's: an error). @defaultValue false */
+  expectNoContent?: boolean | undefined;
 }
 
 export interface Answer<T> {
@@ -220,6 +227,9 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   if (!res.ok) {
     throw toApiError(res.status, text, res.headers.get('location'), res.headers.get('retry-after'));
   }
+  if (opts.expectNoContent && res.status !== 204) {
+    throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered ${res.status}, where the API answers 204 without a body (not an ats server?): ${text.slice(0, 200)}`);
+  }
   if (res.status === 204) return { status: res.status, body: undefined as T };
   let body: unknown;
   try {
@@ -227,11 +237,31 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   } catch {
     throw new ApiError(res.status, `HTTP_${res.status}`, `expected JSON from ${method} ${path}, got: ${text.slice(0, 200)}`);
   }
-  const missing = opts.expect?.find((f) => !(body !== null && typeof body === 'object' && typeof (body as Record<string, unknown>)[f] === 'string'));
-  if (missing !== undefined) {
-    throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered without a string "${missing}" (not an ats server?): ${text.slice(0, 200)}`);
+  const problem = shapeProblem(body, opts);
+  if (problem !== undefined) {
+    throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered ${problem} (not an ats server?): ${text.slice(0, 200)}`);
   }
   return { status: res.status, body: body as T };
+}
+
+/** The field of `value` that is not a string as `fields` asks (`without a string "id"`), or undefined when none. */
+function missingString(value: unknown, fields: readonly string[]): string | undefined {
+  const missing = fields.find((f) => !(value !== null && typeof value === 'object' && typeof (value as Record<string, unknown>)[f] === 'string'));
+  return missing === undefined ? undefined : `without a string "${missing}"`;
+}
+
+/** What a success's JSON lacks of what `expect` and `expectList` ask, or undefined when it has it all. */
+function shapeProblem(body: unknown, opts: CallOptions): string | undefined {
+  const missing = missingString(body, opts.expect ?? []);
+  if (missing !== undefined || !opts.expectList) return missing;
+  const { name, fields } = opts.expectList;
+  const list = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)[name] : undefined;
+  if (!Array.isArray(list)) return `without a list "${name}"`;
+  for (const [i, item] of list.entries()) {
+    const lacks = missingString(item, fields);
+    if (lacks !== undefined) return `a "${name}" whose item ${i} is ${lacks}`;
+  }
+  return undefined;
 }
 
 /** A redirect not followed: its 3xx (in Node), or the opaque answer a browser gives in its place (status 0). */

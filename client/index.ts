@@ -40,6 +40,8 @@ const JOB_FIELDS = ['id', 'state'] as const;
 const WORKFLOW_FIELDS = ['id', 'status'] as const;
 const SCHEDULE_FIELDS = ['name', 'cron'] as const;
 const LIMIT_FIELDS = ['key'] as const;
+/** An instance's history (a page of `events`): each event's `type` and `status`. */
+const EVENT_LIST = { name: 'events', fields: ['type', 'status'] } as const;
 
 export interface ClientOptions {
   /** The server, e.g. `http://localhost:3000` (a trailing slash is dropped). */
@@ -361,7 +363,7 @@ export class AtsClient {
 
   /** One page of `GET /v1/jobs` (newest first); pass its `nextCursor` as `cursor` for the next. */
   async listPage(query: ListQuery = {}, opts: RequestOptions = {}): Promise<JobPage> {
-    return (await call<JobPage>(this.http, 'GET', withQuery('/v1/jobs', query), opts)).body;
+    return (await call<JobPage>(this.http, 'GET', withQuery('/v1/jobs', query), { ...opts, expectList: { name: 'jobs', fields: JOB_FIELDS } })).body;
   }
 
   /** Every page of `GET /v1/jobs` matching `filter`, newest first, following the cursors. */
@@ -416,7 +418,7 @@ export class AtsClient {
    */
   async delete(id: string, opts: RequestOptions = {}): Promise<void> {
     try {
-      await call<void>(this.http, 'DELETE', jobPath(id), opts);
+      await call<void>(this.http, 'DELETE', jobPath(id), { ...opts, expectNoContent: true });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_JOB_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
@@ -468,7 +470,7 @@ export class AtsClient {
 
   /** One page of `GET /v1/workflows` (newest first); pass its `nextCursor` as `cursor` for the next. */
   async listWorkflows(query: WorkflowListQuery = {}, opts: RequestOptions = {}): Promise<WorkflowPage> {
-    return (await call<WorkflowPage>(this.http, 'GET', withQuery('/v1/workflows', query), opts)).body;
+    return (await call<WorkflowPage>(this.http, 'GET', withQuery('/v1/workflows', query), { ...opts, expectList: { name: 'workflows', fields: WORKFLOW_FIELDS } })).body;
   }
 
   /**
@@ -479,7 +481,7 @@ export class AtsClient {
   async workflowEvents(id: string, opts: RequestOptions & { last?: number } = {}): Promise<WorkflowEvent[]> {
     const { last, ...request } = opts;
     if (last !== undefined) {
-      return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events?last=${encodeURIComponent(String(last))}`, request)).body.events;
+      return (await call<WorkflowEventPage>(this.http, 'GET', `${workflowPath(id)}/events?last=${encodeURIComponent(String(last))}`, { ...request, expectList: EVENT_LIST })).body.events;
     }
     const events: WorkflowEvent[] = [];
     for (let after: number | undefined, more = true; more;) {
@@ -500,7 +502,7 @@ export class AtsClient {
    */
   async workflowEventsPage(id: string, opts: RequestOptions & { after?: number; limit?: number } = {}): Promise<WorkflowEventPage> {
     const { after, limit, ...request } = opts;
-    return (await call<WorkflowEventPage>(this.http, 'GET', withQuery(`${workflowPath(id)}/events`, { after, limit }), request)).body;
+    return (await call<WorkflowEventPage>(this.http, 'GET', withQuery(`${workflowPath(id)}/events`, { after, limit }), { ...request, expectList: EVENT_LIST })).body;
   }
 
   /**
@@ -562,7 +564,7 @@ export class AtsClient {
 
   /** `GET /v1/schedules`: every schedule, by name (at most 1,000). */
   async listSchedules(opts: RequestOptions = {}): Promise<Schedule[]> {
-    return (await call<ScheduleList>(this.http, 'GET', '/v1/schedules', opts)).body.schedules;
+    return (await call<ScheduleList>(this.http, 'GET', '/v1/schedules', { ...opts, expectList: { name: 'schedules', fields: SCHEDULE_FIELDS } })).body.schedules;
   }
 
   /** `GET /v1/schedules/:name`: the schedule with its next run times (none while paused) and its recent ticks, newest first. */
@@ -585,7 +587,7 @@ export class AtsClient {
    */
   async deleteSchedule(name: string, opts: RequestOptions = {}): Promise<void> {
     try {
-      await call<void>(this.http, 'DELETE', schedulePath(name), opts);
+      await call<void>(this.http, 'DELETE', schedulePath(name), { ...opts, expectNoContent: true });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_SCHEDULE_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
@@ -603,7 +605,7 @@ export class AtsClient {
 
   /** `GET /v1/limits`: every limit, by key (at most 1,000), each with the attempts of its key running now. */
   async listLimits(opts: RequestOptions = {}): Promise<Limit[]> {
-    return (await call<LimitList>(this.http, 'GET', '/v1/limits', opts)).body.limits;
+    return (await call<LimitList>(this.http, 'GET', '/v1/limits', { ...opts, expectList: { name: 'limits', fields: LIMIT_FIELDS } })).body.limits;
   }
 
   /** `GET /v1/limits/:key`: the key's limit and its attempts running now; 404 ATS_ERR_LIMIT_NOT_FOUND when it has none. */
@@ -618,7 +620,7 @@ export class AtsClient {
    */
   async deleteLimit(key: string, opts: RequestOptions = {}): Promise<void> {
     try {
-      await call<void>(this.http, 'DELETE', limitPath(key), opts);
+      await call<void>(this.http, 'DELETE', limitPath(key), { ...opts, expectNoContent: true });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'ATS_ERR_LIMIT_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
@@ -638,7 +640,7 @@ export class AtsClient {
 
   /** `GET /v1/keys` (admin scope): the caller's tenant's keys, revoked ones too, newest first (at most 1,000); never a secret. */
   async listKeys(opts: RequestOptions = {}): Promise<ApiKey[]> {
-    return (await call<ApiKeyList>(this.http, 'GET', '/v1/keys', opts)).body.keys;
+    return (await call<ApiKeyList>(this.http, 'GET', '/v1/keys', { ...opts, expectList: { name: 'keys', fields: ['id', 'tenant'] } })).body.keys;
   }
 
   /**
@@ -656,13 +658,13 @@ export class AtsClient {
    * ATS_ERR_KEY_NOT_FOUND when the tenant has no key of this id.
    */
   async revokeKey(id: string, opts: RequestOptions = {}): Promise<void> {
-    await call<void>(this.http, 'DELETE', keyPath(id), opts);
+    await call<void>(this.http, 'DELETE', keyPath(id), { ...opts, expectNoContent: true });
   }
 
   /** `GET /v1/audit` (admin scope): the caller's tenant's audit entries, newest first (`limit`: default 100, at most 1,000). */
   async listAudit(query: { limit?: number | undefined } = {}, opts: RequestOptions = {}): Promise<AuditEntry[]> {
     const qs = query.limit === undefined ? '' : `?limit=${encodeURIComponent(String(query.limit))}`;
-    return (await call<AuditLog>(this.http, 'GET', `/v1/audit${qs}`, opts)).body.entries;
+    return (await call<AuditLog>(this.http, 'GET', `/v1/audit${qs}`, { ...opts, expectList: { name: 'entries', fields: ['action', 'target'] } })).body.entries;
   }
 
   /**
@@ -680,12 +682,12 @@ export class AtsClient {
    * worker registry answers 404 ATS_ERR_ROUTE_NOT_FOUND.
    */
   async listWorkers(opts: RequestOptions = {}): Promise<Worker[]> {
-    return (await call<WorkerList>(this.http, 'GET', '/v1/workers', opts)).body.workers;
+    return (await call<WorkerList>(this.http, 'GET', '/v1/workers', { ...opts, expectList: { name: 'workers', fields: ['id'] } })).body.workers;
   }
 
   /** `GET /v1/insights`: what the advisor learned per job type and queue, and what it changes (docs/advisor.md). */
   async insights(opts: RequestOptions = {}): Promise<Insights> {
-    return (await call<Insights>(this.http, 'GET', '/v1/insights', opts)).body;
+    return (await call<Insights>(this.http, 'GET', '/v1/insights', { ...opts, expect: ['mode'], expectList: { name: 'types', fields: ['type', 'queue'] } })).body;
   }
 
   /** `GET /v1/machine`: the job machine's states and edges. */
