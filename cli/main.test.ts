@@ -116,6 +116,35 @@ describe('an answer that is not the API\'s', () => {
   });
 });
 
+describe('a filter\'s name the API would refuse', () => {
+  test('ats ls and ats watch refuse --type and --queue alike (and workflow ls --name): exit 2 naming the option, nothing sent', async () => {
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"code":"ATS_ERR_ROUTE_NOT_FOUND","message":"No route"}');
+    });
+    const url = await listenLocal(server);
+    after(() => server.close());
+    const runs = [];
+    for (const bad of ['bad type', 'caf\u00e9', 'a/b', 'x'.repeat(201)]) {
+      for (const args of [['ls', '--type', bad], ['ls', '--queue', bad], ['watch', '--type', bad], ['watch', '--queue', bad], ['workflow', 'ls', '--name', bad]]) {
+        runs.push(ats([...args, '--url', url]).then((r) => ({ args, r })));
+      }
+    }
+    for (const { args, r } of await Promise.all(runs)) {
+      const option = args.at(-2)!;
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^ats: ${option} must be 1 to \\d+ of A-Z a-z 0-9 \\. _ : -, got "`), args.join(' '));
+      assert.match(r.stderr, /^usage: ats /m);
+    }
+    assert.equal(requests, 0, 'nothing sent');
+    // Names the API takes are taken (the answer, a 404 here, is the server's).
+    const good = await ats(['ls', '--type', 'demo.echo', '--queue', 'q:1_-', '--url', url]);
+    assert.equal(good.code, 1, good.stderr);
+    assert.match(good.stderr, /^ATS_ERR_ROUTE_NOT_FOUND/);
+  });
+});
+
 /** The `n`th job a stand-in server lists (from 1), with its history: ids and times grow with `n`. */
 const job = (n: number) => {
   const id = `01J${String(n).padStart(23, '0')}`;

@@ -659,7 +659,7 @@ export type LimitList = Static<typeof LimitList>;
 // ---------------------------------------------------------------- workflows
 
 /** A workflow's name as `defineWorkflow` takes it (machines/workflow.ts). */
-const MAX_WORKFLOW_NAME = 100;
+export const MAX_WORKFLOW_NAME = 100;
 /** The longest event type a signal may have (machines/workflow.ts `isUserEventType`). */
 export const MAX_EVENT_TYPE_CHARS = 200;
 const WorkflowId = Type.String({ pattern: ULID_PATTERN, description: 'Workflow instance id (ULID)', minLength: 26, maxLength: 26 });

@@ -1,6 +1,6 @@
 /** `ats ls [--state S] [--type T] [--queue Q] [--limit N] [--cursor C] [--json]`: jobs, newest first, as a table. */
 import { JOB_STATES, type ListQuery } from '../client.js';
-import { int, oneOf, str } from './args.js';
+import { int, nameOption, oneOf, str } from './args.js';
 import { jobTable, moreHint } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
 
@@ -20,7 +20,7 @@ export const lsSpec: CommandSpec = {
 
 export const lsCommand = clientCommand(lsSpec, async ({ client, values }) => {
   const query: ListQuery = {
-    state: oneOf(values, 'state', JOB_STATES)?.[0] as ListQuery['state'], type: str(values, 'type'), queue: str(values, 'queue'),
+    state: oneOf(values, 'state', JOB_STATES)?.[0] as ListQuery['state'], type: nameOption(values, 'type'), queue: nameOption(values, 'queue'),
     limit: int(values, 'limit', 1, 500), cursor: str(values, 'cursor'),
   };
   const page = await client.listPage(query);

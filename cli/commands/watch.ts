@@ -32,7 +32,7 @@
  */
 import { ApiError, isTerminal, JOB_STATES, UnreachableError, type AtsClient, type Job, type JobDetail, type JobEvent } from '../client.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { oneOf, str } from './args.js';
+import { nameOption, oneOf, str } from './args.js';
 import { repeat, trySubscribe, waitOut } from './follow.js';
 import { transitionLine } from './output.js';
 import { clientCommand, err, out, type CommandSpec } from './run.js';
@@ -82,8 +82,8 @@ function interrupted(): { stopped: Promise<void>; dispose(): void } {
 export const watchCommand = clientCommand(watchSpec, async ({ client, values }) => {
   const filter: StreamFilter = {};
   const job = str(values, 'job');
-  const type = str(values, 'type');
-  const queue = str(values, 'queue');
+  const type = nameOption(values, 'type');
+  const queue = nameOption(values, 'queue');
   const states = oneOf(values, 'state', JOB_STATES, { many: true });
   if (job) filter.jobId = job;
   if (type) filter.type = type;

@@ -6,8 +6,9 @@
  */
 import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, WorkflowVerification } from '../../client/index.js';
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
+import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
-import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
+import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { moreHint, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
@@ -245,7 +246,7 @@ const startCommand = clientCommand(workflowStartSpec, async ({ client, values, p
 
 const lsCommand = clientCommand(workflowLsSpec, async ({ client, values }) => {
   const query: WorkflowListQuery = {
-    name: str(values, 'name'), status: oneOf(values, 'status', WORKFLOW_STATUSES)?.[0] as WorkflowListQuery['status'],
+    name: nameOption(values, 'name', MAX_WORKFLOW_NAME), status: oneOf(values, 'status', WORKFLOW_STATUSES)?.[0] as WorkflowListQuery['status'],
     limit: int(values, 'limit', 1, 500), cursor: str(values, 'cursor'),
   };
   const page = await client.listWorkflows(query);
