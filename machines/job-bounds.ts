@@ -36,6 +36,10 @@ export const DEFAULT_JITTER: ExponentialBackoff['jitter'] = 'full';
 /** A job type or queue name. */
 const A_NAME = new RegExp(NAME_PATTERN);
 
+/** Whether `text` is a name of NAME_PATTERN of at most `max` characters (a job type, a queue; a workflow's name with its own `max`). */
+export const isName = (text: unknown, max: number = MAX_NAME_CHARS): text is string =>
+  typeof text === 'string' && text.length <= max && A_NAME.test(text);
+
 /**
  * Why `type` could not be a job type, or null: the stores keep at most
  * MAX_NAME_CHARS, and a submit, the API's filters, the metrics' labels and
@@ -99,7 +103,7 @@ export function jobOptionsProblem(o: unknown): string | null {
   if (!isRecord(o)) return `the options must be an object, got ${shown(o)}`;
   const stray = strayField(o, OPTION_NAMES);
   if (stray !== undefined) return `${shown(stray)} is not a job option (${OPTION_NAMES.join(', ')})`;
-  if (o.queue !== undefined && !(typeof o.queue === 'string' && o.queue.length <= MAX_NAME_CHARS && A_NAME.test(o.queue))) {
+  if (o.queue !== undefined && !isName(o.queue)) {
     return `queue must be 1 to ${MAX_NAME_CHARS} of A-Z a-z 0-9 . _ : -, got ${shown(o.queue)}`;
   }
   const checks: [string, number, number][] = [['maxAttempts', 1, MAX_ATTEMPTS], ['timeoutMs', 1, MAX_TIMEOUT_MS], ['priority', -MAX_PRIORITY, MAX_PRIORITY]];

@@ -6,7 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { quoteCut } from '../../engine/errors.js';
-import { MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS, NAME_PATTERN } from '../../machines/job-bounds.js';
+import { isName, MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from '../../machines/json-integers.js';
 import { IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS } from '../../server/schemas.js';
 import { isReservedKey, RESERVED_KEY_PREFIX } from '../../server/submit-spec.js';
@@ -83,8 +83,6 @@ export function str(values: Values, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-const A_NAME = new RegExp(NAME_PATTERN);
-
 /**
  * A name option (a job type, a queue, a workflow's name) as the API takes it in a filter: 1 to `max` of
  * A-Z a-z 0-9 . _ : -. Another is a usage error before anything is sent, for `ls` and `watch` alike (the
@@ -93,7 +91,7 @@ const A_NAME = new RegExp(NAME_PATTERN);
 export function nameOption(values: Values, name: string, max: number = MAX_NAME_CHARS): string | undefined {
   const text = str(values, name);
   if (text === undefined) return undefined;
-  if (text.length > max || !A_NAME.test(text)) throw new UsageError(`--${name} must be 1 to ${max} of A-Z a-z 0-9 . _ : -, got "${quoteCut(text, 80)}"`);
+  if (!isName(text, max)) throw new UsageError(`--${name} must be 1 to ${max} of A-Z a-z 0-9 . _ : -, got "${quoteCut(text, 80)}"`);
   return text;
 }
 

@@ -4,11 +4,11 @@
  * becomes an `error` message for that client, never a crash.
  */
 import { JOB_STATES, type JobState } from '../../machines/job.machine.js';
-import { MAX_NAME_CHARS, NAME_PATTERN } from '../../machines/job-bounds.js';
+import { isName, MAX_NAME_CHARS } from '../../machines/job-bounds.js';
 import { ERRORS, isAtsError, quoteCut, type ErrorCode } from '../../engine/errors.js';
 import type { JobProgress, Stats, StreamEventRecord, WorkflowStreamEventRecord } from '../../engine/ports.js';
 import type { WorkflowStatus } from '../../machines/workflow.js';
-import { ULID_PATTERN } from '../schemas.js';
+import { MAX_WORKFLOW_NAME, ULID_PATTERN } from '../schemas.js';
 import { decodeCursorPosition, encodeStreamCursor, type CursorSource } from './cursor.js';
 
 /**
@@ -170,15 +170,12 @@ export const MIN_STATS_EVERY_MS = 250;
 /** Longest `everyMs` for periodic stats (an hour). */
 export const MAX_STATS_EVERY_MS = 3_600_000;
 /**
- * A type or queue is 1 to MAX_NAME_CHARS of NAME_PATTERN, a workflow's name 1 to
+ * A type or queue is 1 to MAX_NAME_CHARS of NAME_PATTERN (isName), a workflow's name 1 to
  * MAX_WORKFLOW_NAME of it, as REST's filters take them (server/schemas.ts): a
  * name no job or instance can have would subscribe to nothing, unseen.
  */
-const NAME = new RegExp(NAME_PATTERN);
-/** The longest workflow name (defineWorkflow; `GET /v1/workflows?name=`). */
-const MAX_WORKFLOW_NAME = 100;
 const nameProblem = (field: string, what: string, v: unknown, max: number): string | null =>
-  typeof v === 'string' && v.length >= 1 && v.length <= max && NAME.test(v) ? null : `${field} must be ${what}: 1 to ${max} of A-Z a-z 0-9 . _ : -`;
+  isName(v, max) ? null : `${field} must be ${what}: 1 to ${max} of A-Z a-z 0-9 . _ : -`;
 /** The most of a message's own text an error quotes: a frame may hold 16 KiB of it. */
 const MAX_QUOTED = 50;
 const quoted = (text: string): string => quoteCut(text, MAX_QUOTED);
