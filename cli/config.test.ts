@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { configTable } from '../scripts/config-table.js';
-import { compileConfig, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
+import { compileConfig, MYSQL_URL_PARAMETERS, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
 import { AtsError } from '../engine/errors.js';
 import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 
@@ -217,6 +217,24 @@ describe('config', () => {
   it('the body limit is at most what one MariaDB statement holds of a payload (4 MiB)', () => {
     assert.equal(compileConfig({ bodyLimitBytes: String(MAX_BODY_LIMIT_BYTES) }).api.bodyLimitBytes, 4 * 1024 * 1024);
     rejects({ bodyLimitBytes: String(MAX_BODY_LIMIT_BYTES + 1) }, /^ATS_BODY_LIMIT_BYTES \(--body-limit-bytes\): must be an integer from 1024 to 4194304/);
+  });
+
+  it('MYSQL_URL: what the driver would misread is refused naming it, not met at connect (exit 1) or ignored', () => {
+    // The driver percent-decodes the user, password and database: a stray % threw "URI malformed" at connect.
+    rejects({ mysqlUrl: 'mysql://root:p%zz@127.0.0.1:3306/ats' }, /^MYSQL_URL \(--mysql-url\): .*percent-encoding.*%25/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/a%zzb' }, /^MYSQL_URL \(--mysql-url\): .*percent-encoding/);
+    // Port 0 was read as the default port, 3306, while every message said :0.
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:0/ats' }, /^MYSQL_URL \(--mysql-url\): .*port from 1 to 65535/);
+    rejects({ mysqlUrl: 'mysql:///ats' }, /^MYSQL_URL \(--mysql-url\): must name a host/);
+    // A misspelt parameter was a console line of the driver's and the connection went on without it (no TLS for `sll`).
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?sll=true' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "sll" \(parameters: ssl, /);
+    // One the store sets itself was ignored (connectTimeout) or changed what rows look like (bigNumberStrings).
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?bigNumberStrings=true' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "bigNumberStrings"/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?connectTimeout=1' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "connectTimeout"/);
+    const ok = 'mysql://u:p%40ss@[::1]:3307/ats?ssl=%7B%22rejectUnauthorized%22%3Atrue%7D&timezone=Z';
+    assert.equal(compileConfig({ mysqlUrl: ok }).mysqlUrl, ok);
+    assert.equal(compileConfig({ mysqlUrl: 'mysql://root@db/ats' }).mysqlUrl, 'mysql://root@db/ats');
+    for (const name of MYSQL_URL_PARAMETERS) assert.ok(SETTINGS.mysqlUrl.doc.includes(` ${name}`), `the settings table names ${name}`);
   });
 
   it('split roles run on MySQL and Kafka', () => {

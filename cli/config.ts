@@ -25,7 +25,7 @@ export const SETTINGS = {
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
   host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers): an address (an IPv6 one bare or in brackets) or a name, without a port.' },
   metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles (to the Host names the API answers: ATS_ALLOWED_HOSTS, and to any IP-address Host, a scrape by pod IP), and /healthz (a liveness probe, to any Host): for processes without the api role, whose API port serves both already (with the api role, a port other than PORT). Empty: off.' },
-  mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db. Empty: the embedded SQLite store.' },
+  mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db (percent-encode @ # / % in the password). Query parameters pass to the driver (mysql2) as its options, of the connection only: ssl (e.g. ?ssl={"rejectUnauthorized":true}, URL-encoded), socketPath, localAddress, compress, flags, insecureAuth, enableCleartextPlugin, passwordSha1, password2, password3, connectAttributes, keepAliveInitialDelay, maxIdle, idleTimeout, queueLimit, waitForConnections, maxPreparedStatements, timezone; any other stops the start. Empty: the embedded SQLite store.' },
   mysqlQueryTimeoutMs: { env: 'ATS_MYSQL_QUERY_TIMEOUT_MS', flag: '--mysql-query-timeout-ms', default: '60000', doc: 'Longest wait for MySQL to answer one statement; then the operation fails as the store being unavailable (the API answers 503) and the connection is dropped, so a server that stops answering (a network partition) holds nothing for ever. Keep it above innodb_lock_wait_timeout (50 s by default). Migrations are not bounded by it.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch and its lanes, ats.events, ats.dlq, ats.workflows) and of the scheduler\'s consumer groups.' },
@@ -216,6 +216,20 @@ function queues(raw: RawConfig): string[] {
   return [...new Set(list)];
 }
 
+/**
+ * The query parameters of MYSQL_URL, which the driver (mysql2) takes as its
+ * options: those of the connection's transport and authentication. Any other
+ * is refused: one the driver does not know it only printed on the console and
+ * ignored (a misspelt `ssl` connected without TLS); one the store sets itself
+ * it ignored (`connectTimeout`, `connectionLimit`), or let change what rows
+ * look like (`bigNumberStrings`, `rowsAsArray`), which the store cannot read.
+ */
+export const MYSQL_URL_PARAMETERS: readonly string[] = [
+  'ssl', 'socketPath', 'localAddress', 'compress', 'flags', 'insecureAuth', 'enableCleartextPlugin', 'passwordSha1', 'password2',
+  'password3', 'connectAttributes', 'keepAliveInitialDelay', 'maxIdle', 'idleTimeout', 'queueLimit', 'waitForConnections',
+  'maxPreparedStatements', 'timezone',
+];
+
 function mysqlUrl(raw: RawConfig): string | null {
   const text = str(raw, 'mysqlUrl');
   if (!text) return null;
@@ -223,10 +237,24 @@ function mysqlUrl(raw: RawConfig): string | null {
   try {
     url = new URL(text);
   } catch {
-    return fail('mysqlUrl', `is not a URL (expected mysql://user:pass@host:3306/db)`);
+    return fail('mysqlUrl', `is not a URL (expected mysql://user:pass@host:3306/db; in the password, write @ as %40, # as %23, / as %2F and % as %25)`);
   }
   if (url.protocol !== 'mysql:') fail('mysqlUrl', `must start with mysql://, got ${url.protocol}//`);
+  if (url.hostname === '') fail('mysqlUrl', 'must name a host, e.g. mysql://root@127.0.0.1:3306/ats');
+  // The driver reads port 0 as its default, 3306, while every message would name :0.
+  if (url.port === '0') fail('mysqlUrl', 'must name a port from 1 to 65535, or none for 3306');
   if (!url.pathname || url.pathname === '/') fail('mysqlUrl', 'must name a database, e.g. mysql://root@127.0.0.1:3306/ats');
+  // The driver percent-decodes these: a stray % failed the start at connect as "URI malformed", naming nothing.
+  for (const part of [url.username, url.password, url.hostname, url.pathname.slice(1)]) {
+    try {
+      decodeURIComponent(part);
+    } catch {
+      fail('mysqlUrl', 'has a malformed percent-encoding in its user, password, host or database (a % not followed by two hex digits: write % as %25)');
+    }
+  }
+  for (const name of url.searchParams.keys()) {
+    if (!MYSQL_URL_PARAMETERS.includes(name)) fail('mysqlUrl', `unknown query parameter "${name.slice(0, 60)}" (parameters: ${MYSQL_URL_PARAMETERS.join(', ')})`);
+  }
   return text;
 }
 
