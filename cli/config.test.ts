@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { configTable } from '../scripts/config-table.js';
-import { compileConfig, MYSQL_URL_PARAMETERS, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
+import { checkEnvNames, compileConfig, MYSQL_URL_PARAMETERS, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
 import { AtsError } from '../engine/errors.js';
 import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 
@@ -235,6 +235,20 @@ describe('config', () => {
     assert.equal(compileConfig({ mysqlUrl: ok }).mysqlUrl, ok);
     assert.equal(compileConfig({ mysqlUrl: 'mysql://root@db/ats' }).mysqlUrl, 'mysql://root@db/ats');
     for (const name of MYSQL_URL_PARAMETERS) assert.ok(SETTINGS.mysqlUrl.doc.includes(` ${name}`), `the settings table names ${name}`);
+  });
+
+  it('an ATS_ variable that is a setting misspelt stops the start naming the setting; the client\'s own pass', () => {
+    const typo = (env: Record<string, string>, pattern: RegExp) =>
+      assert.throws(() => checkEnvNames(env), (e: unknown) => e instanceof AtsError && e.code === 'ATS_ERR_CONFIG' && pattern.test(e.message));
+    typo({ ATS_WORKER_CONCURENCY: '20' }, /^ATS_WORKER_CONCURENCY is not a setting: did you mean ATS_WORKER_CONCURRENCY \(--concurrency\)\?/);
+    typo({ ATS_LEASEMS: '9000' }, /did you mean ATS_LEASE_MS /);
+    typo({ ats_lease_ms: '9000' }, /^ats_lease_ms is not a setting: did you mean ATS_LEASE_MS /);
+    typo({ ATS_ROLE: 'worker' }, /did you mean ATS_ROLES /);
+    typo({ ATS_PORT: '3001' }, /^ATS_PORT is not a setting: did you mean PORT \(--port\)\?/);
+    typo({ ATS_MYSQL_URL: 'mysql://root@db/ats' }, /did you mean MYSQL_URL /);
+    assert.deepEqual(checkEnvNames({ ATS_URL: 'http://ats.invalid', ATS_API_KEY: 'k', ATS_LEASE_MS: '9000', PORT: '1', HOME: '/' }), []);
+    // Far from every setting: not refused (a test's or another tool's), but named, to be said at the start.
+    assert.deepEqual(checkEnvNames({ ATS_ALLOW_SKIP: '1', ATS_CONCURRENCY: '5' }), ['ATS_ALLOW_SKIP', 'ATS_CONCURRENCY']);
   });
 
   it('split roles run on MySQL and Kafka', () => {

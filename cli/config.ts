@@ -431,6 +431,44 @@ export function rawFromEnv(env: Record<string, string | undefined>): RawConfig {
   return raw;
 }
 
+/** Variables of the `ats` client commands (`--url`, the API key): beside the settings in one environment, and no typo of one. */
+const CLIENT_VARIABLES: ReadonlySet<string> = new Set(['ATS_URL', 'ATS_API_KEY']);
+
+/** Edits (an insertion, a deletion, a change, or two neighbours swapped) that make `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const change = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + change);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * The names in `env` that begin with ATS_ (in any case) and are no setting:
+ * one that is a setting misspelt (two edits at most, any case, or a setting
+ * without its ATS_ given it, `ATS_PORT`) throws ATS_ERR_CONFIG naming the
+ * setting meant, since the start would otherwise run on that setting's
+ * default unawares; the others (another tool's, a test's) are returned, for
+ * the start to say it ignores them. The client's own variables pass.
+ */
+export function checkEnvNames(env: Record<string, string | undefined>): string[] {
+  const settings = Object.values(SETTINGS);
+  const known = new Set(settings.map((s) => s.env as string));
+  const unknown: string[] = [];
+  for (const name of Object.keys(env)) {
+    const upper = name.toUpperCase();
+    if (!upper.startsWith('ATS_') || known.has(name) || CLIENT_VARIABLES.has(name) || env[name] === undefined) continue;
+    const meant = settings.find((s) => s.env === upper.slice(4)) ?? settings.find((s) => s.env.startsWith('ATS_') && editDistance(upper, s.env) <= 2);
+    if (meant) throw new AtsError('ATS_ERR_CONFIG', `${name} is not a setting: did you mean ${meant.env} (${meant.flag})? (\`ats start --help\` lists the settings)`);
+    unknown.push(name);
+  }
+  return unknown;
+}
+
 /** `ats start --help`: every setting, by flag, with its environment variable, default and meaning (from SETTINGS). */
 export function startHelp(): string {
   const lines = Object.values(SETTINGS).map((s) => `  ${s.flag} (\$${s.env}${s.default === '' ? '' : `, default ${s.default}`})\n      ${s.doc}`);

@@ -185,6 +185,18 @@ it('exits 2 naming the flag when one that takes a value is given an empty one (-
   }
 });
 
+it('exits 2 naming the setting meant when an ATS_ variable is one misspelt, not start on its default; says it ignores another', { timeout: 60_000 }, async () => {
+  const { code, stderr } = await startWith({ ATS_WORKER_CONCURENCY: '20' });
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /^ats: ATS_WORKER_CONCURENCY is not a setting: did you mean ATS_WORKER_CONCURRENCY \(--concurrency\)\?/m);
+  // Far from every setting (another tool's): the start goes on, and says so (here to a data folder that is a file: exit 2).
+  await withFile('a-file', '', async (file) => {
+    const other = await startWith({ ATS_FROBNICATE: '1', ATS_DATA_DIR: file });
+    assert.equal(other.code, 2, other.stderr);
+    assert.match(other.stderr, /^ats: ATS_FROBNICATE is not a setting: ignored \(`ats start --help` lists the settings\)$/m);
+  });
+});
+
 it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {
   await withFile('a-file', '', async (file) => {
     const { code, stderr } = await startWith({ ATS_DATA_DIR: file });

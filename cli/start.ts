@@ -1,12 +1,13 @@
 /** `ats start`: run the roles of this process until SIGTERM/SIGINT. */
 import { hostname } from 'node:os';
-import { compileConfig, rawFromArgs, rawFromEnv, type Config } from './config.js';
+import { checkEnvNames, compileConfig, rawFromArgs, rawFromEnv, type Config } from './config.js';
 import { isAtsError } from '../engine/errors.js';
 import { compose, type System } from './compose.js';
 import { startTracing, type Tracing } from './tracing.js';
 
-/** Config from the environment, overridden by flags. Throws ATS_ERR_CONFIG. */
+/** Config from the environment, overridden by flags. Throws ATS_ERR_CONFIG, for an ATS_ variable that is a setting misspelt too. */
 export function configFrom(env: Record<string, string | undefined>, args: readonly string[]): Config {
+  checkEnvNames(env);
   return compileConfig({ ...rawFromEnv(env), ...rawFromArgs(args) }, { hostname: hostname(), pid: process.pid });
 }
 
@@ -23,6 +24,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     process.stderr.write(`ats: ${(err as Error).message}\n`);
     return 2;
   }
+  for (const name of checkEnvNames(env)) process.stderr.write(`ats: ${name} is not a setting: ignored (\`ats start --help\` lists the settings)\n`);
   let tracing: Tracing | null;
   try {
     tracing = await startTracing(env, config.roles);
