@@ -521,20 +521,31 @@ function pinoOf(logger: Logger): AppLogger['pino'] | undefined {
 }
 
 /**
- * Binds a port of a setting (PORT, ATS_METRICS_PORT): one in use fails with a
- * message naming the setting and the port, so the user knows what to change
- * (node's own says only `listen EADDRINUSE: address already in use
- * 127.0.0.1:3000`); its code stays EADDRINUSE. Other errors pass as they are.
+ * Binds a port of a setting (PORT, ATS_METRICS_PORT): a failure that is the
+ * settings' names the setting to change and the value, as node's own message
+ * names neither (`listen EADDRINUSE: address already in use 127.0.0.1:3000`,
+ * `getaddrinfo ENOTFOUND ...`): the port in use, or one below 1024 without the
+ * privilege; HOST not an address of this machine, or a name that does not
+ * resolve. Its code stays node's, and the start exits 1 as before (the port
+ * may be freed, the address or the name may come up). Other errors pass as
+ * they are.
  */
-async function bindingPort<T>(setting: 'port' | 'metricsPort', port: number, host: string, bind: () => Promise<T>): Promise<T> {
+export async function bindingPort<T>(setting: 'port' | 'metricsPort', port: number, host: string, bind: () => Promise<T>): Promise<T> {
   try {
     return await bind();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e?.code !== 'EADDRINUSE') throw err;
     const { env, flag } = SETTINGS[setting];
-    const named = new Error(`${env} (${flag}) ${port} is in use on ${host} (${e.message}): stop what listens there, or set ${env} to another port`, { cause: err });
-    throw Object.assign(named, { code: e.code });
+    const h = SETTINGS.host;
+    const why = new Map<string | undefined, string>([
+      ['EADDRINUSE', `${env} (${flag}) ${port} is in use on ${host} (${e?.message}): stop what listens there, or set ${env} to another port`],
+      ['EACCES', `${env} (${flag}) ${port} may not be listened on (${e?.message}): a port below 1024 needs privileges; set ${env} to 1024 or above`],
+      ['EADDRNOTAVAIL', `${h.env} (${h.flag}) ${host} is not an address of this machine (${e?.message}): set ${h.env} to one of its addresses, or to 0.0.0.0 or :: for all of them`],
+      ['ENOTFOUND', `${h.env} (${h.flag}) ${host} does not resolve (${e?.message}): set ${h.env} to an address or a name of this machine`],
+      ['EAI_AGAIN', `${h.env} (${h.flag}) ${host} does not resolve (${e?.message}): set ${h.env} to an address or a name of this machine`],
+    ]).get(e?.code);
+    if (why === undefined) throw err;
+    throw Object.assign(new Error(why, { cause: err }), { code: e.code });
   }
 }
 

@@ -197,6 +197,12 @@ it('exits 2 naming the setting meant when an ATS_ variable is one misspelt, not 
   });
 });
 
+it('exits 1 naming HOST when it is not an address of this machine (node\'s message names no setting)', { timeout: 60_000 }, async () => {
+  const { code, stderr } = await startWith({ HOST: '192.0.2.1', ATS_AUTH: 'off' });
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /^ats: cannot start: HOST \(--host\) 192\.0\.2\.1 is not an address of this machine \(listen EADDRNOTAVAIL: .*\): set HOST to one of its addresses/m);
+});
+
 it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {
   await withFile('a-file', '', async (file) => {
     const { code, stderr } = await startWith({ ATS_DATA_DIR: file });
