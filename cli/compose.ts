@@ -132,7 +132,14 @@ export async function openLogger(config: Config): Promise<AppLogger> {
 /** The store of these settings (not migrated yet): MySQL with MYSQL_URL, else the embedded SQLite file in the data dir. */
 export async function openStore(config: Config, clock: Clock, logger: Logger, metrics?: PrometheusMetrics): Promise<SystemStore> {
   if (config.mysqlUrl) {
-    return createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics });
+    try {
+      return await createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics });
+    } catch (err) {
+      // The URL's options the driver refuses, or a server the store does not support: the setting to change (exit 2).
+      if (!(err instanceof AtsError) || err.code !== 'ATS_ERR_CONFIG') throw err;
+      const { env, flag } = SETTINGS.mysqlUrl;
+      throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${err.message}`, { cause: err });
+    }
   }
   makeDataDir(config.dataDir);
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });

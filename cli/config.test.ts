@@ -231,6 +231,15 @@ describe('config', () => {
     // One the store sets itself was ignored (connectTimeout) or changed what rows look like (bigNumberStrings).
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?bigNumberStrings=true' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "bigNumberStrings"/);
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?connectTimeout=1' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "connectTimeout"/);
+    // A value the driver would ignore (a console line of its own) or read as nothing.
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?timezone=bogus' }, /^MYSQL_URL \(--mysql-url\): query parameter timezone must be local, Z or \+HH:MM/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?maxIdle=abc' }, /^MYSQL_URL \(--mysql-url\): query parameter maxIdle must be an integer from 0/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?idleTimeout=-1' }, /^MYSQL_URL \(--mysql-url\): query parameter idleTimeout must be an integer from 0/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?compress=yes' }, /^MYSQL_URL \(--mysql-url\): query parameter compress must be true or false/);
+    rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?ssl=a&ssl=b' }, /^MYSQL_URL \(--mysql-url\): query parameter ssl is given twice/);
+    for (const q of ['timezone=Z', 'timezone=%2B01:00', 'timezone=local', 'maxIdle=5', 'compress=true', 'waitForConnections=false']) {
+      assert.ok(compileConfig({ mysqlUrl: `mysql://root@db/ats?${q}` }).mysqlUrl, q);
+    }
     const ok = 'mysql://u:p%40ss@[::1]:3307/ats?ssl=%7B%22rejectUnauthorized%22%3Atrue%7D&timezone=Z';
     assert.equal(compileConfig({ mysqlUrl: ok }).mysqlUrl, ok);
     assert.equal(compileConfig({ mysqlUrl: 'mysql://root@db/ats' }).mysqlUrl, 'mysql://root@db/ats');

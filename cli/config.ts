@@ -252,10 +252,34 @@ function mysqlUrl(raw: RawConfig): string | null {
       fail('mysqlUrl', 'has a malformed percent-encoding in its user, password, host or database (a % not followed by two hex digits: write % as %25)');
     }
   }
-  for (const name of url.searchParams.keys()) {
+  const seen = new Set<string>();
+  for (const [name, value] of url.searchParams) {
     if (!MYSQL_URL_PARAMETERS.includes(name)) fail('mysqlUrl', `unknown query parameter "${name.slice(0, 60)}" (parameters: ${MYSQL_URL_PARAMETERS.join(', ')})`);
+    // The driver takes the last: the first would be ignored unsaid.
+    if (seen.has(name)) fail('mysqlUrl', `query parameter ${name} is given twice`);
+    seen.add(name);
+    const problem = mysqlParameterProblem(name, value);
+    if (problem) fail('mysqlUrl', `query parameter ${name} ${problem}, got "${value.slice(0, 60)}"`);
   }
   return text;
+}
+
+/** Parameters the driver reads as a count or a time in ms, and as a flag (it JSON-parses each value). */
+const MYSQL_INTEGER_PARAMETERS: ReadonlySet<string> = new Set(['keepAliveInitialDelay', 'maxIdle', 'idleTimeout', 'queueLimit', 'maxPreparedStatements']);
+const MYSQL_BOOLEAN_PARAMETERS: ReadonlySet<string> = new Set(['compress', 'insecureAuth', 'enableCleartextPlugin', 'waitForConnections']);
+
+/**
+ * What is wrong with a value of a MYSQL_URL parameter the driver would take
+ * without a word (a count that is no number, an unknown timezone: a console
+ * line of its own, then UTC), or null. The others' values (ssl, flags, ...)
+ * the driver checks when the pool is made (compose.ts names the setting).
+ */
+function mysqlParameterProblem(name: string, value: string): string | null {
+  if (MYSQL_INTEGER_PARAMETERS.has(name)) return /^\d{1,9}$/.test(value) ? null : 'must be an integer from 0 to 999999999';
+  if (MYSQL_BOOLEAN_PARAMETERS.has(name)) return value === 'true' || value === 'false' ? null : 'must be true or false';
+  // The driver's own pattern; a `+` is a space in a query: write it %2B.
+  if (name === 'timezone') return /^(?:local|Z|[ +-]\d\d:\d\d)$/.test(value) ? null : 'must be local, Z or +HH:MM / -HH:MM (write + as %2B)';
+  return null;
 }
 
 function brokers(raw: RawConfig): string[] | null {

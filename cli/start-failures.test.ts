@@ -203,6 +203,16 @@ it('exits 1 naming HOST when it is not an address of this machine (node\'s messa
   assert.match(stderr, /^ats: cannot start: HOST \(--host\) 192\.0\.2\.1 is not an address of this machine \(listen EADDRNOTAVAIL: .*\): set HOST to one of its addresses/m);
 });
 
+it('exits 2 naming MYSQL_URL when the driver refuses one of its options (an ssl profile it does not know), not 1 as an unreachable MySQL', { timeout: 60_000 }, async () => {
+  for (const [ssl, said] of [['garbage', /Unknown SSL profile 'garbage'/], ['true', /SSL profile must be an object/]] as const) {
+    const { code, stderr } = await startWith({ MYSQL_URL: `mysql://root:secret@127.0.0.1:1/ats?ssl=${ssl}` });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /^ats: MYSQL_URL \(--mysql-url\): the driver refuses its options: /m);
+    assert.match(stderr, said);
+    assert.doesNotMatch(stderr, /secret/, 'never the password');
+  }
+});
+
 it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 60_000 }, async () => {
   await withFile('a-file', '', async (file) => {
     const { code, stderr } = await startWith({ ATS_DATA_DIR: file });

@@ -41,7 +41,38 @@ export function formatQuery(sql: string, values: unknown): string {
 
 /** A pool whose first connection worked; rejects within about `connectTimeoutMs` otherwise. */
 export async function openPool(o: PoolOptions): Promise<Pool> {
-  const pool = createPool({
+  let pool: Pool;
+  try {
+    pool = makePool(o);
+  } catch (err) {
+    // The driver checks some options (an ssl profile) as it makes the pool: the URL's to change, not a server to wait for.
+    throw new AtsError('ATS_ERR_CONFIG', `the driver refuses its options: ${err instanceof Error ? messageOf(err) : String(err)} (${redactUrl(o.url)})`, { cause: err });
+  }
+  trackConnections(pool);
+  if (o.logger) logPoolEvents(pool, o.logger);
+  let session: { sql_mode?: unknown; charset?: unknown; version?: unknown };
+  try {
+    const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
+    session = (rows as Array<typeof session>)[0] ?? {};
+    // The connection open now (the pool's only one) runs them here; every later one before its first statement.
+    const setup = await setUpFirst(pool, (o.sessionSetup ?? sessionSetup)(String(session.version ?? '')), o.logger);
+    if (setup.length > 0) setUpLater(pool, setup, o.logger);
+  } catch (err) {
+    // Not awaited: ending a pool whose connect hangs would hang too.
+    pool.end().catch(() => {});
+    throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', unreachable(o.url, err), { cause: err });
+  }
+  const problem = unsupportedSession(String(session.sql_mode ?? ''), String(session.charset ?? ''));
+  if (problem) {
+    pool.end().catch(() => {});
+    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
+  }
+  return pool;
+}
+
+/** The driver's pool of `o` (no connection yet); throws when the driver refuses an option. */
+function makePool(o: PoolOptions): Pool {
+  return createPool({
     uri: o.url,
     connectionLimit: o.poolSize,
     connectTimeout: o.connectTimeoutMs,
@@ -65,26 +96,6 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     // with values (migrations, tests) is formatted by the same sqlText.
     queryFormat: formatQuery as unknown as PoolOptionsOfDriver['queryFormat'],
   });
-  trackConnections(pool);
-  if (o.logger) logPoolEvents(pool, o.logger);
-  let session: { sql_mode?: unknown; charset?: unknown; version?: unknown };
-  try {
-    const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
-    session = (rows as Array<typeof session>)[0] ?? {};
-    // The connection open now (the pool's only one) runs them here; every later one before its first statement.
-    const setup = await setUpFirst(pool, (o.sessionSetup ?? sessionSetup)(String(session.version ?? '')), o.logger);
-    if (setup.length > 0) setUpLater(pool, setup, o.logger);
-  } catch (err) {
-    // Not awaited: ending a pool whose connect hangs would hang too.
-    pool.end().catch(() => {});
-    throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', unreachable(o.url, err), { cause: err });
-  }
-  const problem = unsupportedSession(String(session.sql_mode ?? ''), String(session.charset ?? ''));
-  if (problem) {
-    pool.end().catch(() => {});
-    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
-  }
-  return pool;
 }
 
 /** mysql2's code for a SET of a variable the server does not have. */
