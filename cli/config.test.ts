@@ -41,6 +41,7 @@ describe('config', () => {
     rejects({ eventsFormat: 'packed' }, /ATS_EVENTS_FORMAT.*unknown format "packed" \(formats: batch, single\)/);
     rejects({ advisor: 'maybe' }, /ATS_ADVISOR.*unknown mode "maybe" \(modes: off, advise, enforce\)/);
     rejects({ logFormat: 'xml' }, /LOG_FORMAT.*unknown format "xml"/);
+    rejects({ logLevel: 'INFO' }, /^LOG_LEVEL \(--log-level\): unknown level "INFO" \(levels: debug, info, warn, error, silent\)$/);
     assert.throws(() => rawFromArgs(['--nope', '1']), /unknown option --nope/);
     assert.throws(() => rawFromArgs(['--port']), /needs a value/);
   });

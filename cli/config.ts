@@ -348,11 +348,7 @@ function origins(raw: RawConfig): string[] {
   return all;
 }
 
-function logLevel(raw: RawConfig): LogLevel {
-  const v = str(raw, 'logLevel');
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(v)) fail('logLevel', `unknown level "${v}"`);
-  return v as LogLevel;
-}
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
 
@@ -387,7 +383,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
     eventsFormat: oneOf(raw, 'eventsFormat', EVENTS_FORMATS, 'format'),
     dataDir: str(raw, 'dataDir'),
-    logLevel: logLevel(raw),
+    logLevel: oneOf(raw, 'logLevel', LOG_LEVELS, 'level'),
     logFormat: oneOf(raw, 'logFormat', LOG_FORMATS, 'format'),
     handlers: str(raw, 'handlers').split(',').map((h) => h.trim()).filter(Boolean),
     worker: {
