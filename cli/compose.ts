@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -572,8 +572,8 @@ async function listenQuietly(app: FastifyInstance, config: Config, port: number)
 
 /**
  * Each module exports `handlers` (defineHandler results) and/or
- * `register(registry)` (sync or async). A path that names no file, or a module
- * that exports neither, is a bad setting (ATS_ERR_CONFIG, exit 2); an error
+ * `register(registry)` (sync or async). A path that names no file (nothing,
+ * or a folder), or a module that exports neither, is a bad setting (ATS_ERR_CONFIG, exit 2); an error
  * thrown by the module's own code (while it loads, or by its `register`), or
  * `handlers` that are not defineHandler results, is not, but it too names the
  * setting and the module (exit 1): with several modules, the bare message
@@ -585,6 +585,7 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
   for (const m of modules) {
     const path = resolve(m);
     if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
+    if (statSync(path).isDirectory()) throw bad(m, 'is a folder, not a module file');
     const mod = await importHandlerModule(m, path);
     if (mod.handlers === undefined && typeof mod.register !== 'function') throw bad(m, 'exports neither register(registry) nor handlers');
     try {

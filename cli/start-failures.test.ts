@@ -87,6 +87,17 @@ it('exits 2 (a bad setting) naming ATS_HANDLERS when a handler module does not e
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
 });
 
+it('exits 2 naming ATS_HANDLERS when it names a folder, not a module file (not 1 as a module that fails to load)', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-handlers-dir-'));
+  try {
+    const { code, stderr } = await startWith({ ATS_HANDLERS: dir });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`^ats: ATS_HANDLERS \\(--handlers\\): ${dir} is a folder, not a module file$`, 'm'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('exits 2 naming ATS_HANDLERS when a handler module exports neither register(registry) nor handlers', { timeout: 60_000 }, async () => {
   await withFile('no-register.mjs', 'export const somethingElse = 1;\n', async (file) => {
     const { code, stderr } = await startWith({ ATS_HANDLERS: file });
