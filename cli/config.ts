@@ -496,7 +496,8 @@ export function startHelp(): string {
     'usage: ats start [--flag value | --flag=value] ...',
     'Runs the scheduler\'s roles in this process until SIGTERM or SIGINT. Each setting is a flag or an environment variable;',
     'a flag wins over its variable. A flag takes an empty value only when its default is empty (--mysql-url= : the embedded',
-    'store, whatever MYSQL_URL says). A bad setting, or an empty value for any other flag, exits 2.',
+    'store, whatever MYSQL_URL says). A bad setting, an empty value for any other flag, or an ATS_ variable that is a',
+    'setting misspelt (ATS_ROLE), exits 2; any other ATS_ variable that is no setting is named and ignored.',
     '',
     ...lines,
   ].join('\n');
