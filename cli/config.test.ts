@@ -232,6 +232,8 @@ describe('config', () => {
     // One the store sets itself was ignored (connectTimeout) or changed what rows look like (bigNumberStrings).
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?bigNumberStrings=true' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "bigNumberStrings"/);
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?connectTimeout=1' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "connectTimeout"/);
+    // A credential in the query would be shown as it is wherever the URL is named (only the password is masked).
+    rejects({ mysqlUrl: 'mysql://root:pw@127.0.0.1:3306/ats?password2=second' }, /^MYSQL_URL \(--mysql-url\): unknown query parameter "password2"/);
     // A value the driver would ignore (a console line of its own) or read as nothing.
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?timezone=bogus' }, /^MYSQL_URL \(--mysql-url\): query parameter timezone must be local, Z or \+HH:MM/);
     rejects({ mysqlUrl: 'mysql://root@127.0.0.1:3306/ats?maxIdle=abc' }, /^MYSQL_URL \(--mysql-url\): query parameter maxIdle must be an integer from 0/);

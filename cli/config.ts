@@ -25,7 +25,7 @@ export const SETTINGS = {
   port: { env: 'PORT', flag: '--port', default: '3000', doc: 'HTTP port of the api role.' },
   host: { env: 'HOST', flag: '--host', default: '127.0.0.1', doc: 'Interface the api role listens on (0.0.0.0 in containers): an address (an IPv6 one bare or in brackets) or a name, without a port.' },
   metricsPort: { env: 'ATS_METRICS_PORT', flag: '--metrics-port', default: '', doc: 'Serve Prometheus metrics at /metrics on this port too (on HOST), whatever the roles (to the Host names the API answers: ATS_ALLOWED_HOSTS, and to any IP-address Host, a scrape by pod IP), and /healthz (a liveness probe, to any Host): for processes without the api role, whose API port serves both already (with the api role, a port other than PORT). Empty: off.' },
-  mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db (percent-encode @ # / % in the password). Query parameters pass to the driver (mysql2) as its options, of the connection only: ssl (e.g. ?ssl={"rejectUnauthorized":true}, URL-encoded), socketPath, localAddress, compress, flags, insecureAuth, enableCleartextPlugin, passwordSha1, password2, password3, connectAttributes, keepAliveInitialDelay, maxIdle, idleTimeout, queueLimit, waitForConnections, maxPreparedStatements, timezone; any other stops the start. Empty: the embedded SQLite store.' },
+  mysqlUrl: { env: 'MYSQL_URL', flag: '--mysql-url', default: '', doc: 'mysql://user:pass@host:3306/db (percent-encode @ # / % in the password). Query parameters pass to the driver (mysql2) as its options, of the connection only: ssl (e.g. ?ssl={"rejectUnauthorized":true}, URL-encoded), socketPath, localAddress, compress, flags, insecureAuth, enableCleartextPlugin, connectAttributes, keepAliveInitialDelay, maxIdle, idleTimeout, queueLimit, waitForConnections, maxPreparedStatements, timezone; any other stops the start. Empty: the embedded SQLite store.' },
   mysqlQueryTimeoutMs: { env: 'ATS_MYSQL_QUERY_TIMEOUT_MS', flag: '--mysql-query-timeout-ms', default: '60000', doc: 'Longest wait for MySQL to answer one statement; then the operation fails as the store being unavailable (the API answers 503) and the connection is dropped, so a server that stops answering (a network partition) holds nothing for ever. Keep it above innodb_lock_wait_timeout (50 s by default). Migrations are not bounded by it.' },
   kafkaBrokers: { env: 'KAFKA_BROKERS', flag: '--kafka-brokers', default: '', doc: 'host:port,host:port. Empty: the in-process log (one process only).' },
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch and its lanes, ats.events, ats.dlq, ats.workflows) and of the scheduler\'s consumer groups.' },
@@ -223,11 +223,12 @@ function queues(raw: RawConfig): string[] {
  * ignored (a misspelt `ssl` connected without TLS); one the store sets itself
  * it ignored (`connectTimeout`, `connectionLimit`), or let change what rows
  * look like (`bigNumberStrings`, `rowsAsArray`), which the store cannot read.
+ * No credential beside the password (`password2`, `passwordSha1`): messages
+ * name the URL with its password masked, and its query as it is.
  */
 export const MYSQL_URL_PARAMETERS: readonly string[] = [
-  'ssl', 'socketPath', 'localAddress', 'compress', 'flags', 'insecureAuth', 'enableCleartextPlugin', 'passwordSha1', 'password2',
-  'password3', 'connectAttributes', 'keepAliveInitialDelay', 'maxIdle', 'idleTimeout', 'queueLimit', 'waitForConnections',
-  'maxPreparedStatements', 'timezone',
+  'ssl', 'socketPath', 'localAddress', 'compress', 'flags', 'insecureAuth', 'enableCleartextPlugin', 'connectAttributes',
+  'keepAliveInitialDelay', 'maxIdle', 'idleTimeout', 'queueLimit', 'waitForConnections', 'maxPreparedStatements', 'timezone',
 ];
 
 function mysqlUrl(raw: RawConfig): string | null {
