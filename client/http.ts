@@ -239,9 +239,14 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   }
   const problem = shapeProblem(body, opts);
   if (problem !== undefined) {
-    throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered ${problem} (not an ats server?): ${text.slice(0, 200)}`);
+    throw notTheApi(res.status, method, path, problem, text);
   }
   return { status: res.status, body: body as T };
+}
+
+/** A success whose answer is not the API's (`problem`: what it answered, "without a list \"jobs\""): an error, status and `HTTP_<status>`. */
+export function notTheApi(status: number, method: string, path: string, problem: string, text: string): ApiError {
+  return new ApiError(status, `HTTP_${status}`, `${method} ${path} answered ${problem} (not an ats server?)${text === '' ? '' : `: ${text.slice(0, 200)}`}`);
 }
 
 /** The field of `value` that is not a string as `fields` asks (`without a string "id"`), or undefined when none. */

@@ -18,7 +18,7 @@ import { ulid } from 'ulid';
 import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
 import type { MAX_STATS_EVERY_MS as SERVER_MAX_STATS_EVERY_MS, MIN_STATS_EVERY_MS as SERVER_MIN_STATS_EVERY_MS } from '../server/stream/protocol.js';
 import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
-import { backoffMs, call, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
+import { backoffMs, call, notTheApi, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
 import { RECONNECT_MS, resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
@@ -369,10 +369,16 @@ export class AtsClient {
   /** Every page of `GET /v1/jobs` matching `filter`, newest first, following the cursors. */
   async *list(filter: ListFilter = {}, opts: RequestOptions = {}): AsyncGenerator<JobPage, void, undefined> {
     let cursor = filter.cursor;
+    // Each cursor a page answered: one again (another service's answer, or a fault) would page for ever.
+    const sent = new Set<string>();
     do {
+      if (cursor) sent.add(cursor);
       const page = await this.listPage({ ...filter, ...(cursor ? { cursor } : {}) }, opts);
       yield page;
-      cursor = page.nextCursor ?? undefined;
+      const next: unknown = page.nextCursor ?? undefined;
+      if (next !== undefined && typeof next !== 'string') throw notTheApi(200, 'GET', '/v1/jobs', 'a nextCursor that is not a string', JSON.stringify(next));
+      if (next && sent.has(next)) throw notTheApi(200, 'GET', '/v1/jobs', `the cursor it was sent, ${JSON.stringify(next)}, as the next`, '');
+      cursor = next;
     } while (cursor);
   }
 
@@ -488,8 +494,12 @@ export class AtsClient {
       const page = await this.workflowEventsPage(id, { ...request, after });
       events.push(...page.events);
       // A server that answers the whole history at once sends no `next`.
-      more = typeof page.next === 'number';
-      after = page.next ?? undefined;
+      const next: unknown = page.next ?? undefined;
+      if (next !== undefined && typeof next !== 'number') throw notTheApi(200, 'GET', `${workflowPath(id)}/events`, 'a next that is not a number', JSON.stringify(next));
+      // A next that does not move on would page for ever.
+      if (next !== undefined && !(next > (after ?? 0))) throw notTheApi(200, 'GET', `${workflowPath(id)}/events`, `next ${next} after ${after ?? 0}`, '');
+      more = next !== undefined;
+      after = next;
     }
     return events;
   }

@@ -62,3 +62,32 @@ test('a delete answered 200 with a body (the API answers 204 without one) is an 
   await c.deleteSchedule('s');
   await c.deleteLimit('k');
 });
+
+test('paging that would not end (the same cursor again, a cursor that is no string, an events page that does not move on) is an error, not a loop for ever', async () => {
+  /** A client answering `body` to each request, up to 10 (a loop that does not stop fails on the 11th). */
+  const repeating = (body: string) => {
+    let calls = 0;
+    return createClient({
+      url: 'http://ats.invalid', retries: 0,
+      fetch: async () => {
+        if (++calls > 10) throw new Error('asked for more than 10 pages');
+        return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
+      },
+    });
+  };
+  const drain = async (c: ReturnType<typeof createClient>, filter = {}) => {
+    for await (const page of c.list(filter)) void page;
+  };
+  await assert.rejects(drain(repeating('{"jobs":[],"nextCursor":"c1"}'), { cursor: 'c1' }), notAts(/GET \/v1\/jobs answered the cursor it was sent, "c1", as the next/));
+  await assert.rejects(drain(repeating('{"jobs":[],"nextCursor":"c1"}')), notAts(/answered the cursor it was sent, "c1", as the next/));
+  await assert.rejects(drain(repeating('{"jobs":[],"nextCursor":7}')), notAts(/GET \/v1\/jobs answered a nextCursor that is not a string/));
+  await assert.rejects(repeating('{"events":[],"next":0}').workflowEvents(ID), notAts(/GET \/v1\/workflows\/\w+\/events answered next 0 after 0/));
+  await assert.rejects(repeating('{"events":[],"next":"5"}').workflowEvents(ID), notAts(/answered a next that is not a number/));
+  // The API's own paging ends.
+  const pages = ['{"jobs":[{"id":"a","state":"done"}],"nextCursor":"c1"}', '{"jobs":[],"nextCursor":null}'];
+  let n = 0;
+  const ending = createClient({ url: 'http://ats.invalid', retries: 0, fetch: async () => new Response(pages[n++]!, { status: 200 }) });
+  let seen = 0;
+  for await (const page of ending.list()) seen += page.jobs.length;
+  assert.equal(seen, 1);
+});
