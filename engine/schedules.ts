@@ -51,6 +51,14 @@ export const MAX_TICKS_PER_PASS = 100;
  * ATS_ERR_TOO_MANY_SCHEDULES (409), so no schedule fires unseen past the end of the list.
  */
 export const MAX_SCHEDULES = 1000;
+/**
+ * Most bytes of JSON of a schedule's job payload. A tenant's schedules (up to MAX_SCHEDULES) are listed
+ * in one answer, and the timers read due ones a page of 100 at a time, each with its template: at
+ * most 64 MiB and 6.4 MiB so. A payload of the body limit (1 MiB, up to 4 MiB) each made the list a
+ * string longer than V8 can make (a 500) from about 520 schedules on. A large input belongs in the
+ * handler's own store, the payload naming it.
+ */
+export const MAX_TEMPLATE_PAYLOAD_BYTES = 65_536;
 /** Ticks kept per schedule (older ones are deleted as new ones are recorded). */
 export const TICKS_KEPT = 50;
 

@@ -17,7 +17,7 @@ import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobSt
 import { ERRORS } from '../engine/errors.js';
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
 import { SCOPES, type Scope } from '../engine/auth.js';
-import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
+import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, MAX_TEMPLATE_PAYLOAD_BYTES, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
 import {
   JITTERS, LAST_INSTANT_MS, MAX_ATTEMPTS, MAX_BACKOFF_BASE_MS, MAX_BACKOFF_MS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS, NAME_PATTERN,
@@ -490,7 +490,7 @@ const CatchUpIn = (suffix = '') => StringEnum<CatchUp>(CATCH_UPS, CATCH_UP_DOC +
 
 /** The job fields of a schedule body: the pieces of `POST /v1/jobs`'s body (runAt aside: the tick is the run time). */
 const templateFields = {
-  payload: Type.Optional(Type.Unknown({ description: 'Any JSON value, given to the handler of each tick\'s job, nested at most 32 levels deep, numbers finite; default null' })),
+  payload: Type.Optional(Type.Unknown({ description: `Any JSON value, given to the handler of each tick's job, nested at most 32 levels deep, numbers finite, at most ${MAX_TEMPLATE_PAYLOAD_BYTES} bytes of JSON; default null` })),
   queue: SubmitBody.properties.queue,
   maxAttempts: SubmitBody.properties.maxAttempts,
   backoff: SubmitBody.properties.backoff,

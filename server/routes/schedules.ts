@@ -11,7 +11,8 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { JobSpec, JobTemplate } from '../../engine/ports.js';
-import type { SchedulePatch, ScheduleService } from '../../engine/schedules.js';
+import { AtsError } from '../../engine/errors.js';
+import { MAX_TEMPLATE_PAYLOAD_BYTES, type SchedulePatch, type ScheduleService } from '../../engine/schedules.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
 import { toScheduleTickView, toScheduleView } from '../schedule-views.js';
@@ -29,7 +30,8 @@ const createSchema = {
   summary: 'Create a cron schedule',
   description:
     'Creates a schedule (201, with its Location) that submits its job at each tick of the cron expression, read in its time zone. ' +
-    'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults, but for payload, which a schedule may leave out (null). Each tick submits exactly one job, ' +
+    'The job fields are those of POST /v1/jobs, checked the same way and given the same defaults, but for payload, which a schedule may leave out (null), and which is at most ' +
+    `${MAX_TEMPLATE_PAYLOAD_BYTES} bytes of JSON (a 400 ATS_ERR_VALIDATION beyond). Each tick submits exactly one job, ` +
     'whose idempotency key `ats:schedule:<name>:<createdAtMs>:<tickMs>` makes a tick fired twice (two timers instances, a restart) ' +
     'find the job the first one created. The schedule belongs to the caller\'s tenant, and its ticks submit their jobs there; ' +
     'a name the tenant uses already is a 409 ATS_ERR_SCHEDULE_EXISTS (another tenant\'s schedule of the same name is no conflict), a tenant that has 1000 ' +
@@ -66,7 +68,8 @@ const updateSchema = {
   summary: 'Change, pause or resume a schedule',
   description:
     'Changes the fields given (at least one). Job fields replace the template\'s, and the merged template is checked as a submit ' +
-    'would be (422 for a type no handler serves; 409 ATS_ERR_QUEUE_LIMIT for a queue not named before, once ATS_MAX_QUEUES queues are, or the tenant\'s quarter of them). A new expression or time zone, or a resume (paused: false), computes the next run ' +
+    `would be, its payload at most ${MAX_TEMPLATE_PAYLOAD_BYTES} bytes of JSON ` +
+    '(422 for a type no handler serves; 409 ATS_ERR_QUEUE_LIMIT for a queue not named before, once ATS_MAX_QUEUES queues are, or the tenant\'s quarter of them). A new expression or time zone, or a resume (paused: false), computes the next run ' +
     'from now: the ticks of a pause are not caught up. Jobs already submitted are not changed.',
   tags: ['schedules'],
   params: ScheduleParams,
@@ -110,7 +113,15 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
       type: f.type, payload: f.payload ?? null, queue: f.queue, maxAttempts: f.maxAttempts, backoff: f.backoff,
       timeoutMs: f.timeoutMs, priority: f.priority,
     };
-    return templateOf(toJobSpec(body, undefined, rules));
+    const template = templateOf(toJobSpec(body, undefined, rules));
+    const bytes = Buffer.byteLength(JSON.stringify(template.payload) ?? 'null');
+    if (bytes > MAX_TEMPLATE_PAYLOAD_BYTES) {
+      throw new AtsError(
+        'ATS_ERR_VALIDATION',
+        `body/payload is ${bytes} bytes of JSON; a schedule's is at most ${MAX_TEMPLATE_PAYLOAD_BYTES} (a tenant's schedules are listed in one answer): keep a large input elsewhere and name it in the payload`,
+      );
+    }
+    return template;
   };
 
   app.post<{ Body: CreateScheduleBody }>('/v1/schedules', { schema: createSchema }, async (request, reply) => {
