@@ -214,7 +214,10 @@ function waitQuery(key: 'until' | 'wait', w: WaitOptions): { qs: string; timeout
   const params = new URLSearchParams();
   params.set(key, w.until ?? 'done');
   if (w.timeoutMs !== undefined) params.set('timeoutMs', String(w.timeoutMs));
-  return { qs: params.toString(), timeoutMs: (w.timeoutMs ?? DEFAULT_WAIT_MS) + WAIT_SLACK_MS };
+  // A timeoutMs that is no number (NaN) is the server's to refuse (400), as Infinity or -1 are: the attempt's own timeout
+  // computed from it would be NaN, a RangeError of the timer before anything was sent.
+  const waitMs = typeof w.timeoutMs === 'number' && !Number.isNaN(w.timeoutMs) ? w.timeoutMs : DEFAULT_WAIT_MS;
+  return { qs: params.toString(), timeoutMs: waitMs + WAIT_SLACK_MS };
 }
 
 export class AtsClient {
