@@ -105,10 +105,12 @@ function toEpochMs(runAt: string | number, where: string): number {
  * Throws if `value` nests deeper than `max`, or holds a number JSON cannot
  * carry (`1e400` parses to Infinity and would be stored as null).
  */
-export function checkPayload(value: unknown, max: number, where = 'body', field = 'payload'): void {
+export function checkPayload(value: unknown, max: number, where = 'body', field: string | null = 'payload'): void {
   const found = jsonValueFault(value, max);
   if (found === undefined) return;
+  // field null: the value is `where` itself (a signal's body is its event).
+  const at = field === null ? where : `${where}/${field}`;
   throw new AtsError('ATS_ERR_VALIDATION', found.fault === 'out-of-range'
-    ? `${where}/${field} holds a number out of range`
-    : `${where}/${field} nests deeper than ${found.maxDepth} levels`);
+    ? `${at} holds a number out of range`
+    : `${at} nests deeper than ${found.maxDepth} levels`);
 }

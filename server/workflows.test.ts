@@ -456,7 +456,10 @@ describe('/v1/workflows (SQLite)', () => {
     await refused(signal(wf.id, { type: 7 }), 400, 'ATS_ERR_VALIDATION');
     await refused(signal(wf.id, { type: '' }), 400, 'ATS_ERR_VALIDATION');
     await refused(signal(wf.id, { type: 'xstate.done.actor.echo', output: 1 }), 400, 'ATS_ERR_VALIDATION', /xstate\./);
-    await refused(signal(wf.id, { type: 'SKIP', deep }), 400, 'ATS_ERR_VALIDATION', /event nests deeper/);
+    // The body is the event: the message names the body, not a field 'event' it has not.
+    await refused(signal(wf.id, { type: 'SKIP', deep }), 400, 'ATS_ERR_VALIDATION', /^body nests deeper than 32 levels$/);
+    await refused({ method: 'POST', url: `/v1/workflows/${wf.id}/events`, payload: '{"type":"SKIP","x":1e400}', headers: { 'content-type': 'application/json' } },
+      400, 'ATS_ERR_VALIDATION', /^body holds a number out of range$/);
     await refused({ ...signal(wf.id, { type: 'SKIP' }), headers: { 'idempotency-key': ['a', 'b'] as unknown as string } }, 400, 'ATS_ERR_VALIDATION', /idempotency-key is given more than once/);
     await refused({ method: 'POST', url: `/v1/workflows/${wf.id}/events`, payload: '[1]', headers: { 'content-type': 'application/json' } }, 400, 'ATS_ERR_VALIDATION');
     await refused(cancel(wf.id, { reason: 5 }), 400, 'ATS_ERR_VALIDATION');

@@ -342,7 +342,8 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const event = request.body;
     const refused = signalTypeRefusal(event.type, 'body/type');
     if (refused) throw refused;
-    checkPayload(event, maxDepth, 'body', 'event');
+    // The body is the event: a fault in it is the body's.
+    checkPayload(event, maxDepth, 'body', null);
     const { id } = request.params;
     const r = await service.signal(id, request.principal.tenant, event as AnyEventObject, singleHeader(request, 'idempotency-key'));
     if (r.ok) {
