@@ -717,7 +717,7 @@ export const DEFAULT_WAIT_MS = 30_000;
 /** The longest tag name a wait may name. */
 export const MAX_TAG_CHARS = 200;
 const WAIT_CONDITION_PATTERN = `^(done|tag:.{1,${MAX_TAG_CHARS}})$`;
-const WaitCondition = (description: string) => Type.String({ minLength: 4, maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
+const WaitCondition = (description: string) => Type.String({ maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
 const WaitTimeout = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description });
 
 /** The most events `GET /v1/workflows/:id/events` answers at once (`last`, `limit`). */
