@@ -805,6 +805,51 @@ describe('the workers panel and the unserved warnings, from stand-in answers', (
   });
 });
 
+describe('long names, in Chromium', () => {
+  // Names as long as the API takes them, without a break: each wraps in its cell (the job list's, the counts',
+  // the schedules', the limits') rather than widen its table past the panel, which would push the columns after
+  // it (attempts and times, counts, next run and counters, running) out of sight behind a horizontal scroll.
+  const type = `t.${'x'.repeat(190)}`;
+  const queue = `q.${'y'.repeat(150)}`;
+  const limitKey = `k.${'z'.repeat(190)}`;
+  const fakes: AppPlugin = async (app) => {
+    app.get('/v1/schedules', async () => ({ schedules: [scheduleOf({ name: `s.${'n'.repeat(98)}`, job: { ...(scheduleOf({}).job as object), type, queue } })] }));
+    app.get('/v1/limits', async () => {
+      const at = new Date().toISOString();
+      return { limits: [{ key: limitKey, concurrency: 2, rate: null, running: 1, createdAt: at, updatedAt: at }] };
+    });
+  };
+
+  test('wrap in their cells: no table is wider than its panel', async () => {
+    const server = await startServer([fakes]);
+    const page = await browser.context.newPage();
+    const consoleOf = watchConsole(page, { withoutStream: true });
+    try {
+      await rest(server, 'POST', '/v1/jobs', { type, queue, payload: {} });
+      await page.goto(server.url + '/ui');
+      for (const body of ['#job-rows', '#counts-type-rows', '#counts-queue-rows', '#schedule-rows', '#limit-rows']) {
+        await page.locator(`${body} tr th, ${body} tr td`).first().waitFor({ timeout: WAIT_MS });
+      }
+      await page.locator('#job-rows tr[data-job-id]').waitFor({ timeout: WAIT_MS });
+      await page.locator('#counts-queue-rows th', { hasText: queue }).waitFor({ timeout: WAIT_MS });
+      await page.locator('#limit-rows th', { hasText: limitKey }).waitFor({ timeout: WAIT_MS });
+      const overflow = await page.evaluate(() => ['#job-rows', '#counts-type-rows', '#counts-queue-rows', '#schedule-rows', '#limit-rows']
+        .map((body) => {
+          const table = document.querySelector(body)!.closest('table')!;
+          return { body, table: table.scrollWidth, panel: table.parentElement!.clientWidth };
+        })
+        .filter((t) => t.table > t.panel));
+      assert.deepEqual(overflow, []);
+      await page.locator('#jobs-section').scrollIntoViewIfNeeded();
+      await screenshot(page, 'long-names', { selector: '#jobs-section' });
+      assert.deepEqual(consoleOf.errors, []);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+});
+
 describe('the visualizer with queues and types named after Object.prototype members', () => {
   test('counts them, and the page keeps submitting after its stats polls', async () => {
     const server = await startServer([]);

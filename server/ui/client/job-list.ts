@@ -122,7 +122,7 @@ export function createJobList(api: Api, onPick: (id: string) => void, permission
       h('td', {}, h('code', { class: 'job-id' }, job.id)),
       h('td', {}, stateBadge(job.state)),
       h('td', { class: 'job-type' }, job.type),
-      h('td', {}, job.queue),
+      h('td', { class: 'job-queue' }, job.queue),
       // Attempts started in all runs: a redriven job's attempt within its run needs its events (the inspector shows it).
       h('td', { class: 'num', title: `up to ${job.maxAttempts} a run` }, String(job.attempt)),
       h('td', {}, timeEl(job.createdAt)),
