@@ -1600,6 +1600,28 @@ describe('the console on a scheduler that requires API keys', () => {
     await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
   });
 
+  test('a key without the read scope: the key form asks for one with it, and the machine is not read again', async () => {
+    const id = ulid();
+    const made = newApiKey(id, randomBytes(32));
+    await sched.system.store.createKey({ id, tenant: 'default', name: 'submitter', scopes: ['submit'], createdAt: Date.now(), revokedAt: null, createdBy: null, hash: made.hash });
+    consoleOf.allow(/403 \(Forbidden\) @ \S+\/v1\/machine$/);
+    const sent: string[] = [];
+    const onRequest = (req: { url(): string }) => void sent.push(req.url());
+    page.on('request', onRequest);
+    await page.locator('#key-input').fill(made.key);
+    await page.locator('#key-form button[type=submit]').click();
+    await page.waitForLoadState('load');
+    // The server answers every call of the console 403 for such a key: no waiting changes that, another key does.
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+    assert.match(await page.locator('#key-gate-reason').textContent() ?? '', /needs the read scope.*the key has submit.*enter another/);
+    await new Promise((r) => setTimeout(r, 3000)); // past the 2 s the machine would be read again after
+    page.off('request', onRequest);
+    assert.equal(sent.filter((u) => u.endsWith('/v1/machine')).length, 1);
+    await page.locator('#key-forget').click();
+    await page.waitForLoadState('load');
+    await page.locator('#key-gate:not([hidden])').waitFor({ timeout: WAIT_MS });
+  });
+
   test('a key revoked while the page is open: the stream stops, the page says the key is refused and asks for another', async () => {
     // Last: with its only key revoked, the server is open again (`auto`); "Forget key" would then ask for none.
     await page.locator('#key-input').fill(key);

@@ -6,7 +6,7 @@
  * concurrency and rate limits, the workflow instances, the
  * advisor's insights and anomalies, and the submit form together.
  */
-import { api as serverApi, errorText, type Api, type MachineGraph } from './api.js';
+import { api as serverApi, ApiError, errorText, type Api, type MachineGraph } from './api.js';
 import { askForKey, bindForgetKey, guardKey, isKeyRefused, storedKey } from './key-gate.js';
 import { suggestNames } from './console-data.js';
 import { createConsoleView } from './console-view.js';
@@ -58,6 +58,12 @@ async function drawMachine(): Promise<{ view: MachineView; graph: MachineGraph }
     } catch (err) {
       if (isKeyRefused(err)) {
         askForKey(keyReason());
+        note.textContent = `Could not load the machine: ${errorText(err)}`;
+        return null;
+      }
+      if (err instanceof ApiError && err.status === 403) {
+        // A key without the read scope: every read of the console answers so, however long the page waits.
+        askForKey(`This tab's key cannot show the console: ${errorText(err)}: enter another.`);
         note.textContent = `Could not load the machine: ${errorText(err)}`;
         return null;
       }
