@@ -395,6 +395,35 @@ describe('the visualizer at /ui, in Chromium', () => {
     await fresh.close();
   });
 
+  test('a Cancel the server refuses: its error stays while other jobs move the counts and the job is read again', async () => {
+    const job = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    const fresh = await browser.context.newPage();
+    const freshConsole = watchConsole(fresh, { withoutStream: true });
+    freshConsole.allow(new RegExp(`409 \\(Conflict\\) @ \\S+/v1/jobs/${job.id}/cancel$`));
+    // The job moved on between the page's read and the press (a stand-in answer: the race is too quick to provoke).
+    await fresh.route(`**/v1/jobs/${job.id}/cancel`, (route) => route.fulfill({
+      status: 409, json: { code: 'ATS_ERR_TRANSITION_NOT_ALLOWED', message: 'CANCEL is not allowed in state done; allowed now: none' },
+    }));
+    await fresh.goto(`${server.url}/ui#${job.id}`);
+    await fresh.locator('#cancel-btn:enabled').click({ timeout: WAIT_MS });
+    const error = fresh.locator('#inspector-error');
+    await error.getByText('CANCEL is not allowed in state done; allowed now: none (ATS_ERR_TRANSITION_NOT_ALLOWED)').waitFor({ timeout: WAIT_MS });
+    // Other jobs move the counts (polling, once a second): each time the page reads the open job again.
+    for (let i = 0; i < 3; i++) {
+      const before = fresh.waitForResponse((res) => res.url().endsWith(`/v1/jobs/${job.id}`) && res.request().method() === 'GET', { timeout: WAIT_MS });
+      await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+      await before;
+    }
+    assert.match(await error.textContent() ?? '', /ATS_ERR_TRANSITION_NOT_ALLOWED/, 'the refusal is still said');
+    // Another job opened: the refusal was not its.
+    const other = await rest(server, 'POST', '/v1/jobs', { type: 'demo.echo', payload: {} });
+    await fresh.locator('#job-search').fill(other.id);
+    await fresh.locator('#job-search').press('Enter');
+    await fresh.waitForFunction(() => document.querySelector('#inspector-error')?.textContent === '', null, { timeout: WAIT_MS });
+    freshErrors.push(...freshConsole.errors);
+    await fresh.close();
+  });
+
   test('a panel\'s failed read says the server\'s message with its code (a 429: when to retry)', async () => {
     const fresh = await browser.context.newPage();
     const freshConsole = watchConsole(fresh, { withoutStream: true });

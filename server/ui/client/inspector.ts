@@ -240,6 +240,8 @@ export function createInspector(deps: InspectorDeps): Inspector {
   explain(el.redrive, permissions.denied('redrive'));
   let job: JobDetail | null = null;
   let openId: string | null = null;
+  /** Why the server refused the last Cancel or Redrive of the open job (its error), said until another press or job. */
+  let refusal = '';
   /** The open job's progress shown (or received before the job loaded). */
   let progress: Progress | null = null;
   let soon: number | undefined;
@@ -291,7 +293,8 @@ export function createInspector(deps: InspectorDeps): Inspector {
     try {
       const next = await deps.api.job(id);
       if (openId !== id) return; // another job was opened meanwhile
-      el.error.textContent = '';
+      // A read again (the counts moved, the job changed) keeps the refusal of a press on it said.
+      el.error.textContent = refusal;
       render(next);
     } catch (err) {
       if (openId !== id) return;
@@ -309,6 +312,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
 
   const close = () => {
     openId = null;
+    refusal = '';
     job = null;
     progress = null;
     el.detail.hidden = true;
@@ -322,14 +326,14 @@ export function createInspector(deps: InspectorDeps): Inspector {
   const act = async (action: 'cancel' | 'redrive') => {
     if (!openId) return;
     el.cancel.disabled = el.redrive.disabled = true;
-    let failure = '';
+    refusal = '';
     try {
       await deps.api[action](openId);
     } catch (err) {
-      failure = errorText(err); // e.g. a 409: the job moved on since the page showed it
+      refusal = errorText(err); // e.g. a 409: the job moved on since the page showed it
     }
     await load();
-    if (failure) el.error.textContent = failure;
+    if (refusal) el.error.textContent = refusal;
   };
 
   el.slider.addEventListener('input', () => showStep(Number(el.slider.value)));
@@ -355,6 +359,7 @@ export function createInspector(deps: InspectorDeps): Inspector {
     },
     async open(id) {
       openId = id;
+      refusal = '';
       job = null;
       progress = null;
       deps.onOpen(id);
