@@ -544,12 +544,13 @@ export async function bindingPort<T>(setting: 'port' | 'metricsPort', port: numb
     const e = err as NodeJS.ErrnoException;
     const { env, flag } = SETTINGS[setting];
     const h = SETTINGS.host;
+    const unresolved = `${h.env} (${h.flag}) ${host} does not resolve (${e?.message}): set ${h.env} to an address or a name of this machine`;
     const why = new Map<string | undefined, string>([
       ['EADDRINUSE', `${env} (${flag}) ${port} is in use on ${host} (${e?.message}): stop what listens there, or set ${env} to another port`],
       ['EACCES', `${env} (${flag}) ${port} may not be listened on (${e?.message}): a port below 1024 needs privileges; set ${env} to 1024 or above`],
       ['EADDRNOTAVAIL', `${h.env} (${h.flag}) ${host} is not an address of this machine (${e?.message}): set ${h.env} to one of its addresses, or to 0.0.0.0 or :: for all of them`],
-      ['ENOTFOUND', `${h.env} (${h.flag}) ${host} does not resolve (${e?.message}): set ${h.env} to an address or a name of this machine`],
-      ['EAI_AGAIN', `${h.env} (${h.flag}) ${host} does not resolve (${e?.message}): set ${h.env} to an address or a name of this machine`],
+      ['ENOTFOUND', unresolved],
+      ['EAI_AGAIN', unresolved],
     ]).get(e?.code);
     if (why === undefined) throw err;
     throw Object.assign(new Error(why, { cause: err }), { code: e.code });
