@@ -619,10 +619,11 @@ export interface KeyStore {
   /**
    * Stores a new key (its id is fresh: never taken), and `audit` (its `key.create` entry) when given: both or neither.
    * With `maxPerTenant`, a tenant that has that many keys not revoked is ATS_ERR_TOO_MANY_KEYS, and nothing is
-   * written; otherwise, should its keys, revoked ones too, be more than that with the new one, its keys revoked
+   * written (`whenFull` 'refuse', the default; with 'create' the key is made all the same: the operator's way
+   * in); otherwise, should its keys, revoked ones too, be more than that with the new one, its keys revoked
    * longest ago are deleted, in the same transaction, to leave that many.
    */
-  createKey(key: StoredApiKey, audit?: AuditEntry, maxPerTenant?: number): Promise<void>;
+  createKey(key: StoredApiKey, audit?: AuditEntry, maxPerTenant?: number, whenFull?: 'refuse' | 'create'): Promise<void>;
   /** The key of this id, revoked or not; null when there is none. */
   getKey(id: string): Promise<StoredApiKey | null>;
   /** Keys by creation, newest first, at most `limit`; only `tenant`'s when given. */

@@ -52,24 +52,27 @@ export function* createKeyProgram(k: StoredApiKey, audit?: AuditEntry): Program<
 
 /**
  * Inserts the key (and its audit entry) while its tenant has fewer than `max`
- * keys not revoked: 'full' otherwise, writing nothing. Should the tenant's
+ * keys not revoked: 'full' otherwise, writing nothing (or, `whenFull`
+ * 'create', inserting it all the same). Should the tenant's
  * keys, revoked ones too, be more than `max` with the new one, those revoked
  * longest ago are deleted first, to leave `max`: the rows of a tenant stay at
  * most `max` however many keys it makes and revokes (more only when the
- * operator made keys without a cap, `ats keys create`). The count's lock
+ * operator made keys past a full tenant, `ats keys create`). The count's lock
  * (MySQL: the tenant's range of its index, FOR UPDATE; SQLite: the write
  * transaction) makes two creates at once count one after the other.
  */
-export function* createBoundedKeyProgram(d: Dialect, k: StoredApiKey, max: number, audit?: AuditEntry): Program<'created' | 'full'> {
+export function* createBoundedKeyProgram(
+  d: Dialect, k: StoredApiKey, max: number, audit?: AuditEntry, whenFull: 'refuse' | 'create' = 'refuse',
+): Program<'created' | 'full'> {
   const { rows: [count] } = yield {
     sql: `SELECT COUNT(*) AS n, COUNT(revoked_at) AS revoked FROM api_keys ${d.useIndex('ix_api_keys_tenant')} WHERE tenant = ? ${d.forUpdate}`,
     params: [k.tenant],
   };
   const n = toNum(count?.n ?? 0);
   const revoked = toNum(count?.revoked ?? 0);
-  if (n - revoked >= max) return 'full';
-  // Fewer than `max` not revoked: at least this many are revoked.
-  const over = n + 1 - max;
+  if (n - revoked >= max && whenFull === 'refuse') return 'full';
+  // Fewer than `max` not revoked: at least this many are revoked (with 'create', as many as there are).
+  const over = Math.min(n + 1 - max, revoked);
   if (over > 0) {
     const { rows } = yield {
       sql: 'SELECT id FROM api_keys WHERE tenant = ? AND revoked_at IS NOT NULL ORDER BY revoked_at, id LIMIT ?', params: [k.tenant, over],
@@ -92,9 +95,9 @@ export function* revokeKeyProgram(id: string, now: number, audit?: AuditEntry): 
 export function createSqlKeys(exec: Exec, d: Dialect, inTransaction: InTransaction): KeyStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   return {
-    createKey: async (k, audit, max) => {
+    createKey: async (k, audit, max, whenFull) => {
       if (max === undefined) return inTransaction(() => createKeyProgram(k, audit));
-      if ((await inTransaction(() => createBoundedKeyProgram(d, k, max, audit))) === 'full') {
+      if ((await inTransaction(() => createBoundedKeyProgram(d, k, max, audit, whenFull))) === 'full') {
         throw new AtsError('ATS_ERR_TOO_MANY_KEYS', `The tenant has ${max} API keys that are not revoked, the most it may: revoke one before creating another`);
       }
     },

@@ -20,6 +20,7 @@ import { keyIdOf, keyMatches } from '../../engine/auth.js';
 import type { AuditStore, KeyStore } from '../../engine/ports.js';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
 import { refuseWrites } from '../../tests/helpers/refuse-writes.js';
+import { MAX_KEYS_PER_TENANT } from '../../server/key-schemas.js';
 import { runKeys } from './keys.js';
 
 const KEY = /^ats_[0-9A-Z]{26}_[A-Za-z0-9_-]{43}$/;
@@ -147,6 +148,42 @@ for (const backend of BACKENDS) {
         const again = await keys(['revoke', id], b.env);
         assert.deepEqual([again.code, again.stdout], [0, `${id} revoked`], again.stderr);
         assert.deepEqual((await store.listAudit('cli-tx', 10)).map((e) => [e.action, e.target]), [['key.revoke', id], ['key.create', id]]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test(`create is not held to the ${MAX_KEYS_PER_TENANT} keys a tenant may hold, yet makes room by deleting its keys revoked longest ago, as the API does`, async () => {
+      const store = await b.open();
+      try {
+        await (store as unknown as { migrate(): Promise<void> }).migrate();
+        const ids: string[] = [];
+        for (let i = 0; i < MAX_KEYS_PER_TENANT; i++) {
+          const id = `01ARZ3NDEKTSV4RRFF${String(i).padStart(8, '0')}`;
+          ids.push(id);
+          await store.createKey({ id, tenant: 'full', name: 'seeded', scopes: ['read'], createdAt: 1_000 + i, revokedAt: null, createdBy: null, hash: 'x' });
+        }
+        // Two revoked, the second one first: it is the one a new key replaces.
+        await store.revokeKey(ids[7]!, 2_000);
+        await store.revokeKey(ids[3]!, 3_000);
+        const made = await keys(['create', '--tenant', 'full', '--scopes', 'read', '--name', 'rotated'], b.env);
+        assert.equal(made.code, 0, made.stderr);
+        // listKeys reads at most the cap: the seeded keys are counted one by one.
+        const seededLeft = async () => (await Promise.all(ids.map((id) => store.getKey(id)))).filter((k) => k !== null).length;
+        assert.equal(await store.getKey(ids[7]!), null, 'the key revoked longest ago made room');
+        assert.ok(await store.getKey(ids[3]!), 'the other revoked key stays');
+        assert.ok(await store.getKey(keyIdOf(made.stdout)!));
+        assert.equal(await seededLeft(), MAX_KEYS_PER_TENANT - 1, 'the tenant keeps as many keys as the cap');
+
+        // The last revoked key makes room for the next; then none is revoked, and the operator still gets a key.
+        const another = await keys(['create', '--tenant', 'full', '--scopes', 'read', '--name', 'rescue'], b.env);
+        assert.equal(another.code, 0, another.stderr);
+        assert.equal(await store.getKey(ids[3]!), null);
+        assert.equal(await seededLeft(), MAX_KEYS_PER_TENANT - 2);
+        const past = await keys(['create', '--tenant', 'full', '--scopes', 'read', '--name', 'beyond'], b.env);
+        assert.equal(past.code, 0, past.stderr);
+        assert.ok(await store.getKey(keyIdOf(past.stdout)!), 'none revoked: the key is made beyond the cap');
+        assert.equal(await seededLeft(), MAX_KEYS_PER_TENANT - 2, 'and deletes no key that is not revoked');
       } finally {
         await store.close();
       }

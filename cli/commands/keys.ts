@@ -22,6 +22,7 @@ import { isAtsError } from '../../engine/errors.js';
 import { createLogger, silentLogger } from '../../engine/logger.js';
 import type { AuditStore, KeyStore } from '../../engine/ports.js';
 import { systemClock, ulidIds } from '../../engine/system.js';
+import { MAX_KEYS_PER_TENANT } from '../../server/key-schemas.js';
 import { toKeyView } from '../../server/routes/keys.js';
 import type { Config } from '../config.js';
 import { openStore } from '../compose.js';
@@ -102,7 +103,9 @@ const createSub: Sub = {
   async run({ store, values, io, newId }) {
     const record = keyRecordFrom(values, newId(), systemClock.now());
     const { key, hash } = newApiKey(record.id, randomBytes(32));
-    await store.createKey({ ...record, hash }, { at: record.createdAt, keyId: null, tenant: record.tenant, action: 'key.create', target: record.id });
+    // Not held to the tenant's cap (the operator's way in), but making room as the API does: the keys revoked longest ago go.
+    const audit = { at: record.createdAt, keyId: null, tenant: record.tenant, action: 'key.create', target: record.id } as const;
+    await store.createKey({ ...record, hash }, audit, MAX_KEYS_PER_TENANT, 'create');
     if (values.json) io.out(JSON.stringify({ key, ...toKeyView(record) }));
     else io.out(key);
     io.err(`ats: key ${record.id} (tenant ${record.tenant}, scopes ${record.scopes.join(',')}) created. ` +

@@ -21,11 +21,11 @@ export class MemoryKeyStore implements KeyStore {
   /** The audit entries key changes wrote with them (the port writes both or neither). */
   readonly audit: AuditEntry[] = [];
 
-  async createKey(key: StoredApiKey, audit?: AuditEntry, maxPerTenant?: number): Promise<void> {
+  async createKey(key: StoredApiKey, audit?: AuditEntry, maxPerTenant?: number, whenFull: 'refuse' | 'create' = 'refuse'): Promise<void> {
     if (maxPerTenant !== undefined) {
       // As the SQL stores do: at most that many not revoked; the longest-revoked go beyond that many in all.
       const mine = [...this.keys.values()].filter((k) => k.tenant === key.tenant);
-      if (mine.filter((k) => k.revokedAt === null).length >= maxPerTenant) throw new AtsError('ATS_ERR_TOO_MANY_KEYS');
+      if (mine.filter((k) => k.revokedAt === null).length >= maxPerTenant && whenFull === 'refuse') throw new AtsError('ATS_ERR_TOO_MANY_KEYS');
       const revoked = mine.filter((k) => k.revokedAt !== null).sort((a, b) => a.revokedAt! - b.revokedAt! || (a.id < b.id ? -1 : 1));
       for (const k of revoked.slice(0, Math.max(0, mine.length + 1 - maxPerTenant))) this.keys.delete(k.id);
     }
