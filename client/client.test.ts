@@ -958,14 +958,15 @@ describe('watch', () => {
     }
   });
 
-  test('a socket that cannot even be made (a URL without a scheme, a key that is no header value): ready rejects, nothing is left unhandled', async () => {
+  test('a socket that cannot even be made (a key that is no header value): ready rejects, nothing is left unhandled; a URL without a scheme is refused before', async () => {
     const unhandled: unknown[] = [];
     const record = (e: unknown) => unhandled.push(e);
     process.on('unhandledRejection', record);
     const unsendable = (e: unknown) => e instanceof ApiError && !(e instanceof UnreachableError) && e.code === 'ATS_ERR_VALIDATION' && /Authorization/.test(e.message);
+    // No socket is made for it: the client is refused (client/options.test.ts).
+    assert.throws(() => createClient({ url: url.replace(/^http:\/\//, '') }), (e: unknown) => e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_VALIDATION');
     try {
       for (const [options, refused] of [
-        [{ url: url.replace(/^http:\/\//, '') }, (e: unknown) => e instanceof UnreachableError && e.status === 0],
         [{ url, apiKey: 'ats_key\u200b' }, unsendable],
         [{ url, apiKey: 'ats\nkey' }, unsendable],
       ] as const) {

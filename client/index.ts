@@ -44,7 +44,10 @@ const LIMIT_FIELDS = ['key'] as const;
 const EVENT_LIST = { name: 'events', fields: ['type', 'status'] } as const;
 
 export interface ClientOptions {
-  /** The server, e.g. `http://localhost:3000` (a trailing slash is dropped). */
+  /**
+   * The server, e.g. `http://localhost:3000` (a trailing slash is dropped): http:// or https://, without a
+   * user or password, a query or a fragment (else ATS_ERR_VALIDATION when the client is made).
+   */
   url: string;
   /**
    * Sent as `Authorization: Bearer <apiKey>` on every request (and on the
@@ -220,6 +223,36 @@ function waitQuery(key: 'until' | 'wait', w: WaitOptions): { qs: string; timeout
   return { qs: params.toString(), timeoutMs: waitMs + WAIT_SLACK_MS };
 }
 
+/**
+ * The server's URL as the client sends to it: without spaces around it (one
+ * read from a file ends in a newline: fetch would refuse `http://h:1 /v1/jobs`)
+ * nor trailing slashes. Refused when the client is made (nothing sent) unless
+ * http:// or https:// without credentials, a query or a fragment: without a
+ * scheme (`localhost:3000`) every call failed and was retried as "cannot
+ * reach the server"; the API's paths go after the URL, so `http://h/?x=1`
+ * sent `POST /?x=1/v1/jobs`; fetch refuses credentials in a URL (which the
+ * stream's socket sent as Basic auth), and a password is never echoed.
+ */
+function serverUrl(given: unknown): string {
+  const text = typeof given === 'string' ? given.trim() : '';
+  const refuse = (must: string) => new ApiError(0, 'ATS_ERR_VALIDATION', `createClient: url ${must}`);
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // Not a URL: refused below.
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw refuse(`must be an http:// or https:// URL, e.g. http://localhost:3000, got ${typeof given === 'string' ? JSON.stringify(given) : String(given)}`);
+  }
+  if (url.username || url.password) {
+    throw refuse(`must not hold a user or password (${url.protocol}//${url.host} with credentials): give the API key as apiKey`);
+  }
+  const extra = text.search(/[?#]/);
+  if (extra >= 0) throw refuse(`must not hold a query or a fragment (${text.slice(extra)}): the API's paths go after it; give its scheme, host, port and path only`);
+  return text.replace(/\/+$/, '');
+}
+
 export class AtsClient {
   /** The server, without a trailing slash. */
   readonly url: string;
@@ -229,8 +262,7 @@ export class AtsClient {
   /** A URL string is `{ url }`. */
   constructor(options: ClientOptions | string) {
     const o: ClientOptions = typeof options === 'string' ? { url: options } : options;
-    // Spaces around the URL are no part of it (one read from a file ends in a newline): fetch would refuse `http://h:1 /v1/jobs`.
-    this.url = o.url.trim().replace(/\/+$/, '');
+    this.url = serverUrl(o.url);
     const fetchImpl = o.fetch ?? globalThis.fetch;
     this.http = {
       baseUrl: this.url,

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { ApiError, createClient, type WatchOptions } from './index.js';
+import { ApiError, AtsClient, createClient, type ClientOptions, type WatchOptions } from './index.js';
 import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
 
 const refused = (option: string) => (e: unknown) =>
@@ -156,4 +156,36 @@ test('a watch whose reconnect gives only maxMs (a JavaScript caller) pauses from
   }
   // Pauses of 250 and 500 ms: at most 3 tries in half a second; 1 ms pauses made dozens.
   assert.ok(upgrades <= 3, `${upgrades} connection tries in 500 ms`);
+});
+
+test('a url that is no http:// or https:// URL, or holds a user or password, a query or a fragment, is refused when the client is made, the password never echoed', async () => {
+  let sent = 0;
+  const fetch = async (): Promise<Response> => {
+    sent++;
+    return new Response('{}', { status: 200 });
+  };
+  /** Refused as the url option: ATS_ERR_VALIDATION (status 0) naming it and what it must be, without `secret`. */
+  const refusedUrl = (what: RegExp) => (e: unknown) =>
+    e instanceof ApiError && e.status === 0 && e.code === 'ATS_ERR_VALIDATION' && e.message.startsWith('createClient: url ') && what.test(e.message)
+    && !e.message.includes('s3cret');
+  // Without a scheme (ATS_URL=localhost:3000): fetch failed on every try, and the client said it cannot reach the server.
+  for (const url of ['localhost:3000', '127.0.0.1:3000', 'http//localhost:3000', '', '   ']) {
+    assert.throws(() => createClient({ url, fetch }), refusedUrl(/http:\/\/ or https:\/\//), JSON.stringify(url));
+  }
+  assert.throws(() => createClient({ url: 'ftp://ats.test', fetch }), refusedUrl(/http:\/\/ or https:\/\//));
+  assert.throws(() => createClient({ url: 'ws://ats.test', fetch }), refusedUrl(/http:\/\/ or https:\/\//));
+  // The API's paths go after the URL: `http://h/?x=1` sent `POST /?x=1/v1/jobs`, `http://h#f` `POST /`.
+  assert.throws(() => createClient({ url: 'http://ats.test/?x=1', fetch }), refusedUrl(/query or a fragment/));
+  assert.throws(() => createClient({ url: 'http://ats.test#f', fetch }), refusedUrl(/query or a fragment/));
+  // fetch refuses a URL with credentials (each call was "cannot reach the server at http://u:s3cret@..."), while the
+  // stream's socket sent them as Basic auth: the key goes in apiKey.
+  assert.throws(() => createClient({ url: 'http://u:s3cret@ats.test', fetch }), refusedUrl(/user or password.*apiKey/));
+  assert.throws(() => new AtsClient('https://s3cret@ats.test/'), refusedUrl(/user or password/));
+  // A JavaScript caller's url left out: the same error, not a TypeError of trim().
+  assert.throws(() => createClient({ fetch } as unknown as ClientOptions), refusedUrl(/http:\/\/ or https:\/\//));
+  assert.equal(sent, 0);
+  // Good URLs are taken as before: spaces around and trailing slashes dropped, a path kept.
+  for (const [given, url] of [[' http://ats.test/\n', 'http://ats.test'], ['https://ats.test:8443/ats/', 'https://ats.test:8443/ats'], ['HTTP://ats.test', 'HTTP://ats.test']]) {
+    assert.equal(createClient({ url: given!, fetch }).url, url);
+  }
 });
