@@ -64,7 +64,7 @@ export interface ClientOptions {
   timeoutMs?: number | undefined;
   /** Retries after a timeout, a network error or a 503: a finite number, 0 or more. @defaultValue 3 */
   retries?: number | undefined;
-  /** Pause before retry n: random up to min·2^n, at most max; each finite, 0 or more. @defaultValue { min: 250, max: 5000 } */
+  /** Pause before retry n (from 1): random up to min·2^(n−1), at most max; each finite, 0 or more. @defaultValue { min: 250, max: 5000 } */
   retryDelayMs?: { min: number; max: number } | undefined;
   /** Called before each retry of any request (after the request's own `onRetry`): to tell a person the client waits. */
   onRetry?: CallOptions['onRetry'];
