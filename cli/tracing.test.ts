@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { diag } from '@opentelemetry/api';
 import { startOtlpReceiver } from '../tests/helpers/otlp-receiver.js';
-import { EARLY_DIAGNOSTICS_KEPT, FLUSH_LIMIT_MS, startTracing, tracingSettings } from './tracing.js';
+import { DIAGNOSTIC_REPEAT_MS, EARLY_DIAGNOSTICS_KEPT, FLUSH_LIMIT_MS, startTracing, tracingSettings } from './tracing.js';
 
 const roles = ['api', 'worker'];
 
@@ -134,6 +134,46 @@ describe('startTracing', () => {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
       }
+    }
+  });
+
+  it('a collector that refuses every export is one readable warn line a minute (endpoint, error, no stack), the rest at debug', async () => {
+    // The receiver answers 404 to any path but /v1/traces: the endpoint of a typo.
+    const receiver = await startOtlpReceiver();
+    const endpoint = `${receiver.url}/v1/trace`;
+    const saved = process.env.OTEL_BSP_SCHEDULE_DELAY;
+    process.env.OTEL_BSP_SCHEDULE_DELAY = '20';
+    let now = 1_000_000;
+    const warns: Array<{ msg: string; fields?: Record<string, unknown> }> = [];
+    const debugs: string[] = [];
+    const keep = (msg: string, fields?: Record<string, unknown>) => void warns.push({ msg, ...(fields ? { fields } : {}) });
+    try {
+      const tracing = await startTracing({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint }, roles, () => now);
+      assert.ok(tracing);
+      tracing.reportTo({ debug: (m) => void debugs.push(m), info: () => {}, warn: keep, error: keep });
+      // What the SDK said while it started (in this test process: its globals registered before) is not this test's.
+      warns.length = 0;
+      debugs.length = 0;
+      // One span a batch; each export is refused. Waits for its line, at whichever level.
+      const refused = async (lines: number) => {
+        tracing.tracer.startSpan('lost').end();
+        const deadline = Date.now() + 10_000;
+        while (warns.length + debugs.length < lines && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        assert.equal(warns.length + debugs.length, lines, `lines so far: ${JSON.stringify({ warns, debugs })}`);
+      };
+      await refused(1);
+      await refused(2);
+      await refused(3);
+      assert.deepEqual(warns, [{ msg: 'tracing: spans not exported: Not Found', fields: { endpoint, code: '404' } }]);
+      assert.deepEqual(debugs, ['tracing: spans not exported: Not Found', 'tracing: spans not exported: Not Found']);
+      now += DIAGNOSTIC_REPEAT_MS;
+      await refused(4);
+      assert.deepEqual(warns[1], { msg: 'tracing: spans not exported: Not Found', fields: { endpoint, code: '404', repeated: 2 } });
+      await tracing.shutdown().catch(() => undefined);
+    } finally {
+      if (saved === undefined) delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+      else process.env.OTEL_BSP_SCHEDULE_DELAY = saved;
+      await receiver.close();
     }
   });
 

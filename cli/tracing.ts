@@ -40,6 +40,15 @@ export interface Tracing {
  */
 export const EARLY_DIAGNOSTICS_KEPT = 100;
 
+/** A diagnostic said again within this is written at debug (a refused export fails every batch). */
+export const DIAGNOSTIC_REPEAT_MS = 60_000;
+
+/** Distinct diagnostics remembered for DIAGNOSTIC_REPEAT_MS (the least recently written forgotten first). */
+const DIAGNOSTIC_KEYS = 100;
+
+/** Where the OTLP exporter sends spans when no endpoint is set (the OpenTelemetry default). */
+const DEFAULT_TRACES_URL = 'http://localhost:4318/v1/traces';
+
 interface Diagnostics {
   /** What the SDK's `diag` calls. */
   sink: DiagLogger;
@@ -50,19 +59,66 @@ interface Diagnostics {
 }
 
 /**
+ * An error the SDK's global error handler reported: it writes the error to `diag` as the JSON of its
+ * properties, stack included (@opentelemetry/core's loggingErrorHandler). With the processors
+ * startTracing makes, that is an export that failed (refused, unanswered, timed out). Null for
+ * any other diagnostic.
+ */
+function reportedError(message: string): { message: string; code?: unknown; data?: unknown } | null {
+  if (!message.startsWith('{')) return null;
+  try {
+    const e = JSON.parse(message) as { message?: unknown; stack?: unknown; code?: unknown; data?: unknown } | null;
+    return e && typeof e.message === 'string' && typeof e.stack === 'string' ? { message: e.message, code: e.code, data: e.data } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The SDK's diagnostics (errors and warnings only) as `tracing:` warn lines: of the process's log
  * once there is one; until then the first EARLY_DIAGNOSTICS_KEPT are kept, and the count of the
- * rest is told when the log comes.
+ * rest is told when the log comes. A failed export is `tracing: spans not exported: <error>` with
+ * the `endpoint` (`otlpUrl`, when the OTLP exporter is on) and the error's `code`, not the error's
+ * JSON and stack. A line said again within DIAGNOSTIC_REPEAT_MS is written at debug (a collector
+ * that refuses spans fails every batch), and the next one written after that carries `repeated`,
+ * how many like it were lowered meanwhile.
  */
-function diagnostics(): Diagnostics {
+function diagnostics(otlpUrl: string | null, now: () => number): Diagnostics {
   let logger: Logger | null = null;
   const early: Array<{ msg: string; fields: Record<string, unknown> }> = [];
   let droppedEarly = 0;
+  const said = new Map<string, { at: number; lowered: number }>();
+  const write = (to: Logger, msg: string, fields: Record<string, unknown>) => {
+    const t = now();
+    const s = said.get(msg);
+    if (s && t - s.at < DIAGNOSTIC_REPEAT_MS) {
+      s.lowered += 1;
+      to.debug(msg, fields);
+      return;
+    }
+    said.delete(msg); // re-inserted last: the least recently written first
+    said.set(msg, { at: t, lowered: 0 });
+    if (said.size > DIAGNOSTIC_KEYS) said.delete(said.keys().next().value!);
+    to.warn(msg, s && s.lowered > 0 ? { ...fields, repeated: s.lowered } : fields);
+  };
   const line = (message: string, args: unknown[]) => {
-    const detail = args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
-    const msg = `tracing: ${message}`;
-    const fields = detail ? { detail: detail.slice(0, 2000) } : {};
-    if (logger) logger.warn(msg, fields);
+    let msg: string;
+    let fields: Record<string, unknown>;
+    const failed = reportedError(message);
+    if (failed) {
+      msg = `tracing: spans not exported: ${failed.message.slice(0, 300)}`;
+      fields = {
+        ...(otlpUrl ? { endpoint: otlpUrl } : {}),
+        ...(typeof failed.code === 'string' && failed.code ? { code: failed.code } : {}),
+        // A collector's answer to a refused export (its reason), as it gave it.
+        ...(typeof failed.data === 'string' && failed.data ? { detail: failed.data.slice(0, 300) } : {}),
+      };
+    } else {
+      const detail = args.map((a) => (a instanceof Error ? a.message : typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
+      msg = `tracing: ${message}`;
+      fields = detail ? { detail: detail.slice(0, 2000) } : {};
+    }
+    if (logger) write(logger, msg, fields);
     else if (early.length < EARLY_DIAGNOSTICS_KEPT) early.push({ msg, fields });
     else droppedEarly++;
   };
@@ -70,7 +126,7 @@ function diagnostics(): Diagnostics {
   return {
     sink: { error: (m, ...a) => line(m, a), warn: (m, ...a) => line(m, a), info: none, debug: none, verbose: none },
     reportTo(to) {
-      for (const { msg, fields } of early.splice(0)) to.warn(msg, fields);
+      for (const { msg, fields } of early.splice(0)) write(to, msg, fields);
       if (droppedEarly > 0) to.warn(`tracing: ${droppedEarly} more SDK diagnostics before the log was ready were dropped`);
       droppedEarly = 0;
       logger = to;
@@ -166,12 +222,14 @@ function tracesUrl(env: Readonly<Record<string, string | undefined>>): string | 
  * The OTLP exporter gets its URL from `tracingSettings` and reads its other
  * `OTEL_EXPORTER_OTLP_*` settings (headers, timeout, compression) itself.
  */
-export async function startTracing(env: Readonly<Record<string, string | undefined>>, roles: readonly string[]): Promise<Tracing | null> {
+export async function startTracing(
+  env: Readonly<Record<string, string | undefined>>, roles: readonly string[], now: () => number = Date.now,
+): Promise<Tracing | null> {
   const settings = tracingSettings(env, roles);
   if (!settings.enabled) return null;
   // Before anything of the SDK is built: it reports bad settings while the provider and its processors
   // are made, and a failed export through its global error handler; both write to `diag`.
-  const diagnosed = diagnostics();
+  const diagnosed = diagnostics(settings.exporters.includes('otlp') ? (settings.url ?? DEFAULT_TRACES_URL) : null, now);
   diag.setLogger(diagnosed.sink, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
   // Loaded only when tracing is on: a process without it never loads the SDK.
   const [{ NodeTracerProvider }, base, { resourceFromAttributes, defaultResource, detectResources, envDetector }, { ATTR_SERVICE_NAME }] = await Promise.all([
