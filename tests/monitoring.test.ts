@@ -6,19 +6,26 @@
  * as compose sets them); Grafana's data source is the dashboard's. And the
  * dashboard names only metrics the scheduler exports: every PromQL `expr` of
  * monitoring/grafana/dashboards/ats.json, against a real scrape of a whole
- * scheduler on MariaDB and Kafka.
+ * scheduler on MariaDB and Kafka; and groups and filters by labels those
+ * metrics carry (a label no series has selects nothing, without an error).
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { SETTINGS } from '../cli/config.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { parseExposition } from './helpers/exposition.js';
 import { requireKafka } from './helpers/kafka.js';
 import { requireMysql } from './helpers/mysql.js';
 import { startTestSystem, waitForJob, type TestSystem } from './helpers/system.js';
+
+// Awaited before any test is declared: under --test-force-exit (scripts/test.sh) a file whose declared
+// tests have all ended exits, so a describe declared after this await, once the quick tests above it
+// had run, was never run nor reported.
+const ready = (await requireMysql()) && (await requireKafka());
 
 const root = new URL('../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
@@ -60,6 +67,56 @@ test('the PromQL reader finds metric names, not functions, labels or durations',
   assert.deepEqual(metricNamesOf('histogram_quantile(0.95, sum by (le, type) (rate(ats_job_run_seconds_bucket{queue="a b"}[$__rate_interval])))'), ['ats_job_run_seconds_bucket']);
   assert.deepEqual(metricNamesOf('sum(rate(a_sum[5m])) / sum(rate(a_count[1h] offset 5m))'), ['a_sum', 'a_count']);
   assert.deepEqual(metricNamesOf('max by (state) (sum by (instance, state) (ats_jobs))'), ['ats_jobs']);
+});
+
+/** The label names an expression filters (`{name="..."}`) or groups (`by (...)`, `on (...)`, ...) by. */
+function labelNamesOf(expr: string): string[] {
+  const bare = expr.replace(/\$\{?\w+\}?/g, '1m');
+  const names = new Set<string>();
+  for (const [, inside] of bare.matchAll(/\{([^}]*)\}/g)) {
+    for (const m of inside!.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)\s*"/g)) names.add(m[1]!);
+  }
+  for (const [, list] of bare.matchAll(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g)) {
+    for (const n of list!.split(',').map((x) => x.trim()).filter(Boolean)) names.add(n);
+  }
+  return [...names];
+}
+
+test('the PromQL reader finds the labels an expression filters and groups by', () => {
+  assert.deepEqual(labelNamesOf('histogram_quantile(0.95, sum by (le, type) (rate(ats_job_run_seconds_bucket{queue="a,b", status=~"5.."}[$__rate_interval])))').sort(), ['le', 'queue', 'status', 'type']);
+  assert.deepEqual(labelNamesOf('max by (state) (sum by (instance, state) (ats_jobs))').sort(), ['instance', 'state']);
+});
+
+test('every label the dashboard filters or groups by is one its metrics carry (or Prometheus adds)', () => {
+  // Every metric a process can export, the scrape-time ones included (their sources are not read here).
+  const metrics = new PrometheusMetrics();
+  metrics.watchStore({ jobCounts: async () => [], outboxBacklog: async () => ({ rows: 0, messages: 0, oldestAt: null }) }, { now: () => 0 });
+  metrics.watchConsumerLag(async () => [], { now: () => 0 });
+  metrics.watchWorker({ slotUsage: () => ({ busy: 0, free: 0, lingering: 0 }) });
+  metrics.watchStream({ clients: () => 0 });
+  metrics.scheduleTicks();
+  metrics.advisorHooks();
+  const labelsOf = new Map<string, string[]>();
+  for (const m of metrics.registry.getMetricsAsArray()) {
+    const own = (m as unknown as { labelNames?: string[] }).labelNames ?? [];
+    if (String(m.type) === 'histogram') {
+      labelsOf.set(`${m.name}_bucket`, [...own, 'le']);
+      labelsOf.set(`${m.name}_sum`, own);
+      labelsOf.set(`${m.name}_count`, own);
+    } else {
+      labelsOf.set(m.name, own);
+    }
+  }
+  // What Prometheus gives every series of a target: `instance` and `job`, and `role` (monitoring/prometheus.yml).
+  const added = ['instance', 'job', 'role'];
+  const wrong: string[] = [];
+  for (const { panel, expr } of exprs) {
+    const names = metricNamesOf(expr);
+    for (const n of names) assert.ok(labelsOf.has(n), `${panel}: ${n} is not a metric of PrometheusMetrics`);
+    const carried = new Set([...added, ...names.flatMap((n) => labelsOf.get(n) ?? [])]);
+    for (const l of labelNamesOf(expr)) if (!carried.has(l)) wrong.push(`${panel}: ${l} (${expr})`);
+  }
+  assert.deepEqual(wrong, []);
 });
 
 test('prometheus and grafana run only in the monitoring profile and mount files that exist', () => {
@@ -119,8 +176,6 @@ test('grafana provisions the Prometheus data source the dashboard names, and the
   const panels = dashboard.panels.map((p) => p.title.toLowerCase()).join(' | ');
   for (const topic of ['edge', 'queue wait', 'run time', 'outcome', 'per state', 'outbox', 'lag', 'event loop', 'api responses', 'api 5xx', 'relay publish failures']) assert.ok(panels.includes(topic), `a panel on ${topic}: ${panels}`);
 });
-
-const ready = (await requireMysql()) && (await requireKafka());
 
 describe('the dashboard against a real scrape', { skip: ready ? false : 'MariaDB or Kafka not reachable (ATS_ALLOW_SKIP=1)' }, () => {
   let t: TestSystem;
