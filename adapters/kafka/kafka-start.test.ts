@@ -54,6 +54,9 @@ async function silentBroker(): Promise<{ port: number; accepted: () => number; o
   };
 }
 
+// Before any test is declared (tests/test-files.test.ts says why).
+const kafkaUp = await requireKafka();
+
 describe('ensureTopics on a Kafka it cannot reach', () => {
   it('refused: "Kafka is not reachable at <brokers>: <why>", the reason once', async () => {
     const log = createKafkaLog({ brokers: ['127.0.0.1:1'], connectTimeoutMs: 1000, logLevel: 'nothing' });
@@ -97,8 +100,6 @@ describe('ensureTopics on a Kafka it cannot reach', () => {
     }
   });
 });
-
-const kafkaUp = await requireKafka();
 
 if (kafkaUp) {
   it('a broker that stops answering, then answers again: ensureTopics gives up, and the next call creates the topics', { timeout: 60_000 }, async () => {

@@ -14,6 +14,9 @@ import { MYSQL_MIGRATIONS_DIR } from './migrate.js';
 import { sqlText } from './sql-text.js';
 import { CommittedThenFailed, inTransaction, isTransient } from './tx.js';
 
+// Before any test is declared (tests/test-files.test.ts says why).
+const mysqlUp = await requireMysql();
+
 describe('createMysqlStore fails fast', () => {
   it('rejects with the URL, without its password, when nothing listens', async () => {
     const url = 'mysql://ats:s3cret-pw@127.0.0.1:1/ats';
@@ -38,8 +41,6 @@ describe('createMysqlStore fails fast', () => {
     assert.equal(redactUrl('mysql://u@h/db'), 'mysql://u@h/db');
   });
 });
-
-const mysqlUp = await requireMysql();
 
 /** `p`, or a rejection with `message` if it has not settled within `ms`. */
 async function within<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
