@@ -291,7 +291,7 @@ export const EtaView = Type.Object({
     startsPerSecond: Nullable(Type.Number(), 'The queue\'s start rate: the larger of its recent start rate (decaying: 0 once no job of it started for a long while) and the rate its running attempts free their slots (one start per mean run time of each one\'s type); null for a queue this server has not seen start a job'),
     medianRunMs: Type.Number({ description: 'The job type\'s median run time' }),
     ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one; with `lowerBound`, at least this many (the count stops after reading 1,000 waiting jobs of every queue, per read)' }),
-    startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start (a job starts no sooner); null before enough starts'),
+    startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start, of jobs none started ahead of (a job starts no sooner); null before enough starts'),
   }, { description: 'What the prediction rests on' }),
   lowerBound: Type.Optional(Type.Boolean({ description: 'True: more jobs may wait ahead than were counted, so `start` and `finish` are the earliest the job can start and finish (absent is false)' })),
 }, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });

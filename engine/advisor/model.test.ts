@@ -657,6 +657,33 @@ describe('AdvisorModel: ETA', () => {
     assert.deepEqual([eta.start, eta.finish], [40_400, 40_450]);
   });
 
+  it('the queue\'s wait from due to start is that of jobs with none started ahead of them: a burst\'s wait behind its own jobs is not it', () => {
+    // A queue whose jobs start 50 ms after their submit, one at a time.
+    const model = new AdvisorModel();
+    const feed = new Feed(model);
+    const job = (id: string) => ({ id, type: 'render', queue: 'r' });
+    let t = 0;
+    for (let i = 0; i < 20; i++) {
+      t = i * 10_000;
+      feed.emit(job(`lone${i}`), 'pending', t, { at: t, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+      feed.emit(job(`lone${i}`), 'running', t + 50, { type: 'STARTED', at: t + 50, attempt: 1, leaseUntil: t + 30_050, workerId: 'w1' });
+      feed.emit(job(`lone${i}`), 'done', t + 1050, { type: 'SUCCEEDED', at: t + 1050, attempt: 1 });
+    }
+    // Then 60 at once on 10 slots of 1 s: they start over 6 s, each after the ones before it.
+    const burstAt = t + 10_000;
+    for (let i = 0; i < 60; i++) feed.emit(job(`b${i}`), 'pending', burstAt, { at: burstAt, maxAttempts: 1, backoff: EXP }, 'SUBMITTED');
+    for (let i = 0; i < 60; i++) {
+      const at = burstAt + 50 + Math.floor(i / 10) * 1000 + (i % 10);
+      feed.emit(job(`b${i}`), 'running', at, { type: 'STARTED', at, attempt: 1, leaseUntil: at + 30_000, workerId: 'w1' });
+      feed.emit(job(`b${i}`), 'done', at + 1000, { type: 'SUCCEEDED', at: at + 1000, attempt: 1 });
+    }
+    // A minute later, a job due now with nothing ahead starts as the queue's lone jobs do: in about 50 ms.
+    const now = burstAt + 60_000;
+    const eta = model.eta({ type: 'render', queue: 'r', state: 'pending', startedAt: null, runAt: now, ahead: 0, now })!;
+    assert.equal(eta.basis.startLatencyMs, 50, `the wait of jobs with none ahead, got ${eta.basis.startLatencyMs}`);
+    assert.equal(eta.start, now + 50);
+  });
+
   it('has none without run times, or with jobs ahead and no start rate', () => {
     const { model, now } = busy();
     assert.equal(model.eta({ ...base, type: 'other', state: 'pending', now }), null);

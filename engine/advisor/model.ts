@@ -201,7 +201,7 @@ interface TrackedJob {
 interface StartRate {
   weight: number;
   last: number;
-  /** The last `START_LATENCY_SAMPLES` waits from a run's due time to its first start, a ring. */
+  /** The last `START_LATENCY_SAMPLES` waits from a run's due time to its first start (of runs none started ahead of), a ring. */
   latencies: number[];
   latencyNext: number;
   /**
@@ -244,6 +244,8 @@ export class AdvisorModel {
     if (e.seq <= (job?.seq ?? this.ended.get(e.jobId) ?? 0)) return; // seen already
     this.seen += 1;
     if (e.at > this.lastAt) this.lastAt = e.at;
+    // The queue's latest start before this one: a job due before it waited behind the jobs started meanwhile.
+    const startedBefore = e.type === 'STARTED' ? (this.startRates.get(e.queue)?.last ?? -Infinity) : -Infinity;
     if (e.type === 'STARTED') this.countStart(e.queue, e.at);
     const pair = this.pairOf(e.jobType, e.queue, e.at);
     if (job && job.pair !== pair) {
@@ -272,7 +274,9 @@ export class AdvisorModel {
         if (job) {
           job.attempt = data.attempt;
           job.startedAt = e.at;
-          if (job.dueAt !== null) this.countStartLatency(e.queue, Math.max(0, e.at - job.dueAt));
+          // A wait from due to start only of a job none started ahead of (no start of its queue since it was due): a
+          // wait behind other jobs is the jobs ahead's (a burst's last job waits for the whole burst), counted as such.
+          if (job.dueAt !== null && !(startedBefore > job.dueAt)) this.countStartLatency(e.queue, Math.max(0, e.at - job.dueAt));
           job.dueAt = null;
           this.hold(job);
         }

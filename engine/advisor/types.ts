@@ -86,7 +86,7 @@ export interface Eta {
    * What it rests on: the queue's start rate (jobs/s: its recent rate, or the rate its running
    * attempts free their slots when that is higher), the type's
    * median run time, the jobs ahead, and the queue's median wait from a job's
-   * due time to its first start lately (null before enough starts).
+   * due time to its first start lately, of jobs none started ahead of (null before enough starts).
    */
   basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null };
   /**
