@@ -32,13 +32,41 @@ export function noteFailure(pool: Pool, err: unknown): void {
   if (state && typeof errno === 'number' && READ_ONLY_ERRNOS.has(errno)) state.seen++;
 }
 
-/** A connection of `pool` opened since its last read-only refusal; older ones met on the way are destroyed. */
-export async function takeConnection(pool: Pool): Promise<PoolConnection> {
+/**
+ * A connection of `pool` opened since its last read-only refusal; older ones met on the way are destroyed.
+ * Rejects once `waitMs` passed without one (as unavailable: `ETIMEDOUT`). The pool's queue of callers is
+ * unbounded, and a server that stops answering holds each connection it opens for the driver's connect
+ * timeout: without a bound, callers queue behind one another for as long as there are more of them. A
+ * connection that comes after its caller gave up goes back to the pool, to the next caller.
+ */
+export async function takeConnection(pool: Pool, waitMs: number): Promise<PoolConnection> {
   const state = refusals.get(pool);
   for (;;) {
-    const conn = await pool.getConnection();
+    const conn = await connectionWithin(pool, waitMs);
     const opened = openedAfter.get(conn.connection);
     if (state === undefined || opened === undefined || opened === state.seen) return conn;
     conn.destroy();
   }
+}
+
+/** `pool.getConnection()`, or a rejection once `waitMs` passed; a connection that comes later is released. */
+function connectionWithin(pool: Pool, waitMs: number): Promise<PoolConnection> {
+  return new Promise((resolve, reject) => {
+    let waiting = true;
+    const timer = setTimeout(() => {
+      waiting = false;
+      reject(Object.assign(new Error(`no MySQL connection within ${waitMs} ms`), { code: 'ETIMEDOUT' }));
+    }, waitMs);
+    pool.getConnection().then(
+      (conn) => {
+        clearTimeout(timer);
+        if (waiting) resolve(conn);
+        else conn.release();
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (waiting) reject(err);
+      },
+    );
+  });
 }

@@ -40,7 +40,7 @@ export async function queryOn(conn: PoolConnection, sql: string, timeoutMs: numb
  * a read-only refusal retires the pool's older connections too (demoted.ts).
  */
 export async function queryPool(pool: Pool, sql: string, timeoutMs: number): Promise<unknown> {
-  const conn = await takeConnection(pool);
+  const conn = await takeConnection(pool, timeoutMs);
   let unusable = false;
   try {
     return await queryOn(conn, sql, timeoutMs);

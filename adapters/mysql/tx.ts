@@ -105,7 +105,7 @@ export interface TxOptions {
  */
 export async function inTransaction<T>(pool: Pool, fn: (run: Run) => Promise<T>, opts: TxOptions = {}): Promise<T> {
   const { beforeCommit, readCommitted = false, observe, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS } = opts;
-  const conn = await takeConnection(pool);
+  const conn = await takeConnection(pool, queryTimeoutMs);
   const began = observe ? performance.now() : 0;
   let broken = false;
   let begun = false;
