@@ -402,3 +402,41 @@ describe('worker lanes: a stop during a discovery round', () => {
     }
   });
 });
+
+describe('worker lanes: the log cannot list its topics for a while (a broker outage)', () => {
+  it('the failing discovery rounds are logged as an outage (the first, not every round), and its end once a round works', async () => {
+    const lines: Array<{ level: string; msg: string; failures?: unknown }> = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, failures: fields?.failures });
+    const logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    const registry = new HandlerRegistry().register(TYPE, async () => 'ok');
+    const h = await workerHarness(registry);
+    let down = false;
+    let failedRounds = 0;
+    const log = new Proxy(h.log, {
+      get(target, prop) {
+        if (prop === 'listTopics') {
+          return () => {
+            if (!down) return target.listTopics();
+            failedRounds++;
+            return Promise.reject(new Error('Connection error: connect ECONNREFUSED'));
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    try {
+      await h.worker('w-all', { laneDiscoveryMs: 10 }, { log, logger });
+      down = true;
+      await until('ten failed discovery rounds', () => failedRounds >= 10);
+      const failed = lines.filter((l) => /dispatch lanes failed/.test(l.msg) && l.level !== 'debug');
+      assert.equal(failed.length, 1, JSON.stringify(failed));
+      down = false;
+      await until('the end of the outage logged', () => lines.some((l) => l.level === 'info' && /works again/.test(l.msg)));
+      const end = lines.find((l) => l.level === 'info' && /works again/.test(l.msg))!;
+      assert.ok(typeof end.failures === 'number' && end.failures >= 10, JSON.stringify(end));
+    } finally {
+      await h.stop();
+    }
+  });
+});

@@ -76,6 +76,7 @@ import { Batcher } from './batcher.js';
 import { NonRetryableError } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { settleAll } from './in-parallel.js';
+import { OutageLog } from './error-backoff.js';
 import { errorFields, withFields } from './logger.js';
 import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } from './lanes.js';
 import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
@@ -409,11 +410,16 @@ export class Worker {
 
   private async discoverUntil(signal: AbortSignal): Promise<void> {
     const every = this.opts.laneDiscoveryMs ?? LANE_DISCOVERY_MS;
+    // A broker outage fails every round: logged as an outage (the first, a line a minute, the end), not each round.
+    const outage = new OutageLog(this.deps.logger, 'worker: looking for new dispatch lanes', {
+      level: 'warn', failedMessage: 'worker: looking for new dispatch lanes failed; will look again',
+    });
     while (await this.deps.clock.sleep(every, signal).then(() => true, () => false)) {
       try {
         await this.discoverLanes();
+        outage.succeeded();
       } catch (err) {
-        if (!signal.aborted) this.deps.logger.warn('worker: looking for new dispatch lanes failed; will look again', errorFields(err));
+        if (!signal.aborted) outage.failed(err, this.deps.clock.now());
       }
     }
   }
