@@ -7,6 +7,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cutText, ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
+import { errorFields } from '../engine/logger.js';
 import { responseStarted } from './connections.js';
 import { clip, type ServerErrorLog } from './error-log.js';
 import { MAX_NAME_CHARS } from './schemas.js';
@@ -153,7 +154,8 @@ export function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException,
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const known = (err.code && CLIENT_ERRORS[err.code]) || { code: 'ATS_ERR_VALIDATION', status: 400, message: 'The request is not valid HTTP' };
   const body = JSON.stringify({ code: known.code, message: known.message });
-  this.log.debug({ err }, 'client error');
+  // Not `{ err }`: Node's parse errors carry the request's bytes (`rawPacket`), its Authorization header included.
+  this.log.debug({ ...errorFields(err), code: err.code }, 'client error');
   // A response already under way (the request timed out while its reply was
   // being written) cannot be followed by another one: only cut the socket.
   if (socket.writable && !responseStarted(socket)) {

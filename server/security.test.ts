@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { connect as connectTcp, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +18,7 @@ import WebSocket from 'ws';
 import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js';
 import { SCOPES, type Principal } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
-import { silentLogger } from '../engine/logger.js';
+import { createLogger, silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
 import { buildApp, type AppDeps, type AppPlugin } from './app.js';
 import { streamPlugin, type StreamDeps } from './stream/index.js';
@@ -520,6 +521,41 @@ describe('error messages stay small and hide internals', () => {
         assert.equal(r.statusCode, 500, url);
         assert.deepEqual(r.json(), { code: 'ATS_ERR_INTERNAL', message: 'Internal error' });
       }
+    }
+  });
+});
+
+describe('keys stay out of the log', () => {
+  /** Writes `data` on a new connection to `port`; resolves with what came back once the server closed it. */
+  const raw = (port: number, data: string) => new Promise<string>((resolve, reject) => {
+    const socket = connectTcp(port, '127.0.0.1', () => socket.end(data));
+    let text = '';
+    socket.on('data', (d) => (text += d));
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+
+  test('a request Node cannot parse is logged (at debug) without its bytes, so without its Authorization header', async () => {
+    const lines: string[] = [];
+    const app = await build({ loggerInstance: createLogger('debug', {}, (line) => lines.push(line)).pino });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const secret = 'Zm9vYmFyLXRoZS1zZWNyZXQtb2YtYS1rZXktMDEyMzQ1';
+    const auth = `Authorization: Bearer ats_01J00000000000000000000000_${secret}\r\n`;
+    const answers = [
+      await raw(port, `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n${auth}NoColon\r\n\r\n`),
+      await raw(port, `GET /v1/jobs HTTP/1.1\r\nHost: localhost\r\n${auth}X-Big: ${'y'.repeat(20 * 1024)}\r\n\r\n`),
+    ];
+    assert.match(answers[0]!, /^HTTP\/1\.1 400 [^]*"code":"ATS_ERR_VALIDATION"/);
+    assert.match(answers[1]!, /^HTTP\/1\.1 431 [^]*"code":"ATS_ERR_HEADERS_TOO_LARGE"/);
+    const clientErrors = lines.filter((l) => l.includes('"msg":"client error"'));
+    assert.equal(clientErrors.length, 2, lines.join('\n'));
+    assert.match(clientErrors[0]!, /HPE_INVALID_HEADER_TOKEN/);
+    // Neither the key as text nor the request's bytes in any form (pino writes a Buffer as its bytes).
+    const secretBytes = [...Buffer.from(secret)].join(',');
+    for (const line of lines) {
+      assert.ok(!line.includes(secret) && !line.includes(secretBytes), `a log line holds the key: ${line.slice(0, 300)}`);
+      assert.ok(!line.includes('rawPacket'), `a log line holds the request's bytes: ${line.slice(0, 300)}`);
     }
   });
 });
