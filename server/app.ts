@@ -46,8 +46,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if ((deps.limits.bodyLimitBytes ?? 0) > MAX_BODY_LIMIT_BYTES) {
     throw new RangeError(`limits.bodyLimitBytes is ${deps.limits.bodyLimitBytes}: at most ${MAX_BODY_LIMIT_BYTES}, what one MariaDB statement holds of a payload`);
   }
+  const timeouts = serverTimeouts(limits);
   const app = Fastify({
-    ...serverTimeouts(limits),
+    ...timeouts,
+    // Node answers an HTTP/1.1 request without a Host with a bare 400 of its own (no body, no code):
+    // the Host check (server/security.ts) refuses it as the API refuses bad input.
+    http: { ...timeouts.http, requireHostHeader: false },
     // One log per process: fastify logs through the engine's pino (request ids
     // as `reqId`), each request's completion at debug (see request-log.ts); the
     // 5xx errors go to the engine's logger (see error-handler.ts).

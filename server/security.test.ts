@@ -113,6 +113,15 @@ function connect(url: string, opts: { protocols?: string[]; origin?: string; hea
 const isOpen = (r: Opened | Refused): r is Opened => 'ws' in r;
 const closed = (ws: WebSocket) => new Promise<void>((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve() : ws.once('close', () => resolve())));
 
+/** Writes `data` on a new connection to `port`; resolves with what came back once the server closed it. */
+const raw = (port: number, data: string) => new Promise<string>((resolve, reject) => {
+  const socket = connectTcp(port, '127.0.0.1', () => socket.end(data));
+  let text = '';
+  socket.on('data', (d) => (text += d));
+  socket.on('close', () => resolve(text));
+  socket.on('error', reject);
+});
+
 // ------------------------------------------------------------------ Host
 
 describe('Host check (DNS rebinding)', () => {
@@ -152,6 +161,23 @@ describe('Host check (DNS rebinding)', () => {
     const app = await build({ security: { loopback: false } });
     for (const host of ['ats.internal:3000', '10.1.2.3', 'whatever']) {
       assert.equal((await app.inject({ url: '/v1/jobs', headers: { host } })).statusCode, 200, host);
+    }
+  });
+
+  test('an HTTP/1.1 request without a Host: 400 ATS_ERR_VALIDATION {code, message}, on loopback or not, the probes too; HTTP/1.0 keeps the Host rule', async () => {
+    for (const loopback of [true, false]) {
+      const app = await build({ security: { loopback } });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as AddressInfo).port;
+      for (const path of ['/v1/jobs', '/healthz', '/ui']) {
+        const answer = await raw(port, `GET ${path} HTTP/1.1\r\nConnection: close\r\n\r\n`);
+        assert.match(answer, /^HTTP\/1\.1 400 /, `${path}: ${answer}`);
+        const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { code: string; message: string };
+        assert.equal(body.code, 'ATS_ERR_VALIDATION', path);
+        assert.match(body.message, /Host/);
+      }
+      const old = await raw(port, 'GET /v1/jobs HTTP/1.0\r\n\r\n');
+      assert.match(old, loopback ? /^HTTP\/1\.1 421 / : /^HTTP\/1\.1 200 /, old);
     }
   });
 
@@ -526,15 +552,6 @@ describe('error messages stay small and hide internals', () => {
 });
 
 describe('keys stay out of the log', () => {
-  /** Writes `data` on a new connection to `port`; resolves with what came back once the server closed it. */
-  const raw = (port: number, data: string) => new Promise<string>((resolve, reject) => {
-    const socket = connectTcp(port, '127.0.0.1', () => socket.end(data));
-    let text = '';
-    socket.on('data', (d) => (text += d));
-    socket.on('close', () => resolve(text));
-    socket.on('error', reject);
-  });
-
   test('a request Node cannot parse is logged (at debug) without its bytes, so without its Authorization header', async () => {
     const lines: string[] = [];
     const app = await build({ loggerInstance: createLogger('debug', {}, (line) => lines.push(line)).pino });

@@ -211,6 +211,10 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
   const refusal = hostRefusal(options);
   const metricsRefusal = metricsHostRefusal(options);
   app.addHook('onRequest', async (request) => {
+    // HTTP/1.1 requires a Host (Node's own check is off: it answers without a body or a code).
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      throw new AtsError('ATS_ERR_VALIDATION', 'An HTTP/1.1 request needs a Host header');
+    }
     const route = request.routeOptions.url ?? '';
     if (ANY_HOST_ROUTES.has(route)) return;
     const refused = (route === '/metrics' ? metricsRefusal : refusal)(request.headers.host);
