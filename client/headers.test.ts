@@ -1,11 +1,13 @@
 /**
- * A header value fetch cannot send (a character beyond U+00FF, or NUL, CR or
- * LF: an Idempotency-Key or an API key pasted with a zero-width space) is
+ * A header value fetch cannot send (a character beyond U+00FF, or a control
+ * character other than a tab: an Idempotency-Key or an API key pasted with a
+ * zero-width space) is
  * refused by the client before anything is sent: an ApiError naming the
  * header, not retried, not "cannot reach the server".
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { createServer, type AddressInfo } from 'node:net';
+import { after, describe, test } from 'node:test';
 import { ApiError, createClient, UnreachableError } from './index.js';
 
 /** A fetch that answers every request 200 `{}`, counting them. */
@@ -48,6 +50,23 @@ describe('a header value that cannot be sent', () => {
   test('with the real fetch too: refused before a connection is tried', async () => {
     const ats = createClient({ url: 'http://127.0.0.1:9', retryDelayMs: { min: 1, max: 2 } });
     await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: 'ключ' }), refusedHeader(/Idempotency-Key/));
+  });
+
+  test('with the real fetch, a control character it refuses to send (DEL, U+0001): named, not "cannot reach the server"', async () => {
+    let connections = 0;
+    const server = createServer(() => connections++);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    after(() => server.close());
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    for (const [c, cp] of [['\u007f', 'U+007F'], ['\u0001', 'U+0001'], ['\u001b', 'U+001B']] as const) {
+      const ats = createClient({ url, apiKey: `ats_secret${c}x`, retryDelayMs: { min: 1, max: 2 } });
+      const err = await ats.stats().catch((e: unknown) => e);
+      assert.ok(refusedHeader(/Authorization/)(err), `${cp}: ${String(err)}`);
+      assert.match((err as Error).message, new RegExp(cp.replace('+', '\\+')));
+      assert.doesNotMatch((err as Error).message, /ats_secret/);
+      await assert.rejects(ats.submit({ type: 'demo.echo', payload: null }, { idempotencyKey: `order${c}1` }), refusedHeader(/Authorization|Idempotency-Key/));
+    }
+    assert.equal(connections, 0);
   });
 
   test('an API key read from a file, ending in a newline: sent without it (on the stream too); an Idempotency-Key is checked as fetch sends it, stripped', async () => {

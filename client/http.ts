@@ -131,19 +131,20 @@ const headerName = (name: string): string => name.replace(/(^|-)([a-z])/g, (_m, 
 
 /**
  * The first header of `headers` whose value fetch would refuse to send (it
- * throws before sending: a character beyond U+00FF, or NUL, CR or LF), as an
+ * throws before sending: a character beyond U+00FF, or a control character
+ * other than a tab: Node's fetch refuses DEL and U+0001 too), as an
  * ApiError naming the header and the character, never the value (it may be a
  * secret); null when every value can be sent.
  */
 export function unsendableHeader(headers: Record<string, string>): ApiError | null {
   for (const [name, value] of Object.entries(headers)) {
     // fetch strips leading and trailing tabs, spaces, CR and LF before it checks (a key read from a file ends in one).
-    const bad = /[^\u0001-\u0009\u000b\u000c\u000e-\u00ff]/u.exec(value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, ''));
+    const bad = /[^\t\u0020-\u007e\u0080-\u00ff]/u.exec(value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, ''));
     if (!bad) continue;
     const cp = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
     const what = name === 'authorization' ? 'Authorization header (the apiKey)' : `${headerName(name)} header`;
     return new ApiError(0, 'ATS_ERR_VALIDATION',
-      `the ${what} cannot be sent: it has ${cp}, and a header value takes only characters up to U+00FF other than NUL, CR and LF; nothing was sent`);
+      `the ${what} cannot be sent: it has ${cp}, and a header value takes only characters up to U+00FF other than control characters (a tab aside); nothing was sent`);
   }
   return null;
 }
