@@ -104,3 +104,31 @@ test('a second stop gets the first one\'s outcome: nothing is closed twice', asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('stopWaitingOn() names the part of the stop under way and how long it has waited on it; nothing before the stop or once it ended', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-waiting-on-'));
+  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
+  const system = await compose(config, { logger: silentLogger });
+  try {
+    await system.start();
+    assert.deepEqual(system.stopWaitingOn(), [], 'no stop under way');
+    // The store's close waits, as on a database that stopped answering.
+    const close = system.store.close.bind(system.store);
+    let closeStore = () => {};
+    const storeClosable = new Promise<void>((resolve) => (closeStore = resolve));
+    let closing = false;
+    system.store.close = () => ((closing = true), storeClosable.then(close));
+    const stopped = system.stop();
+    for (let i = 0; i < 500 && !closing; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(closing, 'the stop reached the store');
+    await new Promise((r) => setTimeout(r, 50));
+    const waiting = system.stopWaitingOn();
+    assert.deepEqual(waiting.map((w) => w.part), ['store']);
+    assert.ok(waiting[0].ms >= 40, `waited ${waiting[0].ms} ms`);
+    closeStore();
+    await stopped;
+    assert.deepEqual(system.stopWaitingOn(), [], 'the stop ended');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

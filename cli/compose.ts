@@ -115,6 +115,14 @@ export interface System {
    * worker, whose join of its lanes still in progress it gives up.
    */
   stop(): Promise<void>;
+  /**
+   * What the stop under way waits on now, and for how long it has (ms): a part
+   * of the stop (named as its failure would be: `store`, `relay`, `api`…), or
+   * `start of <part>` while it waits for the role starting then. Empty before
+   * a stop and once it ended. For the line a process that gives its stop up
+   * logs (cli/start.ts).
+   */
+  stopWaitingOn(): Array<{ part: string; ms: number }>;
 }
 
 /**
@@ -402,6 +410,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   ];
   /** The parts whose stop a stop has begun (stopAll). */
   const stopsBegun = new Set<string>();
+  /** What the stop waits on now (stopWaitingOn), since when (performance.now()): null when it waits on nothing. */
+  let waitingOn: { part: string; since: number } | null = null;
   /**
    * The step of a start under way, which a stop waits for, STARTING_ROLE_WAIT_MS at most, before it stops
    * the roles: null when none is. Not the worker's start: its stop gives up a lane's join in progress
@@ -469,6 +479,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       stopping ??= (async () => {
         startAbort.abort();
         const current = startStep;
+        if (current) waitingOn = { part: `start of ${current.part}`, since: performance.now() };
         if (current && !(await settlesWithin(current.done, STARTING_ROLE_WAIT_MS))) {
           logger.warn(`stop: the start of ${current.part} did not end within ${STARTING_ROLE_WAIT_MS} ms; given up`, { part: current.part });
           giveUpStart();
@@ -477,12 +488,16 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       })();
       return stopping;
     },
+    stopWaitingOn() {
+      return waitingOn ? [{ part: waitingOn.part, ms: Math.round(performance.now() - waitingOn.since) }] : [];
+    },
   };
 
   async function stopAll(): Promise<void> {
     const failed: Array<[string, unknown]> = [];
     for (const [name, step] of stopSteps) {
       stopsBegun.add(name);
+      waitingOn = { part: name, since: performance.now() };
       try {
         await step();
       } catch (err) {
@@ -490,6 +505,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         failed.push([name, err]);
       }
     }
+    waitingOn = null;
     // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
     if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
   }

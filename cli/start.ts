@@ -50,7 +50,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // worker's join of its lanes still in progress is given up (system.stop()).
   const signals = watchSignals();
   const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
-  const giveUp = givingUp(signals, deadlineMs, system.logger);
+  const giveUp = givingUp(signals, deadlineMs, system);
   try {
     let url: string | null;
     try {
@@ -106,20 +106,29 @@ export const REPEAT_SIGNAL_MS = 1000;
  * SIGTERM/SIGINT, whether the roles were still starting or stopping, or at
  * a second signal. A shutdown never hangs on a client, a broker or a handler
  * that ignores its abort signal. (Anything not committed is recovered like
- * after a crash: leases expire, the outbox is published again.)
+ * after a crash: leases expire, the outbox is published again.) Either line
+ * it logs names the part of the stop it was still waiting on (`waitingOn`:
+ * `store`, `relay`…, with how long it had waited), so what was stuck is known.
  */
-function givingUp(signals: Signals, deadlineMs: number, logger: System['logger']): Promise<number> {
+function givingUp(signals: Signals, deadlineMs: number, system: Pick<System, 'logger' | 'stopWaitingOn'>): Promise<number> {
   const late = signals.first
     .then(() => new Promise((resolve) => setTimeout(resolve, deadlineMs).unref()))
     .then(() => {
-      logger.error('ats: shutdown did not finish in time; exiting', { deadlineMs });
+      const waitingOn = system.stopWaitingOn();
+      system.logger.error(`ats: shutdown did not finish in time; exiting${stillWaiting(waitingOn)}`, { deadlineMs, waitingOn });
       return 1;
     });
   const second = signals.second.then(() => {
-    logger.warn('ats: second signal; exiting without finishing the shutdown');
+    const waitingOn = system.stopWaitingOn();
+    system.logger.warn(`ats: second signal; exiting without finishing the shutdown${stillWaiting(waitingOn)}`, { waitingOn });
     return 1;
   });
   return Promise.race([late, second]);
+}
+
+/** ` while still waiting on store (5012 ms)`: what a stop given up waited on, for its line; '' when nothing. */
+function stillWaiting(waitingOn: ReturnType<System['stopWaitingOn']>): string {
+  return waitingOn.length > 0 ? ` while still waiting on ${waitingOn.map((w) => `${w.part} (${w.ms} ms)`).join(', ')}` : '';
 }
 
 /** The error's message, with its code and its cause's message unless it says them already (kafkajs repeats its cause's). */
