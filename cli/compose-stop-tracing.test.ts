@@ -105,13 +105,13 @@ test('a second stop gets the first one\'s outcome: nothing is closed twice', asy
   }
 });
 
-test('stopWaitingOn() names the part of the stop under way and how long it has waited on it; nothing before the stop or once it ended', async () => {
+test('stopProgress() names the part of the stop under way and how long it has waited on it, then each part done and how long it took; nothing before the stop', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-waiting-on-'));
   const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
   const system = await compose(config, { logger: silentLogger });
   try {
     await system.start();
-    assert.deepEqual(system.stopWaitingOn(), [], 'no stop under way');
+    assert.deepEqual(system.stopProgress().waitingOn, [], 'no stop under way');
     // The store's close waits, as on a database that stopped answering.
     const close = system.store.close.bind(system.store);
     let closeStore = () => {};
@@ -122,12 +122,17 @@ test('stopWaitingOn() names the part of the stop under way and how long it has w
     for (let i = 0; i < 500 && !closing; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(closing, 'the stop reached the store');
     await new Promise((r) => setTimeout(r, 50));
-    const waiting = system.stopWaitingOn();
+    const waiting = system.stopProgress().waitingOn;
     assert.deepEqual(waiting.map((w) => w.part), ['store']);
     assert.ok(waiting[0].ms >= 40, `waited ${waiting[0].ms} ms`);
     closeStore();
     await stopped;
-    assert.deepEqual(system.stopWaitingOn(), [], 'the stop ended');
+    const { waitingOn, took } = system.stopProgress();
+    assert.deepEqual(waitingOn, [], 'the stop ended');
+    // Every part, in order, the store among the last: no wait for a start, none being under way.
+    assert.deepEqual(took.map((t) => t.part).slice(0, 2), ['starting', 'api']);
+    assert.deepEqual(took.map((t) => t.part).slice(-2), ['store', 'data folder']);
+    assert.ok(took.find((t) => t.part === 'store')!.ms >= 40, 'the store\'s close took as long as it was held');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

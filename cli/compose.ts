@@ -116,13 +116,20 @@ export interface System {
    */
   stop(): Promise<void>;
   /**
-   * What the stop under way waits on now, and for how long it has (ms): a part
-   * of the stop (named as its failure would be: `store`, `relay`, `api`…), or
-   * `start of <part>` while it waits for the role starting then. Empty before
-   * a stop and once it ended. For the line a process that gives its stop up
-   * logs (cli/start.ts).
+   * How far the stop got: `waitingOn`, the part it waits on now and for how
+   * long it has (ms), empty before a stop and once it ended; `took`, each
+   * part it is done with, in order, and how long that took. A part is named
+   * as its failure would be (`store`, `relay`, `api`…), or `start of <part>`
+   * for the wait for the role starting then. For the line a process that
+   * gives its stop up logs (cli/start.ts).
    */
-  stopWaitingOn(): Array<{ part: string; ms: number }>;
+  stopProgress(): StopProgress;
+}
+
+/** How far a stop got (System.stopProgress): parts of it, each with its time in ms. */
+export interface StopProgress {
+  waitingOn: Array<{ part: string; ms: number }>;
+  took: Array<{ part: string; ms: number }>;
 }
 
 /**
@@ -410,8 +417,21 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   ];
   /** The parts whose stop a stop has begun (stopAll). */
   const stopsBegun = new Set<string>();
-  /** What the stop waits on now (stopWaitingOn), since when (performance.now()): null when it waits on nothing. */
+  /** What the stop waits on now (stopProgress), since when (performance.now()): null when it waits on nothing. */
   let waitingOn: { part: string; since: number } | null = null;
+  /** The parts the stop is done with, and how long each took. */
+  const took: StopProgress['took'] = [];
+  /** Waits on `part` (stopProgress) until `run` settled. */
+  const waitOn = async <T>(part: string, run: () => Promise<T>): Promise<T> => {
+    const since = performance.now();
+    waitingOn = { part, since };
+    try {
+      return await run();
+    } finally {
+      waitingOn = null;
+      took.push({ part, ms: Math.round(performance.now() - since) });
+    }
+  };
   /**
    * The step of a start under way, which a stop waits for, STARTING_ROLE_WAIT_MS at most, before it stops
    * the roles: null when none is. Not the worker's start: its stop gives up a lane's join in progress
@@ -435,6 +455,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       const settled = done.then(() => undefined, () => undefined);
       startStep = { part, done: settled };
       void settled.then(() => {
+        if (startStep?.done === settled) startStep = null;
         if (stopsBegun.has(part)) void stopPart(part);
       });
       return Promise.race([done, startGivenUp]);
@@ -479,8 +500,7 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       stopping ??= (async () => {
         startAbort.abort();
         const current = startStep;
-        if (current) waitingOn = { part: `start of ${current.part}`, since: performance.now() };
-        if (current && !(await settlesWithin(current.done, STARTING_ROLE_WAIT_MS))) {
+        if (current && !(await waitOn(`start of ${current.part}`, () => settlesWithin(current.done, STARTING_ROLE_WAIT_MS)))) {
           logger.warn(`stop: the start of ${current.part} did not end within ${STARTING_ROLE_WAIT_MS} ms; given up`, { part: current.part });
           giveUpStart();
         }
@@ -488,8 +508,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
       })();
       return stopping;
     },
-    stopWaitingOn() {
-      return waitingOn ? [{ part: waitingOn.part, ms: Math.round(performance.now() - waitingOn.since) }] : [];
+    stopProgress() {
+      const now = performance.now();
+      return { waitingOn: waitingOn ? [{ part: waitingOn.part, ms: Math.round(now - waitingOn.since) }] : [], took: [...took] };
     },
   };
 
@@ -497,15 +518,13 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     const failed: Array<[string, unknown]> = [];
     for (const [name, step] of stopSteps) {
       stopsBegun.add(name);
-      waitingOn = { part: name, since: performance.now() };
       try {
-        await step();
+        await waitOn(name, async () => step());
       } catch (err) {
         logger.error(`stop: ${name} failed`, errorFields(err));
         failed.push([name, err]);
       }
     }
-    waitingOn = null;
     // Every step ran; the stop was not clean (the process exits 1: cli/start.ts).
     if (failed.length > 0) throw new AggregateError(failed.map(([, err]) => err), `stop: ${failed.map(([name]) => name).join(', ')} failed`);
   }

@@ -282,7 +282,7 @@ test('System.stop() during start(): the role starting then finishes first, no ro
     void stopping.finally(() => (stopEnded = true));
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(stopEnded, false, 'the stop waits for the role starting');
-    assert.deepEqual(system.stopWaitingOn().map((w) => w.part), ['start of advisor'], 'what the stop waits on');
+    assert.deepEqual(system.stopProgress().waitingOn.map((w) => w.part), ['start of advisor'], 'what the stop waits on');
     releaseAdvisor();
     await assert.rejects(starting, StartGivenUp);
     await stopping;

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { checkEnvNames, compileConfig, rawFromArgs, rawFromEnv, type Config } from './config.js';
 import { isAtsError } from '../engine/errors.js';
-import { compose, type System } from './compose.js';
+import { compose, type StopProgress, type System } from './compose.js';
 import { startTracing, type Tracing } from './tracing.js';
 
 /** Config from the environment, overridden by flags. Throws ATS_ERR_CONFIG, for an ATS_ variable that is a setting misspelt too. */
@@ -108,27 +108,39 @@ export const REPEAT_SIGNAL_MS = 1000;
  * that ignores its abort signal. (Anything not committed is recovered like
  * after a crash: leases expire, the outbox is published again.) Either line
  * it logs names the part of the stop it was still waiting on (`waitingOn`:
- * `store`, `relay`…, with how long it had waited), so what was stuck is known.
+ * `store`, `relay`…, with how long it had waited), and the parts before it
+ * that took long (`slow`), so what was stuck, and what used up the time, is known.
  */
-function givingUp(signals: Signals, deadlineMs: number, system: Pick<System, 'logger' | 'stopWaitingOn'>): Promise<number> {
+function givingUp(signals: Signals, deadlineMs: number, system: Pick<System, 'logger' | 'stopProgress'>): Promise<number> {
   const late = signals.first
     .then(() => new Promise((resolve) => setTimeout(resolve, deadlineMs).unref()))
     .then(() => {
-      const waitingOn = system.stopWaitingOn();
-      system.logger.error(`ats: shutdown did not finish in time; exiting${stillWaiting(waitingOn)}`, { deadlineMs, waitingOn });
+      const { text, fields } = stopGivenUp(system.stopProgress());
+      system.logger.error(`ats: shutdown did not finish in time; exiting${text}`, { deadlineMs, ...fields });
       return 1;
     });
   const second = signals.second.then(() => {
-    const waitingOn = system.stopWaitingOn();
-    system.logger.warn(`ats: second signal; exiting without finishing the shutdown${stillWaiting(waitingOn)}`, { waitingOn });
+    const { text, fields } = stopGivenUp(system.stopProgress());
+    system.logger.warn(`ats: second signal; exiting without finishing the shutdown${text}`, fields);
     return 1;
   });
   return Promise.race([late, second]);
 }
 
-/** ` while still waiting on store (5012 ms)`: what a stop given up waited on, for its line; '' when nothing. */
-function stillWaiting(waitingOn: ReturnType<System['stopWaitingOn']>): string {
-  return waitingOn.length > 0 ? ` while still waiting on ${waitingOn.map((w) => `${w.part} (${w.ms} ms)`).join(', ')}` : '';
+/** A part of the stop that took this long or more is named when the stop is given up (`slow`): it used up some of the time. */
+export const SLOW_STOP_PART_MS = 100;
+
+/**
+ * What a stop given up still waited on, and the parts before it that took
+ * SLOW_STOP_PART_MS or more, for its line: ` while still waiting on store (5012 ms);
+ * slow before it: worker (3120 ms)`, and as fields (`waitingOn`, `slow`).
+ */
+function stopGivenUp(progress: StopProgress): { text: string; fields: { waitingOn: StopProgress['waitingOn']; slow: StopProgress['took'] } } {
+  const { waitingOn } = progress;
+  const slow = progress.took.filter((t) => t.ms >= SLOW_STOP_PART_MS);
+  const list = (parts: StopProgress['took']) => parts.map((p) => `${p.part} (${p.ms} ms)`).join(', ');
+  const text = (waitingOn.length > 0 ? ` while still waiting on ${list(waitingOn)}` : '') + (slow.length > 0 ? `; slow before it: ${list(slow)}` : '');
+  return { text, fields: { waitingOn, slow } };
 }
 
 /** The error's message, with its code and its cause's message unless it says them already (kafkajs repeats its cause's). */
