@@ -86,6 +86,13 @@ describe('kafka.sh consume', { skip: !up && 'Kafka not reachable' }, () => {
     }
   });
 
+  it('does not create a topic that does not exist (a misspelt name, or the wrong broker)', async () => {
+    const missing = `${prefix}missing`;
+    const r = await kafkaSh(['consume', missing, '--from-beginning', '--timeout-ms', '5000'], 300_000);
+    assert.match(r.stderr, /Processed a total of 0 messages/);
+    assert.ok(!(await admin.listTopics()).includes(missing), `consume created ${missing}`);
+  });
+
   it('without a topic prints its usage and exits 2', async () => {
     const r = await kafkaSh(['consume'], 30_000);
     assert.equal(r.code, 2);

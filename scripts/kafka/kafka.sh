@@ -22,6 +22,8 @@
 #           first use, apart from the broker's. Brokers: KAFKA_BROKERS, else
 #           127.0.0.1:KAFKA_PORT. Needs Java and Maven, not a broker of its own.
 #           Without --group it commits no offsets (the console consumer's own rule).
+#           It never creates TOPIC (allow.auto.create.topics=false): a name
+#           that does not exist prints nothing.
 #
 # Environment (all optional):
 #   KAFKA_PORT=9092               PLAINTEXT listener on 127.0.0.1
@@ -156,6 +158,7 @@ EOF
     --bootstrap-server "${KAFKA_BROKERS:-127.0.0.1:$PORT}" --topic "$topic" \
     --property print.partition=true --property print.offset=true \
     --property print.headers=true --property print.key=true --property print.value=true \
+    --consumer-property allow.auto.create.topics=false \
     "$@"
 }
 
