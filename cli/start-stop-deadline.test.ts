@@ -27,7 +27,10 @@ import { startCommand } from ${source('cli/start.ts')};
 const code = await startCommand([], process.env, {
   compose: async (config, opts) => {
     const system = await compose(config, opts);
-    system[process.env.STUCK_PART][process.env.STUCK_METHOD] = () => new Promise(() => setInterval(() => {}, 60_000));
+    // STUCK_HOLDS=none: a promise that holds nothing open (a bug's, not a connection's), else one an open handle keeps waiting.
+    system[process.env.STUCK_PART][process.env.STUCK_METHOD] = () => new Promise(() => {
+      if (process.env.STUCK_HOLDS !== 'none') setInterval(() => {}, 60_000);
+    });
     if (process.env.SLOW_PART) {
       // A part before it that takes SLOW_MS to stop, and then does.
       const part = system[process.env.SLOW_PART];
@@ -121,3 +124,14 @@ for (const [part, method, named] of STUCK_STOPS) {
     }
   });
 }
+
+test('a stop part that never settles and holds nothing open: the process still gives up at its deadline, exit 1 with the line, not a silent exit', { timeout: 90_000 }, async () => {
+  const run = runStuck('store', 'close', { STUCK_HOLDS: 'none' });
+  try {
+    const { code, line, out } = await run.stopped();
+    assert.equal(code, 1, out);
+    assert.deepEqual((line.waitingOn as Array<{ part: string }>).map((w) => w.part), ['store']);
+  } finally {
+    run.cleanup();
+  }
+});

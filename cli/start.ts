@@ -50,7 +50,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // worker's join of its lanes still in progress is given up (system.stop()).
   const signals = watchSignals();
   const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
-  const giveUp = givingUp(signals, deadlineMs, system);
+  const { exit: giveUp, cancel: cancelGiveUp } = givingUp(signals, deadlineMs, system);
   try {
     let url: string | null;
     try {
@@ -82,6 +82,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
     // Exit 0 when every step of the stop worked, 1 when one failed (each is logged) or the stop was given up.
     return await Promise.race([system.stop().then(() => 0, () => 1), giveUp]);
   } finally {
+    cancelGiveUp();
     signals.dispose();
   }
 }
@@ -111,9 +112,17 @@ export const REPEAT_SIGNAL_MS = 1000;
  * `store`, `relay`…, with how long it had waited), and the parts before it
  * that took long (`slow`), so what was stuck, and what used up the time, is known.
  */
-function givingUp(signals: Signals, deadlineMs: number, system: Pick<System, 'logger' | 'stopProgress'>): Promise<number> {
+function givingUp(
+  signals: Signals, deadlineMs: number, system: Pick<System, 'logger' | 'stopProgress'>,
+): { exit: Promise<number>; cancel(): void } {
+  // Not unref'd: a stop waiting on something that holds nothing open (a bug's promise) would end the
+  // process silently, exit 0, without this line. `cancel` clears it once the stop is over.
+  let timer: NodeJS.Timeout | undefined;
+  let cancelled = false;
   const late = signals.first
-    .then(() => new Promise((resolve) => setTimeout(resolve, deadlineMs).unref()))
+    .then(() => new Promise((resolve) => {
+      if (!cancelled) timer = setTimeout(resolve, deadlineMs);
+    }))
     .then(() => {
       const { text, fields } = stopGivenUp(system.stopProgress());
       system.logger.error(`ats: shutdown did not finish in time; exiting${text}`, { deadlineMs, ...fields });
@@ -124,7 +133,13 @@ function givingUp(signals: Signals, deadlineMs: number, system: Pick<System, 'lo
     system.logger.warn(`ats: second signal; exiting without finishing the shutdown${text}`, fields);
     return 1;
   });
-  return Promise.race([late, second]);
+  return {
+    exit: Promise.race([late, second]),
+    cancel: () => {
+      cancelled = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** A part of the stop that took this long or more is named when the stop is given up (`slow`): it used up some of the time. */
