@@ -353,7 +353,7 @@ export const InsightsView = Type.Object({
   types: Type.Array(Type.Object({
     type: Type.String({ description: 'The job type' }),
     queue: Type.String({ description: 'The queue' }),
-    timeoutMs: Nullable(Type.Integer({ minimum: 0 }), 'The handler timeout of the newest job of this type and queue (null when none is left, or when it could not be read)'),
+    timeoutMs: Nullable(Type.Integer({ minimum: 0 }), 'The handler timeout of the newest job of this type and queue (null when none is left)'),
     attempts: Int('Attempts that ended: succeeded, failed, lease expired, or cut short by their worker\'s shutdown (runMs.count: those timed)'),
     failures: Int('Of those, attempts that failed (a lease expiry and a shutdown\'s cut included)'),
     runMs: Nullable(Type.Object({

@@ -391,28 +391,6 @@ describe('advisor service: insights', () => {
     assert.deepEqual(Object.fromEntries(calls), { getJob: 1 });
     await w.store.close();
   });
-
-  it('answers its insights when a pair\'s handler timeout cannot be read (the store blinked): what it learned is in memory', async () => {
-    const w = await world();
-    const s = await w.transitions.submit(spec('mail.send', { queue: 'mail', timeoutMs: 5_000 }));
-    assert.ok(s.ok);
-    await attempt(w, s.job, 1, 100, null);
-    let down = true;
-    const store = Object.assign(Object.create(w.store) as JobStore, {
-      getJob: async (id: string) => {
-        if (down) throw new Error('the store blinked');
-        return w.store.getJob(id);
-      },
-    });
-    const a = new Advisor({ store, clock: w.clock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000, model: SMALL });
-    await a.init();
-    await a.catchUp();
-    const blinked = await a.insights();
-    assert.deepEqual(blinked.types.map((t) => [t.type, t.attempts, t.timeoutMs]), [['mail.send', 1, null]], 'learned, its timeout unknown');
-    down = false;
-    assert.equal((await a.insights()).types[0]?.timeoutMs, 5_000, 'read again at the next call, not kept unknown');
-    await w.store.close();
-  });
 });
 
 describe('advisor service: anomalies', () => {

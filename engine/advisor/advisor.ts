@@ -13,7 +13,6 @@
  *   `enforce` returns its decisions, which the worker writes into the events
  *   the machine takes (engine/worker.ts), so replay stays exact.
  */
-import { OutageLog } from '../error-backoff.js';
 import { TailReader, type TailOptions } from '../event-tail.js';
 import { isTerminal } from '../../machines/lifecycle.js';
 import type { Clock, JobRecord, JobStore, Logger } from '../ports.js';
@@ -79,12 +78,9 @@ export class Advisor {
   private historyUntil = 0;
   /** Leases per (type, queue) as of the last read: a claim asks per job, the model changes only when events are read. */
   private readonly leases = new Map<string, LeaseAdvice | null>();
-  /** Failed reads of the pairs' handler timeouts (insights): one line an outage, not one a read. */
-  private readonly timeoutReads: OutageLog;
 
   constructor(private readonly deps: AdvisorDeps, private readonly opts: AdvisorOptions) {
     this.model = new AdvisorModel(opts.model);
-    this.timeoutReads = new OutageLog(deps.logger, 'advisor: the read of a handler timeout (insights)', { level: 'warn' });
     const tailOpts: TailOptions = {
       tailBatchSize: 1000, pollMs: opts.pollMs, idlePollMs: opts.pollMs, gapTimeoutMs: 3000, gapPollMs: 50,
       startupRewindIds: opts.historyEvents, errorBackoffMs: 1000, readBytes: ADVISOR_READ_BYTES,
@@ -253,9 +249,7 @@ export class Advisor {
    * of the jobs by type and queue has no index and would scan them), to flag
    * a timeout far from the run times. A job's timeout never changes, so a
    * pair is read again only once a newer job of it was seen, and at most once
-   * per `TIMEOUT_CACHE_MS`. A job deleted since gives no timeout (null); a
-   * read that fails (the store blinked), the timeout read before, or null,
-   * and is tried again at the next call: the insights are answered all the same.
+   * per `TIMEOUT_CACHE_MS`. A job deleted since gives no timeout (null).
    */
   async insights(): Promise<Insights> {
     const now = this.deps.clock.now();
@@ -268,17 +262,11 @@ export class Advisor {
     for (const { key, newestJobId } of pairs) {
       let known = this.timeouts.get(key);
       if (!known || (known.jobId !== newestJobId && now - known.at >= TIMEOUT_CACHE_MS)) {
-        try {
-          const job = await this.deps.store.getJob(newestJobId);
-          known = { at: now, jobId: newestJobId, timeoutMs: job?.timeoutMs ?? null };
-          this.timeouts.set(key, known);
-          this.timeoutReads.succeeded();
-        } catch (err) {
-          // What was learned is in memory: answered with the timeout read before, if any, and read again next time.
-          this.timeoutReads.failed(err, now);
-        }
+        const job = await this.deps.store.getJob(newestJobId);
+        known = { at: now, jobId: newestJobId, timeoutMs: job?.timeoutMs ?? null };
+        this.timeouts.set(key, known);
       }
-      timeouts.set(key, known?.timeoutMs ?? null);
+      timeouts.set(key, known.timeoutMs);
     }
     return this.model.insights(this.opts.mode, (type, queue) => timeouts.get(pairKey(type, queue)) ?? null);
   }

@@ -130,7 +130,7 @@ export interface SignatureInsight {
 export interface TypeInsight {
   type: string;
   queue: string;
-  /** The handler timeout of the pair's newest job seen (null: that job is gone, or its read failed). */
+  /** The handler timeout of the pair's newest job seen (null: that job is gone). */
   timeoutMs: number | null;
   /** Attempts that ended: succeeded, failed, lease expired or cut short at a worker's shutdown (timed or not: `runMs.count` are the timed). */
   attempts: number;
