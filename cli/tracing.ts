@@ -8,6 +8,7 @@ import { diag, DiagLogLevel, type DiagLogger, type Tracer } from '@opentelemetry
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { AtsError } from '../engine/errors.js';
 import type { Logger } from '../engine/ports.js';
+import { RepeatedLines, REPEAT_WINDOW_MS } from '../engine/repeated-lines.js';
 import { TRACER_NAME } from '../engine/tracing.js';
 
 /**
@@ -41,7 +42,7 @@ export interface Tracing {
 export const EARLY_DIAGNOSTICS_KEPT = 100;
 
 /** A diagnostic said again within this is written at debug (a refused export fails every batch). */
-export const DIAGNOSTIC_REPEAT_MS = 60_000;
+export const DIAGNOSTIC_REPEAT_MS = REPEAT_WINDOW_MS;
 
 /** Distinct diagnostics remembered for DIAGNOSTIC_REPEAT_MS (the least recently written forgotten first). */
 const DIAGNOSTIC_KEYS = 100;
@@ -87,19 +88,11 @@ function diagnostics(otlpUrl: string | null, now: () => number): Diagnostics {
   let logger: Logger | null = null;
   const early: Array<{ msg: string; fields: Record<string, unknown> }> = [];
   let droppedEarly = 0;
-  const said = new Map<string, { at: number; lowered: number }>();
+  const said = new RepeatedLines(now, DIAGNOSTIC_KEYS);
   const write = (to: Logger, msg: string, fields: Record<string, unknown>) => {
-    const t = now();
-    const s = said.get(msg);
-    if (s && t - s.at < DIAGNOSTIC_REPEAT_MS) {
-      s.lowered += 1;
-      to.debug(msg, fields);
-      return;
-    }
-    said.delete(msg); // re-inserted last: the least recently written first
-    said.set(msg, { at: t, lowered: 0 });
-    if (said.size > DIAGNOSTIC_KEYS) said.delete(said.keys().next().value!);
-    to.warn(msg, s && s.lowered > 0 ? { ...fields, repeated: s.lowered } : fields);
+    const { lower, repeated } = said.check(msg);
+    if (lower) to.debug(msg, fields);
+    else to.warn(msg, repeated > 0 ? { ...fields, repeated } : fields);
   };
   const line = (message: string, args: unknown[]) => {
     let msg: string;

@@ -13,6 +13,9 @@
  */
 import { logLevel as KafkaLevel, type LogEntry, type logCreator } from 'kafkajs';
 import type { Logger } from '../../engine/ports.js';
+import { RepeatedLines } from '../../engine/repeated-lines.js';
+
+export { REPEAT_WINDOW_MS } from '../../engine/repeated-lines.js';
 
 export type LineLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -76,31 +79,6 @@ export function kafkaEntryLevel(entry: LogEntry): LineLevel {
 const RANK: Readonly<Record<LineLevel, number>> = Object.freeze({ debug: 0, info: 1, warn: 2, error: 3 });
 /** Never raises: a rule only lowers an entry kafkajs logged higher. */
 const lower = (own: LineLevel, to: LineLevel): LineLevel => (RANK[to] < RANK[own] ? to : own);
-
-/** A warning or error line said again within this is written at debug (kafkajs retrying says the same several times a second). */
-export const REPEAT_WINDOW_MS = 60_000;
-/** Distinct lines remembered per client (the least recently said forgotten first). */
-const REPEAT_KEYS = 200;
-
-/** Which warning and error lines were said within the last minute, and how many like them were lowered since. */
-class RepeatedLines {
-  private readonly seen = new Map<string, { at: number; lowered: number }>();
-  constructor(private readonly now: () => number) {}
-
-  /** `lower`: said within the window, write it at debug; else `repeated` lines like it were lowered since it was last written. */
-  check(key: string): { lower: boolean; repeated: number } {
-    const t = this.now();
-    const s = this.seen.get(key);
-    if (s && t - s.at < REPEAT_WINDOW_MS) {
-      s.lowered += 1;
-      return { lower: true, repeated: 0 };
-    }
-    this.seen.delete(key); // re-inserted last: the least recently written first
-    this.seen.set(key, { at: t, lowered: 0 });
-    if (this.seen.size > REPEAT_KEYS) this.seen.delete(this.seen.keys().next().value!);
-    return { lower: false, repeated: s?.lowered ?? 0 };
-  }
-}
 
 /**
  * A kafkajs `logCreator` writing to `logger`: the message as the line's
