@@ -99,5 +99,35 @@ export class ServerErrorLog {
 
 const routeKey = (request: FastifyRequest): string => `${request.method} ${routeOf(request) ?? ''}`;
 
-/** A URL as a log line quotes it: at most 200 characters. */
-export const clip = (url: string) => quoteCut(url, 200);
+/**
+ * A URL as a log line quotes it: at most 200 characters, and without a key a
+ * client put in its query string. The API takes keys only in headers (a key
+ * in a URL lands in access logs, docs/security.md) and refuses one there, but
+ * the refused request's URL is logged all the same: the value of a parameter
+ * named as credentials are (`key`, `apiKey`, `access_token`, ...) or holding
+ * an API key's `ats_` prefix is written `[redacted]`.
+ */
+export const clip = (url: string) => quoteCut(redactQuery(url), 200);
+
+const CREDENTIAL_PARAM = /^(?:(?:api|access|auth)?[-_]?(?:key|token)|auth(?:orization)?|password|secret)$/i;
+const KEY_PREFIX = /ats_/i;
+
+function redactQuery(url: string): string {
+  const start = url.indexOf('?');
+  if (start < 0) return url;
+  const pairs = url.slice(start + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    if (KEY_PREFIX.test(decoded(pair))) return eq < 0 ? '[redacted]' : `${name}=[redacted]`;
+    return eq >= 0 && CREDENTIAL_PARAM.test(decoded(name)) ? `${name}=[redacted]` : pair;
+  });
+  return `${url.slice(0, start + 1)}${pairs.join('&')}`;
+}
+
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}

@@ -575,4 +575,25 @@ describe('keys stay out of the log', () => {
       assert.ok(!line.includes('rawPacket'), `a log line holds the request's bytes: ${line.slice(0, 300)}`);
     }
   });
+
+  test('a key put in a query string (which is refused) is not written to the log with the URL', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('debug', {}, (line) => lines.push(line)).pino;
+    const secret = 'cXVlcnktc3RyaW5nLXNlY3JldC1vZi1hLWtleS0wMTIz';
+    const key = `ats_01J00000000000000000000000_${secret}`;
+    const { app, port } = await listening({ loggerInstance: logger });
+    // A REST call and a stream upgrade with the key where a user may try it: ?key=, ?apiKey=, ?access_token=,
+    // and under a name of their own (the key's `ats_` prefix gives it away).
+    for (const query of [`key=${key}`, `apiKey=${encodeURIComponent(key)}`, `limit=5&access_token=${key}`, `mine=${key}`]) {
+      await app.inject({ method: 'GET', url: `/v1/jobs?${query}` });
+      await app.inject({ method: 'GET', url: `/v1/nowhere?${query}` });
+    }
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream?key=${key}`);
+    await new Promise<void>((resolve) => { ws.once('close', () => resolve()); ws.once('error', () => resolve()); ws.once('open', () => ws.close()); });
+    const urls = lines.filter((l) => l.includes('"url"'));
+    assert.ok(urls.length >= 8, lines.join('\n'));
+    for (const line of lines) assert.ok(!line.includes(secret), `a log line holds the key: ${line.slice(0, 300)}`);
+    // The rest of the URL is still there to read.
+    assert.ok(urls.some((l) => l.includes('/v1/jobs?limit=5&access_token=[redacted]')), urls.join('\n'));
+  });
 });
