@@ -14,6 +14,7 @@ import { compose, type System } from '../../cli/compose.js';
 import { compileConfig } from '../../cli/config.js';
 import { NonRetryableError } from '../../engine/errors.js';
 import { HandlerRegistry } from '../../engine/handlers.js';
+import { transitionWrite } from '../../engine/transitions.js';
 import { silentLogger } from '../../engine/logger.js';
 import { NAME_PATTERN } from '../../machines/job-bounds.js';
 import { job } from '../../machines/workflow.js';
@@ -412,4 +413,28 @@ test('ats_attempts_total outcome="timed_out" counts the job\'s own timeout, not 
     await system.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('ats_job_queue_wait_seconds of a job submitted with a runAt in the past counts from its submit, not from that runAt', async () => {
+  const m = new PrometheusMetrics({ refreshMs: 0, defaultMetrics: false });
+  const T = 1_800_000_000_000;
+  const waits = async () => {
+    const { samples } = parseExposition(await m.metrics());
+    const of = (name: string) => samples.find((s) => s.name === name && s.labels.type === 'w.past')?.value;
+    return { count: of('ats_job_queue_wait_seconds_count'), sum: of('ats_job_queue_wait_seconds_sum') };
+  };
+  // Due a day before it was submitted (a runAt in the past is due at once): it waited 250 ms, from its submit.
+  const past = newJobWrite({ type: 'w.past', at: T, runAt: T - 86_400_000 }).job;
+  const started = transitionWrite(past, { type: 'STARTED', at: T + 250, attempt: 1, leaseUntil: T + 30_000, workerId: 'w' });
+  assert.ok(started);
+  m.transitionsCommitted([started], [past]);
+  assert.deepEqual(await waits(), { count: 1, sum: 0.25 });
+  // Due after its submit: from the runAt, as before.
+  const later = newJobWrite({ type: 'w.past', at: T, runAt: T + 5000 }).job;
+  const dispatched = transitionWrite(later, { type: 'DISPATCH', at: T + 5000 });
+  assert.ok(dispatched);
+  const run = transitionWrite(dispatched.job, { type: 'STARTED', at: T + 5500, attempt: 1, leaseUntil: T + 35_000, workerId: 'w' });
+  assert.ok(run);
+  m.transitionsCommitted([run], [dispatched.job]);
+  assert.deepEqual(await waits(), { count: 2, sum: 0.75 });
 });

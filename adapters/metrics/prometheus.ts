@@ -329,7 +329,8 @@ export class PrometheusMetrics implements Metrics {
       const prev = before[i];
       switch (event.type) {
         case 'STARTED':
-          if (prev) (scope.queueWait ??= this.queueWait.labels(scope.type, scope.queue)).observe(S(Math.max(0, event.at - prev.snapshot.context.runAt)));
+          // Due at its runAt, or at its submit for a runAt in the past (a retry's and a redrive's come later still).
+          if (prev) (scope.queueWait ??= this.queueWait.labels(scope.type, scope.queue)).observe(S(Math.max(0, event.at - Math.max(prev.snapshot.context.runAt, prev.createdAt))));
           break;
         case 'RETRY_DUE':
           // In `retrying` the last transition (updatedAt) is the failure.
