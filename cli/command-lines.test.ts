@@ -156,6 +156,14 @@ describe('--run-at and the job policy', () => {
     const edge = parse(['x', '--max-attempts', '100', '--priority', '-1000', '--timeout-ms', '86400000'], submitSpec.options, [1, 1]).values;
     assert.deepEqual(requestFrom('x', edge), { type: 'x', payload: null, maxAttempts: 100, timeoutMs: 86_400_000, priority: -1000 });
   });
+  test('a --run-at whose instant the API does not take (past 9999-12-31T23:59:59.999Z, or before 1970) is a usage error, not the server\'s 400', () => {
+    // An offset moves the last day of 9999 past it: the instant would be written +010000-..., which no date-time is.
+    for (const bad of ['9999-12-31T23:59:59.999-01:00', '1969-12-31T23:59:59Z', '1000-01-01T00:00:00Z']) {
+      assert.throws(() => isoTime({ t: bad }, 't'), (e) => e instanceof UsageError && /9999-12-31T23:59:59\.999Z/.test(e.message), bad);
+    }
+    assert.equal(isoTime({ t: '9999-12-31T23:59:59.999Z' }, 't'), '9999-12-31T23:59:59.999Z');
+    assert.equal(isoTime({ t: '1970-01-01T01:00:00+01:00' }, 't'), '1970-01-01T00:00:00.000Z');
+  });
   test('date-times with Z or an offset are taken as the instant they name, in each form the API takes', () => {
     assert.equal(isoTime({ t: '2030-01-01T12:00:00+02:00' }, 't'), '2030-01-01T10:00:00.000Z');
     assert.equal(isoTime({ t: '2030-01-01T12:00:00+0200' }, 't'), '2030-01-01T10:00:00.000Z');

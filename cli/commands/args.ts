@@ -6,7 +6,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { quoteCut } from '../../engine/errors.js';
-import { isName, MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
+import { isName, LAST_INSTANT_MS, MAX_ATTEMPTS, MAX_NAME_CHARS, MAX_PRIORITY, MAX_TIMEOUT_MS } from '../../machines/job-bounds.js';
 import { inexactIntegerIn, inexactIntegerProblem, numberOutOfRangeIn, numberOutOfRangeProblem } from '../../machines/json-integers.js';
 import { IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_CHARS } from '../../server/schemas.js';
 import { isReservedKey, RESERVED_KEY_PREFIX } from '../../server/submit-spec.js';
@@ -184,7 +184,8 @@ const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|
 /**
  * An RFC 3339 date-time option (as the API takes it), returned as the canonical ISO string. A date
  * that does not exist (February 31) or a time without `Z` or an offset is refused: JavaScript would
- * roll the one over to another day and read the other in this machine's time zone.
+ * roll the one over to another day and read the other in this machine's time zone. So is an
+ * instant the API does not take (before 1970, or after 9999 once the offset is applied).
  */
 export function isoTime(values: Values, name: string): string | undefined {
   const text = str(values, name);
@@ -199,6 +200,10 @@ export function isoTime(values: Values, name: string): string | undefined {
   const ms = real ? Date.parse(`${text.slice(0, 10)}T${text.slice(11, 19)}${fraction.slice(0, 4)}${sign ? `${sign}${oh}:${om}` : 'Z'}`) : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new UsageError(`--${name} must be a date-time with Z or an offset, such as 2030-01-01T12:00:00Z, got "${text}"`);
+  }
+  // The instants the API takes (epoch ms from 0): one past 9999 would be sent as +010000-..., which it refuses as no date-time.
+  if (ms < 0 || ms > LAST_INSTANT_MS) {
+    throw new UsageError(`--${name} must name an instant from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, got "${text}"`);
   }
   return new Date(ms).toISOString();
 }
