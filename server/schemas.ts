@@ -128,7 +128,7 @@ export const SubmitBody = Type.Object(
       Type.Union([
         Type.String({ format: 'date-time', maxLength: 64, description: 'An ISO 8601 date-time, at most 9999-12-31T23:59:59.999Z' }),
         Type.Integer({ minimum: 0, maximum: MAX_EPOCH_MS, description: 'Epoch milliseconds' }),
-      ], { description: 'When the job is due: ISO 8601 date-time or epoch ms; default now' }),
+      ], { description: 'When the job is due: ISO 8601 date-time or epoch ms; default now, and a time in the past is due at once (runAt keeps the time given)' }),
     ),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ATTEMPTS, description: 'Attempts before the job is dead; defaults to the server\'s' })),
     backoff: Type.Optional(ref(BackoffIn)),

@@ -20,7 +20,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (oldest first, ending at the job\'s `version`: one read together), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
