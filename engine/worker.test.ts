@@ -2031,3 +2031,35 @@ describe('worker: a handler\'s heartbeat after its attempt ended', () => {
     }
   });
 });
+
+describe('worker: an outcome that a cancel beat to the store', () => {
+  it('is dropped with an info line (a user cancelled the job), not a warning', async () => {
+    const { registry, release, started } = heldHandlers();
+    const lines: Array<{ level: string; msg: string }> = [];
+    const logger: Logger = {
+      ...silentLogger,
+      info: (msg) => { if (/outcome/.test(msg)) lines.push({ level: 'info', msg }); },
+      warn: (msg) => { if (/outcome/.test(msg)) lines.push({ level: 'warn', msg }); },
+    };
+    const cancelFirst: { transitions?: TransitionService } = {};
+    // The handler returned just as the job was cancelled: the CANCEL commits before the worker's SUCCEEDED.
+    const racing = beforeApplyMany(async (items) => {
+      const won = items.find((it) => it.event.type === 'SUCCEEDED');
+      if (won) assert.ok((await cancelFirst.transitions!.apply(won.jobId, { type: 'CANCEL', reason: 'by hand' })).ok);
+    });
+    const h = await harness(registry, { workerTransitions: racing, logger });
+    cancelFirst.transitions = h.transitions;
+    try {
+      const r = await h.transitions.submit(spec('test.ok', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await until(() => started() === 1, 'the handler runs');
+      release();
+      await until(() => h.worker.counters.lateOutcomes === 1, 'the outcome came after the cancel');
+      assert.equal((await h.store.getJob(r.job.id))!.snapshot.value, 'cancelled');
+      assert.deepEqual(lines.map((l) => l.level), ['info'], JSON.stringify(lines));
+      assert.match(lines[0]!.msg, /cancelled/);
+    } finally {
+      await h.stop();
+    }
+  });
+});

@@ -1295,6 +1295,11 @@ export class Worker {
         return;
       }
       this.counters.lateOutcomes++;
+      // A cancel that beat the outcome to the store is a user's doing, as expected as the cancel itself: no warning.
+      if (r.reason === 'not-allowed' && r.job.snapshot.value === 'cancelled') {
+        log.info('worker: outcome dropped: the job was cancelled before it was written', { event: event.type });
+        return;
+      }
       log.warn('worker: late outcome ignored (the attempt is no longer current)', { event: event.type, reason: r.reason });
       return;
     }
