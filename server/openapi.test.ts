@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -50,8 +51,8 @@ const GUARDS = ['401', '403', '421', '429'];
 const HTTP_METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace']);
 /** Methods whose body fastify parses, whether the route reads one or not. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-/** Over the body limit, not JSON. */
-const BODY_ERRORS = ['413', '415'];
+/** A body that stops arriving, over the body limit, not JSON. */
+const BODY_ERRORS = ['408', '413', '415'];
 
 function operations(doc: Document): Array<[string, Operation]> {
   return Object.entries(doc.paths).flatMap(([path, item]) =>
@@ -329,7 +330,7 @@ describe('OpenAPI document', () => {
       .filter(([name, op]) => BODY_METHODS.has(name.split(' ')[0]!) && !BODY_ERRORS.every((s) => op.responses[s]))
       .map(([name]) => name);
     assert.deepEqual(missing, [], 'body-taking operations without 413 and 415');
-    // What the app does: every route of those methods answers both, before it runs. Over every route's limit, the batch's too.
+    // What the app does: every route of those methods answers 413 and 415, before it runs (408: below). Over every route's limit, the batch's too.
     const tooLarge = JSON.stringify({ reason: 'x'.repeat(DEFAULT_BATCH_BODY_LIMIT_BYTES + 1) });
     const undocumented: string[] = [];
     for (const [name, op] of operations(doc)) {
@@ -383,5 +384,54 @@ describe('OpenAPI document', () => {
       propertyName: 'kind',
       mapping: { exponential: `${COMPONENT}ExponentialBackoff`, fixed: `${COMPONENT}FixedBackoff` },
     });
+  });
+});
+
+/** What the server sent on a raw connection until it closed it (or `ms` passed). */
+function rawExchange(port: number, request: string, ms: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server kept the connection open for ${ms} ms; it sent: ${JSON.stringify(text)}`));
+    }, ms);
+    socket.on('data', (d) => (text += d));
+    socket.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(text);
+    });
+  });
+}
+
+describe('OpenAPI document: a body that stops arriving', () => {
+  test('every operation that takes a body answers 408 ATS_ERR_REQUEST_TIMEOUT to a body that goes silent, and documents it', async () => {
+    const workflows = registerDemoHandlers(new HandlerRegistry()).workflow('noop', createMachine({ id: 'noop', initial: 'idle', states: { idle: {} } }));
+    const t = await startSqliteTestApp({ limits: { bodyLimitBytes: 1024 * 1024, bodyTimeoutMs: 300 } }, { auth: 'auto', workflows });
+    try {
+      await t.app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = t.app.server.address() as { port: number };
+      const doc = (await t.app.inject({ url: '/docs/json' })).json() as Document;
+      const bodyOps = operations(doc).filter(([name]) => BODY_METHODS.has(name.split(' ')[0]!));
+      assert.ok(bodyOps.length >= 15, `${bodyOps.length} operations take a body`);
+      const answers = await Promise.all(bodyOps.map(async ([name, op]) => {
+        const [method, path] = name.split(' ') as [string, string];
+        const url = path.replace(/\{[^}]+\}/g, '01J00000000000000000000000');
+        // A body of 1000 bytes declared, 9 sent, then silence.
+        const text = await rawExchange(port, `${method} ${url} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"type":1`, 20_000);
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
+        const body = text.slice(text.indexOf('\r\n\r\n') + 4);
+        return { name, status, body, documented: Boolean(op.responses[String(status)]?.content?.['application/json']) };
+      }));
+      const wrong = answers.filter((a) => a.status !== 408 || !a.body.includes('"ATS_ERR_REQUEST_TIMEOUT"') || !a.documented);
+      assert.deepEqual(wrong.map((a) => `${a.name}: ${a.status}${a.documented ? '' : ' (not documented)'} ${a.body.slice(0, 120)}`), []);
+    } finally {
+      await t.close();
+    }
   });
 });

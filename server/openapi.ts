@@ -91,7 +91,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           'Every error is {code, message} with a stable ATS_ERR_* code. A request body is JSON (application/json), UTF-8 and uncompressed: ' +
           'another type, a charset other than UTF-8 or a Content-Encoding other than identity is a 415 ATS_ERR_UNSUPPORTED_MEDIA_TYPE, bytes that are not UTF-8 a 400 ATS_ERR_MALFORMED_JSON. ' +
           'A body is at most 1 MiB by default (ATS_BODY_LIMIT_BYTES; POST /v1/jobs/batch 16 MiB, ATS_BATCH_BODY_LIMIT_BYTES): a larger one is a 413 ' +
-          'ATS_ERR_PAYLOAD_TOO_LARGE. A key __proto__, or constructor holding prototype, anywhere in a body is a 400 ATS_ERR_VALIDATION. ' +
+          'ATS_ERR_PAYLOAD_TOO_LARGE; one that goes silent for ATS_HTTP_BODY_TIMEOUT_MS (10 s by default) a 408 ATS_ERR_REQUEST_TIMEOUT, and its connection is closed. A key __proto__, or constructor holding prototype, anywhere in a body is a 400 ATS_ERR_VALIDATION. ' +
           'So is an integer (no fraction, no exponent) anywhere in a body that a JSON number would not give back as written, as most past ±9007199254740991 (2^53 − 1): 9007199254740993 would be stored as 9007199254740992. Send such a value as a string. ' +
           'An integer in a query string is decimal digits (limit=16, not 0x10, 1e2, +16 or 16.0, nor with spaces): anything else is a 400 ATS_ERR_VALIDATION naming the parameter. ' +
           'An Idempotency-Key header is read only by the operations that declare it (POST /v1/jobs, POST /v1/workflows/{id}/events): ' +

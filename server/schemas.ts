@@ -882,10 +882,11 @@ const errorsOf = (statuses: number[]) =>
 
 /**
  * The error statuses a route that takes a body answers before it runs (fastify parses the body
- * of every POST, PUT, PATCH and DELETE, whether the route reads one or not): 413 over the body
- * limit, 415 for a body that is not JSON (or is compressed).
+ * of every POST, PUT, PATCH and DELETE, whether the route reads one or not): 408 for a body that
+ * goes silent for ATS_HTTP_BODY_TIMEOUT_MS (server/connections.ts), 413 over the body limit, 415
+ * for a body that is not JSON (or is compressed).
  */
-export const BODY_STATUSES = [413, 415];
+export const BODY_STATUSES = [408, 413, 415];
 
 /** `{code, message}` for the error statuses a route can answer, those of the guards every route has, 500 and 503. */
 export const errorResponses = (...statuses: number[]) => errorsOf([...statuses, ...GUARD_STATUSES]);

@@ -16,7 +16,7 @@ import type { Principal } from '../../engine/auth.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
 import { auditJob, jobNotFound, tenantJob, type JobAuditAction } from '../tenant-jobs.js';
 import { toJobView } from '../job-views.js';
-import { CancelBody, described, errorResponses, JobParams, JobView, RedriveBody, ref, type JobView as JobViewT } from '../schemas.js';
+import { BODY_STATUSES, CancelBody, described, errorResponses, JobParams, JobView, RedriveBody, ref, type JobView as JobViewT } from '../schemas.js';
 
 /** What either action answers when it cannot run the event: the store unreachable, or a job written by a machine this server lacks. */
 const UNAVAILABLE =
@@ -29,7 +29,7 @@ const actionSchema = (operationId: string, summary: string, description: string)
   description: description + UNAVAILABLE,
   tags: ['jobs'],
   params: JobParams,
-  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, 413, 415, 503) },
+  response: { 200: described(ref(JobView), 'The job after the event'), ...errorResponses(400, 404, 409, ...BODY_STATUSES, 503) },
 });
 
 // x-body-optional: openapi.ts marks the request body as not required.

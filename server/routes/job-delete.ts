@@ -15,7 +15,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { RouteOptions } from '../deps.js';
 import { auditJob, jobNotFound, tenantJob } from '../tenant-jobs.js';
-import { errorResponses, JobParams } from '../schemas.js';
+import { BODY_STATUSES, errorResponses, JobParams } from '../schemas.js';
 
 const schema = {
   operationId: 'deleteJob',
@@ -27,7 +27,7 @@ const schema = {
     '(deleted, its end would reach the instance as cancelled); it can be deleted once the instance has taken it or ended.',
   tags: ['jobs'],
   params: JobParams,
-  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409, 413, 415, 503) },
+  response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409, ...BODY_STATUSES, 503) },
 };
 
 export const jobDeleteRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

@@ -35,7 +35,7 @@ const createSchema = {
     'revoked longest ago (its audit entries stay). A create is not repeatable: an Idempotency-Key header is a 400, and a create sent again makes another key.',
   tags: ['keys'],
   body: ref(CreateKeyBody),
-  response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 409, 413, 415) },
+  response: { 201: described(ref(CreatedKeyView), 'Created: the key, shown once'), ...errorResponses(400, 409, ...BODY_STATUSES) },
 };
 
 const listSchema = {

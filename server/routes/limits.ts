@@ -37,7 +37,7 @@ const putSchema = {
   response: {
     201: described(ref(LimitView), 'Created'),
     200: described(ref(LimitView), 'Replaced'),
-    ...errorResponses(400, 409, 413, 415),
+    ...errorResponses(400, 409, ...BODY_STATUSES),
   },
 };
 

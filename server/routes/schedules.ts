@@ -40,7 +40,7 @@ const createSchema = {
     'an unknown time zone 400 ATS_ERR_INVALID_TIMEZONE; a type no handler serves 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['schedules'],
   body: ref(CreateScheduleBody),
-  response: { 201: described(ref(ScheduleView), 'Created'), ...errorResponses(400, 409, 413, 415, 422) },
+  response: { 201: described(ref(ScheduleView), 'Created'), ...errorResponses(400, 409, ...BODY_STATUSES, 422) },
 };
 
 const listSchema = {
@@ -74,7 +74,7 @@ const updateSchema = {
   tags: ['schedules'],
   params: ScheduleParams,
   body: ref(UpdateScheduleBody),
-  response: { 200: described(ref(ScheduleView), 'The changed schedule'), ...errorResponses(400, 404, 409, 413, 415, 422) },
+  response: { 200: described(ref(ScheduleView), 'The changed schedule'), ...errorResponses(400, 404, 409, ...BODY_STATUSES, 422) },
 };
 
 const deleteSchema = {

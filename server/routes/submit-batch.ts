@@ -12,7 +12,7 @@ import type { JobSpec } from '../../engine/ports.js';
 import type { SubmitResult } from '../../engine/transitions.js';
 import { DEFAULT_BATCH_BODY_LIMIT_BYTES, DEFAULT_BODY_LIMIT_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import {
-  BatchBody, BatchEnvelope, BatchItem, BatchResponse, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
+  BatchBody, BatchEnvelope, BatchItem, BatchResponse, BODY_STATUSES, described, errorResponses, ref, SHARED_SCHEMAS, type BatchResult,
 } from '../schemas.js';
 import { toErrorReply } from '../error-handler.js';
 import { jsonByteLength } from '../json-body.js';
@@ -35,7 +35,7 @@ const schema = {
     'with their idempotencyKey are then answered with the jobs written.',
   tags: ['jobs'],
   body: BatchBody,
-  response: { 200: described(ref(BatchResponse), 'One result per item, in order'), ...errorResponses(400, 413, 415, 503) },
+  response: { 200: described(ref(BatchResponse), 'One result per item, in order'), ...errorResponses(400, ...BODY_STATUSES, 503) },
 };
 
 export const submitBatchRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

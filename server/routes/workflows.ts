@@ -20,7 +20,7 @@ import { signalTypeRefusal, type StepResult, type WorkflowService } from '../../
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
-  DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
+  BODY_STATUSES, DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, isReservedKey, RESERVED_KEY_PREFIX } from '../submit-spec.js';
@@ -61,7 +61,7 @@ const startSchema = {
   response: {
     201: described(ref(WorkflowView), 'Started (and, with wait, meeting the condition)'),
     200: described(ref(WorkflowView), 'The instance an earlier start with this idempotencyKey started'),
-    ...errorResponses(400, 408, 409, 412, 413, 415, 422, 503),
+    ...errorResponses(400, 408, 409, 412, ...BODY_STATUSES, 422, 503),
   },
 };
 
@@ -123,7 +123,7 @@ const signalSchema = {
   body: ref(SignalBody),
   response: {
     200: described(ref(WorkflowView), 'The instance after the event'),
-    ...errorResponses(400, 404, 409, 413, 415, 503),
+    ...errorResponses(400, 404, 409, ...BODY_STATUSES, 503),
     ...refusal('The instance does not take this event now: {code, message, accepts}'),
   },
 };
@@ -142,7 +142,7 @@ const cancelSchema = {
   'x-body-optional': true,
   response: {
     200: described(ref(WorkflowView), 'The instance, cancelled'),
-    ...errorResponses(400, 404, 409, 413, 415, 503),
+    ...errorResponses(400, 404, 409, ...BODY_STATUSES, 503),
     ...refusal('The instance has ended: {code, message, accepts}'),
   },
 };
