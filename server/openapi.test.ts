@@ -20,13 +20,15 @@ import { createMachine } from 'xstate';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { DEFAULT_BATCH_BODY_LIMIT_BYTES } from './deps.js';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+import { makeKey } from '../tests/helpers/keys.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const REDOCLY = join(root, 'node_modules/@redocly/cli/bin/cli.js');
 
 type Schema = Record<string, unknown> & { $ref?: string; properties?: Record<string, Schema>; description?: string };
 type Parameter = { name: string; in: string; description?: string };
-type Response = { description: string; content?: Record<string, { schema: Schema }> };
+type Header = { description?: string; required?: boolean; schema?: Schema; $ref?: string };
+type Response = { description: string; content?: Record<string, { schema: Schema }>; headers?: Record<string, Header> };
 type Operation = {
   operationId?: string; summary?: string; description?: string; tags?: string[]; security?: unknown[];
   parameters?: Parameter[]; requestBody?: { content: Record<string, { schema: Schema }> };
@@ -430,6 +432,82 @@ describe('OpenAPI document: a body that stops arriving', () => {
       }));
       const wrong = answers.filter((a) => a.status !== 408 || !a.body.includes('"ATS_ERR_REQUEST_TIMEOUT"') || !a.documented);
       assert.deepEqual(wrong.map((a) => `${a.name}: ${a.status}${a.documented ? '' : ' (not documented)'} ${a.body.slice(0, 120)}`), []);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+/** The response headers the document gives, and what the app answers with them. */
+const DOCUMENTED_HEADERS = ['Location', 'Retry-After', 'WWW-Authenticate'];
+
+describe('OpenAPI document: response headers', () => {
+  test('the document gives Location on a create, Retry-After on 429 and 503, WWW-Authenticate on 401; real answers carry what it gives, and no such header it does not', async () => {
+    const workflows = registerDemoHandlers(new HandlerRegistry()).workflow('noop', createMachine({ id: 'noop', initial: 'idle', states: { idle: {} } }));
+    const t = await startSqliteTestApp(
+      // A database check that fails: /readyz answers 503. A rate limit low enough to reach.
+      { checks: { database: async () => { throw new Error('down'); } }, security: { rateLimitPerMinute: 12 } },
+      { auth: 'auto', workflows },
+    );
+    try {
+      const doc = (await t.app.inject({ url: '/docs/json' })).json() as Document & { components: { headers?: Record<string, Header> } };
+      const headerOf = (h: Header): Header => (h.$ref ? doc.components.headers![h.$ref.split('/').pop()!]! : h);
+      const documented = (method: string, path: string, status: number): Map<string, Header> => {
+        const r = doc.paths[path]![method.toLowerCase()]!.responses[String(status)];
+        assert.ok(r, `${method} ${path} does not document ${status}`);
+        return new Map(Object.entries(r.headers ?? {}).map(([name, h]) => [name.toLowerCase(), headerOf(h)]));
+      };
+      // In the document: on every operation, those of the guards and of 503.
+      for (const [name, op] of operations(doc)) {
+        const has = (status: string, header: string) => Boolean(op.responses[status]?.headers?.[header]);
+        if (op.responses['401']) assert.ok(has('401', 'WWW-Authenticate'), `${name} 401`);
+        if (op.responses['429']) assert.ok(has('429', 'Retry-After'), `${name} 429`);
+        assert.ok(has('503', 'Retry-After'), `${name} 503`);
+      }
+      const key = await makeKey(t.store, 'default');
+      const auth = key.headers;
+      const answers: Array<{ method: string; path: string; url: string; status: number; headers: Record<string, unknown> }> = [];
+      const call = async (method: string, path: string, url: string, payload?: object, headers: Record<string, string> = auth) => {
+        const r = await t.app.inject({ method: method as 'GET', url, headers, ...(payload ? { payload } : {}) });
+        answers.push({ method, path, url, status: r.statusCode, headers: r.headers });
+        return r;
+      };
+      const job = { type: 'demo.echo', payload: { n: 1 } };
+      const submitted = await call('POST', '/v1/jobs', '/v1/jobs', job, { ...auth, 'idempotency-key': 'k-1' });
+      await call('POST', '/v1/jobs', '/v1/jobs', job, { ...auth, 'idempotency-key': 'k-1' });
+      await call('GET', '/v1/jobs/{id}', `/v1/jobs/${submitted.json().id}`);
+      await call('POST', '/v1/schedules', '/v1/schedules', { name: 'nightly', cron: '0 3 * * *', ...job });
+      await call('PUT', '/v1/limits/{key}', '/v1/limits/email', { concurrency: 2 });
+      await call('PUT', '/v1/limits/{key}', '/v1/limits/email', { concurrency: 3 });
+      await call('POST', '/v1/workflows', '/v1/workflows', { name: 'noop' });
+      await call('POST', '/v1/keys', '/v1/keys', { name: 'k', scopes: ['read'] });
+      await call('GET', '/v1/jobs', '/v1/jobs', undefined, {});
+      await call('GET', '/readyz', '/readyz', undefined, {});
+      // Over the rate limit (12 a minute for the key).
+      for (let i = 0; i < 12 && answers.at(-1)!.status !== 429; i++) await call('GET', '/v1/stats', '/v1/stats');
+      const statuses = answers.map((a) => a.status);
+      for (const s of [200, 201, 401, 429, 503]) assert.ok(statuses.includes(s), `no ${s} among ${statuses.join(', ')}`);
+      const problems: string[] = [];
+      for (const a of answers) {
+        const headers = documented(a.method, a.path, a.status);
+        const at = `${a.method} ${a.url} ${a.status}`;
+        for (const name of DOCUMENTED_HEADERS.map((h) => h.toLowerCase())) {
+          const value = a.headers[name];
+          const h = headers.get(name);
+          if (value !== undefined && !h) problems.push(`${at}: answers ${name}: ${String(value)}, which the document does not give`);
+          if (h?.required && value === undefined) problems.push(`${at}: the document requires ${name}, not answered`);
+          if (h && value !== undefined && h.schema?.pattern && !new RegExp(h.schema.pattern as string).test(String(value))) {
+            problems.push(`${at}: ${name}: ${String(value)} does not match ${String(h.schema.pattern)}`);
+          }
+          if (h && value !== undefined && h.schema?.type === 'integer' && !/^[0-9]+$/.test(String(value))) problems.push(`${at}: ${name}: ${String(value)} is no integer`);
+        }
+        const location = a.headers.location;
+        if (typeof location === 'string') {
+          const r = await t.app.inject({ url: location, headers: auth.authorization ? { authorization: auth.authorization } : {} });
+          if (r.statusCode !== 200 && r.statusCode !== 429) problems.push(`${at}: GET its Location ${location} answers ${r.statusCode}`);
+        }
+      }
+      assert.deepEqual(problems, []);
     } finally {
       await t.close();
     }

@@ -11,13 +11,15 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 
-type Operation = { requestBody?: { required?: boolean }; [k: string]: unknown };
+type Header = { required?: boolean; description?: string; schema?: unknown; $ref?: string };
+type Response = { headers?: Record<string, Header>; [k: string]: unknown };
+type Operation = { requestBody?: { required?: boolean }; responses?: Record<string, Response>; [k: string]: unknown };
 type Schema = {
   discriminator?: { propertyName: string; mapping?: Record<string, string> };
   oneOf?: Array<{ $ref?: string }>;
   properties?: Record<string, { enum?: unknown[]; const?: unknown }>;
 };
-type Document = { paths?: Record<string, Record<string, Operation>>; components?: { schemas?: Record<string, Schema> } };
+type Document = { paths?: Record<string, Record<string, Operation>>; components?: { schemas?: Record<string, Schema>; headers?: Record<string, Header> } };
 
 const COMPONENT = '#/components/schemas/';
 
@@ -27,6 +29,42 @@ function markOptionalBodies(doc: Document): void {
     for (const op of Object.values(path)) {
       if (op['x-body-optional'] && op.requestBody) op.requestBody.required = false;
       delete op['x-body-optional'];
+    }
+  }
+}
+
+/**
+ * The response headers the guards and the error handler send, as `components.headers`: the
+ * error handler answers every 503 with `Retry-After` (server/error-handler.ts), every 429 has
+ * one (server/security.ts, server/auth.ts), every 401 `WWW-Authenticate` (server/auth.ts).
+ */
+const GUARD_HEADERS: Record<string, { statuses: string[]; header: Header }> = {
+  'Retry-After': {
+    statuses: ['429', '503'],
+    header: { required: true, description: 'Seconds to wait before sending the request again', schema: { type: 'integer', minimum: 0 } },
+  },
+  'WWW-Authenticate': {
+    statuses: ['401'],
+    header: { required: true, description: 'The scheme to authenticate with: `Bearer realm="ats"`', schema: { type: 'string' } },
+  },
+};
+
+/**
+ * Each response's headers: those of GUARD_HEADERS on their statuses (by `$ref`), and those a
+ * route declares (`withLocation`, server/schemas.ts), which it always sends: required.
+ */
+function addResponseHeaders(doc: Document): void {
+  const components = (doc.components ??= {});
+  const headers = (components.headers ??= {});
+  for (const [name, { header }] of Object.entries(GUARD_HEADERS)) headers[name] = header;
+  for (const path of Object.values(doc.paths ?? {})) {
+    for (const op of Object.values(path)) {
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        for (const h of Object.values(response.headers ?? {})) h.required = true;
+        for (const [name, { statuses }] of Object.entries(GUARD_HEADERS)) {
+          if (statuses.includes(status)) response.headers = { ...response.headers, [name]: { $ref: `#/components/headers/${name}` } };
+        }
+      }
     }
   }
 }
@@ -127,6 +165,7 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       const doc = 'openapiObject' in d ? d.openapiObject : d.swaggerObject;
       markOptionalBodies(doc as Document);
       addDiscriminatorMappings(doc as Document);
+      addResponseHeaders(doc as Document);
       return doc;
     },
   });

@@ -864,6 +864,16 @@ export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
 export const described = <T extends object>(schema: T, description: string): T => ({ ...schema, description });
 
 /**
+ * A response that carries a `Location` header, the path of what it answers (`/v1/jobs/{id}`):
+ * a response header of the OpenAPI document (@fastify/swagger reads `headers`; the serializer
+ * ignores it). server/openapi.ts marks it required.
+ */
+export const withLocation = <T extends object>(schema: T, what: string): T => ({
+  ...schema,
+  headers: { Location: { type: 'string', pattern: '^/v1/', description: `The path of ${what} on this server, to GET it` } },
+});
+
+/**
  * What any route of the API can answer before it runs (server/auth.ts, server/security.ts): 401
  * without a working key, 403 without the scope (or from a foreign Origin), 421 for a Host it does
  * not answer, 429 over the rate limit. The key check reads the key from the database, so it

@@ -18,7 +18,7 @@ import type { LimitStore } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { toLimitSpec, toLimitView } from '../limit-views.js';
 import {
-  BODY_STATUSES, described, errorResponses, LimitList, LimitParams, LimitView, MAX_LIMITS_LISTED, PutLimitBody, ref,
+  BODY_STATUSES, described, withLocation, errorResponses, LimitList, LimitParams, LimitView, MAX_LIMITS_LISTED, PutLimitBody, ref,
 } from '../schemas.js';
 
 const putSchema = {
@@ -35,7 +35,7 @@ const putSchema = {
   params: LimitParams,
   body: ref(PutLimitBody),
   response: {
-    201: described(ref(LimitView), 'Created'),
+    201: withLocation(described(ref(LimitView), 'Created'), 'the limit'),
     200: described(ref(LimitView), 'Replaced'),
     ...errorResponses(400, 409, ...BODY_STATUSES),
   },

@@ -17,7 +17,7 @@ import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
 import { toScheduleTickView, toScheduleView } from '../schedule-views.js';
 import {
-  BODY_STATUSES, CreateScheduleBody, described, errorResponses, ref, ScheduleDetail, ScheduleList, ScheduleParams, ScheduleView,
+  BODY_STATUSES, CreateScheduleBody, described, withLocation, errorResponses, ref, ScheduleDetail, ScheduleList, ScheduleParams, ScheduleView,
   UpdateScheduleBody, type BackoffInput, type SubmitBody,
 } from '../schemas.js';
 import { toJobSpec, type SpecRules } from '../submit-spec.js';
@@ -40,7 +40,7 @@ const createSchema = {
     'an unknown time zone 400 ATS_ERR_INVALID_TIMEZONE; a type no handler serves 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['schedules'],
   body: ref(CreateScheduleBody),
-  response: { 201: described(ref(ScheduleView), 'Created'), ...errorResponses(400, 409, ...BODY_STATUSES, 422) },
+  response: { 201: withLocation(described(ref(ScheduleView), 'Created'), 'the schedule'), ...errorResponses(400, 409, ...BODY_STATUSES, 422) },
 };
 
 const listSchema = {

@@ -10,7 +10,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
-import { BODY_STATUSES, described, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
+import { BODY_STATUSES, described, withLocation, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
 import { toJobSpec } from '../submit-spec.js';
 import { singleHeader } from '../validation.js';
 import { ATTR, traceContextOf, withRequestSpan, type Span } from '../../engine/tracing.js';
@@ -26,7 +26,10 @@ const schema = {
   tags: ['jobs'],
   body: ref(SubmitBody),
   headers: SubmitHeaders,
-  response: { 201: described(ref(JobView), 'Created'), 200: described(ref(JobView), 'The job an earlier submit with this Idempotency-Key created'), ...errorResponses(400, 409, ...BODY_STATUSES, 422, 503) },
+  response: {
+    201: withLocation(described(ref(JobView), 'Created'), 'the job'),
+    200: withLocation(described(ref(JobView), 'The job an earlier submit with this Idempotency-Key created'), 'the job'),
+    ...errorResponses(400, 409, ...BODY_STATUSES, 422, 503) },
 };
 
 export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {

@@ -20,7 +20,7 @@ import { signalTypeRefusal, type StepResult, type WorkflowService } from '../../
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
 import {
-  BODY_STATUSES, DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
+  BODY_STATUSES, DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, withLocation, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, isReservedKey, RESERVED_KEY_PREFIX } from '../submit-spec.js';
@@ -59,8 +59,8 @@ const startSchema = {
   querystring: StartWorkflowQuery,
   body: ref(StartWorkflowBody),
   response: {
-    201: described(ref(WorkflowView), 'Started (and, with wait, meeting the condition)'),
-    200: described(ref(WorkflowView), 'The instance an earlier start with this idempotencyKey started'),
+    201: withLocation(described(ref(WorkflowView), 'Started (and, with wait, meeting the condition)'), 'the instance'),
+    200: withLocation(described(ref(WorkflowView), 'The instance an earlier start with this idempotencyKey started'), 'the instance'),
     ...errorResponses(400, 408, 409, 412, ...BODY_STATUSES, 422, 503),
   },
 };
