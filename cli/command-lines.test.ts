@@ -52,7 +52,8 @@ async function followingTheHint(args: string[], foreign: string, what: string): 
   assert.ok(!next.stdout.includes(foreign), `following the hint "${hint}" lists ${what}:\n${next.stdout}`);
 }
 
-describe('command lines', { timeout: 120_000 }, () => {
+// Each test spawns `ats` processes (a tsx start each): on a loaded machine a test takes 30 s or more.
+describe('command lines', { timeout: 360_000 }, () => {
   test('the more: hint writes --flag=value: a name starting with - is read as the value', () => {
     const hint = moreHint('ats ls', [['cursor', 'C1'], ['limit', 1], ['queue', '-x'], ['type', 'a b']]);
     assert.equal(hint, "more: ats ls --cursor=C1 --limit=1 --queue=-x --type='a b'");
