@@ -65,6 +65,29 @@ describe('createLogger: JSON lines', () => {
     assert.equal(c!.jobId, undefined);
   });
 
+  it('a call\'s field named as one the line has (level, time, msg, pid, hostname, a base field, a child\'s field) is written as fields.<name>: each key once, the line\'s own kept', () => {
+    const { logger, lines, parsed } = capture('info', { role: 'worker' });
+    const job = logger.child({ jobId: '01J', type: 'email.send', attempt: 2 });
+    // What a handler may well log through ctx.log: its own `type`, `time` taken, `level` of something.
+    job.info('sent', { type: 'invoice', attempt: 1, jobId: 'provider-7', level: 'high', time: 1234, msg: 'm', pid: 1, hostname: 'h', role: 'r', x: 1 });
+    for (const key of ['level', 'time', 'msg', 'pid', 'hostname', 'role', 'jobId', 'type', 'attempt']) {
+      assert.equal(lines[0]!.split(`"${key}":`).length - 1, 1, `"${key}" once in ${lines[0]}`);
+    }
+    const [line] = parsed();
+    assert.deepEqual(
+      [line!.level, line!.msg, line!.pid, line!.hostname, line!.role, line!.jobId, line!.type, line!.attempt, line!.x],
+      ['info', 'sent', process.pid, hostname(), 'worker', '01J', 'email.send', 2, 1],
+    );
+    assert.match(String(line!.time), /^\d{4}-\d\d-\d\dT/);
+    assert.deepEqual(
+      ['type', 'attempt', 'jobId', 'level', 'time', 'msg', 'pid', 'hostname', 'role'].map((k) => line![`fields.${k}`]),
+      ['invoice', 1, 'provider-7', 'high', 1234, 'm', 1, 'h', 'r'],
+    );
+    // A field no line has is written as it is, and a line without such a field as before.
+    logger.info('plain', { type: 'x' });
+    assert.equal(parsed()[1]!.type, 'x');
+  });
+
   it('a message is written as given (no printf-style formatting)', () => {
     const { logger, parsed } = capture('info');
     logger.info('100%s done %d %j', { n: 1 });
@@ -162,7 +185,7 @@ describe('withFields', () => {
     assert.deepEqual(parsed().map((l) => [l.jobId, l.k]), [['j1', 1]]);
   });
 
-  it('adds the fields to each call of a Logger without children (the call\'s own fields win)', () => {
+  it('adds the fields to each call of a Logger without children (a call\'s field of the same name is written as fields.<name>)', () => {
     const calls: Array<[string, string, Record<string, unknown> | undefined]> = [];
     const plain: Logger = {
       debug: (m, f) => calls.push(['debug', m, f]), info: (m, f) => calls.push(['info', m, f]),
@@ -173,7 +196,7 @@ describe('withFields', () => {
     log.error('e', { attempt: 2, err: 'boom' });
     assert.deepEqual(calls, [
       ['warn', 'w', { jobId: 'j1', attempt: 1 }],
-      ['error', 'e', { jobId: 'j1', attempt: 2, err: 'boom' }],
+      ['error', 'e', { jobId: 'j1', attempt: 1, 'fields.attempt': 2, err: 'boom' }],
     ]);
   });
 

@@ -9,7 +9,7 @@
 import { hostname } from 'node:os';
 import pino from 'pino';
 import type { Logger } from './ports.js';
-import { messageOf } from './thrown.js';
+import { isInstance, messageOf } from './thrown.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
@@ -51,9 +51,12 @@ export function createLogger(level: LogLevel = 'info', base: Record<string, unkn
  * never written twice: a destination that wrote it, then threw, has it once).
  */
 export function fromPino(p: pino.Logger): AppLogger {
+  // The keys each line of `p` has of its own (its bindings: the base fields, a child's), learnt at its first line with fields.
+  let taken: ReadonlySet<string> | undefined;
   const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
     try {
-      if (fields) p[level](fields, msg);
+      if (fields && p.isLevelEnabled(level)) p[level](keptApart(fields, (taken ??= new Set([...LINE_KEYS, ...Object.keys(p.bindings())]))), msg);
+      else if (fields) p[level](fields, msg);
       else p[level](msg);
     } catch {
       // Without fields, or with fields pino can write, only the destination can have thrown
@@ -82,6 +85,36 @@ export function fromPino(p: pino.Logger): AppLogger {
     isLevelEnabled: (level) => p.isLevelEnabled(level),
     pino: p,
   };
+}
+
+/** The keys pino writes in every line of createLogger's (`formatters.level`, `timestamp`, the message, `base`). */
+const LINE_KEYS = ['level', 'time', 'msg', 'pid', 'hostname'] as const;
+
+/**
+ * A call's `fields` with each own key the line already has (`taken`: `level`,
+ * `time`, `msg`, the base fields, a child's `jobId`, `type`, `attempt`)
+ * written as `fields.<key>`: pino would write the key twice, and a reader of
+ * the JSON takes the last (a handler's `{ level: 'high' }` made an info line
+ * `"level":"high"`, its `{ type: 'invoice' }` hid the job's type). `fields`
+ * itself when no key clashes, or when it is an Error (pino nests that under
+ * `err`). Reading a value may throw (a getter): the caller's `try` has it.
+ */
+function keptApart(fields: Record<string, unknown>, taken: ReadonlySet<string>): Record<string, unknown> {
+  if (isInstance(fields, Error)) return fields;
+  let clash = false;
+  for (const key in fields) {
+    if (taken.has(key) && Object.prototype.hasOwnProperty.call(fields, key)) {
+      clash = true;
+      break;
+    }
+  }
+  if (!clash) return fields;
+  // No prototype: a key `__proto__` stays a field.
+  const apart = Object.create(null) as Record<string, unknown>;
+  for (const key in fields) {
+    if (Object.prototype.hasOwnProperty.call(fields, key)) apart[taken.has(key) ? `fields.${key}` : key] = fields[key];
+  }
+  return apart;
 }
 
 /**
@@ -208,8 +241,13 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
   };
 }
 
-/** Lines of `logger` with `fields` added to each call's (the call's own win); never throwing into the caller. */
+/**
+ * Lines of `logger` with `fields` added to each call's (a call's field of the
+ * same name is written as `fields.<name>`, as with pino's child: the line
+ * keeps the attempt's `jobId`, `type`, `attempt`); never throwing into the caller.
+ */
 function mergedLines(logger: Logger, fields: Record<string, unknown>): Logger {
+  const bound = new Set(Object.keys(fields));
   const once = (level: Level, msg: string, f: Record<string, unknown>): void => {
     try {
       logger[level](msg, f);
@@ -220,7 +258,7 @@ function mergedLines(logger: Logger, fields: Record<string, unknown>): Logger {
   const line = (level: Level) => (msg: string, f?: Record<string, unknown>) => {
     let all: Record<string, unknown>;
     try {
-      all = f ? { ...fields, ...f } : fields;
+      all = f ? { ...fields, ...keptApart(f, bound) } : fields;
     } catch (err) {
       // A getter of the call's fields threw before anything was written.
       return once(level, msg, { ...fields, logFieldsError: unwritable(err) });
