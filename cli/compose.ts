@@ -21,7 +21,7 @@ import { SETTINGS, apiSecurity, type Config } from './config.js';
 import { bindMetricsPort, wireMetrics } from './metrics.js';
 import { Advisor } from '../engine/advisor/advisor.js';
 import { DbClock } from '../engine/db-clock.js';
-import { HandlerModuleError, HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
+import { handlerModuleOf, HandlerModuleError, HandlerRegistry, registerDemoHandlers, registerModule, type HandlerModule } from '../engine/handlers.js';
 import { createLogger, errorFields, prettyDestination, type AppLogger } from '../engine/logger.js';
 import { settlesWithin } from '../engine/loop.js';
 import { AtsError } from '../engine/errors.js';
@@ -622,7 +622,7 @@ async function loadHandlers(modules: readonly string[], registry: HandlerRegistr
     const path = resolve(m);
     if (!existsSync(path)) throw bad(m, `does not exist (resolved to ${path})`);
     if (statSync(path).isDirectory()) throw bad(m, 'is a folder, not a module file');
-    const mod = await importHandlerModule(m, path);
+    const mod = handlerModuleOf(await importHandlerModule(m, path));
     if (mod.handlers === undefined && typeof mod.register !== 'function') throw bad(m, 'exports neither register(registry) nor handlers');
     try {
       await registerModule(mod, registry, m);

@@ -4,6 +4,10 @@
  * handler module contract (`handlers` and/or `register`).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
 import { fromPromise, setup } from 'xstate';
@@ -104,5 +108,25 @@ describe('defineHandler and the registry', () => {
     // eslint-disable-next-line no-sparse-arrays
     await assert.rejects(registerModule({ handlers: [, defineHandler('f', { payload: Type.Null(), run: () => null })] as never }, registry, 'sparse.ts'),
       /^HandlerModuleError: handler module sparse\.ts: handlers\[0\] is undefined, not a defineHandler/);
+  });
+
+  test('a CommonJS module (module.exports = { handlers, register }), whose fields node gives only as its default export, is a handler module too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ats-cjs-'));
+    try {
+      // module.exports made in steps: node's import finds no named export in it, only `default`.
+      const file = join(dir, 'handlers.cjs');
+      await writeFile(file, 'const m = {};\nm.register = (registry) => { registry.register("cjs.job", async () => 1); };\nmodule.exports = m;\n');
+      const ns = await import(pathToFileURL(file).href) as Record<string, unknown>;
+      assert.equal(ns.register, undefined, 'node names no export of it');
+      const registry = new HandlerRegistry();
+      await registerModule(ns, registry, 'handlers.cjs');
+      assert.deepEqual(registry.types(), ['cjs.job']);
+      // And `export default { handlers }` alike; a module whose default export has neither is still refused.
+      await registerModule({ default: { handlers: [double] } } as never, registry, 'default.ts');
+      assert.deepEqual(registry.types(), ['cjs.job', 'math.double']);
+      await assert.rejects(registerModule({ default: { other: 1 } } as never, registry, 'other.ts'), /other\.ts: exports neither register\(registry\) nor handlers/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

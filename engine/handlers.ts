@@ -181,9 +181,23 @@ export class HandlerModuleError extends Error {
   }
 }
 
-/** Adds a loaded handler module's handlers to `registry`; `name` is for errors. */
+/**
+ * What a loaded module offers as a handler module: its own `handlers` and
+ * `register`, or, when it exports neither by name, its default export's: a
+ * CommonJS `module.exports = { handlers }` reaches `import()` as the default
+ * export alone when node cannot tell its fields by reading it (an object made
+ * in steps, or by a call), and `export default { handlers }` alike.
+ */
+export function handlerModuleOf(mod: HandlerModule & { default?: unknown }): HandlerModule {
+  if (mod.handlers !== undefined || typeof mod.register === 'function') return mod;
+  const fallback = mod.default as HandlerModule | null | undefined;
+  if (typeof fallback !== 'object' || fallback === null) return mod;
+  return fallback.handlers !== undefined || typeof fallback.register === 'function' ? fallback : mod;
+}
+
+/** Adds a loaded handler module's handlers to `registry` (see handlerModuleOf); `name` is for errors. */
 export async function registerModule(mod: HandlerModule, registry: HandlerRegistry, name: string): Promise<void> {
-  const { handlers, register } = mod;
+  const { handlers, register } = handlerModuleOf(mod);
   if (handlers === undefined && typeof register !== 'function') {
     throw new HandlerModuleError(name, 'exports neither register(registry) nor handlers');
   }
