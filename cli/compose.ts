@@ -174,6 +174,9 @@ function makeDataDir(dir: string): void {
   }
 }
 
+/** What SQLite answers for a lock file it may not open or write: no permission, a read-only file system. */
+const UNWRITABLE = ['SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM'];
+
 /**
  * The data dir, taken for this process (adapters/sqlite/folder-lock.ts): the
  * embedded store is one scheduler's. One a live scheduler holds is a bad
@@ -188,7 +191,13 @@ function lockDataDir(dir: string, logger: Logger): FolderLock {
   try {
     taken = lockFolder(dir, { pid: process.pid, host: hostname() });
   } catch (err) {
-    throw new Error(`${env} (${flag}): cannot lock ${join(dir, LOCK_FILE)}: ${(err as Error).message}`, { cause: err });
+    const lockFile = join(dir, LOCK_FILE);
+    // A folder this user may not write, a read-only mount (or a lock file that is no file): a setting to change (exit 2).
+    if (UNWRITABLE.some((c) => String((err as { code?: unknown }).code).startsWith(c))) {
+      const user = process.getuid ? `this user (uid ${process.getuid()})` : 'this user';
+      throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} cannot be used: ${lockFile} cannot be written (${(err as Error).message}); the folder and its files must be writable by ${user}`, { cause: err });
+    }
+    throw new Error(`${env} (${flag}): cannot lock ${lockFile}: ${(err as Error).message}`, { cause: err });
   }
   if (!taken.ok) {
     throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} is in use by another scheduler (${describeHolder(taken.holder)}): stop it, or set ${env} to another folder`);

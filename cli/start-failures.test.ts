@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -231,6 +231,20 @@ it('exits 2 naming ATS_DATA_DIR when it names a file', { timeout: 120_000 }, asy
     assert.equal(code, 2, stderr);
     assert.match(stderr, /^ats: ATS_DATA_DIR \(--data-dir\): .*a-file cannot be made a folder: EEXIST/m);
   });
+});
+
+it('exits 2 naming ATS_DATA_DIR and its lock file when the folder exists but its lock cannot be written', { timeout: 120_000 }, async () => {
+  // What a folder this user may not write, or a read-only mount, does to the lock; made here so that root too meets it.
+  const dir = mkdtempSync(join(tmpdir(), 'ats-start-lock-'));
+  try {
+    mkdirSync(join(dir, 'ats.lock'));
+    const { code, stderr } = await startWith({ ATS_DATA_DIR: dir });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): ${dir} cannot be used: ${dir}/ats\\.lock cannot be written \\(unable to open database file\\); the folder and its files must be writable by this user`, 'm'));
+    assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 it('exits 2 naming ATS_DATA_DIR when it is under /proc, where no folder can be made (a recursive mkdir there never returns)', { timeout: 120_000 }, async () => {
