@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { monotonicFactory } from 'ulid';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { silentLogger } from '../engine/logger.js';
-import type { Clock, JobSpec } from '../engine/ports.js';
+import type { Clock, JobSpec, Logger } from '../engine/ports.js';
 import { Timers } from '../engine/timers.js';
 import { TransitionService } from '../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
@@ -44,6 +44,36 @@ describe('the re-dispatch after an embedded restart', () => {
       const first = newer[0]!;
       assert.ok(first.ok);
       assert.equal((await store.getJob(first.job.id))!.version, first.job.version, 'a job of another version is left as it is');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('says how many jobs it dispatched again in one info line, each job at debug: a restart with many jobs waiting writes one info line, not one a job', async () => {
+    let t = T0;
+    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+    const store = createSqliteStore({ file: ':memory:', clock });
+    try {
+      await store.migrate();
+      const nextId = monotonicFactory();
+      const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+      const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+      const logger: Logger = {
+        debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
+        info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+        warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+        error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+      };
+      const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: 60_000 });
+      const jobs = await transitions.submitMany(Array.from({ length: 3 }, () => spec));
+      t += 1;
+      await redispatchAfterRestart(timers, store, clock, logger);
+      for (const r of jobs) {
+        assert.ok(r.ok);
+        assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2, 'dispatched again');
+      }
+      assert.deepEqual(lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.fields]), [['info', 'embedded restart: dispatched jobs again', { count: 3 }]]);
+      assert.equal(lines.filter((l) => l.level === 'debug' && l.msg === 'timers: dispatched again (no worker started it)').length, 3, 'each job at debug');
     } finally {
       await store.close();
     }

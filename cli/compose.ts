@@ -727,7 +727,7 @@ export async function redispatchAfterRestart(timers: Timers, store: JobStore, cl
     const lost = (await store.findLostDispatches(before, REDISPATCH_BATCH + done.size)).filter((j) => !done.has(j.id));
     if (lost.length === 0) break;
     for (const j of lost) done.add(j.id);
-    count += await timers.redispatch(lost);
+    count += await timers.redispatch(lost, 'debug'); // each job at debug: the count is said once, below
   }
   if (count > 0) logger.info('embedded restart: dispatched jobs again', { count });
 }

@@ -446,10 +446,13 @@ export class Timers {
     return dispatched;
   }
 
-  /** Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read. */
-  async redispatch(jobs: readonly DueJob[]): Promise<number> {
+  /**
+   * Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read.
+   * `level`: of each job's line (the embedded restart, which dispatches every waiting job again, says so in one line of its own).
+   */
+  async redispatch(jobs: readonly DueJob[], level: 'info' | 'debug' = 'info'): Promise<number> {
     const c = await this.applyAll(jobs, this.passedOver.lost, () => ({ type: 'DISPATCH' }),
-      (j, job) => this.deps.logger.info('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
+      (j, job) => this.deps.logger[level]('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
     this.counters.redispatched += c.all;
     return c.all;
   }
