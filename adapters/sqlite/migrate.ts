@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Database } from 'better-sqlite3';
-import { loadMigrations, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
+import { loadMigrations, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import type { StoreClock } from '../sql/options.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
@@ -28,6 +28,19 @@ function probeWrite(db: Database): void {
 }
 
 /**
+ * A migration's statement failed (a file holding another program's tables of
+ * the same names): its error, naming the migration, with SQLite's code kept.
+ */
+export class MigrationFailed extends Error {
+  readonly code: string | undefined;
+  constructor(m: Migration, err: unknown) {
+    super(`migration ${String(m.version).padStart(4, '0')}_${m.name} failed: ${(err as Error | null)?.message ?? String(err)}`, { cause: err });
+    const code = (err as { code?: unknown } | null)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+}
+
+/**
  * Migrates; when no other process holds the file, before it returns (the
  * first attempt runs synchronously). `wait.attemptMs` plays no part: an
  * attempt waits the connection's busy_timeout.
@@ -39,7 +52,11 @@ export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGR
     probeWrite(db);
     const applied = (db.prepare(SELECT_APPLIED_MIGRATIONS).all() as { version: number }[]).map((r) => r.version);
     for (const m of pending(migrations, applied)) {
-      db.exec(m.sql);
+      try {
+        db.exec(m.sql);
+      } catch (err) {
+        throw new MigrationFailed(m, err);
+      }
       db.prepare(INSERT_MIGRATION).run(m.version, m.name, clock.now());
     }
     return unknownApplied(migrations, applied);

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { loadMigrations } from '../sql/migrations.js';
@@ -104,6 +105,28 @@ describe('SQLite store', () => {
       assert.deepEqual(gone, []);
     } finally {
       await store.close();
+    }
+  });
+
+  it('a file that holds another program\'s tables: the migration fails naming the file and the migration, and changes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
+    try {
+      const file = join(dir, 'ats.sqlite');
+      const other = new Database(file);
+      other.exec("CREATE TABLE jobs (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO jobs (name) VALUES ('theirs')");
+      other.close();
+      const store = createSqliteStore({ file });
+      try {
+        await assert.rejects(store.migrate(), (err: Error) => {
+          assert.match(err.message, new RegExp(`^the SQLite database ${file.replace(/[.*+?^\${}()|[\]\\/]/g, '\\$&')} cannot be used: migration 0001_init failed: no such column: state \\(SQLITE_ERROR\\)$`));
+          return true;
+        });
+        assert.deepEqual(store.db.prepare('SELECT name FROM sqlite_master ORDER BY name').all(), [{ name: 'jobs' }], 'nothing written');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -31,7 +31,7 @@ import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
-import { migrateSqlite } from './migrate.js';
+import { MigrationFailed, migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 import type { GroupSync } from './group-sync.js';
 
@@ -135,7 +135,8 @@ function sqliteOperations(
         await migrateSqlite(db, clock, undefined, { logger: opts?.logger });
         sync?.wrote();
       } catch (err) {
-        throw isSqliteUnavailable(err) ? cannotUse(db.memory ? db.name : resolve(db.name), err) : err;
+        // Unusable now (locked, read-only, a full disk), or a migration that failed on what the file holds: either names the file.
+        throw isSqliteUnavailable(err) || err instanceof MigrationFailed ? cannotUse(db.memory ? db.name : resolve(db.name), err) : err;
       }
     },
     insert: async (writes: TransitionWrite[]): Promise<InsertResult[]> =>
