@@ -1199,4 +1199,14 @@ export interface JobSpec {
   tenant?: string;
   /** The workflow invocation the job runs (engine/workflows.ts). */
   parent?: JobParent;
+  /**
+   * The fields the submitter left out, filled in from this server's defaults
+   * (`ATS_DEFAULT_*`). A submit sent again with its idempotency key to an
+   * instance with other defaults is the same submit: those fields are then
+   * taken as the job has them (`TransitionService`). Not stored. @defaultValue none
+   */
+  defaulted?: readonly DefaultedField[];
 }
+
+/** A field of a submit that the server fills in when it is left out (its queue aside: the key is looked up in it). */
+export type DefaultedField = 'maxAttempts' | 'backoff' | 'timeoutMs' | 'priority';

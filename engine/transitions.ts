@@ -107,6 +107,26 @@ export function requestHash(spec: JobSpec): string {
     .digest('hex');
 }
 
+/**
+ * Whether `spec` is the submit that made `existing` but for the fields this
+ * server filled in from its defaults (`spec.defaulted`): with those taken as
+ * the job has them, it hashes as the job's submit did. So a client's retry
+ * that lands on an instance whose `ATS_DEFAULT_*` differ (a rolling deploy
+ * that changes one) gets its job, not a 409; a field it gives must still be
+ * what the job has. Only reached when the hashes differ.
+ */
+function sameSubmitButDefaults(existing: JobRecord, spec: JobSpec): boolean {
+  if (!spec.defaulted || existing.requestHash === null) return false;
+  const { maxAttempts, backoff } = existing.snapshot.context;
+  const asJob: JobSpec = { ...spec };
+  for (const field of spec.defaulted) {
+    if (field === 'maxAttempts') asJob.maxAttempts = maxAttempts;
+    else if (field === 'backoff') asJob.backoff = backoff;
+    else asJob[field] = existing[field];
+  }
+  return requestHash(asJob) === existing.requestHash;
+}
+
 /** JSON with object keys sorted, so equal values hash equally. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
@@ -222,7 +242,7 @@ export class TransitionService {
       return this.submitResult(again.inserted[0]!, again.writes[0]!, spec, tries - 1);
     }
     if (!existing) throw new AtsError('ATS_ERR_INTERNAL', 'idempotency key reported taken but no job holds it');
-    return existing.requestHash === w.job.requestHash
+    return existing.requestHash === w.job.requestHash || sameSubmitButDefaults(existing, spec)
       ? { ok: true, job: existing, created: false }
       : { ok: false, reason: 'idempotency-conflict', job: existing };
   }

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { requireMysql } from '../tests/helpers/mysql.js';
 import type { EventView, JobDetail, JobView } from './schemas.js';
 import { pageIds, randomQueue, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import { buildApp } from './app.js';
 
 const mysqlReady = await requireMysql();
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -117,6 +118,34 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     const jobs = await t.store.listJobs({ queue, limit: 10 });
     assert.equal(jobs.length, 1);
     assert.equal((await get(first.json().id)).version, 1);
+  });
+
+  test('the same Idempotency-Key and body sent to an instance with other defaults (ATS_DEFAULT_*) answer 200 with the same job; a field given that the job does not have is a 409', async () => {
+    const other = await buildApp({
+      ...t.deps, defaults: { ...t.deps.defaults, maxAttempts: 5, backoff: { kind: 'fixed', delayMs: 500 }, timeoutMs: 45_000, priority: 2 },
+    });
+    try {
+      const queue = randomQueue();
+      const body = { type: 'demo.echo', payload: { n: 1 }, queue };
+      const headers = { 'idempotency-key': 'rolled-1' };
+      const first = await submit(body, headers);
+      assert.equal(first.statusCode, 201, first.body);
+      const again = await other.inject({ method: 'POST', url: '/v1/jobs', payload: body, headers });
+      assert.equal(again.statusCode, 200, again.body);
+      assert.equal(again.json().id, first.json().id);
+      assert.equal(again.json().maxAttempts, 3); // the job as the first instance made it
+      const batch = await other.inject({ method: 'POST', url: '/v1/jobs/batch', payload: { jobs: [{ ...body, idempotencyKey: 'rolled-1' }] } });
+      assert.deepEqual(batch.json().results, [{ status: 200, id: first.json().id, state: 'pending' }]);
+      // Given, a field must still be what the job has: 3 (the job's) is the same submit, 5 another.
+      assert.equal((await other.inject({ method: 'POST', url: '/v1/jobs', payload: { ...body, maxAttempts: 3 }, headers })).statusCode, 200);
+      const conflict = await other.inject({ method: 'POST', url: '/v1/jobs', payload: { ...body, maxAttempts: 5 }, headers });
+      assert.equal(conflict.statusCode, 409);
+      assert.equal(conflict.json().code, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
+      assert.equal((await other.inject({ method: 'POST', url: '/v1/jobs', payload: { ...body, payload: { n: 2 } }, headers })).statusCode, 409);
+      assert.equal((await t.store.listJobs({ queue, limit: 10 })).length, 1);
+    } finally {
+      await other.close();
+    }
   });
 
   test('an Idempotency-Key is per queue: the same key in another queue makes another job', async () => {

@@ -6,7 +6,7 @@
  * Throws `AtsError`; runs before anything is written.
  */
 import { AtsError } from '../engine/errors.js';
-import type { JobSpec } from '../engine/ports.js';
+import type { DefaultedField, JobSpec } from '../engine/ports.js';
 import type { BackoffPolicy } from '../machines/backoff.js';
 import { jsonValueFault } from '../machines/json-integers.js';
 import type { SubmitDefaults } from './deps.js';
@@ -39,8 +39,14 @@ export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, 
   if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt, where);
   if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
   if (body.concurrencyKey !== undefined) spec.concurrencyKey = body.concurrencyKey;
+  if (idempotencyKey !== undefined) {
+    const defaulted = DEFAULTED_FIELDS.filter((f) => body[f] === undefined);
+    if (defaulted.length > 0) spec.defaulted = defaulted;
+  }
   return spec;
 }
+
+const DEFAULTED_FIELDS: readonly DefaultedField[] = ['maxAttempts', 'backoff', 'timeoutMs', 'priority'];
 
 /**
  * Idempotency keys starting with this are the server's own: a schedule's tick
