@@ -324,7 +324,7 @@ export function installAuth(app: FastifyInstance, deps: AppDeps): void {
       return unauthorized(reply, 'The API key is not valid (unknown, revoked or mistyped)');
     }
     request.principal = principalOf(stored);
-    // No route matched: a key of any scope may learn that (the 404 follows).
+    // No route matched: a key of any scope may learn that (the 404, or the 405 of a method the path does not take, follows).
     if (access !== null && !request.principal.scopes.has(access)) {
       throw new AtsError('ATS_ERR_FORBIDDEN', `This route needs the ${access} scope; the key has ${[...request.principal.scopes].join(', ')}`);
     }

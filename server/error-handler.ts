@@ -5,7 +5,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { cutText, ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
 import { errorFields } from '../engine/logger.js';
 import { responseStarted } from './connections.js';
@@ -122,7 +122,46 @@ function sendError(errors: ServerErrorLog, err: unknown, request: FastifyRequest
   return res.code(status).send(body);
 }
 
+/** The order an Allow header lists methods in; others (none of ours today) after these. */
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+const methodRank = (m: string): number => {
+  const i = METHOD_ORDER.indexOf(m);
+  return i === -1 ? METHOD_ORDER.length : i;
+};
+
+/**
+ * The methods whose routes serve `url` (a request's, query and all), in
+ * METHOD_ORDER; empty when none does. HEAD wherever GET is (fastify adds it).
+ * OPTIONS alone does not make a path served: with CORS on, its preflight
+ * route takes OPTIONS on every path.
+ *
+ * `findRoute` matches a concrete URL as the router does for a request (find-my-way's
+ * `find`: parameters, wildcards, the query cut off), on every route of the app,
+ * plugins' included. A parameter over `maxParamLength` makes it answer with a
+ * stand-in that raises the 400 (no `searchParams`): no route of that method serves the path.
+ * Only the not-found handler calls this: a served request never pays for it.
+ */
+export function allowedMethods(app: FastifyInstance, url: string): string[] {
+  const served = app.supportedMethods.filter((method) => {
+    const found = app.findRoute({ method: method as HTTPMethods, url });
+    return found !== null && found.searchParams !== undefined;
+  });
+  if (!served.some((m) => m !== 'OPTIONS')) return [];
+  return served.sort((a, b) => methodRank(a) - methodRank(b) || (a < b ? -1 : 1));
+}
+
+/**
+ * No route of this method: 405 with the Allow header HTTP requires when the
+ * path is served with other methods, else 404.
+ */
 function onNotFound(request: FastifyRequest, res: FastifyReply) {
+  const allow = allowedMethods(request.server, request.url);
+  if (allow.length > 0) {
+    const list = allow.join(', ');
+    res.header('allow', list);
+    const { status, body } = reply('ATS_ERR_METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${clip(request.url)}: it takes ${list}`);
+    return res.code(status).send(body);
+  }
   const { status, body } = reply('ATS_ERR_ROUTE_NOT_FOUND', `No route ${request.method} ${clip(request.url)}`);
   return res.code(status).send(body);
 }

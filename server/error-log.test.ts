@@ -198,7 +198,8 @@ describe('the API through a database outage', () => {
     await getJob(200);
     await getJob(200);
     assert.equal((await app.inject({ method: 'GET', url: '/no/such/route/chosen-by-the-caller' })).statusCode, 404);
-    assert.equal((await app.inject({ method: 'PROPFIND', url: '/v1/jobs' })).statusCode, 404);
+    assert.equal((await app.inject({ method: 'PROPFIND', url: '/no/such/route' })).statusCode, 404);
+    assert.equal((await app.inject({ method: 'PROPFIND', url: '/v1/jobs' })).statusCode, 405);
     mode = 'down';
     try {
       await getJob(503);
@@ -211,6 +212,7 @@ describe('the API through a database outage', () => {
     assert.equal(grew({ method: 'GET', route: '/v1/jobs/:id', status: '503' }), 1);
     assert.equal(grew({ method: 'GET', route: 'unmatched', status: '404' }), 1);
     assert.equal(grew({ method: 'other', route: 'unmatched', status: '404' }), 1, 'a method outside the fixed set is "other"');
+    assert.equal(grew({ method: 'other', route: 'unmatched', status: '405' }), 1, 'a method the path does not take: no route matched either');
     assert.equal(of(now, { method: 'POST', route: '/v1/jobs', status: '201' }), 1, 'the submit of before()');
     assert.equal(of(now, { method: 'GET', route: '/metrics', status: '200' }), 1, 'the scrape before this one');
     for (const s of now) assert.ok(!/chosen-by-the-caller|\/no\/|01[0-9A-HJKMNP-TV-Z]{24}/.test(s.labels.route!), `route ${s.labels.route}`);

@@ -186,7 +186,7 @@ const cases: Case[] = [
   { name: 'schedule: get with a name far too long', req: { url: `/v1/schedules/${'n'.repeat(300)}` }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'schedule: delete an unknown one', req: { method: 'DELETE', url: '/v1/schedules/nightly' }, status: 404, code: 'ATS_ERR_SCHEDULE_NOT_FOUND' },
   { name: 'schedule: delete with a bad name', req: { method: 'DELETE', url: '/v1/schedules/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
-  { name: 'schedule: PUT is no route', req: { method: 'PUT', url: '/v1/schedules/nightly', payload: schedule }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'schedule: PUT is no method of a schedule', req: { method: 'PUT', url: '/v1/schedules/nightly', payload: schedule }, status: 405, code: 'ATS_ERR_METHOD_NOT_ALLOWED', says: /takes GET, HEAD, PATCH, DELETE$/ },
   // ------------------------------------------------------------ limits (each would write a limit if it got through)
   // A digit string longer than a double coerces to Infinity, which Ajv passes through `integer` and `maximum`.
   { name: 'list: limit beyond a double', req: { method: 'GET', url: `/v1/jobs?limit=${'9'.repeat(400)}` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /limit must be a finite number/ },
@@ -239,9 +239,9 @@ const cases: Case[] = [
   { name: 'limit: get an unknown one', req: { url: '/v1/limits/email' }, status: 404, code: 'ATS_ERR_LIMIT_NOT_FOUND', says: /email/ },
   { name: 'limit: delete an unknown one', req: { method: 'DELETE', url: '/v1/limits/email' }, status: 404, code: 'ATS_ERR_LIMIT_NOT_FOUND' },
   { name: 'limit: delete with a bad key', req: { method: 'DELETE', url: '/v1/limits/a%2Fb' }, status: 400, code: 'ATS_ERR_VALIDATION' },
-  { name: 'limit: POST is no route', req: { method: 'POST', url: '/v1/limits', payload: { concurrency: 1 } }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
-  { name: 'limit: PATCH is no route', req: { method: 'PATCH', url: '/v1/limits/email', payload: { concurrency: 1 } }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
-  { name: 'limit: DELETE of the whole list is no route', req: { method: 'DELETE', url: '/v1/limits' }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'limit: POST is no method of the list', req: { method: 'POST', url: '/v1/limits', payload: { concurrency: 1 } }, status: 405, code: 'ATS_ERR_METHOD_NOT_ALLOWED', says: /takes GET, HEAD$/ },
+  { name: 'limit: PATCH is no method of a limit', req: { method: 'PATCH', url: '/v1/limits/email', payload: { concurrency: 1 } }, status: 405, code: 'ATS_ERR_METHOD_NOT_ALLOWED', says: /takes GET, HEAD, PUT, DELETE$/ },
+  { name: 'limit: DELETE of the whole list is no method of it', req: { method: 'DELETE', url: '/v1/limits' }, status: 405, code: 'ATS_ERR_METHOD_NOT_ALLOWED', says: /takes GET, HEAD$/ },
   // ------------------------------------------------------------ a job's concurrency key (each would write a job)
   { name: 'concurrencyKey with a space', req: post({ ...ok, concurrencyKey: 'a b' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
   { name: 'concurrencyKey empty', req: post({ ...ok, concurrencyKey: '' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrencyKey/ },
@@ -271,7 +271,7 @@ const cases: Case[] = [
   { name: 'list: __proto__ parameter', req: { url: '/v1/jobs?__proto__=x' }, status: 400, code: 'ATS_ERR_VALIDATION' },
   { name: 'list: forged cursor', req: { url: `/v1/jobs?cursor=${Buffer.from('01ARZ3NDEKTSV4RRFFQ69G5FA').toString('base64url')}` }, status: 400, code: 'ATS_ERR_BAD_CURSOR' },
   { name: 'unknown route', req: { url: '/v2/jobs' }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
-  { name: 'wrong method', req: { method: 'PUT', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_ROUTE_NOT_FOUND' },
+  { name: 'wrong method', req: { method: 'PUT', url: `/v1/jobs/${JOB_ID}` }, status: 405, code: 'ATS_ERR_METHOD_NOT_ALLOWED', says: /takes GET, HEAD, DELETE$/ },
   { name: 'delete: unknown job', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}` }, status: 404, code: 'ATS_ERR_JOB_NOT_FOUND' },
   // A route that reads no body dropped one without a word.
   { name: 'delete: a body (force)', req: { method: 'DELETE', url: `/v1/jobs/${JOB_ID}`, payload: { force: true } }, status: 400, code: 'ATS_ERR_VALIDATION', says: /takes no body/ },
@@ -298,6 +298,8 @@ describe('hostile input', { skip: mysqlReady ? false : 'MariaDB not reachable (A
       assert.deepEqual(Object.keys(body).sort(), ['code', 'message']);
       assert.equal(body.code, c.code);
       if (c.says) assert.match(body.message, c.says);
+      // A 405 carries the methods the path takes, as HTTP requires; the message names the same.
+      if (c.status === 405) assert.ok(body.message.endsWith(`takes ${String(r.headers.allow)}`), `Allow: ${String(r.headers.allow)}`);
       assert.ok(!('polluted' in {}), 'Object.prototype was polluted');
     });
   }

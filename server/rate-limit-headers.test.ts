@@ -2,7 +2,8 @@
  * Which answers the request rate limit counts and marks with X-RateLimit-*
  * (docs/security.md, "Rate limits, caps and timeouts"): a request the Host,
  * Origin and key checks let through to a route; never what those checks
- * refuse first, nor a 404 for a route that does not exist. A page of a CORS
+ * refuse first, nor a 404 for a route that does not exist (or a 405 for a
+ * method its path does not take). A page of a CORS
  * origin may read them (Access-Control-Expose-Headers).
  */
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ const OPS = 'https://ops.example.com';
 const LIMIT = 3;
 
 describe('rate-limit headers', () => {
-  test('with keys required: answers that reach a route carry the headers and count; the guards\' refusals and 404s do neither', async () => {
+  test('with keys required: answers that reach a route carry the headers and count; the guards\' refusals, 404s and 405s do neither', async () => {
     const t = await startSqliteTestApp({ security: { rateLimitPerMinute: LIMIT, corsOrigins: [OPS] } }, { auth: 'on' });
     try {
       const admin = await makeKey(t.store, 'default');
@@ -23,6 +24,8 @@ describe('rate-limit headers', () => {
       const job = { type: 'demo.echo', payload: {} };
       const uncounted: Array<[string, InjectOptions, number]> = [
         ['an unknown route', { url: '/v1/nope', headers: admin.headers }, 404],
+        ['a method the path does not take', { method: 'DELETE', url: '/v1/stats', headers: admin.headers }, 405],
+        ['a method the path does not take, no key', { method: 'DELETE', url: '/v1/stats' }, 401],
         ['no key', { url: '/v1/jobs' }, 401],
         ['a key that does not work', { url: '/v1/jobs', headers: { authorization: 'Bearer ats_not_a_key' } }, 401],
         ['a foreign Host', { url: '/v1/jobs', headers: { ...admin.headers, host: 'rebound.example.com' } }, 421],
