@@ -132,6 +132,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           'ATS_ERR_PAYLOAD_TOO_LARGE; one that goes silent for ATS_HTTP_BODY_TIMEOUT_MS (10 s by default) a 408 ATS_ERR_REQUEST_TIMEOUT, and its connection is closed. A key __proto__, or constructor holding prototype, anywhere in a body is a 400 ATS_ERR_VALIDATION. ' +
           'So is an integer (no fraction, no exponent) anywhere in a body that a JSON number would not give back as written, as most past ±9007199254740991 (2^53 − 1): 9007199254740993 would be stored as 9007199254740992. Send such a value as a string. ' +
           'An integer in a query string is decimal digits (limit=16, not 0x10, 1e2, +16 or 16.0, nor with spaces): anything else is a 400 ATS_ERR_VALIDATION naming the parameter. ' +
+          'A path no operation here serves is a 404 ATS_ERR_ROUTE_NOT_FOUND; a method a path does not take a 405 ATS_ERR_METHOD_NOT_ALLOWED, ' +
+          'its Allow header listing the methods the path takes (HEAD wherever GET is). ' +
           'An Upgrade request on any route but the WebSocket stream (GET /v1/stream, described in docs/asyncapi.yaml, not here) is a 400 ATS_ERR_VALIDATION, its connection then closed. ' +
           'An Idempotency-Key header is read only by the operations that declare it (POST /v1/jobs, POST /v1/workflows/{id}/events): ' +
           'any other write operation refuses one with a 400 ATS_ERR_VALIDATION rather than do a request sent again twice.',
