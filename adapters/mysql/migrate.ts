@@ -6,13 +6,14 @@
  * `attemptMs`, then again, logging that it waits, for up to `MIGRATION_WAIT_MS`.
  */
 import { fileURLToPath } from 'node:url';
-import type { Pool, RowDataPacket } from 'mysql2/promise';
+import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { loadMigrations, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
+import { loadMigrations, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 import type { StoreClock } from '../sql/options.js';
 import { GET_MIGRATION_LOCK, RELEASE_MIGRATION_LOCK } from './statements.js';
+import { isMysqlUnavailable } from './unavailable.js';
 
 export const MYSQL_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
@@ -40,6 +41,37 @@ function alreadyDropped(statement: string, err: unknown): boolean {
 }
 
 /**
+ * A migration's statement failed on what the database holds (another
+ * program's tables of the same names, say), not on an outage: names the
+ * database, the migration and the statement, and says what stays, as MySQL
+ * keeps the statements before it. The driver's `code` is kept.
+ */
+export class MysqlMigrationFailed extends Error {
+  readonly code: string | undefined;
+  constructor(database: string, m: Migration, statement: number, err: unknown) {
+    super(
+      `the MySQL database ${database} cannot be used: migration ${String(m.version).padStart(4, '0')}_${m.name} failed `
+      + `at its statement ${statement + 1} of ${m.statements.length}: ${(err as Error | null)?.message ?? String(err)}; `
+      + 'MySQL does not roll DDL back: the statements before it stay applied, and the next start runs this migration again from its first statement',
+      { cause: err },
+    );
+    this.name = 'MysqlMigrationFailed';
+    const code = (err as { code?: unknown } | null)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+}
+
+/** The database the connection uses, for a message (never the URL: it may hold a password). */
+async function databaseOf(conn: PoolConnection): Promise<string> {
+  try {
+    const [[row]] = await conn.query<RowDataPacket[]>('SELECT DATABASE() AS db');
+    return String(row?.db);
+  } catch {
+    return '(unknown)';
+  }
+}
+
+/**
  * MySQL DDL commits implicitly: a migration that dies halfway is not rolled
  * back. Hence `IF NOT EXISTS` in the files and `alreadyDropped`, so a rerun
  * completes it.
@@ -63,10 +95,14 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
       const versions = applied.map((r) => Number(r.version));
       warnOfNewerSchema(migrations, unknownApplied(migrations, versions), wait.logger);
       for (const m of pending(migrations, versions)) {
-        for (const statement of m.statements) {
-          await conn.query(statement).catch((err: unknown) => {
-            if (!alreadyDropped(statement, err)) throw err;
-          });
+        for (const [i, statement] of m.statements.entries()) {
+          try {
+            await conn.query(statement);
+          } catch (err) {
+            if (alreadyDropped(statement, err)) continue;
+            // An outage stays what it is (the store's callers read it as one); anything else names the migration.
+            throw isMysqlUnavailable(err) ? err : new MysqlMigrationFailed(await databaseOf(conn), m, i, err);
+          }
         }
         await conn.query(INSERT_MIGRATION, [m.version, m.name, clock.now()]);
       }

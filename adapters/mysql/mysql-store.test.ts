@@ -81,6 +81,24 @@ describe('MySQL store', () => {
     assert.equal(Number(again[0]!.n), files.length);
   });
 
+  withStores('a database that holds another program\'s tables: the migration fails naming the database, the migration and its statement, and says what stays', 1, async ([store], url) => {
+    const database = new URL(url).pathname.slice(1);
+    await store!.pool.query("CREATE TABLE jobs (id INT PRIMARY KEY, name TEXT)");
+    await store!.pool.query("INSERT INTO jobs VALUES (1, 'theirs')");
+    for (let start = 0; start < 2; start++) {
+      await assert.rejects(store!.migrate(), (err: Error & { code?: string }) => {
+        // The server's own words between (MariaDB: in 'SELECT', MySQL: in 'field list').
+        assert.match(err.message, new RegExp(`^the MySQL database ${database} cannot be used: migration 0003_job_counts failed at its statement 2 of 2: `
+          + "Unknown column 'queue' in '[^']+'; MySQL does not roll DDL back: the statements before it stay applied, "
+          + 'and the next start runs this migration again from its first statement$'));
+        assert.equal(err.code, 'ER_BAD_FIELD_ERROR', 'the driver\'s code kept');
+        return true;
+      });
+    }
+    const [theirs] = await store!.pool.query<RowDataPacket[]>('SELECT name FROM jobs');
+    assert.deepEqual(theirs.map((r) => r.name), ['theirs'], 'their rows untouched');
+  });
+
   withStores('migration 0003 counts the jobs a database already holds', 1, async ([store]) => {
     await store!.migrate();
     await store!.insert([newJobWrite({ queue: 'a' }), newJobWrite({ queue: 'a' }), newJobWrite({ queue: '__proto__', type: 't' })]);
