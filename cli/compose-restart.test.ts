@@ -19,26 +19,32 @@ import { redispatchAfterRestart } from './compose.js';
 const T0 = Date.UTC(2031, 0, 1);
 const spec: JobSpec = { type: 'demo.echo', payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
 
+/** An in-memory store at T0 with its transitions and timers; `tick` moves the clock 1 ms on. */
+async function world(logger: Logger) {
+  let t = T0;
+  const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
+  const store = createSqliteStore({ file: ':memory:', clock });
+  await store.migrate();
+  const nextId = monotonicFactory();
+  const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
+  const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: 60_000 });
+  return { store, transitions, timers, clock, tick: () => void (t += 1) };
+}
+
 describe('the re-dispatch after an embedded restart', () => {
   it('reaches the jobs behind a full batch of jobs of another job machine version', async () => {
-    let t = T0;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const store = createSqliteStore({ file: ':memory:', clock });
+    const { store, transitions, timers, clock, tick } = await world(silentLogger);
     try {
-      await store.migrate();
-      const nextId = monotonicFactory();
-      const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-      const timers = new Timers({ store, transitions, clock, logger: silentLogger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: 60_000 });
       // 500 jobs a newer deployment wrote (this process cannot step them), dispatched first; one of this version after them.
       const newer = await transitions.submitMany(Array.from({ length: 500 }, () => spec));
       for (const r of newer) {
         assert.ok(r.ok);
         await writeMachineVersion(store, r.job.id, JOB_MACHINE_VERSION + 1);
       }
-      t += 1;
+      tick();
       const ours = await transitions.submit(spec);
       assert.ok(ours.ok);
-      t += 1;
+      tick();
       await redispatchAfterRestart(timers, store, clock, silentLogger);
       assert.equal((await store.getJob(ours.job.id))!.snapshot.context.dispatches, 2, 'dispatched again');
       const first = newer[0]!;
@@ -50,23 +56,17 @@ describe('the re-dispatch after an embedded restart', () => {
   });
 
   it('says how many jobs it dispatched again in one info line, each job at debug: a restart with many jobs waiting writes one info line, not one a job', async () => {
-    let t = T0;
-    const clock: Clock = { now: () => t, sleep: () => Promise.resolve() };
-    const store = createSqliteStore({ file: ':memory:', clock });
+    const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+    const logger: Logger = {
+      debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
+      info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+      warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+      error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+    };
+    const { store, transitions, timers, clock, tick } = await world(logger);
     try {
-      await store.migrate();
-      const nextId = monotonicFactory();
-      const transitions = new TransitionService({ store, clock, random: { next: () => 0.5 }, ids: { jobId: () => nextId(clock.now()) } });
-      const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
-      const logger: Logger = {
-        debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
-        info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
-        warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
-        error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
-      };
-      const timers = new Timers({ store, transitions, clock, logger }, { pollMs: 10, batchSize: 100, publishedTimeoutMs: 60_000 });
       const jobs = await transitions.submitMany(Array.from({ length: 3 }, () => spec));
-      t += 1;
+      tick();
       await redispatchAfterRestart(timers, store, clock, logger);
       for (const r of jobs) {
         assert.ok(r.ok);
