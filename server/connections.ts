@@ -8,7 +8,8 @@ import type { ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AtsError, cutText } from '../engine/errors.js';
+import { AtsError } from '../engine/errors.js';
+import { clip } from './error-log.js';
 
 export interface ConnectionLimits {
   /** Time to receive the request line and headers. */
@@ -71,7 +72,7 @@ export function installUpgradeGuard(app: FastifyInstance): void {
     if (wsRoutes.has(`${request.method} ${request.routeOptions.url}`)) return;
     reply.header('connection', 'close');
     const where = wsRoutes.size ? `only ${[...wsRoutes].join(', ')} accepts` : 'this server accepts no';
-    throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${cutText(request.url, 200)} is not a WebSocket endpoint: ${where} Upgrade requests`);
+    throw new AtsError('ATS_ERR_VALIDATION', `${request.method} ${clip(request.url)} is not a WebSocket endpoint: ${where} Upgrade requests`);
   });
   app.addHook('onResponse', async (request) => {
     if (isUpgrade(request)) request.raw.socket.destroySoon();

@@ -101,27 +101,33 @@ const routeKey = (request: FastifyRequest): string => `${request.method} ${route
 
 /**
  * A URL as a log line quotes it: at most 200 characters, and without a key a
- * client put in its query string. The API takes keys only in headers (a key
- * in a URL lands in access logs, docs/security.md) and refuses one there, but
- * the refused request's URL is logged all the same: the value of a parameter
- * named as credentials are (`key`, `apiKey`, `access_token`, ...) or holding
- * an API key's `ats_` prefix is written `[redacted]`.
+ * client put in it. The API takes keys only in headers (a key in a URL lands
+ * in access logs, docs/security.md) and refuses one elsewhere, but the refused
+ * request's URL is logged all the same: an API key's secret anywhere in it
+ * (`ats_<id>_<secret>`: the id is public and stays), and the value of a query
+ * parameter named as credentials are (`key`, `apiKey`, `access_token`,
+ * `password`, ...), are written `[redacted]`. Other values stay, a job type
+ * with `ats_` in its name among them.
  */
-export const clip = (url: string) => quoteCut(redactQuery(url), 200);
+export const clip = (url: string) => quoteCut(redactUrl(url), 200);
 
-const CREDENTIAL_PARAM = /^(?:(?:api|access|auth)?[-_]?(?:key|token)|auth(?:orization)?|password|secret)$/i;
-const KEY_PREFIX = /ats_/i;
+const CREDENTIAL_PARAM =
+  /^(?:x[-_])?(?:(?:api|access|auth|id|refresh)?[-_.]?(?:key|token)|auth(?:orization)?|bearer|jwt|pass(?:word|wd)?|(?:client[-_.]?)?secret|session(?:[-_.]?id)?)(?:\[\])?$/i;
+/** An API key (engine/auth.ts): `ats_`, its id (a ULID), `_`, its secret (base64url). */
+const KEY = /(ats_[0-9A-HJKMNP-TV-Z]{26}_)[A-Za-z0-9_-]+/gi;
+const hasKey = (text: string) => text.search(KEY) >= 0;
 
-function redactQuery(url: string): string {
+function redactUrl(url: string): string {
   const start = url.indexOf('?');
-  if (start < 0) return url;
+  const path = (start < 0 ? url : url.slice(0, start)).replace(KEY, '$1[redacted]');
+  if (start < 0) return path;
   const pairs = url.slice(start + 1).split('&').map((pair) => {
     const eq = pair.indexOf('=');
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    if (KEY_PREFIX.test(decoded(pair))) return eq < 0 ? '[redacted]' : `${name}=[redacted]`;
-    return eq >= 0 && CREDENTIAL_PARAM.test(decoded(name)) ? `${name}=[redacted]` : pair;
+    if (eq < 0) return hasKey(decoded(pair)) ? '[redacted]' : pair;
+    const name = pair.slice(0, eq);
+    return hasKey(decoded(pair.slice(eq + 1))) || CREDENTIAL_PARAM.test(decoded(name)) ? `${name}=[redacted]` : pair;
   });
-  return `${url.slice(0, start + 1)}${pairs.join('&')}`;
+  return `${path}?${pairs.join('&')}`;
 }
 
 function decoded(text: string): string {

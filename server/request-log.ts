@@ -15,6 +15,8 @@ import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import { errorFields } from '../engine/logger.js';
 import { clip } from './error-log.js';
 
+const DEBUG_ON: ReadonlySet<string> = new Set(['debug', 'trace']);
+
 export class RequestLog extends LogController {
   override incomingRequest(): void {}
 
@@ -23,6 +25,7 @@ export class RequestLog extends LogController {
       reply.log.warn({ method: request.method, url: clip(request.url), statusCode: reply.statusCode, ...errorFields(error) }, 'request errored');
       return;
     }
+    if (!DEBUG_ON.has(reply.log.level)) return; // the URL's redaction is paid only for a line written
     reply.log.debug(
       { method: request.method, url: clip(request.url), statusCode: reply.statusCode, responseTime: Math.round(reply.elapsedTime * 100) / 100 },
       'request completed',

@@ -584,10 +584,16 @@ describe('keys stay out of the log', () => {
     const { app, port } = await listening({ loggerInstance: logger });
     // A REST call and a stream upgrade with the key where a user may try it: ?key=, ?apiKey=, ?access_token=,
     // and under a name of their own (the key's `ats_` prefix gives it away).
-    for (const query of [`key=${key}`, `apiKey=${encodeURIComponent(key)}`, `limit=5&access_token=${key}`, `mine=${key}`]) {
+    for (const query of [`key=${key}`, `apiKey=${encodeURIComponent(key)}`, `limit=5&access_token=${key}`, `mine=${key}`, `X-Api-Key=${secret}`, `key%5B%5D=${secret}`, key]) {
       await app.inject({ method: 'GET', url: `/v1/jobs?${query}` });
       await app.inject({ method: 'GET', url: `/v1/nowhere?${query}` });
     }
+    await app.inject({ method: 'DELETE', url: `/v1/keys/${key}` });
+    // An Upgrade request to a route that is no WebSocket endpoint: its 400 quotes the URL, without the key.
+    const upgrade = await raw(port, `GET /v1/stats?key=${key} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+    assert.match(upgrade, /^HTTP\/1\.1 400 [^]*"message":"GET \/v1\/stats\?key=\[redacted\] is not a WebSocket endpoint/);
+    // A name that merely holds `ats_` is no key: a filter a reader of the log needs stays.
+    await app.inject({ method: 'GET', url: '/v1/jobs?type=stats_daily&queue=Formats_pdf' });
     const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/stream?key=${key}`);
     await new Promise<void>((resolve) => { ws.once('close', () => resolve()); ws.once('error', () => resolve()); ws.once('open', () => ws.close()); });
     const urls = lines.filter((l) => l.includes('"url"'));
@@ -595,5 +601,7 @@ describe('keys stay out of the log', () => {
     for (const line of lines) assert.ok(!line.includes(secret), `a log line holds the key: ${line.slice(0, 300)}`);
     // The rest of the URL is still there to read.
     assert.ok(urls.some((l) => l.includes('/v1/jobs?limit=5&access_token=[redacted]')), urls.join('\n'));
+    assert.ok(urls.some((l) => l.includes('/v1/keys/ats_01J00000000000000000000000_[redacted]')), urls.join('\n'));
+    assert.ok(urls.some((l) => l.includes('/v1/jobs?type=stats_daily&queue=Formats_pdf')), urls.join('\n'));
   });
 });
