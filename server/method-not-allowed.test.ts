@@ -91,6 +91,12 @@ describe('a method the path does not take', () => {
       assert.equal(r.json().code, 'ATS_ERR_ROUTE_NOT_FOUND');
       assert.equal(r.headers.allow, undefined);
     }
+    // A file the docs' static route does not have: that GET route sends it to not-found itself.
+    for (const method of ['GET', 'HEAD'] as const) {
+      const r = await call(method, '/docs/static/nonexistent.js');
+      assert.equal(r.statusCode, 404, `${method} a missing static file: ${r.body}`);
+      assert.equal(r.headers.allow, undefined);
+    }
     // A URL the router cannot decode is bad input, whatever the method.
     const bad = await call('OPTIONS', '/v1/jobs/%zz');
     assert.equal(bad.statusCode, 400, bad.body);
@@ -107,7 +113,7 @@ describe('a method the path does not take', () => {
 describe('a method the path does not take, with CORS on', () => {
   let t: TestApp;
   before(async () => {
-    t = await startSqliteTestApp({ security: { corsOrigins: ['https://ops.example.com'] } });
+    t = await startSqliteTestApp({ security: { corsOrigins: ['https://ops.ats.invalid'] } });
   });
   after(async () => {
     await t?.close();
