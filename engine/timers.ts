@@ -447,7 +447,7 @@ export class Timers {
   }
 
   /**
-   * Issue a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read.
+   * Send a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read.
    * `level`: of each job's line (the embedded restart, which dispatches every waiting job again, says so in one line of its own).
    */
   async redispatch(jobs: readonly DueJob[], level: 'info' | 'debug' = 'info'): Promise<number> {
