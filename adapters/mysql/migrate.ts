@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { loadMigrations, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
+import { loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 import type { StoreClock } from '../sql/options.js';
@@ -38,27 +38,6 @@ function alreadyDropped(statement: string, err: unknown): boolean {
   return (errno === ER_CANT_DROP_FIELD_OR_KEY && /^ALTER TABLE \w+ DROP (INDEX|KEY) \w+$/i.test(statement))
     || (errno === ER_DUP_FIELDNAME && /^ALTER TABLE \w+ ADD COLUMN \w+ [^,;]+$/i.test(statement))
     || (errno === ER_DUP_KEYNAME && /^CREATE (UNIQUE )?INDEX \w+ ON \w+ \([^;]+\)$/i.test(statement));
-}
-
-/**
- * A migration's statement failed on what the database holds (another
- * program's tables of the same names, say), not on an outage: names the
- * database, the migration and the statement, and says what stays, as MySQL
- * keeps the statements before it. The driver's `code` is kept.
- */
-export class MysqlMigrationFailed extends Error {
-  readonly code: string | undefined;
-  constructor(database: string, m: Migration, statement: number, err: unknown) {
-    super(
-      `the MySQL database ${database} cannot be used: migration ${String(m.version).padStart(4, '0')}_${m.name} failed `
-      + `at its statement ${statement + 1} of ${m.statements.length}: ${(err as Error | null)?.message ?? String(err)}; `
-      + 'MySQL does not roll DDL back: the statements before it stay applied, and the next start runs this migration again from its first statement',
-      { cause: err },
-    );
-    this.name = 'MysqlMigrationFailed';
-    const code = (err as { code?: unknown } | null)?.code;
-    this.code = typeof code === 'string' ? code : undefined;
-  }
 }
 
 /** The database the connection uses, for a message (never the URL: it may hold a password). */
@@ -101,7 +80,12 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
           } catch (err) {
             if (alreadyDropped(statement, err)) continue;
             // An outage stays what it is (the store's callers read it as one); anything else names the migration.
-            throw isMysqlUnavailable(err) ? err : new MysqlMigrationFailed(await databaseOf(conn), m, i, err);
+            if (isMysqlUnavailable(err)) throw err;
+            throw new MigrationFailed(m, err, {
+              before: `the MySQL database ${await databaseOf(conn)} cannot be used: `,
+              where: ` at its statement ${i + 1} of ${m.statements.length}`,
+              after: '; MySQL does not roll DDL back: the statements before it stay applied, and the next start runs this migration again from its first statement',
+            });
           }
         }
         await conn.query(INSERT_MIGRATION, [m.version, m.name, clock.now()]);

@@ -19,6 +19,24 @@ export interface Migration {
 
 const FILE = /^(\d{4})_([\w-]+)\.sql$/;
 
+/**
+ * A migration whose statement failed on what the database holds (another
+ * program's tables of the same names), not on an outage: the message names
+ * the migration (`before` and `where` say more of the place, `after` what
+ * stays), and the driver's `code` is kept.
+ */
+export class MigrationFailed extends Error {
+  readonly code: string | undefined;
+  constructor(m: Migration, err: unknown, words: { before?: string; where?: string; after?: string } = {}) {
+    const file = `${String(m.version).padStart(4, '0')}_${m.name}`;
+    const { before = '', where = '', after = '' } = words;
+    super(`${before}migration ${file} failed${where}: ${(err as Error | null)?.message ?? String(err)}${after}`, { cause: err });
+    this.name = 'MigrationFailed';
+    const code = (err as { code?: unknown } | null)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+}
+
 /** The migrations in `dir`, by version. Throws on two files with one number. */
 export function loadMigrations(dir: string): Migration[] {
   const migrations = readdirSync(dir)

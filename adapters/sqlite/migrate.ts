@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Database } from 'better-sqlite3';
-import { loadMigrations, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
+import { loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import type { StoreClock } from '../sql/options.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
@@ -25,19 +25,6 @@ export const SQLITE_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', impo
 function probeWrite(db: Database): void {
   const version = Number(db.pragma('user_version', { simple: true }));
   db.pragma(`user_version = ${version}`);
-}
-
-/**
- * A migration's statement failed (a file holding another program's tables of
- * the same names): its error, naming the migration, with SQLite's code kept.
- */
-export class MigrationFailed extends Error {
-  readonly code: string | undefined;
-  constructor(m: Migration, err: unknown) {
-    super(`migration ${String(m.version).padStart(4, '0')}_${m.name} failed: ${(err as Error | null)?.message ?? String(err)}`, { cause: err });
-    const code = (err as { code?: unknown } | null)?.code;
-    this.code = typeof code === 'string' ? code : undefined;
-  }
 }
 
 /**

@@ -31,7 +31,8 @@ import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
 import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
-import { MigrationFailed, migrateSqlite } from './migrate.js';
+import { MigrationFailed } from '../sql/migrations.js';
+import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
 import type { GroupSync } from './group-sync.js';
 
