@@ -152,7 +152,7 @@ const IdempotencyKey = (description: string) =>
 
 export const SubmitHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey(
-    'Makes the submit repeatable within the job\'s queue (a key is per queue): the same key and body again answer 200 with the job the first call created; the same key with another body in that queue is a 409. Sent at most once: the header twice is a 400',
+    'Makes the submit repeatable within the job\'s queue (a key is per queue): the same key and body again answer 200 with the job the first call created; the same key with another body in that queue is a 409 (a field left out, maxAttempts, backoff, timeoutMs or priority, matches the job\'s value, whatever this instance\'s default). Sent at most once: the header twice is a 400',
   )),
 });
 

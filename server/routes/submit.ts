@@ -1,7 +1,8 @@
 /**
  * `POST /v1/jobs`: submit one job. With an `Idempotency-Key`, a repeat of the
  * same body answers 200 with the job the first call created; the same key with
- * another body is a 409 and writes nothing (TransitionService decides both).
+ * another body is a 409 and writes nothing (TransitionService decides both;
+ * a field left out matches the job's, whatever this instance's default).
  * A key is per queue: in another queue the same key makes another job.
  * The job belongs to the caller's tenant; so does the key (another tenant may
  * use the same key for its own job).
@@ -21,6 +22,7 @@ const schema = {
   description:
     'Creates a job in pending (201, with its Location). With an Idempotency-Key (per queue), the same key and body again answer 200 with the job ' +
     'the first call created, and the same key with another body in that queue 409 ATS_ERR_IDEMPOTENCY_CONFLICT; neither writes anything. ' +
+    'A field the body leaves out (maxAttempts, backoff, timeoutMs, priority) matches the job\'s value, so a repeat that reaches an instance with other ATS_DEFAULT_* settings still answers 200. ' +
     'A queue not named before, once ATS_MAX_QUEUES queues are (or a quarter of them by the tenant, for a tenant other than the default), is a 409 ATS_ERR_QUEUE_LIMIT, writing nothing. ' +
     'A type no handler serves is a 422 ATS_ERR_UNKNOWN_JOB_TYPE.',
   tags: ['jobs'],
