@@ -93,3 +93,29 @@ it('a measurement out of turn that fails keeps the offset, and is not tried agai
   await new Promise((r) => setImmediate(r));
   assert.equal(tries, 2, 'the first sync and one try out of turn');
 });
+
+it('a host whose time of day is off from the database\'s by more than a second says so in the log, once until it changes', async () => {
+  const host = { day: 1_120_000, up: 5_000, now: () => host.day, elapsed: () => host.up, sleep: async () => undefined };
+  const db = { t: 1_000_000 };
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => lines.push({ level, msg, ...(fields ? { fields } : {}) });
+  const logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
+  const clock = new DbClock({ base: host, dbNow: async () => db.t, samples: 1, logger });
+  await clock.sync();
+  const said = () => lines.filter((l) => l.level === 'warn' && /time of day/.test(l.msg));
+  assert.equal(said().length, 1, 'a host 120 s ahead of the database is named in the log');
+  assert.equal(said()[0].fields?.hostAheadMs, 120_000);
+  await clock.sync();
+  assert.equal(said().length, 1, 'the same gap measured again: not said again');
+  host.day -= 240_000; // the host's clock now runs 120 s behind
+  await clock.sync();
+  assert.equal(said().length, 2);
+  assert.equal(said()[1].fields?.hostAheadMs, -120_000);
+
+  // A host within a second of the database's says nothing.
+  const inTime = { day: 1_000_300, up: 5_000, now: () => inTime.day, elapsed: () => inTime.up, sleep: async () => undefined };
+  const quiet: string[] = [];
+  const note = (msg: string) => quiet.push(msg);
+  await new DbClock({ base: inTime, dbNow: async () => db.t, samples: 1, logger: { debug: note, info: note, warn: note, error: note } }).sync();
+  assert.deepEqual(quiet, []);
+});

@@ -83,6 +83,8 @@ export class DbClock implements Clock {
   private anchor: { day: number; read: number } | null = null;
   /** A measurement out of turn, in flight. */
   private measuring: Promise<void> | null = null;
+  /** The gap of the host's time of day from the database's last told in the log (0: none told). */
+  private toldAheadMs = 0;
 
   constructor(private readonly opts: DbClockOptions) {
     this.read = hostReading(opts.base);
@@ -127,7 +129,25 @@ export class DbClock implements Clock {
   async sync(): Promise<ClockOffset> {
     this.offset = await measureOffset(this.opts.base, this.opts.dbNow, this.opts.samples ?? 3);
     this.anchor = this.anchorNow();
+    this.tellGap();
     return this.offset;
+  }
+
+  /**
+   * The scheduler reads the database's time whatever the host's, but the host's time of day is
+   * still this process's log timestamps (and any handler's `Date.now()`): a gap of more than
+   * CLOCKS_APART_MS is told, once until it changes by as much again.
+   */
+  private tellGap(): void {
+    const aheadMs = this.opts.base.now() - (this.read() + this.offset!.offsetMs);
+    const gap = Math.abs(aheadMs) > CLOCKS_APART_MS ? Math.round(aheadMs) : 0;
+    if (Math.abs(gap - this.toldAheadMs) <= CLOCKS_APART_MS) return;
+    this.toldAheadMs = gap;
+    if (gap === 0) {
+      this.opts.logger?.info('clock: the host\'s time of day agrees with the database\'s again (within a second)');
+      return;
+    }
+    this.opts.logger?.warn(`clock: the host's time of day is ${(Math.abs(gap) / 1000).toFixed(1)} s ${gap > 0 ? 'ahead of' : 'behind'} the database's. Leases, due times and schedules use the database's time, but this process's log timestamps (and a handler's Date.now()) are the host's: synchronize the host's clock (NTP)`, { hostAheadMs: gap });
   }
 
   /** Re-measure every `resyncMs` until `stop()`; a failed measurement keeps the last offset. */
