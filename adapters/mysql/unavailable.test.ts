@@ -23,6 +23,28 @@ const unavailable = (e: unknown) => {
   return true;
 };
 
+/**
+ * A store behind a proxy that stops answering (`proxy.stall()`) once a job is
+ * written and `warm` has run: statements time out after 500 ms. Registers the
+ * describe's before/after; its fields are set by the time the tests run.
+ */
+function stalledStore(pool: { poolSize: number; connectTimeoutMs: number }, warm?: (store: MysqlStore, existing: string) => Promise<unknown>) {
+  const s = {} as { proxy: TcpProxy; store: MysqlStore; existing: string; cleanup?: () => Promise<void> };
+  before(async () => {
+    Object.assign(s, await createProxiedTestStore({ ...pool, queryTimeoutMs: 500 }));
+    const w = newJobWrite();
+    await s.store.insert([w]);
+    s.existing = w.job.id;
+    await warm?.(s.store, s.existing);
+    s.proxy.stall();
+  });
+  after(async () => {
+    s.proxy?.unstall();
+    await s.cleanup?.();
+  });
+  return s;
+}
+
 describe('MySQL store: the server becomes unreachable', () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
@@ -76,34 +98,17 @@ describe('MySQL store: the server becomes unreachable', () => {
 describe('MySQL store: the server stops answering', () => {
   // A partition or a frozen host: connections stay open, no reply comes.
   // Before statements were bounded, every operation here waited for ever.
-  const QUERY_TIMEOUT_MS = 500;
-  let proxy: TcpProxy;
-  let store: MysqlStore;
-  let cleanup: (() => Promise<void>) | undefined;
-  let existing: string;
-
-  before(async () => {
-    ({ proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 3, connectTimeoutMs: 1000, queryTimeoutMs: QUERY_TIMEOUT_MS }));
-    const w = newJobWrite();
-    await store.insert([w]);
-    existing = w.job.id;
-    await Promise.all([store.getJob(existing), store.stats(), store.listJobs({ limit: 1 })]);
-    proxy.stall();
-  });
-
-  after(async () => {
-    proxy.unstall();
-    await cleanup?.();
-  });
+  // Three connections open (the reads warm the pool) when the server stops answering.
+  const s = stalledStore({ poolSize: 3, connectTimeoutMs: 1000 }, (store, existing) => Promise.all([store.getJob(existing), store.stats(), store.listJobs({ limit: 1 })]));
 
   const operations: Array<[string, () => Promise<unknown>]> = [
-    ['getJob', () => store.getJob(existing)],
-    ['stats', () => store.stats()],
-    ['insert', () => store.insert([newJobWrite()])],
-    ['update', () => store.update([existing], () => ({ writes: [], result: null }))],
-    ['relayOutbox', () => store.relayOutbox(10, async () => undefined)],
-    ['dbNow', () => store.dbNow()],
-    ['ping', () => store.ping()],
+    ['getJob', () => s.store.getJob(s.existing)],
+    ['stats', () => s.store.stats()],
+    ['insert', () => s.store.insert([newJobWrite()])],
+    ['update', () => s.store.update([s.existing], () => ({ writes: [], result: null }))],
+    ['relayOutbox', () => s.store.relayOutbox(10, async () => undefined)],
+    ['dbNow', () => s.store.dbNow()],
+    ['ping', () => s.store.ping()],
   ];
   for (const [name, op] of operations) {
     // The test's own timeout only turns a hang into a failure; no speed is asserted.
@@ -117,9 +122,9 @@ describe('MySQL store: the server stops answering', () => {
   }
 
   test('once the server answers again, the same store works (the stuck connections were dropped)', { timeout: 20_000 }, async () => {
-    proxy.unstall();
-    assert.equal((await store.getJob(existing))?.id, existing);
-    assert.equal((await store.insert([newJobWrite()]))[0]?.ok, true);
+    s.proxy.unstall();
+    assert.equal((await s.store.getJob(s.existing))?.id, s.existing);
+    assert.equal((await s.store.insert([newJobWrite()]))[0]?.ok, true);
   });
 });
 
@@ -128,29 +133,12 @@ describe('MySQL store: the server stops answering, and more callers wait than th
   // connect timeout is made longer than the test, so an operation that waits for a
   // pooled connection for as long as the driver tries to open one never ends here;
   // the wait for a connection is bounded by the statement timeout, as a statement is.
-  const QUERY_TIMEOUT_MS = 500;
-  let proxy: TcpProxy;
-  let store: MysqlStore;
-  let cleanup: (() => Promise<void>) | undefined;
-  let existing: string;
-
-  before(async () => {
-    ({ proxy, store, cleanup } = await createProxiedTestStore({ poolSize: 2, connectTimeoutMs: 600_000, queryTimeoutMs: QUERY_TIMEOUT_MS }));
-    const w = newJobWrite();
-    await store.insert([w]);
-    existing = w.job.id;
-    proxy.stall();
-  });
-
-  after(async () => {
-    proxy.unstall();
-    await cleanup?.();
-  });
+  const s = stalledStore({ poolSize: 2, connectTimeoutMs: 600_000 });
 
   test('each operation rejects with ATS_ERR_STORE_UNAVAILABLE instead of queueing for a connection for ever', { timeout: 30_000 }, async () => {
     const ops = [
-      ...Array.from({ length: 4 }, () => store.getJob(existing)),
-      ...Array.from({ length: 4 }, () => store.insert([newJobWrite()])),
+      ...Array.from({ length: 4 }, () => s.store.getJob(s.existing)),
+      ...Array.from({ length: 4 }, () => s.store.insert([newJobWrite()])),
     ];
     const errs = await Promise.all(ops.map((p) => p.then(() => null, (e: unknown) => e)));
     for (const err of errs) unavailable(err);
@@ -159,9 +147,9 @@ describe('MySQL store: the server stops answering, and more callers wait than th
   });
 
   test('once the server answers again, the same store works', { timeout: 30_000 }, async () => {
-    proxy.unstall();
-    assert.equal((await store.getJob(existing))?.id, existing);
-    assert.equal((await store.insert([newJobWrite()]))[0]?.ok, true);
+    s.proxy.unstall();
+    assert.equal((await s.store.getJob(s.existing))?.id, s.existing);
+    assert.equal((await s.store.insert([newJobWrite()]))[0]?.ok, true);
   });
 });
 
