@@ -13,13 +13,33 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { compose } from './compose.js';
+import { compose, type System } from './compose.js';
 import { compileConfig } from './config.js';
 import { SHUTDOWN_SLACK_MS } from './start.js';
 import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { ATTR, TRACER_NAME } from '../engine/tracing.js';
 import { FAST, isState, waitForJob } from '../tests/helpers/system.js';
+
+/** A system composed with `deps` on a data folder of its own, removed once `run` ends. */
+async function withSystem(prefix: string, deps: Parameters<typeof compose>[1], run: (system: System) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    await run(await compose(compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid }), deps));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The store's close held until `release()`, as on a database that stopped answering; `closing` once the stop reached it. */
+function holdStoreClose(system: System): { closing: boolean; release(): void } {
+  const close = system.store.close.bind(system.store);
+  let release = () => {};
+  const closable = new Promise<void>((resolve) => (release = resolve));
+  const held = { closing: false, release: () => release() };
+  system.store.close = () => ((held.closing = true), closable.then(close));
+  return held;
+}
 
 test('an attempt interrupted at shutdown: its span is exported before the shutdown deadline, though the store takes longer to close', async () => {
   // What reached the exporter (the SDK's in-memory exporter forgets its spans when shut down).
@@ -45,10 +65,7 @@ test('an attempt interrupted at shutdown: its span is exported before the shutdo
   const { id } = (await r.json()) as { id: string };
   await waitForJob(system.store, id, isState('running'));
   // The store's close outlasts the process's deadline.
-  const close = system.store.close.bind(system.store);
-  let closeStore = () => {};
-  const storeClosable = new Promise<void>((resolve) => (closeStore = resolve));
-  system.store.close = () => storeClosable.then(close);
+  const store = holdStoreClose(system);
   const stopped = system.stop();
   try {
     const attempt = () => exported.filter((s) => s.attributes[ATTR.jobId] === id && s.name === 'process s.long');
@@ -57,7 +74,7 @@ test('an attempt interrupted at shutdown: its span is exported before the shutdo
     while (attempt().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(attempt().map((s) => s.attributes[ATTR.jobOutcome]), ['shutdown'], 'the attempt\'s span is exported before the process exits');
   } finally {
-    closeStore();
+    store.release();
     await stopped;
     await provider.shutdown();
     rmSync(dir, { recursive: true, force: true });
@@ -65,13 +82,10 @@ test('an attempt interrupted at shutdown: its span is exported before the shutdo
 });
 
 test('a step of the stop that fails: the later steps still run, and the stop rejects naming it (the process exits 1)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-failed-'));
-  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
-  const system = await compose(config, {
+  await withSystem('ats-shutdown-failed-', {
     logger: silentLogger,
     tracing: { tracer: new NodeTracerProvider().getTracer(TRACER_NAME), reportTo: () => undefined, shutdown: async () => { throw new Error('exporter unreachable'); } },
-  });
-  try {
+  }, async (system) => {
     await system.start();
     const close = system.store.close.bind(system.store);
     let storeClosed = false;
@@ -83,16 +97,11 @@ test('a step of the stop that fails: the later steps still run, and the stop rej
       return true;
     });
     assert.ok(storeClosed, 'the store was closed after the failed step');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a second stop gets the first one\'s outcome: nothing is closed twice', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-twice-'));
-  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
-  const system = await compose(config, { logger: silentLogger });
-  try {
+  await withSystem('ats-shutdown-twice-', { logger: silentLogger }, async (system) => {
     await system.start();
     const close = system.store.close.bind(system.store);
     let closes = 0;
@@ -100,32 +109,23 @@ test('a second stop gets the first one\'s outcome: nothing is closed twice', asy
     await system.stop();
     await system.stop();
     assert.equal(closes, 1, 'the store was closed once');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('stopProgress() names the part of the stop under way and how long it has waited on it, then each part done and how long it took; nothing before the stop', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-shutdown-waiting-on-'));
-  const config = compileConfig({ ...FAST, dataDir: dir }, { hostname: 'test', pid: process.pid });
-  const system = await compose(config, { logger: silentLogger });
-  try {
+  await withSystem('ats-shutdown-waiting-on-', { logger: silentLogger }, async (system) => {
     await system.start();
     assert.deepEqual(system.stopProgress().waitingOn, [], 'no stop under way');
     // The store's close waits, as on a database that stopped answering.
-    const close = system.store.close.bind(system.store);
-    let closeStore = () => {};
-    const storeClosable = new Promise<void>((resolve) => (closeStore = resolve));
-    let closing = false;
-    system.store.close = () => ((closing = true), storeClosable.then(close));
+    const store = holdStoreClose(system);
     const stopped = system.stop();
-    for (let i = 0; i < 500 && !closing; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(closing, 'the stop reached the store');
+    for (let i = 0; i < 500 && !store.closing; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(store.closing, 'the stop reached the store');
     await new Promise((r) => setTimeout(r, 50));
     const waiting = system.stopProgress().waitingOn;
     assert.deepEqual(waiting.map((w) => w.part), ['store']);
     assert.ok(waiting[0].ms >= 40, `waited ${waiting[0].ms} ms`);
-    closeStore();
+    store.release();
     await stopped;
     const { waitingOn, took } = system.stopProgress();
     assert.deepEqual(waitingOn, [], 'the stop ended');
@@ -133,7 +133,5 @@ test('stopProgress() names the part of the stop under way and how long it has wa
     assert.deepEqual(took.map((t) => t.part).slice(0, 2), ['starting', 'api']);
     assert.deepEqual(took.map((t) => t.part).slice(-2), ['store', 'data folder']);
     assert.ok(took.find((t) => t.part === 'store')!.ms >= 40, 'the store\'s close took as long as it was held');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
