@@ -147,17 +147,26 @@ export async function openLogger(config: Config): Promise<AppLogger> {
 /** The store of these settings (not migrated yet): MySQL with MYSQL_URL, else the embedded SQLite file in the data dir. */
 export async function openStore(config: Config, clock: Clock, logger: Logger, metrics?: PrometheusMetrics): Promise<SystemStore> {
   if (config.mysqlUrl) {
-    try {
-      return await createMysqlStore({ url: config.mysqlUrl, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics });
-    } catch (err) {
-      // The URL's options the driver refuses, or a server the store does not support: the setting to change (exit 2).
-      if (!(err instanceof AtsError) || err.code !== 'ATS_ERR_CONFIG') throw err;
-      const { env, flag } = SETTINGS.mysqlUrl;
-      throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${err.message}`, { cause: err });
-    }
+    const url = config.mysqlUrl;
+    return namingMysqlUrl(() => createMysqlStore({ url, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics }));
   }
   makeDataDir(config.dataDir);
   return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
+}
+
+/**
+ * What `run` throws, a bad MYSQL_URL (exit 2: the URL's options the driver
+ * refuses, a server the store does not support, another program's database)
+ * named as the setting to change.
+ */
+async function namingMysqlUrl<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (!(err instanceof AtsError) || err.code !== 'ATS_ERR_CONFIG') throw err;
+    const { env, flag } = SETTINGS.mysqlUrl;
+    throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${err.message}`, { cause: err });
+  }
 }
 
 /**
@@ -294,7 +303,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     starting = has('api') ? await bindingPort('port', config.port, config.host, () => serveWhileStarting(config.port, config.host)) : null;
     opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
-    await opened.migrate({ logger });
+    const migrating = opened;
+    // MySQL's migration refuses another program's database: the setting to change, as a bad URL.
+    await (config.mysqlUrl ? namingMysqlUrl(() => migrating.migrate({ logger })) : migrating.migrate({ logger }));
     log = openLog(config, logger, clock);
     if (rolesUseLog(config.roles)) await log.ensureTopics();
   } catch (err) {

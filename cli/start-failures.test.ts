@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { it } from 'node:test';
+import { createConnection, type RowDataPacket } from 'mysql2/promise';
+import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -222,6 +224,23 @@ it('exits 2 naming MYSQL_URL when the driver refuses one of its options (an ssl 
     assert.match(stderr, /^ats: MYSQL_URL \(--mysql-url\): the driver refuses its options: /m);
     assert.match(stderr, said);
     assert.doesNotMatch(stderr, /secret/, 'never the password');
+  }
+});
+
+it('exits 2 naming MYSQL_URL when its database is another program\'s (a jobs table of its own), not 1 after half a schema made', { timeout: 120_000 }, async (t) => {
+  if (!(await requireMysql())) return t.skip('MariaDB not reachable');
+  const db = await createTestDatabase();
+  const conn = await createConnection(db.url);
+  try {
+    await conn.query('CREATE TABLE jobs (id INT PRIMARY KEY, title VARCHAR(100))');
+    const { code, stderr } = await startWith({ MYSQL_URL: db.url });
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`^ats: MYSQL_URL \\(--mysql-url\\): the MySQL database ${db.name} is not the scheduler's: it holds a table named as the scheduler's \\(jobs\\)`, 'm'));
+    const [tables] = await conn.query<RowDataPacket[]>('SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE()');
+    assert.deepEqual(tables.map((r) => String(r.t)), ['jobs'], 'nothing made beside it');
+  } finally {
+    await conn.end();
+    await db.drop();
   }
 });
 

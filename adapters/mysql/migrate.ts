@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { AtsError } from '../../engine/errors.js';
-import { loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
+import { foreignTables, loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
 import type { StoreClock } from '../sql/options.js';
@@ -16,6 +16,11 @@ import { GET_MIGRATION_LOCK, RELEASE_MIGRATION_LOCK } from './statements.js';
 import { isMysqlUnavailable } from './unavailable.js';
 
 export const MYSQL_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+/** The tables of the database the session uses. */
+const SELECT_TABLES = 'SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE()';
+/** The columns of its `schema_migrations`. */
+const SELECT_LEDGER_COLUMNS = "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND LOWER(table_name) = 'schema_migrations'";
 
 /** How long one GET_LOCK waits before the process logs that it still waits and asks again. */
 const LOCK_ATTEMPT_MS = 10_000;
@@ -51,6 +56,27 @@ async function databaseOf(conn: PoolConnection): Promise<string> {
 }
 
 /**
+ * Throws ATS_ERR_CONFIG, before anything is written, when the database is
+ * another program's (adapters/sql/migrations.ts `foreignTables`): a
+ * `MYSQL_URL` naming an application's own database, whose `jobs` or `outbox`
+ * the scheduler would otherwise pass over and then fail on, half of its
+ * schema made beside them.
+ */
+async function refuseForeign(conn: PoolConnection, migrations: readonly Migration[]): Promise<void> {
+  const [tables] = await conn.query<RowDataPacket[]>(SELECT_TABLES);
+  const names = tables.map((r) => String(r.t));
+  let ledgerColumns: string[] | null = null;
+  if (names.some((n) => n.toLowerCase() === 'schema_migrations')) {
+    const [columns] = await conn.query<RowDataPacket[]>(SELECT_LEDGER_COLUMNS);
+    ledgerColumns = columns.map((r) => String(r.c));
+  }
+  const why = foreignTables(migrations, { tables: names, ledgerColumns });
+  if (why) {
+    throw new AtsError('ATS_ERR_CONFIG', `the MySQL database ${await databaseOf(conn)} is not the scheduler's: ${why}; nothing was written to it: give the scheduler a database of its own`);
+  }
+}
+
+/**
  * MySQL DDL commits implicitly: a migration that dies halfway is not rolled
  * back. Hence `IF NOT EXISTS` in the files and `alreadyDropped`, so a rerun
  * completes it.
@@ -69,6 +95,7 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
       return Number(lock.locked) === 1 ? undefined : BUSY;
     }, clock, wait);
     try {
+      await refuseForeign(conn, migrations);
       await conn.query(CREATE_SCHEMA_MIGRATIONS);
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
       const versions = applied.map((r) => Number(r.version));

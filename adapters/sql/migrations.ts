@@ -93,3 +93,42 @@ export function warnOfNewerSchema(all: readonly Migration[], unknown: readonly n
     { newestKnown: all.length > 0 ? all[all.length - 1]!.version : 0, unknownApplied: unknown },
   );
 }
+
+/** The columns of the scheduler's own `schema_migrations` (CREATE_SCHEMA_MIGRATIONS). */
+const LEDGER_COLUMNS = ['version', 'name', 'applied_at'] as const;
+
+/** The tables the migrations create (`CREATE TABLE IF NOT EXISTS name`), by name. */
+export function tablesCreatedBy(all: readonly Migration[]): string[] {
+  const names = new Set<string>();
+  for (const m of all) for (const [, name] of m.sql.matchAll(/CREATE TABLE IF NOT EXISTS `?(\w+)`?/gi)) names.add(name!);
+  return [...names].sort();
+}
+
+/** What a database holds before the first migration: its tables, and the columns of its `schema_migrations` if it has one. */
+export interface DatabaseTables {
+  tables: readonly string[];
+  /** Null: no `schema_migrations` table. */
+  ledgerColumns: readonly string[] | null;
+}
+
+/**
+ * Why a database is another program's, or null when the scheduler may migrate
+ * it. Its migrations never ran there when it has no `schema_migrations`: a
+ * table of one of the scheduler's names is then someone else's (`CREATE TABLE
+ * IF NOT EXISTS` would pass over it, and a later statement fail on it, half
+ * of the schema made). A `schema_migrations` of other columns is another
+ * migration tool's ledger. Tables of other names are left as they are.
+ */
+export function foreignTables(all: readonly Migration[], db: DatabaseTables): string | null {
+  const lower = (names: readonly string[]) => new Set(names.map((n) => n.toLowerCase()));
+  if (db.ledgerColumns !== null) {
+    const has = lower(db.ledgerColumns);
+    const missing = LEDGER_COLUMNS.filter((c) => !has.has(c));
+    return missing.length === 0 ? null
+      : `its table schema_migrations is not the scheduler's (it has no column ${missing.join(', ')}: another migration tool's)`;
+  }
+  const present = lower(db.tables);
+  const clash = tablesCreatedBy(all).filter((t) => present.has(t));
+  return clash.length === 0 ? null
+    : `it holds ${clash.length === 1 ? 'a table' : 'tables'} named as the scheduler's (${clash.join(', ')}) and no record of the scheduler's migrations (schema_migrations)`;
+}
