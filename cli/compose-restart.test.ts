@@ -1,7 +1,9 @@
 /**
- * The embedded default's re-dispatch at start (`redispatchAfterRestart`): the
- * in-process log lost every dispatch, so each job dispatched and not started
- * is dispatched again, also behind jobs it cannot move.
+ * The embedded default's repairs at start: the in-process log lost every
+ * dispatch, so each job dispatched and not started is dispatched again
+ * (`redispatchAfterRestart`), also behind jobs it cannot move; and the jobs
+ * found running were the ended process's, so their attempts end at once
+ * (`expireHeldAfterRestart`) instead of at the end of their leases.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -14,7 +16,7 @@ import { TransitionService } from '../engine/transitions.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
 import { writeMachineVersion } from '../tests/helpers/stores.js';
-import { redispatchAfterRestart } from './compose.js';
+import { expireHeldAfterRestart, redispatchAfterRestart } from './compose.js';
 
 const T0 = Date.UTC(2031, 0, 1);
 const spec: JobSpec = { type: 'demo.echo', payload: {}, queue: 'default', maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 30_000, priority: 0 };
@@ -74,6 +76,45 @@ describe('the re-dispatch after an embedded restart', () => {
       }
       assert.deepEqual(lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.fields]), [['info', 'embedded restart: dispatched jobs again', { count: 3 }]]);
       assert.equal(lines.filter((l) => l.level === 'debug' && l.msg === 'timers: dispatched again (no worker started it)').length, 3, 'each job at debug');
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the end of held leases after an embedded restart', () => {
+  it('ends each running job\'s attempt at once (LEASE_EXPIRED with holderGone), long before its lease, in one info line', async () => {
+    const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+    const logger: Logger = {
+      debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
+      info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+      warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+      error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+    };
+    const { store, transitions, timers, clock, tick } = await world(logger);
+    try {
+      const [running, last, waiting] = await transitions.submitMany([spec, { ...spec, maxAttempts: 1 }, spec]);
+      for (const r of [running, last]) {
+        assert.ok(r?.ok);
+        tick();
+        // Held for ten minutes by the process that ended.
+        const started = await transitions.apply(r.job.id, { type: 'STARTED', attempt: 1, leaseUntil: clock.now() + 600_000, workerId: 'gone' });
+        assert.ok(started.ok, JSON.stringify(started));
+      }
+      tick();
+      await expireHeldAfterRestart(timers, store, logger);
+      const retried = (await store.getJob(running!.ok ? running.job.id : ''))!;
+      assert.equal(retried.snapshot.value, 'retrying', 'a failed attempt, retried as its policy says');
+      assert.equal(retried.snapshot.context.lastError?.message, 'lease ended: the process that ran it had ended (found running at the restart)');
+      const events = await store.getEvents(retried.id);
+      assert.deepEqual({ ...events.at(-1)!.data, rand: 0 }, { type: 'LEASE_EXPIRED', at: clock.now(), attempt: 1, rand: 0, holderGone: true });
+      assert.equal((await store.getJob(last!.ok ? last.job.id : ''))!.snapshot.value, 'dead', 'its last attempt: dead');
+      assert.equal((await store.getJob(waiting!.ok ? waiting.job.id : ''))!.snapshot.value, 'pending', 'a job not running is left as it is');
+      assert.deepEqual(lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.fields]),
+        [['info', 'embedded restart: the attempts of jobs found running ended (a failed attempt each, retried as the job\'s policy says)', { count: 2 }]]);
+      // A second start finds none.
+      await expireHeldAfterRestart(timers, store, logger);
+      assert.equal(lines.filter((l) => l.level === 'info').length, 1);
     } finally {
       await store.close();
     }

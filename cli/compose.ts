@@ -494,6 +494,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
         const apiPort = starting?.port ?? config.port;
         const address = app ? await step('api', () => bindingPort('port', apiPort, config.host, () => listenQuietly(app!, config, apiPort))) : null;
         await step('clock', () => dbClock?.start());
+        // The folder lock held, no other process runs a job of this store: those found running were the ended process's.
+        if (folderLock && timers) await step('expire held leases', () => expireHeldAfterRestart(timers, store, logger, startAbort.signal));
         if (!config.kafkaBrokers && timers) await step('redispatch', () => redispatchAfterRestart(timers, store, clock, logger, startAbort.signal));
         await step('advisor', () => advisor?.start());
         // Before the timers: their first pass must not take this process's own worker for missing.
@@ -714,8 +716,8 @@ function syntaxErrorLine(path: string): string | null {
   return first && /:\d+$/.test(first) ? first : null;
 }
 
-/** Jobs the restart's re-dispatch issues at once. */
-const REDISPATCH_BATCH = 500;
+/** Jobs a restart's repair reads and moves at once. */
+const RESTART_BATCH = 500;
 
 /**
  * The in-process log forgets everything when the process ends, so after a
@@ -723,22 +725,47 @@ const REDISPATCH_BATCH = 500;
  * that was dispatched but not started (published, or pending with its dispatch
  * already sent) instead of waiting for the stale-dispatch timeout. A dispatch
  * row the relay had not sent yet goes out too: a duplicate, which the attempt
- * fence makes harmless. (Jobs that were running recover when their lease
- * expires; delayed jobs and retries are in the timers' due query.)
+ * fence makes harmless. (Jobs that were running are `expireHeldAfterRestart`'s;
+ * delayed jobs and retries are in the timers' due query.)
  */
 export async function redispatchAfterRestart(timers: Timers, store: JobStore, clock: Clock, logger: Logger, signal?: AbortSignal): Promise<void> {
   // The timers' own query, without its timeout: every dispatch up to now is lost.
   const before = clock.now();
+  // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again.
+  const count = await inBatches((limit) => store.findLostDispatches(before, limit), (lost) => timers.redispatch(lost, 'debug'), signal);
+  if (count > 0) logger.info('embedded restart: dispatched jobs again', { count });
+}
+
+/**
+ * The embedded store's jobs found running at a start were the ended
+ * process's (the folder lock holds out any other): their leases end now
+ * (LEASE_EXPIRED with `holderGone`, a failed attempt each, retried or dead
+ * as at a lease's end) instead of when each lease would have run out.
+ */
+export async function expireHeldAfterRestart(timers: Timers, store: JobStore, logger: Logger, signal?: AbortSignal): Promise<void> {
+  // The timers' own query with no end: every lease held is over.
+  const count = await inBatches((limit) => store.findExpiredLeases(Number.MAX_SAFE_INTEGER, limit), (held) => timers.expireHeld(held, 'debug'), signal);
+  if (count > 0) logger.info('embedded restart: the attempts of jobs found running ended (a failed attempt each, retried as the job\'s policy says)', { count });
+}
+
+/**
+ * Reads batches with `read(limit)` and hands each to `apply`, until a read
+ * brings no job not seen before; returns the count applied. A job applied
+ * leaves the read, or sorts last; one that could not be (a job of another
+ * job machine version) stays first: each read asks for as many rows more as
+ * were seen. A stop during the start ends it between two batches: the
+ * timers' passes recover the rest.
+ */
+async function inBatches<J extends { id: string }>(
+  read: (limit: number) => Promise<J[]>, apply: (jobs: J[]) => Promise<number>, signal?: AbortSignal,
+): Promise<number> {
   const done = new Set<string>();
   let count = 0;
-  // A stop during the start ends it between two batches: the timers' stale-dispatch pass recovers the rest.
   while (!signal?.aborted) {
-    // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again. One it could
-    // not move (a job of another job machine version) stays first: each read asks for as many rows more as were seen.
-    const lost = (await store.findLostDispatches(before, REDISPATCH_BATCH + done.size)).filter((j) => !done.has(j.id));
-    if (lost.length === 0) break;
-    for (const j of lost) done.add(j.id);
-    count += await timers.redispatch(lost, 'debug'); // each job at debug: the count is said once, below
+    const batch = (await read(RESTART_BATCH + done.size)).filter((j) => !done.has(j.id));
+    if (batch.length === 0) break;
+    for (const j of batch) done.add(j.id);
+    count += await apply(batch); // each job at debug: the count is said once
   }
-  if (count > 0) logger.info('embedded restart: dispatched jobs again', { count });
+  return count;
 }

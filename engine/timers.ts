@@ -458,6 +458,20 @@ export class Timers {
   }
 
   /**
+   * Ends at once the leases of `jobs`, found running where the process that
+   * held them is known to have ended (the embedded scheduler's restart: its
+   * folder lock holds out every other process): LEASE_EXPIRED with
+   * `holderGone`, a failed attempt, retried or dead as at any lease's end,
+   * without waiting for the lease. Returns how many were accepted.
+   */
+  async expireHeld(jobs: readonly DueJob[], level: 'info' | 'debug' = 'info'): Promise<number> {
+    const c = await this.applyAll(jobs, this.passedOver.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt, holderGone: true }),
+      (j, job) => this.deps.logger[level]('timers: lease ended at once (the process that ran it had ended); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt }));
+    this.counters.expired += c.all;
+    return c.all;
+  }
+
+  /**
    * Applies each job's event, to the job as the scan read it (its version);
    * `applied` hears of each one accepted (with the job after it). A job of
    * another machine version is passed over by `over`'s scan from now on.

@@ -233,6 +233,19 @@ describe('job machine (paths)', () => {
     assert.equal(j.context.lastError?.name, 'LeaseExpired');
   });
 
+  it('a lease whose holder is known gone (holderGone) ends before its time, for the attempt it holds only', () => {
+    let j = start(input).next;
+    j = go(j, { type: 'STARTED', at: 1_001, attempt: 1, leaseUntil: 600_000, workerId: 'w' });
+    assert.equal(step(j, { type: 'LEASE_EXPIRED', at: 1_500, attempt: 1, rand: 0 }).ok, false, 'without it, not before the lease ends');
+    assert.equal(step(j, { type: 'LEASE_EXPIRED', at: 1_500, attempt: 2, rand: 0, holderGone: true }).ok, false, 'fenced by attempt');
+    j = go(j, { type: 'LEASE_EXPIRED', at: 1_500, attempt: 1, rand: 0, holderGone: true });
+    assert.equal(j.value, 'retrying');
+    assert.equal(j.context.leaseUntil, null);
+    assert.deepEqual(j.context.lastError, {
+      name: 'LeaseExpired', message: 'lease ended: the process that ran it had ended (found running at the restart)', retryable: true, attempt: 1,
+    });
+  });
+
   it('replay of the events gives the same state', () => {
     const events: JobEvent[] = [
       { type: 'PUBLISHED', at: 1_001, attempt: 1 },

@@ -99,7 +99,12 @@ export type JobEvent =
    * backoff drawn with `rand`.
    */
   | { type: 'FAILED'; at: number; attempt: number; rand: number; error: FailureError; delayMs?: number }
-  | { type: 'LEASE_EXPIRED'; at: number; attempt: number; rand: number }
+  /**
+   * `holderGone`, when present, says the process that held the lease is known
+   * to have ended (the embedded scheduler's restart found the job running: its
+   * folder lock holds out every other process), so the lease ends at once.
+   */
+  | { type: 'LEASE_EXPIRED'; at: number; attempt: number; rand: number; holderGone?: true }
   | { type: 'RETRY_DUE'; at: number }
   | { type: 'CANCEL'; at: number; reason?: string }
   | { type: 'REDRIVE'; at: number };
@@ -117,7 +122,9 @@ export const USER_EVENT_TYPES: readonly JobEventType[] = Object.freeze(['CANCEL'
 type Failure = Extract<JobEvent, { type: 'FAILED' | 'LEASE_EXPIRED' }>;
 
 const failureOf = (e: Failure): FailureError =>
-  e.type === 'FAILED' ? e.error : { message: 'lease expired: the worker stopped heartbeating', name: 'LeaseExpired', retryable: true };
+  e.type === 'FAILED' ? e.error
+  : e.holderGone === true ? { message: 'lease ended: the process that ran it had ended (found running at the restart)', name: 'LeaseExpired', retryable: true }
+  : { message: 'lease expired: the worker stopped heartbeating', name: 'LeaseExpired', retryable: true };
 
 /** The recorded delay when the event carries one (the advisor's), else the policy's draw. */
 const retryDelay = (c: JobContext, e: Failure): number =>
@@ -143,7 +150,8 @@ export const jobMachine = setup({
     publishedNext: ({ context, event }) =>
       'attempt' in event && event.attempt === context.attempt + 1 && context.dispatchedFor === event.attempt,
     due: ({ context, event }) => event.at >= context.runAt,
-    leaseOver: ({ context, event }) => leaseOver(context, event.at),
+    /** The lease has ended by the event's time, or the event says its holder is gone. */
+    leaseOver: ({ context, event }) => (event.type === 'LEASE_EXPIRED' && event.holderGone === true) || leaseOver(context, event.at),
     /** The failure is retryable and the run has attempts left. */
     canRetry: ({ context, event }) => failureOf(event as Failure).retryable && attemptsLeft(context),
   },

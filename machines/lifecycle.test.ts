@@ -66,6 +66,7 @@ const specArb = fc.record({
   delayMs: fc.option(fc.integer({ min: 0, max: 120_000 }), { nil: undefined }),
   /** The advisor stopped the retries (FAILED, not retryable). */
   byAdvisor: fc.boolean(),
+  holderGone: fc.boolean(),
 });
 type Spec = typeof specArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -96,7 +97,7 @@ function eventFor(job: PersistedJob, s: Spec): JobEvent {
         ...(s.delayMs === undefined ? {} : { delayMs: s.delayMs }),
       };
     case 'LEASE_EXPIRED':
-      return { type: 'LEASE_EXPIRED', at, attempt, rand: s.rand };
+      return { type: 'LEASE_EXPIRED', at, attempt, rand: s.rand, ...(s.holderGone ? { holderGone: true as const } : {}) };
     case 'CANCEL':
       return { type: 'CANCEL', at, ...(s.reason === undefined ? {} : { reason: s.reason }) };
     default:

@@ -16,7 +16,7 @@ import { silentLogger } from '../../engine/logger.js';
 import { AtsClient, type JobDetail } from '../client.js';
 import { compose, type System } from '../compose.js';
 import { configFrom } from '../start.js';
-import { AttemptTracker, jobDetail, jobTable } from './output.js';
+import { AttemptTracker, jobDetail, jobTable, stateLine } from './output.js';
 
 let system: System;
 let client: AtsClient;
@@ -77,4 +77,10 @@ describe('attempts of a redriven job', { timeout: 90_000 }, () => {
     ]);
     assert.ok(lines.some((l) => l === 'REDRIVE attempt 0/2 in run 2, 2 in all'), lines.join('\n'));
   });
+});
+
+test('a lease that ended at the restart of an embedded scheduler reads as such, not as a worker that may be gone', () => {
+  const lease = (data: Record<string, unknown>) => stateLine({ seq: 4, type: 'LEASE_EXPIRED', from: 'running', to: 'retrying', at: '2031-01-01T00:00:00.000Z', data }, '1/3');
+  assert.match(lease({ attempt: 1, rand: 0.5 }), /LEASE_EXPIRED {2}lease expired \(worker gone\?\)$/);
+  assert.match(lease({ attempt: 1, rand: 0.5, holderGone: true }), /LEASE_EXPIRED {2}lease ended at the restart \(its process had ended\)$/);
 });

@@ -11,9 +11,9 @@ export function attemptOf(e: { data: unknown }): number | undefined {
 
 /** A short reason for a failure event, if it is one. */
 function detailOf(e: { type: string; data: unknown }): string {
-  const d = e.data as { error?: { message?: string }; reason?: string } | null;
+  const d = e.data as { error?: { message?: string }; reason?: string; holderGone?: unknown } | null;
   if (e.type === 'FAILED' && d?.error?.message) return `  ${d.error.message}`;
-  if (e.type === 'LEASE_EXPIRED') return '  lease expired (worker gone?)';
+  if (e.type === 'LEASE_EXPIRED') return d?.holderGone === true ? '  lease ended at the restart (its process had ended)' : '  lease expired (worker gone?)';
   if (e.type === 'CANCEL' && d?.reason) return `  reason: ${d.reason}`;
   return '';
 }

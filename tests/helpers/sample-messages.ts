@@ -58,7 +58,9 @@ export function sampleMessages(at = Date.now()): LogMessage[] {
     ]),
     life(newJobWrite({ type: 'demo.slow', runAt: at + 1000, at }), [
       { type: 'DISPATCH' }, started(1), { type: 'LEASE_EXPIRED', attempt: 1, rand: 0.5 }, { type: 'RETRY_DUE' }, started(2),
-      { type: 'SUCCEEDED', attempt: 2 },
+      // Found running by the embedded scheduler's restart: the lease ended before its time.
+      { type: 'LEASE_EXPIRED', attempt: 2, rand: 0.5, holderGone: true }, { type: 'RETRY_DUE' }, started(3),
+      { type: 'SUCCEEDED', attempt: 3 },
     ]),
     life(newJobWrite({ type: 'demo.fail', payload: { always: true }, maxAttempts: 2, at }), [
       started(1), failed(1), { type: 'RETRY_DUE' }, started(2), failed(2), { type: 'REDRIVE' }, started(3), failed(3, false),

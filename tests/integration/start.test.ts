@@ -1,7 +1,8 @@
 /**
  * The one-command start, as a newcomer runs it: `npm start` with no
  * scheduler settings (only a free PORT and a temp ATS_DATA_DIR, so the
- * default ./data is never touched, plus a short lease so recovery is quick).
+ * default ./data is never touched, plus a lease of ten minutes, which a
+ * restart after a crash must not wait for).
  * It must say where to click, run jobs, survive a SIGKILL mid-job on the same
  * data dir, and refuse bad configuration fast and clearly.
  */
@@ -86,7 +87,7 @@ interface ApiJob {
   state: string;
   attempt: number;
   result: unknown;
-  events: Array<{ type: string; to: string; data: { attempt?: number } }>;
+  events: Array<{ type: string; to: string; data: { attempt?: number; holderGone?: boolean } }>;
 }
 
 describe('npm start: the embedded default', { timeout: 300_000 }, () => {
@@ -95,7 +96,8 @@ describe('npm start: the embedded default', { timeout: 300_000 }, () => {
   let api = '';
   let running: NpmStart | null = null;
   let echoId = '';
-  const env = () => ({ PORT: String(port), ATS_DATA_DIR: dataDir, ATS_LEASE_MS: '3000', ATS_HEARTBEAT_MS: '1000' });
+  // A lease of ten minutes: the job killed mid-attempt must not wait for it after the restart.
+  const env = () => ({ PORT: String(port), ATS_DATA_DIR: dataDir, ATS_LEASE_MS: '600000' });
 
   const submit = async (type: string, payload: unknown): Promise<ApiJob> => {
     const res = await fetch(`${api}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type, payload }) });
@@ -135,7 +137,7 @@ describe('npm start: the embedded default', { timeout: 300_000 }, () => {
     assert.deepEqual(done.result, { hello: 'world' });
   });
 
-  test('SIGKILL mid-job, start again on the same data dir: the job completes on attempt 2', async () => {
+  test('SIGKILL mid-job, start again on the same data dir: the attempt ends at the restart, not its lease, and the job completes on attempt 2', async () => {
     assert.ok(running && echoId, 'needs the first test');
     const job = await submit('demo.sleep', { ms: 4000 });
     await waitFor(job.id, 'running', 30_000);
@@ -148,6 +150,8 @@ describe('npm start: the embedded default', { timeout: 300_000 }, () => {
     const expired = done.events.filter((e) => e.type === 'LEASE_EXPIRED');
     assert.equal(expired.length, 1, JSON.stringify(done.events));
     assert.equal(expired[0]!.data.attempt, 1);
+    assert.equal(expired[0]!.data.holderGone, true, 'ended by the restart, its process known gone');
+    assert.match(running.stdout(), /embedded restart: the attempts of jobs found running ended/);
     assert.equal(done.events.filter((e) => e.type === 'STARTED').length, 2);
 
     const earlier = await get(echoId);
