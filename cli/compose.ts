@@ -148,23 +148,25 @@ export async function openLogger(config: Config): Promise<AppLogger> {
 export async function openStore(config: Config, clock: Clock, logger: Logger, metrics?: PrometheusMetrics): Promise<SystemStore> {
   if (config.mysqlUrl) {
     const url = config.mysqlUrl;
-    return namingMysqlUrl(() => createMysqlStore({ url, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics }));
+    return namingStoreSetting(config, () => createMysqlStore({ url, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics }));
   }
   makeDataDir(config.dataDir);
-  return createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics });
+  return namingStoreSetting(config, async () => createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics }));
 }
 
 /**
- * What `run` throws, a bad MYSQL_URL (exit 2: the URL's options the driver
- * refuses, a server the store does not support, another program's database)
- * named as the setting to change.
+ * What `run` (the store's open or migration) throws as a store that cannot
+ * work as given (exit 2), named as the setting to change: MYSQL_URL (the
+ * URL's options the driver refuses, a server the store does not support,
+ * another program's database), or ATS_DATA_DIR (a SQLite file this user may
+ * not write, or that is no database).
  */
-async function namingMysqlUrl<T>(run: () => Promise<T>): Promise<T> {
+export async function namingStoreSetting<T>(config: Config, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
     if (!(err instanceof AtsError) || err.code !== 'ATS_ERR_CONFIG') throw err;
-    const { env, flag } = SETTINGS.mysqlUrl;
+    const { env, flag } = config.mysqlUrl ? SETTINGS.mysqlUrl : SETTINGS.dataDir;
     throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${err.message}`, { cause: err });
   }
 }
@@ -304,8 +306,8 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
     opened = await openStore(config, clock, logger, metrics);
     await dbClock?.sync();
     const migrating = opened;
-    // MySQL's migration refuses another program's database: the setting to change, as a bad URL.
-    await (config.mysqlUrl ? namingMysqlUrl(() => migrating.migrate({ logger })) : migrating.migrate({ logger }));
+    // A migration that refuses the database (another program's, a file that cannot be written) names the setting.
+    await namingStoreSetting(config, () => migrating.migrate({ logger }));
     log = openLog(config, logger, clock);
     if (rolesUseLog(config.roles)) await log.ensureTopics();
   } catch (err) {

@@ -266,6 +266,24 @@ it('exits 2 naming ATS_DATA_DIR and its lock file when the folder exists but its
   }
 });
 
+it('exits 2 naming ATS_DATA_DIR when its SQLite file cannot be opened or is no database, not 1 as what a restart gets past', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-start-file-'));
+  try {
+    // What a file this user may not open does, made here so that root too meets it: a folder where the file goes.
+    mkdirSync(join(dir, 'ats.sqlite'));
+    const cannotOpen = await startWith({ ATS_DATA_DIR: dir });
+    assert.equal(cannotOpen.code, 2, cannotOpen.stderr);
+    assert.match(cannotOpen.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite cannot be used: unable to open database file \\(SQLITE_CANTOPEN\\); the folder and its files must be writable by this user$`, 'm'));
+    rmSync(join(dir, 'ats.sqlite'), { recursive: true });
+    writeFileSync(join(dir, 'ats.sqlite'), 'not a database, '.repeat(512));
+    const notADatabase = await startWith({ ATS_DATA_DIR: dir });
+    assert.equal(notADatabase.code, 2, notADatabase.stderr);
+    assert.match(notADatabase.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite cannot be used: file is not a database \\(SQLITE_NOTADB\\); it is no SQLite database`, 'm'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 it('exits 2 naming ATS_DATA_DIR when it is under /proc, where no folder can be made (a recursive mkdir there never returns)', { timeout: 120_000 }, async () => {
   for (const dir of ['/proc/ats-no-such-folder', '/proc/ats-no-such-folder/data']) {
     const { code, stderr } = await startWith({ ATS_DATA_DIR: dir });

@@ -233,13 +233,32 @@ export function isSqliteUnavailable(err: unknown): boolean {
 }
 
 /**
- * A better-sqlite3 error at open or migrate (the start) as ATS_ERR_STORE_UNAVAILABLE
- * naming the file, for the start's message: the driver's says only
- * "unable to open database file". Not used for requests: clients get no paths.
+ * What SQLite answers at a start that no restart gets past, by code (its
+ * extended codes too), with what to do: a file this user may not open or
+ * write, and one that is not a database SQLite can read.
+ */
+const AT_START_AS_GIVEN: ReadonlyArray<readonly [string, string]> = [
+  ['SQLITE_CANTOPEN', 'the folder and its files must be writable by this user'],
+  ['SQLITE_READONLY', 'the folder and its files must be writable by this user'],
+  ['SQLITE_PERM', 'the folder and its files must be writable by this user'],
+  ['SQLITE_NOTADB', 'it is no SQLite database (another program\'s file, or a damaged one): move it away, and the scheduler makes a new one, or put back a copy'],
+  ['SQLITE_CORRUPT', 'the file is damaged: put back a copy, or move it away and the scheduler makes a new one'],
+];
+
+/**
+ * A better-sqlite3 error at open or migrate (the start) as an AtsError naming
+ * the file, for the start's message: the driver's says only "unable to open
+ * database file". ATS_ERR_CONFIG for a file that cannot work as it is (a
+ * start's exit 2: `AT_START_AS_GIVEN`), else ATS_ERR_STORE_UNAVAILABLE (a
+ * full disk, a lock held: what may change by itself). Not used for requests:
+ * clients get no paths.
  */
 export function cannotUse(file: string, err: unknown): unknown {
   if (err instanceof AtsError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const why = `${(err as Error | null)?.message ?? String(err)}${typeof code === 'string' ? ` (${code})` : ''}`;
-  return new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
+  const asGiven = typeof code === 'string' ? AT_START_AS_GIVEN.find(([c]) => code === c || code.startsWith(`${c}_`)) : undefined;
+  return asGiven
+    ? new AtsError('ATS_ERR_CONFIG', `the SQLite database ${file} cannot be used: ${why}; ${asGiven[1]}`, { cause: err })
+    : new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
 }

@@ -23,6 +23,13 @@ const unavailable = (e: unknown) => {
   return true;
 };
 
+/** At a start, a file that cannot work as it is: a bad setting (the start exits 2), not an outage a restart gets past. */
+const asGiven = (e: unknown) => {
+  assert.ok(e instanceof AtsError, `expected an AtsError, got ${String((e as Error)?.stack ?? e)}`);
+  assert.equal(e.code, 'ATS_ERR_CONFIG');
+  return true;
+};
+
 describe('SQLite store: the file cannot be used', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-unavailable-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -61,26 +68,27 @@ describe('SQLite store: the file cannot be used', () => {
     }
   });
 
-  test('a file this process can only read fails migrate (the start), naming the file, instead of every write later', async () => {
+  test('a file this process can only read fails migrate (the start) as a bad setting, naming the file, instead of every write later', async () => {
     const file = join(dir, 'read-only-start.sqlite');
     const owner = createSqliteStore({ file });
     await owner.migrate();
     await owner.close();
     const reader = sqliteStore(new Database(file, { readonly: true }), CLOCK);
     try {
-      await assert.rejects(reader.migrate(), (e: unknown) => unavailable(e) && (e as Error).message.includes(file) && /readonly|read-only/.test((e as Error).message));
+      await assert.rejects(reader.migrate(), (e: unknown) => asGiven(e) && (e as Error).message.includes(file) && /readonly|read-only/.test((e as Error).message)
+        && /must be writable by this user/.test((e as Error).message));
     } finally {
       await reader.close();
     }
   });
 
-  test('a file that cannot be opened fails at open, naming the file', () => {
+  test('a file that cannot be opened, or is no database, fails at open as a bad setting, naming the file', () => {
     const folder = join(dir, 'a-folder.sqlite');
     mkdirSync(folder);
-    assert.throws(() => createSqliteStore({ file: folder }), (e: unknown) => unavailable(e) && (e as Error).message.includes(folder));
+    assert.throws(() => createSqliteStore({ file: folder }), (e: unknown) => asGiven(e) && (e as Error).message.includes(folder));
     const notSqlite = join(dir, 'not-sqlite.sqlite');
     writeFileSync(notSqlite, 'these are not the pages of a database, only a line of text long enough to have a header'.repeat(20));
-    assert.throws(() => createSqliteStore({ file: notSqlite }), (e: unknown) => e instanceof AtsError && (e as Error).message.includes(notSqlite));
+    assert.throws(() => createSqliteStore({ file: notSqlite }), (e: unknown) => asGiven(e) && (e as Error).message.includes(notSqlite) && /SQLITE_NOTADB/.test((e as Error).message));
   });
 
   test('a closed store is unavailable', async () => {

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -242,6 +242,16 @@ describe('ats keys: wrong command lines exit 2 with a clear message and open no 
     const r = await keys(['ls', '--mysql-url', 'mysql://root@127.0.0.1:1/ats'], {});
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot use the MySQL database/);
+  });
+
+  test('a store that cannot work as given (its SQLite file is no database) exits 2, naming the setting, as ats start does', async () => {
+    const data = join(dir, 'not-a-database');
+    mkdirSync(data);
+    writeFileSync(join(data, 'ats.sqlite'), 'not a database, '.repeat(512));
+    const r = await keys(['ls'], { ATS_DATA_DIR: data });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^ats: ATS_DATA_DIR \(--data-dir\): the SQLite database .*ats\.sqlite cannot be used: file is not a database \(SQLITE_NOTADB\)/m);
+    assert.equal(r.stdout, '');
   });
 
   test('--help prints every sub-command\'s usage, exit 0', async () => {

@@ -25,7 +25,7 @@ import { systemClock, ulidIds } from '../../engine/system.js';
 import { MAX_KEYS_PER_TENANT } from '../../server/key-schemas.js';
 import { toKeyView } from '../../server/routes/keys.js';
 import type { Config } from '../config.js';
-import { openStore } from '../compose.js';
+import { namingStoreSetting, openStore } from '../compose.js';
 import { configFrom } from '../start.js';
 import { parse, str, UsageError, type OptionsConfig, type Values } from './args.js';
 import { table } from './output.js';
@@ -220,9 +220,15 @@ export async function runKeys(args: readonly string[], env: Record<string, strin
     store = await openStore(config, systemClock, silentLogger);
     // What the migration logs (it waits for another process's; the database
     // holds a newer build's) goes to stderr: stdout holds only what is asked.
-    await store.migrate({ logger: createLogger('info', {}, (line) => io.err(line)) });
+    const opened = store;
+    await namingStoreSetting(config, () => opened.migrate({ logger: createLogger('info', {}, (line) => io.err(line)) }));
     return await sub.run({ store, values: parsed.values, positionals: parsed.positionals, io, newId: () => IDS.jobId() });
   } catch (e) {
+    // A store that cannot work as given (another program's database, a file that is no database): the setting to change.
+    if (isAtsError(e) && e.code === 'ATS_ERR_CONFIG') {
+      io.err(`ats: ${e.message}`);
+      return 2;
+    }
     const reason = isAtsError(e) && (e.cause as Error | undefined)?.message ? `${e.message} (${(e.cause as Error).message})` : (e as Error).message;
     io.err(`ats: cannot use ${where}: ${reason}`);
     return 1;
