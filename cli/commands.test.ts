@@ -91,6 +91,16 @@ describe('argument parsing', () => {
     }
   });
 
+  test('--rate of a form it does not read names forms it takes, and its bound: no 7d, which is then refused', () => {
+    assert.throws(() => rateFrom('1/1.5s'), (e: unknown) => {
+      assert.ok(e instanceof UsageError);
+      assert.doesNotMatch(e.message, /7d/);
+      assert.match(e.message, /at most 1d/);
+      for (const form of ['1d', '12h', '30m', '60s', '500ms']) assert.doesNotThrow(() => rateFrom(`1/${form}`), form);
+      return true;
+    });
+  });
+
   test('--rate beyond the API\'s bounds (MAX 1 to 1000000, DURATION at most 1d) is a usage error, not a request the server refuses', () => {
     assert.deepEqual(rateFrom('1000000/1d'), { max: 1_000_000, intervalMs: 86_400_000 });
     assert.deepEqual(rateFrom('1/86400000'), { max: 1, intervalMs: 86_400_000 });

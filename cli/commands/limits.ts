@@ -6,7 +6,7 @@
  */
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../../engine/limits.js';
 import type { LimitSpec } from '../client.js';
-import { DURATION_FORMS, durationText, parseDurationMs } from '../duration.js';
+import { durationText, parseDurationMs } from '../duration.js';
 import { int, str, UsageError, type Values } from './args.js';
 import { limitDetail, limitLine, limitTable } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec } from './run.js';
@@ -61,7 +61,8 @@ export function rateFrom(text: string): { max: number; intervalMs: number } {
   const m = /^\s*(\d{1,15})\s*\/\s*(\S+)\s*$/.exec(text);
   const intervalMs = m ? parseDurationMs(/^\d/.test(m[2]!) ? m[2]! : `1${m[2]}`) : NaN;
   if (!m || !(intervalMs >= 1)) {
-    throw new UsageError(`--rate must be MAX/DURATION, e.g. 100/1m or 5/1s (DURATION: ${DURATION_FORMS}), got "${text}"`);
+    // Not DURATION_FORMS: its example 7d is over the bound, and would be refused next.
+    throw new UsageError(`--rate must be MAX/DURATION, e.g. 100/1m or 5/1s (DURATION: 1d, 12h, 30m, 60s, 500ms or plain milliseconds, at most ${durationText(MAX_RATE_INTERVAL_MS)}), got "${text}"`);
   }
   const max = Number(m[1]);
   if (max < 1 || max > MAX_RATE) throw new UsageError(`--rate: MAX must be from 1 to ${MAX_RATE}, got "${text}"`);
