@@ -16,7 +16,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { JOB_STATES, USER_EVENT_TYPES, jobMachine, type JobEventType, type JobState } from '../machines/job.machine.js';
 import { ERRORS } from '../engine/errors.js';
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../engine/limits.js';
-import { SCOPES, type Scope } from '../engine/auth.js';
+import { KEY_NAME_PATTERN, SCOPES, type Scope } from '../engine/auth.js';
 import { CATCH_UPS, MAX_CRON_CHARS, MAX_SCHEDULE_NAME, MAX_TEMPLATE_PAYLOAD_BYTES, OVERLAPS, TICKS_KEPT, type CatchUp, type Overlap } from '../engine/schedules.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../machines/workflow.js';
 import {
@@ -717,6 +717,19 @@ export const DEFAULT_WAIT_MS = 30_000;
 /** The longest tag name a wait may name. */
 export const MAX_TAG_CHARS = 200;
 const WAIT_CONDITION_PATTERN = `^(done|tag:.{1,${MAX_TAG_CHARS}})$`;
+/**
+ * What each pattern of the API asks, in words: a refused value's message
+ * says this instead of the regular expression (server/validation.ts).
+ */
+export const PATTERN_WORDS: ReadonlyMap<string, string> = new Map([
+  [NAME_PATTERN, 'must be of A-Z a-z 0-9 . _ : - only'],
+  [PATH_NAME_PATTERN, 'must be of A-Z a-z 0-9 . _ : - only, and not . or .. (which a URL path resolves to another path)'],
+  [ULID_PATTERN, 'must be an id as the API gives them (a ULID: 26 of 0-9 and A-Z but I, L, O, U, in capitals, the first from 0 to 7)'],
+  [IDEMPOTENCY_KEY_PATTERN, 'must be printable ASCII (from space to ~), with no space at either end'],
+  [WAIT_CONDITION_PATTERN, `must be done or tag:<tag> (a tag of 1 to ${MAX_TAG_CHARS} characters)`],
+  [KEY_NAME_PATTERN.source, 'must be of A-Z a-z 0-9 . _ : - only, starting with a letter or digit'],
+]);
+
 const WaitCondition = (description: string) => Type.String({ maxLength: MAX_TAG_CHARS + 4, pattern: WAIT_CONDITION_PATTERN, description });
 const WaitTimeout = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_WAIT_MS, description });
 

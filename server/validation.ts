@@ -15,6 +15,7 @@ import formats from 'ajv-formats';
 import { OptionalKind } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import { AtsError, cutText } from '../engine/errors.js';
+import { PATTERN_WORDS } from './schemas.js';
 
 const common: Options = {
   allErrors: false, // allErrors on hostile input is a known DoS vector
@@ -132,6 +133,9 @@ export function formatValidationError(errors: FastifySchemaValidationError[], da
   if (e.keyword === 'enum') {
     return new Error(`${where} must be one of: ${(e.params.allowedValues as unknown[]).join(', ')}`);
   }
+  // What the pattern asks, in words, where the API says so; Ajv's names the regular expression.
+  const words = e.keyword === 'pattern' ? PATTERN_WORDS.get(String(e.params.pattern)) : undefined;
+  if (words) return new Error(`${where} ${words}`);
   // A value of one of several shapes (anyOf: runAt is a date-time or epoch ms) failed each: name what each
   // asked, not only the first ("must be string" of a number that was out of range).
   const alternatives = errors.some((o) => o.keyword === 'anyOf' && o.instancePath === e.instancePath)
