@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { bodyText } from './http.js';
+import { bodyText, firstNonFinite } from './http.js';
 import { ApiError, createClient, UnreachableError } from './index.js';
 
 /** A fetch that answers every request 201 with a job, keeping the bodies sent. */
@@ -26,7 +26,7 @@ describe('a request body with a number JSON cannot carry', () => {
     for (const [value, shown] of [[Infinity, 'Infinity'], [-Infinity, '-Infinity'], [Number.NaN, 'NaN']] as const) {
       const { bodies, fetch } = answering();
       const ats = createClient({ url: 'http://ats.invalid', fetch });
-      await assert.rejects(ats.submit({ type: 'demo.echo', payload: { order: { amount: value } } }), refusedNumber(new RegExp(`at "amount", ${shown},`)));
+      await assert.rejects(ats.submit({ type: 'demo.echo', payload: { order: { amount: value } } }), refusedNumber(new RegExp(`at payload\\.order\\.amount, ${shown},`)));
       assert.deepEqual(bodies, []);
     }
   });
@@ -35,8 +35,25 @@ describe('a request body with a number JSON cannot carry', () => {
     const { bodies, fetch } = answering();
     const ats = createClient({ url: 'http://ats.invalid', fetch });
     const jobs = [{ type: 'demo.echo', payload: 1 }, { type: 'demo.echo', payload: [1, Infinity] }];
-    await assert.rejects(ats.submitMany(jobs), refusedNumber(/Infinity/));
+    await assert.rejects(ats.submitMany(jobs), refusedNumber(/^the request body holds, at jobs\[1\]\.payload\[1\], Infinity,/));
     assert.deepEqual(bodies, []);
+  });
+
+  test('submitMany of more jobs than one request takes: the item is named by its place in the call, and no request is sent, the first ones neither', async () => {
+    const { bodies, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    const jobs = Array.from({ length: 25 }, (_, i) => ({ type: 'demo.echo', payload: { n: i === 23 ? Number.NaN : i } }));
+    await assert.rejects(ats.submitMany(jobs, { batchSize: 10 }), refusedNumber(/^the request body holds, at jobs\[23\]\.payload\.n, NaN,/));
+    assert.deepEqual(bodies, [], 'not the first two requests either');
+  });
+
+  test('firstNonFinite walks as JSON.stringify does: toJSON, own keys, arrays, names the place in JavaScript\'s notation', () => {
+    assert.deepEqual(firstNonFinite({ a: { 'b c': [0, { d: -Infinity }] } }), { at: 'a["b c"][1].d', value: -Infinity });
+    assert.deepEqual(firstNonFinite({ hidden: { toJSON: () => ({ x: Number.NaN }) } }), { at: 'hidden.x', value: Number.NaN });
+    assert.equal(firstNonFinite({ shown: { toJSON: () => 1 }, x: Object.create({ inherited: Infinity }) }), null);
+    const cycle: Record<string, unknown> = { n: 1 };
+    cycle.self = cycle;
+    assert.equal(firstNonFinite(cycle), null, 'a cycle is passed over (JSON.stringify refuses it)');
   });
 
   test('finite numbers, and what toJSON gives, go as JSON.stringify writes them', async () => {

@@ -186,20 +186,55 @@ export async function call<T>(http: HttpOptions, method: string, path: string, o
  * A request body as JSON text. JSON.stringify writes NaN and ±Infinity as
  * null: sent, the server would store null where the caller gave a number
  * (it refuses 1e400 in a body itself), so such a body is refused, its place
- * named, before anything is sent.
+ * named (`payload.order.amount`), before anything is sent.
  */
 export function bodyText(body: unknown): string {
-  const bad: { at: string; value: number }[] = [];
-  const text = JSON.stringify(body, (key: string, value: unknown) => {
-    if (bad.length === 0 && typeof value === 'number' && !Number.isFinite(value)) bad.push({ at: key, value });
+  let bad = false;
+  const text = JSON.stringify(body, (_key: string, value: unknown) => {
+    if (!bad && typeof value === 'number' && !Number.isFinite(value)) bad = true;
     return value;
   });
-  const [first] = bad;
-  if (first) {
-    const where = first.at === '' ? 'the request body is' : `the request body holds, at ${JSON.stringify(first.at)},`;
-    throw new ApiError(0, 'ATS_ERR_VALIDATION', `${where} ${String(first.value)}, which JSON cannot carry (JSON.stringify would send null); nothing was sent`);
-  }
+  if (bad) throw unsendable(firstNonFinite(body) ?? { at: '', value: Number.NaN });
   return text;
+}
+
+/** A number JSON cannot carry, and where in the body it is (JavaScript's notation, `''` for the body itself). */
+export interface NonFinite {
+  at: string;
+  value: number;
+}
+
+/** The error of a body holding `found` (`prefix`: where the body is, e.g. `jobs[3]` of a submitMany). */
+export function unsendable(found: NonFinite, prefix = ''): ApiError {
+  const at = `${prefix}${prefix && found.at && !found.at.startsWith('[') ? '.' : ''}${found.at}`;
+  const where = at === '' ? 'the request body is' : `the request body holds, at ${at},`;
+  return new ApiError(0, 'ATS_ERR_VALIDATION', `${where} ${String(found.value)}, which JSON cannot carry (JSON.stringify would send null); nothing was sent`);
+}
+
+/**
+ * The first number JSON cannot carry (NaN, ±Infinity) in `value` as
+ * JSON.stringify walks it (what `toJSON` gives, own enumerable keys, arrays
+ * in order), or null. A cycle is passed over: JSON.stringify refuses it.
+ */
+export function firstNonFinite(value: unknown, key = '', at = '', ancestors: object[] = []): NonFinite | null {
+  let v = value;
+  if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') v = (v as { toJSON(k: string): unknown }).toJSON(key);
+  if (v instanceof Number) v = v.valueOf();
+  if (typeof v === 'number') return Number.isFinite(v) ? null : { at, value: v };
+  if (v === null || typeof v !== 'object' || ancestors.includes(v)) return null;
+  ancestors.push(v);
+  try {
+    const entries: Array<[string, unknown, string]> = Array.isArray(v)
+      ? v.map((item, i) => [String(i), item, `${at}[${i}]`])
+      : Object.keys(v).map((k) => [k, (v as Record<string, unknown>)[k], `${at}${/^[A-Za-z_$][\w$]*$/.test(k) ? `${at ? '.' : ''}${k}` : `[${JSON.stringify(k)}]`}`]);
+    for (const [k, item, itemAt] of entries) {
+      const found = firstNonFinite(item, k, itemAt, ancestors);
+      if (found) return found;
+    }
+    return null;
+  } finally {
+    ancestors.pop();
+  }
 }
 
 async function once<T>(http: HttpOptions, method: string, path: string, opts: CallOptions, sent: string | undefined): Promise<{ status: number; body: T }> {

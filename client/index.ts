@@ -18,7 +18,7 @@ import { ulid } from 'ulid';
 import type { MAX_BATCH as SERVER_MAX_BATCH } from '../server/schemas.js';
 import type { MAX_STATS_EVERY_MS as SERVER_MAX_STATS_EVERY_MS, MIN_STATS_EVERY_MS as SERVER_MIN_STATS_EVERY_MS } from '../server/stream/protocol.js';
 import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
-import { backoffMs, call, notTheApi, outcomeWasUnknown, sleep, type CallOptions, type HttpOptions } from './http.js';
+import { backoffMs, call, firstNonFinite, notTheApi, outcomeWasUnknown, sleep, unsendable, type CallOptions, type HttpOptions } from './http.js';
 import { RECONNECT_MS, resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
   ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
@@ -312,6 +312,11 @@ export class AtsClient {
     const given = aNumber('submitMany', 'batchSize', opts.batchSize);
     if (given !== undefined && !(given >= 1)) throw badOption('submitMany', 'batchSize', '1 or more', given);
     const size = Math.min(MAX_BATCH, Math.floor(given ?? MAX_BATCH));
+    // A job holding a number JSON cannot carry is refused before the first request, named by its place in `jobs`.
+    for (const [i, job] of jobs.entries()) {
+      const found = firstNonFinite(job);
+      if (found) throw unsendable(found, `jobs[${i}]`);
+    }
     const keyed = opts.idempotencyKeys === false
       ? [...jobs]
       : jobs.map((j) => (j.idempotencyKey === undefined ? { ...j, idempotencyKey: newIdempotencyKey() } : j));
