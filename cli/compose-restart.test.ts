@@ -33,6 +33,13 @@ async function world(logger: Logger) {
   return { store, transitions, timers, clock, tick: () => void (t += 1) };
 }
 
+/** A logger keeping its lines. */
+function capturing(): { lines: { level: string; msg: string; fields?: Record<string, unknown> }[]; logger: Logger } {
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields });
+  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+}
+
 describe('the re-dispatch after an embedded restart', () => {
   it('reaches the jobs behind a full batch of jobs of another job machine version', async () => {
     const { store, transitions, timers, clock, tick } = await world(silentLogger);
@@ -58,13 +65,7 @@ describe('the re-dispatch after an embedded restart', () => {
   });
 
   it('says how many jobs it dispatched again in one info line, each job at debug: a restart with many jobs waiting writes one info line, not one a job', async () => {
-    const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
-    const logger: Logger = {
-      debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
-      info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
-      warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
-      error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
-    };
+    const { lines, logger } = capturing();
     const { store, transitions, timers, clock, tick } = await world(logger);
     try {
       const jobs = await transitions.submitMany(Array.from({ length: 3 }, () => spec));
@@ -84,13 +85,7 @@ describe('the re-dispatch after an embedded restart', () => {
 
 describe('the end of held leases after an embedded restart', () => {
   it('ends each running job\'s attempt at once (LEASE_EXPIRED with holderGone), long before its lease, in one info line', async () => {
-    const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
-    const logger: Logger = {
-      debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
-      info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
-      warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
-      error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
-    };
+    const { lines, logger } = capturing();
     const { store, transitions, timers, clock, tick } = await world(logger);
     try {
       const [running, last, waiting] = await transitions.submitMany([spec, { ...spec, maxAttempts: 1 }, spec]);
