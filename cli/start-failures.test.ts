@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { it } from 'node:test';
+import Database from 'better-sqlite3';
 import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import { createTestDatabase, requireMysql } from '../tests/helpers/mysql.js';
 
@@ -266,7 +267,7 @@ it('exits 2 naming ATS_DATA_DIR and its lock file when the folder exists but its
   }
 });
 
-it('exits 2 naming ATS_DATA_DIR when its SQLite file cannot be opened or is no database, not 1 as what a restart gets past', { timeout: 120_000 }, async () => {
+it('exits 2 naming ATS_DATA_DIR when its SQLite file cannot be opened, is no database or is another program\'s, not 1 as what a restart gets past', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-start-file-'));
   try {
     // What a file this user may not open does, made here so that root too meets it: a folder where the file goes.
@@ -279,6 +280,13 @@ it('exits 2 naming ATS_DATA_DIR when its SQLite file cannot be opened or is no d
     const notADatabase = await startWith({ ATS_DATA_DIR: dir });
     assert.equal(notADatabase.code, 2, notADatabase.stderr);
     assert.match(notADatabase.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite cannot be used: file is not a database \\(SQLITE_NOTADB\\); it is no SQLite database`, 'm'));
+    rmSync(join(dir, 'ats.sqlite'));
+    const theirs = new Database(join(dir, 'ats.sqlite'));
+    theirs.exec('CREATE TABLE outbox (id INTEGER PRIMARY KEY, body TEXT)');
+    theirs.close();
+    const another = await startWith({ ATS_DATA_DIR: dir });
+    assert.equal(another.code, 2, another.stderr);
+    assert.match(another.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite is not the scheduler's: it holds a table named as the scheduler's \\(outbox\\)`, 'm'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

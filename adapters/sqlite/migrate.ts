@@ -7,9 +7,11 @@
  * waits, for up to `MIGRATION_WAIT_MS`. SQLite DDL is transactional: a failed
  * migration leaves no trace.
  */
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Database } from 'better-sqlite3';
-import { loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema } from '../sql/migrations.js';
+import { AtsError } from '../../engine/errors.js';
+import { foreignTables, loadMigrations, MigrationFailed, pending, unknownApplied, warnOfNewerSchema, type Migration } from '../sql/migrations.js';
 import { BUSY, whileMigrating, type MigrationWait } from '../sql/migration-wait.js';
 import type { StoreClock } from '../sql/options.js';
 import { CREATE_SCHEMA_MIGRATIONS, INSERT_MIGRATION, SELECT_APPLIED_MIGRATIONS } from '../sql/statements.js';
@@ -28,6 +30,22 @@ function probeWrite(db: Database): void {
 }
 
 /**
+ * Throws ATS_ERR_CONFIG, before anything is written, when the file is another
+ * program's database (adapters/sql/migrations.ts `foreignTables`), rather
+ * than failing on its tables half way through a migration.
+ */
+function refuseForeign(db: Database, migrations: readonly Migration[]): void {
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+  const ledgerColumns = tables.some((n) => n.toLowerCase() === 'schema_migrations')
+    ? (db.pragma('table_info(schema_migrations)') as { name: string }[]).map((c) => c.name)
+    : null;
+  const why = foreignTables(migrations, { tables, ledgerColumns });
+  if (why) {
+    throw new AtsError('ATS_ERR_CONFIG', `the SQLite database ${db.memory ? db.name : resolve(db.name)} is not the scheduler's: ${why}; nothing was written to it: move it away, or give the scheduler another folder`);
+  }
+}
+
+/**
  * Migrates; when no other process holds the file, before it returns (the
  * first attempt runs synchronously). `wait.attemptMs` plays no part: an
  * attempt waits the connection's busy_timeout.
@@ -35,6 +53,7 @@ function probeWrite(db: Database): void {
 export function migrateSqlite(db: Database, clock: StoreClock, dir = SQLITE_MIGRATIONS_DIR, wait: MigrationWait = {}): Promise<void> {
   const migrations = loadMigrations(dir);
   const apply = db.transaction(() => {
+    refuseForeign(db, migrations);
     db.exec(CREATE_SCHEMA_MIGRATIONS);
     probeWrite(db);
     const applied = (db.prepare(SELECT_APPLIED_MIGRATIONS).all() as { version: number }[]).map((r) => r.version);

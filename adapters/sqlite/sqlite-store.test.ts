@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { transitionWrite } from '../../engine/transitions.js';
 import { loadMigrations } from '../sql/migrations.js';
+import { CREATE_SCHEMA_MIGRATIONS } from '../sql/statements.js';
 import { createSqliteStore } from './index.js';
 import { SQLITE_MIGRATIONS_DIR } from './migrate.js';
 
@@ -108,7 +109,7 @@ describe('SQLite store', () => {
     }
   });
 
-  it('a file that holds another program\'s tables: the migration fails naming the file and the migration, and changes nothing', async () => {
+  it('a file that holds another program\'s tables: refused as not the scheduler\'s (a bad setting), nothing written', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
     try {
       const file = join(dir, 'ats.sqlite');
@@ -117,11 +118,34 @@ describe('SQLite store', () => {
       other.close();
       const store = createSqliteStore({ file });
       try {
+        await assert.rejects(store.migrate(), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ATS_ERR_CONFIG');
+          assert.equal(err.message, `the SQLite database ${file} is not the scheduler's: it holds a table named as the scheduler's (jobs) and no record of the scheduler's migrations (schema_migrations); nothing was written to it: move it away, or give the scheduler another folder`);
+          return true;
+        });
+        assert.deepEqual(store.db.prepare('SELECT name FROM sqlite_master ORDER BY name').all(), [{ name: 'jobs' }], 'nothing written');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a file whose table is not as the migrations make it (beside the scheduler\'s ledger): the migration fails naming the file and the migration, and changes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
+    try {
+      const file = join(dir, 'ats.sqlite');
+      const other = new Database(file);
+      other.exec(`${CREATE_SCHEMA_MIGRATIONS}; CREATE TABLE jobs (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO jobs (name) VALUES ('theirs')`);
+      other.close();
+      const store = createSqliteStore({ file });
+      try {
         await assert.rejects(store.migrate(), (err: Error) => {
           assert.match(err.message, new RegExp(`^the SQLite database ${file.replace(/[.*+?^\${}()|[\]\\/]/g, '\\$&')} cannot be used: migration 0001_init failed: no such column: state \\(SQLITE_ERROR\\)$`));
           return true;
         });
-        assert.deepEqual(store.db.prepare('SELECT name FROM sqlite_master ORDER BY name').all(), [{ name: 'jobs' }], 'nothing written');
+        assert.deepEqual(store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all(), [{ name: 'jobs' }, { name: 'schema_migrations' }], 'nothing written');
       } finally {
         await store.close();
       }
