@@ -56,6 +56,16 @@ describe('a request body with a number JSON cannot carry', () => {
     assert.equal(firstNonFinite(cycle), null, 'a cycle is passed over (JSON.stringify refuses it)');
   });
 
+  test('a sparse array (its holes JSON.stringify writes as null) is walked, not a TypeError: submitMany sends it', async () => {
+    assert.deepEqual(firstNonFinite({ list: [, 1, Number.NaN] }), { at: 'list[2]', value: Number.NaN });
+    assert.equal(firstNonFinite({ list: new Array(3) }), null);
+    const { bodies, fetch } = answering();
+    const ats = createClient({ url: 'http://ats.invalid', fetch });
+    await ats.submitMany([{ type: 'demo.echo', payload: { list: new Array(2) } }]).catch(() => undefined);
+    assert.equal(bodies.length, 1, 'the job was sent');
+    assert.deepEqual(JSON.parse(bodies[0]!).jobs[0].payload, { list: [null, null] });
+  });
+
   test('finite numbers, and what toJSON gives, go as JSON.stringify writes them', async () => {
     const { bodies, fetch } = answering();
     const ats = createClient({ url: 'http://ats.invalid', fetch });

@@ -225,7 +225,8 @@ export function firstNonFinite(value: unknown, key = '', at = '', ancestors: obj
   ancestors.push(v);
   try {
     const entries: Array<[string, unknown, string]> = Array.isArray(v)
-      ? v.map((item, i) => [String(i), item, `${at}[${i}]`])
+      // Array.from, not map: map passes a hole over (its entry then none), JSON.stringify writes it as null.
+      ? Array.from(v, (item, i) => [String(i), item, `${at}[${i}]`])
       : Object.keys(v).map((k) => [k, (v as Record<string, unknown>)[k], `${at}${/^[A-Za-z_$][\w$]*$/.test(k) ? `${at ? '.' : ''}${k}` : `[${JSON.stringify(k)}]`}`]);
     for (const [k, item, itemAt] of entries) {
       const found = firstNonFinite(item, k, itemAt, ancestors);
