@@ -270,11 +270,11 @@ it('exits 2 naming ATS_DATA_DIR and its lock file when the folder exists but its
 it('exits 2 naming ATS_DATA_DIR when its SQLite file cannot be opened, is no database or is another program\'s, not 1 as what a restart gets past', { timeout: 120_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ats-start-file-'));
   try {
-    // What a file this user may not open does, made here so that root too meets it: a folder where the file goes.
+    // A file that cannot be opened, made here so that root too meets it: a folder where the file goes (and said so).
     mkdirSync(join(dir, 'ats.sqlite'));
     const cannotOpen = await startWith({ ATS_DATA_DIR: dir });
     assert.equal(cannotOpen.code, 2, cannotOpen.stderr);
-    assert.match(cannotOpen.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite cannot be used: unable to open database file \\(SQLITE_CANTOPEN\\); the folder and its files must be writable by this user$`, 'm'));
+    assert.match(cannotOpen.stderr, new RegExp(`^ats: ATS_DATA_DIR \\(--data-dir\\): the SQLite database ${dir}/ats\\.sqlite cannot be used: unable to open database file \\(SQLITE_CANTOPEN\\); it is a folder, not a file: move it away, and the scheduler makes a new one$`, 'm'));
     rmSync(join(dir, 'ats.sqlite'), { recursive: true });
     writeFileSync(join(dir, 'ats.sqlite'), 'not a database, '.repeat(512));
     const notADatabase = await startWith({ ATS_DATA_DIR: dir });

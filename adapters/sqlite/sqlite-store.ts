@@ -6,6 +6,7 @@
  * with no row locks at all. The price: a write that finds another process
  * holding the file's write lock blocks this thread (up to busy_timeout).
  */
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
@@ -258,7 +259,20 @@ export function cannotUse(file: string, err: unknown): unknown {
   const code = (err as { code?: unknown } | null)?.code;
   const why = `${(err as Error | null)?.message ?? String(err)}${typeof code === 'string' ? ` (${code})` : ''}`;
   const asGiven = typeof code === 'string' ? AT_START_AS_GIVEN.find(([c]) => code === c || code.startsWith(`${c}_`)) : undefined;
-  return asGiven
-    ? new AtsError('ATS_ERR_CONFIG', `the SQLite database ${file} cannot be used: ${why}; ${asGiven[1]}`, { cause: err })
+  // A folder in the file's place opens as SQLITE_CANTOPEN too: not a permission to change.
+  const todo = asGiven?.[0] === 'SQLITE_CANTOPEN' && isFolder(file)
+    ? 'it is a folder, not a file: move it away, and the scheduler makes a new one'
+    : asGiven?.[1];
+  return todo
+    ? new AtsError('ATS_ERR_CONFIG', `the SQLite database ${file} cannot be used: ${why}; ${todo}`, { cause: err })
     : new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
+}
+
+/** Whether `file` is a folder (false when it cannot be read at all). */
+function isFolder(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
 }

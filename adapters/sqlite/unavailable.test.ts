@@ -85,7 +85,9 @@ describe('SQLite store: the file cannot be used', () => {
   test('a file that cannot be opened, or is no database, fails at open as a bad setting, naming the file', () => {
     const folder = join(dir, 'a-folder.sqlite');
     mkdirSync(folder);
-    assert.throws(() => createSqliteStore({ file: folder }), (e: unknown) => asGiven(e) && (e as Error).message.includes(folder));
+    // A folder in the file's place: said so, not taken for a file this user may not write.
+    assert.throws(() => createSqliteStore({ file: folder }), (e: unknown) => asGiven(e) && (e as Error).message.includes(folder)
+      && /it is a folder, not a file/.test((e as Error).message) && !/writable/.test((e as Error).message));
     const notSqlite = join(dir, 'not-sqlite.sqlite');
     writeFileSync(notSqlite, 'these are not the pages of a database, only a line of text long enough to have a header'.repeat(20));
     assert.throws(() => createSqliteStore({ file: notSqlite }), (e: unknown) => asGiven(e) && (e as Error).message.includes(notSqlite) && /SQLITE_NOTADB/.test((e as Error).message));
