@@ -214,23 +214,44 @@ export function unsendable(found: NonFinite, prefix = ''): ApiError {
 /**
  * The first number JSON cannot carry (NaN, ±Infinity) in `value` as
  * JSON.stringify walks it (what `toJSON` gives, own enumerable keys, arrays
- * in order), or null. A cycle is passed over: JSON.stringify refuses it.
+ * in order, a hole as null), or null; its place in JavaScript's notation
+ * (`a["b c"][1].d`, `''` for `value` itself). A cycle is passed over:
+ * JSON.stringify refuses it. The place is written only once one is found.
  */
-export function firstNonFinite(value: unknown, key = '', at = '', ancestors: object[] = []): NonFinite | null {
+export function firstNonFinite(value: unknown): NonFinite | null {
+  const path: Array<string | number> = [];
+  const found = walk(value, '', path, []);
+  if (found === null) return null;
+  const at = path.reverse().map((p, i) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_$][\w$]*$/.test(p) ? `${i > 0 ? '.' : ''}${p}` : `[${JSON.stringify(p)}]`)).join('');
+  return { at, value: found };
+}
+
+/** The non-finite number found under `value`, its path pushed onto `path` innermost first, or null. */
+function walk(value: unknown, key: string, path: Array<string | number>, ancestors: object[]): number | null {
   let v = value;
   if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') v = (v as { toJSON(k: string): unknown }).toJSON(key);
   if (v instanceof Number) v = v.valueOf();
-  if (typeof v === 'number') return Number.isFinite(v) ? null : { at, value: v };
+  if (typeof v === 'number') return Number.isFinite(v) ? null : v;
   if (v === null || typeof v !== 'object' || ancestors.includes(v)) return null;
   ancestors.push(v);
   try {
-    const entries: Array<[string, unknown, string]> = Array.isArray(v)
-      // Array.from, not map: map passes a hole over (its entry then none), JSON.stringify writes it as null.
-      ? Array.from(v, (item, i) => [String(i), item, `${at}[${i}]`])
-      : Object.keys(v).map((k) => [k, (v as Record<string, unknown>)[k], `${at}${/^[A-Za-z_$][\w$]*$/.test(k) ? `${at ? '.' : ''}${k}` : `[${JSON.stringify(k)}]`}`]);
-    for (const [k, item, itemAt] of entries) {
-      const found = firstNonFinite(item, k, itemAt, ancestors);
-      if (found) return found;
+    if (Array.isArray(v)) {
+      // Indexes, not forEach or map: those pass a hole over, which JSON.stringify writes as null.
+      for (let i = 0; i < v.length; i++) {
+        const found = walk(v[i], String(i), path, ancestors);
+        if (found !== null) {
+          path.push(i);
+          return found;
+        }
+      }
+      return null;
+    }
+    for (const k of Object.keys(v)) {
+      const found = walk((v as Record<string, unknown>)[k], k, path, ancestors);
+      if (found !== null) {
+        path.push(k);
+        return found;
+      }
     }
     return null;
   } finally {
