@@ -14,7 +14,7 @@ import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, moveOn, sta
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
 import { etaShown, type EtaPoint } from './insights.js';
-import { outcomeText } from './outcome.js';
+import { leaseEndText, outcomeText } from './outcome.js';
 import { explain, UNKNOWN_PERMISSIONS, type Permissions } from './permissions.js';
 import {
   newerProgress, progressAttemptText, progressFromMessage, progressOfJob, progressShown, type Progress, type StreamProgressMessage,
@@ -105,7 +105,7 @@ function eventDetails(e: EventView, r: RunAttempt): string[] {
   if (err && typeof err.message === 'string') {
     out.push(`error: ${typeof err.name === 'string' ? `${err.name}: ` : ''}${err.message}${err.retryable === false ? ' (not retryable)' : ''}`);
   }
-  if (e.type === 'LEASE_EXPIRED') out.push('error: lease expired');
+  if (e.type === 'LEASE_EXPIRED') out.push(leaseEndText(e.data));
   if (e.type === 'SUCCEEDED' && 'result' in d) out.push(`result: ${jsonLine(d.result)}`);
   if (typeof d.reason === 'string') out.push(`reason: ${d.reason}`);
   return out;

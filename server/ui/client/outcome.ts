@@ -26,3 +26,14 @@ export function outcomeText(job: OutcomeOf): string {
   if (job.state === 'done') return 'null (the handler returned no value, or null)';
   return ENDED_WITHOUT_RESULT.has(job.state) ? '(none)' : '(none yet)';
 }
+
+/**
+ * Why a LEASE_EXPIRED ended its attempt, from its data: the worker stopped
+ * heartbeating, or (`holderGone`) the embedded scheduler's restart found the
+ * job running, its process ended.
+ */
+export function leaseEndText(data: unknown): string {
+  return (data as { holderGone?: unknown } | null)?.holderGone === true
+    ? 'error: lease ended at the restart (its process had ended)'
+    : 'error: lease expired (its worker stopped heartbeating)';
+}
