@@ -75,7 +75,7 @@ describe('the re-dispatch after an embedded restart', () => {
         assert.ok(r.ok);
         assert.equal((await store.getJob(r.job.id))!.snapshot.context.dispatches, 2, 'dispatched again');
       }
-      assert.deepEqual(lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.fields]), [['info', 'embedded restart: dispatched jobs again', { count: 3 }]]);
+      assert.deepEqual(lines.filter((l) => l.level !== 'debug').map((l) => [l.level, l.msg, l.fields]), [['info', 'in-process log restart: dispatched jobs again', { count: 3 }]]);
       assert.equal(lines.filter((l) => l.level === 'debug' && l.msg === 'timers: dispatched again (no worker started it)').length, 3, 'each job at debug');
     } finally {
       await store.close();

@@ -735,7 +735,8 @@ export async function redispatchAfterRestart(timers: Timers, store: JobStore, cl
   const before = clock.now();
   // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again.
   const count = await inBatches((limit) => store.findLostDispatches(before, limit), (lost) => timers.redispatch(lost, 'debug'), signal);
-  if (count > 0) logger.info('embedded restart: dispatched jobs again', { count });
+  // Also with MySQL (no Kafka): not an embedded store's, whose running jobs' leases this start ends too.
+  if (count > 0) logger.info('in-process log restart: dispatched jobs again', { count });
 }
 
 /**
