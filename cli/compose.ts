@@ -14,6 +14,7 @@ import { createMemoryLog } from '../adapters/memory/index.js';
 import { PrometheusMetrics } from '../adapters/metrics/prometheus.js';
 import { createMysqlStore, type MysqlStore } from '../adapters/mysql/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
+import { sqliteCodeIn, UNWRITABLE_CODES } from '../adapters/sqlite/sqlite-store.js';
 import { describeHolder, lockFolder, LOCK_FILE, type FolderLock } from '../adapters/sqlite/folder-lock.js';
 import { makeFolder } from '../adapters/sqlite/make-folder.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
@@ -185,9 +186,6 @@ function makeDataDir(dir: string): void {
   }
 }
 
-/** What SQLite answers for a lock file it may not open or write: no permission, a read-only file system. */
-const UNWRITABLE = ['SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM'];
-
 /**
  * The data dir, taken for this process (adapters/sqlite/folder-lock.ts): the
  * embedded store is one scheduler's. One a live scheduler holds is a bad
@@ -204,7 +202,7 @@ function lockDataDir(dir: string, logger: Logger): FolderLock {
   } catch (err) {
     const lockFile = join(dir, LOCK_FILE);
     // A folder this user may not write, a read-only mount (or a lock file that is no file): a setting to change (exit 2).
-    if (UNWRITABLE.some((c) => String((err as { code?: unknown }).code).startsWith(c))) {
+    if (sqliteCodeIn(err, UNWRITABLE_CODES)) {
       const user = process.getuid ? `this user (uid ${process.getuid()})` : 'this user';
       throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${dir} cannot be used: ${lockFile} cannot be written (${(err as Error).message}); the folder and its files must be writable by ${user}`, { cause: err });
     }

@@ -37,9 +37,9 @@ export function toJobSpec(body: SubmitBody, idempotencyKey: string | undefined, 
     priority: body.priority ?? d.priority,
   };
   if (body.runAt !== undefined) spec.runAt = toEpochMs(body.runAt, where);
-  if (idempotencyKey !== undefined) spec.idempotencyKey = idempotencyKey;
   if (body.concurrencyKey !== undefined) spec.concurrencyKey = body.concurrencyKey;
   if (idempotencyKey !== undefined) {
+    spec.idempotencyKey = idempotencyKey;
     const defaulted = DEFAULTED_FIELDS.filter((f) => body[f] === undefined);
     if (defaulted.length > 0) spec.defaulted = defaulted;
   }

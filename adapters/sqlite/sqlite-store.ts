@@ -228,23 +228,28 @@ const UNAVAILABLE_CODES = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLI
 
 /** True for a better-sqlite3 error that means the database is unusable now (not a constraint or a bug). */
 export function isSqliteUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (!(err instanceof Error) || typeof code !== 'string') return false;
-  return UNAVAILABLE_CODES.some((c) => code === c || code.startsWith(`${c}_`));
+  return err instanceof Error && sqliteCodeIn(err, UNAVAILABLE_CODES) !== undefined;
 }
+
+/** The primary code among `codes` whose family `err`'s SQLite code is of (SQLITE_IOERR for SQLITE_IOERR_WRITE), or undefined. */
+export function sqliteCodeIn<C extends string>(err: unknown, codes: readonly C[]): C | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? codes.find((c) => code === c || code.startsWith(`${c}_`)) : undefined;
+}
+
+/** What SQLite answers for a file this user may not open or write: no permission, a read-only file system. */
+export const UNWRITABLE_CODES = ['SQLITE_CANTOPEN', 'SQLITE_READONLY', 'SQLITE_PERM'] as const;
 
 /**
  * What SQLite answers at a start that no restart gets past, by code (its
  * extended codes too), with what to do: a file this user may not open or
  * write, and one that is not a database SQLite can read.
  */
-const AT_START_AS_GIVEN: ReadonlyArray<readonly [string, string]> = [
-  ['SQLITE_CANTOPEN', 'the folder and its files must be writable by this user'],
-  ['SQLITE_READONLY', 'the folder and its files must be writable by this user'],
-  ['SQLITE_PERM', 'the folder and its files must be writable by this user'],
+const AT_START_AS_GIVEN: ReadonlyMap<string, string> = new Map([
+  ...UNWRITABLE_CODES.map((c) => [c, 'the folder and its files must be writable by this user'] as const),
   ['SQLITE_NOTADB', 'it is no SQLite database (another program\'s file, or a damaged one): move it away, and the scheduler makes a new one, or put back a copy'],
   ['SQLITE_CORRUPT', 'the file is damaged: put back a copy, or move it away and the scheduler makes a new one'],
-];
+]);
 
 /**
  * A better-sqlite3 error at open or migrate (the start) as an AtsError naming
@@ -258,11 +263,11 @@ export function cannotUse(file: string, err: unknown): unknown {
   if (err instanceof AtsError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   const why = `${(err as Error | null)?.message ?? String(err)}${typeof code === 'string' ? ` (${code})` : ''}`;
-  const asGiven = typeof code === 'string' ? AT_START_AS_GIVEN.find(([c]) => code === c || code.startsWith(`${c}_`)) : undefined;
+  const asGiven = sqliteCodeIn(err, [...AT_START_AS_GIVEN.keys()]);
   // A folder in the file's place opens as SQLITE_CANTOPEN too: not a permission to change.
-  const todo = asGiven?.[0] === 'SQLITE_CANTOPEN' && isFolder(file)
+  const todo = asGiven === 'SQLITE_CANTOPEN' && isFolder(file)
     ? 'it is a folder, not a file: move it away, and the scheduler makes a new one'
-    : asGiven?.[1];
+    : asGiven && AT_START_AS_GIVEN.get(asGiven);
   return todo
     ? new AtsError('ATS_ERR_CONFIG', `the SQLite database ${file} cannot be used: ${why}; ${todo}`, { cause: err })
     : new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
