@@ -1365,6 +1365,36 @@ describe('worker: the result is kept as it was when the handler returned', () =>
     }
   });
 
+  it('a result whose toJSON or getter throws what is no Error (null, a string, an object whose message getter throws) fails at once, without retries, saying what was thrown', async () => {
+    const hostile = { get message(): string { throw new Error('the message getter ran'); } };
+    const registry = new HandlerRegistry()
+      .register('test.null', async () => ({ x: { toJSON() { throw null; } } }))
+      .register('test.string', async () => ({ x: { toJSON() { throw 'the rows are gone'; } } }))
+      .register('test.getter', async () => ({ get x() { throw undefined; } }))
+      .register('test.hostile', async () => ({ x: { toJSON() { throw hostile; } } }));
+    const h = await harness(registry);
+    try {
+      const expected = new Map([
+        ['test.null', /cannot be stored as JSON: .*threw null/],
+        ['test.string', /cannot be stored as JSON: .*the rows are gone/],
+        ['test.getter', /cannot be stored as JSON: .*threw undefined/],
+        ['test.hostile', /cannot be stored as JSON: .*threw \[object Object\]/],
+      ]);
+      for (const [type, message] of expected) {
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 3 }));
+        assert.ok(r.ok);
+        const dead = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+        const error = dead.snapshot.context.lastError!;
+        assert.equal(dead.snapshot.context.attempt, 1, `${type}: not retried (${error.message})`);
+        assert.equal(error.retryable, false, type);
+        assert.equal(error.name, 'NonRetryableError', type);
+        assert.match(error.message, message, type);
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('a function, a symbol or a toJSON that writes nothing is stored as null, in the job and in its SUCCEEDED event, as undefined is', async () => {
     const registry = new HandlerRegistry()
       .register('test.fn', async () => () => 1)
