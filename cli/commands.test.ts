@@ -189,6 +189,38 @@ describe('output', () => {
     assert.equal(line, '2030-01-01T00:00:00.000Z  retrying   attempt 1/3   FAILED  boom');
   });
 
+  test('a handler\'s error is printed on its line: its newlines and control characters escaped (no terminal sequence runs), a long one cut on the stream\'s lines', () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    const ev = (type: string, to: string, data: unknown, seq = 1) => ({ seq, type, from: 'running', to, at, data });
+    const hostile = 'Converting circular structure to JSON\n    --> starting at object\x1b[2J\x1b]0;owned\x07 \u009b31m\r\tend';
+    const escaped = String.raw`Converting circular structure to JSON\n    --> starting at object\u001b[2J\u001b]0;owned\u0007 \u009b31m\r\tend`;
+    const failed = ev('FAILED', 'retrying', { attempt: 1, error: { message: hostile } });
+    assert.equal(stateLine(failed, 'attempt 1/3'), `${at}  retrying   attempt 1/3   FAILED  ${escaped}`);
+    const long = stateLine(ev('FAILED', 'dead', { attempt: 1, error: { message: 'm'.repeat(8000) } }), 'attempt 1/3');
+    assert.ok(long.length < 600 && long.endsWith('…'), `cut: ${long.length}`);
+    const job = {
+      id: 'j1', type: 'orders.sync', queue: 'default', state: 'dead', attempt: 2, maxAttempts: 2, payload: {}, result: '\u009b31m',
+      lastError: { message: hostile, retryable: true, attempt: 2 }, runAt: at, createdAt: at, updatedAt: at, cancelReason: 'a\nb',
+      events: [
+        { seq: 1, type: 'SUBMITTED', from: null, to: 'pending', at, data: {} },
+        { seq: 2, type: 'STARTED', from: 'pending', to: 'running', at, data: { attempt: 1 } },
+        { ...ev('FAILED', 'retrying', { attempt: 1, error: { message: 'first: boom' } }), seq: 3 },
+        { seq: 4, type: 'RETRY_DUE', from: 'retrying', to: 'pending', at, data: {} },
+        { seq: 5, type: 'STARTED', from: 'pending', to: 'running', at, data: { attempt: 2 } },
+        { ...failed, seq: 6, to: 'dead', data: { attempt: 2, error: { message: hostile } } },
+      ],
+    };
+    const text = jobDetail(job);
+    assert.doesNotMatch(text, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'no control character but the newlines between lines');
+    assert.match(text, new RegExp(`^lastError {4}${escape(escaped)} \\(attempt 2\\)$`, 'm'));
+    assert.match(text, /^cancelReason a\\nb$/m);
+    assert.match(text, /^result {7}"\\u009b31m"$/m);
+    // Each attempt's error is in the history, not only the last one.
+    assert.match(text, /^ {2}3 .*FAILED .* 1 +first: boom$/m);
+    assert.match(text, new RegExp(`^  6 .*FAILED .* 2 +${escape(escaped)}$`, 'm'));
+    assert.equal(text.split('\n').length, 13 + 2 + 7, 'one line per field and per event');
+  });
+
   test('limits: a row per limit (- for no cap), the detail with the rate\'s spacing, the line set prints', () => {
     const at = '2030-01-01T00:00:00.000Z';
     const email = { key: 'email', concurrency: null, rate: { max: 3, intervalMs: 1000 }, running: 0, createdAt: at, updatedAt: at };

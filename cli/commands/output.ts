@@ -9,12 +9,30 @@ export function attemptOf(e: { data: unknown }): number | undefined {
   return typeof a === 'number' ? a : undefined;
 }
 
+/** Control characters (C0, DEL, C1) and the line and paragraph separators: what `oneLine` escapes. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const ESCAPES = new Map([['\n', '\\n'], ['\r', '\\r'], ['\t', '\\t']]);
+
+/**
+ * Text from the server that a person reads on one line (a handler's error
+ * message, a cancel reason): its newlines and control characters escaped
+ * (`\n`, `\u001b`), so that it keeps to its line and no terminal sequence
+ * it holds (`ESC [2J`) runs; past `max` characters, cut with `…`.
+ */
+export function oneLine(text: string, max = Infinity): string {
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
+  return cut.replace(CONTROL, (c) => ESCAPES.get(c) ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Longest error message or reason a line of `watch`, `submit --wait` or `ats get`'s history shows (`--json` has it whole). */
+const DETAIL_CHARS = 300;
+
 /** A short reason for a failure event, if it is one. */
 function detailOf(e: { type: string; data: unknown }): string {
-  const d = e.data as { error?: { message?: string }; reason?: string; holderGone?: unknown } | null;
-  if (e.type === 'FAILED' && d?.error?.message) return `  ${d.error.message}`;
+  const d = e.data as { error?: { message?: unknown }; reason?: unknown; holderGone?: unknown } | null;
+  if (e.type === 'FAILED' && typeof d?.error?.message === 'string' && d.error.message) return `  ${oneLine(d.error.message, DETAIL_CHARS)}`;
   if (e.type === 'LEASE_EXPIRED') return d?.holderGone === true ? '  lease ended at the restart (its process had ended)' : '  lease expired (worker gone?)';
-  if (e.type === 'CANCEL' && d?.reason) return `  reason: ${d.reason}`;
+  if (e.type === 'CANCEL' && typeof d?.reason === 'string' && d.reason) return `  reason: ${oneLine(d.reason, DETAIL_CHARS)}`;
   return '';
 }
 
@@ -68,31 +86,33 @@ export function transitionLine(e: JobEvent & { jobId: string; jobType: string; q
   return `${e.at}  ${e.jobId}  ${e.jobType}  ${e.queue}  ${move.padEnd(22)}  ${e.type}${a === undefined ? '' : `  attempt ${a}`}${detailOf(e)}`;
 }
 
+/** `v` as JSON (which escapes C0 controls itself; `oneLine` escapes DEL and C1 too), shortened past `max` characters. */
 function short(v: unknown, max = 200): string {
   const text = JSON.stringify(v) ?? 'null';
-  return text.length > max ? `${text.slice(0, max)}...` : text;
+  return oneLine(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
 /** A job with its history, as `ats get` prints it. */
 export function jobDetail(job: JobDetail): string {
   const e = job.lastError;
   const why = e && !e.retryable ? (e.decidedBy === 'advisor' ? `, not retried: advisor: ${e.advice ?? 'hopeless'}` : ', not retryable') : '';
-  const err = e ? `${e.message} (attempt ${e.attempt}${why})` : '-';
+  const err = e ? `${oneLine(e.message)} (attempt ${e.attempt}${why})` : '-';
   const fields: Array<[string, string]> = [
     ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
     ['attempt', attemptText(job.attempt, job.maxAttempts, RunCounter.of(job.events))],
     // The whole object (at most 1 KiB): the latest progress is what a person asks `get` for.
     ...(job.progress ? [['progress', `${progressValue(job.progress.value, 1100)} (attempt ${job.progress.attempt}, ${job.progress.at})`] as [string, string]] : []),
     ['payload', short(job.payload)], ['result', short(job.result)], ['lastError', err],
-    ...(job.cancelReason ? [['cancelReason', job.cancelReason] as [string, string]] : []),
+    ...(job.cancelReason ? [['cancelReason', oneLine(job.cancelReason)] as [string, string]] : []),
     ['runAt', job.runAt], ['createdAt', job.createdAt], ['updatedAt', job.updatedAt],
     ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
   ];
   if (job.eta) fields.push(['eta', etaText(job.eta)]);
   const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
+  // Each attempt's error on its FAILED line (lastError is only the last one's), a lease's end and a cancel's reason on theirs.
   const events = table(
-    ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT'],
-    job.events.map((e) => [String(e.seq), e.at, e.type, e.from ?? '-', e.to, String(attemptOf(e) ?? '')]),
+    ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT', 'DETAIL'],
+    job.events.map((e) => [String(e.seq), e.at, e.type, e.from ?? '-', e.to, String(attemptOf(e) ?? ''), detailOf(e).trimStart()]),
   );
   return [...head, '', 'events', ...events.map((l) => `  ${l}`)].join('\n');
 }
