@@ -61,3 +61,22 @@ describe('describeThrown: an `errors` array of a hostile kind', () => {
     assert.match(d.stack ?? '', /\n\[errors\[0\]\] Error: inner one\n/);
   });
 });
+
+describe('describeThrown: a message that cannot be read', () => {
+  it('an Error whose message getter throws (its stack cannot be built either) says so, with what the getter threw, and its name', () => {
+    const e = new TypeError('hidden');
+    Object.defineProperty(e, 'message', { get() { throw new Error('the message getter failed'); } });
+    const d = describeThrown(e, MAX);
+    assert.equal(d.name, 'TypeError');
+    assert.equal(d.message, 'its message could not be read: Error: the message getter failed');
+  });
+
+  it('a plain object whose message getter throws: alike; one that throws what cannot be shown still gives a message', () => {
+    const d = describeThrown({ get message(): string { throw 'no'; } }, MAX);
+    assert.equal(d.message, 'its message could not be read: no');
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const worse = describeThrown({ get message(): string { throw proxy; } }, MAX);
+    assert.equal(worse.message, 'its message could not be read: <Revoked Proxy>');
+  });
+});

@@ -4,7 +4,7 @@
  * `undefined`, a plain object, one with cycles or without a prototype, one
  * whose fields throw when read). Reading the thrown value never throws here.
  */
-import { inspect } from 'node:util';
+import { inspect, types } from 'node:util';
 import { cutText } from '../machines/text.js';
 
 /** Causes (`err.cause`, its cause, ...) a stack shows at most. */
@@ -47,6 +47,28 @@ export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 
   } catch {
     return undefined;
   }
+}
+
+/** `messageGetterThrew`'s answer for a message read without a throw (or none to read). */
+const NOT_THROWN = Symbol('not thrown');
+
+/** What reading `value.message` threw (a getter), or NOT_THROWN; not asked of a proxy (a revoked one shows as `<Revoked Proxy>`). */
+function messageGetterThrew(value: unknown): unknown {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null || types.isProxy(value)) return NOT_THROWN;
+  try {
+    void (value as { message?: unknown }).message;
+    return NOT_THROWN;
+  } catch (err) {
+    return err;
+  }
+}
+
+/** A value thrown while reading a thrown value, as text: `Name: message` for an Error-like one, else as `textOf` shows it. */
+function reasonText(value: unknown, max: number): string {
+  const message = thrownField(value, 'message');
+  if (typeof message !== 'string') return textOf(value, max);
+  const name = thrownField(value, 'name');
+  return cutText(typeof name === 'string' && name ? `${name}: ${message}` : message, max);
 }
 
 /**
@@ -98,8 +120,11 @@ export function describeThrown(e: unknown, max: { message: number; name: number;
   const name = thrownField(e, 'name');
   const inner = innerErrors(e);
   const own = message === '' && inner.length > 0 ? inner.map((i) => innerMessage(i, max.message)).join('; ') : message;
+  // A message getter that throws: what it threw says more than the value as text (an Error's stack, which
+  // V8 builds from its message, cannot be read then either).
+  const unreadable = message === undefined ? messageGetterThrew(e) : NOT_THROWN;
   const out: { message: string; name?: string; stack?: string } = {
-    message: textOf(own ?? e, max.message),
+    message: unreadable === NOT_THROWN ? textOf(own ?? e, max.message) : cutText(`its message could not be read: ${reasonText(unreadable, max.message)}`, max.message),
   };
   if (name !== undefined) out.name = textOf(name, max.name);
   let stack = thrownField(e, 'stack');
