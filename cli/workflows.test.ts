@@ -284,6 +284,25 @@ describe('workflow printing', () => {
     assert.doesNotMatch(text, /^output/m);
   });
 
+  test('a child\'s error and a cancel reason stay on their line: newlines and control characters escaped, a long error cut in the history', () => {
+    const hostile = 'card declined\n\x1b[2Jgateway said: \u009b31mno';
+    const escaped = String.raw`card declined\n\u001b[2Jgateway said: \u009b31mno`;
+    const lines = workflowHistory([
+      ev(1, 'CHILD', { type: 'CHILD', jobId: 'J1', outcome: { state: 'dead', error: { message: hostile } }, jobIds: [] }),
+      ev(2, 'CHILD', { type: 'CHILD', jobId: 'J2', outcome: { state: 'dead', error: { message: 'm'.repeat(8000) } }, jobIds: [] }),
+      ev(3, 'CANCEL', { type: 'CANCEL', reason: 'ops\nsaid so\x07', jobIds: [] }, 'cancelled'),
+    ], new Map());
+    assert.equal(lines.length, 4, lines.join('\n'));
+    assert.ok(lines[1]!.endsWith(`J1 dead: ${escaped}`), lines[1]);
+    assert.ok(lines[2]!.length < 600, `cut: ${lines[2]!.length}`);
+    assert.ok(lines[3]!.endsWith(String.raw`reason: ops\nsaid so\u0007`), lines[3]);
+    const text = workflowDetail({
+      id: 'W1', name: 'order.fulfil', definitionVersion: 2, version: 3, status: 'error', value: 'charging', context: {}, input: null,
+      output: null, error: { message: hostile }, children: [], timers: [], accepts: [], idempotencyKey: null, createdAt: at, updatedAt: at,
+    });
+    assert.match(text, new RegExp(`^error {10}${escaped.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+  });
+
   test('verify: ok with the count, or the problem', () => {
     assert.equal(verifyText({ ok: true, events: 7 }), 'ok: 7 events replayed');
     assert.equal(verifyText({ ok: false, events: 2, problem: 'state value differs' }), 'not ok: state value differs (2 events replayed)');

@@ -9,7 +9,7 @@ import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
 import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
-import { moreHint, table } from './output.js';
+import { moreHint, oneLine, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
@@ -103,7 +103,8 @@ export function signalFrom(type: string, values: Values): WorkflowSignal {
 /** JSON on one line, shortened past `max` characters. */
 export function compact(value: unknown, max = 120): string {
   const text = JSON.stringify(value) ?? 'null';
-  return text.length > max ? `${text.slice(0, max)}...` : text;
+  // JSON escapes C0 controls; `oneLine` DEL and C1 too.
+  return oneLine(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
 /**
@@ -146,10 +147,10 @@ export function workflowDetail(w: Workflow): string {
   return [...head, '', 'children', ...children.map((l) => `  ${l}`), '', 'timers', ...timers.map((l) => `  ${l}`)].join('\n');
 }
 
-/** An error as a person reads it: its message when it has one, else its JSON. */
-function errorText(error: unknown): string {
+/** An error as a person reads it, on one line (`oneLine`): its message when it has one, else its JSON; cut past `max` characters. */
+function errorText(error: unknown, max = Infinity): string {
   const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? message : compact(error);
+  return typeof message === 'string' ? oneLine(message, max) : compact(error, Math.min(max, 1000));
 }
 
 /** The job ids a history's steps started, in order, without repeats (the jobs `history` looks up for their types). */
@@ -183,13 +184,13 @@ function eventText(e: WorkflowEvent, types: ReadonlyMap<string, string>): string
     }
     case 'CHILD': {
       const o = d.outcome;
-      const how = !o ? '?' : o.state === 'done' ? `done ${compact(o.result ?? null, 80)}` : `${o.state}: ${errorText(o.error)}`;
+      const how = !o ? '?' : o.state === 'done' ? `done ${compact(o.result ?? null, 80)}` : `${o.state}: ${errorText(o.error, 300)}`;
       return `${jobText(d.jobId ?? '?', types)} ${how}`;
     }
     case 'TIMER':
       return `${d.timerId ?? '?'} fired`;
     case 'CANCEL':
-      return d.reason ? `reason: ${d.reason}` : 'no reason given';
+      return typeof d.reason === 'string' && d.reason ? `reason: ${oneLine(d.reason, 300)}` : 'no reason given';
     case 'MIGRATE':
       return `definition ${d.from ?? '?'} -> ${d.to ?? '?'}`;
   }
