@@ -114,7 +114,7 @@ export function jobDetail(job: JobDetail): string {
     ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT', 'DETAIL'],
     job.events.map((e) => [String(e.seq), e.at, e.type, e.from ?? '-', e.to, String(attemptOf(e) ?? ''), detailOf(e).trimStart()]),
   );
-  return [...head, '', 'events', ...events.map((l) => `  ${l}`)].join('\n');
+  return [...head, '', 'events', ...events.map((l) => `  ${l}`.trimEnd())].join('\n');
 }
 
 /**
