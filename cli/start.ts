@@ -49,6 +49,7 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   // right); one that comes while they start stops the start too: the roles not started yet are not, and a
   // worker's join of its lanes still in progress is given up (system.stop()).
   const signals = watchSignals();
+  const stopWatchingExit = watchUnplannedExit(system);
   const deadlineMs = config.worker.shutdownGraceMs + SHUTDOWN_SLACK_MS;
   const { exit: giveUp, cancel: cancelGiveUp } = givingUp(signals, deadlineMs, system);
   try {
@@ -84,7 +85,37 @@ export async function startCommand(args: readonly string[], env: Record<string, 
   } finally {
     cancelGiveUp();
     signals.dispose();
+    stopWatchingExit();
   }
+}
+
+/** Running attempts the line of an unplanned exit names at most (with their count). */
+export const UNPLANNED_EXIT_ATTEMPTS_NAMED = 20;
+
+/**
+ * While the roles run (until `startCommand` returns its exit code), an exit
+ * the scheduler did not decide: a handler (or a module) that called
+ * `process.exit()`, or an error nothing caught (Node has printed its stack).
+ * Nothing can keep the process up then, but its last line (an error, written
+ * synchronously, as the `exit` event requires) says how it exits and which
+ * attempts it ran, which their leases' end fails and retries
+ * (LEASE_EXPIRED). Returns what stops watching.
+ */
+function watchUnplannedExit(system: Pick<System, 'logger' | 'worker'>): () => void {
+  const onExit = (code: number) => {
+    try {
+      const running = system.worker?.runningAttempts() ?? [];
+      system.logger.error(
+        `ats: the process is exiting (code ${code}) without a shutdown: something in it called process.exit(), or an error nothing caught ended it (its stack is above); `
+          + `the ${running.length} attempt(s) it was running are left to their leases, which fail and retry them (LEASE_EXPIRED)`,
+        { code, runningCount: running.length, running: running.slice(0, UNPLANNED_EXIT_ATTEMPTS_NAMED) },
+      );
+    } catch {
+      // Exiting: a line that cannot be written is lost, and nothing else is to be done.
+    }
+  };
+  process.on('exit', onExit);
+  return () => void process.off('exit', onExit);
 }
 
 /**

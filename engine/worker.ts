@@ -270,6 +270,8 @@ export const LINGERING_WARN_MS = 5000;
 
 interface Running {
   attempt: number;
+  /** The job's type (for `runningAttempts`). */
+  type: string;
   /** Aborted when the attempt is given up (its timeout, a cancel, a lost lease, the shutdown, a crash), and once it is over (ATTEMPT_FINISHED): ends the worker's own waits. */
   abort: AbortController;
   /** The handler's `ctx.signal` (see `handlerSignal`), and what stops it following `abort` once the handler returned or threw. */
@@ -622,6 +624,14 @@ export class Worker {
   slotUsage(): { busy: number; free: number; lingering: number; waiting: number } {
     const free = this.slots.available;
     return { busy: this.opts.concurrency - free, free, lingering: this.lingering.size, waiting: this.slots.waiting };
+  }
+
+  /**
+   * The attempts this worker runs now (claimed, their outcome not written yet), oldest first: what an
+   * exit the worker did not decide leaves to their leases (cli/start.ts says which).
+   */
+  runningAttempts(): Array<{ jobId: string; type: string; attempt: number }> {
+    return [...this.running].map(([jobId, r]) => ({ jobId, type: r.type, attempt: r.attempt }));
   }
 
   /** Abort the handler of the cancelled attempt, if it runs here; any other attempt is left alone. */
@@ -1034,7 +1044,7 @@ export class Worker {
     };
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
-      attempt, abort, handler: handlerSignal(abort.signal), done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
+      attempt, type: job.type, abort, handler: handlerSignal(abort.signal), done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))

@@ -1,0 +1,80 @@
+/**
+ * `ats start` ended by something other than its own stop: a handler that
+ * calls `process.exit()`, or an error thrown where nothing catches it (a
+ * timer's callback). Nothing of ats can keep the process up then, but it
+ * must not vanish without a word: a last line says how it exits and which
+ * attempts it leaves to their leases.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, it } from 'node:test';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dirs: string[] = [];
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const HANDLERS = [
+  'export function register(registry) {',
+  "  registry.register('t.exit', async () => { process.exit(3); });",
+  "  registry.register('t.timer', async () => { setTimeout(() => { throw new Error('thrown from a timer'); }, 10); await new Promise(() => {}); });",
+  '}',
+].join('\n');
+
+/** `ats start` on a fresh data dir with a job of `type` submitted once ready: the job's id, the exit code and all the output. */
+async function runUntilExit(type: string): Promise<{ id: string; code: number | null; out: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ats-start-exit-'));
+  dirs.push(dir);
+  const handlers = join(dir, 'handlers.mjs');
+  writeFileSync(handlers, HANDLERS);
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, ATS_HANDLERS: handlers, LOG_LEVEL: 'info' };
+  delete env.MYSQL_URL;
+  delete env.KAFKA_BROKERS;
+  delete env.NODE_TEST_CONTEXT;
+  const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
+  const deadline = Date.now() + 45_000;
+  let port: string | undefined;
+  while (!(port = /ats ready: open http:\/\/localhost:(\d+)\/ui/.exec(out)?.[1])) {
+    assert.ok(Date.now() < deadline && child.exitCode === null, `not ready: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type, payload: {} }) });
+  assert.equal(r.status, 201);
+  const { id } = (await r.json()) as { id: string };
+  return { id, code: await exited, out };
+}
+
+/** The JSON log lines of `out` whose msg matches `re`. */
+const linesMatching = (out: string, re: RegExp) =>
+  out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => re.test(String(l.msg)));
+
+it('a handler that calls process.exit(): the process exits with its code, and says so in a last line naming the attempt it leaves to its lease', { timeout: 90_000 }, async () => {
+  const { id, code, out } = await runUntilExit('t.exit');
+  assert.equal(code, 3, out);
+  const [line] = linesMatching(out, /ats: the process is exiting/);
+  assert.ok(line, out);
+  assert.equal(line.level, 'error');
+  assert.equal(line.code, 3);
+  assert.match(String(line.msg), /process\.exit\(\)/);
+  assert.deepEqual(line.running, [{ jobId: id, type: 't.exit', attempt: 1 }]);
+});
+
+it('an error thrown from a handler\'s timer: exit 1, its stack on stderr, and the same last line', { timeout: 90_000 }, async () => {
+  const { id, code, out } = await runUntilExit('t.timer');
+  assert.equal(code, 1, out);
+  assert.match(out, /Error: thrown from a timer/);
+  const [line] = linesMatching(out, /ats: the process is exiting/);
+  assert.ok(line, out);
+  assert.equal(line.code, 1);
+  assert.deepEqual(line.running, [{ jobId: id, type: 't.timer', attempt: 1 }]);
+});
