@@ -323,6 +323,30 @@ for (const backend of STORE_BACKENDS) {
       assert.deepEqual(jobs.map((j) => [j.queue, j.idempotencyKey!.split(':').at(-1)]).sort(), [['default', String(T0 + MIN)], ['other', String(T0 + 5 * MIN)]]);
     }));
 
+    for (const change of ['paused', 'deleted'] as const) {
+      it(`a schedule ${change} while a catch-up pass submits its ticks: no tick's job is submitted after the change`, () => withStore(async (store) => {
+        const { clock, service, transitions } = world(store);
+        await service.create(D, { name: 'caught-up', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+        // The timers were down for 5 ticks; the change lands once the pass submitted the first of them.
+        let submits = 0;
+        let changedAt = -1;
+        const racing = intercept(transitions, (name) => name === 'submit', async (call) => {
+          const r = await call();
+          if (++submits === 1) {
+            if (change === 'paused') await service.update(D, 'caught-up', { paused: true });
+            else await service.remove(D, 'caught-up');
+            changedAt = submits;
+          }
+          return r;
+        });
+        clock.set(T0 + 5 * MIN + 100);
+        await new ScheduleRunner({ store, transitions: racing, clock, logger: silentLogger }).runOnce();
+        assert.equal(changedAt, 1);
+        assert.equal(submits, 1, `the pass went on submitting after the schedule was ${change}`);
+        assert.equal((await scheduledJobs(store)).length, 1);
+      }));
+    }
+
     it('a schedule deleted while its runner records the pass\'s ticks leaves no tick rows behind', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       await service.create(D, { name: 'gone', cron: '* * * * *', overlap: 'allow', job: template() });

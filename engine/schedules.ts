@@ -591,6 +591,9 @@ export class ScheduleRunner {
         ticks.push({ tenant: s.tenant, schedule: s.name, tickAt, outcome: 'skipped', jobId: null, at: now });
         continue;
       }
+      // A pause, a change or a delete that landed since the claim (or another pass's claim) ends this pass: no tick's
+      // job is submitted after a change answered, and the pass's outcome would not be recorded anyway (its last write fails).
+      if (i > 0 && (await store.getSchedule(s.tenant, s.name))?.version !== s.version) return 0;
       const r = await this.submitTick(s, tickAt);
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
