@@ -594,7 +594,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
     assert.match(submitHelp.stdout, /--concurrency-key K/);
   });
 
-  test('no server at the URL: exit 1 with a message naming it', async () => {
+  test('no server at the URL: exit 1 with a message naming it, and how to start one wherever ats is installed', async () => {
     const [r, refused] = await Promise.all([
       ats(['ls'], { ATS_URL: 'http://127.0.0.1:1' }),
       freePort().then((port) => ats(['submit', 'demo.echo', '--url', `http://127.0.0.1:${port}`])),
@@ -603,5 +603,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
     assert.match(r.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:1/);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /cannot reach the ats server at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+    // Not `npm start`: a project that installed the package has no such script.
+    assert.match(refused.stderr, /Start one with "npx ats start"/);
   });
 });

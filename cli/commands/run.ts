@@ -117,7 +117,7 @@ export function report(e: unknown, spec: CommandSpec, url?: string): number {
   }
   if (e instanceof UnreachableError) {
     err(`ats: cannot reach the ats server at ${e.url} (${e.reason}).\n` +
-      `Is it running? Start one with "npm start", or point --url / ATS_URL at it.`);
+      `Is it running? Start one with "npx ats start", or point --url / ATS_URL at it.`);
     return 1;
   }
   // A success the client could not read (not JSON, or without the fields every answer of its kind has): not the API's.
