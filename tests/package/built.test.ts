@@ -1,9 +1,10 @@
 /**
- * The built package, as the Docker image runs it: `npm run build`, then
- * dist/ with only the production dependencies (no tsx, esbuild, dagre or
- * TypeScript reachable) starts with `node dist/cli/main.js start`, runs a job
- * and serves the visualizer's prebuilt bundle; `cli/bin.mjs` runs dist/ when
- * no sources are beside it.
+ * The built package, as the Docker image runs it and as a project that
+ * installed the tarball of `npm pack` has it: `npm run build`, then the
+ * tarball's files with only the production dependencies (no tsx, esbuild,
+ * dagre or TypeScript reachable) start with `node dist/cli/main.js start`,
+ * run a job and serve the visualizer's prebuilt bundle; `cli/bin.mjs` runs
+ * dist/ when no sources are beside it.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -34,6 +35,35 @@ function productionPackages(): string[] {
   return [...names].sort();
 }
 
+/** What `npm pack --json` says of the tarball it wrote. */
+interface Tarball {
+  filename: string;
+  size: number;
+  unpackedSize: number;
+  files: Array<{ path: string; size: number }>;
+}
+
+/** `folder/node_modules`: each production package, linked to the checkout's (but those in `except`). */
+function linkProductionPackages(folder: string, except: readonly string[] = []): void {
+  for (const name of packages) {
+    if (except.includes(name)) continue;
+    const target = join(folder, 'node_modules', name);
+    mkdirSync(dirname(target), { recursive: true });
+    symlinkSync(join(root, 'node_modules', name), target, 'dir');
+  }
+}
+
+/** The environment of a started scheduler: none of the settings of the test's own. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const s of Object.values(SETTINGS)) delete env[s.env];
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+let packages: string[] = [];
+let tarball: Tarball;
 let dir: string;
 let server: ChildProcess | undefined;
 let base: string;
@@ -44,21 +74,17 @@ before(async () => {
   const built = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' });
   assert.equal(built.status, 0, `npm run build failed:\n${built.stdout}\n${built.stderr}`);
   dir = mkdtempSync(join(tmpdir(), 'ats-built-'));
-  cpSync(join(root, 'dist'), join(dir, 'dist'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(dir, 'package.json'));
-  mkdirSync(join(dir, 'cli'));
-  cpSync(join(root, 'cli/bin.mjs'), join(dir, 'cli/bin.mjs'));
-  const packages = productionPackages();
+  // What `npm pack` puts in the tarball (the build is done: no prepack again), unpacked as an install would.
+  const packed = spawnSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' });
+  assert.equal(packed.status, 0, `npm pack failed:\n${packed.stdout}\n${packed.stderr}`);
+  tarball = (JSON.parse(packed.stdout) as Tarball[])[0]!;
+  const untar = spawnSync('tar', ['-xzf', join(dir, tarball.filename), '--strip-components=1', '-C', dir], { encoding: 'utf8' });
+  assert.equal(untar.status, 0, `tar failed: ${untar.stderr}`);
+  rmSync(join(dir, tarball.filename));
+  packages = productionPackages();
   for (const name of BUILD_ONLY) assert.ok(!packages.includes(name), `${name} is a production dependency`);
-  for (const name of packages) {
-    const target = join(dir, 'node_modules', name);
-    mkdirSync(dirname(target), { recursive: true });
-    symlinkSync(join(root, 'node_modules', name), target, 'dir');
-  }
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const s of Object.values(SETTINGS)) delete env[s.env];
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
+  linkProductionPackages(dir);
+  const env = cleanEnv();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = spawn(process.execPath, [...NODE_FLAGS, 'dist/cli/main.js', 'start'], {
@@ -86,6 +112,25 @@ after(async () => {
     await exited;
   }
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the tarball holds what the package runs and reads, and nothing else', () => {
+  const paths = tarball.files.map((f) => f.path).sort();
+  const outside = paths.filter((p) => !/^(dist|docs)\//.test(p) && !['README.md', 'package.json', 'cli/bin.mjs'].includes(p));
+  assert.deepEqual(outside, [], 'files outside dist/, docs/, README.md, package.json and cli/bin.mjs');
+  for (const engine of ['mysql', 'sqlite']) {
+    const shipped = paths.filter((p) => p.startsWith(`dist/adapters/${engine}/migrations/`)).map((p) => p.split('/').pop()).sort();
+    const source = readdirSync(join(root, `adapters/${engine}/migrations`)).sort();
+    assert.deepEqual(shipped, source, `the ${engine} migrations`);
+  }
+  for (const p of ['dist/server/ui/page/index.html', 'dist/server/ui/page/styles.css', 'dist/server/ui/bundle/app.js', 'docs/asyncapi.yaml',
+    'dist/client/index.js', 'dist/client/index.d.ts', 'dist/engine/public.js', 'dist/engine/public.d.ts']) {
+    assert.ok(paths.includes(p), `${p} is not in the tarball`);
+  }
+  // Every doc the README, the CLI's messages and the API's descriptions name (docs/*.md) ships.
+  for (const doc of readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md'))) assert.ok(paths.includes(`docs/${doc}`), `docs/${doc}`);
+  assert.deepEqual(paths.filter((p) => /(^|\/)(tests?|bench|property-tests|\.cache|node_modules|data)\/|\.test\.|\.env|\.sqlite|\.tgz$/.test(p)), []);
+  assert.ok(tarball.size < 4 * 1024 * 1024, `the tarball is ${tarball.size} bytes`);
 });
 
 test('dist/ holds production code only: no tests, no test helpers, no benchmarks', () => {
@@ -170,10 +215,7 @@ test('cli/bin.mjs runs dist/ when no sources are beside it', () => {
 });
 
 test('LOG_FORMAT=pretty works from the built package (pino-pretty is a production dependency)', async () => {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const s of Object.values(SETTINGS)) delete env[s.env];
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
+  const env = cleanEnv();
   const child = spawn(process.execPath, [...NODE_FLAGS, 'dist/cli/main.js', 'start'], {
     cwd: dir,
     env: { ...env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: join(dir, 'data-pretty'), LOG_FORMAT: 'pretty' },
@@ -193,3 +235,4 @@ test('LOG_FORMAT=pretty works from the built package (pino-pretty is a productio
   assert.equal(code, 0, `${out}\n${err}`);
   assert.match(out, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: ats ready: /m);
 });
+
