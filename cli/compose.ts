@@ -670,8 +670,18 @@ async function importHandlerModule(m: string, path: string): Promise<HandlerModu
   } catch (err) {
     const at = isInstance(err, SyntaxError) ? syntaxErrorLine(path) : null;
     const { env, flag } = SETTINGS.handlers;
-    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${thrownMessage(err)}${at ? '' : thrownAt(err)}`, { cause: err });
+    throw new Error(`${env} (${flag}): ${m} failed to load: ${at ? `${at}: ` : ''}${thrownMessage(err)}${at ? '' : thrownAt(err)}${typeScriptHint(err, path)}`, { cause: err });
   }
+}
+
+/**
+ * What to do about a TypeScript module this node cannot run (`Unknown file
+ * extension ".ts"`: node before 22.18 / 23.6 strips no types, and the built
+ * package loads no tsx); '' for any other failure.
+ */
+function typeScriptHint(err: unknown, path: string): string {
+  if (thrownField(err, 'code') !== 'ERR_UNKNOWN_FILE_EXTENSION' || !/\.[cm]?ts$/.test(path)) return '';
+  return `: node ${process.version} does not run TypeScript: compile the module to JavaScript, or run node 22.18+ / 23.6+`;
 }
 
 /** What a handler module threw, as text: an Error's message, anything else as node prints it (never throws). */

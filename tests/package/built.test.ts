@@ -236,3 +236,18 @@ test('LOG_FORMAT=pretty works from the built package (pino-pretty is a productio
   assert.match(out, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: ats ready: /m);
 });
 
+/** `node dist/cli/main.js ...args` in `cwd`, to its end (at most 60 s). */
+function runBuilt(cwd: string, args: readonly string[], env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [...NODE_FLAGS, 'dist/cli/main.js', ...args], { cwd, env: { ...cleanEnv(), ...env }, encoding: 'utf8', timeout: 60_000 });
+}
+
+// Node 22.18+ / 23.6+ strip the types themselves: there the module loads.
+const stripsTypes = Boolean((process.features as { typescript?: unknown }).typescript);
+
+test('a TypeScript handler module on a node that runs no TypeScript: the start says what to do', { skip: stripsTypes && 'this node runs TypeScript' }, () => {
+  const handlers = join(dir, 'handlers.ts');
+  writeFileSync(handlers, "import { defineHandler, Type } from 'ai-task-scheduler/handlers';\nexport const handlers = [defineHandler('t.s', { payload: Type.Object({}), run: async () => 1 })];\n");
+  const r = runBuilt(dir, ['start', '--handlers', './handlers.ts'], { PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: join(dir, 'data-ts') });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^ats: cannot start: ATS_HANDLERS \(--handlers\): \.\/handlers\.ts failed to load: .*"\.ts".*: node v[\d.]+ does not run TypeScript: compile the module to JavaScript, or run node 22\.18\+ \/ 23\.6\+$/m);
+});
