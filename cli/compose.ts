@@ -17,6 +17,7 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { sqliteCodeIn, UNWRITABLE_CODES } from '../adapters/sqlite/sqlite-store.js';
 import { describeHolder, lockFolder, LOCK_FILE, type FolderLock } from '../adapters/sqlite/folder-lock.js';
 import { makeFolder } from '../adapters/sqlite/make-folder.js';
+import { sqliteNativeProblem } from '../adapters/sqlite/native.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, apiSecurity, type Config } from './config.js';
 import { bindMetricsPort, wireMetrics } from './metrics.js';
@@ -151,6 +152,7 @@ export async function openStore(config: Config, clock: Clock, logger: Logger, me
     const url = config.mysqlUrl;
     return namingStoreSetting(config, () => createMysqlStore({ url, connectTimeoutMs: 5000, queryTimeoutMs: config.mysqlQueryTimeoutMs, clock, logger, metrics }));
   }
+  checkSqliteNative();
   makeDataDir(config.dataDir);
   return namingStoreSetting(config, async () => createSqliteStore({ file: join(config.dataDir, 'ats.sqlite'), clock, metrics }));
 }
@@ -170,6 +172,25 @@ export async function namingStoreSetting<T>(config: Config, run: () => Promise<T
     const { env, flag } = config.mysqlUrl ? SETTINGS.mysqlUrl : SETTINGS.dataDir;
     throw new AtsError('ATS_ERR_CONFIG', `${env} (${flag}): ${err.message}`, { cause: err });
   }
+}
+
+/**
+ * The embedded store's native module loads, or the start (or `ats keys`)
+ * stops before it makes the data folder, saying how to build the module: the
+ * open of the folder's lock would fail with `bindings`' list of paths,
+ * blamed on ATS_DATA_DIR. Not a setting (exit 1): the install is incomplete.
+ */
+function checkSqliteNative(): void {
+  const problem = sqliteNativeProblem();
+  if (problem === null) return;
+  const data = SETTINGS.dataDir.env;
+  const mysql = SETTINGS.mysqlUrl;
+  throw new Error(
+    `the embedded store (${data}) needs better-sqlite3's native module, which did not load (${problem}): ` +
+      `build it with "npm rebuild better-sqlite3" under this node (${process.version}) ` +
+      `(an install with --ignore-scripts, or whose npm did not allow better-sqlite3's install script, skipped it), ` +
+      `or set ${mysql.env} (${mysql.flag}) to use MySQL`,
+  );
 }
 
 /**
@@ -194,6 +215,7 @@ function makeDataDir(dir: string): void {
  * `ats keys` opens the store beside a running scheduler without it.
  */
 function lockDataDir(dir: string, logger: Logger): FolderLock {
+  checkSqliteNative();
   makeDataDir(dir);
   const { env, flag } = SETTINGS.dataDir;
   let taken;

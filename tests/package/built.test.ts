@@ -251,3 +251,24 @@ test('a TypeScript handler module on a node that runs no TypeScript: the start s
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /^ats: cannot start: ATS_HANDLERS \(--handlers\): \.\/handlers\.ts failed to load: .*"\.ts".*: node v[\d.]+ does not run TypeScript: compile the module to JavaScript, or run node 22\.18\+ \/ 23\.6\+$/m);
 });
+
+test('better-sqlite3 installed without its native module (install scripts skipped): the embedded store says so and how to build it', () => {
+  // The tarball's files beside production packages whose better-sqlite3 has its JavaScript but no build/.
+  const bare = join(dir, 'no-native');
+  mkdirSync(bare);
+  for (const f of ['dist', 'cli', 'package.json']) cpSync(join(dir, f), join(bare, f), { recursive: true });
+  linkProductionPackages(bare, ['better-sqlite3']);
+  const sqlite = join(bare, 'node_modules/better-sqlite3');
+  mkdirSync(sqlite, { recursive: true });
+  for (const f of ['package.json', 'lib']) cpSync(join(root, 'node_modules/better-sqlite3', f), join(sqlite, f), { recursive: true });
+  const dataDir = join(bare, 'data');
+  const expected = /^ats: (cannot start: |cannot use the embedded store \S+: )?the embedded store \(ATS_DATA_DIR\) needs better-sqlite3's native module, which did not load \(Could not locate the bindings file\.[^)]*\): build it with "npm rebuild better-sqlite3" under this node \(v[\d.]+\) \(an install with --ignore-scripts, or whose npm did not allow better-sqlite3's install script, skipped it\), or set MYSQL_URL \(--mysql-url\) to use MySQL$/m;
+  const start = runBuilt(bare, ['start'], { PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dataDir });
+  assert.equal(start.status, 1, start.stderr);
+  assert.match(start.stderr, expected);
+  assert.doesNotMatch(start.stderr, /Tried:|cannot lock/);
+  assert.ok(!existsSync(dataDir), 'the data folder was made');
+  const keys = runBuilt(bare, ['keys', 'ls'], { ATS_DATA_DIR: dataDir });
+  assert.equal(keys.status, 1, keys.stderr);
+  assert.match(keys.stderr, expected);
+});
