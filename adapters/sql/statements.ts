@@ -273,21 +273,6 @@ export function selectJobs(ids: readonly string[]): Sql {
 }
 
 /**
- * Job counts per state. Params: none.
- */
-export const COUNT_BY_STATE = 'SELECT state, COUNT(*) AS n FROM jobs GROUP BY state';
-
-/**
- * Job counts per type and state. Params: none.
- */
-export const COUNT_BY_TYPE_STATE = 'SELECT type AS k, state, COUNT(*) AS n FROM jobs GROUP BY type, state';
-
-/**
- * Job counts per queue and state. Params: none.
- */
-export const COUNT_BY_QUEUE_STATE = 'SELECT queue AS k, state, COUNT(*) AS n FROM jobs GROUP BY queue, state';
-
-/**
  * The first `limit` rows of two ranges of one index, one per state, merged in
  * the order of `order`: each range is read in the index's order and stops at
  * `limit` rows, where `state IN (a, b) … ORDER BY` sorted every row of both
