@@ -14,7 +14,7 @@
  */
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RetryOptions } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RecordMetadata, type RetryOptions, type TopicMessages } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
 import { settleAll } from '../../engine/in-parallel.js';
 import { unlessStopped } from '../../engine/loop.js';
@@ -163,9 +163,19 @@ class KafkaEventLog implements EventLog {
       // One request, unless the messages are large: then consecutive requests, one after the other, so
       // each key's messages keep their order and no partition's batch grows past what a broker takes.
       for (const chunk of produceChunks(messages)) {
-        // Resolves only once every partition leader acked with all in-sync replicas (acks: -1).
-        const sent = producer.sendBatch({ topicMessages: toTopicMessages(this.opts.topicPrefix, chunk, this.opts.now?.(), partitionOf), acks: -1 });
-        await unansweredAfter(sent, PUBLISH_STEP_TIMEOUT_MS, 'a produce request');
+        let topicMessages = toTopicMessages(this.opts.topicPrefix, chunk, this.opts.now?.(), partitionOf);
+        for (let round = 1; ; round++) {
+          // Resolves once every partition leader it sent to acked with all in-sync replicas (acks: -1).
+          const sent = producer.sendBatch({ topicMessages, acks: -1 });
+          const left = unacknowledged(topicMessages, await unansweredAfter(sent, PUBLISH_STEP_TIMEOUT_MS, 'a produce request'));
+          if (left.length === 0) break;
+          const partitions = left.map((t) => `${t.topic}[${[...new Set(t.messages.map((m) => m.partition))].join(',')}]`);
+          if (round >= 2) throw new AtsError('ATS_ERR_NOT_READY', `Kafka did not acknowledge the messages of ${partitions.join(' ')} (sent twice)`);
+          // kafkajs lost them: sent again, on the same producer (its sequence numbers for them were given back, so
+          // a copy the broker holds already is taken for the duplicate it is), before the next chunk.
+          this.opts.logger?.warn('kafka: a send was acknowledged without some partitions it carried messages for (their leader moved to a broker that had answered already); their messages are sent again', { partitions });
+          topicMessages = left;
+        }
       }
     } catch (error) {
       this.retireProducer(own);
@@ -554,6 +564,21 @@ async function waitForLeaders(admin: Admin, topic: string, timeoutMs: number, cl
     if (Date.now() > deadline) throw new AtsError('ATS_ERR_NOT_READY', `Kafka topic ${topic} has no leader after ${timeoutMs} ms`);
     await sleep(50, undefined, { signal: closing }).catch(() => undefined);
   }
+}
+
+/**
+ * The messages of `topicMessages` on partitions `answers` does not acknowledge: none, unless kafkajs
+ * dropped them. kafkajs 2.2.4's `sendBatch` keeps, across its retries, the answer of each broker
+ * that took its part of the batch; a broker that dies mid-send has its partitions' leadership moved
+ * to the others, and a retry then sends the partitions that moved to a broker that answered already
+ * to nobody, and resolves without them (a three-broker cluster with a leader killed lost dispatches
+ * so). Every message of the log's publishes names its partition (`partitionOf`).
+ */
+function unacknowledged(topicMessages: readonly TopicMessages[], answers: readonly RecordMetadata[]): TopicMessages[] {
+  const acked = new Set(answers.filter((a) => a.errorCode === 0).map((a) => `${a.partition}:${a.topicName}`));
+  return topicMessages
+    .map((t) => ({ ...t, messages: t.messages.filter((m) => m.partition !== undefined && m.partition !== null && !acked.has(`${m.partition}:${t.topic}`)) }))
+    .filter((t) => t.messages.length > 0);
 }
 
 /** Whether kafkajs's `error` (or an error it wraps) is UNKNOWN_TOPIC_OR_PARTITION. */
