@@ -255,6 +255,7 @@ function openBaseLog(config: Config, logger: Logger, clock: Clock): EventLog {
   if (config.kafkaBrokers) {
     return createKafkaLog({
       brokers: [...config.kafkaBrokers], topicPrefix: config.topicPrefix, partitions: config.kafkaPartitions,
+      ...(config.kafkaReplicationFactor === null ? {} : { replicationFactor: config.kafkaReplicationFactor }),
       clientId: `ats-${config.worker.workerId}`, connectTimeoutMs: 5000,
       logLevel: KAFKA_LOG_LEVEL[config.logLevel], logger, now,
     });

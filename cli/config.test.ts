@@ -167,6 +167,15 @@ describe('config', () => {
     assert.deepEqual(compileConfig({ kafkaBrokers: 'a:1,b:65535' }).kafkaBrokers, ['a:1', 'b:65535']);
   });
 
+  it('ATS_KAFKA_REPLICATION_FACTOR: unset is the broker\'s default (null), else an integer from 1 to 100', () => {
+    assert.equal(compileConfig({}).kafkaReplicationFactor, null);
+    assert.equal(compileConfig(rawFromEnv({ ATS_KAFKA_REPLICATION_FACTOR: ' ' })).kafkaReplicationFactor, null);
+    assert.equal(compileConfig(rawFromEnv({ ATS_KAFKA_REPLICATION_FACTOR: '3' })).kafkaReplicationFactor, 3);
+    assert.equal(compileConfig(rawFromArgs(['--kafka-replication-factor', '2'])).kafkaReplicationFactor, 2);
+    rejects({ kafkaReplicationFactor: '0' }, /^ATS_KAFKA_REPLICATION_FACTOR \(--kafka-replication-factor\): must be an integer from 1 to 100, got "0"/);
+    rejects({ kafkaReplicationFactor: 'all' }, /^ATS_KAFKA_REPLICATION_FACTOR .*integer/);
+  });
+
   it('KAFKA_BROKERS of only commas names no broker: a bad setting naming it, not the embedded log nor a Kafka log with none', () => {
     rejects({ kafkaBrokers: ',' }, /^KAFKA_BROKERS \(--kafka-brokers\): names no broker/);
     rejects({ kafkaBrokers: ' , ,' }, /^KAFKA_BROKERS \(--kafka-brokers\): names no broker/);

@@ -31,6 +31,7 @@ export const SETTINGS = {
   topicPrefix: { env: 'ATS_TOPIC_PREFIX', flag: '--topic-prefix', default: '', doc: 'Prefix of the Kafka topics (ats.dispatch and its lanes, ats.events, ats.dlq, ats.workflows) and of the scheduler\'s consumer groups.' },
   eventsFormat: { env: 'ATS_EVENTS_FORMAT', flag: '--events-format', default: 'batch', doc: 'How transitions go to ats.events: batch (those of one publish whose jobs map to one partition as one record, `ats-kind: transitions`) or single (a record each, `ats-kind: transition`). See docs/kafka-messages.md.' },
   kafkaPartitions: { env: 'ATS_KAFKA_PARTITIONS', flag: '--kafka-partitions', default: '3', doc: 'Partitions of each topic when the scheduler creates it.' },
+  kafkaReplicationFactor: { env: 'ATS_KAFKA_REPLICATION_FACTOR', flag: '--kafka-replication-factor', default: '', doc: 'Replicas of each topic when the scheduler creates it (at most the brokers the cluster has; 3 on a cluster of three or more, so that a broker lost loses nothing). Empty: the broker\'s `default.replication.factor`, which is 1 unless the cluster sets it. Topics that exist already keep theirs.' },
   dataDir: { env: 'ATS_DATA_DIR', flag: '--data-dir', default: './data', doc: 'Folder of the embedded SQLite file (ats.sqlite); one scheduler at a time (a start on a folder a running one holds exits 2).' },
   logLevel: { env: 'LOG_LEVEL', flag: '--log-level', default: 'info', doc: 'debug, info, warn, error or silent.' },
   logFormat: { env: 'LOG_FORMAT', flag: '--log-format', default: 'json', doc: 'json (one JSON object a line) or pretty (readable lines, for development).' },
@@ -85,6 +86,8 @@ export interface Config {
   kafkaBrokers: readonly string[] | null;
   topicPrefix: string;
   kafkaPartitions: number;
+  /** ATS_KAFKA_REPLICATION_FACTOR, or null: the broker's default. */
+  kafkaReplicationFactor: number | null;
   dataDir: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -382,6 +385,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     kafkaBrokers: brokers(raw),
     topicPrefix: topicPrefix(raw),
     kafkaPartitions: int(raw, 'kafkaPartitions', 1, 1000),
+    kafkaReplicationFactor: str(raw, 'kafkaReplicationFactor') === '' ? null : int(raw, 'kafkaReplicationFactor', 1, 100),
     eventsFormat: oneOf(raw, 'eventsFormat', EVENTS_FORMATS, 'format'),
     dataDir: str(raw, 'dataDir'),
     logLevel: oneOf(raw, 'logLevel', LOG_LEVELS, 'level'),

@@ -52,6 +52,29 @@ describe('Kafka log: the topics it knows', () => {
       await log.close();
     }
   });
+
+  it('creates its topics with `replicationFactor` when given, and without one (the broker\'s `default.replication.factor`) otherwise', async () => {
+    const asked: Array<Record<string, unknown>> = [];
+    const fake = {
+      connect: async () => undefined,
+      disconnect: async () => undefined,
+      createTopics: async ({ topics }: { topics: Array<Record<string, unknown>> }) => { asked.push(...topics); return true; },
+      fetchTopicMetadata: async () => ({ topics: asked.map((t) => ({ name: t.topic, partitions: [0, 1].map((p) => ({ partitionId: p, leader: 0, replicas: [0], isr: [0] })) })) }),
+      fetchTopicOffsets: async () => [],
+    } as unknown as Admin;
+    mock.method(Kafka.prototype, 'admin', () => fake);
+    for (const replicationFactor of [3, undefined]) {
+      asked.length = 0;
+      const log = createKafkaLog({ brokers: ['127.0.0.1:1'], topicPrefix: 'rf.', partitions: 2, logLevel: 'nothing', ...(replicationFactor ? { replicationFactor } : {}) });
+      try {
+        await log.partitioner(TOPICS.dispatch);
+      } finally {
+        await log.close();
+      }
+      assert.deepEqual(asked, [{ topic: `rf.${TOPICS.dispatch}`, numPartitions: 2, ...(replicationFactor ? { replicationFactor } : {}) }]);
+    }
+    assert.throws(() => createKafkaLog({ brokers: ['127.0.0.1:1'], replicationFactor: 0 }), /replicationFactor must be an integer from 1/);
+  });
 });
 
 async function until(ok: () => boolean): Promise<void> {

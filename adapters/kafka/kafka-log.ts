@@ -477,17 +477,18 @@ class KafkaEventLog implements EventLog {
     const admin = await this.connectAdmin();
     const log = this.opts.logger;
     // Resolves false when the topic exists already.
-    // No replication factor: the broker's own `default.replication.factor` (kafkajs sends -1), which a
-    // cluster sets to its size; a lane's topic is created at its first message, so an operator cannot
+    // Without `replicationFactor`, the broker's own `default.replication.factor` (kafkajs sends -1): 1
+    // unless the cluster sets it. A lane's topic is created at its first message, so an operator cannot
     // be relied on to have made it beforehand.
+    const { partitions, replicationFactor } = this.opts;
     const created = await admin.createTopics({
       waitForLeaders: false,
-      topics: [{ topic: name, numPartitions: this.opts.partitions }],
+      topics: [{ topic: name, numPartitions: partitions, ...(replicationFactor === null ? {} : { replicationFactor }) }],
     }).catch((error: unknown) => {
       log?.error('kafka: creating a topic failed', { topic: name, error: topicErrors(error) });
       throw error;
     });
-    if (created) log?.info('kafka: topic created', { topic: name, partitions: this.opts.partitions });
+    if (created) log?.info('kafka: topic created', { topic: name, partitions, replicationFactor: replicationFactor ?? 'the broker\'s default' });
     else {
       log?.debug('kafka: topic exists', { topic: name });
       if (!this.settingsRead.has(name)) {

@@ -56,6 +56,12 @@ export interface KafkaLogOptions {
   topicPrefix?: string;
   /** Partitions of topics this log creates. @defaultValue 3 */
   partitions?: number;
+  /**
+   * Replicas of topics this log creates (at most the cluster's brokers: more fails the create).
+   * Topics that exist keep theirs.
+   * @defaultValue the broker's `default.replication.factor` (1 unless the cluster sets it)
+   */
+  replicationFactor?: number | null;
   /** TCP connect timeout; also bounds `ping()`. @defaultValue 3000 */
   connectTimeoutMs?: number;
   /**
@@ -82,8 +88,10 @@ export interface KafkaLogOptions {
 }
 
 export type CompiledKafkaLogOptions = Readonly<
-  Required<Omit<KafkaLogOptions, 'consumer' | 'logger' | 'now'>> & {
+  Required<Omit<KafkaLogOptions, 'consumer' | 'logger' | 'now' | 'replicationFactor'>> & {
     consumer: Readonly<Required<KafkaConsumerTuning>>; logger: Logger | null; now: (() => number) | null;
+    /** null: the broker's default. */
+    replicationFactor: number | null;
   }
 >;
 
@@ -108,6 +116,7 @@ export function compileKafkaLogOptions(raw: KafkaLogOptions): CompiledKafkaLogOp
     clientId: raw.clientId ?? 'ats',
     topicPrefix: raw.topicPrefix ?? '',
     partitions,
+    replicationFactor: raw.replicationFactor ?? null,
     connectTimeoutMs: raw.connectTimeoutMs ?? 3000,
     topicRecheckMs: raw.topicRecheckMs ?? 300_000,
     logLevel: raw.logLevel ?? 'warn',
@@ -128,6 +137,8 @@ function validate(opts: CompiledKafkaLogOptions): void {
     const ok = pause ? isTimerPause(value) : Number.isInteger(value) && value > 0;
     if (!ok) problems.push(`${name} must be ${pause ? `an integer from 0 to ${MAX_TIMER_MS}` : 'a positive integer'} (got ${value})`);
   }
+  const rf = opts.replicationFactor;
+  if (rf !== null && (!Number.isInteger(rf) || rf < 1 || rf > 32767)) problems.push(`replicationFactor must be an integer from 1 to 32767, or unset (got ${rf})`);
   if (!Number.isInteger(opts.topicRecheckMs) || opts.topicRecheckMs < 0) problems.push(`topicRecheckMs must be an integer from 0 (got ${opts.topicRecheckMs})`);
   if (opts.consumer.heartbeatIntervalMs >= opts.consumer.sessionTimeoutMs) {
     problems.push('heartbeatIntervalMs must be below sessionTimeoutMs');
