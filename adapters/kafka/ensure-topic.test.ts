@@ -75,6 +75,23 @@ describe('Kafka log: the topics it knows', () => {
     }
     assert.throws(() => createKafkaLog({ brokers: ['127.0.0.1:1'], replicationFactor: 0 }), /replicationFactor must be an integer from 1/);
   });
+
+  it('a create Kafka refuses fails naming the topic and each error: more replicas than brokers says so', async () => {
+    const refused = Object.assign(new Error('Topic creation errors'), { errors: [{ topic: `rf.${TOPICS.dispatch}`, type: 'INVALID_REPLICATION_FACTOR' }] });
+    const fake = {
+      connect: async () => undefined,
+      disconnect: async () => undefined,
+      createTopics: async () => { throw refused; },
+    } as unknown as Admin;
+    mock.method(Kafka.prototype, 'admin', () => fake);
+    const log = createKafkaLog({ brokers: ['127.0.0.1:1'], topicPrefix: 'rf.', replicationFactor: 4, logLevel: 'nothing' });
+    try {
+      await assert.rejects(log.partitioner(TOPICS.dispatch), (e: Error & { code?: string }) => e.code === 'ATS_ERR_NOT_READY'
+        && /^Kafka refused to create topic rf\.ats\.dispatch: rf\.ats\.dispatch: INVALID_REPLICATION_FACTOR \(4 replicas asked: a topic has at most as many as the cluster has brokers\)$/.test(e.message));
+    } finally {
+      await log.close();
+    }
+  });
 });
 
 async function until(ok: () => boolean): Promise<void> {

@@ -485,8 +485,13 @@ class KafkaEventLog implements EventLog {
       waitForLeaders: false,
       topics: [{ topic: name, numPartitions: partitions, ...(replicationFactor === null ? {} : { replicationFactor }) }],
     }).catch((error: unknown) => {
-      log?.error('kafka: creating a topic failed', { topic: name, error: topicErrors(error) });
-      throw error;
+      const why = topicErrors(error);
+      log?.error('kafka: creating a topic failed', { topic: name, error: why });
+      // kafkajs's own message says only "Topic creation errors": the start that fails on it says why.
+      const hint = /INVALID_REPLICATION_FACTOR/.test(why)
+        ? (replicationFactor === null ? ' (the broker\'s default.replication.factor asks more replicas than the cluster has brokers)'
+          : ` (${replicationFactor} replicas asked: a topic has at most as many as the cluster has brokers)`) : '';
+      throw new AtsError('ATS_ERR_NOT_READY', `Kafka refused to create topic ${name}: ${why.replace(/^Topic creation errors: /, '')}${hint}`, { cause: error });
     });
     if (created) log?.info('kafka: topic created', { topic: name, partitions, replicationFactor: replicationFactor ?? 'the broker\'s default' });
     else {
