@@ -87,7 +87,7 @@ describe('Kafka log: the topics it knows', () => {
     const log = createKafkaLog({ brokers: ['127.0.0.1:1'], topicPrefix: 'rf.', replicationFactor: 4, logLevel: 'nothing' });
     try {
       await assert.rejects(log.partitioner(TOPICS.dispatch), (e: Error & { code?: string }) => e.code === 'ATS_ERR_NOT_READY'
-        && /^Kafka refused to create topic rf\.ats\.dispatch: rf\.ats\.dispatch: INVALID_REPLICATION_FACTOR \(4 replicas asked: a topic has at most as many as the cluster has brokers\)$/.test(e.message));
+        && /^Kafka refused to create topic rf\.ats\.dispatch: INVALID_REPLICATION_FACTOR \(4 replicas asked: a topic has at most as many as the cluster has brokers\)$/.test(e.message));
     } finally {
       await log.close();
     }

@@ -491,7 +491,7 @@ class KafkaEventLog implements EventLog {
       const hint = /INVALID_REPLICATION_FACTOR/.test(why)
         ? (replicationFactor === null ? ' (the broker\'s default.replication.factor asks more replicas than the cluster has brokers)'
           : ` (${replicationFactor} replicas asked: a topic has at most as many as the cluster has brokers)`) : '';
-      throw new AtsError('ATS_ERR_NOT_READY', `Kafka refused to create topic ${name}: ${why.replace(/^Topic creation errors: /, '')}${hint}`, { cause: error });
+      throw new AtsError('ATS_ERR_NOT_READY', `Kafka refused to create topic ${name}: ${why.replace(`Topic creation errors: ${name}: `, '')}${hint}`, { cause: error });
     });
     if (created) log?.info('kafka: topic created', { topic: name, partitions, replicationFactor: replicationFactor ?? 'the broker\'s default' });
     else {
