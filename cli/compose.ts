@@ -17,7 +17,7 @@ import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { sqliteCodeIn, UNWRITABLE_CODES } from '../adapters/sqlite/sqlite-store.js';
 import { describeHolder, lockFolder, LOCK_FILE, type FolderLock } from '../adapters/sqlite/folder-lock.js';
 import { makeFolder } from '../adapters/sqlite/make-folder.js';
-import { sqliteNativeProblem } from '../adapters/sqlite/native.js';
+import { builtForAnotherNode, sqliteNativeProblem } from '../adapters/sqlite/native.js';
 import { checkAccess, type AccessLine } from './auth-startup.js';
 import { SETTINGS, apiSecurity, type Config } from './config.js';
 import { bindMetricsPort, wireMetrics } from './metrics.js';
@@ -182,15 +182,19 @@ export async function namingStoreSetting<T>(config: Config, run: () => Promise<T
  */
 function checkSqliteNative(): void {
   const problem = sqliteNativeProblem();
-  if (problem === null) return;
+  if (problem !== null) throw new Error(sqliteNativeMessage(problem));
+}
+
+/** What `checkSqliteNative` says of a native module that did not load (`problem`: `nativeProblemText`), the cause its text shows. */
+export function sqliteNativeMessage(problem: string): string {
   const data = SETTINGS.dataDir.env;
   const mysql = SETTINGS.mysqlUrl;
-  throw new Error(
-    `the embedded store (${data}) needs better-sqlite3's native module, which did not load (${problem}): ` +
-      `build it with "npm rebuild better-sqlite3" under this node (${process.version}) ` +
-      `(an install with --ignore-scripts, or whose npm did not allow better-sqlite3's install script, skipped it), ` +
-      `or set ${mysql.env} (${mysql.flag}) to use MySQL`,
-  );
+  const cause = builtForAnotherNode(problem)
+    ? 'it was built under another node: installed, or node_modules copied, with another node version'
+    : 'an install with --ignore-scripts, or whose npm did not allow better-sqlite3\'s install script, skipped it';
+  return `the embedded store (${data}) needs better-sqlite3's native module, which did not load (${problem}): ` +
+    `build it with "npm rebuild better-sqlite3" under this node (${process.version}) (${cause}), ` +
+    `or set ${mysql.env} (${mysql.flag}) to use MySQL`;
 }
 
 /**

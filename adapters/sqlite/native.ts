@@ -13,15 +13,32 @@ import Database from 'better-sqlite3';
 
 let checked: string | null | undefined;
 
-/** Null once an in-memory database opens; else the first line of why not (`Could not locate the bindings file.`). */
+/** Null once an in-memory database opens; else why not, on one line (`Could not locate the bindings file.`). */
 export function sqliteNativeProblem(): string | null {
   if (checked !== undefined) return checked;
   try {
     new Database(':memory:').close();
     checked = null;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    checked = (message.split('\n')[0] ?? '').replace(/\s*Tried:\s*$/, '').trim() || 'no message';
+    checked = nativeProblemText(err instanceof Error ? err.message : String(err));
   }
   return checked;
+}
+
+/**
+ * The message of a native module that did not load, on one line, without
+ * `bindings`' list of the paths it tried or node's advice (the caller gives
+ * its own): `Could not locate the bindings file.`, or node's mismatch
+ * `The module '…/better_sqlite3.node' was compiled against a different
+ * Node.js version using NODE_MODULE_VERSION 108. This version of Node.js
+ * requires NODE_MODULE_VERSION 115.` (whose first line alone names no cause).
+ */
+export function nativeProblemText(message: string): string {
+  const text = message.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).join(' ');
+  return text.replace(/\s*(Tried:|Please try re-compiling).*$/, '').trim() || 'no message';
+}
+
+/** Is `problem` (`nativeProblemText`) node's: a module built for another node (its NODE_MODULE_VERSION differs)? */
+export function builtForAnotherNode(problem: string): boolean {
+  return /NODE_MODULE_VERSION/.test(problem);
 }
