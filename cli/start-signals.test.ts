@@ -77,6 +77,8 @@ it('the same signal twice within REPEAT_SIGNAL_MS is one: the shutdown finishes,
   assert.equal(await s.exited, 0, s.stdout());
   assert.match(s.stdout(), /ats: shutting down/);
   assert.doesNotMatch(s.stdout(), /second signal/);
+  // A stop it decided: no line of an unplanned exit (cli/start.ts, watchUnplannedExit).
+  assert.doesNotMatch(s.stdout(), /the process is exiting/);
 });
 
 it('a second signal later than REPEAT_SIGNAL_MS gives the shutdown up: exit 1', { timeout: 90_000 }, async () => {
@@ -90,4 +92,6 @@ it('a second signal later than REPEAT_SIGNAL_MS gives the shutdown up: exit 1', 
   assert.equal(await s.exited, 1, s.stdout());
   // The stop was still waiting on the worker, whose handler had its grace to finish.
   assert.match(s.stdout(), /second signal; exiting without finishing the shutdown while still waiting on worker \(\d+ ms\)/);
+  // Given up, it exits by its own decision too: no line of an unplanned exit.
+  assert.doesNotMatch(s.stdout(), /the process is exiting/);
 });

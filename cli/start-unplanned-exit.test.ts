@@ -22,6 +22,7 @@ after(() => {
 const HANDLERS = [
   'export function register(registry) {',
   "  registry.register('t.exit', async () => { process.exit(3); });",
+  "  registry.register('t.logexit', async (_payload, ctx) => { ctx.log.info('the handler logs, then exits'); process.exit(3); });",
   "  registry.register('t.timer', async () => { setTimeout(() => { throw new Error('thrown from a timer'); }, 10); await new Promise(() => {}); });",
   '}',
 ].join('\n');
@@ -77,4 +78,15 @@ it('an error thrown from a handler\'s timer: exit 1, its stack on stderr, and th
   assert.ok(line, out);
   assert.equal(line.code, 1);
   assert.deepEqual(line.running, [{ jobId: id, type: 't.timer', attempt: 1 }]);
+});
+
+it('a handler that logs a line and then calls process.exit() (that line still being written): the last line is written all the same', { timeout: 90_000 }, async () => {
+  // The JSON logs go to stdout asynchronously; at the exit, pino writes what is left synchronously: the
+  // last line must be in its stream by then, not after (where an earlier write still under way leaves it).
+  const { id, code, out } = await runUntilExit('t.logexit');
+  assert.equal(code, 3, out);
+  assert.equal(linesMatching(out, /the handler logs, then exits/).length, 1, out);
+  const [line] = linesMatching(out, /ats: the process is exiting/);
+  assert.ok(line, out);
+  assert.deepEqual(line.running, [{ jobId: id, type: 't.logexit', attempt: 1 }]);
 });

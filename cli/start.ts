@@ -96,7 +96,8 @@ export const UNPLANNED_EXIT_ATTEMPTS_NAMED = 20;
  * While the roles run (until `startCommand` returns its exit code), an exit
  * the scheduler did not decide: a handler (or a module) that called
  * `process.exit()`, or an error nothing caught (Node has printed its stack).
- * Nothing can keep the process up then, but its last line (an error, written
+ * Nothing can keep the process up then, but its last line (an error, given
+ * to the logger before its own exit listener writes what it holds
  * synchronously, as the `exit` event requires) says how it exits and which
  * attempts it ran, which their leases' end fails and retries
  * (LEASE_EXPIRED). Returns what stops watching.
@@ -114,7 +115,10 @@ function watchUnplannedExit(system: Pick<System, 'logger' | 'worker'>): () => vo
       // Exiting: a line that cannot be written is lost, and nothing else is to be done.
     }
   };
-  process.on('exit', onExit);
+  // First of the exit's listeners: the JSON log destination writes asynchronously, and pino's own listener (added
+  // when the logger was made) writes what it holds synchronously; a line written after it would wait on a write
+  // still under way, which the exit ends (the line lost), or go out by a write the exit may not let finish.
+  process.prependListener('exit', onExit);
   return () => void process.off('exit', onExit);
 }
 
