@@ -282,6 +282,13 @@ describe('workflow printing', () => {
     assert.match(text, /^error {10}card declined$/m);
     assert.match(text, /^name {11}order\.fulfil \(definition 2\)$/m);
     assert.doesNotMatch(text, /^output/m);
+    // An error without a message is shown as its JSON, whole (README: `error` of `ats workflow show` whole).
+    const code = 'E'.repeat(1500);
+    const noMessage = workflowDetail({
+      id: 'W1', name: 'order.fulfil', definitionVersion: 2, version: 3, status: 'error', value: 'charging', context: {}, input: null,
+      output: null, error: { code }, children: [], timers: [], accepts: [], idempotencyKey: null, createdAt: at, updatedAt: at,
+    });
+    assert.match(noMessage, new RegExp(`^error {10}\\{"code":"${code}"\\}$`, 'm'));
   });
 
   test('a child\'s error and a cancel reason stay on their line: newlines and control characters escaped, a long error cut in the history', () => {

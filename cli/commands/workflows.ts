@@ -150,7 +150,7 @@ export function workflowDetail(w: Workflow): string {
 /** An error as a person reads it, on one line (`oneLine`): its message when it has one, else its JSON; cut past `max` characters. */
 function errorText(error: unknown, max = Infinity): string {
   const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? oneLine(message, max) : compact(error, Math.min(max, 1000));
+  return typeof message === 'string' ? oneLine(message, max) : compact(error, max);
 }
 
 /** The job ids a history's steps started, in order, without repeats (the jobs `history` looks up for their types). */
