@@ -6,18 +6,11 @@
  * attempts it leaves to their leases.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, it } from 'node:test';
+import { embeddedDirs, startEmbedded } from '../tests/helpers/embedded-start.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const dirs: string[] = [];
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const data = embeddedDirs();
+after(data.remove);
 
 const HANDLERS = [
   'export function register(registry) {',
@@ -29,30 +22,11 @@ const HANDLERS = [
 
 /** `ats start` on a fresh data dir with a job of `type` submitted once ready: the job's id, the exit code and all the output. */
 async function runUntilExit(type: string): Promise<{ id: string; code: number | null; out: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'ats-start-exit-'));
-  dirs.push(dir);
-  const handlers = join(dir, 'handlers.mjs');
-  writeFileSync(handlers, HANDLERS);
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', HOST: '127.0.0.1', ATS_DATA_DIR: dir, ATS_HANDLERS: handlers, LOG_LEVEL: 'info' };
-  delete env.MYSQL_URL;
-  delete env.KAFKA_BROKERS;
-  delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, ['--conditions=ats-source', '--import', 'tsx', 'cli/main.ts', 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))).finally(() => clearTimeout(killer));
-  const deadline = Date.now() + 45_000;
-  let port: string | undefined;
-  while (!(port = /ats ready: open http:\/\/localhost:(\d+)\/ui/.exec(out)?.[1])) {
-    assert.ok(Date.now() < deadline && child.exitCode === null, `not ready: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type, payload: {} }) });
+  const started = await startEmbedded(HANDLERS, data.dirs);
+  const r = await fetch(`${started.api}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type, payload: {} }) });
   assert.equal(r.status, 201);
   const { id } = (await r.json()) as { id: string };
-  return { id, code: await exited, out };
+  return { id, code: await started.exited, out: started.output() };
 }
 
 /** The JSON log lines of `out` whose msg matches `re`. */
