@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import { cancelSpec } from './commands/actions.js';
 import { int, isoTime, json, oneOf, parse, UsageError } from './commands/args.js';
 import { ProgressGate } from './commands/follow.js';
-import { AttemptTracker, insightsText, jobDetail, limitDetail, limitLine, limitTable, progressLine, rateText, stateLine, table } from './commands/output.js';
+import { AttemptTracker, insightsText, jobDetail, limitDetail, limitLine, limitTable, oneLine, progressLine, rateText, stateLine, table } from './commands/output.js';
 import { limitSpecFrom, limitsSetSpec, rateFrom } from './commands/limits.js';
 import { durationText, parseDurationMs } from './duration.js';
 import { Progress } from './commands/progress.js';
@@ -198,6 +198,14 @@ describe('output', () => {
     assert.equal(stateLine(failed, 'attempt 1/3'), `${at}  retrying   attempt 1/3   FAILED  ${escaped}`);
     const long = stateLine(ev('FAILED', 'dead', { attempt: 1, error: { message: 'm'.repeat(8000) } }), 'attempt 1/3');
     assert.ok(long.length < 600 && long.endsWith('…'), `cut: ${long.length}`);
+    // The cut is of what is printed: a message of control characters is no longer than one of letters, and no
+    // escape or character outside the BMP is split.
+    const controls = stateLine(ev('FAILED', 'dead', { attempt: 1, error: { message: '\x1b'.repeat(8000) } }), 'attempt 1/3');
+    assert.ok(controls.length < 600 && /(\\u001b)+…$/.test(controls), `cut: ${controls.length}`);
+    assert.equal(oneLine('ab😀', 3), 'ab…');
+    assert.equal(oneLine('a\nb', 2), 'a…');
+    assert.equal(oneLine('a\nb', 3), String.raw`a\n…`);
+    assert.equal(oneLine('a\nb', 4), String.raw`a\nb`);
     const job = {
       id: 'j1', type: 'orders.sync', queue: 'default', state: 'dead', attempt: 2, maxAttempts: 2, payload: {}, result: '\u009b31m',
       lastError: { message: hostile, retryable: true, attempt: 2 }, runAt: at, createdAt: at, updatedAt: at, cancelReason: 'a\nb',

@@ -10,18 +10,27 @@ export function attemptOf(e: { data: unknown }): number | undefined {
 }
 
 /** Control characters (C0, DEL, C1) and the line and paragraph separators: what `oneLine` escapes. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const ESCAPES = new Map([['\n', '\\n'], ['\r', '\\r'], ['\t', '\\t']]);
 
 /**
  * Text from the server that a person reads on one line (a handler's error
  * message, a cancel reason): its newlines and control characters escaped
  * (`\n`, `\u001b`), so that it keeps to its line and no terminal sequence
- * it holds (`ESC [2J`) runs; past `max` characters, cut with `…`.
+ * it holds (`ESC [2J`) runs; longer than `max` characters as printed, cut
+ * with `…` before the escape or character (a pair of UTF-16 units outside
+ * the BMP) that would pass it, never within one.
  */
 export function oneLine(text: string, max = Infinity): string {
-  const cut = text.length > max ? `${text.slice(0, max)}…` : text;
-  return cut.replace(CONTROL, (c) => ESCAPES.get(c) ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const escaped = (c: string) => c.length === 1 && CONTROL.test(c) ? ESCAPES.get(c) ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c;
+  if (!CONTROL.test(text) && text.length <= max) return text;
+  let out = '';
+  for (const c of text) {
+    const printed = escaped(c);
+    if (out.length + printed.length > max) return `${out}…`;
+    out += printed;
+  }
+  return out;
 }
 
 /** Longest error message or reason a line of `watch`, `submit --wait` or `ats get`'s history shows (`--json` has it whole). */
