@@ -41,25 +41,17 @@ export function isInstance(value: unknown, ctor: abstract new (...args: never[])
 
 /** `value[key]` of a thrown value, or undefined when it has no fields or reading one throws (a getter, a revoked proxy). */
 export function thrownField(value: unknown, key: 'message' | 'name' | 'stack' | 'cause' | 'code' | 'errors'): unknown {
-  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;
-  try {
-    return (value as Record<string, unknown>)[key];
-  } catch {
-    return undefined;
-  }
+  const read = readThrownField(value, key);
+  return 'value' in read ? read.value : undefined;
 }
 
-/** `messageGetterThrew`'s answer for a message read without a throw (or none to read). */
-const NOT_THROWN = Symbol('not thrown');
-
-/** What reading `value.message` threw (a getter), or NOT_THROWN; not asked of a proxy (a revoked one shows as `<Revoked Proxy>`). */
-function messageGetterThrew(value: unknown): unknown {
-  if ((typeof value !== 'object' && typeof value !== 'function') || value === null || types.isProxy(value)) return NOT_THROWN;
+/** `value[key]` of a thrown value (undefined when it has no fields), or what reading it threw (a getter, a revoked proxy). */
+function readThrownField(value: unknown, key: 'message' | 'name' | 'stack' | 'cause' | 'code' | 'errors'): { value: unknown } | { threw: unknown } {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return { value: undefined };
   try {
-    void (value as { message?: unknown }).message;
-    return NOT_THROWN;
+    return { value: (value as Record<string, unknown>)[key] };
   } catch (err) {
-    return err;
+    return { threw: err };
   }
 }
 
@@ -116,15 +108,17 @@ export function messageOf(e: Error, max = Infinity): string {
  * their messages make its message when it has none of its own.
  */
 export function describeThrown(e: unknown, max: { message: number; name: number; stack: number }): { message: string; name?: string; stack?: string } {
-  const message = thrownField(e, 'message');
+  const read = readThrownField(e, 'message');
+  const message = 'value' in read ? read.value : undefined;
   const name = thrownField(e, 'name');
   const inner = innerErrors(e);
   const own = message === '' && inner.length > 0 ? inner.map((i) => innerMessage(i, max.message)).join('; ') : message;
   // A message getter that throws: what it threw says more than the value as text (an Error's stack, which
-  // V8 builds from its message, cannot be read then either).
-  const unreadable = message === undefined ? messageGetterThrew(e) : NOT_THROWN;
+  // V8 builds from its message, cannot be read then either). Not a proxy's: a revoked one shows as `<Revoked Proxy>`.
   const out: { message: string; name?: string; stack?: string } = {
-    message: unreadable === NOT_THROWN ? textOf(own ?? e, max.message) : cutText(`its message could not be read: ${reasonText(unreadable, max.message)}`, max.message),
+    message: 'threw' in read && !types.isProxy(e)
+      ? cutText(`its message could not be read: ${reasonText(read.threw, max.message)}`, max.message)
+      : textOf(own ?? e, max.message),
   };
   if (name !== undefined) out.name = textOf(name, max.name);
   let stack = thrownField(e, 'stack');
