@@ -96,7 +96,7 @@ export function transitionLine(e: JobEvent & { jobId: string; jobType: string; q
 }
 
 /** `v` as JSON (which escapes C0 controls itself; `oneLine` escapes DEL and C1 too), shortened past `max` characters. */
-function short(v: unknown, max = 200): string {
+export function short(v: unknown, max = 200): string {
   const text = JSON.stringify(v) ?? 'null';
   return oneLine(text.length > max ? `${text.slice(0, max)}...` : text);
 }

@@ -9,7 +9,7 @@ import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
 import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
-import { moreHint, oneLine, table } from './output.js';
+import { moreHint, oneLine, short, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
@@ -100,11 +100,9 @@ export function signalFrom(type: string, values: Values): WorkflowSignal {
   return { type, ...(data as Record<string, unknown>) };
 }
 
-/** JSON on one line, shortened past `max` characters. */
+/** JSON on one line, shortened past `max` characters (`short`, at the width of a workflow's lines). */
 export function compact(value: unknown, max = 120): string {
-  const text = JSON.stringify(value) ?? 'null';
-  // JSON escapes C0 controls; `oneLine` DEL and C1 too.
-  return oneLine(text.length > max ? `${text.slice(0, max)}...` : text);
+  return short(value, max);
 }
 
 /**
