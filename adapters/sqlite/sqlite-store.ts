@@ -6,7 +6,7 @@
  * with no row locks at all. The price: a write that finds another process
  * holding the file's write lock blocks this thread (up to busy_timeout).
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
@@ -267,10 +267,23 @@ export function cannotUse(file: string, err: unknown): unknown {
   // A folder in the file's place opens as SQLITE_CANTOPEN too: not a permission to change.
   const todo = asGiven === 'SQLITE_CANTOPEN' && isFolder(file)
     ? 'it is a folder, not a file: move it away, and the scheduler makes a new one'
-    : asGiven && AT_START_AS_GIVEN.get(asGiven);
+    : asGiven && `${AT_START_AS_GIVEN.get(asGiven)!}${asGiven === 'SQLITE_CORRUPT' || asGiven === 'SQLITE_NOTADB' ? withItsLog(file) : ''}`;
   return todo
     ? new AtsError('ATS_ERR_CONFIG', `the SQLite database ${file} cannot be used: ${why}; ${todo}`, { cause: err })
     : new AtsError('ATS_ERR_STORE_UNAVAILABLE', `the SQLite database ${file} cannot be used: ${why}`, { cause: err });
+}
+
+/**
+ * What to add to the advice for a damaged file that has a write-ahead log beside
+ * it: that log goes with the file. SQLite applies a `-wal` it finds to whatever
+ * file is in its place, so a copy put back beside the log of the file it
+ * replaces (a crashed scheduler's) is damaged by it, or silently becomes that
+ * file again (docs/backups.md).
+ */
+function withItsLog(file: string): string {
+  return existsSync(`${file}-wal`)
+    ? `; ${file}-wal and ${file}-shm belong to the damaged file: delete them (or move them away with it) before the start, or SQLite applies them to the copy put back`
+    : '';
 }
 
 /** Whether `file` is a folder (false when it cannot be read at all). */

@@ -5,7 +5,7 @@
  * stays what it was.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -91,6 +91,33 @@ describe('SQLite store: the file cannot be used', () => {
     const notSqlite = join(dir, 'not-sqlite.sqlite');
     writeFileSync(notSqlite, 'these are not the pages of a database, only a line of text long enough to have a header'.repeat(20));
     assert.throws(() => createSqliteStore({ file: notSqlite }), (e: unknown) => asGiven(e) && (e as Error).message.includes(notSqlite) && /SQLITE_NOTADB/.test((e as Error).message));
+  });
+
+  test('a backup put back beside the write-ahead log of the file it replaced (a crashed scheduler\'s): the message says to remove that log with it', async () => {
+    const file = join(dir, 'restored.sqlite');
+    const store = createSqliteStore({ file });
+    await store.migrate();
+    await store.insert(Array.from({ length: 2000 }, () => newJobWrite()));
+    // Jobs deleted (retention): the backup, compacted, lays its pages out otherwise than the file.
+    store.db.exec('DELETE FROM jobs WHERE rowid % 5 <> 0');
+    store.db.exec(`VACUUM INTO '${join(dir, 'backup.sqlite')}'`);
+    // The scheduler runs on and dies: its write-ahead log holds commits not checkpointed into the file.
+    store.db.pragma('wal_autocheckpoint = 0');
+    await store.insert(Array.from({ length: 300 }, () => newJobWrite()));
+    copyFileSync(`${file}-wal`, join(dir, 'crashed-wal'));
+    await store.close();
+    // The operator puts the backup back in the file's place, leaving the log beside it.
+    copyFileSync(join(dir, 'backup.sqlite'), file);
+    copyFileSync(join(dir, 'crashed-wal'), `${file}-wal`);
+    rmSync(`${file}-shm`, { force: true });
+    const damaged = (e: unknown) => asGiven(e) && (e as Error).message.includes(file) && /SQLITE_CORRUPT|SQLITE_NOTADB/.test((e as Error).message)
+      && (e as Error).message.includes(`${file}-wal`);
+    try {
+      const reopened = createSqliteStore({ file });
+      await assert.rejects(reopened.migrate().finally(() => reopened.close()), damaged);
+    } catch (e) {
+      assert.ok(damaged(e), String(e));
+    }
   });
 
   test('a closed store is unavailable', async () => {
