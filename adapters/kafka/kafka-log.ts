@@ -25,6 +25,7 @@ import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOpti
 import { keyPartitioner, physicalName, placingPartitioner, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
 import { plainSockets } from './sockets.js';
+import { isUnknownTopic } from './unknown-topic.js';
 import { unreadPartitions } from './unread.js';
 
 const LOG_LEVELS = {
@@ -215,7 +216,8 @@ class KafkaEventLog implements EventLog {
     // and so is the wait for its topic before it (a new topic's leaders, up to the ready timeout).
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
     await unlessStopped(this.ensureTopic(options.topic), signal);
-    const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, { ...options, signal });
+    const sub = await startSubscription(() => this.cuttableClient(RECONNECT, 'the consumer was given up or stopped'), this.opts, { ...options, signal },
+      () => this.remakeTopic(options.topic));
     if (this.closed) {
       // Joined as the log closed: stopped, not handed on.
       await sub.stop();
@@ -473,6 +475,18 @@ class KafkaEventLog implements EventLog {
     return read;
   }
 
+  /**
+   * A topic a subscription reads is gone (deleted, or Kafka lost its data): made again, as `consume`
+   * makes a missing one, whatever count was read of it before. A lane's topic, or ats.workflows, is
+   * made again by a publish to it only, which may not come for long; meanwhile the consumer would
+   * restart on the missing topic every 200 ms.
+   */
+  private async remakeTopic(topic: string): Promise<void> {
+    this.assertOpen();
+    this.knownTopics.delete(physicalName(this.opts.topicPrefix, topic));
+    await this.ensureTopic(topic);
+  }
+
   private async createTopic(name: string): Promise<number> {
     const admin = await this.connectAdmin();
     const log = this.opts.logger;
@@ -585,15 +599,6 @@ function unacknowledged(topicMessages: readonly TopicMessages[], answers: readon
   return topicMessages
     .map((t) => ({ ...t, messages: t.messages.filter((m) => m.partition !== undefined && m.partition !== null && !acked.has(`${m.partition}:${t.topic}`)) }))
     .filter((t) => t.messages.length > 0);
-}
-
-/** Whether kafkajs's `error` (or an error it wraps) is UNKNOWN_TOPIC_OR_PARTITION. */
-function isUnknownTopic(error: unknown, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 4) return false;
-  const e = error as { type?: unknown; originalError?: unknown; cause?: unknown; errors?: unknown };
-  if (e.type === 'UNKNOWN_TOPIC_OR_PARTITION') return true;
-  const inner = [e.originalError, e.cause, ...(Array.isArray(e.errors) ? e.errors.slice(0, 16) : [])];
-  return inner.some((i) => isUnknownTopic(i, depth + 1));
 }
 
 /** kafkajs's error of a createTopics, with each topic's own error (its message only says "Topic creation errors"). */

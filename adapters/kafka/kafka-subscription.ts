@@ -15,6 +15,7 @@ import type { BatchInfo, ConsumeOptions, Logger as EngineLogger, LogRecord, Subs
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
 import { chunk, nextOffset, physicalName, toLogRecord } from './kafka-records.js';
 import { offsetCommitter, type OffsetCommitter } from './offset-committer.js';
+import { isUnknownTopic } from './unknown-topic.js';
 
 type Tuning = CompiledKafkaLogOptions['consumer'];
 
@@ -67,9 +68,18 @@ export interface ConsumerClient {
  * after a crash) waits for that: the joining consumer is given up at once.
  *
  * `newClient` makes each consumer's client (see `ConsumerClient`).
+ *
+ * A consumer that crashes because its topic is gone (deleted, or Kafka lost
+ * its data) would be restarted by kafkajs every 200 ms, two log lines and a
+ * metadata request each time, until something makes the topic again. So,
+ * given `remakeTopic`, the subscription makes it again first (saying so once,
+ * as a warning) and the consumer rejoins it, reading it from its start (the
+ * group's offsets went with the topic). Should making it fail (a delete still
+ * in progress), the restart waits, from `restartDelayMs` doubling up to 5 s.
  */
 export async function startSubscription(
   newClient: () => ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
+  remakeTopic?: () => Promise<void>,
 ): Promise<Subscription> {
   /** The client of the consumer that joined last (a stop cuts it should Kafka not answer). */
   let client = newClient();
@@ -82,6 +92,22 @@ export async function startSubscription(
   let restarting: Promise<void> | null = null;
   /** Aborted by `stop()`: a new consumer still joining after a crash is given up. */
   const giveUpJoin = new AbortController();
+  /** The topic found gone, and not yet read again: the next restart waits this long if making it fails. */
+  let gone: { delayMs: number } | null = null;
+  /** kafkajs's restart after a retriable crash: the topic made again first when it is gone; false once stopped. */
+  const restarts: Restarts = { joined: () => { gone = null; }, before: async (error) => {
+    if (stopped || !remakeTopic || !isUnknownTopic(error)) return !stopped;
+    if (!gone) logger.warn('the topic this consumer reads is gone (deleted, or Kafka lost its data); it is made again and read from its start', { topic });
+    const delayMs = gone?.delayMs ?? opts.consumer.restartDelayMs;
+    gone = { delayMs: Math.min(delayMs * 2, MAX_RESTART_DELAY_MS) };
+    try {
+      await remakeTopic();
+    } catch (remakeError) {
+      logger.debug('making a topic that is gone again failed; the consumer restarts later', { topic, error: String(remakeError) });
+      await new Promise((resolve) => { setTimeout(resolve, delayMs).unref(); });
+    }
+    return !stopped;
+  } };
   const committer = offsetCommitter((error) => {
     // The coordinator away: tried again. Refused after a rebalance: dropped at the rejoin, the records come again, and claims fence them.
     logger.warn('an offset commit failed; it is tried again (records not committed are delivered again)', { topic, error: String(error) });
@@ -96,7 +122,7 @@ export async function startSubscription(
       if (stopped) return;
       try {
         const next = newClient();
-        consumer = await startConsumer(next, opts, options, inFlight, committer, onDeadCrash, giveUpJoin.signal);
+        consumer = await startConsumer(next, opts, options, inFlight, committer, onDeadCrash, restarts, giveUpJoin.signal);
         client = next;
         return;
       } catch (error) {
@@ -112,7 +138,7 @@ export async function startSubscription(
   }
   let consumer: Consumer;
   try {
-    consumer = await startConsumer(client, opts, options, inFlight, committer, onDeadCrash, options.signal);
+    consumer = await startConsumer(client, opts, options, inFlight, committer, onDeadCrash, restarts, options.signal);
   } catch (error) {
     committer.clear(); // the commits of a batch handled meanwhile fail on the connections cut: its records come again
     throw error;
@@ -155,6 +181,14 @@ export async function startSubscription(
   return { stop: () => (stopping ??= stop()) };
 }
 
+/** What kafkajs's restarts of a subscription's consumers ask of it. */
+interface Restarts {
+  /** Before a restart after a retriable crash: whether to restart (not once the subscription stopped). */
+  readonly before: (error: Error) => Promise<boolean>;
+  /** The consumer joined its group. */
+  readonly joined: () => void;
+}
+
 /** Resolves once no `handle` call is in flight (the batch being handled may still start some until the consumer stops). */
 async function noHandleRunning(inFlight: Set<Promise<unknown>>): Promise<void> {
   while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
@@ -177,7 +211,7 @@ async function noHandleRunning(inFlight: Set<Promise<unknown>>): Promise<void> {
  */
 async function startConsumer(
   client: ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions, inFlight: Set<Promise<unknown>>,
-  committer: OffsetCommitter, onDeadCrash: (error: Error) => void, signal?: AbortSignal,
+  committer: OffsetCommitter, onDeadCrash: (error: Error) => void, restarts: Restarts, signal?: AbortSignal,
 ): Promise<Consumer> {
   signal?.throwIfAborted();
   const { kafka } = client;
@@ -191,7 +225,7 @@ async function startConsumer(
     maxWaitTimeInMs: opts.consumer.maxWaitTimeMs,
     allowAutoTopicCreation: false,
     // kafkajs's own default tries; a consumer given up while it joined is not restarted when its join fails.
-    retry: { retries: 5, restartOnFailure: async () => !givenUp },
+    retry: { retries: 5, restartOnFailure: async (error) => !givenUp && (await restarts.before(error)) && !givenUp },
   });
   // The log's own lines go to the process's logger as they are (kafkajs's INFO is logged at debug there).
   const handleBatch = batchHandler(options, opts.consumer, opts.logger ?? kafka.logger(), inFlight, committer, topic);
@@ -228,7 +262,10 @@ async function startConsumer(
   }
   consumer.on(consumer.events.CRASH, ({ payload }) => { if (!payload.restart) onDeadCrash(payload.error); });
   // Offsets of the generation before a rebalance are not committed in the new one.
-  consumer.on(consumer.events.GROUP_JOIN, () => committer.clear());
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    committer.clear();
+    restarts.joined();
+  });
   return consumer;
 }
 
