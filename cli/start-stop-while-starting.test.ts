@@ -68,7 +68,7 @@ async function assertKept(dir: string, id: string): Promise<void> {
   try {
     const job = await store.getJob(id);
     assert.ok(job && ['pending', 'published'].includes(job.snapshot.value), `the job is ${job?.snapshot.value}`);
-    assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+    assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: job.version, problems: [] });
   } finally {
     await store.close();
   }

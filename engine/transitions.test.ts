@@ -233,7 +233,7 @@ for (const backend of [mysql, sqlite]) {
       assert.deepEqual(job.snapshot.context.result, { echoed: true });
       assert.deepEqual((await store.getEvents(id)).map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'SUCCEEDED']);
       assert.deepEqual(await svc.apply('01H00000000000000000000000', { type: 'CANCEL' }), { ok: false, reason: 'not-found' });
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: 4, problems: [] });
     });
 
     withStore('20 concurrent applies on one job from two stores: each accepted or rejected, history gap-free', async ({ store, svc, open }) => {
@@ -253,7 +253,7 @@ for (const backend of [mysql, sqlite]) {
       const heartbeats = results.filter((x, i) => x.ok && i !== 12).length;
       assert.equal(job.version, 3 + Math.min(heartbeats, 1) + 1);
       assert.deepEqual((await store.getEvents(id)).map((e) => e.seq), Array.from({ length: job.version }, (_, i) => i + 1));
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: job.version, problems: [] });
     });
 
     withStore('heartbeats of one attempt keep one event row, updated in place; replay still gives the stored job', async ({ store, svc }) => {
@@ -270,7 +270,7 @@ for (const backend of [mysql, sqlite]) {
       assert.deepEqual(events.map((e) => e.type), ['SUBMITTED', 'PUBLISHED', 'STARTED', 'HEARTBEAT']);
       assert.equal((events[3]!.data as { leaseUntil: number }).leaseUntil, base + 30, 'the row holds the latest lease');
       assert.equal(job.version, 4);
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: 4, problems: [] });
       // One transition message for the first heartbeat; the rest write no outbox row.
       assert.deepEqual((await drain(store)).map((m) => (m.payload as { type: string }).type), ['HEARTBEAT']);
       // The next attempt's first heartbeat is an event of its own; a heartbeat after another event is too.
@@ -280,13 +280,13 @@ for (const backend of [mysql, sqlite]) {
       ]);
       const later = await store.getEvents(id, 4);
       assert.deepEqual(later.map((e) => e.type), ['CANCEL', 'REDRIVE', 'STARTED', 'HEARTBEAT']);
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: 8, problems: [] });
       // Several heartbeats in one applyMany coalesce too.
       const many = await svc.applyMany([1, 2, 3].map((i) => ({ jobId: id, event: { type: 'HEARTBEAT' as const, attempt: 2, leaseUntil: base + 10 + i } })));
       assert.ok(many.every((m) => m.ok));
       assert.equal((await store.getEvents(id, 4)).length, 4);
       assert.equal((await store.getJob(id))!.snapshot.context.leaseUntil, base + 13);
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: 8, problems: [] });
     });
 
     withStore('a submit whose key\'s holder is deleted between the insert and the lookup is inserted anew; its batch is answered', async ({ store }) => {
@@ -371,7 +371,7 @@ for (const backend of [mysql, sqlite]) {
       assert.equal((await store.listJobs({ limit: 10 }))[0]!.snapshot.machine, 1);
       await applyAll(svc, id, toRunning());
       assert.equal(JSON.parse(await backend.readSnapshot(store, id)).machine, JOB_MACHINE_VERSION, 'the next write stores the version');
-      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(store, id), { jobId: id, ok: true, events: 3, problems: [] });
     });
 
     withStore('a job a newer machine version wrote is refused (503, nothing written), still read, and verify names the version; its batch goes on', async ({ store, svc }) => {
@@ -409,7 +409,7 @@ for (const backend of [mysql, sqlite]) {
       assert.equal((await store.getEvents(id)).length, 3);
       assert.equal(await store.countUnpublished(), 0);
       assert.deepEqual(await verifyJob(store, id), {
-        jobId: id, ok: false, problems: [`the snapshot was written by job machine version ${newer}, and this code replays with version ${JOB_MACHINE_VERSION}`],
+        jobId: id, ok: false, events: 3, problems: [`the snapshot was written by job machine version ${newer}, and this code replays with version ${JOB_MACHINE_VERSION}`],
       });
     });
   });

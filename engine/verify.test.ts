@@ -74,7 +74,7 @@ describe('verifyJob while the job moves on', () => {
         assert.equal((await svc.apply(id, { type: 'CANCEL' })).ok, true);
         made = true;
       });
-      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, events: 1, problems: [] });
       assert.ok(made, 'the cancel was made between the reads');
     });
   });
@@ -91,7 +91,7 @@ describe('verifyJob while the job moves on', () => {
         assert.equal((await svc.apply(id, { type: 'HEARTBEAT', attempt: 1, leaseUntil: lease + 2 })).ok, true);
         made = true;
       });
-      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, problems: [] });
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: true, events: 4, problems: [] });
       assert.ok(made, 'the heartbeat was made between the reads');
     });
   });
@@ -113,7 +113,7 @@ describe('verifyJob while the job moves on', () => {
     await withStore(async ({ store, svc, id, between }) => {
       assert.equal((await svc.apply(id, { type: 'CANCEL' })).ok, true);
       const racing = between(async () => assert.equal((await store.deleteJob(id)).ok, true));
-      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: false, problems: ['job not found'] });
+      assert.deepEqual(await verifyJob(racing, id), { jobId: id, ok: false, events: 0, problems: ['job not found'] });
     });
   });
 

@@ -13,12 +13,17 @@ import { canonicalJson } from './transitions.js';
 export interface VerifyReport {
   jobId: string;
   ok: boolean;
+  /** The events checked: the job's history up to the version read (0 when the job was not found). */
+  events: number;
   problems: string[];
 }
 
-export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyReport> {
+/** The problem of a job that does not exist, or was deleted between `verifyJob`'s reads. */
+export const JOB_NOT_FOUND = 'job not found';
+
+export async function verifyJob(store: Pick<JobStore, 'getJob' | 'getEvents'>, jobId: string): Promise<VerifyReport> {
   const problems: string[] = [];
-  const notFound: VerifyReport = { jobId, ok: false, problems: ['job not found'] };
+  const notFound: VerifyReport = { jobId, ok: false, events: 0, problems: [JOB_NOT_FOUND] };
   const job = await store.getJob(jobId);
   if (!job) return notFound;
   // The events are read after the job: those a transition committed in between are past the job's version, and
@@ -40,7 +45,7 @@ export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyR
   const [first, ...rest] = events;
   if (!first || first.type !== 'SUBMITTED') {
     problems.push('first event is not SUBMITTED');
-    return { jobId, ok: false, problems };
+    return { jobId, ok: false, events: events.length, problems };
   }
   let prev: string | null = null;
   for (const e of events) {
@@ -50,7 +55,7 @@ export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyR
   if (job.snapshot.machine !== JOB_MACHINE_VERSION) {
     // Replaying with this machine would compare states of two machines: the difference would say nothing.
     problems.push(`the snapshot was written by job machine version ${job.snapshot.machine}, and this code replays with version ${JOB_MACHINE_VERSION}`);
-    return { jobId, ok: false, problems };
+    return { jobId, ok: false, events: events.length, problems };
   }
   let replayed: ReturnType<typeof replay> | null = null;
   try {
@@ -69,7 +74,7 @@ export async function verifyJob(store: JobStore, jobId: string): Promise<VerifyR
   }
   const c = job.snapshot.context;
   if (c.attempt - c.attemptBase > c.maxAttempts) problems.push(`attempt ${c.attempt - c.attemptBase} > maxAttempts ${c.maxAttempts}`);
-  return { jobId, ok: problems.length === 0, problems };
+  return { jobId, ok: problems.length === 0, events: events.length, problems };
 }
 
 export interface CountsReport {
