@@ -268,6 +268,10 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     const cancelled = await ats(['cancel', id, '--reason', 'test']);
     assert.equal(cancelled.code, 0, cancelled.stderr);
     assert.equal(cancelled.stdout.trim(), `${id} cancelled`);
+    const verified = await ats(['verify', id]);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.equal(verified.stdout, 'ok: 2 events replayed\n');
+    assert.deepEqual(JSON.parse((await ats(['verify', id, '--json'])).stdout), { ok: true, events: 2, problems: [] });
     const redriven = await ats(['redrive', id]);
     assert.equal(redriven.code, 0, redriven.stderr);
     assert.equal(redriven.stdout.trim(), `${id} pending`);

@@ -81,7 +81,7 @@ describe('an answer that is not the API\'s', () => {
     url = await listenLocal(server);
     const ID = '01J00000000000000000000001';
     for (const args of [
-      ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['workflow', 'start', 'w'], ['workflow', 'verify', ID],
+      ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['workflow', 'start', 'w'], ['workflow', 'verify', ID], ['verify', ID],
       ['limits', 'set', 'k', '--concurrency', '1'], ['schedule', 'add', 's', '--cron', '* * * * *', '--type', 'demo.echo'],
     ]) {
       const r = await ats([...args, '--url', url]);

@@ -312,6 +312,7 @@ describe('REST calls', () => {
     const cancelled = await ats.cancel(job.id, { reason: 'not now' });
     assert.equal(cancelled.state, 'cancelled');
     assert.equal(cancelled.cancelReason, 'not now');
+    assert.deepEqual(await ats.verifyJob(job.id), { ok: true, events: 2, problems: [] });
     assert.equal((await ats.redrive(job.id)).state, 'pending');
     await assert.rejects(ats.delete(job.id), (e: unknown) => e instanceof ApiError && e.status === 409 && e.code === 'ATS_ERR_JOB_LIVE');
     await ats.cancel(job.id);

@@ -21,7 +21,7 @@ import { ApiError, withBatch, type ApiErrorCode } from './errors.js';
 import { backoffMs, call, firstNonFinite, notTheApi, outcomeWasUnknown, sleep, unsendable, type CallOptions, type HttpOptions } from './http.js';
 import { RECONNECT_MS, resolveWebSocket, watch, type Watch, type WatchOptions, type WebSocketConstructor } from './stream.js';
 import type {
-  ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobView,
+  ApiKey, ApiKeyList, AuditEntry, AuditLog, BatchItem, BatchResult, Caller, CreatedApiKey, CreateKeyRequest, Insights, JobDetail, JobPage, JobVerification, JobView,
   Limit, LimitList, LimitSpec, ListQuery, MachineView, Schedule, ScheduleDetail, ScheduleList, SchedulePatch, ScheduleRequest, Stats, StreamFilter,
   StartWorkflowRequest, SubmitRequest, Worker, WorkerList, Workflow, WorkflowEvent, WorkflowEventPage, WorkflowListQuery, WorkflowPage, WorkflowSignal, WorkflowVerification,
   WorkflowWaitCondition,
@@ -469,6 +469,11 @@ export class AtsClient {
       if (err instanceof ApiError && err.code === 'ATS_ERR_JOB_NOT_FOUND' && outcomeWasUnknown(err)) return;
       throw err;
     }
+  }
+
+  /** `GET /v1/jobs/:id/verify`: whether the job's history replays to its stored state (`problems` when not). */
+  async verifyJob(id: string, opts: RequestOptions = {}): Promise<JobVerification> {
+    return (await call<JobVerification>(this.http, 'GET', `${jobPath(id)}/verify`, opts)).body;
   }
 
   /**

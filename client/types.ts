@@ -9,7 +9,7 @@ import type { ErrorCode } from '../engine/errors.js';
 import type { JobState } from '../machines/job.machine.js';
 import type {
   BatchItem as BatchItemSchema, BatchResult as BatchResultSchema, CallerView as CallerViewSchema, CreateScheduleBody as CreateScheduleBodySchema, EventView as EventViewSchema,
-  InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, LimitList as LimitListSchema, LimitView as LimitViewSchema,
+  InsightsView as InsightsViewSchema, JobDetail as JobDetailSchema, JobVerifyView as JobVerifyViewSchema, LimitList as LimitListSchema, LimitView as LimitViewSchema,
   PutLimitBody as PutLimitBodySchema, JobPage as JobPageSchema, JobView as JobViewSchema, ListQuery as ListQuerySchema,
   MachineView as MachineViewSchema, ProgressView as ProgressViewSchema, ScheduleDetail as ScheduleDetailType, ScheduleList as ScheduleListSchema,
   ScheduleTickView as ScheduleTickViewSchema, ScheduleView as ScheduleViewSchema, StatsView as StatsViewSchema, SubmitBody as SubmitBodySchema,
@@ -141,6 +141,8 @@ export type WorkflowEventPage = Static<typeof WorkflowEventListSchema>;
 export type WorkflowPage = Static<typeof WorkflowPageSchema>;
 /** The query of `GET /v1/workflows`: `name`, `status`, `limit`, `cursor`. */
 export type WorkflowListQuery = Static<typeof WorkflowListQuerySchema>;
+/** `GET /v1/jobs/:id/verify`: whether the job's history replays to its stored state, and each `problem` found when not. */
+export type JobVerification = Static<typeof JobVerifyViewSchema>;
 /** `GET /v1/workflows/:id/verify`: whether the history replays to the stored state, and the first `problem` when not. */
 export type WorkflowVerification = Static<typeof WorkflowVerifyViewSchema>;
 /**

@@ -26,6 +26,7 @@ import { edgeStatsRoute } from './routes/edges.js';
 import { outboxStatsRoute } from './routes/outbox.js';
 import { insightsRoute } from './routes/insights.js';
 import { jobsReadRoutes } from './routes/jobs-read.js';
+import { jobVerifyRoute } from './routes/job-verify.js';
 import { limitRoutes } from './routes/limits.js';
 import { metaRoutes } from './routes/meta.js';
 import { scheduleRoutes } from './routes/schedules.js';
@@ -102,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobsReadRoutes, opts);
   await app.register(jobActionRoutes, opts);
   await app.register(jobDeleteRoute, opts);
+  await app.register(jobVerifyRoute, opts);
   if (deps.schedules) await app.register(scheduleRoutes, opts);
   if (deps.workflows) await app.register(workflowRoutes, opts);
   if (deps.workflows) await app.register(workflowGraphRoute, opts);

@@ -57,6 +57,7 @@ export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, Ro
   ['POST /v1/jobs/:id/cancel', 'operate'],
   ['POST /v1/jobs/:id/redrive', 'operate'],
   ['DELETE /v1/jobs/:id', 'operate'],
+  ['GET /v1/jobs/:id/verify', 'read'],
   ['POST /v1/workflows', 'submit'],
   ['GET /v1/workflows', 'read'],
   ['GET /v1/workflows/:id', 'read'],

@@ -115,6 +115,7 @@ const CASES = new Map<string, RouteCase>([
   ['POST /v1/jobs/:id/cancel', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/jobs/${await newJob(f, owner)}/cancel` }), allowed: [200], ofOther: 'not-found' }],
   ['POST /v1/jobs/:id/redrive', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/jobs/${await cancelledJob(f, owner)}/redrive` }), allowed: [200], ofOther: 'not-found' }],
   ['DELETE /v1/jobs/:id', { prepare: async (f, owner) => ({ method: 'DELETE', url: `/v1/jobs/${await cancelledJob(f, owner)}` }), allowed: [204], ofOther: 'not-found' }],
+  ['GET /v1/jobs/:id/verify', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/jobs/${await newJob(f, owner)}/verify` }), allowed: [200], ofOther: 'not-found' }],
   ['POST /v1/workflows', { prepare: async () => ({ method: 'POST', url: '/v1/workflows', payload: { name: 'ping-pong' } }), allowed: [201], ofOther: 'created-own' }],
   ['GET /v1/workflows', {
     prepare: async (f, owner) => ({ method: 'GET', url: '/v1/workflows?limit=500', marker: await newWorkflow(f, owner) }), allowed: [200], ofOther: 'own-only', mentions: mentionsText,

@@ -319,6 +319,13 @@ export const JobDetail = Type.Intersect([
 ], { $id: 'JobDetail', description: 'A job with its history' });
 export type JobDetail = JobView & { events: EventView[]; streamCursor: string; progress: ProgressView | null };
 
+export const JobVerifyView = Type.Object({
+  ok: Type.Boolean({ description: 'true: the history has no gap, starts with SUBMITTED, and replaying it through the job machine gives the stored job' }),
+  events: Type.Integer({ minimum: 0, description: 'Events checked: the history up to the job\'s version as read' }),
+  problems: Type.Array(Type.String(), { description: 'Each difference found, for a person (the wording may change between versions); empty when ok' }),
+}, { $id: 'JobVerification', description: 'Whether the job\'s history replays to its stored state' });
+export type JobVerifyView = Static<typeof JobVerifyView>;
+
 const Int = (description: string) => Type.Integer({ minimum: 0, description });
 const Num = (description: string) => Type.Number({ description });
 
@@ -870,7 +877,7 @@ export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, RedriveRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, CallerView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
-  EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView,
+  EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView, JobVerifyView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */
