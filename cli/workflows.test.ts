@@ -313,6 +313,8 @@ describe('workflow printing', () => {
   test('verify: ok with the count, or the problem', () => {
     assert.equal(verifyText({ ok: true, events: 7 }), 'ok: 7 events replayed');
     assert.equal(verifyText({ ok: false, events: 2, problem: 'state value differs' }), 'not ok: state value differs (2 events replayed)');
+    // A replay's problem can be the message a definition's own code threw: kept to its line, no terminal sequence run.
+    assert.equal(verifyText({ ok: false, events: 3, problem: 'guard threw: a\nb\u001b[2J' }), 'not ok: guard threw: a\\nb\\u001b[2J (3 events replayed)');
   });
 
   test('signal: TYPE and the --data object make the event; --data must be an object without type', () => {

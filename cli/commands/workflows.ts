@@ -298,9 +298,9 @@ const cancelCommand = clientCommand(workflowCancelSpec, async ({ client, values,
   return 0;
 });
 
-/** `ok: 7 events replayed`, or the first difference replay found. */
+/** `ok: 7 events replayed`, or the first difference replay found (escaped: it may be what a definition's own code threw). */
 export function verifyText(v: WorkflowVerification): string {
-  return v.ok ? `ok: ${v.events} events replayed` : `not ok: ${v.problem ?? 'the replayed state differs'} (${v.events} events replayed)`;
+  return v.ok ? `ok: ${v.events} events replayed` : `not ok: ${oneLine(v.problem ?? 'the replayed state differs')} (${v.events} events replayed)`;
 }
 
 const verifyCommand = clientCommand(workflowVerifySpec, async ({ client, values, positionals }) => {
