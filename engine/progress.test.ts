@@ -107,6 +107,33 @@ describe('ProgressReporter', () => {
     });
   }
 
+  it('reports that wait for one write share one promise: a handler reporting in a tight loop, not awaiting, holds nothing per report while a write is slow', async () => {
+    const clock = manual();
+    const writes: string[] = [];
+    let answer!: () => void;
+    const store = {
+      setProgress: async (_id: string, _attempt: number, json: string) => {
+        writes.push(json);
+        await new Promise<void>((r) => (answer = r)); // the store is slow to answer
+        return true;
+      },
+    };
+    const r = new ProgressReporter({ store, clock, log: silentLogger }, 'job', 1);
+    const first = r.report(0);
+    await clock.advance(0); // its write is sent; the store has not answered
+    assert.deepEqual(writes, ['0']);
+    const waiting = new Set<Promise<void>>();
+    for (let i = 1; i <= 100_000; i++) waiting.add(r.report({ n: i }));
+    assert.equal(waiting.size, 1, 'one promise for every report waiting for the next write');
+    assert.ok(!waiting.has(first), 'not the promise of the write in flight');
+    answer();
+    await first;
+    await clock.advance(PROGRESS_INTERVAL_MS);
+    answer();
+    await Promise.all(waiting);
+    assert.deepEqual(writes, ['0', '{"n":100000}']);
+  });
+
   it('a failed write is logged, not thrown: the handler goes on', async () => {
     const clock = manual();
     const warned: string[] = [];

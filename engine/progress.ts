@@ -85,7 +85,8 @@ export interface ProgressReporterDeps {
  * lease). After either, nothing more is written.
  */
 export class ProgressReporter {
-  private pending: { json: string; waiters: Array<() => void> } | null = null;
+  /** The value to write next, and the one promise every report waiting for it is given (a tight loop of reports holds no memory per report). */
+  private pending: Pending | null = null;
   private lastWriteAt = Number.NEGATIVE_INFINITY;
   private timer: Promise<void> | null = null;
   private writing: Promise<void> = Promise.resolve();
@@ -97,21 +98,20 @@ export class ProgressReporter {
   report(value: unknown): Promise<void> {
     const json = progressJson(value);
     if (this.closed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const waiters = this.pending?.waiters ?? [];
-      waiters.push(resolve);
-      this.pending = { json, waiters };
-      this.schedule();
-      if (this.deps.signal?.aborted) this.release();
-    });
+    if (this.pending) this.pending.json = json;
+    else this.pending = pendingValue(json);
+    const { written } = this.pending;
+    this.schedule();
+    if (this.deps.signal?.aborted) this.release();
+    return written;
   }
 
   /** Lets the reports waiting for the pending value go on; the value stays pending (for `flush` or `close`). */
   private release(): void {
     const p = this.pending;
     if (!p) return;
-    this.pending = { json: p.json, waiters: [] };
-    for (const w of p.waiters) w();
+    this.pending = pendingValue(p.json);
+    p.resolve();
   }
 
   /** Writes the pending value now and stops taking more. */
@@ -154,7 +154,20 @@ export class ProgressReporter {
     } catch (err) {
       this.deps.log.warn('worker: progress not stored', errorFields(err));
     } finally {
-      for (const w of p.waiters) w();
+      p.resolve();
     }
   }
+}
+
+/** A value waiting to be written, and what resolves the reports waiting for it. */
+interface Pending {
+  json: string;
+  written: Promise<void>;
+  resolve: () => void;
+}
+
+function pendingValue(json: string): Pending {
+  let resolve!: () => void;
+  const written = new Promise<void>((r) => (resolve = r));
+  return { json, written, resolve };
 }
