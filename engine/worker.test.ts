@@ -23,7 +23,7 @@ import { TransitionService } from './transitions.js';
 import { writeMachineVersion } from '../tests/helpers/stores.js';
 import { Waker } from './wake.js';
 import {
-  MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_WRITE_MS, Worker,
+  BLOCKING_WARN_MS, MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES, MAX_STACK_CHARS, OUTCOME_RETRY_FIRST_MS, OUTCOME_RETRY_MAX_MS, SHUTDOWN_IN_FLIGHT_MS, SHUTDOWN_WRITE_MS, Worker,
   type WorkerDeps,
 } from './worker.js';
 
@@ -1063,6 +1063,34 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
       const beat = events.find((e) => e.type === 'HEARTBEAT' && (e.data as { attempt: number }).attempt === 2);
       assert.ok(beat, 'a heartbeat before the handler');
       assert.ok((beat.data as { leaseUntil: number }).leaseUntil - beat.at >= 5_000 - 50, 'to the configured lease');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it(`a handler that runs synchronously ${BLOCKING_WARN_MS} ms or more before returning its promise is named in a warning: no heartbeat went out meanwhile`, async () => {
+    const warnings: Array<{ msg: string; fields: Record<string, unknown> | undefined }> = [];
+    const logger: Logger = { ...silentLogger, warn: (msg, fields) => void warnings.push({ msg, fields }) };
+    const registry = new HandlerRegistry()
+      .register('test.blocks', async (_p, ctx) => {
+        const until = Date.now() + BLOCKING_WARN_MS + 100;
+        while (Date.now() < until) { /* CPU work before the first await: the event loop is held */ }
+        return { attempt: ctx.attempt };
+      })
+      .register('test.quick', async () => 'ok');
+    const h = await harness(registry, { logger, leaseMs: 5_000, heartbeatMs: 1_000 });
+    try {
+      const blocks = await h.transitions.submit(spec('test.blocks', { maxAttempts: 1 }));
+      const quick = await h.transitions.submit(spec('test.quick', { maxAttempts: 1 }));
+      assert.ok(blocks.ok && quick.ok);
+      await waitFor(h.store, blocks.job.id, (j) => j.snapshot.value === 'done', 'done');
+      await waitFor(h.store, quick.job.id, (j) => j.snapshot.value === 'done', 'done');
+      const blocked = warnings.filter((w) => /blocked the event loop/.test(w.msg));
+      assert.equal(blocked.length, 1, `one warning: ${JSON.stringify(warnings)}`);
+      assert.equal(blocked[0]!.fields?.jobId, blocks.job.id);
+      assert.equal(blocked[0]!.fields?.type, 'test.blocks');
+      assert.ok(Number(blocked[0]!.fields?.blockedMs) >= BLOCKING_WARN_MS, `blockedMs ${String(blocked[0]!.fields?.blockedMs)}`);
+      assert.equal(blocked[0]!.fields?.leaseMs, 5_000);
     } finally {
       await h.stop();
     }

@@ -268,6 +268,15 @@ export const HEARTBEAT_MIN_PAUSE_MS = 10;
  */
 export const LINGERING_WARN_MS = 5000;
 
+/**
+ * A handler whose call runs this long or longer before it returns its promise
+ * (CPU work before its first await) is named in a warning: it held the event
+ * loop, so no heartbeat, timeout, cancel, Kafka heartbeat or other handler of
+ * the process ran meanwhile, and a hold longer than a lease loses the
+ * attempts running here (LEASE_EXPIRED, `lease-lost`) however healthy.
+ */
+export const BLOCKING_WARN_MS = 1000;
+
 interface Running {
   attempt: number;
   /** The job's type (for `runningAttempts`). */
@@ -1116,8 +1125,10 @@ export class Worker {
       if (!handler) throw new NonRetryableError(`no handler is registered for job type ${job.type}`);
       // Given up before it could start (its lease ended while the claim was written): the handler is not called.
       if (abort.signal.aborted) throw abort.signal.reason;
+      const calledAt = clock.now();
       // A handler that is not async (as JavaScript may register one) returns its value, not a promise.
       work = Promise.resolve(span ? inSpan(span, () => handler(job.payload, ctx)) : handler(job.payload, ctx));
+      this.warnIfBlocked(entry, clock.now() - calledAt);
       // Its signal follows the attempt's until it settled.
       work.then(entry.handler.ended, entry.handler.ended);
       // It returned (one that threw instead runs no more: its slot is given back below, as when none is called).
@@ -1221,6 +1232,19 @@ export class Worker {
     lingering.warned = true;
     entry.log.warn('worker: a handler ignores its abort signal: it still runs after its attempt was given up, and holds its handler slot until it returns', {
       abortedBy: reason.kind, reason: reason.message, abortedMsAgo: LINGERING_WARN_MS, lingering: this.lingering.size, concurrency: this.opts.concurrency,
+    });
+  }
+
+  /**
+   * Warns when the handler's call held the event loop {@link BLOCKING_WARN_MS}
+   * or more before returning its promise: the reason for the lease expiries
+   * and lost leases that follow it here would otherwise read as heartbeats
+   * that failed.
+   */
+  private warnIfBlocked(entry: Running, blockedMs: number): void {
+    if (blockedMs < BLOCKING_WARN_MS) return;
+    entry.log.warn('worker: a handler blocked the event loop: it ran synchronously before returning its promise, and meanwhile no heartbeat, timeout, cancel, Kafka heartbeat or other handler of this process could run (a block longer than the lease loses the attempts running here); await between CPU-heavy steps, or move them to a worker thread', {
+      blockedMs, leaseMs: entry.leaseMs, heartbeatMs: entry.heartbeatMs, running: this.running.size,
     });
   }
 
