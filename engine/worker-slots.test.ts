@@ -205,6 +205,14 @@ describe('worker: a handler that ignores its abort signal keeps its slot until i
         assert.ok(Date.now() < deadline, `${end}() returned`);
         assert.deepEqual(t.worker.slotUsage(), { busy: 1, free: 0, lingering: 1, waiting: 0 }, `${end}: the handler still runs`);
         if (end === 'crash') assert.equal(t.warningsHeld(), 0, 'a crashed worker warns of nothing more');
+        // A stop says which handlers it leaves running (the exit that follows cuts them off); a crash says nothing.
+        const left = t.lines.filter((l) => l.level === 'warn' && /stopped with handlers still running/.test(l.msg));
+        if (end === 'crash') assert.deepEqual(left, []);
+        else {
+          assert.equal(left.length, 1, `logged: ${JSON.stringify(t.lines)}`);
+          assert.equal(left[0]!.fields.count, 1);
+          assert.deepEqual(left[0]!.fields.handlers, [{ jobId: first, type: 'test.deaf', attempt: 1, abortedBy: 'timeout' }]);
+        }
       } finally {
         t.letGo();
         await t.h.stop();

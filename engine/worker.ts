@@ -267,6 +267,8 @@ export const HEARTBEAT_MIN_PAUSE_MS = 10;
  * end (a dead connection without a timeout of its own).
  */
 export const LINGERING_WARN_MS = 5000;
+/** The handlers a stop that leaves some running names in its log line (the count says how many in all). */
+const LINGERING_LOGGED = 20;
 
 /**
  * A handler whose call runs this long or longer before it returns its promise
@@ -301,6 +303,11 @@ interface Running {
 
 /** A handler still running after its attempt was given up: it holds its slot until it settles. */
 interface Lingering {
+  /** The attempt it ran, and what gave the attempt up (for the log of a stop that leaves it running). */
+  jobId: string;
+  type: string;
+  attempt: number;
+  abortedBy: string;
   /** Ends the wait before the warning (the handler settled, or the worker crashed). */
   watch: AbortController;
   /** The warning was logged (once per attempt). */
@@ -509,6 +516,7 @@ export class Worker {
         await this.discovery;
         // What a lane joined after the stop noted of its partitions' backlog.
         this.dropBacklogs();
+        this.logLingeringAtStop();
       }
     }
   }
@@ -546,6 +554,20 @@ export class Worker {
         writes: this.writes.size, waitedMs: SHUTDOWN_IN_FLIGHT_MS,
       });
     }
+  }
+
+  /**
+   * Says which handlers the stop leaves running: they outlived their
+   * attempts (a timeout, a cancel, a lost lease, or the shutdown's own
+   * abort), which are recorded or left to their leases, and the process's
+   * exit cuts them off wherever they are.
+   */
+  private logLingeringAtStop(): void {
+    if (this.lingering.size === 0) return;
+    const handlers = [...this.lingering].slice(0, LINGERING_LOGGED).map(({ jobId, type, attempt, abortedBy }) => ({ jobId, type, attempt, abortedBy }));
+    this.deps.logger.warn('worker: stopped with handlers still running after their attempts were given up (they ignore their abort signal): the exit cuts them off wherever they are', {
+      count: this.lingering.size, handlers,
+    });
   }
 
   /**
@@ -1134,7 +1156,7 @@ export class Worker {
       // It returned (one that threw instead runs no more: its slot is given back below, as when none is called).
       entry.handlerCalled = true;
       // Before the race is set up, so the slot's bookkeeping sees the handler settle first.
-      this.holdSlot(entry, work, releaseSlot);
+      this.holdSlot(job.id, entry, work, releaseSlot);
       const stored = storedResult(await unlessStopped(work, abort.signal));
       if ('unstorable' in stored) throw new NonRetryableError(stored.unstorable);
       this.deps.metrics?.attemptRan(job.type, job.queue, clock.now() - startedAt);
@@ -1196,13 +1218,17 @@ export class Worker {
    * abort until it settles the handler counts as lingering (`slotUsage`); one
    * still running LINGERING_WARN_MS after the abort is logged, once.
    */
-  private holdSlot(entry: Running, work: Promise<unknown>, releaseSlot: () => void): void {
+  private holdSlot(jobId: string, entry: Running, work: Promise<unknown>, releaseSlot: () => void): void {
     const { signal } = entry.abort;
     let lingering: Lingering | null = null;
     const onAbort = () => {
       // The attempt's own end (its outcome written) comes after the handler settled.
       if (signal.reason === ATTEMPT_FINISHED) return;
-      lingering = { watch: new AbortController(), warned: false };
+      const reason = signal.reason as unknown;
+      lingering = {
+        jobId, type: entry.type, attempt: entry.attempt, abortedBy: reason instanceof AbortReason ? reason.kind : String(reason),
+        watch: new AbortController(), warned: false,
+      };
       this.lingering.add(lingering);
       void this.warnIfLingering(entry, lingering, signal.reason);
     };
