@@ -13,7 +13,7 @@ import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import {
-  TOPICS, type Clock, type EventLog, type Handler, type JobRecord, type JobSpec, type JobStore, type LogMessage, type Logger, type ProgressStore, type Subscription,
+  TOPICS, type Clock, type EventLog, type Handler, type HandlerContext, type JobRecord, type JobSpec, type JobStore, type LogMessage, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { PROGRESS_INTERVAL_MS } from './progress.js';
 import { Relay } from './relay.js';
@@ -1091,6 +1091,40 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
       assert.equal(blocked[0]!.fields?.type, 'test.blocks');
       assert.ok(Number(blocked[0]!.fields?.blockedMs) >= BLOCKING_WARN_MS, `blockedMs ${String(blocked[0]!.fields?.blockedMs)}`);
       assert.equal(blocked[0]!.fields?.leaseMs, 5_000);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a lease lost while the event loop was held (a handler\'s CPU work after an await) is given up saying so, for each attempt running then', async () => {
+    const abandoned: Array<{ jobId: unknown; reason: string }> = [];
+    const logger: Logger = {
+      ...silentLogger,
+      info: (msg, fields) => void (/attempt abandoned \(lease-lost\)/.test(msg) && abandoned.push({ jobId: fields?.jobId, reason: String(fields?.reason) })),
+    };
+    const heeding = (ctx: HandlerContext) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true }));
+    let blocker!: () => void;
+    const blocked = new Promise<void>((r) => (blocker = r));
+    const registry = new HandlerRegistry()
+      .register('test.calm', async (_p, ctx) => heeding(ctx))
+      .register('test.blocks-later', async (_p, ctx) => {
+        await blocked; // once both run
+        const until = Date.now() + 1_500;
+        while (Date.now() < until) { /* CPU work after an await: the event loop is held past the lease */ }
+        return heeding(ctx);
+      });
+    const h = await harness(registry, { logger, leaseMs: 1_000, heartbeatMs: 200 });
+    try {
+      const calm = await h.transitions.submit(spec('test.calm', { maxAttempts: 1 }));
+      const blocks = await h.transitions.submit(spec('test.blocks-later', { maxAttempts: 1 }));
+      assert.ok(calm.ok && blocks.ok);
+      await waitFor(h.store, calm.job.id, runningAttempt(1), 'running');
+      await waitFor(h.store, blocks.job.id, runningAttempt(1), 'running');
+      blocker();
+      const deadline = Date.now() + 5_000;
+      while (abandoned.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(abandoned.map((a) => a.jobId).sort(), [calm.job.id, blocks.job.id].sort(), 'both attempts given up');
+      for (const a of abandoned) assert.match(a.reason, /the event loop was held \d+ ms/, a.reason);
     } finally {
       await h.stop();
     }

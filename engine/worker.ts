@@ -295,6 +295,8 @@ interface Running {
   heartbeatMs: number;
   /** The handler settled: heartbeats stop, the outcome write has what is left of the lease. */
   settled: boolean;
+  /** How late the heartbeat loop's last pause ended: the event loop held that long (CPU work of a handler) sent no heartbeat. */
+  heartbeatLateMs: number;
   /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
   log: Logger;
   /** The handler was called: its slot is given back once its own promise settles (`holdSlot`), not before. */
@@ -1076,6 +1078,7 @@ export class Worker {
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
       attempt, type: job.type, abort, handler: handlerSignal(abort.signal), done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
+      heartbeatLateMs: 0,
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
@@ -1417,8 +1420,10 @@ export class Worker {
     const { abort } = entry;
     while (!abort.signal.aborted && !entry.settled) {
       try {
-        const left = giveUpAt(entry) - clock.now();
-        await clock.sleep(Math.max(HEARTBEAT_MIN_PAUSE_MS, Math.min(entry.heartbeatMs, Math.floor(left / 2))), abort.signal);
+        const pausedAt = clock.now();
+        const pause = Math.max(HEARTBEAT_MIN_PAUSE_MS, Math.min(entry.heartbeatMs, Math.floor((giveUpAt(entry) - pausedAt) / 2)));
+        await clock.sleep(pause, abort.signal);
+        entry.heartbeatLateMs = clock.now() - pausedAt - pause;
         if (entry.settled) return;
         // Past it the lease is given up (watchLease), not extended.
         if (clock.now() >= giveUpAt(entry)) continue;
@@ -1444,7 +1449,11 @@ export class Worker {
     while (!abort.signal.aborted && !entry.settled) {
       const left = giveUpAt(entry) - clock.now();
       if (left <= 0) {
-        abort.abort(new AbortReason('lease-lost', `the lease (until ${new Date(entry.leaseUntil).toISOString()}) is ending and no heartbeat extended it: the attempt is given up before the timers take the job back`));
+        // Its heartbeat came too late for the margin: the event loop was held (a heartbeat that failed or hung comes on time).
+        const held = entry.heartbeatLateMs >= leaseMargin(entry)
+          ? `: the event loop was held ${entry.heartbeatLateMs} ms (CPU work of a handler of this process, not awaiting), so no heartbeat could be sent,`
+          : '';
+        abort.abort(new AbortReason('lease-lost', `the lease (until ${new Date(entry.leaseUntil).toISOString()}) is ending and no heartbeat extended it${held}: the attempt is given up before the timers take the job back`));
         return;
       }
       await clock.sleep(left, abort.signal).catch(() => undefined);
@@ -1471,7 +1480,9 @@ function handlerSignal(attempt: AbortSignal): { signal: AbortSignal; ended: () =
 }
 
 /** When an attempt whose lease was last written until `leaseUntil` is given up: LEASE_MARGIN_MS before, or a tenth of the lease for a short one. */
-const giveUpAt = (entry: Pick<Running, 'leaseUntil' | 'leaseMs'>): number => entry.leaseUntil - Math.min(LEASE_MARGIN_MS, Math.floor(entry.leaseMs / 10));
+const giveUpAt = (entry: Pick<Running, 'leaseUntil' | 'leaseMs'>): number => entry.leaseUntil - leaseMargin(entry);
+/** How long before its lease ends an attempt is given up: LEASE_MARGIN_MS, or a tenth of a short lease. */
+const leaseMargin = (entry: Pick<Running, 'leaseMs'>): number => Math.min(LEASE_MARGIN_MS, Math.floor(entry.leaseMs / 10));
 
 /** A lost claim's key: the job and the lease the claim asked for. */
 const lostClaimKey = (jobId: string, leaseUntil: number): string => `${jobId}@${leaseUntil}`;
