@@ -1130,6 +1130,46 @@ describe('worker: the advisor\'s decisions (enforce) go into the events the mach
     }
   });
 
+  it('ctx.heartbeat() called in a tight loop sends one write at a time: the calls made while one is in flight share the next, and each resolves', async () => {
+    let inFlight = 0;
+    let most = 0;
+    let writes = 0;
+    const slowBeats = (real: TransitionService): TransitionService => {
+      const fake = Object.create(real) as TransitionService;
+      fake.apply = async (jobId, event) => {
+        if (event.type !== 'HEARTBEAT') return real.apply(jobId, event);
+        writes++;
+        most = Math.max(most, ++inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 20)); // a store that takes a moment
+          return await real.apply(jobId, event);
+        } finally {
+          inFlight--;
+        }
+      };
+      return fake;
+    };
+    let beats = 0;
+    const registry = new HandlerRegistry().register('test.beats', async (_p, ctx) => {
+      const calls: Promise<void>[] = [];
+      for (let i = 0; i < 1_000; i++) calls.push(ctx.heartbeat());
+      await Promise.all(calls);
+      beats = calls.length;
+      return 'ok';
+    });
+    const h = await harness(registry, { workerTransitions: slowBeats });
+    try {
+      const r = await h.transitions.submit(spec('test.beats', { maxAttempts: 1 }));
+      assert.ok(r.ok);
+      await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'done', 'done');
+      assert.equal(beats, 1_000, 'every call resolved');
+      assert.equal(most, 1, 'one heartbeat write in flight at a time');
+      assert.equal(writes, 2, 'the first call\'s write, and one after it for the calls made meanwhile');
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('an advisor that throws costs nothing: the claim holds with the static lease and the outcome is written', async () => {
     const registry = new HandlerRegistry().register('test.fails', async () => {
       throw new Error('boom');

@@ -297,6 +297,8 @@ interface Running {
   settled: boolean;
   /** How late the heartbeat loop's last pause ended: the event loop held that long (CPU work of a handler) sent no heartbeat. */
   heartbeatLateMs: number;
+  /** The heartbeat write in flight, and the one to follow it that the calls made meanwhile share (`beat`). */
+  beats: { inFlight: Promise<void> | null; next: Promise<void> | null };
   /** The attempt's logger (`jobId`, `type`, `attempt` on each line): the handler's `ctx.log`. */
   log: Logger;
   /** The handler was called: its slot is given back once its own promise settles (`holdSlot`), not before. */
@@ -1078,7 +1080,7 @@ export class Worker {
     const log = withFields(this.deps.logger, { jobId: job.id, type: job.type, attempt });
     const entry: Running = {
       attempt, type: job.type, abort, handler: handlerSignal(abort.signal), done: Promise.resolve(), leaseUntil, leaseMs: lease.leaseMs, heartbeatMs: lease.heartbeatMs, settled: false, log, handlerCalled: false,
-      heartbeatLateMs: 0,
+      heartbeatLateMs: 0, beats: { inFlight: null, next: null },
     };
     entry.done = this.execute(job, entry, releaseSlot, record)
       .catch((err) => log.error('worker: attempt bookkeeping failed', errorFields(err)))
@@ -1130,7 +1132,7 @@ export class Worker {
     };
     const ctx: HandlerContext = {
       jobId: job.id, tenant: job.tenant, type: job.type, queue: job.queue, attempt, idempotencyKey: job.id,
-      signal: entry.handler.signal, heartbeat: () => handledRejection(this.heartbeat(job.id, entry)), log,
+      signal: entry.handler.signal, heartbeat: () => this.beat(job.id, entry), log,
       progress: (value) => {
         // Checked, and dropped once the attempt is over here (a handler going on after it was given up).
         if (!store || progress.over) return Promise.resolve(void progressJson(value));
@@ -1385,10 +1387,40 @@ export class Worker {
     entry.leaseMs = this.opts.leaseMs;
     entry.heartbeatMs = this.opts.heartbeatMs;
     try {
-      await this.heartbeat(job.id, entry);
+      await this.beat(job.id, entry);
     } catch (err) {
       if (!entry.abort.signal.aborted) entry.log.warn('worker: heartbeat failed, will retry', { ...errorFields(err), leaseUntil: entry.leaseUntil });
     }
+  }
+
+  /**
+   * A heartbeat, one write at a time per attempt: a call made while one is in
+   * flight shares the next, which starts once that one settled, so each call
+   * is answered by a write sent after it, and a handler calling
+   * `ctx.heartbeat()` in a tight loop sends writes one after another, not
+   * thousands at once (which queued on the job's row, and on the store's
+   * connections, would extend the lease too late for the lease to hold).
+   * Each write's rejection is marked handled once, as it is made (a call not
+   * awaited must not end the process), not once per call that shares it.
+   */
+  private beat(jobId: string, entry: Running): Promise<void> {
+    const { beats } = entry;
+    if (beats.next) return beats.next;
+    if (!beats.inFlight) {
+      const write = handledRejection(this.heartbeat(jobId, entry));
+      beats.inFlight = write;
+      const done = () => {
+        if (beats.inFlight === write) beats.inFlight = null;
+      };
+      write.then(done, done);
+      return write;
+    }
+    const next = handledRejection(beats.inFlight.then(() => undefined, () => undefined).then(() => {
+      beats.next = null;
+      return this.beat(jobId, entry);
+    }));
+    beats.next = next;
+    return next;
   }
 
   private async heartbeat(jobId: string, entry: Running): Promise<void> {
@@ -1427,7 +1459,7 @@ export class Worker {
         if (entry.settled) return;
         // Past it the lease is given up (watchLease), not extended.
         if (clock.now() >= giveUpAt(entry)) continue;
-        await this.heartbeat(jobId, entry);
+        await this.beat(jobId, entry);
       } catch (err) {
         if (abort.signal.aborted) return;
         entry.log.warn('worker: heartbeat failed, will retry', { ...errorFields(err), leaseUntil: entry.leaseUntil });
