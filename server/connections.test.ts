@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +20,7 @@ import { createSqliteStore, type SqliteStore } from '../adapters/sqlite/index.js
 import { silentLogger } from '../engine/logger.js';
 import { TransitionService } from '../engine/transitions.js';
 import { buildApp, type AppLimits } from './app.js';
+import { LINGER_MS } from './connections.js';
 import { streamPlugin } from './stream/index.js';
 import { TEST_DEFAULTS, testClock } from '../tests/helpers/app.js';
 
@@ -51,6 +54,31 @@ function rawClient(port: number, first?: string): Promise<RawClient> {
     const closed = new Promise<{ text: string; ms: number }>((res) => socket.once('end', () => res({ text, ms: Date.now() - started })));
     socket.once('error', reject);
   });
+}
+
+/**
+ * In a process of its own, as a client is (in this one, the server's reading and closing and the client's
+ * writing take turns, and the reset below never lands): sends `head` then `bodyBytes` of body (as one chunk
+ * when `chunked`) as fast as the server takes it, reading meanwhile. Resolves with all the server sent once
+ * the connection ended, whether closed or reset.
+ */
+async function sendWhole(port: number, head: string, bodyBytes: number, chunked: boolean): Promise<string> {
+  const client = `
+    const body = Buffer.alloc(${bodyBytes}, 'x');
+    const socket = require('node:net').connect(${port}, '127.0.0.1', () => {
+      socket.write(${JSON.stringify(head)});
+      socket.write(${chunked} ? Buffer.concat([Buffer.from(body.length.toString(16) + '\\r\\n'), body, Buffer.from('\\r\\n0\\r\\n\\r\\n')]) : body);
+    });
+    let text = '';
+    socket.on('data', (d) => (text += d));
+    socket.on('error', () => undefined);
+    socket.once('end', () => socket.destroy());
+    socket.once('close', () => process.stdout.write(text));`;
+  const child = spawn(process.execPath, ['-e', client], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
+  await once(child, 'close');
+  return text;
 }
 
 const statusOf = (text: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
@@ -239,6 +267,57 @@ describe('connections: upgrades and slow clients', () => {
     assert.equal(statusOf(text), 400);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal((await store.listJobs({ limit: 1000 })).length, before, 'the submit behind the closing answer was not run');
+  });
+
+  // Answered before its body was read (a 413, a 415), the connection is closed; closed at once, with the rest of the
+  // body still arriving, the kernel resets it, and the reset threw the answer away before the client read it: a
+  // client (fetch, the ats client splitting a batch on a 413) saw EPIPE or ECONNRESET, never the 413.
+  test('a body over the limit, or of another media type, still being sent when the answer comes: the client reads the answer', async () => {
+    const body = Buffer.alloc(8 * 1024 * 1024, 'x');
+    const json = 'Content-Type: application/json\r\n';
+    for (const c of [
+      { name: 'Content-Length over the limit', head: `${json}Content-Length: ${body.length}\r\n`, chunked: false, status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
+      { name: 'chunked over the limit', head: `${json}Transfer-Encoding: chunked\r\n`, chunked: true, status: 413, code: 'ATS_ERR_PAYLOAD_TOO_LARGE' },
+      { name: 'text/plain', head: `Content-Type: text/plain\r\nContent-Length: ${body.length}\r\n`, chunked: false, status: 415, code: 'ATS_ERR_UNSUPPORTED_MEDIA_TYPE' },
+    ]) {
+      for (let i = 0; i < 5; i++) {
+        const text = await sendWhole(port, `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\n${c.head}\r\n`, body.length, c.chunked);
+        assert.equal(statusOf(text), c.status, `${c.name}, try ${i + 1}: the client read ${JSON.stringify(text.slice(0, 200))}`);
+        assert.equal(text.match(/HTTP\/1\.1 \d{3}/g)?.length, 1, `one answer, no other after it: ${text}`);
+        assert.equal(bodyOf(text).code, c.code, text);
+      }
+    }
+    for (let i = 0; i < 5; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      assert.equal(r.status, 413);
+    }
+    assert.equal((await store.listJobs({ limit: 10 })).length, 0, 'a refused body writes nothing');
+  });
+
+  test('a connection answered while its body still came is let go: once the client closes its side, or LINGER_MS after the answer', async () => {
+    const head = `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${8 * 1024 * 1024}\r\n\r\n`;
+    const serverLetGo = async (within: number) => {
+      const t0 = Date.now();
+      while ((await openConnections()) > 0 && Date.now() - t0 < within) await new Promise((r) => setTimeout(r, 20));
+      return openConnections();
+    };
+    const c = await rawClient(port, head);
+    const { text } = await c.closedWithin(CUT_WITHIN_MS);
+    assert.equal(statusOf(text), 413, text);
+    c.socket.write('x'.repeat(1000));
+    c.socket.end();
+    assert.equal(await serverLetGo(LINGER_MS / 2), 0, 'destroyed once the client closed its side');
+    // A client that keeps its side open and sends nothing more.
+    const silent = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => silent.write(head));
+    silent.on('error', () => undefined);
+    let answer = '';
+    silent.on('data', (d) => (answer += d));
+    await once(silent, 'end');
+    assert.equal(statusOf(answer), 413, answer);
+    const t0 = Date.now();
+    assert.equal(await serverLetGo(CUT_WITHIN_MS), 0, 'a client that sent nothing more is let go');
+    assert.ok(Date.now() - t0 >= LINGER_MS / 2, 'read on for a while first');
+    silent.destroy();
   });
 
   test('a normal request is unaffected', async () => {

@@ -4,7 +4,7 @@
  * slow or stray client can cost: a socket, a parser, and the server's
  * shutdown, which waits for every open connection.
  */
-import type { ServerOptions } from 'node:http';
+import type { IncomingMessage, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -160,6 +160,70 @@ export function installPipelineGate(app: FastifyInstance): void {
       socket.destroy();
     }
   });
+}
+
+/** How long a connection answered before its request's body had all arrived is read on: see installLingeringClose. */
+export const LINGER_MS = 2_000;
+
+/**
+ * Lingering close. An answer sent before its request's body has all arrived
+ * (a 413 over the limit, a 415, a 401, 403 or 429 refused before the body is
+ * read) closes the connection: kept alive, it would read the rest for nothing,
+ * and a body still trickling in when the request timeout came got a second
+ * answer, a 408, after the first. But closed at once while the client still
+ * sends, the kernel answers the bytes that keep coming with a reset, and a
+ * reset that reaches the client before it has read the answer throws the
+ * answer away: the client saw EPIPE or ECONNRESET, not the 413 (and the ats
+ * client, which splits a batch refused as too large, gave up as if the
+ * server were unreachable). So the connection is half-closed instead: the
+ * answer goes out with a FIN, the rest of the body is read and dropped, and
+ * the socket is destroyed once the client closes its side or the body ends
+ * (and the answer is written), or `ms` after the answer at most.
+ */
+export function installLingeringClose(app: FastifyInstance, ms: number): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    const req = request.raw;
+    // `complete` is Node's (an injected request, which has none, arrives whole).
+    if ((req as Partial<IncomingMessage>).complete !== false || isUpgrade(request) || !hasBody(request)) return payload;
+    reply.header('connection', 'close');
+    lingerOnClose(req, ms);
+    return payload;
+  });
+}
+
+const hasBody = (request: FastifyRequest): boolean =>
+  request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length']) > 0;
+
+/**
+ * Node's HTTP server ends a connection whose answer said `Connection: close`
+ * with `socket.destroySoon()` (end, then destroy once written) as soon as the
+ * answer is written: for this socket, that one call lingers instead.
+ */
+function lingerOnClose(req: IncomingMessage, ms: number): void {
+  const socket = req.socket;
+  if (Object.hasOwn(socket, 'destroySoon')) return;
+  socket.destroySoon = function lingeringDestroySoon(this: Socket) {
+    delete (socket as Partial<Pick<Socket, 'destroySoon'>>).destroySoon;
+    let clientDone = false;
+    const destroy = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const timer = setTimeout(destroy, ms).unref();
+    const settle = () => {
+      clientDone = true;
+      if (socket.writableFinished) destroy();
+    };
+    socket.once('finish', () => clientDone && destroy());
+    socket.once('end', settle);
+    socket.once('close', () => clearTimeout(timer));
+    if (req.complete) settle();
+    else req.once('end', settle);
+    // Dropped as it comes: nothing reads it any more (the body's reader stopped at the error).
+    req.unpipe();
+    req.resume();
+    socket.end();
+  };
 }
 
 /** Once close starts, in-flight requests get `drainMs`; then every connection left is cut. */
