@@ -51,6 +51,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_CONCURRENT_UPDATE: def('ATS_ERR_CONCURRENT_UPDATE', 409, 'What the request changes was changed by others too many times while it tried; nothing was written: try again'),
   ATS_ERR_REQUEST_TIMEOUT: def('ATS_ERR_REQUEST_TIMEOUT', 408, 'The request took too long to arrive'),
   ATS_ERR_HEADERS_TOO_LARGE: def('ATS_ERR_HEADERS_TOO_LARGE', 431, 'The request headers are larger than the limit'),
+  ATS_ERR_EXPECTATION_FAILED: def('ATS_ERR_EXPECTATION_FAILED', 417, 'The server meets no expectation of the Expect header but 100-continue'),
   ATS_ERR_RATE_LIMITED: def('ATS_ERR_RATE_LIMITED', 429, 'Too many requests'),
   ATS_ERR_UNAUTHORIZED: def('ATS_ERR_UNAUTHORIZED', 401, 'Send a valid API key: Authorization: Bearer <key>'),
   ATS_ERR_FORBIDDEN: def('ATS_ERR_FORBIDDEN', 403, 'The API key lacks the scope this route needs'),

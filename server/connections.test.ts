@@ -320,6 +320,28 @@ describe('connections: upgrades and slow clients', () => {
     silent.destroy();
   });
 
+  // Node answered an expectation it does not know itself: a bare 417, no {code, message}, no x-request-id.
+  test('an Expect other than 100-continue: 417 ATS_ERR_EXPECTATION_FAILED {code, message}, nothing written; 100-continue still works', async () => {
+    const job = JSON.stringify({ type: 'demo.echo', payload: { expect: true } });
+    const before = (await store.listJobs({ limit: 1000 })).length;
+    for (const expect of ['200-ok', 'foo=bar']) {
+      const c = await rawClient(port,
+        `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: ${expect}\r\nContent-Length: ${job.length}\r\nConnection: close\r\n\r\n${job}`);
+      const { text } = await c.closedWithin(2000);
+      assert.equal(statusOf(text), 417, text);
+      assert.equal(bodyOf(text).code, 'ATS_ERR_EXPECTATION_FAILED', text);
+      assert.match(bodyOf(text).message, /100-continue/);
+      assert.match(text, /\r\nx-request-id: /i);
+    }
+    assert.equal((await store.listJobs({ limit: 1000 })).length, before, 'a refused expectation writes nothing');
+    const c = await rawClient(port,
+      `POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-Continue\r\nContent-Length: ${job.length}\r\nConnection: close\r\n\r\n`);
+    await new Promise((r) => setTimeout(r, 100));
+    c.socket.write(job);
+    const { text } = await c.closedWithin(2000);
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /, text);
+  });
+
   test('a normal request is unaffected', async () => {
     const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { n: 1 } }) });
     assert.equal(r.status, 201);

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AtsError } from '../engine/errors.js';
+import { AtsError, quoteCut } from '../engine/errors.js';
 import { clip } from './error-log.js';
 
 export interface ConnectionLimits {
@@ -159,6 +159,25 @@ export function installPipelineGate(app: FastifyInstance): void {
       reply.hijack();
       socket.destroy();
     }
+  });
+}
+
+/** An Expect header Node answers itself (it writes `100 Continue`, then the request runs): as Node matches it. */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+/**
+ * An `Expect` of HTTP/1.1 other than `100-continue` is answered `417
+ * ATS_ERR_EXPECTATION_FAILED` as the API answers every error, after the
+ * checks before it (Host, Origin, key, rate): Node's own 417 had no body,
+ * no code and no `x-request-id`, and no hook saw it. Node hands such a
+ * request over as any other once the server listens for `checkExpectation`.
+ */
+export function installExpectationCheck(app: FastifyInstance): void {
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res));
+  app.addHook('onRequest', async (request) => {
+    const expect = request.headers.expect;
+    if (expect === undefined || request.raw.httpVersion !== '1.1' || CONTINUE.test(expect)) return;
+    throw new AtsError('ATS_ERR_EXPECTATION_FAILED', `Expect ${quoteCut(expect, 50)} is not met by this server: it takes 100-continue only`);
   });
 }
 
