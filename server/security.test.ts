@@ -181,6 +181,29 @@ describe('Host check (DNS rebinding)', () => {
     }
   });
 
+  // Node kept the first Host of two and answered: the Host and Origin checks read one name while a proxy
+  // in front may have routed by the other. HTTP requires a 400 (RFC 9112, 3.2).
+  test('a request with two Host headers: 400 ATS_ERR_VALIDATION, on loopback or not, whether they agree or not; nothing written', async () => {
+    const jobs = async () => (await store.listJobs({ limit: 10_000 })).length;
+    const before = await jobs();
+    for (const loopback of [true, false]) {
+      const app = await build({ security: { loopback } });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as AddressInfo).port;
+      const job = JSON.stringify({ type: 'demo.echo', payload: 1 });
+      for (const [first, second] of [['localhost', 'localhost'], ['localhost', 'evil.example'], ['evil.example', 'localhost']]) {
+        for (const path of ['/v1/jobs', '/healthz']) {
+          const answer = await raw(port, `POST ${path} HTTP/1.1\r\nHost: ${first}\r\nContent-Type: application/json\r\nhost: ${second}\r\nContent-Length: ${job.length}\r\nConnection: close\r\n\r\n${job}`);
+          assert.match(answer, /^HTTP\/1\.1 400 /, `${path} ${first} ${second}: ${answer}`);
+          const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { code: string; message: string };
+          assert.equal(body.code, 'ATS_ERR_VALIDATION');
+          assert.match(body.message, /one Host/);
+        }
+      }
+    }
+    assert.equal(await jobs(), before, 'nothing was submitted');
+  });
+
   test('the probes /healthz and /readyz answer any Host (an orchestrator addresses the pod by its IP); /docs does not', async () => {
     const app = await build({ security: { allowedHosts: ['ats.example.com'] } });
     for (const url of ['/healthz', '/readyz']) assert.equal((await app.inject({ url, headers: { host: '10.4.5.6:3000' } })).statusCode, 200, url);

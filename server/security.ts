@@ -83,6 +83,13 @@ export function hostNameOf(value: string | undefined): string | null {
   return name ? name[1]! : null;
 }
 
+/** How many Host header lines a request has (`rawHeaders`: names and values in turn, as sent). */
+function hostLines(rawHeaders: readonly string[] | undefined): number {
+  let n = 0;
+  for (let i = 0; i < (rawHeaders?.length ?? 0); i += 2) if (rawHeaders![i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
 /** Whether `host` (a Host header value) is answered under these options. */
 export function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>, loopback: boolean): boolean {
   if (allowed.size === 0 && !loopback) return true;
@@ -215,6 +222,9 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
       throw new AtsError('ATS_ERR_VALIDATION', 'An HTTP/1.1 request needs a Host header');
     }
+    // Node keeps the first of two and drops the other: the checks here would read one name while a proxy in front may have
+    // routed by the other. HTTP requires a 400 (RFC 9112, 3.2).
+    if (hostLines(request.raw.rawHeaders) > 1) throw new AtsError('ATS_ERR_VALIDATION', 'A request may have one Host header only');
     const route = request.routeOptions.url ?? '';
     if (ANY_HOST_ROUTES.has(route)) return;
     const refused = (route === '/metrics' ? metricsRefusal : refusal)(request.headers.host);
