@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { NO_METRICS, type Metrics } from '../engine/metrics.js';
-import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, LINGER_MS, installBodyTimeout, installCloseDrain, installExpectationCheck, installLingeringClose, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
+import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, LINGER_MS, installBodyTimeout, installCloseDrain, installExpectationCheck, installHalfCloseAnswers, installLingeringClose, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, MAX_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { routeOf, ServerErrorLog } from './error-log.js';
@@ -92,6 +92,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await installRateLimit(app, deps);
   installUpgradeGuard(app);
   installExpectationCheck(app);
+  installHalfCloseAnswers(app);
   installBodyTimeout(app, limits.bodyTimeoutMs);
   installLingeringClose(app, LINGER_MS);
   installCloseDrain(app, CLOSE_DRAIN_MS);

@@ -342,6 +342,21 @@ describe('connections: upgrades and slow clients', () => {
     assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /, text);
   });
 
+  // Node's HTTP server closed its side at the client's FIN: an answer not written by then (any that waits on
+  // the database) was lost, the job written all the same. A client that half-closes once its request is sent
+  // (`printf ... | nc -N`, shutdown(SHUT_WR)) could not tell whether it was.
+  test('a client that closes its side once the request is sent still gets the answer', async () => {
+    const job = JSON.stringify({ type: 'demo.echo', payload: { halfClosed: true } });
+    for (const close of ['', 'Connection: close\r\n']) {
+      const c = await rawClient(port);
+      c.socket.end(`POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n${close}Content-Length: ${job.length}\r\n\r\n${job}`);
+      const { text } = await c.closedWithin(2000);
+      assert.equal(statusOf(text), 201, JSON.stringify(text));
+      const id = (bodyOf(text) as unknown as { id: string }).id;
+      assert.equal((await store.getJob(id))?.id, id);
+    }
+  });
+
   test('a normal request is unaffected', async () => {
     const r = await fetch(`http://127.0.0.1:${port}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'demo.echo', payload: { n: 1 } }) });
     assert.equal(r.status, 201);

@@ -162,6 +162,18 @@ export function installPipelineGate(app: FastifyInstance): void {
   });
 }
 
+/**
+ * A client that closes its side once its request is sent (shutdown(SHUT_WR),
+ * `printf ... | nc -N`) is still answered, and the connection closed once
+ * the answer is written. Node's server closed its own side at the client's
+ * FIN: an answer not written by then (any that waits on the database) was
+ * lost, while what the request did was done. `httpAllowHalfOpen` is the
+ * server's own switch for this (Node's, not in its typings).
+ */
+export function installHalfCloseAnswers(app: FastifyInstance): void {
+  (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+}
+
 /** An Expect header Node answers itself (it writes `100 Continue`, then the request runs): as Node matches it. */
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 

@@ -261,15 +261,18 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   ): Promise<WorkflowView> {
     const stop = new AbortController();
     const onClosing = () => stop.abort(closing.signal.reason);
-    // 'close' before the answer is written: the connection was lost.
+    // 'close' before the answer is written: the connection was lost. Or the client closed its side ('end'): the
+    // server answers such a client (server/connections.ts), but a wait is not held open for one, gone or not.
     const onGone = () => {
       if (!reply.raw.writableFinished) stop.abort(new Error('the client went away'));
     };
+    const socket = request.raw.socket;
     if (closing.signal.aborted) onClosing();
     closing.signal.addEventListener('abort', onClosing, { once: true });
     reply.raw.once('close', onGone);
+    socket?.once('end', onGone);
     // Gone already, while the instance was read or started: its 'close' came before anyone listened.
-    if (request.raw.socket?.destroyed) onGone();
+    if (socket?.destroyed || socket?.readableEnded) onGone();
     try {
       const { principal } = request;
       const holds = standing ? async () => (await standing(principal)) === 'valid' : undefined;
@@ -281,6 +284,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     } finally {
       closing.signal.removeEventListener('abort', onClosing);
       reply.raw.off('close', onGone);
+      socket?.off('end', onGone);
     }
   }
 
