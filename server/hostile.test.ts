@@ -113,6 +113,9 @@ const cases: Case[] = [
   { name: 'Idempotency-Key given twice, the same', req: post(ok, { 'idempotency-key': ['a', 'a'] as unknown as string }), status: 400, code: 'ATS_ERR_VALIDATION', says: /idempotency-key/ },
   { name: 'Idempotency-Key of the server\'s own (ats:)', req: post(ok, { 'idempotency-key': 'ats:schedule:nightly:0:0' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /ats:/ },
   // A route that reads no query string dropped one without a word: the job went to the default queue.
+  // Refused as a value of the wrong type ("must be string"), which names nothing the caller did wrong.
+  { name: 'a query parameter given twice', req: { method: 'GET', url: '/v1/jobs?state=done&state=dead' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /^querystring\/state is given more than once: give it once$/ },
+  { name: 'a number in a query given twice', req: { method: 'GET', url: '/v1/jobs?limit=1&limit=1' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /^querystring\/limit is given more than once/ },
   { name: 'a query parameter on a submit (?queue=)', req: { ...post(ok), url: '/v1/jobs?queue=email' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /querystring has an unknown field 'queue'/ },
   { name: 'a query parameter on a batch', req: { ...post({ jobs: [ok] }), url: '/v1/jobs/batch?queue=email' }, status: 400, code: 'ATS_ERR_VALIDATION', says: /queue/ },
   { name: 'a query parameter on a cancel', req: { method: 'POST', url: `/v1/jobs/${JOB_ID}/cancel?reason=x` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /reason/ },

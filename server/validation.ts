@@ -7,7 +7,7 @@
  * no removal, no defaults (the route applies defaults, so the idempotency hash
  * sees what the caller sent plus what the server chose, never a guess by Ajv).
  * Query strings, params and headers are text on the wire, so their Ajv coerces
- * scalars (never arrays: `?state=a&state=b` is an error) and fills defaults;
+ * scalars (never arrays: `?state=a&state=b` is an error, "given more than once") and fills defaults;
  * a number among them must be written in decimal digits (`decimalNumbers`).
  */
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
@@ -38,6 +38,7 @@ export function createValidatorCompiler(shared: readonly object[] = []): Fastify
   const bodyAjv = makeAjv({ coerceTypes: false, useDefaults: false }, shared);
   const textAjv = makeAjv({ coerceTypes: true, useDefaults: true }, shared);
   return ({ schema, httpPart }) => {
+    if (httpPart === 'querystring') return singleValues(schema, decimalNumbers(schema, finiteNumbers(textAjv.compile(schema as object))));
     if (httpPart !== 'body') return decimalNumbers(schema, finiteNumbers(textAjv.compile(schema as object)));
     const validate = bodyAjv.compile(schema as object);
     return isOptional(schema) ? optionalBody(validate) : validate;
@@ -97,6 +98,30 @@ function decimalNumbers(schema: unknown, validate: ValidateFunction): ValidateFu
         if (typeof value === 'string' && !decimal.test(value)) {
           const message = `must be ${decimal === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`;
           wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message }];
+          return false;
+        }
+      }
+    }
+    const ok = validate(data);
+    wrapped.errors = validate.errors;
+    return ok;
+  }) as ValidateFunction;
+  return wrapped;
+}
+
+/**
+ * A query parameter given more than once (`?state=done&state=dead`) reaches
+ * the validator as an array: refused as such, not as a value of the wrong
+ * type ("must be string"), which names nothing the caller did. A parameter
+ * the schema declares an array (none does today) is let through.
+ */
+function singleValues(schema: unknown, validate: ValidateFunction): ValidateFunction {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  const wrapped = ((data: unknown) => {
+    if (typeof data === 'object' && data !== null) {
+      for (const [key, value] of Object.entries(data)) {
+        if (Array.isArray(value) && Object.hasOwn(properties, key) && properties[key]!.type !== 'array') {
+          wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message: 'is given more than once: give it once' }];
           return false;
         }
       }
