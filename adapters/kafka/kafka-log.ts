@@ -476,15 +476,20 @@ class KafkaEventLog implements EventLog {
   }
 
   /**
-   * A topic a subscription reads is gone (deleted, or Kafka lost its data): made again, as `consume`
-   * makes a missing one, whatever count was read of it before. A lane's topic, or ats.workflows, is
-   * made again by a publish to it only, which may not come for long; meanwhile the consumer would
-   * restart on the missing topic every 200 ms.
+   * A topic a subscription reads was reported unknown: made again if it is gone (deleted, or Kafka
+   * lost its data), as `consume` makes a missing one, whatever count was read of it before; true
+   * when it was. A lane's topic, or ats.workflows, is made again by a publish to it only, which may
+   * not come for long; meanwhile the consumer would restart on the missing topic every 200 ms. A
+   * topic still listed (the error came of stale metadata, a broker restarting) is left as it is.
    */
-  private async remakeTopic(topic: string): Promise<void> {
+  private async remakeTopic(topic: string): Promise<boolean> {
     this.assertOpen();
-    this.knownTopics.delete(physicalName(this.opts.topicPrefix, topic));
+    const name = physicalName(this.opts.topicPrefix, topic);
+    const listed = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs);
+    if (listed.includes(name)) return false;
+    this.knownTopics.delete(name);
     await this.ensureTopic(topic);
+    return true;
   }
 
   private async createTopic(name: string): Promise<number> {

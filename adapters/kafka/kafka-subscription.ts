@@ -79,7 +79,7 @@ export interface ConsumerClient {
  */
 export async function startSubscription(
   newClient: () => ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
-  remakeTopic?: () => Promise<void>,
+  remakeTopic?: () => Promise<boolean>,
 ): Promise<Subscription> {
   /** The client of the consumer that joined last (a stop cuts it should Kafka not answer). */
   let client = newClient();
@@ -97,11 +97,11 @@ export async function startSubscription(
   /** kafkajs's restart after a retriable crash: the topic made again first when it is gone; false once stopped. */
   const restarts: Restarts = { joined: () => { gone = null; }, before: async (error) => {
     if (stopped || !remakeTopic || !isUnknownTopic(error)) return !stopped;
-    if (!gone) logger.warn('the topic this consumer reads is gone (deleted, or Kafka lost its data); it is made again and read from its start', { topic });
     const delayMs = gone?.delayMs ?? opts.consumer.restartDelayMs;
     gone = { delayMs: Math.min(delayMs * 2, MAX_RESTART_DELAY_MS) };
     try {
-      await remakeTopic();
+      // Said only when it was gone: the same error comes of stale metadata (a broker restarting), the topic still there.
+      if (await remakeTopic()) logger.warn('the topic this consumer reads was gone (deleted, or Kafka lost its data); it was made again and is read from its start', { topic });
     } catch (remakeError) {
       logger.debug('making a topic that is gone again failed; the consumer restarts later', { topic, error: String(remakeError) });
       await new Promise((resolve) => { setTimeout(resolve, delayMs).unref(); });
