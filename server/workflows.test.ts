@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { get as httpGet } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { InjectOptions } from 'fastify';
@@ -816,6 +816,29 @@ describe('/v1/workflows waits (SQLite)', () => {
       await other.close();
     }
   }
+
+  test('a start that waits, from a client that closes its side once the request is sent: 408 saying the instance was started, with its Location', async () => {
+    const other = await buildApp({ ...t.deps });
+    try {
+      await other.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = other.server.address() as AddressInfo;
+      const body = JSON.stringify({ name: 'gate' });
+      const text = await new Promise<string>((resolve, reject) => {
+        let got = '';
+        const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => socket.end(
+          `POST /v1/workflows?wait=tag:paid&timeoutMs=60000 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+        socket.setEncoding('utf8').on('data', (d: string) => { got += d; }).on('close', () => resolve(got)).on('error', reject);
+      });
+      assert.match(text, /^HTTP\/1\.1 408 /, text);
+      const location = /\r\nlocation: (\/v1\/workflows\/[0-9A-Z]{26})\r\n/i.exec(text)?.[1];
+      assert.ok(location, text);
+      const answer = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { code: string; message: string };
+      assert.equal(answer.code, 'ATS_ERR_WAIT_TIMEOUT');
+      assert.equal(answer.message, `Workflow instance ${location.slice('/v1/workflows/'.length)} was started but its wait ended: the client closed the connection, or its side of it`);
+    } finally {
+      await other.close();
+    }
+  });
 
   test('a wait stops reading when its client goes away', async () => {
     await overHttp(await gateStarted(), 0, async (w) => {

@@ -212,7 +212,9 @@ function waitFailure(outcome: Exclude<WaitOutcome, { kind: 'met' }>, id: string,
     case 'definition-missing':
       return definitionMissing(outcome.workflow);
     case 'aborted':
-      return outcome.reason instanceof AtsError ? outcome.reason : new AtsError('ATS_ERR_WAIT_TIMEOUT', 'The client closed the connection while waiting');
+      // A client that only closed its side of the connection reads this (server/connections.ts): it says whether the start was made.
+      return outcome.reason instanceof AtsError ? outcome.reason
+        : new AtsError('ATS_ERR_WAIT_TIMEOUT', `${started ? `${subject} its wait ended` : `The wait for workflow instance ${id} ended`}: the client closed the connection, or its side of it`);
     case 'refused':
       // Nothing about the instance: the key may not read it any more.
       return new AtsError('ATS_ERR_UNAUTHORIZED', 'The API key stopped working while the request waited (revoked, or keys are required now): the wait ended');
