@@ -1483,7 +1483,7 @@ export class Worker {
       if (left <= 0) {
         // Its heartbeat came too late for the margin: the event loop was held (a heartbeat that failed or hung comes on time).
         const held = entry.heartbeatLateMs >= leaseMargin(entry)
-          ? ` (the event loop was held ${entry.heartbeatLateMs} ms by CPU work of a handler of this process, not awaiting, so none could be sent)`
+          ? ` (the event loop was held ${entry.heartbeatLateMs} ms, so none could be sent: CPU work of a handler of this process that did not await, or the process was paused)`
           : '';
         abort.abort(new AbortReason('lease-lost', `the lease (until ${new Date(entry.leaseUntil).toISOString()}) is ending and no heartbeat extended it${held}: the attempt is given up before the timers take the job back`));
         return;

@@ -282,7 +282,7 @@ export function cannotUse(file: string, err: unknown): unknown {
  */
 function withItsLog(file: string): string {
   return existsSync(`${file}-wal`)
-    ? `; ${file}-wal and ${file}-shm belong to the damaged file: delete them (or move them away with it) before the start, or SQLite applies them to the copy put back`
+    ? `; ${file}-wal and ${file}-shm belong to the damaged file: move them away with it (or delete them) before the start, or SQLite applies them to the copy put back`
     : '';
 }
 
