@@ -769,7 +769,7 @@ export async function redispatchAfterRestart(timers: Timers, store: JobStore, cl
   // The timers' own query, without its timeout: every dispatch up to now is lost.
   const before = clock.now();
   // A re-dispatch touches its job (updated_at >= before): it sorts last, and is skipped if seen again.
-  const count = await inBatches((limit) => store.findLostDispatches(before, limit), (lost) => timers.redispatch(lost, 'debug'), signal);
+  const count = await inBatches((limit) => store.findLostDispatches(before, limit), (lost) => timers.redispatch(lost), signal);
   // Also with MySQL (no Kafka): not an embedded store's, whose running jobs' leases this start ends too.
   if (count > 0) logger.info('in-process log restart: dispatched jobs again', { count });
 }

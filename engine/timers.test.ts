@@ -376,6 +376,56 @@ for (const backend of STORE_BACKENDS) {
   });
 }
 
+/** Every line logged, as [level, message, fields]. */
+function allLines() {
+  const seen: [string, string, Record<string, unknown> | undefined][] = [];
+  const at = (level: string) => (m: string, f?: Record<string, unknown>) => void seen.push([level, m, f]);
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { logger, seen };
+}
+
+for (const backend of STORE_BACKENDS) {
+  describe(`Timers on ${backend.name}: the log of many repairs`, () => {
+    it('a pass that dispatches many jobs again, or ends many leases, says so in one line each (the count, the first job ids), each job at debug', () => withMigratedStore(backend, async (store) => {
+      const { logger, seen } = allLines();
+      const { clock, transitions, timers } = timersOn(store, 100, logger);
+      const submit = async () => { const r = await transitions.submit(spec()); assert.ok(r.ok); return r.job.id; };
+      const lost: string[] = [];
+      for (let i = 0; i < 12; i++) lost.push(await submit());
+      const running: string[] = [];
+      for (let i = 0; i < 12; i++) running.push(await submit());
+      for (const id of running) assert.ok((await transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil: T0 + 1000, workerId: 'w1' })).ok);
+      await publishAndLose(store);
+
+      clock.advance(TIMEOUT_MS);
+      await timers.runOnce();
+      assert.equal(timers.counters.redispatched, 12);
+      assert.equal(timers.counters.expired, 12);
+      const above = seen.filter(([level]) => level !== 'debug');
+      assert.deepEqual(above.map(([level, m]) => [level, m]).sort(), [
+        ['info', 'timers: dispatched again jobs no worker started within the published timeout (their dispatch may be lost)'],
+        ['warn', 'timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed'],
+      ].sort(), 'one line each, not one a job');
+      for (const [, , f] of above) {
+        assert.equal(f!.count, 12);
+        assert.equal((f!.jobIds as string[]).length, 10, 'the first ten job ids');
+      }
+      const [, , redispatched] = above.find(([level]) => level === 'info')!;
+      assert.ok((redispatched!.jobIds as string[]).every((id) => lost.includes(id)));
+      const [, , expired] = above.find(([level]) => level === 'warn')!;
+      assert.ok((expired!.jobIds as string[]).every((id) => running.includes(id)));
+      const debugOf = (m: string) => seen.filter(([level, msg]) => level === 'debug' && msg === m).map(([, , f]) => f!.jobId).sort();
+      assert.deepEqual(debugOf('timers: dispatched again (no worker started it)'), [...lost].sort(), 'each job at debug');
+      assert.deepEqual(debugOf('timers: lease expired (no heartbeat of its worker reached the store); the attempt counts as failed'), [...running].sort(), 'each job at debug');
+
+      seen.length = 0;
+      clock.advance(1000);
+      await timers.runOnce();
+      assert.deepEqual(seen.filter(([level]) => level !== 'debug'), [], 'a pass that repairs nothing says nothing');
+    }));
+  });
+}
+
 for (const backend of STORE_BACKENDS) {
   describe(`Two timers instances on ${backend.name}`, () => {
     it('that read the same due job and the same lost dispatch before either wrote dispatch each once', () => withMigratedStore(backend, async (store) => {

@@ -221,7 +221,11 @@ export class Timers {
       this.applyAll(due, over.due, (j) => (j.state === 'retrying' ? { type: 'RETRY_DUE' } : { type: 'DISPATCH' }),
         debug ? (j, job) => logger.debug(j.state === 'retrying' ? 'timers: retry due' : 'timers: delayed job due', { jobId: j.id, type: job.type, attempt: j.attempt }) : undefined),
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
-        (j, job) => logger.warn('timers: lease expired (its worker stopped heartbeating); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt })),
+        (j, job) => logger.debug('timers: lease expired (no heartbeat of its worker reached the store); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt }))
+        .then((c) => {
+          if (c.all > 0) logger.warn('timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed', { count: c.all, jobIds: c.ids.slice(0, PASSED_OVER_LOGGED_IDS) });
+          return c;
+        }),
       this.repairLost(now, signal).then(async (lost) => ({ all: lost.all + (signal?.aborted ? 0 : await this.dispatchNowServed(now)) })),
     ]);
     this.logPassedOver(now);
@@ -351,7 +355,13 @@ export class Timers {
     const keptQueued = queued.size > 0 ? await store.keepDispatches([...queued], now) : 0;
     this.counters.unserved += keptUnserved;
     this.counters.queued += keptQueued;
-    return { all: keptUnserved + keptQueued + (await this.redispatch(served.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)))) };
+    const redispatched = await this.applyRedispatch(served.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)));
+    if (redispatched.all > 0) {
+      this.deps.logger.info('timers: dispatched again jobs no worker started within the published timeout (their dispatch may be lost)', {
+        count: redispatched.all, jobIds: redispatched.ids.slice(0, PASSED_OVER_LOGGED_IDS),
+      });
+    }
+    return { all: keptUnserved + keptQueued + redispatched.all };
   }
 
   /**
@@ -447,14 +457,18 @@ export class Timers {
   }
 
   /**
-   * Send a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read.
-   * `level`: of each job's line (the embedded restart, which dispatches every waiting job again, says so in one line of its own).
+   * Send a new dispatch for these dispatched jobs (their message may be lost), each if still at the version read;
+   * returns how many were. Each job's line is at `debug`: the caller says how many in one line of its own.
    */
-  async redispatch(jobs: readonly DueJob[], level: 'info' | 'debug' = 'info'): Promise<number> {
+  async redispatch(jobs: readonly DueJob[]): Promise<number> {
+    return (await this.applyRedispatch(jobs)).all;
+  }
+
+  private async applyRedispatch(jobs: readonly DueJob[]) {
     const c = await this.applyAll(jobs, this.passedOver.lost, () => ({ type: 'DISPATCH' }),
-      (j, job) => this.deps.logger[level]('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
+      (j, job) => this.deps.logger.debug('timers: dispatched again (no worker started it)', { jobId: j.id, type: job.type, attempt: j.attempt, state: j.state }));
     this.counters.redispatched += c.all;
-    return c.all;
+    return c;
   }
 
   /**
@@ -479,13 +493,14 @@ export class Timers {
   private async applyAll(
     jobs: readonly DueJob[], over: PassedOver, eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void,
   ) {
-    const counts = { all: 0, pending: 0, retrying: 0 };
+    const counts = { all: 0, pending: 0, retrying: 0, ids: [] as string[] };
     if (jobs.length === 0) return counts;
     const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j), ifVersion: j.version })));
     results.forEach((r, i) => {
       if (!r.ok) return this.passOverUnknown(r, over);
       applied?.(jobs[i]!, r.job);
       counts.all++;
+      counts.ids.push(jobs[i]!.id);
       const s = jobs[i]!.state;
       if (s === 'pending' || s === 'retrying') counts[s]++;
     });
