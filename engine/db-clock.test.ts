@@ -119,3 +119,38 @@ it('a host whose time of day is off from the database\'s by more than a second s
   await new DbClock({ base: inTime, dbNow: async () => db.t, samples: 1, logger: { debug: note, info: note, warn: note, error: note } }).sync();
   assert.deepEqual(quiet, []);
 });
+
+it('re-syncs that fail (the database down) are told as an outage: the first, a line a minute with the failures, then once when measuring works again', async () => {
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...(fields ? { fields } : {}) });
+  const logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
+  // A host clock whose sleeps end when the test says: each moves the time on by its length.
+  const host = { t: 0, now: () => host.t, sleep: (ms: number, signal?: AbortSignal) => new Promise<void>((resolve, reject) => {
+    waking.push(() => { host.t += ms; resolve(); });
+    signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+  }) };
+  const waking: (() => void)[] = [];
+  let down = false;
+  const clock = new DbClock({ base: host, dbNow: async () => { if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:3306'); return host.t; }, samples: 1, resyncMs: 20_000, logger });
+  await clock.sync();
+  clock.start();
+  const resync = async () => {
+    while (waking.length === 0) await new Promise((r) => setImmediate(r));
+    waking.shift()!();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  try {
+    down = true;
+    for (let i = 0; i < 7; i++) await resync(); // 7 failed re-syncs, 20 s apart: 2 minutes
+    const failed = lines.filter((l) => l.msg === 'clock: measuring the database clock failed, keeping the last offset');
+    assert.deepEqual(failed.map((l) => [l.level, l.fields!.failures]), [['warn', 1], ['warn', 4], ['warn', 7]], 'the first, then one a minute with the count');
+    assert.match(String(failed[0]!.fields!.err), /ECONNREFUSED 127.0.0.1:3306/, 'it names what failed');
+    down = false;
+    await resync();
+    assert.deepEqual(lines.filter((l) => l.level === 'info').map((l) => [l.msg, l.fields]), [['clock: measuring the database clock works again', { failures: 7 }]]);
+    await resync();
+    assert.equal(lines.length, 4, 'nothing more once it works');
+  } finally {
+    await clock.stop();
+  }
+});

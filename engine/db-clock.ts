@@ -25,7 +25,8 @@
  * processes agree within RTT/2 each plus the drift over `resyncMs` (see
  * README, "Clocks").
  */
-import { errorFields } from './logger.js';
+import { OutageLog } from './error-backoff.js';
+import { silentLogger } from './logger.js';
 import { BackgroundLoop } from './loop.js';
 import type { Clock, Logger } from './ports.js';
 
@@ -86,8 +87,14 @@ export class DbClock implements Clock {
   /** The gap of the host's time of day from the database's last told in the log (0: none told). */
   private toldAheadMs = 0;
 
+  /** Measurements that fail (the database down): the first told, then a line a minute with the count, then the first that works. */
+  private readonly outage: OutageLog;
+
   constructor(private readonly opts: DbClockOptions) {
     this.read = hostReading(opts.base);
+    this.outage = new OutageLog(opts.logger ?? silentLogger, 'clock: measuring the database clock', {
+      level: 'warn', failedMessage: 'clock: measuring the database clock failed, keeping the last offset',
+    });
   }
 
   /** The database's time; before the first `sync`, the host's time of day. */
@@ -104,9 +111,9 @@ export class DbClock implements Clock {
   /** The host's clocks moved `apart` ms apart: a step of its time of day, or a suspend. Measured again; a failure waits for the next turn. */
   private measureOutOfTurn(apart: number): void {
     this.opts.logger?.info('clock: the host\'s time of day and its monotonic clock moved apart (a step of the time, a suspend); measuring the database clock again', { apartMs: Math.round(apart) });
-    this.measuring = this.sync().then(() => undefined, (err: unknown) => {
+    this.measuring = this.sync().then(() => this.outage.succeeded(), (err: unknown) => {
       this.anchor = this.anchorNow(); // not again at every read: the next measurement in turn settles it
-      this.opts.logger?.warn('clock: measuring the database clock failed, keeping the last offset', errorFields(err));
+      this.outage.failed(err, this.opts.base.now());
     }).finally(() => {
       this.measuring = null;
     });
@@ -165,9 +172,10 @@ export class DbClock implements Clock {
       try {
         await this.opts.base.sleep(every, signal);
         await this.sync();
+        this.outage.succeeded();
       } catch (err) {
         if (signal.aborted) return;
-        this.opts.logger?.warn('clock: measuring the database clock failed, keeping the last offset', errorFields(err));
+        this.outage.failed(err, this.opts.base.now());
       }
     }
   }

@@ -35,6 +35,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { inParallel } from './in-parallel.js';
 import { fitting } from './pack.js';
 import { BackgroundLoop, pollUntilAborted } from './loop.js';
+import { OutageLog } from './error-backoff.js';
 import { AtsError, isAtsError } from './errors.js';
 import { errorFields } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -1055,7 +1056,7 @@ export class WorkflowDriver {
         // Beside the timers, not before them: a sweep reads every active instance, and timers must not wait for it.
         this.lastSweep = now;
         this.sweeping = this.sweep(now - sweepMs, this.stopping.signal)
-          .catch((err: unknown) => this.deps.logger.error('workflows: sweep failed, will run again', errorFields(err)))
+          .then(() => this.sweepOutage.succeeded(), (err: unknown) => this.sweepOutage.failed(err, this.deps.clock.now()))
           .finally(() => (this.sweeping = null));
       }
       // A stop tells the pass: it gives up at its next step, and the stop waits only for the step in flight.
@@ -1063,6 +1064,8 @@ export class WorkflowDriver {
     },
   }));
   private lastSweep = 0;
+  /** Sweeps that fail (the database down; once a minute): each told with the failures so far, then the first that works. */
+  private readonly sweepOutage: OutageLog;
   /** The sweep running beside the timer passes, if one is. */
   private sweeping: Promise<void> | null = null;
   /** Aborted by `stop`: a sweep running beside the timers ends between two instances, not at the end of all of them. */
@@ -1072,7 +1075,9 @@ export class WorkflowDriver {
   constructor(
     private readonly deps: { log: EventLog; service: WorkflowService; clock: Clock; logger: Logger },
     private readonly opts: WorkflowDriverOptions = { pollMs: 250, batchSize: 100 },
-  ) {}
+  ) {
+    this.sweepOutage = new OutageLog(deps.logger, 'workflows: sweep', { failedMessage: 'workflows: sweep failed, will run again' });
+  }
 
   /**
    * Sweeps every active instance (not only the quiet ones: an instance that
