@@ -304,7 +304,10 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(await timers.runOnce(), 0);
       clock.advance(TIMEOUT_MS);
       assert.equal(await timers.runOnce(), 0);
-      assert.equal(seen.filter(([m]) => m.includes('the log did not say')).length, 1, 'said once');
+      const said = seen.filter(([m]) => m.includes('the log did not say'));
+      assert.equal(said.length, 1, 'said once');
+      assert.equal(said[0]![1]!.err, 'connect ECONNREFUSED', 'the error named as every line names it (err, errName)');
+      assert.equal(said[0]![1]!.errName, 'Error');
       down = false;
       clock.advance(TIMEOUT_MS / 10);
       assert.equal(await timers.runOnce(), 1);

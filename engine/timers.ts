@@ -316,7 +316,7 @@ export class Timers {
     if (failed.length > 0) {
       for (const j of failed.flat()) unanswered.add(j.id);
       const error = (answers.find((a) => a.status === 'rejected') as PromiseRejectedResult).reason;
-      if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; the jobs of those lanes are not dispatched again until it does', { lanes: failed.length, error: String(error) });
+      if (!this.logUnanswered) logger.warn('timers: the log did not say which dispatches its workers have not read; the jobs of those lanes are not dispatched again until it does', { lanes: failed.length, ...errorFields(error) });
       this.logUnanswered = true;
       this.lostScanNotBefore = now + this.opts.publishedTimeoutMs / 10;
     } else {
