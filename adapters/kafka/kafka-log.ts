@@ -21,6 +21,7 @@ import { unlessStopped } from '../../engine/loop.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
 import { withTimeout } from '../../engine/with-timeout.js';
 import { kafkaLogCreator } from './kafka-logging.js';
+import { RepeatedLines } from '../../engine/repeated-lines.js';
 import { compileKafkaLogOptions, type CompiledKafkaLogOptions, type KafkaLogOptions } from './kafka-options.js';
 import { keyPartitioner, physicalName, placingPartitioner, produceChunks, toTopicMessages } from './kafka-records.js';
 import { startSubscription } from './kafka-subscription.js';
@@ -124,14 +125,18 @@ class KafkaEventLog implements EventLog {
   private producerStale = false;
   /** Publishes in flight (a producer is not replaced under one). */
   private publishing = 0;
+  /** The kafkajs lines said within the last minute, by all of this log's clients. */
+  private readonly repeats: RepeatedLines;
 
   constructor(private readonly opts: CompiledKafkaLogOptions) {
+    // One minute of lines said for every client of this log: a dozen clients (and each consumer started after a crash) say the same.
+    this.repeats = new RepeatedLines(Date.now);
     this.config = {
       clientId: opts.clientId,
       brokers: opts.brokers,
       connectionTimeout: opts.connectTimeoutMs,
       logLevel: LOG_LEVELS[opts.logLevel],
-      ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger) } : {}),
+      ...(opts.logger ? { logCreator: kafkaLogCreator(opts.logger, Date.now, this.repeats) } : {}),
     };
     this.current = this.newProducer();
     this.admin = this.newAdmin();
@@ -399,7 +404,7 @@ class KafkaEventLog implements EventLog {
       socketFactory: sockets.factory,
       // Once cut, kafkajs retries what it was given up on, each try failing at once with a line or two
       // at ERROR for some 12 s: noise, logged at debug (a failed publish is its caller's to report).
-      ...(logger ? { logCreator: kafkaLogCreator(debugOnceCut(logger, sockets.isCut)) } : {}),
+      ...(logger ? { logCreator: kafkaLogCreator(debugOnceCut(logger, sockets.isCut), Date.now, this.repeats) } : {}),
     });
     return { kafka, cut: sockets.cut };
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { logLevel, type LogEntry } from 'kafkajs';
 import type { Logger } from '../../engine/ports.js';
+import { RepeatedLines } from '../../engine/repeated-lines.js';
 import { kafkaEntryLevel, kafkaLogCreator } from './kafka-logging.js';
 
 const LABEL = { [logLevel.ERROR]: 'ERROR', [logLevel.WARN]: 'WARN', [logLevel.INFO]: 'INFO', [logLevel.DEBUG]: 'DEBUG' } as Record<number, string>;
@@ -136,6 +137,39 @@ describe('kafkaLogCreator', () => {
       ['debug', '10.0.0.1:9092'],
       ['error', 'ats-workers'],
       ['error', 'ats-workers.lane.q1'],
+    ]);
+  });
+
+  it('the clients of one log (the producer, the admin, each consumer and each new one after a crash) share the minute: a line one said is debug from the others', () => {
+    const { logger, calls } = recorder();
+    let now = 0;
+    const repeats = new RepeatedLines(() => now);
+    // A process has a dozen clients; while the broker is down each says the same, and a crashed consumer's successor is new.
+    const clients = Array.from({ length: 4 }, () => kafkaLogCreator(logger, () => now, repeats)(logLevel.INFO));
+    const refused = () => entry(logLevel.ERROR, 'Connection', 'Connection error: connect ECONNREFUSED 127.0.0.1:9092', { ...broker });
+    for (const log of clients) log(refused());
+    now = 60_000;
+    for (const log of clients) log(refused());
+    assert.deepEqual(calls.map((c) => [c.level, c.fields?.repeated]), [
+      ['error', undefined], ['debug', undefined], ['debug', undefined], ['debug', undefined],
+      ['error', 3], ['debug', undefined], ['debug', undefined], ['debug', undefined],
+    ]);
+  });
+
+  it('an error kafkajs says again and again that is lowered to info (its consumer restarting) is written once a minute too', () => {
+    const { logger, calls } = recorder();
+    let now = 0;
+    const log = kafkaLogCreator(logger, () => now)(logLevel.INFO);
+    const restart = () => entry(logLevel.ERROR, 'Consumer', 'Restarting the consumer in 2000ms', { retryCount: 8, retryTime: 2000, groupId: 'ats-workers' });
+    for (let i = 0; i < 5; i++, now += 5000) log(restart());
+    log(entry(logLevel.ERROR, 'Consumer', 'Restarting the consumer in 2000ms', { retryCount: 8, retryTime: 2000, groupId: 'ats-workflows' }));
+    now = 60_000;
+    log(restart());
+    assert.deepEqual(calls.map((c) => [c.level, c.fields?.groupId, c.fields?.repeated]), [
+      ['info', 'ats-workers', undefined],
+      ['debug', 'ats-workers', undefined], ['debug', 'ats-workers', undefined], ['debug', 'ats-workers', undefined], ['debug', 'ats-workers', undefined],
+      ['info', 'ats-workflows', undefined],
+      ['info', 'ats-workers', 4],
     ]);
   });
 

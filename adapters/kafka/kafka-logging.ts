@@ -85,19 +85,21 @@ const lower = (own: LineLevel, to: LineLevel): LineLevel => (RANK[to] < RANK[own
  * message, kafkajs's namespace and extra fields as fields (`component:
  * 'kafkajs'`), at `kafkaEntryLevel`. While a broker is out of reach kafkajs
  * says the same few errors several times a second (each connection retry,
- * each request given up): a warning or error line said again within a minute
- * (same namespace, message, broker error, broker and group) is written at debug, and the next
- * one written at its level after that minute carries `repeated`, how many like
- * it were lowered meanwhile. `now` is the clock of that minute.
+ * each request given up): a warning or error line (or an error lowered to
+ * info) said again within a minute (same namespace, message, broker error,
+ * broker and group) is written at debug, and the next one written at its level
+ * after that minute carries `repeated`, how many like it were lowered
+ * meanwhile. `now` is the clock of that minute; `repeats`, what was said in
+ * it: one for all the clients of a log, which say the same of the same broker.
  */
-export function kafkaLogCreator(logger: Logger, now: () => number = Date.now): logCreator {
-  const repeats = new RepeatedLines(now);
+export function kafkaLogCreator(logger: Logger, now: () => number = Date.now, repeats: RepeatedLines = new RepeatedLines(now)): logCreator {
   return () => (entry) => {
     let level = kafkaEntryLevel(entry);
     const { timestamp: _t, logger: _l, message, ...extra } = entry.log;
     const text = String(message);
     const fields: Record<string, unknown> = { component: 'kafkajs', ...(entry.namespace ? { namespace: entry.namespace } : {}), ...extra };
-    if (level === 'warn' || level === 'error') {
+    // Also what kafkajs says as an error and is lowered to info (its consumer restarting, every few seconds while the broker is down).
+    if (level === 'warn' || level === 'error' || (level === 'info' && (entry.level === KafkaLevel.ERROR || entry.level === KafkaLevel.WARN))) {
       // The broker and the group are fields, not in the text ('Connection timeout', 'Crash: ...'): another's is another line.
       const key = [entry.namespace, text, extra.error, extra.broker, extra.groupId].map((v) => (typeof v === 'string' ? v : '')).join('\u0000');
       const said = repeats.check(key);
