@@ -19,7 +19,9 @@
  * The CUSUM tests the baseline p0 against p1 = p0 + max(0.05, min(p0,
  * (1 - p0) / 2)) (2% → 7%, 25% → 50%, 60% → 80%), where p0 is the EWMA
  * fraction raised by one standard error of its own estimate (and floored at
- * 0.5%), so a baseline learned from little data errs insensitive. Each
+ * 0.5%), so a baseline learned from little data errs insensitive; one of 90%
+ * or more is not tested (a type failing at a steady 95% or 100% has no rise
+ * to tell). Each
  * detector learns over `WARMUP` attempts before it may alarm (its EWMA is a
  * plain mean until it has `1 / ALPHA` points), and re-learns from scratch
  * after an alarm: one sustained change is one anomaly, and the changed level
@@ -44,6 +46,8 @@ export const ALPHA = 1 / 1000;
 export const H = 13;
 /** p0 is never taken below this (a type that never fails still needs several failures close together to alarm). */
 export const MIN_RATE = 0.005;
+/** A baseline (raised by its standard error) of this or more is not tested: no rise of it could be told from noise. */
+export const MAX_RATE = 0.9;
 /** The run-time threshold is this quantile of the warm-up's run times ... */
 export const DURATION_QUANTILE = 0.75;
 /** ... plus this many ms: a run that is longer by less is not counted as long, however short the type's runs. */
@@ -75,9 +79,11 @@ class BernoulliCusum {
     if (this.n >= WARMUP) {
       const p = this.rate;
       const effective = Math.min(this.n, (2 - ALPHA) / ALPHA);
-      const p0 = Math.min(0.9, Math.max(MIN_RATE, p + Math.sqrt((p * (1 - p)) / effective)));
+      const raised = p + Math.sqrt((p * (1 - p)) / effective);
+      const p0 = Math.max(MIN_RATE, raised);
       const p1 = p0 + Math.max(0.05, Math.min(p0, (1 - p0) / 2));
-      this.s = Math.max(0, this.s + (hit ? Math.log(p1 / p0) : Math.log((1 - p1) / (1 - p0))));
+      // A baseline this high has no rise to tell (testing it against a lower p0 alarms at a steady 95% or 100%).
+      this.s = raised >= MAX_RATE ? 0 : Math.max(0, this.s + (hit ? Math.log(p1 / p0) : Math.log((1 - p1) / (1 - p0))));
       if (this.s === 0) {
         this.segmentCount = 0;
         this.segmentSum = 0;
