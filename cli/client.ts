@@ -21,7 +21,7 @@ export type JobEvent = Omit<EventView, 'from' | 'to'> & { from: string | null; t
 
 /** A job as the commands read it: `JobView`'s fields they print (the rest optional). */
 export type Job = Pick<JobView, 'id' | 'type' | 'queue' | 'attempt' | 'maxAttempts' | 'payload' | 'result' | 'lastError' | 'runAt' | 'createdAt' | 'updatedAt'>
-  & Partial<Pick<JobView, 'cancelReason' | 'version' | 'allowed' | 'attemptBase'>>
+  & Partial<Pick<JobView, 'cancelReason' | 'version' | 'allowed' | 'attemptBase' | 'priority' | 'backoff' | 'timeoutMs' | 'concurrencyKey'>>
   & { state: string };
 
 /** A job's latest progress as the commands read it (from `GET /v1/jobs/:id` or a stream `progress` message). */

@@ -84,3 +84,20 @@ test('a lease that ended at the restart of an embedded scheduler reads as such, 
   assert.match(lease({ attempt: 1, rand: 0.5 }), /LEASE_EXPIRED {2}lease expired \(worker gone\?\)$/);
   assert.match(lease({ attempt: 1, rand: 0.5, holderGone: true }), /LEASE_EXPIRED {2}lease ended at the restart \(its process had ended\)$/);
 });
+
+test('ats get shows the job\'s priority, backoff, timeout and concurrency key, as ats schedule get shows a template\'s', () => {
+  const job = {
+    id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'dead', attempt: 2, maxAttempts: 2, attemptBase: 0,
+    payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', priority: -7, timeoutMs: 60000,
+    backoff: { kind: 'exponential', baseMs: 1000, maxMs: 60000, jitter: 'full' }, idempotencyKey: null, concurrencyKey: 'smtp', version: 5,
+    createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['REDRIVE'], events: [], eta: null, progress: null,
+  } as unknown as JobDetail;
+  const detail = jobDetail(job);
+  assert.match(detail, /^priority {5}-7$/m, detail);
+  assert.match(detail, /^backoff {6}exponential 1000\.\.60000 ms, full jitter$/m, detail);
+  assert.match(detail, /^timeoutMs {4}60000$/m, detail);
+  assert.match(detail, /^concurrencyKey smtp$/m, detail);
+  const plain = jobDetail({ ...job, concurrencyKey: null, backoff: { kind: 'fixed', delayMs: 500 } } as JobDetail);
+  assert.match(plain, /^backoff {6}fixed 500 ms$/m, plain);
+  assert.doesNotMatch(plain, /concurrencyKey/, 'no key, no line');
+});

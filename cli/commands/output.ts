@@ -113,6 +113,11 @@ export function jobDetail(job: JobDetail): string {
     ...(job.progress ? [['progress', `${progressValue(job.progress.value, 1100)} (attempt ${job.progress.attempt}, ${job.progress.at})`] as [string, string]] : []),
     ['payload', short(job.payload)], ['result', short(job.result)], ['lastError', err],
     ...(job.cancelReason ? [['cancelReason', oneLine(job.cancelReason)] as [string, string]] : []),
+    // The job's policy, fixed at submit and kept by a redrive: how it is ordered, retried, timed and limited.
+    ...(job.priority === undefined ? [] : [['priority', String(job.priority)] as [string, string]]),
+    ...(job.backoff === undefined ? [] : [['backoff', backoffText(job.backoff)] as [string, string]]),
+    ...(job.timeoutMs === undefined ? [] : [['timeoutMs', String(job.timeoutMs)] as [string, string]]),
+    ...(job.concurrencyKey ? [['concurrencyKey', oneLine(job.concurrencyKey)] as [string, string]] : []),
     ['runAt', job.runAt], ['createdAt', job.createdAt], ['updatedAt', job.updatedAt],
     ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
   ];
