@@ -746,6 +746,46 @@ describe('worker: a batch of outcomes that committed but whose answer was lost',
   });
 });
 
+describe('worker: a job that goes dead is logged', () => {
+  it('a warning for the first of a type in a minute (its job, attempt and error); the others at debug, counted on the next warning', async () => {
+    const clock = recordingClock();
+    const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, fields: fields ?? {} });
+    const logger: Logger = { ...silentLogger, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    const registry = new HandlerRegistry()
+      .register('test.doomed', async () => { throw new RangeError('no such account\nat all'); })
+      .register('test.flaky', async () => { throw new Error('once'); });
+    const h = await harness(registry, { clock, logger });
+    try {
+      const submit = async (type: string, maxAttempts: number) => {
+        const r = await h.transitions.submit(spec(type, { maxAttempts }));
+        assert.ok(r.ok);
+        return r.job.id;
+      };
+      const dead = (id: string) => waitFor(h.store, id, (j) => j.snapshot.value === 'dead', 'dead');
+      const first = await submit('test.doomed', 1);
+      await dead(first);
+      for (const id of [await submit('test.doomed', 1), await submit('test.doomed', 1)]) await dead(id);
+      // A failure with attempts left: retrying, nothing said.
+      const flaky = await submit('test.flaky', 2);
+      await waitFor(h.store, flaky, (j) => j.snapshot.value === 'retrying', 'retrying');
+      const deadLines = () => lines.filter((l) => /^worker: job dead/.test(l.msg));
+      assert.deepEqual(deadLines().map((l) => l.level), ['warn', 'debug', 'debug']);
+      assert.deepEqual(deadLines()[0]!.fields, {
+        jobId: first, type: 'test.doomed', queue: 'default', attempt: 1, maxAttempts: 1, error: 'RangeError: no such account\nat all', retryable: true, repeated: 0,
+      });
+      // A minute later: a warning again, counting the two said at debug since.
+      clock.ahead = 61_000;
+      const later = await submit('test.doomed', 1);
+      await dead(later);
+      assert.deepEqual(deadLines().map((l) => l.level), ['warn', 'debug', 'debug', 'warn']);
+      assert.deepEqual([deadLines()[3]!.fields.jobId, deadLines()[3]!.fields.repeated], [later, 2]);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: a failed attempt records the error\'s stack', () => {
   it('FAILED carries the thrown error\'s stack, cut to MAX_STACK_CHARS; a thrown non-Error has none', async () => {
     const registry = new HandlerRegistry()

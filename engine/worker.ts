@@ -88,6 +88,7 @@ import { progressJson, ProgressReporter } from './progress.js';
 import { storedLimitKey } from './limits.js';
 import { unlessStopped } from './loop.js';
 import { Semaphore } from './semaphore.js';
+import { RepeatedLines } from './repeated-lines.js';
 import { describeThrown, isInstance, thrownField } from './thrown.js';
 import { endAttemptSpan, inSpan, startAttemptSpan, type Span, type Tracer } from './tracing.js';
 import type { ApplyResult, EventInput, TransitionService } from './transitions.js';
@@ -267,6 +268,8 @@ export const HEARTBEAT_MIN_PAUSE_MS = 10;
  * end (a dead connection without a timeout of its own).
  */
 export const LINGERING_WARN_MS = 5000;
+/** The longest error text the log line of a job gone dead carries. */
+const DEAD_ERROR_LOGGED_CHARS = 300;
 /** The handlers a stop that leaves some running names in its log line (the count says how many in all). */
 const LINGERING_LOGGED = 20;
 
@@ -379,6 +382,8 @@ export class Worker {
   };
   /** When each type without a handler here was last logged. */
   private readonly unhandledLogged = new Map<string, number>();
+  /** The types whose jobs went dead within the last minute, said at warn once a minute each (`logDead`). */
+  private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
@@ -1355,6 +1360,7 @@ export class Worker {
       }
       if (r.ok || (tried && r.reason === 'not-allowed' && recorded(r.job, event))) {
         if (failures > 0) log.info('worker: outcome written after failed tries', { event: event.type, failures });
+        if (event.type === 'FAILED' && r.job.snapshot.value === 'dead') this.logDead(r.job, event);
         if (event.type === 'SUCCEEDED') this.counters.succeeded++;
         else this.counters.failed++;
         return;
@@ -1368,6 +1374,24 @@ export class Worker {
       log.warn('worker: late outcome ignored (the attempt is no longer current)', { event: event.type, reason: r.reason });
       return;
     }
+  }
+
+  /**
+   * A job this worker's outcome ended dead: a warning, the first of its type
+   * in a minute (`repeated`: how many of the type went dead since the last
+   * one, said at debug), so that jobs dying show in the log without a line
+   * each when a type fails wholesale. Its error is cut to
+   * DEAD_ERROR_LOGGED_CHARS (the job's history has it whole).
+   */
+  private logDead(job: JobRecord, event: Extract<EventInput, { type: 'FAILED' }>): void {
+    const { error } = event;
+    const said = this.deadLogged.check(job.type);
+    const text = `${error.name ?? 'Error'}: ${error.message}`;
+    this.deps.logger[said.lower ? 'debug' : 'warn']('worker: job dead (its failure is not retryable, or its attempts are used up): `ats redrive` runs it again', {
+      jobId: job.id, type: job.type, queue: job.queue, attempt: event.attempt, maxAttempts: job.snapshot.context.maxAttempts,
+      error: text.length > DEAD_ERROR_LOGGED_CHARS ? `${text.slice(0, DEAD_ERROR_LOGGED_CHARS)}…` : text, retryable: error.retryable,
+      ...(error.decidedBy ? { decidedBy: error.decidedBy } : {}), repeated: said.repeated,
+    });
   }
 
   /**
