@@ -27,3 +27,13 @@ it('a rise is still told: from 5% to all attempts failing, once', () => {
   assert.equal(told.length, 1);
   assert.ok(told[0]!.baseline < 0.2 && told[0]!.observed > 0.9, JSON.stringify(told[0]));
 });
+
+for (const base of [0.87, 0.88, 0.89]) {
+  it(`a rise from a steady ${base * 100}% to all attempts failing is told, once (the baseline learning the rise past 90% does not hide it)`, () => {
+    const d = new FailureRateDetector();
+    assert.deepEqual(alarms(d, attempts(base, 5000, 3)), []);
+    const told = alarms(d, attempts(1, 3000, 11));
+    assert.equal(told.length, 1, JSON.stringify(told));
+    assert.ok(told[0]!.baseline < 0.9 && told[0]!.observed > 0.95, JSON.stringify(told[0]));
+  });
+}

@@ -19,9 +19,10 @@
  * The CUSUM tests the baseline p0 against p1 = p0 + max(0.05, min(p0,
  * (1 - p0) / 2)) (2% → 7%, 25% → 50%, 60% → 80%), where p0 is the EWMA
  * fraction raised by one standard error of its own estimate (and floored at
- * 0.5%), so a baseline learned from little data errs insensitive; one of 90%
- * or more is not tested (a type failing at a steady 95% or 100% has no rise
- * to tell). Each
+ * 0.5%, capped at 90%), so a baseline learned from little data errs
+ * insensitive; no change starts from one of 90% or more (a type failing at a
+ * steady 95% or 100% has no rise to tell), while one that began below it is
+ * still told as the baseline learns the rise past 90%. Each
  * detector learns over `WARMUP` attempts before it may alarm (its EWMA is a
  * plain mean until it has `1 / ALPHA` points), and re-learns from scratch
  * after an alarm: one sustained change is one anomaly, and the changed level
@@ -80,10 +81,12 @@ class BernoulliCusum {
       const p = this.rate;
       const effective = Math.min(this.n, (2 - ALPHA) / ALPHA);
       const raised = p + Math.sqrt((p * (1 - p)) / effective);
-      const p0 = Math.max(MIN_RATE, raised);
+      const p0 = Math.min(MAX_RATE, Math.max(MIN_RATE, raised));
       const p1 = p0 + Math.max(0.05, Math.min(p0, (1 - p0) / 2));
-      // A baseline this high has no rise to tell (testing it against a lower p0 alarms at a steady 95% or 100%).
-      this.s = raised >= MAX_RATE ? 0 : Math.max(0, this.s + (hit ? Math.log(p1 / p0) : Math.log((1 - p1) / (1 - p0))));
+      // A baseline this high has no rise to tell (testing it against a lower p0 alarms at a steady 95% or 100%): no change
+      // starts from it. One that began below goes on as the baseline learns it (an 88% baseline passes 90% within some 100
+      // attempts of a rise to 100%, before the CUSUM can tip).
+      this.s = raised >= MAX_RATE && this.s === 0 ? 0 : Math.max(0, this.s + (hit ? Math.log(p1 / p0) : Math.log((1 - p1) / (1 - p0))));
       if (this.s === 0) {
         this.segmentCount = 0;
         this.segmentSum = 0;
