@@ -921,56 +921,71 @@ describe('messages between instances (sendToWorkflow)', () => {
   });
 });
 
+/**
+ * The lines a driver's minute sweeps say over four minutes, the first two failing (the database down), and how many
+ * sweeps ran. `slowFirst`: the first failing sweep fails only half a minute later (a connect timeout), the others at once.
+ */
+async function sweepOutageLines(slowFirst = false) {
+  let t = 1_800_000_000_000;
+  let release: (() => void) | null = null;
+  let sleeping: (() => void) | null = null;
+  const asleep = () => new Promise<void>((r) => (sleeping = r));
+  const clock: Clock = {
+    now: () => t,
+    sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
+      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      release = resolve;
+      sleeping?.();
+    }),
+  };
+  let down = true;
+  let sweeps = 0;
+  let failFirst: (() => void) | null = null;
+  const service = {
+    fireDueTimers: async () => 0,
+    sweep: async () => {
+      sweeps++;
+      if (sweeps === 1 && slowFirst) await new Promise<void>((r) => (failFirst = r));
+      if (down) throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'The database is not reachable', { cause: new Error('connect ECONNREFUSED 127.0.0.1:3306') });
+      return { applied: 0, last: null };
+    },
+    sweepMessages: async () => 0,
+  } as unknown as WorkflowService;
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...(fields ? { fields } : {}) });
+  const logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
+  const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
+  const driver = new WorkflowDriver({ log, service, clock, logger }, { pollMs: 30_000, batchSize: 10, sweepMs: 60_000 });
+  let next = asleep();
+  await driver.start();
+  await next;
+  const minute = async () => {
+    for (let i = 0; i < 2; i++) {
+      t += 30_000;
+      next = asleep();
+      release!();
+      await next;
+      if (failFirst) {
+        (failFirst as () => void)();
+        failFirst = null;
+        for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+      }
+    }
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  await minute();
+  await minute();
+  down = false;
+  await minute();
+  await minute();
+  await driver.stop();
+  return { said: lines.filter((l) => l.msg.startsWith('workflows: sweep')), sweeps };
+}
+
 describe('the driver\'s minute sweep with the database down', () => {
   it('tells the failed sweeps as an outage: each with the failures so far, then once when a sweep works again', async () => {
-    let t = 1_800_000_000_000;
-    let release: (() => void) | null = null;
-    let sleeping: (() => void) | null = null;
-    const asleep = () => new Promise<void>((r) => (sleeping = r));
-    const clock: Clock = {
-      now: () => t,
-      sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
-        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
-        release = resolve;
-        sleeping?.();
-      }),
-    };
-    let down = true;
-    let sweeps = 0;
-    const service = {
-      fireDueTimers: async () => 0,
-      sweep: async () => {
-        sweeps++;
-        if (down) throw new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'The database is not reachable', { cause: new Error('connect ECONNREFUSED 127.0.0.1:3306') });
-        return { applied: 0, last: null };
-      },
-      sweepMessages: async () => 0,
-    } as unknown as WorkflowService;
-    const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
-    const line = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push({ level, msg, ...(fields ? { fields } : {}) });
-    const logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
-    const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
-    const driver = new WorkflowDriver({ log, service, clock, logger }, { pollMs: 30_000, batchSize: 10, sweepMs: 60_000 });
-    let next = asleep();
-    await driver.start();
-    await next;
-    const minute = async () => {
-      for (let i = 0; i < 2; i++) {
-        t += 30_000;
-        next = asleep();
-        release!();
-        await next;
-      }
-      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-    };
-    await minute();
-    await minute();
-    down = false;
-    await minute();
-    await minute();
-    await driver.stop();
+    const { said, sweeps } = await sweepOutageLines();
     assert.ok(sweeps >= 4);
-    const said = lines.filter((l) => l.msg.startsWith('workflows: sweep'));
     assert.deepEqual(said.map((l) => [l.level, l.msg, l.fields?.failures]), [
       ['error', 'workflows: sweep failed, will run again', 1],
       ['error', 'workflows: sweep failed, will run again', 2],
@@ -978,5 +993,10 @@ describe('the driver\'s minute sweep with the database down', () => {
       ['info', 'workflows: sweep works again', 3],
     ]);
     assert.match(String(said[0]!.fields!.cause), /ECONNREFUSED/, 'it names what failed');
+  });
+
+  it('tells each failed sweep also when the first took long to fail (a connect timeout) and the next failed at once', async () => {
+    const { said } = await sweepOutageLines(true);
+    assert.deepEqual(said.map((l) => [l.level, l.fields?.failures]), [['error', 1], ['error', 2], ['error', 3], ['info', 3]]);
   });
 });

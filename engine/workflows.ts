@@ -1055,8 +1055,9 @@ export class WorkflowDriver {
       if (now - this.lastSweep >= sweepMs && this.sweeping === null) {
         // Beside the timers, not before them: a sweep reads every active instance, and timers must not wait for it.
         this.lastSweep = now;
+        // Each failure at its sweep's start, a minute from the last: told each, however long the last took to fail (a connect timeout).
         this.sweeping = this.sweep(now - sweepMs, this.stopping.signal)
-          .then(() => this.sweepOutage.succeeded(), (err: unknown) => this.sweepOutage.failed(err, this.deps.clock.now()))
+          .then(() => this.sweepOutage.succeeded(), (err: unknown) => this.sweepOutage.failed(err, now))
           .finally(() => (this.sweeping = null));
       }
       // A stop tells the pass: it gives up at its next step, and the stop waits only for the step in flight.
