@@ -91,22 +91,13 @@ function decimalNumbers(schema: unknown, validate: ValidateFunction): ValidateFu
     if (s.type === 'integer' || s.type === 'number') numeric.set(key, DECIMAL[s.type]);
   }
   if (numeric.size === 0) return validate;
-  const wrapped = ((data: unknown) => {
-    if (typeof data === 'object' && data !== null) {
-      for (const [key, decimal] of numeric) {
-        const value = (data as Record<string, unknown>)[key];
-        if (typeof value === 'string' && !decimal.test(value)) {
-          const message = `must be ${decimal === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`;
-          wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message }];
-          return false;
-        }
-      }
+  return checkedFirst(validate, (data) => {
+    for (const [key, decimal] of numeric) {
+      const value = data[key];
+      if (typeof value === 'string' && !decimal.test(value)) return [key, `must be ${decimal === DECIMAL.integer ? 'an integer' : 'a number'} in decimal digits`];
     }
-    const ok = validate(data);
-    wrapped.errors = validate.errors;
-    return ok;
-  }) as ValidateFunction;
-  return wrapped;
+    return null;
+  });
 }
 
 /**
@@ -117,14 +108,24 @@ function decimalNumbers(schema: unknown, validate: ValidateFunction): ValidateFu
  */
 function singleValues(schema: unknown, validate: ValidateFunction): ValidateFunction {
   const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  return checkedFirst(validate, (data) => {
+    for (const [key, value] of Object.entries(data)) {
+      if (Array.isArray(value) && Object.hasOwn(properties, key) && properties[key]!.type !== 'array') return [key, 'is given more than once: give it once'];
+    }
+    return null;
+  });
+}
+
+/**
+ * `validate`, after `check` of an object's fields: the first field it names,
+ * with its message, is the one error (Ajv's shape); none, and Ajv decides.
+ */
+function checkedFirst(validate: ValidateFunction, check: (data: Record<string, unknown>) => [key: string, message: string] | null): ValidateFunction {
   const wrapped = ((data: unknown) => {
-    if (typeof data === 'object' && data !== null) {
-      for (const [key, value] of Object.entries(data)) {
-        if (Array.isArray(value) && Object.hasOwn(properties, key) && properties[key]!.type !== 'array') {
-          wrapped.errors = [{ instancePath: `/${key}`, schemaPath: '#/type', keyword: 'type', params: {}, message: 'is given more than once: give it once' }];
-          return false;
-        }
-      }
+    const refused = typeof data === 'object' && data !== null ? check(data as Record<string, unknown>) : null;
+    if (refused) {
+      wrapped.errors = [{ instancePath: `/${refused[0]}`, schemaPath: '#/type', keyword: 'type', params: {}, message: refused[1] }];
+      return false;
     }
     const ok = validate(data);
     wrapped.errors = validate.errors;
