@@ -92,7 +92,7 @@ describe('job routes at their edges', () => {
     const ops = Object.entries(paths).filter(([p]) => p.startsWith('/v1/jobs'))
       .flatMap(([p, item]) => Object.entries(item).map(([m, op]) => [`${m.toUpperCase()} ${p}`, op] as const));
     assert.deepEqual(ops.map(([name]) => name).sort(), [
-      'DELETE /v1/jobs/{id}', 'GET /v1/jobs', 'GET /v1/jobs/{id}', 'POST /v1/jobs', 'POST /v1/jobs/batch',
+      'DELETE /v1/jobs/{id}', 'GET /v1/jobs', 'GET /v1/jobs/{id}', 'GET /v1/jobs/{id}/verify', 'POST /v1/jobs', 'POST /v1/jobs/batch',
       'POST /v1/jobs/{id}/cancel', 'POST /v1/jobs/{id}/redrive',
     ]);
     for (const [name, op] of ops) {
