@@ -555,19 +555,7 @@ describe('workflows the log or the registry failed', () => {
   });
 
   it('the driver\'s minute sweep delivers a lost end to an instance that keeps taking signals (not only to quiet ones)', async () => {
-    // A clock the test moves: the driver's loop waits in `sleep` until the test lets it pass once.
-    let t = 1_800_000_000_000;
-    let release: (() => void) | null = null;
-    let sleeping: (() => void) | null = null;
-    const asleep = () => new Promise<void>((r) => (sleeping = r));
-    const clock: Clock = {
-      now: () => t,
-      sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
-        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
-        release = resolve;
-        sleeping?.();
-      }),
-    };
+    const { clock, advance, asleep, release } = steppedClock();
     const store = createSqliteStore({ file: ':memory:' });
     await store.migrate();
     const registry = new HandlerRegistry().workflow('counter', machine(1), { version: 1 });
@@ -576,7 +564,7 @@ describe('workflows the log or the registry failed', () => {
     const started = await service.start({ tenant: 'default', name: 'counter', input: null });
     assert.ok(started.ok);
     const jobId = started.workflow.state.children[0]!.jobId;
-    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: t + 60_000, workerId: 'w' });
+    await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: clock.now() + 60_000, workerId: 'w' });
     await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 7 });
     // The log lost the child's end: it never reaches the driver.
     const log = { consume: async () => ({ stop: async () => undefined }) } as unknown as EventLog;
@@ -586,10 +574,10 @@ describe('workflows the log or the registry failed', () => {
     await first;
     for (let i = 0; i < 8; i++) {
       // A signal every 30 s: the instance is never quiet for a minute.
-      t += 30_000;
+      advance(30_000);
       assert.ok((await service.signal(started.workflow.id, 'default', { type: 'ADD' })).ok);
       first = asleep();
-      release!();
+      release();
       await first;
     }
     await driver.stop();
@@ -922,14 +910,14 @@ describe('messages between instances (sendToWorkflow)', () => {
 });
 
 /**
- * The lines a driver's minute sweeps say over four minutes, the first two failing (the database down), and how many
- * sweeps ran. `slowFirst`: the first failing sweep fails only half a minute later (a connect timeout), the others at once.
+ * A clock the test moves: `now` stands until `advance`; the driver's loop
+ * waits in `sleep` until `release` lets it pass once, and `asleep()`
+ * resolves when it sleeps next.
  */
-async function sweepOutageLines(slowFirst = false) {
-  let t = 1_800_000_000_000;
+function steppedClock(start = 1_800_000_000_000) {
+  let t = start;
   let release: (() => void) | null = null;
   let sleeping: (() => void) | null = null;
-  const asleep = () => new Promise<void>((r) => (sleeping = r));
   const clock: Clock = {
     now: () => t,
     sleep: (_ms, signal) => new Promise<void>((resolve, reject) => {
@@ -938,6 +926,20 @@ async function sweepOutageLines(slowFirst = false) {
       sleeping?.();
     }),
   };
+  return {
+    clock,
+    advance: (ms: number) => { t += ms; },
+    asleep: () => new Promise<void>((r) => (sleeping = r)),
+    release: () => release!(),
+  };
+}
+
+/**
+ * The lines a driver's minute sweeps say over four minutes, the first two failing (the database down), and how many
+ * sweeps ran. `slowFirst`: the first failing sweep fails only half a minute later (a connect timeout), the others at once.
+ */
+async function sweepOutageLines(slowFirst = false) {
+  const { clock, advance, asleep, release } = steppedClock();
   let down = true;
   let sweeps = 0;
   let failFirst: (() => void) | null = null;
@@ -961,9 +963,9 @@ async function sweepOutageLines(slowFirst = false) {
   await next;
   const minute = async () => {
     for (let i = 0; i < 2; i++) {
-      t += 30_000;
+      advance(30_000);
       next = asleep();
-      release!();
+      release();
       await next;
       if (failFirst) {
         (failFirst as () => void)();
