@@ -73,7 +73,7 @@ import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { usableLease, type LeaseAdvice } from './advisor/types.js';
 import { Batcher } from './batcher.js';
-import { NonRetryableError } from './errors.js';
+import { NonRetryableError, quoteCut } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { settleAll } from './in-parallel.js';
 import { OutageLog } from './error-backoff.js';
@@ -1386,10 +1386,9 @@ export class Worker {
   private logDead(job: JobRecord, event: Extract<EventInput, { type: 'FAILED' }>): void {
     const { error } = event;
     const said = this.deadLogged.check(job.type);
-    const text = `${error.name ?? 'Error'}: ${error.message}`;
     this.deps.logger[said.lower ? 'debug' : 'warn']('worker: job dead (its failure is not retryable, or its attempts are used up): `ats redrive` runs it again', {
       jobId: job.id, type: job.type, queue: job.queue, attempt: event.attempt, maxAttempts: job.snapshot.context.maxAttempts,
-      error: text.length > DEAD_ERROR_LOGGED_CHARS ? `${text.slice(0, DEAD_ERROR_LOGGED_CHARS)}…` : text, retryable: error.retryable,
+      error: quoteCut(`${error.name ?? 'Error'}: ${error.message}`, DEAD_ERROR_LOGGED_CHARS), retryable: error.retryable,
       ...(error.decidedBy ? { decidedBy: error.decidedBy } : {}), repeated: said.repeated,
     });
   }
