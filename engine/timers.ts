@@ -223,7 +223,7 @@ export class Timers {
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.debug('timers: lease expired (no heartbeat of its worker reached the store); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt }))
         .then((c) => {
-          if (c.all > 0) logger.warn('timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed', { count: c.all, jobIds: c.ids.slice(0, PASSED_OVER_LOGGED_IDS) });
+          if (c.all > 0) logger.warn('timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed', { count: c.all, jobIds: c.ids });
           return c;
         }),
       this.repairLost(now, signal).then(async (lost) => ({ all: lost.all + (signal?.aborted ? 0 : await this.dispatchNowServed(now)) })),
@@ -358,7 +358,7 @@ export class Timers {
     const redispatched = await this.applyRedispatch(served.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)));
     if (redispatched.all > 0) {
       this.deps.logger.info('timers: dispatched again jobs no worker started within the published timeout (their dispatch may be lost)', {
-        count: redispatched.all, jobIds: redispatched.ids.slice(0, PASSED_OVER_LOGGED_IDS),
+        count: redispatched.all, jobIds: redispatched.ids,
       });
     }
     return { all: keptUnserved + keptQueued + redispatched.all };
@@ -489,6 +489,8 @@ export class Timers {
    * Applies each job's event, to the job as the scan read it (its version);
    * `applied` hears of each one accepted (with the job after it). A job of
    * another machine version is passed over by `over`'s scan from now on.
+   * Counts the jobs applied, and keeps the ids of the first ones (what a
+   * summary line names).
    */
   private async applyAll(
     jobs: readonly DueJob[], over: PassedOver, eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void,
@@ -500,7 +502,8 @@ export class Timers {
       if (!r.ok) return this.passOverUnknown(r, over);
       applied?.(jobs[i]!, r.job);
       counts.all++;
-      counts.ids.push(jobs[i]!.id);
+      // The first ones only: what a log line names of them.
+      if (counts.ids.length < PASSED_OVER_LOGGED_IDS) counts.ids.push(jobs[i]!.id);
       const s = jobs[i]!.state;
       if (s === 'pending' || s === 'retrying') counts[s]++;
     });
