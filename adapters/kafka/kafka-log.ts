@@ -264,10 +264,15 @@ class KafkaEventLog implements EventLog {
     return withTimeout(read(), this.opts.connectTimeoutMs);
   }
 
+  /** Every topic the cluster lists (physical names), within the connect timeout. */
+  private brokerTopics(): Promise<string[]> {
+    return withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs);
+  }
+
   async listTopics(): Promise<string[]> {
     this.assertOpen();
     const { topicPrefix } = this.opts;
-    const names = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs);
+    const names = await this.brokerTopics();
     return names.filter((n) => n.startsWith(topicPrefix)).map((n) => n.slice(topicPrefix.length));
   }
 
@@ -358,7 +363,7 @@ class KafkaEventLog implements EventLog {
       return await ask(await offsets.own.connect());
     } catch (error) {
       if (isUnknownTopic(error) && this.offsets === offsets) {
-        const topics = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs).catch(() => null);
+        const topics = await this.brokerTopics().catch(() => null);
         if (topics) this.replaceOffsetsAdminIfGone(topics);
       }
       throw error;
@@ -490,7 +495,7 @@ class KafkaEventLog implements EventLog {
   private async remakeTopic(topic: string): Promise<boolean> {
     this.assertOpen();
     const name = physicalName(this.opts.topicPrefix, topic);
-    const listed = await withTimeout(this.connectAdmin().then((admin) => admin.listTopics()), this.opts.connectTimeoutMs);
+    const listed = await this.brokerTopics();
     if (listed.includes(name)) return false;
     this.knownTopics.delete(name);
     await this.ensureTopic(topic);
