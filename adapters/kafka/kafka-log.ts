@@ -16,6 +16,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel as KafkaLogLevel, type ConfigResourceTypes, type Admin, type ISocketFactory, type Producer, type RecordMetadata, type RetryOptions, type TopicMessages } from 'kafkajs';
 import { AtsError } from '../../engine/errors.js';
+import { errorFields } from '../../engine/logger.js';
 import { settleAll } from '../../engine/in-parallel.js';
 import { unlessStopped } from '../../engine/loop.js';
 import { TOPICS, type ConsumeOptions, type EventLog, type LogMessage, type Logger, type Subscription } from '../../engine/ports.js';
@@ -515,7 +516,7 @@ class KafkaEventLog implements EventLog {
       topics: [{ topic: name, numPartitions: partitions, ...(replicationFactor === null ? {} : { replicationFactor }) }],
     }).catch((error: unknown) => {
       const why = topicErrors(error);
-      log?.error('kafka: creating a topic failed', { topic: name, error: why });
+      log?.error('kafka: creating a topic failed', { topic: name, err: why });
       // kafkajs's own message says only "Topic creation errors": the start that fails on it says why.
       const hint = /INVALID_REPLICATION_FACTOR/.test(why)
         ? (replicationFactor === null ? ' (the broker\'s default.replication.factor asks more replicas than the cluster has brokers)'
@@ -550,7 +551,7 @@ class KafkaEventLog implements EventLog {
     const answer = await admin.describeConfigs({
       resources: [{ type: TOPIC_RESOURCE, name, configNames: ['cleanup.policy', 'max.message.bytes'] }], includeSynonyms: false,
     }).catch((error: unknown) => {
-      log.debug('kafka: reading a topic\'s settings failed', { topic: name, error: String((error as Error)?.message ?? error) });
+      log.debug('kafka: reading a topic\'s settings failed', { topic: name, ...errorFields(error) });
       return null;
     });
     const entries = answer?.resources[0]?.configEntries ?? [];

@@ -10,6 +10,7 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Logger } from 'kafkajs';
 import { ErrorBackoff, OutageLog } from '../../engine/error-backoff.js';
 import { AtsError } from '../../engine/errors.js';
+import { errorFields } from '../../engine/logger.js';
 import { settlesWithin, unlessStopped } from '../../engine/loop.js';
 import type { BatchInfo, ConsumeOptions, Logger as EngineLogger, LogRecord, Subscription } from '../../engine/ports.js';
 import type { CompiledKafkaLogOptions } from './kafka-options.js';
@@ -75,7 +76,9 @@ export interface ConsumerClient {
  * given `remakeTopic`, the subscription makes it again first (saying so once,
  * as a warning) and the consumer rejoins it, reading it from its start (the
  * group's offsets went with the topic). Should making it fail (a delete still
- * in progress), the restart waits, from `restartDelayMs` doubling up to 5 s.
+ * in progress, or Kafka refusing it), the restart waits, from `restartDelayMs`
+ * doubling up to 5 s; the failure is a warning (then at most one a minute),
+ * and the consumer's join after it a line at info.
  */
 export async function startSubscription(
   newClient: () => ConsumerClient, opts: CompiledKafkaLogOptions, options: ConsumeOptions,
@@ -94,8 +97,12 @@ export async function startSubscription(
   const giveUpJoin = new AbortController();
   /** The topic found gone, and not yet read again: the next restart waits this long if making it fails. */
   let gone: { delayMs: number } | null = null;
+  /** Making the gone topic again failing: a warning at once, then at most one a minute, and a line when the consumer joins again. */
+  const remakeOutage = new OutageLog(opts.logger ?? logger, `kafka: the consumer of ${topic}`, {
+    level: 'warn', failedMessage: `kafka: making the gone topic ${topic} again failed; the consumer restarts later and tries again`,
+  });
   /** kafkajs's restart after a retriable crash: the topic made again first when it is gone; false once stopped. */
-  const restarts: Restarts = { joined: () => { gone = null; }, before: async (error) => {
+  const restarts: Restarts = { joined: () => { gone = null; remakeOutage.succeeded({ topic }); }, before: async (error) => {
     if (stopped || !remakeTopic || !isUnknownTopic(error)) return !stopped;
     const delayMs = gone?.delayMs ?? opts.consumer.restartDelayMs;
     gone = { delayMs: Math.min(delayMs * 2, MAX_RESTART_DELAY_MS) };
@@ -103,14 +110,14 @@ export async function startSubscription(
       // Said only when it was gone: the same error comes of stale metadata (a broker restarting), the topic still there.
       if (await remakeTopic()) logger.warn('the topic this consumer reads was gone (deleted, or Kafka lost its data); it was made again and is read from its start', { topic });
     } catch (remakeError) {
-      logger.debug('making a topic that is gone again failed; the consumer restarts later', { topic, error: String(remakeError) });
+      remakeOutage.failed(remakeError, Date.now(), { topic, retryInMs: delayMs });
       await new Promise((resolve) => { setTimeout(resolve, delayMs).unref(); });
     }
     return !stopped;
   } };
   const committer = offsetCommitter((error) => {
     // The coordinator away: tried again. Refused after a rebalance: dropped at the rejoin, the records come again, and claims fence them.
-    logger.warn('an offset commit failed; it is tried again (records not committed are delivered again)', { topic, error: String(error) });
+    logger.warn('an offset commit failed; it is tried again (records not committed are delivered again)', { topic, ...errorFields(error) });
   });
 
   const restartLoop = async (): Promise<void> => {
@@ -127,13 +134,13 @@ export async function startSubscription(
         return;
       } catch (error) {
         if (stopped) return; // given up by the stop
-        logger.error('starting a new consumer failed; will try again', { topic, error: String(error) });
+        logger.error('starting a new consumer failed; will try again', { topic, ...errorFields(error) });
       }
     }
   };
   function onDeadCrash(error: Error): void {
     if (stopped || restarting) return;
-    logger.error('consumer crashed and kafkajs will not restart it; starting a new one', { topic, error: String(error) });
+    logger.error('consumer crashed and kafkajs will not restart it; starting a new one', { topic, ...errorFields(error) });
     restarting = restartLoop().finally(() => { restarting = null; });
   }
   let consumer: Consumer;

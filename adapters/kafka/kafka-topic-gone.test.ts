@@ -56,6 +56,12 @@ it('a consumer whose topic was deleted makes it again and reads what is publishe
     const remake = (log as unknown as { remakeTopic(topic: string): Promise<boolean> }).remakeTopic.bind(log);
     assert.equal(await remake(TOPIC), false, 'a topic still listed is not made again');
 
+    // The first try at making it again fails (Kafka refusing it, an ACL say): said at warn, then the next try makes it.
+    let refusals = 0;
+    (log as unknown as { remakeTopic(topic: string): Promise<boolean> }).remakeTopic = async (topic: string) => {
+      if (refusals++ === 0) throw new Error('refused by this test');
+      return remake(topic);
+    };
     await admin.deleteTopics({ topics: [name], timeout: 10_000 });
     await until('the deleted topic was gone from the metadata', 20_000, async () => !(await admin.listTopics()).includes(name));
     // Nothing publishes through the log (which would make the topic at its second publish): the consumer alone must.
@@ -63,6 +69,9 @@ it('a consumer whose topic was deleted makes it again and reads what is publishe
     const { topics } = await admin.fetchTopicMetadata({ topics: [name] });
     assert.equal(topics[0]!.partitions.length, 2, 'made again with the log\'s partition count');
     assert.ok(lines.some((l) => l.level === 'warn' && /was gone.*made again/.test(l.msg)), 'a warning says the topic was gone and is made again');
+    assert.ok(refusals >= 2, 'made again after a refused try');
+    assert.ok(lines.some((l) => l.level === 'warn' && /making the gone topic .* again failed/.test(l.msg)), 'the refused try is a warning');
+    await until('the consumer joined the topic made again', 45_000, () => lines.some((l) => l.level === 'info' && /the consumer of .* works again/.test(l.msg)));
 
     // A message published by another client (a relay in another process) after the topic was made again.
     await until('the new topic took a message', 20_000, () => producer.send({ topic: name, messages: [{ key: 'b', value: 'after' }], acks: -1 })
