@@ -136,6 +136,7 @@ describe('worker: the ats-schema header', () => {
       });
       await h.log.drain();
       assert.equal(h.worker.counters.unknownSchema, 2);
+      assert.equal(h.warnings.filter((w) => /unknown schema version/.test(w.msg)).length, 1, 'one warning a minute per version');
       assert.equal(h.aborted.size, 0, 'neither cancel was read');
       // The same cancel of b again, as this version writes it: b's handler is aborted.
       const cancelOfB = sent.find((m) => m.key === b!.job.id && m.headers['ats-kind'] === 'cancel');

@@ -59,7 +59,7 @@
  * the store had not answered yet).
  *
  * A message whose `ats-schema` major version this code does not know (a newer
- * producer) is not read: it is logged, counted (`unknownSchema`) and committed
+ * producer) is not read: it is logged (a warning a minute per version), counted (`unknownSchema`) and committed
  * past, so it neither crashes the worker nor stalls its partition. The job is
  * not lost: a dispatch no worker started is dispatched again by the timers
  * after the published timeout (`findLostDispatches`), and a cancel not applied
@@ -384,6 +384,8 @@ export class Worker {
   private readonly unhandledLogged = new Map<string, number>();
   /** The types whose jobs went dead within the last minute, said at warn once a minute each (`logDead`). */
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
+  /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
+  private readonly schemaLogged = new RepeatedLines(() => this.deps.clock.now());
 
   constructor(private readonly deps: WorkerDeps, private readonly opts: WorkerOptions) {
     this.slots = new Semaphore(opts.concurrency);
@@ -755,8 +757,11 @@ export class Worker {
     for (const r of records) {
       if (!readableSchema(r.headers)) {
         this.counters.unknownSchema++;
-        this.deps.logger.warn('worker: message of an unknown schema version skipped (the timers dispatch a job again if nothing started it)', {
+        // A newer producer's records come by the thousand (a rolling upgrade): a line a minute per version.
+        const said = this.schemaLogged.check(String(r.headers[SCHEMA_HEADER]));
+        this.deps.logger[said.lower ? 'debug' : 'warn']('worker: message of an unknown schema version skipped (the timers dispatch a job again if nothing started it)', {
           schema: r.headers[SCHEMA_HEADER], kind: r.headers[KIND_HEADER], key: r.key, partition: r.partition, offset: r.offset,
+          repeated: said.repeated, skippedSoFar: this.counters.unknownSchema,
         });
         continue;
       }
