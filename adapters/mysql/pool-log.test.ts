@@ -4,11 +4,13 @@
  * error code; the pool opens a new connection and the store works on.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { after, before, test } from 'node:test';
-import { createConnection } from 'mysql2/promise';
+import { createConnection, type Pool } from 'mysql2/promise';
 import type { Logger } from '../../engine/ports.js';
 import { createTestStore, mysqlUrl, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
 import type { MysqlStore } from './index.js';
+import { logPoolEvents } from './pool-log.js';
 
 await requireMysql();
 
@@ -51,4 +53,24 @@ test('a pooled connection killed by the server is a warn line; the store goes on
     assert.equal(typeof l.err, 'string');
   }
   await store.ping();
+});
+
+test('a server restart failing every pooled connection is one warning a minute per error code, the rest at debug', () => {
+  const mine: Line[] = [];
+  const to = (level: string) => (msg: string, fields?: Record<string, unknown>) => void mine.push({ level, msg, ...fields });
+  const pool = new EventEmitter();
+  let t = 0;
+  logPoolEvents(pool as unknown as Pool, { debug: to('debug'), info: to('info'), warn: to('warn'), error: to('error') }, () => t);
+  const conns = [1, 2, 3, 4].map((threadId) => Object.assign(new EventEmitter(), { threadId }));
+  for (const c of conns) pool.emit('connection', c);
+  const lost = () => Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST' });
+  for (const c of conns.slice(0, 3)) c.emit('error', lost());
+  conns[3]!.emit('error', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+  assert.deepEqual(mine.map((l) => [l.level, l.code, l.threadId]), [
+    ['warn', 'PROTOCOL_CONNECTION_LOST', 1], ['debug', 'PROTOCOL_CONNECTION_LOST', 2], ['debug', 'PROTOCOL_CONNECTION_LOST', 3], ['warn', 'ECONNRESET', 4],
+  ]);
+  t += 60_000;
+  conns[0]!.emit('error', lost());
+  assert.equal(mine.at(-1)!.level, 'warn', 'a minute later, a warning again');
+  assert.equal(mine.at(-1)!.repeated, 2, 'saying how many were lowered since');
 });

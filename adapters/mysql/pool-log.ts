@@ -10,17 +10,27 @@
 import type { Pool } from 'mysql2/promise';
 import { errorFields } from '../../engine/logger.js';
 import type { Logger } from '../../engine/ports.js';
+import { RepeatedLines } from '../../engine/repeated-lines.js';
 
 interface ConnectionEvents {
   threadId?: number | null;
   on(event: 'error' | 'warn', listener: (err: Error & { code?: string }) => void): unknown;
 }
 
-export function logPoolEvents(pool: Pool, logger: Logger): void {
+/**
+ * A server restart fails every pooled connection at once, each with the same
+ * code: the first is a warning, the others like it within a minute debug
+ * lines (`repeated` on the next warning says how many).
+ */
+export function logPoolEvents(pool: Pool, logger: Logger, now: () => number = Date.now): void {
+  const said = new RepeatedLines(now);
+  const line = (msg: string, conn: ConnectionEvents, err: Error & { code?: string }) => {
+    const { lower, repeated } = said.check(`${msg}\0${err.code ?? ''}`);
+    logger[lower ? 'debug' : 'warn'](msg, { component: 'mysql2', threadId: conn.threadId ?? null, code: err.code, ...errorFields(err), repeated });
+  };
   pool.on('connection', (connection) => {
     const conn = connection as unknown as ConnectionEvents;
-    const fields = (err: Error & { code?: string }) => ({ component: 'mysql2', threadId: conn.threadId ?? null, code: err.code, ...errorFields(err) });
-    conn.on('error', (err) => logger.warn('mysql: a pooled connection failed; the pool opens a new one when needed', fields(err)));
-    conn.on('warn', (err) => logger.warn('mysql: driver warning', fields(err)));
+    conn.on('error', (err) => line('mysql: a pooled connection failed; the pool opens a new one when needed', conn, err));
+    conn.on('warn', (err) => line('mysql: driver warning', conn, err));
   });
 }
