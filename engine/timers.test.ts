@@ -397,25 +397,31 @@ for (const backend of STORE_BACKENDS) {
       for (let i = 0; i < 12; i++) lost.push(await submit());
       const running: string[] = [];
       for (let i = 0; i < 12; i++) running.push(await submit());
+      for (let i = 0; i < 3; i++) {
+        const r = await transitions.submit(spec({ type: 'demo.sleep' }));
+        assert.ok(r.ok);
+        running.push(r.job.id);
+      }
       for (const id of running) assert.ok((await transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil: T0 + 1000, workerId: 'w1' })).ok);
       await publishAndLose(store);
 
       clock.advance(TIMEOUT_MS);
       await timers.runOnce();
       assert.equal(timers.counters.redispatched, 12);
-      assert.equal(timers.counters.expired, 12);
+      assert.equal(timers.counters.expired, 15);
       const above = seen.filter(([level]) => level !== 'debug');
       assert.deepEqual(above.map(([level, m]) => [level, m]).sort(), [
         ['info', 'timers: dispatched again jobs no worker started within the published timeout (their dispatch may be lost)'],
         ['warn', 'timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed'],
       ].sort(), 'one line each, not one a job');
-      for (const [, , f] of above) {
-        assert.equal(f!.count, 12);
-        assert.equal((f!.jobIds as string[]).length, 10, 'the first ten job ids');
-      }
+      for (const [, , f] of above) assert.equal((f!.jobIds as string[]).length, 10, 'the first ten job ids');
       const [, , redispatched] = above.find(([level]) => level === 'info')!;
+      assert.equal(redispatched!.count, 12);
+      assert.deepEqual(redispatched!.types, [{ type: 'demo.echo', count: 12 }], 'by type');
       assert.ok((redispatched!.jobIds as string[]).every((id) => lost.includes(id)));
       const [, , expired] = above.find(([level]) => level === 'warn')!;
+      assert.equal(expired!.count, 15);
+      assert.deepEqual(expired!.types, [{ type: 'demo.echo', count: 12 }, { type: 'demo.sleep', count: 3 }], 'by type, the most first');
       assert.ok((expired!.jobIds as string[]).every((id) => running.includes(id)));
       const debugOf = (m: string) => seen.filter(([level, msg]) => level === 'debug' && msg === m).map(([, , f]) => f!.jobId).sort();
       assert.deepEqual(debugOf('timers: dispatched again (no worker started it)'), [...lost].sort(), 'each job at debug');

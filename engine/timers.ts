@@ -103,6 +103,11 @@ const PASSED_OVER_BATCHES = 10;
 const PASSED_OVER_LOG_EVERY_MS = 60_000;
 /** How many of their ids a log line names. */
 const PASSED_OVER_LOGGED_IDS = 10;
+
+/** A summary line's jobs by type, the most first, at most PASSED_OVER_LOGGED_IDS types. */
+function typeCounts(byType: ReadonlyMap<string, number>): Array<{ type: string; count: number }> {
+  return [...byType].sort((a, b) => b[1] - a[1]).slice(0, PASSED_OVER_LOGGED_IDS).map(([type, count]) => ({ type, count }));
+}
 /** Longest wait for the log's answer about one lane. */
 const LOG_ANSWER_TIMEOUT_MS = 10_000;
 /** A job queued this many published timeouts after its last transition is dispatched again all the same. */
@@ -223,7 +228,7 @@ export class Timers {
       this.applyAll(expired, over.expired, (j) => ({ type: 'LEASE_EXPIRED', attempt: j.attempt }),
         (j, job) => logger.debug('timers: lease expired (no heartbeat of its worker reached the store); the attempt counts as failed', { jobId: j.id, type: job.type, attempt: j.attempt }))
         .then((c) => {
-          if (c.all > 0) logger.warn('timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed', { count: c.all, jobIds: c.ids });
+          if (c.all > 0) logger.warn('timers: leases expired (no heartbeat of their workers reached the store); the attempts count as failed', { count: c.all, types: typeCounts(c.byType), jobIds: c.ids });
           return c;
         }),
       this.repairLost(now, signal).then(async (lost) => ({ all: lost.all + (signal?.aborted ? 0 : await this.dispatchNowServed(now)) })),
@@ -358,7 +363,7 @@ export class Timers {
     const redispatched = await this.applyRedispatch(served.filter((j) => !queued.has(j.id) && !unanswered.has(j.id)));
     if (redispatched.all > 0) {
       this.deps.logger.info('timers: dispatched again jobs no worker started within the published timeout (their dispatch may be lost)', {
-        count: redispatched.all, jobIds: redispatched.ids,
+        count: redispatched.all, types: typeCounts(redispatched.byType), jobIds: redispatched.ids,
       });
     }
     return { all: keptUnserved + keptQueued + redispatched.all };
@@ -489,13 +494,13 @@ export class Timers {
    * Applies each job's event, to the job as the scan read it (its version);
    * `applied` hears of each one accepted (with the job after it). A job of
    * another machine version is passed over by `over`'s scan from now on.
-   * Counts the jobs applied, and keeps the ids of the first ones (what a
-   * summary line names).
+   * Counts the jobs applied, in all and by type, and keeps the ids of the
+   * first ones (what a summary line names).
    */
   private async applyAll(
     jobs: readonly DueJob[], over: PassedOver, eventOf: (j: DueJob) => EventInput, applied?: (j: DueJob, job: JobRecord) => void,
   ) {
-    const counts = { all: 0, pending: 0, retrying: 0, ids: [] as string[] };
+    const counts = { all: 0, pending: 0, retrying: 0, ids: [] as string[], byType: new Map<string, number>() };
     if (jobs.length === 0) return counts;
     const results = await this.deps.transitions.applyMany(jobs.map((j) => ({ jobId: j.id, event: eventOf(j), ifVersion: j.version })));
     results.forEach((r, i) => {
@@ -504,6 +509,7 @@ export class Timers {
       counts.all++;
       // The first ones only: what a log line names of them.
       if (counts.ids.length < PASSED_OVER_LOGGED_IDS) counts.ids.push(jobs[i]!.id);
+      counts.byType.set(r.job.type, (counts.byType.get(r.job.type) ?? 0) + 1);
       const s = jobs[i]!.state;
       if (s === 'pending' || s === 'retrying') counts[s]++;
     });
