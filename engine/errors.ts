@@ -69,6 +69,22 @@ export const ERRORS = Object.freeze({
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * What an ATS_ERR_STORE_UNAVAILABLE may tell its caller of the outage, besides
+ * the registry's message (unreachable): a server taking no writes (a failover,
+ * a read-only file) or a disk that is full, which wait on an operator rather
+ * than on a network. Fixed texts: no path, address or SQL reaches a client.
+ */
+export const STORE_UNAVAILABLE_WHY = Object.freeze({
+  readOnly: 'The database takes no writes now: it is read only',
+  full: 'The database cannot write: its disk is full',
+});
+export type StoreUnavailableWhy = keyof typeof STORE_UNAVAILABLE_WHY;
+const STORE_UNAVAILABLE_TEXTS: ReadonlySet<string> = new Set(Object.values(STORE_UNAVAILABLE_WHY));
+
+/** Whether `message` of an ATS_ERR_STORE_UNAVAILABLE is one of STORE_UNAVAILABLE_WHY's, which a caller is told. */
+export const isStoreUnavailableWhy = (message: string): boolean => STORE_UNAVAILABLE_TEXTS.has(message);
+
 /** An error with a registry code; the API turns it into `{code, message}`. */
 export class AtsError extends Error {
   readonly code: ErrorCode;

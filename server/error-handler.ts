@@ -6,7 +6,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { cutText, ERRORS, isAtsError, type ErrorCode } from '../engine/errors.js';
+import { cutText, ERRORS, isAtsError, isStoreUnavailableWhy, type ErrorCode } from '../engine/errors.js';
 import { errorFields } from '../engine/logger.js';
 import { responseStarted } from './connections.js';
 import { clip, type ServerErrorLog } from './error-log.js';
@@ -35,9 +35,11 @@ const reply = (code: ErrorCode, message?: string): ErrorReply => ({
  * A 5xx answers with its registry message: what the server got wrong (SQL,
  * a file path, an address) is for the log. Only ATS_ERR_NOT_READY keeps its
  * own: the server writes it to say which dependency is down, or that it is
- * shutting down, which a caller can act on.
+ * shutting down, which a caller can act on; and ATS_ERR_STORE_UNAVAILABLE one
+ * of its fixed texts (STORE_UNAVAILABLE_WHY: read only, disk full).
  */
-const keepsMessage = (code: ErrorCode): boolean => ERRORS[code].status < 500 || code === 'ATS_ERR_NOT_READY';
+const keepsMessage = (code: ErrorCode, message: string): boolean =>
+  ERRORS[code].status < 500 || code === 'ATS_ERR_NOT_READY' || (code === 'ATS_ERR_STORE_UNAVAILABLE' && isStoreUnavailableWhy(message));
 
 /** fastify's own error codes, by what they mean to a caller. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -65,7 +67,7 @@ const BY_STATUS: Record<number, ErrorCode> = {
 
 /** The reply for any thrown value. */
 export function toErrorReply(err: unknown): ErrorReply {
-  if (isAtsError(err)) return reply(err.code, keepsMessage(err.code) ? err.message : undefined);
+  if (isAtsError(err)) return reply(err.code, keepsMessage(err.code, err.message) ? err.message : undefined);
   const e = err as Partial<FastifyError>;
   // fastify's message quotes the whole path: a 10 KB parameter would come back whole.
   if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') return reply('ATS_ERR_VALIDATION', `A path parameter is longer than ${MAX_NAME_CHARS} characters`);

@@ -29,7 +29,7 @@ import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
 import { DB_NOW, PING, PING_TIMEOUT_MS } from './statements.js';
 import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
-import { isMysqlUnavailable } from './unavailable.js';
+import { mysqlOutage } from './unavailable.js';
 
 export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore & WorkflowStore & {
   pool: Pool;
@@ -45,7 +45,7 @@ export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegist
 export function mysqlStore(
   pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS,
 ): MysqlStore {
-  return guardStore(mysqlOperations(pool, clock, queryTimeoutMs, faults, metrics), isMysqlUnavailable);
+  return guardStore(mysqlOperations(pool, clock, queryTimeoutMs, faults, metrics), mysqlOutage);
 }
 
 function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {

@@ -7,13 +7,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
-import { AtsError } from '../../engine/errors.js';
+import { AtsError, STORE_UNAVAILABLE_WHY } from '../../engine/errors.js';
+import { toErrorReply } from '../../server/error-handler.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createProxiedTestStore, createTestStore, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
 import type { TcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { VersionConflict } from '../sql/writes.js';
 import { createMysqlStore, type MysqlStore } from './index.js';
-import { isMysqlUnavailable } from './unavailable.js';
+import { isMysqlUnavailable, mysqlOutage } from './unavailable.js';
 
 await requireMysql();
 
@@ -181,7 +182,8 @@ describe('MySQL store: the server refuses statements for a while', () => {
     // session is made read-only anew, and the pool's next connection is a new session.
     await store.pool.query('SET SESSION TRANSACTION READ ONLY');
     try {
-      await assert.rejects(store.insert([newJobWrite()]), (e: Error) => unavailable(e) && (e.cause as { errno?: number }).errno === 1792);
+      await assert.rejects(store.insert([newJobWrite()]), (e: Error) => unavailable(e) && (e.cause as { errno?: number }).errno === 1792
+        && toErrorReply(e).body.message === STORE_UNAVAILABLE_WHY.readOnly);
       await store.pool.query('SET SESSION TRANSACTION READ ONLY');
       await assert.rejects(store.deleteLimit('absent'), unavailable);
     } finally {
@@ -259,4 +261,16 @@ describe('isMysqlUnavailable', () => {
   ];
   for (const [name, e] of yes) test(`unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), true));
   for (const [name, e] of no) test(`not unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), false));
+
+  test('what a caller is told: read only, a full disk, else the registry\'s "not reachable"', () => {
+    const told = mysqlOutage;
+    const byName = new Map(yes);
+    assert.equal(told(byName.get('read-only server')), 'readOnly');
+    assert.equal(told(byName.get('read-only transaction')), 'readOnly');
+    assert.equal(told(byName.get('disk full')), 'full');
+    assert.equal(told(byName.get('table full')), 'full');
+    assert.equal(told(byName.get('connection refused')), true);
+    assert.equal(told(byName.get('too many connections')), true);
+    for (const [, e] of no) assert.equal(told(e), false);
+  });
 });

@@ -3,7 +3,7 @@
  * (an outage: the API answers 503 and the caller may retry), as opposed to
  * errors of the statement itself (a bug: 500) or lost races (retried).
  */
-import { AtsError } from '../../engine/errors.js';
+import { AtsError, type StoreUnavailableWhy } from '../../engine/errors.js';
 
 /**
  * Errors that say the connection, not the statement, failed, by the `code`
@@ -27,6 +27,12 @@ export const READ_ONLY_ERRNOS: ReadonlySet<number> = new Set([
   1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: transaction_read_only set on the server or by a proxy (the store never asks for it)
 ]);
 
+/** The server errors that say it is out of space. */
+const FULL_ERRNOS: ReadonlySet<number> = new Set([
+  1021, // ER_DISK_FULL
+  1114, // ER_RECORD_FILE_FULL: the table is full (disk or tablespace)
+]);
+
 /**
  * Server error packets that say the server cannot take the statement now,
  * whatever it is: the same statement succeeds once the server is back to
@@ -45,8 +51,7 @@ const UNAVAILABLE_ERRNOS = new Set([
   1158, 1159, 1160, 1161, // ER_NET_READ_ERROR, ER_NET_READ_INTERRUPTED, ER_NET_ERROR_ON_WRITE, ER_NET_WRITE_INTERRUPTED
   ...READ_ONLY_ERRNOS,
   // Out of space or memory.
-  1021, // ER_DISK_FULL
-  1114, // ER_RECORD_FILE_FULL: the table is full (disk or tablespace)
+  ...FULL_ERRNOS,
   1037, // ER_OUTOFMEMORY
   1041, // ER_OUT_OF_RESOURCES
   // The statement was stopped by an operator or the server's own time bound, as our own timeout is.
@@ -72,4 +77,12 @@ export function isMysqlUnavailable(err: unknown): boolean {
   // Node's socket errors carry negative errnos: no clash with a server's numbers.
   if (typeof e.errno === 'number' && UNAVAILABLE_ERRNOS.has(e.errno)) return true;
   return e.code === undefined && POOL_MESSAGES.has(e.message);
+}
+
+/** `isMysqlUnavailable`, telling a caller more where it can: read only, or out of space (see `guardStore`). */
+export function mysqlOutage(err: unknown): boolean | StoreUnavailableWhy {
+  if (!isMysqlUnavailable(err)) return false;
+  const { errno } = err as { errno?: unknown };
+  if (typeof errno !== 'number') return true;
+  return READ_ONLY_ERRNOS.has(errno) ? 'readOnly' : FULL_ERRNOS.has(errno) ? 'full' : true;
 }

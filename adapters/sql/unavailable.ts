@@ -5,12 +5,17 @@
  * says which of its driver's errors those are; no caller above the adapter
  * ever inspects driver codes or messages.
  */
-import { AtsError } from '../../engine/errors.js';
+import { AtsError, STORE_UNAVAILABLE_WHY, type StoreUnavailableWhy } from '../../engine/errors.js';
 import type { JobStore } from '../../engine/ports.js';
 
+/** Whether a driver error is an outage, and, when the caller may be told more than "not reachable", which (`why`). */
+export type Unavailable = (err: unknown) => boolean | StoreUnavailableWhy;
+
 /** The driver error as ATS_ERR_STORE_UNAVAILABLE when `isUnavailable` says so; otherwise unchanged. */
-export function asUnavailable(err: unknown, isUnavailable: (err: unknown) => boolean): unknown {
-  return isUnavailable(err) ? new AtsError('ATS_ERR_STORE_UNAVAILABLE', undefined, { cause: err }) : err;
+export function asUnavailable(err: unknown, isUnavailable: Unavailable): unknown {
+  const why = isUnavailable(err);
+  if (why === false) return err;
+  return new AtsError('ATS_ERR_STORE_UNAVAILABLE', why === true ? undefined : STORE_UNAVAILABLE_WHY[why], { cause: err });
 }
 
 type Method = (...args: unknown[]) => unknown;
@@ -25,7 +30,7 @@ export function wrapMethods<S extends object>(store: S, wrap: (name: string, met
 }
 
 /** `store` with every method's outage errors mapped (sync throws and rejections alike). */
-export function guardStore<S extends JobStore>(store: S, isUnavailable: (err: unknown) => boolean): S {
+export function guardStore<S extends JobStore>(store: S, isUnavailable: Unavailable): S {
   return wrapMethods(store, (_name, fn) => (...args: unknown[]) => {
     let result: unknown;
     try {

@@ -10,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Database, Statement } from 'better-sqlite3';
-import { AtsError } from '../../engine/errors.js';
+import { AtsError, type StoreUnavailableWhy } from '../../engine/errors.js';
 import type { ConflictReason, StoreOp } from '../../engine/metrics.js';
 import type { AuditStore, Decide, Decision, InsertResult, JobStore, KeyStore, OutboxRow, LimitStore, ProgressStore, QueueStore, ScheduleStore, TransitionWrite, WorkerRegistryStore, WorkflowStore } from '../../engine/ports.js';
 import { SQLITE_DIALECT as D } from '../sql/dialect.js';
@@ -53,7 +53,7 @@ const CACHE_SIZE = 256;
 export function sqliteStore(db: Database, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, sync?: GroupSync): SqliteStore {
   const durable = sync ? whenDurable(db, sync) : undefined;
   const operations = sqliteOperations(db, clock, faults, metrics, sync, durable);
-  return guardStore(durable ? answerWhenDurable(operations, durable) : operations, (err) => !db.open || isSqliteUnavailable(err));
+  return guardStore(durable ? answerWhenDurable(operations, durable) : operations, (err) => !db.open || sqliteOutage(err));
 }
 
 /**
@@ -229,6 +229,13 @@ const UNAVAILABLE_CODES = ['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLI
 /** True for a better-sqlite3 error that means the database is unusable now (not a constraint or a bug). */
 export function isSqliteUnavailable(err: unknown): boolean {
   return err instanceof Error && sqliteCodeIn(err, UNAVAILABLE_CODES) !== undefined;
+}
+
+/** `isSqliteUnavailable`, telling a caller more where it can: a read-only file, or a full disk (see `guardStore`). */
+export function sqliteOutage(err: unknown): boolean | StoreUnavailableWhy {
+  if (!isSqliteUnavailable(err)) return false;
+  const code = sqliteCodeIn(err, ['SQLITE_FULL', 'SQLITE_READONLY'] as const);
+  return code === 'SQLITE_FULL' ? 'full' : code === 'SQLITE_READONLY' ? 'readOnly' : true;
 }
 
 /** The primary code among `codes` whose family `err`'s SQLite code is of (SQLITE_IOERR for SQLITE_IOERR_WRITE), or undefined. */

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { AtsError } from '../../engine/errors.js';
+import { AtsError, STORE_UNAVAILABLE_WHY } from '../../engine/errors.js';
+import { toErrorReply } from '../../server/error-handler.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createSqliteStore } from './index.js';
 import { isSqliteUnavailable, sqliteStore } from './sqlite-store.js';
@@ -60,11 +61,31 @@ describe('SQLite store: the file cannot be used', () => {
     // What opening a file without write permission gives (SQLite falls back to reading it).
     const reader = sqliteStore(new Database(file, { readonly: true }), CLOCK);
     try {
-      await assert.rejects(reader.insert([newJobWrite()]), unavailable);
+      await assert.rejects(reader.insert([newJobWrite()]), (e: unknown) => unavailable(e)
+        && assert.deepEqual(toErrorReply(e), { status: 503, body: { code: 'ATS_ERR_STORE_UNAVAILABLE', message: STORE_UNAVAILABLE_WHY.readOnly } }) === undefined);
       assert.equal((await reader.stats()).byState.pending, 0, 'reads still answer');
     } finally {
       await reader.close();
       await owner.close();
+    }
+  });
+
+  test('a full disk: a write is unavailable (503) and the caller is told the disk is full; reads answer, and writes work once there is room', async () => {
+    const file = join(dir, 'full.sqlite');
+    const store = createSqliteStore({ file });
+    await store.migrate();
+    try {
+      // SQLite's own full: no page beyond those the file has (what a full disk gives, SQLITE_FULL).
+      const pages = store.db.pragma('page_count', { simple: true }) as number;
+      store.db.pragma(`max_page_count = ${pages}`);
+      const big = () => newJobWrite({ payload: { fill: 'x'.repeat(200_000) } });
+      await assert.rejects(store.insert([big()]), (e: unknown) => unavailable(e)
+        && assert.deepEqual(toErrorReply(e), { status: 503, body: { code: 'ATS_ERR_STORE_UNAVAILABLE', message: STORE_UNAVAILABLE_WHY.full } }) === undefined);
+      assert.equal((await store.stats()).byState.pending, 0, 'reads still answer, and nothing was written');
+      store.db.pragma(`max_page_count = ${pages * 1000}`);
+      assert.equal((await store.insert([big()]))[0]?.ok, true, 'works once there is room');
+    } finally {
+      await store.close();
     }
   });
 
