@@ -51,6 +51,17 @@ function roundTrips(start: () => Promise<TestApp>) {
     assert.deepEqual((await ok('GET', `/v1/jobs?limit=1`)).jobs[0].payload, { odd, text });
   });
 
+  test('a payload as JSON.parse reads its text: the last of a key given twice, -0 as 0, a number between doubles as the nearest', async () => {
+    const r = await t.app.inject({
+      method: 'POST', url: '/v1/jobs', headers: { 'content-type': 'application/json' },
+      payload: '{"type":"demo.echo","payload":{"a":1,"a":2,"z":-0,"u":1e-400,"e":1.5e300,"s":"\\ud800\\u0000\\u2028"}}',
+    });
+    assert.equal(r.statusCode, 201, r.body);
+    const stored = (await ok('GET', `/v1/jobs/${r.json().id}`)).payload as Record<string, unknown>;
+    assert.deepEqual(stored, { a: 2, z: 0, u: 0, e: 1.5e300, s: '\ud800\u0000\u2028' });
+    assert.ok(!Object.is(stored.z, -0), 'stored as 0, as JSON.stringify writes -0');
+  });
+
   test('a schedule\'s payload', async () => {
     await ok('POST', '/v1/schedules', { name: 'odd', cron: '0 3 * * *', type: 'demo.echo', payload: odd });
     assert.deepEqual((await ok('GET', '/v1/schedules/odd')).job.payload, odd);
