@@ -206,6 +206,8 @@ describe('output', () => {
     assert.equal(oneLine('a\nb', 2), 'a…');
     assert.equal(oneLine('a\nb', 3), String.raw`a\n…`);
     assert.equal(oneLine('a\nb', 4), String.raw`a\nb`);
+    // A right-to-left override (or an isolate) would show the rest of the line reversed: escaped; the letters of any script are not.
+    assert.equal(oneLine('paid \u202egnp.exe\u2066x\u2069 שלום'), String.raw`paid \u202egnp.exe\u2066x\u2069 שלום`);
     const job = {
       id: 'j1', type: 'orders.sync', queue: 'default', state: 'dead', attempt: 2, maxAttempts: 2, payload: {}, result: '\u009b31m',
       lastError: { message: hostile, retryable: true, attempt: 2 }, runAt: at, createdAt: at, updatedAt: at, cancelReason: 'a\nb',

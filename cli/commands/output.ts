@@ -9,8 +9,13 @@ export function attemptOf(e: { data: unknown }): number | undefined {
   return typeof a === 'number' ? a : undefined;
 }
 
-/** Control characters (C0, DEL, C1) and the line and paragraph separators: what `oneLine` escapes. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/**
+ * Control characters (C0, DEL, C1), the line and paragraph separators, and the
+ * bidirectional embeddings, overrides and isolates (U+202A-U+202E,
+ * U+2066-U+2069: a right-to-left override would show the rest of the line,
+ * the text after it too, reversed): what `oneLine` escapes.
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const ESCAPES = new Map([['\n', '\\n'], ['\r', '\\r'], ['\t', '\\t']]);
 
 /**
