@@ -262,6 +262,9 @@ describe('output', () => {
       eta: { start: '2030-01-01T00:00:05.000Z', finish: '2030-01-01T00:00:06.000Z', basis: { ahead: 12, startsPerSecond: 2.5, medianRunMs: 800.4, startLatencyMs: 35.2 } },
     };
     assert.match(jobDetail(job), /^eta {10}start 2030-01-01T00:00:05.000Z, finish 2030-01-01T00:00:06.000Z \(12 ahead, 2.5 starts\/s, started 35 ms after due, median run 800 ms\)$/m);
+    // A label longer than the column's 12 characters (concurrencyKey, 14) moves every value on to one column past it.
+    const keyed = jobDetail({ ...job, concurrencyKey: 'tenant:42' }).split('\n');
+    assert.ok(keyed.includes('concurrencyKey tenant:42') && keyed.includes('id             j1'), keyed.join('\n'));
     // The count of the jobs ahead stopped at its bound: the times are the earliest.
     assert.match(jobDetail({ ...job, eta: { ...job.eta, lowerBound: true } }),
       /^eta {10}earliest start 2030-01-01T00:00:05.000Z, finish 2030-01-01T00:00:06.000Z \(at least 12 ahead, 2.5 starts\/s, started 35 ms after due, median run 800 ms\)$/m);

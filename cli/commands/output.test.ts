@@ -93,9 +93,10 @@ test('ats get shows the job\'s priority, backoff, timeout and concurrency key, a
     createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['REDRIVE'], events: [], eta: null, progress: null,
   } as unknown as JobDetail;
   const detail = jobDetail(job);
-  assert.match(detail, /^priority {5}-7$/m, detail);
-  assert.match(detail, /^backoff {6}exponential 1000\.\.60000 ms, full jitter$/m, detail);
-  assert.match(detail, /^timeoutMs {4}60000$/m, detail);
+  // The values one column past the longest label, concurrencyKey's.
+  assert.match(detail, /^priority {7}-7$/m, detail);
+  assert.match(detail, /^backoff {8}exponential 1000\.\.60000 ms, full jitter$/m, detail);
+  assert.match(detail, /^timeoutMs {6}60000$/m, detail);
   assert.match(detail, /^concurrencyKey smtp$/m, detail);
   const plain = jobDetail({ ...job, concurrencyKey: null, backoff: { kind: 'fixed', delayMs: 500 } } as JobDetail);
   assert.match(plain, /^backoff {6}fixed 500 ms$/m, plain);

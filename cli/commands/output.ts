@@ -106,6 +106,15 @@ export function short(v: unknown, max = 200): string {
   return oneLine(text.length > max ? `${text.slice(0, max)}...` : text);
 }
 
+/**
+ * Label and value lines, the values in one column: at `min` at least, past
+ * the longest label (`concurrencyKey`) when one is longer.
+ */
+export function labelled(fields: ReadonlyArray<readonly [string, string]>, min = 12): string[] {
+  const width = fields.reduce((w, [k]) => Math.max(w, k.length), min);
+  return fields.map(([k, v]) => `${k.padEnd(width)} ${v}`);
+}
+
 /** A job with its history, as `ats get` prints it. */
 export function jobDetail(job: JobDetail): string {
   const e = job.lastError;
@@ -127,7 +136,7 @@ export function jobDetail(job: JobDetail): string {
     ['allowed', job.allowed?.length ? job.allowed.join(', ') : '-'],
   ];
   if (job.eta) fields.push(['eta', etaText(job.eta)]);
-  const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
+  const head = labelled(fields);
   // Each attempt's error on its FAILED line (lastError is only the last one's), a lease's end and a cancel's reason on theirs.
   const events = table(
     ['SEQ', 'AT', 'EVENT', 'FROM', 'TO', 'ATTEMPT', 'DETAIL'],
@@ -219,7 +228,7 @@ export function scheduleDetail(s: ScheduleDetail): string {
     ['ticks', `${s.submitted} submitted, ${s.skipped} skipped, ${s.missed} missed`],
     ['createdAt', s.createdAt], ['updatedAt', s.updatedAt],
   ];
-  const head = fields.map(([k, v]) => `${k.padEnd(12)} ${v}`);
+  const head = labelled(fields);
   const next = s.nextRuns.length > 0 ? s.nextRuns : [s.paused ? 'none (paused)' : 'none'];
   const ticks = s.ticks.length > 0
     ? table(['TICK', 'OUTCOME', 'JOB', 'FIRED'], s.ticks.map((t) => [t.tickAt, t.outcome, t.jobId ?? '-', t.at]))
@@ -260,7 +269,7 @@ export function limitDetail(l: Limit): string {
     ['rate', l.rate ? `${rateText(l.rate)}${step}` : '- (no cap)'],
     ['createdAt', l.createdAt], ['updatedAt', l.updatedAt],
   ];
-  return fields.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n');
+  return labelled(fields).join('\n');
 }
 
 /** `email: concurrency 5, rate 100/1m` (what `ats limits set` prints). */

@@ -9,7 +9,7 @@ import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
 import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
 import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
-import { moreHint, oneLine, short, table } from './output.js';
+import { labelled, moreHint, oneLine, short, table } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
@@ -137,7 +137,7 @@ export function workflowDetail(w: Workflow): string {
     ['version', String(w.version)], ['idempotencyKey', w.idempotencyKey ?? '-'],
     ['createdAt', w.createdAt], ['updatedAt', w.updatedAt],
   ];
-  const head = fields.map(([k, v]) => `${k.padEnd(14)} ${v}`);
+  const head = labelled(fields, 14);
   const children = w.children.length > 0
     ? table(['INVOKE', 'JOB', 'TYPE', 'STATE'], w.children.map((c) => [c.invokeId, c.jobId, c.jobType, c.state ?? '(deleted)']))
     : ['none'];
