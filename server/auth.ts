@@ -18,7 +18,6 @@
  * holds `auto` open: the first key made ends it on every instance within
  * that time, at once on the one that made it.
  */
-import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   bearerOf, keyIdOf, keyMatches, OPEN_PRINCIPAL, principalOf, type Principal, type Scope, type StoredApiKey,
@@ -26,6 +25,7 @@ import {
 import { AtsError } from '../engine/errors.js';
 import type { Clock, KeyStore } from '../engine/ports.js';
 import { DEFAULT_SECURITY, type AppDeps, type AuthDeps } from './deps.js';
+import { addressHolderOf } from './security.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -212,9 +212,10 @@ export const AUTH_FAILURES_TRACKED_MAX = 10_000;
  * rate limit counts it (`holderOf`, server/security.ts), an IPv6 one by its
  * /64, so that a client cannot step around the count by rotating the
  * addresses of a prefix it holds. `request.ip` is the socket's peer: behind
- * a reverse proxy, the proxy's address for every client.
+ * a reverse proxy, the proxy's address for every client. A request whose
+ * connection closed before it was counted is counted as `ip:(gone)`.
  */
-export const failureHolderOf = (request: FastifyRequest): string => `ip:${normalizeIP(request.ip)}`;
+export const failureHolderOf = (request: FastifyRequest): string => addressHolderOf(request);
 
 /**
  * Failed authentications per client (`failureHolderOf`), in fixed one-minute

@@ -179,7 +179,20 @@ export function originAllowed(origin: string, host: string | undefined, listed: 
  */
 export function holderOf(request: FastifyRequest): string {
   const keyId = request.principal?.keyId;
-  return keyId ? `key:${keyId}` : `ip:${normalizeIP(request.ip)}`;
+  return keyId ? `key:${keyId}` : addressHolderOf(request);
+}
+
+/**
+ * A request's client address as the counts take it (an IPv6 one by its /64),
+ * or `ip:(gone)` once its connection closed: Node no longer knows the peer of
+ * a destroyed socket (`request.ip` is undefined), and a client that went away
+ * while its request waited (for the auth hook's read of the keys, say) cannot
+ * be answered anyway. Never an error: that would be a 500 logged for a client
+ * that only hung up.
+ */
+export function addressHolderOf(request: FastifyRequest): string {
+  const ip = request.ip as string | undefined;
+  return ip === undefined ? 'ip:(gone)' : `ip:${normalizeIP(ip)}`;
 }
 
 /**
