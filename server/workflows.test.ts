@@ -696,6 +696,21 @@ describe('/v1/workflows waits (SQLite)', () => {
     assert.deepEqual([r.json().id, r.json().status, r.json().value, r.json().context.echoed], [wf.id, 'active', 'waiting', { echoed: 4 }]);
   });
 
+  test('many waits at once are no listener leak: no MaxListenersExceededWarning (each takes its listener off as it ends)', async () => {
+    const wf = await gateStarted();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const rs = await Promise.all(Array.from({ length: 12 }, () => t.app.inject(waitFor(wf.id, 'timeoutMs=150'))));
+      assert.deepEqual(rs.map((r) => r.statusCode), rs.map(() => 408));
+      await new Promise((resolve) => setImmediate(resolve)); // a warning is emitted on the next tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
+  });
+
   test('408 ATS_ERR_WAIT_TIMEOUT once timeoutMs passed (0: checked once); the instance is as it was', async () => {
     const wf = await gateStarted();
     const { r, ms } = await timed(waitFor(wf.id, 'timeoutMs=150'));

@@ -11,6 +11,7 @@
  * start with `?wait=`) long-polls the instance (server/workflow-wait.ts).
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { setMaxListeners } from 'node:events';
 import type { AnyEventObject } from 'xstate';
 import type { Principal } from '../../engine/auth.js';
 import { AtsError, ERRORS } from '../../engine/errors.js';
@@ -243,6 +244,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   const waits = new Slots(slotLimits(cap.perKey, cap.max), { code: 'ATS_ERR_TOO_MANY_WAITS', what: 'workflow waits', free: 'let one end first' });
   // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
   const closing = new AbortController();
+  // Each open wait listens on it, and takes its listener off as it ends: as many at once as the slots let in (cap.max),
+  // not a leak, so Node's warning past 10 (MaxListenersExceededWarning, "possible memory leak") would only mislead.
+  setMaxListeners(0, closing.signal);
   app.addHook('preClose', async () => {
     closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
   });
