@@ -486,6 +486,62 @@ for (const backend of STORE_BACKENDS) {
       await assertRecordsMatchJobs(store, service, 'racing');
     }));
 
+    for (const change of ['a new expression', 'a pause and a resume'] as const) {
+      it(`overlap skip, ${change} landing while a tick's job is submitted: that job is recorded on the changed row, and the next tick sees it live`, () => withStore(async (store) => {
+        const { clock, service, runner, transitions } = world(store);
+        await service.create(D, { name: 'changed', cron: '0 * * * *', job: template() });
+        // The change is answered between the pass's claim and its last write (the tick's job being submitted):
+        // it computes the next run again and drops the pinned queue, so no later pass finds that job by its key.
+        let changed = false;
+        const racing = intercept(transitions, (name) => name === 'submit', async (call) => {
+          const r = await call();
+          if (!changed) {
+            changed = true;
+            if (change === 'a new expression') await service.update(D, 'changed', { cron: '30 * * * *' });
+            else {
+              await service.update(D, 'changed', { paused: true });
+              await service.update(D, 'changed', { paused: false });
+            }
+          }
+          return r;
+        });
+        clock.set(T0 + 60 * MIN + 5);
+        await new ScheduleRunner({ store, transitions: racing, clock, logger: silentLogger }).runOnce();
+        assert.ok(changed);
+        assert.equal((await scheduledJobs(store)).length, 1);
+        const s = await service.get(D, 'changed');
+        // A new expression's next run is its first after the change; a resume's, the old expression's.
+        const next = T0 + (change === 'a new expression' ? 90 : 120) * MIN;
+        assert.equal(s.nextAt, next, 'the change\'s next run stands');
+        await assertRecordsMatchJobs(store, service, 'changed');
+        // Its job is still pending (no worker): overlap skip skips the next tick.
+        clock.set(next + 5);
+        await runner().runOnce();
+        assert.equal((await scheduledJobs(store)).length, 1, 'no second job while the first is live');
+        assert.equal((await service.get(D, 'changed')).skipped, 1);
+      }));
+    }
+
+    it('a pass whose last write lost to another instance\'s pass of the same ticks counts them once', () => withStore(async (store) => {
+      const { clock, service, transitions } = world(store);
+      await service.create(D, { name: 'twice', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      // B's whole pass (claim, submits, last write) runs while A submits its first tick: A's last write fails.
+      let b: Promise<number> | undefined;
+      const racing = intercept(transitions, (name) => name === 'submit', async (call) => {
+        const r = await call();
+        if (b === undefined) {
+          b = new ScheduleRunner({ store, transitions, clock, logger: silentLogger }).runOnce();
+          await b;
+        }
+        return r;
+      });
+      clock.set(T0 + 3 * MIN + 100);
+      await new ScheduleRunner({ store, transitions: racing, clock, logger: silentLogger }).runOnce();
+      assert.ok(b);
+      assert.equal((await scheduledJobs(store)).length, 3);
+      await assertRecordsMatchJobs(store, service, 'twice');
+    }));
+
     it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       const told: string[] = [];

@@ -592,8 +592,8 @@ export class ScheduleRunner {
         continue;
       }
       // A pause, a change or a delete that landed since the claim (or another pass's claim) ends this pass: no tick's
-      // job is submitted after a change answered, and the pass's outcome would not be recorded anyway (its last write fails).
-      if (i > 0 && (await store.getSchedule(s.tenant, s.name))?.version !== s.version) return 0;
+      // job is submitted after a change answered, and the ticks fired so far are recorded as keepUnrecorded says.
+      if (i > 0 && (await store.getSchedule(s.tenant, s.name))?.version !== s.version) return this.keepUnrecorded(s, ticks);
       const r = await this.submitTick(s, tickAt);
       // A conflict means the key holds this tick's job from before a change of the template: it is the tick's job all the same.
       lastJobId = r.job.id;
@@ -608,9 +608,22 @@ export class ScheduleRunner {
       ...moved, nextAt: plan.nextAt, lastTickAt: ticks.at(-1)?.tickAt ?? s.lastTickAt, lastJobId,
       submitted: s.submitted + submitted, skipped: s.skipped + skipped, missed: s.missed + missed, version: s.version + 1,
     };
-    if (!(await store.replaceSchedule(next, s.version))) return 0; // another instance moved it on (its jobs are these same ones)
+    // Another instance moved it on (its jobs are these same ones), or a change landed: see keepUnrecorded.
+    if (!(await store.replaceSchedule(next, s.version))) return this.keepUnrecorded(s, ticks);
     // The pass is done: its jobs are submitted and the schedule moved on. Failing to write the tick list (the
     // database, for a moment) loses those ticks from it, and is no failure of the pass: counted, not held back.
+    await this.recordTicks(s, ticks);
+    this.count('submitted', submitted);
+    this.count('skipped', skipped);
+    this.count('missed', missed);
+    if (missed > 0) logger.info('schedules: ticks missed (catchUp)', { tenant: s.tenant, schedule: s.name, missed, catchUp: s.catchUp });
+    if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { tenant: s.tenant, schedule: s.name });
+    return ticks.length;
+  }
+
+  /** The tick list after the row moved on; failing to write it (the database, for a moment) is no failure of the pass. */
+  private async recordTicks(s: ScheduleRecord, ticks: ScheduleTick[]): Promise<void> {
+    const { store, logger } = this.deps;
     if (ticks.length > 0) {
       try {
         await store.recordTicks(ticks, TICKS_KEPT);
@@ -620,12 +633,38 @@ export class ScheduleRunner {
         });
       }
     }
-    this.count('submitted', submitted);
-    this.count('skipped', skipped);
-    this.count('missed', missed);
-    if (missed > 0) logger.info('schedules: ticks missed (catchUp)', { tenant: s.tenant, schedule: s.name, missed, catchUp: s.catchUp });
-    if (plan.nextAt === null) logger.info('schedules: the expression fires no more', { tenant: s.tenant, schedule: s.name });
-    return ticks.length;
+  }
+
+  /**
+   * The pass's row `s` (claimed) changed before its last write: its `ticks` (jobs submitted, or skipped) are
+   * recorded on the row as it is now, when nothing else will record them. A row still pinned is either another
+   * pass's claim (that pass submits the same ticks' jobs and records them) or a change that kept the pin (the next
+   * pass fires these ticks again and finds their jobs by key). A row unpinned had its pin dropped by a change that
+   * computed the next run again (a new expression or time zone, a pause, a resume), or was moved on by another
+   * pass: the ticks after its `lastTickAt` are the ones no pass recorded, and without them `submitted`,
+   * `lastJobId` and the tick list would miss jobs that exist (and `overlap: skip` would not see a live one). The
+   * change's own fields (its next run, its pause) stand. Deleted, or deleted and created again: nothing.
+   */
+  private async keepUnrecorded(s: ScheduleRecord, ticks: readonly ScheduleTick[]): Promise<number> {
+    const { store } = this.deps;
+    for (let i = 0; i < MAX_TRIES; i++) {
+      const now = await store.getSchedule(s.tenant, s.name);
+      if (!now || now.createdAt !== s.createdAt || now.firingQueue !== undefined) return 0;
+      const mine = ticks.filter((t) => now.lastTickAt === null || t.tickAt > now.lastTickAt);
+      if (mine.length === 0) return 0;
+      const submitted = mine.filter((t) => t.outcome === 'submitted');
+      const next: ScheduleRecord = {
+        ...now, lastTickAt: mine.at(-1)!.tickAt, lastJobId: submitted.at(-1)?.jobId ?? now.lastJobId,
+        submitted: now.submitted + submitted.length, skipped: now.skipped + mine.length - submitted.length, version: now.version + 1,
+      };
+      if (await store.replaceSchedule(next, now.version)) {
+        await this.recordTicks(next, mine);
+        this.count('submitted', submitted.length);
+        this.count('skipped', mine.length - submitted.length);
+        return mine.length;
+      }
+    }
+    return 0;
   }
 }
 
