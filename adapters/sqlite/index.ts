@@ -109,6 +109,11 @@ function open(file: string, memory: boolean, busyTimeoutMs: number, walLimit: nu
     // Without WAL (memory, or a file system that refused it) every commit syncs as before.
     db.pragma(inWal(db) ? 'synchronous = NORMAL' : 'synchronous = FULL');
     db.pragma(`journal_size_limit = ${walLimit}`);
+    // A deleted job is deleted for privacy too: zero what a delete (or an update) frees, in its
+    // page and in pages freed whole, so that a payload, result or error deleted is not left in
+    // the file's free space until reused. Pages the log still holds go as it is checkpointed and
+    // written over (README.md, "What a delete leaves").
+    db.pragma('secure_delete = ON');
     return db;
   } catch (err) {
     db?.close();

@@ -1,7 +1,7 @@
 /** What only the SQLite store has: its file setup and migrating from two processes at once. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -178,6 +178,43 @@ describe('SQLite store', () => {
       store.db.pragma('wal_checkpoint(PASSIVE)');
       await store.insert([newJobWrite()]); // the next write starts the log over, cut to the limit
       assert.ok(statSync(`${file}-wal`).size <= limit, `the log was cut back (${statSync(`${file}-wal`).size} bytes)`);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('deleted jobs leave no trace of their payloads or errors in the file: the space freed is zeroed (secure_delete)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ats-sqlite-'));
+    const file = join(dir, 'ats.sqlite');
+    const store = createSqliteStore({ file });
+    const marks = { payload: 'PAYLOAD-erase-7Q2', spilled: 'SPILLED-erase-7Q2', error: 'ERROR-erase-7Q2' };
+    const inFile = (mark: string): boolean => readFileSync(file).includes(Buffer.from(mark));
+    try {
+      await store.migrate();
+      // A kept job beside it: its page stays in use, so the deleted rows' bytes are freed within a page, not with it.
+      await store.insert([newJobWrite({ payload: { keep: 'kept' } })]);
+      const w = newJobWrite({ payload: { who: marks.payload }, maxAttempts: 2 });
+      await store.insert([w]);
+      const at = w.job.createdAt + 10;
+      await store.update([w.job.id], (jobs) => {
+        const p = transitionWrite(jobs.get(w.job.id)!, { type: 'PUBLISHED', at, attempt: 1 })!;
+        const s = transitionWrite(p.job, { type: 'STARTED', at, attempt: 1, leaseUntil: at + 1000, workerId: 'w' })!;
+        const f = transitionWrite(s.job, { type: 'FAILED', at, attempt: 1, error: { message: marks.error, retryable: false }, rand: 0 })!;
+        return { writes: [p, s, f], result: null };
+      });
+      // A big one too, whose payload spills over pages of its own (freed whole).
+      const big = newJobWrite({ payload: { who: marks.spilled, pad: 'p'.repeat(50_000) } });
+      await store.insert([big]);
+      await store.update([big.job.id], (jobs) => ({ writes: [transitionWrite(jobs.get(big.job.id)!, { type: 'CANCEL', at })!], result: null }));
+      // Its messages published (a dead letter carries the payload): the outbox rows go as the relay's.
+      while ((await store.relayOutbox(100, async () => {})) > 0);
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+      assert.ok(inFile(marks.payload) && inFile(marks.error) && inFile(marks.spilled), 'the marks are in the file before the delete');
+      assert.deepEqual(await store.deleteJob(w.job.id), { ok: true });
+      assert.deepEqual(await store.deleteJob(big.job.id), { ok: true });
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+      for (const mark of Object.values(marks)) assert.equal(inFile(mark), false, `${mark} is still in the database file after the delete`);
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
