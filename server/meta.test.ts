@@ -67,11 +67,27 @@ describe('OpenAPI, machine, health', { skip }, () => {
     assert.equal(header?.in, 'header');
   });
 
-  test('/docs serves swagger-ui', async () => {
-    const r = await t.app.inject({ url: '/docs' });
+  test('/docs redirects to /docs/ (relative), which serves swagger-ui by relative URLs: under a proxy\'s path prefix it stays in it', async () => {
+    const bare = await t.app.inject({ url: '/docs' });
+    assert.equal(bare.statusCode, 302);
+    assert.equal(bare.headers.location, 'docs/');
+    assert.equal(new URL('docs/', 'https://ats.invalid/scheduler/docs').pathname, '/scheduler/docs/');
+    const r = await t.app.inject({ url: '/docs/' });
     assert.equal(r.statusCode, 200);
     assert.match(r.headers['content-type'] as string, /text\/html/);
     assert.match(r.body, /swagger-ui/i);
+    const urls = [...r.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(urls.length >= 3, urls.join(' '));
+    assert.deepEqual(urls.filter((u) => u.startsWith('/') || /^[a-z]+:/i.test(u)), []);
+    for (const u of urls) assert.equal((await t.app.inject({ url: new URL(u, 'http://ats.invalid/docs/').pathname })).statusCode, 200, u);
+  });
+
+  test('the document names its server relative to where it is served (/docs/json): the root, or a proxy\'s prefix', async () => {
+    const doc = (await t.app.inject({ url: '/docs/json' })).json() as { servers: { url: string }[] };
+    assert.equal(doc.servers.length, 1);
+    const url = doc.servers[0]!.url;
+    assert.equal(new URL(url, 'http://ats.invalid/docs/json').pathname, '/');
+    assert.equal(new URL(url, 'https://ats.invalid/scheduler/docs/json').pathname, '/scheduler/');
   });
 
   test('/v1/machine is the machine graph', async () => {

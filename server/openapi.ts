@@ -138,8 +138,9 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
           'An Idempotency-Key header is read only by the operations that declare it (POST /v1/jobs, POST /v1/workflows/{id}/events): ' +
           'any other write operation refuses one with a 400 ATS_ERR_VALIDATION rather than do a request sent again twice.',
       },
-      // The server that serves this document (relative: the same origin).
-      servers: [{ url: '/', description: 'This server' }],
+      // The server that serves this document, relative to where it is served (/docs/json, /docs/yaml): the root of
+      // its origin, or the path prefix a reverse proxy serves the server under, which "Try it out" then keeps.
+      servers: [{ url: '..', description: 'This server' }],
       // Every route takes an API key (server/auth.ts) unless it says `security: []` (health); whether one is required depends on ATS_AUTH.
       security: [{ apiKey: [] }],
       components: {
@@ -162,6 +163,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'health', description: 'Liveness and readiness' },
       ],
     },
+    // The paths are the routes' own: nothing to strip (a relative server URL is no base path to strip either).
+    stripBasePath: false,
     // A shared schema (app.addSchema) is a component named by its `$id` (the default is def-N).
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
     transformObject: (d) => {
@@ -172,5 +175,15 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       return doc;
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs', staticCSP: DOCS_CSP,
+    // swagger-ui's page names its files by absolute paths (/docs/static/...) when asked for as /docs, by relative ones
+    // (./static/...) as /docs/: /docs redirects there (relative), so behind a proxy's path prefix the page stays in it.
+    uiHooks: {
+      onRequest: (request, reply, done) => {
+        if (request.url === '/docs') void reply.redirect('docs/');
+        else done();
+      },
+    },
+  });
 }

@@ -328,7 +328,7 @@ describe('security headers', () => {
   });
 
   test('GET /docs: swagger-ui\'s policy (this origin only) and the rest', async () => {
-    for (const url of ['/docs', '/docs/static/swagger-ui-bundle.js', '/docs/json']) {
+    for (const url of ['/docs/', '/docs/static/swagger-ui-bundle.js', '/docs/json']) {
       const r = await app.inject({ url });
       assert.equal(r.statusCode, 200, url);
       common(r.headers, url);
