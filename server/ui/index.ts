@@ -6,7 +6,13 @@
  * workers, and a submit form (docs/console.md). Served entirely by this
  * process: the page loads nothing from elsewhere.
  *
- * Routes: `GET /` (redirects to /ui), `GET /ui`, `GET /ui/`, `GET /ui/assets/:file`.
+ * Routes: `GET /` (redirects to /ui), `GET /ui`, `GET /ui/` (redirects to
+ * /ui), `GET /ui/assets/:file`. Every URL the page and its redirects use is
+ * relative (`ui/assets/app.js`, `docs/`, a Location of `ui`), and its script
+ * calls the API under the folder the page was loaded from
+ * (client/api-base.ts): behind a reverse proxy that serves the server under
+ * a path prefix (and strips it), the console stays under that prefix and
+ * scheme (docs/console.md).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
@@ -48,9 +54,11 @@ export function createUiPlugin(opts: UiAssetOptions = {}): (app: FastifyInstance
       reply.header('referrer-policy', 'no-referrer');
       return send(request, reply, await assets.page());
     };
-    app.get('/', hidden, async (_request, reply) => reply.redirect('/ui'));
+    // Relative Locations: `/` → `/ui`, `/ui/` → `/ui`, and `/scheduler/` → `/scheduler/ui` through a proxy's prefix.
+    app.get('/', hidden, async (_request, reply) => reply.redirect('ui'));
     app.get('/ui', hidden, page);
-    app.get('/ui/', hidden, page);
+    // The page's URLs are relative to /ui: from /ui/ they would name /ui/ui/assets/...
+    app.get('/ui/', hidden, async (_request, reply) => reply.redirect('../ui'));
     app.get<{ Params: { file: string } }>('/ui/assets/:file', hidden, async (request, reply) => {
       const asset = await assets.get(request.params.file);
       if (!asset) throw new AtsError('ATS_ERR_ROUTE_NOT_FOUND', `No asset ${request.params.file.slice(0, 100)}`);

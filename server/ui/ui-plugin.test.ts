@@ -20,22 +20,37 @@ describe('uiPlugin', () => {
   });
   const get = (url: string, headers: Record<string, string> = {}) => server.app.inject({ method: 'GET', url, headers });
 
-  test('GET / redirects to /ui', async () => {
+  test('GET / redirects to the page by a relative Location, which a proxy serving the server under a path prefix keeps in it', async () => {
     const res = await get('/');
     assert.equal(res.statusCode, 302);
-    assert.equal(res.headers.location, '/ui');
+    assert.equal(res.headers.location, 'ui');
+    // As a browser resolves it: at the root, and under a prefix a proxy strips.
+    assert.equal(new URL('ui', 'https://ats.invalid/').pathname, '/ui');
+    assert.equal(new URL('ui', 'https://ats.invalid/scheduler/').pathname, '/scheduler/ui');
   });
 
-  test('GET /ui and /ui/ serve the page, which loads only assets of this server', async () => {
-    for (const url of ['/ui', '/ui/']) {
-      const res = await get(url);
-      assert.equal(res.statusCode, 200, url);
-      assert.match(String(res.headers['content-type']), /^text\/html/);
-      assert.match(String(res.headers['content-security-policy']), /default-src 'self'/);
-      assert.match(res.body, /<script type="module" src="\/ui\/assets\/app\.js"><\/script>/);
-      assert.match(res.body, /<link rel="stylesheet" href="\/ui\/assets\/app\.css">/);
-      const external = [...res.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !/^(\/|data:|#)/.test(u!));
-      assert.deepEqual(external, []);
+  test('GET /ui serves the page; /ui/ redirects to it (relative), so the page\'s relative URLs resolve from one place', async () => {
+    const res = await get('/ui');
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /^text\/html/);
+    assert.match(String(res.headers['content-security-policy']), /default-src 'self'/);
+    const slash = await get('/ui/?x=1');
+    assert.equal(slash.statusCode, 302);
+    assert.equal(slash.headers.location, '../ui');
+    assert.equal(new URL('../ui', 'https://ats.invalid/scheduler/ui/?x=1').pathname, '/scheduler/ui');
+  });
+
+  test('the page loads only assets of this server, by relative URLs (under a proxy\'s path prefix they stay in it)', async () => {
+    const res = await get('/ui');
+    assert.match(res.body, /<script type="module" src="ui\/assets\/app\.js"><\/script>/);
+    assert.match(res.body, /<link rel="stylesheet" href="ui\/assets\/app\.css">/);
+    assert.match(res.body, /<a href="docs\/">API docs<\/a>/);
+    const urls = [...res.body.matchAll(/(?:src|href|action)="([^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(urls.length > 3, urls.join(' '));
+    // No scheme, no host and no absolute path: each resolves against wherever the page was loaded from.
+    assert.deepEqual(urls.filter((u) => !/^(data:|#)/.test(u) && (/^[a-z][a-z0-9+.-]*:/i.test(u) || u.startsWith('/'))), []);
+    for (const asset of ['ui/assets/app.js', 'ui/assets/app.css']) {
+      assert.equal((await get(new URL(asset, 'http://ats.invalid/').pathname)).statusCode, 200, asset);
     }
   });
 

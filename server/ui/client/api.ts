@@ -8,6 +8,7 @@ import {
   type WatchOptions,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
+import { apiBase } from './api-base.js';
 import { storedKey } from './key-gate.js';
 import { isLimitList, type LimitList } from './limits.js';
 import { isCaller } from './permissions.js';
@@ -52,7 +53,9 @@ export interface OutboxStats {
 
 // A button press waits for an answer: one quick retry, not the default three.
 const key = storedKey();
-const client = createClient({ url: location.origin, retries: 1, ...(key ? { apiKey: key } : {}) });
+// The server as this page reaches it (a proxy's path prefix kept): the client's requests and these below go under it.
+const base = apiBase(location.href);
+const client = createClient({ url: base, retries: 1, ...(key ? { apiKey: key } : {}) });
 const authorization: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -63,7 +66,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * other failure, or an answer `accept` refuses, throws naming the route.
  */
 async function optionalGet<T>(path: string, accept: (body: unknown) => body is T, what: string): Promise<T | null> {
-  const res = await fetch(path, { headers: { accept: 'application/json', ...authorization } });
+  const res = await fetch(base + path, { headers: { accept: 'application/json', ...authorization } });
   if (res.status === 404) return null;
   const body = (await res.json().catch(() => null)) as unknown;
   if (!res.ok) {
