@@ -235,6 +235,20 @@ describe('Origin check and CORS', () => {
     assert.equal((await app.inject({ method: 'DELETE', url: `/v1/jobs/${id}` })).statusCode, 204);
   });
 
+  test('the page\'s own origin on a port the Host does not name (a proxy that passes $host, which drops it): 403 saying so, not "list it in CORS"', async () => {
+    const app = await build({ security: { allowedHosts: ['ats.invalid'] } });
+    const r = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { origin: 'https://ats.invalid:8443', host: 'ats.invalid' }, payload: { type: 'demo.echo', payload: {} } });
+    assert.equal(r.statusCode, 403);
+    assert.equal(r.json().code, 'ATS_ERR_ORIGIN_NOT_ALLOWED');
+    assert.match(r.json().message, /https:\/\/ats\.invalid:8443/);
+    assert.match(r.json().message, /Host ats\.invalid\b/);
+    assert.match(r.json().message, /proxy/);
+    assert.doesNotMatch(r.json().message, /ATS_CORS_ORIGINS/);
+    // Another site's page keeps the CORS hint.
+    const foreign = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { origin: EVIL, host: 'ats.invalid' }, payload: { type: 'demo.echo', payload: {} } });
+    assert.match(foreign.json().message, /ATS_CORS_ORIGINS/);
+  });
+
   test('a submit from a foreign Origin writes nothing; a read from one is answered, without CORS headers', async () => {
     const app = await build();
     const before = (await store.listJobs({ limit: 1000 })).length;

@@ -173,6 +173,21 @@ export function originAllowed(origin: string, host: string | undefined, listed: 
 }
 
 /**
+ * Why a page of this server's own host name is refused when the `Host` names
+ * no port, or another, than its origin's: most often a proxy in front that
+ * passes the host without the port the browser used (nginx's `$host`); null
+ * for any other origin. Both values are clipped: they are the caller's own.
+ */
+function portDropped(origin: string, host: string | undefined): string | null {
+  const o = originOf(origin);
+  if (o === null || !host) return null;
+  const h = host.trim().toLowerCase();
+  if (new URL(o).hostname !== h.replace(/:\d*$/, '')) return null;
+  return `The page's origin ${o.slice(0, 200)} is not the Host this request names (Host ${h.slice(0, 200)}): ` +
+    'a proxy in front must pass the Host the browser sent, with its port (nginx: proxy_set_header Host $http_host)';
+}
+
+/**
  * Whom a request is counted against (rate limits, stream connections): its
  * key, or without one its client address (an IPv6 one by its /64: one
  * client holds the whole prefix). Keys and addresses never share a count.
@@ -249,7 +264,8 @@ export async function installSecurity(app: FastifyInstance, deps: AppDeps): Prom
     const origin = request.headers.origin;
     if (origin === undefined || !(STATE_CHANGING.has(request.method) || isUpgrade(request))) return;
     if (!originAllowed(origin, request.headers.host, listed)) {
-      throw new AtsError('ATS_ERR_ORIGIN_NOT_ALLOWED', 'A page of another origin may not change anything here or open the stream (list its origin in ATS_CORS_ORIGINS to allow it)');
+      throw new AtsError('ATS_ERR_ORIGIN_NOT_ALLOWED', portDropped(origin, request.headers.host) ??
+        'A page of another origin may not change anything here or open the stream (list its origin in ATS_CORS_ORIGINS to allow it)');
     }
   });
 
