@@ -28,7 +28,7 @@ import { DEFAULT_QUERY_TIMEOUT_MS, queryPool } from './timed-query.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
 import { DB_NOW, PING, PING_TIMEOUT_MS } from './statements.js';
-import { inTransaction, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
+import { inTransaction, isLostRace, MAX_TRIES, outcomeOf, withRetry, type TxOptions } from './tx.js';
 import { mysqlOutage } from './unavailable.js';
 
 export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegistryStore & LimitStore & KeyStore & AuditStore & QueueStore & WorkflowStore & {
@@ -40,19 +40,22 @@ export type MysqlStore = JobStore & ScheduleStore & ProgressStore & WorkerRegist
 /**
  * The store; a lost or refused connection, or a server that does not answer a
  * statement within `queryTimeoutMs`, rejects with ATS_ERR_STORE_UNAVAILABLE
- * (see unavailable.ts and timed-query.ts).
+ * (see unavailable.ts and timed-query.ts); a deadlock or lock wait timeout
+ * that no retry took up, with ATS_ERR_CONCURRENT_UPDATE.
  */
 export function mysqlStore(
   pool: Pool, clock: StoreClock, faults?: StoreFaults, metrics?: StoreMetrics, queryTimeoutMs = DEFAULT_QUERY_TIMEOUT_MS,
 ): MysqlStore {
-  return guardStore(mysqlOperations(pool, clock, queryTimeoutMs, faults, metrics), mysqlOutage);
+  return guardStore(mysqlOperations(pool, clock, queryTimeoutMs, faults, metrics), mysqlOutage, isLostRace);
 }
 
 function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
   const send = (text: string) => queryPool(pool, text, queryTimeoutMs);
   const query = async (sql: string, params: readonly unknown[]) => (await send(sqlText(sql, params))) as Row[];
   // One statement outside a transaction (schedules, progress, workers): its rows or changed rows, as a transaction's step gives them.
-  const statement = async (sql: string, params: readonly unknown[]) => outcomeOf(await send(sqlText(sql, params)), false);
+  // A deadlock or lock wait timeout rolled the statement back whole: it is run again as a transaction would be.
+  const statement = (sql: string, params: readonly unknown[]) =>
+    withRetry(async () => outcomeOf(await send(sqlText(sql, params)), false), MAX_TRIES);
   const beforeCommit = faults?.beforeCommit && (() => faults.beforeCommit!());
   // Per operation, made once: its transaction options and its lost-race hook (both report to the metrics).
   const tx = (op: StoreOp): TxOptions => ({ beforeCommit, queryTimeoutMs, observe: metrics && ((ms) => metrics.dbTransaction(op, ms)) });

@@ -165,6 +165,11 @@ export function isTransient(err: unknown): boolean {
   return conflictReason(err) !== null;
 }
 
+/** A race the server says a statement lost (a deadlock, a lock wait timeout, a row changed since read); not the store's own VersionConflict. */
+export function isLostRace(err: unknown): boolean {
+  return typeof (err as { errno?: unknown } | null)?.errno === 'number' && conflictReason(err) !== null;
+}
+
 /** Which race a transaction lost, or null when the error is not one. */
 export function conflictReason(err: unknown): ConflictReason | null {
   if (err instanceof VersionConflict) return 'version_conflict';

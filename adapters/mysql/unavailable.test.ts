@@ -15,6 +15,9 @@ import type { TcpProxy } from '../../tests/helpers/tcp-proxy.js';
 import { VersionConflict } from '../sql/writes.js';
 import { createMysqlStore, type MysqlStore } from './index.js';
 import { isMysqlUnavailable, mysqlOutage } from './unavailable.js';
+import { isLostRace } from './tx.js';
+import { guardStore } from '../sql/unavailable.js';
+import type { JobStore } from '../../engine/ports.js';
 
 await requireMysql();
 
@@ -201,6 +204,25 @@ describe('MySQL store: the server refuses statements for a while', () => {
     assert.equal(isMysqlUnavailable(err), true, `errno ${(err as { errno?: number }).errno}`);
   });
 
+  test('a statement run on its own that waits out its lock is run again (the lock gone by then: it succeeds), as a transaction is', { timeout: 30_000 }, async () => {
+    const worker = { id: 'w-locked', host: 'h', pid: 1, queues: ['*'], types: ['demo.echo'], concurrency: 1, startedAt: 1, lastSeenAt: 1 };
+    await store.upsertWorker(worker);
+    await store.pool.query('SET SESSION innodb_lock_wait_timeout = 1');
+    await admin.query('BEGIN');
+    try {
+      await admin.query('SELECT id FROM workers WHERE id = ? FOR UPDATE', [worker.id]);
+      const deleted = store.deleteWorker(worker.id).then(() => 'deleted', (e: unknown) => e);
+      // The first try times out at 1 s; the lock goes at 1.5 s, within the second try's wait.
+      await new Promise((r) => setTimeout(r, 1500));
+      await admin.query('ROLLBACK');
+      assert.equal(await deleted, 'deleted', 'deleted at its second try, not a lock wait timeout thrown (a 500)');
+    } finally {
+      await admin.query('ROLLBACK');
+      await store.pool.query('SET SESSION innodb_lock_wait_timeout = DEFAULT');
+    }
+    assert.deepEqual((await store.listWorkers()).map((w) => w.id), []);
+  });
+
   test('a statement stopped by KILL QUERY is unavailable', { timeout: 30_000 }, async () => {
     const conn = await store.pool.getConnection();
     try {
@@ -261,6 +283,18 @@ describe('isMysqlUnavailable', () => {
   ];
   for (const [name, e] of yes) test(`unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), true));
   for (const [name, e] of no) test(`not unavailable: ${name}`, () => assert.equal(isMysqlUnavailable(e), false));
+
+  test('a race no retry took up leaves the store as a 409 "try again", an outage as a 503, anything else as it is', async () => {
+    const failWith = (e: unknown) => guardStore({ getJob: async () => { throw e; } } as unknown as JobStore, mysqlOutage, isLostRace);
+    const code = (e: unknown) => failWith(e).getJob('j').then(() => null, (thrown: unknown) => thrown instanceof AtsError ? toErrorReply(thrown).status : thrown);
+    assert.equal(await code(err({ code: 'ER_LOCK_DEADLOCK', errno: 1213, sqlState: '40001' })), 409);
+    assert.equal(await code(err({ code: 'ER_LOCK_WAIT_TIMEOUT', errno: 1205 })), 409);
+    assert.equal(await code(err({ code: 'ECONNREFUSED', errno: -111, fatal: true })), 503);
+    const bug = err({ code: 'ER_PARSE_ERROR', errno: 1064 });
+    assert.equal(await code(bug), bug);
+    const own = new VersionConflict('j', 'version moved');
+    assert.equal(await code(own), own, 'the store\'s own conflict is its retry\'s, not a server\'s lost race');
+  });
 
   test('what a caller is told: read only, a full disk, else the registry\'s "not reachable"', () => {
     const told = mysqlOutage;

@@ -29,15 +29,24 @@ export function wrapMethods<S extends object>(store: S, wrap: (name: string, met
   return wrapped as S;
 }
 
-/** `store` with every method's outage errors mapped (sync throws and rejections alike). */
-export function guardStore<S extends JobStore>(store: S, isUnavailable: Unavailable): S {
+/**
+ * `store` with every method's outage errors mapped (sync throws and
+ * rejections alike), and, given `isLostRace`, a race its statement lost that
+ * no retry took up (a deadlock or a lock wait timeout of a statement run on
+ * its own) as ATS_ERR_CONCURRENT_UPDATE, 409 "try again", as a transaction
+ * that lost every try is: nothing was written.
+ */
+export function guardStore<S extends JobStore>(store: S, isUnavailable: Unavailable, isLostRace?: (err: unknown) => boolean): S {
+  const mapped = (err: unknown): unknown => isLostRace?.(err)
+    ? new AtsError('ATS_ERR_CONCURRENT_UPDATE', undefined, { cause: err })
+    : asUnavailable(err, isUnavailable);
   return wrapMethods(store, (_name, fn) => (...args: unknown[]) => {
     let result: unknown;
     try {
       result = fn(...args);
     } catch (err) {
-      throw asUnavailable(err, isUnavailable);
+      throw mapped(err);
     }
-    return result instanceof Promise ? result.catch((err: unknown) => { throw asUnavailable(err, isUnavailable); }) : result;
+    return result instanceof Promise ? result.catch((err: unknown) => { throw mapped(err); }) : result;
   });
 }
