@@ -542,6 +542,58 @@ for (const backend of STORE_BACKENDS) {
       await assertRecordsMatchJobs(store, service, 'twice');
     }));
 
+    it('a pass whose last write lost to another instance\'s pass that moved the row on short of its last tick (an earlier now) leaves that tick to the next pass: counted once', () => withStore(async (store) => {
+      const { clock, service, transitions, runner } = world(store);
+      await service.create(D, { name: 'behind', cron: '* * * * *', overlap: 'allow', catchUp: 'all', job: template() });
+      // A fires ticks 1-3; while it submits tick 3, B (whose pass began earlier: it sees ticks 1-2 only) runs whole.
+      let submits = 0;
+      let b: Promise<number> | undefined;
+      const earlier = { now: () => T0 + 2 * MIN + 100, sleep: () => Promise.resolve() };
+      const racing = intercept(transitions, (name) => name === 'submit', async (call) => {
+        const r = await call();
+        if (++submits === 3) {
+          b = new ScheduleRunner({ store, transitions, clock: earlier, logger: silentLogger }).runOnce();
+          await b;
+        }
+        return r;
+      });
+      clock.set(T0 + 3 * MIN + 100);
+      await new ScheduleRunner({ store, transitions: racing, clock, logger: silentLogger }).runOnce();
+      assert.ok(b);
+      const s = await service.get(D, 'behind');
+      assert.ok(s.lastTickAt === null || s.nextAt === null || s.lastTickAt < s.nextAt, 'no tick recorded at or past the next run');
+      await runner().runOnce();
+      assert.equal((await scheduledJobs(store)).length, 3);
+      await assertRecordsMatchJobs(store, service, 'behind');
+    }));
+
+    it('overlap skip: a pass that only skips, whose last write lost to a change of the template, leaves its tick to the next pass: skipped once', () => withStore(async (store) => {
+      const { clock, service, transitions, runner } = world(store);
+      await service.create(D, { name: 'skipper', cron: '0 * * * *', job: template() });
+      clock.set(T0 + 60 * MIN + 5);
+      await runner().runOnce();
+      const [first] = await scheduledJobs(store);
+      assert.ok(first, 'the first tick\'s job, live (no worker)');
+      // The next pass reads the last job live (it skips the tick); the template changes before its last write.
+      let changed = false;
+      const racing = intercept(store, (name) => name === 'getJob', async (call, [id]) => {
+        const out = await call();
+        if (!changed && id === first.id) {
+          changed = true;
+          await service.update(D, 'skipper', { job: template({ payload: { n: 2 } }) });
+        }
+        return out;
+      });
+      clock.set(T0 + 120 * MIN + 5);
+      await new ScheduleRunner({ store: racing, transitions, clock, logger: silentLogger }).runOnce();
+      assert.ok(changed);
+      await runner().runOnce();
+      const s = await service.get(D, 'skipper');
+      assert.equal(s.skipped, 1, 'the tick skipped once');
+      assert.equal(s.submitted, 1);
+      assert.equal((await service.ticks(D, 'skipper')).length, 2);
+    }));
+
     it('catch-up after downtime: none, latest and all', () => withStore(async (store) => {
       const { clock, service, transitions } = world(store);
       const told: string[] = [];

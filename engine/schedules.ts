@@ -641,7 +641,8 @@ export class ScheduleRunner {
    * pass's claim (that pass submits the same ticks' jobs and records them) or a change that kept the pin (the next
    * pass fires these ticks again and finds their jobs by key). A row unpinned had its pin dropped by a change that
    * computed the next run again (a new expression or time zone, a pause, a resume), or was moved on by another
-   * pass: the ticks after its `lastTickAt` are the ones no pass recorded, and without them `submitted`,
+   * pass: the ticks after its `lastTickAt` and before its `nextAt` are the ones no pass recorded and none will
+   * fire again, and without them `submitted`,
    * `lastJobId` and the tick list would miss jobs that exist (and `overlap: skip` would not see a live one). The
    * change's own fields (its next run, its pause) stand. Deleted, or deleted and created again: nothing.
    */
@@ -650,7 +651,9 @@ export class ScheduleRunner {
     for (let i = 0; i < MAX_TRIES; i++) {
       const now = await store.getSchedule(s.tenant, s.name);
       if (!now || now.createdAt !== s.createdAt || now.firingQueue !== undefined) return 0;
-      const mine = ticks.filter((t) => now.lastTickAt === null || t.tickAt > now.lastTickAt);
+      // Before the row's next run too: one at or past it (another pass, with an earlier `now`, moved the row on
+      // short of it; a change that kept the next run, of the template only) is the next pass's to fire and record.
+      const mine = ticks.filter((t) => (now.lastTickAt === null || t.tickAt > now.lastTickAt) && (now.nextAt === null || t.tickAt < now.nextAt));
       if (mine.length === 0) return 0;
       const submitted = mine.filter((t) => t.outcome === 'submitted');
       const next: ScheduleRecord = {
