@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AtsError, cutText, ERRORS, quoteCut, type ErrorCode } from '../engine/errors.js';
+import { AtsError, cutText, ERRORS, quoteCut, STORE_UNAVAILABLE_WHY, type ErrorCode } from '../engine/errors.js';
 import { startSqliteTestApp } from '../tests/helpers/app.js';
 import { MAX_MESSAGE_CHARS, toErrorReply } from './error-handler.js';
 import { ErrorBody } from './schemas.js';
@@ -38,6 +38,14 @@ describe('ERRORS registry', () => {
 
   test('ATS_ERR_CONCURRENT_UPDATE\'s own message names no kind of thing: any store transaction (a job, a schedule, a key, a limit) throws it', () => {
     assert.doesNotMatch(new AtsError('ATS_ERR_CONCURRENT_UPDATE').message, /\b(job|schedule|key|limit|workflow)\b/i);
+  });
+
+  test('a 503 ATS_ERR_STORE_UNAVAILABLE answers with its fixed texts only (read only, disk full); any other message of it (a path, an address) is the registry\'s', () => {
+    for (const why of Object.values(STORE_UNAVAILABLE_WHY)) {
+      assert.deepEqual(toErrorReply(new AtsError('ATS_ERR_STORE_UNAVAILABLE', why)), { status: 503, body: { code: 'ATS_ERR_STORE_UNAVAILABLE', message: why } });
+    }
+    const leaky = new AtsError('ATS_ERR_STORE_UNAVAILABLE', 'the write-ahead log of the SQLite database /srv/ats/ats.sqlite could not be synced');
+    assert.deepEqual(toErrorReply(leaky).body, { code: 'ATS_ERR_STORE_UNAVAILABLE', message: ERRORS.ATS_ERR_STORE_UNAVAILABLE.message });
   });
 
   test('the OpenAPI error schema lists every code', () => {

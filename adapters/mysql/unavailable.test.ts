@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { AtsError, STORE_UNAVAILABLE_WHY } from '../../engine/errors.js';
-import { toErrorReply } from '../../server/error-handler.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createProxiedTestStore, createTestStore, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
 import type { TcpProxy } from '../../tests/helpers/tcp-proxy.js';
@@ -186,7 +185,7 @@ describe('MySQL store: the server refuses statements for a while', () => {
     await store.pool.query('SET SESSION TRANSACTION READ ONLY');
     try {
       await assert.rejects(store.insert([newJobWrite()]), (e: Error) => unavailable(e) && (e.cause as { errno?: number }).errno === 1792
-        && toErrorReply(e).body.message === STORE_UNAVAILABLE_WHY.readOnly);
+        && e.message === STORE_UNAVAILABLE_WHY.readOnly);
       await store.pool.query('SET SESSION TRANSACTION READ ONLY');
       await assert.rejects(store.deleteLimit('absent'), unavailable);
     } finally {
@@ -286,7 +285,7 @@ describe('isMysqlUnavailable', () => {
 
   test('a race no retry took up leaves the store as a 409 "try again", an outage as a 503, anything else as it is', async () => {
     const failWith = (e: unknown) => guardStore({ getJob: async () => { throw e; } } as unknown as JobStore, mysqlOutage, isLostRace);
-    const code = (e: unknown) => failWith(e).getJob('j').then(() => null, (thrown: unknown) => thrown instanceof AtsError ? toErrorReply(thrown).status : thrown);
+    const code = (e: unknown) => failWith(e).getJob('j').then(() => null, (thrown: unknown) => thrown instanceof AtsError ? thrown.status : thrown);
     assert.equal(await code(err({ code: 'ER_LOCK_DEADLOCK', errno: 1213, sqlState: '40001' })), 409);
     assert.equal(await code(err({ code: 'ER_LOCK_WAIT_TIMEOUT', errno: 1205 })), 409);
     assert.equal(await code(err({ code: 'ECONNREFUSED', errno: -111, fatal: true })), 503);

@@ -245,8 +245,9 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
   // Closing ends every wait (503, as any request while closing): a shutdown never waits for a long-poll's timeout.
   const closing = new AbortController();
   // Each open wait listens on it, and takes its listener off as it ends: as many at once as the slots let in (cap.max),
-  // not a leak, so Node's warning past 10 (MaxListenersExceededWarning, "possible memory leak") would only mislead.
-  setMaxListeners(0, closing.signal);
+  // not a leak, so Node's warning past 10 (MaxListenersExceededWarning, "possible memory leak") would only mislead;
+  // past the slots, it is one again.
+  setMaxListeners(cap.max + 1, closing.signal);
   app.addHook('preClose', async () => {
     closing.abort(new AtsError('ATS_ERR_NOT_READY', 'The server is shutting down'));
   });
