@@ -80,6 +80,13 @@ describe('OpenAPI, machine, health', { skip }, () => {
     assert.ok(urls.length >= 3, urls.join(' '));
     assert.deepEqual(urls.filter((u) => u.startsWith('/') || /^[a-z]+:/i.test(u)), []);
     for (const u of urls) assert.equal((await t.app.inject({ url: new URL(u, 'http://ats.invalid/docs/').pathname })).statusCode, 200, u);
+    // With a query, swagger-ui would name its files by absolute paths again: /docs?… goes to docs/, /docs/?… to ./ (the query dropped).
+    for (const [url, location] of [['/docs?x=1', 'docs/'], ['/docs/?x=1', './']]) {
+      const q = await t.app.inject({ url });
+      assert.equal(q.statusCode, 302, url);
+      assert.equal(q.headers.location, location, url);
+      assert.equal(new URL(location!, `https://ats.invalid/scheduler${url}`).href, 'https://ats.invalid/scheduler/docs/', url);
+    }
   });
 
   test('the document names its server relative to where it is served (/docs/json): the root, or a proxy\'s prefix', async () => {

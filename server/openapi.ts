@@ -178,10 +178,15 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
   await app.register(swaggerUi, {
     routePrefix: '/docs', staticCSP: DOCS_CSP,
     // swagger-ui's page names its files by absolute paths (/docs/static/...) when asked for as /docs, by relative ones
-    // (./static/...) as /docs/: /docs redirects there (relative), so behind a proxy's path prefix the page stays in it.
+    // (./static/...) as /docs/, and only without a query (its check reads the whole URL, and its script appends to
+    // it): /docs, with a query or not, redirects to docs/, and /docs/ with a query to ./ (relative both: behind a
+    // proxy's path prefix the page stays in it).
     uiHooks: {
       onRequest: (request, reply, done) => {
-        if (request.url === '/docs') void reply.redirect('docs/');
+        const q = request.url.indexOf('?');
+        const path = q === -1 ? request.url : request.url.slice(0, q);
+        if (path === '/docs') void reply.redirect('docs/');
+        else if (path === '/docs/' && q !== -1) void reply.redirect('./');
         else done();
       },
     },
