@@ -541,7 +541,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   });
 
   test('a wrong command line exits 2 with that command\'s usage', async () => {
-    const lines = [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus'], ['workers', 'extra']];
+    const lines = [['submit'], ['submit', 'demo.echo', '--payload', '{x'], ['ls', '--limit', 'ten'], ['get', 'a', 'b'], ['watch', '--bogus'], ['workers', 'extra'], ['delete'], ['delete', 'a']];
     for (const [i, r] of (await atsEach(lines)).entries()) {
       const args = lines[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

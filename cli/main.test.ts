@@ -81,7 +81,7 @@ describe('an answer that is not the API\'s', () => {
     url = await listenLocal(server);
     const ID = '01J00000000000000000000001';
     for (const args of [
-      ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['workflow', 'start', 'w'], ['workflow', 'verify', ID], ['verify', ID],
+      ['get', ID], ['ls'], ['workers'], ['submit', 'demo.echo'], ['cancel', ID], ['redrive', ID], ['delete', ID], ['workflow', 'start', 'w'], ['workflow', 'verify', ID], ['verify', ID],
       ['limits', 'set', 'k', '--concurrency', '1'], ['schedule', 'add', 's', '--cron', '* * * * *', '--type', 'demo.echo'],
     ]) {
       const r = await ats([...args, '--url', url]);
@@ -102,7 +102,7 @@ describe('an answer that is not the API\'s', () => {
     after(() => local.close());
     const ID = '01J00000000000000000000001';
     const reads = [['ls'], ['workers'], ['insights'], ['schedule', 'ls'], ['limits', 'ls'], ['workflow', 'ls'], ['workflow', 'history', ID]];
-    const commands = [...reads, ...reads.map((a) => [...a, '--json']), ['schedule', 'rm', 's'], ['limits', 'rm', 'k']];
+    const commands = [...reads, ...reads.map((a) => [...a, '--json']), ['schedule', 'rm', 's'], ['limits', 'rm', 'k'], ['delete', ID], ['delete', ID, '--json']];
     for (body of bodies) {
       const results = await Promise.all(commands.map((args) => ats([...args, '--url', at])));
       results.forEach((r, i) => {

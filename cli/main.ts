@@ -27,6 +27,7 @@ const lsCommand = lazy(() => import('./commands/ls.js'), 'lsCommand');
 const watchCommand = lazy(() => import('./commands/watch.js'), 'watchCommand');
 const cancelCommand = lazy(() => import('./commands/actions.js'), 'cancelCommand');
 const redriveCommand = lazy(() => import('./commands/actions.js'), 'redriveCommand');
+const deleteCommand = lazy(() => import('./commands/delete.js'), 'deleteCommand');
 const verifyCommand = lazy(() => import('./commands/verify.js'), 'verifyCommand');
 const insightsCommand = lazy(() => import('./commands/insights.js'), 'insightsCommand');
 const scheduleCommand = lazy(() => import('./commands/schedule.js'), 'scheduleCommand');
@@ -43,6 +44,7 @@ export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new
   ['watch', { run: watchCommand, help: 'ats watch [--job ID] [--type T] [--queue Q] [--state S,...]  follow transitions live' }],
   ['cancel', { run: cancelCommand, help: 'ats cancel ID                                                cancel a job' }],
   ['redrive', { run: redriveCommand, help: 'ats redrive ID                                               run a dead or cancelled job again' }],
+  ['delete', { run: deleteCommand, help: 'ats delete ID [ID...] [--json]                               delete done, dead or cancelled jobs' }],
   ['verify', { run: verifyCommand, help: 'ats verify ID [--json]                                       replay a job\'s history against the stored job' }],
   ['insights', { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' }],
   ['schedule', { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' }],

@@ -1,0 +1,70 @@
+/**
+ * `ats delete ID [ID...] [--json]`: delete done, dead or cancelled jobs and
+ * their events (`DELETE /v1/jobs/:id`, the operate scope), one after the
+ * other, in the order given, a line for each.
+ */
+import { ApiError } from '../client.js';
+import { ULID_PATTERN } from '../../server/schemas.js';
+import { UsageError } from './args.js';
+import { oneLine } from './output.js';
+import { clientCommand, err, out, report, type CommandSpec } from './run.js';
+
+export const deleteSpec: CommandSpec = {
+  usage: 'ats delete ID [ID...] [--json]',
+  details: [
+    'Deletes each job and its events, one after the other, in the order given, and prints a line for each:',
+    '"ID deleted", "ID not found" (no such job, or another tenant\'s), "ID live (refused)" (not done, dead or cancelled:',
+    'cancel it first), "ID awaited (refused)" (a workflow\'s child whose instance has not taken its end yet), with the',
+    'API\'s code and message on stderr. A job refused does not stop the others. Exit 0 when every job was deleted, else 1.',
+    'A failure that is not about one job (no server, a 401, 403, 429 or 503 after the retries, an answer that is not',
+    'the API\'s) stops at that job: the ones before stay deleted, the ones after are named on stderr as not tried.',
+    'A delete whose answer was lost (a timeout, a dropped connection, a 503) is sent again; a 404 to that retry counts',
+    'as deleted (the first try may have deleted it), exit 0. An ID that is no job id (a ULID) is exit 2, nothing deleted.',
+    '--json  one JSON object per job: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
+  ],
+  options: { json: { type: 'boolean' } },
+  positionals: [1, Infinity],
+};
+
+const ulid = new RegExp(ULID_PATTERN);
+
+/** What a refusal of one job prints after its id (a Map: the code is the server's). */
+const REFUSED = new Map([
+  ['ATS_ERR_JOB_NOT_FOUND', 'not found'],
+  ['ATS_ERR_JOB_LIVE', 'live (refused)'],
+  ['ATS_ERR_JOB_AWAITED', 'awaited (refused)'],
+]);
+
+/**
+ * An answer about the one job (no such job, a job that may not be deleted now, its id refused), not one that
+ * every job would get (a 403, a 503, a 404 of a route the server does not have: not the API, or a proxy's).
+ */
+const aboutTheJob = (e: unknown): e is ApiError => e instanceof ApiError && (e.status === 409
+  || (e.status === 404 && e.code === 'ATS_ERR_JOB_NOT_FOUND') || (e.status === 400 && e.code === 'ATS_ERR_VALIDATION'));
+
+export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, positionals: ids }) => {
+  // Checked before anything is sent: a mistyped id among several would leave the others deleted and this one not.
+  for (const id of ids) if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a job id (26 characters of 0-9 A-Z: a ULID, as ats submit prints)`);
+  let notDeleted = 0;
+  for (const [i, id] of ids.entries()) {
+    try {
+      await client.delete(id);
+      out(values.json ? JSON.stringify({ id, deleted: true }) : `${id} deleted`);
+    } catch (e) {
+      if (!aboutTheJob(e)) {
+        // Told as every command tells it, then what it leaves undone (the jobs before stay deleted).
+        const code = report(e, deleteSpec, client.url);
+        const rest = ids.slice(i + 1);
+        if (rest.length > 0) err(`ats: stopped at ${id}; not tried: ${rest.join(' ')}`);
+        return code;
+      }
+      notDeleted++;
+      out(values.json
+        ? JSON.stringify({ id, deleted: false, status: e.status, code: e.code, message: e.message })
+        : `${id} ${REFUSED.get(e.code) ?? 'refused'}`);
+      err(`${e.code}: ${e.message}`);
+    }
+  }
+  if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} jobs deleted, ${notDeleted} not`);
+  return notDeleted === 0 ? 0 : 1;
+});
