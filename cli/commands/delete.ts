@@ -12,12 +12,13 @@ import { clientCommand, err, out, report, type CommandSpec } from './run.js';
 export const deleteSpec: CommandSpec = {
   usage: 'ats delete ID [ID...] [--json]',
   details: [
-    'Deletes each job and its events, one after the other, in the order given, and prints a line for each:',
+    'Deletes each job and its events (a key needs the operate scope), one after the other, in the order given, a line each:',
     '"ID deleted", "ID not found" (no such job, or another tenant\'s), "ID live (refused)" (not done, dead or cancelled:',
     'cancel it first), "ID awaited (refused)" (a workflow\'s child whose instance has not taken its end yet), with the',
     'API\'s code and message on stderr. A job refused does not stop the others. Exit 0 when every job was deleted, else 1.',
     'A failure that is not about one job (no server, a 401, 403, 429 or 503 after the retries, an answer that is not',
-    'the API\'s) stops at that job: the ones before stay deleted, the ones after are named on stderr as not tried.',
+    'the API\'s) stops at that job (deleted only if an answer was lost): the ones before stay deleted, the ones after',
+    'are named on stderr as not tried.',
     'A delete whose answer was lost (a timeout, a dropped connection, a 503) is sent again; a 404 to that retry counts',
     'as deleted (the first try may have deleted it), exit 0. An ID that is no job id (a ULID) is exit 2, nothing deleted.',
     '--json  one JSON object per job: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
