@@ -63,7 +63,7 @@ export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, 
       out(values.json
         ? JSON.stringify({ id, deleted: false, status: e.status, code: e.code, message: e.message })
         : `${id} ${REFUSED.get(e.code) ?? 'refused'}`);
-      err(`${e.code}: ${e.message}`);
+      err(`${e.code}: ${oneLine(e.message)}`);
     }
   }
   if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} jobs deleted, ${notDeleted} not`);
