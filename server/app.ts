@@ -12,7 +12,7 @@ import { frameworkErrorHandler, installErrorHandlers, onClientError } from './er
 import { routeOf, ServerErrorLog } from './error-log.js';
 import { installAuth } from './auth.js';
 import { installJsonParser } from './json-body.js';
-import { installRateLimit, installSecurity } from './security.js';
+import { installRateLimit, installSecurity, securityOptionsOf } from './security.js';
 import { registerOpenApi } from './openapi.js';
 import { RequestLog } from './request-log.js';
 import { LIMIT_SCHEMAS, MAX_NAME_CHARS, SCHEDULE_SCHEMAS, SHARED_SCHEMAS, WORKER_SCHEMAS, WORKFLOW_GRAPH_SCHEMAS, WORKFLOW_SCHEMAS } from './schemas.js';
@@ -66,6 +66,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: MAX_NAME_CHARS },
     // Our own gate below answers {code, message}; fastify's writes a body of its own.
     return503OnClosing: false,
+    // `request.ip` (what the per-address counts take) is the client's from X-Forwarded-For only when the
+    // peer is a listed proxy; never `true`, which would let any client that reaches us directly pick its address.
+    trustProxy: trustProxyOf(deps),
   });
   // The named schemas (components of the OpenAPI document) that route schemas `$ref`:
   // fastify's serializer finds them through addSchema, our validators through their Ajv.
@@ -131,6 +134,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
  * (make them with `ats keys create` then).
  */
 const keysServed = (deps: AppDeps): boolean => deps.auth !== undefined && deps.auth.mode !== 'off';
+
+/** Fastify's `trustProxy` of the security options: the listed proxies, or false (none: the TCP peer is the client). */
+function trustProxyOf(deps: AppDeps): string[] | false {
+  const listed = securityOptionsOf(deps).trustProxy;
+  return listed.length > 0 ? [...listed] : false;
+}
 
 /** `o` without its undefined fields, so they do not hide defaults in a spread. */
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -211,8 +211,10 @@ export const AUTH_FAILURES_TRACKED_MAX = 10_000;
  * The client a failed key is counted against: its address as the request
  * rate limit counts it (`holderOf`, server/security.ts), an IPv6 one by its
  * /64, so that a client cannot step around the count by rotating the
- * addresses of a prefix it holds. `request.ip` is the socket's peer: behind
- * a reverse proxy, the proxy's address for every client. A request whose
+ * addresses of a prefix it holds. `request.ip` is the socket's peer, or,
+ * when that is a proxy listed in ATS_TRUST_PROXY, the client's address it
+ * forwards (X-Forwarded-For; server/app.ts): without the setting, behind a
+ * reverse proxy every client has the proxy's address. A request whose
  * connection closed before it was counted is counted as `ip:(gone)`.
  */
 export const failureHolderOf = (request: FastifyRequest): string => addressHolderOf(request);
@@ -287,8 +289,10 @@ const unauthorized = (reply: FastifyReply, why?: string): never => {
  * Whether requests go without keys: with no auth deps or ATS_AUTH=off
  * always; in `auto` only while no key exists, only on loopback and only
  * while no other host name is allowed (ATS_ALLOWED_HOSTS names the names a
- * proxy exposes it by). Revoking the last key of a server on another
- * interface does not open it.
+ * proxy exposes it by) and no proxy is trusted (ATS_TRUST_PROXY: one forwards
+ * other clients' requests). `local` is read from the settings, never from a
+ * request: no header (X-Forwarded-For: 127.0.0.1) opens it. Revoking the last
+ * key of a server on another interface does not open it.
  */
 async function isOpen(auth: AuthDeps | undefined, cache: KeyCache | null, local: boolean): Promise<boolean> {
   if (!auth || auth.mode === 'off') return true;
@@ -302,7 +306,8 @@ export function installAuth(app: FastifyInstance, deps: AppDeps): void {
   app.decorate('atsKeyCaches', caches);
   const cache = auth ? caches.cache(auth.keys, deps.clock) : null;
   const failures = new AuthFailures(deps.clock);
-  const local = (deps.security?.loopback ?? DEFAULT_SECURITY.loopback) && (deps.security?.allowedHosts ?? []).length === 0;
+  const local = (deps.security?.loopback ?? DEFAULT_SECURITY.loopback) && (deps.security?.allowedHosts ?? []).length === 0 &&
+    (deps.security?.trustProxy ?? []).length === 0;
   app.decorateRequest('principal', null as unknown as Principal);
   app.addHook('onRequest', async (request, reply) => {
     const url = request.routeOptions.url;

@@ -101,10 +101,18 @@ export interface SecurityOptions {
   rateLimitPerMinute: number;
   /** WebSocket stream connections open at once per key (per address without one). @defaultValue 50 */
   streamMaxPerKey: number;
+  /**
+   * The reverse proxies whose X-Forwarded-For is believed (addresses, CIDRs, or proxy-addr's `loopback`,
+   * `linklocal`, `uniquelocal`): from one of them, a request's address (`request.ip`, what the per-address
+   * counts take) is the client's it names; from any other peer, the peer's own. Any listed also means the
+   * API is exposed through a proxy: `auto` is then never open without keys. Empty: none, the TCP peer is
+   * the client. @defaultValue []
+   */
+  trustProxy: readonly string[];
 }
 
 export const DEFAULT_SECURITY: Readonly<SecurityOptions> = Object.freeze({
-  corsOrigins: [], allowedHosts: [], loopback: true, rateLimitPerMinute: 6000, streamMaxPerKey: 50,
+  corsOrigins: [], allowedHosts: [], loopback: true, rateLimitPerMinute: 6000, streamMaxPerKey: 50, trustProxy: [],
 });
 
 export interface AppDeps {
