@@ -49,3 +49,9 @@ test('loopback without keys but with ATS_ALLOWED_HOSTS: keys required, warning t
   assert.equal(line.level, 'warn');
   assert.match(line.message, /ATS_ALLOWED_HOSTS.*every request is refused/);
 });
+
+test('loopback without keys but with ATS_TRUST_PROXY (a proxy forwards other clients): keys required, warning that every request is refused', async () => {
+  const line = await checkAccess(compileConfig({ host: '127.0.0.1', trustProxy: '127.0.0.1' }), keys(0));
+  assert.equal(line.level, 'warn');
+  assert.match(line.message, /ATS_TRUST_PROXY.*every request is refused/);
+});

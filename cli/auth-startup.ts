@@ -37,5 +37,9 @@ export async function checkAccess(config: Pick<Config, 'host' | 'security'>, key
     // Names to be reached by: a proxy exposes it, so it is never open.
     return { level: 'warn', message: 'ats: API keys required (ATS_ALLOWED_HOSTS names hosts to be reached by) and none exists: every request is refused until one is made with `ats keys create`' };
   }
+  if (config.security.trustProxy.length > 0) {
+    // A proxy forwards other clients' requests: it is never open either.
+    return { level: 'warn', message: 'ats: API keys required (ATS_TRUST_PROXY names proxies that forward other clients) and none exists: every request is refused until one is made with `ats keys create`' };
+  }
   return { level: 'info', message: 'ats: API open without keys (loopback only, for local development): `ats keys create` makes the first key and keys are required from then on' };
 }

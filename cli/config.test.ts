@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import Fastify from 'fastify';
 import { describe, it } from 'node:test';
 import { configTable } from '../scripts/config-table.js';
 import { checkEnvNames, compileConfig, MYSQL_URL_PARAMETERS, rawFromArgs, rawFromEnv, SETTINGS } from './config.js';
@@ -216,6 +217,24 @@ describe('config', () => {
     rejects({ allowedHosts: 'http://localhost' }, /^ATS_ALLOWED_HOSTS \(--allowed-hosts\): "http:\/\/localhost" is not a host name or address/);
     rejects({ allowedHosts: 'localhost,https://ops.example.com' }, /^ATS_ALLOWED_HOSTS \(--allowed-hosts\): "https:\/\/ops\.example\.com"/);
     rejects({ allowedHosts: '*.example.com' }, /^ATS_ALLOWED_HOSTS/);
+  });
+
+  it('ATS_TRUST_PROXY takes addresses and CIDRs (IPv4, IPv6) and the range names, each of which fastify takes; empty: none', async () => {
+    assert.deepEqual(compileConfig({}).security.trustProxy, []);
+    const listed = compileConfig(rawFromArgs(['--trust-proxy', '10.0.0.5, 10.0.0.0/24,fd00::/64, ::1, ::ffff:10.1.0.0/112, 192.168.1.1/32, loopback,uniquelocal,linklocal, 10.0.0.5'])).security.trustProxy;
+    assert.deepEqual(listed, ['10.0.0.5', '10.0.0.0/24', 'fd00::/64', '::1', '::ffff:10.1.0.0/112', '192.168.1.1/32', 'loopback', 'uniquelocal', 'linklocal']);
+    // What the config lets through never fails the app's construction (fastify compiles it with proxy-addr, which throws).
+    const app = Fastify({ trustProxy: [...listed] });
+    await app.close();
+  });
+
+  it('ATS_TRUST_PROXY never trusts every peer: true, *, a hop count and a /0 are refused, saying why; so is what is no address', () => {
+    for (const v of ['true', 'TRUE', '*', 'all', '1', '2', '0.0.0.0/0', '::/0', '10.0.0.5,true']) {
+      rejects(rawFromEnv({ ATS_TRUST_PROXY: v }), /^ATS_TRUST_PROXY \(--trust-proxy\): ".*" would believe X-Forwarded-For from every peer, so any client that reaches the server directly could choose the address it is counted by/);
+    }
+    for (const v of ['proxy.example.com', '10.0.0.256', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/24/8', '10.0.0.0/255.255.255.0', '[::1]', '10.0.0.5:80', 'Loopback', '10.0.0.0/']) {
+      rejects({ trustProxy: v }, new RegExp(`^ATS_TRUST_PROXY \\(--trust-proxy\\): "${v.replace(/[.*[\]/]/g, '\\$&')}" is not an address or CIDR`));
+    }
   });
 
   it('the batch body limit is at least the body limit: a batch of one job the API takes alone is never refused', () => {

@@ -117,6 +117,16 @@ it('exits 2 naming HOST and ATS_AUTH when bound to another interface than loopba
   assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
 });
 
+it('exits 2 naming ATS_TRUST_PROXY when it would trust every peer (true) or names no address or CIDR', { timeout: 120_000 }, async () => {
+  const all = await startWith({ ATS_TRUST_PROXY: 'true' });
+  assert.equal(all.code, 2, all.stderr);
+  assert.match(all.stderr, /^ats: ATS_TRUST_PROXY \(--trust-proxy\): "true" would believe X-Forwarded-For from every peer, .*: list the proxies' addresses or CIDRs/m);
+  const bad = await startWith({}, ['--trust-proxy', '10.0.0.0/33']);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^ats: ATS_TRUST_PROXY \(--trust-proxy\): "10\.0\.0\.0\/33" is not an address or CIDR/m);
+  assert.doesNotMatch(bad.stderr, /^\s+at /m, 'no stack trace');
+});
+
 it('exits 1 naming ATS_HANDLERS, the module and the line when a handler module has a syntax error', { timeout: 120_000 }, async () => {
   await withFile('broken.mjs', 'export const ok = 1;\nexport const handlers = [;\n', async (file) => {
     const { code, stderr } = await startWith({ ATS_HANDLERS: file });
