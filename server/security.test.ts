@@ -247,6 +247,11 @@ describe('Origin check and CORS', () => {
     // Another site's page keeps the CORS hint.
     const foreign = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { origin: EVIL, host: 'ats.invalid' }, payload: { type: 'demo.echo', payload: {} } });
     assert.match(foreign.json().message, /ATS_CORS_ORIGINS/);
+    // A page of another port of the same host (a development server) calling the API on its own port: a CORS matter.
+    const dev = await build();
+    const other = await dev.inject({ method: 'POST', url: '/v1/jobs', headers: { origin: 'http://localhost:5173', host: 'localhost:3000' }, payload: { type: 'demo.echo', payload: {} } });
+    assert.equal(other.statusCode, 403);
+    assert.match(other.json().message, /ATS_CORS_ORIGINS/);
   });
 
   test('a submit from a foreign Origin writes nothing; a read from one is answered, without CORS headers', async () => {

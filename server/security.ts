@@ -174,15 +174,21 @@ export function originAllowed(origin: string, host: string | undefined, listed: 
 
 /**
  * Why a page of this server's own host name is refused when the `Host` names
- * no port, or another, than its origin's: most often a proxy in front that
- * passes the host without the port the browser used (nginx's `$host`); null
- * for any other origin. Both values are clipped: they are the caller's own.
+ * no port and its origin one (not the scheme's default): most often a proxy
+ * in front that passes the host without the port the browser used (nginx's
+ * `$host`); null for any other origin, and for a `Host` that names a port of
+ * its own (a page of another port of the same host, a development server:
+ * ATS_CORS_ORIGINS is its fix). Both values are clipped: they are the
+ * caller's own.
  */
 function portDropped(origin: string, host: string | undefined): string | null {
   const o = originOf(origin);
   if (o === null || !host) return null;
   const h = host.trim().toLowerCase();
-  if (new URL(o).hostname !== h.replace(/:\d*$/, '')) return null;
+  const page = new URL(o);
+  // A Host with a port (`name:3000`, `[::1]:3000`), or a page on its scheme's default port: not a port dropped.
+  if (/:\d+$/.test(h) || page.port === '') return null;
+  if (page.hostname !== h) return null;
   return `The page's origin ${o.slice(0, 200)} is not the Host this request names (Host ${h.slice(0, 200)}): ` +
     'a proxy in front must pass the Host the browser sent, with its port (nginx: proxy_set_header Host $http_host)';
 }
