@@ -229,10 +229,12 @@ describe('config', () => {
   });
 
   it('ATS_TRUST_PROXY never trusts every peer: true, *, a hop count and a /0 are refused, saying why; so is what is no address', () => {
-    for (const v of ['true', 'TRUE', '*', 'all', '1', '2', '0.0.0.0/0', '::/0', '10.0.0.5,true']) {
+    for (const v of ['true', 'TRUE', '*', 'all', '1', '2', '0.0.0.0/0', '::/0', '10.0.0.5,true', '0.0.0.0/1,128.0.0.0/1', '::/1', '8000::/15', '10.0.0.0/7']) {
       rejects(rawFromEnv({ ATS_TRUST_PROXY: v }), /^ATS_TRUST_PROXY \(--trust-proxy\): ".*" would believe X-Forwarded-For from every peer, so any client that reaches the server directly could choose the address it is counted by/);
     }
-    for (const v of ['proxy.example.com', '10.0.0.256', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/24/8', '10.0.0.0/255.255.255.0', '[::1]', '10.0.0.5:80', 'Loopback', '10.0.0.0/']) {
+    // And what fastify's proxy-addr would refuse at the app's construction, or never match: a zone id, a mapped prefix under 96.
+    for (const v of ['proxy.example.com', '10.0.0.256', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/24/8', '10.0.0.0/255.255.255.0', '[::1]', '10.0.0.5:80', 'Loopback', '10.0.0.0/',
+      'fe80::1%eth0.10', 'fe80::1%br-abc', '::ffff:10.0.0.0/88']) {
       rejects({ trustProxy: v }, new RegExp(`^ATS_TRUST_PROXY \\(--trust-proxy\\): "${v.replace(/[.*[\]/]/g, '\\$&')}" is not an address or CIDR`));
     }
   });

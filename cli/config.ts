@@ -58,7 +58,7 @@ export const SETTINGS = {
   auth: { env: 'ATS_AUTH', flag: '--auth', default: 'auto', doc: 'API keys (docs/security.md): auto (required once a key exists; without keys the API is open, and only bound to loopback: on any other HOST the start is refused); on (always required); off (never: every caller acts as the default tenant with every scope; set it only behind a gateway that authenticates).' },
   corsOrigins: { env: 'ATS_CORS_ORIGINS', flag: '--cors-origins', default: '', doc: 'Origins (comma-separated, e.g. https://ops.example.com) whose pages may call the API from a browser. Empty: none (CORS off).' },
   allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers, and the /metrics of ATS_METRICS_PORT (comma-separated names or addresses, port optional; not URLs), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host. /metrics, on either port, answers any IP-address Host too (10.1.2.3:9464, [fd00::1]:9464), as rebinding always names a host name.' },
-  trustProxy: { env: 'ATS_TRUST_PROXY', flag: '--trust-proxy', default: '', doc: 'Reverse proxies (comma-separated addresses or CIDRs, IPv4 or IPv6, e.g. 10.0.0.5,fd00::/64; or loopback, linklocal, uniquelocal) whose X-Forwarded-For the API believes: a request from one of them is counted (the per-address rate limit, failed API keys) as the client it names, a request from any other peer as that peer. List only the proxies: a listed address can say it is anyone. Not `true` (every peer, which lets any client that reaches the server directly choose its address). Any listed also keeps ATS_AUTH=auto from serving without keys. Empty: none (every client behind a proxy shares its address). See docs/security.md.' },
+  trustProxy: { env: 'ATS_TRUST_PROXY', flag: '--trust-proxy', default: '', doc: 'Reverse proxies (comma-separated addresses or CIDRs, IPv4 or IPv6, e.g. 10.0.0.5,fd00::/64; or loopback, linklocal, uniquelocal) whose X-Forwarded-For the API believes: a request from one of them is counted (the per-address rate limit, stream cap and workflow waits, failed API keys) as the client it names, a request from any other peer as that peer. List only the proxies: a listed address can say it is anyone. Not `true` (every peer, which lets any client that reaches the server directly choose its address), nor a range wider than /8 (IPv4) or /16 (IPv6). Any listed also keeps ATS_AUTH=auto from serving without keys. Empty: none (every client behind a proxy shares its address). See docs/security.md.' },
   rateLimit: { env: 'ATS_RATE_LIMIT', flag: '--rate-limit', default: '6000', doc: 'Requests per minute per API key (per client address without one), and four times that for all the keys of one tenant other than the default together; over it, 429 with Retry-After. 0: no limit.' },
   streamMaxPerKey: { env: 'ATS_STREAM_MAX_PER_KEY', flag: '--stream-max-per-key', default: '50', doc: 'WebSocket stream connections open at once per API key (per client address without one); one more is refused.' },
   maxQueues: { env: 'ATS_MAX_QUEUES', flag: '--max-queues', default: '100', doc: 'Most queues jobs may name, over all tenants and for good (each keeps three lane topics): a job, schedule or workflow step naming a new queue beyond it is refused (409 ATS_ERR_QUEUE_LIMIT). A tenant other than the default may name a quarter of them. The default queue and queues named before are always admitted. See docs/queues.md.' },
@@ -358,14 +358,31 @@ function origins(raw: RawConfig): string[] {
 /** The names of address ranges fastify's `trustProxy` takes (proxy-addr's): 127.0.0.1/8 and ::1; 169.254.0.0/16 and fe80::/10; 10/8, 172.16/12, 192.168/16 and fc00::/7. */
 const PROXY_RANGE_NAMES: readonly string[] = ['loopback', 'linklocal', 'uniquelocal'];
 
-/** Whether `entry` is an address or a CIDR (a prefix of 1 to 32, or 128 for IPv6) fastify's `trustProxy` takes. */
+/**
+ * Whether `entry` is an address or a CIDR fastify's `trustProxy` takes: no
+ * zone id (`fe80::1%eth0`, which Node reads and proxy-addr refuses), and an
+ * IPv4-mapped one (`::ffff:10.0.0.0/104`) with a prefix of 96 at least
+ * (proxy-addr never matches a shorter one).
+ */
 function proxyRangeOk(entry: string): boolean {
   if (PROXY_RANGE_NAMES.includes(entry)) return true;
   const [address, prefix, extra] = entry.split('/');
   const family = isIP(address!);
-  if (family === 0 || extra !== undefined) return false;
+  if (family === 0 || extra !== undefined || address!.includes('%')) return false;
   if (prefix === undefined) return true;
-  return /^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (family === 4 ? 32 : 128);
+  const bits = Number(prefix);
+  if (!/^\d{1,3}$/.test(prefix) || bits < 1 || bits > (family === 4 ? 32 : 128)) return false;
+  return !(family === 6 && /^::ffff:/i.test(address!) && bits < 96);
+}
+
+/** A range this wide holds far more than proxies: shorter prefixes are refused as trusting every peer. */
+const WIDEST_PROXY_PREFIX = { 4: 8, 6: 16 } as const;
+
+/** Whether `entry` is a CIDR wider than WIDEST_PROXY_PREFIX (`0.0.0.0/1` with `128.0.0.0/1` is every IPv4 peer). */
+function tooWide(entry: string): boolean {
+  const [address, prefix] = entry.split('/');
+  const family = isIP(address!);
+  return prefix !== undefined && /^\d+$/.test(prefix) && (family === 4 || family === 6) && Number(prefix) < WIDEST_PROXY_PREFIX[family];
 }
 
 /**
@@ -377,7 +394,7 @@ function proxyRangeOk(entry: string): boolean {
 function trustedProxies(raw: RawConfig): string[] {
   const all = list(raw, 'trustProxy');
   for (const p of all) {
-    if (/^(true|yes|on|all|any|\*|\d+)$/i.test(p) || /\/0+$/.test(p)) {
+    if (/^(true|yes|on|all|any|\*|\d+)$/i.test(p) || /\/0+$/.test(p) || tooWide(p)) {
       fail('trustProxy', `"${p.slice(0, 100)}" would believe X-Forwarded-For from every peer, so any client that reaches the server directly could choose the address it is counted by: list the proxies' addresses or CIDRs (like 10.0.0.5 or 10.0.0.0/24)`);
     }
     if (!proxyRangeOk(p)) {

@@ -25,7 +25,7 @@ import {
 import { AtsError } from '../engine/errors.js';
 import type { Clock, KeyStore } from '../engine/ports.js';
 import { DEFAULT_SECURITY, type AppDeps, type AuthDeps } from './deps.js';
-import { addressHolderOf } from './security.js';
+import { addressHolderOf, securityOptionsOf } from './security.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -306,8 +306,8 @@ export function installAuth(app: FastifyInstance, deps: AppDeps): void {
   app.decorate('atsKeyCaches', caches);
   const cache = auth ? caches.cache(auth.keys, deps.clock) : null;
   const failures = new AuthFailures(deps.clock);
-  const local = (deps.security?.loopback ?? DEFAULT_SECURITY.loopback) && (deps.security?.allowedHosts ?? []).length === 0 &&
-    (deps.security?.trustProxy ?? []).length === 0;
+  const sec = securityOptionsOf(deps);
+  const local = sec.loopback && sec.allowedHosts.length === 0 && sec.trustProxy.length === 0;
   app.decorateRequest('principal', null as unknown as Principal);
   app.addHook('onRequest', async (request, reply) => {
     const url = request.routeOptions.url;

@@ -214,7 +214,10 @@ export function holderOf(request: FastifyRequest): string {
  * that only hung up.
  */
 export function addressHolderOf(request: FastifyRequest): string {
-  const ip = request.ip as string | undefined;
+  let ip = request.ip as string | undefined;
+  // From a listed proxy, the entry of X-Forwarded-For it names may be no bare address (`1.2.3.4:51234`, `unknown`, or
+  // what a client wrote): counted as the peer itself, not a new count a connection, or a long string as a key.
+  if (ip !== undefined && isIP(ip) === 0) ip = request.socket?.remoteAddress;
   return ip === undefined ? 'ip:(gone)' : `ip:${normalizeIP(ip)}`;
 }
 

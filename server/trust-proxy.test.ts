@@ -60,6 +60,14 @@ describe('ATS_TRUST_PROXY: the request limit per address', () => {
     });
   });
 
+  test('an entry a listed proxy names that is no bare address (with a port, `unknown`) counts as the proxy, not a new count each time', async () => {
+    await withApp({ security: { rateLimitPerMinute: 2, trustProxy: [PROXY] } }, async (t) => {
+      assert.equal((await get(t, PROXY, '203.0.113.1:50001')).statusCode, 200);
+      assert.equal((await get(t, PROXY, '203.0.113.1:50002')).statusCode, 200);
+      assert.equal((await get(t, PROXY, 'unknown')).statusCode, 429, 'one count, the proxy\'s');
+    });
+  });
+
   test('the client is the last address a listed proxy did not add: what the client itself put first is not believed', async () => {
     await withApp({ security: { rateLimitPerMinute: 1, trustProxy: [PROXY] } }, async (t) => {
       // nginx's $proxy_add_x_forwarded_for appends the client's address to what the client sent.

@@ -52,7 +52,7 @@ export function mysqlStore(
 function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, faults?: StoreFaults, metrics?: StoreMetrics): MysqlStore {
   const send = (text: string) => queryPool(pool, text, queryTimeoutMs);
   const query = async (sql: string, params: readonly unknown[]) => (await send(sqlText(sql, params))) as Row[];
-  // One statement outside a transaction (schedules, progress, workers, limits, keys, audit, queues): its rows or changed rows, as a transaction's step gives them.
+  // One statement outside a transaction (schedules, progress, kept dispatches, workers, limits, keys, audit, queues): its rows or changed rows, as a transaction's step gives them.
   // A deadlock or lock wait timeout rolled the statement back whole: it is run again as a transaction would be.
   const statement = (sql: string, params: readonly unknown[]) =>
     withRetry(async () => outcomeOf(await send(sqlText(sql, params)), false), MAX_TRIES);

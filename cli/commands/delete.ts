@@ -21,7 +21,8 @@ export const deleteSpec: CommandSpec = {
     'are named on stderr as not tried.',
     'A delete whose answer was lost (a timeout, a dropped connection, a 503) is sent again; a 404 to that retry counts',
     'as deleted (the first try may have deleted it), exit 0. An ID that is no job id (a ULID) is exit 2, nothing deleted.',
-    '--json  one JSON object per job: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
+    'An ID given twice is deleted once. A job changed meanwhile (409 ATS_ERR_CONCURRENT_UPDATE) is "ID refused".',
+    '--json  one JSON object per job tried: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
   ],
   options: { json: { type: 'boolean' } },
   positionals: [1, Infinity],
@@ -37,13 +38,15 @@ const REFUSED = new Map([
 ]);
 
 /**
- * An answer about the one job (no such job, a job that may not be deleted now, its id refused), not one that
- * every job would get (a 403, a 503, a 404 of a route the server does not have: not the API, or a proxy's).
+ * An answer about the one job (no such job, a job that may not be deleted now, or changed meanwhile), by the API's
+ * own codes: not one that every job would get (a 400 of the request, a 403, a 503, a proxy's 404 or 409).
  */
-const aboutTheJob = (e: unknown): e is ApiError => e instanceof ApiError && (e.status === 409
-  || (e.status === 404 && e.code === 'ATS_ERR_JOB_NOT_FOUND') || (e.status === 400 && e.code === 'ATS_ERR_VALIDATION'));
+const ABOUT_THE_JOB: ReadonlySet<string> = new Set([...REFUSED.keys(), 'ATS_ERR_CONCURRENT_UPDATE']);
+const aboutTheJob = (e: unknown): e is ApiError => e instanceof ApiError && ABOUT_THE_JOB.has(e.code);
 
-export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, positionals: ids }) => {
+export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, positionals }) => {
+  // An id given twice is deleted once (its second delete would be a 404).
+  const ids = [...new Set(positionals)];
   // Checked before anything is sent: a mistyped id among several would leave the others deleted and this one not.
   for (const id of ids) if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a job id (26 characters of 0-9 A-Z: a ULID, as ats submit prints)`);
   let notDeleted = 0;
