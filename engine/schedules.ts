@@ -642,9 +642,9 @@ export class ScheduleRunner {
    * pass fires these ticks again and finds their jobs by key). A row unpinned had its pin dropped by a change that
    * computed the next run again (a new expression or time zone, a pause, a resume), or was moved on by another
    * pass: the ticks after its `lastTickAt` and before its `nextAt` are the ones no pass recorded and none will
-   * fire again, and without them `submitted`,
-   * `lastJobId` and the tick list would miss jobs that exist (and `overlap: skip` would not see a live one). The
-   * change's own fields (its next run, its pause) stand. Deleted, or deleted and created again: nothing.
+   * fire again, and without them `submitted`, `lastJobId` and the tick list would miss jobs that exist (and
+   * `overlap: skip` would not see a live one). The change's own fields (its next run, its pause) stand.
+   * Deleted, or deleted and created again: nothing.
    */
   private async keepUnrecorded(s: ScheduleRecord, ticks: readonly ScheduleTick[]): Promise<number> {
     const { store } = this.deps;

@@ -206,12 +206,11 @@ export function holderOf(request: FastifyRequest): string {
 /**
  * A request's client address as the counts take it (an IPv6 one by its /64),
  * `request.ip`: the TCP peer's, or behind a proxy listed in ATS_TRUST_PROXY
- * the client's it forwards (server/app.ts), or `ip:(gone)` once its
- * connection closed: Node no longer knows the peer of
- * a destroyed socket (`request.ip` is undefined), and a client that went away
- * while its request waited (for the auth hook's read of the keys, say) cannot
- * be answered anyway. Never an error: that would be a 500 logged for a client
- * that only hung up.
+ * the client's it forwards (server/app.ts); `ip:(gone)` once its connection
+ * closed: Node no longer knows the peer of a destroyed socket (`request.ip`
+ * is undefined), and a client that went away while its request waited (for
+ * the auth hook's read of the keys, say) cannot be answered anyway. Never an
+ * error: that would be a 500 logged for a client that only hung up.
  */
 export function addressHolderOf(request: FastifyRequest): string {
   let ip = request.ip as string | undefined;
