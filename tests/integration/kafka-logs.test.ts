@@ -91,7 +91,7 @@ it('a topic the broker will not create: the event log\'s error line names each t
   assert.equal(failed.length, Object.values(TOPICS).length, show(lines));
   for (const l of failed) {
     assert.equal(l.level, 'error');
-    assert.match(String(l.error), /^Topic creation errors: bad\/name\.ats\.\w+: INVALID_TOPIC_EXCEPTION$/);
+    assert.match(String(l.err), /^Topic creation errors: bad\/name\.ats\.\w+: INVALID_TOPIC_EXCEPTION$/);
   }
   const summaries = lines.filter((l) => /^Response CreateTopics/.test(String(l.msg)));
   assert.ok(summaries.length >= 1 && summaries.every((l) => l.level === 'debug'), show(lines));
