@@ -7,7 +7,7 @@
  */
 import { replay } from '../machines/lifecycle.js';
 import { JOB_MACHINE_VERSION, type JobEvent, type JobInput } from '../machines/job.machine.js';
-import type { JobCount, JobStore } from './ports.js';
+import type { JobCount, JobRecord, JobStore } from './ports.js';
 import { canonicalJson } from './transitions.js';
 
 export interface VerifyReport {
@@ -21,10 +21,11 @@ export interface VerifyReport {
 /** The problem of a job that does not exist, or was deleted between `verifyJob`'s reads. */
 export const JOB_NOT_FOUND = 'job not found';
 
-export async function verifyJob(store: Pick<JobStore, 'getJob' | 'getEvents'>, jobId: string): Promise<VerifyReport> {
+/** `checked`: the job as the caller just read it (its tenant checked, say), read before the events as this would read it. */
+export async function verifyJob(store: Pick<JobStore, 'getJob' | 'getEvents'>, jobId: string, checked?: JobRecord): Promise<VerifyReport> {
   const problems: string[] = [];
   const notFound: VerifyReport = { jobId, ok: false, events: 0, problems: [JOB_NOT_FOUND] };
-  const job = await store.getJob(jobId);
+  const job = checked ?? await store.getJob(jobId);
   if (!job) return notFound;
   // The events are read after the job: those a transition committed in between are past the job's version, and
   // left out, so that the history checked ends where the job read is. Fewer than its version, or some past it:
