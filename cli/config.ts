@@ -358,31 +358,27 @@ function origins(raw: RawConfig): string[] {
 /** The names of address ranges fastify's `trustProxy` takes (proxy-addr's): 127.0.0.1/8 and ::1; 169.254.0.0/16 and fe80::/10; 10/8, 172.16/12, 192.168/16 and fc00::/7. */
 const PROXY_RANGE_NAMES: readonly string[] = ['loopback', 'linklocal', 'uniquelocal'];
 
-/**
- * Whether `entry` is an address or a CIDR fastify's `trustProxy` takes: no
- * zone id (`fe80::1%eth0`, which Node reads and proxy-addr refuses), and an
- * IPv4-mapped one (`::ffff:10.0.0.0/104`) with a prefix of 96 at least
- * (proxy-addr never matches a shorter one).
- */
-function proxyRangeOk(entry: string): boolean {
-  if (PROXY_RANGE_NAMES.includes(entry)) return true;
-  const [address, prefix, extra] = entry.split('/');
-  const family = isIP(address!);
-  if (family === 0 || extra !== undefined || address!.includes('%')) return false;
-  if (prefix === undefined) return true;
-  const bits = Number(prefix);
-  if (!/^\d{1,3}$/.test(prefix) || bits < 1 || bits > (family === 4 ? 32 : 128)) return false;
-  return !(family === 6 && /^::ffff:/i.test(address!) && bits < 96);
-}
-
 /** A range this wide holds far more than proxies: shorter prefixes are refused as trusting every peer. */
 const WIDEST_PROXY_PREFIX = { 4: 8, 6: 16 } as const;
 
-/** Whether `entry` is a CIDR wider than WIDEST_PROXY_PREFIX (`0.0.0.0/1` with `128.0.0.0/1` is every IPv4 peer). */
-function tooWide(entry: string): boolean {
-  const [address, prefix] = entry.split('/');
+/**
+ * What `entry` is to fastify's `trustProxy`: an address or CIDR it takes
+ * (`ok`); one wider than WIDEST_PROXY_PREFIX (`wide`: `0.0.0.0/1` with
+ * `128.0.0.0/1` is every IPv4 peer); or none (`bad`): no zone id
+ * (`fe80::1%eth0`, which Node reads and proxy-addr refuses), and an
+ * IPv4-mapped one (`::ffff:10.0.0.0/104`) with a prefix of 96 at least
+ * (proxy-addr never matches a shorter one).
+ */
+function proxyRange(entry: string): 'ok' | 'wide' | 'bad' {
+  if (PROXY_RANGE_NAMES.includes(entry)) return 'ok';
+  const [address, prefix, extra] = entry.split('/');
   const family = isIP(address!);
-  return prefix !== undefined && /^\d+$/.test(prefix) && (family === 4 || family === 6) && Number(prefix) < WIDEST_PROXY_PREFIX[family];
+  if (family === 0 || extra !== undefined || address!.includes('%')) return 'bad';
+  if (prefix === undefined) return 'ok';
+  const bits = Number(prefix);
+  if (!/^\d{1,3}$/.test(prefix) || bits > (family === 4 ? 32 : 128)) return 'bad';
+  if (bits < WIDEST_PROXY_PREFIX[family as 4 | 6]) return 'wide';
+  return family === 6 && /^::ffff:/i.test(address!) && bits < 96 ? 'bad' : 'ok';
 }
 
 /**
@@ -394,10 +390,11 @@ function tooWide(entry: string): boolean {
 function trustedProxies(raw: RawConfig): string[] {
   const all = list(raw, 'trustProxy');
   for (const p of all) {
-    if (/^(true|yes|on|all|any|\*|\d+)$/i.test(p) || /\/0+$/.test(p) || tooWide(p)) {
+    const range = proxyRange(p);
+    if (/^(true|yes|on|all|any|\*|\d+)$/i.test(p) || /\/0+$/.test(p) || range === 'wide') {
       fail('trustProxy', `"${p.slice(0, 100)}" would believe X-Forwarded-For from every peer, so any client that reaches the server directly could choose the address it is counted by: list the proxies' addresses or CIDRs (like 10.0.0.5 or 10.0.0.0/24)`);
     }
-    if (!proxyRangeOk(p)) {
+    if (range === 'bad') {
       fail('trustProxy', `"${p.slice(0, 100)}" is not an address or CIDR (like 10.0.0.5, 10.0.0.0/24, fd00::/64; or ${PROXY_RANGE_NAMES.join(', ')})`);
     }
   }
