@@ -1,4 +1,5 @@
 /** Lowering a warning said again and again (a client retrying against a dependency that is down) to debug. */
+import type { Logger } from './ports.js';
 
 /** A warning or error line said again within this is written at debug (kafkajs retrying says the same several times a second). */
 export const REPEAT_WINDOW_MS = 60_000;
@@ -25,5 +26,11 @@ export class RepeatedLines {
     this.seen.set(key, { at: t, lowered: 0 });
     if (this.seen.size > this.maxKeys) this.seen.delete(this.seen.keys().next().value!);
     return { lower: false, repeated: s?.lowered ?? 0 };
+  }
+
+  /** `msg` at warn, or at debug when a line of `key` was written within the window; `repeated` on its fields. */
+  warn(logger: Pick<Logger, 'warn' | 'debug'>, key: string, msg: string, fields: Record<string, unknown>): void {
+    const { lower, repeated } = this.check(key);
+    logger[lower ? 'debug' : 'warn'](msg, { ...fields, repeated });
   }
 }

@@ -758,10 +758,9 @@ export class Worker {
       if (!readableSchema(r.headers)) {
         this.counters.unknownSchema++;
         // A newer producer's records come by the thousand (a rolling upgrade): a line a minute per version.
-        const said = this.schemaLogged.check(String(r.headers[SCHEMA_HEADER]));
-        this.deps.logger[said.lower ? 'debug' : 'warn']('worker: message of an unknown schema version skipped (the timers dispatch a job again if nothing started it)', {
+        this.schemaLogged.warn(this.deps.logger, String(r.headers[SCHEMA_HEADER]), 'worker: message of an unknown schema version skipped (the timers dispatch a job again if nothing started it)', {
           schema: r.headers[SCHEMA_HEADER], kind: r.headers[KIND_HEADER], key: r.key, partition: r.partition, offset: r.offset,
-          repeated: said.repeated, skippedSoFar: this.counters.unknownSchema,
+          skippedSoFar: this.counters.unknownSchema,
         });
         continue;
       }
@@ -1390,11 +1389,10 @@ export class Worker {
    */
   private logDead(job: JobRecord, event: Extract<EventInput, { type: 'FAILED' }>): void {
     const { error } = event;
-    const said = this.deadLogged.check(job.type);
-    this.deps.logger[said.lower ? 'debug' : 'warn']('worker: job dead (its failure is not retryable, or its attempts are used up): `ats redrive` runs it again', {
+    this.deadLogged.warn(this.deps.logger, job.type, 'worker: job dead (its failure is not retryable, or its attempts are used up): `ats redrive` runs it again', {
       jobId: job.id, type: job.type, queue: job.queue, attempt: event.attempt, maxAttempts: job.snapshot.context.maxAttempts,
       error: quoteCut(`${error.name ?? 'Error'}: ${error.message}`, DEAD_ERROR_LOGGED_CHARS), retryable: error.retryable,
-      ...(error.decidedBy ? { decidedBy: error.decidedBy } : {}), repeated: said.repeated,
+      ...(error.decidedBy ? { decidedBy: error.decidedBy } : {}),
     });
   }
 

@@ -24,10 +24,8 @@ interface ConnectionEvents {
  */
 export function logPoolEvents(pool: Pool, logger: Logger, now: () => number = Date.now): void {
   const said = new RepeatedLines(now);
-  const line = (msg: string, conn: ConnectionEvents, err: Error & { code?: string }) => {
-    const { lower, repeated } = said.check(`${msg}\0${err.code ?? ''}`);
-    logger[lower ? 'debug' : 'warn'](msg, { component: 'mysql2', threadId: conn.threadId ?? null, code: err.code, ...errorFields(err), repeated });
-  };
+  const line = (msg: string, conn: ConnectionEvents, err: Error & { code?: string }) =>
+    said.warn(logger, `${msg}\0${err.code ?? ''}`, msg, { component: 'mysql2', threadId: conn.threadId ?? null, code: err.code, ...errorFields(err) });
   pool.on('connection', (connection) => {
     const conn = connection as unknown as ConnectionEvents;
     conn.on('error', (err) => line('mysql: a pooled connection failed; the pool opens a new one when needed', conn, err));
