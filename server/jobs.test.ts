@@ -38,7 +38,7 @@ describe('jobs API', { skip: mysqlReady ? false : 'MariaDB not reachable (ATS_AL
     const r = await submit({ type: 'demo.echo', payload: { hello: 'world' }, queue });
     assert.equal(r.statusCode, 201);
     const job = r.json() as JobView;
-    assert.equal(r.headers.location, `/v1/jobs/${job.id}`);
+    assert.equal(r.headers.location, `jobs/${job.id}`);
     assert.match(job.id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
     assert.equal(job.state, 'pending');
     assert.deepEqual(job.allowed, ['CANCEL']);

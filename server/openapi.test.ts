@@ -503,7 +503,9 @@ describe('OpenAPI document: response headers', () => {
         }
         const location = a.headers.location;
         if (typeof location === 'string') {
-          const r = await t.app.inject({ url: location, headers: auth.authorization ? { authorization: auth.authorization } : {} });
+          // A relative reference: resolved against the request's URL, as a client does.
+          const url = new URL(location, `http://ats.invalid${a.url}`);
+          const r = await t.app.inject({ url: `${url.pathname}${url.search}`, headers: auth.authorization ? { authorization: auth.authorization } : {} });
           if (r.statusCode !== 200 && r.statusCode !== 429) problems.push(`${at}: GET its Location ${location} answers ${r.statusCode}`);
         }
       }

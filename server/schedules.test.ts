@@ -72,7 +72,7 @@ describe('/v1/schedules', () => {
     const before = Date.now();
     const r = await t.app.inject(create({ name: 'every-15', cron: '*/15 * * * *', ...job, payload: { n: 1 } }));
     assert.equal(r.statusCode, 201, r.body);
-    assert.equal(r.headers.location, '/v1/schedules/every-15');
+    assert.equal(r.headers.location, 'schedules/every-15');
     const s = r.json();
     assert.deepEqual({ ...s, nextRunAt: undefined, createdAt: undefined, updatedAt: undefined }, {
       name: 'every-15', cron: '*/15 * * * *', timezone: 'UTC', overlap: 'skip', catchUp: 'none', paused: false,
@@ -447,7 +447,7 @@ describe('/v1/schedules: each tenant has its own', () => {
     assert.equal((await as(acme, create({ name: 'nightly', cron: '0 3 * * *', ...job }))).statusCode, 201);
     const g = await as(globex, create({ name: 'nightly', cron: '0 4 * * *', ...job }));
     assert.equal(g.statusCode, 201, g.body);
-    assert.equal(g.headers.location, '/v1/schedules/nightly');
+    assert.equal(g.headers.location, 'schedules/nightly');
     const again = await as(acme, create({ name: 'nightly', cron: '0 5 * * *', ...job }));
     assert.equal(again.statusCode, 409, again.body);
     assert.equal(again.json().code, 'ATS_ERR_SCHEDULE_EXISTS');

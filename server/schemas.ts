@@ -884,13 +884,19 @@ export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
 export const described = <T extends object>(schema: T, description: string): T => ({ ...schema, description });
 
 /**
- * A response that carries a `Location` header, the path of what it answers (`/v1/jobs/{id}`):
- * a response header of the OpenAPI document (@fastify/swagger reads `headers`; the serializer
- * ignores it). server/openapi.ts marks it required.
+ * A response that carries a `Location` header naming what it answers: a relative reference
+ * (server/location.ts; `jobs/{id}` from `POST /v1/jobs`), which resolved against the request's URL
+ * is the resource's, under a reverse proxy's path prefix too. A response header of the OpenAPI
+ * document (@fastify/swagger reads `headers`; the serializer ignores it). server/openapi.ts marks it required.
  */
 export const withLocation = <T extends object>(schema: T, what: string): T => ({
   ...schema,
-  headers: { Location: { type: 'string', pattern: '^/v1/', description: `The path of ${what} on this server, to GET it` } },
+  headers: {
+    Location: {
+      type: 'string', pattern: '^[^/:?#]+(/[^?#]*)?$',
+      description: `The URL of ${what}, to GET it: a relative reference (e.g. \`jobs/{id}\` from \`POST /v1/jobs\`), to resolve against the URL the request was sent to, as fetch, browsers and \`curl -L\` do; under a reverse proxy's path prefix it stays in it. A name in it is percent-encoded`,
+    },
+  },
 });
 
 /**

@@ -199,7 +199,7 @@ async function startSignalGet(t: TestApp): Promise<void> {
   const r = await t.app.inject(start({ name: 'approval', input: { amount: 5 } }));
   assert.equal(r.statusCode, 201, r.body);
   const wf = r.json() as View;
-  assert.equal(r.headers.location, `/v1/workflows/${wf.id}`);
+  assert.equal(r.headers.location, `workflows/${wf.id}`);
   assert.deepEqual(
     { name: wf.name, definitionVersion: wf.definitionVersion, version: wf.version, status: wf.status, value: wf.value, output: wf.output, error: wf.error },
     { name: 'approval', definitionVersion: 1, version: 1, status: 'active', value: 'echoing', output: null, error: null },
@@ -487,7 +487,7 @@ describe('/v1/workflows (SQLite)', () => {
     const first = await started(t, body);
     const again = await t.app.inject(start(body));
     assert.equal(again.statusCode, 200, again.body);
-    assert.equal(again.headers.location, `/v1/workflows/${first.id}`);
+    assert.equal(again.headers.location, `workflows/${first.id}`);
     assert.deepEqual(again.json(), first);
     const conflict = await refused(start({ ...body, input: { amount: 10 } }), 409, 'ATS_ERR_IDEMPOTENCY_CONFLICT');
     assert.match(conflict.message, new RegExp(first.id));
@@ -692,7 +692,7 @@ describe('/v1/workflows waits (SQLite)', () => {
     await echoDone(t, wf, { echoed: 4 });
     const { r } = await waiting;
     assert.equal(r.statusCode, 201, r.body);
-    assert.equal(r.headers.location, `/v1/workflows/${wf.id}`);
+    assert.equal(r.headers.location, `workflows/${wf.id}`);
     assert.deepEqual([r.json().id, r.json().status, r.json().value, r.json().context.echoed], [wf.id, 'active', 'waiting', { echoed: 4 }]);
   });
 
@@ -780,7 +780,7 @@ describe('/v1/workflows waits (SQLite)', () => {
     const first = await t.app.inject({ ...start(body), url: '/v1/workflows?wait=done&timeoutMs=5000' });
     assert.equal(first.statusCode, 201, first.body);
     assert.deepEqual([first.json().status, first.json().value, first.json().output], ['done', 'over', { ok: true }]);
-    assert.equal(first.headers.location, `/v1/workflows/${first.json().id}`);
+    assert.equal(first.headers.location, `workflows/${first.json().id}`);
     const again = await t.app.inject({ ...start(body), url: '/v1/workflows?wait=done' });
     assert.equal(again.statusCode, 200, again.body);
     assert.equal(again.json().id, first.json().id);
@@ -802,7 +802,7 @@ describe('/v1/workflows waits (SQLite)', () => {
     assert.equal((await t.app.inject(signal(made.json().id, { type: 'FINISH' }))).statusCode, 200);
     const unmet = await waiting;
     assert.equal(unmet.statusCode, 412, unmet.body);
-    assert.deepEqual([unmet.json().code, unmet.headers.location], ['ATS_ERR_WAIT_UNMET', `/v1/workflows/${made.json().id}`]);
+    assert.deepEqual([unmet.json().code, unmet.headers.location], ['ATS_ERR_WAIT_UNMET', `workflows/${made.json().id}`]);
     assert.match(unmet.json().message, /was started but ended done in state "finished" without reaching a state tagged paid$/);
   });
 
@@ -845,11 +845,11 @@ describe('/v1/workflows waits (SQLite)', () => {
         socket.setEncoding('utf8').on('data', (d: string) => { got += d; }).on('close', () => resolve(got)).on('error', reject);
       });
       assert.match(text, /^HTTP\/1\.1 408 /, text);
-      const location = /\r\nlocation: (\/v1\/workflows\/[0-9A-Z]{26})\r\n/i.exec(text)?.[1];
+      const location = /\r\nlocation: (workflows\/[0-9A-Z]{26})\r\n/i.exec(text)?.[1];
       assert.ok(location, text);
       const answer = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { code: string; message: string };
       assert.equal(answer.code, 'ATS_ERR_WAIT_TIMEOUT');
-      assert.equal(answer.message, `Workflow instance ${location.slice('/v1/workflows/'.length)} was started but its wait ended: the client closed the connection, or its side of it`);
+      assert.equal(answer.message, `Workflow instance ${location.slice('workflows/'.length)} was started but its wait ended: the client closed the connection, or its side of it`);
     } finally {
       await other.close();
     }

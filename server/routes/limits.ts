@@ -17,6 +17,7 @@ import { storedLimitKey, type LimitRecord } from '../../engine/limits.js';
 import type { LimitStore } from '../../engine/ports.js';
 import type { RouteOptions } from '../deps.js';
 import { toLimitSpec, toLimitView } from '../limit-views.js';
+import { relativeLocation } from '../location.js';
 import {
   BODY_STATUSES, described, withLocation, errorResponses, LimitList, LimitParams, LimitView, MAX_LIMITS_LISTED, PutLimitBody, ref,
 } from '../schemas.js';
@@ -81,7 +82,7 @@ export const limitRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps 
     const spec = toLimitSpec(request.body);
     // At most as many a tenant as the list shows: every limit of a tenant can be listed.
     const { limit, created } = await store.putLimit(storedLimitKey(request.principal.tenant, key), spec, deps.clock.now(), MAX_LIMITS_LISTED);
-    if (created) reply.header('location', `/v1/limits/${key}`);
+    if (created) reply.header('location', relativeLocation(request.url, ['v1', 'limits', key]));
     return reply.code(created ? 201 : 200).send(await withRunning(limit));
   });
 

@@ -15,6 +15,7 @@ import { AtsError } from '../../engine/errors.js';
 import { MAX_TEMPLATE_PAYLOAD_BYTES, type SchedulePatch, type ScheduleService } from '../../engine/schedules.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { iso } from '../job-views.js';
+import { relativeLocation } from '../location.js';
 import { toScheduleTickView, toScheduleView } from '../schedule-views.js';
 import {
   BODY_STATUSES, CreateScheduleBody, described, withLocation, errorResponses, ref, ScheduleDetail, ScheduleList, ScheduleParams, ScheduleView,
@@ -130,8 +131,7 @@ export const scheduleRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const s = await schedules.create(request.principal.tenant, {
       name: b.name, cron: b.cron, timezone: b.timezone, overlap: b.overlap, catchUp: b.catchUp, paused: b.paused, job,
     });
-    // The name matches NAME_PATTERN: nothing in it needs escaping in a path.
-    reply.header('location', `/v1/schedules/${s.name}`);
+    reply.header('location', relativeLocation(request.url, ['v1', 'schedules', s.name]));
     return reply.code(201).send(toScheduleView(s));
   });
 

@@ -11,6 +11,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import { DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { toJobView } from '../job-views.js';
+import { relativeLocation } from '../location.js';
 import { BODY_STATUSES, described, withLocation, errorResponses, JobView, ref, SubmitBody, SubmitHeaders } from '../schemas.js';
 import { toJobSpec } from '../submit-spec.js';
 import { singleHeader } from '../validation.js';
@@ -54,7 +55,7 @@ export const submitRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps 
       }
       const status = r.created ? 201 : 200;
       span?.setAttributes({ [ATTR.jobId]: r.job.id, [ATTR.jobType]: r.job.type, [ATTR.jobQueue]: r.job.queue, [ATTR.httpStatus]: status });
-      reply.header('location', `/v1/jobs/${r.job.id}`);
+      reply.header('location', relativeLocation(request.url, ['v1', 'jobs', r.job.id]));
       return reply.code(status).send(toJobView(r.job, deps.clock.now()));
     };
     // Traced: the request's span (a child of the caller's `traceparent`), whose context the job keeps.

@@ -20,6 +20,7 @@ import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
 import { signalTypeRefusal, type StepResult, type WorkflowService } from '../../engine/workflows.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
+import { relativeLocation } from '../location.js';
 import {
   BODY_STATUSES, DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, withLocation, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
@@ -313,7 +314,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
         if (r.reason === 'invalid-input') throw new AtsError('ATS_ERR_INVALID_WORKFLOW_INPUT', r.message);
         throw new AtsError('ATS_ERR_IDEMPOTENCY_CONFLICT', `idempotencyKey was used for workflow instance ${r.workflow.id} with a different input`);
       }
-      reply.header('location', `/v1/workflows/${r.workflow.id}`);
+      reply.header('location', relativeLocation(request.url, ['v1', 'workflows', r.workflow.id]));
       const view = condition === undefined
         ? await toWorkflowView(service, r.workflow)
         : await waitOn(request, reply, r.workflow, condition, timeoutMs ?? DEFAULT_WAIT_MS, true);

@@ -344,7 +344,7 @@ function logOf(responses: readonly WireResponse[]): string {
 function startedThenWaited(req: FuzzRequest, responses: readonly WireResponse[]): boolean {
   if (req.op !== 'POST /v1/workflows') return false;
   return responses.some((r) => {
-    if ((r.status !== 408 && r.status !== 412) || !/^\/v1\/workflows\/[0-9A-Z]{26}$/.test(r.headers.get('location') ?? '')) return false;
+    if ((r.status !== 408 && r.status !== 412) || !/^workflows\/[0-9A-Z]{26}$/.test(r.headers.get('location') ?? '')) return false;
     try {
       return ['ATS_ERR_WAIT_TIMEOUT', 'ATS_ERR_WAIT_UNMET'].includes((JSON.parse(r.body.toString('utf8')) as { code?: string }).code ?? '');
     } catch {
