@@ -1,6 +1,7 @@
 /**
  * The `Location` of every create (POST /v1/jobs, POST /v1/workflows, PUT
- * /v1/limits/:key, POST /v1/schedules) is a relative reference: resolved against the URL
+ * /v1/limits/:key, POST /v1/schedules), and of the redirect of
+ * /docs/static/index.html, is a relative reference: resolved against the URL
  * the client sent (RFC 3986, as fetch and `curl -L` do) it lands on the
  * resource, at the root and under a reverse proxy's stripped path prefix
  * (tests/helpers/prefix-proxy.ts), whatever the request's query or trailing
@@ -125,6 +126,30 @@ describe('the Location of a create is relative: it resolves to the resource at t
       assert.deepEqual(proxy.outside, []);
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe('/docs/static/index.html redirects to the docs page by a relative Location', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp();
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('with a query or not, it lands on /docs/ under any prefix', async () => {
+    for (const url of ['/docs/static/index.html', '/docs/static/index.html?x=1']) {
+      const r = await t.app.inject({ url });
+      assert.equal(r.statusCode, 302, url);
+      const location = r.headers.location as string;
+      assert.doesNotMatch(location, /^(\/|[A-Za-z][A-Za-z0-9+.-]*:)/, `${url}: ${location}`);
+      for (const prefix of PREFIXES) {
+        const at = new URL(location, `https://ats.invalid${prefix}${url}`);
+        assert.equal(`${at.pathname}${at.search}`, `${prefix}/docs/`, `${prefix}${url}: ${location}`);
+      }
+      assert.equal((await t.app.inject({ url: new URL(location, `http://h${url}`).pathname })).statusCode, 200);
     }
   });
 });

@@ -180,13 +180,15 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     // swagger-ui's page names its files by absolute paths (/docs/static/...) when asked for as /docs, by relative ones
     // (./static/...) as /docs/, and only without a query (its check reads the whole URL, and its script appends to
     // it): /docs, with a query or not, redirects to docs/, and /docs/ with a query to ./ (relative both: behind a
-    // proxy's path prefix the page stays in it).
+    // proxy's path prefix the page stays in it). swagger-ui's own redirect of /docs/static/index.html names /docs/ by
+    // its absolute path (and, with a query, itself again): answered here by ../, relative, the query dropped.
     uiHooks: {
       onRequest: (request, reply, done) => {
         const q = request.url.indexOf('?');
         const path = q === -1 ? request.url : request.url.slice(0, q);
         if (path === '/docs') void reply.redirect('docs/');
         else if (path === '/docs/' && q !== -1) void reply.redirect('./');
+        else if (path === '/docs/static/index.html') void reply.redirect('../');
         else done();
       },
     },
