@@ -622,11 +622,11 @@ describe('workflows', () => {
     const done = await waiting;
     assert.deepEqual([done.id, done.status, done.value], [wf.id, 'done', 'approved']);
     await assert.rejects(ats.waitWorkflow(wf.id, { until: 'tag:approval', timeoutMs: 1000 }), is(412, 'ATS_ERR_WAIT_UNMET'));
-    // A start whose wait runs out: the instance was started all the same, and the error's location names it.
+    // A start whose wait runs out: the instance was started all the same, and the error's location is its URL.
     const err = await ats.startWorkflow({ name: 'client.approval' }, { wait: { until: 'done', timeoutMs: 50 } }).then(() => null, (e: unknown) => e);
     assert.ok(is(408, 'ATS_ERR_WAIT_TIMEOUT')(err), String(err));
     const location = (err as ApiError).location ?? '';
-    assert.match(location, /^\/v1\/workflows\/[0-9A-Z]{26}$/);
+    assert.match(location, new RegExp(`^${url}/v1/workflows/[0-9A-Z]{26}$`));
     assert.equal((await ats.getWorkflow(location.split('/').pop()!)).name, 'client.approval');
   });
 

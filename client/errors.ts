@@ -21,7 +21,10 @@ export class ApiError extends Error {
   /**
    * The error answer's `Location`: a workflow start that waited and timed out
    * (408 `ATS_ERR_WAIT_TIMEOUT`) or whose instance ended otherwise (412
-   * `ATS_ERR_WAIT_UNMET`) names the instance it started. Absent otherwise.
+   * `ATS_ERR_WAIT_UNMET`) names the instance it started, as its URL (the
+   * server's relative reference resolved against the request's URL, under the
+   * client's path prefix too: `https://ats.invalid/scheduler/v1/workflows/<id>`).
+   * Absent otherwise.
    */
   readonly location?: string;
   /**
@@ -155,7 +158,8 @@ function retryAfterWait(value: string, now: number): number | null {
 
 /**
  * An error answer (`{code, message}`, or any other body) as an ApiError;
- * `location`: its Location header, if any; `retryAfter`: its Retry-After,
+ * `location`: its Location header (as the URL it names: resolved against the
+ * request's), if any; `retryAfter`: its Retry-After,
  * read on a 429 or 503 (a date as the time from `now` until it).
  */
 export function toApiError(status: number, text: string, location?: string | null, retryAfter?: string | null, now: number = Date.now()): ApiError {

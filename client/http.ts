@@ -272,8 +272,9 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   }
   let res: Response;
   let text: string;
+  const url = http.baseUrl + path;
   try {
-    res = await http.fetch(http.baseUrl + path, init);
+    res = await http.fetch(url, init);
     text = await res.text();
   } catch (err) {
     if (opts.signal?.aborted) throw opts.signal.reason;
@@ -283,7 +284,7 @@ async function once<T>(http: HttpOptions, method: string, path: string, opts: Ca
   }
   if (isRedirect(res)) throw redirected(res, method, path);
   if (!res.ok) {
-    throw toApiError(res.status, text, res.headers.get('location'), res.headers.get('retry-after'));
+    throw toApiError(res.status, text, resolved(res.headers.get('location'), url), res.headers.get('retry-after'));
   }
   if (opts.expectNoContent && res.status !== 204) {
     throw new ApiError(res.status, `HTTP_${res.status}`, `${method} ${path} answered ${res.status}, where the API answers 204 without a body (not an ats server?): ${text.slice(0, 200)}`);
@@ -325,6 +326,20 @@ function shapeProblem(body: unknown, opts: CallOptions): string | undefined {
     if (lacks !== undefined) return `a "${name}" whose item ${i} is ${lacks}`;
   }
   return undefined;
+}
+
+/**
+ * A Location as the URL it names: the server gives a relative reference (`workflows/<id>`), which
+ * resolves against the URL the request was sent to, under the client's path prefix too.
+ * One that is no URL reference is kept as it came.
+ */
+function resolved(location: string | null, requestUrl: string): string | null {
+  if (location === null) return null;
+  try {
+    return new URL(location, requestUrl).href;
+  } catch {
+    return location;
+  }
 }
 
 /** A redirect not followed: its 3xx (in Node), or the opaque answer a browser gives in its place (status 0). */
