@@ -68,7 +68,7 @@ const deleteSchema = {
   response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, ...BODY_STATUSES) },
 };
 
-// The key matches NAME_PATTERN and is at most 200 characters: quoting it whole in a message or a path needs no escaping.
+// The key matches NAME_PATTERN and is at most 200 characters: quoting it whole in a message needs no escaping.
 const notFound = (key: string) => new AtsError('ATS_ERR_LIMIT_NOT_FOUND', `No limit is set on key '${key}'`);
 
 export const limitRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
