@@ -20,6 +20,8 @@ import { systemClock } from '../../engine/system.js';
 import { DEFAULT_BACKOFF } from '../../machines/backoff.js';
 import { newJobWrite } from '../../tests/contracts/store.contract.js';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
+import { STORE_BACKENDS, withMigratedStore } from '../../tests/helpers/stores.js';
+import { MAX_PAGE_SCAN } from './pages.js';
 
 const MINUTE = 60_000;
 
@@ -76,4 +78,22 @@ describe('pages of jobs by creation time', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  for (const backend of STORE_BACKENDS) {
+    it(`on ${backend.name}, a range that holds nothing (createdAfter at or after createdBefore) is an empty last page at once, however many jobs the tenant has`, async () => {
+      await withMigratedStore(backend, async (store) => {
+        const at = Date.UTC(2026, 5, 1, 12);
+        // More jobs than a page reads: a page that tested each would stop at its bound with a cursor.
+        const writes = Array.from({ length: MAX_PAGE_SCAN + 10 }, (_, i) => newJobWrite({ tenant: 'acme', at: at + i }));
+        for (let i = 0; i < writes.length; i += 500) assert.ok((await store.insert(writes.slice(i, i + 500))).every((r) => r.ok));
+        for (const [createdAfter, createdBefore] of [[at + 100, at + 100], [at + 200, at + 100], [at + 1_000_000, 0]]) {
+          const page = await store.listJobPage({ tenant: 'acme', limit: 50, createdAfter, createdBefore }, 1 << 20);
+          assert.deepEqual(page, { jobs: [], nextAfterId: null }, `${createdAfter} to ${createdBefore}`);
+        }
+        // A range of one ms still holds its job.
+        const one = await store.listJobPage({ tenant: 'acme', limit: 50, createdAfter: at + 100, createdBefore: at + 101 }, 1 << 20);
+        assert.deepEqual(one.jobs.map((j) => j.id), [writes[100]!.job.id]);
+      });
+    });
+  }
 });

@@ -68,6 +68,11 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
       return (await query(sql, params)).map(rowToJob);
     },
     listJobPage: async (filter: JobFilter, maxBytes: number) => {
+      // A time range that holds nothing: the last page, read at once (tested row by row, its pages
+      // would walk the tenant's whole history, MAX_PAGE_SCAN jobs a request, to find nothing).
+      if (filter.createdAfter !== undefined && filter.createdBefore !== undefined && filter.createdAfter >= filter.createdBefore) {
+        return { jobs: [], nextAfterId: null };
+      }
       const { records, nextAfterId } = await readPage(query, {
         sizes: (afterId, limit) => listJobSizes(d, { ...filter, limit, ...(afterId === undefined ? {} : { afterId }) }),
         rows: selectJobs,
