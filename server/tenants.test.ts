@@ -87,17 +87,24 @@ for (const [name, start] of [['MariaDB', startTestApp], ['SQLite', startSqliteTe
 
     test('lists show only the caller\'s tenant\'s jobs, with every filter and across pages', async () => {
       const queue = `q-list-${name}`;
+      const gOld = (await submit(globex, { queue })).job.id;
       const a = [(await submit(acme, { queue })).job.id, (await submit(acme, { queue })).job.id];
       const g = (await submit(globex, { queue })).job.id;
       const list = async (as: Key, query: string) => ((await call(as, 'GET', `/v1/jobs?${query}`)).json() as { jobs: JobView[]; nextCursor: string | null });
       assert.deepEqual((await list(acme, `queue=${queue}`)).jobs.map((j) => j.id), [...a].reverse());
-      assert.deepEqual((await list(globex, `queue=${queue}`)).jobs.map((j) => j.id), [g]);
+      assert.deepEqual((await list(globex, `queue=${queue}`)).jobs.map((j) => j.id), [g, gOld]);
       assert.ok(!(await list(globex, 'limit=200')).jobs.some((j) => a.includes(j.id)));
       assert.ok(!(await list(globex, 'state=pending&limit=200')).jobs.some((j) => a.includes(j.id)));
       assert.ok(!(await list(globex, 'type=demo.echo&limit=200')).jobs.some((j) => a.includes(j.id)));
       const page1 = await list(acme, `queue=${queue}&limit=1`);
       assert.deepEqual(page1.jobs.map((j) => j.id), [a[1]]);
       assert.deepEqual((await list(acme, `queue=${queue}&limit=1&cursor=${page1.nextCursor}`)).jobs.map((j) => j.id), [a[0]]);
+      // A cursor is a position, not a right: acme's, sent by globex, pages globex's own jobs older than it.
+      for (const filter of [`queue=${queue}`, 'type=demo.echo', 'state=pending', `state=pending&queue=${queue}`]) {
+        const theirs = await list(globex, `${filter}&limit=500&cursor=${page1.nextCursor}`);
+        assert.ok(theirs.jobs.every((j) => !a.includes(j.id) && j.id < a[1]!), filter);
+        assert.ok(theirs.jobs.some((j) => j.id === gOld), filter);
+      }
     });
 
     test('stats count only the caller\'s tenant\'s jobs', async () => {
