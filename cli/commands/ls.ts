@@ -9,7 +9,7 @@ export const lsSpec: CommandSpec = {
   details: [
     `--state S   one of ${JOB_STATES.join(', ')}`,
     '--limit N   jobs per page (default 50, at most 500)',
-    '--cursor C  the next page (printed under a full page)',
+    '--cursor C  the next page (printed under a page with more after it: a page may end short, or empty, before the end)',
   ],
   options: {
     state: { type: 'string' }, type: { type: 'string' }, queue: { type: 'string' },
