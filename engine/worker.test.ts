@@ -8,6 +8,7 @@ import { createMemoryLog, type MemoryLog } from '../adapters/memory/index.js';
 import { createSqliteStore } from '../adapters/sqlite/index.js';
 import { DEFAULT_BACKOFF } from '../machines/backoff.js';
 import { JOB_MACHINE_VERSION } from '../machines/job.machine.js';
+import { MAX_NESTING_DEPTH } from '../machines/json-integers.js';
 import type { FailureAdvice, LeaseAdvice } from './advisor/types.js';
 import { NonRetryableError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
@@ -1390,6 +1391,74 @@ describe('worker: what an outcome can hold', () => {
       const wordy = await waitFor(h.store, ids.get('test.wordy')!, (j) => j.snapshot.value === 'retrying' || j.snapshot.value === 'dead' || j.snapshot.context.attempt > 1, 'failed once');
       assert.equal(wordy.snapshot.context.lastError!.message.length, MAX_ERROR_MESSAGE_CHARS);
       assert.ok(wordy.snapshot.context.lastError!.message.endsWith('…'));
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('worker: a result nested deeper than a payload may be', () => {
+  /** `{ a: { a: ... { leaf: 1 } } }` (or `[[...[1]]]`), `levels` objects (or arrays) deep, built without recursion. */
+  const nested = (levels: number, kind: 'object' | 'array'): unknown => {
+    let v: unknown = kind === 'object' ? { leaf: 1 } : [1];
+    for (let i = 1; i < levels; i++) v = kind === 'object' ? { a: v } : [v];
+    return v;
+  };
+
+  it('fails the job at once, without retries, with one reason whatever the depth (no stack overflow); 32 levels, a payload\'s bound, are kept', async () => {
+    const shallowEnough = nested(MAX_NESTING_DEPTH, 'object');
+    // The same object twice, side by side, is no cycle and no deeper.
+    const inner = nested(MAX_NESTING_DEPTH - 1, 'array');
+    const shared = { one: inner, two: inner };
+    const registry = new HandlerRegistry()
+      .register('test.fits', async () => shallowEnough)
+      .register('test.shared', async () => shared)
+      .register('test.depth', async (p) => nested((p as { levels: number }).levels, (p as { kind: 'object' | 'array' }).kind))
+      // Deep behind a toJSON or a getter: what JSON would write is what counts.
+      .register('test.to-json', async () => ({ toJSON: () => nested(100, 'object') }))
+      .register('test.getter', async () => ({ get deep() { return nested(5_000, 'array'); } }));
+    const h = await harness(registry);
+    try {
+      const fits = await h.transitions.submit(spec('test.fits', { maxAttempts: 1 }));
+      const sharedJob = await h.transitions.submit(spec('test.shared', { maxAttempts: 1 }));
+      assert.ok(fits.ok && sharedJob.ok);
+      assert.deepEqual((await waitFor(h.store, fits.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, shallowEnough);
+      assert.deepEqual((await waitFor(h.store, sharedJob.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, shared);
+      const cases: [string, unknown][] = [];
+      for (const levels of [MAX_NESTING_DEPTH + 1, 100, 5_000, 200_000]) {
+        for (const kind of ['object', 'array']) cases.push(['test.depth', { levels, kind }]);
+      }
+      cases.push(['test.to-json', {}], ['test.getter', {}]);
+      for (const [type, payload] of cases) {
+        const what = `${type} ${JSON.stringify(payload)}`;
+        const r = await h.transitions.submit(spec(type, { maxAttempts: 3, payload }));
+        assert.ok(r.ok);
+        const dead = await waitFor(h.store, r.job.id, (j) => j.snapshot.value === 'dead', 'dead');
+        const error = dead.snapshot.context.lastError!;
+        assert.equal(dead.snapshot.context.attempt, 1, `${what}: not retried (${error.message})`);
+        assert.equal(error.retryable, false, what);
+        assert.equal(error.name, 'NonRetryableError', what);
+        assert.equal(error.message, `the handler's result nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a job keeps: flatten it, or store it elsewhere and return a reference`, what);
+        assert.equal(dead.snapshot.context.result, null, what);
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a cycle is still told as a cycle, and a BigInt as a BigInt, not as too deep', async () => {
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    const registry = new HandlerRegistry()
+      .register('test.cyclic', async () => cyclic)
+      .register('test.bigint', async () => ({ n: 10n }));
+    const h = await harness(registry);
+    try {
+      const c = await h.transitions.submit(spec('test.cyclic', { maxAttempts: 1 }));
+      const b = await h.transitions.submit(spec('test.bigint', { maxAttempts: 1 }));
+      assert.ok(c.ok && b.ok);
+      assert.match((await waitFor(h.store, c.job.id, (j) => j.snapshot.value === 'dead', 'dead')).snapshot.context.lastError!.message, /cannot be stored as JSON: .*circular/i);
+      assert.match((await waitFor(h.store, b.job.id, (j) => j.snapshot.value === 'dead', 'dead')).snapshot.context.lastError!.message, /cannot be stored as JSON: .*BigInt/);
     } finally {
       await h.stop();
     }

@@ -68,6 +68,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { AbortReason } from './abort-reason.js';
+import { MAX_NESTING_DEPTH } from '../machines/json-integers.js';
 import { jsonSize } from '../machines/json-size.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
@@ -1645,7 +1646,8 @@ export const MAX_RESULT_BYTES = 256 * 1024;
  * or not, store what it was then, whatever the handler does with its object
  * later, and however its getters or `toJSON` answer a second time; and what
  * JSON writes nothing for, a function or a symbol, is `null`, as `undefined`
- * is). Or why it cannot be kept: not JSON, or over MAX_RESULT_BYTES.
+ * is). Or why it cannot be kept: not JSON, over MAX_RESULT_BYTES, or nested
+ * deeper than MAX_NESTING_DEPTH levels (as a payload may not be).
  */
 function storedResult(result: unknown): { result: unknown } | { unstorable: string } {
   const tooBig = (bytes: string) => ({
@@ -1654,8 +1656,12 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
   // Returned alone, a Buffer's own toJSON would run before JSON asks the replacer about it (held, `heldValues` sees it first).
   if (isLargeView(result)) return tooBig(`over ${RESULT_WRITTEN_CHARS}`);
   let written = 0;
-  let stopped = false;
+  let stopped: 'too big' | 'too deep' | null = null;
   const guarded = new WeakMap<object, object>();
+  // The level of each array or object JSON is writing (the top one 0), as the holder of the values it asks about next.
+  // Checked as JSON comes to each, so a deep one is refused before its recursion nears the stack's end: the
+  // reason does not depend on how deep the worker's own stack was, nor which frame overflowed.
+  const levels = new WeakMap<object, number>();
   const json = jsonSize(result ?? null, function bounded(this: unknown, key, value) {
     // Characters this value takes at least (its key, in an object; a string's characters; one for anything else;
     // none for what JSON leaves out), each at least a byte: once past the bound, the rest is not written.
@@ -1663,12 +1669,21 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
     written += (Array.isArray(this) ? 0 : key.length) + (typeof value === 'string' ? value.length : 1);
     const held = heldValues(value);
     if (written > RESULT_WRITTEN_CHARS || held === 'large view') {
-      stopped = true;
+      stopped = 'too big';
       throw OVER_WRITTEN;
     }
-    return held === 'getters' ? guardedGetters(value as object, guarded, () => (stopped = true)) : value;
+    if (typeof value !== 'object' || value === null) return value;
+    const level = (levels.get(this as object) ?? -1) + 1;
+    if (level >= MAX_NESTING_DEPTH) {
+      stopped = 'too deep';
+      throw OVER_WRITTEN;
+    }
+    const kept = held === 'getters' ? guardedGetters(value, guarded, () => (stopped = 'too big')) : value;
+    levels.set(kept, level);
+    return kept;
   });
   if ('error' in json) {
+    if (stopped === 'too deep') return { unstorable: TOO_DEEP };
     return stopped ? tooBig(`over ${RESULT_WRITTEN_CHARS}`) : { unstorable: `the handler's result cannot be stored as JSON: ${json.error}` };
   }
   if (json.bytes > MAX_RESULT_BYTES) return tooBig(String(json.bytes));
@@ -1681,7 +1696,10 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
  * a little over it is told its size, and one of megabytes costs no more.
  */
 const RESULT_WRITTEN_CHARS = 4 * MAX_RESULT_BYTES;
-/** Stops the writing of a result's JSON past RESULT_WRITTEN_CHARS (one value: no stack built per result). */
+/** Why a result nested deeper than MAX_NESTING_DEPTH fails its attempt: one text, however deep it is. */
+const TOO_DEEP = `the handler's result nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a job keeps: `
+  + 'flatten it, or store it elsewhere and return a reference';
+/** Stops the writing of a result's JSON past RESULT_WRITTEN_CHARS or MAX_NESTING_DEPTH (one value: no stack built per result). */
 const OVER_WRITTEN = new Error(`a result's JSON was written past ${RESULT_WRITTEN_CHARS} characters`);
 
 /** A Buffer or typed array (a DataView's JSON is `{}`), whose JSON has an entry per element. */

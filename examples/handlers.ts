@@ -34,7 +34,7 @@ export const emailSend = defineHandler('email.send', {
     // ctx: jobId, attempt, idempotencyKey (stable across attempts), signal (timeout/cancel/shutdown), heartbeat(), progress(), log
     if (payload.to.endsWith('.invalid')) throw new NonRetryableError(`cannot deliver to ${payload.to}`); // dead, no retries
     const { messageId } = await sendEmail(payload, { idempotencyKey: ctx.idempotencyKey, signal: ctx.signal, log: ctx.log });
-    return { sent: true, messageId }; // stored as the job's result (at most 256 KiB of JSON)
+    return { sent: true, messageId }; // stored as the job's result (at most 256 KiB of JSON, 32 levels deep)
   },
 });
 

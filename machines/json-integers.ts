@@ -62,6 +62,15 @@ export function inexactIntegerProblem(found: InexactInteger): string {
     + `a JSON number keeps integers exactly up to ±${LARGEST_EXACT_INTEGER}. Send it as a string`;
 }
 
+/**
+ * How many levels of arrays and objects a value the scheduler keeps may nest
+ * (`[[1]]` is two): a job's payload, a workflow's input and a signal's event
+ * (the API's default, `DEFAULT_MAX_PAYLOAD_DEPTH`), and a handler's result
+ * (the worker's bound, which no setting moves). Far under what a recursive
+ * JSON.stringify or a console's indented rendering copes with.
+ */
+export const MAX_NESTING_DEPTH = 32;
+
 /** What makes a value JSON.parse gave unfit to pass on, found by jsonValueFault. */
 export type JsonValueFault =
   /** A literal past the double range (`1e400`): JSON.parse reads it as ±Infinity, which JSON.stringify writes as null. */

@@ -4,6 +4,7 @@
  */
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { BackoffPolicy } from '../machines/backoff.js';
+import { MAX_NESTING_DEPTH } from '../machines/json-integers.js';
 import type { Advisor } from '../engine/advisor/advisor.js';
 import type { Metrics } from '../engine/metrics.js';
 import type { AuthMode } from '../engine/auth.js';
@@ -183,7 +184,8 @@ export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
  */
 export const MAX_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_BATCH_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
-export const DEFAULT_MAX_PAYLOAD_DEPTH = 32;
+/** The nesting a payload may have unless `limits.maxPayloadDepth` says otherwise: the bound a handler's result has too. */
+export const DEFAULT_MAX_PAYLOAD_DEPTH = MAX_NESTING_DEPTH;
 export const DEFAULT_LIST_PAGE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_READY_TIMEOUT_MS = 2000;
 
