@@ -7,6 +7,7 @@
 import { ApiError, AtsClient, UnreachableError } from '../client.js';
 import { NodeWebSocket } from './stream.js';
 import { parse, str, UsageError, type OptionsConfig, type Parsed } from './args.js';
+import { oneLine } from './output.js';
 
 export const DEFAULT_URL = 'http://localhost:3000';
 
@@ -108,7 +109,10 @@ function checkPositionals(positionals: readonly string[], [min, max]: readonly [
  * The exit code for an error, after saying what went wrong. Once the command
  * has its client (`url`), any error but the client's is an answer of a shape
  * the command did not expect — `{}` from a server that is not ats, say — and
- * is told as that, without a stack trace.
+ * is told as that, without a stack trace. What the server or the network
+ * said (a code, a message, a proxy's page, a TLS or DNS reason naming what
+ * the peer sent) is printed through `oneLine`: no terminal sequence it holds
+ * runs, no bidi override turns the line round, no newline fakes a line.
  */
 export function report(e: unknown, spec: CommandSpec, url?: string): number {
   if (e instanceof UsageError) {
@@ -116,18 +120,18 @@ export function report(e: unknown, spec: CommandSpec, url?: string): number {
     return 2;
   }
   if (e instanceof UnreachableError) {
-    err(`ats: cannot reach the ats server at ${e.url} (${e.reason}).\n` +
+    err(`ats: cannot reach the ats server at ${oneLine(e.url)} (${oneLine(e.reason)}).\n` +
       `Is it running? Start one with "npx ats start", or point --url / ATS_URL at it.`);
     return 1;
   }
   // A success the client could not read (not JSON, or without the fields every answer of its kind has): not the API's.
   const unread = e instanceof ApiError && e.status >= 200 && e.status < 300;
   if (e instanceof ApiError && !unread) {
-    err(`${e.code}: ${e.message}`);
+    err(`${oneLine(e.code)}: ${oneLine(e.message)}`);
     return 1;
   }
   if (url !== undefined && e instanceof Error) {
-    err(`ats: unexpected answer from ${url}: ${e.message}`);
+    err(`ats: unexpected answer from ${oneLine(url)}: ${oneLine(e.message)}`);
     return 1;
   }
   throw e;
