@@ -1365,6 +1365,35 @@ describe('worker: a job of a newer job machine version', () => {
   });
 });
 
+describe('worker: a dispatch of a type without a handler here', () => {
+  it('is said at warn once a minute per type, with skippedSoFar; the others like it at debug, and the next warning counts them (repeated)', async () => {
+    const clock = recordingClock();
+    const lines: { level: 'warn' | 'debug'; msg: string; fields: Record<string, unknown> }[] = [];
+    const logger: Logger = {
+      ...silentLogger,
+      warn: (msg, fields) => void lines.push({ level: 'warn', msg, fields: fields ?? {} }),
+      debug: (msg, fields) => void lines.push({ level: 'debug', msg, fields: fields ?? {} }),
+    };
+    const skipped = (type: string) => lines.filter((l) => l.msg.startsWith('worker: dispatch skipped: no handler is registered here') && l.fields.type === type);
+    const h = await harness(new HandlerRegistry().register('test.ok', async () => 'ok'), { workerClock: clock, logger });
+    try {
+      for (const type of ['test.none', 'test.none', 'test.none', 'test.other']) assert.ok((await h.transitions.submit(spec(type))).ok);
+      await until(() => h.worker.counters.unhandled === 4, 'the four dispatches are skipped');
+      assert.deepEqual(skipped('test.none').map((l) => [l.level, l.fields.skippedSoFar, l.fields.repeated]), [['warn', 1, 0], ['debug', 2, 0], ['debug', 3, 0]]);
+      assert.deepEqual(skipped('test.other').map((l) => [l.level, l.fields.skippedSoFar]), [['warn', 4]], 'another type has its own minute');
+      // A minute later: a warning again, saying how many like it were lowered since the last.
+      clock.ahead += 60_000;
+      assert.ok((await h.transitions.submit(spec('test.none'))).ok);
+      await until(() => h.worker.counters.unhandled === 5, 'the fifth is skipped');
+      assert.deepEqual(skipped('test.none').at(-1), {
+        level: 'warn', msg: skipped('test.none')[0]!.msg, fields: { ...skipped('test.none')[0]!.fields, jobId: skipped('test.none').at(-1)!.fields.jobId, skippedSoFar: 5, repeated: 2 },
+      });
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('worker: what an outcome can hold', () => {
   it('a result over MAX_RESULT_BYTES, or one JSON cannot store, fails the job without retries; a long error message is cut', async () => {
     const registry = new HandlerRegistry()

@@ -211,9 +211,7 @@ export interface WorkerCounters {
   throttled: number;
 }
 
-/** A type without a handler here is logged at most this often. */
-const UNHANDLED_LOG_EVERY_MS = 60_000;
-/** Types whose last log time is kept (a bound, should a producer send endless types). */
+/** Types without a handler here whose last warning is remembered (a bound, should a producer send endless types). */
 const UNHANDLED_TYPES_TRACKED = 1000;
 
 /**
@@ -381,8 +379,8 @@ export class Worker {
   readonly counters: WorkerCounters = {
     claimed: 0, skipped: 0, succeeded: 0, failed: 0, lateOutcomes: 0, outcomeRetries: 0, cancelsIgnored: 0, unknownSchema: 0, unhandled: 0, throttled: 0,
   };
-  /** When each type without a handler here was last logged. */
-  private readonly unhandledLogged = new Map<string, number>();
+  /** The types without a handler here said within the last minute: a warning once a minute each, the rest at debug. */
+  private readonly unhandledLogged = new RepeatedLines(() => this.deps.clock.now(), UNHANDLED_TYPES_TRACKED);
   /** The types whose jobs went dead within the last minute, said at warn once a minute each (`logDead`). */
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
   /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
@@ -814,16 +812,12 @@ export class Worker {
    * job is not failed for it. It stays dispatched; the timers dispatch it
    * again once a live worker has the handler
    * (engine/timers.ts), and `/v1/stats` lists it as unserved while none
-   * does (engine/worker-presence.ts). Logged at most once a minute per type.
+   * does (engine/worker-presence.ts). Logged at warn at most once a minute
+   * per type (the rest at debug, counted by the next warning's `repeated`).
    */
   private unhandled(m: DispatchMessage): void {
     this.counters.unhandled++;
-    const now = this.deps.clock.now();
-    const last = this.unhandledLogged.get(m.type);
-    if (last !== undefined && now - last < UNHANDLED_LOG_EVERY_MS) return;
-    if (this.unhandledLogged.size >= UNHANDLED_TYPES_TRACKED) this.unhandledLogged.clear();
-    this.unhandledLogged.set(m.type, now);
-    this.deps.logger.warn('worker: dispatch skipped: no handler is registered here for its type (the job waits; the timers dispatch it again once a live worker has the handler)', {
+    this.unhandledLogged.warn(this.deps.logger, m.type, 'worker: dispatch skipped: no handler is registered here for its type (the job waits; the timers dispatch it again once a live worker has the handler)', {
       jobId: m.jobId, type: m.type, queue: m.queue, attempt: m.attempt, skippedSoFar: this.counters.unhandled,
     });
   }
