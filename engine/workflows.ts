@@ -732,8 +732,14 @@ export class WorkflowService {
 
   /** The live children with their jobs' states now. */
   async children(wf: WorkflowRecord): Promise<ChildView[]> {
-    const states = wf.state.children.length === 0 ? new Map<string, string>() : await this.deps.store.jobStates(wf.state.children.map((c) => c.jobId));
-    return wf.state.children.map((c) => ({ invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: states.get(c.jobId) ?? null }));
+    return (await this.childrenOf([wf]))[0]!;
+  }
+
+  /** `children` of each of `wfs` (a page of a list), their jobs' states read together. */
+  async childrenOf(wfs: readonly WorkflowRecord[]): Promise<ChildView[][]> {
+    const ids = wfs.flatMap((wf) => wf.state.children.map((c) => c.jobId));
+    const states = ids.length === 0 ? new Map<string, string>() : await this.deps.store.jobStates(ids);
+    return wfs.map((wf) => wf.state.children.map((c) => ({ invokeId: c.invokeId, jobId: c.jobId, jobType: c.jobType, state: states.get(c.jobId) ?? null })));
   }
 
   /** The event types the instance takes now (empty once it ended, or without its definition). */

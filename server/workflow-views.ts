@@ -6,12 +6,22 @@
  */
 import { LAST_INSTANT_MS } from '../machines/job-bounds.js';
 import type { WorkflowEventRecord, WorkflowRecord } from '../engine/ports.js';
-import type { WorkflowService } from '../engine/workflows.js';
+import type { ChildView, WorkflowService } from '../engine/workflows.js';
 import { iso } from './job-views.js';
 import type { WorkflowEventView, WorkflowView } from './schemas.js';
 
 /** The instance as the API shows it, with its children's jobs read now. */
 export async function toWorkflowView(service: WorkflowService, wf: WorkflowRecord): Promise<WorkflowView> {
+  return viewOf(service, wf, await service.children(wf));
+}
+
+/** The instances of a page as the API shows them, their children's jobs read together. */
+export async function toWorkflowViews(service: WorkflowService, wfs: readonly WorkflowRecord[]): Promise<WorkflowView[]> {
+  const children = await service.childrenOf(wfs);
+  return wfs.map((wf, i) => viewOf(service, wf, children[i]!));
+}
+
+function viewOf(service: WorkflowService, wf: WorkflowRecord, children: readonly ChildView[]): WorkflowView {
   const s = wf.state;
   return {
     id: wf.id,
@@ -24,7 +34,7 @@ export async function toWorkflowView(service: WorkflowService, wf: WorkflowRecor
     input: wf.input ?? null,
     output: s.output ?? null,
     error: s.error ?? null,
-    children: (await service.children(wf)) as WorkflowView['children'],
+    children: children as WorkflowView['children'],
     // A timer stored before timers were held to 1970..9999 shows at the nearer end: a date-time here has four digits.
     timers: s.timers.map((t) => ({ id: t.id, dueAt: iso(Math.min(Math.max(t.dueAt, 0), LAST_INSTANT_MS)) })),
     accepts: service.accepts(wf),

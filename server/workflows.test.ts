@@ -525,6 +525,29 @@ describe('/v1/workflows (SQLite)', () => {
     }
   });
 
+  test('list: the children\'s job states of a whole page are read together, not once per instance', async () => {
+    const p = await startSqliteTestApp({}, { workflows: registry() });
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await p.app.inject(start({ name: 'approval', input: { amount: i } }))).statusCode, 201);
+      const store = p.store as unknown as { jobStates(ids: readonly string[]): Promise<Map<string, string>> };
+      const read = store.jobStates.bind(store);
+      const asked: number[] = [];
+      store.jobStates = async (ids) => {
+        asked.push(ids.length);
+        return read(ids);
+      };
+      const page = (await p.app.inject({ url: '/v1/workflows?limit=500' })).json() as { workflows: View[] };
+      assert.equal(page.workflows.length, 5);
+      assert.deepEqual(asked, [5], 'one read of the five instances\' children');
+      for (const wf of page.workflows) {
+        assert.equal(wf.children.length, 1);
+        assert.deepEqual(wf, await view(p, wf.id), 'a list item is the instance\'s view');
+      }
+    } finally {
+      await p.close();
+    }
+  });
+
   test('list: a page ends where the instances\' inputs and states pass the page\'s bytes, with a cursor to the rest', async () => {
     await pagedByBytes(await startSqliteTestApp({ limits: PAGE_LIMITS }, { workflows: registry() }));
   });

@@ -26,7 +26,7 @@ import {
   WorkflowEventList, WorkflowEventsQuery, WorkflowListQuery, WorkflowPage, WorkflowParams, WorkflowRefusal, WorkflowVerifyView, WorkflowView, WorkflowWaitQuery,
 } from '../schemas.js';
 import { checkPayload, isReservedKey, RESERVED_KEY_PREFIX } from '../submit-spec.js';
-import { toWorkflowEventView, toWorkflowView } from '../workflow-views.js';
+import { toWorkflowEventView, toWorkflowView, toWorkflowViews } from '../workflow-views.js';
 import { WWW_AUTHENTICATE } from '../auth.js';
 import { holderOf, tenantOfKey } from '../security.js';
 import { keyChecker } from '../stream/key-check.js';
@@ -390,7 +390,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (cursor) filter.afterId = decodeCursor(cursor);
     const page = await service.list(filter, deps.limits.listPageBytes ?? DEFAULT_LIST_PAGE_BYTES);
     return {
-      workflows: await Promise.all(page.workflows.map((wf) => toWorkflowView(service, wf))),
+      workflows: await toWorkflowViews(service, page.workflows),
       nextCursor: page.nextAfterId === null ? null : encodeCursor(page.nextAfterId),
     };
   });
