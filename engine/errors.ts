@@ -37,6 +37,7 @@ export const ERRORS = Object.freeze({
   ATS_ERR_WORKFLOW_NOT_FOUND: def('ATS_ERR_WORKFLOW_NOT_FOUND', 404, 'No workflow instance has this id'),
   ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED: def('ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 409, 'The workflow does not take this event in its current state'),
   ATS_ERR_WORKFLOW_ENDED: def('ATS_ERR_WORKFLOW_ENDED', 409, 'The workflow instance has ended'),
+  ATS_ERR_WORKFLOW_ACTIVE: def('ATS_ERR_WORKFLOW_ACTIVE', 409, 'Only an ended workflow instance (done, error or cancelled) can be deleted; cancel it first'),
   ATS_ERR_WORKFLOW_DEFINITION_MISSING: def(
     'ATS_ERR_WORKFLOW_DEFINITION_MISSING', 503, 'This server has not registered the workflow definition version the instance runs; retry on one that has',
   ),

@@ -645,7 +645,7 @@ export interface AuditEntry {
   /** The key that did it; null in the open mode or from the CLI. */
   keyId: string | null;
   tenant: string;
-  /** `job.cancel`, `job.redrive`, `job.delete`, `workflow.cancel`, `key.create`, `key.revoke`. */
+  /** `job.cancel`, `job.redrive`, `job.delete`, `workflow.cancel`, `workflow.delete`, `key.create`, `key.revoke`. */
   action: string;
   /** What it was done to: a job, workflow instance or key id. */
   target: string;
@@ -966,7 +966,24 @@ export interface WorkflowStore {
    * aborts (retention stopping): what went stays gone, the rest waits.
    */
   purgeWorkflows(status: 'done' | 'error' | 'cancelled', updatedBefore: number, limit: number, signal?: AbortSignal): Promise<number>;
+  /**
+   * Delete one ended instance now (`DELETE /v1/workflows/:id`): what
+   * retention deletes of it (its row, its whole history with its signals and
+   * their keys, its timer rows), in one transaction, its status read under
+   * the row's lock, so a step racing it either commits first (and the delete
+   * sees what it left) or finds no instance. An `active` one is left alone.
+   * Its idempotency key is free afterwards; its child jobs stay (jobs have
+   * their own retention), as do messages it sent that their targets have not
+   * taken yet.
+   */
+  deleteWorkflow(id: string): Promise<WorkflowDeleteResult>;
 }
+
+/** What deleting one instance did: `active` when it has not ended; then nothing is deleted. */
+export type WorkflowDeleteResult =
+  | { ok: true; status: Exclude<WorkflowStatus, 'active'> }
+  | { ok: false; reason: 'not-found' }
+  | { ok: false; reason: 'active' };
 
 // ---------------------------------------------------------------- progress
 

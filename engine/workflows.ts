@@ -50,7 +50,7 @@ import {
   TOPICS,
   type Clock, type Decide, type EventLog, type IdGenerator, type JobRecord, type JobSpec, type JobStore, type Logger, type Subscription,
   type DueWorkflowTimer, type TransitionWrite, type WorkflowEventRecord, type WorkflowFilter, type WorkflowHistoryStep, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowRecordPage, type WorkflowStore,
-  type WorkflowWrite,
+  type WorkflowDeleteResult, type WorkflowWrite,
 } from './ports.js';
 
 /** Where workflow definitions come from (the handler registry). */
@@ -653,6 +653,17 @@ export class WorkflowService {
       };
       return submitWrite(spec, s.jobId, at);
     });
+  }
+
+  /**
+   * Deletes an ended instance of `tenant` now, as retention would
+   * (`WorkflowStore.deleteWorkflow`): another tenant's is `not-found`, and an
+   * active one is left alone. Its child jobs stay.
+   */
+  async delete(id: string, tenant: string): Promise<WorkflowDeleteResult> {
+    // A tenant never changes: checked before, it holds at the delete.
+    if (!(await this.get(id, tenant))) return { ok: false, reason: 'not-found' };
+    return this.deps.store.deleteWorkflow(id);
   }
 
   async get(id: string, tenant: string): Promise<WorkflowRecord | null> {

@@ -34,6 +34,7 @@ import { submitRoute } from './routes/submit.js';
 import { submitBatchRoute } from './routes/submit-batch.js';
 import { workersRoute } from './routes/workers.js';
 import { workflowRoutes } from './routes/workflows.js';
+import { workflowDeleteRoute } from './routes/workflow-delete.js';
 import { workflowGraphRoute } from './routes/workflow-graph.js';
 import { createValidatorCompiler, formatValidationError, refuseUndeclaredInput } from './validation.js';
 
@@ -112,6 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(jobVerifyRoute, opts);
   if (deps.schedules) await app.register(scheduleRoutes, opts);
   if (deps.workflows) await app.register(workflowRoutes, opts);
+  if (deps.workflows) await app.register(workflowDeleteRoute, opts);
   if (deps.workflows) await app.register(workflowGraphRoute, opts);
   await app.register(metaRoutes, opts);
   if (deps.workers) await app.register(workersRoute, opts);

@@ -46,7 +46,7 @@ export type RouteAccess = Scope | typeof PUBLIC;
  * The scope each route needs, by `METHOD url` as registered. Reading
  * schedules and limits is `read`; changing them, keys and the audit log is
  * `admin`; cancel, redrive and delete are `operate`. Starting and signalling
- * a workflow instance is `submit` (as submitting a job), cancelling it `operate`.
+ * a workflow instance is `submit` (as submitting a job), cancelling and deleting it `operate`.
  * A key's own scopes (`GET /v1/keys/self`) are `read`, what the console needs.
  */
 export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
@@ -64,6 +64,7 @@ export const ROUTE_SCOPES: ReadonlyMap<string, RouteAccess> = new Map<string, Ro
   ['GET /v1/workflows/:id/events', 'read'],
   ['POST /v1/workflows/:id/events', 'submit'],
   ['POST /v1/workflows/:id/cancel', 'operate'],
+  ['DELETE /v1/workflows/:id', 'operate'],
   ['GET /v1/workflows/:id/verify', 'read'],
   ['GET /v1/workflows/:id/wait', 'read'],
   ['GET /v1/workflows/:id/graph', 'read'],

@@ -126,6 +126,7 @@ const CASES = new Map<string, RouteCase>([
     prepare: async (f, owner) => ({ method: 'POST', url: `/v1/workflows/${await newWorkflow(f, owner)}/events`, payload: { type: 'GO' } }), allowed: [200], ofOther: 'not-found',
   }],
   ['POST /v1/workflows/:id/cancel', { prepare: async (f, owner) => ({ method: 'POST', url: `/v1/workflows/${await newWorkflow(f, owner)}/cancel` }), allowed: [200], ofOther: 'not-found' }],
+  ['DELETE /v1/workflows/:id', { prepare: async (f, owner) => ({ method: 'DELETE', url: `/v1/workflows/${await endedWorkflow(f, owner)}` }), allowed: [204], ofOther: 'not-found' }],
   ['GET /v1/workflows/:id/verify', { prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await newWorkflow(f, owner)}/verify` }), allowed: [200], ofOther: 'not-found' }],
   ['GET /v1/workflows/:id/wait', {
     prepare: async (f, owner) => ({ method: 'GET', url: `/v1/workflows/${await endedWorkflow(f, owner)}/wait?until=done&timeoutMs=0` }), allowed: [200], ofOther: 'not-found',
@@ -266,5 +267,10 @@ describe('the authorization matrix (every route × every scope × own and other 
     assert.equal((await f.t.app.inject({ method: 'POST', url: `/v1/workflows/${wf}/cancel`, headers: f.single.get('acme/operate')! })).statusCode, 404);
     const wfAfter = await call(f, 'globex', { method: 'GET', url: `/v1/workflows/${wf}` });
     assert.deepEqual([wfAfter.status, wfAfter.body.version, wfAfter.body.status, wfAfter.body.value], [200, 1, 'active', 'ping']);
+    // A delete of globex's ended instance by acme's operator was a 404: it is still there, with its history.
+    const ended = await endedWorkflow(f, 'globex');
+    assert.equal((await f.t.app.inject({ method: 'DELETE', url: `/v1/workflows/${ended}`, headers: f.single.get('acme/operate')! })).statusCode, 404);
+    const endedAfter = await call(f, 'globex', { method: 'GET', url: `/v1/workflows/${ended}/events` });
+    assert.deepEqual([endedAfter.status, endedAfter.body.events.length], [200, 2]);
   });
 });

@@ -83,7 +83,7 @@ export const AuditEntryView = Type.Object({
   at: IsoTime('When it was done'),
   keyId: Nullable(Type.String({ description: 'A key id' }), 'The key that did it; null in the open mode (no keys)'),
   tenant: Type.String({ description: 'The tenant it was done in' }),
-  action: Type.String({ description: 'What was done: job.cancel, job.redrive, job.delete, workflow.cancel, key.create, key.revoke' }),
+  action: Type.String({ description: 'What was done: job.cancel, job.redrive, job.delete, workflow.cancel, workflow.delete, key.create, key.revoke' }),
   target: Type.String({ description: 'What it was done to: a job id, a workflow instance id or a key id' }),
 }, { $id: 'AuditEntry', description: 'One operator action and the key that did it' });
 export type AuditEntryView = Static<typeof AuditEntryView>;

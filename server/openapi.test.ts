@@ -222,7 +222,7 @@ describe('OpenAPI document', () => {
   test('the workflow routes: tagged workflows, their bodies and answers named; a refused signal or cancel answers WorkflowRefusal', () => {
     const routes = operations(doc).filter(([name]) => / \/v1\/workflows/.test(name));
     assert.deepEqual(routes.map(([n]) => n).sort(), [
-      'GET /v1/workflows', 'GET /v1/workflows/{id}', 'GET /v1/workflows/{id}/events', 'GET /v1/workflows/{id}/graph', 'GET /v1/workflows/{id}/verify', 'GET /v1/workflows/{id}/wait',
+      'DELETE /v1/workflows/{id}', 'GET /v1/workflows', 'GET /v1/workflows/{id}', 'GET /v1/workflows/{id}/events', 'GET /v1/workflows/{id}/graph', 'GET /v1/workflows/{id}/verify', 'GET /v1/workflows/{id}/wait',
       'POST /v1/workflows', 'POST /v1/workflows/{id}/cancel', 'POST /v1/workflows/{id}/events',
     ]);
     for (const [name, op] of routes) assert.deepEqual(op.tags, ['workflows'], name);
@@ -243,6 +243,10 @@ describe('OpenAPI document', () => {
       assert.equal(answer(path, 'post', '503'), `${COMPONENT}Error`);
     }
     assert.equal(answer('/v1/workflows', 'post', '422'), `${COMPONENT}Error`);
+    // A delete: 204 without a body; an active instance's 409 and another tenant's 404 are plain Errors.
+    const del = doc.paths['/v1/workflows/{id}']!.delete!;
+    assert.equal(del.responses['204']!.content, undefined);
+    for (const status of ['404', '409', '503']) assert.equal(answer('/v1/workflows/{id}', 'delete', status), `${COMPONENT}Error`, status);
     // A wait: the instance when met, an Error on its timeout (408) and when the instance ended without meeting it (412); a start may wait too.
     assert.equal(answer('/v1/workflows/{id}/wait', 'get', '200'), `${COMPONENT}Workflow`);
     for (const path of ['/v1/workflows/{id}/wait', '/v1/workflows']) {
@@ -254,7 +258,7 @@ describe('OpenAPI document', () => {
     assert.deepEqual(query('/v1/workflows', 'post'), ['timeoutMs', 'wait']);
     assert.equal(doc.components.schemas.WorkflowSignal!.additionalProperties, true, 'a signal carries any fields');
     const codes = (doc.components.schemas.Error!.properties!.code as Schema & { enum: string[] }).enum;
-    for (const c of ['ATS_ERR_UNKNOWN_WORKFLOW', 'ATS_ERR_INVALID_WORKFLOW_INPUT', 'ATS_ERR_WORKFLOW_NOT_FOUND', 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 'ATS_ERR_WORKFLOW_ENDED', 'ATS_ERR_WORKFLOW_DEFINITION_MISSING', 'ATS_ERR_WAIT_TIMEOUT', 'ATS_ERR_WAIT_UNMET']) {
+    for (const c of ['ATS_ERR_UNKNOWN_WORKFLOW', 'ATS_ERR_INVALID_WORKFLOW_INPUT', 'ATS_ERR_WORKFLOW_NOT_FOUND', 'ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED', 'ATS_ERR_WORKFLOW_ENDED', 'ATS_ERR_WORKFLOW_ACTIVE', 'ATS_ERR_WORKFLOW_DEFINITION_MISSING', 'ATS_ERR_WAIT_TIMEOUT', 'ATS_ERR_WAIT_UNMET']) {
       assert.ok(codes.includes(c), c);
     }
   });

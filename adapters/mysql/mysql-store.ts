@@ -23,7 +23,7 @@ import { PEEK_OUTBOX_ROWS, publishPicked, rowsToTake } from '../sql/outbox.js';
 import type { Row } from '../sql/rows.js';
 import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram } from '../sql/writes.js';
-import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
+import { createSqlWorkflowReads, deleteWorkflowProgram, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { DEFAULT_QUERY_TIMEOUT_MS, queryPool } from './timed-query.js';
 import { migrateMysql } from './migrate.js';
 import { sqlText } from './sql-text.js';
@@ -128,6 +128,9 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
       (program) => withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.purge.tx), MAX_TRIES, OPS.purge.lost),
       D, status, updatedBefore, limit, undefined, signal,
     ),
+    /** As `deleteJob`: the instance's row locked (as its steps lock it), its status read under the lock. */
+    deleteWorkflow: (id) =>
+      withRetry(() => inTransaction(pool, (run) => runAsync(deleteWorkflowProgram(D, id), run), OPS.delete.tx), MAX_TRIES, OPS.delete.lost),
     /**
      * The claim's transaction stays open while `publish` runs: its row locks
      * are what keeps other relays off these rows (SKIP LOCKED), and the rows

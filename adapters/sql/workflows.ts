@@ -17,7 +17,7 @@ import { AtsError } from '../../engine/errors.js';
 import {
   signalKeyOf, type DueWorkflowTimer, type InsertResult, type TransitionWrite, type WorkflowDecide, type WorkflowEventRecord, type WorkflowEventType,
   type WorkflowFilter, type WorkflowHistoryStep, type WorkflowMessageRecord, type WorkflowRecord, type WorkflowStepRead, type WorkflowStore, type WorkflowStreamEventRecord,
-  type WorkflowWrite,
+  type WorkflowDeleteResult, type WorkflowWrite,
 } from '../../engine/ports.js';
 import { WORKFLOW_STATUSES, type WorkflowStatus } from '../../machines/workflow.js';
 import type { JobState } from '../../machines/job.machine.js';
@@ -533,12 +533,44 @@ export function* purgeWorkflowsStep(
       return { instances: 0, events: changes };
     }
   }
+  return yield* deleteLocked(doomed, updatedBefore);
+}
+
+/**
+ * Delete instances locked and found ended (and old enough), whole: their
+ * events (signals and their keys among them), their timer rows, then their
+ * rows, whose DELETE says again that each is ended and old enough. Throws
+ * `VersionConflict` if it removed other rows than the locked read promised.
+ * Retention's (`purgeWorkflowsStep`) and a delete's of one instance
+ * (`deleteWorkflowProgram`): the same statements.
+ */
+function* deleteLocked(doomed: readonly string[], updatedBefore: number): Program<PurgeStep> {
   const ids = marks(doomed.length);
   const events = (yield { sql: `DELETE FROM workflow_events WHERE workflow_id IN (${ids})`, params: [...doomed] }).changes;
   yield { sql: `DELETE FROM workflow_timers WHERE workflow_id IN (${ids})`, params: [...doomed] };
   const { changes } = yield deleteWorkflows(doomed, updatedBefore);
   if (changes !== doomed.length) throw new VersionConflict(null, `deleted ${changes} of ${doomed.length} locked workflow instances`);
   return { instances: changes, events };
+}
+
+/**
+ * `DELETE /v1/workflows/:id` (`WorkflowStore.deleteWorkflow`): lock instance
+ * `id` as retention locks its candidates, and, only if it has ended, delete
+ * it as retention does (`deleteLocked`), whatever its age, in this one
+ * transaction however long its history (retention splits a long one over
+ * several; an instance deleted on request goes at once or not at all). A
+ * step of the instance locks the same row first: one racing this delete
+ * either committed before it (the status read here is what it left) or
+ * waits and then finds no instance. Its child jobs stay, as retention leaves
+ * them.
+ */
+export function* deleteWorkflowProgram(d: Dialect, id: string): Program<WorkflowDeleteResult> {
+  const [row] = (yield lockForPurge(d, [id])).rows;
+  if (!row) return { ok: false, reason: 'not-found' };
+  const status = String(row.status) as WorkflowStatus;
+  if (!ENDED.includes(status)) return { ok: false, reason: 'active' };
+  yield* deleteLocked([id], Number.MAX_SAFE_INTEGER);
+  return { ok: true, status: status as Exclude<WorkflowStatus, 'active'> };
 }
 
 /**

@@ -31,7 +31,7 @@ import type { Row } from '../sql/rows.js';
 import type { Sql } from '../sql/statements.js';
 import { deleteProgram, deleteResult, purgeJobsInSteps } from '../sql/deletes.js';
 import { insertProgram, updateProgram, VersionConflict } from '../sql/writes.js';
-import { createSqlWorkflowReads, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
+import { createSqlWorkflowReads, deleteWorkflowProgram, insertWorkflowProgram, purgeWorkflowsInSteps, updateWorkflowProgram } from '../sql/workflows.js';
 import { MigrationFailed } from '../sql/migrations.js';
 import { migrateSqlite } from './migrate.js';
 import { Mutex } from './mutex.js';
@@ -149,6 +149,7 @@ function sqliteOperations(
     deleteJob: async (id: string) => deleteResult(write('delete', () => deleteProgram(D, [id])), id),
     purgeJobs: (state, updatedBefore, limit, signal) => purgeJobsInSteps(async (program) => write('purge', program), D, state, updatedBefore, limit, undefined, signal),
     purgeWorkflows: (status, updatedBefore, limit, signal) => purgeWorkflowsInSteps(async (program) => write('purge', program), D, status, updatedBefore, limit, undefined, signal),
+    deleteWorkflow: async (id) => write('delete', () => deleteWorkflowProgram(D, id)),
 
     /**
      * One connection cannot hold a transaction across an await (every other

@@ -1,6 +1,6 @@
 /**
  * `GET /v1/audit`: what operators did in the caller's tenant (job cancel,
- * redrive, delete, workflow cancel, key changes) and with which key, newest
+ * redrive, delete, workflow cancel and delete, key changes) and with which key, newest
  * first. Needs the `admin` scope (the auth hook enforces it). Served only
  * when the app is given the audit store (`deps.audit`).
  */
@@ -16,7 +16,7 @@ const listSchema = {
   summary: 'The audit log of the caller\'s tenant',
   description:
     `The operator actions of the caller's tenant, newest first (\`limit\`, default ${DEFAULT_AUDIT_PAGE}, at most ${MAX_AUDIT_PAGE}): ` +
-    'job.cancel, job.redrive, job.delete, workflow.cancel, key.create and key.revoke, each with the key that did it and what it was done to.',
+    'job.cancel, job.redrive, job.delete, workflow.cancel, workflow.delete, key.create and key.revoke, each with the key that did it and what it was done to.',
   tags: ['audit'],
   querystring: AuditQuery,
   response: { 200: described(ref(AuditLog), 'The entries'), ...errorResponses(400) },
