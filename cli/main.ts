@@ -48,7 +48,7 @@ export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new
   ['verify', { run: verifyCommand, help: 'ats verify ID [--json]                                       replay a job\'s history against the stored job' }],
   ['insights', { run: insightsCommand, help: 'ats insights [--json]                                        what the advisor learned per job type' }],
   ['schedule', { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' }],
-  ['workflow', { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|verify ...  workflow instances ("ats workflow --help")' }],
+  ['workflow', { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|delete|verify ...  workflow instances ("ats workflow --help")' }],
   ['workers', { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' }],
   ['limits', { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' }],
   ['keys', { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' }],

@@ -206,7 +206,7 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
       assert.match(r.stderr, usageLine);
       assert.equal(r.stdout, '');
     };
-    await usage([], /^ats: missing workflow command \(start, ls, show, history, signal, cancel, verify, get\)/, /usage: ats workflow start NAME/);
+    await usage([], /^ats: missing workflow command \(start, ls, show, history, signal, cancel, delete, verify, get\)/, /usage: ats workflow start NAME/);
     await usage(['nope'], /^ats: unknown workflow command "nope"/, /usage: ats workflow verify ID/);
     await usage(['start'], /^ats: missing argument\n/, /^usage: ats workflow start NAME/m);
     await usage(['start', 'cli.review', '--input', '{bad'], /^ats: --input is not valid JSON/, /^usage: ats workflow start/m);
@@ -219,10 +219,10 @@ describe('ats workflow against a running scheduler', { timeout: 180_000 }, () =>
 
     const help = await ats(['workflow', '--help']);
     assert.equal(help.code, 0);
-    for (const sub of ['start', 'ls', 'show', 'history', 'signal', 'cancel', 'verify']) assert.match(help.stdout, new RegExp(`^usage: ats workflow ${sub} `, 'm'));
+    for (const sub of ['start', 'ls', 'show', 'history', 'signal', 'cancel', 'delete', 'verify']) assert.match(help.stdout, new RegExp(`^usage: ats workflow ${sub} `, 'm'));
     const subHelp = await ats(['workflow', 'signal', '--help']);
     assert.deepEqual([subHelp.code, subHelp.stdout.split('\n')[0]], [0, 'usage: ats workflow signal ID TYPE [--data JSON] [--idempotency-key K] [--json]']);
-    assert.match((await ats(['--help'])).stdout, /^ {2}ats workflow start\|ls\|show\|history\|signal\|cancel\|verify \.\.\. {2}workflow instances/m);
+    assert.match((await ats(['--help'])).stdout, /^ {2}ats workflow start\|ls\|show\|history\|signal\|cancel\|delete\|verify \.\.\. {2}workflow instances/m);
 
     const unknown = await ats(['workflow', 'start', 'cli.nope']);
     assert.equal(unknown.code, 1);

@@ -595,6 +595,21 @@ export class AtsClient {
     }
   }
 
+  /**
+   * `DELETE /v1/workflows/:id`: a done, error or cancelled instance and its
+   * history (its child jobs stay). An active one throws an ApiError
+   * `ATS_ERR_WORKFLOW_ACTIVE`. A retry whose first try may have gone through
+   * and that finds no instance counts as deleted.
+   */
+  async deleteWorkflow(id: string, opts: RequestOptions = {}): Promise<void> {
+    try {
+      await call<void>(this.http, 'DELETE', workflowPath(id), { ...opts, expectNoContent: true });
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'ATS_ERR_WORKFLOW_NOT_FOUND' && outcomeWasUnknown(err)) return;
+      throw err;
+    }
+  }
+
   /** `GET /v1/workflows/:id/verify`: whether the instance's history replays to its stored state. */
   async verifyWorkflow(id: string, opts: RequestOptions = {}): Promise<WorkflowVerification> {
     return (await call<WorkflowVerification>(this.http, 'GET', `${workflowPath(id)}/verify`, opts)).body;

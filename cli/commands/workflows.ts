@@ -1,16 +1,16 @@
 /**
- * `ats workflow start|ls|show|history|signal|cancel|verify`: workflow
+ * `ats workflow start|ls|show|history|signal|cancel|delete|verify`: workflow
  * instances (`/v1/workflows`, docs/workflows.md). Each sub-command is a
  * client command of its own (its usage, `--url`, `--help`, the exit codes of
  * run.ts); `ats workflow` picks one by its first argument, as `ats schedule`.
  */
 import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, WorkflowVerification } from '../../client/index.js';
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
-import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
+import { MAX_WORKFLOW_NAME, ULID_PATTERN } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
 import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { labelled, moreHint, oneLine, short, table } from './output.js';
-import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
+import { clientCommand, err, out, report, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
   usage: 'ats workflow start NAME [--input JSON] [--idempotency-key K] [--json]',
@@ -82,6 +82,25 @@ export const workflowCancelSpec: CommandSpec = {
   details: ['Ends the instance as cancelled and cancels its live children\'s jobs. Exit 1 with ATS_ERR_WORKFLOW_ENDED when it has ended.'],
   options: { reason: { type: 'string', emptyOk: true }, json: { type: 'boolean' } },
   positionals: [1, 1],
+};
+
+export const workflowDeleteSpec: CommandSpec = {
+  usage: 'ats workflow delete ID [ID...] [--json]',
+  details: [
+    'Deletes each ended (done, error or cancelled) instance and its history (a key needs the operate scope), one after the',
+    'other, in the order given, a line each: "ID deleted", "ID not found" (no such instance, or another tenant\'s),',
+    '"ID active (refused)" (cancel it first), with the API\'s code and message on stderr. Its child jobs stay (ats delete',
+    'deletes them). An instance refused does not stop the others. Exit 0 when every instance was deleted, else 1.',
+    'A failure that is not about one instance (no server, a 401, 403, 429 or 503 after the retries, an answer that is',
+    'not the API\'s) stops at that instance (deleted only if an answer was lost): the ones before stay deleted, the ones',
+    'after are named on stderr as not tried.',
+    'A delete whose answer was lost (a timeout, a dropped connection, a 503) is sent again; a 404 to that retry counts',
+    'as deleted (the first try may have deleted it), exit 0. An ID that is no instance id (a ULID) is exit 2, nothing',
+    'deleted. An ID given twice is deleted once.',
+    '--json  one JSON object per instance tried: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
+  ],
+  options: { json: { type: 'boolean' } },
+  positionals: [1, Infinity],
 };
 
 export const workflowVerifySpec: CommandSpec = {
@@ -298,6 +317,53 @@ const cancelCommand = clientCommand(workflowCancelSpec, async ({ client, values,
   return 0;
 });
 
+const ulid = new RegExp(ULID_PATTERN);
+
+/** What a refusal of one instance prints after its id (a Map: the code is the server's). */
+const DELETE_REFUSED = new Map([
+  ['ATS_ERR_WORKFLOW_NOT_FOUND', 'not found'],
+  ['ATS_ERR_WORKFLOW_ACTIVE', 'active (refused)'],
+]);
+
+/**
+ * An answer about the one instance (no such instance, one still active, or changed meanwhile), by the API's own
+ * codes: not one that every instance would get (a 400 of the request, a 403, a 503, a proxy's 404 or 409).
+ */
+const ABOUT_THE_INSTANCE: ReadonlySet<string> = new Set([...DELETE_REFUSED.keys(), 'ATS_ERR_CONCURRENT_UPDATE']);
+const aboutTheInstance = (e: unknown): e is ApiError => e instanceof ApiError && ABOUT_THE_INSTANCE.has(e.code);
+
+/** `ats workflow delete`, as `ats delete` deletes jobs (cli/commands/delete.ts). */
+const deleteCommand = clientCommand(workflowDeleteSpec, async ({ client, values, positionals }) => {
+  // An id given twice is deleted once (its second delete would be a 404).
+  const ids = [...new Set(positionals)];
+  // Checked before anything is sent: a mistyped id among several would leave the others deleted and this one not.
+  for (const id of ids) {
+    if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a workflow instance id (26 characters of 0-9 A-Z: a ULID, as ats workflow start prints)`);
+  }
+  let notDeleted = 0;
+  for (const [i, id] of ids.entries()) {
+    try {
+      await client.deleteWorkflow(id);
+      out(values.json ? JSON.stringify({ id, deleted: true }) : `${id} deleted`);
+    } catch (e) {
+      if (!aboutTheInstance(e)) {
+        // Told as every command tells it, then what it leaves undone (the instances before stay deleted).
+        const code = report(e, workflowDeleteSpec, client.url);
+        const rest = ids.slice(i + 1);
+        if (rest.length > 0) err(`ats: stopped at ${id}; not tried: ${rest.join(' ')}`);
+        return code;
+      }
+      notDeleted++;
+      out(values.json
+        ? JSON.stringify({ id, deleted: false, status: e.status, code: e.code, message: e.message })
+        : `${id} ${DELETE_REFUSED.get(e.code) ?? 'refused'}`);
+      err(`${e.code}: ${oneLine(e.message)}`);
+    }
+  }
+  if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} instances deleted, ${notDeleted} not`);
+  return notDeleted === 0 ? 0 : 1;
+});
+
 /** `ok: 7 events replayed`, or the first difference replay found (escaped: it may be what a definition's own code threw). */
 export function verifyText(v: WorkflowVerification): string {
   return v.ok ? `ok: ${v.events} events replayed` : `not ok: ${oneLine(v.problem ?? 'the replayed state differs')} (${v.events} events replayed)`;
@@ -321,6 +387,7 @@ const SUBCOMMANDS = new Map<string, { spec: CommandSpec; run: Command }>([
   ['history', { spec: workflowHistorySpec, run: historyCommand }],
   ['signal', { spec: workflowSignalSpec, run: signalCommand }],
   ['cancel', { spec: workflowCancelSpec, run: cancelCommand }],
+  ['delete', { spec: workflowDeleteSpec, run: deleteCommand }],
   ['verify', { spec: workflowVerifySpec, run: verifyCommand }],
 ]);
 
