@@ -636,6 +636,15 @@ describe('workflows', () => {
     assert.equal(c.status, 'cancelled');
     await assert.rejects(ats.cancelWorkflow(wf.id), (e: unknown) => is(409, 'ATS_ERR_WORKFLOW_ENDED')(e) && JSON.stringify((e as ApiError).accepts) === '[]');
   });
+
+  test('deleteWorkflow: an active instance is a 409 ATS_ERR_WORKFLOW_ACTIVE; an ended one is deleted, then a 404', async () => {
+    const wf = await ats.startWorkflow({ name: 'client.approval' }, { idempotencyKey: false });
+    await assert.rejects(ats.deleteWorkflow(wf.id), is(409, 'ATS_ERR_WORKFLOW_ACTIVE'));
+    await ats.cancelWorkflow(wf.id);
+    assert.equal(await ats.deleteWorkflow(wf.id), undefined);
+    await assert.rejects(ats.getWorkflow(wf.id), is(404, 'ATS_ERR_WORKFLOW_NOT_FOUND'));
+    await assert.rejects(ats.deleteWorkflow(wf.id), is(404, 'ATS_ERR_WORKFLOW_NOT_FOUND'));
+  });
 });
 
 describe('payload schemas (defineHandler)', () => {
