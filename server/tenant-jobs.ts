@@ -8,7 +8,6 @@
  */
 import type { Principal } from '../engine/auth.js';
 import { AtsError } from '../engine/errors.js';
-import { errorFields } from '../engine/logger.js';
 import type { JobRecord } from '../engine/ports.js';
 import type { AppDeps } from './deps.js';
 
@@ -19,23 +18,6 @@ export async function tenantJob(deps: Pick<AppDeps, 'store'>, id: string, princi
   const job = await deps.store.getJob(id);
   if (!job || job.tenant !== principal.tenant) throw jobNotFound(id);
   return job;
-}
-
-/** The audit actions of jobs (engine/ports.ts `AuditEntry.action`). */
-export type JobAuditAction = 'job.cancel' | 'job.redrive' | 'job.delete';
-
-/**
- * Records a done operator action with the key that did it. The action has
- * committed already: a failed record is logged, not answered as an error
- * (the client would retry an action that happened).
- */
-export async function auditJob(deps: Pick<AppDeps, 'audit' | 'clock' | 'logger'>, principal: Principal, action: JobAuditAction, jobId: string): Promise<void> {
-  if (!deps.audit) return;
-  try {
-    await deps.audit.recordAudit({ at: deps.clock.now(), keyId: principal.keyId, tenant: principal.tenant, action, target: jobId });
-  } catch (err) {
-    deps.logger?.error('api: the audit record of a job action could not be written', { ...errorFields(err), action, jobId, keyId: principal.keyId });
-  }
 }
 
 /** Tenants whose shared answers are kept at most; beyond, the cache starts over. */

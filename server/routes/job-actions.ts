@@ -14,7 +14,8 @@ import type { EventInput } from '../../engine/transitions.js';
 import { allowedActions } from '../../machines/lifecycle.js';
 import type { Principal } from '../../engine/auth.js';
 import type { AppDeps, RouteOptions } from '../deps.js';
-import { auditJob, jobNotFound, tenantJob, type JobAuditAction } from '../tenant-jobs.js';
+import { recordDone } from '../audit-record.js';
+import { jobNotFound, tenantJob } from '../tenant-jobs.js';
 import { toJobView } from '../job-views.js';
 import { BODY_STATUSES, CancelBody, described, errorResponses, JobParams, JobView, RedriveBody, ref, type JobView as JobViewT } from '../schemas.js';
 
@@ -58,12 +59,12 @@ const redriveSchema = {
   'x-body-optional': true,
 };
 
-async function applyUserEvent(deps: AppDeps, principal: Principal, id: string, event: EventInput, action: JobAuditAction): Promise<JobViewT> {
+async function applyUserEvent(deps: AppDeps, principal: Principal, id: string, event: EventInput, action: 'job.cancel' | 'job.redrive'): Promise<JobViewT> {
   // The tenant first: another tenant's job is not found, and nothing is written.
   await tenantJob(deps, id, principal);
   const r = await deps.transitions.apply(id, event);
   if (r.ok) {
-    await auditJob(deps, principal, action, id);
+    await recordDone(deps, principal, action, id);
     return toJobView(r.job, deps.clock.now());
   }
   if (r.reason === 'not-found') throw jobNotFound(id);

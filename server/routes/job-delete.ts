@@ -14,7 +14,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
 import type { RouteOptions } from '../deps.js';
-import { auditJob, jobNotFound, tenantJob } from '../tenant-jobs.js';
+import { recordDone } from '../audit-record.js';
+import { jobNotFound, tenantJob } from '../tenant-jobs.js';
 import { BODY_STATUSES, errorResponses, JobParams } from '../schemas.js';
 
 const schema = {
@@ -36,7 +37,7 @@ export const jobDeleteRoute: FastifyPluginAsync<RouteOptions> = async (app, { de
     await tenantJob(deps, id, request.principal);
     const r = await deps.store.deleteJob(id);
     if (r.ok) {
-      await auditJob(deps, request.principal, 'job.delete', id);
+      await recordDone(deps, request.principal, 'job.delete', id);
       return reply.code(204).send();
     }
     if (r.reason === 'not-found') throw jobNotFound(id);

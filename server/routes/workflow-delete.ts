@@ -16,10 +16,9 @@
  * audit log (`workflow.delete`) with the key that did it.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Principal } from '../../engine/auth.js';
 import { AtsError } from '../../engine/errors.js';
-import { errorFields } from '../../engine/logger.js';
-import type { AppDeps, RouteOptions } from '../deps.js';
+import { recordDone } from '../audit-record.js';
+import type { RouteOptions } from '../deps.js';
 import { BODY_STATUSES, errorResponses, WorkflowParams } from '../schemas.js';
 
 const schema = {
@@ -35,20 +34,6 @@ const schema = {
   response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 404, 409, ...BODY_STATUSES, 503) },
 };
 
-/**
- * Records a done delete with the key that did it. It has committed already: a
- * failed record is logged, not answered as an error (the client would retry
- * a delete that happened).
- */
-async function auditDelete(deps: Pick<AppDeps, 'audit' | 'clock' | 'logger'>, principal: Principal, id: string): Promise<void> {
-  if (!deps.audit) return;
-  try {
-    await deps.audit.recordAudit({ at: deps.clock.now(), keyId: principal.keyId, tenant: principal.tenant, action: 'workflow.delete', target: id });
-  } catch (err) {
-    deps.logger?.error('api: the audit record of a workflow delete could not be written', { ...errorFields(err), workflowId: id, keyId: principal.keyId });
-  }
-}
-
 export const workflowDeleteRoute: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   const service = deps.workflows;
   if (!service) throw new Error('workflowDeleteRoute: the app was given no workflow service (deps.workflows)');
@@ -56,7 +41,7 @@ export const workflowDeleteRoute: FastifyPluginAsync<RouteOptions> = async (app,
     const { id } = request.params;
     const r = await service.delete(id, request.principal.tenant);
     if (r.ok) {
-      await auditDelete(deps, request.principal, id);
+      await recordDone(deps, request.principal, 'workflow.delete', id);
       return reply.code(204).send();
     }
     if (r.reason === 'not-found') throw new AtsError('ATS_ERR_WORKFLOW_NOT_FOUND', `No workflow instance has id ${id}`);

@@ -15,11 +15,11 @@ import { setMaxListeners } from 'node:events';
 import type { AnyEventObject } from 'xstate';
 import type { Principal } from '../../engine/auth.js';
 import { AtsError, ERRORS } from '../../engine/errors.js';
-import { errorFields } from '../../engine/logger.js';
 import type { WorkflowFilter, WorkflowRecord } from '../../engine/ports.js';
 import { signalTypeRefusal, type StepResult, type WorkflowService } from '../../engine/workflows.js';
+import { recordDone } from '../audit-record.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
-import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type AppDeps, type RouteOptions } from '../deps.js';
+import { DEFAULT_LIST_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_DEPTH, type RouteOptions } from '../deps.js';
 import { relativeLocation } from '../location.js';
 import {
   BODY_STATUSES, DEFAULT_PAGE, DEFAULT_WAIT_MS, DEFAULT_WORKFLOW_EVENTS_PAGE, described, withLocation, errorResponses, ref, SignalBody, SignalHeaders, StartWorkflowBody, StartWorkflowQuery, WorkflowCancelBody,
@@ -223,19 +223,6 @@ function waitFailure(outcome: Exclude<WaitOutcome, { kind: 'met' }>, id: string,
   }
 }
 
-/**
- * Records a done cancel with the key that did it. It has committed already: a
- * failed record is logged, not answered as an error.
- */
-async function auditCancel(deps: AppDeps, principal: Principal, id: string): Promise<void> {
-  if (!deps.audit) return;
-  try {
-    await deps.audit.recordAudit({ at: deps.clock.now(), keyId: principal.keyId, tenant: principal.tenant, action: 'workflow.cancel', target: id });
-  } catch (err) {
-    deps.logger?.error('api: the audit record of a workflow cancel could not be written', { ...errorFields(err), workflowId: id, keyId: principal.keyId });
-  }
-}
-
 export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { deps }) => {
   const service = deps.workflows!;
   const maxDepth = deps.limits.maxPayloadDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH;
@@ -374,7 +361,7 @@ export const workflowRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     const r = await service.cancel(id, request.principal.tenant, request.body?.reason);
     if (r.ok) {
       room.wake(id);
-      await auditCancel(deps, request.principal, id);
+      await recordDone(deps, request.principal, 'workflow.cancel', id);
       return toWorkflowView(service, r.workflow);
     }
     if (r.reason === 'not-accepted') return refuse(reply, 'ATS_ERR_WORKFLOW_ENDED', `The workflow instance is ${r.workflow.state.status}`, r.accepts);
