@@ -30,45 +30,67 @@ export const deleteSpec: CommandSpec = {
 
 const ulid = new RegExp(ULID_PATTERN);
 
-/** What a refusal of one job prints after its id (a Map: the code is the server's). */
-const REFUSED = new Map([
-  ['ATS_ERR_JOB_NOT_FOUND', 'not found'],
-  ['ATS_ERR_JOB_LIVE', 'live (refused)'],
-  ['ATS_ERR_JOB_AWAITED', 'awaited (refused)'],
-]);
+/** What `ats delete` and `ats workflow delete` tell apart of one kind of thing they delete. */
+export interface DeletedKind {
+  spec: CommandSpec;
+  /** What one is (`job`) and several are (`jobs`), in lines. */
+  noun: string;
+  nouns: string;
+  /** What prints its id, for an id that is none. */
+  printedBy: string;
+  /** What a refusal of one prints after its id, by the API's code (a Map: the code is the server's). */
+  refused: ReadonlyMap<string, string>;
+  /** The delete of one: resolves once it is gone. */
+  del(id: string): Promise<unknown>;
+}
 
 /**
- * An answer about the one job (no such job, a job that may not be deleted now, or changed meanwhile), by the API's
- * own codes: not one that every job would get (a 400 of the request, a 403, a 503, a proxy's 404 or 409).
+ * Deletes each of `positionals` in order, a line each; the exit code. An answer about the one (its own
+ * refusal codes, or changed meanwhile: 409 ATS_ERR_CONCURRENT_UPDATE) does not stop the others; one that every
+ * one would get (a 400 of the request, a 403, a 503, a proxy's 404 or 409) stops there.
  */
-const ABOUT_THE_JOB: ReadonlySet<string> = new Set([...REFUSED.keys(), 'ATS_ERR_CONCURRENT_UPDATE']);
-const aboutTheJob = (e: unknown): e is ApiError => e instanceof ApiError && ABOUT_THE_JOB.has(e.code);
-
-export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, positionals }) => {
+export async function deleteEach(kind: DeletedKind, positionals: readonly string[], json: boolean, url: string): Promise<number> {
+  const about: ReadonlySet<string> = new Set([...kind.refused.keys(), 'ATS_ERR_CONCURRENT_UPDATE']);
   // An id given twice is deleted once (its second delete would be a 404).
   const ids = [...new Set(positionals)];
   // Checked before anything is sent: a mistyped id among several would leave the others deleted and this one not.
-  for (const id of ids) if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a job id (26 characters of 0-9 A-Z: a ULID, as ats submit prints)`);
+  for (const id of ids) {
+    if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a ${kind.noun} id (26 characters of 0-9 A-Z: a ULID, as ${kind.printedBy} prints)`);
+  }
   let notDeleted = 0;
   for (const [i, id] of ids.entries()) {
     try {
-      await client.delete(id);
-      out(values.json ? JSON.stringify({ id, deleted: true }) : `${id} deleted`);
+      await kind.del(id);
+      out(json ? JSON.stringify({ id, deleted: true }) : `${id} deleted`);
     } catch (e) {
-      if (!aboutTheJob(e)) {
-        // Told as every command tells it, then what it leaves undone (the jobs before stay deleted).
-        const code = report(e, deleteSpec, client.url);
+      if (!(e instanceof ApiError && about.has(e.code))) {
+        // Told as every command tells it, then what it leaves undone (the ones before stay deleted).
+        const code = report(e, kind.spec, url);
         const rest = ids.slice(i + 1);
         if (rest.length > 0) err(`ats: stopped at ${id}; not tried: ${rest.join(' ')}`);
         return code;
       }
       notDeleted++;
-      out(values.json
+      out(json
         ? JSON.stringify({ id, deleted: false, status: e.status, code: e.code, message: e.message })
-        : `${id} ${REFUSED.get(e.code) ?? 'refused'}`);
+        : `${id} ${kind.refused.get(e.code) ?? 'refused'}`);
       err(`${e.code}: ${oneLine(e.message)}`);
     }
   }
-  if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} jobs deleted, ${notDeleted} not`);
+  if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} ${kind.nouns} deleted, ${notDeleted} not`);
   return notDeleted === 0 ? 0 : 1;
-});
+}
+
+export const deleteCommand = clientCommand(deleteSpec, async ({ client, values, positionals }) =>
+  deleteEach({
+    spec: deleteSpec,
+    noun: 'job',
+    nouns: 'jobs',
+    printedBy: 'ats submit',
+    refused: new Map([
+      ['ATS_ERR_JOB_NOT_FOUND', 'not found'],
+      ['ATS_ERR_JOB_LIVE', 'live (refused)'],
+      ['ATS_ERR_JOB_AWAITED', 'awaited (refused)'],
+    ]),
+    del: (id) => client.delete(id),
+  }, positionals, values.json === true, client.url));

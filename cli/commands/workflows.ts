@@ -6,11 +6,12 @@
  */
 import type { Workflow, WorkflowEvent, WorkflowListQuery, WorkflowSignal, WorkflowVerification } from '../../client/index.js';
 import { WORKFLOW_STATUSES } from '../../machines/workflow.js';
-import { MAX_WORKFLOW_NAME, ULID_PATTERN } from '../../server/schemas.js';
+import { MAX_WORKFLOW_NAME } from '../../server/schemas.js';
 import { ApiError } from '../client.js';
 import { idempotencyKey, int, json, MAX_IDEMPOTENCY_KEY_CHARS, nameOption, oneOf, RESERVED_KEY_PREFIX, str, UsageError, type Values } from './args.js';
 import { labelled, moreHint, oneLine, short, table } from './output.js';
-import { clientCommand, err, out, report, usageOf, type Command, type CommandSpec, type Context } from './run.js';
+import { deleteEach } from './delete.js';
+import { clientCommand, err, out, usageOf, type Command, type CommandSpec, type Context } from './run.js';
 
 export const workflowStartSpec: CommandSpec = {
   usage: 'ats workflow start NAME [--input JSON] [--idempotency-key K] [--json]',
@@ -317,52 +318,19 @@ const cancelCommand = clientCommand(workflowCancelSpec, async ({ client, values,
   return 0;
 });
 
-const ulid = new RegExp(ULID_PATTERN);
-
-/** What a refusal of one instance prints after its id (a Map: the code is the server's). */
-const DELETE_REFUSED = new Map([
-  ['ATS_ERR_WORKFLOW_NOT_FOUND', 'not found'],
-  ['ATS_ERR_WORKFLOW_ACTIVE', 'active (refused)'],
-]);
-
-/**
- * An answer about the one instance (no such instance, one still active, or changed meanwhile), by the API's own
- * codes: not one that every instance would get (a 400 of the request, a 403, a 503, a proxy's 404 or 409).
- */
-const ABOUT_THE_INSTANCE: ReadonlySet<string> = new Set([...DELETE_REFUSED.keys(), 'ATS_ERR_CONCURRENT_UPDATE']);
-const aboutTheInstance = (e: unknown): e is ApiError => e instanceof ApiError && ABOUT_THE_INSTANCE.has(e.code);
-
 /** `ats workflow delete`, as `ats delete` deletes jobs (cli/commands/delete.ts). */
-const deleteCommand = clientCommand(workflowDeleteSpec, async ({ client, values, positionals }) => {
-  // An id given twice is deleted once (its second delete would be a 404).
-  const ids = [...new Set(positionals)];
-  // Checked before anything is sent: a mistyped id among several would leave the others deleted and this one not.
-  for (const id of ids) {
-    if (!ulid.test(id)) throw new UsageError(`"${oneLine(id, 40)}" is not a workflow instance id (26 characters of 0-9 A-Z: a ULID, as ats workflow start prints)`);
-  }
-  let notDeleted = 0;
-  for (const [i, id] of ids.entries()) {
-    try {
-      await client.deleteWorkflow(id);
-      out(values.json ? JSON.stringify({ id, deleted: true }) : `${id} deleted`);
-    } catch (e) {
-      if (!aboutTheInstance(e)) {
-        // Told as every command tells it, then what it leaves undone (the instances before stay deleted).
-        const code = report(e, workflowDeleteSpec, client.url);
-        const rest = ids.slice(i + 1);
-        if (rest.length > 0) err(`ats: stopped at ${id}; not tried: ${rest.join(' ')}`);
-        return code;
-      }
-      notDeleted++;
-      out(values.json
-        ? JSON.stringify({ id, deleted: false, status: e.status, code: e.code, message: e.message })
-        : `${id} ${DELETE_REFUSED.get(e.code) ?? 'refused'}`);
-      err(`${e.code}: ${oneLine(e.message)}`);
-    }
-  }
-  if (notDeleted > 0 && ids.length > 1) err(`ats: ${ids.length - notDeleted} of ${ids.length} instances deleted, ${notDeleted} not`);
-  return notDeleted === 0 ? 0 : 1;
-});
+const deleteCommand = clientCommand(workflowDeleteSpec, async ({ client, values, positionals }) =>
+  deleteEach({
+    spec: workflowDeleteSpec,
+    noun: 'workflow instance',
+    nouns: 'instances',
+    printedBy: 'ats workflow start',
+    refused: new Map([
+      ['ATS_ERR_WORKFLOW_NOT_FOUND', 'not found'],
+      ['ATS_ERR_WORKFLOW_ACTIVE', 'active (refused)'],
+    ]),
+    del: (id) => client.deleteWorkflow(id),
+  }, positionals, values.json === true, client.url));
 
 /** `ok: 7 events replayed`, or the first difference replay found (escaped: it may be what a definition's own code threw). */
 export function verifyText(v: WorkflowVerification): string {
