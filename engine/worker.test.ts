@@ -1439,8 +1439,12 @@ describe('worker: a result nested deeper than a payload may be', () => {
     // The same object twice, side by side, is no cycle and no deeper.
     const inner = nested(MAX_NESTING_DEPTH - 1, 'array');
     const shared = { one: inner, two: inner };
+    // A boxed number, string or boolean is written as the value it holds: no level of its own.
+    let boxed: unknown = [new Number(5), new String('x'), new Boolean(true)];
+    for (let i = 1; i < MAX_NESTING_DEPTH; i++) boxed = [boxed];
     const registry = new HandlerRegistry()
       .register('test.fits', async () => shallowEnough)
+      .register('test.boxed', async () => boxed)
       .register('test.shared', async () => shared)
       .register('test.depth', async (p) => nested((p as { levels: number }).levels, (p as { kind: 'object' | 'array' }).kind))
       // Deep behind a toJSON or a getter: what JSON would write is what counts.
@@ -1453,6 +1457,9 @@ describe('worker: a result nested deeper than a payload may be', () => {
       assert.ok(fits.ok && sharedJob.ok);
       assert.deepEqual((await waitFor(h.store, fits.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, shallowEnough);
       assert.deepEqual((await waitFor(h.store, sharedJob.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, shared);
+      const boxedJob = await h.transitions.submit(spec('test.boxed', { maxAttempts: 1 }));
+      assert.ok(boxedJob.ok);
+      assert.deepEqual((await waitFor(h.store, boxedJob.job.id, (j) => j.snapshot.value === 'done', 'done')).snapshot.context.result, JSON.parse(JSON.stringify(boxed)));
       const cases: [string, unknown][] = [];
       for (const levels of [MAX_NESTING_DEPTH + 1, 100, 5_000, 200_000]) {
         for (const kind of ['object', 'array']) cases.push(['test.depth', { levels, kind }]);

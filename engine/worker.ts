@@ -1666,7 +1666,8 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
       stopped = 'too big';
       throw OVER_WRITTEN;
     }
-    if (typeof value !== 'object' || value === null) return value;
+    // A boxed number, string or boolean is written as the value it holds: no level of its own.
+    if (typeof value !== 'object' || value === null || isBoxedPrimitive(value)) return value;
     const level = (levels.get(this as object) ?? -1) + 1;
     if (level >= MAX_NESTING_DEPTH) {
       stopped = 'too deep';
@@ -1690,6 +1691,8 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
  * a little over it is told its size, and one of megabytes costs no more.
  */
 const RESULT_WRITTEN_CHARS = 4 * MAX_RESULT_BYTES;
+const isBoxedPrimitive = (v: object): boolean => v instanceof Number || v instanceof String || v instanceof Boolean;
+
 /** Why a result nested deeper than MAX_NESTING_DEPTH fails its attempt: one text, however deep it is. */
 const TOO_DEEP = `the handler's result nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a job keeps: `
   + 'flatten it, or store it elsewhere and return a reference';
