@@ -117,6 +117,15 @@ export const DOCS_CSP = [
   "connect-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
 ].join('; ');
 
+/** A request path with its percent-escapes decoded; as it came if one is malformed (the router refuses that path anyway). */
+function decodedPath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
@@ -188,7 +197,8 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
         const path = q === -1 ? request.url : request.url.slice(0, q);
         if (path === '/docs') void reply.redirect('docs/');
         else if (path === '/docs/' && q !== -1) void reply.redirect('./');
-        else if (path === '/docs/static/index.html') void reply.redirect('../');
+        // Decoded, as the router matches it: /docs/static/%69ndex.html reaches swagger-ui's redirect too.
+        else if (decodedPath(path) === '/docs/static/index.html') void reply.redirect('../');
         else done();
       },
     },
