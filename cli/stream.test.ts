@@ -263,6 +263,21 @@ describe('stream client', () => {
     assert.match(notices.join('\n'), /disconnected \(4000 slow consumer\)/);
   });
 
+  test('what the server said in a close reason reaches a notice on one line, its controls escaped', async () => {
+    const fake = await fakeServer();
+    const notices: string[] = [];
+    const sub = subscribe({
+      client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined, onNotice: (m) => notices.push(m), retry: { minMs: 10, maxMs: 50 },
+    });
+    await sub.ready;
+    fake.sockets[0]!.close(4000, 'slow \u001b[2J\nATS_ERR_OK \u202Eevil');
+    await until(() => notices.some((m) => m.includes('disconnected')), 'the notice of the close');
+    sub.close();
+    const said = notices.find((m) => m.includes('disconnected'))!;
+    assert.doesNotMatch(said, /[\u0000-\u001f\u202a-\u202e]/, JSON.stringify(said));
+    assert.match(said, /slow \\u001b\[2J\\nATS_ERR_OK \\u202eevil/);
+  });
+
   test('a server without the stream route: StreamUnavailable, and trySubscribe says poll', async () => {
     const fake = await fakeServer({ stream: false });
     const sub = subscribe({ client: new AtsClient(fake.url), filter: {}, onEvent: () => undefined });

@@ -8,7 +8,7 @@ import { ApiError, compareProgress, isTerminal, UnreachableError, type AtsClient
 import {
   StreamUnavailable, subscribe, type CommandFilter as StreamFilter, type StreamEvent, type SubscribeOptions, type Subscription,
 } from './stream.js';
-import { attemptOf } from './output.js';
+import { attemptOf, oneLine } from './output.js';
 
 export type Mode = 'stream' | 'poll';
 
@@ -138,7 +138,7 @@ export async function followJob(client: AtsClient, id: string, onEvent: (e: JobE
     // holds its upgrades. The job is polled instead: the reads wait out a server that does not answer, as they
     // wait out its outages, instead of ending the follow of a job that was submitted.
     if (!(err instanceof UnreachableError)) throw err;
-    opts.onNotice?.(`stream: ${err.message}; following the job by polling`);
+    opts.onNotice?.(`stream: ${oneLine(err.message)}; following the job by polling`);
     return null;
   });
   opts.onMode?.(sub ? 'stream' : 'poll');
@@ -163,13 +163,13 @@ const LIMITED_MS = { min: 1000, max: 60_000 };
  * Null for any other error.
  */
 export function waitOut(err: unknown, periodMs: number, limitedInARow: number): { ms: number; notice: string } | null {
-  if (err instanceof UnreachableError) return { ms: periodMs, notice: `${err.message}; still trying` };
+  if (err instanceof UnreachableError) return { ms: periodMs, notice: `${oneLine(err.message)}; still trying` };
   if (!(err instanceof ApiError)) return null;
-  if (err.status === 503) return { ms: periodMs, notice: `${err.code}: ${err.message}; still trying` };
+  if (err.status === 503) return { ms: periodMs, notice: `${oneLine(err.code)}: ${oneLine(err.message)}; still trying` };
   if (err.status !== 429) return null;
   // The server's Retry-After when it sent one, else a pause doubling from a second.
   const ms = Math.min(LIMITED_MS.max, err.retryAfterMs !== undefined ? Math.max(err.retryAfterMs, LIMITED_MS.min) : Math.max(periodMs, LIMITED_MS.min) * 2 ** limitedInARow);
-  return { ms, notice: `${err.code}: ${err.message}; waiting ${Math.round(ms / 1000)} s` };
+  return { ms, notice: `${oneLine(err.code)}: ${oneLine(err.message)}; waiting ${Math.round(ms / 1000)} s` };
 }
 
 /**
@@ -268,7 +268,7 @@ export async function trySubscribe(
       if (!(opts.untilAvailable && err instanceof ApiError && err.status === 503)) throw err;
       limited = 0;
       const ms = Math.min(SUBSCRIBE_RETRY_MS.max, SUBSCRIBE_RETRY_MS.min * 2 ** unavailable++);
-      opts.onNotice?.(`stream: ${err.code}: ${err.message}; trying again in ${ms} ms`);
+      opts.onNotice?.(`stream: ${oneLine(err.code)}: ${oneLine(err.message)}; trying again in ${ms} ms`);
       await sleep(ms, undefined, { signal: opts.signal });
     }
   }

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { ApiError, UnreachableError, type ApiErrorCode } from '../../client/index.js';
+import { waitOut } from './follow.js';
 import { getCommand, getSpec } from './get.js';
 import { report } from './run.js';
 
@@ -93,5 +94,21 @@ describe('report: what the server said, on one line and inert', () => {
       assertInert(page.text);
       assert.equal(page.text, `HTTP_418: <h1>${ESCAPED}</h1>\n`);
     });
+  });
+});
+
+describe('retry notices (ats watch, ats submit --wait and --count): what the server said, on one line and inert', () => {
+  test('a 503, a 429 and an unreachable server, as the notice of the wait before the next try', () => {
+    const errors = [
+      new ApiError(503, 'ATS_ERR_STORE_UNAVAILABLE', HOSTILE),
+      new ApiError(429, `ATS_ERR_\u001b[31mX` as ApiErrorCode, HOSTILE),
+      new UnreachableError('http://127.0.0.1:1', `certificate names \u001b]0;pwned\u0007 \u202Eevil`),
+    ];
+    for (const e of errors) {
+      const wait = waitOut(e, 1000, 0);
+      assert.ok(wait, e.message);
+      assertInert(wait.notice);
+    }
+    assert.equal(waitOut(errors[0], 1000, 0)!.notice, `ATS_ERR_STORE_UNAVAILABLE: ${ESCAPED}; still trying`);
   });
 });

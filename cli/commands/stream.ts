@@ -12,6 +12,7 @@ import {
   ApiError, StreamRefusedError, StreamUnavailableError, type ApiErrorCode, type AtsClient, type StreamEventMessage, type StreamFilter, type StreamProgressMessage,
   type WebSocketConstructor,
 } from '../../client/index.js';
+import { oneLine } from './output.js';
 
 /** A filter as given on the command line: states are checked by the server. */
 export type CommandFilter = Omit<StreamFilter, 'states'> & { states?: readonly string[] };
@@ -96,7 +97,9 @@ export function subscribeFailure(err: unknown): unknown {
 /** Subscribe and keep the subscription alive until `close()`. */
 export function subscribe(opts: SubscribeOptions): Subscription {
   const watch = opts.client.watch(opts.filter as StreamFilter, {
-    cursor: opts.cursor, onEvent: opts.onEvent, onProgress: opts.onProgress, onNotice: opts.onNotice, reconnect: opts.retry,
+    cursor: opts.cursor, onEvent: opts.onEvent, onProgress: opts.onProgress, reconnect: opts.retry,
+    // A notice may quote the server (a close's reason, an error's message): one line, its controls escaped.
+    onNotice: opts.onNotice && ((m: string) => opts.onNotice!(oneLine(m))),
     keepAliveMs: opts.keepAliveMs, connectTimeoutMs: opts.connectTimeoutMs,
   });
   const ready = watch.ready.catch((err: unknown) => {
