@@ -34,7 +34,7 @@ export const workflowLsSpec: CommandSpec = {
     '--name N    only instances of this workflow',
     `--status S  one of ${WORKFLOW_STATUSES.join(', ')}`,
     '--limit N   instances per page (default 50, at most 500)',
-    '--cursor C  the next page (printed under a full page)',
+    '--cursor C  the next page (printed under a page with more after it: a page may end short, or empty, before the end)',
   ],
   options: {
     name: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' },
@@ -97,7 +97,8 @@ export const workflowDeleteSpec: CommandSpec = {
     'after are named on stderr as not tried.',
     'A delete whose answer was lost (a timeout, a dropped connection, a 503) is sent again; a 404 to that retry counts',
     'as deleted (the first try may have deleted it), exit 0. An ID that is no instance id (a ULID) is exit 2, nothing',
-    'deleted. An ID given twice is deleted once.',
+    'deleted. An ID given twice is deleted once. An instance changed meanwhile (409 ATS_ERR_CONCURRENT_UPDATE) is',
+    '"ID refused".',
     '--json  one JSON object per instance tried: {"id","deleted":true}, or {"id","deleted":false,"status","code","message"}',
   ],
   options: { json: { type: 'boolean' } },
