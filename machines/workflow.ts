@@ -318,6 +318,10 @@ export function defineWorkflow(
   if (!given || typeof given !== 'object' || !('root' in given)) throw new WorkflowDefinitionError(`workflow ${name}: not an XState machine`);
   const jobOptions = checkedJobsOptions(name, options.jobs);
   const machine = withDurableSends(name, given);
+  // A step that never ends (an eventless loop, events raised back and forth) would hold the process: cut it.
+  const own = (machine.options as { maxIterations?: unknown } | undefined)?.maxIterations;
+  const maxIterations = typeof own === 'number' && own >= 1 && own < MAX_MICROSTEPS_PER_STEP ? own : MAX_MICROSTEPS_PER_STEP;
+  machine.options = { ...machine.options, maxIterations };
   const implementations = (machine.implementations.actors ?? {}) as Record<string, unknown>;
   const actors = new Map<unknown, WorkflowActor>();
   /** Adds the actor `logic` (named in setup, or inline: `named` null); `where` names it in errors. */
@@ -704,6 +708,13 @@ function effectsOf(
   return { effects, children: [...live.values()], timers: [...timers.values()] };
 }
 
+/**
+ * The most microsteps one step may take (XState's `maxIterations`): an eventless
+ * transition or a raised event that loops for ever would otherwise hold the
+ * process's event loop for ever. A step past it ends the instance in error (a
+ * start is refused); a machine's own lower `options.maxIterations` is kept.
+ */
+export const MAX_MICROSTEPS_PER_STEP = 10_000;
 /** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
 /** The latest a timer may fall due: the last instant the API's date-times write (its view shows `dueAt`). */
