@@ -1,10 +1,11 @@
 /**
- * What an instance may store, on both SQL stores: a step whose state would
- * pass MAX_WORKFLOW_VALUE_BYTES (past what one MariaDB statement carries, at
- * 20 MiB), or whose final output JSON cannot write, ends the instance in
- * error with the reason, recorded and replayable, instead of a write the
- * store refuses at every try (the instance then stuck, a signal answered with
- * the store's error). A start that would pass it is refused, writing nothing,
+ * What an instance may store, on both SQL stores: a signal whose step would
+ * leave a state past MAX_WORKFLOW_VALUE_BYTES (past what one MariaDB statement
+ * carries, at 20 MiB), or a final output JSON cannot write, is refused with
+ * the reason, writing nothing, instead of a write the store refuses at every
+ * try (the instance then stuck, a signal answered with the store's error); a
+ * step the engine takes ends the instance in error instead
+ * (engine/workflow-misbehaving.test.ts). A start that would pass it is refused, writing nothing,
  * and so is a start's input or a signal's event past it (the in-process API:
  * over HTTP the body limit comes first).
  */
@@ -44,30 +45,30 @@ for (const backend of STORE_BACKENDS) {
       await fn(store, service);
     });
 
-    it('a context of 20 MiB ends the instance in error, naming the context and its size; the step is recorded and replays', () => run(async (store, service) => {
+    it('a signal making a context of 20 MiB is refused (413), naming the context and its size; nothing is written, the instance goes on', () => run(async (store, service) => {
       const started = await service.start({ tenant: 'default', name: 'keeper', input: null });
       assert.ok(started.ok);
       const kept = await service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 1000 });
       assert.ok(kept.ok && kept.workflow.state.status === 'active');
-      const big = await service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 20 * 1024 * 1024 });
-      assert.ok(big.ok, JSON.stringify(big));
+      await assert.rejects(service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 20 * 1024 * 1024 }), (err: unknown) =>
+        err instanceof AtsError && err.code === 'ATS_ERR_PAYLOAD_TOO_LARGE'
+        && new RegExp(`^KEEP is not taken: .*the context is ${20 * 1024 * 1024 + 11} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES}`).test(err.message));
       const stored = (await store.getWorkflow(started.workflow.id))!;
-      assert.equal(stored.state.status, 'error');
-      assert.match(String((stored.state.error as { message: string }).message), new RegExp(`the context is ${20 * 1024 * 1024 + 11} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES}`));
+      assert.equal(stored.state.status, 'active');
       assert.equal((stored.state.context as { blob: string }).blob.length, 1000, 'the context before the step is kept');
-      assert.deepEqual((await store.getWorkflowEvents(started.workflow.id)).map((e) => e.type), ['START', 'SIGNAL', 'SIGNAL']);
-      assert.deepEqual(await service.verify(stored), { ok: true, events: 3 });
+      assert.deepEqual((await store.getWorkflowEvents(started.workflow.id)).map((e) => e.type), ['START', 'SIGNAL']);
+      assert.ok((await service.signal(started.workflow.id, 'default', { type: 'KEEP', bytes: 10 })).ok);
+      assert.deepEqual(await service.verify((await store.getWorkflow(started.workflow.id))!), { ok: true, events: 3 });
     }));
 
-    it('a final output JSON cannot store ends the instance in error, naming the output', () => run(async (store, service) => {
+    it('a signal reaching a final output JSON cannot store is refused (400), naming the output', () => run(async (store, service) => {
       const started = await service.start({ tenant: 'default', name: 'keeper', input: null });
       assert.ok(started.ok);
-      const end = await service.signal(started.workflow.id, 'default', { type: 'END' });
-      assert.ok(end.ok, JSON.stringify(end));
+      await assert.rejects(service.signal(started.workflow.id, 'default', { type: 'END' }), (err: unknown) =>
+        err instanceof AtsError && err.code === 'ATS_ERR_VALIDATION' && /^END is not taken: .*the output cannot be stored as JSON/.test(err.message));
       const stored = (await store.getWorkflow(started.workflow.id))!;
-      assert.equal(stored.state.status, 'error');
-      assert.match(String((stored.state.error as { message: string }).message), /the output cannot be stored as JSON/);
-      assert.deepEqual(await service.verify(stored), { ok: true, events: 2 });
+      assert.equal(stored.state.status, 'active');
+      assert.equal(stored.version, 1);
     }));
 
     it('a start\'s input or a signal\'s event past the bound is refused (413) and writes nothing', () => run(async (store, service) => {

@@ -612,6 +612,16 @@ export class WorkflowService {
       }
       r = applyWorkflowEvent(def, wf.state, input, at, newJobId);
       recordedInput = input;
+      if (input.type === 'SIGNAL' && r.ok && r.unstorable) {
+        // The machine took the signal, but the step it made cannot be stored: the sender is told, and the
+        // instance stays as it was (a child's end, a timer or a message, which no caller waits on, ends it in error).
+        const own = `workflow ${def.name}: `;
+        const why = r.unstorable.message.startsWith(own) ? r.unstorable.message.slice(own.length) : r.unstorable.message;
+        throw new AtsError(
+          r.unstorable.tooLarge ? 'ATS_ERR_PAYLOAD_TOO_LARGE' : 'ATS_ERR_VALIDATION',
+          `${input.event.type} is not taken: the step it makes cannot be stored, so nothing was written: ${why}`,
+        );
+      }
     }
     if (!r.ok) return { write: null, cancelled: null, result: { ok: false, reason: 'not-accepted', workflow: wf, accepts: this.accepts(wf) } };
     const version = wf.version + 1;

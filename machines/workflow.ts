@@ -20,6 +20,7 @@
 import type { BackoffPolicy } from './backoff.js';
 import { completeBackoff, jobOptionsProblem, jobTypeProblem, LAST_INSTANT_MS } from './job-bounds.js';
 import { jsonSize } from './json-size.js';
+import { MAX_NESTING_DEPTH } from './json-integers.js';
 import { cutText } from './text.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
@@ -180,6 +181,18 @@ export class WorkflowDefinitionError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'WorkflowDefinitionError';
+  }
+}
+
+/**
+ * A step the store cannot keep as the machine left it (`checkStorable`): past
+ * a bound of bytes (`tooLarge`), or of jobs, messages or nesting, or holding
+ * what JSON would not give back. Its name stays WorkflowDefinitionError's, as
+ * the instances it ended record it.
+ */
+export class WorkflowStorageError extends WorkflowDefinitionError {
+  constructor(message: string, readonly tooLarge = false) {
+    super(message);
   }
 }
 
@@ -470,7 +483,11 @@ export interface WorkflowSend {
 export const NO_EFFECTS = (): WorkflowEffects => ({ start: [], cancel: [], setTimers: [], dropTimers: [], send: [] });
 
 export type WorkflowStep =
-  | { ok: true; next: PersistedWorkflow; effects: WorkflowEffects }
+  /**
+   * `unstorable`: the step the machine took could not be stored (`checkStorable`), so `next` ends the
+   * instance in error; the engine refuses a signal that would take it, writing nothing.
+   */
+  | { ok: true; next: PersistedWorkflow; effects: WorkflowEffects; unstorable?: WorkflowStorageError }
   /** The machine took no transition for the event: nothing to store. */
   | { ok: false };
 
@@ -498,7 +515,7 @@ export const MAX_WORKFLOW_ERROR_JSON_CHARS = 64 * 1024;
  * An error as JSON keeps it: an Error's name and message (JSON.stringify would
  * give `{}`), the message cut to MAX_WORKFLOW_ERROR_MESSAGE_CHARS. A thrown value
  * that is no Error is kept as it is when JSON writes it within
- * MAX_WORKFLOW_ERROR_JSON_CHARS; otherwise (a BigInt, a cycle, a huge object)
+ * MAX_WORKFLOW_ERROR_JSON_CHARS, nested at most MAX_NESTING_DEPTH levels; otherwise (a BigInt, a cycle, a huge or deep object)
  * as an Error of its text: stored as it was, the instance's last write would fail.
  */
 function errorValue(e: unknown): unknown {
@@ -512,7 +529,8 @@ function errorValue(e: unknown): unknown {
   }
   let json: string | undefined;
   try {
-    json = JSON.stringify(e);
+    // Nested at most as deep as a context (a deeper one is kept as its text, as one JSON cannot store).
+    json = JSON.stringify(e, storedReplacer('the thrown value').replacer);
   } catch {
     json = undefined;
   }
@@ -734,51 +752,119 @@ export const MAX_WORKFLOW_VALUE_BYTES = 4 * 1024 * 1024;
 /** The most bytes of JSON one step writes in all (its state, its jobs' inputs, its messages): a fan-out of 1,000 jobs of 4 MiB each would be 4 GiB in one transaction. */
 export const MAX_WORKFLOW_STEP_BYTES = 16 * 1024 * 1024;
 
+/** What `storedReplacer` refused: the part of the value, and why. */
+interface StoredRefusal {
+  part: string;
+  problem: string;
+}
+
+/**
+ * A JSON.stringify replacer for what an instance stores. Arrays and objects
+ * nest at most MAX_NESTING_DEPTH levels (a job's payload and result have the
+ * same bound) below the top of their part: the top of the value, or where
+ * `partOf` names a part (a state's context, its output, a timer's event).
+ * Checked as JSON comes to each, so a deep value is refused before the
+ * recursion nears the stack's end, with one reason whatever the depth. With
+ * `faithful`, also what JSON would give back as something else: a number that
+ * is not finite (null), a Map or a Set (`{}`, without its entries), a Date
+ * (its text). `inner` runs first. `refused()` says what it refused, if anything
+ * (it throws to stop the writing, and JSON.stringify passes that on).
+ */
+function storedReplacer(
+  top: string, options: { partOf?: (holder: unknown, key: string) => string | null; faithful?: boolean; inner?: (key: string, value: unknown) => unknown } = {},
+): { replacer: (this: unknown, key: string, value: unknown) => unknown; refused: () => StoredRefusal | null } {
+  const levels = new WeakMap<object, number>();
+  let part = top;
+  let refusal: StoredRefusal | null = null;
+  const refuse = (problem: string): never => {
+    refusal = { part, problem };
+    throw new Error(`${part} ${problem}`);
+  };
+  return {
+    refused: () => refusal,
+    replacer(this: unknown, key: string, given: unknown): unknown {
+      const value = options.inner ? options.inner(key, given) : given;
+      const named = options.partOf?.(this, key) ?? null;
+      if (named !== null) part = named;
+      if (options.faithful) {
+        // A Date's toJSON ran before the replacer is asked: the holder still has it.
+        if ((this as Record<string, unknown>)[key] instanceof Date) refuse('holds a Date, which JSON stores as its text: keep the text, or its milliseconds, instead');
+        if (typeof value === 'number' && !Number.isFinite(value)) refuse(`holds the number ${value}, which JSON stores as null`);
+        if (value instanceof Map || value instanceof Set) {
+          refuse(`holds a ${value instanceof Map ? 'Map' : 'Set'}, which JSON stores as {} without its entries: keep an object or an array instead`);
+        }
+      }
+      if (typeof value !== 'object' || value === null) return value;
+      const level = named !== null ? 0 : (levels.get(this as object) ?? -1) + 1;
+      if (level >= MAX_NESTING_DEPTH) {
+        refuse(`nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a workflow keeps (a job's payload and result have the same bound): flatten it, or keep it elsewhere and a reference in the context`);
+      }
+      levels.set(value, level);
+      return value;
+    },
+  };
+}
+
 /**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
  * actor reference in the context, from `spawn` inside `assign`, is refused here too),
- * each within MAX_WORKFLOW_VALUE_BYTES and all within MAX_WORKFLOW_STEP_BYTES. Throws
- * otherwise; the step then ends the instance in error, and replay does the same
- * (a migration's move, refused, leaves the instance on its version).
+ * each within MAX_WORKFLOW_VALUE_BYTES and all within MAX_WORKFLOW_STEP_BYTES,
+ * each nested at most MAX_NESTING_DEPTH levels, and a state JSON gives back as
+ * it is (no NaN or Infinity, Map, Set or Date: `storedReplacer`). Throws a
+ * WorkflowStorageError otherwise; the step then ends the instance in error (the
+ * engine refuses a signal that would take it), and replay does the same (a
+ * migration's move, refused, leaves the instance on its version).
  */
 export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
   if (effects.start.length > MAX_STARTS_PER_STEP) {
-    throw new WorkflowDefinitionError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
+    throw new WorkflowStorageError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
   }
   if (effects.send.length > MAX_STARTS_PER_STEP) {
-    throw new WorkflowDefinitionError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
+    throw new WorkflowStorageError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
   const noRefs = (_k: string, v: unknown): unknown => {
     if (refs(v)) throw new Error('it holds an actor reference (from spawn inside assign): use the spawnChild action');
     return v;
   };
-  /** The bytes of JSON of `value` (what `what` names); throws unless JSON can write it within MAX_WORKFLOW_VALUE_BYTES. */
-  const bytesOf = (what: string, value: unknown, replacer?: (k: string, v: unknown) => unknown): number => {
-    const json = jsonSize(value, replacer);
-    if ('error' in json) throw new WorkflowDefinitionError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${json.error}`);
+  /** The bytes of JSON of `value` (what `what` names); throws unless JSON can write it, as `stored` allows, within MAX_WORKFLOW_VALUE_BYTES. */
+  const bytesOf = (what: string, value: unknown, stored = storedReplacer(what)): number => {
+    const json = jsonSize(value, stored.replacer);
+    const refused = stored.refused();
+    if (refused) throw new WorkflowStorageError(`workflow ${def.name}: ${refused.part} ${refused.problem}`);
+    if ('error' in json) throw new WorkflowStorageError(`workflow ${def.name}: ${what} cannot be stored as JSON: ${json.error}`);
     if (json.bytes > MAX_WORKFLOW_VALUE_BYTES) {
-      throw new WorkflowDefinitionError(
+      throw new WorkflowStorageError(
         `workflow ${def.name}: ${what} is ${json.bytes} bytes of JSON, more than the ${MAX_WORKFLOW_VALUE_BYTES} a workflow may store there: keep large data elsewhere and a reference in the context`,
+        true,
       );
     }
     return json.bytes;
   };
+  const timers = new Set<unknown>(next.timers);
+  // The state's parts, each nested from its own top: the context, the output, each timer's event; the rest from the state's.
+  const partOf = (holder: unknown, key: string): string | null => {
+    if (holder === next) return key === 'context' ? 'the context' : key === 'output' ? 'the output' : `the state's ${key}`;
+    return key === 'event' && timers.has(holder) ? 'a timer\'s event' : null;
+  };
   let total: number;
+  const state = storedReplacer('the state', { partOf, faithful: true, inner: noRefs });
   try {
-    total = bytesOf('the state (context, output, live children and timers)', next, noRefs);
+    total = bytesOf('the state (context, output, live children and timers)', next, state);
   } catch (err) {
     // Named by its part where one is the cause: the context (what a machine most often fills), the output.
-    bytesOf('the context', next.context, noRefs);
-    if (next.output !== undefined) bytesOf('the output', next.output);
+    if (state.refused()) throw err;
+    bytesOf('the context', next.context, storedReplacer('the context', { faithful: true, inner: noRefs }));
+    if (next.output !== undefined) bytesOf('the output', next.output, storedReplacer('the output', { faithful: true }));
     throw err;
   }
   for (const started of effects.start) total += bytesOf(`the input of ${started.invokeId} (${started.jobType})`, started.input);
   for (const m of effects.send) total += bytesOf(`a message to ${m.to}`, m.event);
   if (total > MAX_WORKFLOW_STEP_BYTES) {
-    throw new WorkflowDefinitionError(
+    throw new WorkflowStorageError(
       `workflow ${def.name}: one step writes ${total} bytes of JSON (its state, ${effects.start.length} job inputs and ${effects.send.length} messages), more than the ${MAX_WORKFLOW_STEP_BYTES} a step may`,
+      true,
     );
   }
 }
@@ -835,7 +921,8 @@ export function stepWorkflow(
   } catch (err) {
     // The machine's own code threw (a guard, an assign, an input) or did what cannot be made durable:
     // as an XState actor would, the instance ends in error; replay throws the same and ends the same.
-    return endWith(current, 'error', { error: errorValue(err) });
+    const ended = endWith(current, 'error', { error: errorValue(err) });
+    return err instanceof WorkflowStorageError ? { ...ended, unstorable: err } : ended;
   }
 }
 
@@ -861,7 +948,7 @@ export function deliverChild(
   return { ok: true, next: without, effects: NO_EFFECTS() };
 }
 
-function endWith(current: PersistedWorkflow, status: WorkflowStatus, extra: { error?: unknown }): WorkflowStep {
+function endWith(current: PersistedWorkflow, status: WorkflowStatus, extra: { error?: unknown }): Extract<WorkflowStep, { ok: true }> {
   const next: PersistedWorkflow = { ...current, ...extra, status, children: [], timers: [] };
   return {
     ok: true, next,
