@@ -9,8 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assign, raise, setup } from 'xstate';
-import { job, MAX_MICROSTEPS_PER_STEP } from '../machines/workflow.js';
+import { assign, enqueueActions, raise, setup } from 'xstate';
+import { job, MAX_MICROSTEPS_PER_STEP, MAX_TIMERS_PER_INSTANCE } from '../machines/workflow.js';
 import { STORE_BACKENDS, withMigratedStore } from '../tests/helpers/stores.js';
 import { AtsError } from './errors.js';
 import { HandlerRegistry } from './handlers.js';
@@ -136,6 +136,14 @@ const nester = setup({
         SEND_DEEP: 'sending',
         WORK: 'working',
         END_DEEP: 'ended',
+        // `n` delayed events, an hour away, each with an id of its own.
+        TIMERS: {
+          actions: enqueueActions(({ enqueue, event }) => {
+            const { n, from } = event as unknown as { n: number; from: number };
+            for (let i = from; i < from + n; i++) enqueue.raise({ type: 'TICK' }, { id: `tick.${i}`, delay: 3_600_000 });
+          }),
+        },
+        TICK: {},
         // The machine's own code throwing: the instance ends in error, with what it threw.
         THROW_DEEP: { actions: assign(() => { throw nested(1_000); }) },
       },
@@ -208,6 +216,20 @@ for (const backend of STORE_BACKENDS) {
         await refusedSignal(store, service, started.workflow.id, { type: 'ODD', kind } as never, 'ATS_ERR_VALIDATION', /the context (holds|cannot be stored as JSON)/);
       }));
     }
+
+    it(`a signal setting timers past ${MAX_TIMERS_PER_INSTANCE} on the instance is refused (400), writing nothing; a step setting none still goes`, () => run(async (store, service) => {
+      const started = await service.start({ tenant: 'default', name: 'nester', input: null });
+      assert.ok(started.ok);
+      const id = started.workflow.id;
+      const over = new RegExp(`^TIMERS is not taken: .*the instance would hold ${MAX_TIMERS_PER_INSTANCE + 1} timers, more than the ${MAX_TIMERS_PER_INSTANCE}`);
+      await refusedSignal(store, service, id, { type: 'TIMERS', n: MAX_TIMERS_PER_INSTANCE + 1, from: 0 } as never, 'ATS_ERR_VALIDATION', over);
+      const half = await service.signal(id, 'default', { type: 'TIMERS', n: MAX_TIMERS_PER_INSTANCE, from: 0 });
+      assert.ok(half.ok && half.workflow.state.timers.length === MAX_TIMERS_PER_INSTANCE);
+      await refusedSignal(store, service, id, { type: 'TIMERS', n: 1, from: MAX_TIMERS_PER_INSTANCE } as never, 'ATS_ERR_VALIDATION', over);
+      const again = await service.signal(id, 'default', { type: 'TIMERS', n: 1, from: 0 });
+      assert.ok(again.ok && again.workflow.state.timers.length === MAX_TIMERS_PER_INSTANCE, 'a timer set again in its own place');
+      assert.ok((await service.signal(id, 'default', { type: 'GROW', bytes: 1 })).ok);
+    }));
 
     it('a job input deeper than 32 levels is refused with the signal that would start it', () => run(async (store, service) => {
       const started = await service.start({ tenant: 'default', name: 'nester', input: null });

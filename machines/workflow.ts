@@ -735,6 +735,12 @@ function effectsOf(
 export const MAX_MICROSTEPS_PER_STEP = 10_000;
 /** Jobs one step may start, and messages it may send (a fan-out's list beyond it is split by the machine, or refused). */
 export const MAX_STARTS_PER_STEP = 1000;
+/**
+ * The most timers an instance may hold: each step writes its timer rows again, and the timers role fires
+ * them one step each, so an instance holding tens of thousands would hold up every other instance's
+ * timers. A step that sets a timer past it is refused (one that sets none is not).
+ */
+export const MAX_TIMERS_PER_INSTANCE = 1000;
 /** The latest a timer may fall due: the last instant the API's date-times write (its view shows `dueAt`). */
 export const MAX_TIMER_DUE_AT = LAST_INSTANT_MS;
 /** The longest timer id (a delayed event's: `xstate.after.<delay>.<state id>`, or a raise's own), as the stores keep it. */
@@ -806,7 +812,8 @@ function storedReplacer(
 }
 
 /**
- * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, and a
+ * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, at most
+ * MAX_TIMERS_PER_INSTANCE timers held once it set one, and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
  * actor reference in the context, from `spawn` inside `assign`, is refused here too),
  * each within MAX_WORKFLOW_VALUE_BYTES and all within MAX_WORKFLOW_STEP_BYTES,
@@ -822,6 +829,9 @@ export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, 
   }
   if (effects.send.length > MAX_STARTS_PER_STEP) {
     throw new WorkflowStorageError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
+  }
+  if (effects.setTimers.length > 0 && next.timers.length > MAX_TIMERS_PER_INSTANCE) {
+    throw new WorkflowStorageError(`workflow ${def.name}: the instance would hold ${next.timers.length} timers, more than the ${MAX_TIMERS_PER_INSTANCE} it may`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
   const noRefs = (_k: string, v: unknown): unknown => {
