@@ -117,6 +117,8 @@ const signalSchema = {
     'with another event is a 409 ATS_ERR_IDEMPOTENCY_CONFLICT (a key is the instance\'s: another instance may take it). An ' +
     'event no transition takes now (or sent to an ended instance) answers 409 ATS_ERR_WORKFLOW_EVENT_NOT_ACCEPTED with `accepts`, and ' +
     'nothing is written; so does a step that would start a job in a new queue beyond ATS_MAX_QUEUES or the tenant\'s quarter of it (409 ATS_ERR_QUEUE_LIMIT). ' +
+    'A step the machine takes but that cannot be stored (a context, output, job input or message JSON cannot write as it is, nested deeper than 32 levels, ' +
+    'past 1,000 timers or jobs, or past 4 MiB: 413 ATS_ERR_PAYLOAD_TOO_LARGE) is a 400 ATS_ERR_VALIDATION, and nothing is written. ' +
     'Types starting with xstate. are the engine\'s, and * is XState\'s wildcard (any event, in a machine\'s on), not an event\'s type: each a 400 ATS_ERR_VALIDATION, and nothing is written. 503 ATS_ERR_WORKFLOW_DEFINITION_MISSING: this server lacks ' +
     'the definition version the instance runs.',
   tags: TAGS,
