@@ -779,7 +779,10 @@ interface StoredRefusal {
 function storedReplacer(
   top: string, options: { partOf?: (holder: unknown, key: string) => string | null; faithful?: boolean; inner?: (key: string, value: unknown) => unknown } = {},
 ): { replacer: (this: unknown, key: string, value: unknown) => unknown; refused: () => StoredRefusal | null } {
-  const levels = new WeakMap<object, number>();
+  // The arrays and objects JSON is in (each an ancestor of the next), with their levels: JSON asks about a
+  // value with its holder, so those after the holder are done.
+  const holders: unknown[] = [];
+  const levels: number[] = [];
   let part = top;
   let refusal: StoredRefusal | null = null;
   const refuse = (problem: string): never => {
@@ -792,20 +795,28 @@ function storedReplacer(
       const value = options.inner ? options.inner(key, given) : given;
       const named = options.partOf?.(this, key) ?? null;
       if (named !== null) part = named;
-      if (options.faithful) {
+      if (typeof value !== 'object' || value === null) {
+        if (!options.faithful) return value;
         // A Date's toJSON ran before the replacer is asked: the holder still has it.
-        if ((this as Record<string, unknown>)[key] instanceof Date) refuse('holds a Date, which JSON stores as its text: keep the text, or its milliseconds, instead');
-        if (typeof value === 'number' && !Number.isFinite(value)) refuse(`holds the number ${value}, which JSON stores as null`);
-        if (value instanceof Map || value instanceof Set) {
-          refuse(`holds a ${value instanceof Map ? 'Map' : 'Set'}, which JSON stores as {} without its entries: keep an object or an array instead`);
+        if (typeof value === 'string' && (this as Record<string, unknown>)[key] instanceof Date) {
+          refuse('holds a Date, which JSON stores as its text: keep the text, or its milliseconds, instead');
         }
+        if (typeof value === 'number' && !Number.isFinite(value)) refuse(`holds the number ${value}, which JSON stores as null`);
+        return value;
       }
-      if (typeof value !== 'object' || value === null) return value;
-      const level = named !== null ? 0 : (levels.get(this as object) ?? -1) + 1;
+      if (options.faithful && (value instanceof Map || value instanceof Set)) {
+        refuse(`holds a ${value instanceof Map ? 'Map' : 'Set'}, which JSON stores as {} without its entries: keep an object or an array instead`);
+      }
+      while (holders.length > 0 && holders[holders.length - 1] !== this) {
+        holders.pop();
+        levels.pop();
+      }
+      const level = named !== null || levels.length === 0 ? 0 : levels[levels.length - 1]! + 1;
       if (level >= MAX_NESTING_DEPTH) {
         refuse(`nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a workflow keeps (a job's payload and result have the same bound): flatten it, or keep it elsewhere and a reference in the context`);
       }
-      levels.set(value, level);
+      holders.push(value);
+      levels.push(level);
       return value;
     },
   };
