@@ -68,7 +68,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { AbortReason } from './abort-reason.js';
-import { MAX_NESTING_DEPTH } from '../machines/json-integers.js';
+import { isBoxedPrimitive, MAX_NESTING_DEPTH } from '../machines/json-integers.js';
 import { jsonSize } from '../machines/json-size.js';
 import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
@@ -1691,8 +1691,6 @@ function storedResult(result: unknown): { result: unknown } | { unstorable: stri
  * a little over it is told its size, and one of megabytes costs no more.
  */
 const RESULT_WRITTEN_CHARS = 4 * MAX_RESULT_BYTES;
-const isBoxedPrimitive = (v: object): boolean => v instanceof Number || v instanceof String || v instanceof Boolean;
-
 /** Why a result nested deeper than MAX_NESTING_DEPTH fails its attempt: one text, however deep it is. */
 const TOO_DEEP = `the handler's result nests deeper than ${MAX_NESTING_DEPTH} levels of arrays and objects, more than a job keeps: `
   + 'flatten it, or store it elsewhere and return a reference';

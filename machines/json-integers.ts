@@ -71,6 +71,9 @@ export function inexactIntegerProblem(found: InexactInteger): string {
  */
 export const MAX_NESTING_DEPTH = 32;
 
+/** A boxed number, string or boolean (`new Number(5)`): JSON writes the value it holds, so it takes no level. */
+export const isBoxedPrimitive = (v: object): boolean => v instanceof Number || v instanceof String || v instanceof Boolean;
+
 /** What makes a value JSON.parse gave unfit to pass on, found by jsonValueFault. */
 export type JsonValueFault =
   /** A literal past the double range (`1e400`): JSON.parse reads it as ±Infinity, which JSON.stringify writes as null. */

@@ -95,7 +95,7 @@ function moveTo(
   if (live && carryTimers) timers.push(...carried(nodes, timers, dropped));
   const next = persistSnapshot(snapshot, statusOf(snapshot), children, timers);
   // As for a step: a context or a job input the store could not write is the migration's problem, found here, not in the store.
-  checkStorable(to, next, effects);
+  checkStorable(to, next, effects, current.timers.length);
   return { ok: true, next, effects };
 }
 

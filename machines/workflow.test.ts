@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { assign, createMachine, enqueueActions, fromCallback, fromPromise, raise, sendParent, sendTo, setup, spawnChild, stopChild } from 'xstate';
 import {
-  acceptedEvents, applyWorkflowEvent, cancelWorkflow, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, MAX_TIMER_DUE_AT, MAX_TIMER_ID_CHARS,
-  MAX_WORKFLOW_ERROR_JSON_CHARS, MAX_WORKFLOW_ERROR_MESSAGE_CHARS, MAX_WORKFLOW_STEP_BYTES, MAX_WORKFLOW_VALUE_BYTES,
+  acceptedEvents, applyWorkflowEvent, cancelWorkflow, checkStorable, defineWorkflow, deliverChild, job, MAX_STARTS_PER_STEP, MAX_TIMER_DUE_AT, MAX_TIMER_ID_CHARS,
+  MAX_WORKFLOW_ERROR_JSON_CHARS, MAX_WORKFLOW_ERROR_MESSAGE_CHARS, MAX_WORKFLOW_STEP_BYTES, MAX_WORKFLOW_VALUE_BYTES, MAX_TIMERS_PER_INSTANCE,
   recordedJobIds, startWorkflow, stepWorkflow,
   sendToWorkflow, WorkflowDefinitionError, type PersistedWorkflow, type WorkflowDefinition, type WorkflowInputEvent, type WorkflowStep,
 } from './workflow.js';
 import { replayHistory } from './workflow-migration.js';
+import { MAX_NESTING_DEPTH } from './json-integers.js';
 
 const ids = (prefix: string) => (invokeId: string, i: number) => `${prefix}-${invokeId}-${i}`;
 
@@ -910,5 +911,29 @@ describe('workflow job options', () => {
     given.maxAttempts = 0;
     given.backoff.delayMs = Number.NaN;
     assert.deepEqual(startWorkflow(defineWorkflow('w', m), null, 1, ids('s')).effects.start[0]!.options, { maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10 } });
+  });
+});
+
+describe('checkStorable: what an instance may hold', () => {
+  const plain = defineWorkflow('w', createMachine({ context: { n: 0 }, initial: 'a', states: { a: {} } }));
+  const base = startWorkflow(plain, null, 1, ids('s')).next;
+  const timers = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `t${i}`, dueAt: 10, event: { type: 'T' } }));
+  const effects = (setTimers: number) => ({ start: [], cancel: [], setTimers: timers(setTimers), dropTimers: [], send: [] });
+
+  it(`a step setting a timer past ${MAX_TIMERS_PER_INSTANCE} is refused, unless the instance held as many before (an earlier release's)`, () => {
+    const over = { ...base, timers: timers(MAX_TIMERS_PER_INSTANCE + 1) };
+    assert.throws(() => checkStorable(plain, over, effects(1), MAX_TIMERS_PER_INSTANCE), /would hold 1001 timers, more than the 1000/);
+    assert.doesNotThrow(() => checkStorable(plain, over, effects(0), MAX_TIMERS_PER_INSTANCE), 'a step setting none');
+    // Held 1,001 before: a timer set again in a place it freed keeps the count, and is no reason to refuse the step.
+    assert.doesNotThrow(() => checkStorable(plain, over, effects(1), MAX_TIMERS_PER_INSTANCE + 1));
+    assert.throws(() => checkStorable(plain, { ...base, timers: timers(MAX_TIMERS_PER_INSTANCE + 2) }, effects(1), MAX_TIMERS_PER_INSTANCE + 1), /would hold 1002 timers/);
+  });
+
+  it('an invalid Date (JSON writes null) is refused as a Date is; a boxed number, string or boolean takes no level', () => {
+    assert.throws(() => checkStorable(plain, { ...base, context: { at: new Date(Number.NaN) } }, effects(0)), /the context holds a Date/);
+    let boxed: unknown = [new Number(5), new String('x'), new Boolean(true)];
+    for (let i = 1; i < MAX_NESTING_DEPTH; i++) boxed = [boxed];
+    assert.doesNotThrow(() => checkStorable(plain, { ...base, context: { boxed: (boxed as unknown[])[0] } }, effects(0)));
+    assert.throws(() => checkStorable(plain, { ...base, context: { boxed: [boxed] } }, effects(0)), /nests deeper than 32 levels/);
   });
 });

@@ -20,7 +20,7 @@
 import type { BackoffPolicy } from './backoff.js';
 import { completeBackoff, jobOptionsProblem, jobTypeProblem, LAST_INSTANT_MS } from './job-bounds.js';
 import { jsonSize } from './json-size.js';
-import { MAX_NESTING_DEPTH } from './json-integers.js';
+import { isBoxedPrimitive, MAX_NESTING_DEPTH } from './json-integers.js';
 import { cutText } from './text.js';
 import {
   emit, initialTransition, transition, type ActionArgs, type ActionFunction, type AnyEventObject, type AnyStateMachine, type EventObject,
@@ -795,12 +795,13 @@ function storedReplacer(
       const value = options.inner ? options.inner(key, given) : given;
       const named = options.partOf?.(this, key) ?? null;
       if (named !== null) part = named;
-      if (typeof value !== 'object' || value === null) {
+      // A Date's toJSON ran before the replacer is asked (its text, or null for an invalid one): the holder still has it.
+      if (options.faithful && (this as Record<string, unknown>)[key] instanceof Date) {
+        refuse('holds a Date, which JSON stores as its text: keep the text, or its milliseconds, instead');
+      }
+      // A boxed number, string or boolean is written as the value it holds: no level of its own.
+      if (typeof value !== 'object' || value === null || isBoxedPrimitive(value)) {
         if (!options.faithful) return value;
-        // A Date's toJSON ran before the replacer is asked: the holder still has it.
-        if (typeof value === 'string' && (this as Record<string, unknown>)[key] instanceof Date) {
-          refuse('holds a Date, which JSON stores as its text: keep the text, or its milliseconds, instead');
-        }
         if (typeof value === 'number' && !Number.isFinite(value)) refuse(`holds the number ${value}, which JSON stores as null`);
         return value;
       }
@@ -824,7 +825,8 @@ function storedReplacer(
 
 /**
  * A step the store can keep: at most MAX_STARTS_PER_STEP jobs started, at most
- * MAX_TIMERS_PER_INSTANCE timers held once it set one, and a
+ * MAX_TIMERS_PER_INSTANCE timers held once it set one (or no more than the
+ * `heldBefore` an instance of an earlier release held), and a
  * state, job inputs and messages that JSON can write (no BigInt, no cycle; an
  * actor reference in the context, from `spawn` inside `assign`, is refused here too),
  * each within MAX_WORKFLOW_VALUE_BYTES and all within MAX_WORKFLOW_STEP_BYTES,
@@ -834,14 +836,15 @@ function storedReplacer(
  * engine refuses a signal that would take it), and replay does the same (a
  * migration's move, refused, leaves the instance on its version).
  */
-export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects): void {
+export function checkStorable(def: WorkflowDefinition, next: PersistedWorkflow, effects: WorkflowEffects, heldBefore = 0): void {
   if (effects.start.length > MAX_STARTS_PER_STEP) {
     throw new WorkflowStorageError(`workflow ${def.name}: one step starts ${effects.start.length} jobs, more than ${MAX_STARTS_PER_STEP}`);
   }
   if (effects.send.length > MAX_STARTS_PER_STEP) {
     throw new WorkflowStorageError(`workflow ${def.name}: one step sends ${effects.send.length} messages, more than ${MAX_STARTS_PER_STEP}`);
   }
-  if (effects.setTimers.length > 0 && next.timers.length > MAX_TIMERS_PER_INSTANCE) {
+  // Past the bound and more than before: an instance that held more (from an earlier release) may still set one in a place it frees.
+  if (effects.setTimers.length > 0 && next.timers.length > Math.max(MAX_TIMERS_PER_INSTANCE, heldBefore)) {
     throw new WorkflowStorageError(`workflow ${def.name}: the instance would hold ${next.timers.length} timers, more than the ${MAX_TIMERS_PER_INSTANCE} it may`);
   }
   const refs = (v: unknown): boolean => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && 'sessionId' in v;
@@ -937,7 +940,7 @@ export function stepWorkflow(
     if (next === snapshot && actions.length === 0 && !snapshot.can(event)) return { ok: false };
     const { effects, children, timers } = effectsOf(def, next, actions as ActionLike[], current, at, newJobId);
     const persisted = persistSnapshot(next, statusOf(next), children, timers);
-    checkStorable(def, persisted, effects);
+    checkStorable(def, persisted, effects, current.timers.length);
     return { ok: true, next: persisted, effects };
   } catch (err) {
     // The machine's own code threw (a guard, an assign, an input) or did what cannot be made durable:
