@@ -40,6 +40,16 @@ const looper = setup({
 
 const LOOPED = new RegExp(`more than ${MAX_MICROSTEPS_PER_STEP} microsteps`);
 
+/** Signals WORK to instance `id` (its machine invokes a child job on it), then runs that job to success with `result`: the child's end waits for the sweep. */
+const endChild = async (store: JobStore & WorkflowStore, service: WorkflowService, id: string, result: unknown) => {
+  const worked = await service.signal(id, 'default', { type: 'WORK' });
+  assert.ok(worked.ok);
+  const jobId = worked.workflow.state.children[0]!.jobId;
+  const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
+  await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
+  await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result });
+};
+
 for (const backend of STORE_BACKENDS) {
   describe(`a machine whose step never ends (${backend.name})`, () => {
     const run = (fn: (store: JobStore & WorkflowStore, service: WorkflowService) => Promise<void>) => withMigratedStore(backend, async (s) => {
@@ -72,12 +82,7 @@ for (const backend of STORE_BACKENDS) {
     it('on a child\'s end: the instance ends in error with the reason', () => run(async (store, service) => {
       const started = await service.start({ tenant: 'default', name: 'looper', input: null });
       assert.ok(started.ok);
-      const worked = await service.signal(started.workflow.id, 'default', { type: 'WORK' });
-      assert.ok(worked.ok);
-      const jobId = worked.workflow.state.children[0]!.jobId;
-      const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
-      await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
-      await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: 1 });
+      await endChild(store, service, started.workflow.id, 1);
       assert.equal((await service.sweep(10)).applied, 1);
       const stored = (await store.getWorkflow(started.workflow.id))!;
       assert.equal(stored.state.status, 'error');
@@ -257,12 +262,7 @@ for (const backend of STORE_BACKENDS) {
     it('a child\'s result kept deeper than 32 levels in the context ends the instance in error with the reason, recorded and replayable', () => run(async (store, service) => {
       const started = await service.start({ tenant: 'default', name: 'nester', input: null });
       assert.ok(started.ok);
-      const worked = await service.signal(started.workflow.id, 'default', { type: 'WORK' });
-      assert.ok(worked.ok);
-      const jobId = worked.workflow.state.children[0]!.jobId;
-      const transitions = new TransitionService({ store, clock: systemClock, random: mathRandom, ids: ulidIds() });
-      await transitions.apply(jobId, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w' });
-      await transitions.apply(jobId, { type: 'SUCCEEDED', attempt: 1, result: nested(32) });
+      await endChild(store, service, started.workflow.id, nested(32));
       assert.equal((await service.sweep(10)).applied, 1);
       assert.equal((await service.sweep(10)).applied, 0, 'taken once: no delivery left to try again');
       const stored = (await store.getWorkflow(started.workflow.id))!;
