@@ -8,14 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApiError, createClient, type AtsClient } from '../client/index.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { runAts, startCliServer, type CliRun } from '../tests/helpers/cli.js';
-import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
+import { startLostAnswerProxy } from '../tests/helpers/lost-answer-proxy.js';
 
 let server: Awaited<ReturnType<typeof startCliServer>> | undefined;
 let url = '';
@@ -117,24 +116,14 @@ describe('ats delete', { timeout: 360_000 }, () => {
   test('a delete whose answer was lost is sent again; the 404 to that retry counts as deleted: exit 0', async () => {
     const [a, b] = [await endedJob(), await endedJob()];
     // In front of the scheduler: each job's first DELETE goes through, and its answer is lost (the connection dropped).
-    const seen: string[] = [];
-    const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
-      seen.push(`${req.method} ${req.url}`);
-      const first = seen.filter((s) => s === `${req.method} ${req.url}`).length === 1;
-      void fetch(url + req.url, { method: req.method }).then(async (answer) => {
-        const body = await answer.text();
-        if (first) return void req.socket.destroy();
-        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(body);
-      });
-    });
-    const proxied = await listenLocal(proxy);
+    const proxy = await startLostAnswerProxy(url);
     try {
-      const r = await ats(['delete', a, b, '--url', proxied]);
+      const r = await ats(['delete', a, b, '--url', proxy.url]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(r.stdout.trimEnd().split('\n'), [`${a} deleted`, `${b} deleted`]);
-      assert.deepEqual(seen, [`DELETE /v1/jobs/${a}`, `DELETE /v1/jobs/${a}`, `DELETE /v1/jobs/${b}`, `DELETE /v1/jobs/${b}`], 'each sent twice');
+      assert.deepEqual(proxy.seen, [`DELETE /v1/jobs/${a}`, `DELETE /v1/jobs/${a}`, `DELETE /v1/jobs/${b}`, `DELETE /v1/jobs/${b}`], 'each sent twice');
     } finally {
-      await closeLocal(proxy);
+      await proxy.close();
     }
     await gone(a);
     await gone(b);

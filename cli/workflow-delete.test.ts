@@ -8,13 +8,12 @@
  * counted as deleted).
  */
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { createMachine } from 'xstate';
 import { ApiError, type AtsClient } from '../client/index.js';
 import { HandlerRegistry, registerDemoHandlers } from '../engine/handlers.js';
 import { runAts, startCliServer, type CliRun } from '../tests/helpers/cli.js';
-import { closeLocal, listenLocal } from '../tests/helpers/local-server.js';
+import { startLostAnswerProxy } from '../tests/helpers/lost-answer-proxy.js';
 
 let server: Awaited<ReturnType<typeof startCliServer>> | undefined;
 let url = '';
@@ -102,24 +101,14 @@ describe('ats workflow delete', { timeout: 360_000 }, () => {
   test('a delete whose answer was lost is sent again; the 404 to that retry counts as deleted: exit 0', async () => {
     const [a, b] = [await endedInstance(), await endedInstance()];
     // In front of the scheduler: each instance's first DELETE goes through, and its answer is lost (the connection dropped).
-    const seen: string[] = [];
-    const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
-      seen.push(`${req.method} ${req.url}`);
-      const first = seen.filter((s) => s === `${req.method} ${req.url}`).length === 1;
-      void fetch(url + req.url, { method: req.method }).then(async (answer) => {
-        const body = await answer.text();
-        if (first) return void req.socket.destroy();
-        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(body);
-      });
-    });
-    const proxied = await listenLocal(proxy);
+    const proxy = await startLostAnswerProxy(url);
     try {
-      const r = await ats(['workflow', 'delete', a, b, '--url', proxied]);
+      const r = await ats(['workflow', 'delete', a, b, '--url', proxy.url]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(r.stdout.trimEnd().split('\n'), [`${a} deleted`, `${b} deleted`]);
-      assert.deepEqual(seen, [`DELETE /v1/workflows/${a}`, `DELETE /v1/workflows/${a}`, `DELETE /v1/workflows/${b}`, `DELETE /v1/workflows/${b}`], 'each sent twice');
+      assert.deepEqual(proxy.seen, [`DELETE /v1/workflows/${a}`, `DELETE /v1/workflows/${a}`, `DELETE /v1/workflows/${b}`, `DELETE /v1/workflows/${b}`], 'each sent twice');
     } finally {
-      await closeLocal(proxy);
+      await proxy.close();
     }
     await gone(a);
     await gone(b);
