@@ -87,10 +87,10 @@ describe('command lines', { timeout: 360_000 }, () => {
     }
   });
 
-  test('limits set --rate 1/2d / 0/1s / 2000000/1s, --concurrency 0: beyond the API\'s bounds is a usage error (exit 2), not the server\'s refusal (exit 1)', async () => {
+  test('limits set --rate 1/2d / 0/1s / 2000000/1s, --concurrency -1: beyond the API\'s bounds is a usage error (exit 2), not the server\'s refusal (exit 1)', async () => {
     for (const [flags, why] of [
       [['--rate', '1/2d'], /--rate: DURATION must be at most 1d, got "1\/2d"/], [['--rate=0/1s'], /--rate: MAX must be from 1/],
-      [['--rate', '2000000/1s'], /--rate: MAX must be from 1 to 1000000/], [['--concurrency', '0'], /--concurrency must be an integer from 1 to 100000/],
+      [['--rate', '2000000/1s'], /--rate: MAX must be from 1 to 1000000/], [['--concurrency=-1'], /--concurrency must be an integer from 0 to 100000/],
     ] as const) {
       const r = await ats(['limits', 'set', 'email', ...flags]);
       assert.equal(r.code, 2, `${flags.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);

@@ -75,7 +75,8 @@ describe('argument parsing', () => {
     assert.deepEqual(spec('--rate', '5/s'), { concurrency: null, rate: { max: 5, intervalMs: 1000 } });
     assert.deepEqual(spec('--concurrency', '1'), { concurrency: 1, rate: null });
     assert.throws(() => spec(), isUsage(/--concurrency or --rate is required/));
-    assert.throws(() => spec('--concurrency', '0'), isUsage(/--concurrency must be an integer from 1 to 100000/));
+    assert.deepEqual(spec('--concurrency', '0'), { concurrency: 0, rate: null }, 'a pause');
+    assert.throws(() => spec('--concurrency=-1'), isUsage(/--concurrency must be an integer from 0 to 100000/));
     assert.throws(() => spec('--concurrency', '100001'), isUsage(/--concurrency/));
   });
 
@@ -248,6 +249,17 @@ describe('output', () => {
     assert.match(limitDetail(tenant), /^running\s+7$/m);
     assert.equal(limitLine(email), 'email: rate 3/1s');
     assert.equal(limitLine({ ...tenant, rate: { max: 1, intervalMs: 1500 } }), 'tenant:42: concurrency 12, rate 1/1500ms');
+  });
+
+  test('limits: a paused key (concurrency 0) says so in the row, the detail and the line', () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    const paused = { key: 'smtp', concurrency: 0, rate: { max: 3, intervalMs: 1000 }, running: 2, createdAt: at, updatedAt: at };
+    assert.deepEqual(limitTable([paused]), [
+      'KEY   CONCURRENCY  RUNNING  RATE  UPDATED',
+      `smtp  0 (paused)   2        3/1s  ${at}`,
+    ]);
+    assert.match(limitDetail(paused), /^concurrency\s+0 \(paused: none of its jobs starts\)$/m);
+    assert.equal(limitLine(paused), 'smtp: concurrency 0 (paused), rate 3/1s');
   });
 
   test('tables align columns', () => {

@@ -96,9 +96,9 @@ export type WorkerList = Static<typeof WorkerListSchema>;
 
 /**
  * The body of `PUT /v1/limits/:key`: `concurrency` (attempts of the key
- * running at once, 1 to 100,000) and/or `rate` (`max` starts per
- * `intervalMs`, spaced evenly), at least one not null. It replaces the key's
- * whole limit: a field left out or null is no cap.
+ * running at once, 0 to 100,000: 0 pauses the key, none of its jobs starts)
+ * and/or `rate` (`max` starts per `intervalMs`, spaced evenly), at least one
+ * not null. It replaces the key's whole limit: a field left out or null is no cap.
  */
 export type LimitSpec = Static<typeof PutLimitBodySchema>;
 /** A limit as the API shows it: its key, concurrency and rate (null: no cap), the attempts of the key `running` now, and ISO times. */

@@ -6,7 +6,7 @@ import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { LimitDirectory } from './limit-directory.js';
 import { DEFAULT_TENANT, TENANT_PATTERN } from './auth.js';
-import { admit, limitKeyOf, rateChangeShift, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
+import { admit, limitKeyOf, PAUSED_RECHECK_MS, rateChangeShift, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
 import { silentLogger } from './logger.js';
 import type { JobSpec } from './ports.js';
 import { TransitionService, type ApplyResult } from './transitions.js';
@@ -17,6 +17,13 @@ describe('admit', () => {
     const limit = { concurrency: 2, rate: null, tat: 0 };
     assert.deepEqual(admit(limit, 1, 1000), { ok: true, tat: 0 });
     assert.deepEqual(admit(limit, 2, 1000), { ok: false, why: 'concurrency', retryAfterMs: null });
+  });
+
+  it('refuses every start of a paused key (concurrency 0), whatever runs and whatever the rate, and asks again in a second', () => {
+    const paused = { ok: false, why: 'paused', retryAfterMs: PAUSED_RECHECK_MS } as const;
+    assert.deepEqual(admit({ concurrency: 0, rate: null, tat: 0 }, 0, 1000), paused);
+    assert.deepEqual(admit({ concurrency: 0, rate: { max: 10, intervalMs: 1000 }, tat: 0 }, 0, 1000), paused, 'the rate is not consulted, nor moved');
+    assert.deepEqual(admit({ concurrency: 0, rate: null, tat: 0 }, 3, 1000), paused, 'attempts started before the pause');
   });
 
   it('spaces starts one step apart and says when the next is allowed', () => {
@@ -163,6 +170,21 @@ for (const backend of STORE_BACKENDS) {
       assert.ok((await svc.apply(ids[0]!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
       assert.equal(outcome(await svc.apply(ids[2]!, started(1, lease))), 'started');
       assert.equal(outcome(await svc.apply(ids[3]!, started(1, lease))), 'throttled');
+    }));
+
+    it('a paused key (concurrency 0) admits no claim, says why, and keeps its rate state; raised, its claims go', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('held', { concurrency: 0, rate: { max: 1, intervalMs: 1000 } }, clock.now());
+      const ids = await submit(svc, 2, { concurrencyKey: 'held' });
+      const lease = clock.now() + 30_000;
+      const refused = await svc.applyMany(ids.map((jobId) => ({ jobId, event: started(1, lease) })));
+      for (const r of refused) {
+        assert.ok(!r.ok && r.reason === 'throttled');
+        assert.equal(r.why, 'paused');
+        assert.equal(r.retryAfterMs, PAUSED_RECHECK_MS);
+      }
+      assert.equal((await store.getLimit('held'))!.tat, 0, 'a paused claim does not move the rate');
+      await store.putLimit('held', { concurrency: 1, rate: null }, clock.now());
+      assert.deepEqual((await svc.applyMany(ids.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled']);
     }));
 
     it('a running attempt whose lease is over no longer counts (its worker died)', () => withService(async ({ store, svc, clock }) => {

@@ -33,7 +33,7 @@ import { DEFAULT_TENANT } from './auth.js';
 
 /** What a limit allows; at least one of the two is set. */
 export interface LimitSpec {
-  /** Attempts with the key running at once, or null for no cap. */
+  /** Attempts with the key running at once, or null for no cap; 0 pauses the key (none starts). */
   concurrency: number | null;
   /** Starts per interval, or null for no cap. */
   rate: { max: number; intervalMs: number } | null;
@@ -56,14 +56,24 @@ export const MAX_RATE_INTERVAL_MS = 86_400_000;
 
 export type Admission =
   | { ok: true; tat: number }
-  | { ok: false; why: 'concurrency' | 'rate'; retryAfterMs: number | null };
+  | { ok: false; why: 'paused' | 'concurrency' | 'rate'; retryAfterMs: number | null };
+
+/**
+ * How long a dispatch of a paused key (concurrency 0) waits before it is
+ * claimed again: no attempt of the key ending can let it start, only a change
+ * of the limit, which a claim sees at once; so it is asked about once a
+ * second, not at the quicker pace of a key waiting for a running attempt.
+ */
+export const PAUSED_RECHECK_MS = 1000;
 
 /**
  * May one more attempt of the key start at `now`, with `running` attempts of
- * it running? The rate's new state if so; if not, why, and when the rate
- * allows one (null for concurrency: that waits for an attempt to end).
+ * it running? The rate's new state if so; if not, why, and when to ask again:
+ * when the rate allows one, PAUSED_RECHECK_MS for a paused key, null for
+ * concurrency (that waits for an attempt to end).
  */
 export function admit(limit: LimitSpec & { tat: number }, running: number, now: number): Admission {
+  if (limit.concurrency === 0) return { ok: false, why: 'paused', retryAfterMs: PAUSED_RECHECK_MS };
   if (limit.concurrency !== null && running >= limit.concurrency) return { ok: false, why: 'concurrency', retryAfterMs: null };
   if (limit.rate === null) return { ok: true, tat: limit.tat };
   if (limit.tat > now) return { ok: false, why: 'rate', retryAfterMs: limit.tat - now };

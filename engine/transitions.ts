@@ -33,10 +33,11 @@ export type ApplyResult =
   | { ok: false; reason: 'not-allowed'; job: JobRecord }
   /**
    * A STARTED over its concurrency key's limit (engine/limits.ts): nothing was
-   * written, the attempt is not started. `retryAfterMs`: when the rate allows
-   * a start (null when the key waits for a running attempt to end).
+   * written, the attempt is not started. `why`: the key is paused, at its
+   * concurrency, or waits for its rate; `retryAfterMs`: when to claim again
+   * (null when the key waits for a running attempt to end).
    */
-  | { ok: false; reason: 'throttled'; job: JobRecord; key: string; retryAfterMs: number | null }
+  | { ok: false; reason: 'throttled'; job: JobRecord; key: string; why: 'paused' | 'concurrency' | 'rate'; retryAfterMs: number | null }
   /**
    * A HEARTBEAT at or after the end of the lease it would extend: nothing is
    * written. Once its lease has ended an attempt is over for the concurrency
@@ -362,7 +363,7 @@ function decideMany(
       let state = keyState.get(limited.limit.key);
       if (!state) keyState.set(limited.limit.key, (state = { tat: limited.limit.tat, running: limited.running }));
       const admission = admit({ ...limited.limit, tat: state.tat }, state.running, event.at);
-      if (!admission.ok) return { ok: false, reason: 'throttled', job, key: limited.limit.key, retryAfterMs: admission.retryAfterMs };
+      if (!admission.ok) return { ok: false, reason: 'throttled', job, key: limited.limit.key, why: admission.why, retryAfterMs: admission.retryAfterMs };
       state.tat = admission.tat;
       state.running++;
       claims.push({ key: limited.limit.key, tat: admission.tat, jobId: job.id, attempt: event.attempt });

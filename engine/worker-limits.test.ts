@@ -107,6 +107,49 @@ describe('workers under concurrency and rate limits', () => {
     }
   });
 
+  it('a paused key (concurrency 0) starts none of its jobs, lets the running one finish, holds the rest without spending an attempt, and runs them once raised', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    let first = '';
+    const registry = new HandlerRegistry().register('test.limited', async (_p, ctx) => {
+      if (ctx.jobId === first) await gate;
+      return null;
+    });
+    const h = await workerHarness(registry);
+    try {
+      await h.store.putLimit('smtp', { concurrency: 1, rate: null }, Date.now());
+      const w = await h.worker('w1', { concurrency: 8 });
+      first = await h.submit(spec({ concurrencyKey: 'smtp' }));
+      await waitForJob(h.store, first, (j) => j.snapshot.value === 'running', 5000, 'running');
+      await h.store.putLimit('smtp', { concurrency: 0, rate: null }, Date.now());
+      const paused = [];
+      for (let i = 0; i < 3; i++) paused.push(await h.submit(spec({ concurrencyKey: 'smtp' })));
+      const free = await h.submit(spec());
+      await waitForJob(h.store, free, (j) => j.snapshot.value === 'done', 5000, 'done');
+      release();
+      await waitForJob(h.store, first, (j) => j.snapshot.value === 'done', 5000, 'the attempt started before the pause goes on');
+      const heldFrom = Date.now();
+      const deadline = heldFrom + 5000;
+      while (w.counters.throttled < 3 && Date.now() < deadline) await sleep(5);
+      await sleep(3000);
+      const refusals = w.counters.throttled;
+      const seconds = (Date.now() - heldFrom) / 1000;
+      for (const id of paused) {
+        const job = await h.store.getJob(id);
+        assert.equal(job!.snapshot.value, 'published', 'held: not started, not failed');
+        assert.equal(job!.snapshot.context.attempt, 0, 'no attempt spent');
+      }
+      // Asked again about once a second (PAUSED_RECHECK_MS), not at a waiting key's 0.5 s: an attempt
+      // ending frees no slot of a paused key. (A loaded machine claims less often, never more.)
+      assert.ok(refusals <= 3 * (Math.ceil(seconds) + 2), `${refusals} refusals of 3 dispatches in ${seconds} s`);
+      await h.store.putLimit('smtp', { concurrency: 2, rate: null }, Date.now());
+      for (const id of paused) assert.equal((await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 5000, 'done')).snapshot.context.attempt, 1);
+    } finally {
+      release();
+      await h.stop();
+    }
+  });
+
   it('held dispatches of different priorities that come due together are claimed highest first, none left waiting', async () => {
     const registry = new HandlerRegistry().register('test.limited', async () => null);
     const h = await workerHarness(registry);

@@ -193,7 +193,6 @@ const cases: Case[] = [
   // ------------------------------------------------------------ limits (each would write a limit if it got through)
   // A digit string longer than a double coerces to Infinity, which Ajv passes through `integer` and `maximum`.
   { name: 'list: limit beyond a double', req: { method: 'GET', url: `/v1/jobs?limit=${'9'.repeat(400)}` }, status: 400, code: 'ATS_ERR_VALIDATION', says: /limit must be a finite number/ },
-  { name: 'limit: concurrency 0', req: putLimit({ concurrency: 0 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
   { name: 'limit: concurrency -1', req: putLimit({ concurrency: -1 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
   { name: 'limit: concurrency 1.5', req: putLimit({ concurrency: 1.5 }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },
   { name: 'limit: concurrency as a string (no coercion)', req: putLimit({ concurrency: '5' }), status: 400, code: 'ATS_ERR_VALIDATION', says: /concurrency/ },

@@ -71,6 +71,18 @@ describe('/v1/limits', () => {
     assert.deepEqual(await get('email'), v);
   });
 
+  test('PUT concurrency 0 pauses a key: stored and shown as 0 (not as no cap), with or without a rate', async () => {
+    const r = await t.app.inject(put('paused', { concurrency: 0 }));
+    assert.equal(r.statusCode, 201, r.body);
+    assert.equal(r.json().concurrency, 0);
+    assert.equal((await get('paused')).concurrency, 0);
+    const rated = await t.app.inject(put('paused', { concurrency: 0, rate: { max: 5, intervalMs: 1000 } }));
+    assert.equal(rated.statusCode, 200, rated.body);
+    assert.deepEqual({ concurrency: rated.json().concurrency, rate: rated.json().rate }, { concurrency: 0, rate: { max: 5, intervalMs: 1000 } });
+    assert.ok((await list()).some((l) => l.key === 'paused' && l.concurrency === 0));
+    assert.equal((await t.app.inject({ method: 'DELETE', url: '/v1/limits/paused' })).statusCode, 204);
+  });
+
   test('PUT an existing key: 200, and the new limit replaces the whole old one (a field left out is no cap)', async () => {
     const before = await get('email');
     await new Promise((r) => setTimeout(r, 5));

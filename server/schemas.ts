@@ -630,8 +630,8 @@ export type LimitRate = Static<typeof LimitRate>;
 export const PutLimitBody = Type.Object(
   {
     concurrency: Type.Optional(Nullable(
-      Type.Integer({ minimum: 1, maximum: MAX_LIMIT_CONCURRENCY, description: `Attempts of the key running at once, 1 to ${MAX_LIMIT_CONCURRENCY}` }),
-      'Most attempts of the key running at once, across all workers; null or absent: no cap on them',
+      Type.Integer({ minimum: 0, maximum: MAX_LIMIT_CONCURRENCY, description: `Attempts of the key running at once, 0 to ${MAX_LIMIT_CONCURRENCY}; 0 pauses the key` }),
+      'Most attempts of the key running at once, across all workers; 0 pauses the key: none of its jobs starts (those running go on) until the limit is raised or deleted; null or absent: no cap on them',
     )),
     rate: Type.Optional(Nullable(ref(LimitRate), 'Most starts of the key per interval; null or absent: no cap on them')),
   },
@@ -650,7 +650,7 @@ export type LimitParams = Static<typeof LimitParams>;
 
 export const LimitView = Type.Object({
   key: Type.String({ description: 'The concurrency key' }),
-  concurrency: Nullable(Type.Integer({ minimum: 1 }), 'Most attempts of the key running at once; null: no cap on them'),
+  concurrency: Nullable(Type.Integer({ minimum: 0 }), 'Most attempts of the key running at once; 0: the key is paused (none of its jobs starts); null: no cap on them'),
   rate: Nullable(ref(LimitRate), 'Most starts of the key per interval; null: no cap on them'),
   running: Int('Attempts of the key running now, with a lease that holds (those a limit admitted)'),
   createdAt: IsoTime('When the limit was first set'),

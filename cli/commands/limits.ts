@@ -15,7 +15,8 @@ export const limitsSetSpec: CommandSpec = {
   usage: 'ats limits set KEY [--concurrency N] [--rate MAX/DURATION] [--json]',
   details: [
     'KEY                  the concurrency key: 1 to 200 of A-Z a-z 0-9 . _ : - (what jobs give as --concurrency-key)',
-    `--concurrency N      at most N attempts of the key run at once, across all workers (1 to ${MAX_LIMIT_CONCURRENCY})`,
+    `--concurrency N      at most N attempts of the key run at once, across all workers (0 to ${MAX_LIMIT_CONCURRENCY});`,
+    '                     0 pauses the key: none of its jobs starts (those running go on) until the limit is raised or removed',
     `--rate MAX/DURATION  at most MAX starts per DURATION, spaced evenly: 100/1m, 5/1s, 1/500ms (MAX: 1 to ${MAX_RATE}; DURATION: ${durationText(MAX_RATE_INTERVAL_MS)} at most)`,
     'At least one of the two. The limit replaces the key\'s whole limit: the one not given is no cap.',
     'Jobs over the limit wait (published), burning no attempt.',
@@ -72,7 +73,7 @@ export function rateFrom(text: string): { max: number; intervalMs: number } {
 
 /** The body of `PUT /v1/limits/:key` from the command line (throws UsageError on a bad value, or when it sets nothing). */
 export function limitSpecFrom(values: Values): LimitSpec {
-  const concurrency = int(values, 'concurrency', 1, MAX_LIMIT_CONCURRENCY);
+  const concurrency = int(values, 'concurrency', 0, MAX_LIMIT_CONCURRENCY);
   const rate = str(values, 'rate');
   if (concurrency === undefined && rate === undefined) throw new UsageError('--concurrency or --rate is required (or both)');
   return { concurrency: concurrency ?? null, rate: rate === undefined ? null : rateFrom(rate) };

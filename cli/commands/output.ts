@@ -255,16 +255,19 @@ export function rateText(rate: Limit['rate']): string {
 export function limitTable(limits: readonly Limit[]): string[] {
   return table(
     ['KEY', 'CONCURRENCY', 'RUNNING', 'RATE', 'UPDATED'],
-    limits.map((l) => [l.key, l.concurrency === null ? '-' : String(l.concurrency), String(l.running), rateText(l.rate), l.updatedAt]),
+    limits.map((l) => [l.key, l.concurrency === null ? '-' : concurrencyText(l.concurrency), String(l.running), rateText(l.rate), l.updatedAt]),
   );
 }
+
+/** `5`, or `0 (paused)`: a concurrency of 0 starts none of the key's jobs. */
+const concurrencyText = (n: number): string => (n === 0 ? '0 (paused)' : String(n));
 
 /** A limit, as `ats limits get` prints it. */
 export function limitDetail(l: Limit): string {
   const step = l.rate ? ` (one start every ${Math.ceil(l.rate.intervalMs / l.rate.max)} ms at most)` : '';
   const fields: Array<[string, string]> = [
     ['key', l.key],
-    ['concurrency', l.concurrency === null ? '- (no cap)' : String(l.concurrency)],
+    ['concurrency', l.concurrency === null ? '- (no cap)' : l.concurrency === 0 ? '0 (paused: none of its jobs starts)' : String(l.concurrency)],
     ['running', String(l.running)],
     ['rate', l.rate ? `${rateText(l.rate)}${step}` : '- (no cap)'],
     ['createdAt', l.createdAt], ['updatedAt', l.updatedAt],
@@ -274,7 +277,7 @@ export function limitDetail(l: Limit): string {
 
 /** `email: concurrency 5, rate 100/1m` (what `ats limits set` prints). */
 export function limitLine(l: Limit): string {
-  const parts = [...(l.concurrency === null ? [] : [`concurrency ${l.concurrency}`]), ...(l.rate ? [`rate ${rateText(l.rate)}`] : [])];
+  const parts = [...(l.concurrency === null ? [] : [`concurrency ${concurrencyText(l.concurrency)}`]), ...(l.rate ? [`rate ${rateText(l.rate)}`] : [])];
   return `${l.key}: ${parts.join(', ')}`;
 }
 

@@ -28,7 +28,8 @@ describe('the limits panel', () => {
     assert.equal(isLimitList({ limits: [] }), true);
     assert.equal(isLimitList({ code: 'ATS_ERR_ROUTE_NOT_FOUND', message: 'no route' }), false);
     assert.equal(isLimitList({ limits: [{ ...limit(), running: '2' }] }), false);
-    assert.equal(isLimitList({ limits: [{ ...limit(), concurrency: 0 }] }), false);
+    assert.equal(isLimitList({ limits: [{ ...limit(), concurrency: 0 }] }), true, 'a paused key');
+    assert.equal(isLimitList({ limits: [{ ...limit(), concurrency: -1 }] }), false);
     assert.equal(isLimitList({ limits: [{ ...limit(), rate: { max: 1 } }] }), false);
     assert.equal(isLimitList({ limits: [{ ...limit(), updatedAt: 'lately' }] }), false);
     assert.equal(isLimitList({ limits: [{ ...limit(), key: 7 }] }), false);
@@ -58,6 +59,15 @@ describe('the limits panel', () => {
     assert.equal(ctor!.rateText, '3 per 1 s');
     assert.equal(ctor!.rateHint, 'one start every 334 ms at most');
     assert.ok(!('polluted' in {}));
+  });
+
+  test('a paused key (concurrency 0): its own level, no bar, counted in the summary', () => {
+    const [paused] = limitRows({ limits: [limit({ key: 'smtp', concurrency: 0, running: 2 })] }, NOW);
+    assert.equal(paused!.level, 'paused');
+    assert.equal(paused!.fill, null, 'no bar: nothing divides by 0');
+    assert.equal(paused!.runningText, '2 / 0 (paused)', 'attempts started before the pause go on');
+    const rows = limitRows({ limits: [limit({ key: 'a', concurrency: 0, running: 0 }), ...answer.limits] }, NOW);
+    assert.equal(limitsSummary(rows), '5 limits · 1 full · 1 paused');
   });
 
   test('intervals as a person reads them', () => {

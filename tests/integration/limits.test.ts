@@ -2,8 +2,9 @@
  * Concurrency and rate limits across three worker processes on MariaDB and
  * Kafka (docs/limits.md): a key's observed concurrency never passes its
  * limit while unlimited jobs go on past the limited ones, a rate spaces the
- * key's starts whichever worker claims them, and a SIGKILLed worker's slot
- * frees once its lease is over.
+ * key's starts whichever worker claims them, a paused key (concurrency 0)
+ * starts nothing until raised, and a SIGKILLed worker's slot frees once its
+ * lease is over.
  *
  * The api, relay and timers run in this process; the workers are child
  * processes with the handler of tests/helpers/limit-handlers.ts, which counts
@@ -175,6 +176,27 @@ it('a rate limit spaces the starts of a key across three workers: never more tha
   for (const [i, gap] of gaps.entries()) assert.ok(gap >= 200, `starts ${i} and ${i + 1} only ${gap} ms apart`);
   for (let i = 0; i + 5 < times.length; i++) assert.ok(times[i + 5]! - times[i]! >= 1000, `6 starts within 1 s from start ${i}`);
   assert.ok(new Set(starts.map((s) => s.workerId)).size > 1, 'claimed by more than one worker');
+});
+
+it('a paused key (concurrency 0) starts none of its jobs on any worker, past the published timeout, while others run; raised, they run on their first attempt', { timeout: 60_000 }, async () => {
+  const { store } = t.system;
+  await store.putLimit('paused', { concurrency: 0, rate: null }, Date.now());
+  const held = await submit(Array.from({ length: 9 }, () => limited('paused', { gauge: 'paused', ms: 20 })));
+  const free = await submit(Array.from({ length: 30 }, () => spec({ type: 'demo.echo', payload: { n: 1 } })));
+  assert.deepEqual([...(await waitAllFinal(free))], [], 'the others run meanwhile');
+  // Longer than the published timeout (5 s): the workers keep what they hold from the timers' re-dispatch.
+  await sleep(6000);
+  const runs = await query<{ n: number }>(`SELECT COUNT(*) AS n FROM limit_runs WHERE gauge = 'paused'`);
+  assert.equal(Number(runs[0]!.n), 0, 'none of the paused key\'s jobs started');
+  for (const id of held) {
+    const job = await store.getJob(id);
+    assert.equal(job!.snapshot.value, 'published');
+    assert.equal(job!.snapshot.context.attempt, 0, 'no attempt spent');
+  }
+  await store.putLimit('paused', { concurrency: 2, rate: null }, Date.now());
+  assert.deepEqual([...(await waitAllFinal(held))], [], 'every held job done once raised');
+  for (const events of await eventsOf(held)) assert.deepEqual(started(events).map((s) => s.attempt), [1]);
+  assert.ok((await gauge('paused'))!.peak <= 2, 'the raised limit holds');
 });
 
 it('a worker SIGKILLed while running the only slot of a key frees it when its lease ends, and another worker runs the next job', { timeout: 60_000 }, async () => {

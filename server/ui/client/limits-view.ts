@@ -3,11 +3,11 @@
  * (docs/limits.md), read every 5 seconds while the page is visible (and at
  * once when it becomes visible again): its key, the attempts of the key
  * running now against its concurrency (with a bar, marked full when its jobs
- * wait), its rate, and when it was last set (local and relative, moved on
+ * wait; paused at concurrency 0), its rate, and when it was last set (local and relative, moved on
  * every second).
  *
- * Test ids: `#limit-rows tr[data-limit]` per limit (its `data-level`: full,
- * busy, ok or none), its cells `td[data-col="running"|"rate"|"updated"]`;
+ * Test ids: `#limit-rows tr[data-limit]` per limit (its `data-level`: paused,
+ * full, busy, ok or none), its cells `td[data-col="running"|"rate"|"updated"]`;
  * `#limits-note`, `#limits-count`.
  */
 import type { Api } from './api.js';
@@ -29,6 +29,7 @@ const TICK_MS = 1000;
 const COLUMNS = 4;
 
 const LEVEL_TITLE: ReadonlyMap<LimitRow['level'], string> = new Map([
+  ['paused', 'paused (concurrency 0): none of its jobs starts until the limit is raised or deleted'],
   ['full', 'at its concurrency: more jobs of the key wait until one ends'],
   ['busy', 'at 80 % of its concurrency or more'],
   ['ok', 'below its concurrency'],

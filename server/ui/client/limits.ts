@@ -31,7 +31,7 @@ const isPositive = (v: unknown): v is number => isCount(v) && v > 0;
 
 /** Whether a body is a limit as the API answers it (what the panel relies on). */
 export function isLimit(v: unknown): v is LimitView {
-  return isObject(v) && typeof v.key === 'string' && (v.concurrency === null || isPositive(v.concurrency))
+  return isObject(v) && typeof v.key === 'string' && (v.concurrency === null || isCount(v.concurrency))
     && (v.rate === null || (isObject(v.rate) && isPositive(v.rate.max) && isPositive(v.rate.intervalMs)))
     && isCount(v.running) && isTime(v.createdAt) && isTime(v.updatedAt);
 }
@@ -56,12 +56,15 @@ export interface LimitRow {
   key: string;
   running: number;
   concurrency: number | null;
-  /** `3 / 5`, or `3` with no concurrency cap. */
+  /** `3 / 5`, `3` with no concurrency cap, `1 / 0 (paused)`. */
   runningText: string;
-  /** `running / concurrency` from 0 to 1 (null with no cap): how full the key is. */
+  /** `running / concurrency` from 0 to 1 (null with no cap, and for a paused key): how full the key is. */
   fill: number | null;
-  /** `full` when running reaches the cap (its jobs wait), `busy` from 80 %, else `ok`; `none` with no cap. */
-  level: 'full' | 'busy' | 'ok' | 'none';
+  /**
+   * `paused` at concurrency 0 (none of its jobs starts), `full` when running
+   * reaches the cap (its jobs wait), `busy` from 80 %, else `ok`; `none` with no cap.
+   */
+  level: 'paused' | 'full' | 'busy' | 'ok' | 'none';
   /** `100 per 1 min`, or `none`. */
   rateText: string;
   /** `one start every 600 ms at most`, or '' with no rate. */
@@ -75,12 +78,13 @@ export interface LimitRow {
 }
 
 export function limitRow(l: LimitView, now: number): LimitRow {
-  const fill = l.concurrency === null ? null : l.running / l.concurrency;
-  const level = fill === null ? 'none' : fill >= 1 ? 'full' : fill >= 0.8 ? 'busy' : 'ok';
+  const paused = l.concurrency === 0;
+  const fill = l.concurrency === null || paused ? null : l.running / l.concurrency;
+  const level = paused ? 'paused' : fill === null ? 'none' : fill >= 1 ? 'full' : fill >= 0.8 ? 'busy' : 'ok';
   const updated = Date.parse(l.updatedAt);
   return {
     key: l.key, running: l.running, concurrency: l.concurrency,
-    runningText: l.concurrency === null ? String(l.running) : `${l.running} / ${l.concurrency}`,
+    runningText: l.concurrency === null ? String(l.running) : `${l.running} / ${l.concurrency}${paused ? ' (paused)' : ''}`,
     fill, level,
     rateText: l.rate ? `${l.rate.max} per ${intervalText(l.rate.intervalMs)}` : 'none',
     rateHint: l.rate ? `one start every ${Math.ceil(l.rate.intervalMs / l.rate.max)} ms at most` : '',
@@ -95,9 +99,10 @@ export function limitRows(list: LimitList, now: number): LimitRow[] {
   return [...list.limits].sort((a, b) => byText(a.key, b.key)).map((l) => limitRow(l, now));
 }
 
-/** `3 limits · 1 full`, `1 limit`, `no limit`. */
+/** `3 limits · 1 full · 1 paused`, `1 limit`, `no limit`. */
 export function limitsSummary(rows: readonly LimitRow[]): string {
   if (!rows.length) return 'no limit';
   const full = rows.filter((r) => r.level === 'full').length;
-  return `${rows.length} limit${rows.length === 1 ? '' : 's'}${full ? ` · ${full} full` : ''}`;
+  const paused = rows.filter((r) => r.level === 'paused').length;
+  return `${rows.length} limit${rows.length === 1 ? '' : 's'}${full ? ` · ${full} full` : ''}${paused ? ` · ${paused} paused` : ''}`;
 }
