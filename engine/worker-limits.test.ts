@@ -13,6 +13,7 @@ import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import { systemClock } from './system.js';
 import { Timers } from './timers.js';
+import { THROTTLED_KEPT } from './worker.js';
 import type { Clock, JobSpec, JobStore } from './ports.js';
 
 const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
@@ -146,6 +147,31 @@ describe('workers under concurrency and rate limits', () => {
       for (const id of paused) assert.equal((await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 5000, 'done')).snapshot.context.attempt, 1);
     } finally {
       release();
+      await h.stop();
+    }
+  });
+
+  it('a worker holding more dispatches than it keeps warns once for those it drops, not once for each', { timeout: 120_000 }, async () => {
+    const registry = new HandlerRegistry().register('test.limited', async () => null);
+    const h = await workerHarness(registry);
+    const lines: Array<{ level: string; msg: string; repeated?: unknown }> = [];
+    const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => { lines.push({ level, msg, repeated: fields?.repeated }); };
+    const logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    try {
+      await h.store.putLimit('paused', { concurrency: 0, rate: null }, Date.now());
+      const w = await h.worker('w1', { concurrency: 8 }, { logger });
+      const extra = 40;
+      for (let n = 0; n < THROTTLED_KEPT + extra; n += 1000) {
+        const results = await h.transitions.submitMany(Array.from({ length: Math.min(1000, THROTTLED_KEPT + extra - n) }, () => spec({ concurrencyKey: 'paused' })));
+        assert.ok(results.every((r) => r.ok));
+      }
+      const deadline = Date.now() + 90_000;
+      while (w.counters.throttled < THROTTLED_KEPT + extra && Date.now() < deadline) await sleep(20);
+      assert.ok(w.counters.throttled >= THROTTLED_KEPT + extra, `every dispatch held once (${w.counters.throttled})`);
+      const dropped = lines.filter((l) => l.msg.startsWith('worker: too many dispatches held back by limits'));
+      assert.equal(dropped.length, extra, 'each drop is said');
+      assert.equal(dropped.filter((l) => l.level === 'warn').length, 1, 'one warning; the rest at debug, counted by the next warning');
+    } finally {
       await h.stop();
     }
   });

@@ -383,6 +383,8 @@ export class Worker {
   private readonly unhandledLogged = new RepeatedLines(() => this.deps.clock.now(), UNHANDLED_TYPES_TRACKED);
   /** The types whose jobs went dead within the last minute, said at warn once a minute each (`logDead`). */
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
+  /** The dispatches dropped past THROTTLED_KEPT held ones. */
+  private readonly heldDropLogged = new RepeatedLines(() => this.deps.clock.now());
   /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
   private readonly schemaLogged = new RepeatedLines(() => this.deps.clock.now());
 
@@ -945,7 +947,8 @@ export class Worker {
     if (this.held.size > THROTTLED_KEPT) {
       const [oldest] = this.held.keys();
       this.held.delete(oldest!);
-      this.deps.logger.warn('worker: too many dispatches held back by limits; the oldest is left to the timers\' re-dispatch', { jobId: oldest, kept: THROTTLED_KEPT });
+      // One warning a window (a paused key's backlog drops one a dispatch): the rest at debug, counted by the next.
+      this.heldDropLogged.warn(this.deps.logger, 'dropped', 'worker: too many dispatches held back by limits; the oldest is left to the timers\' re-dispatch', { jobId: oldest, kept: THROTTLED_KEPT });
     }
     this.wakeHeld();
   }
