@@ -451,7 +451,7 @@ class UserEvent extends Command {
  * How a limit change moves a key's limit, applied to the limit the key has
  * when it runs (so that most changes move one field and keep the other, a
  * rate's state with it): its concurrency set (raised or lowered, maybe below
- * the attempts it counts) or lifted, its rate set (or changed) or lifted, the
+ * the attempts it counts, or 0: paused) or lifted, its rate set (or changed) or lifted, the
  * whole limit replaced (set again, after a delete), or deleted.
  */
 export type LimitChange =
@@ -578,7 +578,8 @@ const rateArb = fc.record({ max: fc.integer({ min: 1, max: 3 }), intervalMs: fc.
 const limitChangeArb: fc.Arbitrary<ChangeLimit> = fc.tuple(
   fc.oneof({ weight: 3, arbitrary: fc.constant(LIMIT_KEYS[0]!) }, { weight: 1, arbitrary: fc.constantFrom(...LIMIT_KEYS.slice(1)) }),
   fc.oneof(
-    { weight: 3, arbitrary: fc.integer({ min: 1, max: 3 }).map((concurrency): LimitChange => ({ kind: 'cap', concurrency })) },
+    // 0 pauses the key (the faults' end resumes it: World.stopFaults).
+    { weight: 3, arbitrary: fc.integer({ min: 0, max: 3 }).map((concurrency): LimitChange => ({ kind: 'cap', concurrency })) },
     { weight: 2, arbitrary: fc.constant<LimitChange>({ kind: 'cap-to-running' }) },
     { weight: 1, arbitrary: fc.constant<LimitChange>({ kind: 'lift-cap' }) },
     { weight: 3, arbitrary: rateArb.map((rate): LimitChange => ({ kind: 'rate', rate })) },

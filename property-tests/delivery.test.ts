@@ -23,9 +23,10 @@ test('at-least-once and idempotency under injected faults (SQLite + in-process l
     for (const k of ['crashes', 'lateOutcomes', 'duplicatesInjected', 'effectsSuppressed', 'skippedDispatches', 'zombiesRejected',
       'staleZombiesRejected', 'lateHeartbeats', 'relayFaults', 'dropped', 'loopRuns', 'loopCommits', 'lostDispatches', 'done', 'dead', 'cancelled',
       // Limits: claims were refused and held (and the refusals checked), keys with a cap of 2 or 3 reached it, rates held
-      // starts back to the ms; limits changed mid-run, caps fell below the attempts running, a changed rate spaced a start.
+      // starts back to the ms; limits changed mid-run, caps fell below the attempts running, a changed rate spaced a start,
+      // a paused key refused claims.
       'limitedJobs', 'throttled', 'refusalsChecked', 'limitedStarts', 'capReached', 'rateSpacedStarts', 'limitChanges', 'capsLoweredBelowRunning',
-      'rateChangedStarts'] as const) {
+      'rateChangedStarts', 'pausedRefusals'] as const) {
       assert.ok(s[k] > 0, `no run exercised ${k}: ${JSON.stringify(s)}`);
     }
   }

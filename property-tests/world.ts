@@ -20,6 +20,7 @@ import { HandlerRegistry } from '../engine/handlers.js';
 import { silentLogger } from '../engine/logger.js';
 import { type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
 import { isLane } from '../engine/lanes.js';
+import { MAX_LIMITS_LISTED } from '../adapters/sql/limits.js';
 import { rateStep, type LimitSpec } from '../engine/limits.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
@@ -157,6 +158,8 @@ export interface WorldStats {
   limitsRecreatedBesideRunning: number;
   /** Claims a limit refused, checked against the leases and rate state of the ledger (fast speed). */
   refusalsChecked: number;
+  /** Claims refused because their key was paused (a concurrency of 0). */
+  pausedRefusals: number;
   /** Dispatches held back by limits in a worker that crashed (only the timers' lost-dispatch repair brings them back). */
   orphanedHolds: number;
   done: number;
@@ -169,7 +172,7 @@ export const emptyStats = (): WorldStats => ({
   lateOutcomes: 0, duplicatesInjected: 0, zombiesRejected: 0, staleZombiesRejected: 0, lateHeartbeats: 0, relayFaults: 0, dropped: 0,
   loopRuns: 0, loopCommits: 0, lostDispatches: 0, limitedJobs: 0, throttled: 0, limitedStarts: 0, capReached: 0, leaseFreedClaims: 0,
   rateSpacedStarts: 0, limitChanges: 0, capsLoweredBelowRunning: 0, rateChangedStarts: 0, limitsRecreatedBesideRunning: 0, refusalsChecked: 0,
-  orphanedHolds: 0, done: 0, dead: 0, cancelled: 0,
+  pausedRefusals: 0, orphanedHolds: 0, done: 0, dead: 0, cancelled: 0,
 });
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -379,7 +382,7 @@ export class World {
           if (window) {
             window.done = { to: head!(), refused: [] };
             results.forEach((r, k) => {
-              if (!r.ok && r.reason === 'throttled') window.done!.refused.push({ jobId: items[k]!.jobId, key: r.key, why: r.retryAfterMs === null ? 'concurrency' : 'rate' });
+              if (!r.ok && r.reason === 'throttled') window.done!.refused.push({ jobId: items[k]!.jobId, key: r.key, why: r.why === 'rate' ? 'rate' : 'concurrency' }); // paused: a cap of 0
             });
           }
           const armed = this.armedLimitChange;
@@ -391,6 +394,7 @@ export class World {
           results.forEach((r, k) => {
             if (items[k]!.event.type !== 'STARTED') return;
             if (!r.ok && r.reason === 'throttled') {
+              if (r.why === 'paused') this.stats.pausedRefusals++;
               run.held.add(items[k]!.jobId);
               this.note(`${run.id}: the limit of ${r.key} refused the claim of ${items[k]!.jobId} (retry after ${r.retryAfterMs ?? 'an attempt ends'})`);
               // A crash waits for the delivery in progress: a claim of it refused after the crash was called is
@@ -702,6 +706,14 @@ export class World {
       if (!this.stalls.get(run.id)) this.clock.resume(run.id);
     }
     if (this.scheduler) await this.scheduler.waitAll();
+    // A paused key (concurrency 0) is resumed, as an operator would, so that its jobs can end; its rate is kept.
+    for (const [key, spec] of this.currentLimits) {
+      if (spec.concurrency !== 0) continue;
+      const resumed = { ...spec, concurrency: 1 };
+      await this.backend.store.putLimit(key, resumed, this.clock.now(), MAX_LIMITS_LISTED);
+      this.currentLimits.set(key, resumed);
+      this.note(`limit of ${key} resumed: concurrency 1`);
+    }
     await this.clock.wakeDue(() => this.settle());
     await this.settle();
   }
