@@ -442,8 +442,8 @@ export interface JobStore {
   stats(tenant?: string): Promise<Stats>;
   /** The maintained counters behind `stats()`, keys with a count of 0 left out; only `tenant`'s when given, else summed over tenants. */
   jobCounts(tenant?: string): Promise<JobCount[]>;
-  /** The same counts recounted from the jobs themselves (summed over tenants): a full scan, for `verify` and tests. */
-  recountJobs(): Promise<JobCount[]>;
+  /** The same counts recounted from the jobs themselves, `tenant`'s when given, else summed over tenants: a full scan, for `verify` and tests. */
+  recountJobs(tenant?: string): Promise<JobCount[]>;
 
   /**
    * Delete a terminal job (done, dead, cancelled) with its events, now; a job

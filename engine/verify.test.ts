@@ -15,6 +15,27 @@ import { TransitionService } from './transitions.js';
 import { verifyCounts, verifyJob } from './verify.js';
 
 describe('verifyCounts', () => {
+  it('names a count moved from one tenant to another when asked about the tenants: the sums stay right', async () => {
+    const store = createSqliteStore({ file: ':memory:' });
+    try {
+      await store.migrate();
+      await store.insert([newJobWrite({ queue: 'q', tenant: 'acme' }), newJobWrite({ queue: 'q', tenant: 'acme' }), newJobWrite({ queue: 'q', tenant: 'globex' })]);
+      assert.deepEqual(await verifyCounts(store, ['acme', 'globex', 'nobody']), { ok: true, problems: [] });
+      store.db.exec(`UPDATE job_counts SET n = n - 1 WHERE tenant = 'acme' AND n > 0`);
+      store.db.exec(`UPDATE job_counts SET n = n + 1 WHERE tenant = 'globex' AND n > 0`);
+      assert.deepEqual(await verifyCounts(store), { ok: true, problems: [] }, 'summed over tenants, nothing to see');
+      assert.deepEqual(await verifyCounts(store, ['globex', 'acme', 'globex']), {
+        ok: false,
+        problems: [
+          '["acme","q","demo.echo","pending"]: counted 1, recounted 2',
+          '["globex","q","demo.echo","pending"]: counted 2, recounted 1',
+        ],
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('passes on maintained counters and names each key that drifted', async () => {
     const store = createSqliteStore({ file: ':memory:' });
     try {

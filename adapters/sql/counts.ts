@@ -222,6 +222,9 @@ export const SELECT_TENANT_JOB_COUNTS = 'SELECT queue, type, state, SUM(n) AS n 
  */
 export const RECOUNT_JOBS = 'SELECT queue, type, state, COUNT(*) AS n FROM jobs GROUP BY queue, type, state';
 
+/** One tenant's counts, recounted from `jobs` (a scan of the tenant's jobs: for `verify` and tests). Params: tenant. */
+export const RECOUNT_TENANT_JOBS = 'SELECT queue, type, state, COUNT(*) AS n FROM jobs WHERE tenant = ? GROUP BY queue, type, state';
+
 /** Rows of either query, without the keys whose count is 0. */
 export const rowsToCounts = (rows: readonly Row[]): JobCount[] =>
   rows

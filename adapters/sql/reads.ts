@@ -6,7 +6,7 @@ import type { DueJob, JobEventRecord, JobFilter, JobRecord, JobStore, WaitingAhe
 import type { Dialect } from './dialect.js';
 import { statsOf } from '../../engine/job-counts.js';
 import { bandOf } from '../../engine/lanes.js';
-import { RECOUNT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts } from './counts.js';
+import { RECOUNT_JOBS, RECOUNT_TENANT_JOBS, SELECT_JOB_COUNTS, SELECT_TENANT_JOB_COUNTS, rowsToCounts } from './counts.js';
 import { readEdgeStats, readOutboxBacklog } from './edges.js';
 import { rowToDue, rowToEvent, rowToLostDispatch, rowToJob, rowToStreamEvent, toNum, type Row } from './rows.js';
 import {
@@ -87,7 +87,7 @@ export function createSqlReads(query: Query, d: Dialect): SqlReads {
     },
     stats: async (tenant) => statsOf(await counts(tenant)),
     jobCounts: counts,
-    recountJobs: async () => rowsToCounts(await query(RECOUNT_JOBS, [])),
+    recountJobs: async (tenant) => rowsToCounts(tenant === undefined ? await query(RECOUNT_JOBS, []) : await query(RECOUNT_TENANT_JOBS, [tenant])),
     countUnpublished: async () => toNum((await query(COUNT_UNPUBLISHED, []))[0]?.n ?? 0),
     outboxBacklog: () => readOutboxBacklog(query),
     edgeStats: (since, maxEvents, tenant) => readEdgeStats(query, since, maxEvents, tenant),

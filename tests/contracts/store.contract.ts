@@ -93,8 +93,14 @@ async function insertAll(store: JobStore, writes: TransitionWrite[]): Promise<Tr
 /** Counts in one order, for comparing the maintained ones with a recount. */
 const sortedCounts = (counts: JobCount[]): string[] => counts.map((c) => JSON.stringify([c.queue, c.type, c.state, c.n])).sort();
 
+/** The tenants the contract's jobs belong to. */
+const TENANTS = ['default', 'acme', 'globex'];
+
 async function assertCountsExact(store: JobStore, context = ''): Promise<void> {
   assert.deepEqual(sortedCounts(await store.jobCounts()), sortedCounts(await store.recountJobs()), `counters differ from a recount ${context}`);
+  for (const tenant of TENANTS) {
+    assert.deepEqual(sortedCounts(await store.jobCounts(tenant)), sortedCounts(await store.recountJobs(tenant)), `${tenant}'s counters differ from a recount of its jobs ${context}`);
+  }
 }
 
 /** An event of `kind` for a job as it is now (the machine may still reject it). */
@@ -760,6 +766,8 @@ export function storeContract(name: string, makeStore: MakeStore): void {
       assert.equal((await store.stats('nobody')).byState.pending, 0);
       assert.equal((await store.stats()).byState.pending, 3, 'no tenant: summed');
       assert.deepEqual(sortedCounts(await store.jobCounts('globex')), sortedCounts([{ queue: 'q1', type: 'demo.echo', state: 'pending', n: 1 }]));
+      assert.deepEqual(sortedCounts(await store.recountJobs('globex')), sortedCounts([{ queue: 'q1', type: 'demo.echo', state: 'pending', n: 1 }]));
+      assert.deepEqual(await store.recountJobs('nobody'), []);
       await assertCountsExact(store);
 
       const edges = await store.edgeStats(0, 1000, 'acme');
