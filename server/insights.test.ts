@@ -334,6 +334,43 @@ describe('an app whose advisor answers an ETA that is a lower bound', () => {
   });
 });
 
+describe('an app whose job waits on a paused limit', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startSqliteTestApp({
+      advisor: {
+        eta: async () => ({ start: 2_000_000, finish: 2_001_000, lowerBound: false, basis: { startsPerSecond: 2, medianRunMs: 1000, ahead: 0, startLatencyMs: null } }),
+        insights: async () => ({ mode: 'advise', events: 0, types: [] }),
+      },
+    });
+    await t.store.upsertWorker(worker('w-echo', ['demo.echo'], ['q', 'r']));
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  const etaOf = async (id: string) => (await t.app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json().eta;
+
+  test('no ETA while the limit its attempts count against is paused (concurrency 0): its own key, else its type\'s, else its queue\'s; one again once raised', async () => {
+    const keyed = await t.transitions.submit({ ...spec('q'), concurrencyKey: 'smtp' });
+    const plain = await t.transitions.submit(spec('q'));
+    const other = await t.transitions.submit(spec('r'));
+    assert.ok(keyed.ok && plain.ok && other.ok);
+    assert.notEqual(await etaOf(keyed.job.id), null, 'no limit: an ETA');
+    await t.store.putLimit('smtp', { concurrency: 0, rate: null }, Date.now());
+    assert.equal(await etaOf(keyed.job.id), null, 'its own key paused');
+    assert.notEqual(await etaOf(plain.job.id), null, 'another key\'s pause is not this job\'s');
+    await t.store.putLimit('queue:q', { concurrency: 0, rate: null }, Date.now());
+    assert.equal(await etaOf(plain.job.id), null, 'its queue\'s default limit paused');
+    assert.notEqual(await etaOf(other.job.id), null, 'a job of another queue');
+    await t.store.putLimit('type:demo.echo', { concurrency: 3, rate: null }, Date.now());
+    assert.notEqual(await etaOf(plain.job.id), null, 'its type\'s limit, not paused, is the one it counts against');
+    assert.equal(await etaOf(keyed.job.id), null, 'its own key still wins');
+    await t.store.putLimit('smtp', { concurrency: 1, rate: null }, Date.now());
+    assert.notEqual(await etaOf(keyed.job.id), null, 'raised: an ETA again');
+  });
+});
+
 describe('an app without an advisor', () => {
   let t: TestApp;
   before(async () => {

@@ -8,7 +8,8 @@ import { AtsError } from '../../engine/errors.js';
 import type { Eta } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
-import type { JobEventRecord, JobFilter, JobProgress, JobRecord, WorkerRecord } from '../../engine/ports.js';
+import { storedLimitKey } from '../../engine/limits.js';
+import type { JobEventRecord, JobFilter, JobProgress, JobRecord, LimitStore, WorkerRecord } from '../../engine/ports.js';
 import { sharedFor } from '../answer-cache.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { encodeStreamCursor } from '../stream/cursor.js';
@@ -20,7 +21,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -50,8 +51,9 @@ const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying'
  * read failed (the store blinked after the job was read) must not turn the
  * job's answer into an error. Null too for a waiting job that no live worker
  * can run (none lists its type and serves its queue, as `unserved` of
- * `GET /v1/stats` says, on a server that reads the worker registry): it does
- * not start until one does, and a start predicted from the queue's past
+ * `GET /v1/stats` says, on a server that reads the worker registry), or whose
+ * concurrency limit is paused (docs/limits.md): it does not start until one
+ * does, or the limit is raised, and a start predicted from the queue's past
  * would slide forward at every read. A registry listing its most workers
  * (MAX_WORKERS_LISTED) may have left the one out: the ETA stands. The
  * registry is read at most once each ETA_WORKERS_CACHE_MS (`listWorkers`).
@@ -60,15 +62,34 @@ async function etaOf(
   deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord, startedAt: number | null,
 ): Promise<Eta | null> {
   try {
-    // Without an advisor there is no ETA to withhold: the registry is not read.
-    const registry = deps.advisor && WAITING.has(job.snapshot.value) ? listWorkers : undefined;
-    const [eta, workers] = await Promise.all([deps.advisor?.eta(job, startedAt), registry?.()]);
+    // Without an advisor there is no ETA to withhold: the registry and the limits are not read.
+    const waiting = deps.advisor !== undefined && WAITING.has(job.snapshot.value);
+    const registry = waiting ? listWorkers : undefined;
+    const [eta, workers, paused] = await Promise.all([
+      deps.advisor?.eta(job, startedAt), registry?.(), waiting && deps.limitStore ? limitPaused(deps.limitStore, job) : false,
+    ]);
+    if (paused) return null;
     if (workers && workers.length < MAX_WORKERS_LISTED && !servedBy(workers, deps.clock.now())(job.type, job.queue)) return null;
     return eta ?? null;
   } catch (err) {
     deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
     return null;
   }
+}
+
+/**
+ * Whether the limit the job's attempts count against (engine/limits.ts
+ * `limitKeyOf`: its own key, else its type's default, else its queue's) is
+ * paused: a concurrency of 0. The defaults are read together, as the claim
+ * would find them.
+ */
+async function limitPaused(limits: LimitStore, job: JobRecord): Promise<boolean> {
+  const keys = job.concurrencyKey !== undefined
+    ? [storedLimitKey(job.tenant, job.concurrencyKey)]
+    : [storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)];
+  const found = await Promise.all(keys.map((key) => limits.getLimit(key)));
+  const applies = found.find((limit) => limit !== null);
+  return applies?.concurrency === 0;
 }
 
 /**
