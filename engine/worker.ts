@@ -86,7 +86,7 @@ import {
   type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type JobStore, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
-import { storedLimitKey } from './limits.js';
+import { PAUSED_RECHECK_MS, storedLimitKey } from './limits.js';
 import { unlessStopped } from './loop.js';
 import { Semaphore } from './semaphore.js';
 import { RepeatedLines } from './repeated-lines.js';
@@ -153,6 +153,8 @@ interface Held {
   record: LogRecord | undefined;
   key: string;
   dueAt: number;
+  /** Refused because its key was paused (concurrency 0): claimed again one a key at a time (`retryHeld`). */
+  paused: boolean;
 }
 
 /** A limit key with dispatches held here: its refusals in a row (the pause after each doubles), and when the last came. */
@@ -845,7 +847,7 @@ export class Worker {
     results.forEach((r, k) => {
       if (!r.ok && r.reason === 'throttled') {
         this.slots.release();
-        this.hold(messages[k]!, records?.[k], r.key, r.retryAfterMs, now);
+        this.hold(messages[k]!, records?.[k], r.key, r.why, r.retryAfterMs, now);
         return;
       }
       // Our own claim, committed although its write seemed to fail: run it (the slot stays the handler's).
@@ -921,13 +923,16 @@ export class Worker {
    * rate allows (`retryAfterMs`, THROTTLE_RATE_RECHECK_MS at most), or,
    * waiting for a running attempt of the key to end, after a pause that
    * doubles from THROTTLE_RETRY_FIRST_MS to THROTTLE_RETRY_MAX_MS, and at
-   * once when an attempt of the key ends here.
+   * once when an attempt of the key ends here; a paused key's
+   * (concurrency 0), after PAUSED_RECHECK_MS, one of them asking for all (`dueHeld`).
    * The job stays `published` meanwhile; nothing is written and no attempt
    * is spent. Its offset is committed like the rest of the batch, so the
    * jobs behind it in the partition go on: should this worker die, the
    * timers dispatch the job again after the published timeout.
    */
-  private hold(message: DispatchMessage, record: LogRecord | undefined, key: string, retryAfterMs: number | null, now: number): void {
+  private hold(
+    message: DispatchMessage, record: LogRecord | undefined, key: string, why: 'paused' | 'concurrency' | 'rate', retryAfterMs: number | null, now: number,
+  ): void {
     this.counters.throttled++;
     let wait = this.keyWaits.get(key);
     if (!wait) {
@@ -939,11 +944,12 @@ export class Worker {
       wait.refusals++;
       wait.lastAt = now;
     }
-    const pause = typeof retryAfterMs === 'number'
-      ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
+    const paused = why === 'paused';
+    const pause = paused ? PAUSED_RECHECK_MS
+      : typeof retryAfterMs === 'number' ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
       : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
     this.held.delete(message.jobId);
-    this.held.set(message.jobId, { message, record, key, dueAt: now + pause });
+    this.held.set(message.jobId, { message, record, key, dueAt: now + pause, paused });
     if (this.held.size > THROTTLED_KEPT) {
       const [oldest] = this.held.keys();
       this.held.delete(oldest!);
@@ -956,7 +962,7 @@ export class Worker {
   /**
    * An attempt of this job ended here: the held dispatches of the limit it
    * may have counted against (its own key, or its type's or queue's default)
-   * may go now.
+   * may go now; not those of a paused key, which no attempt ending lets start.
    */
   private keysFreed(job: JobRecord): void {
     const now = this.deps.clock.now();
@@ -966,12 +972,46 @@ export class Worker {
     for (const key of keys) this.keyWaits.delete(key);
     let any = false;
     for (const h of this.held.values()) {
-      if (keys.has(h.key) && h.dueAt > now) {
+      if (keys.has(h.key) && !h.paused && h.dueAt > now) {
         h.dueAt = now;
         any = true;
       }
     }
     if (any) this.wakeHeld();
+  }
+
+  /**
+   * The held dispatches due now. Of a paused key's, the first due asks for
+   * all: the key's others, due or not, wait PAUSED_RECHECK_MS from now, so a
+   * paused backlog costs a claim a second per key, not one per dispatch.
+   * `probes`: the job of each paused key's that asks.
+   */
+  private dueHeld(now: number): { due: Held[]; probes: Map<string, string> } {
+    const due: Held[] = [];
+    const probes = new Map<string, string>();
+    for (const h of this.held.values()) {
+      if (h.dueAt > now || (h.paused && probes.has(h.key))) continue;
+      if (h.paused) probes.set(h.key, h.message.jobId);
+      due.push(h);
+    }
+    if (probes.size > 0) {
+      for (const h of this.held.values()) {
+        if (h.paused && probes.has(h.key) && probes.get(h.key) !== h.message.jobId) h.dueAt = Math.max(h.dueAt, now + PAUSED_RECHECK_MS);
+      }
+    }
+    return { due, probes };
+  }
+
+  /** A paused key's probe that is not held back as paused again (admitted, or refused otherwise): its key's other dispatches go now. */
+  private resumed(probes: ReadonlyMap<string, string>, now: number): void {
+    for (const [key, jobId] of probes) {
+      if (this.held.get(jobId)?.paused) continue;
+      for (const h of this.held.values()) {
+        if (h.key !== key || !h.paused) continue;
+        h.paused = false;
+        h.dueAt = now;
+      }
+    }
   }
 
   /** Claims held dispatches again as they come due, until the signal aborts. */
@@ -980,7 +1020,7 @@ export class Worker {
     while (!signal.aborted) {
       if (this.held.size > 0 && clock.now() >= this.keepHeldAt) await this.keepHeld();
       const now = clock.now();
-      const due = [...this.held.values()].filter((h) => h.dueAt <= now);
+      const { due, probes } = this.dueHeld(now);
       if (due.length > 0) {
         for (const h of due) this.held.delete(h.message.jobId);
         // Traced: each dispatch's record (a worker keeps them all, or none).
@@ -989,6 +1029,7 @@ export class Worker {
         for (const p of priorities) this.slots.announce(p);
         try {
           await this.claimDispatches(messages, read, priorities);
+          this.resumed(probes, clock.now());
         } catch (err) {
           // Not all claimed (stopping, or a database blip): held again (a claimed one's DISPATCH is refused later, harmlessly).
           for (const h of due) if (!this.held.has(h.message.jobId)) this.held.set(h.message.jobId, { ...h, dueAt: clock.now() + THROTTLE_RETRY_MAX_MS });
