@@ -571,7 +571,7 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
   });
 
   test('ats limits: a wrong command line exits 2 with the sub-command\'s usage; no sub-command or an unknown one, every usage', async () => {
-    const wrong = [['set', 'email'], ['set', 'email', '--concurrency', '0'], ['set', 'email', '--concurrency', '1.5'],
+    const wrong = [['set', 'email'], ['set', 'email', '--concurrency=-1'], ['set', 'email', '--concurrency', '1.5'],
       ['set', 'email', '--rate', '100'], ['set', 'email', '--rate', '100/1y'], ['set', 'email', '--rate', 'x/1s'], ['set', '--concurrency', '1'],
       ['get'], ['rm', 'a', 'b'], ['ls', '--bogus']];
     const none = [[], ['frobnicate']];

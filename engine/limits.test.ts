@@ -35,10 +35,10 @@ describe('admit', () => {
     assert.deepEqual(admit({ concurrency: null, rate, tat: 5334 }, 0, 5334), { ok: true, tat: 5668 });
   });
 
-  it('never lets more than max starts into any window of the interval, nor more than the cap run at once', () => {
+  it('never lets more than max starts into any window of the interval, nor more than the cap run at once (none at a cap of 0)', () => {
     const step = fc.record({ dt: fc.integer({ min: 0, max: 400 }), ends: fc.integer({ min: 0, max: 3 }) });
     fc.assert(fc.property(
-      fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2000 }), fc.array(step, { maxLength: 200 }),
+      fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2000 }), fc.array(step, { maxLength: 200 }),
       (concurrency, max, intervalMs, steps) => {
         const spec: LimitSpec = { concurrency, rate: { max, intervalMs } };
         let tat = 0;
@@ -55,6 +55,7 @@ describe('admit', () => {
           starts.push(now);
           assert.ok(running <= concurrency);
         }
+        if (concurrency === 0) assert.deepEqual(starts, [], 'a paused key starts nothing');
         for (let i = max; i < starts.length; i++) assert.ok(starts[i]! - starts[i - max]! >= intervalMs, `start ${i} too close`);
       },
     ));
@@ -172,19 +173,26 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(outcome(await svc.apply(ids[3]!, started(1, lease))), 'throttled');
     }));
 
-    it('a paused key (concurrency 0) admits no claim, says why, and keeps its rate state; raised, its claims go', () => withService(async ({ store, svc, clock }) => {
-      await store.putLimit('held', { concurrency: 0, rate: { max: 1, intervalMs: 1000 } }, clock.now());
-      const ids = await submit(svc, 2, { concurrencyKey: 'held' });
+    it('a paused key (concurrency 0) admits no claim, says why, and keeps its rate state; resumed with the same rate, the next start is spaced from the last', () => withService(async ({ store, svc, clock }) => {
+      const rate = { max: 1, intervalMs: 1000 };
+      await store.putLimit('held', { concurrency: null, rate }, clock.now());
+      const [first, ...ids] = await submit(svc, 3, { concurrencyKey: 'held' });
       const lease = clock.now() + 30_000;
+      assert.equal(outcome(await svc.apply(first!, started(1, lease))), 'started');
+      const tat = (await store.getLimit('held'))!.tat;
+      assert.equal(tat, clock.now() + 1000, 'the rate moved by the start');
+      await store.putLimit('held', { concurrency: 0, rate }, clock.now());
+      await clock.advance(2000);
       const refused = await svc.applyMany(ids.map((jobId) => ({ jobId, event: started(1, lease) })));
       for (const r of refused) {
         assert.ok(!r.ok && r.reason === 'throttled');
-        assert.equal(r.why, 'paused');
+        assert.equal(r.why, 'paused', 'the rate would allow one: the pause refuses it');
         assert.equal(r.retryAfterMs, PAUSED_RECHECK_MS);
       }
-      assert.equal((await store.getLimit('held'))!.tat, 0, 'a paused claim does not move the rate');
-      await store.putLimit('held', { concurrency: 1, rate: null }, clock.now());
-      assert.deepEqual((await svc.applyMany(ids.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled']);
+      assert.equal((await store.getLimit('held'))!.tat, tat, 'a paused claim does not move the rate');
+      await store.putLimit('held', { concurrency: null, rate }, clock.now());
+      assert.deepEqual((await svc.applyMany(ids.map((jobId) => ({ jobId, event: started(1, lease) })))).map(outcome), ['started', 'throttled'],
+        'resumed: one start, the next one step after it');
     }));
 
     it('a running attempt whose lease is over no longer counts (its worker died)', () => withService(async ({ store, svc, clock }) => {

@@ -207,7 +207,8 @@ export class InvariantChecker {
       return;
     }
     const lowered = spec.concurrency !== null && (old.spec.concurrency === null || spec.concurrency < old.spec.concurrency);
-    if (stats && lowered && this.holding(key, null, row.at).length >= spec.concurrency!) stats.capsLoweredBelowRunning++;
+    // A pause (a cap of 0) of a key with none running does not count: at least one attempt must outlast the new cap.
+    if (stats && lowered && this.holding(key, null, row.at).length >= Math.max(1, spec.concurrency!)) stats.capsLoweredBelowRunning++;
     // A rate changed keeps the key's last start (the next waits the new step from it); set or lifted, no state.
     this.keyLimits.set(key, { spec, lastStart: old.spec.rate && spec.rate ? old.lastStart : null });
   }
@@ -292,11 +293,13 @@ export class InvariantChecker {
       for (const r of w.done.refused) {
         if (!this.probing) this.world.stats.refusalsChecked++;
         const s = seen.get(r.key) ?? { counted: new Set<string>(), cap: Infinity, rateWaits: false };
-        const over = r.why === 'concurrency' ? s.counted.size >= s.cap : s.rateWaits;
+        // A pause is a cap of 0 in force at some point of the call, whatever ran.
+        const over = r.why === 'concurrency' ? s.counted.size >= s.cap : r.why === 'paused' ? s.cap === 0 : s.rateWaits;
         if (over) continue;
         const limit = this.keyLimits.get(r.key);
         const why = r.why === 'concurrency'
           ? `its concurrency (lowest cap during the call: ${s.cap === Infinity ? 'none' : s.cap}), while it counted at most ${s.counted.size} attempts with a lease beyond the stamp (${[...s.counted].join(', ') || 'none'})`
+          : r.why === 'paused' ? `a pause, while its lowest cap during the call was ${s.cap === Infinity ? 'none' : s.cap}`
           : 'its rate, while the rate allowed a start at the stamp';
         const key = [...this.leases].filter(([, v]) => v.key === r.key).map(([id]) => id);
         violated(INVARIANTS.limitLiveness, `the limit of ${r.key} (now ${limit ? describeLimit(limit.spec) : 'none'}) refused the claim of ${r.jobId} at t+${w.at - SIM_EPOCH_MS}ms for ${why}\n  `

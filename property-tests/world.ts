@@ -70,7 +70,7 @@ export interface ClaimWindow {
   /** Its stamp (the claims' `at`: the time the store counts leases and the rate at). */
   at: number;
   /** Once it returned: the ledger's head then, and the claims refused, with their key and why. */
-  done: { to: number; refused: Array<{ jobId: string; key: string; why: 'concurrency' | 'rate' }> } | null;
+  done: { to: number; refused: Array<{ jobId: string; key: string; why: 'paused' | 'concurrency' | 'rate' }> } | null;
 }
 
 /** Engine timings of every run (simulated ms). */
@@ -382,7 +382,7 @@ export class World {
           if (window) {
             window.done = { to: head!(), refused: [] };
             results.forEach((r, k) => {
-              if (!r.ok && r.reason === 'throttled') window.done!.refused.push({ jobId: items[k]!.jobId, key: r.key, why: r.why === 'rate' ? 'rate' : 'concurrency' }); // paused: a cap of 0
+              if (!r.ok && r.reason === 'throttled') window.done!.refused.push({ jobId: items[k]!.jobId, key: r.key, why: r.why });
             });
           }
           const armed = this.armedLimitChange;
@@ -706,7 +706,17 @@ export class World {
       if (!this.stalls.get(run.id)) this.clock.resume(run.id);
     }
     if (this.scheduler) await this.scheduler.waitAll();
-    // A paused key (concurrency 0) is resumed, as an operator would, so that its jobs can end; its rate is kept.
+    await this.resumePaused();
+    await this.clock.wakeDue(() => this.settle());
+    await this.settle();
+  }
+
+  /**
+   * A paused key (concurrency 0) resumed at 1, as an operator would, so that its jobs can end; its rate kept.
+   * Run when the faults stop and at each quiesce round: a change armed for a key's next start may have begun
+   * its PUT just before the faults stopped, and land after.
+   */
+  private async resumePaused(): Promise<void> {
     for (const [key, spec] of this.currentLimits) {
       if (spec.concurrency !== 0) continue;
       const resumed = { ...spec, concurrency: 1 };
@@ -714,8 +724,6 @@ export class World {
       this.currentLimits.set(key, resumed);
       this.note(`limit of ${key} resumed: concurrency 1`);
     }
-    await this.clock.wakeDue(() => this.settle());
-    await this.settle();
   }
 
   /**
@@ -726,6 +734,7 @@ export class World {
   async quiesce(): Promise<boolean> {
     await this.stopFaults();
     for (let round = 0; round < TIMING.quiesceRounds; round++) {
+      await this.resumePaused();
       await this.drainOutbox();
       const n = await this.timers.runOnce();
       if (n > 0) this.note(`quiesce round ${round}: timers accepted ${n} events`);

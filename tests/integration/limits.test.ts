@@ -184,8 +184,11 @@ it('a paused key (concurrency 0) starts none of its jobs on any worker, past the
   const held = await submit(Array.from({ length: 9 }, () => limited('paused', { gauge: 'paused', ms: 20 })));
   const free = await submit(Array.from({ length: 30 }, () => spec({ type: 'demo.echo', payload: { n: 1 } })));
   assert.deepEqual([...(await waitAllFinal(free))], [], 'the others run meanwhile');
+  const dispatches = async () => (await eventsOf(held)).map((events) => events.filter((e) => e.type === 'DISPATCH').length);
+  const dispatchedBefore = await dispatches();
   // Longer than the published timeout (5 s): the workers keep what they hold from the timers' re-dispatch.
   await sleep(6000);
+  assert.deepEqual(await dispatches(), dispatchedBefore, 'no job dispatched again meanwhile');
   const runs = await query<{ n: number }>(`SELECT COUNT(*) AS n FROM limit_runs WHERE gauge = 'paused'`);
   assert.equal(Number(runs[0]!.n), 0, 'none of the paused key\'s jobs started');
   for (const id of held) {
