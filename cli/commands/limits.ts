@@ -1,14 +1,14 @@
 /**
- * `ats limits set|ls|get|rm`: the concurrency and rate limits of concurrency
+ * `ats limits set|ls|get|pause|rm`: the concurrency and rate limits of concurrency
  * keys (`/v1/limits`, docs/limits.md). Each sub-command is a client command
  * of its own (its usage, `--url`, `--help`, the exit codes of run.ts);
  * `ats limits` picks one by its first argument.
  */
 import { MAX_LIMIT_CONCURRENCY, MAX_RATE, MAX_RATE_INTERVAL_MS } from '../../engine/limits.js';
-import type { LimitSpec } from '../client.js';
+import { ApiError, type AtsClient, type Limit, type LimitSpec } from '../client.js';
 import { durationText, parseDurationMs } from '../duration.js';
 import { int, str, UsageError, type Values } from './args.js';
-import { limitDetail, limitLine, limitTable } from './output.js';
+import { limitDetail, limitLine, limitTable, rateText, shellWord } from './output.js';
 import { clientCommand, err, out, usageOf, type Command, type CommandSpec } from './run.js';
 
 export const limitsSetSpec: CommandSpec = {
@@ -43,6 +43,19 @@ export const limitsLsSpec: CommandSpec = {
 export const limitsGetSpec: CommandSpec = {
   usage: 'ats limits get KEY [--json]',
   details: ['The limit of the key and the attempts of the key running now.'],
+  options: { json: { type: 'boolean' } },
+  positionals: [1, 1],
+};
+
+export const limitsPauseSpec: CommandSpec = {
+  usage: 'ats limits pause KEY [--json]',
+  details: [
+    'Pauses the key: sets its concurrency to 0 and keeps its rate. None of its jobs starts (those running go on) until',
+    'the limit is set again or removed. Prints the limit, and on stderr the command that sets the limit it had (resume):',
+    '"resume: ats limits set KEY --concurrency 5 --rate 100/1m", or "ats limits rm KEY" for a key that had none.',
+    'It reads the limit, then sets it: a change made in between is replaced. A key paused already is left as it is.',
+    '--json  print the limit as JSON',
+  ],
   options: { json: { type: 'boolean' } },
   positionals: [1, 1],
 };
@@ -99,6 +112,37 @@ const getCommand = clientCommand(limitsGetSpec, async ({ client, values, positio
   return 0;
 });
 
+/** The key's limit, or null when it has none. */
+async function limitOrNull(client: AtsClient, key: string): Promise<Limit | null> {
+  try {
+    return await client.getLimit(key);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'ATS_ERR_LIMIT_NOT_FOUND') return null;
+    throw e;
+  }
+}
+
+/** The command that sets `key`'s limit back to `before` (none: removes it); `url` as given on the command line. */
+export function resumeCommand(key: string, before: Limit | null, url: string | undefined): string {
+  const parts = before === null ? ['ats limits rm', shellWord(key)] : [
+    'ats limits set', shellWord(key),
+    ...(before.concurrency === null ? [] : [`--concurrency ${before.concurrency}`]),
+    ...(before.rate === null ? [] : [`--rate ${rateText(before.rate)}`]),
+  ];
+  return [...parts, ...(url === undefined ? [] : [`--url=${shellWord(url)}`])].join(' ');
+}
+
+const pauseCommand = clientCommand(limitsPauseSpec, async ({ client, values, positionals }) => {
+  const key = positionals[0]!;
+  const before = await limitOrNull(client, key);
+  const limit = before?.concurrency === 0 ? before : await client.putLimit(key, { concurrency: 0, rate: before?.rate ?? null });
+  out(values.json ? JSON.stringify(limit) : limitLine(limit));
+  err(before?.concurrency === 0
+    ? `ats: ${key} was paused already; give its concurrency with ats limits set to resume`
+    : `resume: ${resumeCommand(key, before, str(values, 'url'))}`);
+  return 0;
+});
+
 const rmCommand = clientCommand(limitsRmSpec, async ({ client, positionals }) => {
   await client.deleteLimit(positionals[0]!);
   out(`${positionals[0]!} deleted`);
@@ -110,6 +154,7 @@ const SUBCOMMANDS = new Map<string, { spec: CommandSpec; run: Command }>([
   ['set', { spec: limitsSetSpec, run: setCommand }],
   ['ls', { spec: limitsLsSpec, run: lsCommand }],
   ['get', { spec: limitsGetSpec, run: getCommand }],
+  ['pause', { spec: limitsPauseSpec, run: pauseCommand }],
   ['rm', { spec: limitsRmSpec, run: rmCommand }],
 ]);
 
@@ -126,7 +171,7 @@ export const limitsCommand: Command = async (args, env) => {
   }
   const command = sub === undefined ? undefined : SUBCOMMANDS.get(sub);
   if (!command) {
-    err(`ats: ${sub === undefined ? 'missing limits command' : `unknown limits command "${sub}"`} (set, ls, get, rm)\n${limitsUsage()}`);
+    err(`ats: ${sub === undefined ? 'missing limits command' : `unknown limits command "${sub}"`} (set, ls, get, pause, rm)\n${limitsUsage()}`);
     return 2;
   }
   return command.run(rest, env);

@@ -281,14 +281,18 @@ export function limitLine(l: Limit): string {
   return `${l.key}: ${parts.join(', ')}`;
 }
 
+/** `v` as one word of a POSIX shell: as it is when it needs no quotes, else single-quoted. */
+export function shellWord(v: string): string {
+  return /^[A-Za-z0-9._:/@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`;
+}
+
 /**
  * The command that lists the next page: `command` with each option given
  * (`--url` too: a cursor holds only where the last page ended, so a command
  * without the filters would list other rows), each value quoted for a POSIX shell when needed.
  */
 export function moreHint(command: string, options: ReadonlyArray<readonly [string, string | number | undefined]>): string {
-  const quoted = (v: string) => (/^[A-Za-z0-9._:/@%+=,-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
   // `--flag=value`: a name may start with `-`, which after a space would be read as an option.
-  const parts = options.filter(([, v]) => v !== undefined).map(([flag, v]) => `--${flag}=${quoted(String(v))}`);
+  const parts = options.filter(([, v]) => v !== undefined).map(([flag, v]) => `--${flag}=${shellWord(String(v))}`);
   return `more: ${[command, ...parts].join(' ')}`;
 }
