@@ -330,7 +330,7 @@ const deleteCommand = clientCommand(workflowDeleteSpec, async ({ client, values,
       ['ATS_ERR_WORKFLOW_NOT_FOUND', 'not found'],
       ['ATS_ERR_WORKFLOW_ACTIVE', 'active (refused)'],
     ]),
-    del: (id) => client.deleteWorkflow(id),
+    act: (id) => client.deleteWorkflow(id),
   }, positionals, values.json === true, client.url));
 
 /** `ok: 7 events replayed`, or the first difference replay found (escaped: it may be what a definition's own code threw). */
