@@ -257,7 +257,6 @@ describe('ats cancel and ats redrive --state (the filter form)', { timeout: 360_
       assert.deepEqual(lines(r.stdout), ids.map((id, i) => `${id} ${i === 2 ? 'skipped (moved on)' : i === 5 ? 'skipped (not found)' : 'cancelled'}`));
       assert.deepEqual(lines(r.stderr).map((l) => l.split(':')[0]), ['ATS_ERR_TRANSITION_NOT_ALLOWED', 'ATS_ERR_JOB_NOT_FOUND', 'ats'], r.stderr);
       assert.equal(lines(r.stderr).at(-1), 'ats: 8 jobs cancelled, 2 skipped');
-      // --json: skipped ones with "skipped": true.
     } finally {
       await proxy.close();
     }
@@ -392,6 +391,91 @@ describe('ats cancel with API keys', { timeout: 360_000 }, () => {
     } finally {
       await keyed.stop();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * A proxy to the server whose `n`th request (from 0, counted per request line's method and path) `rewrite`
+ * may answer itself: a status and body, or null to pass the server's answer on (given as `body`).
+ */
+async function startRewritingProxy(rewrite: (req: { method: string; url: string; n: number }, body: string) => { status: number; headers?: Record<string, string>; body: string } | null): Promise<HookProxy> {
+  const seen: string[] = [];
+  const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => void (async () => {
+      const n = seen.length;
+      seen.push(`${req.method} ${req.url}`);
+      const early = rewrite({ method: req.method!, url: req.url!, n }, '');
+      if (early && early.status === 429) {
+        res.writeHead(429, { 'content-type': 'application/json', ...early.headers }).end(early.body);
+        return;
+      }
+      const headers: Record<string, string> = {};
+      for (const h of ['content-type', 'authorization']) {
+        const v = req.headers[h];
+        if (typeof v === 'string') headers[h] = v;
+      }
+      const answer = await fetch(url + req.url, { method: req.method, headers, ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}) });
+      const body = await answer.text();
+      const changed = rewrite({ method: req.method!, url: req.url!, n }, body);
+      res.writeHead(changed?.status ?? answer.status, { 'content-type': 'application/json' }).end(changed?.body ?? body);
+    })().catch((e: unknown) => res.writeHead(502, { 'content-type': 'text/plain' }).end(String(e))));
+  });
+  const at = await listenLocal(proxy);
+  return { url: at, seen, close: () => closeLocal(proxy) };
+}
+
+describe('the filter form and the server it talks to', { timeout: 360_000 }, () => {
+  const limited = { status: 429, headers: { 'retry-after': '1' }, body: JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' }) };
+
+  test('a 429 of a list read or of an action (refused before anything was done) is waited out, its Retry-After, and the same request sent again: every job acted on once, exit 0', async () => {
+    const ids = newestFirst(await Promise.all(Array.from({ length: 5 }, () => endedJob('ba-429'))));
+    let firstAction = -1;
+    const proxy = await startRewritingProxy(({ method, url: path, n }) => {
+      if (method === 'POST' && firstAction < 0) firstAction = n;
+      // The first redrive, and the second page's read, are refused once each.
+      if (method === 'POST' && n === firstAction) return limited;
+      if (method === 'GET' && path.includes('cursor=') && !proxy.seen.slice(0, n).some((l) => l.startsWith('GET') && l.includes('cursor='))) return limited;
+      return null;
+    });
+    try {
+      const r = await ats(['redrive', '--state', 'cancelled', '--queue', 'ba-429', '--page-size', '2', '--url', proxy.url]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(lines(r.stdout), ids.map((id) => `${id} pending`));
+      const waits = lines(r.stderr).filter((l) => l.startsWith('ats: ATS_ERR_RATE_LIMITED'));
+      assert.equal(waits.length, 2, r.stderr);
+      for (const w of waits) assert.match(w, /waiting 1 s$/);
+      const redrives = proxy.seen.filter((l) => l.startsWith('POST'));
+      assert.equal(redrives.length, ids.length + 1, 'each job once, the refused one twice');
+      for (const id of ids) assert.equal((await client.get(id)).events.filter((e) => e.type === 'REDRIVE').length, 1, 'redriven once');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a list whose job id is no ULID (terminal sequences in it) is no answer of the API\'s: stopped before that job, the id not printed raw', async () => {
+    const ids = newestFirst(await Promise.all(Array.from({ length: 2 }, () => liveJob('ba-bad-id'))));
+    const bad = 'ZZZ\u001b]0;pwned\u0007\u001b[2J';
+    const proxy = await startRewritingProxy(({ method }, body) => {
+      if (method !== 'GET' || body === '') return null;
+      const page = JSON.parse(body) as { jobs: Array<{ id: string }> };
+      if (page.jobs.length > 1) page.jobs[1]!.id = bad;
+      return { status: 200, body: JSON.stringify(page) };
+    });
+    try {
+      for (const dry of [true, false]) {
+        const r = await ats(['cancel', '--state', 'pending', '--queue', 'ba-bad-id', ...(dry ? ['--dry-run'] : []), '--url', proxy.url]);
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(lines(r.stdout)[0], dry ? ids[0] : `${ids[0]} cancelled`);
+        assert.equal(lines(r.stdout).length, 1);
+        assert.ok(!(r.stdout + r.stderr).includes('\u001b'), 'no terminal sequence printed');
+        assert.match(r.stderr, /not a ULID \(not an ats server\?\)/);
+      }
+      assert.equal((await client.get(ids[1]!)).state, 'pending', 'the job after it is not touched');
+    } finally {
+      await proxy.close();
     }
   });
 });

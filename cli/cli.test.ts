@@ -483,24 +483,32 @@ describe('ats CLI against a running scheduler', { timeout: 300_000 }, () => {
     });
 
     test('pause sets concurrency 0 keeping the rate, and prints the command that resumes it; a key without a limit gets one, resumed by rm; a paused key is left as it is', async () => {
-      const r = await ats(['limits', 'pause', 'email']);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout.trim(), 'email: concurrency 0 (paused), rate 5/1s');
-      assert.equal(r.stderr.trim(), 'resume: ats limits set email --rate 5/1s');
-      const again = await ats(['limits', 'pause', 'email', '--json']);
-      assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual({ concurrency: JSON.parse(again.stdout).concurrency, rate: JSON.parse(again.stdout).rate }, { concurrency: 0, rate: { max: 5, intervalMs: 1000 } });
-      assert.match(again.stderr, /email was paused already/);
-      const resumed = await ats(r.stderr.trim().replace(/^resume: ats /, '').split(' '));
-      assert.equal(resumed.code, 0, resumed.stderr);
-      assert.equal(resumed.stdout.trim(), 'email: rate 5/1s', 'the limit it had');
+      const resume = async (r: { stderr: string }) => ats(r.stderr.trim().replace(/^resume: ats /, '').split(' '));
+      try {
+        const r = await ats(['limits', 'pause', 'email']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.trim(), 'email: concurrency 0 (paused), rate 5/1s');
+        assert.equal(r.stderr.trim(), 'resume: ats limits set --rate 5/1s email');
+        const again = await ats(['limits', 'pause', 'email', '--json']);
+        assert.equal(again.code, 0, again.stderr);
+        assert.deepEqual({ concurrency: JSON.parse(again.stdout).concurrency, rate: JSON.parse(again.stdout).rate }, { concurrency: 0, rate: { max: 5, intervalMs: 1000 } });
+        assert.match(again.stderr, /email was paused already/);
+        const resumed = await resume(r);
+        assert.equal(resumed.code, 0, resumed.stderr);
+        assert.equal(resumed.stdout.trim(), 'email: rate 5/1s', 'the limit it had');
 
-      const [fresh, keyed] = await atsEach([['limits', 'pause', 'fresh'], ['limits', 'pause', 'tenant:42', '--url', url]]);
-      assert.equal(fresh.code, 0, fresh.stderr);
-      assert.equal(fresh.stdout.trim(), 'fresh: concurrency 0 (paused)');
-      assert.equal(fresh.stderr.trim(), 'resume: ats limits rm fresh');
-      assert.equal(keyed.stderr.trim(), `resume: ats limits set tenant:42 --concurrency 2 --url=${url}`);
-      for (const args of [['limits', 'rm', 'fresh'], ['limits', 'set', 'tenant:42', '--concurrency', '2']]) assert.equal((await ats(args)).code, 0);
+        const [fresh, keyed, dashed] = await atsEach([['limits', 'pause', 'fresh'], ['limits', 'pause', 'tenant:42', '--url', url], ['limits', 'pause', '--', '-dash']]);
+        assert.equal(fresh.code, 0, fresh.stderr);
+        assert.equal(fresh.stdout.trim(), 'fresh: concurrency 0 (paused)');
+        assert.equal(fresh.stderr.trim(), 'resume: ats limits rm fresh');
+        assert.equal(keyed.stderr.trim(), `resume: ats limits set --concurrency 2 --url=${url} tenant:42`);
+        assert.equal(dashed.stderr.trim(), 'resume: ats limits rm -- -dash', 'a key that starts with - comes after --');
+        for (const r2 of [fresh, keyed, dashed]) assert.equal((await resume(r2)).code, 0, 'each printed command runs');
+        assert.equal((await ats(['limits', 'get', 'tenant:42', '--json'])).stdout.includes('"concurrency":2'), true);
+      } finally {
+        // The next tests run jobs of tenant:42 under its limit of 2, and list exactly email's and tenant:42's.
+        await atsEach([['limits', 'set', 'tenant:42', '--concurrency', '2'], ['limits', 'set', 'email', '--rate', '5/s'], ['limits', 'rm', 'fresh'], ['limits', 'rm', '--', '-dash']]);
+      }
     });
 
     test('submit --concurrency-key: the job carries the key, and runs under its limit', async () => {

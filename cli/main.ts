@@ -50,7 +50,7 @@ export const COMMANDS: ReadonlyMap<string, { run: Command; help: string }> = new
   ['schedule', { run: scheduleCommand, help: 'ats schedule add|ls|get|pause|resume|rm ...                  cron schedules ("ats schedule --help")' }],
   ['workflow', { run: workflowCommand, help: 'ats workflow start|ls|show|history|signal|cancel|delete|verify ...  workflow instances ("ats workflow --help")' }],
   ['workers', { run: workersCommand, help: 'ats workers [--json]                                         the workers, live or not' }],
-  ['limits', { run: limitsCommand, help: 'ats limits set|ls|get|rm ...                                 concurrency and rate limits ("ats limits --help")' }],
+  ['limits', { run: limitsCommand, help: 'ats limits set|ls|get|pause|rm ...                           concurrency and rate limits ("ats limits --help")' }],
   ['keys', { run: keysCommand, help: 'ats keys create|ls|revoke ...                                API keys, in the database ("ats keys --help")' }],
 ]);
 

@@ -6,7 +6,8 @@
 import type { Job } from '../client.js';
 import { int, nameOption, oneOf, str, UsageError, type Values } from './args.js';
 import { actOnEach, actOnMatching, idsOf, jobsMatching, type EachKind, type JobsFilter } from './each.js';
-import { clientCommand, out, type CommandSpec, type Context } from './run.js';
+import { oneLine } from './output.js';
+import { clientCommand, err, out, type CommandSpec, type Context } from './run.js';
 
 /** The states the filter form of each takes: those the action is allowed in (the machine's). */
 const CANCEL_STATES = ['pending', 'published', 'running', 'retrying'] as const;
@@ -35,7 +36,7 @@ const shared = (verb: string, done: string, refusedLines: string, changed: strin
   ...wrap(`With IDs: ${verb}s each, one after the other, in the order given, a line each: "ID STATE" (the state it is in now), `
     + `"ID not found" (no such job, or another tenant's), ${refusedLines}, or "ID refused" (changed meanwhile: 409 `
     + 'ATS_ERR_CONCURRENT_UPDATE), with the API\'s code and message on stderr. A job refused does not stop the others; with '
-    + 'several ids, a count on stderr. A failure that is not about one job (no server, a 401, 403, 429 or 503 after the '
+    + 'several ids, a count on stderr when some were not. A failure that is not about one job (no server, a 401, 403, 429 or 503 after the '
     + 'retries, an answer that is not the API\'s) stops at that job: the ones before stay as they were made, the ones after '
     + 'are named on stderr as not tried. An ID that is no job id (a ULID) is exit 2, nothing sent; an ID given twice is '
     + `acted on once. Exit 0 when every job was ${done}, else 1. With one ID, a refusal is only its code and message on `
@@ -47,8 +48,10 @@ const shared = (verb: string, done: string, refusedLines: string, changed: strin
     + 'missed, and a job submitted once the walk began is newer than the pages read and is not listed, so the walk ends '
     + 'however many arrive meanwhile. A job listed that changed before its turn (the API refuses the action: 409 '
     + `ATS_ERR_TRANSITION_NOT_ALLOWED, ${changed}; or 404, deleted) is "ID skipped (moved on)" or "ID skipped (not found)" `
-    + 'and leaves exit 0; another refusal makes it exit 1. A failure that every job would get stops the walk, with the '
-    + 'count so far. IDs and a filter together, or a filter without --state, are exit 2: no form acts on every job.'),
+    + 'and leaves exit 0; another refusal makes it exit 1. A 429 (the server\'s rate limit: nothing was done) is waited '
+    + 'out, its Retry-After, and the same request sent again, with a notice on stderr. A failure that every job would get '
+    + 'stops the walk, with the count so far. IDs and a filter together, or a filter without --state, are exit 2: no form '
+    + 'acts on every job.'),
   '--dry-run      lists the ids the filter form would act on (and a count on stderr); sends nothing else',
   `--page-size N  jobs a page of the filter form reads (default ${PAGE_SIZE}, at most 500)`,
   `--json         one JSON object per job: the job as the API answers it when ${done}, else {"id","${done}":false,`,
@@ -113,7 +116,7 @@ function formOf(values: Values, positionals: readonly string[], states: readonly
 }
 
 /** "ID STATE", or the job's JSON: the line of one acted on (with one ID, all the command prints). */
-const stateLine = (_: string, job: Job, json: boolean): string => (json ? JSON.stringify(job) : `${job.id} ${job.state}`);
+const stateLine = (_: string, job: Job, json: boolean): string => (json ? JSON.stringify(job) : `${oneLine(String(job.id), 40)} ${oneLine(String(job.state), 40)}`);
 
 /** A job listed that changed before its turn: the API refuses the action because it moved on, or it was deleted. */
 const SKIPPED: ReadonlyMap<string, string> = new Map([['ATS_ERR_TRANSITION_NOT_ALLOWED', 'moved on'], ['ATS_ERR_JOB_NOT_FOUND', 'not found']]);
@@ -122,7 +125,10 @@ const SKIPPED: ReadonlyMap<string, string> = new Map([['ATS_ERR_TRANSITION_NOT_A
 async function run(kind: EachKind<Job>, states: readonly string[], { client, values, positionals }: Context): Promise<number> {
   const json = values.json === true;
   const form = formOf(values, positionals, states);
-  if ('filter' in form) return actOnMatching(kind, SKIPPED, jobsMatching(client, form.filter), { json, dryRun: form.dryRun, url: client.url });
+  if ('filter' in form) {
+    const jobs = jobsMatching(client, form.filter, (notice) => err(`ats: ${notice}`));
+    return actOnMatching(kind, SKIPPED, jobs, { json, dryRun: form.dryRun, url: client.url });
+  }
   const ids = idsOf(kind, form.ids);
   // One id prints what it always did: "ID STATE" (or the job), or a refusal as every command tells it.
   if (ids.length === 1) {

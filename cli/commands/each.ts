@@ -9,6 +9,8 @@ import { ApiError, type AtsClient, type Job, type ListQuery } from '../client.js
 import { ULID_PATTERN } from '../../server/schemas.js';
 import { UsageError } from './args.js';
 import { oneLine } from './output.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { waitOut } from './follow.js';
 import { err, out, report, type CommandSpec } from './run.js';
 
 /** What a command that acts on many tells apart of its kind of thing and its action. */
@@ -107,10 +109,18 @@ export type JobsFilter = Required<Pick<ListQuery, 'state'>> & Pick<ListQuery, 't
  * walk began is newer than the pages read and is not listed. A list of another shape (a job out of id
  * order, or outside the filter) is no answer of the API's: thrown, before anything is done to that job.
  */
-export async function* jobsMatching(client: AtsClient, filter: JobsFilter): AsyncGenerator<Job, void, undefined> {
+export async function* jobsMatching(client: AtsClient, filter: JobsFilter, onLimited: (notice: string) => void = () => {}): AsyncGenerator<Job, void, undefined> {
   let before: string | undefined;
-  for await (const page of client.list(filter)) {
+  let cursor: string | undefined;
+  // Each cursor a page answered: one again (another service's answer) would page for ever.
+  const sent = new Set<string>();
+  do {
+    if (cursor !== undefined) sent.add(cursor);
+    const query = { ...filter, ...(cursor === undefined ? {} : { cursor }) };
+    const page = await outwaitingLimits(() => client.listPage(query), onLimited);
     for (const job of page.jobs) {
+      // Printed and sent back in a path: an id is a ULID, or this is no answer of the API's.
+      if (typeof job.id !== 'string' || !ulid.test(job.id)) throw new Error(`GET /v1/jobs listed a job whose id is ${oneLine(JSON.stringify(job.id) ?? 'missing', 40)}, not a ULID (not an ats server?)`);
       if (before !== undefined && !(job.id < before)) {
         throw new Error(`GET /v1/jobs listed ${oneLine(String(job.id), 40)} after ${before}, not newest first (not an ats server?)`);
       }
@@ -121,6 +131,29 @@ export async function* jobsMatching(client: AtsClient, filter: JobsFilter): Asyn
       }
       before = job.id;
       yield job;
+    }
+    const next: unknown = page.nextCursor ?? undefined;
+    if (next !== undefined && (typeof next !== 'string' || sent.has(next))) {
+      throw new Error(`GET /v1/jobs answered the next cursor ${oneLine(JSON.stringify(next), 60)}, ${typeof next === 'string' ? 'one it was sent already' : 'not a string'} (not an ats server?)`);
+    }
+    cursor = next as string | undefined;
+  } while (cursor !== undefined);
+}
+
+/**
+ * `call`, again after each 429 once its wait is over (the server's Retry-After, else a pause doubling from a
+ * second: `waitOut`), each wait told to `onLimited`. A 429 is refused before anything is done, so asking again
+ * does nothing twice (a redrive too); any other failure is thrown.
+ */
+async function outwaitingLimits<T>(call: () => Promise<T>, onLimited: (notice: string) => void): Promise<T> {
+  for (let limited = 0; ; limited++) {
+    try {
+      return await call();
+    } catch (e) {
+      const wait = e instanceof ApiError && e.status === 429 ? waitOut(e, 1000, limited) : null;
+      if (!wait) throw e;
+      onLimited(wait.notice);
+      await sleep(wait.ms);
     }
   }
 }
@@ -165,7 +198,7 @@ export async function actOnMatching<T>(
     }
     let outcome: Outcome;
     try {
-      outcome = await actOnOne(kind, id, json, about, skipped);
+      outcome = await outwaitingLimits(() => actOnOne(kind, id, json, about, skipped), (notice) => err(`ats: ${notice}`));
     } catch (e) {
       return stopped(e, `at ${id}`);
     }

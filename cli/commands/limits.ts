@@ -52,7 +52,7 @@ export const limitsPauseSpec: CommandSpec = {
   details: [
     'Pauses the key: sets its concurrency to 0 and keeps its rate. None of its jobs starts (those running go on) until',
     'the limit is set again or removed. Prints the limit, and on stderr the command that sets the limit it had (resume):',
-    '"resume: ats limits set KEY --concurrency 5 --rate 100/1m", or "ats limits rm KEY" for a key that had none.',
+    '"resume: ats limits set --concurrency 5 --rate 100/1m KEY", or "ats limits rm KEY" for a key that had none.',
     'It reads the limit, then sets it: a change made in between is replaced. A key paused already is left as it is.',
     '--json  print the limit as JSON',
   ],
@@ -122,14 +122,19 @@ async function limitOrNull(client: AtsClient, key: string): Promise<Limit | null
   }
 }
 
-/** The command that sets `key`'s limit back to `before` (none: removes it); `url` as given on the command line. */
+/**
+ * The command that sets `key`'s limit back to `before` (none: removes it); `url` as given on the command line.
+ * The key comes last, after `--` when it starts with `-` (a key may), which would be read as an option.
+ */
 export function resumeCommand(key: string, before: Limit | null, url: string | undefined): string {
-  const parts = before === null ? ['ats limits rm', shellWord(key)] : [
-    'ats limits set', shellWord(key),
+  const options = before === null ? [] : [
     ...(before.concurrency === null ? [] : [`--concurrency ${before.concurrency}`]),
     ...(before.rate === null ? [] : [`--rate ${rateText(before.rate)}`]),
   ];
-  return [...parts, ...(url === undefined ? [] : [`--url=${shellWord(url)}`])].join(' ');
+  return [
+    before === null ? 'ats limits rm' : 'ats limits set', ...options, ...(url === undefined ? [] : [`--url=${shellWord(url)}`]),
+    ...(key.startsWith('-') ? ['--'] : []), shellWord(key),
+  ].join(' ');
 }
 
 const pauseCommand = clientCommand(limitsPauseSpec, async ({ client, values, positionals }) => {
