@@ -618,12 +618,12 @@ describe('ats CLI usage and connection errors', { timeout: 120_000 }, () => {
     assert.match(badRate.stderr, /--rate must be MAX\/DURATION, e\.g\. 100\/1m/);
     for (const r of runs.slice(wrong.length, wrong.length + none.length)) {
       assert.equal(r.code, 2);
-      for (const sub of ['set', 'ls', 'get', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats limits ${sub}`));
+      for (const sub of ['set', 'ls', 'get', 'pause', 'rm']) assert.match(r.stderr, new RegExp(`usage: ats limits ${sub}`));
     }
     const [help, top, submitHelp] = runs.slice(-3) as [Run, Run, Run];
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^usage: ats limits set KEY \[--concurrency N\] \[--rate MAX\/DURATION\]/m);
-    assert.match(top.stdout, /^ {2}ats limits set\|ls\|get\|rm/m);
+    assert.match(top.stdout, /^ {2}ats limits set\|ls\|get\|pause\|rm/m);
     assert.match(submitHelp.stdout, /--concurrency-key K/);
   });
 
