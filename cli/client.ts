@@ -11,6 +11,8 @@ export {
   type BatchItem, type BatchResult, type Insights, type Limit, type LimitSpec, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
   type SubmitRequest, type Worker,
 } from '../client/index.js';
+/** Whether a try before this error, in the same call, may have gone through (the client sent the request again). */
+export { outcomeWasUnknown } from '../client/http.js';
 export { JOB_STATES, TERMINAL_STATES };
 
 /** A state the job leaves only by REDRIVE (from the machine, not a list kept here). */

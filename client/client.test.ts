@@ -553,7 +553,7 @@ describe('limits', () => {
   test('refusals are ApiErrors with the server\'s code: no field set, out of bounds, a bad key', async () => {
     const key = limitKey();
     await assert.rejects(ats.putLimit(key, {}), (e: unknown) => is(400, 'ATS_ERR_VALIDATION')(e) && /concurrency or rate/.test((e as Error).message));
-    await assert.rejects(ats.putLimit(key, { concurrency: 0 }), is(400, 'ATS_ERR_VALIDATION'));
+    await assert.rejects(ats.putLimit(key, { concurrency: -1 }), is(400, 'ATS_ERR_VALIDATION'));
     await assert.rejects(ats.putLimit(key, { rate: { max: 1, intervalMs: 86_400_001 } }), is(400, 'ATS_ERR_VALIDATION'));
     // A key is a path segment: one with a space or a slash is sent encoded and refused by the server, not routed elsewhere.
     await assert.rejects(ats.putLimit('a b/c', { concurrency: 1 }), is(400, 'ATS_ERR_VALIDATION'));

@@ -163,6 +163,35 @@ describe('workers under concurrency and rate limits', () => {
     }
   });
 
+  it('a paused key\'s probe whose job was cancelled meanwhile wakes none of the others: the next one asks instead', async () => {
+    const registry = new HandlerRegistry().register('test.limited', async () => null);
+    const h = await workerHarness(registry);
+    try {
+      await h.store.putLimit('smtp', { concurrency: 0, rate: null }, Date.now());
+      const w = await h.worker('w1', { concurrency: 8 });
+      const ids = [];
+      for (let i = 0; i < 8; i++) ids.push(await h.submit(spec({ concurrencyKey: 'smtp' })));
+      const deadline = Date.now() + 5000;
+      while (w.counters.throttled < 8 && Date.now() < deadline) await sleep(5);
+      assert.equal(w.counters.throttled, 8, 'the eight held back');
+      // The longest held ask first: the first two are cancelled, so two probes in a row find no job to claim.
+      const before = w.counters.throttled;
+      const from = Date.now();
+      for (const id of ids.slice(0, 2)) assert.ok((await h.transitions.apply(id, { type: 'CANCEL', reason: 'test' })).ok);
+      await sleep(3500);
+      const refusals = w.counters.throttled - before;
+      const seconds = (Date.now() - from) / 1000;
+      // A probe that finds its job gone passes the asking on to the next at once (its refusal in that second's
+      // stead), never wakes the six others: one refusal a second.
+      assert.ok(refusals <= Math.ceil(seconds), `${refusals} refusals of 6 paused dispatches in ${seconds} s`);
+      for (const id of ids.slice(2)) assert.equal((await h.store.getJob(id))!.snapshot.value, 'published');
+      await h.store.putLimit('smtp', { concurrency: 6, rate: null }, Date.now());
+      for (const id of ids.slice(2)) assert.equal((await waitForJob(h.store, id, (j) => j.snapshot.value === 'done', 5000, 'done')).snapshot.context.attempt, 1);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('a worker holding more dispatches than it keeps warns once for those it drops, not once for each', { timeout: 120_000 }, async () => {
     const registry = new HandlerRegistry().register('test.limited', async () => null);
     const h = await workerHarness(registry);

@@ -387,6 +387,8 @@ export class Worker {
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
   /** The dispatches dropped past THROTTLED_KEPT held ones. */
   private readonly heldDropLogged = new RepeatedLines(() => this.deps.clock.now());
+  /** While held dispatches are claimed again: the paused keys' probes among them (`dueHeld`), and those that started. */
+  private probing: { ids: ReadonlySet<string>; started: Set<string> } | null = null;
   /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
   private readonly schemaLogged = new RepeatedLines(() => this.deps.clock.now());
 
@@ -857,6 +859,7 @@ export class Worker {
         this.counters.claimed++;
         logger.info('worker: a claim whose answer was lost had committed: its attempt runs', { jobId: m.jobId, type: m.type, attempt: m.attempt });
         this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, lost.lease.advised));
+        if (this.probing?.ids.has(m.jobId)) this.probing.started.add(m.jobId);
         this.launch(lost.job, m.attempt, lost.leaseUntil, lost.lease, records?.[k]);
         return;
       }
@@ -875,6 +878,7 @@ export class Worker {
       const m = messages[k]!;
       // The lease this claim took: the advisor's, or null for the static one (its own was not usable).
       this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, leases[k]!.advised));
+      if (this.probing?.ids.has(m.jobId)) this.probing.started.add(m.jobId);
       this.launch(r.job, m.attempt, now + leases[k]!.leaseMs, leases[k]!, records?.[k]);
     });
   }
@@ -1002,14 +1006,22 @@ export class Worker {
     return { due, probes };
   }
 
-  /** A paused key's probe that is not held back as paused again (admitted, or refused otherwise): its key's other dispatches go now. */
-  private resumed(probes: ReadonlyMap<string, string>, now: number): void {
+  /**
+   * After the probes' claims (`dueHeld`): a paused key's probe that started, or was refused otherwise than as
+   * paused, says the key runs again: its other dispatches go now. One held back as paused again says nothing
+   * new. One that neither started nor is held (its job cancelled or deleted meanwhile, a stale dispatch, or
+   * dropped past THROTTLED_KEPT) said nothing either: the key's next paused dispatch asks at once instead.
+   */
+  private resumed(probes: ReadonlyMap<string, string>, started: ReadonlySet<string>, now: number): void {
     for (const [key, jobId] of probes) {
-      if (this.held.get(jobId)?.paused) continue;
+      const again = this.held.get(jobId);
+      if (again?.paused) continue;
+      const runs = started.has(jobId) || again !== undefined;
       for (const h of this.held.values()) {
         if (h.key !== key || !h.paused) continue;
-        h.paused = false;
         h.dueAt = now;
+        if (!runs) break;
+        h.paused = false;
       }
     }
   }
@@ -1027,14 +1039,18 @@ export class Worker {
         const traced = due.every((h) => h.record) ? due.map((h) => h.record!) : null;
         const { messages, read, priorities } = highestFirst(due.map((h) => h.message), traced);
         for (const p of priorities) this.slots.announce(p);
+        const started = new Set<string>();
+        this.probing = probes.size > 0 ? { ids: new Set(probes.values()), started } : null;
         try {
           await this.claimDispatches(messages, read, priorities);
-          this.resumed(probes, clock.now());
+          this.resumed(probes, started, clock.now());
         } catch (err) {
           // Not all claimed (stopping, or a database blip): held again (a claimed one's DISPATCH is refused later, harmlessly).
           for (const h of due) if (!this.held.has(h.message.jobId)) this.held.set(h.message.jobId, { ...h, dueAt: clock.now() + THROTTLE_RETRY_MAX_MS });
           if (signal.aborted) return;
           this.deps.logger.warn('worker: claiming dispatches held back by limits failed; will try again', errorFields(err));
+        } finally {
+          this.probing = null;
         }
         continue;
       }

@@ -48,8 +48,8 @@ const shared = (verb: string, done: string, refusedLines: string, changed: strin
     + 'missed, and a job submitted once the walk began is newer than the pages read and is not listed, so the walk ends '
     + 'however many arrive meanwhile. A job listed that changed before its turn (the API refuses the action: 409 '
     + `ATS_ERR_TRANSITION_NOT_ALLOWED, ${changed}; or 404, deleted) is "ID skipped (moved on)" or "ID skipped (not found)" `
-    + 'and leaves exit 0; another refusal makes it exit 1. A 429 (the server\'s rate limit: nothing was done) is waited '
-    + 'out, its Retry-After, and the same request sent again, with a notice on stderr. A failure that every job would get '
+    + 'and leaves exit 0; another refusal makes it exit 1. A 429 of the server\'s rate limit (nothing was done) is waited '
+    + 'out, its Retry-After, and the same request sent again, with a notice on stderr (20 in a row at most). A failure that every job would get '
     + 'stops the walk, with the count so far. IDs and a filter together, or a filter without --state, are exit 2: no form '
     + 'acts on every job.'),
   '--dry-run      lists the ids the filter form would act on (and a count on stderr); sends nothing else',

@@ -5,7 +5,7 @@
  * about the one (its own refusal) does not stop the others, one that every
  * one would get stops there.
  */
-import { ApiError, type AtsClient, type Job, type ListQuery } from '../client.js';
+import { ApiError, outcomeWasUnknown, type AtsClient, type Job, type ListQuery } from '../client.js';
 import { ULID_PATTERN } from '../../server/schemas.js';
 import { UsageError } from './args.js';
 import { oneLine } from './output.js';
@@ -140,17 +140,24 @@ export async function* jobsMatching(client: AtsClient, filter: JobsFilter, onLim
   } while (cursor !== undefined);
 }
 
+/** Waits in a row for the server's rate limit before the walk gives up and stops. */
+const MAX_LIMITED_WAITS = 20;
+
 /**
- * `call`, again after each 429 once its wait is over (the server's Retry-After, else a pause doubling from a
- * second: `waitOut`), each wait told to `onLimited`. A 429 is refused before anything is done, so asking again
- * does nothing twice (a redrive too); any other failure is thrown.
+ * `call`, again after a 429 of the server's rate limit once its Retry-After is over (`waitOut`), each wait
+ * told to `onLimited`, at most MAX_LIMITED_WAITS in a row. Such a 429 is refused before anything is done, so
+ * asking again does nothing twice (a redrive too); not when a try before it in the same call may have gone
+ * through (the client sent it again after a timeout or a 503): that, a 429 without a Retry-After (not the
+ * scheduler's own limit: it may never pass) and any other failure are thrown.
  */
 async function outwaitingLimits<T>(call: () => Promise<T>, onLimited: (notice: string) => void): Promise<T> {
   for (let limited = 0; ; limited++) {
     try {
       return await call();
     } catch (e) {
-      const wait = e instanceof ApiError && e.status === 429 ? waitOut(e, 1000, limited) : null;
+      const waitable = e instanceof ApiError && e.code === 'ATS_ERR_RATE_LIMITED' && e.retryAfterMs !== undefined
+        && !outcomeWasUnknown(e) && limited < MAX_LIMITED_WAITS;
+      const wait = waitable ? waitOut(e, 1000, limited) : null;
       if (!wait) throw e;
       onLimited(wait.notice);
       await sleep(wait.ms);
