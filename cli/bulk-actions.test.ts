@@ -75,19 +75,32 @@ interface HookProxy {
   close(): Promise<void>;
 }
 
+/** An answer a proxy gives itself. */
+interface ProxyAnswer { status: number; headers?: Record<string, string>; body: string }
+/** A request as a proxy hook sees it: `n` counts the requests from 0. */
+interface ProxiedRequest { method: string; url: string; n: number }
+
 /**
  * A proxy in front of the scheduler: sends each request on (method, path, body, its content type and key), and
- * answers what the scheduler answered; an answer to `GET /v1/jobs?...` is held until `onList` (given the jobs
- * listed and the page's number, from 0) has run.
+ * answers what the scheduler answered. `before` may answer a request itself, without sending it on; `after`,
+ * given the scheduler's answer (held until it settles), may answer something else.
  */
-async function startHookProxy(onList: (jobs: Array<{ id: string }>, page: number) => Promise<void> = async () => {}): Promise<HookProxy> {
+async function startProxy(hooks: {
+  before?: (req: ProxiedRequest) => ProxyAnswer | null;
+  after?: (req: ProxiedRequest, answer: { status: number; body: string }) => Promise<ProxyAnswer | null> | ProxyAnswer | null;
+}): Promise<HookProxy> {
   const seen: string[] = [];
-  let pages = 0;
   const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => void (async () => {
+      const seenAs: ProxiedRequest = { method: req.method!, url: req.url!, n: seen.length };
       seen.push(`${req.method} ${req.url}`);
+      const early = hooks.before?.(seenAs);
+      if (early) {
+        res.writeHead(early.status, { 'content-type': 'application/json', ...early.headers }).end(early.body);
+        return;
+      }
       const headers: Record<string, string> = {};
       for (const h of ['content-type', 'authorization']) {
         const v = req.headers[h];
@@ -95,12 +108,27 @@ async function startHookProxy(onList: (jobs: Array<{ id: string }>, page: number
       }
       const answer = await fetch(url + req.url, { method: req.method, headers, ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}) });
       const body = await answer.text();
-      if (req.method === 'GET' && req.url!.startsWith('/v1/jobs?') && answer.status === 200) await onList((JSON.parse(body) as { jobs: Array<{ id: string }> }).jobs, pages++);
-      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(body);
+      const changed = await hooks.after?.(seenAs, { status: answer.status, body });
+      if (changed) res.writeHead(changed.status, { 'content-type': 'application/json', ...changed.headers }).end(changed.body);
+      else res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(body);
     })().catch((e: unknown) => res.writeHead(502, { 'content-type': 'text/plain' }).end(String(e))));
   });
   const at = await listenLocal(proxy);
   return { url: at, seen, close: () => closeLocal(proxy) };
+}
+
+/**
+ * `startProxy` whose answer to `GET /v1/jobs?...` is held until `onList` (given the jobs listed and the page's
+ * number, from 0) has run.
+ */
+async function startHookProxy(onList: (jobs: Array<{ id: string }>, page: number) => Promise<void> = async () => {}): Promise<HookProxy> {
+  let pages = 0;
+  return startProxy({
+    after: async ({ method, url: path }, { status, body }) => {
+      if (method === 'GET' && path.startsWith('/v1/jobs?') && status === 200) await onList((JSON.parse(body) as { jobs: Array<{ id: string }> }).jobs, pages++);
+      return null;
+    },
+  });
 }
 
 describe('ats cancel and ats redrive with many ids', { timeout: 360_000 }, () => {
@@ -395,50 +423,20 @@ describe('ats cancel with API keys', { timeout: 360_000 }, () => {
   });
 });
 
-/**
- * A proxy to the server whose `n`th request (from 0, counted per request line's method and path) `rewrite`
- * may answer itself: a status and body, or null to pass the server's answer on (given as `body`).
- */
-async function startRewritingProxy(rewrite: (req: { method: string; url: string; n: number }, body: string) => { status: number; headers?: Record<string, string>; body: string } | null): Promise<HookProxy> {
-  const seen: string[] = [];
-  const proxy = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => void (async () => {
-      const n = seen.length;
-      seen.push(`${req.method} ${req.url}`);
-      const early = rewrite({ method: req.method!, url: req.url!, n }, '');
-      if (early && early.status === 429) {
-        res.writeHead(429, { 'content-type': 'application/json', ...early.headers }).end(early.body);
-        return;
-      }
-      const headers: Record<string, string> = {};
-      for (const h of ['content-type', 'authorization']) {
-        const v = req.headers[h];
-        if (typeof v === 'string') headers[h] = v;
-      }
-      const answer = await fetch(url + req.url, { method: req.method, headers, ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}) });
-      const body = await answer.text();
-      const changed = rewrite({ method: req.method!, url: req.url!, n }, body);
-      res.writeHead(changed?.status ?? answer.status, { 'content-type': 'application/json' }).end(changed?.body ?? body);
-    })().catch((e: unknown) => res.writeHead(502, { 'content-type': 'text/plain' }).end(String(e))));
-  });
-  const at = await listenLocal(proxy);
-  return { url: at, seen, close: () => closeLocal(proxy) };
-}
-
 describe('the filter form and the server it talks to', { timeout: 360_000 }, () => {
   const limited = { status: 429, headers: { 'retry-after': '1' }, body: JSON.stringify({ code: 'ATS_ERR_RATE_LIMITED', message: 'Too many requests' }) };
 
   test('a 429 of a list read or of an action (refused before anything was done) is waited out, its Retry-After, and the same request sent again: every job acted on once, exit 0', async () => {
     const ids = newestFirst(await Promise.all(Array.from({ length: 5 }, () => endedJob('ba-429'))));
     let firstAction = -1;
-    const proxy = await startRewritingProxy(({ method, url: path, n }) => {
-      if (method === 'POST' && firstAction < 0) firstAction = n;
-      // The first redrive, and the second page's read, are refused once each.
-      if (method === 'POST' && n === firstAction) return limited;
-      if (method === 'GET' && path.includes('cursor=') && !proxy.seen.slice(0, n).some((l) => l.startsWith('GET') && l.includes('cursor='))) return limited;
-      return null;
+    const proxy = await startProxy({
+      before: ({ method, url: path, n }) => {
+        if (method === 'POST' && firstAction < 0) firstAction = n;
+        // The first redrive, and the second page's read, are refused once each.
+        if (method === 'POST' && n === firstAction) return limited;
+        if (method === 'GET' && path.includes('cursor=') && !proxy.seen.slice(0, n).some((l) => l.startsWith('GET') && l.includes('cursor='))) return limited;
+        return null;
+      },
     });
     try {
       const r = await ats(['redrive', '--state', 'cancelled', '--queue', 'ba-429', '--page-size', '2', '--url', proxy.url]);
@@ -458,11 +456,13 @@ describe('the filter form and the server it talks to', { timeout: 360_000 }, () 
   test('a list whose job id is no ULID (terminal sequences in it) is no answer of the API\'s: stopped before that job, the id not printed raw', async () => {
     const ids = newestFirst(await Promise.all(Array.from({ length: 2 }, () => liveJob('ba-bad-id'))));
     const bad = 'ZZZ\u001b]0;pwned\u0007\u001b[2J';
-    const proxy = await startRewritingProxy(({ method }, body) => {
-      if (method !== 'GET' || body === '') return null;
-      const page = JSON.parse(body) as { jobs: Array<{ id: string }> };
-      if (page.jobs.length > 1) page.jobs[1]!.id = bad;
-      return { status: 200, body: JSON.stringify(page) };
+    const proxy = await startProxy({
+      after: ({ method }, { body }) => {
+        if (method !== 'GET') return null;
+        const page = JSON.parse(body) as { jobs: Array<{ id: string }> };
+        if (page.jobs.length > 1) page.jobs[1]!.id = bad;
+        return { status: 200, body: JSON.stringify(page) };
+      },
     });
     try {
       for (const dry of [true, false]) {
