@@ -13,7 +13,7 @@ import { HandlerRegistry } from './handlers.js';
 import { silentLogger } from './logger.js';
 import { systemClock } from './system.js';
 import { Timers } from './timers.js';
-import { THROTTLED_KEPT } from './worker.js';
+import { THROTTLED_KEPT } from './held-dispatches.js';
 import type { Clock, JobSpec, JobStore } from './ports.js';
 
 const spec = (o: Partial<JobSpec> = {}): JobSpec => ({
@@ -62,6 +62,55 @@ describe('workers under concurrency and rate limits', () => {
       assert.ok(m.order.indexOf('free') < m.order.lastIndexOf('mail'), `start order: ${m.order.join(' ')}`);
       assert.ok((m.most.get('free') ?? 0) > 2, 'unlimited jobs ran several at once');
       assert.ok(workers.reduce((n, w) => n + w.counters.throttled, 0) > 0, 'claims were refused and held');
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a key limited to one at a time, with a backlog held here, claims one held dispatch per attempt that ends, not every one', async () => {
+    const m = measuring(2);
+    const h = await workerHarness(m.registry);
+    try {
+      await h.store.putLimit('one', { concurrency: 1, rate: null }, Date.now());
+      const w = await h.worker('w1', { concurrency: 8 });
+      const n = 150;
+      const results = await h.transitions.submitMany(Array.from({ length: n }, () => spec({ concurrencyKey: 'one', payload: { key: 'one' } })));
+      assert.ok(results.every((r) => r.ok));
+      for (const r of results) {
+        if (r.ok) assert.equal((await waitForJob(h.store, r.job.id, (j) => j.snapshot.value === 'done', 60_000, 'done')).snapshot.context.attempt, 1);
+      }
+      assert.equal(m.most.get('one'), 1, 'one at a time');
+      // Each dispatch is refused once as it comes (the slot is taken), then claimed when an attempt ends here, with
+      // a few refused probes between; waking the whole backlog at each end refused about n * n / 2 claims.
+      assert.ok(w.counters.throttled <= 2 * n, `${w.counters.throttled} refused claims for ${n} jobs`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('a rated key with a backlog held here asks about it a few times a window, not once per dispatch; lifted, the backlog starts at once', async () => {
+    const m = measuring(1);
+    const h = await workerHarness(m.registry);
+    try {
+      await h.store.putLimit('api', { concurrency: null, rate: { max: 2, intervalMs: 1000 } }, Date.now());
+      const w = await h.worker('w1', { concurrency: 8 });
+      const n = 80;
+      const results = await h.transitions.submitMany(Array.from({ length: n }, () => spec({ concurrencyKey: 'api', payload: { key: 'api' } })));
+      assert.ok(results.every((r) => r.ok));
+      const deadline = Date.now() + 10_000;
+      while (w.counters.throttled < n - 2 && Date.now() < deadline) await sleep(5);
+      const before = w.counters.throttled;
+      const from = Date.now();
+      await sleep(3000);
+      const refusals = w.counters.throttled - before;
+      const seconds = (Date.now() - from) / 1000;
+      // Each window: its first held dispatch asks, more once one starts, until one is refused. Claiming all the held
+      // ones whenever the rate's wait ended refused about n a second.
+      assert.ok(refusals <= 5 * Math.ceil(seconds), `${refusals} refusals of a backlog of ${n} in ${seconds} s`);
+      assert.equal(await h.store.deleteLimit('api'), true);
+      for (const r of results) {
+        if (r.ok) assert.equal((await waitForJob(h.store, r.job.id, (j) => j.snapshot.value === 'done', 10_000, 'done')).snapshot.context.attempt, 1);
+      }
     } finally {
       await h.stop();
     }

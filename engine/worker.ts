@@ -74,6 +74,7 @@ import type { Advisor } from './advisor/advisor.js';
 import { WORKER_SHUTDOWN_ERROR_NAME } from './advisor/signature.js';
 import { usableLease, type LeaseAdvice } from './advisor/types.js';
 import { Batcher } from './batcher.js';
+import { HeldDispatches, THROTTLE_RETRY_MAX_MS, THROTTLED_KEPT, type RefusedWhy } from './held-dispatches.js';
 import { NonRetryableError, quoteCut } from './errors.js';
 import type { HandlerRegistry } from './handlers.js';
 import { settleAll } from './in-parallel.js';
@@ -86,7 +87,7 @@ import {
   type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type JobStore, type LogRecord, type Logger, type ProgressStore, type Subscription,
 } from './ports.js';
 import { progressJson, ProgressReporter } from './progress.js';
-import { PAUSED_RECHECK_MS, storedLimitKey } from './limits.js';
+import { storedLimitKey } from './limits.js';
 import { unlessStopped } from './loop.js';
 import { Semaphore } from './semaphore.js';
 import { RepeatedLines } from './repeated-lines.js';
@@ -129,39 +130,12 @@ interface Backlog {
   expire: AbortController | null;
 }
 
-/** A dispatch held back by a concurrency limit is tried again after this, doubling up to THROTTLE_RETRY_MAX_MS. */
-export const THROTTLE_RETRY_FIRST_MS = 50;
-export const THROTTLE_RETRY_MAX_MS = 500;
-/**
- * A dispatch held back by a rate is tried again when the rate allows the next
- * start, and after this at the latest: the limit may have been lifted or its
- * rate raised meanwhile, and the rate's wait may be hours.
- */
-export const THROTTLE_RATE_RECHECK_MS = 1000;
 /** `WorkerOptions.keepHeldMs` when not given. */
 export const KEEP_HELD_MS = 60_000;
 /** After a failed keep, the next try comes this soon (or at `keepHeldMs`, if sooner). */
 const KEEP_HELD_RETRY_MS = 5_000;
 /** How long the loop of held dispatches sleeps with none held (a hold wakes it sooner). */
 const HELD_IDLE_MS = 60_000;
-/** Dispatches held back by limits a worker keeps; beyond, the oldest go back to the timers' re-dispatch. */
-export const THROTTLED_KEPT = 10_000;
-
-/** A dispatch its key's limit refused, waiting here to be claimed again. */
-interface Held {
-  message: DispatchMessage;
-  record: LogRecord | undefined;
-  key: string;
-  dueAt: number;
-  /** Refused because its key was paused (concurrency 0): claimed again one a key at a time (`retryHeld`). */
-  paused: boolean;
-}
-
-/** A limit key with dispatches held here: its refusals in a row (the pause after each doubles), and when the last came. */
-interface KeyWait {
-  refusals: number;
-  lastAt: number;
-}
 
 /** How often a worker serving every queue looks for new lanes, unless told otherwise. */
 export const LANE_DISCOVERY_MS = 2000;
@@ -359,10 +333,8 @@ export class Worker {
   private readonly lanes = new Set<string>();
   /** Per lane partition read here (`<lane>#<partition>`): the dispatches Kafka held behind its last batch. */
   private readonly backlogs = new Map<string, Backlog>();
-  /** Dispatches held back by their key's limit, by job id, oldest first. */
-  private readonly held = new Map<string, Held>();
-  /** Per limit key with held dispatches: its refusals (its dispatches wait together, so a round tries them in one claim). */
-  private readonly keyWaits = new Map<string, KeyWait>();
+  /** Dispatches held back by their key's limit, and when to claim which again. */
+  private readonly held = new HeldDispatches();
   /** Wakes the loop that claims held dispatches again (a due time came closer, or a job of a held key ended here). */
   private wakeHeld: () => void = () => {};
   private heldLoop: Promise<void> = Promise.resolve();
@@ -387,8 +359,8 @@ export class Worker {
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
   /** The dispatches dropped past THROTTLED_KEPT held ones. */
   private readonly heldDropLogged = new RepeatedLines(() => this.deps.clock.now());
-  /** While held dispatches are claimed again: the paused keys' probes among them (`dueHeld`), and those that started. */
-  private probing: { ids: ReadonlySet<string>; started: Set<string> } | null = null;
+  /** While held dispatches are claimed again: their job ids, and those that started. */
+  private reclaiming: { ids: ReadonlySet<string>; started: Set<string> } | null = null;
   /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
   private readonly schemaLogged = new RepeatedLines(() => this.deps.clock.now());
 
@@ -611,7 +583,6 @@ export class Worker {
       this.dropBacklogs();
       await this.heldLoop;
       this.held.clear();
-      this.keyWaits.clear();
       await this.writesSettled();
     }
   }
@@ -859,7 +830,7 @@ export class Worker {
         this.counters.claimed++;
         logger.info('worker: a claim whose answer was lost had committed: its attempt runs', { jobId: m.jobId, type: m.type, attempt: m.attempt });
         this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, lost.lease.advised));
-        if (this.probing?.ids.has(m.jobId)) this.probing.started.add(m.jobId);
+        if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.add(m.jobId);
         this.launch(lost.job, m.attempt, lost.leaseUntil, lost.lease, records?.[k]);
         return;
       }
@@ -878,7 +849,7 @@ export class Worker {
       const m = messages[k]!;
       // The lease this claim took: the advisor's, or null for the static one (its own was not usable).
       this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, leases[k]!.advised));
-      if (this.probing?.ids.has(m.jobId)) this.probing.started.add(m.jobId);
+      if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.add(m.jobId);
       this.launch(r.job, m.attempt, now + leases[k]!.leaseMs, leases[k]!, records?.[k]);
     });
   }
@@ -923,107 +894,35 @@ export class Worker {
   }
 
   /**
-   * Keeps a dispatch its key's limit refused, to claim it again: when the
-   * rate allows (`retryAfterMs`, THROTTLE_RATE_RECHECK_MS at most), or,
-   * waiting for a running attempt of the key to end, after a pause that
-   * doubles from THROTTLE_RETRY_FIRST_MS to THROTTLE_RETRY_MAX_MS, and at
-   * once when an attempt of the key ends here; a paused key's
-   * (concurrency 0), after PAUSED_RECHECK_MS, one of them asking for all (`dueHeld`).
-   * The job stays `published` meanwhile; nothing is written and no attempt
-   * is spent. Its offset is committed like the rest of the batch, so the
-   * jobs behind it in the partition go on: should this worker die, the
-   * timers dispatch the job again after the published timeout.
+   * Keeps a dispatch its key's limit refused, to claim it again when
+   * engine/held-dispatches.ts says. The job stays `published` meanwhile;
+   * nothing is written and no attempt is spent. Its offset is committed like
+   * the rest of the batch, so the jobs behind it in the partition go on:
+   * should this worker die, the timers dispatch the job again after the
+   * published timeout.
    */
   private hold(
-    message: DispatchMessage, record: LogRecord | undefined, key: string, why: 'paused' | 'concurrency' | 'rate', retryAfterMs: number | null, now: number,
+    message: DispatchMessage, record: LogRecord | undefined, key: string, why: RefusedWhy, retryAfterMs: number | null, now: number,
   ): void {
     this.counters.throttled++;
-    let wait = this.keyWaits.get(key);
-    if (!wait) {
-      if (this.keyWaits.size >= THROTTLED_KEPT) this.keyWaits.clear();
-      this.keyWaits.set(key, (wait = { refusals: 0, lastAt: -1 }));
-    }
-    // The refusals of one claim count once: the key's dispatches wait out one pause together.
-    if (wait.lastAt !== now) {
-      wait.refusals++;
-      wait.lastAt = now;
-    }
-    const paused = why === 'paused';
-    const pause = paused ? PAUSED_RECHECK_MS
-      : typeof retryAfterMs === 'number' ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
-      : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
-    this.held.delete(message.jobId);
-    this.held.set(message.jobId, { message, record, key, dueAt: now + pause, paused });
-    if (this.held.size > THROTTLED_KEPT) {
-      const [oldest] = this.held.keys();
-      this.held.delete(oldest!);
+    const dropped = this.held.hold(message, record, key, why, retryAfterMs, now);
+    if (dropped !== null) {
       // One warning a window (a paused key's backlog drops one a dispatch): the rest at debug, counted by the next.
-      this.heldDropLogged.warn(this.deps.logger, 'dropped', 'worker: too many dispatches held back by limits; the oldest is left to the timers\' re-dispatch', { jobId: oldest, kept: THROTTLED_KEPT });
+      this.heldDropLogged.warn(this.deps.logger, 'dropped', 'worker: too many dispatches held back by limits; the oldest is left to the timers\' re-dispatch', { jobId: dropped, kept: THROTTLED_KEPT });
     }
     this.wakeHeld();
   }
 
   /**
-   * An attempt of this job ended here: the held dispatches of the limit it
-   * may have counted against (its own key, or its type's or queue's default)
-   * may go now; not those of a paused key, which no attempt ending lets start.
+   * An attempt of this job ended here: the limits it may have counted against
+   * (its own key, or its type's or queue's default) each let one more of their
+   * held dispatches go now.
    */
   private keysFreed(job: JobRecord): void {
-    const now = this.deps.clock.now();
     // As stored: qualified by the job's tenant (engine/limits.ts), as a throttled claim names its key.
     const keys = new Set([storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)]);
     if (job.concurrencyKey !== undefined) keys.add(storedLimitKey(job.tenant, job.concurrencyKey));
-    for (const key of keys) this.keyWaits.delete(key);
-    let any = false;
-    for (const h of this.held.values()) {
-      if (keys.has(h.key) && !h.paused && h.dueAt > now) {
-        h.dueAt = now;
-        any = true;
-      }
-    }
-    if (any) this.wakeHeld();
-  }
-
-  /**
-   * The held dispatches due now. Of a paused key's, the first due asks for
-   * all: the key's others, due or not, wait PAUSED_RECHECK_MS from now, so a
-   * paused backlog costs a claim a second per key, not one per dispatch.
-   * `probes`: the job of each paused key's that asks.
-   */
-  private dueHeld(now: number): { due: Held[]; probes: Map<string, string> } {
-    const due: Held[] = [];
-    const probes = new Map<string, string>();
-    for (const h of this.held.values()) {
-      if (h.dueAt > now || (h.paused && probes.has(h.key))) continue;
-      if (h.paused) probes.set(h.key, h.message.jobId);
-      due.push(h);
-    }
-    if (probes.size > 0) {
-      for (const h of this.held.values()) {
-        if (h.paused && probes.has(h.key) && probes.get(h.key) !== h.message.jobId) h.dueAt = Math.max(h.dueAt, now + PAUSED_RECHECK_MS);
-      }
-    }
-    return { due, probes };
-  }
-
-  /**
-   * After the probes' claims (`dueHeld`): a paused key's probe that started, or was refused otherwise than as
-   * paused, says the key runs again: its other dispatches go now. One held back as paused again says nothing
-   * new. One that neither started nor is held (its job cancelled or deleted meanwhile, a stale dispatch, or
-   * dropped past THROTTLED_KEPT) said nothing either: the key's next paused dispatch asks at once instead.
-   */
-  private resumed(probes: ReadonlyMap<string, string>, started: ReadonlySet<string>, now: number): void {
-    for (const [key, jobId] of probes) {
-      const again = this.held.get(jobId);
-      if (again?.paused) continue;
-      const runs = started.has(jobId) || again !== undefined;
-      for (const h of this.held.values()) {
-        if (h.key !== key || !h.paused) continue;
-        h.dueAt = now;
-        if (!runs) break;
-        h.paused = false;
-      }
-    }
+    if (this.held.freed(keys)) this.wakeHeld();
   }
 
   /** Claims held dispatches again as they come due, until the signal aborts. */
@@ -1032,30 +931,28 @@ export class Worker {
     while (!signal.aborted) {
       if (this.held.size > 0 && clock.now() >= this.keepHeldAt) await this.keepHeld();
       const now = clock.now();
-      const { due, probes } = this.dueHeld(now);
-      if (due.length > 0) {
-        for (const h of due) this.held.delete(h.message.jobId);
+      const round = this.held.take(now);
+      if (round) {
         // Traced: each dispatch's record (a worker keeps them all, or none).
-        const traced = due.every((h) => h.record) ? due.map((h) => h.record!) : null;
-        const { messages, read, priorities } = highestFirst(due.map((h) => h.message), traced);
+        const traced = round.due.every((h) => h.record) ? round.due.map((h) => h.record!) : null;
+        const { messages, read, priorities } = highestFirst(round.due.map((h) => h.message), traced);
         for (const p of priorities) this.slots.announce(p);
         const started = new Set<string>();
-        this.probing = probes.size > 0 ? { ids: new Set(probes.values()), started } : null;
+        this.reclaiming = { ids: new Set(messages.map((m) => m.jobId)), started };
         try {
           await this.claimDispatches(messages, read, priorities);
-          this.resumed(probes, started, clock.now());
+          this.held.settle(round, started);
         } catch (err) {
           // Not all claimed (stopping, or a database blip): held again (a claimed one's DISPATCH is refused later, harmlessly).
-          for (const h of due) if (!this.held.has(h.message.jobId)) this.held.set(h.message.jobId, { ...h, dueAt: clock.now() + THROTTLE_RETRY_MAX_MS });
+          this.held.restore(round, clock.now() + THROTTLE_RETRY_MAX_MS);
           if (signal.aborted) return;
           this.deps.logger.warn('worker: claiming dispatches held back by limits failed; will try again', errorFields(err));
         } finally {
-          this.probing = null;
+          this.reclaiming = null;
         }
         continue;
       }
-      let next = this.held.size > 0 ? this.keepHeldAt : Infinity;
-      for (const h of this.held.values()) next = Math.min(next, h.dueAt);
+      const next = Math.min(this.held.size > 0 ? this.keepHeldAt : Infinity, this.held.nextAt());
       // Until the next is due (or a while, with none held), a wake, or the stop.
       const wake = new AbortController();
       const onAbort = () => wake.abort();
@@ -1085,7 +982,7 @@ export class Worker {
     }
     const now = clock.now();
     try {
-      await this.write(() => store.keepDispatches([...this.held.keys()], now));
+      await this.write(() => store.keepDispatches(this.held.jobIds(), now));
       this.keepHeldAt = now + every;
     } catch (err) {
       this.keepHeldAt = now + Math.min(every, KEEP_HELD_RETRY_MS);
@@ -1099,9 +996,8 @@ export class Worker {
    * than after the published timeout.
    */
   private async releaseHeld(): Promise<void> {
-    const jobs = [...this.held.keys()];
+    const jobs = this.held.jobIds();
     this.held.clear();
-    this.keyWaits.clear();
     if (jobs.length === 0) return;
     try {
       await this.write(() => this.deps.transitions.applyMany(jobs.map((jobId) => ({ jobId, event: { type: 'DISPATCH' as const } }))));

@@ -1,0 +1,128 @@
+/**
+ * The held dispatches' rule alone (engine/held-dispatches.ts): which of a
+ * key's held dispatches are claimed when, with the time passed in.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PAUSED_RECHECK_MS } from './limits.js';
+import { HeldDispatches, THROTTLE_RETRY_FIRST_MS, type Round } from './held-dispatches.js';
+import type { DispatchMessage } from './messages.js';
+
+const dispatch = (jobId: string, priority = 0): DispatchMessage =>
+  ({ jobId, attempt: 1, type: 't', queue: 'default', priority }) as unknown as DispatchMessage;
+
+/** Holds `n` dispatches of `key` (`<key>-<i>`), refused as `why` at `now`. */
+function holdMany(held: HeldDispatches, key: string, n: number, why: 'paused' | 'concurrency' | 'rate', now: number, retryAfterMs: number | null = null): string[] {
+  const ids = Array.from({ length: n }, (_, i) => `${key}-${i}`);
+  for (const id of ids) held.hold(dispatch(id), undefined, key, why, retryAfterMs, now);
+  return ids;
+}
+
+const idsOf = (round: Round | null): string[] => round?.due.map((h) => h.message.jobId) ?? [];
+
+/** Claims a round: those in `start` start, those in `refuse` are refused again as `why` at `now`, the rest went. */
+function claim(held: HeldDispatches, round: Round, now: number, start: (id: string) => boolean, why: 'paused' | 'concurrency' | 'rate' = 'concurrency'): void {
+  const started = new Set<string>();
+  for (const h of round.due) {
+    if (start(h.message.jobId)) started.add(h.message.jobId);
+    else held.hold(h.message, undefined, h.key, why, why === 'paused' ? PAUSED_RECHECK_MS : null, now);
+  }
+  held.settle(round, started);
+}
+
+describe('held dispatches', () => {
+  it('once a key\'s wait is over, one asks; each round whose claims all started doubles, until one is refused and the others wait again', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'k', 100, 'concurrency', 0);
+    assert.equal(held.take(THROTTLE_RETRY_FIRST_MS - 1), null, 'not due yet');
+    const sizes: number[] = [];
+    let now = THROTTLE_RETRY_FIRST_MS;
+    let round = held.take(now);
+    // Room for 10 more starts: rounds of 1, 2, 4, then 8 of which 3 start.
+    let room = 10;
+    while (round) {
+      sizes.push(round.due.length);
+      claim(held, round, now, () => room-- > 0);
+      round = held.take(now);
+    }
+    assert.deepEqual(sizes, [1, 2, 4, 8]);
+    assert.equal(held.size, 90);
+    // The 5 refused, and the 85 never asked, wait out the refusal's pause together: one asks when it ends.
+    const next = held.nextAt();
+    assert.ok(next > now);
+    now = next;
+    assert.equal(idsOf(held.take(now)).length, 1);
+  });
+
+  it('an attempt ending here frees one claim of its key at once, not the whole backlog, and none of a paused key', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'one', 50, 'concurrency', 0);
+    holdMany(held, 'off', 50, 'paused', 0, PAUSED_RECHECK_MS);
+    assert.equal(held.freed(['one', 'off', 'unheld']), true);
+    const round = held.take(1);
+    assert.deepEqual(idsOf(round), ['one-0']);
+    claim(held, round!, 1, () => true);
+    // A freed slot that was taken does not grow into more claims.
+    assert.equal(held.take(1), null);
+    assert.equal(held.freed(['off']), false, 'no attempt ending lets a paused key start');
+    assert.equal(held.freed(['one']), true);
+    assert.equal(held.freed(['one']), true);
+    assert.deepEqual(idsOf(held.take(2)), ['one-1', 'one-2'], 'two ended, two go');
+  });
+
+  it('a claim whose job went meanwhile passes its turn to the key\'s next, at once', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'p', 5, 'paused', 0, PAUSED_RECHECK_MS);
+    let now = PAUSED_RECHECK_MS;
+    const first = held.take(now);
+    assert.deepEqual(idsOf(first), ['p-0']);
+    claim(held, first!, now, () => false, 'paused');
+    // p-0 was held again (refused as paused): the rest wait a second with it.
+    assert.equal(held.take(now), null);
+    assert.equal(held.nextAt(), now + PAUSED_RECHECK_MS);
+    now += PAUSED_RECHECK_MS;
+    const second = held.take(now);
+    assert.deepEqual(idsOf(second), ['p-1']);
+    // p-1's job was cancelled: its claim neither started nor was refused.
+    held.settle(second!, new Set());
+    assert.equal(held.nextAt(), -Infinity, 'the next asks at once');
+    assert.deepEqual(idsOf(held.take(now)), ['p-2']);
+  });
+
+  it('the best of a key asks first: highest priority, then longest held', () => {
+    const held = new HeldDispatches();
+    held.hold(dispatch('low-old', 0), undefined, 'k', 'rate', 100, 0);
+    held.hold(dispatch('high', 5), undefined, 'k', 'rate', 100, 1);
+    held.hold(dispatch('low-new', 0), undefined, 'k', 'rate', 100, 2);
+    const round = held.take(200);
+    assert.deepEqual(idsOf(round), ['high']);
+    claim(held, round!, 200, () => true);
+    assert.deepEqual(idsOf(held.take(200)), ['low-old', 'low-new']);
+  });
+
+  it('keys are asked about apart: one key refused leaves another\'s turn alone', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'a', 3, 'rate', 0, 10);
+    holdMany(held, 'b', 3, 'rate', 0, 10);
+    const round = held.take(10);
+    assert.deepEqual(idsOf(round).sort(), ['a-0', 'b-0']);
+    claim(held, round!, 10, (id) => id.startsWith('b'), 'rate');
+    assert.deepEqual(idsOf(held.take(10)), ['b-1', 'b-2']);
+  });
+
+  it('keeps at most its count, dropping the oldest; a failed round is held again', () => {
+    const held = new HeldDispatches(3);
+    holdMany(held, 'k', 3, 'concurrency', 0);
+    assert.equal(held.hold(dispatch('k-3'), undefined, 'k', 'concurrency', null, 0), 'k-0');
+    assert.deepEqual(held.jobIds(), ['k-1', 'k-2', 'k-3']);
+    const round = held.take(THROTTLE_RETRY_FIRST_MS)!;
+    held.restore(round, 1000);
+    assert.equal(held.size, 3);
+    // k-1 waits until 1000, behind the others (held again last); k-2 is the longest held of those due.
+    assert.deepEqual(idsOf(held.take(999)), ['k-2']);
+    assert.ok(held.jobIds().includes('k-1'));
+    held.clear();
+    assert.equal(held.size, 0);
+    assert.equal(held.nextAt(), Infinity);
+  });
+});

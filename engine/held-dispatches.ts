@@ -1,0 +1,221 @@
+/**
+ * The dispatches a worker holds back because their key's limit refused the
+ * claim (engine/worker.ts), and which of them to claim again when. Pure: the
+ * caller passes the time in and makes the claims.
+ *
+ * A key's held dispatches are asked about a few at a time, never all at once,
+ * so a backlog of n on a key costs a few refused claims a wait, not n:
+ * - when the key's wait is over (its rate allows a start, its concurrency
+ *   pause ended, a paused key's second passed), its best held dispatch asks
+ *   (highest priority, then longest held); one that starts lets twice as many
+ *   ask at once, and so on until one is refused, when the key's others wait
+ *   out the pause that refusal set;
+ * - an attempt that counted against the key ends in this worker: one more of
+ *   the key's held dispatches is claimed at once (the slot it freed), not
+ *   for a paused key, which no attempt ending lets start;
+ * - a claim that neither started nor was refused (its job was cancelled or
+ *   deleted meanwhile, a stale dispatch) passes its turn on to the key's next.
+ */
+import { PAUSED_RECHECK_MS } from './limits.js';
+import type { DispatchMessage } from './messages.js';
+import type { LogRecord } from './ports.js';
+
+/** A dispatch held back by a concurrency limit is tried again after this, doubling up to THROTTLE_RETRY_MAX_MS. */
+export const THROTTLE_RETRY_FIRST_MS = 50;
+export const THROTTLE_RETRY_MAX_MS = 500;
+/**
+ * A dispatch held back by a rate is tried again when the rate allows the next
+ * start, and after this at the latest: the limit may have been lifted or its
+ * rate raised meanwhile, and the rate's wait may be hours.
+ */
+export const THROTTLE_RATE_RECHECK_MS = 1000;
+/** Dispatches held back by limits a worker keeps; beyond, the oldest go back to the timers' re-dispatch. */
+export const THROTTLED_KEPT = 10_000;
+
+/** Why a key's limit refused a claim (engine/limits.ts). */
+export type RefusedWhy = 'paused' | 'concurrency' | 'rate';
+
+/** A dispatch its key's limit refused, waiting to be claimed again. */
+export interface Held {
+  message: DispatchMessage;
+  record: LogRecord | undefined;
+  key: string;
+  dueAt: number;
+}
+
+/** A limit key's refusals in a row (the concurrency pause after each doubles), when the last came, and whether it said paused. */
+interface KeyWait {
+  refusals: number;
+  lastAt: number;
+  paused: boolean;
+}
+
+/** A key's next claim, whatever its dispatches' due times: how many ask, and whether a start among them doubles that. */
+interface Turn {
+  take: number;
+  grow: boolean;
+}
+
+/** One round of claims (`take`): the dispatches, taken out, highest priority first within a key, and each key's share. */
+export interface Round {
+  due: Held[];
+  keys: Map<string, { ids: Set<string> } & Turn>;
+}
+
+const priorityOf = (h: Held): number => (Number.isFinite(h.message.priority) ? h.message.priority : 0);
+
+export class HeldDispatches {
+  /** By job id, oldest first. */
+  private readonly all = new Map<string, Held>();
+  /** By limit key, then job id, oldest first. */
+  private readonly byKey = new Map<string, Map<string, Held>>();
+  private readonly waits = new Map<string, KeyWait>();
+  private readonly turns = new Map<string, Turn>();
+
+  constructor(private readonly kept = THROTTLED_KEPT) {}
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  jobIds(): string[] {
+    return [...this.all.keys()];
+  }
+
+  clear(): void {
+    this.all.clear();
+    this.byKey.clear();
+    this.waits.clear();
+    this.turns.clear();
+  }
+
+  /**
+   * Holds a dispatch its key's limit refused (`why`, and the rate's
+   * `retryAfterMs`): due again when the rate allows (THROTTLE_RATE_RECHECK_MS
+   * at most), for a paused key after PAUSED_RECHECK_MS, else after a pause that
+   * doubles with the key's refusals in a row (the refusals of one claim, at
+   * one `now`, count once). Answers the job id of the oldest held, dropped
+   * past the kept count, or null.
+   */
+  hold(message: DispatchMessage, record: LogRecord | undefined, key: string, why: RefusedWhy, retryAfterMs: number | null, now: number): string | null {
+    let wait = this.waits.get(key);
+    if (!wait) {
+      if (this.waits.size >= this.kept) this.waits.clear();
+      this.waits.set(key, (wait = { refusals: 0, lastAt: -1, paused: false }));
+    }
+    if (wait.lastAt !== now) {
+      wait.refusals++;
+      wait.lastAt = now;
+    }
+    wait.paused = why === 'paused';
+    const pause = why === 'paused' ? PAUSED_RECHECK_MS
+      : why === 'rate' && typeof retryAfterMs === 'number' ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
+      : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
+    this.remove(message.jobId);
+    const held: Held = { message, record, key, dueAt: now + pause };
+    this.all.set(message.jobId, held);
+    let ofKey = this.byKey.get(key);
+    if (!ofKey) this.byKey.set(key, (ofKey = new Map()));
+    ofKey.set(message.jobId, held);
+    if (this.all.size <= this.kept) return null;
+    const [oldest] = this.all.keys();
+    this.remove(oldest!);
+    return oldest!;
+  }
+
+  /**
+   * An attempt ended here that counted against these keys (its own, its
+   * type's and queue's defaults): each with dispatches held, and not paused,
+   * gets one more claim now, and its pause starts over. True when any did.
+   */
+  freed(keys: Iterable<string>): boolean {
+    let any = false;
+    for (const key of keys) {
+      const wait = this.waits.get(key);
+      if (wait) wait.refusals = 0;
+      if (!this.byKey.has(key) || wait?.paused) continue;
+      const turn = this.turns.get(key);
+      if (turn) turn.take++;
+      else this.turns.set(key, { take: 1, grow: false });
+      any = true;
+    }
+    return any;
+  }
+
+  /** The dispatches to claim now, taken out (see the top of the file); null when none is. */
+  take(now: number): Round | null {
+    const due: Held[] = [];
+    const keys: Round['keys'] = new Map();
+    for (const [key, ofKey] of this.byKey) {
+      let turn = this.turns.get(key);
+      if (!turn) {
+        for (const h of ofKey.values()) {
+          if (h.dueAt <= now) {
+            turn = { take: 1, grow: true };
+            break;
+          }
+        }
+        if (!turn) continue;
+      }
+      this.turns.delete(key);
+      // Highest priority first, then longest held (the sort is stable).
+      const picked = [...ofKey.values()].sort((a, b) => priorityOf(b) - priorityOf(a)).slice(0, turn.take);
+      keys.set(key, { ids: new Set(picked.map((h) => h.message.jobId)), ...turn });
+      due.push(...picked);
+    }
+    for (const h of due) this.remove(h.message.jobId);
+    return due.length > 0 ? { due, keys } : null;
+  }
+
+  /** After a round's claims: `started` holds the job ids of those that started. */
+  settle(round: Round, started: ReadonlySet<string>): void {
+    for (const [key, share] of round.keys) {
+      let again: Held | undefined;
+      for (const id of share.ids) {
+        const h = this.all.get(id);
+        if (h && (!again || h.dueAt < again.dueAt)) again = h;
+      }
+      if (again) {
+        // Refused: the key's others wait out the same pause, as they would have been refused too.
+        for (const h of this.byKey.get(key)?.values() ?? []) h.dueAt = Math.max(h.dueAt, again.dueAt);
+        continue;
+      }
+      if (!this.byKey.has(key)) continue;
+      let starts = 0;
+      for (const id of share.ids) if (started.has(id)) starts++;
+      if (starts === 0) this.turns.set(key, { take: share.take, grow: share.grow });
+      else if (share.grow) this.turns.set(key, { take: 2 * share.take, grow: true });
+    }
+  }
+
+  /** A round whose claims failed: those not held again are, due at `dueAt`. */
+  restore(round: Round, dueAt: number): void {
+    for (const h of round.due) {
+      if (this.all.has(h.message.jobId)) continue;
+      this.all.set(h.message.jobId, { ...h, dueAt });
+      let ofKey = this.byKey.get(h.key);
+      if (!ofKey) this.byKey.set(h.key, (ofKey = new Map()));
+      ofKey.set(h.message.jobId, this.all.get(h.message.jobId)!);
+    }
+  }
+
+  /** When `take` next has a round: -Infinity for a turn waiting, Infinity with none held. */
+  nextAt(): number {
+    if (this.turns.size > 0) return -Infinity;
+    let next = Infinity;
+    for (const h of this.all.values()) next = Math.min(next, h.dueAt);
+    return next;
+  }
+
+  private remove(jobId: string): void {
+    const h = this.all.get(jobId);
+    if (!h) return;
+    this.all.delete(jobId);
+    const ofKey = this.byKey.get(h.key)!;
+    ofKey.delete(jobId);
+    if (ofKey.size === 0) {
+      this.byKey.delete(h.key);
+      this.turns.delete(h.key);
+    }
+  }
+}
