@@ -82,11 +82,23 @@ describe('held dispatches', () => {
     assert.equal(held.nextAt(), now + PAUSED_RECHECK_MS);
     now += PAUSED_RECHECK_MS;
     const second = held.take(now);
-    assert.deepEqual(idsOf(second), ['p-1']);
-    // p-1's job was cancelled: its claim neither started nor was refused.
+    assert.deepEqual(idsOf(second), ['p-0'], 'refused, it kept its place: the longest held asks again');
+    // p-0's job was cancelled: its claim neither started nor was refused.
     held.settle(second!, new Set());
     assert.equal(held.nextAt(), -Infinity, 'the next asks at once');
-    assert.deepEqual(idsOf(held.take(now)), ['p-2']);
+    assert.deepEqual(idsOf(held.take(now)), ['p-1', 'p-2'], 'two at once: a claim whose job went cost no refusal');
+  });
+
+  it('an attempt that ends while a round of its key is claimed still frees a claim after it', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'k', 10, 'concurrency', 0);
+    const round = held.take(THROTTLE_RETRY_FIRST_MS)!;
+    assert.deepEqual(idsOf(round), ['k-0']);
+    assert.deepEqual(held.jobIds().length, 9, 'the one being claimed is not kept from the timers by this worker twice');
+    assert.equal(held.freed(['k']), true);
+    const started = new Set(['k-0']);
+    held.settle({ ...round, keys: new Map([...round.keys].map(([k, v]) => [k, { ...v, grow: false }])) }, started);
+    assert.deepEqual(idsOf(held.take(THROTTLE_RETRY_FIRST_MS)), ['k-1']);
   });
 
   it('the best of a key asks first: highest priority, then longest held', () => {
@@ -118,9 +130,9 @@ describe('held dispatches', () => {
     const round = held.take(THROTTLE_RETRY_FIRST_MS)!;
     held.restore(round, 1000);
     assert.equal(held.size, 3);
-    // k-1 waits until 1000, behind the others (held again last); k-2 is the longest held of those due.
-    assert.deepEqual(idsOf(held.take(999)), ['k-2']);
-    assert.ok(held.jobIds().includes('k-1'));
+    assert.equal(held.nextAt(), 1000, 'the key waits until 1000');
+    assert.deepEqual(held.jobIds(), ['k-1', 'k-2', 'k-3'], 'in their places');
+    assert.deepEqual(idsOf(held.take(1000)), ['k-1']);
     held.clear();
     assert.equal(held.size, 0);
     assert.equal(held.nextAt(), Infinity);

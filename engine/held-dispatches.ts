@@ -41,6 +41,8 @@ export interface Held {
   record: LogRecord | undefined;
   key: string;
   dueAt: number;
+  /** In the round being claimed: kept in its place (a refusal holds it there again), and not in `take` or `nextAt`. */
+  claiming: boolean;
 }
 
 /** A limit key's refusals in a row (the concurrency pause after each doubles), when the last came, and whether it said paused. */
@@ -78,8 +80,11 @@ export class HeldDispatches {
     return this.all.size;
   }
 
+  /** The held dispatches' jobs, but those of the round being claimed. */
   jobIds(): string[] {
-    return [...this.all.keys()];
+    const ids: string[] = [];
+    for (const [id, h] of this.all) if (!h.claiming) ids.push(id);
+    return ids;
   }
 
   clear(): void {
@@ -111,20 +116,29 @@ export class HeldDispatches {
     const pause = why === 'paused' ? PAUSED_RECHECK_MS
       : why === 'rate' && typeof retryAfterMs === 'number' ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
       : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
-    this.remove(message.jobId);
-    const held: Held = { message, record, key, dueAt: now + pause };
+    const was = this.all.get(message.jobId);
+    if (was?.key === key) {
+      // Refused again (or delivered again): it keeps its place among the key's, so the longest held asks first.
+      Object.assign(was, { message, record, dueAt: now + pause, claiming: false });
+      return null;
+    }
+    if (was) this.remove(message.jobId);
+    const held: Held = { message, record, key, dueAt: now + pause, claiming: false };
     this.all.set(message.jobId, held);
     let ofKey = this.byKey.get(key);
     if (!ofKey) this.byKey.set(key, (ofKey = new Map()));
     ofKey.set(message.jobId, held);
     if (this.all.size <= this.kept) return null;
-    const [oldest] = this.all.keys();
-    this.remove(oldest!);
-    return oldest!;
+    for (const [oldest, h] of this.all) {
+      if (h.claiming) continue;
+      this.remove(oldest);
+      return oldest;
+    }
+    return null;
   }
 
   /**
-   * An attempt ended here that counted against these keys (its own, its
+   * An attempt ended here that counted against these keys (its own, or its
    * type's and queue's defaults): each with dispatches held, and not paused,
    * gets one more claim now, and its pause starts over. True when any did.
    */
@@ -134,15 +148,13 @@ export class HeldDispatches {
       const wait = this.waits.get(key);
       if (wait) wait.refusals = 0;
       if (!this.byKey.has(key) || wait?.paused) continue;
-      const turn = this.turns.get(key);
-      if (turn) turn.take++;
-      else this.turns.set(key, { take: 1, grow: false });
+      this.addTurn(key, { take: 1, grow: false });
       any = true;
     }
     return any;
   }
 
-  /** The dispatches to claim now, taken out (see the top of the file); null when none is. */
+  /** The dispatches to claim now (see the top of the file), marked `claiming` until `settle` or `restore`; null when none is. */
   take(now: number): Round | null {
     const due: Held[] = [];
     const keys: Round['keys'] = new Map();
@@ -150,30 +162,35 @@ export class HeldDispatches {
       let turn = this.turns.get(key);
       if (!turn) {
         for (const h of ofKey.values()) {
-          if (h.dueAt <= now) {
+          if (h.dueAt <= now && !h.claiming) {
             turn = { take: 1, grow: true };
             break;
           }
         }
         if (!turn) continue;
       }
+      const picked = best(ofKey.values(), turn.take, ofKey.size);
+      if (picked.length === 0) continue;
       this.turns.delete(key);
-      // Highest priority first, then longest held (the sort is stable).
-      const picked = [...ofKey.values()].sort((a, b) => priorityOf(b) - priorityOf(a)).slice(0, turn.take);
+      for (const h of picked) h.claiming = true;
       keys.set(key, { ids: new Set(picked.map((h) => h.message.jobId)), ...turn });
       due.push(...picked);
     }
-    for (const h of due) this.remove(h.message.jobId);
     return due.length > 0 ? { due, keys } : null;
   }
 
-  /** After a round's claims: `started` holds the job ids of those that started. */
+  /**
+   * After a round's claims: those refused were held again (`hold`), the rest
+   * started (`started` holds their job ids) or their jobs went; they are let go.
+   */
   settle(round: Round, started: ReadonlySet<string>): void {
     for (const [key, share] of round.keys) {
       let again: Held | undefined;
       for (const id of share.ids) {
         const h = this.all.get(id);
-        if (h && (!again || h.dueAt < again.dueAt)) again = h;
+        if (!h) continue;
+        if (h.claiming) this.remove(id);
+        else if (!again || h.dueAt < again.dueAt) again = h;
       }
       if (again) {
         // Refused: the key's others wait out the same pause, as they would have been refused too.
@@ -183,19 +200,25 @@ export class HeldDispatches {
       if (!this.byKey.has(key)) continue;
       let starts = 0;
       for (const id of share.ids) if (started.has(id)) starts++;
-      if (starts === 0) this.turns.set(key, { take: share.take, grow: share.grow });
-      else if (share.grow) this.turns.set(key, { take: 2 * share.take, grow: true });
+      // None refused: twice as many next, at once, when this round was the key's asking; a freed claim whose job
+      // went passes on as it was.
+      if (share.grow) this.addTurn(key, { take: 2 * share.take, grow: true });
+      else if (starts < share.take) this.addTurn(key, { take: share.take - starts, grow: false });
     }
   }
 
-  /** A round whose claims failed: those not held again are, due at `dueAt`. */
+  /**
+   * A round whose claims failed (a database blip, a stop): its dispatches are
+   * held again, and its keys' others wait too: none is due before `dueAt`.
+   */
   restore(round: Round, dueAt: number): void {
     for (const h of round.due) {
-      if (this.all.has(h.message.jobId)) continue;
-      this.all.set(h.message.jobId, { ...h, dueAt });
-      let ofKey = this.byKey.get(h.key);
-      if (!ofKey) this.byKey.set(h.key, (ofKey = new Map()));
-      ofKey.set(h.message.jobId, this.all.get(h.message.jobId)!);
+      if (this.all.get(h.message.jobId) !== h || !h.claiming) continue;
+      h.claiming = false;
+      h.dueAt = dueAt;
+    }
+    for (const key of round.keys.keys()) {
+      for (const h of this.byKey.get(key)?.values() ?? []) if (!h.claiming) h.dueAt = Math.max(h.dueAt, dueAt);
     }
   }
 
@@ -203,8 +226,18 @@ export class HeldDispatches {
   nextAt(): number {
     if (this.turns.size > 0) return -Infinity;
     let next = Infinity;
-    for (const h of this.all.values()) next = Math.min(next, h.dueAt);
+    for (const h of this.all.values()) if (!h.claiming) next = Math.min(next, h.dueAt);
     return next;
+  }
+
+  private addTurn(key: string, turn: Turn): void {
+    const now = this.turns.get(key);
+    if (now) {
+      now.take += turn.take;
+      now.grow ||= turn.grow;
+    } else {
+      this.turns.set(key, { ...turn });
+    }
   }
 
   private remove(jobId: string): void {
@@ -218,4 +251,25 @@ export class HeldDispatches {
       this.turns.delete(h.key);
     }
   }
+}
+
+/**
+ * The best `n` not being claimed, of a key's `size` held (oldest first):
+ * highest priority first, then longest held. One pass keeping the best so far
+ * when `n` is small beside `size` (a round of one, of thousands held), a sort
+ * otherwise.
+ */
+function best(held: Iterable<Held>, n: number, size: number): Held[] {
+  if (n * 4 >= size) return [...held].filter((h) => !h.claiming).sort((a, b) => priorityOf(b) - priorityOf(a)).slice(0, n);
+  const out: Held[] = [];
+  for (const h of held) {
+    if (h.claiming) continue;
+    const p = priorityOf(h);
+    if (out.length === n && priorityOf(out[n - 1]!) >= p) continue;
+    let i = out.length;
+    while (i > 0 && priorityOf(out[i - 1]!) < p) i--;
+    out.splice(i, 0, h);
+    if (out.length > n) out.pop();
+  }
+  return out;
 }

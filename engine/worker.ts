@@ -914,14 +914,15 @@ export class Worker {
   }
 
   /**
-   * An attempt of this job ended here: the limits it may have counted against
-   * (its own key, or its type's or queue's default) each let one more of their
-   * held dispatches go now.
+   * An attempt of this job ended here: the limit it may have counted against
+   * (its own key; without one, its type's or queue's default, engine/limits.ts
+   * `limitKeyOf`) lets one more of its held dispatches go now.
    */
   private keysFreed(job: JobRecord): void {
     // As stored: qualified by the job's tenant (engine/limits.ts), as a throttled claim names its key.
-    const keys = new Set([storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)]);
-    if (job.concurrencyKey !== undefined) keys.add(storedLimitKey(job.tenant, job.concurrencyKey));
+    const keys = job.concurrencyKey !== undefined
+      ? [storedLimitKey(job.tenant, job.concurrencyKey)]
+      : [storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)];
     if (this.held.freed(keys)) this.wakeHeld();
   }
 
