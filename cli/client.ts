@@ -9,7 +9,7 @@ import type { EventView, JobDetail as WireJobDetail, JobView } from '../client/i
 export {
   ApiError, AtsClient, compareProgress, MAX_BATCH, UnreachableError,
   type BatchItem, type BatchResult, type Insights, type Limit, type LimitSpec, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
-  type SubmitRequest, type Worker,
+  type SubmitRequest, type Worker, waitingText,
 } from '../client/index.js';
 /** Whether a try before this error, in the same call, may have gone through (the client sent the request again). */
 export { outcomeWasUnknown } from '../client/http.js';
@@ -35,11 +35,12 @@ export interface JobProgress {
   at: string;
 }
 
-/** A job with its history (`GET /v1/jobs/:id`), its stream cursor, the advisor's ETA and the job's progress when the server sent them. */
+/** A job with its history (`GET /v1/jobs/:id`), its stream cursor, the advisor's ETA, the job's progress and what it waits for when the server sent them. */
 export interface JobDetail extends Job {
   events: JobEvent[];
   /** The stream position of the newest event in `events` (absent from a server older than the field). */
   streamCursor?: WireJobDetail['streamCursor'];
   eta?: WireJobDetail['eta'];
   progress?: JobProgress | null;
+  waiting?: WireJobDetail['waiting'];
 }

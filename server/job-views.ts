@@ -4,9 +4,11 @@
  * kept here, so the API cannot offer an action the engine would refuse.
  */
 import type { Eta } from '../engine/advisor/types.js';
+import type { Waiting } from '../engine/waiting.js';
+import { toLimitView } from './limit-views.js';
 import { allowedActions } from '../machines/lifecycle.js';
 import type { JobEventRecord, JobProgress, JobRecord } from '../engine/ports.js';
-import { MAX_EPOCH_MS, type EventView, type JobView, type ProgressView } from './schemas.js';
+import { MAX_EPOCH_MS, type EventView, type JobView, type ProgressView, type WaitingView } from './schemas.js';
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -54,4 +56,12 @@ export function toEtaView(eta: Eta): { start: string; finish: string; basis: Eta
 /** The job's latest progress as the API shows it (ISO time). */
 export function toProgressView(p: JobProgress): ProgressView {
   return { value: p.value as ProgressView['value'], attempt: p.attempt, at: iso(p.at) };
+}
+
+/** What a waiting job waits for, as the API shows it (ISO time; of the limit, what `GET /v1/limits/:key` shows but its times). */
+export function toWaitingView(w: Waiting): WaitingView {
+  const until = w.until === null || w.until > MAX_EPOCH_MS ? null : iso(w.until);
+  if (!w.limit) return { reason: w.reason, until, limit: null };
+  const { key, concurrency, rate, running } = toLimitView(w.limit.limit, w.limit.running);
+  return { reason: w.reason, until, limit: { key, concurrency, rate, running } };
 }

@@ -306,6 +306,28 @@ export const ProgressView = Type.Object({
 }, { $id: 'JobProgress', description: 'The latest progress the job\'s handler reported (`ctx.progress`): not a transition, not kept in the history' });
 export type ProgressView = Static<typeof ProgressView>;
 
+export const WAITING_REASONS = ['scheduled', 'backoff', 'dispatching', 'no-worker', 'paused', 'concurrency', 'rate', 'queued'] as const;
+
+export const WaitingView = Type.Object({
+  reason: Type.Union(WAITING_REASONS.map((r) => Type.Literal(r)), {
+    description: 'What it waits for. `scheduled`: its run time (`until`). `backoff`: its retry time (`until`). `dispatching`: due, its dispatch is being handed to the workers. ' +
+      '`no-worker`: no live worker runs its type on its queue. `paused`: its limit\'s concurrency is 0. `concurrency`: as many of its key run as its limit allows. ' +
+      '`rate`: its limit\'s rate allows the next start at `until`. `queued`: dispatched, over no limit: a worker\'s free slot, after the jobs before it in its queue',
+  }),
+  until: Nullable(IsoTime('When'), 'When the wait ends by itself: for `scheduled`, `backoff` and `rate`; null otherwise'),
+  // Inline, not a $ref to Limit: a server without limits (no limit store) has no Limit schema, and jobs all the same.
+  limit: Nullable(Type.Object({
+    key: Type.String({ description: 'The key, as `GET /v1/limits/:key` names it: the job\'s own concurrency key, or `type:<type>` or `queue:<queue>`' }),
+    concurrency: Nullable(Type.Integer({ minimum: 0 }), 'Most attempts of the key running at once; 0: paused; null: no cap'),
+    rate: Nullable(Type.Object({
+      max: Type.Integer({ minimum: 1, description: 'Starts allowed per interval' }),
+      intervalMs: Type.Integer({ minimum: 1, description: 'The interval, in ms' }),
+    }), 'Most starts of the key per interval; null: no cap'),
+    running: Type.Integer({ minimum: 0, description: 'Attempts of the key running now, with a lease that holds' }),
+  }), 'The limit its attempts count against (its own key\'s, else its type\'s or queue\'s default), as read with the job; null when none applies'),
+}, { $id: 'JobWaiting', description: 'What a job that has not started waits for (docs/limits.md, docs/architecture.md)' });
+export type WaitingView = Static<typeof WaitingView>;
+
 export const JobDetail = Type.Intersect([
   ref(JobView),
   Type.Object({
@@ -315,9 +337,10 @@ export const JobDetail = Type.Intersect([
     }),
     eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, before its type has history, or for a waiting job no live worker can run or whose concurrency limit is paused'),
     progress: Nullable(ref(ProgressView), 'The latest progress its handler reported (kept after the attempt ends, replaced by the next attempt\'s first report); null when none did'),
+    waiting: Nullable(ref(WaitingView), 'What it waits for while it has not started (pending, published, retrying); null once it runs or ended, or when what it waits for could not be read'),
   }),
 ], { $id: 'JobDetail', description: 'A job with its history' });
-export type JobDetail = JobView & { events: EventView[]; streamCursor: string; progress: ProgressView | null };
+export type JobDetail = JobView & { events: EventView[]; streamCursor: string; progress: ProgressView | null; waiting: WaitingView | null };
 
 export const JobVerifyView = Type.Object({
   ok: Type.Boolean({ description: 'true: the history has no gap, starts with SUBMITTED, and replaying it through the job machine gives the stored job' }),
@@ -877,7 +900,7 @@ export const SCHEDULE_SCHEMAS: readonly TSchema[] = Object.freeze([
 export const SHARED_SCHEMAS: readonly TSchema[] = Object.freeze([
   JobStateSchema, ExponentialIn, FixedIn, BackoffIn, BackoffOut, SubmitBody, CancelRequest, RedriveRequest, ErrorBody, JobError,
   JobView, EventView, JobDetail, JobPage, StatsView, CallerView, MachineView, HealthView, ReadyView, BatchResult, BatchResponse,
-  EdgeStatsView, OutboxStatsView, EtaView, ProgressView, InsightsView, JobVerifyView,
+  EdgeStatsView, OutboxStatsView, EtaView, ProgressView, WaitingView, InsightsView, JobVerifyView,
 ]);
 
 /** A response schema with the description OpenAPI shows for it. */

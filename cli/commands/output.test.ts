@@ -102,3 +102,27 @@ test('ats get shows the job\'s priority, backoff, timeout and concurrency key, a
   assert.match(plain, /^backoff {6}fixed 500 ms$/m, plain);
   assert.doesNotMatch(plain, /concurrencyKey/, 'no key, no line');
 });
+
+test('ats get says what a job that has not started waits for, a line a reason; none once it runs', () => {
+  const job = {
+    id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'published', attempt: 0, maxAttempts: 3, attemptBase: 0,
+    payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', concurrencyKey: 'smtp', version: 2,
+    createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['CANCEL'], events: [], eta: null, progress: null, waiting: null,
+  } as unknown as JobDetail;
+  const limit = (o: Record<string, unknown>) => ({ key: 'smtp', concurrency: 5, rate: null, running: 5, createdAt: job.createdAt, updatedAt: job.createdAt, ...o });
+  const line = (waiting: unknown) => jobDetail({ ...job, waiting } as JobDetail).split('\n').find((l) => l.startsWith('waiting'));
+  const until = '2031-01-01T01:00:00.000Z';
+  assert.equal(line({ reason: 'scheduled', until, limit: null }), `waiting        scheduled: runs at ${until}`);
+  assert.equal(line({ reason: 'backoff', until, limit: null }), `waiting        backoff: retries at ${until}`);
+  assert.equal(line({ reason: 'dispatching', until: null, limit: null }), 'waiting        dispatching: due, its dispatch on its way to the workers');
+  assert.equal(line({ reason: 'no-worker', until: null, limit: null }), 'waiting        no-worker: no live worker runs demo.echo on queue email');
+  assert.equal(line({ reason: 'paused', until: null, limit: limit({ concurrency: 0, running: 2 }) }), 'waiting        paused: limit smtp is paused (concurrency 0)');
+  assert.equal(line({ reason: 'concurrency', until: null, limit: limit({}) }), 'waiting        concurrency: limit smtp runs 5 of 5');
+  assert.equal(line({ reason: 'rate', until, limit: limit({ running: 0 }) }), `waiting        rate: limit smtp allows the next start at ${until}`);
+  assert.equal(line({ reason: 'queued', until: null, limit: null }), 'waiting        queued: for a worker\'s free slot');
+  assert.equal(line({ reason: 'queued', until: null, limit: limit({ running: 1 }) }), 'waiting        queued: for a worker\'s free slot (limit smtp: 1 running)');
+  // A key as the server sent it goes to the terminal escaped.
+  assert.equal(line({ reason: 'paused', until: null, limit: limit({ key: 'a\u001b[2Jb', concurrency: 0 }) }), 'waiting        paused: limit a\\u001b[2Jb is paused (concurrency 0)');
+  assert.equal(line(null), undefined, 'not waiting: no line');
+  assert.equal(line(undefined), undefined, 'a server older than the field: no line');
+});

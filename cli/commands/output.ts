@@ -1,5 +1,6 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
 import type { Insights, Job, JobDetail, JobEvent, JobProgress, Limit, Schedule, ScheduleDetail, Worker } from '../client.js';
+import { waitingText } from '../client.js';
 import { RunCounter } from '../../machines/runs.js';
 import { durationText } from '../duration.js';
 
@@ -122,6 +123,7 @@ export function jobDetail(job: JobDetail): string {
   const err = e ? `${oneLine(e.message)} (attempt ${e.attempt}${why})` : '-';
   const fields: Array<[string, string]> = [
     ['id', job.id], ['type', job.type], ['queue', job.queue], ['state', job.state],
+    ...(job.waiting ? [['waiting', waitingText(job, job.waiting, oneLine)] as [string, string]] : []),
     ['attempt', attemptText(job.attempt, job.maxAttempts, RunCounter.of(job.events))],
     // The whole object (at most 1 KiB): the latest progress is what a person asks `get` for.
     ...(job.progress ? [['progress', `${progressValue(job.progress.value, 1100)} (attempt ${job.progress.attempt}, ${job.progress.at})`] as [string, string]] : []),

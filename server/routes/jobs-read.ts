@@ -10,18 +10,19 @@ import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
 import { storedLimitKey } from '../../engine/limits.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord, LimitStore, WorkerRecord } from '../../engine/ports.js';
+import { isWaiting, waitingOf, type AppliedLimit, type Waiting, type WaitingFacts } from '../../engine/waiting.js';
 import { sharedFor } from '../answer-cache.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { encodeStreamCursor } from '../stream/cursor.js';
 import { DEFAULT_LIST_PAGE_BYTES, type RouteOptions } from '../deps.js';
-import { toEtaView, toEventView, toJobView, toProgressView } from '../job-views.js';
+import { toEtaView, toEventView, toJobView, toProgressView, toWaitingView } from '../job-views.js';
 import { tenantJob } from '../tenant-jobs.js';
 import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams, ListQuery, ref } from '../schemas.js';
 
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `waiting` (what a job that has not started waits for: its run or retry time, its dispatch, a worker that runs it, its limit, or a free slot; null once it runs or ended), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -43,34 +44,44 @@ const listSchema = {
  */
 export const ETA_WORKERS_CACHE_MS = 1000;
 
-/** States of a job waiting for a worker to start it (its retry, when retrying). */
-const WAITING: ReadonlySet<string> = new Set(['pending', 'published', 'retrying']);
+/**
+ * What the job waits for, when it waits (engine/waiting.ts), with what was
+ * read to tell it: the limit its attempts count against (`limitOf`) and
+ * whether a live worker runs it (from the worker registry, read at most once
+ * each ETA_WORKERS_CACHE_MS by `listWorkers`; a registry listing its most
+ * workers, MAX_WORKERS_LISTED, may have left the one out: not known). Null
+ * when it does not wait, and should a read fail (the store blinked after the
+ * job was read): an optional field must not turn the job's answer into an
+ * error.
+ */
+async function waitingFor(
+  deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord,
+): Promise<{ waiting: Waiting; facts: WaitingFacts } | null> {
+  if (!isWaiting(job)) return null;
+  try {
+    const now = deps.clock.now();
+    const [workers, limit] = await Promise.all([listWorkers?.(), deps.limitStore ? limitOf(deps.limitStore, job, now) : null]);
+    const served = workers && workers.length < MAX_WORKERS_LISTED ? servedBy(workers, now)(job.type, job.queue) : null;
+    const facts = { served, limit };
+    const waiting = waitingOf(job, facts, now);
+    return waiting && { waiting, facts };
+  } catch (err) {
+    deps.logger?.warn('api: what the job waits for could not be read; answered without it', errorFields(err));
+    return null;
+  }
+}
 
 /**
- * The advisor's ETA, or null when it cannot be had: an optional field whose
- * read failed (the store blinked after the job was read) must not turn the
- * job's answer into an error. Null too for a waiting job that no live worker
- * can run (none lists its type and serves its queue, as `unserved` of
- * `GET /v1/stats` says, on a server that reads the worker registry), or whose
- * concurrency limit is paused (docs/limits.md): it does not start until one
- * does, or the limit is raised, and a start predicted from the queue's past
- * would slide forward at every read. A registry listing its most workers
- * (MAX_WORKERS_LISTED) may have left the one out: the ETA stands. The
- * registry is read at most once each ETA_WORKERS_CACHE_MS (`listWorkers`).
+ * The advisor's ETA, or null when it cannot be had (a read that failed, as
+ * for `waitingFor`). Null too for a waiting job that no live worker can run,
+ * or whose limit is paused (docs/limits.md): it does not start until a
+ * worker comes, or the limit is raised, and a start predicted from the
+ * queue's past would slide forward at every read.
  */
-async function etaOf(
-  deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord, startedAt: number | null,
-): Promise<Eta | null> {
+async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null, facts: WaitingFacts | undefined): Promise<Eta | null> {
+  if (facts?.served === false || facts?.limit?.limit.concurrency === 0) return null;
   try {
-    // Without an advisor there is no ETA to withhold: the registry and the limits are not read.
-    const waiting = deps.advisor !== undefined && WAITING.has(job.snapshot.value);
-    const registry = waiting ? listWorkers : undefined;
-    const [eta, workers, paused] = await Promise.all([
-      deps.advisor?.eta(job, startedAt), registry?.(), waiting && deps.limitStore ? limitPaused(deps.limitStore, job) : false,
-    ]);
-    if (paused) return null;
-    if (workers && workers.length < MAX_WORKERS_LISTED && !servedBy(workers, deps.clock.now())(job.type, job.queue)) return null;
-    return eta ?? null;
+    return (await deps.advisor?.eta(job, startedAt)) ?? null;
   } catch (err) {
     deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
     return null;
@@ -78,18 +89,20 @@ async function etaOf(
 }
 
 /**
- * Whether the limit the job's attempts count against (engine/limits.ts
- * `limitKeyOf`: its own key, else its type's default, else its queue's) is
- * paused: a concurrency of 0. The defaults are read together, as the claim
- * would find them.
+ * The limit the job's attempts count against (engine/limits.ts `limitKeyOf`:
+ * its own key, else its type's default, else its queue's), read as the claim
+ * would find it, with the attempts of its key running at `now`; null when
+ * none applies.
  */
-async function limitPaused(limits: LimitStore, job: JobRecord): Promise<boolean> {
+async function limitOf(limits: LimitStore, job: JobRecord, now: number): Promise<AppliedLimit | null> {
   const keys = job.concurrencyKey !== undefined
     ? [storedLimitKey(job.tenant, job.concurrencyKey)]
     : [storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)];
   const found = await Promise.all(keys.map((key) => limits.getLimit(key)));
-  const applies = found.find((limit) => limit !== null);
-  return applies?.concurrency === 0;
+  const limit = found.find((l) => l !== null);
+  if (!limit) return null;
+  const running = (await limits.runningByKey([limit.key], now)).get(limit.key) ?? 0;
+  return { limit, running };
 }
 
 /**
@@ -131,9 +144,11 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     // deleted in between (its events go with it), which a second read tells.
     const events = read.filter((e) => e.seq <= job.version);
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
-    const eta = deps.advisor ? await etaOf(deps, listWorkers, job, lastStart(events)) : null;
+    const waiting = await waitingFor(deps, listWorkers, job);
+    const eta = deps.advisor ? await etaOf(deps, job, lastStart(events), waiting?.facts) : null;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
+      waiting: waiting && toWaitingView(waiting.waiting),
       // The stream position of the newest event shown: every later event of the job is after it (docs/stream.md).
       streamCursor: encodeStreamCursor(events.at(-1)!.id),
     };

@@ -1114,6 +1114,7 @@ describe('the operator console on a running scheduler', () => {
     await page.locator('#job-search').press('Enter');
     await page.locator('#job-facts').getByText(job.id).waitFor({ timeout: WAIT_MS });
     assert.equal(await page.locator('#job-facts [data-fact="attempt"] dd').textContent(), '2 of 2');
+    assert.equal(await page.locator('#job-facts [data-fact="waiting"]').count(), 0, 'a dead job waits for nothing');
     assert.match((await page.locator('#job-error-text').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2 — run 1 · attempt 2$/);
     assert.match((await page.locator('#job-stack').textContent()) ?? '', /^Error: demo\.fail: failure on attempt 2\n\s+at /);
     assert.equal(await page.locator('#job-outcome').textContent(), '(none)', 'a dead job waits for no result');
@@ -1123,6 +1124,7 @@ describe('the operator console on a running scheduler', () => {
     await page.locator('#job-search').press('Enter');
     await page.locator('#job-facts').getByText(ids.delayed).waitFor({ timeout: WAIT_MS });
     assert.match((await page.locator('#job-facts [data-fact="due"] dd').textContent()) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \(in (59|60) min \d+ s\)$/);
+    assert.match((await page.locator('#job-facts [data-fact="waiting"] dd').textContent()) ?? '', /^scheduled: runs at \d{4}-\d\d-\d\dT/, 'what it waits for');
     assert.equal(await page.locator('#job-error').isHidden(), true, 'no error to show');
     assert.equal(await page.locator('#job-outcome').textContent(), '(none yet)');
     await page.locator('#job-search').fill(ids.sleeper);

@@ -5,7 +5,7 @@
  */
 import {
   ApiError, createClient, type EventView, type Insights, type JobDetail, type JobView, type ListQuery, type Stats, type StreamFilter,
-  type WatchOptions,
+  type WatchOptions, waitingText,
 } from '../../../client/index.js';
 import type { MachineGraph } from '../../../machines/lifecycle.js';
 import { apiBase } from './api-base.js';
@@ -16,7 +16,7 @@ import { isScheduleList, type ScheduleList } from './schedules.js';
 import { isWorkerList, type WorkerList } from './workers.js';
 import { isWorkflowGraph, isWorkflowPage, type WorkflowGraphAnswer, type WorkflowPage } from './workflows.js';
 
-export { ApiError };
+export { ApiError, waitingText };
 export type { EventView, Insights, JobDetail, JobView, ListQuery, MachineGraph, Stats };
 
 /** Jobs per state, e.g. `{pending: 3, done: 10}`. */

@@ -9,7 +9,7 @@
  * step, and Cancel / Redrive buttons enabled only when the job's `allowed`
  * list (from the machine) says so.
  */
-import { ApiError, errorText, type Api, type EventView, type JobDetail } from './api.js';
+import { ApiError, errorText, waitingText, type Api, type EventView, type JobDetail } from './api.js';
 import { byId, clockTime, dateTime, duration, h, jsonLine, jsonText, moveOn, stateBadge, timeEl } from './dom.js';
 import { edgeKey } from './graph-layout.js';
 import type { MachineView } from './graph-view.js';
@@ -211,6 +211,8 @@ function renderFacts(el: Elements, job: JobDetail, now: number, permissions: Per
     fact('priority', String(job.priority)),
     fact('timeout', duration(job.timeoutMs)),
     dueFact(job, now) ?? '',
+    // What it waits for, as the server read it with the job (a server older than the field sends none).
+    job.waiting ? fact('waiting', waitingText(job, job.waiting)) : '',
     fact('submitted', timeEl(job.createdAt)),
     fact('updated', timeEl(job.updatedAt)),
     job.idempotencyKey ? fact('idempotency key', h('code', {}, job.idempotencyKey), 'idempotency-key') : '',

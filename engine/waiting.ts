@@ -1,0 +1,68 @@
+/**
+ * What a job that has not started yet waits for, from its state and what the
+ * caller read about it: the answer to "why is my job not running?" that
+ * `GET /v1/jobs/:id` gives as `waiting`. Pure: the limit is judged by the
+ * claim's own rule (`admit`), so the answer is the one a claim made now would
+ * get.
+ */
+import { admit, type LimitRecord } from './limits.js';
+import type { JobRecord } from './ports.js';
+
+export type WaitingReason =
+  /** Submitted to run later: due at `until`. */
+  | 'scheduled'
+  /** Failed, its retry due at `until`. */
+  | 'backoff'
+  /** Due: its dispatch is being handed to the workers (the relay, or the timers for a due retry or run). */
+  | 'dispatching'
+  /** Dispatched, and no live worker runs its type on its queue. */
+  | 'no-worker'
+  /** Its limit's concurrency is 0: none of the key starts until it is raised or deleted. */
+  | 'paused'
+  /** Its limit's concurrency is taken: as many of the key run as it allows. */
+  | 'concurrency'
+  /** Its limit's rate allows the next start at `until`. */
+  | 'rate'
+  /** Dispatched, over no limit: waits for a worker's free slot, behind the jobs before it in its queue. */
+  | 'queued';
+
+export interface Waiting {
+  reason: WaitingReason;
+  /** When the wait ends by itself, epoch ms: `scheduled`, `backoff`, `rate`; else null. */
+  until: number | null;
+  /** The limit the job's attempts count against, and the attempts of its key running; null when none applies (or not published). */
+  limit: AppliedLimit | null;
+}
+
+export interface AppliedLimit {
+  limit: LimitRecord;
+  running: number;
+}
+
+/** What the caller read of the job: whether a live worker runs its type on its queue (null: not known), and its limit. */
+export interface WaitingFacts {
+  served: boolean | null;
+  limit: AppliedLimit | null;
+}
+
+
+/** Whether the job is waiting to start (pending, published, retrying): the states `waitingOf` answers for. */
+export const isWaiting = (job: Pick<JobRecord, 'snapshot'>): boolean =>
+  job.snapshot.value === 'pending' || job.snapshot.value === 'published' || job.snapshot.value === 'retrying';
+
+/** The job's wait at `now`, or null when it is not waiting (running, or ended). `facts` count for a published job only. */
+export function waitingOf(job: Pick<JobRecord, 'snapshot'>, facts: WaitingFacts, now: number): Waiting | null {
+  const { value, context } = job.snapshot;
+  if (value === 'pending' || value === 'retrying') {
+    if (context.runAt > now) return { reason: value === 'pending' ? 'scheduled' : 'backoff', until: context.runAt, limit: null };
+    return { reason: 'dispatching', until: null, limit: null };
+  }
+  if (value !== 'published') return null;
+  const { served, limit } = facts;
+  if (served === false) return { reason: 'no-worker', until: null, limit };
+  if (limit) {
+    const a = admit(limit.limit, limit.running, now);
+    if (!a.ok) return { reason: a.why, until: a.why === 'rate' && a.retryAfterMs !== null ? now + a.retryAfterMs : null, limit };
+  }
+  return { reason: 'queued', until: null, limit };
+}
