@@ -11,8 +11,9 @@
  *   ask at once, and so on until one is refused, when the key's others wait
  *   out the pause that refusal set;
  * - an attempt that counted against the key ends in this worker: one more of
- *   the key's held dispatches is claimed at once (the slot it freed), not
- *   for a paused key, which no attempt ending lets start;
+ *   the key's held dispatches is claimed at once (the slot it freed), when
+ *   they wait for its concurrency (not for a pause or a rate, which no
+ *   attempt ending lets start);
  * - a claim that neither started nor was refused (its job was cancelled or
  *   deleted meanwhile, a stale dispatch) passes its turn on to the key's next.
  */
@@ -45,11 +46,11 @@ export interface Held {
   claiming: boolean;
 }
 
-/** A limit key's refusals in a row (the concurrency pause after each doubles), when the last came, and whether it said paused. */
+/** A limit key's refusals in a row (the concurrency pause after each doubles), when the last came, and why. */
 interface KeyWait {
   refusals: number;
   lastAt: number;
-  paused: boolean;
+  why: RefusedWhy;
 }
 
 /** A key's next claim, whatever its dispatches' due times: how many ask, and whether a start among them doubles that. */
@@ -106,13 +107,13 @@ export class HeldDispatches {
     let wait = this.waits.get(key);
     if (!wait) {
       if (this.waits.size >= this.kept) this.waits.clear();
-      this.waits.set(key, (wait = { refusals: 0, lastAt: -1, paused: false }));
+      this.waits.set(key, (wait = { refusals: 0, lastAt: -1, why }));
     }
     if (wait.lastAt !== now) {
       wait.refusals++;
       wait.lastAt = now;
     }
-    wait.paused = why === 'paused';
+    wait.why = why;
     const pause = why === 'paused' ? PAUSED_RECHECK_MS
       : why === 'rate' && typeof retryAfterMs === 'number' ? Math.min(retryAfterMs, THROTTLE_RATE_RECHECK_MS)
       : Math.min(THROTTLE_RETRY_FIRST_MS * 2 ** (wait.refusals - 1), THROTTLE_RETRY_MAX_MS);
@@ -139,15 +140,17 @@ export class HeldDispatches {
 
   /**
    * An attempt ended here that counted against these keys (its own, or its
-   * type's and queue's defaults): each with dispatches held, and not paused,
-   * gets one more claim now, and its pause starts over. True when any did.
+   * type's and queue's defaults): each with dispatches held for its
+   * concurrency gets one more claim now (the slot the attempt freed), and its
+   * pause starts over; not a paused key, nor one held for its rate, which no
+   * attempt ending lets start. True when any did.
    */
   freed(keys: Iterable<string>): boolean {
     let any = false;
     for (const key of keys) {
       const wait = this.waits.get(key);
       if (wait) wait.refusals = 0;
-      if (!this.byKey.has(key) || wait?.paused) continue;
+      if (!this.byKey.has(key) || (wait && wait.why !== 'concurrency')) continue;
       this.addTurn(key, { take: 1, grow: false });
       any = true;
     }

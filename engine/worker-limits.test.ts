@@ -104,9 +104,9 @@ describe('workers under concurrency and rate limits', () => {
       await sleep(3000);
       const refusals = w.counters.throttled - before;
       const seconds = (Date.now() - from) / 1000;
-      // Each window: its first held dispatch asks, more once one starts, until one is refused. Claiming all the held
-      // ones whenever the rate's wait ended refused about n a second.
-      assert.ok(refusals <= 5 * Math.ceil(seconds), `${refusals} refusals of a backlog of ${n} in ${seconds} s`);
+      // Each start of the rate (two a second): its best held dispatch asks, and starts; two ask next, refused until the
+      // next (about 4 refusals a second). Claiming all the held ones whenever the rate's wait ended refused about n a second.
+      assert.ok(refusals <= 8 * Math.ceil(seconds), `${refusals} refusals of a backlog of ${n} in ${seconds} s`);
       assert.equal(await h.store.deleteLimit('api'), true);
       for (const r of results) {
         if (r.ok) assert.equal((await waitForJob(h.store, r.job.id, (j) => j.snapshot.value === 'done', 10_000, 'done')).snapshot.context.attempt, 1);
