@@ -30,7 +30,7 @@ export interface Waiting {
   reason: WaitingReason;
   /** When the wait ends by itself, epoch ms: `scheduled`, `backoff`, `rate`; else null. */
   until: number | null;
-  /** The limit the job's attempts count against, and the attempts of its key running; null when none applies (or not published). */
+  /** The limit the job's attempts count against, and the attempts of its key running; null when none applies, or the job is not due. */
   limit: AppliedLimit | null;
 }
 
@@ -50,19 +50,26 @@ export interface WaitingFacts {
 export const isWaiting = (job: Pick<JobRecord, 'snapshot'>): boolean =>
   job.snapshot.value === 'pending' || job.snapshot.value === 'published' || job.snapshot.value === 'retrying';
 
-/** The job's wait at `now`, or null when it is not waiting (running, or ended). `facts` count for a published job only. */
+/** Whether the job waits for its run or retry time: until then, neither a worker nor a limit is asked (`isDue`). */
+export const isDue = (job: Pick<JobRecord, 'snapshot'>, now: number): boolean =>
+  job.snapshot.value === 'published' || job.snapshot.context.runAt <= now;
+
+/**
+ * The job's wait at `now`, or null when it is not waiting (running, or
+ * ended). A job due (its dispatch on its way, or dispatched) waits for a
+ * live worker, then for its limit, as `facts` say; with neither in its way,
+ * for its dispatch, or (dispatched) a free slot. `facts` are not asked of a
+ * job that is not due.
+ */
 export function waitingOf(job: Pick<JobRecord, 'snapshot'>, facts: WaitingFacts, now: number): Waiting | null {
   const { value, context } = job.snapshot;
-  if (value === 'pending' || value === 'retrying') {
-    if (context.runAt > now) return { reason: value === 'pending' ? 'scheduled' : 'backoff', until: context.runAt, limit: null };
-    return { reason: 'dispatching', until: null, limit: null };
-  }
-  if (value !== 'published') return null;
+  if (!isWaiting(job)) return null;
+  if (!isDue(job, now)) return { reason: value === 'pending' ? 'scheduled' : 'backoff', until: context.runAt, limit: null };
   const { served, limit } = facts;
   if (served === false) return { reason: 'no-worker', until: null, limit };
   if (limit) {
     const a = admit(limit.limit, limit.running, now);
     if (!a.ok) return { reason: a.why, until: a.why === 'rate' && a.retryAfterMs !== null ? now + a.retryAfterMs : null, limit };
   }
-  return { reason: 'queued', until: null, limit };
+  return { reason: value === 'published' ? 'queued' : 'dispatching', until: null, limit };
 }

@@ -108,6 +108,18 @@ for (const [name, start, skip] of backends) {
       assert.equal(paused.limit?.concurrency, 0);
     });
 
+    test('a due job not yet dispatched already says what will hold it: its paused limit, or no live worker', async () => {
+      const key = `k-${randomQueue()}`;
+      await t.store.putLimit(key, { concurrency: 0, rate: null }, Date.now());
+      const paused = await waiting(await submit({ concurrencyKey: key }));
+      assert.equal(paused?.reason, 'paused');
+      assert.equal(paused.limit?.key, key);
+      assert.equal((await waiting(await submit({ type: 'demo.unserved' })))?.reason, 'no-worker');
+      // Not due yet: its run time is what it waits for, whatever holds it after.
+      const later = await waiting(await submit({ concurrencyKey: key, runAt: Date.now() + HOUR }));
+      assert.deepEqual({ reason: later?.reason, limit: later?.limit }, { reason: 'scheduled', limit: null });
+    });
+
     test('a job without a key waits on its type\'s default limit, else its queue\'s', async () => {
       const queue = randomQueue();
       const type = 'demo.echo';
@@ -129,3 +141,47 @@ for (const [name, start, skip] of backends) {
     });
   });
 }
+
+describe('what a waiting job waits for, when the server cannot tell all of it', () => {
+  test('without the worker registry, a dispatched job of a type no worker runs is only queued (not known otherwise)', async () => {
+    const t = await startSqliteTestApp({ workers: undefined });
+    try {
+      const r = await t.transitions.submit({ type: 'demo.unserved', payload: {}, queue: randomQueue(), maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0 });
+      assert.ok(r.ok && (await t.transitions.apply(r.job.id, { type: 'PUBLISHED', attempt: 1 })).ok);
+      const got = await t.app.inject({ url: `/v1/jobs/${r.job.id}` });
+      assert.equal((got.json() as JobDetail).waiting?.reason, 'queued');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a read of the limit that fails answers the job without waiting and without an ETA, not an error', async () => {
+    let failing = false;
+    let t!: TestApp;
+    t = await startSqliteTestApp({
+      limitStore: new Proxy({} as NonNullable<AppDeps['limitStore']>, {
+        get: (_, name: string) => (name === 'getLimit' && failing
+          ? () => Promise.reject(new Error('the store blinked'))
+          : (t.store as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!.bind(t.store)),
+      }),
+      advisor: { eta: async (job: { id: string }) => ({ start: Date.now(), finish: Date.now() + 1000, basis: { ahead: 0, startsPerSecond: 1, medianRunMs: 1000, startLatencyMs: null }, lowerBound: false, jobId: job.id }), insights: async () => { throw new Error('unused'); } } as unknown as AppDeps['advisor'],
+      logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    });
+    try {
+      await t.store.upsertWorker({ id: 'w-echo', host: 'test', pid: 1, queues: ['*'], types: ['demo.echo'], concurrency: 1, startedAt: Date.now(), lastSeenAt: Date.now() + HOUR });
+      const r = await t.transitions.submit({ type: 'demo.echo', payload: {}, queue: randomQueue(), maxAttempts: 1, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0 });
+      assert.ok(r.ok);
+      const read = async () => (await t.app.inject({ url: `/v1/jobs/${r.job.id}` })).json() as JobDetail & { eta: unknown };
+      const fine = await read();
+      assert.equal(fine.waiting?.reason, 'dispatching');
+      assert.ok(fine.eta, 'the ETA, with the reads fine');
+      failing = true;
+      const blinked = await read();
+      assert.equal(blinked.id, r.job.id);
+      assert.equal(blinked.waiting, null);
+      assert.equal(blinked.eta, null, 'no ETA it could not check');
+    } finally {
+      await t.close();
+    }
+  });
+});

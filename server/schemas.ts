@@ -310,9 +310,9 @@ export const WAITING_REASONS = ['scheduled', 'backoff', 'dispatching', 'no-worke
 
 export const WaitingView = Type.Object({
   reason: Type.Union(WAITING_REASONS.map((r) => Type.Literal(r)), {
-    description: 'What it waits for. `scheduled`: its run time (`until`). `backoff`: its retry time (`until`). `dispatching`: due, its dispatch is being handed to the workers. ' +
-      '`no-worker`: no live worker runs its type on its queue. `paused`: its limit\'s concurrency is 0. `concurrency`: as many of its key run as its limit allows. ' +
-      '`rate`: its limit\'s rate allows the next start at `until`. `queued`: dispatched, over no limit: a worker\'s free slot, after the jobs before it in its queue',
+    description: 'What it waits for. `scheduled`: its run time (`until`). `backoff`: its retry time (`until`). Due: `no-worker`: no live worker runs its type on its queue; ' +
+      '`paused`: its limit\'s concurrency is 0; `concurrency`: as many of its key run as its limit allows; `rate`: its limit\'s rate allows the next start at `until`; ' +
+      'with none of these: `dispatching`, its dispatch on its way to the workers, or `queued`, dispatched, for a worker\'s free slot after the jobs before it in its queue',
   }),
   until: Nullable(IsoTime('When'), 'When the wait ends by itself: for `scheduled`, `backoff` and `rate`; null otherwise'),
   // Inline, not a $ref to Limit: a server without limits (no limit store) has no Limit schema, and jobs all the same.
@@ -324,7 +324,7 @@ export const WaitingView = Type.Object({
       intervalMs: Type.Integer({ minimum: 1, description: 'The interval, in ms' }),
     }), 'Most starts of the key per interval; null: no cap'),
     running: Type.Integer({ minimum: 0, description: 'Attempts of the key running now, with a lease that holds' }),
-  }), 'The limit its attempts count against (its own key\'s, else its type\'s or queue\'s default), as read with the job; null when none applies'),
+  }), 'The limit its attempts count against (its own key\'s, else its type\'s or queue\'s default), as read with the job; null when none applies, and for a job not due'),
 }, { $id: 'JobWaiting', description: 'What a job that has not started waits for (docs/limits.md, docs/architecture.md)' });
 export type WaitingView = Static<typeof WaitingView>;
 

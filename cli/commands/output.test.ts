@@ -123,6 +123,8 @@ test('ats get says what a job that has not started waits for, a line a reason; n
   assert.equal(line({ reason: 'queued', until: null, limit: limit({ running: 1 }) }), 'waiting        queued: for a worker\'s free slot (limit smtp: 1 running)');
   // A key as the server sent it goes to the terminal escaped.
   assert.equal(line({ reason: 'paused', until: null, limit: limit({ key: 'a\u001b[2Jb', concurrency: 0 }) }), 'waiting        paused: limit a\\u001b[2Jb is paused (concurrency 0)');
+  assert.equal(line({ reason: 'backoff', until: null, limit: null }), 'waiting        backoff: retries at a time too far to tell');
+  assert.equal(line({ reason: 'some\u001bnew', until: null, limit: null }), 'waiting        some\\u001bnew', 'a reason newer than this client, escaped');
   assert.equal(line(null), undefined, 'not waiting: no line');
   assert.equal(line(undefined), undefined, 'a server older than the field: no line');
 });

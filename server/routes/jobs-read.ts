@@ -10,7 +10,7 @@ import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
 import { storedLimitKey } from '../../engine/limits.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord, LimitStore, WorkerRecord } from '../../engine/ports.js';
-import { isWaiting, waitingOf, type AppliedLimit, type Waiting, type WaitingFacts } from '../../engine/waiting.js';
+import { isDue, isWaiting, waitingOf, type AppliedLimit, type Waiting, type WaitingFacts } from '../../engine/waiting.js';
 import { sharedFor } from '../answer-cache.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { encodeStreamCursor } from '../stream/cursor.js';
@@ -44,44 +44,39 @@ const listSchema = {
  */
 export const ETA_WORKERS_CACHE_MS = 1000;
 
+/** What a waiting job waits for, and what was read to tell it; `failed` when a read failed; null for a job not waiting. */
+type WaitRead = { waiting: Waiting; facts: WaitingFacts } | 'failed' | null;
+
 /**
  * What the job waits for, when it waits (engine/waiting.ts), with what was
  * read to tell it: the limit its attempts count against (`limitOf`) and
  * whether a live worker runs it (from the worker registry, read at most once
  * each ETA_WORKERS_CACHE_MS by `listWorkers`; a registry listing its most
- * workers, MAX_WORKERS_LISTED, may have left the one out: not known). Null
- * when it does not wait, and should a read fail (the store blinked after the
- * job was read): an optional field must not turn the job's answer into an
- * error.
+ * workers, MAX_WORKERS_LISTED, may have left the one out: not known). A read
+ * that fails (the store blinked after the job was read) is `failed`: an
+ * optional field must not turn the job's answer into an error.
  */
-async function waitingFor(
-  deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord,
-): Promise<{ waiting: Waiting; facts: WaitingFacts } | null> {
+async function waitingFor(deps: RouteOptions['deps'], listWorkers: (() => Promise<WorkerRecord[]>) | undefined, job: JobRecord): Promise<WaitRead> {
   if (!isWaiting(job)) return null;
   try {
     const now = deps.clock.now();
-    const [workers, limit] = await Promise.all([listWorkers?.(), deps.limitStore ? limitOf(deps.limitStore, job, now) : null]);
+    const [workers, limit] = await Promise.all([listWorkers?.(), deps.limitStore ? limitOf(deps.limitStore, job, now, isDue(job, now)) : null]);
     const served = workers && workers.length < MAX_WORKERS_LISTED ? servedBy(workers, now)(job.type, job.queue) : null;
     const facts = { served, limit };
-    const waiting = waitingOf(job, facts, now);
-    return waiting && { waiting, facts };
+    return { waiting: waitingOf(job, facts, now)!, facts };
   } catch (err) {
     deps.logger?.warn('api: what the job waits for could not be read; answered without it', errorFields(err));
-    return null;
+    return 'failed';
   }
 }
 
 /**
- * The advisor's ETA, or null when it cannot be had (a read that failed, as
- * for `waitingFor`). Null too for a waiting job that no live worker can run,
- * or whose limit is paused (docs/limits.md): it does not start until a
- * worker comes, or the limit is raised, and a start predicted from the
- * queue's past would slide forward at every read.
+ * The advisor's ETA of a job, to be shown unless `etaWithheld`; null when it
+ * cannot be had (a read that failed, as for `waitingFor`).
  */
-async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null, facts: WaitingFacts | undefined): Promise<Eta | null> {
-  if (facts?.served === false || facts?.limit?.limit.concurrency === 0) return null;
+async function etaOf(advisor: NonNullable<RouteOptions['deps']['advisor']>, deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
   try {
-    return (await deps.advisor?.eta(job, startedAt)) ?? null;
+    return (await advisor.eta(job, startedAt)) ?? null;
   } catch (err) {
     deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
     return null;
@@ -89,19 +84,28 @@ async function etaOf(deps: RouteOptions['deps'], job: JobRecord, startedAt: numb
 }
 
 /**
+ * No ETA for a waiting job that no live worker can run, or whose limit is
+ * paused (docs/limits.md): it does not start until a worker comes, or the
+ * limit is raised, and a start predicted from the queue's past would slide
+ * forward at every read; nor when that could not be read.
+ */
+const etaWithheld = (wait: WaitRead): boolean =>
+  wait === 'failed' || (wait !== null && (wait.facts.served === false || wait.facts.limit?.limit.concurrency === 0));
+
+/**
  * The limit the job's attempts count against (engine/limits.ts `limitKeyOf`:
  * its own key, else its type's default, else its queue's), read as the claim
- * would find it, with the attempts of its key running at `now`; null when
- * none applies.
+ * would find it, with the attempts of its key running at `now` when
+ * `counted` (0 otherwise); null when none applies.
  */
-async function limitOf(limits: LimitStore, job: JobRecord, now: number): Promise<AppliedLimit | null> {
+async function limitOf(limits: LimitStore, job: JobRecord, now: number, counted: boolean): Promise<AppliedLimit | null> {
   const keys = job.concurrencyKey !== undefined
     ? [storedLimitKey(job.tenant, job.concurrencyKey)]
     : [storedLimitKey(job.tenant, `type:${job.type}`), storedLimitKey(job.tenant, `queue:${job.queue}`)];
   const found = await Promise.all(keys.map((key) => limits.getLimit(key)));
   const limit = found.find((l) => l !== null);
   if (!limit) return null;
-  const running = (await limits.runningByKey([limit.key], now)).get(limit.key) ?? 0;
+  const running = counted ? (await limits.runningByKey([limit.key], now)).get(limit.key) ?? 0 : 0;
   return { limit, running };
 }
 
@@ -144,11 +148,11 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     // deleted in between (its events go with it), which a second read tells.
     const events = read.filter((e) => e.seq <= job.version);
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
-    const waiting = await waitingFor(deps, listWorkers, job);
-    const eta = deps.advisor ? await etaOf(deps, job, lastStart(events), waiting?.facts) : null;
+    const [wait, eta] = await Promise.all([waitingFor(deps, listWorkers, job), deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events)) : null]);
+    const waiting = wait === 'failed' || wait === null ? null : wait.waiting;
     return {
-      ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && toEtaView(eta), progress: progress && toProgressView(progress),
-      waiting: waiting && toWaitingView(waiting.waiting),
+      ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && !etaWithheld(wait) ? toEtaView(eta) : null,
+      progress: progress && toProgressView(progress), waiting: waiting && toWaitingView(waiting),
       // The stream position of the newest event shown: every later event of the job is after it (docs/stream.md).
       streamCursor: encodeStreamCursor(events.at(-1)!.id),
     };
