@@ -3,8 +3,9 @@
  * key's held dispatches are claimed when, with the time passed in.
  */
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { describe, it } from 'node:test';
-import { PAUSED_RECHECK_MS } from './limits.js';
+import { admit, PAUSED_RECHECK_MS, type LimitSpec } from './limits.js';
 import { HeldDispatches, THROTTLE_RETRY_FIRST_MS, type Round } from './held-dispatches.js';
 import type { DispatchMessage } from './messages.js';
 
@@ -136,5 +137,83 @@ describe('held dispatches', () => {
     held.clear();
     assert.equal(held.size, 0);
     assert.equal(held.nextAt(), Infinity);
+  });
+});
+
+describe('held dispatches against a model of the limits', () => {
+  /** What happens next: a dispatch arrives, a running attempt ends, a limit changes, a job is cancelled, time passes. */
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('arrive' as const), key: fc.integer({ min: 0, max: 2 }), priority: fc.integer({ min: -1, max: 1 }) }),
+    fc.record({ kind: fc.constant('end' as const), pick: fc.nat() }),
+    fc.record({
+      kind: fc.constant('limit' as const), key: fc.integer({ min: 0, max: 2 }),
+      concurrency: fc.option(fc.integer({ min: 0, max: 3 })), rate: fc.option(fc.record({ max: fc.integer({ min: 1, max: 3 }), intervalMs: fc.integer({ min: 1, max: 2000 }) })),
+    }),
+    fc.record({ kind: fc.constant('cancel' as const), pick: fc.nat() }),
+    fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 1500 }) }),
+  );
+
+  it('never spins, never strands a dispatch, starts none over its limit', () => {
+    // `endsMidRound`: attempts also end while a round is claimed (a worker's handlers end whenever they end).
+    fc.assert(fc.property(fc.array(op, { minLength: 10, maxLength: 150, size: 'max' }), fc.boolean(), (ops, endsMidRound) => {
+      const held = new HeldDispatches();
+      const limits = new Map<string, LimitSpec & { tat: number }>();
+      const running: Array<{ id: string; key: string }> = [];
+      const gone = new Set<string>();
+      let now = 0;
+      let n = 0;
+      const runningOf = (key: string) => running.filter((r) => r.key === key).length;
+      /** A claim as the store makes it: admitted (running), refused (held again), or its job gone. */
+      const claimOne = (id: string, key: string, priority: number, started: Set<string>): void => {
+        if (gone.has(id)) return;
+        const limit = limits.get(key);
+        const a = limit ? admit(limit, runningOf(key), now) : { ok: true as const, tat: 0 };
+        if (a.ok) {
+          if (limit) limit.tat = a.tat;
+          running.push({ id, key });
+          started.add(id);
+          const cap = limit?.concurrency;
+          assert.ok(cap === null || cap === undefined || runningOf(key) <= cap, 'none over its concurrency');
+          return;
+        }
+        held.hold(dispatch(id, priority), undefined, key, a.why, a.retryAfterMs, now);
+      };
+      /** The worker's loop at `now`: rounds until none is due; bounded, or it spins. */
+      const rounds = () => {
+        for (let k = 0; ; k++) {
+          assert.ok(k <= 4 * held.size + 64, `spins: ${k} rounds at ${now} with ${held.size} held`);
+          const round = held.take(now);
+          if (!round) break;
+          const started = new Set<string>();
+          for (const h of round.due) {
+            claimOne(h.message.jobId, h.key, h.message.priority, started);
+            if (endsMidRound && running.length > 0) held.freed([running.shift()!.key]);
+          }
+          held.settle(round, started);
+        }
+        const next = held.nextAt();
+        // None held: nothing to wake for (a turn left over would wake the loop every millisecond).
+        if (held.size === 0) assert.equal(next, Infinity);
+        else assert.ok(next > now && next < Infinity, `held ${held.size}, next at ${next}, now ${now}: stranded or spinning`);
+      };
+      for (const o of ops) {
+        if (o.kind === 'arrive') claimOne(`j${n++}`, `k${o.key}`, o.priority, new Set());
+        else if (o.kind === 'end' && running.length > 0) held.freed([running.splice(o.pick % running.length, 1)[0]!.key]);
+        else if (o.kind === 'limit') {
+          const spec = { concurrency: o.concurrency, rate: o.rate };
+          if (spec.concurrency === null && spec.rate === null) limits.delete(`k${o.key}`);
+          else limits.set(`k${o.key}`, { ...spec, tat: limits.get(`k${o.key}`)?.tat ?? 0 });
+        } else if (o.kind === 'cancel' && n > 0) gone.add(`j${o.pick % n}`);
+        else if (o.kind === 'wait') now += o.ms;
+        rounds();
+      }
+      // The limits lifted, every held dispatch starts (or finds its job gone) within a few pauses.
+      limits.clear();
+      for (let k = 0; held.size > 0; k++) {
+        assert.ok(k < 64, `${held.size} held, never asked again`);
+        now = Math.max(now, held.nextAt());
+        rounds();
+      }
+    }), { numRuns: Number(process.env.PROPERTY_RUNS ?? 1000) });
   });
 });
