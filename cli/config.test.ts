@@ -87,6 +87,14 @@ describe('config', () => {
     rejects({ httpHeadersTimeoutMs: 5000, httpRequestTimeoutMs: 4000 }, /ATS_HTTP_HEADERS_TIMEOUT_MS.*request timeout/);
   });
 
+  it('ATS_HTTP_MAX_CONNECTIONS: 10,000 by default, at least 16', () => {
+    assert.equal(compileConfig({}).api.maxConnections, 10_000);
+    assert.equal(compileConfig(rawFromEnv({ ATS_HTTP_MAX_CONNECTIONS: '500' })).api.maxConnections, 500);
+    assert.equal(compileConfig(rawFromArgs(['--http-max-connections', '64'])).api.maxConnections, 64);
+    rejects({ httpMaxConnections: '8' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
+    rejects({ httpMaxConnections: 'lots' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
+  });
+
   it('--queues / ATS_QUEUES: empty serves every queue; a list is trimmed and deduplicated; a bad name is refused naming the setting', () => {
     assert.deepEqual(compileConfig({}).worker.queues, [], 'every queue by default');
     assert.deepEqual(compileConfig({ queues: '  ' }).worker.queues, [], 'blank is every queue too');

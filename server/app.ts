@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AtsError } from '../engine/errors.js';
 import { silentLogger } from '../engine/logger.js';
 import { NO_METRICS, type Metrics } from '../engine/metrics.js';
-import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, LINGER_MS, installBodyTimeout, installCloseDrain, installExpectationCheck, installHalfCloseAnswers, installLingeringClose, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
+import { CLOSE_DRAIN_MS, DEFAULT_CONNECTION_LIMITS, LINGER_MS, installBodyTimeout, installCloseDrain, installConnectionCap, installExpectationCheck, installHalfCloseAnswers, installLingeringClose, installPipelineGate, installUpgradeGuard, serverTimeouts } from './connections.js';
 import { DEFAULT_BODY_LIMIT_BYTES, MAX_BODY_LIMIT_BYTES, type AppDeps } from './deps.js';
 import { frameworkErrorHandler, installErrorHandlers, onClientError } from './error-handler.js';
 import { routeOf, ServerErrorLog } from './error-log.js';
@@ -100,6 +100,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installBodyTimeout(app, limits.bodyTimeoutMs);
   installLingeringClose(app, LINGER_MS);
   installCloseDrain(app, CLOSE_DRAIN_MS);
+  installConnectionCap(app, limits.maxConnections, logger, () => deps.clock.now());
   installJsonParser(app);
   refuseUndeclaredInput(app);
   await registerOpenApi(app);

@@ -9,6 +9,8 @@ import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AtsError, quoteCut } from '../engine/errors.js';
+import type { Logger } from '../engine/ports.js';
+import { RepeatedLines } from '../engine/repeated-lines.js';
 import { clip } from './error-log.js';
 
 export interface ConnectionLimits {
@@ -20,6 +22,8 @@ export interface ConnectionLimits {
   bodyTimeoutMs: number;
   /** How long an idle kept-alive connection stays open. */
   keepAliveTimeoutMs: number;
+  /** Connections open at once (requests, kept-alive ones and streams); beyond, a new one is closed as it comes. */
+  maxConnections: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
@@ -27,7 +31,26 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   requestTimeoutMs: 30_000,
   bodyTimeoutMs: 10_000,
   keepAliveTimeoutMs: 5_000,
+  maxConnections: 10_000,
 });
+
+/**
+ * At most `max` connections open at once: Node closes a new one past it as
+ * soon as it is accepted (no answer: the server takes no request from it), so
+ * that a flood of connections, idle or slow, cannot take every file
+ * descriptor of the process, which its database and Kafka connections, and
+ * the SQLite file, need too. Each one closed so is said, at warn once a minute
+ * (the rest at debug, counted by the next).
+ */
+export function installConnectionCap(app: FastifyInstance, max: number, logger: Pick<Logger, 'warn' | 'debug'>, now: () => number): void {
+  app.server.maxConnections = max;
+  const said = new RepeatedLines(now);
+  app.server.on('drop', (data?: { remoteAddress?: string }) => {
+    said.warn(logger, 'drop', `api: ${max} connections open at once (the most ATS_HTTP_MAX_CONNECTIONS allows): a new one was closed as it came`, {
+      maxConnections: max, remoteAddress: data?.remoteAddress,
+    });
+  });
+}
 
 /**
  * On close, in-flight requests get this long to finish; then every

@@ -67,6 +67,8 @@ export interface AppLimits {
   bodyTimeoutMs?: number;
   /** How long an idle kept-alive connection stays open. @defaultValue 5000 */
   keepAliveTimeoutMs?: number;
+  /** Connections open at once (requests, kept-alive ones and streams); beyond, a new one is closed as it comes. @defaultValue 10000 */
+  maxConnections?: number;
 }
 
 export interface ReadinessChecks {
