@@ -49,7 +49,7 @@ import { buildApp } from '../server/app.js';
 import { serveWhileStarting, type StartingServer } from '../server/starting.js';
 import type { Tracing } from './tracing.js';
 import { metricsRoute } from '../server/routes/metrics.js';
-import { streamPlugin } from '../server/stream/index.js';
+import { MAX_STREAM_CONNECTIONS, streamPlugin } from '../server/stream/index.js';
 import { uiPlugin } from '../server/ui/index.js';
 
 export interface ComposeOptions {
@@ -341,7 +341,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   const store = opened;
   const waker = new Waker();
   // With the keys, open streams are checked again: a revoked key's are closed (4401).
-  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth } }) : null;
+  // Streams take at most half of the API's connections: the requests (health probes among them) keep the rest.
+  const streamCap = Math.min(MAX_STREAM_CONNECTIONS, Math.floor(config.api.maxConnections / 2));
+  const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth }, maxConnections: streamCap }) : null;
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;
   const ids = opts.ids ?? ulidIds(clock);

@@ -87,11 +87,11 @@ describe('config', () => {
     rejects({ httpHeadersTimeoutMs: 5000, httpRequestTimeoutMs: 4000 }, /ATS_HTTP_HEADERS_TIMEOUT_MS.*request timeout/);
   });
 
-  it('ATS_HTTP_MAX_CONNECTIONS: 10,000 by default, at least 16', () => {
+  it('ATS_HTTP_MAX_CONNECTIONS: 10,000 by default, at least 64', () => {
     assert.equal(compileConfig({}).api.maxConnections, 10_000);
     assert.equal(compileConfig(rawFromEnv({ ATS_HTTP_MAX_CONNECTIONS: '500' })).api.maxConnections, 500);
     assert.equal(compileConfig(rawFromArgs(['--http-max-connections', '64'])).api.maxConnections, 64);
-    rejects({ httpMaxConnections: '8' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
+    rejects({ httpMaxConnections: '63' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
     rejects({ httpMaxConnections: 'lots' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
   });
 

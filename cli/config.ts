@@ -55,7 +55,7 @@ export const SETTINGS = {
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
   httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
   httpKeepAliveTimeoutMs: { env: 'ATS_HTTP_KEEP_ALIVE_TIMEOUT_MS', flag: '--http-keep-alive-timeout-ms', default: '5000', doc: 'How long an idle kept-alive connection stays open (behind a load balancer: above its idle timeout).' },
-  httpMaxConnections: { env: 'ATS_HTTP_MAX_CONNECTIONS', flag: '--http-max-connections', default: '10000', doc: 'Connections the API keeps open at once (requests, kept-alive ones and streams); beyond, a new one is closed as it comes (a warning once a minute). Keep it well below the open-file limit (`ulimit -n`), which the database and Kafka connections need too.' },
+  httpMaxConnections: { env: 'ATS_HTTP_MAX_CONNECTIONS', flag: '--http-max-connections', default: '10000', doc: 'Connections the API keeps open at once (requests, kept-alive ones and streams: these at most half of them, and 1,000), at least 64; beyond, a new one is closed as it comes (a warning once a minute). Keep it well below the open-file limit (`ulimit -Hn`: Node raises its own to that), which the database and Kafka connections need too.' },
   auth: { env: 'ATS_AUTH', flag: '--auth', default: 'auto', doc: 'API keys (docs/security.md): auto (required once a key exists; without keys the API is open, and only bound to loopback: on any other HOST the start is refused); on (always required); off (never: every caller acts as the default tenant with every scope; set it only behind a gateway that authenticates).' },
   corsOrigins: { env: 'ATS_CORS_ORIGINS', flag: '--cors-origins', default: '', doc: 'Origins (comma-separated, e.g. https://ops.example.com) whose pages may call the API from a browser. Empty: none (CORS off).' },
   allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers, and the /metrics of ATS_METRICS_PORT (comma-separated names or addresses, port optional; not URLs), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host. /metrics, on either port, answers any IP-address Host too (10.1.2.3:9464, [fd00::1]:9464), as rebinding always names a host name.' },
@@ -459,7 +459,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     api: {
       ...bodyLimits(raw), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
-      maxConnections: int(raw, 'httpMaxConnections', 16, 1_000_000),
+      maxConnections: int(raw, 'httpMaxConnections', 64, 1_000_000),
     },
     security: {
       auth: oneOf(raw, 'auth', AUTH_MODES, 'mode'), corsOrigins: origins(raw), allowedHosts: allowedHosts(raw),

@@ -2,13 +2,17 @@
  * The ATS_METRICS_PORT server alone (node:http): /metrics with the source's
  * content type, /healthz, 404 elsewhere, 405 for other methods, 500 when rendering
  * fails, 421 to a Host its check refuses (on every path but /healthz); and the
- * setting itself: empty is off, a port is a port, junk is ATS_ERR_CONFIG.
+ * setting itself: empty is off, a port is a port, junk is ATS_ERR_CONFIG. At
+ * most METRICS_MAX_CONNECTIONS connections open at once.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { compileConfig } from '../../cli/config.js';
-import { serveMetrics } from './http.js';
+import { METRICS_MAX_CONNECTIONS, serveMetrics } from './http.js';
 
 test('serves GET /metrics and nothing else', async () => {
   let fail = false;
@@ -62,6 +66,28 @@ test('a Host the check refuses gets 421 ATS_ERR_HOST_NOT_ALLOWED on every path b
     assert.deepEqual(await as('10.0.0.7:9464', '/healthz'), { status: 200, type: 'application/json; charset=utf-8', body: '{"status":"ok"}' });
     assert.equal(seen.includes('10.0.0.7:9464'), false, '/healthz is not checked');
   } finally {
+    await server.close();
+  }
+});
+
+test('at most METRICS_MAX_CONNECTIONS open at once: past it a new connection is closed as it comes; a scrape goes through once one closes', async () => {
+  const server = await serveMetrics({ contentType: 'text/plain', metrics: async () => 'ats_up 1\n' }, 0, '127.0.0.1');
+  const port = Number(new URL(server.url).port);
+  const open: Socket[] = [];
+  try {
+    for (let i = 0; i < METRICS_MAX_CONNECTIONS; i++) {
+      open.push(await new Promise<Socket>((resolve, reject) => { const s = connect(port, '127.0.0.1', () => resolve(s)); s.once('error', reject); }));
+    }
+    const over = connect(port, '127.0.0.1');
+    over.on('error', () => undefined);
+    const closed = await Promise.race([once(over, 'close').then(() => true), sleep(5000).then(() => false)]);
+    assert.equal(closed, true, 'the connection past the cap is closed');
+    open.pop()!.destroy();
+    await sleep(100);
+    const res = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(res.status, 200);
+  } finally {
+    for (const s of open) s.destroy();
     await server.close();
   }
 });

@@ -31,6 +31,9 @@ export type HostRefusal = (host: string | undefined) => string | null;
 
 const ROUTES: ReadonlySet<string> = new Set(['/metrics', '/healthz']);
 
+/** Connections the metrics port keeps open at once; beyond, a new one is closed as it comes. */
+export const METRICS_MAX_CONNECTIONS = 64;
+
 /**
  * Serves `GET /metrics` and `GET /healthz` (and nothing else: 404) on
  * `host:port`; `refuseHost` guards every path but `/healthz` (a liveness
@@ -64,6 +67,11 @@ export async function serveMetrics(source: MetricsText, port: number, host: stri
   });
   // Scrapes are short; an idle kept-alive connection must not hold the close.
   server.keepAliveTimeout = 5000;
+  // A scraper or a probe needs a connection or two, and a request a moment: a flood of connections, or a slow one,
+  // holds little here (a process without the api role serves nothing else).
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

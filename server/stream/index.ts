@@ -8,7 +8,7 @@
  * ```
  * @packageDocumentation
  */
-export { streamPlugin } from './plugin.js';
+export { MAX_STREAM_CONNECTIONS, streamPlugin } from './plugin.js';
 export type { StreamDeps, StreamPlugin } from './plugin.js';
 export type { StreamAuth } from './key-check.js';
 export { compileStreamOptions, STREAM_DEFAULTS } from './options.js';
