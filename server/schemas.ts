@@ -335,7 +335,7 @@ export const JobDetail = Type.Intersect([
     streamCursor: Type.String({
       description: 'The stream cursor (opaque) of the newest event in `events`: a stream subscription to this job (`filter.jobId`) from it is sent every later transition of the job, each once, in order, and none of those shown (docs/stream.md)',
     }),
-    eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, before its type has history, or for a waiting job no live worker can run or whose concurrency limit is paused'),
+    eta: Nullable(ref(EtaView), 'Predicted start and finish of a live job; null for a finished job, with the advisor off, before its type has history, or for a waiting job no live worker can run or whose concurrency limit is paused (or when that could not be read)'),
     progress: Nullable(ref(ProgressView), 'The latest progress its handler reported (kept after the attempt ends, replaced by the next attempt\'s first report); null when none did'),
     waiting: Nullable(ref(WaitingView), 'What it waits for while it has not started (pending, published, retrying); null once it runs or ended, or when what it waits for could not be read'),
   }),
