@@ -59,7 +59,7 @@ interface Turn {
   grow: boolean;
 }
 
-/** One round of claims (`take`): the dispatches, taken out, highest priority first within a key, and each key's share. */
+/** One round of claims (`take`): the dispatches, marked `claiming`, highest priority first within a key, and each key's share. */
 export interface Round {
   due: Held[];
   keys: Map<string, { ids: Set<string> } & Turn>;
