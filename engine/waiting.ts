@@ -13,17 +13,17 @@ export type WaitingReason =
   | 'scheduled'
   /** Failed, its retry due at `until`. */
   | 'backoff'
-  /** Due: its dispatch is being handed to the workers (the relay, or the timers for a due retry or run). */
+  /** Due, none of the below in its way: its dispatch is being handed to the workers (the relay, or the timers for a due retry or run). */
   | 'dispatching'
-  /** Dispatched, and no live worker runs its type on its queue. */
+  /** Due, and no live worker runs its type on its queue. */
   | 'no-worker'
-  /** Its limit's concurrency is 0: none of the key starts until it is raised or deleted. */
+  /** Due, and its limit's concurrency is 0: none of the key starts until it is raised or deleted. */
   | 'paused'
-  /** Its limit's concurrency is taken: as many of the key run as it allows. */
+  /** Due, and its limit's concurrency is taken: as many of the key run as it allows. */
   | 'concurrency'
-  /** Its limit's rate allows the next start at `until`. */
+  /** Due, and its limit's rate allows the next start at `until`. */
   | 'rate'
-  /** Dispatched, over no limit: waits for a worker's free slot, behind the jobs before it in its queue. */
+  /** Dispatched, none of the above in its way: waits for a worker's free slot, behind the jobs before it in its queue. */
   | 'queued';
 
 export interface Waiting {
@@ -45,12 +45,11 @@ export interface WaitingFacts {
   limit: AppliedLimit | null;
 }
 
-
 /** Whether the job is waiting to start (pending, published, retrying): the states `waitingOf` answers for. */
 export const isWaiting = (job: Pick<JobRecord, 'snapshot'>): boolean =>
   job.snapshot.value === 'pending' || job.snapshot.value === 'published' || job.snapshot.value === 'retrying';
 
-/** Whether the job waits for its run or retry time: until then, neither a worker nor a limit is asked (`isDue`). */
+/** Whether the job is due: dispatched, or its run or retry time come. Before, it waits for that time alone. */
 export const isDue = (job: Pick<JobRecord, 'snapshot'>, now: number): boolean =>
   job.snapshot.value === 'published' || job.snapshot.context.runAt <= now;
 
