@@ -23,9 +23,9 @@ const idsOf = (round: Round | null): string[] => round?.due.map((h) => h.message
 
 /** Claims a round: those in `start` start, those in `refuse` are refused again as `why` at `now`, the rest went. */
 function claim(held: HeldDispatches, round: Round, now: number, start: (id: string) => boolean, why: 'paused' | 'concurrency' | 'rate' = 'concurrency'): void {
-  const started = new Set<string>();
+  const started = new Map<string, number>();
   for (const h of round.due) {
-    if (start(h.message.jobId)) started.add(h.message.jobId);
+    if (start(h.message.jobId)) started.set(h.message.jobId, 1);
     else held.hold(h.message, undefined, h.key, why, why === 'paused' ? PAUSED_RECHECK_MS : null, now);
   }
   held.settle(round, started);
@@ -85,7 +85,7 @@ describe('held dispatches', () => {
     const second = held.take(now);
     assert.deepEqual(idsOf(second), ['p-0'], 'refused, it kept its place: the longest held asks again');
     // p-0's job was cancelled: its claim neither started nor was refused.
-    held.settle(second!, new Set());
+    held.settle(second!, new Map());
     assert.equal(held.nextAt(), -Infinity, 'the next asks at once');
     assert.deepEqual(idsOf(held.take(now)), ['p-1', 'p-2'], 'two at once: a claim whose job went cost no refusal');
   });
@@ -97,9 +97,26 @@ describe('held dispatches', () => {
     assert.deepEqual(idsOf(round), ['k-0']);
     assert.deepEqual(held.jobIds().length, 9, 'the one being claimed is not kept from the timers by this worker twice');
     assert.equal(held.freed(['k']), true);
-    const started = new Set(['k-0']);
+    const started = new Map([['k-0', 1]]);
     held.settle({ ...round, keys: new Map([...round.keys].map(([k, v]) => [k, { ...v, grow: false }])) }, started);
     assert.deepEqual(idsOf(held.take(THROTTLE_RETRY_FIRST_MS)), ['k-1']);
+  });
+
+  it('a duplicate of a dispatch refused while its round waits is let go once the round started it; one of a later attempt stays', () => {
+    const held = new HeldDispatches();
+    holdMany(held, 'k', 3, 'concurrency', 0);
+    const round = held.take(THROTTLE_RETRY_FIRST_MS)!;
+    assert.deepEqual(idsOf(round), ['k-0']);
+    // The same dispatch delivered again, refused meanwhile (the slot was taken then); and a later attempt's of k-1.
+    held.hold(dispatch('k-0'), undefined, 'k', 'concurrency', null, 60);
+    // The round's claim of k-0 started it.
+    held.settle(round, new Map([['k-0', 1]]));
+    assert.deepEqual(held.jobIds(), ['k-1', 'k-2'], 'k-0 runs: not held, and not handed back at a stop');
+    assert.equal(held.nextAt(), -Infinity, 'not read as a refusal: the key asks again at once, twice as many');
+    const later = held.take(THROTTLE_RETRY_FIRST_MS)!;
+    held.hold({ ...dispatch('k-1'), attempt: 2 }, undefined, 'k', 'concurrency', null, 60);
+    held.settle(later, new Map([['k-1', 1], ['k-2', 1]]));
+    assert.deepEqual(held.jobIds(), ['k-1'], 'attempt 2 of k-1 was refused: held');
   });
 
   it('the best of a key asks first: highest priority, then longest held', () => {
@@ -164,14 +181,14 @@ describe('held dispatches against a model of the limits', () => {
       let n = 0;
       const runningOf = (key: string) => running.filter((r) => r.key === key).length;
       /** A claim as the store makes it: admitted (running), refused (held again), or its job gone. */
-      const claimOne = (id: string, key: string, priority: number, started: Set<string>): void => {
+      const claimOne = (id: string, key: string, priority: number, started: Map<string, number>): void => {
         if (gone.has(id)) return;
         const limit = limits.get(key);
         const a = limit ? admit(limit, runningOf(key), now) : { ok: true as const, tat: 0 };
         if (a.ok) {
           if (limit) limit.tat = a.tat;
           running.push({ id, key });
-          started.add(id);
+          started.set(id, 1);
           const cap = limit?.concurrency;
           assert.ok(cap === null || cap === undefined || runningOf(key) <= cap, 'none over its concurrency');
           return;
@@ -184,7 +201,7 @@ describe('held dispatches against a model of the limits', () => {
           assert.ok(k <= 4 * held.size + 64, `spins: ${k} rounds at ${now} with ${held.size} held`);
           const round = held.take(now);
           if (!round) break;
-          const started = new Set<string>();
+          const started = new Map<string, number>();
           for (const h of round.due) {
             claimOne(h.message.jobId, h.key, h.message.priority, started);
             if (endsMidRound && running.length > 0) held.freed([running.shift()!.key]);
@@ -197,7 +214,7 @@ describe('held dispatches against a model of the limits', () => {
         else assert.ok(next > now && next < Infinity, `held ${held.size}, next at ${next}, now ${now}: stranded or spinning`);
       };
       for (const o of ops) {
-        if (o.kind === 'arrive') claimOne(`j${n++}`, `k${o.key}`, o.priority, new Set());
+        if (o.kind === 'arrive') claimOne(`j${n++}`, `k${o.key}`, o.priority, new Map());
         else if (o.kind === 'end' && running.length > 0) held.freed([running.splice(o.pick % running.length, 1)[0]!.key]);
         else if (o.kind === 'limit') {
           const spec = { concurrency: o.concurrency, rate: o.rate };

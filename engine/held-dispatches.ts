@@ -72,6 +72,7 @@ export class HeldDispatches {
   private readonly all = new Map<string, Held>();
   /** By limit key, then job id, oldest first. */
   private readonly byKey = new Map<string, Map<string, Held>>();
+  /** Of the keys with dispatches held. */
   private readonly waits = new Map<string, KeyWait>();
   private readonly turns = new Map<string, Turn>();
 
@@ -184,15 +185,18 @@ export class HeldDispatches {
 
   /**
    * After a round's claims: those refused were held again (`hold`), the rest
-   * started (`started` holds their job ids) or their jobs went; they are let go.
+   * started (`started`: the attempt each job started, by job id) or their jobs
+   * went; they are let go, and so is a dispatch of a started attempt (or an
+   * earlier one) held again meanwhile (a duplicate delivery refused while the
+   * round waited).
    */
-  settle(round: Round, started: ReadonlySet<string>): void {
+  settle(round: Round, started: ReadonlyMap<string, number>): void {
     for (const [key, share] of round.keys) {
       let again: Held | undefined;
       for (const id of share.ids) {
         const h = this.all.get(id);
         if (!h) continue;
-        if (h.claiming) this.remove(id);
+        if (h.claiming || h.message.attempt <= (started.get(id) ?? -1)) this.remove(id);
         else if (!again || h.dueAt < again.dueAt) again = h;
       }
       if (again) {
@@ -250,8 +254,10 @@ export class HeldDispatches {
     const ofKey = this.byKey.get(h.key)!;
     ofKey.delete(jobId);
     if (ofKey.size === 0) {
+      // Its refusals and their reason go with its last held dispatch: only keys with some are remembered.
       this.byKey.delete(h.key);
       this.turns.delete(h.key);
+      this.waits.delete(h.key);
     }
   }
 }

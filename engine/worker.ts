@@ -359,8 +359,8 @@ export class Worker {
   private readonly deadLogged = new RepeatedLines(() => this.deps.clock.now());
   /** The dispatches dropped past THROTTLED_KEPT held ones. */
   private readonly heldDropLogged = new RepeatedLines(() => this.deps.clock.now());
-  /** While held dispatches are claimed again: their job ids, and those that started. */
-  private reclaiming: { ids: ReadonlySet<string>; started: Set<string> } | null = null;
+  /** While held dispatches are claimed again: their job ids, and the attempt of each that started. */
+  private reclaiming: { ids: ReadonlySet<string>; started: Map<string, number> } | null = null;
   /** The schema versions of records skipped within the last minute: a warning once a minute each, the rest at debug. */
   private readonly schemaLogged = new RepeatedLines(() => this.deps.clock.now());
 
@@ -830,7 +830,7 @@ export class Worker {
         this.counters.claimed++;
         logger.info('worker: a claim whose answer was lost had committed: its attempt runs', { jobId: m.jobId, type: m.type, attempt: m.attempt });
         this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, lost.lease.advised));
-        if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.add(m.jobId);
+        if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.set(m.jobId, m.attempt);
         this.launch(lost.job, m.attempt, lost.leaseUntil, lost.lease, records?.[k]);
         return;
       }
@@ -849,7 +849,7 @@ export class Worker {
       const m = messages[k]!;
       // The lease this claim took: the advisor's, or null for the static one (its own was not usable).
       this.ask(() => this.deps.advisor?.claimed?.(m.type, m.queue, leases[k]!.advised));
-      if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.add(m.jobId);
+      if (this.reclaiming?.ids.has(m.jobId)) this.reclaiming.started.set(m.jobId, m.attempt);
       this.launch(r.job, m.attempt, now + leases[k]!.leaseMs, leases[k]!, records?.[k]);
     });
   }
@@ -938,7 +938,7 @@ export class Worker {
         const traced = round.due.every((h) => h.record) ? round.due.map((h) => h.record!) : null;
         const { messages, read, priorities } = highestFirst(round.due.map((h) => h.message), traced);
         for (const p of priorities) this.slots.announce(p);
-        const started = new Set<string>();
+        const started = new Map<string, number>();
         this.reclaiming = { ids: new Set(messages.map((m) => m.jobId)), started };
         try {
           await this.claimDispatches(messages, read, priorities);
