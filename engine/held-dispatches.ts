@@ -18,7 +18,7 @@
  *   deleted meanwhile, a stale dispatch) passes its turn on to the key's next.
  */
 import { PAUSED_RECHECK_MS } from './limits.js';
-import type { DispatchMessage } from './messages.js';
+import { dispatchPriority, type DispatchMessage } from './messages.js';
 import type { LogRecord } from './ports.js';
 
 /** A dispatch held back by a concurrency limit is tried again after this, doubling up to THROTTLE_RETRY_MAX_MS. */
@@ -65,7 +65,7 @@ export interface Round {
   keys: Map<string, { ids: Set<string> } & Turn>;
 }
 
-const priorityOf = (h: Held): number => (Number.isFinite(h.message.priority) ? h.message.priority : 0);
+const priorityOf = (h: Held): number => dispatchPriority(h.message);
 
 export class HeldDispatches {
   /** By job id, oldest first. */

@@ -48,6 +48,9 @@ export interface DispatchMessage {
   dispatch: number;
 }
 
+/** A dispatch's priority; 0 when it carries none that is a number. */
+export const dispatchPriority = (m: Pick<DispatchMessage, 'priority'>): number => (Number.isFinite(m.priority) ? m.priority : 0);
+
 /**
  * On the job's dispatch lane too (header `ats-kind: cancel`): attempt `attempt`
  * of the job was cancelled while running. On the lane and keyed by job id like

@@ -81,7 +81,7 @@ import { settleAll } from './in-parallel.js';
 import { OutageLog } from './error-backoff.js';
 import { errorFields, withFields } from './logger.js';
 import { BANDS, LEGACY_QUEUE, laneGroup, lanesOf, lanesOfSegment, parseLane } from './lanes.js';
-import { KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
+import { dispatchPriority, KIND_HEADER, SCHEMA_HEADER, readableSchema, type CancelMessage, type DispatchMessage } from './messages.js';
 import type { Metrics } from './metrics.js';
 import {
   type BatchInfo, type Clock, type EventLog, type HandlerContext, type JobRecord, type JobStore, type LogRecord, type Logger, type ProgressStore, type Subscription,
@@ -1519,8 +1519,6 @@ function eitherAborted(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; d
   };
 }
 
-/** A dispatch's priority; 0 when it carries none that is a number. */
-const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) ? m.priority : 0);
 
 /**
  * Dispatches (and their records, when traced) sorted highest priority first,
@@ -1529,7 +1527,7 @@ const priorityOf = (m: DispatchMessage): number => (Number.isFinite(m.priority) 
  * Most batches are of one priority and need no sort.
  */
 function highestFirst(messages: DispatchMessage[], read: LogRecord[] | null): { messages: DispatchMessage[]; read: LogRecord[] | null; priorities: number[] } {
-  const priorities = messages.map(priorityOf);
+  const priorities = messages.map(dispatchPriority);
   if (priorities.some((p) => p !== priorities[0])) {
     const order = priorities.map((_, k) => k).sort((a, b) => priorities[b]! - priorities[a]!);
     for (const list of [messages, read, priorities] as Array<unknown[] | null>) {
