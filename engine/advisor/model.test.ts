@@ -684,6 +684,31 @@ describe('AdvisorModel: ETA', () => {
     assert.equal(eta.start, now + 50);
   });
 
+  it('a job its limit\'s rate holds starts no sooner than the next start the rate allows, as a lower bound', () => {
+    const { model, now } = busy(); // 2 starts a second, runs of 100 ms, 10 ms from due to start
+    const query = { ...base, state: 'published' as const, runAt: now - 1000, now };
+    const free = model.eta({ ...query, ahead: 0 })!;
+    assert.deepEqual([free.start, free.lowerBound], [now, false], 'nothing ahead: now');
+    const held = model.eta({ ...query, ahead: 0, hold: { reason: 'rate', until: now + 60_000 } })!;
+    assert.deepEqual([held.start, held.finish], [now + 60_000, now + 60_100], 'the rate allows its start in a minute, and it runs for the median');
+    assert.equal(held.lowerBound, true, 'the key\'s jobs waiting ahead of it would take the rate\'s starts first: not counted');
+    // The jobs of its queue ahead take longer than the rate's wait: after them.
+    const behind = model.eta({ ...query, ahead: 10, hold: { reason: 'rate', until: now + 1000 } })!;
+    assert.ok(Math.abs(behind.start - (now + 5000)) < 150, `after the 10 jobs ahead, in ${behind.start - now} ms`);
+  });
+
+  it('a job its limit\'s concurrency holds starts once a slot of its key frees: its running attempts free one each median run time', () => {
+    const { model, now } = busy(); // runs of 100 ms
+    const query = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
+    const one = model.eta({ ...query, hold: { reason: 'concurrency', running: 1 } })!;
+    assert.deepEqual([one.start, one.finish, one.lowerBound], [now + 100, now + 200, true], 'one attempt of the key runs: a median run from now, a lower bound');
+    const four = model.eta({ ...query, hold: { reason: 'concurrency', running: 4 } })!;
+    assert.deepEqual([four.start, four.finish], [now + 25, now + 125], 'four run: a slot frees four times as often');
+    const behind = model.eta({ ...query, ahead: 10, hold: { reason: 'concurrency', running: 1 } })!;
+    assert.ok(Math.abs(behind.start - (now + 5000)) < 150, `the queue's jobs ahead take longer: after them, in ${behind.start - now} ms`);
+    assert.equal(model.eta({ ...query, hold: null })!.lowerBound, false, 'no hold: as before');
+  });
+
   it('has none without run times, or with jobs ahead and no start rate', () => {
     const { model, now } = busy();
     assert.equal(model.eta({ ...base, type: 'other', state: 'pending', now }), null);

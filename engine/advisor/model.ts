@@ -63,7 +63,7 @@ import type { StreamEventRecord } from '../ports.js';
 import { DurationDetector, FailureRateDetector } from './anomaly.js';
 import { errorSignature, LEASE_EXPIRED_SIGNATURE, WORKER_SHUTDOWN_ERROR_NAME, WORKER_SHUTDOWN_SIGNATURE } from './signature.js';
 import type {
-  AdvisorMode, Anomaly, Eta, EtaQuery, FailureAdvice, FailureQuery, Insights, LeaseAdvice, ModelOptions,
+  AdvisorMode, Anomaly, Eta, EtaHold, EtaQuery, FailureAdvice, FailureQuery, Insights, LeaseAdvice, ModelOptions,
   SignatureInsight, SignatureVerdict, TypeInsight,
 } from './types.js';
 
@@ -414,8 +414,26 @@ export class AdvisorModel {
     // No sooner than the queue's usual wait from due to start (dispatch, a worker taking it): with
     // nothing ahead, that wait is most of a short job's time to finish.
     if (startLatencyMs !== null) start = Math.max(start, Math.round(q.runAt + startLatencyMs));
-    // Jobs ahead not all counted: a start after those counted is the earliest.
-    return { start, finish: Math.round(start + medianRunMs), basis, lowerBound: q.aheadAtLeast === true };
+    const hold = q.hold ?? null;
+    if (hold) start = Math.max(start, this.heldUntil(hold, medianRunMs, q.now));
+    // Jobs ahead not all counted (the count stopped at its bound, or the key's own jobs ahead of a job its limit
+    // holds, which nothing counted): a start after those counted is the earliest.
+    return { start, finish: Math.round(start + medianRunMs), basis, lowerBound: q.aheadAtLeast === true || hold !== null };
+  }
+
+  /**
+   * The earliest its limit lets a held job start. Its rate: at `until`, the
+   * next start the rate allows (the limit's own answer). Its concurrency: once
+   * one of the key's `running` attempts ends; when they started is not read,
+   * so each is taken to free its slot once per median run time of the job's
+   * type (the key's attempts may be of other types: this one's is what was
+   * learned), the `running` of them one every median / running from now, the
+   * rule the queue's slots follow (`hold`). Either way the key's jobs waiting
+   * ahead of it, which would take that start first, are not counted.
+   */
+  private heldUntil(hold: EtaHold, medianRunMs: number, now: number): number {
+    if (hold.reason === 'rate') return hold.until;
+    return now + Math.round(medianRunMs / Math.max(1, hold.running));
   }
 
   /** Anomalies detected since the last call (each reported once). */

@@ -74,8 +74,18 @@ export interface EtaQuery {
   ahead: number;
   /** `ahead` is a lower bound: the count stopped at its bound (more may wait ahead). @defaultValue false */
   aheadAtLeast?: boolean;
+  /** What its limit holds it back for, as read with the job; null or absent: nothing (or not read). */
+  hold?: EtaHold | null;
   now: number;
 }
+
+/**
+ * A due job that its limit holds back (engine/waiting.ts `waitingOf`, as
+ * `GET /v1/jobs/:id` shows it in `waiting`): its rate, which allows the next
+ * start of its key at `until` (epoch ms); or its concurrency, taken by the
+ * `running` attempts of its key.
+ */
+export type EtaHold = { reason: 'rate'; until: number } | { reason: 'concurrency'; running: number };
 
 export interface Eta {
   /** Predicted (or, when running, actual) start, epoch ms. */
@@ -90,9 +100,11 @@ export interface Eta {
    */
   basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null };
   /**
-   * The jobs ahead were not all counted (the count stops at a bound: the
-   * advisor's AHEAD_READ_LIMIT): at least `basis.ahead` wait ahead, and
-   * `start` and `finish` are the earliest the job can start and finish.
+   * The jobs ahead were not all counted: the count stops at a bound (the
+   * advisor's AHEAD_READ_LIMIT), or the job waits on its limit (`hold`),
+   * whose own jobs waiting ahead of it are not counted. At least
+   * `basis.ahead` wait ahead, and `start` and `finish` are the earliest the
+   * job can start and finish.
    */
   lowerBound: boolean;
 }
