@@ -17,7 +17,7 @@ import { TailReader, type TailOptions } from '../event-tail.js';
 import { isTerminal } from '../../machines/lifecycle.js';
 import type { Clock, JobRecord, JobStore, Logger } from '../ports.js';
 import { AdvisorModel, DEFAULT_MODEL_OPTIONS, pairKey } from './model.js';
-import { usableLease, type AdvisorMode, type Anomaly, type Eta, type FailureAdvice, type Insights, type LeaseAdvice, type ModelOptions } from './types.js';
+import { usableLease, type AdvisorMode, type Anomaly, type Eta, type EtaHold, type FailureAdvice, type Insights, type LeaseAdvice, type ModelOptions } from './types.js';
 
 export interface AdvisorOptions {
   mode: AdvisorMode;
@@ -226,19 +226,26 @@ export class Advisor {
    * when it is due and joins the end of the lane, behind every job of its
    * band waiting then, whenever created; so all of them count (`joining`),
    * and the model takes off those the queue starts by its due time.
+   *
+   * `hold`: what its limit holds it back for, when the caller read it
+   * (`GET /v1/jobs/:id` reads it as `waiting`, engine/waiting.ts): the job
+   * then starts no sooner than its limit allows (model.ts `eta`). A promise
+   * of it is awaited with the count of the jobs ahead, so that the two reads
+   * run at once.
    */
-  async eta(job: JobRecord, startedAt: number | null = null): Promise<Eta | null> {
+  async eta(job: JobRecord, startedAt: number | null = null, hold: EtaHold | null | Promise<EtaHold | null> = null): Promise<Eta | null> {
     if (this.opts.mode === 'off') return null;
     const { value: state, context } = job.snapshot;
     if (isTerminal(state)) return null;
     const joining = state === 'retrying' || (state === 'pending' && context.dispatchedFor !== context.attempt + 1);
     const waiting = joining || state === 'pending' || state === 'published';
     const now = this.deps.clock.now();
-    const { ahead, complete } = waiting
-      ? await this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, AHEAD_READ_LIMIT, now, joining)
-      : { ahead: 0, complete: true };
+    const [{ ahead, complete }, held] = await Promise.all([
+      waiting ? this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, AHEAD_READ_LIMIT, now, joining) : { ahead: 0, complete: true },
+      hold,
+    ]);
     return this.model.eta({
-      type: job.type, queue: job.queue, state, ahead, aheadAtLeast: !complete, now, runAt: context.runAt,
+      type: job.type, queue: job.queue, state, ahead, aheadAtLeast: !complete, hold: waiting ? held : null, now, runAt: context.runAt,
       startedAt: state === 'running' ? (startedAt ?? context.updatedAt) : null,
     });
   }

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { AtsError } from '../../engine/errors.js';
-import type { Eta } from '../../engine/advisor/types.js';
+import type { Eta, EtaHold } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
 import { storedLimitKey } from '../../engine/limits.js';
@@ -22,7 +22,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `waiting` (what a job that has not started waits for: its run or retry time, its dispatch, a worker that runs it, its limit, or a free slot; null once it runs or ended), `eta` (the advisor\'s predicted start and finish of a live job; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `waiting` (what a job that has not started waits for: its run or retry time, its dispatch, a worker that runs it, its limit, or a free slot; null once it runs or ended), `eta` (the advisor\'s predicted start and finish of a live job: a job its limit holds starts no sooner than its rate allows, or than a slot of its key frees, and its ETA is then a lower bound; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -72,15 +72,32 @@ async function waitingFor(deps: RouteOptions['deps'], listWorkers: (() => Promis
 
 /**
  * The advisor's ETA of a job, to be shown unless `etaWithheld`; null when it
- * cannot be had (a read that failed, as for `waitingFor`).
+ * cannot be had (a read that failed, as for `waitingFor`). `hold`: what its
+ * limit holds it back for (`holdOf` its wait), read meanwhile.
  */
-async function etaOf(advisor: NonNullable<RouteOptions['deps']['advisor']>, deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null): Promise<Eta | null> {
+async function etaOf(
+  advisor: NonNullable<RouteOptions['deps']['advisor']>, deps: RouteOptions['deps'], job: JobRecord, startedAt: number | null, hold: Promise<EtaHold | null>,
+): Promise<Eta | null> {
   try {
-    return (await advisor.eta(job, startedAt)) ?? null;
+    return (await advisor.eta(job, startedAt, hold)) ?? null;
   } catch (err) {
     deps.logger?.warn('api: the ETA could not be read; answered without it', errorFields(err));
     return null;
   }
+}
+
+/**
+ * What the job's limit holds it back for, as the ETA takes it (model.ts
+ * `eta`): its rate, until the next start it allows; its concurrency, taken by
+ * the attempts of its key running. Null for any other wait, and for a read
+ * that failed (its ETA is withheld).
+ */
+function holdOf(wait: WaitRead): EtaHold | null {
+  if (wait === null || wait === 'failed') return null;
+  const { reason, until, limit } = wait.waiting;
+  if (reason === 'rate' && until !== null) return { reason, until };
+  if (reason === 'concurrency' && limit) return { reason, running: limit.running };
+  return null;
 }
 
 /**
@@ -148,7 +165,9 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     // deleted in between (its events go with it), which a second read tells.
     const events = read.filter((e) => e.seq <= job.version);
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
-    const [wait, eta] = await Promise.all([waitingFor(deps, listWorkers, job), deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events)) : null]);
+    // The wait and the ETA are read at once; the ETA takes what the wait says of the job's limit (`holdOf`).
+    const waitRead = waitingFor(deps, listWorkers, job);
+    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then(holdOf)) : null]);
     const waiting = wait === 'failed' || wait === null ? null : wait.waiting;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && !etaWithheld(wait) ? toEtaView(eta) : null,

@@ -1,0 +1,117 @@
+/**
+ * The ETA of a job its limit holds, on SQLite and on MariaDB: `GET /v1/jobs/:id`
+ * answers `eta` and `waiting` together, and the ETA does not contradict the
+ * wait. A job its limit's rate holds starts no sooner than `waiting.until`; one
+ * its limit's concurrency holds, not before a slot of its key frees (not now).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_BACKOFF } from '../machines/backoff.js';
+import { Advisor } from '../engine/advisor/advisor.js';
+import { silentLogger } from '../engine/logger.js';
+import type { JobSpec, WorkerRecord } from '../engine/ports.js';
+import { requireMysql } from '../tests/helpers/mysql.js';
+import { randomQueue, startSqliteTestApp, startTestApp, type TestApp } from '../tests/helpers/app.js';
+import type { AppDeps } from './deps.js';
+import type { JobDetail } from './schemas.js';
+
+const mysqlReady = await requireMysql();
+
+const backends: Array<[string, (o: Partial<AppDeps>) => Promise<TestApp>, string | false]> = [
+  ['SQLite', (o) => startSqliteTestApp(o), false],
+  ['MariaDB', (o) => startTestApp(o), mysqlReady ? false : 'MariaDB not reachable (ATS_ALLOW_SKIP=1)'],
+];
+
+const HOUR = 3_600_000;
+/** How long each attempt of the history runs, at least: the type's median run time. */
+const RUN_MS = 60;
+
+type Detail = JobDetail & { eta: { start: string; finish: string; lowerBound: boolean } | null };
+
+for (const [name, start, skip] of backends) {
+  describe(`the ETA of a job its limit holds, on ${name}`, { skip }, () => {
+    let t: TestApp;
+    let advisor: Advisor;
+    before(async () => {
+      // The app is built before the store exists for the advisor: it reaches it through this late binding.
+      t = await start({ advisor: { eta: (...a) => advisor.eta(...a), insights: () => advisor.insights() } });
+      advisor = new Advisor({ store: t.store, clock: t.clock, logger: silentLogger }, { mode: 'advise', pollMs: 1000, historyEvents: 100_000 });
+      // A live worker runs demo.echo in every queue (seen an hour ahead: live for the whole test).
+      const w: WorkerRecord = { id: 'w-echo', host: 'test', pid: 1, queues: ['*'], types: ['demo.echo'], concurrency: 1, startedAt: Date.now(), lastSeenAt: Date.now() + HOUR };
+      await t.store.upsertWorker(w);
+    });
+    after(async () => {
+      await t?.close();
+    });
+
+    const spec = (queue: string, o: Partial<JobSpec> = {}): JobSpec => ({
+      type: 'demo.echo', payload: {}, queue, maxAttempts: 3, backoff: DEFAULT_BACKOFF, timeoutMs: 1000, priority: 0, ...o,
+    });
+    const submit = async (queue: string, o: Partial<JobSpec> = {}) => {
+      const r = await t.transitions.submit(spec(queue, o));
+      assert.ok(r.ok);
+      assert.ok((await t.transitions.apply(r.job.id, { type: 'PUBLISHED', attempt: 1 })).ok);
+      return r.job.id;
+    };
+    const claim = (id: string) => t.transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w-echo' });
+    /** Six attempts of demo.echo on the queue, each of RUN_MS or more, learned by the advisor: its median run time. */
+    const history = async (queue: string) => {
+      for (let i = 0; i < 6; i++) {
+        const s = await t.transitions.submit(spec(queue));
+        assert.ok(s.ok && (await claim(s.job.id)).ok);
+        await sleep(RUN_MS);
+        assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      }
+    };
+    const read = async (id: string) => {
+      await advisor.init();
+      await advisor.catchUp();
+      const r = await t.app.inject({ url: `/v1/jobs/${id}` });
+      assert.equal(r.statusCode, 200, r.body);
+      return r.json() as Detail;
+    };
+
+    test('a job its limit\'s rate holds starts no sooner than the next start the rate allows (`waiting.until`)', async () => {
+      const queue = randomQueue();
+      await history(queue);
+      const key = `k-${queue}`;
+      await t.store.putLimit(key, { concurrency: 5, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const first = await submit(queue, { concurrencyKey: key });
+      const second = await submit(queue, { concurrencyKey: key });
+      const free = await read(second);
+      assert.equal(free.waiting?.reason, 'queued');
+      assert.ok(free.eta && !free.eta.lowerBound, 'under its limit: an ETA as before');
+      assert.ok((await claim(first)).ok, 'the first takes the rate\'s start: the next is allowed in an hour');
+      const held = await read(second);
+      assert.equal(held.waiting?.reason, 'rate');
+      assert.ok(held.eta, 'an ETA');
+      assert.ok(Date.parse(held.eta.start) >= Date.parse(held.waiting.until!), `starts ${held.eta.start}, not before ${held.waiting.until}`);
+      assert.ok(Date.parse(held.eta.finish) > Date.parse(held.eta.start));
+      assert.equal(held.eta.lowerBound, true, 'the key\'s jobs waiting ahead of it are not counted');
+    });
+
+    test('a job its limit\'s concurrency holds starts once a slot of its key frees, not now', async () => {
+      const queue = randomQueue();
+      await history(queue);
+      const key = `k-${queue}`;
+      await t.store.putLimit(key, { concurrency: 1, rate: null }, Date.now());
+      const first = await submit(queue, { concurrencyKey: key });
+      const second = await submit(queue, { concurrencyKey: key });
+      assert.ok((await claim(first)).ok);
+      const asked = Date.now();
+      const held = await read(second);
+      assert.equal(held.waiting?.reason, 'concurrency');
+      assert.equal(held.waiting.limit?.running, 1);
+      assert.ok(held.eta, 'an ETA');
+      // The key's one running attempt frees its slot a median run time (RUN_MS or more) after the read.
+      assert.ok(Date.parse(held.eta.start) >= asked + RUN_MS - 5, `starts ${Date.parse(held.eta.start) - asked} ms after the read`);
+      assert.equal(held.eta.lowerBound, true, 'the key\'s jobs waiting ahead of it are not counted');
+      // Paused: no ETA at all, as before.
+      await t.store.putLimit(key, { concurrency: 0, rate: null }, Date.now());
+      const paused = await read(second);
+      assert.equal(paused.waiting?.reason, 'paused');
+      assert.equal(paused.eta, null);
+    });
+  });
+}
