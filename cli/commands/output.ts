@@ -148,8 +148,9 @@ export function jobDetail(job: JobDetail): string {
 }
 
 /**
- * `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`; an ETA whose
- * count of the jobs ahead stopped at its bound (`lowerBound`) says `earliest` and `at least`.
+ * `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`; an ETA that is
+ * a lower bound (`lowerBound`: the count of the jobs ahead stopped at its bound, or the job's limit
+ * holds it, whose key's own jobs waiting ahead are not counted) says `earliest` and `at least`.
  */
 function etaText(eta: NonNullable<JobDetail['eta']>): string {
   const { ahead, startsPerSecond, medianRunMs, startLatencyMs } = eta.basis;

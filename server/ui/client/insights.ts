@@ -103,8 +103,8 @@ export function basisText(basis: Eta['basis'], atLeast = false): string {
  * An ETA as the inspector shows it, or null when there is none (a finished
  * job, the advisor off, a type without history). A running job's start is
  * when its attempt started; a finish already past is overdue. An ETA that is
- * a lower bound (`lowerBound`: not every job ahead was counted) shows the
- * earliest start and finish.
+ * a lower bound (`lowerBound`: not every job ahead was counted, or the job's
+ * limit holds it) shows the earliest start and finish.
  */
 export function etaShown(eta: Eta | null | undefined, state: string, now: number): EtaShown | null {
   if (!eta) return null;
