@@ -46,6 +46,7 @@ import { describeThrown, isInstance, thrownField } from '../engine/thrown.js';
 import { Worker } from '../engine/worker.js';
 import { WorkflowDriver, WorkflowService } from '../engine/workflows.js';
 import { buildApp } from '../server/app.js';
+import { connectionCapNotice } from '../server/connections.js';
 import { serveWhileStarting, type StartingServer } from '../server/starting.js';
 import type { Tracing } from './tracing.js';
 import { metricsRoute } from '../server/routes/metrics.js';
@@ -343,6 +344,9 @@ export async function compose(config: Config, opts: ComposeOptions = {}): Promis
   // With the keys, open streams are checked again: a revoked key's are closed (4401).
   // Streams take at most half of the API's connections: the requests (health probes among them) keep the rest.
   const streamCap = Math.min(MAX_STREAM_CONNECTIONS, Math.floor(config.api.maxConnections / 2));
+  // The cap against the open-file limit, said once: a default lowered to half of it (info), a setting not below it (warn).
+  const capNotice = has('api') ? connectionCapNotice({ maxConnections: config.api.maxConnections, set: config.api.maxConnectionsSet, openFileLimit: config.openFileLimit }) : null;
+  if (capNotice) logger[capNotice.level](capNotice.message, capNotice.fields);
   const stream = has('api') ? streamPlugin({ store, clock, logger, metrics, auth: { keys: store, mode: config.security.auth }, maxConnections: streamCap }) : null;
   // Workers' claims: which default limits (`type:…`, `queue:…`) exist (engine/limit-directory.ts).
   const limitDirectory = has('worker') ? new LimitDirectory({ store, clock, logger }) : null;

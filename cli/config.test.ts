@@ -95,6 +95,24 @@ describe('config', () => {
     rejects({ httpMaxConnections: 'lots' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
   });
 
+  it('ATS_HTTP_MAX_CONNECTIONS unset, under a low open-file limit: half the limit; set, kept whatever the limit', () => {
+    const low = { hostname: 'h', pid: 1, openFileLimit: 1024 };
+    const lowered = compileConfig({}, low);
+    assert.equal(lowered.api.maxConnections, 512);
+    assert.equal(lowered.api.maxConnectionsSet, false);
+    assert.equal(lowered.openFileLimit, 1024);
+    assert.equal(compileConfig(rawFromEnv({ ATS_HTTP_MAX_CONNECTIONS: ' ' }), low).api.maxConnections, 512, 'blank is unset');
+    assert.equal(compileConfig({}, { hostname: 'h', pid: 1, openFileLimit: 1_048_576 }).api.maxConnections, 10_000, 'a large limit keeps the default');
+    assert.equal(compileConfig({}, { hostname: 'h', pid: 1, openFileLimit: null }).api.maxConnections, 10_000, 'an unknown one too');
+    assert.equal(compileConfig({}).openFileLimit, null, 'unknown unless given');
+    for (const value of ['5000', '300']) {
+      const c = compileConfig(rawFromEnv({ ATS_HTTP_MAX_CONNECTIONS: value }), low);
+      assert.equal(c.api.maxConnections, Number(value), 'the operator\'s value, above the limit or not');
+      assert.equal(c.api.maxConnectionsSet, true);
+    }
+    rejects({ httpMaxConnections: '63' }, /ATS_HTTP_MAX_CONNECTIONS.*integer/);
+  });
+
   it('--queues / ATS_QUEUES: empty serves every queue; a list is trimmed and deduplicated; a bad name is refused naming the setting', () => {
     assert.deepEqual(compileConfig({}).worker.queues, [], 'every queue by default');
     assert.deepEqual(compileConfig({ queues: '  ' }).worker.queues, [], 'blank is every queue too');

@@ -13,6 +13,7 @@ import { AUTH_MODES, isLoopbackHost, type AuthMode } from '../engine/auth.js';
 import { MAX_NAME_CHARS, NAME_PATTERN } from '../server/schemas.js';
 import { MAX_BODY_LIMIT_BYTES } from '../server/deps.js';
 import { hostNameOf } from '../server/security.js';
+import { defaultMaxConnections, MIN_MAX_CONNECTIONS } from '../server/connections.js';
 import { parseDurationMs } from './duration.js';
 import type { LogFormat, LogLevel } from '../engine/logger.js';
 
@@ -55,7 +56,7 @@ export const SETTINGS = {
   httpRequestTimeoutMs: { env: 'ATS_HTTP_REQUEST_TIMEOUT_MS', flag: '--http-request-timeout-ms', default: '30000', doc: 'Time a client has to send the whole request, headers and body; then 408 and the connection is closed.' },
   httpBodyTimeoutMs: { env: 'ATS_HTTP_BODY_TIMEOUT_MS', flag: '--http-body-timeout-ms', default: '10000', doc: 'Longest silence while a request body arrives; then 408 and the connection is closed.' },
   httpKeepAliveTimeoutMs: { env: 'ATS_HTTP_KEEP_ALIVE_TIMEOUT_MS', flag: '--http-keep-alive-timeout-ms', default: '5000', doc: 'How long an idle kept-alive connection stays open (behind a load balancer: above its idle timeout).' },
-  httpMaxConnections: { env: 'ATS_HTTP_MAX_CONNECTIONS', flag: '--http-max-connections', default: '10000', doc: 'Connections the API keeps open at once (requests, kept-alive ones and streams: these at most half of them, and 1,000), at least 64; beyond, a new one is closed as it comes (a warning once a minute). Keep it well below the open-file limit (`ulimit -Hn`: Node raises its own to that), which the database and Kafka connections need too.' },
+  httpMaxConnections: { env: 'ATS_HTTP_MAX_CONNECTIONS', flag: '--http-max-connections', default: '10000', doc: 'Connections the API keeps open at once (requests, kept-alive ones and streams: these at most half of them, and 1,000), at least 64; beyond, a new one is closed as it comes (a warning once a minute). Unset: 10000, or half the open-file limit when that is lower (on Linux, the soft "Max open files" of /proc/self/limits, which Node raises to `ulimit -Hn` at start), never below 64, so the database, Kafka, the SQLite file and the handlers keep the other half (said at start, at info). A value not below the limit is kept, with a warning at start: past the limit every open fails (EMFILE) before the cap acts; keep it well below.' },
   auth: { env: 'ATS_AUTH', flag: '--auth', default: 'auto', doc: 'API keys (docs/security.md): auto (required once a key exists; without keys the API is open, and only bound to loopback: on any other HOST the start is refused); on (always required); off (never: every caller acts as the default tenant with every scope; set it only behind a gateway that authenticates).' },
   corsOrigins: { env: 'ATS_CORS_ORIGINS', flag: '--cors-origins', default: '', doc: 'Origins (comma-separated, e.g. https://ops.example.com) whose pages may call the API from a browser. Empty: none (CORS off).' },
   allowedHosts: { env: 'ATS_ALLOWED_HOSTS', flag: '--allowed-hosts', default: '', doc: 'Host header values the API answers, and the /metrics of ATS_METRICS_PORT (comma-separated names or addresses, port optional; not URLs), against DNS rebinding. Empty: on loopback, localhost and loopback addresses only; on any other interface, any host. /metrics, on either port, answers any IP-address Host too (10.1.2.3:9464, [fd00::1]:9464), as rebinding always names a host name.' },
@@ -111,6 +112,8 @@ export interface Config {
   api: {
     bodyLimitBytes: number; batchBodyLimitBytes: number; headersTimeoutMs: number; requestTimeoutMs: number; bodyTimeoutMs: number; keepAliveTimeoutMs: number;
     maxConnections: number;
+    /** Whether ATS_HTTP_MAX_CONNECTIONS set maxConnections; if not, it is `defaultMaxConnections` of the open-file limit. */
+    maxConnectionsSet: boolean;
   };
   /** Who may call the API and how much (docs/security.md). */
   security: {
@@ -130,6 +133,16 @@ export interface Config {
   maxQueues: number;
   /** Run by the api and worker roles: see engine/advisor/advisor.ts. */
   advisor: { mode: AdvisorMode; pollMs: number; historyEvents: number };
+  /** The process's open-file limit as the start read it (cli/open-file-limit.ts), or null: unknown or unlimited. */
+  openFileLimit: number | null;
+}
+
+/** What compileConfig knows of the process it configures. */
+export interface HostFacts {
+  hostname: string;
+  pid: number;
+  /** Its open-file limit (cli/open-file-limit.ts `readOpenFileLimit`); null or absent: unknown. */
+  openFileLimit?: number | null;
 }
 
 const fail = (name: SettingName, msg: string): never => {
@@ -142,6 +155,9 @@ function str(raw: RawConfig, name: SettingName): string {
   const v = raw[name] === undefined ? '' : String(raw[name]).trim();
   return v === '' ? SETTINGS[name].default : v;
 }
+
+/** Whether the setting was given a value (not missing, not only spaces). */
+const isSet = (raw: RawConfig, name: SettingName): boolean => raw[name] !== undefined && String(raw[name]).trim() !== '';
 
 function int(raw: RawConfig, name: SettingName, min: number, max: number): number {
   const text = str(raw, name);
@@ -417,7 +433,7 @@ function oneOf<T extends string>(raw: RawConfig, name: SettingName, values: read
 }
 
 /** Compile and validate once; throws AtsError(ATS_ERR_CONFIG) naming the setting. */
-export function compileConfig(raw: RawConfig, host: { hostname: string; pid: number } = { hostname: 'local', pid: 0 }): Config {
+export function compileConfig(raw: RawConfig, host: HostFacts = { hostname: 'local', pid: 0 }): Config {
   const leaseMs = int(raw, 'leaseMs', 1000, 3_600_000);
   const heartbeatMs = int(raw, 'heartbeatMs', 100, 3_600_000);
   if (heartbeatMs >= leaseMs) fail('heartbeatMs', `must be below the lease (${leaseMs} ms)`);
@@ -428,6 +444,8 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
   const publishedDelayMs = int(raw, 'relayPublishedDelayMs', 0, 60_000);
   // A dispatch whose PUBLISHED is still waiting must not look lost to the timers.
   if (publishedDelayMs * 2 > publishedTimeoutMs) fail('relayPublishedDelayMs', `must be at most half the published timeout (${publishedTimeoutMs} ms)`);
+  const openFileLimit = host.openFileLimit ?? null;
+  const maxConnectionsSet = isSet(raw, 'httpMaxConnections');
   const config: Config = {
     roles: roles(raw),
     port: int(raw, 'port', 0, 65535),
@@ -459,7 +477,8 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     api: {
       ...bodyLimits(raw), headersTimeoutMs, requestTimeoutMs,
       bodyTimeoutMs: int(raw, 'httpBodyTimeoutMs', 100, 3_600_000), keepAliveTimeoutMs: int(raw, 'httpKeepAliveTimeoutMs', 100, 3_600_000),
-      maxConnections: int(raw, 'httpMaxConnections', 64, 1_000_000),
+      maxConnections: maxConnectionsSet ? int(raw, 'httpMaxConnections', MIN_MAX_CONNECTIONS, 1_000_000) : defaultMaxConnections(openFileLimit),
+      maxConnectionsSet,
     },
     security: {
       auth: oneOf(raw, 'auth', AUTH_MODES, 'mode'), corsOrigins: origins(raw), allowedHosts: allowedHosts(raw),
@@ -472,6 +491,7 @@ export function compileConfig(raw: RawConfig, host: { hostname: string; pid: num
     },
     maxQueues: int(raw, 'maxQueues', 1, 100_000),
     advisor: { mode: oneOf(raw, 'advisor', ADVISOR_MODES, 'mode'), pollMs: int(raw, 'advisorPollMs', 10, 600_000), historyEvents: int(raw, 'advisorHistory', 0, 10_000_000) },
+    openFileLimit,
   };
   // The api role binds PORT and serves /metrics there: binding it twice fails the start on EADDRINUSE naming neither setting.
   if (config.metricsPort !== null && config.metricsPort !== 0 && config.metricsPort === config.port && config.roles.includes('api')) {

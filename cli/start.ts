@@ -4,11 +4,16 @@ import { checkEnvNames, compileConfig, rawFromArgs, rawFromEnv, type Config } fr
 import { isAtsError } from '../engine/errors.js';
 import { compose, type StopProgress, type System } from './compose.js';
 import { startTracing, type Tracing } from './tracing.js';
+import { readOpenFileLimit } from './open-file-limit.js';
 
-/** Config from the environment, overridden by flags. Throws ATS_ERR_CONFIG, for an ATS_ variable that is a setting misspelt too. */
+/**
+ * Config from the environment, overridden by flags, for this process (its
+ * host name, pid and open-file limit). Throws ATS_ERR_CONFIG, for an ATS_
+ * variable that is a setting misspelt too.
+ */
 export function configFrom(env: Record<string, string | undefined>, args: readonly string[]): Config {
   checkEnvNames(env);
-  return compileConfig({ ...rawFromEnv(env), ...rawFromArgs(args) }, { hostname: hostname(), pid: process.pid });
+  return compileConfig({ ...rawFromEnv(env), ...rawFromArgs(args) }, { hostname: hostname(), pid: process.pid, openFileLimit: readOpenFileLimit() });
 }
 
 /** What `startCommand` composes the roles with (tests wrap it). */

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { startSqliteTestApp, type TestApp } from '../tests/helpers/app.js';
+import { connectionCapNotice, DEFAULT_CONNECTION_LIMITS, defaultMaxConnections } from './connections.js';
 
 const MAX = 5;
 
@@ -62,5 +63,36 @@ describe('the API\'s connection cap', () => {
     const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5000) });
     assert.equal(res.status, 200);
     for (const c of open) c.socket.destroy();
+  });
+});
+
+describe('the connection cap and the open-file limit', () => {
+  test('by default: 10,000, or half the open-file limit when that is lower, never below 64', () => {
+    assert.equal(DEFAULT_CONNECTION_LIMITS.maxConnections, 10_000);
+    assert.equal(defaultMaxConnections(null), 10_000, 'unknown or unlimited');
+    assert.equal(defaultMaxConnections(1_048_576), 10_000);
+    assert.equal(defaultMaxConnections(20_000), 10_000, 'half of it is the default exactly');
+    assert.equal(defaultMaxConnections(19_999), 9_999);
+    assert.equal(defaultMaxConnections(4096), 2048);
+    assert.equal(defaultMaxConnections(1024), 512);
+    assert.equal(defaultMaxConnections(129), 64);
+    assert.equal(defaultMaxConnections(100), 64, 'never below the least ATS_HTTP_MAX_CONNECTIONS takes');
+  });
+
+  test('said at start: a default lowered at info, a setting at or above the limit at warn, naming both numbers; else nothing', () => {
+    assert.equal(connectionCapNotice({ maxConnections: 10_000, set: false, openFileLimit: null }), null);
+    assert.equal(connectionCapNotice({ maxConnections: 10_000, set: false, openFileLimit: 1_048_576 }), null, 'the default, not lowered');
+    const lowered = connectionCapNotice({ maxConnections: 512, set: false, openFileLimit: 1024 });
+    assert.equal(lowered?.level, 'info');
+    assert.match(lowered!.message, /\b512\b.*\b1024\b.*ATS_HTTP_MAX_CONNECTIONS/);
+    assert.deepEqual(lowered!.fields, { maxConnections: 512, openFileLimit: 1024 });
+    const over = connectionCapNotice({ maxConnections: 5000, set: true, openFileLimit: 1024 });
+    assert.equal(over?.level, 'warn');
+    assert.match(over!.message, /ATS_HTTP_MAX_CONNECTIONS.*\b5000\b.*\b1024\b/);
+    assert.deepEqual(over!.fields, { maxConnections: 5000, openFileLimit: 1024 });
+    assert.equal(connectionCapNotice({ maxConnections: 1024, set: true, openFileLimit: 1024 })?.level, 'warn', 'as many as the limit: the process\'s own files come first');
+    assert.equal(connectionCapNotice({ maxConnections: 1023, set: true, openFileLimit: 1024 }), null);
+    assert.equal(connectionCapNotice({ maxConnections: 500, set: true, openFileLimit: 1024 }), null);
+    assert.equal(connectionCapNotice({ maxConnections: 50_000, set: true, openFileLimit: null }), null, 'an unknown limit: nothing to compare');
   });
 });

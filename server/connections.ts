@@ -35,6 +35,62 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
 });
 
 /**
+ * The connection cap when ATS_HTTP_MAX_CONNECTIONS is not set, given the
+ * process's open-file limit (cli/open-file-limit.ts; null: unknown or
+ * unlimited): 10,000, or half the limit when that is lower, never below 64
+ * (the least the setting takes). Every connection is a file descriptor, and
+ * the cap only acts while one can still be accepted: past the limit accept()
+ * fails (EMFILE) and so does every other open of the process. The other half
+ * is left to what the process needs besides: the SQLite file and its
+ * journal, the MySQL pool, Kafka's connections (a few per broker, for each
+ * producer and consumer), the metrics port's 64, stdio and Node's own, and
+ * whatever the job handlers open (their outbound requests grow with the
+ * worker's concurrency). Half is a plain rule an operator can check: at a
+ * limit of 4,096, 2,048 connections, and still 2,000 files for the rest.
+ */
+export function defaultMaxConnections(openFileLimit: number | null): number {
+  const max = DEFAULT_CONNECTION_LIMITS.maxConnections;
+  return openFileLimit === null ? max : Math.max(MIN_MAX_CONNECTIONS, Math.min(max, Math.floor(openFileLimit / 2)));
+}
+
+/** The least ATS_HTTP_MAX_CONNECTIONS takes. */
+export const MIN_MAX_CONNECTIONS = 64;
+
+export interface ConnectionCapNotice {
+  level: 'info' | 'warn';
+  message: string;
+  fields: { maxConnections: number; openFileLimit: number };
+}
+
+/**
+ * What the start says of the cap, once, or null: at info, the default
+ * lowered to half the open-file limit; at warn, an ATS_HTTP_MAX_CONNECTIONS
+ * at or above the limit (kept: refusing the start would stop a process that
+ * ran before; but the cap then never acts, since the process's own files
+ * count against the limit too).
+ */
+export function connectionCapNotice(cap: { maxConnections: number; set: boolean; openFileLimit: number | null }): ConnectionCapNotice | null {
+  const { maxConnections, openFileLimit } = cap;
+  if (openFileLimit === null) return null;
+  const fields = { maxConnections, openFileLimit };
+  if (cap.set) {
+    if (maxConnections < openFileLimit) return null;
+    return {
+      level: 'warn', fields,
+      message: `api: ATS_HTTP_MAX_CONNECTIONS is ${maxConnections}, not below the process's open-file limit (${openFileLimit}): `
+        + 'a flood of connections would use up the file descriptors (accept fails with EMFILE, and so do the database\'s, Kafka\'s and the SQLite file\'s) '
+        + `before the cap closes any; set it to ${defaultMaxConnections(openFileLimit)} or less, or raise the limit (ulimit -n, systemd's LimitNOFILE, the container's nofile) and restart`,
+    };
+  }
+  if (maxConnections >= DEFAULT_CONNECTION_LIMITS.maxConnections) return null;
+  return {
+    level: 'info', fields,
+    message: `api: at most ${maxConnections} connections open at once, half the process's open-file limit (${openFileLimit}), `
+      + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the database, Kafka, the SQLite file and the handlers (ATS_HTTP_MAX_CONNECTIONS sets it)`,
+  };
+}
+
+/**
  * At most `max` connections open at once: Node closes a new one past it as
  * soon as it is accepted (no answer: the server takes no request from it), so
  * that a flood of connections, idle or slow, cannot take every file
