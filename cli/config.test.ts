@@ -105,7 +105,7 @@ describe('config', () => {
     assert.equal(compileConfig({}, { hostname: 'h', pid: 1, openFileLimit: 1_048_576 }).api.maxConnections, 10_000, 'a large limit keeps the default');
     assert.equal(compileConfig({}, { hostname: 'h', pid: 1, openFileLimit: null }).api.maxConnections, 10_000, 'an unknown one too');
     assert.equal(compileConfig({}).openFileLimit, null, 'unknown unless given');
-    for (const value of ['5000', '300']) {
+    for (const value of ['5000', '300', '10000']) {
       const c = compileConfig(rawFromEnv({ ATS_HTTP_MAX_CONNECTIONS: value }), low);
       assert.equal(c.api.maxConnections, Number(value), 'the operator\'s value, above the limit or not');
       assert.equal(c.api.maxConnectionsSet, true);

@@ -150,14 +150,13 @@ const fail = (name: SettingName, msg: string): never => {
   throw new AtsError('ATS_ERR_CONFIG', `${s.env} (${s.flag}): ${msg}`);
 };
 
-/** The value, trimmed; unset (the default) when missing or only spaces: `Number('')` would read a blank PORT or ATS_RATE_LIMIT as 0. */
-function str(raw: RawConfig, name: SettingName): string {
-  const v = raw[name] === undefined ? '' : String(raw[name]).trim();
-  return v === '' ? SETTINGS[name].default : v;
-}
-
 /** Whether the setting was given a value (not missing, not only spaces). */
 const isSet = (raw: RawConfig, name: SettingName): boolean => raw[name] !== undefined && String(raw[name]).trim() !== '';
+
+/** The value, trimmed; unset (the default) when missing or only spaces: `Number('')` would read a blank PORT or ATS_RATE_LIMIT as 0. */
+function str(raw: RawConfig, name: SettingName): string {
+  return isSet(raw, name) ? String(raw[name]).trim() : SETTINGS[name].default;
+}
 
 function int(raw: RawConfig, name: SettingName, min: number, max: number): number {
   const text = str(raw, name);

@@ -94,5 +94,12 @@ describe('the connection cap and the open-file limit', () => {
     assert.equal(connectionCapNotice({ maxConnections: 1023, set: true, openFileLimit: 1024 }), null);
     assert.equal(connectionCapNotice({ maxConnections: 500, set: true, openFileLimit: 1024 }), null);
     assert.equal(connectionCapNotice({ maxConnections: 50_000, set: true, openFileLimit: null }), null, 'an unknown limit: nothing to compare');
+    assert.equal(connectionCapNotice({ maxConnections: 10_000, set: true, openFileLimit: 1024 })?.level, 'warn', 'set to what the default would be: the setting, above the limit');
+    const least = connectionCapNotice({ maxConnections: 64, set: false, openFileLimit: 100 });
+    assert.equal(least?.level, 'info', 'a limit below 128: the least cap, 64, below it still');
+    assert.match(least!.message, /\b64\b.*at least 64/);
+    const floor = connectionCapNotice({ maxConnections: 64, set: false, openFileLimit: 64 });
+    assert.equal(floor?.level, 'warn', 'a limit at or below 64: the least cap is not below it, unset or not');
+    assert.match(floor!.message, /the least it can be.*\b64\b.*raise the limit/);
   });
 });

@@ -63,29 +63,31 @@ export interface ConnectionCapNotice {
 }
 
 /**
- * What the start says of the cap, once, or null: at info, the default
- * lowered to half the open-file limit; at warn, an ATS_HTTP_MAX_CONNECTIONS
- * at or above the limit (kept: refusing the start would stop a process that
- * ran before; but the cap then never acts, since the process's own files
- * count against the limit too).
+ * What the start says of the cap, once, or null: at warn, a cap at or above
+ * the open-file limit, set so by ATS_HTTP_MAX_CONNECTIONS or, below 128
+ * files, the least default (kept: refusing the start would stop a process
+ * that ran before; but the cap then never acts, since the process's own
+ * files count against the limit too); at info, the default lowered to half
+ * the limit.
  */
 export function connectionCapNotice(cap: { maxConnections: number; set: boolean; openFileLimit: number | null }): ConnectionCapNotice | null {
   const { maxConnections, openFileLimit } = cap;
   if (openFileLimit === null) return null;
   const fields = { maxConnections, openFileLimit };
-  if (cap.set) {
-    if (maxConnections < openFileLimit) return null;
+  if (maxConnections >= openFileLimit) {
+    const what = cap.set ? `ATS_HTTP_MAX_CONNECTIONS is ${maxConnections}` : `the connection cap is ${maxConnections}, the least it can be`;
+    const fix = cap.set ? `set it to ${defaultMaxConnections(openFileLimit)} or less, or raise the limit` : 'raise the limit';
     return {
       level: 'warn', fields,
-      message: `api: ATS_HTTP_MAX_CONNECTIONS is ${maxConnections}, not below the process's open-file limit (${openFileLimit}): `
+      message: `api: ${what}, not below the process's open-file limit (${openFileLimit}): `
         + 'a flood of connections would use up the file descriptors (accept fails with EMFILE, and so do the database\'s, Kafka\'s and the SQLite file\'s) '
-        + `before the cap closes any; set it to ${defaultMaxConnections(openFileLimit)} or less, or raise the limit (ulimit -n, systemd's LimitNOFILE, the container's nofile) and restart`,
+        + `before the cap closes any; ${fix} (ulimit -n, systemd's LimitNOFILE, the container's nofile) and restart`,
     };
   }
-  if (maxConnections >= DEFAULT_CONNECTION_LIMITS.maxConnections) return null;
+  if (cap.set || maxConnections >= DEFAULT_CONNECTION_LIMITS.maxConnections) return null;
   return {
     level: 'info', fields,
-    message: `api: at most ${maxConnections} connections open at once, half the process's open-file limit (${openFileLimit}), `
+    message: `api: at most ${maxConnections} connections open at once (half the process's open-file limit, ${openFileLimit}, and at least ${MIN_MAX_CONNECTIONS}), `
       + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the database, Kafka, the SQLite file and the handlers (ATS_HTTP_MAX_CONNECTIONS sets it)`,
   };
 }

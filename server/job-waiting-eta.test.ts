@@ -106,12 +106,29 @@ for (const [name, start, skip] of backends) {
       assert.ok(held.eta, 'an ETA');
       // The key's one running attempt frees its slot a median run time (RUN_MS or more) after the read.
       assert.ok(Date.parse(held.eta.start) >= asked + RUN_MS - 5, `starts ${Date.parse(held.eta.start) - asked} ms after the read`);
+      assert.ok(Date.parse(held.eta.start) < asked + 30 * RUN_MS, `starts ${Date.parse(held.eta.start) - asked} ms after the read: about a median run, not later`);
       assert.equal(held.eta.lowerBound, true, 'the key\'s jobs waiting ahead of it are not counted');
       // Paused: no ETA at all, as before.
       await t.store.putLimit(key, { concurrency: 0, rate: null }, Date.now());
       const paused = await read(second);
       assert.equal(paused.waiting?.reason, 'paused');
       assert.equal(paused.eta, null);
+    });
+
+    test('a job held by its limit\'s concurrency whose rate allows no start yet starts no sooner than the rate allows', async () => {
+      const queue = randomQueue();
+      await history(queue);
+      const key = `k-${queue}`;
+      await t.store.putLimit(key, { concurrency: 1, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const first = await submit(queue, { concurrencyKey: key });
+      const second = await submit(queue, { concurrencyKey: key });
+      const claimed = Date.now();
+      assert.ok((await claim(first)).ok, 'the first takes the slot and the rate\'s start');
+      const held = await read(second);
+      // The claim asks the rate only once a slot is free: the wait says concurrency, and the rate's next start is an hour away.
+      assert.equal(held.waiting?.reason, 'concurrency');
+      assert.ok(held.eta, 'an ETA');
+      assert.ok(Date.parse(held.eta.start) >= claimed + HOUR - 1000, `starts ${Date.parse(held.eta.start) - claimed} ms after the first's start, not before the rate allows (an hour)`);
     });
   });
 }

@@ -293,7 +293,7 @@ export const EtaView = Type.Object({
     ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one; with `lowerBound`, at least this many (the count stops after reading 1,000 waiting jobs of every queue, per read)' }),
     startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start, of jobs none started ahead of (a job starts no sooner); null before enough starts'),
   }, { description: 'What the prediction rests on' }),
-  lowerBound: Type.Optional(Type.Boolean({ description: 'True: more jobs may wait ahead than were counted (the count stopped at its bound, or the job waits on its limit, whose own waiting jobs are not counted), so `start` and `finish` are the earliest the job can start and finish (absent is false)' })),
+  lowerBound: Type.Optional(Type.Boolean({ description: 'True: more jobs may wait ahead than were counted (the count stopped at its bound, or the job waits on its limit, whose own waiting jobs are not counted), so `start` and `finish` are the earliest the job can start and finish as far as the jobs ahead go (a slot of a held job\'s key freeing is itself an estimate; absent is false)' })),
 }, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });
 
 export const ProgressView = Type.Object({

@@ -234,6 +234,9 @@ export class Advisor {
    * run at once.
    */
   async eta(job: JobRecord, startedAt: number | null = null, hold: EtaHold | null | Promise<EtaHold | null> = null): Promise<Eta | null> {
+    // Taken at once, so that a hold that fails while this returns early (no ETA to give) is not left unhandled.
+    const holdRead = Promise.resolve(hold);
+    holdRead.catch(() => undefined);
     if (this.opts.mode === 'off') return null;
     const { value: state, context } = job.snapshot;
     if (isTerminal(state)) return null;
@@ -242,7 +245,7 @@ export class Advisor {
     const now = this.deps.clock.now();
     const [{ ahead, complete }, held] = await Promise.all([
       waiting ? this.deps.store.countWaitingAhead(job.queue, job.id, job.priority, AHEAD_READ_LIMIT, now, joining) : { ahead: 0, complete: true },
-      hold,
+      holdRead,
     ]);
     return this.model.eta({
       type: job.type, queue: job.queue, state, ahead, aheadAtLeast: !complete, hold: waiting ? held : null, now, runAt: context.runAt,

@@ -700,13 +700,41 @@ describe('AdvisorModel: ETA', () => {
   it('a job its limit\'s concurrency holds starts once a slot of its key frees: its running attempts free one each median run time', () => {
     const { model, now } = busy(); // runs of 100 ms
     const query = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
-    const one = model.eta({ ...query, hold: { reason: 'concurrency', running: 1 } })!;
+    const taken = (running: number, concurrency = running, notBefore: number | null = null) => ({ reason: 'concurrency' as const, running, concurrency, notBefore });
+    const one = model.eta({ ...query, hold: taken(1) })!;
     assert.deepEqual([one.start, one.finish, one.lowerBound], [now + 100, now + 200, true], 'one attempt of the key runs: a median run from now, a lower bound');
-    const four = model.eta({ ...query, hold: { reason: 'concurrency', running: 4 } })!;
+    const four = model.eta({ ...query, hold: taken(4) })!;
     assert.deepEqual([four.start, four.finish], [now + 25, now + 125], 'four run: a slot frees four times as often');
-    const behind = model.eta({ ...query, ahead: 10, hold: { reason: 'concurrency', running: 1 } })!;
+    const behind = model.eta({ ...query, ahead: 10, hold: taken(1) })!;
     assert.ok(Math.abs(behind.start - (now + 5000)) < 150, `the queue's jobs ahead take longer: after them, in ${behind.start - now} ms`);
     assert.equal(model.eta({ ...query, hold: null })!.lowerBound, false, 'no hold: as before');
+  });
+
+  it('a job its limit\'s concurrency holds whose rate allows no start yet starts no sooner than the rate allows', () => {
+    const { model, now } = busy(); // runs of 100 ms
+    const query = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
+    // The claim asks the rate only once a slot is free: with both taken, the wait says concurrency, and the rate's next start is an hour away.
+    const held = model.eta({ ...query, hold: { reason: 'concurrency', running: 1, concurrency: 1, notBefore: now + 3_600_000 } })!;
+    assert.deepEqual([held.start, held.finish], [now + 3_600_000, now + 3_600_100], 'the rate\'s next start, not a median run from now');
+    const soon = model.eta({ ...query, hold: { reason: 'concurrency', running: 1, concurrency: 1, notBefore: now + 10 } })!;
+    assert.equal(soon.start, now + 100, 'a rate that allows a start before the slot frees: the slot');
+  });
+
+  it('a job held by a concurrency lowered below what runs waits for as many of those attempts to end as leave a slot', () => {
+    const { model, now } = busy(); // runs of 100 ms
+    const query = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
+    // 10 run, the limit lowered to 2: 9 must end, one each 10 ms.
+    const lowered = model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null } })!;
+    assert.equal(lowered.start, now + 90);
+  });
+
+  it('a hold never puts a start before now, nor before the job is due', () => {
+    const { model, now } = busy();
+    const due = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
+    assert.equal(model.eta({ ...due, hold: { reason: 'rate', until: now - 500 } })!.start, now, 'a rate whose next start has passed (read a moment ago): now');
+    const later = { ...base, state: 'pending' as const, runAt: now + 60_000, ahead: 0, now };
+    assert.ok(model.eta({ ...later, hold: { reason: 'rate', until: now + 1000 } })!.start >= now + 60_000, 'a job due in a minute: not before it is due');
+    assert.ok(model.eta({ ...later, hold: { reason: 'concurrency', running: 1, concurrency: 1, notBefore: null } })!.start >= now + 60_000);
   });
 
   it('has none without run times, or with jobs ahead and no start rate', () => {

@@ -422,18 +422,23 @@ export class AdvisorModel {
   }
 
   /**
-   * The earliest its limit lets a held job start. Its rate: at `until`, the
-   * next start the rate allows (the limit's own answer). Its concurrency: once
-   * one of the key's `running` attempts ends; when they started is not read,
-   * so each is taken to free its slot once per median run time of the job's
-   * type (the key's attempts may be of other types: this one's is what was
-   * learned), the `running` of them one every median / running from now, the
-   * rule the queue's slots follow (`hold`). Either way the key's jobs waiting
-   * ahead of it, which would take that start first, are not counted.
+   * When its limit lets a held job start. Its rate: at `until`, the next
+   * start the rate allows (the limit's own answer). Its concurrency: once
+   * enough of the key's `running` attempts end to leave a slot (one; more when
+   * the limit was lowered below what runs), and not before its rate allows
+   * (`notBefore`). When those attempts started is not read, so each is taken
+   * to free its slot once per median run time of the job's type (the key's
+   * attempts may be of other types: this one's is what was learned): the
+   * `running` of them end one every median / running from now, the rule the
+   * queue's slots follow. That is an estimate (an attempt near its end frees
+   * its slot sooner), not a bound. Either way the key's jobs waiting ahead of
+   * it, which would take that start first, are not counted.
    */
   private heldUntil(hold: EtaHold, medianRunMs: number, now: number): number {
     if (hold.reason === 'rate') return hold.until;
-    return now + Math.round(medianRunMs / Math.max(1, hold.running));
+    const running = Math.max(1, hold.running);
+    const toEnd = Math.max(1, running - Math.max(0, hold.concurrency) + 1);
+    return Math.max(hold.notBefore ?? now, now + Math.round((toEnd * medianRunMs) / running));
   }
 
   /** Anomalies detected since the last call (each reported once). */

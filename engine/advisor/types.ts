@@ -83,9 +83,14 @@ export interface EtaQuery {
  * A due job that its limit holds back (engine/waiting.ts `waitingOf`, as
  * `GET /v1/jobs/:id` shows it in `waiting`): its rate, which allows the next
  * start of its key at `until` (epoch ms); or its concurrency, taken by the
- * `running` attempts of its key.
+ * `running` attempts of its key (as many as its `concurrency` allows, or more
+ * when the limit was lowered while they ran), and then its rate too, which
+ * allows no start before `notBefore` (null: no rate, or one that allows a
+ * start now).
  */
-export type EtaHold = { reason: 'rate'; until: number } | { reason: 'concurrency'; running: number };
+export type EtaHold =
+  | { reason: 'rate'; until: number }
+  | { reason: 'concurrency'; running: number; concurrency: number; notBefore: number | null };
 
 export interface Eta {
   /** Predicted (or, when running, actual) start, epoch ms. */
@@ -104,7 +109,8 @@ export interface Eta {
    * advisor's AHEAD_READ_LIMIT), or the job waits on its limit (`hold`),
    * whose own jobs waiting ahead of it are not counted. At least
    * `basis.ahead` wait ahead, and `start` and `finish` are the earliest the
-   * job can start and finish.
+   * job can start and finish as far as the jobs ahead go (when a slot of a
+   * held job's key frees is itself an estimate: model.ts `heldUntil`).
    */
   lowerBound: boolean;
 }

@@ -89,14 +89,19 @@ async function etaOf(
 /**
  * What the job's limit holds it back for, as the ETA takes it (model.ts
  * `eta`): its rate, until the next start it allows; its concurrency, taken by
- * the attempts of its key running. Null for any other wait, and for a read
- * that failed (its ETA is withheld).
+ * the attempts of its key running, and then its rate, which the claim asks
+ * only once a slot is free (engine/limits.ts `admit`) and which may allow no
+ * start before its `tat`. Null for any other wait, and for a read that failed
+ * (its ETA is withheld).
  */
-function holdOf(wait: WaitRead): EtaHold | null {
+function holdOf(wait: WaitRead, now: number): EtaHold | null {
   if (wait === null || wait === 'failed') return null;
   const { reason, until, limit } = wait.waiting;
   if (reason === 'rate' && until !== null) return { reason, until };
-  if (reason === 'concurrency' && limit) return { reason, running: limit.running };
+  if (reason === 'concurrency' && limit && limit.limit.concurrency !== null) {
+    const { rate, tat, concurrency } = limit.limit;
+    return { reason, running: limit.running, concurrency, notBefore: rate !== null && tat > now ? tat : null };
+  }
   return null;
 }
 
@@ -167,7 +172,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
     // The wait and the ETA are read at once; the ETA takes what the wait says of the job's limit (`holdOf`).
     const waitRead = waitingFor(deps, listWorkers, job);
-    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then(holdOf)) : null]);
+    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then((w) => holdOf(w, deps.clock.now()))) : null]);
     const waiting = wait === 'failed' || wait === null ? null : wait.waiting;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && !etaWithheld(wait) ? toEtaView(eta) : null,
