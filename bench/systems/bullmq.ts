@@ -6,14 +6,17 @@
  * connection. Start and done times are the job's `processedOn` / `finishedOn`,
  * stamped by the worker, read from the `completed` event.
  * Persistence (AOF everysec, or none) is set by `bench/run.ts` around the case;
- * the settings line reports what Redis says it runs with.
+ * the settings line reports what Redis says it runs with. `bullmq-aof` refuses
+ * to run on a Redis without AOF (a case started alone, `bench/case.ts`, would
+ * otherwise measure BullMQ without it under the AOF name).
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { runBenchJob, runId, type BenchJob, type CaseOptions, type Driver, type JobTimes } from '../lib/driver.js';
 import { redisUrl } from '../lib/services.js';
 
-export async function bullmq(opts: CaseOptions): Promise<Driver> {
+/** BullMQ on Redis as found, or (`aof`) on Redis with AOF, which must be on already. */
+export async function bullmq(opts: CaseOptions, need: { aof: boolean } = { aof: false }): Promise<Driver> {
   const id = runId();
   const prefix = `ats-bench-${id}`;
   const name = 'bench';
@@ -40,6 +43,13 @@ export async function bullmq(opts: CaseOptions): Promise<Driver> {
   await queue.waitUntilReady();
   await worker.waitUntilReady();
   const persistence = await describePersistence(producer);
+  if (need.aof && !persistence.startsWith('AOF on')) {
+    await worker.close();
+    await queue.close();
+    producer.disconnect();
+    consumer.disconnect();
+    throw new Error(`bullmq-aof needs Redis with AOF on, and it runs with ${persistence}: run it through bench/run.ts (BENCH_ONLY=bullmq-aof), which turns AOF on around the case, or turn it on first (redis-cli CONFIG SET appendfsync everysec; redis-cli CONFIG SET appendonly yes)`);
+  }
   return {
     settings: `Redis ${persistence}; Queue.addBulk (${opts.bulkSize} per call), Queue.add for one; one Worker, concurrency ${opts.concurrency}; attempts 2, no backoff; removeOnComplete/removeOnFail true`,
     servers: ['redis'],

@@ -11,7 +11,7 @@ export const SYSTEMS = {
   'ats-embedded': atsEmbedded,
   /** Redis persistence is set by run.ts: `bullmq-aof` with AOF everysec, `bullmq` as the machine has it. */
   bullmq,
-  'bullmq-aof': bullmq,
+  'bullmq-aof': (opts) => bullmq(opts, { aof: true }),
   pgboss,
 } satisfies Record<string, DriverFactory>;
 
