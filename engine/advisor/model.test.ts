@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import type { JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
@@ -534,6 +535,7 @@ describe('AdvisorModel: leases', () => {
 });
 
 describe('AdvisorModel: ETA', () => {
+  const HOUR_MS = 3_600_000;
   /** Jobs of 100 ms starting twice a second for 10 minutes on queue q. */
   function busy() {
     const model = new AdvisorModel();
@@ -726,6 +728,36 @@ describe('AdvisorModel: ETA', () => {
     // 10 run, the limit lowered to 2: 9 must end, one each 10 ms.
     const lowered = model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null } })!;
     assert.equal(lowered.start, now + 90);
+  });
+
+  it('a held job\'s ETA, for any query: no start before now, its due time or what its limit allows, none earlier than without the hold, a finish a median run after, a lower bound', () => {
+    const { model, now } = busy(); // runs of 100 ms
+    const offset = fc.integer({ min: -HOUR_MS, max: HOUR_MS });
+    const hold = fc.oneof(
+      fc.record({ reason: fc.constant('rate' as const), until: offset.map((d) => now + d) }),
+      fc.record({
+        reason: fc.constant('concurrency' as const), running: fc.integer({ min: 0, max: 50 }), concurrency: fc.integer({ min: 1, max: 50 }),
+        notBefore: fc.option(offset.map((d) => now + d)),
+      }),
+    );
+    fc.assert(fc.property(
+      fc.constantFrom('pending' as const, 'published' as const, 'retrying' as const), offset, fc.integer({ min: 0, max: 5000 }), fc.boolean(), hold,
+      (state, due, ahead, aheadAtLeast, h) => {
+        const query = { ...base, state, runAt: now + due, ahead, aheadAtLeast, now };
+        const free = model.eta(query)!;
+        const held = model.eta({ ...query, hold: h })!;
+        assert.ok(free && held, 'the type has history and the queue a start rate: an ETA either way');
+        assert.ok(held.start >= Math.max(now, now + due), 'not before now, nor before it is due');
+        assert.ok(held.start >= free.start, 'a hold only delays');
+        if (h.reason === 'rate') assert.ok(held.start >= h.until, 'not before the rate allows');
+        else {
+          if (h.notBefore !== null) assert.ok(held.start >= h.notBefore, 'not before its rate allows');
+          if (h.running >= h.concurrency) assert.ok(held.start >= now + Math.round(100 / Math.max(1, h.running)) - 1, 'a slot frees no sooner than one of its attempts ends');
+        }
+        assert.equal(held.finish, held.start + 100, 'then it runs for the median');
+        assert.equal(held.lowerBound, true);
+      },
+    ), { numRuns: Number(process.env.PROPERTY_RUNS ?? 1000) });
   });
 
   it('a hold never puts a start before now, nor before the job is due', () => {
