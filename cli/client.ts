@@ -9,7 +9,7 @@ import type { EventView, JobDetail as WireJobDetail, JobView } from '../client/i
 export {
   ApiError, AtsClient, compareProgress, MAX_BATCH, UnreachableError,
   type BatchItem, type BatchResult, type Insights, type Limit, type LimitSpec, type ListQuery, type Schedule, type ScheduleDetail, type ScheduleRequest,
-  type SubmitRequest, type Worker, waitingText,
+  type SubmitRequest, type Worker, heldText, waitingText,
 } from '../client/index.js';
 /** Whether a try before this error, in the same call, may have gone through (the client sent the request again). */
 export { outcomeWasUnknown } from '../client/http.js';

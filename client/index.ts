@@ -31,7 +31,7 @@ export * from './types.js';
 export { ApiError, StreamRefusedError, StreamUnavailableError, UnreachableError, type ApiErrorCode, type BatchProgress } from './errors.js';
 export type { Watch, WatchOptions, WebSocketConstructor, WebSocketLike } from './stream.js';
 export { KEY_REFUSED_CLOSE } from './stream.js';
-export { waitingText } from './waiting.js';
+export { heldText, waitingText } from './waiting.js';
 
 /** Most jobs one `POST /v1/jobs/batch` takes; `submitMany` splits larger arrays. (Type-checked against the server's constant.) */
 export const MAX_BATCH: typeof SERVER_MAX_BATCH = 1000;

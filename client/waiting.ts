@@ -22,3 +22,14 @@ export function waitingText(job: Pick<JobDetail, 'type' | 'queue'>, w: NonNullab
     default: return shown(String((w as { reason: unknown }).reason));
   }
 }
+
+/**
+ * What the ETA of a job its limit holds rests on (`eta.basis.held`), for a
+ * person: `held by its limit's rate: the next start it allows`. A reason
+ * newer than this client is named through `shown`, as in `waitingText`.
+ */
+export function heldText(held: string, shown: (s: string) => string = String): string {
+  if (held === 'rate') return 'held by its limit\'s rate: the next start it allows';
+  if (held === 'concurrency') return 'held by its limit\'s concurrency: when a slot of its key frees, estimated';
+  return `held by its limit (${shown(held)})`;
+}

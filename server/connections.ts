@@ -75,12 +75,12 @@ export function connectionCapNotice(cap: { maxConnections: number; set: boolean;
   if (openFileLimit === null) return null;
   const fields = { maxConnections, openFileLimit };
   if (maxConnections >= openFileLimit) {
-    const what = cap.set ? `ATS_HTTP_MAX_CONNECTIONS is ${maxConnections}` : `the connection cap is ${maxConnections}, the least it can be`;
+    const what = cap.set ? `ATS_HTTP_MAX_CONNECTIONS (--http-max-connections) is ${maxConnections}` : `the connection cap is ${maxConnections}, the least it can be`;
     const fix = cap.set ? `set it to ${defaultMaxConnections(openFileLimit)} or less, or raise the limit` : 'raise the limit';
     return {
       level: 'warn', fields,
       message: `api: ${what}, not below the process's open-file limit (${openFileLimit}): `
-        + 'a flood of connections would use up the file descriptors (accept fails with EMFILE, and so do the database\'s, Kafka\'s and the SQLite file\'s) '
+        + 'a flood of connections would use up the file descriptors (accept fails with EMFILE, and so does every other open: the database\'s and the log\'s connections, the SQLite file, the handlers\' files) '
         + `before the cap closes any; ${fix} (ulimit -n, systemd's LimitNOFILE, the container's nofile) and restart`,
     };
   }
@@ -88,7 +88,7 @@ export function connectionCapNotice(cap: { maxConnections: number; set: boolean;
   return {
     level: 'info', fields,
     message: `api: at most ${maxConnections} connections open at once (half the process's open-file limit, ${openFileLimit}, and at least ${MIN_MAX_CONNECTIONS}), `
-      + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the database, Kafka, the SQLite file and the handlers (ATS_HTTP_MAX_CONNECTIONS sets it)`,
+      + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the process's other files, its database and log connections and its handlers' (ATS_HTTP_MAX_CONNECTIONS sets it)`,
   };
 }
 

@@ -27,7 +27,7 @@ const HOUR = 3_600_000;
 /** How long each attempt of the history runs, at least: the type's median run time. */
 const RUN_MS = 60;
 
-type Detail = JobDetail & { eta: { start: string; finish: string; lowerBound: boolean } | null };
+type Detail = JobDetail & { eta: { start: string; finish: string; lowerBound: boolean; basis: { held?: string } } | null };
 
 for (const [name, start, skip] of backends) {
   describe(`the ETA of a job its limit holds, on ${name}`, { skip }, () => {
@@ -89,6 +89,29 @@ for (const [name, start, skip] of backends) {
       assert.ok(Date.parse(held.eta.start) >= Date.parse(held.waiting.until!), `starts ${held.eta.start}, not before ${held.waiting.until}`);
       assert.ok(Date.parse(held.eta.finish) > Date.parse(held.eta.start));
       assert.equal(held.eta.lowerBound, true, 'the key\'s jobs waiting ahead of it are not counted');
+      assert.equal(held.eta.basis.held, 'rate');
+    });
+
+    test('a job not due yet whose limit\'s rate allows no start by its due time starts no sooner than the rate allows', async () => {
+      const queue = randomQueue();
+      await history(queue);
+      const key = `k-${queue}`;
+      await t.store.putLimit(key, { concurrency: 5, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const first = await submit(queue, { concurrencyKey: key });
+      const claimed = Date.now();
+      assert.ok((await claim(first)).ok, 'the first takes the rate\'s start: the next is allowed in an hour');
+      const s = await t.transitions.submit(spec(queue, { concurrencyKey: key, runAt: Date.now() + 60_000 }));
+      assert.ok(s.ok);
+      const later = await read(s.job.id);
+      assert.equal(later.waiting?.reason, 'scheduled', 'it waits for its run time first');
+      assert.ok(later.eta, 'an ETA');
+      assert.ok(Date.parse(later.eta.start) >= claimed + HOUR - 1000, `starts ${Date.parse(later.eta.start) - claimed} ms after the first's start, not at its run time in a minute`);
+      assert.deepEqual([later.eta.lowerBound, later.eta.basis.held], [true, 'rate']);
+      // Due before the rate's next start: its run time, as before.
+      const soon = await t.transitions.submit(spec(queue, { runAt: Date.now() + 60_000 }));
+      assert.ok(soon.ok);
+      const free = await read(soon.job.id);
+      assert.equal(free.eta?.basis.held, undefined, 'no limit on it: not held');
     });
 
     test('a job its limit\'s concurrency holds starts once a slot of its key frees, not now', async () => {
@@ -107,7 +130,8 @@ for (const [name, start, skip] of backends) {
       // The key's one running attempt frees its slot a median run time (RUN_MS or more) after the read.
       assert.ok(Date.parse(held.eta.start) >= asked + RUN_MS - 5, `starts ${Date.parse(held.eta.start) - asked} ms after the read`);
       assert.ok(Date.parse(held.eta.start) < asked + 30 * RUN_MS, `starts ${Date.parse(held.eta.start) - asked} ms after the read: about a median run, not later`);
-      assert.equal(held.eta.lowerBound, true, 'the key\'s jobs waiting ahead of it are not counted');
+      assert.equal(held.eta.lowerBound, false, 'when a slot frees is an estimate (the running attempt may end sooner), not a bound');
+      assert.equal(held.eta.basis.held, 'concurrency');
       // Paused: no ETA at all, as before.
       await t.store.putLimit(key, { concurrency: 0, rate: null }, Date.now());
       const paused = await read(second);

@@ -292,8 +292,9 @@ export const EtaView = Type.Object({
     medianRunMs: Type.Number({ description: 'The job type\'s median run time' }),
     ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one; with `lowerBound`, at least this many (the count stops after reading 1,000 waiting jobs of every queue, per read)' }),
     startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start, of jobs none started ahead of (a job starts no sooner); null before enough starts'),
+    held: Type.Optional(Type.Union([Type.Literal('rate'), Type.Literal('concurrency')], { description: 'Present when the job\'s limit holds it (or, for a job not due yet, its rate allows no start by its due time), and then the limit decides its start, not the queue\'s jobs ahead or its start rate: `rate`, the next start the rate allows; `concurrency`, when a slot of its key frees (estimated: its running attempts taken to end one each median run time divided by their number from now), and not before its rate allows (docs/limits.md)' })),
   }, { description: 'What the prediction rests on' }),
-  lowerBound: Type.Optional(Type.Boolean({ description: 'True: more jobs may wait ahead than were counted (the count stopped at its bound, or the job waits on its limit, whose own waiting jobs are not counted), so `start` and `finish` are the earliest the job can start and finish as far as the jobs ahead go (a slot of a held job\'s key freeing is itself an estimate; absent is false)' })),
+  lowerBound: Type.Optional(Type.Boolean({ description: 'True: `start` and `finish` are the earliest the job can start and finish: more jobs may wait ahead than were counted (the count stopped at its bound), or its limit\'s rate holds it (`basis.held` is `rate`: no start before the next the rate allows, and the key\'s own jobs waiting ahead of it, not counted, may take the starts after). Absent is false' })),
 }, { $id: 'Eta', description: 'The advisor\'s prediction of a live job\'s start and finish (docs/advisor.md)' });
 
 export const ProgressView = Type.Object({

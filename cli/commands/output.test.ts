@@ -128,3 +128,21 @@ test('ats get says what a job that has not started waits for, a line a reason; n
   assert.equal(line(null), undefined, 'not waiting: no line');
   assert.equal(line(undefined), undefined, 'a server older than the field: no line');
 });
+
+test('ats get says what an ETA rests on: the queue, or the limit that holds the job', () => {
+  const job = {
+    id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'published', attempt: 0, maxAttempts: 3, attemptBase: 0,
+    payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', concurrencyKey: 'smtp', version: 2,
+    createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['CANCEL'], events: [], eta: null, progress: null, waiting: null,
+  } as unknown as JobDetail;
+  const [start, finish] = ['2031-01-01T00:01:00.000Z', '2031-01-01T00:01:02.000Z'];
+  const line = (basis: Record<string, unknown>, lowerBound: boolean) => jobDetail({
+    ...job, eta: { start, finish, lowerBound, basis: { startsPerSecond: 0.2, medianRunMs: 2000, ahead: 1, startLatencyMs: null, ...basis } },
+  } as JobDetail).split('\n').find((l) => l.startsWith('eta'));
+  assert.equal(line({}, false), `eta            start ${start}, finish ${finish} (1 ahead, 0.2 starts/s, median run 2000 ms)`);
+  assert.equal(line({ ahead: 1000 }, true), `eta            earliest start ${start}, finish ${finish} (at least 1000 ahead, 0.2 starts/s, median run 2000 ms)`);
+  assert.equal(line({ held: 'rate' }, true), `eta            earliest start ${start}, finish ${finish} (held by its limit's rate: the next start it allows; median run 2000 ms)`);
+  assert.equal(line({ held: 'concurrency' }, false),
+    `eta            start ${start}, finish ${finish} (held by its limit's concurrency: when a slot of its key frees, estimated; median run 2000 ms)`);
+  assert.equal(line({ held: 'some\u001bnew' }, false), `eta            start ${start}, finish ${finish} (held by its limit (some\\u001bnew); median run 2000 ms)`, 'newer than this client, escaped');
+});

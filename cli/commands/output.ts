@@ -1,6 +1,6 @@
 /** How the client commands print jobs and transitions for people (`--json` prints the API's JSON instead). */
 import type { Insights, Job, JobDetail, JobEvent, JobProgress, Limit, Schedule, ScheduleDetail, Worker } from '../client.js';
-import { waitingText } from '../client.js';
+import { heldText, waitingText } from '../client.js';
 import { RunCounter } from '../../machines/runs.js';
 import { durationText } from '../duration.js';
 
@@ -149,15 +149,17 @@ export function jobDetail(job: JobDetail): string {
 
 /**
  * `start 2030-...Z, finish 2030-...Z (3 ahead, 12.5 starts/s, median run 800 ms)`; an ETA that is
- * a lower bound (`lowerBound`: the count of the jobs ahead stopped at its bound, or the job's limit
- * holds it, whose key's own jobs waiting ahead are not counted) says `earliest` and `at least`.
+ * a lower bound (`lowerBound`) says `earliest`, and `at least` of the jobs ahead it counted. One its
+ * limit decides (`basis.held`) says that instead of the queue's jobs ahead and start rate.
  */
 function etaText(eta: NonNullable<JobDetail['eta']>): string {
-  const { ahead, startsPerSecond, medianRunMs, startLatencyMs } = eta.basis;
+  const { ahead, startsPerSecond, medianRunMs, startLatencyMs, held } = eta.basis;
+  const earliest = eta.lowerBound ? 'earliest ' : '';
+  const median = `median run ${Math.round(medianRunMs)} ms`;
+  if (held !== undefined) return `${earliest}start ${eta.start}, finish ${eta.finish} (${heldText(held, oneLine)}; ${median})`;
   const rate = startsPerSecond === null ? 'no recent starts' : `${startsPerSecond.toFixed(1)} starts/s`;
   const wait = startLatencyMs === null || startLatencyMs === undefined ? '' : `, started ${Math.round(startLatencyMs)} ms after due`;
-  const [earliest, atLeast] = eta.lowerBound ? ['earliest ', 'at least '] : ['', ''];
-  return `${earliest}start ${eta.start}, finish ${eta.finish} (${atLeast}${ahead} ahead, ${rate}${wait}, median run ${Math.round(medianRunMs)} ms)`;
+  return `${earliest}start ${eta.start}, finish ${eta.finish} (${eta.lowerBound ? 'at least ' : ''}${ahead} ahead, ${rate}${wait}, ${median})`;
 }
 
 /** What the advisor learned, as `ats insights` prints it: a table per type and queue, then what it changes. */

@@ -406,19 +406,24 @@ export class AdvisorModel {
     // below zero, max(0, ahead - rate × (runAt - now)), which take (that / rate) after it:
     // runAt + max(0, ahead / rate - (runAt - now)) = max(runAt, now + ahead / rate). Jobs that come
     // meanwhile (submitted, or due before it) are not foreseen, as for a job due now.
+    // A job its limit holds: the limit decides, not the queue. The queue's jobs ahead may be the key's
+    // own, held too, and the queue's start rate is what the limit holds it down to: a start predicted from
+    // them slides later at every read while the limit holds (and came after the real start).
+    const hold = q.hold ?? null;
     let start = Math.max(q.runAt, q.now);
-    if (q.ahead > 0) {
+    if (hold) start = Math.max(start, this.heldUntil(hold, medianRunMs, q.now));
+    else if (q.ahead > 0) {
       if (!startsPerSecond) return null;
       start = Math.max(start, q.now + Math.round((q.ahead / startsPerSecond) * 1000));
     }
     // No sooner than the queue's usual wait from due to start (dispatch, a worker taking it): with
     // nothing ahead, that wait is most of a short job's time to finish.
     if (startLatencyMs !== null) start = Math.max(start, Math.round(q.runAt + startLatencyMs));
-    const hold = q.hold ?? null;
-    if (hold) start = Math.max(start, this.heldUntil(hold, medianRunMs, q.now));
-    // Jobs ahead not all counted (the count stopped at its bound, or the key's own jobs ahead of a job its limit
-    // holds, which nothing counted): a start after those counted is the earliest.
-    return { start, finish: Math.round(start + medianRunMs), basis, lowerBound: q.aheadAtLeast === true || hold !== null };
+    // A lower bound: the count of the jobs ahead stopped at its bound; or the job's rate holds it, which allows no
+    // start before `until`, and may give the key's own jobs waiting ahead of it (not counted) the starts after.
+    // Not for a concurrency hold: when a slot frees is an estimate, which may come sooner or later.
+    const lowerBound = hold ? hold.reason === 'rate' : q.aheadAtLeast === true;
+    return { start, finish: Math.round(start + medianRunMs), basis: hold ? { ...basis, held: hold.reason } : basis, lowerBound };
   }
 
   /**

@@ -103,14 +103,18 @@ export interface Eta {
    * median run time, the jobs ahead, and the queue's median wait from a job's
    * due time to its first start lately, of jobs none started ahead of (null before enough starts).
    */
-  basis: { startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null };
+  basis: {
+    startsPerSecond: number | null; medianRunMs: number; ahead: number; startLatencyMs: number | null;
+    /** The job's limit holds it (`EtaQuery.hold`), and decides its start: its rate, or its concurrency. Absent: not held. */
+    held?: EtaHold['reason'];
+  };
   /**
-   * The jobs ahead were not all counted: the count stops at a bound (the
-   * advisor's AHEAD_READ_LIMIT), or the job waits on its limit (`hold`),
-   * whose own jobs waiting ahead of it are not counted. At least
-   * `basis.ahead` wait ahead, and `start` and `finish` are the earliest the
-   * job can start and finish as far as the jobs ahead go (when a slot of a
-   * held job's key frees is itself an estimate: model.ts `heldUntil`).
+   * `start` and `finish` are the earliest the job can start and finish: the
+   * jobs ahead were not all counted (the count stops at a bound, the
+   * advisor's AHEAD_READ_LIMIT: at least `basis.ahead` wait ahead), or its
+   * limit's rate holds it (`basis.held` 'rate': no start before the next the
+   * rate allows, and the key's own jobs waiting ahead of it, not counted, may
+   * take the starts after).
    */
   lowerBound: boolean;
 }

@@ -22,7 +22,7 @@ import { DEFAULT_PAGE, described, errorResponses, JobDetail, JobPage, JobParams,
 const getSchema = {
   operationId: 'getJob',
   summary: 'A job with its events and allowed actions',
-  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `waiting` (what a job that has not started waits for: its run or retry time, its dispatch, a worker that runs it, its limit, or a free slot; null once it runs or ended), `eta` (the advisor\'s predicted start and finish of a live job: a job its limit holds starts no sooner than its rate allows, or than a slot of its key frees, and its ETA is then a lower bound; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
+  description: 'The job, its event history (all of it, oldest first, ending at the job\'s `version`: one read together; not paged, as a job\'s history is bounded by its runs: a few events per attempt, and each redrive a new run), `streamCursor` (the stream position of the newest event shown: a subscribe to this job from it gets exactly the job\'s later transitions), `allowed` (the user events its machine accepts now), `waiting` (what a job that has not started waits for: its run or retry time, its dispatch, a worker that runs it, its limit, or a free slot; null once it runs or ended), `eta` (the advisor\'s predicted start and finish of a live job: for a job its limit holds, the limit decides it (`basis.held`): its rate\'s next start, a lower bound, or when a slot of its key frees, an estimate; null for a waiting job no live worker can run, or whose concurrency limit is paused) and `progress` (the latest progress its handler reported, or null).',
   tags: ['jobs'],
   params: JobParams,
   response: { 200: described(ref(JobDetail), 'The job with its events'), ...errorResponses(400, 404, 503) },
@@ -91,13 +91,19 @@ async function etaOf(
  * `eta`): its rate, until the next start it allows; its concurrency, taken by
  * the attempts of its key running, and then its rate, which the claim asks
  * only once a slot is free (engine/limits.ts `admit`) and which may allow no
- * start before its `tat`. Null for any other wait, and for a read that failed
- * (its ETA is withheld).
+ * start before its `tat`. A job not due yet (`scheduled`, `backoff`) is held
+ * by its rate when that allows no start by its due time (its concurrency
+ * then is not known now). Null for any other wait, and for a read that
+ * failed (its ETA is withheld).
  */
-function holdOf(wait: WaitRead, now: number): EtaHold | null {
+function holdOf(wait: WaitRead, job: JobRecord, now: number): EtaHold | null {
   if (wait === null || wait === 'failed') return null;
   const { reason, until, limit } = wait.waiting;
   if (reason === 'rate' && until !== null) return { reason, until };
+  if (reason === 'scheduled' || reason === 'backoff') {
+    const rated = wait.facts.limit?.limit;
+    return rated && rated.rate !== null && rated.concurrency !== 0 && rated.tat > job.snapshot.context.runAt ? { reason: 'rate', until: rated.tat } : null;
+  }
   if (reason === 'concurrency' && limit && limit.limit.concurrency !== null) {
     const { rate, tat, concurrency } = limit.limit;
     return { reason, running: limit.running, concurrency, notBefore: rate !== null && tat > now ? tat : null };
@@ -172,7 +178,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
     // The wait and the ETA are read at once; the ETA takes what the wait says of the job's limit (`holdOf`).
     const waitRead = waitingFor(deps, listWorkers, job);
-    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then((w) => holdOf(w, deps.clock.now()))) : null]);
+    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then((w) => holdOf(w, job, deps.clock.now()))) : null]);
     const waiting = wait === 'failed' || wait === null ? null : wait.waiting;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && !etaWithheld(wait) ? toEtaView(eta) : null,

@@ -91,6 +91,11 @@ describe('etaShown', () => {
       '120 jobs ahead in the queue · the queue starting 30 starts/min · median run 1 min 5 s');
     assert.equal(basisText({ startsPerSecond: 2, medianRunMs: 850, ahead: 0, startLatencyMs: 1500 }),
       '0 jobs ahead in the queue · the queue starting 2 starts/s · usually started 1.5 s after due · median run 850 ms');
+    // Held by its limit: the limit, not the queue, is what the ETA rests on.
+    assert.equal(basisText({ startsPerSecond: 0.1, medianRunMs: 2000, ahead: 3, startLatencyMs: 10, held: 'rate' }),
+      'held by its limit\'s rate: the next start it allows · median run 2.0 s');
+    assert.equal(basisText({ startsPerSecond: 0.1, medianRunMs: 2000, ahead: 3, startLatencyMs: 10, held: 'concurrency' }),
+      'held by its limit\'s concurrency: when a slot of its key frees, estimated · median run 2.0 s');
   });
 });
 

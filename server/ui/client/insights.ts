@@ -15,6 +15,7 @@
  */
 import type { Insights, JobDetail } from '../../../client/index.js';
 import { duration } from './dom.js';
+import { heldText } from '../../../client/waiting.js';
 
 export type { Insights };
 /** `eta` of `GET /v1/jobs/:id`. */
@@ -88,9 +89,11 @@ export interface EtaShown {
 /**
  * The words for what an ETA rests on: jobs ahead (`atLeast`: at least that
  * many, the count stopped early), the queue's start rate and usual wait to
- * start, the type's median run time.
+ * start, the type's median run time; for a job its limit holds (`held`),
+ * the limit instead of the queue.
  */
 export function basisText(basis: Eta['basis'], atLeast = false): string {
+  if (basis.held !== undefined) return [heldText(basis.held), `median run ${duration(basis.medianRunMs)}`].join(' · ');
   return [
     `${atLeast ? 'at least ' : ''}${plural(basis.ahead, 'job')} ahead in the queue`,
     basis.startsPerSecond === null ? 'no start in the queue lately' : `the queue starting ${rateText(basis.startsPerSecond)}`,
@@ -104,7 +107,7 @@ export function basisText(basis: Eta['basis'], atLeast = false): string {
  * job, the advisor off, a type without history). A running job's start is
  * when its attempt started; a finish already past is overdue. An ETA that is
  * a lower bound (`lowerBound`: not every job ahead was counted, or the job's
- * limit holds it) shows the earliest start and finish.
+ * limit's rate holds it) shows the earliest start and finish.
  */
 export function etaShown(eta: Eta | null | undefined, state: string, now: number): EtaShown | null {
   if (!eta) return null;
