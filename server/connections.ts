@@ -88,7 +88,7 @@ export function connectionCapNotice(cap: { maxConnections: number; set: boolean;
   return {
     level: 'info', fields,
     message: `api: at most ${maxConnections} connections open at once (half the process's open-file limit, ${openFileLimit}, and at least ${MIN_MAX_CONNECTIONS}), `
-      + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the process's other files, its database and log connections and its handlers' (ATS_HTTP_MAX_CONNECTIONS sets it)`,
+      + `not ${DEFAULT_CONNECTION_LIMITS.maxConnections}: the rest is left to the process's other files, its database and log connections and its handlers' (ATS_HTTP_MAX_CONNECTIONS, --http-max-connections, sets it)`,
   };
 }
 

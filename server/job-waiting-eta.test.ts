@@ -107,11 +107,17 @@ for (const [name, start, skip] of backends) {
       assert.ok(later.eta, 'an ETA');
       assert.ok(Date.parse(later.eta.start) >= claimed + HOUR - 1000, `starts ${Date.parse(later.eta.start) - claimed} ms after the first's start, not at its run time in a minute`);
       assert.deepEqual([later.eta.lowerBound, later.eta.basis.held], [true, 'rate']);
-      // Due before the rate's next start: its run time, as before.
-      const soon = await t.transitions.submit(spec(queue, { runAt: Date.now() + 60_000 }));
-      assert.ok(soon.ok);
-      const free = await read(soon.job.id);
-      assert.equal(free.eta?.basis.held, undefined, 'no limit on it: not held');
+      // Due after the rate's next start: not held, its run time as before.
+      const after = await t.transitions.submit(spec(queue, { concurrencyKey: key, runAt: claimed + 2 * HOUR }));
+      assert.ok(after.ok);
+      const free = await read(after.job.id);
+      assert.equal(free.eta?.basis.held, undefined, 'the rate allows a start by its run time: not held');
+      assert.equal(Date.parse(free.eta!.start) >= claimed + 2 * HOUR, true);
+      // The rate lifted: nothing holds the first one either.
+      await t.store.putLimit(key, { concurrency: 5, rate: null }, Date.now());
+      const lifted = await read(s.job.id);
+      assert.equal(lifted.eta?.basis.held, undefined, 'no rate: not held');
+      assert.ok(Date.parse(lifted.eta!.start) < claimed + HOUR - 1000, 'at its run time, in a minute');
     });
 
     test('a job its limit\'s concurrency holds starts once a slot of its key frees, not now', async () => {

@@ -290,7 +290,7 @@ export const EtaView = Type.Object({
   basis: Type.Object({
     startsPerSecond: Nullable(Type.Number(), 'The queue\'s start rate: the larger of its recent start rate (decaying: 0 once no job of it started for a long while) and the rate its running attempts free their slots (one start per mean run time of each one\'s type); null for a queue this server has not seen start a job'),
     medianRunMs: Type.Number({ description: 'The job type\'s median run time' }),
-    ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one; with `lowerBound`, at least this many (the count stops after reading 1,000 waiting jobs of every queue, per read)' }),
+    ahead: Type.Integer({ minimum: 0, description: 'Jobs of the queue waiting ahead of this one; with `lowerBound` and no `held`, at least this many (the count stops after reading 1,000 waiting jobs of every queue, per read); with `held`, not what the prediction rests on' }),
     startLatencyMs: Nullable(Type.Number(), 'The queue\'s median wait lately from a job\'s due time to its first start, of jobs none started ahead of (a job starts no sooner); null before enough starts'),
     held: Type.Optional(Type.Union([Type.Literal('rate'), Type.Literal('concurrency')], { description: 'Present when the job\'s limit holds it (or, for a job not due yet, its rate allows no start by its due time), and then the limit decides its start, not the queue\'s jobs ahead or its start rate: `rate`, the next start the rate allows; `concurrency`, when a slot of its key frees (estimated: its running attempts taken to end one each median run time divided by their number from now), and not before its rate allows (docs/limits.md)' })),
   }, { description: 'What the prediction rests on' }),

@@ -23,6 +23,13 @@ export async function bullmq(opts: CaseOptions, need: { aof: boolean } = { aof: 
   const connection = () => new Redis({ ...redisUrl(), maxRetriesPerRequest: null });
   const producer = connection();
   const consumer = connection();
+  // Before the queue and the worker exist: a refused case leaves nothing under its prefix.
+  const persistence = await describePersistence(producer);
+  if (need.aof && !persistence.startsWith('AOF on')) {
+    producer.disconnect();
+    consumer.disconnect();
+    throw new Error(`bullmq-aof needs Redis with AOF on, and it runs with ${persistence}: run it through bench/run.ts (BENCH_ONLY=bullmq-aof), which turns AOF on around the case, or turn it on first (redis-cli CONFIG SET appendfsync everysec; redis-cli CONFIG SET appendonly yes)`);
+  }
   const queue = new Queue<BenchJob>(name, {
     connection: producer, prefix,
     defaultJobOptions: { attempts: 2, removeOnComplete: true, removeOnFail: true },
@@ -42,14 +49,6 @@ export async function bullmq(opts: CaseOptions, need: { aof: boolean } = { aof: 
   worker.on('error', () => undefined);
   await queue.waitUntilReady();
   await worker.waitUntilReady();
-  const persistence = await describePersistence(producer);
-  if (need.aof && !persistence.startsWith('AOF on')) {
-    await worker.close();
-    await queue.close();
-    producer.disconnect();
-    consumer.disconnect();
-    throw new Error(`bullmq-aof needs Redis with AOF on, and it runs with ${persistence}: run it through bench/run.ts (BENCH_ONLY=bullmq-aof), which turns AOF on around the case, or turn it on first (redis-cli CONFIG SET appendfsync everysec; redis-cli CONFIG SET appendonly yes)`);
-  }
   return {
     settings: `Redis ${persistence}; Queue.addBulk (${opts.bulkSize} per call), Queue.add for one; one Worker, concurrency ${opts.concurrency}; attempts 2, no backoff; removeOnComplete/removeOnFail true`,
     servers: ['redis'],

@@ -228,10 +228,11 @@ export class Advisor {
    * and the model takes off those the queue starts by its due time.
    *
    * `hold`: what its limit holds it back for, when the caller read it
-   * (`GET /v1/jobs/:id` reads it as `waiting`, engine/waiting.ts): the job
-   * then starts no sooner than its limit allows (model.ts `eta`). A promise
-   * of it is awaited with the count of the jobs ahead, so that the two reads
-   * run at once.
+   * (`GET /v1/jobs/:id` reads it with `waiting`, engine/waiting.ts): the
+   * limit then decides its start, in place of the jobs ahead (model.ts
+   * `eta`). A promise of it is awaited with the count of the jobs ahead, so
+   * that the two reads run at once (the count, read before the hold is known,
+   * goes unused for a held job).
    */
   async eta(job: JobRecord, startedAt: number | null = null, hold: EtaHold | null | Promise<EtaHold | null> = null): Promise<Eta | null> {
     // Taken at once, so that a hold that fails while this returns early (no ETA to give) is not left unhandled.

@@ -80,9 +80,11 @@ export interface EtaQuery {
 }
 
 /**
- * A due job that its limit holds back (engine/waiting.ts `waitingOf`, as
- * `GET /v1/jobs/:id` shows it in `waiting`): its rate, which allows the next
- * start of its key at `until` (epoch ms); or its concurrency, taken by the
+ * A job that its limit holds back, which then decides its ETA in place of the
+ * queue's jobs ahead (model.ts `eta`; server/routes/jobs-read.ts `holdOf`
+ * reads it from the job's `waiting`): its rate, which allows the next start
+ * of its key at `until` (epoch ms), for a due job or one not due yet whose
+ * run time comes before that; or, for a due job, its concurrency, taken by the
  * `running` attempts of its key (as many as its `concurrency` allows, or more
  * when the limit was lowered while they ran), and then its rate too, which
  * allows no start before `notBefore` (null: no rate, or one that allows a
