@@ -103,12 +103,15 @@ test('ats get shows the job\'s priority, backoff, timeout and concurrency key, a
   assert.doesNotMatch(plain, /concurrencyKey/, 'no key, no line');
 });
 
+/** A job dispatched and not started, with a concurrency key: what `ats get` is asked about below. */
+const publishedJob = {
+  id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'published', attempt: 0, maxAttempts: 3, attemptBase: 0,
+  payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', concurrencyKey: 'smtp', version: 2,
+  createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['CANCEL'], events: [], eta: null, progress: null, waiting: null,
+} as unknown as JobDetail;
+
 test('ats get says what a job that has not started waits for, a line a reason; none once it runs', () => {
-  const job = {
-    id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'published', attempt: 0, maxAttempts: 3, attemptBase: 0,
-    payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', concurrencyKey: 'smtp', version: 2,
-    createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['CANCEL'], events: [], eta: null, progress: null, waiting: null,
-  } as unknown as JobDetail;
+  const job = publishedJob;
   const limit = (o: Record<string, unknown>) => ({ key: 'smtp', concurrency: 5, rate: null, running: 5, createdAt: job.createdAt, updatedAt: job.createdAt, ...o });
   const line = (waiting: unknown) => jobDetail({ ...job, waiting } as JobDetail).split('\n').find((l) => l.startsWith('waiting'));
   const until = '2031-01-01T01:00:00.000Z';
@@ -130,11 +133,7 @@ test('ats get says what a job that has not started waits for, a line a reason; n
 });
 
 test('ats get says what an ETA rests on: the queue, or the limit that holds the job', () => {
-  const job = {
-    id: '01M97RSJX740KZBJMFY5FXBWTK', type: 'demo.echo', queue: 'email', state: 'published', attempt: 0, maxAttempts: 3, attemptBase: 0,
-    payload: 1, result: null, lastError: null, cancelReason: null, runAt: '2031-01-01T00:00:00.000Z', concurrencyKey: 'smtp', version: 2,
-    createdAt: '2031-01-01T00:00:00.000Z', updatedAt: '2031-01-01T00:00:01.000Z', allowed: ['CANCEL'], events: [], eta: null, progress: null, waiting: null,
-  } as unknown as JobDetail;
+  const job = publishedJob;
   const [start, finish] = ['2031-01-01T00:01:00.000Z', '2031-01-01T00:01:02.000Z'];
   const line = (basis: Record<string, unknown>, lowerBound: boolean) => jobDetail({
     ...job, eta: { start, finish, lowerBound, basis: { startsPerSecond: 0.2, medianRunMs: 2000, ahead: 1, startLatencyMs: null, ...basis } },
