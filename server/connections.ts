@@ -64,8 +64,8 @@ export interface ConnectionCapNotice {
 
 /**
  * What the start says of the cap, once, or null: at warn, a cap at or above
- * the open-file limit, set so by ATS_HTTP_MAX_CONNECTIONS or, below 128
- * files, the least default (kept: refusing the start would stop a process
+ * the open-file limit, set so by ATS_HTTP_MAX_CONNECTIONS or, at 64 files
+ * or fewer, the least default (kept: refusing the start would stop a process
  * that ran before; but the cap then never acts, since the process's own
  * files count against the limit too); at info, the default lowered to half
  * the limit.
