@@ -64,6 +64,14 @@ for (const [name, start, skip] of backends) {
         assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
       }
     };
+    /** A queue of its own with the history above, and a key of its own under `spec`. */
+    const limited = async (spec: Parameters<TestApp['store']['putLimit']>[1]) => {
+      const queue = randomQueue();
+      await history(queue);
+      const key = `k-${queue}`;
+      await t.store.putLimit(key, spec, Date.now());
+      return { queue, key };
+    };
     const read = async (id: string) => {
       await advisor.init();
       await advisor.catchUp();
@@ -73,10 +81,7 @@ for (const [name, start, skip] of backends) {
     };
 
     test('a job its limit\'s rate holds starts no sooner than the next start the rate allows (`waiting.until`)', async () => {
-      const queue = randomQueue();
-      await history(queue);
-      const key = `k-${queue}`;
-      await t.store.putLimit(key, { concurrency: 5, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const { queue, key } = await limited({ concurrency: 5, rate: { max: 1, intervalMs: HOUR } });
       const first = await submit(queue, { concurrencyKey: key });
       const second = await submit(queue, { concurrencyKey: key });
       const free = await read(second);
@@ -93,10 +98,7 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a job not due yet whose limit\'s rate allows no start by its due time starts no sooner than the rate allows', async () => {
-      const queue = randomQueue();
-      await history(queue);
-      const key = `k-${queue}`;
-      await t.store.putLimit(key, { concurrency: 5, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const { queue, key } = await limited({ concurrency: 5, rate: { max: 1, intervalMs: HOUR } });
       const first = await submit(queue, { concurrencyKey: key });
       const claimed = Date.now();
       assert.ok((await claim(first)).ok, 'the first takes the rate\'s start: the next is allowed in an hour');
@@ -121,10 +123,7 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a job its limit\'s concurrency holds starts once a slot of its key frees, not now', async () => {
-      const queue = randomQueue();
-      await history(queue);
-      const key = `k-${queue}`;
-      await t.store.putLimit(key, { concurrency: 1, rate: null }, Date.now());
+      const { queue, key } = await limited({ concurrency: 1, rate: null });
       const first = await submit(queue, { concurrencyKey: key });
       const second = await submit(queue, { concurrencyKey: key });
       assert.ok((await claim(first)).ok);
@@ -146,10 +145,7 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a job held by its limit\'s concurrency whose rate allows no start yet starts no sooner than the rate allows', async () => {
-      const queue = randomQueue();
-      await history(queue);
-      const key = `k-${queue}`;
-      await t.store.putLimit(key, { concurrency: 1, rate: { max: 1, intervalMs: HOUR } }, Date.now());
+      const { queue, key } = await limited({ concurrency: 1, rate: { max: 1, intervalMs: HOUR } });
       const first = await submit(queue, { concurrencyKey: key });
       const second = await submit(queue, { concurrencyKey: key });
       const claimed = Date.now();
