@@ -6,7 +6,7 @@ import { ManualClock } from '../tests/helpers/manual-clock.js';
 import { STORE_BACKENDS } from '../tests/helpers/stores.js';
 import { LimitDirectory } from './limit-directory.js';
 import { DEFAULT_TENANT, TENANT_PATTERN } from './auth.js';
-import { admit, limitKeyOf, PAUSED_RECHECK_MS, rateChangeShift, rateStep, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
+import { admit, limitKeyOf, PAUSED_RECHECK_MS, rateChangeShift, rateStep, replacedTat, splitLimitKey, storedLimitKey, type LimitSpec } from './limits.js';
 import { silentLogger } from './logger.js';
 import type { JobSpec } from './ports.js';
 import { TransitionService, type ApplyResult } from './transitions.js';
@@ -69,6 +69,15 @@ describe('rateChangeShift', () => {
     assert.equal(rateChangeShift({ max: 3, intervalMs: 1000 }, { max: 3, intervalMs: 1000 }), 0);
     assert.equal(rateChangeShift(null, { max: 1, intervalMs: 1000 }), 0);
     assert.equal(rateChangeShift({ max: 1, intervalMs: 1000 }, null), 0);
+  });
+
+  it('a replaced limit keeps its rate state moved by the change; cleared when it had no rate or has none now; none stays none', () => {
+    const hourly = { max: 1, intervalMs: 3_600_000 };
+    const fast = { max: 10, intervalMs: 1000 };
+    assert.equal(replacedTat({ rate: hourly, tat: 5_000_000 }, fast), 5_000_000 + 100 - 3_600_000);
+    assert.equal(replacedTat({ rate: hourly, tat: 0 }, fast), 0, 'no start yet: nothing to move');
+    assert.equal(replacedTat({ rate: hourly, tat: 5_000_000 }, null), 0, 'lifted');
+    assert.equal(replacedTat({ rate: null, tat: 5_000_000 }, fast), 0, 'a state left without a rate is not kept');
   });
 
   it('after a change of rate, the next start comes one new step after the last start: no sooner, and no later when tried', () => {

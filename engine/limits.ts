@@ -91,12 +91,24 @@ export const rateStep = (rate: { max: number; intervalMs: number }): number => M
  * waiting jobs go one new step after the last start (not when the old, slower
  * rate would have allowed, which may be hours away); a slower one spaces the
  * next start by its own step. Without a rate before or after there is no step
- * to move by (0 when either is null): the store then clears the state instead
- * (adapters/sql/limits.ts `tatAfter`), so that a rate set after one was
- * lifted does not wait on the lifted rate's last step.
+ * to move by (0 when either is null): `replacedTat` then clears the state
+ * instead.
  */
 export function rateChangeShift(from: LimitSpec['rate'], to: LimitSpec['rate']): number {
   return from === null || to === null ? 0 : rateStep(to) - rateStep(from);
+}
+
+/**
+ * The rate state (`tat`) a limit keeps when its rate is replaced by `to`:
+ * moved by `rateChangeShift` when it had a rate and keeps one (0, no start
+ * waiting on it, stays 0); 0 when it had none or has none now. A key without
+ * a rate keeps no state: a state left from a rate lifted earlier would hold
+ * the key's starts back, when a rate is set again, until that old rate would
+ * have allowed one (a day away, for one a day), whatever the new rate allows.
+ */
+export function replacedTat(old: Pick<LimitRecord, 'rate' | 'tat'>, to: LimitSpec['rate']): number {
+  if (old.rate === null || to === null) return 0;
+  return old.tat > 0 ? old.tat + rateChangeShift(old.rate, to) : old.tat;
 }
 
 /** The key a limit of `tenant` on `key` is stored under: the default tenant's bare, any other's `<tenant>/<key>`. */

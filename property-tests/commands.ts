@@ -500,7 +500,11 @@ class ChangeLimit extends Command {
     w.note(`${this.toString()} armed`);
   }
 
-  private async apply(w: World): Promise<void> {
+  private apply(w: World): Promise<void> {
+    return w.limitWrites.run(() => this.write(w));
+  }
+
+  private async write(w: World): Promise<void> {
     w.stats.limitChanges++;
     const running = this.change.kind === 'cap-to-running' ? (await w.backend.store.runningByKey([this.key], w.clock.now())).get(this.key) ?? 0 : 0;
     const spec = changed(w.currentLimits.get(this.key), this.change, running);

@@ -21,6 +21,7 @@ import { silentLogger } from '../engine/logger.js';
 import { type Handler, type HandlerContext, type JobSpec, type JobStore, type LogRecord } from '../engine/ports.js';
 import { isLane } from '../engine/lanes.js';
 import { MAX_LIMITS_LISTED } from '../adapters/sql/limits.js';
+import { Mutex } from '../adapters/sqlite/mutex.js';
 import { rateStep, type LimitSpec } from '../engine/limits.js';
 import { Relay, type RelayOptions } from '../engine/relay.js';
 import { Timers } from '../engine/timers.js';
@@ -252,6 +253,11 @@ export class World {
   readonly currentLimits: Map<string, LimitSpec>;
   /** A limit change to make just after the next admitted claim of its key commits (the `limit` command's, at its next start). */
   armedLimitChange: { key: string; apply(): Promise<void> } | null = null;
+  /**
+   * The run's limit writes (changes, armed or not, and resumes), one at a time: two PUTs of a key at
+   * once leave either in the store, and `currentLimits` must say which.
+   */
+  readonly limitWrites = new Mutex();
   /** The workers' claim calls, where the backend places them in the ledger (`ClaimWindow`); the checker takes them. */
   readonly claimWindows: ClaimWindow[] = [];
 
@@ -716,14 +722,16 @@ export class World {
    * Run when the faults stop and at each quiesce round: a change armed for a key's next start may have begun
    * its PUT just before the faults stopped, and land after.
    */
-  private async resumePaused(): Promise<void> {
-    for (const [key, spec] of this.currentLimits) {
-      if (spec.concurrency !== 0) continue;
-      const resumed = { ...spec, concurrency: 1 };
-      await this.backend.store.putLimit(key, resumed, this.clock.now(), MAX_LIMITS_LISTED);
-      this.currentLimits.set(key, resumed);
-      this.note(`limit of ${key} resumed: concurrency 1`);
-    }
+  private resumePaused(): Promise<void> {
+    return this.limitWrites.run(async () => {
+      for (const [key, spec] of this.currentLimits) {
+        if (spec.concurrency !== 0) continue;
+        const resumed = { ...spec, concurrency: 1 };
+        await this.backend.store.putLimit(key, resumed, this.clock.now(), MAX_LIMITS_LISTED);
+        this.currentLimits.set(key, resumed);
+        this.note(`limit of ${key} resumed: concurrency 1`);
+      }
+    });
   }
 
   /**

@@ -1,9 +1,10 @@
 /**
- * The LimitStore's PUT (limits.ts `putLimit`) racing a DELETE of its key, on
- * SQLite: the DELETE is run by the statement runner right after the PUT's
- * writes, where another request's would land. The PUT writes again, or
- * answers the limit it wrote; it never answers without one. A DELETE that
- * fails half way leaves no limit that lost the count of its running attempts.
+ * The LimitStore's PUT and DELETE (limits.ts), on SQLite: each one
+ * transaction (the PUT locks the row it reads, so another request's write
+ * cannot land between its read and its write, nor between its write and its
+ * answer: server/limits-race.test.ts races them on both stores). A DELETE
+ * that fails half way leaves no limit that lost the count of its running
+ * attempts.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -21,53 +22,6 @@ function runOn(db: Database, sql: string, params: readonly unknown[]): Outcome {
   return s.reader ? { rows: s.all(...params) as Record<string, unknown>[], changes: 0 } : { rows: [], changes: s.run(...params).changes };
 }
 
-/** A limit store whose writes matching `deletedAfter` are each followed by a DELETE of the key (up to `times`). */
-async function racedByDelete(deletedAfter: RegExp, times = Infinity) {
-  const store = createSqliteStore({ file: ':memory:' });
-  await store.migrate();
-  const { db } = store;
-  let deletes = 0;
-  const exec: Exec = async (sql, params) => {
-    const out = runOn(db, sql, params);
-    if (deletedAfter.test(sql) && out.changes > 0 && deletes < times) {
-      deletes++;
-      db.prepare('DELETE FROM limits').run();
-    }
-    return out;
-  };
-  return { store, limits: createSqlLimits(exec, SQLITE_DIALECT), deletes: () => deletes };
-}
-
-describe('putLimit racing a DELETE of its key', () => {
-  it('a replace deleted before it is read back is written again, and the PUT answers the row it then wrote', async () => {
-    const { store, limits, deletes } = await racedByDelete(/^UPDATE limits SET concurrency/, 1);
-    try {
-      await store.putLimit('smtp', { concurrency: 1, rate: null }, T);
-      const { limit, created } = await limits.putLimit('smtp', { concurrency: 2, rate: null }, T + 1);
-      assert.equal(deletes(), 1);
-      assert.deepEqual(limit, { key: 'smtp', concurrency: 2, rate: null, tat: 0, createdAt: T + 1, updatedAt: T + 1 });
-      assert.equal(created, true, 'the row it read back is the one it created after the DELETE');
-      assert.deepEqual(await store.getLimit('smtp'), limit);
-    } finally {
-      await store.close();
-    }
-  });
-
-  it('every write deleted before it is read back: the PUT answers the limit it wrote', async () => {
-    const { store, limits, deletes } = await racedByDelete(/^(UPDATE|INSERT INTO) limits /);
-    try {
-      const rate = { max: 5, intervalMs: 1000 };
-      const { limit, created } = await limits.putLimit('smtp', { concurrency: 3, rate }, T);
-      assert.ok(deletes() > 1, 'written again');
-      assert.deepEqual(limit, { key: 'smtp', concurrency: 3, rate, tat: 0, createdAt: T, updatedAt: T });
-      assert.equal(created, true);
-      assert.equal(await store.getLimit('smtp'), null, 'the DELETE came last');
-    } finally {
-      await store.close();
-    }
-  });
-});
-
 /** A store with limit `smtp` (concurrency 1) and one attempt it admitted, running. */
 async function withRunningLimit(fn: (store: SqliteStore) => Promise<void>): Promise<void> {
   const store = createSqliteStore({ file: ':memory:' });
@@ -79,6 +33,25 @@ async function withRunningLimit(fn: (store: SqliteStore) => Promise<void>): Prom
   } finally {
     await store.close();
   }
+}
+
+/** A limit store on `db` that records the statements it runs outside transactions, and those of each transaction. */
+function recorded(db: Database) {
+  const outside: string[] = [];
+  const inside: string[][] = [];
+  const exec: Exec = async (sql, params) => {
+    outside.push(sql);
+    return runOn(db, sql, params);
+  };
+  const inTransaction = async <T>(program: () => Program<T>): Promise<T> => {
+    const steps: string[] = [];
+    inside.push(steps);
+    return db.transaction(() => runSync(program(), (step) => {
+      steps.push(step.sql);
+      return runOn(db, step.sql, step.params);
+    }))();
+  };
+  return { limits: createSqlLimits(exec, SQLITE_DIALECT, inTransaction), outside, inside };
 }
 
 const runningOf = (db: Database) => (db.prepare('SELECT COUNT(*) AS n FROM limit_running WHERE limit_key = ?').get('smtp') as { n: number }).n;
@@ -99,25 +72,35 @@ describe('deleteLimit', () => {
   }));
 
   it('deletes the limit and its running rows in one transaction (a PUT and a claim of the key between them would lose their count)', () => withRunningLimit(async ({ db }) => {
-    const outside: string[] = [];
-    const inside: string[][] = [];
-    const exec: Exec = async (sql, params) => {
-      outside.push(sql);
-      return runOn(db, sql, params);
-    };
-    const inTransaction = async <T>(program: () => Program<T>): Promise<T> => {
-      const steps: string[] = [];
-      inside.push(steps);
-      return db.transaction(() => runSync(program(), (step) => {
-        steps.push(step.sql);
-        return runOn(db, step.sql, step.params);
-      }))();
-    };
-    const limits = createSqlLimits(exec, SQLITE_DIALECT, inTransaction);
+    const { limits, outside, inside } = recorded(db);
     assert.equal(await limits.deleteLimit('smtp'), true);
     assert.deepEqual(outside.filter((sql) => sql.startsWith('DELETE')), [], 'no delete outside the transaction');
     assert.deepEqual(inside, [['DELETE FROM limits WHERE limit_key = ?', 'DELETE FROM limit_running WHERE limit_key = ?']]);
     assert.equal(await limits.getLimit('smtp'), null);
     assert.equal(runningOf(db), 0);
+  }));
+});
+
+describe('putLimit', () => {
+  it('reads the row and writes it in one transaction, and answers what it wrote: created, then replaced with the rate state moved by the change of step', () => withRunningLimit(async ({ db }) => {
+    const { limits, outside, inside } = recorded(db);
+    const rate = { max: 2, intervalMs: 1000 };
+    const created = await limits.putLimit('api', { concurrency: null, rate }, T + 1, 10);
+    assert.deepEqual(created, { limit: { key: 'api', concurrency: null, rate, tat: 0, createdAt: T + 1, updatedAt: T + 1 }, created: true });
+    db.prepare('UPDATE limits SET tat = ? WHERE limit_key = ?').run(T + 500, 'api');
+    const faster = { max: 10, intervalMs: 1000 };
+    const replaced = await limits.putLimit('api', { concurrency: 3, rate: faster }, T + 2, 10);
+    assert.deepEqual(replaced, { limit: { key: 'api', concurrency: 3, rate: faster, tat: T + 500 - 400, createdAt: T + 1, updatedAt: T + 2 }, created: false });
+    assert.deepEqual(await limits.getLimit('api'), replaced.limit, 'the answer is what is stored');
+    assert.deepEqual(outside.filter((sql) => !sql.startsWith('SELECT limit_key, concurrency')), [], 'no write outside a transaction');
+    assert.equal(inside.length, 2);
+    assert.deepEqual(inside.map((steps) => steps.map((sql) => sql.split(' ')[0])), [['SELECT', 'SELECT', 'INSERT'], ['SELECT', 'UPDATE']]);
+  }));
+
+  it('refuses a new key of a tenant at its most limits, and writes nothing', () => withRunningLimit(async (store) => {
+    const { limits } = recorded(store.db);
+    await assert.rejects(limits.putLimit('other', { concurrency: 1, rate: null }, T + 1, 1), { code: 'ATS_ERR_TOO_MANY_LIMITS' });
+    assert.equal(await store.getLimit('other'), null);
+    assert.equal((await limits.putLimit('smtp', { concurrency: 2, rate: null }, T + 1, 1)).limit.concurrency, 2, 'a key it has is replaced');
   }));
 });

@@ -1,6 +1,7 @@
 /**
  * Concurrency and rate limits (engine/limits.ts) in SQL, shared by both
- * stores: the LimitStore port (one statement each, outside transactions), and
+ * stores: the LimitStore port (a PUT one transaction, the others one statement
+ * or, for a DELETE, one transaction each), and
  * the statements a claim runs inside its transaction (`limitReadSteps`,
  * `limitWriteSteps`, used by writes.ts `updateProgram`).
  *
@@ -19,7 +20,7 @@
 import type { LimitClaim, LimitStore } from '../../engine/ports.js';
 import { DEFAULT_TENANT } from '../../engine/auth.js';
 import { AtsError } from '../../engine/errors.js';
-import { rateChangeShift, splitLimitKey, type LimitRecord, type LimitSpec } from '../../engine/limits.js';
+import { replacedTat, splitLimitKey, type LimitRecord, type LimitSpec } from '../../engine/limits.js';
 import type { Dialect } from './dialect.js';
 import type { InTransaction } from './keys.js';
 import { runAsync, type Exec, type Program } from './program.js';
@@ -30,12 +31,6 @@ import { marks, tuples, type Sql } from './statements.js';
 const COLUMNS = 'limit_key, concurrency, rate_max, rate_interval_ms, tat, created_at, updated_at';
 /** Most limits listed. */
 export const MAX_LIMITS_LISTED = 1000;
-
-/** How often a PUT writes its limit when a DELETE of the key takes it before the PUT reads it back. */
-const PUT_TRIES = 3;
-
-/** How often a replace reads the limit again when another replace changed its rate meanwhile. */
-const REPLACE_TRIES = 5;
 
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : toNum(v));
 
@@ -110,32 +105,36 @@ export function limitWriteSteps(d: Dialect, claims: readonly LimitClaim[]): Sql[
 }
 
 /**
- * The rate state (`tat`) a replace writes, as an expression of the row's:
- * moved by the change of the rate's step (engine/limits.ts `rateChangeShift`)
- * when the limit had a rate and keeps one; 0 (no start waits on it) when it
- * had none or has none now. A key without a rate keeps no state: a state
- * left from a rate lifted earlier would hold the key's starts back, when a
- * rate is set again, until that old rate would have allowed one (a day away,
- * for one a day), whatever the new rate allows.
+ * Sets the key's limit in one transaction: its row read and locked, then
+ * replaced (created_at stays; the rate state moves by `replacedTat`), or, when
+ * there is none, created while its tenant has fewer than `max` ('full'
+ * otherwise). The lock orders the PUT with claims of the key, other PUTs and
+ * DELETEs: it answers the limit it wrote. The count's lock (MySQL: the
+ * tenant's key range, FOR UPDATE; SQLite: the write transaction) makes two
+ * creations at once count one after the other.
  */
-function tatAfter(from: LimitSpec['rate'], to: LimitSpec['rate']): Sql {
-  if (from === null || to === null) return { sql: '0', params: [] };
-  return { sql: 'CASE WHEN tat > 0 THEN tat + ? ELSE tat END', params: [rateChangeShift(from, to)] };
+function* putProgram(d: Dialect, key: string, spec: LimitSpec, now: number, max: number | undefined): Program<PutLimit | 'full'> {
+  const { rows: [row] } = yield { sql: `SELECT ${COLUMNS} FROM limits WHERE limit_key = ? ${d.forUpdate}`, params: [key] };
+  const rate = [spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
+  if (row) {
+    const old = rowToLimit(row);
+    const limit: LimitRecord = { key, ...spec, tat: replacedTat(old, spec.rate), createdAt: old.createdAt, updatedAt: now };
+    yield {
+      sql: 'UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, tat = ?, updated_at = ? WHERE limit_key = ?',
+      params: [spec.concurrency, ...rate, limit.tat, now, key],
+    };
+    return { limit, created: false };
+  }
+  if (max !== undefined) {
+    const where = tenantKeys(splitLimitKey(key).tenant);
+    const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
+    if (toNum(count?.n ?? 0) >= max) return 'full';
+  }
+  yield { sql: `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`, params: [key, spec.concurrency, ...rate, now, now] };
+  return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created: true };
 }
 
-/**
- * Inserts the limit of a new key while its tenant has fewer than `max`:
- * 'full' otherwise. The count's lock (MySQL: the tenant's key range, FOR
- * UPDATE; SQLite: the write transaction) makes two creations at once count
- * one after the other. A key inserted meanwhile is a duplicate-key error.
- */
-function* insertBoundedProgram(d: Dialect, insert: Sql, key: string, max: number): Program<'created' | 'full'> {
-  const where = tenantKeys(splitLimitKey(key).tenant);
-  const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
-  if (toNum(count?.n ?? 0) >= max) return 'full';
-  yield insert;
-  return 'created';
-}
+type PutLimit = { limit: LimitRecord; created: boolean };
 
 /**
  * @param inTransaction runs a program as one transaction (the store's); without it, its
@@ -144,69 +143,23 @@ function* insertBoundedProgram(d: Dialect, insert: Sql, key: string, max: number
 export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransaction): LimitStore {
   const rows = async (sql: string, params: readonly unknown[]) => (await exec(sql, params)).rows;
   const transact: InTransaction = inTransaction ?? ((program) => runAsync(program(), (step) => exec(step.sql, step.params)));
-  const insert = `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`;
-  const values = (spec: LimitSpec) => [spec.concurrency, spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
-  /**
-   * Replaces the limit of an existing key: 1, or 0 when there is none. created_at
-   * stays; the rate state (`tat`) moves by the change of the rate's step
-   * (`tatAfter`), in the same statement as the claims' moves of it (the row's
-   * lock orders them). The shift is the old rate's: the update holds only while
-   * the rate read is still the row's, else it is read again.
-   */
-  const replace = async (key: string, spec: LimitSpec, now: number): Promise<number> => {
-    for (let tries = 0; ; tries++) {
-      const old = await getLimit(key);
-      if (!old) return 0;
-      const tat = tatAfter(old.rate, spec.rate);
-      // After REPLACE_TRIES lost races, the last read's shift is applied whatever the rate is now.
-      const guarded = tries < REPLACE_TRIES;
-      const r = await exec(
-        `UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, updated_at = ?, tat = ${tat.sql}
-          WHERE limit_key = ?${guarded ? ' AND COALESCE(rate_max, 0) = ? AND COALESCE(rate_interval_ms, 0) = ?' : ''}`,
-        [...values(spec), now, ...tat.params, key, ...(guarded ? [old.rate?.max ?? 0, old.rate?.intervalMs ?? 0] : [])],
-      );
-      if (r.changes > 0 || !guarded) return r.changes;
-    }
-  };
-  /** Replaces the key's limit, or creates it (while its tenant has fewer than `max`): whether it created it. */
-  const write = async (key: string, spec: LimitSpec, now: number, max?: number): Promise<boolean> => {
-    // An update first: the common case.
-    if ((await replace(key, spec, now)) > 0) return false;
-    const row = { sql: insert, params: [key, ...values(spec), now, now] };
-    try {
-      if (max === undefined) {
-        await exec(row.sql, row.params);
-        return true;
-      }
-      if ((await transact(() => insertBoundedProgram(d, row, key, max))) === 'full') {
-        throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${max} limits, the most it may: delete one before setting one on a new key`);
-      }
-      return true;
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err;
-      // Created by another request meanwhile: ours replaces it.
-      await replace(key, spec, now);
-      return false;
-    }
-  };
   const getLimit = async (key: string) => {
     const [r] = await rows(`SELECT ${COLUMNS} FROM limits WHERE limit_key = ?`, [key]);
     return r ? rowToLimit(r) : null;
   };
   return {
-    /**
-     * Writes the limit, then reads it back for the caller. A DELETE of the key
-     * landing in between leaves nothing to read: the PUT writes again (the
-     * PUT after the DELETE, as the caller meant it to hold), a few times; should
-     * every write be deleted so, it answers the limit it wrote (the PUT before
-     * the DELETE), as if created then: never an error for a limit it did set.
-     */
     putLimit: async (key, spec, now, maxPerTenant) => {
-      for (let tries = 1; ; tries++) {
-        const created = await write(key, spec, now, maxPerTenant);
-        const limit = await getLimit(key);
-        if (limit) return { limit, created };
-        if (tries >= PUT_TRIES) return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created };
+      const put = async () => {
+        const out = await transact(() => putProgram(d, key, spec, now, maxPerTenant));
+        if (out === 'full') throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${maxPerTenant} limits, the most it may: delete one before setting one on a new key`);
+        return out;
+      };
+      try {
+        return await put();
+      } catch (err) {
+        // Created by another request meanwhile (where no lock on the missing row kept it out): ours replaces it.
+        if (!isDuplicateKey(err)) throw err;
+        return put();
       }
     },
     getLimit,
