@@ -2,10 +2,13 @@
  * PUTs and DELETEs of one limit key at once, on the real MariaDB and on
  * SQLite: each PUT answers the limit it set (never another request's, never
  * a 500), one PUT of a new key creates it, and what is stored at the end is
- * what one of the last round's PUTs answered.
+ * what one of the last round's PUTs answered. New keys of one tenant created
+ * at once (a provisioning script) all are: they wait for each other at the
+ * tenant's count, not deadlock until their tries run out.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { storedLimitKey } from '../engine/limits.js';
 import { startSqliteTestApp, startTestApp } from '../tests/helpers/app.js';
 
 const ROUNDS = 15;
@@ -54,6 +57,21 @@ for (const [name, start] of [['MariaDB', startTestApp], ['SQLite', startSqliteTe
         assert.equal(rs[2]!.json().concurrency, round + 100);
         for (const d of [rs[1]!, rs[3]!]) assert.ok([204, 404].includes(d.statusCode), d.body);
       }
+    } finally {
+      await t.close();
+    }
+  });
+
+  test(`${name}: 30 new keys of one tenant set at once are all created`, async () => {
+    const t = await start();
+    try {
+      const tenant = `burst${Date.now().toString(36)}`;
+      const out = await Promise.allSettled(Array.from({ length: 30 }, (_, i) =>
+        t.store.putLimit(storedLimitKey(tenant, `k${i}`), { concurrency: i + 1, rate: null }, t.clock.now(), 1000)));
+      const failed = out.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason));
+      assert.deepEqual(failed, []);
+      assert.ok(out.every((o) => o.status === 'fulfilled' && o.value.created));
+      assert.equal((await t.store.listLimits(2000, tenant)).length, 30);
     } finally {
       await t.close();
     }

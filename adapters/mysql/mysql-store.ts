@@ -69,7 +69,7 @@ function mysqlOperations(pool: Pool, clock: StoreClock, queryTimeoutMs: number, 
     // Key changes are not a store operation the metrics know: no latency reported.
     keys: { tx: { beforeCommit, queryTimeoutMs } },
   };
-  // A key change, an admission of queues, a new limit: one transaction, run again if it loses a race.
+  // A key change, an admission of queues, a limit set or deleted: one transaction, run again if it loses a race.
   const smallTx = <T>(program: () => Program<T>): Promise<T> =>
     withRetry(() => inTransaction(pool, (run) => runAsync(program(), run), OPS.keys.tx), MAX_TRIES);
   const relayTx: TxOptions = { ...tx('relay'), beforeCommit: undefined, readCommitted: true };

@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createSqliteStore, type SqliteStore } from '../sqlite/index.js';
-import { SQLITE_DIALECT } from './dialect.js';
+import { MYSQL_DIALECT, SQLITE_DIALECT } from './dialect.js';
 import { createSqlLimits } from './limits.js';
 import type { Database } from 'better-sqlite3';
-import { runSync, type Exec, type Outcome, type Program } from './program.js';
+import { runAsync, runSync, type Exec, type Outcome, type Program } from './program.js';
 
 const T = 1_900_000_000_000;
 
@@ -93,8 +93,49 @@ describe('putLimit', () => {
     assert.deepEqual(replaced, { limit: { key: 'api', concurrency: 3, rate: faster, tat: T + 500 - 400, createdAt: T + 1, updatedAt: T + 2 }, created: false });
     assert.deepEqual(await limits.getLimit('api'), replaced.limit, 'the answer is what is stored');
     assert.deepEqual(outside.filter((sql) => !sql.startsWith('SELECT limit_key, concurrency')), [], 'no write outside a transaction');
-    assert.equal(inside.length, 2);
-    assert.deepEqual(inside.map((steps) => steps.map((sql) => sql.split(' ')[0])), [['SELECT', 'SELECT', 'INSERT'], ['SELECT', 'UPDATE']]);
+    // A replace of a missing row (nothing written), the creation under the tenant's count, a replace.
+    assert.deepEqual(inside.map((steps) => steps.map((sql) => sql.split(' ').slice(0, 2).join(' '))),
+      [['SELECT limit_key,'], ['SELECT COUNT(*)', 'SELECT limit_key,', 'INSERT INTO'], ['SELECT limit_key,', 'UPDATE limits']]);
+  }));
+
+  it('on MySQL, locks the row it reads (and the tenant\'s keys it counts) before it writes, and commits with its write', async () => {
+    const steps: Array<{ sql: string; final?: boolean }> = [];
+    let row: Record<string, unknown> | undefined;
+    const exec: Exec = async () => assert.fail('no statement outside a transaction');
+    const inTransaction = async <T>(program: () => Program<T>): Promise<T> => runAsync(program(), async (step) => {
+      steps.push({ sql: step.sql, final: step.final });
+      if (step.sql.startsWith('SELECT COUNT')) return { rows: [{ n: 0 }], changes: 0 };
+      if (step.sql.startsWith('SELECT')) return { rows: row ? [row] : [], changes: 0 };
+      return { rows: [], changes: 1 };
+    });
+    const limits = createSqlLimits(exec, MYSQL_DIALECT, inTransaction);
+    await limits.putLimit('acme/api', { concurrency: 1, rate: null }, T, 10);
+    assert.deepEqual(steps.map((s) => [s.sql.split(' ')[0], /FOR UPDATE$/.test(s.sql.trim()), s.final === true]),
+      [['SELECT', true, false], ['SELECT', true, false], ['SELECT', true, false], ['INSERT', false, true]]);
+    steps.length = 0;
+    row = { limit_key: 'acme/api', concurrency: 1, rate_max: null, rate_interval_ms: null, tat: 0, created_at: T, updated_at: T };
+    await limits.putLimit('acme/api', { concurrency: 2, rate: null }, T + 1, 10);
+    assert.deepEqual(steps.map((s) => [s.sql.split(' ')[0], /FOR UPDATE$/.test(s.sql.trim()), s.final === true]),
+      [['SELECT', true, false], ['UPDATE', false, true]]);
+  });
+
+  it('a key created by another request between its read and its insert (statements run one by one): it replaces that one', () => withRunningLimit(async ({ db }) => {
+    let raced = false;
+    let reads = 0;
+    const exec: Exec = async (sql, params) => {
+      const out = runOn(db, sql, params);
+      // The second read of the missing row (the creation's), then another request's insert.
+      if (!raced && sql.startsWith('SELECT limit_key') && sql.includes('WHERE limit_key = ?') && out.rows.length === 0 && reads++ === 1) {
+        raced = true;
+        db.prepare('INSERT INTO limits (limit_key, concurrency, rate_max, rate_interval_ms, tat, created_at, updated_at) VALUES (?, 5, NULL, NULL, 0, ?, ?)').run('new', T, T);
+      }
+      return out;
+    };
+    const { limit, created } = await createSqlLimits(exec, SQLITE_DIALECT).putLimit('new', { concurrency: 2, rate: null }, T + 1, 10);
+    assert.equal(raced, true);
+    assert.equal(created, false);
+    assert.deepEqual(limit, { key: 'new', concurrency: 2, rate: null, tat: 0, createdAt: T, updatedAt: T + 1 });
+    assert.deepEqual(await createSqlLimits(exec, SQLITE_DIALECT).getLimit('new'), limit);
   }));
 
   it('refuses a new key of a tenant at its most limits, and writes nothing', () => withRunningLimit(async (store) => {

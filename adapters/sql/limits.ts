@@ -1,7 +1,7 @@
 /**
  * Concurrency and rate limits (engine/limits.ts) in SQL, shared by both
- * stores: the LimitStore port (a PUT one transaction, the others one statement
- * or, for a DELETE, one transaction each), and
+ * stores: the LimitStore port (a PUT and a DELETE each one transaction, the
+ * reads one statement each), and
  * the statements a claim runs inside its transaction (`limitReadSteps`,
  * `limitWriteSteps`, used by writes.ts `updateProgram`).
  *
@@ -104,37 +104,50 @@ export function limitWriteSteps(d: Dialect, claims: readonly LimitClaim[]): Sql[
   ];
 }
 
+type PutLimit = { limit: LimitRecord; created: boolean };
+
+const rateColumns = (spec: LimitSpec) => [spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
+
 /**
- * Sets the key's limit in one transaction: its row read and locked, then
- * replaced (created_at stays; the rate state moves by `replacedTat`), or, when
- * there is none, created while its tenant has fewer than `max` ('full'
- * otherwise). The lock orders the PUT with claims of the key, other PUTs and
- * DELETEs: it answers the limit it wrote. The count's lock (MySQL: the
- * tenant's key range, FOR UPDATE; SQLite: the write transaction) makes two
- * creations at once count one after the other.
+ * Replaces the key's limit, as one transaction: its row read and locked, then
+ * written (created_at stays; the rate state moves by `replacedTat`), and
+ * committed with that write. The lock orders it with claims of the key, other
+ * PUTs and DELETEs: it answers the limit it wrote. Null when the key has none.
  */
-function* putProgram(d: Dialect, key: string, spec: LimitSpec, now: number, max: number | undefined): Program<PutLimit | 'full'> {
+function* replaceProgram(d: Dialect, key: string, spec: LimitSpec, now: number): Program<PutLimit | null> {
   const { rows: [row] } = yield { sql: `SELECT ${COLUMNS} FROM limits WHERE limit_key = ? ${d.forUpdate}`, params: [key] };
-  const rate = [spec.rate?.max ?? null, spec.rate?.intervalMs ?? null];
-  if (row) {
-    const old = rowToLimit(row);
-    const limit: LimitRecord = { key, ...spec, tat: replacedTat(old, spec.rate), createdAt: old.createdAt, updatedAt: now };
-    yield {
-      sql: 'UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, tat = ?, updated_at = ? WHERE limit_key = ?',
-      params: [spec.concurrency, ...rate, limit.tat, now, key],
-    };
-    return { limit, created: false };
-  }
+  if (!row) return null;
+  const old = rowToLimit(row);
+  const limit: LimitRecord = { key, ...spec, tat: replacedTat(old, spec.rate), createdAt: old.createdAt, updatedAt: now };
+  yield {
+    sql: 'UPDATE limits SET concurrency = ?, rate_max = ?, rate_interval_ms = ?, tat = ?, updated_at = ? WHERE limit_key = ?',
+    params: [spec.concurrency, ...rateColumns(spec), limit.tat, now, key], final: true,
+  };
+  return { limit, created: false };
+}
+
+/**
+ * Creates the key's limit while its tenant has fewer than `max` ('full'
+ * otherwise), as one transaction; replaces it when another request created it
+ * meanwhile. The count comes first and locks the tenant's key range (MySQL:
+ * FOR UPDATE, the new key's gap with it; SQLite: the write transaction), so
+ * creations at once wait for each other at the count instead of each locking
+ * the missing row first and then deadlocking on the other's insert.
+ */
+function* createProgram(d: Dialect, key: string, spec: LimitSpec, now: number, max: number | undefined): Program<PutLimit | 'full'> {
   if (max !== undefined) {
     const where = tenantKeys(splitLimitKey(key).tenant);
     const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
+    const replaced = yield* replaceProgram(d, key, spec, now);
+    if (replaced) return replaced;
     if (toNum(count?.n ?? 0) >= max) return 'full';
+  } else {
+    const replaced = yield* replaceProgram(d, key, spec, now);
+    if (replaced) return replaced;
   }
-  yield { sql: `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`, params: [key, spec.concurrency, ...rate, now, now] };
+  yield { sql: `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`, params: [key, spec.concurrency, ...rateColumns(spec), now, now], final: true };
   return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created: true };
 }
-
-type PutLimit = { limit: LimitRecord; created: boolean };
 
 /**
  * @param inTransaction runs a program as one transaction (the store's); without it, its
@@ -148,16 +161,23 @@ export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransa
     return r ? rowToLimit(r) : null;
   };
   return {
+    /**
+     * The common case first: a key that has a limit is replaced, locking its
+     * row only; a new key is created under the tenant's count (`createProgram`).
+     */
     putLimit: async (key, spec, now, maxPerTenant) => {
       const put = async () => {
-        const out = await transact(() => putProgram(d, key, spec, now, maxPerTenant));
+        const replaced = await transact(() => replaceProgram(d, key, spec, now));
+        if (replaced) return replaced;
+        const out = await transact(() => createProgram(d, key, spec, now, maxPerTenant));
         if (out === 'full') throw new AtsError('ATS_ERR_TOO_MANY_LIMITS', `The tenant has ${maxPerTenant} limits, the most it may: delete one before setting one on a new key`);
         return out;
       };
       try {
         return await put();
       } catch (err) {
-        // Created by another request meanwhile (where no lock on the missing row kept it out): ours replaces it.
+        // Created by another request between the read of the missing row and the insert (the locks keep it out on
+        // both stores as they run; not with statements run one by one, nor on a MySQL session in READ COMMITTED): ours replaces it.
         if (!isDuplicateKey(err)) throw err;
         return put();
       }

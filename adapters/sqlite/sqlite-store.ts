@@ -107,7 +107,7 @@ function sqliteOperations(
     faults?.beforeCommit?.();
     return result;
   });
-  // A key change, an admission of queues, a new limit: one `BEGIN IMMEDIATE` transaction.
+  // A key change, an admission of queues, a limit set or deleted: one `BEGIN IMMEDIATE` transaction.
   const smallTx = async <T>(program: () => Program<T>): Promise<T> => inTx.immediate(program()) as T;
   const write = <T>(op: StoreOp, program: () => Program<T>): T => {
     if (!metrics) return retrying(() => inTx.immediate(program()) as T);
