@@ -204,6 +204,24 @@ for (const backend of STORE_BACKENDS) {
         'resumed: one start, the next one step after it');
     }));
 
+    it('when a key\'s running attempts started: earliest first, as many as asked, without the ended ones or those whose lease is over', () => withService(async ({ store, svc, clock }) => {
+      await store.putLimit('k', { concurrency: 5, rate: null }, clock.now());
+      const [a, b, c, d] = await submit(svc, 4, { concurrencyKey: 'k' });
+      const t0 = clock.now();
+      assert.equal(outcome(await svc.apply(b!, started(1, t0 + 10_000))), 'started');
+      await clock.advance(100);
+      assert.equal(outcome(await svc.apply(a!, started(1, t0 + 10_000))), 'started');
+      await clock.advance(100);
+      assert.equal(outcome(await svc.apply(c!, started(1, t0 + 250))), 'started');
+      await clock.advance(100);
+      assert.equal(outcome(await svc.apply(d!, started(1, t0 + 10_000))), 'started');
+      assert.deepEqual(await store.runningStarts('k', clock.now(), 10), [t0, t0 + 100, t0 + 300], 'c\'s lease is over');
+      assert.deepEqual(await store.runningStarts('k', clock.now(), 2), [t0, t0 + 100]);
+      assert.ok((await svc.apply(b!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
+      assert.deepEqual(await store.runningStarts('k', clock.now(), 10), [t0 + 100, t0 + 300], 'b ended');
+      assert.deepEqual(await store.runningStarts('nobody', clock.now(), 10), []);
+    }));
+
     it('a running attempt whose lease is over no longer counts (its worker died)', () => withService(async ({ store, svc, clock }) => {
       await store.putLimit('k', { concurrency: 1, rate: null }, clock.now());
       const [a, b] = await submit(svc, 2, { concurrencyKey: 'k' });

@@ -111,6 +111,14 @@ export function replacedTat(old: Pick<LimitRecord, 'rate' | 'tat'>, to: LimitSpe
   return old.tat > 0 ? old.tat + rateChangeShift(old.rate, to) : old.tat;
 }
 
+/**
+ * How many of a key's `running` attempts must end for one more to start
+ * under its `concurrency`: one, or more when the limit was lowered below what
+ * runs (10 running under a limit of 2: 9).
+ */
+export const attemptsToEnd = (running: number, concurrency: number): number =>
+  Math.max(1, running - Math.max(0, concurrency) + 1);
+
 /** The key a limit of `tenant` on `key` is stored under: the default tenant's bare, any other's `<tenant>/<key>`. */
 export const storedLimitKey = (tenant: string, key: string): string => (tenant === DEFAULT_TENANT ? key : `${tenant}/${key}`);
 

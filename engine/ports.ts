@@ -606,6 +606,11 @@ export interface LimitStore {
   deleteLimit(key: string): Promise<boolean>;
   /** Per key, its attempts running with a lease that holds at `now` (keys with none are absent). */
   runningByKey(keys: readonly string[], now: number): Promise<Map<string, number>>;
+  /**
+   * When the key's attempts running at `now` (as `runningByKey` counts them) started, each its
+   * latest STARTED event's time: the earliest `first`, earliest first.
+   */
+  runningStarts(key: string, now: number, first: number): Promise<number[]>;
 }
 
 /**

@@ -2,7 +2,8 @@
  * The ETA of a job its limit holds, on SQLite and on MariaDB: `GET /v1/jobs/:id`
  * answers `eta` and `waiting` together, and the ETA does not contradict the
  * wait. A job its limit's rate holds starts no sooner than `waiting.until`; one
- * its limit's concurrency holds, not before a slot of its key frees (not now).
+ * its limit's concurrency holds, not before a slot of its key frees (not now),
+ * reckoned from when the key's running attempt started (the same at each read).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -26,8 +27,10 @@ const backends: Array<[string, (o: Partial<AppDeps>) => Promise<TestApp>, string
 const HOUR = 3_600_000;
 /** How long each attempt of the history runs, at least: the type's median run time. */
 const RUN_MS = 60;
+/** The same, for a test whose reads must all come within the key's running attempt's median run. */
+const LONG_RUN_MS = 800;
 
-type Detail = JobDetail & { eta: { start: string; finish: string; lowerBound: boolean; basis: { held?: string } } | null };
+type Detail = JobDetail & { eta: { start: string; finish: string; lowerBound: boolean; basis: { held?: string; medianRunMs: number } } | null };
 
 for (const [name, start, skip] of backends) {
   describe(`the ETA of a job its limit holds, on ${name}`, { skip }, () => {
@@ -55,19 +58,19 @@ for (const [name, start, skip] of backends) {
       return r.job.id;
     };
     const claim = (id: string) => t.transitions.apply(id, { type: 'STARTED', attempt: 1, leaseUntil: Date.now() + 60_000, workerId: 'w-echo' });
-    /** Six attempts of demo.echo on the queue, each of RUN_MS or more, learned by the advisor: its median run time. */
-    const history = async (queue: string) => {
+    /** Six attempts of demo.echo on the queue, each of `runMs` or more, learned by the advisor: its median run time. */
+    const history = async (queue: string, runMs = RUN_MS) => {
       for (let i = 0; i < 6; i++) {
         const s = await t.transitions.submit(spec(queue));
         assert.ok(s.ok && (await claim(s.job.id)).ok);
-        await sleep(RUN_MS);
+        await sleep(runMs);
         assert.ok((await t.transitions.apply(s.job.id, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
       }
     };
     /** A queue of its own with the history above, and a key of its own under `spec`. */
-    const limited = async (spec: Parameters<TestApp['store']['putLimit']>[1]) => {
+    const limited = async (spec: Parameters<TestApp['store']['putLimit']>[1], runMs = RUN_MS) => {
       const queue = randomQueue();
-      await history(queue);
+      await history(queue, runMs);
       const key = `k-${queue}`;
       await t.store.putLimit(key, spec, Date.now());
       return { queue, key };
@@ -126,15 +129,16 @@ for (const [name, start, skip] of backends) {
       const { queue, key } = await limited({ concurrency: 1, rate: null });
       const first = await submit(queue, { concurrencyKey: key });
       const second = await submit(queue, { concurrencyKey: key });
+      const claimed = Date.now();
       assert.ok((await claim(first)).ok);
-      const asked = Date.now();
       const held = await read(second);
       assert.equal(held.waiting?.reason, 'concurrency');
       assert.equal(held.waiting.limit?.running, 1);
       assert.ok(held.eta, 'an ETA');
-      // The key's one running attempt frees its slot a median run time (RUN_MS or more) after the read.
-      assert.ok(Date.parse(held.eta.start) >= asked + RUN_MS - 5, `starts ${Date.parse(held.eta.start) - asked} ms after the read`);
-      assert.ok(Date.parse(held.eta.start) < asked + 30 * RUN_MS, `starts ${Date.parse(held.eta.start) - asked} ms after the read: about a median run, not later`);
+      // The key's one running attempt frees its slot a median run time (RUN_MS or more) after it started (or now, once past).
+      const start = Date.parse(held.eta.start);
+      assert.ok(start >= claimed + RUN_MS - 5, `starts ${start - claimed} ms after the claim`);
+      assert.ok(start < Math.max(claimed + 30 * RUN_MS, Date.now()), `starts ${start - claimed} ms after the claim: about a median run, not later`);
       assert.equal(held.eta.lowerBound, false, 'when a slot frees is an estimate (the running attempt may end sooner), not a bound');
       assert.equal(held.eta.basis.held, 'concurrency');
       // Paused: no ETA at all, as before.
@@ -142,6 +146,24 @@ for (const [name, start, skip] of backends) {
       const paused = await read(second);
       assert.equal(paused.waiting?.reason, 'paused');
       assert.equal(paused.eta, null);
+    });
+
+    test('a concurrency hold reckons from when the key\'s running attempt started: the same start at every read while it runs', async () => {
+      const { queue, key } = await limited({ concurrency: 1, rate: null }, LONG_RUN_MS);
+      const first = await submit(queue, { concurrencyKey: key });
+      const second = await submit(queue, { concurrencyKey: key });
+      assert.ok((await claim(first)).ok);
+      const started = Date.parse((await read(first)).events.find((e) => e.type === 'STARTED')!.at);
+      const a = await read(second);
+      await sleep(100);
+      const b = await read(second);
+      const readsDone = Date.now();
+      assert.ok(a.eta && b.eta, 'ETAs');
+      assert.equal(a.eta.basis.held, 'concurrency');
+      const frees = started + a.eta.basis.medianRunMs;
+      assert.ok(frees > readsDone, `the reads ended ${readsDone - started} ms after the start, within the median run (${a.eta.basis.medianRunMs} ms): what this test needs`);
+      assert.ok(Math.abs(Date.parse(a.eta.start) - frees) <= 1, `starts ${Date.parse(a.eta.start) - started} ms after the running attempt's start, a median run (${a.eta.basis.medianRunMs} ms)`);
+      assert.equal(b.eta.start, a.eta.start, 'read 100 ms later: the same start, not a median run from the read');
     });
 
     test('a job held by its limit\'s concurrency whose rate allows no start yet starts no sooner than the rate allows', async () => {

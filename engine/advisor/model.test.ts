@@ -734,6 +734,22 @@ describe('AdvisorModel: ETA', () => {
     assert.equal(lowered.start, now + 90);
   });
 
+  it('a concurrency hold whose attempts\' starts were read: the slot frees a median run after the start of the last that must end, the same at every read', () => {
+    const { model, now } = busy(); // runs of 100 ms
+    const query = { ...base, state: 'published' as const, runAt: now - 1000, ahead: 0, now };
+    const hold = { reason: 'concurrency' as const, running: 1, concurrency: 1, notBefore: null, startedAt: [now - 30] };
+    const first = model.eta({ ...query, hold })!;
+    assert.deepEqual([first.start, first.finish, first.lowerBound], [now + 70, now + 170, false], 'started 30 ms ago: ends in 70');
+    assert.equal(model.eta({ ...query, now: now + 50, hold })!.start, now + 70, 'read 50 ms later: the same start, not a median from the read');
+    assert.equal(model.eta({ ...query, now: now + 500, hold })!.start, now + 500, 'past its median and still running: it may end any moment, now');
+    // 10 run under a limit lowered to 2: 9 must end, the 9th started ends last.
+    const starts = Array.from({ length: 9 }, (_, i) => now - 90 + i * 10);
+    assert.equal(model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null, startedAt: starts } })!.start, now + 90);
+    assert.equal(model.eta({ ...query, hold: { ...hold, notBefore: now + 3_600_000 } })!.start, now + 3_600_000, 'and not before its rate allows');
+    assert.equal(model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null, startedAt: starts.slice(0, 3) } })!.start,
+      now + 90, 'fewer starts than must end: from now, as when none were read');
+  });
+
   it('a held job\'s ETA, for any query: no start before now, its due time or what its limit allows, whatever the queue holds ahead, a finish a median run after; a lower bound when its rate holds it', () => {
     const { model, now } = busy(); // runs of 100 ms
     const offset = fc.integer({ min: -HOUR_MS, max: HOUR_MS });
@@ -742,6 +758,7 @@ describe('AdvisorModel: ETA', () => {
       fc.record({
         reason: fc.constant('concurrency' as const), running: fc.integer({ min: 0, max: 50 }), concurrency: fc.integer({ min: 1, max: 50 }),
         notBefore: fc.option(offset.map((d) => now + d)),
+        startedAt: fc.option(fc.array(fc.integer({ min: -HOUR_MS, max: 0 }).map((d) => now + d), { maxLength: 60 }).map((a) => a.sort((x, y) => x - y)), { nil: undefined }),
       }),
     );
     fc.assert(fc.property(
@@ -755,7 +772,9 @@ describe('AdvisorModel: ETA', () => {
         if (h.reason === 'rate') assert.ok(held.start >= h.until, 'not before the rate allows');
         else {
           if (h.notBefore !== null) assert.ok(held.start >= h.notBefore, 'not before its rate allows');
-          if (h.running >= h.concurrency) assert.ok(held.start >= now + Math.round(100 / Math.max(1, h.running)) - 1, 'a slot frees no sooner than one of its attempts ends');
+          const last = h.startedAt?.[Math.max(1, Math.max(1, h.running) - h.concurrency + 1) - 1];
+          if (last !== undefined) assert.ok(held.start >= last + 100, 'a slot frees no sooner than the last of the attempts that must end does');
+          else if (h.running >= h.concurrency) assert.ok(held.start >= now + Math.round(100 / Math.max(1, h.running)) - 1, 'a slot frees no sooner than one of its attempts ends');
         }
         assert.equal(held.finish, held.start + 100, 'then it runs for the median');
         assert.equal(held.lowerBound, h.reason === 'rate');

@@ -60,6 +60,7 @@ import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import { TERMINAL_STATES, type FailureError, type JobEvent, type JobInput, type JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
+import { attemptsToEnd } from '../limits.js';
 import { DurationDetector, FailureRateDetector } from './anomaly.js';
 import { errorSignature, LEASE_EXPIRED_SIGNATURE, WORKER_SHUTDOWN_ERROR_NAME, WORKER_SHUTDOWN_SIGNATURE } from './signature.js';
 import type {
@@ -431,19 +432,24 @@ export class AdvisorModel {
    * start the rate allows (the limit's own answer). Its concurrency: once
    * enough of the key's `running` attempts end to leave a slot (one; more when
    * the limit was lowered below what runs), and not before its rate allows
-   * (`notBefore`). When those attempts started is not read, so each is taken
-   * to free its slot once per median run time of the job's type (the key's
-   * attempts may be of other types: this one's is what was learned): the
-   * `running` of them end one every median / running from now, the rule the
-   * queue's slots follow. That is an estimate (an attempt near its end frees
-   * its slot sooner), not a bound. Either way the key's jobs waiting ahead of
-   * it, which would take that start first, are not counted.
+   * (`notBefore`). Each attempt is taken to run a median run time of the job's
+   * type (the key's attempts may be of other types: this one's is what was
+   * learned), so they end in the order they started: the last of those that
+   * must end is the `toEnd`-th started, ending a median after its start (`startedAt`),
+   * or now if that is past (it overran: it may end any moment). When the
+   * starts were not read, the `running` attempts end one every median /
+   * running from now, the rule the queue's slots follow (later at each read).
+   * An estimate (an attempt may end sooner or later), not a bound. Either way
+   * the key's jobs waiting ahead of it, which would take that start first,
+   * are not counted.
    */
   private heldUntil(hold: EtaHold, medianRunMs: number, now: number): number {
     if (hold.reason === 'rate') return hold.until;
     const running = Math.max(1, hold.running);
-    const toEnd = Math.max(1, running - Math.max(0, hold.concurrency) + 1);
-    return Math.max(hold.notBefore ?? now, now + Math.round((toEnd * medianRunMs) / running));
+    const toEnd = attemptsToEnd(running, hold.concurrency);
+    const last = hold.startedAt?.[toEnd - 1];
+    const frees = last !== undefined ? Math.max(now, Math.round(last + medianRunMs)) : now + Math.round((toEnd * medianRunMs) / running);
+    return Math.max(hold.notBefore ?? now, frees);
   }
 
   /** Anomalies detected since the last call (each reported once). */

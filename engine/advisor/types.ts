@@ -88,11 +88,12 @@ export interface EtaQuery {
  * `running` attempts of its key (as many as its `concurrency` allows, or more
  * when the limit was lowered while they ran), and then its rate too, which
  * allows no start before `notBefore` (null: no rate, or one that allows a
- * start now).
+ * start now); `startedAt`, when those attempts started, earliest first (as
+ * many as must end to leave a slot; absent, or fewer, when not read).
  */
 export type EtaHold =
   | { reason: 'rate'; until: number }
-  | { reason: 'concurrency'; running: number; concurrency: number; notBefore: number | null };
+  | { reason: 'concurrency'; running: number; concurrency: number; notBefore: number | null; startedAt?: readonly number[] };
 
 export interface Eta {
   /** Predicted (or, when running, actual) start, epoch ms. */

@@ -8,7 +8,7 @@ import { AtsError } from '../../engine/errors.js';
 import type { Eta, EtaHold } from '../../engine/advisor/types.js';
 import { errorFields } from '../../engine/logger.js';
 import { MAX_WORKERS_LISTED, servedBy } from '../../engine/worker-presence.js';
-import { storedLimitKey } from '../../engine/limits.js';
+import { attemptsToEnd, storedLimitKey } from '../../engine/limits.js';
 import type { JobEventRecord, JobFilter, JobProgress, JobRecord, LimitStore, WorkerRecord } from '../../engine/ports.js';
 import { isDue, isWaiting, waitingOf, type AppliedLimit, type Waiting, type WaitingFacts } from '../../engine/waiting.js';
 import { sharedFor } from '../answer-cache.js';
@@ -112,6 +112,24 @@ function holdOf(wait: WaitRead, job: JobRecord, now: number): EtaHold | null {
 }
 
 /**
+ * `holdOf`, with, for a concurrency hold, when the key's running attempts
+ * that must end for a slot started (the ETA reckons from them); without them
+ * should that read fail.
+ */
+async function holdFor(deps: RouteOptions['deps'], wait: WaitRead, job: JobRecord): Promise<EtaHold | null> {
+  const now = deps.clock.now();
+  const hold = holdOf(wait, job, now);
+  const applied = wait !== null && wait !== 'failed' ? wait.waiting.limit : null;
+  if (hold?.reason !== 'concurrency' || !applied || !deps.limitStore) return hold;
+  try {
+    return { ...hold, startedAt: await deps.limitStore.runningStarts(applied.limit.key, now, attemptsToEnd(hold.running, hold.concurrency)) };
+  } catch (err) {
+    deps.logger?.warn('api: when the attempts holding the job\'s limit started could not be read; its ETA reckons without', errorFields(err));
+    return hold;
+  }
+}
+
+/**
  * No ETA for a waiting job that no live worker can run, or whose limit is
  * paused (docs/limits.md): it does not start until a worker comes, or the
  * limit is raised, and a start predicted from the queue's past would slide
@@ -178,7 +196,7 @@ export const jobsReadRoutes: FastifyPluginAsync<RouteOptions> = async (app, { de
     if (events.length < job.version) await tenantJob(deps, job.id, request.principal);
     // The wait and the ETA are read at once; the ETA takes what the wait says of the job's limit (`holdOf`).
     const waitRead = waitingFor(deps, listWorkers, job);
-    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then((w) => holdOf(w, job, deps.clock.now()))) : null]);
+    const [wait, eta] = await Promise.all([waitRead, deps.advisor ? etaOf(deps.advisor, deps, job, lastStart(events), waitRead.then((w) => holdFor(deps, w, job))) : null]);
     const waiting = wait === 'failed' || wait === null ? null : wait.waiting;
     return {
       ...toJobView(job, deps.clock.now()), events: events.map(toEventView), eta: eta && !etaWithheld(wait) ? toEtaView(eta) : null,
