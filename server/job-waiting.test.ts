@@ -55,7 +55,9 @@ for (const [name, start, skip] of backends) {
       const at = Date.now() + HOUR;
       const later = await submit({ runAt: at });
       assert.deepEqual(await waiting(later), { reason: 'scheduled', until: new Date(at).toISOString(), limit: null });
-      const due = await submit();
+      // Its retry an hour after its failure: the default backoff draws a delay from 0 to 1 s, which a slow read can
+      // outlast (the retry then due, and `dispatching`).
+      const due = await submit({ backoff: { kind: 'fixed', delayMs: HOUR } });
       assert.deepEqual(await waiting(due), { reason: 'dispatching', until: null, limit: null });
       await publish(due);
       assert.ok((await claim(due)).ok);
