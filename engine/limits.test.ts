@@ -220,6 +220,12 @@ for (const backend of STORE_BACKENDS) {
       assert.ok((await svc.apply(b!, { type: 'SUCCEEDED', attempt: 1, result: null })).ok);
       assert.deepEqual(await store.runningStarts('k', clock.now(), 10), [t0 + 100, t0 + 300], 'b ended');
       assert.deepEqual(await store.runningStarts('nobody', clock.now(), 10), []);
+      // A retry: its second attempt's start, not its first's.
+      assert.ok((await svc.apply(a!, { type: 'FAILED', attempt: 1, error: { message: 'boom', retryable: true }, delayMs: 0 })).ok);
+      await clock.advance(100);
+      assert.ok((await svc.apply(a!, { type: 'RETRY_DUE' })).ok);
+      assert.equal(outcome(await svc.apply(a!, started(2, clock.now() + 10_000))), 'started');
+      assert.deepEqual(await store.runningStarts('k', clock.now(), 10), [t0 + 300, t0 + 400]);
     }));
 
     it('a running attempt whose lease is over no longer counts (its worker died)', () => withService(async ({ store, svc, clock }) => {

@@ -202,10 +202,11 @@ export function createSqlLimits(exec: Exec, d: Dialect, inTransaction?: InTransa
       yield { sql: 'DELETE FROM limit_running WHERE limit_key = ?', params: [key] };
       return changes === 1;
     }),
-    // Per attempt, its job's latest STARTED (the attempt's own: it runs it), found by the events' (job_id, seq) key.
+    // Per attempt, its job's latest STARTED (the attempt's own: it runs it): the events' (job_id, seq) key read
+    // backwards from the job's newest event, a row or two (the STARTED, a HEARTBEAT merged into one row after it).
     runningStarts: async (key, now, first) => (await rows(
       `SELECT s.started_at FROM (
-         SELECT (SELECT MAX(e.at) FROM job_events e WHERE e.job_id = r.job_id AND e.type = 'STARTED') AS started_at
+         SELECT (SELECT e.at FROM job_events e WHERE e.job_id = r.job_id AND e.type = 'STARTED' ORDER BY e.seq DESC LIMIT 1) AS started_at
          FROM limit_running r JOIN jobs j ON ${live('r')} WHERE r.limit_key = ?
        ) s WHERE s.started_at IS NOT NULL ORDER BY s.started_at LIMIT ?`,
       [now, key, first],

@@ -5,6 +5,7 @@ import { betaCdf } from './beta.js';
 import type { BackoffPolicy } from '../../machines/backoff.js';
 import type { JobEvent, JobInput, JobState } from '../../machines/job.machine.js';
 import type { StreamEventRecord } from '../ports.js';
+import { attemptsToEnd } from '../limits.js';
 import { AdvisorModel, DEFAULT_MODEL_OPTIONS, PAIR_IDLE_MS, timeoutNote } from './model.js';
 import { errorSignature } from './signature.js';
 import type { FailureQuery, ModelOptions } from './types.js';
@@ -743,8 +744,8 @@ describe('AdvisorModel: ETA', () => {
     assert.equal(model.eta({ ...query, now: now + 50, hold })!.start, now + 70, 'read 50 ms later: the same start, not a median from the read');
     assert.equal(model.eta({ ...query, now: now + 500, hold })!.start, now + 500, 'past its median and still running: it may end any moment, now');
     // 10 run under a limit lowered to 2: 9 must end, the 9th started ends last.
-    const starts = Array.from({ length: 9 }, (_, i) => now - 90 + i * 10);
-    assert.equal(model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null, startedAt: starts } })!.start, now + 90);
+    const starts = Array.from({ length: 9 }, (_, i) => now - 90 + i);
+    assert.equal(model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null, startedAt: starts } })!.start, now + 18);
     assert.equal(model.eta({ ...query, hold: { ...hold, notBefore: now + 3_600_000 } })!.start, now + 3_600_000, 'and not before its rate allows');
     assert.equal(model.eta({ ...query, hold: { reason: 'concurrency', running: 10, concurrency: 2, notBefore: null, startedAt: starts.slice(0, 3) } })!.start,
       now + 90, 'fewer starts than must end: from now, as when none were read');
@@ -772,7 +773,7 @@ describe('AdvisorModel: ETA', () => {
         if (h.reason === 'rate') assert.ok(held.start >= h.until, 'not before the rate allows');
         else {
           if (h.notBefore !== null) assert.ok(held.start >= h.notBefore, 'not before its rate allows');
-          const last = h.startedAt?.[Math.max(1, Math.max(1, h.running) - h.concurrency + 1) - 1];
+          const last = h.startedAt?.[attemptsToEnd(Math.max(1, h.running), h.concurrency) - 1];
           if (last !== undefined) assert.ok(held.start >= last + 100, 'a slot frees no sooner than the last of the attempts that must end does');
           else if (h.running >= h.concurrency) assert.ok(held.start >= now + Math.round(100 / Math.max(1, h.running)) - 1, 'a slot frees no sooner than one of its attempts ends');
         }

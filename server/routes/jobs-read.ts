@@ -111,16 +111,19 @@ function holdOf(wait: WaitRead, job: JobRecord, now: number): EtaHold | null {
   return null;
 }
 
+/** Most running attempts of a key whose starts a concurrency hold reads (`holdFor`): one lookup each. */
+export const HOLD_STARTS_READ_MAX = 1000;
+
 /**
  * `holdOf`, with, for a concurrency hold, when the key's running attempts
  * that must end for a slot started (the ETA reckons from them); without them
- * should that read fail.
+ * should that read fail, or when more than HOLD_STARTS_READ_MAX run.
  */
 async function holdFor(deps: RouteOptions['deps'], wait: WaitRead, job: JobRecord): Promise<EtaHold | null> {
   const now = deps.clock.now();
   const hold = holdOf(wait, job, now);
   const applied = wait !== null && wait !== 'failed' ? wait.waiting.limit : null;
-  if (hold?.reason !== 'concurrency' || !applied || !deps.limitStore) return hold;
+  if (hold?.reason !== 'concurrency' || !applied || !deps.limitStore || hold.running > HOLD_STARTS_READ_MAX) return hold;
   try {
     return { ...hold, startedAt: await deps.limitStore.runningStarts(applied.limit.key, now, attemptsToEnd(hold.running, hold.concurrency)) };
   } catch (err) {
