@@ -62,7 +62,7 @@ async function databaseOf(conn: PoolConnection): Promise<string> {
  * the scheduler would otherwise pass over and then fail on, half of its
  * schema made beside them.
  */
-async function refuseForeign(conn: PoolConnection, migrations: readonly Migration[]): Promise<void> {
+async function refuseForeign(conn: PoolConnection, migrations: readonly Migration[]): Promise<string[]> {
   const [tables] = await conn.query<RowDataPacket[]>(SELECT_TABLES);
   const names = tables.map((r) => String(r.t));
   let ledgerColumns: string[] | null = null;
@@ -74,7 +74,37 @@ async function refuseForeign(conn: PoolConnection, migrations: readonly Migratio
   if (why) {
     throw new AtsError('ATS_ERR_CONFIG', `the MySQL database ${await databaseOf(conn)} is not the scheduler's: ${why}; nothing was written to it: give the scheduler a database of its own`);
   }
+  return names;
 }
+
+/**
+ * The server's errors for a statement this user has no privilege for: a
+ * least-privilege user (SELECT, INSERT, UPDATE, DELETE) runs no DDL.
+ */
+const DENIED_ERRNOS: ReadonlySet<number> = new Set([
+  1142, // ER_TABLEACCESS_DENIED_ERROR: CREATE / ALTER / INDEX / DROP command denied for a table
+  1044, // ER_DBACCESS_DENIED_ERROR
+  1227, // ER_SPECIFIC_ACCESS_DENIED_ERROR
+]);
+
+/**
+ * What a start by a user without DDL privileges on a database that lacks
+ * migrations throws: not a statement that failed on what the database holds,
+ * but the schema to be migrated by someone who may (a DBA, with `ats start`
+ * or `ats keys ls` under their user). Exit 1 at start: a supervisor's restart gets past it once
+ * the database is migrated.
+ */
+async function deniedMigration(conn: PoolConnection, todo: readonly Migration[], err: unknown): Promise<Error> {
+  const file = (m: Migration) => `${String(m.version).padStart(4, '0')}_${m.name}`;
+  const missing = todo.length === 1 ? `migration ${file(todo[0]!)}` : `${todo.length} migrations (${file(todo[0]!)} to ${file(todo[todo.length - 1]!)})`;
+  return new Error(
+    `the MySQL database ${await databaseOf(conn)} lacks ${missing}, and this user may not run them: ${(err as Error).message}; ` +
+    'migrate it with a user that has CREATE, ALTER, INDEX and DROP on the database (ats start, or ats keys ls, with that user in MYSQL_URL), then start again',
+    { cause: err },
+  );
+}
+
+const denied = (err: unknown): boolean => DENIED_ERRNOS.has((err as { errno?: unknown } | null)?.errno as number);
 
 /**
  * MySQL DDL commits implicitly: a migration that dies halfway is not rolled
@@ -95,17 +125,28 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
       return Number(lock.locked) === 1 ? undefined : BUSY;
     }, clock, wait);
     try {
-      await refuseForeign(conn, migrations);
-      await conn.query(CREATE_SCHEMA_MIGRATIONS);
+      const tables = await refuseForeign(conn, migrations);
+      // Only when missing: a user without CREATE (the database migrated by a DBA) is refused even an IF NOT EXISTS.
+      const hasLedger = tables.some((t) => t.toLowerCase() === 'schema_migrations');
+      if (!hasLedger) {
+        try {
+          await conn.query(CREATE_SCHEMA_MIGRATIONS);
+        } catch (err) {
+          if (denied(err)) throw await deniedMigration(conn, migrations, err);
+          throw err;
+        }
+      }
       const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
       const versions = applied.map((r) => Number(r.version));
       warnOfNewerSchema(migrations, unknownApplied(migrations, versions), wait.logger);
-      for (const m of pending(migrations, versions)) {
+      const todo = pending(migrations, versions);
+      for (const m of todo) {
         for (const [i, statement] of m.statements.entries()) {
           try {
             await conn.query(statement);
           } catch (err) {
             if (alreadyDropped(statement, err)) continue;
+            if (denied(err)) throw await deniedMigration(conn, todo.slice(todo.indexOf(m)), err);
             // An outage stays what it is (the store's callers read it as one); anything else names the migration.
             if (isMysqlUnavailable(err)) throw err;
             throw new MigrationFailed(m, err, {
