@@ -50,7 +50,7 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
   }
   trackConnections(pool);
   if (o.logger) logPoolEvents(pool, o.logger);
-  let session: { sql_mode?: unknown; charset?: unknown; version?: unknown };
+  let session: { sql_mode?: unknown; charset?: unknown; max_packet?: unknown; version?: unknown };
   try {
     const [rows] = await withTimeout(pool.query(SESSION_SETTINGS), o.connectTimeoutMs, () => new Error(`no connection within ${o.connectTimeoutMs} ms`));
     session = (rows as Array<typeof session>)[0] ?? {};
@@ -66,6 +66,11 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
   if (problem) {
     pool.end().catch(() => {});
     throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
+  }
+  const small = smallPacket(Number(session.max_packet));
+  if (small) {
+    pool.end().catch(() => {});
+    throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${small}`);
   }
   return pool;
 }
@@ -176,6 +181,23 @@ export function sessionSetup(version: string): string[] {
   const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const cached = major > 8 || (major === 8 && (minor > 0 || patch >= 3));
   return cached ? ['SET SESSION information_schema_stats_expiry = 0'] : [];
+}
+
+/**
+ * The least `max_allowed_packet` the store runs on: MariaDB's default. One
+ * statement may hold a request body of up to 4 MiB as SQL text (escaped, with
+ * the job's other columns, or a batch's rows grouped up to 4 MiB of values),
+ * and a workflow's row up to 15 MiB (engine/workflows.ts
+ * `MAX_START_ROW_SQL_BYTES`). Under it, such a request fails where the server
+ * refuses or drops the statement (a 500 or a 503 the client retries for ever).
+ */
+export const MIN_MAX_ALLOWED_PACKET = 16 * 1024 * 1024;
+
+/** Why a server's `max_allowed_packet` is too small for the store, or null (also when it was not read). */
+export function smallPacket(maxPacket: number): string | null {
+  if (!Number.isFinite(maxPacket) || maxPacket >= MIN_MAX_ALLOWED_PACKET) return null;
+  return `has max_allowed_packet at ${maxPacket} bytes, below the ${MIN_MAX_ALLOWED_PACKET} (16 MiB) one statement of the store may take; `
+    + 'raise it on the server (max_allowed_packet = 16M in its settings, or SET GLOBAL max_allowed_packet = 16777216) and start again';
 }
 
 /**

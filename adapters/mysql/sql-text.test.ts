@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { createTestDatabase, requireMysql, type TestDatabase } from '../../tests/helpers/mysql.js';
-import { formatQuery, openPool, unsupportedSession } from './connect.js';
+import { formatQuery, MIN_MAX_ALLOWED_PACKET, openPool, smallPacket, unsupportedSession } from './connect.js';
 import { literal, sqlText } from './sql-text.js';
 
 const HOSTILE = [
@@ -36,6 +36,13 @@ describe('sqlText', () => {
     assert.equal(unsupportedSession('', 'utf8mb3'), null);
     assert.match(unsupportedSession('ANSI_QUOTES,NO_BACKSLASH_ESCAPES', 'utf8mb4') ?? '', /NO_BACKSLASH_ESCAPES/);
     assert.match(unsupportedSession('', 'gbk') ?? '', /gbk/);
+  });
+
+  it('the pool refuses a server whose max_allowed_packet is below 16 MiB, saying how to raise it', () => {
+    assert.equal(smallPacket(MIN_MAX_ALLOWED_PACKET), null, 'MariaDB\'s default');
+    assert.equal(smallPacket(64 * 1024 * 1024), null, 'MySQL 8\'s default');
+    assert.equal(smallPacket(Number.NaN), null, 'not read: not refused');
+    assert.match(smallPacket(1024 * 1024) ?? '', /^has max_allowed_packet at 1048576 bytes, below the 16777216 \(16 MiB\).*raise it on the server/);
   });
 
   it('refuses values with no literal instead of guessing one', () => {

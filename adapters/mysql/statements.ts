@@ -32,8 +32,9 @@ export const PING = 'UPDATE schema_migrations SET version = version WHERE 1 = 0'
  */
 export const PING_TIMEOUT_MS = 5000;
 
-/** The session settings the store's literals rely on (sql-text.ts), checked at connect. Params: none. */
-export const SESSION_SETTINGS = 'SELECT @@SESSION.sql_mode AS sql_mode, @@SESSION.character_set_client AS charset, VERSION() AS version';
+/** The session settings the store's literals (sql-text.ts) and statements' sizes rely on, checked at connect. Params: none. */
+export const SESSION_SETTINGS = 'SELECT @@SESSION.sql_mode AS sql_mode, @@SESSION.character_set_client AS charset, '
+  + '@@SESSION.max_allowed_packet AS max_packet, VERSION() AS version';
 
 /**
  * The server's time, epoch ms. From UTC_TIMESTAMP by plain arithmetic, so the
