@@ -67,7 +67,8 @@ export async function openPool(o: PoolOptions): Promise<Pool> {
     pool.end().catch(() => {});
     throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${problem}, which the store does not support`);
   }
-  const small = smallPacket(Number(session.max_packet));
+  // Not read (NULL from a proxy, say): not refused.
+  const small = smallPacket(session.max_packet == null ? Number.NaN : Number(session.max_packet));
   if (small) {
     pool.end().catch(() => {});
     throw new AtsError('ATS_ERR_CONFIG', `MySQL at ${redactUrl(o.url)} ${small}`);

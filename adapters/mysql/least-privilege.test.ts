@@ -19,6 +19,8 @@ describe('a least-privilege MySQL user (SELECT, INSERT, UPDATE, DELETE)', async 
   const password = randomBytes(8).toString('hex');
   let migrated: TestDatabase;
   let empty: TestDatabase;
+  /** Migrated, then told it lacks the migrations from 0027 on (as a database of an older build would). */
+  let behind: TestDatabase;
   const admin = async (sql: string) => {
     const conn = await createConnection({ uri: withDatabase(mysqlUrl(), ''), connectTimeout: 5000 });
     try { await conn.query(sql); } finally { await conn.end(); }
@@ -35,11 +37,15 @@ describe('a least-privilege MySQL user (SELECT, INSERT, UPDATE, DELETE)', async 
     if (!up) return;
     migrated = await createTestDatabase();
     empty = await createTestDatabase();
-    const dba = await createMysqlStore({ url: migrated.url });
-    try { await dba.migrate(); } finally { await dba.close(); }
+    behind = await createTestDatabase();
+    for (const db of [migrated, behind]) {
+      const dba = await createMysqlStore({ url: db.url });
+      try { await dba.migrate(); } finally { await dba.close(); }
+    }
+    await admin(`DELETE FROM \`${behind.name}\`.schema_migrations WHERE version >= 27`);
     for (const host of ['%', 'localhost']) {
       await admin(`CREATE USER '${user}'@'${host}' IDENTIFIED BY '${password}'`);
-      for (const db of [migrated, empty]) await admin(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${db.name}\`.* TO '${user}'@'${host}'`);
+      for (const db of [migrated, empty, behind]) await admin(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${db.name}\`.* TO '${user}'@'${host}'`);
     }
   });
   after(async () => {
@@ -47,6 +53,7 @@ describe('a least-privilege MySQL user (SELECT, INSERT, UPDATE, DELETE)', async 
     for (const host of ['%', 'localhost']) await admin(`DROP USER IF EXISTS '${user}'@'${host}'`);
     await migrated?.drop();
     await empty?.drop();
+    await behind?.drop();
   });
 
   it('starts on a database migrated beforehand: migrate runs no DDL, and the store answers', { skip: !up }, async () => {
@@ -65,7 +72,20 @@ describe('a least-privilege MySQL user (SELECT, INSERT, UPDATE, DELETE)', async 
     try {
       await assert.rejects(store.migrate(), (err: Error) => {
         assert.match(err.message, new RegExp(`^the MySQL database ${empty.name} lacks \\d+ migrations \\(0001_init to \\d{4}_\\w+\\), and this user may not run them: CREATE command denied`));
-        assert.match(err.message, /migrate it with a user that has CREATE, ALTER, INDEX and DROP on the database/);
+        assert.match(err.message, /migrate it with a user that has CREATE, ALTER, INDEX and DROP besides SELECT, INSERT, UPDATE and DELETE \(or ALL\) on the database/);
+        return true;
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('on a database an older build migrated, says what it lacks before running any of it (a migration may begin with an UPDATE)', { skip: !up }, async () => {
+    const store = await createMysqlStore({ url: asUser(behind) });
+    try {
+      await assert.rejects(store.migrate(), (err: Error) => {
+        assert.match(err.message, new RegExp(`^the MySQL database ${behind.name} lacks \\d+ migrations \\(0027_jobs_state_updated_dropped to \\d{4}_\\w+\\), and this user may not run them: CREATE command denied`));
+        assert.match(err.message, /CREATE, ALTER, INDEX and DROP besides SELECT, INSERT, UPDATE and DELETE/);
         return true;
       });
     } finally {

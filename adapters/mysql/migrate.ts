@@ -96,10 +96,11 @@ const DENIED_ERRNOS: ReadonlySet<number> = new Set([
  */
 async function deniedMigration(conn: PoolConnection, todo: readonly Migration[], err: unknown): Promise<Error> {
   const file = (m: Migration) => `${String(m.version).padStart(4, '0')}_${m.name}`;
-  const missing = todo.length === 1 ? `migration ${file(todo[0]!)}` : `${todo.length} migrations (${file(todo[0]!)} to ${file(todo[todo.length - 1]!)})`;
+  const missing = todo.length === 1 ? `migration ${file(todo[0]!)}, and this user may not run it` : `${todo.length} migrations (${file(todo[0]!)} to ${file(todo[todo.length - 1]!)}), and this user may not run them`;
   return new Error(
-    `the MySQL database ${await databaseOf(conn)} lacks ${missing}, and this user may not run them: ${(err as Error).message}; ` +
-    'migrate it with a user that has CREATE, ALTER, INDEX and DROP on the database (ats start, or ats keys ls, with that user in MYSQL_URL), then start again',
+    `the MySQL database ${await databaseOf(conn)} lacks ${missing}: ${(err as Error).message}; ` +
+    'migrate it with a user that has CREATE, ALTER, INDEX and DROP besides SELECT, INSERT, UPDATE and DELETE (or ALL) on the database ' +
+    '(ats start, or ats keys ls, with that user in MYSQL_URL), then start again',
     { cause: err },
   );
 }
@@ -126,20 +127,21 @@ export async function migrateMysql(pool: Pool, clock: StoreClock, dir = MYSQL_MI
     }, clock, wait);
     try {
       const tables = await refuseForeign(conn, migrations);
-      // Only when missing: a user without CREATE (the database migrated by a DBA) is refused even an IF NOT EXISTS.
-      const hasLedger = tables.some((t) => t.toLowerCase() === 'schema_migrations');
-      if (!hasLedger) {
+      const hasLedger = tables.includes('schema_migrations');
+      const versions = hasLedger ? (await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS))[0].map((r) => Number(r.version)) : [];
+      warnOfNewerSchema(migrations, unknownApplied(migrations, versions), wait.logger);
+      const todo = pending(migrations, versions);
+      // The ledger made when missing, and run again (IF NOT EXISTS) when there is something to migrate, as a check
+      // of the user's privileges before any migration's statement runs (some begin with an UPDATE of every job).
+      // Nothing to migrate, nothing run: a user without CREATE (the database migrated by a DBA) is refused even this.
+      if (!hasLedger || todo.length > 0) {
         try {
           await conn.query(CREATE_SCHEMA_MIGRATIONS);
         } catch (err) {
-          if (denied(err)) throw await deniedMigration(conn, migrations, err);
+          if (denied(err)) throw await deniedMigration(conn, todo, err);
           throw err;
         }
       }
-      const [applied] = await conn.query<RowDataPacket[]>(SELECT_APPLIED_MIGRATIONS);
-      const versions = applied.map((r) => Number(r.version));
-      warnOfNewerSchema(migrations, unknownApplied(migrations, versions), wait.logger);
-      const todo = pending(migrations, versions);
       for (const m of todo) {
         for (const [i, statement] of m.statements.entries()) {
           try {

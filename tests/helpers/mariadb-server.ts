@@ -32,8 +32,8 @@ export interface PrivateMariadb {
   errorLog(): string;
 }
 
-/** Creates a datadir (mariadb-install-db) for a server on `port`; call `start()` next. */
-export function createPrivateMariadb(port: number): PrivateMariadb {
+/** Creates a datadir (mariadb-install-db) for a server on `port`, started with `args` besides its own; call `start()` next. */
+export function createPrivateMariadb(port: number, args: readonly string[] = []): PrivateMariadb {
   const base = mkdtempSync(join(tmpdir(), `ats-mariadb-${port}-`));
   const datadir = join(base, 'data');
   // Its own temp dir, not the machine's /tmp: once a bootstrap's temp table there was gone before
@@ -70,7 +70,7 @@ export function createPrivateMariadb(port: number): PrivateMariadb {
         `--socket=${join(base, 'mysqld.sock')}`, `--pid-file=${join(base, 'mysqld.pid')}`, '--user=root',
         '--skip-grant-tables', '--skip-name-resolve', '--skip-log-bin', '--innodb-buffer-pool-size=128M',
         // Survives a kill of the process (the OS keeps what was written), not of the machine: enough here.
-        '--innodb-flush-log-at-trx-commit=2', '--max-connections=500', '--log-error=',
+        '--innodb-flush-log-at-trx-commit=2', '--max-connections=500', '--log-error=', ...args,
       ], { stdio: ['ignore', 'pipe', 'pipe'] });
       const c = child;
       const append = (d: Buffer) => { log = (log + d.toString()).slice(-20_000); };
