@@ -149,22 +149,30 @@ for (const [name, start, skip] of backends) {
     });
 
     test('a concurrency hold reckons from when the key\'s running attempt started: the same start at every read while it runs', async () => {
-      const { queue, key } = await limited({ concurrency: 1, rate: null }, LONG_RUN_MS);
-      const first = await submit(queue, { concurrencyKey: key });
-      const second = await submit(queue, { concurrencyKey: key });
-      const claimed = await claim(first);
-      assert.ok(claimed.ok);
-      const started = claimed.job.updatedAt; // the STARTED event's time
-      const a = await read(second);
-      await sleep(100);
-      const b = await read(second);
-      const readsDone = Date.now();
-      assert.ok(a.eta && b.eta, 'ETAs');
-      assert.equal(a.eta.basis.held, 'concurrency');
-      const frees = started + a.eta.basis.medianRunMs;
-      assert.ok(frees > readsDone, `the reads ended ${readsDone - started} ms after the start, within the median run (${a.eta.basis.medianRunMs} ms): what this test needs`);
-      assert.ok(Math.abs(Date.parse(a.eta.start) - frees) <= 1, `starts ${Date.parse(a.eta.start) - started} ms after the running attempt's start, a median run (${a.eta.basis.medianRunMs} ms)`);
-      assert.equal(b.eta.start, a.eta.start, 'read 100 ms later: the same start, not a median run from the read');
+      const { queue } = await limited({ concurrency: 1, rate: null }, LONG_RUN_MS);
+      // The reads must end within the running attempt's median run: a stall of the machine longer than that tries
+      // again on a key of its own (the jobs of a try before stay as they are: another key's, they hold nothing here).
+      for (let tries = 1; ; tries++) {
+        const key = `k-${queue}-${tries}`;
+        await t.store.putLimit(key, { concurrency: 1, rate: null }, Date.now());
+        const first = await submit(queue, { concurrencyKey: key });
+        const second = await submit(queue, { concurrencyKey: key });
+        const claimed = await claim(first);
+        assert.ok(claimed.ok);
+        const started = claimed.job.updatedAt; // the STARTED event's time
+        const a = await read(second);
+        await sleep(100);
+        const b = await read(second);
+        const readsDone = Date.now();
+        assert.ok(a.eta && b.eta, 'ETAs');
+        const frees = started + a.eta.basis.medianRunMs;
+        if (frees <= readsDone && tries < 3) continue;
+        assert.ok(frees > readsDone, `the reads ended ${readsDone - started} ms after the start, within the median run (${a.eta.basis.medianRunMs} ms): what this test needs`);
+        assert.equal(a.eta.basis.held, 'concurrency');
+        assert.ok(Math.abs(Date.parse(a.eta.start) - frees) <= 1, `starts ${Date.parse(a.eta.start) - started} ms after the running attempt's start, a median run (${a.eta.basis.medianRunMs} ms)`);
+        assert.equal(b.eta.start, a.eta.start, 'read 100 ms later: the same start, not a median run from the read');
+        break;
+      }
     });
 
     test('a job held by its limit\'s concurrency whose rate allows no start yet starts no sooner than the rate allows', async () => {

@@ -3,8 +3,9 @@
  * SQLite: each PUT answers the limit it set (never another request's, never
  * a 500), one PUT of a new key creates it, and what is stored at the end is
  * what one of the last round's PUTs answered. New keys of one tenant created
- * at once (a provisioning script) all are: they wait for each other at the
- * tenant's count, not deadlock until their tries run out.
+ * at once (a provisioning script) all are: past the tenant's first key they
+ * wait for each other at the tenant's count, and the few that deadlock on its
+ * first rows are run again.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

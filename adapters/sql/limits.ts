@@ -132,7 +132,9 @@ function* replaceProgram(d: Dialect, key: string, spec: LimitSpec, now: number):
  * meanwhile. The count comes first and locks the tenant's key range (MySQL:
  * FOR UPDATE, the new key's gap with it; SQLite: the write transaction), so
  * creations at once wait for each other at the count instead of each locking
- * the missing row first and then deadlocking on the other's insert.
+ * the missing row first and then deadlocking on the other's insert; but for a
+ * tenant's first keys, whose empty range locks no row: creations at once may
+ * deadlock there, and are run again (the store's retries).
  */
 function* createProgram(d: Dialect, key: string, spec: LimitSpec, now: number, max: number | undefined): Program<PutLimit | 'full'> {
   if (max !== undefined) {
