@@ -137,16 +137,15 @@ function* replaceProgram(d: Dialect, key: string, spec: LimitSpec, now: number):
  * deadlock there, and are run again (the store's retries).
  */
 function* createProgram(d: Dialect, key: string, spec: LimitSpec, now: number, max: number | undefined): Program<PutLimit | 'full'> {
+  let count = 0;
   if (max !== undefined) {
     const where = tenantKeys(splitLimitKey(key).tenant);
-    const { rows: [count] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
-    const replaced = yield* replaceProgram(d, key, spec, now);
-    if (replaced) return replaced;
-    if (toNum(count?.n ?? 0) >= max) return 'full';
-  } else {
-    const replaced = yield* replaceProgram(d, key, spec, now);
-    if (replaced) return replaced;
+    const { rows: [row] } = yield { sql: `SELECT COUNT(*) AS n FROM limits ${where.sql} ${d.forUpdate}`, params: where.params };
+    count = toNum(row?.n ?? 0);
   }
+  const replaced = yield* replaceProgram(d, key, spec, now);
+  if (replaced) return replaced;
+  if (max !== undefined && count >= max) return 'full';
   yield { sql: `INSERT INTO limits (${COLUMNS}) VALUES (?, ?, ?, ?, 0, ?, ?)`, params: [key, spec.concurrency, ...rateColumns(spec), now, now], final: true };
   return { limit: { key, ...spec, tat: 0, createdAt: now, updatedAt: now }, created: true };
 }
